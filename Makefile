@@ -1,0 +1,51 @@
+# lthost — `make run` trains the default example; `make test` runs every test.
+# Both install what is missing (a project venv with torch, the wasm32-wasip2 target) and
+# build once, with one cargo profile (release) and one target dir.
+
+SHELL := /bin/bash
+VENV := $(CURDIR)/.venv
+PY := $(VENV)/bin/python
+export PATH := $(VENV)/bin:$(PATH)
+export LIBTORCH_USE_PYTORCH := 1
+CARGO ?= cargo
+PLUGINS := digits-mlp parity-rnn parity-mlp faulty
+PLUGIN_DIR := target/plugins
+LTHOST := target/release/lthost
+# Test threads: two lthost processes at a time on a 2-core machine.
+TEST_THREADS ?= 2
+
+.PHONY: run test setup host plugins reference bench clean-logs
+
+run: host plugins
+	$(LTHOST) run $(PLUGIN_DIR)/digits-mlp.wasm --config plugins/digits-mlp/run.toml
+
+test: host plugins reference
+	$(CARGO) test --release -p lthost -- --test-threads $(TEST_THREADS)
+
+setup: .stamps/venv .stamps/wasm-target
+
+.stamps/venv: requirements.txt
+	@mkdir -p .stamps
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+.stamps/wasm-target:
+	@mkdir -p .stamps
+	rustup target add wasm32-wasip2
+	@touch $@
+
+host: setup
+	$(CARGO) build --release -p lthost
+
+plugins: setup
+	$(CARGO) build --release --target wasm32-wasip2 $(addprefix -p ,$(PLUGINS))
+	@mkdir -p $(PLUGIN_DIR)
+	@for p in $(PLUGINS); do cp target/wasm32-wasip2/release/$${p//-/_}.wasm $(PLUGIN_DIR)/$$p.wasm; done
+
+# Reference losses from PyTorch itself (the parity oracle).
+reference: setup
+	$(PY) tests/reference/parity_reference.py tests/reference/parity.json
+
+clean-logs:
+	rm -rf lightning_logs

@@ -1,0 +1,132 @@
+//! Lightning's logger connector and result collection. Logged values arrive as tensors and
+//! stay tensors: step values are kept until a logger or the progress bar reads them, epoch
+//! values accumulate on the device (weighted by batch size for means). Reading a value is
+//! the only host sync, and happens only when something shows or writes it.
+
+use std::collections::BTreeMap;
+
+use anyhow::{anyhow, Result};
+use tch::{Kind, Tensor};
+
+use crate::context::{LogRecord, ReduceFx};
+use crate::error::torch_message;
+
+/// Where a metric goes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Routing {
+    pub prog_bar: bool,
+    pub logger: bool,
+}
+
+struct EpochAcc {
+    value: Tensor,
+    weight: f64,
+    reduce: ReduceFx,
+    routing: Routing,
+}
+
+/// The values logged in one loop (training or an evaluation run).
+#[derive(Default)]
+pub struct ResultCollection {
+    step: BTreeMap<String, (Tensor, Routing)>,
+    epoch: BTreeMap<String, EpochAcc>,
+}
+
+fn as_float(t: &Tensor) -> Result<Tensor> {
+    t.f_to_kind(Kind::Double).map_err(|e| anyhow!("logging: {}", torch_message(&e)))
+}
+
+impl ResultCollection {
+    /// Takes what a hook logged. `batch_size` weights epoch means (Lightning's default).
+    pub fn add(&mut self, records: Vec<LogRecord>, batch_size: i64) -> Result<()> {
+        for r in records {
+            let routing = Routing { prog_bar: r.prog_bar, logger: r.logger };
+            let both = r.on_step && r.on_epoch;
+            let value = as_float(&r.value)?.f_reshape([]).map_err(|e| anyhow!("logging `{}`: {}", r.name, torch_message(&e)))?;
+            if r.on_step {
+                let key = if both { format!("{}_step", r.name) } else { r.name.clone() };
+                self.step.insert(key, (value.shallow_clone(), routing));
+            }
+            if r.on_epoch {
+                let key = if both { format!("{}_epoch", r.name) } else { r.name.clone() };
+                let w = r.batch_size.map(|b| b as f64).unwrap_or(batch_size as f64);
+                let contrib = if r.reduce_fx == ReduceFx::Mean { (&value * w).shallow_clone() } else { value.shallow_clone() };
+                match self.epoch.get_mut(&key) {
+                    None => {
+                        self.epoch.insert(key, EpochAcc { value: contrib, weight: w, reduce: r.reduce_fx, routing });
+                    }
+                    Some(acc) => {
+                        acc.value = match acc.reduce {
+                            ReduceFx::Mean | ReduceFx::Sum => &acc.value + &contrib,
+                            ReduceFx::Max => acc.value.maximum(&contrib),
+                            ReduceFx::Min => acc.value.minimum(&contrib),
+                        };
+                        acc.weight += w;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The latest step values (still tensors).
+    pub fn step_metrics(&self) -> Vec<(String, Tensor, Routing)> {
+        self.step.iter().map(|(k, (v, r))| (k.clone(), v.shallow_clone(), *r)).collect()
+    }
+
+    /// Epoch values reduced (still tensors).
+    pub fn epoch_metrics(&self) -> Vec<(String, Tensor, Routing)> {
+        self.epoch
+            .iter()
+            .map(|(k, a)| {
+                let v = if a.reduce == ReduceFx::Mean && a.weight > 0.0 { &a.value / a.weight } else { a.value.shallow_clone() };
+                (k.clone(), v, a.routing)
+            })
+            .collect()
+    }
+
+    pub fn clear_step(&mut self) {
+        self.step.clear();
+    }
+
+    pub fn reset(&mut self) {
+        self.step.clear();
+        self.epoch.clear();
+    }
+}
+
+/// Reads tensors to numbers: the one place a logged value syncs with the device.
+pub fn read(metrics: &[(String, Tensor, Routing)], keep: impl Fn(&Routing) -> bool) -> BTreeMap<String, f64> {
+    metrics
+        .iter()
+        .filter(|(_, _, r)| keep(r))
+        .filter_map(|(k, v, _)| v.f_double_value(&[]).ok().map(|x| (k.clone(), x)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(name: &str, v: f64, on_step: bool, on_epoch: bool, reduce: ReduceFx) -> LogRecord {
+        LogRecord { name: name.into(), value: Tensor::from(v), prog_bar: true, logger: true, on_step, on_epoch, reduce_fx: reduce, batch_size: None }
+    }
+
+    #[test]
+    fn epoch_mean_is_weighted_by_batch_size() {
+        let mut rc = ResultCollection::default();
+        rc.add(vec![rec("acc", 1.0, false, true, ReduceFx::Mean)], 30).unwrap();
+        rc.add(vec![rec("acc", 0.0, false, true, ReduceFx::Mean)], 10).unwrap();
+        let m = read(&rc.epoch_metrics(), |_| true);
+        assert!((m["acc"] - 0.75).abs() < 1e-12);
+    }
+
+    #[test]
+    fn step_and_epoch_get_suffixes() {
+        let mut rc = ResultCollection::default();
+        rc.add(vec![rec("loss", 2.0, true, true, ReduceFx::Max)], 4).unwrap();
+        rc.add(vec![rec("loss", 3.0, true, true, ReduceFx::Max)], 4).unwrap();
+        assert_eq!(read(&rc.step_metrics(), |_| true)["loss_step"], 3.0);
+        assert_eq!(read(&rc.epoch_metrics(), |_| true)["loss_epoch"], 3.0);
+    }
+}

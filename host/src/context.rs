@@ -1,0 +1,135 @@
+//! What a hook can see and change while it runs: the state dict, the trainer's state, the
+//! values it logs. The loops own one [`RunContext`] and lend it to every hook, native or WASM.
+
+use std::path::PathBuf;
+
+use tch::{Device, Tensor};
+
+use crate::engine::params::ParamStore;
+
+/// Lightning's `RunningStage`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Stage {
+    #[default]
+    Fit,
+    Validate,
+    Test,
+    Predict,
+    SanityCheck,
+}
+
+impl Stage {
+    /// The Lightning name of the stage, as used in hook names and metric prefixes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Fit => "fit",
+            Stage::Validate => "validate",
+            Stage::Test => "test",
+            Stage::Predict => "predict",
+            Stage::SanityCheck => "sanity_check",
+        }
+    }
+}
+
+/// How an epoch-level value is reduced (Lightning's `reduce_fx`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReduceFx {
+    Mean,
+    Sum,
+    Max,
+    Min,
+}
+
+/// One `self.log(...)` call, kept as a tensor: nothing is read back here.
+#[derive(Debug)]
+pub struct LogRecord {
+    pub name: String,
+    pub value: Tensor,
+    pub prog_bar: bool,
+    pub logger: bool,
+    pub on_step: bool,
+    pub on_epoch: bool,
+    pub reduce_fx: ReduceFx,
+    pub batch_size: Option<u32>,
+}
+
+/// Options as the plugin gave them; `None` takes Lightning's default for the hook.
+#[derive(Debug, Clone, Copy)]
+pub struct LogOptions {
+    pub prog_bar: bool,
+    pub logger: bool,
+    pub on_step: Option<bool>,
+    pub on_epoch: Option<bool>,
+    pub reduce_fx: ReduceFx,
+    pub batch_size: Option<u32>,
+}
+
+#[derive(Debug)]
+pub struct RunContext {
+    pub params: ParamStore,
+    /// Where the model's tensors live.
+    pub device: Device,
+    /// Where tensors made by the current hook go: the device in model hooks, the CPU in
+    /// data hooks (the loader moves batches).
+    pub creation_device: Device,
+    pub stage: Stage,
+    /// Train mode (dropout, batch-norm statistics) versus eval mode.
+    pub training: bool,
+    pub current_epoch: u64,
+    pub global_step: u64,
+    pub max_epochs: Option<u64>,
+    /// The values logged by the hook that is running; the loop drains them.
+    pub logs: Vec<LogRecord>,
+    /// The read-only directory the plugin was granted, if any.
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Default for RunContext {
+    fn default() -> Self {
+        RunContext {
+            params: ParamStore::default(),
+            device: Device::Cpu,
+            creation_device: Device::Cpu,
+            stage: Stage::Fit,
+            training: false,
+            current_epoch: 0,
+            global_step: 0,
+            max_epochs: None,
+            logs: Vec::new(),
+            data_dir: None,
+        }
+    }
+}
+
+impl RunContext {
+    /// Records a `self.log` call, filling in Lightning's defaults: training hooks log on
+    /// step, evaluation hooks on epoch.
+    pub fn log(&mut self, name: &str, value: Tensor, opts: LogOptions) {
+        let in_training = self.stage == Stage::Fit && self.training;
+        let on_step = opts.on_step.unwrap_or(in_training);
+        let on_epoch = opts.on_epoch.unwrap_or(!in_training);
+        self.logs.push(LogRecord {
+            name: name.to_string(),
+            value: value.detach(),
+            prog_bar: opts.prog_bar,
+            logger: opts.logger,
+            on_step,
+            on_epoch,
+            reduce_fx: opts.reduce_fx,
+            batch_size: opts.batch_size,
+        });
+    }
+
+    /// A string naming a device the way torch prints it.
+    pub fn device_name(&self) -> String {
+        device_name(self.device)
+    }
+}
+
+pub fn device_name(d: Device) -> String {
+    match d {
+        Device::Cpu => "cpu".to_string(),
+        Device::Cuda(i) => format!("cuda:{i}"),
+        other => format!("{other:?}").to_lowercase(),
+    }
+}

@@ -1,0 +1,8 @@
+//! The tensor engine on libtorch: dtypes, parameter store, torch.nn-exact layers and
+//! initialisation, torch.optim-exact optimizers.
+
+pub mod dtype;
+pub mod init;
+pub mod layers;
+pub mod optim;
+pub mod params;

@@ -1,0 +1,67 @@
+//! The errors lthost reports: an op that libtorch refused ([`OpError`]) and a plugin hook
+//! that failed ([`PluginError`]), which names the plugin, the hook and the op.
+
+use std::fmt;
+
+/// A tensor operation that could not run: the op's name and why (shapes, dtypes).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("op `{op}`: {detail}")]
+pub struct OpError {
+    pub op: String,
+    pub detail: String,
+}
+
+pub type OpResult<T> = Result<T, OpError>;
+
+impl OpError {
+    pub fn new(op: impl Into<String>, detail: impl Into<String>) -> Self {
+        OpError { op: op.into(), detail: detail.into() }
+    }
+
+    /// Wraps a libtorch error, keeping its message and dropping the C++ stack dump.
+    pub fn torch(op: impl Into<String>, err: tch::TchError) -> Self {
+        OpError::new(op, torch_message(&err))
+    }
+}
+
+/// The useful part of a libtorch error: the text before "Exception raised from".
+pub fn torch_message(err: &tch::TchError) -> String {
+    let text = match err {
+        tch::TchError::Torch(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let cut = text.find("Exception raised from").unwrap_or(text.len());
+    text[..cut].trim().replace('\n', " ")
+}
+
+/// Formats shapes for error messages: `[4, 3]`.
+pub fn shape_of(t: &tch::Tensor) -> String {
+    format!("{:?}", t.size())
+}
+
+/// A failure inside a plugin hook: a trap, a failed op, a limit hit, bad output.
+#[derive(Debug, Clone)]
+pub struct PluginError {
+    pub plugin: String,
+    pub hook: String,
+    pub op: Option<String>,
+    pub detail: String,
+    /// The guest's wasm backtrace, when there is one (innermost frame first).
+    pub backtrace: Option<String>,
+}
+
+impl fmt::Display for PluginError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "plugin `{}` failed in hook `{}`", self.plugin, self.hook)?;
+        if let Some(op) = &self.op {
+            write!(f, " at op `{op}`")?;
+        }
+        write!(f, ": {}", self.detail)?;
+        if let Some(bt) = &self.backtrace {
+            write!(f, "\nwasm backtrace:\n{bt}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for PluginError {}

@@ -1,0 +1,18 @@
+//! lthost: a Lightning-style trainer whose user code (LightningModule, DataModule) runs as
+//! sandboxed WebAssembly components, while the host owns libtorch, the loops, the data
+//! path, logging and progress tracking.
+//!
+//! The loops drive the host-side traits in [`module`]; a WASM component is one
+//! implementation of them ([`plugin`]), a native Rust type is another.
+
+pub mod callbacks;
+pub mod config;
+pub mod connectors;
+pub mod context;
+pub mod engine;
+pub mod error;
+pub mod loggers;
+pub mod loops;
+pub mod module;
+pub mod plugin;
+pub mod trainer;

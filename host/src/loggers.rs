@@ -1,0 +1,81 @@
+//! Experiment loggers. The CSV logger writes Lightning's layout
+//! (`<root>/lightning_logs/version_N/{metrics.csv,hparams.yaml}`).
+
+pub mod csv;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result};
+use serde_json::Value;
+
+pub use csv::CsvLogger;
+
+pub trait Logger {
+    fn name(&self) -> &str;
+    fn version(&self) -> u64;
+    fn log_dir(&self) -> &Path;
+    fn log_hyperparams(&mut self, hparams: &Value) -> Result<()>;
+    fn log_metrics(&mut self, metrics: &BTreeMap<String, f64>, step: u64) -> Result<()>;
+    /// Writes what is buffered.
+    fn save(&mut self) -> Result<()>;
+}
+
+/// The next free `version_N` under `root/name` (Lightning's numbering).
+pub fn next_version(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_prefix("version_")).and_then(|v| v.parse::<u64>().ok()))
+        .map(|v| v + 1)
+        .max()
+        .unwrap_or(0)
+}
+
+/// Writes `contents` to `path` atomically: a temp file in the same directory, fsync, rename.
+/// A crash leaves the old file or the new one, never half of one.
+pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
+    use std::io::Write as _;
+    let dir: PathBuf = path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(&dir).with_context(|| format!("creating a temp file in {}", dir.display()))?;
+    tmp.write_all(contents)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// hparams as YAML (the subset JSON values need): what Lightning's `hparams.yaml` holds.
+pub fn to_yaml(v: &Value) -> String {
+    fn scalar(v: &Value) -> String {
+        match v {
+            Value::String(s) => serde_json::to_string(s).unwrap_or_default(),
+            Value::Null => "null".into(),
+            other => other.to_string(),
+        }
+    }
+    match v {
+        Value::Object(map) if map.is_empty() => "{}\n".into(),
+        Value::Object(map) => map.iter().map(|(k, v)| format!("{}: {}\n", serde_json::to_string(k).unwrap_or_default().trim_matches('"'), scalar(v))).collect(),
+        other => format!("{}\n", scalar(other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_count_up() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(next_version(d.path()), 0);
+        std::fs::create_dir(d.path().join("version_0")).unwrap();
+        std::fs::create_dir(d.path().join("version_3")).unwrap();
+        assert_eq!(next_version(d.path()), 4);
+    }
+
+    #[test]
+    fn yaml_of_flat_hparams() {
+        let v = serde_json::json!({"lr": 0.01, "name": "mlp", "layers": [1, 2]});
+        assert_eq!(to_yaml(&v), "layers: [1,2]\nlr: 0.01\nname: \"mlp\"\n");
+    }
+}

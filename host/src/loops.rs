@@ -1,0 +1,12 @@
+//! Lightning's lifecycle loops, layered fit → training epoch → optimization step, with
+//! evaluation and prediction beside them. The loops drive the [`crate::module`] traits and
+//! never see wasmtime.
+
+pub mod evaluation;
+pub mod fetchers;
+pub mod fit;
+pub mod optimization;
+pub mod prediction;
+pub mod progress;
+pub mod state;
+pub mod training_epoch;

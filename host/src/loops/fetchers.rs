@@ -1,0 +1,154 @@
+//! Data fetchers: a [`DataLoader`] batches a [`DatasetSpec`]'s columns along dim 0 (shuffled
+//! per epoch when asked), and moves each batch to the run's device.
+
+use anyhow::{bail, Result};
+use tch::{Device, Kind, Tensor};
+
+use crate::error::torch_message;
+use crate::module::{DatasetSpec, Split};
+
+pub struct DataLoader {
+    pub split: Split,
+    columns: Vec<Tensor>,
+    len: i64,
+    batch_size: i64,
+    shuffle: bool,
+    drop_last: bool,
+}
+
+impl DataLoader {
+    pub fn new(spec: DatasetSpec, split: Split, source: &str) -> Result<Self> {
+        let name = split.name();
+        if spec.columns.is_empty() {
+            bail!("{source}: the {name} dataset has no columns");
+        }
+        if spec.batch_size == 0 {
+            bail!("{source}: the {name} dataset has batch size 0");
+        }
+        let mut len = None;
+        for (i, c) in spec.columns.iter().enumerate() {
+            if c.dim() == 0 {
+                bail!("{source}: column {i} of the {name} dataset is a scalar; columns are batched along dim 0");
+            }
+            let n = c.size()[0];
+            match len {
+                None => len = Some(n),
+                Some(l) if l != n => bail!("{source}: the {name} dataset's columns differ in length along dim 0 ({l} vs {n} in column {i})"),
+                _ => {}
+            }
+        }
+        let len = len.unwrap_or(0);
+        Ok(DataLoader { split, columns: spec.columns, len, batch_size: spec.batch_size as i64, shuffle: spec.shuffle, drop_last: spec.drop_last })
+    }
+
+    pub fn len(&self) -> i64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn num_batches(&self) -> usize {
+        let n = if self.drop_last { self.len / self.batch_size } else { (self.len + self.batch_size - 1) / self.batch_size };
+        n as usize
+    }
+
+    /// One pass over the data. With `shuffle`, the order is a `randperm` drawn from the
+    /// run's seeded generator at the start of the pass.
+    pub fn epoch(&self, device: Device) -> Result<EpochBatches<'_>> {
+        let order = if self.shuffle {
+            Some(Tensor::f_randperm(self.len, (Kind::Int64, Device::Cpu)).map_err(|e| anyhow::anyhow!("shuffling: {}", torch_message(&e)))?)
+        } else {
+            None
+        };
+        Ok(EpochBatches { loader: self, order, next: 0, device })
+    }
+}
+
+pub struct EpochBatches<'a> {
+    loader: &'a DataLoader,
+    order: Option<Tensor>,
+    next: usize,
+    device: Device,
+}
+
+impl EpochBatches<'_> {
+    fn batch(&self, i: usize) -> Result<Vec<Tensor>> {
+        let l = self.loader;
+        let start = i as i64 * l.batch_size;
+        let size = l.batch_size.min(l.len - start);
+        let index = match &self.order {
+            Some(o) => Some(o.f_narrow(0, start, size)?),
+            None => None,
+        };
+        let mut out = Vec::with_capacity(l.columns.len());
+        for c in &l.columns {
+            let part = match &index {
+                Some(ix) => c.f_index_select(0, ix)?,
+                None => c.f_narrow(0, start, size)?,
+            };
+            out.push(if self.device == Device::Cpu { part } else { part.f_to_device(self.device)? });
+        }
+        Ok(out)
+    }
+}
+
+impl Iterator for EpochBatches<'_> {
+    type Item = Result<Vec<Tensor>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.next >= self.loader.num_batches() {
+            return None;
+        }
+        let i = self.next;
+        self.next += 1;
+        Some(self.batch(i).map_err(|e| anyhow::anyhow!("fetching {} batch {i}: {e}", self.loader.split.name())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(n: i64, bs: usize, drop_last: bool) -> DatasetSpec {
+        DatasetSpec {
+            columns: vec![Tensor::arange(n, (Kind::Int64, Device::Cpu)), Tensor::zeros([n, 2], (Kind::Float, Device::Cpu))],
+            batch_size: bs,
+            shuffle: false,
+            drop_last,
+        }
+    }
+
+    #[test]
+    fn batches_cover_the_data_in_order() {
+        let dl = DataLoader::new(spec(10, 4, false), Split::Train, "t").unwrap();
+        assert_eq!(dl.num_batches(), 3);
+        let sizes: Vec<i64> = dl.epoch(Device::Cpu).unwrap().map(|b| b.unwrap()[0].size()[0]).collect();
+        assert_eq!(sizes, vec![4, 4, 2]);
+        let dl = DataLoader::new(spec(10, 4, true), Split::Train, "t").unwrap();
+        assert_eq!(dl.num_batches(), 2);
+    }
+
+    #[test]
+    fn refuses_ragged_columns() {
+        let s = DatasetSpec {
+            columns: vec![Tensor::zeros([3], (Kind::Float, Device::Cpu)), Tensor::zeros([4], (Kind::Float, Device::Cpu))],
+            batch_size: 2,
+            shuffle: false,
+            drop_last: false,
+        };
+        let err = DataLoader::new(s, Split::Val, "p").err().unwrap().to_string();
+        assert!(err.contains("differ in length"), "{err}");
+    }
+
+    #[test]
+    fn shuffle_is_a_permutation() {
+        let mut s = spec(9, 4, false);
+        s.shuffle = true;
+        let dl = DataLoader::new(s, Split::Train, "t").unwrap();
+        let mut seen: Vec<i64> = dl.epoch(Device::Cpu).unwrap().flat_map(|b| Vec::<i64>::try_from(&b.unwrap()[0]).unwrap()).collect();
+        seen.sort();
+        assert_eq!(seen, (0..9).collect::<Vec<_>>());
+    }
+}

@@ -1,0 +1,175 @@
+//! The `lthost` command: `lthost run plugin.wasm` trains with defaults that just work;
+//! `fit`, `validate`, `test` and `predict` take a run file and flags.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+use clap::{Args, Parser, Subcommand};
+use lthost::config::RunConfig;
+use lthost::context::Stage;
+use lthost::module::DataModule;
+use lthost::plugin::{self, runtime::Runtime, WasmPlugin};
+use lthost::trainer::Trainer;
+use serde_json::Value;
+
+#[derive(Parser)]
+#[command(name = "lthost", version, about = "A Lightning-style trainer for models written as WebAssembly components")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a plugin (same as `fit`).
+    Run(RunArgs),
+    /// Train: `trainer.fit(model, datamodule)`.
+    Fit(RunArgs),
+    /// One pass over the validation data.
+    Validate(RunArgs),
+    /// One pass over the test data.
+    Test(RunArgs),
+    /// Predict over the predict data; writes `predictions.safetensors`.
+    Predict(RunArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The plugin component (.wasm): a LightningModule, and a DataModule unless --data names one.
+    plugin: PathBuf,
+    /// A separate DataModule component.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// A TOML run file with [trainer], [plugin] and [hparams] tables.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Hyper-parameters as a JSON object, merged over the run file's [hparams].
+    #[arg(long)]
+    hparams: Option<String>,
+    /// Directory the plugin may read (read-only).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    #[arg(long)]
+    max_epochs: Option<u64>,
+    #[arg(long)]
+    max_steps: Option<i64>,
+    /// auto, cpu or cuda.
+    #[arg(long)]
+    accelerator: Option<String>,
+    #[arg(long)]
+    seed: Option<u64>,
+    /// libtorch intra-op threads.
+    #[arg(long)]
+    threads: Option<usize>,
+    #[arg(long)]
+    default_root_dir: Option<PathBuf>,
+    #[arg(long)]
+    log_every_n_steps: Option<u64>,
+    #[arg(long)]
+    num_sanity_val_steps: Option<i64>,
+    /// Plain output: no progress bar.
+    #[arg(long)]
+    no_progress_bar: bool,
+    /// Longest a single plugin hook may run, in seconds.
+    #[arg(long)]
+    hook_timeout_s: Option<f64>,
+    /// Most memory the plugin may use, in MiB.
+    #[arg(long)]
+    memory_limit_mb: Option<u64>,
+}
+
+impl RunArgs {
+    fn config(&self) -> Result<RunConfig> {
+        let mut cfg = match &self.config {
+            Some(p) => RunConfig::from_file(p)?,
+            None => RunConfig::default(),
+        };
+        let t = &mut cfg.trainer;
+        if let Some(v) = self.max_epochs { t.max_epochs = Some(v); }
+        if let Some(v) = self.max_steps { t.max_steps = v; }
+        if let Some(v) = &self.accelerator { t.accelerator = v.clone(); }
+        if let Some(v) = self.seed { t.seed = Some(v); }
+        if let Some(v) = self.threads { t.threads = Some(v); }
+        if let Some(v) = &self.default_root_dir { t.default_root_dir = v.clone(); }
+        if let Some(v) = self.log_every_n_steps { t.log_every_n_steps = v; }
+        if let Some(v) = self.num_sanity_val_steps { t.num_sanity_val_steps = v; }
+        if self.no_progress_bar { t.enable_progress_bar = false; }
+        let p = &mut cfg.plugin;
+        if let Some(v) = &self.data_dir { p.data_dir = Some(v.clone()); }
+        if let Some(v) = self.hook_timeout_s { p.hook_timeout_s = v; }
+        if let Some(v) = self.memory_limit_mb { p.memory_limit_mb = v; }
+        Ok(cfg)
+    }
+}
+
+fn plugin_name(path: &Path) -> String {
+    path.file_stem().and_then(|s| s.to_str()).unwrap_or("plugin").to_string()
+}
+
+fn run(cmd: Command) -> Result<()> {
+    let (args, stage) = match &cmd {
+        Command::Run(a) | Command::Fit(a) => (a, Stage::Fit),
+        Command::Validate(a) => (a, Stage::Validate),
+        Command::Test(a) => (a, Stage::Test),
+        Command::Predict(a) => (a, Stage::Predict),
+    };
+    let mut cfg = args.config()?;
+    let name = plugin_name(&args.plugin);
+    if let Some(h) = &args.hparams {
+        cfg.merge_hparams_json(h).map_err(|e| anyhow::anyhow!("plugin `{name}`, hook `configure`: {e}"))?;
+    }
+    cfg.trainer.validate()?;
+    let opts = cfg.plugin.options()?;
+    let runtime = Runtime::new()?;
+    let model = plugin::load(&runtime, &args.plugin, &opts)?;
+    if !model.has_module() {
+        bail!("plugin `{name}`: exports no `{}`, so it cannot be trained; pass the model first and the data with --data", plugin::adapter::MODULE_EXPORT);
+    }
+    let mut data: WasmPlugin = match &args.data {
+        Some(p) => plugin::load(&runtime, p, &opts)?,
+        None => model.clone(),
+    };
+    if !data.has_datamodule() {
+        bail!("plugin `{}`: exports no `{}`; name a DataModule component with --data", DataModule::name(&data), plugin::adapter::DATAMODULE_EXPORT);
+    }
+    let mut module = model;
+    let hparams = Value::Object(cfg.hparams.clone());
+    let trainer = Trainer::new(cfg.trainer.clone(), cfg.plugin.data_dir.clone());
+    match stage {
+        Stage::Fit => {
+            let report = trainer.fit(&mut module, &mut data, &hparams)?;
+            println!("\n{}", report.render(&name));
+        }
+        Stage::Validate | Stage::Test => {
+            let m = trainer.evaluate(&mut module, &mut data, &hparams, stage)?;
+            let title = if stage == Stage::Test { "Test metric" } else { "Validate metric" };
+            println!("\n{title:<24} DataLoader 0");
+            for (k, v) in &m.all {
+                println!("{k:<24} {v}");
+            }
+        }
+        Stage::Predict | Stage::SanityCheck => {
+            let outs = trainer.predict(&mut module, &mut data, &hparams)?;
+            let named: Vec<(String, tch::Tensor)> = outs.into_iter().enumerate().map(|(i, t)| (format!("batch_{i}"), t)).collect();
+            let dir = cfg.trainer.default_root_dir.clone();
+            let path = dir.join("predictions.safetensors");
+            let tmp = dir.join(".predictions.safetensors.tmp");
+            tch::Tensor::write_safetensors(&named, &tmp).map_err(|e| anyhow::anyhow!("writing predictions: {e}"))?;
+            std::fs::rename(&tmp, &path)?;
+            println!("wrote {} batches of predictions to {}", named.len(), path.display());
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

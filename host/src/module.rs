@@ -1,0 +1,58 @@
+//! The host-side traits the loops drive. A WASM component is one implementation
+//! ([`crate::plugin::adapter`]); a native Rust type is another.
+
+use anyhow::Result;
+use serde_json::Value;
+use tch::Tensor;
+
+use crate::context::{RunContext, Stage};
+use crate::engine::optim::OptimizerConfig;
+
+/// Lightning's LightningModule: the model and its steps.
+pub trait Module {
+    fn name(&self) -> &str;
+    /// Builds the layers; returns the effective hyper-parameters.
+    fn configure(&mut self, ctx: &mut RunContext, hparams: &Value) -> Result<Value>;
+    fn configure_optimizers(&mut self, ctx: &mut RunContext) -> Result<OptimizerConfig>;
+    /// Returns the loss.
+    fn training_step(&mut self, ctx: &mut RunContext, batch: &[Tensor], batch_idx: u64) -> Result<Tensor>;
+    fn validation_step(&mut self, ctx: &mut RunContext, batch: &[Tensor], batch_idx: u64) -> Result<()>;
+    fn test_step(&mut self, ctx: &mut RunContext, batch: &[Tensor], batch_idx: u64) -> Result<()>;
+    fn predict_step(&mut self, ctx: &mut RunContext, batch: &[Tensor], batch_idx: u64) -> Result<Tensor>;
+}
+
+/// The splits a DataModule can provide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    Train,
+    Val,
+    Test,
+    Predict,
+}
+
+impl Split {
+    pub fn name(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Val => "val",
+            Split::Test => "test",
+            Split::Predict => "predict",
+        }
+    }
+}
+
+/// A dataset as columns of equal length along dim 0, and how to batch it.
+#[derive(Debug)]
+pub struct DatasetSpec {
+    pub columns: Vec<Tensor>,
+    pub batch_size: usize,
+    pub shuffle: bool,
+    pub drop_last: bool,
+}
+
+/// Lightning's LightningDataModule.
+pub trait DataModule {
+    fn name(&self) -> &str;
+    fn setup(&mut self, ctx: &mut RunContext, stage: Stage, hparams: &Value) -> Result<()>;
+    fn dataset(&mut self, ctx: &mut RunContext, split: Split) -> Result<Option<DatasetSpec>>;
+}

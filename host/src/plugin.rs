@@ -1,0 +1,16 @@
+//! WASM plugins: the wasmtime component host. A component that exports
+//! `lt:plugin/lightning-module` and/or `lt:plugin/data-module` becomes a [`Module`] and/or
+//! [`DataModule`] through the [`adapter`]; the host implements the imported interfaces
+//! (`tensor`, `nn`, `log`, `trainer`) in [`host`].
+//!
+//! [`Module`]: crate::module::Module
+//! [`DataModule`]: crate::module::DataModule
+
+pub mod adapter;
+pub mod bindings;
+pub mod failure;
+pub mod host;
+pub mod runtime;
+pub mod state;
+
+pub use adapter::{load, PluginOptions, WasmPlugin};

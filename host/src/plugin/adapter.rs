@@ -1,0 +1,307 @@
+//! A WASM component as a [`Module`] and/or [`DataModule`]: loads and checks the component,
+//! instantiates it in a sandboxed store, and turns each hook into a guest call, lending the
+//! run's [`RunContext`] to the store for the duration of the call.
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use serde_json::Value;
+use tch::{Device, Tensor};
+use wasmtime::component::{Component, Instance, Resource, ResourceTable};
+use wasmtime::{Store, StoreLimitsBuilder};
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+
+use crate::context::{RunContext, Stage};
+use crate::engine::optim::{AdamConfig, OptimizerConfig, SgdConfig};
+use crate::error::PluginError;
+use crate::module::{DataModule, DatasetSpec, Module, Split};
+use crate::plugin::bindings::data_module::{self, Split as WitSplit};
+use crate::plugin::bindings::lightning_module::{self, Optimizer as WitOptimizer};
+use crate::plugin::failure::describe;
+use crate::plugin::host::trainer::stage_out;
+use crate::plugin::runtime::{Runtime, TICK};
+use crate::plugin::state::PluginState;
+
+/// The WIT interfaces a plugin may export, as the host looks them up.
+pub const MODULE_EXPORT: &str = "lt:plugin/lightning-module@0.1.0";
+pub const DATAMODULE_EXPORT: &str = "lt:plugin/data-module@0.1.0";
+
+/// Sandbox settings for one plugin.
+#[derive(Debug, Clone)]
+pub struct PluginOptions {
+    /// Read-only directory the plugin may read (`/data` inside the guest).
+    pub data_dir: Option<PathBuf>,
+    /// Most linear memory the plugin may grow to.
+    pub memory_limit_bytes: usize,
+    /// Longest one hook may run.
+    pub hook_timeout: Duration,
+}
+
+impl Default for PluginOptions {
+    fn default() -> Self {
+        PluginOptions { data_dir: None, memory_limit_bytes: 2 << 30, hook_timeout: Duration::from_secs(600) }
+    }
+}
+
+struct Inner {
+    name: String,
+    store: Store<PluginState>,
+    module: Option<lightning_module::Guest>,
+    data: Option<data_module::Guest>,
+    deadline_ticks: u64,
+    /// Set once a call has failed: a trapped instance must not be entered again.
+    poisoned: bool,
+}
+
+/// A loaded plugin; clones share one instance (a component may be model and data at once).
+#[derive(Clone)]
+pub struct WasmPlugin {
+    inner: Rc<RefCell<Inner>>,
+    name: String,
+}
+
+/// Reads, compiles and instantiates a plugin component.
+pub fn load(runtime: &Arc<Runtime>, path: &Path, opts: &PluginOptions) -> Result<WasmPlugin> {
+    let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("plugin").to_string();
+    let bytes = std::fs::read(path).with_context(|| format!("reading plugin {}", path.display()))?;
+    if bytes.len() < 8 || &bytes[0..4] != b"\0asm" {
+        bail!("plugin `{name}` ({}): not a WebAssembly file", path.display());
+    }
+    if bytes[4..8] == [1, 0, 0, 0] {
+        bail!("plugin `{name}` ({}): a core WebAssembly module, not a component; build it for wasm32-wasip2 or wrap it with `wasm-tools component new`", path.display());
+    }
+    let component = Component::new(&runtime.engine, &bytes)
+        .map_err(|e| anyhow!("plugin `{name}` ({}): not a valid component: {e}", path.display()))?;
+
+    let mut wasi = WasiCtxBuilder::new();
+    wasi.inherit_stdout().inherit_stderr();
+    if let Some(dir) = &opts.data_dir {
+        wasi.preopened_dir(dir, "/data", FsPerms::ReadOnly)
+            .map_err(|e| anyhow!("plugin `{name}`: granting data directory {}: {e}", dir.display()))?;
+    }
+    let ctx = RunContext { data_dir: opts.data_dir.clone(), ..RunContext::default() };
+    let state = PluginState {
+        table: ResourceTable::new(),
+        wasi: wasi.build(),
+        limits: StoreLimitsBuilder::new().memory_size(opts.memory_limit_bytes).instances(64).trap_on_grow_failure(true).build(),
+        ctx,
+    };
+    let mut store = Store::new(&runtime.engine, state);
+    store.limiter(|s| &mut s.limits);
+    let deadline_ticks = (opts.hook_timeout.as_millis() / TICK.as_millis()).max(1) as u64;
+    store.set_epoch_deadline(deadline_ticks);
+    store.epoch_deadline_trap();
+
+    let pre = runtime.linker.instantiate_pre(&component).map_err(|e| {
+        anyhow!("plugin `{name}`: imports something lthost does not provide (this host speaks lt:plugin@0.1.0): {e}")
+    })?;
+    let module_idx = lightning_module::GuestIndices::new(&pre).ok();
+    let data_idx = data_module::GuestIndices::new(&pre).ok();
+    if module_idx.is_none() && data_idx.is_none() {
+        bail!("plugin `{name}`: exports neither `{MODULE_EXPORT}` nor `{DATAMODULE_EXPORT}`; is it an lthost plugin built against lt:plugin@0.1.0?");
+    }
+    let instance: Instance = pre
+        .instantiate(&mut store)
+        .map_err(|e| anyhow!("{}", describe(&name, "instantiate", e)))?;
+    let module = match module_idx {
+        Some(i) => Some(i.load(&mut store, &instance).map_err(|e| anyhow!("plugin `{name}`: {e}"))?),
+        None => None,
+    };
+    let data = match data_idx {
+        Some(i) => Some(i.load(&mut store, &instance).map_err(|e| anyhow!("plugin `{name}`: {e}"))?),
+        None => None,
+    };
+    let inner = Inner { name: name.clone(), store, module, data, deadline_ticks, poisoned: false };
+    Ok(WasmPlugin { inner: Rc::new(RefCell::new(inner)), name })
+}
+
+impl WasmPlugin {
+    pub fn has_module(&self) -> bool {
+        self.inner.borrow().module.is_some()
+    }
+
+    pub fn has_datamodule(&self) -> bool {
+        self.inner.borrow().data.is_some()
+    }
+
+    /// Runs one hook: lends `ctx` to the store, calls, takes `ctx` back (also on failure).
+    fn call<T>(
+        &self,
+        ctx: &mut RunContext,
+        hook: &str,
+        creation_device: Device,
+        f: impl FnOnce(&mut Inner) -> wasmtime::Result<T>,
+    ) -> Result<T, PluginError> {
+        let mut inner = self.inner.borrow_mut();
+        if inner.poisoned {
+            return Err(PluginError { plugin: self.name.clone(), hook: hook.into(), op: None, detail: "the plugin already failed in an earlier hook".into(), backtrace: None });
+        }
+        let ticks = inner.deadline_ticks;
+        inner.store.set_epoch_deadline(ticks);
+        let mut lent = std::mem::take(ctx);
+        lent.creation_device = creation_device;
+        inner.store.data_mut().ctx = lent;
+        let result = f(&mut inner);
+        *ctx = std::mem::take(&mut inner.store.data_mut().ctx);
+        result.map_err(|e| {
+            inner.poisoned = true;
+            describe(&inner.name, hook, e)
+        })
+    }
+
+    fn err(&self, hook: &str, op: Option<&str>, detail: String) -> anyhow::Error {
+        anyhow::Error::new(PluginError { plugin: self.name.clone(), hook: hook.into(), op: op.map(Into::into), detail, backtrace: None })
+    }
+
+    /// Moves batch tensors into the store as guest-owned handles.
+    fn lend_batch(inner: &mut Inner, batch: &[Tensor]) -> wasmtime::Result<Vec<Resource<Tensor>>> {
+        batch.iter().map(|t| Ok(inner.store.data_mut().table.push(t.shallow_clone())?)).collect()
+    }
+
+    fn take_tensor(inner: &mut Inner, r: Resource<Tensor>) -> wasmtime::Result<Tensor> {
+        Ok(inner.store.data_mut().table.delete(r)?)
+    }
+
+    fn module_guest(inner: &Inner) -> wasmtime::Result<&lightning_module::Guest> {
+        inner.module.as_ref().ok_or_else(|| wasmtime::format_err!("this plugin exports no `{MODULE_EXPORT}`"))
+    }
+
+    fn data_guest(inner: &Inner) -> wasmtime::Result<&data_module::Guest> {
+        inner.data.as_ref().ok_or_else(|| wasmtime::format_err!("this plugin exports no `{DATAMODULE_EXPORT}`"))
+    }
+
+    fn eval_step(&self, ctx: &mut RunContext, hook: &str, batch: &[Tensor], idx: u64) -> Result<()> {
+        let dev = ctx.device;
+        let hook_name = hook.to_string();
+        self.call(ctx, hook, dev, |inner| {
+            let handles = Self::lend_batch(inner, batch)?;
+            let g = Self::module_guest(inner)?.clone();
+            match hook_name.as_str() {
+                "validation_step" => g.call_validation_step(&mut inner.store, &handles, idx),
+                _ => g.call_test_step(&mut inner.store, &handles, idx),
+            }
+        })?;
+        Ok(())
+    }
+}
+
+fn sgd(c: &lightning_module::Sgd) -> SgdConfig {
+    SgdConfig { lr: c.lr, momentum: c.momentum, dampening: c.dampening, weight_decay: c.weight_decay, nesterov: c.nesterov }
+}
+
+fn adam(c: &lightning_module::Adam) -> AdamConfig {
+    AdamConfig { lr: c.lr, betas: c.betas, eps: c.eps, weight_decay: c.weight_decay, amsgrad: c.amsgrad }
+}
+
+fn check_optimizer(cfg: &OptimizerConfig) -> Result<(), String> {
+    let (lr, extra_ok) = match cfg {
+        OptimizerConfig::Sgd(c) => (c.lr, c.momentum >= 0.0 && c.weight_decay >= 0.0 && (!c.nesterov || (c.momentum > 0.0 && c.dampening == 0.0))),
+        OptimizerConfig::Adam(c) | OptimizerConfig::AdamW(c) => {
+            (c.lr, (0.0..1.0).contains(&c.betas.0) && (0.0..1.0).contains(&c.betas.1) && c.eps >= 0.0 && c.weight_decay >= 0.0)
+        }
+    };
+    if !(lr.is_finite() && lr >= 0.0) || !extra_ok {
+        return Err(format!("invalid optimizer settings {cfg:?} (torch.optim would refuse them)"));
+    }
+    Ok(())
+}
+
+impl Module for WasmPlugin {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn configure(&mut self, ctx: &mut RunContext, hparams: &Value) -> Result<Value> {
+        let text = hparams.to_string();
+        let dev = ctx.device;
+        let out = self.call(ctx, "configure", dev, |inner| {
+            let g = Self::module_guest(inner)?.clone();
+            g.call_configure(&mut inner.store, &text)
+        })?;
+        let effective = out.map_err(|msg| self.err("configure", None, format!("the plugin refused its hyper-parameters: {msg}")))?;
+        serde_json::from_str(&effective)
+            .map_err(|e| self.err("configure", None, format!("returned hyper-parameters that are not valid JSON: {e}")))
+    }
+
+    fn configure_optimizers(&mut self, ctx: &mut RunContext) -> Result<OptimizerConfig> {
+        let dev = ctx.device;
+        let o = self.call(ctx, "configure_optimizers", dev, |inner| {
+            let g = Self::module_guest(inner)?.clone();
+            g.call_configure_optimizers(&mut inner.store)
+        })?;
+        let cfg = match &o {
+            WitOptimizer::Sgd(c) => OptimizerConfig::Sgd(sgd(c)),
+            WitOptimizer::Adam(c) => OptimizerConfig::Adam(adam(c)),
+            WitOptimizer::Adamw(c) => OptimizerConfig::AdamW(adam(c)),
+        };
+        check_optimizer(&cfg).map_err(|m| self.err("configure_optimizers", None, m))?;
+        Ok(cfg)
+    }
+
+    fn training_step(&mut self, ctx: &mut RunContext, batch: &[Tensor], idx: u64) -> Result<Tensor> {
+        let dev = ctx.device;
+        Ok(self.call(ctx, "training_step", dev, |inner| {
+            let handles = Self::lend_batch(inner, batch)?;
+            let g = Self::module_guest(inner)?.clone();
+            let loss = g.call_training_step(&mut inner.store, &handles, idx)?;
+            Self::take_tensor(inner, loss)
+        })?)
+    }
+
+    fn validation_step(&mut self, ctx: &mut RunContext, batch: &[Tensor], idx: u64) -> Result<()> {
+        self.eval_step(ctx, "validation_step", batch, idx)
+    }
+
+    fn test_step(&mut self, ctx: &mut RunContext, batch: &[Tensor], idx: u64) -> Result<()> {
+        self.eval_step(ctx, "test_step", batch, idx)
+    }
+
+    fn predict_step(&mut self, ctx: &mut RunContext, batch: &[Tensor], idx: u64) -> Result<Tensor> {
+        let dev = ctx.device;
+        Ok(self.call(ctx, "predict_step", dev, |inner| {
+            let handles = Self::lend_batch(inner, batch)?;
+            let g = Self::module_guest(inner)?.clone();
+            let out = g.call_predict_step(&mut inner.store, &handles, idx)?;
+            Self::take_tensor(inner, out)
+        })?)
+    }
+}
+
+impl DataModule for WasmPlugin {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn setup(&mut self, ctx: &mut RunContext, stage: Stage, hparams: &Value) -> Result<()> {
+        let text = hparams.to_string();
+        let out = self.call(ctx, "setup", Device::Cpu, |inner| {
+            let g = Self::data_guest(inner)?.clone();
+            g.call_setup(&mut inner.store, stage_out(stage), &text)
+        })?;
+        out.map_err(|msg| self.err("setup", None, msg))
+    }
+
+    fn dataset(&mut self, ctx: &mut RunContext, split: Split) -> Result<Option<DatasetSpec>> {
+        let wit_split = match split {
+            Split::Train => WitSplit::Train,
+            Split::Val => WitSplit::Val,
+            Split::Test => WitSplit::Test,
+            Split::Predict => WitSplit::Predict,
+        };
+        let hook = format!("{}_dataloader", split.name());
+        let spec = self.call(ctx, &hook, Device::Cpu, |inner| {
+            let g = Self::data_guest(inner)?.clone();
+            let Some(ds) = g.call_dataloader(&mut inner.store, wit_split)? else { return Ok(None) };
+            let mut columns = Vec::with_capacity(ds.columns.len());
+            for c in ds.columns {
+                columns.push(Self::take_tensor(inner, c)?);
+            }
+            Ok(Some(DatasetSpec { columns, batch_size: ds.batch_size as usize, shuffle: ds.shuffle, drop_last: ds.drop_last }))
+        })?;
+        Ok(spec)
+    }
+}

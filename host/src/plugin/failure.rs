@@ -1,0 +1,67 @@
+//! Turns what a failed guest call returns (a host op error, a trap, a limit hit) into a
+//! [`PluginError`] naming the plugin, the hook and, where there is one, the op.
+
+use wasmtime::{Trap, WasmBacktrace};
+
+use crate::error::{OpError, PluginError};
+
+/// The op a guest frame was calling, read from its demangled name
+/// (`…::lt::plugin::tensor::Tensor::matmul` → `matmul`).
+fn op_from_frame(raw: &str) -> Option<String> {
+    let name = demangle(raw);
+    if !["plugin::tensor::", "plugin::nn::", "plugin::log::"].iter().any(|m| name.contains(m)) {
+        return None;
+    }
+    name.rsplit("::").next().map(|s| s.trim_end_matches('>').to_string())
+}
+
+/// Frames of the guest's standard library and allocator, which say nothing about the plugin.
+fn is_runtime_frame(name: &str) -> bool {
+    ["std::", "core::", "alloc::", "__rustc", "dlmalloc", "<dlmalloc", "abort", "sbrk", "wit_bindgen::", "<unnamed>"]
+        .iter()
+        .any(|p| name.starts_with(p))
+}
+
+fn demangle(raw: &str) -> String {
+    format!("{:#}", rustc_demangle::demangle(raw))
+}
+
+pub fn describe(plugin: &str, hook: &str, err: wasmtime::Error) -> PluginError {
+    let backtrace = err.downcast_ref::<WasmBacktrace>();
+    let bt_text = backtrace.and_then(|bt| {
+        let frames: Vec<String> = bt
+            .frames()
+            .iter()
+            .filter_map(|f| f.func_name().map(demangle))
+            .filter(|name| !is_runtime_frame(name))
+            .take(6)
+            .map(|name| format!("  {name}"))
+            .collect();
+        if frames.is_empty() { None } else { Some(frames.join("\n")) }
+    });
+    if let Some(op) = err.downcast_ref::<OpError>() {
+        return PluginError { plugin: plugin.into(), hook: hook.into(), op: Some(op.op.clone()), detail: op.detail.clone(), backtrace: None };
+    }
+    let op = backtrace.and_then(|bt| bt.frames().iter().filter_map(|f| f.func_name()).find_map(op_from_frame));
+    let detail = match err.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => "the hook ran past its time limit (hook_timeout_s) and was stopped".to_string(),
+        Some(Trap::UnreachableCodeReached) => "the plugin trapped (`unreachable`: a panic or abort in the guest)".to_string(),
+        Some(t) => format!("the plugin trapped: {t}"),
+        None => {
+            let parts: Vec<String> = err.chain().map(|c| c.to_string()).filter(|s| !s.contains("wasm backtrace")).collect();
+            if parts.is_empty() { format!("{err:?}") } else { parts.join(": ") }
+        }
+    };
+    PluginError { plugin: plugin.into(), hook: hook.into(), op, detail, backtrace: bt_text }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn op_names_come_from_binding_frames() {
+        assert_eq!(op_from_frame("lthost_sdk::bindings::lt::plugin::tensor::Tensor::matmul").as_deref(), Some("matmul"));
+        assert_eq!(op_from_frame("my_plugin::Model::forward"), None);
+    }
+}

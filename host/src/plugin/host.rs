@@ -1,0 +1,8 @@
+//! Host implementations of the imported interfaces, one file per interface. Every failure
+//! becomes an [`OpError`](crate::error::OpError) naming the op, which traps the guest and is
+//! reported with the plugin's name and hook by the adapter.
+
+pub mod log;
+pub mod nn;
+pub mod tensor;
+pub mod trainer;

@@ -1,0 +1,54 @@
+//! `lt:plugin/log`: Lightning's `self.log`, kept as tensors (no host sync here).
+
+use tch::{Device, Kind, Tensor};
+use wasmtime::component::Resource;
+
+use crate::context::{LogOptions, ReduceFx};
+use crate::error::OpError;
+use crate::plugin::bindings::log::{self, LogOptions as WitLogOptions, ReduceFx as WitReduceFx};
+use crate::plugin::state::PluginState;
+
+type R<T> = wasmtime::Result<T>;
+
+fn options(o: &WitLogOptions) -> LogOptions {
+    LogOptions {
+        prog_bar: o.prog_bar,
+        logger: o.logger,
+        on_step: o.on_step,
+        on_epoch: o.on_epoch,
+        reduce_fx: match o.reduce_fx {
+            WitReduceFx::Mean => ReduceFx::Mean,
+            WitReduceFx::Sum => ReduceFx::Sum,
+            WitReduceFx::Max => ReduceFx::Max,
+            WitReduceFx::Min => ReduceFx::Min,
+        },
+        batch_size: o.batch_size,
+    }
+}
+
+fn check_name(name: &str) -> Result<(), OpError> {
+    if name.is_empty() || name.contains([',', '\n', '"']) {
+        return Err(OpError::new("log", format!("invalid metric name {name:?}")));
+    }
+    Ok(())
+}
+
+impl log::Host for PluginState {
+    fn log(&mut self, name: String, value: Resource<Tensor>, o: WitLogOptions) -> R<()> {
+        check_name(&name)?;
+        let t = self.tensor(&value, "log")?;
+        if t.numel() != 1 {
+            return Err(OpError::new("log", format!("`{name}` must be a one-element tensor, got shape {:?}", t.size())).into());
+        }
+        let v = t.shallow_clone();
+        self.ctx.log(&name, v, options(&o));
+        Ok(())
+    }
+
+    fn log_scalar(&mut self, name: String, value: f64, o: WitLogOptions) -> R<()> {
+        check_name(&name)?;
+        let v = Tensor::from(value).to_kind(Kind::Float).to_device(Device::Cpu);
+        self.ctx.log(&name, v, options(&o));
+        Ok(())
+    }
+}

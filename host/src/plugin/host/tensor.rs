@@ -1,0 +1,612 @@
+//! `lt:plugin/tensor`: tensor creation, inspection, ops and losses on libtorch.
+
+use std::path::{Component, Path, PathBuf};
+
+use tch::{Device, Kind, Tensor};
+use wasmtime::component::Resource;
+
+use crate::engine::dtype::DType;
+use crate::engine::layers;
+use crate::error::{torch_message, OpError, OpResult};
+use crate::plugin::bindings::tensor::{self, BinaryOp, CompareOp, ReduceOp, UnaryOp};
+use crate::plugin::bindings::types::{Dtype, Reduction};
+use crate::plugin::state::PluginState;
+
+type R<T> = wasmtime::Result<T>;
+type H = Resource<Tensor>;
+
+/// Largest tensor a plugin may create in one call (elements); a guard against a plugin
+/// asking the host for unbounded memory.
+pub const MAX_ELEMENTS: i64 = 1 << 31;
+
+pub fn dtype_in(d: Dtype) -> DType {
+    match d {
+        Dtype::Float32 => DType::Float32,
+        Dtype::Float64 => DType::Float64,
+        Dtype::Float16 => DType::Float16,
+        Dtype::Bfloat16 => DType::BFloat16,
+        Dtype::Int64 => DType::Int64,
+        Dtype::Int32 => DType::Int32,
+        Dtype::Uint8 => DType::UInt8,
+        Dtype::Boolean => DType::Bool,
+    }
+}
+
+fn dtype_out(k: Kind, op: &str) -> OpResult<Dtype> {
+    Ok(match DType::from_kind(k) {
+        Some(DType::Float32) => Dtype::Float32,
+        Some(DType::Float64) => Dtype::Float64,
+        Some(DType::Float16) => Dtype::Float16,
+        Some(DType::BFloat16) => Dtype::Bfloat16,
+        Some(DType::Int64) => Dtype::Int64,
+        Some(DType::Int32) => Dtype::Int32,
+        Some(DType::UInt8) => Dtype::Uint8,
+        Some(DType::Bool) => Dtype::Boolean,
+        None => return Err(OpError::new(op, format!("dtype {k:?} has no WIT equivalent"))),
+    })
+}
+
+pub fn reduction(r: Reduction) -> tch::Reduction {
+    match r {
+        Reduction::Mean => tch::Reduction::Mean,
+        Reduction::Sum => tch::Reduction::Sum,
+        Reduction::None => tch::Reduction::None,
+    }
+}
+
+/// Runs a libtorch op; on failure the error names the op and the inputs' shapes.
+fn run(op: &str, inputs: &[&Tensor], r: Result<Tensor, tch::TchError>) -> OpResult<Tensor> {
+    r.map_err(|e| {
+        let shapes: Vec<String> = inputs.iter().map(|t| format!("{:?}", t.size())).collect();
+        OpError::new(op, format!("inputs of shape {}: {}", shapes.join(", "), torch_message(&e)))
+    })
+}
+
+fn check_shape(op: &str, shape: &[i64]) -> OpResult<()> {
+    let mut n: i64 = 1;
+    for &d in shape {
+        if d < 0 {
+            return Err(OpError::new(op, format!("negative dimension in shape {shape:?}")));
+        }
+        n = n.saturating_mul(d);
+    }
+    if n > MAX_ELEMENTS {
+        return Err(OpError::new(op, format!("shape {shape:?} has {n} elements, over the limit of {MAX_ELEMENTS}")));
+    }
+    Ok(())
+}
+
+/// Resolves `path` inside the granted data directory, refusing anything that leaves it.
+pub fn resolve_data_path(data_dir: Option<&Path>, path: &str) -> OpResult<PathBuf> {
+    let op = "load";
+    let Some(root) = data_dir else {
+        return Err(OpError::new(op, format!("`{path}`: this plugin was granted no data directory (--data-dir)")));
+    };
+    let rel = Path::new(path.trim_start_matches("/data/").trim_start_matches('/'));
+    if rel.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
+        return Err(OpError::new(op, format!("`{path}` is outside the granted data directory")));
+    }
+    let full = root.join(rel);
+    let canon = full.canonicalize().map_err(|e| OpError::new(op, format!("`{path}`: {e}")))?;
+    let root_canon = root.canonicalize().map_err(|e| OpError::new(op, format!("data directory: {e}")))?;
+    if !canon.starts_with(&root_canon) {
+        return Err(OpError::new(op, format!("`{path}` is outside the granted data directory")));
+    }
+    Ok(canon)
+}
+
+impl PluginState {
+    fn dev(&self) -> Device {
+        self.ctx.creation_device
+    }
+
+    fn new_tensor(&mut self, op: &str, t: Result<Tensor, tch::TchError>) -> R<H> {
+        let t = run(op, &[], t)?;
+        Ok(self.push(t, op)?)
+    }
+
+    fn unary_with(&mut self, this: &H, op: &str, f: impl FnOnce(&Tensor) -> Result<Tensor, tch::TchError>) -> R<H> {
+        let a = self.tensor(this, op)?;
+        let out = run(op, &[a], f(a))?;
+        Ok(self.push(out, op)?)
+    }
+
+    fn binary_with(&mut self, this: &H, other: &H, op: &str, f: impl FnOnce(&Tensor, &Tensor) -> Result<Tensor, tch::TchError>) -> R<H> {
+        let a = self.tensor(this, op)?;
+        let b = self.tensor(other, op)?;
+        let out = run(op, &[a, b], f(a, b))?;
+        Ok(self.push(out, op)?)
+    }
+
+    fn many(&self, handles: &[H], op: &str) -> OpResult<Vec<Tensor>> {
+        handles.iter().map(|h| self.tensor(h, op).map(Tensor::shallow_clone)).collect()
+    }
+}
+
+fn unary_name(op: UnaryOp) -> &'static str {
+    match op {
+        UnaryOp::Neg => "neg",
+        UnaryOp::Abs => "abs",
+        UnaryOp::Exp => "exp",
+        UnaryOp::Log => "log",
+        UnaryOp::Sqrt => "sqrt",
+        UnaryOp::Sin => "sin",
+        UnaryOp::Cos => "cos",
+        UnaryOp::Relu => "relu",
+        UnaryOp::Gelu => "gelu",
+        UnaryOp::GeluTanh => "gelu(tanh)",
+        UnaryOp::Tanh => "tanh",
+        UnaryOp::Sigmoid => "sigmoid",
+        UnaryOp::Square => "square",
+        UnaryOp::Detach => "detach",
+        UnaryOp::Clone => "clone",
+        UnaryOp::Contiguous => "contiguous",
+        UnaryOp::LogicalNot => "logical_not",
+    }
+}
+
+fn binary_name(op: BinaryOp) -> &'static str {
+    match op {
+        BinaryOp::Add => "add",
+        BinaryOp::Sub => "sub",
+        BinaryOp::Mul => "mul",
+        BinaryOp::Div => "div",
+        BinaryOp::Pow => "pow",
+        BinaryOp::Maximum => "maximum",
+        BinaryOp::Minimum => "minimum",
+        BinaryOp::Remainder => "remainder",
+    }
+}
+
+fn compare_name(op: CompareOp) -> &'static str {
+    match op {
+        CompareOp::Eq => "eq",
+        CompareOp::Ne => "ne",
+        CompareOp::Lt => "lt",
+        CompareOp::Le => "le",
+        CompareOp::Gt => "gt",
+        CompareOp::Ge => "ge",
+    }
+}
+
+fn reduce_name(op: ReduceOp) -> &'static str {
+    match op {
+        ReduceOp::Sum => "sum",
+        ReduceOp::Mean => "mean",
+        ReduceOp::Max => "max",
+        ReduceOp::Min => "min",
+        ReduceOp::Prod => "prod",
+        ReduceOp::Std => "std",
+        ReduceOp::Var => "var",
+        ReduceOp::Logsumexp => "logsumexp",
+    }
+}
+
+fn reduce(a: &Tensor, op: ReduceOp, dims: &[i64], keepdim: bool) -> Result<Tensor, tch::TchError> {
+    let all: Vec<i64> = (0..a.dim() as i64).collect();
+    let d: &[i64] = if dims.is_empty() { &all } else { dims };
+    match op {
+        ReduceOp::Sum => a.f_sum_dim_intlist(Some(d), keepdim, None::<Kind>),
+        ReduceOp::Mean => a.f_mean_dim(Some(d), keepdim, None::<Kind>),
+        ReduceOp::Max if dims.is_empty() && !keepdim => a.f_max(),
+        ReduceOp::Min if dims.is_empty() && !keepdim => a.f_min(),
+        ReduceOp::Max => a.f_amax(d, keepdim),
+        ReduceOp::Min => a.f_amin(d, keepdim),
+        ReduceOp::Prod if dims.is_empty() && !keepdim => a.f_prod(None::<Kind>),
+        ReduceOp::Prod if d.len() == 1 => a.f_prod_dim_int(d[0], keepdim, None::<Kind>),
+        ReduceOp::Prod => Err(tch::TchError::Torch("prod reduces over one dim at a time".into())),
+        ReduceOp::Std => a.f_std_dim(Some(d), true, keepdim),
+        ReduceOp::Var => a.f_var_dim(Some(d), true, keepdim),
+        ReduceOp::Logsumexp => a.f_logsumexp(d, keepdim),
+    }
+}
+
+impl tensor::HostTensor for PluginState {
+    fn from_bytes(&mut self, data: Vec<u8>, dtype: Dtype, shape: Vec<i64>) -> R<H> {
+        let op = "from_bytes";
+        check_shape(op, &shape)?;
+        let d = dtype_in(dtype);
+        let numel: i64 = shape.iter().product();
+        if data.len() as i64 != numel * d.size() as i64 {
+            return Err(OpError::new(op, format!("{} bytes do not hold shape {shape:?} of {d:?} ({} bytes)", data.len(), numel * d.size() as i64)).into());
+        }
+        let dev = self.dev();
+        self.new_tensor(op, Tensor::f_from_data_size(&data, &shape, d.kind()).and_then(|t| t.f_to_device(dev)))
+    }
+
+    fn from_f32(&mut self, data: Vec<f32>, shape: Vec<i64>) -> R<H> {
+        let op = "from_f32";
+        check_shape(op, &shape)?;
+        if data.len() as i64 != shape.iter().product::<i64>() {
+            return Err(OpError::new(op, format!("{} values do not fill shape {shape:?}", data.len())).into());
+        }
+        let dev = self.dev();
+        self.new_tensor(op, Tensor::f_from_slice(&data).and_then(|t| t.f_reshape(&shape)).and_then(|t| t.f_to_device(dev)))
+    }
+
+    fn from_i64(&mut self, data: Vec<i64>, shape: Vec<i64>) -> R<H> {
+        let op = "from_i64";
+        check_shape(op, &shape)?;
+        if data.len() as i64 != shape.iter().product::<i64>() {
+            return Err(OpError::new(op, format!("{} values do not fill shape {shape:?}", data.len())).into());
+        }
+        let dev = self.dev();
+        self.new_tensor(op, Tensor::f_from_slice(&data).and_then(|t| t.f_reshape(&shape)).and_then(|t| t.f_to_device(dev)))
+    }
+
+    fn zeros(&mut self, shape: Vec<i64>, dtype: Dtype) -> R<H> {
+        check_shape("zeros", &shape)?;
+        let o = (dtype_in(dtype).kind(), self.dev());
+        self.new_tensor("zeros", Tensor::f_zeros(&shape, o))
+    }
+
+    fn ones(&mut self, shape: Vec<i64>, dtype: Dtype) -> R<H> {
+        check_shape("ones", &shape)?;
+        let o = (dtype_in(dtype).kind(), self.dev());
+        self.new_tensor("ones", Tensor::f_ones(&shape, o))
+    }
+
+    fn full(&mut self, shape: Vec<i64>, value: f64, dtype: Dtype) -> R<H> {
+        check_shape("full", &shape)?;
+        let o = (dtype_in(dtype).kind(), self.dev());
+        self.new_tensor("full", Tensor::f_full(&shape, value, o))
+    }
+
+    fn arange(&mut self, start: f64, end: f64, step: f64, dtype: Dtype) -> R<H> {
+        let op = "arange";
+        if step == 0.0 || !((end - start) / step).is_finite() || (end - start) / step > MAX_ELEMENTS as f64 {
+            return Err(OpError::new(op, format!("bad range {start}..{end} step {step}")).into());
+        }
+        let o = (dtype_in(dtype).kind(), self.dev());
+        self.new_tensor(op, Tensor::f_arange_start_step(start, end, step, o))
+    }
+
+    fn rand(&mut self, shape: Vec<i64>) -> R<H> {
+        check_shape("rand", &shape)?;
+        let o = (Kind::Float, self.dev());
+        self.new_tensor("rand", Tensor::f_rand(&shape, o))
+    }
+
+    fn randn(&mut self, shape: Vec<i64>) -> R<H> {
+        check_shape("randn", &shape)?;
+        let o = (Kind::Float, self.dev());
+        self.new_tensor("randn", Tensor::f_randn(&shape, o))
+    }
+
+    fn randint(&mut self, low: i64, high: i64, shape: Vec<i64>) -> R<H> {
+        check_shape("randint", &shape)?;
+        let o = (Kind::Int64, self.dev());
+        self.new_tensor("randint", Tensor::f_randint_low(low, high, &shape, o))
+    }
+
+    fn randperm(&mut self, n: i64) -> R<H> {
+        check_shape("randperm", &[n])?;
+        let o = (Kind::Int64, self.dev());
+        self.new_tensor("randperm", Tensor::f_randperm(n, o))
+    }
+
+    fn cat(&mut self, tensors: Vec<H>, dim: i64) -> R<H> {
+        let ts = self.many(&tensors, "cat")?;
+        let refs: Vec<&Tensor> = ts.iter().collect();
+        let out = run("cat", &refs, Tensor::f_cat(&ts, dim))?;
+        Ok(self.push(out, "cat")?)
+    }
+
+    fn stack(&mut self, tensors: Vec<H>, dim: i64) -> R<H> {
+        let ts = self.many(&tensors, "stack")?;
+        let refs: Vec<&Tensor> = ts.iter().collect();
+        let out = run("stack", &refs, Tensor::f_stack(&ts, dim))?;
+        Ok(self.push(out, "stack")?)
+    }
+
+    fn load(&mut self, path: String) -> R<Vec<(String, H)>> {
+        let op = "load";
+        let full = resolve_data_path(self.ctx.data_dir.as_deref(), &path)?;
+        let ext = full.extension().and_then(|e| e.to_str()).unwrap_or("");
+        let named = match ext {
+            "safetensors" => Tensor::read_safetensors(&full).map_err(|e| OpError::new(op, format!("`{path}`: {}", torch_message(&e))))?,
+            "npy" => {
+                let t = Tensor::read_npy(&full).map_err(|e| OpError::new(op, format!("`{path}`: {}", torch_message(&e))))?;
+                let stem = full.file_stem().and_then(|s| s.to_str()).unwrap_or("array").to_string();
+                vec![(stem, t)]
+            }
+            _ => return Err(OpError::new(op, format!("`{path}`: unsupported format (expected .safetensors or .npy)")).into()),
+        };
+        let dev = self.dev();
+        let mut out = Vec::with_capacity(named.len());
+        for (name, t) in named {
+            let t = run(op, &[], t.f_to_device(dev))?;
+            out.push((name, self.push(t, op)?));
+        }
+        Ok(out)
+    }
+
+    fn shape(&mut self, this: H) -> R<Vec<i64>> {
+        Ok(self.tensor(&this, "shape")?.size())
+    }
+
+    fn dtype(&mut self, this: H) -> R<Dtype> {
+        let k = self.tensor(&this, "dtype")?.kind();
+        Ok(dtype_out(k, "dtype")?)
+    }
+
+    fn device(&mut self, this: H) -> R<String> {
+        Ok(crate::context::device_name(self.tensor(&this, "device")?.device()))
+    }
+
+    fn numel(&mut self, this: H) -> R<i64> {
+        Ok(self.tensor(&this, "numel")?.numel() as i64)
+    }
+
+    fn requires_grad(&mut self, this: H) -> R<bool> {
+        Ok(self.tensor(&this, "requires_grad")?.requires_grad())
+    }
+
+    fn to_bytes(&mut self, this: H) -> R<Vec<u8>> {
+        let op = "to_bytes";
+        let t = self.tensor(&this, op)?;
+        let cpu = run(op, &[t], t.f_to_device(Device::Cpu).and_then(|c| c.f_contiguous()))?;
+        let n = cpu.numel();
+        let mut buf = vec![0u8; n * cpu.kind().elt_size_in_bytes()];
+        cpu.f_copy_data_u8(&mut buf, n).map_err(|e| OpError::torch(op, e))?;
+        Ok(buf)
+    }
+
+    fn to_f32_list(&mut self, this: H) -> R<Vec<f32>> {
+        let op = "to_f32_list";
+        let t = self.tensor(&this, op)?;
+        let cpu = run(op, &[t], t.f_to_device(Device::Cpu).and_then(|c| c.f_to_kind(Kind::Float)).and_then(|c| c.f_contiguous()))?;
+        let n = cpu.numel();
+        let mut v = vec![0f32; n];
+        cpu.f_copy_data(&mut v, n).map_err(|e| OpError::torch(op, e))?;
+        Ok(v)
+    }
+
+    fn to_i64_list(&mut self, this: H) -> R<Vec<i64>> {
+        let op = "to_i64_list";
+        let t = self.tensor(&this, op)?;
+        let cpu = run(op, &[t], t.f_to_device(Device::Cpu).and_then(|c| c.f_to_kind(Kind::Int64)).and_then(|c| c.f_contiguous()))?;
+        let n = cpu.numel();
+        let mut v = vec![0i64; n];
+        cpu.f_copy_data(&mut v, n).map_err(|e| OpError::torch(op, e))?;
+        Ok(v)
+    }
+
+    fn item(&mut self, this: H) -> R<f64> {
+        let t = self.tensor(&this, "item")?;
+        if t.numel() != 1 {
+            return Err(OpError::new("item", format!("a tensor of shape {:?} has {} elements, not one", t.size(), t.numel())).into());
+        }
+        Ok(t.f_double_value(&[]).or_else(|_| t.f_reshape([1]).and_then(|r| r.f_double_value(&[0]))).map_err(|e| OpError::torch("item", e))?)
+    }
+
+    fn to_dtype(&mut self, this: H, dtype: Dtype) -> R<H> {
+        let k = dtype_in(dtype).kind();
+        self.unary_with(&this, "to_dtype", |a| a.f_to_kind(k))
+    }
+
+    fn unary(&mut self, this: H, op: UnaryOp) -> R<H> {
+        self.unary_with(&this, unary_name(op), |a| match op {
+            UnaryOp::Neg => a.f_neg(),
+            UnaryOp::Abs => a.f_abs(),
+            UnaryOp::Exp => a.f_exp(),
+            UnaryOp::Log => a.f_log(),
+            UnaryOp::Sqrt => a.f_sqrt(),
+            UnaryOp::Sin => a.f_sin(),
+            UnaryOp::Cos => a.f_cos(),
+            UnaryOp::Relu => a.f_relu(),
+            UnaryOp::Gelu => a.f_gelu("none"),
+            UnaryOp::GeluTanh => a.f_gelu("tanh"),
+            UnaryOp::Tanh => a.f_tanh(),
+            UnaryOp::Sigmoid => a.f_sigmoid(),
+            UnaryOp::Square => a.f_square(),
+            UnaryOp::Detach => a.f_detach(),
+            UnaryOp::Clone => a.f_to_dtype(a.kind(), false, true),
+            UnaryOp::Contiguous => a.f_contiguous(),
+            UnaryOp::LogicalNot => a.f_logical_not(),
+        })
+    }
+
+    fn binary(&mut self, this: H, op: BinaryOp, other: H) -> R<H> {
+        self.binary_with(&this, &other, binary_name(op), |a, b| match op {
+            BinaryOp::Add => a.f_add(b),
+            BinaryOp::Sub => a.f_sub(b),
+            BinaryOp::Mul => a.f_mul(b),
+            BinaryOp::Div => a.f_div(b),
+            BinaryOp::Pow => a.f_pow(b),
+            BinaryOp::Maximum => a.f_maximum(b),
+            BinaryOp::Minimum => a.f_minimum(b),
+            BinaryOp::Remainder => a.f_remainder_tensor(b),
+        })
+    }
+
+    fn binary_scalar(&mut self, this: H, op: BinaryOp, v: f64) -> R<H> {
+        self.unary_with(&this, binary_name(op), |a| match op {
+            BinaryOp::Add => a.f_add_scalar(v),
+            BinaryOp::Sub => a.f_sub_scalar(v),
+            BinaryOp::Mul => a.f_mul_scalar(v),
+            BinaryOp::Div => a.f_div_scalar(v),
+            BinaryOp::Pow => a.f_pow_tensor_scalar(v),
+            BinaryOp::Maximum => a.f_clamp_min(v),
+            BinaryOp::Minimum => a.f_clamp_max(v),
+            BinaryOp::Remainder => a.f_remainder(v),
+        })
+    }
+
+    fn compare(&mut self, this: H, op: CompareOp, other: H) -> R<H> {
+        self.binary_with(&this, &other, compare_name(op), |a, b| match op {
+            CompareOp::Eq => a.f_eq_tensor(b),
+            CompareOp::Ne => a.f_ne_tensor(b),
+            CompareOp::Lt => a.f_lt_tensor(b),
+            CompareOp::Le => a.f_le_tensor(b),
+            CompareOp::Gt => a.f_gt_tensor(b),
+            CompareOp::Ge => a.f_ge_tensor(b),
+        })
+    }
+
+    fn compare_scalar(&mut self, this: H, op: CompareOp, v: f64) -> R<H> {
+        self.unary_with(&this, compare_name(op), |a| match op {
+            CompareOp::Eq => a.f_eq(v),
+            CompareOp::Ne => a.f_ne(v),
+            CompareOp::Lt => a.f_lt(v),
+            CompareOp::Le => a.f_le(v),
+            CompareOp::Gt => a.f_gt(v),
+            CompareOp::Ge => a.f_ge(v),
+        })
+    }
+
+    fn matmul(&mut self, this: H, other: H) -> R<H> {
+        self.binary_with(&this, &other, "matmul", |a, b| a.f_matmul(b))
+    }
+
+    fn where_self(&mut self, this: H, condition: H, other: H) -> R<H> {
+        let op = "where";
+        let (a, c, b) = (self.tensor(&this, op)?, self.tensor(&condition, op)?, self.tensor(&other, op)?);
+        let out = run(op, &[a, c, b], a.f_where_self(c, b))?;
+        Ok(self.push(out, op)?)
+    }
+
+    fn clamp(&mut self, this: H, min: Option<f64>, max: Option<f64>) -> R<H> {
+        self.unary_with(&this, "clamp", |a| match (min, max) {
+            (Some(lo), Some(hi)) => a.f_clamp(lo, hi),
+            (Some(lo), None) => a.f_clamp_min(lo),
+            (None, Some(hi)) => a.f_clamp_max(hi),
+            (None, None) => Ok(a.shallow_clone()),
+        })
+    }
+
+    fn reduce(&mut self, this: H, op: ReduceOp, dims: Vec<i64>, keepdim: bool) -> R<H> {
+        self.unary_with(&this, reduce_name(op), |a| reduce(a, op, &dims, keepdim))
+    }
+
+    fn argmax(&mut self, this: H, dim: i64, keepdim: bool) -> R<H> {
+        self.unary_with(&this, "argmax", |a| a.f_argmax(dim, keepdim))
+    }
+
+    fn argmin(&mut self, this: H, dim: i64, keepdim: bool) -> R<H> {
+        self.unary_with(&this, "argmin", |a| a.f_argmin(dim, keepdim))
+    }
+
+    fn reshape(&mut self, this: H, shape: Vec<i64>) -> R<H> {
+        self.unary_with(&this, "reshape", |a| a.f_reshape(&shape))
+    }
+
+    fn view(&mut self, this: H, shape: Vec<i64>) -> R<H> {
+        self.unary_with(&this, "view", |a| a.f_view_(&shape))
+    }
+
+    fn permute(&mut self, this: H, dims: Vec<i64>) -> R<H> {
+        self.unary_with(&this, "permute", |a| a.f_permute(&dims))
+    }
+
+    fn transpose(&mut self, this: H, d0: i64, d1: i64) -> R<H> {
+        self.unary_with(&this, "transpose", |a| a.f_transpose(d0, d1))
+    }
+
+    fn squeeze(&mut self, this: H, dim: Option<i64>) -> R<H> {
+        self.unary_with(&this, "squeeze", |a| match dim {
+            Some(d) => a.f_squeeze_dim(d),
+            None => a.f_squeeze(),
+        })
+    }
+
+    fn unsqueeze(&mut self, this: H, dim: i64) -> R<H> {
+        self.unary_with(&this, "unsqueeze", |a| a.f_unsqueeze(dim))
+    }
+
+    fn flatten(&mut self, this: H, start: i64, end: i64) -> R<H> {
+        self.unary_with(&this, "flatten", |a| a.f_flatten(start, end))
+    }
+
+    fn chunk(&mut self, this: H, chunks: i64, dim: i64) -> R<Vec<H>> {
+        let op = "chunk";
+        let a = self.tensor(&this, op)?;
+        if chunks <= 0 {
+            return Err(OpError::new(op, format!("chunks must be positive, got {chunks}")).into());
+        }
+        let parts = a.f_chunk(chunks, dim).map_err(|e| OpError::new(op, format!("input {:?}: {}", a.size(), torch_message(&e))))?;
+        let mut out = Vec::with_capacity(parts.len());
+        for p in parts {
+            out.push(self.push(p, op)?);
+        }
+        Ok(out)
+    }
+
+    fn narrow(&mut self, this: H, dim: i64, start: i64, length: i64) -> R<H> {
+        self.unary_with(&this, "narrow", |a| a.f_narrow(dim, start, length))
+    }
+
+    fn index_select(&mut self, this: H, dim: i64, index: H) -> R<H> {
+        self.binary_with(&this, &index, "index_select", |a, i| a.f_index_select(dim, i))
+    }
+
+    fn roll(&mut self, this: H, shifts: i64, dim: i64) -> R<H> {
+        self.unary_with(&this, "roll", |a| a.f_roll([shifts], [dim]))
+    }
+
+    fn softmax(&mut self, this: H, dim: i64) -> R<H> {
+        self.unary_with(&this, "softmax", |a| a.f_softmax(dim, None::<Kind>))
+    }
+
+    fn log_softmax(&mut self, this: H, dim: i64) -> R<H> {
+        self.unary_with(&this, "log_softmax", |a| a.f_log_softmax(dim, None::<Kind>))
+    }
+
+    fn dropout(&mut self, this: H, p: f64) -> R<H> {
+        let training = self.ctx.training;
+        let a = self.tensor(&this, "dropout")?;
+        let out = layers::dropout(a, p, training)?;
+        Ok(self.push(out, "dropout")?)
+    }
+
+    fn drop(&mut self, rep: H) -> R<()> {
+        let _ = self.table.delete(rep)?;
+        Ok(())
+    }
+}
+
+impl tensor::Host for PluginState {
+    fn cross_entropy(&mut self, input: H, target: H, r: Reduction, label_smoothing: f64) -> R<H> {
+        self.binary_with(&input, &target, "cross_entropy", |x, y| x.f_cross_entropy_loss(y, None::<Tensor>, reduction(r), -100, label_smoothing))
+    }
+
+    fn nll_loss(&mut self, input: H, target: H, r: Reduction) -> R<H> {
+        self.binary_with(&input, &target, "nll_loss", |x, y| x.f_nll_loss(y, None::<Tensor>, reduction(r), -100))
+    }
+
+    fn mse_loss(&mut self, input: H, target: H, r: Reduction) -> R<H> {
+        self.binary_with(&input, &target, "mse_loss", |x, y| x.f_mse_loss(y, reduction(r)))
+    }
+
+    fn l1_loss(&mut self, input: H, target: H, r: Reduction) -> R<H> {
+        self.binary_with(&input, &target, "l1_loss", |x, y| x.f_l1_loss(y, reduction(r)))
+    }
+
+    fn binary_cross_entropy_with_logits(&mut self, input: H, target: H, r: Reduction) -> R<H> {
+        self.binary_with(&input, &target, "binary_cross_entropy_with_logits", |x, y| {
+            x.f_binary_cross_entropy_with_logits(y, None::<Tensor>, None::<Tensor>, reduction(r))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_paths_stay_inside_the_grant() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.npy"), b"x").unwrap();
+        assert!(resolve_data_path(Some(dir.path()), "a.npy").is_ok());
+        assert!(resolve_data_path(Some(dir.path()), "/data/a.npy").is_ok());
+        assert!(resolve_data_path(Some(dir.path()), "../etc/passwd").is_err());
+        assert!(resolve_data_path(None, "a.npy").unwrap_err().detail.contains("no data directory"));
+    }
+
+    #[test]
+    fn shapes_are_bounded() {
+        assert!(check_shape("zeros", &[2, 3]).is_ok());
+        assert!(check_shape("zeros", &[-1]).is_err());
+        assert!(check_shape("zeros", &[1 << 20, 1 << 20]).is_err());
+    }
+}

@@ -1,0 +1,41 @@
+//! `lt:plugin/trainer`: the trainer's read-only state.
+
+use crate::context::Stage;
+use crate::plugin::bindings::trainer;
+use crate::plugin::bindings::types::Stage as WitStage;
+use crate::plugin::state::PluginState;
+
+type R<T> = wasmtime::Result<T>;
+
+pub fn stage_out(s: Stage) -> WitStage {
+    match s {
+        Stage::Fit => WitStage::Fit,
+        Stage::Validate => WitStage::Validate,
+        Stage::Test => WitStage::Test,
+        Stage::Predict => WitStage::Predict,
+        Stage::SanityCheck => WitStage::SanityCheck,
+    }
+}
+
+impl trainer::Host for PluginState {
+    fn current_epoch(&mut self) -> R<u64> {
+        Ok(self.ctx.current_epoch)
+    }
+    fn global_step(&mut self) -> R<u64> {
+        Ok(self.ctx.global_step)
+    }
+    fn current_stage(&mut self) -> R<WitStage> {
+        Ok(stage_out(self.ctx.stage))
+    }
+    fn training(&mut self) -> R<bool> {
+        Ok(self.ctx.training)
+    }
+    fn device(&mut self) -> R<String> {
+        Ok(self.ctx.device_name())
+    }
+    fn max_epochs(&mut self) -> R<Option<u64>> {
+        Ok(self.ctx.max_epochs)
+    }
+}
+
+impl crate::plugin::bindings::types::Host for PluginState {}

@@ -1,0 +1,61 @@
+//! The wasmtime engine and linker shared by every plugin of a run: component model on,
+//! async and concurrency off (halves the call cost), epoch interruption for hook time-outs.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Config, Engine};
+
+use crate::plugin::bindings::Plugin;
+use crate::plugin::state::PluginState;
+
+/// How often the epoch advances; hook time-outs are counted in these ticks.
+pub const TICK: Duration = Duration::from_millis(100);
+
+pub struct Runtime {
+    pub engine: Engine,
+    pub linker: Linker<PluginState>,
+}
+
+impl Runtime {
+    pub fn new() -> anyhow::Result<Arc<Runtime>> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.concurrency_support(false);
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("wasmtime engine: {e:?}"))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| anyhow::anyhow!("linking WASI: {e:?}"))?;
+        Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(|e| anyhow::anyhow!("linking lt:plugin: {e:?}"))?;
+        start_ticker(&engine);
+        Ok(Arc::new(Runtime { engine, linker }))
+    }
+}
+
+/// One background thread per process advances the epoch of the engines it was given.
+fn start_ticker(engine: &Engine) {
+    static TICKER: OnceLock<std::sync::Mutex<Vec<wasmtime::EngineWeak>>> = OnceLock::new();
+    let mut started = false;
+    let engines = TICKER.get_or_init(|| {
+        started = true;
+        std::sync::Mutex::new(Vec::new())
+    });
+    if let Ok(mut list) = engines.lock() {
+        list.push(engine.weak());
+    }
+    if started {
+        std::thread::spawn(move || loop {
+            std::thread::sleep(TICK);
+            if let Ok(mut list) = engines.lock() {
+                list.retain(|w| match w.upgrade() {
+                    Some(e) => {
+                        e.increment_epoch();
+                        true
+                    }
+                    None => false,
+                });
+            }
+        });
+    }
+}

@@ -1,0 +1,115 @@
+//! The generic glue between the generated export traits and the SDK's traits. The
+//! [`crate::export_plugin!`] macro instantiates it for the plugin's types.
+
+use std::cell::RefCell;
+use std::thread::LocalKey;
+
+use crate::bindings::exports::lt::plugin::data_module::{Dataset, Split};
+use crate::bindings::exports::lt::plugin::lightning_module::Optimizer as WitOptimizer;
+use crate::bindings::lt::plugin::types::Stage;
+use crate::{Batch, DataModule, Hparams, LightningModule, Tensor};
+
+/// A configured module and the hyper-parameters it was configured with.
+pub struct Instance<M> {
+    pub module: M,
+    pub hparams: Hparams,
+}
+
+pub trait Exports {
+    type Module: LightningModule;
+    type Data: DataModule;
+    fn module_slot() -> &'static LocalKey<RefCell<Option<Instance<Self::Module>>>>;
+    fn data_slot() -> &'static LocalKey<RefCell<Option<Self::Data>>>;
+}
+
+fn with_module<E: Exports, R>(f: impl FnOnce(&mut Instance<E::Module>) -> R) -> R {
+    E::module_slot().with(|slot| {
+        let mut slot = slot.borrow_mut();
+        let inst = slot.as_mut().expect("lthost called a module hook before `configure`");
+        f(inst)
+    })
+}
+
+pub fn configure<E: Exports>(hparams: String) -> Result<String, String> {
+    let hp = Hparams::merged(E::Module::default_hparams(), &hparams)?;
+    let module = E::Module::configure(&hp)?;
+    let effective = hp.to_json();
+    E::module_slot().with(|s| *s.borrow_mut() = Some(Instance { module, hparams: hp }));
+    Ok(effective)
+}
+
+pub fn configure_optimizers<E: Exports>() -> WitOptimizer {
+    with_module::<E, _>(|i| i.module.configure_optimizers(&i.hparams).into_wit())
+}
+
+pub fn training_step<E: Exports>(batch: Batch, idx: u64) -> Tensor {
+    with_module::<E, _>(|i| i.module.training_step(batch, idx))
+}
+
+pub fn validation_step<E: Exports>(batch: Batch, idx: u64) {
+    with_module::<E, _>(|i| i.module.validation_step(batch, idx))
+}
+
+pub fn test_step<E: Exports>(batch: Batch, idx: u64) {
+    with_module::<E, _>(|i| i.module.test_step(batch, idx))
+}
+
+pub fn predict_step<E: Exports>(batch: Batch, idx: u64) -> Tensor {
+    with_module::<E, _>(|i| i.module.predict_step(batch, idx))
+}
+
+pub fn setup<E: Exports>(stage: Stage, hparams: String) -> Result<(), String> {
+    let hp = Hparams::merged(serde_json::json!({}), &hparams)?;
+    let data = E::Data::setup(stage, &hp)?;
+    E::data_slot().with(|s| *s.borrow_mut() = Some(data));
+    Ok(())
+}
+
+pub fn dataset<E: Exports>(split: Split) -> Option<Dataset> {
+    E::data_slot().with(|slot| {
+        let mut slot = slot.borrow_mut();
+        let data = slot.as_mut().expect("lthost asked for a dataset before `setup`");
+        match split {
+            Split::Train => data.train_dataset(),
+            Split::Val => data.val_dataset(),
+            Split::Test => data.test_dataset(),
+            Split::Predict => data.predict_dataset(),
+        }
+    })
+}
+
+/// Implements the generated export traits for the macro's type.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __glue_impls {
+    ($ty:ident) => {
+        impl $crate::bindings::exports::lt::plugin::lightning_module::Guest for $ty {
+            fn configure(hparams: String) -> Result<String, String> {
+                $crate::glue::configure::<$ty>(hparams)
+            }
+            fn configure_optimizers() -> $crate::bindings::exports::lt::plugin::lightning_module::Optimizer {
+                $crate::glue::configure_optimizers::<$ty>()
+            }
+            fn training_step(batch: $crate::Batch, batch_idx: u64) -> $crate::Tensor {
+                $crate::glue::training_step::<$ty>(batch, batch_idx)
+            }
+            fn validation_step(batch: $crate::Batch, batch_idx: u64) {
+                $crate::glue::validation_step::<$ty>(batch, batch_idx)
+            }
+            fn test_step(batch: $crate::Batch, batch_idx: u64) {
+                $crate::glue::test_step::<$ty>(batch, batch_idx)
+            }
+            fn predict_step(batch: $crate::Batch, batch_idx: u64) -> $crate::Tensor {
+                $crate::glue::predict_step::<$ty>(batch, batch_idx)
+            }
+        }
+        impl $crate::bindings::exports::lt::plugin::data_module::Guest for $ty {
+            fn setup(stage: $crate::Stage, hparams: String) -> Result<(), String> {
+                $crate::glue::setup::<$ty>(stage, hparams)
+            }
+            fn dataloader(split: $crate::bindings::exports::lt::plugin::data_module::Split) -> Option<$crate::Dataset> {
+                $crate::glue::dataset::<$ty>(split)
+            }
+        }
+    };
+}

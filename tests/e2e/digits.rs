@@ -1,0 +1,66 @@
+//! The default example trains to ≥95% validation accuracy and writes Lightning's layout;
+//! validate, test and predict run on it too.
+
+use crate::common::{column, leftover_temp_files, lthost, plugin, read_metrics, repo_root};
+
+fn config() -> String {
+    repo_root().join("plugins/digits-mlp/run.toml").to_string_lossy().into_owned()
+}
+
+#[test]
+fn digits_trains_to_95_percent() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wasm = plugin("digits-mlp");
+    let cfg = config();
+    // stdout is not a terminal here: the progress bar prints one plain line per epoch.
+    let run = lthost(dir.path(), &["run", wasm.to_str().expect("utf-8"), "--config", &cfg]);
+    assert!(run.ok(), "digits failed:\n{}", run.stderr);
+    assert!(run.stdout.contains("libtorch threads:"), "{}", run.stdout);
+    assert!(run.stdout.contains("`Trainer.fit` stopped: `max_epochs=15` reached."), "{}", run.stdout);
+    assert!(run.stdout.contains("Epoch 14: 40/40"), "{}", run.stdout);
+    let log_dir = dir.path().join("lightning_logs/version_0");
+    let rows = read_metrics(&log_dir);
+    let acc = column(&rows, "val_acc");
+    assert_eq!(acc.len(), 15, "one validation per epoch");
+    assert!(*acc.last().expect("a value") >= 0.95, "val_acc {acc:?}");
+    let hparams = std::fs::read_to_string(log_dir.join("hparams.yaml")).expect("hparams.yaml");
+    assert!(hparams.contains("lr: 0.003") && hparams.contains("dropout: 0.1"), "{hparams}");
+    assert!(leftover_temp_files(dir.path()).is_empty());
+    // A second run gets the next version, as in Lightning.
+    let again = lthost(dir.path(), &["run", wasm.to_str().expect("utf-8"), "--config", &cfg, "--no-progress-bar", "--max-epochs", "1"]);
+    assert!(again.ok(), "{}", again.stderr);
+    assert!(dir.path().join("lightning_logs/version_1/metrics.csv").exists());
+}
+
+#[test]
+fn validate_test_and_predict_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wasm = plugin("digits-mlp");
+    let cfg = config();
+    let w = wasm.to_str().expect("utf-8");
+    let v = lthost(dir.path(), &["validate", w, "--config", &cfg]);
+    assert!(v.ok(), "{}", v.stderr);
+    assert!(v.stdout.contains("Validate metric") && v.stdout.contains("val_acc"), "{}", v.stdout);
+    let t = lthost(dir.path(), &["test", w, "--config", &cfg]);
+    assert!(t.ok(), "{}", t.stderr);
+    assert!(t.stdout.contains("test_acc"), "{}", t.stdout);
+    let p = lthost(dir.path(), &["predict", w, "--config", &cfg]);
+    assert!(p.ok(), "{}", p.stderr);
+    let preds = tch::Tensor::read_safetensors(dir.path().join("predictions.safetensors")).expect("predictions");
+    let rows: i64 = preds.iter().map(|(_, t)| t.size()[0]).sum();
+    assert_eq!(rows, 270);
+    let sums = preds[0].1.sum_dim_intlist(Some([1i64].as_slice()), false, None::<tch::Kind>);
+    assert!((sums - 1.0).abs().max().double_value(&[]) < 1e-5, "probabilities sum to 1");
+}
+
+#[test]
+fn data_outside_the_grant_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wasm = plugin("digits-mlp");
+    let data = repo_root().join("plugins/digits-mlp/data");
+    let run = lthost(
+        dir.path(),
+        &["fit", wasm.to_str().expect("utf-8"), "--data-dir", data.to_str().expect("utf-8"), "--hparams", r#"{"data_file": "../run.toml"}"#, "--max-epochs", "1"],
+    );
+    run.assert_fails_with(&["plugin `digits-mlp`", "hook `setup`", "op `load`", "outside the granted data directory"]);
+}

@@ -1,0 +1,48 @@
+//! Parity with PyTorch: lthost reproduces every step's loss of Lightning's parity models,
+//! as computed by torch itself (tests/reference/parity_reference.py, run by `make test`).
+
+use crate::common::{column, lthost, plugin, read_metrics, repo_root};
+
+const TOLERANCE: f64 = 1e-5;
+
+fn reference() -> serde_json::Value {
+    let path = repo_root().join("tests/reference/parity.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("{} is missing: run `make reference`", path.display()));
+    serde_json::from_str(&text).expect("valid reference JSON")
+}
+
+fn check_model(name: &str) {
+    let reference = reference();
+    let epochs = reference["epochs"][name].as_u64().expect("epochs").to_string();
+    let threads = reference["threads"].as_u64().expect("threads").to_string();
+    let seeds = reference["losses"][name].as_object().expect("seeds");
+    assert!(!seeds.is_empty());
+    for (seed, expected) in seeds {
+        let expected: Vec<f64> = expected.as_array().expect("losses").iter().map(|v| v.as_f64().expect("a loss")).collect();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let run = lthost(
+            dir.path(),
+            &[
+                "fit", plugin(name).to_str().expect("utf-8 path"),
+                "--seed", seed, "--max-epochs", &epochs, "--threads", &threads,
+                "--log-every-n-steps", "1", "--no-progress-bar", "--accelerator", "cpu",
+            ],
+        );
+        assert!(run.ok(), "{name} seed {seed} failed:\n{}", run.stderr);
+        let got = column(&read_metrics(&dir.path().join("lightning_logs/version_0")), "train_loss");
+        assert_eq!(got.len(), expected.len(), "{name} seed {seed}: step count");
+        for (step, (g, e)) in got.iter().zip(&expected).enumerate() {
+            assert!((g - e).abs() <= TOLERANCE, "{name} seed {seed} step {step}: lthost {g} vs torch {e}");
+        }
+    }
+}
+
+#[test]
+fn parity_rnn_matches_pytorch_every_step() {
+    check_model("parity-rnn");
+}
+
+#[test]
+fn parity_mlp_matches_pytorch_every_step() {
+    check_model("parity-mlp");
+}
