@@ -46,6 +46,7 @@ plugins: setup
 # Reference losses from PyTorch itself (the parity oracle).
 reference: setup
 	$(PY) tests/reference/parity_reference.py tests/reference/parity.json
+	$(PY) tests/reference/engine_reference.py tests/reference/engine.json
 
 clean-logs:
 	rm -rf lightning_logs

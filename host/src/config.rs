@@ -23,7 +23,7 @@ pub struct TrainerConfig {
     pub accelerator: String,
     /// Seed for libtorch's generator; unset: a random seed, printed.
     pub seed: Option<u64>,
-    /// libtorch intra-op threads; unset: the number of cores, at most 4.
+    /// libtorch intra-op threads; unset: 1 on up to 2 cores, else half the cores (at most 8).
     pub threads: Option<usize>,
     pub log_every_n_steps: u64,
     pub check_val_every_n_epoch: u64,

@@ -72,7 +72,8 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, optimizer: &mut dyn Opti
         }
     }
     let epoch = results.epoch_metrics();
-    let mut prog_bar = read(&epoch, |r| r.prog_bar);
+    let mut prog_bar = read(&results.step_metrics(), |r| r.prog_bar);
+    prog_bar.extend(read(&epoch, |r| r.prog_bar));
     if let Some(s) = loss_sum {
         if let Ok(v) = s.f_double_value(&[]) {
             prog_bar.insert("loss".into(), v / batches.max(1) as f64);

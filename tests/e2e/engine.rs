@@ -1,0 +1,99 @@
+//! The engine against PyTorch: every layer's initial weights (same seed, same construction
+//! order), forward passes, and several steps of each optimizer, as torch computes them
+//! (tests/reference/engine_reference.py, run by `make test`).
+
+use lthost::engine::layers::{BatchNorm, Conv2d, Conv2dSpec, Embedding, LayerNorm, Linear, Lstm, LstmSpec, MultiheadAttention};
+use lthost::engine::optim::{AdamConfig, OptimizerConfig, SgdConfig};
+use lthost::engine::params::ParamStore;
+use serde_json::Value;
+use tch::{Device, Kind, Tensor};
+
+use crate::common::repo_root;
+
+const TOLERANCE: f64 = 1e-6;
+
+fn reference() -> Value {
+    let path = repo_root().join("tests/reference/engine.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("{} is missing: run `make reference`", path.display()));
+    serde_json::from_str(&text).expect("valid JSON")
+}
+
+fn tensor(v: &Value, kind: Kind) -> Tensor {
+    let shape: Vec<i64> = v["shape"].as_array().expect("shape").iter().map(|d| d.as_i64().expect("dim")).collect();
+    let values: Vec<f64> = v["values"].as_array().expect("values").iter().map(|x| x.as_f64().expect("value")).collect();
+    Tensor::from_slice(&values).reshape(&shape).to_kind(kind)
+}
+
+fn assert_close(name: &str, got: &Tensor, want: &Value) {
+    let want = tensor(want, Kind::Double);
+    assert_eq!(got.size(), want.size(), "{name}: shape");
+    let diff = (got.to_kind(Kind::Double) - &want).abs().max().double_value(&[]);
+    assert!(diff <= TOLERANCE, "{name}: max abs difference {diff} from torch");
+}
+
+#[test]
+fn layers_initialise_and_run_like_torch_nn() {
+    let r = reference();
+    let _threads = tch::set_num_threads(1);
+    tch::manual_seed(0);
+    let dev = Device::Cpu;
+    let mut ps = ParamStore::default();
+    let linear = Linear::new(&mut ps, "linear", 5, 3, true, dev).expect("linear");
+    let _nobias = Linear::new(&mut ps, "linear_nobias", 4, 2, false, dev).expect("linear");
+    let spec = Conv2dSpec { in_channels: 2, out_channels: 4, kernel: [3, 3], stride: [1, 1], padding: [1, 1], dilation: [1, 1], groups: 1, bias: true };
+    let conv = Conv2d::new(&mut ps, "conv", &spec, dev).expect("conv");
+    let _bn = BatchNorm::new(&mut ps, "bn", 3, 1e-5, 0.1, true, dev).expect("bn");
+    let ln = LayerNorm::new(&mut ps, "ln", &[4], 1e-5, true, dev).expect("ln");
+    let emb = Embedding::new(&mut ps, "emb", 6, 3, dev).expect("emb");
+    let lspec = LstmSpec { input: 3, hidden: 4, layers: 2, bias: true, batch_first: true, dropout: 0.0, bidirectional: true };
+    let lstm = Lstm::new(&mut ps, "lstm", &lspec, dev).expect("lstm");
+    let mha = MultiheadAttention::new(&mut ps, "mha", 8, 2, 0.0, true, true, dev).expect("mha");
+
+    let init = r["init"].as_object().expect("init");
+    assert_eq!(ps.entries().len(), init.len(), "same state dict entries");
+    for e in ps.entries() {
+        assert_close(&format!("init {}", e.name), &e.tensor, &init[&e.name]);
+    }
+    let _ = linear;
+
+    let inputs = &r["inputs"];
+    let fwd = &r["forward"];
+    let _no_grad = tch::no_grad_guard();
+    assert_close("conv forward", &conv.forward(&tensor(&inputs["conv"], Kind::Float)).expect("conv"), &fwd["conv"]);
+    assert_close("layer_norm forward", &ln.forward(&tensor(&inputs["ln"], Kind::Float)).expect("ln"), &fwd["ln"]);
+    assert_close("embedding forward", &emb.forward(&tensor(&inputs["emb"], Kind::Int64)).expect("emb"), &fwd["emb"]);
+    let (out, h, _c) = lstm.forward(&tensor(&inputs["lstm"], Kind::Float), None, false).expect("lstm");
+    assert_close("lstm output", &out, &fwd["lstm"]);
+    assert_close("lstm h_n", &h, &fwd["lstm_h"]);
+    let q = tensor(&inputs["mha"], Kind::Float);
+    let (o, w) = mha.forward(&q, &q, &q, None, true, false).expect("mha");
+    assert_close("mha output", &o, &fwd["mha"]);
+    assert_close("mha weights", &w.expect("weights"), &fwd["mha_weights"]);
+    let (o_fast, none) = mha.forward(&q, &q, &q, None, false, false).expect("mha");
+    assert!(none.is_none());
+    assert_close("mha output (fused path)", &o_fast, &fwd["mha_fast"]);
+}
+
+#[test]
+fn optimizers_follow_torch_optim() {
+    let r = reference();
+    let o = &r["optim"];
+    let sgd = |lr, momentum, dampening, weight_decay, nesterov| OptimizerConfig::Sgd(SgdConfig { lr, momentum, dampening, weight_decay, nesterov });
+    let adam = |lr, betas, eps, weight_decay, amsgrad| AdamConfig { lr, betas, eps, weight_decay, amsgrad };
+    let cases = [
+        ("sgd", sgd(0.1, 0.0, 0.0, 0.0, false)),
+        ("sgd_momentum", sgd(0.1, 0.9, 0.1, 0.01, false)),
+        ("sgd_nesterov", sgd(0.05, 0.9, 0.0, 0.001, true)),
+        ("adam", OptimizerConfig::Adam(adam(0.01, (0.9, 0.999), 1e-8, 0.0, false))),
+        ("adam_amsgrad_wd", OptimizerConfig::Adam(adam(0.01, (0.8, 0.99), 1e-6, 0.01, true))),
+        ("adamw", OptimizerConfig::AdamW(adam(0.01, (0.9, 0.999), 1e-8, 0.1, false))),
+    ];
+    for (name, cfg) in cases {
+        let p = tensor(&o["init"], Kind::Float).set_requires_grad(true);
+        let mut opt = cfg.build(1);
+        for g in o["grads"].as_array().expect("grads") {
+            opt.step(&[p.shallow_clone()], &[tensor(g, Kind::Float)]).expect("step");
+        }
+        assert_close(name, &p, &o["result"][name]);
+    }
+}

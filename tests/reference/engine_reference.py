@@ -1,0 +1,100 @@
+"""Reference values for lthost's engine from PyTorch itself: the initial weights of every
+torch.nn layer lthost offers (same seed, same construction order), a few forward passes,
+and the parameters after several steps of each torch.optim optimizer.
+
+    .venv/bin/python tests/reference/engine_reference.py tests/reference/engine.json
+
+host/tests/engine.rs rebuilds the same layers and optimizers with the tch engine and
+compares.
+"""
+
+import json
+import sys
+
+import torch
+from torch import nn
+
+torch.set_num_threads(1)
+
+
+def flat(t):
+    return {"shape": list(t.shape), "values": t.detach().double().flatten().tolist()}
+
+
+def layers():
+    torch.manual_seed(0)
+    made = {
+        "linear": nn.Linear(5, 3),
+        "linear_nobias": nn.Linear(4, 2, bias=False),
+        "conv": nn.Conv2d(2, 4, (3, 3), stride=1, padding=1),
+        "bn": nn.BatchNorm1d(3),
+        "ln": nn.LayerNorm([4]),
+        "emb": nn.Embedding(6, 3),
+        "lstm": nn.LSTM(3, 4, num_layers=2, batch_first=True, bidirectional=True),
+        "mha": nn.MultiheadAttention(8, 2, batch_first=True),
+    }
+    state = {}
+    for prefix, m in made.items():
+        for name, t in m.state_dict().items():
+            state[f"{prefix}.{name}"] = flat(t)
+    # Forward passes, in eval mode, on inputs drawn after construction.
+    for m in made.values():
+        m.eval()
+    x_conv = torch.randn(2, 2, 5, 5)
+    x_ln = torch.randn(3, 4)
+    idx = torch.tensor([[0, 5, 2], [1, 1, 4]])
+    x_seq = torch.randn(2, 7, 3)
+    q = torch.randn(2, 5, 8)
+    with torch.no_grad():
+        out_lstm, (h, c) = made["lstm"](x_seq)
+        mha_out, mha_w = made["mha"](q, q, q, need_weights=True)
+        mha_out_fast, _ = made["mha"](q, q, q, need_weights=False)
+        forward = {
+            "conv": flat(made["conv"](x_conv)),
+            "ln": flat(made["ln"](x_ln)),
+            "emb": flat(made["emb"](idx)),
+            "lstm": flat(out_lstm),
+            "lstm_h": flat(h),
+            "mha": flat(mha_out),
+            "mha_weights": flat(mha_w),
+            "mha_fast": flat(mha_out_fast),
+        }
+    inputs = {"conv": flat(x_conv), "ln": flat(x_ln), "emb": flat(idx), "lstm": flat(x_seq), "mha": flat(q)}
+    return state, forward, inputs
+
+
+OPTIMIZERS = {
+    "sgd": lambda p: torch.optim.SGD(p, lr=0.1),
+    "sgd_momentum": lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, dampening=0.1, weight_decay=0.01),
+    "sgd_nesterov": lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.001),
+    "adam": lambda p: torch.optim.Adam(p, lr=0.01),
+    "adam_amsgrad_wd": lambda p: torch.optim.Adam(p, lr=0.01, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.01, amsgrad=True),
+    "adamw": lambda p: torch.optim.AdamW(p, lr=0.01, weight_decay=0.1),
+}
+STEPS = 5
+
+
+def optimizers():
+    torch.manual_seed(1)
+    init = torch.randn(3, 4)
+    grads = [torch.randn(3, 4) for _ in range(STEPS)]
+    out = {"init": flat(init), "grads": [flat(g) for g in grads], "steps": STEPS, "result": {}}
+    for name, make in OPTIMIZERS.items():
+        p = nn.Parameter(init.clone())
+        opt = make([p])
+        for g in grads:
+            p.grad = g.clone()
+            opt.step()
+        out["result"][name] = flat(p)
+    return out
+
+
+def main(path):
+    state, forward, inputs = layers()
+    with open(path, "w") as f:
+        json.dump({"torch": torch.__version__, "init": state, "inputs": inputs, "forward": forward, "optim": optimizers()}, f)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "tests/reference/engine.json")
