@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 export PATH := $(VENV)/bin:$(PATH)
 export LIBTORCH_USE_PYTORCH := 1
 CARGO ?= cargo
-PLUGINS := digits-mlp parity-rnn parity-mlp faulty
+PLUGINS := digits-mlp parity-rnn parity-mlp faulty hook-recorder gan
 PLUGIN_DIR := target/plugins
 LTHOST := target/release/lthost
 # Test threads: two lthost processes at a time on a 2-core machine.
@@ -47,6 +47,7 @@ plugins: setup
 reference: setup
 	$(PY) tests/reference/parity_reference.py tests/reference/parity.json
 	$(PY) tests/reference/engine_reference.py tests/reference/engine.json
+	$(PY) tests/reference/scheduler_reference.py tests/reference/schedulers.json
 
 clean-logs:
 	rm -rf lightning_logs

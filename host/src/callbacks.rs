@@ -1,6 +1,28 @@
-//! Built-in callbacks: the progress bar and the model summary.
+//! Callbacks: host-side objects called at every hook, before the module (Lightning's
+//! order). Built-ins: the progress bar and the model summary.
 
 pub mod model_summary;
 pub mod progress_bar;
 
+use std::collections::BTreeMap;
+
+use crate::context::Stage;
+use crate::hooks::Hook;
 pub use progress_bar::ProgressBar;
+
+/// What a callback sees at a hook.
+#[derive(Debug, Clone, Copy)]
+pub struct HookInfo<'a> {
+    pub stage: Stage,
+    pub batch_idx: Option<u64>,
+    pub current_epoch: u64,
+    pub global_step: u64,
+    /// Lightning's `trainer.callback_metrics`.
+    pub callback_metrics: &'a BTreeMap<String, f64>,
+}
+
+/// Lightning's Callback: one method, called for every callback hook with its name.
+pub trait Callback {
+    fn name(&self) -> &str;
+    fn on_hook(&mut self, hook: Hook, info: &HookInfo<'_>) -> anyhow::Result<()>;
+}

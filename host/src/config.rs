@@ -11,24 +11,114 @@ use serde_json::Value;
 use crate::connectors::accelerator::Accelerator;
 use crate::plugin::PluginOptions;
 
-/// Lightning's Trainer arguments that lthost supports so far.
+/// A batch limit or interval: an integer count of batches, or a float fraction of the
+/// dataloader (Lightning's `int | float` arguments).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Limit {
+    Batches(u64),
+    Fraction(f64),
+}
+
+impl Limit {
+    /// How many of `n` batches this limit allows: `min(n, k)` or `int(n * f)`, as Lightning.
+    pub fn apply(self, n: usize, what: &str) -> Result<usize> {
+        match self {
+            Limit::Batches(k) => Ok(n.min(k as usize)),
+            Limit::Fraction(f) => {
+                if !(0.0..=1.0).contains(&f) {
+                    bail!("{what} = {f}: a fraction must be in [0.0, 1.0]");
+                }
+                let m = (n as f64 * f) as usize;
+                if m == 0 && f > 0.0 && n > 0 {
+                    bail!("{what} = {f} of {n} batches is 0 batches; use a larger fraction or an integer");
+                }
+                Ok(m)
+            }
+        }
+    }
+
+    pub fn is_zero(self) -> bool {
+        matches!(self, Limit::Batches(0)) || matches!(self, Limit::Fraction(f) if f == 0.0)
+    }
+}
+
+/// `fast_dev_run`: true (1 batch) or a number of batches.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum FastDevRun {
+    Flag(bool),
+    Batches(u64),
+}
+
+impl FastDevRun {
+    pub fn batches(self) -> Option<u64> {
+        match self {
+            FastDevRun::Flag(true) => Some(1),
+            FastDevRun::Flag(false) | FastDevRun::Batches(0) => None,
+            FastDevRun::Batches(n) => Some(n),
+        }
+    }
+}
+
+/// `check_val_every_n_epoch`: a number of epochs, or "none" (count batches across epochs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum EveryNEpochs {
+    Epochs(u64),
+    Named(String),
+}
+
+impl EveryNEpochs {
+    pub fn epochs(&self) -> Result<Option<u64>> {
+        match self {
+            EveryNEpochs::Epochs(0) => bail!("trainer.check_val_every_n_epoch must be at least 1 (or \"none\")"),
+            EveryNEpochs::Epochs(n) => Ok(Some(*n)),
+            EveryNEpochs::Named(s) if s.eq_ignore_ascii_case("none") => Ok(None),
+            EveryNEpochs::Named(s) => bail!("trainer.check_val_every_n_epoch = {s:?}: expected a number or \"none\""),
+        }
+    }
+}
+
+/// Lightning's Trainer arguments.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainerConfig {
-    /// Stop after this many epochs. Unset with `max_steps = -1`: 1000, as in Lightning.
+    /// Stop after this many epochs. Unset: 1000 when neither max_steps nor max_time is set,
+    /// else no epoch limit (Lightning).
     pub max_epochs: Option<u64>,
+    pub min_epochs: Option<u64>,
     /// Stop after this many optimizer steps (-1: no limit).
     pub max_steps: i64,
+    pub min_steps: Option<u64>,
+    /// Stop after this much time, "DD:HH:MM:SS".
+    pub max_time: Option<String>,
+    pub limit_train_batches: Limit,
+    pub limit_val_batches: Limit,
+    pub limit_test_batches: Limit,
+    pub limit_predict_batches: Limit,
+    /// Validate every k batches (integer) or every fraction of an epoch (float).
+    pub val_check_interval: Limit,
+    pub check_val_every_n_epoch: EveryNEpochs,
+    /// Validation batches run before training (-1: all, 0: none).
+    pub num_sanity_val_steps: i64,
+    pub fast_dev_run: FastDevRun,
+    /// Train and validate on this many (or this fraction of) batches, unshuffled.
+    pub overfit_batches: Limit,
+    pub accumulate_grad_batches: u64,
+    pub gradient_clip_val: Option<f64>,
+    /// "norm" (2-norm) or "value".
+    pub gradient_clip_algorithm: String,
+    /// Deterministic algorithms (CPU kernels already are; on CUDA, cuDNN benchmarking off).
+    pub deterministic: bool,
     /// `auto`, `cpu` or `cuda`.
     pub accelerator: String,
-    /// Seed for libtorch's generator; unset: a random seed, printed.
+    /// Seed for libtorch's generators; unset: a random seed, printed.
     pub seed: Option<u64>,
     /// libtorch intra-op threads; unset: 1 on up to 2 cores, else half the cores (at most 8).
     pub threads: Option<usize>,
+    /// 0 disables step-level logging.
     pub log_every_n_steps: u64,
-    pub check_val_every_n_epoch: u64,
-    /// Validation batches run before training (-1: all, 0: none).
-    pub num_sanity_val_steps: i64,
     pub enable_progress_bar: bool,
     pub enable_model_summary: bool,
     /// Logs go to `<default_root_dir>/lightning_logs/version_N`.
@@ -41,13 +131,27 @@ impl Default for TrainerConfig {
     fn default() -> Self {
         TrainerConfig {
             max_epochs: None,
+            min_epochs: None,
             max_steps: -1,
+            min_steps: None,
+            max_time: None,
+            limit_train_batches: Limit::Fraction(1.0),
+            limit_val_batches: Limit::Fraction(1.0),
+            limit_test_batches: Limit::Fraction(1.0),
+            limit_predict_batches: Limit::Fraction(1.0),
+            val_check_interval: Limit::Fraction(1.0),
+            check_val_every_n_epoch: EveryNEpochs::Epochs(1),
+            num_sanity_val_steps: 2,
+            fast_dev_run: FastDevRun::Flag(false),
+            overfit_batches: Limit::Batches(0),
+            accumulate_grad_batches: 1,
+            gradient_clip_val: None,
+            gradient_clip_algorithm: "norm".into(),
+            deterministic: false,
             accelerator: "auto".into(),
             seed: None,
             threads: None,
             log_every_n_steps: 50,
-            check_val_every_n_epoch: 1,
-            num_sanity_val_steps: 2,
             enable_progress_bar: true,
             enable_model_summary: true,
             default_root_dir: PathBuf::from("."),
@@ -56,27 +160,61 @@ impl Default for TrainerConfig {
     }
 }
 
+/// "DD:HH:MM:SS" → a duration.
+pub fn parse_max_time(s: &str) -> Result<Duration> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let nums: Option<Vec<u64>> = parts.iter().map(|p| p.trim().parse::<u64>().ok()).collect();
+    match (parts.len(), nums) {
+        (4, Some(n)) => Ok(Duration::from_secs(((n[0] * 24 + n[1]) * 60 + n[2]) * 60 + n[3])),
+        _ => bail!("trainer.max_time = {s:?}: expected \"DD:HH:MM:SS\""),
+    }
+}
+
 impl TrainerConfig {
     pub fn effective_max_epochs(&self) -> Option<u64> {
-        match (self.max_epochs, self.max_steps) {
-            (Some(m), _) => Some(m),
-            (None, -1) => Some(1000),
-            (None, _) => None,
+        if self.fast_dev_run.batches().is_some() {
+            return Some(1);
+        }
+        match (self.max_epochs, self.max_steps, &self.max_time) {
+            (Some(m), _, _) => Some(m),
+            (None, -1, None) => Some(1000),
+            _ => None,
         }
     }
 
     pub fn validate(&self) -> Result<Accelerator> {
-        if self.log_every_n_steps == 0 {
-            bail!("trainer.log_every_n_steps must be at least 1");
-        }
-        if self.check_val_every_n_epoch == 0 {
-            bail!("trainer.check_val_every_n_epoch must be at least 1");
-        }
         if self.max_steps < -1 {
             bail!("trainer.max_steps must be -1 (no limit) or a step count, got {}", self.max_steps);
         }
         if self.threads == Some(0) {
             bail!("trainer.threads must be at least 1");
+        }
+        if self.accumulate_grad_batches == 0 {
+            bail!("trainer.accumulate_grad_batches must be at least 1");
+        }
+        if !matches!(self.gradient_clip_algorithm.as_str(), "norm" | "value") {
+            bail!("trainer.gradient_clip_algorithm = {:?}: expected \"norm\" or \"value\"", self.gradient_clip_algorithm);
+        }
+        if self.gradient_clip_val.is_some_and(|v| !(v.is_finite() && v >= 0.0)) {
+            bail!("trainer.gradient_clip_val must be a non-negative number");
+        }
+        if self.num_sanity_val_steps < -1 {
+            bail!("trainer.num_sanity_val_steps must be -1 (all), 0 or a count");
+        }
+        if let Limit::Fraction(f) = self.val_check_interval {
+            if !(f > 0.0 && f <= 1.0) {
+                bail!("trainer.val_check_interval = {f}: a fraction must be in (0.0, 1.0]");
+            }
+        }
+        if self.val_check_interval == Limit::Batches(0) {
+            bail!("trainer.val_check_interval must be at least 1 batch");
+        }
+        let every = self.check_val_every_n_epoch.epochs()?;
+        if every.is_none() && !matches!(self.val_check_interval, Limit::Batches(_)) {
+            bail!("trainer.check_val_every_n_epoch = \"none\" needs an integer val_check_interval (batches across epochs)");
+        }
+        if let Some(t) = &self.max_time {
+            parse_max_time(t)?;
         }
         self.accelerator.parse()
     }
@@ -182,5 +320,31 @@ mod tests {
         assert_eq!(t.effective_max_epochs(), Some(1000));
         t.max_steps = 10;
         assert_eq!(t.effective_max_epochs(), None);
+        t.max_steps = -1;
+        t.max_time = Some("00:00:01:00".into());
+        assert_eq!(t.effective_max_epochs(), None);
+        t.fast_dev_run = FastDevRun::Flag(true);
+        assert_eq!(t.effective_max_epochs(), Some(1));
+    }
+
+    #[test]
+    fn limits_follow_lightning() {
+        assert_eq!(Limit::Batches(3).apply(10, "x").unwrap(), 3);
+        assert_eq!(Limit::Batches(30).apply(10, "x").unwrap(), 10);
+        assert_eq!(Limit::Fraction(0.25).apply(10, "x").unwrap(), 2);
+        assert!(Limit::Fraction(0.01).apply(10, "x").is_err());
+        assert_eq!(Limit::Fraction(0.0).apply(10, "x").unwrap(), 0);
+        assert_eq!(parse_max_time("00:01:02:03").unwrap(), Duration::from_secs(3723));
+        assert!(parse_max_time("1:2").is_err());
+    }
+
+    #[test]
+    fn toml_takes_ints_floats_and_none() {
+        let c: RunConfig = toml::from_str("[trainer]\nlimit_train_batches = 3\nlimit_val_batches = 0.5\ncheck_val_every_n_epoch = \"none\"\nval_check_interval = 4\nfast_dev_run = true\n").unwrap();
+        assert_eq!(c.trainer.limit_train_batches, Limit::Batches(3));
+        assert_eq!(c.trainer.limit_val_batches, Limit::Fraction(0.5));
+        assert_eq!(c.trainer.check_val_every_n_epoch.epochs().unwrap(), None);
+        assert_eq!(c.trainer.fast_dev_run.batches(), Some(1));
+        assert!(c.trainer.validate().is_ok());
     }
 }

@@ -6,6 +6,9 @@ use std::path::PathBuf;
 use tch::{Device, Tensor};
 
 use crate::engine::params::ParamStore;
+use crate::error::OpError;
+use crate::hooks::Hook;
+use crate::loops::optimization::OptimizerSet;
 
 /// Lightning's `RunningStage`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -64,7 +67,6 @@ pub struct LogOptions {
     pub batch_size: Option<u32>,
 }
 
-#[derive(Debug)]
 pub struct RunContext {
     pub params: ParamStore,
     /// Where the model's tensors live.
@@ -82,6 +84,10 @@ pub struct RunContext {
     pub logs: Vec<LogRecord>,
     /// The read-only directory the plugin was granted, if any.
     pub data_dir: Option<PathBuf>,
+    /// The hook running now (decides where `self.log` is allowed and its defaults).
+    pub current_hook: Option<Hook>,
+    /// Optimizers and schedulers, once `configure_optimizers` ran.
+    pub optim: Option<OptimizerSet>,
 }
 
 impl Default for RunContext {
@@ -97,17 +103,31 @@ impl Default for RunContext {
             max_epochs: None,
             logs: Vec::new(),
             data_dir: None,
+            current_hook: None,
+            optim: None,
         }
     }
 }
 
 impl RunContext {
-    /// Records a `self.log` call, filling in Lightning's defaults: training hooks log on
-    /// step, evaluation hooks on epoch.
-    pub fn log(&mut self, name: &str, value: Tensor, opts: LogOptions) {
-        let in_training = self.stage == Stage::Fit && self.training;
-        let on_step = opts.on_step.unwrap_or(in_training);
-        let on_epoch = opts.on_epoch.unwrap_or(!in_training);
+    /// Records a `self.log` call, with Lightning's rules for the running hook: where logging
+    /// is allowed, which on_step/on_epoch values are, and their defaults.
+    pub fn log(&mut self, name: &str, value: Tensor, opts: LogOptions) -> Result<(), OpError> {
+        let hook = self.current_hook.map(Hook::name).unwrap_or("this hook");
+        let Some(rule) = self.current_hook.and_then(Hook::log_rule) else {
+            return Err(OpError::new("log", format!("you can't `self.log({name:?})` inside `{hook}`")));
+        };
+        let on_step = opts.on_step.unwrap_or(rule.default_on_step);
+        let on_epoch = opts.on_epoch.unwrap_or(rule.default_on_epoch);
+        if !rule.on_step.contains(&on_step) || !rule.on_epoch.contains(&on_epoch) {
+            return Err(OpError::new(
+                "log",
+                format!("you can't `self.log({name:?}, on_step={on_step}, on_epoch={on_epoch})` inside `{hook}`; allowed: on_step in {:?}, on_epoch in {:?}", rule.on_step, rule.on_epoch),
+            ));
+        }
+        if !on_step && !on_epoch {
+            return Err(OpError::new("log", format!("`self.log({name:?}, on_step=False, on_epoch=False)` logs nothing")));
+        }
         self.logs.push(LogRecord {
             name: name.to_string(),
             value: value.detach(),
@@ -118,6 +138,7 @@ impl RunContext {
             reduce_fx: opts.reduce_fx,
             batch_size: opts.batch_size,
         });
+        Ok(())
     }
 
     /// A string naming a device the way torch prints it.

@@ -6,3 +6,4 @@ pub mod init;
 pub mod layers;
 pub mod optim;
 pub mod params;
+pub mod schedulers;

@@ -11,6 +11,7 @@ pub mod connectors;
 pub mod context;
 pub mod engine;
 pub mod error;
+pub mod hooks;
 pub mod loggers;
 pub mod loops;
 pub mod module;

@@ -5,6 +5,7 @@
 pub mod evaluation;
 pub mod fetchers;
 pub mod fit;
+pub mod limits;
 pub mod optimization;
 pub mod prediction;
 pub mod progress;

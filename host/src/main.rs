@@ -135,7 +135,7 @@ fn run(cmd: Command) -> Result<()> {
     }
     let mut module = model;
     let hparams = Value::Object(cfg.hparams.clone());
-    let trainer = Trainer::new(cfg.trainer.clone(), cfg.plugin.data_dir.clone());
+    let mut trainer = Trainer::new(cfg.trainer.clone(), cfg.plugin.data_dir.clone());
     match stage {
         Stage::Fit => {
             let report = trainer.fit(&mut module, &mut data, &hparams)?;
@@ -165,6 +165,7 @@ fn run(cmd: Command) -> Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    lthost::connectors::accelerator::init_interop_threads();
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -7,18 +7,44 @@ use tch::Tensor;
 
 use crate::context::{RunContext, Stage};
 use crate::engine::optim::OptimizerConfig;
+use crate::hooks::Hook;
+use crate::loops::optimization::SchedulerSpec;
 
 /// Lightning's LightningModule: the model and its steps.
 pub trait Module {
     fn name(&self) -> &str;
     /// Builds the layers; returns the effective hyper-parameters.
     fn configure(&mut self, ctx: &mut RunContext, hparams: &Value) -> Result<Value>;
-    fn configure_optimizers(&mut self, ctx: &mut RunContext) -> Result<OptimizerConfig>;
-    /// Returns the loss.
-    fn training_step(&mut self, ctx: &mut RunContext, batch: &[Tensor], batch_idx: u64) -> Result<Tensor>;
+    fn configure_optimizers(&mut self, ctx: &mut RunContext) -> Result<Optimization>;
+    /// Returns the loss (None: skip this batch's optimization, or manual optimization).
+    fn training_step(&mut self, ctx: &mut RunContext, batch: &[Tensor], batch_idx: u64) -> Result<Option<Tensor>>;
     fn validation_step(&mut self, ctx: &mut RunContext, batch: &[Tensor], batch_idx: u64) -> Result<()>;
     fn test_step(&mut self, ctx: &mut RunContext, batch: &[Tensor], batch_idx: u64) -> Result<()>;
     fn predict_step(&mut self, ctx: &mut RunContext, batch: &[Tensor], batch_idx: u64) -> Result<Tensor>;
+    /// The hooks the module implements; the loops call [`Module::hook`] for these only.
+    fn implemented_hooks(&mut self, _ctx: &mut RunContext) -> Result<Vec<Hook>> {
+        Ok(Vec::new())
+    }
+    /// A module hook (Lightning's ModelHooks). Returns -1 from `on_train_batch_start` to skip
+    /// the rest of the epoch; otherwise 0.
+    fn hook(&mut self, _ctx: &mut RunContext, _hook: Hook, _batch_idx: Option<u64>) -> Result<i32> {
+        Ok(0)
+    }
+}
+
+/// What `configure_optimizers` returns (Lightning's optimizers + lr_scheduler configs).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Optimization {
+    pub optimizers: Vec<OptimizerConfig>,
+    pub schedulers: Vec<SchedulerSpec>,
+    /// Lightning's `automatic_optimization`.
+    pub automatic: bool,
+}
+
+impl From<OptimizerConfig> for Optimization {
+    fn from(o: OptimizerConfig) -> Self {
+        Optimization { optimizers: vec![o], schedulers: Vec::new(), automatic: true }
+    }
 }
 
 /// The splits a DataModule can provide.

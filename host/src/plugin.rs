@@ -8,6 +8,7 @@
 
 pub mod adapter;
 pub mod bindings;
+pub mod convert;
 pub mod failure;
 pub mod host;
 pub mod runtime;

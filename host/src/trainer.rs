@@ -1,7 +1,8 @@
-//! The Trainer: sets up a run (seed, device, threads, the module's layers and optimizer,
-//! the data, the logger) and hands it to the loops: `fit`, `validate`, `test`, `predict`.
+//! The Trainer: sets up a run (seed, device, threads, the module's layers and optimizers,
+//! the data, the logger, the callbacks) and hands it to the loops, calling the set-up and
+//! tear-down hooks in Lightning's order: `fit`, `validate`, `test`, `predict`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -9,22 +10,28 @@ use anyhow::{anyhow, bail, Result};
 use serde_json::Value;
 use tch::{Device, Tensor};
 
-use crate::callbacks::{model_summary, ProgressBar};
+use crate::callbacks::{model_summary, Callback, ProgressBar};
 use crate::config::TrainerConfig;
 use crate::connectors::accelerator;
+use crate::connectors::logger::ResultCollection;
 use crate::context::{device_name, RunContext, Stage};
+use crate::hooks::Hook;
 use crate::loggers::{CsvLogger, Logger};
 use crate::loops::evaluation::{self, EvalMetrics};
 use crate::loops::fetchers::DataLoader;
+use crate::loops::limits::LoopLimits;
+use crate::loops::optimization::OptimizerSet;
 use crate::loops::progress::Progress;
 use crate::loops::state::LoopState;
 use crate::loops::{fit, prediction};
 use crate::module::{DataModule, Module, Split};
 
-pub struct Trainer {
+pub struct Trainer<'c> {
     pub cfg: TrainerConfig,
     /// The directory the plugins were granted (reads through `tensor.load`).
     pub data_dir: Option<PathBuf>,
+    /// User callbacks, called before the module at every hook.
+    pub callbacks: Vec<Box<dyn Callback + 'c>>,
 }
 
 /// What `fit` reports.
@@ -49,17 +56,28 @@ struct Prepared {
     hparams: Value,
     seed: u64,
     threads: usize,
+    module_hooks: HashSet<Hook>,
 }
 
-impl Trainer {
+impl<'c> Trainer<'c> {
     pub fn new(cfg: TrainerConfig, data_dir: Option<PathBuf>) -> Self {
-        Trainer { cfg, data_dir }
+        Trainer { cfg, data_dir, callbacks: Vec::new() }
     }
 
+    pub fn with_callback(mut self, cb: Box<dyn Callback + 'c>) -> Self {
+        self.callbacks.push(cb);
+        self
+    }
+
+    /// Seed, device, threads; the module's `configure` (its `__init__`) and the DataModule's
+    /// `setup`.
     fn prepare(&self, module: &mut dyn Module, data: &mut dyn DataModule, hparams: &Value, stage: Stage) -> Result<Prepared> {
         let acc = self.cfg.validate()?;
         let device = accelerator::resolve(acc)?;
         let threads = accelerator::set_threads(self.cfg.threads);
+        if self.cfg.deterministic {
+            tch::Cuda::cudnn_set_benchmark(false);
+        }
         let seed = self.cfg.seed.unwrap_or_else(|| {
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos() as u64).unwrap_or(0)
         });
@@ -68,17 +86,14 @@ impl Trainer {
             tch::Cuda::manual_seed_all(seed);
         }
         println!("Seed set to {seed}");
-        println!(
-            "GPU available: {} (cuda), used: {}",
-            tch::Cuda::is_available(),
-            matches!(device, Device::Cuda(_))
-        );
-        println!("libtorch threads: {threads} intra-op, 1 inter-op");
+        println!("GPU available: {} (cuda), used: {}", tch::Cuda::is_available(), matches!(device, Device::Cuda(_)));
+        println!("libtorch threads: {threads} intra-op, {} inter-op", tch::get_num_interop_threads());
         let mut ctx = RunContext { device, creation_device: device, data_dir: self.data_dir.clone(), ..RunContext::default() };
         ctx.stage = stage;
         let effective = module.configure(&mut ctx, hparams)?;
+        let module_hooks = module.implemented_hooks(&mut ctx)?.into_iter().collect();
         data.setup(&mut ctx, stage, hparams)?;
-        Ok(Prepared { ctx, hparams: effective, seed, threads })
+        Ok(Prepared { ctx, hparams: effective, seed, threads, module_hooks })
     }
 
     fn loader(data: &mut dyn DataModule, ctx: &mut RunContext, split: Split) -> Result<Option<DataLoader>> {
@@ -89,60 +104,97 @@ impl Trainer {
         }
     }
 
-    fn state<'a>(&'a self, module: &'a mut dyn Module, ctx: RunContext, logger: Option<Box<dyn Logger>>) -> LoopState<'a> {
+    fn state<'a>(&'a mut self, module: &'a mut dyn Module, p: Prepared, limits: LoopLimits, logger: Option<Box<dyn Logger>>) -> LoopState<'a> {
         let mut bar = ProgressBar::new(self.cfg.enable_progress_bar);
         bar.version = logger.as_ref().map(|l| l.version()).unwrap_or(0);
         LoopState {
             cfg: &self.cfg,
+            limits,
             module,
-            ctx,
+            ctx: p.ctx,
+            callbacks: std::mem::take(&mut self.callbacks),
+            module_hooks: p.module_hooks,
             logger,
             bar,
             epoch_progress: Progress::default(),
             batch_progress: Progress::default(),
             callback_metrics: BTreeMap::new(),
+            logged_metrics: BTreeMap::new(),
+            progress_bar_metrics: BTreeMap::new(),
             should_stop: false,
+            batches_that_stepped: 0,
+            started: Instant::now(),
+            train_results: ResultCollection::default(),
         }
     }
 
+    fn logger(&self, enabled: bool, hparams: &Value) -> Result<Option<Box<dyn Logger>>> {
+        if !enabled {
+            return Ok(None);
+        }
+        let mut l = CsvLogger::new(&self.cfg.default_root_dir)?;
+        l.log_hyperparams(hparams)?;
+        Ok(Some(Box::new(l)))
+    }
+
     /// Lightning's `trainer.fit(model, datamodule)`.
-    pub fn fit(&self, module: &mut dyn Module, data: &mut dyn DataModule, hparams: &Value) -> Result<FitReport> {
+    pub fn fit(&mut self, module: &mut dyn Module, data: &mut dyn DataModule, hparams: &Value) -> Result<FitReport> {
         let started = Instant::now();
-        let Prepared { mut ctx, hparams, seed, threads } = self.prepare(module, data, hparams, Stage::Fit)?;
-        let train = Self::loader(data, &mut ctx, Split::Train)?
-            .ok_or_else(|| anyhow!("plugin `{}` provides no train dataset: `fit` needs one", data.name()))?;
+        let mut p = self.prepare(module, data, hparams, Stage::Fit)?;
+        let (seed, threads) = (p.seed, p.threads);
+        let data_name = data.name().to_string();
+        // The dataloaders are asked for where Lightning asks: val for the sanity check, then
+        // train. Sizes are needed up front to resolve the limits.
+        let train = Self::loader(data, &mut p.ctx, Split::Train)?.ok_or_else(|| anyhow!("plugin `{data_name}` provides no train dataset: `fit` needs one"))?;
         if train.is_empty() {
-            bail!("plugin `{}`: the train dataset is empty", data.name());
+            bail!("plugin `{data_name}`: the train dataset is empty");
         }
-        let val = Self::loader(data, &mut ctx, Split::Val)?;
-        let opt_cfg = module.configure_optimizers(&mut ctx)?;
-        let params = ctx.params.parameters();
-        if params.is_empty() {
-            bail!("plugin `{}` registered no trainable parameters: nothing to optimize", module.name());
+        let val = Self::loader(data, &mut p.ctx, Split::Val)?;
+        let limits = LoopLimits::for_fit(&self.cfg, train.num_batches(), val.as_ref().map(DataLoader::num_batches))?;
+        let mut train = train;
+        if !limits.shuffle_train {
+            train.set_shuffle(false);
         }
-        let mut optimizer = opt_cfg.build(params.len());
-        let logger: Option<Box<dyn Logger>> = if self.cfg.logger {
-            let mut l = CsvLogger::new(&self.cfg.default_root_dir)?;
-            l.log_hyperparams(&hparams)?;
-            Some(Box::new(l))
-        } else {
-            None
-        };
-        if self.cfg.enable_model_summary {
-            println!("\n{}", model_summary::render(&ctx.params));
+        let logger = self.logger(limits.logger, &p.hparams)?;
+        let summary = self.cfg.enable_model_summary;
+        let device = p.ctx.device;
+        let mut st = self.state(module, p, limits, logger);
+        st.hook(Hook::Setup, None)?;
+        st.hook(Hook::ConfigureModel, None)?;
+        st.ctx.current_hook = Some(Hook::ConfigureOptimizers);
+        let opt = st.module.configure_optimizers(&mut st.ctx);
+        st.ctx.current_hook = None;
+        let opt = opt?;
+        let name = st.module.name().to_string();
+        let set = OptimizerSet::new(&opt.optimizers, &opt.schedulers, opt.automatic, &st.ctx.params)
+            .map_err(|e| anyhow!("plugin `{name}`, hook `configure_optimizers`: {e}"))?;
+        if st.ctx.params.parameters().is_empty() {
+            bail!("plugin `{name}` registered no trainable parameters: nothing to optimize");
         }
-        println!("Optimizer: {} (lr={})", opt_cfg.name(), opt_cfg.lr());
-        let trainable_params = ctx.params.num_parameters();
-        let device = ctx.device;
-        let mut st = self.state(module, ctx, logger);
-        let outcome = fit::run(&mut st, &train, val.as_ref(), optimizer.as_mut())?;
+        let opt_names: Vec<String> = set.optimizers.iter().map(|o| format!("{} (lr={})", o.name(), o.lr(0))).collect();
+        st.ctx.optim = Some(set);
+        if summary {
+            println!("\n{}", model_summary::render(&st.ctx.params));
+        }
+        println!("Optimizer: {}", opt_names.join(", "));
+        let trainable_params = st.ctx.params.num_parameters();
+        st.hook(Hook::OnFitStart, None)?;
+        st.check_time();
+        if let Some(v) = &val {
+            evaluation::sanity_check(&mut st, v)?;
+        }
+        let outcome = fit::run(&mut st, &train, val.as_ref())?;
+        st.hook(Hook::OnFitEnd, None)?;
+        st.hook(Hook::Teardown, None)?;
         if let Some(l) = st.logger.as_mut() {
             l.save()?;
         }
-        let stop_reason = if st.should_stop {
-            format!("`max_steps={}` reached", self.cfg.max_steps)
+        let stop_reason = if st.max_steps_reached() {
+            format!("`max_steps={}` reached", st.limits.max_steps.unwrap_or(0))
+        } else if st.should_stop {
+            "a stop was requested (max_time or a callback)".to_string()
         } else {
-            match self.cfg.effective_max_epochs() {
+            match st.limits.max_epochs {
                 Some(m) => format!("`max_epochs={m}` reached"),
                 None => "the data ran out".to_string(),
             }
@@ -163,23 +215,46 @@ impl Trainer {
         })
     }
 
-    /// Lightning's `trainer.validate` / `trainer.test` on the model as configured.
-    pub fn evaluate(&self, module: &mut dyn Module, data: &mut dyn DataModule, hparams: &Value, stage: Stage) -> Result<EvalMetrics> {
+    /// Lightning's `trainer.validate` / `trainer.test` on the model as configured: prints
+    /// and returns the metrics, and logs them (step 0) like Lightning.
+    pub fn evaluate(&mut self, module: &mut dyn Module, data: &mut dyn DataModule, hparams: &Value, stage: Stage) -> Result<EvalMetrics> {
         let split = if stage == Stage::Test { Split::Test } else { Split::Val };
-        let Prepared { mut ctx, .. } = self.prepare(module, data, hparams, stage)?;
-        let loader = Self::loader(data, &mut ctx, split)?
-            .ok_or_else(|| anyhow!("plugin `{}` provides no {} dataset", data.name(), split.name()))?;
-        let mut st = self.state(module, ctx, None);
-        evaluation::run(&mut st, &loader, stage, None)
+        let p = self.prepare(module, data, hparams, stage)?;
+        let limits = LoopLimits::for_fit(&self.cfg, 1, None)?;
+        let logger = self.logger(limits.logger, &p.hparams)?;
+        let data_name = data.name().to_string();
+        let limit = if stage == Stage::Test { self.cfg.limit_test_batches } else { self.cfg.limit_val_batches };
+        let disabled = limit.is_zero() && self.cfg.fast_dev_run.batches().is_none();
+        let mut st = self.state(module, p, limits, logger);
+        st.hook(Hook::Setup, None)?;
+        st.hook(Hook::ConfigureModel, None)?;
+        let mut metrics = EvalMetrics::default();
+        if !disabled {
+            let loader = Self::loader(data, &mut st.ctx, split)?.ok_or_else(|| anyhow!("plugin `{data_name}` provides no {} dataset", split.name()))?;
+            let n = LoopLimits::for_stage(st.cfg, stage, loader.num_batches())?;
+            metrics = evaluation::run(&mut st, &loader, stage, n, false)?;
+            st.log_metrics(&metrics.logged, 0)?;
+        }
+        st.hook(Hook::Teardown, None)?;
+        if let Some(l) = st.logger.as_mut() {
+            l.save()?;
+        }
+        Ok(metrics)
     }
 
     /// Lightning's `trainer.predict`: one output tensor per batch.
-    pub fn predict(&self, module: &mut dyn Module, data: &mut dyn DataModule, hparams: &Value) -> Result<Vec<Tensor>> {
-        let Prepared { mut ctx, .. } = self.prepare(module, data, hparams, Stage::Predict)?;
-        let loader = Self::loader(data, &mut ctx, Split::Predict)?
-            .ok_or_else(|| anyhow!("plugin `{}` provides no predict dataset", data.name()))?;
-        let mut st = self.state(module, ctx, None);
-        prediction::run(&mut st, &loader)
+    pub fn predict(&mut self, module: &mut dyn Module, data: &mut dyn DataModule, hparams: &Value) -> Result<Vec<Tensor>> {
+        let p = self.prepare(module, data, hparams, Stage::Predict)?;
+        let limits = LoopLimits::for_fit(&self.cfg, 1, None)?;
+        let data_name = data.name().to_string();
+        let mut st = self.state(module, p, limits, None);
+        st.hook(Hook::Setup, None)?;
+        st.hook(Hook::ConfigureModel, None)?;
+        let loader = Self::loader(data, &mut st.ctx, Split::Predict)?.ok_or_else(|| anyhow!("plugin `{data_name}` provides no predict dataset"))?;
+        let n = LoopLimits::for_stage(st.cfg, Stage::Predict, loader.num_batches())?;
+        let out = prediction::run(&mut st, &loader, n)?;
+        st.hook(Hook::Teardown, None)?;
+        Ok(out)
     }
 }
 

@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use std::thread::LocalKey;
 
 use crate::bindings::exports::lt::plugin::data_module::{Dataset, Split};
-use crate::bindings::exports::lt::plugin::lightning_module::Optimizer as WitOptimizer;
+use crate::bindings::exports::lt::plugin::lightning_module::{Hook, Optimization as WitOptimization};
 use crate::bindings::lt::plugin::types::Stage;
 use crate::{Batch, DataModule, Hparams, LightningModule, Tensor};
 
@@ -38,11 +38,11 @@ pub fn configure<E: Exports>(hparams: String) -> Result<String, String> {
     Ok(effective)
 }
 
-pub fn configure_optimizers<E: Exports>() -> WitOptimizer {
+pub fn configure_optimizers<E: Exports>() -> WitOptimization {
     with_module::<E, _>(|i| i.module.configure_optimizers(&i.hparams).into_wit())
 }
 
-pub fn training_step<E: Exports>(batch: Batch, idx: u64) -> Tensor {
+pub fn training_step<E: Exports>(batch: Batch, idx: u64) -> Option<Tensor> {
     with_module::<E, _>(|i| i.module.training_step(batch, idx))
 }
 
@@ -56,6 +56,14 @@ pub fn test_step<E: Exports>(batch: Batch, idx: u64) {
 
 pub fn predict_step<E: Exports>(batch: Batch, idx: u64) -> Tensor {
     with_module::<E, _>(|i| i.module.predict_step(batch, idx))
+}
+
+pub fn implemented_hooks<E: Exports>() -> Vec<Hook> {
+    E::Module::hooks()
+}
+
+pub fn on_hook<E: Exports>(hook: Hook, stage: Stage, batch_idx: Option<u64>) -> i32 {
+    with_module::<E, _>(|i| i.module.on_hook(hook, stage, batch_idx))
 }
 
 pub fn setup<E: Exports>(stage: Stage, hparams: String) -> Result<(), String> {
@@ -87,10 +95,10 @@ macro_rules! __glue_impls {
             fn configure(hparams: String) -> Result<String, String> {
                 $crate::glue::configure::<$ty>(hparams)
             }
-            fn configure_optimizers() -> $crate::bindings::exports::lt::plugin::lightning_module::Optimizer {
+            fn configure_optimizers() -> $crate::bindings::exports::lt::plugin::lightning_module::Optimization {
                 $crate::glue::configure_optimizers::<$ty>()
             }
-            fn training_step(batch: $crate::Batch, batch_idx: u64) -> $crate::Tensor {
+            fn training_step(batch: $crate::Batch, batch_idx: u64) -> Option<$crate::Tensor> {
                 $crate::glue::training_step::<$ty>(batch, batch_idx)
             }
             fn validation_step(batch: $crate::Batch, batch_idx: u64) {
@@ -101,6 +109,12 @@ macro_rules! __glue_impls {
             }
             fn predict_step(batch: $crate::Batch, batch_idx: u64) -> $crate::Tensor {
                 $crate::glue::predict_step::<$ty>(batch, batch_idx)
+            }
+            fn implemented_hooks() -> Vec<$crate::Hook> {
+                $crate::glue::implemented_hooks::<$ty>()
+            }
+            fn on_hook(hook: $crate::Hook, stage: $crate::Stage, batch_idx: Option<u64>) -> i32 {
+                $crate::glue::on_hook::<$ty>(hook, stage, batch_idx)
             }
         }
         impl $crate::bindings::exports::lt::plugin::data_module::Guest for $ty {

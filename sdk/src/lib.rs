@@ -13,12 +13,12 @@
 //!     fn configure(hp: &Hparams) -> Result<Self, String> {
 //!         Ok(Mlp { l1: nn::Linear::new("l1", 64, 128, true), l2: nn::Linear::new("l2", 128, 10, true) })
 //!     }
-//!     fn configure_optimizers(&self, hp: &Hparams) -> Optimizer { Optimizer::adam(hp.f64_or("lr", 1e-3)) }
-//!     fn training_step(&mut self, batch: Batch, _idx: u64) -> Tensor {
+//!     fn configure_optimizers(&self, hp: &Hparams) -> Optimization { Optimizer::adam(hp.f64_or("lr", 1e-3)).into() }
+//!     fn training_step(&mut self, batch: Batch, _idx: u64) -> Option<Tensor> {
 //!         let (x, y) = (&batch[0], &batch[1]);
 //!         let loss = F::cross_entropy(&self.l2.forward(&self.l1.forward(x).relu()), y);
 //!         log::log_prog_bar("train_loss", &loss);
-//!         loss
+//!         Some(loss)
 //!     }
 //! }
 //! ```
@@ -33,12 +33,13 @@ mod ops;
 pub mod optim;
 
 pub use bindings::exports::lt::plugin::data_module::Dataset;
+pub use bindings::exports::lt::plugin::lightning_module::Hook;
 pub use bindings::lt::plugin::nn;
 pub use bindings::lt::plugin::tensor::{Tensor, UnaryOp, BinaryOp, CompareOp, ReduceOp};
 pub use bindings::lt::plugin::trainer;
 pub use bindings::lt::plugin::types::{Dtype, Reduction, Stage};
 pub use hparams::Hparams;
-pub use optim::Optimizer;
+pub use optim::{Interval, Optimization, Optimizer, Scheduler};
 pub use serde_json::{self, json};
 
 /// The tensors of one batch, one per dataset column.
@@ -80,13 +81,24 @@ pub trait LightningModule: Sized + 'static {
     }
     /// Builds the layers (`__init__`).
     fn configure(hparams: &Hparams) -> Result<Self, String>;
-    fn configure_optimizers(&self, hparams: &Hparams) -> Optimizer;
-    /// Returns the loss.
-    fn training_step(&mut self, batch: Batch, batch_idx: u64) -> Tensor;
+    /// An optimizer (`Optimizer::adam(lr).into()`), with schedulers, or several for manual
+    /// optimization.
+    fn configure_optimizers(&self, hparams: &Hparams) -> Optimization;
+    /// Returns the loss; None skips the batch (and is what manual optimization returns).
+    fn training_step(&mut self, batch: Batch, batch_idx: u64) -> Option<Tensor>;
     fn validation_step(&mut self, _batch: Batch, _batch_idx: u64) {}
     fn test_step(&mut self, _batch: Batch, _batch_idx: u64) {}
     fn predict_step(&mut self, _batch: Batch, _batch_idx: u64) -> Tensor {
         panic!("predict_step is not implemented by this module")
+    }
+    /// The Lightning hooks this module implements (`on_hook` is called for these only).
+    fn hooks() -> Vec<Hook> {
+        Vec::new()
+    }
+    /// A hook, in Lightning's order. Return -1 from `OnTrainBatchStart` to skip the rest
+    /// of the epoch; 0 otherwise.
+    fn on_hook(&mut self, _hook: Hook, _stage: Stage, _batch_idx: Option<u64>) -> i32 {
+        0
     }
 }
 
@@ -126,7 +138,8 @@ pub mod prelude {
     pub use crate::nn;
     pub use crate::ops::scalar;
     pub use crate::trainer;
-    pub use crate::{dataset, export_plugin, json, Batch, DataModule, Dataset, Dtype, Hparams, LightningModule, NoData, Optimizer, Stage, Tensor, F};
+    pub use crate::optim::manual;
+    pub use crate::{dataset, export_plugin, json, Batch, DataModule, Dataset, Dtype, Hook, Hparams, Interval, LightningModule, NoData, Optimization, Optimizer, Scheduler, Stage, Tensor, F};
 }
 
 /// Exports a LightningModule (and optionally a DataModule) as the plugin's component

@@ -3,7 +3,7 @@
 //! (tests/reference/engine_reference.py, run by `make test`).
 
 use lthost::engine::layers::{BatchNorm, Conv2d, Conv2dSpec, Embedding, LayerNorm, Linear, Lstm, LstmSpec, MultiheadAttention};
-use lthost::engine::optim::{AdamConfig, OptimizerConfig, SgdConfig};
+use lthost::engine::optim::{AdagradConfig, AdamConfig, Algorithm, GroupSpec, OptimizerConfig, RmspropConfig, SgdConfig};
 use lthost::engine::params::ParamStore;
 use serde_json::Value;
 use tch::{Device, Kind, Tensor};
@@ -78,22 +78,50 @@ fn layers_initialise_and_run_like_torch_nn() {
 fn optimizers_follow_torch_optim() {
     let r = reference();
     let o = &r["optim"];
-    let sgd = |lr, momentum, dampening, weight_decay, nesterov| OptimizerConfig::Sgd(SgdConfig { lr, momentum, dampening, weight_decay, nesterov });
+    let sgd = |lr, momentum, dampening, weight_decay, nesterov| Algorithm::Sgd(SgdConfig { lr, momentum, dampening, weight_decay, nesterov });
     let adam = |lr, betas, eps, weight_decay, amsgrad| AdamConfig { lr, betas, eps, weight_decay, amsgrad };
     let cases = [
         ("sgd", sgd(0.1, 0.0, 0.0, 0.0, false)),
         ("sgd_momentum", sgd(0.1, 0.9, 0.1, 0.01, false)),
         ("sgd_nesterov", sgd(0.05, 0.9, 0.0, 0.001, true)),
-        ("adam", OptimizerConfig::Adam(adam(0.01, (0.9, 0.999), 1e-8, 0.0, false))),
-        ("adam_amsgrad_wd", OptimizerConfig::Adam(adam(0.01, (0.8, 0.99), 1e-6, 0.01, true))),
-        ("adamw", OptimizerConfig::AdamW(adam(0.01, (0.9, 0.999), 1e-8, 0.1, false))),
+        ("adam", Algorithm::Adam(adam(0.01, (0.9, 0.999), 1e-8, 0.0, false))),
+        ("adam_amsgrad_wd", Algorithm::Adam(adam(0.01, (0.8, 0.99), 1e-6, 0.01, true))),
+        ("adamw", Algorithm::AdamW(adam(0.01, (0.9, 0.999), 1e-8, 0.1, false))),
+        ("rmsprop", Algorithm::Rmsprop(RmspropConfig { lr: 0.01, alpha: 0.99, eps: 1e-8, weight_decay: 0.0, momentum: 0.0, centered: false })),
+        (
+            "rmsprop_centered_momentum_wd",
+            Algorithm::Rmsprop(RmspropConfig { lr: 0.01, alpha: 0.9, eps: 1e-6, weight_decay: 0.01, momentum: 0.5, centered: true }),
+        ),
+        ("adagrad", Algorithm::Adagrad(AdagradConfig { lr: 0.1, lr_decay: 0.01, weight_decay: 0.01, initial_accumulator_value: 0.1, eps: 1e-10 })),
     ];
-    for (name, cfg) in cases {
-        let p = tensor(&o["init"], Kind::Float).set_requires_grad(true);
-        let mut opt = cfg.build(1);
-        for g in o["grads"].as_array().expect("grads") {
-            opt.step(&[p.shallow_clone()], &[tensor(g, Kind::Float)]).expect("step");
+    let grads: Vec<Tensor> = o["grads"].as_array().expect("grads").iter().map(|g| tensor(g, Kind::Float)).collect();
+    for (name, algorithm) in cases {
+        let mut ps = ParamStore::default();
+        let p = ps.add_parameter("p", tensor(&o["init"], Kind::Float)).expect("param");
+        let mut opt = OptimizerConfig::from(algorithm).build(&ps).expect("optimizer");
+        for g in &grads {
+            opt.step(&[g.shallow_clone()]).expect("step");
         }
         assert_close(name, &p, &o["result"][name]);
     }
+    // Parameter groups with their own lr and weight decay.
+    let mut ps = ParamStore::default();
+    let a = ps.add_parameter("a", tensor(&o["init"], Kind::Float)).expect("a");
+    let b = ps.add_parameter("b", tensor(&o["init"], Kind::Float) * 2.0).expect("b");
+    let cfg = OptimizerConfig {
+        algorithm: sgd(0.5, 0.9, 0.0, 0.0, false),
+        groups: vec![
+            GroupSpec { params: vec!["a".into()], lr: Some(0.1), weight_decay: None },
+            GroupSpec { params: vec!["b".into()], lr: Some(0.01), weight_decay: Some(0.1) },
+        ],
+    };
+    let mut opt = cfg.build(&ps).expect("optimizer");
+    assert_eq!(opt.num_groups(), 2);
+    for g in &grads {
+        opt.step(&[g.shallow_clone(), g.shallow_clone()]).expect("step");
+    }
+    assert_close("group a", &a, &o["groups"]["a"]);
+    assert_close("group b", &b, &o["groups"]["b"]);
+    let dup = OptimizerConfig { algorithm: sgd(0.1, 0.0, 0.0, 0.0, false), groups: vec![GroupSpec { params: vec!["a".into()], ..GroupSpec::default() }, GroupSpec { params: vec!["a".into()], ..GroupSpec::default() }] };
+    assert!(dup.build(&ps).err().expect("refused").detail.contains("appears in groups"));
 }

@@ -5,4 +5,6 @@ mod bad_input;
 mod common;
 mod digits;
 mod engine;
+mod loops;
 mod parity;
+mod schedulers;

@@ -70,6 +70,9 @@ OPTIMIZERS = {
     "adam": lambda p: torch.optim.Adam(p, lr=0.01),
     "adam_amsgrad_wd": lambda p: torch.optim.Adam(p, lr=0.01, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.01, amsgrad=True),
     "adamw": lambda p: torch.optim.AdamW(p, lr=0.01, weight_decay=0.1),
+    "rmsprop": lambda p: torch.optim.RMSprop(p, lr=0.01),
+    "rmsprop_centered_momentum_wd": lambda p: torch.optim.RMSprop(p, lr=0.01, alpha=0.9, eps=1e-6, weight_decay=0.01, momentum=0.5, centered=True),
+    "adagrad": lambda p: torch.optim.Adagrad(p, lr=0.1, lr_decay=0.01, weight_decay=0.01, initial_accumulator_value=0.1),
 }
 STEPS = 5
 
@@ -86,6 +89,13 @@ def optimizers():
             p.grad = g.clone()
             opt.step()
         out["result"][name] = flat(p)
+    # Parameter groups: a at lr 0.1, b at lr 0.01 with weight decay, SGD momentum 0.9.
+    a, b = nn.Parameter(init.clone()), nn.Parameter(init.clone() * 2)
+    opt = torch.optim.SGD([{"params": [a], "lr": 0.1}, {"params": [b], "lr": 0.01, "weight_decay": 0.1}], lr=0.5, momentum=0.9)
+    for g in grads:
+        a.grad, b.grad = g.clone(), g.clone()
+        opt.step()
+    out["groups"] = {"a": flat(a), "b": flat(b)}
     return out
 
 

@@ -47,10 +47,16 @@ pub fn default_threads() -> usize {
     if cores <= 2 { 1 } else { (cores / 2).min(8) }
 }
 
-/// Sets libtorch's intra-op and inter-op thread counts; returns the intra-op count.
+/// Sets libtorch's intra-op thread count; returns it. Safe to call for every run.
 pub fn set_threads(requested: Option<usize>) -> usize {
     let n = requested.unwrap_or_else(default_threads).max(1);
     tch::set_num_threads(n as i32);
-    tch::set_num_interop_threads(1);
     n
+}
+
+/// Sets libtorch's inter-op thread count to 1. libtorch allows this once per process and
+/// only before any parallel work (otherwise it aborts), so the `lthost` binary calls it
+/// first thing; a program embedding the trainer as a library decides for itself.
+pub fn init_interop_threads() {
+    tch::set_num_interop_threads(1);
 }

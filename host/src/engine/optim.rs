@@ -1,51 +1,258 @@
 //! torch.optim optimizers with torch's exact single-tensor update rules (the CPU default),
-//! run in the host under `no_grad`. Parameters whose gradient is `None` (not reached by the
-//! loss) are skipped, as torch does after `zero_grad(set_to_none=True)`.
+//! run in the host under `no_grad`, with parameter groups. Parameters whose gradient is
+//! `None` (not reached by the loss) are skipped, as torch does after
+//! `zero_grad(set_to_none=True)`.
+//!
+//! Each algorithm is an [`UpdateRule`] (one parameter's update); [`Grouped`] applies a rule
+//! over parameter groups and exposes the group hyper-parameters schedulers change.
 
+pub mod adagrad;
 pub mod adam;
+pub mod rmsprop;
 pub mod sgd;
 
 use tch::Tensor;
 
-use crate::error::OpResult;
-pub use adam::{Adam, AdamConfig};
-pub use sgd::{Sgd, SgdConfig};
+use crate::engine::params::ParamStore;
+use crate::error::{OpError, OpResult};
+pub use adagrad::AdagradConfig;
+pub use adam::AdamConfig;
+pub use rmsprop::RmspropConfig;
+pub use sgd::SgdConfig;
 
-/// What `configure_optimizers` returns.
+/// One algorithm's update of one parameter.
+pub trait UpdateRule {
+    type Hyper: Clone + std::fmt::Debug + Send;
+    type State: Send;
+    fn update(h: &Self::Hyper, param: &Tensor, grad: &Tensor, state: &mut Option<Self::State>) -> OpResult<()>;
+    fn lr(h: &Self::Hyper) -> f64;
+    fn set_lr(h: &mut Self::Hyper, lr: f64);
+    fn set_weight_decay(h: &mut Self::Hyper, wd: f64);
+    /// The momentum a scheduler may cycle (SGD/RMSprop momentum, Adam's beta1).
+    fn momentum(_h: &Self::Hyper) -> Option<f64> {
+        None
+    }
+    fn set_momentum(_h: &mut Self::Hyper, _m: f64) {}
+}
+
+/// Which parameters form a group, and what it overrides (torch's param-group dict).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GroupSpec {
+    /// Parameter paths or path prefixes (`encoder` takes `encoder.0.weight`).
+    pub params: Vec<String>,
+    pub lr: Option<f64>,
+    pub weight_decay: Option<f64>,
+}
+
+/// What `configure_optimizers` asks for: an algorithm, its defaults, and the groups (none:
+/// every parameter in one group).
 #[derive(Debug, Clone, PartialEq)]
-pub enum OptimizerConfig {
+pub enum Algorithm {
     Sgd(SgdConfig),
     Adam(AdamConfig),
     AdamW(AdamConfig),
+    Rmsprop(RmspropConfig),
+    Adagrad(AdagradConfig),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OptimizerConfig {
+    pub algorithm: Algorithm,
+    pub groups: Vec<GroupSpec>,
+}
+
+impl From<Algorithm> for OptimizerConfig {
+    fn from(algorithm: Algorithm) -> Self {
+        OptimizerConfig { algorithm, groups: Vec::new() }
+    }
+}
+
+pub trait Optimizer: Send {
+    /// The class name Lightning users know.
+    fn name(&self) -> &'static str;
+    /// Every parameter this optimizer updates, group by group (the order of `step`'s grads).
+    fn params(&self) -> Vec<Tensor>;
+    /// One update; `grads[i]` belongs to `params()[i]`, an undefined gradient skips it.
+    fn step(&mut self, grads: &[Tensor]) -> OpResult<()>;
+    fn num_groups(&self) -> usize;
+    fn lr(&self, group: usize) -> f64;
+    fn set_lr(&mut self, group: usize, lr: f64);
+    fn momentum(&self, group: usize) -> Option<f64>;
+    fn set_momentum(&mut self, group: usize, m: f64);
+}
+
+struct Group<R: UpdateRule> {
+    params: Vec<Tensor>,
+    hyper: R::Hyper,
+    state: Vec<Option<R::State>>,
+}
+
+pub struct Grouped<R: UpdateRule> {
+    name: &'static str,
+    groups: Vec<Group<R>>,
+}
+
+impl<R: UpdateRule> Grouped<R> {
+    pub fn new(name: &'static str, defaults: R::Hyper, groups: Vec<(Vec<Tensor>, GroupSpec)>) -> Self {
+        let groups = groups
+            .into_iter()
+            .map(|(params, spec)| {
+                let mut hyper = defaults.clone();
+                if let Some(lr) = spec.lr {
+                    R::set_lr(&mut hyper, lr);
+                }
+                if let Some(wd) = spec.weight_decay {
+                    R::set_weight_decay(&mut hyper, wd);
+                }
+                let state = params.iter().map(|_| None).collect();
+                Group { params, hyper, state }
+            })
+            .collect();
+        Grouped { name, groups }
+    }
+}
+
+impl<R: UpdateRule> Optimizer for Grouped<R> {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn params(&self) -> Vec<Tensor> {
+        self.groups.iter().flat_map(|g| g.params.iter().map(Tensor::shallow_clone)).collect()
+    }
+
+    fn step(&mut self, grads: &[Tensor]) -> OpResult<()> {
+        let total: usize = self.groups.iter().map(|g| g.params.len()).sum();
+        if grads.len() != total {
+            return Err(OpError::new("optimizer.step", format!("{} gradients for {total} parameters", grads.len())));
+        }
+        let mut i = 0;
+        tch::no_grad(|| {
+            for g in &mut self.groups {
+                for (p, st) in g.params.iter().zip(g.state.iter_mut()) {
+                    let grad = &grads[i];
+                    i += 1;
+                    if grad.defined() {
+                        R::update(&g.hyper, p, grad, st)?;
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn num_groups(&self) -> usize {
+        self.groups.len()
+    }
+    fn lr(&self, group: usize) -> f64 {
+        self.groups.get(group).map(|g| R::lr(&g.hyper)).unwrap_or(0.0)
+    }
+    fn set_lr(&mut self, group: usize, lr: f64) {
+        if let Some(g) = self.groups.get_mut(group) {
+            R::set_lr(&mut g.hyper, lr);
+        }
+    }
+    fn momentum(&self, group: usize) -> Option<f64> {
+        self.groups.get(group).and_then(|g| R::momentum(&g.hyper))
+    }
+    fn set_momentum(&mut self, group: usize, m: f64) {
+        if let Some(g) = self.groups.get_mut(group) {
+            R::set_momentum(&mut g.hyper, m);
+        }
+    }
+}
+
+/// Resolves group specs against the state dict: every named parameter must exist and sit in
+/// one group only (torch refuses duplicates). No groups: all trainable parameters.
+pub fn resolve_groups(ps: &ParamStore, specs: &[GroupSpec]) -> OpResult<Vec<(Vec<Tensor>, GroupSpec)>> {
+    let names: Vec<(String, Tensor)> = ps
+        .entries()
+        .iter()
+        .filter(|e| e.kind == crate::engine::params::EntryKind::Parameter)
+        .map(|e| (e.name.clone(), e.tensor.shallow_clone()))
+        .collect();
+    if specs.is_empty() {
+        return Ok(vec![(names.into_iter().map(|(_, t)| t).collect(), GroupSpec::default())]);
+    }
+    let mut taken: Vec<Option<usize>> = vec![None; names.len()];
+    let mut out = Vec::with_capacity(specs.len());
+    for (gi, spec) in specs.iter().enumerate() {
+        let mut params = Vec::new();
+        for pat in &spec.params {
+            let mut hit = false;
+            for (i, (name, t)) in names.iter().enumerate() {
+                if name == pat || name.starts_with(&format!("{pat}.")) {
+                    hit = true;
+                    if let Some(other) = taken[i] {
+                        return Err(OpError::new("configure_optimizers", format!("parameter `{name}` appears in groups {other} and {gi}")));
+                    }
+                    taken[i] = Some(gi);
+                    params.push(t.shallow_clone());
+                }
+            }
+            if !hit {
+                return Err(OpError::new("configure_optimizers", format!("group {gi}: no parameter is named or prefixed `{pat}`")));
+            }
+        }
+        out.push((params, spec.clone()));
+    }
+    Ok(out)
 }
 
 impl OptimizerConfig {
-    pub fn build(&self, num_params: usize) -> Box<dyn Optimizer> {
-        match self {
-            OptimizerConfig::Sgd(c) => Box::new(Sgd::new(c.clone(), num_params)),
-            OptimizerConfig::Adam(c) => Box::new(Adam::new(c.clone(), false, num_params)),
-            OptimizerConfig::AdamW(c) => Box::new(Adam::new(c.clone(), true, num_params)),
-        }
+    pub fn build(&self, ps: &ParamStore) -> OpResult<Box<dyn Optimizer>> {
+        let groups = resolve_groups(ps, &self.groups)?;
+        Ok(match &self.algorithm {
+            Algorithm::Sgd(c) => Box::new(Grouped::<sgd::Sgd>::new("SGD", c.clone(), groups)),
+            Algorithm::Adam(c) => Box::new(Grouped::<adam::Adam>::new("Adam", adam::Hyper { cfg: c.clone(), decoupled: false }, groups)),
+            Algorithm::AdamW(c) => Box::new(Grouped::<adam::Adam>::new("AdamW", adam::Hyper { cfg: c.clone(), decoupled: true }, groups)),
+            Algorithm::Rmsprop(c) => Box::new(Grouped::<rmsprop::Rmsprop>::new("RMSprop", c.clone(), groups)),
+            Algorithm::Adagrad(c) => Box::new(Grouped::<adagrad::Adagrad>::new("Adagrad", c.clone(), groups)),
+        })
     }
 
-    /// The class name Lightning users know (`Adam`, `AdamW`, `SGD`).
-    pub fn name(&self) -> &'static str {
-        match self {
-            OptimizerConfig::Sgd(_) => "SGD",
-            OptimizerConfig::Adam(_) => "Adam",
-            OptimizerConfig::AdamW(_) => "AdamW",
+    /// Checks the settings torch.optim would refuse.
+    pub fn validate(&self) -> Result<(), String> {
+        let bad = |what: &str| Err(format!("invalid {what} in {:?} (torch.optim refuses it)", self.algorithm));
+        let ok_lr = |lr: f64| lr.is_finite() && lr >= 0.0;
+        match &self.algorithm {
+            Algorithm::Sgd(c) => {
+                if !ok_lr(c.lr) || c.momentum < 0.0 || c.weight_decay < 0.0 {
+                    return bad("lr, momentum or weight decay");
+                }
+                if c.nesterov && (c.momentum <= 0.0 || c.dampening != 0.0) {
+                    return bad("nesterov (needs momentum > 0 and dampening 0)");
+                }
+            }
+            Algorithm::Adam(c) | Algorithm::AdamW(c) => {
+                if !ok_lr(c.lr) || !(0.0..1.0).contains(&c.betas.0) || !(0.0..1.0).contains(&c.betas.1) || c.eps < 0.0 || c.weight_decay < 0.0 {
+                    return bad("lr, betas, eps or weight decay");
+                }
+            }
+            Algorithm::Rmsprop(c) => {
+                if !ok_lr(c.lr) || c.alpha < 0.0 || c.eps < 0.0 || c.momentum < 0.0 || c.weight_decay < 0.0 {
+                    return bad("lr, alpha, eps, momentum or weight decay");
+                }
+            }
+            Algorithm::Adagrad(c) => {
+                if !ok_lr(c.lr) || c.lr_decay < 0.0 || c.eps < 0.0 || c.weight_decay < 0.0 || c.initial_accumulator_value < 0.0 {
+                    return bad("lr, lr decay, eps, weight decay or initial accumulator");
+                }
+            }
         }
-    }
-
-    pub fn lr(&self) -> f64 {
-        match self {
-            OptimizerConfig::Sgd(c) => c.lr,
-            OptimizerConfig::Adam(c) | OptimizerConfig::AdamW(c) => c.lr,
+        for g in &self.groups {
+            if g.params.is_empty() {
+                return Err("a parameter group names no parameters".into());
+            }
+            if g.lr.is_some_and(|lr| !ok_lr(lr)) || g.weight_decay.is_some_and(|w| w < 0.0) {
+                return bad("group lr or weight decay");
+            }
         }
+        Ok(())
     }
 }
 
-pub trait Optimizer {
-    /// One update. `grads[i]` belongs to `params[i]`; an undefined gradient skips it.
-    fn step(&mut self, params: &[Tensor], grads: &[Tensor]) -> OpResult<()>;
+/// Shared helper: a libtorch result as an optimizer error.
+pub(crate) fn t(name: &str, r: Result<Tensor, tch::TchError>) -> OpResult<Tensor> {
+    r.map_err(|e| OpError::torch(format!("optimizer.step({name})"), e))
 }

@@ -102,11 +102,9 @@ mod tests {
     #[test]
     fn registers_in_order_and_refuses_duplicates() {
         let mut ps = ParamStore::default();
-        ps.add_parameter("enc.0.weight", Tensor::zeros([2, 3], (tch::Kind::Float, tch::Device::Cpu)))
-            .unwrap();
-        ps.add_buffer("enc.1.running_mean", Tensor::zeros([3], (tch::Kind::Float, tch::Device::Cpu)))
-            .unwrap();
-        ps.add_parameter("head.bias", Tensor::zeros([4], (tch::Kind::Float, tch::Device::Cpu))).unwrap();
+        let _ = ps.add_parameter("enc.0.weight", Tensor::zeros([2, 3], (tch::Kind::Float, tch::Device::Cpu))).unwrap();
+        let _ = ps.add_buffer("enc.1.running_mean", Tensor::zeros([3], (tch::Kind::Float, tch::Device::Cpu))).unwrap();
+        let _ = ps.add_parameter("head.bias", Tensor::zeros([4], (tch::Kind::Float, tch::Device::Cpu))).unwrap();
         assert_eq!(ps.parameters().len(), 2);
         assert!(ps.parameters()[0].requires_grad());
         assert_eq!(ps.num_parameters(), 10);

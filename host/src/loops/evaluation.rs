@@ -1,5 +1,5 @@
 //! The evaluation loop (validation, test, sanity check): eval mode, no autograd, the
-//! module's step over every batch, then the epoch-level metrics.
+//! module's step over the batches with Lightning's hooks around it, then the epoch metrics.
 
 use std::collections::BTreeMap;
 
@@ -7,6 +7,7 @@ use anyhow::Result;
 
 use crate::connectors::logger::{read, ResultCollection};
 use crate::context::Stage;
+use crate::hooks::Hook;
 use crate::loops::fetchers::DataLoader;
 use crate::loops::state::LoopState;
 
@@ -18,33 +19,114 @@ pub struct EvalMetrics {
     pub logged: BTreeMap<String, f64>,
     /// What the progress bar shows.
     pub prog_bar: BTreeMap<String, f64>,
+    pub batches: usize,
 }
 
-/// Runs `stage` over at most `max_batches` batches of `loader`.
-pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, stage: Stage, max_batches: Option<usize>) -> Result<EvalMetrics> {
+struct StageHooks {
+    model_eval: Hook,
+    model_train: Option<Hook>,
+    start: Hook,
+    end: Hook,
+    epoch_start: Hook,
+    epoch_end: Hook,
+    batch_start: Hook,
+    batch_end: Hook,
+    step: Hook,
+}
+
+fn hooks_for(stage: Stage) -> StageHooks {
+    if stage == Stage::Test {
+        StageHooks {
+            model_eval: Hook::OnTestModelEval,
+            model_train: Some(Hook::OnTestModelTrain),
+            start: Hook::OnTestStart,
+            end: Hook::OnTestEnd,
+            epoch_start: Hook::OnTestEpochStart,
+            epoch_end: Hook::OnTestEpochEnd,
+            batch_start: Hook::OnTestBatchStart,
+            batch_end: Hook::OnTestBatchEnd,
+            step: Hook::TestStep,
+        }
+    } else {
+        StageHooks {
+            model_eval: Hook::OnValidationModelEval,
+            model_train: Some(Hook::OnValidationModelTrain),
+            start: Hook::OnValidationStart,
+            end: Hook::OnValidationEnd,
+            epoch_start: Hook::OnValidationEpochStart,
+            epoch_end: Hook::OnValidationEpochEnd,
+            batch_start: Hook::OnValidationBatchStart,
+            batch_end: Hook::OnValidationBatchEnd,
+            step: Hook::ValidationStep,
+        }
+    }
+}
+
+/// Runs `stage` over the first `batches` batches of `loader`. `after_training`: a validation
+/// run inside fit after training batches (Lightning zeroes the grads first).
+pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, stage: Stage, batches: usize, after_training: bool) -> Result<EvalMetrics> {
     let _no_grad = tch::no_grad_guard();
-    let was_training = st.ctx.training;
+    let h = hooks_for(stage);
+    let (was_training, was_stage) = (st.ctx.training, st.ctx.stage);
     st.ctx.stage = stage;
     st.ctx.training = false;
     let mut results = ResultCollection::default();
-    let limit = max_batches.unwrap_or(usize::MAX);
-    for (idx, batch) in loader.epoch(st.ctx.device)?.take(limit).enumerate() {
-        let batch = batch?;
-        let bs = batch.first().map(|t| t.size()[0]).unwrap_or(0);
-        match stage {
-            Stage::Test => st.module.test_step(&mut st.ctx, &batch, idx as u64)?,
-            _ => st.module.validation_step(&mut st.ctx, &batch, idx as u64)?,
-        }
-        let logs = std::mem::take(&mut st.ctx.logs);
-        results.add(logs, bs)?;
+    let mut last_bs = 1;
+    if after_training {
+        st.hook(Hook::OnValidationModelZeroGrad, None)?;
     }
-    st.ctx.training = was_training;
-    st.ctx.stage = Stage::Fit;
+    st.hook(h.model_eval, None)?;
+    st.hook(h.start, None)?;
+    st.hook(h.epoch_start, None)?;
+    results.add(std::mem::take(&mut st.ctx.logs), last_bs)?;
+    for (idx, batch) in loader.epoch(st.ctx.device)?.take(batches).enumerate() {
+        let i = Some(idx as u64);
+        st.hook(Hook::OnBeforeBatchTransfer, i)?;
+        let batch = batch?;
+        st.hook(Hook::OnAfterBatchTransfer, i)?;
+        last_bs = batch.first().map(|t| t.size()[0]).unwrap_or(1);
+        st.hook(h.batch_start, i)?;
+        st.ctx.current_hook = Some(h.step);
+        let out = match stage {
+            Stage::Test => st.module.test_step(&mut st.ctx, &batch, idx as u64),
+            _ => st.module.validation_step(&mut st.ctx, &batch, idx as u64),
+        };
+        st.ctx.current_hook = None;
+        out?;
+        st.hook(h.batch_end, i)?;
+        results.add(std::mem::take(&mut st.ctx.logs), last_bs)?;
+    }
+    st.hook(h.epoch_end, None)?;
+    results.add(std::mem::take(&mut st.ctx.logs), last_bs)?;
     let mut metrics = results.epoch_metrics();
     metrics.extend(results.step_metrics());
-    Ok(EvalMetrics {
+    let out = EvalMetrics {
         all: read(&metrics, |_| true),
         logged: read(&metrics, |r| r.logger),
         prog_bar: read(&metrics, |r| r.prog_bar),
-    })
+        batches,
+    };
+    if stage != Stage::SanityCheck {
+        st.callback_metrics.extend(out.all.clone());
+        st.progress_bar_metrics.extend(out.prog_bar.clone());
+    }
+    st.hook(h.end, None)?;
+    if let Some(t) = h.model_train {
+        st.hook(t, None)?;
+    }
+    st.ctx.training = was_training;
+    st.ctx.stage = was_stage;
+    Ok(out)
+}
+
+/// The sanity check: a short validation run before training whose results are discarded.
+pub fn sanity_check(st: &mut LoopState<'_>, loader: &DataLoader) -> Result<()> {
+    let steps = st.limits.sanity_steps;
+    if steps == 0 {
+        return Ok(());
+    }
+    st.hook(Hook::OnSanityCheckStart, None)?;
+    run(st, loader, Stage::SanityCheck, steps, false)?;
+    st.hook(Hook::OnSanityCheckEnd, None)?;
+    Ok(())
 }

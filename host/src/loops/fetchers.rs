@@ -41,6 +41,11 @@ impl DataLoader {
         Ok(DataLoader { split, columns: spec.columns, len, batch_size: spec.batch_size as i64, shuffle: spec.shuffle, drop_last: spec.drop_last })
     }
 
+    /// Turns shuffling off (overfit_batches).
+    pub fn set_shuffle(&mut self, shuffle: bool) {
+        self.shuffle = shuffle;
+    }
+
     pub fn len(&self) -> i64 {
         self.len
     }

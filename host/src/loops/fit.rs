@@ -1,14 +1,13 @@
-//! The fit loop: the sanity check, then epochs of training each followed by validation
-//! (every `check_val_every_n_epoch`), until `max_epochs` or `max_steps`.
+//! The fit loop: epochs of training (each validating when due) until `max_epochs`,
+//! `max_steps`, or a stop request once `min_epochs`/`min_steps` are met.
 
 use std::collections::BTreeMap;
 
-use anyhow::Result;
+use anyhow::{anyhow, Result};
 
-use crate::context::Stage;
-use crate::engine::optim::Optimizer;
-use crate::loops::evaluation;
+use crate::hooks::Hook;
 use crate::loops::fetchers::DataLoader;
+use crate::loops::optimization::Interval;
 use crate::loops::state::LoopState;
 use crate::loops::training_epoch;
 
@@ -19,46 +18,43 @@ pub struct FitOutcome {
     pub last_epoch: BTreeMap<String, f64>,
 }
 
-pub fn run(st: &mut LoopState<'_>, train: &DataLoader, val: Option<&DataLoader>, optimizer: &mut dyn Optimizer) -> Result<FitOutcome> {
-    let max_epochs = st.cfg.effective_max_epochs();
-    st.ctx.max_epochs = max_epochs;
-    if let Some(v) = val {
-        let n = st.cfg.num_sanity_val_steps;
-        if n != 0 {
-            let limit = if n < 0 { None } else { Some(n as usize) };
-            evaluation::run(st, v, Stage::SanityCheck, limit)?;
-        }
+fn done(st: &LoopState<'_>) -> bool {
+    if st.limits.train_batches == 0 || st.max_steps_reached() {
+        return true;
     }
+    if st.limits.max_epochs.is_some_and(|m| st.epoch_progress.current.processed >= m) {
+        return true;
+    }
+    st.should_stop && st.can_stop_early()
+}
+
+pub fn run(st: &mut LoopState<'_>, train: &DataLoader, val: Option<&DataLoader>) -> Result<FitOutcome> {
+    st.ctx.max_epochs = st.limits.max_epochs;
     let mut outcome = FitOutcome::default();
-    while !st.should_stop && max_epochs.is_none_or(|m| st.ctx.current_epoch < m) {
+    st.hook(Hook::OnTrainStart, None)?;
+    while !done(st) {
         st.epoch_progress.increment_ready();
         st.epoch_progress.increment_started();
-        let epoch = training_epoch::run(st, train, optimizer)?;
+        let epoch = training_epoch::run(st, train, val)?;
         st.epoch_progress.increment_processed();
-        let step = st.ctx.global_step.saturating_sub(1);
-        let mut shown = epoch.prog_bar.clone();
-        st.callback_metrics.extend(epoch.all.clone());
-        let every = st.cfg.check_val_every_n_epoch.max(1);
-        if let Some(v) = val {
-            if (st.ctx.current_epoch + 1) % every == 0 {
-                let m = evaluation::run(st, v, Stage::Validate, None)?;
-                st.log_metrics(&m.logged, step)?;
-                shown.extend(m.prog_bar.clone());
-                st.callback_metrics.extend(m.all);
+        let step = st.batches_that_stepped.saturating_sub(1);
+        st.log_metrics(&epoch.logged, step)?;
+        let metrics = st.callback_metrics.clone();
+        let next = st.ctx.current_epoch + 1;
+        if let Some(o) = st.ctx.optim.as_mut() {
+            if o.automatic {
+                o.step_schedulers(Interval::Epoch, next, true, &metrics).map_err(|e| anyhow!(e))?;
             }
         }
-        st.log_metrics(&epoch.logged, step)?;
-        st.bar.on_train_epoch_end(&shown);
+        st.bar.on_train_epoch_end(&epoch.prog_bar);
         if let Some(l) = st.logger.as_mut() {
             l.save()?;
         }
-        outcome.last_epoch = shown;
+        outcome.last_epoch = epoch.prog_bar;
         st.epoch_progress.increment_completed();
         st.ctx.current_epoch += 1;
         outcome.epochs += 1;
-        if epoch.batches == 0 {
-            break;
-        }
     }
+    st.hook(Hook::OnTrainEnd, None)?;
     Ok(outcome)
 }

@@ -1,21 +1,35 @@
-//! The prediction loop: eval mode, no autograd, `predict_step` over every batch.
+//! The prediction loop: eval mode, no autograd, `predict_step` over the batches with
+//! Lightning's predict hooks.
 
 use anyhow::Result;
 use tch::Tensor;
 
 use crate::context::Stage;
+use crate::hooks::Hook;
 use crate::loops::fetchers::DataLoader;
 use crate::loops::state::LoopState;
 
-pub fn run(st: &mut LoopState<'_>, loader: &DataLoader) -> Result<Vec<Tensor>> {
+pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, batches: usize) -> Result<Vec<Tensor>> {
     let _no_grad = tch::no_grad_guard();
     st.ctx.stage = Stage::Predict;
     st.ctx.training = false;
-    let mut out = Vec::with_capacity(loader.num_batches());
-    for (idx, batch) in loader.epoch(st.ctx.device)?.enumerate() {
+    st.hook(Hook::OnPredictModelEval, None)?;
+    st.hook(Hook::OnPredictStart, None)?;
+    st.hook(Hook::OnPredictEpochStart, None)?;
+    let mut out = Vec::with_capacity(batches);
+    for (idx, batch) in loader.epoch(st.ctx.device)?.take(batches).enumerate() {
+        let i = Some(idx as u64);
+        st.hook(Hook::OnBeforeBatchTransfer, i)?;
         let batch = batch?;
-        out.push(st.module.predict_step(&mut st.ctx, &batch, idx as u64)?);
-        st.ctx.logs.clear();
+        st.hook(Hook::OnAfterBatchTransfer, i)?;
+        st.hook(Hook::OnPredictBatchStart, i)?;
+        st.ctx.current_hook = Some(Hook::PredictStep);
+        let pred = st.module.predict_step(&mut st.ctx, &batch, idx as u64);
+        st.ctx.current_hook = None;
+        out.push(pred?);
+        st.hook(Hook::OnPredictBatchEnd, i)?;
     }
+    st.hook(Hook::OnPredictEpochEnd, None)?;
+    st.hook(Hook::OnPredictEnd, None)?;
     Ok(out)
 }

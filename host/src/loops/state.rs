@@ -1,42 +1,98 @@
-//! What the loops share while a run lasts: the module, the run context, the logger, the
-//! progress bar, the progress counters and the latest metrics.
+//! What the loops share while a run lasts: the module, the run context, callbacks, the
+//! logger, the progress bar, the progress counters and the metrics dictionaries.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::time::Instant;
 
 use anyhow::Result;
 
-use crate::callbacks::ProgressBar;
+use crate::callbacks::{Callback, HookInfo, ProgressBar};
 use crate::config::TrainerConfig;
+use crate::connectors::logger::ResultCollection;
 use crate::context::RunContext;
+use crate::hooks::{Hook, Owner};
 use crate::loggers::Logger;
+use crate::loops::limits::LoopLimits;
 use crate::loops::progress::Progress;
 use crate::module::Module;
 
 pub struct LoopState<'a> {
     pub cfg: &'a TrainerConfig,
+    pub limits: LoopLimits,
     pub module: &'a mut dyn Module,
     pub ctx: RunContext,
+    pub callbacks: Vec<Box<dyn Callback + 'a>>,
+    /// The hooks the module implements.
+    pub module_hooks: HashSet<Hook>,
     pub logger: Option<Box<dyn Logger>>,
     pub bar: ProgressBar,
     pub epoch_progress: Progress,
     pub batch_progress: Progress,
-    /// Every metric's latest value (Lightning's `callback_metrics`).
+    /// Lightning's `callback_metrics`, `logged_metrics`, `progress_bar_metrics`.
     pub callback_metrics: BTreeMap<String, f64>,
-    /// Set when a stopping condition is met (max_steps).
+    pub logged_metrics: BTreeMap<String, f64>,
+    pub progress_bar_metrics: BTreeMap<String, f64>,
+    /// Set by a stopping condition (max_time, a callback); honoured once min_epochs/min_steps are met.
     pub should_stop: bool,
+    /// Lightning's `_batches_that_stepped`: the step written with logged training metrics.
+    pub batches_that_stepped: u64,
+    pub started: Instant,
+    /// The training epoch's logged values (hooks inside the epoch add to it).
+    pub train_results: ResultCollection,
 }
 
 impl LoopState<'_> {
-    /// Sends metrics to the logger, adding `epoch` as Lightning does.
+    /// Calls `hook` on every callback, then on the module (if it implements it): Lightning's
+    /// order. Returns the module's answer (-1 from on_train_batch_start skips the epoch).
+    pub fn hook(&mut self, hook: Hook, batch_idx: Option<u64>) -> Result<i32> {
+        if hook.owner() != Owner::Module {
+            let info = HookInfo {
+                stage: self.ctx.stage,
+                batch_idx,
+                current_epoch: self.ctx.current_epoch,
+                global_step: self.ctx.global_step,
+                callback_metrics: &self.callback_metrics,
+            };
+            for cb in &mut self.callbacks {
+                cb.on_hook(hook, &info)?;
+            }
+        }
+        if hook.owner() == Owner::Callback || !self.module_hooks.contains(&hook) {
+            return Ok(0);
+        }
+        let previous = self.ctx.current_hook.replace(hook);
+        let result = self.module.hook(&mut self.ctx, hook, batch_idx);
+        self.ctx.current_hook = previous;
+        result
+    }
+
+    /// Sends metrics to the logger with Lightning's `epoch` column.
     pub fn log_metrics(&mut self, metrics: &BTreeMap<String, f64>, step: u64) -> Result<()> {
         if metrics.is_empty() {
             return Ok(());
         }
+        let mut m = metrics.clone();
+        m.insert("epoch".into(), self.ctx.current_epoch as f64);
+        self.logged_metrics.extend(metrics.clone());
         if let Some(l) = self.logger.as_mut() {
-            let mut m = metrics.clone();
-            m.insert("epoch".into(), self.ctx.current_epoch as f64);
             l.log_metrics(&m, step)?;
         }
         Ok(())
+    }
+
+    /// min_epochs and min_steps are met: a stop request may end the run.
+    pub fn can_stop_early(&self) -> bool {
+        self.epoch_progress.current.processed >= self.limits.min_epochs && self.ctx.global_step >= self.limits.min_steps
+    }
+
+    pub fn max_steps_reached(&self) -> bool {
+        self.limits.max_steps.is_some_and(|m| self.ctx.global_step >= m)
+    }
+
+    /// Checks max_time (Lightning's Timer callback, after every batch).
+    pub fn check_time(&mut self) {
+        if self.limits.max_time.is_some_and(|t| self.started.elapsed() >= t) {
+            self.should_stop = true;
+        }
     }
 }

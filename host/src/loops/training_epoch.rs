@@ -1,63 +1,131 @@
-//! One training epoch: for each batch, `training_step`, automatic optimization, step-level
-//! logging every `log_every_n_steps`, the progress bar; then the epoch-level metrics.
+//! One training epoch, batch by batch in Lightning's order: transfer hooks,
+//! `on_train_batch_start` (-1 ends the epoch), `training_step`, then (automatic
+//! optimization) zero-grad, backward and, on accumulation boundaries, clipping, the optimizer
+//! step and step-interval schedulers; `on_train_batch_end`, step-level logging, validation
+//! when due. Then `on_train_epoch_end` and the epoch-level metrics.
 
 use std::collections::BTreeMap;
 
-use anyhow::Result;
+use anyhow::{anyhow, Result};
 use tch::Tensor;
 
-use crate::connectors::logger::{read, ResultCollection};
+use crate::connectors::logger::read;
 use crate::context::Stage;
-use crate::engine::optim::Optimizer;
+use crate::hooks::Hook;
+use crate::loops::evaluation;
 use crate::loops::fetchers::DataLoader;
-use crate::loops::optimization::automatic;
+use crate::loops::optimization::{automatic, Interval, OptimizerSet};
 use crate::loops::state::LoopState;
 
 /// What an epoch leaves for the progress bar and the summary.
 pub struct EpochOutcome {
-    /// Epoch-level training metrics (logger routing).
+    /// Epoch-level training metrics for the loggers.
     pub logged: BTreeMap<String, f64>,
-    /// Everything for the progress bar: prog-bar metrics and the epoch's mean loss.
+    /// For the progress bar: prog-bar metrics, validation's, and the epoch's mean loss.
     pub prog_bar: BTreeMap<String, f64>,
-    pub all: BTreeMap<String, f64>,
     pub batches: usize,
 }
 
-pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, optimizer: &mut dyn Optimizer) -> Result<EpochOutcome> {
-    let params = st.ctx.params.parameters();
-    let mut results = ResultCollection::default();
+fn optim<'s>(st: &'s mut LoopState<'_>) -> Result<&'s mut OptimizerSet> {
+    st.ctx.optim.as_mut().ok_or_else(|| anyhow!("internal: no optimizers configured"))
+}
+
+fn should_validate(st: &LoopState<'_>, val: Option<&DataLoader>, idx: usize) -> bool {
+    let l = &st.limits;
+    if val.is_none() || l.val_batches == 0 {
+        return false;
+    }
+    let epoch_ok = l.check_val_every_n_epoch.is_none_or(|n| (st.ctx.current_epoch + 1) % n == 0);
+    let iteration = match l.check_val_every_n_epoch {
+        None => st.batch_progress.total.ready.saturating_sub(1) as usize,
+        Some(_) => idx,
+    };
+    epoch_ok && (iteration + 1) % l.val_check_batch == 0
+}
+
+/// Automatic optimization of one batch's loss.
+fn optimize(st: &mut LoopState<'_>, loss: &Tensor, idx: usize, stepping: bool, last: bool) -> Result<()> {
+    let n = st.limits.accumulate;
+    automatic::check_loss(st.module.name(), loss)?;
+    if idx as u64 % n == 0 {
+        st.hook(Hook::OnBeforeZeroGrad, Some(idx as u64))?;
+        optim(st)?.zero_grad(0)?;
+    }
+    st.hook(Hook::OnBeforeBackward, Some(idx as u64))?;
+    optim(st)?.backward(loss, 1.0 / n as f64)?;
+    st.hook(Hook::OnAfterBackward, Some(idx as u64))?;
+    if stepping {
+        st.hook(Hook::OnBeforeOptimizerStep, Some(idx as u64))?;
+        if let Some((value, by_norm)) = st.limits.clip {
+            optim(st)?.clip(0, value, by_norm)?;
+        }
+        optim(st)?.step(0)?;
+        let metrics = st.callback_metrics.clone();
+        optim(st)?.step_schedulers(Interval::Step, idx as u64 + 1, false, &metrics).map_err(|e| anyhow!(e))?;
+        if last {
+            let epoch = st.ctx.current_epoch + 1;
+            optim(st)?.step_schedulers(Interval::Epoch, epoch, false, &metrics).map_err(|e| anyhow!(e))?;
+        }
+    }
+    Ok(())
+}
+
+pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: Option<&DataLoader>) -> Result<EpochOutcome> {
+    let total = st.limits.train_batches;
+    let automatic = st.ctx.optim.as_ref().is_some_and(|o| o.automatic);
     let mut loss_sum: Option<Tensor> = None;
     let mut batches = 0usize;
+    let mut last_bs = 1;
+    let mut shown_val: BTreeMap<String, f64> = BTreeMap::new();
     st.batch_progress.reset_current();
-    st.bar.on_train_epoch_start(st.ctx.current_epoch, loader.num_batches());
-    for (idx, batch) in loader.epoch(st.ctx.device)?.enumerate() {
+    st.train_results.reset();
+    st.ctx.stage = Stage::Fit;
+    st.ctx.training = true;
+    st.bar.on_train_epoch_start(st.ctx.current_epoch, total);
+    st.hook(Hook::OnTrainEpochStart, None)?;
+    for (idx, batch) in loader.epoch(st.ctx.device)?.take(total).enumerate() {
+        let i = Some(idx as u64);
+        let last = idx + 1 == total;
         st.batch_progress.increment_ready();
+        st.hook(Hook::OnBeforeBatchTransfer, i)?;
         let batch = batch?;
+        st.hook(Hook::OnAfterBatchTransfer, i)?;
+        last_bs = batch.first().map(|t| t.size()[0]).unwrap_or(1);
+        if st.hook(Hook::OnTrainBatchStart, i)? == -1 {
+            break;
+        }
         st.batch_progress.increment_started();
-        let bs = batch.first().map(|t| t.size()[0]).unwrap_or(0);
-        st.ctx.stage = Stage::Fit;
-        st.ctx.training = true;
-        let loss = st.module.training_step(&mut st.ctx, &batch, idx as u64)?;
-        automatic::check_loss(st.module.name(), &loss)?;
-        let logs = std::mem::take(&mut st.ctx.logs);
-        results.add(logs, bs)?;
-        automatic::step(&params, &loss, optimizer)?;
-        let detached = loss.detach().reshape([]);
-        loss_sum = Some(match loss_sum {
-            Some(s) => s + &detached,
-            None => detached.shallow_clone(),
-        });
+        st.ctx.current_hook = Some(Hook::TrainingStep);
+        let loss = st.module.training_step(&mut st.ctx, &batch, idx as u64);
+        st.ctx.current_hook = None;
+        let loss = loss?;
+        let stepping = !automatic || (idx as u64 + 1) % st.limits.accumulate == 0 || last;
+        if let Some(loss) = &loss {
+            if automatic {
+                optimize(st, loss, idx, stepping, last)?;
+            }
+            let d = loss.f_detach().and_then(|d| d.f_reshape([])).map_err(|e| anyhow!("reading the loss: {e}"))?;
+            loss_sum = Some(match loss_sum {
+                Some(s) => s.f_add(&d).map_err(|e| anyhow!("{e}"))?,
+                None => d,
+            });
+        }
+        st.ctx.global_step = st.ctx.optim.as_ref().map(|o| o.step_progress.total.completed).unwrap_or(0);
         st.batch_progress.increment_processed();
-        st.ctx.global_step += 1;
+        st.hook(Hook::OnTrainBatchEnd, i)?;
+        st.train_results.add(std::mem::take(&mut st.ctx.logs), last_bs)?;
         batches += 1;
+        st.check_time();
 
-        if st.ctx.global_step % st.cfg.log_every_n_steps.max(1) == 0 {
-            let m = read(&results.step_metrics(), |r| r.logger);
-            st.log_metrics(&m, st.ctx.global_step - 1)?;
+        let every = st.cfg.log_every_n_steps;
+        if stepping && every > 0 && ((st.batches_that_stepped + 1) % every == 0 || st.should_stop) {
+            let m = read(&st.train_results.step_metrics(), |r| r.logger);
+            let step = st.batches_that_stepped;
+            st.log_metrics(&m, step)?;
         }
         let shown = if st.bar.wants_refresh() {
-            let mut m = read(&results.step_metrics(), |r| r.prog_bar);
-            if let Ok(v) = detached.f_double_value(&[]) {
+            let mut m = read(&st.train_results.step_metrics(), |r| r.prog_bar);
+            if let Some(v) = loss.as_ref().and_then(|l| l.f_double_value(&[]).ok()) {
                 m.insert("loss".into(), v);
             }
             Some(m)
@@ -66,20 +134,37 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, optimizer: &mut dyn Opti
         };
         st.bar.on_train_batch_end(shown.as_ref());
         st.batch_progress.increment_completed();
-        if st.cfg.max_steps >= 0 && st.ctx.global_step >= st.cfg.max_steps as u64 {
-            st.should_stop = true;
+
+        if let Some(v) = val {
+            if should_validate(st, val, idx) {
+                let m = evaluation::run(st, v, Stage::Validate, st.limits.val_batches, true)?;
+                let step = st.batches_that_stepped;
+                st.log_metrics(&m.logged, step)?;
+                shown_val.extend(m.prog_bar);
+                st.ctx.stage = Stage::Fit;
+                st.ctx.training = true;
+            }
+        }
+        if stepping {
+            st.batches_that_stepped += 1;
+        }
+        if st.max_steps_reached() || (st.should_stop && st.can_stop_early()) {
             break;
         }
     }
-    let epoch = results.epoch_metrics();
-    let mut prog_bar = read(&results.step_metrics(), |r| r.prog_bar);
+    st.hook(Hook::OnTrainEpochEnd, None)?;
+    st.train_results.add(std::mem::take(&mut st.ctx.logs), last_bs)?;
+    let epoch = st.train_results.epoch_metrics();
+    let mut prog_bar = read(&st.train_results.step_metrics(), |r| r.prog_bar);
     prog_bar.extend(read(&epoch, |r| r.prog_bar));
     if let Some(s) = loss_sum {
         if let Ok(v) = s.f_double_value(&[]) {
             prog_bar.insert("loss".into(), v / batches.max(1) as f64);
         }
     }
-    let mut all = read(&epoch, |_| true);
-    all.extend(read(&results.step_metrics(), |_| true));
-    Ok(EpochOutcome { logged: read(&epoch, |r| r.logger), prog_bar, all, batches })
+    prog_bar.extend(shown_val);
+    st.callback_metrics.extend(read(&epoch, |_| true));
+    st.callback_metrics.extend(read(&st.train_results.step_metrics(), |_| true));
+    st.progress_bar_metrics.extend(prog_bar.clone());
+    Ok(EpochOutcome { logged: read(&epoch, |r| r.logger), prog_bar, batches })
 }

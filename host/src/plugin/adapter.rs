@@ -16,11 +16,12 @@ use wasmtime::{Store, StoreLimitsBuilder};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 use crate::context::{RunContext, Stage};
-use crate::engine::optim::{AdamConfig, OptimizerConfig, SgdConfig};
+use crate::plugin::convert;
 use crate::error::PluginError;
-use crate::module::{DataModule, DatasetSpec, Module, Split};
+use crate::hooks::Hook;
+use crate::module::{DataModule, DatasetSpec, Module, Optimization, Split};
 use crate::plugin::bindings::data_module::{self, Split as WitSplit};
-use crate::plugin::bindings::lightning_module::{self, Optimizer as WitOptimizer};
+use crate::plugin::bindings::lightning_module;
 use crate::plugin::failure::describe;
 use crate::plugin::host::trainer::stage_out;
 use crate::plugin::runtime::{Runtime, TICK};
@@ -189,27 +190,6 @@ impl WasmPlugin {
     }
 }
 
-fn sgd(c: &lightning_module::Sgd) -> SgdConfig {
-    SgdConfig { lr: c.lr, momentum: c.momentum, dampening: c.dampening, weight_decay: c.weight_decay, nesterov: c.nesterov }
-}
-
-fn adam(c: &lightning_module::Adam) -> AdamConfig {
-    AdamConfig { lr: c.lr, betas: c.betas, eps: c.eps, weight_decay: c.weight_decay, amsgrad: c.amsgrad }
-}
-
-fn check_optimizer(cfg: &OptimizerConfig) -> Result<(), String> {
-    let (lr, extra_ok) = match cfg {
-        OptimizerConfig::Sgd(c) => (c.lr, c.momentum >= 0.0 && c.weight_decay >= 0.0 && (!c.nesterov || (c.momentum > 0.0 && c.dampening == 0.0))),
-        OptimizerConfig::Adam(c) | OptimizerConfig::AdamW(c) => {
-            (c.lr, (0.0..1.0).contains(&c.betas.0) && (0.0..1.0).contains(&c.betas.1) && c.eps >= 0.0 && c.weight_decay >= 0.0)
-        }
-    };
-    if !(lr.is_finite() && lr >= 0.0) || !extra_ok {
-        return Err(format!("invalid optimizer settings {cfg:?} (torch.optim would refuse them)"));
-    }
-    Ok(())
-}
-
 impl Module for WasmPlugin {
     fn name(&self) -> &str {
         &self.name
@@ -227,28 +207,24 @@ impl Module for WasmPlugin {
             .map_err(|e| self.err("configure", None, format!("returned hyper-parameters that are not valid JSON: {e}")))
     }
 
-    fn configure_optimizers(&mut self, ctx: &mut RunContext) -> Result<OptimizerConfig> {
+    fn configure_optimizers(&mut self, ctx: &mut RunContext) -> Result<Optimization> {
         let dev = ctx.device;
         let o = self.call(ctx, "configure_optimizers", dev, |inner| {
             let g = Self::module_guest(inner)?.clone();
             g.call_configure_optimizers(&mut inner.store)
         })?;
-        let cfg = match &o {
-            WitOptimizer::Sgd(c) => OptimizerConfig::Sgd(sgd(c)),
-            WitOptimizer::Adam(c) => OptimizerConfig::Adam(adam(c)),
-            WitOptimizer::Adamw(c) => OptimizerConfig::AdamW(adam(c)),
-        };
-        check_optimizer(&cfg).map_err(|m| self.err("configure_optimizers", None, m))?;
-        Ok(cfg)
+        convert::optimization(&o).map_err(|m| self.err("configure_optimizers", None, m))
     }
 
-    fn training_step(&mut self, ctx: &mut RunContext, batch: &[Tensor], idx: u64) -> Result<Tensor> {
+    fn training_step(&mut self, ctx: &mut RunContext, batch: &[Tensor], idx: u64) -> Result<Option<Tensor>> {
         let dev = ctx.device;
         Ok(self.call(ctx, "training_step", dev, |inner| {
             let handles = Self::lend_batch(inner, batch)?;
             let g = Self::module_guest(inner)?.clone();
-            let loss = g.call_training_step(&mut inner.store, &handles, idx)?;
-            Self::take_tensor(inner, loss)
+            match g.call_training_step(&mut inner.store, &handles, idx)? {
+                Some(loss) => Ok(Some(Self::take_tensor(inner, loss)?)),
+                None => Ok(None),
+            }
         })?)
     }
 
@@ -260,6 +236,14 @@ impl Module for WasmPlugin {
         self.eval_step(ctx, "test_step", batch, idx)
     }
 
+    fn implemented_hooks(&mut self, ctx: &mut RunContext) -> Result<Vec<Hook>> {
+        self.module_hooks(ctx)
+    }
+
+    fn hook(&mut self, ctx: &mut RunContext, hook: Hook, batch_idx: Option<u64>) -> Result<i32> {
+        self.module_hook(ctx, hook, batch_idx)
+    }
+
     fn predict_step(&mut self, ctx: &mut RunContext, batch: &[Tensor], idx: u64) -> Result<Tensor> {
         let dev = ctx.device;
         Ok(self.call(ctx, "predict_step", dev, |inner| {
@@ -267,6 +251,27 @@ impl Module for WasmPlugin {
             let g = Self::module_guest(inner)?.clone();
             let out = g.call_predict_step(&mut inner.store, &handles, idx)?;
             Self::take_tensor(inner, out)
+        })?)
+    }
+}
+
+impl WasmPlugin {
+    fn module_hooks(&mut self, ctx: &mut RunContext) -> Result<Vec<Hook>> {
+        let dev = ctx.device;
+        let list = self.call(ctx, "implemented_hooks", dev, |inner| {
+            let g = Self::module_guest(inner)?.clone();
+            g.call_implemented_hooks(&mut inner.store)
+        })?;
+        Ok(convert::MODULE_HOOKS.iter().copied().filter(|h| convert::hook_out(*h).is_some_and(|w| list.contains(&w))).collect())
+    }
+
+    fn module_hook(&mut self, ctx: &mut RunContext, hook: Hook, batch_idx: Option<u64>) -> Result<i32> {
+        let Some(w) = convert::hook_out(hook) else { return Ok(0) };
+        let dev = ctx.device;
+        let stage = stage_out(ctx.stage);
+        Ok(self.call(ctx, hook.name(), dev, |inner| {
+            let g = Self::module_guest(inner)?.clone();
+            g.call_on_hook(&mut inner.store, w, stage, batch_idx)
         })?)
     }
 }

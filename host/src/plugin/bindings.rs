@@ -27,4 +27,4 @@ wasmtime::component::bindgen!({
 
 pub use exports::lt::plugin::data_module;
 pub use exports::lt::plugin::lightning_module;
-pub use lt::plugin::{log, nn, tensor, trainer, types};
+pub use lt::plugin::{log, nn, optimization, tensor, trainer, types};

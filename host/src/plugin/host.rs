@@ -4,5 +4,6 @@
 
 pub mod log;
 pub mod nn;
+pub mod optimization;
 pub mod tensor;
 pub mod trainer;

@@ -43,14 +43,14 @@ impl LightningModule for DigitsMlp {
         })
     }
 
-    fn configure_optimizers(&self, hp: &Hparams) -> Optimizer {
-        Optimizer::adam(hp.f64_or("lr", 0.003))
+    fn configure_optimizers(&self, hp: &Hparams) -> Optimization {
+        Optimizer::adam(hp.f64_or("lr", 0.003)).into()
     }
 
-    fn training_step(&mut self, batch: Batch, _batch_idx: u64) -> Tensor {
+    fn training_step(&mut self, batch: Batch, _batch_idx: u64) -> Option<Tensor> {
         let loss = F::cross_entropy(&self.forward(&batch[0]), &batch[1]);
         log::log_prog_bar("train_loss", &loss);
-        loss
+        Some(loss)
     }
 
     fn validation_step(&mut self, batch: Batch, _batch_idx: u64) {

@@ -23,13 +23,13 @@ impl LightningModule for Faulty {
         Ok(Faulty { fault, layer: Linear::new("layer", 4, 2, true) })
     }
 
-    fn configure_optimizers(&self, _hp: &Hparams) -> Optimizer {
-        Optimizer::sgd(0.1)
+    fn configure_optimizers(&self, _hp: &Hparams) -> Optimization {
+        Optimizer::sgd(0.1).into()
     }
 
-    fn training_step(&mut self, batch: Batch, _batch_idx: u64) -> Tensor {
+    fn training_step(&mut self, batch: Batch, _batch_idx: u64) -> Option<Tensor> {
         let out = self.layer.forward(&batch[0]);
-        match self.fault.as_str() {
+        Some(match self.fault.as_str() {
             "trap" => panic!("the faulty plugin panics on purpose"),
             "matmul" => {
                 let w = Tensor::ones(&[5, 3], Dtype::Float32);
@@ -66,7 +66,7 @@ impl LightningModule for Faulty {
                 out.mean()
             }
             _ => F::mse_loss(&out, &Tensor::zeros(&out.shape(), Dtype::Float32)),
-        }
+        })
     }
 }
 

@@ -38,15 +38,15 @@ impl LightningModule for ParityMlp {
         })
     }
 
-    fn configure_optimizers(&self, hp: &Hparams) -> Optimizer {
-        Optimizer::adam(hp.f64_or("lr", 0.02))
+    fn configure_optimizers(&self, hp: &Hparams) -> Optimization {
+        Optimizer::adam(hp.f64_or("lr", 0.02)).into()
     }
 
-    fn training_step(&mut self, batch: Batch, _batch_idx: u64) -> Tensor {
+    fn training_step(&mut self, batch: Batch, _batch_idx: u64) -> Option<Tensor> {
         let y_hat = self.forward(&batch[0]);
         let loss = F::cross_entropy(&y_hat, &batch[1]);
         log::log_prog_bar("train_loss", &loss);
-        loss
+        Some(loss)
     }
 }
 

@@ -20,16 +20,16 @@ impl LightningModule for ParityRnn {
         Ok(ParityRnn { rnn: Lstm::new("rnn", 10, 20, opts), linear_out: Linear::new("linear_out", 20, 5, true) })
     }
 
-    fn configure_optimizers(&self, hp: &Hparams) -> Optimizer {
-        Optimizer::adam(hp.f64_or("lr", 0.02))
+    fn configure_optimizers(&self, hp: &Hparams) -> Optimization {
+        Optimizer::adam(hp.f64_or("lr", 0.02)).into()
     }
 
-    fn training_step(&mut self, batch: Batch, _batch_idx: u64) -> Tensor {
+    fn training_step(&mut self, batch: Batch, _batch_idx: u64) -> Option<Tensor> {
         let (seq, _h, _c) = self.rnn.forward(&batch[0], None);
         let y_hat = self.linear_out.forward(&seq);
         let loss = F::mse_loss(&y_hat, &batch[1]);
         log::log_prog_bar("train_loss", &loss);
-        loss
+        Some(loss)
     }
 }
 

@@ -4,7 +4,7 @@
 
 use tch::Tensor;
 
-use super::Optimizer;
+use super::{t, UpdateRule};
 use crate::error::{OpError, OpResult};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -16,78 +16,83 @@ pub struct AdamConfig {
     pub amsgrad: bool,
 }
 
-struct State {
-    step: f64,
-    exp_avg: Tensor,
-    exp_avg_sq: Tensor,
-    max_exp_avg_sq: Option<Tensor>,
-}
-
-pub struct Adam {
-    cfg: AdamConfig,
+#[derive(Debug, Clone)]
+pub struct Hyper {
+    pub cfg: AdamConfig,
     /// AdamW: decoupled weight decay.
-    decoupled: bool,
-    state: Vec<Option<State>>,
+    pub decoupled: bool,
 }
 
-impl Adam {
-    pub fn new(cfg: AdamConfig, decoupled: bool, num_params: usize) -> Self {
-        Adam { cfg, decoupled, state: (0..num_params).map(|_| None).collect() }
-    }
+pub struct State {
+    pub step: f64,
+    pub exp_avg: Tensor,
+    pub exp_avg_sq: Tensor,
+    pub max_exp_avg_sq: Option<Tensor>,
 }
 
-fn t(r: Result<Tensor, tch::TchError>) -> OpResult<Tensor> {
-    r.map_err(|e| OpError::torch("optimizer.step(Adam)", e))
-}
+pub struct Adam;
 
-impl Optimizer for Adam {
-    fn step(&mut self, params: &[Tensor], grads: &[Tensor]) -> OpResult<()> {
-        let c = &self.cfg;
+impl UpdateRule for Adam {
+    type Hyper = Hyper;
+    type State = State;
+
+    fn update(h: &Hyper, p: &Tensor, g: &Tensor, state: &mut Option<State>) -> OpResult<()> {
+        let n = if h.decoupled { "AdamW" } else { "Adam" };
+        let c = &h.cfg;
         let (beta1, beta2) = c.betas;
-        tch::no_grad(|| {
-            for (i, (p, g)) in params.iter().zip(grads).enumerate() {
-                if !g.defined() {
-                    continue;
-                }
-                let mut param = p.shallow_clone();
-                if self.state[i].is_none() {
-                    self.state[i] = Some(State {
-                        step: 0.0,
-                        exp_avg: t(p.f_zeros_like())?,
-                        exp_avg_sq: t(p.f_zeros_like())?,
-                        max_exp_avg_sq: if c.amsgrad { Some(t(p.f_zeros_like())?) } else { None },
-                    });
-                }
-                let Some(st) = self.state[i].as_mut() else { continue };
-                st.step += 1.0;
-                let mut grad = g.shallow_clone();
-                if c.weight_decay != 0.0 {
-                    if self.decoupled {
-                        let _ = t(param.f_mul_scalar_(1.0 - c.lr * c.weight_decay))?;
-                    } else {
-                        grad = t(grad.f_add(&t(param.f_mul_scalar(c.weight_decay))?))?;
-                    }
-                }
-                let _ = t(st.exp_avg.f_lerp_(&grad, 1.0 - beta1))?;
-                let _ = t(st.exp_avg_sq.f_mul_scalar_(beta2))?;
-                let _ = t(st.exp_avg_sq.f_addcmul_(&t(grad.f_mul_scalar(1.0 - beta2))?, &grad))?;
-                let bias_correction1 = 1.0 - beta1.powf(st.step);
-                let bias_correction2 = 1.0 - beta2.powf(st.step);
-                let step_size = c.lr / bias_correction1;
-                let bc2_sqrt = bias_correction2.sqrt();
-                let second = match st.max_exp_avg_sq.as_mut() {
-                    Some(max) => {
-                        let m = t(max.f_maximum(&st.exp_avg_sq))?;
-                        max.f_copy_(&m).map_err(|e| OpError::torch("optimizer.step(Adam)", e))?;
-                        max.shallow_clone()
-                    }
-                    None => st.exp_avg_sq.shallow_clone(),
-                };
-                let mut denom = t(t(second.f_sqrt())?.f_div_scalar(bc2_sqrt))?;
-                let _ = t(denom.f_add_scalar_(c.eps))?;
-                let _ = t(param.f_addcdiv_(&t(st.exp_avg.f_mul_scalar(-step_size))?, &denom))?;
+        if state.is_none() {
+            *state = Some(State {
+                step: 0.0,
+                exp_avg: t(n, p.f_zeros_like())?,
+                exp_avg_sq: t(n, p.f_zeros_like())?,
+                max_exp_avg_sq: if c.amsgrad { Some(t(n, p.f_zeros_like())?) } else { None },
+            });
+        }
+        let Some(st) = state.as_mut() else { return Ok(()) };
+        let mut param = p.shallow_clone();
+        st.step += 1.0;
+        let mut grad = g.shallow_clone();
+        if c.weight_decay != 0.0 {
+            if h.decoupled {
+                let _ = t(n, param.f_mul_scalar_(1.0 - c.lr * c.weight_decay))?;
+            } else {
+                grad = t(n, grad.f_add(&t(n, param.f_mul_scalar(c.weight_decay))?))?;
             }
-            Ok(())
-        })
+        }
+        let _ = t(n, st.exp_avg.f_lerp_(&grad, 1.0 - beta1))?;
+        let _ = t(n, st.exp_avg_sq.f_mul_scalar_(beta2))?;
+        let _ = t(n, st.exp_avg_sq.f_addcmul_(&t(n, grad.f_mul_scalar(1.0 - beta2))?, &grad))?;
+        let bias_correction1 = 1.0 - beta1.powf(st.step);
+        let bias_correction2 = 1.0 - beta2.powf(st.step);
+        let step_size = c.lr / bias_correction1;
+        let bc2_sqrt = bias_correction2.sqrt();
+        let second = match st.max_exp_avg_sq.as_mut() {
+            Some(max) => {
+                let m = t(n, max.f_maximum(&st.exp_avg_sq))?;
+                max.f_copy_(&m).map_err(|e| OpError::torch(format!("optimizer.step({n})"), e))?;
+                max.shallow_clone()
+            }
+            None => st.exp_avg_sq.shallow_clone(),
+        };
+        let mut denom = t(n, t(n, second.f_sqrt())?.f_div_scalar(bc2_sqrt))?;
+        let _ = t(n, denom.f_add_scalar_(c.eps))?;
+        let _ = t(n, param.f_addcdiv_(&t(n, st.exp_avg.f_mul_scalar(-step_size))?, &denom))?;
+        Ok(())
+    }
+
+    fn lr(h: &Hyper) -> f64 {
+        h.cfg.lr
+    }
+    fn set_lr(h: &mut Hyper, lr: f64) {
+        h.cfg.lr = lr;
+    }
+    fn set_weight_decay(h: &mut Hyper, wd: f64) {
+        h.cfg.weight_decay = wd;
+    }
+    fn momentum(h: &Hyper) -> Option<f64> {
+        Some(h.cfg.betas.0)
+    }
+    fn set_momentum(h: &mut Hyper, m: f64) {
+        h.cfg.betas.0 = m;
     }
 }

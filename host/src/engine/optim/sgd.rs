@@ -2,8 +2,8 @@
 
 use tch::Tensor;
 
-use super::Optimizer;
-use crate::error::{OpError, OpResult};
+use super::{t, UpdateRule};
+use crate::error::OpResult;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct SgdConfig {
@@ -14,45 +14,45 @@ pub struct SgdConfig {
     pub nesterov: bool,
 }
 
-pub struct Sgd {
-    cfg: SgdConfig,
-    momentum_buffers: Vec<Option<Tensor>>,
-}
+pub struct Sgd;
 
-impl Sgd {
-    pub fn new(cfg: SgdConfig, num_params: usize) -> Self {
-        Sgd { cfg, momentum_buffers: (0..num_params).map(|_| None).collect() }
+impl UpdateRule for Sgd {
+    type Hyper = SgdConfig;
+    /// The momentum buffer.
+    type State = Tensor;
+
+    fn update(c: &SgdConfig, p: &Tensor, g: &Tensor, buf: &mut Option<Tensor>) -> OpResult<()> {
+        let n = "SGD";
+        let mut grad = if c.weight_decay != 0.0 { t(n, g.f_add(&t(n, p.f_mul_scalar(c.weight_decay))?))? } else { g.shallow_clone() };
+        if c.momentum != 0.0 {
+            let b = match buf.take() {
+                None => t(n, grad.f_detach())?.copy(),
+                Some(mut b) => {
+                    let _ = t(n, b.f_mul_scalar_(c.momentum))?;
+                    let _ = t(n, b.f_add_(&t(n, grad.f_mul_scalar(1.0 - c.dampening))?))?;
+                    b
+                }
+            };
+            grad = if c.nesterov { t(n, grad.f_add(&t(n, b.f_mul_scalar(c.momentum))?))? } else { b.shallow_clone() };
+            *buf = Some(b);
+        }
+        let _ = t(n, p.shallow_clone().f_add_(&t(n, grad.f_mul_scalar(-c.lr))?))?;
+        Ok(())
     }
-}
 
-fn t(r: Result<Tensor, tch::TchError>) -> OpResult<Tensor> {
-    r.map_err(|e| OpError::torch("optimizer.step(SGD)", e))
-}
-
-impl Optimizer for Sgd {
-    fn step(&mut self, params: &[Tensor], grads: &[Tensor]) -> OpResult<()> {
-        let c = &self.cfg;
-        tch::no_grad(|| {
-            for (i, (p, g)) in params.iter().zip(grads).enumerate() {
-                if !g.defined() {
-                    continue;
-                }
-                let mut grad = if c.weight_decay != 0.0 { t(g.f_add(&t(p.f_mul_scalar(c.weight_decay))?))? } else { g.shallow_clone() };
-                if c.momentum != 0.0 {
-                    let buf = match self.momentum_buffers[i].take() {
-                        None => t(grad.f_detach())?.copy(),
-                        Some(mut buf) => {
-                            let _ = t(buf.f_mul_scalar_(c.momentum))?;
-                            let _ = t(buf.f_add_(&t(grad.f_mul_scalar(1.0 - c.dampening))?))?;
-                            buf
-                        }
-                    };
-                    grad = if c.nesterov { t(grad.f_add(&t(buf.f_mul_scalar(c.momentum))?))? } else { buf.shallow_clone() };
-                    self.momentum_buffers[i] = Some(buf);
-                }
-                let _ = t(p.shallow_clone().f_add_(&t(grad.f_mul_scalar(-c.lr))?))?;
-            }
-            Ok(())
-        })
+    fn lr(h: &SgdConfig) -> f64 {
+        h.lr
+    }
+    fn set_lr(h: &mut SgdConfig, lr: f64) {
+        h.lr = lr;
+    }
+    fn set_weight_decay(h: &mut SgdConfig, wd: f64) {
+        h.weight_decay = wd;
+    }
+    fn momentum(h: &SgdConfig) -> Option<f64> {
+        Some(h.momentum)
+    }
+    fn set_momentum(h: &mut SgdConfig, m: f64) {
+        h.momentum = m;
     }
 }

@@ -1,12 +1,10 @@
-//! Automatic optimization: check the loss, back-propagate through libtorch's autograd to
-//! fresh gradients (`torch.autograd.grad`, so no `.grad` accumulates: the semantics of
-//! `zero_grad(set_to_none=True)`), then one optimizer step.
+//! Automatic optimization: check the loss, back-propagate it through libtorch's autograd
+//! into the optimizer set's accumulators (scaled by 1/accumulate_grad_batches), and, on an
+//! accumulation boundary, clip, step and zero the gradients.
 
-use anyhow::{anyhow, Result};
 use tch::Tensor;
 
-use crate::engine::optim::Optimizer;
-use crate::error::{torch_message, PluginError};
+use crate::error::PluginError;
 
 /// Refuses a loss that cannot be optimized, naming the plugin and hook.
 pub fn check_loss(plugin: &str, loss: &Tensor) -> Result<(), PluginError> {
@@ -24,12 +22,4 @@ pub fn check_loss(plugin: &str, loss: &Tensor) -> Result<(), PluginError> {
         return Err(fail("the loss does not require grad: it was not computed from any trainable parameter (or was detached)".into()));
     }
     Ok(())
-}
-
-/// Backward and step. Returns the gradients (for clipping and callbacks later).
-pub fn step(params: &[Tensor], loss: &Tensor, optimizer: &mut dyn Optimizer) -> Result<Vec<Tensor>> {
-    let root = loss.f_reshape([]).map_err(|e| anyhow!("backward: {}", torch_message(&e)))?;
-    let grads = Tensor::f_run_backward(&[root], params, false, false).map_err(|e| anyhow!("backward: {}", torch_message(&e)))?;
-    optimizer.step(params, &grads).map_err(|e| anyhow!("optimizer step: {e}"))?;
-    Ok(grads)
 }

@@ -41,14 +41,14 @@ impl log::Host for PluginState {
             return Err(OpError::new("log", format!("`{name}` must be a one-element tensor, got shape {:?}", t.size())).into());
         }
         let v = t.shallow_clone();
-        self.ctx.log(&name, v, options(&o));
+        self.ctx.log(&name, v, options(&o))?;
         Ok(())
     }
 
     fn log_scalar(&mut self, name: String, value: f64, o: WitLogOptions) -> R<()> {
         check_name(&name)?;
         let v = Tensor::from(value).to_kind(Kind::Float).to_device(Device::Cpu);
-        self.ctx.log(&name, v, options(&o));
+        self.ctx.log(&name, v, options(&o))?;
         Ok(())
     }
 }

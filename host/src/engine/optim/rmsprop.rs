@@ -1,0 +1,80 @@
+//! torch.optim.RMSprop (`_single_tensor_rmsprop`).
+
+use tch::Tensor;
+
+use super::{t, UpdateRule};
+use crate::error::OpResult;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RmspropConfig {
+    pub lr: f64,
+    pub alpha: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+    pub momentum: f64,
+    pub centered: bool,
+}
+
+pub struct State {
+    square_avg: Tensor,
+    grad_avg: Option<Tensor>,
+    momentum_buffer: Option<Tensor>,
+}
+
+pub struct Rmsprop;
+
+impl UpdateRule for Rmsprop {
+    type Hyper = RmspropConfig;
+    type State = State;
+
+    fn update(c: &RmspropConfig, p: &Tensor, g: &Tensor, state: &mut Option<State>) -> OpResult<()> {
+        let n = "RMSprop";
+        if state.is_none() {
+            *state = Some(State {
+                square_avg: t(n, p.f_zeros_like())?,
+                grad_avg: if c.centered { Some(t(n, p.f_zeros_like())?) } else { None },
+                momentum_buffer: if c.momentum > 0.0 { Some(t(n, p.f_zeros_like())?) } else { None },
+            });
+        }
+        let Some(st) = state.as_mut() else { return Ok(()) };
+        let grad = if c.weight_decay != 0.0 { t(n, g.f_add(&t(n, p.f_mul_scalar(c.weight_decay))?))? } else { g.shallow_clone() };
+        let _ = t(n, st.square_avg.f_mul_scalar_(c.alpha))?;
+        let _ = t(n, st.square_avg.f_addcmul_(&t(n, grad.f_mul_scalar(1.0 - c.alpha))?, &grad))?;
+        let mut avg = match st.grad_avg.as_mut() {
+            Some(ga) => {
+                let _ = t(n, ga.f_lerp_(&grad, 1.0 - c.alpha))?;
+                t(n, t(n, st.square_avg.f_addcmul(&t(n, ga.f_mul_scalar(-1.0))?, ga))?.f_sqrt())?
+            }
+            None => t(n, st.square_avg.f_sqrt())?,
+        };
+        let _ = t(n, avg.f_add_scalar_(c.eps))?;
+        let mut param = p.shallow_clone();
+        match st.momentum_buffer.as_mut() {
+            Some(buf) if c.momentum > 0.0 => {
+                let _ = t(n, buf.f_mul_scalar_(c.momentum))?;
+                let _ = t(n, buf.f_addcdiv_(&grad, &avg))?;
+                let _ = t(n, param.f_add_(&t(n, buf.f_mul_scalar(-c.lr))?))?;
+            }
+            _ => {
+                let _ = t(n, param.f_addcdiv_(&t(n, grad.f_mul_scalar(-c.lr))?, &avg))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn lr(h: &RmspropConfig) -> f64 {
+        h.lr
+    }
+    fn set_lr(h: &mut RmspropConfig, lr: f64) {
+        h.lr = lr;
+    }
+    fn set_weight_decay(h: &mut RmspropConfig, wd: f64) {
+        h.weight_decay = wd;
+    }
+    fn momentum(h: &RmspropConfig) -> Option<f64> {
+        Some(h.momentum)
+    }
+    fn set_momentum(h: &mut RmspropConfig, m: f64) {
+        h.momentum = m;
+    }
+}

@@ -1,0 +1,40 @@
+//! torch.optim.lr_scheduler, with torch's own recursive formulas (what `scheduler.step()`
+//! computes, not the closed forms), so learning rates match torch's step for step.
+//! A scheduler changes its optimizer's group learning rates (and, for OneCycleLR, momentum).
+
+pub mod chainable;
+pub mod one_cycle;
+pub mod plateau;
+
+use crate::engine::optim::Optimizer;
+pub use chainable::{Chainable, ChainableKind};
+pub use one_cycle::{OneCycle, OneCycleConfig};
+pub use plateau::{Plateau, PlateauConfig};
+
+/// What `configure_optimizers` asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SchedulerKind {
+    Chainable(ChainableKind),
+    OneCycle(OneCycleConfig),
+    ReduceOnPlateau(PlateauConfig),
+}
+
+pub trait LrScheduler: Send {
+    fn name(&self) -> &'static str;
+    /// torch's `scheduler.step()`; `metric` is the monitored value (ReduceLROnPlateau only).
+    fn step(&mut self, opt: &mut dyn Optimizer, metric: Option<f64>) -> Result<(), String>;
+    fn is_plateau(&self) -> bool {
+        false
+    }
+}
+
+impl SchedulerKind {
+    /// Creates the scheduler; like torch, this performs the initial step.
+    pub fn build(&self, opt: &mut dyn Optimizer) -> Result<Box<dyn LrScheduler>, String> {
+        Ok(match self {
+            SchedulerKind::Chainable(k) => Box::new(Chainable::new(k.clone(), opt)?),
+            SchedulerKind::OneCycle(c) => Box::new(OneCycle::new(c.clone(), opt)?),
+            SchedulerKind::ReduceOnPlateau(c) => Box::new(Plateau::new(c.clone(), opt)?),
+        })
+    }
+}

@@ -1,0 +1,137 @@
+//! How much a run does, resolved from the Trainer flags and the dataloaders' sizes, with
+//! Lightning's rules: batch limits, validation cadence, sanity steps, stopping conditions,
+//! fast_dev_run and overfit_batches.
+
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+
+use crate::config::{parse_max_time, Limit, TrainerConfig};
+use crate::context::Stage;
+
+#[derive(Debug, Clone)]
+pub struct LoopLimits {
+    pub train_batches: usize,
+    /// 0: no validation.
+    pub val_batches: usize,
+    pub sanity_steps: usize,
+    /// Validate when (batch index + 1) is a multiple of this (counted across epochs when
+    /// `check_val_every_n_epoch` is None).
+    pub val_check_batch: usize,
+    pub check_val_every_n_epoch: Option<u64>,
+    pub max_epochs: Option<u64>,
+    pub max_steps: Option<u64>,
+    pub min_epochs: u64,
+    pub min_steps: u64,
+    pub max_time: Option<Duration>,
+    pub accumulate: u64,
+    pub shuffle_train: bool,
+    pub logger: bool,
+    /// (value, by_norm)
+    pub clip: Option<(f64, bool)>,
+}
+
+fn fast_dev(cfg: &TrainerConfig) -> Option<usize> {
+    cfg.fast_dev_run.batches().map(|n| n as usize)
+}
+
+impl LoopLimits {
+    /// `train_len`/`val_len`: batches in the train and val dataloaders (None: no val data).
+    pub fn for_fit(cfg: &TrainerConfig, train_len: usize, val_len: Option<usize>) -> Result<Self> {
+        let overfit = !cfg.overfit_batches.is_zero();
+        let dev = fast_dev(cfg);
+        let (train_limit, val_limit) = if overfit { (cfg.overfit_batches, cfg.overfit_batches) } else { (cfg.limit_train_batches, cfg.limit_val_batches) };
+        let train_batches = match dev {
+            Some(n) => train_len.min(n),
+            None => train_limit.apply(train_len, "limit_train_batches")?,
+        };
+        let val_batches = match (val_len, dev) {
+            (None, _) => 0,
+            (Some(v), Some(n)) => v.min(n),
+            (Some(v), None) => val_limit.apply(v, "limit_val_batches")?,
+        };
+        let (interval, every) = if dev.is_some() { (Limit::Fraction(1.0), Some(1)) } else { (cfg.val_check_interval, cfg.check_val_every_n_epoch.epochs()?) };
+        let val_check_batch = match interval {
+            Limit::Fraction(f) => ((train_batches as f64 * f) as usize).max(1),
+            Limit::Batches(k) => {
+                let k = k as usize;
+                if every.is_some() && k > train_batches && val_batches > 0 {
+                    bail!("val_check_interval ({k}) must be less than or equal to the number of the training batches ({train_batches}); set check_val_every_n_epoch = \"none\" to count batches across epochs");
+                }
+                k.max(1)
+            }
+        };
+        let sanity_steps = if dev.is_some() || val_batches == 0 {
+            0
+        } else if cfg.num_sanity_val_steps < 0 {
+            val_batches
+        } else {
+            (cfg.num_sanity_val_steps as usize).min(val_batches)
+        };
+        let max_steps = match dev {
+            Some(n) => Some(n as u64),
+            None if cfg.max_steps >= 0 => Some(cfg.max_steps as u64),
+            None => None,
+        };
+        let max_time = match &cfg.max_time {
+            Some(t) => Some(parse_max_time(t)?),
+            None => None,
+        };
+        let min_epochs = cfg.min_epochs.unwrap_or(if cfg.min_steps.is_some() { 1 } else { 0 });
+        let clip = match cfg.gradient_clip_val {
+            Some(v) if v > 0.0 => Some((v, cfg.gradient_clip_algorithm != "value")),
+            _ => None,
+        };
+        Ok(LoopLimits {
+            train_batches,
+            val_batches,
+            sanity_steps,
+            val_check_batch,
+            check_val_every_n_epoch: every,
+            max_epochs: cfg.effective_max_epochs(),
+            max_steps,
+            min_epochs,
+            min_steps: cfg.min_steps.unwrap_or(0),
+            max_time,
+            accumulate: cfg.accumulate_grad_batches.max(1),
+            shuffle_train: !overfit,
+            logger: cfg.logger && dev.is_none(),
+            clip,
+        })
+    }
+
+    /// Batches of an evaluation or prediction run.
+    pub fn for_stage(cfg: &TrainerConfig, stage: Stage, len: usize) -> Result<usize> {
+        if let Some(n) = fast_dev(cfg) {
+            return Ok(len.min(n));
+        }
+        match stage {
+            Stage::Test => cfg.limit_test_batches.apply(len, "limit_test_batches"),
+            Stage::Predict => cfg.limit_predict_batches.apply(len, "limit_predict_batches"),
+            _ => cfg.limit_val_batches.apply(len, "limit_val_batches"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{EveryNEpochs, FastDevRun};
+
+    #[test]
+    fn val_check_interval_as_fraction_and_batches() {
+        let mut cfg = TrainerConfig { val_check_interval: Limit::Fraction(0.3), ..TrainerConfig::default() };
+        assert_eq!(LoopLimits::for_fit(&cfg, 10, Some(4)).unwrap().val_check_batch, 3);
+        cfg.val_check_interval = Limit::Batches(11);
+        assert!(LoopLimits::for_fit(&cfg, 10, Some(4)).is_err());
+        cfg.check_val_every_n_epoch = EveryNEpochs::Named("none".into());
+        assert_eq!(LoopLimits::for_fit(&cfg, 10, Some(4)).unwrap().val_check_batch, 11);
+    }
+
+    #[test]
+    fn fast_dev_run_limits_everything() {
+        let cfg = TrainerConfig { fast_dev_run: FastDevRun::Batches(3), ..TrainerConfig::default() };
+        let l = LoopLimits::for_fit(&cfg, 10, Some(10)).unwrap();
+        assert_eq!((l.train_batches, l.val_batches, l.sanity_steps, l.max_steps, l.max_epochs, l.logger), (3, 3, 0, Some(3), Some(1), false));
+    }
+}

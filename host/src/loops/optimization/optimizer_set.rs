@@ -1,0 +1,260 @@
+//! The run's optimizers and LR schedulers, with the gradient accumulators that stand in for
+//! torch's `.grad`: backward accumulates into them (gradient accumulation, manual
+//! optimization), a step reads them, `zero_grad` drops them (torch's `set_to_none=True`).
+
+use tch::Tensor;
+
+use crate::engine::optim::{Optimizer, OptimizerConfig};
+use crate::engine::params::ParamStore;
+use crate::engine::schedulers::{LrScheduler, SchedulerKind};
+use crate::error::{torch_message, OpError, OpResult};
+use crate::loops::progress::Progress;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interval {
+    Step,
+    Epoch,
+}
+
+/// Lightning's lr_scheduler config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SchedulerSpec {
+    pub kind: SchedulerKind,
+    pub optimizer: usize,
+    pub interval: Interval,
+    pub frequency: u64,
+    pub monitor: Option<String>,
+    pub strict: bool,
+}
+
+pub struct SchedulerEntry {
+    pub spec: SchedulerSpec,
+    pub scheduler: Box<dyn LrScheduler>,
+}
+
+pub struct OptimizerSet {
+    pub optimizers: Vec<Box<dyn Optimizer>>,
+    pub schedulers: Vec<SchedulerEntry>,
+    pub automatic: bool,
+    /// Every parameter of every optimizer, once.
+    params: Vec<Tensor>,
+    /// For each optimizer, the indices of its parameters in `params`.
+    members: Vec<Vec<usize>>,
+    grads: Vec<Option<Tensor>>,
+    toggled: Option<usize>,
+    /// Optimizer steps and zero_grad calls (Lightning's optimizer progress).
+    pub step_progress: Progress,
+    pub zero_grad_progress: Progress,
+    pub scheduler_steps: u64,
+}
+
+fn op<T>(name: &str, r: Result<T, tch::TchError>) -> OpResult<T> {
+    r.map_err(|e| OpError::new(name, torch_message(&e)))
+}
+
+impl OptimizerSet {
+    pub fn new(cfgs: &[OptimizerConfig], specs: &[SchedulerSpec], automatic: bool, ps: &ParamStore) -> Result<Self, String> {
+        if cfgs.is_empty() {
+            return Err("configure_optimizers returned no optimizer".into());
+        }
+        if automatic && cfgs.len() > 1 {
+            return Err(format!("{} optimizers need manual optimization (automatic-optimization = false), as in Lightning", cfgs.len()));
+        }
+        let mut optimizers: Vec<Box<dyn Optimizer>> = Vec::new();
+        let mut params: Vec<Tensor> = Vec::new();
+        let mut members = Vec::new();
+        for cfg in cfgs {
+            cfg.validate()?;
+            let opt = cfg.build(ps).map_err(|e| e.detail)?;
+            let mut idx = Vec::new();
+            for p in opt.params() {
+                let ptr = p.data_ptr();
+                let i = match params.iter().position(|q| q.data_ptr() == ptr) {
+                    Some(i) => i,
+                    None => {
+                        params.push(p);
+                        params.len() - 1
+                    }
+                };
+                idx.push(i);
+            }
+            members.push(idx);
+            optimizers.push(opt);
+        }
+        let mut schedulers = Vec::new();
+        for spec in specs {
+            let Some(opt) = optimizers.get_mut(spec.optimizer) else {
+                return Err(format!("lr scheduler for optimizer {} of {}", spec.optimizer, cfgs.len()));
+            };
+            if spec.frequency == 0 {
+                return Err("lr scheduler frequency must be at least 1".into());
+            }
+            let is_plateau = matches!(spec.kind, SchedulerKind::ReduceOnPlateau(_));
+            if is_plateau && spec.monitor.is_none() {
+                return Err("ReduceLROnPlateau needs a `monitor` metric, as in Lightning".into());
+            }
+            let scheduler = spec.kind.build(opt.as_mut())?;
+            schedulers.push(SchedulerEntry { spec: spec.clone(), scheduler });
+        }
+        let grads = params.iter().map(|_| None).collect();
+        Ok(OptimizerSet {
+            optimizers,
+            schedulers,
+            automatic,
+            params,
+            members,
+            grads,
+            toggled: None,
+            step_progress: Progress::default(),
+            zero_grad_progress: Progress::default(),
+            scheduler_steps: 0,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.optimizers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.optimizers.is_empty()
+    }
+
+    fn check(&self, i: usize, name: &str) -> OpResult<()> {
+        if i >= self.optimizers.len() {
+            return Err(OpError::new(name, format!("optimizer {i} does not exist ({} configured)", self.optimizers.len())));
+        }
+        Ok(())
+    }
+
+    /// Back-propagates `loss` (scaled by `scale`, for gradient accumulation) into the
+    /// accumulators of every parameter, or only the toggled optimizer's.
+    pub fn backward(&mut self, loss: &Tensor, scale: f64) -> OpResult<()> {
+        let name = "backward";
+        if loss.numel() != 1 {
+            return Err(OpError::new(name, format!("the loss must be a scalar, got shape {:?}", loss.size())));
+        }
+        if !loss.requires_grad() {
+            return Err(OpError::new(name, "the loss does not require grad: it was not computed from any trainable parameter (or was detached)"));
+        }
+        let targets: Vec<usize> = match self.toggled {
+            Some(t) => self.members[t].clone(),
+            None => (0..self.params.len()).collect(),
+        };
+        let inputs: Vec<&Tensor> = targets.iter().map(|&i| &self.params[i]).collect();
+        let root = op(name, loss.f_reshape([]))?;
+        let root = if scale != 1.0 { op(name, root.f_mul_scalar(scale))? } else { root };
+        let grads = op(name, Tensor::f_run_backward(&[root], &inputs, false, false))?;
+        for (&i, g) in targets.iter().zip(grads) {
+            if !g.defined() {
+                continue;
+            }
+            self.grads[i] = Some(match self.grads[i].take() {
+                Some(acc) => op(name, acc.f_add(&g))?,
+                None => g,
+            });
+        }
+        Ok(())
+    }
+
+    /// The accumulated gradients of optimizer `i`'s parameters (undefined where none).
+    pub fn grads_of(&self, i: usize) -> Vec<Tensor> {
+        self.members[i].iter().map(|&p| self.grads[p].as_ref().map(Tensor::shallow_clone).unwrap_or_default()).collect()
+    }
+
+    pub fn step(&mut self, i: usize) -> OpResult<()> {
+        self.check(i, "optimizer.step")?;
+        self.step_progress.increment_ready();
+        self.step_progress.increment_started();
+        let grads = self.grads_of(i);
+        self.optimizers[i].step(&grads)?;
+        self.step_progress.increment_processed();
+        self.step_progress.increment_completed();
+        Ok(())
+    }
+
+    pub fn zero_grad(&mut self, i: usize) -> OpResult<()> {
+        self.check(i, "optimizer.zero_grad")?;
+        self.zero_grad_progress.increment_ready();
+        self.zero_grad_progress.increment_started();
+        for &p in &self.members[i] {
+            self.grads[p] = None;
+        }
+        self.zero_grad_progress.increment_processed();
+        self.zero_grad_progress.increment_completed();
+        Ok(())
+    }
+
+    pub fn toggle(&mut self, i: usize) -> OpResult<()> {
+        self.check(i, "optimizer.toggle")?;
+        self.toggled = Some(i);
+        Ok(())
+    }
+
+    pub fn untoggle(&mut self, i: usize) -> OpResult<()> {
+        self.check(i, "optimizer.untoggle")?;
+        if self.toggled == Some(i) {
+            self.toggled = None;
+        }
+        Ok(())
+    }
+
+    /// torch.nn.utils.clip_grad_norm_ (norm 2) or clip_grad_value_ on optimizer `i`'s
+    /// accumulated gradients. Returns the total norm before clipping (norm) or None.
+    pub fn clip(&mut self, i: usize, value: f64, by_norm: bool) -> OpResult<Option<f64>> {
+        let name = "gradient_clip";
+        let idx = self.members[i].clone();
+        let grads: Vec<Tensor> = idx.iter().filter_map(|&p| self.grads[p].as_ref().map(Tensor::shallow_clone)).collect();
+        if grads.is_empty() {
+            return Ok(None);
+        }
+        if by_norm {
+            let norms: Vec<Tensor> = grads.iter().map(|g| op(name, g.f_norm())).collect::<OpResult<_>>()?;
+            let total = op(name, op(name, Tensor::f_stack(&norms, 0))?.f_norm())?;
+            let denom = op(name, total.f_add_scalar(1e-6))?;
+            let coef = op(name, op(name, denom.f_full_like(value))?.f_div(&denom))?;
+            let coef = op(name, coef.f_clamp_max(1.0))?;
+            for g in &grads {
+                let _ = op(name, g.shallow_clone().f_mul_(&coef))?;
+            }
+            Ok(total.f_double_value(&[]).ok())
+        } else {
+            for g in &grads {
+                let _ = op(name, g.shallow_clone().f_clamp_(-value, value))?;
+            }
+            Ok(None)
+        }
+    }
+
+    pub fn lr(&self, i: usize, group: usize) -> OpResult<f64> {
+        self.check(i, "optimizer.lr")?;
+        Ok(self.optimizers[i].lr(group))
+    }
+
+    /// Steps the schedulers of `interval` whose frequency divides `index` (Lightning's
+    /// `_update_learning_rates`). Plateau schedulers read their monitor from `metrics`.
+    pub fn step_schedulers(&mut self, interval: Interval, index: u64, plateau: bool, metrics: &std::collections::BTreeMap<String, f64>) -> Result<(), String> {
+        for e in &mut self.schedulers {
+            if e.spec.interval != interval || e.scheduler.is_plateau() != plateau || index % e.spec.frequency != 0 {
+                continue;
+            }
+            let metric = match &e.spec.monitor {
+                Some(m) if plateau => match metrics.get(m) {
+                    Some(v) => Some(*v),
+                    None if e.spec.strict => {
+                        let known: Vec<&String> = metrics.keys().collect();
+                        return Err(format!("ReduceLROnPlateau conditioned on metric `{m}` which is not available; available metrics are: {known:?}. Set `strict` to false to skip the step instead"));
+                    }
+                    None => {
+                        eprintln!("warning: ReduceLROnPlateau conditioned on metric `{m}`, which is not available: skipping this step");
+                        continue;
+                    }
+                },
+                _ => None,
+            };
+            let opt = &mut self.optimizers[e.spec.optimizer];
+            e.scheduler.step(opt.as_mut(), metric)?;
+            self.scheduler_steps += 1;
+        }
+        Ok(())
+    }
+}

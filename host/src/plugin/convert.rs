@@ -1,0 +1,147 @@
+//! WIT records from `configure-optimizers` → the engine's optimizer and scheduler configs.
+
+use crate::engine::optim::{AdagradConfig, AdamConfig, Algorithm, GroupSpec, OptimizerConfig, RmspropConfig, SgdConfig};
+use crate::engine::schedulers::{ChainableKind, OneCycleConfig, PlateauConfig, SchedulerKind};
+use crate::hooks::Hook;
+use crate::loops::optimization::{Interval, SchedulerSpec};
+use crate::module::Optimization;
+use crate::plugin::bindings::lightning_module as wit;
+
+fn adam(c: &wit::Adam) -> AdamConfig {
+    AdamConfig { lr: c.lr, betas: c.betas, eps: c.eps, weight_decay: c.weight_decay, amsgrad: c.amsgrad }
+}
+
+fn optimizer(o: &wit::Optimizer) -> OptimizerConfig {
+    let algorithm = match &o.algorithm {
+        wit::Algorithm::Sgd(c) => Algorithm::Sgd(SgdConfig { lr: c.lr, momentum: c.momentum, dampening: c.dampening, weight_decay: c.weight_decay, nesterov: c.nesterov }),
+        wit::Algorithm::Adam(c) => Algorithm::Adam(adam(c)),
+        wit::Algorithm::Adamw(c) => Algorithm::AdamW(adam(c)),
+        wit::Algorithm::Rmsprop(c) => Algorithm::Rmsprop(RmspropConfig { lr: c.lr, alpha: c.alpha, eps: c.eps, weight_decay: c.weight_decay, momentum: c.momentum, centered: c.centered }),
+        wit::Algorithm::Adagrad(c) => Algorithm::Adagrad(AdagradConfig { lr: c.lr, lr_decay: c.lr_decay, weight_decay: c.weight_decay, initial_accumulator_value: c.initial_accumulator_value, eps: c.eps }),
+    };
+    let groups = o.groups.iter().map(|g| GroupSpec { params: g.params.clone(), lr: g.lr, weight_decay: g.weight_decay }).collect();
+    OptimizerConfig { algorithm, groups }
+}
+
+fn scheduler(s: &wit::Scheduler) -> SchedulerKind {
+    match s {
+        wit::Scheduler::StepLr(c) => SchedulerKind::Chainable(ChainableKind::Step { step_size: c.step_size as i64, gamma: c.gamma }),
+        wit::Scheduler::MultiStepLr(c) => SchedulerKind::Chainable(ChainableKind::MultiStep { milestones: c.milestones.iter().map(|&m| m as i64).collect(), gamma: c.gamma }),
+        wit::Scheduler::ExponentialLr(gamma) => SchedulerKind::Chainable(ChainableKind::Exponential { gamma: *gamma }),
+        wit::Scheduler::CosineAnnealingLr(c) => SchedulerKind::Chainable(ChainableKind::CosineAnnealing { t_max: c.t_max as i64, eta_min: c.eta_min }),
+        wit::Scheduler::LinearLr(c) => SchedulerKind::Chainable(ChainableKind::Linear { start_factor: c.start_factor, end_factor: c.end_factor, total_iters: c.total_iters as i64 }),
+        wit::Scheduler::OneCycleLr(c) => SchedulerKind::OneCycle(OneCycleConfig {
+            max_lr: c.max_lr,
+            total_steps: c.total_steps as i64,
+            pct_start: c.pct_start,
+            anneal_cos: c.anneal_cos,
+            cycle_momentum: c.cycle_momentum,
+            base_momentum: c.base_momentum,
+            max_momentum: c.max_momentum,
+            div_factor: c.div_factor,
+            final_div_factor: c.final_div_factor,
+            three_phase: c.three_phase,
+        }),
+        wit::Scheduler::ReduceLrOnPlateau(c) => SchedulerKind::ReduceOnPlateau(PlateauConfig {
+            mode_min: c.mode_min,
+            factor: c.factor,
+            patience: c.patience as i64,
+            threshold: c.threshold,
+            threshold_rel: c.threshold_rel,
+            cooldown: c.cooldown as i64,
+            min_lr: c.min_lr,
+            eps: c.eps,
+        }),
+    }
+}
+
+pub fn optimization(o: &wit::Optimization) -> Result<Optimization, String> {
+    let optimizers: Vec<OptimizerConfig> = o.optimizers.iter().map(optimizer).collect();
+    for c in &optimizers {
+        c.validate()?;
+    }
+    let schedulers = o
+        .lr_schedulers
+        .iter()
+        .map(|s| SchedulerSpec {
+            kind: scheduler(&s.scheduler),
+            optimizer: s.optimizer as usize,
+            interval: match s.interval {
+                wit::Interval::Step => Interval::Step,
+                wit::Interval::Epoch => Interval::Epoch,
+            },
+            frequency: s.frequency as u64,
+            monitor: s.monitor.clone(),
+            strict: s.strict,
+        })
+        .collect();
+    Ok(Optimization { optimizers, schedulers, automatic: o.automatic_optimization })
+}
+
+/// The WIT hook for a host hook, where the module has one.
+pub fn hook_out(h: Hook) -> Option<wit::Hook> {
+    use wit::Hook as W;
+    Some(match h {
+        Hook::Setup => W::Setup,
+        Hook::Teardown => W::Teardown,
+        Hook::ConfigureModel => W::ConfigureModel,
+        Hook::OnFitStart => W::OnFitStart,
+        Hook::OnFitEnd => W::OnFitEnd,
+        Hook::OnTrainStart => W::OnTrainStart,
+        Hook::OnTrainEnd => W::OnTrainEnd,
+        Hook::OnTrainEpochStart => W::OnTrainEpochStart,
+        Hook::OnTrainEpochEnd => W::OnTrainEpochEnd,
+        Hook::OnTrainBatchStart => W::OnTrainBatchStart,
+        Hook::OnTrainBatchEnd => W::OnTrainBatchEnd,
+        Hook::OnValidationStart => W::OnValidationStart,
+        Hook::OnValidationEnd => W::OnValidationEnd,
+        Hook::OnValidationEpochStart => W::OnValidationEpochStart,
+        Hook::OnValidationEpochEnd => W::OnValidationEpochEnd,
+        Hook::OnValidationBatchStart => W::OnValidationBatchStart,
+        Hook::OnValidationBatchEnd => W::OnValidationBatchEnd,
+        Hook::OnValidationModelEval => W::OnValidationModelEval,
+        Hook::OnValidationModelTrain => W::OnValidationModelTrain,
+        Hook::OnValidationModelZeroGrad => W::OnValidationModelZeroGrad,
+        Hook::OnTestStart => W::OnTestStart,
+        Hook::OnTestEnd => W::OnTestEnd,
+        Hook::OnTestEpochStart => W::OnTestEpochStart,
+        Hook::OnTestEpochEnd => W::OnTestEpochEnd,
+        Hook::OnTestBatchStart => W::OnTestBatchStart,
+        Hook::OnTestBatchEnd => W::OnTestBatchEnd,
+        Hook::OnTestModelEval => W::OnTestModelEval,
+        Hook::OnTestModelTrain => W::OnTestModelTrain,
+        Hook::OnPredictStart => W::OnPredictStart,
+        Hook::OnPredictEnd => W::OnPredictEnd,
+        Hook::OnPredictEpochStart => W::OnPredictEpochStart,
+        Hook::OnPredictEpochEnd => W::OnPredictEpochEnd,
+        Hook::OnPredictBatchStart => W::OnPredictBatchStart,
+        Hook::OnPredictBatchEnd => W::OnPredictBatchEnd,
+        Hook::OnPredictModelEval => W::OnPredictModelEval,
+        Hook::OnBeforeBatchTransfer => W::OnBeforeBatchTransfer,
+        Hook::OnAfterBatchTransfer => W::OnAfterBatchTransfer,
+        Hook::OnBeforeZeroGrad => W::OnBeforeZeroGrad,
+        Hook::OnBeforeBackward => W::OnBeforeBackward,
+        Hook::OnAfterBackward => W::OnAfterBackward,
+        Hook::OnBeforeOptimizerStep => W::OnBeforeOptimizerStep,
+        Hook::ConfigureOptimizers
+        | Hook::OnSanityCheckStart
+        | Hook::OnSanityCheckEnd
+        | Hook::TrainingStep
+        | Hook::ValidationStep
+        | Hook::TestStep
+        | Hook::PredictStep => return None,
+    })
+}
+
+/// All host hooks a module can implement (for mapping the module's list back).
+pub const MODULE_HOOKS: &[Hook] = &[
+    Hook::Setup, Hook::Teardown, Hook::ConfigureModel, Hook::OnFitStart, Hook::OnFitEnd, Hook::OnTrainStart, Hook::OnTrainEnd,
+    Hook::OnTrainEpochStart, Hook::OnTrainEpochEnd, Hook::OnTrainBatchStart, Hook::OnTrainBatchEnd, Hook::OnValidationStart,
+    Hook::OnValidationEnd, Hook::OnValidationEpochStart, Hook::OnValidationEpochEnd, Hook::OnValidationBatchStart,
+    Hook::OnValidationBatchEnd, Hook::OnValidationModelEval, Hook::OnValidationModelTrain, Hook::OnValidationModelZeroGrad,
+    Hook::OnTestStart, Hook::OnTestEnd, Hook::OnTestEpochStart, Hook::OnTestEpochEnd, Hook::OnTestBatchStart, Hook::OnTestBatchEnd,
+    Hook::OnTestModelEval, Hook::OnTestModelTrain, Hook::OnPredictStart, Hook::OnPredictEnd, Hook::OnPredictEpochStart,
+    Hook::OnPredictEpochEnd, Hook::OnPredictBatchStart, Hook::OnPredictBatchEnd, Hook::OnPredictModelEval,
+    Hook::OnBeforeBatchTransfer, Hook::OnAfterBatchTransfer, Hook::OnBeforeZeroGrad, Hook::OnBeforeBackward,
+    Hook::OnAfterBackward, Hook::OnBeforeOptimizerStep,
+];

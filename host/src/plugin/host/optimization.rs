@@ -1,0 +1,52 @@
+//! `lt:plugin/optimization`: manual optimization, driving the run's optimizer set.
+
+use tch::Tensor;
+use wasmtime::component::Resource;
+
+use crate::error::OpError;
+use crate::loops::optimization::OptimizerSet;
+use crate::plugin::bindings::optimization;
+use crate::plugin::state::PluginState;
+
+type R<T> = wasmtime::Result<T>;
+
+impl PluginState {
+    fn optim(&mut self, op: &str) -> Result<&mut OptimizerSet, OpError> {
+        match self.ctx.optim.as_mut() {
+            Some(o) if !o.automatic => Ok(o),
+            Some(_) => Err(OpError::new(op, "manual optimization calls need `automatic-optimization = false` in configure-optimizers")),
+            None => Err(OpError::new(op, "no optimizers yet: configure-optimizers has not run")),
+        }
+    }
+}
+
+impl optimization::Host for PluginState {
+    fn manual_backward(&mut self, loss: Resource<Tensor>) -> R<()> {
+        let op = "manual_backward";
+        let l = self.tensor(&loss, op)?.shallow_clone();
+        self.optim(op)?.backward(&l, 1.0)?;
+        Ok(())
+    }
+
+    fn step(&mut self, index: u32) -> R<()> {
+        Ok(self.optim("optimizer.step")?.step(index as usize)?)
+    }
+
+    fn zero_grad(&mut self, index: u32) -> R<()> {
+        Ok(self.optim("optimizer.zero_grad")?.zero_grad(index as usize)?)
+    }
+
+    fn toggle(&mut self, index: u32) -> R<()> {
+        Ok(self.optim("toggle_optimizer")?.toggle(index as usize)?)
+    }
+
+    fn untoggle(&mut self, index: u32) -> R<()> {
+        Ok(self.optim("untoggle_optimizer")?.untoggle(index as usize)?)
+    }
+
+    fn lr(&mut self, index: u32, group: u32) -> R<f64> {
+        let op = "optimizer.lr";
+        let o = self.ctx.optim.as_ref().ok_or_else(|| OpError::new(op, "no optimizers yet"))?;
+        Ok(o.lr(index as usize, group as usize)?)
+    }
+}

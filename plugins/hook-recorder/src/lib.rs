@@ -1,0 +1,123 @@
+//! A module that implements every Lightning hook, for lthost's loop tests: the tests record
+//! which hooks the host calls, in which order, and count steps, batches and validation runs.
+//! Hyper-parameters: `skip_at` (on_train_batch_start returns -1 at that batch index),
+//! `log_in` (a hook name where the module calls `self.log`, to test Lightning's rules),
+//! `samples`, `batch_size`, `lr`, `scheduler` ("step" or "plateau").
+
+use lthost_sdk::log::{self as lg};
+use lthost_sdk::nn::Linear;
+use lthost_sdk::prelude::*;
+
+struct Recorder {
+    layer: Linear,
+    skip_at: Option<u64>,
+    log_in: String,
+}
+
+const ALL: &[Hook] = &[
+    Hook::Setup, Hook::Teardown, Hook::ConfigureModel, Hook::OnFitStart, Hook::OnFitEnd, Hook::OnTrainStart, Hook::OnTrainEnd,
+    Hook::OnTrainEpochStart, Hook::OnTrainEpochEnd, Hook::OnTrainBatchStart, Hook::OnTrainBatchEnd, Hook::OnValidationStart,
+    Hook::OnValidationEnd, Hook::OnValidationEpochStart, Hook::OnValidationEpochEnd, Hook::OnValidationBatchStart,
+    Hook::OnValidationBatchEnd, Hook::OnValidationModelEval, Hook::OnValidationModelTrain, Hook::OnValidationModelZeroGrad,
+    Hook::OnTestStart, Hook::OnTestEnd, Hook::OnTestEpochStart, Hook::OnTestEpochEnd, Hook::OnTestBatchStart, Hook::OnTestBatchEnd,
+    Hook::OnTestModelEval, Hook::OnTestModelTrain, Hook::OnPredictStart, Hook::OnPredictEnd, Hook::OnPredictEpochStart,
+    Hook::OnPredictEpochEnd, Hook::OnPredictBatchStart, Hook::OnPredictBatchEnd, Hook::OnPredictModelEval,
+    Hook::OnBeforeBatchTransfer, Hook::OnAfterBatchTransfer, Hook::OnBeforeZeroGrad, Hook::OnBeforeBackward,
+    Hook::OnAfterBackward, Hook::OnBeforeOptimizerStep,
+];
+
+fn hook_name(h: Hook) -> String {
+    format!("{h:?}").trim_start_matches("Hook::").to_string()
+}
+
+impl LightningModule for Recorder {
+    fn configure(hp: &Hparams) -> Result<Self, String> {
+        Ok(Recorder {
+            layer: Linear::new("layer", 4, 1, true),
+            skip_at: hp.get("skip_at").and_then(|v| v.as_u64()),
+            log_in: hp.str_or("log_in", "").to_string(),
+        })
+    }
+
+    fn configure_optimizers(&self, hp: &Hparams) -> Optimization {
+        let opt = Optimizer::sgd(hp.f64_or("lr", 0.1));
+        match hp.str_or("scheduler", "") {
+            "step" => opt.with_scheduler(Scheduler::step_lr(1, 0.5), Interval::Epoch),
+            "plateau" => Optimization::from(opt).scheduler_with(0, Scheduler::reduce_lr_on_plateau(0.5, 0), Interval::Epoch, 1, Some("val_loss"), true),
+            _ => opt.into(),
+        }
+    }
+
+    fn training_step(&mut self, batch: Batch, _batch_idx: u64) -> Option<Tensor> {
+        let loss = F::mse_loss(&self.layer.forward(&batch[0]), &batch[1]);
+        lg::log_prog_bar("train_loss", &loss);
+        lg::log_scalar("lr", lthost_sdk::optim::manual::lr(0, 0), lg::options());
+        Some(loss)
+    }
+
+    fn validation_step(&mut self, batch: Batch, _batch_idx: u64) {
+        let loss = F::mse_loss(&self.layer.forward(&batch[0]), &batch[1]);
+        lg::log("val_loss", &loss);
+    }
+
+    fn test_step(&mut self, batch: Batch, _batch_idx: u64) {
+        let loss = F::mse_loss(&self.layer.forward(&batch[0]), &batch[1]);
+        lg::log("test_loss", &loss);
+    }
+
+    fn predict_step(&mut self, batch: Batch, _batch_idx: u64) -> Tensor {
+        self.layer.forward(&batch[0])
+    }
+
+    fn hooks() -> Vec<Hook> {
+        ALL.to_vec()
+    }
+
+    fn on_hook(&mut self, hook: Hook, _stage: Stage, batch_idx: Option<u64>) -> i32 {
+        if hook_name(hook) == self.log_in {
+            lg::log_scalar("from_hook", 1.0, lg::options());
+        }
+        if hook == Hook::OnTrainBatchStart && batch_idx.is_some() && batch_idx == self.skip_at {
+            return -1;
+        }
+        0
+    }
+}
+
+struct Linearish {
+    splits: Vec<Option<(Tensor, Tensor)>>,
+    batch_size: u32,
+}
+
+impl DataModule for Linearish {
+    fn setup(_stage: Stage, hp: &Hparams) -> Result<Self, String> {
+        let n = hp.u64_or("samples", 16) as i64;
+        let splits = (0..4)
+            .map(|_| {
+                let x = Tensor::randn(&[n, 4]);
+                let y = x.sum_dims(&[1], true).mul_scalar(0.5);
+                Some((x, y))
+            })
+            .collect();
+        Ok(Linearish { splits, batch_size: hp.u64_or("batch_size", 4) as u32 })
+    }
+
+    fn train_dataset(&mut self) -> Option<Dataset> {
+        let (x, y) = self.splits[0].take()?;
+        Some(dataset(vec![x, y], self.batch_size, false))
+    }
+    fn val_dataset(&mut self) -> Option<Dataset> {
+        let (x, y) = self.splits[1].take()?;
+        Some(dataset(vec![x, y], self.batch_size, false))
+    }
+    fn test_dataset(&mut self) -> Option<Dataset> {
+        let (x, y) = self.splits[2].take()?;
+        Some(dataset(vec![x, y], self.batch_size, false))
+    }
+    fn predict_dataset(&mut self) -> Option<Dataset> {
+        let (x, y) = self.splits[3].take()?;
+        Some(dataset(vec![x, y], self.batch_size, false))
+    }
+}
+
+export_plugin!(Recorder, Linearish);
