@@ -48,6 +48,7 @@ reference: setup
 	$(PY) tests/reference/parity_reference.py tests/reference/parity.json
 	$(PY) tests/reference/engine_reference.py tests/reference/engine.json
 	$(PY) tests/reference/scheduler_reference.py tests/reference/schedulers.json
+	$(PY) tests/reference/lightning_reference.py tests/reference/lightning.json
 
 clean-logs:
 	rm -rf lightning_logs

@@ -36,11 +36,18 @@ fn should_validate(st: &LoopState<'_>, val: Option<&DataLoader>, idx: usize) -> 
         return false;
     }
     let epoch_ok = l.check_val_every_n_epoch.is_none_or(|n| (st.ctx.current_epoch + 1) % n == 0);
+    if !epoch_ok {
+        return false;
+    }
+    // Lightning validates when the run is about to stop early (a stop request honoured).
+    if st.should_stop && st.can_stop_early() {
+        return true;
+    }
     let iteration = match l.check_val_every_n_epoch {
         None => st.batch_progress.total.ready.saturating_sub(1) as usize,
         Some(_) => idx,
     };
-    epoch_ok && (iteration + 1) % l.val_check_batch == 0
+    (iteration + 1) % l.val_check_batch == 0
 }
 
 /// Automatic optimization of one batch's loss.

@@ -1,0 +1,210 @@
+"""The Trainer contract from Lightning itself (the `lightning` package from PyPI): the hook
+sequence of fit/validate/test/predict, and the counts (steps, batches, validation runs,
+epochs) each loop flag produces. tests/e2e/loops.rs runs lthost's hook-recorder plugin with
+the same settings and compares.
+
+Hooks are recorded when called (not when they return), callbacks before the module, and
+only the hooks lthost delivers to a plugin: the host itself does transfer_batch_to_device,
+backward, optimizer_step, optimizer_zero_grad, clipping, lr_scheduler_step and the
+*_dataloader calls, so those are not recorded here either.
+
+    .venv/bin/python tests/reference/lightning_reference.py tests/reference/lightning.json
+"""
+
+import json
+import os
+import sys
+import tempfile
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import lightning as L
+
+warnings.filterwarnings("ignore")
+torch.set_num_threads(1)
+
+MODULE_HOOKS = [
+    "setup", "teardown", "configure_model", "on_fit_start", "on_fit_end", "on_train_start", "on_train_end",
+    "on_train_epoch_start", "on_train_epoch_end", "on_train_batch_start", "on_train_batch_end",
+    "on_validation_start", "on_validation_end", "on_validation_epoch_start", "on_validation_epoch_end",
+    "on_validation_batch_start", "on_validation_batch_end", "on_validation_model_eval", "on_validation_model_train",
+    "on_validation_model_zero_grad", "on_test_start", "on_test_end", "on_test_epoch_start", "on_test_epoch_end",
+    "on_test_batch_start", "on_test_batch_end", "on_test_model_eval", "on_test_model_train", "on_predict_start",
+    "on_predict_end", "on_predict_epoch_start", "on_predict_epoch_end", "on_predict_batch_start",
+    "on_predict_batch_end", "on_predict_model_eval", "on_before_batch_transfer", "on_after_batch_transfer",
+    "on_before_zero_grad", "on_before_backward", "on_after_backward", "on_before_optimizer_step",
+]
+CALLBACK_HOOKS = [
+    "setup", "teardown", "on_fit_start", "on_fit_end", "on_sanity_check_start", "on_sanity_check_end",
+    "on_train_start", "on_train_end", "on_train_epoch_start", "on_train_epoch_end", "on_train_batch_start",
+    "on_train_batch_end", "on_validation_start", "on_validation_end", "on_validation_epoch_start",
+    "on_validation_epoch_end", "on_validation_batch_start", "on_validation_batch_end", "on_test_start",
+    "on_test_end", "on_test_epoch_start", "on_test_epoch_end", "on_test_batch_start", "on_test_batch_end",
+    "on_predict_start", "on_predict_end", "on_predict_epoch_start", "on_predict_epoch_end",
+    "on_predict_batch_start", "on_predict_batch_end", "on_before_zero_grad", "on_before_backward",
+    "on_after_backward", "on_before_optimizer_step",
+]
+
+
+class Recorder(L.LightningModule):
+    def __init__(self, calls, samples=16, batch_size=4, skip_at=None):
+        super().__init__()
+        self.calls, self.samples, self.batch_size, self.skip_at = calls, samples, batch_size, skip_at
+        self.calls.append("configure")
+        self.layer = nn.Linear(4, 1)
+
+    def _data(self):
+        x = torch.randn(self.samples, 4)
+        return DataLoader(TensorDataset(x, x.sum(1, keepdim=True) * 0.5), batch_size=self.batch_size)
+
+    def train_dataloader(self):
+        return self._data()
+
+    def val_dataloader(self):
+        return self._data()
+
+    def test_dataloader(self):
+        return self._data()
+
+    def predict_dataloader(self):
+        return self._data()
+
+    def configure_optimizers(self):
+        self.calls.append("configure_optimizers")
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    def training_step(self, batch, batch_idx):
+        self.calls.append("training_step")
+        x, y = batch
+        loss = F.mse_loss(self.layer(x), y)
+        self.log("train_loss", loss)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        self.calls.append("validation_step")
+        x, y = batch
+        self.log("val_loss", F.mse_loss(self.layer(x), y))
+
+    def test_step(self, batch, batch_idx):
+        self.calls.append("test_step")
+        x, y = batch
+        self.log("test_loss", F.mse_loss(self.layer(x), y))
+
+    def predict_step(self, batch, batch_idx):
+        self.calls.append("predict_step")
+        return self.layer(batch[0])
+
+
+def _module_hook(name):
+    def hook(self, *args, **kwargs):
+        self.calls.append(name)
+        out = getattr(super(Recorder, self), name)(*args, **kwargs)
+        if name == "on_train_batch_start" and self.skip_at is not None and args[1] == self.skip_at:
+            return -1
+        return out
+
+    return hook
+
+
+for _name in MODULE_HOOKS:
+    setattr(Recorder, _name, _module_hook(_name))
+
+
+class RecordingCallback(L.Callback):
+    def __init__(self, calls):
+        self.calls = calls
+
+
+def _callback_hook(name):
+    def hook(self, *args, **kwargs):
+        self.calls.append(f"Callback.{name}")
+
+    return hook
+
+
+for _name in CALLBACK_HOOKS:
+    setattr(RecordingCallback, _name, _callback_hook(_name))
+
+
+def run(entry, trainer_args, model_args=None, log_every_n_steps=None):
+    calls = []
+    torch.manual_seed(0)
+    model = Recorder(calls, **(model_args or {}))
+    with tempfile.TemporaryDirectory() as root:
+        logger = L.pytorch.loggers.CSVLogger(root, name="lightning_logs") if log_every_n_steps else False
+        trainer = L.Trainer(
+            accelerator="cpu", devices=1, logger=logger, enable_checkpointing=False, enable_progress_bar=False,
+            enable_model_summary=False, callbacks=[RecordingCallback(calls)], default_root_dir=root,
+            log_every_n_steps=log_every_n_steps or 50, **trainer_args,
+        )
+        getattr(trainer, entry)(model)
+        train_log_steps = []
+        if log_every_n_steps:
+            import csv
+            with open(os.path.join(trainer.logger.log_dir, "metrics.csv")) as f:
+                rows = list(csv.DictReader(f))
+            train_log_steps = [int(r["step"]) for r in rows if r.get("train_loss")]
+    count = lambda name: sum(1 for c in calls if c == name)
+    return {
+        "calls": calls,
+        "training_step": count("training_step"),
+        "validation_step": count("validation_step"),
+        "val_runs": count("on_validation_model_zero_grad"),
+        "sanity": count("Callback.on_sanity_check_start"),
+        "global_step": trainer.global_step,
+        "epochs": trainer.current_epoch,
+        "on_before_zero_grad": count("on_before_zero_grad"),
+        "on_before_optimizer_step": count("on_before_optimizer_step"),
+        "on_before_backward": count("on_before_backward"),
+        "on_train_epoch_end": count("on_train_epoch_end"),
+        "train_log_steps": train_log_steps,
+    }
+
+
+# name: (entry, trainer args, model args, log_every_n_steps). lthost's TOML/CLI names are
+# the same as the Trainer's arguments.
+CASES = {
+    "hooks_fit": ("fit", {"max_epochs": 1, "limit_train_batches": 2, "limit_val_batches": 2}, None, None),
+    "hooks_validate": ("validate", {"limit_val_batches": 2}, None, None),
+    "hooks_test": ("test", {"limit_test_batches": 2}, None, None),
+    "hooks_predict": ("predict", {"limit_predict_batches": 2}, None, None),
+    "validate_limit_0": ("validate", {"limit_val_batches": 0}, None, None),
+    "limit_train_3": ("fit", {"max_epochs": 2, "limit_train_batches": 3}, None, None),
+    "limit_fractions": ("fit", {"max_epochs": 2, "limit_train_batches": 0.5, "limit_val_batches": 0.25}, None, None),
+    "limit_val_0": ("fit", {"max_epochs": 1, "limit_val_batches": 0}, None, None),
+    "val_check_0.25": ("fit", {"max_epochs": 1, "val_check_interval": 0.25}, {"samples": 32}, None),
+    "val_check_0.3": ("fit", {"max_epochs": 1, "val_check_interval": 0.3}, {"samples": 40}, None),
+    "val_check_3": ("fit", {"max_epochs": 1, "val_check_interval": 3}, {"samples": 32}, None),
+    "check_val_every_2": ("fit", {"max_epochs": 4, "check_val_every_n_epoch": 2}, None, None),
+    "check_val_none_5": ("fit", {"max_epochs": 4, "check_val_every_n_epoch": None, "val_check_interval": 5}, None, None),
+    "sanity_default": ("fit", {"max_epochs": 1, "limit_train_batches": 1}, None, None),
+    "sanity_all": ("fit", {"max_epochs": 1, "limit_train_batches": 1, "num_sanity_val_steps": -1}, None, None),
+    "sanity_0": ("fit", {"max_epochs": 1, "limit_train_batches": 1, "num_sanity_val_steps": 0}, None, None),
+    "fast_dev_run": ("fit", {"max_epochs": 5, "fast_dev_run": True}, None, None),
+    "fast_dev_run_3": ("fit", {"fast_dev_run": 3}, None, None),
+    "overfit_2": ("fit", {"max_epochs": 2, "overfit_batches": 2, "num_sanity_val_steps": 0}, None, None),
+    "accumulate_3": ("fit", {"max_epochs": 2, "accumulate_grad_batches": 3}, {"samples": 32}, None),
+    "max_steps_5": ("fit", {"max_steps": 5}, None, None),
+    "max_time_0": ("fit", {"max_time": "00:00:00:00"}, None, None),
+    "max_time_0_min_epochs_2": ("fit", {"max_time": "00:00:00:00", "min_epochs": 2}, None, None),
+    "max_time_0_min_steps_6": ("fit", {"max_time": "00:00:00:00", "min_steps": 6}, None, None),
+    "skip_at_1": ("fit", {"max_epochs": 3}, {"skip_at": 1}, None),
+    "log_every_2": ("fit", {"max_epochs": 2}, None, 2),
+}
+
+
+def main(path):
+    out = {"lightning": L.__version__, "torch": torch.__version__, "cases": {}}
+    for name, (entry, targs, margs, log_every) in CASES.items():
+        out["cases"][name] = {"entry": entry, "trainer": targs, "model": margs or {}, "log_every_n_steps": log_every, **run(entry, targs, margs, log_every)}
+    with open(path, "w") as f:
+        json.dump(out, f, indent=1)
+    print(f"wrote {path}: lightning {L.__version__}, {len(CASES)} cases")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "tests/reference/lightning.json")
