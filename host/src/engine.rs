@@ -1,6 +1,7 @@
 //! The tensor engine on libtorch: dtypes, parameter store, torch.nn-exact layers and
 //! initialisation, torch.optim-exact optimizers.
 
+pub mod clip;
 pub mod dtype;
 pub mod init;
 pub mod layers;

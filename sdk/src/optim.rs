@@ -153,5 +153,5 @@ impl Optimization {
 
 /// Manual optimization (`Optimization::manual`): backward, step, zero_grad, toggle.
 pub mod manual {
-    pub use crate::bindings::lt::plugin::optimization::{lr, manual_backward, step, toggle, untoggle, zero_grad};
+    pub use crate::bindings::lt::plugin::optimization::{lr, manual_backward, scheduler_step, step, toggle, untoggle, zero_grad};
 }

@@ -122,6 +122,17 @@ fn optimizers_follow_torch_optim() {
     }
     assert_close("group a", &a, &o["groups"]["a"]);
     assert_close("group b", &b, &o["groups"]["b"]);
+    // Gradient clipping.
+    let clipped: Vec<Tensor> = grads[..2].iter().map(|g| g.copy()).collect();
+    lthost::engine::clip::clip_grad_norm(&clipped, 0.5).expect("clip");
+    for (i, g) in clipped.iter().enumerate() {
+        assert_close("clip_grad_norm_", g, &o["clip_norm"][i]);
+    }
+    let clipped: Vec<Tensor> = grads[..2].iter().map(|g| g.copy()).collect();
+    lthost::engine::clip::clip_grad_value(&clipped, 0.1).expect("clip");
+    for (i, g) in clipped.iter().enumerate() {
+        assert_close("clip_grad_value_", g, &o["clip_value"][i]);
+    }
     let dup = OptimizerConfig { algorithm: sgd(0.1, 0.0, 0.0, 0.0, false), groups: vec![GroupSpec { params: vec!["a".into()], ..GroupSpec::default() }, GroupSpec { params: vec!["a".into()], ..GroupSpec::default() }] };
     assert!(dup.build(&ps).err().expect("refused").detail.contains("appears in groups"));
 }

@@ -277,4 +277,7 @@ fn gan_trains_with_manual_optimization() {
     let last: f64 = dist[dist.len() - 16..].iter().sum::<f64>() / 16.0;
     assert!(first > 1.5 && last < 1.0, "generated mean distance: first {first}, last epoch {last}");
     assert!(run.stdout.contains("global steps 960"), "two optimizer steps per batch");
+    let lr = column(&read_metrics(&dir.path().join("lightning_logs/version_0")), "g_lr");
+    // Logged floats become float32 tensors, as in Lightning.
+    assert!((lr[0] / (0.01 * 0.999) - 1.0).abs() < 1e-6 && (lr[479] / (0.01 * 0.999f64.powf(480.0)) - 1.0).abs() < 1e-6, "the plugin steps its scheduler: {} .. {}", lr[0], lr[479]);
 }

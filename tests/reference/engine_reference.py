@@ -96,6 +96,13 @@ def optimizers():
         a.grad, b.grad = g.clone(), g.clone()
         opt.step()
     out["groups"] = {"a": flat(a), "b": flat(b)}
+    # Gradient clipping on the first two gradients, as two parameters' grads.
+    for name, clip in {"norm": lambda ps: torch.nn.utils.clip_grad_norm_(ps, 0.5), "value": lambda ps: torch.nn.utils.clip_grad_value_(ps, 0.1)}.items():
+        ps = [nn.Parameter(torch.zeros(3, 4)) for _ in range(2)]
+        for p, g in zip(ps, grads[:2]):
+            p.grad = g.clone()
+        clip(ps)
+        out[f"clip_{name}"] = [flat(p.grad) for p in ps]
     return out
 
 

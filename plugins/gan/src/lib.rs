@@ -47,6 +47,8 @@ impl LightningModule for Gan {
             Optimizer::adam(lr).betas(0.5, 0.999).group(&["generator"], None, None),
             Optimizer::adam(lr).betas(0.5, 0.999).group(&["discriminator"], None, None),
         ])
+        // Stepped by the plugin (manual optimization steps its own schedulers).
+        .scheduler(0, Scheduler::exponential_lr(0.999), Interval::Step)
     }
 
     fn training_step(&mut self, batch: Batch, _batch_idx: u64) -> Option<Tensor> {
@@ -73,11 +75,13 @@ impl LightningModule for Gan {
         manual::manual_backward(&g_loss);
         manual::step(0);
         manual::untoggle(0);
+        manual::scheduler_step(0, None);
 
         let dist = (&fake.mean_dims(&[0], false) - &self.target).square().sum().sqrt();
         log::log_prog_bar("g_loss", &g_loss);
         log::log_prog_bar("d_loss", &d_loss);
         log::log_prog_bar("dist", &dist);
+        log::log_scalar("g_lr", manual::lr(0, 0), log::options());
         None
     }
 }

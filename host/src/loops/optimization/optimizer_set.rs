@@ -4,6 +4,7 @@
 
 use tch::Tensor;
 
+use crate::engine::clip;
 use crate::engine::optim::{Optimizer, OptimizerConfig};
 use crate::engine::params::ParamStore;
 use crate::engine::schedulers::{LrScheduler, SchedulerKind};
@@ -198,36 +199,32 @@ impl OptimizerSet {
         Ok(())
     }
 
-    /// torch.nn.utils.clip_grad_norm_ (norm 2) or clip_grad_value_ on optimizer `i`'s
-    /// accumulated gradients. Returns the total norm before clipping (norm) or None.
-    pub fn clip(&mut self, i: usize, value: f64, by_norm: bool) -> OpResult<Option<f64>> {
-        let name = "gradient_clip";
-        let idx = self.members[i].clone();
-        let grads: Vec<Tensor> = idx.iter().filter_map(|&p| self.grads[p].as_ref().map(Tensor::shallow_clone)).collect();
-        if grads.is_empty() {
-            return Ok(None);
-        }
+    /// Clips optimizer `i`'s accumulated gradients by 2-norm or by value (torch.nn.utils).
+    pub fn clip(&mut self, i: usize, value: f64, by_norm: bool) -> OpResult<()> {
+        let grads: Vec<Tensor> = self.members[i].iter().filter_map(|&p| self.grads[p].as_ref().map(Tensor::shallow_clone)).collect();
         if by_norm {
-            let norms: Vec<Tensor> = grads.iter().map(|g| op(name, g.f_norm())).collect::<OpResult<_>>()?;
-            let total = op(name, op(name, Tensor::f_stack(&norms, 0))?.f_norm())?;
-            let denom = op(name, total.f_add_scalar(1e-6))?;
-            let coef = op(name, op(name, denom.f_full_like(value))?.f_div(&denom))?;
-            let coef = op(name, coef.f_clamp_max(1.0))?;
-            for g in &grads {
-                let _ = op(name, g.shallow_clone().f_mul_(&coef))?;
-            }
-            Ok(total.f_double_value(&[]).ok())
+            clip::clip_grad_norm(&grads, value)?;
         } else {
-            for g in &grads {
-                let _ = op(name, g.shallow_clone().f_clamp_(-value, value))?;
-            }
-            Ok(None)
+            clip::clip_grad_value(&grads, value)?;
         }
+        Ok(())
     }
 
     pub fn lr(&self, i: usize, group: usize) -> OpResult<f64> {
         self.check(i, "optimizer.lr")?;
         Ok(self.optimizers[i].lr(group))
+    }
+
+    /// Steps scheduler `i` now (manual optimization).
+    pub fn step_scheduler(&mut self, i: usize, metric: Option<f64>) -> OpResult<()> {
+        let name = "lr_scheduler.step";
+        let Some(e) = self.schedulers.get_mut(i) else {
+            return Err(OpError::new(name, format!("scheduler {i} does not exist ({} configured)", self.schedulers.len())));
+        };
+        let opt = &mut self.optimizers[e.spec.optimizer];
+        e.scheduler.step(opt.as_mut(), metric).map_err(|m| OpError::new(name, m))?;
+        self.scheduler_steps += 1;
+        Ok(())
     }
 
     /// Steps the schedulers of `interval` whose frequency divides `index` (Lightning's

@@ -44,6 +44,10 @@ impl optimization::Host for PluginState {
         Ok(self.optim("untoggle_optimizer")?.untoggle(index as usize)?)
     }
 
+    fn scheduler_step(&mut self, index: u32, metric: Option<f64>) -> R<()> {
+        Ok(self.optim("lr_scheduler.step")?.step_scheduler(index as usize, metric)?)
+    }
+
     fn lr(&mut self, index: u32, group: u32) -> R<f64> {
         let op = "optimizer.lr";
         let o = self.ctx.optim.as_ref().ok_or_else(|| OpError::new(op, "no optimizers yet"))?;
