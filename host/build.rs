@@ -1,37 +1,59 @@
-//! Makes the `lthost` binary find libtorch without LD_LIBRARY_PATH: an rpath to torch's
-//! `lib/` (the project venv's torch, or $LIBTORCH), and, when libtorch was built with CUDA,
-//! a hard link to `libtorch_cuda` so that CUDA kernels register even though no symbol of
-//! it is referenced directly (the linker's --as-needed would drop it).
+//! Links the `lthost` binary against the project venv's libtorch so that it runs without
+//! LD_LIBRARY_PATH: an rpath to torch's `lib/` (or $LIBTORCH/lib), and, when libtorch was
+//! built with CUDA, a hard link to `libtorch_cuda` so that CUDA kernels register even though
+//! no symbol of it is referenced directly (the linker's --as-needed would drop it).
+//! Also compiles `csrc/torch_ext.cpp` (deterministic algorithms, inference mode).
 
 use std::path::PathBuf;
 use std::process::Command;
 
-fn torch_lib_dir() -> Option<PathBuf> {
+struct Torch {
+    lib: PathBuf,
+    include: PathBuf,
+    cxx11_abi: bool,
+}
+
+fn locate() -> Option<Torch> {
     if let Ok(dir) = std::env::var("LIBTORCH") {
-        return Some(PathBuf::from(dir).join("lib"));
+        let root = PathBuf::from(dir);
+        let abi = std::env::var("LIBTORCH_CXX11_ABI").map(|v| v != "0").unwrap_or(true);
+        return Some(Torch { lib: root.join("lib"), include: root.join("include"), cxx11_abi: abi });
     }
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-    let out = Command::new(python)
-        .args(["-c", "import torch, os; print(os.path.join(os.path.dirname(torch.__file__), 'lib'))"])
-        .output()
-        .ok()?;
+    let script = "import torch, os; d = os.path.dirname(torch.__file__); print(os.path.join(d, 'lib')); print(os.path.join(d, 'include')); print(int(torch._C._GLIBCXX_USE_CXX11_ABI))";
+    let out = Command::new(python).args(["-c", script]).output().ok()?;
     if !out.status.success() {
         return None;
     }
-    Some(PathBuf::from(String::from_utf8(out.stdout).ok()?.trim()))
+    let text = String::from_utf8(out.stdout).ok()?;
+    let mut lines = text.lines();
+    let lib = PathBuf::from(lines.next()?.trim());
+    let include = PathBuf::from(lines.next()?.trim());
+    let cxx11_abi = lines.next()?.trim() == "1";
+    Some(Torch { lib, include, cxx11_abi })
 }
 
 fn main() {
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     println!("cargo:rerun-if-env-changed=PYTHON");
     println!("cargo:rerun-if-env-changed=LIBTORCH_USE_PYTORCH");
-    let Some(lib) = torch_lib_dir() else {
-        println!("cargo:warning=could not locate torch's lib/ directory; set LIBTORCH or use the project venv");
+    println!("cargo:rerun-if-changed=csrc/torch_ext.cpp");
+    let Some(torch) = locate() else {
+        println!("cargo:warning=could not locate torch; set LIBTORCH or build with the project venv (make host)");
         return;
     };
-    println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
-    if lib.join("libtorch_cuda.so").exists() {
-        println!("cargo:rustc-link-search=native={}", lib.display());
+    cc::Build::new()
+        .cpp(true)
+        .file("csrc/torch_ext.cpp")
+        .include(&torch.include)
+        .include(torch.include.join("torch/csrc/api/include"))
+        .flag("-std=c++17")
+        .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={}", u8::from(torch.cxx11_abi)))
+        .warnings(false)
+        .compile("lthost_torch_ext");
+    println!("cargo:rustc-link-search=native={}", torch.lib.display());
+    println!("cargo:rustc-link-arg=-Wl,-rpath,{}", torch.lib.display());
+    if torch.lib.join("libtorch_cuda.so").exists() {
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
     }
 }

@@ -109,8 +109,10 @@ pub struct TrainerConfig {
     pub gradient_clip_val: Option<f64>,
     /// "norm" (2-norm) or "value".
     pub gradient_clip_algorithm: String,
-    /// Deterministic algorithms (CPU kernels already are; on CUDA, cuDNN benchmarking off).
+    /// `torch.use_deterministic_algorithms(True)` and cuDNN benchmarking off.
     pub deterministic: bool,
+    /// Evaluate under `torch.inference_mode` (true, Lightning's default) or `no_grad`.
+    pub inference_mode: bool,
     /// `auto`, `cpu` or `cuda`.
     pub accelerator: String,
     /// Seed for libtorch's generators; unset: a random seed, printed.
@@ -148,6 +150,7 @@ impl Default for TrainerConfig {
             gradient_clip_val: None,
             gradient_clip_algorithm: "norm".into(),
             deterministic: false,
+            inference_mode: true,
             accelerator: "auto".into(),
             seed: None,
             threads: None,
@@ -165,7 +168,16 @@ pub fn parse_max_time(s: &str) -> Result<Duration> {
     let parts: Vec<&str> = s.split(':').collect();
     let nums: Option<Vec<u64>> = parts.iter().map(|p| p.trim().parse::<u64>().ok()).collect();
     match (parts.len(), nums) {
-        (4, Some(n)) => Ok(Duration::from_secs(((n[0] * 24 + n[1]) * 60 + n[2]) * 60 + n[3])),
+        (4, Some(n)) => {
+            let secs = n[0]
+                .checked_mul(24)
+                .and_then(|h| h.checked_add(n[1]))
+                .and_then(|h| h.checked_mul(60))
+                .and_then(|m| m.checked_add(n[2]))
+                .and_then(|m| m.checked_mul(60))
+                .and_then(|s| s.checked_add(n[3]));
+            secs.map(Duration::from_secs).ok_or_else(|| anyhow::anyhow!("trainer.max_time = {s:?} is too large"))
+        }
         _ => bail!("trainer.max_time = {s:?}: expected \"DD:HH:MM:SS\""),
     }
 }
@@ -186,8 +198,8 @@ impl TrainerConfig {
         if self.max_steps < -1 {
             bail!("trainer.max_steps must be -1 (no limit) or a step count, got {}", self.max_steps);
         }
-        if self.threads == Some(0) {
-            bail!("trainer.threads must be at least 1");
+        if self.threads.is_some_and(|n| n == 0 || n > 1024) {
+            bail!("trainer.threads must be between 1 and 1024");
         }
         if self.accumulate_grad_batches == 0 {
             bail!("trainer.accumulate_grad_batches must be at least 1");
@@ -238,8 +250,8 @@ impl Default for PluginConfig {
 
 impl PluginConfig {
     pub fn options(&self) -> Result<PluginOptions> {
-        if !(self.hook_timeout_s.is_finite() && self.hook_timeout_s > 0.0) {
-            bail!("plugin.hook_timeout_s must be a positive number of seconds");
+        if !(self.hook_timeout_s.is_finite() && self.hook_timeout_s > 0.0 && self.hook_timeout_s <= 1e6) {
+            bail!("plugin.hook_timeout_s must be a number of seconds in (0, 1e6]");
         }
         if self.memory_limit_mb == 0 {
             bail!("plugin.memory_limit_mb must be positive");
@@ -325,6 +337,15 @@ mod tests {
         assert_eq!(t.effective_max_epochs(), None);
         t.fast_dev_run = FastDevRun::Flag(true);
         assert_eq!(t.effective_max_epochs(), Some(1));
+    }
+
+    #[test]
+    fn out_of_range_numbers_are_refused() {
+        let t = TrainerConfig { threads: Some(1 << 31), ..TrainerConfig::default() };
+        assert!(t.validate().is_err());
+        assert!(parse_max_time("999999999999999:00:00:00").is_err());
+        let p = PluginConfig { hook_timeout_s: 1e20, ..PluginConfig::default() };
+        assert!(p.options().is_err());
     }
 
     #[test]

@@ -130,7 +130,7 @@ impl RunContext {
         }
         self.logs.push(LogRecord {
             name: name.to_string(),
-            value: value.detach(),
+            value: value.f_detach().map_err(|e| OpError::torch("log", e))?,
             prog_bar: opts.prog_bar,
             logger: opts.logger,
             on_step,

@@ -8,3 +8,4 @@ pub mod layers;
 pub mod optim;
 pub mod params;
 pub mod schedulers;
+pub mod torch_ext;

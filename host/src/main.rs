@@ -151,7 +151,11 @@ fn run(cmd: Command) -> Result<()> {
         }
         Stage::Predict | Stage::SanityCheck => {
             let outs = trainer.predict(&mut module, &mut data, &hparams)?;
-            let named: Vec<(String, tch::Tensor)> = outs.into_iter().enumerate().map(|(i, t)| (format!("batch_{i}"), t)).collect();
+            let mut named: Vec<(String, tch::Tensor)> = Vec::with_capacity(outs.len());
+            for (i, t) in outs.into_iter().enumerate() {
+                let t = t.f_to_device(tch::Device::Cpu).and_then(|t| t.f_contiguous()).map_err(|e| anyhow::anyhow!("prediction {i}: {e}"))?;
+                named.push((format!("batch_{i}"), t));
+            }
             let dir = cfg.trainer.default_root_dir.clone();
             let path = dir.join("predictions.safetensors");
             let tmp = dir.join(".predictions.safetensors.tmp");

@@ -75,6 +75,7 @@ impl<'c> Trainer<'c> {
         let acc = self.cfg.validate()?;
         let device = accelerator::resolve(acc)?;
         let threads = accelerator::set_threads(self.cfg.threads);
+        crate::engine::torch_ext::set_deterministic(self.cfg.deterministic);
         if self.cfg.deterministic {
             tch::Cuda::cudnn_set_benchmark(false);
         }
@@ -166,6 +167,9 @@ impl<'c> Trainer<'c> {
         st.ctx.current_hook = None;
         let opt = opt?;
         let name = st.module.name().to_string();
+        if !opt.automatic && (st.cfg.accumulate_grad_batches > 1 || st.cfg.gradient_clip_val.is_some_and(|v| v > 0.0)) {
+            bail!("plugin `{name}` uses manual optimization: accumulate_grad_batches and gradient_clip_val are automatic-optimization settings (Lightning refuses them too); accumulate or clip in the plugin");
+        }
         let set = OptimizerSet::new(&opt.optimizers, &opt.schedulers, opt.automatic, &st.ctx.params)
             .map_err(|e| anyhow!("plugin `{name}`, hook `configure_optimizers`: {e}"))?;
         if st.ctx.params.parameters().is_empty() {

@@ -50,17 +50,22 @@ impl ResultCollection {
             if r.on_epoch {
                 let key = if both { format!("{}_epoch", r.name) } else { r.name.clone() };
                 let w = r.batch_size.map(|b| b as f64).unwrap_or(batch_size as f64);
-                let contrib = if r.reduce_fx == ReduceFx::Mean { (&value * w).shallow_clone() } else { value.shallow_clone() };
+                let err = |e: tch::TchError| anyhow!("logging `{}`: {}", r.name, torch_message(&e));
+                let contrib = if r.reduce_fx == ReduceFx::Mean { value.f_mul_scalar(w).map_err(err)? } else { value.shallow_clone() };
                 match self.epoch.get_mut(&key) {
                     None => {
                         self.epoch.insert(key, EpochAcc { value: contrib, weight: w, reduce: r.reduce_fx, routing });
                     }
+                    Some(acc) if acc.reduce != r.reduce_fx => {
+                        return Err(anyhow!("`{}` was logged with reduce_fx {:?} and then {:?}; one metric has one reduction", r.name, acc.reduce, r.reduce_fx));
+                    }
                     Some(acc) => {
                         acc.value = match acc.reduce {
-                            ReduceFx::Mean | ReduceFx::Sum => &acc.value + &contrib,
-                            ReduceFx::Max => acc.value.maximum(&contrib),
-                            ReduceFx::Min => acc.value.minimum(&contrib),
-                        };
+                            ReduceFx::Mean | ReduceFx::Sum => acc.value.f_add(&contrib),
+                            ReduceFx::Max => acc.value.f_maximum(&contrib),
+                            ReduceFx::Min => acc.value.f_minimum(&contrib),
+                        }
+                        .map_err(err)?;
                         acc.weight += w;
                     }
                 }
@@ -79,7 +84,7 @@ impl ResultCollection {
         self.epoch
             .iter()
             .map(|(k, a)| {
-                let v = if a.reduce == ReduceFx::Mean && a.weight > 0.0 { &a.value / a.weight } else { a.value.shallow_clone() };
+                let v = if a.reduce == ReduceFx::Mean && a.weight > 0.0 { a.value.f_div_scalar(a.weight).unwrap_or_else(|_| a.value.shallow_clone()) } else { a.value.shallow_clone() };
                 (k.clone(), v, a.routing)
             })
             .collect()

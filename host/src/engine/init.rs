@@ -7,8 +7,21 @@ use crate::error::{OpError, OpResult};
 
 /// An uninitialised float tensor on `device`.
 pub fn empty(shape: &[i64], device: Device) -> OpResult<Tensor> {
+    let mut n: i64 = 1;
+    for &d in shape {
+        if d < 0 {
+            return Err(OpError::new("init", format!("negative dimension in parameter shape {shape:?}")));
+        }
+        n = n.saturating_mul(d);
+    }
+    if n > MAX_PARAM_ELEMENTS {
+        return Err(OpError::new("init", format!("parameter shape {shape:?} has {n} elements, over the limit of {MAX_PARAM_ELEMENTS}")));
+    }
     Tensor::f_empty(shape, (Kind::Float, device)).map_err(|e| OpError::torch("init", e))
 }
+
+/// Largest parameter a plugin may ask the host to create (elements).
+pub const MAX_PARAM_ELEMENTS: i64 = 1 << 30;
 
 /// `init.uniform_(t, -bound, bound)`.
 pub fn uniform(shape: &[i64], bound: f64, device: Device) -> OpResult<Tensor> {
@@ -25,7 +38,9 @@ pub fn normal(shape: &[i64], mean: f64, std: f64, device: Device) -> OpResult<Te
 }
 
 pub fn constant(shape: &[i64], value: f64, device: Device) -> OpResult<Tensor> {
-    Tensor::f_full(shape, value, (Kind::Float, device)).map_err(|e| OpError::torch("init.constant_", e))
+    let mut t = empty(shape, device)?;
+    let _ = t.f_fill_(value).map_err(|e| OpError::torch("init.constant_", e))?;
+    Ok(t)
 }
 
 /// torch's `_calculate_fan_in_and_fan_out`.

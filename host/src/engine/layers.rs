@@ -208,8 +208,8 @@ pub struct LstmSpec {
 
 impl Lstm {
     pub fn new(ps: &mut ParamStore, path: &str, s: &LstmSpec, dev: Device) -> OpResult<Self> {
-        if s.layers < 1 || s.hidden < 1 {
-            return Err(OpError::new("lstm", "hidden size and number of layers must be positive"));
+        if !(1..=1024).contains(&s.layers) || s.hidden < 1 || s.input < 1 {
+            return Err(OpError::new("lstm", "input and hidden sizes must be positive and layers in 1..=1024"));
         }
         let dirs = if s.bidirectional { 2 } else { 1 };
         let stdv = 1.0 / (s.hidden as f64).sqrt();

@@ -215,9 +215,10 @@ impl OptimizerConfig {
     pub fn validate(&self) -> Result<(), String> {
         let bad = |what: &str| Err(format!("invalid {what} in {:?} (torch.optim refuses it)", self.algorithm));
         let ok_lr = |lr: f64| lr.is_finite() && lr >= 0.0;
+        let nonneg = |x: f64| x.is_finite() && x >= 0.0;
         match &self.algorithm {
             Algorithm::Sgd(c) => {
-                if !ok_lr(c.lr) || c.momentum < 0.0 || c.weight_decay < 0.0 {
+                if !ok_lr(c.lr) || !nonneg(c.momentum) || !nonneg(c.weight_decay) || !nonneg(c.dampening) {
                     return bad("lr, momentum or weight decay");
                 }
                 if c.nesterov && (c.momentum <= 0.0 || c.dampening != 0.0) {
@@ -225,17 +226,17 @@ impl OptimizerConfig {
                 }
             }
             Algorithm::Adam(c) | Algorithm::AdamW(c) => {
-                if !ok_lr(c.lr) || !(0.0..1.0).contains(&c.betas.0) || !(0.0..1.0).contains(&c.betas.1) || c.eps < 0.0 || c.weight_decay < 0.0 {
+                if !ok_lr(c.lr) || !(0.0..1.0).contains(&c.betas.0) || !(0.0..1.0).contains(&c.betas.1) || !nonneg(c.eps) || !nonneg(c.weight_decay) {
                     return bad("lr, betas, eps or weight decay");
                 }
             }
             Algorithm::Rmsprop(c) => {
-                if !ok_lr(c.lr) || c.alpha < 0.0 || c.eps < 0.0 || c.momentum < 0.0 || c.weight_decay < 0.0 {
+                if !ok_lr(c.lr) || !nonneg(c.alpha) || !nonneg(c.eps) || !nonneg(c.momentum) || !nonneg(c.weight_decay) {
                     return bad("lr, alpha, eps, momentum or weight decay");
                 }
             }
             Algorithm::Adagrad(c) => {
-                if !ok_lr(c.lr) || c.lr_decay < 0.0 || c.eps < 0.0 || c.weight_decay < 0.0 || c.initial_accumulator_value < 0.0 {
+                if !ok_lr(c.lr) || !nonneg(c.lr_decay) || !nonneg(c.eps) || !nonneg(c.weight_decay) || !nonneg(c.initial_accumulator_value) {
                     return bad("lr, lr decay, eps, weight decay or initial accumulator");
                 }
             }
@@ -244,7 +245,7 @@ impl OptimizerConfig {
             if g.params.is_empty() {
                 return Err("a parameter group names no parameters".into());
             }
-            if g.lr.is_some_and(|lr| !ok_lr(lr)) || g.weight_decay.is_some_and(|w| w < 0.0) {
+            if g.lr.is_some_and(|lr| !ok_lr(lr)) || g.weight_decay.is_some_and(|w| !nonneg(w)) {
                 return bad("group lr or weight decay");
             }
         }

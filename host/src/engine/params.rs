@@ -31,13 +31,17 @@ pub struct ParamStore {
 impl ParamStore {
     /// Registers a trainable parameter; `tensor` is made a leaf that requires grad.
     pub fn add_parameter(&mut self, name: &str, tensor: Tensor) -> OpResult<Tensor> {
-        let leaf = tensor.detach().set_requires_grad(true);
+        if !tensor.is_floating_point() {
+            return Err(OpError::new("register", format!("parameter `{name}` must be floating point, got {:?}", tensor.kind())));
+        }
+        let leaf = tensor.f_detach().and_then(|t| t.f_set_requires_grad(true)).map_err(|e| OpError::torch("register", e))?;
         self.insert(name, EntryKind::Parameter, leaf)
     }
 
     /// Registers a buffer: state that is saved but not trained.
     pub fn add_buffer(&mut self, name: &str, tensor: Tensor) -> OpResult<Tensor> {
-        self.insert(name, EntryKind::Buffer, tensor.detach())
+        let t = tensor.f_detach().map_err(|e| OpError::torch("register", e))?;
+        self.insert(name, EntryKind::Buffer, t)
     }
 
     fn insert(&mut self, name: &str, kind: EntryKind, tensor: Tensor) -> OpResult<Tensor> {
@@ -112,5 +116,7 @@ mod tests {
         let dup = ps.add_parameter("head.bias", Tensor::zeros([1], (tch::Kind::Float, tch::Device::Cpu)));
         assert!(dup.unwrap_err().detail.contains("already registered"));
         assert!(ps.add_parameter("a..b", Tensor::zeros([1], (tch::Kind::Float, tch::Device::Cpu))).is_err());
+        let int = ps.add_parameter("ints", Tensor::zeros([1], (tch::Kind::Int64, tch::Device::Cpu)));
+        assert!(int.unwrap_err().detail.contains("floating point"));
     }
 }

@@ -10,7 +10,7 @@ use crate::loops::fetchers::DataLoader;
 use crate::loops::state::LoopState;
 
 pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, batches: usize) -> Result<Vec<Tensor>> {
-    let _no_grad = tch::no_grad_guard();
+    let _grad_off = crate::engine::torch_ext::eval_guard(st.cfg.inference_mode);
     st.ctx.stage = Stage::Predict;
     st.ctx.training = false;
     st.hook(Hook::OnPredictModelEval, None)?;

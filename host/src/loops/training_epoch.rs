@@ -50,17 +50,21 @@ fn should_validate(st: &LoopState<'_>, val: Option<&DataLoader>, idx: usize) -> 
     (iteration + 1) % l.val_check_batch == 0
 }
 
-/// Automatic optimization of one batch's loss.
-fn optimize(st: &mut LoopState<'_>, loss: &Tensor, idx: usize, stepping: bool, last: bool) -> Result<()> {
+/// Automatic optimization of one batch (Lightning's closure and optimizer step). A batch
+/// whose training_step returned None still zeroes the gradients at a window start and
+/// steps (with nothing accumulated, the step changes nothing) and the schedulers.
+fn optimize(st: &mut LoopState<'_>, loss: Option<&Tensor>, idx: usize, stepping: bool, last: bool) -> Result<()> {
     let n = st.limits.accumulate;
-    automatic::check_loss(st.module.name(), loss)?;
     if idx as u64 % n == 0 {
         st.hook(Hook::OnBeforeZeroGrad, Some(idx as u64))?;
         optim(st)?.zero_grad(0)?;
     }
-    st.hook(Hook::OnBeforeBackward, Some(idx as u64))?;
-    optim(st)?.backward(loss, 1.0 / n as f64)?;
-    st.hook(Hook::OnAfterBackward, Some(idx as u64))?;
+    if let Some(loss) = loss {
+        automatic::check_loss(st.module.name(), loss)?;
+        st.hook(Hook::OnBeforeBackward, Some(idx as u64))?;
+        optim(st)?.backward(loss, 1.0 / n as f64)?;
+        st.hook(Hook::OnAfterBackward, Some(idx as u64))?;
+    }
     if stepping {
         st.hook(Hook::OnBeforeOptimizerStep, Some(idx as u64))?;
         if let Some((value, by_norm)) = st.limits.clip {
@@ -94,6 +98,8 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: Option<&DataLoader>
         let i = Some(idx as u64);
         let last = idx + 1 == total;
         st.batch_progress.increment_ready();
+        // Step-level values are this batch's only.
+        st.train_results.clear_step();
         st.hook(Hook::OnBeforeBatchTransfer, i)?;
         let batch = batch?;
         st.hook(Hook::OnAfterBatchTransfer, i)?;
@@ -107,10 +113,10 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: Option<&DataLoader>
         st.ctx.current_hook = None;
         let loss = loss?;
         let stepping = !automatic || (idx as u64 + 1) % st.limits.accumulate == 0 || last;
+        if automatic {
+            optimize(st, loss.as_ref(), idx, stepping, last)?;
+        }
         if let Some(loss) = &loss {
-            if automatic {
-                optimize(st, loss, idx, stepping, last)?;
-            }
             let d = loss.f_detach().and_then(|d| d.f_reshape([])).map_err(|e| anyhow!("reading the loss: {e}"))?;
             loss_sum = Some(match loss_sum {
                 Some(s) => s.f_add(&d).map_err(|e| anyhow!("{e}"))?,

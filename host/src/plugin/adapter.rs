@@ -93,7 +93,7 @@ pub fn load(runtime: &Arc<Runtime>, path: &Path, opts: &PluginOptions) -> Result
     };
     let mut store = Store::new(&runtime.engine, state);
     store.limiter(|s| &mut s.limits);
-    let deadline_ticks = (opts.hook_timeout.as_millis() / TICK.as_millis()).max(1) as u64;
+    let deadline_ticks = u64::try_from(opts.hook_timeout.as_millis() / TICK.as_millis()).unwrap_or(u64::MAX).max(1);
     store.set_epoch_deadline(deadline_ticks);
     store.epoch_deadline_trap();
 

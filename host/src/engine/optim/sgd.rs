@@ -26,7 +26,7 @@ impl UpdateRule for Sgd {
         let mut grad = if c.weight_decay != 0.0 { t(n, g.f_add(&t(n, p.f_mul_scalar(c.weight_decay))?))? } else { g.shallow_clone() };
         if c.momentum != 0.0 {
             let b = match buf.take() {
-                None => t(n, grad.f_detach())?.copy(),
+                None => t(n, t(n, grad.f_detach())?.f_to_dtype(grad.kind(), false, true))?,
                 Some(mut b) => {
                     let _ = t(n, b.f_mul_scalar_(c.momentum))?;
                     let _ = t(n, b.f_add_(&t(n, grad.f_mul_scalar(1.0 - c.dampening))?))?;

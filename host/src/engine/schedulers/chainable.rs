@@ -31,6 +31,10 @@ impl Chainable {
                     return Err("LinearLR: start_factor in (0, 1], end_factor in [0, 1], total_iters > 0".into());
                 }
             }
+            ChainableKind::MultiStep { gamma, .. } | ChainableKind::Exponential { gamma } | ChainableKind::Step { gamma, .. } if !(gamma.is_finite() && *gamma > 0.0) => {
+                return Err("scheduler gamma must be a positive number".into());
+            }
+            ChainableKind::CosineAnnealing { eta_min, .. } if !eta_min.is_finite() => return Err("CosineAnnealingLR: eta_min must be finite".into()),
             _ => {}
         }
         let base_lrs = (0..opt.num_groups()).map(|g| opt.lr(g)).collect();

@@ -43,8 +43,12 @@ pub struct OneCycle {
 
 impl OneCycle {
     pub fn new(cfg: OneCycleConfig, opt: &mut dyn Optimizer) -> Result<Self, String> {
-        if cfg.total_steps <= 0 || !(0.0..=1.0).contains(&cfg.pct_start) || cfg.max_lr <= 0.0 {
-            return Err("OneCycleLR: total_steps > 0, pct_start in [0, 1], max_lr > 0".into());
+        let finite_pos = |x: f64| x.is_finite() && x > 0.0;
+        if cfg.total_steps <= 0 || !(0.0..=1.0).contains(&cfg.pct_start) || !finite_pos(cfg.max_lr) || !finite_pos(cfg.div_factor) || !finite_pos(cfg.final_div_factor) {
+            return Err("OneCycleLR: total_steps > 0, pct_start in [0, 1], max_lr, div_factor and final_div_factor > 0".into());
+        }
+        if cfg.cycle_momentum && !((0.0..1.0).contains(&cfg.base_momentum) && (0.0..1.0).contains(&cfg.max_momentum)) {
+            return Err("OneCycleLR: base_momentum and max_momentum must be in [0, 1)".into());
         }
         let n = cfg.total_steps as f64;
         let p = cfg.pct_start;
@@ -106,6 +110,9 @@ impl LrScheduler for OneCycle {
         let last = self.phases.len() - 1;
         for (i, ph) in self.phases.iter().enumerate() {
             if step <= ph.end_step || i == last {
+                if ph.end_step - start == 0.0 {
+                    return Err(format!("OneCycleLR: phase {i} has no steps (total_steps {}, pct_start {}); torch divides by zero here too", c.total_steps, c.pct_start));
+                }
                 let pct = (step - start) / (ph.end_step - start);
                 let lr = self.anneal(lr_at(ph.lr.0), lr_at(ph.lr.1), pct);
                 let m = self.anneal(mom_at(ph.momentum.0), mom_at(ph.momentum.1), pct);

@@ -69,8 +69,11 @@ impl OptimizerSet {
             let opt = cfg.build(ps).map_err(|e| e.detail)?;
             let mut idx = Vec::new();
             for p in opt.params() {
+                // The same tensor in two optimizers is one parameter; empty tensors (null
+                // data pointers) are always distinct.
                 let ptr = p.data_ptr();
-                let i = match params.iter().position(|q| q.data_ptr() == ptr) {
+                let shared = if p.numel() > 0 { params.iter().position(|q| q.numel() > 0 && q.data_ptr() == ptr) } else { None };
+                let i = match shared {
                     Some(i) => i,
                     None => {
                         params.push(p);
@@ -93,6 +96,9 @@ impl OptimizerSet {
             let is_plateau = matches!(spec.kind, SchedulerKind::ReduceOnPlateau(_));
             if is_plateau && spec.monitor.is_none() {
                 return Err("ReduceLROnPlateau needs a `monitor` metric, as in Lightning".into());
+            }
+            if is_plateau && spec.interval == Interval::Step {
+                return Err("ReduceLROnPlateau with interval `step` is not supported yet; use interval `epoch`".into());
             }
             let scheduler = spec.kind.build(opt.as_mut())?;
             schedulers.push(SchedulerEntry { spec: spec.clone(), scheduler });
@@ -200,12 +206,22 @@ impl OptimizerSet {
     }
 
     /// Clips optimizer `i`'s accumulated gradients by 2-norm or by value (torch.nn.utils).
+    /// Gradients are copied first: autograd may hand out expanded or shared buffers.
     pub fn clip(&mut self, i: usize, value: f64, by_norm: bool) -> OpResult<()> {
-        let grads: Vec<Tensor> = self.members[i].iter().filter_map(|&p| self.grads[p].as_ref().map(Tensor::shallow_clone)).collect();
+        let idx: Vec<usize> = self.members[i].iter().copied().filter(|&p| self.grads[p].is_some()).collect();
+        let mut grads = Vec::with_capacity(idx.len());
+        for &p in &idx {
+            if let Some(g) = &self.grads[p] {
+                grads.push(op("gradient_clip", g.f_to_dtype(g.kind(), false, true))?);
+            }
+        }
         if by_norm {
             clip::clip_grad_norm(&grads, value)?;
         } else {
             clip::clip_grad_value(&grads, value)?;
+        }
+        for (p, g) in idx.into_iter().zip(grads) {
+            self.grads[p] = Some(g);
         }
         Ok(())
     }

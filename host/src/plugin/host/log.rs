@@ -1,6 +1,6 @@
 //! `lt:plugin/log`: Lightning's `self.log`, kept as tensors (no host sync here).
 
-use tch::{Device, Kind, Tensor};
+use tch::Tensor;
 use wasmtime::component::Resource;
 
 use crate::context::{LogOptions, ReduceFx};
@@ -26,16 +26,19 @@ fn options(o: &WitLogOptions) -> LogOptions {
     }
 }
 
-fn check_name(name: &str) -> Result<(), OpError> {
+fn check_name(name: &str, o: &WitLogOptions) -> Result<(), OpError> {
     if name.is_empty() || name.contains([',', '\n', '"']) {
         return Err(OpError::new("log", format!("invalid metric name {name:?}")));
+    }
+    if o.batch_size == Some(0) {
+        return Err(OpError::new("log", format!("`{name}`: batch_size must be positive")));
     }
     Ok(())
 }
 
 impl log::Host for PluginState {
     fn log(&mut self, name: String, value: Resource<Tensor>, o: WitLogOptions) -> R<()> {
-        check_name(&name)?;
+        check_name(&name, &o)?;
         let t = self.tensor(&value, "log")?;
         if t.numel() != 1 {
             return Err(OpError::new("log", format!("`{name}` must be a one-element tensor, got shape {:?}", t.size())).into());
@@ -46,8 +49,8 @@ impl log::Host for PluginState {
     }
 
     fn log_scalar(&mut self, name: String, value: f64, o: WitLogOptions) -> R<()> {
-        check_name(&name)?;
-        let v = Tensor::from(value).to_kind(Kind::Float).to_device(Device::Cpu);
+        check_name(&name, &o)?;
+        let v = Tensor::f_from_slice(&[value as f32]).and_then(|t| t.f_reshape([])).map_err(|e| OpError::torch("log", e))?;
         self.ctx.log(&name, v, options(&o))?;
         Ok(())
     }

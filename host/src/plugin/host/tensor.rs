@@ -76,6 +76,36 @@ fn check_shape(op: &str, shape: &[i64]) -> OpResult<()> {
     Ok(())
 }
 
+/// Checks an .npy file's header against its size before libtorch reads it (tch trusts the
+/// header and would read past the data of a truncated file).
+pub fn check_npy(path: &Path, shown: &str) -> OpResult<()> {
+    let op = "load";
+    let bad = |why: &str| OpError::new(op, format!("`{shown}`: not a valid .npy file ({why})"));
+    let bytes = std::fs::read(path).map_err(|e| OpError::new(op, format!("`{shown}`: {e}")))?;
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Err(bad("no NUMPY magic"));
+    }
+    let (header_len, start) = match bytes[6] {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        2 | 3 if bytes.len() >= 12 => (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12),
+        _ => return Err(bad("unknown version")),
+    };
+    let header = bytes.get(start..start + header_len).ok_or_else(|| bad("truncated header"))?;
+    let header = std::str::from_utf8(header).map_err(|_| bad("header is not text"))?;
+    let field = |key: &str| header.split(key).nth(1).map(str::trim_start);
+    let descr = field("'descr':").and_then(|r| r.strip_prefix('\'')).and_then(|r| r.split('\'').next()).ok_or_else(|| bad("no descr"))?;
+    let itemsize: i64 = descr.trim_start_matches(|c: char| !c.is_ascii_digit()).parse().map_err(|_| bad("unknown dtype"))?;
+    let shape_text = field("'shape':").and_then(|r| r.strip_prefix('(')).and_then(|r| r.split(')').next()).ok_or_else(|| bad("no shape"))?;
+    let shape: Vec<i64> = shape_text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| s.parse::<i64>()).collect::<Result<_, _>>().map_err(|_| bad("bad shape"))?;
+    check_shape(op, &shape)?;
+    let numel: i64 = shape.iter().product();
+    let data = (bytes.len() - start - header_len) as i64;
+    if data != numel.saturating_mul(itemsize) {
+        return Err(bad(&format!("shape {shape:?} of {descr} needs {} bytes, the file holds {data}", numel.saturating_mul(itemsize))));
+    }
+    Ok(())
+}
+
 /// Resolves `path` inside the granted data directory, refusing anything that leaves it.
 pub fn resolve_data_path(data_dir: Option<&Path>, path: &str) -> OpResult<PathBuf> {
     let op = "load";
@@ -210,6 +240,9 @@ impl tensor::HostTensor for PluginState {
         if data.len() as i64 != numel * d.size() as i64 {
             return Err(OpError::new(op, format!("{} bytes do not hold shape {shape:?} of {d:?} ({} bytes)", data.len(), numel * d.size() as i64)).into());
         }
+        if d == DType::Bool && data.iter().any(|&b| b > 1) {
+            return Err(OpError::new(op, "boolean tensors take bytes 0 and 1 only").into());
+        }
         let dev = self.dev();
         self.new_tensor(op, Tensor::f_from_data_size(&data, &shape, d.kind()).and_then(|t| t.f_to_device(dev)))
     }
@@ -306,6 +339,7 @@ impl tensor::HostTensor for PluginState {
         let named = match ext {
             "safetensors" => Tensor::read_safetensors(&full).map_err(|e| OpError::new(op, format!("`{path}`: {}", torch_message(&e))))?,
             "npy" => {
+                check_npy(&full, &path)?;
                 let t = Tensor::read_npy(&full).map_err(|e| OpError::new(op, format!("`{path}`: {}", torch_message(&e))))?;
                 let stem = full.file_stem().and_then(|s| s.to_str()).unwrap_or("array").to_string();
                 vec![(stem, t)]
@@ -314,6 +348,9 @@ impl tensor::HostTensor for PluginState {
         };
         let dev = self.dev();
         let mut out = Vec::with_capacity(named.len());
+        for (_, t) in &named {
+            check_shape(op, &t.size())?;
+        }
         for (name, t) in named {
             let t = run(op, &[], t.f_to_device(dev))?;
             out.push((name, self.push(t, op)?));
@@ -524,6 +561,8 @@ impl tensor::HostTensor for PluginState {
         if chunks <= 0 {
             return Err(OpError::new(op, format!("chunks must be positive, got {chunks}")).into());
         }
+        let size = a.size().get(if dim < 0 { (a.dim() as i64 + dim).max(0) as usize } else { dim as usize }).copied().unwrap_or(1);
+        let chunks = chunks.min(size.max(1));
         let parts = a.f_chunk(chunks, dim).map_err(|e| OpError::new(op, format!("input {:?}: {}", a.size(), torch_message(&e))))?;
         let mut out = Vec::with_capacity(parts.len());
         for p in parts {
@@ -601,6 +640,21 @@ mod tests {
         assert!(resolve_data_path(Some(dir.path()), "/data/a.npy").is_ok());
         assert!(resolve_data_path(Some(dir.path()), "../etc/passwd").is_err());
         assert!(resolve_data_path(None, "a.npy").unwrap_err().detail.contains("no data directory"));
+    }
+
+    #[test]
+    fn truncated_npy_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("a.npy");
+        Tensor::from_slice(&[1f32, 2.0, 3.0, 4.0]).reshape([2, 2]).write_npy(&good).unwrap();
+        assert!(check_npy(&good, "a.npy").is_ok());
+        let bytes = std::fs::read(&good).unwrap();
+        let cut = dir.path().join("b.npy");
+        std::fs::write(&cut, &bytes[..bytes.len() - 4]).unwrap();
+        let err = check_npy(&cut, "b.npy").unwrap_err().detail;
+        assert!(err.contains("needs 16 bytes, the file holds 12"), "{err}");
+        std::fs::write(&cut, b"not numpy").unwrap();
+        assert!(check_npy(&cut, "b.npy").is_err());
     }
 
     #[test]
