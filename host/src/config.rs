@@ -127,6 +127,8 @@ pub struct TrainerConfig {
     pub default_root_dir: PathBuf,
     /// Write the CSV logs.
     pub logger: bool,
+    /// ModelCheckpoint (configured in `[checkpoint]`).
+    pub enable_checkpointing: bool,
 }
 
 impl Default for TrainerConfig {
@@ -159,6 +161,7 @@ impl Default for TrainerConfig {
             enable_model_summary: true,
             default_root_dir: PathBuf::from("."),
             logger: true,
+            enable_checkpointing: true,
         }
     }
 }
@@ -274,6 +277,8 @@ impl PluginConfig {
 pub struct RunConfig {
     pub trainer: TrainerConfig,
     pub plugin: PluginConfig,
+    /// ModelCheckpoint's arguments.
+    pub checkpoint: crate::callbacks::model_checkpoint::CheckpointConfig,
     /// Passed to the plugin's `configure` as a JSON object.
     pub hparams: serde_json::Map<String, Value>,
 }
@@ -289,6 +294,7 @@ impl RunConfig {
                 cfg.plugin.data_dir = Some(base.join(d));
             }
         }
+        cfg.checkpoint.validate()?;
         Ok(cfg)
     }
 

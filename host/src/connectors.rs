@@ -2,4 +2,5 @@
 //! (what `self.log` recorded, reduced lazily, routed to loggers and the progress bar).
 
 pub mod accelerator;
+pub mod checkpoint;
 pub mod logger;

@@ -6,11 +6,13 @@
 //! implementation of them ([`plugin`]), a native Rust type is another.
 
 pub mod callbacks;
+pub mod checkpoint;
 pub mod config;
 pub mod connectors;
 pub mod context;
 pub mod engine;
 pub mod error;
+pub mod fault;
 pub mod hooks;
 pub mod loggers;
 pub mod loops;

@@ -35,12 +35,22 @@ pub fn next_version(dir: &Path) -> u64 {
 /// Writes `contents` to `path` atomically: a temp file in the same directory, fsync, rename.
 /// A crash leaves the old file or the new one, never half of one.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
+    write_atomic_as(path, contents, "write")
+}
+
+/// [`write_atomic`], naming the write for fault injection (`ckpt-write` for checkpoints).
+pub fn write_atomic_as(path: &Path, contents: &[u8], event: &str) -> Result<()> {
     use std::io::Write as _;
     let dir: PathBuf = path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
     let mut tmp = tempfile::NamedTempFile::new_in(&dir).with_context(|| format!("creating a temp file in {}", dir.display()))?;
     tmp.write_all(contents)?;
     tmp.as_file().sync_all()?;
+    crate::fault::point(event, &path.to_string_lossy());
     tmp.persist(path).with_context(|| format!("writing {}", path.display()))?;
+    // The rename itself is durable once the directory is synced.
+    if let Ok(d) = std::fs::File::open(&dir) {
+        let _ = d.sync_all();
+    }
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 //! evaluation and prediction beside them. The loops drive the [`crate::module`] traits and
 //! never see wasmtime.
 
+pub mod checkpointing;
 pub mod evaluation;
 pub mod fetchers;
 pub mod fit;

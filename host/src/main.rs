@@ -4,6 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
 use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand};
 use lthost::config::RunConfig;
@@ -77,6 +80,13 @@ struct RunArgs {
     /// Most memory the plugin may use, in MiB.
     #[arg(long)]
     memory_limit_mb: Option<u64>,
+    /// Resume (fit) or load weights (validate/test/predict) from a checkpoint: last, best or
+    /// a path.
+    #[arg(long)]
+    ckpt_path: Option<String>,
+    /// Where ModelCheckpoint writes (overrides `[checkpoint] dirpath`).
+    #[arg(long)]
+    checkpoint_dir: Option<PathBuf>,
 }
 
 impl RunArgs {
@@ -99,6 +109,7 @@ impl RunArgs {
         if let Some(v) = &self.data_dir { p.data_dir = Some(v.clone()); }
         if let Some(v) = self.hook_timeout_s { p.hook_timeout_s = v; }
         if let Some(v) = self.memory_limit_mb { p.memory_limit_mb = v; }
+        if let Some(v) = &self.checkpoint_dir { cfg.checkpoint.dirpath = Some(v.clone()); }
         Ok(cfg)
     }
 }
@@ -107,7 +118,9 @@ fn plugin_name(path: &Path) -> String {
     path.file_stem().and_then(|s| s.to_str()).unwrap_or("plugin").to_string()
 }
 
-fn run(cmd: Command) -> Result<()> {
+/// Exit codes: 0 done, 1 an error, 128 + signal when a signal stopped the run after saving
+/// a checkpoint (130 SIGINT, 143 SIGTERM, 138 SIGUSR1), as shells report signals.
+fn run(cmd: Command, signal: Arc<AtomicUsize>) -> Result<Option<i32>> {
     let (args, stage) = match &cmd {
         Command::Run(a) | Command::Fit(a) => (a, Stage::Fit),
         Command::Validate(a) => (a, Stage::Validate),
@@ -136,10 +149,17 @@ fn run(cmd: Command) -> Result<()> {
     let mut module = model;
     let hparams = Value::Object(cfg.hparams.clone());
     let mut trainer = Trainer::new(cfg.trainer.clone(), cfg.plugin.data_dir.clone());
+    trainer.checkpoint = cfg.checkpoint.clone();
+    trainer.ckpt_path = args.ckpt_path.clone();
+    trainer.plugin_sha256 = sha256_file(&args.plugin)?;
+    trainer.signal = Some(signal);
     match stage {
         Stage::Fit => {
             let report = trainer.fit(&mut module, &mut data, &hparams)?;
             println!("\n{}", report.render(&name));
+            if let Some((sig, _)) = report.interrupted {
+                return Ok(Some(128 + sig));
+            }
         }
         Stage::Validate | Stage::Test => {
             let m = trainer.evaluate(&mut module, &mut data, &hparams, stage)?;
@@ -164,14 +184,31 @@ fn run(cmd: Command) -> Result<()> {
             println!("wrote {} batches of predictions to {}", named.len(), path.display());
         }
     }
-    Ok(())
+    Ok(None)
+}
+
+fn sha256_file(path: &Path) -> Result<String> {
+    use sha2::Digest as _;
+    let bytes = std::fs::read(path)?;
+    Ok(format!("{:x}", sha2::Sha256::digest(&bytes)))
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     lthost::connectors::accelerator::init_interop_threads();
-    match run(cli.command) {
-        Ok(()) => ExitCode::SUCCESS,
+    // SIGTERM, SIGINT, SIGUSR1: the loops finish the current step, save, and stop.
+    let signal = Arc::new(AtomicUsize::new(0));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT, signal_hook::consts::SIGUSR1] {
+        let flag = signal.clone();
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        let registered = unsafe { signal_hook::low_level::register(sig, move || flag.store(sig as usize, Ordering::SeqCst)) };
+        if let Err(e) = registered {
+            eprintln!("warning: cannot handle signal {sig}: {e}");
+        }
+    }
+    match run(cli.command, signal) {
+        Ok(Some(code)) => ExitCode::from(code.clamp(0, 255) as u8),
+        Ok(None) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

@@ -10,7 +10,13 @@ use anyhow::{anyhow, bail, Result};
 use serde_json::Value;
 use tch::{Device, Tensor};
 
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+
+use crate::callbacks::model_checkpoint::{CheckpointConfig, ModelCheckpoint};
 use crate::callbacks::{model_summary, Callback, ProgressBar};
+use crate::checkpoint;
+use crate::connectors::checkpoint as ckpt;
 use crate::config::TrainerConfig;
 use crate::connectors::accelerator;
 use crate::connectors::logger::ResultCollection;
@@ -28,6 +34,13 @@ use crate::module::{DataModule, Module, Split};
 
 pub struct Trainer<'c> {
     pub cfg: TrainerConfig,
+    pub checkpoint: CheckpointConfig,
+    /// `--ckpt-path`: last, best or a path.
+    pub ckpt_path: Option<String>,
+    /// sha256 of the plugin component, recorded in checkpoints.
+    pub plugin_sha256: String,
+    /// Set by the binary's signal handlers (SIGTERM, SIGINT, SIGUSR1).
+    pub signal: Option<Arc<AtomicUsize>>,
     /// The directory the plugins were granted (reads through `tensor.load`).
     pub data_dir: Option<PathBuf>,
     /// User callbacks, called before the module at every hook.
@@ -48,6 +61,12 @@ pub struct FitReport {
     pub threads: usize,
     pub seed: u64,
     pub trainable_params: i64,
+    /// A signal stopped the run: (signal, checkpoint written).
+    pub interrupted: Option<(i32, PathBuf)>,
+    pub best_model_path: Option<PathBuf>,
+    pub last_model_path: Option<PathBuf>,
+    /// The checkpoint the run resumed from.
+    pub resumed_from: Option<PathBuf>,
 }
 
 /// A run's set-up, shared by every entry point.
@@ -61,7 +80,7 @@ struct Prepared {
 
 impl<'c> Trainer<'c> {
     pub fn new(cfg: TrainerConfig, data_dir: Option<PathBuf>) -> Self {
-        Trainer { cfg, data_dir, callbacks: Vec::new() }
+        Trainer { cfg, data_dir, callbacks: Vec::new(), checkpoint: CheckpointConfig::default(), ckpt_path: None, plugin_sha256: String::new(), signal: None }
     }
 
     pub fn with_callback(mut self, cb: Box<dyn Callback + 'c>) -> Self {
@@ -126,6 +145,15 @@ impl<'c> Trainer<'c> {
             batches_that_stepped: 0,
             started: Instant::now(),
             train_results: ResultCollection::default(),
+            hparams: p.hparams,
+            plugin_sha256: self.plugin_sha256.clone(),
+            checkpoint: None,
+            epoch_order: None,
+            resume: None,
+            resume_order: None,
+            signal: self.signal.clone(),
+            interrupted: None,
+            root_dir: self.cfg.default_root_dir.clone(),
         }
     }
 
@@ -159,6 +187,8 @@ impl<'c> Trainer<'c> {
         let logger = self.logger(limits.logger, &p.hparams)?;
         let summary = self.cfg.enable_model_summary;
         let device = p.ctx.device;
+        let self_checkpoint = self.checkpoint.clone();
+        let ckpt_spec = self.ckpt_path.clone();
         let mut st = self.state(module, p, limits, logger);
         st.hook(Hook::Setup, None)?;
         st.hook(Hook::ConfigureModel, None)?;
@@ -177,6 +207,22 @@ impl<'c> Trainer<'c> {
         }
         let opt_names: Vec<String> = set.optimizers.iter().map(|o| format!("{} (lr={})", o.name(), o.lr(0))).collect();
         st.ctx.optim = Some(set);
+        if st.cfg.enable_checkpointing && st.cfg.fast_dev_run.batches().is_none() {
+            let dir = st.logger.as_ref().map(|l| l.log_dir().to_path_buf()).unwrap_or_else(|| st.root_dir.clone());
+            st.checkpoint = Some(ModelCheckpoint::new(self_checkpoint.clone(), &dir)?);
+        }
+        let resume_path = match &ckpt_spec {
+            Some(spec) => Some(ckpt::resolve(spec, self_checkpoint.dirpath.as_deref(), &st.root_dir)?),
+            None => ckpt::latest_hpc(&st.root_dir),
+        };
+        if let Some(path) = &resume_path {
+            let shown = path.display().to_string();
+            let c = checkpoint::load(path)?;
+            ckpt::restore_model(&mut st.ctx, &c, &shown)?;
+            let pos = ckpt::restore_training(&mut st, &c, &shown)?;
+            println!("Restored the training state from {shown} (epoch {}, global step {})", pos.current_epoch, pos.global_step);
+            st.resume = Some(pos);
+        }
         if summary {
             println!("\n{}", model_summary::render(&st.ctx.params));
         }
@@ -184,7 +230,7 @@ impl<'c> Trainer<'c> {
         let trainable_params = st.ctx.params.num_parameters();
         st.hook(Hook::OnFitStart, None)?;
         st.check_time();
-        if let Some(v) = &val {
+        if let (Some(v), None) = (&val, &resume_path) {
             evaluation::sanity_check(&mut st, v)?;
         }
         let outcome = fit::run(&mut st, &train, val.as_ref())?;
@@ -193,7 +239,9 @@ impl<'c> Trainer<'c> {
         if let Some(l) = st.logger.as_mut() {
             l.save()?;
         }
-        let stop_reason = if st.max_steps_reached() {
+        let stop_reason = if let Some((sig, path)) = &st.interrupted {
+            format!("signal {sig} received; the state was saved to {}", path.display())
+        } else if st.max_steps_reached() {
             format!("`max_steps={}` reached", st.limits.max_steps.unwrap_or(0))
         } else if st.should_stop {
             "a stop was requested (max_time or a callback)".to_string()
@@ -216,6 +264,10 @@ impl<'c> Trainer<'c> {
             threads,
             seed,
             trainable_params,
+            interrupted: st.interrupted.clone(),
+            best_model_path: st.checkpoint.as_ref().and_then(|c| c.best_model_path.clone()),
+            last_model_path: st.checkpoint.as_ref().and_then(|c| c.last_model_path.clone()),
+            resumed_from: resume_path,
         })
     }
 
@@ -229,7 +281,10 @@ impl<'c> Trainer<'c> {
         let data_name = data.name().to_string();
         let limit = if stage == Stage::Test { self.cfg.limit_test_batches } else { self.cfg.limit_val_batches };
         let disabled = limit.is_zero() && self.cfg.fast_dev_run.batches().is_none();
+        let ckpt_spec = self.ckpt_path.clone();
+        let dirpath = self.checkpoint.dirpath.clone();
         let mut st = self.state(module, p, limits, logger);
+        restore_weights(&mut st, ckpt_spec.as_deref(), dirpath.as_deref())?;
         st.hook(Hook::Setup, None)?;
         st.hook(Hook::ConfigureModel, None)?;
         let mut metrics = EvalMetrics::default();
@@ -251,7 +306,10 @@ impl<'c> Trainer<'c> {
         let p = self.prepare(module, data, hparams, Stage::Predict)?;
         let limits = LoopLimits::for_fit(&self.cfg, 1, None)?;
         let data_name = data.name().to_string();
+        let ckpt_spec = self.ckpt_path.clone();
+        let dirpath = self.checkpoint.dirpath.clone();
         let mut st = self.state(module, p, limits, None);
+        restore_weights(&mut st, ckpt_spec.as_deref(), dirpath.as_deref())?;
         st.hook(Hook::Setup, None)?;
         st.hook(Hook::ConfigureModel, None)?;
         let loader = Self::loader(data, &mut st.ctx, Split::Predict)?.ok_or_else(|| anyhow!("plugin `{data_name}` provides no predict dataset"))?;
@@ -260,6 +318,17 @@ impl<'c> Trainer<'c> {
         st.hook(Hook::Teardown, None)?;
         Ok(out)
     }
+}
+
+/// `--ckpt-path` for validate/test/predict: the model's weights only.
+fn restore_weights(st: &mut LoopState<'_>, spec: Option<&str>, dirpath: Option<&std::path::Path>) -> Result<()> {
+    let Some(spec) = spec else { return Ok(()) };
+    let path = ckpt::resolve(spec, dirpath, &st.root_dir)?;
+    let shown = path.display().to_string();
+    let c = checkpoint::load(&path)?;
+    ckpt::restore_model(&mut st.ctx, &c, &shown)?;
+    println!("Loaded the model weights from {shown}");
+    Ok(())
 }
 
 impl FitReport {
@@ -275,6 +344,15 @@ impl FitReport {
         out.push_str(&format!("  time          {:.2} s  ({:.1} steps/s)\n", secs, self.global_step as f64 / secs.max(1e-9)));
         if let Some(d) = &self.log_dir {
             out.push_str(&format!("  logs          {}\n", d.display()));
+        }
+        if let Some(p) = &self.resumed_from {
+            out.push_str(&format!("  resumed from  {}\n", p.display()));
+        }
+        if let Some(p) = &self.best_model_path {
+            out.push_str(&format!("  best ckpt     {}\n", p.display()));
+        }
+        if let Some(p) = &self.last_model_path {
+            out.push_str(&format!("  last ckpt     {}\n", p.display()));
         }
         if !self.metrics.is_empty() {
             out.push_str("  final metrics\n");

@@ -2,6 +2,7 @@
 //! (built by `make plugins` into target/plugins) and check what it prints and writes.
 
 mod bad_input;
+mod checkpoints;
 mod common;
 mod digits;
 mod engine;

@@ -33,6 +33,10 @@ pub trait UpdateRule {
         None
     }
     fn set_momentum(_h: &mut Self::Hyper, _m: f64) {}
+    /// A parameter's state as (step count, named tensors), for checkpoints.
+    fn save(state: &Self::State) -> (f64, Vec<(&'static str, Tensor)>);
+    /// The state back from [`UpdateRule::save`]'s output; None if a tensor is missing.
+    fn load(step: f64, get: &dyn Fn(&str) -> Option<Tensor>) -> Option<Self::State>;
 }
 
 /// Which parameters form a group, and what it overrides (torch's param-group dict).
@@ -79,6 +83,10 @@ pub trait Optimizer: Send {
     fn set_lr(&mut self, group: usize, lr: f64);
     fn momentum(&self, group: usize) -> Option<f64>;
     fn set_momentum(&mut self, group: usize, m: f64);
+    /// Per-parameter state tensors (`{group}.{index}.{name}`) and JSON metadata (group
+    /// learning rates and momenta, step counts), torch's `optimizer.state_dict()`.
+    fn state_dict(&self) -> (Vec<(String, Tensor)>, serde_json::Value);
+    fn load_state_dict(&mut self, tensors: &std::collections::HashMap<String, Tensor>, meta: &serde_json::Value) -> Result<(), String>;
 }
 
 struct Group<R: UpdateRule> {
@@ -159,6 +167,57 @@ impl<R: UpdateRule> Optimizer for Grouped<R> {
         if let Some(g) = self.groups.get_mut(group) {
             R::set_momentum(&mut g.hyper, m);
         }
+    }
+
+    fn state_dict(&self) -> (Vec<(String, Tensor)>, serde_json::Value) {
+        let mut tensors = Vec::new();
+        let mut steps = serde_json::Map::new();
+        let mut groups = Vec::new();
+        for (gi, g) in self.groups.iter().enumerate() {
+            groups.push(serde_json::json!({"lr": R::lr(&g.hyper), "momentum": R::momentum(&g.hyper)}));
+            for (pi, st) in g.state.iter().enumerate() {
+                if let Some(st) = st {
+                    let (step, named) = R::save(st);
+                    steps.insert(format!("{gi}.{pi}"), serde_json::json!(step));
+                    tensors.extend(named.into_iter().map(|(n, t)| (format!("{gi}.{pi}.{n}"), t)));
+                }
+            }
+        }
+        (tensors, serde_json::json!({"name": self.name, "groups": groups, "steps": steps}))
+    }
+
+    fn load_state_dict(&mut self, tensors: &std::collections::HashMap<String, Tensor>, meta: &serde_json::Value) -> Result<(), String> {
+        if meta["name"].as_str() != Some(self.name) {
+            return Err(format!("the checkpoint holds {} state, this run uses {}", meta["name"], self.name));
+        }
+        let groups = meta["groups"].as_array().ok_or("optimizer metadata without groups")?;
+        if groups.len() != self.groups.len() {
+            return Err(format!("the checkpoint's optimizer has {} parameter groups, this run's {}", groups.len(), self.groups.len()));
+        }
+        for (gi, (g, saved)) in self.groups.iter_mut().zip(groups).enumerate() {
+            if let Some(lr) = saved["lr"].as_f64() {
+                R::set_lr(&mut g.hyper, lr);
+            }
+            if let Some(m) = saved["momentum"].as_f64() {
+                R::set_momentum(&mut g.hyper, m);
+            }
+            for (pi, (p, st)) in g.params.iter().zip(g.state.iter_mut()).enumerate() {
+                let key = format!("{gi}.{pi}");
+                let Some(step) = meta["steps"][&key].as_f64() else {
+                    *st = None;
+                    continue;
+                };
+                let get = |n: &str| tensors.get(&format!("{key}.{n}")).map(Tensor::shallow_clone);
+                let loaded = R::load(step, &get).ok_or_else(|| format!("optimizer state `{key}` is incomplete"))?;
+                for (n, t) in R::save(&loaded).1 {
+                    if t.size() != p.size() {
+                        return Err(format!("optimizer state `{key}.{n}` has shape {:?}, the parameter {:?}", t.size(), p.size()));
+                    }
+                }
+                *st = Some(loaded);
+            }
+        }
+        Ok(())
     }
 }
 

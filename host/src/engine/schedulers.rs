@@ -26,6 +26,9 @@ pub trait LrScheduler: Send {
     fn is_plateau(&self) -> bool {
         false
     }
+    /// The scheduler's state for checkpoints (torch's `scheduler.state_dict()`).
+    fn state(&self) -> serde_json::Value;
+    fn load_state(&mut self, state: &serde_json::Value) -> Result<(), String>;
 }
 
 impl SchedulerKind {

@@ -5,6 +5,34 @@ extern "C" {
     fn lthost_deterministic() -> i32;
     fn lthost_inference_mode_enter() -> *mut std::ffi::c_void;
     fn lthost_inference_mode_exit(guard: *mut std::ffi::c_void);
+    fn lthost_cpu_rng_state(out: *mut u8, capacity: i64) -> i64;
+    fn lthost_set_cpu_rng_state(data: *const u8, len: i64) -> i64;
+}
+
+/// The CPU generator's state, as `torch.get_rng_state()` returns it.
+pub fn cpu_rng_state() -> Result<Vec<u8>, String> {
+    // SAFETY: a null buffer asks for the size only.
+    let n = unsafe { lthost_cpu_rng_state(std::ptr::null_mut(), 0) };
+    if n < 0 {
+        return Err("reading the CPU generator state failed".into());
+    }
+    let mut buf = vec![0u8; n as usize];
+    // SAFETY: `buf` holds `n` bytes, the size libtorch just reported.
+    let m = unsafe { lthost_cpu_rng_state(buf.as_mut_ptr(), n) };
+    if m != n {
+        return Err("the CPU generator state changed size while being read".into());
+    }
+    Ok(buf)
+}
+
+/// Restores a state from [`cpu_rng_state`] (`torch.set_rng_state`).
+pub fn set_cpu_rng_state(state: &[u8]) -> Result<(), String> {
+    // SAFETY: libtorch copies `len` bytes from `data`, which `state` provides.
+    let r = unsafe { lthost_set_cpu_rng_state(state.as_ptr(), state.len() as i64) };
+    if r != 0 {
+        return Err(format!("libtorch refused a CPU generator state of {} bytes", state.len()));
+    }
+    Ok(())
 }
 
 /// `torch.use_deterministic_algorithms(enabled)`: ops without a deterministic
@@ -64,6 +92,12 @@ mod tests {
             assert!(y.is_inference());
         }
         assert!((&w * 2.0).requires_grad());
+        let state = cpu_rng_state().unwrap();
+        let a = tch::Tensor::rand([4], (tch::Kind::Float, tch::Device::Cpu));
+        set_cpu_rng_state(&state).unwrap();
+        let b = tch::Tensor::rand([4], (tch::Kind::Float, tch::Device::Cpu));
+        assert!(a.equal(&b));
+        assert!(set_cpu_rng_state(&[1, 2, 3]).is_err());
         set_deterministic(true);
         assert!(deterministic());
         set_deterministic(false);

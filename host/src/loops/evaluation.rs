@@ -81,6 +81,9 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, stage: Stage, batches: u
     results.add(std::mem::take(&mut st.ctx.logs), last_bs)?;
     for (idx, batch) in loader.epoch(st.ctx.device)?.take(batches).enumerate() {
         let i = Some(idx as u64);
+        if stage == Stage::Validate {
+            crate::fault::point("val-batch", &format!("validation batch {idx}"));
+        }
         st.hook(Hook::OnBeforeBatchTransfer, i)?;
         let batch = batch?;
         st.hook(Hook::OnAfterBatchTransfer, i)?;

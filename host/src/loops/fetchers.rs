@@ -62,12 +62,23 @@ impl DataLoader {
     /// One pass over the data. With `shuffle`, the order is a `randperm` drawn from the
     /// run's seeded generator at the start of the pass.
     pub fn epoch(&self, device: Device) -> Result<EpochBatches<'_>> {
-        let order = if self.shuffle {
-            Some(Tensor::f_randperm(self.len, (Kind::Int64, Device::Cpu)).map_err(|e| anyhow::anyhow!("shuffling: {}", torch_message(&e)))?)
-        } else {
-            None
+        self.epoch_from(device, None, 0)
+    }
+
+    /// A pass starting at batch `start`, in `order` if given (a resumed epoch), else in a
+    /// new order (shuffled) or the natural one.
+    pub fn epoch_from(&self, device: Device, order: Option<Tensor>, start: usize) -> Result<EpochBatches<'_>> {
+        let order = match order {
+            Some(o) if self.shuffle => {
+                if o.size() != [self.len] {
+                    bail!("the saved data order has {:?} entries, the dataset {}", o.size(), self.len);
+                }
+                Some(o)
+            }
+            _ if self.shuffle => Some(Tensor::f_randperm(self.len, (Kind::Int64, Device::Cpu)).map_err(|e| anyhow::anyhow!("shuffling: {}", torch_message(&e)))?),
+            _ => None,
         };
-        Ok(EpochBatches { loader: self, order, next: 0, device })
+        Ok(EpochBatches { loader: self, order, next: start, device })
     }
 }
 
@@ -79,6 +90,11 @@ pub struct EpochBatches<'a> {
 }
 
 impl EpochBatches<'_> {
+    /// This pass's order (None: the natural one).
+    pub fn order(&self) -> Option<Tensor> {
+        self.order.as_ref().map(Tensor::shallow_clone)
+    }
+
     fn batch(&self, i: usize) -> Result<Vec<Tensor>> {
         let l = self.loader;
         let start = i as i64 * l.batch_size;

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use anyhow::{anyhow, Result};
 
 use crate::hooks::Hook;
+use crate::loops::checkpointing;
 use crate::loops::fetchers::DataLoader;
 use crate::loops::optimization::Interval;
 use crate::loops::state::LoopState;
@@ -36,6 +37,9 @@ pub fn run(st: &mut LoopState<'_>, train: &DataLoader, val: Option<&DataLoader>)
         st.epoch_progress.increment_ready();
         st.epoch_progress.increment_started();
         let epoch = training_epoch::run(st, train, val)?;
+        if st.interrupted.is_some() {
+            break;
+        }
         st.epoch_progress.increment_processed();
         let step = st.batches_that_stepped.saturating_sub(1);
         st.log_metrics(&epoch.logged, step)?;
@@ -54,6 +58,12 @@ pub fn run(st: &mut LoopState<'_>, train: &DataLoader, val: Option<&DataLoader>)
         st.epoch_progress.increment_completed();
         st.ctx.current_epoch += 1;
         outcome.epochs += 1;
+        let finished = st.ctx.current_epoch - 1;
+        let on_epoch_end = st.checkpoint.as_ref().is_some_and(|c| c.saves_on_train_epoch_end(st.limits.epoch_end_validation()) && (finished + 1) % c.cfg.every_n_epochs.max(1) == 0);
+        if on_epoch_end {
+            let pos = checkpointing::position(st, 0, false);
+            checkpointing::save(st, finished, pos)?;
+        }
     }
     st.hook(Hook::OnTrainEnd, None)?;
     Ok(outcome)

@@ -6,7 +6,12 @@ use std::time::Instant;
 
 use anyhow::Result;
 
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+
+use crate::callbacks::model_checkpoint::ModelCheckpoint;
 use crate::callbacks::{Callback, HookInfo, ProgressBar};
+use crate::checkpoint::LoopPosition;
 use crate::config::TrainerConfig;
 use crate::connectors::logger::ResultCollection;
 use crate::context::RunContext;
@@ -39,6 +44,20 @@ pub struct LoopState<'a> {
     pub started: Instant,
     /// The training epoch's logged values (hooks inside the epoch add to it).
     pub train_results: ResultCollection,
+    pub hparams: serde_json::Value,
+    pub plugin_sha256: String,
+    /// ModelCheckpoint, when checkpointing is on.
+    pub checkpoint: Option<ModelCheckpoint>,
+    /// The current epoch's data order (saved so a resumed epoch sees the same batches).
+    pub epoch_order: Option<tch::Tensor>,
+    /// Where a resumed run continues, and the order of its interrupted epoch.
+    pub resume: Option<LoopPosition>,
+    pub resume_order: Option<tch::Tensor>,
+    /// A signal received (SIGTERM, SIGINT, SIGUSR1), checked after each batch.
+    pub signal: Option<Arc<AtomicUsize>>,
+    /// Set when a signal stopped the run: (signal, checkpoint written).
+    pub interrupted: Option<(i32, std::path::PathBuf)>,
+    pub root_dir: std::path::PathBuf,
 }
 
 impl LoopState<'_> {

@@ -12,6 +12,7 @@ use tch::Tensor;
 use crate::connectors::logger::read;
 use crate::context::Stage;
 use crate::hooks::Hook;
+use crate::loops::checkpointing;
 use crate::loops::evaluation;
 use crate::loops::fetchers::DataLoader;
 use crate::loops::optimization::{automatic, Interval, OptimizerSet};
@@ -88,13 +89,30 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: Option<&DataLoader>
     let mut batches = 0usize;
     let mut last_bs = 1;
     let mut shown_val: BTreeMap<String, f64> = BTreeMap::new();
-    st.batch_progress.reset_current();
+    // A resumed epoch continues after its last completed batch, in the same data order.
+    let resume = st.resume.take();
+    let start = resume.as_ref().map(|p| p.batches_done_in_epoch as usize).unwrap_or(0).min(total);
+    let order = if start > 0 { st.resume_order.take() } else { None };
+    if start == 0 {
+        st.batch_progress.reset_current();
+    }
     st.train_results.reset();
     st.ctx.stage = Stage::Fit;
     st.ctx.training = true;
     st.bar.on_train_epoch_start(st.ctx.current_epoch, total);
     st.hook(Hook::OnTrainEpochStart, None)?;
-    for (idx, batch) in loader.epoch(st.ctx.device)?.take(total).enumerate() {
+    let pass = loader.epoch_from(st.ctx.device, order, start)?;
+    st.epoch_order = pass.order();
+    if let (Some(v), true) = (val, resume.as_ref().is_some_and(|p| p.val_pending)) {
+        let m = evaluation::run(st, v, Stage::Validate, st.limits.val_batches, true)?;
+        let step = st.batches_that_stepped.saturating_sub(1);
+        st.log_metrics(&m.logged, step)?;
+        shown_val.extend(m.prog_bar);
+        st.ctx.stage = Stage::Fit;
+        st.ctx.training = true;
+    }
+    for (i, batch) in pass.take(total - start).enumerate() {
+        let idx = i + start;
         let i = Some(idx as u64);
         let last = idx + 1 == total;
         st.batch_progress.increment_ready();
@@ -147,19 +165,36 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: Option<&DataLoader>
         };
         st.bar.on_train_batch_end(shown.as_ref());
         st.batch_progress.increment_completed();
+        crate::fault::point("step", &format!("global step {}", st.ctx.global_step));
 
-        if let Some(v) = val {
-            if should_validate(st, val, idx) {
-                let m = evaluation::run(st, v, Stage::Validate, st.limits.val_batches, true)?;
-                let step = st.batches_that_stepped;
-                st.log_metrics(&m.logged, step)?;
-                shown_val.extend(m.prog_bar);
-                st.ctx.stage = Stage::Fit;
-                st.ctx.training = true;
+        let val_due = val.is_some() && should_validate(st, val, idx);
+        let stepped = u64::from(stepping);
+        let every = st.checkpoint.as_ref().map(|c| c.cfg.every_n_train_steps).unwrap_or(0);
+        if stepping && every > 0 && st.ctx.global_step % every == 0 {
+            let mut pos = checkpointing::position(st, idx + 1, val_due);
+            pos.batches_that_stepped += stepped;
+            checkpointing::save(st, st.ctx.current_epoch, pos)?;
+        }
+        if let (Some(v), true) = (val, val_due) {
+            let m = evaluation::run(st, v, Stage::Validate, st.limits.val_batches, true)?;
+            let step = st.batches_that_stepped;
+            st.log_metrics(&m.logged, step)?;
+            shown_val.extend(m.prog_bar);
+            st.ctx.stage = Stage::Fit;
+            st.ctx.training = true;
+            let on_val_end = st.checkpoint.as_ref().is_some_and(|c| !c.saves_on_train_epoch_end(st.limits.epoch_end_validation()) && (st.ctx.current_epoch + 1) % c.cfg.every_n_epochs.max(1) == 0);
+            if on_val_end {
+                let mut pos = checkpointing::position(st, idx + 1, false);
+                pos.batches_that_stepped += stepped;
+                checkpointing::save(st, st.ctx.current_epoch, pos)?;
             }
         }
         if stepping {
             st.batches_that_stepped += 1;
+        }
+        if let Some(sig) = st.signal.as_ref().map(|s| s.load(std::sync::atomic::Ordering::SeqCst)).filter(|&s| s != 0) {
+            checkpointing::interrupt(st, sig as i32, idx + 1)?;
+            return Ok(EpochOutcome { logged: BTreeMap::new(), prog_bar: BTreeMap::new(), batches });
         }
         if st.max_steps_reached() || (st.should_stop && st.can_stop_early()) {
             break;

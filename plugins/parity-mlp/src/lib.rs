@@ -42,6 +42,11 @@ impl LightningModule for ParityMlp {
         Optimizer::adam(hp.f64_or("lr", 0.02)).into()
     }
 
+    /// Logits, for the checkpoint test (the same model in torch must agree).
+    fn predict_step(&mut self, batch: Batch, _batch_idx: u64) -> Tensor {
+        self.forward(&batch[0])
+    }
+
     fn training_step(&mut self, batch: Batch, _batch_idx: u64) -> Option<Tensor> {
         let y_hat = self.forward(&batch[0]);
         let loss = F::cross_entropy(&y_hat, &batch[1]);
@@ -52,6 +57,7 @@ impl LightningModule for ParityMlp {
 
 struct SyntheticMnist {
     data: Option<(Tensor, Tensor)>,
+    images: Option<Tensor>,
     batch_size: u32,
 }
 
@@ -60,12 +66,16 @@ impl DataModule for SyntheticMnist {
         let n = hp.u64_or("dataset_len", 640) as i64;
         let x = Tensor::rand(&[n, 1, 28, 28]);
         let y = Tensor::randint(0, 10, &[n]);
-        Ok(SyntheticMnist { data: Some((x, y)), batch_size: hp.u64_or("batch_size", 128) as u32 })
+        Ok(SyntheticMnist { images: Some(x.copy()), data: Some((x, y)), batch_size: hp.u64_or("batch_size", 128) as u32 })
     }
 
     fn train_dataset(&mut self) -> Option<Dataset> {
         let (x, y) = self.data.take()?;
         Some(dataset(vec![x, y], self.batch_size, false))
+    }
+
+    fn predict_dataset(&mut self) -> Option<Dataset> {
+        Some(dataset(vec![self.images.take()?], self.batch_size, false))
     }
 }
 

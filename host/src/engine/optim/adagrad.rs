@@ -50,4 +50,10 @@ impl UpdateRule for Adagrad {
     fn set_weight_decay(h: &mut AdagradConfig, wd: f64) {
         h.weight_decay = wd;
     }
+    fn save(s: &State) -> (f64, Vec<(&'static str, Tensor)>) {
+        (s.step, vec![("sum", s.sum.shallow_clone())])
+    }
+    fn load(step: f64, get: &dyn Fn(&str) -> Option<Tensor>) -> Option<State> {
+        Some(State { step, sum: get("sum")? })
+    }
 }

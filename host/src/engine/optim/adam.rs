@@ -95,4 +95,14 @@ impl UpdateRule for Adam {
     fn set_momentum(h: &mut Hyper, m: f64) {
         h.cfg.betas.0 = m;
     }
+    fn save(s: &State) -> (f64, Vec<(&'static str, Tensor)>) {
+        let mut v = vec![("exp_avg", s.exp_avg.shallow_clone()), ("exp_avg_sq", s.exp_avg_sq.shallow_clone())];
+        if let Some(m) = &s.max_exp_avg_sq {
+            v.push(("max_exp_avg_sq", m.shallow_clone()));
+        }
+        (s.step, v)
+    }
+    fn load(step: f64, get: &dyn Fn(&str) -> Option<Tensor>) -> Option<State> {
+        Some(State { step, exp_avg: get("exp_avg")?, exp_avg_sq: get("exp_avg_sq")?, max_exp_avg_sq: get("max_exp_avg_sq") })
+    }
 }

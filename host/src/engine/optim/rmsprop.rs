@@ -77,4 +77,17 @@ impl UpdateRule for Rmsprop {
     fn set_momentum(h: &mut RmspropConfig, m: f64) {
         h.momentum = m;
     }
+    fn save(s: &State) -> (f64, Vec<(&'static str, Tensor)>) {
+        let mut v = vec![("square_avg", s.square_avg.shallow_clone())];
+        if let Some(g) = &s.grad_avg {
+            v.push(("grad_avg", g.shallow_clone()));
+        }
+        if let Some(b) = &s.momentum_buffer {
+            v.push(("momentum_buffer", b.shallow_clone()));
+        }
+        (0.0, v)
+    }
+    fn load(_step: f64, get: &dyn Fn(&str) -> Option<Tensor>) -> Option<State> {
+        Some(State { square_avg: get("square_avg")?, grad_avg: get("grad_avg"), momentum_buffer: get("momentum_buffer") })
+    }
 }

@@ -55,4 +55,10 @@ impl UpdateRule for Sgd {
     fn set_momentum(h: &mut SgdConfig, m: f64) {
         h.momentum = m;
     }
+    fn save(buf: &Tensor) -> (f64, Vec<(&'static str, Tensor)>) {
+        (0.0, vec![("momentum_buffer", buf.shallow_clone())])
+    }
+    fn load(_step: f64, get: &dyn Fn(&str) -> Option<Tensor>) -> Option<Tensor> {
+        get("momentum_buffer")
+    }
 }

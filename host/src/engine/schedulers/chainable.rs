@@ -91,6 +91,16 @@ impl LrScheduler for Chainable {
         }
     }
 
+    fn state(&self) -> serde_json::Value {
+        serde_json::json!({"last_epoch": self.last_epoch, "base_lrs": self.base_lrs})
+    }
+
+    fn load_state(&mut self, s: &serde_json::Value) -> Result<(), String> {
+        self.last_epoch = s["last_epoch"].as_i64().ok_or("scheduler state without last_epoch")?;
+        self.base_lrs = serde_json::from_value(s["base_lrs"].clone()).map_err(|e| format!("scheduler base_lrs: {e}"))?;
+        Ok(())
+    }
+
     fn step(&mut self, opt: &mut dyn Optimizer, _metric: Option<f64>) -> Result<(), String> {
         self.last_epoch += 1;
         for g in 0..opt.num_groups() {

@@ -92,6 +92,15 @@ impl LrScheduler for OneCycle {
         "OneCycleLR"
     }
 
+    fn state(&self) -> serde_json::Value {
+        serde_json::json!({"last_epoch": self.last_epoch})
+    }
+
+    fn load_state(&mut self, s: &serde_json::Value) -> Result<(), String> {
+        self.last_epoch = s["last_epoch"].as_i64().ok_or("scheduler state without last_epoch")?;
+        Ok(())
+    }
+
     fn step(&mut self, opt: &mut dyn Optimizer, _metric: Option<f64>) -> Result<(), String> {
         self.last_epoch += 1;
         let step = self.last_epoch as f64;

@@ -54,6 +54,19 @@ impl LrScheduler for Plateau {
         true
     }
 
+    fn state(&self) -> serde_json::Value {
+        let best = if self.best.is_finite() { serde_json::json!(self.best) } else { serde_json::Value::Null };
+        serde_json::json!({"best": best, "num_bad_epochs": self.num_bad_epochs, "cooldown_counter": self.cooldown_counter, "last_epoch": self.last_epoch})
+    }
+
+    fn load_state(&mut self, s: &serde_json::Value) -> Result<(), String> {
+        self.best = s["best"].as_f64().unwrap_or(if self.cfg.mode_min { f64::INFINITY } else { f64::NEG_INFINITY });
+        self.num_bad_epochs = s["num_bad_epochs"].as_i64().ok_or("plateau state without num_bad_epochs")?;
+        self.cooldown_counter = s["cooldown_counter"].as_i64().ok_or("plateau state without cooldown_counter")?;
+        self.last_epoch = s["last_epoch"].as_i64().unwrap_or(0);
+        Ok(())
+    }
+
     fn step(&mut self, opt: &mut dyn Optimizer, metric: Option<f64>) -> Result<(), String> {
         let Some(current) = metric else { return Err("ReduceLROnPlateau needs a monitored metric".into()) };
         self.last_epoch += 1;

@@ -1,0 +1,189 @@
+//! The checkpoint file: one safetensors file holding every tensor (the model's parameters
+//! and buffers under `state_dict.<path>`, optimizer state under `optimizer.<k>.…`, the
+//! generator state, the current epoch's data order) and, in the safetensors metadata under
+//! `lthost`, JSON with everything else (versions, counters, hyper-parameters, scheduler and
+//! callback states). Python reads it with `safetensors.torch.load_file`.
+//!
+//! Written atomically (temp file in the same directory, fsync, rename, fsync of the
+//! directory); read whole and validated, so a truncated or corrupt file is refused, never
+//! loaded in part.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use safetensors::tensor::{Dtype, SafeTensors, View};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tch::{Device, Kind, Tensor};
+
+use crate::loops::progress::Progress;
+
+pub const FORMAT: u32 = 1;
+pub const WIT_VERSION: &str = "0.1.0";
+
+/// The loops' position: enough to resume exactly where the run stopped.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct LoopPosition {
+    pub current_epoch: u64,
+    pub global_step: u64,
+    pub epoch_progress: Progress,
+    pub batch_progress: Progress,
+    pub step_progress: Progress,
+    pub zero_grad_progress: Progress,
+    pub batches_that_stepped: u64,
+    pub scheduler_steps: u64,
+    /// Training batches of the current epoch already done (0: at an epoch boundary).
+    pub batches_done_in_epoch: u64,
+    /// A validation run was due after the last batch and had not run yet.
+    pub val_pending: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Meta {
+    pub format: u32,
+    pub lthost_version: String,
+    pub wit_version: String,
+    pub plugin: String,
+    pub plugin_sha256: String,
+    pub weights_only: bool,
+    pub position: LoopPosition,
+    pub hparams: Value,
+    pub optimizers: Vec<Value>,
+    pub schedulers: Vec<Value>,
+    /// Callback states by state key (ModelCheckpoint's best paths, ...).
+    pub callbacks: BTreeMap<String, Value>,
+}
+
+pub struct Checkpoint {
+    pub meta: Meta,
+    pub tensors: BTreeMap<String, Tensor>,
+}
+
+struct Bytes {
+    dtype: Dtype,
+    shape: Vec<usize>,
+    data: Vec<u8>,
+}
+
+impl View for &Bytes {
+    fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> Cow<'_, [u8]> {
+        Cow::Borrowed(&self.data)
+    }
+    fn data_len(&self) -> usize {
+        self.data.len()
+    }
+}
+
+fn dtype_of(k: Kind) -> Result<Dtype> {
+    Ok(match k {
+        Kind::Float => Dtype::F32,
+        Kind::Double => Dtype::F64,
+        Kind::Half => Dtype::F16,
+        Kind::BFloat16 => Dtype::BF16,
+        Kind::Int64 => Dtype::I64,
+        Kind::Int => Dtype::I32,
+        Kind::Uint8 => Dtype::U8,
+        Kind::Bool => Dtype::BOOL,
+        other => bail!("cannot checkpoint a {other:?} tensor"),
+    })
+}
+
+fn kind_of(d: Dtype) -> Result<Kind> {
+    Ok(match d {
+        Dtype::F32 => Kind::Float,
+        Dtype::F64 => Kind::Double,
+        Dtype::F16 => Kind::Half,
+        Dtype::BF16 => Kind::BFloat16,
+        Dtype::I64 => Kind::Int64,
+        Dtype::I32 => Kind::Int,
+        Dtype::U8 => Kind::Uint8,
+        Dtype::BOOL => Kind::Bool,
+        other => bail!("unsupported dtype {other:?}"),
+    })
+}
+
+fn to_bytes(t: &Tensor) -> Result<Bytes> {
+    let cpu = t.f_detach()?.f_to_device(Device::Cpu)?.f_contiguous()?;
+    let n = cpu.numel();
+    let mut data = vec![0u8; n * cpu.kind().elt_size_in_bytes()];
+    cpu.f_copy_data_u8(&mut data, n)?;
+    Ok(Bytes { dtype: dtype_of(cpu.kind())?, shape: cpu.size().iter().map(|&d| d as usize).collect(), data })
+}
+
+/// Serialises a checkpoint to bytes.
+pub fn to_vec(ckpt: &Checkpoint) -> Result<Vec<u8>> {
+    let mut views = Vec::with_capacity(ckpt.tensors.len());
+    for (name, t) in &ckpt.tensors {
+        views.push((name.clone(), to_bytes(t).with_context(|| format!("checkpointing `{name}`"))?));
+    }
+    let meta = HashMap::from([("lthost".to_string(), serde_json::to_string(&ckpt.meta)?)]);
+    safetensors::tensor::serialize(views.iter().map(|(n, b)| (n.as_str(), b)), &Some(meta)).map_err(|e| anyhow!("serialising the checkpoint: {e:?}"))
+}
+
+/// Writes a checkpoint atomically. `before_rename` runs with the temp file written
+/// (fault-injection tests kill the process there).
+pub fn save(path: &Path, ckpt: &Checkpoint) -> Result<()> {
+    let bytes = to_vec(ckpt)?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    crate::loggers::write_atomic_as(path, &bytes, "ckpt-write")
+}
+
+/// Reads and validates a checkpoint; a truncated or corrupt file is an error naming it.
+pub fn load(path: &Path) -> Result<Checkpoint> {
+    let shown = path.display();
+    let bytes = std::fs::read(path).with_context(|| format!("reading checkpoint {shown}"))?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| anyhow!("checkpoint {shown} is corrupt or truncated ({e:?}); it was not loaded"))?;
+    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| anyhow!("checkpoint {shown}: bad header ({e:?})"))?;
+    let text = header
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get("lthost"))
+        .ok_or_else(|| anyhow!("checkpoint {shown} has no lthost metadata: not an lthost checkpoint"))?;
+    let meta: Meta = serde_json::from_str(text).map_err(|e| anyhow!("checkpoint {shown}: metadata is not valid ({e})"))?;
+    if meta.format != FORMAT {
+        bail!("checkpoint {shown} has format {}, this lthost reads format {FORMAT}", meta.format);
+    }
+    let mut tensors = BTreeMap::new();
+    for (name, view) in st.tensors() {
+        let kind = kind_of(view.dtype()).map_err(|e| anyhow!("checkpoint {shown}, tensor `{name}`: {e}"))?;
+        let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
+        let t = Tensor::f_from_data_size(view.data(), &shape, kind).map_err(|e| anyhow!("checkpoint {shown}, tensor `{name}`: {e}"))?;
+        tensors.insert(name, t);
+    }
+    Ok(Checkpoint { meta, tensors })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_refuses_truncation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.ckpt");
+        let mut tensors = BTreeMap::new();
+        tensors.insert("state_dict.w".to_string(), Tensor::from_slice(&[1f32, 2.0, 3.0]));
+        tensors.insert("rng.cpu".to_string(), Tensor::from_slice(&[7u8, 8]));
+        let meta = Meta { format: FORMAT, plugin: "p".into(), ..Meta::default() };
+        save(&path, &Checkpoint { meta, tensors }).unwrap();
+        let back = load(&path).unwrap();
+        assert_eq!(back.meta.plugin, "p");
+        assert!(back.tensors["state_dict.w"].equal(&Tensor::from_slice(&[1f32, 2.0, 3.0])));
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
+        let err = load(&path).err().unwrap().to_string();
+        assert!(err.contains("corrupt or truncated"), "{err}");
+        std::fs::write(&path, b"garbage").unwrap();
+        assert!(load(&path).is_err());
+    }
+}

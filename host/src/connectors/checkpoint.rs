@@ -1,0 +1,186 @@
+//! Lightning's checkpoint connector: what goes into a checkpoint (dump) and how a run is
+//! put back (restore), and which file `--ckpt-path last|best|PATH` means.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Result};
+use tch::{Kind, Tensor};
+
+use crate::checkpoint::{self, Checkpoint, LoopPosition, Meta};
+use crate::context::RunContext;
+use crate::engine::torch_ext;
+use crate::loops::state::LoopState;
+
+const STATE_DICT: &str = "state_dict.";
+
+/// The run as a checkpoint at `position`.
+pub fn dump(st: &LoopState<'_>, position: LoopPosition, weights_only: bool) -> Result<Checkpoint> {
+    let mut tensors = BTreeMap::new();
+    for e in st.ctx.params.entries() {
+        tensors.insert(format!("{STATE_DICT}{}", e.name), e.tensor.shallow_clone());
+    }
+    let mut meta = Meta {
+        format: checkpoint::FORMAT,
+        lthost_version: env!("CARGO_PKG_VERSION").into(),
+        wit_version: checkpoint::WIT_VERSION.into(),
+        plugin: st.module.name().into(),
+        plugin_sha256: st.plugin_sha256.clone(),
+        weights_only,
+        position,
+        hparams: st.hparams.clone(),
+        ..Meta::default()
+    };
+    if !weights_only {
+        if let Some(o) = &st.ctx.optim {
+            for (k, opt) in o.optimizers.iter().enumerate() {
+                let (ts, m) = opt.state_dict();
+                tensors.extend(ts.into_iter().map(|(n, t)| (format!("optimizer.{k}.{n}"), t)));
+                meta.optimizers.push(m);
+            }
+            meta.schedulers = o.schedulers.iter().map(|s| s.scheduler.state()).collect();
+        }
+        let rng = torch_ext::cpu_rng_state().map_err(|e| anyhow!(e))?;
+        tensors.insert("rng.cpu".into(), Tensor::from_slice(&rng));
+        if meta.position.batches_done_in_epoch > 0 {
+            if let Some(order) = &st.epoch_order {
+                tensors.insert("loops.train_order".into(), order.shallow_clone());
+            }
+        }
+        if let Some(mc) = &st.checkpoint {
+            meta.callbacks.insert(mc.state_key(), mc.state());
+        }
+    }
+    Ok(Checkpoint { meta, tensors })
+}
+
+/// Loads the model's parameters and buffers; every missing, unexpected or mis-shaped key is
+/// reported in one error, and nothing is changed unless all fit.
+pub fn restore_model(ctx: &mut RunContext, ckpt: &Checkpoint, shown: &str) -> Result<()> {
+    let saved: HashMap<&str, &Tensor> = ckpt.tensors.iter().filter_map(|(k, t)| k.strip_prefix(STATE_DICT).map(|n| (n, t))).collect();
+    let mut missing = Vec::new();
+    let mut mismatched = Vec::new();
+    for e in ctx.params.entries() {
+        match saved.get(e.name.as_str()) {
+            None => missing.push(e.name.clone()),
+            Some(t) if t.size() != e.tensor.size() => mismatched.push(format!("{} (checkpoint {:?}, model {:?})", e.name, t.size(), e.tensor.size())),
+            Some(_) => {}
+        }
+    }
+    let unexpected: Vec<&str> = saved.keys().copied().filter(|k| ctx.params.get(k).is_none()).collect();
+    if !missing.is_empty() || !unexpected.is_empty() || !mismatched.is_empty() {
+        bail!(
+            "checkpoint {shown} does not fit the model of plugin `{}`: missing keys {missing:?}, unexpected keys {unexpected:?}, shape mismatches {mismatched:?}",
+            ckpt.meta.plugin
+        );
+    }
+    tch::no_grad(|| -> Result<()> {
+        for e in ctx.params.entries() {
+            if let Some(src) = saved.get(e.name.as_str()) {
+                let src = src.f_to_kind(e.tensor.kind())?.f_to_device(e.tensor.device())?;
+                e.tensor.shallow_clone().f_copy_(&src)?;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Puts back the training state: optimizers, schedulers, counters, the generator, callback
+/// states; returns where the loops resume.
+pub fn restore_training(st: &mut LoopState<'_>, ckpt: &Checkpoint, shown: &str) -> Result<LoopPosition> {
+    if ckpt.meta.weights_only {
+        bail!("checkpoint {shown} holds weights only (save_weights_only); it cannot resume training");
+    }
+    let o = st.ctx.optim.as_mut().ok_or_else(|| anyhow!("internal: no optimizers to restore"))?;
+    if ckpt.meta.optimizers.len() != o.optimizers.len() || ckpt.meta.schedulers.len() != o.schedulers.len() {
+        bail!(
+            "checkpoint {shown} has {} optimizers and {} schedulers, this run configures {} and {}",
+            ckpt.meta.optimizers.len(),
+            ckpt.meta.schedulers.len(),
+            o.optimizers.len(),
+            o.schedulers.len()
+        );
+    }
+    for (k, (opt, meta)) in o.optimizers.iter_mut().zip(&ckpt.meta.optimizers).enumerate() {
+        let prefix = format!("optimizer.{k}.");
+        let ts: HashMap<String, Tensor> = ckpt.tensors.iter().filter_map(|(n, t)| n.strip_prefix(&prefix).map(|s| (s.to_string(), t.shallow_clone()))).collect();
+        opt.load_state_dict(&ts, meta).map_err(|e| anyhow!("checkpoint {shown}, optimizer {k}: {e}"))?;
+    }
+    for (s, state) in o.schedulers.iter_mut().zip(&ckpt.meta.schedulers) {
+        s.scheduler.load_state(state).map_err(|e| anyhow!("checkpoint {shown}: {e}"))?;
+    }
+    let p = &ckpt.meta.position;
+    o.step_progress = p.step_progress;
+    o.zero_grad_progress = p.zero_grad_progress;
+    o.scheduler_steps = p.scheduler_steps;
+    st.epoch_progress = p.epoch_progress;
+    st.batch_progress = p.batch_progress;
+    st.batches_that_stepped = p.batches_that_stepped;
+    st.ctx.current_epoch = p.current_epoch;
+    st.ctx.global_step = p.global_step;
+    let rng = ckpt.tensors.get("rng.cpu").ok_or_else(|| anyhow!("checkpoint {shown} has no generator state"))?;
+    let bytes = Vec::<u8>::try_from(&rng.f_to_kind(Kind::Uint8)?).map_err(|e| anyhow!("checkpoint {shown}: generator state: {e}"))?;
+    torch_ext::set_cpu_rng_state(&bytes).map_err(|e| anyhow!("checkpoint {shown}: {e}"))?;
+    st.resume_order = ckpt.tensors.get("loops.train_order").map(Tensor::shallow_clone);
+    if let Some(mc) = st.checkpoint.as_mut() {
+        if let Some(s) = ckpt.meta.callbacks.get(&mc.state_key()) {
+            mc.load_state(s);
+        }
+    }
+    Ok(p.clone())
+}
+
+/// `--ckpt-path`: `last` (the checkpoint directory's last.ckpt, else the newest
+/// lightning_logs/version_*/checkpoints/last.ckpt), `best` (the best path recorded in the
+/// last checkpoint), or a path.
+pub fn resolve(spec: &str, dirpath: Option<&Path>, root: &Path) -> Result<PathBuf> {
+    let last = || -> Option<PathBuf> {
+        if let Some(d) = dirpath {
+            let p = d.join("last.ckpt");
+            if p.exists() {
+                return Some(p);
+            }
+        }
+        let logs = root.join("lightning_logs");
+        let mut versions: Vec<(u64, PathBuf)> = std::fs::read_dir(&logs)
+            .ok()?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().to_str()?.strip_prefix("version_")?.parse().ok().map(|v: u64| (v, e.path())))
+            .collect();
+        versions.sort();
+        versions.into_iter().rev().map(|(_, p)| p.join("checkpoints/last.ckpt")).find(|p| p.exists())
+    };
+    match spec {
+        "last" => last().ok_or_else(|| anyhow!("--ckpt-path last: no last.ckpt found (is `save_last` on?)")),
+        "best" => {
+            let l = last().ok_or_else(|| anyhow!("--ckpt-path best: no checkpoint found to read the best path from"))?;
+            let ck = checkpoint::load(&l)?;
+            ck.meta
+                .callbacks
+                .values()
+                .find_map(|s| s["best_model_path"].as_str().map(PathBuf::from))
+                .ok_or_else(|| anyhow!("--ckpt-path best: {} records no best model", l.display()))
+        }
+        path => {
+            let p = PathBuf::from(path);
+            if !p.exists() {
+                bail!("--ckpt-path {path}: no such file");
+            }
+            Ok(p)
+        }
+    }
+}
+
+/// Lightning's HPC checkpoints: `<root>/hpc_ckpt_<n>.ckpt`, the highest n resumed first.
+pub fn latest_hpc(root: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(root)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_str()?.to_string();
+            let n: u64 = name.strip_prefix("hpc_ckpt_")?.strip_suffix(".ckpt")?.parse().ok()?;
+            Some((n, e.path()))
+        })
+        .max()
+        .map(|(_, p)| p)
+}

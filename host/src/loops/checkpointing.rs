@@ -1,0 +1,81 @@
+//! Where the loops save checkpoints: ModelCheckpoint's triggers, and the position a
+//! checkpoint records (so that a resumed run continues at the same batch).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::Result;
+
+use crate::checkpoint::{self, LoopPosition};
+use crate::connectors::checkpoint::dump;
+use crate::loops::state::LoopState;
+
+/// The loops' position now. `batches_done`: training batches of the current epoch done
+/// (0 at an epoch boundary); `val_pending`: a validation run is due and has not run.
+pub fn position(st: &LoopState<'_>, batches_done: usize, val_pending: bool) -> LoopPosition {
+    let o = st.ctx.optim.as_ref();
+    LoopPosition {
+        current_epoch: st.ctx.current_epoch,
+        global_step: st.ctx.global_step,
+        epoch_progress: st.epoch_progress,
+        batch_progress: st.batch_progress,
+        step_progress: o.map(|o| o.step_progress).unwrap_or_default(),
+        zero_grad_progress: o.map(|o| o.zero_grad_progress).unwrap_or_default(),
+        batches_that_stepped: st.batches_that_stepped,
+        scheduler_steps: o.map(|o| o.scheduler_steps).unwrap_or(0),
+        batches_done_in_epoch: batches_done as u64,
+        val_pending,
+    }
+}
+
+/// Runs ModelCheckpoint for one trigger: decides the files, writes them atomically,
+/// removes the ones that fell out of the top k. `epoch` is the epoch the save belongs to.
+pub fn save(st: &mut LoopState<'_>, epoch: u64, pos: LoopPosition) -> Result<()> {
+    let Some(mut mc) = st.checkpoint.take() else { return Ok(()) };
+    let mut metrics: BTreeMap<String, f64> = st.callback_metrics.clone();
+    metrics.insert("epoch".into(), epoch as f64);
+    metrics.insert("step".into(), st.ctx.global_step as f64);
+    let plan = mc.plan(&metrics);
+    let weights_only = mc.cfg.save_weights_only;
+    st.checkpoint = Some(mc);
+    let plan = plan?;
+    if plan.paths.is_empty() {
+        return Ok(());
+    }
+    let ckpt = dump(st, pos, weights_only)?;
+    for p in &plan.paths {
+        checkpoint::save(p, &ckpt)?;
+    }
+    for p in &plan.remove {
+        let _ = std::fs::remove_file(p);
+    }
+    Ok(())
+}
+
+/// Writes a checkpoint to `path` outside ModelCheckpoint's bookkeeping (signals, HPC).
+pub fn save_to(st: &LoopState<'_>, path: &Path, pos: LoopPosition) -> Result<()> {
+    let ckpt = dump(st, pos, false)?;
+    checkpoint::save(path, &ckpt)
+}
+
+/// A signal arrived: SIGUSR1 saves an HPC checkpoint (`<root>/hpc_ckpt_<n>.ckpt`, picked up
+/// by the next run); SIGTERM and SIGINT save `last.ckpt` in the checkpoint directory (or
+/// `<root>/interrupted.ckpt`). Either way the run then stops after the step it finished.
+pub fn interrupt(st: &mut LoopState<'_>, signal: i32, batches_done: usize) -> Result<()> {
+    let pos = position(st, batches_done, false);
+    let path = if signal == libc::SIGUSR1 {
+        let n = crate::connectors::checkpoint::latest_hpc(&st.root_dir)
+            .and_then(|p| p.file_stem()?.to_str()?.strip_prefix("hpc_ckpt_")?.parse::<u64>().ok())
+            .map_or(1, |n| n + 1);
+        st.root_dir.join(format!("hpc_ckpt_{n}.ckpt"))
+    } else {
+        match &st.checkpoint {
+            Some(mc) => mc.dirpath.join("last.ckpt"),
+            None => st.root_dir.join("interrupted.ckpt"),
+        }
+    };
+    save_to(st, &path, pos)?;
+    st.interrupted = Some((signal, path));
+    st.should_stop = true;
+    Ok(())
+}

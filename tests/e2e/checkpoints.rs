@@ -1,0 +1,160 @@
+//! Checkpoints and exact resume: a deterministic run killed with SIGKILL at many points
+//! (mid-epoch, at an epoch's last batch, during validation, during checkpoint writes) and
+//! resumed from `last` ends with weights bit-identical to an uninterrupted run; SIGTERM
+//! saves and exits with 143; a checkpoint loads in Python into the same torch model; a
+//! corrupt or foreign checkpoint is refused with a clear error.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use lthost::checkpoint;
+
+use crate::common::{leftover_temp_files, lthost, plugin, repo_root, Run};
+
+const RUN: &str = r#"
+[trainer]
+max_epochs = 3
+seed = 42
+log_every_n_steps = 10
+enable_progress_bar = false
+[checkpoint]
+save_last = true
+save_top_k = 0
+every_n_train_steps = 1
+"#;
+
+fn setup(dir: &Path) -> (String, String, String) {
+    let cfg = dir.join("run.toml");
+    let data = repo_root().join("plugins/digits-mlp/data");
+    std::fs::write(&cfg, format!("{RUN}[plugin]\ndata_dir = {:?}\n", data.display().to_string())).expect("write config");
+    (plugin("digits-mlp").display().to_string(), cfg.display().to_string(), dir.join("ckpt").display().to_string())
+}
+
+fn fit_with(dir: &Path, fault: Option<&str>, extra: &[&str]) -> Run {
+    let (wasm, cfg, ckdir) = setup(dir);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lthost"));
+    cmd.args(["fit", &wasm, "--config", &cfg, "--checkpoint-dir", &ckdir]).args(extra).current_dir(dir);
+    if let Some(f) = fault {
+        cmd.env("LTHOST_FAULT", f);
+    }
+    let out = cmd.output().expect("lthost runs");
+    Run { code: out.status.code(), stdout: String::from_utf8_lossy(&out.stdout).into(), stderr: String::from_utf8_lossy(&out.stderr).into() }
+}
+
+fn weights(path: &Path) -> Vec<(String, tch::Tensor)> {
+    let c = checkpoint::load(path).expect("a whole checkpoint");
+    c.tensors.into_iter().filter(|(k, _)| k.starts_with("state_dict.")).collect()
+}
+
+fn assert_same_weights(a: &Path, b: &Path, what: &str) {
+    let (wa, wb) = (weights(a), weights(b));
+    assert_eq!(wa.len(), wb.len());
+    for ((ka, ta), (kb, tb)) in wa.iter().zip(&wb) {
+        assert_eq!(ka, kb);
+        assert!(ta.equal(tb), "{what}: `{ka}` differs from the uninterrupted run");
+    }
+}
+
+#[test]
+fn killed_runs_resume_to_bit_identical_weights() {
+    let reference = tempfile::tempdir().expect("tempdir");
+    let full = fit_with(reference.path(), None, &[]);
+    assert!(full.ok(), "{}", full.stderr);
+    let want = reference.path().join("ckpt/last.ckpt");
+    // digits: 40 batches per epoch, 9 validation batches, one checkpoint write per step.
+    let faults = ["step:7", "step:40", "val-batch:3", "val-batch:12", "ckpt-write:20", "ckpt-write:81", "step:101"];
+    for fault in faults {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let killed = fit_with(dir.path(), Some(fault), &[]);
+        assert_eq!(killed.code, None, "{fault}: the process was killed by a signal\n{}", killed.stderr);
+        assert!(killed.stderr.contains("LTHOST_FAULT: killing"), "{fault}: {}", killed.stderr);
+        let last = dir.path().join("ckpt/last.ckpt");
+        assert!(checkpoint::load(&last).is_ok(), "{fault}: the last checkpoint is whole after the kill");
+        let resumed = fit_with(dir.path(), None, &["--ckpt-path", "last"]);
+        assert!(resumed.ok(), "{fault}: {}", resumed.stderr);
+        assert!(resumed.stdout.contains("Restored the training state"), "{fault}: {}", resumed.stdout);
+        assert_same_weights(&want, &last, fault);
+        assert!(leftover_temp_files(&dir.path().join("ckpt")).is_empty(), "{fault}: temp files left");
+    }
+}
+
+#[test]
+fn sigterm_saves_and_exits_143_then_resumes() {
+    let reference = tempfile::tempdir().expect("tempdir");
+    assert!(fit_with(reference.path(), None, &[]).ok());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (wasm, cfg, ckdir) = setup(dir.path());
+    // Plain progress lines (not a terminal): one line per epoch; SIGTERM after the first.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lthost"))
+        .args(["fit", &wasm, "--config", &cfg, "--checkpoint-dir", &ckdir, "--max-epochs", "200"])
+        .arg("--hparams")
+        .arg("{}")
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let _ = Command::new("true").status();
+    let mut lines = BufReader::new(stdout).lines();
+    // enable_progress_bar = false in the config: wait for the model summary's end instead.
+    for line in lines.by_ref() {
+        if line.expect("line").starts_with("Optimizer:") {
+            break;
+        }
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // SAFETY: sending SIGTERM to our own child process.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(143), "exit code 128 + SIGTERM; output: {rest:?}");
+    assert!(rest.iter().any(|l| l.contains("signal 15 received")), "{rest:?}");
+    let last = dir.path().join("ckpt/last.ckpt");
+    let c = checkpoint::load(&last).expect("saved on SIGTERM");
+    assert!(c.meta.position.global_step > 0);
+    let resumed = fit_with(dir.path(), None, &["--ckpt-path", "last", "--max-epochs", "200", "--max-steps", "120"]);
+    assert!(resumed.ok(), "{}", resumed.stderr);
+}
+
+#[test]
+fn a_parity_checkpoint_loads_in_python_and_agrees_with_lthost() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wasm = plugin("parity-mlp").display().to_string();
+    let fit = lthost(dir.path(), &["fit", &wasm, "--seed", "3", "--max-epochs", "2", "--threads", "1", "--no-progress-bar", "--checkpoint-dir", "ck"]);
+    assert!(fit.ok(), "{}", fit.stderr);
+    let ckpt = dir.path().join("ck/epoch=1-step=10.ckpt");
+    assert!(ckpt.exists(), "{}", fit.stdout);
+    let pred = lthost(dir.path(), &["predict", &wasm, "--seed", "3", "--threads", "1", "--ckpt-path", ckpt.to_str().expect("utf-8")]);
+    assert!(pred.ok(), "{}", pred.stderr);
+    let out = Command::new(repo_root().join(".venv/bin/python"))
+        .arg(repo_root().join("tests/reference/check_checkpoint.py"))
+        .arg(&ckpt)
+        .arg(dir.path().join("predictions.safetensors"))
+        .arg("3")
+        .output()
+        .expect("python runs");
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn corrupt_and_foreign_checkpoints_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let digits = fit_with(dir.path(), None, &["--max-epochs", "1"]);
+    assert!(digits.ok(), "{}", digits.stderr);
+    let last = dir.path().join("ckpt/last.ckpt");
+    // Another plugin's model: every mismatch reported at once.
+    let wasm = plugin("parity-mlp").display().to_string();
+    let foreign = lthost(dir.path(), &["fit", &wasm, "--max-epochs", "1", "--ckpt-path", last.to_str().expect("utf-8")]);
+    foreign.assert_fails_with(&["does not fit the model", "missing keys", "c_d1.weight", "unexpected keys", "hidden.weight"]);
+    // Truncated: refused whole, naming the file.
+    let bytes = std::fs::read(&last).expect("read");
+    let cut = dir.path().join("cut.ckpt");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).expect("write");
+    let (digits_wasm, cfg, _) = setup(dir.path());
+    let truncated = lthost(dir.path(), &["fit", &digits_wasm, "--config", &cfg, "--ckpt-path", cut.to_str().expect("utf-8")]);
+    truncated.assert_fails_with(&["cut.ckpt", "corrupt or truncated"]);
+}
