@@ -86,7 +86,7 @@ impl Callback for RecCallback {
 }
 
 fn quiet(cfg: TrainerConfig) -> TrainerConfig {
-    TrainerConfig { logger: false, enable_progress_bar: false, enable_model_summary: false, seed: Some(0), accelerator: "cpu".into(), threads: Some(1), ..cfg }
+    TrainerConfig { logger: false, enable_checkpointing: false, enable_progress_bar: false, enable_model_summary: false, seed: Some(0), accelerator: "cpu".into(), threads: Some(1), ..cfg }
 }
 
 enum Entry {
