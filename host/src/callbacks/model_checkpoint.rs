@@ -105,6 +105,8 @@ pub struct ModelCheckpoint {
     pub last_model_path: Option<PathBuf>,
     /// The step of the last save (a step is saved once).
     pub last_saved_step: Option<u64>,
+    /// When the last save happened (train_time_interval).
+    pub last_time: std::time::Instant,
 }
 
 /// What a trigger decided: save these paths (the top-k file and/or `last`).
@@ -126,7 +128,7 @@ impl ModelCheckpoint {
                 }
             }
         }
-        Ok(ModelCheckpoint { cfg, dirpath, best_k: Vec::new(), best_model_path: None, best_model_score: None, last_model_path: None, last_saved_step: None })
+        Ok(ModelCheckpoint { cfg, dirpath, best_k: Vec::new(), best_model_path: None, best_model_score: None, last_model_path: None, last_saved_step: None, last_time: std::time::Instant::now() })
     }
 
     pub fn state_key(&self) -> String {
@@ -158,6 +160,11 @@ impl ModelCheckpoint {
         if self.cfg.mode == "max" { a > b } else { a < b }
     }
 
+    /// Whether `train_time_interval_s` has passed since the last save.
+    pub fn time_is_due(&self) -> bool {
+        self.cfg.train_time_interval_s.is_some_and(|t| self.last_time.elapsed().as_secs_f64() >= t)
+    }
+
     /// Whether the epoch trigger fires at the training epoch's end (else at validation's
     /// end). Lightning's default: at the training epoch's end when there is no validation or
     /// validation runs exactly once at the end of every epoch.
@@ -183,6 +190,7 @@ impl ModelCheckpoint {
             return Ok(plan);
         }
         self.last_saved_step = Some(step);
+        self.last_time = std::time::Instant::now();
         let template = self.cfg.filename.clone().unwrap_or_else(|| "{epoch}-{step}".into());
         if self.cfg.save_top_k != 0 {
             let score = match &self.cfg.monitor {

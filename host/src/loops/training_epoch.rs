@@ -170,7 +170,8 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: Option<&DataLoader>
         let val_due = val.is_some() && should_validate(st, val, idx);
         let stepped = u64::from(stepping);
         let every = st.checkpoint.as_ref().map(|c| c.cfg.every_n_train_steps).unwrap_or(0);
-        if stepping && every > 0 && st.ctx.global_step % every == 0 {
+        let timed = st.checkpoint.as_ref().is_some_and(|c| c.time_is_due());
+        if stepping && ((every > 0 && st.ctx.global_step % every == 0) || timed) {
             let mut pos = checkpointing::position(st, idx + 1, val_due);
             pos.batches_that_stepped += stepped;
             checkpointing::save(st, st.ctx.current_epoch, pos)?;
