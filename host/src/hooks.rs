@@ -52,6 +52,7 @@ pub enum Hook {
     OnBeforeBackward,
     OnAfterBackward,
     OnBeforeOptimizerStep,
+    OnException,
 }
 
 /// Where a hook lives.
@@ -130,13 +131,14 @@ impl Hook {
             OnBeforeBackward => "on_before_backward",
             OnAfterBackward => "on_after_backward",
             OnBeforeOptimizerStep => "on_before_optimizer_step",
+            OnException => "on_exception",
         }
     }
 
     pub fn owner(self) -> Owner {
         use Hook::*;
         match self {
-            OnSanityCheckStart | OnSanityCheckEnd => Owner::Callback,
+            OnSanityCheckStart | OnSanityCheckEnd | OnException => Owner::Callback,
             ConfigureModel | ConfigureOptimizers | OnValidationModelEval | OnValidationModelTrain | OnValidationModelZeroGrad
             | OnTestModelEval | OnTestModelTrain | OnPredictModelEval | OnBeforeBatchTransfer | OnAfterBatchTransfer
             | TrainingStep | ValidationStep | TestStep | PredictStep => Owner::Module,

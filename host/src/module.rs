@@ -21,6 +21,14 @@ pub trait Module {
     fn validation_step(&mut self, ctx: &mut RunContext, batch: &[Tensor], batch_idx: u64) -> Result<()>;
     fn test_step(&mut self, ctx: &mut RunContext, batch: &[Tensor], batch_idx: u64) -> Result<()>;
     fn predict_step(&mut self, ctx: &mut RunContext, batch: &[Tensor], batch_idx: u64) -> Result<Tensor>;
+    /// Lightning's on_save_checkpoint: bytes the module adds to checkpoints.
+    fn save_state(&mut self, _ctx: &mut RunContext) -> Result<Option<Vec<u8>>> {
+        Ok(None)
+    }
+    /// Lightning's on_load_checkpoint: the bytes [`Module::save_state`] returned.
+    fn load_state(&mut self, _ctx: &mut RunContext, _state: &[u8]) -> Result<()> {
+        Ok(())
+    }
     /// The hooks the module implements; the loops call [`Module::hook`] for these only.
     fn implemented_hooks(&mut self, _ctx: &mut RunContext) -> Result<Vec<Hook>> {
         Ok(Vec::new())

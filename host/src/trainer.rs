@@ -29,7 +29,7 @@ use crate::loops::limits::LoopLimits;
 use crate::loops::optimization::OptimizerSet;
 use crate::loops::progress::Progress;
 use crate::loops::state::LoopState;
-use crate::loops::{fit, prediction};
+use crate::loops::{checkpointing, fit, prediction};
 use crate::module::{DataModule, Module, Split};
 
 pub struct Trainer<'c> {
@@ -233,7 +233,27 @@ impl<'c> Trainer<'c> {
         if let (Some(v), None) = (&val, &resume_path) {
             evaluation::sanity_check(&mut st, v)?;
         }
-        let outcome = fit::run(&mut st, &train, val.as_ref())?;
+        let outcome = match fit::run(&mut st, &train, val.as_ref()) {
+            Ok(o) => o,
+            Err(e) => {
+                // on_exception: callbacks, OnExceptionCheckpoint, loggers keep what they have.
+                let _ = st.hook(Hook::OnException, None);
+                if self_checkpoint.on_exception {
+                    let dir = st.checkpoint.as_ref().map(|c| c.dirpath.clone()).unwrap_or_else(|| st.root_dir.clone());
+                    let path = dir.join("on_exception.ckpt");
+                    let done = st.batch_progress.current.completed as usize;
+                    let pos = checkpointing::position(&st, done, false);
+                    match checkpointing::save_to(&mut st, &path, pos, false) {
+                        Ok(()) => eprintln!("saved the state at the failure to {}", path.display()),
+                        Err(se) => eprintln!("could not save on_exception.ckpt: {se:#}"),
+                    }
+                }
+                if let Some(l) = st.logger.as_mut() {
+                    let _ = l.save();
+                }
+                return Err(e);
+            }
+        };
         st.hook(Hook::OnFitEnd, None)?;
         st.hook(Hook::Teardown, None)?;
         if let Some(l) = st.logger.as_mut() {

@@ -58,6 +58,14 @@ pub fn predict_step<E: Exports>(batch: Batch, idx: u64) -> Tensor {
     with_module::<E, _>(|i| i.module.predict_step(batch, idx))
 }
 
+pub fn save_state<E: Exports>() -> Option<Vec<u8>> {
+    with_module::<E, _>(|i| i.module.on_save_checkpoint())
+}
+
+pub fn load_state<E: Exports>(state: Vec<u8>) -> Result<(), String> {
+    with_module::<E, _>(|i| i.module.on_load_checkpoint(&state))
+}
+
 pub fn implemented_hooks<E: Exports>() -> Vec<Hook> {
     E::Module::hooks()
 }
@@ -109,6 +117,12 @@ macro_rules! __glue_impls {
             }
             fn predict_step(batch: $crate::Batch, batch_idx: u64) -> $crate::Tensor {
                 $crate::glue::predict_step::<$ty>(batch, batch_idx)
+            }
+            fn save_state() -> Option<Vec<u8>> {
+                $crate::glue::save_state::<$ty>()
+            }
+            fn load_state(state: Vec<u8>) -> Result<(), String> {
+                $crate::glue::load_state::<$ty>(state)
             }
             fn implemented_hooks() -> Vec<$crate::Hook> {
                 $crate::glue::implemented_hooks::<$ty>()

@@ -91,6 +91,14 @@ pub trait LightningModule: Sized + 'static {
     fn predict_step(&mut self, _batch: Batch, _batch_idx: u64) -> Tensor {
         panic!("predict_step is not implemented by this module")
     }
+    /// Lightning's on_save_checkpoint: bytes to keep in checkpoints (e.g. counters).
+    fn on_save_checkpoint(&self) -> Option<Vec<u8>> {
+        None
+    }
+    /// Lightning's on_load_checkpoint: what `on_save_checkpoint` returned.
+    fn on_load_checkpoint(&mut self, _state: &[u8]) -> Result<(), String> {
+        Ok(())
+    }
     /// The Lightning hooks this module implements (`on_hook` is called for these only).
     fn hooks() -> Vec<Hook> {
         Vec::new()

@@ -141,6 +141,37 @@ fn a_parity_checkpoint_loads_in_python_and_agrees_with_lthost() {
 }
 
 #[test]
+fn plugin_state_survives_a_resume() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wasm = plugin("hook-recorder").display().to_string();
+    let args = ["fit", wasm.as_str(), "--max-steps", "6", "--log-every-n-steps", "1", "--seed", "0", "--no-progress-bar", "--checkpoint-dir", "ck"];
+    let cfg = dir.path().join("run.toml");
+    std::fs::write(&cfg, "[checkpoint]\nsave_last = true\nsave_top_k = 0\nevery_n_train_steps = 1\n").expect("write");
+    let mut killed = Command::new(env!("CARGO_BIN_EXE_lthost"));
+    killed.args(args).args(["--config", cfg.to_str().expect("utf-8")]).env("LTHOST_FAULT", "step:4").current_dir(dir.path());
+    assert_eq!(killed.output().expect("runs").status.code(), None, "killed at step 4");
+    let resumed = lthost(dir.path(), &[&args[..], &["--config", cfg.to_str().expect("utf-8"), "--ckpt-path", "last"]].concat());
+    assert!(resumed.ok(), "{}", resumed.stderr);
+    let rows = crate::common::read_metrics(&dir.path().join("lightning_logs/version_1"));
+    let seen = crate::common::column(&rows, "seen");
+    // The checkpoint of step 3 held the plugin's counter (3): steps 4..6 see 4, 5, 6.
+    assert_eq!(seen, vec![4.0, 5.0, 6.0]);
+}
+
+#[test]
+fn on_exception_checkpoint_saves_the_state_at_a_failure() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("run.toml");
+    std::fs::write(&cfg, "[checkpoint]\non_exception = true\ndirpath = \"ck\"\n").expect("write");
+    let wasm = plugin("faulty").display().to_string();
+    let run = lthost(dir.path(), &["fit", &wasm, "--config", cfg.to_str().expect("utf-8"), "--hparams", r#"{"fault": "matmul"}"#]);
+    run.assert_fails_with(&["op `matmul`"]);
+    assert!(run.stderr.contains("on_exception.ckpt"), "{}", run.stderr);
+    let c = checkpoint::load(&dir.path().join("ck/on_exception.ckpt")).expect("a whole checkpoint");
+    assert!(c.tensors.contains_key("state_dict.layer.weight"));
+}
+
+#[test]
 fn corrupt_and_foreign_checkpoints_are_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let digits = fit_with(dir.path(), None, &["--max-epochs", "1"]);

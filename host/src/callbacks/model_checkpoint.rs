@@ -32,6 +32,8 @@ pub struct CheckpointConfig {
     /// Save at the end of the training epoch (true) or of validation (false). Unset: at
     /// the training epoch's end unless the epoch validates, as Lightning decides.
     pub save_on_train_epoch_end: Option<bool>,
+    /// Lightning's OnExceptionCheckpoint: when the run fails, save `on_exception.ckpt`.
+    pub on_exception: bool,
 }
 
 impl Default for CheckpointConfig {
@@ -48,6 +50,7 @@ impl Default for CheckpointConfig {
             train_time_interval_s: None,
             save_weights_only: false,
             save_on_train_epoch_end: None,
+            on_exception: false,
         }
     }
 }

@@ -14,8 +14,9 @@ use crate::loops::state::LoopState;
 
 const STATE_DICT: &str = "state_dict.";
 
-/// The run as a checkpoint at `position`.
-pub fn dump(st: &LoopState<'_>, position: LoopPosition, weights_only: bool) -> Result<Checkpoint> {
+/// The run as a checkpoint at `position`. `plugin_state`: ask the module for its own state
+/// (not after it failed: a trapped instance cannot be entered again).
+pub fn dump(st: &mut LoopState<'_>, position: LoopPosition, weights_only: bool, plugin_state: bool) -> Result<Checkpoint> {
     let mut tensors = BTreeMap::new();
     for e in st.ctx.params.entries() {
         tensors.insert(format!("{STATE_DICT}{}", e.name), e.tensor.shallow_clone());
@@ -49,6 +50,10 @@ pub fn dump(st: &LoopState<'_>, position: LoopPosition, weights_only: bool) -> R
         }
         if let Some(mc) = &st.checkpoint {
             meta.callbacks.insert(mc.state_key(), mc.state());
+        }
+        let state = if plugin_state { st.module.save_state(&mut st.ctx)? } else { None };
+        if let Some(bytes) = state {
+            tensors.insert("plugin.state".into(), Tensor::from_slice(&bytes));
         }
     }
     Ok(Checkpoint { meta, tensors })
@@ -122,6 +127,10 @@ pub fn restore_training(st: &mut LoopState<'_>, ckpt: &Checkpoint, shown: &str) 
     let bytes = Vec::<u8>::try_from(&rng.f_to_kind(Kind::Uint8)?).map_err(|e| anyhow!("checkpoint {shown}: generator state: {e}"))?;
     torch_ext::set_cpu_rng_state(&bytes).map_err(|e| anyhow!("checkpoint {shown}: {e}"))?;
     st.resume_order = ckpt.tensors.get("loops.train_order").map(Tensor::shallow_clone);
+    if let Some(state) = ckpt.tensors.get("plugin.state") {
+        let bytes = Vec::<u8>::try_from(state).map_err(|e| anyhow!("checkpoint {shown}: plugin state: {e}"))?;
+        st.module.load_state(&mut st.ctx, &bytes)?;
+    }
     if let Some(mc) = st.checkpoint.as_mut() {
         if let Some(s) = ckpt.meta.callbacks.get(&mc.state_key()) {
             mc.load_state(s);

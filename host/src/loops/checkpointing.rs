@@ -42,7 +42,7 @@ pub fn save(st: &mut LoopState<'_>, epoch: u64, pos: LoopPosition) -> Result<()>
     if plan.paths.is_empty() {
         return Ok(());
     }
-    let ckpt = dump(st, pos, weights_only)?;
+    let ckpt = dump(st, pos, weights_only, true)?;
     for p in &plan.paths {
         checkpoint::save(p, &ckpt)?;
     }
@@ -53,8 +53,8 @@ pub fn save(st: &mut LoopState<'_>, epoch: u64, pos: LoopPosition) -> Result<()>
 }
 
 /// Writes a checkpoint to `path` outside ModelCheckpoint's bookkeeping (signals, HPC).
-pub fn save_to(st: &LoopState<'_>, path: &Path, pos: LoopPosition) -> Result<()> {
-    let ckpt = dump(st, pos, false)?;
+pub fn save_to(st: &mut LoopState<'_>, path: &Path, pos: LoopPosition, plugin_state: bool) -> Result<()> {
+    let ckpt = dump(st, pos, false, plugin_state)?;
     checkpoint::save(path, &ckpt)
 }
 
@@ -74,7 +74,8 @@ pub fn interrupt(st: &mut LoopState<'_>, signal: i32, batches_done: usize) -> Re
             None => st.root_dir.join("interrupted.ckpt"),
         }
     };
-    save_to(st, &path, pos)?;
+    save_to(st, &path, pos, true)?;
+    st.hook(crate::hooks::Hook::OnException, None)?;
     st.interrupted = Some((signal, path));
     st.should_stop = true;
     Ok(())

@@ -240,6 +240,23 @@ impl Module for WasmPlugin {
         self.module_hooks(ctx)
     }
 
+    fn save_state(&mut self, ctx: &mut RunContext) -> Result<Option<Vec<u8>>> {
+        let dev = ctx.device;
+        Ok(self.call(ctx, "on_save_checkpoint", dev, |inner| {
+            let g = Self::module_guest(inner)?.clone();
+            g.call_save_state(&mut inner.store)
+        })?)
+    }
+
+    fn load_state(&mut self, ctx: &mut RunContext, state: &[u8]) -> Result<()> {
+        let dev = ctx.device;
+        let out = self.call(ctx, "on_load_checkpoint", dev, |inner| {
+            let g = Self::module_guest(inner)?.clone();
+            g.call_load_state(&mut inner.store, state)
+        })?;
+        out.map_err(|m| self.err("on_load_checkpoint", None, m))
+    }
+
     fn hook(&mut self, ctx: &mut RunContext, hook: Hook, batch_idx: Option<u64>) -> Result<i32> {
         self.module_hook(ctx, hook, batch_idx)
     }

@@ -124,6 +124,7 @@ pub fn hook_out(h: Hook) -> Option<wit::Hook> {
         Hook::OnAfterBackward => W::OnAfterBackward,
         Hook::OnBeforeOptimizerStep => W::OnBeforeOptimizerStep,
         Hook::ConfigureOptimizers
+        | Hook::OnException
         | Hook::OnSanityCheckStart
         | Hook::OnSanityCheckEnd
         | Hook::TrainingStep

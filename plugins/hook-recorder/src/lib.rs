@@ -9,6 +9,8 @@ use lthost_sdk::nn::Linear;
 use lthost_sdk::prelude::*;
 
 struct Recorder {
+    /// Training steps seen, kept across resumes through on_save/on_load_checkpoint.
+    seen: u64,
     layer: Linear,
     skip_at: Option<u64>,
     log_in: String,
@@ -33,6 +35,7 @@ fn hook_name(h: Hook) -> String {
 impl LightningModule for Recorder {
     fn configure(hp: &Hparams) -> Result<Self, String> {
         Ok(Recorder {
+            seen: 0,
             layer: Linear::new("layer", 4, 1, true),
             skip_at: hp.get("skip_at").and_then(|v| v.as_u64()),
             log_in: hp.str_or("log_in", "").to_string(),
@@ -51,6 +54,8 @@ impl LightningModule for Recorder {
     fn training_step(&mut self, batch: Batch, _batch_idx: u64) -> Option<Tensor> {
         let loss = F::mse_loss(&self.layer.forward(&batch[0]), &batch[1]);
         lg::log_prog_bar("train_loss", &loss);
+        self.seen += 1;
+        lg::log_scalar("seen", self.seen as f64, lg::options());
         lg::log_scalar("lr", lthost_sdk::optim::manual::lr(0, 0), lg::options());
         Some(loss)
     }
@@ -67,6 +72,16 @@ impl LightningModule for Recorder {
 
     fn predict_step(&mut self, batch: Batch, _batch_idx: u64) -> Tensor {
         self.layer.forward(&batch[0])
+    }
+
+    fn on_save_checkpoint(&self) -> Option<Vec<u8>> {
+        Some(self.seen.to_le_bytes().to_vec())
+    }
+
+    fn on_load_checkpoint(&mut self, state: &[u8]) -> Result<(), String> {
+        let bytes: [u8; 8] = state.try_into().map_err(|_| format!("expected 8 bytes of state, got {}", state.len()))?;
+        self.seen = u64::from_le_bytes(bytes);
+        Ok(())
     }
 
     fn hooks() -> Vec<Hook> {
