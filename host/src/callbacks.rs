@@ -26,4 +26,11 @@ pub struct HookInfo<'a> {
 pub trait Callback {
     fn name(&self) -> &str;
     fn on_hook(&mut self, hook: Hook, info: &HookInfo<'_>) -> anyhow::Result<()>;
+    /// State kept in checkpoints under the callback's name (Lightning's `state_dict`).
+    fn state(&self) -> Option<serde_json::Value> {
+        None
+    }
+    fn load_state(&mut self, _state: &serde_json::Value) -> anyhow::Result<()> {
+        Ok(())
+    }
 }

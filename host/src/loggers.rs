@@ -44,6 +44,11 @@ pub fn write_atomic_as(path: &Path, contents: &[u8], event: &str) -> Result<()> 
     let dir: PathBuf = path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
     let mut tmp = tempfile::NamedTempFile::new_in(&dir).with_context(|| format!("creating a temp file in {}", dir.display()))?;
     tmp.write_all(contents)?;
+    // The temp file is private (0600); the result is an ordinary file (0644 less umask).
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let _ = tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644));
+    }
     tmp.as_file().sync_all()?;
     crate::fault::point(event, &path.to_string_lossy());
     tmp.persist(path).with_context(|| format!("writing {}", path.display()))?;

@@ -121,6 +121,59 @@ fn sigterm_saves_and_exits_143_then_resumes() {
 }
 
 #[test]
+fn sigusr1_saves_an_hpc_checkpoint_the_next_run_resumes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (wasm, cfg, ckdir) = setup(dir.path());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lthost"))
+        .args(["fit", &wasm, "--config", &cfg, "--checkpoint-dir", &ckdir, "--max-epochs", "200"])
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    for line in lines.by_ref() {
+        if line.expect("line").starts_with("Optimizer:") {
+            break;
+        }
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // SAFETY: sending SIGUSR1 to our own child process.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGUSR1);
+    }
+    let _: Vec<String> = lines.map_while(Result::ok).collect();
+    assert_eq!(child.wait().expect("wait").code(), Some(128 + libc::SIGUSR1));
+    let hpc = dir.path().join("hpc_ckpt_1.ckpt");
+    let saved = checkpoint::load(&hpc).expect("an HPC checkpoint");
+    let next = fit_with(dir.path(), None, &["--max-epochs", "200", "--max-steps", &(saved.meta.position.global_step + 3).to_string()]);
+    assert!(next.ok(), "{}", next.stderr);
+    assert!(next.stdout.contains("hpc_ckpt_1.ckpt"), "resumed by itself: {}", next.stdout);
+    assert!(next.stdout.contains(&format!("global steps {}", saved.meta.position.global_step + 3)), "{}", next.stdout);
+}
+
+#[test]
+fn best_is_the_monitored_best_and_loads_for_test() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("run.toml");
+    let data = repo_root().join("plugins/digits-mlp/data");
+    std::fs::write(
+        &cfg,
+        format!("[trainer]\nmax_epochs = 4\nseed = 1\n[plugin]\ndata_dir = {:?}\n[checkpoint]\ndirpath = \"ck\"\nmonitor = \"val_acc\"\nmode = \"max\"\nsave_top_k = 2\nsave_last = true\nfilename = \"{{epoch}}-{{val_acc:.3f}}\"\n", data.display().to_string()),
+    )
+    .expect("write");
+    let wasm = plugin("digits-mlp").display().to_string();
+    let fit = lthost(dir.path(), &["fit", &wasm, "--config", cfg.to_str().expect("utf-8"), "--no-progress-bar"]);
+    assert!(fit.ok(), "{}", fit.stderr);
+    let kept: Vec<String> = std::fs::read_dir(dir.path().join("ck")).expect("dir").map(|e| e.expect("entry").file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(kept.len(), 3, "top 2 + last: {kept:?}");
+    assert!(kept.iter().all(|k| k == "last.ckpt" || k.starts_with("epoch=")), "{kept:?}");
+    let test = lthost(dir.path(), &["test", &wasm, "--config", cfg.to_str().expect("utf-8"), "--ckpt-path", "best"]);
+    assert!(test.ok(), "{}", test.stderr);
+    assert!(test.stdout.contains("Loaded the model weights from ck/epoch="), "{}", test.stdout);
+}
+
+#[test]
 fn a_parity_checkpoint_loads_in_python_and_agrees_with_lthost() {
     let dir = tempfile::tempdir().expect("tempdir");
     let wasm = plugin("parity-mlp").display().to_string();

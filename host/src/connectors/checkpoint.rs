@@ -51,6 +51,11 @@ pub fn dump(st: &mut LoopState<'_>, position: LoopPosition, weights_only: bool, 
         if let Some(mc) = &st.checkpoint {
             meta.callbacks.insert(mc.state_key(), mc.state());
         }
+        for cb in &st.callbacks {
+            if let Some(s) = cb.state() {
+                meta.callbacks.insert(cb.name().to_string(), s);
+            }
+        }
         let state = if plugin_state { st.module.save_state(&mut st.ctx)? } else { None };
         if let Some(bytes) = state {
             tensors.insert("plugin.state".into(), Tensor::from_slice(&bytes));
@@ -134,6 +139,11 @@ pub fn restore_training(st: &mut LoopState<'_>, ckpt: &Checkpoint, shown: &str) 
     if let Some(mc) = st.checkpoint.as_mut() {
         if let Some(s) = ckpt.meta.callbacks.get(&mc.state_key()) {
             mc.load_state(s);
+        }
+    }
+    for cb in &mut st.callbacks {
+        if let Some(s) = ckpt.meta.callbacks.get(cb.name()) {
+            cb.load_state(s)?;
         }
     }
     Ok(p.clone())
