@@ -36,6 +36,34 @@ int64_t lthost_cpu_rng_state(uint8_t* out, int64_t capacity) {
   }
 }
 
+// A CUDA device's generator state (torch.cuda.get_rng_state(i)), through the device-generic
+// API so that no CUDA header is needed. -1 when there is no such device.
+int64_t lthost_cuda_rng_state(int64_t index, uint8_t* out, int64_t capacity) {
+  try {
+    auto gen = at::globalContext().defaultGenerator(c10::Device(c10::DeviceType::CUDA, index));
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    auto state = gen.get_state();
+    int64_t n = state.numel();
+    if (out != nullptr && capacity >= n) std::memcpy(out, state.data_ptr(), n);
+    return n;
+  } catch (...) {
+    return -1;
+  }
+}
+
+int64_t lthost_set_cuda_rng_state(int64_t index, const uint8_t* data, int64_t len) {
+  try {
+    auto state = at::empty({len}, at::kByte);
+    std::memcpy(state.data_ptr(), data, len);
+    auto gen = at::globalContext().defaultGenerator(c10::Device(c10::DeviceType::CUDA, index));
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(state);
+    return 0;
+  } catch (...) {
+    return -1;
+  }
+}
+
 int64_t lthost_set_cpu_rng_state(const uint8_t* data, int64_t len) {
   try {
     auto state = at::empty({len}, at::kByte);

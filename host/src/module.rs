@@ -89,4 +89,12 @@ pub trait DataModule {
     fn name(&self) -> &str;
     fn setup(&mut self, ctx: &mut RunContext, stage: Stage, hparams: &Value) -> Result<()>;
     fn dataset(&mut self, ctx: &mut RunContext, split: Split) -> Result<Option<DatasetSpec>>;
+    /// Lightning's `state_dict`: bytes kept in checkpoints.
+    fn save_state(&mut self, _ctx: &mut RunContext) -> Result<Option<Vec<u8>>> {
+        Ok(None)
+    }
+    /// Lightning's `load_state_dict`.
+    fn load_state(&mut self, _ctx: &mut RunContext, _state: &[u8]) -> Result<()> {
+        Ok(())
+    }
 }

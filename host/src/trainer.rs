@@ -124,13 +124,14 @@ impl<'c> Trainer<'c> {
         }
     }
 
-    fn state<'a>(&'a mut self, module: &'a mut dyn Module, p: Prepared, limits: LoopLimits, logger: Option<Box<dyn Logger>>) -> LoopState<'a> {
+    fn state<'a>(&'a mut self, module: &'a mut dyn Module, data: Option<&'a mut dyn DataModule>, p: Prepared, limits: LoopLimits, logger: Option<Box<dyn Logger>>) -> LoopState<'a> {
         let mut bar = ProgressBar::new(self.cfg.enable_progress_bar);
         bar.version = logger.as_ref().map(|l| l.version()).unwrap_or(0);
         LoopState {
             cfg: &self.cfg,
             limits,
             module,
+            data,
             ctx: p.ctx,
             callbacks: std::mem::take(&mut self.callbacks),
             module_hooks: p.module_hooks,
@@ -189,7 +190,7 @@ impl<'c> Trainer<'c> {
         let device = p.ctx.device;
         let self_checkpoint = self.checkpoint.clone();
         let ckpt_spec = self.ckpt_path.clone();
-        let mut st = self.state(module, p, limits, logger);
+        let mut st = self.state(module, Some(data), p, limits, logger);
         st.hook(Hook::Setup, None)?;
         st.hook(Hook::ConfigureModel, None)?;
         st.ctx.current_hook = Some(Hook::ConfigureOptimizers);
@@ -303,7 +304,7 @@ impl<'c> Trainer<'c> {
         let disabled = limit.is_zero() && self.cfg.fast_dev_run.batches().is_none();
         let ckpt_spec = self.ckpt_path.clone();
         let dirpath = self.checkpoint.dirpath.clone();
-        let mut st = self.state(module, p, limits, logger);
+        let mut st = self.state(module, None, p, limits, logger);
         restore_weights(&mut st, ckpt_spec.as_deref(), dirpath.as_deref())?;
         st.hook(Hook::Setup, None)?;
         st.hook(Hook::ConfigureModel, None)?;
@@ -328,7 +329,7 @@ impl<'c> Trainer<'c> {
         let data_name = data.name().to_string();
         let ckpt_spec = self.ckpt_path.clone();
         let dirpath = self.checkpoint.dirpath.clone();
-        let mut st = self.state(module, p, limits, None);
+        let mut st = self.state(module, None, p, limits, None);
         restore_weights(&mut st, ckpt_spec.as_deref(), dirpath.as_deref())?;
         st.hook(Hook::Setup, None)?;
         st.hook(Hook::ConfigureModel, None)?;

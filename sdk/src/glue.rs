@@ -81,6 +81,17 @@ pub fn setup<E: Exports>(stage: Stage, hparams: String) -> Result<(), String> {
     Ok(())
 }
 
+pub fn data_save_state<E: Exports>() -> Option<Vec<u8>> {
+    E::data_slot().with(|slot| slot.borrow().as_ref().and_then(|d| d.state_dict()))
+}
+
+pub fn data_load_state<E: Exports>(state: Vec<u8>) -> Result<(), String> {
+    E::data_slot().with(|slot| match slot.borrow_mut().as_mut() {
+        Some(d) => d.load_state_dict(&state),
+        None => Err("load_state_dict before setup".into()),
+    })
+}
+
 pub fn dataset<E: Exports>(split: Split) -> Option<Dataset> {
     E::data_slot().with(|slot| {
         let mut slot = slot.borrow_mut();
@@ -134,6 +145,12 @@ macro_rules! __glue_impls {
         impl $crate::bindings::exports::lt::plugin::data_module::Guest for $ty {
             fn setup(stage: $crate::Stage, hparams: String) -> Result<(), String> {
                 $crate::glue::setup::<$ty>(stage, hparams)
+            }
+            fn save_state() -> Option<Vec<u8>> {
+                $crate::glue::data_save_state::<$ty>()
+            }
+            fn load_state(state: Vec<u8>) -> Result<(), String> {
+                $crate::glue::data_load_state::<$ty>(state)
             }
             fn dataloader(split: $crate::bindings::exports::lt::plugin::data_module::Split) -> Option<$crate::Dataset> {
                 $crate::glue::dataset::<$ty>(split)

@@ -125,6 +125,14 @@ pub trait DataModule: Sized + 'static {
     fn predict_dataset(&mut self) -> Option<Dataset> {
         None
     }
+    /// Lightning's `state_dict`: bytes kept in checkpoints.
+    fn state_dict(&self) -> Option<Vec<u8>> {
+        None
+    }
+    /// Lightning's `load_state_dict`: what `state_dict` returned.
+    fn load_state_dict(&mut self, _state: &[u8]) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// A DataModule that provides nothing, for plugins that only hold a model.

@@ -209,6 +209,9 @@ fn plugin_state_survives_a_resume() {
     let seen = crate::common::column(&rows, "seen");
     // The checkpoint of step 3 held the plugin's counter (3): steps 4..6 see 4, 5, 6.
     assert_eq!(seen, vec![4.0, 5.0, 6.0]);
+    let c = checkpoint::load(&dir.path().join("ck/last.ckpt")).expect("checkpoint");
+    let data_state = Vec::<u8>::try_from(&c.tensors["datamodule.state"]).expect("bytes");
+    assert_eq!(data_state, b"datamodule-state");
 }
 
 #[test]

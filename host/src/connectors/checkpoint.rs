@@ -43,6 +43,10 @@ pub fn dump(st: &mut LoopState<'_>, position: LoopPosition, weights_only: bool, 
         }
         let rng = torch_ext::cpu_rng_state().map_err(|e| anyhow!(e))?;
         tensors.insert("rng.cpu".into(), Tensor::from_slice(&rng));
+        if let tch::Device::Cuda(i) = st.ctx.device {
+            let rng = torch_ext::cuda_rng_state(i).map_err(|e| anyhow!(e))?;
+            tensors.insert(format!("rng.cuda.{i}"), Tensor::from_slice(&rng));
+        }
         if meta.position.batches_done_in_epoch > 0 {
             if let Some(order) = &st.epoch_order {
                 tensors.insert("loops.train_order".into(), order.shallow_clone());
@@ -59,6 +63,13 @@ pub fn dump(st: &mut LoopState<'_>, position: LoopPosition, weights_only: bool, 
         let state = if plugin_state { st.module.save_state(&mut st.ctx)? } else { None };
         if let Some(bytes) = state {
             tensors.insert("plugin.state".into(), Tensor::from_slice(&bytes));
+        }
+        let data_state = match st.data.as_mut() {
+            Some(d) if plugin_state => d.save_state(&mut st.ctx)?,
+            _ => None,
+        };
+        if let Some(bytes) = data_state {
+            tensors.insert("datamodule.state".into(), Tensor::from_slice(&bytes));
         }
     }
     Ok(Checkpoint { meta, tensors })
@@ -131,10 +142,20 @@ pub fn restore_training(st: &mut LoopState<'_>, ckpt: &Checkpoint, shown: &str) 
     let rng = ckpt.tensors.get("rng.cpu").ok_or_else(|| anyhow!("checkpoint {shown} has no generator state"))?;
     let bytes = Vec::<u8>::try_from(&rng.f_to_kind(Kind::Uint8)?).map_err(|e| anyhow!("checkpoint {shown}: generator state: {e}"))?;
     torch_ext::set_cpu_rng_state(&bytes).map_err(|e| anyhow!("checkpoint {shown}: {e}"))?;
+    if let tch::Device::Cuda(i) = st.ctx.device {
+        if let Some(rng) = ckpt.tensors.get(&format!("rng.cuda.{i}")) {
+            let bytes = Vec::<u8>::try_from(rng).map_err(|e| anyhow!("checkpoint {shown}: cuda generator state: {e}"))?;
+            torch_ext::set_cuda_rng_state(i, &bytes).map_err(|e| anyhow!("checkpoint {shown}: {e}"))?;
+        }
+    }
     st.resume_order = ckpt.tensors.get("loops.train_order").map(Tensor::shallow_clone);
     if let Some(state) = ckpt.tensors.get("plugin.state") {
         let bytes = Vec::<u8>::try_from(state).map_err(|e| anyhow!("checkpoint {shown}: plugin state: {e}"))?;
         st.module.load_state(&mut st.ctx, &bytes)?;
+    }
+    if let (Some(state), Some(d)) = (ckpt.tensors.get("datamodule.state"), st.data.as_mut()) {
+        let bytes = Vec::<u8>::try_from(state).map_err(|e| anyhow!("checkpoint {shown}: datamodule state: {e}"))?;
+        d.load_state(&mut st.ctx, &bytes)?;
     }
     if let Some(mc) = st.checkpoint.as_mut() {
         if let Some(s) = ckpt.meta.callbacks.get(&mc.state_key()) {

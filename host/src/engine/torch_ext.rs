@@ -7,6 +7,34 @@ extern "C" {
     fn lthost_inference_mode_exit(guard: *mut std::ffi::c_void);
     fn lthost_cpu_rng_state(out: *mut u8, capacity: i64) -> i64;
     fn lthost_set_cpu_rng_state(data: *const u8, len: i64) -> i64;
+    fn lthost_cuda_rng_state(index: i64, out: *mut u8, capacity: i64) -> i64;
+    fn lthost_set_cuda_rng_state(index: i64, data: *const u8, len: i64) -> i64;
+}
+
+/// CUDA device `index`'s generator state (`torch.cuda.get_rng_state(index)`).
+pub fn cuda_rng_state(index: usize) -> Result<Vec<u8>, String> {
+    let i = index as i64;
+    // SAFETY: a null buffer asks for the size only.
+    let n = unsafe { lthost_cuda_rng_state(i, std::ptr::null_mut(), 0) };
+    if n < 0 {
+        return Err(format!("reading the generator state of cuda:{index} failed"));
+    }
+    let mut buf = vec![0u8; n as usize];
+    // SAFETY: `buf` holds the `n` bytes libtorch reported.
+    let m = unsafe { lthost_cuda_rng_state(i, buf.as_mut_ptr(), n) };
+    if m != n {
+        return Err(format!("the generator state of cuda:{index} changed size while being read"));
+    }
+    Ok(buf)
+}
+
+pub fn set_cuda_rng_state(index: usize, state: &[u8]) -> Result<(), String> {
+    // SAFETY: libtorch copies `len` bytes from `data`, which `state` provides.
+    let r = unsafe { lthost_set_cuda_rng_state(index as i64, state.as_ptr(), state.len() as i64) };
+    if r != 0 {
+        return Err(format!("libtorch refused a generator state of {} bytes for cuda:{index}", state.len()));
+    }
+    Ok(())
 }
 
 /// The CPU generator's state, as `torch.get_rng_state()` returns it.
@@ -98,6 +126,9 @@ mod tests {
         let b = tch::Tensor::rand([4], (tch::Kind::Float, tch::Device::Cpu));
         assert!(a.equal(&b));
         assert!(set_cpu_rng_state(&[1, 2, 3]).is_err());
+        if !tch::Cuda::is_available() {
+            assert!(cuda_rng_state(0).is_err(), "no CUDA device: a clear error, no crash");
+        }
         set_deterministic(true);
         assert!(deterministic());
         set_deterministic(false);

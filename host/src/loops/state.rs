@@ -19,12 +19,14 @@ use crate::hooks::{Hook, Owner};
 use crate::loggers::Logger;
 use crate::loops::limits::LoopLimits;
 use crate::loops::progress::Progress;
-use crate::module::Module;
+use crate::module::{DataModule, Module};
 
 pub struct LoopState<'a> {
     pub cfg: &'a TrainerConfig,
     pub limits: LoopLimits,
     pub module: &'a mut dyn Module,
+    /// The DataModule, during fit (its state goes into checkpoints).
+    pub data: Option<&'a mut dyn DataModule>,
     pub ctx: RunContext,
     pub callbacks: Vec<Box<dyn Callback + 'a>>,
     /// The hooks the module implements.

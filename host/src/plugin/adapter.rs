@@ -307,6 +307,21 @@ impl DataModule for WasmPlugin {
         out.map_err(|msg| self.err("setup", None, msg))
     }
 
+    fn save_state(&mut self, ctx: &mut RunContext) -> Result<Option<Vec<u8>>> {
+        Ok(self.call(ctx, "datamodule.state_dict", Device::Cpu, |inner| {
+            let g = Self::data_guest(inner)?.clone();
+            g.call_save_state(&mut inner.store)
+        })?)
+    }
+
+    fn load_state(&mut self, ctx: &mut RunContext, state: &[u8]) -> Result<()> {
+        let out = self.call(ctx, "datamodule.load_state_dict", Device::Cpu, |inner| {
+            let g = Self::data_guest(inner)?.clone();
+            g.call_load_state(&mut inner.store, state)
+        })?;
+        out.map_err(|m| self.err("datamodule.load_state_dict", None, m))
+    }
+
     fn dataset(&mut self, ctx: &mut RunContext, split: Split) -> Result<Option<DatasetSpec>> {
         let wit_split = match split {
             Split::Train => WitSplit::Train,

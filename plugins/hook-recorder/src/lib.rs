@@ -102,6 +102,8 @@ impl LightningModule for Recorder {
 struct Linearish {
     splits: Vec<Option<(Tensor, Tensor)>>,
     batch_size: u32,
+    /// A value restored from checkpoints (Lightning's DataModule state_dict).
+    restored: Option<Vec<u8>>,
 }
 
 impl DataModule for Linearish {
@@ -114,7 +116,7 @@ impl DataModule for Linearish {
                 Some((x, y))
             })
             .collect();
-        Ok(Linearish { splits, batch_size: hp.u64_or("batch_size", 4) as u32 })
+        Ok(Linearish { splits, batch_size: hp.u64_or("batch_size", 4) as u32, restored: None })
     }
 
     fn train_dataset(&mut self) -> Option<Dataset> {
@@ -132,6 +134,18 @@ impl DataModule for Linearish {
     fn predict_dataset(&mut self) -> Option<Dataset> {
         let (x, y) = self.splits[3].take()?;
         Some(dataset(vec![x, y], self.batch_size, false))
+    }
+
+    fn state_dict(&self) -> Option<Vec<u8>> {
+        Some(b"datamodule-state".to_vec())
+    }
+
+    fn load_state_dict(&mut self, state: &[u8]) -> Result<(), String> {
+        if state != b"datamodule-state" {
+            return Err("unexpected datamodule state".into());
+        }
+        self.restored = Some(state.to_vec());
+        Ok(())
     }
 }
 
