@@ -21,56 +21,41 @@ void* lthost_inference_mode_enter() { return new c10::InferenceMode(true); }
 
 void lthost_inference_mode_exit(void* guard) { delete static_cast<c10::InferenceMode*>(guard); }
 
-// The CPU generator's state (torch.get_rng_state()): size, copy out, restore.
-// Returns -1 on failure (a state of the wrong size or version).
-int64_t lthost_cpu_rng_state(uint8_t* out, int64_t capacity) {
+// Generator states (torch.get_rng_state / torch.cuda.get_rng_state): size, copy out,
+// restore. -1 on failure (no such device, a state of the wrong size or version).
+static int64_t copy_state(at::Generator gen, uint8_t* out, int64_t capacity) {
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  auto state = gen.get_state();
+  int64_t n = state.numel();
+  if (out != nullptr && capacity >= n) std::memcpy(out, state.data_ptr(), n);
+  return n;
+}
+
+static void restore_state(at::Generator gen, const uint8_t* data, int64_t len) {
+  auto state = at::empty({len}, at::kByte);
+  std::memcpy(state.data_ptr(), data, len);
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  gen.set_state(state);
+}
+
+// The CUDA generators go through the device-generic API: no CUDA header is needed.
+static at::Generator generator(int64_t cuda_index) {
+  if (cuda_index < 0) return at::detail::getDefaultCPUGenerator();
+  return at::globalContext().defaultGenerator(c10::Device(c10::DeviceType::CUDA, cuda_index));
+}
+
+// `cuda_index` < 0: the CPU generator.
+int64_t lthost_rng_state(int64_t cuda_index, uint8_t* out, int64_t capacity) {
   try {
-    auto gen = at::detail::getDefaultCPUGenerator();
-    std::lock_guard<std::mutex> lock(gen.mutex());
-    auto state = gen.get_state();
-    int64_t n = state.numel();
-    if (out != nullptr && capacity >= n) std::memcpy(out, state.data_ptr(), n);
-    return n;
+    return copy_state(generator(cuda_index), out, capacity);
   } catch (...) {
     return -1;
   }
 }
 
-// A CUDA device's generator state (torch.cuda.get_rng_state(i)), through the device-generic
-// API so that no CUDA header is needed. -1 when there is no such device.
-int64_t lthost_cuda_rng_state(int64_t index, uint8_t* out, int64_t capacity) {
+int64_t lthost_set_rng_state(int64_t cuda_index, const uint8_t* data, int64_t len) {
   try {
-    auto gen = at::globalContext().defaultGenerator(c10::Device(c10::DeviceType::CUDA, index));
-    std::lock_guard<std::mutex> lock(gen.mutex());
-    auto state = gen.get_state();
-    int64_t n = state.numel();
-    if (out != nullptr && capacity >= n) std::memcpy(out, state.data_ptr(), n);
-    return n;
-  } catch (...) {
-    return -1;
-  }
-}
-
-int64_t lthost_set_cuda_rng_state(int64_t index, const uint8_t* data, int64_t len) {
-  try {
-    auto state = at::empty({len}, at::kByte);
-    std::memcpy(state.data_ptr(), data, len);
-    auto gen = at::globalContext().defaultGenerator(c10::Device(c10::DeviceType::CUDA, index));
-    std::lock_guard<std::mutex> lock(gen.mutex());
-    gen.set_state(state);
-    return 0;
-  } catch (...) {
-    return -1;
-  }
-}
-
-int64_t lthost_set_cpu_rng_state(const uint8_t* data, int64_t len) {
-  try {
-    auto state = at::empty({len}, at::kByte);
-    std::memcpy(state.data_ptr(), data, len);
-    auto gen = at::detail::getDefaultCPUGenerator();
-    std::lock_guard<std::mutex> lock(gen.mutex());
-    gen.set_state(state);
+    restore_state(generator(cuda_index), data, len);
     return 0;
   } catch (...) {
     return -1;

@@ -5,62 +5,52 @@ extern "C" {
     fn lthost_deterministic() -> i32;
     fn lthost_inference_mode_enter() -> *mut std::ffi::c_void;
     fn lthost_inference_mode_exit(guard: *mut std::ffi::c_void);
-    fn lthost_cpu_rng_state(out: *mut u8, capacity: i64) -> i64;
-    fn lthost_set_cpu_rng_state(data: *const u8, len: i64) -> i64;
-    fn lthost_cuda_rng_state(index: i64, out: *mut u8, capacity: i64) -> i64;
-    fn lthost_set_cuda_rng_state(index: i64, data: *const u8, len: i64) -> i64;
+    fn lthost_rng_state(cuda_index: i64, out: *mut u8, capacity: i64) -> i64;
+    fn lthost_set_rng_state(cuda_index: i64, data: *const u8, len: i64) -> i64;
 }
 
-/// CUDA device `index`'s generator state (`torch.cuda.get_rng_state(index)`).
-pub fn cuda_rng_state(index: usize) -> Result<Vec<u8>, String> {
-    let i = index as i64;
+/// A generator's state: `cuda_index` < 0 is the CPU generator.
+fn rng_state(cuda_index: i64, name: &str) -> Result<Vec<u8>, String> {
     // SAFETY: a null buffer asks for the size only.
-    let n = unsafe { lthost_cuda_rng_state(i, std::ptr::null_mut(), 0) };
+    let n = unsafe { lthost_rng_state(cuda_index, std::ptr::null_mut(), 0) };
     if n < 0 {
-        return Err(format!("reading the generator state of cuda:{index} failed"));
+        return Err(format!("reading the {name} generator state failed"));
     }
     let mut buf = vec![0u8; n as usize];
     // SAFETY: `buf` holds the `n` bytes libtorch reported.
-    let m = unsafe { lthost_cuda_rng_state(i, buf.as_mut_ptr(), n) };
+    let m = unsafe { lthost_rng_state(cuda_index, buf.as_mut_ptr(), n) };
     if m != n {
-        return Err(format!("the generator state of cuda:{index} changed size while being read"));
+        return Err(format!("the {name} generator state changed size while being read"));
     }
     Ok(buf)
 }
 
-pub fn set_cuda_rng_state(index: usize, state: &[u8]) -> Result<(), String> {
+fn set_rng_state(cuda_index: i64, state: &[u8], name: &str) -> Result<(), String> {
     // SAFETY: libtorch copies `len` bytes from `data`, which `state` provides.
-    let r = unsafe { lthost_set_cuda_rng_state(index as i64, state.as_ptr(), state.len() as i64) };
+    let r = unsafe { lthost_set_rng_state(cuda_index, state.as_ptr(), state.len() as i64) };
     if r != 0 {
-        return Err(format!("libtorch refused a generator state of {} bytes for cuda:{index}", state.len()));
+        return Err(format!("libtorch refused a {name} generator state of {} bytes", state.len()));
     }
     Ok(())
 }
 
 /// The CPU generator's state, as `torch.get_rng_state()` returns it.
 pub fn cpu_rng_state() -> Result<Vec<u8>, String> {
-    // SAFETY: a null buffer asks for the size only.
-    let n = unsafe { lthost_cpu_rng_state(std::ptr::null_mut(), 0) };
-    if n < 0 {
-        return Err("reading the CPU generator state failed".into());
-    }
-    let mut buf = vec![0u8; n as usize];
-    // SAFETY: `buf` holds `n` bytes, the size libtorch just reported.
-    let m = unsafe { lthost_cpu_rng_state(buf.as_mut_ptr(), n) };
-    if m != n {
-        return Err("the CPU generator state changed size while being read".into());
-    }
-    Ok(buf)
+    rng_state(-1, "CPU")
 }
 
 /// Restores a state from [`cpu_rng_state`] (`torch.set_rng_state`).
 pub fn set_cpu_rng_state(state: &[u8]) -> Result<(), String> {
-    // SAFETY: libtorch copies `len` bytes from `data`, which `state` provides.
-    let r = unsafe { lthost_set_cpu_rng_state(state.as_ptr(), state.len() as i64) };
-    if r != 0 {
-        return Err(format!("libtorch refused a CPU generator state of {} bytes", state.len()));
-    }
-    Ok(())
+    set_rng_state(-1, state, "CPU")
+}
+
+/// CUDA device `index`'s generator state (`torch.cuda.get_rng_state(index)`).
+pub fn cuda_rng_state(index: usize) -> Result<Vec<u8>, String> {
+    rng_state(index as i64, &format!("cuda:{index}"))
+}
+
+pub fn set_cuda_rng_state(index: usize, state: &[u8]) -> Result<(), String> {
+    set_rng_state(index as i64, state, &format!("cuda:{index}"))
 }
 
 /// `torch.use_deterministic_algorithms(enabled)`: ops without a deterministic
