@@ -79,71 +79,52 @@ fn killed_runs_resume_to_bit_identical_weights() {
     }
 }
 
-#[test]
-fn sigterm_saves_and_exits_143_then_resumes() {
-    let reference = tempfile::tempdir().expect("tempdir");
-    assert!(fit_with(reference.path(), None, &[]).ok());
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (wasm, cfg, ckdir) = setup(dir.path());
-    // Plain progress lines (not a terminal): one line per epoch; SIGTERM after the first.
+/// Starts a long digits run, sends `signal` once training has begun, and returns the exit
+/// code and what it printed after the signal.
+fn run_until_signal(dir: &Path, signal: i32) -> (Option<i32>, Vec<String>) {
+    let (wasm, cfg, ckdir) = setup(dir);
     let mut child = Command::new(env!("CARGO_BIN_EXE_lthost"))
         .args(["fit", &wasm, "--config", &cfg, "--checkpoint-dir", &ckdir, "--max-epochs", "200"])
-        .arg("--hparams")
-        .arg("{}")
-        .current_dir(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let stdout = child.stdout.take().expect("stdout");
-    let _ = Command::new("true").status();
-    let mut lines = BufReader::new(stdout).lines();
-    // enable_progress_bar = false in the config: wait for the model summary's end instead.
-    for line in lines.by_ref() {
-        if line.expect("line").starts_with("Optimizer:") {
-            break;
-        }
-    }
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    // SAFETY: sending SIGTERM to our own child process.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    let status = child.wait().expect("wait");
-    assert_eq!(status.code(), Some(143), "exit code 128 + SIGTERM; output: {rest:?}");
-    assert!(rest.iter().any(|l| l.contains("signal 15 received")), "{rest:?}");
-    let last = dir.path().join("ckpt/last.ckpt");
-    let c = checkpoint::load(&last).expect("saved on SIGTERM");
-    assert!(c.meta.position.global_step > 0);
-    let resumed = fit_with(dir.path(), None, &["--ckpt-path", "last", "--max-epochs", "200", "--max-steps", "120"]);
-    assert!(resumed.ok(), "{}", resumed.stderr);
-}
-
-#[test]
-fn sigusr1_saves_an_hpc_checkpoint_the_next_run_resumes() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (wasm, cfg, ckdir) = setup(dir.path());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lthost"))
-        .args(["fit", &wasm, "--config", &cfg, "--checkpoint-dir", &ckdir, "--max-epochs", "200"])
-        .current_dir(dir.path())
+        .current_dir(dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn");
     let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    // The progress bar is off in this config: "Optimizer:" is the last line before training.
     for line in lines.by_ref() {
         if line.expect("line").starts_with("Optimizer:") {
             break;
         }
     }
     std::thread::sleep(std::time::Duration::from_millis(300));
-    // SAFETY: sending SIGUSR1 to our own child process.
+    // SAFETY: sending a signal to our own child process.
     unsafe {
-        libc::kill(child.id() as i32, libc::SIGUSR1);
+        libc::kill(child.id() as i32, signal);
     }
-    let _: Vec<String> = lines.map_while(Result::ok).collect();
-    assert_eq!(child.wait().expect("wait").code(), Some(128 + libc::SIGUSR1));
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    (child.wait().expect("wait").code(), rest)
+}
+
+#[test]
+fn sigterm_saves_and_exits_143_then_resumes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (code, rest) = run_until_signal(dir.path(), libc::SIGTERM);
+    assert_eq!(code, Some(143), "exit code 128 + SIGTERM; output: {rest:?}");
+    assert!(rest.iter().any(|l| l.contains("signal 15 received")), "{rest:?}");
+    let last = dir.path().join("ckpt/last.ckpt");
+    let c = checkpoint::load(&last).expect("saved on SIGTERM");
+    assert!(c.meta.position.global_step > 0);
+    let resumed = fit_with(dir.path(), None, &["--ckpt-path", "last", "--max-epochs", "200", "--max-steps", &(c.meta.position.global_step + 5).to_string()]);
+    assert!(resumed.ok(), "{}", resumed.stderr);
+    assert!(resumed.stdout.contains(&format!("global steps {}", c.meta.position.global_step + 5)), "{}", resumed.stdout);
+}
+
+#[test]
+fn sigusr1_saves_an_hpc_checkpoint_the_next_run_resumes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (code, rest) = run_until_signal(dir.path(), libc::SIGUSR1);
+    assert_eq!(code, Some(128 + libc::SIGUSR1), "{rest:?}");
     let hpc = dir.path().join("hpc_ckpt_1.ckpt");
     let saved = checkpoint::load(&hpc).expect("an HPC checkpoint");
     let next = fit_with(dir.path(), None, &["--max-epochs", "200", "--max-steps", &(saved.meta.position.global_step + 3).to_string()]);
