@@ -1,6 +1,7 @@
 //! Callbacks: host-side objects called at every hook, before the module (Lightning's
 //! order). Built-ins: the progress bar and the model summary.
 
+pub mod early_stopping;
 pub mod model_checkpoint;
 pub mod model_summary;
 pub mod progress_bar;

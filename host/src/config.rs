@@ -125,8 +125,10 @@ pub struct TrainerConfig {
     pub enable_model_summary: bool,
     /// Logs go to `<default_root_dir>/lightning_logs/version_N`.
     pub default_root_dir: PathBuf,
-    /// Write the CSV logs.
+    /// Write logs at all.
     pub logger: bool,
+    /// Which loggers: "csv", "tensorboard" (both may be given).
+    pub loggers: Vec<String>,
     /// ModelCheckpoint (configured in `[checkpoint]`).
     pub enable_checkpointing: bool,
 }
@@ -161,6 +163,7 @@ impl Default for TrainerConfig {
             enable_model_summary: true,
             default_root_dir: PathBuf::from("."),
             logger: true,
+            loggers: vec!["csv".into()],
             enable_checkpointing: true,
         }
     }
@@ -231,6 +234,9 @@ impl TrainerConfig {
         if let Some(t) = &self.max_time {
             parse_max_time(t)?;
         }
+        if let Some(bad) = self.loggers.iter().find(|l| !matches!(l.as_str(), "csv" | "tensorboard")) {
+            bail!("trainer.loggers: unknown logger {bad:?} (expected \"csv\" or \"tensorboard\")");
+        }
         self.accelerator.parse()
     }
 }
@@ -279,6 +285,8 @@ pub struct RunConfig {
     pub plugin: PluginConfig,
     /// ModelCheckpoint's arguments.
     pub checkpoint: crate::callbacks::model_checkpoint::CheckpointConfig,
+    /// EarlyStopping's arguments; absent: no early stopping.
+    pub early_stopping: Option<crate::callbacks::early_stopping::EarlyStoppingConfig>,
     /// Passed to the plugin's `configure` as a JSON object.
     pub hparams: serde_json::Map<String, Value>,
 }

@@ -2,6 +2,7 @@
 //! (`<root>/lightning_logs/version_N/{metrics.csv,hparams.yaml}`).
 
 pub mod csv;
+pub mod tensorboard;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -10,6 +11,31 @@ use anyhow::{Context as _, Result};
 use serde_json::Value;
 
 pub use csv::CsvLogger;
+pub use tensorboard::TensorBoardLogger;
+
+/// Several loggers at once (Lightning's `logger=[...]`); the first names the run.
+pub struct LoggerGroup(pub Vec<Box<dyn Logger>>);
+
+impl Logger for LoggerGroup {
+    fn name(&self) -> &str {
+        self.0.first().map(|l| l.name()).unwrap_or("lightning_logs")
+    }
+    fn version(&self) -> u64 {
+        self.0.first().map(|l| l.version()).unwrap_or(0)
+    }
+    fn log_dir(&self) -> &Path {
+        self.0.first().map(|l| l.log_dir()).unwrap_or(Path::new("."))
+    }
+    fn log_hyperparams(&mut self, hparams: &Value) -> Result<()> {
+        self.0.iter_mut().try_for_each(|l| l.log_hyperparams(hparams))
+    }
+    fn log_metrics(&mut self, metrics: &BTreeMap<String, f64>, step: u64) -> Result<()> {
+        self.0.iter_mut().try_for_each(|l| l.log_metrics(metrics, step))
+    }
+    fn save(&mut self) -> Result<()> {
+        self.0.iter_mut().try_for_each(|l| l.save())
+    }
+}
 
 pub trait Logger {
     fn name(&self) -> &str;

@@ -71,6 +71,9 @@ struct RunArgs {
     log_every_n_steps: Option<u64>,
     #[arg(long)]
     num_sanity_val_steps: Option<i64>,
+    /// Loggers, comma-separated: csv, tensorboard.
+    #[arg(long, value_delimiter = ',')]
+    logger: Option<Vec<String>>,
     /// Plain output: no progress bar.
     #[arg(long)]
     no_progress_bar: bool,
@@ -105,6 +108,7 @@ impl RunArgs {
         if let Some(v) = self.log_every_n_steps { t.log_every_n_steps = v; }
         if let Some(v) = self.num_sanity_val_steps { t.num_sanity_val_steps = v; }
         if self.no_progress_bar { t.enable_progress_bar = false; }
+        if let Some(v) = &self.logger { t.loggers = v.clone(); }
         let p = &mut cfg.plugin;
         if let Some(v) = &self.data_dir { p.data_dir = Some(v.clone()); }
         if let Some(v) = self.hook_timeout_s { p.hook_timeout_s = v; }
@@ -150,6 +154,7 @@ fn run(cmd: Command, signal: Arc<AtomicUsize>) -> Result<Option<i32>> {
     let hparams = Value::Object(cfg.hparams.clone());
     let mut trainer = Trainer::new(cfg.trainer.clone(), cfg.plugin.data_dir.clone());
     trainer.checkpoint = cfg.checkpoint.clone();
+    trainer.early_stopping = cfg.early_stopping.clone();
     trainer.ckpt_path = args.ckpt_path.clone();
     trainer.plugin_sha256 = sha256_file(&args.plugin)?;
     trainer.signal = Some(signal);

@@ -22,7 +22,7 @@ use crate::connectors::accelerator;
 use crate::connectors::logger::ResultCollection;
 use crate::context::{device_name, RunContext, Stage};
 use crate::hooks::Hook;
-use crate::loggers::{CsvLogger, Logger};
+use crate::loggers::{CsvLogger, Logger, LoggerGroup, TensorBoardLogger};
 use crate::loops::evaluation::{self, EvalMetrics};
 use crate::loops::fetchers::DataLoader;
 use crate::loops::limits::LoopLimits;
@@ -39,6 +39,7 @@ pub struct Trainer<'c> {
     pub ckpt_path: Option<String>,
     /// sha256 of the plugin component, recorded in checkpoints.
     pub plugin_sha256: String,
+    pub early_stopping: Option<crate::callbacks::early_stopping::EarlyStoppingConfig>,
     /// Set by the binary's signal handlers (SIGTERM, SIGINT, SIGUSR1).
     pub signal: Option<Arc<AtomicUsize>>,
     /// The directory the plugins were granted (reads through `tensor.load`).
@@ -80,7 +81,7 @@ struct Prepared {
 
 impl<'c> Trainer<'c> {
     pub fn new(cfg: TrainerConfig, data_dir: Option<PathBuf>) -> Self {
-        Trainer { cfg, data_dir, callbacks: Vec::new(), checkpoint: CheckpointConfig::default(), ckpt_path: None, plugin_sha256: String::new(), signal: None }
+        Trainer { cfg, data_dir, callbacks: Vec::new(), checkpoint: CheckpointConfig::default(), ckpt_path: None, plugin_sha256: String::new(), signal: None, early_stopping: None }
     }
 
     pub fn with_callback(mut self, cb: Box<dyn Callback + 'c>) -> Self {
@@ -149,6 +150,7 @@ impl<'c> Trainer<'c> {
             hparams: p.hparams,
             plugin_sha256: self.plugin_sha256.clone(),
             checkpoint: None,
+            early_stopping: None,
             epoch_order: None,
             resume: None,
             resume_order: None,
@@ -159,10 +161,20 @@ impl<'c> Trainer<'c> {
     }
 
     fn logger(&self, enabled: bool, hparams: &Value) -> Result<Option<Box<dyn Logger>>> {
-        if !enabled {
+        if !enabled || self.cfg.loggers.is_empty() {
             return Ok(None);
         }
-        let mut l = CsvLogger::new(&self.cfg.default_root_dir)?;
+        // One version directory for every logger of the run.
+        let csv = CsvLogger::new(&self.cfg.default_root_dir)?;
+        let (dir, version) = (csv.log_dir().to_path_buf(), csv.version());
+        let mut group: Vec<Box<dyn Logger>> = Vec::new();
+        for name in &self.cfg.loggers {
+            match name.as_str() {
+                "tensorboard" => group.push(Box::new(TensorBoardLogger::new(&dir, version)?)),
+                _ => group.push(Box::new(CsvLogger::at(dir.clone(), version))),
+            }
+        }
+        let mut l = LoggerGroup(group);
         l.log_hyperparams(hparams)?;
         Ok(Some(Box::new(l)))
     }
@@ -189,6 +201,7 @@ impl<'c> Trainer<'c> {
         let summary = self.cfg.enable_model_summary;
         let device = p.ctx.device;
         let self_checkpoint = self.checkpoint.clone();
+        let self_early_stopping = self.early_stopping.clone();
         let ckpt_spec = self.ckpt_path.clone();
         let mut st = self.state(module, Some(data), p, limits, logger);
         st.hook(Hook::Setup, None)?;
@@ -211,6 +224,9 @@ impl<'c> Trainer<'c> {
         if st.cfg.enable_checkpointing && st.cfg.fast_dev_run.batches().is_none() {
             let dir = st.logger.as_ref().map(|l| l.log_dir().to_path_buf()).unwrap_or_else(|| st.root_dir.clone());
             st.checkpoint = Some(ModelCheckpoint::new(self_checkpoint.clone(), &dir)?);
+        }
+        if let Some(es) = &self_early_stopping {
+            st.early_stopping = Some(crate::callbacks::early_stopping::EarlyStopping::new(es.clone())?);
         }
         let resume_path = match &ckpt_spec {
             Some(spec) => Some(ckpt::resolve(spec, self_checkpoint.dirpath.as_deref(), &st.root_dir)?),
@@ -264,6 +280,8 @@ impl<'c> Trainer<'c> {
             format!("signal {sig} received; the state was saved to {}", path.display())
         } else if st.max_steps_reached() {
             format!("`max_steps={}` reached", st.limits.max_steps.unwrap_or(0))
+        } else if let Some(r) = st.early_stopping.as_ref().and_then(|e| e.reason.clone()) {
+            format!("EarlyStopping: {r}")
         } else if st.should_stop {
             "a stop was requested (max_time or a callback)".to_string()
         } else {

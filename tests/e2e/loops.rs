@@ -10,6 +10,7 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
+use lthost::callbacks::early_stopping::EarlyStoppingConfig;
 use lthost::callbacks::{Callback, HookInfo};
 use lthost::config::{Limit, TrainerConfig};
 use lthost::context::{RunContext, Stage};
@@ -113,12 +114,17 @@ impl Outcome {
 }
 
 fn record(cfg: TrainerConfig, hparams: Value, entry: Entry) -> anyhow::Result<Outcome> {
+    record_with(cfg, hparams, entry, None)
+}
+
+fn record_with(cfg: TrainerConfig, hparams: Value, entry: Entry, early_stopping: Option<EarlyStoppingConfig>) -> anyhow::Result<Outcome> {
     let runtime = Runtime::new()?;
     let wasm = plugin::load(&runtime, &plugin_path("hook-recorder"), &PluginOptions::default())?;
     let log: Log = Rc::new(RefCell::new(Vec::new()));
     let mut module = Rec { inner: wasm.clone(), log: log.clone() };
     let mut data = wasm;
     let mut trainer = Trainer::new(quiet(cfg), None).with_callback(Box::new(RecCallback(log.clone())));
+    trainer.early_stopping = early_stopping;
     let (global_step, epochs, metrics) = match entry {
         Entry::Fit => {
             let r = trainer.fit(&mut module, &mut data as &mut dyn DataModule, &hparams)?;
@@ -183,7 +189,7 @@ fn lthost_counts(o: &Outcome) -> BTreeMap<&'static str, u64> {
 fn loops_match_lightning_for_every_flag() {
     let reference = lightning();
     let cases = reference["cases"].as_object().expect("cases");
-    assert!(cases.len() >= 20);
+    assert!(cases.len() >= 30, "26 Trainer settings and 5 EarlyStopping ones");
     let mut checked = 0;
     for (name, case) in cases {
         if case["log_every_n_steps"].is_number() {
@@ -196,7 +202,8 @@ fn loops_match_lightning_for_every_flag() {
             _ => Entry::Predict,
         };
         let is_fit = matches!(entry, Entry::Fit);
-        let got = record(trainer_config(&case["trainer"]), case["model"].clone(), entry).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+        let es: Option<EarlyStoppingConfig> = case.get("early_stopping").map(|v| serde_json::from_value(v.clone()).expect("EarlyStopping's arguments are lthost's"));
+        let got = record_with(trainer_config(&case["trainer"]), case["model"].clone(), entry, es).unwrap_or_else(|e| panic!("{name}: {e:#}"));
         if name.starts_with("hooks_") || name.starts_with("validate_") {
             let want: Vec<String> = case["calls"].as_array().expect("calls").iter().map(|c| c.as_str().expect("str").to_string()).collect();
             assert_eq!(got.calls, want, "{name}: hook sequence differs from Lightning's");

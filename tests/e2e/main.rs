@@ -9,3 +9,4 @@ mod engine;
 mod loops;
 mod parity;
 mod schedulers;
+mod tensorboard;

@@ -51,9 +51,10 @@ CALLBACK_HOOKS = [
 
 
 class Recorder(L.LightningModule):
-    def __init__(self, calls, samples=16, batch_size=4, skip_at=None):
+    def __init__(self, calls, samples=16, batch_size=4, skip_at=None, script=None):
         super().__init__()
         self.calls, self.samples, self.batch_size, self.skip_at = calls, samples, batch_size, skip_at
+        self.script = script or []
         self.calls.append("configure")
         self.layer = nn.Linear(4, 1)
 
@@ -88,6 +89,8 @@ class Recorder(L.LightningModule):
         self.calls.append("validation_step")
         x, y = batch
         self.log("val_loss", F.mse_loss(self.layer(x), y))
+        if self.current_epoch < len(self.script):
+            self.log("scripted", float(self.script[self.current_epoch]))
 
     def test_step(self, batch, batch_idx):
         self.calls.append("test_step")
@@ -130,7 +133,7 @@ for _name in CALLBACK_HOOKS:
     setattr(RecordingCallback, _name, _callback_hook(_name))
 
 
-def run(entry, trainer_args, model_args=None, log_every_n_steps=None):
+def run(entry, trainer_args, model_args=None, log_every_n_steps=None, early_stopping=None):
     calls = []
     torch.manual_seed(0)
     model = Recorder(calls, **(model_args or {}))
@@ -138,7 +141,8 @@ def run(entry, trainer_args, model_args=None, log_every_n_steps=None):
         logger = L.pytorch.loggers.CSVLogger(root, name="lightning_logs") if log_every_n_steps else False
         trainer = L.Trainer(
             accelerator="cpu", devices=1, logger=logger, enable_checkpointing=False, enable_progress_bar=False,
-            enable_model_summary=False, callbacks=[RecordingCallback(calls)], default_root_dir=root,
+            enable_model_summary=False, default_root_dir=root,
+            callbacks=[RecordingCallback(calls)] + ([L.pytorch.callbacks.EarlyStopping(**early_stopping)] if early_stopping else []),
             log_every_n_steps=log_every_n_steps or 50, **trainer_args,
         )
         getattr(trainer, entry)(model)
@@ -196,11 +200,23 @@ CASES = {
     "log_every_2": ("fit", {"max_epochs": 2}, None, 2),
 }
 
+SCRIPT = [1.0, 0.9, 0.88, 0.87, 0.7, 0.69, 0.68, 0.67, 0.66, 0.65, 0.64, 0.63]
+# name: (trainer args, model args, EarlyStopping args)
+EARLY_STOPPING = {
+    "es_patience_2_delta": ({"max_epochs": 12}, {"script": SCRIPT}, {"monitor": "scripted", "patience": 2, "min_delta": 0.05}),
+    "es_patience_3": ({"max_epochs": 12}, {"script": SCRIPT}, {"monitor": "scripted", "patience": 3}),
+    "es_threshold": ({"max_epochs": 12}, {"script": SCRIPT}, {"monitor": "scripted", "stopping_threshold": 0.75}),
+    "es_max_mode": ({"max_epochs": 12}, {"script": SCRIPT}, {"monitor": "scripted", "mode": "max", "patience": 1}),
+    "es_min_epochs": ({"max_epochs": 12, "min_epochs": 6}, {"script": SCRIPT}, {"monitor": "scripted", "mode": "max", "patience": 1}),
+}
+
 
 def main(path):
     out = {"lightning": L.__version__, "torch": torch.__version__, "cases": {}}
     for name, (entry, targs, margs, log_every) in CASES.items():
         out["cases"][name] = {"entry": entry, "trainer": targs, "model": margs or {}, "log_every_n_steps": log_every, **run(entry, targs, margs, log_every)}
+    for name, (targs, margs, es) in EARLY_STOPPING.items():
+        out["cases"][name] = {"entry": "fit", "trainer": targs, "model": margs, "log_every_n_steps": None, "early_stopping": es, **run("fit", targs, margs, None, es)}
     with open(path, "w") as f:
         json.dump(out, f, indent=1)
     print(f"wrote {path}: lightning {L.__version__}, {len(CASES)} cases")

@@ -55,6 +55,9 @@ pub fn dump(st: &mut LoopState<'_>, position: LoopPosition, weights_only: bool, 
         if let Some(mc) = &st.checkpoint {
             meta.callbacks.insert(mc.state_key(), mc.state());
         }
+        if let Some(es) = &st.early_stopping {
+            meta.callbacks.insert(format!("EarlyStopping{{'monitor': {:?}}}", es.cfg.monitor), es.state());
+        }
         for cb in &st.callbacks {
             if let Some(s) = cb.state() {
                 meta.callbacks.insert(cb.name().to_string(), s);
@@ -160,6 +163,11 @@ pub fn restore_training(st: &mut LoopState<'_>, ckpt: &Checkpoint, shown: &str) 
     if let Some(mc) = st.checkpoint.as_mut() {
         if let Some(s) = ckpt.meta.callbacks.get(&mc.state_key()) {
             mc.load_state(s);
+        }
+    }
+    if let Some(es) = st.early_stopping.as_mut() {
+        if let Some(s) = ckpt.meta.callbacks.get(&format!("EarlyStopping{{'monitor': {:?}}}", es.cfg.monitor)) {
+            es.load_state(s);
         }
     }
     for cb in &mut st.callbacks {

@@ -27,6 +27,11 @@ impl CsvLogger {
         Ok(CsvLogger { dir, version, rows: Vec::new(), keys: BTreeSet::new() })
     }
 
+    /// A logger writing into an existing version directory.
+    pub fn at(dir: PathBuf, version: u64) -> Self {
+        CsvLogger { dir, version, rows: Vec::new(), keys: BTreeSet::new() }
+    }
+
     fn render(&self) -> String {
         let keys: Vec<&String> = self.keys.iter().collect();
         let mut out = keys.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(",");

@@ -43,6 +43,7 @@ pub fn run(st: &mut LoopState<'_>, train: &DataLoader, val: Option<&DataLoader>)
         st.epoch_progress.increment_processed();
         let step = st.batches_that_stepped.saturating_sub(1);
         st.log_metrics(&epoch.logged, step)?;
+        st.early_stopping_check(true)?;
         let metrics = st.callback_metrics.clone();
         let next = st.ctx.current_epoch + 1;
         if let Some(o) = st.ctx.optim.as_mut() {

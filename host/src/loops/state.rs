@@ -9,6 +9,7 @@ use anyhow::Result;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
+use crate::callbacks::early_stopping::EarlyStopping;
 use crate::callbacks::model_checkpoint::ModelCheckpoint;
 use crate::callbacks::{Callback, HookInfo, ProgressBar};
 use crate::checkpoint::LoopPosition;
@@ -50,6 +51,8 @@ pub struct LoopState<'a> {
     pub plugin_sha256: String,
     /// ModelCheckpoint, when checkpointing is on.
     pub checkpoint: Option<ModelCheckpoint>,
+    /// EarlyStopping, when configured.
+    pub early_stopping: Option<EarlyStopping>,
     /// The current epoch's data order (saved so a resumed epoch sees the same batches).
     pub epoch_order: Option<tch::Tensor>,
     /// Where a resumed run continues, and the order of its interrupted epoch.
@@ -108,6 +111,23 @@ impl LoopState<'_> {
 
     pub fn max_steps_reached(&self) -> bool {
         self.limits.max_steps.is_some_and(|m| self.ctx.global_step >= m)
+    }
+
+    /// Runs EarlyStopping if it checks at this point (`at_train_epoch_end` or after a
+    /// validation run); a stop is honoured once min_epochs/min_steps are met.
+    pub fn early_stopping_check(&mut self, at_train_epoch_end: bool) -> Result<()> {
+        let has_val = self.limits.val_batches > 0;
+        let Some(es) = self.early_stopping.as_mut() else { return Ok(()) };
+        if es.cfg.check_on_train_epoch_end.unwrap_or(!has_val) != at_train_epoch_end {
+            return Ok(());
+        }
+        if es.check(&self.callback_metrics)? {
+            if let Some(r) = &es.reason {
+                println!("{r}");
+            }
+            self.should_stop = true;
+        }
+        Ok(())
     }
 
     /// Checks max_time (Lightning's Timer callback, after every batch).

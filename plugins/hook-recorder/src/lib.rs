@@ -14,6 +14,8 @@ struct Recorder {
     layer: Linear,
     skip_at: Option<u64>,
     log_in: String,
+    /// A metric sequence by epoch, logged as `scripted` in validation (EarlyStopping tests).
+    script: Vec<f64>,
 }
 
 const ALL: &[Hook] = &[
@@ -39,6 +41,7 @@ impl LightningModule for Recorder {
             layer: Linear::new("layer", 4, 1, true),
             skip_at: hp.get("skip_at").and_then(|v| v.as_u64()),
             log_in: hp.str_or("log_in", "").to_string(),
+            script: hp.get("script").and_then(|v| v.as_array()).map(|a| a.iter().filter_map(|x| x.as_f64()).collect()).unwrap_or_default(),
         })
     }
 
@@ -63,6 +66,9 @@ impl LightningModule for Recorder {
     fn validation_step(&mut self, batch: Batch, _batch_idx: u64) {
         let loss = F::mse_loss(&self.layer.forward(&batch[0]), &batch[1]);
         lg::log("val_loss", &loss);
+        if let Some(v) = self.script.get(trainer::current_epoch() as usize) {
+            lg::log_scalar("scripted", *v, lg::options());
+        }
     }
 
     fn test_step(&mut self, batch: Batch, _batch_idx: u64) {

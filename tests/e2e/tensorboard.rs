@@ -1,0 +1,38 @@
+//! The TensorBoard logger writes event files that the `tensorboard` package reads back with
+//! the values the CSV logger wrote, and the run's hyper-parameters.
+
+use std::process::Command;
+
+use crate::common::{lthost, plugin, read_metrics, repo_root};
+
+#[test]
+fn tensorboard_event_files_read_back_with_tensorboard() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wasm = plugin("digits-mlp").display().to_string();
+    let cfg = repo_root().join("plugins/digits-mlp/run.toml").display().to_string();
+    let run = lthost(dir.path(), &["fit", &wasm, "--config", &cfg, "--max-epochs", "3", "--logger", "csv,tensorboard", "--no-progress-bar"]);
+    assert!(run.ok(), "{}", run.stderr);
+    let log_dir = dir.path().join("lightning_logs/version_0");
+    let events: Vec<_> = std::fs::read_dir(&log_dir).expect("dir").filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().starts_with("events.out.tfevents.")).collect();
+    assert_eq!(events.len(), 1, "one event file");
+    let out = Command::new(repo_root().join(".venv/bin/python")).arg(repo_root().join("tests/reference/read_tensorboard.py")).arg(&log_dir).output().expect("python runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let read: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(read["hparams"]["lr"], 0.003);
+    assert_eq!(read["hparams"]["hidden"], 128.0);
+    // Every CSV value is in TensorBoard at the same step (float32 there).
+    let rows = read_metrics(&log_dir);
+    let mut checked = 0;
+    for key in ["train_loss", "val_acc", "val_loss"] {
+        let series = read["scalars"][key].as_array().unwrap_or_else(|| panic!("no `{key}` in {}", read["scalars"]));
+        let csv: Vec<(u64, f64)> = rows.iter().filter(|r| r.get(key).is_some_and(|v| !v.is_empty())).map(|r| (r["step"].parse().expect("step"), r[key].parse().expect("value"))).collect();
+        assert_eq!(series.len(), csv.len(), "{key}");
+        for (point, (step, value)) in series.iter().zip(&csv) {
+            assert_eq!(point[0].as_u64(), Some(*step), "{key}");
+            let tb = point[1].as_f64().expect("value");
+            assert!((tb - value).abs() <= 1e-6 * value.abs().max(1.0), "{key} at {step}: {tb} vs {value}");
+            checked += 1;
+        }
+    }
+    assert!(checked > 10);
+}
