@@ -74,6 +74,9 @@ struct RunArgs {
     /// Loggers, comma-separated: csv, tensorboard.
     #[arg(long, value_delimiter = ',')]
     logger: Option<Vec<String>>,
+    /// A logger plugin (.wasm), repeatable; it writes in `<log dir>/<plugin name>/`.
+    #[arg(long)]
+    logger_plugin: Vec<PathBuf>,
     /// Plain output: no progress bar.
     #[arg(long)]
     no_progress_bar: bool,
@@ -155,6 +158,12 @@ fn run(cmd: Command, signal: Arc<AtomicUsize>) -> Result<Option<i32>> {
     let mut trainer = Trainer::new(cfg.trainer.clone(), cfg.plugin.data_dir.clone());
     trainer.checkpoint = cfg.checkpoint.clone();
     trainer.early_stopping = cfg.early_stopping.clone();
+    for p in &args.logger_plugin {
+        let (rt, p, o) = (runtime.clone(), p.clone(), opts.clone());
+        trainer.logger_plugins.push(Box::new(move |dir: &Path, version: u64| {
+            Ok(Box::new(plugin::logger_plugin::load_logger(&rt, &p, &o, dir, version)?) as Box<dyn lthost::loggers::Logger>)
+        }));
+    }
     trainer.ckpt_path = args.ckpt_path.clone();
     trainer.plugin_sha256 = sha256_file(&args.plugin)?;
     trainer.signal = Some(signal);

@@ -11,6 +11,7 @@ pub mod bindings;
 pub mod convert;
 pub mod failure;
 pub mod host;
+pub mod logger_plugin;
 pub mod runtime;
 pub mod state;
 

@@ -32,6 +32,9 @@ use crate::loops::state::LoopState;
 use crate::loops::{checkpointing, fit, prediction};
 use crate::module::{DataModule, Module, Split};
 
+/// Makes a logger for a run's log directory and version (logger plugins).
+pub type LoggerFactory<'c> = Box<dyn Fn(&std::path::Path, u64) -> Result<Box<dyn Logger>> + 'c>;
+
 pub struct Trainer<'c> {
     pub cfg: TrainerConfig,
     pub checkpoint: CheckpointConfig,
@@ -40,6 +43,8 @@ pub struct Trainer<'c> {
     /// sha256 of the plugin component, recorded in checkpoints.
     pub plugin_sha256: String,
     pub early_stopping: Option<crate::callbacks::early_stopping::EarlyStoppingConfig>,
+    /// Logger plugins, built for the run's log directory and version.
+    pub logger_plugins: Vec<LoggerFactory<'c>>,
     /// Set by the binary's signal handlers (SIGTERM, SIGINT, SIGUSR1).
     pub signal: Option<Arc<AtomicUsize>>,
     /// The directory the plugins were granted (reads through `tensor.load`).
@@ -81,7 +86,7 @@ struct Prepared {
 
 impl<'c> Trainer<'c> {
     pub fn new(cfg: TrainerConfig, data_dir: Option<PathBuf>) -> Self {
-        Trainer { cfg, data_dir, callbacks: Vec::new(), checkpoint: CheckpointConfig::default(), ckpt_path: None, plugin_sha256: String::new(), signal: None, early_stopping: None }
+        Trainer { cfg, data_dir, callbacks: Vec::new(), checkpoint: CheckpointConfig::default(), ckpt_path: None, plugin_sha256: String::new(), signal: None, early_stopping: None, logger_plugins: Vec::new() }
     }
 
     pub fn with_callback(mut self, cb: Box<dyn Callback + 'c>) -> Self {
@@ -161,7 +166,7 @@ impl<'c> Trainer<'c> {
     }
 
     fn logger(&self, enabled: bool, hparams: &Value) -> Result<Option<Box<dyn Logger>>> {
-        if !enabled || self.cfg.loggers.is_empty() {
+        if !enabled || (self.cfg.loggers.is_empty() && self.logger_plugins.is_empty()) {
             return Ok(None);
         }
         // One version directory for every logger of the run.
@@ -173,6 +178,9 @@ impl<'c> Trainer<'c> {
                 "tensorboard" => group.push(Box::new(TensorBoardLogger::new(&dir, version)?)),
                 _ => group.push(Box::new(CsvLogger::at(dir.clone(), version))),
             }
+        }
+        for make in &self.logger_plugins {
+            group.push(make(&dir, version)?);
         }
         let mut l = LoggerGroup(group);
         l.log_hyperparams(hparams)?;

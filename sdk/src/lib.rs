@@ -28,6 +28,7 @@ pub mod bindings;
 #[doc(hidden)]
 pub mod glue;
 pub mod hparams;
+pub mod logger;
 pub mod log;
 mod ops;
 pub mod optim;

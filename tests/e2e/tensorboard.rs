@@ -36,3 +36,26 @@ fn tensorboard_event_files_read_back_with_tensorboard() {
     }
     assert!(checked > 10);
 }
+
+#[test]
+fn a_logger_plugin_writes_only_in_its_directory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wasm = plugin("digits-mlp").display().to_string();
+    let logger = plugin("jsonl-logger").display().to_string();
+    let cfg = repo_root().join("plugins/digits-mlp/run.toml").display().to_string();
+    let run = lthost(dir.path(), &["fit", &wasm, "--config", &cfg, "--max-epochs", "2", "--logger-plugin", &logger, "--no-progress-bar"]);
+    assert!(run.ok(), "{}", run.stderr);
+    let out = dir.path().join("lightning_logs/version_0/jsonl-logger");
+    let lines = std::fs::read_to_string(out.join("metrics.jsonl")).expect("metrics.jsonl");
+    let rows = read_metrics(&dir.path().join("lightning_logs/version_0"));
+    assert_eq!(lines.lines().count(), rows.len(), "one JSON line per CSV row");
+    let first: serde_json::Value = serde_json::from_str(lines.lines().next().expect("a line")).expect("JSON");
+    assert!(first["metrics"]["train_loss"].is_number(), "{first}");
+    assert!(std::fs::read_to_string(out.join("hparams.json")).expect("hparams.json").contains("\"lr\":0.003"));
+    // Writing anywhere else fails inside the sandbox: the run ends with the logger's error.
+    let escape = dir.path().join("escaped.txt");
+    let hp = format!(r#"{{"escape_to": "{}"}}"#, escape.display());
+    let bad = lthost(dir.path(), &["fit", &wasm, "--config", &cfg, "--max-epochs", "1", "--logger-plugin", &logger, "--hparams", &hp]);
+    bad.assert_fails_with(&["logger plugin `jsonl-logger`", "log_hyperparams", "escaped.txt"]);
+    assert!(!escape.exists(), "the plugin wrote outside its directory");
+}

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context as _, Result};
 use serde_json::Value;
 use tch::{Device, Tensor};
-use wasmtime::component::{Component, Instance, Resource, ResourceTable};
+use wasmtime::component::{Component, Instance, InstancePre, Resource, ResourceTable};
 use wasmtime::{Store, StoreLimitsBuilder};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
@@ -65,8 +65,18 @@ pub struct WasmPlugin {
     name: String,
 }
 
-/// Reads, compiles and instantiates a plugin component.
-pub fn load(runtime: &Arc<Runtime>, path: &Path, opts: &PluginOptions) -> Result<WasmPlugin> {
+/// A component checked, compiled and ready to instantiate in its sandboxed store.
+pub(crate) struct Sandboxed {
+    pub name: String,
+    pub store: Store<PluginState>,
+    pub pre: InstancePre<PluginState>,
+    pub deadline_ticks: u64,
+}
+
+/// Reads and compiles a component, and builds its store: WASI with only the standard
+/// streams and `dirs` (host path, guest path, permissions), the memory limit, the hook
+/// deadline.
+pub(crate) fn sandbox(runtime: &Arc<Runtime>, path: &Path, opts: &PluginOptions, dirs: &[(PathBuf, &str, FsPerms)]) -> Result<Sandboxed> {
     let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("plugin").to_string();
     let bytes = std::fs::read(path).with_context(|| format!("reading plugin {}", path.display()))?;
     if bytes.len() < 8 || &bytes[0..4] != b"\0asm" {
@@ -77,12 +87,11 @@ pub fn load(runtime: &Arc<Runtime>, path: &Path, opts: &PluginOptions) -> Result
     }
     let component = Component::new(&runtime.engine, &bytes)
         .map_err(|e| anyhow!("plugin `{name}` ({}): not a valid component: {e}", path.display()))?;
-
     let mut wasi = WasiCtxBuilder::new();
     wasi.inherit_stdout().inherit_stderr();
-    if let Some(dir) = &opts.data_dir {
-        wasi.preopened_dir(dir, "/data", FsPerms::ReadOnly)
-            .map_err(|e| anyhow!("plugin `{name}`: granting data directory {}: {e}", dir.display()))?;
+    for (host, guest, perms) in dirs {
+        wasi.preopened_dir(host, guest, *perms)
+            .map_err(|e| anyhow!("plugin `{name}`: granting directory {}: {e}", host.display()))?;
     }
     let ctx = RunContext { data_dir: opts.data_dir.clone(), ..RunContext::default() };
     let state = PluginState {
@@ -96,10 +105,16 @@ pub fn load(runtime: &Arc<Runtime>, path: &Path, opts: &PluginOptions) -> Result
     let deadline_ticks = u64::try_from(opts.hook_timeout.as_millis() / TICK.as_millis()).unwrap_or(u64::MAX).max(1);
     store.set_epoch_deadline(deadline_ticks);
     store.epoch_deadline_trap();
-
     let pre = runtime.linker.instantiate_pre(&component).map_err(|e| {
         anyhow!("plugin `{name}`: imports something lthost does not provide (this host speaks lt:plugin@0.1.0): {e}")
     })?;
+    Ok(Sandboxed { name, store, pre, deadline_ticks })
+}
+
+/// Reads, compiles and instantiates a plugin component.
+pub fn load(runtime: &Arc<Runtime>, path: &Path, opts: &PluginOptions) -> Result<WasmPlugin> {
+    let dirs: Vec<(PathBuf, &str, FsPerms)> = opts.data_dir.iter().map(|d| (d.clone(), "/data", FsPerms::ReadOnly)).collect();
+    let Sandboxed { name, mut store, pre, deadline_ticks } = sandbox(runtime, path, opts, &dirs)?;
     let module_idx = lightning_module::GuestIndices::new(&pre).ok();
     let data_idx = data_module::GuestIndices::new(&pre).ok();
     if module_idx.is_none() && data_idx.is_none() {

@@ -10,7 +10,7 @@
 
 wasmtime::component::bindgen!({
     path: "../wit",
-    world: "plugin",
+    world: "host",
     imports: { default: trappable },
     with: {
         "lt:plugin/tensor.tensor": tch::Tensor,
@@ -26,5 +26,6 @@ wasmtime::component::bindgen!({
 });
 
 pub use exports::lt::plugin::data_module;
+pub use exports::lt::plugin::logger;
 pub use exports::lt::plugin::lightning_module;
 pub use lt::plugin::{log, nn, optimization, tensor, trainer, types};

@@ -7,7 +7,7 @@ use std::time::Duration;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine};
 
-use crate::plugin::bindings::Plugin;
+use crate::plugin::bindings::Host_ as HostWorld;
 use crate::plugin::state::PluginState;
 
 /// How often the epoch advances; hook time-outs are counted in these ticks.
@@ -27,7 +27,7 @@ impl Runtime {
         let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("wasmtime engine: {e:?}"))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| anyhow::anyhow!("linking WASI: {e:?}"))?;
-        Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(|e| anyhow::anyhow!("linking lt:plugin: {e:?}"))?;
+        HostWorld::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(|e| anyhow::anyhow!("linking lt:plugin: {e:?}"))?;
         start_ticker(&engine);
         Ok(Arc::new(Runtime { engine, linker }))
     }

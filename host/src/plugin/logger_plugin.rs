@@ -1,0 +1,77 @@
+//! A WASM component as a [`Logger`]: it gets hyper-parameters and metrics as plain values and
+//! may write only in its own directory (`/logs` in the guest; `<log dir>/<plugin name>` on
+//! the host).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{anyhow, Context as _, Result};
+use serde_json::Value;
+use wasmtime::Store;
+use wasmtime_wasi::FsPerms;
+
+use crate::loggers::Logger;
+use crate::plugin::adapter::{sandbox, PluginOptions, Sandboxed};
+use crate::plugin::bindings::logger;
+use crate::plugin::failure::describe;
+use crate::plugin::runtime::Runtime;
+use crate::plugin::state::PluginState;
+
+pub const LOGGER_EXPORT: &str = "lt:plugin/logger@0.1.0";
+
+pub struct WasmLogger {
+    name: String,
+    dir: PathBuf,
+    version: u64,
+    store: Store<PluginState>,
+    guest: logger::Guest,
+    deadline_ticks: u64,
+}
+
+/// Loads a logger component writing into `<log_dir>/<name>`.
+pub fn load_logger(runtime: &Arc<Runtime>, path: &Path, opts: &PluginOptions, log_dir: &Path, version: u64) -> Result<WasmLogger> {
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("logger").to_string();
+    let dir = log_dir.join(&stem);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let grant = [(dir.clone(), "/logs", FsPerms::ReadWrite)];
+    let Sandboxed { name, mut store, pre, deadline_ticks } = sandbox(runtime, path, opts, &grant)?;
+    let idx = logger::GuestIndices::new(&pre).map_err(|_| anyhow!("plugin `{name}`: exports no `{LOGGER_EXPORT}`, so it is not a logger"))?;
+    let instance = pre.instantiate(&mut store).map_err(|e| anyhow!("{}", describe(&name, "instantiate", e)))?;
+    let guest = idx.load(&mut store, &instance).map_err(|e| anyhow!("plugin `{name}`: {e}"))?;
+    Ok(WasmLogger { name, dir, version, store, guest, deadline_ticks })
+}
+
+impl WasmLogger {
+    fn call(&mut self, hook: &str, f: impl FnOnce(&logger::Guest, &mut Store<PluginState>) -> wasmtime::Result<Result<(), String>>) -> Result<()> {
+        self.store.set_epoch_deadline(self.deadline_ticks);
+        match f(&self.guest, &mut self.store) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(msg)) => Err(anyhow!("logger plugin `{}` failed in `{hook}`: {msg}", self.name)),
+            Err(e) => Err(anyhow!("{}", describe(&self.name, hook, e))),
+        }
+    }
+}
+
+impl Logger for WasmLogger {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn version(&self) -> u64 {
+        self.version
+    }
+    fn log_dir(&self) -> &Path {
+        &self.dir
+    }
+    fn log_hyperparams(&mut self, hparams: &Value) -> Result<()> {
+        let text = hparams.to_string();
+        self.call("log_hyperparams", |g, s| g.call_log_hyperparams(s, &text))
+    }
+    fn log_metrics(&mut self, metrics: &BTreeMap<String, f64>, step: u64) -> Result<()> {
+        let list: Vec<(String, f64)> = metrics.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        self.call("log_metrics", |g, s| g.call_log_metrics(s, step, &list))
+    }
+    fn save(&mut self) -> Result<()> {
+        self.call("save", |g, s| g.call_save(s))
+    }
+}

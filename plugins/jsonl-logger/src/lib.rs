@@ -1,0 +1,46 @@
+//! A logger plugin: one JSON object per `log_metrics` call in `/logs/metrics.jsonl`, the
+//! hyper-parameters in `/logs/hparams.json`. `/logs` is the only place it may write.
+//! A hyper-parameter `escape_to` makes it try to write there too (the sandbox test).
+
+use std::io::Write as _;
+
+use lthost_sdk::export_logger;
+use lthost_sdk::logger::Logger;
+use lthost_sdk::serde_json::{self, json, Value};
+
+struct Jsonl {
+    lines: Vec<String>,
+}
+
+impl Logger for Jsonl {
+    fn new() -> Self {
+        Jsonl { lines: Vec::new() }
+    }
+
+    fn name(&self) -> String {
+        "jsonl".into()
+    }
+
+    fn log_hyperparams(&mut self, params: &Value) -> Result<(), String> {
+        if let Some(path) = params.get("escape_to").and_then(Value::as_str) {
+            std::fs::write(path, b"escaped").map_err(|e| format!("writing {path}: {e}"))?;
+        }
+        std::fs::write("/logs/hparams.json", params.to_string()).map_err(|e| e.to_string())
+    }
+
+    fn log_metrics(&mut self, step: u64, metrics: &[(String, f64)]) -> Result<(), String> {
+        let map: serde_json::Map<String, Value> = metrics.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+        self.lines.push(json!({"step": step, "metrics": map}).to_string());
+        Ok(())
+    }
+
+    fn save(&mut self) -> Result<(), String> {
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open("/logs/metrics.jsonl").map_err(|e| e.to_string())?;
+        for l in self.lines.drain(..) {
+            writeln!(f, "{l}").map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+export_logger!(Jsonl);
