@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 export PATH := $(VENV)/bin:$(PATH)
 export LIBTORCH_USE_PYTORCH := 1
 CARGO ?= cargo
-PLUGINS := digits-mlp parity-rnn parity-mlp faulty hook-recorder gan jsonl-logger
+PLUGINS := digits-mlp parity-rnn parity-mlp faulty hook-recorder gan jsonl-logger loss-guard-callback
 PLUGIN_DIR := target/plugins
 LTHOST := target/release/lthost
 # Test threads: two lthost processes at a time on a 2-core machine.

@@ -23,12 +23,21 @@ pub struct HookInfo<'a> {
     pub callback_metrics: &'a BTreeMap<String, f64>,
 }
 
+/// What a callback asks of the trainer after a hook.
+#[derive(Debug, Default, Clone)]
+pub struct CallbackAction {
+    /// Stop the run (honoured once min_epochs/min_steps are met), with a reason.
+    pub stop: Option<String>,
+    /// Values to log from this hook.
+    pub logs: Vec<(String, f64)>,
+}
+
 /// Lightning's Callback: one method, called for every callback hook with its name.
 pub trait Callback {
     fn name(&self) -> &str;
-    fn on_hook(&mut self, hook: Hook, info: &HookInfo<'_>) -> anyhow::Result<()>;
+    fn on_hook(&mut self, hook: Hook, info: &HookInfo<'_>) -> anyhow::Result<CallbackAction>;
     /// State kept in checkpoints under the callback's name (Lightning's `state_dict`).
-    fn state(&self) -> Option<serde_json::Value> {
+    fn state(&mut self) -> Option<serde_json::Value> {
         None
     }
     fn load_state(&mut self, _state: &serde_json::Value) -> anyhow::Result<()> {

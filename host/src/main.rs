@@ -74,6 +74,9 @@ struct RunArgs {
     /// Loggers, comma-separated: csv, tensorboard.
     #[arg(long, value_delimiter = ',')]
     logger: Option<Vec<String>>,
+    /// A callback plugin (.wasm), repeatable; called before the module at its hooks.
+    #[arg(long)]
+    callback: Vec<PathBuf>,
     /// A logger plugin (.wasm), repeatable; it writes in `<log dir>/<plugin name>/`.
     #[arg(long)]
     logger_plugin: Vec<PathBuf>,
@@ -158,6 +161,9 @@ fn run(cmd: Command, signal: Arc<AtomicUsize>) -> Result<Option<i32>> {
     let mut trainer = Trainer::new(cfg.trainer.clone(), cfg.plugin.data_dir.clone());
     trainer.checkpoint = cfg.checkpoint.clone();
     trainer.early_stopping = cfg.early_stopping.clone();
+    for p in &args.callback {
+        trainer.callbacks.push(Box::new(plugin::callback_plugin::load_callback(&runtime, p, &opts)?));
+    }
     for p in &args.logger_plugin {
         let (rt, p, o) = (runtime.clone(), p.clone(), opts.clone());
         trainer.logger_plugins.push(Box::new(move |dir: &Path, version: u64| {

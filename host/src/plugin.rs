@@ -8,6 +8,7 @@
 
 pub mod adapter;
 pub mod bindings;
+pub mod callback_plugin;
 pub mod convert;
 pub mod failure;
 pub mod host;

@@ -162,6 +162,7 @@ impl<'c> Trainer<'c> {
             signal: self.signal.clone(),
             interrupted: None,
             root_dir: self.cfg.default_root_dir.clone(),
+            stop_reason: None,
         }
     }
 
@@ -290,8 +291,10 @@ impl<'c> Trainer<'c> {
             format!("`max_steps={}` reached", st.limits.max_steps.unwrap_or(0))
         } else if let Some(r) = st.early_stopping.as_ref().and_then(|e| e.reason.clone()) {
             format!("EarlyStopping: {r}")
+        } else if let Some(r) = &st.stop_reason {
+            r.clone()
         } else if st.should_stop {
-            "a stop was requested (max_time or a callback)".to_string()
+            "a stop was requested (max_time)".to_string()
         } else {
             match st.limits.max_epochs {
                 Some(m) => format!("`max_epochs={m}` reached"),

@@ -27,6 +27,7 @@
 pub mod bindings;
 #[doc(hidden)]
 pub mod glue;
+pub mod callback;
 pub mod hparams;
 pub mod logger;
 pub mod log;

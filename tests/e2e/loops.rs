@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use lthost::callbacks::early_stopping::EarlyStoppingConfig;
-use lthost::callbacks::{Callback, HookInfo};
+use lthost::callbacks::{Callback, CallbackAction, HookInfo};
 use lthost::config::{Limit, TrainerConfig};
 use lthost::context::{RunContext, Stage};
 use lthost::hooks::Hook;
@@ -80,9 +80,9 @@ impl Callback for RecCallback {
     fn name(&self) -> &str {
         "recorder"
     }
-    fn on_hook(&mut self, hook: Hook, _info: &HookInfo<'_>) -> anyhow::Result<()> {
+    fn on_hook(&mut self, hook: Hook, _info: &HookInfo<'_>) -> anyhow::Result<CallbackAction> {
         self.0.borrow_mut().push(format!("Callback.{}", hook.name()));
-        Ok(())
+        Ok(CallbackAction::default())
     }
 }
 

@@ -9,4 +9,4 @@ mod engine;
 mod loops;
 mod parity;
 mod schedulers;
-mod tensorboard;
+mod loggers_and_callbacks;

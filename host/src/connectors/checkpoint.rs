@@ -58,7 +58,7 @@ pub fn dump(st: &mut LoopState<'_>, position: LoopPosition, weights_only: bool, 
         if let Some(es) = &st.early_stopping {
             meta.callbacks.insert(format!("EarlyStopping{{'monitor': {:?}}}", es.cfg.monitor), es.state());
         }
-        for cb in &st.callbacks {
+        for cb in &mut st.callbacks {
             if let Some(s) = cb.state() {
                 meta.callbacks.insert(cb.name().to_string(), s);
             }

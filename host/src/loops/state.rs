@@ -63,12 +63,19 @@ pub struct LoopState<'a> {
     /// Set when a signal stopped the run: (signal, checkpoint written).
     pub interrupted: Option<(i32, std::path::PathBuf)>,
     pub root_dir: std::path::PathBuf,
+    /// Why a callback asked to stop.
+    pub stop_reason: Option<String>,
 }
 
 impl LoopState<'_> {
     /// Calls `hook` on every callback, then on the module (if it implements it): Lightning's
     /// order. Returns the module's answer (-1 from on_train_batch_start skips the epoch).
     pub fn hook(&mut self, hook: Hook, batch_idx: Option<u64>) -> Result<i32> {
+        if hook.owner() != Owner::Module && !self.callbacks.is_empty() && hook == Hook::OnTrainBatchEnd {
+            // Callbacks see this batch's values: the one host sync, and only with callbacks.
+            let step = crate::connectors::logger::read(&self.train_results.step_metrics(), |_| true);
+            self.callback_metrics.extend(step);
+        }
         if hook.owner() != Owner::Module {
             let info = HookInfo {
                 stage: self.ctx.stage,
@@ -77,8 +84,23 @@ impl LoopState<'_> {
                 global_step: self.ctx.global_step,
                 callback_metrics: &self.callback_metrics,
             };
+            let mut actions = Vec::new();
             for cb in &mut self.callbacks {
-                cb.on_hook(hook, &info)?;
+                actions.push((cb.name().to_string(), cb.on_hook(hook, &info)?));
+            }
+            for (name, action) in actions {
+                if let Some(reason) = action.stop {
+                    println!("callback `{name}` requested a stop: {reason}");
+                    self.should_stop = true;
+                    self.stop_reason = Some(format!("callback `{name}`: {reason}"));
+                }
+                let previous = self.ctx.current_hook.replace(hook);
+                for (k, v) in action.logs {
+                    let t = tch::Tensor::f_from_slice(&[v as f32]).and_then(|t| t.f_reshape([])).map_err(|e| anyhow::anyhow!("callback `{name}`: {e}"))?;
+                    let opts = crate::context::LogOptions { prog_bar: false, logger: true, on_step: None, on_epoch: None, reduce_fx: crate::context::ReduceFx::Mean, batch_size: None };
+                    self.ctx.log(&k, t, opts).map_err(|e| anyhow::anyhow!("callback `{name}`: {e}"))?;
+                }
+                self.ctx.current_hook = previous;
             }
         }
         if hook.owner() == Owner::Callback || !self.module_hooks.contains(&hook) {

@@ -143,6 +143,7 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: Option<&DataLoader>
         }
         st.ctx.global_step = st.ctx.optim.as_ref().map(|o| o.step_progress.total.completed).unwrap_or(0);
         st.batch_progress.increment_processed();
+        st.train_results.add(std::mem::take(&mut st.ctx.logs), last_bs)?;
         st.hook(Hook::OnTrainBatchEnd, i)?;
         st.train_results.add(std::mem::take(&mut st.ctx.logs), last_bs)?;
         batches += 1;

@@ -26,6 +26,7 @@ wasmtime::component::bindgen!({
 });
 
 pub use exports::lt::plugin::data_module;
+pub use exports::lt::plugin::callback;
 pub use exports::lt::plugin::logger;
 pub use exports::lt::plugin::lightning_module;
 pub use lt::plugin::{log, nn, optimization, tensor, trainer, types};

@@ -1,5 +1,5 @@
-//! The TensorBoard logger writes event files that the `tensorboard` package reads back with
-//! the values the CSV logger wrote, and the run's hyper-parameters.
+//! Loggers and callbacks: TensorBoard event files read back by the `tensorboard` package,
+//! a logger plugin kept in its directory, a callback plugin that logs and stops a run.
 
 use std::process::Command;
 
@@ -58,4 +58,21 @@ fn a_logger_plugin_writes_only_in_its_directory() {
     let bad = lthost(dir.path(), &["fit", &wasm, "--config", &cfg, "--max-epochs", "1", "--logger-plugin", &logger, "--hparams", &hp]);
     bad.assert_fails_with(&["logger plugin `jsonl-logger`", "log_hyperparams", "escaped.txt"]);
     assert!(!escape.exists(), "the plugin wrote outside its directory");
+}
+
+#[test]
+fn a_callback_plugin_logs_and_stops_a_diverging_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wasm = plugin("digits-mlp").display().to_string();
+    let guard = plugin("loss-guard-callback").display().to_string();
+    let cfg = repo_root().join("plugins/digits-mlp/run.toml").display().to_string();
+    let calm = lthost(dir.path(), &["fit", &wasm, "--config", &cfg, "--max-epochs", "2", "--callback", &guard, "--log-every-n-steps", "1", "--no-progress-bar"]);
+    assert!(calm.ok(), "{}", calm.stderr);
+    let rows = read_metrics(&dir.path().join("lightning_logs/version_0"));
+    let checks = crate::common::column(&rows, "guard_checks");
+    assert_eq!(checks.len(), 80, "logged on every step");
+    assert_eq!(checks.last().copied(), Some(80.0));
+    let wild = lthost(dir.path(), &["fit", &wasm, "--config", &cfg, "--max-epochs", "20", "--callback", &guard, "--hparams", r#"{"lr": 30.0}"#, "--no-progress-bar"]);
+    assert!(wild.ok(), "{}", wild.stderr);
+    assert!(wild.stdout.contains("`Trainer.fit` stopped: callback `loss-guard-callback`: train_loss"), "{}", wild.stdout);
 }

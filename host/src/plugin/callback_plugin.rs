@@ -1,0 +1,85 @@
+//! A WASM component as a [`Callback`]: called at the hooks it lists, with the trainer's
+//! state and metrics as plain values; no files, no tensors.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{anyhow, Result};
+use serde_json::Value;
+use wasmtime::Store;
+
+use crate::callbacks::{Callback, CallbackAction, HookInfo};
+use crate::hooks::Hook;
+use crate::plugin::adapter::{sandbox, PluginOptions, Sandboxed};
+use crate::plugin::bindings::callback;
+use crate::plugin::failure::describe;
+use crate::plugin::host::trainer::stage_out;
+use crate::plugin::runtime::Runtime;
+use crate::plugin::state::PluginState;
+
+pub const CALLBACK_EXPORT: &str = "lt:plugin/callback@0.1.0";
+
+pub struct WasmCallback {
+    name: String,
+    store: Store<PluginState>,
+    guest: callback::Guest,
+    hooks: HashSet<String>,
+    deadline_ticks: u64,
+}
+
+pub fn load_callback(runtime: &Arc<Runtime>, path: &Path, opts: &PluginOptions) -> Result<WasmCallback> {
+    let Sandboxed { name, mut store, pre, deadline_ticks } = sandbox(runtime, path, opts, &[])?;
+    let idx = callback::GuestIndices::new(&pre).map_err(|_| anyhow!("plugin `{name}`: exports no `{CALLBACK_EXPORT}`, so it is not a callback"))?;
+    let instance = pre.instantiate(&mut store).map_err(|e| anyhow!("{}", describe(&name, "instantiate", e)))?;
+    let guest = idx.load(&mut store, &instance).map_err(|e| anyhow!("plugin `{name}`: {e}"))?;
+    store.set_epoch_deadline(deadline_ticks);
+    let hooks = guest.call_hooks(&mut store).map_err(|e| anyhow!("{}", describe(&name, "hooks", e)))?.into_iter().collect();
+    Ok(WasmCallback { name, store, guest, hooks, deadline_ticks })
+}
+
+impl Callback for WasmCallback {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn on_hook(&mut self, hook: Hook, info: &HookInfo<'_>) -> Result<CallbackAction> {
+        if !self.hooks.contains(hook.name()) {
+            return Ok(CallbackAction::default());
+        }
+        let wit_info = callback::HookInfo {
+            stage: stage_out(info.stage),
+            batch_idx: info.batch_idx,
+            current_epoch: info.current_epoch,
+            global_step: info.global_step,
+            metrics: info.callback_metrics.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+        };
+        self.store.set_epoch_deadline(self.deadline_ticks);
+        let out = self.guest.call_on_hook(&mut self.store, hook.name(), &wit_info).map_err(|e| anyhow!("{}", describe(&self.name, hook.name(), e)))?;
+        let r = out.map_err(|m| anyhow!("callback plugin `{}` failed in `{}`: {m}", self.name, hook.name()))?;
+        Ok(CallbackAction { stop: r.stop, logs: r.logs })
+    }
+
+    fn state(&mut self) -> Option<Value> {
+        match self.guest.call_save_state(&mut self.store) {
+            Ok(Some(text)) => match serde_json::from_str(&text) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    eprintln!("warning: callback plugin `{}`: its state is not JSON ({e}); not saved", self.name);
+                    None
+                }
+            },
+            Ok(None) => None,
+            Err(e) => {
+                eprintln!("warning: {}; its state is not saved", describe(&self.name, "state_dict", e));
+                None
+            }
+        }
+    }
+
+    fn load_state(&mut self, state: &Value) -> Result<()> {
+        let text = state.to_string();
+        let out = self.guest.call_load_state(&mut self.store, &text).map_err(|e| anyhow!("{}", describe(&self.name, "load_state_dict", e)))?;
+        out.map_err(|m| anyhow!("callback plugin `{}` failed in `load_state_dict`: {m}", self.name))
+    }
+}
