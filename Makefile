@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 export PATH := $(VENV)/bin:$(PATH)
 export LIBTORCH_USE_PYTORCH := 1
 CARGO ?= cargo
-PLUGINS := digits-mlp parity-rnn parity-mlp faulty hook-recorder gan jsonl-logger loss-guard-callback
+PLUGINS := digits-mlp parity-rnn parity-mlp faulty hook-recorder gan jsonl-logger loss-guard-callback grad-norm-callback
 PLUGIN_DIR := target/plugins
 LTHOST := target/release/lthost
 # Test threads: two lthost processes at a time on a 2-core machine.
@@ -49,6 +49,7 @@ reference: setup
 	$(PY) tests/reference/engine_reference.py tests/reference/engine.json
 	$(PY) tests/reference/scheduler_reference.py tests/reference/schedulers.json
 	$(PY) tests/reference/lightning_reference.py tests/reference/lightning.json
+	$(PY) tests/reference/callbacks_reference.py tests/reference/callbacks.json
 
 clean-logs:
 	rm -rf lightning_logs

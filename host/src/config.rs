@@ -127,7 +127,7 @@ pub struct TrainerConfig {
     pub default_root_dir: PathBuf,
     /// Write logs at all.
     pub logger: bool,
-    /// Which loggers: "csv", "tensorboard" (both may be given).
+    /// Which loggers: "csv", "tensorboard", logger plugins (`.wasm` paths); several at once.
     pub loggers: Vec<String>,
     /// ModelCheckpoint (configured in `[checkpoint]`).
     pub enable_checkpointing: bool,
@@ -234,8 +234,8 @@ impl TrainerConfig {
         if let Some(t) = &self.max_time {
             parse_max_time(t)?;
         }
-        if let Some(bad) = self.loggers.iter().find(|l| !matches!(l.as_str(), "csv" | "tensorboard")) {
-            bail!("trainer.loggers: unknown logger {bad:?} (expected \"csv\" or \"tensorboard\")");
+        if let Some(bad) = self.loggers.iter().find(|l| !matches!(l.as_str(), "csv" | "tensorboard") && !l.ends_with(".wasm")) {
+            bail!("trainer.loggers: unknown logger {bad:?} (expected \"csv\", \"tensorboard\" or a logger plugin `.wasm`)");
         }
         self.accelerator.parse()
     }
@@ -287,6 +287,11 @@ pub struct RunConfig {
     pub checkpoint: crate::callbacks::model_checkpoint::CheckpointConfig,
     /// EarlyStopping's arguments; absent: no early stopping.
     pub early_stopping: Option<crate::callbacks::early_stopping::EarlyStoppingConfig>,
+    /// Built-in callbacks (`[callbacks.lr_monitor]`, ...) and callback plugins.
+    pub callbacks: crate::callbacks::BuiltinCallbacks,
+    pub progress_bar: crate::callbacks::progress_bar::ProgressBarConfig,
+    /// `lthost lr-find`'s arguments.
+    pub lr_find: crate::callbacks::lr_finder::LrFindConfig,
     /// Passed to the plugin's `configure` as a JSON object.
     pub hparams: serde_json::Map<String, Value>,
 }
@@ -302,7 +307,19 @@ impl RunConfig {
                 cfg.plugin.data_dir = Some(base.join(d));
             }
         }
+        for p in cfg.callbacks.plugins.iter_mut() {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        for l in cfg.trainer.loggers.iter_mut() {
+            if l.ends_with(".wasm") && Path::new(l.as_str()).is_relative() {
+                *l = base.join(l.as_str()).to_string_lossy().into_owned();
+            }
+        }
         cfg.checkpoint.validate()?;
+        cfg.callbacks.build()?;
+        cfg.lr_find.validate()?;
         Ok(cfg)
     }
 

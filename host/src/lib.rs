@@ -17,5 +17,7 @@ pub mod hooks;
 pub mod loggers;
 pub mod loops;
 pub mod module;
+pub mod plot;
 pub mod plugin;
 pub mod trainer;
+pub mod tuner;

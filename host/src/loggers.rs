@@ -35,6 +35,16 @@ impl Logger for LoggerGroup {
     fn save(&mut self) -> Result<()> {
         self.0.iter_mut().try_for_each(|l| l.save())
     }
+    /// Every logger is finalized even when one fails; the first error is returned.
+    fn finalize(&mut self, status: &str) -> Result<()> {
+        let mut first = None;
+        for l in &mut self.0 {
+            if let Err(e) = l.finalize(status) {
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
 }
 
 pub trait Logger {
@@ -45,6 +55,10 @@ pub trait Logger {
     fn log_metrics(&mut self, metrics: &BTreeMap<String, f64>, step: u64) -> Result<()>;
     /// Writes what is buffered.
     fn save(&mut self) -> Result<()>;
+    /// The run ended: "success", "failed" or "interrupted" (Lightning's `finalize`).
+    fn finalize(&mut self, _status: &str) -> Result<()> {
+        self.save()
+    }
 }
 
 /// The next free `version_N` under `root/name` (Lightning's numbering).

@@ -35,6 +35,31 @@ enum Command {
     Test(RunArgs),
     /// Predict over the predict data; writes `predictions.safetensors`.
     Predict(RunArgs),
+    /// The learning-rate range test (Lightning's `Tuner.lr_find`): suggests a learning
+    /// rate and writes `lr_find.png` and `lr_find.json`.
+    LrFind(LrFindArgs),
+}
+
+#[derive(Args)]
+struct LrFindArgs {
+    #[command(flatten)]
+    run: RunArgs,
+    #[arg(long)]
+    min_lr: Option<f64>,
+    #[arg(long)]
+    max_lr: Option<f64>,
+    /// Optimizer steps to test.
+    #[arg(long)]
+    num_training: Option<u64>,
+    /// exponential or linear.
+    #[arg(long)]
+    mode: Option<String>,
+    /// Stop once the smoothed loss passes this many times the best; 0 never stops.
+    #[arg(long)]
+    early_stop_threshold: Option<f64>,
+    /// Where lr_find.png and lr_find.json go (default: the run's default_root_dir).
+    #[arg(long)]
+    output: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -71,7 +96,7 @@ struct RunArgs {
     log_every_n_steps: Option<u64>,
     #[arg(long)]
     num_sanity_val_steps: Option<i64>,
-    /// Loggers, comma-separated: csv, tensorboard.
+    /// Loggers, comma-separated: csv, tensorboard, or a logger plugin (.wasm).
     #[arg(long, value_delimiter = ',')]
     logger: Option<Vec<String>>,
     /// A callback plugin (.wasm), repeatable; called before the module at its hooks.
@@ -136,6 +161,7 @@ fn run(cmd: Command, signal: Arc<AtomicUsize>) -> Result<Option<i32>> {
         Command::Validate(a) => (a, Stage::Validate),
         Command::Test(a) => (a, Stage::Test),
         Command::Predict(a) => (a, Stage::Predict),
+        Command::LrFind(a) => (&a.run, Stage::Fit),
     };
     let mut cfg = args.config()?;
     let name = plugin_name(&args.plugin);
@@ -161,10 +187,13 @@ fn run(cmd: Command, signal: Arc<AtomicUsize>) -> Result<Option<i32>> {
     let mut trainer = Trainer::new(cfg.trainer.clone(), cfg.plugin.data_dir.clone());
     trainer.checkpoint = cfg.checkpoint.clone();
     trainer.early_stopping = cfg.early_stopping.clone();
-    for p in &args.callback {
+    trainer.builtins = cfg.callbacks.clone();
+    trainer.progress_bar = cfg.progress_bar.clone();
+    for p in cfg.callbacks.plugins.iter().chain(&args.callback) {
         trainer.callbacks.push(Box::new(plugin::callback_plugin::load_callback(&runtime, p, &opts)?));
     }
-    for p in &args.logger_plugin {
+    let wasm_loggers: Vec<PathBuf> = cfg.trainer.loggers.iter().filter(|l| l.ends_with(".wasm")).map(PathBuf::from).collect();
+    for p in wasm_loggers.iter().chain(&args.logger_plugin) {
         let (rt, p, o) = (runtime.clone(), p.clone(), opts.clone());
         trainer.logger_plugins.push(Box::new(move |dir: &Path, version: u64| {
             Ok(Box::new(plugin::logger_plugin::load_logger(&rt, &p, &o, dir, version)?) as Box<dyn lthost::loggers::Logger>)
@@ -173,6 +202,16 @@ fn run(cmd: Command, signal: Arc<AtomicUsize>) -> Result<Option<i32>> {
     trainer.ckpt_path = args.ckpt_path.clone();
     trainer.plugin_sha256 = sha256_file(&args.plugin)?;
     trainer.signal = Some(signal);
+    if let Command::LrFind(a) = &cmd {
+        let mut lf = cfg.lr_find.clone();
+        if let Some(v) = a.min_lr { lf.min_lr = v; }
+        if let Some(v) = a.max_lr { lf.max_lr = v; }
+        if let Some(v) = a.num_training { lf.num_training = v; }
+        if let Some(v) = &a.mode { lf.mode = v.clone(); }
+        if let Some(v) = a.early_stop_threshold { lf.early_stop_threshold = (v != 0.0).then_some(v); }
+        let out = a.output.clone().unwrap_or_else(|| cfg.trainer.default_root_dir.clone());
+        return lr_find(&mut trainer, &mut module, &mut data, &hparams, &lf, &out).map(|()| None);
+    }
     match stage {
         Stage::Fit => {
             let report = trainer.fit(&mut module, &mut data, &hparams)?;
@@ -205,6 +244,32 @@ fn run(cmd: Command, signal: Arc<AtomicUsize>) -> Result<Option<i32>> {
         }
     }
     Ok(None)
+}
+
+/// Runs the range test, prints the suggestion, writes the plot and the numbers.
+fn lr_find(trainer: &mut Trainer<'_>, module: &mut WasmPlugin, data: &mut WasmPlugin, hparams: &Value, cfg: &lthost::callbacks::lr_finder::LrFindConfig, out: &Path) -> Result<()> {
+    let report = trainer.lr_find(module, data, hparams, cfg)?;
+    let r = &report.results;
+    std::fs::create_dir_all(out).map_err(|e| anyhow::anyhow!("creating {}: {e}", out.display()))?;
+    let png = lthost::plot::lr_plot(&r.lr, &r.loss, cfg.mode == "exponential", report.suggestion.map(|s| s.0))?;
+    let png_path = out.join("lr_find.png");
+    lthost::loggers::write_atomic(&png_path, &png)?;
+    let json = serde_json::json!({
+        "lr": r.lr, "loss": r.loss,
+        "suggestion": report.suggestion.map(|s| s.1), "suggestion_index": report.suggestion.map(|s| s.0),
+        "steps": report.steps, "config": cfg,
+    });
+    let json_path = out.join("lr_find.json");
+    lthost::loggers::write_atomic(&json_path, serde_json::to_string_pretty(&json)?.as_bytes())?;
+    if report.steps < cfg.num_training {
+        println!("LR finder stopped early after {} steps due to diverging loss.", report.steps);
+    }
+    match report.suggestion {
+        Some((i, lr)) => println!("Learning rate finder: {} steps; suggested lr = {lr} (steepest descent of the loss, step {i})", report.steps),
+        None => println!("Learning rate finder: {} steps; too few points for a suggestion (increase num_training or the data)", report.steps),
+    }
+    println!("wrote {} and {}", png_path.display(), json_path.display());
+    Ok(())
 }
 
 fn sha256_file(path: &Path) -> Result<String> {

@@ -51,6 +51,9 @@ pub struct Trainer<'c> {
     pub data_dir: Option<PathBuf>,
     /// User callbacks, called before the module at every hook.
     pub callbacks: Vec<Box<dyn Callback + 'c>>,
+    /// Built-in callbacks turned on by the run file (`[callbacks.*]`).
+    pub builtins: crate::callbacks::BuiltinCallbacks,
+    pub progress_bar: crate::callbacks::progress_bar::ProgressBarConfig,
 }
 
 /// What `fit` reports.
@@ -73,11 +76,13 @@ pub struct FitReport {
     pub last_model_path: Option<PathBuf>,
     /// The checkpoint the run resumed from.
     pub resumed_from: Option<PathBuf>,
+    /// The Timer's seconds per stage (train includes its validation runs).
+    pub stage_times: Vec<(&'static str, f64)>,
 }
 
 /// A run's set-up, shared by every entry point.
-struct Prepared {
-    ctx: RunContext,
+pub(crate) struct Prepared {
+    pub(crate) ctx: RunContext,
     hparams: Value,
     seed: u64,
     threads: usize,
@@ -86,7 +91,7 @@ struct Prepared {
 
 impl<'c> Trainer<'c> {
     pub fn new(cfg: TrainerConfig, data_dir: Option<PathBuf>) -> Self {
-        Trainer { cfg, data_dir, callbacks: Vec::new(), checkpoint: CheckpointConfig::default(), ckpt_path: None, plugin_sha256: String::new(), signal: None, early_stopping: None, logger_plugins: Vec::new() }
+        Trainer { cfg, data_dir, callbacks: Vec::new(), checkpoint: CheckpointConfig::default(), ckpt_path: None, plugin_sha256: String::new(), signal: None, early_stopping: None, logger_plugins: Vec::new(), builtins: Default::default(), progress_bar: Default::default() }
     }
 
     pub fn with_callback(mut self, cb: Box<dyn Callback + 'c>) -> Self {
@@ -96,7 +101,7 @@ impl<'c> Trainer<'c> {
 
     /// Seed, device, threads; the module's `configure` (its `__init__`) and the DataModule's
     /// `setup`.
-    fn prepare(&self, module: &mut dyn Module, data: &mut dyn DataModule, hparams: &Value, stage: Stage) -> Result<Prepared> {
+    pub(crate) fn prepare(&self, module: &mut dyn Module, data: &mut dyn DataModule, hparams: &Value, stage: Stage) -> Result<Prepared> {
         let acc = self.cfg.validate()?;
         let device = accelerator::resolve(acc)?;
         let threads = accelerator::set_threads(self.cfg.threads);
@@ -122,7 +127,7 @@ impl<'c> Trainer<'c> {
         Ok(Prepared { ctx, hparams: effective, seed, threads, module_hooks })
     }
 
-    fn loader(data: &mut dyn DataModule, ctx: &mut RunContext, split: Split) -> Result<Option<DataLoader>> {
+    pub(crate) fn loader(data: &mut dyn DataModule, ctx: &mut RunContext, split: Split) -> Result<Option<DataLoader>> {
         let name = data.name().to_string();
         match data.dataset(ctx, split)? {
             Some(spec) => Ok(Some(DataLoader::new(spec, split, &format!("plugin `{name}`"))?)),
@@ -130,16 +135,18 @@ impl<'c> Trainer<'c> {
         }
     }
 
-    fn state<'a>(&'a mut self, module: &'a mut dyn Module, data: Option<&'a mut dyn DataModule>, p: Prepared, limits: LoopLimits, logger: Option<Box<dyn Logger>>) -> LoopState<'a> {
-        let mut bar = ProgressBar::new(self.cfg.enable_progress_bar);
+    pub(crate) fn state<'a>(&'a mut self, module: &'a mut dyn Module, data: Option<&'a mut dyn DataModule>, p: Prepared, limits: LoopLimits, logger: Option<Box<dyn Logger>>) -> Result<LoopState<'a>> {
+        let mut bar = ProgressBar::with_config(self.cfg.enable_progress_bar, &self.progress_bar);
         bar.version = logger.as_ref().map(|l| l.version()).unwrap_or(0);
-        LoopState {
+        let mut callbacks: Vec<Box<dyn Callback + 'c>> = self.builtins.build()?.into_iter().map(|c| c as Box<dyn Callback + 'c>).collect();
+        callbacks.append(&mut self.callbacks);
+        Ok(LoopState {
             cfg: &self.cfg,
             limits,
             module,
             data,
             ctx: p.ctx,
-            callbacks: std::mem::take(&mut self.callbacks),
+            callbacks,
             module_hooks: p.module_hooks,
             logger,
             bar,
@@ -150,7 +157,6 @@ impl<'c> Trainer<'c> {
             progress_bar_metrics: BTreeMap::new(),
             should_stop: false,
             batches_that_stepped: 0,
-            started: Instant::now(),
             train_results: ResultCollection::default(),
             hparams: p.hparams,
             plugin_sha256: self.plugin_sha256.clone(),
@@ -163,11 +169,16 @@ impl<'c> Trainer<'c> {
             interrupted: None,
             root_dir: self.cfg.default_root_dir.clone(),
             stop_reason: None,
-        }
+            timer: Default::default(),
+            batch_size: None,
+            batch_loss: None,
+            stepping: false,
+            eval_batches: 0,
+        })
     }
 
     fn logger(&self, enabled: bool, hparams: &Value) -> Result<Option<Box<dyn Logger>>> {
-        if !enabled || (self.cfg.loggers.is_empty() && self.logger_plugins.is_empty()) {
+        if !enabled || (!self.cfg.loggers.iter().any(|l| l == "csv" || l == "tensorboard") && self.logger_plugins.is_empty()) {
             return Ok(None);
         }
         // One version directory for every logger of the run.
@@ -177,7 +188,9 @@ impl<'c> Trainer<'c> {
         for name in &self.cfg.loggers {
             match name.as_str() {
                 "tensorboard" => group.push(Box::new(TensorBoardLogger::new(&dir, version)?)),
-                _ => group.push(Box::new(CsvLogger::at(dir.clone(), version))),
+                "csv" => group.push(Box::new(CsvLogger::at(dir.clone(), version))),
+                // Logger plugins (.wasm) come in through `logger_plugins`.
+                _ => {}
             }
         }
         for make in &self.logger_plugins {
@@ -212,7 +225,7 @@ impl<'c> Trainer<'c> {
         let self_checkpoint = self.checkpoint.clone();
         let self_early_stopping = self.early_stopping.clone();
         let ckpt_spec = self.ckpt_path.clone();
-        let mut st = self.state(module, Some(data), p, limits, logger);
+        let mut st = self.state(module, Some(data), p, limits, logger)?;
         st.hook(Hook::Setup, None)?;
         st.hook(Hook::ConfigureModel, None)?;
         st.ctx.current_hook = Some(Hook::ConfigureOptimizers);
@@ -275,15 +288,16 @@ impl<'c> Trainer<'c> {
                     }
                 }
                 if let Some(l) = st.logger.as_mut() {
-                    let _ = l.save();
+                    let _ = l.finalize("failed");
                 }
                 return Err(e);
             }
         };
         st.hook(Hook::OnFitEnd, None)?;
         st.hook(Hook::Teardown, None)?;
+        let status = if st.interrupted.is_some() { "interrupted" } else { "success" };
         if let Some(l) = st.logger.as_mut() {
-            l.save()?;
+            l.finalize(status)?;
         }
         let stop_reason = if let Some((sig, path)) = &st.interrupted {
             format!("signal {sig} received; the state was saved to {}", path.display())
@@ -318,6 +332,7 @@ impl<'c> Trainer<'c> {
             best_model_path: st.checkpoint.as_ref().and_then(|c| c.best_model_path.clone()),
             last_model_path: st.checkpoint.as_ref().and_then(|c| c.last_model_path.clone()),
             resumed_from: resume_path,
+            stage_times: st.timer.report(),
         })
     }
 
@@ -333,7 +348,7 @@ impl<'c> Trainer<'c> {
         let disabled = limit.is_zero() && self.cfg.fast_dev_run.batches().is_none();
         let ckpt_spec = self.ckpt_path.clone();
         let dirpath = self.checkpoint.dirpath.clone();
-        let mut st = self.state(module, None, p, limits, logger);
+        let mut st = self.state(module, None, p, limits, logger)?;
         restore_weights(&mut st, ckpt_spec.as_deref(), dirpath.as_deref())?;
         st.hook(Hook::Setup, None)?;
         st.hook(Hook::ConfigureModel, None)?;
@@ -346,7 +361,7 @@ impl<'c> Trainer<'c> {
         }
         st.hook(Hook::Teardown, None)?;
         if let Some(l) = st.logger.as_mut() {
-            l.save()?;
+            l.finalize("success")?;
         }
         Ok(metrics)
     }
@@ -358,7 +373,7 @@ impl<'c> Trainer<'c> {
         let data_name = data.name().to_string();
         let ckpt_spec = self.ckpt_path.clone();
         let dirpath = self.checkpoint.dirpath.clone();
-        let mut st = self.state(module, None, p, limits, None);
+        let mut st = self.state(module, None, p, limits, None)?;
         restore_weights(&mut st, ckpt_spec.as_deref(), dirpath.as_deref())?;
         st.hook(Hook::Setup, None)?;
         st.hook(Hook::ConfigureModel, None)?;
@@ -392,6 +407,10 @@ impl FitReport {
         out.push_str(&format!("  parameters    {}\n", self.trainable_params));
         out.push_str(&format!("  epochs        {}  (global steps {})\n", self.epochs, self.global_step));
         out.push_str(&format!("  time          {:.2} s  ({:.1} steps/s)\n", secs, self.global_step as f64 / secs.max(1e-9)));
+        if !self.stage_times.is_empty() {
+            let t: Vec<String> = self.stage_times.iter().map(|(s, t)| format!("{s} {t:.2} s")).collect();
+            out.push_str(&format!("  timer         {}\n", t.join(", ")));
+        }
         if let Some(d) = &self.log_dir {
             out.push_str(&format!("  logs          {}\n", d.display()));
         }

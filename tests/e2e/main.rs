@@ -9,4 +9,5 @@ mod engine;
 mod loops;
 mod parity;
 mod schedulers;
+mod builtin_callbacks;
 mod loggers_and_callbacks;

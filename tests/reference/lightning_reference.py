@@ -51,9 +51,10 @@ CALLBACK_HOOKS = [
 
 
 class Recorder(L.LightningModule):
-    def __init__(self, calls, samples=16, batch_size=4, skip_at=None, script=None):
+    def __init__(self, calls, samples=16, batch_size=4, skip_at=None, script=None, scheduler=None):
         super().__init__()
         self.calls, self.samples, self.batch_size, self.skip_at = calls, samples, batch_size, skip_at
+        self.scheduler = scheduler
         self.script = script or []
         self.calls.append("configure")
         self.layer = nn.Linear(4, 1)
@@ -76,7 +77,10 @@ class Recorder(L.LightningModule):
 
     def configure_optimizers(self):
         self.calls.append("configure_optimizers")
-        return torch.optim.SGD(self.parameters(), lr=0.1)
+        opt = torch.optim.SGD(self.parameters(), lr=0.1)
+        if self.scheduler == "step":
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": torch.optim.lr_scheduler.StepLR(opt, 1, 0.5), "interval": "epoch"}}
+        return opt
 
     def training_step(self, batch, batch_idx):
         self.calls.append("training_step")

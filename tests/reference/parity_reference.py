@@ -78,16 +78,17 @@ def vanilla_loop(name, seed):
         x, y = synthetic_mnist()
     optimizer = torch.optim.Adam(model.parameters(), lr=0.02)
     model.train()
-    losses = []
+    losses, grad_norms = [], []
     for _ in range(EPOCHS[name]):
         for start in range(0, len(x), batch_size):
             batch = (x[start : start + batch_size], y[start : start + batch_size])
             loss = model.training_step(batch)
             loss.backward()
+            grad_norms.append(torch.stack([p.grad.norm() for p in model.parameters()]).norm().item())
             optimizer.step()
             optimizer.zero_grad()
             losses.append(loss.item())
-    return losses
+    return losses, grad_norms
 
 
 def main(out_path):
@@ -96,8 +97,14 @@ def main(out_path):
         "torch": torch.__version__,
         "threads": THREADS,
         "epochs": EPOCHS,
-        "losses": {name: {str(s): vanilla_loop(name, s) for s in SEEDS} for name in EPOCHS},
+        "losses": {},
+        # The total gradient 2-norm before each optimizer step (the grad-norm-callback test).
+        "grad_norms": {},
     }
+    for name in EPOCHS:
+        result["losses"][name], result["grad_norms"][name] = {}, {}
+        for s in SEEDS:
+            result["losses"][name][str(s)], result["grad_norms"][name][str(s)] = vanilla_loop(name, s)
     with open(out_path, "w") as f:
         json.dump(result, f, indent=1)
     print(f"wrote {out_path}: torch {torch.__version__}, seeds {SEEDS}")

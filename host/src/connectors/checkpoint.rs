@@ -58,6 +58,7 @@ pub fn dump(st: &mut LoopState<'_>, position: LoopPosition, weights_only: bool, 
         if let Some(es) = &st.early_stopping {
             meta.callbacks.insert(format!("EarlyStopping{{'monitor': {:?}}}", es.cfg.monitor), es.state());
         }
+        meta.callbacks.insert("Timer".into(), st.timer.state());
         for cb in &mut st.callbacks {
             if let Some(s) = cb.state() {
                 meta.callbacks.insert(cb.name().to_string(), s);
@@ -169,6 +170,9 @@ pub fn restore_training(st: &mut LoopState<'_>, ckpt: &Checkpoint, shown: &str) 
         if let Some(s) = ckpt.meta.callbacks.get(&format!("EarlyStopping{{'monitor': {:?}}}", es.cfg.monitor)) {
             es.load_state(s);
         }
+    }
+    if let Some(s) = ckpt.meta.callbacks.get("Timer") {
+        st.timer.load_state(s);
     }
     for cb in &mut st.callbacks {
         if let Some(s) = ckpt.meta.callbacks.get(cb.name()) {

@@ -26,6 +26,8 @@ pub struct Entry {
 pub struct ParamStore {
     entries: Vec<Entry>,
     index: HashMap<String, usize>,
+    /// Layers by dotted path and type (`Linear`, `Conv2d`...), for the model summary.
+    modules: Vec<(String, &'static str)>,
 }
 
 impl ParamStore {
@@ -55,6 +57,15 @@ impl ParamStore {
         self.index.insert(name.to_string(), self.entries.len());
         self.entries.push(Entry { name: name.to_string(), kind, tensor });
         Ok(handle)
+    }
+
+    /// Records that a layer of `kind` lives at `path`.
+    pub fn add_module(&mut self, path: &str, kind: &'static str) {
+        self.modules.push((path.to_string(), kind));
+    }
+
+    pub fn modules(&self) -> &[(String, &'static str)] {
+        &self.modules
     }
 
     pub fn get(&self, name: &str) -> Option<&Tensor> {

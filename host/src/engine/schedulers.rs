@@ -5,11 +5,13 @@
 pub mod chainable;
 pub mod one_cycle;
 pub mod plateau;
+pub mod range_test;
 
 use crate::engine::optim::Optimizer;
 pub use chainable::{Chainable, ChainableKind};
 pub use one_cycle::{OneCycle, OneCycleConfig};
 pub use plateau::{Plateau, PlateauConfig};
+pub use range_test::{RangeTest, RangeTestConfig};
 
 /// What `configure_optimizers` asks for.
 #[derive(Debug, Clone, PartialEq)]
@@ -17,6 +19,8 @@ pub enum SchedulerKind {
     Chainable(ChainableKind),
     OneCycle(OneCycleConfig),
     ReduceOnPlateau(PlateauConfig),
+    /// The learning-rate finder's schedule (host only; plugins cannot ask for it).
+    RangeTest(RangeTestConfig),
 }
 
 pub trait LrScheduler: Send {
@@ -38,6 +42,7 @@ impl SchedulerKind {
             SchedulerKind::Chainable(k) => Box::new(Chainable::new(k.clone(), opt)?),
             SchedulerKind::OneCycle(c) => Box::new(OneCycle::new(c.clone(), opt)?),
             SchedulerKind::ReduceOnPlateau(c) => Box::new(Plateau::new(c.clone(), opt)?),
+            SchedulerKind::RangeTest(c) => Box::new(RangeTest::new(c.clone(), opt)?),
         })
     }
 }

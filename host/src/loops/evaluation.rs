@@ -76,6 +76,12 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, stage: Stage, batches: u
         st.hook(Hook::OnValidationModelZeroGrad, None)?;
     }
     st.hook(h.model_eval, None)?;
+    let title = match stage {
+        Stage::SanityCheck => "Sanity Checking DataLoader 0",
+        Stage::Test => "Testing DataLoader 0",
+        _ => "Validation DataLoader 0",
+    };
+    st.bar.on_eval_start(title, batches, after_training, stage == Stage::SanityCheck);
     st.hook(h.start, None)?;
     st.hook(h.epoch_start, None)?;
     results.add(std::mem::take(&mut st.ctx.logs), last_bs)?;
@@ -88,6 +94,8 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, stage: Stage, batches: u
         let batch = batch?;
         st.hook(Hook::OnAfterBatchTransfer, i)?;
         last_bs = batch.first().map(|t| t.size()[0]).unwrap_or(1);
+        st.eval_batches += 1;
+        st.batch_size = Some(last_bs);
         st.hook(h.batch_start, i)?;
         st.ctx.current_hook = Some(h.step);
         let out = match stage {
@@ -98,6 +106,7 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, stage: Stage, batches: u
         out?;
         st.hook(h.batch_end, i)?;
         results.add(std::mem::take(&mut st.ctx.logs), last_bs)?;
+        st.bar.on_eval_batch_end();
     }
     st.hook(h.epoch_end, None)?;
     results.add(std::mem::take(&mut st.ctx.logs), last_bs)?;
@@ -113,6 +122,7 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, stage: Stage, batches: u
         st.callback_metrics.extend(out.all.clone());
         st.progress_bar_metrics.extend(out.prog_bar.clone());
     }
+    st.bar.on_eval_end(&out.prog_bar);
     st.hook(h.end, None)?;
     if let Some(t) = h.model_train {
         st.hook(t, None)?;

@@ -14,6 +14,7 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, batches: usize) -> Resul
     st.ctx.stage = Stage::Predict;
     st.ctx.training = false;
     st.hook(Hook::OnPredictModelEval, None)?;
+    st.bar.on_eval_start("Predicting DataLoader 0", batches, false, false);
     st.hook(Hook::OnPredictStart, None)?;
     st.hook(Hook::OnPredictEpochStart, None)?;
     let mut out = Vec::with_capacity(batches);
@@ -22,14 +23,18 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, batches: usize) -> Resul
         st.hook(Hook::OnBeforeBatchTransfer, i)?;
         let batch = batch?;
         st.hook(Hook::OnAfterBatchTransfer, i)?;
+        st.eval_batches += 1;
+        st.batch_size = batch.first().map(|t| t.size()[0]);
         st.hook(Hook::OnPredictBatchStart, i)?;
         st.ctx.current_hook = Some(Hook::PredictStep);
         let pred = st.module.predict_step(&mut st.ctx, &batch, idx as u64);
         st.ctx.current_hook = None;
         out.push(pred?);
         st.hook(Hook::OnPredictBatchEnd, i)?;
+        st.bar.on_eval_batch_end();
     }
     st.hook(Hook::OnPredictEpochEnd, None)?;
+    st.bar.on_eval_end(&Default::default());
     st.hook(Hook::OnPredictEnd, None)?;
     Ok(out)
 }

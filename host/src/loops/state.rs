@@ -2,7 +2,6 @@
 //! logger, the progress bar, the progress counters and the metrics dictionaries.
 
 use std::collections::{BTreeMap, HashSet};
-use std::time::Instant;
 
 use anyhow::Result;
 
@@ -44,7 +43,6 @@ pub struct LoopState<'a> {
     pub should_stop: bool,
     /// Lightning's `_batches_that_stepped`: the step written with logged training metrics.
     pub batches_that_stepped: u64,
-    pub started: Instant,
     /// The training epoch's logged values (hooks inside the epoch add to it).
     pub train_results: ResultCollection,
     pub hparams: serde_json::Value,
@@ -65,6 +63,15 @@ pub struct LoopState<'a> {
     pub root_dir: std::path::PathBuf,
     /// Why a callback asked to stop.
     pub stop_reason: Option<String>,
+    /// Lightning's Timer: wall time per stage, `max_time`'s clock.
+    pub timer: crate::callbacks::timer::Timer,
+    /// The current batch's size, the training_step's loss, and whether an optimizer step
+    /// ends the batch (what batch-hook callbacks see).
+    pub batch_size: Option<i64>,
+    pub batch_loss: Option<tch::Tensor>,
+    pub stepping: bool,
+    /// Batches started in the current evaluation loop (Lightning's `total.ready`).
+    pub eval_batches: u64,
 }
 
 impl LoopState<'_> {
@@ -76,32 +83,9 @@ impl LoopState<'_> {
             let step = crate::connectors::logger::read(&self.train_results.step_metrics(), |_| true);
             self.callback_metrics.extend(step);
         }
-        if hook.owner() != Owner::Module {
-            let info = HookInfo {
-                stage: self.ctx.stage,
-                batch_idx,
-                current_epoch: self.ctx.current_epoch,
-                global_step: self.ctx.global_step,
-                callback_metrics: &self.callback_metrics,
-            };
-            let mut actions = Vec::new();
-            for cb in &mut self.callbacks {
-                actions.push((cb.name().to_string(), cb.on_hook(hook, &info)?));
-            }
-            for (name, action) in actions {
-                if let Some(reason) = action.stop {
-                    println!("callback `{name}` requested a stop: {reason}");
-                    self.should_stop = true;
-                    self.stop_reason = Some(format!("callback `{name}`: {reason}"));
-                }
-                let previous = self.ctx.current_hook.replace(hook);
-                for (k, v) in action.logs {
-                    let t = tch::Tensor::f_from_slice(&[v as f32]).and_then(|t| t.f_reshape([])).map_err(|e| anyhow::anyhow!("callback `{name}`: {e}"))?;
-                    let opts = crate::context::LogOptions { prog_bar: false, logger: true, on_step: None, on_epoch: None, reduce_fx: crate::context::ReduceFx::Mean, batch_size: None };
-                    self.ctx.log(&k, t, opts).map_err(|e| anyhow::anyhow!("callback `{name}`: {e}"))?;
-                }
-                self.ctx.current_hook = previous;
-            }
+        self.timer.on_hook(hook, self.ctx.stage);
+        if hook.owner() != Owner::Module && !self.callbacks.is_empty() {
+            self.run_callbacks(hook, batch_idx)?;
         }
         if hook.owner() == Owner::Callback || !self.module_hooks.contains(&hook) {
             return Ok(0);
@@ -110,6 +94,75 @@ impl LoopState<'_> {
         let result = self.module.hook(&mut self.ctx, hook, batch_idx);
         self.ctx.current_hook = previous;
         result
+    }
+
+    /// Lightning's `should_update_logs`: in training, `(batches_that_stepped + 1)` is a
+    /// multiple of `log_every_n_steps`; in evaluation, the batches seen are; or a stop is due.
+    pub fn should_update_logs(&self) -> bool {
+        let n = self.cfg.log_every_n_steps;
+        if n == 0 {
+            return false;
+        }
+        let step = if self.ctx.training { self.batches_that_stepped + 1 } else { self.eval_batches };
+        step % n == 0 || self.should_stop
+    }
+
+    fn run_callbacks(&mut self, hook: Hook, batch_idx: Option<u64>) -> Result<()> {
+        let batch_hook = batch_idx.is_some();
+        let info = HookInfo {
+            stage: self.ctx.stage,
+            batch_idx,
+            current_epoch: self.ctx.current_epoch,
+            global_step: self.ctx.global_step,
+            callback_metrics: &self.callback_metrics,
+            batches_that_stepped: self.batches_that_stepped,
+            total_batches: if self.ctx.training { self.batch_progress.total.ready } else { self.eval_batches },
+            batch_size: if batch_hook { self.batch_size } else { None },
+            should_update_logs: self.should_update_logs(),
+            stepping: self.stepping,
+            optim: self.ctx.optim.as_ref(),
+            has_logger: self.logger.is_some(),
+            device: self.ctx.device,
+            loss: if hook == Hook::OnTrainBatchEnd { self.batch_loss.as_ref() } else { None },
+        };
+        let mut actions = Vec::new();
+        for cb in &mut self.callbacks {
+            let name = cb.name().to_string();
+            let action = cb.on_hook(hook, &info).map_err(|e| anyhow::anyhow!("callback `{name}`, hook `{}`: {e:#}", hook.name()))?;
+            actions.push((name, action));
+        }
+        for (name, action) in actions {
+            if let Some(reason) = action.stop {
+                println!("callback `{name}` requested a stop: {reason}");
+                self.should_stop = true;
+                self.stop_reason = Some(format!("callback `{name}`: {reason}"));
+            }
+            if let Some(n) = action.accumulate_grad_batches {
+                if self.cfg.accumulate_grad_batches != 1 {
+                    anyhow::bail!("callback `{name}` sets accumulate_grad_batches, but trainer.accumulate_grad_batches = {} is set too: use one or the other (Lightning refuses both)", self.cfg.accumulate_grad_batches);
+                }
+                self.limits.accumulate = n;
+            }
+            if !action.metrics.is_empty() {
+                let m: BTreeMap<String, f64> = action.metrics.into_iter().collect();
+                if action.metrics_are_callback_metrics {
+                    self.callback_metrics.extend(m.clone());
+                }
+                let step = action.metrics_step.unwrap_or(self.batches_that_stepped);
+                if let Some(l) = self.logger.as_mut() {
+                    l.log_metrics(&m, step)?;
+                }
+                self.logged_metrics.extend(m);
+            }
+            let previous = self.ctx.current_hook.replace(hook);
+            for (k, v) in action.logs {
+                let t = tch::Tensor::f_from_slice(&[v as f32]).and_then(|t| t.f_reshape([])).map_err(|e| anyhow::anyhow!("callback `{name}`: {e}"))?;
+                let opts = crate::context::LogOptions { prog_bar: false, logger: true, on_step: None, on_epoch: None, reduce_fx: crate::context::ReduceFx::Mean, batch_size: None };
+                self.ctx.log(&k, t, opts).map_err(|e| anyhow::anyhow!("callback `{name}`: {e}"))?;
+            }
+            self.ctx.current_hook = previous;
+        }
+        Ok(())
     }
 
     /// Sends metrics to the logger with Lightning's `epoch` column.
@@ -152,9 +205,9 @@ impl LoopState<'_> {
         Ok(())
     }
 
-    /// Checks max_time (Lightning's Timer callback, after every batch).
+    /// Checks max_time against the Timer's training clock (after every batch, as Lightning).
     pub fn check_time(&mut self) {
-        if self.limits.max_time.is_some_and(|t| self.started.elapsed() >= t) {
+        if self.limits.max_time.is_some_and(|t| self.timer.elapsed(crate::context::Stage::Fit) >= t) {
             self.should_stop = true;
         }
     }

@@ -122,6 +122,8 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: Option<&DataLoader>
         let batch = batch?;
         st.hook(Hook::OnAfterBatchTransfer, i)?;
         last_bs = batch.first().map(|t| t.size()[0]).unwrap_or(1);
+        st.batch_size = Some(last_bs);
+        st.stepping = !automatic || (idx as u64 + 1) % st.limits.accumulate == 0 || last;
         if st.hook(Hook::OnTrainBatchStart, i)? == -1 {
             break;
         }
@@ -144,7 +146,9 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: Option<&DataLoader>
         st.ctx.global_step = st.ctx.optim.as_ref().map(|o| o.step_progress.total.completed).unwrap_or(0);
         st.batch_progress.increment_processed();
         st.train_results.add(std::mem::take(&mut st.ctx.logs), last_bs)?;
+        st.batch_loss = loss.as_ref().map(Tensor::shallow_clone);
         st.hook(Hook::OnTrainBatchEnd, i)?;
+        st.batch_loss = None;
         st.train_results.add(std::mem::take(&mut st.ctx.logs), last_bs)?;
         batches += 1;
         st.check_time();

@@ -53,11 +53,17 @@ impl Callback for WasmCallback {
             current_epoch: info.current_epoch,
             global_step: info.global_step,
             metrics: info.callback_metrics.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            batches_that_stepped: info.batches_that_stepped,
+            lrs: info.optim.map(crate::callbacks::lr_monitor::current_lrs).unwrap_or_default(),
+            grad_norm: match hook {
+                Hook::OnAfterBackward | Hook::OnBeforeOptimizerStep => info.optim.and_then(|o| o.grad_norm()),
+                _ => None,
+            },
         };
         self.store.set_epoch_deadline(self.deadline_ticks);
         let out = self.guest.call_on_hook(&mut self.store, hook.name(), &wit_info).map_err(|e| anyhow!("{}", describe(&self.name, hook.name(), e)))?;
         let r = out.map_err(|m| anyhow!("callback plugin `{}` failed in `{}`: {m}", self.name, hook.name()))?;
-        Ok(CallbackAction { stop: r.stop, logs: r.logs })
+        Ok(CallbackAction { stop: r.stop, logs: r.logs, ..CallbackAction::default() })
     }
 
     fn state(&mut self) -> Option<Value> {

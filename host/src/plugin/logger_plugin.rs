@@ -74,4 +74,7 @@ impl Logger for WasmLogger {
     fn save(&mut self) -> Result<()> {
         self.call("save", |g, s| g.call_save(s))
     }
+    fn finalize(&mut self, status: &str) -> Result<()> {
+        self.call("finalize", |g, s| g.call_finalize(s, status))
+    }
 }

@@ -41,6 +41,12 @@ impl Logger for Jsonl {
         }
         Ok(())
     }
+
+    /// Writes what is left and the run's end status to `/logs/status`.
+    fn finalize(&mut self, status: &str) -> Result<(), String> {
+        self.save()?;
+        std::fs::write("/logs/status", status).map_err(|e| e.to_string())
+    }
 }
 
 export_logger!(Jsonl);

@@ -168,6 +168,18 @@ impl OptimizerSet {
         self.members[i].iter().map(|&p| self.grads[p].as_ref().map(Tensor::shallow_clone).unwrap_or_default()).collect()
     }
 
+    /// The 2-norm of every accumulated gradient together (None before any backward).
+    pub fn grad_norm(&self) -> Option<f64> {
+        let mut sq = 0.0;
+        let mut any = false;
+        for g in self.grads.iter().flatten() {
+            let n = g.f_norm().ok()?.f_double_value(&[]).ok()?;
+            sq += n * n;
+            any = true;
+        }
+        any.then(|| sq.sqrt())
+    }
+
     pub fn step(&mut self, i: usize) -> OpResult<()> {
         self.check(i, "optimizer.step")?;
         self.step_progress.increment_ready();

@@ -31,16 +31,17 @@ impl PluginState {
         Ok(self.push(out, op)?)
     }
 
-    fn register<L: Send + 'static>(&mut self, op: &str, make: impl FnOnce(&mut crate::engine::params::ParamStore, tch::Device) -> OpResult<L>) -> R<Resource<L>> {
+    fn register<L: Send + 'static>(&mut self, op: &str, kind: (&'static str, &str), make: impl FnOnce(&mut crate::engine::params::ParamStore, tch::Device) -> OpResult<L>) -> R<Resource<L>> {
         let dev = self.ctx.device;
         let layer = make(&mut self.ctx.params, dev)?;
+        self.ctx.params.add_module(kind.1, kind.0);
         Ok(self.push_any(layer, op)?)
     }
 }
 
 impl nn::HostLinear for PluginState {
     fn new(&mut self, path: String, inp: u32, out: u32, bias: bool) -> R<Resource<Linear>> {
-        self.register("linear", |ps, dev| Linear::new(ps, &path, inp as i64, out as i64, bias, dev))
+        self.register("linear", ("Linear", &path), |ps, dev| Linear::new(ps, &path, inp as i64, out as i64, bias, dev))
     }
     fn forward(&mut self, this: Resource<Linear>, input: H) -> R<H> {
         self.forward_one(&this, &input, "linear", |l, x, _| l.forward(x))
@@ -63,7 +64,7 @@ impl nn::HostConv2d for PluginState {
             groups: o.groups as i64,
             bias: o.bias,
         };
-        self.register("conv2d", |ps, dev| Conv2d::new(ps, &path, &spec, dev))
+        self.register("conv2d", ("Conv2d", &path), |ps, dev| Conv2d::new(ps, &path, &spec, dev))
     }
     fn forward(&mut self, this: Resource<Conv2d>, input: H) -> R<H> {
         self.forward_one(&this, &input, "conv2d", |l, x, _| l.forward(x))
@@ -76,7 +77,7 @@ impl nn::HostConv2d for PluginState {
 
 impl nn::HostBatchNorm for PluginState {
     fn new(&mut self, path: String, n: u32, eps: f64, momentum: f64, affine: bool) -> R<Resource<BatchNorm>> {
-        self.register("batch_norm", |ps, dev| BatchNorm::new(ps, &path, n as i64, eps, momentum, affine, dev))
+        self.register("batch_norm", ("BatchNorm", &path), |ps, dev| BatchNorm::new(ps, &path, n as i64, eps, momentum, affine, dev))
     }
     fn forward(&mut self, this: Resource<BatchNorm>, input: H) -> R<H> {
         self.forward_one(&this, &input, "batch_norm", |l, x, training| l.forward(x, training))
@@ -89,7 +90,7 @@ impl nn::HostBatchNorm for PluginState {
 
 impl nn::HostLayerNorm for PluginState {
     fn new(&mut self, path: String, shape: Vec<i64>, eps: f64, affine: bool) -> R<Resource<LayerNorm>> {
-        self.register("layer_norm", |ps, dev| LayerNorm::new(ps, &path, &shape, eps, affine, dev))
+        self.register("layer_norm", ("LayerNorm", &path), |ps, dev| LayerNorm::new(ps, &path, &shape, eps, affine, dev))
     }
     fn forward(&mut self, this: Resource<LayerNorm>, input: H) -> R<H> {
         self.forward_one(&this, &input, "layer_norm", |l, x, _| l.forward(x))
@@ -102,7 +103,7 @@ impl nn::HostLayerNorm for PluginState {
 
 impl nn::HostEmbedding for PluginState {
     fn new(&mut self, path: String, num: u32, dim: u32) -> R<Resource<Embedding>> {
-        self.register("embedding", |ps, dev| Embedding::new(ps, &path, num as i64, dim as i64, dev))
+        self.register("embedding", ("Embedding", &path), |ps, dev| Embedding::new(ps, &path, num as i64, dim as i64, dev))
     }
     fn forward(&mut self, this: Resource<Embedding>, indices: H) -> R<H> {
         self.forward_one(&this, &indices, "embedding", |l, x, _| l.forward(x))
@@ -124,7 +125,7 @@ impl nn::HostLstm for PluginState {
             dropout: o.dropout,
             bidirectional: o.bidirectional,
         };
-        self.register("lstm", |ps, dev| Lstm::new(ps, &path, &spec, dev))
+        self.register("lstm", ("LSTM", &path), |ps, dev| Lstm::new(ps, &path, &spec, dev))
     }
     fn forward(&mut self, this: Resource<Lstm>, input: H, state: Option<(H, H)>) -> R<(H, H, H)> {
         let op = "lstm";
@@ -162,7 +163,7 @@ impl nn::HostDropout for PluginState {
 
 impl nn::HostMultiheadAttention for PluginState {
     fn new(&mut self, path: String, embed: u32, heads: u32, dropout: f64, bias: bool, batch_first: bool) -> R<Resource<MultiheadAttention>> {
-        self.register("multihead_attention", |ps, dev| MultiheadAttention::new(ps, &path, embed as i64, heads as i64, dropout, bias, batch_first, dev))
+        self.register("multihead_attention", ("MultiheadAttention", &path), |ps, dev| MultiheadAttention::new(ps, &path, embed as i64, heads as i64, dropout, bias, batch_first, dev))
     }
     fn forward(&mut self, this: Resource<MultiheadAttention>, q: H, k: H, v: H, mask: Option<H>, need_weights: bool) -> R<(H, Option<H>)> {
         let op = "multihead_attention";

@@ -1,0 +1,187 @@
+//! Lightning's learning-rate range test (`Tuner.lr_find`): the learning rate grows from
+//! `min_lr` to `max_lr` over `num_training` optimizer steps (exponentially or linearly,
+//! torch-scheduler style); after each step the loss is smoothed (`beta = 0.98`, with
+//! Lightning's bias correction) and the search stops early once the smoothed loss exceeds
+//! `early_stop_threshold` times the best. The suggestion is the learning rate at the
+//! steepest descent of loss over lr (`torch.gradient` with the learning rates as
+//! coordinates, in float32 as Lightning computes it), skipping the first 10 and last point.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+use tch::{Kind, Tensor};
+
+use super::{Callback, CallbackAction, HookInfo};
+use crate::hooks::Hook;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LrFindConfig {
+    pub min_lr: f64,
+    pub max_lr: f64,
+    pub num_training: u64,
+    /// "exponential" or "linear".
+    pub mode: String,
+    /// Stop once the smoothed loss exceeds this many times the best; unset: never.
+    pub early_stop_threshold: Option<f64>,
+}
+
+impl Default for LrFindConfig {
+    fn default() -> Self {
+        LrFindConfig { min_lr: 1e-8, max_lr: 1.0, num_training: 100, mode: "exponential".into(), early_stop_threshold: Some(4.0) }
+    }
+}
+
+impl LrFindConfig {
+    /// The schedule that replaces the plugin's schedulers during the search.
+    pub fn schedule(&self) -> crate::engine::schedulers::SchedulerKind {
+        crate::engine::schedulers::SchedulerKind::RangeTest(crate::engine::schedulers::RangeTestConfig {
+            exponential: self.mode == "exponential",
+            min_lr: self.min_lr,
+            max_lr: self.max_lr,
+            num_iter: self.num_training,
+        })
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if !(self.min_lr.is_finite() && self.max_lr.is_finite() && self.min_lr > 0.0 && self.max_lr > self.min_lr) {
+            bail!("lr_find: need 0 < min_lr < max_lr (got min_lr = {}, max_lr = {})", self.min_lr, self.max_lr);
+        }
+        if self.num_training < 2 {
+            bail!("lr_find: num_training must be at least 2");
+        }
+        if !matches!(self.mode.as_str(), "exponential" | "linear") {
+            bail!("lr_find: mode = {:?}: expected \"exponential\" or \"linear\"", self.mode);
+        }
+        if self.early_stop_threshold.is_some_and(|t| !(t.is_finite() && t > 0.0)) {
+            bail!("lr_find: early_stop_threshold must be a positive number");
+        }
+        Ok(())
+    }
+}
+
+/// What the search recorded: the learning rate of each step and the smoothed loss after it.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct LrFindResults {
+    pub lr: Vec<f64>,
+    pub loss: Vec<f64>,
+}
+
+/// Lightning's `_LRCallback`.
+pub struct LrFinderCallback {
+    pub results: Rc<RefCell<LrFindResults>>,
+    threshold: Option<f64>,
+    beta: f64,
+    avg_loss: f64,
+    best_loss: f64,
+    accumulate: u64,
+}
+
+impl LrFinderCallback {
+    pub fn new(cfg: &LrFindConfig, accumulate: u64) -> Self {
+        LrFinderCallback { results: Rc::default(), threshold: cfg.early_stop_threshold, beta: 0.98, avg_loss: 0.0, best_loss: 0.0, accumulate: accumulate.max(1) }
+    }
+}
+
+impl Callback for LrFinderCallback {
+    fn name(&self) -> &str {
+        "LRFinder"
+    }
+
+    fn on_hook(&mut self, hook: Hook, info: &HookInfo<'_>) -> Result<CallbackAction> {
+        let mut action = CallbackAction::default();
+        let window_end = info.batch_idx.is_some_and(|i| (i + 1) % self.accumulate == 0);
+        match hook {
+            Hook::OnTrainBatchStart if window_end => {
+                let lr = info.optim.and_then(|o| o.optimizers.first()).map(|o| o.lr(0)).unwrap_or(f64::NAN);
+                self.results.borrow_mut().lr.push(lr);
+            }
+            Hook::OnTrainBatchEnd if window_end => {
+                let Some(loss) = info.loss.and_then(|l| l.f_double_value(&[]).ok()) else {
+                    self.results.borrow_mut().loss.push(f64::NAN);
+                    return Ok(action);
+                };
+                let step = info.global_step;
+                self.avg_loss = self.beta * self.avg_loss + (1.0 - self.beta) * loss;
+                let smoothed = self.avg_loss / (1.0 - self.beta.powi(step as i32 + 1));
+                if let Some(t) = self.threshold {
+                    if step > 1 && smoothed > t * self.best_loss {
+                        action.stop = Some(format!("the smoothed loss {smoothed:.4} passed {t} x the best {:.4}", self.best_loss));
+                    }
+                }
+                if smoothed < self.best_loss || step == 1 {
+                    self.best_loss = smoothed;
+                }
+                self.results.borrow_mut().loss.push(smoothed);
+            }
+            _ => {}
+        }
+        Ok(action)
+    }
+}
+
+/// Lightning's `suggestion(skip_begin, skip_end)`: the index and learning rate of the
+/// steepest negative slope, or None with fewer than two usable points.
+pub fn suggestion(r: &LrFindResults, skip_begin: usize, skip_end: usize) -> Result<Option<(usize, f64)>> {
+    let n = r.loss.len().min(r.lr.len());
+    if n <= skip_begin + skip_end {
+        return Ok(None);
+    }
+    let idx: Vec<usize> = (skip_begin..n - skip_end).filter(|&i| r.loss[i].is_finite()).collect();
+    if idx.len() < 2 {
+        return Ok(None);
+    }
+    let f32s = |v: Vec<f32>| Tensor::f_from_slice(&v);
+    let losses = f32s(idx.iter().map(|&i| r.loss[i] as f32).collect())?;
+    let lrs = f32s(idx.iter().map(|&i| r.lr[i] as f32).collect())?;
+    let g = gradient(&losses, &lrs)?;
+    let best = g.f_argmin(0, false)?.f_int64_value(&[])? as usize;
+    let i = idx[best];
+    Ok(Some((i, r.lr[i])))
+}
+
+/// ATen's `gradient` of `f` over coordinates `x` (edge_order 1), op for op so that float32
+/// rounding, and so the argmin, match torch.
+fn gradient(f: &Tensor, x: &Tensor) -> Result<Tensor, tch::TchError> {
+    let dx = x.f_diff(1, 0, None::<Tensor>, None::<Tensor>)?;
+    let dx1 = dx.f_slice(0, 0, -1, 1)?;
+    let dx2 = dx.f_slice(0, 1, None, 1)?;
+    let a = dx2.f_neg()?.f_div(&dx1.f_mul(&dx1.f_add(&dx2)?)?)?;
+    let b = dx2.f_sub(&dx1)?.f_div(&dx1.f_mul(&dx2)?)?;
+    let c = dx1.f_div(&dx2.f_mul(&dx1.f_add(&dx2)?)?)?;
+    let center = a.f_mul(&f.f_slice(0, 0, -2, 1)?)?.f_add(&b.f_mul(&f.f_slice(0, 1, -1, 1)?)?)?.f_add(&c.f_mul(&f.f_slice(0, 2, None, 1)?)?)?;
+    let first = f.f_slice(0, 1, 2, 1)?.f_sub(&f.f_slice(0, 0, 1, 1)?)?.f_div(&dx.f_get(0)?)?;
+    let last = f.f_slice(0, -1, None, 1)?.f_sub(&f.f_slice(0, -2, -1, 1)?)?.f_div(&dx.f_get(-1)?)?;
+    let out = Tensor::f_cat(&[first, center, last], 0)?;
+    debug_assert_eq!(out.kind(), Kind::Float);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gradient_matches_numpy_on_uneven_spacing() {
+        let f = Tensor::from_slice(&[1.0f32, 4.0, 9.0, 16.0]);
+        let x = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 5.0]);
+        let g: Vec<f32> = Vec::try_from(gradient(&f, &x).unwrap()).unwrap();
+        // torch.gradient(tensor([1,4,9,16]), spacing=[tensor([1,2,3,5])]) = [3, 4, 4.5, 3.5]
+        let want = [3.0f32, 4.0, 4.5, 3.5];
+        for (a, b) in g.iter().zip(want) {
+            assert!((a - b).abs() < 1e-5, "{g:?}");
+        }
+    }
+
+    #[test]
+    fn suggestion_picks_the_steepest_descent() {
+        let lr: Vec<f64> = (0..30).map(|i| 1e-4 * 1.5f64.powi(i)).collect();
+        let loss: Vec<f64> = lr.iter().map(|l| 2.0 - (l * 100.0).min(1.5) + if *l > 0.05 { 10.0 * l } else { 0.0 }).collect();
+        let (i, s) = suggestion(&LrFindResults { lr: lr.clone(), loss }, 10, 1).unwrap().unwrap();
+        assert_eq!(s, lr[i]);
+        assert!(i >= 10 && i < 29);
+        assert!(suggestion(&LrFindResults { lr: vec![1.0; 5], loss: vec![1.0; 5] }, 10, 1).unwrap().is_none());
+    }
+}

@@ -1,0 +1,93 @@
+//! Lightning's Tuner: `lthost lr-find` runs the learning-rate range test on the plugin's
+//! model and data with its single optimizer: the plugin's schedulers are replaced by the
+//! range schedule, other callbacks, loggers, checkpointing, the sanity check and the
+//! progress bar are off, validation is limited to `num_training` batches, and training
+//! stops after `num_training` optimizer steps or when the loss diverges. Nothing the run
+//! would keep is written; the results are the learning rates, smoothed losses and the
+//! suggestion (see `callbacks/lr_finder.rs`).
+
+use anyhow::{anyhow, bail, Result};
+use serde_json::Value;
+
+use crate::callbacks::lr_finder::{suggestion, LrFindConfig, LrFindResults, LrFinderCallback};
+use crate::config::Limit;
+use crate::context::Stage;
+use crate::hooks::Hook;
+use crate::loops::fit;
+use crate::loops::limits::LoopLimits;
+use crate::loops::optimization::{Interval, OptimizerSet, SchedulerSpec};
+use crate::module::{DataModule, Module, Split};
+use crate::trainer::Trainer;
+
+#[derive(Debug)]
+pub struct LrFindReport {
+    pub results: LrFindResults,
+    /// The suggestion's index in the results and its learning rate.
+    pub suggestion: Option<(usize, f64)>,
+    /// Optimizer steps taken (fewer than `num_training` when the loss diverged).
+    pub steps: u64,
+}
+
+impl Trainer<'_> {
+    /// Lightning's `Tuner(trainer).lr_find(model, datamodule)`.
+    pub fn lr_find(&mut self, module: &mut dyn Module, data: &mut dyn DataModule, hparams: &Value, cfg: &LrFindConfig) -> Result<LrFindReport> {
+        cfg.validate()?;
+        if self.cfg.fast_dev_run.batches().is_some() {
+            bail!("lr_find: fast_dev_run is set; Lightning skips the learning rate finder then, and so does lthost");
+        }
+        let saved = (self.cfg.clone(), std::mem::take(&mut self.builtins), self.early_stopping.take(), std::mem::take(&mut self.callbacks));
+        self.cfg.max_steps = cfg.num_training as i64;
+        self.cfg.limit_val_batches = Limit::Batches(cfg.num_training);
+        self.cfg.num_sanity_val_steps = 0;
+        self.cfg.logger = false;
+        self.cfg.enable_checkpointing = false;
+        self.cfg.enable_progress_bar = false;
+        let out = self.range_test(module, data, hparams, cfg);
+        (self.cfg, self.builtins, self.early_stopping, self.callbacks) = saved;
+        out
+    }
+
+    fn range_test(&mut self, module: &mut dyn Module, data: &mut dyn DataModule, hparams: &Value, cfg: &LrFindConfig) -> Result<LrFindReport> {
+        let mut p = self.prepare(module, data, hparams, Stage::Fit)?;
+        let data_name = data.name().to_string();
+        let mut train = Self::loader(data, &mut p.ctx, Split::Train)?.ok_or_else(|| anyhow!("plugin `{data_name}` provides no train dataset: lr_find trains, so it needs one"))?;
+        if train.is_empty() {
+            bail!("plugin `{data_name}`: the train dataset is empty");
+        }
+        let val = Self::loader(data, &mut p.ctx, Split::Val)?;
+        let limits = LoopLimits::for_fit(&self.cfg, train.num_batches(), val.as_ref().map(|v| v.num_batches()))?;
+        if !limits.shuffle_train {
+            train.set_shuffle(false);
+        }
+        let finder = LrFinderCallback::new(cfg, self.cfg.accumulate_grad_batches);
+        let results = finder.results.clone();
+        self.callbacks = vec![Box::new(finder)];
+        let mut st = self.state(module, Some(data), p, limits, None)?;
+        st.hook(Hook::Setup, None)?;
+        st.hook(Hook::ConfigureModel, None)?;
+        st.ctx.current_hook = Some(Hook::ConfigureOptimizers);
+        let opt = st.module.configure_optimizers(&mut st.ctx);
+        st.ctx.current_hook = None;
+        let opt = opt?;
+        let name = st.module.name().to_string();
+        if opt.optimizers.len() != 1 {
+            bail!("plugin `{name}`: `configure_optimizers` returned {} optimizers, but the learning rate finder only works with a single optimizer (as in Lightning)", opt.optimizers.len());
+        }
+        if !opt.automatic {
+            bail!("plugin `{name}` uses manual optimization: the learning rate finder steps the optimizer itself, so it needs automatic optimization");
+        }
+        let spec = SchedulerSpec { kind: cfg.schedule(), optimizer: 0, interval: Interval::Step, frequency: 1, monitor: None, strict: true };
+        let set = OptimizerSet::new(&opt.optimizers, &[spec], true, &st.ctx.params).map_err(|e| anyhow!("plugin `{name}`, hook `configure_optimizers`: {e}"))?;
+        if st.ctx.params.parameters().is_empty() {
+            bail!("plugin `{name}` registered no trainable parameters: nothing to optimize");
+        }
+        st.ctx.optim = Some(set);
+        fit::run(&mut st, &train, val.as_ref())?;
+        st.hook(Hook::Teardown, None)?;
+        let steps = st.ctx.global_step;
+        drop(st);
+        let results = results.borrow().clone();
+        let suggestion = suggestion(&results, 10, 1).map_err(|e| anyhow!("lr_find suggestion: {e}"))?;
+        Ok(LrFindReport { results, suggestion, steps })
+    }
+}

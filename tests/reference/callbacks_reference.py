@@ -1,0 +1,112 @@
+"""Built-in callbacks from Lightning itself: what LearningRateMonitor writes to the CSV
+logger, how GradientAccumulationScheduler changes the optimizer steps, and what the
+learning rate finder (`Tuner.lr_find`) records and suggests on the parity RNN.
+tests/e2e/callbacks.rs runs lthost with the same settings and compares.
+
+    .venv/bin/python tests/reference/callbacks_reference.py tests/reference/callbacks.json
+"""
+
+import csv
+import json
+import os
+import sys
+import tempfile
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+import lightning as L
+from lightning.pytorch.callbacks import GradientAccumulationScheduler, LearningRateMonitor
+from lightning.pytorch.tuner import Tuner
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from lightning_reference import Recorder  # noqa: E402
+from parity_reference import ParityModuleRNN, average_dataset  # noqa: E402
+
+warnings.filterwarnings("ignore")
+torch.set_num_threads(1)
+
+
+def fit(callbacks, trainer_args, model_args, log_every_n_steps=50):
+    """Fits the hook-recording model; returns the counts and the CSV rows."""
+    calls = []
+    torch.manual_seed(0)
+    model = Recorder(calls, **model_args)
+    with tempfile.TemporaryDirectory() as root:
+        logger = L.pytorch.loggers.CSVLogger(root, name="lightning_logs")
+        trainer = L.Trainer(
+            accelerator="cpu", devices=1, logger=logger, enable_checkpointing=False, enable_progress_bar=False,
+            enable_model_summary=False, default_root_dir=root, callbacks=callbacks,
+            log_every_n_steps=log_every_n_steps, num_sanity_val_steps=0, **trainer_args,
+        )
+        trainer.fit(model)
+        with open(os.path.join(trainer.logger.log_dir, "metrics.csv")) as f:
+            rows = list(csv.DictReader(f))
+    lr_rows = [{"step": int(r["step"]), **{k: float(v) for k, v in r.items() if k.startswith("lr-") and v != ""}} for r in rows]
+    return {
+        "global_step": trainer.global_step,
+        "on_before_optimizer_step": sum(1 for c in calls if c == "on_before_optimizer_step"),
+        "on_before_zero_grad": sum(1 for c in calls if c == "on_before_zero_grad"),
+        "lr_rows": [r for r in lr_rows if len(r) > 1],
+    }
+
+
+LR_MONITOR = {
+    # name: (LearningRateMonitor args, trainer args, model args, log_every_n_steps)
+    "lrmon_default_epoch_scheduler": ({}, {"max_epochs": 3}, {"scheduler": "step"}, 2),
+    "lrmon_step_momentum": ({"logging_interval": "step", "log_momentum": True}, {"max_epochs": 2}, {}, 2),
+    "lrmon_epoch": ({"logging_interval": "epoch"}, {"max_epochs": 3}, {"scheduler": "step"}, 1),
+    "lrmon_default_no_scheduler": ({}, {"max_epochs": 2}, {}, 3),
+}
+
+ACCUMULATION = {
+    # name: (scheduling, trainer args, model args)
+    "accum_sched_0_1_2": ({0: 1, 1: 2, 2: 3}, {"max_epochs": 3}, {"samples": 32}),
+    "accum_sched_from_1": ({1: 4}, {"max_epochs": 3}, {"samples": 40}),
+}
+
+
+def lr_find(seed, **kwargs):
+    torch.manual_seed(seed)
+
+    class Parity(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net = ParityModuleRNN()
+            self.lr = 0.02
+
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            return F.mse_loss(self.net(x), y)
+
+        def configure_optimizers(self):
+            return torch.optim.Adam(self.parameters(), lr=self.lr)
+
+    model = Parity()
+    x, y = average_dataset()
+    with tempfile.TemporaryDirectory() as root:
+        trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                            enable_model_summary=False, default_root_dir=root)
+        finder = Tuner(trainer).lr_find(model, train_dataloaders=DataLoader(TensorDataset(x, y), batch_size=30), **kwargs)
+    return {"args": kwargs, "lr": finder.results["lr"], "loss": finder.results["loss"], "suggestion": finder.suggestion()}
+
+
+def main(path):
+    out = {"lightning": L.__version__, "torch": torch.__version__, "lr_monitor": {}, "accumulation": {}, "lr_find": {}}
+    for name, (args, targs, margs, every) in LR_MONITOR.items():
+        out["lr_monitor"][name] = {"args": args, "trainer": targs, "model": margs, "log_every_n_steps": every,
+                                   **fit([LearningRateMonitor(**args)], targs, margs, every)}
+    for name, (sched, targs, margs) in ACCUMULATION.items():
+        out["accumulation"][name] = {"scheduling": {str(k): v for k, v in sched.items()}, "trainer": targs, "model": margs,
+                                     **fit([GradientAccumulationScheduler(sched)], targs, margs)}
+    out["lr_find"]["exponential"] = lr_find(0)
+    out["lr_find"]["linear_40"] = lr_find(1, mode="linear", num_training=40, min_lr=1e-4, max_lr=0.5)
+    with open(path, "w") as f:
+        json.dump(out, f, indent=1)
+    print(f"wrote {path}: lightning {L.__version__}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "tests/reference/callbacks.json")
