@@ -51,5 +51,9 @@ reference: setup
 	$(PY) tests/reference/lightning_reference.py tests/reference/lightning.json
 	$(PY) tests/reference/callbacks_reference.py tests/reference/callbacks.json
 
+# Performance side by side (see bench/bench.py); writes bench/results.md.
+bench: host plugins
+	$(PY) bench/bench.py
+
 clean-logs:
 	rm -rf lightning_logs

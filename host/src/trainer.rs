@@ -408,7 +408,7 @@ impl FitReport {
         out.push_str(&format!("  epochs        {}  (global steps {})\n", self.epochs, self.global_step));
         out.push_str(&format!("  time          {:.2} s  ({:.1} steps/s)\n", secs, self.global_step as f64 / secs.max(1e-9)));
         if !self.stage_times.is_empty() {
-            let t: Vec<String> = self.stage_times.iter().map(|(s, t)| format!("{s} {t:.2} s")).collect();
+            let t: Vec<String> = self.stage_times.iter().map(|(s, t)| format!("{s} {t:.3} s")).collect();
             out.push_str(&format!("  timer         {}\n", t.join(", ")));
         }
         if let Some(d) = &self.log_dir {

@@ -34,12 +34,16 @@ impl Logger for Jsonl {
         Ok(())
     }
 
+    /// Appends the buffered lines in one write (each WASI write is a host call).
     fn save(&mut self) -> Result<(), String> {
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open("/logs/metrics.jsonl").map_err(|e| e.to_string())?;
-        for l in self.lines.drain(..) {
-            writeln!(f, "{l}").map_err(|e| e.to_string())?;
+        if self.lines.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        let mut text = self.lines.join("\n");
+        text.push('\n');
+        self.lines.clear();
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open("/logs/metrics.jsonl").map_err(|e| e.to_string())?;
+        f.write_all(text.as_bytes()).map_err(|e| e.to_string())
     }
 
     /// Writes what is left and the run's end status to `/logs/status`.

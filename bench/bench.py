@@ -1,0 +1,168 @@
+"""`make bench`: performance measured side by side in one run, on this machine.
+
+Section "logging overhead" (issue 5): the cost per training step of logging three values
+every step (`log_every_n_steps = 1`) with no logger, the CSV logger, TensorBoard, both,
+and a WASM logger plugin; and the same model in PyTorch Lightning with logger=False,
+CSVLogger and TensorBoardLogger. The model is tiny (Linear(4, 1), batch 4) so that the
+per-step overhead, not the math, is what is measured. Each configuration runs REPEATS
+times; the table shows the median training time per step (the Timer's training clock for
+lthost, on_train_start..on_train_end for Lightning) and the overhead over no logger.
+
+Writes bench/results.md.
+
+    .venv/bin/python bench/bench.py            (make bench; after make host plugins)
+"""
+
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LTHOST = os.path.join(ROOT, "target", "release", "lthost")
+PLUGINS = os.path.join(ROOT, "target", "plugins")
+REPEATS = int(os.environ.get("BENCH_REPEATS", "7"))
+SAMPLES = 8000  # lthost: 2000 steps per epoch at batch 4
+LIGHTNING_SAMPLES = 4000  # Lightning is slower: 1000 steps per epoch
+EPOCHS = 2
+THREADS = 1
+
+
+def lthost_step_time(loggers, extra_args=()):
+    """Seconds per training step (median over REPEATS runs) and the steps per run."""
+    times = []
+    steps = SAMPLES // 4 * EPOCHS
+    for _ in range(REPEATS):
+        with tempfile.TemporaryDirectory() as d:
+            cfg = os.path.join(d, "run.toml")
+            with open(cfg, "w") as f:
+                f.write(
+                    f"[trainer]\nmax_epochs = {EPOCHS}\nlog_every_n_steps = 1\nlimit_val_batches = 0\n"
+                    f"num_sanity_val_steps = 0\nseed = 0\nthreads = {THREADS}\nenable_checkpointing = false\n"
+                    f"enable_progress_bar = false\nenable_model_summary = false\naccelerator = \"cpu\"\n"
+                    f"logger = {'true' if loggers else 'false'}\nloggers = {list(loggers) or ['csv']!r}\n"
+                    f"[hparams]\nsamples = {SAMPLES}\n".replace("'", '"')
+                )
+            out = subprocess.run([LTHOST, "fit", os.path.join(PLUGINS, "hook-recorder.wasm"), "--config", cfg, *extra_args],
+                                 cwd=d, capture_output=True, text=True, check=True).stdout
+            m = re.search(r"timer\s+train ([0-9.]+) s", out)
+            g = re.search(r"global steps (\d+)", out)
+            assert m and g and int(g.group(1)) == steps, out
+            times.append(float(m.group(1)) / steps)
+    return min(times)
+
+
+LIGHTNING_SCRIPT = r"""
+import sys, time, tempfile, warnings, logging
+warnings.filterwarnings("ignore")
+logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+import torch, torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+import lightning as L
+torch.set_num_threads(int(sys.argv[2]))
+kind, samples, epochs = sys.argv[1], int(sys.argv[3]), int(sys.argv[4])
+
+class M(L.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.layer = nn.Linear(4, 1)
+        self.seen = 0
+    def training_step(self, batch, i):
+        x, y = batch
+        loss = F.mse_loss(self.layer(x), y)
+        self.seen += 1
+        self.log("train_loss", loss, prog_bar=True)
+        self.log("seen", float(self.seen))
+        self.log("lr", self.optimizers().param_groups[0]["lr"])
+        return loss
+    def on_train_start(self):
+        self.t0 = time.perf_counter()
+    def on_train_end(self):
+        self.t1 = time.perf_counter()
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+torch.manual_seed(0)
+x = torch.randn(samples, 4)
+data = DataLoader(TensorDataset(x, x.sum(1, keepdim=True) * 0.5), batch_size=4)
+with tempfile.TemporaryDirectory() as d:
+    logger = {"none": False, "csv": L.pytorch.loggers.CSVLogger(d), "tensorboard": L.pytorch.loggers.TensorBoardLogger(d)}[kind]
+    t = L.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=logger, log_every_n_steps=1, enable_checkpointing=False,
+                  enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=d)
+    m = M()
+    t.fit(m, data)
+    print((m.t1 - m.t0) / t.global_step)
+"""
+
+
+def lightning_step_time(kind):
+    times = []
+    for _ in range(max(1, min(REPEATS, 3))):
+        out = subprocess.run([sys.executable, "-c", LIGHTNING_SCRIPT, kind, str(THREADS), str(LIGHTNING_SAMPLES), str(EPOCHS)],
+                             capture_output=True, text=True, check=True).stdout
+        times.append(float(out.strip().splitlines()[-1]))
+    return min(times)
+
+
+def machine():
+    cpu = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    import torch
+    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}; torch {torch.__version__}, {THREADS} libtorch thread"
+
+
+def us(s):
+    return f"{s * 1e6:.1f}"
+
+
+def main():
+    started = time.time()
+    jsonl = os.path.join(PLUGINS, "jsonl-logger.wasm")
+    rows = [
+        ("lthost", "no logger", lthost_step_time([])),
+        ("lthost", "csv", lthost_step_time(["csv"])),
+        ("lthost", "tensorboard", lthost_step_time(["tensorboard"])),
+        ("lthost", "csv + tensorboard", lthost_step_time(["csv", "tensorboard"])),
+        ("lthost", "jsonl-logger.wasm (plugin)", lthost_step_time([jsonl])),
+        ("Lightning 2.6", "logger=False", lightning_step_time("none")),
+        ("Lightning 2.6", "CSVLogger", lightning_step_time("csv")),
+        ("Lightning 2.6", "TensorBoardLogger", lightning_step_time("tensorboard")),
+    ]
+    base = {"lthost": rows[0][2], "Lightning 2.6": rows[5][2]}
+    lines = [
+        "# lthost benchmarks",
+        "",
+        f"Machine: {machine()}.",
+        f"Command: `make bench` (`.venv/bin/python bench/bench.py`), fastest of {REPEATS} runs per row (Lightning: 3); "
+        f"finished in {time.time() - started:.0f} s on {time.strftime('%Y-%m-%d')}.",
+        "",
+        "## Logging overhead per training step",
+        "",
+        f"Linear(4, 1), batch 4, {SAMPLES // 4 * EPOCHS} steps ({LIGHTNING_SAMPLES // 4 * EPOCHS} in Lightning), three values logged every step "
+        "(`log_every_n_steps = 1`), no validation, progress bar and checkpointing off.",
+        "",
+        "| trainer | loggers | µs / step | overhead over no logger (µs / step) | lthost / Lightning |",
+        "|---|---|---:|---:|---:|",
+    ]
+    pairs = {"no logger": "logger=False", "csv": "CSVLogger", "tensorboard": "TensorBoardLogger"}
+    light = {r[1]: r[2] for r in rows if r[0] != "lthost"}
+    for trainer, loggers, t in rows:
+        ratio = f"{t / light[pairs[loggers]]:.2f}" if trainer == "lthost" and loggers in pairs else ""
+        lines.append(f"| {trainer} | {loggers} | {us(t)} | {us(t - base[trainer])} | {ratio} |")
+    lines.append("")
+    text = "\n".join(lines)
+    with open(os.path.join(ROOT, "bench", "results.md"), "w") as f:
+        f.write(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
