@@ -32,6 +32,8 @@ pub struct HookInfo<'a> {
     pub global_step: u64,
     /// Lightning's `trainer.callback_metrics`.
     pub callback_metrics: &'a BTreeMap<String, f64>,
+    /// Lightning's `trainer.logged_metrics`.
+    pub logged_metrics: &'a BTreeMap<String, f64>,
     /// Lightning's `_batches_that_stepped`: the step logged training values are written at.
     pub batches_that_stepped: u64,
     /// Batches started so far in this loop (Lightning's `batch_progress.total.ready`).

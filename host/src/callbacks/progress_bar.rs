@@ -93,7 +93,7 @@ impl ProgressBar {
         if self.tty {
             self.train.last_draw.is_none_or(|t| t.elapsed() >= REFRESH)
         } else {
-            self.every > 0 && (self.train.done as u64 + 1) % self.every == 0 && self.train.done + 1 < self.train.total
+            self.every > 0 && (self.train.done as u64 + 1).is_multiple_of(self.every) && self.train.done + 1 < self.train.total
         }
     }
 

@@ -115,6 +115,7 @@ impl LoopState<'_> {
             current_epoch: self.ctx.current_epoch,
             global_step: self.ctx.global_step,
             callback_metrics: &self.callback_metrics,
+            logged_metrics: &self.logged_metrics,
             batches_that_stepped: self.batches_that_stepped,
             total_batches: if self.ctx.training { self.batch_progress.total.ready } else { self.eval_batches },
             batch_size: if batch_hook { self.batch_size } else { None },

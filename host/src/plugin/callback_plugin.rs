@@ -53,6 +53,7 @@ impl Callback for WasmCallback {
             current_epoch: info.current_epoch,
             global_step: info.global_step,
             metrics: info.callback_metrics.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            logged_metrics: info.logged_metrics.iter().map(|(k, v)| (k.clone(), *v)).collect(),
             batches_that_stepped: info.batches_that_stepped,
             lrs: info.optim.map(crate::callbacks::lr_monitor::current_lrs).unwrap_or_default(),
             grad_norm: match hook {
