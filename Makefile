@@ -11,13 +11,19 @@ CARGO ?= cargo
 PLUGINS := digits-mlp parity-rnn parity-mlp faulty hook-recorder gan jsonl-logger loss-guard-callback grad-norm-callback
 PLUGIN_DIR := target/plugins
 LTHOST := target/release/lthost
+# A development signing key, made on first use; plugins built here are signed with it and
+# tests and `make run` trust it (and nothing else).
+DEVKEY := .lthost/dev.key
+TRUSTED := .lthost/trusted
 # Test threads: two lthost processes at a time on a 2-core machine.
 TEST_THREADS ?= 2
 
 .PHONY: run test setup host plugins reference bench clean-logs
 
+# The shared-artifact path: the example is built, given its manifest, signed with a local
+# development key (made on first use), and run trusting only that key.
 run: host plugins
-	$(LTHOST) run $(PLUGIN_DIR)/digits-mlp.wasm --config plugins/digits-mlp/run.toml
+	$(LTHOST) run $(PLUGIN_DIR)/digits-mlp.wasm --config plugins/digits-mlp/run.toml --trusted-keys $(TRUSTED)
 
 test: host plugins reference
 	$(CARGO) test --release -p lthost -- --test-threads $(TEST_THREADS)
@@ -38,10 +44,18 @@ setup: .stamps/venv .stamps/wasm-target
 host: setup
 	$(CARGO) build --release -p lthost
 
-plugins: setup
+plugins: setup host $(DEVKEY)
 	$(CARGO) build --release --target wasm32-wasip2 $(addprefix -p ,$(PLUGINS))
 	@mkdir -p $(PLUGIN_DIR)
-	@for p in $(PLUGINS); do cp target/wasm32-wasip2/release/$${p//-/_}.wasm $(PLUGIN_DIR)/$$p.wasm; done
+	@for p in $(PLUGINS); do \
+		$(LTHOST) manifest target/wasm32-wasip2/release/$${p//-/_}.wasm --from plugins/$$p/lthost.toml --output $(PLUGIN_DIR)/$$p.wasm >/dev/null && \
+		$(LTHOST) sign $(PLUGIN_DIR)/$$p.wasm --key $(DEVKEY) >/dev/null || exit 1; \
+	done
+	@echo "plugins: $(PLUGINS) → $(PLUGIN_DIR), with manifests, signed with $(DEVKEY)"
+
+$(DEVKEY): | host
+	$(LTHOST) keygen --out .lthost/dev
+	@mkdir -p $(TRUSTED) && cp .lthost/dev.pub $(TRUSTED)/dev.pub
 
 # Reference losses from PyTorch itself (the parity oracle).
 reference: setup

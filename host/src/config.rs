@@ -249,11 +249,16 @@ pub struct PluginConfig {
     pub data_dir: Option<PathBuf>,
     pub memory_limit_mb: u64,
     pub hook_timeout_s: f64,
+    /// Trusted public keys (`.pub` files or directories of them), beside
+    /// `--trusted-keys` and `LTHOST_TRUSTED_KEYS`.
+    pub trusted_keys: Vec<PathBuf>,
+    /// Run unsigned or untrusted plugins (with a warning).
+    pub allow_unsigned: bool,
 }
 
 impl Default for PluginConfig {
     fn default() -> Self {
-        PluginConfig { data_dir: None, memory_limit_mb: 2048, hook_timeout_s: 600.0 }
+        PluginConfig { data_dir: None, memory_limit_mb: 2048, hook_timeout_s: 600.0, trusted_keys: Vec::new(), allow_unsigned: false }
     }
 }
 
@@ -270,10 +275,14 @@ impl PluginConfig {
                 bail!("plugin.data_dir `{}` is not a directory", d.display());
             }
         }
+        let mut keys = self.trusted_keys.clone();
+        keys.extend(crate::artifact::trust::TrustPolicy::env_paths());
+        let trust = crate::artifact::trust::TrustPolicy::load(&keys, self.allow_unsigned)?;
         Ok(PluginOptions {
             data_dir: self.data_dir.clone(),
             memory_limit_bytes: (self.memory_limit_mb as usize).saturating_mul(1 << 20),
             hook_timeout: Duration::from_secs_f64(self.hook_timeout_s),
+            trust: std::sync::Arc::new(trust),
         })
     }
 }
@@ -305,6 +314,11 @@ impl RunConfig {
         if let Some(d) = &cfg.plugin.data_dir {
             if d.is_relative() {
                 cfg.plugin.data_dir = Some(base.join(d));
+            }
+        }
+        for k in cfg.plugin.trusted_keys.iter_mut() {
+            if k.is_relative() {
+                *k = base.join(&*k);
             }
         }
         for p in cfg.callbacks.plugins.iter_mut() {

@@ -5,6 +5,7 @@
 //! The loops drive the host-side traits in [`module`]; a WASM component is one
 //! implementation of them ([`plugin`]), a native Rust type is another.
 
+pub mod artifact;
 pub mod callbacks;
 pub mod checkpoint;
 pub mod config;

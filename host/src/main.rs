@@ -38,6 +38,50 @@ enum Command {
     /// The learning-rate range test (Lightning's `Tuner.lr_find`): suggests a learning
     /// rate and writes `lr_find.png` and `lr_find.json`.
     LrFind(LrFindArgs),
+    /// Make an Ed25519 key pair: `<out>.key` (secret) and `<out>.pub`.
+    Keygen {
+        /// Path without extension, e.g. `keys/me`.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Sign a plugin (embedded in the component, or a detached `.sig`); signing a signed
+    /// plugin adds a signature.
+    Sign {
+        plugin: PathBuf,
+        /// The secret key (`.key`).
+        #[arg(long)]
+        key: PathBuf,
+        /// Where the signed component goes (default: in place).
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Write the signature to this file instead of into the component.
+        #[arg(long)]
+        detached: Option<PathBuf>,
+    },
+    /// Check a plugin's signatures against the trusted keys; exit 1 if it would be refused.
+    Verify(TrustArgs),
+    /// Show a plugin's manifest, worlds, imports, signatures and trust, without running it.
+    Inspect(TrustArgs),
+    /// Embed a manifest (a TOML file: name, version, authors, description, capabilities).
+    Manifest {
+        plugin: PathBuf,
+        #[arg(long)]
+        from: PathBuf,
+        /// Where the component with its manifest goes (default: in place).
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+struct TrustArgs {
+    plugin: PathBuf,
+    /// Trusted public keys: `.pub` files or directories of them (repeatable).
+    #[arg(long)]
+    trusted_keys: Vec<PathBuf>,
+    /// A detached signature (default: `<plugin>.sig` when present).
+    #[arg(long)]
+    signature: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -121,6 +165,13 @@ struct RunArgs {
     /// Where ModelCheckpoint writes (overrides `[checkpoint] dirpath`).
     #[arg(long)]
     checkpoint_dir: Option<PathBuf>,
+    /// Trusted public keys: `.pub` files or directories of them (repeatable).
+    #[arg(long)]
+    trusted_keys: Vec<PathBuf>,
+    /// Run unsigned or untrusted plugins anyway (with a warning). A signed plugin that was
+    /// changed is refused regardless.
+    #[arg(long)]
+    allow_unsigned: bool,
 }
 
 impl RunArgs {
@@ -145,6 +196,8 @@ impl RunArgs {
         if let Some(v) = self.hook_timeout_s { p.hook_timeout_s = v; }
         if let Some(v) = self.memory_limit_mb { p.memory_limit_mb = v; }
         if let Some(v) = &self.checkpoint_dir { cfg.checkpoint.dirpath = Some(v.clone()); }
+        cfg.plugin.trusted_keys.extend(self.trusted_keys.iter().cloned());
+        if self.allow_unsigned { cfg.plugin.allow_unsigned = true; }
         Ok(cfg)
     }
 }
@@ -162,6 +215,51 @@ fn run(cmd: Command, signal: Arc<AtomicUsize>) -> Result<Option<i32>> {
         Command::Test(a) => (a, Stage::Test),
         Command::Predict(a) => (a, Stage::Predict),
         Command::LrFind(a) => (&a.run, Stage::Fit),
+        Command::Keygen { out } => {
+            let (sk, pk) = lthost::artifact::signing::keygen(out)?;
+            let id = lthost::artifact::signing::key_id(&lthost::artifact::signing::read_public_key(&pk)?);
+            println!("wrote {} (secret: keep it) and {} (share it), key id {id}", sk.display(), pk.display());
+            return Ok(None);
+        }
+        Command::Sign { plugin, key, output, detached } => {
+            let (out, is_detached) = match detached {
+                Some(d) => (d.clone(), true),
+                None => (output.clone().unwrap_or_else(|| plugin.clone()), false),
+            };
+            lthost::artifact::signing::sign_file(plugin, key, &out, is_detached)?;
+            let pk = lthost::artifact::signing::public_of(&lthost::artifact::signing::read_secret_key(key)?);
+            println!("signed {} with key {} → {}", plugin.display(), lthost::artifact::signing::key_id(&pk), out.display());
+            return Ok(None);
+        }
+        Command::Verify(t) | Command::Inspect(t) => {
+            let mut keys = t.trusted_keys.clone();
+            keys.extend(lthost::artifact::trust::TrustPolicy::env_paths());
+            let trust = lthost::artifact::trust::TrustPolicy::load(&keys, false)?;
+            let bytes = std::fs::read(&t.plugin).map_err(|e| anyhow::anyhow!("reading {}: {e}", t.plugin.display()))?;
+            let detached = match &t.signature {
+                Some(p) => Some(std::fs::read(p).map_err(|e| anyhow::anyhow!("reading {}: {e}", p.display()))?),
+                None => lthost::artifact::trust::detached_for(&t.plugin),
+            };
+            let name = plugin_name(&t.plugin);
+            if let Command::Inspect(_) = &cmd {
+                print!("{}", lthost::artifact::inspect::report(&name, &bytes, detached.as_deref(), &trust)?);
+                return Ok(None);
+            }
+            match trust.check(&name, &bytes, detached.as_deref())? {
+                lthost::artifact::trust::Verdict::Trusted(keys) => println!("plugin `{name}`: trusted, signed by {}", keys.join(", ")),
+                v => bail!("plugin `{name}`: {v:?}"),
+            }
+            return Ok(None);
+        }
+        Command::Manifest { plugin, from, output } => {
+            let m = lthost::artifact::manifest::Manifest::from_toml_file(from)?;
+            let bytes = std::fs::read(plugin).map_err(|e| anyhow::anyhow!("reading {}: {e}", plugin.display()))?;
+            let out = lthost::artifact::manifest::embed(&bytes, &m).map_err(|e| anyhow::anyhow!("{}: {e}", plugin.display()))?;
+            let dest = output.clone().unwrap_or_else(|| plugin.clone());
+            lthost::loggers::write_atomic(&dest, &out)?;
+            println!("embedded the manifest of {} {} into {}", m.name, m.version, dest.display());
+            return Ok(None);
+        }
     };
     let mut cfg = args.config()?;
     let name = plugin_name(&args.plugin);

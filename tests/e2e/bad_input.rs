@@ -42,7 +42,8 @@ fn a_component_missing_the_exports() {
     let f = dir.path().join("empty.wasm");
     // The smallest valid component: a header and nothing else.
     std::fs::write(&f, b"\0asm\x0d\0\x01\0").expect("write");
-    lthost(dir.path(), &["run", f.to_str().expect("utf-8")]).assert_fails_with(&["plugin `empty`", "exports neither", "lt:plugin/lightning-module@0.1.0"]);
+    lthost(dir.path(), &["run", f.to_str().expect("utf-8")]).assert_fails_with(&["plugin `empty`", "is not signed", "--allow-unsigned"]);
+    lthost(dir.path(), &["run", f.to_str().expect("utf-8"), "--allow-unsigned"]).assert_fails_with(&["plugin `empty`", "exports neither", "lt:plugin/lightning-module@0.1.0"]);
 }
 
 #[test]

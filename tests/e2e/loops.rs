@@ -119,7 +119,9 @@ fn record(cfg: TrainerConfig, hparams: Value, entry: Entry) -> anyhow::Result<Ou
 
 fn record_with(cfg: TrainerConfig, hparams: Value, entry: Entry, early_stopping: Option<EarlyStoppingConfig>) -> anyhow::Result<Outcome> {
     let runtime = Runtime::new()?;
-    let wasm = plugin::load(&runtime, &plugin_path("hook-recorder"), &PluginOptions::default())?;
+    let trust = lthost::artifact::trust::TrustPolicy::load(&[crate::common::trusted_keys()], false)?;
+    let opts = PluginOptions { trust: std::sync::Arc::new(trust), ..PluginOptions::default() };
+    let wasm = plugin::load(&runtime, &plugin_path("hook-recorder"), &opts)?;
     let log: Log = Rc::new(RefCell::new(Vec::new()));
     let mut module = Rec { inner: wasm.clone(), log: log.clone() };
     let mut data = wasm;

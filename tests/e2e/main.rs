@@ -9,5 +9,6 @@ mod engine;
 mod loops;
 mod parity;
 mod schedulers;
+mod signatures;
 mod builtin_callbacks;
 mod loggers_and_callbacks;

@@ -40,11 +40,14 @@ pub struct PluginOptions {
     pub memory_limit_bytes: usize,
     /// Longest one hook may run.
     pub hook_timeout: Duration,
+    /// Which plugins may run (checked on the bytes, before compiling).
+    pub trust: Arc<crate::artifact::trust::TrustPolicy>,
 }
 
 impl Default for PluginOptions {
+    /// Secure by default: no trusted keys, unsigned plugins refused.
     fn default() -> Self {
-        PluginOptions { data_dir: None, memory_limit_bytes: 2 << 30, hook_timeout: Duration::from_secs(600) }
+        PluginOptions { data_dir: None, memory_limit_bytes: 2 << 30, hook_timeout: Duration::from_secs(600), trust: Arc::default() }
     }
 }
 
@@ -56,6 +59,9 @@ struct Inner {
     deadline_ticks: u64,
     /// Set once a call has failed: a trapped instance must not be entered again.
     poisoned: bool,
+    /// The data directory this plugin was granted (its manifest may decline the run's);
+    /// swapped into the lent context for each call.
+    data_dir: Option<PathBuf>,
 }
 
 /// A loaded plugin; clones share one instance (a component may be model and data at once).
@@ -71,6 +77,8 @@ pub(crate) struct Sandboxed {
     pub store: Store<PluginState>,
     pub pre: InstancePre<PluginState>,
     pub deadline_ticks: u64,
+    /// The data directory actually granted.
+    pub data_dir: Option<PathBuf>,
 }
 
 /// Reads and compiles a component, and builds its store: WASI with only the standard
@@ -85,15 +93,32 @@ pub(crate) fn sandbox(runtime: &Arc<Runtime>, path: &Path, opts: &PluginOptions,
     if bytes[4..8] == [1, 0, 0, 0] {
         bail!("plugin `{name}` ({}): a core WebAssembly module, not a component; build it for wasm32-wasip2 or wrap it with `wasm-tools component new`", path.display());
     }
+    // Trust first: nothing of an unadmitted plugin is compiled or cached.
+    let detached = crate::artifact::trust::detached_for(path);
+    opts.trust.admit(&name, &bytes, detached.as_deref())?;
+    let manifest = crate::artifact::manifest::read(&bytes).map_err(|e| anyhow!("plugin `{name}`: {e}"))?;
     let component = Component::new(&runtime.engine, &bytes)
         .map_err(|e| anyhow!("plugin `{name}` ({}): not a valid component: {e}", path.display()))?;
     let mut wasi = WasiCtxBuilder::new();
     wasi.inherit_stdout().inherit_stderr();
+    let mut data_dir = opts.data_dir.clone();
     for (host, guest, perms) in dirs {
+        // A plugin with a manifest gets only the grants it asked for.
+        let wanted = match *guest {
+            "/data" => "data-read",
+            _ => "logs-write",
+        };
+        if manifest.as_ref().is_some_and(|m| !m.requests(wanted)) {
+            eprintln!("note: plugin `{name}` does not request `{wanted}` in its manifest; {} is not granted", host.display());
+            if *guest == "/data" {
+                data_dir = None;
+            }
+            continue;
+        }
         wasi.preopened_dir(host, guest, *perms)
             .map_err(|e| anyhow!("plugin `{name}`: granting directory {}: {e}", host.display()))?;
     }
-    let ctx = RunContext { data_dir: opts.data_dir.clone(), ..RunContext::default() };
+    let ctx = RunContext { data_dir: data_dir.clone(), ..RunContext::default() };
     let state = PluginState {
         table: ResourceTable::new(),
         wasi: wasi.build(),
@@ -108,13 +133,13 @@ pub(crate) fn sandbox(runtime: &Arc<Runtime>, path: &Path, opts: &PluginOptions,
     let pre = runtime.linker.instantiate_pre(&component).map_err(|e| {
         anyhow!("plugin `{name}`: imports something lthost does not provide (this host speaks lt:plugin@0.1.0): {e}")
     })?;
-    Ok(Sandboxed { name, store, pre, deadline_ticks })
+    Ok(Sandboxed { name, store, pre, deadline_ticks, data_dir })
 }
 
 /// Reads, compiles and instantiates a plugin component.
 pub fn load(runtime: &Arc<Runtime>, path: &Path, opts: &PluginOptions) -> Result<WasmPlugin> {
     let dirs: Vec<(PathBuf, &str, FsPerms)> = opts.data_dir.iter().map(|d| (d.clone(), "/data", FsPerms::ReadOnly)).collect();
-    let Sandboxed { name, mut store, pre, deadline_ticks } = sandbox(runtime, path, opts, &dirs)?;
+    let Sandboxed { name, mut store, pre, deadline_ticks, data_dir } = sandbox(runtime, path, opts, &dirs)?;
     let module_idx = lightning_module::GuestIndices::new(&pre).ok();
     let data_idx = data_module::GuestIndices::new(&pre).ok();
     if module_idx.is_none() && data_idx.is_none() {
@@ -131,7 +156,7 @@ pub fn load(runtime: &Arc<Runtime>, path: &Path, opts: &PluginOptions) -> Result
         Some(i) => Some(i.load(&mut store, &instance).map_err(|e| anyhow!("plugin `{name}`: {e}"))?),
         None => None,
     };
-    let inner = Inner { name: name.clone(), store, module, data, deadline_ticks, poisoned: false };
+    let inner = Inner { name: name.clone(), store, module, data, deadline_ticks, poisoned: false, data_dir };
     Ok(WasmPlugin { inner: Rc::new(RefCell::new(inner)), name })
 }
 
@@ -160,9 +185,11 @@ impl WasmPlugin {
         inner.store.set_epoch_deadline(ticks);
         let mut lent = std::mem::take(ctx);
         lent.creation_device = creation_device;
+        std::mem::swap(&mut lent.data_dir, &mut inner.data_dir);
         inner.store.data_mut().ctx = lent;
         let result = f(&mut inner);
         *ctx = std::mem::take(&mut inner.store.data_mut().ctx);
+        std::mem::swap(&mut ctx.data_dir, &mut inner.data_dir);
         result.map_err(|e| {
             inner.poisoned = true;
             describe(&inner.name, hook, e)

@@ -29,7 +29,7 @@ pub struct WasmCallback {
 }
 
 pub fn load_callback(runtime: &Arc<Runtime>, path: &Path, opts: &PluginOptions) -> Result<WasmCallback> {
-    let Sandboxed { name, mut store, pre, deadline_ticks } = sandbox(runtime, path, opts, &[])?;
+    let Sandboxed { name, mut store, pre, deadline_ticks, .. } = sandbox(runtime, path, opts, &[])?;
     let idx = callback::GuestIndices::new(&pre).map_err(|_| anyhow!("plugin `{name}`: exports no `{CALLBACK_EXPORT}`, so it is not a callback"))?;
     let instance = pre.instantiate(&mut store).map_err(|e| anyhow!("{}", describe(&name, "instantiate", e)))?;
     let guest = idx.load(&mut store, &instance).map_err(|e| anyhow!("plugin `{name}`: {e}"))?;

@@ -35,7 +35,7 @@ pub fn load_logger(runtime: &Arc<Runtime>, path: &Path, opts: &PluginOptions, lo
     let dir = log_dir.join(&stem);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let grant = [(dir.clone(), "/logs", FsPerms::ReadWrite)];
-    let Sandboxed { name, mut store, pre, deadline_ticks } = sandbox(runtime, path, opts, &grant)?;
+    let Sandboxed { name, mut store, pre, deadline_ticks, .. } = sandbox(runtime, path, opts, &grant)?;
     let idx = logger::GuestIndices::new(&pre).map_err(|_| anyhow!("plugin `{name}`: exports no `{LOGGER_EXPORT}`, so it is not a logger"))?;
     let instance = pre.instantiate(&mut store).map_err(|e| anyhow!("{}", describe(&name, "instantiate", e)))?;
     let guest = idx.load(&mut store, &instance).map_err(|e| anyhow!("plugin `{name}`: {e}"))?;
