@@ -20,5 +20,6 @@ pub mod loops;
 pub mod module;
 pub mod plot;
 pub mod plugin;
+pub mod startup;
 pub mod trainer;
 pub mod tuner;

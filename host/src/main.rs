@@ -314,6 +314,9 @@ fn run(cmd: Command, signal: Arc<AtomicUsize>) -> Result<Option<i32>> {
         Stage::Fit => {
             let report = trainer.fit(&mut module, &mut data, &hparams)?;
             println!("\n{}", report.render(&name));
+            let (hits, compiled) = (runtime.hits.load(std::sync::atomic::Ordering::Relaxed), runtime.compiled.load(std::sync::atomic::Ordering::Relaxed));
+            let cache = runtime.cache.as_ref().map(|c| c.dir.display().to_string()).unwrap_or_else(|| "off".into());
+            println!("  components    {hits} from the cache, {compiled} compiled (cache: {cache})");
             if let Some((sig, _)) = report.interrupted {
                 return Ok(Some(128 + sig));
             }

@@ -8,6 +8,7 @@
 
 pub mod adapter;
 pub mod bindings;
+pub mod cache;
 pub mod callback_plugin;
 pub mod convert;
 pub mod failure;

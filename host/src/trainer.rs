@@ -78,6 +78,8 @@ pub struct FitReport {
     pub resumed_from: Option<PathBuf>,
     /// The Timer's seconds per stage (train includes its validation runs).
     pub stage_times: Vec<(&'static str, f64)>,
+    /// From process start to the first training step.
+    pub first_step: Option<Duration>,
 }
 
 /// A run's set-up, shared by every entry point.
@@ -174,6 +176,7 @@ impl<'c> Trainer<'c> {
             batch_loss: None,
             stepping: false,
             eval_batches: 0,
+            first_step: None,
         })
     }
 
@@ -333,6 +336,7 @@ impl<'c> Trainer<'c> {
             last_model_path: st.checkpoint.as_ref().and_then(|c| c.last_model_path.clone()),
             resumed_from: resume_path,
             stage_times: st.timer.report(),
+            first_step: st.first_step,
         })
     }
 
@@ -407,6 +411,9 @@ impl FitReport {
         out.push_str(&format!("  parameters    {}\n", self.trainable_params));
         out.push_str(&format!("  epochs        {}  (global steps {})\n", self.epochs, self.global_step));
         out.push_str(&format!("  time          {:.2} s  ({:.1} steps/s)\n", secs, self.global_step as f64 / secs.max(1e-9)));
+        if let Some(t) = self.first_step {
+            out.push_str(&format!("  start-up      {:.3} s from process start to the first training step\n", t.as_secs_f64()));
+        }
         if !self.stage_times.is_empty() {
             let t: Vec<String> = self.stage_times.iter().map(|(s, t)| format!("{s} {t:.3} s")).collect();
             out.push_str(&format!("  timer         {}\n", t.join(", ")));

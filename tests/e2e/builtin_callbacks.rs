@@ -146,7 +146,7 @@ fn run_in_pty(cwd: &Path, args: &[&str]) -> String {
     assert_eq!(rc, 0, "openpty");
     // SAFETY: both descriptors were just opened and are owned here only.
     let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lthost")).env("LTHOST_TRUSTED_KEYS", crate::common::trusted_keys()).args(args).current_dir(cwd).stdin(Stdio::null()).stdout(Stdio::from(slave)).stderr(Stdio::piped()).spawn().expect("lthost starts");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lthost")).env("LTHOST_TRUSTED_KEYS", crate::common::trusted_keys()).env("LTHOST_CACHE_DIR", crate::common::component_cache()).args(args).current_dir(cwd).stdin(Stdio::null()).stdout(Stdio::from(slave)).stderr(Stdio::piped()).spawn().expect("lthost starts");
     let mut out = Vec::new();
     let mut reader = std::fs::File::from(master);
     let mut buf = [0u8; 4096];

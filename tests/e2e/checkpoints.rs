@@ -34,7 +34,7 @@ fn setup(dir: &Path) -> (String, String, String) {
 fn fit_with(dir: &Path, fault: Option<&str>, extra: &[&str]) -> Run {
     let (wasm, cfg, ckdir) = setup(dir);
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_lthost"));
-    cmd.env("LTHOST_TRUSTED_KEYS", crate::common::trusted_keys());
+    cmd.env("LTHOST_TRUSTED_KEYS", crate::common::trusted_keys()).env("LTHOST_CACHE_DIR", crate::common::component_cache());
     cmd.args(["fit", &wasm, "--config", &cfg, "--checkpoint-dir", &ckdir]).args(extra).current_dir(dir);
     if let Some(f) = fault {
         cmd.env("LTHOST_FAULT", f);
@@ -85,6 +85,7 @@ fn killed_runs_resume_to_bit_identical_weights() {
 fn run_until_signal(dir: &Path, signal: i32) -> (Option<i32>, Vec<String>) {
     let (wasm, cfg, ckdir) = setup(dir);
     let mut child = Command::new(env!("CARGO_BIN_EXE_lthost")).env("LTHOST_TRUSTED_KEYS", crate::common::trusted_keys())
+        .env("LTHOST_CACHE_DIR", crate::common::component_cache())
         .args(["fit", &wasm, "--config", &cfg, "--checkpoint-dir", &ckdir, "--max-epochs", "200"])
         .current_dir(dir)
         .stdout(Stdio::piped())
@@ -183,7 +184,7 @@ fn plugin_state_survives_a_resume() {
     let cfg = dir.path().join("run.toml");
     std::fs::write(&cfg, "[checkpoint]\nsave_last = true\nsave_top_k = 0\nevery_n_train_steps = 1\n").expect("write");
     let mut killed = Command::new(env!("CARGO_BIN_EXE_lthost"));
-    killed.env("LTHOST_TRUSTED_KEYS", crate::common::trusted_keys());
+    killed.env("LTHOST_TRUSTED_KEYS", crate::common::trusted_keys()).env("LTHOST_CACHE_DIR", crate::common::component_cache());
     killed.args(args).args(["--config", cfg.to_str().expect("utf-8")]).env("LTHOST_FAULT", "step:4").current_dir(dir.path());
     assert_eq!(killed.output().expect("runs").status.code(), None, "killed at step 4");
     let resumed = lthost(dir.path(), &[&args[..], &["--config", cfg.to_str().expect("utf-8"), "--ckpt-path", "last"]].concat());

@@ -44,6 +44,11 @@ pub fn trusted_keys() -> PathBuf {
     repo_root().join(".lthost/trusted")
 }
 
+/// The tests share one component cache (concurrent use is safe by design).
+pub fn component_cache() -> PathBuf {
+    repo_root().join("target/component-cache")
+}
+
 /// Runs `lthost` with `args` in `cwd`.
 pub fn lthost(cwd: &Path, args: &[&str]) -> Run {
     let out: Output = Command::new(env!("CARGO_BIN_EXE_lthost"))
@@ -51,6 +56,7 @@ pub fn lthost(cwd: &Path, args: &[&str]) -> Run {
         .current_dir(cwd)
         .env_remove("LD_LIBRARY_PATH")
         .env("LTHOST_TRUSTED_KEYS", trusted_keys())
+        .env("LTHOST_CACHE_DIR", component_cache())
         .output()
         .expect("lthost runs");
     Run { code: out.status.code(), stdout: String::from_utf8_lossy(&out.stdout).into(), stderr: String::from_utf8_lossy(&out.stderr).into() }

@@ -11,4 +11,5 @@ mod parity;
 mod schedulers;
 mod signatures;
 mod builtin_callbacks;
+mod cache;
 mod loggers_and_callbacks;

@@ -72,6 +72,8 @@ pub struct LoopState<'a> {
     pub stepping: bool,
     /// Batches started in the current evaluation loop (Lightning's `total.ready`).
     pub eval_batches: u64,
+    /// The process's age when the first training step began (start-up time).
+    pub first_step: Option<std::time::Duration>,
 }
 
 impl LoopState<'_> {

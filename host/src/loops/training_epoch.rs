@@ -128,6 +128,9 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: Option<&DataLoader>
             break;
         }
         st.batch_progress.increment_started();
+        if st.first_step.is_none() {
+            st.first_step = crate::startup::since_process_start();
+        }
         st.ctx.current_hook = Some(Hook::TrainingStep);
         let loss = st.module.training_step(&mut st.ctx, &batch, idx as u64);
         st.ctx.current_hook = None;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context as _, Result};
 use serde_json::Value;
 use tch::{Device, Tensor};
-use wasmtime::component::{Component, Instance, InstancePre, Resource, ResourceTable};
+use wasmtime::component::{Instance, InstancePre, Resource, ResourceTable};
 use wasmtime::{Store, StoreLimitsBuilder};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
@@ -97,8 +97,7 @@ pub(crate) fn sandbox(runtime: &Arc<Runtime>, path: &Path, opts: &PluginOptions,
     let detached = crate::artifact::trust::detached_for(path);
     opts.trust.admit(&name, &bytes, detached.as_deref())?;
     let manifest = crate::artifact::manifest::read(&bytes).map_err(|e| anyhow!("plugin `{name}`: {e}"))?;
-    let component = Component::new(&runtime.engine, &bytes)
-        .map_err(|e| anyhow!("plugin `{name}` ({}): not a valid component: {e}", path.display()))?;
+    let component = runtime.component(&bytes).map_err(|e| anyhow!("plugin `{name}` ({}): not a valid component: {e}", path.display()))?;
     let mut wasi = WasiCtxBuilder::new();
     wasi.inherit_stdout().inherit_stderr();
     let mut data_dir = opts.data_dir.clone();

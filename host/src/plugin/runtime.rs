@@ -1,10 +1,11 @@
 //! The wasmtime engine and linker shared by every plugin of a run: component model on,
 //! async and concurrency off (halves the call cost), epoch interruption for hook time-outs.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine};
 
 use crate::plugin::bindings::Host_ as HostWorld;
@@ -16,6 +17,10 @@ pub const TICK: Duration = Duration::from_millis(100);
 pub struct Runtime {
     pub engine: Engine,
     pub linker: Linker<PluginState>,
+    pub cache: Option<super::cache::ComponentCache>,
+    /// Components loaded from the cache / compiled, for the summary.
+    pub hits: AtomicUsize,
+    pub compiled: AtomicUsize,
 }
 
 impl Runtime {
@@ -29,7 +34,19 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| anyhow::anyhow!("linking WASI: {e:?}"))?;
         HostWorld::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(|e| anyhow::anyhow!("linking lt:plugin: {e:?}"))?;
         start_ticker(&engine);
-        Ok(Arc::new(Runtime { engine, linker }))
+        let cache = super::cache::ComponentCache::from_env();
+        Ok(Arc::new(Runtime { engine, linker, cache, hits: AtomicUsize::new(0), compiled: AtomicUsize::new(0) }))
+    }
+
+    /// A component from the cache, or compiled (call only for admitted plugins).
+    pub fn component(&self, bytes: &[u8]) -> anyhow::Result<Component> {
+        let (c, outcome) = match &self.cache {
+            Some(cache) => cache.load_or_compile(&self.engine, bytes)?,
+            None => (Component::new(&self.engine, bytes).map_err(|e| anyhow::anyhow!("{e}"))?, super::cache::Outcome::Compiled),
+        };
+        let counter = if outcome == super::cache::Outcome::Hit { &self.hits } else { &self.compiled };
+        counter.fetch_add(1, Ordering::Relaxed);
+        Ok(c)
     }
 }
 

@@ -1,0 +1,170 @@
+//! The compiled-component cache: a plugin compiled once is stored, by the SHA-256 of its
+//! bytes and this engine's compatibility hash, as wasmtime's serialized form, and loaded
+//! from there next time (milliseconds instead of a compilation). Only plugins the trust
+//! policy admitted reach it. Entries are written atomically (temp file + rename), so
+//! concurrent runs never see half an entry; the directory is kept under a size bound
+//! (oldest entries go first); an entry wasmtime refuses (another wasmtime version, CPU or
+//! configuration) is ignored and replaced, never trusted. The directory must be private to
+//! the user (0700, owned by them): entries are native code.
+//!
+//! Where: `LTHOST_CACHE_DIR`, else `$XDG_CACHE_HOME/lthost/components`, else
+//! `~/.cache/lthost/components`. `LTHOST_CACHE=off` turns it off.
+
+use std::hash::{Hash as _, Hasher as _};
+use std::io::Write as _;
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use sha2::Digest as _;
+use wasmtime::component::Component;
+use wasmtime::Engine;
+
+/// Default size bound.
+pub const MAX_BYTES: u64 = 1 << 30;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Hit,
+    /// Compiled (and stored, when the cache is on).
+    Compiled,
+}
+
+#[derive(Debug, Clone)]
+pub struct ComponentCache {
+    pub dir: PathBuf,
+    pub max_bytes: u64,
+}
+
+impl ComponentCache {
+    /// The cache the environment asks for, or None when it is off.
+    pub fn from_env() -> Option<Self> {
+        if std::env::var("LTHOST_CACHE").is_ok_and(|v| v == "off" || v == "0") {
+            return None;
+        }
+        let dir = if let Some(d) = std::env::var_os("LTHOST_CACHE_DIR") {
+            PathBuf::from(d)
+        } else if let Some(d) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+            PathBuf::from(d).join("lthost/components")
+        } else {
+            PathBuf::from(std::env::var_os("HOME")?).join(".cache/lthost/components")
+        };
+        let max_bytes = std::env::var("LTHOST_CACHE_MAX_MB").ok().and_then(|v| v.parse::<u64>().ok()).map_or(MAX_BYTES, |mb| mb << 20);
+        Some(ComponentCache { dir, max_bytes })
+    }
+
+    /// The entry's file: content hash + engine compatibility.
+    fn entry(&self, engine: &Engine, bytes: &[u8]) -> PathBuf {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut h);
+        env!("CARGO_PKG_VERSION").hash(&mut h);
+        let content = sha2::Sha256::digest(bytes);
+        self.dir.join(format!("{:x}-{:016x}.cwasm", content, h.finish()))
+    }
+
+    /// A private directory: created 0700; an existing one must be ours and not writable by others.
+    fn usable_dir(&self) -> bool {
+        if std::fs::create_dir_all(&self.dir).is_err() {
+            return false;
+        }
+        let _ = std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o700));
+        // SAFETY: getuid has no preconditions.
+        let uid = unsafe { libc::getuid() };
+        std::fs::metadata(&self.dir).is_ok_and(|m| m.uid() == uid && m.mode() & 0o022 == 0)
+    }
+
+    /// The component from the cache, else compiled (and stored).
+    pub fn load_or_compile(&self, engine: &Engine, bytes: &[u8]) -> Result<(Component, Outcome)> {
+        if !self.usable_dir() {
+            return Ok((Component::new(engine, bytes).map_err(|e| anyhow::anyhow!("{e}"))?, Outcome::Compiled));
+        }
+        let path = self.entry(engine, bytes);
+        // SAFETY: getuid has no preconditions.
+        let uid = unsafe { libc::getuid() };
+        let ours = std::fs::metadata(&path).is_ok_and(|m| m.is_file() && m.uid() == uid && m.mode() & 0o022 == 0);
+        if ours {
+            if let Ok(serialized) = std::fs::read(&path) {
+                // SAFETY: the entry is in a private directory owned by this user, written by
+                // this code from wasmtime's own serialization of a component the trust policy
+                // admitted; wasmtime checks the version, target and configuration and refuses
+                // (Err) an entry from another engine.
+                if let Ok(c) = unsafe { Component::deserialize(engine, &serialized) } {
+                    let _ = filetime_touch(&path);
+                    return Ok((c, Outcome::Hit));
+                }
+            }
+        }
+        let component = Component::new(engine, bytes).map_err(|e| anyhow::anyhow!("{e}"))?;
+        if let Ok(serialized) = component.serialize() {
+            if let Err(e) = self.store(&path, &serialized) {
+                eprintln!("warning: component cache {}: {e}", self.dir.display());
+            }
+            self.prune();
+        }
+        Ok((component, Outcome::Compiled))
+    }
+
+    fn store(&self, path: &Path, data: &[u8]) -> Result<()> {
+        let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
+        tmp.write_all(data)?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(path)?;
+        Ok(())
+    }
+
+    /// Removes the least recently used entries until the directory fits the bound.
+    pub fn prune(&self) {
+        let Ok(rd) = std::fs::read_dir(&self.dir) else { return };
+        let mut entries: Vec<(std::time::SystemTime, u64, PathBuf)> = rd
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+            .filter_map(|e| {
+                let m = e.metadata().ok()?;
+                Some((m.modified().ok()?, m.len(), e.path()))
+            })
+            .collect();
+        let mut total: u64 = entries.iter().map(|e| e.1).sum();
+        entries.sort();
+        for (_, len, p) in entries {
+            if total <= self.max_bytes {
+                break;
+            }
+            if std::fs::remove_file(&p).is_ok() {
+                total = total.saturating_sub(len);
+            }
+        }
+    }
+}
+
+/// Marks an entry used (its mtime orders eviction).
+fn filetime_touch(path: &Path) -> std::io::Result<()> {
+    let f = std::fs::OpenOptions::new().append(true).open(path)?;
+    f.set_modified(std::time::SystemTime::now())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compiles_once_then_hits_and_ignores_foreign_entries() {
+        let d = tempfile::tempdir().unwrap();
+        let cache = ComponentCache { dir: d.path().join("c"), max_bytes: MAX_BYTES };
+        let mut config = wasmtime::Config::new();
+        config.wasm_component_model(true);
+        let engine = Engine::new(&config).unwrap();
+        let bytes = b"\0asm\x0d\0\x01\0";
+        assert_eq!(cache.load_or_compile(&engine, bytes).unwrap().1, Outcome::Compiled);
+        assert_eq!(cache.load_or_compile(&engine, bytes).unwrap().1, Outcome::Hit);
+        // A corrupt (or foreign) entry is not trusted: recompiled and replaced.
+        let entry = cache.entry(&engine, bytes);
+        std::fs::write(&entry, b"not a serialized component").unwrap();
+        std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(cache.load_or_compile(&engine, bytes).unwrap().1, Outcome::Compiled);
+        assert_eq!(cache.load_or_compile(&engine, bytes).unwrap().1, Outcome::Hit);
+        // The size bound evicts.
+        let tiny = ComponentCache { max_bytes: 1, ..cache.clone() };
+        tiny.prune();
+        assert_eq!(std::fs::read_dir(&cache.dir).unwrap().count(), 0);
+    }
+}
