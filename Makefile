@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 export PATH := $(VENV)/bin:$(PATH)
 export LIBTORCH_USE_PYTORCH := 1
 CARGO ?= cargo
-PLUGINS := digits-mlp parity-rnn parity-mlp faulty hook-recorder gan jsonl-logger loss-guard-callback grad-norm-callback
+PLUGINS := digits-mlp parity-rnn parity-mlp faulty hook-recorder gan jsonl-logger loss-guard-callback grad-norm-callback adversary
 PLUGIN_DIR := target/plugins
 LTHOST := target/release/lthost
 # A development signing key, made on first use; plugins built here are signed with it and
@@ -48,7 +48,8 @@ plugins: setup host $(DEVKEY)
 	$(CARGO) build --release --target wasm32-wasip2 $(addprefix -p ,$(PLUGINS))
 	@mkdir -p $(PLUGIN_DIR)
 	@for p in $(PLUGINS); do \
-		$(LTHOST) manifest target/wasm32-wasip2/release/$${p//-/_}.wasm --from plugins/$$p/lthost.toml --output $(PLUGIN_DIR)/$$p.wasm >/dev/null && \
+		m=plugins/$$p/lthost.toml; [ -f $$m ] || m=tests/plugins/$$p/lthost.toml; \
+		$(LTHOST) manifest target/wasm32-wasip2/release/$${p//-/_}.wasm --from $$m --output $(PLUGIN_DIR)/$$p.wasm >/dev/null && \
 		$(LTHOST) sign $(PLUGIN_DIR)/$$p.wasm --key $(DEVKEY) >/dev/null || exit 1; \
 	done
 	@echo "plugins: $(PLUGINS) → $(PLUGIN_DIR), with manifests, signed with $(DEVKEY)"

@@ -254,11 +254,15 @@ pub struct PluginConfig {
     pub trusted_keys: Vec<PathBuf>,
     /// Run unsigned or untrusted plugins (with a warning).
     pub allow_unsigned: bool,
+    /// Host-side tensor memory a plugin may hold (MiB).
+    pub tensor_memory_limit_mb: u64,
+    /// Live handles (tensors, layers) a plugin may hold.
+    pub max_live_handles: usize,
 }
 
 impl Default for PluginConfig {
     fn default() -> Self {
-        PluginConfig { data_dir: None, memory_limit_mb: 2048, hook_timeout_s: 600.0, trusted_keys: Vec::new(), allow_unsigned: false }
+        PluginConfig { data_dir: None, memory_limit_mb: 2048, hook_timeout_s: 600.0, trusted_keys: Vec::new(), allow_unsigned: false, tensor_memory_limit_mb: 8192, max_live_handles: 100_000 }
     }
 }
 
@@ -267,8 +271,11 @@ impl PluginConfig {
         if !(self.hook_timeout_s.is_finite() && self.hook_timeout_s > 0.0 && self.hook_timeout_s <= 1e6) {
             bail!("plugin.hook_timeout_s must be a number of seconds in (0, 1e6]");
         }
-        if self.memory_limit_mb == 0 {
-            bail!("plugin.memory_limit_mb must be positive");
+        if self.memory_limit_mb == 0 || self.memory_limit_mb > 4096 {
+            bail!("plugin.memory_limit_mb must be between 1 and 4096 (a wasm32 plugin addresses at most 4 GiB)");
+        }
+        if self.tensor_memory_limit_mb == 0 || self.max_live_handles == 0 {
+            bail!("plugin.tensor_memory_limit_mb and plugin.max_live_handles must be positive");
         }
         if let Some(d) = &self.data_dir {
             if !d.is_dir() {
@@ -283,6 +290,8 @@ impl PluginConfig {
             memory_limit_bytes: (self.memory_limit_mb as usize).saturating_mul(1 << 20),
             hook_timeout: Duration::from_secs_f64(self.hook_timeout_s),
             trust: std::sync::Arc::new(trust),
+            max_tensor_bytes: self.tensor_memory_limit_mb.saturating_mul(1 << 20),
+            max_handles: self.max_live_handles,
         })
     }
 }

@@ -16,5 +16,6 @@ pub mod host;
 pub mod logger_plugin;
 pub mod runtime;
 pub mod state;
+pub mod stdio;
 
 pub use adapter::{load, PluginOptions, WasmPlugin};

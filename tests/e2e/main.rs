@@ -1,6 +1,7 @@
 //! End-to-end tests: run the built `lthost` binary on the example and test plugins
 //! (built by `make plugins` into target/plugins) and check what it prints and writes.
 
+mod adversarial;
 mod bad_input;
 mod checkpoints;
 mod common;

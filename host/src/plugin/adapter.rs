@@ -42,12 +42,16 @@ pub struct PluginOptions {
     pub hook_timeout: Duration,
     /// Which plugins may run (checked on the bytes, before compiling).
     pub trust: Arc<crate::artifact::trust::TrustPolicy>,
+    /// Host-side tensor memory and live handles the plugin may hold.
+    pub max_tensor_bytes: u64,
+    pub max_handles: usize,
 }
 
 impl Default for PluginOptions {
     /// Secure by default: no trusted keys, unsigned plugins refused.
     fn default() -> Self {
-        PluginOptions { data_dir: None, memory_limit_bytes: 2 << 30, hook_timeout: Duration::from_secs(600), trust: Arc::default() }
+        let b = crate::plugin::state::Budget::default();
+        PluginOptions { data_dir: None, memory_limit_bytes: 2 << 30, hook_timeout: Duration::from_secs(600), trust: Arc::default(), max_tensor_bytes: b.max_tensor_bytes, max_handles: b.max_handles }
     }
 }
 
@@ -98,8 +102,15 @@ pub(crate) fn sandbox(runtime: &Arc<Runtime>, path: &Path, opts: &PluginOptions,
     opts.trust.admit(&name, &bytes, detached.as_deref())?;
     let manifest = crate::artifact::manifest::read(&bytes).map_err(|e| anyhow!("plugin `{name}`: {e}"))?;
     let component = runtime.component(&bytes).map_err(|e| anyhow!("plugin `{name}` ({}): not a valid component: {e}", path.display()))?;
+    // No environment, arguments, stdin or network; stdout/stderr forwarded with the
+    // plugin's name; file writes on the calling thread (no thread-pool hand-off per write).
     let mut wasi = WasiCtxBuilder::new();
-    wasi.inherit_stdout().inherit_stderr();
+    wasi.stdout(crate::plugin::stdio::Prefixed::new(&name, false))
+        .stderr(crate::plugin::stdio::Prefixed::new(&name, true))
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .allow_blocking_current_thread(true);
     let mut data_dir = opts.data_dir.clone();
     for (host, guest, perms) in dirs {
         // A plugin with a manifest gets only the grants it asked for.
@@ -121,8 +132,16 @@ pub(crate) fn sandbox(runtime: &Arc<Runtime>, path: &Path, opts: &PluginOptions,
     let state = PluginState {
         table: ResourceTable::new(),
         wasi: wasi.build(),
-        limits: StoreLimitsBuilder::new().memory_size(opts.memory_limit_bytes).instances(64).trap_on_grow_failure(true).build(),
+        limits: StoreLimitsBuilder::new()
+            .memory_size(opts.memory_limit_bytes)
+            .memories(16)
+            .instances(64)
+            .tables(64)
+            .table_elements(1 << 20)
+            .trap_on_grow_failure(true)
+            .build(),
         ctx,
+        budget: crate::plugin::state::Budget { max_tensor_bytes: opts.max_tensor_bytes, max_handles: opts.max_handles, ..Default::default() },
     };
     let mut store = Store::new(&runtime.engine, state);
     store.limiter(|s| &mut s.limits);
@@ -201,11 +220,14 @@ impl WasmPlugin {
 
     /// Moves batch tensors into the store as guest-owned handles.
     fn lend_batch(inner: &mut Inner, batch: &[Tensor]) -> wasmtime::Result<Vec<Resource<Tensor>>> {
-        batch.iter().map(|t| Ok(inner.store.data_mut().table.push(t.shallow_clone())?)).collect()
+        batch.iter().map(|t| inner.store.data_mut().push(t.shallow_clone(), "batch").map_err(|e| wasmtime::format_err!("{e}"))).collect()
     }
 
     fn take_tensor(inner: &mut Inner, r: Resource<Tensor>) -> wasmtime::Result<Tensor> {
-        Ok(inner.store.data_mut().table.delete(r)?)
+        let state = inner.store.data_mut();
+        let t = state.table.delete(r)?;
+        state.release(&t);
+        Ok(t)
     }
 
     fn module_guest(inner: &Inner) -> wasmtime::Result<&lightning_module::Guest> {

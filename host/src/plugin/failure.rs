@@ -43,9 +43,17 @@ pub fn describe(plugin: &str, hook: &str, err: wasmtime::Error) -> PluginError {
         return PluginError { plugin: plugin.into(), hook: hook.into(), op: Some(op.op.clone()), detail: op.detail.clone(), backtrace: None };
     }
     let op = backtrace.and_then(|bt| bt.frames().iter().filter_map(|f| f.func_name()).find_map(op_from_frame));
+    // Deep recursion: the same function fills the backtrace (the guest's stack lives in its
+    // linear memory, so overflowing it shows as an out-of-bounds access).
+    let recursion = backtrace.is_some_and(|bt| {
+        let names: Vec<&str> = bt.frames().iter().filter_map(|f| f.func_name()).take(256).collect();
+        names.iter().any(|n| names.iter().filter(|m| *m == n).count() >= 16)
+    });
     let detail = match err.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => "the hook ran past its time limit (hook_timeout_s) and was stopped".to_string(),
         Some(Trap::UnreachableCodeReached) => "the plugin trapped (`unreachable`: a panic or abort in the guest)".to_string(),
+        Some(t) if recursion => format!("the plugin trapped: {t}: its stack overflowed (unbounded recursion)"),
+        Some(Trap::StackOverflow) => "the plugin trapped: its call stack overflowed (unbounded recursion)".to_string(),
         Some(t) => format!("the plugin trapped: {t}"),
         None => {
             let parts: Vec<String> = err.chain().map(|c| c.to_string()).filter(|s| !s.contains("wasm backtrace")).collect();

@@ -11,6 +11,9 @@ use wasmtime::{Config, Engine};
 use crate::plugin::bindings::Host_ as HostWorld;
 use crate::plugin::state::PluginState;
 
+/// The most stack a plugin's WebAssembly may use.
+pub const STACK_BYTES: usize = 1 << 20;
+
 /// How often the epoch advances; hook time-outs are counted in these ticks.
 pub const TICK: Duration = Duration::from_millis(100);
 
@@ -29,6 +32,8 @@ impl Runtime {
         config.wasm_component_model(true);
         config.concurrency_support(false);
         config.epoch_interruption(true);
+        // Deep recursion in a plugin ends in a "call stack exhausted" trap, not a crash.
+        config.max_wasm_stack(STACK_BYTES);
         let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("wasmtime engine: {e:?}"))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| anyhow::anyhow!("linking WASI: {e:?}"))?;

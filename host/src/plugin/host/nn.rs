@@ -48,6 +48,7 @@ impl nn::HostLinear for PluginState {
     }
     fn drop(&mut self, rep: Resource<Linear>) -> R<()> {
         self.table.delete(rep)?;
+        self.budget.handles = self.budget.handles.saturating_sub(1);
         Ok(())
     }
 }
@@ -71,6 +72,7 @@ impl nn::HostConv2d for PluginState {
     }
     fn drop(&mut self, rep: Resource<Conv2d>) -> R<()> {
         self.table.delete(rep)?;
+        self.budget.handles = self.budget.handles.saturating_sub(1);
         Ok(())
     }
 }
@@ -84,6 +86,7 @@ impl nn::HostBatchNorm for PluginState {
     }
     fn drop(&mut self, rep: Resource<BatchNorm>) -> R<()> {
         self.table.delete(rep)?;
+        self.budget.handles = self.budget.handles.saturating_sub(1);
         Ok(())
     }
 }
@@ -97,6 +100,7 @@ impl nn::HostLayerNorm for PluginState {
     }
     fn drop(&mut self, rep: Resource<LayerNorm>) -> R<()> {
         self.table.delete(rep)?;
+        self.budget.handles = self.budget.handles.saturating_sub(1);
         Ok(())
     }
 }
@@ -110,6 +114,7 @@ impl nn::HostEmbedding for PluginState {
     }
     fn drop(&mut self, rep: Resource<Embedding>) -> R<()> {
         self.table.delete(rep)?;
+        self.budget.handles = self.budget.handles.saturating_sub(1);
         Ok(())
     }
 }
@@ -141,6 +146,7 @@ impl nn::HostLstm for PluginState {
     }
     fn drop(&mut self, rep: Resource<Lstm>) -> R<()> {
         self.table.delete(rep)?;
+        self.budget.handles = self.budget.handles.saturating_sub(1);
         Ok(())
     }
 }
@@ -157,6 +163,7 @@ impl nn::HostDropout for PluginState {
     }
     fn drop(&mut self, rep: Resource<Dropout>) -> R<()> {
         self.table.delete(rep)?;
+        self.budget.handles = self.budget.handles.saturating_sub(1);
         Ok(())
     }
 }
@@ -184,6 +191,7 @@ impl nn::HostMultiheadAttention for PluginState {
     }
     fn drop(&mut self, rep: Resource<MultiheadAttention>) -> R<()> {
         self.table.delete(rep)?;
+        self.budget.handles = self.budget.handles.saturating_sub(1);
         Ok(())
     }
 }

@@ -235,6 +235,7 @@ impl tensor::HostTensor for PluginState {
     fn from_bytes(&mut self, data: Vec<u8>, dtype: Dtype, shape: Vec<i64>) -> R<H> {
         let op = "from_bytes";
         check_shape(op, &shape)?;
+        self.check_alloc(op, shape.iter().product())?;
         let d = dtype_in(dtype);
         let numel: i64 = shape.iter().product();
         if data.len() as i64 != numel * d.size() as i64 {
@@ -250,6 +251,7 @@ impl tensor::HostTensor for PluginState {
     fn from_f32(&mut self, data: Vec<f32>, shape: Vec<i64>) -> R<H> {
         let op = "from_f32";
         check_shape(op, &shape)?;
+        self.check_alloc(op, shape.iter().product())?;
         if data.len() as i64 != shape.iter().product::<i64>() {
             return Err(OpError::new(op, format!("{} values do not fill shape {shape:?}", data.len())).into());
         }
@@ -260,6 +262,7 @@ impl tensor::HostTensor for PluginState {
     fn from_i64(&mut self, data: Vec<i64>, shape: Vec<i64>) -> R<H> {
         let op = "from_i64";
         check_shape(op, &shape)?;
+        self.check_alloc(op, shape.iter().product())?;
         if data.len() as i64 != shape.iter().product::<i64>() {
             return Err(OpError::new(op, format!("{} values do not fill shape {shape:?}", data.len())).into());
         }
@@ -269,18 +272,21 @@ impl tensor::HostTensor for PluginState {
 
     fn zeros(&mut self, shape: Vec<i64>, dtype: Dtype) -> R<H> {
         check_shape("zeros", &shape)?;
+        self.check_alloc("zeros", shape.iter().product())?;
         let o = (dtype_in(dtype).kind(), self.dev());
         self.new_tensor("zeros", Tensor::f_zeros(&shape, o))
     }
 
     fn ones(&mut self, shape: Vec<i64>, dtype: Dtype) -> R<H> {
         check_shape("ones", &shape)?;
+        self.check_alloc("ones", shape.iter().product())?;
         let o = (dtype_in(dtype).kind(), self.dev());
         self.new_tensor("ones", Tensor::f_ones(&shape, o))
     }
 
     fn full(&mut self, shape: Vec<i64>, value: f64, dtype: Dtype) -> R<H> {
         check_shape("full", &shape)?;
+        self.check_alloc("full", shape.iter().product())?;
         let o = (dtype_in(dtype).kind(), self.dev());
         self.new_tensor("full", Tensor::f_full(&shape, value, o))
     }
@@ -296,24 +302,28 @@ impl tensor::HostTensor for PluginState {
 
     fn rand(&mut self, shape: Vec<i64>) -> R<H> {
         check_shape("rand", &shape)?;
+        self.check_alloc("rand", shape.iter().product())?;
         let o = (Kind::Float, self.dev());
         self.new_tensor("rand", Tensor::f_rand(&shape, o))
     }
 
     fn randn(&mut self, shape: Vec<i64>) -> R<H> {
         check_shape("randn", &shape)?;
+        self.check_alloc("randn", shape.iter().product())?;
         let o = (Kind::Float, self.dev());
         self.new_tensor("randn", Tensor::f_randn(&shape, o))
     }
 
     fn randint(&mut self, low: i64, high: i64, shape: Vec<i64>) -> R<H> {
         check_shape("randint", &shape)?;
+        self.check_alloc("randint", shape.iter().product())?;
         let o = (Kind::Int64, self.dev());
         self.new_tensor("randint", Tensor::f_randint_low(low, high, &shape, o))
     }
 
     fn randperm(&mut self, n: i64) -> R<H> {
         check_shape("randperm", &[n])?;
+        self.check_alloc("randperm", [n].iter().product())?;
         let o = (Kind::Int64, self.dev());
         self.new_tensor("randperm", Tensor::f_randperm(n, o))
     }
@@ -599,7 +609,8 @@ impl tensor::HostTensor for PluginState {
     }
 
     fn drop(&mut self, rep: H) -> R<()> {
-        let _ = self.table.delete(rep)?;
+        let t = self.table.delete(rep)?;
+        self.release(&t);
         Ok(())
     }
 }

@@ -1,0 +1,156 @@
+//! A plugin that tries to get out of its sandbox, for lthost's adversarial suite
+//! (tests/e2e/adversarial.rs). The `attack` hyper-parameter picks what it tries:
+//!
+//! - in `configure`: `env` (read environment variables), `fs-read` (`..`, absolute paths
+//!   and a symlink out of `/data`), `fs-write` (into the read-only `/data`, out of it, into
+//!   another run's checkpoints), `network` (TCP and UDP). An attempt that works makes
+//!   `configure` fail with "SANDBOX ESCAPE"; refused ones are printed as "blocked ...".
+//! - in `training_step`: `recursion` (unbounded), `forged-handle` (a handle never issued),
+//!   `wrong-type-handle` (a layer's handle used as a tensor), `huge-tensor`
+//!   (zeros([10^6, 10^6])), `budget` (2 GiB tensors until the budget ends), `handles`
+//!   (leaks handles), `load-escape` (`tensor.load` of `../` and absolute paths).
+
+use lthost_sdk::nn::Linear;
+use lthost_sdk::prelude::*;
+
+struct Adversary {
+    attack: String,
+    layer: Linear,
+    /// The path of another run's files the test wants left alone.
+    victim: String,
+}
+
+fn blocked<T, E: std::fmt::Display>(what: &str, r: Result<T, E>) -> Result<(), String> {
+    match r {
+        Ok(_) => Err(format!("SANDBOX ESCAPE: {what} worked")),
+        Err(e) => {
+            println!("blocked {what}: {e}");
+            Ok(())
+        }
+    }
+}
+
+fn configure_attack(attack: &str, victim: &str) -> Result<(), String> {
+    match attack {
+        "env" => {
+            let vars: Vec<(String, String)> = std::env::vars().collect();
+            if !vars.is_empty() {
+                return Err(format!("SANDBOX ESCAPE: saw {} environment variables, e.g. {:?}", vars.len(), vars[0].0));
+            }
+            blocked("reading $HOME", std::env::var("HOME"))?;
+            println!("blocked env: {} variables visible", vars.len());
+        }
+        "fs-read" => {
+            for p in ["/data/../secret.txt", "/secret.txt", "../secret.txt", "/etc/passwd", "/data/link-out/secret.txt", "/data/link-file"] {
+                blocked(&format!("reading {p}"), std::fs::read(p))?;
+            }
+            blocked("listing /", std::fs::read_dir("/"))?;
+        }
+        "fs-write" => {
+            blocked("writing /data/new.txt", std::fs::write("/data/new.txt", b"x"))?;
+            blocked("writing /data/../escape.txt", std::fs::write("/data/../escape.txt", b"x"))?;
+            blocked("writing /tmp/escape.txt", std::fs::write("/tmp/escape.txt", b"x"))?;
+            blocked(&format!("writing {victim}"), std::fs::write(victim, b"not a checkpoint"))?;
+            blocked("removing /data/digits.safetensors", std::fs::remove_file("/data/digits.safetensors"))?;
+        }
+        "network" => {
+            blocked("connecting to 127.0.0.1:9", std::net::TcpStream::connect("127.0.0.1:9"))?;
+            blocked("binding a UDP socket", std::net::UdpSocket::bind("0.0.0.0:0"))?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn recurse(n: u64, pad: &mut [u64; 64]) -> u64 {
+    if n == u64::MAX {
+        return 0;
+    }
+    pad[(n % 64) as usize] = n;
+    let mut local = *pad;
+    local[0] = recurse(n + 1, &mut local);
+    local.iter().sum()
+}
+
+impl LightningModule for Adversary {
+    fn default_hparams() -> lthost_sdk::serde_json::Value {
+        json!({"attack": "none", "victim": "/logs/../../version_0/checkpoints/last.ckpt"})
+    }
+
+    fn configure(hp: &Hparams) -> Result<Self, String> {
+        let attack = hp.str_or("attack", "none").to_string();
+        let victim = hp.str_or("victim", "").to_string();
+        configure_attack(&attack, &victim)?;
+        Ok(Adversary { attack, layer: Linear::new("layer", 4, 1, true), victim })
+    }
+
+    fn configure_optimizers(&self, _hp: &Hparams) -> Optimization {
+        Optimizer::sgd(0.1).into()
+    }
+
+    fn training_step(&mut self, batch: Batch, _batch_idx: u64) -> Option<Tensor> {
+        let out = self.layer.forward(&batch[0]);
+        match self.attack.as_str() {
+            "recursion" => {
+                let mut pad = [0u64; 64];
+                let n = recurse(0, &mut pad);
+                Some(&out * n as f64)
+            }
+            "forged-handle" => {
+                // SAFETY: deliberately unsound: a handle the host never issued.
+                let forged = unsafe { Tensor::from_handle(0x00ff_ff00) };
+                Some(forged.mean())
+            }
+            "wrong-type-handle" => {
+                // SAFETY: deliberately unsound: a layer's handle passed as a tensor.
+                let wrong = unsafe { Tensor::from_handle(self.layer.handle()) };
+                Some(wrong.mean())
+            }
+            "huge-tensor" => Some(Tensor::zeros(&[1_000_000, 1_000_000], Dtype::Float32).mean()),
+            "budget" => {
+                let mut hoard = Vec::new();
+                loop {
+                    hoard.push(Tensor::zeros(&[1 << 28], Dtype::Float64));
+                    if hoard.len() > 1_000_000 {
+                        break;
+                    }
+                }
+                Some(out.mean())
+            }
+            "handles" => {
+                loop {
+                    std::mem::forget(Tensor::zeros(&[1], Dtype::Float32));
+                    if self.victim.is_empty() {
+                        break;
+                    }
+                }
+                Some(out.mean())
+            }
+            "load-escape" => {
+                let _ = Tensor::load("../secret.safetensors");
+                Some(out.mean())
+            }
+            "load-absolute" => {
+                let _ = Tensor::load("/etc/passwd");
+                Some(out.mean())
+            }
+            _ => Some(out.mean()),
+        }
+    }
+}
+
+struct Tiny {
+    x: Option<Tensor>,
+}
+
+impl DataModule for Tiny {
+    fn setup(_stage: Stage, _hp: &Hparams) -> Result<Self, String> {
+        Ok(Tiny { x: Some(Tensor::randn(&[8, 4])) })
+    }
+
+    fn train_dataset(&mut self) -> Option<Dataset> {
+        Some(dataset(vec![self.x.take()?], 4, false))
+    }
+}
+
+export_plugin!(Adversary, Tiny);
