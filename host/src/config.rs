@@ -241,6 +241,29 @@ impl TrainerConfig {
     }
 }
 
+/// Applies one `--set a.b.c=value` to a TOML table.
+fn apply_set(table: &mut toml::Table, set: &str) -> Result<()> {
+    let Some((key, value)) = set.split_once('=') else { bail!("--set {set:?}: expected table.key=value, e.g. --set trainer.max_epochs=3") };
+    let path: Vec<&str> = key.trim().split('.').collect();
+    if path.iter().any(|p| p.is_empty()) {
+        bail!("--set {set:?}: the key `{key}` has an empty part");
+    }
+    let parsed: toml::Value = toml::from_str::<toml::Table>(&format!("v = {value}")).ok().and_then(|mut t| t.remove("v")).unwrap_or_else(|| toml::Value::String(value.to_string()));
+    let mut node = table;
+    for (i, part) in path.iter().enumerate() {
+        if i + 1 == path.len() {
+            node.insert(part.to_string(), parsed);
+            return Ok(());
+        }
+        let next = node.entry(part.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        node = match next {
+            toml::Value::Table(t) => t,
+            _ => bail!("--set {set:?}: `{}` is a value, not a table", path[..=i].join(".")),
+        };
+    }
+    Ok(())
+}
+
 /// Sandbox grants and limits for the plugin.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -317,9 +340,24 @@ pub struct RunConfig {
 impl RunConfig {
     /// Reads a TOML run file; relative paths in it are relative to the file.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
-        let mut cfg: RunConfig = toml::from_str(&text).map_err(|e| anyhow::anyhow!("config {}: {}", path.display(), e.to_string().trim()))?;
-        let base = path.parent().unwrap_or(Path::new("."));
+        Self::load(Some(path), &[])
+    }
+
+    /// The run file (if any) with `--set table.key=value` overrides applied (values are
+    /// TOML: `3`, `0.5`, `true`, `"none"`, `[1, 2]`; anything else is a string). Unknown
+    /// keys and ill-typed values are refused, naming the valid keys.
+    pub fn load(path: Option<&Path>, sets: &[String]) -> Result<Self> {
+        let (text, shown) = match path {
+            Some(p) => (std::fs::read_to_string(p).with_context(|| format!("reading config {}", p.display()))?, format!("config {}", p.display())),
+            None => (String::new(), "the run's settings".to_string()),
+        };
+        let mut table: toml::Table = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{shown}: {}", e.to_string().trim()))?;
+        for set in sets {
+            apply_set(&mut table, set)?;
+        }
+        let shown = if sets.is_empty() { shown } else { format!("{shown} with --set {}", sets.join(" --set ")) };
+        let mut cfg: RunConfig = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| anyhow::anyhow!("{shown}: {}", e.to_string().trim()))?;
+        let base = path.and_then(Path::parent).unwrap_or(Path::new("."));
         if let Some(d) = &cfg.plugin.data_dir {
             if d.is_relative() {
                 cfg.plugin.data_dir = Some(base.join(d));
@@ -370,6 +408,24 @@ mod tests {
         std::fs::write(&p, "[trainer]\nmax_epoch = 3\n").unwrap();
         let e = RunConfig::from_file(&p).unwrap_err().to_string();
         assert!(e.contains("max_epoch"), "{e}");
+    }
+
+    #[test]
+    fn set_overrides_the_file_and_names_valid_keys() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("run.toml");
+        std::fs::write(&p, "[trainer]\nmax_epochs = 3\n").unwrap();
+        let sets = ["trainer.max_epochs=5".to_string(), "trainer.accelerator=cpu".into(), "hparams.lr=0.5".into(), "trainer.limit_val_batches=0.25".into()];
+        let c = RunConfig::load(Some(&p), &sets).unwrap();
+        assert_eq!(c.trainer.max_epochs, Some(5));
+        assert_eq!(c.trainer.accelerator, "cpu");
+        assert_eq!(c.hparams["lr"], 0.5);
+        assert_eq!(c.trainer.limit_val_batches, Limit::Fraction(0.25));
+        let e = RunConfig::load(None, &["trainer.max_epoch=1".to_string()]).unwrap_err().to_string();
+        assert!(e.contains("max_epoch") && e.contains("max_epochs"), "the valid keys are listed: {e}");
+        assert!(RunConfig::load(None, &["trainer.max_epochs=abc".to_string()]).is_err());
+        assert!(RunConfig::load(None, &["trainer".to_string()]).is_err());
+        assert!(RunConfig::load(None, &["trainer.max_epochs.x=1".to_string()]).is_err());
     }
 
     #[test]

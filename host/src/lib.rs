@@ -20,6 +20,7 @@ pub mod loops;
 pub mod module;
 pub mod plot;
 pub mod plugin;
+pub mod scaffold;
 pub mod startup;
 pub mod trainer;
 pub mod tuner;

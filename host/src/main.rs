@@ -19,6 +19,9 @@ use serde_json::Value;
 #[derive(Parser)]
 #[command(name = "lthost", version, about = "A Lightning-style trainer for models written as WebAssembly components")]
 struct Cli {
+    /// More output: -v info, -vv debug, -vvv trace (or RUST_LOG, e.g. `lthost=debug`).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -62,6 +65,18 @@ enum Command {
     Verify(TrustArgs),
     /// Show a plugin's manifest, worlds, imports, signatures and trust, without running it.
     Inspect(TrustArgs),
+    /// A new plugin project from a template that builds and trains as is.
+    Init {
+        /// The project directory (its name becomes the plugin's).
+        path: PathBuf,
+        /// The plugin's language (rust today).
+        #[arg(long, default_value = "rust", value_parser = ["rust", "python", "js", "c"])]
+        lang: String,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        shell: clap_complete::Shell,
+    },
     /// Embed a manifest (a TOML file: name, version, authors, description, capabilities).
     Manifest {
         plugin: PathBuf,
@@ -165,6 +180,9 @@ struct RunArgs {
     /// Where ModelCheckpoint writes (overrides `[checkpoint] dirpath`).
     #[arg(long)]
     checkpoint_dir: Option<PathBuf>,
+    /// Override a run-file setting, e.g. `--set trainer.max_epochs=3` (repeatable).
+    #[arg(long = "set", value_name = "TABLE.KEY=VALUE")]
+    sets: Vec<String>,
     /// Trusted public keys: `.pub` files or directories of them (repeatable).
     #[arg(long)]
     trusted_keys: Vec<PathBuf>,
@@ -176,10 +194,7 @@ struct RunArgs {
 
 impl RunArgs {
     fn config(&self) -> Result<RunConfig> {
-        let mut cfg = match &self.config {
-            Some(p) => RunConfig::from_file(p)?,
-            None => RunConfig::default(),
-        };
+        let mut cfg = RunConfig::load(self.config.as_deref(), &self.sets)?;
         let t = &mut cfg.trainer;
         if let Some(v) = self.max_epochs { t.max_epochs = Some(v); }
         if let Some(v) = self.max_steps { t.max_steps = v; }
@@ -215,6 +230,19 @@ fn run(cmd: Command, signal: Arc<AtomicUsize>) -> Result<Option<i32>> {
         Command::Test(a) => (a, Stage::Test),
         Command::Predict(a) => (a, Stage::Predict),
         Command::LrFind(a) => (&a.run, Stage::Fit),
+        Command::Init { path, lang } => {
+            let files = lthost::scaffold::init(path, lang, &lthost::scaffold::sdk_path())?;
+            for f in &files {
+                println!("  {}", f.display());
+            }
+            println!("created the plugin project {}; see its README.md to build, sign and train it", path.display());
+            return Ok(None);
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory as _;
+            clap_complete::generate(*shell, &mut Cli::command(), "lthost", &mut std::io::stdout());
+            return Ok(None);
+        }
         Command::Keygen { out } => {
             let (sk, pk) = lthost::artifact::signing::keygen(out)?;
             let id = lthost::artifact::signing::key_id(&lthost::artifact::signing::read_public_key(&pk)?);
@@ -379,8 +407,23 @@ fn sha256_file(path: &Path) -> Result<String> {
     Ok(format!("{:x}", sha2::Sha256::digest(&bytes)))
 }
 
+/// `-v`/`RUST_LOG` → tracing to stderr.
+fn init_tracing(verbose: u8) {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::prelude::*;
+    let level = match verbose {
+        0 => LevelFilter::WARN,
+        1 => LevelFilter::INFO,
+        2 => LevelFilter::DEBUG,
+        _ => LevelFilter::TRACE,
+    };
+    let filter = std::env::var("RUST_LOG").ok().and_then(|v| v.parse::<Targets>().ok()).unwrap_or_else(|| Targets::new().with_target("lthost", level).with_default(LevelFilter::WARN));
+    let _ = tracing_subscriber::registry().with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(true)).with(filter).try_init();
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_tracing(cli.verbose);
     lthost::connectors::accelerator::init_interop_threads();
     // SIGTERM, SIGINT, SIGUSR1: the loops finish the current step, save, and stop.
     let signal = Arc::new(AtomicUsize::new(0));

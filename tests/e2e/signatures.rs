@@ -153,3 +153,48 @@ fn a_manifest_grants_only_what_it_requests() {
     std::fs::write(&bare, "name = \"x\"\nversion = \"1\"\ncapabilities = [\"network\"]\n").expect("write");
     lthost(dir, &["manifest", wasm.to_str().expect("utf-8"), "--from", bare.to_str().expect("utf-8")]).assert_fails_with(&["unknown capability \"network\"", "data-read", "logs-write"]);
 }
+
+#[test]
+fn init_scaffolds_a_project_that_builds_signs_and_trains() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let dir = d.path();
+    let project = dir.join("my-model");
+    let run = lthost(dir, &["init", project.to_str().expect("utf-8")]);
+    assert!(run.ok(), "{}", run.stderr);
+    lthost(dir, &["init", project.to_str().expect("utf-8")]).assert_fails_with(&["not empty"]);
+    lthost(dir, &["init", dir.join("p").to_str().expect("utf-8"), "--lang", "c"]).assert_fails_with(&["not available yet"]);
+    // Build it against the SDK, sharing this repository's target directory for speed.
+    let status = std::process::Command::new("cargo")
+        .args(["build", "--release", "--target", "wasm32-wasip2", "--quiet"])
+        .env("CARGO_TARGET_DIR", repo_root().join("target/init-test"))
+        .current_dir(&project)
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "the scaffolded project builds");
+    let built = repo_root().join("target/init-test/wasm32-wasip2/release/my_model.wasm");
+    let wasm = project.join("my-model.wasm");
+    let m = project.join("lthost.toml");
+    assert!(lthost(dir, &["manifest", built.to_str().expect("utf-8"), "--from", m.to_str().expect("utf-8"), "--output", wasm.to_str().expect("utf-8")]).ok());
+    let (key, public) = keygen(dir, "me");
+    assert!(lthost(dir, &["sign", wasm.to_str().expect("utf-8"), "--key", key.to_str().expect("utf-8")]).ok());
+    let cfg = project.join("run.toml");
+    let run = lthost(&project, &["fit", wasm.to_str().expect("utf-8"), "--config", cfg.to_str().expect("utf-8"), "--trusted-keys", public.to_str().expect("utf-8"), "--no-progress-bar", "--set", "trainer.max_epochs=3"]);
+    assert!(run.ok(), "{}", run.stderr);
+    assert!(run.stdout.contains("`max_epochs=3` reached"), "--set overrides the run file: {}", run.stdout);
+    assert!(run.stdout.contains("val_loss"), "{}", run.stdout);
+}
+
+#[test]
+fn the_cli_lists_valid_choices_completes_and_logs() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let bad = lthost(d.path(), &["fit", "x.wasm", "--set", "trainer.max_epoch=3"]);
+    bad.assert_fails_with(&["unknown field `max_epoch`", "max_epochs"]);
+    let bad = lthost(d.path(), &["fit", "x.wasm", "--set", "trainer.accelerator=tpu"]);
+    assert!(bad.stderr.contains("tpu") && bad.stderr.contains("cpu"), "{}", bad.stderr);
+    let bad = lthost(d.path(), &["init", "p", "--lang", "cobol"]);
+    assert!(!bad.ok() && bad.stderr.contains("rust") && bad.stderr.contains("python"), "{}", bad.stderr);
+    let comp = lthost(d.path(), &["completions", "bash"]);
+    assert!(comp.ok() && comp.stdout.contains("lthost") && comp.stdout.contains("lr-find"), "a bash completion script");
+    let v = lthost(d.path(), &["-vv", "fit", plugin("parity-mlp").to_str().expect("utf-8"), "--max-epochs", "1", "--no-progress-bar"]);
+    assert!(v.ok() && v.stderr.contains("plugin admitted") && v.stderr.contains("component ready"), "-vv logs the plugin's admission: {}", v.stderr);
+}

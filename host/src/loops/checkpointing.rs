@@ -55,7 +55,9 @@ pub fn save(st: &mut LoopState<'_>, epoch: u64, pos: LoopPosition) -> Result<()>
 /// Writes a checkpoint to `path` outside ModelCheckpoint's bookkeeping (signals, HPC).
 pub fn save_to(st: &mut LoopState<'_>, path: &Path, pos: LoopPosition, plugin_state: bool) -> Result<()> {
     let ckpt = dump(st, pos, false, plugin_state)?;
-    checkpoint::save(path, &ckpt)
+    checkpoint::save(path, &ckpt)?;
+    tracing::info!(path = %path.display(), step = st.ctx.global_step, "checkpoint saved");
+    Ok(())
 }
 
 /// A signal arrived: SIGUSR1 saves an HPC checkpoint (`<root>/hpc_ckpt_<n>.ckpt`, picked up

@@ -85,6 +85,7 @@ impl LoopState<'_> {
             let step = crate::connectors::logger::read(&self.train_results.step_metrics(), |_| true);
             self.callback_metrics.extend(step);
         }
+        tracing::trace!(hook = hook.name(), ?batch_idx, epoch = self.ctx.current_epoch, step = self.ctx.global_step, "hook");
         self.timer.on_hook(hook, self.ctx.stage);
         if hook.owner() != Owner::Module && !self.callbacks.is_empty() {
             self.run_callbacks(hook, batch_idx)?;

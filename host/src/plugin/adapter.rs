@@ -99,9 +99,12 @@ pub(crate) fn sandbox(runtime: &Arc<Runtime>, path: &Path, opts: &PluginOptions,
     }
     // Trust first: nothing of an unadmitted plugin is compiled or cached.
     let detached = crate::artifact::trust::detached_for(path);
-    opts.trust.admit(&name, &bytes, detached.as_deref())?;
+    let verdict = opts.trust.admit(&name, &bytes, detached.as_deref())?;
+    tracing::info!(plugin = %name, path = %path.display(), bytes = bytes.len(), ?verdict, "plugin admitted");
+    let started = std::time::Instant::now();
     let manifest = crate::artifact::manifest::read(&bytes).map_err(|e| anyhow!("plugin `{name}`: {e}"))?;
     let component = runtime.component(&bytes).map_err(|e| anyhow!("plugin `{name}` ({}): not a valid component: {e}", path.display()))?;
+    tracing::info!(plugin = %name, ms = started.elapsed().as_secs_f64() * 1e3, "component ready");
     // No environment, arguments, stdin or network; stdout/stderr forwarded with the
     // plugin's name; file writes on the calling thread (no thread-pool hand-off per write).
     let mut wasi = WasiCtxBuilder::new();

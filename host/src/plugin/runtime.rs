@@ -49,6 +49,7 @@ impl Runtime {
             Some(cache) => cache.load_or_compile(&self.engine, bytes)?,
             None => (Component::new(&self.engine, bytes).map_err(|e| anyhow::anyhow!("{e}"))?, super::cache::Outcome::Compiled),
         };
+        tracing::debug!(?outcome, cache = ?self.cache.as_ref().map(|c| &c.dir), "component");
         let counter = if outcome == super::cache::Outcome::Hit { &self.hits } else { &self.compiled };
         counter.fetch_add(1, Ordering::Relaxed);
         Ok(c)
