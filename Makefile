@@ -65,6 +65,7 @@ reference: setup
 	$(PY) tests/reference/scheduler_reference.py tests/reference/schedulers.json
 	$(PY) tests/reference/lightning_reference.py tests/reference/lightning.json
 	$(PY) tests/reference/callbacks_reference.py tests/reference/callbacks.json
+	$(PY) tests/reference/data_reference.py tests/reference/data.json
 
 # Performance side by side (see bench/bench.py); writes bench/results.md.
 bench: host plugins

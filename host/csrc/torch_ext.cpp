@@ -5,6 +5,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/randperm.h>
 #include <c10/core/InferenceMode.h>
 #include <cstring>
 #include <mutex>
@@ -56,6 +57,31 @@ int64_t lthost_rng_state(int64_t cuda_index, uint8_t* out, int64_t capacity) {
 int64_t lthost_set_rng_state(int64_t cuda_index, const uint8_t* data, int64_t len) {
   try {
     restore_state(generator(cuda_index), data, len);
+    return 0;
+  } catch (...) {
+    return -1;
+  }
+}
+
+
+// torch.utils.data's draws, op for op: `torch.empty((), dtype=torch.int64).random_()` on
+// the default CPU generator (a DataLoader iterator's base seed, RandomSampler's seed), and
+// `torch.randperm(n, generator=g)` with a fresh generator seeded `seed` (RandomSampler,
+// DistributedSampler). 0 on success, -1 on failure.
+int64_t lthost_draw_seed(int64_t* out) {
+  try {
+    *out = at::empty({}, at::kLong).random_().item<int64_t>();
+    return 0;
+  } catch (...) {
+    return -1;
+  }
+}
+
+int64_t lthost_randperm_seeded(int64_t n, int64_t seed, int64_t* out) {
+  try {
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(seed));
+    auto perm = at::randperm(n, gen, at::TensorOptions().dtype(at::kLong));
+    std::memcpy(out, perm.data_ptr<int64_t>(), n * sizeof(int64_t));
     return 0;
   } catch (...) {
     return -1;

@@ -315,6 +315,7 @@ impl PluginConfig {
             trust: std::sync::Arc::new(trust),
             max_tensor_bytes: self.tensor_memory_limit_mb.saturating_mul(1 << 20),
             max_handles: self.max_live_handles,
+            output_root: None,
         })
     }
 }

@@ -295,7 +295,8 @@ fn run(cmd: Command, signal: Arc<AtomicUsize>) -> Result<Option<i32>> {
         cfg.merge_hparams_json(h).map_err(|e| anyhow::anyhow!("plugin `{name}`, hook `configure`: {e}"))?;
     }
     cfg.trainer.validate()?;
-    let opts = cfg.plugin.options()?;
+    let mut opts = cfg.plugin.options()?;
+    opts.output_root = Some(cfg.trainer.default_root_dir.join("plugin_output"));
     let runtime = Runtime::new()?;
     let model = plugin::load(&runtime, &args.plugin, &opts)?;
     if !model.has_module() {

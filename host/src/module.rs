@@ -82,6 +82,8 @@ pub struct DatasetSpec {
     pub batch_size: usize,
     pub shuffle: bool,
     pub drop_last: bool,
+    /// The sampler (None: RandomSampler when `shuffle`, else SequentialSampler).
+    pub sampler: Option<crate::loops::sampler::Sampler>,
 }
 
 /// Lightning's LightningDataModule.

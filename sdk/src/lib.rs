@@ -34,7 +34,7 @@ pub mod log;
 mod ops;
 pub mod optim;
 
-pub use bindings::exports::lt::plugin::data_module::Dataset;
+pub use bindings::exports::lt::plugin::data_module::{Dataset, DistributedSampler, Sampler, WeightedSampler};
 pub use bindings::exports::lt::plugin::lightning_module::Hook;
 pub use bindings::lt::plugin::nn;
 pub use bindings::lt::plugin::tensor::{Tensor, UnaryOp, BinaryOp, CompareOp, ReduceOp};
@@ -148,7 +148,7 @@ impl DataModule for NoData {
 
 /// Builds a dataset record: columns batched along dim 0.
 pub fn dataset(columns: Vec<Tensor>, batch_size: u32, shuffle: bool) -> Dataset {
-    Dataset { columns, batch_size, shuffle, drop_last: false }
+    Dataset { columns, batch_size, shuffle, drop_last: false, sampler: None }
 }
 
 pub mod prelude {

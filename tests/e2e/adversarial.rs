@@ -60,13 +60,16 @@ impl Scene {
 #[test]
 fn refused_reads_writes_environment_and_network_are_harmless() {
     let s = scene();
-    for attack in ["env", "fs-read", "fs-write", "network"] {
+    for attack in ["env", "fs-read", "fs-write", "fs-output", "network"] {
         let run = s.attack(attack);
         assert!(run.ok(), "{attack}: the refused attempts should leave a working run:\n{}{}", run.stdout, run.stderr);
         assert!(!run.stdout.contains("SANDBOX ESCAPE") && !run.stderr.contains("SANDBOX ESCAPE"), "{attack}:\n{}", run.stdout);
         assert!(run.stdout.contains("[adversary] blocked"), "{attack}: the plugin's output is prefixed with its name:\n{}", run.stdout);
         s.untouched();
     }
+    let own = s.root.join("plugin_output/adversary/ok.txt");
+    assert_eq!(std::fs::read(&own).expect("the plugin's own output"), b"its own output");
+    assert!(!s.root.join("plugin_output/escape.txt").exists());
 }
 
 #[test]

@@ -5,6 +5,7 @@ mod adversarial;
 mod bad_input;
 mod checkpoints;
 mod common;
+mod data;
 mod digits;
 mod engine;
 mod loops;

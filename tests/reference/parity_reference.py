@@ -4,8 +4,9 @@ initialisation and optimizers.
 The two models are Lightning's parity models (tests/parity_pytorch/models.py in
 Lightning): ParityModuleRNN on AverageDataset and ParityModuleMNIST (on MNIST-shaped
 data drawn from the seeded generator, since MNIST cannot be downloaded here). The loop is
-Lightning's "vanilla" parity loop: training_step, backward, step, zero_grad, without
-shuffling. The order of random draws is lthost's: seed, model construction, dataset.
+Lightning's "vanilla" parity loop: a DataLoader without shuffling (each pass draws its
+iterator's base seed from the generator, as lthost's does), training_step, backward, step,
+zero_grad. The order of random draws is lthost's: seed, model construction, dataset.
 
     .venv/bin/python tests/reference/parity_reference.py tests/reference/parity.json
 """
@@ -16,6 +17,7 @@ import sys
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
 SEEDS = [0, 1, 2]
 EPOCHS = {"parity-rnn": 3, "parity-mlp": 4}
@@ -79,9 +81,9 @@ def vanilla_loop(name, seed):
     optimizer = torch.optim.Adam(model.parameters(), lr=0.02)
     model.train()
     losses, grad_norms = [], []
+    loader = DataLoader(TensorDataset(x, y), batch_size=batch_size)
     for _ in range(EPOCHS[name]):
-        for start in range(0, len(x), batch_size):
-            batch = (x[start : start + batch_size], y[start : start + batch_size])
+        for batch in loader:
             loss = model.training_step(batch)
             loss.backward()
             grad_norms.append(torch.stack([p.grad.norm() for p in model.parameters()]).norm().item())

@@ -18,6 +18,7 @@ pub const WIT: &str = "lt:plugin@0.1.0";
 pub const CAPABILITIES: &[(&str, &str)] = &[
     ("data-read", "read the run's data directory (`/data`, `tensor.load`)"),
     ("logs-write", "write in its own log directory (`/logs`; logger plugins)"),
+    ("output-write", "write in its own output directory (`/output` = `<default_root_dir>/plugin_output/<plugin>/`)"),
 ];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

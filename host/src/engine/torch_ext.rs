@@ -7,6 +7,33 @@ extern "C" {
     fn lthost_inference_mode_exit(guard: *mut std::ffi::c_void);
     fn lthost_rng_state(cuda_index: i64, out: *mut u8, capacity: i64) -> i64;
     fn lthost_set_rng_state(cuda_index: i64, data: *const u8, len: i64) -> i64;
+    fn lthost_draw_seed(out: *mut i64) -> i64;
+    fn lthost_randperm_seeded(n: i64, seed: i64, out: *mut i64) -> i64;
+}
+
+/// `torch.empty((), dtype=torch.int64).random_().item()` on the default CPU generator.
+pub fn draw_seed() -> Result<i64, String> {
+    let mut v = 0i64;
+    // SAFETY: libtorch writes one i64 into `v`.
+    let r = unsafe { lthost_draw_seed(&mut v) };
+    if r != 0 {
+        return Err("drawing a seed from the CPU generator failed".into());
+    }
+    Ok(v)
+}
+
+/// `torch.randperm(n, generator=torch.Generator().manual_seed(seed))`.
+pub fn randperm_seeded(n: i64, seed: i64) -> Result<Vec<i64>, String> {
+    if n < 0 {
+        return Err(format!("randperm of {n} elements"));
+    }
+    let mut out = vec![0i64; n as usize];
+    // SAFETY: libtorch writes exactly `n` i64 values into `out`, which holds `n`.
+    let r = unsafe { lthost_randperm_seeded(n, seed, out.as_mut_ptr()) };
+    if r != 0 {
+        return Err(format!("randperm({n}) with seed {seed} failed"));
+    }
+    Ok(out)
 }
 
 /// A generator's state: `cuda_index` < 0 is the CPU generator.

@@ -1,18 +1,20 @@
-//! Data fetchers: a [`DataLoader`] batches a [`DatasetSpec`]'s columns along dim 0 (shuffled
-//! per epoch when asked), and moves each batch to the run's device.
+//! Data fetchers: a [`DataLoader`] batches a [`DatasetSpec`]'s columns along dim 0 in its
+//! sampler's order (gathering rows with `index_select`, no per-sample copies), and moves
+//! each batch to the run's device.
 
 use anyhow::{bail, Result};
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
-use crate::error::torch_message;
+use crate::loops::sampler::Sampler;
 use crate::module::{DatasetSpec, Split};
 
 pub struct DataLoader {
     pub split: Split,
     columns: Vec<Tensor>,
+    /// Rows in the dataset.
     len: i64,
     batch_size: i64,
-    shuffle: bool,
+    sampler: Sampler,
     drop_last: bool,
 }
 
@@ -38,12 +40,16 @@ impl DataLoader {
             }
         }
         let len = len.unwrap_or(0);
-        Ok(DataLoader { split, columns: spec.columns, len, batch_size: spec.batch_size as i64, shuffle: spec.shuffle, drop_last: spec.drop_last })
+        let sampler = spec.sampler.unwrap_or(if spec.shuffle { Sampler::Random } else { Sampler::Sequential });
+        sampler.validate(len).map_err(|e| anyhow::anyhow!("{source}: the {name} dataset: {e}"))?;
+        Ok(DataLoader { split, columns: spec.columns, len, batch_size: spec.batch_size as i64, sampler, drop_last: spec.drop_last })
     }
 
-    /// Turns shuffling off (overfit_batches).
+    /// Turns shuffling off (overfit_batches: Lightning swaps in a SequentialSampler).
     pub fn set_shuffle(&mut self, shuffle: bool) {
-        self.shuffle = shuffle;
+        if !shuffle {
+            self.sampler = Sampler::Sequential;
+        }
     }
 
     pub fn len(&self) -> i64 {
@@ -54,29 +60,39 @@ impl DataLoader {
         self.len == 0
     }
 
+    /// Samples per pass (the sampler's length).
+    pub fn samples(&self) -> i64 {
+        self.sampler.len(self.len)
+    }
+
     pub fn num_batches(&self) -> usize {
-        let n = if self.drop_last { self.len / self.batch_size } else { (self.len + self.batch_size - 1) / self.batch_size };
+        let s = self.samples();
+        let n = if self.drop_last { s / self.batch_size } else { (s + self.batch_size - 1) / self.batch_size };
         n as usize
     }
 
-    /// One pass over the data. With `shuffle`, the order is a `randperm` drawn from the
-    /// run's seeded generator at the start of the pass.
+    /// One pass over the data, in a new order from the sampler.
     pub fn epoch(&self, device: Device) -> Result<EpochBatches<'_>> {
-        self.epoch_from(device, None, 0)
+        self.epoch_from(device, None, 0, 0)
     }
 
-    /// A pass starting at batch `start`, in `order` if given (a resumed epoch), else in a
-    /// new order (shuffled) or the natural one.
-    pub fn epoch_from(&self, device: Device, order: Option<Tensor>, start: usize) -> Result<EpochBatches<'_>> {
+    /// A pass of epoch `epoch` starting at batch `start`: in `order` if given (a resumed
+    /// epoch: nothing is drawn, the generator was restored past this epoch's draws), else
+    /// in a new order from the sampler.
+    pub fn epoch_from(&self, device: Device, order: Option<Tensor>, start: usize, epoch: u64) -> Result<EpochBatches<'_>> {
         let order = match order {
-            Some(o) if self.shuffle => {
-                if o.size() != [self.len] {
-                    bail!("the saved data order has {:?} entries, the dataset {}", o.size(), self.len);
+            Some(o) => {
+                if o.size() != [self.samples()] {
+                    bail!("the saved data order has {:?} entries, this pass has {}", o.size(), self.samples());
                 }
                 Some(o)
             }
-            _ if self.shuffle => Some(Tensor::f_randperm(self.len, (Kind::Int64, Device::Cpu)).map_err(|e| anyhow::anyhow!("shuffling: {}", torch_message(&e)))?),
-            _ => None,
+            None if start == 0 => self.sampler.pass(self.len, epoch).map_err(|e| anyhow::anyhow!("sampling the {} data: {e}", self.split.name()))?,
+            None if self.sampler.is_random() => bail!("resuming the {} data mid-pass needs the saved order of its random sampler", self.split.name()),
+            None => match &self.sampler {
+                Sampler::Sequential => None,
+                s => s.pass(self.len, epoch)?,
+            },
         };
         Ok(EpochBatches { loader: self, order, next: start, device })
     }
@@ -98,7 +114,7 @@ impl EpochBatches<'_> {
     fn batch(&self, i: usize) -> Result<Vec<Tensor>> {
         let l = self.loader;
         let start = i as i64 * l.batch_size;
-        let size = l.batch_size.min(l.len - start);
+        let size = l.batch_size.min(l.samples() - start);
         let index = match &self.order {
             Some(o) => Some(o.f_narrow(0, start, size)?),
             None => None,
@@ -131,6 +147,7 @@ impl Iterator for EpochBatches<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tch::Kind;
 
     fn spec(n: i64, bs: usize, drop_last: bool) -> DatasetSpec {
         DatasetSpec {
@@ -138,6 +155,7 @@ mod tests {
             batch_size: bs,
             shuffle: false,
             drop_last,
+            sampler: None,
         }
     }
 
@@ -158,6 +176,7 @@ mod tests {
             batch_size: 2,
             shuffle: false,
             drop_last: false,
+            sampler: None,
         };
         let err = DataLoader::new(s, Split::Val, "p").err().unwrap().to_string();
         assert!(err.contains("differ in length"), "{err}");

@@ -101,7 +101,7 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: Option<&DataLoader>
     st.ctx.training = true;
     st.bar.on_train_epoch_start(st.ctx.current_epoch, total);
     st.hook(Hook::OnTrainEpochStart, None)?;
-    let pass = loader.epoch_from(st.ctx.device, order, start)?;
+    let pass = loader.epoch_from(st.ctx.device, order, start, st.ctx.current_epoch)?;
     st.epoch_order = pass.order();
     if let (Some(v), true) = (val, resume.as_ref().is_some_and(|p| p.val_pending)) {
         let m = evaluation::run(st, v, Stage::Validate, st.limits.val_batches, true)?;

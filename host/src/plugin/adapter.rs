@@ -45,13 +45,16 @@ pub struct PluginOptions {
     /// Host-side tensor memory and live handles the plugin may hold.
     pub max_tensor_bytes: u64,
     pub max_handles: usize,
+    /// Where plugins' own output directories go (`<root>/<plugin>`, `/output` in the
+    /// guest, read-write), for plugins whose manifest requests `output-write`.
+    pub output_root: Option<PathBuf>,
 }
 
 impl Default for PluginOptions {
     /// Secure by default: no trusted keys, unsigned plugins refused.
     fn default() -> Self {
         let b = crate::plugin::state::Budget::default();
-        PluginOptions { data_dir: None, memory_limit_bytes: 2 << 30, hook_timeout: Duration::from_secs(600), trust: Arc::default(), max_tensor_bytes: b.max_tensor_bytes, max_handles: b.max_handles }
+        PluginOptions { data_dir: None, memory_limit_bytes: 2 << 30, hook_timeout: Duration::from_secs(600), trust: Arc::default(), max_tensor_bytes: b.max_tensor_bytes, max_handles: b.max_handles, output_root: None }
     }
 }
 
@@ -119,14 +122,25 @@ pub(crate) fn sandbox(runtime: &Arc<Runtime>, path: &Path, opts: &PluginOptions,
         // A plugin with a manifest gets only the grants it asked for.
         let wanted = match *guest {
             "/data" => "data-read",
+            "/output" => "output-write",
             _ => "logs-write",
         };
-        if manifest.as_ref().is_some_and(|m| !m.requests(wanted)) {
-            eprintln!("note: plugin `{name}` does not request `{wanted}` in its manifest; {} is not granted", host.display());
+        // `/output` is only for plugins that ask for it (it creates a directory).
+        let declined = match &manifest {
+            Some(m) => !m.requests(wanted),
+            None => *guest == "/output",
+        };
+        if declined {
+            if *guest != "/output" {
+                eprintln!("note: plugin `{name}` does not request `{wanted}` in its manifest; {} is not granted", host.display());
+            }
             if *guest == "/data" {
                 data_dir = None;
             }
             continue;
+        }
+        if *guest == "/output" {
+            std::fs::create_dir_all(host).with_context(|| format!("creating the output directory {} of plugin `{name}`", host.display()))?;
         }
         wasi.preopened_dir(host, guest, *perms)
             .map_err(|e| anyhow!("plugin `{name}`: granting directory {}: {e}", host.display()))?;
@@ -159,7 +173,11 @@ pub(crate) fn sandbox(runtime: &Arc<Runtime>, path: &Path, opts: &PluginOptions,
 
 /// Reads, compiles and instantiates a plugin component.
 pub fn load(runtime: &Arc<Runtime>, path: &Path, opts: &PluginOptions) -> Result<WasmPlugin> {
-    let dirs: Vec<(PathBuf, &str, FsPerms)> = opts.data_dir.iter().map(|d| (d.clone(), "/data", FsPerms::ReadOnly)).collect();
+    let mut dirs: Vec<(PathBuf, &str, FsPerms)> = opts.data_dir.iter().map(|d| (d.clone(), "/data", FsPerms::ReadOnly)).collect();
+    if let Some(root) = &opts.output_root {
+        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("plugin");
+        dirs.push((root.join(stem), "/output", FsPerms::ReadWrite));
+    }
     let Sandboxed { name, mut store, pre, deadline_ticks, data_dir } = sandbox(runtime, path, opts, &dirs)?;
     let module_idx = lightning_module::GuestIndices::new(&pre).ok();
     let data_idx = data_module::GuestIndices::new(&pre).ok();
@@ -403,7 +421,8 @@ impl DataModule for WasmPlugin {
             for c in ds.columns {
                 columns.push(Self::take_tensor(inner, c)?);
             }
-            Ok(Some(DatasetSpec { columns, batch_size: ds.batch_size as usize, shuffle: ds.shuffle, drop_last: ds.drop_last }))
+            let sampler = ds.sampler.as_ref().map(convert::sampler);
+            Ok(Some(DatasetSpec { columns, batch_size: ds.batch_size as usize, shuffle: ds.shuffle, drop_last: ds.drop_last, sampler }))
         })?;
         Ok(spec)
     }

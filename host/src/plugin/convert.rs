@@ -146,3 +146,15 @@ pub const MODULE_HOOKS: &[Hook] = &[
     Hook::OnBeforeBatchTransfer, Hook::OnAfterBatchTransfer, Hook::OnBeforeZeroGrad, Hook::OnBeforeBackward,
     Hook::OnAfterBackward, Hook::OnBeforeOptimizerStep,
 ];
+
+/// A dataset's sampler as the host's.
+pub fn sampler(s: &crate::plugin::bindings::data_module::Sampler) -> crate::loops::sampler::Sampler {
+    use crate::loops::sampler::Sampler;
+    use crate::plugin::bindings::data_module::Sampler as W;
+    match s {
+        W::Sequential => Sampler::Sequential,
+        W::Random => Sampler::Random,
+        W::Weighted(w) => Sampler::Weighted { weights: w.weights.clone(), num_samples: w.num_samples.min(i64::MAX as u64) as i64, replacement: w.replacement },
+        W::Distributed(d) => Sampler::Distributed { num_replicas: i64::from(d.num_replicas), rank: i64::from(d.rank), shuffle: d.shuffle, seed: d.seed.min(i64::MAX as u64) as i64, drop_last: d.drop_last },
+    }
+}

@@ -3,7 +3,8 @@
 //!
 //! - in `configure`: `env` (read environment variables), `fs-read` (`..`, absolute paths
 //!   and a symlink out of `/data`), `fs-write` (into the read-only `/data`, out of it, into
-//!   another run's checkpoints), `network` (TCP and UDP). An attempt that works makes
+//!   another run's checkpoints), `fs-output` (its own `/output`, and out of it), `network`
+//!   (TCP and UDP). An attempt that works makes
 //!   `configure` fail with "SANDBOX ESCAPE"; refused ones are printed as "blocked ...".
 //! - in `training_step`: `recursion` (unbounded), `forged-handle` (a handle never issued),
 //!   `wrong-type-handle` (a layer's handle used as a tensor), `huge-tensor`
@@ -52,6 +53,12 @@ fn configure_attack(attack: &str, victim: &str) -> Result<(), String> {
             blocked("writing /tmp/escape.txt", std::fs::write("/tmp/escape.txt", b"x"))?;
             blocked(&format!("writing {victim}"), std::fs::write(victim, b"not a checkpoint"))?;
             blocked("removing /data/digits.safetensors", std::fs::remove_file("/data/digits.safetensors"))?;
+        }
+        "fs-output" => {
+            std::fs::write("/output/ok.txt", b"its own output").map_err(|e| format!("could not write its own /output: {e}"))?;
+            println!("wrote /output/ok.txt");
+            blocked("writing /output/../escape.txt", std::fs::write("/output/../escape.txt", b"x"))?;
+            blocked("writing /output/../../secret.txt", std::fs::write("/output/../../secret.txt", b"x"))?;
         }
         "network" => {
             blocked("connecting to 127.0.0.1:9", std::net::TcpStream::connect("127.0.0.1:9"))?;
