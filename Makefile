@@ -66,6 +66,7 @@ reference: setup
 	$(PY) tests/reference/lightning_reference.py tests/reference/lightning.json
 	$(PY) tests/reference/callbacks_reference.py tests/reference/callbacks.json
 	$(PY) tests/reference/data_reference.py tests/reference/data.json
+	$(PY) tests/reference/digits_reference.py tests/reference/digits.json
 
 # Performance side by side (see bench/bench.py); writes bench/results.md.
 bench: host plugins

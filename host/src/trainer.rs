@@ -273,7 +273,18 @@ impl<'c> Trainer<'c> {
         st.hook(Hook::OnFitStart, None)?;
         st.check_time();
         if let (Some(v), None) = (&val, &resume_path) {
+            // Lightning runs the sanity check under `isolate_rng()`: whatever it draws (the
+            // validation iterator's seed, a plugin's randomness) leaves training's stream alone.
+            let saved = crate::engine::torch_ext::cpu_rng_state().map_err(|e| anyhow!(e))?;
+            let saved_cuda = match device {
+                Device::Cuda(i) => Some((i, crate::engine::torch_ext::cuda_rng_state(i).map_err(|e| anyhow!(e))?)),
+                _ => None,
+            };
             evaluation::sanity_check(&mut st, v)?;
+            crate::engine::torch_ext::set_cpu_rng_state(&saved).map_err(|e| anyhow!(e))?;
+            if let Some((i, s)) = saved_cuda {
+                crate::engine::torch_ext::set_cuda_rng_state(i, &s).map_err(|e| anyhow!(e))?;
+            }
         }
         let outcome = match fit::run(&mut st, &train, val.as_ref()) {
             Ok(o) => o,

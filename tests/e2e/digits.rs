@@ -64,3 +64,34 @@ fn data_outside_the_grant_is_refused() {
     );
     run.assert_fails_with(&["plugin `digits-mlp`", "hook `setup`", "op `load`", "outside the granted data directory"]);
 }
+
+/// The digits example against PyTorch Lightning running the same model on the same data
+/// (tests/reference/digits_reference.py): a shuffled train loader, dropout, the sanity
+/// check and a validation run per epoch draw from the generator in the same order, so
+/// every training step's loss is Lightning's.
+#[test]
+fn digits_losses_are_lightnings_step_for_step() {
+    let path = crate::common::repo_root().join("tests/reference/digits.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("{} is missing: run `make reference`", path.display()));
+    let reference: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    let epochs = reference["epochs"].as_u64().expect("epochs").to_string();
+    let data = crate::common::repo_root().join("plugins/digits-mlp/data");
+    for (seed, want) in reference["seeds"].as_object().expect("seeds") {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let wasm = crate::common::plugin("digits-mlp");
+        let run = crate::common::lthost(
+            dir.path(),
+            &["fit", wasm.to_str().expect("utf-8"), "--data-dir", data.to_str().expect("utf-8"), "--seed", seed, "--max-epochs", &epochs, "--log-every-n-steps", "1", "--threads", "1", "--no-progress-bar", "--accelerator", "cpu"],
+        );
+        assert!(run.ok(), "{}", run.stderr);
+        let rows = crate::common::read_metrics(&dir.path().join("lightning_logs/version_0"));
+        for (col, tol) in [("train_loss", 1e-6), ("val_loss", 1e-6)] {
+            let got = crate::common::column(&rows, col);
+            let want: Vec<f64> = want[col].as_array().expect("losses").iter().map(|v| v.as_f64().expect("a loss")).collect();
+            assert_eq!(got.len(), want.len(), "seed {seed}: {col} count");
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert!((g - w).abs() <= tol, "seed {seed} {col} {i}: lthost {g} vs Lightning {w}");
+            }
+        }
+    }
+}
