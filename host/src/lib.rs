@@ -11,6 +11,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod connectors;
 pub mod context;
+pub mod datasets;
 pub mod engine;
 pub mod error;
 pub mod fault;

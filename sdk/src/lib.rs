@@ -37,7 +37,7 @@ pub mod optim;
 pub use bindings::exports::lt::plugin::data_module::{Dataset, DistributedSampler, Sampler, WeightedSampler};
 pub use bindings::exports::lt::plugin::lightning_module::Hook;
 pub use bindings::lt::plugin::nn;
-pub use bindings::lt::plugin::tensor::{Tensor, UnaryOp, BinaryOp, CompareOp, ReduceOp};
+pub use bindings::lt::plugin::tensor::{CsvColumn, Tensor, UnaryOp, BinaryOp, CompareOp, ReduceOp};
 pub use bindings::lt::plugin::trainer;
 pub use bindings::lt::plugin::types::{Dtype, Reduction, Stage};
 pub use hparams::Hparams;

@@ -8,6 +8,7 @@ mod common;
 mod data;
 mod digits;
 mod engine;
+mod formats;
 mod loops;
 mod parity;
 mod schedulers;

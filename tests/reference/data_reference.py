@@ -9,6 +9,7 @@ RandomSampler pass). tests/e2e/data.rs compares lthost's DataLoader.
 """
 
 import json
+import os
 import sys
 
 import torch
@@ -47,8 +48,26 @@ def run(case, seed):
     return {"passes": passes, "after": torch.rand(3).tolist()}
 
 
+def npz_files(out_dir):
+    """`.npz` archives written by NumPy itself (stored and deflated), and their contents."""
+    import numpy as np
+
+    os.makedirs(out_dir, exist_ok=True)
+    arrays = {
+        "images": (np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)),
+        "weights": np.linspace(-1.5, 2.25, 7).astype(np.float32),
+        "labels": np.array([3, -1, 7], dtype=np.int64),
+        "mask": np.array([True, False, True]),
+        "doubles": np.array([[1e-300, 2.5], [-0.0, 3.0]], dtype=np.float64),
+    }
+    np.savez(os.path.join(out_dir, "arrays.npz"), **arrays)
+    np.savez_compressed(os.path.join(out_dir, "arrays_compressed.npz"), **arrays)
+    return {k: {"shape": list(v.shape), "values": v.astype(np.float64).ravel().tolist()} for k, v in arrays.items()}
+
+
 def main(path):
     out = {"torch": torch.__version__, "n": N, "weights": WEIGHTS, "cases": {}}
+    out["npz"] = npz_files(os.path.join(os.path.dirname(os.path.abspath(path)), "npz"))
     for name, case in CASES.items():
         out["cases"][name] = {"case": case, "seeds": {str(s): run(case, s) for s in (0, 7)}}
     with open(path, "w") as f:

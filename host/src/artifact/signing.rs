@@ -18,10 +18,10 @@ pub const SIGNATURE_SECTION: &str = "signature";
 /// (the id wasmsign2 records in signatures).
 pub fn key_id(pk: &PublicKey) -> String {
     let pk = pk.clone().attach_default_key_id();
-    pk.key_id().map(hex).unwrap_or_default()
+    pk.key_id().map(|k| hex(k)).unwrap_or_default()
 }
 
-pub fn hex(b: &Vec<u8>) -> String {
+pub fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
@@ -100,5 +100,5 @@ pub fn signature_data(bytes: &[u8], detached: Option<&[u8]>) -> Result<Option<Si
 
 /// Key ids of every signature (hex; "anonymous" where a signature names none).
 pub fn signer_ids(data: &SignatureData) -> Vec<String> {
-    data.signed_hashes_set.iter().flat_map(|s| s.signatures.iter().map(|sig| sig.key_id.as_ref().map(hex).unwrap_or_else(|| "anonymous".into()))).collect()
+    data.signed_hashes_set.iter().flat_map(|s| s.signatures.iter().map(|sig| sig.key_id.as_deref().map(hex).unwrap_or_else(|| "anonymous".into()))).collect()
 }

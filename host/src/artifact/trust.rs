@@ -65,7 +65,8 @@ impl TrustPolicy {
 
     /// Decides whether `bytes` may run; `detached` is a detached signature, if any.
     pub fn check(&self, name: &str, bytes: &[u8], detached: Option<&[u8]>) -> Result<Verdict> {
-        if !is_component(bytes) && !(bytes.len() >= PREAMBLE && &bytes[..4] == b"\0asm" && bytes[4..8] == [1, 0, 0, 0]) {
+        let core_module = bytes.len() >= PREAMBLE && &bytes[..4] == b"\0asm" && bytes[4..8] == [1, 0, 0, 0];
+        if !(is_component(bytes) || core_module) {
             bail!("plugin `{name}`: not a WebAssembly component");
         }
         let all = sections(bytes).map_err(|e| anyhow!("plugin `{name}`: {e}"))?;

@@ -76,36 +76,6 @@ fn check_shape(op: &str, shape: &[i64]) -> OpResult<()> {
     Ok(())
 }
 
-/// Checks an .npy file's header against its size before libtorch reads it (tch trusts the
-/// header and would read past the data of a truncated file).
-pub fn check_npy(path: &Path, shown: &str) -> OpResult<()> {
-    let op = "load";
-    let bad = |why: &str| OpError::new(op, format!("`{shown}`: not a valid .npy file ({why})"));
-    let bytes = std::fs::read(path).map_err(|e| OpError::new(op, format!("`{shown}`: {e}")))?;
-    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
-        return Err(bad("no NUMPY magic"));
-    }
-    let (header_len, start) = match bytes[6] {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        2 | 3 if bytes.len() >= 12 => (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12),
-        _ => return Err(bad("unknown version")),
-    };
-    let header = bytes.get(start..start + header_len).ok_or_else(|| bad("truncated header"))?;
-    let header = std::str::from_utf8(header).map_err(|_| bad("header is not text"))?;
-    let field = |key: &str| header.split(key).nth(1).map(str::trim_start);
-    let descr = field("'descr':").and_then(|r| r.strip_prefix('\'')).and_then(|r| r.split('\'').next()).ok_or_else(|| bad("no descr"))?;
-    let itemsize: i64 = descr.trim_start_matches(|c: char| !c.is_ascii_digit()).parse().map_err(|_| bad("unknown dtype"))?;
-    let shape_text = field("'shape':").and_then(|r| r.strip_prefix('(')).and_then(|r| r.split(')').next()).ok_or_else(|| bad("no shape"))?;
-    let shape: Vec<i64> = shape_text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| s.parse::<i64>()).collect::<Result<_, _>>().map_err(|_| bad("bad shape"))?;
-    check_shape(op, &shape)?;
-    let numel: i64 = shape.iter().product();
-    let data = (bytes.len() - start - header_len) as i64;
-    if data != numel.saturating_mul(itemsize) {
-        return Err(bad(&format!("shape {shape:?} of {descr} needs {} bytes, the file holds {data}", numel.saturating_mul(itemsize))));
-    }
-    Ok(())
-}
-
 /// Resolves `path` inside the granted data directory, refusing anything that leaves it.
 pub fn resolve_data_path(data_dir: Option<&Path>, path: &str) -> OpResult<PathBuf> {
     let op = "load";
@@ -346,15 +316,20 @@ impl tensor::HostTensor for PluginState {
         let op = "load";
         let full = resolve_data_path(self.ctx.data_dir.as_deref(), &path)?;
         let ext = full.extension().and_then(|e| e.to_str()).unwrap_or("");
-        let named = match ext {
-            "safetensors" => Tensor::read_safetensors(&full).map_err(|e| OpError::new(op, format!("`{path}`: {}", torch_message(&e))))?,
-            "npy" => {
-                check_npy(&full, &path)?;
-                let t = Tensor::read_npy(&full).map_err(|e| OpError::new(op, format!("`{path}`: {}", torch_message(&e))))?;
-                let stem = full.file_stem().and_then(|s| s.to_str()).unwrap_or("array").to_string();
-                vec![(stem, t)]
+        let file = full.file_name().and_then(|s| s.to_str()).unwrap_or("").trim_end_matches(".gz");
+        let bad = |e: crate::datasets::FormatError| OpError::new(op, format!("`{path}`: {e}"));
+        let io = |e: std::io::Error| OpError::new(op, format!("`{path}`: {e}"));
+        let stem = full.file_stem().and_then(|s| s.to_str()).unwrap_or("array").trim_end_matches(".idx").to_string();
+        let named = if file.ends_with("-ubyte") || file.ends_with(".idx") {
+            let bytes = crate::datasets::idx::read(&full).map_err(io)?;
+            vec![(stem, crate::datasets::idx::parse(&bytes, MAX_ELEMENTS).map_err(bad)?)]
+        } else {
+            match ext {
+                "safetensors" => Tensor::read_safetensors(&full).map_err(|e| OpError::new(op, format!("`{path}`: {}", torch_message(&e))))?,
+                "npy" => vec![(stem, crate::datasets::npy::parse(&std::fs::read(&full).map_err(io)?, MAX_ELEMENTS).map_err(bad)?)],
+                "npz" => crate::datasets::npz::parse(&std::fs::read(&full).map_err(io)?, MAX_ELEMENTS, self.budget.max_tensor_bytes).map_err(bad)?,
+                _ => return Err(OpError::new(op, format!("`{path}`: unsupported format (expected .safetensors, .npy, .npz, or IDX: *-ubyte, *.idx, optionally .gz; CSV goes through load-csv)")).into()),
             }
-            _ => return Err(OpError::new(op, format!("`{path}`: unsupported format (expected .safetensors or .npy)")).into()),
         };
         let dev = self.dev();
         let mut out = Vec::with_capacity(named.len());
@@ -362,6 +337,25 @@ impl tensor::HostTensor for PluginState {
             check_shape(op, &t.size())?;
         }
         for (name, t) in named {
+            let t = run(op, &[], t.f_to_device(dev))?;
+            out.push((name, self.push(t, op)?));
+        }
+        Ok(out)
+    }
+
+    fn load_csv(&mut self, path: String, columns: Vec<tensor::CsvColumn>, header: bool, delimiter: String) -> R<Vec<(String, H)>> {
+        let op = "load_csv";
+        let full = resolve_data_path(self.ctx.data_dir.as_deref(), &path).map_err(|e| OpError::new(op, e.detail))?;
+        let mut chars = delimiter.chars();
+        let (Some(delim), None) = (chars.next(), chars.next()) else {
+            return Err(OpError::new(op, format!("`{path}`: the delimiter must be one character, got {delimiter:?}")).into());
+        };
+        let cols: Vec<crate::datasets::csv::Column> = columns.iter().map(|c| crate::datasets::csv::Column { name: c.name.clone(), kind: dtype_in(c.dtype).kind() }).collect();
+        let text = std::fs::read_to_string(&full).map_err(|e| OpError::new(op, format!("`{path}`: {e}")))?;
+        let parsed = crate::datasets::csv::parse(&text, &cols, header, delim, MAX_ELEMENTS as usize).map_err(|e| OpError::new(op, format!("`{path}`: {e}")))?;
+        let dev = self.dev();
+        let mut out = Vec::with_capacity(parsed.len());
+        for (name, t) in parsed {
             let t = run(op, &[], t.f_to_device(dev))?;
             out.push((name, self.push(t, op)?));
         }
@@ -651,21 +645,6 @@ mod tests {
         assert!(resolve_data_path(Some(dir.path()), "/data/a.npy").is_ok());
         assert!(resolve_data_path(Some(dir.path()), "../etc/passwd").is_err());
         assert!(resolve_data_path(None, "a.npy").unwrap_err().detail.contains("no data directory"));
-    }
-
-    #[test]
-    fn truncated_npy_files_are_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let good = dir.path().join("a.npy");
-        Tensor::from_slice(&[1f32, 2.0, 3.0, 4.0]).reshape([2, 2]).write_npy(&good).unwrap();
-        assert!(check_npy(&good, "a.npy").is_ok());
-        let bytes = std::fs::read(&good).unwrap();
-        let cut = dir.path().join("b.npy");
-        std::fs::write(&cut, &bytes[..bytes.len() - 4]).unwrap();
-        let err = check_npy(&cut, "b.npy").unwrap_err().detail;
-        assert!(err.contains("needs 16 bytes, the file holds 12"), "{err}");
-        std::fs::write(&cut, b"not numpy").unwrap();
-        assert!(check_npy(&cut, "b.npy").is_err());
     }
 
     #[test]
