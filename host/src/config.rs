@@ -131,6 +131,10 @@ pub struct TrainerConfig {
     pub loggers: Vec<String>,
     /// ModelCheckpoint (configured in `[checkpoint]`).
     pub enable_checkpointing: bool,
+    /// Batches a background thread gathers ahead of the model (0: gathered when needed).
+    /// Unset: 0 on machines of up to 2 cores (there the hand-off costs more than gathering
+    /// a small batch: digits 0.28 s → 0.34 s for 600 steps), else 2.
+    pub prefetch_batches: Option<usize>,
 }
 
 impl Default for TrainerConfig {
@@ -165,6 +169,7 @@ impl Default for TrainerConfig {
             logger: true,
             loggers: vec!["csv".into()],
             enable_checkpointing: true,
+            prefetch_batches: None,
         }
     }
 }
@@ -189,6 +194,11 @@ pub fn parse_max_time(s: &str) -> Result<Duration> {
 }
 
 impl TrainerConfig {
+    /// `prefetch_batches`, or the machine's default.
+    pub fn prefetch(&self) -> usize {
+        self.prefetch_batches.unwrap_or_else(|| if std::thread::available_parallelism().map_or(1, |n| n.get()) <= 2 { 0 } else { 2 })
+    }
+
     pub fn effective_max_epochs(&self) -> Option<u64> {
         if self.fast_dev_run.batches().is_some() {
             return Some(1);

@@ -5,6 +5,7 @@
 pub mod checkpointing;
 pub mod evaluation;
 pub mod fetchers;
+pub mod prefetch;
 pub mod sampler;
 pub mod fit;
 pub mod limits;

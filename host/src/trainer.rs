@@ -129,10 +129,14 @@ impl<'c> Trainer<'c> {
         Ok(Prepared { ctx, hparams: effective, seed, threads, module_hooks })
     }
 
-    pub(crate) fn loader(data: &mut dyn DataModule, ctx: &mut RunContext, split: Split) -> Result<Option<DataLoader>> {
+    pub(crate) fn loader(data: &mut dyn DataModule, ctx: &mut RunContext, split: Split, prefetch: usize) -> Result<Option<DataLoader>> {
         let name = data.name().to_string();
         match data.dataset(ctx, split)? {
-            Some(spec) => Ok(Some(DataLoader::new(spec, split, &format!("plugin `{name}`"))?)),
+            Some(spec) => {
+                let mut dl = DataLoader::new(spec, split, &format!("plugin `{name}`"))?;
+                dl.set_prefetch(prefetch);
+                Ok(Some(dl))
+            }
             None => Ok(None),
         }
     }
@@ -212,11 +216,11 @@ impl<'c> Trainer<'c> {
         let data_name = data.name().to_string();
         // The dataloaders are asked for where Lightning asks: val for the sanity check, then
         // train. Sizes are needed up front to resolve the limits.
-        let train = Self::loader(data, &mut p.ctx, Split::Train)?.ok_or_else(|| anyhow!("plugin `{data_name}` provides no train dataset: `fit` needs one"))?;
+        let train = Self::loader(data, &mut p.ctx, Split::Train, self.cfg.prefetch())?.ok_or_else(|| anyhow!("plugin `{data_name}` provides no train dataset: `fit` needs one"))?;
         if train.is_empty() {
             bail!("plugin `{data_name}`: the train dataset is empty");
         }
-        let val = Self::loader(data, &mut p.ctx, Split::Val)?;
+        let val = Self::loader(data, &mut p.ctx, Split::Val, self.cfg.prefetch())?;
         let limits = LoopLimits::for_fit(&self.cfg, train.num_batches(), val.as_ref().map(DataLoader::num_batches))?;
         let mut train = train;
         if !limits.shuffle_train {
@@ -369,7 +373,7 @@ impl<'c> Trainer<'c> {
         st.hook(Hook::ConfigureModel, None)?;
         let mut metrics = EvalMetrics::default();
         if !disabled {
-            let loader = Self::loader(data, &mut st.ctx, split)?.ok_or_else(|| anyhow!("plugin `{data_name}` provides no {} dataset", split.name()))?;
+            let loader = Self::loader(data, &mut st.ctx, split, st.cfg.prefetch())?.ok_or_else(|| anyhow!("plugin `{data_name}` provides no {} dataset", split.name()))?;
             let n = LoopLimits::for_stage(st.cfg, stage, loader.num_batches())?;
             metrics = evaluation::run(&mut st, &loader, stage, n, false)?;
             st.log_metrics(&metrics.logged, 0)?;
@@ -392,7 +396,7 @@ impl<'c> Trainer<'c> {
         restore_weights(&mut st, ckpt_spec.as_deref(), dirpath.as_deref())?;
         st.hook(Hook::Setup, None)?;
         st.hook(Hook::ConfigureModel, None)?;
-        let loader = Self::loader(data, &mut st.ctx, Split::Predict)?.ok_or_else(|| anyhow!("plugin `{data_name}` provides no predict dataset"))?;
+        let loader = Self::loader(data, &mut st.ctx, Split::Predict, st.cfg.prefetch())?.ok_or_else(|| anyhow!("plugin `{data_name}` provides no predict dataset"))?;
         let n = LoopLimits::for_stage(st.cfg, Stage::Predict, loader.num_batches())?;
         let out = prediction::run(&mut st, &loader, n)?;
         st.hook(Hook::Teardown, None)?;

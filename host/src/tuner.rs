@@ -50,11 +50,11 @@ impl Trainer<'_> {
     fn range_test(&mut self, module: &mut dyn Module, data: &mut dyn DataModule, hparams: &Value, cfg: &LrFindConfig) -> Result<LrFindReport> {
         let mut p = self.prepare(module, data, hparams, Stage::Fit)?;
         let data_name = data.name().to_string();
-        let mut train = Self::loader(data, &mut p.ctx, Split::Train)?.ok_or_else(|| anyhow!("plugin `{data_name}` provides no train dataset: lr_find trains, so it needs one"))?;
+        let mut train = Self::loader(data, &mut p.ctx, Split::Train, self.cfg.prefetch())?.ok_or_else(|| anyhow!("plugin `{data_name}` provides no train dataset: lr_find trains, so it needs one"))?;
         if train.is_empty() {
             bail!("plugin `{data_name}`: the train dataset is empty");
         }
-        let val = Self::loader(data, &mut p.ctx, Split::Val)?;
+        let val = Self::loader(data, &mut p.ctx, Split::Val, self.cfg.prefetch())?;
         let limits = LoopLimits::for_fit(&self.cfg, train.num_batches(), val.as_ref().map(|v| v.num_batches()))?;
         if !limits.shuffle_train {
             train.set_shuffle(false);

@@ -16,6 +16,7 @@ pub struct DataLoader {
     batch_size: i64,
     sampler: Sampler,
     drop_last: bool,
+    prefetch: usize,
 }
 
 impl DataLoader {
@@ -42,7 +43,7 @@ impl DataLoader {
         let len = len.unwrap_or(0);
         let sampler = spec.sampler.unwrap_or(if spec.shuffle { Sampler::Random } else { Sampler::Sequential });
         sampler.validate(len).map_err(|e| anyhow::anyhow!("{source}: the {name} dataset: {e}"))?;
-        Ok(DataLoader { split, columns: spec.columns, len, batch_size: spec.batch_size as i64, sampler, drop_last: spec.drop_last })
+        Ok(DataLoader { split, columns: spec.columns, len, batch_size: spec.batch_size as i64, sampler, drop_last: spec.drop_last, prefetch: 0 })
     }
 
     /// Turns shuffling off (overfit_batches: Lightning swaps in a SequentialSampler).
@@ -94,7 +95,61 @@ impl DataLoader {
                 s => s.pass(self.len, epoch)?,
             },
         };
-        Ok(EpochBatches { loader: self, order, next: start, device })
+        let plan = BatchPlan { columns: self.columns.iter().map(Tensor::shallow_clone).collect(), order: order.as_ref().map(Tensor::shallow_clone), batch_size: self.batch_size, samples: self.samples(), device };
+        let end = self.num_batches();
+        let source = if self.prefetch > 0 && end > start + 1 { Source::Ahead(super::prefetch::Prefetcher::start(plan, start, end, self.prefetch)) } else { Source::Inline(plan) };
+        Ok(EpochBatches { loader: self, order, next: start, source })
+    }
+
+    /// Batches a background thread prepares ahead (0: none, gathered when asked for).
+    pub fn set_prefetch(&mut self, depth: usize) {
+        self.prefetch = depth;
+    }
+}
+
+/// What a pass gathers: the columns, the pass's order, the batch size; cheap to copy to a
+/// prefetching thread (shallow tensor clones).
+pub struct BatchPlan {
+    columns: Vec<Tensor>,
+    order: Option<Tensor>,
+    batch_size: i64,
+    samples: i64,
+    device: Device,
+}
+
+impl BatchPlan {
+    pub fn shallow_clone(&self) -> BatchPlan {
+        BatchPlan {
+            columns: self.columns.iter().map(Tensor::shallow_clone).collect(),
+            order: self.order.as_ref().map(Tensor::shallow_clone),
+            batch_size: self.batch_size,
+            samples: self.samples,
+            device: self.device,
+        }
+    }
+
+    /// Batch `i`: the rows of every column, gathered with one `index_select` (or a view,
+    /// in natural order) and moved to the device (through pinned memory, without blocking,
+    /// for CUDA).
+    pub fn batch(&self, i: usize) -> Result<Vec<Tensor>> {
+        let start = i as i64 * self.batch_size;
+        let size = self.batch_size.min(self.samples - start);
+        let index = match &self.order {
+            Some(o) => Some(o.f_narrow(0, start, size)?),
+            None => None,
+        };
+        let mut out = Vec::with_capacity(self.columns.len());
+        for c in &self.columns {
+            let part = match &index {
+                Some(ix) => c.f_index_select(0, ix)?,
+                None => c.f_narrow(0, start, size)?,
+            };
+            out.push(match self.device {
+                Device::Cpu => part,
+                d => part.f_pin_memory(d)?.f_to_device_(d, part.kind(), true, false)?,
+            });
+        }
+        Ok(out)
     }
 }
 
@@ -102,32 +157,20 @@ pub struct EpochBatches<'a> {
     loader: &'a DataLoader,
     order: Option<Tensor>,
     next: usize,
-    device: Device,
+    source: Source,
+}
+
+enum Source {
+    /// Gathered when asked for.
+    Inline(BatchPlan),
+    /// Gathered ahead by a background thread (`prefetch` batches deep).
+    Ahead(super::prefetch::Prefetcher),
 }
 
 impl EpochBatches<'_> {
     /// This pass's order (None: the natural one).
     pub fn order(&self) -> Option<Tensor> {
         self.order.as_ref().map(Tensor::shallow_clone)
-    }
-
-    fn batch(&self, i: usize) -> Result<Vec<Tensor>> {
-        let l = self.loader;
-        let start = i as i64 * l.batch_size;
-        let size = l.batch_size.min(l.samples() - start);
-        let index = match &self.order {
-            Some(o) => Some(o.f_narrow(0, start, size)?),
-            None => None,
-        };
-        let mut out = Vec::with_capacity(l.columns.len());
-        for c in &l.columns {
-            let part = match &index {
-                Some(ix) => c.f_index_select(0, ix)?,
-                None => c.f_narrow(0, start, size)?,
-            };
-            out.push(if self.device == Device::Cpu { part } else { part.f_to_device(self.device)? });
-        }
-        Ok(out)
     }
 }
 
@@ -140,7 +183,11 @@ impl Iterator for EpochBatches<'_> {
         }
         let i = self.next;
         self.next += 1;
-        Some(self.batch(i).map_err(|e| anyhow::anyhow!("fetching {} batch {i}: {e}", self.loader.split.name())))
+        let b = match &mut self.source {
+            Source::Inline(plan) => plan.batch(i),
+            Source::Ahead(p) => p.next_batch(),
+        };
+        Some(b.map_err(|e| anyhow::anyhow!("fetching {} batch {i}: {e}", self.loader.split.name())))
     }
 }
 
@@ -167,6 +214,23 @@ mod tests {
         assert_eq!(sizes, vec![4, 4, 2]);
         let dl = DataLoader::new(spec(10, 4, true), Split::Train, "t").unwrap();
         assert_eq!(dl.num_batches(), 2);
+    }
+
+    #[test]
+    fn prefetching_gives_the_same_batches() {
+        let mut s = spec(103, 8, false);
+        s.shuffle = true;
+        let mut dl = DataLoader::new(s, Split::Train, "t").unwrap();
+        tch::manual_seed(5);
+        let inline: Vec<Vec<i64>> = dl.epoch(Device::Cpu).unwrap().map(|b| Vec::<i64>::try_from(&b.unwrap()[0]).unwrap()).collect();
+        dl.set_prefetch(3);
+        tch::manual_seed(5);
+        let ahead: Vec<Vec<i64>> = dl.epoch(Device::Cpu).unwrap().map(|b| Vec::<i64>::try_from(&b.unwrap()[0]).unwrap()).collect();
+        assert_eq!(inline, ahead);
+        // Stopping early (a break in the loop) ends the thread.
+        tch::manual_seed(5);
+        let first: Vec<Vec<Tensor>> = dl.epoch(Device::Cpu).unwrap().take(2).map(|b| b.unwrap()).collect();
+        assert_eq!(first.len(), 2);
     }
 
     #[test]
