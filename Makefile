@@ -70,6 +70,7 @@ reference: setup
 
 # Performance side by side (see bench/bench.py); writes bench/results.md.
 bench: host plugins
+	$(CARGO) build --release -p lthost --example fetch_bench
 	$(PY) bench/bench.py
 
 clean-logs:

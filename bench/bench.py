@@ -13,6 +13,7 @@ Writes bench/results.md.
     .venv/bin/python bench/bench.py            (make bench; after make host plugins)
 """
 
+import json
 import os
 import platform
 import re
@@ -137,6 +138,48 @@ def startup_times():
     return out
 
 
+TORCH_FETCH = r"""
+import json, sys, time, torch
+from torch.utils.data import DataLoader, TensorDataset
+torch.set_num_threads(1)
+torch.manual_seed(0)
+n = 60000
+x, y = torch.randn(n, 784), torch.randint(0, 10, (n,))
+dl = DataLoader(TensorDataset(x, y), batch_size=64, shuffle=True)
+t0 = time.perf_counter(); batches = 0
+for _ in range(3):
+    for bx, by in dl:
+        batches += 1
+s = time.perf_counter() - t0
+print(json.dumps({"batches": batches, "seconds": s, "batches_per_sec": batches / s}))
+"""
+
+
+def fetch_throughput():
+    """Batches per second: lthost's DataLoader (inline and prefetching) vs PyTorch's."""
+    exe = os.path.join(ROOT, "target", "release", "examples", "fetch_bench")
+    if not os.path.exists(exe):
+        sys.exit(f"{exe} is missing: run `make bench` (it builds the example)")
+    lt = json.loads(subprocess.run([exe], capture_output=True, text=True, check=True).stdout)
+    pt = json.loads(subprocess.run([sys.executable, "-c", TORCH_FETCH], capture_output=True, text=True, check=True).stdout)
+    return lt, pt
+
+
+def data_wait_share():
+    """The share of the digits run's training time spent waiting for batches, inline and prefetching."""
+    out = {}
+    for depth in (0, 2):
+        with tempfile.TemporaryDirectory() as d:
+            r = subprocess.run([LTHOST, "fit", os.path.join(PLUGINS, "digits-mlp.wasm"), "--data-dir", os.path.join(ROOT, "plugins", "digits-mlp", "data"),
+                                "--max-epochs", "15", "--no-progress-bar", "--threads", str(THREADS), "--set", f"trainer.prefetch_batches={depth}"],
+                               cwd=d, capture_output=True, text=True, check=True).stdout
+            m = re.search(r"data wait\s+([0-9.]+) s \(([0-9.]+)% of training\)", r)
+            t = re.search(r"timer\s+train ([0-9.]+) s", r)
+            assert m and t, r
+            out[depth] = (float(m.group(1)), float(m.group(2)), float(t.group(1)))
+    return out
+
+
 def machine():
     cpu = "unknown CPU"
     try:
@@ -175,6 +218,8 @@ def main():
     rows = [(t, l, b) for (t, l, _), b in zip(configs, best)]
     base = {"lthost": rows[0][2], "Lightning 2.6": rows[5][2]}
     start = startup_times()
+    lt_fetch, pt_fetch = fetch_throughput()
+    wait = data_wait_share()
     lines = [
         "# lthost benchmarks",
         "",
@@ -208,7 +253,23 @@ def main():
         f"| cold | {start['cold']:.3f} |",
         f"| cached | {start['cached']:.3f} |",
         "",
-    ]
+        "## Fetch throughput",
+        "",
+        "60 000 × 784 float32 rows and int64 labels, batch 64, shuffled, three passes, 1 thread: "
+        "lthost gathers each batch with one `index_select` per column; PyTorch's DataLoader "
+        "indexes the TensorDataset row by row and collates.",
+        "",
+        "| fetcher | batches / s | lthost / PyTorch |",
+        "|---|---:|---:|",
+        f"| PyTorch DataLoader (num_workers=0) | {pt_fetch['batches_per_sec']:.0f} | |",
+        f"| lthost, inline | {lt_fetch['prefetch_0']['batches_per_sec']:.0f} | {lt_fetch['prefetch_0']['batches_per_sec'] / pt_fetch['batches_per_sec']:.1f}× |",
+        f"| lthost, 2 batches prefetched | {lt_fetch['prefetch_2']['batches_per_sec']:.0f} | {lt_fetch['prefetch_2']['batches_per_sec'] / pt_fetch['batches_per_sec']:.1f}× |",
+        "",
+        "## Waiting for data (digits, 15 epochs)",
+        "",
+        "| prefetch_batches | data wait (s) | share of training time | training time (s) |",
+        "|---:|---:|---:|---:|",
+    ] + [f"| {d} | {w[0]:.3f} | {w[1]:.1f}% | {w[2]:.3f} |" for d, w in sorted(wait.items())] + [""]
     text = "\n".join(lines)
     with open(os.path.join(ROOT, "bench", "results.md"), "w") as f:
         f.write(text)

@@ -80,6 +80,8 @@ pub struct FitReport {
     pub stage_times: Vec<(&'static str, f64)>,
     /// From process start to the first training step.
     pub first_step: Option<Duration>,
+    /// Time the training loop waited for its batches.
+    pub data_wait: Duration,
 }
 
 /// A run's set-up, shared by every entry point.
@@ -181,6 +183,7 @@ impl<'c> Trainer<'c> {
             stepping: false,
             eval_batches: 0,
             first_step: None,
+            data_wait: Duration::ZERO,
         })
     }
 
@@ -352,6 +355,7 @@ impl<'c> Trainer<'c> {
             resumed_from: resume_path,
             stage_times: st.timer.report(),
             first_step: st.first_step,
+            data_wait: st.data_wait,
         })
     }
 
@@ -432,6 +436,10 @@ impl FitReport {
         if !self.stage_times.is_empty() {
             let t: Vec<String> = self.stage_times.iter().map(|(s, t)| format!("{s} {t:.3} s")).collect();
             out.push_str(&format!("  timer         {}\n", t.join(", ")));
+        }
+        if let Some(&(_, train)) = self.stage_times.iter().find(|(s, _)| *s == "train") {
+            let w = self.data_wait.as_secs_f64();
+            out.push_str(&format!("  data wait     {w:.3} s ({:.1}% of training)\n", 100.0 * w / train.max(1e-9)));
         }
         if let Some(d) = &self.log_dir {
             out.push_str(&format!("  logs          {}\n", d.display()));

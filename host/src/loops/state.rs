@@ -74,6 +74,8 @@ pub struct LoopState<'a> {
     pub eval_batches: u64,
     /// The process's age when the first training step began (start-up time).
     pub first_step: Option<std::time::Duration>,
+    /// Time the training loop waited for batches.
+    pub data_wait: std::time::Duration,
 }
 
 impl LoopState<'_> {

@@ -111,7 +111,12 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: Option<&DataLoader>
         st.ctx.stage = Stage::Fit;
         st.ctx.training = true;
     }
-    for (i, batch) in pass.take(total - start).enumerate() {
+    let mut batches_iter = pass.take(total - start).enumerate();
+    loop {
+        // Time spent waiting for the next batch (gathering it, or for the prefetcher).
+        let waited = std::time::Instant::now();
+        let Some((i, batch)) = batches_iter.next() else { break };
+        st.data_wait += waited.elapsed();
         let idx = i + start;
         let i = Some(idx as u64);
         let last = idx + 1 == total;
