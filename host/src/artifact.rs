@@ -7,3 +7,9 @@ pub mod manifest;
 pub mod sections;
 pub mod signing;
 pub mod trust;
+
+/// SHA-256 of `bytes` in hex (a plugin's identity in checkpoints, the cache and `inspect`).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    format!("{:x}", sha2::Sha256::digest(bytes))
+}

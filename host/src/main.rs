@@ -327,7 +327,7 @@ fn run(cmd: Command, signal: Arc<AtomicUsize>) -> Result<Option<i32>> {
         }));
     }
     trainer.ckpt_path = args.ckpt_path.clone();
-    trainer.plugin_sha256 = sha256_file(&args.plugin)?;
+    trainer.plugin_sha256 = module.sha256().to_string();
     trainer.signal = Some(signal);
     if let Command::LrFind(a) = &cmd {
         let mut lf = cfg.lr_find.clone();
@@ -400,12 +400,6 @@ fn lr_find(trainer: &mut Trainer<'_>, module: &mut WasmPlugin, data: &mut WasmPl
     }
     println!("wrote {} and {}", png_path.display(), json_path.display());
     Ok(())
-}
-
-fn sha256_file(path: &Path) -> Result<String> {
-    use sha2::Digest as _;
-    let bytes = std::fs::read(path)?;
-    Ok(format!("{:x}", sha2::Sha256::digest(&bytes)))
 }
 
 /// `-v`/`RUST_LOG` → tracing to stderr.

@@ -211,24 +211,28 @@ impl<'c> Trainer<'c> {
         Ok(Some(Box::new(l)))
     }
 
+    /// A fit's dataloaders (train is required: `why` says what for) and the loop limits their
+    /// sizes resolve; train is unshuffled where the limits say so (overfit_batches).
+    pub(crate) fn fit_data(&self, data: &mut dyn DataModule, ctx: &mut RunContext, why: &str) -> Result<(DataLoader, Option<DataLoader>, LoopLimits)> {
+        let data_name = data.name().to_string();
+        let mut train = Self::loader(data, ctx, Split::Train, self.cfg.prefetch())?.ok_or_else(|| anyhow!("plugin `{data_name}` provides no train dataset: {why}"))?;
+        if train.is_empty() {
+            bail!("plugin `{data_name}`: the train dataset is empty");
+        }
+        let val = Self::loader(data, ctx, Split::Val, self.cfg.prefetch())?;
+        let limits = LoopLimits::for_fit(&self.cfg, train.num_batches(), val.as_ref().map(DataLoader::num_batches))?;
+        if !limits.shuffle_train {
+            train.set_shuffle(false);
+        }
+        Ok((train, val, limits))
+    }
+
     /// Lightning's `trainer.fit(model, datamodule)`.
     pub fn fit(&mut self, module: &mut dyn Module, data: &mut dyn DataModule, hparams: &Value) -> Result<FitReport> {
         let started = Instant::now();
         let mut p = self.prepare(module, data, hparams, Stage::Fit)?;
         let (seed, threads) = (p.seed, p.threads);
-        let data_name = data.name().to_string();
-        // The dataloaders are asked for where Lightning asks: val for the sanity check, then
-        // train. Sizes are needed up front to resolve the limits.
-        let train = Self::loader(data, &mut p.ctx, Split::Train, self.cfg.prefetch())?.ok_or_else(|| anyhow!("plugin `{data_name}` provides no train dataset: `fit` needs one"))?;
-        if train.is_empty() {
-            bail!("plugin `{data_name}`: the train dataset is empty");
-        }
-        let val = Self::loader(data, &mut p.ctx, Split::Val, self.cfg.prefetch())?;
-        let limits = LoopLimits::for_fit(&self.cfg, train.num_batches(), val.as_ref().map(DataLoader::num_batches))?;
-        let mut train = train;
-        if !limits.shuffle_train {
-            train.set_shuffle(false);
-        }
+        let (train, val, limits) = self.fit_data(data, &mut p.ctx, "`fit` needs one")?;
         let logger = self.logger(limits.logger, &p.hparams)?;
         let summary = self.cfg.enable_model_summary;
         let device = p.ctx.device;
@@ -238,19 +242,11 @@ impl<'c> Trainer<'c> {
         let mut st = self.state(module, Some(data), p, limits, logger)?;
         st.hook(Hook::Setup, None)?;
         st.hook(Hook::ConfigureModel, None)?;
-        st.ctx.current_hook = Some(Hook::ConfigureOptimizers);
-        let opt = st.module.configure_optimizers(&mut st.ctx);
-        st.ctx.current_hook = None;
-        let opt = opt?;
-        let name = st.module.name().to_string();
+        let (opt, name) = configure_optimizers(&mut st)?;
         if !opt.automatic && (st.cfg.accumulate_grad_batches > 1 || st.cfg.gradient_clip_val.is_some_and(|v| v > 0.0)) {
             bail!("plugin `{name}` uses manual optimization: accumulate_grad_batches and gradient_clip_val are automatic-optimization settings (Lightning refuses them too); accumulate or clip in the plugin");
         }
-        let set = OptimizerSet::new(&opt.optimizers, &opt.schedulers, opt.automatic, &st.ctx.params)
-            .map_err(|e| anyhow!("plugin `{name}`, hook `configure_optimizers`: {e}"))?;
-        if st.ctx.params.parameters().is_empty() {
-            bail!("plugin `{name}` registered no trainable parameters: nothing to optimize");
-        }
+        let set = optimizer_set(&st, &name, &opt.optimizers, &opt.schedulers, opt.automatic)?;
         let opt_names: Vec<String> = set.optimizers.iter().map(|o| format!("{} (lr={})", o.name(), o.lr(0))).collect();
         st.ctx.optim = Some(set);
         if st.cfg.enable_checkpointing && st.cfg.fast_dev_run.batches().is_none() {
@@ -406,6 +402,24 @@ impl<'c> Trainer<'c> {
         st.hook(Hook::Teardown, None)?;
         Ok(out)
     }
+}
+
+/// The module's `configure_optimizers` (logging allowed as in that hook), and its name.
+pub(crate) fn configure_optimizers(st: &mut LoopState<'_>) -> Result<(crate::module::Optimization, String)> {
+    st.ctx.current_hook = Some(Hook::ConfigureOptimizers);
+    let opt = st.module.configure_optimizers(&mut st.ctx);
+    st.ctx.current_hook = None;
+    Ok((opt?, st.module.name().to_string()))
+}
+
+/// The optimizers (and schedulers) over the module's parameters; a module without
+/// trainable parameters is refused.
+pub(crate) fn optimizer_set(st: &LoopState<'_>, name: &str, optimizers: &[crate::engine::optim::OptimizerConfig], schedulers: &[crate::loops::optimization::SchedulerSpec], automatic: bool) -> Result<OptimizerSet> {
+    let set = OptimizerSet::new(optimizers, schedulers, automatic, &st.ctx.params).map_err(|e| anyhow!("plugin `{name}`, hook `configure_optimizers`: {e}"))?;
+    if st.ctx.params.parameters().is_empty() {
+        bail!("plugin `{name}` registered no trainable parameters: nothing to optimize");
+    }
+    Ok(set)
 }
 
 /// `--ckpt-path` for validate/test/predict: the model's weights only.

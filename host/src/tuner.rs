@@ -14,10 +14,9 @@ use crate::config::Limit;
 use crate::context::Stage;
 use crate::hooks::Hook;
 use crate::loops::fit;
-use crate::loops::limits::LoopLimits;
-use crate::loops::optimization::{Interval, OptimizerSet, SchedulerSpec};
-use crate::module::{DataModule, Module, Split};
-use crate::trainer::Trainer;
+use crate::loops::optimization::{Interval, SchedulerSpec};
+use crate::module::{DataModule, Module};
+use crate::trainer::{configure_optimizers, optimizer_set, Trainer};
 
 #[derive(Debug)]
 pub struct LrFindReport {
@@ -49,27 +48,14 @@ impl Trainer<'_> {
 
     fn range_test(&mut self, module: &mut dyn Module, data: &mut dyn DataModule, hparams: &Value, cfg: &LrFindConfig) -> Result<LrFindReport> {
         let mut p = self.prepare(module, data, hparams, Stage::Fit)?;
-        let data_name = data.name().to_string();
-        let mut train = Self::loader(data, &mut p.ctx, Split::Train, self.cfg.prefetch())?.ok_or_else(|| anyhow!("plugin `{data_name}` provides no train dataset: lr_find trains, so it needs one"))?;
-        if train.is_empty() {
-            bail!("plugin `{data_name}`: the train dataset is empty");
-        }
-        let val = Self::loader(data, &mut p.ctx, Split::Val, self.cfg.prefetch())?;
-        let limits = LoopLimits::for_fit(&self.cfg, train.num_batches(), val.as_ref().map(|v| v.num_batches()))?;
-        if !limits.shuffle_train {
-            train.set_shuffle(false);
-        }
+        let (train, val, limits) = self.fit_data(data, &mut p.ctx, "lr_find trains, so it needs one")?;
         let finder = LrFinderCallback::new(cfg, self.cfg.accumulate_grad_batches);
         let results = finder.results.clone();
         self.callbacks = vec![Box::new(finder)];
         let mut st = self.state(module, Some(data), p, limits, None)?;
         st.hook(Hook::Setup, None)?;
         st.hook(Hook::ConfigureModel, None)?;
-        st.ctx.current_hook = Some(Hook::ConfigureOptimizers);
-        let opt = st.module.configure_optimizers(&mut st.ctx);
-        st.ctx.current_hook = None;
-        let opt = opt?;
-        let name = st.module.name().to_string();
+        let (opt, name) = configure_optimizers(&mut st)?;
         if opt.optimizers.len() != 1 {
             bail!("plugin `{name}`: `configure_optimizers` returned {} optimizers, but the learning rate finder only works with a single optimizer (as in Lightning)", opt.optimizers.len());
         }
@@ -77,11 +63,7 @@ impl Trainer<'_> {
             bail!("plugin `{name}` uses manual optimization: the learning rate finder steps the optimizer itself, so it needs automatic optimization");
         }
         let spec = SchedulerSpec { kind: cfg.schedule(), optimizer: 0, interval: Interval::Step, frequency: 1, monitor: None, strict: true };
-        let set = OptimizerSet::new(&opt.optimizers, &[spec], true, &st.ctx.params).map_err(|e| anyhow!("plugin `{name}`, hook `configure_optimizers`: {e}"))?;
-        if st.ctx.params.parameters().is_empty() {
-            bail!("plugin `{name}` registered no trainable parameters: nothing to optimize");
-        }
-        st.ctx.optim = Some(set);
+        st.ctx.optim = Some(optimizer_set(&st, &name, &opt.optimizers, &[spec], true)?);
         fit::run(&mut st, &train, val.as_ref())?;
         st.hook(Hook::Teardown, None)?;
         let steps = st.ctx.global_step;

@@ -38,7 +38,7 @@ pub fn imports_exports(bytes: &[u8]) -> Result<(Vec<String>, Vec<String>)> {
 /// The report `lthost inspect` prints.
 pub fn report(name: &str, bytes: &[u8], detached: Option<&[u8]>, trust: &TrustPolicy) -> Result<String> {
     let mut out = String::new();
-    let _ = writeln!(out, "plugin        {name} ({} bytes, sha256 {})", bytes.len(), sha(bytes));
+    let _ = writeln!(out, "plugin        {name} ({} bytes, sha256 {})", bytes.len(), super::sha256_hex(bytes));
     match manifest::read(bytes) {
         Ok(Some(m)) => {
             let _ = writeln!(out, "manifest");
@@ -94,9 +94,4 @@ pub fn report(name: &str, bytes: &[u8], detached: Option<&[u8]>, trust: &TrustPo
     };
     let _ = writeln!(out, "trust         {verdict} ({} trusted keys loaded)", trust.keys.len());
     Ok(out)
-}
-
-fn sha(b: &[u8]) -> String {
-    use sha2::Digest as _;
-    format!("{:x}", sha2::Sha256::digest(b))
 }

@@ -76,6 +76,7 @@ struct Inner {
 pub struct WasmPlugin {
     inner: Rc<RefCell<Inner>>,
     name: String,
+    sha256: String,
 }
 
 /// A component checked, compiled and ready to instantiate in its sandboxed store.
@@ -86,6 +87,8 @@ pub(crate) struct Sandboxed {
     pub deadline_ticks: u64,
     /// The data directory actually granted.
     pub data_dir: Option<PathBuf>,
+    /// SHA-256 of the component's bytes.
+    pub sha256: String,
 }
 
 /// Reads and compiles a component, and builds its store: WASI with only the standard
@@ -106,7 +109,8 @@ pub(crate) fn sandbox(runtime: &Arc<Runtime>, path: &Path, opts: &PluginOptions,
     tracing::info!(plugin = %name, path = %path.display(), bytes = bytes.len(), ?verdict, "plugin admitted");
     let started = std::time::Instant::now();
     let manifest = crate::artifact::manifest::read(&bytes).map_err(|e| anyhow!("plugin `{name}`: {e}"))?;
-    let component = runtime.component(&bytes).map_err(|e| anyhow!("plugin `{name}` ({}): not a valid component: {e}", path.display()))?;
+    let sha256 = crate::artifact::sha256_hex(&bytes);
+    let component = runtime.component(&bytes, &sha256).map_err(|e| anyhow!("plugin `{name}` ({}): not a valid component: {e}", path.display()))?;
     tracing::info!(plugin = %name, ms = started.elapsed().as_secs_f64() * 1e3, "component ready");
     // No environment, arguments, stdin or network; stdout/stderr forwarded with the
     // plugin's name; file writes on the calling thread (no thread-pool hand-off per write).
@@ -168,7 +172,7 @@ pub(crate) fn sandbox(runtime: &Arc<Runtime>, path: &Path, opts: &PluginOptions,
     let pre = runtime.linker.instantiate_pre(&component).map_err(|e| {
         anyhow!("plugin `{name}`: imports something lthost does not provide (this host speaks lt:plugin@0.1.0): {e}")
     })?;
-    Ok(Sandboxed { name, store, pre, deadline_ticks, data_dir })
+    Ok(Sandboxed { name, store, pre, deadline_ticks, data_dir, sha256 })
 }
 
 /// Reads, compiles and instantiates a plugin component.
@@ -178,7 +182,7 @@ pub fn load(runtime: &Arc<Runtime>, path: &Path, opts: &PluginOptions) -> Result
         let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("plugin");
         dirs.push((root.join(stem), "/output", FsPerms::ReadWrite));
     }
-    let Sandboxed { name, mut store, pre, deadline_ticks, data_dir } = sandbox(runtime, path, opts, &dirs)?;
+    let Sandboxed { name, mut store, pre, deadline_ticks, data_dir, sha256 } = sandbox(runtime, path, opts, &dirs)?;
     let module_idx = lightning_module::GuestIndices::new(&pre).ok();
     let data_idx = data_module::GuestIndices::new(&pre).ok();
     if module_idx.is_none() && data_idx.is_none() {
@@ -196,10 +200,15 @@ pub fn load(runtime: &Arc<Runtime>, path: &Path, opts: &PluginOptions) -> Result
         None => None,
     };
     let inner = Inner { name: name.clone(), store, module, data, deadline_ticks, poisoned: false, data_dir };
-    Ok(WasmPlugin { inner: Rc::new(RefCell::new(inner)), name })
+    Ok(WasmPlugin { inner: Rc::new(RefCell::new(inner)), name, sha256 })
 }
 
 impl WasmPlugin {
+    /// SHA-256 of the component's bytes (recorded in checkpoints).
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
     pub fn has_module(&self) -> bool {
         self.inner.borrow().module.is_some()
     }

@@ -16,7 +16,6 @@ use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-use sha2::Digest as _;
 use wasmtime::component::Component;
 use wasmtime::Engine;
 
@@ -54,12 +53,11 @@ impl ComponentCache {
     }
 
     /// The entry's file: content hash + engine compatibility.
-    fn entry(&self, engine: &Engine, bytes: &[u8]) -> PathBuf {
+    fn entry(&self, engine: &Engine, sha256: &str) -> PathBuf {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut h);
         env!("CARGO_PKG_VERSION").hash(&mut h);
-        let content = sha2::Sha256::digest(bytes);
-        self.dir.join(format!("{:x}-{:016x}.cwasm", content, h.finish()))
+        self.dir.join(format!("{sha256}-{:016x}.cwasm", h.finish()))
     }
 
     /// A private directory: created 0700; an existing one must be ours and not writable by others.
@@ -73,12 +71,12 @@ impl ComponentCache {
         std::fs::metadata(&self.dir).is_ok_and(|m| m.uid() == uid && m.mode() & 0o022 == 0)
     }
 
-    /// The component from the cache, else compiled (and stored).
-    pub fn load_or_compile(&self, engine: &Engine, bytes: &[u8]) -> Result<(Component, Outcome)> {
+    /// The component from the cache, else compiled (and stored); `sha256` is the bytes' digest.
+    pub fn load_or_compile(&self, engine: &Engine, bytes: &[u8], sha256: &str) -> Result<(Component, Outcome)> {
         if !self.usable_dir() {
             return Ok((Component::new(engine, bytes).map_err(|e| anyhow::anyhow!("{e}"))?, Outcome::Compiled));
         }
-        let path = self.entry(engine, bytes);
+        let path = self.entry(engine, sha256);
         // SAFETY: getuid has no preconditions.
         let uid = unsafe { libc::getuid() };
         let ours = std::fs::metadata(&path).is_ok_and(|m| m.is_file() && m.uid() == uid && m.mode() & 0o022 == 0);
@@ -154,14 +152,15 @@ mod tests {
         config.wasm_component_model(true);
         let engine = Engine::new(&config).unwrap();
         let bytes = b"\0asm\x0d\0\x01\0";
-        assert_eq!(cache.load_or_compile(&engine, bytes).unwrap().1, Outcome::Compiled);
-        assert_eq!(cache.load_or_compile(&engine, bytes).unwrap().1, Outcome::Hit);
+        let sha = crate::artifact::sha256_hex(bytes);
+        assert_eq!(cache.load_or_compile(&engine, bytes, &sha).unwrap().1, Outcome::Compiled);
+        assert_eq!(cache.load_or_compile(&engine, bytes, &sha).unwrap().1, Outcome::Hit);
         // A corrupt (or foreign) entry is not trusted: recompiled and replaced.
-        let entry = cache.entry(&engine, bytes);
+        let entry = cache.entry(&engine, &sha);
         std::fs::write(&entry, b"not a serialized component").unwrap();
         std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(0o600)).unwrap();
-        assert_eq!(cache.load_or_compile(&engine, bytes).unwrap().1, Outcome::Compiled);
-        assert_eq!(cache.load_or_compile(&engine, bytes).unwrap().1, Outcome::Hit);
+        assert_eq!(cache.load_or_compile(&engine, bytes, &sha).unwrap().1, Outcome::Compiled);
+        assert_eq!(cache.load_or_compile(&engine, bytes, &sha).unwrap().1, Outcome::Hit);
         // The size bound evicts.
         let tiny = ComponentCache { max_bytes: 1, ..cache.clone() };
         tiny.prune();

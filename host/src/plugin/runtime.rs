@@ -43,10 +43,11 @@ impl Runtime {
         Ok(Arc::new(Runtime { engine, linker, cache, hits: AtomicUsize::new(0), compiled: AtomicUsize::new(0) }))
     }
 
-    /// A component from the cache, or compiled (call only for admitted plugins).
-    pub fn component(&self, bytes: &[u8]) -> anyhow::Result<Component> {
+    /// A component from the cache, or compiled (call only for admitted plugins); `sha256`
+    /// is the bytes' digest.
+    pub fn component(&self, bytes: &[u8], sha256: &str) -> anyhow::Result<Component> {
         let (c, outcome) = match &self.cache {
-            Some(cache) => cache.load_or_compile(&self.engine, bytes)?,
+            Some(cache) => cache.load_or_compile(&self.engine, bytes, sha256)?,
             None => (Component::new(&self.engine, bytes).map_err(|e| anyhow::anyhow!("{e}"))?, super::cache::Outcome::Compiled),
         };
         tracing::debug!(?outcome, cache = ?self.cache.as_ref().map(|c| &c.dir), "component");
