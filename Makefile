@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 export PATH := $(VENV)/bin:$(PATH)
 export LIBTORCH_USE_PYTORCH := 1
 CARGO ?= cargo
-PLUGINS := digits-mlp parity-rnn parity-mlp faulty hook-recorder gan jsonl-logger loss-guard-callback grad-norm-callback mnist-cnn adversary
+PLUGINS := digits-mlp parity-rnn parity-mlp faulty hook-recorder gan jsonl-logger loss-guard-callback grad-norm-callback mnist-cnn stream-regression adversary
 PLUGIN_DIR := target/plugins
 LTHOST := target/release/lthost
 # A development signing key, made on first use; plugins built here are signed with it and
@@ -67,6 +67,8 @@ reference: setup
 	$(PY) tests/reference/callbacks_reference.py tests/reference/callbacks.json
 	$(PY) tests/reference/data_reference.py tests/reference/data.json
 	$(PY) tests/reference/digits_reference.py tests/reference/digits.json
+	$(PY) tests/reference/stream_reference.py tests/reference/streams.json
+	$(PY) tests/reference/transforms_reference.py tests/reference/transforms.json
 
 # Performance side by side (see bench/bench.py); writes bench/results.md.
 bench: host plugins

@@ -5,6 +5,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/from_blob.h>
 #include <ATen/ops/randperm.h>
 #include <c10/core/InferenceMode.h>
 #include <cstring>
@@ -82,6 +83,41 @@ int64_t lthost_randperm_seeded(int64_t n, int64_t seed, int64_t* out) {
     auto gen = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(seed));
     auto perm = at::randperm(n, gen, at::TensorOptions().dtype(at::kLong));
     std::memcpy(out, perm.data_ptr<int64_t>(), n * sizeof(int64_t));
+    return 0;
+  } catch (...) {
+    return -1;
+  }
+}
+
+
+// A CPU generator of its own (a DataLoader worker's: torch seeds each worker process's
+// default generator with base_seed + worker_id; lthost's workers are threads, so each
+// gets one of these instead of sharing the run's).
+void* lthost_generator_new(uint64_t seed) {
+  try {
+    return new at::Generator(at::make_generator<at::CPUGeneratorImpl>(seed));
+  } catch (...) {
+    return nullptr;
+  }
+}
+
+void lthost_generator_free(void* gen) { delete static_cast<at::Generator*>(gen); }
+
+// Fills `n` contiguous elements at `data` from `gen` as torch.rand / randn / randint /
+// randperm do on a fresh tensor: kind 0 uniform_(0, 1) and 1 normal_(0, 1) on float32,
+// 2 random_(low, high) and 3 randperm(n) on int64. 0 on success, -1 on failure.
+int64_t lthost_generator_fill(void* gen, int64_t kind, void* data, int64_t n, int64_t low, int64_t high) {
+  try {
+    auto& g = *static_cast<at::Generator*>(gen);
+    auto dtype = kind < 2 ? at::kFloat : at::kLong;
+    auto t = at::from_blob(data, {n}, at::TensorOptions().dtype(dtype));
+    switch (kind) {
+      case 0: t.uniform_(0, 1, g); break;
+      case 1: t.normal_(0, 1, g); break;
+      case 2: t.random_(low, high, g); break;
+      case 3: t.copy_(at::randperm(n, g, at::TensorOptions().dtype(at::kLong))); break;
+      default: return -1;
+    }
     return 0;
   } catch (...) {
     return -1;

@@ -13,4 +13,6 @@ pub mod optimization;
 pub mod prediction;
 pub mod progress;
 pub mod state;
+pub mod stream;
 pub mod training_epoch;
+pub mod workers;

@@ -86,11 +86,47 @@ pub struct DatasetSpec {
     pub sampler: Option<crate::loops::sampler::Sampler>,
 }
 
+/// A source the DataModule produces batch by batch (an IterableDataset yielding batches):
+/// `num_batches` per pass, made by `main` (num_workers 0) or by `num_workers` instances
+/// that `workers` makes on their own threads.
+pub struct StreamSpec {
+    pub num_batches: u64,
+    pub num_workers: u32,
+    pub main: Box<dyn BatchSource>,
+    pub workers: Option<std::sync::Arc<dyn WorkerFactory>>,
+}
+
+/// torch.utils.data.get_worker_info() for one pass.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WorkerInfo {
+    pub id: u32,
+    pub num_workers: u32,
+    /// The pass's base seed + id: a worker's random ops draw from a generator seeded so.
+    pub seed: u64,
+    pub epoch: u64,
+}
+
+/// Batches made by one DataModule instance, pass by pass.
+pub trait BatchSource {
+    fn start_pass(&mut self, worker: WorkerInfo) -> Result<()>;
+    /// None: this instance's share of the pass has ended.
+    fn next_batch(&mut self) -> Result<Option<Vec<Tensor>>>;
+}
+
+/// Makes the DataModule instance of DataLoader worker `id`, on that worker's thread.
+pub trait WorkerFactory: Send + Sync {
+    fn spawn(&self, id: u32) -> Result<Box<dyn BatchSource>>;
+}
+
 /// Lightning's LightningDataModule.
 pub trait DataModule {
     fn name(&self) -> &str;
     fn setup(&mut self, ctx: &mut RunContext, stage: Stage, hparams: &Value) -> Result<()>;
     fn dataset(&mut self, ctx: &mut RunContext, split: Split) -> Result<Option<DatasetSpec>>;
+    /// The split's streaming source, asked for when `dataset` gives none.
+    fn stream(&mut self, _ctx: &mut RunContext, _split: Split) -> Result<Option<StreamSpec>> {
+        Ok(None)
+    }
     /// Lightning's `state_dict`: bytes kept in checkpoints.
     fn save_state(&mut self, _ctx: &mut RunContext) -> Result<Option<Vec<u8>>> {
         Ok(None)

@@ -15,7 +15,10 @@ pub mod failure;
 pub mod host;
 pub mod logger_plugin;
 pub mod runtime;
+pub mod sandbox;
 pub mod state;
 pub mod stdio;
+pub mod stream_source;
 
-pub use adapter::{load, PluginOptions, WasmPlugin};
+pub use adapter::{load, WasmPlugin};
+pub use sandbox::PluginOptions;

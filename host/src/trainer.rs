@@ -133,12 +133,14 @@ impl<'c> Trainer<'c> {
 
     pub(crate) fn loader(data: &mut dyn DataModule, ctx: &mut RunContext, split: Split, prefetch: usize) -> Result<Option<DataLoader>> {
         let name = data.name().to_string();
-        match data.dataset(ctx, split)? {
-            Some(spec) => {
-                let mut dl = DataLoader::new(spec, split, &format!("plugin `{name}`"))?;
-                dl.set_prefetch(prefetch);
-                Ok(Some(dl))
-            }
+        let source = format!("plugin `{name}`");
+        if let Some(spec) = data.dataset(ctx, split)? {
+            let mut dl = DataLoader::new(spec, split, &source)?;
+            dl.set_prefetch(prefetch);
+            return Ok(Some(dl));
+        }
+        match data.stream(ctx, split)? {
+            Some(spec) => Ok(Some(DataLoader::streaming(spec, split, &source)?)),
             None => Ok(None),
         }
     }

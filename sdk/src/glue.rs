@@ -4,7 +4,7 @@
 use std::cell::RefCell;
 use std::thread::LocalKey;
 
-use crate::bindings::exports::lt::plugin::data_module::{Dataset, Split};
+use crate::bindings::exports::lt::plugin::data_module::{Dataset, Split, StreamSource, WorkerInfo};
 use crate::bindings::exports::lt::plugin::lightning_module::{Hook, Optimization as WitOptimization};
 use crate::bindings::lt::plugin::types::Stage;
 use crate::{Batch, DataModule, Hparams, LightningModule, Tensor};
@@ -105,6 +105,25 @@ pub fn dataset<E: Exports>(split: Split) -> Option<Dataset> {
     })
 }
 
+fn with_data<E: Exports, R>(f: impl FnOnce(&mut E::Data) -> R) -> Result<R, String> {
+    E::data_slot().with(|slot| match slot.borrow_mut().as_mut() {
+        Some(d) => Ok(f(d)),
+        None => Err("lthost asked for a stream before `setup`".into()),
+    })
+}
+
+pub fn stream<E: Exports>(split: Split) -> Option<StreamSource> {
+    with_data::<E, _>(|d| d.stream(split)).ok().flatten()
+}
+
+pub fn start_pass<E: Exports>(split: Split, worker: WorkerInfo) -> Result<(), String> {
+    with_data::<E, _>(|d| d.start_pass(split, worker))?
+}
+
+pub fn next_batch<E: Exports>(split: Split) -> Result<Option<Batch>, String> {
+    with_data::<E, _>(|d| d.next_batch(split))?
+}
+
 /// Implements the generated export traits for the macro's type.
 #[doc(hidden)]
 #[macro_export]
@@ -152,8 +171,17 @@ macro_rules! __glue_impls {
             fn load_state(state: Vec<u8>) -> Result<(), String> {
                 $crate::glue::data_load_state::<$ty>(state)
             }
-            fn dataloader(split: $crate::bindings::exports::lt::plugin::data_module::Split) -> Option<$crate::Dataset> {
+            fn dataloader(split: $crate::Split) -> Option<$crate::Dataset> {
                 $crate::glue::dataset::<$ty>(split)
+            }
+            fn streaming(split: $crate::Split) -> Option<$crate::StreamSource> {
+                $crate::glue::stream::<$ty>(split)
+            }
+            fn start_pass(split: $crate::Split, worker: $crate::WorkerInfo) -> Result<(), String> {
+                $crate::glue::start_pass::<$ty>(split, worker)
+            }
+            fn next_batch(split: $crate::Split) -> Result<Option<$crate::Batch>, String> {
+                $crate::glue::next_batch::<$ty>(split)
             }
         }
     };

@@ -28,13 +28,15 @@ pub mod bindings;
 #[doc(hidden)]
 pub mod glue;
 pub mod callback;
+pub mod data;
 pub mod hparams;
 pub mod logger;
 pub mod log;
 mod ops;
 pub mod optim;
+pub mod transforms;
 
-pub use bindings::exports::lt::plugin::data_module::{Dataset, DistributedSampler, Sampler, WeightedSampler};
+pub use bindings::exports::lt::plugin::data_module::{Dataset, DistributedSampler, Sampler, Split, StreamSource, WeightedSampler, WorkerInfo};
 pub use bindings::exports::lt::plugin::lightning_module::Hook;
 pub use bindings::lt::plugin::nn;
 pub use bindings::lt::plugin::tensor::{CsvColumn, Tensor, UnaryOp, BinaryOp, CompareOp, ReduceOp};
@@ -127,6 +129,20 @@ pub trait DataModule: Sized + 'static {
     fn predict_dataset(&mut self) -> Option<Dataset> {
         None
     }
+    /// A streaming source for `split` (asked when its dataset is None): batches this
+    /// DataModule makes itself, `num_workers` instances of it at once.
+    fn stream(&mut self, _split: Split) -> Option<StreamSource> {
+        None
+    }
+    /// A pass of `split`'s stream begins in this instance (one of `worker.num_workers`):
+    /// start over, and make this worker's share of the pass.
+    fn start_pass(&mut self, split: Split, _worker: WorkerInfo) -> Result<(), String> {
+        Err(format!("this DataModule has no {split:?} stream"))
+    }
+    /// The next batch of this instance's share of the pass; None when it has ended.
+    fn next_batch(&mut self, _split: Split) -> Result<Option<Batch>, String> {
+        Ok(None)
+    }
     /// Lightning's `state_dict`: bytes kept in checkpoints.
     fn state_dict(&self) -> Option<Vec<u8>> {
         None
@@ -157,7 +173,8 @@ pub mod prelude {
     pub use crate::ops::scalar;
     pub use crate::trainer;
     pub use crate::optim::manual;
-    pub use crate::{dataset, export_plugin, json, Batch, DataModule, Dataset, Dtype, Hook, Hparams, Interval, LightningModule, NoData, Optimization, Optimizer, Scheduler, Stage, Tensor, F};
+    pub use crate::data::{random_split, subset, Lengths};
+    pub use crate::{dataset, export_plugin, json, Batch, DataModule, Dataset, Split, StreamSource, WorkerInfo, Dtype, Hook, Hparams, Interval, LightningModule, NoData, Optimization, Optimizer, Scheduler, Stage, Tensor, F};
 }
 
 /// Exports a LightningModule (and optionally a DataModule) as the plugin's component

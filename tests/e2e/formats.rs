@@ -105,3 +105,26 @@ fn malformed_files_name_the_file_and_the_byte() {
         run.assert_fails_with(&all);
     }
 }
+
+/// mnist-cnn with `augment`: each batch randomly cropped and flipped by lthost_sdk's
+/// transforms gives the losses of the same augmentation written in torch
+/// (tests/reference/transforms_reference.py), step for step.
+#[test]
+fn augmented_batches_train_as_in_torch() {
+    let path = repo_root().join("tests/reference/transforms.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("{} is missing: run `make reference`", path.display()));
+    let r: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    let data = r["dir"].as_str().expect("dir");
+    let wasm = plugin("mnist-cnn");
+    for (seed, want) in r["seeds"].as_object().expect("seeds") {
+        let d = tempfile::tempdir().expect("tempdir");
+        let run = lthost(d.path(), &["fit", wasm.to_str().expect("utf-8"), "--data-dir", data, "--seed", seed, "--max-epochs", "2", "--no-progress-bar", "--set", "trainer.log_every_n_steps=1", "--set", "trainer.limit_val_batches=0", "--hparams", "{\"augment\": true, \"val_size\": 32, \"batch_size\": 32, \"lr\": 0.003}"]);
+        assert!(run.ok(), "{}", run.stderr);
+        let got = crate::common::column(&crate::common::read_metrics(&d.path().join("lightning_logs/version_0")), "train_loss");
+        let want: Vec<f64> = serde_json::from_value(want.clone()).expect("losses");
+        assert_eq!(got.len(), want.len(), "{got:?}");
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!((g - w).abs() < 1e-5, "seed {seed}, step {i}: lthost {g} vs torch {w}");
+        }
+    }
+}

@@ -13,6 +13,7 @@ mod loops;
 mod parity;
 mod schedulers;
 mod signatures;
+mod streams;
 mod builtin_callbacks;
 mod cache;
 mod loggers_and_callbacks;

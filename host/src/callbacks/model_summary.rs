@@ -94,12 +94,12 @@ mod tests {
     fn rows_name_layer_types() {
         let mut ps = ParamStore::default();
         let z = |n: i64| Tensor::zeros([n], (Kind::Float, Device::Cpu));
-        ps.add_parameter("fc.weight", z(6)).unwrap();
+        let _ = ps.add_parameter("fc.weight", z(6)).unwrap();
         ps.add_module("fc", "Linear");
-        ps.add_parameter("enc.0.weight", z(4)).unwrap();
+        let _ = ps.add_parameter("enc.0.weight", z(4)).unwrap();
         ps.add_module("enc.0", "Linear");
         ps.add_module("enc.1", "LayerNorm");
-        ps.add_parameter("scale", z(1)).unwrap();
+        let _ = ps.add_parameter("scale", z(1)).unwrap();
         let r = rows(&ps);
         assert_eq!(r, vec![("fc".into(), "Linear".into(), 6), ("enc".into(), "Module".into(), 4), ("scale".into(), "Parameter".into(), 1)]);
         let table = render(&ps);

@@ -9,6 +9,9 @@ extern "C" {
     fn lthost_set_rng_state(cuda_index: i64, data: *const u8, len: i64) -> i64;
     fn lthost_draw_seed(out: *mut i64) -> i64;
     fn lthost_randperm_seeded(n: i64, seed: i64, out: *mut i64) -> i64;
+    fn lthost_generator_new(seed: u64) -> *mut std::ffi::c_void;
+    fn lthost_generator_free(gen: *mut std::ffi::c_void);
+    fn lthost_generator_fill(gen: *mut std::ffi::c_void, kind: i64, data: *mut std::ffi::c_void, n: i64, low: i64, high: i64) -> i64;
 }
 
 /// `torch.empty((), dtype=torch.int64).random_().item()` on the default CPU generator.
@@ -112,6 +115,74 @@ impl Drop for InferenceMode {
     }
 }
 
+/// A CPU generator of its own, seeded like `torch.Generator().manual_seed(seed)`: a
+/// DataLoader worker's (torch seeds each worker process with `base_seed + worker_id`).
+pub struct Generator {
+    ptr: *mut std::ffi::c_void,
+}
+
+// SAFETY: an at::Generator may move between threads; it has its own mutex, and lthost uses
+// each one from one thread at a time (`&mut self`).
+unsafe impl Send for Generator {}
+
+/// What a [`Generator`] draws, as the torch function of the same name on a fresh tensor.
+#[derive(Debug, Clone, Copy)]
+pub enum Draw {
+    /// float32 in [0, 1).
+    Rand,
+    /// float32, standard normal.
+    Randn,
+    /// int64 in [low, high).
+    Randint(i64, i64),
+    /// int64, a permutation of 0..numel.
+    Randperm,
+}
+
+impl Generator {
+    pub fn seeded(seed: u64) -> Result<Generator, String> {
+        // SAFETY: returns a heap-allocated at::Generator (null on failure), freed in Drop.
+        let ptr = unsafe { lthost_generator_new(seed) };
+        if ptr.is_null() {
+            return Err(format!("creating a CPU generator seeded {seed} failed"));
+        }
+        Ok(Generator { ptr })
+    }
+
+    /// A new CPU tensor of `shape` drawn from this generator.
+    pub fn draw(&mut self, what: Draw, shape: &[i64]) -> Result<tch::Tensor, String> {
+        let (kind, code, low, high) = match what {
+            Draw::Rand => (tch::Kind::Float, 0, 0, 0),
+            Draw::Randn => (tch::Kind::Float, 1, 0, 0),
+            Draw::Randint(l, h) => (tch::Kind::Int64, 2, l, h),
+            Draw::Randperm => (tch::Kind::Int64, 3, 0, 0),
+        };
+        if let Draw::Randint(l, h) = what {
+            if l >= h {
+                return Err(format!("randint: low {l} must be below high {h}"));
+            }
+        }
+        let t = tch::Tensor::f_empty(shape, (kind, tch::Device::Cpu)).map_err(|e| e.to_string())?;
+        let n = t.numel() as i64;
+        if n == 0 {
+            return Ok(t);
+        }
+        // SAFETY: `t` is a fresh contiguous CPU tensor of `n` elements of the dtype libtorch
+        // fills for `code`; it outlives the call.
+        let r = unsafe { lthost_generator_fill(self.ptr, code, t.data_ptr(), n, low, high) };
+        if r != 0 {
+            return Err(format!("drawing {what:?} of shape {shape:?} failed"));
+        }
+        Ok(t)
+    }
+}
+
+impl Drop for Generator {
+    fn drop(&mut self) {
+        // SAFETY: `ptr` came from `lthost_generator_new` and is freed once.
+        unsafe { lthost_generator_free(self.ptr) }
+    }
+}
+
 /// What evaluation runs under: inference mode (Lightning's default `inference_mode=True`)
 /// or plain `no_grad`.
 pub enum EvalGuard {
@@ -146,6 +217,14 @@ mod tests {
         if !tch::Cuda::is_available() {
             assert!(cuda_rng_state(0).is_err(), "no CUDA device: a clear error, no crash");
         }
+        // A worker's generator draws what torch draws after manual_seed(seed).
+        let mut g = Generator::seeded(7).unwrap();
+        tch::manual_seed(7);
+        assert!(g.draw(Draw::Rand, &[3, 5]).unwrap().equal(&tch::Tensor::rand([3, 5], (tch::Kind::Float, tch::Device::Cpu))));
+        assert!(g.draw(Draw::Randn, &[40]).unwrap().equal(&tch::Tensor::randn([40], (tch::Kind::Float, tch::Device::Cpu))));
+        assert!(g.draw(Draw::Randint(-3, 9), &[17]).unwrap().equal(&tch::Tensor::randint_low(-3, 9, [17], (tch::Kind::Int64, tch::Device::Cpu))));
+        assert!(g.draw(Draw::Randperm, &[20]).unwrap().equal(&tch::Tensor::randperm(20, (tch::Kind::Int64, tch::Device::Cpu))));
+        assert!(g.draw(Draw::Randint(2, 2), &[1]).is_err());
         set_deterministic(true);
         assert!(deterministic());
         set_deterministic(false);

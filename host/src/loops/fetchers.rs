@@ -1,15 +1,18 @@
 //! Data fetchers: a [`DataLoader`] batches a [`DatasetSpec`]'s columns along dim 0 in its
-//! sampler's order (gathering rows with `index_select`, no per-sample copies), and moves
-//! each batch to the run's device.
+//! sampler's order (gathering rows with `index_select`, no per-sample copies), or takes a
+//! streaming source's batches ([`super::stream`]), and moves each batch to the run's device.
 
 use anyhow::{bail, Result};
 use tch::{Device, Tensor};
 
 use crate::loops::sampler::Sampler;
-use crate::module::{DatasetSpec, Split};
+use crate::loops::stream::{StreamLoader, StreamPass};
+use crate::module::{DatasetSpec, Split, StreamSpec};
 
 pub struct DataLoader {
     pub split: Split,
+    /// A streaming source's loader; None: the rows below.
+    stream: Option<StreamLoader>,
     columns: Vec<Tensor>,
     /// Rows in the dataset.
     len: i64,
@@ -43,7 +46,19 @@ impl DataLoader {
         let len = len.unwrap_or(0);
         let sampler = spec.sampler.unwrap_or(if spec.shuffle { Sampler::Random } else { Sampler::Sequential });
         sampler.validate(len).map_err(|e| anyhow::anyhow!("{source}: the {name} dataset: {e}"))?;
-        Ok(DataLoader { split, columns: spec.columns, len, batch_size: spec.batch_size as i64, sampler, drop_last: spec.drop_last, prefetch: 0 })
+        Ok(DataLoader { split, stream: None, columns: spec.columns, len, batch_size: spec.batch_size as i64, sampler, drop_last: spec.drop_last, prefetch: 0 })
+    }
+
+    /// A loader over a streaming source.
+    pub fn streaming(spec: StreamSpec, split: Split, source: &str) -> Result<Self> {
+        let stream = StreamLoader::new(spec, split, source)?;
+        let len = stream.num_batches() as i64;
+        Ok(DataLoader { split, stream: Some(stream), columns: Vec::new(), len, batch_size: 1, sampler: Sampler::Sequential, drop_last: false, prefetch: 0 })
+    }
+
+    /// DataLoader workers making the batches (streams only).
+    pub fn num_workers(&self) -> u32 {
+        self.stream.as_ref().map(StreamLoader::num_workers).unwrap_or(0)
     }
 
     /// Turns shuffling off (overfit_batches: Lightning swaps in a SequentialSampler).
@@ -53,6 +68,7 @@ impl DataLoader {
         }
     }
 
+    /// Rows in the dataset (a stream: batches per pass).
     pub fn len(&self) -> i64 {
         self.len
     }
@@ -67,6 +83,9 @@ impl DataLoader {
     }
 
     pub fn num_batches(&self) -> usize {
+        if let Some(st) = &self.stream {
+            return st.num_batches();
+        }
         let s = self.samples();
         let n = if self.drop_last { s / self.batch_size } else { (s + self.batch_size - 1) / self.batch_size };
         n as usize
@@ -79,8 +98,12 @@ impl DataLoader {
 
     /// A pass of epoch `epoch` starting at batch `start`: in `order` if given (a resumed
     /// epoch: nothing is drawn, the generator was restored past this epoch's draws), else
-    /// in a new order from the sampler.
+    /// in a new order from the sampler. For a stream `order` is the pass's base seed.
     pub fn epoch_from(&self, device: Device, order: Option<Tensor>, start: usize, epoch: u64) -> Result<EpochBatches<'_>> {
+        if let Some(st) = &self.stream {
+            let pass = st.pass(device, order.as_ref(), start, epoch)?;
+            return Ok(EpochBatches { loader: self, order: Some(pass.seed()), next: start, source: Source::Stream(Box::new(pass)) });
+        }
         let order = match order {
             Some(o) => {
                 if o.size() != [self.samples()] {
@@ -157,18 +180,21 @@ pub struct EpochBatches<'a> {
     loader: &'a DataLoader,
     order: Option<Tensor>,
     next: usize,
-    source: Source,
+    source: Source<'a>,
 }
 
-enum Source {
+enum Source<'a> {
     /// Gathered when asked for.
     Inline(BatchPlan),
     /// Gathered ahead by a background thread (`prefetch` batches deep).
     Ahead(super::prefetch::Prefetcher),
+    /// Made by the plugin (or its workers).
+    Stream(Box<StreamPass<'a>>),
 }
 
 impl EpochBatches<'_> {
-    /// This pass's order (None: the natural one).
+    /// What a resumed pass needs: this pass's order (None: the natural one), or for a
+    /// stream its base seed.
     pub fn order(&self) -> Option<Tensor> {
         self.order.as_ref().map(Tensor::shallow_clone)
     }
@@ -186,8 +212,9 @@ impl Iterator for EpochBatches<'_> {
         let b = match &mut self.source {
             Source::Inline(plan) => plan.batch(i),
             Source::Ahead(p) => p.next_batch(),
+            Source::Stream(p) => p.next_batch(),
         };
-        Some(b.map_err(|e| anyhow::anyhow!("fetching {} batch {i}: {e}", self.loader.split.name())))
+        Some(b.map_err(|e| anyhow::anyhow!("fetching {} batch {i}: {e:#}", self.loader.split.name())))
     }
 }
 

@@ -6,61 +6,34 @@ use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context as _, Result};
+use anyhow::{anyhow, bail, Result};
 use serde_json::Value;
 use tch::{Device, Tensor};
-use wasmtime::component::{Instance, InstancePre, Resource, ResourceTable};
-use wasmtime::{Store, StoreLimitsBuilder};
-use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+use wasmtime::component::{Instance, Resource};
+use wasmtime::Store;
+use wasmtime_wasi::FsPerms;
 
 use crate::context::{RunContext, Stage};
 use crate::plugin::convert;
 use crate::error::PluginError;
 use crate::hooks::Hook;
-use crate::module::{DataModule, DatasetSpec, Module, Optimization, Split};
+use crate::module::{DataModule, DatasetSpec, Module, Optimization, Split, StreamSpec};
 use crate::plugin::bindings::data_module::{self, Split as WitSplit};
 use crate::plugin::bindings::lightning_module;
 use crate::plugin::failure::describe;
 use crate::plugin::host::trainer::stage_out;
-use crate::plugin::runtime::{Runtime, TICK};
+use crate::plugin::runtime::Runtime;
+use crate::plugin::sandbox::{admit, Admitted, PluginOptions};
 use crate::plugin::state::PluginState;
 
 /// The WIT interfaces a plugin may export, as the host looks them up.
 pub const MODULE_EXPORT: &str = "lt:plugin/lightning-module@0.1.0";
 pub const DATAMODULE_EXPORT: &str = "lt:plugin/data-module@0.1.0";
 
-/// Sandbox settings for one plugin.
-#[derive(Debug, Clone)]
-pub struct PluginOptions {
-    /// Read-only directory the plugin may read (`/data` inside the guest).
-    pub data_dir: Option<PathBuf>,
-    /// Most linear memory the plugin may grow to.
-    pub memory_limit_bytes: usize,
-    /// Longest one hook may run.
-    pub hook_timeout: Duration,
-    /// Which plugins may run (checked on the bytes, before compiling).
-    pub trust: Arc<crate::artifact::trust::TrustPolicy>,
-    /// Host-side tensor memory and live handles the plugin may hold.
-    pub max_tensor_bytes: u64,
-    pub max_handles: usize,
-    /// Where plugins' own output directories go (`<root>/<plugin>`, `/output` in the
-    /// guest, read-write), for plugins whose manifest requests `output-write`.
-    pub output_root: Option<PathBuf>,
-}
-
-impl Default for PluginOptions {
-    /// Secure by default: no trusted keys, unsigned plugins refused.
-    fn default() -> Self {
-        let b = crate::plugin::state::Budget::default();
-        PluginOptions { data_dir: None, memory_limit_bytes: 2 << 30, hook_timeout: Duration::from_secs(600), trust: Arc::default(), max_tensor_bytes: b.max_tensor_bytes, max_handles: b.max_handles, output_root: None }
-    }
-}
-
-struct Inner {
+pub(super) struct Inner {
     name: String,
-    store: Store<PluginState>,
+    pub(super) store: Store<PluginState>,
     module: Option<lightning_module::Guest>,
     data: Option<data_module::Guest>,
     deadline_ticks: u64,
@@ -69,6 +42,8 @@ struct Inner {
     /// The data directory this plugin was granted (its manifest may decline the run's);
     /// swapped into the lent context for each call.
     data_dir: Option<PathBuf>,
+    /// The DataModule's `setup` arguments, for its worker instances.
+    setup_args: Option<(Stage, String)>,
 }
 
 /// A loaded plugin; clones share one instance (a component may be model and data at once).
@@ -77,102 +52,8 @@ pub struct WasmPlugin {
     inner: Rc<RefCell<Inner>>,
     name: String,
     sha256: String,
-}
-
-/// A component checked, compiled and ready to instantiate in its sandboxed store.
-pub(crate) struct Sandboxed {
-    pub name: String,
-    pub store: Store<PluginState>,
-    pub pre: InstancePre<PluginState>,
-    pub deadline_ticks: u64,
-    /// The data directory actually granted.
-    pub data_dir: Option<PathBuf>,
-    /// SHA-256 of the component's bytes.
-    pub sha256: String,
-}
-
-/// Reads and compiles a component, and builds its store: WASI with only the standard
-/// streams and `dirs` (host path, guest path, permissions), the memory limit, the hook
-/// deadline.
-pub(crate) fn sandbox(runtime: &Arc<Runtime>, path: &Path, opts: &PluginOptions, dirs: &[(PathBuf, &str, FsPerms)]) -> Result<Sandboxed> {
-    let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("plugin").to_string();
-    let bytes = std::fs::read(path).with_context(|| format!("reading plugin {}", path.display()))?;
-    if bytes.len() < 8 || &bytes[0..4] != b"\0asm" {
-        bail!("plugin `{name}` ({}): not a WebAssembly file", path.display());
-    }
-    if bytes[4..8] == [1, 0, 0, 0] {
-        bail!("plugin `{name}` ({}): a core WebAssembly module, not a component; build it for wasm32-wasip2 or wrap it with `wasm-tools component new`", path.display());
-    }
-    // Trust first: nothing of an unadmitted plugin is compiled or cached.
-    let detached = crate::artifact::trust::detached_for(path);
-    let verdict = opts.trust.admit(&name, &bytes, detached.as_deref())?;
-    tracing::info!(plugin = %name, path = %path.display(), bytes = bytes.len(), ?verdict, "plugin admitted");
-    let started = std::time::Instant::now();
-    let manifest = crate::artifact::manifest::read(&bytes).map_err(|e| anyhow!("plugin `{name}`: {e}"))?;
-    let sha256 = crate::artifact::sha256_hex(&bytes);
-    let component = runtime.component(&bytes, &sha256).map_err(|e| anyhow!("plugin `{name}` ({}): not a valid component: {e}", path.display()))?;
-    tracing::info!(plugin = %name, ms = started.elapsed().as_secs_f64() * 1e3, "component ready");
-    // No environment, arguments, stdin or network; stdout/stderr forwarded with the
-    // plugin's name; file writes on the calling thread (no thread-pool hand-off per write).
-    let mut wasi = WasiCtxBuilder::new();
-    wasi.stdout(crate::plugin::stdio::Prefixed::new(&name, false))
-        .stderr(crate::plugin::stdio::Prefixed::new(&name, true))
-        .allow_tcp(false)
-        .allow_udp(false)
-        .allow_ip_name_lookup(false)
-        .allow_blocking_current_thread(true);
-    let mut data_dir = opts.data_dir.clone();
-    for (host, guest, perms) in dirs {
-        // A plugin with a manifest gets only the grants it asked for.
-        let wanted = match *guest {
-            "/data" => "data-read",
-            "/output" => "output-write",
-            _ => "logs-write",
-        };
-        // `/output` is only for plugins that ask for it (it creates a directory).
-        let declined = match &manifest {
-            Some(m) => !m.requests(wanted),
-            None => *guest == "/output",
-        };
-        if declined {
-            if *guest != "/output" {
-                eprintln!("note: plugin `{name}` does not request `{wanted}` in its manifest; {} is not granted", host.display());
-            }
-            if *guest == "/data" {
-                data_dir = None;
-            }
-            continue;
-        }
-        if *guest == "/output" {
-            std::fs::create_dir_all(host).with_context(|| format!("creating the output directory {} of plugin `{name}`", host.display()))?;
-        }
-        wasi.preopened_dir(host, guest, *perms)
-            .map_err(|e| anyhow!("plugin `{name}`: granting directory {}: {e}", host.display()))?;
-    }
-    let ctx = RunContext { data_dir: data_dir.clone(), ..RunContext::default() };
-    let state = PluginState {
-        table: ResourceTable::new(),
-        wasi: wasi.build(),
-        limits: StoreLimitsBuilder::new()
-            .memory_size(opts.memory_limit_bytes)
-            .memories(16)
-            .instances(64)
-            .tables(64)
-            .table_elements(1 << 20)
-            .trap_on_grow_failure(true)
-            .build(),
-        ctx,
-        budget: crate::plugin::state::Budget { max_tensor_bytes: opts.max_tensor_bytes, max_handles: opts.max_handles, ..Default::default() },
-    };
-    let mut store = Store::new(&runtime.engine, state);
-    store.limiter(|s| &mut s.limits);
-    let deadline_ticks = u64::try_from(opts.hook_timeout.as_millis() / TICK.as_millis()).unwrap_or(u64::MAX).max(1);
-    store.set_epoch_deadline(deadline_ticks);
-    store.epoch_deadline_trap();
-    let pre = runtime.linker.instantiate_pre(&component).map_err(|e| {
-        anyhow!("plugin `{name}`: imports something lthost does not provide (this host speaks lt:plugin@0.1.0): {e}")
-    })?;
-    Ok(Sandboxed { name, store, pre, deadline_ticks, data_dir, sha256 })
+    /// Where more instances come from (DataLoader workers).
+    origin: Option<(Arc<Runtime>, Arc<Admitted>)>,
 }
 
 /// Reads, compiles and instantiates a plugin component.
@@ -182,9 +63,17 @@ pub fn load(runtime: &Arc<Runtime>, path: &Path, opts: &PluginOptions) -> Result
         let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("plugin");
         dirs.push((root.join(stem), "/output", FsPerms::ReadWrite));
     }
-    let Sandboxed { name, mut store, pre, deadline_ticks, data_dir, sha256 } = sandbox(runtime, path, opts, &dirs)?;
-    let module_idx = lightning_module::GuestIndices::new(&pre).ok();
-    let data_idx = data_module::GuestIndices::new(&pre).ok();
+    let admitted = Arc::new(admit(runtime, path, opts, &dirs)?);
+    instantiate(runtime, &admitted)
+}
+
+/// A new instance of an admitted component, in a store of its own.
+pub(crate) fn instantiate(runtime: &Arc<Runtime>, admitted: &Arc<Admitted>) -> Result<WasmPlugin> {
+    let name = admitted.name.clone();
+    let mut store = admitted.store(runtime)?;
+    let pre = &admitted.pre;
+    let module_idx = lightning_module::GuestIndices::new(pre).ok();
+    let data_idx = data_module::GuestIndices::new(pre).ok();
     if module_idx.is_none() && data_idx.is_none() {
         bail!("plugin `{name}`: exports neither `{MODULE_EXPORT}` nor `{DATAMODULE_EXPORT}`; is it an lthost plugin built against lt:plugin@0.1.0?");
     }
@@ -199,14 +88,24 @@ pub fn load(runtime: &Arc<Runtime>, path: &Path, opts: &PluginOptions) -> Result
         Some(i) => Some(i.load(&mut store, &instance).map_err(|e| anyhow!("plugin `{name}`: {e}"))?),
         None => None,
     };
-    let inner = Inner { name: name.clone(), store, module, data, deadline_ticks, poisoned: false, data_dir };
-    Ok(WasmPlugin { inner: Rc::new(RefCell::new(inner)), name, sha256 })
+    let inner = Inner { name: name.clone(), store, module, data, deadline_ticks: admitted.deadline_ticks, poisoned: false, data_dir: admitted.data_dir.clone(), setup_args: None };
+    Ok(WasmPlugin { inner: Rc::new(RefCell::new(inner)), name, sha256: admitted.sha256.clone(), origin: Some((Arc::clone(runtime), Arc::clone(admitted))) })
 }
 
 impl WasmPlugin {
     /// SHA-256 of the component's bytes (recorded in checkpoints).
     pub fn sha256(&self) -> &str {
         &self.sha256
+    }
+
+    /// The runtime and admitted component this instance came from.
+    pub(super) fn origin(&self) -> Option<(Arc<Runtime>, Arc<Admitted>)> {
+        self.origin.clone()
+    }
+
+    /// What the DataModule's `setup` was called with.
+    pub(super) fn setup_args(&self) -> Option<(Stage, String)> {
+        self.inner.borrow().setup_args.clone()
     }
 
     pub fn has_module(&self) -> bool {
@@ -218,7 +117,7 @@ impl WasmPlugin {
     }
 
     /// Runs one hook: lends `ctx` to the store, calls, takes `ctx` back (also on failure).
-    fn call<T>(
+    pub(super) fn call<T>(
         &self,
         ctx: &mut RunContext,
         hook: &str,
@@ -244,7 +143,7 @@ impl WasmPlugin {
         })
     }
 
-    fn err(&self, hook: &str, op: Option<&str>, detail: String) -> anyhow::Error {
+    pub(super) fn err(&self, hook: &str, op: Option<&str>, detail: String) -> anyhow::Error {
         anyhow::Error::new(PluginError { plugin: self.name.clone(), hook: hook.into(), op: op.map(Into::into), detail, backtrace: None })
     }
 
@@ -253,7 +152,7 @@ impl WasmPlugin {
         batch.iter().map(|t| inner.store.data_mut().push(t.shallow_clone(), "batch").map_err(|e| wasmtime::format_err!("{e}"))).collect()
     }
 
-    fn take_tensor(inner: &mut Inner, r: Resource<Tensor>) -> wasmtime::Result<Tensor> {
+    pub(super) fn take_tensor(inner: &mut Inner, r: Resource<Tensor>) -> wasmtime::Result<Tensor> {
         let state = inner.store.data_mut();
         let t = state.table.delete(r)?;
         state.release(&t);
@@ -264,7 +163,7 @@ impl WasmPlugin {
         inner.module.as_ref().ok_or_else(|| wasmtime::format_err!("this plugin exports no `{MODULE_EXPORT}`"))
     }
 
-    fn data_guest(inner: &Inner) -> wasmtime::Result<&data_module::Guest> {
+    pub(super) fn data_guest(inner: &Inner) -> wasmtime::Result<&data_module::Guest> {
         inner.data.as_ref().ok_or_else(|| wasmtime::format_err!("this plugin exports no `{DATAMODULE_EXPORT}`"))
     }
 
@@ -386,6 +285,15 @@ impl WasmPlugin {
     }
 }
 
+pub(super) fn wit_split(split: Split) -> WitSplit {
+    match split {
+        Split::Train => WitSplit::Train,
+        Split::Val => WitSplit::Val,
+        Split::Test => WitSplit::Test,
+        Split::Predict => WitSplit::Predict,
+    }
+}
+
 impl DataModule for WasmPlugin {
     fn name(&self) -> &str {
         &self.name
@@ -393,6 +301,7 @@ impl DataModule for WasmPlugin {
 
     fn setup(&mut self, ctx: &mut RunContext, stage: Stage, hparams: &Value) -> Result<()> {
         let text = hparams.to_string();
+        self.inner.borrow_mut().setup_args = Some((stage, text.clone()));
         let out = self.call(ctx, "setup", Device::Cpu, |inner| {
             let g = Self::data_guest(inner)?.clone();
             g.call_setup(&mut inner.store, stage_out(stage), &text)
@@ -416,12 +325,7 @@ impl DataModule for WasmPlugin {
     }
 
     fn dataset(&mut self, ctx: &mut RunContext, split: Split) -> Result<Option<DatasetSpec>> {
-        let wit_split = match split {
-            Split::Train => WitSplit::Train,
-            Split::Val => WitSplit::Val,
-            Split::Test => WitSplit::Test,
-            Split::Predict => WitSplit::Predict,
-        };
+        let wit_split = wit_split(split);
         let hook = format!("{}_dataloader", split.name());
         let spec = self.call(ctx, &hook, Device::Cpu, |inner| {
             let g = Self::data_guest(inner)?.clone();
@@ -434,5 +338,9 @@ impl DataModule for WasmPlugin {
             Ok(Some(DatasetSpec { columns, batch_size: ds.batch_size as usize, shuffle: ds.shuffle, drop_last: ds.drop_last, sampler }))
         })?;
         Ok(spec)
+    }
+
+    fn stream(&mut self, ctx: &mut RunContext, split: Split) -> Result<Option<StreamSpec>> {
+        self.stream_spec(ctx, split)
     }
 }

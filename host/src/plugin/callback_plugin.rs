@@ -11,7 +11,7 @@ use wasmtime::Store;
 
 use crate::callbacks::{Callback, CallbackAction, HookInfo};
 use crate::hooks::Hook;
-use crate::plugin::adapter::{sandbox, PluginOptions, Sandboxed};
+use crate::plugin::sandbox::{sandbox, PluginOptions, Sandboxed};
 use crate::plugin::bindings::callback;
 use crate::plugin::failure::describe;
 use crate::plugin::host::trainer::stage_out;

@@ -12,7 +12,7 @@ use wasmtime::Store;
 use wasmtime_wasi::FsPerms;
 
 use crate::loggers::Logger;
-use crate::plugin::adapter::{sandbox, PluginOptions, Sandboxed};
+use crate::plugin::sandbox::{sandbox, PluginOptions, Sandboxed};
 use crate::plugin::bindings::logger;
 use crate::plugin::failure::describe;
 use crate::plugin::runtime::Runtime;

@@ -15,6 +15,9 @@ pub struct PluginState {
     pub limits: StoreLimits,
     pub ctx: RunContext,
     pub budget: Budget,
+    /// A DataLoader worker instance's own generator (seeded per pass); None: random ops draw
+    /// from the run's generator.
+    pub generator: Option<crate::engine::torch_ext::Generator>,
 }
 
 /// The host-side resources a plugin may hold: tensor memory (counted by each handle's

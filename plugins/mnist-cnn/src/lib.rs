@@ -3,15 +3,18 @@
 //! (`train-images-idx3-ubyte`, `train-labels-idx1-ubyte`, `t10k-images-idx3-ubyte`,
 //! `t10k-labels-idx1-ubyte`, optionally `.gz`) in the granted data directory; the last
 //! `val_size` training images are the validation split. Transforms are tensor ops in the
-//! plugin: scale to [0, 1] and normalise with MNIST's mean and std.
+//! plugin: scale to [0, 1] and normalise with MNIST's mean and std; with `augment`, each
+//! training batch is also randomly cropped (28×28 from the image padded by 2) and flipped.
 
 use lthost_sdk::nn::{Conv2d, Conv2dOptions, Linear};
 use lthost_sdk::prelude::*;
+use lthost_sdk::transforms;
 
-const MEAN: f64 = 0.1307;
-const STD: f64 = 0.3081;
+const MEAN: f32 = 0.1307;
+const STD: f32 = 0.3081;
 
 struct Cnn {
+    augment: bool,
     conv1: Conv2d,
     conv2: Conv2d,
     fc: Linear,
@@ -32,11 +35,11 @@ impl Cnn {
 
 impl LightningModule for Cnn {
     fn default_hparams() -> lthost_sdk::serde_json::Value {
-        json!({"lr": 0.001, "batch_size": 64, "val_size": 5000})
+        json!({"lr": 0.001, "batch_size": 64, "val_size": 5000, "augment": false})
     }
 
-    fn configure(_hp: &Hparams) -> Result<Self, String> {
-        Ok(Cnn { conv1: conv("conv1", 1, 16), conv2: conv("conv2", 16, 32), fc: Linear::new("fc", 800, 10, true) })
+    fn configure(hp: &Hparams) -> Result<Self, String> {
+        Ok(Cnn { augment: hp.bool_or("augment", false), conv1: conv("conv1", 1, 16), conv2: conv("conv2", 16, 32), fc: Linear::new("fc", 800, 10, true) })
     }
 
     fn configure_optimizers(&self, hp: &Hparams) -> Optimization {
@@ -44,7 +47,8 @@ impl LightningModule for Cnn {
     }
 
     fn training_step(&mut self, batch: Batch, _batch_idx: u64) -> Option<Tensor> {
-        let loss = F::cross_entropy(&self.forward(&batch[0]), &batch[1]);
+        let x = if self.augment { transforms::random_horizontal_flip(&transforms::random_crop(&batch[0], (28, 28), 2), 0.5) } else { batch[0].copy() };
+        let loss = F::cross_entropy(&self.forward(&x), &batch[1]);
         log::log_prog_bar("train_loss", &loss);
         Some(loss)
     }
@@ -83,7 +87,7 @@ struct Mnist {
 /// uint8 images [n, 28, 28] → normalised float [n, 1, 28, 28].
 fn images(t: Tensor) -> Tensor {
     let n = t.shape()[0];
-    t.float().div_scalar(255.0).sub_scalar(MEAN).div_scalar(STD).view(&[n, 1, 28, 28])
+    transforms::normalize(&t.float().div_scalar(255.0).view(&[n, 1, 28, 28]), &[MEAN], &[STD])
 }
 
 impl DataModule for Mnist {

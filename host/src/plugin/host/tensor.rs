@@ -7,6 +7,7 @@ use wasmtime::component::Resource;
 
 use crate::engine::dtype::DType;
 use crate::engine::layers;
+use crate::engine::torch_ext::Draw;
 use crate::error::{torch_message, OpError, OpResult};
 use crate::plugin::bindings::tensor::{self, BinaryOp, CompareOp, ReduceOp, UnaryOp};
 use crate::plugin::bindings::types::{Dtype, Reduction};
@@ -103,6 +104,20 @@ impl PluginState {
     fn new_tensor(&mut self, op: &str, t: Result<Tensor, tch::TchError>) -> R<H> {
         let t = run(op, &[], t)?;
         Ok(self.push(t, op)?)
+    }
+
+    /// A random tensor: from this instance's own generator if it has one (a DataLoader
+    /// worker's), else from the run's (`default`).
+    fn random(&mut self, op: &str, what: Draw, shape: &[i64], default: impl FnOnce() -> Result<Tensor, tch::TchError>) -> R<H> {
+        let dev = self.dev();
+        let t = match self.generator.as_mut() {
+            Some(g) => {
+                let t = g.draw(what, shape).map_err(|e| OpError::new(op, e))?;
+                if dev == Device::Cpu { Ok(t) } else { t.f_to_device(dev) }
+            }
+            None => default(),
+        };
+        self.new_tensor(op, t)
     }
 
     fn unary_with(&mut self, this: &H, op: &str, f: impl FnOnce(&Tensor) -> Result<Tensor, tch::TchError>) -> R<H> {
@@ -274,28 +289,38 @@ impl tensor::HostTensor for PluginState {
         check_shape("rand", &shape)?;
         self.check_alloc("rand", shape.iter().product())?;
         let o = (Kind::Float, self.dev());
-        self.new_tensor("rand", Tensor::f_rand(&shape, o))
+        self.random("rand", Draw::Rand, &shape, || Tensor::f_rand(&shape, o))
     }
 
     fn randn(&mut self, shape: Vec<i64>) -> R<H> {
         check_shape("randn", &shape)?;
         self.check_alloc("randn", shape.iter().product())?;
         let o = (Kind::Float, self.dev());
-        self.new_tensor("randn", Tensor::f_randn(&shape, o))
+        self.random("randn", Draw::Randn, &shape, || Tensor::f_randn(&shape, o))
     }
 
     fn randint(&mut self, low: i64, high: i64, shape: Vec<i64>) -> R<H> {
         check_shape("randint", &shape)?;
         self.check_alloc("randint", shape.iter().product())?;
         let o = (Kind::Int64, self.dev());
-        self.new_tensor("randint", Tensor::f_randint_low(low, high, &shape, o))
+        self.random("randint", Draw::Randint(low, high), &shape, || Tensor::f_randint_low(low, high, &shape, o))
     }
 
     fn randperm(&mut self, n: i64) -> R<H> {
         check_shape("randperm", &[n])?;
         self.check_alloc("randperm", [n].iter().product())?;
         let o = (Kind::Int64, self.dev());
-        self.new_tensor("randperm", Tensor::f_randperm(n, o))
+        self.random("randperm", Draw::Randperm, &[n], || Tensor::f_randperm(n, o))
+    }
+
+    fn randperm_seeded(&mut self, n: i64, seed: u64) -> R<H> {
+        check_shape("randperm_seeded", &[n])?;
+        self.check_alloc("randperm_seeded", n)?;
+        let t = crate::engine::torch_ext::Generator::seeded(seed)
+            .and_then(|mut g| g.draw(Draw::Randperm, &[n]))
+            .map_err(|e| OpError::new("randperm_seeded", e))?;
+        let dev = self.dev();
+        self.new_tensor("randperm_seeded", if dev == Device::Cpu { Ok(t) } else { t.f_to_device(dev) })
     }
 
     fn cat(&mut self, tensors: Vec<H>, dim: i64) -> R<H> {

@@ -1,0 +1,113 @@
+//! DataLoader workers for streaming sources: `num_workers` DataModule instances, each on
+//! its own thread, making their share of every pass two batches ahead (torch's default
+//! prefetch_factor). The pool lives as long as its loader (torch's `persistent_workers`);
+//! each pass starts with `start_pass` in every worker, with that worker's seed.
+
+use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use anyhow::{anyhow, Result};
+use tch::Tensor;
+
+use crate::module::{WorkerFactory, WorkerInfo};
+
+/// What a worker sends for one pass: batches, then None at the end of its share.
+pub type Delivery = Result<Option<Vec<Tensor>>>;
+
+/// Batches a worker queues ahead of the loop.
+const PREFETCH_FACTOR: usize = 2;
+
+enum Command {
+    Pass { info: WorkerInfo, out: SyncSender<Delivery> },
+}
+
+struct Worker {
+    commands: Option<Sender<Command>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+pub struct WorkerPool {
+    workers: Vec<Worker>,
+}
+
+impl WorkerPool {
+    /// Starts `n` workers; each makes its DataModule instance on its own thread.
+    pub fn start(factory: &Arc<dyn WorkerFactory>, n: u32, label: &str) -> Result<WorkerPool> {
+        let mut workers = Vec::with_capacity(n as usize);
+        for id in 0..n {
+            let (tx, rx) = channel::<Command>();
+            let factory = Arc::clone(factory);
+            let thread = std::thread::Builder::new()
+                .name(format!("lthost-{label}-worker-{id}"))
+                .spawn(move || serve(factory.as_ref(), id, rx))
+                .map_err(|e| anyhow!("starting {label} worker {id}: {e}"))?;
+            workers.push(Worker { commands: Some(tx), thread: Some(thread) });
+        }
+        Ok(WorkerPool { workers })
+    }
+
+    pub fn len(&self) -> usize {
+        self.workers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.workers.is_empty()
+    }
+
+    /// Starts a pass in every worker; one receiver per worker, in worker order.
+    pub fn pass(&self, base_seed: u64, epoch: u64) -> Result<Vec<Receiver<Delivery>>> {
+        let n = self.workers.len() as u32;
+        let mut out = Vec::with_capacity(self.workers.len());
+        for (id, w) in self.workers.iter().enumerate() {
+            let (tx, rx) = sync_channel(PREFETCH_FACTOR);
+            let info = WorkerInfo { id: id as u32, num_workers: n, seed: base_seed.wrapping_add(id as u64), epoch };
+            let sent = w.commands.as_ref().map(|c| c.send(Command::Pass { info, out: tx }).is_ok()).unwrap_or(false);
+            if !sent {
+                return Err(anyhow!("worker {id} has stopped"));
+            }
+            out.push(rx);
+        }
+        Ok(out)
+    }
+}
+
+/// A worker's thread: builds its instance, then serves passes until the pool is dropped.
+fn serve(factory: &dyn WorkerFactory, id: u32, commands: Receiver<Command>) {
+    let mut source = factory.spawn(id);
+    while let Ok(Command::Pass { info, out }) = commands.recv() {
+        let src = match &mut source {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = out.send(Err(anyhow!("{e:#}")));
+                continue;
+            }
+        };
+        if let Err(e) = src.start_pass(info) {
+            let _ = out.send(Err(e));
+            continue;
+        }
+        loop {
+            let b = src.next_batch();
+            let end = !matches!(b, Ok(Some(_)));
+            // A closed channel: the pass was dropped (an epoch that ended early).
+            if out.send(b).is_err() || end {
+                break;
+            }
+        }
+    }
+}
+
+impl Drop for WorkerPool {
+    fn drop(&mut self) {
+        // Closing the command channels ends the threads once their pass is dropped.
+        for w in &mut self.workers {
+            w.commands.take();
+        }
+        for w in &mut self.workers {
+            if let Some(t) = w.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! The sandbox a plugin runs in: the checks before anything is compiled (format, trust,
+//! manifest), the grants its manifest allows, and its store — WASI with only the standard
+//! streams and the granted directories, no environment, arguments, stdin or network, the
+//! memory and instance limits, the hook deadline, the tensor budget. One admitted component
+//! can have several stores (a DataModule's worker instances).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use wasmtime::component::{InstancePre, ResourceTable};
+use wasmtime::{Store, StoreLimitsBuilder};
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+
+use crate::context::RunContext;
+use crate::plugin::runtime::{Runtime, TICK};
+use crate::plugin::state::PluginState;
+
+/// Sandbox settings for one plugin.
+#[derive(Debug, Clone)]
+pub struct PluginOptions {
+    /// Read-only directory the plugin may read (`/data` inside the guest).
+    pub data_dir: Option<PathBuf>,
+    /// Most linear memory the plugin may grow to.
+    pub memory_limit_bytes: usize,
+    /// Longest one hook may run.
+    pub hook_timeout: Duration,
+    /// Which plugins may run (checked on the bytes, before compiling).
+    pub trust: Arc<crate::artifact::trust::TrustPolicy>,
+    /// Host-side tensor memory and live handles the plugin may hold.
+    pub max_tensor_bytes: u64,
+    pub max_handles: usize,
+    /// Where plugins' own output directories go (`<root>/<plugin>`, `/output` in the
+    /// guest, read-write), for plugins whose manifest requests `output-write`.
+    pub output_root: Option<PathBuf>,
+}
+
+impl Default for PluginOptions {
+    /// Secure by default: no trusted keys, unsigned plugins refused.
+    fn default() -> Self {
+        let b = crate::plugin::state::Budget::default();
+        PluginOptions { data_dir: None, memory_limit_bytes: 2 << 30, hook_timeout: Duration::from_secs(600), trust: Arc::default(), max_tensor_bytes: b.max_tensor_bytes, max_handles: b.max_handles, output_root: None }
+    }
+}
+
+/// A component checked (format, trust, manifest) and compiled, with the directories its
+/// manifest lets it have; ready for stores.
+pub(crate) struct Admitted {
+    pub name: String,
+    pub pre: InstancePre<PluginState>,
+    /// (host path, guest path, permissions) actually granted.
+    grants: Vec<(PathBuf, String, FsPerms)>,
+    /// The data directory actually granted.
+    pub data_dir: Option<PathBuf>,
+    /// SHA-256 of the component's bytes.
+    pub sha256: String,
+    pub deadline_ticks: u64,
+    memory_limit_bytes: usize,
+    max_tensor_bytes: u64,
+    max_handles: usize,
+}
+
+/// A component checked, compiled and ready to instantiate in its sandboxed store.
+pub(crate) struct Sandboxed {
+    pub name: String,
+    pub store: Store<PluginState>,
+    pub pre: InstancePre<PluginState>,
+    pub deadline_ticks: u64,
+}
+
+/// Reads and compiles a component, and builds its store (see [`admit`]).
+pub(crate) fn sandbox(runtime: &Arc<Runtime>, path: &Path, opts: &PluginOptions, dirs: &[(PathBuf, &str, FsPerms)]) -> Result<Sandboxed> {
+    let a = admit(runtime, path, opts, dirs)?;
+    let store = a.store(runtime)?;
+    Ok(Sandboxed { store, name: a.name, pre: a.pre, deadline_ticks: a.deadline_ticks })
+}
+
+/// Reads a component, admits it (format, then trust on the bytes, then manifest) and only
+/// then compiles it; `dirs` (host path, guest path, permissions) are granted as far as its
+/// manifest requests them.
+pub(crate) fn admit(runtime: &Arc<Runtime>, path: &Path, opts: &PluginOptions, dirs: &[(PathBuf, &str, FsPerms)]) -> Result<Admitted> {
+    let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("plugin").to_string();
+    let bytes = std::fs::read(path).with_context(|| format!("reading plugin {}", path.display()))?;
+    if bytes.len() < 8 || &bytes[0..4] != b"\0asm" {
+        bail!("plugin `{name}` ({}): not a WebAssembly file", path.display());
+    }
+    if bytes[4..8] == [1, 0, 0, 0] {
+        bail!("plugin `{name}` ({}): a core WebAssembly module, not a component; build it for wasm32-wasip2 or wrap it with `wasm-tools component new`", path.display());
+    }
+    // Trust first: nothing of an unadmitted plugin is compiled or cached.
+    let detached = crate::artifact::trust::detached_for(path);
+    let verdict = opts.trust.admit(&name, &bytes, detached.as_deref())?;
+    tracing::info!(plugin = %name, path = %path.display(), bytes = bytes.len(), ?verdict, "plugin admitted");
+    let started = std::time::Instant::now();
+    let manifest = crate::artifact::manifest::read(&bytes).map_err(|e| anyhow!("plugin `{name}`: {e}"))?;
+    let sha256 = crate::artifact::sha256_hex(&bytes);
+    let component = runtime.component(&bytes, &sha256).map_err(|e| anyhow!("plugin `{name}` ({}): not a valid component: {e}", path.display()))?;
+    tracing::info!(plugin = %name, ms = started.elapsed().as_secs_f64() * 1e3, "component ready");
+    let mut data_dir = opts.data_dir.clone();
+    let mut grants = Vec::new();
+    for (host, guest, perms) in dirs {
+        // A plugin with a manifest gets only the grants it asked for.
+        let wanted = match *guest {
+            "/data" => "data-read",
+            "/output" => "output-write",
+            _ => "logs-write",
+        };
+        // `/output` is only for plugins that ask for it (it creates a directory).
+        let declined = match &manifest {
+            Some(m) => !m.requests(wanted),
+            None => *guest == "/output",
+        };
+        if declined {
+            if *guest != "/output" {
+                eprintln!("note: plugin `{name}` does not request `{wanted}` in its manifest; {} is not granted", host.display());
+            }
+            if *guest == "/data" {
+                data_dir = None;
+            }
+            continue;
+        }
+        if *guest == "/output" {
+            std::fs::create_dir_all(host).with_context(|| format!("creating the output directory {} of plugin `{name}`", host.display()))?;
+        }
+        grants.push((host.clone(), guest.to_string(), *perms));
+    }
+    let deadline_ticks = u64::try_from(opts.hook_timeout.as_millis() / TICK.as_millis()).unwrap_or(u64::MAX).max(1);
+    let pre = runtime.linker.instantiate_pre(&component).map_err(|e| {
+        anyhow!("plugin `{name}`: imports something lthost does not provide (this host speaks lt:plugin@0.1.0): {e}")
+    })?;
+    Ok(Admitted { name, pre, grants, data_dir, sha256, deadline_ticks, memory_limit_bytes: opts.memory_limit_bytes, max_tensor_bytes: opts.max_tensor_bytes, max_handles: opts.max_handles })
+}
+
+impl Admitted {
+    /// A new store for one instance: no environment, arguments, stdin or network; stdout
+    /// and stderr forwarded with the plugin's name; file writes on the calling thread (no
+    /// thread-pool hand-off per write); the granted directories; the limits.
+    pub fn store(&self, runtime: &Runtime) -> Result<Store<PluginState>> {
+        let name = &self.name;
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stdout(crate::plugin::stdio::Prefixed::new(name, false))
+            .stderr(crate::plugin::stdio::Prefixed::new(name, true))
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .allow_blocking_current_thread(true);
+        for (host, guest, perms) in &self.grants {
+            wasi.preopened_dir(host, guest, *perms)
+                .map_err(|e| anyhow!("plugin `{name}`: granting directory {}: {e}", host.display()))?;
+        }
+        let state = PluginState {
+            table: ResourceTable::new(),
+            wasi: wasi.build(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(self.memory_limit_bytes)
+                .memories(16)
+                .instances(64)
+                .tables(64)
+                .table_elements(1 << 20)
+                .trap_on_grow_failure(true)
+                .build(),
+            ctx: RunContext { data_dir: self.data_dir.clone(), ..RunContext::default() },
+            budget: crate::plugin::state::Budget { max_tensor_bytes: self.max_tensor_bytes, max_handles: self.max_handles, ..Default::default() },
+            generator: None,
+        };
+        let mut store = Store::new(&runtime.engine, state);
+        store.limiter(|s| &mut s.limits);
+        store.set_epoch_deadline(self.deadline_ticks);
+        store.epoch_deadline_trap();
+        Ok(store)
+    }
+}
