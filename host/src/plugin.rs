@@ -11,6 +11,7 @@ pub mod bindings;
 pub mod cache;
 pub mod callback_plugin;
 pub mod convert;
+pub mod data_source;
 pub mod failure;
 pub mod host;
 pub mod logger_plugin;
@@ -18,7 +19,6 @@ pub mod runtime;
 pub mod sandbox;
 pub mod state;
 pub mod stdio;
-pub mod stream_source;
 
 pub use adapter::{load, WasmPlugin};
 pub use sandbox::PluginOptions;

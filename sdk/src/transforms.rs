@@ -3,7 +3,7 @@
 //! in a stream's `next_batch`, where a DataLoader worker's draws come from its own seeded
 //! generator. Draw order, for a reference written in torch: `random_horizontal_flip` draws
 //! `rand(N)`; `random_crop` draws `randint(0, H' - h + 1, (N,))` for the rows, then the same
-//! for the columns (H', W' after padding).
+//! for the columns (H', W' after padding), nothing when the crop is the whole image.
 
 use crate::{CompareOp, Dtype, Tensor};
 
@@ -50,6 +50,10 @@ pub fn random_crop(x: &Tensor, (h, w): (i64, i64), padding: i64) -> Tensor {
     let shape = x.shape();
     let d = shape.len();
     let (n, ph, pw) = (shape[0], shape[d - 2], shape[d - 1]);
+    if (ph, pw) == (h, w) {
+        // torchvision draws nothing when the crop is the whole (padded) image.
+        return x;
+    }
     let rows = Tensor::randint(0, ph - h + 1, &[n]).to_i64_list();
     let cols = Tensor::randint(0, pw - w + 1, &[n]).to_i64_list();
     let crops: Vec<Tensor> = (0..n as usize).map(|i| x.narrow(0, i as i64, 1).narrow(d as i64 - 2, rows[i], h).narrow(d as i64 - 1, cols[i], w)).collect();

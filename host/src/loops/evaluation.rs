@@ -85,7 +85,7 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, stage: Stage, batches: u
     st.hook(h.start, None)?;
     st.hook(h.epoch_start, None)?;
     results.add(std::mem::take(&mut st.ctx.logs), last_bs)?;
-    for (idx, batch) in loader.epoch(st.ctx.device)?.take(batches).enumerate() {
+    for (idx, batch) in loader.epoch_from(st.ctx.device, None, 0, st.ctx.current_epoch)?.take(batches).enumerate() {
         let i = Some(idx as u64);
         if stage == Stage::Validate {
             crate::fault::point("val-batch", &format!("validation batch {idx}"));

@@ -18,7 +18,7 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, batches: usize) -> Resul
     st.hook(Hook::OnPredictStart, None)?;
     st.hook(Hook::OnPredictEpochStart, None)?;
     let mut out = Vec::with_capacity(batches);
-    for (idx, batch) in loader.epoch(st.ctx.device)?.take(batches).enumerate() {
+    for (idx, batch) in loader.epoch_from(st.ctx.device, None, 0, st.ctx.current_epoch)?.take(batches).enumerate() {
         let i = Some(idx as u64);
         st.hook(Hook::OnBeforeBatchTransfer, i)?;
         let batch = batch?;

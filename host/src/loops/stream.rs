@@ -141,6 +141,9 @@ impl StreamPass<'_> {
         if batch.is_empty() {
             bail!("{}: batch {i} of the {} stream has no tensors", l.source, l.split.name());
         }
+        if let Some(k) = batch.iter().position(|t| t.dim() == 0) {
+            bail!("{}: tensor {k} of batch {i} of the {} stream is a scalar; a batch's tensors have the batch along dim 0", l.source, l.split.name());
+        }
         self.made += 1;
         batch
             .into_iter()
@@ -263,5 +266,23 @@ mod tests {
         let err = format!("{:#}", p.next_batch().err().expect("worker 1 fails"));
         assert!(err.contains("DataLoader worker 1") && err.contains("shard 1 is unreadable"), "{err}");
         assert!(StreamLoader::new(StreamSpec { num_batches: 1, num_workers: 2, main: Box::new(Counting { id: 0, made: 0, left: 0, seed: 0, fail_at: None }), workers: None }, Split::Val, "p").is_err());
+    }
+
+    struct Scalar;
+
+    impl BatchSource for Scalar {
+        fn start_pass(&mut self, _: WorkerInfo) -> Result<()> {
+            Ok(())
+        }
+        fn next_batch(&mut self) -> Result<Option<Vec<Tensor>>> {
+            Ok(Some(vec![Tensor::from(1.0f32)]))
+        }
+    }
+
+    #[test]
+    fn a_scalar_in_a_batch_is_refused() {
+        let l = StreamLoader::new(StreamSpec { num_batches: 1, num_workers: 0, main: Box::new(Scalar), workers: None }, Split::Train, "plugin `p`").expect("a loader");
+        let err = l.pass(Device::Cpu, None, 0, 0).expect("a pass").next_batch().err().expect("refused").to_string();
+        assert!(err.contains("plugin `p`") && err.contains("is a scalar"), "{err}");
     }
 }

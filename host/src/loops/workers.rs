@@ -1,7 +1,8 @@
 //! DataLoader workers for streaming sources: `num_workers` DataModule instances, each on
 //! its own thread, making their share of every pass two batches ahead (torch's default
-//! prefetch_factor). The pool lives as long as its loader (torch's `persistent_workers`);
-//! each pass starts with `start_pass` in every worker, with that worker's seed.
+//! prefetch_factor). Passes behave as torch's default (`persistent_workers=False`): each
+//! draws a new base seed and every worker starts its share afresh (`start_pass`, with its
+//! seed); only the instances themselves, set up once, are kept between passes.
 
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 use std::sync::Arc;
@@ -34,7 +35,8 @@ pub struct WorkerPool {
 impl WorkerPool {
     /// Starts `n` workers; each makes its DataModule instance on its own thread.
     pub fn start(factory: &Arc<dyn WorkerFactory>, n: u32, label: &str) -> Result<WorkerPool> {
-        let mut workers = Vec::with_capacity(n as usize);
+        // Workers already started are joined (by Drop) if a later one cannot start.
+        let mut pool = WorkerPool { workers: Vec::with_capacity(n as usize) };
         for id in 0..n {
             let (tx, rx) = channel::<Command>();
             let factory = Arc::clone(factory);
@@ -42,9 +44,9 @@ impl WorkerPool {
                 .name(format!("lthost-{label}-worker-{id}"))
                 .spawn(move || serve(factory.as_ref(), id, rx))
                 .map_err(|e| anyhow!("starting {label} worker {id}: {e}"))?;
-            workers.push(Worker { commands: Some(tx), thread: Some(thread) });
+            pool.workers.push(Worker { commands: Some(tx), thread: Some(thread) });
         }
-        Ok(WorkerPool { workers })
+        Ok(pool)
     }
 
     pub fn len(&self) -> usize {

@@ -18,8 +18,8 @@ use crate::context::{RunContext, Stage};
 use crate::plugin::convert;
 use crate::error::PluginError;
 use crate::hooks::Hook;
-use crate::module::{DataModule, DatasetSpec, Module, Optimization, Split, StreamSpec};
-use crate::plugin::bindings::data_module::{self, Split as WitSplit};
+use crate::module::{Module, Optimization};
+use crate::plugin::bindings::data_module;
 use crate::plugin::bindings::lightning_module;
 use crate::plugin::failure::describe;
 use crate::plugin::host::trainer::stage_out;
@@ -42,8 +42,9 @@ pub(super) struct Inner {
     /// The data directory this plugin was granted (its manifest may decline the run's);
     /// swapped into the lent context for each call.
     data_dir: Option<PathBuf>,
-    /// The DataModule's `setup` arguments, for its worker instances.
-    setup_args: Option<(Stage, String)>,
+    /// The DataModule's `setup` arguments and restored state, for its worker instances.
+    pub(super) setup_args: Option<(Stage, String)>,
+    pub(super) data_state: Option<Vec<u8>>,
 }
 
 /// A loaded plugin; clones share one instance (a component may be model and data at once).
@@ -64,13 +65,14 @@ pub fn load(runtime: &Arc<Runtime>, path: &Path, opts: &PluginOptions) -> Result
         dirs.push((root.join(stem), "/output", FsPerms::ReadWrite));
     }
     let admitted = Arc::new(admit(runtime, path, opts, &dirs)?);
-    instantiate(runtime, &admitted)
+    instantiate(runtime, &admitted, 1)
 }
 
-/// A new instance of an admitted component, in a store of its own.
-pub(crate) fn instantiate(runtime: &Arc<Runtime>, admitted: &Arc<Admitted>) -> Result<WasmPlugin> {
+/// A new instance of an admitted component, in a store of its own with `1/share` of the
+/// plugin's limits.
+pub(crate) fn instantiate(runtime: &Arc<Runtime>, admitted: &Arc<Admitted>, share: usize) -> Result<WasmPlugin> {
     let name = admitted.name.clone();
-    let mut store = admitted.store(runtime)?;
+    let mut store = admitted.store(runtime, share)?;
     let pre = &admitted.pre;
     let module_idx = lightning_module::GuestIndices::new(pre).ok();
     let data_idx = data_module::GuestIndices::new(pre).ok();
@@ -88,7 +90,7 @@ pub(crate) fn instantiate(runtime: &Arc<Runtime>, admitted: &Arc<Admitted>) -> R
         Some(i) => Some(i.load(&mut store, &instance).map_err(|e| anyhow!("plugin `{name}`: {e}"))?),
         None => None,
     };
-    let inner = Inner { name: name.clone(), store, module, data, deadline_ticks: admitted.deadline_ticks, poisoned: false, data_dir: admitted.data_dir.clone(), setup_args: None };
+    let inner = Inner { name: name.clone(), store, module, data, deadline_ticks: admitted.deadline_ticks, poisoned: false, data_dir: admitted.data_dir.clone(), setup_args: None, data_state: None };
     Ok(WasmPlugin { inner: Rc::new(RefCell::new(inner)), name, sha256: admitted.sha256.clone(), origin: Some((Arc::clone(runtime), Arc::clone(admitted))) })
 }
 
@@ -103,9 +105,14 @@ impl WasmPlugin {
         self.origin.clone()
     }
 
-    /// What the DataModule's `setup` was called with.
-    pub(super) fn setup_args(&self) -> Option<(Stage, String)> {
-        self.inner.borrow().setup_args.clone()
+    /// What the DataModule's `setup` was called with, and the state it was restored to.
+    pub(super) fn setup_args(&self) -> Option<(Stage, String, Option<Vec<u8>>)> {
+        let inner = self.inner.borrow();
+        inner.setup_args.clone().map(|(stage, hp)| (stage, hp, inner.data_state.clone()))
+    }
+
+    pub(super) fn inner_mut(&self) -> std::cell::RefMut<'_, Inner> {
+        self.inner.borrow_mut()
     }
 
     pub fn has_module(&self) -> bool {
@@ -282,65 +289,5 @@ impl WasmPlugin {
             let g = Self::module_guest(inner)?.clone();
             g.call_on_hook(&mut inner.store, w, stage, batch_idx)
         })?)
-    }
-}
-
-pub(super) fn wit_split(split: Split) -> WitSplit {
-    match split {
-        Split::Train => WitSplit::Train,
-        Split::Val => WitSplit::Val,
-        Split::Test => WitSplit::Test,
-        Split::Predict => WitSplit::Predict,
-    }
-}
-
-impl DataModule for WasmPlugin {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn setup(&mut self, ctx: &mut RunContext, stage: Stage, hparams: &Value) -> Result<()> {
-        let text = hparams.to_string();
-        self.inner.borrow_mut().setup_args = Some((stage, text.clone()));
-        let out = self.call(ctx, "setup", Device::Cpu, |inner| {
-            let g = Self::data_guest(inner)?.clone();
-            g.call_setup(&mut inner.store, stage_out(stage), &text)
-        })?;
-        out.map_err(|msg| self.err("setup", None, msg))
-    }
-
-    fn save_state(&mut self, ctx: &mut RunContext) -> Result<Option<Vec<u8>>> {
-        Ok(self.call(ctx, "datamodule.state_dict", Device::Cpu, |inner| {
-            let g = Self::data_guest(inner)?.clone();
-            g.call_save_state(&mut inner.store)
-        })?)
-    }
-
-    fn load_state(&mut self, ctx: &mut RunContext, state: &[u8]) -> Result<()> {
-        let out = self.call(ctx, "datamodule.load_state_dict", Device::Cpu, |inner| {
-            let g = Self::data_guest(inner)?.clone();
-            g.call_load_state(&mut inner.store, state)
-        })?;
-        out.map_err(|m| self.err("datamodule.load_state_dict", None, m))
-    }
-
-    fn dataset(&mut self, ctx: &mut RunContext, split: Split) -> Result<Option<DatasetSpec>> {
-        let wit_split = wit_split(split);
-        let hook = format!("{}_dataloader", split.name());
-        let spec = self.call(ctx, &hook, Device::Cpu, |inner| {
-            let g = Self::data_guest(inner)?.clone();
-            let Some(ds) = g.call_dataloader(&mut inner.store, wit_split)? else { return Ok(None) };
-            let mut columns = Vec::with_capacity(ds.columns.len());
-            for c in ds.columns {
-                columns.push(Self::take_tensor(inner, c)?);
-            }
-            let sampler = ds.sampler.as_ref().map(convert::sampler);
-            Ok(Some(DatasetSpec { columns, batch_size: ds.batch_size as usize, shuffle: ds.shuffle, drop_last: ds.drop_last, sampler }))
-        })?;
-        Ok(spec)
-    }
-
-    fn stream(&mut self, ctx: &mut RunContext, split: Split) -> Result<Option<StreamSpec>> {
-        self.stream_spec(ctx, split)
     }
 }

@@ -72,7 +72,7 @@ pub(crate) struct Sandboxed {
 /// Reads and compiles a component, and builds its store (see [`admit`]).
 pub(crate) fn sandbox(runtime: &Arc<Runtime>, path: &Path, opts: &PluginOptions, dirs: &[(PathBuf, &str, FsPerms)]) -> Result<Sandboxed> {
     let a = admit(runtime, path, opts, dirs)?;
-    let store = a.store(runtime)?;
+    let store = a.store(runtime, 1)?;
     Ok(Sandboxed { store, name: a.name, pre: a.pre, deadline_ticks: a.deadline_ticks })
 }
 
@@ -136,7 +136,10 @@ impl Admitted {
     /// A new store for one instance: no environment, arguments, stdin or network; stdout
     /// and stderr forwarded with the plugin's name; file writes on the calling thread (no
     /// thread-pool hand-off per write); the granted directories; the limits.
-    pub fn store(&self, runtime: &Runtime) -> Result<Store<PluginState>> {
+    /// `share`: how many instances share the plugin's limits (DataLoader workers); each
+    /// gets that fraction of its memory, tensor budget and handles.
+    pub fn store(&self, runtime: &Runtime, share: usize) -> Result<Store<PluginState>> {
+        let share = share.max(1);
         let name = &self.name;
         let mut wasi = WasiCtxBuilder::new();
         wasi.stdout(crate::plugin::stdio::Prefixed::new(name, false))
@@ -153,7 +156,7 @@ impl Admitted {
             table: ResourceTable::new(),
             wasi: wasi.build(),
             limits: StoreLimitsBuilder::new()
-                .memory_size(self.memory_limit_bytes)
+                .memory_size(self.memory_limit_bytes / share)
                 .memories(16)
                 .instances(64)
                 .tables(64)
@@ -161,7 +164,7 @@ impl Admitted {
                 .trap_on_grow_failure(true)
                 .build(),
             ctx: RunContext { data_dir: self.data_dir.clone(), ..RunContext::default() },
-            budget: crate::plugin::state::Budget { max_tensor_bytes: self.max_tensor_bytes, max_handles: self.max_handles, ..Default::default() },
+            budget: crate::plugin::state::Budget { max_tensor_bytes: self.max_tensor_bytes / share as u64, max_handles: self.max_handles / share, ..Default::default() },
             generator: None,
         };
         let mut store = Store::new(&runtime.engine, state);

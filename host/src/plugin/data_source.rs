@@ -1,0 +1,191 @@
+//! A plugin's DataModule as the loops see it: datasets the host batches, and streaming
+//! sources — its own instance making batches between steps, or worker instances of the same
+//! admitted component, each in a store of its own (sharing the plugin's limits) on its
+//! worker's thread, `setup` and restored as the plugin was, with a generator of its own
+//! (seeded with the worker's id for `setup`, then base_seed + id for each pass, as torch
+//! seeds its DataLoader workers).
+
+use std::sync::Arc;
+
+use anyhow::{anyhow, Result};
+use serde_json::Value;
+use tch::{Device, Tensor};
+
+use crate::context::{RunContext, Stage};
+use crate::engine::torch_ext::Generator;
+use crate::module::{BatchSource, DataModule, Module, DatasetSpec, Split, StreamSpec, WorkerFactory, WorkerInfo};
+use crate::plugin::adapter::{instantiate, WasmPlugin};
+use crate::plugin::bindings::data_module::{Split as WitSplit, WorkerInfo as WitWorkerInfo};
+use crate::plugin::convert;
+use crate::plugin::host::trainer::stage_out;
+use crate::plugin::runtime::Runtime;
+use crate::plugin::sandbox::Admitted;
+
+impl WasmPlugin {
+    /// The split's stream, if the plugin declares one.
+    pub(super) fn stream_spec(&mut self, ctx: &mut RunContext, split: Split) -> Result<Option<StreamSpec>> {
+        let hook = format!("{}_stream", split.name());
+        let declared = self.call(ctx, &hook, Device::Cpu, |inner| {
+            let g = Self::data_guest(inner)?.clone();
+            g.call_streaming(&mut inner.store, wit_split(split))
+        })?;
+        let Some(s) = declared else { return Ok(None) };
+        let workers: Option<Arc<dyn WorkerFactory>> = match (s.num_workers, self.origin(), self.setup_args()) {
+            (0, _, _) => None,
+            (n, Some((runtime, admitted)), Some(setup)) => Some(Arc::new(PluginWorkers { runtime, admitted, setup, split, share: n as usize })),
+            _ => None,
+        };
+        let main = Box::new(PluginStream { plugin: self.clone(), split, worker: None, ctx: RunContext::default() });
+        Ok(Some(StreamSpec { num_batches: s.num_batches, num_workers: s.num_workers, main, workers }))
+    }
+}
+
+/// One instance's batches.
+struct PluginStream {
+    plugin: WasmPlugin,
+    split: Split,
+    /// A worker instance's id (its random ops draw from its own generator).
+    worker: Option<u32>,
+    /// What the instance's calls are lent (on the CPU; the loop moves batches).
+    ctx: RunContext,
+}
+
+impl PluginStream {
+    fn hook(&self, what: &str) -> String {
+        match self.worker {
+            Some(i) => format!("{}_stream.{what} (worker {i})", self.split.name()),
+            None => format!("{}_stream.{what}", self.split.name()),
+        }
+    }
+}
+
+impl BatchSource for PluginStream {
+    fn start_pass(&mut self, w: WorkerInfo) -> Result<()> {
+        let hook = self.hook("start_pass");
+        let generator = if self.worker.is_some() { Some(Generator::seeded(w.seed).map_err(|e| anyhow!("{hook}: {e}"))?) } else { None };
+        let split = wit_split(self.split);
+        let info = WitWorkerInfo { id: w.id, num_workers: w.num_workers, seed: w.seed, epoch: w.epoch };
+        let out = self.plugin.call(&mut self.ctx, &hook, Device::Cpu, |inner| {
+            if generator.is_some() {
+                inner.store.data_mut().generator = generator;
+            }
+            let g = WasmPlugin::data_guest(inner)?.clone();
+            g.call_start_pass(&mut inner.store, split, info)
+        })?;
+        out.map_err(|m| self.plugin.err(&hook, None, m))
+    }
+
+    fn next_batch(&mut self) -> Result<Option<Vec<Tensor>>> {
+        let hook = self.hook("next_batch");
+        let split = wit_split(self.split);
+        let out = self.plugin.call(&mut self.ctx, &hook, Device::Cpu, |inner| {
+            let g = WasmPlugin::data_guest(inner)?.clone();
+            match g.call_next_batch(&mut inner.store, split)? {
+                Ok(Some(handles)) => {
+                    let mut batch = Vec::with_capacity(handles.len());
+                    for h in handles {
+                        batch.push(WasmPlugin::take_tensor(inner, h)?);
+                    }
+                    Ok(Ok(Some(batch)))
+                }
+                Ok(None) => Ok(Ok(None)),
+                Err(m) => Ok(Err(m)),
+            }
+        })?;
+        out.map_err(|m| self.plugin.err(&hook, None, m))
+    }
+}
+
+/// Makes worker instances of an admitted component.
+struct PluginWorkers {
+    runtime: Arc<Runtime>,
+    admitted: Arc<Admitted>,
+    /// The stage and hyper-parameters of the plugin's `setup`, the state it was restored to.
+    setup: (Stage, String, Option<Vec<u8>>),
+    split: Split,
+    /// How many workers share the plugin's limits.
+    share: usize,
+}
+
+impl WorkerFactory for PluginWorkers {
+    fn spawn(&self, id: u32) -> Result<Box<dyn BatchSource>> {
+        let mut plugin = instantiate(&self.runtime, &self.admitted, self.share)?;
+        // Random ops in the worker's `setup` must not draw from the run's generator (another
+        // thread's): the worker's own, seeded with its id, until the first pass reseeds it.
+        plugin.inner_mut().store.data_mut().generator = Some(Generator::seeded(u64::from(id)).map_err(|e| anyhow!("DataLoader worker {id}: {e}"))?);
+        let mut ctx = RunContext::default();
+        let (stage, hp, state) = &self.setup;
+        let hparams: serde_json::Value = serde_json::from_str(hp).map_err(|e| anyhow!("DataLoader worker {id}: hyper-parameters: {e}"))?;
+        let mut ready = || -> Result<()> {
+            DataModule::setup(&mut plugin, &mut ctx, *stage, &hparams)?;
+            if let Some(s) = state {
+                DataModule::load_state(&mut plugin, &mut ctx, s)?;
+            }
+            // The plugin's own instance was asked for the stream before its workers started.
+            plugin.stream_spec(&mut ctx, self.split).map(|_| ())
+        };
+        ready().map_err(|e| anyhow!("DataLoader worker {id}: {e:#}"))?;
+        Ok(Box::new(PluginStream { plugin, split: self.split, worker: Some(id), ctx }))
+    }
+}
+
+pub(super) fn wit_split(split: Split) -> WitSplit {
+    match split {
+        Split::Train => WitSplit::Train,
+        Split::Val => WitSplit::Val,
+        Split::Test => WitSplit::Test,
+        Split::Predict => WitSplit::Predict,
+    }
+}
+
+impl DataModule for WasmPlugin {
+    fn name(&self) -> &str {
+        Module::name(self)
+    }
+
+    fn setup(&mut self, ctx: &mut RunContext, stage: Stage, hparams: &Value) -> Result<()> {
+        let text = hparams.to_string();
+        self.inner_mut().setup_args = Some((stage, text.clone()));
+        let out = self.call(ctx, "setup", Device::Cpu, |inner| {
+            let g = WasmPlugin::data_guest(inner)?.clone();
+            g.call_setup(&mut inner.store, stage_out(stage), &text)
+        })?;
+        out.map_err(|msg| self.err("setup", None, msg))
+    }
+
+    fn save_state(&mut self, ctx: &mut RunContext) -> Result<Option<Vec<u8>>> {
+        Ok(self.call(ctx, "datamodule.state_dict", Device::Cpu, |inner| {
+            let g = WasmPlugin::data_guest(inner)?.clone();
+            g.call_save_state(&mut inner.store)
+        })?)
+    }
+
+    fn load_state(&mut self, ctx: &mut RunContext, state: &[u8]) -> Result<()> {
+        self.inner_mut().data_state = Some(state.to_vec());
+        let out = self.call(ctx, "datamodule.load_state_dict", Device::Cpu, |inner| {
+            let g = WasmPlugin::data_guest(inner)?.clone();
+            g.call_load_state(&mut inner.store, state)
+        })?;
+        out.map_err(|m| self.err("datamodule.load_state_dict", None, m))
+    }
+
+    fn dataset(&mut self, ctx: &mut RunContext, split: Split) -> Result<Option<DatasetSpec>> {
+        let wit_split = wit_split(split);
+        let hook = format!("{}_dataloader", split.name());
+        let spec = self.call(ctx, &hook, Device::Cpu, |inner| {
+            let g = WasmPlugin::data_guest(inner)?.clone();
+            let Some(ds) = g.call_dataloader(&mut inner.store, wit_split)? else { return Ok(None) };
+            let mut columns = Vec::with_capacity(ds.columns.len());
+            for c in ds.columns {
+                columns.push(WasmPlugin::take_tensor(inner, c)?);
+            }
+            let sampler = ds.sampler.as_ref().map(convert::sampler);
+            Ok(Some(DatasetSpec { columns, batch_size: ds.batch_size as usize, shuffle: ds.shuffle, drop_last: ds.drop_last, sampler }))
+        })?;
+        Ok(spec)
+    }
+
+    fn stream(&mut self, ctx: &mut RunContext, split: Split) -> Result<Option<StreamSpec>> {
+        self.stream_spec(ctx, split)
+    }
+}

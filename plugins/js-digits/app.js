@@ -1,0 +1,66 @@
+// The digits MLP in JavaScript: plugins/digits-mlp, written as a Lightning user would. The
+// same model with the same seed gives the same losses as the Rust plugin (all the math runs
+// in the host).
+
+import { LightningModule, LightningDataModule, Dataset, Tensor, nn, F, optim, exportPlugin } from "../../sdk/js/lthost.js";
+
+class DigitsMlp extends LightningModule {
+  static defaults = { hidden: 128, dropout: 0.1, lr: 0.003, batch_size: 32 };
+
+  constructor(hp) {
+    super();
+    this.hidden = new nn.Linear(64, hp.hidden);
+    this.dropout = new nn.Dropout(hp.dropout);
+    this.out = new nn.Linear(hp.hidden, 10);
+  }
+
+  forward(x) {
+    return this.out.forward(this.dropout.forward(this.hidden.forward(x).relu()));
+  }
+
+  trainingStep([x, y]) {
+    const loss = F.crossEntropy(this.forward(x), y);
+    this.log("train_loss", loss, { progBar: true });
+    return loss;
+  }
+
+  evaluate([x, y], prefix) {
+    const logits = this.forward(x);
+    this.log(`${prefix}_loss`, F.crossEntropy(logits, y), { progBar: true });
+    this.log(`${prefix}_acc`, logits.argmax(1).eq(y).float().mean(), { progBar: true });
+  }
+
+  validationStep(batch) { this.evaluate(batch, "val"); }
+  testStep(batch) { this.evaluate(batch, "test"); }
+  predictStep([x]) { return this.forward(x).softmaxDim(-1); }
+
+  configureOptimizers() {
+    return optim.Adam({ lr: this.hparams.lr });
+  }
+}
+
+// digits.safetensors from the granted data directory: uint8 pixels 0..16, labels.
+class Digits extends LightningDataModule {
+  static defaults = { batch_size: 32, data_file: "digits.safetensors" };
+
+  constructor(hp) {
+    super();
+    this.batchSize = hp.batch_size;
+    this.file = hp.data_file;
+  }
+
+  setup() {
+    this.splits = new Map(Tensor.load(this.file));
+  }
+
+  split(name, shuffle) {
+    const x = this.splits.get(`${name}_images`).float().div(16);
+    return new Dataset([x, this.splits.get(`${name}_labels`)], { batchSize: this.batchSize, shuffle });
+  }
+
+  trainDataloader() { return this.split("train", true); }
+  valDataloader() { return this.split("val", false); }
+  testDataloader() { return this.split("test", false); }
+}
+
+export const { lightningModule, dataModule } = exportPlugin(DigitsMlp, Digits);

@@ -1,0 +1,71 @@
+"""The digits MLP in Python: plugins/digits-mlp, written as a Lightning user would. The
+same model with the same seed gives the same losses as the Rust plugin (all the math runs
+in the host)."""
+
+import lthost as L
+from lthost import F, nn, optim
+from lthost.exports import DataModule, LightningModule  # noqa: F401  (the component's exports)
+
+
+class DigitsMlp(L.LightningModule):
+    def __init__(self, hidden=128, dropout=0.1, lr=0.003, batch_size=32):
+        super().__init__()
+        self.hidden = nn.Linear(64, hidden)
+        self.dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(hidden, 10)
+
+    def forward(self, x):
+        return self.out(self.dropout(self.hidden(x).relu()))
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = F.cross_entropy(self(x), y)
+        self.log("train_loss", loss, prog_bar=True)
+        return loss
+
+    def evaluate(self, batch, prefix):
+        x, y = batch
+        logits = self(x)
+        self.log(f"{prefix}_loss", F.cross_entropy(logits, y), prog_bar=True)
+        self.log(f"{prefix}_acc", logits.argmax(1).eq(y).float().mean(), prog_bar=True)
+
+    def validation_step(self, batch, batch_idx):
+        self.evaluate(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self.evaluate(batch, "test")
+
+    def predict_step(self, batch, batch_idx):
+        return self(batch[0]).softmax(-1)
+
+    def configure_optimizers(self):
+        return optim.Adam(lr=self.hparams.lr)
+
+    __call__ = forward
+
+
+class Digits(L.LightningDataModule):
+    """digits.safetensors from the granted data directory: uint8 pixels 0..16, labels."""
+
+    def __init__(self, batch_size=32, data_file="digits.safetensors", **_):
+        super().__init__()
+        self.batch_size, self.data_file = batch_size, data_file
+
+    def setup(self, stage):
+        self.splits = dict(L.Tensor.load(self.data_file))
+
+    def split(self, name, shuffle):
+        x = self.splits.pop(f"{name}_images").float() / 16.0
+        return L.Dataset(x, self.splits.pop(f"{name}_labels"), batch_size=self.batch_size, shuffle=shuffle)
+
+    def train_dataloader(self):
+        return self.split("train", True)
+
+    def val_dataloader(self):
+        return self.split("val", False)
+
+    def test_dataloader(self):
+        return self.split("test", False)
+
+
+L.export(DigitsMlp, Digits)

@@ -1,0 +1,192 @@
+// The JavaScript SDK for lthost plugins: Lightning's API over lthost's WIT interfaces.
+// Tensors are handles to libtorch tensors in the host; every op runs there, with autograd.
+//
+//   import { LightningModule, LightningDataModule, Dataset, nn, F, optim, exportPlugin } from "./lthost.js";
+//   class Mlp extends LightningModule {
+//     constructor(hp) { super(); this.hidden = new nn.Linear(64, hp.hidden); ... }
+//     trainingStep([x, y], batchIdx) { const loss = F.crossEntropy(...); this.log("train_loss", loss, { progBar: true }); return loss; }
+//     configureOptimizers() { return optim.Adam({ lr: this.hparams.lr }); }
+//   }
+//   export const { lightningModule, dataModule } = exportPlugin(Mlp, MyData);
+//
+// Built with componentize-js (`-w wit -n plugin`); s64 values are BigInts at the boundary,
+// which this SDK converts.
+
+import { Tensor, crossEntropy, nllLoss, mseLoss, l1Loss, binaryCrossEntropyWithLogits } from "lt:plugin/tensor@0.1.0";
+import * as wnn from "lt:plugin/nn@0.1.0";
+import { log as wlog, logScalar } from "lt:plugin/log@0.1.0";
+
+export { Tensor };
+
+const big = (xs) => BigInt64Array.from(xs.map((v) => BigInt(v)));
+
+// Tensor methods with torch's names.
+const T = Tensor.prototype;
+const unary = (op) => function () { return this.unary(op); };
+const binary = (op) => function (other) {
+  return other instanceof Tensor ? this.binary(op, other) : this.binaryScalar(op, Number(other));
+};
+const reduce = (op) => function (dim, keepdim = false) {
+  const dims = dim === undefined ? [] : Array.isArray(dim) ? dim : [dim];
+  return this.reduce(op, big(dims), keepdim);
+};
+const rawArgmax = T.argmax;
+Object.assign(T, {
+  relu: unary("relu"), tanh: unary("tanh"), sigmoid: unary("sigmoid"), exp: unary("exp"),
+  log: unary("log"), sqrt: unary("sqrt"), abs: unary("abs"), detach: unary("detach"), neg: unary("neg"),
+  add: binary("add"), sub: binary("sub"), mul: binary("mul"), div: binary("div"), pow: binary("pow"),
+  float() { return this.toDtype("float32"); },
+  long() { return this.toDtype("int64"); },
+  eq(other) { return other instanceof Tensor ? this.compare("eq", other) : this.compareScalar("eq", Number(other)); },
+  sum: reduce("sum"), mean: reduce("mean"), max: reduce("max"), min: reduce("min"),
+  argmax(dim, keepdim = false) { return rawArgmax.call(this, BigInt(dim), keepdim); },
+  size() { return Array.from(this.shape(), Number); },
+  view(...shape) { return this.reshape(big(shape.flat())); },
+  softmaxDim(dim) { return this.softmax(BigInt(dim)); },
+});
+
+export const F = {
+  crossEntropy: (input, target, { reduction = "mean", labelSmoothing = 0 } = {}) => crossEntropy(input, target, reduction, labelSmoothing),
+  nllLoss: (input, target, reduction = "mean") => nllLoss(input, target, reduction),
+  mseLoss: (input, target, reduction = "mean") => mseLoss(input, target, reduction),
+  l1Loss: (input, target, reduction = "mean") => l1Loss(input, target, reduction),
+  binaryCrossEntropyWithLogits: (input, target, reduction = "mean") => binaryCrossEntropyWithLogits(input, target, reduction),
+};
+
+// Layers get their parameter path from the property they are assigned to
+// (`this.hidden = new nn.Linear(64, 128)` → `hidden.weight`), or from `{ path }`.
+class Layer {
+  constructor(make, needsPath = true) {
+    this.make = make;
+    this.layer = needsPath ? undefined : make(undefined);
+  }
+  bind(path) {
+    if (this.layer === undefined) this.layer = this.make(path);
+    return this;
+  }
+  forward(...inputs) {
+    if (this.layer === undefined) throw new Error("a layer was used before it was assigned to a module property");
+    return this.layer.forward(...inputs);
+  }
+}
+
+export const nn = {
+  Linear: class extends Layer {
+    constructor(inF, outF, { bias = true, path } = {}) {
+      super((p) => new wnn.Linear(p, inF, outF, bias));
+      if (path) this.bind(path);
+    }
+  },
+  Dropout: class extends Layer {
+    constructor(p = 0.5) { super(() => new wnn.Dropout(p), false); }
+  },
+};
+
+const REDUCE = { mean: "mean", sum: "sum", max: "max", min: "min" };
+
+export class LightningModule {
+  constructor() {
+    // Layers assigned to properties learn their paths.
+    return new Proxy(this, {
+      set(target, key, value) {
+        if (value instanceof Layer) value.bind(String(key));
+        target[key] = value;
+        return true;
+      },
+    });
+  }
+  log(name, value, { progBar = false, logger = true, onStep, onEpoch, reduceFx = "mean", batchSize } = {}) {
+    const opts = { progBar, logger, onStep, onEpoch, reduceFx: REDUCE[reduceFx], batchSize };
+    if (typeof value === "number") logScalar(name, value, opts);
+    else wlog(name, value, opts);
+  }
+  validationStep() {}
+  testStep() {}
+  onSaveCheckpoint() { return undefined; }
+  onLoadCheckpoint() {}
+}
+
+export class LightningDataModule {
+  setup() {}
+  trainDataloader() { return undefined; }
+  valDataloader() { return undefined; }
+  testDataloader() { return undefined; }
+  predictDataloader() { return undefined; }
+}
+
+export class Dataset {
+  constructor(columns, { batchSize = 1, shuffle = false, dropLast = false } = {}) {
+    Object.assign(this, { columns, batchSize, shuffle, dropLast });
+  }
+  record() {
+    return { columns: this.columns, batchSize: this.batchSize, shuffle: this.shuffle, dropLast: this.dropLast, sampler: undefined };
+  }
+}
+
+const opt = (tag, val) => ({ algorithm: { tag, val }, groups: [] });
+export const optim = {
+  SGD: ({ lr, momentum = 0, dampening = 0, weightDecay = 0, nesterov = false }) => opt("sgd", { lr, momentum, dampening, weightDecay, nesterov }),
+  Adam: ({ lr = 1e-3, betas = [0.9, 0.999], eps = 1e-8, weightDecay = 0, amsgrad = false } = {}) => opt("adam", { lr, betas, eps, weightDecay, amsgrad }),
+  AdamW: ({ lr = 1e-3, betas = [0.9, 0.999], eps = 1e-8, weightDecay = 1e-2, amsgrad = false } = {}) => opt("adamw", { lr, betas, eps, weightDecay, amsgrad }),
+};
+
+const STAGES = { fit: "fit", validate: "validate", test: "test", predict: "predict", "sanity-check": "fit" };
+const SPLITS = { train: "trainDataloader", val: "valDataloader", test: "testDataloader", predict: "predictDataloader" };
+
+// The component's exports, calling the given classes. Each class takes the run's
+// hyper-parameters merged over its `defaults`.
+export function exportPlugin(ModuleClass, DataClass) {
+  let module, data;
+  const live = (x, what) => {
+    if (x === undefined) throw new Error(`lthost called ${what} too early`);
+    return x;
+  };
+  const lightningModule = {
+    configure(hparams) {
+      const hp = { ...(ModuleClass.defaults ?? {}), ...JSON.parse(hparams) };
+      try {
+        module = new ModuleClass(hp);
+      } catch (e) {
+        throw `${ModuleClass.name}: ${e}`;
+      }
+      module.hparams = hp;
+      return JSON.stringify(hp);
+    },
+    configureOptimizers() {
+      const o = live(module, "configure_optimizers").configureOptimizers();
+      const list = Array.isArray(o) ? o : [o];
+      return { optimizers: list, lrSchedulers: [], automaticOptimization: true };
+    },
+    saveState() { return live(module, "save_state").onSaveCheckpoint(); },
+    loadState(state) { live(module, "load_state").onLoadCheckpoint(state); },
+    implementedHooks() { return []; },
+    onHook() { return 0; },
+    trainingStep(batch, batchIdx) { return live(module, "training_step").trainingStep(batch, Number(batchIdx)); },
+    validationStep(batch, batchIdx) { live(module, "validation_step").validationStep(batch, Number(batchIdx)); },
+    testStep(batch, batchIdx) { live(module, "test_step").testStep(batch, Number(batchIdx)); },
+    predictStep(batch, batchIdx) { return live(module, "predict_step").predictStep(batch, Number(batchIdx)); },
+  };
+  const dataModule = {
+    setup(stage, hparams) {
+      if (!DataClass) throw "no LightningDataModule was exported";
+      const hp = { ...(DataClass.defaults ?? {}), ...JSON.parse(hparams) };
+      try {
+        data = new DataClass(hp);
+        data.hparams = hp;
+        data.setup(STAGES[stage]);
+      } catch (e) {
+        throw `${DataClass.name}.setup: ${e}`;
+      }
+    },
+    dataloader(split) {
+      const ds = live(data, "dataloader")[SPLITS[split]]();
+      return ds === undefined ? undefined : ds.record();
+    },
+    streaming() { return undefined; },
+    startPass() { throw "this DataModule has no stream"; },
+    nextBatch() { return undefined; },
+    saveState() { return undefined; },
+    loadState() {},
+  };
+  return { lightningModule, dataModule };
+}
