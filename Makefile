@@ -9,6 +9,8 @@ export PATH := $(VENV)/bin:$(PATH)
 export LIBTORCH_USE_PYTORCH := 1
 CARGO ?= cargo
 PLUGINS := digits-mlp parity-rnn parity-mlp faulty hook-recorder gan jsonl-logger loss-guard-callback grad-norm-callback mnist-cnn stream-regression adversary
+# Plugins in other guest languages (tools/build-plugin.sh <lang> <name>), against the same WIT.
+LANG_PLUGINS := python:python-digits js:js-digits c:c-digits
 PLUGIN_DIR := target/plugins
 LTHOST := target/release/lthost
 # A development signing key, made on first use; plugins built here are signed with it and
@@ -28,7 +30,7 @@ run: host plugins
 test: host plugins reference
 	$(CARGO) test --release -p lthost -- --test-threads $(TEST_THREADS)
 
-setup: .stamps/venv .stamps/wasm-target
+setup: .stamps/venv .stamps/wasm-target .stamps/js-tools .stamps/c-tools
 
 .stamps/venv: requirements.txt
 	@mkdir -p .stamps
@@ -39,6 +41,18 @@ setup: .stamps/venv .stamps/wasm-target
 .stamps/wasm-target:
 	@mkdir -p .stamps
 	rustup target add wasm32-wasip2
+	@touch $@
+
+# componentize-js and its engine, from the npm registry (pinned by tools/js/package-lock.json).
+.stamps/js-tools: tools/js/package-lock.json
+	@mkdir -p .stamps
+	npm ci --prefix tools/js --no-audit --no-fund --loglevel=error
+	@touch $@
+
+# clang-19 + wasi-libc (Debian), wit-bindgen-cli (crates.io) into target/tools.
+.stamps/c-tools: tools/install-c-toolchain.sh
+	@mkdir -p .stamps
+	tools/install-c-toolchain.sh
 	@touch $@
 
 host: setup
@@ -52,7 +66,13 @@ plugins: setup host $(DEVKEY)
 		$(LTHOST) manifest target/wasm32-wasip2/release/$${p//-/_}.wasm --from $$m --output $(PLUGIN_DIR)/$$p.wasm >/dev/null && \
 		$(LTHOST) sign $(PLUGIN_DIR)/$$p.wasm --key $(DEVKEY) >/dev/null || exit 1; \
 	done
-	@echo "plugins: $(PLUGINS) → $(PLUGIN_DIR), with manifests, signed with $(DEVKEY)"
+	@for lp in $(LANG_PLUGINS); do \
+		lang=$${lp%%:*}; p=$${lp#*:}; \
+		tools/build-plugin.sh $$lang $$p && \
+		$(LTHOST) manifest target/wasm-lang/$$p.wasm --from plugins/$$p/lthost.toml --output $(PLUGIN_DIR)/$$p.wasm >/dev/null && \
+		$(LTHOST) sign $(PLUGIN_DIR)/$$p.wasm --key $(DEVKEY) >/dev/null || exit 1; \
+	done
+	@echo "plugins: $(PLUGINS) $(foreach lp,$(LANG_PLUGINS),$(lastword $(subst :, ,$(lp)))) → $(PLUGIN_DIR), with manifests, signed with $(DEVKEY)"
 
 $(DEVKEY): | host
 	$(LTHOST) keygen --out .lthost/dev

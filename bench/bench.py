@@ -22,6 +22,8 @@ import sys
 import tempfile
 import time
 
+from languages import language_costs, table as language_table
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LTHOST = os.path.join(ROOT, "target", "release", "lthost")
 PLUGINS = os.path.join(ROOT, "target", "plugins")
@@ -220,6 +222,7 @@ def main():
     start = startup_times()
     lt_fetch, pt_fetch = fetch_throughput()
     wait = data_wait_share()
+    langs = language_costs()
     lines = [
         "# lthost benchmarks",
         "",
@@ -269,7 +272,7 @@ def main():
         "",
         "| prefetch_batches | data wait (s) | share of training time | training time (s) |",
         "|---:|---:|---:|---:|",
-    ] + [f"| {d} | {w[0]:.3f} | {w[1]:.1f}% | {w[2]:.3f} |" for d, w in sorted(wait.items())] + [""]
+    ] + [f"| {d} | {w[0]:.3f} | {w[1]:.1f}% | {w[2]:.3f} |" for d, w in sorted(wait.items())] + [""] + language_table(langs)
     text = "\n".join(lines)
     with open(os.path.join(ROOT, "bench", "results.md"), "w") as f:
         f.write(text)

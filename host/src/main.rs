@@ -69,7 +69,7 @@ enum Command {
     Init {
         /// The project directory (its name becomes the plugin's).
         path: PathBuf,
-        /// The plugin's language (rust today).
+        /// The plugin's language.
         #[arg(long, default_value = "rust", value_parser = ["rust", "python", "js", "c"])]
         lang: String,
     },

@@ -1,91 +1,26 @@
 //! `lthost init`: a new plugin project from a template that builds and trains as is — a
-//! small regression MLP with its DataModule, a manifest, a run file and a README with the
-//! build, sign and run commands.
+//! small regression MLP (y = 0.5 · sum(x), two Linear layers, Adam) with its DataModule, a
+//! manifest, a run file and a README with the build, sign and run commands — in Rust,
+//! Python, JavaScript or C (one file per language's template).
+
+mod c;
+mod js;
+mod python;
+mod rust;
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
 
-const LIB_RS: &str = r#"//! {name}: a LightningModule and a DataModule for lthost (`lthost init` template).
-//! Learns y = 0.5 * sum(x) from noisy samples with a two-layer MLP.
-
-use lthost_sdk::nn::Linear;
-use lthost_sdk::prelude::*;
-
-struct Model {
-    hidden: Linear,
-    out: Linear,
+/// A language's files, the commands that build `<name>.wasm`, and the file to edit.
+pub(crate) struct Template {
+    pub files: Vec<(&'static str, String)>,
+    pub build: String,
+    pub source: &'static str,
 }
-
-impl Model {
-    fn forward(&self, x: &Tensor) -> Tensor {
-        self.out.forward(&self.hidden.forward(x).relu())
-    }
-}
-
-impl LightningModule for Model {
-    fn default_hparams() -> lthost_sdk::serde_json::Value {
-        json!({"lr": 0.01, "hidden": 32})
-    }
-
-    fn configure(hp: &Hparams) -> Result<Self, String> {
-        let hidden = hp.u64_or("hidden", 32) as u32;
-        Ok(Model { hidden: Linear::new("hidden", 8, hidden, true), out: Linear::new("out", hidden, 1, true) })
-    }
-
-    fn configure_optimizers(&self, hp: &Hparams) -> Optimization {
-        Optimizer::adam(hp.f64_or("lr", 0.01)).into()
-    }
-
-    fn training_step(&mut self, batch: Batch, _batch_idx: u64) -> Option<Tensor> {
-        let loss = F::mse_loss(&self.forward(&batch[0]), &batch[1]);
-        log::log_prog_bar("train_loss", &loss);
-        Some(loss)
-    }
-
-    fn validation_step(&mut self, batch: Batch, _batch_idx: u64) {
-        let loss = F::mse_loss(&self.forward(&batch[0]), &batch[1]);
-        log::log_prog_bar("val_loss", &loss);
-    }
-}
-
-struct Data {
-    splits: Vec<Option<(Tensor, Tensor)>>,
-    batch_size: u32,
-}
-
-impl DataModule for Data {
-    fn setup(_stage: Stage, hp: &Hparams) -> Result<Self, String> {
-        let n = hp.u64_or("samples", 512) as i64;
-        let splits = (0..2)
-            .map(|_| {
-                let x = Tensor::randn(&[n, 8]);
-                let y = x.sum_dims(&[1], true).mul_scalar(0.5);
-                Some((x, y))
-            })
-            .collect();
-        Ok(Data { splits, batch_size: hp.u64_or("batch_size", 32) as u32 })
-    }
-
-    fn train_dataset(&mut self) -> Option<Dataset> {
-        let (x, y) = self.splits[0].take()?;
-        Some(dataset(vec![x, y], self.batch_size, true))
-    }
-
-    fn val_dataset(&mut self) -> Option<Dataset> {
-        let (x, y) = self.splits[1].take()?;
-        Some(dataset(vec![x, y], self.batch_size, false))
-    }
-}
-
-export_plugin!(Model, Data);
-"#;
 
 /// Writes the project into `dir` (which must not exist or be empty).
 pub fn init(dir: &Path, lang: &str, sdk: &Path) -> Result<Vec<PathBuf>> {
-    if lang != "rust" {
-        bail!("lthost init --lang {lang}: not available yet; this lthost scaffolds rust (python, js and c are planned)");
-    }
     if dir.exists() && std::fs::read_dir(dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
         bail!("{} exists and is not empty", dir.display());
     }
@@ -95,28 +30,29 @@ pub fn init(dir: &Path, lang: &str, sdk: &Path) -> Result<Vec<PathBuf>> {
         bail!("`{raw}`: a plugin name starts with a letter");
     }
     if !sdk.join("Cargo.toml").exists() {
-        bail!("the lthost SDK is not at {} (lthost init writes a path dependency on it)", sdk.display());
+        bail!("the lthost SDK is not at {} (lthost init refers to it)", sdk.display());
     }
-    let crate_name = name.replace('-', "_");
-    let files: Vec<(&str, String)> = vec![
-        (
-            "Cargo.toml",
-            format!(
-                "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\npublish = false\n\n[lib]\ncrate-type = [\"cdylib\"]\n\n[dependencies]\nlthost-sdk = {{ path = {:?} }}\n\n# Its own workspace, wherever it lives.\n[workspace]\n\n[profile.release]\nopt-level = \"s\"\nstrip = \"debuginfo\"\n",
-                sdk.display().to_string()
-            ),
+    let repo = sdk.parent().unwrap_or(sdk);
+    let t = match lang {
+        "rust" => rust::files(&name, sdk),
+        "python" => python::files(&name, sdk, repo),
+        "js" => js::files(&name, sdk, repo)?,
+        "c" => c::files(&name, sdk, repo),
+        other => bail!("lthost init --lang {other}: unknown language (rust, python, js, c)"),
+    };
+    let mut files = t.files;
+    files.push(("lthost.toml", format!("name = \"{name}\"\nversion = \"0.1.0\"\nauthors = []\ndescription = \"\"\nwit = \"lt:plugin@0.1.0\"\ncapabilities = []\n")));
+    files.push(("run.toml", "[trainer]\nmax_epochs = 10\nseed = 0\n\n[hparams]\nlr = 0.01\nhidden = 32\n".to_string()));
+    files.push((
+        "README.md",
+        format!(
+            "# {name}\n\nAn lthost plugin ({lang}): a LightningModule and its DataModule, as a WebAssembly component.\n\n```sh\n{}\nlthost keygen --out keys/me                      # once\nlthost sign {name}.wasm --key keys/me.key\nlthost fit {name}.wasm --config run.toml --trusted-keys keys/me.pub\n```\n\nEdit `{}`; `lthost inspect {name}.wasm` shows what you built.\n",
+            t.build, t.source
         ),
-        ("src/lib.rs", LIB_RS.replace("{name}", &name)),
-        ("lthost.toml", format!("name = \"{name}\"\nversion = \"0.1.0\"\nauthors = []\ndescription = \"\"\nwit = \"lt:plugin@0.1.0\"\ncapabilities = []\n")),
-        ("run.toml", "[trainer]\nmax_epochs = 10\nseed = 0\n\n[hparams]\nlr = 0.01\nhidden = 32\n".to_string()),
-        (".gitignore", "/target\n/lightning_logs\n".to_string()),
-        (
-            "README.md",
-            format!(
-                "# {name}\n\nAn lthost plugin (a LightningModule and its DataModule, as a WebAssembly component).\n\n```sh\nrustup target add wasm32-wasip2\ncargo build --release --target wasm32-wasip2\nlthost manifest target/wasm32-wasip2/release/{crate_name}.wasm --from lthost.toml --output {name}.wasm\nlthost keygen --out keys/me                      # once\nlthost sign {name}.wasm --key keys/me.key\nlthost fit {name}.wasm --config run.toml --trusted-keys keys/me.pub\n```\n\nEdit `src/lib.rs`; `lthost inspect {name}.wasm` shows what you built.\n"
-            ),
-        ),
-    ];
+    ));
+    if lang != "rust" {
+        files.push(("build.sh", format!("#!/usr/bin/env bash\n# Builds {name}.wasm ({lang}) against lthost's WIT.\nset -euo pipefail\ncd \"$(dirname \"$0\")\"\n{}\n", t.build)));
+    }
     let mut written = Vec::new();
     for (rel, text) in files {
         let p = dir.join(rel);
@@ -124,6 +60,11 @@ pub fn init(dir: &Path, lang: &str, sdk: &Path) -> Result<Vec<PathBuf>> {
             std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
         }
         std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))?;
+        #[cfg(unix)]
+        if rel == "build.sh" {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).with_context(|| format!("making {} executable", p.display()))?;
+        }
         written.push(p);
     }
     Ok(written)

@@ -8,8 +8,9 @@ from lthost.exports import DataModule, LightningModule  # noqa: F401  (the compo
 
 
 class DigitsMlp(L.LightningModule):
-    def __init__(self, hidden=128, dropout=0.1, lr=0.003, batch_size=32):
+    def __init__(self, hidden=128, dropout=0.1, lr=0.003, batch_size=32, probe_calls=0):
         super().__init__()
+        self.probe_calls = probe_calls  # host calls per step for their cost alone (make bench)
         self.hidden = nn.Linear(64, hidden)
         self.dropout = nn.Dropout(dropout)
         self.out = nn.Linear(hidden, 10)
@@ -19,6 +20,8 @@ class DigitsMlp(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         x, y = batch
+        for _ in range(self.probe_calls):
+            x.numel()
         loss = F.cross_entropy(self(x), y)
         self.log("train_loss", loss, prog_bar=True)
         return loss

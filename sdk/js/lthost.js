@@ -190,3 +190,11 @@ export function exportPlugin(ModuleClass, DataClass) {
   };
   return { lightningModule, dataModule };
 }
+
+// torch's tensor factories (shapes as plain arrays), drawing from the run's generator.
+export const torch = {
+  randn: (shape) => Tensor.randn(big(shape)),
+  rand: (shape) => Tensor.rand(big(shape)),
+  zeros: (shape, dtype = "float32") => Tensor.zeros(big(shape), dtype),
+  ones: (shape, dtype = "float32") => Tensor.ones(big(shape), dtype),
+};

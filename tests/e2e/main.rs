@@ -14,6 +14,7 @@ mod parity;
 mod schedulers;
 mod signatures;
 mod streams;
+mod languages;
 mod builtin_callbacks;
 mod cache;
 mod loggers_and_callbacks;

@@ -8,6 +8,8 @@ use lthost_sdk::nn::{Dropout, Linear};
 use lthost_sdk::prelude::*;
 
 struct DigitsMlp {
+    /// Host calls made per training step for nothing but their cost (`make bench`).
+    probe_calls: u64,
     hidden: Linear,
     dropout: Dropout,
     out: Linear,
@@ -37,6 +39,7 @@ impl LightningModule for DigitsMlp {
     fn configure(hp: &Hparams) -> Result<Self, String> {
         let hidden = hp.u64_or("hidden", 128) as u32;
         Ok(DigitsMlp {
+            probe_calls: hp.u64_or("probe_calls", 0),
             hidden: Linear::new("hidden", 64, hidden, true),
             dropout: Dropout::new(hp.f64_or("dropout", 0.1)),
             out: Linear::new("out", hidden, 10, true),
@@ -48,6 +51,9 @@ impl LightningModule for DigitsMlp {
     }
 
     fn training_step(&mut self, batch: Batch, _batch_idx: u64) -> Option<Tensor> {
+        for _ in 0..self.probe_calls {
+            batch[0].numel();
+        }
         let loss = F::cross_entropy(&self.forward(&batch[0]), &batch[1]);
         log::log_prog_bar("train_loss", &loss);
         Some(loss)

@@ -1,0 +1,149 @@
+// The digits MLP in C: plugins/digits-mlp over the C bindings of the same WIT. The same
+// model with the same seed gives the same losses as the Rust plugin (all the math runs in
+// the host).
+#include "lthost.h"
+
+static lt_plugin_nn_own_linear_t hidden, out;
+static lt_plugin_nn_own_dropout_t dropout;
+static double lr = 0.003;
+// Host calls made per training step for nothing but their cost (make bench).
+static int probe_calls = 0;
+static uint32_t batch_size = 32;
+static lt_plugin_tensor_list_tuple2_string_own_tensor_t splits;
+
+static lt_tensor forward(lt_tensor x) {
+  lt_tensor h = lt_relu(lt_linear_forward(hidden, x));
+  return lt_linear_forward(out, lt_dropout_forward(dropout, h));
+}
+
+bool exports_lt_plugin_lightning_module_configure(plugin_string_t *hparams, plugin_string_t *ret, plugin_string_t *err) {
+  double width = lt_hparam(hparams, "hidden", 128), p = lt_hparam(hparams, "dropout", 0.1);
+  lr = lt_hparam(hparams, "lr", 0.003);
+  probe_calls = (int)lt_hparam(hparams, "probe_calls", 0);
+  double bs = lt_hparam(hparams, "batch_size", 32);
+  plugin_string_free(hparams);
+  if (width < 1 || p < 0 || p >= 1) {
+    plugin_string_dup(err, "hidden must be >= 1 and dropout in [0, 1)");
+    return false;
+  }
+  hidden = lt_linear("hidden", 64, (uint32_t)width, true);
+  dropout = lt_plugin_nn_constructor_dropout(p);
+  out = lt_linear("out", (uint32_t)width, 10, true);
+  char json[256];
+  snprintf(json, sizeof json, "{\"hidden\": %d, \"dropout\": %g, \"lr\": %g, \"batch_size\": %d}", (int)width, p, lr, (int)bs);
+  plugin_string_dup(ret, json);
+  return true;
+}
+
+void exports_lt_plugin_lightning_module_configure_optimizers(exports_lt_plugin_lightning_module_optimization_t *ret) {
+  exports_lt_plugin_lightning_module_optimizer_t *o = calloc(1, sizeof *o);
+  o->algorithm.tag = EXPORTS_LT_PLUGIN_LIGHTNING_MODULE_ALGORITHM_ADAM;
+  o->algorithm.val.adam = (exports_lt_plugin_lightning_module_adam_t){.lr = lr, .betas = {0.9, 0.999}, .eps = 1e-8, .weight_decay = 0.0, .amsgrad = false};
+  ret->optimizers.ptr = o;
+  ret->optimizers.len = 1;
+  ret->lr_schedulers.ptr = NULL;
+  ret->lr_schedulers.len = 0;
+  ret->automatic_optimization = true;
+}
+
+bool exports_lt_plugin_lightning_module_save_state(plugin_list_u8_t *ret) { return false; }
+
+bool exports_lt_plugin_lightning_module_load_state(plugin_list_u8_t *state, plugin_string_t *err) {
+  plugin_list_u8_free(state);
+  return true;
+}
+
+void exports_lt_plugin_lightning_module_implemented_hooks(exports_lt_plugin_lightning_module_list_hook_t *ret) {
+  ret->ptr = NULL;
+  ret->len = 0;
+}
+
+int32_t exports_lt_plugin_lightning_module_on_hook(exports_lt_plugin_lightning_module_hook_t hook, exports_lt_plugin_lightning_module_stage_t stage, uint64_t *maybe_batch_idx) { return 0; }
+
+bool exports_lt_plugin_lightning_module_training_step(exports_lt_plugin_lightning_module_list_own_tensor_t *batch, uint64_t batch_idx, exports_lt_plugin_lightning_module_own_tensor_t *ret) {
+  for (int i = 0; i < probe_calls; i++) lt_plugin_tensor_method_tensor_numel(lt_b(batch->ptr[0]));
+  lt_scope_begin();
+  lt_tensor loss = lt_cross_entropy(forward(batch->ptr[0]), batch->ptr[1]);
+  lt_log("train_loss", loss, true);
+  *ret = lt_release(loss);
+  lt_scope_end();
+  exports_lt_plugin_lightning_module_list_own_tensor_free(batch);
+  return true;
+}
+
+static void evaluate(exports_lt_plugin_lightning_module_list_own_tensor_t *batch, const char *prefix) {
+  lt_scope_begin();
+  lt_tensor logits = forward(batch->ptr[0]);
+  char name[32];
+  snprintf(name, sizeof name, "%s_loss", prefix);
+  lt_log(name, lt_cross_entropy(logits, batch->ptr[1]), true);
+  snprintf(name, sizeof name, "%s_acc", prefix);
+  lt_log(name, lt_mean(lt_float(lt_eq(lt_argmax(logits, 1), batch->ptr[1]))), true);
+  lt_scope_end();
+  exports_lt_plugin_lightning_module_list_own_tensor_free(batch);
+}
+
+void exports_lt_plugin_lightning_module_validation_step(exports_lt_plugin_lightning_module_list_own_tensor_t *batch, uint64_t batch_idx) { evaluate(batch, "val"); }
+
+void exports_lt_plugin_lightning_module_test_step(exports_lt_plugin_lightning_module_list_own_tensor_t *batch, uint64_t batch_idx) { evaluate(batch, "test"); }
+
+exports_lt_plugin_lightning_module_own_tensor_t exports_lt_plugin_lightning_module_predict_step(exports_lt_plugin_lightning_module_list_own_tensor_t *batch, uint64_t batch_idx) {
+  lt_scope_begin();
+  lt_tensor p = lt_release(lt_softmax(forward(batch->ptr[0]), -1));
+  lt_scope_end();
+  exports_lt_plugin_lightning_module_list_own_tensor_free(batch);
+  return p;
+}
+
+// digits.safetensors from the granted data directory: uint8 pixels 0..16, int64 labels.
+bool exports_lt_plugin_data_module_setup(exports_lt_plugin_data_module_stage_t stage, plugin_string_t *hparams, plugin_string_t *err) {
+  batch_size = (uint32_t)lt_hparam(hparams, "batch_size", 32);
+  plugin_string_free(hparams);
+  plugin_string_t file;
+  plugin_string_set(&file, "digits.safetensors");
+  lt_plugin_tensor_static_tensor_load(&file, &splits);
+  return true;
+}
+
+bool exports_lt_plugin_data_module_dataloader(exports_lt_plugin_data_module_split_t split, exports_lt_plugin_data_module_dataset_t *ret) {
+  const char *name = split == EXPORTS_LT_PLUGIN_DATA_MODULE_SPLIT_TRAIN ? "train" : split == EXPORTS_LT_PLUGIN_DATA_MODULE_SPLIT_VAL ? "val" : "test";
+  char key[32];
+  lt_tensor images, labels;
+  snprintf(key, sizeof key, "%s_images", name);
+  if (!lt_take(&splits, key, &images)) return false;
+  snprintf(key, sizeof key, "%s_labels", name);
+  if (!lt_take(&splits, key, &labels)) return false;
+  lt_scope_begin();
+  lt_tensor x = lt_release(lt_div_scalar(lt_float(images), 16.0));
+  lt_scope_end();
+  lt_plugin_tensor_tensor_drop_own(images);
+  lt_tensor *cols = malloc(2 * sizeof *cols);
+  cols[0] = x;
+  cols[1] = labels;
+  ret->columns.ptr = cols;
+  ret->columns.len = 2;
+  ret->batch_size = batch_size;
+  ret->shuffle = split == EXPORTS_LT_PLUGIN_DATA_MODULE_SPLIT_TRAIN;
+  ret->drop_last = false;
+  ret->sampler.is_some = false;
+  return true;
+}
+
+bool exports_lt_plugin_data_module_streaming(exports_lt_plugin_data_module_split_t split, exports_lt_plugin_data_module_stream_source_t *ret) { return false; }
+
+bool exports_lt_plugin_data_module_start_pass(exports_lt_plugin_data_module_split_t split, exports_lt_plugin_data_module_worker_info_t *worker, plugin_string_t *err) {
+  plugin_string_dup(err, "this DataModule has no stream");
+  return false;
+}
+
+bool exports_lt_plugin_data_module_next_batch(exports_lt_plugin_data_module_split_t split, exports_lt_plugin_data_module_option_list_own_tensor_t *ret, plugin_string_t *err) {
+  ret->is_some = false;
+  return true;
+}
+
+bool exports_lt_plugin_data_module_save_state(plugin_list_u8_t *ret) { return false; }
+
+bool exports_lt_plugin_data_module_load_state(plugin_list_u8_t *state, plugin_string_t *err) {
+  plugin_list_u8_free(state);
+  return true;
+}

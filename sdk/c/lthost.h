@@ -1,0 +1,138 @@
+// The C SDK for lthost plugins: helpers over the bindings `wit-bindgen c` generates from
+// lthost's WIT (`plugin.h`, world `plugin`). Tensors are handles to libtorch tensors in
+// the host; every op runs there, with autograd.
+//
+// Handles: every op returns an owned handle. Make them inside a scope and they are
+// dropped when it ends: `lt_scope_begin(); ... lt_keep(op(...)) ...; lt_scope_end();`.
+// Handles the plugin keeps (layers, datasets) are made outside a scope.
+#ifndef LTHOST_H
+#define LTHOST_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "plugin.h"
+
+typedef lt_plugin_tensor_own_tensor_t lt_tensor;
+
+#define LT_SCOPE_MAX 4096
+static lt_tensor lt_scope_[LT_SCOPE_MAX];
+static int lt_scope_len_ = -1;
+
+static inline void lt_scope_begin(void) { lt_scope_len_ = 0; }
+
+// Registers a handle with the current scope (if any) and returns it.
+static inline lt_tensor lt_keep(lt_tensor t) {
+  if (lt_scope_len_ >= 0) {
+    if (lt_scope_len_ == LT_SCOPE_MAX) abort();
+    lt_scope_[lt_scope_len_++] = t;
+  }
+  return t;
+}
+
+static inline void lt_scope_end(void) {
+  for (int i = 0; i < lt_scope_len_; i++) lt_plugin_tensor_tensor_drop_own(lt_scope_[i]);
+  lt_scope_len_ = -1;
+}
+
+// Takes a handle out of the current scope (it is returned to the host, or kept).
+static inline lt_tensor lt_release(lt_tensor t) {
+  for (int i = lt_scope_len_ - 1; i >= 0; i--) {
+    if (lt_scope_[i].__handle == t.__handle) {
+      lt_scope_[i] = lt_scope_[--lt_scope_len_];
+      break;
+    }
+  }
+  return t;
+}
+
+static inline lt_plugin_tensor_borrow_tensor_t lt_b(lt_tensor t) { return lt_plugin_tensor_borrow_tensor(t); }
+
+static inline lt_tensor lt_unary(lt_tensor t, lt_plugin_tensor_unary_op_t op) { return lt_keep(lt_plugin_tensor_method_tensor_unary(lt_b(t), op)); }
+static inline lt_tensor lt_relu(lt_tensor t) { return lt_unary(t, LT_PLUGIN_TENSOR_UNARY_OP_RELU); }
+static inline lt_tensor lt_float(lt_tensor t) { return lt_keep(lt_plugin_tensor_method_tensor_to_dtype(lt_b(t), LT_PLUGIN_TYPES_DTYPE_FLOAT32)); }
+static inline lt_tensor lt_div_scalar(lt_tensor t, double v) { return lt_keep(lt_plugin_tensor_method_tensor_binary_scalar(lt_b(t), LT_PLUGIN_TENSOR_BINARY_OP_DIV, v)); }
+static inline lt_tensor lt_eq(lt_tensor a, lt_tensor b) { return lt_keep(lt_plugin_tensor_method_tensor_compare(lt_b(a), LT_PLUGIN_TENSOR_COMPARE_OP_EQ, lt_b(b))); }
+static inline lt_tensor lt_argmax(lt_tensor t, int64_t dim) { return lt_keep(lt_plugin_tensor_method_tensor_argmax(lt_b(t), dim, false)); }
+static inline lt_tensor lt_softmax(lt_tensor t, int64_t dim) { return lt_keep(lt_plugin_tensor_method_tensor_softmax(lt_b(t), dim)); }
+static inline lt_tensor lt_mean(lt_tensor t) {
+  plugin_list_s64_t dims = {NULL, 0};
+  return lt_keep(lt_plugin_tensor_method_tensor_reduce(lt_b(t), LT_PLUGIN_TENSOR_REDUCE_OP_MEAN, &dims, false));
+}
+static inline lt_tensor lt_cross_entropy(lt_tensor input, lt_tensor target) {
+  return lt_keep(lt_plugin_tensor_cross_entropy(lt_b(input), lt_b(target), LT_PLUGIN_TYPES_REDUCTION_MEAN, 0.0));
+}
+
+static inline lt_tensor lt_mul_scalar(lt_tensor t, double v) { return lt_keep(lt_plugin_tensor_method_tensor_binary_scalar(lt_b(t), LT_PLUGIN_TENSOR_BINARY_OP_MUL, v)); }
+static inline lt_tensor lt_sum_dim(lt_tensor t, int64_t dim, bool keepdim) {
+  plugin_list_s64_t dims = {&dim, 1};
+  return lt_keep(lt_plugin_tensor_method_tensor_reduce(lt_b(t), LT_PLUGIN_TENSOR_REDUCE_OP_SUM, &dims, keepdim));
+}
+static inline lt_tensor lt_mse_loss(lt_tensor input, lt_tensor target) {
+  return lt_keep(lt_plugin_tensor_mse_loss(lt_b(input), lt_b(target), LT_PLUGIN_TYPES_REDUCTION_MEAN));
+}
+// torch.randn(rows, cols) from the run's generator.
+static inline lt_tensor lt_randn2(int64_t rows, int64_t cols) {
+  int64_t shape[2] = {rows, cols};
+  plugin_list_s64_t s = {shape, 2};
+  return lt_keep(lt_plugin_tensor_static_tensor_randn(&s));
+}
+
+// torch.nn layers: the host creates and initialises the parameters under `path`.
+static inline lt_plugin_nn_own_linear_t lt_linear(const char *path, uint32_t in, uint32_t out, bool bias) {
+  plugin_string_t p;
+  plugin_string_set(&p, path);
+  return lt_plugin_nn_constructor_linear(&p, in, out, bias);
+}
+static inline lt_tensor lt_linear_forward(lt_plugin_nn_own_linear_t l, lt_tensor x) {
+  return lt_keep(lt_plugin_nn_method_linear_forward(lt_plugin_nn_borrow_linear(l), lt_b(x)));
+}
+static inline lt_tensor lt_dropout_forward(lt_plugin_nn_own_dropout_t d, lt_tensor x) {
+  return lt_keep(lt_plugin_nn_method_dropout_forward(lt_plugin_nn_borrow_dropout(d), lt_b(x)));
+}
+
+// Lightning's self.log(name, value, prog_bar=...).
+static inline void lt_log(const char *name, lt_tensor value, bool prog_bar) {
+  plugin_string_t n;
+  plugin_string_set(&n, name);
+  lt_plugin_log_log_options_t o = {.prog_bar = prog_bar, .logger = true, .reduce_fx = LT_PLUGIN_LOG_REDUCE_FX_MEAN};
+  lt_plugin_log_log(&n, lt_b(value), &o);
+}
+
+// A number from a flat JSON object of hyper-parameters (`"key": 0.1`), or `dflt`.
+static inline double lt_hparam(const plugin_string_t *json, const char *key, double dflt) {
+  char pattern[128];
+  snprintf(pattern, sizeof pattern, "\"%s\"", key);
+  size_t n = strlen(pattern);
+  for (size_t i = 0; i + n <= json->len; i++) {
+    if (memcmp(json->ptr + i, pattern, n) != 0) continue;
+    size_t j = i + n;
+    while (j < json->len && (json->ptr[j] == ' ' || json->ptr[j] == ':')) j++;
+    char num[64] = {0};
+    size_t k = 0;
+    while (j < json->len && k < sizeof num - 1 && strchr("+-.0123456789eE", json->ptr[j])) num[k++] = (char)json->ptr[j++];
+    char *end;
+    double v = strtod(num, &end);
+    return end == num ? dflt : v;
+  }
+  return dflt;
+}
+
+// The tensor stored under `name` in a loaded file, taken out of the list (NULL-handle: none).
+static inline bool lt_take(lt_plugin_tensor_list_tuple2_string_own_tensor_t *all, const char *name, lt_tensor *out) {
+  size_t n = strlen(name);
+  for (size_t i = 0; i < all->len; i++) {
+    plugin_string_t *k = &all->ptr[i].f0;
+    if (k->len == n && memcmp(k->ptr, name, n) == 0 && all->ptr[i].f1.__handle != 0) {
+      *out = all->ptr[i].f1;
+      all->ptr[i].f1.__handle = 0;
+      return true;
+    }
+  }
+  return false;
+}
+
+#endif

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Builds one plugin written in Python, JavaScript or C into target/wasm-lang/<name>.wasm,
+# against the repository's WIT (world `plugin`), unless it is newer than its sources:
+#   python  componentize-py (the venv's), with sdk/python on the path; app: plugins/<name>/app.py
+#   js      componentize-js (tools/js), WASI http/fetch-event left out; plugins/<name>/app.js
+#   c       wit-bindgen c bindings + clang-19 for wasm32-wasi, linked into a component by
+#           wasm-component-ld (the Rust toolchain's) with the WASI reactor adapter
+# Usage: tools/build-plugin.sh <python|js|c> <name>
+set -euo pipefail
+lang=$1 name=$2
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+out=target/wasm-lang/$name.wasm
+mkdir -p target/wasm-lang
+if [ -f "$out" ] && [ -z "$(find wit "sdk/$lang" "plugins/$name" tools/build-plugin.sh -newer "$out" -type f 2>/dev/null | head -1)" ]; then
+    exit 0
+fi
+case $lang in
+python)
+    .venv/bin/componentize-py -d wit -w plugin componentize -p sdk/python -p "plugins/$name" app -o "$out.tmp" >/dev/null
+    ;;
+js)
+    tools/js/node_modules/.bin/componentize-js "plugins/$name/app.js" -w wit -n plugin -d http fetch-event -o "$out.tmp" >/dev/null
+    ;;
+c)
+    bindings=target/c-bindings
+    mkdir -p "$bindings"
+    log=$(target/tools/bin/wit-bindgen c wit -w plugin --out-dir "$bindings" 2>&1) || { echo "$log" >&2; exit 1; }
+    linker=$(ls "$(rustc --print sysroot)"/lib/rustlib/*/bin/wasm-component-ld | head -1)
+    clang-19 --target=wasm32-wasi -O2 -Wall -Werror -Wno-unused-parameter -mexec-model=reactor \
+        -I sdk/c -I "$bindings" "plugins/$name"/*.c "$bindings/plugin.c" "$bindings/plugin_component_type.o" \
+        -fuse-ld="$linker" -Wl,--wasi-adapter,reactor -o "$out.tmp"
+    ;;
+*)
+    echo "build-plugin.sh: unknown language $lang (python, js, c)" >&2
+    exit 2
+    ;;
+esac
+mv "$out.tmp" "$out"
