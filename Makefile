@@ -30,7 +30,7 @@ run: host plugins
 test: host plugins reference
 	$(CARGO) test --release -p lthost -- --test-threads $(TEST_THREADS)
 
-setup: .stamps/venv .stamps/wasm-target .stamps/js-tools .stamps/c-tools
+setup: .stamps/venv .stamps/wasm-target tools/js/node_modules/.installed .tools/c-toolchain.installed
 
 .stamps/venv: requirements.txt
 	@mkdir -p .stamps
@@ -43,17 +43,16 @@ setup: .stamps/venv .stamps/wasm-target .stamps/js-tools .stamps/c-tools
 	rustup target add wasm32-wasip2
 	@touch $@
 
-# componentize-js and its engine, from the npm registry (pinned by tools/js/package-lock.json).
-.stamps/js-tools: tools/js/package-lock.json
-	@mkdir -p .stamps
+# componentize-js and its engine, from the npm registry (pinned by tools/js/package-lock.json);
+# the stamp lives with what it stands for.
+tools/js/node_modules/.installed: tools/js/package-lock.json
 	npm ci --prefix tools/js --no-audit --no-fund --loglevel=error
 	@touch $@
 
-# clang-19 + wasi-libc (Debian), wit-bindgen-cli (crates.io) into target/tools.
-.stamps/c-tools: tools/install-c-toolchain.sh
-	@mkdir -p .stamps
+# clang-19 + wasi-libc (Debian), wit-bindgen-cli (crates.io) into .tools/.
+.tools/c-toolchain.installed: tools/install-c-toolchain.sh
 	tools/install-c-toolchain.sh
-	@touch $@
+	@mkdir -p .tools && touch $@
 
 host: setup
 	$(CARGO) build --release -p lthost

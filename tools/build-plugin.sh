@@ -12,7 +12,10 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 out=target/wasm-lang/$name.wasm
 mkdir -p target/wasm-lang
-if [ -f "$out" ] && [ -z "$(find wit "sdk/$lang" "plugins/$name" tools/build-plugin.sh -newer "$out" -type f 2>/dev/null | head -1)" ]; then
+# Up to date: nothing it is built from (sources, SDK, WIT, this script, the toolchains'
+# install stamps) is newer.
+inputs=(wit "sdk/$lang" "plugins/$name" tools/build-plugin.sh requirements.txt tools/js/package-lock.json tools/install-c-toolchain.sh)
+if [ -f "$out" ] && [ -z "$(find "${inputs[@]}" -newer "$out" -type f 2>/dev/null | head -1)" ]; then
     exit 0
 fi
 case $lang in
@@ -25,7 +28,7 @@ js)
 c)
     bindings=target/c-bindings
     mkdir -p "$bindings"
-    log=$(target/tools/bin/wit-bindgen c wit -w plugin --out-dir "$bindings" 2>&1) || { echo "$log" >&2; exit 1; }
+    log=$(.tools/bin/wit-bindgen c wit -w plugin --out-dir "$bindings" 2>&1) || { echo "$log" >&2; exit 1; }
     linker=$(ls "$(rustc --print sysroot)"/lib/rustlib/*/bin/wasm-component-ld | head -1)
     clang-19 --target=wasm32-wasi -O2 -Wall -Werror -Wno-unused-parameter -mexec-model=reactor \
         -I sdk/c -I "$bindings" "plugins/$name"/*.c "$bindings/plugin.c" "$bindings/plugin_component_type.o" \

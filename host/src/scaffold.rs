@@ -70,6 +70,11 @@ pub fn init(dir: &Path, lang: &str, sdk: &Path) -> Result<Vec<PathBuf>> {
     Ok(written)
 }
 
+/// `p` as one single-quoted shell word.
+pub(crate) fn sh_quote(p: &Path) -> String {
+    format!("'{}'", p.display().to_string().replace('\'', "'\\''"))
+}
+
 /// The SDK beside this build of lthost (`<repo>/sdk`), or `LTHOST_SDK`.
 pub fn sdk_path() -> PathBuf {
     if let Some(p) = std::env::var_os("LTHOST_SDK") {

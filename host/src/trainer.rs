@@ -82,6 +82,8 @@ pub struct FitReport {
     pub first_step: Option<Duration>,
     /// Time the training loop waited for its batches.
     pub data_wait: Duration,
+    /// Wall time of each epoch.
+    pub epoch_seconds: Vec<f64>,
 }
 
 /// A run's set-up, shared by every entry point.
@@ -354,6 +356,7 @@ impl<'c> Trainer<'c> {
             stage_times: st.timer.report(),
             first_step: st.first_step,
             data_wait: st.data_wait,
+            epoch_seconds: outcome.epoch_seconds,
         })
     }
 
@@ -448,6 +451,12 @@ impl FitReport {
         out.push_str(&format!("  time          {:.2} s  ({:.1} steps/s)\n", secs, self.global_step as f64 / secs.max(1e-9)));
         if let Some(t) = self.first_step {
             out.push_str(&format!("  start-up      {:.3} s from process start to the first training step\n", t.as_secs_f64()));
+        }
+        if let Some(first) = self.epoch_seconds.first() {
+            let mut rest = self.epoch_seconds[1..].to_vec();
+            rest.sort_by(f64::total_cmp);
+            let median = rest.get(rest.len() / 2).copied().unwrap_or(*first);
+            out.push_str(&format!("  epoch time    {median:.4} s median after the first ({first:.4} s)\n"));
         }
         if !self.stage_times.is_empty() {
             let t: Vec<String> = self.stage_times.iter().map(|(s, t)| format!("{s} {t:.3} s")).collect();

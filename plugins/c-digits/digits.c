@@ -62,25 +62,25 @@ int32_t exports_lt_plugin_lightning_module_on_hook(exports_lt_plugin_lightning_m
 
 bool exports_lt_plugin_lightning_module_training_step(exports_lt_plugin_lightning_module_list_own_tensor_t *batch, uint64_t batch_idx, exports_lt_plugin_lightning_module_own_tensor_t *ret) {
   for (int i = 0; i < probe_calls; i++) lt_plugin_tensor_method_tensor_numel(lt_b(batch->ptr[0]));
-  lt_scope_begin();
+  int mark = lt_scope_begin();
   lt_tensor loss = lt_cross_entropy(forward(batch->ptr[0]), batch->ptr[1]);
   lt_log("train_loss", loss, true);
   *ret = lt_release(loss);
-  lt_scope_end();
-  exports_lt_plugin_lightning_module_list_own_tensor_free(batch);
+  lt_scope_end(mark);
+  lt_batch_free(batch);
   return true;
 }
 
 static void evaluate(exports_lt_plugin_lightning_module_list_own_tensor_t *batch, const char *prefix) {
-  lt_scope_begin();
+  int mark = lt_scope_begin();
   lt_tensor logits = forward(batch->ptr[0]);
   char name[32];
   snprintf(name, sizeof name, "%s_loss", prefix);
   lt_log(name, lt_cross_entropy(logits, batch->ptr[1]), true);
   snprintf(name, sizeof name, "%s_acc", prefix);
   lt_log(name, lt_mean(lt_float(lt_eq(lt_argmax(logits, 1), batch->ptr[1]))), true);
-  lt_scope_end();
-  exports_lt_plugin_lightning_module_list_own_tensor_free(batch);
+  lt_scope_end(mark);
+  lt_batch_free(batch);
 }
 
 void exports_lt_plugin_lightning_module_validation_step(exports_lt_plugin_lightning_module_list_own_tensor_t *batch, uint64_t batch_idx) { evaluate(batch, "val"); }
@@ -88,10 +88,10 @@ void exports_lt_plugin_lightning_module_validation_step(exports_lt_plugin_lightn
 void exports_lt_plugin_lightning_module_test_step(exports_lt_plugin_lightning_module_list_own_tensor_t *batch, uint64_t batch_idx) { evaluate(batch, "test"); }
 
 exports_lt_plugin_lightning_module_own_tensor_t exports_lt_plugin_lightning_module_predict_step(exports_lt_plugin_lightning_module_list_own_tensor_t *batch, uint64_t batch_idx) {
-  lt_scope_begin();
+  int mark = lt_scope_begin();
   lt_tensor p = lt_release(lt_softmax(forward(batch->ptr[0]), -1));
-  lt_scope_end();
-  exports_lt_plugin_lightning_module_list_own_tensor_free(batch);
+  lt_scope_end(mark);
+  lt_batch_free(batch);
   return p;
 }
 
@@ -113,9 +113,9 @@ bool exports_lt_plugin_data_module_dataloader(exports_lt_plugin_data_module_spli
   if (!lt_take(&splits, key, &images)) return false;
   snprintf(key, sizeof key, "%s_labels", name);
   if (!lt_take(&splits, key, &labels)) return false;
-  lt_scope_begin();
+  int mark = lt_scope_begin();
   lt_tensor x = lt_release(lt_div_scalar(lt_float(images), 16.0));
-  lt_scope_end();
+  lt_scope_end(mark);
   lt_plugin_tensor_tensor_drop_own(images);
   lt_tensor *cols = malloc(2 * sizeof *cols);
   cols[0] = x;

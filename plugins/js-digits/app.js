@@ -34,7 +34,7 @@ class DigitsMlp extends LightningModule {
 
   validationStep(batch) { this.evaluate(batch, "val"); }
   testStep(batch) { this.evaluate(batch, "test"); }
-  predictStep([x]) { return this.forward(x).softmaxDim(-1); }
+  predictStep([x]) { return this.forward(x).softmax(-1); }
 
   configureOptimizers() {
     return optim.Adam({ lr: this.hparams.lr });

@@ -44,7 +44,6 @@ class DigitsMlp(L.LightningModule):
     def configure_optimizers(self):
         return optim.Adam(lr=self.hparams.lr)
 
-    __call__ = forward
 
 
 class Digits(L.LightningDataModule):

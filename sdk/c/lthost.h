@@ -3,8 +3,9 @@
 // the host; every op runs there, with autograd.
 //
 // Handles: every op returns an owned handle. Make them inside a scope and they are
-// dropped when it ends: `lt_scope_begin(); ... lt_keep(op(...)) ...; lt_scope_end();`.
-// Handles the plugin keeps (layers, datasets) are made outside a scope.
+// dropped when it ends: `int m = lt_scope_begin(); ... op(...) ...; lt_scope_end(m);`.
+// Handles the plugin keeps (layers, datasets) are `lt_release`d or made outside a scope.
+// A step's batch is the plugin's to free: `lt_batch_free(batch)`.
 #ifndef LTHOST_H
 #define LTHOST_H
 
@@ -18,27 +19,38 @@
 
 typedef lt_plugin_tensor_own_tensor_t lt_tensor;
 
-#define LT_SCOPE_MAX 4096
-static lt_tensor lt_scope_[LT_SCOPE_MAX];
-static int lt_scope_len_ = -1;
+// Scopes nest: `int mark = lt_scope_begin(); ... lt_scope_end(mark);` drops every handle
+// made since `mark` that was not `lt_release`d. The state is shared by every file that
+// includes this header (weak definitions).
+#define LT_SCOPE_MAX 65536
+__attribute__((weak)) lt_tensor lt_scope_[LT_SCOPE_MAX];
+__attribute__((weak)) int lt_scope_len_ = 0;
+__attribute__((weak)) int lt_scope_depth_ = 0;
 
-static inline void lt_scope_begin(void) { lt_scope_len_ = 0; }
+static inline int lt_scope_begin(void) {
+  lt_scope_depth_++;
+  return lt_scope_len_;
+}
 
-// Registers a handle with the current scope (if any) and returns it.
+// Registers a handle with the innermost open scope (if any) and returns it.
 static inline lt_tensor lt_keep(lt_tensor t) {
-  if (lt_scope_len_ >= 0) {
-    if (lt_scope_len_ == LT_SCOPE_MAX) abort();
+  if (lt_scope_depth_ > 0) {
+    if (lt_scope_len_ == LT_SCOPE_MAX) {
+      fprintf(stderr, "lthost.h: more than %d tensors made in open scopes; end a scope sooner\n", LT_SCOPE_MAX);
+      abort();
+    }
     lt_scope_[lt_scope_len_++] = t;
   }
   return t;
 }
 
-static inline void lt_scope_end(void) {
-  for (int i = 0; i < lt_scope_len_; i++) lt_plugin_tensor_tensor_drop_own(lt_scope_[i]);
-  lt_scope_len_ = -1;
+static inline void lt_scope_end(int mark) {
+  for (int i = mark; i < lt_scope_len_; i++) lt_plugin_tensor_tensor_drop_own(lt_scope_[i]);
+  lt_scope_len_ = mark;
+  if (lt_scope_depth_ > 0) lt_scope_depth_--;
 }
 
-// Takes a handle out of the current scope (it is returned to the host, or kept).
+// Takes a handle out of the open scopes (it is returned to the host, or kept).
 static inline lt_tensor lt_release(lt_tensor t) {
   for (int i = lt_scope_len_ - 1; i >= 0; i--) {
     if (lt_scope_[i].__handle == t.__handle) {
@@ -47,6 +59,13 @@ static inline lt_tensor lt_release(lt_tensor t) {
     }
   }
   return t;
+}
+
+// Frees a batch the host lent to a step: drops its tensor handles (wit-bindgen's list free
+// does not) and the list.
+static inline void lt_batch_free(exports_lt_plugin_lightning_module_list_own_tensor_t *batch) {
+  for (size_t i = 0; i < batch->len; i++) lt_plugin_tensor_tensor_drop_own(batch->ptr[i]);
+  exports_lt_plugin_lightning_module_list_own_tensor_free(batch);
 }
 
 static inline lt_plugin_tensor_borrow_tensor_t lt_b(lt_tensor t) { return lt_plugin_tensor_borrow_tensor(t); }
@@ -102,15 +121,35 @@ static inline void lt_log(const char *name, lt_tensor value, bool prog_bar) {
   lt_plugin_log_log(&n, lt_b(value), &o);
 }
 
-// A number from a flat JSON object of hyper-parameters (`"key": 0.1`), or `dflt`.
+// A number from the top level of the JSON object of hyper-parameters (`"key": 0.1`), or
+// `dflt` when the key is absent or not a number.
 static inline double lt_hparam(const plugin_string_t *json, const char *key, double dflt) {
-  char pattern[128];
-  snprintf(pattern, sizeof pattern, "\"%s\"", key);
-  size_t n = strlen(pattern);
-  for (size_t i = 0; i + n <= json->len; i++) {
-    if (memcmp(json->ptr + i, pattern, n) != 0) continue;
-    size_t j = i + n;
-    while (j < json->len && (json->ptr[j] == ' ' || json->ptr[j] == ':')) j++;
+  size_t n = strlen(key), depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < json->len; i++) {
+    char c = (char)json->ptr[i];
+    if (in_string) {
+      if (c == '\\') i++;
+      else if (c == '"') in_string = false;
+      continue;
+    }
+    if (c == '{' || c == '[') depth++;
+    else if (c == '}' || c == ']') depth--;
+    if (c != '"') continue;
+    // A string at the top level (depth 1) that is `key` and is followed by `:` is the key.
+    bool match = depth == 1 && i + n + 1 < json->len && memcmp(json->ptr + i + 1, key, n) == 0 && json->ptr[i + n + 1] == '"';
+    if (!match) {
+      in_string = true;
+      continue;
+    }
+    size_t j = i + n + 2;
+    while (j < json->len && json->ptr[j] == ' ') j++;
+    if (j >= json->len || json->ptr[j] != ':') {
+      in_string = true;
+      continue;
+    }
+    j++;
+    while (j < json->len && json->ptr[j] == ' ') j++;
     char num[64] = {0};
     size_t k = 0;
     while (j < json->len && k < sizeof num - 1 && strchr("+-.0123456789eE", json->ptr[j])) num[k++] = (char)json->ptr[j++];

@@ -30,6 +30,51 @@ const reduce = (op) => function (dim, keepdim = false) {
   const dims = dim === undefined ? [] : Array.isArray(dim) ? dim : [dim];
   return this.reduce(op, big(dims), keepdim);
 };
+// Tensors made during a step are dropped when it returns (the loss, handed to the host, and
+// tensors passed to `keep` excepted): the guest's garbage collector would free their host
+// handles only eventually. Keep values across steps with `keep(t)` or as numbers (`item()`).
+const DISPOSE = Symbol.dispose || Symbol.for("dispose");
+let scope = null;
+const track = (r) => {
+  if (scope !== null) {
+    if (r instanceof Tensor) scope.push(r);
+    else if (Array.isArray(r)) r.forEach(track);
+  }
+  return r;
+};
+export function keep(t) {
+  if (scope !== null) scope = scope.filter((x) => x !== t);
+  return t;
+}
+function inScope(batch, run) {
+  scope = [...batch];
+  try {
+    const out = run();
+    keep(out);
+    return out;
+  } finally {
+    const made = scope;
+    scope = null;
+    for (const t of made) if (typeof t[DISPOSE] === "function") t[DISPOSE]();
+  }
+}
+for (const name of Object.getOwnPropertyNames(T)) {
+  const raw = T[name];
+  if (name === "constructor" || typeof raw !== "function") continue;
+  T[name] = function (...args) { return track(raw.apply(this, args)); };
+}
+for (const name of Object.getOwnPropertyNames(Tensor)) {
+  const raw = Tensor[name];
+  if (typeof raw !== "function" || ["length", "name", "prototype"].includes(name)) continue;
+  Tensor[name] = (...args) => track(raw.apply(Tensor, args));
+}
+
+// Methods whose integer arguments are s64 (BigInt at the boundary) take plain numbers too.
+const toBig = (a) => (typeof a === "number" && Number.isInteger(a) ? BigInt(a) : a);
+for (const name of ["softmax", "logSoftmax", "unsqueeze", "transpose", "flatten", "narrow", "chunk", "roll", "indexSelect", "argmin", "squeeze"]) {
+  const raw = T[name];
+  T[name] = function (...args) { return raw.apply(this, args.map(toBig)); };
+}
 const rawArgmax = T.argmax;
 Object.assign(T, {
   relu: unary("relu"), tanh: unary("tanh"), sigmoid: unary("sigmoid"), exp: unary("exp"),
@@ -39,18 +84,20 @@ Object.assign(T, {
   long() { return this.toDtype("int64"); },
   eq(other) { return other instanceof Tensor ? this.compare("eq", other) : this.compareScalar("eq", Number(other)); },
   sum: reduce("sum"), mean: reduce("mean"), max: reduce("max"), min: reduce("min"),
-  argmax(dim, keepdim = false) { return rawArgmax.call(this, BigInt(dim), keepdim); },
+  argmax(dim, keepdim = false) {
+    if (dim === undefined) return rawArgmax.call(this.reshape(big([-1])), 0n, false);
+    return rawArgmax.call(this, BigInt(dim), keepdim);
+  },
   size() { return Array.from(this.shape(), Number); },
   view(...shape) { return this.reshape(big(shape.flat())); },
-  softmaxDim(dim) { return this.softmax(BigInt(dim)); },
 });
 
 export const F = {
-  crossEntropy: (input, target, { reduction = "mean", labelSmoothing = 0 } = {}) => crossEntropy(input, target, reduction, labelSmoothing),
-  nllLoss: (input, target, reduction = "mean") => nllLoss(input, target, reduction),
-  mseLoss: (input, target, reduction = "mean") => mseLoss(input, target, reduction),
-  l1Loss: (input, target, reduction = "mean") => l1Loss(input, target, reduction),
-  binaryCrossEntropyWithLogits: (input, target, reduction = "mean") => binaryCrossEntropyWithLogits(input, target, reduction),
+  crossEntropy: (input, target, { reduction = "mean", labelSmoothing = 0 } = {}) => track(crossEntropy(input, target, reduction, labelSmoothing)),
+  nllLoss: (input, target, reduction = "mean") => track(nllLoss(input, target, reduction)),
+  mseLoss: (input, target, reduction = "mean") => track(mseLoss(input, target, reduction)),
+  l1Loss: (input, target, reduction = "mean") => track(l1Loss(input, target, reduction)),
+  binaryCrossEntropyWithLogits: (input, target, reduction = "mean") => track(binaryCrossEntropyWithLogits(input, target, reduction)),
 };
 
 // Layers get their parameter path from the property they are assigned to
@@ -66,7 +113,7 @@ class Layer {
   }
   forward(...inputs) {
     if (this.layer === undefined) throw new Error("a layer was used before it was assigned to a module property");
-    return this.layer.forward(...inputs);
+    return track(this.layer.forward(...inputs));
   }
 }
 
@@ -87,11 +134,16 @@ const REDUCE = { mean: "mean", sum: "sum", max: "max", min: "min" };
 export class LightningModule {
   constructor() {
     // Layers assigned to properties learn their paths.
+    // (Class fields are defined, not set: both are caught.)
     return new Proxy(this, {
       set(target, key, value) {
         if (value instanceof Layer) value.bind(String(key));
         target[key] = value;
         return true;
+      },
+      defineProperty(target, key, desc) {
+        if (desc.value instanceof Layer) desc.value.bind(String(key));
+        return Reflect.defineProperty(target, key, desc);
       },
     });
   }
@@ -112,6 +164,8 @@ export class LightningDataModule {
   valDataloader() { return undefined; }
   testDataloader() { return undefined; }
   predictDataloader() { return undefined; }
+  stateDict() { return undefined; }
+  loadStateDict() {}
 }
 
 export class Dataset {
@@ -158,13 +212,19 @@ export function exportPlugin(ModuleClass, DataClass) {
       return { optimizers: list, lrSchedulers: [], automaticOptimization: true };
     },
     saveState() { return live(module, "save_state").onSaveCheckpoint(); },
-    loadState(state) { live(module, "load_state").onLoadCheckpoint(state); },
+    loadState(state) {
+      try {
+        live(module, "load_state").onLoadCheckpoint(state);
+      } catch (e) {
+        throw `on_load_checkpoint: ${e}`;
+      }
+    },
     implementedHooks() { return []; },
     onHook() { return 0; },
-    trainingStep(batch, batchIdx) { return live(module, "training_step").trainingStep(batch, Number(batchIdx)); },
-    validationStep(batch, batchIdx) { live(module, "validation_step").validationStep(batch, Number(batchIdx)); },
-    testStep(batch, batchIdx) { live(module, "test_step").testStep(batch, Number(batchIdx)); },
-    predictStep(batch, batchIdx) { return live(module, "predict_step").predictStep(batch, Number(batchIdx)); },
+    trainingStep(batch, batchIdx) { return inScope(batch, () => live(module, "training_step").trainingStep(batch, Number(batchIdx))); },
+    validationStep(batch, batchIdx) { inScope(batch, () => live(module, "validation_step").validationStep(batch, Number(batchIdx))); },
+    testStep(batch, batchIdx) { inScope(batch, () => live(module, "test_step").testStep(batch, Number(batchIdx))); },
+    predictStep(batch, batchIdx) { return inScope(batch, () => live(module, "predict_step").predictStep(batch, Number(batchIdx))); },
   };
   const dataModule = {
     setup(stage, hparams) {
@@ -185,8 +245,14 @@ export function exportPlugin(ModuleClass, DataClass) {
     streaming() { return undefined; },
     startPass() { throw "this DataModule has no stream"; },
     nextBatch() { return undefined; },
-    saveState() { return undefined; },
-    loadState() {},
+    saveState() { return live(data, "state_dict").stateDict(); },
+    loadState(state) {
+      try {
+        live(data, "load_state_dict").loadStateDict(state);
+      } catch (e) {
+        throw `load_state_dict: ${e}`;
+      }
+    },
   };
   return { lightningModule, dataModule };
 }

@@ -15,6 +15,8 @@ use crate::loops::training_epoch;
 #[derive(Debug, Default)]
 pub struct FitOutcome {
     pub epochs: u64,
+    /// Wall time of each epoch run (training, its validation, checkpoints), in seconds.
+    pub epoch_seconds: Vec<f64>,
     /// The last epoch's progress-bar values (training and validation).
     pub last_epoch: BTreeMap<String, f64>,
 }
@@ -36,6 +38,7 @@ pub fn run(st: &mut LoopState<'_>, train: &DataLoader, val: Option<&DataLoader>)
     while !done(st) {
         st.epoch_progress.increment_ready();
         st.epoch_progress.increment_started();
+        let epoch_started = std::time::Instant::now();
         let epoch = training_epoch::run(st, train, val)?;
         if st.interrupted.is_some() {
             break;
@@ -65,6 +68,7 @@ pub fn run(st: &mut LoopState<'_>, train: &DataLoader, val: Option<&DataLoader>)
             let pos = checkpointing::position(st, 0, false);
             checkpointing::save(st, finished, pos)?;
         }
+        outcome.epoch_seconds.push(epoch_started.elapsed().as_secs_f64());
     }
     st.hook(Hook::OnTrainEnd, None)?;
     Ok(outcome)

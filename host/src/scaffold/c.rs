@@ -41,20 +41,20 @@ void exports_lt_plugin_lightning_module_configure_optimizers(exports_lt_plugin_l
 }
 
 bool exports_lt_plugin_lightning_module_training_step(exports_lt_plugin_lightning_module_list_own_tensor_t *batch, uint64_t batch_idx, exports_lt_plugin_lightning_module_own_tensor_t *ret) {
-  lt_scope_begin();
+  int mark = lt_scope_begin();
   lt_tensor loss = lt_mse_loss(forward(batch->ptr[0]), batch->ptr[1]);
   lt_log("train_loss", loss, true);
   *ret = lt_release(loss);
-  lt_scope_end();
-  exports_lt_plugin_lightning_module_list_own_tensor_free(batch);
+  lt_scope_end(mark);
+  lt_batch_free(batch);
   return true;
 }
 
 void exports_lt_plugin_lightning_module_validation_step(exports_lt_plugin_lightning_module_list_own_tensor_t *batch, uint64_t batch_idx) {
-  lt_scope_begin();
+  int mark = lt_scope_begin();
   lt_log("val_loss", lt_mse_loss(forward(batch->ptr[0]), batch->ptr[1]), true);
-  lt_scope_end();
-  exports_lt_plugin_lightning_module_list_own_tensor_free(batch);
+  lt_scope_end(mark);
+  lt_batch_free(batch);
 }
 
 bool exports_lt_plugin_data_module_setup(exports_lt_plugin_data_module_stage_t stage, plugin_string_t *hparams, plugin_string_t *err) {
@@ -62,10 +62,10 @@ bool exports_lt_plugin_data_module_setup(exports_lt_plugin_data_module_stage_t s
   batch_size = (uint32_t)lt_hparam(hparams, "batch_size", 32);
   plugin_string_free(hparams);
   for (int i = 0; i < 2; i++) {
-    lt_scope_begin();
+    int mark = lt_scope_begin();
     xs[i] = lt_release(lt_randn2(n, 8));
     ys[i] = lt_release(lt_mul_scalar(lt_sum_dim(xs[i], 1, true), 0.5));
-    lt_scope_end();
+    lt_scope_end(mark);
   }
   return true;
 }
@@ -86,12 +86,12 @@ bool exports_lt_plugin_lightning_module_save_state(plugin_list_u8_t *ret) { retu
 bool exports_lt_plugin_lightning_module_load_state(plugin_list_u8_t *state, plugin_string_t *err) { plugin_list_u8_free(state); return true; }
 void exports_lt_plugin_lightning_module_implemented_hooks(exports_lt_plugin_lightning_module_list_hook_t *ret) { *ret = (exports_lt_plugin_lightning_module_list_hook_t){NULL, 0}; }
 int32_t exports_lt_plugin_lightning_module_on_hook(exports_lt_plugin_lightning_module_hook_t hook, exports_lt_plugin_lightning_module_stage_t stage, uint64_t *maybe_batch_idx) { return 0; }
-void exports_lt_plugin_lightning_module_test_step(exports_lt_plugin_lightning_module_list_own_tensor_t *batch, uint64_t batch_idx) { exports_lt_plugin_lightning_module_list_own_tensor_free(batch); }
+void exports_lt_plugin_lightning_module_test_step(exports_lt_plugin_lightning_module_list_own_tensor_t *batch, uint64_t batch_idx) { lt_batch_free(batch); }
 exports_lt_plugin_lightning_module_own_tensor_t exports_lt_plugin_lightning_module_predict_step(exports_lt_plugin_lightning_module_list_own_tensor_t *batch, uint64_t batch_idx) {
-  lt_scope_begin();
+  int mark = lt_scope_begin();
   lt_tensor p = lt_release(forward(batch->ptr[0]));
-  lt_scope_end();
-  exports_lt_plugin_lightning_module_list_own_tensor_free(batch);
+  lt_scope_end(mark);
+  lt_batch_free(batch);
   return p;
 }
 bool exports_lt_plugin_data_module_streaming(exports_lt_plugin_data_module_split_t split, exports_lt_plugin_data_module_stream_source_t *ret) { return false; }
@@ -103,10 +103,9 @@ bool exports_lt_plugin_data_module_load_state(plugin_list_u8_t *state, plugin_st
 
 pub fn files(name: &str, sdk: &Path, repo: &Path) -> Template {
     let build = format!(
-        "mkdir -p build\n\"${{WIT_BINDGEN:-{tools}/bin/wit-bindgen}}\" c {wit} -w plugin --out-dir build >/dev/null 2>&1\nclang-19 --target=wasm32-wasi -O2 -mexec-model=reactor -I {sdk} -I build model.c build/plugin.c build/plugin_component_type.o \\\n  -fuse-ld=\"$(ls \"$(rustc --print sysroot)\"/lib/rustlib/*/bin/wasm-component-ld | head -1)\" -Wl,--wasi-adapter,reactor -o build/app.wasm\nlthost manifest build/app.wasm --from lthost.toml --output {name}.wasm",
-        tools = repo.join("target/tools").display(),
-        wit = repo.join("wit").display(),
-        sdk = sdk.join("c").display(),
+        "repo={repo}\nsdk={sdk}\nmkdir -p build\n\"${{WIT_BINDGEN:-$repo/.tools/bin/wit-bindgen}}\" c \"$repo/wit\" -w plugin --out-dir build >/dev/null\nclang-19 --target=wasm32-wasi -O2 -mexec-model=reactor -I \"$sdk/c\" -I build model.c build/plugin.c build/plugin_component_type.o \\\n  -fuse-ld=\"$(ls \"$(rustc --print sysroot)\"/lib/rustlib/*/bin/wasm-component-ld | head -1)\" -Wl,--wasi-adapter,reactor -o build/app.wasm\nlthost manifest build/app.wasm --from lthost.toml --output {name}.wasm",
+        repo = super::sh_quote(repo),
+        sdk = super::sh_quote(sdk),
     );
     Template { files: vec![("model.c", MODEL_C.replace("{name}", name)), (".gitignore", "/build\n/lightning_logs\n*.wasm\n".to_string())], build, source: "model.c" }
 }

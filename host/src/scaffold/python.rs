@@ -61,10 +61,9 @@ L.export(Model, Data)
 
 pub fn files(name: &str, sdk: &Path, repo: &Path) -> Template {
     let build = format!(
-        "mkdir -p build\n\"${{COMPONENTIZE_PY:-{venv}/bin/componentize-py}}\" -d {wit} -w plugin componentize -p {sdk} -p . app -o build/app.wasm\nlthost manifest build/app.wasm --from lthost.toml --output {name}.wasm",
-        venv = repo.join(".venv").display(),
-        wit = repo.join("wit").display(),
-        sdk = sdk.join("python").display(),
+        "repo={repo}\nsdk={sdk}\nmkdir -p build\n\"${{COMPONENTIZE_PY:-$repo/.venv/bin/componentize-py}}\" -d \"$repo/wit\" -w plugin componentize -p \"$sdk/python\" -p . app -o build/app.wasm\nlthost manifest build/app.wasm --from lthost.toml --output {name}.wasm",
+        repo = super::sh_quote(repo),
+        sdk = super::sh_quote(sdk),
     );
     Template { files: vec![("app.py", APP_PY.replace("{name}", name)), (".gitignore", "/build\n/lightning_logs\n*.wasm\n__pycache__/\n".to_string())], build, source: "app.py" }
 }

@@ -30,12 +30,15 @@ class LightningModule(_exports.LightningModule):
             raise Err("no LightningModule was exported (call lthost.export)")
         try:
             kwargs, effective = init_hparams(cls, json.loads(hparams))
-            m = cls(**kwargs)
+            # `self.hparams` is there in `__init__` already, as Lightning's after save_hyperparameters.
+            m = cls.__new__(cls)
+            object.__setattr__(m, "hparams", _Hparams(effective))
+            m.__init__(**kwargs)
+            text = json.dumps(effective)
         except (TypeError, ValueError, KeyError) as e:
             raise Err(f"{cls.__name__}: {e}")
-        object.__setattr__(m, "hparams", _Hparams(effective))
         _live["module"] = m
-        return json.dumps(effective)
+        return text
 
     def configure_optimizers(self):
         return optim.optimization(_module().configure_optimizers())
@@ -82,8 +85,9 @@ class DataModule(_exports.DataModule):
             raise Err("no LightningDataModule was exported (lthost.export(Module, DataModule))")
         try:
             kwargs, effective = init_hparams(cls, json.loads(hparams))
-            d = cls(**kwargs)
+            d = cls.__new__(cls)
             object.__setattr__(d, "hparams", _Hparams(effective))
+            d.__init__(**kwargs)
             d.setup(_STAGES[stage])
         except (TypeError, ValueError, KeyError, OSError) as e:
             raise Err(f"{cls.__name__}.setup: {e}")

@@ -39,12 +39,26 @@ class LightningModule:
         nn.bind_layers(self, name, value)
         object.__setattr__(self, name, value)
 
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError("forward")
+
     def log(self, name, value, prog_bar=False, logger=True, on_step=None, on_epoch=None, reduce_fx="mean", batch_size=None):
         opts = _log.LogOptions(prog_bar, logger, on_step, on_epoch, _REDUCE[reduce_fx], batch_size)
         if isinstance(value, (int, float)):
             _log.log_scalar(name, float(value), opts)
         else:
             _log.log(name, value, opts)
+
+    def log_dict(self, values, **kwargs):
+        for name, value in values.items():
+            self.log(name, value, **kwargs)
+
+    def save_hyperparameters(self, *args, **kwargs):
+        """Lightning's save_hyperparameters: lthost saves the effective hyper-parameters
+        (`self.hparams`, set before `__init__` runs) as hparams.yaml already."""
 
     def configure_optimizers(self):
         raise NotImplementedError("configure_optimizers")

@@ -35,7 +35,11 @@ def _binary(op, reverse=False):
         if isinstance(other, Tensor):
             return other.binary(op, self) if reverse else self.binary(op, other)
         if reverse:
-            return Tensor.full([], float(other), self.dtype()).binary(op, self)
+            # torch's promotion: a float scalar against an integer or bool tensor is float.
+            dtype = self.dtype()
+            if isinstance(other, float) and dtype not in (Dtype.FLOAT32, Dtype.FLOAT64, Dtype.FLOAT16, Dtype.BFLOAT16):
+                dtype = Dtype.FLOAT32
+            return Tensor.full([], float(other), dtype).binary(op, self)
         return self.binary_scalar(op, float(other))
 
     return f

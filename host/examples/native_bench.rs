@@ -1,0 +1,126 @@
+//! The floor for `make bench`: Lightning's parity models trained directly against `tch` in
+//! Rust — no WebAssembly, no trainer — with the same data, initialisation (torch.nn's
+//! `reset_parameters`, drawn in torch's order), optimizer (libtorch's Adam) and generator
+//! draws (a DataLoader base seed per epoch) as lthost's parity plugins, so the losses agree.
+//! Prints one JSON object: seconds per epoch, the last step's loss, start-up.
+//!
+//!     cargo run --release -p lthost --example native_bench -- parity-rnn 4 1 [seed]
+
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use tch::nn::{self, OptimizerConfig};
+use tch::{Device, Kind, Reduction, Tensor};
+
+const CPU: (Kind, Device) = (Kind::Float, Device::Cpu);
+
+/// `nn.init.uniform_(empty(shape), -bound, bound)`.
+fn uniform(shape: &[i64], bound: f64) -> Tensor {
+    let mut t = Tensor::empty(shape, CPU);
+    let _ = t.uniform_(-bound, bound);
+    t
+}
+
+/// torch.nn.Linear's reset_parameters: kaiming_uniform_(a=sqrt(5)) then the bias.
+fn linear(vs: &nn::Path, name: &str, fan_in: i64, out: i64) -> (Tensor, Tensor) {
+    let gain = (2.0 / (1.0 + 5.0f64)).sqrt();
+    let bound = 3.0f64.sqrt() * (gain / (fan_in as f64).sqrt());
+    let w = vs.var_copy(&format!("{name}.weight"), &uniform(&[out, fan_in], bound));
+    let b = vs.var_copy(&format!("{name}.bias"), &uniform(&[out], 1.0 / (fan_in as f64).sqrt()));
+    (w, b)
+}
+
+/// The DataLoader iterator's base-seed draw (`torch.empty((), dtype=torch.int64).random_()`).
+fn draw_base_seed() {
+    let mut s = Tensor::empty([], (Kind::Int64, Device::Cpu));
+    let _ = s.random_();
+}
+
+struct Run {
+    epoch_seconds: Vec<f64>,
+    last_loss: f64,
+    first_step: Option<f64>,
+}
+
+fn parity_rnn(epochs: usize) -> Result<Run> {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let root = vs.root();
+    let stdv = 1.0 / 20f64.sqrt();
+    let flat: Vec<Tensor> = [("weight_ih_l0", vec![80, 10]), ("weight_hh_l0", vec![80, 20]), ("bias_ih_l0", vec![80]), ("bias_hh_l0", vec![80])]
+        .iter()
+        .map(|(n, s)| root.var_copy(&format!("rnn.{n}"), &uniform(s, stdv)))
+        .collect();
+    let (w, b) = linear(&root, "linear_out", 20, 5);
+    let x = Tensor::randn([300, 100, 10], CPU);
+    let halves = x.chunk(2, -1);
+    let y = &halves[0] + halves[1].roll([1], [-1]);
+    let mut opt = nn::Adam::default().build(&vs, 0.02)?;
+    let mut run = Run { epoch_seconds: Vec::new(), last_loss: f64::NAN, first_step: None };
+    for _ in 0..epochs {
+        let t0 = Instant::now();
+        draw_base_seed();
+        for i in 0..10 {
+            run.first_step.get_or_insert_with(|| lthost::startup::since_process_start().map(|d| d.as_secs_f64()).unwrap_or(f64::NAN));
+            let (xb, yb) = (x.narrow(0, i * 30, 30), y.narrow(0, i * 30, 30));
+            let h = Tensor::zeros([1, 30, 20], CPU);
+            let (seq, _, _) = xb.lstm(&[h.shallow_clone(), h], &flat, true, 1, 0.0, true, false, true);
+            let loss = seq.linear(&w, Some(&b)).mse_loss(&yb, Reduction::Mean);
+            opt.zero_grad();
+            loss.backward();
+            opt.step();
+            run.last_loss = loss.double_value(&[]);
+        }
+        run.epoch_seconds.push(t0.elapsed().as_secs_f64());
+    }
+    Ok(run)
+}
+
+fn parity_mlp(epochs: usize) -> Result<Run> {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let root = vs.root();
+    let (w1, b1) = linear(&root, "c_d1", 784, 128);
+    let bn_w = root.var_copy("c_d1_bn.weight", &Tensor::ones([128], CPU));
+    let bn_b = root.var_copy("c_d1_bn.bias", &Tensor::zeros([128], CPU));
+    let (mean, var) = (Tensor::zeros([128], CPU), Tensor::ones([128], CPU));
+    let (w2, b2) = linear(&root, "c_d2", 128, 10);
+    let x = Tensor::rand([640, 1, 28, 28], CPU);
+    let y = Tensor::randint_low(0, 10, [640], (Kind::Int64, Device::Cpu));
+    let mut opt = nn::Adam::default().build(&vs, 0.02)?;
+    let mut run = Run { epoch_seconds: Vec::new(), last_loss: f64::NAN, first_step: None };
+    for _ in 0..epochs {
+        let t0 = Instant::now();
+        draw_base_seed();
+        for i in 0..5 {
+            run.first_step.get_or_insert_with(|| lthost::startup::since_process_start().map(|d| d.as_secs_f64()).unwrap_or(f64::NAN));
+            let xb = x.narrow(0, i * 128, 128).view([128, -1]);
+            let h = xb.linear(&w1, Some(&b1)).tanh();
+            let h = h.batch_norm(Some(&bn_w), Some(&bn_b), Some(&mean), Some(&var), true, 0.1, 1e-5, false);
+            let logits = h.dropout(0.3, true).linear(&w2, Some(&b2));
+            let loss = logits.cross_entropy_loss::<Tensor>(&y.narrow(0, i * 128, 128), None, Reduction::Mean, -100, 0.0);
+            opt.zero_grad();
+            loss.backward();
+            opt.step();
+            run.last_loss = loss.double_value(&[]);
+        }
+        run.epoch_seconds.push(t0.elapsed().as_secs_f64());
+    }
+    Ok(run)
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let (workload, epochs, threads) = match args.as_slice() {
+        [_, w, e, t, ..] => (w.as_str(), e.parse::<usize>()?, t.parse::<i32>()?),
+        _ => bail!("usage: native_bench <parity-rnn|parity-mlp> <epochs> <threads> [seed]"),
+    };
+    let seed: i64 = args.get(4).map(|s| s.parse()).transpose()?.unwrap_or(42);
+    tch::set_num_threads(threads);
+    tch::manual_seed(seed);
+    let run = match workload {
+        "parity-rnn" => parity_rnn(epochs)?,
+        "parity-mlp" => parity_mlp(epochs)?,
+        other => bail!("unknown workload {other}"),
+    };
+    println!("{}", serde_json::json!({"epoch_seconds": run.epoch_seconds, "last_loss": run.last_loss, "first_step": run.first_step}));
+    Ok(())
+}
