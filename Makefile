@@ -91,7 +91,7 @@ reference: setup
 
 # Performance side by side (see bench/bench.py); writes bench/results.md.
 bench: host plugins
-	$(CARGO) build --release -p lthost --example fetch_bench
+	$(CARGO) build --release -p lthost --example fetch_bench --example native_bench
 	$(PY) bench/bench.py
 
 clean-logs:

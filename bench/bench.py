@@ -1,5 +1,8 @@
 """`make bench`: performance measured side by side in one run, on this machine.
 
+Sections: parity workloads (native tch, lthost, PyTorch, Lightning: bench/parity.py),
+logging overhead, start-up, fetch throughput, data wait, languages (bench/languages.py).
+
 Section "logging overhead" (issue 5): the cost per training step of logging three values
 every step (`log_every_n_steps = 1`) with no logger, the CSV logger, TensorBoard, both,
 and a WASM logger plugin; and the same model in PyTorch Lightning with logger=False,
@@ -23,6 +26,7 @@ import tempfile
 import time
 
 from languages import language_costs, table as language_table
+from parity import parity_runs, table as parity_table
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LTHOST = os.path.join(ROOT, "target", "release", "lthost")
@@ -223,6 +227,7 @@ def main():
     lt_fetch, pt_fetch = fetch_throughput()
     wait = data_wait_share()
     langs = language_costs()
+    parity = parity_runs()
     lines = [
         "# lthost benchmarks",
         "",
@@ -230,6 +235,7 @@ def main():
         f"Command: `make bench` (`.venv/bin/python bench/bench.py`), fastest of {REPEATS} runs per row, interleaved (Lightning: {LIGHTNING_ROUNDS}); "
         f"finished in {time.time() - started:.0f} s on {time.strftime('%Y-%m-%d')}.",
         "",
+    ] + parity_table(parity) + [
         "## Logging overhead per training step",
         "",
         f"Linear(4, 1), batch 4, {SAMPLES // 4 * EPOCHS} steps ({LIGHTNING_SAMPLES // 4 * EPOCHS} in Lightning), three values logged every step "

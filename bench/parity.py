@@ -7,6 +7,7 @@ timed (the median), and the table keeps the median over RUNS runs, the last step
 (they must agree), the seconds from process start to the first training step and the
 process's peak RSS."""
 
+import csv
 import json
 import os
 import re
@@ -45,12 +46,14 @@ def _run(cmd, cwd=None):
 def _one(runner, workload, epochs, threads):
     """(seconds per epoch after the first, last loss, start-up s, peak RSS MiB)."""
     if runner == "lthost":
+        # Timed with logging off, as Lightning runs; the last loss at full precision comes
+        # from the CSV logger's metrics.csv (see lthost_loss).
         with tempfile.TemporaryDirectory() as d:
             out, rss = _run([LTHOST, "fit", os.path.join(PLUGINS, f"{workload}.wasm"), "--max-epochs", str(epochs), "--threads", str(threads),
                              "--seed", str(SEED), "--no-progress-bar", "--set", "trainer.enable_checkpointing=false", "--set", "trainer.logger=false",
                              "--set", "trainer.enable_model_summary=false"], cwd=d)
         epoch = float(re.search(r"epoch time\s+([0-9.]+) s median", out).group(1))
-        loss = float(re.search(r"train_loss\s+([0-9.eE+-]+)", out).group(1))
+        loss = None
         start = float(re.search(r"start-up\s+([0-9.]+) s", out).group(1))
     else:
         cmd = [NATIVE, workload, str(epochs), str(threads), str(SEED)] if runner == "native" else \
@@ -59,6 +62,15 @@ def _one(runner, workload, epochs, threads):
         r = json.loads(out.strip().splitlines()[-1])
         epoch, loss, start = _median(r["epoch_seconds"][1:]), r["last_loss"], r["first_step"]
     return epoch, loss, start, rss
+
+
+def lthost_loss(workload, epochs, threads):
+    """The last step's loss of an lthost run, from metrics.csv (logging every step)."""
+    with tempfile.TemporaryDirectory() as d:
+        _run([LTHOST, "fit", os.path.join(PLUGINS, f"{workload}.wasm"), "--max-epochs", str(epochs), "--threads", str(threads), "--seed", str(SEED),
+              "--no-progress-bar", "--set", "trainer.enable_checkpointing=false", "--set", "trainer.log_every_n_steps=1"], cwd=d)
+        with open(os.path.join(d, "lightning_logs", "version_0", "metrics.csv")) as f:
+            return float([r["train_loss"] for r in csv.DictReader(f) if r.get("train_loss")][-1])
 
 
 def parity_runs():
@@ -75,6 +87,7 @@ def parity_runs():
                     row["start"].append(s)
                     row["loss"] = l
                     row["rss"] = max(row["rss"] or 0, rss)
+            rows["lthost"]["loss"] = lthost_loss(workload, epochs, threads)
             results[(workload, threads)] = {r: {"epoch": _median(v["epoch"]), "loss": v["loss"], "start": _median(v["start"]), "rss": v["rss"]} for r, v in rows.items()}
     return results
 
@@ -91,14 +104,21 @@ def table(results):
         "| workload | threads | runner | s / epoch | lthost / this | last loss | start-up (s) | peak RSS (MiB) |",
         "|---|---:|---|---:|---:|---:|---:|---:|",
     ]
+    goals = []
     for (workload, threads), rows in results.items():
         lt = rows["lthost"]["epoch"]
+        native, light = lt / rows["native"]["epoch"], rows["Lightning"]["epoch"] / lt
+        losses = [rows[r]["loss"] for r in RUNNERS]
+        agree = max(losses) - min(losses) <= 1e-4 * max(1.0, abs(losses[0]))
+        goals.append(f"- {workload}, {threads} thread{'s' if threads > 1 else ''}: lthost / native {native:.2f} "
+                     f"({'met' if native <= 1.03 else 'missed'}: ≤ 1.03); Lightning / lthost {light:.2f} "
+                     f"({'met' if light >= 1.3 else 'missed'}: ≥ 1.3); losses {'agree' if agree else 'DISAGREE'} ({min(losses):.6f}–{max(losses):.6f})")
         for runner in RUNNERS:
             r = rows[runner]
             ratio = "" if runner == "lthost" else f"{lt / r['epoch']:.2f}"
             rss = f"{r['rss']:.0f}"
             lines.append(f"| {workload} | {threads} | {runner} | {r['epoch']:.4f} | {ratio} | {r['loss']:.6f} | {r['start']:.2f} | {rss} |")
-    return lines + [""]
+    return lines + ["", "Goals (issue 9), read off this table:", ""] + goals + [""]
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 //! The floor for `make bench`: Lightning's parity models trained directly against `tch` in
 //! Rust — no WebAssembly, no trainer — with the same data, initialisation (torch.nn's
-//! `reset_parameters`, drawn in torch's order), optimizer (libtorch's Adam) and generator
-//! draws (a DataLoader base seed per epoch) as lthost's parity plugins, so the losses agree.
+//! `reset_parameters`, drawn in torch's order), optimizer (torch.optim.Adam's update, op for
+//! op: libtorch's C++ Adam rounds differently) and generator draws (a DataLoader base seed
+//! per epoch) as lthost's parity plugins, so the losses agree.
 //! Prints one JSON object: seconds per epoch, the last step's loss, start-up.
 //!
 //!     cargo run --release -p lthost --example native_bench -- parity-rnn 4 1 [seed]
@@ -9,7 +10,7 @@
 use std::time::Instant;
 
 use anyhow::{bail, Result};
-use tch::nn::{self, OptimizerConfig};
+use tch::nn;
 use tch::{Device, Kind, Reduction, Tensor};
 
 const CPU: (Kind, Device) = (Kind::Float, Device::Cpu);
@@ -25,8 +26,8 @@ fn uniform(shape: &[i64], bound: f64) -> Tensor {
 fn linear(vs: &nn::Path, name: &str, fan_in: i64, out: i64) -> (Tensor, Tensor) {
     let gain = (2.0 / (1.0 + 5.0f64)).sqrt();
     let bound = 3.0f64.sqrt() * (gain / (fan_in as f64).sqrt());
-    let w = vs.var_copy(&format!("{name}.weight"), &uniform(&[out, fan_in], bound));
-    let b = vs.var_copy(&format!("{name}.bias"), &uniform(&[out], 1.0 / (fan_in as f64).sqrt()));
+    let w = vs.var_copy(&format!("{name}_weight"), &uniform(&[out, fan_in], bound));
+    let b = vs.var_copy(&format!("{name}_bias"), &uniform(&[out], 1.0 / (fan_in as f64).sqrt()));
     (w, b)
 }
 
@@ -34,6 +35,45 @@ fn linear(vs: &nn::Path, name: &str, fan_in: i64, out: i64) -> (Tensor, Tensor) 
 fn draw_base_seed() {
     let mut s = Tensor::empty([], (Kind::Int64, Device::Cpu));
     let _ = s.random_();
+}
+
+/// torch.optim.Adam (betas 0.9/0.999, eps 1e-8, no weight decay), `_single_tensor_adam`.
+struct Adam {
+    lr: f64,
+    step: f64,
+    params: Vec<Tensor>,
+    state: Vec<(Tensor, Tensor)>,
+}
+
+impl Adam {
+    fn new(vs: &nn::VarStore, lr: f64) -> Adam {
+        let params = vs.trainable_variables();
+        let state = params.iter().map(|p| (p.zeros_like(), p.zeros_like())).collect();
+        Adam { lr, step: 0.0, params, state }
+    }
+
+    fn zero_grad(&mut self) {
+        for p in &mut self.params {
+            p.zero_grad();
+        }
+    }
+
+    fn step(&mut self) {
+        let _g = tch::no_grad_guard();
+        let (b1, b2) = (0.9f64, 0.999f64);
+        self.step += 1.0;
+        let step_size = self.lr / (1.0 - b1.powf(self.step));
+        let bc2_sqrt = (1.0 - b2.powf(self.step)).sqrt();
+        for (p, (m, v)) in self.params.iter_mut().zip(&mut self.state) {
+            let g = p.grad();
+            let _ = m.lerp_(&g, 1.0 - b1);
+            let _ = v.g_mul_scalar_(b2);
+            let _ = v.addcmul_(&(&g * (1.0 - b2)), &g);
+            let mut denom = v.sqrt() / bc2_sqrt;
+            let _ = denom.g_add_scalar_(1e-8);
+            let _ = p.addcdiv_(&(&*m * -step_size), &denom);
+        }
+    }
 }
 
 struct Run {
@@ -48,13 +88,13 @@ fn parity_rnn(epochs: usize) -> Result<Run> {
     let stdv = 1.0 / 20f64.sqrt();
     let flat: Vec<Tensor> = [("weight_ih_l0", vec![80, 10]), ("weight_hh_l0", vec![80, 20]), ("bias_ih_l0", vec![80]), ("bias_hh_l0", vec![80])]
         .iter()
-        .map(|(n, s)| root.var_copy(&format!("rnn.{n}"), &uniform(s, stdv)))
+        .map(|(n, s)| root.var_copy(&format!("rnn_{n}"), &uniform(s, stdv)))
         .collect();
     let (w, b) = linear(&root, "linear_out", 20, 5);
     let x = Tensor::randn([300, 100, 10], CPU);
     let halves = x.chunk(2, -1);
     let y = &halves[0] + halves[1].roll([1], [-1]);
-    let mut opt = nn::Adam::default().build(&vs, 0.02)?;
+    let mut opt = Adam::new(&vs, 0.02);
     let mut run = Run { epoch_seconds: Vec::new(), last_loss: f64::NAN, first_step: None };
     for _ in 0..epochs {
         let t0 = Instant::now();
@@ -79,13 +119,13 @@ fn parity_mlp(epochs: usize) -> Result<Run> {
     let vs = nn::VarStore::new(Device::Cpu);
     let root = vs.root();
     let (w1, b1) = linear(&root, "c_d1", 784, 128);
-    let bn_w = root.var_copy("c_d1_bn.weight", &Tensor::ones([128], CPU));
-    let bn_b = root.var_copy("c_d1_bn.bias", &Tensor::zeros([128], CPU));
+    let bn_w = root.var_copy("c_d1_bn_weight", &Tensor::ones([128], CPU));
+    let bn_b = root.var_copy("c_d1_bn_bias", &Tensor::zeros([128], CPU));
     let (mean, var) = (Tensor::zeros([128], CPU), Tensor::ones([128], CPU));
     let (w2, b2) = linear(&root, "c_d2", 128, 10);
     let x = Tensor::rand([640, 1, 28, 28], CPU);
     let y = Tensor::randint_low(0, 10, [640], (Kind::Int64, Device::Cpu));
-    let mut opt = nn::Adam::default().build(&vs, 0.02)?;
+    let mut opt = Adam::new(&vs, 0.02);
     let mut run = Run { epoch_seconds: Vec::new(), last_loss: f64::NAN, first_step: None };
     for _ in 0..epochs {
         let t0 = Instant::now();

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result};
 use serde_json::Value;
 
-use super::{next_version, to_yaml, write_atomic, Logger};
+use super::{next_version, replace_file, to_yaml, write_atomic, Logger};
 
 pub struct CsvLogger {
     dir: PathBuf,
@@ -81,7 +81,7 @@ impl Logger for CsvLogger {
         if self.rows.is_empty() {
             return Ok(());
         }
-        write_atomic(&self.dir.join("metrics.csv"), self.render().as_bytes())
+        replace_file(&self.dir.join("metrics.csv"), self.render().as_bytes())
     }
 }
 
