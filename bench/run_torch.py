@@ -24,6 +24,28 @@ def process_age():
     return time.time() - (btime + start_ticks / os.sysconf("SC_CLK_TCK"))
 
 
+def mnist_cnn():
+    """plugins/mnist-cnn's model and training split, on the IDX files in $BENCH_MNIST_DIR."""
+    import torch
+    import torch.nn.functional as F
+
+    import transforms_reference as t
+
+    t.DIR = os.environ["BENCH_MNIST_DIR"]
+
+    class Cnn(t.Cnn):
+        def training_step(self, batch):
+            x, y = batch
+            return F.cross_entropy(self(x), y)
+
+    model = Cnn()
+    images = ((t.read_idx("train-images-idx3-ubyte").float() / 255.0).view(-1, 1, 28, 28) - t.MEAN) / t.STD
+    labels = t.read_idx("train-labels-idx1-ubyte").long()
+    n = images.shape[0]
+    train = n - min(5000, n // 5)
+    return model, 64, images[:train], labels[:train]
+
+
 def main(runner, workload, epochs, threads, seed):
     import torch
     from torch.utils.data import DataLoader, TensorDataset
@@ -32,16 +54,20 @@ def main(runner, workload, epochs, threads, seed):
 
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
+    shuffle, lr = False, 0.02
     if workload == "parity-rnn":
         model, batch_size = ParityModuleRNN(), 30
         x, y = average_dataset()
-    else:
+    elif workload == "parity-mlp":
         model, batch_size = ParityModuleMNIST(), 128
         x, y = synthetic_mnist()
-    loader = DataLoader(TensorDataset(x, y), batch_size=batch_size)
+    else:
+        model, batch_size, x, y = mnist_cnn()
+        shuffle, lr = True, 0.001
+    loader = DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=shuffle)
     out = {"epoch_seconds": [], "last_loss": None, "first_step": None}
     if runner == "vanilla":
-        optimizer = torch.optim.Adam(model.parameters(), lr=0.02)
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
         model.train()
         for _ in range(epochs):
             t0 = time.perf_counter()
@@ -81,7 +107,7 @@ def main(runner, workload, epochs, threads, seed):
                 out["epoch_seconds"].append(time.perf_counter() - self.t0)
 
             def configure_optimizers(self):
-                return torch.optim.Adam(self.parameters(), lr=0.02)
+                return torch.optim.Adam(self.parameters(), lr=lr)
 
         trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
                             enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)

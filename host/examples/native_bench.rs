@@ -147,11 +147,77 @@ fn parity_mlp(epochs: usize) -> Result<Run> {
     Ok(run)
 }
 
+/// An IDX file of unsigned bytes (the MNIST format): its dims and data.
+fn read_idx(path: &std::path::Path) -> Result<(Vec<i64>, Vec<u8>)> {
+    let raw = std::fs::read(path)?;
+    if raw.len() < 4 || raw[2] != 0x08 {
+        bail!("{}: not an unsigned-byte IDX file", path.display());
+    }
+    let nd = raw[3] as usize;
+    let dims: Vec<i64> = (0..nd).map(|i| u32::from_be_bytes([raw[4 + 4 * i], raw[5 + 4 * i], raw[6 + 4 * i], raw[7 + 4 * i]]) as i64).collect();
+    Ok((dims, raw[4 + 4 * nd..].to_vec()))
+}
+
+/// plugins/mnist-cnn: conv(1→16, 3×3) → ReLU → max-pool 2 → conv(16→32, 3×3) → ReLU →
+/// max-pool 2 → Linear(800→10), Adam 0.001, batch 64, shuffled (RandomSampler's draws), on
+/// the IDX files in $BENCH_MNIST_DIR (the last n/5 images held out, as the plugin does).
+fn mnist_cnn(epochs: usize) -> Result<Run> {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let root = vs.root();
+    let conv = |name: &str, i: i64, o: i64| {
+        let fan_in = i * 9;
+        let gain = (2.0 / (1.0 + 5.0f64)).sqrt();
+        let bound = 3.0f64.sqrt() * (gain / (fan_in as f64).sqrt());
+        let w = root.var_copy(&format!("{name}_weight"), &uniform(&[o, i, 3, 3], bound));
+        let b = root.var_copy(&format!("{name}_bias"), &uniform(&[o], 1.0 / (fan_in as f64).sqrt()));
+        (w, b)
+    };
+    let (w1, b1) = conv("conv1", 1, 16);
+    let (w2, b2) = conv("conv2", 16, 32);
+    let (wf, bf) = linear(&root, "fc", 800, 10);
+    let dir = std::path::PathBuf::from(std::env::var("BENCH_MNIST_DIR")?);
+    let (dims, pixels) = read_idx(&dir.join("train-images-idx3-ubyte"))?;
+    let (_, labels) = read_idx(&dir.join("train-labels-idx1-ubyte"))?;
+    let n = dims[0];
+    let m = Tensor::from_slice(&[0.1307f32]).view([1, 1, 1, 1]);
+    let s = Tensor::from_slice(&[0.3081f32]).view([1, 1, 1, 1]);
+    let x = (Tensor::from_slice(&pixels).to_kind(Kind::Float).view([n, 784]) / 255.0).view([n, 1, 28, 28]);
+    let x = (x - &m) / &s;
+    let y = Tensor::from_slice(&labels).to_kind(Kind::Int64);
+    let train = n - (n / 5).min(5000);
+    let mut opt = Adam::new(&vs, 0.001);
+    let mut run = Run { epoch_seconds: Vec::new(), last_loss: f64::NAN, first_step: None };
+    for _ in 0..epochs {
+        let t0 = Instant::now();
+        draw_base_seed();
+        // RandomSampler: a seed from the run's generator, then randperm with a generator seeded by it.
+        let seed = lthost::engine::torch_ext::draw_seed().map_err(anyhow::Error::msg)?;
+        let order = Tensor::from_slice(&lthost::engine::torch_ext::randperm_seeded(train, seed).map_err(anyhow::Error::msg)?);
+        let mut start = 0;
+        while start < train {
+            run.first_step.get_or_insert_with(|| lthost::startup::since_process_start().map(|d| d.as_secs_f64()).unwrap_or(f64::NAN));
+            let idx = order.narrow(0, start, 64.min(train - start));
+            start += 64;
+            let (xb, yb) = (x.index_select(0, &idx), y.index_select(0, &idx));
+            let h = xb.conv2d(&w1, Some(&b1), [1, 1], [0, 0], [1, 1], 1).relu().max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false);
+            let h = h.conv2d(&w2, Some(&b2), [1, 1], [0, 0], [1, 1], 1).relu().max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false);
+            let bsz = h.size()[0];
+            let loss = h.view([bsz, -1]).linear(&wf, Some(&bf)).cross_entropy_loss::<Tensor>(&yb, None, Reduction::Mean, -100, 0.0);
+            opt.zero_grad();
+            loss.backward();
+            opt.step();
+            run.last_loss = loss.double_value(&[]);
+        }
+        run.epoch_seconds.push(t0.elapsed().as_secs_f64());
+    }
+    Ok(run)
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let (workload, epochs, threads) = match args.as_slice() {
         [_, w, e, t, ..] => (w.as_str(), e.parse::<usize>()?, t.parse::<i32>()?),
-        _ => bail!("usage: native_bench <parity-rnn|parity-mlp> <epochs> <threads> [seed]"),
+        _ => bail!("usage: native_bench <parity-rnn|parity-mlp|mnist-cnn> <epochs> <threads> [seed]"),
     };
     let seed: i64 = args.get(4).map(|s| s.parse()).transpose()?.unwrap_or(42);
     tch::set_num_threads(threads);
@@ -159,6 +225,7 @@ fn main() -> Result<()> {
     let run = match workload {
         "parity-rnn" => parity_rnn(epochs)?,
         "parity-mlp" => parity_mlp(epochs)?,
+        "mnist-cnn" => mnist_cnn(epochs)?,
         other => bail!("unknown workload {other}"),
     };
     println!("{}", serde_json::json!({"epoch_seconds": run.epoch_seconds, "last_loss": run.last_loss, "first_step": run.first_step}));
