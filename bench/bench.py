@@ -255,7 +255,7 @@ def main():
         "",
         "parity-mlp (a 215 KB Rust component), median of the runs; `cold` compiles the component "
         "(empty cache), `cached` loads it from the component cache. Most of what remains is loading "
-        "libtorch (with its CUDA libraries).",
+        "libtorch_cpu (the CUDA library is preloaded only when a run may use CUDA).",
         "",
         "| component cache | seconds |",
         "|---|---:|",

@@ -1,5 +1,5 @@
-"""`make bench`, section "parity workloads" (issue 9): Lightning's parity models trained
-four ways on the same data, seed and thread count — native (the same training written
+"""`make bench`, section "parity workloads" (issue 9): Lightning's parity models, a CNN and
+a small transformer trained four ways on the same data, seed and thread count — native (the same training written
 against `tch` in Rust, no WebAssembly: host/examples/native_bench.rs), lthost with the Rust
 plugin, vanilla PyTorch and PyTorch Lightning 2.6 (bench/run_torch.py) — with 1 and 2
 libtorch threads. Each run is its own process; per run the epochs after the first are
@@ -21,7 +21,7 @@ NATIVE = os.path.join(ROOT, "target", "release", "examples", "native_bench")
 PLUGINS = os.path.join(ROOT, "target", "plugins")
 RUNS = int(os.environ.get("BENCH_PARITY_RUNS", "3"))
 SEED = 42
-WORKLOADS = {"parity-rnn": 6, "parity-mlp": 20, "mnist-cnn": 3}  # epochs
+WORKLOADS = {"parity-rnn": 6, "parity-mlp": 20, "mnist-cnn": 3, "tiny-transformer": 8}  # epochs
 MNIST_IMAGES = 2048
 RUNNERS = ["native", "lthost", "PyTorch", "Lightning"]
 
@@ -117,11 +117,13 @@ def parity_runs():
 
 def table(results):
     lines = [
-        "## Parity workloads: native tch, lthost, PyTorch, Lightning",
+        "## Workloads: native tch, lthost, PyTorch, Lightning",
         "",
         f"Lightning's parity models (ParityModuleRNN: LSTM 10→20 + Linear, 300×100×10 sequences, batch 30; ParityModuleMNIST: "
         f"Linear-tanh-BatchNorm-Dropout-Linear on 640 MNIST-shaped images, batch 128; Adam 0.02) and mnist-cnn (two 3×3 convolutions, "
-        f"max-pooling, Linear; {MNIST_IMAGES} 28×28 IDX images, 4/5 trained on, shuffled, batch 64, Adam 0.001), seed {SEED}; "
+        f"max-pooling, Linear; {MNIST_IMAGES} 28×28 IDX images, 4/5 trained on, shuffled, batch 64, Adam 0.001) and tiny-transformer "
+        f"(Embedding 16×32, one post-norm encoder block with 4-head attention and a 32→64→32 feed-forward, mean pooling, Linear; "
+        f"512 sequences of 24 tokens, batch 32, Adam 0.001), seed {SEED}; "
         f"{', '.join(f'{w} {e} epochs' for w, e in WORKLOADS.items())}. Seconds per epoch: median over the epochs after the first, "
         f"median of {RUNS} runs, each its own process. Peak RSS: the process's own (wait4), the largest of its runs.",
         "",

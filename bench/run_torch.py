@@ -46,6 +46,36 @@ def mnist_cnn():
     return model, 64, images[:train], labels[:train]
 
 
+def tiny_transformer():
+    """plugins/tiny-transformer's model and data."""
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    class TinyTransformer(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(16, 32)
+            self.attn = nn.MultiheadAttention(32, 4, dropout=0.0, bias=True, batch_first=True)
+            self.ln1 = nn.LayerNorm(32)
+            self.ff1 = nn.Linear(32, 64)
+            self.ff2 = nn.Linear(64, 32)
+            self.ln2 = nn.LayerNorm(32)
+            self.head = nn.Linear(32, 2)
+
+        def training_step(self, batch):
+            tokens, y = batch
+            x = self.emb(tokens)
+            a, _ = self.attn(x, x, x)
+            x = self.ln1(x + a)
+            x = self.ln2(x + self.ff2(F.relu(self.ff1(x))))
+            return F.cross_entropy(self.head(x.mean(1)), y)
+
+    model = TinyTransformer()
+    x = torch.randint(0, 16, (512, 24))
+    return model, 32, x, x.sum(1) % 2
+
+
 def main(runner, workload, epochs, threads, seed):
     import torch
     from torch.utils.data import DataLoader, TensorDataset
@@ -61,9 +91,12 @@ def main(runner, workload, epochs, threads, seed):
     elif workload == "parity-mlp":
         model, batch_size = ParityModuleMNIST(), 128
         x, y = synthetic_mnist()
-    else:
+    elif workload == "mnist-cnn":
         model, batch_size, x, y = mnist_cnn()
         shuffle, lr = True, 0.001
+    else:
+        model, batch_size, x, y = tiny_transformer()
+        lr = 0.001
     loader = DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=shuffle)
     out = {"epoch_seconds": [], "last_loss": None, "first_step": None}
     if runner == "vanilla":

@@ -1,7 +1,7 @@
 //! Links the `lthost` binary against the project venv's libtorch so that it runs without
-//! LD_LIBRARY_PATH: an rpath to torch's `lib/` (or $LIBTORCH/lib), and, when libtorch was
-//! built with CUDA, a hard link to `libtorch_cuda` so that CUDA kernels register even though
-//! no symbol of it is referenced directly (the linker's --as-needed would drop it).
+//! LD_LIBRARY_PATH: an rpath to torch's `lib/` (or $LIBTORCH/lib). `libtorch_cuda` is not
+//! linked (loading it and the CUDA libraries costs ~0.25 s per start): its path is compiled
+//! in, and lthost preloads it when a run may use CUDA (connectors/cuda_loader.rs).
 //! Also compiles `csrc/torch_ext.cpp` (deterministic algorithms, inference mode).
 
 use std::path::PathBuf;
@@ -53,7 +53,9 @@ fn main() {
         .compile("lthost_torch_ext");
     println!("cargo:rustc-link-search=native={}", torch.lib.display());
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", torch.lib.display());
-    if torch.lib.join("libtorch_cuda.so").exists() {
-        println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
+    // Not linked (see connectors/cuda_loader.rs): lthost preloads it when a run may use CUDA.
+    let cuda = torch.lib.join("libtorch_cuda.so");
+    if cuda.exists() {
+        println!("cargo:rustc-env=LTHOST_TORCH_CUDA_LIB={}", cuda.display());
     }
 }

@@ -47,7 +47,10 @@ struct Adam {
 
 impl Adam {
     fn new(vs: &nn::VarStore, lr: f64) -> Adam {
-        let params = vs.trainable_variables();
+        Adam::with_params(vs.trainable_variables(), lr)
+    }
+
+    fn with_params(params: Vec<Tensor>, lr: f64) -> Adam {
         let state = params.iter().map(|p| (p.zeros_like(), p.zeros_like())).collect();
         Adam { lr, step: 0.0, params, state }
     }
@@ -213,11 +216,58 @@ fn mnist_cnn(epochs: usize) -> Result<Run> {
     Ok(run)
 }
 
+/// plugins/tiny-transformer, on lthost's engine layers (torch.nn's initialisation and
+/// forward, called directly — no WebAssembly, no trainer): Embedding(16, 32), one post-norm
+/// encoder block (MultiheadAttention 4 heads, LayerNorm, a 32→64→32 feed-forward), mean
+/// pooling, Linear(32→2); Adam 1e-3, batch 32, 512 random sequences of 24 tokens.
+fn e<T>(r: Result<T, lthost::error::OpError>) -> Result<T> {
+    r.map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn tiny_transformer(epochs: usize) -> Result<Run> {
+    use lthost::engine::layers::{Embedding, LayerNorm, Linear, MultiheadAttention};
+    use lthost::engine::params::ParamStore;
+    let mut ps = ParamStore::default();
+    let dev = Device::Cpu;
+    let emb = e(Embedding::new(&mut ps, "emb", 16, 32, dev))?;
+    let attn = e(MultiheadAttention::new(&mut ps, "attn", 32, 4, 0.0, true, true, dev))?;
+    let ln1 = e(LayerNorm::new(&mut ps, "ln1", &[32], 1e-5, true, dev))?;
+    let ff1 = e(Linear::new(&mut ps, "ff1", 32, 64, true, dev))?;
+    let ff2 = e(Linear::new(&mut ps, "ff2", 64, 32, true, dev))?;
+    let ln2 = e(LayerNorm::new(&mut ps, "ln2", &[32], 1e-5, true, dev))?;
+    let head = e(Linear::new(&mut ps, "head", 32, 2, true, dev))?;
+    let x = Tensor::randint_low(0, 16, [512, 24], (Kind::Int64, Device::Cpu));
+    let y = x.sum_dim_intlist(1, false, None::<Kind>).remainder(2.0).to_kind(Kind::Int64);
+    let mut opt = Adam::with_params(ps.parameters(), 0.001);
+    let mut run = Run { epoch_seconds: Vec::new(), last_loss: f64::NAN, first_step: None };
+    for _ in 0..epochs {
+        let t0 = Instant::now();
+        draw_base_seed();
+        for i in 0..16 {
+            run.first_step.get_or_insert_with(|| lthost::startup::since_process_start().map(|d| d.as_secs_f64()).unwrap_or(f64::NAN));
+            let (xb, yb) = (x.narrow(0, i * 32, 32), y.narrow(0, i * 32, 32));
+            let h = e(emb.forward(&xb))?;
+            let (a, _) = e(attn.forward(&h, &h, &h, None, true, true))?;
+            let h = e(ln1.forward(&(&h + a)))?;
+            let f = e(ff2.forward(&e(ff1.forward(&h))?.relu()))?;
+            let h = e(ln2.forward(&(&h + f)))?;
+            let logits = e(head.forward(&h.mean_dim(Some([1i64].as_slice()), false, None::<Kind>)))?;
+            let loss = logits.cross_entropy_loss::<Tensor>(&yb, None, Reduction::Mean, -100, 0.0);
+            opt.zero_grad();
+            loss.backward();
+            opt.step();
+            run.last_loss = loss.double_value(&[]);
+        }
+        run.epoch_seconds.push(t0.elapsed().as_secs_f64());
+    }
+    Ok(run)
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let (workload, epochs, threads) = match args.as_slice() {
         [_, w, e, t, ..] => (w.as_str(), e.parse::<usize>()?, t.parse::<i32>()?),
-        _ => bail!("usage: native_bench <parity-rnn|parity-mlp|mnist-cnn> <epochs> <threads> [seed]"),
+        _ => bail!("usage: native_bench <parity-rnn|parity-mlp|mnist-cnn|tiny-transformer> <epochs> <threads> [seed]"),
     };
     let seed: i64 = args.get(4).map(|s| s.parse()).transpose()?.unwrap_or(42);
     tch::set_num_threads(threads);
@@ -226,6 +276,7 @@ fn main() -> Result<()> {
         "parity-rnn" => parity_rnn(epochs)?,
         "parity-mlp" => parity_mlp(epochs)?,
         "mnist-cnn" => mnist_cnn(epochs)?,
+        "tiny-transformer" => tiny_transformer(epochs)?,
         other => bail!("unknown workload {other}"),
     };
     println!("{}", serde_json::json!({"epoch_seconds": run.epoch_seconds, "last_loss": run.last_loss, "first_step": run.first_step}));

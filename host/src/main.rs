@@ -419,6 +419,8 @@ fn init_tracing(verbose: u8) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.verbose);
+    // Before anything else: a run that may use CUDA restarts with libtorch's CUDA library.
+    lthost::connectors::cuda_loader::preload_if_needed();
     lthost::connectors::accelerator::init_interop_threads();
     // SIGTERM, SIGINT, SIGUSR1: the loops finish the current step, save, and stop.
     let signal = Arc::new(AtomicUsize::new(0));

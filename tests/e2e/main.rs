@@ -15,6 +15,7 @@ mod schedulers;
 mod signatures;
 mod streams;
 mod languages;
+mod startup;
 mod builtin_callbacks;
 mod cache;
 mod loggers_and_callbacks;
