@@ -15,7 +15,7 @@ use crate::context::{RunContext, Stage};
 use crate::engine::torch_ext::Generator;
 use crate::module::{BatchSource, DataModule, Module, DatasetSpec, Split, StreamSpec, WorkerFactory, WorkerInfo};
 use crate::plugin::adapter::{instantiate, WasmPlugin};
-use crate::plugin::bindings::data_module::{Split as WitSplit, WorkerInfo as WitWorkerInfo};
+use crate::plugin::bindings::data_module::{Split as WitSplit, StreamSource as WitStreamSource, WorkerInfo as WitWorkerInfo};
 use crate::plugin::convert;
 use crate::plugin::host::trainer::stage_out;
 use crate::plugin::runtime::Runtime;
@@ -24,12 +24,7 @@ use crate::plugin::sandbox::Admitted;
 impl WasmPlugin {
     /// The split's stream, if the plugin declares one.
     pub(super) fn stream_spec(&mut self, ctx: &mut RunContext, split: Split) -> Result<Option<StreamSpec>> {
-        let hook = format!("{}_stream", split.name());
-        let declared = self.call(ctx, &hook, Device::Cpu, |inner| {
-            let g = Self::data_guest(inner)?.clone();
-            g.call_streaming(&mut inner.store, wit_split(split))
-        })?;
-        let Some(s) = declared else { return Ok(None) };
+        let Some(s) = self.declared_stream(ctx, split)? else { return Ok(None) };
         let workers: Option<Arc<dyn WorkerFactory>> = match (s.num_workers, self.origin(), self.setup_args()) {
             (0, _, _) => None,
             (n, Some((runtime, admitted)), Some(setup)) => Some(Arc::new(PluginWorkers { runtime, admitted, setup, split, share: n as usize })),
@@ -37,6 +32,15 @@ impl WasmPlugin {
         };
         let main = Box::new(PluginStream { plugin: self.clone(), split, worker: None, ctx: RunContext::default() });
         Ok(Some(StreamSpec { num_batches: s.num_batches, num_workers: s.num_workers, main, workers }))
+    }
+
+    /// The guest's `streaming(split)`: what it declares.
+    fn declared_stream(&mut self, ctx: &mut RunContext, split: Split) -> Result<Option<WitStreamSource>> {
+        let hook = format!("{}_stream", split.name());
+        Ok(self.call(ctx, &hook, Device::Cpu, |inner| {
+            let g = Self::data_guest(inner)?.clone();
+            g.call_streaming(&mut inner.store, wit_split(split))
+        })?)
     }
 }
 
@@ -122,7 +126,7 @@ impl WorkerFactory for PluginWorkers {
                 DataModule::load_state(&mut plugin, &mut ctx, s)?;
             }
             // The plugin's own instance was asked for the stream before its workers started.
-            plugin.stream_spec(&mut ctx, self.split).map(|_| ())
+            plugin.declared_stream(&mut ctx, self.split).map(|_| ())
         };
         ready().map_err(|e| anyhow!("DataLoader worker {id}: {e:#}"))?;
         Ok(Box::new(PluginStream { plugin, split: self.split, worker: Some(id), ctx }))

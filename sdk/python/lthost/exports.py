@@ -16,6 +16,16 @@ _live = {}
 _STAGES = {Stage.FIT: "fit", Stage.VALIDATE: "validate", Stage.TEST: "test", Stage.PREDICT: "predict", Stage.SANITY_CHECK: "fit"}
 
 
+def _instantiate(cls, hparams):
+    """`cls` made with the run's hyper-parameters (JSON) over its `__init__` defaults;
+    `self.hparams` is there in `__init__` already, as Lightning's after save_hyperparameters."""
+    kwargs, effective = init_hparams(cls, json.loads(hparams))
+    obj = cls.__new__(cls)
+    object.__setattr__(obj, "hparams", _Hparams(effective))
+    obj.__init__(**kwargs)
+    return obj, effective
+
+
 def _module():
     m = _live.get("module")
     if m is None:
@@ -29,11 +39,7 @@ class LightningModule(_exports.LightningModule):
         if cls is None:
             raise Err("no LightningModule was exported (call lthost.export)")
         try:
-            kwargs, effective = init_hparams(cls, json.loads(hparams))
-            # `self.hparams` is there in `__init__` already, as Lightning's after save_hyperparameters.
-            m = cls.__new__(cls)
-            object.__setattr__(m, "hparams", _Hparams(effective))
-            m.__init__(**kwargs)
+            m, effective = _instantiate(cls, hparams)
             text = json.dumps(effective)
         except (TypeError, ValueError, KeyError) as e:
             raise Err(f"{cls.__name__}: {e}")
@@ -84,10 +90,7 @@ class DataModule(_exports.DataModule):
         if cls is None:
             raise Err("no LightningDataModule was exported (lthost.export(Module, DataModule))")
         try:
-            kwargs, effective = init_hparams(cls, json.loads(hparams))
-            d = cls.__new__(cls)
-            object.__setattr__(d, "hparams", _Hparams(effective))
-            d.__init__(**kwargs)
+            d, _ = _instantiate(cls, hparams)
             d.setup(_STAGES[stage])
         except (TypeError, ValueError, KeyError, OSError) as e:
             raise Err(f"{cls.__name__}.setup: {e}")
