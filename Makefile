@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 export PATH := $(VENV)/bin:$(PATH)
 export LIBTORCH_USE_PYTORCH := 1
 CARGO ?= cargo
-PLUGINS := digits-mlp parity-rnn parity-mlp faulty hook-recorder gan jsonl-logger loss-guard-callback grad-norm-callback mnist-cnn stream-regression tiny-transformer adversary
+PLUGINS := digits-mlp parity-rnn parity-mlp faulty hook-recorder gan jsonl-logger loss-guard-callback grad-norm-callback mnist-cnn stream-regression tiny-transformer adversary state-hoarder
 # Plugins in other guest languages (tools/build-plugin.sh <lang> <name>), against the same WIT.
 LANG_PLUGINS := python:python-digits js:js-digits c:c-digits
 PLUGIN_DIR := target/plugins

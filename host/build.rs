@@ -2,7 +2,8 @@
 //! LD_LIBRARY_PATH: an rpath to torch's `lib/` (or $LIBTORCH/lib). `libtorch_cuda` is not
 //! linked (loading it and the CUDA libraries costs ~0.25 s per start): its path is compiled
 //! in, and lthost preloads it when a run may use CUDA (connectors/cuda_loader.rs).
-//! Also compiles `csrc/torch_ext.cpp` (deterministic algorithms, inference mode).
+//! Also compiles `csrc/torch_ext.cpp` (deterministic algorithms, inference mode, generators)
+//! and `csrc/budget_alloc.cpp` (the budgeted CPU allocator).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -38,6 +39,7 @@ fn main() {
     println!("cargo:rerun-if-env-changed=PYTHON");
     println!("cargo:rerun-if-env-changed=LIBTORCH_USE_PYTORCH");
     println!("cargo:rerun-if-changed=csrc/torch_ext.cpp");
+    println!("cargo:rerun-if-changed=csrc/budget_alloc.cpp");
     let Some(torch) = locate() else {
         println!("cargo:warning=could not locate torch; set LIBTORCH or build with the project venv (make host)");
         return;
@@ -45,6 +47,7 @@ fn main() {
     cc::Build::new()
         .cpp(true)
         .file("csrc/torch_ext.cpp")
+        .file("csrc/budget_alloc.cpp")
         .include(&torch.include)
         .include(torch.include.join("torch/csrc/api/include"))
         .flag("-std=c++17")

@@ -73,10 +73,16 @@ pub struct CallbackAction {
 /// Lightning's Callback: one method, called for every callback hook with its name.
 pub trait Callback {
     fn name(&self) -> &str;
+    /// The key its state has in a checkpoint. Built-ins use their name (as Lightning);
+    /// callback plugins are namespaced (`plugin:<name>`) so that no plugin's file name can
+    /// take a built-in's key.
+    fn state_key(&self) -> String {
+        self.name().to_string()
+    }
     fn on_hook(&mut self, hook: Hook, info: &HookInfo<'_>) -> anyhow::Result<CallbackAction>;
     /// State kept in checkpoints under the callback's name (Lightning's `state_dict`).
-    fn state(&mut self) -> Option<serde_json::Value> {
-        None
+    fn state(&mut self) -> anyhow::Result<Option<serde_json::Value>> {
+        Ok(None)
     }
     fn load_state(&mut self, _state: &serde_json::Value) -> anyhow::Result<()> {
         Ok(())

@@ -96,7 +96,7 @@ fn dtype_of(k: Kind) -> Result<Dtype> {
     })
 }
 
-fn kind_of(d: Dtype) -> Result<Kind> {
+pub(crate) fn kind_of(d: Dtype) -> Result<Kind> {
     Ok(match d {
         Dtype::F32 => Kind::Float,
         Dtype::F64 => Kind::Double,
@@ -118,13 +118,33 @@ fn to_bytes(t: &Tensor) -> Result<Bytes> {
     Ok(Bytes { dtype: dtype_of(cpu.kind())?, shape: cpu.size().iter().map(|&d| d as usize).collect(), data })
 }
 
+/// A callback state larger than this (as JSON) is kept in a tensor of its own
+/// (`callback_state.<key>`, its UTF-8 JSON as bytes) instead of the header, whose size
+/// safetensors bounds (100 MB); the header keeps `{"$tensor": name}` in its place.
+pub const INLINE_STATE_BYTES: usize = 64 << 10;
+/// The most one callback's state may take.
+pub const MAX_STATE_BYTES: usize = 1 << 30;
+const STATE_TENSOR: &str = "callback_state.";
+
 /// Serialises a checkpoint to bytes.
 pub fn to_vec(ckpt: &Checkpoint) -> Result<Vec<u8>> {
     let mut views = Vec::with_capacity(ckpt.tensors.len());
     for (name, t) in &ckpt.tensors {
         views.push((name.clone(), to_bytes(t).with_context(|| format!("checkpointing `{name}`"))?));
     }
-    let meta = HashMap::from([("lthost".to_string(), serde_json::to_string(&ckpt.meta)?)]);
+    let mut meta = ckpt.meta.clone();
+    for (key, state) in meta.callbacks.iter_mut() {
+        let text = serde_json::to_vec(state)?;
+        if text.len() > MAX_STATE_BYTES {
+            bail!("the state of callback `{key}` is {} MiB, over the {} MiB a callback state may take", text.len() >> 20, MAX_STATE_BYTES >> 20);
+        }
+        if text.len() > INLINE_STATE_BYTES {
+            let name = format!("{STATE_TENSOR}{key}");
+            *state = serde_json::json!({ "$tensor": name });
+            views.push((name, Bytes { dtype: Dtype::U8, shape: vec![text.len()], data: text }));
+        }
+    }
+    let meta = HashMap::from([("lthost".to_string(), serde_json::to_string(&meta)?)]);
     safetensors::tensor::serialize(views.iter().map(|(n, b)| (n.as_str(), b)), &Some(meta)).map_err(|e| anyhow!("serialising the checkpoint: {e:?}"))
 }
 
@@ -136,6 +156,28 @@ pub fn save(path: &Path, ckpt: &Checkpoint) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     crate::loggers::write_atomic_as(path, &bytes, "ckpt-write")
+}
+
+/// Reads back a checkpoint just written and checks it would load (header and every
+/// tensor's extent), before an older one it replaces is removed.
+pub fn verify(path: &Path) -> Result<()> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading back {}", path.display()))?;
+    SafeTensors::deserialize(&bytes).map_err(|e| anyhow!("the checkpoint just written to {} does not load ({e:?})", path.display()))?;
+    Ok(())
+}
+
+/// The metadata of the checkpoint `name` in `dir`, from its header alone (a regular file,
+/// not followed through a symlink).
+pub fn read_meta(dir: &crate::run_dir::RunDir, name: &str) -> Result<Meta> {
+    let head = dir.read_head(name, 8)?;
+    let len = u64::from_le_bytes(head.get(..8).and_then(|b| b.try_into().ok()).ok_or_else(|| anyhow!("{name}: too short for a checkpoint"))?);
+    if len > 100_000_000 {
+        bail!("{name}: header too large");
+    }
+    let head = dir.read_head(name, 8 + len as usize)?;
+    let header: Value = serde_json::from_slice(head.get(8..).unwrap_or_default())?;
+    let text = header["__metadata__"]["lthost"].as_str().ok_or_else(|| anyhow!("{name}: not an lthost checkpoint"))?;
+    Ok(serde_json::from_str(text)?)
 }
 
 /// Reads and validates a checkpoint; a truncated or corrupt file is an error naming it.
@@ -153,8 +195,18 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
     if meta.format != FORMAT {
         bail!("checkpoint {shown} has format {}, this lthost reads format {FORMAT}", meta.format);
     }
+    let mut meta = meta;
     let mut tensors = BTreeMap::new();
+    for (key, state) in meta.callbacks.iter_mut() {
+        if let Some(name) = state.get("$tensor").and_then(Value::as_str).map(str::to_string) {
+            let view = st.tensor(&name).map_err(|_| anyhow!("checkpoint {shown}: the state of callback `{key}` is missing (tensor `{name}`)"))?;
+            *state = serde_json::from_slice(view.data()).map_err(|e| anyhow!("checkpoint {shown}: the state of callback `{key}` is not valid ({e})"))?;
+        }
+    }
     for (name, view) in st.tensors() {
+        if name.starts_with(STATE_TENSOR) {
+            continue;
+        }
         let kind = kind_of(view.dtype()).map_err(|e| anyhow!("checkpoint {shown}, tensor `{name}`: {e}"))?;
         let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
         let t = Tensor::f_from_data_size(view.data(), &shape, kind).map_err(|e| anyhow!("checkpoint {shown}, tensor `{name}`: {e}"))?;

@@ -379,6 +379,19 @@ impl RunConfig {
                 *k = base.join(&*k);
             }
         }
+        // A run file comes with a project someone else may have written: what it grants is
+        // said, never taken silently.
+        if !cfg.plugin.trusted_keys.is_empty() {
+            let keys: Vec<String> = cfg.plugin.trusted_keys.iter().map(|k| k.display().to_string()).collect();
+            eprintln!("note: {shown} makes these keys trusted: {}; plugins they signed will run", keys.join(", "));
+        }
+        if let Some(d) = &cfg.plugin.data_dir {
+            let home = std::env::var_os("HOME").map(PathBuf::from);
+            let whole = d.canonicalize().is_ok_and(|c| c == Path::new("/") || home.as_deref().is_some_and(|h| h.canonicalize().is_ok_and(|h| h == c || h.starts_with(&c))));
+            if whole {
+                bail!("{shown}: plugin.data_dir = {:?} would let plugins read {}; grant a data directory of its own (or pass --data-dir to mean it)", d.display().to_string(), if d.canonicalize().is_ok_and(|c| c == Path::new("/")) { "the whole filesystem" } else { "your home directory" });
+            }
+        }
         for p in cfg.callbacks.plugins.iter_mut() {
             if p.is_relative() {
                 *p = base.join(&*p);

@@ -88,6 +88,26 @@ pub struct RunContext {
     pub current_hook: Option<Hook>,
     /// Optimizers and schedulers, once `configure_optimizers` ran.
     pub optim: Option<OptimizerSet>,
+    /// Every metric name logged so far in the run (bounded: [`MAX_METRIC_NAMES`]).
+    pub metric_names: std::collections::BTreeSet<String>,
+}
+
+/// The longest metric name, in bytes.
+pub const MAX_METRIC_NAME: usize = 256;
+/// The most distinct metric names one run may log (each is a CSV column).
+pub const MAX_METRIC_NAMES: usize = 1024;
+/// The most values one hook call may log (the loop drains them after each hook).
+pub const MAX_LOGS_PER_HOOK: usize = 65_536;
+
+/// Refuses a metric name that would corrupt a log file or a terminal line: empty, longer
+/// than [`MAX_METRIC_NAME`], or holding a control character (`\n`, `\r`, ANSI escapes),
+/// `,` or `"`.
+pub fn check_metric_name(name: &str) -> Result<(), OpError> {
+    if name.is_empty() || name.len() > MAX_METRIC_NAME || name.chars().any(|c| c.is_control() || c == ',' || c == '"') {
+        let shown: String = name.chars().take(64).collect();
+        return Err(OpError::new("log", format!("invalid metric name {shown:?}: names are 1 to {MAX_METRIC_NAME} bytes without control characters, commas or quotes")));
+    }
+    Ok(())
 }
 
 impl Default for RunContext {
@@ -105,6 +125,7 @@ impl Default for RunContext {
             data_dir: None,
             current_hook: None,
             optim: None,
+            metric_names: Default::default(),
         }
     }
 }
@@ -114,6 +135,16 @@ impl RunContext {
     /// is allowed, which on_step/on_epoch values are, and their defaults.
     pub fn log(&mut self, name: &str, value: Tensor, opts: LogOptions) -> Result<(), OpError> {
         let hook = self.current_hook.map(Hook::name).unwrap_or("this hook");
+        check_metric_name(name)?;
+        if !self.metric_names.contains(name) {
+            if self.metric_names.len() >= MAX_METRIC_NAMES {
+                return Err(OpError::new("log", format!("`{name}` would be the run's {}th metric name; a run may log at most {MAX_METRIC_NAMES}", MAX_METRIC_NAMES + 1)));
+            }
+            self.metric_names.insert(name.to_string());
+        }
+        if self.logs.len() >= MAX_LOGS_PER_HOOK {
+            return Err(OpError::new("log", format!("`{hook}` logged more than {MAX_LOGS_PER_HOOK} values in one call")));
+        }
         let Some(rule) = self.current_hook.and_then(Hook::log_rule) else {
             return Err(OpError::new("log", format!("you can't `self.log({name:?})` inside `{hook}`")));
         };

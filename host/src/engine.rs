@@ -5,6 +5,7 @@ pub mod clip;
 pub mod dtype;
 pub mod init;
 pub mod layers;
+pub mod memory_budget;
 pub mod optim;
 pub mod params;
 pub mod schedulers;

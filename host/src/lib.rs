@@ -21,6 +21,7 @@ pub mod loops;
 pub mod module;
 pub mod plot;
 pub mod plugin;
+pub mod run_dir;
 pub mod scaffold;
 pub mod startup;
 pub mod trainer;

@@ -91,10 +91,14 @@ pub fn write_atomic_as(path: &Path, contents: &[u8], event: &str) -> Result<()> 
     write_file(path, contents, event, true)
 }
 
+/// The name prefix of lthost's temp files: a killed process leaves one, and only files with
+/// it are cleaned up later.
+pub const TEMP_PREFIX: &str = ".lthost-tmp-";
+
 fn write_file(path: &Path, contents: &[u8], event: &str, durable: bool) -> Result<()> {
     use std::io::Write as _;
     let dir: PathBuf = path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(&dir).with_context(|| format!("creating a temp file in {}", dir.display()))?;
+    let mut tmp = tempfile::Builder::new().prefix(TEMP_PREFIX).tempfile_in(&dir).with_context(|| format!("creating a temp file in {}", dir.display()))?;
     tmp.write_all(contents)?;
     // The temp file is private (0600); the result is an ordinary file (0644 less umask).
     {

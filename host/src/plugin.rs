@@ -15,6 +15,7 @@ pub mod data_source;
 pub mod failure;
 pub mod host;
 pub mod logger_plugin;
+pub mod panic_guard;
 pub mod runtime;
 pub mod sandbox;
 pub mod state;

@@ -262,7 +262,13 @@ impl<'c> Trainer<'c> {
         }
         let resume_path = match &ckpt_spec {
             Some(spec) => Some(ckpt::resolve(spec, self_checkpoint.dirpath.as_deref(), &st.root_dir)?),
-            None => ckpt::latest_hpc(&st.root_dir),
+            None => {
+                let found = ckpt::latest_hpc(&st.root_dir, &st.plugin_sha256);
+                if let Some(p) = &found {
+                    println!("Auto-resuming from the HPC checkpoint {} (written by this plugin; pass --ckpt-path to choose another)", p.display());
+                }
+                found
+            }
         };
         if let Some(path) = &resume_path {
             let shown = path.display().to_string();

@@ -263,11 +263,11 @@ fn logger_plugins_are_finalized_with_the_runs_status() {
     let logger = plugin("jsonl-logger").display().to_string();
     let ok = lthost(dir.path(), &["fit", plugin("parity-mlp").to_str().expect("utf-8"), "--max-epochs", "1", "--no-progress-bar", "--logger", &format!("csv,{logger}")]);
     assert!(ok.ok(), "{}", ok.stderr);
-    let status = std::fs::read_to_string(dir.path().join("lightning_logs/version_0/jsonl-logger/status")).expect("status");
+    let status = std::fs::read_to_string(dir.path().join("lightning_logs/version_0/plugins/jsonl-logger/status")).expect("status");
     assert_eq!(status, "success");
     assert!(dir.path().join("lightning_logs/version_0/hparams.yaml").exists(), "the CSV logger beside the plugin");
     let failed = lthost(dir.path(), &["fit", plugin("faulty").to_str().expect("utf-8"), "--max-epochs", "1", "--logger", &logger, "--hparams", "{\"fault\": \"trap\"}"]);
     assert!(!failed.ok());
-    let status = std::fs::read_to_string(dir.path().join("lightning_logs/version_1/jsonl-logger/status")).expect("status");
+    let status = std::fs::read_to_string(dir.path().join("lightning_logs/version_1/plugins/jsonl-logger/status")).expect("status");
     assert_eq!(status, "failed");
 }

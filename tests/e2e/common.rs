@@ -83,7 +83,7 @@ pub fn leftover_temp_files(dir: &Path) -> Vec<PathBuf> {
         let p = e.path();
         if p.is_dir() {
             out.extend(leftover_temp_files(&p));
-        } else if e.file_name().to_string_lossy().starts_with(".tmp") || p.extension().is_some_and(|x| x == "tmp") {
+        } else if e.file_name().to_string_lossy().starts_with(".tmp") || e.file_name().to_string_lossy().starts_with(".lthost-tmp-") || p.extension().is_some_and(|x| x == "tmp") {
             out.push(p);
         }
     }

@@ -45,7 +45,7 @@ fn a_logger_plugin_writes_only_in_its_directory() {
     let cfg = repo_root().join("plugins/digits-mlp/run.toml").display().to_string();
     let run = lthost(dir.path(), &["fit", &wasm, "--config", &cfg, "--max-epochs", "2", "--logger-plugin", &logger, "--no-progress-bar"]);
     assert!(run.ok(), "{}", run.stderr);
-    let out = dir.path().join("lightning_logs/version_0/jsonl-logger");
+    let out = dir.path().join("lightning_logs/version_0/plugins/jsonl-logger");
     let lines = std::fs::read_to_string(out.join("metrics.jsonl")).expect("metrics.jsonl");
     let rows = read_metrics(&dir.path().join("lightning_logs/version_0"));
     assert_eq!(lines.lines().count(), rows.len(), "one JSON line per CSV row");

@@ -18,4 +18,6 @@ mod languages;
 mod startup;
 mod builtin_callbacks;
 mod cache;
+mod containment;
+mod budget;
 mod loggers_and_callbacks;

@@ -48,6 +48,14 @@ pub fn keygen(out: &Path) -> Result<(PathBuf, PathBuf)> {
 }
 
 pub fn read_secret_key(path: &Path) -> Result<SecretKey> {
+    use std::os::unix::fs::PermissionsExt as _;
+    // As ssh does: a secret key others can read is refused (it may already be someone's).
+    if let Ok(m) = std::fs::metadata(path) {
+        let mode = m.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            anyhow::bail!("secret key {} has mode {mode:04o}: others can read it; `chmod 600 {}` (and make a new key if it may have been copied)", path.display(), path.display());
+        }
+    }
     let bytes = std::fs::read(path).with_context(|| format!("reading key {}", path.display()))?;
     SecretKey::from_any(&bytes).map_err(|e| anyhow!("{}: not an Ed25519 secret key ({e})", path.display()))
 }

@@ -39,15 +39,23 @@ pub enum Verdict {
 }
 
 impl TrustPolicy {
-    /// Loads every `.pub` under the given files and directories.
+    /// Loads every `.pub` under the given files and directories. A file or directory that
+    /// others may write is refused (whoever can write it can make their own key trusted);
+    /// in a directory, a `.pub` that is not a key is skipped with a warning rather than
+    /// failing every run.
     pub fn load(paths: &[PathBuf], allow_unsigned: bool) -> Result<Self> {
         let mut keys = Vec::new();
         for p in paths {
+            refuse_writable_by_others(p)?;
             if p.is_dir() {
                 let mut files: Vec<PathBuf> = std::fs::read_dir(p).map_err(|e| anyhow!("trusted keys {}: {e}", p.display()))?.filter_map(|e| e.ok().map(|e| e.path())).filter(|f| f.extension().is_some_and(|x| x == "pub")).collect();
                 files.sort();
                 for f in files {
-                    keys.push((f.clone(), read_public_key(&f)?));
+                    refuse_writable_by_others(&f)?;
+                    match read_public_key(&f) {
+                        Ok(k) => keys.push((f.clone(), k)),
+                        Err(e) => eprintln!("warning: trusted keys: skipping {e:#}"),
+                    }
                 }
             } else if p.exists() {
                 keys.push((p.clone(), read_public_key(p)?));
@@ -138,4 +146,16 @@ pub fn detached_for(path: &Path) -> Option<Vec<u8>> {
     let mut p = path.as_os_str().to_owned();
     p.push(".sig");
     std::fs::read(PathBuf::from(p)).ok()
+}
+
+/// Refuses a trusted-keys file or directory that a group or everyone may write.
+fn refuse_writable_by_others(p: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    if let Ok(m) = std::fs::metadata(p) {
+        let mode = m.permissions().mode() & 0o777;
+        if mode & 0o022 != 0 {
+            bail!("trusted keys {} has mode {mode:04o}: others can write it, and so make their own keys trusted; `chmod go-w {}`", p.display(), p.display());
+        }
+    }
+    Ok(())
 }

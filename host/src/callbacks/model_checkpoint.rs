@@ -2,13 +2,20 @@
 //! end of training epochs or of validation), what to keep (top-k by a monitored metric,
 //! `last.ckpt`), and how files are named (`{epoch}-{step}-{val_loss:.2f}` templates,
 //! `-v1` suffixes on clashes). Its state (best/kth/last paths) goes into checkpoints.
+//!
+//! It removes only files it may: ones it wrote in this run, or ones a resumed checkpoint
+//! lists that lie directly in its directory and are checkpoints of the same plugin. Every
+//! other path a checkpoint names is dropped with a warning, and removals go through the
+//! directory's handle ([`RunDir`]), never through a path.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+
+use crate::run_dir::RunDir;
 
 /// `[checkpoint]` in the run file: ModelCheckpoint's arguments.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -98,6 +105,9 @@ pub fn format_name(template: &str, metrics: &BTreeMap<String, f64>) -> String {
     out
 }
 
+/// ModelCheckpoint's state key starts so (Lightning's `ModelCheckpoint{'monitor': …}`).
+pub const STATE_KEY_PREFIX: &str = "ModelCheckpoint";
+
 pub struct ModelCheckpoint {
     pub cfg: CheckpointConfig,
     pub dirpath: PathBuf,
@@ -110,6 +120,10 @@ pub struct ModelCheckpoint {
     pub last_saved_step: Option<u64>,
     /// When the last save happened (train_time_interval).
     pub last_time: std::time::Instant,
+    /// The checkpoint directory, opened on first use.
+    dir: Option<RunDir>,
+    /// File names this run wrote in the directory.
+    created: HashSet<String>,
 }
 
 /// What a trigger decided: save these paths (the top-k file and/or `last`).
@@ -123,19 +137,54 @@ impl ModelCheckpoint {
     pub fn new(cfg: CheckpointConfig, default_dir: &Path) -> Result<Self> {
         cfg.validate()?;
         let dirpath = cfg.dirpath.clone().unwrap_or_else(|| default_dir.join("checkpoints"));
-        // A process killed mid-write leaves its temp file; the finished files are whole.
-        if let Ok(entries) = std::fs::read_dir(&dirpath) {
-            for e in entries.flatten() {
-                if e.file_name().to_string_lossy().starts_with(".tmp") {
-                    let _ = std::fs::remove_file(e.path());
+        let dir = RunDir::open_existing(&dirpath);
+        // A process killed mid-write leaves its temp file (lthost's own prefix); the
+        // finished files are whole.
+        if let Some(d) = &dir {
+            for (name, link) in d.entries() {
+                if !link && name.starts_with(crate::loggers::TEMP_PREFIX) {
+                    let _ = d.remove(&name);
                 }
             }
         }
-        Ok(ModelCheckpoint { cfg, dirpath, best_k: Vec::new(), best_model_path: None, best_model_score: None, last_model_path: None, last_saved_step: None, last_time: std::time::Instant::now() })
+        Ok(ModelCheckpoint { cfg, dirpath, best_k: Vec::new(), best_model_path: None, best_model_score: None, last_model_path: None, last_saved_step: None, last_time: std::time::Instant::now(), dir, created: HashSet::new() })
+    }
+
+    /// The checkpoint directory's handle (created on first use).
+    pub fn run_dir(&mut self) -> Result<&RunDir> {
+        if self.dir.is_none() {
+            self.dir = Some(RunDir::open(&self.dirpath)?);
+        }
+        self.dir.as_ref().ok_or_else(|| anyhow::anyhow!("internal: no checkpoint directory"))
+    }
+
+    /// Records that this run wrote `path` (a file of the directory).
+    pub fn wrote(&mut self, path: &Path) {
+        if let Some(name) = self.dir.as_ref().and_then(|d| d.name_of(path)) {
+            self.created.insert(name);
+        }
+    }
+
+    /// Removes a checkpoint that fell out of the top k: only a regular file directly in the
+    /// directory that this run wrote or a resumed checkpoint listed (and [`load_state`]
+    /// checked). Anything else is left alone with a warning.
+    pub fn remove(&mut self, path: &Path) {
+        let Ok(dir) = self.run_dir() else { return };
+        match dir.name_of(path) {
+            Some(name) => {
+                if let Err(e) = dir.remove(&name) {
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        eprintln!("warning: ModelCheckpoint did not remove {}: {e}", path.display());
+                    }
+                }
+                self.created.remove(&name);
+            }
+            None => eprintln!("warning: ModelCheckpoint did not remove {}: it is not in the checkpoint directory {}", path.display(), self.dirpath.display()),
+        }
     }
 
     pub fn state_key(&self) -> String {
-        format!("ModelCheckpoint{{'monitor': {:?}, 'mode': {:?}}}", self.cfg.monitor, self.cfg.mode)
+        format!("{STATE_KEY_PREFIX}{{'monitor': {:?}, 'mode': {:?}}}", self.cfg.monitor, self.cfg.mode)
     }
 
     pub fn state(&self) -> Value {
@@ -149,13 +198,25 @@ impl ModelCheckpoint {
         })
     }
 
-    pub fn load_state(&mut self, s: &Value) {
-        let path = |v: &Value| v.as_str().map(PathBuf::from);
-        self.best_model_path = path(&s["best_model_path"]);
-        self.best_model_score = s["best_model_score"].as_f64();
-        self.last_model_path = path(&s["last_model_path"]);
+    /// Puts back the kept files from a checkpoint's state. `plugin_sha256`: the running
+    /// plugin's; a listed file is kept only if it lies directly in this run's checkpoint
+    /// directory and is a checkpoint of that plugin (else it is dropped, with a warning, and
+    /// never removed later).
+    pub fn load_state(&mut self, s: &Value, plugin_sha256: &str) {
+        let dir = RunDir::open_existing(&self.dirpath);
+        let accept = |v: &Value| -> Option<PathBuf> {
+            let p = PathBuf::from(v.as_str()?);
+            let ok = dir.as_ref().and_then(|d| Some((d, d.name_of(&p)?))).is_some_and(|(d, name)| crate::checkpoint::read_meta(d, &name).is_ok_and(|m| m.plugin_sha256 == plugin_sha256));
+            if !ok {
+                eprintln!("warning: the checkpoint's ModelCheckpoint state names {}, which is not a checkpoint of this plugin in {}; it is ignored", p.display(), self.dirpath.display());
+            }
+            ok.then_some(p)
+        };
+        self.best_model_path = s.get("best_model_path").and_then(accept);
+        self.best_model_score = self.best_model_path.as_ref().and(s["best_model_score"].as_f64());
+        self.last_model_path = s.get("last_model_path").filter(|v| !v.is_null()).and_then(accept);
         if let Some(m) = s["best_k_models"].as_object() {
-            self.best_k = m.iter().filter_map(|(p, v)| v.as_f64().map(|x| (PathBuf::from(p), x))).collect();
+            self.best_k = m.iter().filter_map(|(p, v)| Some((accept(&Value::String(p.clone()))?, v.as_f64()?))).collect();
         }
     }
 
@@ -178,7 +239,7 @@ impl ModelCheckpoint {
     fn unique(&self, name: &str, keep: &[PathBuf]) -> PathBuf {
         let mut path = self.dirpath.join(format!("{name}.ckpt"));
         let mut v = 1;
-        while path.exists() && !keep.contains(&path) {
+        while path.symlink_metadata().is_ok() && !keep.contains(&path) {
             path = self.dirpath.join(format!("{name}-v{v}.ckpt"));
             v += 1;
         }

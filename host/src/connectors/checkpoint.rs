@@ -11,6 +11,7 @@ use crate::checkpoint::{self, Checkpoint, LoopPosition, Meta};
 use crate::context::RunContext;
 use crate::engine::torch_ext;
 use crate::loops::state::LoopState;
+use crate::run_dir::RunDir;
 
 const STATE_DICT: &str = "state_dict.";
 
@@ -60,8 +61,8 @@ pub fn dump(st: &mut LoopState<'_>, position: LoopPosition, weights_only: bool, 
         }
         meta.callbacks.insert("Timer".into(), st.timer.state());
         for cb in &mut st.callbacks {
-            if let Some(s) = cb.state() {
-                meta.callbacks.insert(cb.name().to_string(), s);
+            if let Some(s) = cb.state()? {
+                meta.callbacks.insert(cb.state_key(), s);
             }
         }
         let state = if plugin_state { st.module.save_state(&mut st.ctx)? } else { None };
@@ -163,7 +164,7 @@ pub fn restore_training(st: &mut LoopState<'_>, ckpt: &Checkpoint, shown: &str) 
     }
     if let Some(mc) = st.checkpoint.as_mut() {
         if let Some(s) = ckpt.meta.callbacks.get(&mc.state_key()) {
-            mc.load_state(s);
+            mc.load_state(s, &st.plugin_sha256);
         }
     }
     if let Some(es) = st.early_stopping.as_mut() {
@@ -175,7 +176,7 @@ pub fn restore_training(st: &mut LoopState<'_>, ckpt: &Checkpoint, shown: &str) 
         st.timer.load_state(s);
     }
     for cb in &mut st.callbacks {
-        if let Some(s) = ckpt.meta.callbacks.get(cb.name()) {
+        if let Some(s) = ckpt.meta.callbacks.get(&cb.state_key()) {
             cb.load_state(s)?;
         }
     }
@@ -183,8 +184,8 @@ pub fn restore_training(st: &mut LoopState<'_>, ckpt: &Checkpoint, shown: &str) 
 }
 
 /// `--ckpt-path`: `last` (the checkpoint directory's last.ckpt, else the newest
-/// lightning_logs/version_*/checkpoints/last.ckpt), `best` (the best path recorded in the
-/// last checkpoint), or a path.
+/// lightning_logs/version_*/checkpoints/last.ckpt), `best` (the best path ModelCheckpoint
+/// recorded in that last checkpoint, if it lies in the same directory), or a path.
 pub fn resolve(spec: &str, dirpath: Option<&Path>, root: &Path) -> Result<PathBuf> {
     let last = || -> Option<PathBuf> {
         if let Some(d) = dirpath {
@@ -207,11 +208,20 @@ pub fn resolve(spec: &str, dirpath: Option<&Path>, root: &Path) -> Result<PathBu
         "best" => {
             let l = last().ok_or_else(|| anyhow!("--ckpt-path best: no checkpoint found to read the best path from"))?;
             let ck = checkpoint::load(&l)?;
-            ck.meta
+            // Only ModelCheckpoint's own state, never a callback plugin's (whose keys are
+            // namespaced apart), and only a file beside last.ckpt.
+            let best = ck
+                .meta
                 .callbacks
-                .values()
-                .find_map(|s| s["best_model_path"].as_str().map(PathBuf::from))
-                .ok_or_else(|| anyhow!("--ckpt-path best: {} records no best model", l.display()))
+                .iter()
+                .filter(|(k, _)| k.starts_with(crate::callbacks::model_checkpoint::STATE_KEY_PREFIX))
+                .find_map(|(_, s)| s["best_model_path"].as_str().map(PathBuf::from))
+                .ok_or_else(|| anyhow!("--ckpt-path best: {} records no best model", l.display()))?;
+            let dir = l.parent().and_then(RunDir::open_existing).ok_or_else(|| anyhow!("--ckpt-path best: cannot open the directory of {}", l.display()))?;
+            match dir.name_of(&best) {
+                Some(name) if dir.is_file(&name) => Ok(dir.path().join(name)),
+                _ => bail!("--ckpt-path best: {} names {} as the best model, which is not a checkpoint file in {}; refused", l.display(), best.display(), dir.path().display()),
+            }
         }
         path => {
             let p = PathBuf::from(path);
@@ -223,16 +233,35 @@ pub fn resolve(spec: &str, dirpath: Option<&Path>, root: &Path) -> Result<PathBu
     }
 }
 
-/// Lightning's HPC checkpoints: `<root>/hpc_ckpt_<n>.ckpt`, the highest n resumed first.
-pub fn latest_hpc(root: &Path) -> Option<PathBuf> {
-    std::fs::read_dir(root)
-        .ok()?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let name = e.file_name().to_str()?.to_string();
+/// Lightning's HPC checkpoints: `<root>/hpc_ckpt_<n>.ckpt`, the highest n resumed first —
+/// but only a regular file written by this same plugin (`plugin_sha256`); others are passed
+/// over with a warning.
+pub fn latest_hpc(root: &Path, plugin_sha256: &str) -> Option<PathBuf> {
+    let dir = RunDir::open_existing(root)?;
+    let mut found: Vec<(u64, String)> = dir
+        .entries()
+        .into_iter()
+        .filter_map(|(name, _)| {
             let n: u64 = name.strip_prefix("hpc_ckpt_")?.strip_suffix(".ckpt")?.parse().ok()?;
-            Some((n, e.path()))
+            Some((n, name))
         })
-        .max()
-        .map(|(_, p)| p)
+        .collect();
+    found.sort();
+    for (_, name) in found.into_iter().rev() {
+        match checkpoint::read_meta(&dir, &name) {
+            Ok(m) if m.plugin_sha256 == plugin_sha256 => return Some(root.join(name)),
+            Ok(m) => eprintln!("warning: not resuming from {}: it was written by plugin `{}` (sha256 {}), not this one", root.join(&name).display(), m.plugin, short(&m.plugin_sha256)),
+            Err(e) => eprintln!("warning: not resuming from {}: {e}", root.join(&name).display()),
+        }
+    }
+    None
+}
+
+/// The highest HPC checkpoint number in `root` (whoever wrote it), for naming the next.
+pub fn highest_hpc(root: &Path) -> Option<u64> {
+    RunDir::open_existing(root)?.entries().into_iter().filter_map(|(name, _)| name.strip_prefix("hpc_ckpt_")?.strip_suffix(".ckpt")?.parse().ok()).max()
+}
+
+fn short(sha: &str) -> &str {
+    sha.get(..12).unwrap_or(sha)
 }

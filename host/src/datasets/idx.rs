@@ -44,15 +44,19 @@ pub fn parse(bytes: &[u8], max_elements: i64) -> Parsed<Tensor> {
 }
 
 /// The bytes of a file, gunzipped when it ends in `.gz`.
-pub fn read(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+/// The file's IDX bytes: `raw` as read, gunzipped first if `gz`. A gzip stream that would
+/// inflate past `max_bytes` is refused before it does (a decompression bomb).
+pub fn unpack(raw: Vec<u8>, gz: bool, max_bytes: u64) -> std::io::Result<Vec<u8>> {
     use std::io::Read as _;
-    let raw = std::fs::read(path)?;
-    if path.extension().is_some_and(|e| e == "gz") {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..]).read_to_end(&mut out)?;
-        return Ok(out);
+    if !gz {
+        return Ok(raw);
     }
-    Ok(raw)
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(&raw[..]).take(max_bytes.saturating_add(1)).read_to_end(&mut out)?;
+    if out.len() as u64 > max_bytes {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("it inflates past {} MiB, more than the plugin's tensor budget can hold; refused", max_bytes >> 20)));
+    }
+    Ok(out)
 }
 
 /// An IDX image for tests and tools: big-endian `data` of `kind_code` with `shape`.

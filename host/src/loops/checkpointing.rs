@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 
 use crate::checkpoint::{self, LoopPosition};
 use crate::connectors::checkpoint::dump;
@@ -43,11 +43,16 @@ pub fn save(st: &mut LoopState<'_>, epoch: u64, pos: LoopPosition) -> Result<()>
         return Ok(());
     }
     let ckpt = dump(st, pos, weights_only, true)?;
+    let Some(mc) = st.checkpoint.as_mut() else { return Ok(()) };
+    mc.run_dir()?;
     for p in &plan.paths {
-        checkpoint::save(p, &ckpt)?;
+        // A save that fails, or whose file would not load, ends the run before any older
+        // checkpoint is removed.
+        checkpoint::save(p, &ckpt).and_then(|()| checkpoint::verify(p)).with_context(|| format!("ModelCheckpoint could not save {}", p.display()))?;
+        mc.wrote(p);
     }
     for p in &plan.remove {
-        let _ = std::fs::remove_file(p);
+        mc.remove(p);
     }
     Ok(())
 }
@@ -66,9 +71,7 @@ pub fn save_to(st: &mut LoopState<'_>, path: &Path, pos: LoopPosition, plugin_st
 pub fn interrupt(st: &mut LoopState<'_>, signal: i32, batches_done: usize) -> Result<()> {
     let pos = position(st, batches_done, false);
     let path = if signal == libc::SIGUSR1 {
-        let n = crate::connectors::checkpoint::latest_hpc(&st.root_dir)
-            .and_then(|p| p.file_stem()?.to_str()?.strip_prefix("hpc_ckpt_")?.parse::<u64>().ok())
-            .map_or(1, |n| n + 1);
+        let n = crate::connectors::checkpoint::highest_hpc(&st.root_dir).map_or(1, |n| n + 1);
         st.root_dir.join(format!("hpc_ckpt_{n}.ckpt"))
     } else {
         match &st.checkpoint {

@@ -139,6 +139,7 @@ impl LoopState<'_> {
         }
         for (name, action) in actions {
             if let Some(reason) = action.stop {
+                let reason = crate::plugin::stdio::printable(&reason, false);
                 println!("callback `{name}` requested a stop: {reason}");
                 self.should_stop = true;
                 self.stop_reason = Some(format!("callback `{name}`: {reason}"));

@@ -141,7 +141,20 @@ impl WasmPlugin {
         lent.creation_device = creation_device;
         std::mem::swap(&mut lent.data_dir, &mut inner.data_dir);
         inner.store.data_mut().ctx = lent;
-        let result = f(&mut inner);
+        // Every CPU allocation made during the call is charged to the plugin.
+        let memory = Arc::clone(&inner.store.data().budget.memory);
+        let charging = memory.charge();
+        let result = crate::plugin::panic_guard::guarded(|| f(&mut inner));
+        drop(charging);
+        let result = match result {
+            Ok(r) => r,
+            Err(caught) => {
+                *ctx = std::mem::take(&mut inner.store.data_mut().ctx);
+                std::mem::swap(&mut ctx.data_dir, &mut inner.data_dir);
+                inner.poisoned = true;
+                return Err(PluginError { plugin: self.name.clone(), hook: hook.into(), op: caught.op, detail: caught.message, backtrace: None });
+            }
+        };
         *ctx = std::mem::take(&mut inner.store.data_mut().ctx);
         std::mem::swap(&mut ctx.data_dir, &mut inner.data_dir);
         result.map_err(|e| {

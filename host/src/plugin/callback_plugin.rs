@@ -43,6 +43,10 @@ impl Callback for WasmCallback {
         &self.name
     }
 
+    fn state_key(&self) -> String {
+        format!("plugin:{}", self.name)
+    }
+
     fn on_hook(&mut self, hook: Hook, info: &HookInfo<'_>) -> Result<CallbackAction> {
         if !self.hooks.contains(hook.name()) {
             return Ok(CallbackAction::default());
@@ -67,25 +71,21 @@ impl Callback for WasmCallback {
         Ok(CallbackAction { stop: r.stop, logs: r.logs, ..CallbackAction::default() })
     }
 
-    fn state(&mut self) -> Option<Value> {
-        match self.guest.call_save_state(&mut self.store) {
-            Ok(Some(text)) => match serde_json::from_str(&text) {
-                Ok(v) => Some(v),
-                Err(e) => {
-                    eprintln!("warning: callback plugin `{}`: its state is not JSON ({e}); not saved", self.name);
-                    None
-                }
-            },
-            Ok(None) => None,
-            Err(e) => {
-                eprintln!("warning: {}; its state is not saved", describe(&self.name, "state_dict", e));
-                None
-            }
+    /// The plugin's state for a checkpoint, under a fresh deadline; a failure fails the save
+    /// (a checkpoint silently missing it would resume differently).
+    fn state(&mut self) -> Result<Option<Value>> {
+        self.store.set_epoch_deadline(self.deadline_ticks);
+        let text = self.guest.call_save_state(&mut self.store).map_err(|e| anyhow!("{}", describe(&self.name, "state_dict", e)))?;
+        let Some(text) = text else { return Ok(None) };
+        if text.len() > crate::checkpoint::MAX_STATE_BYTES {
+            anyhow::bail!("callback plugin `{}`: its state is {} MiB, over the {} MiB a callback state may take", self.name, text.len() >> 20, crate::checkpoint::MAX_STATE_BYTES >> 20);
         }
+        serde_json::from_str(&text).map(Some).map_err(|e| anyhow!("callback plugin `{}`: its state (state_dict) is not JSON ({e})", self.name))
     }
 
     fn load_state(&mut self, state: &Value) -> Result<()> {
         let text = state.to_string();
+        self.store.set_epoch_deadline(self.deadline_ticks);
         let out = self.guest.call_load_state(&mut self.store, &text).map_err(|e| anyhow!("{}", describe(&self.name, "load_state_dict", e)))?;
         out.map_err(|m| anyhow!("callback plugin `{}` failed in `load_state_dict`: {m}", self.name))
     }

@@ -1,6 +1,8 @@
 //! A WASM component as a [`Logger`]: it gets hyper-parameters and metrics as plain values and
-//! may write only in its own directory (`/logs` in the guest; `<log dir>/<plugin name>` on
-//! the host).
+//! may write only in its own directory (`/logs` in the guest; `<log dir>/plugins/<plugin
+//! name>` on the host: a namespace of their own, so that no plugin's file name can make its
+//! directory one of the host's, such as `checkpoints`). Symlinks it leaves are removed when
+//! it is finalized.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -29,10 +31,13 @@ pub struct WasmLogger {
     deadline_ticks: u64,
 }
 
-/// Loads a logger component writing into `<log_dir>/<name>`.
+/// The directory logger plugins' own directories go in, inside the log directory.
+pub const PLUGIN_LOG_DIRS: &str = "plugins";
+
+/// Loads a logger component writing into `<log_dir>/plugins/<name>`.
 pub fn load_logger(runtime: &Arc<Runtime>, path: &Path, opts: &PluginOptions, log_dir: &Path, version: u64) -> Result<WasmLogger> {
-    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("logger").to_string();
-    let dir = log_dir.join(&stem);
+    let stem = path.file_stem().and_then(crate::run_dir::plain_name).unwrap_or("logger").to_string();
+    let dir = log_dir.join(PLUGIN_LOG_DIRS).join(&stem);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let grant = [(dir.clone(), "/logs", FsPerms::ReadWrite)];
     let Sandboxed { name, mut store, pre, deadline_ticks, .. } = sandbox(runtime, path, opts, &grant)?;
@@ -75,6 +80,26 @@ impl Logger for WasmLogger {
         self.call("save", |g, s| g.call_save(s))
     }
     fn finalize(&mut self, status: &str) -> Result<()> {
-        self.call("finalize", |g, s| g.call_finalize(s, status))
+        let r = self.call("finalize", |g, s| g.call_finalize(s, status));
+        if let Ok(d) = cap_std::fs::Dir::open_ambient_dir(&self.dir, cap_std::ambient_authority()) {
+            remove_symlinks(&self.name, &d, &self.dir, 0);
+        }
+        r
+    }
+}
+
+/// Removes every symlink a plugin left under its directory (none is followed), warning.
+fn remove_symlinks(plugin: &str, dir: &cap_std::fs::Dir, shown: &Path, depth: usize) {
+    let Ok(entries) = dir.entries() else { return };
+    for e in entries.flatten() {
+        let (name, Ok(ty)) = (e.file_name(), e.file_type()) else { continue };
+        if ty.is_symlink() {
+            eprintln!("warning: logger plugin `{plugin}` left a symlink {}; removed", shown.join(&name).display());
+            let _ = dir.remove_file(&name);
+        } else if ty.is_dir() && depth < 32 {
+            if let Ok(sub) = dir.open_dir(&name) {
+                remove_symlinks(plugin, &sub, &shown.join(&name), depth + 1);
+            }
+        }
     }
 }

@@ -19,7 +19,10 @@ pub const TICK: Duration = Duration::from_millis(100);
 
 pub struct Runtime {
     pub engine: Engine,
+    /// Modules and data modules: WASI and every `lt:plugin` import.
     pub linker: Linker<PluginState>,
+    /// Loggers and callbacks: WASI only (their worlds import nothing else).
+    pub wasi_linker: Linker<PluginState>,
     pub cache: Option<super::cache::ComponentCache>,
     /// Components loaded from the cache / compiled, for the summary.
     pub hits: AtomicUsize,
@@ -35,12 +38,14 @@ impl Runtime {
         // Deep recursion in a plugin ends in a "call stack exhausted" trap, not a crash.
         config.max_wasm_stack(STACK_BYTES);
         let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("wasmtime engine: {e:?}"))?;
+        let mut wasi_linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut wasi_linker).map_err(|e| anyhow::anyhow!("linking WASI: {e:?}"))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| anyhow::anyhow!("linking WASI: {e:?}"))?;
         HostWorld::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(|e| anyhow::anyhow!("linking lt:plugin: {e:?}"))?;
         start_ticker(&engine);
         let cache = super::cache::ComponentCache::from_env();
-        Ok(Arc::new(Runtime { engine, linker, cache, hits: AtomicUsize::new(0), compiled: AtomicUsize::new(0) }))
+        Ok(Arc::new(Runtime { engine, linker, wasi_linker, cache, hits: AtomicUsize::new(0), compiled: AtomicUsize::new(0) }))
     }
 
     /// A component from the cache, or compiled (call only for admitted plugins); `sha256`

@@ -39,8 +39,8 @@ pub struct PluginOptions {
 impl Default for PluginOptions {
     /// Secure by default: no trusted keys, unsigned plugins refused.
     fn default() -> Self {
-        let b = crate::plugin::state::Budget::default();
-        PluginOptions { data_dir: None, memory_limit_bytes: 2 << 30, hook_timeout: Duration::from_secs(600), trust: Arc::default(), max_tensor_bytes: b.max_tensor_bytes, max_handles: b.max_handles, output_root: None }
+        use crate::plugin::state::{DEFAULT_MAX_HANDLES, DEFAULT_TENSOR_BYTES};
+        PluginOptions { data_dir: None, memory_limit_bytes: 2 << 30, hook_timeout: Duration::from_secs(600), trust: Arc::default(), max_tensor_bytes: DEFAULT_TENSOR_BYTES, max_handles: DEFAULT_MAX_HANDLES, output_root: None }
     }
 }
 
@@ -69,9 +69,11 @@ pub(crate) struct Sandboxed {
     pub deadline_ticks: u64,
 }
 
-/// Reads and compiles a component, and builds its store (see [`admit`]).
+/// Reads and compiles a logger or callback component, and builds its store (see
+/// [`admit`]). Their worlds import no tensors, layers or trainer interfaces, so they are
+/// linked with WASI alone: a component that imports more is refused.
 pub(crate) fn sandbox(runtime: &Arc<Runtime>, path: &Path, opts: &PluginOptions, dirs: &[(PathBuf, &str, FsPerms)]) -> Result<Sandboxed> {
-    let a = admit(runtime, path, opts, dirs)?;
+    let a = admit_with(runtime, &runtime.wasi_linker, path, opts, dirs)?;
     let store = a.store(runtime, 1)?;
     Ok(Sandboxed { store, name: a.name, pre: a.pre, deadline_ticks: a.deadline_ticks })
 }
@@ -80,6 +82,10 @@ pub(crate) fn sandbox(runtime: &Arc<Runtime>, path: &Path, opts: &PluginOptions,
 /// then compiles it; `dirs` (host path, guest path, permissions) are granted as far as its
 /// manifest requests them.
 pub(crate) fn admit(runtime: &Arc<Runtime>, path: &Path, opts: &PluginOptions, dirs: &[(PathBuf, &str, FsPerms)]) -> Result<Admitted> {
+    admit_with(runtime, &runtime.linker, path, opts, dirs)
+}
+
+fn admit_with(runtime: &Arc<Runtime>, linker: &wasmtime::component::Linker<PluginState>, path: &Path, opts: &PluginOptions, dirs: &[(PathBuf, &str, FsPerms)]) -> Result<Admitted> {
     let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("plugin").to_string();
     let bytes = std::fs::read(path).with_context(|| format!("reading plugin {}", path.display()))?;
     if bytes.len() < 8 || &bytes[0..4] != b"\0asm" {
@@ -126,8 +132,10 @@ pub(crate) fn admit(runtime: &Arc<Runtime>, path: &Path, opts: &PluginOptions, d
         grants.push((host.clone(), guest.to_string(), *perms));
     }
     let deadline_ticks = u64::try_from(opts.hook_timeout.as_millis() / TICK.as_millis()).unwrap_or(u64::MAX).max(1);
-    let pre = runtime.linker.instantiate_pre(&component).map_err(|e| {
-        anyhow!("plugin `{name}`: imports something lthost does not provide (this host speaks lt:plugin@0.1.0): {e}")
+    let wasi_only = std::ptr::eq(linker, &runtime.wasi_linker);
+    let pre = linker.instantiate_pre(&component).map_err(|e| match wasi_only {
+        true => anyhow!("plugin `{name}`: a logger or callback plugin is given WASI only (its world imports no tensors, layers or trainer state), and it imports more: {e}"),
+        false => anyhow!("plugin `{name}`: imports something lthost does not provide (this host speaks lt:plugin@0.1.0): {e}"),
     })?;
     Ok(Admitted { name, pre, grants, data_dir, sha256, deadline_ticks, memory_limit_bytes: opts.memory_limit_bytes, max_tensor_bytes: opts.max_tensor_bytes, max_handles: opts.max_handles })
 }
@@ -164,7 +172,7 @@ impl Admitted {
                 .trap_on_grow_failure(true)
                 .build(),
             ctx: RunContext { data_dir: self.data_dir.clone(), ..RunContext::default() },
-            budget: crate::plugin::state::Budget { max_tensor_bytes: self.max_tensor_bytes / share as u64, max_handles: self.max_handles / share, ..Default::default() },
+            budget: crate::plugin::state::Budget::new(self.max_tensor_bytes / share as u64, self.max_handles / share),
             generator: None,
         };
         let mut store = Store::new(&runtime.engine, state);

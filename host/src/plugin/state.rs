@@ -6,7 +6,10 @@ use wasmtime::component::{Resource, ResourceTable};
 use wasmtime::StoreLimits;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use std::sync::Arc;
+
 use crate::context::RunContext;
+use crate::engine::memory_budget::MemoryBudget;
 use crate::error::OpError;
 
 pub struct PluginState {
@@ -20,30 +23,27 @@ pub struct PluginState {
     pub generator: Option<crate::engine::torch_ext::Generator>,
 }
 
-/// The host-side resources a plugin may hold: tensor memory (counted by each handle's
-/// logical size, views included, so the bound is conservative) and live handles. A
-/// request that would exceed them is refused before libtorch allocates.
-#[derive(Debug, Clone)]
+/// The host-side resources a plugin may hold: tensor memory, charged where libtorch
+/// allocates while the plugin's calls run (by storage: views, autograd's saved tensors,
+/// parameters, outputs the host keeps — see [`MemoryBudget`]), and live handles.
 pub struct Budget {
-    pub max_tensor_bytes: u64,
-    pub tensor_bytes: u64,
+    pub memory: Arc<MemoryBudget>,
     pub max_handles: usize,
     pub handles: usize,
 }
 
-impl Default for Budget {
-    fn default() -> Self {
-        Budget { max_tensor_bytes: 8 << 30, tensor_bytes: 0, max_handles: 100_000, handles: 0 }
+/// The default tensor budget (`plugin.tensor_memory_limit_mb`) and handle bound.
+pub const DEFAULT_TENSOR_BYTES: u64 = 8 << 30;
+pub const DEFAULT_MAX_HANDLES: usize = 100_000;
+
+impl Budget {
+    pub fn new(max_tensor_bytes: u64, max_handles: usize) -> Budget {
+        Budget { memory: Arc::new(MemoryBudget::new(max_tensor_bytes)), max_handles, handles: 0 }
     }
 }
 
 fn mib(b: u64) -> u64 {
     b >> 20
-}
-
-/// A tensor's logical size in bytes.
-pub fn tensor_bytes(t: &tch::Tensor) -> u64 {
-    (t.numel() as u64).saturating_mul(t.kind().elt_size_in_bytes() as u64)
 }
 
 impl WasiView for PluginState {
@@ -55,18 +55,18 @@ impl WasiView for PluginState {
 impl PluginState {
     /// The tensor behind a guest handle, or an error naming the op that was given a bad one.
     pub fn tensor(&self, handle: &Resource<tch::Tensor>, op: &str) -> Result<&tch::Tensor, OpError> {
+        crate::plugin::panic_guard::set_op(op);
         self.table
             .get(handle)
             .map_err(|e| OpError::new(op, format!("bad tensor handle {}: {e}", handle.rep())))
     }
 
-    /// Hands a new tensor to the guest, within the budget.
+    /// Hands a new tensor to the guest, within the handle bound (its memory was charged when
+    /// libtorch allocated it).
     pub fn push(&mut self, t: tch::Tensor, op: &str) -> Result<Resource<tch::Tensor>, OpError> {
-        let bytes = tensor_bytes(&t);
-        self.admit(op, bytes)?;
+        self.admit(op, 0)?;
         let r = self.table.push(t).map_err(|e| OpError::new(op, format!("resource table: {e}")))?;
         self.budget.handles += 1;
-        self.budget.tensor_bytes += bytes;
         Ok(r)
     }
 
@@ -75,25 +75,26 @@ impl PluginState {
         if b.handles >= b.max_handles {
             return Err(OpError::new(op, format!("the plugin holds {} live handles, its limit (plugin.max_live_handles): drop the ones it no longer needs", b.handles)));
         }
-        if b.tensor_bytes.saturating_add(bytes) > b.max_tensor_bytes {
+        let (used, limit) = (b.memory.used(), b.memory.limit());
+        if used.saturating_add(bytes) > limit {
             return Err(OpError::new(
                 op,
-                format!("{} MiB more would bring the plugin's tensors to {} MiB, over its budget of {} MiB (plugin.tensor_memory_limit_mb)", mib(bytes), mib(b.tensor_bytes.saturating_add(bytes)), mib(b.max_tensor_bytes)),
+                format!("{} MiB more would bring the plugin's tensor memory to {} MiB, over its budget of {} MiB (plugin.tensor_memory_limit_mb)", mib(bytes), mib(used.saturating_add(bytes)), mib(limit)),
             ));
         }
         Ok(())
     }
 
-    /// Refuses, before libtorch allocates, a new tensor of `elements` elements of up to 8
-    /// bytes that the budget cannot hold.
+    /// Refuses early a new tensor of `elements` elements that the budget cannot hold even
+    /// at one byte each (the allocator refuses exactly, when libtorch allocates).
     pub fn check_alloc(&self, op: &str, elements: i64) -> Result<(), OpError> {
-        self.admit(op, (elements.max(0) as u64).saturating_mul(8))
+        crate::plugin::panic_guard::set_op(op);
+        self.admit(op, elements.max(0) as u64)
     }
 
     /// A tensor handle the guest gave back or dropped.
-    pub fn release(&mut self, t: &tch::Tensor) {
+    pub fn release(&mut self, _t: &tch::Tensor) {
         self.budget.handles = self.budget.handles.saturating_sub(1);
-        self.budget.tensor_bytes = self.budget.tensor_bytes.saturating_sub(tensor_bytes(t));
     }
 
     /// A host resource (a layer) behind a guest handle.

@@ -1,7 +1,8 @@
 //! What a plugin prints: its stdout and stderr are forwarded to lthost's, each line
 //! prefixed with the plugin's name (`[digits-mlp] ...`), so output is attributable and a
-//! plugin cannot pass its text off as lthost's. Nothing else of the host's stdio is
-//! inherited (no stdin).
+//! plugin cannot pass its text off as lthost's: control characters other than newline
+//! and tab (`\r`, ANSI escapes, backspace) are shown escaped, so no line can move the cursor
+//! back over its prefix. Nothing else of the host's stdio is inherited (no stdin).
 
 use std::io::Write as _;
 use std::pin::Pin;
@@ -12,6 +13,22 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
+
+/// `text` with every control character escaped (`\r` → `\\r`, ESC → `\\u{1b}`), except
+/// tabs, and newlines where `keep_newlines`: plugin text made safe to print on a line of
+/// lthost's.
+pub fn printable(text: &str, keep_newlines: bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' if keep_newlines => out.push(c),
+            '\t' => out.push(c),
+            c if c.is_control() => out.extend(c.escape_default()),
+            c => out.push(c),
+        }
+    }
+    out
+}
 
 #[derive(Clone)]
 pub struct Prefixed {
@@ -31,7 +48,7 @@ impl Prefixed {
             if self.line_start.load(Ordering::Relaxed) {
                 text.extend_from_slice(self.prefix.as_bytes());
             }
-            text.extend_from_slice(line);
+            text.extend_from_slice(printable(&String::from_utf8_lossy(line), true).as_bytes());
             self.line_start.store(line.ends_with(b"\n"), Ordering::Relaxed);
         }
         if self.stderr {
@@ -87,5 +104,16 @@ impl tokio::io::AsyncWrite for Prefixed {
     }
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn control_characters_are_shown_escaped() {
+        assert_eq!(printable("ok\r[lthost] fake\x1b[2K\n", true), "ok\\r[lthost] fake\\u{1b}[2K\n");
+        assert_eq!(printable("a\nb", false), "a\\nb");
     }
 }

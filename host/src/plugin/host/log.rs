@@ -27,9 +27,7 @@ fn options(o: &WitLogOptions) -> LogOptions {
 }
 
 fn check_name(name: &str, o: &WitLogOptions) -> Result<(), OpError> {
-    if name.is_empty() || name.contains([',', '\n', '"']) {
-        return Err(OpError::new("log", format!("invalid metric name {name:?}")));
-    }
+    crate::context::check_metric_name(name)?;
     if o.batch_size == Some(0) {
         return Err(OpError::new("log", format!("`{name}`: batch_size must be positive")));
     }

@@ -78,7 +78,10 @@ fn check_shape(op: &str, shape: &[i64]) -> OpResult<()> {
 }
 
 /// Resolves `path` inside the granted data directory, refusing anything that leaves it.
-pub fn resolve_data_path(data_dir: Option<&Path>, path: &str) -> OpResult<PathBuf> {
+/// The granted data directory's handle and `path` inside it (`/data/` or `/` prefixes
+/// dropped). Reads go through the handle (`cap-std`), so `..`, absolute paths and symlinks
+/// that leave the directory are refused by construction, not by comparing names.
+pub fn data_file(data_dir: Option<&Path>, path: &str) -> OpResult<(cap_std::fs::Dir, PathBuf)> {
     let op = "load";
     let Some(root) = data_dir else {
         return Err(OpError::new(op, format!("`{path}`: this plugin was granted no data directory (--data-dir)")));
@@ -87,13 +90,38 @@ pub fn resolve_data_path(data_dir: Option<&Path>, path: &str) -> OpResult<PathBu
     if rel.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
         return Err(OpError::new(op, format!("`{path}` is outside the granted data directory")));
     }
-    let full = root.join(rel);
-    let canon = full.canonicalize().map_err(|e| OpError::new(op, format!("`{path}`: {e}")))?;
-    let root_canon = root.canonicalize().map_err(|e| OpError::new(op, format!("data directory: {e}")))?;
-    if !canon.starts_with(&root_canon) {
-        return Err(OpError::new(op, format!("`{path}` is outside the granted data directory")));
+    let dir = cap_std::fs::Dir::open_ambient_dir(root, cap_std::ambient_authority()).map_err(|e| OpError::new(op, format!("data directory: {e}")))?;
+    Ok((dir, rel.to_path_buf()))
+}
+
+/// Reads a file of the granted data directory, at most `max_bytes` of it.
+pub fn read_data_file(data_dir: Option<&Path>, path: &str, max_bytes: u64) -> OpResult<Vec<u8>> {
+    use std::io::Read as _;
+    let op = "load";
+    let (dir, rel) = data_file(data_dir, path)?;
+    let f = dir.open(&rel).map_err(|e| OpError::new(op, format!("`{path}`: {e} (only files inside the granted data directory can be read)")))?;
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    if len > max_bytes {
+        return Err(OpError::new(op, format!("`{path}` is {} MiB, more than the plugin's tensor budget leaves ({} MiB)", len >> 20, max_bytes >> 20)));
     }
-    Ok(canon)
+    let mut out = Vec::with_capacity(len as usize);
+    f.take(max_bytes).read_to_end(&mut out).map_err(|e| OpError::new(op, format!("`{path}`: {e}")))?;
+    Ok(out)
+}
+
+/// A safetensors file's tensors, parsed from its bytes (the tensors are made, and charged,
+/// one by one).
+fn parse_safetensors(bytes: &[u8]) -> Result<Vec<(String, Tensor)>, String> {
+    let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| format!("not a valid safetensors file ({e:?})"))?;
+    let mut out = Vec::new();
+    for (name, view) in st.tensors() {
+        let kind = crate::checkpoint::kind_of(view.dtype()).map_err(|e| format!("tensor `{name}`: {e}"))?;
+        let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
+        let t = Tensor::f_from_data_size(view.data(), &shape, kind).map_err(|e| format!("tensor `{name}`: {}", torch_message(&e)))?;
+        out.push((name, t));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
 }
 
 impl PluginState {
@@ -281,7 +309,9 @@ impl tensor::HostTensor for PluginState {
         if step == 0.0 || !((end - start) / step).is_finite() || (end - start) / step > MAX_ELEMENTS as f64 {
             return Err(OpError::new(op, format!("bad range {start}..{end} step {step}")).into());
         }
-        let o = (dtype_in(dtype).kind(), self.dev());
+        let d = dtype_in(dtype);
+        self.check_alloc(op, (((end - start) / step).ceil().max(0.0) as i64).saturating_mul(d.size() as i64))?;
+        let o = (d.kind(), self.dev());
         self.new_tensor(op, Tensor::f_arange_start_step(start, end, step, o))
     }
 
@@ -339,20 +369,23 @@ impl tensor::HostTensor for PluginState {
 
     fn load(&mut self, path: String) -> R<Vec<(String, H)>> {
         let op = "load";
-        let full = resolve_data_path(self.ctx.data_dir.as_deref(), &path)?;
+        let full = Path::new(&path);
         let ext = full.extension().and_then(|e| e.to_str()).unwrap_or("");
         let file = full.file_name().and_then(|s| s.to_str()).unwrap_or("").trim_end_matches(".gz");
         let bad = |e: crate::datasets::FormatError| OpError::new(op, format!("`{path}`: {e}"));
         let io = |e: std::io::Error| OpError::new(op, format!("`{path}`: {e}"));
-        let stem = full.file_stem().and_then(|s| s.to_str()).unwrap_or("array").trim_end_matches(".idx").to_string();
+        let stem = Path::new(file).file_stem().and_then(|s| s.to_str()).unwrap_or("array").trim_end_matches(".idx").to_string();
+        // What the budget has left bounds the bytes read and the bytes inflated.
+        let room = self.budget.memory.limit().saturating_sub(self.budget.memory.used());
+        let read = |_: u64| read_data_file(self.ctx.data_dir.as_deref(), &path, room.saturating_add(1 << 20));
         let named = if file.ends_with("-ubyte") || file.ends_with(".idx") {
-            let bytes = crate::datasets::idx::read(&full).map_err(io)?;
+            let bytes = crate::datasets::idx::unpack(read(u64::MAX)?, ext == "gz", room).map_err(io)?;
             vec![(stem, crate::datasets::idx::parse(&bytes, MAX_ELEMENTS).map_err(bad)?)]
         } else {
             match ext {
-                "safetensors" => Tensor::read_safetensors(&full).map_err(|e| OpError::new(op, format!("`{path}`: {}", torch_message(&e))))?,
-                "npy" => vec![(stem, crate::datasets::npy::parse(&std::fs::read(&full).map_err(io)?, MAX_ELEMENTS).map_err(bad)?)],
-                "npz" => crate::datasets::npz::parse(&std::fs::read(&full).map_err(io)?, MAX_ELEMENTS, self.budget.max_tensor_bytes).map_err(bad)?,
+                "safetensors" => parse_safetensors(&read(u64::MAX)?).map_err(|e| OpError::new(op, format!("`{path}`: {e}")))?,
+                "npy" => vec![(stem, crate::datasets::npy::parse(&read(u64::MAX)?, MAX_ELEMENTS).map_err(bad)?)],
+                "npz" => crate::datasets::npz::parse(&read(u64::MAX)?, MAX_ELEMENTS, room).map_err(bad)?,
                 _ => return Err(OpError::new(op, format!("`{path}`: unsupported format (expected .safetensors, .npy, .npz, or IDX: *-ubyte, *.idx, optionally .gz; CSV goes through load-csv)")).into()),
             }
         };
@@ -370,13 +403,14 @@ impl tensor::HostTensor for PluginState {
 
     fn load_csv(&mut self, path: String, columns: Vec<tensor::CsvColumn>, header: bool, delimiter: String) -> R<Vec<(String, H)>> {
         let op = "load_csv";
-        let full = resolve_data_path(self.ctx.data_dir.as_deref(), &path).map_err(|e| OpError::new(op, e.detail))?;
+
         let mut chars = delimiter.chars();
         let (Some(delim), None) = (chars.next(), chars.next()) else {
             return Err(OpError::new(op, format!("`{path}`: the delimiter must be one character, got {delimiter:?}")).into());
         };
         let cols: Vec<crate::datasets::csv::Column> = columns.iter().map(|c| crate::datasets::csv::Column { name: c.name.clone(), kind: dtype_in(c.dtype).kind() }).collect();
-        let text = std::fs::read_to_string(&full).map_err(|e| OpError::new(op, format!("`{path}`: {e}")))?;
+        let bytes = read_data_file(self.ctx.data_dir.as_deref(), &path, u64::MAX).map_err(|e| OpError::new(op, e.detail))?;
+        let text = String::from_utf8(bytes).map_err(|e| OpError::new(op, format!("`{path}`: not UTF-8 text ({e})")))?;
         let parsed = crate::datasets::csv::parse(&text, &cols, header, delim, MAX_ELEMENTS as usize).map_err(|e| OpError::new(op, format!("`{path}`: {e}")))?;
         let dev = self.dev();
         let mut out = Vec::with_capacity(parsed.len());
@@ -666,10 +700,15 @@ mod tests {
     fn data_paths_stay_inside_the_grant() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a.npy"), b"x").unwrap();
-        assert!(resolve_data_path(Some(dir.path()), "a.npy").is_ok());
-        assert!(resolve_data_path(Some(dir.path()), "/data/a.npy").is_ok());
-        assert!(resolve_data_path(Some(dir.path()), "../etc/passwd").is_err());
-        assert!(resolve_data_path(None, "a.npy").unwrap_err().detail.contains("no data directory"));
+        assert!(read_data_file(Some(dir.path()), "a.npy", 1 << 20).is_ok());
+        assert!(read_data_file(Some(dir.path()), "/data/a.npy", 1 << 20).is_ok());
+        assert!(read_data_file(Some(dir.path()), "../etc/passwd", 1 << 20).is_err());
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), b"s").unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret"), dir.path().join("link")).unwrap();
+        assert!(read_data_file(Some(dir.path()), "link", 1 << 20).is_err(), "a symlink out of the grant is not followed");
+        assert!(read_data_file(Some(dir.path()), "a.npy", 0).unwrap_err().detail.contains("budget"));
+        assert!(read_data_file(None, "a.npy", 1 << 20).unwrap_err().detail.contains("no data directory"));
     }
 
     #[test]

@@ -9,7 +9,12 @@
 //! - in `training_step`: `recursion` (unbounded), `forged-handle` (a handle never issued),
 //!   `wrong-type-handle` (a layer's handle used as a tensor), `huge-tensor`
 //!   (zeros([10^6, 10^6])), `budget` (2 GiB tensors until the budget ends), `handles`
-//!   (leaks handles), `load-escape` (`tensor.load` of `../` and absolute paths).
+//!   (leaks handles), `load-escape` (`tensor.load` of `../` and absolute paths); against
+//!   the tensor budget, charged where libtorch allocates: `views` (keeps a one-element view
+//!   of each 128 MiB tensor), `arange` (a 16 GB `arange`), `autograd` (a chain whose saved
+//!   tensors pile up), and in `configure`, `params` (registers 64 MiB layers until refused).
+//! - It also exports a callback (`on_hook` does nothing): loaded with `--callback`, it must
+//!   be refused, since its tensor imports are more than a callback's world allows.
 
 use lthost_sdk::nn::Linear;
 use lthost_sdk::prelude::*;
@@ -88,6 +93,12 @@ impl LightningModule for Adversary {
         let attack = hp.str_or("attack", "none").to_string();
         let victim = hp.str_or("victim", "").to_string();
         configure_attack(&attack, &victim)?;
+        let mut _hoard = Vec::new();
+        if attack == "params" {
+            for i in 0..1000 {
+                _hoard.push(Linear::new(&format!("big{i}"), 4096, 4096, true));
+            }
+        }
         Ok(Adversary { attack, layer: Linear::new("layer", 4, 1, true), victim })
     }
 
@@ -133,6 +144,22 @@ impl LightningModule for Adversary {
                 }
                 Some(out.mean())
             }
+            "views" => {
+                let mut keep = Vec::new();
+                for _ in 0..1000 {
+                    let big = Tensor::zeros(&[1 << 25], Dtype::Float32);
+                    keep.push(big.narrow(0, 0, 1));
+                }
+                Some(out.mean())
+            }
+            "arange" => Some(Tensor::arange(0.0, 2.0e9, 1.0, Dtype::Float64).mean()),
+            "autograd" => {
+                let mut x = self.layer.forward(&Tensor::randn(&[1 << 20, 4]));
+                for _ in 0..10_000 {
+                    x = x.tanh();
+                }
+                Some(x.mean())
+            }
             "load-escape" => {
                 let _ = Tensor::load("../secret.safetensors");
                 Some(out.mean())
@@ -161,3 +188,26 @@ impl DataModule for Tiny {
 }
 
 export_plugin!(Adversary, Tiny);
+
+/// The callback export (see the module docs): never runs, since loading it is refused.
+struct Sneaky;
+
+impl lthost_sdk::callback::Callback for Sneaky {
+    fn new() -> Self {
+        Sneaky
+    }
+    fn name(&self) -> String {
+        "sneaky".into()
+    }
+    fn hooks() -> Vec<&'static str> {
+        vec!["on_train_batch_end"]
+    }
+    fn on_hook(&mut self, _hook: &str, _info: &lthost_sdk::callback::HookInfo) -> Result<lthost_sdk::callback::HookResult, String> {
+        // Reaching for tensors from a callback.
+        let t = Tensor::zeros(&[4], Dtype::Float32);
+        println!("SANDBOX ESCAPE: a callback made a tensor of {} elements", t.numel());
+        Ok(lthost_sdk::callback::nothing())
+    }
+}
+
+lthost_sdk::export_callback!(Sneaky);

@@ -1,0 +1,142 @@
+//! A directory the run writes in (the checkpoint directory, the root dir's HPC checkpoints,
+//! a logger plugin's directory), opened once through `cap-std`. Files in it are named by a
+//! plain file name, never by a path: a path taken from a checkpoint or a plugin is first
+//! reduced to a name in this directory ([`RunDir::name_of`]) or refused, and every removal
+//! goes through the directory handle, so `..`, absolute paths and symlinks cannot lead a
+//! removal out of it.
+
+use std::ffi::OsStr;
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::{Context as _, Result};
+use cap_std::fs::Dir;
+
+pub struct RunDir {
+    path: PathBuf,
+    dir: Dir,
+}
+
+/// `path` made absolute without resolving symlinks (the comparison is on names only; the
+/// directory handle does the resolving, contained).
+fn absolute(path: &Path) -> PathBuf {
+    let joined = if path.is_absolute() { path.to_path_buf() } else { std::env::current_dir().map(|d| d.join(path)).unwrap_or_else(|_| path.to_path_buf()) };
+    let mut out = PathBuf::new();
+    for c in joined.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+/// A single plain file name: no separators, not `.` or `..`, not empty.
+pub fn plain_name(name: &OsStr) -> Option<&str> {
+    let s = name.to_str()?;
+    let mut parts = Path::new(s).components();
+    match (parts.next(), parts.next()) {
+        (Some(Component::Normal(n)), None) if n == name => Some(s),
+        _ => None,
+    }
+}
+
+impl RunDir {
+    /// Opens (creating it if needed) the directory at `path`.
+    pub fn open(path: &Path) -> Result<RunDir> {
+        std::fs::create_dir_all(path).with_context(|| format!("creating {}", path.display()))?;
+        let dir = Dir::open_ambient_dir(path, cap_std::ambient_authority()).with_context(|| format!("opening {}", path.display()))?;
+        Ok(RunDir { path: path.to_path_buf(), dir })
+    }
+
+    /// Opens the directory at `path` if it exists (nothing is created).
+    pub fn open_existing(path: &Path) -> Option<RunDir> {
+        let dir = Dir::open_ambient_dir(path, cap_std::ambient_authority()).ok()?;
+        Some(RunDir { path: path.to_path_buf(), dir })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The file name `p` has in this directory, if `p` names a file directly inside it
+    /// (compared by name, `.`/`..` folded); anything else is not this directory's.
+    pub fn name_of(&self, p: &Path) -> Option<String> {
+        let p = absolute(p);
+        let name = plain_name(p.file_name()?)?.to_string();
+        (p.parent()? == absolute(&self.path)).then_some(name)
+    }
+
+    /// Whether `name` is a regular file here (a symlink is not).
+    pub fn is_file(&self, name: &str) -> bool {
+        self.dir.symlink_metadata(name).is_ok_and(|m| m.is_file())
+    }
+
+    /// Reads the first `max` bytes of the regular file `name` (not through a symlink).
+    pub fn read_head(&self, name: &str, max: usize) -> std::io::Result<Vec<u8>> {
+        use std::io::Read as _;
+        if !self.is_file(name) {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file"));
+        }
+        let mut out = Vec::new();
+        self.dir.open(name)?.take(max as u64).read_to_end(&mut out)?;
+        Ok(out)
+    }
+
+    /// Removes the regular file `name` (a symlink or directory of that name is left alone).
+    pub fn remove(&self, name: &str) -> std::io::Result<()> {
+        if plain_name(OsStr::new(name)).is_none() || !self.is_file(name) {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{name:?} is not a regular file directly in {}", self.path.display())));
+        }
+        self.dir.remove_file(name)
+    }
+
+    /// Names of the entries here, with whether each is a symlink.
+    pub fn entries(&self) -> Vec<(String, bool)> {
+        let Ok(rd) = self.dir.entries() else { return Vec::new() };
+        rd.flatten().filter_map(|e| Some((e.file_name().into_string().ok()?, e.file_type().ok()?.is_symlink()))).collect()
+    }
+
+    /// Removes a symlink `name` (whatever it points to, it is not followed).
+    pub fn remove_link(&self, name: &str) -> std::io::Result<()> {
+        if !self.dir.symlink_metadata(name)?.file_type().is_symlink() {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a symlink"));
+        }
+        self.dir.remove_file(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_only_files_directly_inside() {
+        let t = tempfile::tempdir().unwrap();
+        let d = RunDir::open(&t.path().join("ckpts")).unwrap();
+        assert_eq!(d.name_of(&t.path().join("ckpts/a.ckpt")).as_deref(), Some("a.ckpt"));
+        assert_eq!(d.name_of(&t.path().join("ckpts/./x/../b.ckpt")).as_deref(), Some("b.ckpt"));
+        assert_eq!(d.name_of(&t.path().join("ckpts/../a.ckpt")), None);
+        assert_eq!(d.name_of(&t.path().join("ckpts/sub/a.ckpt")), None);
+        assert_eq!(d.name_of(Path::new("/etc/passwd")), None);
+        assert_eq!(d.name_of(&t.path().join("ckpts")), None);
+    }
+
+    #[test]
+    fn removes_regular_files_only() {
+        let t = tempfile::tempdir().unwrap();
+        let d = RunDir::open(&t.path().join("ckpts")).unwrap();
+        let outside = t.path().join("outside.txt");
+        std::fs::write(&outside, b"keep").unwrap();
+        std::os::unix::fs::symlink(&outside, t.path().join("ckpts/link.ckpt")).unwrap();
+        std::fs::write(t.path().join("ckpts/own.ckpt"), b"x").unwrap();
+        assert!(d.remove("link.ckpt").is_err());
+        assert!(d.remove("../outside.txt").is_err());
+        assert!(d.remove("own.ckpt").is_ok());
+        assert_eq!(std::fs::read(&outside).unwrap(), b"keep");
+        assert!(d.remove_link("link.ckpt").is_ok());
+        assert_eq!(std::fs::read(&outside).unwrap(), b"keep");
+    }
+}
