@@ -75,7 +75,7 @@ plugins: setup host $(DEVKEY)
 
 $(DEVKEY): | host
 	$(LTHOST) keygen --out .lthost/dev
-	@mkdir -p $(TRUSTED) && cp .lthost/dev.pub $(TRUSTED)/dev.pub
+	@mkdir -p $(TRUSTED) && chmod 0755 $(TRUSTED) && cp .lthost/dev.pub $(TRUSTED)/dev.pub && chmod 0644 $(TRUSTED)/dev.pub
 
 # Reference losses from PyTorch itself (the parity oracle).
 reference: setup

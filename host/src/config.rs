@@ -389,7 +389,7 @@ impl RunConfig {
             let home = std::env::var_os("HOME").map(PathBuf::from);
             let whole = d.canonicalize().is_ok_and(|c| c == Path::new("/") || home.as_deref().is_some_and(|h| h.canonicalize().is_ok_and(|h| h == c || h.starts_with(&c))));
             if whole {
-                bail!("{shown}: plugin.data_dir = {:?} would let plugins read {}; grant a data directory of its own (or pass --data-dir to mean it)", d.display().to_string(), if d.canonicalize().is_ok_and(|c| c == Path::new("/")) { "the whole filesystem" } else { "your home directory" });
+                bail!("{shown}: plugin.data_dir = {:?} would let plugins read {}; give plugins a data directory of their own (to grant it anyway, drop it from the run file and pass --data-dir)", d.display().to_string(), if d.canonicalize().is_ok_and(|c| c == Path::new("/")) { "the whole filesystem" } else { "your home directory" });
             }
         }
         for p in cfg.callbacks.plugins.iter_mut() {

@@ -104,3 +104,13 @@ fn a_logger_plugin_cannot_write_into_another_run() {
         s.untouched();
     }
 }
+
+#[test]
+fn an_op_that_overruns_the_hook_deadline_is_named() {
+    let s = scene();
+    let cfg = s.root.join("slow.toml");
+    std::fs::write(&cfg, "[plugin]\nhook_timeout_s = 0.5\n").expect("write");
+    let wasm = plugin("adversary");
+    let run = lthost(&s.root, &["fit", wasm.to_str().expect("utf-8"), "--config", cfg.to_str().expect("utf-8"), "--data-dir", s.data.to_str().expect("utf-8"), "--max-epochs", "1", "--no-progress-bar", "--hparams", "{\"attack\": \"slow-op\"}"]);
+    run.assert_fails_with(&["plugin `adversary`", "hook `training_step`", "op `matmul`", "this op ended", "time limit"]);
+}

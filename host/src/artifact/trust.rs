@@ -159,3 +159,28 @@ fn refuse_writable_by_others(p: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    #[test]
+    fn key_files_others_can_write_or_read_are_refused_and_bad_keys_skipped() {
+        let d = tempfile::tempdir().unwrap();
+        let keys = d.path().join("trusted");
+        let (sk, _pk) = super::super::signing::keygen(&keys.join("me")).unwrap();
+        std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(keys.join("broken.pub"), b"not a key").unwrap();
+        std::fs::set_permissions(keys.join("broken.pub"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        let policy = TrustPolicy::load(std::slice::from_ref(&keys), false).unwrap();
+        assert_eq!(policy.keys.len(), 1, "the bad .pub is skipped, the good one kept");
+        std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = TrustPolicy::load(std::slice::from_ref(&keys), false).err().unwrap().to_string();
+        assert!(err.contains("others can write it"), "{err}");
+        assert!(super::super::signing::read_secret_key(&sk).is_ok());
+        std::fs::set_permissions(&sk, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = super::super::signing::read_secret_key(&sk).err().unwrap().to_string();
+        assert!(err.contains("others can read it"), "{err}");
+    }
+}

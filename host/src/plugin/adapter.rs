@@ -137,6 +137,7 @@ impl WasmPlugin {
         }
         let ticks = inner.deadline_ticks;
         inner.store.set_epoch_deadline(ticks);
+        inner.store.data_mut().deadline = Some(std::time::Instant::now() + crate::plugin::runtime::TICK * u32::try_from(ticks).unwrap_or(u32::MAX));
         let mut lent = std::mem::take(ctx);
         lent.creation_device = creation_device;
         std::mem::swap(&mut lent.data_dir, &mut inner.data_dir);

@@ -174,6 +174,7 @@ impl Admitted {
             ctx: RunContext { data_dir: self.data_dir.clone(), ..RunContext::default() },
             budget: crate::plugin::state::Budget::new(self.max_tensor_bytes / share as u64, self.max_handles / share),
             generator: None,
+            deadline: None,
         };
         let mut store = Store::new(&runtime.engine, state);
         store.limiter(|s| &mut s.limits);

@@ -21,6 +21,10 @@ pub struct PluginState {
     /// A DataLoader worker instance's own generator (seeded per pass); None: random ops draw
     /// from the run's generator.
     pub generator: Option<crate::engine::torch_ext::Generator>,
+    /// When the running hook's time is up (set by the adapter for each call): an op that
+    /// finishes past it fails naming itself, since a long libtorch kernel cannot be
+    /// interrupted and the epoch deadline would only trip in whatever guest code ran next.
+    pub deadline: Option<std::time::Instant>,
 }
 
 /// The host-side resources a plugin may hold: tensor memory, charged where libtorch
@@ -65,6 +69,12 @@ impl PluginState {
     /// libtorch allocated it).
     pub fn push(&mut self, t: tch::Tensor, op: &str) -> Result<Resource<tch::Tensor>, OpError> {
         self.admit(op, 0)?;
+        if let Some(d) = self.deadline {
+            let now = std::time::Instant::now();
+            if now > d {
+                return Err(OpError::new(op, format!("this op ended {:.1} s past the hook's time limit (hook_timeout_s); the hook was stopped", (now - d).as_secs_f64())));
+            }
+        }
         let r = self.table.push(t).map_err(|e| OpError::new(op, format!("resource table: {e}")))?;
         self.budget.handles += 1;
         Ok(r)

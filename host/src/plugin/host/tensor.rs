@@ -369,6 +369,9 @@ impl tensor::HostTensor for PluginState {
 
     fn load(&mut self, path: String) -> R<Vec<(String, H)>> {
         let op = "load";
+        // The path is checked before anything else (a refused path says so, whatever its
+        // extension).
+        data_file(self.ctx.data_dir.as_deref(), &path)?;
         let full = Path::new(&path);
         let ext = full.extension().and_then(|e| e.to_str()).unwrap_or("");
         let file = full.file_name().and_then(|s| s.to_str()).unwrap_or("").trim_end_matches(".gz");
@@ -403,7 +406,7 @@ impl tensor::HostTensor for PluginState {
 
     fn load_csv(&mut self, path: String, columns: Vec<tensor::CsvColumn>, header: bool, delimiter: String) -> R<Vec<(String, H)>> {
         let op = "load_csv";
-
+        data_file(self.ctx.data_dir.as_deref(), &path).map_err(|e| OpError::new(op, e.detail))?;
         let mut chars = delimiter.chars();
         let (Some(delim), None) = (chars.next(), chars.next()) else {
             return Err(OpError::new(op, format!("`{path}`: the delimiter must be one character, got {delimiter:?}")).into());

@@ -12,7 +12,8 @@
 //!   (leaks handles), `load-escape` (`tensor.load` of `../` and absolute paths); against
 //!   the tensor budget, charged where libtorch allocates: `views` (keeps a one-element view
 //!   of each 128 MiB tensor), `arange` (a 16 GB `arange`), `autograd` (a chain whose saved
-//!   tensors pile up), and in `configure`, `params` (registers 64 MiB layers until refused).
+//!   tensors pile up), and in `configure`, `params` (registers 64 MiB layers until refused);
+//!   `slow-op` (2048² matmuls until the hook's time is up: the op that overran is named).
 //! - It also exports a callback (`on_hook` does nothing): loaded with `--callback`, it must
 //!   be refused, since its tensor imports are more than a callback's world allows.
 
@@ -149,6 +150,13 @@ impl LightningModule for Adversary {
                 for _ in 0..1000 {
                     let big = Tensor::zeros(&[1 << 25], Dtype::Float32);
                     keep.push(big.narrow(0, 0, 1));
+                }
+                Some(out.mean())
+            }
+            "slow-op" => {
+                let a = Tensor::randn(&[2048, 2048]);
+                for _ in 0..10_000 {
+                    let _ = a.matmul(&a);
                 }
                 Some(out.mean())
             }
