@@ -291,11 +291,13 @@ pub struct PluginConfig {
     pub tensor_memory_limit_mb: u64,
     /// Live handles (tensors, layers) a plugin may hold.
     pub max_live_handles: usize,
+    /// Bytes a plugin may write into its writable grants (`/logs`, `/output`), in MiB.
+    pub disk_quota_mb: u64,
 }
 
 impl Default for PluginConfig {
     fn default() -> Self {
-        PluginConfig { data_dir: None, memory_limit_mb: 2048, hook_timeout_s: 600.0, trusted_keys: Vec::new(), allow_unsigned: false, tensor_memory_limit_mb: 8192, max_live_handles: 100_000 }
+        PluginConfig { data_dir: None, memory_limit_mb: 2048, hook_timeout_s: 600.0, trusted_keys: Vec::new(), allow_unsigned: false, tensor_memory_limit_mb: 8192, max_live_handles: 100_000, disk_quota_mb: 1024 }
     }
 }
 
@@ -325,6 +327,7 @@ impl PluginConfig {
             trust: std::sync::Arc::new(trust),
             max_tensor_bytes: self.tensor_memory_limit_mb.saturating_mul(1 << 20),
             max_handles: self.max_live_handles,
+            disk_quota_bytes: self.disk_quota_mb.saturating_mul(1 << 20),
             output_root: None,
         })
     }

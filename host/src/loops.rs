@@ -11,6 +11,7 @@ pub mod fit;
 pub mod limits;
 pub mod optimization;
 pub mod prediction;
+pub mod prediction_writer;
 pub mod progress;
 pub mod state;
 pub mod stream;

@@ -359,18 +359,13 @@ fn run(cmd: Command, signal: Arc<AtomicUsize>) -> Result<Option<i32>> {
             }
         }
         Stage::Predict | Stage::SanityCheck => {
-            let outs = trainer.predict(&mut module, &mut data, &hparams)?;
-            let mut named: Vec<(String, tch::Tensor)> = Vec::with_capacity(outs.len());
-            for (i, t) in outs.into_iter().enumerate() {
-                let t = t.f_to_device(tch::Device::Cpu).and_then(|t| t.f_contiguous()).map_err(|e| anyhow::anyhow!("prediction {i}: {e}"))?;
-                named.push((format!("batch_{i}"), t));
-            }
+            // Each prediction goes to disk as it comes: memory holds one batch.
             let dir = cfg.trainer.default_root_dir.clone();
+            let mut writer = lthost::loops::prediction_writer::PredictionWriter::new(&dir)?;
+            trainer.predict_into(&mut module, &mut data, &hparams, &mut |t| writer.push(&t))?;
+            let n = writer.finish("predictions.safetensors")?;
             let path = dir.join("predictions.safetensors");
-            let tmp = dir.join(".predictions.safetensors.tmp");
-            tch::Tensor::write_safetensors(&named, &tmp).map_err(|e| anyhow::anyhow!("writing predictions: {e}"))?;
-            std::fs::rename(&tmp, &path)?;
-            println!("wrote {} batches of predictions to {}", named.len(), path.display());
+            println!("wrote {n} batches of predictions to {}", path.display());
         }
     }
     Ok(None)
@@ -432,6 +427,7 @@ fn main() -> ExitCode {
             eprintln!("warning: cannot handle signal {sig}: {e}");
         }
     }
+    lthost::plugin::interrupt::watch_signals(signal.clone());
     match run(cli.command, signal) {
         Ok(Some(code)) => ExitCode::from(code.clamp(0, 255) as u8),
         Ok(None) => ExitCode::SUCCESS,

@@ -299,8 +299,22 @@ impl<'c> Trainer<'c> {
                 crate::engine::torch_ext::set_cuda_rng_state(i, &s).map_err(|e| anyhow!(e))?;
             }
         }
+        let mut stopped_in_hook = None;
         let outcome = match fit::run(&mut st, &train, val.as_ref()) {
             Ok(o) => o,
+            Err(e) if crate::plugin::interrupt::signalled() != 0 && st.interrupted.is_none() => {
+                // A signal stopped a plugin mid-hook: save at the last whole batch and end as
+                // an interrupted run.
+                let sig = crate::plugin::interrupt::signalled() as i32;
+                let what = match e.downcast_ref::<crate::error::PluginError>() {
+                    Some(pe) => format!("plugin `{}` in hook `{}`", pe.plugin, pe.hook),
+                    None => format!("the run ({e:#})"),
+                };
+                let path = checkpointing::interrupt_in_hook(&mut st, sig).map_err(|se| se.context(format!("signal {sig} stopped {what}, and saving the run failed")))?;
+                println!("signal {sig} stopped {what}; the run was saved to {} (at the last whole batch, without the plugin's own state)", path.display());
+                stopped_in_hook = Some(what);
+                fit::FitOutcome::default()
+            }
             Err(e) => {
                 // on_exception: callbacks, OnExceptionCheckpoint, loggers keep what they have.
                 let _ = st.hook(Hook::OnException, None);
@@ -320,8 +334,10 @@ impl<'c> Trainer<'c> {
                 return Err(e);
             }
         };
-        st.hook(Hook::OnFitEnd, None)?;
-        st.hook(Hook::Teardown, None)?;
+        if stopped_in_hook.is_none() {
+            st.hook(Hook::OnFitEnd, None)?;
+            st.hook(Hook::Teardown, None)?;
+        }
         let status = if st.interrupted.is_some() { "interrupted" } else { "success" };
         if let Some(l) = st.logger.as_mut() {
             l.finalize(status)?;
@@ -396,8 +412,19 @@ impl<'c> Trainer<'c> {
         Ok(metrics)
     }
 
-    /// Lightning's `trainer.predict`: one output tensor per batch.
+    /// Lightning's `trainer.predict`, collecting the predictions in memory (see
+    /// [`Trainer::predict_into`] to stream them instead).
     pub fn predict(&mut self, module: &mut dyn Module, data: &mut dyn DataModule, hparams: &Value) -> Result<Vec<Tensor>> {
+        let mut out = Vec::new();
+        self.predict_into(module, data, hparams, &mut |t| {
+            out.push(t);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// `trainer.predict`, handing each batch's prediction to `sink` as it comes.
+    pub fn predict_into(&mut self, module: &mut dyn Module, data: &mut dyn DataModule, hparams: &Value, sink: &mut dyn FnMut(Tensor) -> Result<()>) -> Result<()> {
         let p = self.prepare(module, data, hparams, Stage::Predict)?;
         let limits = LoopLimits::for_fit(&self.cfg, 1, None)?;
         let data_name = data.name().to_string();
@@ -409,9 +436,9 @@ impl<'c> Trainer<'c> {
         st.hook(Hook::ConfigureModel, None)?;
         let loader = Self::loader(data, &mut st.ctx, Split::Predict, st.cfg.prefetch())?.ok_or_else(|| anyhow!("plugin `{data_name}` provides no predict dataset"))?;
         let n = LoopLimits::for_stage(st.cfg, Stage::Predict, loader.num_batches())?;
-        let out = prediction::run(&mut st, &loader, n)?;
+        prediction::run(&mut st, &loader, n, sink)?;
         st.hook(Hook::Teardown, None)?;
-        Ok(out)
+        Ok(())
     }
 }
 

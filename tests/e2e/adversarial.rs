@@ -114,3 +114,105 @@ fn an_op_that_overruns_the_hook_deadline_is_named() {
     let run = lthost(&s.root, &["fit", wasm.to_str().expect("utf-8"), "--config", cfg.to_str().expect("utf-8"), "--data-dir", s.data.to_str().expect("utf-8"), "--max-epochs", "1", "--no-progress-bar", "--hparams", "{\"attack\": \"slow-op\"}"]);
     run.assert_fails_with(&["plugin `adversary`", "hook `training_step`", "op `matmul`", "this op ended", "time limit"]);
 }
+
+#[test]
+fn a_blocking_sleep_ends_at_the_hook_deadline() {
+    let s = scene();
+    let cfg = s.root.join("sleepy.toml");
+    std::fs::write(&cfg, "[plugin]\nhook_timeout_s = 1.0\n").expect("write");
+    let wasm = plugin("adversary");
+    let started = std::time::Instant::now();
+    let run = lthost(&s.root, &["fit", wasm.to_str().expect("utf-8"), "--config", cfg.to_str().expect("utf-8"), "--max-epochs", "1", "--no-progress-bar", "--hparams", "{\"attack\": \"sleep\"}"]);
+    run.assert_fails_with(&["plugin `adversary`", "hook `training_step`", "time limit"]);
+    assert!(started.elapsed().as_secs() < 30, "a 60 s sleep under a 1 s limit took {:?}", started.elapsed());
+    assert!(!run.stdout.contains("SANDBOX ESCAPE"));
+}
+
+/// Starts an adversary run, waits for `marker` on its stdout, sends SIGTERM, and returns
+/// the exit code, what it printed, and how long it took to end after the signal.
+fn signal_during(root: &Path, attack: &str, marker: &str) -> (Option<i32>, String, std::time::Duration) {
+    use std::io::BufRead as _;
+    let wasm = plugin("adversary");
+    let hp = format!("{{\"attack\": \"{attack}\"}}");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lthost"))
+        .env("LTHOST_TRUSTED_KEYS", crate::common::trusted_keys())
+        .env("LTHOST_CACHE_DIR", crate::common::component_cache())
+        .args(["fit", wasm.to_str().expect("utf-8"), "--max-epochs", "1", "--no-progress-bar", "--hparams", &hp])
+        .current_dir(root)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut out = String::new();
+    for line in lines.by_ref() {
+        let line = line.expect("line");
+        out.push_str(&line);
+        out.push('\n');
+        if line.contains(marker) {
+            break;
+        }
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let sent = std::time::Instant::now();
+    // SAFETY: sending a signal to our own child process.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    for line in lines.map_while(Result::ok) {
+        out.push_str(&line);
+        out.push('\n');
+    }
+    let code = child.wait().expect("wait").code();
+    (code, out, sent.elapsed())
+}
+
+#[test]
+fn a_signal_stops_a_sleeping_or_spinning_plugin_and_saves_the_run() {
+    for (attack, marker) in [("sleep", "[adversary] sleeping"), ("spin", "[adversary] spinning")] {
+        let d = tempfile::tempdir().expect("tempdir");
+        let (code, out, took) = signal_during(d.path(), attack, marker);
+        assert_eq!(code, Some(143), "{attack}: exit code 128 + SIGTERM:\n{out}");
+        assert!(took.as_secs_f64() < 5.0, "{attack}: the run took {took:?} to honour SIGTERM:\n{out}");
+        // A sleep wakes and the step may finish (saved between steps, with the plugin's
+        // state); a spin is stopped inside the hook (saved without it).
+        assert!(out.contains("signal 15 stopped") || out.contains("signal 15 received"), "{attack}:\n{out}");
+        if attack == "spin" {
+            assert!(out.contains("signal 15 stopped plugin `adversary` in hook `training_step`"), "{out}");
+        }
+        assert!(!out.contains("SANDBOX ESCAPE"), "{attack}:\n{out}");
+        let last = d.path().join("lightning_logs/version_0/checkpoints/last.ckpt");
+        assert!(last.exists(), "{attack}: the run was saved to {}:\n{out}", last.display());
+    }
+}
+
+#[test]
+fn a_logger_plugin_cannot_write_past_its_disk_quota() {
+    let s = scene();
+    let logger = plugin("jsonl-logger");
+    let wasm = plugin("parity-mlp");
+    let run = lthost(&s.root, &["fit", wasm.to_str().expect("utf-8"), "--max-epochs", "1", "--logger", logger.to_str().expect("utf-8"), "--hparams", "{\"fill_mb\": 64}", "--no-progress-bar", "--set", "plugin.disk_quota_mb=4"]);
+    run.assert_fails_with(&["logger plugin `jsonl-logger`", "log_hyperparams", "fill.bin"]);
+    assert!(run.stderr.contains("reached its disk quota of 4 MiB"), "{}", run.stderr);
+    let fill = s.root.join("lightning_logs/version_1/plugins/jsonl-logger/fill.bin");
+    let fill = if fill.exists() { fill } else { s.root.join("lightning_logs/version_0/plugins/jsonl-logger/fill.bin") };
+    let size = std::fs::metadata(&fill).map(|m| m.len()).unwrap_or(0);
+    assert!(size <= 4 << 20, "the logger wrote {size} bytes under a 4 MiB quota");
+    // Within its quota it works as before.
+    let ok = lthost(&s.root, &["fit", wasm.to_str().expect("utf-8"), "--max-epochs", "1", "--logger", logger.to_str().expect("utf-8"), "--hparams", "{\"fill_mb\": 2}", "--no-progress-bar", "--set", "plugin.disk_quota_mb=4"]);
+    assert!(ok.ok(), "{}", ok.stderr);
+}
+
+#[test]
+fn symlinks_a_logger_plugin_leaves_are_removed() {
+    let s = scene();
+    let logger = plugin("jsonl-logger");
+    let wasm = plugin("parity-mlp");
+    let run = lthost(&s.root, &["fit", wasm.to_str().expect("utf-8"), "--max-epochs", "1", "--logger", logger.to_str().expect("utf-8"), "--hparams", "{\"symlink_to\": \"../../../../secret.txt\"}", "--no-progress-bar"]);
+    let dir = s.root.join("lightning_logs/version_1/plugins/jsonl-logger");
+    if run.ok() {
+        assert!(run.stderr.contains("left a symlink"), "{}", run.stderr);
+    }
+    assert!(std::fs::symlink_metadata(dir.join("link")).is_err(), "the symlink is gone:\n{}{}", run.stdout, run.stderr);
+    s.untouched();
+}

@@ -172,3 +172,16 @@ fn a_callback_plugin_gets_no_tensor_interface() {
     run.assert_fails_with(&["plugin `adversary`", "WASI only"]);
     assert!(!run.stdout.contains("SANDBOX ESCAPE"));
 }
+
+#[test]
+fn a_run_logging_only_to_a_plugin_keeps_its_checkpoints_out_of_the_plugins_directory() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let root = d.path();
+    let wasm = plugin("parity-mlp");
+    let logger = plugin("jsonl-logger");
+    let run = lthost(root, &["fit", wasm.to_str().expect("utf-8"), "--max-epochs", "1", "--no-progress-bar", "--logger", logger.to_str().expect("utf-8")]);
+    assert!(run.ok(), "{}", run.stderr);
+    let version = root.join("lightning_logs/version_0");
+    assert!(version.join("checkpoints").is_dir(), "checkpoints in the version directory");
+    assert!(!version.join("plugins/jsonl-logger/checkpoints").exists(), "never inside the logger plugin's grant");
+}

@@ -67,6 +67,7 @@ pub fn dump(st: &mut LoopState<'_>, position: LoopPosition, weights_only: bool, 
         }
         let state = if plugin_state { st.module.save_state(&mut st.ctx)? } else { None };
         if let Some(bytes) = state {
+            check_state_size(st.module.name(), "save_state", bytes.len())?;
             tensors.insert("plugin.state".into(), Tensor::from_slice(&bytes));
         }
         let data_state = match st.data.as_mut() {
@@ -74,10 +75,19 @@ pub fn dump(st: &mut LoopState<'_>, position: LoopPosition, weights_only: bool, 
             _ => None,
         };
         if let Some(bytes) = data_state {
+            check_state_size(st.module.name(), "datamodule save_state", bytes.len())?;
             tensors.insert("datamodule.state".into(), Tensor::from_slice(&bytes));
         }
     }
     Ok(Checkpoint { meta, tensors })
+}
+
+/// A plugin's own state may take at most [`checkpoint::MAX_STATE_BYTES`].
+fn check_state_size(plugin: &str, hook: &str, len: usize) -> Result<()> {
+    if len > checkpoint::MAX_STATE_BYTES {
+        bail!("plugin `{plugin}`, hook `{hook}`: its state is {} MiB, over the {} MiB a plugin's state may take", len >> 20, checkpoint::MAX_STATE_BYTES >> 20);
+    }
+    Ok(())
 }
 
 /// Loads the model's parameters and buffers; every missing, unexpected or mis-shaped key is

@@ -86,6 +86,7 @@ mod tests {
 
     #[test]
     fn kaiming_bound_is_inverse_sqrt_fan_in() {
+        let _rng = crate::engine::torch_ext::global_rng_lock();
         tch::manual_seed(0);
         let w = kaiming_uniform_sqrt5(&[64, 100], Device::Cpu).unwrap();
         let max = w.abs().max().double_value(&[]);

@@ -1,5 +1,13 @@
 //! libtorch switches tch does not expose (see `host/csrc/torch_ext.cpp`).
 
+/// Unit tests that seed or draw from libtorch's global generator hold this, so that tests
+/// running in parallel do not draw from each other's streams.
+#[cfg(test)]
+pub(crate) fn global_rng_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 extern "C" {
     fn lthost_set_deterministic(enabled: i32);
     fn lthost_deterministic() -> i32;
@@ -200,6 +208,7 @@ mod tests {
 
     #[test]
     fn inference_mode_turns_autograd_off() {
+        let _rng = global_rng_lock();
         let w = tch::Tensor::ones([2], (tch::Kind::Float, tch::Device::Cpu)).set_requires_grad(true);
         {
             let _g = InferenceMode::enter();

@@ -65,12 +65,11 @@ pub fn save_to(st: &mut LoopState<'_>, path: &Path, pos: LoopPosition, plugin_st
     Ok(())
 }
 
-/// A signal arrived: SIGUSR1 saves an HPC checkpoint (`<root>/hpc_ckpt_<n>.ckpt`, picked up
-/// by the next run); SIGTERM and SIGINT save `last.ckpt` in the checkpoint directory (or
-/// `<root>/interrupted.ckpt`). Either way the run then stops after the step it finished.
-pub fn interrupt(st: &mut LoopState<'_>, signal: i32, batches_done: usize) -> Result<()> {
-    let pos = position(st, batches_done, false);
-    let path = if signal == libc::SIGUSR1 {
+/// Where a signal's checkpoint goes: SIGUSR1 an HPC checkpoint (`<root>/hpc_ckpt_<n>.ckpt`,
+/// picked up by the next run of this plugin); SIGTERM and SIGINT `last.ckpt` in the
+/// checkpoint directory (or `<root>/interrupted.ckpt`).
+fn signal_path(st: &LoopState<'_>, signal: i32) -> std::path::PathBuf {
+    if signal == libc::SIGUSR1 {
         let n = crate::connectors::checkpoint::highest_hpc(&st.root_dir).map_or(1, |n| n + 1);
         st.root_dir.join(format!("hpc_ckpt_{n}.ckpt"))
     } else {
@@ -78,10 +77,29 @@ pub fn interrupt(st: &mut LoopState<'_>, signal: i32, batches_done: usize) -> Re
             Some(mc) => mc.dirpath.join("last.ckpt"),
             None => st.root_dir.join("interrupted.ckpt"),
         }
-    };
+    }
+}
+
+/// A signal arrived between steps: the checkpoint is saved (see [`signal_path`]) and the run
+/// stops after the step it finished.
+pub fn interrupt(st: &mut LoopState<'_>, signal: i32, batches_done: usize) -> Result<()> {
+    let pos = position(st, batches_done, false);
+    let path = signal_path(st, signal);
     save_to(st, &path, pos, true)?;
     st.hook(crate::hooks::Hook::OnException, None)?;
     st.interrupted = Some((signal, path));
     st.should_stop = true;
     Ok(())
+}
+
+/// A signal stopped a plugin inside a hook (the epoch jump): the run is saved at the last
+/// completed batch, without the plugin's own state (its instance cannot be entered again).
+pub fn interrupt_in_hook(st: &mut LoopState<'_>, signal: i32) -> Result<std::path::PathBuf> {
+    let done = st.batch_progress.current.completed as usize;
+    let pos = position(st, done, false);
+    let path = signal_path(st, signal);
+    save_to(st, &path, pos, false)?;
+    st.interrupted = Some((signal, path.clone()));
+    st.should_stop = true;
+    Ok(path)
 }

@@ -245,6 +245,7 @@ mod tests {
 
     #[test]
     fn prefetching_gives_the_same_batches() {
+        let _rng = crate::engine::torch_ext::global_rng_lock();
         let mut s = spec(103, 8, false);
         s.shuffle = true;
         let mut dl = DataLoader::new(s, Split::Train, "t").unwrap();
@@ -275,6 +276,7 @@ mod tests {
 
     #[test]
     fn shuffle_is_a_permutation() {
+        let _rng = crate::engine::torch_ext::global_rng_lock();
         let mut s = spec(9, 4, false);
         s.shuffle = true;
         let dl = DataLoader::new(s, Split::Train, "t").unwrap();

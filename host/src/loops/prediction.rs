@@ -9,7 +9,9 @@ use crate::hooks::Hook;
 use crate::loops::fetchers::DataLoader;
 use crate::loops::state::LoopState;
 
-pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, batches: usize) -> Result<Vec<Tensor>> {
+/// Runs `predict_step` over `batches` batches, handing each prediction to `sink` as it
+/// comes (the loop keeps none).
+pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, batches: usize, sink: &mut dyn FnMut(Tensor) -> Result<()>) -> Result<()> {
     let _grad_off = crate::engine::torch_ext::eval_guard(st.cfg.inference_mode);
     st.ctx.stage = Stage::Predict;
     st.ctx.training = false;
@@ -17,7 +19,6 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, batches: usize) -> Resul
     st.bar.on_eval_start("Predicting DataLoader 0", batches, false, false);
     st.hook(Hook::OnPredictStart, None)?;
     st.hook(Hook::OnPredictEpochStart, None)?;
-    let mut out = Vec::with_capacity(batches);
     for (idx, batch) in loader.epoch_from(st.ctx.device, None, 0, st.ctx.current_epoch)?.take(batches).enumerate() {
         let i = Some(idx as u64);
         st.hook(Hook::OnBeforeBatchTransfer, i)?;
@@ -29,12 +30,12 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, batches: usize) -> Resul
         st.ctx.current_hook = Some(Hook::PredictStep);
         let pred = st.module.predict_step(&mut st.ctx, &batch, idx as u64);
         st.ctx.current_hook = None;
-        out.push(pred?);
+        sink(pred?)?;
         st.hook(Hook::OnPredictBatchEnd, i)?;
         st.bar.on_eval_batch_end();
     }
     st.hook(Hook::OnPredictEpochEnd, None)?;
     st.bar.on_eval_end(&Default::default());
     st.hook(Hook::OnPredictEnd, None)?;
-    Ok(out)
+    Ok(())
 }

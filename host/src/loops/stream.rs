@@ -249,6 +249,7 @@ mod tests {
 
     #[test]
     fn the_main_instance_makes_the_batches_without_workers() {
+        let _rng = crate::engine::torch_ext::global_rng_lock();
         let l = loader(0, 1, None);
         tch::manual_seed(3);
         let want = torch_ext::draw_seed().expect("a seed");

@@ -136,8 +136,7 @@ impl WasmPlugin {
             return Err(PluginError { plugin: self.name.clone(), hook: hook.into(), op: None, detail: "the plugin already failed in an earlier hook".into(), backtrace: None });
         }
         let ticks = inner.deadline_ticks;
-        inner.store.set_epoch_deadline(ticks);
-        inner.store.data_mut().deadline = Some(std::time::Instant::now() + crate::plugin::runtime::TICK * u32::try_from(ticks).unwrap_or(u32::MAX));
+        crate::plugin::sandbox::arm(&mut inner.store, ticks);
         let mut lent = std::mem::take(ctx);
         lent.creation_device = creation_device;
         std::mem::swap(&mut lent.data_dir, &mut inner.data_dir);
@@ -147,6 +146,7 @@ impl WasmPlugin {
         let charging = memory.charge();
         let result = crate::plugin::panic_guard::guarded(|| f(&mut inner));
         drop(charging);
+        inner.store.data_mut().deadline = None;
         let result = match result {
             Ok(r) => r,
             Err(caught) => {

@@ -33,7 +33,7 @@ pub fn load_callback(runtime: &Arc<Runtime>, path: &Path, opts: &PluginOptions) 
     let idx = callback::GuestIndices::new(&pre).map_err(|_| anyhow!("plugin `{name}`: exports no `{CALLBACK_EXPORT}`, so it is not a callback"))?;
     let instance = pre.instantiate(&mut store).map_err(|e| anyhow!("{}", describe(&name, "instantiate", e)))?;
     let guest = idx.load(&mut store, &instance).map_err(|e| anyhow!("plugin `{name}`: {e}"))?;
-    store.set_epoch_deadline(deadline_ticks);
+    crate::plugin::sandbox::arm(&mut store, deadline_ticks);
     let hooks = guest.call_hooks(&mut store).map_err(|e| anyhow!("{}", describe(&name, "hooks", e)))?.into_iter().collect();
     Ok(WasmCallback { name, store, guest, hooks, deadline_ticks })
 }
@@ -65,7 +65,7 @@ impl Callback for WasmCallback {
                 _ => None,
             },
         };
-        self.store.set_epoch_deadline(self.deadline_ticks);
+        crate::plugin::sandbox::arm(&mut self.store, self.deadline_ticks);
         let out = self.guest.call_on_hook(&mut self.store, hook.name(), &wit_info).map_err(|e| anyhow!("{}", describe(&self.name, hook.name(), e)))?;
         let r = out.map_err(|m| anyhow!("callback plugin `{}` failed in `{}`: {m}", self.name, hook.name()))?;
         Ok(CallbackAction { stop: r.stop, logs: r.logs, ..CallbackAction::default() })
@@ -74,7 +74,7 @@ impl Callback for WasmCallback {
     /// The plugin's state for a checkpoint, under a fresh deadline; a failure fails the save
     /// (a checkpoint silently missing it would resume differently).
     fn state(&mut self) -> Result<Option<Value>> {
-        self.store.set_epoch_deadline(self.deadline_ticks);
+        crate::plugin::sandbox::arm(&mut self.store, self.deadline_ticks);
         let text = self.guest.call_save_state(&mut self.store).map_err(|e| anyhow!("{}", describe(&self.name, "state_dict", e)))?;
         let Some(text) = text else { return Ok(None) };
         if text.len() > crate::checkpoint::MAX_STATE_BYTES {
@@ -85,7 +85,7 @@ impl Callback for WasmCallback {
 
     fn load_state(&mut self, state: &Value) -> Result<()> {
         let text = state.to_string();
-        self.store.set_epoch_deadline(self.deadline_ticks);
+        crate::plugin::sandbox::arm(&mut self.store, self.deadline_ticks);
         let out = self.guest.call_load_state(&mut self.store, &text).map_err(|e| anyhow!("{}", describe(&self.name, "load_state_dict", e)))?;
         out.map_err(|m| anyhow!("callback plugin `{}` failed in `load_state_dict`: {m}", self.name))
     }

@@ -2,7 +2,7 @@
 //! may write only in its own directory (`/logs` in the guest; `<log dir>/plugins/<plugin
 //! name>` on the host: a namespace of their own, so that no plugin's file name can make its
 //! directory one of the host's, such as `checkpoints`). Symlinks it leaves are removed when
-//! it is finalized.
+//! the run is done with it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -24,7 +24,11 @@ pub const LOGGER_EXPORT: &str = "lt:plugin/logger@0.1.0";
 
 pub struct WasmLogger {
     name: String,
+    /// Its own directory (`/logs`).
     dir: PathBuf,
+    /// The run's version directory it lives in: what the run sees as its log dir (never the
+    /// plugin's own, or a run logging only to a plugin would keep its checkpoints there).
+    version_dir: PathBuf,
     version: u64,
     store: Store<PluginState>,
     guest: logger::Guest,
@@ -44,12 +48,12 @@ pub fn load_logger(runtime: &Arc<Runtime>, path: &Path, opts: &PluginOptions, lo
     let idx = logger::GuestIndices::new(&pre).map_err(|_| anyhow!("plugin `{name}`: exports no `{LOGGER_EXPORT}`, so it is not a logger"))?;
     let instance = pre.instantiate(&mut store).map_err(|e| anyhow!("{}", describe(&name, "instantiate", e)))?;
     let guest = idx.load(&mut store, &instance).map_err(|e| anyhow!("plugin `{name}`: {e}"))?;
-    Ok(WasmLogger { name, dir, version, store, guest, deadline_ticks })
+    Ok(WasmLogger { name, dir, version_dir: log_dir.to_path_buf(), version, store, guest, deadline_ticks })
 }
 
 impl WasmLogger {
     fn call(&mut self, hook: &str, f: impl FnOnce(&logger::Guest, &mut Store<PluginState>) -> wasmtime::Result<Result<(), String>>) -> Result<()> {
-        self.store.set_epoch_deadline(self.deadline_ticks);
+        crate::plugin::sandbox::arm(&mut self.store, self.deadline_ticks);
         match f(&self.guest, &mut self.store) {
             Ok(Ok(())) => Ok(()),
             Ok(Err(msg)) => Err(anyhow!("logger plugin `{}` failed in `{hook}`: {msg}", self.name)),
@@ -66,7 +70,7 @@ impl Logger for WasmLogger {
         self.version
     }
     fn log_dir(&self) -> &Path {
-        &self.dir
+        &self.version_dir
     }
     fn log_hyperparams(&mut self, hparams: &Value) -> Result<()> {
         let text = hparams.to_string();
@@ -80,11 +84,16 @@ impl Logger for WasmLogger {
         self.call("save", |g, s| g.call_save(s))
     }
     fn finalize(&mut self, status: &str) -> Result<()> {
-        let r = self.call("finalize", |g, s| g.call_finalize(s, status));
+        self.call("finalize", |g, s| g.call_finalize(s, status))
+    }
+}
+
+/// When the run is done with the logger (finalized or failed), nothing it linked stays.
+impl Drop for WasmLogger {
+    fn drop(&mut self) {
         if let Ok(d) = cap_std::fs::Dir::open_ambient_dir(&self.dir, cap_std::ambient_authority()) {
             remove_symlinks(&self.name, &d, &self.dir, 0);
         }
-        r
     }
 }
 

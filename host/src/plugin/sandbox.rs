@@ -31,6 +31,8 @@ pub struct PluginOptions {
     /// Host-side tensor memory and live handles the plugin may hold.
     pub max_tensor_bytes: u64,
     pub max_handles: usize,
+    /// Bytes the plugin may write into its writable grants.
+    pub disk_quota_bytes: u64,
     /// Where plugins' own output directories go (`<root>/<plugin>`, `/output` in the
     /// guest, read-write), for plugins whose manifest requests `output-write`.
     pub output_root: Option<PathBuf>,
@@ -39,8 +41,8 @@ pub struct PluginOptions {
 impl Default for PluginOptions {
     /// Secure by default: no trusted keys, unsigned plugins refused.
     fn default() -> Self {
-        use crate::plugin::state::{DEFAULT_MAX_HANDLES, DEFAULT_TENSOR_BYTES};
-        PluginOptions { data_dir: None, memory_limit_bytes: 2 << 30, hook_timeout: Duration::from_secs(600), trust: Arc::default(), max_tensor_bytes: DEFAULT_TENSOR_BYTES, max_handles: DEFAULT_MAX_HANDLES, output_root: None }
+        use crate::plugin::state::{DEFAULT_DISK_BYTES, DEFAULT_MAX_HANDLES, DEFAULT_TENSOR_BYTES};
+        PluginOptions { data_dir: None, memory_limit_bytes: 2 << 30, hook_timeout: Duration::from_secs(600), trust: Arc::default(), max_tensor_bytes: DEFAULT_TENSOR_BYTES, max_handles: DEFAULT_MAX_HANDLES, disk_quota_bytes: DEFAULT_DISK_BYTES, output_root: None }
     }
 }
 
@@ -59,6 +61,7 @@ pub(crate) struct Admitted {
     memory_limit_bytes: usize,
     max_tensor_bytes: u64,
     max_handles: usize,
+    disk_quota_bytes: u64,
 }
 
 /// A component checked, compiled and ready to instantiate in its sandboxed store.
@@ -137,7 +140,7 @@ fn admit_with(runtime: &Arc<Runtime>, linker: &wasmtime::component::Linker<Plugi
         true => anyhow!("plugin `{name}`: a logger or callback plugin is given WASI only (its world imports no tensors, layers or trainer state), and it imports more: {e}"),
         false => anyhow!("plugin `{name}`: imports something lthost does not provide (this host speaks lt:plugin@0.1.0): {e}"),
     })?;
-    Ok(Admitted { name, pre, grants, data_dir, sha256, deadline_ticks, memory_limit_bytes: opts.memory_limit_bytes, max_tensor_bytes: opts.max_tensor_bytes, max_handles: opts.max_handles })
+    Ok(Admitted { name, pre, grants, data_dir, sha256, deadline_ticks, memory_limit_bytes: opts.memory_limit_bytes, max_tensor_bytes: opts.max_tensor_bytes, max_handles: opts.max_handles, disk_quota_bytes: opts.disk_quota_bytes })
 }
 
 impl Admitted {
@@ -155,7 +158,8 @@ impl Admitted {
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
-            .allow_blocking_current_thread(true);
+            .allow_blocking_current_thread(true)
+            .monotonic_clock(crate::plugin::interrupt::MonotonicClock);
         for (host, guest, perms) in &self.grants {
             wasi.preopened_dir(host, guest, *perms)
                 .map_err(|e| anyhow!("plugin `{name}`: granting directory {}: {e}", host.display()))?;
@@ -175,6 +179,7 @@ impl Admitted {
             budget: crate::plugin::state::Budget::new(self.max_tensor_bytes / share as u64, self.max_handles / share),
             generator: None,
             deadline: None,
+            disk: crate::plugin::disk_quota::DiskQuota::new(name, self.disk_quota_bytes / share as u64),
         };
         let mut store = Store::new(&runtime.engine, state);
         store.limiter(|s| &mut s.limits);
@@ -182,4 +187,12 @@ impl Admitted {
         store.epoch_deadline_trap();
         Ok(store)
     }
+}
+
+/// Starts a hook's time: the epoch deadline (guest code) and the wall-clock deadline that
+/// host ops and guest sleeps watch, both `ticks` from now.
+pub(crate) fn arm(store: &mut Store<PluginState>, ticks: u64) {
+    store.set_epoch_deadline(ticks);
+    let limit = crate::plugin::runtime::TICK.saturating_mul(u32::try_from(ticks).unwrap_or(u32::MAX));
+    store.data_mut().deadline = std::time::Instant::now().checked_add(limit);
 }

@@ -25,6 +25,8 @@ pub struct PluginState {
     /// finishes past it fails naming itself, since a long libtorch kernel cannot be
     /// interrupted and the epoch deadline would only trip in whatever guest code ran next.
     pub deadline: Option<std::time::Instant>,
+    /// The bytes it may still write into its writable grants.
+    pub disk: Arc<crate::plugin::disk_quota::DiskQuota>,
 }
 
 /// The host-side resources a plugin may hold: tensor memory, charged where libtorch
@@ -39,6 +41,8 @@ pub struct Budget {
 /// The default tensor budget (`plugin.tensor_memory_limit_mb`) and handle bound.
 pub const DEFAULT_TENSOR_BYTES: u64 = 8 << 30;
 pub const DEFAULT_MAX_HANDLES: usize = 100_000;
+/// The default disk quota (`plugin.disk_quota_mb`).
+pub const DEFAULT_DISK_BYTES: u64 = 1 << 30;
 
 impl Budget {
     pub fn new(max_tensor_bytes: u64, max_handles: usize) -> Budget {

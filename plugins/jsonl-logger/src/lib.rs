@@ -1,6 +1,8 @@
 //! A logger plugin: one JSON object per `log_metrics` call in `/logs/metrics.jsonl`, the
 //! hyper-parameters in `/logs/hparams.json`. `/logs` is the only place it may write.
-//! A hyper-parameter `escape_to` makes it try to write there too (the sandbox test).
+//! A hyper-parameter `escape_to` makes it try to write there too, and `fill_mb` makes it
+//! write that many MiB into `/logs/fill.bin`, `symlink_to` makes it leave a symlink
+//! `/logs/link` pointing there (the sandbox tests: its grant, its quota, its leftovers).
 
 use std::io::Write as _;
 
@@ -24,6 +26,16 @@ impl Logger for Jsonl {
     fn log_hyperparams(&mut self, params: &Value) -> Result<(), String> {
         if let Some(path) = params.get("escape_to").and_then(Value::as_str) {
             std::fs::write(path, b"escaped").map_err(|e| format!("writing {path}: {e}"))?;
+        }
+        if let Some(target) = params.get("symlink_to").and_then(Value::as_str) {
+            symlink(target, "/logs/link")?;
+        }
+        if let Some(mb) = params.get("fill_mb").and_then(Value::as_u64) {
+            let mut f = std::fs::File::create("/logs/fill.bin").map_err(|e| e.to_string())?;
+            let chunk = vec![7u8; 1 << 20];
+            for i in 0..mb {
+                f.write_all(&chunk).map_err(|e| format!("writing MiB {i} of /logs/fill.bin: {e}"))?;
+            }
         }
         std::fs::write("/logs/hparams.json", params.to_string()).map_err(|e| e.to_string())
     }
@@ -50,6 +62,21 @@ impl Logger for Jsonl {
     fn finalize(&mut self, status: &str) -> Result<(), String> {
         self.save()?;
         std::fs::write("/logs/status", status).map_err(|e| e.to_string())
+    }
+}
+
+/// wasi-libc's `symlink` (std's WASI symlink API is unstable).
+fn symlink(target: &str, link: &str) -> Result<(), String> {
+    extern "C" {
+        fn symlink(target: *const std::ffi::c_char, link: *const std::ffi::c_char) -> std::ffi::c_int;
+    }
+    let (t, l) = (std::ffi::CString::new(target).map_err(|e| e.to_string())?, std::ffi::CString::new(link).map_err(|e| e.to_string())?);
+    // SAFETY: two NUL-terminated strings that outlive the call.
+    let rc = unsafe { symlink(t.as_ptr(), l.as_ptr()) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(format!("symlink {link} -> {target}: {}", std::io::Error::last_os_error()))
     }
 }
 

@@ -13,7 +13,8 @@
 //!   the tensor budget, charged where libtorch allocates: `views` (keeps a one-element view
 //!   of each 128 MiB tensor), `arange` (a 16 GB `arange`), `autograd` (a chain whose saved
 //!   tensors pile up), and in `configure`, `params` (registers 64 MiB layers until refused);
-//!   `slow-op` (2048² matmuls until the hook's time is up: the op that overran is named).
+//!   `slow-op` (2048² matmuls until the hook's time is up: the op that overran is named);
+//!   against time limits and signals: `sleep` (a 60 s WASI sleep), `spin` (a busy loop).
 //! - It also exports a callback (`on_hook` does nothing): loaded with `--callback`, it must
 //!   be refused, since its tensor imports are more than a callback's world allows.
 
@@ -152,6 +153,23 @@ impl LightningModule for Adversary {
                     keep.push(big.narrow(0, 0, 1));
                 }
                 Some(out.mean())
+            }
+            "sleep" => {
+                println!("sleeping");
+                std::thread::sleep(std::time::Duration::from_secs(60));
+                println!("woke up early");
+                Some(out.mean())
+            }
+            "spin" => {
+                println!("spinning");
+                let mut x = 0u64;
+                loop {
+                    x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    if x == 42 {
+                        break;
+                    }
+                }
+                Some(&out * x as f64)
             }
             "slow-op" => {
                 let a = Tensor::randn(&[2048, 2048]);
