@@ -425,6 +425,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_run_file_cannot_grant_the_whole_filesystem() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("run.toml");
+        std::fs::write(&f, "[plugin]\ndata_dir = \"/\"\n").unwrap();
+        let err = RunConfig::load(Some(&f), &[]).err().unwrap().to_string();
+        assert!(err.contains("the whole filesystem"), "{err}");
+        std::fs::create_dir(d.path().join("data")).unwrap();
+        std::fs::write(&f, "[plugin]\ndata_dir = \"data\"\n").unwrap();
+        assert!(RunConfig::load(Some(&f), &[]).is_ok());
+    }
+
+    #[test]
     fn parses_a_run_file_and_refuses_unknown_keys() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("run.toml");

@@ -185,3 +185,18 @@ pub fn device_name(d: Device) -> String {
         other => format!("{other:?}").to_lowercase(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_names_that_would_corrupt_a_log_are_refused() {
+        for bad in ["", "a,b", "a\"b", "loss\n", "x\ry", "\u{1b}[2Kfake", &"n".repeat(MAX_METRIC_NAME + 1)] {
+            assert!(check_metric_name(bad).is_err(), "{bad:?}");
+        }
+        for good in ["train_loss", "val/acc", "lr-Adam/pg1", "loss (x)"] {
+            assert!(check_metric_name(good).is_ok(), "{good:?}");
+        }
+    }
+}

@@ -13,12 +13,26 @@ use crate::common::{component_cache, plugin, trusted_keys, Run};
 const BUDGET_MB: u64 = 512;
 const OVERHEAD_MB: u64 = 128;
 
-/// Runs lthost as its own process and returns what it printed and its peak resident
-/// memory in MiB (`wait4` on that one child).
-fn run_measured(cwd: &Path, args: &[&str]) -> (Run, u64) {
+/// What one run took: its peak resident memory (`wait4` on that one child) and its peak
+/// virtual size (VmPeak, read from /proc while it runs), in MiB.
+struct Peaks {
+    rss_mb: u64,
+    vm_mb: u64,
+}
+
+/// Runs lthost as its own process, under `ulimit -v` = `vm_limit_mb` when given.
+fn run_measured(cwd: &Path, args: &[&str], vm_limit_mb: Option<u64>) -> (Run, Peaks) {
     let out = cwd.join("stdout.txt");
     let err = cwd.join("stderr.txt");
-    let child = Command::new(env!("CARGO_BIN_EXE_lthost"))
+    let mut cmd = match vm_limit_mb {
+        Some(mb) => {
+            let mut c = Command::new("bash");
+            c.args(["-c", &format!("ulimit -v {} && exec \"$0\" \"$@\"", mb * 1024), env!("CARGO_BIN_EXE_lthost")]);
+            c
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_lthost")),
+    };
+    let child = cmd
         .args(args)
         .current_dir(cwd)
         .env_remove("LD_LIBRARY_PATH")
@@ -32,27 +46,46 @@ fn run_measured(cwd: &Path, args: &[&str]) -> (Run, u64) {
     let mut status = 0;
     // SAFETY: a zeroed rusage is a valid value for wait4 to fill.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waits for our own child, by its pid, writing into locals.
-    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
-    assert_eq!(pid, child.id() as libc::pid_t, "wait4");
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut vm_kb = 0u64;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&status_file) {
+            if let Some(v) = text.lines().find_map(|l| l.strip_prefix("VmPeak:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok()) {
+                vm_kb = vm_kb.max(v);
+            }
+        }
+        // SAFETY: polls our own child, by its pid, writing into locals.
+        let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, libc::WNOHANG, &mut usage) };
+        if pid == child.id() as libc::pid_t {
+            break;
+        }
+        assert_eq!(pid, 0, "wait4");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
     let run = Run { code, stdout: std::fs::read_to_string(out).unwrap_or_default(), stderr: std::fs::read_to_string(err).unwrap_or_default() };
-    (run, usage.ru_maxrss as u64 / 1024)
+    (run, Peaks { rss_mb: usage.ru_maxrss as u64 / 1024, vm_mb: vm_kb / 1024 })
 }
 
-fn attack(dir: &Path, attack: &str) -> (Run, u64) {
+fn attack(dir: &Path, attack: &str, vm_limit_mb: Option<u64>) -> (Run, Peaks) {
     let cfg = dir.join("budget.toml");
     std::fs::write(&cfg, format!("[plugin]\ntensor_memory_limit_mb = {BUDGET_MB}\n")).expect("config");
     let wasm = plugin("adversary");
     let hp = format!("{{\"attack\": \"{attack}\"}}");
-    run_measured(dir, &["fit", wasm.to_str().expect("utf-8"), "--config", cfg.to_str().expect("utf-8"), "--max-epochs", "1", "--no-progress-bar", "--accelerator", "cpu", "--hparams", &hp])
+    run_measured(dir, &["fit", wasm.to_str().expect("utf-8"), "--config", cfg.to_str().expect("utf-8"), "--max-epochs", "1", "--no-progress-bar", "--accelerator", "cpu", "--hparams", &hp], vm_limit_mb)
 }
 
 #[test]
 fn every_route_past_the_tensor_budget_is_an_op_error_within_bounded_memory() {
     let d = tempfile::tempdir().expect("tempdir");
-    let (plain, base_mb) = attack(d.path(), "none");
+    let (plain, base) = attack(d.path(), "none", None);
     assert!(plain.ok(), "{}", plain.stderr);
+    // The attacks run under `ulimit -v`: a plain run's peak address space (mostly wasmtime's
+    // reservations for linear memory) + the budget + the overhead. The budget must refuse
+    // first, with its own error; the plain run fits under the same limit.
+    let limit = base.vm_mb + BUDGET_MB + OVERHEAD_MB;
+    let (fits, _) = attack(d.path(), "none", Some(limit));
+    assert!(fits.ok(), "a plain run under ulimit -v {limit} MiB:\n{}", fits.stderr);
     let over = format!("over its budget of {BUDGET_MB} MiB");
     let cases: &[(&str, &[&str])] = &[
         ("views", &["hook `training_step`", "op `zeros`", &over]),
@@ -61,14 +94,16 @@ fn every_route_past_the_tensor_budget_is_an_op_error_within_bounded_memory() {
         ("params", &["hook `configure`", &over]),
     ];
     for (name, needles) in cases {
-        let (run, peak_mb) = attack(d.path(), name);
+        let (run, peak) = attack(d.path(), name, Some(limit));
         let mut n = vec!["plugin `adversary`"];
         n.extend_from_slice(needles);
         run.assert_fails_with(&n);
         assert!(
-            peak_mb <= base_mb + BUDGET_MB + OVERHEAD_MB,
-            "{name}: peak {peak_mb} MiB, over the plain run's {base_mb} MiB + the {BUDGET_MB} MiB budget + {OVERHEAD_MB} MiB"
+            peak.rss_mb <= base.rss_mb + BUDGET_MB + OVERHEAD_MB,
+            "{name}: peak RSS {} MiB, over the plain run's {} MiB + the {BUDGET_MB} MiB budget + {OVERHEAD_MB} MiB",
+            peak.rss_mb,
+            base.rss_mb
         );
-        println!("{name}: peak {peak_mb} MiB (plain run {base_mb} MiB, budget {BUDGET_MB} MiB)");
+        println!("{name}: peak RSS {} MiB (plain run {} MiB), under ulimit -v {limit} MiB (plain run's VmPeak {} MiB), budget {BUDGET_MB} MiB", peak.rss_mb, base.rss_mb, base.vm_mb);
     }
 }

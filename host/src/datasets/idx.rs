@@ -74,6 +74,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_gzip_bomb_is_refused_before_it_inflates() {
+        use std::io::Write as _;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(&vec![0u8; 64 << 20]).unwrap();
+        let bomb = gz.finish().unwrap();
+        assert!(bomb.len() < 1 << 20, "64 MiB of zeros packs small");
+        let err = unpack(bomb.clone(), true, 16 << 20).unwrap_err().to_string();
+        assert!(err.contains("inflates past 16 MiB"), "{err}");
+        assert_eq!(unpack(bomb, true, 64 << 20).unwrap().len(), 64 << 20);
+    }
+
+    #[test]
     fn reads_mnist_shaped_files_and_names_bad_bytes() {
         let img = write(0x08, &[2, 2, 3], &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 255]);
         let t = parse(&img, 1 << 31).unwrap();
