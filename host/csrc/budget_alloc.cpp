@@ -32,9 +32,11 @@ void unref(Budget* b) {
 }
 
 struct Header {
+  uint64_t magic;
   Budget* budget;
   int64_t bytes;
 };
+constexpr uint64_t kMagic = 0x6c74686f73746231ULL;  // "lthostb1"
 constexpr size_t kHeader = 64;
 static_assert(sizeof(Header) <= kHeader, "header fits");
 
@@ -45,6 +47,14 @@ void release(void* data) {
   if (data == nullptr) return;
   char* base = static_cast<char*>(data) - kHeader;
   auto* h = reinterpret_cast<Header*>(base);
+  if (h->magic != kMagic) {
+    // Not one of ours: a raw block the default allocator handed out before this one was
+    // installed (lthost installs it first thing, so this should not happen), freed through
+    // the allocator in force now.
+    inner->raw_deallocate(data);
+    return;
+  }
+  h->magic = 0;
   if (h->budget != nullptr) {
     h->budget->used.fetch_sub(h->bytes);
     unref(h->budget);
@@ -58,10 +68,16 @@ struct BudgetedAllocator final : c10::Allocator {
   c10::DataPtr allocate(size_t n) override {
     Budget* b = current;
     if (n == 0) return c10::DataPtr(nullptr, nullptr, &release, c10::Device(c10::DeviceType::CPU));
+    TORCH_CHECK_WITH(OutOfMemoryError, n <= static_cast<size_t>(INT64_MAX) - kHeader, "cannot allocate ", n, " bytes");
     auto bytes = static_cast<int64_t>(n);
     if (b != nullptr) {
-      int64_t now = b->used.fetch_add(bytes) + bytes;
       int64_t limit = b->limit.load();
+      // Checked before adding, so that a huge request cannot overflow the count.
+      if (bytes > limit) {
+        TORCH_CHECK_WITH(OutOfMemoryError, false, "allocating ", mib(bytes), " would bring the plugin's tensor memory to more than ", mib(bytes),
+                         ", over its budget of ", mib(limit), " (plugin.tensor_memory_limit_mb)");
+      }
+      int64_t now = b->used.fetch_add(bytes) + bytes;
       if (now > limit) {
         b->used.fetch_sub(bytes);
         TORCH_CHECK_WITH(OutOfMemoryError, false, "allocating ", mib(bytes), " would bring the plugin's tensor memory to ", mib(now),
@@ -74,7 +90,7 @@ struct BudgetedAllocator final : c10::Allocator {
     }
     void* base = nullptr;
     try {
-      base = inner->raw_allocate(n + kHeader);
+      base = inner->raw_allocate(n + kHeader);  // n <= limit here, or b is null
     } catch (...) {
       if (b != nullptr) {
         b->used.fetch_sub(bytes);
@@ -83,6 +99,7 @@ struct BudgetedAllocator final : c10::Allocator {
       throw;
     }
     auto* h = static_cast<Header*>(base);
+    h->magic = kMagic;
     h->budget = b;
     h->bytes = bytes;
     void* data = static_cast<char*>(base) + kHeader;
@@ -104,6 +121,7 @@ extern "C" {
 // Makes the budgeted allocator libtorch's CPU allocator (once per process). Blocks made
 // before keep their own allocator and deleter.
 void lthost_budget_install() {
+  // Called first thing in main (and again, harmlessly, wherever a budget is made).
   std::call_once(installed, [] {
     inner = c10::GetCPUAllocator();
     c10::SetAllocator(c10::DeviceType::CPU, &allocator, /*priority=*/255);
@@ -124,6 +142,25 @@ int64_t lthost_budget_used(void* b) { return static_cast<Budget*>(b)->used.load(
 int64_t lthost_budget_peak(void* b) { return static_cast<Budget*>(b)->peak.load(); }
 
 int64_t lthost_budget_limit(void* b) { return static_cast<Budget*>(b)->limit.load(); }
+
+// Charges `n` bytes that are not a libtorch block (a host-side read buffer) to `b`; 0 when
+// that would pass its limit (nothing charged). Given back with lthost_budget_unreserve.
+int lthost_budget_reserve(void* b, int64_t n) {
+  auto* budget = static_cast<Budget*>(b);
+  int64_t limit = budget->limit.load();
+  if (n > limit) return 0;
+  int64_t now = budget->used.fetch_add(n) + n;
+  if (now > limit) {
+    budget->used.fetch_sub(n);
+    return 0;
+  }
+  int64_t seen = budget->peak.load();
+  while (now > seen && !budget->peak.compare_exchange_weak(seen, now)) {
+  }
+  return 1;
+}
+
+void lthost_budget_unreserve(void* b, int64_t n) { static_cast<Budget*>(b)->used.fetch_sub(n); }
 
 // Charges this thread's allocations to `b` (null: to nobody) until the matching exit;
 // returns the budget charged before, for lthost_budget_exit.

@@ -198,7 +198,9 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
     let mut meta = meta;
     let mut tensors = BTreeMap::new();
     for (key, state) in meta.callbacks.iter_mut() {
-        if let Some(name) = state.get("$tensor").and_then(Value::as_str).map(str::to_string) {
+        // Only this callback's own tensor: a state naming another tensor stays as it is.
+        let own = format!("{STATE_TENSOR}{key}");
+        if let Some(name) = state.get("$tensor").and_then(Value::as_str).filter(|n| *n == own).map(str::to_string) {
             let view = st.tensor(&name).map_err(|_| anyhow!("checkpoint {shown}: the state of callback `{key}` is missing (tensor `{name}`)"))?;
             *state = serde_json::from_slice(view.data()).map_err(|e| anyhow!("checkpoint {shown}: the state of callback `{key}` is not valid ({e})"))?;
         }

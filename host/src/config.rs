@@ -274,6 +274,31 @@ fn apply_set(table: &mut toml::Table, set: &str) -> Result<()> {
     Ok(())
 }
 
+/// What a data directory from a run file would expose, if it is one no project should grant
+/// by itself: `/`, a system directory, a home directory (or a directory above one), or a
+/// home's key and credential stores.
+fn sensitive_dir(d: &Path) -> Option<String> {
+    let c = d.canonicalize().ok()?;
+    if c == Path::new("/") {
+        return Some("the whole filesystem".into());
+    }
+    for sys in ["/etc", "/root", "/home", "/usr", "/var", "/proc", "/sys", "/dev", "/boot"] {
+        if c == Path::new(sys) || (c.starts_with(sys) && matches!(sys, "/etc" | "/proc" | "/sys" | "/dev" | "/boot")) {
+            return Some(format!("the system directory {}", c.display()));
+        }
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).and_then(|h| h.canonicalize().ok())?;
+    if home.starts_with(&c) {
+        return Some("your home directory".into());
+    }
+    for secret in [".ssh", ".gnupg", ".aws", ".config", ".kube", ".docker", ".lthost"] {
+        if c.starts_with(home.join(secret)) {
+            return Some(format!("your {secret} directory"));
+        }
+    }
+    None
+}
+
 /// Sandbox grants and limits for the plugin.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -389,10 +414,8 @@ impl RunConfig {
             eprintln!("note: {shown} makes these keys trusted: {}; plugins they signed will run", keys.join(", "));
         }
         if let Some(d) = &cfg.plugin.data_dir {
-            let home = std::env::var_os("HOME").map(PathBuf::from);
-            let whole = d.canonicalize().is_ok_and(|c| c == Path::new("/") || home.as_deref().is_some_and(|h| h.canonicalize().is_ok_and(|h| h == c || h.starts_with(&c))));
-            if whole {
-                bail!("{shown}: plugin.data_dir = {:?} would let plugins read {}; give plugins a data directory of their own (to grant it anyway, drop it from the run file and pass --data-dir)", d.display().to_string(), if d.canonicalize().is_ok_and(|c| c == Path::new("/")) { "the whole filesystem" } else { "your home directory" });
+            if let Some(what) = sensitive_dir(d) {
+                bail!("{shown}: plugin.data_dir = {:?} would let plugins read {what}; give plugins a data directory of their own (to grant it anyway, drop it from the run file and pass --data-dir)", d.display().to_string());
             }
         }
         for p in cfg.callbacks.plugins.iter_mut() {
@@ -431,6 +454,8 @@ mod tests {
         std::fs::write(&f, "[plugin]\ndata_dir = \"/\"\n").unwrap();
         let err = RunConfig::load(Some(&f), &[]).err().unwrap().to_string();
         assert!(err.contains("the whole filesystem"), "{err}");
+        std::fs::write(&f, "[plugin]\ndata_dir = \"/etc\"\n").unwrap();
+        assert!(RunConfig::load(Some(&f), &[]).err().unwrap().to_string().contains("system directory"));
         std::fs::create_dir(d.path().join("data")).unwrap();
         std::fs::write(&f, "[plugin]\ndata_dir = \"data\"\n").unwrap();
         assert!(RunConfig::load(Some(&f), &[]).is_ok());

@@ -91,14 +91,27 @@ pub fn write_atomic_as(path: &Path, contents: &[u8], event: &str) -> Result<()> 
     write_file(path, contents, event, true)
 }
 
-/// The name prefix of lthost's temp files: a killed process leaves one, and only files with
-/// it are cleaned up later.
+/// The name prefix of lthost's temp files (`.lthost-tmp-<pid>-…`): a killed process leaves
+/// one, and only those of processes no longer running are cleaned up later.
 pub const TEMP_PREFIX: &str = ".lthost-tmp-";
+
+/// A new temp file in `dir` named for this process.
+pub fn temp_file_in(dir: &Path) -> std::io::Result<tempfile::NamedTempFile> {
+    tempfile::Builder::new().prefix(&format!("{TEMP_PREFIX}{}-", std::process::id())).tempfile_in(dir)
+}
+
+/// Whether `name` is an lthost temp file whose process is gone (safe to remove).
+pub fn is_stale_temp(name: &str) -> bool {
+    let Some(pid) = name.strip_prefix(TEMP_PREFIX).and_then(|r| r.split_once('-')).and_then(|(p, _)| p.parse::<libc::pid_t>().ok()) else { return false };
+    // SAFETY: signal 0 only asks whether the process exists.
+    let gone = unsafe { libc::kill(pid, 0) } == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+    gone && pid > 0
+}
 
 fn write_file(path: &Path, contents: &[u8], event: &str, durable: bool) -> Result<()> {
     use std::io::Write as _;
     let dir: PathBuf = path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
-    let mut tmp = tempfile::Builder::new().prefix(TEMP_PREFIX).tempfile_in(&dir).with_context(|| format!("creating a temp file in {}", dir.display()))?;
+    let mut tmp = temp_file_in(&dir).with_context(|| format!("creating a temp file in {}", dir.display()))?;
     tmp.write_all(contents)?;
     // The temp file is private (0600); the result is an ordinary file (0644 less umask).
     {

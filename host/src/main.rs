@@ -417,6 +417,8 @@ fn main() -> ExitCode {
     // Before anything else: a run that may use CUDA restarts with libtorch's CUDA library.
     lthost::connectors::cuda_loader::preload_if_needed();
     lthost::connectors::accelerator::init_interop_threads();
+    // Before libtorch allocates anything that later allocator calls could be handed back.
+    lthost::engine::memory_budget::install();
     // SIGTERM, SIGINT, SIGUSR1: the loops finish the current step, save, and stop.
     let signal = Arc::new(AtomicUsize::new(0));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT, signal_hook::consts::SIGUSR1] {
@@ -433,7 +435,11 @@ fn main() -> ExitCode {
         Ok(None) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            // A run a signal stopped exits as the signal says, whatever stage it was in.
+            match lthost::plugin::interrupt::signalled() {
+                0 => ExitCode::FAILURE,
+                sig => ExitCode::from((128 + sig).min(255) as u8),
+            }
         }
     }
 }

@@ -187,6 +187,8 @@ impl<'c> Trainer<'c> {
             stepping: false,
             eval_batches: 0,
             first_step: None,
+            steps_at_batch_start: 0,
+            step_pending: false,
             data_wait: Duration::ZERO,
         })
     }
@@ -311,7 +313,7 @@ impl<'c> Trainer<'c> {
                     None => format!("the run ({e:#})"),
                 };
                 let path = checkpointing::interrupt_in_hook(&mut st, sig).map_err(|se| se.context(format!("signal {sig} stopped {what}, and saving the run failed")))?;
-                println!("signal {sig} stopped {what}; the run was saved to {} (at the last whole batch, without the plugin's own state)", path.display());
+                println!("signal {sig} stopped {what}; the run was saved to {} (where its weights are, without the plugin's own state)", path.display());
                 stopped_in_hook = Some(what);
                 fit::FitOutcome::default()
             }

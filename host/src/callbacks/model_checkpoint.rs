@@ -122,8 +122,9 @@ pub struct ModelCheckpoint {
     pub last_time: std::time::Instant,
     /// The checkpoint directory, opened on first use.
     dir: Option<RunDir>,
-    /// File names this run wrote in the directory.
-    created: HashSet<String>,
+    /// File names it may remove: those this run wrote in the directory and those a resumed
+    /// checkpoint listed that [`ModelCheckpoint::load_state`] accepted.
+    owned: HashSet<String>,
 }
 
 /// What a trigger decided: save these paths (the top-k file and/or `last`).
@@ -138,16 +139,16 @@ impl ModelCheckpoint {
         cfg.validate()?;
         let dirpath = cfg.dirpath.clone().unwrap_or_else(|| default_dir.join("checkpoints"));
         let dir = RunDir::open_existing(&dirpath);
-        // A process killed mid-write leaves its temp file (lthost's own prefix); the
-        // finished files are whole.
+        // A process killed mid-write leaves its temp file (lthost's own prefix, with its pid);
+        // the finished files are whole. Only those of processes that are gone are removed.
         if let Some(d) = &dir {
             for (name, link) in d.entries() {
-                if !link && name.starts_with(crate::loggers::TEMP_PREFIX) {
+                if !link && crate::loggers::is_stale_temp(&name) {
                     let _ = d.remove(&name);
                 }
             }
         }
-        Ok(ModelCheckpoint { cfg, dirpath, best_k: Vec::new(), best_model_path: None, best_model_score: None, last_model_path: None, last_saved_step: None, last_time: std::time::Instant::now(), dir, created: HashSet::new() })
+        Ok(ModelCheckpoint { cfg, dirpath, best_k: Vec::new(), best_model_path: None, best_model_score: None, last_model_path: None, last_saved_step: None, last_time: std::time::Instant::now(), dir, owned: HashSet::new() })
     }
 
     /// The checkpoint directory's handle (created on first use).
@@ -161,7 +162,7 @@ impl ModelCheckpoint {
     /// Records that this run wrote `path` (a file of the directory).
     pub fn wrote(&mut self, path: &Path) {
         if let Some(name) = self.dir.as_ref().and_then(|d| d.name_of(path)) {
-            self.created.insert(name);
+            self.owned.insert(name);
         }
     }
 
@@ -169,16 +170,20 @@ impl ModelCheckpoint {
     /// directory that this run wrote or a resumed checkpoint listed (and [`load_state`]
     /// checked). Anything else is left alone with a warning.
     pub fn remove(&mut self, path: &Path) {
-        let Ok(dir) = self.run_dir() else { return };
+        if self.run_dir().is_err() {
+            return;
+        }
+        let Some(dir) = self.dir.as_ref() else { return };
         match dir.name_of(path) {
-            Some(name) => {
+            Some(name) if self.owned.contains(&name) => {
                 if let Err(e) = dir.remove(&name) {
                     if e.kind() != std::io::ErrorKind::NotFound {
                         eprintln!("warning: ModelCheckpoint did not remove {}: {e}", path.display());
                     }
                 }
-                self.created.remove(&name);
+                self.owned.remove(&name);
             }
+            Some(_) => eprintln!("warning: ModelCheckpoint did not remove {}: this run neither wrote it nor accepted it from the checkpoint it resumed", path.display()),
             None => eprintln!("warning: ModelCheckpoint did not remove {}: it is not in the checkpoint directory {}", path.display(), self.dirpath.display()),
         }
     }
@@ -212,11 +217,19 @@ impl ModelCheckpoint {
             }
             ok.then_some(p)
         };
+        let accepted = |p: &Option<PathBuf>, owned: &mut HashSet<String>| {
+            if let Some(name) = p.as_ref().and_then(|p| dir.as_ref()?.name_of(p)) {
+                owned.insert(name);
+            }
+        };
         self.best_model_path = s.get("best_model_path").and_then(accept);
         self.best_model_score = self.best_model_path.as_ref().and(s["best_model_score"].as_f64());
         self.last_model_path = s.get("last_model_path").filter(|v| !v.is_null()).and_then(accept);
         if let Some(m) = s["best_k_models"].as_object() {
             self.best_k = m.iter().filter_map(|(p, v)| Some((accept(&Value::String(p.clone()))?, v.as_f64()?))).collect();
+        }
+        for p in self.best_k.iter().map(|(p, _)| Some(p.clone())).chain([self.best_model_path.clone(), self.last_model_path.clone()]) {
+            accepted(&p, &mut self.owned);
         }
     }
 

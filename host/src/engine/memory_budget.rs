@@ -21,6 +21,8 @@ extern "C" {
     fn lthost_budget_enter(b: *mut c_void) -> *mut c_void;
     fn lthost_budget_exit(prev: *mut c_void);
     fn lthost_budget_active() -> i32;
+    fn lthost_budget_reserve(b: *mut c_void, n: i64) -> i32;
+    fn lthost_budget_unreserve(b: *mut c_void, n: i64);
 }
 
 /// Makes the budgeted allocator libtorch's CPU allocator (once; idempotent).
@@ -66,6 +68,14 @@ impl MemoryBudget {
         unsafe { lthost_budget_limit(self.0.as_ptr()) }.max(0) as u64
     }
 
+    /// Charges `bytes` the host holds on the plugin's behalf outside libtorch (a file read
+    /// into memory) until the reservation is dropped; None if the budget cannot hold them.
+    pub fn reserve(&self, bytes: u64) -> Option<Reservation<'_>> {
+        let n = i64::try_from(bytes).ok()?;
+        // SAFETY: a live budget.
+        (unsafe { lthost_budget_reserve(self.0.as_ptr(), n) } == 1).then(|| Reservation { budget: self, bytes: n })
+    }
+
     /// Charges this thread's CPU allocations to this budget until the scope ends (scopes
     /// nest: the one before is put back).
     pub fn charge(&self) -> Charging<'_> {
@@ -79,6 +89,19 @@ impl Drop for MemoryBudget {
     fn drop(&mut self) {
         // SAFETY: the owner's reference, given back once.
         unsafe { lthost_budget_free(self.0.as_ptr()) }
+    }
+}
+
+/// Bytes charged by [`MemoryBudget::reserve`], given back on drop.
+pub struct Reservation<'a> {
+    budget: &'a MemoryBudget,
+    bytes: i64,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        // SAFETY: gives back exactly what `reserve` charged, to a budget the borrow keeps alive.
+        unsafe { lthost_budget_unreserve(self.budget.0.as_ptr(), self.bytes) }
     }
 }
 
@@ -130,6 +153,12 @@ mod tests {
         assert!(err.to_string().contains("over its budget"), "{err}");
         assert_eq!(b.used(), 0);
         assert!(b.peak() >= 4 << 20);
+        // Host-side buffers can be charged too.
+        let r = b.reserve(6 << 20).expect("fits");
+        assert!(b.reserve(6 << 20).is_none(), "12 MiB would not fit in 10");
+        assert_eq!(b.used(), 6 << 20);
+        drop(r);
+        assert_eq!(b.used(), 0);
         // Outside a scope nothing is charged.
         let _free = Tensor::zeros([1 << 22], (Kind::Float, Device::Cpu));
         assert_eq!(b.used(), 0);

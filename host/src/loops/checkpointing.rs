@@ -92,11 +92,23 @@ pub fn interrupt(st: &mut LoopState<'_>, signal: i32, batches_done: usize) -> Re
     Ok(())
 }
 
-/// A signal stopped a plugin inside a hook (the epoch jump): the run is saved at the last
-/// completed batch, without the plugin's own state (its instance cannot be entered again).
+/// A signal stopped a plugin inside a hook (the epoch jump): the run is saved where its
+/// weights are — the batch in flight counts as done if its update was applied (the automatic
+/// step ran, or a manual one since it started), a validation that was running is due again —
+/// without the plugin's own state (its instance cannot be entered again).
 pub fn interrupt_in_hook(st: &mut LoopState<'_>, signal: i32) -> Result<std::path::PathBuf> {
-    let done = st.batch_progress.current.completed as usize;
-    let pos = position(st, done, false);
+    let bp = st.batch_progress.current;
+    let steps_now = st.ctx.optim.as_ref().map(|o| o.step_progress.total.completed).unwrap_or(0);
+    let in_flight = bp.started > bp.completed;
+    let stepped_in_flight = steps_now > st.steps_at_batch_start;
+    let applied = bp.processed == bp.started || stepped_in_flight;
+    let counted = !in_flight || applied;
+    let done = if in_flight && applied { bp.started } else { bp.completed };
+    let val_pending = st.ctx.stage == crate::context::Stage::Validate;
+    let mut pos = position(st, done as usize, val_pending);
+    if counted && (st.step_pending || (in_flight && stepped_in_flight)) {
+        pos.batches_that_stepped += 1;
+    }
     let path = signal_path(st, signal);
     save_to(st, &path, pos, false)?;
     st.interrupted = Some((signal, path.clone()));

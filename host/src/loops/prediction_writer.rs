@@ -39,7 +39,7 @@ impl PredictionWriter {
     /// A writer whose file will go in `dir`.
     pub fn new(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let data = tempfile::Builder::new().prefix(crate::loggers::TEMP_PREFIX).tempfile_in(dir).with_context(|| format!("creating a temp file in {}", dir.display()))?;
+        let data = crate::loggers::temp_file_in(dir).with_context(|| format!("creating a temp file in {}", dir.display()))?;
         Ok(PredictionWriter { dir: dir.to_path_buf(), data, header: Map::new(), offset: 0, count: 0 })
     }
 
@@ -63,7 +63,7 @@ impl PredictionWriter {
         let mut header = serde_json::to_vec(&Value::Object(std::mem::take(&mut self.header)))?;
         // safetensors pads the header to a multiple of 8 with spaces.
         header.resize(header.len().div_ceil(8) * 8, b' ');
-        let mut out = tempfile::Builder::new().prefix(crate::loggers::TEMP_PREFIX).tempfile_in(&self.dir)?;
+        let mut out = crate::loggers::temp_file_in(&self.dir)?;
         out.write_all(&(header.len() as u64).to_le_bytes())?;
         out.write_all(&header)?;
         self.data.as_file_mut().flush()?;

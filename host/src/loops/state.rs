@@ -76,6 +76,11 @@ pub struct LoopState<'a> {
     pub first_step: Option<std::time::Duration>,
     /// Time the training loop waited for batches.
     pub data_wait: std::time::Duration,
+    /// Where the current training batch stands, for a save when a signal stops a plugin
+    /// mid-hook: the optimizer steps taken when it started, and whether it stepped and
+    /// `batches_that_stepped` does not count that yet.
+    pub steps_at_batch_start: u64,
+    pub step_pending: bool,
 }
 
 impl LoopState<'_> {

@@ -133,6 +133,7 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: Option<&DataLoader>
             break;
         }
         st.batch_progress.increment_started();
+        st.steps_at_batch_start = st.ctx.optim.as_ref().map(|o| o.step_progress.total.completed).unwrap_or(0);
         if st.first_step.is_none() {
             st.first_step = crate::startup::since_process_start();
         }
@@ -144,6 +145,7 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: Option<&DataLoader>
         if automatic {
             optimize(st, loss.as_ref(), idx, stepping, last)?;
         }
+        st.step_pending = stepping;
         if let Some(loss) = &loss {
             let d = loss.f_detach().and_then(|d| d.f_reshape([])).map_err(|e| anyhow!("reading the loss: {e}"))?;
             loss_sum = Some(match loss_sum {
@@ -207,6 +209,7 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: Option<&DataLoader>
         if stepping {
             st.batches_that_stepped += 1;
         }
+        st.step_pending = false;
         if let Some(sig) = st.signal.as_ref().map(|s| s.load(std::sync::atomic::Ordering::SeqCst)).filter(|&s| s != 0) {
             checkpointing::interrupt(st, sig as i32, idx + 1)?;
             return Ok(EpochOutcome { logged: BTreeMap::new(), prog_bar: BTreeMap::new(), batches });

@@ -61,7 +61,8 @@ pub struct WasmPlugin {
 pub fn load(runtime: &Arc<Runtime>, path: &Path, opts: &PluginOptions) -> Result<WasmPlugin> {
     let mut dirs: Vec<(PathBuf, &str, FsPerms)> = opts.data_dir.iter().map(|d| (d.clone(), "/data", FsPerms::ReadOnly)).collect();
     if let Some(root) = &opts.output_root {
-        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("plugin");
+        // A plain name only: a file named `...wasm` must not make `/output` the root itself.
+        let stem = path.file_stem().and_then(crate::run_dir::plain_name).unwrap_or("plugin");
         dirs.push((root.join(stem), "/output", FsPerms::ReadWrite));
     }
     let admitted = Arc::new(admit(runtime, path, opts, &dirs)?);
@@ -79,9 +80,7 @@ pub(crate) fn instantiate(runtime: &Arc<Runtime>, admitted: &Arc<Admitted>, shar
     if module_idx.is_none() && data_idx.is_none() {
         bail!("plugin `{name}`: exports neither `{MODULE_EXPORT}` nor `{DATAMODULE_EXPORT}`; is it an lthost plugin built against lt:plugin@0.1.0?");
     }
-    let instance: Instance = pre
-        .instantiate(&mut store)
-        .map_err(|e| anyhow!("{}", describe(&name, "instantiate", e)))?;
+    let instance: Instance = crate::plugin::sandbox::instantiate(&mut store, pre, &name, admitted.deadline_ticks)?;
     let module = match module_idx {
         Some(i) => Some(i.load(&mut store, &instance).map_err(|e| anyhow!("plugin `{name}`: {e}"))?),
         None => None,

@@ -26,16 +26,18 @@ pub struct WasmCallback {
     guest: callback::Guest,
     hooks: HashSet<String>,
     deadline_ticks: u64,
+    /// Set once a call trapped: a trapped instance is not entered again.
+    poisoned: bool,
 }
 
 pub fn load_callback(runtime: &Arc<Runtime>, path: &Path, opts: &PluginOptions) -> Result<WasmCallback> {
     let Sandboxed { name, mut store, pre, deadline_ticks, .. } = sandbox(runtime, path, opts, &[])?;
     let idx = callback::GuestIndices::new(&pre).map_err(|_| anyhow!("plugin `{name}`: exports no `{CALLBACK_EXPORT}`, so it is not a callback"))?;
-    let instance = pre.instantiate(&mut store).map_err(|e| anyhow!("{}", describe(&name, "instantiate", e)))?;
+    let instance = crate::plugin::sandbox::instantiate(&mut store, &pre, &name, deadline_ticks)?;
     let guest = idx.load(&mut store, &instance).map_err(|e| anyhow!("plugin `{name}`: {e}"))?;
     crate::plugin::sandbox::arm(&mut store, deadline_ticks);
     let hooks = guest.call_hooks(&mut store).map_err(|e| anyhow!("{}", describe(&name, "hooks", e)))?.into_iter().collect();
-    Ok(WasmCallback { name, store, guest, hooks, deadline_ticks })
+    Ok(WasmCallback { name, store, guest, hooks, deadline_ticks, poisoned: false })
 }
 
 impl Callback for WasmCallback {
@@ -66,7 +68,12 @@ impl Callback for WasmCallback {
             },
         };
         crate::plugin::sandbox::arm(&mut self.store, self.deadline_ticks);
-        let out = self.guest.call_on_hook(&mut self.store, hook.name(), &wit_info).map_err(|e| anyhow!("{}", describe(&self.name, hook.name(), e)))?;
+        if self.poisoned {
+            anyhow::bail!("callback plugin `{}` already failed in an earlier hook", self.name);
+        }
+        let out = self.guest.call_on_hook(&mut self.store, hook.name(), &wit_info);
+        self.poisoned |= out.is_err();
+        let out = out.map_err(|e| anyhow!("{}", describe(&self.name, hook.name(), e)))?;
         let r = out.map_err(|m| anyhow!("callback plugin `{}` failed in `{}`: {m}", self.name, hook.name()))?;
         Ok(CallbackAction { stop: r.stop, logs: r.logs, ..CallbackAction::default() })
     }
@@ -75,7 +82,14 @@ impl Callback for WasmCallback {
     /// (a checkpoint silently missing it would resume differently).
     fn state(&mut self) -> Result<Option<Value>> {
         crate::plugin::sandbox::arm(&mut self.store, self.deadline_ticks);
-        let text = self.guest.call_save_state(&mut self.store).map_err(|e| anyhow!("{}", describe(&self.name, "state_dict", e)))?;
+        if self.poisoned {
+            // Only reached when the run is being saved after a signal stopped this plugin.
+            eprintln!("warning: callback plugin `{}` was stopped mid-hook; its state is not saved", self.name);
+            return Ok(None);
+        }
+        let text = self.guest.call_save_state(&mut self.store);
+        self.poisoned |= text.is_err();
+        let text = text.map_err(|e| anyhow!("{}", describe(&self.name, "state_dict", e)))?;
         let Some(text) = text else { return Ok(None) };
         if text.len() > crate::checkpoint::MAX_STATE_BYTES {
             anyhow::bail!("callback plugin `{}`: its state is {} MiB, over the {} MiB a callback state may take", self.name, text.len() >> 20, crate::checkpoint::MAX_STATE_BYTES >> 20);

@@ -50,7 +50,10 @@ pub fn describe(plugin: &str, hook: &str, err: wasmtime::Error) -> PluginError {
         names.iter().any(|n| names.iter().filter(|m| *m == n).count() >= 16)
     });
     let detail = match err.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => "the hook ran past its time limit (hook_timeout_s) and was stopped".to_string(),
+        Some(Trap::Interrupt) => match crate::plugin::interrupt::signalled() {
+            0 => "the hook ran past its time limit (hook_timeout_s) and was stopped".to_string(),
+            sig => format!("stopped by signal {sig}"),
+        },
         Some(Trap::UnreachableCodeReached) => "the plugin trapped (`unreachable`: a panic or abort in the guest)".to_string(),
         Some(t) if recursion => format!("the plugin trapped: {t}: its stack overflowed (unbounded recursion)"),
         Some(Trap::StackOverflow) => "the plugin trapped: its call stack overflowed (unbounded recursion)".to_string(),

@@ -2,13 +2,14 @@
 //! SIGUSR1) reach a plugin that is computing, sleeping or polling.
 //!
 //! - Computing: epoch interruption. The ticker advances the epoch every 100 ms; a hook past
-//!   its deadline traps at its next epoch check. On a signal the ticker jumps the epoch
-//!   past every deadline ([`SIGNAL_JUMP`]), so a plugin in the middle of a hook traps within
-//!   a tick and the loops save the run (connectors: the trainer's interrupted path).
+//!   its deadline traps at its next epoch check. On a signal the loops save between steps;
+//!   a plugin still inside a hook [`SIGNAL_GRACE`] later is stopped: the ticker jumps the
+//!   epoch past every deadline ([`SIGNAL_JUMP`]), the plugin traps within a tick, and the
+//!   trainer saves the run where its weights are (`checkpointing::interrupt_in_hook`).
 //! - Sleeping or polling (WASI `monotonic-clock.subscribe-*` + `poll`/`block`, which block
 //!   on the host's side where no epoch is counted): those subscriptions are lthost's own
 //!   pollables, which wake at the hook's deadline and within 100 ms of a signal, whatever
-//!   the guest asked for. The guest then resumes and traps at its next epoch check.
+//!   the guest asked for. The guest then resumes (and usually returns, so the loops save).
 //! - In a libtorch kernel: not interruptible; the op that ends past the deadline fails
 //!   naming itself (`PluginState::push`), and a signal is honoured when it returns.
 
@@ -22,6 +23,11 @@ use wasmtime_wasi::p2::{subscribe, DynPollable, Pollable};
 use wasmtime_wasi::HostMonotonicClock;
 
 use crate::plugin::state::PluginState;
+
+/// How long after a signal a plugin still inside a hook is stopped: long enough for an
+/// ordinary hook to return (the loops then save between steps), short enough to honour the
+/// signal within a second.
+pub const SIGNAL_GRACE: Duration = Duration::from_millis(500);
 
 /// How far the epoch jumps on a signal: past any hook's deadline (at most 10^6 s of 100 ms
 /// ticks, 10^7).

@@ -33,6 +33,8 @@ pub struct WasmLogger {
     store: Store<PluginState>,
     guest: logger::Guest,
     deadline_ticks: u64,
+    /// Set once a call trapped: a trapped instance is not entered again.
+    poisoned: bool,
 }
 
 /// The directory logger plugins' own directories go in, inside the log directory.
@@ -46,18 +48,29 @@ pub fn load_logger(runtime: &Arc<Runtime>, path: &Path, opts: &PluginOptions, lo
     let grant = [(dir.clone(), "/logs", FsPerms::ReadWrite)];
     let Sandboxed { name, mut store, pre, deadline_ticks, .. } = sandbox(runtime, path, opts, &grant)?;
     let idx = logger::GuestIndices::new(&pre).map_err(|_| anyhow!("plugin `{name}`: exports no `{LOGGER_EXPORT}`, so it is not a logger"))?;
-    let instance = pre.instantiate(&mut store).map_err(|e| anyhow!("{}", describe(&name, "instantiate", e)))?;
+    let instance = crate::plugin::sandbox::instantiate(&mut store, &pre, &name, deadline_ticks)?;
     let guest = idx.load(&mut store, &instance).map_err(|e| anyhow!("plugin `{name}`: {e}"))?;
-    Ok(WasmLogger { name, dir, version_dir: log_dir.to_path_buf(), version, store, guest, deadline_ticks })
+    Ok(WasmLogger { name, dir, version_dir: log_dir.to_path_buf(), version, store, guest, deadline_ticks, poisoned: false })
 }
 
 impl WasmLogger {
     fn call(&mut self, hook: &str, f: impl FnOnce(&logger::Guest, &mut Store<PluginState>) -> wasmtime::Result<Result<(), String>>) -> Result<()> {
+        if self.poisoned {
+            if hook == "finalize" {
+                // The run is ending after a signal stopped this plugin mid-call.
+                eprintln!("warning: logger plugin `{}` was stopped mid-call; it is not finalized", self.name);
+                return Ok(());
+            }
+            anyhow::bail!("logger plugin `{}` already failed in an earlier call", self.name);
+        }
         crate::plugin::sandbox::arm(&mut self.store, self.deadline_ticks);
         match f(&self.guest, &mut self.store) {
             Ok(Ok(())) => Ok(()),
             Ok(Err(msg)) => Err(anyhow!("logger plugin `{}` failed in `{hook}`: {msg}", self.name)),
-            Err(e) => Err(anyhow!("{}", describe(&self.name, hook, e))),
+            Err(e) => {
+                self.poisoned = true;
+                Err(anyhow!("{}", describe(&self.name, hook, e)))
+            }
         }
     }
 }

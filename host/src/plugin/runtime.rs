@@ -81,9 +81,15 @@ fn start_ticker(engine: &Engine) {
     if started {
         std::thread::spawn(move || {
             let mut jumped = false;
+            let mut seen: Option<std::time::Instant> = None;
             loop {
                 std::thread::sleep(TICK);
-                let jump = !jumped && super::interrupt::signalled() != 0;
+                // A signal gets a grace period first: a plugin that returns in time lets the
+                // loops save between steps, with its own state.
+                if super::interrupt::signalled() != 0 && seen.is_none() {
+                    seen = Some(std::time::Instant::now());
+                }
+                let jump = !jumped && seen.is_some_and(|t| t.elapsed() >= super::interrupt::SIGNAL_GRACE);
                 jumped |= jump;
                 if let Ok(mut list) = engines.lock() {
                     list.retain(|w| match w.upgrade() {

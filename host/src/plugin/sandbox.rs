@@ -59,7 +59,8 @@ pub(crate) struct Admitted {
     pub sha256: String,
     pub deadline_ticks: u64,
     memory_limit_bytes: usize,
-    max_tensor_bytes: u64,
+    /// The plugin's tensor budget, one for all its instances.
+    memory: Arc<crate::engine::memory_budget::MemoryBudget>,
     max_handles: usize,
     disk_quota_bytes: u64,
 }
@@ -140,7 +141,7 @@ fn admit_with(runtime: &Arc<Runtime>, linker: &wasmtime::component::Linker<Plugi
         true => anyhow!("plugin `{name}`: a logger or callback plugin is given WASI only (its world imports no tensors, layers or trainer state), and it imports more: {e}"),
         false => anyhow!("plugin `{name}`: imports something lthost does not provide (this host speaks lt:plugin@0.1.0): {e}"),
     })?;
-    Ok(Admitted { name, pre, grants, data_dir, sha256, deadline_ticks, memory_limit_bytes: opts.memory_limit_bytes, max_tensor_bytes: opts.max_tensor_bytes, max_handles: opts.max_handles, disk_quota_bytes: opts.disk_quota_bytes })
+    Ok(Admitted { name, pre, grants, data_dir, sha256, deadline_ticks, memory_limit_bytes: opts.memory_limit_bytes, memory: Arc::new(crate::engine::memory_budget::MemoryBudget::new(opts.max_tensor_bytes)), max_handles: opts.max_handles, disk_quota_bytes: opts.disk_quota_bytes })
 }
 
 impl Admitted {
@@ -148,7 +149,8 @@ impl Admitted {
     /// and stderr forwarded with the plugin's name; file writes on the calling thread (no
     /// thread-pool hand-off per write); the granted directories; the limits.
     /// `share`: how many instances share the plugin's limits (DataLoader workers); each
-    /// gets that fraction of its memory, tensor budget and handles.
+    /// gets that fraction of its linear memory, handles and disk quota, and all charge the
+    /// plugin's one tensor budget.
     pub fn store(&self, runtime: &Runtime, share: usize) -> Result<Store<PluginState>> {
         let share = share.max(1);
         let name = &self.name;
@@ -176,7 +178,7 @@ impl Admitted {
                 .trap_on_grow_failure(true)
                 .build(),
             ctx: RunContext { data_dir: self.data_dir.clone(), ..RunContext::default() },
-            budget: crate::plugin::state::Budget::new(self.max_tensor_bytes / share as u64, self.max_handles / share),
+            budget: crate::plugin::state::Budget::new(Arc::clone(&self.memory), self.max_handles / share),
             generator: None,
             deadline: None,
             disk: crate::plugin::disk_quota::DiskQuota::new(name, self.disk_quota_bytes / share as u64),
@@ -195,4 +197,21 @@ pub(crate) fn arm(store: &mut Store<PluginState>, ticks: u64) {
     store.set_epoch_deadline(ticks);
     let limit = crate::plugin::runtime::TICK.saturating_mul(u32::try_from(ticks).unwrap_or(u32::MAX));
     store.data_mut().deadline = std::time::Instant::now().checked_add(limit);
+}
+
+/// Instantiates a component in its store as a hook is run: under the hook's deadline, its
+/// allocations charged to the plugin's budget, a panic caught (a component's start function
+/// is plugin code like any hook).
+pub(crate) fn instantiate(store: &mut Store<PluginState>, pre: &InstancePre<PluginState>, name: &str, ticks: u64) -> Result<wasmtime::component::Instance> {
+    arm(store, ticks);
+    let memory = Arc::clone(&store.data().budget.memory);
+    let charging = memory.charge();
+    let r = crate::plugin::panic_guard::guarded(|| pre.instantiate(&mut *store));
+    drop(charging);
+    store.data_mut().deadline = None;
+    match r {
+        Ok(Ok(i)) => Ok(i),
+        Ok(Err(e)) => Err(anyhow!("{}", crate::plugin::failure::describe(name, "instantiate", e))),
+        Err(c) => Err(anyhow!("plugin `{name}` failed while instantiating: {}", c.message)),
+    }
 }

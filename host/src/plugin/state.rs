@@ -45,8 +45,10 @@ pub const DEFAULT_MAX_HANDLES: usize = 100_000;
 pub const DEFAULT_DISK_BYTES: u64 = 1 << 30;
 
 impl Budget {
-    pub fn new(max_tensor_bytes: u64, max_handles: usize) -> Budget {
-        Budget { memory: Arc::new(MemoryBudget::new(max_tensor_bytes)), max_handles, handles: 0 }
+    /// A store's budget: the plugin's tensor memory (one budget shared by all its instances:
+    /// a DataModule's workers charge the same one) and this store's handle bound.
+    pub fn new(memory: Arc<MemoryBudget>, max_handles: usize) -> Budget {
+        Budget { memory, max_handles, handles: 0 }
     }
 }
 

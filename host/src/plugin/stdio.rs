@@ -23,7 +23,8 @@ pub fn printable(text: &str, keep_newlines: bool) -> String {
         match c {
             '\n' if keep_newlines => out.push(c),
             '\t' => out.push(c),
-            c if c.is_control() => out.extend(c.escape_default()),
+            // Control characters, and the bidirectional overrides that reorder what follows.
+            c if c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') => out.extend(c.escape_default()),
             c => out.push(c),
         }
     }
@@ -115,5 +116,6 @@ mod tests {
     fn control_characters_are_shown_escaped() {
         assert_eq!(printable("ok\r[lthost] fake\x1b[2K\n", true), "ok\\r[lthost] fake\\u{1b}[2K\n");
         assert_eq!(printable("a\nb", false), "a\\nb");
+        assert_eq!(printable("x\u{202e}y", true), "x\\u{202e}y");
     }
 }

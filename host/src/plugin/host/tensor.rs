@@ -1,11 +1,13 @@
 //! `lt:plugin/tensor`: tensor creation, inspection, ops and losses on libtorch.
 
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use tch::{Device, Kind, Tensor};
 use wasmtime::component::Resource;
 
 use crate::engine::dtype::DType;
+use crate::engine::memory_budget::MemoryBudget;
 use crate::engine::layers;
 use crate::engine::torch_ext::Draw;
 use crate::error::{torch_message, OpError, OpResult};
@@ -107,6 +109,11 @@ pub fn read_data_file(data_dir: Option<&Path>, path: &str, max_bytes: u64) -> Op
     let mut out = Vec::with_capacity(len as usize);
     f.take(max_bytes).read_to_end(&mut out).map_err(|e| OpError::new(op, format!("`{path}`: {e}")))?;
     Ok(out)
+}
+
+/// Charges `len` bytes the host holds for a load to the plugin's budget.
+fn hold<'a>(memory: &'a MemoryBudget, len: usize, op: &str, path: &str) -> OpResult<crate::engine::memory_budget::Reservation<'a>> {
+    memory.reserve(len as u64).ok_or_else(|| OpError::new(op, format!("`{path}`: holding its {} MiB would pass the plugin's tensor budget (plugin.tensor_memory_limit_mb)", len >> 20)))
 }
 
 /// A safetensors file's tensors, parsed from its bytes (the tensors are made, and charged,
@@ -379,16 +386,22 @@ impl tensor::HostTensor for PluginState {
         let io = |e: std::io::Error| OpError::new(op, format!("`{path}`: {e}"));
         let stem = Path::new(file).file_stem().and_then(|s| s.to_str()).unwrap_or("array").trim_end_matches(".idx").to_string();
         // What the budget has left bounds the bytes read and the bytes inflated.
-        let room = self.budget.memory.limit().saturating_sub(self.budget.memory.used());
-        let read = |_: u64| read_data_file(self.ctx.data_dir.as_deref(), &path, room.saturating_add(1 << 20));
+        // The bytes read (and inflated) are charged to the budget while they are held, and the
+        // tensors made from them as they are made: a load never takes more than the budget.
+        let memory = Arc::clone(&self.budget.memory);
+        let room = |m: &MemoryBudget| m.limit().saturating_sub(m.used());
+        let bytes = read_data_file(self.ctx.data_dir.as_deref(), &path, room(&memory))?;
+        let _read = hold(&memory, bytes.len(), op, &path)?;
         let named = if file.ends_with("-ubyte") || file.ends_with(".idx") {
-            let bytes = crate::datasets::idx::unpack(read(u64::MAX)?, ext == "gz", room).map_err(io)?;
+            let bytes = crate::datasets::idx::unpack(bytes, ext == "gz", room(&memory)).map_err(io)?;
+            let _inflated = hold(&memory, if ext == "gz" { bytes.len() } else { 0 }, op, &path)?;
             vec![(stem, crate::datasets::idx::parse(&bytes, MAX_ELEMENTS).map_err(bad)?)]
         } else {
             match ext {
-                "safetensors" => parse_safetensors(&read(u64::MAX)?).map_err(|e| OpError::new(op, format!("`{path}`: {e}")))?,
-                "npy" => vec![(stem, crate::datasets::npy::parse(&read(u64::MAX)?, MAX_ELEMENTS).map_err(bad)?)],
-                "npz" => crate::datasets::npz::parse(&read(u64::MAX)?, MAX_ELEMENTS, room).map_err(bad)?,
+                "safetensors" => parse_safetensors(&bytes).map_err(|e| OpError::new(op, format!("`{path}`: {e}")))?,
+                "npy" => vec![(stem, crate::datasets::npy::parse(&bytes, MAX_ELEMENTS).map_err(bad)?)],
+                // A member's inflated bytes and its tensor are held together: half the room each.
+                "npz" => crate::datasets::npz::parse(&bytes, MAX_ELEMENTS, room(&memory) / 2).map_err(bad)?,
                 _ => return Err(OpError::new(op, format!("`{path}`: unsupported format (expected .safetensors, .npy, .npz, or IDX: *-ubyte, *.idx, optionally .gz; CSV goes through load-csv)")).into()),
             }
         };
@@ -412,7 +425,9 @@ impl tensor::HostTensor for PluginState {
             return Err(OpError::new(op, format!("`{path}`: the delimiter must be one character, got {delimiter:?}")).into());
         };
         let cols: Vec<crate::datasets::csv::Column> = columns.iter().map(|c| crate::datasets::csv::Column { name: c.name.clone(), kind: dtype_in(c.dtype).kind() }).collect();
-        let bytes = read_data_file(self.ctx.data_dir.as_deref(), &path, u64::MAX).map_err(|e| OpError::new(op, e.detail))?;
+        let memory = Arc::clone(&self.budget.memory);
+        let bytes = read_data_file(self.ctx.data_dir.as_deref(), &path, memory.limit().saturating_sub(memory.used())).map_err(|e| OpError::new(op, e.detail))?;
+        let _read = hold(&memory, bytes.len(), op, &path)?;
         let text = String::from_utf8(bytes).map_err(|e| OpError::new(op, format!("`{path}`: not UTF-8 text ({e})")))?;
         let parsed = crate::datasets::csv::parse(&text, &cols, header, delim, MAX_ELEMENTS as usize).map_err(|e| OpError::new(op, format!("`{path}`: {e}")))?;
         let dev = self.dev();
