@@ -28,14 +28,20 @@ run: host plugins
 	$(LTHOST) run $(PLUGIN_DIR)/digits-mlp.wasm --config plugins/digits-mlp/run.toml --trusted-keys $(TRUSTED)
 
 test: host plugins reference
+	$(CARGO) fmt --all -- --check
 	$(CARGO) test --release -p lthost -- --test-threads $(TEST_THREADS)
 
-setup: .stamps/venv .stamps/wasm-target tools/js/node_modules/.installed .tools/c-toolchain.installed
+setup: .stamps/venv .stamps/wasm-target .stamps/rustfmt tools/js/node_modules/.installed .tools/c-toolchain.installed
 
 .stamps/venv: requirements.txt
 	@mkdir -p .stamps
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+.stamps/rustfmt:
+	@mkdir -p .stamps
+	rustup component add rustfmt
 	@touch $@
 
 .stamps/wasm-target:

@@ -18,7 +18,13 @@ fn main() -> anyhow::Result<()> {
     let y = Tensor::randint(10, [n], (Kind::Int64, Device::Cpu));
     let mut out = serde_json::Map::new();
     for depth in [0usize, 2] {
-        let spec = DatasetSpec { columns: vec![x.shallow_clone(), y.shallow_clone()], batch_size: 64, shuffle: true, drop_last: false, sampler: None };
+        let spec = DatasetSpec {
+            columns: vec![x.shallow_clone(), y.shallow_clone()],
+            batch_size: 64,
+            shuffle: true,
+            drop_last: false,
+            sampler: None,
+        };
         let mut dl = DataLoader::new(spec, Split::Train, "bench")?;
         dl.set_prefetch(depth);
         let started = Instant::now();

@@ -22,7 +22,8 @@ const CPU: (Kind, Device) = (Kind::Float, Device::Cpu);
 fn weight_and_bias(vs: &nn::Path, name: &str, shape: &[i64]) -> Result<(Tensor, Tensor)> {
     let fan_in: i64 = shape[1..].iter().product();
     let w = vs.var_copy(&format!("{name}_weight"), &e(init::kaiming_uniform_sqrt5(shape, Device::Cpu))?);
-    let b = vs.var_copy(&format!("{name}_bias"), &e(init::uniform(&[shape[0]], 1.0 / (fan_in as f64).sqrt(), Device::Cpu))?);
+    let b = vs
+        .var_copy(&format!("{name}_bias"), &e(init::uniform(&[shape[0]], 1.0 / (fan_in as f64).sqrt(), Device::Cpu))?);
     Ok((w, b))
 }
 
@@ -83,13 +84,20 @@ struct Run {
 /// The training loop every workload shares: per epoch, the DataLoader's draws
 /// (`start_epoch`, which returns the number of batches), then per batch the loss
 /// (`loss_of`), backward and the optimizer step; timed per epoch.
-fn train(epochs: usize, opt: &mut Adam, mut start_epoch: impl FnMut() -> Result<i64>, mut loss_of: impl FnMut(i64) -> Result<Tensor>) -> Result<Run> {
+fn train(
+    epochs: usize,
+    opt: &mut Adam,
+    mut start_epoch: impl FnMut() -> Result<i64>,
+    mut loss_of: impl FnMut(i64) -> Result<Tensor>,
+) -> Result<Run> {
     let mut run = Run { epoch_seconds: Vec::new(), last_loss: f64::NAN, first_step: None };
     for _ in 0..epochs {
         let t0 = Instant::now();
         draw_base_seed();
         for i in 0..start_epoch()? {
-            run.first_step.get_or_insert_with(|| lthost::startup::since_process_start().map(|d| d.as_secs_f64()).unwrap_or(f64::NAN));
+            run.first_step.get_or_insert_with(|| {
+                lthost::startup::since_process_start().map(|d| d.as_secs_f64()).unwrap_or(f64::NAN)
+            });
             let loss = loss_of(i)?;
             opt.zero_grad();
             loss.backward();
@@ -105,21 +113,31 @@ fn parity_rnn(epochs: usize) -> Result<Run> {
     let vs = nn::VarStore::new(Device::Cpu);
     let root = vs.root();
     let stdv = 1.0 / 20f64.sqrt();
-    let flat: Vec<Tensor> = [("weight_ih_l0", vec![80, 10]), ("weight_hh_l0", vec![80, 20]), ("bias_ih_l0", vec![80]), ("bias_hh_l0", vec![80])]
-        .iter()
-        .map(|(n, s)| Ok(root.var_copy(&format!("rnn_{n}"), &e(init::uniform(s, stdv, Device::Cpu))?)))
-        .collect::<Result<_>>()?;
+    let flat: Vec<Tensor> = [
+        ("weight_ih_l0", vec![80, 10]),
+        ("weight_hh_l0", vec![80, 20]),
+        ("bias_ih_l0", vec![80]),
+        ("bias_hh_l0", vec![80]),
+    ]
+    .iter()
+    .map(|(n, s)| Ok(root.var_copy(&format!("rnn_{n}"), &e(init::uniform(s, stdv, Device::Cpu))?)))
+    .collect::<Result<_>>()?;
     let (w, b) = weight_and_bias(&root, "linear_out", &[5, 20])?;
     let x = Tensor::randn([300, 100, 10], CPU);
     let halves = x.chunk(2, -1);
     let y = &halves[0] + halves[1].roll([1], [-1]);
     let mut opt = Adam::new(&vs, 0.02);
-    train(epochs, &mut opt, || Ok(10), |i| {
-        let (xb, yb) = (x.narrow(0, i * 30, 30), y.narrow(0, i * 30, 30));
-        let h = Tensor::zeros([1, 30, 20], CPU);
-        let (seq, _, _) = xb.lstm(&[h.shallow_clone(), h], &flat, true, 1, 0.0, true, false, true);
-        Ok(seq.linear(&w, Some(&b)).mse_loss(&yb, Reduction::Mean))
-    })
+    train(
+        epochs,
+        &mut opt,
+        || Ok(10),
+        |i| {
+            let (xb, yb) = (x.narrow(0, i * 30, 30), y.narrow(0, i * 30, 30));
+            let h = Tensor::zeros([1, 30, 20], CPU);
+            let (seq, _, _) = xb.lstm(&[h.shallow_clone(), h], &flat, true, 1, 0.0, true, false, true);
+            Ok(seq.linear(&w, Some(&b)).mse_loss(&yb, Reduction::Mean))
+        },
+    )
 }
 
 fn parity_mlp(epochs: usize) -> Result<Run> {
@@ -133,13 +151,18 @@ fn parity_mlp(epochs: usize) -> Result<Run> {
     let x = Tensor::rand([640, 1, 28, 28], CPU);
     let y = Tensor::randint_low(0, 10, [640], (Kind::Int64, Device::Cpu));
     let mut opt = Adam::new(&vs, 0.02);
-    train(epochs, &mut opt, || Ok(5), |i| {
-        let xb = x.narrow(0, i * 128, 128).view([128, -1]);
-        let h = xb.linear(&w1, Some(&b1)).tanh();
-        let h = h.batch_norm(Some(&bn_w), Some(&bn_b), Some(&mean), Some(&var), true, 0.1, 1e-5, false);
-        let logits = h.dropout(0.3, true).linear(&w2, Some(&b2));
-        Ok(logits.cross_entropy_loss::<Tensor>(&y.narrow(0, i * 128, 128), None, Reduction::Mean, -100, 0.0))
-    })
+    train(
+        epochs,
+        &mut opt,
+        || Ok(5),
+        |i| {
+            let xb = x.narrow(0, i * 128, 128).view([128, -1]);
+            let h = xb.linear(&w1, Some(&b1)).tanh();
+            let h = h.batch_norm(Some(&bn_w), Some(&bn_b), Some(&mean), Some(&var), true, 0.1, 1e-5, false);
+            let logits = h.dropout(0.3, true).linear(&w2, Some(&b2));
+            Ok(logits.cross_entropy_loss::<Tensor>(&y.narrow(0, i * 128, 128), None, Reduction::Mean, -100, 0.0))
+        },
+    )
 }
 
 /// An IDX file of unsigned bytes (the MNIST format): its dims and data.
@@ -149,7 +172,9 @@ fn read_idx(path: &std::path::Path) -> Result<(Vec<i64>, Vec<u8>)> {
         bail!("{}: not an unsigned-byte IDX file", path.display());
     }
     let nd = raw[3] as usize;
-    let dims: Vec<i64> = (0..nd).map(|i| u32::from_be_bytes([raw[4 + 4 * i], raw[5 + 4 * i], raw[6 + 4 * i], raw[7 + 4 * i]]) as i64).collect();
+    let dims: Vec<i64> = (0..nd)
+        .map(|i| u32::from_be_bytes([raw[4 + 4 * i], raw[5 + 4 * i], raw[6 + 4 * i], raw[7 + 4 * i]]) as i64)
+        .collect();
     Ok((dims, raw[4 + 4 * nd..].to_vec()))
 }
 
@@ -162,7 +187,10 @@ fn mnist_cnn(epochs: usize) -> Result<Run> {
     let (w1, b1) = weight_and_bias(&root, "conv1", &[16, 1, 3, 3])?;
     let (w2, b2) = weight_and_bias(&root, "conv2", &[32, 16, 3, 3])?;
     let (wf, bf) = weight_and_bias(&root, "fc", &[10, 800])?;
-    let dir = std::path::PathBuf::from(std::env::var("BENCH_MNIST_DIR").map_err(|_| anyhow::anyhow!("mnist-cnn reads its IDX files from $BENCH_MNIST_DIR"))?);
+    let dir = std::path::PathBuf::from(
+        std::env::var("BENCH_MNIST_DIR")
+            .map_err(|_| anyhow::anyhow!("mnist-cnn reads its IDX files from $BENCH_MNIST_DIR"))?,
+    );
     let (dims, pixels) = read_idx(&dir.join("train-images-idx3-ubyte"))?;
     let (_, labels) = read_idx(&dir.join("train-labels-idx1-ubyte"))?;
     let n = dims[0];
@@ -177,15 +205,29 @@ fn mnist_cnn(epochs: usize) -> Result<Run> {
     let start_epoch = || {
         // RandomSampler: a seed from the run's generator, then randperm with a generator seeded by it.
         let seed = lthost::engine::torch_ext::draw_seed().map_err(anyhow::Error::msg)?;
-        *order.borrow_mut() = Tensor::from_slice(&lthost::engine::torch_ext::randperm_seeded(train_rows, seed).map_err(anyhow::Error::msg)?);
+        *order.borrow_mut() = Tensor::from_slice(
+            &lthost::engine::torch_ext::randperm_seeded(train_rows, seed).map_err(anyhow::Error::msg)?,
+        );
         Ok((train_rows + 63) / 64)
     };
     train(epochs, &mut opt, start_epoch, |i| {
         let start = i * 64;
         let idx = order.borrow().narrow(0, start, 64.min(train_rows - start));
         let (xb, yb) = (x.index_select(0, &idx), y.index_select(0, &idx));
-        let h = xb.conv2d(&w1, Some(&b1), [1, 1], [0, 0], [1, 1], 1).relu().max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false);
-        let h = h.conv2d(&w2, Some(&b2), [1, 1], [0, 0], [1, 1], 1).relu().max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false);
+        let h = xb.conv2d(&w1, Some(&b1), [1, 1], [0, 0], [1, 1], 1).relu().max_pool2d(
+            [2, 2],
+            [2, 2],
+            [0, 0],
+            [1, 1],
+            false,
+        );
+        let h = h.conv2d(&w2, Some(&b2), [1, 1], [0, 0], [1, 1], 1).relu().max_pool2d(
+            [2, 2],
+            [2, 2],
+            [0, 0],
+            [1, 1],
+            false,
+        );
         let bsz = h.size()[0];
         Ok(h.view([bsz, -1]).linear(&wf, Some(&bf)).cross_entropy_loss::<Tensor>(&yb, None, Reduction::Mean, -100, 0.0))
     })
@@ -214,16 +256,21 @@ fn tiny_transformer(epochs: usize) -> Result<Run> {
     let x = Tensor::randint_low(0, 16, [512, 24], (Kind::Int64, Device::Cpu));
     let y = x.sum_dim_intlist(1, false, None::<Kind>).remainder(2.0).to_kind(Kind::Int64);
     let mut opt = Adam::with_params(ps.parameters(), 0.001);
-    train(epochs, &mut opt, || Ok(16), |i| {
-        let (xb, yb) = (x.narrow(0, i * 32, 32), y.narrow(0, i * 32, 32));
-        let h = e(emb.forward(&xb))?;
-        let (a, _) = e(attn.forward(&h, &h, &h, None, true, true))?;
-        let h = e(ln1.forward(&(&h + a)))?;
-        let f = e(ff2.forward(&e(ff1.forward(&h))?.relu()))?;
-        let h = e(ln2.forward(&(&h + f)))?;
-        let logits = e(head.forward(&h.mean_dim(Some([1i64].as_slice()), false, None::<Kind>)))?;
-        Ok(logits.cross_entropy_loss::<Tensor>(&yb, None, Reduction::Mean, -100, 0.0))
-    })
+    train(
+        epochs,
+        &mut opt,
+        || Ok(16),
+        |i| {
+            let (xb, yb) = (x.narrow(0, i * 32, 32), y.narrow(0, i * 32, 32));
+            let h = e(emb.forward(&xb))?;
+            let (a, _) = e(attn.forward(&h, &h, &h, None, true, true))?;
+            let h = e(ln1.forward(&(&h + a)))?;
+            let f = e(ff2.forward(&e(ff1.forward(&h))?.relu()))?;
+            let h = e(ln2.forward(&(&h + f)))?;
+            let logits = e(head.forward(&h.mean_dim(Some([1i64].as_slice()), false, None::<Kind>)))?;
+            Ok(logits.cross_entropy_loss::<Tensor>(&yb, None, Reduction::Mean, -100, 0.0))
+        },
+    )
 }
 
 fn main() -> Result<()> {
@@ -242,6 +289,9 @@ fn main() -> Result<()> {
         "tiny-transformer" => tiny_transformer(epochs)?,
         other => bail!("unknown workload {other}"),
     };
-    println!("{}", serde_json::json!({"epoch_seconds": run.epoch_seconds, "last_loss": run.last_loss, "first_step": run.first_step}));
+    println!(
+        "{}",
+        serde_json::json!({"epoch_seconds": run.epoch_seconds, "last_loss": run.last_loss, "first_step": run.first_step})
+    );
     Ok(())
 }

@@ -136,7 +136,11 @@ pub fn to_vec(ckpt: &Checkpoint) -> Result<Vec<u8>> {
     for (key, state) in meta.callbacks.iter_mut() {
         let text = serde_json::to_vec(state)?;
         if text.len() > MAX_STATE_BYTES {
-            bail!("the state of callback `{key}` is {} MiB, over the {} MiB a callback state may take", text.len() >> 20, MAX_STATE_BYTES >> 20);
+            bail!(
+                "the state of callback `{key}` is {} MiB, over the {} MiB a callback state may take",
+                text.len() >> 20,
+                MAX_STATE_BYTES >> 20
+            );
         }
         if text.len() > INLINE_STATE_BYTES {
             let name = format!("{STATE_TENSOR}{key}");
@@ -145,7 +149,8 @@ pub fn to_vec(ckpt: &Checkpoint) -> Result<Vec<u8>> {
         }
     }
     let meta = HashMap::from([("lthost".to_string(), serde_json::to_string(&meta)?)]);
-    safetensors::tensor::serialize(views.iter().map(|(n, b)| (n.as_str(), b)), &Some(meta)).map_err(|e| anyhow!("serialising the checkpoint: {e:?}"))
+    safetensors::tensor::serialize(views.iter().map(|(n, b)| (n.as_str(), b)), &Some(meta))
+        .map_err(|e| anyhow!("serialising the checkpoint: {e:?}"))
 }
 
 /// Writes a checkpoint atomically. `before_rename` runs with the temp file written
@@ -162,7 +167,8 @@ pub fn save(path: &Path, ckpt: &Checkpoint) -> Result<()> {
 /// tensor's extent), before an older one it replaces is removed.
 pub fn verify(path: &Path) -> Result<()> {
     let bytes = std::fs::read(path).with_context(|| format!("reading back {}", path.display()))?;
-    SafeTensors::deserialize(&bytes).map_err(|e| anyhow!("the checkpoint just written to {} does not load ({e:?})", path.display()))?;
+    SafeTensors::deserialize(&bytes)
+        .map_err(|e| anyhow!("the checkpoint just written to {} does not load ({e:?})", path.display()))?;
     Ok(())
 }
 
@@ -170,7 +176,9 @@ pub fn verify(path: &Path) -> Result<()> {
 /// not followed through a symlink).
 pub fn read_meta(dir: &crate::run_dir::RunDir, name: &str) -> Result<Meta> {
     let head = dir.read_head(name, 8)?;
-    let len = u64::from_le_bytes(head.get(..8).and_then(|b| b.try_into().ok()).ok_or_else(|| anyhow!("{name}: too short for a checkpoint"))?);
+    let len = u64::from_le_bytes(
+        head.get(..8).and_then(|b| b.try_into().ok()).ok_or_else(|| anyhow!("{name}: too short for a checkpoint"))?,
+    );
     if len > 100_000_000 {
         bail!("{name}: header too large");
     }
@@ -184,14 +192,17 @@ pub fn read_meta(dir: &crate::run_dir::RunDir, name: &str) -> Result<Meta> {
 pub fn load(path: &Path) -> Result<Checkpoint> {
     let shown = path.display();
     let bytes = std::fs::read(path).with_context(|| format!("reading checkpoint {shown}"))?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| anyhow!("checkpoint {shown} is corrupt or truncated ({e:?}); it was not loaded"))?;
-    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| anyhow!("checkpoint {shown}: bad header ({e:?})"))?;
+    let st = SafeTensors::deserialize(&bytes)
+        .map_err(|e| anyhow!("checkpoint {shown} is corrupt or truncated ({e:?}); it was not loaded"))?;
+    let (_, header) =
+        SafeTensors::read_metadata(&bytes).map_err(|e| anyhow!("checkpoint {shown}: bad header ({e:?})"))?;
     let text = header
         .metadata()
         .as_ref()
         .and_then(|m| m.get("lthost"))
         .ok_or_else(|| anyhow!("checkpoint {shown} has no lthost metadata: not an lthost checkpoint"))?;
-    let meta: Meta = serde_json::from_str(text).map_err(|e| anyhow!("checkpoint {shown}: metadata is not valid ({e})"))?;
+    let meta: Meta =
+        serde_json::from_str(text).map_err(|e| anyhow!("checkpoint {shown}: metadata is not valid ({e})"))?;
     if meta.format != FORMAT {
         bail!("checkpoint {shown} has format {}, this lthost reads format {FORMAT}", meta.format);
     }
@@ -201,8 +212,11 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
         // Only this callback's own tensor: a state naming another tensor stays as it is.
         let own = format!("{STATE_TENSOR}{key}");
         if let Some(name) = state.get("$tensor").and_then(Value::as_str).filter(|n| *n == own).map(str::to_string) {
-            let view = st.tensor(&name).map_err(|_| anyhow!("checkpoint {shown}: the state of callback `{key}` is missing (tensor `{name}`)"))?;
-            *state = serde_json::from_slice(view.data()).map_err(|e| anyhow!("checkpoint {shown}: the state of callback `{key}` is not valid ({e})"))?;
+            let view = st.tensor(&name).map_err(|_| {
+                anyhow!("checkpoint {shown}: the state of callback `{key}` is missing (tensor `{name}`)")
+            })?;
+            *state = serde_json::from_slice(view.data())
+                .map_err(|e| anyhow!("checkpoint {shown}: the state of callback `{key}` is not valid ({e})"))?;
         }
     }
     for (name, view) in st.tensors() {
@@ -211,7 +225,8 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
         }
         let kind = kind_of(view.dtype()).map_err(|e| anyhow!("checkpoint {shown}, tensor `{name}`: {e}"))?;
         let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
-        let t = Tensor::f_from_data_size(view.data(), &shape, kind).map_err(|e| anyhow!("checkpoint {shown}, tensor `{name}`: {e}"))?;
+        let t = Tensor::f_from_data_size(view.data(), &shape, kind)
+            .map_err(|e| anyhow!("checkpoint {shown}, tensor `{name}`: {e}"))?;
         tensors.insert(name, t);
     }
     Ok(Checkpoint { meta, tensors })

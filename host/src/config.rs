@@ -196,7 +196,13 @@ pub fn parse_max_time(s: &str) -> Result<Duration> {
 impl TrainerConfig {
     /// `prefetch_batches`, or the machine's default.
     pub fn prefetch(&self) -> usize {
-        self.prefetch_batches.unwrap_or_else(|| if std::thread::available_parallelism().map_or(1, |n| n.get()) <= 2 { 0 } else { 2 })
+        self.prefetch_batches.unwrap_or_else(|| {
+            if std::thread::available_parallelism().map_or(1, |n| n.get()) <= 2 {
+                0
+            } else {
+                2
+            }
+        })
     }
 
     pub fn effective_max_epochs(&self) -> Option<u64> {
@@ -221,7 +227,10 @@ impl TrainerConfig {
             bail!("trainer.accumulate_grad_batches must be at least 1");
         }
         if !matches!(self.gradient_clip_algorithm.as_str(), "norm" | "value") {
-            bail!("trainer.gradient_clip_algorithm = {:?}: expected \"norm\" or \"value\"", self.gradient_clip_algorithm);
+            bail!(
+                "trainer.gradient_clip_algorithm = {:?}: expected \"norm\" or \"value\"",
+                self.gradient_clip_algorithm
+            );
         }
         if self.gradient_clip_val.is_some_and(|v| !(v.is_finite() && v >= 0.0)) {
             bail!("trainer.gradient_clip_val must be a non-negative number");
@@ -244,7 +253,9 @@ impl TrainerConfig {
         if let Some(t) = &self.max_time {
             parse_max_time(t)?;
         }
-        if let Some(bad) = self.loggers.iter().find(|l| !matches!(l.as_str(), "csv" | "tensorboard") && !l.ends_with(".wasm")) {
+        if let Some(bad) =
+            self.loggers.iter().find(|l| !matches!(l.as_str(), "csv" | "tensorboard") && !l.ends_with(".wasm"))
+        {
             bail!("trainer.loggers: unknown logger {bad:?} (expected \"csv\", \"tensorboard\" or a logger plugin `.wasm`)");
         }
         self.accelerator.parse()
@@ -253,12 +264,17 @@ impl TrainerConfig {
 
 /// Applies one `--set a.b.c=value` to a TOML table.
 fn apply_set(table: &mut toml::Table, set: &str) -> Result<()> {
-    let Some((key, value)) = set.split_once('=') else { bail!("--set {set:?}: expected table.key=value, e.g. --set trainer.max_epochs=3") };
+    let Some((key, value)) = set.split_once('=') else {
+        bail!("--set {set:?}: expected table.key=value, e.g. --set trainer.max_epochs=3")
+    };
     let path: Vec<&str> = key.trim().split('.').collect();
     if path.iter().any(|p| p.is_empty()) {
         bail!("--set {set:?}: the key `{key}` has an empty part");
     }
-    let parsed: toml::Value = toml::from_str::<toml::Table>(&format!("v = {value}")).ok().and_then(|mut t| t.remove("v")).unwrap_or_else(|| toml::Value::String(value.to_string()));
+    let parsed: toml::Value = toml::from_str::<toml::Table>(&format!("v = {value}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(value.to_string()));
     let mut node = table;
     for (i, part) in path.iter().enumerate() {
         if i + 1 == path.len() {
@@ -322,7 +338,16 @@ pub struct PluginConfig {
 
 impl Default for PluginConfig {
     fn default() -> Self {
-        PluginConfig { data_dir: None, memory_limit_mb: 2048, hook_timeout_s: 600.0, trusted_keys: Vec::new(), allow_unsigned: false, tensor_memory_limit_mb: 8192, max_live_handles: 100_000, disk_quota_mb: 1024 }
+        PluginConfig {
+            data_dir: None,
+            memory_limit_mb: 2048,
+            hook_timeout_s: 600.0,
+            trusted_keys: Vec::new(),
+            allow_unsigned: false,
+            tensor_memory_limit_mb: 8192,
+            max_live_handles: 100_000,
+            disk_quota_mb: 1024,
+        }
     }
 }
 
@@ -387,15 +412,21 @@ impl RunConfig {
     /// keys and ill-typed values are refused, naming the valid keys.
     pub fn load(path: Option<&Path>, sets: &[String]) -> Result<Self> {
         let (text, shown) = match path {
-            Some(p) => (std::fs::read_to_string(p).with_context(|| format!("reading config {}", p.display()))?, format!("config {}", p.display())),
+            Some(p) => (
+                std::fs::read_to_string(p).with_context(|| format!("reading config {}", p.display()))?,
+                format!("config {}", p.display()),
+            ),
             None => (String::new(), "the run's settings".to_string()),
         };
-        let mut table: toml::Table = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{shown}: {}", e.to_string().trim()))?;
+        let mut table: toml::Table =
+            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{shown}: {}", e.to_string().trim()))?;
         for set in sets {
             apply_set(&mut table, set)?;
         }
         let shown = if sets.is_empty() { shown } else { format!("{shown} with --set {}", sets.join(" --set ")) };
-        let mut cfg: RunConfig = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| anyhow::anyhow!("{shown}: {}", e.to_string().trim()))?;
+        let mut cfg: RunConfig = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| anyhow::anyhow!("{shown}: {}", e.to_string().trim()))?;
         let base = path.and_then(Path::parent).unwrap_or(Path::new("."));
         if let Some(d) = &cfg.plugin.data_dir {
             if d.is_relative() {
@@ -436,7 +467,8 @@ impl RunConfig {
 
     /// Merges `--hparams` (a JSON object) over the file's `[hparams]`.
     pub fn merge_hparams_json(&mut self, text: &str) -> Result<()> {
-        let v: Value = serde_json::from_str(text).map_err(|e| anyhow::anyhow!("hyper-parameters are not valid JSON: {e} (from --hparams {text:?})"))?;
+        let v: Value = serde_json::from_str(text)
+            .map_err(|e| anyhow::anyhow!("hyper-parameters are not valid JSON: {e} (from --hparams {text:?})"))?;
         let Value::Object(map) = v else { bail!("hyper-parameters must be a JSON object, got {text:?}") };
         self.hparams.extend(map);
         Ok(())
@@ -479,7 +511,12 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("run.toml");
         std::fs::write(&p, "[trainer]\nmax_epochs = 3\n").unwrap();
-        let sets = ["trainer.max_epochs=5".to_string(), "trainer.accelerator=cpu".into(), "hparams.lr=0.5".into(), "trainer.limit_val_batches=0.25".into()];
+        let sets = [
+            "trainer.max_epochs=5".to_string(),
+            "trainer.accelerator=cpu".into(),
+            "hparams.lr=0.5".into(),
+            "trainer.limit_val_batches=0.25".into(),
+        ];
         let c = RunConfig::load(Some(&p), &sets).unwrap();
         assert_eq!(c.trainer.max_epochs, Some(5));
         assert_eq!(c.trainer.accelerator, "cpu");

@@ -2,6 +2,6 @@
 //! (what `self.log` recorded, reduced lazily, routed to loggers and the progress bar).
 
 pub mod accelerator;
-pub mod cuda_loader;
 pub mod checkpoint;
+pub mod cuda_loader;
 pub mod logger;

@@ -138,12 +138,21 @@ impl RunContext {
         check_metric_name(name)?;
         if !self.metric_names.contains(name) {
             if self.metric_names.len() >= MAX_METRIC_NAMES {
-                return Err(OpError::new("log", format!("`{name}` would be the run's {}th metric name; a run may log at most {MAX_METRIC_NAMES}", MAX_METRIC_NAMES + 1)));
+                return Err(OpError::new(
+                    "log",
+                    format!(
+                        "`{name}` would be the run's {}th metric name; a run may log at most {MAX_METRIC_NAMES}",
+                        MAX_METRIC_NAMES + 1
+                    ),
+                ));
             }
             self.metric_names.insert(name.to_string());
         }
         if self.logs.len() >= MAX_LOGS_PER_HOOK {
-            return Err(OpError::new("log", format!("`{hook}` logged more than {MAX_LOGS_PER_HOOK} values in one call")));
+            return Err(OpError::new(
+                "log",
+                format!("`{hook}` logged more than {MAX_LOGS_PER_HOOK} values in one call"),
+            ));
         }
         let Some(rule) = self.current_hook.and_then(Hook::log_rule) else {
             return Err(OpError::new("log", format!("you can't `self.log({name:?})` inside `{hook}`")));
@@ -157,7 +166,10 @@ impl RunContext {
             ));
         }
         if !on_step && !on_epoch {
-            return Err(OpError::new("log", format!("`self.log({name:?}, on_step=False, on_epoch=False)` logs nothing")));
+            return Err(OpError::new(
+                "log",
+                format!("`self.log({name:?}, on_step=False, on_epoch=False)` logs nothing"),
+            ));
         }
         self.logs.push(LogRecord {
             name: name.to_string(),

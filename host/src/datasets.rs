@@ -34,7 +34,10 @@ pub fn numel(shape: &[i64], max: i64) -> Parsed<i64> {
         if d < 0 {
             return err(format!("negative dimension in shape {shape:?}"));
         }
-        n = n.checked_mul(d).filter(|&n| n <= max).ok_or_else(|| FormatError(format!("shape {shape:?} has more than {max} elements")))?;
+        n = n
+            .checked_mul(d)
+            .filter(|&n| n <= max)
+            .ok_or_else(|| FormatError(format!("shape {shape:?} has more than {max} elements")))?;
     }
     Ok(n)
 }

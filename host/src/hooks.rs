@@ -76,7 +76,8 @@ pub struct LogRule {
 const ANY: &[bool] = &[false, true];
 const TRAIN_STEP: LogRule = LogRule { on_step: ANY, on_epoch: ANY, default_on_step: true, default_on_epoch: false };
 const EVAL_STEP: LogRule = LogRule { on_step: ANY, on_epoch: ANY, default_on_step: false, default_on_epoch: true };
-const EPOCH_ONLY: LogRule = LogRule { on_step: &[false], on_epoch: &[true], default_on_step: false, default_on_epoch: true };
+const EPOCH_ONLY: LogRule =
+    LogRule { on_step: &[false], on_epoch: &[true], default_on_step: false, default_on_epoch: true };
 
 impl Hook {
     /// Lightning's name for the hook.
@@ -139,9 +140,20 @@ impl Hook {
         use Hook::*;
         match self {
             OnSanityCheckStart | OnSanityCheckEnd | OnException => Owner::Callback,
-            ConfigureModel | ConfigureOptimizers | OnValidationModelEval | OnValidationModelTrain | OnValidationModelZeroGrad
-            | OnTestModelEval | OnTestModelTrain | OnPredictModelEval | OnBeforeBatchTransfer | OnAfterBatchTransfer
-            | TrainingStep | ValidationStep | TestStep | PredictStep => Owner::Module,
+            ConfigureModel
+            | ConfigureOptimizers
+            | OnValidationModelEval
+            | OnValidationModelTrain
+            | OnValidationModelZeroGrad
+            | OnTestModelEval
+            | OnTestModelTrain
+            | OnPredictModelEval
+            | OnBeforeBatchTransfer
+            | OnAfterBatchTransfer
+            | TrainingStep
+            | ValidationStep
+            | TestStep
+            | PredictStep => Owner::Module,
             _ => Owner::Both,
         }
     }
@@ -150,11 +162,28 @@ impl Hook {
     pub fn log_rule(self) -> Option<LogRule> {
         use Hook::*;
         match self {
-            TrainingStep | OnTrainBatchStart | OnTrainBatchEnd | OnBeforeBackward | OnAfterBackward | OnBeforeOptimizerStep
+            TrainingStep
+            | OnTrainBatchStart
+            | OnTrainBatchEnd
+            | OnBeforeBackward
+            | OnAfterBackward
+            | OnBeforeOptimizerStep
             | OnBeforeZeroGrad => Some(TRAIN_STEP),
-            ValidationStep | TestStep | OnValidationBatchStart | OnValidationBatchEnd | OnTestBatchStart | OnTestBatchEnd => Some(EVAL_STEP),
-            OnTrainStart | OnTrainEpochStart | OnTrainEpochEnd | OnValidationStart | OnValidationEpochStart | OnValidationEpochEnd
-            | OnTestStart | OnTestEpochStart | OnTestEpochEnd => Some(EPOCH_ONLY),
+            ValidationStep
+            | TestStep
+            | OnValidationBatchStart
+            | OnValidationBatchEnd
+            | OnTestBatchStart
+            | OnTestBatchEnd => Some(EVAL_STEP),
+            OnTrainStart
+            | OnTrainEpochStart
+            | OnTrainEpochEnd
+            | OnValidationStart
+            | OnValidationEpochStart
+            | OnValidationEpochEnd
+            | OnTestStart
+            | OnTestEpochStart
+            | OnTestEpochEnd => Some(EPOCH_ONLY),
             _ => None,
         }
     }
@@ -167,7 +196,10 @@ mod tests {
     #[test]
     fn log_rules_follow_lightning() {
         assert_eq!(Hook::TrainingStep.log_rule().map(|r| (r.default_on_step, r.default_on_epoch)), Some((true, false)));
-        assert_eq!(Hook::ValidationStep.log_rule().map(|r| (r.default_on_step, r.default_on_epoch)), Some((false, true)));
+        assert_eq!(
+            Hook::ValidationStep.log_rule().map(|r| (r.default_on_step, r.default_on_epoch)),
+            Some((false, true))
+        );
         assert_eq!(Hook::OnTrainEpochEnd.log_rule().map(|r| r.on_step), Some(&[false][..]));
         assert!(Hook::OnFitStart.log_rule().is_none());
         assert!(Hook::PredictStep.log_rule().is_none());

@@ -66,7 +66,9 @@ pub fn next_version(dir: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
     entries
         .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_prefix("version_")).and_then(|v| v.parse::<u64>().ok()))
+        .filter_map(|e| {
+            e.file_name().to_str().and_then(|n| n.strip_prefix("version_")).and_then(|v| v.parse::<u64>().ok())
+        })
         .map(|v| v + 1)
         .max()
         .unwrap_or(0)
@@ -102,9 +104,14 @@ pub fn temp_file_in(dir: &Path) -> std::io::Result<tempfile::NamedTempFile> {
 
 /// Whether `name` is an lthost temp file whose process is gone (safe to remove).
 pub fn is_stale_temp(name: &str) -> bool {
-    let Some(pid) = name.strip_prefix(TEMP_PREFIX).and_then(|r| r.split_once('-')).and_then(|(p, _)| p.parse::<libc::pid_t>().ok()) else { return false };
+    let Some(pid) =
+        name.strip_prefix(TEMP_PREFIX).and_then(|r| r.split_once('-')).and_then(|(p, _)| p.parse::<libc::pid_t>().ok())
+    else {
+        return false;
+    };
     // SAFETY: signal 0 only asks whether the process exists.
-    let gone = unsafe { libc::kill(pid, 0) } == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+    let gone =
+        unsafe { libc::kill(pid, 0) } == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
     gone && pid > 0
 }
 
@@ -143,7 +150,12 @@ pub fn to_yaml(v: &Value) -> String {
     }
     match v {
         Value::Object(map) if map.is_empty() => "{}\n".into(),
-        Value::Object(map) => map.iter().map(|(k, v)| format!("{}: {}\n", serde_json::to_string(k).unwrap_or_default().trim_matches('"'), scalar(v))).collect(),
+        Value::Object(map) => map
+            .iter()
+            .map(|(k, v)| {
+                format!("{}: {}\n", serde_json::to_string(k).unwrap_or_default().trim_matches('"'), scalar(v))
+            })
+            .collect(),
         other => format!("{}\n", scalar(other)),
     }
 }

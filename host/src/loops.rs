@@ -5,14 +5,14 @@
 pub mod checkpointing;
 pub mod evaluation;
 pub mod fetchers;
-pub mod prefetch;
-pub mod sampler;
 pub mod fit;
 pub mod limits;
 pub mod optimization;
 pub mod prediction;
 pub mod prediction_writer;
+pub mod prefetch;
 pub mod progress;
+pub mod sampler;
 pub mod state;
 pub mod stream;
 pub mod training_epoch;

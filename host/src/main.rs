@@ -74,9 +74,7 @@ enum Command {
         lang: String,
     },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
-    Completions {
-        shell: clap_complete::Shell,
-    },
+    Completions { shell: clap_complete::Shell },
     /// Embed a manifest (a TOML file: name, version, authors, description, capabilities).
     Manifest {
         plugin: PathBuf,
@@ -196,23 +194,53 @@ impl RunArgs {
     fn config(&self) -> Result<RunConfig> {
         let mut cfg = RunConfig::load(self.config.as_deref(), &self.sets)?;
         let t = &mut cfg.trainer;
-        if let Some(v) = self.max_epochs { t.max_epochs = Some(v); }
-        if let Some(v) = self.max_steps { t.max_steps = v; }
-        if let Some(v) = &self.accelerator { t.accelerator = v.clone(); }
-        if let Some(v) = self.seed { t.seed = Some(v); }
-        if let Some(v) = self.threads { t.threads = Some(v); }
-        if let Some(v) = &self.default_root_dir { t.default_root_dir = v.clone(); }
-        if let Some(v) = self.log_every_n_steps { t.log_every_n_steps = v; }
-        if let Some(v) = self.num_sanity_val_steps { t.num_sanity_val_steps = v; }
-        if self.no_progress_bar { t.enable_progress_bar = false; }
-        if let Some(v) = &self.logger { t.loggers = v.clone(); }
+        if let Some(v) = self.max_epochs {
+            t.max_epochs = Some(v);
+        }
+        if let Some(v) = self.max_steps {
+            t.max_steps = v;
+        }
+        if let Some(v) = &self.accelerator {
+            t.accelerator = v.clone();
+        }
+        if let Some(v) = self.seed {
+            t.seed = Some(v);
+        }
+        if let Some(v) = self.threads {
+            t.threads = Some(v);
+        }
+        if let Some(v) = &self.default_root_dir {
+            t.default_root_dir = v.clone();
+        }
+        if let Some(v) = self.log_every_n_steps {
+            t.log_every_n_steps = v;
+        }
+        if let Some(v) = self.num_sanity_val_steps {
+            t.num_sanity_val_steps = v;
+        }
+        if self.no_progress_bar {
+            t.enable_progress_bar = false;
+        }
+        if let Some(v) = &self.logger {
+            t.loggers = v.clone();
+        }
         let p = &mut cfg.plugin;
-        if let Some(v) = &self.data_dir { p.data_dir = Some(v.clone()); }
-        if let Some(v) = self.hook_timeout_s { p.hook_timeout_s = v; }
-        if let Some(v) = self.memory_limit_mb { p.memory_limit_mb = v; }
-        if let Some(v) = &self.checkpoint_dir { cfg.checkpoint.dirpath = Some(v.clone()); }
+        if let Some(v) = &self.data_dir {
+            p.data_dir = Some(v.clone());
+        }
+        if let Some(v) = self.hook_timeout_s {
+            p.hook_timeout_s = v;
+        }
+        if let Some(v) = self.memory_limit_mb {
+            p.memory_limit_mb = v;
+        }
+        if let Some(v) = &self.checkpoint_dir {
+            cfg.checkpoint.dirpath = Some(v.clone());
+        }
         cfg.plugin.trusted_keys.extend(self.trusted_keys.iter().cloned());
-        if self.allow_unsigned { cfg.plugin.allow_unsigned = true; }
+        if self.allow_unsigned {
+            cfg.plugin.allow_unsigned = true;
+        }
         Ok(cfg)
     }
 }
@@ -256,7 +284,12 @@ fn run(cmd: Command, signal: Arc<AtomicUsize>) -> Result<Option<i32>> {
             };
             lthost::artifact::signing::sign_file(plugin, key, &out, is_detached)?;
             let pk = lthost::artifact::signing::public_of(&lthost::artifact::signing::read_secret_key(key)?);
-            println!("signed {} with key {} → {}", plugin.display(), lthost::artifact::signing::key_id(&pk), out.display());
+            println!(
+                "signed {} with key {} → {}",
+                plugin.display(),
+                lthost::artifact::signing::key_id(&pk),
+                out.display()
+            );
             return Ok(None);
         }
         Command::Verify(t) | Command::Inspect(t) => {
@@ -274,7 +307,9 @@ fn run(cmd: Command, signal: Arc<AtomicUsize>) -> Result<Option<i32>> {
                 return Ok(None);
             }
             match trust.check(&name, &bytes, detached.as_deref())? {
-                lthost::artifact::trust::Verdict::Trusted(keys) => println!("plugin `{name}`: trusted, signed by {}", keys.join(", ")),
+                lthost::artifact::trust::Verdict::Trusted(keys) => {
+                    println!("plugin `{name}`: trusted, signed by {}", keys.join(", "))
+                }
                 v => bail!("plugin `{name}`: {v:?}"),
             }
             return Ok(None);
@@ -282,7 +317,8 @@ fn run(cmd: Command, signal: Arc<AtomicUsize>) -> Result<Option<i32>> {
         Command::Manifest { plugin, from, output } => {
             let m = lthost::artifact::manifest::Manifest::from_toml_file(from)?;
             let bytes = std::fs::read(plugin).map_err(|e| anyhow::anyhow!("reading {}: {e}", plugin.display()))?;
-            let out = lthost::artifact::manifest::embed(&bytes, &m).map_err(|e| anyhow::anyhow!("{}: {e}", plugin.display()))?;
+            let out = lthost::artifact::manifest::embed(&bytes, &m)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", plugin.display()))?;
             let dest = output.clone().unwrap_or_else(|| plugin.clone());
             lthost::loggers::write_atomic(&dest, &out)?;
             println!("embedded the manifest of {} {} into {}", m.name, m.version, dest.display());
@@ -300,14 +336,21 @@ fn run(cmd: Command, signal: Arc<AtomicUsize>) -> Result<Option<i32>> {
     let runtime = Runtime::new()?;
     let model = plugin::load(&runtime, &args.plugin, &opts)?;
     if !model.has_module() {
-        bail!("plugin `{name}`: exports no `{}`, so it cannot be trained; pass the model first and the data with --data", plugin::adapter::MODULE_EXPORT);
+        bail!(
+            "plugin `{name}`: exports no `{}`, so it cannot be trained; pass the model first and the data with --data",
+            plugin::adapter::MODULE_EXPORT
+        );
     }
     let mut data: WasmPlugin = match &args.data {
         Some(p) => plugin::load(&runtime, p, &opts)?,
         None => model.clone(),
     };
     if !data.has_datamodule() {
-        bail!("plugin `{}`: exports no `{}`; name a DataModule component with --data", DataModule::name(&data), plugin::adapter::DATAMODULE_EXPORT);
+        bail!(
+            "plugin `{}`: exports no `{}`; name a DataModule component with --data",
+            DataModule::name(&data),
+            plugin::adapter::DATAMODULE_EXPORT
+        );
     }
     let mut module = model;
     let hparams = Value::Object(cfg.hparams.clone());
@@ -319,11 +362,13 @@ fn run(cmd: Command, signal: Arc<AtomicUsize>) -> Result<Option<i32>> {
     for p in cfg.callbacks.plugins.iter().chain(&args.callback) {
         trainer.callbacks.push(Box::new(plugin::callback_plugin::load_callback(&runtime, p, &opts)?));
     }
-    let wasm_loggers: Vec<PathBuf> = cfg.trainer.loggers.iter().filter(|l| l.ends_with(".wasm")).map(PathBuf::from).collect();
+    let wasm_loggers: Vec<PathBuf> =
+        cfg.trainer.loggers.iter().filter(|l| l.ends_with(".wasm")).map(PathBuf::from).collect();
     for p in wasm_loggers.iter().chain(&args.logger_plugin) {
         let (rt, p, o) = (runtime.clone(), p.clone(), opts.clone());
         trainer.logger_plugins.push(Box::new(move |dir: &Path, version: u64| {
-            Ok(Box::new(plugin::logger_plugin::load_logger(&rt, &p, &o, dir, version)?) as Box<dyn lthost::loggers::Logger>)
+            Ok(Box::new(plugin::logger_plugin::load_logger(&rt, &p, &o, dir, version)?)
+                as Box<dyn lthost::loggers::Logger>)
         }));
     }
     trainer.ckpt_path = args.ckpt_path.clone();
@@ -331,11 +376,21 @@ fn run(cmd: Command, signal: Arc<AtomicUsize>) -> Result<Option<i32>> {
     trainer.signal = Some(signal);
     if let Command::LrFind(a) = &cmd {
         let mut lf = cfg.lr_find.clone();
-        if let Some(v) = a.min_lr { lf.min_lr = v; }
-        if let Some(v) = a.max_lr { lf.max_lr = v; }
-        if let Some(v) = a.num_training { lf.num_training = v; }
-        if let Some(v) = &a.mode { lf.mode = v.clone(); }
-        if let Some(v) = a.early_stop_threshold { lf.early_stop_threshold = (v != 0.0).then_some(v); }
+        if let Some(v) = a.min_lr {
+            lf.min_lr = v;
+        }
+        if let Some(v) = a.max_lr {
+            lf.max_lr = v;
+        }
+        if let Some(v) = a.num_training {
+            lf.num_training = v;
+        }
+        if let Some(v) = &a.mode {
+            lf.mode = v.clone();
+        }
+        if let Some(v) = a.early_stop_threshold {
+            lf.early_stop_threshold = (v != 0.0).then_some(v);
+        }
         let out = a.output.clone().unwrap_or_else(|| cfg.trainer.default_root_dir.clone());
         return lr_find(&mut trainer, &mut module, &mut data, &hparams, &lf, &out).map(|()| None);
     }
@@ -343,7 +398,10 @@ fn run(cmd: Command, signal: Arc<AtomicUsize>) -> Result<Option<i32>> {
         Stage::Fit => {
             let report = trainer.fit(&mut module, &mut data, &hparams)?;
             println!("\n{}", report.render(&name));
-            let (hits, compiled) = (runtime.hits.load(std::sync::atomic::Ordering::Relaxed), runtime.compiled.load(std::sync::atomic::Ordering::Relaxed));
+            let (hits, compiled) = (
+                runtime.hits.load(std::sync::atomic::Ordering::Relaxed),
+                runtime.compiled.load(std::sync::atomic::Ordering::Relaxed),
+            );
             let cache = runtime.cache.as_ref().map(|c| c.dir.display().to_string()).unwrap_or_else(|| "off".into());
             println!("  components    {hits} from the cache, {compiled} compiled (cache: {cache})");
             if let Some((sig, _)) = report.interrupted {
@@ -372,7 +430,14 @@ fn run(cmd: Command, signal: Arc<AtomicUsize>) -> Result<Option<i32>> {
 }
 
 /// Runs the range test, prints the suggestion, writes the plot and the numbers.
-fn lr_find(trainer: &mut Trainer<'_>, module: &mut WasmPlugin, data: &mut WasmPlugin, hparams: &Value, cfg: &lthost::callbacks::lr_finder::LrFindConfig, out: &Path) -> Result<()> {
+fn lr_find(
+    trainer: &mut Trainer<'_>,
+    module: &mut WasmPlugin,
+    data: &mut WasmPlugin,
+    hparams: &Value,
+    cfg: &lthost::callbacks::lr_finder::LrFindConfig,
+    out: &Path,
+) -> Result<()> {
     let report = trainer.lr_find(module, data, hparams, cfg)?;
     let r = &report.results;
     std::fs::create_dir_all(out).map_err(|e| anyhow::anyhow!("creating {}: {e}", out.display()))?;
@@ -390,8 +455,14 @@ fn lr_find(trainer: &mut Trainer<'_>, module: &mut WasmPlugin, data: &mut WasmPl
         println!("LR finder stopped early after {} steps due to diverging loss.", report.steps);
     }
     match report.suggestion {
-        Some((i, lr)) => println!("Learning rate finder: {} steps; suggested lr = {lr} (steepest descent of the loss, step {i})", report.steps),
-        None => println!("Learning rate finder: {} steps; too few points for a suggestion (increase num_training or the data)", report.steps),
+        Some((i, lr)) => println!(
+            "Learning rate finder: {} steps; suggested lr = {lr} (steepest descent of the loss, step {i})",
+            report.steps
+        ),
+        None => println!(
+            "Learning rate finder: {} steps; too few points for a suggestion (increase num_training or the data)",
+            report.steps
+        ),
     }
     println!("wrote {} and {}", png_path.display(), json_path.display());
     Ok(())
@@ -407,8 +478,14 @@ fn init_tracing(verbose: u8) {
         2 => LevelFilter::DEBUG,
         _ => LevelFilter::TRACE,
     };
-    let filter = std::env::var("RUST_LOG").ok().and_then(|v| v.parse::<Targets>().ok()).unwrap_or_else(|| Targets::new().with_target("lthost", level).with_default(LevelFilter::WARN));
-    let _ = tracing_subscriber::registry().with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(true)).with(filter).try_init();
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| v.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_target("lthost", level).with_default(LevelFilter::WARN));
+    let _ = tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(true))
+        .with(filter)
+        .try_init();
 }
 
 fn main() -> ExitCode {
@@ -424,7 +501,8 @@ fn main() -> ExitCode {
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT, signal_hook::consts::SIGUSR1] {
         let flag = signal.clone();
         // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        let registered = unsafe { signal_hook::low_level::register(sig, move || flag.store(sig as usize, Ordering::SeqCst)) };
+        let registered =
+            unsafe { signal_hook::low_level::register(sig, move || flag.store(sig as usize, Ordering::SeqCst)) };
         if let Err(e) = registered {
             eprintln!("warning: cannot handle signal {sig}: {e}");
         }

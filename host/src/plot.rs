@@ -151,7 +151,11 @@ fn label(v: f64) -> String {
     if v.abs() >= 1e4 || v.abs() < 1e-2 {
         let e = v.abs().log10().floor() as i32;
         let m = v / 10f64.powi(e);
-        if (m - m.round()).abs() < 1e-9 { format!("{}E{e}", m.round()) } else { format!("{m:.1}E{e}") }
+        if (m - m.round()).abs() < 1e-9 {
+            format!("{}E{e}", m.round())
+        } else {
+            format!("{m:.1}E{e}")
+        }
     } else {
         let s = format!("{v:.3}");
         s.trim_end_matches('0').trim_end_matches('.').to_string()
@@ -161,15 +165,23 @@ fn label(v: f64) -> String {
 /// Loss against learning rate (x log-scaled when `log_x`), with the suggestion marked.
 pub fn lr_plot(lrs: &[f64], losses: &[f64], log_x: bool, suggested: Option<usize>) -> Result<Vec<u8>> {
     let mut c = Canvas::new();
-    let pts: Vec<(f64, f64)> = lrs.iter().zip(losses).filter(|(l, v)| l.is_finite() && **l > 0.0 && v.is_finite()).map(|(l, v)| (*l, *v)).collect();
+    let pts: Vec<(f64, f64)> = lrs
+        .iter()
+        .zip(losses)
+        .filter(|(l, v)| l.is_finite() && **l > 0.0 && v.is_finite())
+        .map(|(l, v)| (*l, *v))
+        .collect();
     let fx = |l: f64| if log_x { l.log10() } else { l };
     let (x0, x1) = pts.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(fx(p.0)), b.max(fx(p.0))));
     let (y0, y1) = pts.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.1), b.max(p.1)));
     let (x1, y1) = (if x1 > x0 { x1 } else { x0 + 1.0 }, if y1 > y0 { y1 } else { y0 + 1.0 });
     let (pw, ph) = ((W - LEFT - RIGHT) as f64, (H - TOP - BOTTOM) as f64);
-    let to_px = |l: f64, v: f64| ((LEFT as f64 + (fx(l) - x0) / (x1 - x0) * pw) as i64, ((TOP as f64) + (y1 - v) / (y1 - y0) * ph) as i64);
+    let to_px = |l: f64, v: f64| {
+        ((LEFT as f64 + (fx(l) - x0) / (x1 - x0) * pw) as i64, ((TOP as f64) + (y1 - v) / (y1 - y0) * ph) as i64)
+    };
     let black = [0, 0, 0];
-    let (bl, br, tb) = ((LEFT as i64, (H - BOTTOM) as i64), ((W - RIGHT) as i64, (H - BOTTOM) as i64), (LEFT as i64, TOP as i64));
+    let (bl, br, tb) =
+        ((LEFT as i64, (H - BOTTOM) as i64), ((W - RIGHT) as i64, (H - BOTTOM) as i64), (LEFT as i64, TOP as i64));
     c.line(bl, br, black, 1);
     c.line(bl, tb, black, 1);
     if pts.is_empty() {
@@ -177,7 +189,11 @@ pub fn lr_plot(lrs: &[f64], losses: &[f64], log_x: bool, suggested: Option<usize
         return c.png();
     }
     // x ticks: each decade (log) or five even steps (linear).
-    let ticks: Vec<f64> = if log_x { (x0.ceil() as i64..=x1.floor() as i64).map(|e| 10f64.powi(e as i32)).collect() } else { (0..=4).map(|i| x0 + (x1 - x0) * i as f64 / 4.0).collect() };
+    let ticks: Vec<f64> = if log_x {
+        (x0.ceil() as i64..=x1.floor() as i64).map(|e| 10f64.powi(e as i32)).collect()
+    } else {
+        (0..=4).map(|i| x0 + (x1 - x0) * i as f64 / 4.0).collect()
+    };
     for t in ticks {
         let (x, _) = to_px(t, y0);
         c.line((x, bl.1), (x, bl.1 + 6), black, 1);

@@ -19,7 +19,11 @@ pub struct RunDir {
 /// `path` made absolute without resolving symlinks (the comparison is on names only; the
 /// directory handle does the resolving, contained).
 fn absolute(path: &Path) -> PathBuf {
-    let joined = if path.is_absolute() { path.to_path_buf() } else { std::env::current_dir().map(|d| d.join(path)).unwrap_or_else(|_| path.to_path_buf()) };
+    let joined = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().map(|d| d.join(path)).unwrap_or_else(|_| path.to_path_buf())
+    };
     let mut out = PathBuf::new();
     for c in joined.components() {
         match c {
@@ -47,7 +51,8 @@ impl RunDir {
     /// Opens (creating it if needed) the directory at `path`.
     pub fn open(path: &Path) -> Result<RunDir> {
         std::fs::create_dir_all(path).with_context(|| format!("creating {}", path.display()))?;
-        let dir = Dir::open_ambient_dir(path, cap_std::ambient_authority()).with_context(|| format!("opening {}", path.display()))?;
+        let dir = Dir::open_ambient_dir(path, cap_std::ambient_authority())
+            .with_context(|| format!("opening {}", path.display()))?;
         Ok(RunDir { path: path.to_path_buf(), dir })
     }
 
@@ -88,7 +93,10 @@ impl RunDir {
     /// Removes the regular file `name` (a symlink or directory of that name is left alone).
     pub fn remove(&self, name: &str) -> std::io::Result<()> {
         if plain_name(OsStr::new(name)).is_none() || !self.is_file(name) {
-            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{name:?} is not a regular file directly in {}", self.path.display())));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{name:?} is not a regular file directly in {}", self.path.display()),
+            ));
         }
         self.dir.remove_file(name)
     }
@@ -96,7 +104,9 @@ impl RunDir {
     /// Names of the entries here, with whether each is a symlink.
     pub fn entries(&self) -> Vec<(String, bool)> {
         let Ok(rd) = self.dir.entries() else { return Vec::new() };
-        rd.flatten().filter_map(|e| Some((e.file_name().into_string().ok()?, e.file_type().ok()?.is_symlink()))).collect()
+        rd.flatten()
+            .filter_map(|e| Some((e.file_name().into_string().ok()?, e.file_type().ok()?.is_symlink())))
+            .collect()
     }
 
     /// Removes a symlink `name` (whatever it points to, it is not followed).

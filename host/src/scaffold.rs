@@ -25,7 +25,8 @@ pub fn init(dir: &Path, lang: &str, sdk: &Path) -> Result<Vec<PathBuf>> {
         bail!("{} exists and is not empty", dir.display());
     }
     let raw = dir.file_name().and_then(|n| n.to_str()).unwrap_or("my-plugin");
-    let name: String = raw.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
+    let name: String =
+        raw.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
     if name.is_empty() || !name.starts_with(|c: char| c.is_ascii_alphabetic()) {
         bail!("`{raw}`: a plugin name starts with a letter");
     }
@@ -63,7 +64,8 @@ pub fn init(dir: &Path, lang: &str, sdk: &Path) -> Result<Vec<PathBuf>> {
         #[cfg(unix)]
         if rel == "build.sh" {
             use std::os::unix::fs::PermissionsExt as _;
-            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).with_context(|| format!("making {} executable", p.display()))?;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))
+                .with_context(|| format!("making {} executable", p.display()))?;
         }
         written.push(p);
     }

@@ -16,9 +16,9 @@ use std::sync::Arc;
 use crate::callbacks::model_checkpoint::{CheckpointConfig, ModelCheckpoint};
 use crate::callbacks::{model_summary, Callback, ProgressBar};
 use crate::checkpoint;
-use crate::connectors::checkpoint as ckpt;
 use crate::config::TrainerConfig;
 use crate::connectors::accelerator;
+use crate::connectors::checkpoint as ckpt;
 use crate::connectors::logger::ResultCollection;
 use crate::context::{device_name, RunContext, Stage};
 use crate::hooks::Hook;
@@ -97,7 +97,19 @@ pub(crate) struct Prepared {
 
 impl<'c> Trainer<'c> {
     pub fn new(cfg: TrainerConfig, data_dir: Option<PathBuf>) -> Self {
-        Trainer { cfg, data_dir, callbacks: Vec::new(), checkpoint: CheckpointConfig::default(), ckpt_path: None, plugin_sha256: String::new(), signal: None, early_stopping: None, logger_plugins: Vec::new(), builtins: Default::default(), progress_bar: Default::default() }
+        Trainer {
+            cfg,
+            data_dir,
+            callbacks: Vec::new(),
+            checkpoint: CheckpointConfig::default(),
+            ckpt_path: None,
+            plugin_sha256: String::new(),
+            signal: None,
+            early_stopping: None,
+            logger_plugins: Vec::new(),
+            builtins: Default::default(),
+            progress_bar: Default::default(),
+        }
     }
 
     pub fn with_callback(mut self, cb: Box<dyn Callback + 'c>) -> Self {
@@ -107,7 +119,13 @@ impl<'c> Trainer<'c> {
 
     /// Seed, device, threads; the module's `configure` (its `__init__`) and the DataModule's
     /// `setup`.
-    pub(crate) fn prepare(&self, module: &mut dyn Module, data: &mut dyn DataModule, hparams: &Value, stage: Stage) -> Result<Prepared> {
+    pub(crate) fn prepare(
+        &self,
+        module: &mut dyn Module,
+        data: &mut dyn DataModule,
+        hparams: &Value,
+        stage: Stage,
+    ) -> Result<Prepared> {
         let acc = self.cfg.validate()?;
         let device = accelerator::resolve(acc)?;
         let threads = accelerator::set_threads(self.cfg.threads);
@@ -116,7 +134,10 @@ impl<'c> Trainer<'c> {
             tch::Cuda::cudnn_set_benchmark(false);
         }
         let seed = self.cfg.seed.unwrap_or_else(|| {
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos() as u64).unwrap_or(0)
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos() as u64)
+                .unwrap_or(0)
         });
         tch::manual_seed(seed as i64);
         if let Device::Cuda(_) = device {
@@ -125,7 +146,8 @@ impl<'c> Trainer<'c> {
         println!("Seed set to {seed}");
         println!("GPU available: {} (cuda), used: {}", tch::Cuda::is_available(), matches!(device, Device::Cuda(_)));
         println!("libtorch threads: {threads} intra-op, {} inter-op", tch::get_num_interop_threads());
-        let mut ctx = RunContext { device, creation_device: device, data_dir: self.data_dir.clone(), ..RunContext::default() };
+        let mut ctx =
+            RunContext { device, creation_device: device, data_dir: self.data_dir.clone(), ..RunContext::default() };
         ctx.stage = stage;
         let effective = module.configure(&mut ctx, hparams)?;
         let module_hooks = module.implemented_hooks(&mut ctx)?.into_iter().collect();
@@ -133,7 +155,12 @@ impl<'c> Trainer<'c> {
         Ok(Prepared { ctx, hparams: effective, seed, threads, module_hooks })
     }
 
-    pub(crate) fn loader(data: &mut dyn DataModule, ctx: &mut RunContext, split: Split, prefetch: usize) -> Result<Option<DataLoader>> {
+    pub(crate) fn loader(
+        data: &mut dyn DataModule,
+        ctx: &mut RunContext,
+        split: Split,
+        prefetch: usize,
+    ) -> Result<Option<DataLoader>> {
         let name = data.name().to_string();
         let source = format!("plugin `{name}`");
         if let Some(spec) = data.dataset(ctx, split)? {
@@ -147,10 +174,18 @@ impl<'c> Trainer<'c> {
         }
     }
 
-    pub(crate) fn state<'a>(&'a mut self, module: &'a mut dyn Module, data: Option<&'a mut dyn DataModule>, p: Prepared, limits: LoopLimits, logger: Option<Box<dyn Logger>>) -> Result<LoopState<'a>> {
+    pub(crate) fn state<'a>(
+        &'a mut self,
+        module: &'a mut dyn Module,
+        data: Option<&'a mut dyn DataModule>,
+        p: Prepared,
+        limits: LoopLimits,
+        logger: Option<Box<dyn Logger>>,
+    ) -> Result<LoopState<'a>> {
         let mut bar = ProgressBar::with_config(self.cfg.enable_progress_bar, &self.progress_bar);
         bar.version = logger.as_ref().map(|l| l.version()).unwrap_or(0);
-        let mut callbacks: Vec<Box<dyn Callback + 'c>> = self.builtins.build()?.into_iter().map(|c| c as Box<dyn Callback + 'c>).collect();
+        let mut callbacks: Vec<Box<dyn Callback + 'c>> =
+            self.builtins.build()?.into_iter().map(|c| c as Box<dyn Callback + 'c>).collect();
         callbacks.append(&mut self.callbacks);
         Ok(LoopState {
             cfg: &self.cfg,
@@ -194,7 +229,9 @@ impl<'c> Trainer<'c> {
     }
 
     fn logger(&self, enabled: bool, hparams: &Value) -> Result<Option<Box<dyn Logger>>> {
-        if !enabled || (!self.cfg.loggers.iter().any(|l| l == "csv" || l == "tensorboard") && self.logger_plugins.is_empty()) {
+        if !enabled
+            || (!self.cfg.loggers.iter().any(|l| l == "csv" || l == "tensorboard") && self.logger_plugins.is_empty())
+        {
             return Ok(None);
         }
         // One version directory for every logger of the run.
@@ -219,9 +256,15 @@ impl<'c> Trainer<'c> {
 
     /// A fit's dataloaders (train is required: `why` says what for) and the loop limits their
     /// sizes resolve; train is unshuffled where the limits say so (overfit_batches).
-    pub(crate) fn fit_data(&self, data: &mut dyn DataModule, ctx: &mut RunContext, why: &str) -> Result<(DataLoader, Option<DataLoader>, LoopLimits)> {
+    pub(crate) fn fit_data(
+        &self,
+        data: &mut dyn DataModule,
+        ctx: &mut RunContext,
+        why: &str,
+    ) -> Result<(DataLoader, Option<DataLoader>, LoopLimits)> {
         let data_name = data.name().to_string();
-        let mut train = Self::loader(data, ctx, Split::Train, self.cfg.prefetch())?.ok_or_else(|| anyhow!("plugin `{data_name}` provides no train dataset: {why}"))?;
+        let mut train = Self::loader(data, ctx, Split::Train, self.cfg.prefetch())?
+            .ok_or_else(|| anyhow!("plugin `{data_name}` provides no train dataset: {why}"))?;
         if train.is_empty() {
             bail!("plugin `{data_name}`: the train dataset is empty");
         }
@@ -277,7 +320,10 @@ impl<'c> Trainer<'c> {
             let c = checkpoint::load(path)?;
             ckpt::restore_model(&mut st.ctx, &c, &shown)?;
             let pos = ckpt::restore_training(&mut st, &c, &shown)?;
-            println!("Restored the training state from {shown} (epoch {}, global step {})", pos.current_epoch, pos.global_step);
+            println!(
+                "Restored the training state from {shown} (epoch {}, global step {})",
+                pos.current_epoch, pos.global_step
+            );
             st.resume = Some(pos);
         }
         if summary {
@@ -312,7 +358,8 @@ impl<'c> Trainer<'c> {
                     Some(pe) => format!("plugin `{}` in hook `{}`", pe.plugin, pe.hook),
                     None => format!("the run ({e:#})"),
                 };
-                let path = checkpointing::interrupt_in_hook(&mut st, sig).map_err(|se| se.context(format!("signal {sig} stopped {what}, and saving the run failed")))?;
+                let path = checkpointing::interrupt_in_hook(&mut st, sig)
+                    .map_err(|se| se.context(format!("signal {sig} stopped {what}, and saving the run failed")))?;
                 println!("signal {sig} stopped {what}; the run was saved to {} (where its weights are, without the plugin's own state)", path.display());
                 stopped_in_hook = Some(what);
                 fit::FitOutcome::default()
@@ -386,7 +433,13 @@ impl<'c> Trainer<'c> {
 
     /// Lightning's `trainer.validate` / `trainer.test` on the model as configured: prints
     /// and returns the metrics, and logs them (step 0) like Lightning.
-    pub fn evaluate(&mut self, module: &mut dyn Module, data: &mut dyn DataModule, hparams: &Value, stage: Stage) -> Result<EvalMetrics> {
+    pub fn evaluate(
+        &mut self,
+        module: &mut dyn Module,
+        data: &mut dyn DataModule,
+        hparams: &Value,
+        stage: Stage,
+    ) -> Result<EvalMetrics> {
         let split = if stage == Stage::Test { Split::Test } else { Split::Val };
         let p = self.prepare(module, data, hparams, stage)?;
         let limits = LoopLimits::for_fit(&self.cfg, 1, None)?;
@@ -402,7 +455,8 @@ impl<'c> Trainer<'c> {
         st.hook(Hook::ConfigureModel, None)?;
         let mut metrics = EvalMetrics::default();
         if !disabled {
-            let loader = Self::loader(data, &mut st.ctx, split, st.cfg.prefetch())?.ok_or_else(|| anyhow!("plugin `{data_name}` provides no {} dataset", split.name()))?;
+            let loader = Self::loader(data, &mut st.ctx, split, st.cfg.prefetch())?
+                .ok_or_else(|| anyhow!("plugin `{data_name}` provides no {} dataset", split.name()))?;
             let n = LoopLimits::for_stage(st.cfg, stage, loader.num_batches())?;
             metrics = evaluation::run(&mut st, &loader, stage, n, false)?;
             st.log_metrics(&metrics.logged, 0)?;
@@ -416,7 +470,12 @@ impl<'c> Trainer<'c> {
 
     /// Lightning's `trainer.predict`, collecting the predictions in memory (see
     /// [`Trainer::predict_into`] to stream them instead).
-    pub fn predict(&mut self, module: &mut dyn Module, data: &mut dyn DataModule, hparams: &Value) -> Result<Vec<Tensor>> {
+    pub fn predict(
+        &mut self,
+        module: &mut dyn Module,
+        data: &mut dyn DataModule,
+        hparams: &Value,
+    ) -> Result<Vec<Tensor>> {
         let mut out = Vec::new();
         self.predict_into(module, data, hparams, &mut |t| {
             out.push(t);
@@ -426,7 +485,13 @@ impl<'c> Trainer<'c> {
     }
 
     /// `trainer.predict`, handing each batch's prediction to `sink` as it comes.
-    pub fn predict_into(&mut self, module: &mut dyn Module, data: &mut dyn DataModule, hparams: &Value, sink: &mut dyn FnMut(Tensor) -> Result<()>) -> Result<()> {
+    pub fn predict_into(
+        &mut self,
+        module: &mut dyn Module,
+        data: &mut dyn DataModule,
+        hparams: &Value,
+        sink: &mut dyn FnMut(Tensor) -> Result<()>,
+    ) -> Result<()> {
         let p = self.prepare(module, data, hparams, Stage::Predict)?;
         let limits = LoopLimits::for_fit(&self.cfg, 1, None)?;
         let data_name = data.name().to_string();
@@ -436,7 +501,8 @@ impl<'c> Trainer<'c> {
         restore_weights(&mut st, ckpt_spec.as_deref(), dirpath.as_deref())?;
         st.hook(Hook::Setup, None)?;
         st.hook(Hook::ConfigureModel, None)?;
-        let loader = Self::loader(data, &mut st.ctx, Split::Predict, st.cfg.prefetch())?.ok_or_else(|| anyhow!("plugin `{data_name}` provides no predict dataset"))?;
+        let loader = Self::loader(data, &mut st.ctx, Split::Predict, st.cfg.prefetch())?
+            .ok_or_else(|| anyhow!("plugin `{data_name}` provides no predict dataset"))?;
         let n = LoopLimits::for_stage(st.cfg, Stage::Predict, loader.num_batches())?;
         prediction::run(&mut st, &loader, n, sink)?;
         st.hook(Hook::Teardown, None)?;
@@ -454,8 +520,15 @@ pub(crate) fn configure_optimizers(st: &mut LoopState<'_>) -> Result<(crate::mod
 
 /// The optimizers (and schedulers) over the module's parameters; a module without
 /// trainable parameters is refused.
-pub(crate) fn optimizer_set(st: &LoopState<'_>, name: &str, optimizers: &[crate::engine::optim::OptimizerConfig], schedulers: &[crate::loops::optimization::SchedulerSpec], automatic: bool) -> Result<OptimizerSet> {
-    let set = OptimizerSet::new(optimizers, schedulers, automatic, &st.ctx.params).map_err(|e| anyhow!("plugin `{name}`, hook `configure_optimizers`: {e}"))?;
+pub(crate) fn optimizer_set(
+    st: &LoopState<'_>,
+    name: &str,
+    optimizers: &[crate::engine::optim::OptimizerConfig],
+    schedulers: &[crate::loops::optimization::SchedulerSpec],
+    automatic: bool,
+) -> Result<OptimizerSet> {
+    let set = OptimizerSet::new(optimizers, schedulers, automatic, &st.ctx.params)
+        .map_err(|e| anyhow!("plugin `{name}`, hook `configure_optimizers`: {e}"))?;
     if st.ctx.params.parameters().is_empty() {
         bail!("plugin `{name}` registered no trainable parameters: nothing to optimize");
     }
@@ -483,9 +556,16 @@ impl FitReport {
         out.push_str(&format!("  seed          {}\n", self.seed));
         out.push_str(&format!("  parameters    {}\n", self.trainable_params));
         out.push_str(&format!("  epochs        {}  (global steps {})\n", self.epochs, self.global_step));
-        out.push_str(&format!("  time          {:.2} s  ({:.1} steps/s)\n", secs, self.global_step as f64 / secs.max(1e-9)));
+        out.push_str(&format!(
+            "  time          {:.2} s  ({:.1} steps/s)\n",
+            secs,
+            self.global_step as f64 / secs.max(1e-9)
+        ));
         if let Some(t) = self.first_step {
-            out.push_str(&format!("  start-up      {:.3} s from process start to the first training step\n", t.as_secs_f64()));
+            out.push_str(&format!(
+                "  start-up      {:.3} s from process start to the first training step\n",
+                t.as_secs_f64()
+            ));
         }
         if let Some(first) = self.epoch_seconds.first() {
             let mut rest = self.epoch_seconds[1..].to_vec();

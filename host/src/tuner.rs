@@ -29,12 +29,23 @@ pub struct LrFindReport {
 
 impl Trainer<'_> {
     /// Lightning's `Tuner(trainer).lr_find(model, datamodule)`.
-    pub fn lr_find(&mut self, module: &mut dyn Module, data: &mut dyn DataModule, hparams: &Value, cfg: &LrFindConfig) -> Result<LrFindReport> {
+    pub fn lr_find(
+        &mut self,
+        module: &mut dyn Module,
+        data: &mut dyn DataModule,
+        hparams: &Value,
+        cfg: &LrFindConfig,
+    ) -> Result<LrFindReport> {
         cfg.validate()?;
         if self.cfg.fast_dev_run.batches().is_some() {
             bail!("lr_find: fast_dev_run is set; Lightning skips the learning rate finder then, and so does lthost");
         }
-        let saved = (self.cfg.clone(), std::mem::take(&mut self.builtins), self.early_stopping.take(), std::mem::take(&mut self.callbacks));
+        let saved = (
+            self.cfg.clone(),
+            std::mem::take(&mut self.builtins),
+            self.early_stopping.take(),
+            std::mem::take(&mut self.callbacks),
+        );
         self.cfg.max_steps = cfg.num_training as i64;
         self.cfg.limit_val_batches = Limit::Batches(cfg.num_training);
         self.cfg.num_sanity_val_steps = 0;
@@ -46,7 +57,13 @@ impl Trainer<'_> {
         out
     }
 
-    fn range_test(&mut self, module: &mut dyn Module, data: &mut dyn DataModule, hparams: &Value, cfg: &LrFindConfig) -> Result<LrFindReport> {
+    fn range_test(
+        &mut self,
+        module: &mut dyn Module,
+        data: &mut dyn DataModule,
+        hparams: &Value,
+        cfg: &LrFindConfig,
+    ) -> Result<LrFindReport> {
         let mut p = self.prepare(module, data, hparams, Stage::Fit)?;
         let (train, val, limits) = self.fit_data(data, &mut p.ctx, "lr_find trains, so it needs one")?;
         let finder = LrFinderCallback::new(cfg, self.cfg.accumulate_grad_batches);
@@ -62,7 +79,14 @@ impl Trainer<'_> {
         if !opt.automatic {
             bail!("plugin `{name}` uses manual optimization: the learning rate finder steps the optimizer itself, so it needs automatic optimization");
         }
-        let spec = SchedulerSpec { kind: cfg.schedule(), optimizer: 0, interval: Interval::Step, frequency: 1, monitor: None, strict: true };
+        let spec = SchedulerSpec {
+            kind: cfg.schedule(),
+            optimizer: 0,
+            interval: Interval::Step,
+            frequency: 1,
+            monitor: None,
+            strict: true,
+        };
         st.ctx.optim = Some(optimizer_set(&st, &name, &opt.optimizers, &[spec], true)?);
         fit::run(&mut st, &train, val.as_ref())?;
         st.hook(Hook::Teardown, None)?;

@@ -8,4 +8,3 @@ wit_bindgen::generate!({
     export_macro_name: "export_raw",
     default_bindings_module: "lthost_sdk::bindings",
 });
-

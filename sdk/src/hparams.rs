@@ -12,7 +12,8 @@ impl Hparams {
             Value::Object(m) => m,
             _ => Map::new(),
         };
-        let given: Value = serde_json::from_str(given).map_err(|e| format!("hyper-parameters are not valid JSON: {e}"))?;
+        let given: Value =
+            serde_json::from_str(given).map_err(|e| format!("hyper-parameters are not valid JSON: {e}"))?;
         match given {
             Value::Object(m) => map.extend(m),
             Value::Null => {}

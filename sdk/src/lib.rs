@@ -25,21 +25,23 @@
 
 #[doc(hidden)]
 pub mod bindings;
-#[doc(hidden)]
-pub mod glue;
 pub mod callback;
 pub mod data;
+#[doc(hidden)]
+pub mod glue;
 pub mod hparams;
-pub mod logger;
 pub mod log;
+pub mod logger;
 mod ops;
 pub mod optim;
 pub mod transforms;
 
-pub use bindings::exports::lt::plugin::data_module::{Dataset, DistributedSampler, Sampler, Split, StreamSource, WeightedSampler, WorkerInfo};
+pub use bindings::exports::lt::plugin::data_module::{
+    Dataset, DistributedSampler, Sampler, Split, StreamSource, WeightedSampler, WorkerInfo,
+};
 pub use bindings::exports::lt::plugin::lightning_module::Hook;
 pub use bindings::lt::plugin::nn;
-pub use bindings::lt::plugin::tensor::{CsvColumn, Tensor, UnaryOp, BinaryOp, CompareOp, ReduceOp};
+pub use bindings::lt::plugin::tensor::{BinaryOp, CompareOp, CsvColumn, ReduceOp, Tensor, UnaryOp};
 pub use bindings::lt::plugin::trainer;
 pub use bindings::lt::plugin::types::{Dtype, Reduction, Stage};
 pub use hparams::Hparams;
@@ -168,13 +170,16 @@ pub fn dataset(columns: Vec<Tensor>, batch_size: u32, shuffle: bool) -> Dataset 
 }
 
 pub mod prelude {
+    pub use crate::data::{random_split, subset, Lengths};
     pub use crate::log;
     pub use crate::nn;
     pub use crate::ops::scalar;
-    pub use crate::trainer;
     pub use crate::optim::manual;
-    pub use crate::data::{random_split, subset, Lengths};
-    pub use crate::{dataset, export_plugin, json, Batch, DataModule, Dataset, Split, StreamSource, WorkerInfo, Dtype, Hook, Hparams, Interval, LightningModule, NoData, Optimization, Optimizer, Scheduler, Stage, Tensor, F};
+    pub use crate::trainer;
+    pub use crate::{
+        dataset, export_plugin, json, Batch, DataModule, Dataset, Dtype, Hook, Hparams, Interval, LightningModule,
+        NoData, Optimization, Optimizer, Scheduler, Split, Stage, StreamSource, Tensor, WorkerInfo, F,
+    };
 }
 
 /// Exports a LightningModule (and optionally a DataModule) as the plugin's component

@@ -7,7 +7,14 @@ pub use raw::{LogOptions as Options, ReduceFx as Reduce};
 
 /// Lightning's defaults: to the logger, not the progress bar, on_step/on_epoch by hook.
 pub fn options() -> LogOptions {
-    LogOptions { prog_bar: false, logger: true, on_step: None, on_epoch: None, reduce_fx: ReduceFx::Mean, batch_size: None }
+    LogOptions {
+        prog_bar: false,
+        logger: true,
+        on_step: None,
+        on_epoch: None,
+        reduce_fx: ReduceFx::Mean,
+        batch_size: None,
+    }
 }
 
 /// `self.log(name, value)`.

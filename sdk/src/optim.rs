@@ -15,23 +15,54 @@ impl Optimizer {
     }
     /// torch.optim.SGD(lr) with no momentum.
     pub fn sgd(lr: f64) -> Self {
-        Self::of(wit::Algorithm::Sgd(wit::Sgd { lr, momentum: 0.0, dampening: 0.0, weight_decay: 0.0, nesterov: false }))
+        Self::of(wit::Algorithm::Sgd(wit::Sgd {
+            lr,
+            momentum: 0.0,
+            dampening: 0.0,
+            weight_decay: 0.0,
+            nesterov: false,
+        }))
     }
     /// torch.optim.Adam(lr): betas (0.9, 0.999), eps 1e-8, no weight decay.
     pub fn adam(lr: f64) -> Self {
-        Self::of(wit::Algorithm::Adam(wit::Adam { lr, betas: (0.9, 0.999), eps: 1e-8, weight_decay: 0.0, amsgrad: false }))
+        Self::of(wit::Algorithm::Adam(wit::Adam {
+            lr,
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay: 0.0,
+            amsgrad: false,
+        }))
     }
     /// torch.optim.AdamW(lr): as Adam, with decoupled weight decay 0.01.
     pub fn adamw(lr: f64) -> Self {
-        Self::of(wit::Algorithm::Adamw(wit::Adam { lr, betas: (0.9, 0.999), eps: 1e-8, weight_decay: 0.01, amsgrad: false }))
+        Self::of(wit::Algorithm::Adamw(wit::Adam {
+            lr,
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay: 0.01,
+            amsgrad: false,
+        }))
     }
     /// torch.optim.RMSprop(lr): alpha 0.99, eps 1e-8.
     pub fn rmsprop(lr: f64) -> Self {
-        Self::of(wit::Algorithm::Rmsprop(wit::Rmsprop { lr, alpha: 0.99, eps: 1e-8, weight_decay: 0.0, momentum: 0.0, centered: false }))
+        Self::of(wit::Algorithm::Rmsprop(wit::Rmsprop {
+            lr,
+            alpha: 0.99,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            momentum: 0.0,
+            centered: false,
+        }))
     }
     /// torch.optim.Adagrad(lr): eps 1e-10.
     pub fn adagrad(lr: f64) -> Self {
-        Self::of(wit::Algorithm::Adagrad(wit::Adagrad { lr, lr_decay: 0.0, weight_decay: 0.0, initial_accumulator_value: 0.0, eps: 1e-10 }))
+        Self::of(wit::Algorithm::Adagrad(wit::Adagrad {
+            lr,
+            lr_decay: 0.0,
+            weight_decay: 0.0,
+            initial_accumulator_value: 0.0,
+            eps: 1e-10,
+        }))
     }
     /// SGD/RMSprop momentum (SGD: with Nesterov if asked).
     pub fn momentum(mut self, momentum: f64, nesterov: bool) -> Self {
@@ -62,7 +93,11 @@ impl Optimizer {
     }
     /// A parameter group: paths or prefixes (`"encoder"`), with its own lr / weight decay.
     pub fn group(mut self, params: &[&str], lr: Option<f64>, weight_decay: Option<f64>) -> Self {
-        self.0.groups.push(wit::ParamGroup { params: params.iter().map(|s| s.to_string()).collect(), lr, weight_decay });
+        self.0.groups.push(wit::ParamGroup {
+            params: params.iter().map(|s| s.to_string()).collect(),
+            lr,
+            weight_decay,
+        });
         self
     }
     /// With an LR scheduler stepped every `interval`.
@@ -127,22 +162,45 @@ pub struct Optimization(wit::Optimization);
 
 impl From<Optimizer> for Optimization {
     fn from(o: Optimizer) -> Self {
-        Optimization(wit::Optimization { optimizers: vec![o.0], lr_schedulers: Vec::new(), automatic_optimization: true })
+        Optimization(wit::Optimization {
+            optimizers: vec![o.0],
+            lr_schedulers: Vec::new(),
+            automatic_optimization: true,
+        })
     }
 }
 
 impl Optimization {
     /// Several optimizers, for manual optimization.
     pub fn manual(optimizers: Vec<Optimizer>) -> Self {
-        Optimization(wit::Optimization { optimizers: optimizers.into_iter().map(|o| o.0).collect(), lr_schedulers: Vec::new(), automatic_optimization: false })
+        Optimization(wit::Optimization {
+            optimizers: optimizers.into_iter().map(|o| o.0).collect(),
+            lr_schedulers: Vec::new(),
+            automatic_optimization: false,
+        })
     }
     /// Adds a scheduler for optimizer `optimizer`, stepped every `interval` (frequency 1).
     pub fn scheduler(self, optimizer: u32, scheduler: Scheduler, interval: Interval) -> Self {
         self.scheduler_with(optimizer, scheduler, interval, 1, None, true)
     }
     /// Adds a scheduler with Lightning's full config (frequency, monitor, strict).
-    pub fn scheduler_with(mut self, optimizer: u32, scheduler: Scheduler, interval: Interval, frequency: u32, monitor: Option<&str>, strict: bool) -> Self {
-        self.0.lr_schedulers.push(wit::LrScheduler { scheduler: scheduler.0, optimizer, interval, frequency, monitor: monitor.map(String::from), strict });
+    pub fn scheduler_with(
+        mut self,
+        optimizer: u32,
+        scheduler: Scheduler,
+        interval: Interval,
+        frequency: u32,
+        monitor: Option<&str>,
+        strict: bool,
+    ) -> Self {
+        self.0.lr_schedulers.push(wit::LrScheduler {
+            scheduler: scheduler.0,
+            optimizer,
+            interval,
+            frequency,
+            monitor: monitor.map(String::from),
+            strict,
+        });
         self
     }
 
@@ -153,5 +211,7 @@ impl Optimization {
 
 /// Manual optimization (`Optimization::manual`): backward, step, zero_grad, toggle.
 pub mod manual {
-    pub use crate::bindings::lt::plugin::optimization::{lr, manual_backward, scheduler_step, step, toggle, untoggle, zero_grad};
+    pub use crate::bindings::lt::plugin::optimization::{
+        lr, manual_backward, scheduler_step, step, toggle, untoggle, zero_grad,
+    };
 }

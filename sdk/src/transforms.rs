@@ -56,6 +56,8 @@ pub fn random_crop(x: &Tensor, (h, w): (i64, i64), padding: i64) -> Tensor {
     }
     let rows = Tensor::randint(0, ph - h + 1, &[n]).to_i64_list();
     let cols = Tensor::randint(0, pw - w + 1, &[n]).to_i64_list();
-    let crops: Vec<Tensor> = (0..n as usize).map(|i| x.narrow(0, i as i64, 1).narrow(d as i64 - 2, rows[i], h).narrow(d as i64 - 1, cols[i], w)).collect();
+    let crops: Vec<Tensor> = (0..n as usize)
+        .map(|i| x.narrow(0, i as i64, 1).narrow(d as i64 - 2, rows[i], h).narrow(d as i64 - 1, cols[i], w))
+        .collect();
     Tensor::cat(&crops.iter().collect::<Vec<_>>(), 0)
 }

@@ -36,22 +36,44 @@ fn scene() -> Scene {
     let victim = root.join("lightning_logs/version_0/checkpoints/last.ckpt");
     std::fs::create_dir_all(victim.parent().expect("parent")).expect("mkdir");
     std::fs::write(&victim, VICTIM).expect("write");
-    std::fs::write(root.join("limits.toml"), "[plugin]\ntensor_memory_limit_mb = 3000\nmax_live_handles = 1000\n").expect("write");
+    std::fs::write(root.join("limits.toml"), "[plugin]\ntensor_memory_limit_mb = 3000\nmax_live_handles = 1000\n")
+        .expect("write");
     Scene { _dir: dir, root, data, secret, victim }
 }
 
 impl Scene {
     fn attack(&self, attack: &str) -> Run {
-        let hp = format!("{{\"attack\": \"{attack}\", \"victim\": \"/data/../lightning_logs/version_0/checkpoints/last.ckpt\"}}");
+        let hp = format!(
+            "{{\"attack\": \"{attack}\", \"victim\": \"/data/../lightning_logs/version_0/checkpoints/last.ckpt\"}}"
+        );
         let wasm = plugin("adversary");
         let cfg = self.root.join("limits.toml");
-        lthost(&self.root, &["fit", wasm.to_str().expect("utf-8"), "--config", cfg.to_str().expect("utf-8"), "--data-dir", self.data.to_str().expect("utf-8"), "--max-epochs", "1", "--no-progress-bar", "--hparams", &hp])
+        lthost(
+            &self.root,
+            &[
+                "fit",
+                wasm.to_str().expect("utf-8"),
+                "--config",
+                cfg.to_str().expect("utf-8"),
+                "--data-dir",
+                self.data.to_str().expect("utf-8"),
+                "--max-epochs",
+                "1",
+                "--no-progress-bar",
+                "--hparams",
+                &hp,
+            ],
+        )
     }
 
     fn untouched(&self) {
         assert_eq!(std::fs::read(&self.secret).expect("secret"), SECRET);
         assert_eq!(std::fs::read(&self.victim).expect("victim"), VICTIM, "another run's checkpoint was changed");
-        let names: Vec<String> = std::fs::read_dir(&self.data).expect("data").filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        let names: Vec<String> = std::fs::read_dir(&self.data)
+            .expect("data")
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
         assert_eq!(names.len(), 3, "nothing was added to the read-only data directory: {names:?}");
         assert!(!self.root.join("escape.txt").exists() && !Path::new("/tmp/escape.txt").exists());
     }
@@ -63,8 +85,16 @@ fn refused_reads_writes_environment_and_network_are_harmless() {
     for attack in ["env", "fs-read", "fs-write", "fs-output", "network"] {
         let run = s.attack(attack);
         assert!(run.ok(), "{attack}: the refused attempts should leave a working run:\n{}{}", run.stdout, run.stderr);
-        assert!(!run.stdout.contains("SANDBOX ESCAPE") && !run.stderr.contains("SANDBOX ESCAPE"), "{attack}:\n{}", run.stdout);
-        assert!(run.stdout.contains("[adversary] blocked"), "{attack}: the plugin's output is prefixed with its name:\n{}", run.stdout);
+        assert!(
+            !run.stdout.contains("SANDBOX ESCAPE") && !run.stderr.contains("SANDBOX ESCAPE"),
+            "{attack}:\n{}",
+            run.stdout
+        );
+        assert!(
+            run.stdout.contains("[adversary] blocked"),
+            "{attack}: the plugin's output is prefixed with its name:\n{}",
+            run.stdout
+        );
         s.untouched();
     }
     let own = s.root.join("plugin_output/adversary/ok.txt");
@@ -97,9 +127,24 @@ fn a_logger_plugin_cannot_write_into_another_run() {
     let s = scene();
     let logger = plugin("jsonl-logger");
     let wasm = plugin("parity-mlp");
-    for target in ["/logs/../../version_0/checkpoints/last.ckpt", "../version_0/checkpoints/last.ckpt", "/logs/../escape.ckpt"] {
+    for target in
+        ["/logs/../../version_0/checkpoints/last.ckpt", "../version_0/checkpoints/last.ckpt", "/logs/../escape.ckpt"]
+    {
         let hp = format!("{{\"escape_to\": \"{target}\"}}");
-        let run = lthost(&s.root, &["fit", wasm.to_str().expect("utf-8"), "--max-epochs", "1", "--logger", logger.to_str().expect("utf-8"), "--hparams", &hp, "--no-progress-bar"]);
+        let run = lthost(
+            &s.root,
+            &[
+                "fit",
+                wasm.to_str().expect("utf-8"),
+                "--max-epochs",
+                "1",
+                "--logger",
+                logger.to_str().expect("utf-8"),
+                "--hparams",
+                &hp,
+                "--no-progress-bar",
+            ],
+        );
         run.assert_fails_with(&["logger plugin `jsonl-logger`", "log_hyperparams"]);
         s.untouched();
     }
@@ -111,8 +156,29 @@ fn an_op_that_overruns_the_hook_deadline_is_named() {
     let cfg = s.root.join("slow.toml");
     std::fs::write(&cfg, "[plugin]\nhook_timeout_s = 0.5\n").expect("write");
     let wasm = plugin("adversary");
-    let run = lthost(&s.root, &["fit", wasm.to_str().expect("utf-8"), "--config", cfg.to_str().expect("utf-8"), "--data-dir", s.data.to_str().expect("utf-8"), "--max-epochs", "1", "--no-progress-bar", "--hparams", "{\"attack\": \"slow-op\"}"]);
-    run.assert_fails_with(&["plugin `adversary`", "hook `training_step`", "op `matmul`", "this op ended", "time limit"]);
+    let run = lthost(
+        &s.root,
+        &[
+            "fit",
+            wasm.to_str().expect("utf-8"),
+            "--config",
+            cfg.to_str().expect("utf-8"),
+            "--data-dir",
+            s.data.to_str().expect("utf-8"),
+            "--max-epochs",
+            "1",
+            "--no-progress-bar",
+            "--hparams",
+            "{\"attack\": \"slow-op\"}",
+        ],
+    );
+    run.assert_fails_with(&[
+        "plugin `adversary`",
+        "hook `training_step`",
+        "op `matmul`",
+        "this op ended",
+        "time limit",
+    ]);
 }
 
 #[test]
@@ -122,7 +188,20 @@ fn a_blocking_sleep_ends_at_the_hook_deadline() {
     std::fs::write(&cfg, "[plugin]\nhook_timeout_s = 1.0\n").expect("write");
     let wasm = plugin("adversary");
     let started = std::time::Instant::now();
-    let run = lthost(&s.root, &["fit", wasm.to_str().expect("utf-8"), "--config", cfg.to_str().expect("utf-8"), "--max-epochs", "1", "--no-progress-bar", "--hparams", "{\"attack\": \"sleep\"}"]);
+    let run = lthost(
+        &s.root,
+        &[
+            "fit",
+            wasm.to_str().expect("utf-8"),
+            "--config",
+            cfg.to_str().expect("utf-8"),
+            "--max-epochs",
+            "1",
+            "--no-progress-bar",
+            "--hparams",
+            "{\"attack\": \"sleep\"}",
+        ],
+    );
     run.assert_fails_with(&["plugin `adversary`", "hook `training_step`", "time limit"]);
     assert!(started.elapsed().as_secs() < 30, "a 60 s sleep under a 1 s limit took {:?}", started.elapsed());
     assert!(!run.stdout.contains("SANDBOX ESCAPE"));
@@ -191,7 +270,22 @@ fn a_logger_plugin_cannot_write_past_its_disk_quota() {
     let s = scene();
     let logger = plugin("jsonl-logger");
     let wasm = plugin("parity-mlp");
-    let run = lthost(&s.root, &["fit", wasm.to_str().expect("utf-8"), "--max-epochs", "1", "--logger", logger.to_str().expect("utf-8"), "--hparams", "{\"fill_mb\": 64}", "--no-progress-bar", "--set", "plugin.disk_quota_mb=4"]);
+    let run = lthost(
+        &s.root,
+        &[
+            "fit",
+            wasm.to_str().expect("utf-8"),
+            "--max-epochs",
+            "1",
+            "--logger",
+            logger.to_str().expect("utf-8"),
+            "--hparams",
+            "{\"fill_mb\": 64}",
+            "--no-progress-bar",
+            "--set",
+            "plugin.disk_quota_mb=4",
+        ],
+    );
     run.assert_fails_with(&["logger plugin `jsonl-logger`", "log_hyperparams", "fill.bin"]);
     assert!(run.stderr.contains("reached its disk quota of 4 MiB"), "{}", run.stderr);
     let fill = s.root.join("lightning_logs/version_1/plugins/jsonl-logger/fill.bin");
@@ -199,7 +293,22 @@ fn a_logger_plugin_cannot_write_past_its_disk_quota() {
     let size = std::fs::metadata(&fill).expect("the logger wrote up to its quota").len();
     assert!(size <= 4 << 20, "the logger wrote {size} bytes under a 4 MiB quota");
     // Within its quota it works as before.
-    let ok = lthost(&s.root, &["fit", wasm.to_str().expect("utf-8"), "--max-epochs", "1", "--logger", logger.to_str().expect("utf-8"), "--hparams", "{\"fill_mb\": 2}", "--no-progress-bar", "--set", "plugin.disk_quota_mb=4"]);
+    let ok = lthost(
+        &s.root,
+        &[
+            "fit",
+            wasm.to_str().expect("utf-8"),
+            "--max-epochs",
+            "1",
+            "--logger",
+            logger.to_str().expect("utf-8"),
+            "--hparams",
+            "{\"fill_mb\": 2}",
+            "--no-progress-bar",
+            "--set",
+            "plugin.disk_quota_mb=4",
+        ],
+    );
     assert!(ok.ok(), "{}", ok.stderr);
 }
 
@@ -208,7 +317,20 @@ fn symlinks_a_logger_plugin_leaves_are_removed() {
     let s = scene();
     let logger = plugin("jsonl-logger");
     let wasm = plugin("parity-mlp");
-    let run = lthost(&s.root, &["fit", wasm.to_str().expect("utf-8"), "--max-epochs", "1", "--logger", logger.to_str().expect("utf-8"), "--hparams", "{\"symlink_to\": \"../../../../secret.txt\"}", "--no-progress-bar"]);
+    let run = lthost(
+        &s.root,
+        &[
+            "fit",
+            wasm.to_str().expect("utf-8"),
+            "--max-epochs",
+            "1",
+            "--logger",
+            logger.to_str().expect("utf-8"),
+            "--hparams",
+            "{\"symlink_to\": \"../../../../secret.txt\"}",
+            "--no-progress-bar",
+        ],
+    );
     let dir = s.root.join("lightning_logs/version_1/plugins/jsonl-logger");
     assert!(run.ok(), "the logger may make a symlink in its own directory:\n{}", run.stderr);
     assert!(run.stderr.contains("left a symlink"), "{}", run.stderr);

@@ -7,7 +7,17 @@ fn run_faulty(fault: &str, extra: &[&str]) -> (Run, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let wasm = plugin("faulty");
     let hp = format!(r#"{{"fault": "{fault}"}}"#);
-    let mut args = vec!["fit", wasm.to_str().expect("utf-8"), "--hparams", &hp, "--max-epochs", "1", "--no-progress-bar", "--seed", "0"];
+    let mut args = vec![
+        "fit",
+        wasm.to_str().expect("utf-8"),
+        "--hparams",
+        &hp,
+        "--max-epochs",
+        "1",
+        "--no-progress-bar",
+        "--seed",
+        "0",
+    ];
     args.extend_from_slice(extra);
     let run = lthost(dir.path(), &args);
     assert!(leftover_temp_files(dir.path()).is_empty(), "half-written files left behind");
@@ -25,7 +35,8 @@ fn a_file_that_is_not_wasm() {
     let dir = tempfile::tempdir().expect("tempdir");
     let f = dir.path().join("notes.wasm");
     std::fs::write(&f, "just some text").expect("write");
-    lthost(dir.path(), &["run", f.to_str().expect("utf-8")]).assert_fails_with(&["plugin `notes`", "not a WebAssembly file"]);
+    lthost(dir.path(), &["run", f.to_str().expect("utf-8")])
+        .assert_fails_with(&["plugin `notes`", "not a WebAssembly file"]);
 }
 
 #[test]
@@ -42,8 +53,16 @@ fn a_component_missing_the_exports() {
     let f = dir.path().join("empty.wasm");
     // The smallest valid component: a header and nothing else.
     std::fs::write(&f, b"\0asm\x0d\0\x01\0").expect("write");
-    lthost(dir.path(), &["run", f.to_str().expect("utf-8")]).assert_fails_with(&["plugin `empty`", "is not signed", "--allow-unsigned"]);
-    lthost(dir.path(), &["run", f.to_str().expect("utf-8"), "--allow-unsigned"]).assert_fails_with(&["plugin `empty`", "exports neither", "lt:plugin/lightning-module@0.1.0"]);
+    lthost(dir.path(), &["run", f.to_str().expect("utf-8")]).assert_fails_with(&[
+        "plugin `empty`",
+        "is not signed",
+        "--allow-unsigned",
+    ]);
+    lthost(dir.path(), &["run", f.to_str().expect("utf-8"), "--allow-unsigned"]).assert_fails_with(&[
+        "plugin `empty`",
+        "exports neither",
+        "lt:plugin/lightning-module@0.1.0",
+    ]);
 }
 
 #[test]
@@ -81,8 +100,11 @@ fn a_loss_without_grad() {
 fn hparams_that_are_not_json() {
     let dir = tempfile::tempdir().expect("tempdir");
     let wasm = plugin("faulty");
-    lthost(dir.path(), &["fit", wasm.to_str().expect("utf-8"), "--hparams", "{fault: none}"])
-        .assert_fails_with(&["plugin `faulty`", "hook `configure`", "not valid JSON"]);
+    lthost(dir.path(), &["fit", wasm.to_str().expect("utf-8"), "--hparams", "{fault: none}"]).assert_fails_with(&[
+        "plugin `faulty`",
+        "hook `configure`",
+        "not valid JSON",
+    ]);
 }
 
 #[test]

@@ -50,7 +50,11 @@ fn run_measured(cwd: &Path, args: &[&str], vm_limit_mb: Option<u64>) -> (Run, Pe
     let mut vm_kb = 0u64;
     loop {
         if let Ok(text) = std::fs::read_to_string(&status_file) {
-            if let Some(v) = text.lines().find_map(|l| l.strip_prefix("VmPeak:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok()) {
+            if let Some(v) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("VmPeak:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            {
                 vm_kb = vm_kb.max(v);
             }
         }
@@ -63,7 +67,11 @@ fn run_measured(cwd: &Path, args: &[&str], vm_limit_mb: Option<u64>) -> (Run, Pe
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
-    let run = Run { code, stdout: std::fs::read_to_string(out).unwrap_or_default(), stderr: std::fs::read_to_string(err).unwrap_or_default() };
+    let run = Run {
+        code,
+        stdout: std::fs::read_to_string(out).unwrap_or_default(),
+        stderr: std::fs::read_to_string(err).unwrap_or_default(),
+    };
     (run, Peaks { rss_mb: usage.ru_maxrss as u64 / 1024, vm_mb: vm_kb / 1024 })
 }
 
@@ -72,7 +80,23 @@ fn attack(dir: &Path, attack: &str, vm_limit_mb: Option<u64>) -> (Run, Peaks) {
     std::fs::write(&cfg, format!("[plugin]\ntensor_memory_limit_mb = {BUDGET_MB}\n")).expect("config");
     let wasm = plugin("adversary");
     let hp = format!("{{\"attack\": \"{attack}\"}}");
-    run_measured(dir, &["fit", wasm.to_str().expect("utf-8"), "--config", cfg.to_str().expect("utf-8"), "--max-epochs", "1", "--no-progress-bar", "--accelerator", "cpu", "--hparams", &hp], vm_limit_mb)
+    run_measured(
+        dir,
+        &[
+            "fit",
+            wasm.to_str().expect("utf-8"),
+            "--config",
+            cfg.to_str().expect("utf-8"),
+            "--max-epochs",
+            "1",
+            "--no-progress-bar",
+            "--accelerator",
+            "cpu",
+            "--hparams",
+            &hp,
+        ],
+        vm_limit_mb,
+    )
 }
 
 #[test]

@@ -16,13 +16,17 @@ use crate::common::{column, lthost, plugin, read_metrics, repo_root};
 
 fn reference() -> Value {
     let path = repo_root().join("tests/reference/callbacks.json");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("{} is missing: run `make reference`", path.display()));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("{} is missing: run `make reference`", path.display()));
     serde_json::from_str(&text).expect("JSON")
 }
 
 fn toml_value(v: &Value) -> String {
     match v {
-        Value::Object(m) => format!("{{ {} }}", m.iter().map(|(k, v)| format!("\"{k}\" = {}", toml_value(v))).collect::<Vec<_>>().join(", ")),
+        Value::Object(m) => format!(
+            "{{ {} }}",
+            m.iter().map(|(k, v)| format!("\"{k}\" = {}", toml_value(v))).collect::<Vec<_>>().join(", ")
+        ),
         other => other.to_string(),
     }
 }
@@ -38,7 +42,9 @@ fn table(name: &str, v: &Value) -> String {
 /// A run file for the hook-recording plugin with Lightning's trainer and model arguments.
 fn recorder_config(dir: &Path, trainer: &Value, model: &Value, extra: &str) -> String {
     let mut text = table("trainer", trainer);
-    text.push_str("num_sanity_val_steps = 0\nseed = 0\nthreads = 1\nenable_checkpointing = false\naccelerator = \"cpu\"\n");
+    text.push_str(
+        "num_sanity_val_steps = 0\nseed = 0\nthreads = 1\nenable_checkpointing = false\naccelerator = \"cpu\"\n",
+    );
     text.push_str(extra);
     text.push_str(&table("hparams", model));
     let p = dir.join("run.toml");
@@ -69,7 +75,10 @@ fn learning_rate_monitor_logs_what_lightning_logs() {
         let mut trainer = case["trainer"].clone();
         trainer["log_every_n_steps"] = case["log_every_n_steps"].clone();
         let cfg = recorder_config(dir.path(), &trainer, &case["model"], &table("callbacks.lr_monitor", &case["args"]));
-        let run = lthost(dir.path(), &["fit", plugin("hook-recorder").to_str().expect("utf-8"), "--config", &cfg, "--no-progress-bar"]);
+        let run = lthost(
+            dir.path(),
+            &["fit", plugin("hook-recorder").to_str().expect("utf-8"), "--config", &cfg, "--no-progress-bar"],
+        );
         assert!(run.ok(), "{name}: {}", run.stderr);
         let got = lr_entries(&read_metrics(&dir.path().join("lightning_logs/version_0")));
         let mut want = BTreeSet::new();
@@ -95,15 +104,24 @@ fn gradient_accumulation_scheduler_steps_like_lightning() {
     let reference = reference();
     for (name, case) in reference["accumulation"].as_object().expect("cases") {
         let dir = tempfile::tempdir().expect("tempdir");
-        let extra = format!("[callbacks.gradient_accumulation_scheduler]\nscheduling = {}\n", toml_value(&case["scheduling"]));
+        let extra =
+            format!("[callbacks.gradient_accumulation_scheduler]\nscheduling = {}\n", toml_value(&case["scheduling"]));
         let cfg = recorder_config(dir.path(), &case["trainer"], &case["model"], &extra);
-        let run = lthost(dir.path(), &["fit", plugin("hook-recorder").to_str().expect("utf-8"), "--config", &cfg, "--no-progress-bar"]);
+        let run = lthost(
+            dir.path(),
+            &["fit", plugin("hook-recorder").to_str().expect("utf-8"), "--config", &cfg, "--no-progress-bar"],
+        );
         assert!(run.ok(), "{name}: {}", run.stderr);
         assert_eq!(global_steps(&run.stdout), case["global_step"].as_u64().expect("steps"), "{name}");
     }
     // Lightning refuses the scheduler together with the Trainer's own accumulation.
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = recorder_config(dir.path(), &serde_json::json!({"max_epochs": 1, "accumulate_grad_batches": 2}), &serde_json::json!({}), "[callbacks.gradient_accumulation_scheduler]\nscheduling = { \"0\" = 2 }\n");
+    let cfg = recorder_config(
+        dir.path(),
+        &serde_json::json!({"max_epochs": 1, "accumulate_grad_batches": 2}),
+        &serde_json::json!({}),
+        "[callbacks.gradient_accumulation_scheduler]\nscheduling = { \"0\" = 2 }\n",
+    );
     let run = lthost(dir.path(), &["fit", plugin("hook-recorder").to_str().expect("utf-8"), "--config", &cfg]);
     run.assert_fails_with(&["GradientAccumulationScheduler", "accumulate_grad_batches"]);
 }
@@ -111,17 +129,36 @@ fn gradient_accumulation_scheduler_steps_like_lightning() {
 #[test]
 fn lr_find_records_and_suggests_what_lightning_does() {
     let reference = reference();
-    let cases = [("exponential", vec!["--seed", "0"]), ("linear_40", vec!["--seed", "1", "--mode", "linear", "--num-training", "40", "--min-lr", "1e-4", "--max-lr", "0.5"])];
+    let cases = [
+        ("exponential", vec!["--seed", "0"]),
+        (
+            "linear_40",
+            vec!["--seed", "1", "--mode", "linear", "--num-training", "40", "--min-lr", "1e-4", "--max-lr", "0.5"],
+        ),
+    ];
     for (name, flags) in cases {
         let want = &reference["lr_find"][name];
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut args: Vec<String> = vec!["lr-find".into(), plugin("parity-rnn").to_str().expect("utf-8").to_string(), "--threads".into(), "1".into(), "--accelerator".into(), "cpu".into(), "--output".into(), "out".into()];
+        let mut args: Vec<String> = vec![
+            "lr-find".into(),
+            plugin("parity-rnn").to_str().expect("utf-8").to_string(),
+            "--threads".into(),
+            "1".into(),
+            "--accelerator".into(),
+            "cpu".into(),
+            "--output".into(),
+            "out".into(),
+        ];
         args.extend(flags.iter().map(|s| s.to_string()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let run = lthost(dir.path(), &args);
         assert!(run.ok(), "{name}: {}", run.stderr);
-        let got: Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("out/lr_find.json")).expect("lr_find.json")).expect("JSON");
-        let vec = |v: &Value| -> Vec<f64> { v.as_array().expect("array").iter().map(|x| x.as_f64().unwrap_or(f64::NAN)).collect() };
+        let got: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join("out/lr_find.json")).expect("lr_find.json"))
+                .expect("JSON");
+        let vec = |v: &Value| -> Vec<f64> {
+            v.as_array().expect("array").iter().map(|x| x.as_f64().unwrap_or(f64::NAN)).collect()
+        };
         let (lr, want_lr) = (vec(&got["lr"]), vec(&want["lr"]));
         assert_eq!(lr.len(), want_lr.len(), "{name}: steps recorded");
         for (i, (a, b)) in lr.iter().zip(&want_lr).enumerate() {
@@ -142,11 +179,21 @@ fn run_in_pty(cwd: &Path, args: &[&str]) -> String {
     let (mut master, mut slave) = (-1, -1);
     // SAFETY: openpty writes two descriptors into the given locals; the name, termios and
     // window size are optional and passed as null.
-    let rc = unsafe { libc::openpty(&mut master, &mut slave, std::ptr::null_mut(), std::ptr::null(), std::ptr::null()) };
+    let rc =
+        unsafe { libc::openpty(&mut master, &mut slave, std::ptr::null_mut(), std::ptr::null(), std::ptr::null()) };
     assert_eq!(rc, 0, "openpty");
     // SAFETY: both descriptors were just opened and are owned here only.
     let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lthost")).env("LTHOST_TRUSTED_KEYS", crate::common::trusted_keys()).env("LTHOST_CACHE_DIR", crate::common::component_cache()).args(args).current_dir(cwd).stdin(Stdio::null()).stdout(Stdio::from(slave)).stderr(Stdio::piped()).spawn().expect("lthost starts");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lthost"))
+        .env("LTHOST_TRUSTED_KEYS", crate::common::trusted_keys())
+        .env("LTHOST_CACHE_DIR", crate::common::component_cache())
+        .args(args)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(slave))
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("lthost starts");
     let mut out = Vec::new();
     let mut reader = std::fs::File::from(master);
     let mut buf = [0u8; 4096];
@@ -174,17 +221,28 @@ fn progress_bar_redraws_on_a_terminal_and_prints_lines_on_a_pipe() {
     assert!(run.ok(), "{}", run.stderr);
     assert!(!run.stdout.contains('\r') && !run.stdout.contains('\x1b'), "control characters on a pipe");
     let pb = dir.path().join("pb.toml").display().to_string();
-    let pb_cfg = std::fs::read_to_string(&cfg).expect("run.toml").replace("data_dir = \"", &format!("data_dir = \"{}/", repo_root().join("plugins/digits-mlp").display()));
-    std::fs::write(dir.path().join("pb.toml"), format!("{pb_cfg}\n[progress_bar]\nevery_n_steps = 10\n")).expect("write");
+    let pb_cfg = std::fs::read_to_string(&cfg)
+        .expect("run.toml")
+        .replace("data_dir = \"", &format!("data_dir = \"{}/", repo_root().join("plugins/digits-mlp").display()));
+    std::fs::write(dir.path().join("pb.toml"), format!("{pb_cfg}\n[progress_bar]\nevery_n_steps = 10\n"))
+        .expect("write");
     let run = lthost(dir.path(), &["fit", &wasm, "--config", &pb, "--max-epochs", "2", "--seed", "0"]);
     assert!(run.ok(), "{}", run.stderr);
-    let epoch0: Vec<&str> = run.stdout.lines().filter(|l| l.starts_with("Epoch 0: ")).map(|l| l.split(" [").next().unwrap_or("")).collect();
+    let epoch0: Vec<&str> =
+        run.stdout.lines().filter(|l| l.starts_with("Epoch 0: ")).map(|l| l.split(" [").next().unwrap_or("")).collect();
     assert_eq!(epoch0, vec!["Epoch 0: 10/40", "Epoch 0: 20/40", "Epoch 0: 30/40", "Epoch 0: 40/40"], "{}", run.stdout);
-    assert_eq!(run.stdout.lines().filter(|l| l.starts_with("Validation DataLoader 0: 9/9")).count(), 2, "one line per validation run");
+    assert_eq!(
+        run.stdout.lines().filter(|l| l.starts_with("Validation DataLoader 0: 9/9")).count(),
+        2,
+        "one line per validation run"
+    );
     // A terminal: redrawn in place, a validation bar below that is removed again.
     let tty = run_in_pty(dir.path(), &["fit", &wasm, "--config", &cfg, "--max-epochs", "3", "--seed", "0"]);
     assert!(tty.contains("\rEpoch 0: ") && tty.contains("%|") && tty.contains("40/40"), "{tty:?}");
-    assert!(tty.contains("\rValidation DataLoader 0: ") || tty.contains("Validation DataLoader 0: "), "a validation bar: {tty:?}");
+    assert!(
+        tty.contains("\rValidation DataLoader 0: ") || tty.contains("Validation DataLoader 0: "),
+        "a validation bar: {tty:?}"
+    );
     assert!(tty.contains("\x1b[1A"), "the validation bar is removed and the cursor goes back: {tty:?}");
     let newlines = tty.matches('\n').count();
     assert!(newlines < 60, "{newlines} lines for 120 training batches: one line per update? {tty:?}");
@@ -194,8 +252,16 @@ fn progress_bar_redraws_on_a_terminal_and_prints_lines_on_a_pipe() {
 fn throughput_and_device_stats_monitors_log_their_columns() {
     let dir = tempfile::tempdir().expect("tempdir");
     let extra = "[callbacks.throughput_monitor]\nwindow_size = 3\n[callbacks.device_stats_monitor]\n";
-    let cfg = recorder_config(dir.path(), &serde_json::json!({"max_epochs": 2, "log_every_n_steps": 1}), &serde_json::json!({}), extra);
-    let run = lthost(dir.path(), &["fit", plugin("hook-recorder").to_str().expect("utf-8"), "--config", &cfg, "--no-progress-bar"]);
+    let cfg = recorder_config(
+        dir.path(),
+        &serde_json::json!({"max_epochs": 2, "log_every_n_steps": 1}),
+        &serde_json::json!({}),
+        extra,
+    );
+    let run = lthost(
+        dir.path(),
+        &["fit", plugin("hook-recorder").to_str().expect("utf-8"), "--config", &cfg, "--no-progress-bar"],
+    );
     assert!(run.ok(), "{}", run.stderr);
     let rows = read_metrics(&dir.path().join("lightning_logs/version_0"));
     let samples = column(&rows, "train|samples");
@@ -216,9 +282,27 @@ fn throughput_and_device_stats_monitors_log_their_columns() {
 fn model_summary_is_lightnings_table() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = repo_root().join("plugins/digits-mlp/run.toml").display().to_string();
-    let run = lthost(dir.path(), &["fit", plugin("digits-mlp").to_str().expect("utf-8"), "--config", &cfg, "--max-epochs", "1", "--no-progress-bar"]);
+    let run = lthost(
+        dir.path(),
+        &[
+            "fit",
+            plugin("digits-mlp").to_str().expect("utf-8"),
+            "--config",
+            &cfg,
+            "--max-epochs",
+            "1",
+            "--no-progress-bar",
+        ],
+    );
     assert!(run.ok(), "{}", run.stderr);
-    for line in ["  | Name   | Type   | Params | Mode ", "0 | hidden | Linear | 8.3 K  | train", "1 | out    | Linear | 1.3 K  | train", "9.6 K     Trainable params", "0.038     Total estimated model params size (MB)", "2         Modules in train mode"] {
+    for line in [
+        "  | Name   | Type   | Params | Mode ",
+        "0 | hidden | Linear | 8.3 K  | train",
+        "1 | out    | Linear | 1.3 K  | train",
+        "9.6 K     Trainable params",
+        "0.038     Total estimated model params size (MB)",
+        "2         Modules in train mode",
+    ] {
         assert!(run.stdout.contains(line), "missing {line:?} in:\n{}", run.stdout);
     }
     assert!(run.stdout.contains("  timer         train "), "the Timer's stage times: {}", run.stdout);
@@ -227,7 +311,18 @@ fn model_summary_is_lightnings_table() {
 #[test]
 fn the_timer_keeps_its_clock_in_checkpoints() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let run = lthost(dir.path(), &["fit", plugin("parity-mlp").to_str().expect("utf-8"), "--max-epochs", "2", "--seed", "0", "--no-progress-bar"]);
+    let run = lthost(
+        dir.path(),
+        &[
+            "fit",
+            plugin("parity-mlp").to_str().expect("utf-8"),
+            "--max-epochs",
+            "2",
+            "--seed",
+            "0",
+            "--no-progress-bar",
+        ],
+    );
     assert!(run.ok(), "{}", run.stderr);
     let ckpt = dir.path().join("lightning_logs/version_0/checkpoints/epoch=1-step=10.ckpt");
     let c = lthost::checkpoint::load(&ckpt).expect("a checkpoint");
@@ -239,10 +334,34 @@ fn the_timer_keeps_its_clock_in_checkpoints() {
 fn grad_norm_callback_logs_torchs_gradient_norms_and_stops_a_diverging_run() {
     let path = repo_root().join("tests/reference/parity.json");
     let reference: Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("parity.json")).expect("JSON");
-    let want: Vec<f64> = reference["grad_norms"]["parity-mlp"]["0"].as_array().expect("norms").iter().map(|v| v.as_f64().expect("a norm")).collect();
+    let want: Vec<f64> = reference["grad_norms"]["parity-mlp"]["0"]
+        .as_array()
+        .expect("norms")
+        .iter()
+        .map(|v| v.as_f64().expect("a norm"))
+        .collect();
     let dir = tempfile::tempdir().expect("tempdir");
     let cb = plugin("grad-norm-callback").display().to_string();
-    let run = lthost(dir.path(), &["fit", plugin("parity-mlp").to_str().expect("utf-8"), "--seed", "0", "--max-epochs", "4", "--threads", "1", "--log-every-n-steps", "1", "--accelerator", "cpu", "--no-progress-bar", "--callback", &cb]);
+    let run = lthost(
+        dir.path(),
+        &[
+            "fit",
+            plugin("parity-mlp").to_str().expect("utf-8"),
+            "--seed",
+            "0",
+            "--max-epochs",
+            "4",
+            "--threads",
+            "1",
+            "--log-every-n-steps",
+            "1",
+            "--accelerator",
+            "cpu",
+            "--no-progress-bar",
+            "--callback",
+            &cb,
+        ],
+    );
     assert!(run.ok(), "{}", run.stderr);
     let rows = read_metrics(&dir.path().join("lightning_logs/version_0"));
     let got = column(&rows, "grad_norm");
@@ -252,22 +371,66 @@ fn grad_norm_callback_logs_torchs_gradient_norms_and_stops_a_diverging_run() {
     }
     assert!(column(&rows, "lr").iter().all(|l| (l - 0.02).abs() < 1e-7), "the optimizer's lr as the callback sees it");
     // A learning rate far too large makes the gradients explode: the callback stops the run.
-    let bad = lthost(dir.path(), &["fit", plugin("parity-rnn").to_str().expect("utf-8"), "--seed", "0", "--max-epochs", "20", "--no-progress-bar", "--callback", &cb, "--hparams", "{\"lr\": 1000.0}"]);
+    let bad = lthost(
+        dir.path(),
+        &[
+            "fit",
+            plugin("parity-rnn").to_str().expect("utf-8"),
+            "--seed",
+            "0",
+            "--max-epochs",
+            "20",
+            "--no-progress-bar",
+            "--callback",
+            &cb,
+            "--hparams",
+            "{\"lr\": 1000.0}",
+        ],
+    );
     assert!(bad.ok(), "{}", bad.stderr);
-    assert!(bad.stdout.contains("callback `grad-norm-callback` requested a stop") && bad.stdout.contains("diverged"), "{}", bad.stdout);
+    assert!(
+        bad.stdout.contains("callback `grad-norm-callback` requested a stop") && bad.stdout.contains("diverged"),
+        "{}",
+        bad.stdout
+    );
 }
 
 #[test]
 fn logger_plugins_are_finalized_with_the_runs_status() {
     let dir = tempfile::tempdir().expect("tempdir");
     let logger = plugin("jsonl-logger").display().to_string();
-    let ok = lthost(dir.path(), &["fit", plugin("parity-mlp").to_str().expect("utf-8"), "--max-epochs", "1", "--no-progress-bar", "--logger", &format!("csv,{logger}")]);
+    let ok = lthost(
+        dir.path(),
+        &[
+            "fit",
+            plugin("parity-mlp").to_str().expect("utf-8"),
+            "--max-epochs",
+            "1",
+            "--no-progress-bar",
+            "--logger",
+            &format!("csv,{logger}"),
+        ],
+    );
     assert!(ok.ok(), "{}", ok.stderr);
-    let status = std::fs::read_to_string(dir.path().join("lightning_logs/version_0/plugins/jsonl-logger/status")).expect("status");
+    let status = std::fs::read_to_string(dir.path().join("lightning_logs/version_0/plugins/jsonl-logger/status"))
+        .expect("status");
     assert_eq!(status, "success");
     assert!(dir.path().join("lightning_logs/version_0/hparams.yaml").exists(), "the CSV logger beside the plugin");
-    let failed = lthost(dir.path(), &["fit", plugin("faulty").to_str().expect("utf-8"), "--max-epochs", "1", "--logger", &logger, "--hparams", "{\"fault\": \"trap\"}"]);
+    let failed = lthost(
+        dir.path(),
+        &[
+            "fit",
+            plugin("faulty").to_str().expect("utf-8"),
+            "--max-epochs",
+            "1",
+            "--logger",
+            &logger,
+            "--hparams",
+            "{\"fault\": \"trap\"}",
+        ],
+    );
     assert!(!failed.ok());
-    let status = std::fs::read_to_string(dir.path().join("lightning_logs/version_1/plugins/jsonl-logger/status")).expect("status");
+    let status = std::fs::read_to_string(dir.path().join("lightning_logs/version_1/plugins/jsonl-logger/status"))
+        .expect("status");
     assert_eq!(status, "failed");
 }

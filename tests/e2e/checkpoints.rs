@@ -27,20 +27,26 @@ every_n_train_steps = 1
 fn setup(dir: &Path) -> (String, String, String) {
     let cfg = dir.join("run.toml");
     let data = repo_root().join("plugins/digits-mlp/data");
-    std::fs::write(&cfg, format!("{RUN}[plugin]\ndata_dir = {:?}\n", data.display().to_string())).expect("write config");
+    std::fs::write(&cfg, format!("{RUN}[plugin]\ndata_dir = {:?}\n", data.display().to_string()))
+        .expect("write config");
     (plugin("digits-mlp").display().to_string(), cfg.display().to_string(), dir.join("ckpt").display().to_string())
 }
 
 fn fit_with(dir: &Path, fault: Option<&str>, extra: &[&str]) -> Run {
     let (wasm, cfg, ckdir) = setup(dir);
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_lthost"));
-    cmd.env("LTHOST_TRUSTED_KEYS", crate::common::trusted_keys()).env("LTHOST_CACHE_DIR", crate::common::component_cache());
+    cmd.env("LTHOST_TRUSTED_KEYS", crate::common::trusted_keys())
+        .env("LTHOST_CACHE_DIR", crate::common::component_cache());
     cmd.args(["fit", &wasm, "--config", &cfg, "--checkpoint-dir", &ckdir]).args(extra).current_dir(dir);
     if let Some(f) = fault {
         cmd.env("LTHOST_FAULT", f);
     }
     let out = cmd.output().expect("lthost runs");
-    Run { code: out.status.code(), stdout: String::from_utf8_lossy(&out.stdout).into(), stderr: String::from_utf8_lossy(&out.stderr).into() }
+    Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into(),
+        stderr: String::from_utf8_lossy(&out.stderr).into(),
+    }
 }
 
 fn weights(path: &Path) -> Vec<(String, tch::Tensor)> {
@@ -84,7 +90,8 @@ fn killed_runs_resume_to_bit_identical_weights() {
 /// code and what it printed after the signal.
 fn run_until_signal(dir: &Path, signal: i32) -> (Option<i32>, Vec<String>) {
     let (wasm, cfg, ckdir) = setup(dir);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lthost")).env("LTHOST_TRUSTED_KEYS", crate::common::trusted_keys())
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lthost"))
+        .env("LTHOST_TRUSTED_KEYS", crate::common::trusted_keys())
         .env("LTHOST_CACHE_DIR", crate::common::component_cache())
         .args(["fit", &wasm, "--config", &cfg, "--checkpoint-dir", &ckdir, "--max-epochs", "200"])
         .current_dir(dir)
@@ -117,9 +124,17 @@ fn sigterm_saves_and_exits_143_then_resumes() {
     let last = dir.path().join("ckpt/last.ckpt");
     let c = checkpoint::load(&last).expect("saved on SIGTERM");
     assert!(c.meta.position.global_step > 0);
-    let resumed = fit_with(dir.path(), None, &["--ckpt-path", "last", "--max-epochs", "200", "--max-steps", &(c.meta.position.global_step + 5).to_string()]);
+    let resumed = fit_with(
+        dir.path(),
+        None,
+        &["--ckpt-path", "last", "--max-epochs", "200", "--max-steps", &(c.meta.position.global_step + 5).to_string()],
+    );
     assert!(resumed.ok(), "{}", resumed.stderr);
-    assert!(resumed.stdout.contains(&format!("global steps {}", c.meta.position.global_step + 5)), "{}", resumed.stdout);
+    assert!(
+        resumed.stdout.contains(&format!("global steps {}", c.meta.position.global_step + 5)),
+        "{}",
+        resumed.stdout
+    );
 }
 
 #[test]
@@ -129,7 +144,11 @@ fn sigusr1_saves_an_hpc_checkpoint_the_next_run_resumes() {
     assert_eq!(code, Some(128 + libc::SIGUSR1), "{rest:?}");
     let hpc = dir.path().join("hpc_ckpt_1.ckpt");
     let saved = checkpoint::load(&hpc).expect("an HPC checkpoint");
-    let next = fit_with(dir.path(), None, &["--max-epochs", "200", "--max-steps", &(saved.meta.position.global_step + 3).to_string()]);
+    let next = fit_with(
+        dir.path(),
+        None,
+        &["--max-epochs", "200", "--max-steps", &(saved.meta.position.global_step + 3).to_string()],
+    );
     assert!(next.ok(), "{}", next.stderr);
     assert!(next.stdout.contains("hpc_ckpt_1.ckpt"), "resumed by itself: {}", next.stdout);
     assert!(next.stdout.contains(&format!("global steps {}", saved.meta.position.global_step + 3)), "{}", next.stdout);
@@ -148,7 +167,10 @@ fn best_is_the_monitored_best_and_loads_for_test() {
     let wasm = plugin("digits-mlp").display().to_string();
     let fit = lthost(dir.path(), &["fit", &wasm, "--config", cfg.to_str().expect("utf-8"), "--no-progress-bar"]);
     assert!(fit.ok(), "{}", fit.stderr);
-    let kept: Vec<String> = std::fs::read_dir(dir.path().join("ck")).expect("dir").map(|e| e.expect("entry").file_name().to_string_lossy().into_owned()).collect();
+    let kept: Vec<String> = std::fs::read_dir(dir.path().join("ck"))
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
     assert_eq!(kept.len(), 3, "top 2 + last: {kept:?}");
     assert!(kept.iter().all(|k| k == "last.ckpt" || k.starts_with("epoch=")), "{kept:?}");
     let test = lthost(dir.path(), &["test", &wasm, "--config", cfg.to_str().expect("utf-8"), "--ckpt-path", "best"]);
@@ -160,11 +182,29 @@ fn best_is_the_monitored_best_and_loads_for_test() {
 fn a_parity_checkpoint_loads_in_python_and_agrees_with_lthost() {
     let dir = tempfile::tempdir().expect("tempdir");
     let wasm = plugin("parity-mlp").display().to_string();
-    let fit = lthost(dir.path(), &["fit", &wasm, "--seed", "3", "--max-epochs", "2", "--threads", "1", "--no-progress-bar", "--checkpoint-dir", "ck"]);
+    let fit = lthost(
+        dir.path(),
+        &[
+            "fit",
+            &wasm,
+            "--seed",
+            "3",
+            "--max-epochs",
+            "2",
+            "--threads",
+            "1",
+            "--no-progress-bar",
+            "--checkpoint-dir",
+            "ck",
+        ],
+    );
     assert!(fit.ok(), "{}", fit.stderr);
     let ckpt = dir.path().join("ck/epoch=1-step=10.ckpt");
     assert!(ckpt.exists(), "{}", fit.stdout);
-    let pred = lthost(dir.path(), &["predict", &wasm, "--seed", "3", "--threads", "1", "--ckpt-path", ckpt.to_str().expect("utf-8")]);
+    let pred = lthost(
+        dir.path(),
+        &["predict", &wasm, "--seed", "3", "--threads", "1", "--ckpt-path", ckpt.to_str().expect("utf-8")],
+    );
     assert!(pred.ok(), "{}", pred.stderr);
     let out = Command::new(repo_root().join(".venv/bin/python"))
         .arg(repo_root().join("tests/reference/check_checkpoint.py"))
@@ -180,14 +220,33 @@ fn a_parity_checkpoint_loads_in_python_and_agrees_with_lthost() {
 fn plugin_state_survives_a_resume() {
     let dir = tempfile::tempdir().expect("tempdir");
     let wasm = plugin("hook-recorder").display().to_string();
-    let args = ["fit", wasm.as_str(), "--max-steps", "6", "--log-every-n-steps", "1", "--seed", "0", "--no-progress-bar", "--checkpoint-dir", "ck"];
+    let args = [
+        "fit",
+        wasm.as_str(),
+        "--max-steps",
+        "6",
+        "--log-every-n-steps",
+        "1",
+        "--seed",
+        "0",
+        "--no-progress-bar",
+        "--checkpoint-dir",
+        "ck",
+    ];
     let cfg = dir.path().join("run.toml");
     std::fs::write(&cfg, "[checkpoint]\nsave_last = true\nsave_top_k = 0\nevery_n_train_steps = 1\n").expect("write");
     let mut killed = Command::new(env!("CARGO_BIN_EXE_lthost"));
-    killed.env("LTHOST_TRUSTED_KEYS", crate::common::trusted_keys()).env("LTHOST_CACHE_DIR", crate::common::component_cache());
-    killed.args(args).args(["--config", cfg.to_str().expect("utf-8")]).env("LTHOST_FAULT", "step:4").current_dir(dir.path());
+    killed
+        .env("LTHOST_TRUSTED_KEYS", crate::common::trusted_keys())
+        .env("LTHOST_CACHE_DIR", crate::common::component_cache());
+    killed
+        .args(args)
+        .args(["--config", cfg.to_str().expect("utf-8")])
+        .env("LTHOST_FAULT", "step:4")
+        .current_dir(dir.path());
     assert_eq!(killed.output().expect("runs").status.code(), None, "killed at step 4");
-    let resumed = lthost(dir.path(), &[&args[..], &["--config", cfg.to_str().expect("utf-8"), "--ckpt-path", "last"]].concat());
+    let resumed =
+        lthost(dir.path(), &[&args[..], &["--config", cfg.to_str().expect("utf-8"), "--ckpt-path", "last"]].concat());
     assert!(resumed.ok(), "{}", resumed.stderr);
     let rows = crate::common::read_metrics(&dir.path().join("lightning_logs/version_1"));
     let seen = crate::common::column(&rows, "seen");
@@ -204,7 +263,10 @@ fn on_exception_checkpoint_saves_the_state_at_a_failure() {
     let cfg = dir.path().join("run.toml");
     std::fs::write(&cfg, "[checkpoint]\non_exception = true\ndirpath = \"ck\"\n").expect("write");
     let wasm = plugin("faulty").display().to_string();
-    let run = lthost(dir.path(), &["fit", &wasm, "--config", cfg.to_str().expect("utf-8"), "--hparams", r#"{"fault": "matmul"}"#]);
+    let run = lthost(
+        dir.path(),
+        &["fit", &wasm, "--config", cfg.to_str().expect("utf-8"), "--hparams", r#"{"fault": "matmul"}"#],
+    );
     run.assert_fails_with(&["op `matmul`"]);
     assert!(run.stderr.contains("on_exception.ckpt"), "{}", run.stderr);
     let c = checkpoint::load(&dir.path().join("ck/on_exception.ckpt")).expect("a whole checkpoint");
@@ -219,13 +281,21 @@ fn corrupt_and_foreign_checkpoints_are_refused() {
     let last = dir.path().join("ckpt/last.ckpt");
     // Another plugin's model: every mismatch reported at once.
     let wasm = plugin("parity-mlp").display().to_string();
-    let foreign = lthost(dir.path(), &["fit", &wasm, "--max-epochs", "1", "--ckpt-path", last.to_str().expect("utf-8")]);
-    foreign.assert_fails_with(&["does not fit the model", "missing keys", "c_d1.weight", "unexpected keys", "hidden.weight"]);
+    let foreign =
+        lthost(dir.path(), &["fit", &wasm, "--max-epochs", "1", "--ckpt-path", last.to_str().expect("utf-8")]);
+    foreign.assert_fails_with(&[
+        "does not fit the model",
+        "missing keys",
+        "c_d1.weight",
+        "unexpected keys",
+        "hidden.weight",
+    ]);
     // Truncated: refused whole, naming the file.
     let bytes = std::fs::read(&last).expect("read");
     let cut = dir.path().join("cut.ckpt");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).expect("write");
     let (digits_wasm, cfg, _) = setup(dir.path());
-    let truncated = lthost(dir.path(), &["fit", &digits_wasm, "--config", &cfg, "--ckpt-path", cut.to_str().expect("utf-8")]);
+    let truncated =
+        lthost(dir.path(), &["fit", &digits_wasm, "--config", &cfg, "--ckpt-path", cut.to_str().expect("utf-8")]);
     truncated.assert_fails_with(&["cut.ckpt", "corrupt or truncated"]);
 }

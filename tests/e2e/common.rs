@@ -29,7 +29,13 @@ impl Run {
     /// Asserts a clean failure: non-zero exit, no Rust panic, and every `needle` in stderr.
     pub fn assert_fails_with(&self, needles: &[&str]) {
         assert!(!self.ok(), "expected failure, got success\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
-        assert_eq!(self.code, Some(1), "expected exit code 1 (a reported error), got {:?}\nstderr:\n{}", self.code, self.stderr);
+        assert_eq!(
+            self.code,
+            Some(1),
+            "expected exit code 1 (a reported error), got {:?}\nstderr:\n{}",
+            self.code,
+            self.stderr
+        );
         // A guest's panic is printed by the guest; a host panic is on the main thread.
         assert!(!self.stderr.contains("thread 'main'"), "the host panicked:\n{}", self.stderr);
         let error_part = self.stderr.split("error: ").last().unwrap_or("");
@@ -59,7 +65,11 @@ pub fn lthost(cwd: &Path, args: &[&str]) -> Run {
         .env("LTHOST_CACHE_DIR", component_cache())
         .output()
         .expect("lthost runs");
-    Run { code: out.status.code(), stdout: String::from_utf8_lossy(&out.stdout).into(), stderr: String::from_utf8_lossy(&out.stderr).into() }
+    Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into(),
+        stderr: String::from_utf8_lossy(&out.stderr).into(),
+    }
 }
 
 /// The rows of a Lightning-layout metrics.csv, as maps from column to cell.
@@ -83,7 +93,10 @@ pub fn leftover_temp_files(dir: &Path) -> Vec<PathBuf> {
         let p = e.path();
         if p.is_dir() {
             out.extend(leftover_temp_files(&p));
-        } else if e.file_name().to_string_lossy().starts_with(".tmp") || e.file_name().to_string_lossy().starts_with(".lthost-tmp-") || p.extension().is_some_and(|x| x == "tmp") {
+        } else if e.file_name().to_string_lossy().starts_with(".tmp")
+            || e.file_name().to_string_lossy().starts_with(".lthost-tmp-")
+            || p.extension().is_some_and(|x| x == "tmp")
+        {
             out.push(p);
         }
     }

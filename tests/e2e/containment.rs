@@ -16,7 +16,8 @@ fn edit_meta(path: &Path, edit: impl FnOnce(&mut Value)) {
     let bytes = std::fs::read(path).expect("checkpoint");
     let n = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
     let mut header: Value = serde_json::from_slice(&bytes[8..8 + n]).expect("header");
-    let mut meta: Value = serde_json::from_str(header["__metadata__"]["lthost"].as_str().expect("lthost metadata")).expect("meta");
+    let mut meta: Value =
+        serde_json::from_str(header["__metadata__"]["lthost"].as_str().expect("lthost metadata")).expect("meta");
     edit(&mut meta);
     header["__metadata__"]["lthost"] = Value::String(meta.to_string());
     let text = serde_json::to_vec(&header).expect("json");
@@ -47,7 +48,8 @@ fn aim_at(meta: &mut Value, victim: &Path) {
 
 fn fit(dir: &Path, extra: &[&str]) -> Run {
     let wasm = plugin("parity-mlp");
-    let mut args = vec!["fit", wasm.to_str().expect("utf-8"), "--no-progress-bar", "--set", "checkpoint.save_last=true"];
+    let mut args =
+        vec!["fit", wasm.to_str().expect("utf-8"), "--no-progress-bar", "--set", "checkpoint.save_last=true"];
     args.extend_from_slice(extra);
     lthost(dir, &args)
 }
@@ -83,13 +85,24 @@ fn a_checkpoint_cannot_make_lthost_remove_files_outside_the_run() {
     // The same, aimed at a file in the checkpoint directory that this plugin did not write.
     edit_meta(&stranger, |m| aim_at(m, &bystander));
     let dir0 = root.join("lightning_logs/version_0/checkpoints");
-    let run = fit(root, &["--max-epochs", "3", "--ckpt-path", stranger.to_str().expect("utf-8"), "--checkpoint-dir", dir0.to_str().expect("utf-8")]);
+    let run = fit(
+        root,
+        &[
+            "--max-epochs",
+            "3",
+            "--ckpt-path",
+            stranger.to_str().expect("utf-8"),
+            "--checkpoint-dir",
+            dir0.to_str().expect("utf-8"),
+        ],
+    );
     assert!(run.ok(), "{}", run.stderr);
     assert_eq!(std::fs::read(&bystander).expect("bystander"), VICTIM);
 
     // `--ckpt-path best` never follows a path out of the checkpoint directory.
     edit_meta(&last, |m| aim_at(m, &victim));
-    let best = fit(root, &["--max-epochs", "4", "--ckpt-path", "best", "--checkpoint-dir", dir0.to_str().expect("utf-8")]);
+    let best =
+        fit(root, &["--max-epochs", "4", "--ckpt-path", "best", "--checkpoint-dir", dir0.to_str().expect("utf-8")]);
     best.assert_fails_with(&["--ckpt-path best", "refused"]);
     assert_eq!(std::fs::read(&victim).expect("victim"), VICTIM);
 }
@@ -111,7 +124,12 @@ fn auto_resume_takes_only_this_plugins_hpc_checkpoint_and_says_so() {
     });
     let run = fit(root, &["--max-epochs", "2"]);
     assert!(run.ok(), "{}", run.stderr);
-    assert!(run.stderr.contains("not resuming from") && !run.stdout.contains("Auto-resuming"), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("not resuming from") && !run.stdout.contains("Auto-resuming"),
+        "{}\n{}",
+        run.stdout,
+        run.stderr
+    );
     assert_eq!(std::fs::read(&victim).expect("victim"), VICTIM);
 
     // This plugin's own is resumed, announced on stdout, and its hostile paths are dropped.
@@ -119,7 +137,11 @@ fn auto_resume_takes_only_this_plugins_hpc_checkpoint_and_says_so() {
     edit_meta(&hpc, |m| aim_at(m, &victim));
     let run = fit(root, &["--max-epochs", "3"]);
     assert!(run.ok(), "{}", run.stderr);
-    assert!(run.stdout.contains("Auto-resuming from the HPC checkpoint") && run.stdout.contains("hpc_ckpt_7.ckpt"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("Auto-resuming from the HPC checkpoint") && run.stdout.contains("hpc_ckpt_7.ckpt"),
+        "{}",
+        run.stdout
+    );
     assert_eq!(std::fs::read(&victim).expect("victim"), VICTIM);
 }
 
@@ -133,16 +155,50 @@ fn plugin_names_cannot_take_the_hosts_keys_or_directories() {
     std::fs::copy(plugin("loss-guard-callback"), &cb).expect("copy");
     let logger = root.join("checkpoints.wasm");
     std::fs::copy(plugin("jsonl-logger"), &logger).expect("copy");
-    let run = fit(root, &["--max-epochs", "2", "--callback", cb.to_str().expect("utf-8"), "--logger-plugin", logger.to_str().expect("utf-8")]);
+    let run = fit(
+        root,
+        &[
+            "--max-epochs",
+            "2",
+            "--callback",
+            cb.to_str().expect("utf-8"),
+            "--logger-plugin",
+            logger.to_str().expect("utf-8"),
+        ],
+    );
     assert!(run.ok(), "{}", run.stderr);
     let version = root.join("lightning_logs/version_0");
     let meta = meta_of(&version.join("checkpoints/last.ckpt"));
-    assert!(meta["callbacks"][key]["last_model_path"].is_string(), "ModelCheckpoint keeps its own key: {}", meta["callbacks"]);
-    assert!(meta["callbacks"][format!("plugin:{key}")]["best"].is_number(), "the plugin's state is namespaced: {}", meta["callbacks"]);
-    assert!(version.join("plugins/checkpoints/hparams.json").exists() && version.join("plugins/checkpoints/status").exists(), "the logger writes in its own namespace");
+    assert!(
+        meta["callbacks"][key]["last_model_path"].is_string(),
+        "ModelCheckpoint keeps its own key: {}",
+        meta["callbacks"]
+    );
+    assert!(
+        meta["callbacks"][format!("plugin:{key}")]["best"].is_number(),
+        "the plugin's state is namespaced: {}",
+        meta["callbacks"]
+    );
+    assert!(
+        version.join("plugins/checkpoints/hparams.json").exists()
+            && version.join("plugins/checkpoints/status").exists(),
+        "the logger writes in its own namespace"
+    );
     assert!(!version.join("checkpoints/metrics.jsonl").exists() && !version.join("checkpoints/hparams.json").exists());
     // The resumed run reads each state back from its own key.
-    let run = fit(root, &["--max-epochs", "3", "--ckpt-path", "last", "--checkpoint-dir", version.join("checkpoints").to_str().expect("utf-8"), "--callback", cb.to_str().expect("utf-8")]);
+    let run = fit(
+        root,
+        &[
+            "--max-epochs",
+            "3",
+            "--ckpt-path",
+            "last",
+            "--checkpoint-dir",
+            version.join("checkpoints").to_str().expect("utf-8"),
+            "--callback",
+            cb.to_str().expect("utf-8"),
+        ],
+    );
     assert!(run.ok(), "{}", run.stderr);
     assert!(!run.stderr.contains("is ignored"), "{}", run.stderr);
 }
@@ -158,7 +214,11 @@ fn a_large_callback_state_goes_into_a_tensor_and_resumes_whole() {
     let ckpts = root.join("lightning_logs/version_0/checkpoints");
     let last = ckpts.join("last.ckpt");
     let meta = meta_of(&last);
-    assert_eq!(meta["callbacks"]["plugin:state-hoarder"]["$tensor"], "callback_state.plugin:state-hoarder", "{}", meta["callbacks"]);
+    assert_eq!(
+        meta["callbacks"]["plugin:state-hoarder"]["$tensor"], "callback_state.plugin:state-hoarder",
+        "{}",
+        meta["callbacks"]
+    );
     let run = fit(root, &["--max-epochs", "3", "--ckpt-path", last.to_str().expect("utf-8"), "--callback", h]);
     assert!(run.ok(), "{}", run.stderr);
     assert!(run.stdout.contains("[state-hoarder] restored"), "{}", run.stdout);
@@ -179,7 +239,18 @@ fn a_run_logging_only_to_a_plugin_keeps_its_checkpoints_out_of_the_plugins_direc
     let root = d.path();
     let wasm = plugin("parity-mlp");
     let logger = plugin("jsonl-logger");
-    let run = lthost(root, &["fit", wasm.to_str().expect("utf-8"), "--max-epochs", "1", "--no-progress-bar", "--logger", logger.to_str().expect("utf-8")]);
+    let run = lthost(
+        root,
+        &[
+            "fit",
+            wasm.to_str().expect("utf-8"),
+            "--max-epochs",
+            "1",
+            "--no-progress-bar",
+            "--logger",
+            logger.to_str().expect("utf-8"),
+        ],
+    );
     assert!(run.ok(), "{}", run.stderr);
     let version = root.join("lightning_logs/version_0");
     assert!(version.join("checkpoints").is_dir(), "checkpoints in the version directory");

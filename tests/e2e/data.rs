@@ -12,7 +12,11 @@ use crate::common::repo_root;
 
 fn sampler(case: &Value, weights: &[f64]) -> Option<Sampler> {
     if let Some(w) = case.get("weighted") {
-        return Some(Sampler::Weighted { weights: weights.to_vec(), num_samples: w["num_samples"].as_i64().expect("n"), replacement: w["replacement"].as_bool().expect("bool") });
+        return Some(Sampler::Weighted {
+            weights: weights.to_vec(),
+            num_samples: w["num_samples"].as_i64().expect("n"),
+            replacement: w["replacement"].as_bool().expect("bool"),
+        });
     }
     case.get("distributed").map(|d| Sampler::Distributed {
         num_replicas: d["num_replicas"].as_i64().expect("n"),
@@ -26,10 +30,12 @@ fn sampler(case: &Value, weights: &[f64]) -> Option<Sampler> {
 #[test]
 fn samplers_visit_the_rows_torch_visits_and_draw_what_torch_draws() {
     let path = repo_root().join("tests/reference/data.json");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("{} is missing: run `make reference`", path.display()));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("{} is missing: run `make reference`", path.display()));
     let reference: Value = serde_json::from_str(&text).expect("JSON");
     let n = reference["n"].as_i64().expect("n");
-    let weights: Vec<f64> = reference["weights"].as_array().expect("weights").iter().map(|w| w.as_f64().expect("w")).collect();
+    let weights: Vec<f64> =
+        reference["weights"].as_array().expect("weights").iter().map(|w| w.as_f64().expect("w")).collect();
     let cases = reference["cases"].as_object().expect("cases");
     assert!(cases.len() >= 9);
     for (name, c) in cases {
@@ -63,12 +69,34 @@ fn samplers_visit_the_rows_torch_visits_and_draw_what_torch_draws() {
 #[test]
 fn bad_samplers_are_refused_with_the_reason() {
     let col = || vec![Tensor::arange(4, (Kind::Int64, Device::Cpu))];
-    let spec = |s: Sampler| DatasetSpec { columns: col(), batch_size: 2, shuffle: false, drop_last: false, sampler: Some(s) };
-    let e = DataLoader::new(spec(Sampler::Weighted { weights: vec![1.0; 3], num_samples: 2, replacement: true }), Split::Train, "plugin `p`").err().expect("refused").to_string();
+    let spec =
+        |s: Sampler| DatasetSpec { columns: col(), batch_size: 2, shuffle: false, drop_last: false, sampler: Some(s) };
+    let e = DataLoader::new(
+        spec(Sampler::Weighted { weights: vec![1.0; 3], num_samples: 2, replacement: true }),
+        Split::Train,
+        "plugin `p`",
+    )
+    .err()
+    .expect("refused")
+    .to_string();
     assert!(e.contains("plugin `p`") && e.contains("3 weights for 4 rows"), "{e}");
-    let e = DataLoader::new(spec(Sampler::Weighted { weights: vec![1.0, 0.0, 0.0, 0.0], num_samples: 2, replacement: false }), Split::Train, "p").err().expect("refused").to_string();
+    let e = DataLoader::new(
+        spec(Sampler::Weighted { weights: vec![1.0, 0.0, 0.0, 0.0], num_samples: 2, replacement: false }),
+        Split::Train,
+        "p",
+    )
+    .err()
+    .expect("refused")
+    .to_string();
     assert!(e.contains("without replacement"), "{e}");
-    let e = DataLoader::new(spec(Sampler::Distributed { num_replicas: 2, rank: 5, shuffle: false, seed: 0, drop_last: false }), Split::Train, "p").err().expect("refused").to_string();
+    let e = DataLoader::new(
+        spec(Sampler::Distributed { num_replicas: 2, rank: 5, shuffle: false, seed: 0, drop_last: false }),
+        Split::Train,
+        "p",
+    )
+    .err()
+    .expect("refused")
+    .to_string();
     assert!(e.contains("rank 5"), "{e}");
 }
 
@@ -82,9 +110,29 @@ fn prefetching_keeps_the_losses() {
     for depth in ["0", "3"] {
         let dir = tempfile::tempdir().expect("tempdir");
         let set = format!("trainer.prefetch_batches={depth}");
-        let run = crate::common::lthost(dir.path(), &["fit", wasm.to_str().expect("utf-8"), "--data-dir", data.to_str().expect("utf-8"), "--seed", "1", "--max-epochs", "2", "--log-every-n-steps", "1", "--no-progress-bar", "--set", &set]);
+        let run = crate::common::lthost(
+            dir.path(),
+            &[
+                "fit",
+                wasm.to_str().expect("utf-8"),
+                "--data-dir",
+                data.to_str().expect("utf-8"),
+                "--seed",
+                "1",
+                "--max-epochs",
+                "2",
+                "--log-every-n-steps",
+                "1",
+                "--no-progress-bar",
+                "--set",
+                &set,
+            ],
+        );
         assert!(run.ok(), "{}", run.stderr);
-        losses.push(crate::common::column(&crate::common::read_metrics(&dir.path().join("lightning_logs/version_0")), "train_loss"));
+        losses.push(crate::common::column(
+            &crate::common::read_metrics(&dir.path().join("lightning_logs/version_0")),
+            "train_loss",
+        ));
     }
     assert_eq!(losses[0].len(), 80);
     assert_eq!(losses[0], losses[1]);

@@ -27,7 +27,10 @@ fn digits_trains_to_95_percent() {
     assert!(hparams.contains("lr: 0.003") && hparams.contains("dropout: 0.1"), "{hparams}");
     assert!(leftover_temp_files(dir.path()).is_empty());
     // A second run gets the next version, as in Lightning.
-    let again = lthost(dir.path(), &["run", wasm.to_str().expect("utf-8"), "--config", &cfg, "--no-progress-bar", "--max-epochs", "1"]);
+    let again = lthost(
+        dir.path(),
+        &["run", wasm.to_str().expect("utf-8"), "--config", &cfg, "--no-progress-bar", "--max-epochs", "1"],
+    );
     assert!(again.ok(), "{}", again.stderr);
     assert!(dir.path().join("lightning_logs/version_1/metrics.csv").exists());
 }
@@ -60,7 +63,16 @@ fn data_outside_the_grant_is_refused() {
     let data = repo_root().join("plugins/digits-mlp/data");
     let run = lthost(
         dir.path(),
-        &["fit", wasm.to_str().expect("utf-8"), "--data-dir", data.to_str().expect("utf-8"), "--hparams", r#"{"data_file": "../run.toml"}"#, "--max-epochs", "1"],
+        &[
+            "fit",
+            wasm.to_str().expect("utf-8"),
+            "--data-dir",
+            data.to_str().expect("utf-8"),
+            "--hparams",
+            r#"{"data_file": "../run.toml"}"#,
+            "--max-epochs",
+            "1",
+        ],
     );
     run.assert_fails_with(&["plugin `digits-mlp`", "hook `setup`", "op `load`", "outside the granted data directory"]);
 }
@@ -72,7 +84,8 @@ fn data_outside_the_grant_is_refused() {
 #[test]
 fn digits_losses_are_lightnings_step_for_step() {
     let path = crate::common::repo_root().join("tests/reference/digits.json");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("{} is missing: run `make reference`", path.display()));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("{} is missing: run `make reference`", path.display()));
     let reference: serde_json::Value = serde_json::from_str(&text).expect("JSON");
     let epochs = reference["epochs"].as_u64().expect("epochs").to_string();
     let data = crate::common::repo_root().join("plugins/digits-mlp/data");
@@ -81,13 +94,30 @@ fn digits_losses_are_lightnings_step_for_step() {
         let wasm = crate::common::plugin("digits-mlp");
         let run = crate::common::lthost(
             dir.path(),
-            &["fit", wasm.to_str().expect("utf-8"), "--data-dir", data.to_str().expect("utf-8"), "--seed", seed, "--max-epochs", &epochs, "--log-every-n-steps", "1", "--threads", "1", "--no-progress-bar", "--accelerator", "cpu"],
+            &[
+                "fit",
+                wasm.to_str().expect("utf-8"),
+                "--data-dir",
+                data.to_str().expect("utf-8"),
+                "--seed",
+                seed,
+                "--max-epochs",
+                &epochs,
+                "--log-every-n-steps",
+                "1",
+                "--threads",
+                "1",
+                "--no-progress-bar",
+                "--accelerator",
+                "cpu",
+            ],
         );
         assert!(run.ok(), "{}", run.stderr);
         let rows = crate::common::read_metrics(&dir.path().join("lightning_logs/version_0"));
         for (col, tol) in [("train_loss", 1e-6), ("val_loss", 1e-6)] {
             let got = crate::common::column(&rows, col);
-            let want: Vec<f64> = want[col].as_array().expect("losses").iter().map(|v| v.as_f64().expect("a loss")).collect();
+            let want: Vec<f64> =
+                want[col].as_array().expect("losses").iter().map(|v| v.as_f64().expect("a loss")).collect();
             assert_eq!(got.len(), want.len(), "seed {seed}: {col} count");
             for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                 assert!((g - w).abs() <= tol, "seed {seed} {col} {i}: lthost {g} vs Lightning {w}");

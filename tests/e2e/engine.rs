@@ -2,8 +2,12 @@
 //! order), forward passes, and several steps of each optimizer, as torch computes them
 //! (tests/reference/engine_reference.py, run by `make test`).
 
-use lthost::engine::layers::{BatchNorm, Conv2d, Conv2dSpec, Embedding, LayerNorm, Linear, Lstm, LstmSpec, MultiheadAttention};
-use lthost::engine::optim::{AdagradConfig, AdamConfig, Algorithm, GroupSpec, OptimizerConfig, RmspropConfig, SgdConfig};
+use lthost::engine::layers::{
+    BatchNorm, Conv2d, Conv2dSpec, Embedding, LayerNorm, Linear, Lstm, LstmSpec, MultiheadAttention,
+};
+use lthost::engine::optim::{
+    AdagradConfig, AdamConfig, Algorithm, GroupSpec, OptimizerConfig, RmspropConfig, SgdConfig,
+};
 use lthost::engine::params::ParamStore;
 use serde_json::Value;
 use tch::{Device, Kind, Tensor};
@@ -14,7 +18,8 @@ const TOLERANCE: f64 = 1e-6;
 
 fn reference() -> Value {
     let path = repo_root().join("tests/reference/engine.json");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("{} is missing: run `make reference`", path.display()));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("{} is missing: run `make reference`", path.display()));
     serde_json::from_str(&text).expect("valid JSON")
 }
 
@@ -40,12 +45,22 @@ fn layers_initialise_and_run_like_torch_nn() {
     let mut ps = ParamStore::default();
     let linear = Linear::new(&mut ps, "linear", 5, 3, true, dev).expect("linear");
     let _nobias = Linear::new(&mut ps, "linear_nobias", 4, 2, false, dev).expect("linear");
-    let spec = Conv2dSpec { in_channels: 2, out_channels: 4, kernel: [3, 3], stride: [1, 1], padding: [1, 1], dilation: [1, 1], groups: 1, bias: true };
+    let spec = Conv2dSpec {
+        in_channels: 2,
+        out_channels: 4,
+        kernel: [3, 3],
+        stride: [1, 1],
+        padding: [1, 1],
+        dilation: [1, 1],
+        groups: 1,
+        bias: true,
+    };
     let conv = Conv2d::new(&mut ps, "conv", &spec, dev).expect("conv");
     let _bn = BatchNorm::new(&mut ps, "bn", 3, 1e-5, 0.1, true, dev).expect("bn");
     let ln = LayerNorm::new(&mut ps, "ln", &[4], 1e-5, true, dev).expect("ln");
     let emb = Embedding::new(&mut ps, "emb", 6, 3, dev).expect("emb");
-    let lspec = LstmSpec { input: 3, hidden: 4, layers: 2, bias: true, batch_first: true, dropout: 0.0, bidirectional: true };
+    let lspec =
+        LstmSpec { input: 3, hidden: 4, layers: 2, bias: true, batch_first: true, dropout: 0.0, bidirectional: true };
     let lstm = Lstm::new(&mut ps, "lstm", &lspec, dev).expect("lstm");
     let mha = MultiheadAttention::new(&mut ps, "mha", 8, 2, 0.0, true, true, dev).expect("mha");
 
@@ -78,7 +93,9 @@ fn layers_initialise_and_run_like_torch_nn() {
 fn optimizers_follow_torch_optim() {
     let r = reference();
     let o = &r["optim"];
-    let sgd = |lr, momentum, dampening, weight_decay, nesterov| Algorithm::Sgd(SgdConfig { lr, momentum, dampening, weight_decay, nesterov });
+    let sgd = |lr, momentum, dampening, weight_decay, nesterov| {
+        Algorithm::Sgd(SgdConfig { lr, momentum, dampening, weight_decay, nesterov })
+    };
     let adam = |lr, betas, eps, weight_decay, amsgrad| AdamConfig { lr, betas, eps, weight_decay, amsgrad };
     let cases = [
         ("sgd", sgd(0.1, 0.0, 0.0, 0.0, false)),
@@ -87,12 +104,38 @@ fn optimizers_follow_torch_optim() {
         ("adam", Algorithm::Adam(adam(0.01, (0.9, 0.999), 1e-8, 0.0, false))),
         ("adam_amsgrad_wd", Algorithm::Adam(adam(0.01, (0.8, 0.99), 1e-6, 0.01, true))),
         ("adamw", Algorithm::AdamW(adam(0.01, (0.9, 0.999), 1e-8, 0.1, false))),
-        ("rmsprop", Algorithm::Rmsprop(RmspropConfig { lr: 0.01, alpha: 0.99, eps: 1e-8, weight_decay: 0.0, momentum: 0.0, centered: false })),
+        (
+            "rmsprop",
+            Algorithm::Rmsprop(RmspropConfig {
+                lr: 0.01,
+                alpha: 0.99,
+                eps: 1e-8,
+                weight_decay: 0.0,
+                momentum: 0.0,
+                centered: false,
+            }),
+        ),
         (
             "rmsprop_centered_momentum_wd",
-            Algorithm::Rmsprop(RmspropConfig { lr: 0.01, alpha: 0.9, eps: 1e-6, weight_decay: 0.01, momentum: 0.5, centered: true }),
+            Algorithm::Rmsprop(RmspropConfig {
+                lr: 0.01,
+                alpha: 0.9,
+                eps: 1e-6,
+                weight_decay: 0.01,
+                momentum: 0.5,
+                centered: true,
+            }),
         ),
-        ("adagrad", Algorithm::Adagrad(AdagradConfig { lr: 0.1, lr_decay: 0.01, weight_decay: 0.01, initial_accumulator_value: 0.1, eps: 1e-10 })),
+        (
+            "adagrad",
+            Algorithm::Adagrad(AdagradConfig {
+                lr: 0.1,
+                lr_decay: 0.01,
+                weight_decay: 0.01,
+                initial_accumulator_value: 0.1,
+                eps: 1e-10,
+            }),
+        ),
     ];
     let grads: Vec<Tensor> = o["grads"].as_array().expect("grads").iter().map(|g| tensor(g, Kind::Float)).collect();
     for (name, algorithm) in cases {
@@ -133,6 +176,12 @@ fn optimizers_follow_torch_optim() {
     for (i, g) in clipped.iter().enumerate() {
         assert_close("clip_grad_value_", g, &o["clip_value"][i]);
     }
-    let dup = OptimizerConfig { algorithm: sgd(0.1, 0.0, 0.0, 0.0, false), groups: vec![GroupSpec { params: vec!["a".into()], ..GroupSpec::default() }, GroupSpec { params: vec!["a".into()], ..GroupSpec::default() }] };
+    let dup = OptimizerConfig {
+        algorithm: sgd(0.1, 0.0, 0.0, 0.0, false),
+        groups: vec![
+            GroupSpec { params: vec!["a".into()], ..GroupSpec::default() },
+            GroupSpec { params: vec!["a".into()], ..GroupSpec::default() },
+        ],
+    };
     assert!(dup.build(&ps).err().expect("refused").detail.contains("appears in groups"));
 }

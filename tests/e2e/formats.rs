@@ -11,17 +11,30 @@ use crate::common::{lthost, plugin, repo_root};
 
 #[test]
 fn npz_archives_from_numpy_read_back_exactly() {
-    let reference: Value = serde_json::from_str(&std::fs::read_to_string(repo_root().join("tests/reference/data.json")).expect("data.json: run `make reference`")).expect("JSON");
+    let reference: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("tests/reference/data.json"))
+            .expect("data.json: run `make reference`"),
+    )
+    .expect("JSON");
     let want = reference["npz"].as_object().expect("npz contents");
     for file in ["arrays.npz", "arrays_compressed.npz"] {
-        let bytes = std::fs::read(repo_root().join("tests/reference/npz").join(file)).expect("written by data_reference.py");
+        let bytes =
+            std::fs::read(repo_root().join("tests/reference/npz").join(file)).expect("written by data_reference.py");
         let got = lthost::datasets::npz::parse(&bytes, 1 << 31, 1 << 30).unwrap_or_else(|e| panic!("{file}: {e}"));
         assert_eq!(got.len(), want.len(), "{file}");
         for (name, t) in got {
             let w = &want[&name];
-            assert_eq!(t.size(), serde_json::from_value::<Vec<i64>>(w["shape"].clone()).expect("shape"), "{file}:{name}");
+            assert_eq!(
+                t.size(),
+                serde_json::from_value::<Vec<i64>>(w["shape"].clone()).expect("shape"),
+                "{file}:{name}"
+            );
             let values = Vec::<f64>::try_from(t.to_kind(tch::Kind::Double).flatten(0, -1)).expect("values");
-            assert_eq!(values, serde_json::from_value::<Vec<f64>>(w["values"].clone()).expect("values"), "{file}:{name}");
+            assert_eq!(
+                values,
+                serde_json::from_value::<Vec<f64>>(w["values"].clone()).expect("values"),
+                "{file}:{name}"
+            );
         }
         // Cut anywhere: refused, never a panic.
         for cut in [10, bytes.len() / 2, bytes.len() - 5] {
@@ -68,11 +81,35 @@ fn mnist_cnn_trains_on_idx_files() {
     write_mnist(&data, 640, "train", false);
     write_mnist(&data, 200, "t10k", true);
     let wasm = plugin("mnist-cnn");
-    let run = lthost(d.path(), &["fit", wasm.to_str().expect("utf-8"), "--data-dir", data.to_str().expect("utf-8"), "--max-epochs", "3", "--seed", "0", "--no-progress-bar", "--hparams", "{\"val_size\": 128, \"batch_size\": 32, \"lr\": 0.003}"]);
+    let run = lthost(
+        d.path(),
+        &[
+            "fit",
+            wasm.to_str().expect("utf-8"),
+            "--data-dir",
+            data.to_str().expect("utf-8"),
+            "--max-epochs",
+            "3",
+            "--seed",
+            "0",
+            "--no-progress-bar",
+            "--hparams",
+            "{\"val_size\": 128, \"batch_size\": 32, \"lr\": 0.003}",
+        ],
+    );
     assert!(run.ok(), "{}", run.stderr);
-    let acc = run.stdout.lines().find(|l| l.trim_start().starts_with("val_acc")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<f64>().ok()).expect("val_acc in the summary");
+    let acc = run
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("val_acc"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
+        .expect("val_acc in the summary");
     assert!(acc > 0.9, "the CNN learns the banded digits: val_acc {acc}\n{}", run.stdout);
-    let test = lthost(d.path(), &["test", wasm.to_str().expect("utf-8"), "--data-dir", data.to_str().expect("utf-8"), "--no-progress-bar"]);
+    let test = lthost(
+        d.path(),
+        &["test", wasm.to_str().expect("utf-8"), "--data-dir", data.to_str().expect("utf-8"), "--no-progress-bar"],
+    );
     assert!(test.ok() && test.stdout.contains("test_acc"), "{}", test.stderr);
 }
 
@@ -99,7 +136,19 @@ fn malformed_files_name_the_file_and_the_byte() {
     let wasm = plugin("digits-mlp");
     for (file, needles) in cases {
         let hp = format!("{{\"data_file\": \"{file}\"}}");
-        let run = lthost(d.path(), &["fit", wasm.to_str().expect("utf-8"), "--data-dir", data.to_str().expect("utf-8"), "--max-epochs", "1", "--hparams", &hp]);
+        let run = lthost(
+            d.path(),
+            &[
+                "fit",
+                wasm.to_str().expect("utf-8"),
+                "--data-dir",
+                data.to_str().expect("utf-8"),
+                "--max-epochs",
+                "1",
+                "--hparams",
+                &hp,
+            ],
+        );
         let mut all = vec!["plugin `digits-mlp`", "op `load`"];
         all.extend_from_slice(needles);
         run.assert_fails_with(&all);
@@ -112,15 +161,38 @@ fn malformed_files_name_the_file_and_the_byte() {
 #[test]
 fn augmented_batches_train_as_in_torch() {
     let path = repo_root().join("tests/reference/transforms.json");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("{} is missing: run `make reference`", path.display()));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("{} is missing: run `make reference`", path.display()));
     let r: serde_json::Value = serde_json::from_str(&text).expect("JSON");
     let data = r["dir"].as_str().expect("dir");
     let wasm = plugin("mnist-cnn");
     for (seed, want) in r["seeds"].as_object().expect("seeds") {
         let d = tempfile::tempdir().expect("tempdir");
-        let run = lthost(d.path(), &["fit", wasm.to_str().expect("utf-8"), "--data-dir", data, "--seed", seed, "--max-epochs", "2", "--no-progress-bar", "--set", "trainer.log_every_n_steps=1", "--set", "trainer.limit_val_batches=0", "--hparams", "{\"augment\": true, \"val_size\": 32, \"batch_size\": 32, \"lr\": 0.003}"]);
+        let run = lthost(
+            d.path(),
+            &[
+                "fit",
+                wasm.to_str().expect("utf-8"),
+                "--data-dir",
+                data,
+                "--seed",
+                seed,
+                "--max-epochs",
+                "2",
+                "--no-progress-bar",
+                "--set",
+                "trainer.log_every_n_steps=1",
+                "--set",
+                "trainer.limit_val_batches=0",
+                "--hparams",
+                "{\"augment\": true, \"val_size\": 32, \"batch_size\": 32, \"lr\": 0.003}",
+            ],
+        );
         assert!(run.ok(), "{}", run.stderr);
-        let got = crate::common::column(&crate::common::read_metrics(&d.path().join("lightning_logs/version_0")), "train_loss");
+        let got = crate::common::column(
+            &crate::common::read_metrics(&d.path().join("lightning_logs/version_0")),
+            "train_loss",
+        );
         let want: Vec<f64> = serde_json::from_value(want.clone()).expect("losses");
         assert_eq!(got.len(), want.len(), "{got:?}");
         for (i, (g, w)) in got.iter().zip(&want).enumerate() {

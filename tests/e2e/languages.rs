@@ -13,7 +13,17 @@ const LANGUAGES: [&str; 4] = ["digits-mlp", "python-digits", "js-digits", "c-dig
 fn fit(dir: &Path, name: &str, extra: &[&str]) -> Run {
     let wasm = plugin(name);
     let cfg = repo_root().join("plugins/digits-mlp/run.toml");
-    let mut args = vec!["fit", wasm.to_str().expect("utf-8"), "--config", cfg.to_str().expect("utf-8"), "--max-epochs", "3", "--no-progress-bar", "--set", "trainer.log_every_n_steps=1"];
+    let mut args = vec![
+        "fit",
+        wasm.to_str().expect("utf-8"),
+        "--config",
+        cfg.to_str().expect("utf-8"),
+        "--max-epochs",
+        "3",
+        "--no-progress-bar",
+        "--set",
+        "trainer.log_every_n_steps=1",
+    ];
     args.extend(extra);
     lthost(dir, &args)
 }
@@ -28,11 +38,17 @@ fn the_digits_mlp_gives_identical_losses_in_every_language() {
         assert!(run.ok(), "{name}: {}", run.stderr);
         let rows = read_metrics(&d.path().join("lightning_logs/version_0"));
         assert!(rows.len() > 100, "{name}: a row per step");
-        let table: Vec<Vec<(String, String)>> = rows.into_iter().map(|r| {
-            let mut cells: Vec<(String, String)> = r.into_iter().filter(|(k, _)| ["step", "train_loss", "val_loss", "val_acc"].contains(&k.as_str())).collect();
-            cells.sort();
-            cells
-        }).collect();
+        let table: Vec<Vec<(String, String)>> = rows
+            .into_iter()
+            .map(|r| {
+                let mut cells: Vec<(String, String)> = r
+                    .into_iter()
+                    .filter(|(k, _)| ["step", "train_loss", "val_loss", "val_acc"].contains(&k.as_str()))
+                    .collect();
+                cells.sort();
+                cells
+            })
+            .collect();
         tables.push((name, table));
     }
     let (first, want) = &tables[0];
@@ -51,7 +67,11 @@ fn a_guest_failure_is_a_clear_error_in_every_language() {
         let run = fit(d.path(), name, &["--hparams", "{\"dropout\": 1.5}"]);
         let plugin = format!("plugin `{name}`");
         run.assert_fails_with(&[&plugin, "hook `configure`"]);
-        assert!(run.stderr.contains("op `dropout`") || run.stderr.contains("dropout in [0, 1)"), "{name}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("op `dropout`") || run.stderr.contains("dropout in [0, 1)"),
+            "{name}: {}",
+            run.stderr
+        );
     }
 }
 
@@ -71,15 +91,39 @@ fn init_scaffolds_python_js_and_c_projects_that_build_and_train() {
         let project = d.path().join(format!("model-{lang}"));
         let run = lthost(d.path(), &["init", project.to_str().expect("utf-8"), "--lang", lang]);
         assert!(run.ok(), "{lang}: {}", run.stderr);
-        let out = std::process::Command::new(project.join("build.sh")).env("PATH", &path).output().expect("build.sh runs");
-        assert!(out.status.success(), "{lang}: build.sh failed\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let out =
+            std::process::Command::new(project.join("build.sh")).env("PATH", &path).output().expect("build.sh runs");
+        assert!(
+            out.status.success(),
+            "{lang}: build.sh failed\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         let wasm = project.join(format!("model-{lang}.wasm"));
         let k = format!("{}.key", key.display());
         assert!(lthost(d.path(), &["sign", wasm.to_str().expect("utf-8"), "--key", &k]).ok());
         let cfg = project.join("run.toml");
-        let run = lthost(&project, &["fit", wasm.to_str().expect("utf-8"), "--config", cfg.to_str().expect("utf-8"), "--trusted-keys", public.to_str().expect("utf-8"), "--no-progress-bar", "--set", "trainer.max_epochs=3"]);
+        let run = lthost(
+            &project,
+            &[
+                "fit",
+                wasm.to_str().expect("utf-8"),
+                "--config",
+                cfg.to_str().expect("utf-8"),
+                "--trusted-keys",
+                public.to_str().expect("utf-8"),
+                "--no-progress-bar",
+                "--set",
+                "trainer.max_epochs=3",
+            ],
+        );
         assert!(run.ok(), "{lang}: {}", run.stderr);
-        let val = run.stdout.lines().find(|l| l.trim_start().starts_with("val_loss")).map(str::to_string).expect("val_loss in the summary");
+        let val = run
+            .stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with("val_loss"))
+            .map(str::to_string)
+            .expect("val_loss in the summary");
         losses.push((lang, val));
     }
     assert!(losses.iter().all(|(_, v)| *v == losses[0].1), "the same model in every language: {losses:?}");

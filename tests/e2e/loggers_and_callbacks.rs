@@ -10,12 +10,23 @@ fn tensorboard_event_files_read_back_with_tensorboard() {
     let dir = tempfile::tempdir().expect("tempdir");
     let wasm = plugin("digits-mlp").display().to_string();
     let cfg = repo_root().join("plugins/digits-mlp/run.toml").display().to_string();
-    let run = lthost(dir.path(), &["fit", &wasm, "--config", &cfg, "--max-epochs", "3", "--logger", "csv,tensorboard", "--no-progress-bar"]);
+    let run = lthost(
+        dir.path(),
+        &["fit", &wasm, "--config", &cfg, "--max-epochs", "3", "--logger", "csv,tensorboard", "--no-progress-bar"],
+    );
     assert!(run.ok(), "{}", run.stderr);
     let log_dir = dir.path().join("lightning_logs/version_0");
-    let events: Vec<_> = std::fs::read_dir(&log_dir).expect("dir").filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().starts_with("events.out.tfevents.")).collect();
+    let events: Vec<_> = std::fs::read_dir(&log_dir)
+        .expect("dir")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("events.out.tfevents."))
+        .collect();
     assert_eq!(events.len(), 1, "one event file");
-    let out = Command::new(repo_root().join(".venv/bin/python")).arg(repo_root().join("tests/reference/read_tensorboard.py")).arg(&log_dir).output().expect("python runs");
+    let out = Command::new(repo_root().join(".venv/bin/python"))
+        .arg(repo_root().join("tests/reference/read_tensorboard.py"))
+        .arg(&log_dir)
+        .output()
+        .expect("python runs");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let read: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(read["hparams"]["lr"], 0.003);
@@ -25,7 +36,11 @@ fn tensorboard_event_files_read_back_with_tensorboard() {
     let mut checked = 0;
     for key in ["train_loss", "val_acc", "val_loss"] {
         let series = read["scalars"][key].as_array().unwrap_or_else(|| panic!("no `{key}` in {}", read["scalars"]));
-        let csv: Vec<(u64, f64)> = rows.iter().filter(|r| r.get(key).is_some_and(|v| !v.is_empty())).map(|r| (r["step"].parse().expect("step"), r[key].parse().expect("value"))).collect();
+        let csv: Vec<(u64, f64)> = rows
+            .iter()
+            .filter(|r| r.get(key).is_some_and(|v| !v.is_empty()))
+            .map(|r| (r["step"].parse().expect("step"), r[key].parse().expect("value")))
+            .collect();
         assert_eq!(series.len(), csv.len(), "{key}");
         for (point, (step, value)) in series.iter().zip(&csv) {
             assert_eq!(point[0].as_u64(), Some(*step), "{key}");
@@ -43,7 +58,10 @@ fn a_logger_plugin_writes_only_in_its_directory() {
     let wasm = plugin("digits-mlp").display().to_string();
     let logger = plugin("jsonl-logger").display().to_string();
     let cfg = repo_root().join("plugins/digits-mlp/run.toml").display().to_string();
-    let run = lthost(dir.path(), &["fit", &wasm, "--config", &cfg, "--max-epochs", "2", "--logger-plugin", &logger, "--no-progress-bar"]);
+    let run = lthost(
+        dir.path(),
+        &["fit", &wasm, "--config", &cfg, "--max-epochs", "2", "--logger-plugin", &logger, "--no-progress-bar"],
+    );
     assert!(run.ok(), "{}", run.stderr);
     let out = dir.path().join("lightning_logs/version_0/plugins/jsonl-logger");
     let lines = std::fs::read_to_string(out.join("metrics.jsonl")).expect("metrics.jsonl");
@@ -55,7 +73,10 @@ fn a_logger_plugin_writes_only_in_its_directory() {
     // Writing anywhere else fails inside the sandbox: the run ends with the logger's error.
     let escape = dir.path().join("escaped.txt");
     let hp = format!(r#"{{"escape_to": "{}"}}"#, escape.display());
-    let bad = lthost(dir.path(), &["fit", &wasm, "--config", &cfg, "--max-epochs", "1", "--logger-plugin", &logger, "--hparams", &hp]);
+    let bad = lthost(
+        dir.path(),
+        &["fit", &wasm, "--config", &cfg, "--max-epochs", "1", "--logger-plugin", &logger, "--hparams", &hp],
+    );
     bad.assert_fails_with(&["logger plugin `jsonl-logger`", "log_hyperparams", "escaped.txt"]);
     assert!(!escape.exists(), "the plugin wrote outside its directory");
 }
@@ -66,13 +87,47 @@ fn a_callback_plugin_logs_and_stops_a_diverging_run() {
     let wasm = plugin("digits-mlp").display().to_string();
     let guard = plugin("loss-guard-callback").display().to_string();
     let cfg = repo_root().join("plugins/digits-mlp/run.toml").display().to_string();
-    let calm = lthost(dir.path(), &["fit", &wasm, "--config", &cfg, "--max-epochs", "2", "--callback", &guard, "--log-every-n-steps", "1", "--no-progress-bar"]);
+    let calm = lthost(
+        dir.path(),
+        &[
+            "fit",
+            &wasm,
+            "--config",
+            &cfg,
+            "--max-epochs",
+            "2",
+            "--callback",
+            &guard,
+            "--log-every-n-steps",
+            "1",
+            "--no-progress-bar",
+        ],
+    );
     assert!(calm.ok(), "{}", calm.stderr);
     let rows = read_metrics(&dir.path().join("lightning_logs/version_0"));
     let checks = crate::common::column(&rows, "guard_checks");
     assert_eq!(checks.len(), 80, "logged on every step");
     assert_eq!(checks.last().copied(), Some(80.0));
-    let wild = lthost(dir.path(), &["fit", &wasm, "--config", &cfg, "--max-epochs", "20", "--callback", &guard, "--hparams", r#"{"lr": 30.0}"#, "--no-progress-bar"]);
+    let wild = lthost(
+        dir.path(),
+        &[
+            "fit",
+            &wasm,
+            "--config",
+            &cfg,
+            "--max-epochs",
+            "20",
+            "--callback",
+            &guard,
+            "--hparams",
+            r#"{"lr": 30.0}"#,
+            "--no-progress-bar",
+        ],
+    );
     assert!(wild.ok(), "{}", wild.stderr);
-    assert!(wild.stdout.contains("`Trainer.fit` stopped: callback `loss-guard-callback`: train_loss"), "{}", wild.stdout);
+    assert!(
+        wild.stdout.contains("`Trainer.fit` stopped: callback `loss-guard-callback`: train_loss"),
+        "{}",
+        wild.stdout
+    );
 }

@@ -87,7 +87,16 @@ impl Callback for RecCallback {
 }
 
 fn quiet(cfg: TrainerConfig) -> TrainerConfig {
-    TrainerConfig { logger: false, enable_checkpointing: false, enable_progress_bar: false, enable_model_summary: false, seed: Some(0), accelerator: "cpu".into(), threads: Some(1), ..cfg }
+    TrainerConfig {
+        logger: false,
+        enable_checkpointing: false,
+        enable_progress_bar: false,
+        enable_model_summary: false,
+        seed: Some(0),
+        accelerator: "cpu".into(),
+        threads: Some(1),
+        ..cfg
+    }
 }
 
 enum Entry {
@@ -117,7 +126,12 @@ fn record(cfg: TrainerConfig, hparams: Value, entry: Entry) -> anyhow::Result<Ou
     record_with(cfg, hparams, entry, None)
 }
 
-fn record_with(cfg: TrainerConfig, hparams: Value, entry: Entry, early_stopping: Option<EarlyStoppingConfig>) -> anyhow::Result<Outcome> {
+fn record_with(
+    cfg: TrainerConfig,
+    hparams: Value,
+    entry: Entry,
+    early_stopping: Option<EarlyStoppingConfig>,
+) -> anyhow::Result<Outcome> {
     let runtime = Runtime::new()?;
     let trust = lthost::artifact::trust::TrustPolicy::load(&[crate::common::trusted_keys()], false)?;
     let opts = PluginOptions { trust: std::sync::Arc::new(trust), ..PluginOptions::default() };
@@ -147,7 +161,8 @@ fn record_with(cfg: TrainerConfig, hparams: Value, entry: Entry, early_stopping:
 
 fn lightning() -> Value {
     let path = repo_root().join("tests/reference/lightning.json");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("{} is missing: run `make reference`", path.display()));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("{} is missing: run `make reference`", path.display()));
     serde_json::from_str(&text).expect("JSON")
 }
 
@@ -165,8 +180,16 @@ fn trainer_config(args: &Value) -> TrainerConfig {
 }
 
 const COUNTS: &[&str] = &[
-    "training_step", "validation_step", "val_runs", "sanity", "global_step", "epochs",
-    "on_before_zero_grad", "on_before_optimizer_step", "on_before_backward", "on_train_epoch_end",
+    "training_step",
+    "validation_step",
+    "val_runs",
+    "sanity",
+    "global_step",
+    "epochs",
+    "on_before_zero_grad",
+    "on_before_optimizer_step",
+    "on_before_backward",
+    "on_train_epoch_end",
 ];
 
 fn lthost_counts(o: &Outcome) -> BTreeMap<&'static str, u64> {
@@ -204,10 +227,14 @@ fn loops_match_lightning_for_every_flag() {
             _ => Entry::Predict,
         };
         let is_fit = matches!(entry, Entry::Fit);
-        let es: Option<EarlyStoppingConfig> = case.get("early_stopping").map(|v| serde_json::from_value(v.clone()).expect("EarlyStopping's arguments are lthost's"));
-        let got = record_with(trainer_config(&case["trainer"]), case["model"].clone(), entry, es).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+        let es: Option<EarlyStoppingConfig> = case
+            .get("early_stopping")
+            .map(|v| serde_json::from_value(v.clone()).expect("EarlyStopping's arguments are lthost's"));
+        let got = record_with(trainer_config(&case["trainer"]), case["model"].clone(), entry, es)
+            .unwrap_or_else(|e| panic!("{name}: {e:#}"));
         if name.starts_with("hooks_") || name.starts_with("validate_") {
-            let want: Vec<String> = case["calls"].as_array().expect("calls").iter().map(|c| c.as_str().expect("str").to_string()).collect();
+            let want: Vec<String> =
+                case["calls"].as_array().expect("calls").iter().map(|c| c.as_str().expect("str").to_string()).collect();
             assert_eq!(got.calls, want, "{name}: hook sequence differs from Lightning's");
         }
         if is_fit {
@@ -225,15 +252,24 @@ fn fit(cfg: TrainerConfig, hparams: Value) -> Outcome {
 
 #[test]
 fn val_check_interval_beyond_the_epoch_is_refused() {
-    let err = record(TrainerConfig { max_epochs: Some(1), val_check_interval: Limit::Batches(9), ..TrainerConfig::default() }, json!({"samples": 32}), Entry::Fit);
+    let err = record(
+        TrainerConfig { max_epochs: Some(1), val_check_interval: Limit::Batches(9), ..TrainerConfig::default() },
+        json!({"samples": 32}),
+        Entry::Fit,
+    );
     assert!(err.err().expect("refused").to_string().contains("val_check_interval (9)"));
 }
 
 #[test]
 fn self_log_follows_lightnings_rules() {
-    let ok = fit(TrainerConfig { max_epochs: Some(1), ..TrainerConfig::default() }, json!({"log_in": "OnTrainEpochEnd"}));
+    let ok =
+        fit(TrainerConfig { max_epochs: Some(1), ..TrainerConfig::default() }, json!({"log_in": "OnTrainEpochEnd"}));
     assert_eq!(ok.metrics.get("from_hook"), Some(&1.0));
-    let err = record(TrainerConfig { max_epochs: Some(1), ..TrainerConfig::default() }, json!({"log_in": "OnFitStart"}), Entry::Fit);
+    let err = record(
+        TrainerConfig { max_epochs: Some(1), ..TrainerConfig::default() },
+        json!({"log_in": "OnFitStart"}),
+        Entry::Fit,
+    );
     let msg = format!("{:#}", err.err().expect("refused"));
     assert!(msg.contains("inside `on_fit_start`") && msg.contains("hook-recorder"), "{msg}");
 }
@@ -241,17 +277,33 @@ fn self_log_follows_lightnings_rules() {
 #[test]
 fn schedulers_step_inside_the_loop() {
     let o = fit(TrainerConfig { max_epochs: Some(3), ..TrainerConfig::default() }, json!({"scheduler": "step"}));
-    assert!((o.metrics["lr"] - 0.025).abs() < 1e-9, "StepLR(1, 0.5) over 3 epochs: lr seen in epoch 2 is 0.1/4, got {}", o.metrics["lr"]);
+    assert!(
+        (o.metrics["lr"] - 0.025).abs() < 1e-9,
+        "StepLR(1, 0.5) over 3 epochs: lr seen in epoch 2 is 0.1/4, got {}",
+        o.metrics["lr"]
+    );
     let o = fit(TrainerConfig { max_epochs: Some(3), ..TrainerConfig::default() }, json!({"scheduler": "plateau"}));
     assert!(o.metrics.contains_key("val_loss"));
-    let err = record(TrainerConfig { max_epochs: Some(2), limit_val_batches: Limit::Batches(0), ..TrainerConfig::default() }, json!({"scheduler": "plateau"}), Entry::Fit);
+    let err = record(
+        TrainerConfig { max_epochs: Some(2), limit_val_batches: Limit::Batches(0), ..TrainerConfig::default() },
+        json!({"scheduler": "plateau"}),
+        Entry::Fit,
+    );
     assert!(format!("{:#}", err.err().expect("refused")).contains("`val_loss` which is not available"));
 }
 
 #[test]
 fn gradient_clipping_runs() {
     for alg in ["norm", "value"] {
-        let o = fit(TrainerConfig { max_epochs: Some(1), gradient_clip_val: Some(0.01), gradient_clip_algorithm: alg.into(), ..TrainerConfig::default() }, json!({}));
+        let o = fit(
+            TrainerConfig {
+                max_epochs: Some(1),
+                gradient_clip_val: Some(0.01),
+                gradient_clip_algorithm: alg.into(),
+                ..TrainerConfig::default()
+            },
+            json!({}),
+        );
         assert_eq!(o.global_step, 4);
     }
 }
@@ -261,14 +313,37 @@ fn log_every_n_steps_writes_lightnings_steps() {
     let dir = tempfile::tempdir().expect("tempdir");
     let run = lthost(
         dir.path(),
-        &["fit", plugin_path("hook-recorder").to_str().expect("utf-8"), "--max-epochs", "2", "--log-every-n-steps", "2", "--seed", "0", "--no-progress-bar"],
+        &[
+            "fit",
+            plugin_path("hook-recorder").to_str().expect("utf-8"),
+            "--max-epochs",
+            "2",
+            "--log-every-n-steps",
+            "2",
+            "--seed",
+            "0",
+            "--no-progress-bar",
+        ],
     );
     assert!(run.ok(), "{}", run.stderr);
     let rows = read_metrics(&dir.path().join("lightning_logs/version_0"));
-    let steps: Vec<u64> = rows.iter().filter(|r| r.get("train_loss").is_some_and(|v| !v.is_empty())).map(|r| r["step"].parse().expect("step")).collect();
-    let want: Vec<u64> = lightning()["cases"]["log_every_2"]["train_log_steps"].as_array().expect("steps").iter().map(|v| v.as_u64().expect("u64")).collect();
+    let steps: Vec<u64> = rows
+        .iter()
+        .filter(|r| r.get("train_loss").is_some_and(|v| !v.is_empty()))
+        .map(|r| r["step"].parse().expect("step"))
+        .collect();
+    let want: Vec<u64> = lightning()["cases"]["log_every_2"]["train_log_steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .map(|v| v.as_u64().expect("u64"))
+        .collect();
     assert_eq!(steps, want, "Lightning's CSVLogger steps");
-    let val_steps: Vec<f64> = rows.iter().filter(|r| r.get("val_loss").is_some_and(|v| !v.is_empty())).map(|r| r["step"].parse().expect("step")).collect();
+    let val_steps: Vec<f64> = rows
+        .iter()
+        .filter(|r| r.get("val_loss").is_some_and(|v| !v.is_empty()))
+        .map(|r| r["step"].parse().expect("step"))
+        .collect();
     assert_eq!(val_steps, vec![3.0, 7.0]);
 }
 
@@ -277,7 +352,17 @@ fn gan_trains_with_manual_optimization() {
     let dir = tempfile::tempdir().expect("tempdir");
     let run = lthost(
         dir.path(),
-        &["fit", plugin_path("gan").to_str().expect("utf-8"), "--max-epochs", "30", "--log-every-n-steps", "1", "--seed", "0", "--no-progress-bar"],
+        &[
+            "fit",
+            plugin_path("gan").to_str().expect("utf-8"),
+            "--max-epochs",
+            "30",
+            "--log-every-n-steps",
+            "1",
+            "--seed",
+            "0",
+            "--no-progress-bar",
+        ],
     );
     assert!(run.ok(), "{}", run.stderr);
     let dist = column(&read_metrics(&dir.path().join("lightning_logs/version_0")), "dist");
@@ -288,5 +373,10 @@ fn gan_trains_with_manual_optimization() {
     assert!(run.stdout.contains("global steps 960"), "two optimizer steps per batch");
     let lr = column(&read_metrics(&dir.path().join("lightning_logs/version_0")), "g_lr");
     // Logged floats become float32 tensors, as in Lightning.
-    assert!((lr[0] / (0.01 * 0.999) - 1.0).abs() < 1e-6 && (lr[479] / (0.01 * 0.999f64.powf(480.0)) - 1.0).abs() < 1e-6, "the plugin steps its scheduler: {} .. {}", lr[0], lr[479]);
+    assert!(
+        (lr[0] / (0.01 * 0.999) - 1.0).abs() < 1e-6 && (lr[479] / (0.01 * 0.999f64.powf(480.0)) - 1.0).abs() < 1e-6,
+        "the plugin steps its scheduler: {} .. {}",
+        lr[0],
+        lr[479]
+    );
 }

@@ -7,7 +7,8 @@ const TOLERANCE: f64 = 1e-5;
 
 fn reference() -> serde_json::Value {
     let path = repo_root().join("tests/reference/parity.json");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("{} is missing: run `make reference`", path.display()));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("{} is missing: run `make reference`", path.display()));
     serde_json::from_str(&text).expect("valid reference JSON")
 }
 
@@ -18,14 +19,25 @@ fn check_model(name: &str) {
     let seeds = reference["losses"][name].as_object().expect("seeds");
     assert!(!seeds.is_empty());
     for (seed, expected) in seeds {
-        let expected: Vec<f64> = expected.as_array().expect("losses").iter().map(|v| v.as_f64().expect("a loss")).collect();
+        let expected: Vec<f64> =
+            expected.as_array().expect("losses").iter().map(|v| v.as_f64().expect("a loss")).collect();
         let dir = tempfile::tempdir().expect("tempdir");
         let run = lthost(
             dir.path(),
             &[
-                "fit", plugin(name).to_str().expect("utf-8 path"),
-                "--seed", seed, "--max-epochs", &epochs, "--threads", &threads,
-                "--log-every-n-steps", "1", "--no-progress-bar", "--accelerator", "cpu",
+                "fit",
+                plugin(name).to_str().expect("utf-8 path"),
+                "--seed",
+                seed,
+                "--max-epochs",
+                &epochs,
+                "--threads",
+                &threads,
+                "--log-every-n-steps",
+                "1",
+                "--no-progress-bar",
+                "--accelerator",
+                "cpu",
             ],
         );
         assert!(run.ok(), "{name} seed {seed} failed:\n{}", run.stderr);

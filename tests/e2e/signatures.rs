@@ -42,7 +42,10 @@ fn sign_verify_inspect_and_the_trust_policy() {
     let dir = d.path();
     let (alice_key, alice_pub) = keygen(dir, "alice");
     let (bob_key, bob_pub) = keygen(dir, "bob");
-    assert!(lthost(dir, &["keygen", "--out", "alice"]).stderr.contains("not overwriting"), "keygen never overwrites a key");
+    assert!(
+        lthost(dir, &["keygen", "--out", "alice"]).stderr.contains("not overwriting"),
+        "keygen never overwrites a key"
+    );
     let wasm = unsigned_copy(dir, "parity-mlp");
     let (a, b) = (alice_pub.to_str().expect("utf-8"), bob_pub.to_str().expect("utf-8"));
 
@@ -65,9 +68,19 @@ fn sign_verify_inspect_and_the_trust_policy() {
     assert!(lthost(dir, &["sign", wasm.to_str().expect("utf-8"), "--key", bob_key.to_str().expect("utf-8")]).ok());
     assert!(fit(dir, &wasm, &["--trusted-keys", a]).ok());
     assert!(fit(dir, &wasm, &["--trusted-keys", b]).ok());
-    let inspect = lthost(dir, &["inspect", wasm.to_str().expect("utf-8"), "--trusted-keys", dir.to_str().expect("utf-8")]);
+    let inspect =
+        lthost(dir, &["inspect", wasm.to_str().expect("utf-8"), "--trusted-keys", dir.to_str().expect("utf-8")]);
     assert!(inspect.ok(), "{}", inspect.stderr);
-    for needle in ["name        parity-mlp", "version     0.1.0", "wit         lt:plugin@0.1.0", "is a          LightningModule + DataModule", "lt:plugin/lightning-module@0.1.0", "lt:plugin/tensor@0.1.0", "signatures    2 (embedded)", "trust         trusted: signed by"] {
+    for needle in [
+        "name        parity-mlp",
+        "version     0.1.0",
+        "wit         lt:plugin@0.1.0",
+        "is a          LightningModule + DataModule",
+        "lt:plugin/lightning-module@0.1.0",
+        "lt:plugin/tensor@0.1.0",
+        "signatures    2 (embedded)",
+        "trust         trusted: signed by",
+    ] {
         assert!(inspect.stdout.contains(needle), "inspect lacks {needle:?}:\n{}", inspect.stdout);
     }
 
@@ -82,9 +95,17 @@ fn sign_verify_inspect_and_the_trust_policy() {
     // Detached: the signature beside the plugin (`plugin.wasm.sig`).
     let plain = unsigned_copy(dir, "parity-rnn");
     let sig = format!("{}.sig", plain.display());
-    assert!(lthost(dir, &["sign", plain.to_str().expect("utf-8"), "--key", alice_key.to_str().expect("utf-8"), "--detached", &sig]).ok());
+    assert!(lthost(
+        dir,
+        &["sign", plain.to_str().expect("utf-8"), "--key", alice_key.to_str().expect("utf-8"), "--detached", &sig]
+    )
+    .ok());
     std::fs::create_dir(dir.join("ref")).expect("mkdir");
-    assert_eq!(std::fs::read(&plain).expect("read"), std::fs::read(unsigned_copy(&dir.join("ref"), "parity-rnn")).expect("read"), "detached signing leaves the component alone");
+    assert_eq!(
+        std::fs::read(&plain).expect("read"),
+        std::fs::read(unsigned_copy(&dir.join("ref"), "parity-rnn")).expect("read"),
+        "detached signing leaves the component alone"
+    );
     assert!(fit(dir, &plain, &["--trusted-keys", a]).ok());
     let mut bytes = std::fs::read(&plain).expect("read");
     let last = bytes.len() - 1;
@@ -96,11 +117,21 @@ fn sign_verify_inspect_and_the_trust_policy() {
 #[test]
 fn every_single_byte_flip_of_a_signed_component_is_refused() {
     // A small component: the preamble and a manifest, signed.
-    let m = Manifest { name: "tiny".into(), version: "1.0.0".into(), authors: vec!["t".into()], description: "d".into(), wit: manifest::WIT.into(), capabilities: vec![] };
+    let m = Manifest {
+        name: "tiny".into(),
+        version: "1.0.0".into(),
+        authors: vec!["t".into()],
+        description: "d".into(),
+        wit: manifest::WIT.into(),
+        capabilities: vec![],
+    };
     let bytes = manifest::embed(b"\0asm\x0d\0\x01\0", &m).expect("embed");
     let kp = wasmsign2::KeyPair::generate();
     let signed = signing::sign(&bytes, &kp.sk, false).expect("sign");
-    let trust = TrustPolicy { keys: vec![(PathBuf::from("k.pub"), kp.pk.clone().attach_default_key_id())], allow_unsigned: false };
+    let trust = TrustPolicy {
+        keys: vec![(PathBuf::from("k.pub"), kp.pk.clone().attach_default_key_id())],
+        allow_unsigned: false,
+    };
     assert!(matches!(trust.check("tiny", &signed, None), Ok(Verdict::Trusted(_))));
     let lenient = TrustPolicy { allow_unsigned: true, ..trust.clone() };
     let header_end = 8 + lthost::artifact::sections::sections(&signed).expect("sections")[0].bytes.len();
@@ -109,10 +140,17 @@ fn every_single_byte_flip_of_a_signed_component_is_refused() {
         for mask in [0x01u8, 0x80, 0xff] {
             let mut b = signed.clone();
             b[i] ^= mask;
-            assert!(trust.check("tiny", &b, None).is_err(), "flip {mask:#x} at byte {i} of {} was accepted", signed.len());
+            assert!(
+                trust.check("tiny", &b, None).is_err(),
+                "flip {mask:#x} at byte {i} of {} was accepted",
+                signed.len()
+            );
             if i >= header_end {
                 // The signed content: refused whatever the policy.
-                assert!(lenient.check("tiny", &b, None).is_err(), "flip {mask:#x} at signed byte {i} passed --allow-unsigned");
+                assert!(
+                    lenient.check("tiny", &b, None).is_err(),
+                    "flip {mask:#x} at signed byte {i} passed --allow-unsigned"
+                );
             }
             checked += 1;
         }
@@ -141,9 +179,24 @@ fn a_manifest_grants_only_what_it_requests() {
     let bare = dir.join("bare.toml");
     std::fs::write(&bare, "name = \"digits-mlp\"\nversion = \"0.1.0\"\n").expect("write");
     let out = dir.join("bare.wasm");
-    assert!(lthost(dir, &["manifest", wasm.to_str().expect("utf-8"), "--from", bare.to_str().expect("utf-8"), "--output", out.to_str().expect("utf-8")]).ok());
+    assert!(lthost(
+        dir,
+        &[
+            "manifest",
+            wasm.to_str().expect("utf-8"),
+            "--from",
+            bare.to_str().expect("utf-8"),
+            "--output",
+            out.to_str().expect("utf-8")
+        ]
+    )
+    .ok());
     assert!(lthost(dir, &["sign", out.to_str().expect("utf-8"), "--key", key.to_str().expect("utf-8")]).ok());
-    let run = fit(dir, &out, &["--trusted-keys", public.to_str().expect("utf-8"), "--data-dir", data.to_str().expect("utf-8")]);
+    let run = fit(
+        dir,
+        &out,
+        &["--trusted-keys", public.to_str().expect("utf-8"), "--data-dir", data.to_str().expect("utf-8")],
+    );
     run.assert_fails_with(&["granted no data directory"]);
     assert!(run.stderr.contains("does not request `data-read` in its manifest"), "{}", run.stderr);
     // A manifest cannot be added to a signed plugin (it would void the signature).
@@ -151,7 +204,8 @@ fn a_manifest_grants_only_what_it_requests() {
     again.assert_fails_with(&["signed", "before signing"]);
     // Unknown capabilities are refused with the known ones listed.
     std::fs::write(&bare, "name = \"x\"\nversion = \"1\"\ncapabilities = [\"network\"]\n").expect("write");
-    lthost(dir, &["manifest", wasm.to_str().expect("utf-8"), "--from", bare.to_str().expect("utf-8")]).assert_fails_with(&["unknown capability \"network\"", "data-read", "logs-write"]);
+    lthost(dir, &["manifest", wasm.to_str().expect("utf-8"), "--from", bare.to_str().expect("utf-8")])
+        .assert_fails_with(&["unknown capability \"network\"", "data-read", "logs-write"]);
 }
 
 #[test]
@@ -173,11 +227,35 @@ fn init_scaffolds_a_project_that_builds_signs_and_trains() {
     let built = repo_root().join("target/init-test/wasm32-wasip2/release/my_model.wasm");
     let wasm = project.join("my-model.wasm");
     let m = project.join("lthost.toml");
-    assert!(lthost(dir, &["manifest", built.to_str().expect("utf-8"), "--from", m.to_str().expect("utf-8"), "--output", wasm.to_str().expect("utf-8")]).ok());
+    assert!(lthost(
+        dir,
+        &[
+            "manifest",
+            built.to_str().expect("utf-8"),
+            "--from",
+            m.to_str().expect("utf-8"),
+            "--output",
+            wasm.to_str().expect("utf-8")
+        ]
+    )
+    .ok());
     let (key, public) = keygen(dir, "me");
     assert!(lthost(dir, &["sign", wasm.to_str().expect("utf-8"), "--key", key.to_str().expect("utf-8")]).ok());
     let cfg = project.join("run.toml");
-    let run = lthost(&project, &["fit", wasm.to_str().expect("utf-8"), "--config", cfg.to_str().expect("utf-8"), "--trusted-keys", public.to_str().expect("utf-8"), "--no-progress-bar", "--set", "trainer.max_epochs=3"]);
+    let run = lthost(
+        &project,
+        &[
+            "fit",
+            wasm.to_str().expect("utf-8"),
+            "--config",
+            cfg.to_str().expect("utf-8"),
+            "--trusted-keys",
+            public.to_str().expect("utf-8"),
+            "--no-progress-bar",
+            "--set",
+            "trainer.max_epochs=3",
+        ],
+    );
     assert!(run.ok(), "{}", run.stderr);
     assert!(run.stdout.contains("`max_epochs=3` reached"), "--set overrides the run file: {}", run.stdout);
     assert!(run.stdout.contains("val_loss"), "{}", run.stdout);
@@ -194,6 +272,13 @@ fn the_cli_lists_valid_choices_completes_and_logs() {
     assert!(!bad.ok() && bad.stderr.contains("rust") && bad.stderr.contains("python"), "{}", bad.stderr);
     let comp = lthost(d.path(), &["completions", "bash"]);
     assert!(comp.ok() && comp.stdout.contains("lthost") && comp.stdout.contains("lr-find"), "a bash completion script");
-    let v = lthost(d.path(), &["-vv", "fit", plugin("parity-mlp").to_str().expect("utf-8"), "--max-epochs", "1", "--no-progress-bar"]);
-    assert!(v.ok() && v.stderr.contains("plugin admitted") && v.stderr.contains("component ready"), "-vv logs the plugin's admission: {}", v.stderr);
+    let v = lthost(
+        d.path(),
+        &["-vv", "fit", plugin("parity-mlp").to_str().expect("utf-8"), "--max-epochs", "1", "--no-progress-bar"],
+    );
+    assert!(
+        v.ok() && v.stderr.contains("plugin admitted") && v.stderr.contains("component ready"),
+        "-vv logs the plugin's admission: {}",
+        v.stderr
+    );
 }

@@ -25,7 +25,11 @@ fn fit(preload: bool) -> (bool, String, String) {
 }
 
 fn loss(stdout: &str) -> String {
-    stdout.lines().find(|l| l.trim_start().starts_with("train_loss")).map(str::to_string).expect("train_loss in the summary")
+    stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("train_loss"))
+        .map(str::to_string)
+        .expect("train_loss in the summary")
 }
 
 #[test]

@@ -14,13 +14,19 @@ use crate::common::{column, component_cache, lthost, plugin, read_metrics, repo_
 
 fn reference() -> Value {
     let path = repo_root().join("tests/reference/streams.json");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("{} is missing: run `make reference`", path.display()));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("{} is missing: run `make reference`", path.display()));
     serde_json::from_str(&text).expect("JSON")
 }
 
 fn args(seed: &str, hparams: &[(&str, String)]) -> Vec<String> {
     let mut a: Vec<String> = vec!["fit".into(), plugin("stream-regression").display().to_string()];
-    for s in [format!("trainer.seed={seed}"), "trainer.max_epochs=2".into(), "trainer.log_every_n_steps=1".into(), "trainer.enable_progress_bar=false".into()] {
+    for s in [
+        format!("trainer.seed={seed}"),
+        "trainer.max_epochs=2".into(),
+        "trainer.log_every_n_steps=1".into(),
+        "trainer.enable_progress_bar=false".into(),
+    ] {
         a.extend(["--set".into(), s]);
     }
     for (k, v) in hparams {
@@ -35,7 +41,11 @@ fn fit(dir: &Path, seed: &str, hparams: &[(&str, String)]) -> Run {
 }
 
 fn case_hparams(case: &Value) -> Vec<(&'static str, String)> {
-    vec![("num_workers", case["num_workers"].to_string()), ("batches_per_worker", case["batches_per_worker"].to_string()), ("uneven", case["uneven"].to_string())]
+    vec![
+        ("num_workers", case["num_workers"].to_string()),
+        ("batches_per_worker", case["batches_per_worker"].to_string()),
+        ("uneven", case["uneven"].to_string()),
+    ]
 }
 
 fn assert_close(got: &[f64], want: &[f64], what: &str) {
@@ -93,7 +103,11 @@ fn fit_killed(dir: &Path, fault: Option<&str>, extra: &[&str]) -> Run {
         cmd.env("LTHOST_FAULT", f);
     }
     let out = cmd.output().expect("lthost runs");
-    Run { code: out.status.code(), stdout: String::from_utf8_lossy(&out.stdout).into(), stderr: String::from_utf8_lossy(&out.stderr).into() }
+    Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into(),
+        stderr: String::from_utf8_lossy(&out.stderr).into(),
+    }
 }
 
 /// Killed mid-pass (the workers' shares 3 and 4: 7 batches an epoch), resumed from `last`:
@@ -123,9 +137,18 @@ fn a_stream_with_workers_resumes_mid_epoch_exactly() {
 fn worker_failures_name_the_plugin_the_hook_and_the_worker() {
     let dir = tempfile::tempdir().expect("tempdir");
     let run = fit(dir.path(), "0", &[("num_workers", "2".into()), ("fail_worker", "1".into())]);
-    run.assert_fails_with(&["plugin `stream-regression`", "train_stream.next_batch (worker 1)", "worker 1 cannot read its shard", "DataLoader worker 1"]);
+    run.assert_fails_with(&[
+        "plugin `stream-regression`",
+        "train_stream.next_batch (worker 1)",
+        "worker 1 cannot read its shard",
+        "DataLoader worker 1",
+    ]);
     let run = fit(dir.path(), "0", &[("num_workers", "3".into()), ("panic_worker", "2".into())]);
-    run.assert_fails_with(&["plugin `stream-regression`", "train_stream.next_batch (worker 2)", "a panic or abort in the guest"]);
+    run.assert_fails_with(&[
+        "plugin `stream-regression`",
+        "train_stream.next_batch (worker 2)",
+        "a panic or abort in the guest",
+    ]);
     assert!(run.stderr.contains("worker 2 hit a bug"), "{}", run.stderr);
     let run = fit(dir.path(), "0", &[("num_workers", "2".into()), ("extra_declared", "1".into())]);
     run.assert_fails_with(&["plugin `stream-regression`", "the train stream ended after 9 batches, but declares 10"]);

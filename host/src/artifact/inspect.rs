@@ -44,9 +44,15 @@ pub fn report(name: &str, bytes: &[u8], detached: Option<&[u8]>, trust: &TrustPo
             let _ = writeln!(out, "manifest");
             let _ = writeln!(out, "  name        {}", m.name);
             let _ = writeln!(out, "  version     {}", m.version);
-            let _ = writeln!(out, "  authors     {}", if m.authors.is_empty() { "-".into() } else { m.authors.join(", ") });
+            let _ =
+                writeln!(out, "  authors     {}", if m.authors.is_empty() { "-".into() } else { m.authors.join(", ") });
             let _ = writeln!(out, "  description {}", if m.description.is_empty() { "-" } else { &m.description });
-            let _ = writeln!(out, "  wit         {}{}", m.wit, if m.wit == manifest::WIT { "" } else { "  (this host speaks lt:plugin@0.1.0)" });
+            let _ = writeln!(
+                out,
+                "  wit         {}{}",
+                m.wit,
+                if m.wit == manifest::WIT { "" } else { "  (this host speaks lt:plugin@0.1.0)" }
+            );
             let caps = if m.capabilities.is_empty() { "none".to_string() } else { m.capabilities.join(", ") };
             let _ = writeln!(out, "  requests    {caps}");
         }
@@ -69,7 +75,11 @@ pub fn report(name: &str, bytes: &[u8], detached: Option<&[u8]>, trust: &TrustPo
             _ => "other",
         })
         .collect();
-    let _ = writeln!(out, "is a          {}", if worlds.is_empty() { "nothing lthost runs".into() } else { worlds.join(" + ") });
+    let _ = writeln!(
+        out,
+        "is a          {}",
+        if worlds.is_empty() { "nothing lthost runs".into() } else { worlds.join(" + ") }
+    );
     let _ = writeln!(out, "exports       {}", exports.join(", "));
     let _ = writeln!(out, "imports       {}", lt(&imports).join(", "));
     let wasi: Vec<String> = imports.iter().filter(|n| n.starts_with("wasi:")).cloned().collect();
@@ -77,7 +87,13 @@ pub fn report(name: &str, bytes: &[u8], detached: Option<&[u8]>, trust: &TrustPo
     match signature_data(bytes, detached) {
         Ok(Some(d)) => {
             let ids = signer_ids(&d);
-            let _ = writeln!(out, "signatures    {} ({}): {}", ids.len(), if detached.is_some() { "detached" } else { "embedded" }, ids.join(", "));
+            let _ = writeln!(
+                out,
+                "signatures    {} ({}): {}",
+                ids.len(),
+                if detached.is_some() { "detached" } else { "embedded" },
+                ids.join(", ")
+            );
         }
         Ok(None) => {
             let _ = writeln!(out, "signatures    none");

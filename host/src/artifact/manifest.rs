@@ -44,7 +44,8 @@ fn default_wit() -> String {
 impl Manifest {
     pub fn from_toml_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading manifest {}", path.display()))?;
-        let m: Manifest = toml::from_str(&text).map_err(|e| anyhow::anyhow!("manifest {}: {}", path.display(), e.to_string().trim()))?;
+        let m: Manifest = toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("manifest {}: {}", path.display(), e.to_string().trim()))?;
         m.validate()?;
         Ok(m)
     }
@@ -69,7 +70,8 @@ impl Manifest {
 pub fn read(bytes: &[u8]) -> Result<Option<Manifest>> {
     for s in sections(bytes)? {
         if let Some((SECTION, data)) = s.custom() {
-            let m: Manifest = serde_json::from_slice(data).map_err(|e| anyhow::anyhow!("the `{SECTION}` section is not a valid manifest: {e}"))?;
+            let m: Manifest = serde_json::from_slice(data)
+                .map_err(|e| anyhow::anyhow!("the `{SECTION}` section is not a valid manifest: {e}"))?;
             return Ok(Some(m));
         }
     }

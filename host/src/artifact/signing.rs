@@ -62,7 +62,9 @@ pub fn read_secret_key(path: &Path) -> Result<SecretKey> {
 
 pub fn read_public_key(path: &Path) -> Result<PublicKey> {
     let bytes = std::fs::read(path).with_context(|| format!("reading key {}", path.display()))?;
-    PublicKey::from_any(&bytes).map(PublicKey::attach_default_key_id).map_err(|e| anyhow!("{}: not an Ed25519 public key ({e})", path.display()))
+    PublicKey::from_any(&bytes)
+        .map(PublicKey::attach_default_key_id)
+        .map_err(|e| anyhow!("{}: not an Ed25519 public key ({e})", path.display()))
 }
 
 pub fn public_of(sk: &SecretKey) -> PublicKey {
@@ -108,5 +110,10 @@ pub fn signature_data(bytes: &[u8], detached: Option<&[u8]>) -> Result<Option<Si
 
 /// Key ids of every signature (hex; "anonymous" where a signature names none).
 pub fn signer_ids(data: &SignatureData) -> Vec<String> {
-    data.signed_hashes_set.iter().flat_map(|s| s.signatures.iter().map(|sig| sig.key_id.as_deref().map(hex).unwrap_or_else(|| "anonymous".into()))).collect()
+    data.signed_hashes_set
+        .iter()
+        .flat_map(|s| {
+            s.signatures.iter().map(|sig| sig.key_id.as_deref().map(hex).unwrap_or_else(|| "anonymous".into()))
+        })
+        .collect()
 }

@@ -48,7 +48,11 @@ impl TrustPolicy {
         for p in paths {
             refuse_writable_by_others(p)?;
             if p.is_dir() {
-                let mut files: Vec<PathBuf> = std::fs::read_dir(p).map_err(|e| anyhow!("trusted keys {}: {e}", p.display()))?.filter_map(|e| e.ok().map(|e| e.path())).filter(|f| f.extension().is_some_and(|x| x == "pub")).collect();
+                let mut files: Vec<PathBuf> = std::fs::read_dir(p)
+                    .map_err(|e| anyhow!("trusted keys {}: {e}", p.display()))?
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|f| f.extension().is_some_and(|x| x == "pub"))
+                    .collect();
                 files.sort();
                 for f in files {
                     refuse_writable_by_others(&f)?;
@@ -68,7 +72,9 @@ impl TrustPolicy {
 
     /// Paths from `LTHOST_TRUSTED_KEYS`.
     pub fn env_paths() -> Vec<PathBuf> {
-        std::env::var_os(TRUSTED_KEYS_ENV).map(|v| std::env::split_paths(&v).filter(|p| !p.as_os_str().is_empty()).collect()).unwrap_or_default()
+        std::env::var_os(TRUSTED_KEYS_ENV)
+            .map(|v| std::env::split_paths(&v).filter(|p| !p.as_os_str().is_empty()).collect())
+            .unwrap_or_default()
     }
 
     /// Decides whether `bytes` may run; `detached` is a detached signature, if any.
@@ -78,16 +84,20 @@ impl TrustPolicy {
             bail!("plugin `{name}`: not a WebAssembly component");
         }
         let all = sections(bytes).map_err(|e| anyhow!("plugin `{name}`: {e}"))?;
-        let data = signature_data(bytes, detached).map_err(|e| anyhow!("plugin `{name}` was changed after signing: {e}"))?;
+        let data =
+            signature_data(bytes, detached).map_err(|e| anyhow!("plugin `{name}` was changed after signing: {e}"))?;
         let Some(data) = data else {
             // A signature section moved or renamed is a changed signed plugin, not an unsigned one.
             let stray = all.iter().enumerate().any(|(i, s)| match s.custom() {
                 Some((SIGNATURE_SECTION, _)) => i > 0,
-                Some((_, payload)) if i == 0 => wasmsign2::SignatureData::deserialize(payload).is_ok_and(|d| d.hash_function == 1 && !d.signed_hashes_set.is_empty()),
+                Some((_, payload)) if i == 0 => wasmsign2::SignatureData::deserialize(payload)
+                    .is_ok_and(|d| d.hash_function == 1 && !d.signed_hashes_set.is_empty()),
                 _ => false,
             });
             if stray {
-                bail!("plugin `{name}` was changed after signing: its signature section is not where a signature belongs");
+                bail!(
+                    "plugin `{name}` was changed after signing: its signature section is not where a signature belongs"
+                );
             }
             if self.allow_unsigned {
                 return Ok(Verdict::Unsigned);
@@ -133,8 +143,13 @@ impl TrustPolicy {
     pub fn admit(&self, name: &str, bytes: &[u8], detached: Option<&[u8]>) -> Result<Verdict> {
         let v = self.check(name, bytes, detached)?;
         match &v {
-            Verdict::Unsigned => eprintln!("warning: plugin `{name}` is not signed; running it because of --allow-unsigned"),
-            Verdict::Untrusted(ids) => eprintln!("warning: plugin `{name}` is signed by untrusted key(s) {}; running it because of --allow-unsigned", ids.join(", ")),
+            Verdict::Unsigned => {
+                eprintln!("warning: plugin `{name}` is not signed; running it because of --allow-unsigned")
+            }
+            Verdict::Untrusted(ids) => eprintln!(
+                "warning: plugin `{name}` is signed by untrusted key(s) {}; running it because of --allow-unsigned",
+                ids.join(", ")
+            ),
             Verdict::Trusted(_) => {}
         }
         Ok(v)

@@ -97,7 +97,12 @@ impl Callback for DeviceStatsMonitor {
     fn on_hook(&mut self, hook: Hook, info: &HookInfo<'_>) -> Result<CallbackAction> {
         let due = matches!(
             hook,
-            Hook::OnTrainBatchStart | Hook::OnTrainBatchEnd | Hook::OnValidationBatchStart | Hook::OnValidationBatchEnd | Hook::OnTestBatchStart | Hook::OnTestBatchEnd
+            Hook::OnTrainBatchStart
+                | Hook::OnTrainBatchEnd
+                | Hook::OnValidationBatchStart
+                | Hook::OnValidationBatchEnd
+                | Hook::OnTestBatchStart
+                | Hook::OnTestBatchEnd
         );
         if hook == Hook::OnTrainStart && !info.has_logger {
             anyhow::bail!("Cannot use `DeviceStatsMonitor` callback with a Trainer that has no logger");
@@ -114,7 +119,10 @@ impl Callback for DeviceStatsMonitor {
             stats.extend(self.cpu_stats());
         }
         let prefix = format!("DeviceStatsMonitor.{}", hook.name());
-        Ok(CallbackAction { metrics: stats.into_iter().map(|(k, v)| (format!("{prefix}/{k}"), v)).collect(), ..CallbackAction::default() })
+        Ok(CallbackAction {
+            metrics: stats.into_iter().map(|(k, v)| (format!("{prefix}/{k}"), v)).collect(),
+            ..CallbackAction::default()
+        })
     }
 }
 
@@ -172,7 +180,11 @@ mod nvml {
             if unsafe { init() } != 0 {
                 return None;
             }
-            Some(Lib { by_index: sym(h, c"nvmlDeviceGetHandleByIndex_v2")?, mem: sym(h, c"nvmlDeviceGetMemoryInfo")?, util: sym(h, c"nvmlDeviceGetUtilizationRates")? })
+            Some(Lib {
+                by_index: sym(h, c"nvmlDeviceGetHandleByIndex_v2")?,
+                mem: sym(h, c"nvmlDeviceGetMemoryInfo")?,
+                util: sym(h, c"nvmlDeviceGetUtilizationRates")?,
+            })
         })
         .as_ref()
     }

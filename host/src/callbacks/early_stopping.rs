@@ -62,7 +62,11 @@ impl EarlyStopping {
     }
 
     fn better(&self, a: f64, b: f64) -> bool {
-        if self.cfg.mode == "min" { a < b } else { a > b }
+        if self.cfg.mode == "min" {
+            a < b
+        } else {
+            a > b
+        }
     }
 
     /// Lightning's `_evaluate_stopping_criteria`; returns true when the run should stop.
@@ -70,7 +74,10 @@ impl EarlyStopping {
         let Some(&current) = metrics.get(&self.cfg.monitor) else {
             if self.cfg.strict {
                 let known: Vec<&String> = metrics.keys().collect();
-                bail!("EarlyStopping conditioned on metric `{}` which is not available; available metrics are: {known:?}", self.cfg.monitor);
+                bail!(
+                    "EarlyStopping conditioned on metric `{}` which is not available; available metrics are: {known:?}",
+                    self.cfg.monitor
+                );
             }
             return Ok(false);
         };
@@ -80,7 +87,11 @@ impl EarlyStopping {
         let stop = if self.cfg.check_finite && !current.is_finite() {
             Some(format!("Monitored metric {m} = {current} is not finite. Previous best value was {:.3}. Signaling Trainer to stop.", self.best))
         } else if self.cfg.stopping_threshold.is_some_and(|t| self.better(current, t)) {
-            Some(format!("Stopping threshold reached: {m} = {current} {} {}. Signaling Trainer to stop.", if self.cfg.mode == "min" { "<" } else { ">" }, self.cfg.stopping_threshold.unwrap_or_default()))
+            Some(format!(
+                "Stopping threshold reached: {m} = {current} {} {}. Signaling Trainer to stop.",
+                if self.cfg.mode == "min" { "<" } else { ">" },
+                self.cfg.stopping_threshold.unwrap_or_default()
+            ))
         } else if self.cfg.divergence_threshold.is_some_and(|t| self.better(-current, -t)) {
             Some(format!("Divergence threshold reached: {m} = {current}. Signaling Trainer to stop."))
         } else if self.better(current - delta, self.best) {
@@ -121,15 +132,33 @@ mod tests {
 
     #[test]
     fn patience_min_delta_and_thresholds() {
-        let mut es = EarlyStopping::new(EarlyStoppingConfig { monitor: "loss".into(), patience: 2, min_delta: 0.1, ..EarlyStoppingConfig::default() }).unwrap();
+        let mut es = EarlyStopping::new(EarlyStoppingConfig {
+            monitor: "loss".into(),
+            patience: 2,
+            min_delta: 0.1,
+            ..EarlyStoppingConfig::default()
+        })
+        .unwrap();
         assert!(!es.check(&at(1.0)).unwrap());
         assert!(!es.check(&at(0.95)).unwrap(), "not better by min_delta: wait 1");
         assert!(es.check(&at(0.95)).unwrap(), "wait 2 = patience");
-        let mut es = EarlyStopping::new(EarlyStoppingConfig { monitor: "loss".into(), stopping_threshold: Some(0.5), ..EarlyStoppingConfig::default() }).unwrap();
+        let mut es = EarlyStopping::new(EarlyStoppingConfig {
+            monitor: "loss".into(),
+            stopping_threshold: Some(0.5),
+            ..EarlyStoppingConfig::default()
+        })
+        .unwrap();
         assert!(es.check(&at(0.4)).unwrap());
-        let mut es = EarlyStopping::new(EarlyStoppingConfig { monitor: "loss".into(), divergence_threshold: Some(5.0), ..EarlyStoppingConfig::default() }).unwrap();
+        let mut es = EarlyStopping::new(EarlyStoppingConfig {
+            monitor: "loss".into(),
+            divergence_threshold: Some(5.0),
+            ..EarlyStoppingConfig::default()
+        })
+        .unwrap();
         assert!(es.check(&at(6.0)).unwrap());
-        let mut es = EarlyStopping::new(EarlyStoppingConfig { monitor: "loss".into(), ..EarlyStoppingConfig::default() }).unwrap();
+        let mut es =
+            EarlyStopping::new(EarlyStoppingConfig { monitor: "loss".into(), ..EarlyStoppingConfig::default() })
+                .unwrap();
         assert!(es.check(&at(f64::NAN)).unwrap());
         assert!(es.check(&BTreeMap::new()).is_err(), "strict");
     }

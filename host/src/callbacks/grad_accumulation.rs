@@ -63,7 +63,10 @@ impl Callback for GradientAccumulationScheduler {
                 }
                 Ok(CallbackAction::default())
             }
-            Hook::OnTrainEpochStart => Ok(CallbackAction { accumulate_grad_batches: Some(self.factor(info.current_epoch)), ..CallbackAction::default() }),
+            Hook::OnTrainEpochStart => Ok(CallbackAction {
+                accumulate_grad_batches: Some(self.factor(info.current_epoch)),
+                ..CallbackAction::default()
+            }),
             _ => Ok(CallbackAction::default()),
         }
     }
@@ -74,7 +77,9 @@ mod tests {
     use super::*;
 
     fn sched(pairs: &[(&str, u64)]) -> Result<GradientAccumulationScheduler> {
-        GradientAccumulationScheduler::new(&AccumulationConfig { scheduling: pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect() })
+        GradientAccumulationScheduler::new(&AccumulationConfig {
+            scheduling: pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        })
     }
 
     #[test]

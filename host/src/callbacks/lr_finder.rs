@@ -30,7 +30,13 @@ pub struct LrFindConfig {
 
 impl Default for LrFindConfig {
     fn default() -> Self {
-        LrFindConfig { min_lr: 1e-8, max_lr: 1.0, num_training: 100, mode: "exponential".into(), early_stop_threshold: Some(4.0) }
+        LrFindConfig {
+            min_lr: 1e-8,
+            max_lr: 1.0,
+            num_training: 100,
+            mode: "exponential".into(),
+            early_stop_threshold: Some(4.0),
+        }
     }
 }
 
@@ -81,7 +87,14 @@ pub struct LrFinderCallback {
 
 impl LrFinderCallback {
     pub fn new(cfg: &LrFindConfig, accumulate: u64) -> Self {
-        LrFinderCallback { results: Rc::default(), threshold: cfg.early_stop_threshold, beta: 0.98, avg_loss: 0.0, best_loss: 0.0, accumulate: accumulate.max(1) }
+        LrFinderCallback {
+            results: Rc::default(),
+            threshold: cfg.early_stop_threshold,
+            beta: 0.98,
+            avg_loss: 0.0,
+            best_loss: 0.0,
+            accumulate: accumulate.max(1),
+        }
     }
 }
 
@@ -108,7 +121,10 @@ impl Callback for LrFinderCallback {
                 let smoothed = self.avg_loss / (1.0 - self.beta.powi(step as i32 + 1));
                 if let Some(t) = self.threshold {
                     if step > 1 && smoothed > t * self.best_loss {
-                        action.stop = Some(format!("the smoothed loss {smoothed:.4} passed {t} x the best {:.4}", self.best_loss));
+                        action.stop = Some(format!(
+                            "the smoothed loss {smoothed:.4} passed {t} x the best {:.4}",
+                            self.best_loss
+                        ));
                     }
                 }
                 if smoothed < self.best_loss || step == 1 {
@@ -151,7 +167,10 @@ fn gradient(f: &Tensor, x: &Tensor) -> Result<Tensor, tch::TchError> {
     let a = dx2.f_neg()?.f_div(&dx1.f_mul(&dx1.f_add(&dx2)?)?)?;
     let b = dx2.f_sub(&dx1)?.f_div(&dx1.f_mul(&dx2)?)?;
     let c = dx1.f_div(&dx2.f_mul(&dx1.f_add(&dx2)?)?)?;
-    let center = a.f_mul(&f.f_slice(0, 0, -2, 1)?)?.f_add(&b.f_mul(&f.f_slice(0, 1, -1, 1)?)?)?.f_add(&c.f_mul(&f.f_slice(0, 2, None, 1)?)?)?;
+    let center = a
+        .f_mul(&f.f_slice(0, 0, -2, 1)?)?
+        .f_add(&b.f_mul(&f.f_slice(0, 1, -1, 1)?)?)?
+        .f_add(&c.f_mul(&f.f_slice(0, 2, None, 1)?)?)?;
     let first = f.f_slice(0, 1, 2, 1)?.f_sub(&f.f_slice(0, 0, 1, 1)?)?.f_div(&dx.f_get(0)?)?;
     let last = f.f_slice(0, -1, None, 1)?.f_sub(&f.f_slice(0, -2, -1, 1)?)?.f_div(&dx.f_get(-1)?)?;
     let out = Tensor::f_cat(&[first, center, last], 0)?;
@@ -178,7 +197,8 @@ mod tests {
     #[test]
     fn suggestion_picks_the_steepest_descent() {
         let lr: Vec<f64> = (0..30).map(|i| 1e-4 * 1.5f64.powi(i)).collect();
-        let loss: Vec<f64> = lr.iter().map(|l| 2.0 - (l * 100.0).min(1.5) + if *l > 0.05 { 10.0 * l } else { 0.0 }).collect();
+        let loss: Vec<f64> =
+            lr.iter().map(|l| 2.0 - (l * 100.0).min(1.5) + if *l > 0.05 { 10.0 * l } else { 0.0 }).collect();
         let (i, s) = suggestion(&LrFindResults { lr: lr.clone(), loss }, 10, 1).unwrap().unwrap();
         assert_eq!(s, lr[i]);
         assert!(i >= 10 && i < 29);

@@ -35,7 +35,9 @@ impl LearningRateMonitor {
     pub fn new(cfg: LrMonitorConfig) -> Result<Self> {
         if let Some(i) = &cfg.logging_interval {
             if !matches!(i.as_str(), "step" | "epoch") {
-                bail!("callbacks.lr_monitor.logging_interval = {i:?}: expected \"step\" or \"epoch\" (or leave it unset)");
+                bail!(
+                    "callbacks.lr_monitor.logging_interval = {i:?}: expected \"step\" or \"epoch\" (or leave it unset)"
+                );
             }
         }
         Ok(LearningRateMonitor { cfg })
@@ -72,7 +74,9 @@ impl LearningRateMonitor {
                     name.push_str(&format!("-{}", count - 1));
                 }
                 let groups = opt.num_groups();
-                let names = (0..groups).map(|g| if groups > 1 { format!("{name}/pg{}", g + 1) } else { name.clone() }).collect();
+                let names = (0..groups)
+                    .map(|g| if groups > 1 { format!("{name}/pg{}", g + 1) } else { name.clone() })
+                    .collect();
                 (i, names)
             })
             .collect()
@@ -81,10 +85,13 @@ impl LearningRateMonitor {
     fn stats(&self, set: &OptimizerSet, when: When) -> Vec<(String, f64)> {
         let mut out = Vec::new();
         for (i, names) in Self::names(set) {
-            let scheduled: Vec<Interval> = set.schedulers.iter().filter(|s| s.spec.optimizer == i).map(|s| s.spec.interval).collect();
+            let scheduled: Vec<Interval> =
+                set.schedulers.iter().filter(|s| s.spec.optimizer == i).map(|s| s.spec.interval).collect();
             let due = scheduled.is_empty()
                 || when == When::Any
-                || scheduled.iter().any(|iv| (*iv == Interval::Step && when == When::Step) || (*iv == Interval::Epoch && when == When::Epoch));
+                || scheduled.iter().any(|iv| {
+                    (*iv == Interval::Step && when == When::Step) || (*iv == Interval::Epoch && when == When::Epoch)
+                });
             if !due {
                 continue;
             }
@@ -102,7 +109,10 @@ impl LearningRateMonitor {
 
 /// Every optimizer's learning rate per group, under LearningRateMonitor's names.
 pub fn current_lrs(set: &OptimizerSet) -> Vec<(String, f64)> {
-    LearningRateMonitor::names(set).into_iter().flat_map(|(i, names)| names.into_iter().enumerate().map(move |(g, n)| (n, set.optimizers[i].lr(g)))).collect()
+    LearningRateMonitor::names(set)
+        .into_iter()
+        .flat_map(|(i, names)| names.into_iter().enumerate().map(move |(g, n)| (n, set.optimizers[i].lr(g))))
+        .collect()
 }
 
 impl Callback for LearningRateMonitor {
@@ -113,16 +123,30 @@ impl Callback for LearningRateMonitor {
     fn on_hook(&mut self, hook: Hook, info: &HookInfo<'_>) -> Result<CallbackAction> {
         let interval = self.cfg.logging_interval.as_deref();
         let when = match hook {
-            Hook::OnTrainStart if !info.has_logger => bail!("Cannot use `LearningRateMonitor` callback with a Trainer that has no logger"),
+            Hook::OnTrainStart if !info.has_logger => {
+                bail!("Cannot use `LearningRateMonitor` callback with a Trainer that has no logger")
+            }
             Hook::OnTrainBatchStart if info.should_update_logs && interval != Some("epoch") => {
-                if interval.is_none() { When::Step } else { When::Any }
+                if interval.is_none() {
+                    When::Step
+                } else {
+                    When::Any
+                }
             }
             Hook::OnTrainEpochStart if interval != Some("step") => {
-                if interval.is_none() { When::Epoch } else { When::Any }
+                if interval.is_none() {
+                    When::Epoch
+                } else {
+                    When::Any
+                }
             }
             _ => return Ok(CallbackAction::default()),
         };
         let Some(set) = info.optim else { return Ok(CallbackAction::default()) };
-        Ok(CallbackAction { metrics: self.stats(set, when), metrics_are_callback_metrics: true, ..CallbackAction::default() })
+        Ok(CallbackAction {
+            metrics: self.stats(set, when),
+            metrics_are_callback_metrics: true,
+            ..CallbackAction::default()
+        })
     }
 }

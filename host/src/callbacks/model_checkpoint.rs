@@ -93,7 +93,8 @@ pub fn format_name(template: &str, metrics: &BTreeMap<String, f64>) -> String {
         let inner = &rest[open + 1..open + close];
         let (name, spec) = inner.split_once(':').unwrap_or((inner, ""));
         let value = metrics.get(name).copied().unwrap_or(0.0);
-        let text = match spec.strip_prefix('.').and_then(|s| s.strip_suffix('f')).and_then(|p| p.parse::<usize>().ok()) {
+        let text = match spec.strip_prefix('.').and_then(|s| s.strip_suffix('f')).and_then(|p| p.parse::<usize>().ok())
+        {
             Some(p) => format!("{value:.p$}"),
             None if name == "epoch" || name == "step" => format!("{}", value as i64),
             None => format!("{value}"),
@@ -148,7 +149,18 @@ impl ModelCheckpoint {
                 }
             }
         }
-        Ok(ModelCheckpoint { cfg, dirpath, best_k: Vec::new(), best_model_path: None, best_model_score: None, last_model_path: None, last_saved_step: None, last_time: std::time::Instant::now(), dir, owned: HashSet::new() })
+        Ok(ModelCheckpoint {
+            cfg,
+            dirpath,
+            best_k: Vec::new(),
+            best_model_path: None,
+            best_model_score: None,
+            last_model_path: None,
+            last_saved_step: None,
+            last_time: std::time::Instant::now(),
+            dir,
+            owned: HashSet::new(),
+        })
     }
 
     /// The checkpoint directory's handle (created on first use).
@@ -211,7 +223,9 @@ impl ModelCheckpoint {
         let dir = RunDir::open_existing(&self.dirpath);
         let accept = |v: &Value| -> Option<PathBuf> {
             let p = PathBuf::from(v.as_str()?);
-            let ok = dir.as_ref().and_then(|d| Some((d, d.name_of(&p)?))).is_some_and(|(d, name)| crate::checkpoint::read_meta(d, &name).is_ok_and(|m| m.plugin_sha256 == plugin_sha256));
+            let ok = dir.as_ref().and_then(|d| Some((d, d.name_of(&p)?))).is_some_and(|(d, name)| {
+                crate::checkpoint::read_meta(d, &name).is_ok_and(|m| m.plugin_sha256 == plugin_sha256)
+            });
             if !ok {
                 eprintln!("warning: the checkpoint's ModelCheckpoint state names {}, which is not a checkpoint of this plugin in {}; it is ignored", p.display(), self.dirpath.display());
             }
@@ -226,15 +240,25 @@ impl ModelCheckpoint {
         self.best_model_score = self.best_model_path.as_ref().and(s["best_model_score"].as_f64());
         self.last_model_path = s.get("last_model_path").filter(|v| !v.is_null()).and_then(accept);
         if let Some(m) = s["best_k_models"].as_object() {
-            self.best_k = m.iter().filter_map(|(p, v)| Some((accept(&Value::String(p.clone()))?, v.as_f64()?))).collect();
+            self.best_k =
+                m.iter().filter_map(|(p, v)| Some((accept(&Value::String(p.clone()))?, v.as_f64()?))).collect();
         }
-        for p in self.best_k.iter().map(|(p, _)| Some(p.clone())).chain([self.best_model_path.clone(), self.last_model_path.clone()]) {
+        for p in self
+            .best_k
+            .iter()
+            .map(|(p, _)| Some(p.clone()))
+            .chain([self.best_model_path.clone(), self.last_model_path.clone()])
+        {
             accepted(&p, &mut self.owned);
         }
     }
 
     fn better(&self, a: f64, b: f64) -> bool {
-        if self.cfg.mode == "max" { a > b } else { a < b }
+        if self.cfg.mode == "max" {
+            a > b
+        } else {
+            a < b
+        }
     }
 
     /// Whether `train_time_interval_s` has passed since the last save.
@@ -336,7 +360,11 @@ mod tests {
 
     #[test]
     fn names_follow_lightnings_templates() {
-        let m = BTreeMap::from([("epoch".to_string(), 3.0), ("step".to_string(), 120.0), ("val_loss".to_string(), 0.12345)]);
+        let m = BTreeMap::from([
+            ("epoch".to_string(), 3.0),
+            ("step".to_string(), 120.0),
+            ("val_loss".to_string(), 0.12345),
+        ]);
         assert_eq!(format_name("{epoch}-{step}", &m), "epoch=3-step=120");
         assert_eq!(format_name("model-{epoch}-{val_loss:.2f}", &m), "model-epoch=3-val_loss=0.12");
     }
@@ -344,9 +372,16 @@ mod tests {
     #[test]
     fn keeps_the_top_k() {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = CheckpointConfig { dirpath: Some(dir.path().into()), monitor: Some("loss".into()), save_top_k: 2, ..CheckpointConfig::default() };
+        let cfg = CheckpointConfig {
+            dirpath: Some(dir.path().into()),
+            monitor: Some("loss".into()),
+            save_top_k: 2,
+            ..CheckpointConfig::default()
+        };
         let mut mc = ModelCheckpoint::new(cfg, dir.path()).unwrap();
-        let at = |step: f64, loss: f64| BTreeMap::from([("epoch".to_string(), 0.0), ("step".to_string(), step), ("loss".to_string(), loss)]);
+        let at = |step: f64, loss: f64| {
+            BTreeMap::from([("epoch".to_string(), 0.0), ("step".to_string(), step), ("loss".to_string(), loss)])
+        };
         assert_eq!(mc.plan(&at(1.0, 0.5)).unwrap().paths.len(), 1);
         assert_eq!(mc.plan(&at(2.0, 0.7)).unwrap().paths.len(), 1);
         let p = mc.plan(&at(3.0, 0.6)).unwrap();

@@ -26,7 +26,11 @@ pub fn rows(params: &ParamStore) -> Vec<(String, String, i64)> {
     let top = |p: &str| p.split('.').next().unwrap_or("").to_string();
     let mut rows: Vec<(String, String, i64)> = Vec::new();
     let mut order: Vec<String> = Vec::new();
-    let names = params.modules().iter().map(|(p, _)| p.as_str()).chain(params.entries().iter().filter(|e| e.kind == EntryKind::Parameter).map(|e| e.name.as_str()));
+    let names = params
+        .modules()
+        .iter()
+        .map(|(p, _)| p.as_str())
+        .chain(params.entries().iter().filter(|e| e.kind == EntryKind::Parameter).map(|e| e.name.as_str()));
     for p in names {
         let t = top(p);
         if !order.contains(&t) {
@@ -34,13 +38,19 @@ pub fn rows(params: &ParamStore) -> Vec<(String, String, i64)> {
         }
     }
     for name in order {
-        let under: Vec<&(String, &'static str)> = params.modules().iter().filter(|(p, _)| *p == name || p.starts_with(&format!("{name}."))).collect();
+        let under: Vec<&(String, &'static str)> =
+            params.modules().iter().filter(|(p, _)| *p == name || p.starts_with(&format!("{name}."))).collect();
         let kind = match under.as_slice() {
             [(p, k)] if *p == name => k.to_string(),
             [] => "Parameter".to_string(),
             _ => "Module".to_string(),
         };
-        let n = params.entries().iter().filter(|e| e.kind == EntryKind::Parameter && top(&e.name) == name).map(|e| e.tensor.numel() as i64).sum();
+        let n = params
+            .entries()
+            .iter()
+            .filter(|e| e.kind == EntryKind::Parameter && top(&e.name) == name)
+            .map(|e| e.tensor.numel() as i64)
+            .sum();
         rows.push((name, kind, n));
     }
     rows
@@ -48,9 +58,15 @@ pub fn rows(params: &ParamStore) -> Vec<(String, String, i64)> {
 
 pub fn render(params: &ParamStore) -> String {
     let rows = rows(params);
-    let cells: Vec<[String; 5]> = rows.iter().enumerate().map(|(i, (n, k, p))| [i.to_string(), n.clone(), k.clone(), human(*p), "train".to_string()]).collect();
+    let cells: Vec<[String; 5]> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, (n, k, p))| [i.to_string(), n.clone(), k.clone(), human(*p), "train".to_string()])
+        .collect();
     let header = ["".to_string(), "Name".into(), "Type".into(), "Params".into(), "Mode".into()];
-    let widths: Vec<usize> = (0..5).map(|c| cells.iter().map(|r| r[c].chars().count()).chain([header[c].len()]).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..5)
+        .map(|c| cells.iter().map(|r| r[c].chars().count()).chain([header[c].len()]).max().unwrap_or(0))
+        .collect();
     let fmt = |r: &[String; 5]| r.iter().zip(&widths).map(|(v, w)| format!("{v:<w$}")).collect::<Vec<_>>().join(" | ");
     let head = fmt(&header);
     let rule = "-".repeat(head.chars().count());
@@ -60,7 +76,12 @@ pub fn render(params: &ParamStore) -> String {
     }
     out.push_str(&format!("{rule}\n"));
     let trainable = params.num_parameters();
-    let bytes: i64 = params.entries().iter().filter(|e| e.kind == EntryKind::Parameter).map(|e| e.tensor.numel() as i64 * e.tensor.kind().elt_size_in_bytes() as i64).sum();
+    let bytes: i64 = params
+        .entries()
+        .iter()
+        .filter(|e| e.kind == EntryKind::Parameter)
+        .map(|e| e.tensor.numel() as i64 * e.tensor.kind().elt_size_in_bytes() as i64)
+        .sum();
     let modules = params.modules().len();
     for (v, what) in [
         (human(trainable), "Trainable params"),
@@ -101,7 +122,14 @@ mod tests {
         ps.add_module("enc.1", "LayerNorm");
         let _ = ps.add_parameter("scale", z(1)).unwrap();
         let r = rows(&ps);
-        assert_eq!(r, vec![("fc".into(), "Linear".into(), 6), ("enc".into(), "Module".into(), 4), ("scale".into(), "Parameter".into(), 1)]);
+        assert_eq!(
+            r,
+            vec![
+                ("fc".into(), "Linear".into(), 6),
+                ("enc".into(), "Module".into(), 4),
+                ("scale".into(), "Parameter".into(), 1)
+            ]
+        );
         let table = render(&ps);
         assert!(table.contains("0 | fc    | Linear    | 6      | train"), "{table}");
         assert!(table.contains("11        Trainable params"), "{table}");

@@ -63,7 +63,11 @@ fn fmt_metrics(m: &BTreeMap<String, f64>) -> String {
 }
 
 pub fn fmt_value(v: f64) -> String {
-    if v != 0.0 && (v.abs() < 1e-3 || v.abs() >= 1e5) { format!("{v:.3e}") } else { format!("{v:.4}") }
+    if v != 0.0 && (v.abs() < 1e-3 || v.abs() >= 1e5) {
+        format!("{v:.3e}")
+    } else {
+        format!("{v:.4}")
+    }
 }
 
 fn fmt_time(d: Duration) -> String {
@@ -78,7 +82,16 @@ impl ProgressBar {
 
     pub fn with_config(enabled: bool, cfg: &ProgressBarConfig) -> Self {
         let tty = cfg.terminal.unwrap_or_else(|| std::io::stdout().is_terminal());
-        ProgressBar { enabled, tty, every: cfg.every_n_steps, train: Bar::new(String::new(), 0), eval: None, nested: false, transient: false, version: 0 }
+        ProgressBar {
+            enabled,
+            tty,
+            every: cfg.every_n_steps,
+            train: Bar::new(String::new(), 0),
+            eval: None,
+            nested: false,
+            transient: false,
+            version: 0,
+        }
     }
 
     pub fn on_train_epoch_start(&mut self, epoch: u64, total_batches: usize) {
@@ -93,7 +106,9 @@ impl ProgressBar {
         if self.tty {
             self.train.last_draw.is_none_or(|t| t.elapsed() >= REFRESH)
         } else {
-            self.every > 0 && (self.train.done as u64 + 1).is_multiple_of(self.every) && self.train.done + 1 < self.train.total
+            self.every > 0
+                && (self.train.done as u64 + 1).is_multiple_of(self.every)
+                && self.train.done + 1 < self.train.total
         }
     }
 

@@ -51,7 +51,11 @@ impl Meter {
 
     fn compute(&self, stage: &str, window_size: usize) -> Vec<(String, f64)> {
         let Some(&(t, b, s)) = self.window.back() else { return Vec::new() };
-        let mut out = vec![(format!("{stage}|time"), t), (format!("{stage}|batches"), b as f64), (format!("{stage}|samples"), s as f64)];
+        let mut out = vec![
+            (format!("{stage}|time"), t),
+            (format!("{stage}|batches"), b as f64),
+            (format!("{stage}|samples"), s as f64),
+        ];
         if self.window.len() == window_size {
             let (t0, b0, s0) = self.window[0];
             let dt = (t - t0).max(1e-12);
@@ -109,7 +113,9 @@ impl Callback for ThroughputMonitor {
                 self.eval = Meter::new();
                 self.val_started = Some(Instant::now());
             }
-            Hook::OnValidationBatchEnd | Hook::OnTestBatchEnd | Hook::OnPredictBatchEnd if info.stage != Stage::SanityCheck => {
+            Hook::OnValidationBatchEnd | Hook::OnTestBatchEnd | Hook::OnPredictBatchEnd
+                if info.stage != Stage::SanityCheck =>
+            {
                 self.eval.update(bs, w);
                 if info.should_update_logs {
                     action.metrics = self.eval.compute(stage_name(info.stage), w);

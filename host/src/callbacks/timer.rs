@@ -68,7 +68,10 @@ impl Timer {
     }
 
     pub fn state(&self) -> Value {
-        let m: serde_json::Map<String, Value> = [Stage::Fit, Stage::Validate, Stage::Test, Stage::Predict].into_iter().map(|s| (STAGES[slot(s)].to_string(), json!(self.elapsed(s).as_secs_f64()))).collect();
+        let m: serde_json::Map<String, Value> = [Stage::Fit, Stage::Validate, Stage::Test, Stage::Predict]
+            .into_iter()
+            .map(|s| (STAGES[slot(s)].to_string(), json!(self.elapsed(s).as_secs_f64())))
+            .collect();
         json!({ "time_elapsed": m })
     }
 

@@ -44,7 +44,11 @@ pub fn resolve(acc: Accelerator) -> Result<Device> {
 /// 1 thread was still 1.3× faster for these small models.
 pub fn default_threads() -> usize {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    if cores <= 2 { 1 } else { (cores / 2).min(8) }
+    if cores <= 2 {
+        1
+    } else {
+        (cores / 2).min(8)
+    }
 }
 
 /// Sets libtorch's intra-op thread count; returns it. Safe to call for every run.

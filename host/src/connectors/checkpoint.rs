@@ -17,7 +17,12 @@ const STATE_DICT: &str = "state_dict.";
 
 /// The run as a checkpoint at `position`. `plugin_state`: ask the module for its own state
 /// (not after it failed: a trapped instance cannot be entered again).
-pub fn dump(st: &mut LoopState<'_>, position: LoopPosition, weights_only: bool, plugin_state: bool) -> Result<Checkpoint> {
+pub fn dump(
+    st: &mut LoopState<'_>,
+    position: LoopPosition,
+    weights_only: bool,
+    plugin_state: bool,
+) -> Result<Checkpoint> {
     let mut tensors = BTreeMap::new();
     for e in st.ctx.params.entries() {
         tensors.insert(format!("{STATE_DICT}{}", e.name), e.tensor.shallow_clone());
@@ -85,7 +90,11 @@ pub fn dump(st: &mut LoopState<'_>, position: LoopPosition, weights_only: bool, 
 /// A plugin's own state may take at most [`checkpoint::MAX_STATE_BYTES`].
 fn check_state_size(plugin: &str, hook: &str, len: usize) -> Result<()> {
     if len > checkpoint::MAX_STATE_BYTES {
-        bail!("plugin `{plugin}`, hook `{hook}`: its state is {} MiB, over the {} MiB a plugin's state may take", len >> 20, checkpoint::MAX_STATE_BYTES >> 20);
+        bail!(
+            "plugin `{plugin}`, hook `{hook}`: its state is {} MiB, over the {} MiB a plugin's state may take",
+            len >> 20,
+            checkpoint::MAX_STATE_BYTES >> 20
+        );
     }
     Ok(())
 }
@@ -93,13 +102,16 @@ fn check_state_size(plugin: &str, hook: &str, len: usize) -> Result<()> {
 /// Loads the model's parameters and buffers; every missing, unexpected or mis-shaped key is
 /// reported in one error, and nothing is changed unless all fit.
 pub fn restore_model(ctx: &mut RunContext, ckpt: &Checkpoint, shown: &str) -> Result<()> {
-    let saved: HashMap<&str, &Tensor> = ckpt.tensors.iter().filter_map(|(k, t)| k.strip_prefix(STATE_DICT).map(|n| (n, t))).collect();
+    let saved: HashMap<&str, &Tensor> =
+        ckpt.tensors.iter().filter_map(|(k, t)| k.strip_prefix(STATE_DICT).map(|n| (n, t))).collect();
     let mut missing = Vec::new();
     let mut mismatched = Vec::new();
     for e in ctx.params.entries() {
         match saved.get(e.name.as_str()) {
             None => missing.push(e.name.clone()),
-            Some(t) if t.size() != e.tensor.size() => mismatched.push(format!("{} (checkpoint {:?}, model {:?})", e.name, t.size(), e.tensor.size())),
+            Some(t) if t.size() != e.tensor.size() => {
+                mismatched.push(format!("{} (checkpoint {:?}, model {:?})", e.name, t.size(), e.tensor.size()))
+            }
             Some(_) => {}
         }
     }
@@ -139,7 +151,11 @@ pub fn restore_training(st: &mut LoopState<'_>, ckpt: &Checkpoint, shown: &str) 
     }
     for (k, (opt, meta)) in o.optimizers.iter_mut().zip(&ckpt.meta.optimizers).enumerate() {
         let prefix = format!("optimizer.{k}.");
-        let ts: HashMap<String, Tensor> = ckpt.tensors.iter().filter_map(|(n, t)| n.strip_prefix(&prefix).map(|s| (s.to_string(), t.shallow_clone()))).collect();
+        let ts: HashMap<String, Tensor> = ckpt
+            .tensors
+            .iter()
+            .filter_map(|(n, t)| n.strip_prefix(&prefix).map(|s| (s.to_string(), t.shallow_clone())))
+            .collect();
         opt.load_state_dict(&ts, meta).map_err(|e| anyhow!("checkpoint {shown}, optimizer {k}: {e}"))?;
     }
     for (s, state) in o.schedulers.iter_mut().zip(&ckpt.meta.schedulers) {
@@ -155,11 +171,13 @@ pub fn restore_training(st: &mut LoopState<'_>, ckpt: &Checkpoint, shown: &str) 
     st.ctx.current_epoch = p.current_epoch;
     st.ctx.global_step = p.global_step;
     let rng = ckpt.tensors.get("rng.cpu").ok_or_else(|| anyhow!("checkpoint {shown} has no generator state"))?;
-    let bytes = Vec::<u8>::try_from(&rng.f_to_kind(Kind::Uint8)?).map_err(|e| anyhow!("checkpoint {shown}: generator state: {e}"))?;
+    let bytes = Vec::<u8>::try_from(&rng.f_to_kind(Kind::Uint8)?)
+        .map_err(|e| anyhow!("checkpoint {shown}: generator state: {e}"))?;
     torch_ext::set_cpu_rng_state(&bytes).map_err(|e| anyhow!("checkpoint {shown}: {e}"))?;
     if let tch::Device::Cuda(i) = st.ctx.device {
         if let Some(rng) = ckpt.tensors.get(&format!("rng.cuda.{i}")) {
-            let bytes = Vec::<u8>::try_from(rng).map_err(|e| anyhow!("checkpoint {shown}: cuda generator state: {e}"))?;
+            let bytes =
+                Vec::<u8>::try_from(rng).map_err(|e| anyhow!("checkpoint {shown}: cuda generator state: {e}"))?;
             torch_ext::set_cuda_rng_state(i, &bytes).map_err(|e| anyhow!("checkpoint {shown}: {e}"))?;
         }
     }
@@ -216,7 +234,8 @@ pub fn resolve(spec: &str, dirpath: Option<&Path>, root: &Path) -> Result<PathBu
     match spec {
         "last" => last().ok_or_else(|| anyhow!("--ckpt-path last: no last.ckpt found (is `save_last` on?)")),
         "best" => {
-            let l = last().ok_or_else(|| anyhow!("--ckpt-path best: no checkpoint found to read the best path from"))?;
+            let l =
+                last().ok_or_else(|| anyhow!("--ckpt-path best: no checkpoint found to read the best path from"))?;
             let ck = checkpoint::load(&l)?;
             // Only ModelCheckpoint's own state, never a callback plugin's (whose keys are
             // namespaced apart), and only a file beside last.ckpt.
@@ -227,10 +246,18 @@ pub fn resolve(spec: &str, dirpath: Option<&Path>, root: &Path) -> Result<PathBu
                 .filter(|(k, _)| k.starts_with(crate::callbacks::model_checkpoint::STATE_KEY_PREFIX))
                 .find_map(|(_, s)| s["best_model_path"].as_str().map(PathBuf::from))
                 .ok_or_else(|| anyhow!("--ckpt-path best: {} records no best model", l.display()))?;
-            let dir = l.parent().and_then(RunDir::open_existing).ok_or_else(|| anyhow!("--ckpt-path best: cannot open the directory of {}", l.display()))?;
+            let dir = l
+                .parent()
+                .and_then(RunDir::open_existing)
+                .ok_or_else(|| anyhow!("--ckpt-path best: cannot open the directory of {}", l.display()))?;
             match dir.name_of(&best) {
                 Some(name) if dir.is_file(&name) => Ok(dir.path().join(name)),
-                _ => bail!("--ckpt-path best: {} names {} as the best model, which is not a checkpoint file in {}; refused", l.display(), best.display(), dir.path().display()),
+                _ => bail!(
+                    "--ckpt-path best: {} names {} as the best model, which is not a checkpoint file in {}; refused",
+                    l.display(),
+                    best.display(),
+                    dir.path().display()
+                ),
             }
         }
         path => {
@@ -260,7 +287,12 @@ pub fn latest_hpc(root: &Path, plugin_sha256: &str) -> Option<PathBuf> {
     for (_, name) in found.into_iter().rev() {
         match checkpoint::read_meta(&dir, &name) {
             Ok(m) if m.plugin_sha256 == plugin_sha256 => return Some(root.join(name)),
-            Ok(m) => eprintln!("warning: not resuming from {}: it was written by plugin `{}` (sha256 {}), not this one", root.join(&name).display(), m.plugin, short(&m.plugin_sha256)),
+            Ok(m) => eprintln!(
+                "warning: not resuming from {}: it was written by plugin `{}` (sha256 {}), not this one",
+                root.join(&name).display(),
+                m.plugin,
+                short(&m.plugin_sha256)
+            ),
             Err(e) => eprintln!("warning: not resuming from {}: {e}", root.join(&name).display()),
         }
     }
@@ -269,7 +301,11 @@ pub fn latest_hpc(root: &Path, plugin_sha256: &str) -> Option<PathBuf> {
 
 /// The highest HPC checkpoint number in `root` (whoever wrote it), for naming the next.
 pub fn highest_hpc(root: &Path) -> Option<u64> {
-    RunDir::open_existing(root)?.entries().into_iter().filter_map(|(name, _)| name.strip_prefix("hpc_ckpt_")?.strip_suffix(".ckpt")?.parse().ok()).max()
+    RunDir::open_existing(root)?
+        .entries()
+        .into_iter()
+        .filter_map(|(name, _)| name.strip_prefix("hpc_ckpt_")?.strip_suffix(".ckpt")?.parse().ok())
+        .max()
 }
 
 fn short(sha: &str) -> &str {

@@ -30,7 +30,8 @@ fn may_use_cuda(args: &[OsString]) -> bool {
     if !["run", "fit", "validate", "test", "predict", "lr-find"].contains(&command) {
         return false;
     }
-    let cpu_only = words.windows(2).any(|w| w[0] == "--accelerator" && w[1] == "cpu") || words.contains(&"--accelerator=cpu");
+    let cpu_only =
+        words.windows(2).any(|w| w[0] == "--accelerator" && w[1] == "cpu") || words.contains(&"--accelerator=cpu");
     !cpu_only
 }
 

@@ -42,7 +42,9 @@ impl ResultCollection {
         for r in records {
             let routing = Routing { prog_bar: r.prog_bar, logger: r.logger };
             let both = r.on_step && r.on_epoch;
-            let value = as_float(&r.value)?.f_reshape([]).map_err(|e| anyhow!("logging `{}`: {}", r.name, torch_message(&e)))?;
+            let value = as_float(&r.value)?
+                .f_reshape([])
+                .map_err(|e| anyhow!("logging `{}`: {}", r.name, torch_message(&e)))?;
             if r.on_step {
                 let key = if both { format!("{}_step", r.name) } else { r.name.clone() };
                 self.step.insert(key, (value.shallow_clone(), routing));
@@ -51,13 +53,22 @@ impl ResultCollection {
                 let key = if both { format!("{}_epoch", r.name) } else { r.name.clone() };
                 let w = r.batch_size.map(|b| b as f64).unwrap_or(batch_size as f64);
                 let err = |e: tch::TchError| anyhow!("logging `{}`: {}", r.name, torch_message(&e));
-                let contrib = if r.reduce_fx == ReduceFx::Mean { value.f_mul_scalar(w).map_err(err)? } else { value.shallow_clone() };
+                let contrib = if r.reduce_fx == ReduceFx::Mean {
+                    value.f_mul_scalar(w).map_err(err)?
+                } else {
+                    value.shallow_clone()
+                };
                 match self.epoch.get_mut(&key) {
                     None => {
                         self.epoch.insert(key, EpochAcc { value: contrib, weight: w, reduce: r.reduce_fx, routing });
                     }
                     Some(acc) if acc.reduce != r.reduce_fx => {
-                        return Err(anyhow!("`{}` was logged with reduce_fx {:?} and then {:?}; one metric has one reduction", r.name, acc.reduce, r.reduce_fx));
+                        return Err(anyhow!(
+                            "`{}` was logged with reduce_fx {:?} and then {:?}; one metric has one reduction",
+                            r.name,
+                            acc.reduce,
+                            r.reduce_fx
+                        ));
                     }
                     Some(acc) => {
                         acc.value = match acc.reduce {
@@ -84,7 +95,11 @@ impl ResultCollection {
         self.epoch
             .iter()
             .map(|(k, a)| {
-                let v = if a.reduce == ReduceFx::Mean && a.weight > 0.0 { a.value.f_div_scalar(a.weight).unwrap_or_else(|_| a.value.shallow_clone()) } else { a.value.shallow_clone() };
+                let v = if a.reduce == ReduceFx::Mean && a.weight > 0.0 {
+                    a.value.f_div_scalar(a.weight).unwrap_or_else(|_| a.value.shallow_clone())
+                } else {
+                    a.value.shallow_clone()
+                };
                 (k.clone(), v, a.routing)
             })
             .collect()
@@ -114,7 +129,16 @@ mod tests {
     use super::*;
 
     fn rec(name: &str, v: f64, on_step: bool, on_epoch: bool, reduce: ReduceFx) -> LogRecord {
-        LogRecord { name: name.into(), value: Tensor::from(v), prog_bar: true, logger: true, on_step, on_epoch, reduce_fx: reduce, batch_size: None }
+        LogRecord {
+            name: name.into(),
+            value: Tensor::from(v),
+            prog_bar: true,
+            logger: true,
+            on_step,
+            on_epoch,
+            reduce_fx: reduce,
+            batch_size: None,
+        }
     }
 
     #[test]

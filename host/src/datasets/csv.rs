@@ -34,7 +34,13 @@ fn fields(line: &str, delim: char) -> Vec<String> {
     out
 }
 
-pub fn parse(text: &str, columns: &[Column], header: bool, delim: char, max_rows: usize) -> Parsed<Vec<(String, Tensor)>> {
+pub fn parse(
+    text: &str,
+    columns: &[Column],
+    header: bool,
+    delim: char,
+    max_rows: usize,
+) -> Parsed<Vec<(String, Tensor)>> {
     if columns.is_empty() {
         return err("the schema names no columns");
     }
@@ -45,7 +51,11 @@ pub fn parse(text: &str, columns: &[Column], header: bool, delim: char, max_rows
         let names: Vec<String> = names.iter().map(|n| n.trim().to_string()).collect();
         columns
             .iter()
-            .map(|c| names.iter().position(|n| *n == c.name).ok_or_else(|| FormatError(format!("line 1: no column `{}` in the header (it has: {})", c.name, names.join(", ")))))
+            .map(|c| {
+                names.iter().position(|n| *n == c.name).ok_or_else(|| {
+                    FormatError(format!("line 1: no column `{}` in the header (it has: {})", c.name, names.join(", ")))
+                })
+            })
             .collect::<Parsed<_>>()?
     } else {
         (0..columns.len()).collect()
@@ -78,7 +88,8 @@ pub fn parse(text: &str, columns: &[Column], header: bool, delim: char, max_rows
     }
     let mut out = Vec::with_capacity(columns.len());
     for (col, vals) in columns.iter().zip(values) {
-        let t = Tensor::f_from_slice(&vals).and_then(|t| t.f_to_kind(col.kind)).map_err(|e| FormatError(e.to_string()))?;
+        let t =
+            Tensor::f_from_slice(&vals).and_then(|t| t.f_to_kind(col.kind)).map_err(|e| FormatError(e.to_string()))?;
         out.push((col.name.clone(), t));
     }
     Ok(out)

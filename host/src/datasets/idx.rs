@@ -11,7 +11,10 @@ pub fn parse(bytes: &[u8], max_elements: i64) -> Parsed<Tensor> {
         return err(format!("byte 0: {} bytes is too short for an IDX header", bytes.len()));
     }
     if bytes[0] != 0 || bytes[1] != 0 {
-        return err(format!("byte 0: an IDX file starts with two zero bytes, found {:#04x} {:#04x}", bytes[0], bytes[1]));
+        return err(format!(
+            "byte 0: an IDX file starts with two zero bytes, found {:#04x} {:#04x}",
+            bytes[0], bytes[1]
+        ));
     }
     let (kind, size) = match bytes[2] {
         0x08 => (Kind::Uint8, 1),
@@ -28,9 +31,15 @@ pub fn parse(bytes: &[u8], max_elements: i64) -> Parsed<Tensor> {
     }
     let header = 4 + 4 * ndim;
     if bytes.len() < header {
-        return err(format!("byte {}: the header declares {ndim} dimensions but the file ends at byte {}", bytes.len(), bytes.len()));
+        return err(format!(
+            "byte {}: the header declares {ndim} dimensions but the file ends at byte {}",
+            bytes.len(),
+            bytes.len()
+        ));
     }
-    let shape: Vec<i64> = (0..ndim).map(|i| u32::from_be_bytes([bytes[4 + 4 * i], bytes[5 + 4 * i], bytes[6 + 4 * i], bytes[7 + 4 * i]]) as i64).collect();
+    let shape: Vec<i64> = (0..ndim)
+        .map(|i| u32::from_be_bytes([bytes[4 + 4 * i], bytes[5 + 4 * i], bytes[6 + 4 * i], bytes[7 + 4 * i]]) as i64)
+        .collect();
     let n = numel(&shape, max_elements).map_err(|e| super::FormatError(format!("byte 4: {e}")))?;
     let need = (n as usize).saturating_mul(size);
     let have = bytes.len() - header;
@@ -39,7 +48,8 @@ pub fn parse(bytes: &[u8], max_elements: i64) -> Parsed<Tensor> {
     }
     let data = &bytes[header..];
     // Big-endian to native.
-    let native: Vec<u8> = if size == 1 { data.to_vec() } else { data.chunks_exact(size).flat_map(|c| c.iter().rev().copied()).collect() };
+    let native: Vec<u8> =
+        if size == 1 { data.to_vec() } else { data.chunks_exact(size).flat_map(|c| c.iter().rev().copied()).collect() };
     Tensor::f_from_data_size(&native, &shape, kind).map_err(|e| super::FormatError(e.to_string()))
 }
 
@@ -54,7 +64,10 @@ pub fn unpack(raw: Vec<u8>, gz: bool, max_bytes: u64) -> std::io::Result<Vec<u8>
     let mut out = Vec::new();
     flate2::read::GzDecoder::new(&raw[..]).take(max_bytes.saturating_add(1)).read_to_end(&mut out)?;
     if out.len() as u64 > max_bytes {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("it inflates past {} MiB, more than the plugin's tensor budget can hold; refused", max_bytes >> 20)));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("it inflates past {} MiB, more than the plugin's tensor budget can hold; refused", max_bytes >> 20),
+        ));
     }
     Ok(out)
 }
@@ -93,9 +106,15 @@ mod tests {
         assert_eq!(t.kind(), Kind::Uint8);
         let f = write(0x0D, &[2], &[0x3f, 0x80, 0, 0, 0xc0, 0, 0, 0]);
         assert_eq!(Vec::<f32>::try_from(parse(&f, 1 << 31).unwrap()).unwrap(), vec![1.0, -2.0]);
-        assert!(parse(&img[..img.len() - 1], 1 << 31).unwrap_err().0.contains("byte 16: dimensions [2, 2, 3] need 12 bytes"));
+        assert!(parse(&img[..img.len() - 1], 1 << 31)
+            .unwrap_err()
+            .0
+            .contains("byte 16: dimensions [2, 2, 3] need 12 bytes"));
         assert!(parse(&[1, 0, 8, 1], 1 << 31).unwrap_err().0.starts_with("byte 0"));
-        assert!(parse(&[0, 0, 7, 1, 0, 0, 0, 1, 0], 1 << 31).unwrap_err().0.starts_with("byte 2: unknown IDX type code 0x07"));
+        assert!(parse(&[0, 0, 7, 1, 0, 0, 0, 1, 0], 1 << 31)
+            .unwrap_err()
+            .0
+            .starts_with("byte 2: unknown IDX type code 0x07"));
         assert!(parse(&write(0x08, &[u32::MAX, u32::MAX], &[]), 1 << 31).unwrap_err().0.contains("more than"));
     }
 }

@@ -35,7 +35,10 @@ pub fn parse(bytes: &[u8], max_elements: i64) -> Parsed<Tensor> {
         v => return err(format!("byte 6: unknown version {v}")),
     };
     let Some(header) = bytes.get(start..start + header_len) else {
-        return err(format!("byte {start}: the header of {header_len} bytes runs past the end ({} bytes)", bytes.len()));
+        return err(format!(
+            "byte {start}: the header of {header_len} bytes runs past the end ({} bytes)",
+            bytes.len()
+        ));
     };
     let Ok(header) = std::str::from_utf8(header) else { return err(format!("byte {start}: the header is not text")) };
     let field = |key: &str| header.split(key).nth(1).map(str::trim_start);
@@ -61,7 +64,9 @@ pub fn parse(bytes: &[u8], max_elements: i64) -> Parsed<Tensor> {
     let need = (n as usize).saturating_mul(kind.elt_size_in_bytes());
     let have = bytes.len() - data_at;
     if have != need {
-        return err(format!("byte {data_at}: shape {shape:?} of {descr} needs {need} bytes of data, the file holds {have}"));
+        return err(format!(
+            "byte {data_at}: shape {shape:?} of {descr} needs {need} bytes of data, the file holds {have}"
+        ));
     }
     Tensor::f_from_data_size(&bytes[data_at..], &shape, kind).map_err(|e| super::FormatError(e.to_string()))
 }

@@ -15,7 +15,10 @@ pub fn empty(shape: &[i64], device: Device) -> OpResult<Tensor> {
         n = n.saturating_mul(d);
     }
     if n > MAX_PARAM_ELEMENTS {
-        return Err(OpError::new("init", format!("parameter shape {shape:?} has {n} elements, over the limit of {MAX_PARAM_ELEMENTS}")));
+        return Err(OpError::new(
+            "init",
+            format!("parameter shape {shape:?} has {n} elements, over the limit of {MAX_PARAM_ELEMENTS}"),
+        ));
     }
     Tensor::f_empty(shape, (Kind::Float, device)).map_err(|e| OpError::torch("init", e))
 }

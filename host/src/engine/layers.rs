@@ -13,7 +13,11 @@ fn torch<T>(op: &str, r: Result<T, tch::TchError>) -> OpResult<T> {
 }
 
 fn join(path: &str, name: &str) -> String {
-    if path.is_empty() { name.to_string() } else { format!("{path}.{name}") }
+    if path.is_empty() {
+        name.to_string()
+    } else {
+        format!("{path}.{name}")
+    }
 }
 
 /// torch.nn.Linear.
@@ -37,7 +41,15 @@ impl Linear {
 
     pub fn forward(&self, x: &Tensor) -> OpResult<Tensor> {
         x.f_linear(&self.weight, self.bias.as_ref()).map_err(|e| {
-            OpError::new("linear", format!("input {} with weight {}: {}", shape_of(x), shape_of(&self.weight), crate::error::torch_message(&e)))
+            OpError::new(
+                "linear",
+                format!(
+                    "input {} with weight {}: {}",
+                    shape_of(x),
+                    shape_of(&self.weight),
+                    crate::error::torch_message(&e)
+                ),
+            )
         })
     }
 }
@@ -67,7 +79,10 @@ pub struct Conv2dSpec {
 impl Conv2d {
     pub fn new(ps: &mut ParamStore, path: &str, s: &Conv2dSpec, dev: Device) -> OpResult<Self> {
         if s.groups <= 0 || s.in_channels % s.groups != 0 || s.out_channels % s.groups != 0 {
-            return Err(OpError::new("conv2d", format!("channels {}→{} not divisible by groups {}", s.in_channels, s.out_channels, s.groups)));
+            return Err(OpError::new(
+                "conv2d",
+                format!("channels {}→{} not divisible by groups {}", s.in_channels, s.out_channels, s.groups),
+            ));
         }
         let shape = [s.out_channels, s.in_channels / s.groups, s.kernel[0], s.kernel[1]];
         let weight = ps.add_parameter(&join(path, "weight"), init::kaiming_uniform_sqrt5(&shape, dev)?)?;
@@ -81,8 +96,19 @@ impl Conv2d {
     }
 
     pub fn forward(&self, x: &Tensor) -> OpResult<Tensor> {
-        x.f_conv2d(&self.weight, self.bias.as_ref(), self.stride, self.padding, self.dilation, self.groups)
-            .map_err(|e| OpError::new("conv2d", format!("input {} with weight {}: {}", shape_of(x), shape_of(&self.weight), crate::error::torch_message(&e))))
+        x.f_conv2d(&self.weight, self.bias.as_ref(), self.stride, self.padding, self.dilation, self.groups).map_err(
+            |e| {
+                OpError::new(
+                    "conv2d",
+                    format!(
+                        "input {} with weight {}: {}",
+                        shape_of(x),
+                        shape_of(&self.weight),
+                        crate::error::torch_message(&e)
+                    ),
+                )
+            },
+        )
     }
 }
 
@@ -99,7 +125,15 @@ pub struct BatchNorm {
 }
 
 impl BatchNorm {
-    pub fn new(ps: &mut ParamStore, path: &str, n: i64, eps: f64, momentum: f64, affine: bool, dev: Device) -> OpResult<Self> {
+    pub fn new(
+        ps: &mut ParamStore,
+        path: &str,
+        n: i64,
+        eps: f64,
+        momentum: f64,
+        affine: bool,
+        dev: Device,
+    ) -> OpResult<Self> {
         let (weight, bias) = if affine {
             (
                 Some(ps.add_parameter(&join(path, "weight"), init::constant(&[n], 1.0, dev)?)?),
@@ -118,7 +152,10 @@ impl BatchNorm {
     pub fn forward(&self, x: &Tensor, training: bool) -> OpResult<Tensor> {
         let dims = x.dim();
         if !(2..=4).contains(&dims) {
-            return Err(OpError::new("batch_norm", format!("expected 2D, 3D (BatchNorm1d) or 4D (BatchNorm2d) input, got {}", shape_of(x))));
+            return Err(OpError::new(
+                "batch_norm",
+                format!("expected 2D, 3D (BatchNorm1d) or 4D (BatchNorm2d) input, got {}", shape_of(x)),
+            ));
         }
         if training {
             let mut nbt = self.num_batches_tracked.shallow_clone();
@@ -134,7 +171,17 @@ impl BatchNorm {
             self.eps,
             true,
         )
-        .map_err(|e| OpError::new("batch_norm", format!("input {} with {} features: {}", shape_of(x), self.running_mean.size()[0], crate::error::torch_message(&e))))
+        .map_err(|e| {
+            OpError::new(
+                "batch_norm",
+                format!(
+                    "input {} with {} features: {}",
+                    shape_of(x),
+                    self.running_mean.size()[0],
+                    crate::error::torch_message(&e)
+                ),
+            )
+        })
     }
 }
 
@@ -161,8 +208,12 @@ impl LayerNorm {
     }
 
     pub fn forward(&self, x: &Tensor) -> OpResult<Tensor> {
-        x.f_layer_norm(self.shape.as_slice(), self.weight.as_ref(), self.bias.as_ref(), self.eps, true)
-            .map_err(|e| OpError::new("layer_norm", format!("input {} normalized over {:?}: {}", shape_of(x), self.shape, crate::error::torch_message(&e))))
+        x.f_layer_norm(self.shape.as_slice(), self.weight.as_ref(), self.bias.as_ref(), self.eps, true).map_err(|e| {
+            OpError::new(
+                "layer_norm",
+                format!("input {} normalized over {:?}: {}", shape_of(x), self.shape, crate::error::torch_message(&e)),
+            )
+        })
     }
 }
 
@@ -179,8 +230,17 @@ impl Embedding {
     }
 
     pub fn forward(&self, idx: &Tensor) -> OpResult<Tensor> {
-        Tensor::f_embedding(&self.weight, idx, -1, false, false)
-            .map_err(|e| OpError::new("embedding", format!("indices {} into table {}: {}", shape_of(idx), shape_of(&self.weight), crate::error::torch_message(&e))))
+        Tensor::f_embedding(&self.weight, idx, -1, false, false).map_err(|e| {
+            OpError::new(
+                "embedding",
+                format!(
+                    "indices {} into table {}: {}",
+                    shape_of(idx),
+                    shape_of(&self.weight),
+                    crate::error::torch_message(&e)
+                ),
+            )
+        })
     }
 }
 
@@ -218,7 +278,8 @@ impl Lstm {
             for dir in 0..dirs {
                 let suffix = if dir == 1 { "_reverse" } else { "" };
                 let inp = if layer == 0 { s.input } else { s.hidden * dirs };
-                let mut shapes = vec![("weight_ih", vec![4 * s.hidden, inp]), ("weight_hh", vec![4 * s.hidden, s.hidden])];
+                let mut shapes =
+                    vec![("weight_ih", vec![4 * s.hidden, inp]), ("weight_hh", vec![4 * s.hidden, s.hidden])];
                 if s.bias {
                     shapes.push(("bias_ih", vec![4 * s.hidden]));
                     shapes.push(("bias_hh", vec![4 * s.hidden]));
@@ -231,11 +292,24 @@ impl Lstm {
                 }
             }
         }
-        Ok(Lstm { flat_weights: flat, hidden: s.hidden, layers: s.layers, bias: s.bias, batch_first: s.batch_first, dropout: s.dropout, bidirectional: s.bidirectional })
+        Ok(Lstm {
+            flat_weights: flat,
+            hidden: s.hidden,
+            layers: s.layers,
+            bias: s.bias,
+            batch_first: s.batch_first,
+            dropout: s.dropout,
+            bidirectional: s.bidirectional,
+        })
     }
 
     /// Returns (output, h_n, c_n).
-    pub fn forward(&self, x: &Tensor, state: Option<(&Tensor, &Tensor)>, training: bool) -> OpResult<(Tensor, Tensor, Tensor)> {
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        state: Option<(&Tensor, &Tensor)>,
+        training: bool,
+    ) -> OpResult<(Tensor, Tensor, Tensor)> {
         if x.dim() != 3 {
             return Err(OpError::new("lstm", format!("expected a 3D input, got {}", shape_of(x))));
         }
@@ -244,12 +318,27 @@ impl Lstm {
         let (h, c) = match state {
             Some((h, c)) => (h.shallow_clone(), c.shallow_clone()),
             None => {
-                let z = torch("lstm", Tensor::f_zeros([self.layers * dirs, batch, self.hidden], (x.kind(), x.device())))?;
+                let z =
+                    torch("lstm", Tensor::f_zeros([self.layers * dirs, batch, self.hidden], (x.kind(), x.device())))?;
                 (z.shallow_clone(), z)
             }
         };
-        x.f_lstm(&[h, c], &self.flat_weights, self.bias, self.layers, self.dropout, training, self.bidirectional, self.batch_first)
-            .map_err(|e| OpError::new("lstm", format!("input {} (hidden {}): {}", shape_of(x), self.hidden, crate::error::torch_message(&e))))
+        x.f_lstm(
+            &[h, c],
+            &self.flat_weights,
+            self.bias,
+            self.layers,
+            self.dropout,
+            training,
+            self.bidirectional,
+            self.batch_first,
+        )
+        .map_err(|e| {
+            OpError::new(
+                "lstm",
+                format!("input {} (hidden {}): {}", shape_of(x), self.hidden, crate::error::torch_message(&e)),
+            )
+        })
     }
 }
 
@@ -265,29 +354,68 @@ pub struct MultiheadAttention {
 }
 
 impl MultiheadAttention {
-    pub fn new(ps: &mut ParamStore, path: &str, embed: i64, heads: i64, dropout: f64, bias: bool, batch_first: bool, dev: Device) -> OpResult<Self> {
+    pub fn new(
+        ps: &mut ParamStore,
+        path: &str,
+        embed: i64,
+        heads: i64,
+        dropout: f64,
+        bias: bool,
+        batch_first: bool,
+        dev: Device,
+    ) -> OpResult<Self> {
         if heads <= 0 || embed % heads != 0 {
-            return Err(OpError::new("multihead_attention", format!("embed_dim {embed} must be divisible by num_heads {heads}")));
+            return Err(OpError::new(
+                "multihead_attention",
+                format!("embed_dim {embed} must be divisible by num_heads {heads}"),
+            ));
         }
         // torch creates in_proj_weight (empty), in_proj_bias (empty), then out_proj (a Linear,
         // which draws its weight and bias), then `_reset_parameters` draws in_proj_weight
         // and zeroes both biases.
         let w_slot = init::empty(&[3 * embed, embed], dev)?;
         let in_proj_weight = ps.add_parameter(&join(path, "in_proj_weight"), w_slot)?;
-        let in_proj_bias = if bias { Some(ps.add_parameter(&join(path, "in_proj_bias"), init::constant(&[3 * embed], 0.0, dev)?)?) } else { None };
+        let in_proj_bias = if bias {
+            Some(ps.add_parameter(&join(path, "in_proj_bias"), init::constant(&[3 * embed], 0.0, dev)?)?)
+        } else {
+            None
+        };
         let out_proj = Linear::new(ps, &join(path, "out_proj"), embed, embed, bias, dev)?;
         let drawn = init::xavier_uniform(&[3 * embed, embed], dev)?;
-        tch::no_grad(|| in_proj_weight.shallow_clone().f_copy_(&drawn)).map_err(|e| OpError::torch("multihead_attention", e))?;
+        tch::no_grad(|| in_proj_weight.shallow_clone().f_copy_(&drawn))
+            .map_err(|e| OpError::torch("multihead_attention", e))?;
         if let Some(b) = &out_proj.bias {
-            let _ = tch::no_grad(|| b.shallow_clone().f_zero_()).map_err(|e| OpError::torch("multihead_attention", e))?;
+            let _ =
+                tch::no_grad(|| b.shallow_clone().f_zero_()).map_err(|e| OpError::torch("multihead_attention", e))?;
         }
         Ok(MultiheadAttention { in_proj_weight, in_proj_bias, out_proj, heads, dropout, batch_first })
     }
 
     /// Returns the output and, if `need_weights`, the attention weights averaged over heads.
-    pub fn forward(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>, need_weights: bool, training: bool) -> OpResult<(Tensor, Option<Tensor>)> {
+    pub fn forward(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        mask: Option<&Tensor>,
+        need_weights: bool,
+        training: bool,
+    ) -> OpResult<(Tensor, Option<Tensor>)> {
         let op = "multihead_attention";
-        let t = |r: Result<Tensor, tch::TchError>| r.map_err(|e| OpError::new(op, format!("query {}, key {}, value {}: {}", shape_of(q), shape_of(k), shape_of(v), crate::error::torch_message(&e))));
+        let t = |r: Result<Tensor, tch::TchError>| {
+            r.map_err(|e| {
+                OpError::new(
+                    op,
+                    format!(
+                        "query {}, key {}, value {}: {}",
+                        shape_of(q),
+                        shape_of(k),
+                        shape_of(v),
+                        crate::error::torch_message(&e)
+                    ),
+                )
+            })
+        };
         for x in [q, k, v] {
             if x.dim() != 3 {
                 return Err(OpError::new(op, format!("expected 3D query/key/value, got {}", shape_of(x))));
@@ -312,7 +440,9 @@ impl MultiheadAttention {
         };
         let (qh, kh, vh) = (proj(&q, 0, tgt)?, proj(&k, 1, src)?, proj(&v, 2, src)?);
         let mask = match mask {
-            Some(m) if m.kind() == Kind::Bool => Some(t(t(Tensor::f_zeros(m.size(), (qh.kind(), qh.device())))?.f_masked_fill(m, f64::NEG_INFINITY))?),
+            Some(m) if m.kind() == Kind::Bool => {
+                Some(t(t(Tensor::f_zeros(m.size(), (qh.kind(), qh.device())))?.f_masked_fill(m, f64::NEG_INFINITY))?)
+            }
             Some(m) => Some(m.shallow_clone()),
             None => None,
         };
@@ -329,13 +459,18 @@ impl MultiheadAttention {
                 attn = t(attn.f_dropout(p, true))?;
             }
             let out = t(attn.f_bmm(&vh))?;
-            let avg = t(t(attn.f_reshape([bsz, self.heads, tgt, src]))?.f_mean_dim(Some([1i64].as_slice()), false, None::<Kind>))?;
+            let avg = t(t(attn.f_reshape([bsz, self.heads, tgt, src]))?.f_mean_dim(
+                Some([1i64].as_slice()),
+                false,
+                None::<Kind>,
+            ))?;
             (out, Some(avg))
         } else {
             let qv = t(qh.f_reshape([bsz, self.heads, tgt, hd]))?;
             let kv = t(kh.f_reshape([bsz, self.heads, src, hd]))?;
             let vv = t(vh.f_reshape([bsz, self.heads, src, hd]))?;
-            let o = t(Tensor::f_scaled_dot_product_attention(&qv, &kv, &vv, mask.as_ref(), p, false, None::<f64>, false))?;
+            let o =
+                t(Tensor::f_scaled_dot_product_attention(&qv, &kv, &vv, mask.as_ref(), p, false, None::<f64>, false))?;
             (t(t(o.f_permute([2, 0, 1, 3]))?.f_reshape([tgt * bsz, embed]))?, None)
         };
         let out = if need_weights { t(t(out.f_transpose(0, 1))?.f_reshape([tgt * bsz, embed]))? } else { out };

@@ -172,7 +172,8 @@ mod tests {
             Tensor::ones([1000], (Kind::Double, Device::Cpu))
         };
         drop(b);
-        let moved = std::thread::spawn(move || t.f_sum(Kind::Double).map(|s| s.double_value(&[]))).join().unwrap().unwrap();
+        let moved =
+            std::thread::spawn(move || t.f_sum(Kind::Double).map(|s| s.double_value(&[]))).join().unwrap().unwrap();
         assert_eq!(moved, 1000.0);
     }
 }

@@ -86,7 +86,11 @@ pub trait Optimizer: Send {
     /// Per-parameter state tensors (`{group}.{index}.{name}`) and JSON metadata (group
     /// learning rates and momenta, step counts), torch's `optimizer.state_dict()`.
     fn state_dict(&self) -> (Vec<(String, Tensor)>, serde_json::Value);
-    fn load_state_dict(&mut self, tensors: &std::collections::HashMap<String, Tensor>, meta: &serde_json::Value) -> Result<(), String>;
+    fn load_state_dict(
+        &mut self,
+        tensors: &std::collections::HashMap<String, Tensor>,
+        meta: &serde_json::Value,
+    ) -> Result<(), String>;
 }
 
 struct Group<R: UpdateRule> {
@@ -186,13 +190,21 @@ impl<R: UpdateRule> Optimizer for Grouped<R> {
         (tensors, serde_json::json!({"name": self.name, "groups": groups, "steps": steps}))
     }
 
-    fn load_state_dict(&mut self, tensors: &std::collections::HashMap<String, Tensor>, meta: &serde_json::Value) -> Result<(), String> {
+    fn load_state_dict(
+        &mut self,
+        tensors: &std::collections::HashMap<String, Tensor>,
+        meta: &serde_json::Value,
+    ) -> Result<(), String> {
         if meta["name"].as_str() != Some(self.name) {
             return Err(format!("the checkpoint holds {} state, this run uses {}", meta["name"], self.name));
         }
         let groups = meta["groups"].as_array().ok_or("optimizer metadata without groups")?;
         if groups.len() != self.groups.len() {
-            return Err(format!("the checkpoint's optimizer has {} parameter groups, this run's {}", groups.len(), self.groups.len()));
+            return Err(format!(
+                "the checkpoint's optimizer has {} parameter groups, this run's {}",
+                groups.len(),
+                self.groups.len()
+            ));
         }
         for (gi, (g, saved)) in self.groups.iter_mut().zip(groups).enumerate() {
             if let Some(lr) = saved["lr"].as_f64() {
@@ -211,7 +223,11 @@ impl<R: UpdateRule> Optimizer for Grouped<R> {
                 let loaded = R::load(step, &get).ok_or_else(|| format!("optimizer state `{key}` is incomplete"))?;
                 for (n, t) in R::save(&loaded).1 {
                     if t.size() != p.size() {
-                        return Err(format!("optimizer state `{key}.{n}` has shape {:?}, the parameter {:?}", t.size(), p.size()));
+                        return Err(format!(
+                            "optimizer state `{key}.{n}` has shape {:?}, the parameter {:?}",
+                            t.size(),
+                            p.size()
+                        ));
                     }
                 }
                 *st = Some(loaded);
@@ -243,14 +259,20 @@ pub fn resolve_groups(ps: &ParamStore, specs: &[GroupSpec]) -> OpResult<Vec<(Vec
                 if name == pat || name.starts_with(&format!("{pat}.")) {
                     hit = true;
                     if let Some(other) = taken[i] {
-                        return Err(OpError::new("configure_optimizers", format!("parameter `{name}` appears in groups {other} and {gi}")));
+                        return Err(OpError::new(
+                            "configure_optimizers",
+                            format!("parameter `{name}` appears in groups {other} and {gi}"),
+                        ));
                     }
                     taken[i] = Some(gi);
                     params.push(t.shallow_clone());
                 }
             }
             if !hit {
-                return Err(OpError::new("configure_optimizers", format!("group {gi}: no parameter is named or prefixed `{pat}`")));
+                return Err(OpError::new(
+                    "configure_optimizers",
+                    format!("group {gi}: no parameter is named or prefixed `{pat}`"),
+                ));
             }
         }
         out.push((params, spec.clone()));
@@ -263,8 +285,12 @@ impl OptimizerConfig {
         let groups = resolve_groups(ps, &self.groups)?;
         Ok(match &self.algorithm {
             Algorithm::Sgd(c) => Box::new(Grouped::<sgd::Sgd>::new("SGD", c.clone(), groups)),
-            Algorithm::Adam(c) => Box::new(Grouped::<adam::Adam>::new("Adam", adam::Hyper { cfg: c.clone(), decoupled: false }, groups)),
-            Algorithm::AdamW(c) => Box::new(Grouped::<adam::Adam>::new("AdamW", adam::Hyper { cfg: c.clone(), decoupled: true }, groups)),
+            Algorithm::Adam(c) => {
+                Box::new(Grouped::<adam::Adam>::new("Adam", adam::Hyper { cfg: c.clone(), decoupled: false }, groups))
+            }
+            Algorithm::AdamW(c) => {
+                Box::new(Grouped::<adam::Adam>::new("AdamW", adam::Hyper { cfg: c.clone(), decoupled: true }, groups))
+            }
             Algorithm::Rmsprop(c) => Box::new(Grouped::<rmsprop::Rmsprop>::new("RMSprop", c.clone(), groups)),
             Algorithm::Adagrad(c) => Box::new(Grouped::<adagrad::Adagrad>::new("Adagrad", c.clone(), groups)),
         })
@@ -285,17 +311,28 @@ impl OptimizerConfig {
                 }
             }
             Algorithm::Adam(c) | Algorithm::AdamW(c) => {
-                if !ok_lr(c.lr) || !(0.0..1.0).contains(&c.betas.0) || !(0.0..1.0).contains(&c.betas.1) || !nonneg(c.eps) || !nonneg(c.weight_decay) {
+                if !ok_lr(c.lr)
+                    || !(0.0..1.0).contains(&c.betas.0)
+                    || !(0.0..1.0).contains(&c.betas.1)
+                    || !nonneg(c.eps)
+                    || !nonneg(c.weight_decay)
+                {
                     return bad("lr, betas, eps or weight decay");
                 }
             }
             Algorithm::Rmsprop(c) => {
-                if !ok_lr(c.lr) || !nonneg(c.alpha) || !nonneg(c.eps) || !nonneg(c.momentum) || !nonneg(c.weight_decay) {
+                if !ok_lr(c.lr) || !nonneg(c.alpha) || !nonneg(c.eps) || !nonneg(c.momentum) || !nonneg(c.weight_decay)
+                {
                     return bad("lr, alpha, eps, momentum or weight decay");
                 }
             }
             Algorithm::Adagrad(c) => {
-                if !ok_lr(c.lr) || !nonneg(c.lr_decay) || !nonneg(c.eps) || !nonneg(c.weight_decay) || !nonneg(c.initial_accumulator_value) {
+                if !ok_lr(c.lr)
+                    || !nonneg(c.lr_decay)
+                    || !nonneg(c.eps)
+                    || !nonneg(c.weight_decay)
+                    || !nonneg(c.initial_accumulator_value)
+                {
                     return bad("lr, lr decay, eps, weight decay or initial accumulator");
                 }
             }

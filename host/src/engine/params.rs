@@ -34,9 +34,13 @@ impl ParamStore {
     /// Registers a trainable parameter; `tensor` is made a leaf that requires grad.
     pub fn add_parameter(&mut self, name: &str, tensor: Tensor) -> OpResult<Tensor> {
         if !tensor.is_floating_point() {
-            return Err(OpError::new("register", format!("parameter `{name}` must be floating point, got {:?}", tensor.kind())));
+            return Err(OpError::new(
+                "register",
+                format!("parameter `{name}` must be floating point, got {:?}", tensor.kind()),
+            ));
         }
-        let leaf = tensor.f_detach().and_then(|t| t.f_set_requires_grad(true)).map_err(|e| OpError::torch("register", e))?;
+        let leaf =
+            tensor.f_detach().and_then(|t| t.f_set_requires_grad(true)).map_err(|e| OpError::torch("register", e))?;
         self.insert(name, EntryKind::Parameter, leaf)
     }
 
@@ -78,20 +82,12 @@ impl ParamStore {
 
     /// Trainable parameters in registration order (the optimizer's order).
     pub fn parameters(&self) -> Vec<Tensor> {
-        self.entries
-            .iter()
-            .filter(|e| e.kind == EntryKind::Parameter)
-            .map(|e| e.tensor.shallow_clone())
-            .collect()
+        self.entries.iter().filter(|e| e.kind == EntryKind::Parameter).map(|e| e.tensor.shallow_clone()).collect()
     }
 
     /// Number of trainable elements.
     pub fn num_parameters(&self) -> i64 {
-        self.entries
-            .iter()
-            .filter(|e| e.kind == EntryKind::Parameter)
-            .map(|e| e.tensor.numel() as i64)
-            .sum()
+        self.entries.iter().filter(|e| e.kind == EntryKind::Parameter).map(|e| e.tensor.numel() as i64).sum()
     }
 
     /// Trainable elements grouped by the first path component, in first-seen order

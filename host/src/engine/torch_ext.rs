@@ -19,7 +19,14 @@ extern "C" {
     fn lthost_randperm_seeded(n: i64, seed: i64, out: *mut i64) -> i64;
     fn lthost_generator_new(seed: u64) -> *mut std::ffi::c_void;
     fn lthost_generator_free(gen: *mut std::ffi::c_void);
-    fn lthost_generator_fill(gen: *mut std::ffi::c_void, kind: i64, data: *mut std::ffi::c_void, n: i64, low: i64, high: i64) -> i64;
+    fn lthost_generator_fill(
+        gen: *mut std::ffi::c_void,
+        kind: i64,
+        data: *mut std::ffi::c_void,
+        n: i64,
+        low: i64,
+        high: i64,
+    ) -> i64;
 }
 
 /// `torch.empty((), dtype=torch.int64).random_().item()` on the default CPU generator.
@@ -199,7 +206,11 @@ pub enum EvalGuard {
 }
 
 pub fn eval_guard(inference: bool) -> EvalGuard {
-    if inference { EvalGuard::Inference(InferenceMode::enter()) } else { EvalGuard::NoGrad(tch::no_grad_guard()) }
+    if inference {
+        EvalGuard::Inference(InferenceMode::enter())
+    } else {
+        EvalGuard::NoGrad(tch::no_grad_guard())
+    }
 }
 
 #[cfg(test)]
@@ -229,10 +240,24 @@ mod tests {
         // A worker's generator draws what torch draws after manual_seed(seed).
         let mut g = Generator::seeded(7).unwrap();
         tch::manual_seed(7);
-        assert!(g.draw(Draw::Rand, &[3, 5]).unwrap().equal(&tch::Tensor::rand([3, 5], (tch::Kind::Float, tch::Device::Cpu))));
-        assert!(g.draw(Draw::Randn, &[40]).unwrap().equal(&tch::Tensor::randn([40], (tch::Kind::Float, tch::Device::Cpu))));
-        assert!(g.draw(Draw::Randint(-3, 9), &[17]).unwrap().equal(&tch::Tensor::randint_low(-3, 9, [17], (tch::Kind::Int64, tch::Device::Cpu))));
-        assert!(g.draw(Draw::Randperm, &[20]).unwrap().equal(&tch::Tensor::randperm(20, (tch::Kind::Int64, tch::Device::Cpu))));
+        assert!(g
+            .draw(Draw::Rand, &[3, 5])
+            .unwrap()
+            .equal(&tch::Tensor::rand([3, 5], (tch::Kind::Float, tch::Device::Cpu))));
+        assert!(g
+            .draw(Draw::Randn, &[40])
+            .unwrap()
+            .equal(&tch::Tensor::randn([40], (tch::Kind::Float, tch::Device::Cpu))));
+        assert!(g.draw(Draw::Randint(-3, 9), &[17]).unwrap().equal(&tch::Tensor::randint_low(
+            -3,
+            9,
+            [17],
+            (tch::Kind::Int64, tch::Device::Cpu)
+        )));
+        assert!(g
+            .draw(Draw::Randperm, &[20])
+            .unwrap()
+            .equal(&tch::Tensor::randperm(20, (tch::Kind::Int64, tch::Device::Cpu))));
         assert!(g.draw(Draw::Randint(2, 2), &[1]).is_err());
         set_deterministic(true);
         assert!(deterministic());

@@ -93,10 +93,15 @@ impl Logger for CsvLogger {
             return Ok(());
         }
         let path = self.dir.join("metrics.csv");
-        let same_header = self.written > 0 && self.keys.len() == self.header.len() && self.keys.iter().zip(&self.header).all(|(a, b)| a == b);
+        let same_header = self.written > 0
+            && self.keys.len() == self.header.len()
+            && self.keys.iter().zip(&self.header).all(|(a, b)| a == b);
         if same_header {
             let text = self.render(self.written, false);
-            let mut f = std::fs::OpenOptions::new().append(true).open(&path).with_context(|| format!("appending to {}", path.display()))?;
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .with_context(|| format!("appending to {}", path.display()))?;
             f.write_all(text.as_bytes()).with_context(|| format!("appending to {}", path.display()))?;
         } else {
             replace_file(&path, self.render(0, true).as_bytes())?;
@@ -125,10 +130,16 @@ mod tests {
         // Same keys: appended; a new key: rewritten with the wider header.
         l.log_metrics(&BTreeMap::from([("train_loss".to_string(), 0.25), ("epoch".to_string(), 1.0)]), 149).unwrap();
         l.save().unwrap();
-        assert_eq!(std::fs::read_to_string(dir.join("metrics.csv")).unwrap(), "epoch,step,train_loss,val_acc\n0,49,0.5,\n0,99,,0.9\n1,149,0.25,\n");
+        assert_eq!(
+            std::fs::read_to_string(dir.join("metrics.csv")).unwrap(),
+            "epoch,step,train_loss,val_acc\n0,49,0.5,\n0,99,,0.9\n1,149,0.25,\n"
+        );
         l.log_metrics(&BTreeMap::from([("lr".to_string(), 0.1)]), 150).unwrap();
         l.save().unwrap();
-        assert_eq!(std::fs::read_to_string(dir.join("metrics.csv")).unwrap(), "epoch,lr,step,train_loss,val_acc\n0,,49,0.5,\n0,,99,,0.9\n1,,149,0.25,\n,0.1,150,,\n");
+        assert_eq!(
+            std::fs::read_to_string(dir.join("metrics.csv")).unwrap(),
+            "epoch,lr,step,train_loss,val_acc\n0,,49,0.5,\n0,,99,,0.9\n1,,149,0.25,\n,0.1,150,,\n"
+        );
         assert_eq!(std::fs::read_to_string(dir.join("hparams.yaml")).unwrap(), "lr: 0.1\n");
         assert_eq!(CsvLogger::new(root.path()).unwrap().version(), 1);
     }

@@ -76,7 +76,8 @@ mod pb {
 
 /// Event { wall_time = 1, step = 2, file_version = 3, summary = 5 }.
 fn event(step: i64, body: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
-    let wall = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+    let wall =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
     let mut e = Vec::new();
     pb::double(&mut e, 1, wall);
     pb::int(&mut e, 2, step);
@@ -141,7 +142,9 @@ impl TensorBoardLogger {
     pub fn new(dir: &Path, version: u64) -> Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "localhost".into());
+        let host = std::fs::read_to_string("/etc/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "localhost".into());
         let path = dir.join(format!("events.out.tfevents.{secs}.{host}.{}.0", std::process::id()));
         let file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
         let mut l = TensorBoardLogger { dir: dir.to_path_buf(), version, file, path };

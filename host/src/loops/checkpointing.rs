@@ -48,7 +48,9 @@ pub fn save(st: &mut LoopState<'_>, epoch: u64, pos: LoopPosition) -> Result<()>
     for p in &plan.paths {
         // A save that fails, or whose file would not load, ends the run before any older
         // checkpoint is removed.
-        checkpoint::save(p, &ckpt).and_then(|()| checkpoint::verify(p)).with_context(|| format!("ModelCheckpoint could not save {}", p.display()))?;
+        checkpoint::save(p, &ckpt)
+            .and_then(|()| checkpoint::verify(p))
+            .with_context(|| format!("ModelCheckpoint could not save {}", p.display()))?;
         mc.wrote(p);
     }
     for p in &plan.remove {

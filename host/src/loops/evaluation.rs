@@ -64,7 +64,13 @@ fn hooks_for(stage: Stage) -> StageHooks {
 
 /// Runs `stage` over the first `batches` batches of `loader`. `after_training`: a validation
 /// run inside fit after training batches (Lightning zeroes the grads first).
-pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, stage: Stage, batches: usize, after_training: bool) -> Result<EvalMetrics> {
+pub fn run(
+    st: &mut LoopState<'_>,
+    loader: &DataLoader,
+    stage: Stage,
+    batches: usize,
+    after_training: bool,
+) -> Result<EvalMetrics> {
     let _grad_off = crate::engine::torch_ext::eval_guard(st.cfg.inference_mode);
     let h = hooks_for(stage);
     let (was_training, was_stage) = (st.ctx.training, st.ctx.stage);

@@ -39,21 +39,41 @@ impl DataLoader {
             let n = c.size()[0];
             match len {
                 None => len = Some(n),
-                Some(l) if l != n => bail!("{source}: the {name} dataset's columns differ in length along dim 0 ({l} vs {n} in column {i})"),
+                Some(l) if l != n => bail!(
+                    "{source}: the {name} dataset's columns differ in length along dim 0 ({l} vs {n} in column {i})"
+                ),
                 _ => {}
             }
         }
         let len = len.unwrap_or(0);
         let sampler = spec.sampler.unwrap_or(if spec.shuffle { Sampler::Random } else { Sampler::Sequential });
         sampler.validate(len).map_err(|e| anyhow::anyhow!("{source}: the {name} dataset: {e}"))?;
-        Ok(DataLoader { split, stream: None, columns: spec.columns, len, batch_size: spec.batch_size as i64, sampler, drop_last: spec.drop_last, prefetch: 0 })
+        Ok(DataLoader {
+            split,
+            stream: None,
+            columns: spec.columns,
+            len,
+            batch_size: spec.batch_size as i64,
+            sampler,
+            drop_last: spec.drop_last,
+            prefetch: 0,
+        })
     }
 
     /// A loader over a streaming source.
     pub fn streaming(spec: StreamSpec, split: Split, source: &str) -> Result<Self> {
         let stream = StreamLoader::new(spec, split, source)?;
         let len = stream.num_batches() as i64;
-        Ok(DataLoader { split, stream: Some(stream), columns: Vec::new(), len, batch_size: 1, sampler: Sampler::Sequential, drop_last: false, prefetch: 0 })
+        Ok(DataLoader {
+            split,
+            stream: Some(stream),
+            columns: Vec::new(),
+            len,
+            batch_size: 1,
+            sampler: Sampler::Sequential,
+            drop_last: false,
+            prefetch: 0,
+        })
     }
 
     /// DataLoader workers making the batches (streams only).
@@ -99,10 +119,21 @@ impl DataLoader {
     /// A pass of epoch `epoch` starting at batch `start`: in `order` if given (a resumed
     /// epoch: nothing is drawn, the generator was restored past this epoch's draws), else
     /// in a new order from the sampler. For a stream `order` is the pass's base seed.
-    pub fn epoch_from(&self, device: Device, order: Option<Tensor>, start: usize, epoch: u64) -> Result<EpochBatches<'_>> {
+    pub fn epoch_from(
+        &self,
+        device: Device,
+        order: Option<Tensor>,
+        start: usize,
+        epoch: u64,
+    ) -> Result<EpochBatches<'_>> {
         if let Some(st) = &self.stream {
             let pass = st.pass(device, order.as_ref(), start, epoch)?;
-            return Ok(EpochBatches { loader: self, order: Some(pass.seed()), next: start, source: Source::Stream(Box::new(pass)) });
+            return Ok(EpochBatches {
+                loader: self,
+                order: Some(pass.seed()),
+                next: start,
+                source: Source::Stream(Box::new(pass)),
+            });
         }
         let order = match order {
             Some(o) => {
@@ -111,16 +142,31 @@ impl DataLoader {
                 }
                 Some(o)
             }
-            None if start == 0 => self.sampler.pass(self.len, epoch).map_err(|e| anyhow::anyhow!("sampling the {} data: {e}", self.split.name()))?,
-            None if self.sampler.is_random() => bail!("resuming the {} data mid-pass needs the saved order of its random sampler", self.split.name()),
+            None if start == 0 => self
+                .sampler
+                .pass(self.len, epoch)
+                .map_err(|e| anyhow::anyhow!("sampling the {} data: {e}", self.split.name()))?,
+            None if self.sampler.is_random() => {
+                bail!("resuming the {} data mid-pass needs the saved order of its random sampler", self.split.name())
+            }
             None => match &self.sampler {
                 Sampler::Sequential => None,
                 s => s.pass(self.len, epoch)?,
             },
         };
-        let plan = BatchPlan { columns: self.columns.iter().map(Tensor::shallow_clone).collect(), order: order.as_ref().map(Tensor::shallow_clone), batch_size: self.batch_size, samples: self.samples(), device };
+        let plan = BatchPlan {
+            columns: self.columns.iter().map(Tensor::shallow_clone).collect(),
+            order: order.as_ref().map(Tensor::shallow_clone),
+            batch_size: self.batch_size,
+            samples: self.samples(),
+            device,
+        };
         let end = self.num_batches();
-        let source = if self.prefetch > 0 && end > start + 1 { Source::Ahead(super::prefetch::Prefetcher::start(plan, start, end, self.prefetch)) } else { Source::Inline(plan) };
+        let source = if self.prefetch > 0 && end > start + 1 {
+            Source::Ahead(super::prefetch::Prefetcher::start(plan, start, end, self.prefetch))
+        } else {
+            Source::Inline(plan)
+        };
         Ok(EpochBatches { loader: self, order, next: start, source })
     }
 
@@ -225,7 +271,10 @@ mod tests {
 
     fn spec(n: i64, bs: usize, drop_last: bool) -> DatasetSpec {
         DatasetSpec {
-            columns: vec![Tensor::arange(n, (Kind::Int64, Device::Cpu)), Tensor::zeros([n, 2], (Kind::Float, Device::Cpu))],
+            columns: vec![
+                Tensor::arange(n, (Kind::Int64, Device::Cpu)),
+                Tensor::zeros([n, 2], (Kind::Float, Device::Cpu)),
+            ],
             batch_size: bs,
             shuffle: false,
             drop_last,
@@ -250,10 +299,12 @@ mod tests {
         s.shuffle = true;
         let mut dl = DataLoader::new(s, Split::Train, "t").unwrap();
         tch::manual_seed(5);
-        let inline: Vec<Vec<i64>> = dl.epoch(Device::Cpu).unwrap().map(|b| Vec::<i64>::try_from(&b.unwrap()[0]).unwrap()).collect();
+        let inline: Vec<Vec<i64>> =
+            dl.epoch(Device::Cpu).unwrap().map(|b| Vec::<i64>::try_from(&b.unwrap()[0]).unwrap()).collect();
         dl.set_prefetch(3);
         tch::manual_seed(5);
-        let ahead: Vec<Vec<i64>> = dl.epoch(Device::Cpu).unwrap().map(|b| Vec::<i64>::try_from(&b.unwrap()[0]).unwrap()).collect();
+        let ahead: Vec<Vec<i64>> =
+            dl.epoch(Device::Cpu).unwrap().map(|b| Vec::<i64>::try_from(&b.unwrap()[0]).unwrap()).collect();
         assert_eq!(inline, ahead);
         // Stopping early (a break in the loop) ends the thread.
         tch::manual_seed(5);
@@ -264,7 +315,10 @@ mod tests {
     #[test]
     fn refuses_ragged_columns() {
         let s = DatasetSpec {
-            columns: vec![Tensor::zeros([3], (Kind::Float, Device::Cpu)), Tensor::zeros([4], (Kind::Float, Device::Cpu))],
+            columns: vec![
+                Tensor::zeros([3], (Kind::Float, Device::Cpu)),
+                Tensor::zeros([4], (Kind::Float, Device::Cpu)),
+            ],
             batch_size: 2,
             shuffle: false,
             drop_last: false,
@@ -280,7 +334,8 @@ mod tests {
         let mut s = spec(9, 4, false);
         s.shuffle = true;
         let dl = DataLoader::new(s, Split::Train, "t").unwrap();
-        let mut seen: Vec<i64> = dl.epoch(Device::Cpu).unwrap().flat_map(|b| Vec::<i64>::try_from(&b.unwrap()[0]).unwrap()).collect();
+        let mut seen: Vec<i64> =
+            dl.epoch(Device::Cpu).unwrap().flat_map(|b| Vec::<i64>::try_from(&b.unwrap()[0]).unwrap()).collect();
         seen.sort();
         assert_eq!(seen, (0..9).collect::<Vec<_>>());
     }

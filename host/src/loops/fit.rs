@@ -63,7 +63,10 @@ pub fn run(st: &mut LoopState<'_>, train: &DataLoader, val: Option<&DataLoader>)
         st.ctx.current_epoch += 1;
         outcome.epochs += 1;
         let finished = st.ctx.current_epoch - 1;
-        let on_epoch_end = st.checkpoint.as_ref().is_some_and(|c| c.saves_on_train_epoch_end(st.limits.epoch_end_validation()) && (finished + 1) % c.cfg.every_n_epochs.max(1) == 0);
+        let on_epoch_end = st.checkpoint.as_ref().is_some_and(|c| {
+            c.saves_on_train_epoch_end(st.limits.epoch_end_validation())
+                && (finished + 1) % c.cfg.every_n_epochs.max(1) == 0
+        });
         if on_epoch_end {
             let pos = checkpointing::position(st, 0, false);
             checkpointing::save(st, finished, pos)?;

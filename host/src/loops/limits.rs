@@ -40,7 +40,11 @@ impl LoopLimits {
     pub fn for_fit(cfg: &TrainerConfig, train_len: usize, val_len: Option<usize>) -> Result<Self> {
         let overfit = !cfg.overfit_batches.is_zero();
         let dev = fast_dev(cfg);
-        let (train_limit, val_limit) = if overfit { (cfg.overfit_batches, cfg.overfit_batches) } else { (cfg.limit_train_batches, cfg.limit_val_batches) };
+        let (train_limit, val_limit) = if overfit {
+            (cfg.overfit_batches, cfg.overfit_batches)
+        } else {
+            (cfg.limit_train_batches, cfg.limit_val_batches)
+        };
         let train_batches = match dev {
             Some(n) => train_len.min(n),
             None => train_limit.apply(train_len, "limit_train_batches")?,
@@ -50,7 +54,11 @@ impl LoopLimits {
             (Some(v), Some(n)) => v.min(n),
             (Some(v), None) => val_limit.apply(v, "limit_val_batches")?,
         };
-        let (interval, every) = if dev.is_some() { (Limit::Fraction(1.0), Some(1)) } else { (cfg.val_check_interval, cfg.check_val_every_n_epoch.epochs()?) };
+        let (interval, every) = if dev.is_some() {
+            (Limit::Fraction(1.0), Some(1))
+        } else {
+            (cfg.val_check_interval, cfg.check_val_every_n_epoch.epochs()?)
+        };
         let val_check_batch = match interval {
             Limit::Fraction(f) => ((train_batches as f64 * f) as usize).max(1),
             Limit::Batches(k) => {
@@ -138,6 +146,9 @@ mod tests {
     fn fast_dev_run_limits_everything() {
         let cfg = TrainerConfig { fast_dev_run: FastDevRun::Batches(3), ..TrainerConfig::default() };
         let l = LoopLimits::for_fit(&cfg, 10, Some(10)).unwrap();
-        assert_eq!((l.train_batches, l.val_batches, l.sanity_steps, l.max_steps, l.max_epochs, l.logger), (3, 3, 0, Some(3), Some(1), false));
+        assert_eq!(
+            (l.train_batches, l.val_batches, l.sanity_steps, l.max_steps, l.max_epochs, l.logger),
+            (3, 3, 0, Some(3), Some(1), false)
+        );
     }
 }

@@ -11,7 +11,12 @@ use crate::loops::state::LoopState;
 
 /// Runs `predict_step` over `batches` batches, handing each prediction to `sink` as it
 /// comes (the loop keeps none).
-pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, batches: usize, sink: &mut dyn FnMut(Tensor) -> Result<()>) -> Result<()> {
+pub fn run(
+    st: &mut LoopState<'_>,
+    loader: &DataLoader,
+    batches: usize,
+    sink: &mut dyn FnMut(Tensor) -> Result<()>,
+) -> Result<()> {
     let _grad_off = crate::engine::torch_ext::eval_guard(st.cfg.inference_mode);
     st.ctx.stage = Stage::Predict;
     st.ctx.training = false;

@@ -39,20 +39,28 @@ impl PredictionWriter {
     /// A writer whose file will go in `dir`.
     pub fn new(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let data = crate::loggers::temp_file_in(dir).with_context(|| format!("creating a temp file in {}", dir.display()))?;
+        let data =
+            crate::loggers::temp_file_in(dir).with_context(|| format!("creating a temp file in {}", dir.display()))?;
         Ok(PredictionWriter { dir: dir.to_path_buf(), data, header: Map::new(), offset: 0, count: 0 })
     }
 
     /// Appends the next batch's prediction (`batch_<i>`).
     pub fn push(&mut self, t: &Tensor) -> Result<()> {
         let i = self.count;
-        let cpu = t.f_detach().and_then(|t| t.f_to_device(Device::Cpu)).and_then(|t| t.f_contiguous()).map_err(|e| anyhow!("prediction {i}: {e}"))?;
+        let cpu = t
+            .f_detach()
+            .and_then(|t| t.f_to_device(Device::Cpu))
+            .and_then(|t| t.f_contiguous())
+            .map_err(|e| anyhow!("prediction {i}: {e}"))?;
         let n = cpu.numel();
         let mut bytes = vec![0u8; n * cpu.kind().elt_size_in_bytes()];
         cpu.f_copy_data_u8(&mut bytes, n).map_err(|e| anyhow!("prediction {i}: {e}"))?;
         self.data.write_all(&bytes).context("writing predictions")?;
         let end = self.offset + bytes.len() as u64;
-        self.header.insert(format!("batch_{i}"), json!({"dtype": dtype_name(cpu.kind())?, "shape": cpu.size(), "data_offsets": [self.offset, end]}));
+        self.header.insert(
+            format!("batch_{i}"),
+            json!({"dtype": dtype_name(cpu.kind())?, "shape": cpu.size(), "data_offsets": [self.offset, end]}),
+        );
         self.offset = end;
         self.count += 1;
         Ok(())

@@ -42,7 +42,10 @@ impl Sampler {
                     bail!("WeightedRandomSampler: num_samples must be positive");
                 }
                 if !replacement && *num_samples > weights.iter().filter(|w| **w > 0.0).count() as i64 {
-                    bail!("WeightedRandomSampler: {num_samples} samples without replacement from {} non-zero weights", weights.iter().filter(|w| **w > 0.0).count());
+                    bail!(
+                        "WeightedRandomSampler: {num_samples} samples without replacement from {} non-zero weights",
+                        weights.iter().filter(|w| **w > 0.0).count()
+                    );
                 }
             }
             Sampler::Distributed { num_replicas, rank, .. } => {
@@ -88,7 +91,11 @@ impl Sampler {
                 Some(w.f_multinomial(*num_samples, *replacement)?.f_to_kind(Kind::Int64)?)
             }
             Sampler::Distributed { num_replicas, rank, shuffle, seed, drop_last } => {
-                let mut idx: Vec<i64> = if *shuffle { torch_ext::randperm_seeded(n, seed + epoch as i64).map_err(anyhow::Error::msg)? } else { (0..n).collect() };
+                let mut idx: Vec<i64> = if *shuffle {
+                    torch_ext::randperm_seeded(n, seed + epoch as i64).map_err(anyhow::Error::msg)?
+                } else {
+                    (0..n).collect()
+                };
                 let per = self.len(n);
                 let total = per * num_replicas;
                 if !drop_last {
@@ -123,6 +130,8 @@ mod tests {
         let s = Sampler::Distributed { num_replicas: 4, rank: 3, shuffle: false, seed: 0, drop_last: true };
         assert_eq!(s.len(10), 2);
         assert_eq!(Vec::<i64>::try_from(s.pass(10, 0).unwrap().unwrap()).unwrap(), vec![3, 7]);
-        assert!(Sampler::Distributed { num_replicas: 2, rank: 2, shuffle: false, seed: 0, drop_last: false }.validate(4).is_err());
+        assert!(Sampler::Distributed { num_replicas: 2, rank: 2, shuffle: false, seed: 0, drop_last: false }
+            .validate(4)
+            .is_err());
     }
 }

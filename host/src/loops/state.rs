@@ -92,7 +92,13 @@ impl LoopState<'_> {
             let step = crate::connectors::logger::read(&self.train_results.step_metrics(), |_| true);
             self.callback_metrics.extend(step);
         }
-        tracing::trace!(hook = hook.name(), ?batch_idx, epoch = self.ctx.current_epoch, step = self.ctx.global_step, "hook");
+        tracing::trace!(
+            hook = hook.name(),
+            ?batch_idx,
+            epoch = self.ctx.current_epoch,
+            step = self.ctx.global_step,
+            "hook"
+        );
         self.timer.on_hook(hook, self.ctx.stage);
         if hook.owner() != Owner::Module && !self.callbacks.is_empty() {
             self.run_callbacks(hook, batch_idx)?;
@@ -139,7 +145,9 @@ impl LoopState<'_> {
         let mut actions = Vec::new();
         for cb in &mut self.callbacks {
             let name = cb.name().to_string();
-            let action = cb.on_hook(hook, &info).map_err(|e| anyhow::anyhow!("callback `{name}`, hook `{}`: {e:#}", hook.name()))?;
+            let action = cb
+                .on_hook(hook, &info)
+                .map_err(|e| anyhow::anyhow!("callback `{name}`, hook `{}`: {e:#}", hook.name()))?;
             actions.push((name, action));
         }
         for (name, action) in actions {
@@ -168,8 +176,17 @@ impl LoopState<'_> {
             }
             let previous = self.ctx.current_hook.replace(hook);
             for (k, v) in action.logs {
-                let t = tch::Tensor::f_from_slice(&[v as f32]).and_then(|t| t.f_reshape([])).map_err(|e| anyhow::anyhow!("callback `{name}`: {e}"))?;
-                let opts = crate::context::LogOptions { prog_bar: false, logger: true, on_step: None, on_epoch: None, reduce_fx: crate::context::ReduceFx::Mean, batch_size: None };
+                let t = tch::Tensor::f_from_slice(&[v as f32])
+                    .and_then(|t| t.f_reshape([]))
+                    .map_err(|e| anyhow::anyhow!("callback `{name}`: {e}"))?;
+                let opts = crate::context::LogOptions {
+                    prog_bar: false,
+                    logger: true,
+                    on_step: None,
+                    on_epoch: None,
+                    reduce_fx: crate::context::ReduceFx::Mean,
+                    batch_size: None,
+                };
                 self.ctx.log(&k, t, opts).map_err(|e| anyhow::anyhow!("callback `{name}`: {e}"))?;
             }
             self.ctx.current_hook = previous;

@@ -37,13 +37,26 @@ pub struct StreamLoader {
 impl StreamLoader {
     pub fn new(spec: StreamSpec, split: Split, source: &str) -> Result<StreamLoader> {
         if spec.num_workers > 0 && spec.workers.is_none() {
-            bail!("{source}: the {} stream asks for {} workers but this DataModule cannot make worker instances", split.name(), spec.num_workers);
+            bail!(
+                "{source}: the {} stream asks for {} workers but this DataModule cannot make worker instances",
+                split.name(),
+                spec.num_workers
+            );
         }
         if spec.num_workers > 64 {
             bail!("{source}: the {} stream asks for {} workers; at most 64", split.name(), spec.num_workers);
         }
-        let num_batches = usize::try_from(spec.num_batches).map_err(|_| anyhow!("{source}: the {} stream declares {} batches", split.name(), spec.num_batches))?;
-        Ok(StreamLoader { split, num_batches, num_workers: spec.num_workers, main: RefCell::new(spec.main), factory: spec.workers, pool: RefCell::new(None), source: source.to_string() })
+        let num_batches = usize::try_from(spec.num_batches)
+            .map_err(|_| anyhow!("{source}: the {} stream declares {} batches", split.name(), spec.num_batches))?;
+        Ok(StreamLoader {
+            split,
+            num_batches,
+            num_workers: spec.num_workers,
+            main: RefCell::new(spec.main),
+            factory: spec.workers,
+            pool: RefCell::new(None),
+            source: source.to_string(),
+        })
     }
 
     pub fn num_batches(&self) -> usize {
@@ -60,7 +73,8 @@ impl StreamLoader {
         let name = self.split.name();
         let base = match seed {
             Some(t) => {
-                let v = Vec::<i64>::try_from(t).map_err(|e| anyhow!("the saved base seed of the {name} stream: {e}"))?;
+                let v =
+                    Vec::<i64>::try_from(t).map_err(|e| anyhow!("the saved base seed of the {name} stream: {e}"))?;
                 match v.as_slice() {
                     [s] => *s,
                     _ => bail!("the saved base seed of the {name} stream has {} values, not 1", v.len()),
@@ -136,7 +150,12 @@ impl StreamPass<'_> {
             Feed::Workers { receivers, next } => next_from_workers(receivers, next)?,
         };
         let Some(batch) = got else {
-            bail!("{}: the {} stream ended after {i} batches, but declares {} per pass (num-batches)", l.source, l.split.name(), l.num_batches);
+            bail!(
+                "{}: the {} stream ended after {i} batches, but declares {} per pass (num-batches)",
+                l.source,
+                l.split.name(),
+                l.num_batches
+            );
         };
         if batch.is_empty() {
             bail!("{}: batch {i} of the {} stream has no tensors", l.source, l.split.name());
@@ -217,7 +236,8 @@ mod tests {
 
     fn loader(workers: u32, batches: u64, fail_at: Option<i64>) -> StreamLoader {
         let main = Box::new(Counting { id: 0, made: 0, left: 0, seed: 0, fail_at: None });
-        let spec = StreamSpec { num_batches: batches, num_workers: workers, main, workers: Some(Arc::new(Factory(fail_at))) };
+        let spec =
+            StreamSpec { num_batches: batches, num_workers: workers, main, workers: Some(Arc::new(Factory(fail_at))) };
         StreamLoader::new(spec, Split::Train, "test").expect("a loader")
     }
 
@@ -232,7 +252,10 @@ mod tests {
         let seed = Tensor::from_slice(&[1000i64]);
         let mut p = l.pass(Device::Cpu, Some(&seed), 0, 0).expect("a pass");
         let got = take(&mut p, 6);
-        assert_eq!(got, vec![vec![0, 1000], vec![100, 1001], vec![200, 1002], vec![101, 1001], vec![201, 1002], vec![202, 1002]]);
+        assert_eq!(
+            got,
+            vec![vec![0, 1000], vec![100, 1001], vec![200, 1002], vec![101, 1001], vec![201, 1002], vec![202, 1002]]
+        );
         let err = p.next_batch().err().expect("past the end").to_string();
         assert!(err.contains("ended after 6 batches"), "{err}");
         drop(p);
@@ -266,7 +289,17 @@ mod tests {
         take(&mut p, 2);
         let err = format!("{:#}", p.next_batch().err().expect("worker 1 fails"));
         assert!(err.contains("DataLoader worker 1") && err.contains("shard 1 is unreadable"), "{err}");
-        assert!(StreamLoader::new(StreamSpec { num_batches: 1, num_workers: 2, main: Box::new(Counting { id: 0, made: 0, left: 0, seed: 0, fail_at: None }), workers: None }, Split::Val, "p").is_err());
+        assert!(StreamLoader::new(
+            StreamSpec {
+                num_batches: 1,
+                num_workers: 2,
+                main: Box::new(Counting { id: 0, made: 0, left: 0, seed: 0, fail_at: None }),
+                workers: None
+            },
+            Split::Val,
+            "p"
+        )
+        .is_err());
     }
 
     struct Scalar;
@@ -282,7 +315,12 @@ mod tests {
 
     #[test]
     fn a_scalar_in_a_batch_is_refused() {
-        let l = StreamLoader::new(StreamSpec { num_batches: 1, num_workers: 0, main: Box::new(Scalar), workers: None }, Split::Train, "plugin `p`").expect("a loader");
+        let l = StreamLoader::new(
+            StreamSpec { num_batches: 1, num_workers: 0, main: Box::new(Scalar), workers: None },
+            Split::Train,
+            "plugin `p`",
+        )
+        .expect("a loader");
         let err = l.pass(Device::Cpu, None, 0, 0).expect("a pass").next_batch().err().expect("refused").to_string();
         assert!(err.contains("plugin `p`") && err.contains("is a scalar"), "{err}");
     }

@@ -199,7 +199,10 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: Option<&DataLoader>
             st.ctx.stage = Stage::Fit;
             st.ctx.training = true;
             st.early_stopping_check(false)?;
-            let on_val_end = st.checkpoint.as_ref().is_some_and(|c| !c.saves_on_train_epoch_end(st.limits.epoch_end_validation()) && (st.ctx.current_epoch + 1) % c.cfg.every_n_epochs.max(1) == 0);
+            let on_val_end = st.checkpoint.as_ref().is_some_and(|c| {
+                !c.saves_on_train_epoch_end(st.limits.epoch_end_validation())
+                    && (st.ctx.current_epoch + 1) % c.cfg.every_n_epochs.max(1) == 0
+            });
             if on_val_end {
                 let mut pos = checkpointing::position(st, idx + 1, false);
                 pos.batches_that_stepped += stepped;

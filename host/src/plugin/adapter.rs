@@ -15,12 +15,12 @@ use wasmtime::Store;
 use wasmtime_wasi::FsPerms;
 
 use crate::context::{RunContext, Stage};
-use crate::plugin::convert;
 use crate::error::PluginError;
 use crate::hooks::Hook;
 use crate::module::{Module, Optimization};
 use crate::plugin::bindings::data_module;
 use crate::plugin::bindings::lightning_module;
+use crate::plugin::convert;
 use crate::plugin::failure::describe;
 use crate::plugin::host::trainer::stage_out;
 use crate::plugin::runtime::Runtime;
@@ -59,7 +59,8 @@ pub struct WasmPlugin {
 
 /// Reads, compiles and instantiates a plugin component.
 pub fn load(runtime: &Arc<Runtime>, path: &Path, opts: &PluginOptions) -> Result<WasmPlugin> {
-    let mut dirs: Vec<(PathBuf, &str, FsPerms)> = opts.data_dir.iter().map(|d| (d.clone(), "/data", FsPerms::ReadOnly)).collect();
+    let mut dirs: Vec<(PathBuf, &str, FsPerms)> =
+        opts.data_dir.iter().map(|d| (d.clone(), "/data", FsPerms::ReadOnly)).collect();
     if let Some(root) = &opts.output_root {
         // A plain name only: a file named `...wasm` must not make `/output` the root itself.
         let stem = path.file_stem().and_then(crate::run_dir::plain_name).unwrap_or("plugin");
@@ -89,8 +90,23 @@ pub(crate) fn instantiate(runtime: &Arc<Runtime>, admitted: &Arc<Admitted>, shar
         Some(i) => Some(i.load(&mut store, &instance).map_err(|e| anyhow!("plugin `{name}`: {e}"))?),
         None => None,
     };
-    let inner = Inner { name: name.clone(), store, module, data, deadline_ticks: admitted.deadline_ticks, poisoned: false, data_dir: admitted.data_dir.clone(), setup_args: None, data_state: None };
-    Ok(WasmPlugin { inner: Rc::new(RefCell::new(inner)), name, sha256: admitted.sha256.clone(), origin: Some((Arc::clone(runtime), Arc::clone(admitted))) })
+    let inner = Inner {
+        name: name.clone(),
+        store,
+        module,
+        data,
+        deadline_ticks: admitted.deadline_ticks,
+        poisoned: false,
+        data_dir: admitted.data_dir.clone(),
+        setup_args: None,
+        data_state: None,
+    };
+    Ok(WasmPlugin {
+        inner: Rc::new(RefCell::new(inner)),
+        name,
+        sha256: admitted.sha256.clone(),
+        origin: Some((Arc::clone(runtime), Arc::clone(admitted))),
+    })
 }
 
 impl WasmPlugin {
@@ -132,7 +148,13 @@ impl WasmPlugin {
     ) -> Result<T, PluginError> {
         let mut inner = self.inner.borrow_mut();
         if inner.poisoned {
-            return Err(PluginError { plugin: self.name.clone(), hook: hook.into(), op: None, detail: "the plugin already failed in an earlier hook".into(), backtrace: None });
+            return Err(PluginError {
+                plugin: self.name.clone(),
+                hook: hook.into(),
+                op: None,
+                detail: "the plugin already failed in an earlier hook".into(),
+                backtrace: None,
+            });
         }
         let ticks = inner.deadline_ticks;
         crate::plugin::sandbox::arm(&mut inner.store, ticks);
@@ -152,7 +174,13 @@ impl WasmPlugin {
                 *ctx = std::mem::take(&mut inner.store.data_mut().ctx);
                 std::mem::swap(&mut ctx.data_dir, &mut inner.data_dir);
                 inner.poisoned = true;
-                return Err(PluginError { plugin: self.name.clone(), hook: hook.into(), op: caught.op, detail: caught.message, backtrace: None });
+                return Err(PluginError {
+                    plugin: self.name.clone(),
+                    hook: hook.into(),
+                    op: caught.op,
+                    detail: caught.message,
+                    backtrace: None,
+                });
             }
         };
         *ctx = std::mem::take(&mut inner.store.data_mut().ctx);
@@ -164,12 +192,21 @@ impl WasmPlugin {
     }
 
     pub(super) fn err(&self, hook: &str, op: Option<&str>, detail: String) -> anyhow::Error {
-        anyhow::Error::new(PluginError { plugin: self.name.clone(), hook: hook.into(), op: op.map(Into::into), detail, backtrace: None })
+        anyhow::Error::new(PluginError {
+            plugin: self.name.clone(),
+            hook: hook.into(),
+            op: op.map(Into::into),
+            detail,
+            backtrace: None,
+        })
     }
 
     /// Moves batch tensors into the store as guest-owned handles.
     fn lend_batch(inner: &mut Inner, batch: &[Tensor]) -> wasmtime::Result<Vec<Resource<Tensor>>> {
-        batch.iter().map(|t| inner.store.data_mut().push(t.shallow_clone(), "batch").map_err(|e| wasmtime::format_err!("{e}"))).collect()
+        batch
+            .iter()
+            .map(|t| inner.store.data_mut().push(t.shallow_clone(), "batch").map_err(|e| wasmtime::format_err!("{e}")))
+            .collect()
     }
 
     pub(super) fn take_tensor(inner: &mut Inner, r: Resource<Tensor>) -> wasmtime::Result<Tensor> {
@@ -214,7 +251,8 @@ impl Module for WasmPlugin {
             let g = Self::module_guest(inner)?.clone();
             g.call_configure(&mut inner.store, &text)
         })?;
-        let effective = out.map_err(|msg| self.err("configure", None, format!("the plugin refused its hyper-parameters: {msg}")))?;
+        let effective =
+            out.map_err(|msg| self.err("configure", None, format!("the plugin refused its hyper-parameters: {msg}")))?;
         serde_json::from_str(&effective)
             .map_err(|e| self.err("configure", None, format!("returned hyper-parameters that are not valid JSON: {e}")))
     }
@@ -291,7 +329,11 @@ impl WasmPlugin {
             let g = Self::module_guest(inner)?.clone();
             g.call_implemented_hooks(&mut inner.store)
         })?;
-        Ok(convert::MODULE_HOOKS.iter().copied().filter(|h| convert::hook_out(*h).is_some_and(|w| list.contains(&w))).collect())
+        Ok(convert::MODULE_HOOKS
+            .iter()
+            .copied()
+            .filter(|h| convert::hook_out(*h).is_some_and(|w| list.contains(&w)))
+            .collect())
     }
 
     fn module_hook(&mut self, ctx: &mut RunContext, hook: Hook, batch_idx: Option<u64>) -> Result<i32> {

@@ -25,8 +25,8 @@ wasmtime::component::bindgen!({
     },
 });
 
-pub use exports::lt::plugin::data_module;
 pub use exports::lt::plugin::callback;
-pub use exports::lt::plugin::logger;
+pub use exports::lt::plugin::data_module;
 pub use exports::lt::plugin::lightning_module;
+pub use exports::lt::plugin::logger;
 pub use lt::plugin::{log, nn, optimization, tensor, trainer, types};

@@ -55,7 +55,10 @@ impl ComponentCache {
         } else {
             PathBuf::from(std::env::var_os("HOME")?).join(".cache/lthost/components")
         };
-        let max_bytes = std::env::var("LTHOST_CACHE_MAX_MB").ok().and_then(|v| v.parse::<u64>().ok()).map_or(MAX_BYTES, |mb| mb << 20);
+        let max_bytes = std::env::var("LTHOST_CACHE_MAX_MB")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .map_or(MAX_BYTES, |mb| mb << 20);
         Some(ComponentCache { dir, max_bytes })
     }
 
@@ -79,7 +82,8 @@ impl ComponentCache {
         }
         // SAFETY: getuid has no preconditions.
         let uid = unsafe { libc::getuid() };
-        let private = std::fs::symlink_metadata(&self.dir).is_ok_and(|m| m.is_dir() && m.uid() == uid && m.mode() & 0o022 == 0);
+        let private =
+            std::fs::symlink_metadata(&self.dir).is_ok_and(|m| m.is_dir() && m.uid() == uid && m.mode() & 0o022 == 0);
         if !private {
             static WARNED: std::sync::Once = std::sync::Once::new();
             WARNED.call_once(|| eprintln!("warning: component cache {} is not a private directory of this user (owned by it, writable by no one else); compiling without the cache", self.dir.display()));

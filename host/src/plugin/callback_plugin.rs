@@ -11,11 +11,11 @@ use wasmtime::Store;
 
 use crate::callbacks::{Callback, CallbackAction, HookInfo};
 use crate::hooks::Hook;
-use crate::plugin::sandbox::{sandbox, PluginOptions, Sandboxed};
 use crate::plugin::bindings::callback;
 use crate::plugin::failure::describe;
 use crate::plugin::host::trainer::stage_out;
 use crate::plugin::runtime::Runtime;
+use crate::plugin::sandbox::{sandbox, PluginOptions, Sandboxed};
 use crate::plugin::state::PluginState;
 
 pub const CALLBACK_EXPORT: &str = "lt:plugin/callback@0.1.0";
@@ -32,11 +32,13 @@ pub struct WasmCallback {
 
 pub fn load_callback(runtime: &Arc<Runtime>, path: &Path, opts: &PluginOptions) -> Result<WasmCallback> {
     let Sandboxed { name, mut store, pre, deadline_ticks, .. } = sandbox(runtime, path, opts, &[])?;
-    let idx = callback::GuestIndices::new(&pre).map_err(|_| anyhow!("plugin `{name}`: exports no `{CALLBACK_EXPORT}`, so it is not a callback"))?;
+    let idx = callback::GuestIndices::new(&pre)
+        .map_err(|_| anyhow!("plugin `{name}`: exports no `{CALLBACK_EXPORT}`, so it is not a callback"))?;
     let instance = crate::plugin::sandbox::instantiate(&mut store, &pre, &name, deadline_ticks)?;
     let guest = idx.load(&mut store, &instance).map_err(|e| anyhow!("plugin `{name}`: {e}"))?;
     crate::plugin::sandbox::arm(&mut store, deadline_ticks);
-    let hooks = guest.call_hooks(&mut store).map_err(|e| anyhow!("{}", describe(&name, "hooks", e)))?.into_iter().collect();
+    let hooks =
+        guest.call_hooks(&mut store).map_err(|e| anyhow!("{}", describe(&name, "hooks", e)))?.into_iter().collect();
     Ok(WasmCallback { name, store, guest, hooks, deadline_ticks, poisoned: false })
 }
 
@@ -92,15 +94,25 @@ impl Callback for WasmCallback {
         let text = text.map_err(|e| anyhow!("{}", describe(&self.name, "state_dict", e)))?;
         let Some(text) = text else { return Ok(None) };
         if text.len() > crate::checkpoint::MAX_STATE_BYTES {
-            anyhow::bail!("callback plugin `{}`: its state is {} MiB, over the {} MiB a callback state may take", self.name, text.len() >> 20, crate::checkpoint::MAX_STATE_BYTES >> 20);
+            anyhow::bail!(
+                "callback plugin `{}`: its state is {} MiB, over the {} MiB a callback state may take",
+                self.name,
+                text.len() >> 20,
+                crate::checkpoint::MAX_STATE_BYTES >> 20
+            );
         }
-        serde_json::from_str(&text).map(Some).map_err(|e| anyhow!("callback plugin `{}`: its state (state_dict) is not JSON ({e})", self.name))
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| anyhow!("callback plugin `{}`: its state (state_dict) is not JSON ({e})", self.name))
     }
 
     fn load_state(&mut self, state: &Value) -> Result<()> {
         let text = state.to_string();
         crate::plugin::sandbox::arm(&mut self.store, self.deadline_ticks);
-        let out = self.guest.call_load_state(&mut self.store, &text).map_err(|e| anyhow!("{}", describe(&self.name, "load_state_dict", e)))?;
+        let out = self
+            .guest
+            .call_load_state(&mut self.store, &text)
+            .map_err(|e| anyhow!("{}", describe(&self.name, "load_state_dict", e)))?;
         out.map_err(|m| anyhow!("callback plugin `{}` failed in `load_state_dict`: {m}", self.name))
     }
 }

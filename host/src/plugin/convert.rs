@@ -1,6 +1,8 @@
 //! WIT records from `configure-optimizers` → the engine's optimizer and scheduler configs.
 
-use crate::engine::optim::{AdagradConfig, AdamConfig, Algorithm, GroupSpec, OptimizerConfig, RmspropConfig, SgdConfig};
+use crate::engine::optim::{
+    AdagradConfig, AdamConfig, Algorithm, GroupSpec, OptimizerConfig, RmspropConfig, SgdConfig,
+};
 use crate::engine::schedulers::{ChainableKind, OneCycleConfig, PlateauConfig, SchedulerKind};
 use crate::hooks::Hook;
 use crate::loops::optimization::{Interval, SchedulerSpec};
@@ -13,23 +15,57 @@ fn adam(c: &wit::Adam) -> AdamConfig {
 
 fn optimizer(o: &wit::Optimizer) -> OptimizerConfig {
     let algorithm = match &o.algorithm {
-        wit::Algorithm::Sgd(c) => Algorithm::Sgd(SgdConfig { lr: c.lr, momentum: c.momentum, dampening: c.dampening, weight_decay: c.weight_decay, nesterov: c.nesterov }),
+        wit::Algorithm::Sgd(c) => Algorithm::Sgd(SgdConfig {
+            lr: c.lr,
+            momentum: c.momentum,
+            dampening: c.dampening,
+            weight_decay: c.weight_decay,
+            nesterov: c.nesterov,
+        }),
         wit::Algorithm::Adam(c) => Algorithm::Adam(adam(c)),
         wit::Algorithm::Adamw(c) => Algorithm::AdamW(adam(c)),
-        wit::Algorithm::Rmsprop(c) => Algorithm::Rmsprop(RmspropConfig { lr: c.lr, alpha: c.alpha, eps: c.eps, weight_decay: c.weight_decay, momentum: c.momentum, centered: c.centered }),
-        wit::Algorithm::Adagrad(c) => Algorithm::Adagrad(AdagradConfig { lr: c.lr, lr_decay: c.lr_decay, weight_decay: c.weight_decay, initial_accumulator_value: c.initial_accumulator_value, eps: c.eps }),
+        wit::Algorithm::Rmsprop(c) => Algorithm::Rmsprop(RmspropConfig {
+            lr: c.lr,
+            alpha: c.alpha,
+            eps: c.eps,
+            weight_decay: c.weight_decay,
+            momentum: c.momentum,
+            centered: c.centered,
+        }),
+        wit::Algorithm::Adagrad(c) => Algorithm::Adagrad(AdagradConfig {
+            lr: c.lr,
+            lr_decay: c.lr_decay,
+            weight_decay: c.weight_decay,
+            initial_accumulator_value: c.initial_accumulator_value,
+            eps: c.eps,
+        }),
     };
-    let groups = o.groups.iter().map(|g| GroupSpec { params: g.params.clone(), lr: g.lr, weight_decay: g.weight_decay }).collect();
+    let groups = o
+        .groups
+        .iter()
+        .map(|g| GroupSpec { params: g.params.clone(), lr: g.lr, weight_decay: g.weight_decay })
+        .collect();
     OptimizerConfig { algorithm, groups }
 }
 
 fn scheduler(s: &wit::Scheduler) -> SchedulerKind {
     match s {
-        wit::Scheduler::StepLr(c) => SchedulerKind::Chainable(ChainableKind::Step { step_size: c.step_size as i64, gamma: c.gamma }),
-        wit::Scheduler::MultiStepLr(c) => SchedulerKind::Chainable(ChainableKind::MultiStep { milestones: c.milestones.iter().map(|&m| m as i64).collect(), gamma: c.gamma }),
+        wit::Scheduler::StepLr(c) => {
+            SchedulerKind::Chainable(ChainableKind::Step { step_size: c.step_size as i64, gamma: c.gamma })
+        }
+        wit::Scheduler::MultiStepLr(c) => SchedulerKind::Chainable(ChainableKind::MultiStep {
+            milestones: c.milestones.iter().map(|&m| m as i64).collect(),
+            gamma: c.gamma,
+        }),
         wit::Scheduler::ExponentialLr(gamma) => SchedulerKind::Chainable(ChainableKind::Exponential { gamma: *gamma }),
-        wit::Scheduler::CosineAnnealingLr(c) => SchedulerKind::Chainable(ChainableKind::CosineAnnealing { t_max: c.t_max as i64, eta_min: c.eta_min }),
-        wit::Scheduler::LinearLr(c) => SchedulerKind::Chainable(ChainableKind::Linear { start_factor: c.start_factor, end_factor: c.end_factor, total_iters: c.total_iters as i64 }),
+        wit::Scheduler::CosineAnnealingLr(c) => {
+            SchedulerKind::Chainable(ChainableKind::CosineAnnealing { t_max: c.t_max as i64, eta_min: c.eta_min })
+        }
+        wit::Scheduler::LinearLr(c) => SchedulerKind::Chainable(ChainableKind::Linear {
+            start_factor: c.start_factor,
+            end_factor: c.end_factor,
+            total_iters: c.total_iters as i64,
+        }),
         wit::Scheduler::OneCycleLr(c) => SchedulerKind::OneCycle(OneCycleConfig {
             max_lr: c.max_lr,
             total_steps: c.total_steps as i64,
@@ -136,15 +172,47 @@ pub fn hook_out(h: Hook) -> Option<wit::Hook> {
 
 /// All host hooks a module can implement (for mapping the module's list back).
 pub const MODULE_HOOKS: &[Hook] = &[
-    Hook::Setup, Hook::Teardown, Hook::ConfigureModel, Hook::OnFitStart, Hook::OnFitEnd, Hook::OnTrainStart, Hook::OnTrainEnd,
-    Hook::OnTrainEpochStart, Hook::OnTrainEpochEnd, Hook::OnTrainBatchStart, Hook::OnTrainBatchEnd, Hook::OnValidationStart,
-    Hook::OnValidationEnd, Hook::OnValidationEpochStart, Hook::OnValidationEpochEnd, Hook::OnValidationBatchStart,
-    Hook::OnValidationBatchEnd, Hook::OnValidationModelEval, Hook::OnValidationModelTrain, Hook::OnValidationModelZeroGrad,
-    Hook::OnTestStart, Hook::OnTestEnd, Hook::OnTestEpochStart, Hook::OnTestEpochEnd, Hook::OnTestBatchStart, Hook::OnTestBatchEnd,
-    Hook::OnTestModelEval, Hook::OnTestModelTrain, Hook::OnPredictStart, Hook::OnPredictEnd, Hook::OnPredictEpochStart,
-    Hook::OnPredictEpochEnd, Hook::OnPredictBatchStart, Hook::OnPredictBatchEnd, Hook::OnPredictModelEval,
-    Hook::OnBeforeBatchTransfer, Hook::OnAfterBatchTransfer, Hook::OnBeforeZeroGrad, Hook::OnBeforeBackward,
-    Hook::OnAfterBackward, Hook::OnBeforeOptimizerStep,
+    Hook::Setup,
+    Hook::Teardown,
+    Hook::ConfigureModel,
+    Hook::OnFitStart,
+    Hook::OnFitEnd,
+    Hook::OnTrainStart,
+    Hook::OnTrainEnd,
+    Hook::OnTrainEpochStart,
+    Hook::OnTrainEpochEnd,
+    Hook::OnTrainBatchStart,
+    Hook::OnTrainBatchEnd,
+    Hook::OnValidationStart,
+    Hook::OnValidationEnd,
+    Hook::OnValidationEpochStart,
+    Hook::OnValidationEpochEnd,
+    Hook::OnValidationBatchStart,
+    Hook::OnValidationBatchEnd,
+    Hook::OnValidationModelEval,
+    Hook::OnValidationModelTrain,
+    Hook::OnValidationModelZeroGrad,
+    Hook::OnTestStart,
+    Hook::OnTestEnd,
+    Hook::OnTestEpochStart,
+    Hook::OnTestEpochEnd,
+    Hook::OnTestBatchStart,
+    Hook::OnTestBatchEnd,
+    Hook::OnTestModelEval,
+    Hook::OnTestModelTrain,
+    Hook::OnPredictStart,
+    Hook::OnPredictEnd,
+    Hook::OnPredictEpochStart,
+    Hook::OnPredictEpochEnd,
+    Hook::OnPredictBatchStart,
+    Hook::OnPredictBatchEnd,
+    Hook::OnPredictModelEval,
+    Hook::OnBeforeBatchTransfer,
+    Hook::OnAfterBatchTransfer,
+    Hook::OnBeforeZeroGrad,
+    Hook::OnBeforeBackward,
+    Hook::OnAfterBackward,
+    Hook::OnBeforeOptimizerStep,
 ];
 
 /// A dataset's sampler as the host's.
@@ -154,7 +222,17 @@ pub fn sampler(s: &crate::plugin::bindings::data_module::Sampler) -> crate::loop
     match s {
         W::Sequential => Sampler::Sequential,
         W::Random => Sampler::Random,
-        W::Weighted(w) => Sampler::Weighted { weights: w.weights.clone(), num_samples: w.num_samples.min(i64::MAX as u64) as i64, replacement: w.replacement },
-        W::Distributed(d) => Sampler::Distributed { num_replicas: i64::from(d.num_replicas), rank: i64::from(d.rank), shuffle: d.shuffle, seed: d.seed.min(i64::MAX as u64) as i64, drop_last: d.drop_last },
+        W::Weighted(w) => Sampler::Weighted {
+            weights: w.weights.clone(),
+            num_samples: w.num_samples.min(i64::MAX as u64) as i64,
+            replacement: w.replacement,
+        },
+        W::Distributed(d) => Sampler::Distributed {
+            num_replicas: i64::from(d.num_replicas),
+            rank: i64::from(d.rank),
+            shuffle: d.shuffle,
+            seed: d.seed.min(i64::MAX as u64) as i64,
+            drop_last: d.drop_last,
+        },
     }
 }

@@ -13,9 +13,11 @@ use tch::{Device, Tensor};
 
 use crate::context::{RunContext, Stage};
 use crate::engine::torch_ext::Generator;
-use crate::module::{BatchSource, DataModule, Module, DatasetSpec, Split, StreamSpec, WorkerFactory, WorkerInfo};
+use crate::module::{BatchSource, DataModule, DatasetSpec, Module, Split, StreamSpec, WorkerFactory, WorkerInfo};
 use crate::plugin::adapter::{instantiate, WasmPlugin};
-use crate::plugin::bindings::data_module::{Split as WitSplit, StreamSource as WitStreamSource, WorkerInfo as WitWorkerInfo};
+use crate::plugin::bindings::data_module::{
+    Split as WitSplit, StreamSource as WitStreamSource, WorkerInfo as WitWorkerInfo,
+};
 use crate::plugin::convert;
 use crate::plugin::host::trainer::stage_out;
 use crate::plugin::runtime::Runtime;
@@ -27,7 +29,9 @@ impl WasmPlugin {
         let Some(s) = self.declared_stream(ctx, split)? else { return Ok(None) };
         let workers: Option<Arc<dyn WorkerFactory>> = match (s.num_workers, self.origin(), self.setup_args()) {
             (0, _, _) => None,
-            (n, Some((runtime, admitted)), Some(setup)) => Some(Arc::new(PluginWorkers { runtime, admitted, setup, split, share: n as usize })),
+            (n, Some((runtime, admitted)), Some(setup)) => {
+                Some(Arc::new(PluginWorkers { runtime, admitted, setup, split, share: n as usize }))
+            }
             _ => None,
         };
         let main = Box::new(PluginStream { plugin: self.clone(), split, worker: None, ctx: RunContext::default() });
@@ -66,7 +70,11 @@ impl PluginStream {
 impl BatchSource for PluginStream {
     fn start_pass(&mut self, w: WorkerInfo) -> Result<()> {
         let hook = self.hook("start_pass");
-        let generator = if self.worker.is_some() { Some(Generator::seeded(w.seed).map_err(|e| anyhow!("{hook}: {e}"))?) } else { None };
+        let generator = if self.worker.is_some() {
+            Some(Generator::seeded(w.seed).map_err(|e| anyhow!("{hook}: {e}"))?)
+        } else {
+            None
+        };
         let split = wit_split(self.split);
         let info = WitWorkerInfo { id: w.id, num_workers: w.num_workers, seed: w.seed, epoch: w.epoch };
         let out = self.plugin.call(&mut self.ctx, &hook, Device::Cpu, |inner| {
@@ -116,10 +124,12 @@ impl WorkerFactory for PluginWorkers {
         let mut plugin = instantiate(&self.runtime, &self.admitted, self.share)?;
         // Random ops in the worker's `setup` must not draw from the run's generator (another
         // thread's): the worker's own, seeded with its id, until the first pass reseeds it.
-        plugin.inner_mut().store.data_mut().generator = Some(Generator::seeded(u64::from(id)).map_err(|e| anyhow!("DataLoader worker {id}: {e}"))?);
+        plugin.inner_mut().store.data_mut().generator =
+            Some(Generator::seeded(u64::from(id)).map_err(|e| anyhow!("DataLoader worker {id}: {e}"))?);
         let mut ctx = RunContext::default();
         let (stage, hp, state) = &self.setup;
-        let hparams: serde_json::Value = serde_json::from_str(hp).map_err(|e| anyhow!("DataLoader worker {id}: hyper-parameters: {e}"))?;
+        let hparams: serde_json::Value =
+            serde_json::from_str(hp).map_err(|e| anyhow!("DataLoader worker {id}: hyper-parameters: {e}"))?;
         let mut ready = || -> Result<()> {
             DataModule::setup(&mut plugin, &mut ctx, *stage, &hparams)?;
             if let Some(s) = state {
@@ -184,7 +194,13 @@ impl DataModule for WasmPlugin {
                 columns.push(WasmPlugin::take_tensor(inner, c)?);
             }
             let sampler = ds.sampler.as_ref().map(convert::sampler);
-            Ok(Some(DatasetSpec { columns, batch_size: ds.batch_size as usize, shuffle: ds.shuffle, drop_last: ds.drop_last, sampler }))
+            Ok(Some(DatasetSpec {
+                columns,
+                batch_size: ds.batch_size as usize,
+                shuffle: ds.shuffle,
+                drop_last: ds.drop_last,
+                sampler,
+            }))
         })?;
         Ok(spec)
     }

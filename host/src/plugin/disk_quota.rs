@@ -34,7 +34,12 @@ pub struct DiskQuota {
 
 impl DiskQuota {
     pub fn new(plugin: &str, limit: u64) -> Arc<DiskQuota> {
-        Arc::new(DiskQuota { plugin: plugin.to_string(), limit, written: AtomicU64::new(0), warned: AtomicBool::new(false) })
+        Arc::new(DiskQuota {
+            plugin: plugin.to_string(),
+            limit,
+            written: AtomicU64::new(0),
+            warned: AtomicBool::new(false),
+        })
     }
 
     pub fn written(&self) -> u64 {
@@ -53,7 +58,6 @@ impl DiskQuota {
         }
         false
     }
-
 }
 
 /// A file's output stream, charged to the plugin's quota.
@@ -63,7 +67,11 @@ struct Charged {
 }
 
 fn over(quota: &DiskQuota) -> StreamError {
-    StreamError::LastOperationFailed(wasmtime::format_err!("plugin `{}` reached its disk quota of {} MiB", quota.plugin, quota.limit >> 20))
+    StreamError::LastOperationFailed(wasmtime::format_err!(
+        "plugin `{}` reached its disk quota of {} MiB",
+        quota.plugin,
+        quota.limit >> 20
+    ))
 }
 
 #[wasmtime_wasi::async_trait]
@@ -107,7 +115,10 @@ impl OutputStream for Charged {
 type Opened = wasmtime::Result<(Result<Resource<DynOutputStream>, ErrorCode>,)>;
 
 /// Wraps a stream wasmtime-wasi opened (or converts its error) for the guest.
-fn charge_stream(mut store: StoreContextMut<'_, PluginState>, opened: wasmtime_wasi::p2::FsResult<Resource<DynOutputStream>>) -> Opened {
+fn charge_stream(
+    mut store: StoreContextMut<'_, PluginState>,
+    opened: wasmtime_wasi::p2::FsResult<Resource<DynOutputStream>>,
+) -> Opened {
     let state = store.data_mut();
     match opened {
         Ok(r) => {
@@ -124,36 +135,48 @@ fn charge_stream(mut store: StoreContextMut<'_, PluginState>, opened: wasmtime_w
 pub fn add_to_linker(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
     linker.allow_shadowing(true);
     let mut types = linker.instance(FILESYSTEM_TYPES)?;
-    types.func_wrap("[method]descriptor.write", |mut store: StoreContextMut<'_, PluginState>, (fd, buf, offset): (Resource<Descriptor>, Vec<u8>, u64)| {
-        let state = store.data_mut();
-        if !state.disk.take(buf.len() as u64) {
-            return Ok((Err(ErrorCode::InsufficientSpace),));
-        }
-        match state.filesystem().write(fd, buf, offset) {
-            Ok(n) => Ok((Ok(n),)),
-            Err(e) => Ok((Err(fs::Host::convert_error_code(&mut state.filesystem(), e)?),)),
-        }
-    })?;
-    types.func_wrap("[method]descriptor.write-via-stream", |mut store: StoreContextMut<'_, PluginState>, (fd, offset): (Resource<Descriptor>, u64)| {
-        let opened = store.data_mut().filesystem().write_via_stream(fd, offset);
-        charge_stream(store, opened)
-    })?;
-    types.func_wrap("[method]descriptor.append-via-stream", |mut store: StoreContextMut<'_, PluginState>, (fd,): (Resource<Descriptor>,)| {
-        let opened = store.data_mut().filesystem().append_via_stream(fd);
-        charge_stream(store, opened)
-    })?;
+    types.func_wrap(
+        "[method]descriptor.write",
+        |mut store: StoreContextMut<'_, PluginState>, (fd, buf, offset): (Resource<Descriptor>, Vec<u8>, u64)| {
+            let state = store.data_mut();
+            if !state.disk.take(buf.len() as u64) {
+                return Ok((Err(ErrorCode::InsufficientSpace),));
+            }
+            match state.filesystem().write(fd, buf, offset) {
+                Ok(n) => Ok((Ok(n),)),
+                Err(e) => Ok((Err(fs::Host::convert_error_code(&mut state.filesystem(), e)?),)),
+            }
+        },
+    )?;
+    types.func_wrap(
+        "[method]descriptor.write-via-stream",
+        |mut store: StoreContextMut<'_, PluginState>, (fd, offset): (Resource<Descriptor>, u64)| {
+            let opened = store.data_mut().filesystem().write_via_stream(fd, offset);
+            charge_stream(store, opened)
+        },
+    )?;
+    types.func_wrap(
+        "[method]descriptor.append-via-stream",
+        |mut store: StoreContextMut<'_, PluginState>, (fd,): (Resource<Descriptor>,)| {
+            let opened = store.data_mut().filesystem().append_via_stream(fd);
+            charge_stream(store, opened)
+        },
+    )?;
     // Growing a file by `set-size` takes no bytes through a write: the growth is charged.
-    types.func_wrap("[method]descriptor.set-size", |mut store: StoreContextMut<'_, PluginState>, (fd, size): (Resource<Descriptor>, u64)| {
-        let state = store.data_mut();
-        let current = state.filesystem().stat(Resource::new_borrow(fd.rep())).map(|s| s.size).unwrap_or(0);
-        if !state.disk.take(size.saturating_sub(current)) {
-            return Ok((Err(ErrorCode::InsufficientSpace),));
-        }
-        match state.filesystem().set_size(fd, size) {
-            Ok(()) => Ok((Ok(()),)),
-            Err(e) => Ok((Err(fs::Host::convert_error_code(&mut state.filesystem(), e)?),)),
-        }
-    })?;
+    types.func_wrap(
+        "[method]descriptor.set-size",
+        |mut store: StoreContextMut<'_, PluginState>, (fd, size): (Resource<Descriptor>, u64)| {
+            let state = store.data_mut();
+            let current = state.filesystem().stat(Resource::new_borrow(fd.rep())).map(|s| s.size).unwrap_or(0);
+            if !state.disk.take(size.saturating_sub(current)) {
+                return Ok((Err(ErrorCode::InsufficientSpace),));
+            }
+            match state.filesystem().set_size(fd, size) {
+                Ok(()) => Ok((Ok(()),)),
+                Err(e) => Ok((Err(fs::Host::convert_error_code(&mut state.filesystem(), e)?),)),
+            }
+        },
+    )?;
     linker.allow_shadowing(false);
     Ok(())
 }

@@ -37,10 +37,20 @@ pub fn describe(plugin: &str, hook: &str, err: wasmtime::Error) -> PluginError {
             .take(6)
             .map(|name| format!("  {name}"))
             .collect();
-        if frames.is_empty() { None } else { Some(frames.join("\n")) }
+        if frames.is_empty() {
+            None
+        } else {
+            Some(frames.join("\n"))
+        }
     });
     if let Some(op) = err.downcast_ref::<OpError>() {
-        return PluginError { plugin: plugin.into(), hook: hook.into(), op: Some(op.op.clone()), detail: op.detail.clone(), backtrace: None };
+        return PluginError {
+            plugin: plugin.into(),
+            hook: hook.into(),
+            op: Some(op.op.clone()),
+            detail: op.detail.clone(),
+            backtrace: None,
+        };
     }
     let op = backtrace.and_then(|bt| bt.frames().iter().filter_map(|f| f.func_name()).find_map(op_from_frame));
     // Deep recursion: the same function fills the backtrace (the guest's stack lives in its
@@ -54,13 +64,20 @@ pub fn describe(plugin: &str, hook: &str, err: wasmtime::Error) -> PluginError {
             0 => "the hook ran past its time limit (hook_timeout_s) and was stopped".to_string(),
             sig => format!("stopped by signal {sig}"),
         },
-        Some(Trap::UnreachableCodeReached) => "the plugin trapped (`unreachable`: a panic or abort in the guest)".to_string(),
+        Some(Trap::UnreachableCodeReached) => {
+            "the plugin trapped (`unreachable`: a panic or abort in the guest)".to_string()
+        }
         Some(t) if recursion => format!("the plugin trapped: {t}: its stack overflowed (unbounded recursion)"),
         Some(Trap::StackOverflow) => "the plugin trapped: its call stack overflowed (unbounded recursion)".to_string(),
         Some(t) => format!("the plugin trapped: {t}"),
         None => {
-            let parts: Vec<String> = err.chain().map(|c| c.to_string()).filter(|s| !s.contains("wasm backtrace")).collect();
-            if parts.is_empty() { format!("{err:?}") } else { parts.join(": ") }
+            let parts: Vec<String> =
+                err.chain().map(|c| c.to_string()).filter(|s| !s.contains("wasm backtrace")).collect();
+            if parts.is_empty() {
+                format!("{err:?}")
+            } else {
+                parts.join(": ")
+            }
         }
     };
     PluginError { plugin: plugin.into(), hook: hook.into(), op, detail, backtrace: bt_text }
@@ -72,7 +89,10 @@ mod tests {
 
     #[test]
     fn op_names_come_from_binding_frames() {
-        assert_eq!(op_from_frame("lthost_sdk::bindings::lt::plugin::tensor::Tensor::matmul").as_deref(), Some("matmul"));
+        assert_eq!(
+            op_from_frame("lthost_sdk::bindings::lt::plugin::tensor::Tensor::matmul").as_deref(),
+            Some("matmul")
+        );
         assert_eq!(op_from_frame("my_plugin::Model::forward"), None);
     }
 }

@@ -99,7 +99,10 @@ impl Pollable for Sleep {
     }
 }
 
-fn subscribe_sleep(mut store: StoreContextMut<'_, PluginState>, wait: Duration) -> wasmtime::Result<Resource<DynPollable>> {
+fn subscribe_sleep(
+    mut store: StoreContextMut<'_, PluginState>,
+    wait: Duration,
+) -> wasmtime::Result<Resource<DynPollable>> {
     let state = store.data_mut();
     let sleep = Sleep { until: Instant::now().checked_add(wait), deadline: state.deadline };
     let r = state.table.push(sleep)?;
@@ -110,7 +113,9 @@ fn subscribe_sleep(mut store: StoreContextMut<'_, PluginState>, wait: Duration) 
 pub fn add_to_linker(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
     linker.allow_shadowing(true);
     let mut clock = linker.instance(MONOTONIC_CLOCK)?;
-    clock.func_wrap("subscribe-duration", |store: StoreContextMut<'_, PluginState>, (nanos,): (u64,)| Ok((subscribe_sleep(store, Duration::from_nanos(nanos))?,)))?;
+    clock.func_wrap("subscribe-duration", |store: StoreContextMut<'_, PluginState>, (nanos,): (u64,)| {
+        Ok((subscribe_sleep(store, Duration::from_nanos(nanos))?,))
+    })?;
     clock.func_wrap("subscribe-instant", |store: StoreContextMut<'_, PluginState>, (when,): (u64,)| {
         let now = MonotonicClock.now();
         Ok((subscribe_sleep(store, Duration::from_nanos(when.saturating_sub(now)))?,))

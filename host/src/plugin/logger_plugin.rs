@@ -14,10 +14,10 @@ use wasmtime::Store;
 use wasmtime_wasi::FsPerms;
 
 use crate::loggers::Logger;
-use crate::plugin::sandbox::{sandbox, PluginOptions, Sandboxed};
 use crate::plugin::bindings::logger;
 use crate::plugin::failure::describe;
 use crate::plugin::runtime::Runtime;
+use crate::plugin::sandbox::{sandbox, PluginOptions, Sandboxed};
 use crate::plugin::state::PluginState;
 
 pub const LOGGER_EXPORT: &str = "lt:plugin/logger@0.1.0";
@@ -41,20 +41,40 @@ pub struct WasmLogger {
 pub const PLUGIN_LOG_DIRS: &str = "plugins";
 
 /// Loads a logger component writing into `<log_dir>/plugins/<name>`.
-pub fn load_logger(runtime: &Arc<Runtime>, path: &Path, opts: &PluginOptions, log_dir: &Path, version: u64) -> Result<WasmLogger> {
+pub fn load_logger(
+    runtime: &Arc<Runtime>,
+    path: &Path,
+    opts: &PluginOptions,
+    log_dir: &Path,
+    version: u64,
+) -> Result<WasmLogger> {
     let stem = path.file_stem().and_then(crate::run_dir::plain_name).unwrap_or("logger").to_string();
     let dir = log_dir.join(PLUGIN_LOG_DIRS).join(&stem);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let grant = [(dir.clone(), "/logs", FsPerms::ReadWrite)];
     let Sandboxed { name, mut store, pre, deadline_ticks, .. } = sandbox(runtime, path, opts, &grant)?;
-    let idx = logger::GuestIndices::new(&pre).map_err(|_| anyhow!("plugin `{name}`: exports no `{LOGGER_EXPORT}`, so it is not a logger"))?;
+    let idx = logger::GuestIndices::new(&pre)
+        .map_err(|_| anyhow!("plugin `{name}`: exports no `{LOGGER_EXPORT}`, so it is not a logger"))?;
     let instance = crate::plugin::sandbox::instantiate(&mut store, &pre, &name, deadline_ticks)?;
     let guest = idx.load(&mut store, &instance).map_err(|e| anyhow!("plugin `{name}`: {e}"))?;
-    Ok(WasmLogger { name, dir, version_dir: log_dir.to_path_buf(), version, store, guest, deadline_ticks, poisoned: false })
+    Ok(WasmLogger {
+        name,
+        dir,
+        version_dir: log_dir.to_path_buf(),
+        version,
+        store,
+        guest,
+        deadline_ticks,
+        poisoned: false,
+    })
 }
 
 impl WasmLogger {
-    fn call(&mut self, hook: &str, f: impl FnOnce(&logger::Guest, &mut Store<PluginState>) -> wasmtime::Result<Result<(), String>>) -> Result<()> {
+    fn call(
+        &mut self,
+        hook: &str,
+        f: impl FnOnce(&logger::Guest, &mut Store<PluginState>) -> wasmtime::Result<Result<(), String>>,
+    ) -> Result<()> {
         if self.poisoned {
             if hook == "finalize" {
                 // The run is ending after a signal stopped this plugin mid-call.

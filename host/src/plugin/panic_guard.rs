@@ -39,7 +39,12 @@ fn install_hook() {
         let default = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             if GUARDED.with(Cell::get) {
-                let msg = info.payload().downcast_ref::<String>().cloned().or_else(|| info.payload().downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_else(|| "a panic".into());
+                let msg = info
+                    .payload()
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| info.payload().downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "a panic".into());
                 CAUGHT.with(|c| *c.borrow_mut() = Some(msg));
             } else {
                 default(info);
@@ -52,7 +57,8 @@ fn install_hook() {
 /// `Result::unwrap` wrapping) when there is one.
 fn clean(msg: &str) -> String {
     let text = msg.split_once("Torch(\"").map(|(_, rest)| rest).unwrap_or(msg);
-    let cut = text.find("\\nException raised from").or_else(|| text.find("Exception raised from")).unwrap_or(text.len());
+    let cut =
+        text.find("\\nException raised from").or_else(|| text.find("Exception raised from")).unwrap_or(text.len());
     text[..cut].trim_end_matches("\")").trim().replace("\\n", " ")
 }
 

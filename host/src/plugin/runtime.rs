@@ -41,15 +41,25 @@ impl Runtime {
         let mut wasi_linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut wasi_linker).map_err(|e| anyhow::anyhow!("linking WASI: {e:?}"))?;
         super::interrupt::add_to_linker(&mut wasi_linker).map_err(|e| anyhow::anyhow!("linking WASI clocks: {e:?}"))?;
-        super::disk_quota::add_to_linker(&mut wasi_linker).map_err(|e| anyhow::anyhow!("linking WASI file writes: {e:?}"))?;
+        super::disk_quota::add_to_linker(&mut wasi_linker)
+            .map_err(|e| anyhow::anyhow!("linking WASI file writes: {e:?}"))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| anyhow::anyhow!("linking WASI: {e:?}"))?;
         super::interrupt::add_to_linker(&mut linker).map_err(|e| anyhow::anyhow!("linking WASI clocks: {e:?}"))?;
-        super::disk_quota::add_to_linker(&mut linker).map_err(|e| anyhow::anyhow!("linking WASI file writes: {e:?}"))?;
-        HostWorld::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(|e| anyhow::anyhow!("linking lt:plugin: {e:?}"))?;
+        super::disk_quota::add_to_linker(&mut linker)
+            .map_err(|e| anyhow::anyhow!("linking WASI file writes: {e:?}"))?;
+        HostWorld::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+            .map_err(|e| anyhow::anyhow!("linking lt:plugin: {e:?}"))?;
         start_ticker(&engine);
         let cache = super::cache::ComponentCache::from_env();
-        Ok(Arc::new(Runtime { engine, linker, wasi_linker, cache, hits: AtomicUsize::new(0), compiled: AtomicUsize::new(0) }))
+        Ok(Arc::new(Runtime {
+            engine,
+            linker,
+            wasi_linker,
+            cache,
+            hits: AtomicUsize::new(0),
+            compiled: AtomicUsize::new(0),
+        }))
     }
 
     /// A component from the cache, or compiled (call only for admitted plugins); `sha256`
@@ -57,7 +67,10 @@ impl Runtime {
     pub fn component(&self, bytes: &[u8], sha256: &str) -> anyhow::Result<Component> {
         let (c, outcome) = match &self.cache {
             Some(cache) => cache.load_or_compile(&self.engine, bytes, sha256)?,
-            None => (Component::new(&self.engine, bytes).map_err(|e| anyhow::anyhow!("{e}"))?, super::cache::Outcome::Compiled),
+            None => (
+                Component::new(&self.engine, bytes).map_err(|e| anyhow::anyhow!("{e}"))?,
+                super::cache::Outcome::Compiled,
+            ),
         };
         tracing::debug!(?outcome, cache = ?self.cache.as_ref().map(|c| &c.dir), "component");
         let counter = if outcome == super::cache::Outcome::Hit { &self.hits } else { &self.compiled };

@@ -42,7 +42,16 @@ impl Default for PluginOptions {
     /// Secure by default: no trusted keys, unsigned plugins refused.
     fn default() -> Self {
         use crate::plugin::state::{DEFAULT_DISK_BYTES, DEFAULT_MAX_HANDLES, DEFAULT_TENSOR_BYTES};
-        PluginOptions { data_dir: None, memory_limit_bytes: 2 << 30, hook_timeout: Duration::from_secs(600), trust: Arc::default(), max_tensor_bytes: DEFAULT_TENSOR_BYTES, max_handles: DEFAULT_MAX_HANDLES, disk_quota_bytes: DEFAULT_DISK_BYTES, output_root: None }
+        PluginOptions {
+            data_dir: None,
+            memory_limit_bytes: 2 << 30,
+            hook_timeout: Duration::from_secs(600),
+            trust: Arc::default(),
+            max_tensor_bytes: DEFAULT_TENSOR_BYTES,
+            max_handles: DEFAULT_MAX_HANDLES,
+            disk_quota_bytes: DEFAULT_DISK_BYTES,
+            output_root: None,
+        }
     }
 }
 
@@ -76,7 +85,12 @@ pub(crate) struct Sandboxed {
 /// Reads and compiles a logger or callback component, and builds its store (see
 /// [`admit`]). Their worlds import no tensors, layers or trainer interfaces, so they are
 /// linked with WASI alone: a component that imports more is refused.
-pub(crate) fn sandbox(runtime: &Arc<Runtime>, path: &Path, opts: &PluginOptions, dirs: &[(PathBuf, &str, FsPerms)]) -> Result<Sandboxed> {
+pub(crate) fn sandbox(
+    runtime: &Arc<Runtime>,
+    path: &Path,
+    opts: &PluginOptions,
+    dirs: &[(PathBuf, &str, FsPerms)],
+) -> Result<Sandboxed> {
     let a = admit_with(runtime, &runtime.wasi_linker, path, opts, dirs)?;
     let store = a.store(runtime, 1)?;
     Ok(Sandboxed { store, name: a.name, pre: a.pre, deadline_ticks: a.deadline_ticks })
@@ -85,11 +99,22 @@ pub(crate) fn sandbox(runtime: &Arc<Runtime>, path: &Path, opts: &PluginOptions,
 /// Reads a component, admits it (format, then trust on the bytes, then manifest) and only
 /// then compiles it; `dirs` (host path, guest path, permissions) are granted as far as its
 /// manifest requests them.
-pub(crate) fn admit(runtime: &Arc<Runtime>, path: &Path, opts: &PluginOptions, dirs: &[(PathBuf, &str, FsPerms)]) -> Result<Admitted> {
+pub(crate) fn admit(
+    runtime: &Arc<Runtime>,
+    path: &Path,
+    opts: &PluginOptions,
+    dirs: &[(PathBuf, &str, FsPerms)],
+) -> Result<Admitted> {
     admit_with(runtime, &runtime.linker, path, opts, dirs)
 }
 
-fn admit_with(runtime: &Arc<Runtime>, linker: &wasmtime::component::Linker<PluginState>, path: &Path, opts: &PluginOptions, dirs: &[(PathBuf, &str, FsPerms)]) -> Result<Admitted> {
+fn admit_with(
+    runtime: &Arc<Runtime>,
+    linker: &wasmtime::component::Linker<PluginState>,
+    path: &Path,
+    opts: &PluginOptions,
+    dirs: &[(PathBuf, &str, FsPerms)],
+) -> Result<Admitted> {
     let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("plugin").to_string();
     let bytes = std::fs::read(path).with_context(|| format!("reading plugin {}", path.display()))?;
     if bytes.len() < 8 || &bytes[0..4] != b"\0asm" {
@@ -105,7 +130,9 @@ fn admit_with(runtime: &Arc<Runtime>, linker: &wasmtime::component::Linker<Plugi
     let started = std::time::Instant::now();
     let manifest = crate::artifact::manifest::read(&bytes).map_err(|e| anyhow!("plugin `{name}`: {e}"))?;
     let sha256 = crate::artifact::sha256_hex(&bytes);
-    let component = runtime.component(&bytes, &sha256).map_err(|e| anyhow!("plugin `{name}` ({}): not a valid component: {e}", path.display()))?;
+    let component = runtime
+        .component(&bytes, &sha256)
+        .map_err(|e| anyhow!("plugin `{name}` ({}): not a valid component: {e}", path.display()))?;
     tracing::info!(plugin = %name, ms = started.elapsed().as_secs_f64() * 1e3, "component ready");
     let mut data_dir = opts.data_dir.clone();
     let mut grants = Vec::new();
@@ -123,7 +150,10 @@ fn admit_with(runtime: &Arc<Runtime>, linker: &wasmtime::component::Linker<Plugi
         };
         if declined {
             if *guest != "/output" {
-                eprintln!("note: plugin `{name}` does not request `{wanted}` in its manifest; {} is not granted", host.display());
+                eprintln!(
+                    "note: plugin `{name}` does not request `{wanted}` in its manifest; {} is not granted",
+                    host.display()
+                );
             }
             if *guest == "/data" {
                 data_dir = None;
@@ -131,7 +161,8 @@ fn admit_with(runtime: &Arc<Runtime>, linker: &wasmtime::component::Linker<Plugi
             continue;
         }
         if *guest == "/output" {
-            std::fs::create_dir_all(host).with_context(|| format!("creating the output directory {} of plugin `{name}`", host.display()))?;
+            std::fs::create_dir_all(host)
+                .with_context(|| format!("creating the output directory {} of plugin `{name}`", host.display()))?;
         }
         grants.push((host.clone(), guest.to_string(), *perms));
     }
@@ -141,7 +172,18 @@ fn admit_with(runtime: &Arc<Runtime>, linker: &wasmtime::component::Linker<Plugi
         true => anyhow!("plugin `{name}`: a logger or callback plugin is given WASI only (its world imports no tensors, layers or trainer state), and it imports more: {e}"),
         false => anyhow!("plugin `{name}`: imports something lthost does not provide (this host speaks lt:plugin@0.1.0): {e}"),
     })?;
-    Ok(Admitted { name, pre, grants, data_dir, sha256, deadline_ticks, memory_limit_bytes: opts.memory_limit_bytes, memory: Arc::new(crate::engine::memory_budget::MemoryBudget::new(opts.max_tensor_bytes)), max_handles: opts.max_handles, disk_quota_bytes: opts.disk_quota_bytes })
+    Ok(Admitted {
+        name,
+        pre,
+        grants,
+        data_dir,
+        sha256,
+        deadline_ticks,
+        memory_limit_bytes: opts.memory_limit_bytes,
+        memory: Arc::new(crate::engine::memory_budget::MemoryBudget::new(opts.max_tensor_bytes)),
+        max_handles: opts.max_handles,
+        disk_quota_bytes: opts.disk_quota_bytes,
+    })
 }
 
 impl Admitted {
@@ -202,7 +244,12 @@ pub(crate) fn arm(store: &mut Store<PluginState>, ticks: u64) {
 /// Instantiates a component in its store as a hook is run: under the hook's deadline, its
 /// allocations charged to the plugin's budget, a panic caught (a component's start function
 /// is plugin code like any hook).
-pub(crate) fn instantiate(store: &mut Store<PluginState>, pre: &InstancePre<PluginState>, name: &str, ticks: u64) -> Result<wasmtime::component::Instance> {
+pub(crate) fn instantiate(
+    store: &mut Store<PluginState>,
+    pre: &InstancePre<PluginState>,
+    name: &str,
+    ticks: u64,
+) -> Result<wasmtime::component::Instance> {
     arm(store, ticks);
     let memory = Arc::clone(&store.data().budget.memory);
     let charging = memory.charge();

@@ -66,9 +66,7 @@ impl PluginState {
     /// The tensor behind a guest handle, or an error naming the op that was given a bad one.
     pub fn tensor(&self, handle: &Resource<tch::Tensor>, op: &str) -> Result<&tch::Tensor, OpError> {
         crate::plugin::panic_guard::set_op(op);
-        self.table
-            .get(handle)
-            .map_err(|e| OpError::new(op, format!("bad tensor handle {}: {e}", handle.rep())))
+        self.table.get(handle).map_err(|e| OpError::new(op, format!("bad tensor handle {}: {e}", handle.rep())))
     }
 
     /// Hands a new tensor to the guest, within the handle bound (its memory was charged when
@@ -78,7 +76,13 @@ impl PluginState {
         if let Some(d) = self.deadline {
             let now = std::time::Instant::now();
             if now > d {
-                return Err(OpError::new(op, format!("this op ended {:.1} s past the hook's time limit (hook_timeout_s); the hook was stopped", (now - d).as_secs_f64())));
+                return Err(OpError::new(
+                    op,
+                    format!(
+                        "this op ended {:.1} s past the hook's time limit (hook_timeout_s); the hook was stopped",
+                        (now - d).as_secs_f64()
+                    ),
+                ));
             }
         }
         let r = self.table.push(t).map_err(|e| OpError::new(op, format!("resource table: {e}")))?;
@@ -115,9 +119,7 @@ impl PluginState {
 
     /// A host resource (a layer) behind a guest handle.
     pub fn get<T: 'static>(&self, handle: &Resource<T>, op: &str) -> Result<&T, OpError> {
-        self.table
-            .get(handle)
-            .map_err(|e| OpError::new(op, format!("bad handle {}: {e}", handle.rep())))
+        self.table.get(handle).map_err(|e| OpError::new(op, format!("bad handle {}: {e}", handle.rep())))
     }
 
     pub fn push_any<T: Send + 'static>(&mut self, v: T, op: &str) -> Result<Resource<T>, OpError> {

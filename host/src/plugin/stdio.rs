@@ -24,7 +24,9 @@ pub fn printable(text: &str, keep_newlines: bool) -> String {
             '\n' if keep_newlines => out.push(c),
             '\t' => out.push(c),
             // Control characters, and the bidirectional overrides that reorder what follows.
-            c if c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') => out.extend(c.escape_default()),
+            c if c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') => {
+                out.extend(c.escape_default())
+            }
             c => out.push(c),
         }
     }
@@ -60,7 +62,11 @@ impl Prefixed {
     }
 
     fn flush_host(&self) -> std::io::Result<()> {
-        if self.stderr { std::io::stderr().flush() } else { std::io::stdout().flush() }
+        if self.stderr {
+            std::io::stderr().flush()
+        } else {
+            std::io::stdout().flush()
+        }
     }
 }
 

@@ -107,5 +107,12 @@ pub fn files(name: &str, sdk: &Path, repo: &Path) -> Template {
         repo = super::sh_quote(repo),
         sdk = super::sh_quote(sdk),
     );
-    Template { files: vec![("model.c", MODEL_C.replace("{name}", name)), (".gitignore", "/build\n/lightning_logs\n*.wasm\n".to_string())], build, source: "model.c" }
+    Template {
+        files: vec![
+            ("model.c", MODEL_C.replace("{name}", name)),
+            (".gitignore", "/build\n/lightning_logs\n*.wasm\n".to_string()),
+        ],
+        build,
+        source: "model.c",
+    }
 }

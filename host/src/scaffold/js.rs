@@ -69,5 +69,13 @@ pub fn files(name: &str, sdk: &Path, repo: &Path) -> Result<Template> {
         "repo={repo}\nmkdir -p build\n\"${{COMPONENTIZE_JS:-$repo/tools/js/node_modules/.bin/componentize-js}}\" app.js -w \"$repo/wit\" -n plugin -d http fetch-event -o build/app.wasm\nlthost manifest build/app.wasm --from lthost.toml --output {name}.wasm",
         repo = super::sh_quote(repo),
     );
-    Ok(Template { files: vec![("app.js", APP_JS.replace("{name}", name)), ("lthost.js", sdk_js), (".gitignore", "/build\n/lightning_logs\n*.wasm\n".to_string())], build, source: "app.js" })
+    Ok(Template {
+        files: vec![
+            ("app.js", APP_JS.replace("{name}", name)),
+            ("lthost.js", sdk_js),
+            (".gitignore", "/build\n/lightning_logs\n*.wasm\n".to_string()),
+        ],
+        build,
+        source: "app.js",
+    })
 }

@@ -65,5 +65,12 @@ pub fn files(name: &str, sdk: &Path, repo: &Path) -> Template {
         repo = super::sh_quote(repo),
         sdk = super::sh_quote(sdk),
     );
-    Template { files: vec![("app.py", APP_PY.replace("{name}", name)), (".gitignore", "/build\n/lightning_logs\n*.wasm\n__pycache__/\n".to_string())], build, source: "app.py" }
+    Template {
+        files: vec![
+            ("app.py", APP_PY.replace("{name}", name)),
+            (".gitignore", "/build\n/lightning_logs\n*.wasm\n__pycache__/\n".to_string()),
+        ],
+        build,
+        source: "app.py",
+    }
 }

@@ -82,7 +82,9 @@ struct Digits {
 
 impl Digits {
     fn split(&mut self, name: &str, shuffle: bool) -> Option<Dataset> {
-        let take = |key: String, all: &mut Vec<(String, Tensor)>| all.iter().position(|(k, _)| *k == key).map(|i| all.remove(i).1);
+        let take = |key: String, all: &mut Vec<(String, Tensor)>| {
+            all.iter().position(|(k, _)| *k == key).map(|i| all.remove(i).1)
+        };
         let images = take(format!("{name}_images"), &mut self.splits)?;
         let labels = take(format!("{name}_labels"), &mut self.splits)?;
         let x = images.float().div_scalar(16.0);

@@ -19,15 +19,47 @@ struct Recorder {
 }
 
 const ALL: &[Hook] = &[
-    Hook::Setup, Hook::Teardown, Hook::ConfigureModel, Hook::OnFitStart, Hook::OnFitEnd, Hook::OnTrainStart, Hook::OnTrainEnd,
-    Hook::OnTrainEpochStart, Hook::OnTrainEpochEnd, Hook::OnTrainBatchStart, Hook::OnTrainBatchEnd, Hook::OnValidationStart,
-    Hook::OnValidationEnd, Hook::OnValidationEpochStart, Hook::OnValidationEpochEnd, Hook::OnValidationBatchStart,
-    Hook::OnValidationBatchEnd, Hook::OnValidationModelEval, Hook::OnValidationModelTrain, Hook::OnValidationModelZeroGrad,
-    Hook::OnTestStart, Hook::OnTestEnd, Hook::OnTestEpochStart, Hook::OnTestEpochEnd, Hook::OnTestBatchStart, Hook::OnTestBatchEnd,
-    Hook::OnTestModelEval, Hook::OnTestModelTrain, Hook::OnPredictStart, Hook::OnPredictEnd, Hook::OnPredictEpochStart,
-    Hook::OnPredictEpochEnd, Hook::OnPredictBatchStart, Hook::OnPredictBatchEnd, Hook::OnPredictModelEval,
-    Hook::OnBeforeBatchTransfer, Hook::OnAfterBatchTransfer, Hook::OnBeforeZeroGrad, Hook::OnBeforeBackward,
-    Hook::OnAfterBackward, Hook::OnBeforeOptimizerStep,
+    Hook::Setup,
+    Hook::Teardown,
+    Hook::ConfigureModel,
+    Hook::OnFitStart,
+    Hook::OnFitEnd,
+    Hook::OnTrainStart,
+    Hook::OnTrainEnd,
+    Hook::OnTrainEpochStart,
+    Hook::OnTrainEpochEnd,
+    Hook::OnTrainBatchStart,
+    Hook::OnTrainBatchEnd,
+    Hook::OnValidationStart,
+    Hook::OnValidationEnd,
+    Hook::OnValidationEpochStart,
+    Hook::OnValidationEpochEnd,
+    Hook::OnValidationBatchStart,
+    Hook::OnValidationBatchEnd,
+    Hook::OnValidationModelEval,
+    Hook::OnValidationModelTrain,
+    Hook::OnValidationModelZeroGrad,
+    Hook::OnTestStart,
+    Hook::OnTestEnd,
+    Hook::OnTestEpochStart,
+    Hook::OnTestEpochEnd,
+    Hook::OnTestBatchStart,
+    Hook::OnTestBatchEnd,
+    Hook::OnTestModelEval,
+    Hook::OnTestModelTrain,
+    Hook::OnPredictStart,
+    Hook::OnPredictEnd,
+    Hook::OnPredictEpochStart,
+    Hook::OnPredictEpochEnd,
+    Hook::OnPredictBatchStart,
+    Hook::OnPredictBatchEnd,
+    Hook::OnPredictModelEval,
+    Hook::OnBeforeBatchTransfer,
+    Hook::OnAfterBatchTransfer,
+    Hook::OnBeforeZeroGrad,
+    Hook::OnBeforeBackward,
+    Hook::OnAfterBackward,
+    Hook::OnBeforeOptimizerStep,
 ];
 
 fn hook_name(h: Hook) -> String {
@@ -41,7 +73,11 @@ impl LightningModule for Recorder {
             layer: Linear::new("layer", 4, 1, true),
             skip_at: hp.get("skip_at").and_then(|v| v.as_u64()),
             log_in: hp.str_or("log_in", "").to_string(),
-            script: hp.get("script").and_then(|v| v.as_array()).map(|a| a.iter().filter_map(|x| x.as_f64()).collect()).unwrap_or_default(),
+            script: hp
+                .get("script")
+                .and_then(|v| v.as_array())
+                .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
+                .unwrap_or_default(),
         })
     }
 
@@ -49,7 +85,14 @@ impl LightningModule for Recorder {
         let opt = Optimizer::sgd(hp.f64_or("lr", 0.1));
         match hp.str_or("scheduler", "") {
             "step" => opt.with_scheduler(Scheduler::step_lr(1, 0.5), Interval::Epoch),
-            "plateau" => Optimization::from(opt).scheduler_with(0, Scheduler::reduce_lr_on_plateau(0.5, 0), Interval::Epoch, 1, Some("val_loss"), true),
+            "plateau" => Optimization::from(opt).scheduler_with(
+                0,
+                Scheduler::reduce_lr_on_plateau(0.5, 0),
+                Interval::Epoch,
+                1,
+                Some("val_loss"),
+                true,
+            ),
             _ => opt.into(),
         }
     }

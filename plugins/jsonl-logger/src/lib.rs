@@ -54,7 +54,11 @@ impl Logger for Jsonl {
         let mut text = self.lines.join("\n");
         text.push('\n');
         self.lines.clear();
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open("/logs/metrics.jsonl").map_err(|e| e.to_string())?;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open("/logs/metrics.jsonl")
+            .map_err(|e| e.to_string())?;
         f.write_all(text.as_bytes()).map_err(|e| e.to_string())
     }
 
@@ -70,7 +74,10 @@ fn symlink(target: &str, link: &str) -> Result<(), String> {
     extern "C" {
         fn symlink(target: *const std::ffi::c_char, link: *const std::ffi::c_char) -> std::ffi::c_int;
     }
-    let (t, l) = (std::ffi::CString::new(target).map_err(|e| e.to_string())?, std::ffi::CString::new(link).map_err(|e| e.to_string())?);
+    let (t, l) = (
+        std::ffi::CString::new(target).map_err(|e| e.to_string())?,
+        std::ffi::CString::new(link).map_err(|e| e.to_string())?,
+    );
     // SAFETY: two NUL-terminated strings that outlive the call.
     let rc = unsafe { symlink(t.as_ptr(), l.as_ptr()) };
     if rc == 0 {

@@ -34,7 +34,10 @@ impl Callback for LossGuard {
         let mut r = nothing();
         r.logs.push(("guard_checks".into(), self.checks as f64));
         if !loss.is_finite() || loss > LIMIT * self.best {
-            r.stop = Some(format!("train_loss {loss} at step {} is more than {LIMIT}x the best {}", info.global_step, self.best));
+            r.stop = Some(format!(
+                "train_loss {loss} at step {} is more than {LIMIT}x the best {}",
+                info.global_step, self.best
+            ));
         }
         self.best = self.best.min(loss);
         Ok(r)

@@ -21,7 +21,13 @@ struct Cnn {
 }
 
 fn conv(path: &str, i: u32, o: u32) -> Conv2d {
-    Conv2d::new(path, i, o, (3, 3), Conv2dOptions { stride: (1, 1), padding: (0, 0), dilation: (1, 1), groups: 1, bias: true })
+    Conv2d::new(
+        path,
+        i,
+        o,
+        (3, 3),
+        Conv2dOptions { stride: (1, 1), padding: (0, 0), dilation: (1, 1), groups: 1, bias: true },
+    )
 }
 
 impl Cnn {
@@ -39,7 +45,12 @@ impl LightningModule for Cnn {
     }
 
     fn configure(hp: &Hparams) -> Result<Self, String> {
-        Ok(Cnn { augment: hp.bool_or("augment", false), conv1: conv("conv1", 1, 16), conv2: conv("conv2", 16, 32), fc: Linear::new("fc", 800, 10, true) })
+        Ok(Cnn {
+            augment: hp.bool_or("augment", false),
+            conv1: conv("conv1", 1, 16),
+            conv2: conv("conv2", 16, 32),
+            fc: Linear::new("fc", 800, 10, true),
+        })
     }
 
     fn configure_optimizers(&self, hp: &Hparams) -> Optimization {
@@ -47,7 +58,11 @@ impl LightningModule for Cnn {
     }
 
     fn training_step(&mut self, batch: Batch, _batch_idx: u64) -> Option<Tensor> {
-        let x = if self.augment { transforms::random_horizontal_flip(&transforms::random_crop(&batch[0], (28, 28), 2), 0.5) } else { batch[0].copy() };
+        let x = if self.augment {
+            transforms::random_horizontal_flip(&transforms::random_crop(&batch[0], (28, 28), 2), 0.5)
+        } else {
+            batch[0].copy()
+        };
         let loss = F::cross_entropy(&self.forward(&x), &batch[1]);
         log::log_prog_bar("train_loss", &loss);
         Some(loss)
@@ -70,7 +85,10 @@ fn idx(names: &[&str]) -> Result<Tensor, String> {
     for n in names {
         for candidate in [n.to_string(), format!("{n}.gz")] {
             if std::path::Path::new("/data").join(&candidate).exists() {
-                return Tensor::load(&candidate).pop().map(|(_, t)| t).ok_or_else(|| format!("{candidate} holds no tensor"));
+                return Tensor::load(&candidate)
+                    .pop()
+                    .map(|(_, t)| t)
+                    .ok_or_else(|| format!("{candidate} holds no tensor"));
             }
         }
     }
@@ -96,7 +114,10 @@ impl DataModule for Mnist {
         let y = idx(&["train-labels-idx1-ubyte", "train-labels.idx1-ubyte"])?.long();
         let n = x.shape()[0];
         let val = (hp.u64_or("val_size", 5000) as i64).min(n / 5);
-        let test = (images(idx(&["t10k-images-idx3-ubyte", "t10k-images.idx3-ubyte"])?), idx(&["t10k-labels-idx1-ubyte", "t10k-labels.idx1-ubyte"])?.long());
+        let test = (
+            images(idx(&["t10k-images-idx3-ubyte", "t10k-images.idx3-ubyte"])?),
+            idx(&["t10k-labels-idx1-ubyte", "t10k-labels.idx1-ubyte"])?.long(),
+        );
         Ok(Mnist {
             train: Some((x.narrow(0, 0, n - val), y.narrow(0, 0, n - val))),
             val: Some((x.narrow(0, n - val, val), y.narrow(0, n - val, val))),

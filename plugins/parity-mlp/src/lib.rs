@@ -66,7 +66,11 @@ impl DataModule for SyntheticMnist {
         let n = hp.u64_or("dataset_len", 640) as i64;
         let x = Tensor::rand(&[n, 1, 28, 28]);
         let y = Tensor::randint(0, 10, &[n]);
-        Ok(SyntheticMnist { images: Some(x.copy()), data: Some((x, y)), batch_size: hp.u64_or("batch_size", 128) as u32 })
+        Ok(SyntheticMnist {
+            images: Some(x.copy()),
+            data: Some((x, y)),
+            batch_size: hp.u64_or("batch_size", 128) as u32,
+        })
     }
 
     fn train_dataset(&mut self) -> Option<Dataset> {

@@ -64,11 +64,18 @@ impl Data {
 
     fn share(&self, id: u64) -> u64 {
         let per = self.hp.u64_or("batches_per_worker", 4);
-        if self.workers() > 0 && self.hp.bool_or("uneven", true) { per + id } else { per }
+        if self.workers() > 0 && self.hp.bool_or("uneven", true) {
+            per + id
+        } else {
+            per
+        }
     }
 
     fn load_csv() -> Result<(Vec<Tensor>, Vec<Tensor>), String> {
-        let cols: Vec<CsvColumn> = ["x0", "x1", "x2", "x3", "y"].iter().map(|n| CsvColumn { name: n.to_string(), dtype: Dtype::Float32 }).collect();
+        let cols: Vec<CsvColumn> = ["x0", "x1", "x2", "x3", "y"]
+            .iter()
+            .map(|n| CsvColumn { name: n.to_string(), dtype: Dtype::Float32 })
+            .collect();
         let loaded = Tensor::load_csv("regression.csv", &cols, true, ",");
         let t: Vec<&Tensor> = loaded.iter().map(|(_, t)| t).collect();
         let x = Tensor::stack(&t[..4], 1);

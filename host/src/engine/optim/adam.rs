@@ -103,6 +103,11 @@ impl UpdateRule for Adam {
         (s.step, v)
     }
     fn load(step: f64, get: &dyn Fn(&str) -> Option<Tensor>) -> Option<State> {
-        Some(State { step, exp_avg: get("exp_avg")?, exp_avg_sq: get("exp_avg_sq")?, max_exp_avg_sq: get("max_exp_avg_sq") })
+        Some(State {
+            step,
+            exp_avg: get("exp_avg")?,
+            exp_avg_sq: get("exp_avg_sq")?,
+            max_exp_avg_sq: get("max_exp_avg_sq"),
+        })
     }
 }

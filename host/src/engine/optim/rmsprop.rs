@@ -37,7 +37,11 @@ impl UpdateRule for Rmsprop {
             });
         }
         let Some(st) = state.as_mut() else { return Ok(()) };
-        let grad = if c.weight_decay != 0.0 { t(n, g.f_add(&t(n, p.f_mul_scalar(c.weight_decay))?))? } else { g.shallow_clone() };
+        let grad = if c.weight_decay != 0.0 {
+            t(n, g.f_add(&t(n, p.f_mul_scalar(c.weight_decay))?))?
+        } else {
+            g.shallow_clone()
+        };
         let _ = t(n, st.square_avg.f_mul_scalar_(c.alpha))?;
         let _ = t(n, st.square_avg.f_addcmul_(&t(n, grad.f_mul_scalar(1.0 - c.alpha))?, &grad))?;
         let mut avg = match st.grad_avg.as_mut() {
@@ -88,6 +92,10 @@ impl UpdateRule for Rmsprop {
         (0.0, v)
     }
     fn load(_step: f64, get: &dyn Fn(&str) -> Option<Tensor>) -> Option<State> {
-        Some(State { square_avg: get("square_avg")?, grad_avg: get("grad_avg"), momentum_buffer: get("momentum_buffer") })
+        Some(State {
+            square_avg: get("square_avg")?,
+            grad_avg: get("grad_avg"),
+            momentum_buffer: get("momentum_buffer"),
+        })
     }
 }

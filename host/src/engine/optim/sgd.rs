@@ -23,7 +23,11 @@ impl UpdateRule for Sgd {
 
     fn update(c: &SgdConfig, p: &Tensor, g: &Tensor, buf: &mut Option<Tensor>) -> OpResult<()> {
         let n = "SGD";
-        let mut grad = if c.weight_decay != 0.0 { t(n, g.f_add(&t(n, p.f_mul_scalar(c.weight_decay))?))? } else { g.shallow_clone() };
+        let mut grad = if c.weight_decay != 0.0 {
+            t(n, g.f_add(&t(n, p.f_mul_scalar(c.weight_decay))?))?
+        } else {
+            g.shallow_clone()
+        };
         if c.momentum != 0.0 {
             let b = match buf.take() {
                 None => t(n, t(n, grad.f_detach())?.f_to_dtype(grad.kind(), false, true))?,

@@ -24,17 +24,30 @@ pub struct Chainable {
 impl Chainable {
     pub fn new(kind: ChainableKind, opt: &mut dyn Optimizer) -> Result<Self, String> {
         match &kind {
-            ChainableKind::Step { step_size, .. } if *step_size <= 0 => return Err("StepLR: step_size must be positive".into()),
-            ChainableKind::CosineAnnealing { t_max, .. } if *t_max <= 0 => return Err("CosineAnnealingLR: T_max must be positive".into()),
+            ChainableKind::Step { step_size, .. } if *step_size <= 0 => {
+                return Err("StepLR: step_size must be positive".into())
+            }
+            ChainableKind::CosineAnnealing { t_max, .. } if *t_max <= 0 => {
+                return Err("CosineAnnealingLR: T_max must be positive".into())
+            }
             ChainableKind::Linear { start_factor, end_factor, total_iters } => {
-                if !(*start_factor > 0.0 && *start_factor <= 1.0) || !(0.0..=1.0).contains(end_factor) || *total_iters <= 0 {
+                if !(*start_factor > 0.0 && *start_factor <= 1.0)
+                    || !(0.0..=1.0).contains(end_factor)
+                    || *total_iters <= 0
+                {
                     return Err("LinearLR: start_factor in (0, 1], end_factor in [0, 1], total_iters > 0".into());
                 }
             }
-            ChainableKind::MultiStep { gamma, .. } | ChainableKind::Exponential { gamma } | ChainableKind::Step { gamma, .. } if !(gamma.is_finite() && *gamma > 0.0) => {
+            ChainableKind::MultiStep { gamma, .. }
+            | ChainableKind::Exponential { gamma }
+            | ChainableKind::Step { gamma, .. }
+                if !(gamma.is_finite() && *gamma > 0.0) =>
+            {
                 return Err("scheduler gamma must be a positive number".into());
             }
-            ChainableKind::CosineAnnealing { eta_min, .. } if !eta_min.is_finite() => return Err("CosineAnnealingLR: eta_min must be finite".into()),
+            ChainableKind::CosineAnnealing { eta_min, .. } if !eta_min.is_finite() => {
+                return Err("CosineAnnealingLR: eta_min must be finite".into())
+            }
             _ => {}
         }
         let base_lrs = (0..opt.num_groups()).map(|g| opt.lr(g)).collect();
@@ -48,14 +61,26 @@ impl Chainable {
         let initial = e == 0;
         match &self.kind {
             ChainableKind::Step { step_size, gamma } => {
-                if e == 0 || e % step_size != 0 { lr } else { lr * gamma }
+                if e == 0 || e % step_size != 0 {
+                    lr
+                } else {
+                    lr * gamma
+                }
             }
             ChainableKind::MultiStep { milestones, gamma } => {
                 let hits = milestones.iter().filter(|&&m| m == e).count();
-                if hits == 0 { lr } else { lr * gamma.powf(hits as f64) }
+                if hits == 0 {
+                    lr
+                } else {
+                    lr * gamma.powf(hits as f64)
+                }
             }
             ChainableKind::Exponential { gamma } => {
-                if initial { lr } else { lr * gamma }
+                if initial {
+                    lr
+                } else {
+                    lr * gamma
+                }
             }
             ChainableKind::CosineAnnealing { t_max, eta_min } => {
                 let t = *t_max as f64;
@@ -64,7 +89,8 @@ impl Chainable {
                 } else if (e - 1 - t_max).rem_euclid(2 * t_max) == 0 {
                     lr + (base_lr - eta_min) * (1.0 - (PI / t).cos()) / 2.0
                 } else {
-                    (1.0 + (PI * e as f64 / t).cos()) / (1.0 + (PI * (e - 1) as f64 / t).cos()) * (lr - eta_min) + eta_min
+                    (1.0 + (PI * e as f64 / t).cos()) / (1.0 + (PI * (e - 1) as f64 / t).cos()) * (lr - eta_min)
+                        + eta_min
                 }
             }
             ChainableKind::Linear { start_factor, end_factor, total_iters } => {
@@ -73,7 +99,9 @@ impl Chainable {
                 } else if e > *total_iters {
                     lr
                 } else {
-                    lr * (1.0 + (end_factor - start_factor) / (*total_iters as f64 * start_factor + (e - 1) as f64 * (end_factor - start_factor)))
+                    lr * (1.0
+                        + (end_factor - start_factor)
+                            / (*total_iters as f64 * start_factor + (e - 1) as f64 * (end_factor - start_factor)))
                 }
             }
         }
@@ -97,7 +125,8 @@ impl LrScheduler for Chainable {
 
     fn load_state(&mut self, s: &serde_json::Value) -> Result<(), String> {
         self.last_epoch = s["last_epoch"].as_i64().ok_or("scheduler state without last_epoch")?;
-        self.base_lrs = serde_json::from_value(s["base_lrs"].clone()).map_err(|e| format!("scheduler base_lrs: {e}"))?;
+        self.base_lrs =
+            serde_json::from_value(s["base_lrs"].clone()).map_err(|e| format!("scheduler base_lrs: {e}"))?;
         Ok(())
     }
 

@@ -44,8 +44,15 @@ pub struct OneCycle {
 impl OneCycle {
     pub fn new(cfg: OneCycleConfig, opt: &mut dyn Optimizer) -> Result<Self, String> {
         let finite_pos = |x: f64| x.is_finite() && x > 0.0;
-        if cfg.total_steps <= 0 || !(0.0..=1.0).contains(&cfg.pct_start) || !finite_pos(cfg.max_lr) || !finite_pos(cfg.div_factor) || !finite_pos(cfg.final_div_factor) {
-            return Err("OneCycleLR: total_steps > 0, pct_start in [0, 1], max_lr, div_factor and final_div_factor > 0".into());
+        if cfg.total_steps <= 0
+            || !(0.0..=1.0).contains(&cfg.pct_start)
+            || !finite_pos(cfg.max_lr)
+            || !finite_pos(cfg.div_factor)
+            || !finite_pos(cfg.final_div_factor)
+        {
+            return Err(
+                "OneCycleLR: total_steps > 0, pct_start in [0, 1], max_lr, div_factor and final_div_factor > 0".into(),
+            );
         }
         if cfg.cycle_momentum && !((0.0..1.0).contains(&cfg.base_momentum) && (0.0..1.0).contains(&cfg.max_momentum)) {
             return Err("OneCycleLR: base_momentum and max_momentum must be in [0, 1)".into());
@@ -66,7 +73,10 @@ impl OneCycle {
         };
         if cfg.cycle_momentum {
             if (0..opt.num_groups()).any(|g| opt.momentum(g).is_none()) {
-                return Err(format!("OneCycleLR: {} has no momentum or beta1 to cycle (set cycle_momentum = false)", opt.name()));
+                return Err(format!(
+                    "OneCycleLR: {} has no momentum or beta1 to cycle (set cycle_momentum = false)",
+                    opt.name()
+                ));
             }
             for g in 0..opt.num_groups() {
                 opt.set_momentum(g, cfg.max_momentum);
@@ -105,7 +115,10 @@ impl LrScheduler for OneCycle {
         self.last_epoch += 1;
         let step = self.last_epoch as f64;
         if self.last_epoch > self.cfg.total_steps {
-            return Err(format!("OneCycleLR: tried to step {} times; total_steps is {}", self.last_epoch, self.cfg.total_steps));
+            return Err(format!(
+                "OneCycleLR: tried to step {} times; total_steps is {}",
+                self.last_epoch, self.cfg.total_steps
+            ));
         }
         let c = &self.cfg;
         let initial = c.max_lr / c.div_factor;

@@ -8,7 +8,13 @@ use crate::error::PluginError;
 
 /// Refuses a loss that cannot be optimized, naming the plugin and hook.
 pub fn check_loss(plugin: &str, loss: &Tensor) -> Result<(), PluginError> {
-    let fail = |detail: String| PluginError { plugin: plugin.into(), hook: "training_step".into(), op: None, detail, backtrace: None };
+    let fail = |detail: String| PluginError {
+        plugin: plugin.into(),
+        hook: "training_step".into(),
+        op: None,
+        detail,
+        backtrace: None,
+    };
     if !loss.defined() {
         return Err(fail("returned an undefined tensor as the loss".into()));
     }
@@ -19,7 +25,9 @@ pub fn check_loss(plugin: &str, loss: &Tensor) -> Result<(), PluginError> {
         return Err(fail(format!("the loss must be floating point, got {:?}", loss.kind())));
     }
     if !loss.requires_grad() {
-        return Err(fail("the loss does not require grad: it was not computed from any trainable parameter (or was detached)".into()));
+        return Err(fail(
+            "the loss does not require grad: it was not computed from any trainable parameter (or was detached)".into(),
+        ));
     }
     Ok(())
 }

@@ -54,12 +54,20 @@ fn op<T>(name: &str, r: Result<T, tch::TchError>) -> OpResult<T> {
 }
 
 impl OptimizerSet {
-    pub fn new(cfgs: &[OptimizerConfig], specs: &[SchedulerSpec], automatic: bool, ps: &ParamStore) -> Result<Self, String> {
+    pub fn new(
+        cfgs: &[OptimizerConfig],
+        specs: &[SchedulerSpec],
+        automatic: bool,
+        ps: &ParamStore,
+    ) -> Result<Self, String> {
         if cfgs.is_empty() {
             return Err("configure_optimizers returned no optimizer".into());
         }
         if automatic && cfgs.len() > 1 {
-            return Err(format!("{} optimizers need manual optimization (automatic-optimization = false), as in Lightning", cfgs.len()));
+            return Err(format!(
+                "{} optimizers need manual optimization (automatic-optimization = false), as in Lightning",
+                cfgs.len()
+            ));
         }
         let mut optimizers: Vec<Box<dyn Optimizer>> = Vec::new();
         let mut params: Vec<Tensor> = Vec::new();
@@ -72,7 +80,8 @@ impl OptimizerSet {
                 // The same tensor in two optimizers is one parameter; empty tensors (null
                 // data pointers) are always distinct.
                 let ptr = p.data_ptr();
-                let shared = if p.numel() > 0 { params.iter().position(|q| q.numel() > 0 && q.data_ptr() == ptr) } else { None };
+                let shared =
+                    if p.numel() > 0 { params.iter().position(|q| q.numel() > 0 && q.data_ptr() == ptr) } else { None };
                 let i = match shared {
                     Some(i) => i,
                     None => {
@@ -128,7 +137,10 @@ impl OptimizerSet {
 
     fn check(&self, i: usize, name: &str) -> OpResult<()> {
         if i >= self.optimizers.len() {
-            return Err(OpError::new(name, format!("optimizer {i} does not exist ({} configured)", self.optimizers.len())));
+            return Err(OpError::new(
+                name,
+                format!("optimizer {i} does not exist ({} configured)", self.optimizers.len()),
+            ));
         }
         Ok(())
     }
@@ -141,7 +153,10 @@ impl OptimizerSet {
             return Err(OpError::new(name, format!("the loss must be a scalar, got shape {:?}", loss.size())));
         }
         if !loss.requires_grad() {
-            return Err(OpError::new(name, "the loss does not require grad: it was not computed from any trainable parameter (or was detached)"));
+            return Err(OpError::new(
+                name,
+                "the loss does not require grad: it was not computed from any trainable parameter (or was detached)",
+            ));
         }
         let targets: Vec<usize> = match self.toggled {
             Some(t) => self.members[t].clone(),
@@ -247,7 +262,10 @@ impl OptimizerSet {
     pub fn step_scheduler(&mut self, i: usize, metric: Option<f64>) -> OpResult<()> {
         let name = "lr_scheduler.step";
         let Some(e) = self.schedulers.get_mut(i) else {
-            return Err(OpError::new(name, format!("scheduler {i} does not exist ({} configured)", self.schedulers.len())));
+            return Err(OpError::new(
+                name,
+                format!("scheduler {i} does not exist ({} configured)", self.schedulers.len()),
+            ));
         };
         let opt = &mut self.optimizers[e.spec.optimizer];
         e.scheduler.step(opt.as_mut(), metric).map_err(|m| OpError::new(name, m))?;
@@ -257,7 +275,13 @@ impl OptimizerSet {
 
     /// Steps the schedulers of `interval` whose frequency divides `index` (Lightning's
     /// `_update_learning_rates`). Plateau schedulers read their monitor from `metrics`.
-    pub fn step_schedulers(&mut self, interval: Interval, index: u64, plateau: bool, metrics: &std::collections::BTreeMap<String, f64>) -> Result<(), String> {
+    pub fn step_schedulers(
+        &mut self,
+        interval: Interval,
+        index: u64,
+        plateau: bool,
+        metrics: &std::collections::BTreeMap<String, f64>,
+    ) -> Result<(), String> {
         for e in &mut self.schedulers {
             if e.spec.interval != interval || e.scheduler.is_plateau() != plateau || index % e.spec.frequency != 0 {
                 continue;

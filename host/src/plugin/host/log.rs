@@ -39,7 +39,11 @@ impl log::Host for PluginState {
         check_name(&name, &o)?;
         let t = self.tensor(&value, "log")?;
         if t.numel() != 1 {
-            return Err(OpError::new("log", format!("`{name}` must be a one-element tensor, got shape {:?}", t.size())).into());
+            return Err(OpError::new(
+                "log",
+                format!("`{name}` must be a one-element tensor, got shape {:?}", t.size()),
+            )
+            .into());
         }
         let v = t.shallow_clone();
         self.ctx.log(&name, v, options(&o))?;
@@ -48,7 +52,9 @@ impl log::Host for PluginState {
 
     fn log_scalar(&mut self, name: String, value: f64, o: WitLogOptions) -> R<()> {
         check_name(&name, &o)?;
-        let v = Tensor::f_from_slice(&[value as f32]).and_then(|t| t.f_reshape([])).map_err(|e| OpError::torch("log", e))?;
+        let v = Tensor::f_from_slice(&[value as f32])
+            .and_then(|t| t.f_reshape([]))
+            .map_err(|e| OpError::torch("log", e))?;
         self.ctx.log(&name, v, options(&o))?;
         Ok(())
     }

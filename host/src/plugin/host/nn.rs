@@ -3,7 +3,9 @@
 use tch::Tensor;
 use wasmtime::component::Resource;
 
-use crate::engine::layers::{self, BatchNorm, Conv2d, Conv2dSpec, Embedding, LayerNorm, Linear, Lstm, LstmSpec, MultiheadAttention};
+use crate::engine::layers::{
+    self, BatchNorm, Conv2d, Conv2dSpec, Embedding, LayerNorm, Linear, Lstm, LstmSpec, MultiheadAttention,
+};
 use crate::error::{OpError, OpResult};
 use crate::plugin::bindings::nn::{self, Conv2dOptions, LstmOptions};
 use crate::plugin::state::PluginState;
@@ -23,7 +25,13 @@ fn pair(p: (u32, u32)) -> [i64; 2] {
 
 impl PluginState {
     /// Runs a layer's forward on one input tensor and hands the result to the guest.
-    fn forward_one<L: 'static>(&mut self, layer: &Resource<L>, input: &H, op: &str, f: impl FnOnce(&L, &Tensor, bool) -> OpResult<Tensor>) -> R<H> {
+    fn forward_one<L: 'static>(
+        &mut self,
+        layer: &Resource<L>,
+        input: &H,
+        op: &str,
+        f: impl FnOnce(&L, &Tensor, bool) -> OpResult<Tensor>,
+    ) -> R<H> {
         let training = self.ctx.training;
         let l = self.get(layer, op)?;
         let x = self.tensor(input, op)?;
@@ -31,7 +39,12 @@ impl PluginState {
         Ok(self.push(out, op)?)
     }
 
-    fn register<L: Send + 'static>(&mut self, op: &str, kind: (&'static str, &str), make: impl FnOnce(&mut crate::engine::params::ParamStore, tch::Device) -> OpResult<L>) -> R<Resource<L>> {
+    fn register<L: Send + 'static>(
+        &mut self,
+        op: &str,
+        kind: (&'static str, &str),
+        make: impl FnOnce(&mut crate::engine::params::ParamStore, tch::Device) -> OpResult<L>,
+    ) -> R<Resource<L>> {
         let dev = self.ctx.device;
         let layer = make(&mut self.ctx.params, dev)?;
         self.ctx.params.add_module(kind.1, kind.0);
@@ -79,7 +92,9 @@ impl nn::HostConv2d for PluginState {
 
 impl nn::HostBatchNorm for PluginState {
     fn new(&mut self, path: String, n: u32, eps: f64, momentum: f64, affine: bool) -> R<Resource<BatchNorm>> {
-        self.register("batch_norm", ("BatchNorm", &path), |ps, dev| BatchNorm::new(ps, &path, n as i64, eps, momentum, affine, dev))
+        self.register("batch_norm", ("BatchNorm", &path), |ps, dev| {
+            BatchNorm::new(ps, &path, n as i64, eps, momentum, affine, dev)
+        })
     }
     fn forward(&mut self, this: Resource<BatchNorm>, input: H) -> R<H> {
         self.forward_one(&this, &input, "batch_norm", |l, x, training| l.forward(x, training))
@@ -107,7 +122,9 @@ impl nn::HostLayerNorm for PluginState {
 
 impl nn::HostEmbedding for PluginState {
     fn new(&mut self, path: String, num: u32, dim: u32) -> R<Resource<Embedding>> {
-        self.register("embedding", ("Embedding", &path), |ps, dev| Embedding::new(ps, &path, num as i64, dim as i64, dev))
+        self.register("embedding", ("Embedding", &path), |ps, dev| {
+            Embedding::new(ps, &path, num as i64, dim as i64, dev)
+        })
     }
     fn forward(&mut self, this: Resource<Embedding>, indices: H) -> R<H> {
         self.forward_one(&this, &indices, "embedding", |l, x, _| l.forward(x))
@@ -169,10 +186,28 @@ impl nn::HostDropout for PluginState {
 }
 
 impl nn::HostMultiheadAttention for PluginState {
-    fn new(&mut self, path: String, embed: u32, heads: u32, dropout: f64, bias: bool, batch_first: bool) -> R<Resource<MultiheadAttention>> {
-        self.register("multihead_attention", ("MultiheadAttention", &path), |ps, dev| MultiheadAttention::new(ps, &path, embed as i64, heads as i64, dropout, bias, batch_first, dev))
+    fn new(
+        &mut self,
+        path: String,
+        embed: u32,
+        heads: u32,
+        dropout: f64,
+        bias: bool,
+        batch_first: bool,
+    ) -> R<Resource<MultiheadAttention>> {
+        self.register("multihead_attention", ("MultiheadAttention", &path), |ps, dev| {
+            MultiheadAttention::new(ps, &path, embed as i64, heads as i64, dropout, bias, batch_first, dev)
+        })
     }
-    fn forward(&mut self, this: Resource<MultiheadAttention>, q: H, k: H, v: H, mask: Option<H>, need_weights: bool) -> R<(H, Option<H>)> {
+    fn forward(
+        &mut self,
+        this: Resource<MultiheadAttention>,
+        q: H,
+        k: H,
+        v: H,
+        mask: Option<H>,
+        need_weights: bool,
+    ) -> R<(H, Option<H>)> {
         let op = "multihead_attention";
         let training = self.ctx.training;
         let l = self.get(&this, op)?;
@@ -201,17 +236,25 @@ impl nn::Host for PluginState {
         let op = "parameter";
         let t = self.tensor(&init, op)?;
         let dev = self.ctx.device;
-        let copy = t.f_to_device(dev).and_then(|c| c.f_detach()).and_then(|c| c.f_to_dtype(c.kind(), false, true)).map_err(|e| OpError::torch(op, e))?;
+        let copy = t
+            .f_to_device(dev)
+            .and_then(|c| c.f_detach())
+            .and_then(|c| c.f_to_dtype(c.kind(), false, true))
+            .map_err(|e| OpError::torch(op, e))?;
         let p = self.ctx.params.add_parameter(&path, copy)?;
         Ok(self.push(p, op)?)
     }
 
     fn max_pool2d(&mut self, input: H, kernel: (u32, u32), stride: (u32, u32), padding: (u32, u32)) -> R<H> {
-        self.unary_pool(&input, "max_pool2d", |x| x.f_max_pool2d(pair(kernel), pair(stride), pair(padding), [1, 1], false))
+        self.unary_pool(&input, "max_pool2d", |x| {
+            x.f_max_pool2d(pair(kernel), pair(stride), pair(padding), [1, 1], false)
+        })
     }
 
     fn avg_pool2d(&mut self, input: H, kernel: (u32, u32), stride: (u32, u32), padding: (u32, u32)) -> R<H> {
-        self.unary_pool(&input, "avg_pool2d", |x| x.f_avg_pool2d(pair(kernel), pair(stride), pair(padding), false, true, None::<i64>))
+        self.unary_pool(&input, "avg_pool2d", |x| {
+            x.f_avg_pool2d(pair(kernel), pair(stride), pair(padding), false, true, None::<i64>)
+        })
     }
 
     fn num_parameters(&mut self) -> R<u64> {
@@ -222,7 +265,8 @@ impl nn::Host for PluginState {
 impl PluginState {
     fn unary_pool(&mut self, input: &H, op: &str, f: impl FnOnce(&Tensor) -> Result<Tensor, tch::TchError>) -> R<H> {
         let x = self.tensor(input, op)?;
-        let out = f(x).map_err(|e| OpError::new(op, format!("input {:?}: {}", x.size(), crate::error::torch_message(&e))))?;
+        let out =
+            f(x).map_err(|e| OpError::new(op, format!("input {:?}: {}", x.size(), crate::error::torch_message(&e))))?;
         Ok(self.push(out, op)?)
     }
 }

@@ -14,7 +14,10 @@ impl PluginState {
     fn optim(&mut self, op: &str) -> Result<&mut OptimizerSet, OpError> {
         match self.ctx.optim.as_mut() {
             Some(o) if !o.automatic => Ok(o),
-            Some(_) => Err(OpError::new(op, "manual optimization calls need `automatic-optimization = false` in configure-optimizers")),
+            Some(_) => Err(OpError::new(
+                op,
+                "manual optimization calls need `automatic-optimization = false` in configure-optimizers",
+            )),
             None => Err(OpError::new(op, "no optimizers yet: configure-optimizers has not run")),
         }
     }

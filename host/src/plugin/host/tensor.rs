@@ -7,8 +7,8 @@ use tch::{Device, Kind, Tensor};
 use wasmtime::component::Resource;
 
 use crate::engine::dtype::DType;
-use crate::engine::memory_budget::MemoryBudget;
 use crate::engine::layers;
+use crate::engine::memory_budget::MemoryBudget;
 use crate::engine::torch_ext::Draw;
 use crate::error::{torch_message, OpError, OpResult};
 use crate::plugin::bindings::tensor::{self, BinaryOp, CompareOp, ReduceOp, UnaryOp};
@@ -92,7 +92,8 @@ pub fn data_file(data_dir: Option<&Path>, path: &str) -> OpResult<(cap_std::fs::
     if rel.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
         return Err(OpError::new(op, format!("`{path}` is outside the granted data directory")));
     }
-    let dir = cap_std::fs::Dir::open_ambient_dir(root, cap_std::ambient_authority()).map_err(|e| OpError::new(op, format!("data directory: {e}")))?;
+    let dir = cap_std::fs::Dir::open_ambient_dir(root, cap_std::ambient_authority())
+        .map_err(|e| OpError::new(op, format!("data directory: {e}")))?;
     Ok((dir, rel.to_path_buf()))
 }
 
@@ -101,10 +102,19 @@ pub fn read_data_file(data_dir: Option<&Path>, path: &str, max_bytes: u64) -> Op
     use std::io::Read as _;
     let op = "load";
     let (dir, rel) = data_file(data_dir, path)?;
-    let f = dir.open(&rel).map_err(|e| OpError::new(op, format!("`{path}`: {e} (only files inside the granted data directory can be read)")))?;
+    let f = dir.open(&rel).map_err(|e| {
+        OpError::new(op, format!("`{path}`: {e} (only files inside the granted data directory can be read)"))
+    })?;
     let len = f.metadata().map(|m| m.len()).unwrap_or(0);
     if len > max_bytes {
-        return Err(OpError::new(op, format!("`{path}` is {} MiB, more than the plugin's tensor budget leaves ({} MiB)", len >> 20, max_bytes >> 20)));
+        return Err(OpError::new(
+            op,
+            format!(
+                "`{path}` is {} MiB, more than the plugin's tensor budget leaves ({} MiB)",
+                len >> 20,
+                max_bytes >> 20
+            ),
+        ));
     }
     let mut out = Vec::with_capacity(len as usize);
     f.take(max_bytes).read_to_end(&mut out).map_err(|e| OpError::new(op, format!("`{path}`: {e}")))?;
@@ -112,19 +122,34 @@ pub fn read_data_file(data_dir: Option<&Path>, path: &str, max_bytes: u64) -> Op
 }
 
 /// Charges `len` bytes the host holds for a load to the plugin's budget.
-fn hold<'a>(memory: &'a MemoryBudget, len: usize, op: &str, path: &str) -> OpResult<crate::engine::memory_budget::Reservation<'a>> {
-    memory.reserve(len as u64).ok_or_else(|| OpError::new(op, format!("`{path}`: holding its {} MiB would pass the plugin's tensor budget (plugin.tensor_memory_limit_mb)", len >> 20)))
+fn hold<'a>(
+    memory: &'a MemoryBudget,
+    len: usize,
+    op: &str,
+    path: &str,
+) -> OpResult<crate::engine::memory_budget::Reservation<'a>> {
+    memory.reserve(len as u64).ok_or_else(|| {
+        OpError::new(
+            op,
+            format!(
+                "`{path}`: holding its {} MiB would pass the plugin's tensor budget (plugin.tensor_memory_limit_mb)",
+                len >> 20
+            ),
+        )
+    })
 }
 
 /// A safetensors file's tensors, parsed from its bytes (the tensors are made, and charged,
 /// one by one).
 fn parse_safetensors(bytes: &[u8]) -> Result<Vec<(String, Tensor)>, String> {
-    let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| format!("not a valid safetensors file ({e:?})"))?;
+    let st =
+        safetensors::SafeTensors::deserialize(bytes).map_err(|e| format!("not a valid safetensors file ({e:?})"))?;
     let mut out = Vec::new();
     for (name, view) in st.tensors() {
         let kind = crate::checkpoint::kind_of(view.dtype()).map_err(|e| format!("tensor `{name}`: {e}"))?;
         let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
-        let t = Tensor::f_from_data_size(view.data(), &shape, kind).map_err(|e| format!("tensor `{name}`: {}", torch_message(&e)))?;
+        let t = Tensor::f_from_data_size(view.data(), &shape, kind)
+            .map_err(|e| format!("tensor `{name}`: {}", torch_message(&e)))?;
         out.push((name, t));
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
@@ -143,12 +168,22 @@ impl PluginState {
 
     /// A random tensor: from this instance's own generator if it has one (a DataLoader
     /// worker's), else from the run's (`default`).
-    fn random(&mut self, op: &str, what: Draw, shape: &[i64], default: impl FnOnce() -> Result<Tensor, tch::TchError>) -> R<H> {
+    fn random(
+        &mut self,
+        op: &str,
+        what: Draw,
+        shape: &[i64],
+        default: impl FnOnce() -> Result<Tensor, tch::TchError>,
+    ) -> R<H> {
         let dev = self.dev();
         let t = match self.generator.as_mut() {
             Some(g) => {
                 let t = g.draw(what, shape).map_err(|e| OpError::new(op, e))?;
-                if dev == Device::Cpu { Ok(t) } else { t.f_to_device(dev) }
+                if dev == Device::Cpu {
+                    Ok(t)
+                } else {
+                    t.f_to_device(dev)
+                }
             }
             None => default(),
         };
@@ -161,7 +196,13 @@ impl PluginState {
         Ok(self.push(out, op)?)
     }
 
-    fn binary_with(&mut self, this: &H, other: &H, op: &str, f: impl FnOnce(&Tensor, &Tensor) -> Result<Tensor, tch::TchError>) -> R<H> {
+    fn binary_with(
+        &mut self,
+        this: &H,
+        other: &H,
+        op: &str,
+        f: impl FnOnce(&Tensor, &Tensor) -> Result<Tensor, tch::TchError>,
+    ) -> R<H> {
         let a = self.tensor(this, op)?;
         let b = self.tensor(other, op)?;
         let out = run(op, &[a, b], f(a, b))?;
@@ -259,7 +300,15 @@ impl tensor::HostTensor for PluginState {
         let d = dtype_in(dtype);
         let numel: i64 = shape.iter().product();
         if data.len() as i64 != numel * d.size() as i64 {
-            return Err(OpError::new(op, format!("{} bytes do not hold shape {shape:?} of {d:?} ({} bytes)", data.len(), numel * d.size() as i64)).into());
+            return Err(OpError::new(
+                op,
+                format!(
+                    "{} bytes do not hold shape {shape:?} of {d:?} ({} bytes)",
+                    data.len(),
+                    numel * d.size() as i64
+                ),
+            )
+            .into());
         }
         if d == DType::Bool && data.iter().any(|&b| b > 1) {
             return Err(OpError::new(op, "boolean tensors take bytes 0 and 1 only").into());
@@ -276,7 +325,10 @@ impl tensor::HostTensor for PluginState {
             return Err(OpError::new(op, format!("{} values do not fill shape {shape:?}", data.len())).into());
         }
         let dev = self.dev();
-        self.new_tensor(op, Tensor::f_from_slice(&data).and_then(|t| t.f_reshape(&shape)).and_then(|t| t.f_to_device(dev)))
+        self.new_tensor(
+            op,
+            Tensor::f_from_slice(&data).and_then(|t| t.f_reshape(&shape)).and_then(|t| t.f_to_device(dev)),
+        )
     }
 
     fn from_i64(&mut self, data: Vec<i64>, shape: Vec<i64>) -> R<H> {
@@ -287,7 +339,10 @@ impl tensor::HostTensor for PluginState {
             return Err(OpError::new(op, format!("{} values do not fill shape {shape:?}", data.len())).into());
         }
         let dev = self.dev();
-        self.new_tensor(op, Tensor::f_from_slice(&data).and_then(|t| t.f_reshape(&shape)).and_then(|t| t.f_to_device(dev)))
+        self.new_tensor(
+            op,
+            Tensor::f_from_slice(&data).and_then(|t| t.f_reshape(&shape)).and_then(|t| t.f_to_device(dev)),
+        )
     }
 
     fn zeros(&mut self, shape: Vec<i64>, dtype: Dtype) -> R<H> {
@@ -384,7 +439,12 @@ impl tensor::HostTensor for PluginState {
         let file = full.file_name().and_then(|s| s.to_str()).unwrap_or("").trim_end_matches(".gz");
         let bad = |e: crate::datasets::FormatError| OpError::new(op, format!("`{path}`: {e}"));
         let io = |e: std::io::Error| OpError::new(op, format!("`{path}`: {e}"));
-        let stem = Path::new(file).file_stem().and_then(|s| s.to_str()).unwrap_or("array").trim_end_matches(".idx").to_string();
+        let stem = Path::new(file)
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("array")
+            .trim_end_matches(".idx")
+            .to_string();
         // What the budget has left bounds the bytes read and the bytes inflated.
         // The bytes read (and inflated) are charged to the budget while they are held, and the
         // tensors made from them as they are made: a load never takes more than the budget.
@@ -417,19 +477,32 @@ impl tensor::HostTensor for PluginState {
         Ok(out)
     }
 
-    fn load_csv(&mut self, path: String, columns: Vec<tensor::CsvColumn>, header: bool, delimiter: String) -> R<Vec<(String, H)>> {
+    fn load_csv(
+        &mut self,
+        path: String,
+        columns: Vec<tensor::CsvColumn>,
+        header: bool,
+        delimiter: String,
+    ) -> R<Vec<(String, H)>> {
         let op = "load_csv";
         data_file(self.ctx.data_dir.as_deref(), &path).map_err(|e| OpError::new(op, e.detail))?;
         let mut chars = delimiter.chars();
         let (Some(delim), None) = (chars.next(), chars.next()) else {
-            return Err(OpError::new(op, format!("`{path}`: the delimiter must be one character, got {delimiter:?}")).into());
+            return Err(
+                OpError::new(op, format!("`{path}`: the delimiter must be one character, got {delimiter:?}")).into()
+            );
         };
-        let cols: Vec<crate::datasets::csv::Column> = columns.iter().map(|c| crate::datasets::csv::Column { name: c.name.clone(), kind: dtype_in(c.dtype).kind() }).collect();
+        let cols: Vec<crate::datasets::csv::Column> = columns
+            .iter()
+            .map(|c| crate::datasets::csv::Column { name: c.name.clone(), kind: dtype_in(c.dtype).kind() })
+            .collect();
         let memory = Arc::clone(&self.budget.memory);
-        let bytes = read_data_file(self.ctx.data_dir.as_deref(), &path, memory.limit().saturating_sub(memory.used())).map_err(|e| OpError::new(op, e.detail))?;
+        let bytes = read_data_file(self.ctx.data_dir.as_deref(), &path, memory.limit().saturating_sub(memory.used()))
+            .map_err(|e| OpError::new(op, e.detail))?;
         let _read = hold(&memory, bytes.len(), op, &path)?;
         let text = String::from_utf8(bytes).map_err(|e| OpError::new(op, format!("`{path}`: not UTF-8 text ({e})")))?;
-        let parsed = crate::datasets::csv::parse(&text, &cols, header, delim, MAX_ELEMENTS as usize).map_err(|e| OpError::new(op, format!("`{path}`: {e}")))?;
+        let parsed = crate::datasets::csv::parse(&text, &cols, header, delim, MAX_ELEMENTS as usize)
+            .map_err(|e| OpError::new(op, format!("`{path}`: {e}")))?;
         let dev = self.dev();
         let mut out = Vec::with_capacity(parsed.len());
         for (name, t) in parsed {
@@ -473,7 +546,11 @@ impl tensor::HostTensor for PluginState {
     fn to_f32_list(&mut self, this: H) -> R<Vec<f32>> {
         let op = "to_f32_list";
         let t = self.tensor(&this, op)?;
-        let cpu = run(op, &[t], t.f_to_device(Device::Cpu).and_then(|c| c.f_to_kind(Kind::Float)).and_then(|c| c.f_contiguous()))?;
+        let cpu = run(
+            op,
+            &[t],
+            t.f_to_device(Device::Cpu).and_then(|c| c.f_to_kind(Kind::Float)).and_then(|c| c.f_contiguous()),
+        )?;
         let n = cpu.numel();
         let mut v = vec![0f32; n];
         cpu.f_copy_data(&mut v, n).map_err(|e| OpError::torch(op, e))?;
@@ -483,7 +560,11 @@ impl tensor::HostTensor for PluginState {
     fn to_i64_list(&mut self, this: H) -> R<Vec<i64>> {
         let op = "to_i64_list";
         let t = self.tensor(&this, op)?;
-        let cpu = run(op, &[t], t.f_to_device(Device::Cpu).and_then(|c| c.f_to_kind(Kind::Int64)).and_then(|c| c.f_contiguous()))?;
+        let cpu = run(
+            op,
+            &[t],
+            t.f_to_device(Device::Cpu).and_then(|c| c.f_to_kind(Kind::Int64)).and_then(|c| c.f_contiguous()),
+        )?;
         let n = cpu.numel();
         let mut v = vec![0i64; n];
         cpu.f_copy_data(&mut v, n).map_err(|e| OpError::torch(op, e))?;
@@ -493,9 +574,15 @@ impl tensor::HostTensor for PluginState {
     fn item(&mut self, this: H) -> R<f64> {
         let t = self.tensor(&this, "item")?;
         if t.numel() != 1 {
-            return Err(OpError::new("item", format!("a tensor of shape {:?} has {} elements, not one", t.size(), t.numel())).into());
+            return Err(OpError::new(
+                "item",
+                format!("a tensor of shape {:?} has {} elements, not one", t.size(), t.numel()),
+            )
+            .into());
         }
-        Ok(t.f_double_value(&[]).or_else(|_| t.f_reshape([1]).and_then(|r| r.f_double_value(&[0]))).map_err(|e| OpError::torch("item", e))?)
+        Ok(t.f_double_value(&[])
+            .or_else(|_| t.f_reshape([1]).and_then(|r| r.f_double_value(&[0])))
+            .map_err(|e| OpError::torch("item", e))?)
     }
 
     fn to_dtype(&mut self, this: H, dtype: Dtype) -> R<H> {
@@ -642,9 +729,15 @@ impl tensor::HostTensor for PluginState {
         if chunks <= 0 {
             return Err(OpError::new(op, format!("chunks must be positive, got {chunks}")).into());
         }
-        let size = a.size().get(if dim < 0 { (a.dim() as i64 + dim).max(0) as usize } else { dim as usize }).copied().unwrap_or(1);
+        let size = a
+            .size()
+            .get(if dim < 0 { (a.dim() as i64 + dim).max(0) as usize } else { dim as usize })
+            .copied()
+            .unwrap_or(1);
         let chunks = chunks.min(size.max(1));
-        let parts = a.f_chunk(chunks, dim).map_err(|e| OpError::new(op, format!("input {:?}: {}", a.size(), torch_message(&e))))?;
+        let parts = a
+            .f_chunk(chunks, dim)
+            .map_err(|e| OpError::new(op, format!("input {:?}: {}", a.size(), torch_message(&e))))?;
         let mut out = Vec::with_capacity(parts.len());
         for p in parts {
             out.push(self.push(p, op)?);
@@ -688,7 +781,9 @@ impl tensor::HostTensor for PluginState {
 
 impl tensor::Host for PluginState {
     fn cross_entropy(&mut self, input: H, target: H, r: Reduction, label_smoothing: f64) -> R<H> {
-        self.binary_with(&input, &target, "cross_entropy", |x, y| x.f_cross_entropy_loss(y, None::<Tensor>, reduction(r), -100, label_smoothing))
+        self.binary_with(&input, &target, "cross_entropy", |x, y| {
+            x.f_cross_entropy_loss(y, None::<Tensor>, reduction(r), -100, label_smoothing)
+        })
     }
 
     fn nll_loss(&mut self, input: H, target: H, r: Reduction) -> R<H> {
@@ -724,7 +819,10 @@ mod tests {
         let outside = tempfile::tempdir().unwrap();
         std::fs::write(outside.path().join("secret"), b"s").unwrap();
         std::os::unix::fs::symlink(outside.path().join("secret"), dir.path().join("link")).unwrap();
-        assert!(read_data_file(Some(dir.path()), "link", 1 << 20).is_err(), "a symlink out of the grant is not followed");
+        assert!(
+            read_data_file(Some(dir.path()), "link", 1 << 20).is_err(),
+            "a symlink out of the grant is not followed"
+        );
         assert!(read_data_file(Some(dir.path()), "a.npy", 0).unwrap_err().detail.contains("budget"));
         assert!(read_data_file(None, "a.npy", 1 << 20).unwrap_err().detail.contains("no data directory"));
     }

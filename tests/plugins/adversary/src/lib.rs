@@ -49,7 +49,14 @@ fn configure_attack(attack: &str, victim: &str) -> Result<(), String> {
             println!("blocked env: {} variables visible", vars.len());
         }
         "fs-read" => {
-            for p in ["/data/../secret.txt", "/secret.txt", "../secret.txt", "/etc/passwd", "/data/link-out/secret.txt", "/data/link-file"] {
+            for p in [
+                "/data/../secret.txt",
+                "/secret.txt",
+                "../secret.txt",
+                "/etc/passwd",
+                "/data/link-out/secret.txt",
+                "/data/link-file",
+            ] {
                 blocked(&format!("reading {p}"), std::fs::read(p))?;
             }
             blocked("listing /", std::fs::read_dir("/"))?;
@@ -62,7 +69,8 @@ fn configure_attack(attack: &str, victim: &str) -> Result<(), String> {
             blocked("removing /data/digits.safetensors", std::fs::remove_file("/data/digits.safetensors"))?;
         }
         "fs-output" => {
-            std::fs::write("/output/ok.txt", b"its own output").map_err(|e| format!("could not write its own /output: {e}"))?;
+            std::fs::write("/output/ok.txt", b"its own output")
+                .map_err(|e| format!("could not write its own /output: {e}"))?;
             println!("wrote /output/ok.txt");
             blocked("writing /output/../escape.txt", std::fs::write("/output/../escape.txt", b"x"))?;
             blocked("writing /output/../../secret.txt", std::fs::write("/output/../../secret.txt", b"x"))?;
@@ -228,7 +236,11 @@ impl lthost_sdk::callback::Callback for Sneaky {
     fn hooks() -> Vec<&'static str> {
         vec!["on_train_batch_end"]
     }
-    fn on_hook(&mut self, _hook: &str, _info: &lthost_sdk::callback::HookInfo) -> Result<lthost_sdk::callback::HookResult, String> {
+    fn on_hook(
+        &mut self,
+        _hook: &str,
+        _info: &lthost_sdk::callback::HookInfo,
+    ) -> Result<lthost_sdk::callback::HookResult, String> {
         // Reaching for tensors from a callback.
         let t = Tensor::zeros(&[4], Dtype::Float32);
         println!("SANDBOX ESCAPE: a callback made a tensor of {} elements", t.numel());
