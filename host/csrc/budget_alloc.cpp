@@ -15,6 +15,7 @@
 #include <atomic>
 #include <cstdint>
 #include <mutex>
+#include <random>
 #include <string>
 
 namespace {
@@ -37,6 +38,16 @@ struct Header {
   int64_t bytes;
 };
 constexpr uint64_t kMagic = 0x6c74686f73746231ULL;  // "lthostb1"
+// The magic a block at `data` carries: keyed by its address and a per-process random key,
+// so that bytes in front of a block the allocator did not hand out (which a plugin's own
+// tensor data could fill) are not taken for a header.
+uint64_t magic_for(const void* data) {
+  static const uint64_t key = [] {
+    std::random_device rd;
+    return (static_cast<uint64_t>(rd()) << 32) ^ rd() ^ kMagic;
+  }();
+  return key ^ reinterpret_cast<uintptr_t>(data);
+}
 constexpr size_t kHeader = 64;
 static_assert(sizeof(Header) <= kHeader, "header fits");
 
@@ -47,7 +58,7 @@ void release(void* data) {
   if (data == nullptr) return;
   char* base = static_cast<char*>(data) - kHeader;
   auto* h = reinterpret_cast<Header*>(base);
-  if (h->magic != kMagic) {
+  if (h->magic != magic_for(data)) {
     // Not one of ours: a raw block the default allocator handed out before this one was
     // installed (lthost installs it first thing, so this should not happen), freed through
     // the allocator in force now.
@@ -98,11 +109,11 @@ struct BudgetedAllocator final : c10::Allocator {
       }
       throw;
     }
+    void* data = static_cast<char*>(base) + kHeader;
     auto* h = static_cast<Header*>(base);
-    h->magic = kMagic;
+    h->magic = magic_for(data);
     h->budget = b;
     h->bytes = bytes;
-    void* data = static_cast<char*>(base) + kHeader;
     return c10::DataPtr(data, data, &release, c10::Device(c10::DeviceType::CPU));
   }
 

@@ -510,7 +510,12 @@ fn main() -> ExitCode {
     lthost::plugin::interrupt::watch_signals(signal.clone());
     match run(cli.command, signal) {
         Ok(Some(code)) => ExitCode::from(code.clamp(0, 255) as u8),
-        Ok(None) => ExitCode::SUCCESS,
+        // A signal that arrived while no loop was there to act on it still ends the process
+        // as a signal does.
+        Ok(None) => match lthost::plugin::interrupt::signalled() {
+            0 => ExitCode::SUCCESS,
+            sig => ExitCode::from((128 + sig).min(255) as u8),
+        },
         Err(e) => {
             eprintln!("error: {e:#}");
             // A run a signal stopped exits as the signal says, whatever stage it was in.

@@ -224,6 +224,8 @@ impl<'c> Trainer<'c> {
             first_step: None,
             steps_at_batch_start: 0,
             step_pending: false,
+            in_batch: false,
+            val_due_pending: false,
             data_wait: Duration::ZERO,
         })
     }
@@ -350,17 +352,24 @@ impl<'c> Trainer<'c> {
         let mut stopped_in_hook = None;
         let outcome = match fit::run(&mut st, &train, val.as_ref()) {
             Ok(o) => o,
-            Err(e) if crate::plugin::interrupt::signalled() != 0 && st.interrupted.is_none() => {
-                // A signal stopped a plugin mid-hook: save at the last whole batch and end as
-                // an interrupted run.
+            Err(e) if crate::plugin::interrupt::signalled() != 0 => {
+                // A signal stopped a plugin mid-hook. Inside a training batch the run is saved
+                // where its weights are; elsewhere (epoch ends, set-up, a save already under
+                // way) no checkpoint is written rather than one whose position might be off.
                 let sig = crate::plugin::interrupt::signalled() as i32;
                 let what = match e.downcast_ref::<crate::error::PluginError>() {
                     Some(pe) => format!("plugin `{}` in hook `{}`", pe.plugin, pe.hook),
                     None => format!("the run ({e:#})"),
                 };
-                let path = checkpointing::interrupt_in_hook(&mut st, sig)
-                    .map_err(|se| se.context(format!("signal {sig} stopped {what}, and saving the run failed")))?;
-                println!("signal {sig} stopped {what}; the run was saved to {} (where its weights are, without the plugin's own state)", path.display());
+                if st.interrupted.is_none() {
+                    match checkpointing::interrupt_in_hook(&mut st, sig).map_err(|se| se.context(format!("signal {sig} stopped {what}, and saving the run failed")))? {
+                        Some(path) => println!("signal {sig} stopped {what}; the run was saved to {} (where its weights are, without the plugin's own state)", path.display()),
+                        None => {
+                            println!("signal {sig} stopped {what}, outside a training batch; no new checkpoint was written");
+                            st.interrupted = Some((sig, PathBuf::new()));
+                        }
+                    }
+                }
                 stopped_in_hook = Some(what);
                 fit::FitOutcome::default()
             }
@@ -391,7 +400,9 @@ impl<'c> Trainer<'c> {
         if let Some(l) = st.logger.as_mut() {
             l.finalize(status)?;
         }
-        let stop_reason = if let Some((sig, path)) = &st.interrupted {
+        let stop_reason = if let Some((sig, _)) = st.interrupted.as_ref().filter(|(_, p)| p.as_os_str().is_empty()) {
+            format!("signal {sig} received outside a training batch; no checkpoint was written for it")
+        } else if let Some((sig, path)) = &st.interrupted {
             format!("signal {sig} received; the state was saved to {}", path.display())
         } else if st.max_steps_reached() {
             format!("`max_steps={}` reached", st.limits.max_steps.unwrap_or(0))

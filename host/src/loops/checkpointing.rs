@@ -88,32 +88,38 @@ pub fn interrupt(st: &mut LoopState<'_>, signal: i32, batches_done: usize) -> Re
     let pos = position(st, batches_done, false);
     let path = signal_path(st, signal);
     save_to(st, &path, pos, true)?;
-    st.hook(crate::hooks::Hook::OnException, None)?;
+    // Recorded before the hook: should a plugin be stopped in it, the save above stands.
     st.interrupted = Some((signal, path));
     st.should_stop = true;
+    st.hook(crate::hooks::Hook::OnException, None)?;
     Ok(())
 }
 
-/// A signal stopped a plugin inside a hook (the epoch jump): the run is saved where its
-/// weights are — the batch in flight counts as done if its update was applied (the automatic
-/// step ran, or a manual one since it started), a validation that was running is due again —
-/// without the plugin's own state (its instance cannot be entered again).
-pub fn interrupt_in_hook(st: &mut LoopState<'_>, signal: i32) -> Result<std::path::PathBuf> {
+/// A signal stopped a plugin inside a hook (the epoch jump). Inside a training batch the run
+/// is saved where its weights are: the batch counts as done if its update was applied (the
+/// automatic step ran, or a manual one since it started), with every counter of the batch
+/// settled at that count, and a validation it cut is due again; the plugin's own state is
+/// not saved (its instance cannot be entered again). Elsewhere nothing is saved (None): the
+/// last checkpoint stands.
+pub fn interrupt_in_hook(st: &mut LoopState<'_>, signal: i32) -> Result<Option<std::path::PathBuf>> {
+    if !st.in_batch {
+        return Ok(None);
+    }
     let bp = st.batch_progress.current;
     let steps_now = st.ctx.optim.as_ref().map(|o| o.step_progress.total.completed).unwrap_or(0);
-    let in_flight = bp.started > bp.completed;
-    let stepped_in_flight = steps_now > st.steps_at_batch_start;
-    let applied = bp.processed == bp.started || stepped_in_flight;
-    let counted = !in_flight || applied;
-    let done = if in_flight && applied { bp.started } else { bp.completed };
-    let val_pending = st.ctx.stage == crate::context::Stage::Validate;
+    let stepped = steps_now > st.steps_at_batch_start;
+    let applied = bp.processed >= bp.started || stepped;
+    let done = if applied { bp.started } else { bp.completed };
+    let val_pending = applied && st.val_due_pending;
     let mut pos = position(st, done as usize, val_pending);
-    if counted && (st.step_pending || (in_flight && stepped_in_flight)) {
+    pos.batch_progress = pos.batch_progress.settled_at(done);
+    pos.global_step = steps_now;
+    if applied && (st.step_pending || stepped) {
         pos.batches_that_stepped += 1;
     }
     let path = signal_path(st, signal);
     save_to(st, &path, pos, false)?;
     st.interrupted = Some((signal, path.clone()));
     st.should_stop = true;
-    Ok(path)
+    Ok(Some(path))
 }

@@ -77,10 +77,15 @@ pub struct LoopState<'a> {
     /// Time the training loop waited for batches.
     pub data_wait: std::time::Duration,
     /// Where the current training batch stands, for a save when a signal stops a plugin
-    /// mid-hook: the optimizer steps taken when it started, and whether it stepped and
-    /// `batches_that_stepped` does not count that yet.
+    /// mid-hook: the optimizer steps taken when it started, whether it stepped and
+    /// `batches_that_stepped` does not count that yet, and whether one is under way.
     pub steps_at_batch_start: u64,
     pub step_pending: bool,
+    /// A training batch is under way (from its start to the end of its iteration, in-loop
+    /// validation included): the only place a signal's mid-hook save is made.
+    pub in_batch: bool,
+    /// A validation is due after the current batch and has not finished.
+    pub val_due_pending: bool,
 }
 
 impl LoopState<'_> {

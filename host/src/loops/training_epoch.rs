@@ -133,6 +133,7 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: Option<&DataLoader>
             break;
         }
         st.batch_progress.increment_started();
+        st.in_batch = true;
         st.steps_at_batch_start = st.ctx.optim.as_ref().map(|o| o.step_progress.total.completed).unwrap_or(0);
         if st.first_step.is_none() {
             st.first_step = crate::startup::since_process_start();
@@ -183,6 +184,7 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: Option<&DataLoader>
         crate::fault::point("step", &format!("global step {}", st.ctx.global_step));
 
         let val_due = val.is_some() && should_validate(st, val, idx);
+        st.val_due_pending = val_due;
         let stepped = u64::from(stepping);
         let every = st.checkpoint.as_ref().map(|c| c.cfg.every_n_train_steps).unwrap_or(0);
         let timed = st.checkpoint.as_ref().is_some_and(|c| c.time_is_due());
@@ -209,10 +211,12 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: Option<&DataLoader>
                 checkpointing::save(st, st.ctx.current_epoch, pos)?;
             }
         }
+        st.val_due_pending = false;
         if stepping {
             st.batches_that_stepped += 1;
         }
         st.step_pending = false;
+        st.in_batch = false;
         if let Some(sig) = st.signal.as_ref().map(|s| s.load(std::sync::atomic::Ordering::SeqCst)).filter(|&s| s != 0) {
             checkpointing::interrupt(st, sig as i32, idx + 1)?;
             return Ok(EpochOutcome { logged: BTreeMap::new(), prog_bar: BTreeMap::new(), batches });

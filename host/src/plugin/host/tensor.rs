@@ -500,6 +500,14 @@ impl tensor::HostTensor for PluginState {
         let bytes = read_data_file(self.ctx.data_dir.as_deref(), &path, memory.limit().saturating_sub(memory.used()))
             .map_err(|e| OpError::new(op, e.detail))?;
         let _read = hold(&memory, bytes.len(), op, &path)?;
+        // The parsed values: at most one per two bytes of text (a cell and its delimiter), 8
+        // bytes each; a column is read once.
+        let mut names: Vec<&str> = cols.iter().map(|c| c.name.as_str()).collect();
+        names.sort_unstable();
+        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+            return Err(OpError::new(op, format!("`{path}`: column `{}` is asked for twice", w[0])).into());
+        }
+        let _values = hold(&memory, (bytes.len() / 2 + 1).saturating_mul(8), op, &path)?;
         let text = String::from_utf8(bytes).map_err(|e| OpError::new(op, format!("`{path}`: not UTF-8 text ({e})")))?;
         let parsed = crate::datasets::csv::parse(&text, &cols, header, delim, MAX_ELEMENTS as usize)
             .map_err(|e| OpError::new(op, format!("`{path}`: {e}")))?;
