@@ -4,6 +4,7 @@
 #include <ATen/Context.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/add.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/from_blob.h>
 #include <ATen/ops/randperm.h>
@@ -124,4 +125,16 @@ int64_t lthost_generator_fill(void* gen, int64_t kind, void* data, int64_t n, in
   }
 }
 
+
+// torch's `a.add(b, alpha=alpha)`: one fused kernel (a + alpha * b rounded once), which tch
+// does not expose; optimizers need it to round as torch.optim does. Returns a new tensor, or
+// null with the error's text in `err` (a malloc'd string the caller frees).
+void* lthost_add_alpha(const at::Tensor* a, const at::Tensor* b, double alpha, char** err) {
+  try {
+    return new at::Tensor(a->add(*b, alpha));
+  } catch (const std::exception& e) {
+    *err = strdup(e.what());
+    return nullptr;
+  }
+}
 }

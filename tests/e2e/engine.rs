@@ -93,6 +93,45 @@ fn layers_initialise_and_run_like_torch_nn() {
 fn optimizers_follow_torch_optim() {
     let r = reference();
     let o = &r["optim"];
+    let grads: Vec<Tensor> = o["grads"].as_array().expect("grads").iter().map(|g| tensor(g, Kind::Float)).collect();
+    for (name, algorithm) in optimizer_cases() {
+        let mut ps = ParamStore::default();
+        let p = ps.add_parameter("p", tensor(&o["init"], Kind::Float)).expect("param");
+        let mut opt = OptimizerConfig::from(algorithm).build(&ps).expect("optimizer");
+        for g in &grads {
+            opt.step(&[g.shallow_clone()]).expect("step");
+        }
+        assert_close(name, &p, &o["result"][name]);
+    }
+    optimizer_groups_and_clipping(o, &grads);
+}
+
+/// Every optimizer configuration over 100 steps of small gradients (where the placement of
+/// eps shows), equal to torch.optim bit for bit: the same f32 operations in the same order.
+#[test]
+fn optimizers_equal_torch_bit_for_bit_over_100_small_steps() {
+    let r = reference();
+    let o = &r["optim_long"];
+    let grads: Vec<Tensor> = o["grads"].as_array().expect("grads").iter().map(|g| tensor(g, Kind::Float)).collect();
+    assert_eq!(grads.len(), 100);
+    let mut unequal = Vec::new();
+    for (name, algorithm) in optimizer_cases() {
+        let mut ps = ParamStore::default();
+        let p = ps.add_parameter("p", tensor(&o["init"], Kind::Float)).expect("param");
+        let mut opt = OptimizerConfig::from(algorithm).build(&ps).expect("optimizer");
+        for g in &grads {
+            opt.step(&[g.shallow_clone()]).expect("step");
+        }
+        let want = tensor(&o["result"][name], Kind::Float);
+        let diff = (p.to_kind(Kind::Double) - want.to_kind(Kind::Double)).abs().max().double_value(&[]);
+        if diff != 0.0 {
+            unequal.push(format!("{name}: max abs difference {diff:e}"));
+        }
+    }
+    assert!(unequal.is_empty(), "not bit-for-bit torch.optim after 100 steps: {unequal:?}");
+}
+
+fn optimizer_cases() -> Vec<(&'static str, Algorithm)> {
     let sgd = |lr, momentum, dampening, weight_decay, nesterov| {
         Algorithm::Sgd(SgdConfig { lr, momentum, dampening, weight_decay, nesterov })
     };
@@ -137,16 +176,13 @@ fn optimizers_follow_torch_optim() {
             }),
         ),
     ];
-    let grads: Vec<Tensor> = o["grads"].as_array().expect("grads").iter().map(|g| tensor(g, Kind::Float)).collect();
-    for (name, algorithm) in cases {
-        let mut ps = ParamStore::default();
-        let p = ps.add_parameter("p", tensor(&o["init"], Kind::Float)).expect("param");
-        let mut opt = OptimizerConfig::from(algorithm).build(&ps).expect("optimizer");
-        for g in &grads {
-            opt.step(&[g.shallow_clone()]).expect("step");
-        }
-        assert_close(name, &p, &o["result"][name]);
-    }
+    cases.into()
+}
+
+fn optimizer_groups_and_clipping(o: &Value, grads: &[Tensor]) {
+    let sgd = |lr, momentum, dampening, weight_decay, nesterov| {
+        Algorithm::Sgd(SgdConfig { lr, momentum, dampening, weight_decay, nesterov })
+    };
     // Parameter groups with their own lr and weight decay.
     let mut ps = ParamStore::default();
     let a = ps.add_parameter("a", tensor(&o["init"], Kind::Float)).expect("a");
@@ -160,7 +196,7 @@ fn optimizers_follow_torch_optim() {
     };
     let mut opt = cfg.build(&ps).expect("optimizer");
     assert_eq!(opt.num_groups(), 2);
-    for g in &grads {
+    for g in grads {
         opt.step(&[g.shallow_clone(), g.shallow_clone()]).expect("step");
     }
     assert_close("group a", &a, &o["groups"]["a"]);

@@ -106,10 +106,30 @@ def optimizers():
     return out
 
 
+LONG_STEPS = 100
+
+
+def optimizers_long():
+    """Every optimizer configuration over LONG_STEPS steps of small gradients (1e-4 scale,
+    where where eps enters the update shows), for a bit-for-bit comparison."""
+    torch.manual_seed(2)
+    init = torch.randn(3, 4)
+    grads = [torch.randn(3, 4) * 1e-4 for _ in range(LONG_STEPS)]
+    out = {"init": flat(init), "grads": [flat(g) for g in grads], "result": {}}
+    for name, make in OPTIMIZERS.items():
+        p = nn.Parameter(init.clone())
+        opt = make([p])
+        for g in grads:
+            p.grad = g.clone()
+            opt.step()
+        out["result"][name] = flat(p)
+    return out
+
+
 def main(path):
     state, forward, inputs = layers()
     with open(path, "w") as f:
-        json.dump({"torch": torch.__version__, "init": state, "inputs": inputs, "forward": forward, "optim": optimizers()}, f)
+        json.dump({"torch": torch.__version__, "init": state, "inputs": inputs, "forward": forward, "optim": optimizers(), "optim_long": optimizers_long()}, f)
     print(f"wrote {path}")
 
 

@@ -353,3 +353,16 @@ impl OptimizerConfig {
 pub(crate) fn t(name: &str, r: Result<Tensor, tch::TchError>) -> OpResult<Tensor> {
     r.map_err(|e| OpError::torch(format!("optimizer.step({name})"), e))
 }
+
+/// torch's `a.add(b, alpha=alpha)` (fused, rounded once), as torch.optim's updates use it.
+pub(crate) fn add_alpha(name: &str, a: &Tensor, b: &Tensor, alpha: f64) -> OpResult<Tensor> {
+    crate::engine::torch_ext::add_alpha(a, b, alpha).map_err(|e| OpError::new(format!("optimizer.step({name})"), e))
+}
+
+/// torch's in-place `a.add_(b, alpha=alpha)`: the fused sum written into `a` (a parameter or
+/// a state buffer keeps its storage).
+pub(crate) fn add_alpha_(name: &str, a: &Tensor, b: &Tensor, alpha: f64) -> OpResult<()> {
+    let sum = add_alpha(name, a, b, alpha)?;
+    let _ = t(name, a.shallow_clone().f_copy_(&sum).map(|()| sum))?;
+    Ok(())
+}

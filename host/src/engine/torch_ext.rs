@@ -1,5 +1,27 @@
 //! libtorch switches tch does not expose (see `host/csrc/torch_ext.cpp`).
 
+/// torch's `a.add(b, alpha=alpha)`: one fused kernel, rounded once (tch offers only
+/// `alpha = 1`); what torch.optim's updates use.
+pub fn add_alpha(a: &tch::Tensor, b: &tch::Tensor, alpha: f64) -> Result<tch::Tensor, String> {
+    let mut err: *mut std::ffi::c_char = std::ptr::null_mut();
+    // SAFETY: both pointers are live tensors for the call; the result is a new heap tensor
+    // (owned by the returned Tensor) or null with a malloc'd message we free.
+    unsafe {
+        let out = lthost_add_alpha(a.as_ptr().cast(), b.as_ptr().cast(), alpha, &mut err);
+        if out.is_null() {
+            let msg = if err.is_null() {
+                "add failed".to_string()
+            } else {
+                std::ffi::CStr::from_ptr(err).to_string_lossy().into_owned()
+            };
+            libc::free(err.cast());
+            let cut = msg.find("Exception raised from").unwrap_or(msg.len());
+            return Err(msg[..cut].trim().to_string());
+        }
+        Ok(tch::Tensor::from_ptr(out.cast()))
+    }
+}
+
 /// Unit tests that seed or draw from libtorch's global generator hold this, so that tests
 /// running in parallel do not draw from each other's streams.
 #[cfg(test)]
@@ -19,6 +41,12 @@ extern "C" {
     fn lthost_randperm_seeded(n: i64, seed: i64, out: *mut i64) -> i64;
     fn lthost_generator_new(seed: u64) -> *mut std::ffi::c_void;
     fn lthost_generator_free(gen: *mut std::ffi::c_void);
+    fn lthost_add_alpha(
+        a: *const std::ffi::c_void,
+        b: *const std::ffi::c_void,
+        alpha: f64,
+        err: *mut *mut std::ffi::c_char,
+    ) -> *mut std::ffi::c_void;
     fn lthost_generator_fill(
         gen: *mut std::ffi::c_void,
         kind: i64,

@@ -2,7 +2,7 @@
 
 use tch::Tensor;
 
-use super::{t, UpdateRule};
+use super::{add_alpha, t, UpdateRule};
 use crate::error::OpResult;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -32,11 +32,7 @@ impl UpdateRule for Adagrad {
         }
         let Some(st) = state.as_mut() else { return Ok(()) };
         st.step += 1.0;
-        let grad = if c.weight_decay != 0.0 {
-            t(n, g.f_add(&t(n, p.f_mul_scalar(c.weight_decay))?))?
-        } else {
-            g.shallow_clone()
-        };
+        let grad = if c.weight_decay != 0.0 { add_alpha(n, g, p, c.weight_decay)? } else { g.shallow_clone() };
         let clr = c.lr / (1.0 + (st.step - 1.0) * c.lr_decay);
         let _ = t(n, st.sum.f_addcmul_(&grad, &grad))?;
         let mut std = t(n, st.sum.f_sqrt())?;

@@ -4,7 +4,7 @@
 
 use tch::Tensor;
 
-use super::{t, UpdateRule};
+use super::{add_alpha, t, UpdateRule};
 use crate::error::{OpError, OpResult};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -56,7 +56,7 @@ impl UpdateRule for Adam {
             if h.decoupled {
                 let _ = t(n, param.f_mul_scalar_(1.0 - c.lr * c.weight_decay))?;
             } else {
-                grad = t(n, grad.f_add(&t(n, param.f_mul_scalar(c.weight_decay))?))?;
+                grad = add_alpha(n, &grad, &param, c.weight_decay)?;
             }
         }
         let _ = t(n, st.exp_avg.f_lerp_(&grad, 1.0 - beta1))?;

@@ -2,7 +2,7 @@
 
 use tch::Tensor;
 
-use super::{t, UpdateRule};
+use super::{add_alpha, add_alpha_, t, UpdateRule};
 use crate::error::OpResult;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -37,11 +37,7 @@ impl UpdateRule for Rmsprop {
             });
         }
         let Some(st) = state.as_mut() else { return Ok(()) };
-        let grad = if c.weight_decay != 0.0 {
-            t(n, g.f_add(&t(n, p.f_mul_scalar(c.weight_decay))?))?
-        } else {
-            g.shallow_clone()
-        };
+        let grad = if c.weight_decay != 0.0 { add_alpha(n, g, p, c.weight_decay)? } else { g.shallow_clone() };
         let _ = t(n, st.square_avg.f_mul_scalar_(c.alpha))?;
         let _ = t(n, st.square_avg.f_addcmul_(&t(n, grad.f_mul_scalar(1.0 - c.alpha))?, &grad))?;
         let mut avg = match st.grad_avg.as_mut() {
@@ -57,7 +53,8 @@ impl UpdateRule for Rmsprop {
             Some(buf) if c.momentum > 0.0 => {
                 let _ = t(n, buf.f_mul_scalar_(c.momentum))?;
                 let _ = t(n, buf.f_addcdiv_(&grad, &avg))?;
-                let _ = t(n, param.f_add_(&t(n, buf.f_mul_scalar(-c.lr))?))?;
+                // param.add_(buf, alpha=-lr)
+                add_alpha_(n, &param, buf, -c.lr)?;
             }
             _ => {
                 let _ = t(n, param.f_addcdiv_(&t(n, grad.f_mul_scalar(-c.lr))?, &avg))?;

@@ -2,7 +2,7 @@
 
 use tch::Tensor;
 
-use super::{t, UpdateRule};
+use super::{add_alpha, add_alpha_, t, UpdateRule};
 use crate::error::OpResult;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -23,24 +23,22 @@ impl UpdateRule for Sgd {
 
     fn update(c: &SgdConfig, p: &Tensor, g: &Tensor, buf: &mut Option<Tensor>) -> OpResult<()> {
         let n = "SGD";
-        let mut grad = if c.weight_decay != 0.0 {
-            t(n, g.f_add(&t(n, p.f_mul_scalar(c.weight_decay))?))?
-        } else {
-            g.shallow_clone()
-        };
+        let mut grad = if c.weight_decay != 0.0 { add_alpha(n, g, p, c.weight_decay)? } else { g.shallow_clone() };
         if c.momentum != 0.0 {
             let b = match buf.take() {
                 None => t(n, t(n, grad.f_detach())?.f_to_dtype(grad.kind(), false, true))?,
                 Some(mut b) => {
+                    // buf.mul_(momentum).add_(grad, alpha=1 - dampening)
                     let _ = t(n, b.f_mul_scalar_(c.momentum))?;
-                    let _ = t(n, b.f_add_(&t(n, grad.f_mul_scalar(1.0 - c.dampening))?))?;
+                    add_alpha_(n, &b, &grad, 1.0 - c.dampening)?;
                     b
                 }
             };
-            grad = if c.nesterov { t(n, grad.f_add(&t(n, b.f_mul_scalar(c.momentum))?))? } else { b.shallow_clone() };
+            grad = if c.nesterov { add_alpha(n, &grad, &b, c.momentum)? } else { b.shallow_clone() };
             *buf = Some(b);
         }
-        let _ = t(n, p.shallow_clone().f_add_(&t(n, grad.f_mul_scalar(-c.lr))?))?;
+        // param.add_(grad, alpha=-lr)
+        add_alpha_(n, p, &grad, -c.lr)?;
         Ok(())
     }
 
