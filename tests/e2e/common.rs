@@ -102,3 +102,10 @@ pub fn leftover_temp_files(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// Tests that seed and draw from libtorch's global generator in this process (rather than
+/// in an lthost child) hold this: one at a time, so no test draws from another's stream.
+pub fn global_rng() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

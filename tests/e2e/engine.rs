@@ -38,38 +38,16 @@ fn assert_close(name: &str, got: &Tensor, want: &Value) {
 
 #[test]
 fn layers_initialise_and_run_like_torch_nn() {
+    let _rng = crate::common::global_rng();
     let r = reference();
     let _threads = tch::set_num_threads(1);
-    tch::manual_seed(0);
-    let dev = Device::Cpu;
-    let mut ps = ParamStore::default();
-    let linear = Linear::new(&mut ps, "linear", 5, 3, true, dev).expect("linear");
-    let _nobias = Linear::new(&mut ps, "linear_nobias", 4, 2, false, dev).expect("linear");
-    let spec = Conv2dSpec {
-        in_channels: 2,
-        out_channels: 4,
-        kernel: [3, 3],
-        stride: [1, 1],
-        padding: [1, 1],
-        dilation: [1, 1],
-        groups: 1,
-        bias: true,
-    };
-    let conv = Conv2d::new(&mut ps, "conv", &spec, dev).expect("conv");
-    let _bn = BatchNorm::new(&mut ps, "bn", 3, 1e-5, 0.1, true, dev).expect("bn");
-    let ln = LayerNorm::new(&mut ps, "ln", &[4], 1e-5, true, dev).expect("ln");
-    let emb = Embedding::new(&mut ps, "emb", 6, 3, dev).expect("emb");
-    let lspec =
-        LstmSpec { input: 3, hidden: 4, layers: 2, bias: true, batch_first: true, dropout: 0.0, bidirectional: true };
-    let lstm = Lstm::new(&mut ps, "lstm", &lspec, dev).expect("lstm");
-    let mha = MultiheadAttention::new(&mut ps, "mha", 8, 2, 0.0, true, true, dev).expect("mha");
-
+    let (ps, l) = build_layers();
+    let (conv, ln, emb, lstm, mha) = (&l.conv, &l.ln, &l.emb, &l.lstm, &l.mha);
     let init = r["init"].as_object().expect("init");
     assert_eq!(ps.entries().len(), init.len(), "same state dict entries");
     for e in ps.entries() {
         assert_close(&format!("init {}", e.name), &e.tensor, &init[&e.name]);
     }
-    let _ = linear;
 
     let inputs = &r["inputs"];
     let fwd = &r["forward"];
@@ -87,6 +65,116 @@ fn layers_initialise_and_run_like_torch_nn() {
     let (o_fast, none) = mha.forward(&q, &q, &q, None, false, false).expect("mha");
     assert!(none.is_none());
     assert_close("mha output (fused path)", &o_fast, &fwd["mha_fast"]);
+}
+
+/// The layers engine_reference.py makes, in its order and with its seed.
+struct Layers {
+    linear: Linear,
+    linear_nobias: Linear,
+    conv: Conv2d,
+    bn: BatchNorm,
+    ln: LayerNorm,
+    emb: Embedding,
+    lstm: Lstm,
+    mha: MultiheadAttention,
+}
+
+fn build_layers() -> (ParamStore, Layers) {
+    tch::manual_seed(0);
+    let dev = Device::Cpu;
+    let mut ps = ParamStore::default();
+    let linear = Linear::new(&mut ps, "linear", 5, 3, true, dev).expect("linear");
+    let linear_nobias = Linear::new(&mut ps, "linear_nobias", 4, 2, false, dev).expect("linear");
+    let spec = Conv2dSpec {
+        in_channels: 2,
+        out_channels: 4,
+        kernel: [3, 3],
+        stride: [1, 1],
+        padding: [1, 1],
+        dilation: [1, 1],
+        groups: 1,
+        bias: true,
+    };
+    let conv = Conv2d::new(&mut ps, "conv", &spec, dev).expect("conv");
+    let bn = BatchNorm::new(&mut ps, "bn", 3, 1e-5, 0.1, true, dev).expect("bn");
+    let ln = LayerNorm::new(&mut ps, "ln", &[4], 1e-5, true, dev).expect("ln");
+    let emb = Embedding::new(&mut ps, "emb", 6, 3, dev).expect("emb");
+    let lspec =
+        LstmSpec { input: 3, hidden: 4, layers: 2, bias: true, batch_first: true, dropout: 0.0, bidirectional: true };
+    let lstm = Lstm::new(&mut ps, "lstm", &lspec, dev).expect("lstm");
+    let mha = MultiheadAttention::new(&mut ps, "mha", 8, 2, 0.0, true, true, dev).expect("mha");
+    (ps, Layers { linear, linear_nobias, conv, bn, ln, emb, lstm, mha })
+}
+
+/// Input and parameter gradients through every layer equal torch's (engine_reference.py's
+/// `layer_grads`): Linear with and without bias, Conv2d, LayerNorm, BatchNorm in training
+/// (and its running statistics after it) and in eval, Embedding, a two-layer bidirectional
+/// LSTM from an initial state, multi-head attention under a causal mask.
+#[test]
+fn layers_backpropagate_like_torch_nn() {
+    let _rng = crate::common::global_rng();
+    let r = reference();
+    let _threads = tch::set_num_threads(1);
+    let (ps, l) = build_layers();
+    let g = &r["grads"];
+    let check = |case: &str, prefix: &str, xs: &[Tensor], ys: &[Tensor]| {
+        let c = &g[case];
+        for p in ps.parameters() {
+            let mut p = p.shallow_clone();
+            p.zero_grad();
+        }
+        for (i, y) in ys.iter().enumerate() {
+            assert_close(&format!("{case} output {i}"), y, &c["out"][i]);
+        }
+        let loss = ys
+            .iter()
+            .enumerate()
+            .map(|(i, y)| (y * tensor(&c["g"][i], Kind::Float)).sum(Kind::Float))
+            .reduce(|a, b| a + b)
+            .expect("outputs");
+        loss.backward();
+        for (i, x) in xs.iter().enumerate() {
+            if !c["input_grads"][i].is_null() {
+                assert_close(&format!("{case} input {i} grad"), &x.grad(), &c["input_grads"][i]);
+            }
+        }
+        let want = c["param_grads"].as_object().expect("param grads");
+        assert!(!want.is_empty(), "{case}: parameters");
+        for (name, grad) in want {
+            let p = ps.get(&format!("{prefix}.{name}")).unwrap_or_else(|| panic!("{case}: no parameter {name}"));
+            assert_close(&format!("{case} {name} grad"), &p.grad(), grad);
+        }
+    };
+    let input = |case: &str, i: usize| tensor(&g[case]["inputs"][i], Kind::Float).set_requires_grad(true);
+    for (case, layer) in [("linear", &l.linear), ("linear_nobias", &l.linear_nobias)] {
+        let x = input(case, 0);
+        let y = layer.forward(&x).expect("linear");
+        check(case, case, std::slice::from_ref(&x), &[y]);
+    }
+    let x = input("conv", 0);
+    let y = l.conv.forward(&x).expect("conv");
+    check("conv", "conv", std::slice::from_ref(&x), &[y]);
+    let x = input("ln", 0);
+    let y = l.ln.forward(&x).expect("ln");
+    check("ln", "ln", std::slice::from_ref(&x), &[y]);
+    let x = input("bn_train", 0);
+    let y = l.bn.forward(&x, true).expect("bn");
+    check("bn_train", "bn", std::slice::from_ref(&x), &[y]);
+    assert_close("bn running_mean", ps.get("bn.running_mean").expect("buffer"), &g["bn_train"]["running"]["mean"]);
+    assert_close("bn running_var", ps.get("bn.running_var").expect("buffer"), &g["bn_train"]["running"]["var"]);
+    let x = input("bn_eval", 0);
+    let y = l.bn.forward(&x, false).expect("bn");
+    check("bn_eval", "bn", std::slice::from_ref(&x), &[y]);
+    let idx = tensor(&g["emb"]["inputs"][0], Kind::Int64);
+    let y = l.emb.forward(&idx).expect("emb");
+    check("emb", "emb", &[idx], &[y]);
+    let (x, h0, c0) = (input("lstm", 0), input("lstm", 1), input("lstm", 2));
+    let (y, h, c) = l.lstm.forward(&x, Some((&h0, &c0)), true).expect("lstm");
+    check("lstm", "lstm", &[x, h0, c0], &[y, h, c]);
+    let q = input("mha", 0);
+    let mask = tensor(&g["mha"]["mask"], Kind::Bool);
+    let (y, _) = l.mha.forward(&q, &q, &q, Some(&mask), true, true).expect("mha");
+    check("mha", "mha", &[q], &[y]);
 }
 
 #[test]

@@ -60,7 +60,60 @@ def layers():
             "mha_fast": flat(mha_out_fast),
         }
     inputs = {"conv": flat(x_conv), "ln": flat(x_ln), "emb": flat(idx), "lstm": flat(x_seq), "mha": flat(q)}
-    return state, forward, inputs
+    return state, forward, inputs, made
+
+
+def layer_grads(made):
+    """Gradients through every layer (the modules `layers` made, in train mode unless
+    said): inputs drawn here, the loss `(out * g).sum()` with a fixed random `g` per output,
+    the input's and every parameter's gradient; BatchNorm's running statistics after a
+    training forward, then an eval forward's gradients; LSTM from an initial state; MHA with
+    a causal boolean mask."""
+    torch.manual_seed(4)
+    out = {}
+
+    def record(name, module, xs, ys):
+        gs = [torch.randn_like(y) for y in ys]
+        for p in module.parameters():
+            p.grad = None
+        sum((y * g).sum() for y, g in zip(ys, gs)).backward()
+        out[name] = {
+            "inputs": [flat(x) for x in xs],
+            "g": [flat(g) for g in gs],
+            "out": [flat(y) for y in ys],
+            "input_grads": [flat(x.grad) if x.grad is not None else None for x in xs],
+            "param_grads": {n: flat(p.grad) for n, p in module.named_parameters()},
+        }
+
+    def leaf(*shape):
+        return torch.randn(*shape).requires_grad_(True)
+
+    for name in ["linear", "linear_nobias", "conv", "ln"]:
+        m = made[name].train()
+        shape = {"linear": (4, 5), "linear_nobias": (3, 4), "conv": (2, 2, 5, 5), "ln": (3, 4)}[name]
+        x = leaf(*shape)
+        record(name, m, [x], [m(x)])
+    bn = made["bn"].train()
+    x = leaf(6, 3)
+    record("bn_train", bn, [x], [bn(x)])
+    out["bn_train"]["running"] = {"mean": flat(bn.running_mean), "var": flat(bn.running_var)}
+    bn.eval()
+    x = leaf(6, 3)
+    record("bn_eval", bn, [x], [bn(x)])
+    emb = made["emb"].train()
+    idx = torch.tensor([[0, 5, 2], [1, 1, 4]])
+    record("emb", emb, [idx], [emb(idx)])
+    lstm = made["lstm"].train()
+    x, h0, c0 = leaf(2, 7, 3), leaf(4, 2, 4), leaf(4, 2, 4)
+    y, (h, c) = lstm(x, (h0, c0))
+    record("lstm", lstm, [x, h0, c0], [y, h, c])
+    mha = made["mha"].train()
+    q = leaf(2, 5, 8)
+    mask = torch.triu(torch.ones(5, 5, dtype=torch.bool), diagonal=1)
+    y, _ = mha(q, q, q, attn_mask=mask, need_weights=True)
+    record("mha", mha, [q], [y])
+    out["mha"]["mask"] = flat(mask.to(torch.uint8))
+    return out
 
 
 OPTIMIZERS = {
@@ -127,9 +180,10 @@ def optimizers_long():
 
 
 def main(path):
-    state, forward, inputs = layers()
+    state, forward, inputs, made = layers()
+    grads = layer_grads(made)
     with open(path, "w") as f:
-        json.dump({"torch": torch.__version__, "init": state, "inputs": inputs, "forward": forward, "optim": optimizers(), "optim_long": optimizers_long()}, f)
+        json.dump({"torch": torch.__version__, "init": state, "inputs": inputs, "forward": forward, "grads": grads, "optim": optimizers(), "optim_long": optimizers_long()}, f)
     print(f"wrote {path}")
 
 
