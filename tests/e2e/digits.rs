@@ -125,3 +125,74 @@ fn digits_losses_are_lightnings_step_for_step() {
         }
     }
 }
+
+/// The values, not only the names: `validate` and `test` from the last checkpoint print the
+/// metrics the fit logged for those weights, and ModelCheckpoint's best (top 2 by val_loss)
+/// are the lowest val_loss values of the run.
+#[test]
+fn metric_values_and_the_best_checkpoint_agree_with_the_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wasm = plugin("digits-mlp");
+    let w = wasm.to_str().expect("utf-8");
+    let cfg = config();
+    let ckpt = dir.path().join("ckpt");
+    let c = ckpt.to_str().expect("utf-8");
+    let fit = lthost(
+        dir.path(),
+        &[
+            "fit",
+            w,
+            "--config",
+            &cfg,
+            "--max-epochs",
+            "4",
+            "--no-progress-bar",
+            "--checkpoint-dir",
+            c,
+            "--set",
+            "checkpoint.monitor=\"val_loss\"",
+            "--set",
+            "checkpoint.save_top_k=2",
+            "--set",
+            "checkpoint.save_last=true",
+            "--set",
+            "checkpoint.filename=\"{epoch}-{val_loss:.6f}\"",
+        ],
+    );
+    assert!(fit.ok(), "{}", fit.stderr);
+    let rows = read_metrics(&dir.path().join("lightning_logs/version_0"));
+    let val_loss = column(&rows, "val_loss");
+    let val_acc = column(&rows, "val_acc");
+    assert_eq!(val_loss.len(), 4);
+    // The two kept files are the two lowest val_loss values, and the summary's best is the lowest.
+    let mut sorted = val_loss.clone();
+    sorted.sort_by(f64::total_cmp);
+    let mut kept: Vec<f64> = std::fs::read_dir(&ckpt)
+        .expect("ckpt dir")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter_map(|n| n.strip_suffix(".ckpt")?.split("val_loss=").nth(1)?.parse().ok())
+        .collect();
+    kept.sort_by(f64::total_cmp);
+    let rounded: Vec<String> = sorted[..2].iter().map(|v| format!("{v:.6}")).collect();
+    assert_eq!(kept.iter().map(|v| format!("{v:.6}")).collect::<Vec<_>>(), rounded, "kept {kept:?}, run {val_loss:?}");
+    assert!(fit.stdout.contains(&format!("val_loss={:.6}.ckpt", sorted[0])), "best ckpt:\n{}", fit.stdout);
+    // validate from last.ckpt: the last epoch's logged values, to the digit.
+    let last = ckpt.join("last.ckpt");
+    let l = last.to_str().expect("utf-8");
+    let v = lthost(dir.path(), &["validate", w, "--config", &cfg, "--ckpt-path", l]);
+    assert!(v.ok(), "{}", v.stderr);
+    let printed = |out: &str, name: &str| -> f64 {
+        out.lines()
+            .find_map(|line| line.strip_prefix(name).map(str::trim))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in:\n{out}"))
+    };
+    let (want_loss, want_acc) = (val_loss[3], val_acc[3]);
+    assert!((printed(&v.stdout, "val_loss") - want_loss).abs() <= 1e-6 * want_loss.abs().max(1.0), "{}", v.stdout);
+    assert!((printed(&v.stdout, "val_acc") - want_acc).abs() <= 1e-6, "{}", v.stdout);
+    // test from the same weights: its accuracy is a fraction of the 270 test rows.
+    let t = lthost(dir.path(), &["test", w, "--config", &cfg, "--ckpt-path", l]);
+    assert!(t.ok(), "{}", t.stderr);
+    let acc = printed(&t.stdout, "test_acc");
+    assert!((acc * 270.0 - (acc * 270.0).round()).abs() < 1e-3 && acc > 0.8, "test_acc {acc}");
+}
