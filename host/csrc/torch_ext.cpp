@@ -137,4 +137,16 @@ void* lthost_add_alpha(const at::Tensor* a, const at::Tensor* b, double alpha, c
     return nullptr;
   }
 }
+
+// In place, `a.add_(b, alpha=alpha)` (a parameter or state buffer keeps its storage). 0 on
+// success; -1 with the error's text in `err` (malloc'd).
+int lthost_add_alpha_(const at::Tensor* a, const at::Tensor* b, double alpha, char** err) {
+  try {
+    a->add_(*b, alpha);
+    return 0;
+  } catch (const std::exception& e) {
+    *err = strdup(e.what());
+    return -1;
+  }
+}
 }

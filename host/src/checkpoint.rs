@@ -153,37 +153,43 @@ pub fn to_vec(ckpt: &Checkpoint) -> Result<Vec<u8>> {
         .map_err(|e| anyhow!("serialising the checkpoint: {e:?}"))
 }
 
-/// Writes a checkpoint atomically. `before_rename` runs with the temp file written
-/// (fault-injection tests kill the process there).
-pub fn save(path: &Path, ckpt: &Checkpoint) -> Result<()> {
+/// Serialises a checkpoint and checks that its bytes load as [`load`] parses them (a header
+/// past safetensors' bound, say, is refused here, before any file is written or an older
+/// checkpoint removed).
+pub fn to_checked_vec(ckpt: &Checkpoint) -> Result<Vec<u8>> {
     let bytes = to_vec(ckpt)?;
+    SafeTensors::deserialize(&bytes).map_err(|e| anyhow!("the checkpoint would not load ({e:?})"))?;
+    Ok(bytes)
+}
+
+/// Writes checkpoint bytes atomically (temp file, fsync, rename; `ckpt-write` is the
+/// fault-injection point before the rename).
+pub fn write(path: &Path, bytes: &[u8]) -> Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    crate::loggers::write_atomic_as(path, &bytes, "ckpt-write")
+    crate::loggers::write_atomic_as(path, bytes, "ckpt-write")
 }
 
-/// Reads back a checkpoint just written and checks it would load (header and every
-/// tensor's extent), before an older one it replaces is removed.
-pub fn verify(path: &Path) -> Result<()> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading back {}", path.display()))?;
-    SafeTensors::deserialize(&bytes)
-        .map_err(|e| anyhow!("the checkpoint just written to {} does not load ({e:?})", path.display()))?;
-    Ok(())
+/// Checks and writes a checkpoint ([`to_checked_vec`], [`write`]).
+pub fn save(path: &Path, ckpt: &Checkpoint) -> Result<()> {
+    write(path, &to_checked_vec(ckpt)?)
 }
 
 /// The metadata of the checkpoint `name` in `dir`, from its header alone (a regular file,
 /// not followed through a symlink).
 pub fn read_meta(dir: &crate::run_dir::RunDir, name: &str) -> Result<Meta> {
-    let head = dir.read_head(name, 8)?;
-    let len = u64::from_le_bytes(
-        head.get(..8).and_then(|b| b.try_into().ok()).ok_or_else(|| anyhow!("{name}: too short for a checkpoint"))?,
-    );
+    use std::io::Read as _;
+    let mut f = dir.open_regular(name)?;
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len).map_err(|_| anyhow!("{name}: too short for a checkpoint"))?;
+    let len = u64::from_le_bytes(len);
     if len > 100_000_000 {
         bail!("{name}: header too large");
     }
-    let head = dir.read_head(name, 8 + len as usize)?;
-    let header: Value = serde_json::from_slice(head.get(8..).unwrap_or_default())?;
+    let mut header = vec![0u8; len as usize];
+    f.read_exact(&mut header).map_err(|_| anyhow!("{name}: the header is cut short"))?;
+    let header: Value = serde_json::from_slice(&header)?;
     let text = header["__metadata__"]["lthost"].as_str().ok_or_else(|| anyhow!("{name}: not an lthost checkpoint"))?;
     Ok(serde_json::from_str(text)?)
 }

@@ -79,15 +79,12 @@ impl RunDir {
         self.dir.symlink_metadata(name).is_ok_and(|m| m.is_file())
     }
 
-    /// Reads the first `max` bytes of the regular file `name` (not through a symlink).
-    pub fn read_head(&self, name: &str, max: usize) -> std::io::Result<Vec<u8>> {
-        use std::io::Read as _;
+    /// Opens the regular file `name` for reading (a symlink is not followed).
+    pub fn open_regular(&self, name: &str) -> std::io::Result<cap_std::fs::File> {
         if !self.is_file(name) {
             return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file"));
         }
-        let mut out = Vec::new();
-        self.dir.open(name)?.take(max as u64).read_to_end(&mut out)?;
-        Ok(out)
+        self.dir.open(name)
     }
 
     /// Removes the regular file `name` (a symlink or directory of that name is left alone).

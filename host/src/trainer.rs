@@ -349,7 +349,7 @@ impl<'c> Trainer<'c> {
                 crate::engine::torch_ext::set_cuda_rng_state(i, &s).map_err(|e| anyhow!(e))?;
             }
         }
-        let mut stopped_in_hook = None;
+        let mut stopped_in_hook = false;
         let outcome = match fit::run(&mut st, &train, val.as_ref()) {
             Ok(o) => o,
             Err(e) if crate::plugin::interrupt::signalled() != 0 => {
@@ -370,7 +370,7 @@ impl<'c> Trainer<'c> {
                         }
                     }
                 }
-                stopped_in_hook = Some(what);
+                stopped_in_hook = true;
                 fit::FitOutcome::default()
             }
             Err(e) => {
@@ -392,7 +392,7 @@ impl<'c> Trainer<'c> {
                 return Err(e);
             }
         };
-        if stopped_in_hook.is_none() {
+        if !stopped_in_hook {
             st.hook(Hook::OnFitEnd, None)?;
             st.hook(Hook::Teardown, None)?;
         }

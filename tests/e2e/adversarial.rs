@@ -42,6 +42,25 @@ fn scene() -> Scene {
 }
 
 impl Scene {
+    /// A parity-mlp run logging to the jsonl-logger plugin with `hparams` (the logger's
+    /// attacks) and `extra` arguments.
+    fn with_logger(&self, hparams: &str, extra: &[&str]) -> Run {
+        let (logger, wasm) = (plugin("jsonl-logger"), plugin("parity-mlp"));
+        let mut args = vec![
+            "fit",
+            wasm.to_str().expect("utf-8"),
+            "--max-epochs",
+            "1",
+            "--logger",
+            logger.to_str().expect("utf-8"),
+            "--hparams",
+            hparams,
+            "--no-progress-bar",
+        ];
+        args.extend_from_slice(extra);
+        lthost(&self.root, &args)
+    }
+
     fn attack(&self, attack: &str) -> Run {
         let hp = format!(
             "{{\"attack\": \"{attack}\", \"victim\": \"/data/../lightning_logs/version_0/checkpoints/last.ckpt\"}}"
@@ -125,26 +144,10 @@ fn traps_and_bad_handles_end_with_clear_errors() {
 #[test]
 fn a_logger_plugin_cannot_write_into_another_run() {
     let s = scene();
-    let logger = plugin("jsonl-logger");
-    let wasm = plugin("parity-mlp");
     for target in
         ["/logs/../../version_0/checkpoints/last.ckpt", "../version_0/checkpoints/last.ckpt", "/logs/../escape.ckpt"]
     {
-        let hp = format!("{{\"escape_to\": \"{target}\"}}");
-        let run = lthost(
-            &s.root,
-            &[
-                "fit",
-                wasm.to_str().expect("utf-8"),
-                "--max-epochs",
-                "1",
-                "--logger",
-                logger.to_str().expect("utf-8"),
-                "--hparams",
-                &hp,
-                "--no-progress-bar",
-            ],
-        );
+        let run = s.with_logger(&format!("{{\"escape_to\": \"{target}\"}}"), &[]);
         run.assert_fails_with(&["logger plugin `jsonl-logger`", "log_hyperparams"]);
         s.untouched();
     }
@@ -213,11 +216,8 @@ fn signal_during(root: &Path, attack: &str, marker: &str) -> (Option<i32>, Strin
     use std::io::BufRead as _;
     let wasm = plugin("adversary");
     let hp = format!("{{\"attack\": \"{attack}\"}}");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lthost"))
-        .env("LTHOST_TRUSTED_KEYS", crate::common::trusted_keys())
-        .env("LTHOST_CACHE_DIR", crate::common::component_cache())
+    let mut child = crate::common::command(env!("CARGO_BIN_EXE_lthost"), root)
         .args(["fit", wasm.to_str().expect("utf-8"), "--max-epochs", "1", "--no-progress-bar", "--hparams", &hp])
-        .current_dir(root)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -268,24 +268,8 @@ fn a_signal_stops_a_sleeping_or_spinning_plugin_and_saves_the_run() {
 #[test]
 fn a_logger_plugin_cannot_write_past_its_disk_quota() {
     let s = scene();
-    let logger = plugin("jsonl-logger");
-    let wasm = plugin("parity-mlp");
-    let run = lthost(
-        &s.root,
-        &[
-            "fit",
-            wasm.to_str().expect("utf-8"),
-            "--max-epochs",
-            "1",
-            "--logger",
-            logger.to_str().expect("utf-8"),
-            "--hparams",
-            "{\"fill_mb\": 64}",
-            "--no-progress-bar",
-            "--set",
-            "plugin.disk_quota_mb=4",
-        ],
-    );
+    let quota = ["--set", "plugin.disk_quota_mb=4"];
+    let run = s.with_logger("{\"fill_mb\": 64}", &quota);
     run.assert_fails_with(&["logger plugin `jsonl-logger`", "log_hyperparams", "fill.bin"]);
     assert!(run.stderr.contains("reached its disk quota of 4 MiB"), "{}", run.stderr);
     let fill = s.root.join("lightning_logs/version_1/plugins/jsonl-logger/fill.bin");
@@ -293,44 +277,14 @@ fn a_logger_plugin_cannot_write_past_its_disk_quota() {
     let size = std::fs::metadata(&fill).expect("the logger wrote up to its quota").len();
     assert!(size <= 4 << 20, "the logger wrote {size} bytes under a 4 MiB quota");
     // Within its quota it works as before.
-    let ok = lthost(
-        &s.root,
-        &[
-            "fit",
-            wasm.to_str().expect("utf-8"),
-            "--max-epochs",
-            "1",
-            "--logger",
-            logger.to_str().expect("utf-8"),
-            "--hparams",
-            "{\"fill_mb\": 2}",
-            "--no-progress-bar",
-            "--set",
-            "plugin.disk_quota_mb=4",
-        ],
-    );
+    let ok = s.with_logger("{\"fill_mb\": 2}", &quota);
     assert!(ok.ok(), "{}", ok.stderr);
 }
 
 #[test]
 fn symlinks_a_logger_plugin_leaves_are_removed() {
     let s = scene();
-    let logger = plugin("jsonl-logger");
-    let wasm = plugin("parity-mlp");
-    let run = lthost(
-        &s.root,
-        &[
-            "fit",
-            wasm.to_str().expect("utf-8"),
-            "--max-epochs",
-            "1",
-            "--logger",
-            logger.to_str().expect("utf-8"),
-            "--hparams",
-            "{\"symlink_to\": \"../../../../secret.txt\"}",
-            "--no-progress-bar",
-        ],
-    );
+    let run = s.with_logger("{\"symlink_to\": \"../../../../secret.txt\"}", &[]);
     let dir = s.root.join("lightning_logs/version_1/plugins/jsonl-logger");
     assert!(run.ok(), "the logger may make a symlink in its own directory:\n{}", run.stderr);
     assert!(run.stderr.contains("left a symlink"), "{}", run.stderr);

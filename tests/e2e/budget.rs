@@ -4,9 +4,9 @@
 //! process's peak memory stays within the budget plus a fixed overhead.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
-use crate::common::{component_cache, plugin, trusted_keys, Run};
+use crate::common::{command, plugin, Run};
 
 /// The budget these runs get, and what a run may use beyond it and beyond a plain run of the
 /// same plugin (libtorch's and wasmtime's own memory, a batch in flight, allocator slack).
@@ -26,18 +26,14 @@ fn run_measured(cwd: &Path, args: &[&str], vm_limit_mb: Option<u64>) -> (Run, Pe
     let err = cwd.join("stderr.txt");
     let mut cmd = match vm_limit_mb {
         Some(mb) => {
-            let mut c = Command::new("bash");
+            let mut c = command("bash", cwd);
             c.args(["-c", &format!("ulimit -v {} && exec \"$0\" \"$@\"", mb * 1024), env!("CARGO_BIN_EXE_lthost")]);
             c
         }
-        None => Command::new(env!("CARGO_BIN_EXE_lthost")),
+        None => command(env!("CARGO_BIN_EXE_lthost"), cwd),
     };
     let child = cmd
         .args(args)
-        .current_dir(cwd)
-        .env_remove("LD_LIBRARY_PATH")
-        .env("LTHOST_TRUSTED_KEYS", trusted_keys())
-        .env("LTHOST_CACHE_DIR", component_cache())
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&out).expect("stdout file"))
         .stderr(std::fs::File::create(&err).expect("stderr file"))

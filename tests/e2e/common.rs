@@ -55,16 +55,20 @@ pub fn component_cache() -> PathBuf {
     repo_root().join("target/component-cache")
 }
 
-/// Runs `lthost` with `args` in `cwd`.
-pub fn lthost(cwd: &Path, args: &[&str]) -> Run {
-    let out: Output = Command::new(env!("CARGO_BIN_EXE_lthost"))
-        .args(args)
-        .current_dir(cwd)
+/// `program` (lthost, or a launcher that execs it) in `cwd` with the tests' environment: the
+/// development key trusted, the shared component cache, no LD_LIBRARY_PATH.
+pub fn command(program: impl AsRef<std::ffi::OsStr>, cwd: &Path) -> Command {
+    let mut c = Command::new(program);
+    c.current_dir(cwd)
         .env_remove("LD_LIBRARY_PATH")
         .env("LTHOST_TRUSTED_KEYS", trusted_keys())
-        .env("LTHOST_CACHE_DIR", component_cache())
-        .output()
-        .expect("lthost runs");
+        .env("LTHOST_CACHE_DIR", component_cache());
+    c
+}
+
+/// Runs `lthost` with `args` in `cwd`.
+pub fn lthost(cwd: &Path, args: &[&str]) -> Run {
+    let out: Output = command(env!("CARGO_BIN_EXE_lthost"), cwd).args(args).output().expect("lthost runs");
     Run {
         code: out.status.code(),
         stdout: String::from_utf8_lossy(&out.stdout).into(),

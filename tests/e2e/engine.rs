@@ -181,15 +181,9 @@ fn layers_backpropagate_like_torch_nn() {
 fn optimizers_follow_torch_optim() {
     let r = reference();
     let o = &r["optim"];
-    let grads: Vec<Tensor> = o["grads"].as_array().expect("grads").iter().map(|g| tensor(g, Kind::Float)).collect();
+    let grads = grads_of(o);
     for (name, algorithm) in optimizer_cases() {
-        let mut ps = ParamStore::default();
-        let p = ps.add_parameter("p", tensor(&o["init"], Kind::Float)).expect("param");
-        let mut opt = OptimizerConfig::from(algorithm).build(&ps).expect("optimizer");
-        for g in &grads {
-            opt.step(&[g.shallow_clone()]).expect("step");
-        }
-        assert_close(name, &p, &o["result"][name]);
+        assert_close(name, &stepped(algorithm, &o["init"], &grads), &o["result"][name]);
     }
     optimizer_groups_and_clipping(o, &grads);
 }
@@ -200,16 +194,11 @@ fn optimizers_follow_torch_optim() {
 fn optimizers_equal_torch_bit_for_bit_over_100_small_steps() {
     let r = reference();
     let o = &r["optim_long"];
-    let grads: Vec<Tensor> = o["grads"].as_array().expect("grads").iter().map(|g| tensor(g, Kind::Float)).collect();
+    let grads = grads_of(o);
     assert_eq!(grads.len(), 100);
     let mut unequal = Vec::new();
     for (name, algorithm) in optimizer_cases() {
-        let mut ps = ParamStore::default();
-        let p = ps.add_parameter("p", tensor(&o["init"], Kind::Float)).expect("param");
-        let mut opt = OptimizerConfig::from(algorithm).build(&ps).expect("optimizer");
-        for g in &grads {
-            opt.step(&[g.shallow_clone()]).expect("step");
-        }
+        let p = stepped(algorithm, &o["init"], &grads);
         let want = tensor(&o["result"][name], Kind::Float);
         let diff = (p.to_kind(Kind::Double) - want.to_kind(Kind::Double)).abs().max().double_value(&[]);
         if diff != 0.0 {
@@ -217,6 +206,21 @@ fn optimizers_equal_torch_bit_for_bit_over_100_small_steps() {
         }
     }
     assert!(unequal.is_empty(), "not bit-for-bit torch.optim after 100 steps: {unequal:?}");
+}
+
+fn grads_of(o: &Value) -> Vec<Tensor> {
+    o["grads"].as_array().expect("grads").iter().map(|g| tensor(g, Kind::Float)).collect()
+}
+
+/// One parameter from `init`, stepped by `algorithm` over `grads`.
+fn stepped(algorithm: Algorithm, init: &Value, grads: &[Tensor]) -> Tensor {
+    let mut ps = ParamStore::default();
+    let p = ps.add_parameter("p", tensor(init, Kind::Float)).expect("param");
+    let mut opt = OptimizerConfig::from(algorithm).build(&ps).expect("optimizer");
+    for g in grads {
+        opt.step(&[g.shallow_clone()]).expect("step");
+    }
+    p
 }
 
 fn optimizer_cases() -> Vec<(&'static str, Algorithm)> {

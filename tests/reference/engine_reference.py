@@ -130,18 +130,24 @@ OPTIMIZERS = {
 STEPS = 5
 
 
-def optimizers():
-    torch.manual_seed(1)
-    init = torch.randn(3, 4)
-    grads = [torch.randn(3, 4) for _ in range(STEPS)]
-    out = {"init": flat(init), "grads": [flat(g) for g in grads], "steps": STEPS, "result": {}}
+def run_optimizers(init, grads):
+    """Each OPTIMIZERS entry stepped over `grads` from `init`: its final parameter."""
+    result = {}
     for name, make in OPTIMIZERS.items():
         p = nn.Parameter(init.clone())
         opt = make([p])
         for g in grads:
             p.grad = g.clone()
             opt.step()
-        out["result"][name] = flat(p)
+        result[name] = flat(p)
+    return result
+
+
+def optimizers():
+    torch.manual_seed(1)
+    init = torch.randn(3, 4)
+    grads = [torch.randn(3, 4) for _ in range(STEPS)]
+    out = {"init": flat(init), "grads": [flat(g) for g in grads], "steps": STEPS, "result": run_optimizers(init, grads)}
     # Parameter groups: a at lr 0.1, b at lr 0.01 with weight decay, SGD momentum 0.9.
     a, b = nn.Parameter(init.clone()), nn.Parameter(init.clone() * 2)
     opt = torch.optim.SGD([{"params": [a], "lr": 0.1}, {"params": [b], "lr": 0.01, "weight_decay": 0.1}], lr=0.5, momentum=0.9)
@@ -164,19 +170,11 @@ LONG_STEPS = 100
 
 def optimizers_long():
     """Every optimizer configuration over LONG_STEPS steps of small gradients (1e-4 scale,
-    where where eps enters the update shows), for a bit-for-bit comparison."""
+    where eps enters the update shows), for a bit-for-bit comparison."""
     torch.manual_seed(2)
     init = torch.randn(3, 4)
     grads = [torch.randn(3, 4) * 1e-4 for _ in range(LONG_STEPS)]
-    out = {"init": flat(init), "grads": [flat(g) for g in grads], "result": {}}
-    for name, make in OPTIMIZERS.items():
-        p = nn.Parameter(init.clone())
-        opt = make([p])
-        for g in grads:
-            p.grad = g.clone()
-            opt.step()
-        out["result"][name] = flat(p)
-    return out
+    return {"init": flat(init), "grads": [flat(g) for g in grads], "result": run_optimizers(init, grads)}
 
 
 def main(path):

@@ -359,10 +359,8 @@ pub(crate) fn add_alpha(name: &str, a: &Tensor, b: &Tensor, alpha: f64) -> OpRes
     crate::engine::torch_ext::add_alpha(a, b, alpha).map_err(|e| OpError::new(format!("optimizer.step({name})"), e))
 }
 
-/// torch's in-place `a.add_(b, alpha=alpha)`: the fused sum written into `a` (a parameter or
-/// a state buffer keeps its storage).
+/// torch's in-place `a.add_(b, alpha=alpha)` (a parameter or a state buffer keeps its
+/// storage).
 pub(crate) fn add_alpha_(name: &str, a: &Tensor, b: &Tensor, alpha: f64) -> OpResult<()> {
-    let sum = add_alpha(name, a, b, alpha)?;
-    let _ = t(name, a.shallow_clone().f_copy_(&sum).map(|()| sum))?;
-    Ok(())
+    crate::engine::torch_ext::add_alpha_(a, b, alpha).map_err(|e| OpError::new(format!("optimizer.step({name})"), e))
 }

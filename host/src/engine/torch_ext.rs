@@ -5,21 +5,42 @@
 pub fn add_alpha(a: &tch::Tensor, b: &tch::Tensor, alpha: f64) -> Result<tch::Tensor, String> {
     let mut err: *mut std::ffi::c_char = std::ptr::null_mut();
     // SAFETY: both pointers are live tensors for the call; the result is a new heap tensor
-    // (owned by the returned Tensor) or null with a malloc'd message we free.
-    unsafe {
-        let out = lthost_add_alpha(a.as_ptr().cast(), b.as_ptr().cast(), alpha, &mut err);
-        if out.is_null() {
-            let msg = if err.is_null() {
-                "add failed".to_string()
-            } else {
-                std::ffi::CStr::from_ptr(err).to_string_lossy().into_owned()
-            };
-            libc::free(err.cast());
-            let cut = msg.find("Exception raised from").unwrap_or(msg.len());
-            return Err(msg[..cut].trim().to_string());
-        }
-        Ok(tch::Tensor::from_ptr(out.cast()))
+    // (owned by the returned Tensor) or null with a malloc'd message.
+    let out = unsafe { lthost_add_alpha(a.as_ptr().cast(), b.as_ptr().cast(), alpha, &mut err) };
+    if out.is_null() {
+        return Err(take_error(err));
     }
+    // SAFETY: a fresh `at::Tensor*` the C++ side allocated for us.
+    Ok(unsafe { tch::Tensor::from_ptr(out.cast()) })
+}
+
+/// torch's in-place `a.add_(b, alpha=alpha)`: the same fused kernel, into `a`'s storage.
+pub fn add_alpha_(a: &tch::Tensor, b: &tch::Tensor, alpha: f64) -> Result<(), String> {
+    let mut err: *mut std::ffi::c_char = std::ptr::null_mut();
+    // SAFETY: live tensors for the call; `add_` writes `a`'s storage, not the handle (a const
+    // method in ATen, as tch's own in-place ops on a shared `Tensor`).
+    let rc = unsafe { lthost_add_alpha_(a.as_ptr().cast(), b.as_ptr().cast(), alpha, &mut err) };
+    if rc != 0 {
+        return Err(take_error(err));
+    }
+    Ok(())
+}
+
+/// The message of a failed shim call (a malloc'd C string, freed here), without libtorch's
+/// C++ stack.
+fn take_error(err: *mut std::ffi::c_char) -> String {
+    let msg = if err.is_null() {
+        "the op failed".to_string()
+    } else {
+        // SAFETY: a NUL-terminated string strdup made; freed once, here.
+        unsafe {
+            let m = std::ffi::CStr::from_ptr(err).to_string_lossy().into_owned();
+            libc::free(err.cast());
+            m
+        }
+    };
+    let cut = msg.find("Exception raised from").unwrap_or(msg.len());
+    msg[..cut].trim().to_string()
 }
 
 /// Unit tests that seed or draw from libtorch's global generator hold this, so that tests
@@ -47,6 +68,12 @@ extern "C" {
         alpha: f64,
         err: *mut *mut std::ffi::c_char,
     ) -> *mut std::ffi::c_void;
+    fn lthost_add_alpha_(
+        a: *const std::ffi::c_void,
+        b: *const std::ffi::c_void,
+        alpha: f64,
+        err: *mut *mut std::ffi::c_char,
+    ) -> i32;
     fn lthost_generator_fill(
         gen: *mut std::ffi::c_void,
         kind: i64,

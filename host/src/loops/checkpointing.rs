@@ -45,12 +45,11 @@ pub fn save(st: &mut LoopState<'_>, epoch: u64, pos: LoopPosition) -> Result<()>
     let ckpt = dump(st, pos, weights_only, true)?;
     let Some(mc) = st.checkpoint.as_mut() else { return Ok(()) };
     mc.run_dir()?;
+    // Serialised and checked once for every path; a save that fails, or whose bytes would not
+    // load, ends the run before any older checkpoint is removed.
+    let bytes = checkpoint::to_checked_vec(&ckpt).context("ModelCheckpoint could not save")?;
     for p in &plan.paths {
-        // A save that fails, or whose file would not load, ends the run before any older
-        // checkpoint is removed.
-        checkpoint::save(p, &ckpt)
-            .and_then(|()| checkpoint::verify(p))
-            .with_context(|| format!("ModelCheckpoint could not save {}", p.display()))?;
+        checkpoint::write(p, &bytes).with_context(|| format!("ModelCheckpoint could not save {}", p.display()))?;
         mc.wrote(p);
     }
     for p in &plan.remove {
