@@ -94,10 +94,11 @@ reference: setup
 	$(PY) tests/reference/digits_reference.py tests/reference/digits.json
 	$(PY) tests/reference/stream_reference.py tests/reference/streams.json
 	$(PY) tests/reference/transforms_reference.py tests/reference/transforms.json
+	$(PY) tests/reference/training_options_reference.py tests/reference/training_options.json
 
 # Performance side by side (see bench/bench.py); writes bench/results.md.
 bench: host plugins
-	$(CARGO) build --release -p lthost --example fetch_bench --example native_bench
+	$(CARGO) build --release -p lthost --example fetch_bench --example native_bench --example peak_rss
 	$(PY) bench/bench.py
 
 clean-logs:

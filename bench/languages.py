@@ -4,19 +4,19 @@ lthost: the component's size, start-up from process start to the first training 
 with an empty component cache (`cold`: compiled) and a warm one (`cached`), the training
 time of 15 epochs (600 steps), and the cost of one host call across the component boundary
 (`tensor.numel` made `probe_calls` times per step: the extra training time over 600 ×
-probe_calls calls)."""
+probe_calls calls, taken within each round). The languages alternate round by round;
+ratios are taken round by round; median (min–max)."""
 
 import os
 import re
 import subprocess
 import tempfile
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LTHOST = os.path.join(ROOT, "target", "release", "lthost")
-PLUGINS = os.path.join(ROOT, "target", "plugins")
+from common import LTHOST, PLUGINS, ROOT, median, spread
+
 LANGUAGES = [("Rust", "digits-mlp"), ("Python", "python-digits"), ("JavaScript", "js-digits"), ("C", "c-digits")]
 COLD_RUNS = 3
-RUNS = 5
+RUNS = int(os.environ.get("BENCH_ROUNDS", "10"))
 PROBE_CALLS = 400
 STEPS = 600
 
@@ -24,7 +24,7 @@ STEPS = 600
 def _fit(plugin, cache, extra=()):
     with tempfile.TemporaryDirectory() as d:
         env = dict(os.environ, LTHOST_CACHE_DIR=cache)
-        out = subprocess.run([LTHOST, "fit", os.path.join(PLUGINS, f"{plugin}.wasm"), "--config", os.path.join(ROOT, "plugins/digits-mlp/run.toml"),
+        out = subprocess.run([LTHOST, "fit", os.path.join(PLUGINS, f"{plugin}.wasm"), "--accelerator", "cpu", "--config", os.path.join(ROOT, "plugins/digits-mlp/run.toml"),
                               "--no-progress-bar", "--threads", "1", "--set", "trainer.enable_checkpointing=false", *extra],
                              cwd=d, env=env, capture_output=True, text=True, check=True).stdout
     start = float(re.search(r"start-up\s+([0-9.]+) s", out).group(1))
@@ -32,29 +32,27 @@ def _fit(plugin, cache, extra=()):
     return start, train
 
 
-def _median(xs):
-    xs = sorted(xs)
-    return xs[len(xs) // 2]
-
-
 def language_costs():
-    rows = []
-    for lang, plugin in LANGUAGES:
-        size = os.path.getsize(os.path.join(PLUGINS, f"{plugin}.wasm"))
+    """[{language, plugin, bytes, cold: [s], cached: [s], train: [s], probed: [s]}], runs round by round."""
+    caches = {plugin: tempfile.TemporaryDirectory() for _, plugin in LANGUAGES}
+    rows = [{"language": lang, "plugin": plugin, "bytes": os.path.getsize(os.path.join(PLUGINS, f"{plugin}.wasm")),
+             "cold": [], "cached": [], "train": [], "probed": []} for lang, plugin in LANGUAGES]
+    for r in rows:
         with tempfile.TemporaryDirectory() as cache:
-            cold = []
             for _ in range(COLD_RUNS):
                 for f in os.listdir(cache):
                     os.remove(os.path.join(cache, f))
-                cold.append(_fit(plugin, cache, ["--max-epochs", "1"])[0])
-            cached, plain, probed = [], [], []
-            for _ in range(RUNS):
-                s, t = _fit(plugin, cache)
-                cached.append(s)
-                plain.append(t)
-                probed.append(_fit(plugin, cache, ["--hparams", f'{{"probe_calls": {PROBE_CALLS}}}'])[1])
-        per_call = (min(probed) - min(plain)) / (STEPS * PROBE_CALLS)
-        rows.append({"language": lang, "plugin": plugin, "bytes": size, "cold": _median(cold), "cached": _median(cached), "train": min(plain), "call_ns": per_call * 1e9})
+                r["cold"].append(_fit(r["plugin"], cache, ["--max-epochs", "1"])[0])
+        _fit(r["plugin"], caches[r["plugin"]].name, ["--max-epochs", "1"])  # fills its cache
+    for i in range(RUNS):
+        for r in (rows if i % 2 == 0 else rows[::-1]):
+            cache = caches[r["plugin"]].name
+            s, t = _fit(r["plugin"], cache)
+            r["cached"].append(s)
+            r["train"].append(t)
+            r["probed"].append(_fit(r["plugin"], cache, ["--hparams", f'{{"probe_calls": {PROBE_CALLS}}}'])[1])
+    for c in caches.values():
+        c.cleanup()
     return rows
 
 
@@ -63,13 +61,15 @@ def table(rows):
         "## Languages: the digits MLP in Rust, Python, JavaScript and C",
         "",
         f"Same model, same seed, same losses (tests/e2e/languages.rs). Start-up: median of {COLD_RUNS} cold and {RUNS} cached runs; "
-        f"training: fastest of {RUNS}, 15 epochs = {STEPS} steps, 1 thread; host call: `tensor.numel` {PROBE_CALLS}× per step, "
-        "the extra training time per call.",
+        f"training: {RUNS} runs, 15 epochs = {STEPS} steps, 1 thread, the languages alternating, median (min–max), the ratio to Rust "
+        f"taken round by round; host call: `tensor.numel` {PROBE_CALLS}× per step, the extra training time per call (within each run pair).",
         "",
         "| language | component | start-up cold (s) | start-up cached (s) | training (s) | vs Rust | host call (ns) |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     rust = rows[0]["train"]
     for r in rows:
-        lines.append(f"| {r['language']} | {r['bytes'] / 1e6:.2f} MB | {r['cold']:.2f} | {r['cached']:.2f} | {r['train']:.3f} | {r['train'] / rust:.2f}× | {r['call_ns']:.0f} |")
+        calls = [(p - t) / (STEPS * PROBE_CALLS) * 1e9 for p, t in zip(r["probed"], r["train"])]
+        lines.append(f"| {r['language']} | {r['bytes'] / 1e6:.2f} MB | {median(r['cold']):.2f} | {median(r['cached']):.2f} | "
+                     f"{spread(r['train'], '{:.3f}')} | {spread([a / b for a, b in zip(r['train'], rust)])}× | {spread(calls, '{:.0f}')} |")
     return lines + [""]

@@ -1,47 +1,57 @@
-"""`make bench`, section "parity workloads" (issue 9): Lightning's parity models, a CNN and
-a small transformer trained four ways on the same data, seed and thread count — native (the same training written
-against `tch` in Rust, no WebAssembly: host/examples/native_bench.rs), lthost with the Rust
-plugin, vanilla PyTorch and PyTorch Lightning 2.6 (bench/run_torch.py) — with 1 and 2
-libtorch threads. Each run is its own process; per run the epochs after the first are
-timed (the median), and the table keeps the median over RUNS runs, the last step's loss
-(they must agree), the seconds from process start to the first training step and the
-process's peak RSS."""
+"""`make bench`, section "parity workloads" (issues 9 and 15): Lightning's parity models, a
+CNN and a small transformer trained four ways on the same data, seed and thread count, all
+on the CPU — native (the same training written against `tch` in Rust, no WebAssembly:
+host/examples/native_bench.rs), lthost with the Rust plugin (`--accelerator cpu`), vanilla
+PyTorch and PyTorch Lightning 2.6 (bench/run_torch.py) — with 1 and 2 libtorch threads.
+
+Method (as Lightning's own parity benchmark, tests/parity_pytorch, measures, with each run
+its own process): every runner fetches whole batches, handles gradients the same way (fresh
+each step, none accumulated: set to None) and reads the loss once per epoch. A run's time is
+its whole fit: every training epoch, the first included, measured inside the process
+(start-up — process start to the first training step — is its own column). The runners
+alternate within a round (the order reversed every other round, so slow drifts of the
+machine hit each alike); the first round is dropped (cold file caches); the ratios are taken
+round by round, between runs made seconds apart, and reported as median (min–max). Each run
+is started by a small launcher (host/examples/peak_rss.rs) that reports that process's own
+peak RSS. The data path of a row-by-row DataLoader is measured as its own row. The losses
+must agree (to 1e-6, relative) or `make bench` fails. Where they do not, all four runners
+run once more with MKL's reproducible code path (`MKL_CBWR=COMPATIBLE`) and must agree
+there: with 2 threads MKL's default dispatch can round a GEMM differently in a Python process
+and in a Rust one (mnist-cnn on this machine drifts by 1 ulp at step 10), so that row shows
+both losses."""
 
 import csv
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LTHOST = os.path.join(ROOT, "target", "release", "lthost")
-NATIVE = os.path.join(ROOT, "target", "release", "examples", "native_bench")
-PLUGINS = os.path.join(ROOT, "target", "plugins")
-RUNS = int(os.environ.get("BENCH_PARITY_RUNS", "3"))
+from common import EXAMPLES, LTHOST, PLUGINS, ROOT, spread
+
+NATIVE = os.path.join(EXAMPLES, "native_bench")
+PEAK_RSS = os.path.join(EXAMPLES, "peak_rss")
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "10"))
 SEED = 42
 WORKLOADS = {"parity-rnn": 6, "parity-mlp": 20, "mnist-cnn": 3, "tiny-transformer": 8}  # epochs
 MNIST_IMAGES = 2048
 RUNNERS = ["native", "lthost", "PyTorch", "Lightning"]
+LOSS_TOLERANCE = 1e-6
+GOAL_NATIVE = 1.03  # lthost / native, median of the rounds, at most
+GOAL_LIGHTNING = 1.3  # Lightning / lthost on the parity models, median, at least
 
 
-def _median(xs):
-    xs = sorted(xs)
-    return xs[len(xs) // 2]
-
-
-def _run(cmd, cwd=None):
-    """stdout and peak RSS (MiB) of one child process (its own rusage, from wait4)."""
-    with tempfile.TemporaryFile() as err:
-        p = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=err, text=True)
-        out = p.stdout.read()
-        _, status, usage = os.wait4(p.pid, 0)
-        p.returncode = os.waitstatus_to_exitcode(status)
+def measured(cmd, cwd=None, env=None):
+    """stdout and peak RSS (MiB) of one command, run as its own process by the launcher."""
+    with tempfile.TemporaryDirectory() as d:
+        rss = os.path.join(d, "peak-rss-kib")
+        p = subprocess.run([PEAK_RSS, rss, *cmd], cwd=cwd, capture_output=True, text=True, env=env)
         if p.returncode != 0:
-            err.seek(0)
-            raise RuntimeError(f"{cmd}: exit {p.returncode}\n{err.read().decode(errors='replace')[-2000:]}")
-    return out, usage.ru_maxrss / 1024
+            raise RuntimeError(f"{cmd}: exit {p.returncode}\n{p.stderr[-2000:]}")
+        with open(rss) as f:
+            return p.stdout, int(f.read()) / 1024
 
 
 def write_mnist(d):
@@ -57,62 +67,91 @@ def write_mnist(d):
         t.write_idx(os.path.join(d, f"{prefix}-labels-idx1-ubyte"), torch.randint(0, 10, (n,), generator=g, dtype=torch.uint8))
 
 
-def _lthost_args(workload):
+def lthost_cmd(workload, epochs, threads, *extra):
+    cmd = [LTHOST, "fit", os.path.join(PLUGINS, f"{workload}.wasm"), "--accelerator", "cpu", "--max-epochs", str(epochs),
+           "--threads", str(threads), "--seed", str(SEED), "--no-progress-bar", "--set", "trainer.enable_checkpointing=false",
+           "--set", "trainer.enable_model_summary=false", *extra]
     if workload == "mnist-cnn":
-        return ["--data-dir", os.environ["BENCH_MNIST_DIR"], "--set", "trainer.limit_val_batches=0"]
-    return []
+        cmd += ["--data-dir", os.environ["BENCH_MNIST_DIR"], "--set", "trainer.limit_val_batches=0"]
+    return cmd
 
 
-def _one(runner, workload, epochs, threads):
-    """(seconds per epoch after the first, last loss, start-up s, peak RSS MiB)."""
+def one_run(runner, workload, epochs, threads, env=None):
+    """{fit: seconds in training epochs, loss, start: start-up s, rss: MiB[, data_path]}."""
     if runner == "lthost":
         # Timed with logging off, as Lightning runs; the last loss at full precision comes
         # from the CSV logger's metrics.csv (see lthost_loss).
         with tempfile.TemporaryDirectory() as d:
-            out, rss = _run([LTHOST, "fit", os.path.join(PLUGINS, f"{workload}.wasm"), "--max-epochs", str(epochs), "--threads", str(threads),
-                             "--seed", str(SEED), "--no-progress-bar", "--set", "trainer.enable_checkpointing=false", "--set", "trainer.logger=false",
-                             "--set", "trainer.enable_model_summary=false", *_lthost_args(workload)], cwd=d)
-        epoch = float(re.search(r"epoch time\s+([0-9.]+) s median", out).group(1))
-        loss = None
-        start = float(re.search(r"start-up\s+([0-9.]+) s", out).group(1))
+            out, rss = measured(lthost_cmd(workload, epochs, threads, "--set", "trainer.logger=false"), cwd=d, env=env)
+        fit = re.search(r"epoch time .*; ([0-9.]+) s in all", out)
+        start = re.search(r"start-up\s+([0-9.]+) s", out)
+        assert fit and start, out
+        return {"fit": float(fit.group(1)), "loss": None, "start": float(start.group(1)), "rss": rss}
+    if runner == "native":
+        cmd = [NATIVE, workload, str(epochs), str(threads), str(SEED)]
     else:
-        cmd = [NATIVE, workload, str(epochs), str(threads), str(SEED)] if runner == "native" else \
-            [sys.executable, os.path.join(ROOT, "bench", "run_torch.py"), "vanilla" if runner == "PyTorch" else "lightning", workload, str(epochs), str(threads), str(SEED)]
-        out, rss = _run(cmd)
-        r = json.loads(out.strip().splitlines()[-1])
-        epoch, loss, start = _median(r["epoch_seconds"][1:]), r["last_loss"], r["first_step"]
-    return epoch, loss, start, rss
+        kind = "vanilla" if runner == "PyTorch" else "lightning"
+        cmd = [sys.executable, os.path.join(ROOT, "bench", "run_torch.py"), kind, workload, str(epochs), str(threads), str(SEED)]
+    out, rss = measured(cmd, env=env)
+    r = json.loads(out.strip().splitlines()[-1])
+    assert len(r["epoch_seconds"]) == epochs, r
+    return {"fit": sum(r["epoch_seconds"]), "loss": r["last_loss"], "start": r["first_step"], "rss": rss, "data_path": r.get("data_path")}
 
 
-def lthost_loss(workload, epochs, threads):
+def lthost_loss(workload, epochs, threads, env=None):
     """The last step's loss of an lthost run, from metrics.csv (logging every step)."""
     with tempfile.TemporaryDirectory() as d:
-        _run([LTHOST, "fit", os.path.join(PLUGINS, f"{workload}.wasm"), "--max-epochs", str(epochs), "--threads", str(threads), "--seed", str(SEED),
-              "--no-progress-bar", "--set", "trainer.enable_checkpointing=false", "--set", "trainer.log_every_n_steps=1", *_lthost_args(workload)], cwd=d)
+        measured(lthost_cmd(workload, epochs, threads, "--set", "trainer.log_every_n_steps=1"), cwd=d, env=env)
         with open(os.path.join(d, "lightning_logs", "version_0", "metrics.csv")) as f:
             return float([r["train_loss"] for r in csv.DictReader(f) if r.get("train_loss")][-1])
 
 
 def parity_runs():
-    """{(workload, threads): {runner: {...}}}."""
+    """{(workload, threads): {runner: [run, ...] (one per timed round)}}."""
     results = {}
     mnist = tempfile.TemporaryDirectory()
     os.environ["BENCH_MNIST_DIR"] = mnist.name
     write_mnist(mnist.name)
     for workload, epochs in WORKLOADS.items():
         for threads in (1, 2):
-            rows = {r: {"epoch": [], "loss": None, "start": [], "rss": None} for r in RUNNERS}
-            for _ in range(RUNS):
-                for runner in RUNNERS:
-                    e, l, s, rss = _one(runner, workload, epochs, threads)
-                    row = rows[runner]
-                    row["epoch"].append(e)
-                    row["start"].append(s)
-                    row["loss"] = l
-                    row["rss"] = max(row["rss"] or 0, rss)
-            rows["lthost"]["loss"] = lthost_loss(workload, epochs, threads)
-            results[(workload, threads)] = {r: {"epoch": _median(v["epoch"]), "loss": v["loss"], "start": _median(v["start"]), "rss": v["rss"]} for r, v in rows.items()}
+            runs = {r: [] for r in RUNNERS}
+            for rnd in range(ROUNDS + 1):
+                order = RUNNERS if rnd % 2 == 0 else RUNNERS[::-1]
+                for runner in order:
+                    run = one_run(runner, workload, epochs, threads)
+                    if rnd > 0:
+                        runs[runner].append(run)
+            loss = lthost_loss(workload, epochs, threads)
+            for run in runs["lthost"]:
+                run["loss"] = loss
+            if not losses_agree(runs)[0]:
+                env = dict(os.environ, MKL_CBWR="COMPATIBLE")
+                runs["reproducible"] = {r: [{"loss": one_run(r, workload, epochs, threads, env)["loss"]}] for r in RUNNERS}
+                runs["reproducible"]["lthost"][0]["loss"] = lthost_loss(workload, epochs, threads, env)
+            results[(workload, threads)] = runs
+            print(f"  {workload}, {threads} thread(s): {ROUNDS} rounds done", file=sys.stderr)
     return results
+
+
+def losses_agree(runs):
+    losses = [run["loss"] for r in RUNNERS for run in runs[r]]
+    return max(losses) - min(losses) <= LOSS_TOLERANCE * max(1.0, abs(losses[0])), min(losses), max(losses)
+
+
+def agreement(runs):
+    """(agree, min, max, how): the timed runs' last losses, or, where they differ, the
+    reproducible (MKL_CBWR=COMPATIBLE) runs'."""
+    ok, lo, hi = losses_agree(runs)
+    if ok or "reproducible" not in runs:
+        return ok, lo, hi, ""
+    ok, lo, hi = losses_agree(runs["reproducible"])
+    return ok, lo, hi, " with MKL_CBWR=COMPATIBLE"
+
+
+def check(results):
+    """The configurations whose losses disagree (make bench fails on any)."""
+    return [f"{w}, {t} thread(s): losses {lo!r}..{hi!r}{how}" for (w, t), runs in results.items()
+            for ok, lo, hi, how in [agreement(runs)] if not ok]
 
 
 def table(results):
@@ -123,31 +162,48 @@ def table(results):
         f"Linear-tanh-BatchNorm-Dropout-Linear on 640 MNIST-shaped images, batch 128; Adam 0.02) and mnist-cnn (two 3×3 convolutions, "
         f"max-pooling, Linear; {MNIST_IMAGES} 28×28 IDX images, 4/5 trained on, shuffled, batch 64, Adam 0.001) and tiny-transformer "
         f"(Embedding 16×32, one post-norm encoder block with 4-head attention and a 32→64→32 feed-forward, mean pooling, Linear; "
-        f"512 sequences of 24 tokens, batch 32, Adam 0.001), seed {SEED}; "
-        f"{', '.join(f'{w} {e} epochs' for w, e in WORKLOADS.items())}. Seconds per epoch: median over the epochs after the first, "
-        f"median of {RUNS} runs, each its own process. Peak RSS: the process's own (wait4), the largest of its runs.",
+        f"512 sequences of 24 tokens, batch 32, Adam 0.001), seed {SEED}, all on the CPU; "
+        f"{', '.join(f'{w} {e} epochs' for w, e in WORKLOADS.items())}.",
         "",
-        "| workload | threads | runner | s / epoch | lthost / this | last loss | start-up (s) | peak RSS (MiB) |",
+        "Every runner fetches whole batches (a slice, or one gather per tensor when shuffled), gets fresh gradients each step "
+        "(set to None, never accumulated) and reads the loss once per epoch. **fit**: the seconds in training epochs, the first "
+        f"included, each run its own process; {ROUNDS} rounds after a dropped first one, the runners alternating (order reversed "
+        "every other round). **lthost / this**: the ratio taken round by round, median (min–max). **start-up**: process start "
+        "to the first training step, median. **peak RSS**: each run's own process (measured by a launcher, "
+        "host/examples/peak_rss.rs), median. **data path** rows: the same epochs only fetched, by a row-by-row DataLoader "
+        "(TensorDataset + default collate) minus by whole batches — what a typical PyTorch or Lightning script pays on top of "
+        f"the rows above. Last losses agree to {LOSS_TOLERANCE:g} (relative) or `make bench` fails.",
+        "",
+        "| workload | threads | runner | fit (s), median (min–max) | lthost / this | last loss | start-up (s) | peak RSS (MiB) |",
         "|---|---:|---|---:|---:|---:|---:|---:|",
     ]
     goals = []
-    for (workload, threads), rows in results.items():
-        lt = rows["lthost"]["epoch"]
-        native, light = lt / rows["native"]["epoch"], rows["Lightning"]["epoch"] / lt
-        losses = [rows[r]["loss"] for r in RUNNERS]
-        agree = max(losses) - min(losses) <= 1e-4 * max(1.0, abs(losses[0]))
-        # The ≥ 1.3× over Lightning goal is for the parity models (Lightning's own benchmark).
-        vs_light = f"({'met' if light >= 1.3 else 'missed'}: ≥ 1.3)" if workload.startswith("parity") else "(no goal)"
-        goals.append(f"- {workload}, {threads} thread{'s' if threads > 1 else ''}: lthost / native {native:.2f} "
-                     f"({'met' if native <= 1.03 else 'missed'}: ≤ 1.03); Lightning / lthost {light:.2f} {vs_light}; "
-                     f"losses {'agree' if agree else 'DISAGREE'} ({min(losses):.6f}–{max(losses):.6f})")
+    for (workload, threads), runs in results.items():
+        lt = [r["fit"] for r in runs["lthost"]]
+        ratio = {x: [a / r["fit"] for a, r in zip(lt, runs[x])] for x in RUNNERS}
         for runner in RUNNERS:
-            r = rows[runner]
-            ratio = "" if runner == "lthost" else f"{lt / r['epoch']:.2f}"
-            rss = f"{r['rss']:.0f}"
-            lines.append(f"| {workload} | {threads} | {runner} | {r['epoch']:.4f} | {ratio} | {r['loss']:.6f} | {r['start']:.2f} | {rss} |")
-    return lines + ["", "Goals (issue 9), read off this table:", ""] + goals + [""]
+            rs = runs[runner]
+            vs = "" if runner == "lthost" else spread(ratio[runner])
+            loss = f"{rs[-1]['loss']:.6f}"
+            if "reproducible" in runs:
+                loss += f" ({runs['reproducible'][runner][0]['loss']:.6f} with MKL_CBWR=COMPATIBLE)"
+            lines.append(f"| {workload} | {threads} | {runner} | {spread([r['fit'] for r in rs], '{:.4f}')} | {vs} | {loss} | "
+                         f"{statistics.median(r['start'] for r in rs):.2f} | {statistics.median(r['rss'] for r in rs):.0f} |")
+        paths = [r["data_path"] for r in runs["PyTorch"]]
+        extra = [p["rows"] - p["whole_batches"] for p in paths]
+        lines.append(f"| {workload} | {threads} | data path: row-by-row DataLoader − whole batches | +{spread(extra, '{:.4f}')} | | | | |")
+        native = [1 / x for x in ratio["native"]]
+        light = [1 / x for x in ratio["Lightning"]]
+        agree, lo, hi, how = agreement(runs)
+        n_med, l_med = statistics.median(native), statistics.median(light)
+        vs_light = f"({'met' if l_med >= GOAL_LIGHTNING else 'missed'}: ≥ {GOAL_LIGHTNING})" if workload.startswith("parity") else "(no goal)"
+        goals.append(f"- {workload}, {threads} thread{'s' if threads > 1 else ''}: lthost / native {spread(native)} "
+                     f"({'met' if n_med <= GOAL_NATIVE else 'missed'}: median ≤ {GOAL_NATIVE}); Lightning / lthost {spread(light)} {vs_light}; "
+                     f"losses {'agree' if agree else 'DISAGREE'}{how} ({lo:.6f}–{hi:.6f})")
+    return lines + ["", "Goals (issues 9 and 15), read off this table (median (min–max) of the rounds' ratios):", ""] + goals + [""]
 
 
 if __name__ == "__main__":
-    print("\n".join(table(parity_runs())))
+    r = parity_runs()
+    print("\n".join(table(r)))
+    sys.exit(1 if check(r) else 0)

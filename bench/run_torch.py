@@ -1,7 +1,13 @@
 """One training run of a parity workload in vanilla PyTorch or in PyTorch Lightning 2.6
 (logging, checkpointing, progress bar and summary off, as Lightning's own parity benchmark
-runs it), for bench/parity.py. Prints one JSON object: seconds per epoch, the last step's
-loss, seconds from process start to the first training step.
+runs it), for bench/parity.py, on the CPU. Batches are fetched as native and lthost fetch
+them — a whole batch at a time (a slice, or one gather per tensor when shuffled) through a
+DataLoader whose sampler hands out whole batches, so every generator draw is the
+DataLoader's — and the loss is read once per epoch, after its last step. The vanilla run
+also times the data path alone: the same epochs fetched through a row-by-row DataLoader
+(TensorDataset + default collate, what most scripts write) and through the whole-batch one.
+Prints one JSON object: seconds per epoch, the last step's loss, seconds from process start
+to the first training step (and, vanilla, the data path's seconds per fit).
 
     .venv/bin/python bench/run_torch.py vanilla|lightning parity-rnn|parity-mlp EPOCHS THREADS SEED
 """
@@ -76,6 +82,40 @@ def tiny_transformer():
     return model, 32, x, x.sum(1) % 2
 
 
+def whole_batches(x, y, batch_size, shuffle):
+    """A DataLoader yielding whole batches: consecutive rows sliced, shuffled rows gathered
+    with one index_select per tensor. Its draws are DataLoader(shuffle=...)'s: the iterator's
+    base seed, then RandomSampler's seed."""
+    import torch
+    from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler
+
+    class Rows(Dataset):
+        def __getitem__(self, rows):
+            if isinstance(rows, slice):
+                return x[rows], y[rows]
+            idx = torch.tensor(rows)
+            return x.index_select(0, idx), y.index_select(0, idx)
+
+    class Slices(Sampler):
+        def __iter__(self):
+            return (slice(i, i + batch_size) for i in range(0, len(x), batch_size))
+
+        def __len__(self):
+            return (len(x) + batch_size - 1) // batch_size
+
+    sampler = BatchSampler(RandomSampler(range(len(x))), batch_size, drop_last=False) if shuffle else Slices()
+    return DataLoader(Rows(), sampler=sampler, batch_size=None)
+
+
+def fetch_seconds(loader, epochs):
+    """Seconds to iterate `loader` `epochs` times, fetching only."""
+    t0 = time.perf_counter()
+    for _ in range(epochs):
+        for _ in loader:
+            pass
+    return time.perf_counter() - t0
+
+
 def main(runner, workload, epochs, threads, seed):
     import torch
     from torch.utils.data import DataLoader, TensorDataset
@@ -97,7 +137,7 @@ def main(runner, workload, epochs, threads, seed):
     else:
         model, batch_size, x, y = tiny_transformer()
         lr = 0.001
-    loader = DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=shuffle)
+    loader = whole_batches(x, y, batch_size, shuffle)
     out = {"epoch_seconds": [], "last_loss": None, "first_step": None}
     if runner == "vanilla":
         optimizer = torch.optim.Adam(model.parameters(), lr=lr)
@@ -111,8 +151,10 @@ def main(runner, workload, epochs, threads, seed):
                 loss.backward()
                 optimizer.step()
                 optimizer.zero_grad()
-                out["last_loss"] = loss.item()
+            out["last_loss"] = loss.item()
             out["epoch_seconds"].append(time.perf_counter() - t0)
+        rows = DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=shuffle)
+        out["data_path"] = {"rows": fetch_seconds(rows, epochs), "whole_batches": fetch_seconds(loader, epochs)}
     else:
         import logging
         import warnings
@@ -129,14 +171,14 @@ def main(runner, workload, epochs, threads, seed):
             def training_step(self, batch, batch_idx):
                 if out["first_step"] is None:
                     out["first_step"] = process_age()
-                loss = self.inner.training_step(batch)
-                out["last_loss"] = loss
-                return loss
+                self.loss = self.inner.training_step(batch)
+                return self.loss
 
             def on_train_epoch_start(self):
                 self.t0 = time.perf_counter()
 
             def on_train_epoch_end(self):
+                out["last_loss"] = self.loss.item()
                 out["epoch_seconds"].append(time.perf_counter() - self.t0)
 
             def configure_optimizers(self):
@@ -145,7 +187,6 @@ def main(runner, workload, epochs, threads, seed):
         trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
                             enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
         trainer.fit(Wrapped(model), loader)
-        out["last_loss"] = out["last_loss"].item()
     print(json.dumps(out))
 
 

@@ -2,7 +2,10 @@
 //! Rust — no WebAssembly, no trainer — with the same data, initialisation (torch.nn's
 //! `reset_parameters`, drawn in torch's order), optimizer (torch.optim.Adam's update, op for
 //! op: libtorch's C++ Adam rounds differently) and generator draws (a DataLoader base seed
-//! per epoch) as lthost's parity plugins, so the losses agree.
+//! per epoch) as lthost's parity plugins, so the losses agree. Gradients are handled as
+//! lthost handles them: `run_backward` returns fresh gradients each step and the optimizer
+//! consumes them (torch's `zero_grad(set_to_none=True)`), nothing accumulates into `.grad`;
+//! the loss is read once per epoch, after its last step.
 //! Prints one JSON object: seconds per epoch, the last step's loss, start-up.
 //!
 //!     cargo run --release -p lthost --example native_bench -- parity-rnn 4 1 [seed]
@@ -51,23 +54,21 @@ impl Adam {
         Adam { lr, step: 0.0, params, state }
     }
 
-    fn zero_grad(&mut self) {
-        for p in &mut self.params {
-            p.zero_grad();
-        }
+    /// Back-propagates `loss` into fresh gradients of the parameters (none accumulated).
+    fn backward(&self, loss: &Tensor) -> Vec<Tensor> {
+        Tensor::run_backward(&[loss], &self.params, false, false)
     }
 
-    fn step(&mut self) {
+    fn step(&mut self, grads: &[Tensor]) {
         let _g = tch::no_grad_guard();
         let (b1, b2) = (0.9f64, 0.999f64);
         self.step += 1.0;
         let step_size = self.lr / (1.0 - b1.powf(self.step));
         let bc2_sqrt = (1.0 - b2.powf(self.step)).sqrt();
-        for (p, (m, v)) in self.params.iter_mut().zip(&mut self.state) {
-            let g = p.grad();
-            let _ = m.lerp_(&g, 1.0 - b1);
+        for ((p, (m, v)), g) in self.params.iter_mut().zip(&mut self.state).zip(grads) {
+            let _ = m.lerp_(g, 1.0 - b1);
             let _ = v.g_mul_scalar_(b2);
-            let _ = v.addcmul_(&(&g * (1.0 - b2)), &g);
+            let _ = v.addcmul_(&(g * (1.0 - b2)), g);
             let mut denom = v.sqrt() / bc2_sqrt;
             let _ = denom.g_add_scalar_(1e-8);
             let _ = p.addcdiv_(&(&*m * -step_size), &denom);
@@ -83,7 +84,7 @@ struct Run {
 
 /// The training loop every workload shares: per epoch, the DataLoader's draws
 /// (`start_epoch`, which returns the number of batches), then per batch the loss
-/// (`loss_of`), backward and the optimizer step; timed per epoch.
+/// (`loss_of`), backward and the optimizer step; timed per epoch, the loss read at its end.
 fn train(
     epochs: usize,
     opt: &mut Adam,
@@ -94,14 +95,17 @@ fn train(
     for _ in 0..epochs {
         let t0 = Instant::now();
         draw_base_seed();
+        let mut last = None;
         for i in 0..start_epoch()? {
             run.first_step.get_or_insert_with(|| {
                 lthost::startup::since_process_start().map(|d| d.as_secs_f64()).unwrap_or(f64::NAN)
             });
             let loss = loss_of(i)?;
-            opt.zero_grad();
-            loss.backward();
-            opt.step();
+            let grads = opt.backward(&loss);
+            opt.step(&grads);
+            last = Some(loss);
+        }
+        if let Some(loss) = last {
             run.last_loss = loss.double_value(&[]);
         }
         run.epoch_seconds.push(t0.elapsed().as_secs_f64());

@@ -582,7 +582,10 @@ impl FitReport {
             let mut rest = self.epoch_seconds[1..].to_vec();
             rest.sort_by(f64::total_cmp);
             let median = rest.get(rest.len() / 2).copied().unwrap_or(*first);
-            out.push_str(&format!("  epoch time    {median:.4} s median after the first ({first:.4} s)\n"));
+            let total: f64 = self.epoch_seconds.iter().sum();
+            out.push_str(&format!(
+                "  epoch time    {median:.4} s median after the first ({first:.4} s); {total:.4} s in all\n"
+            ));
         }
         if !self.stage_times.is_empty() {
             let t: Vec<String> = self.stage_times.iter().map(|(s, t)| format!("{s} {t:.3} s")).collect();

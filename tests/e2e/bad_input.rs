@@ -122,7 +122,12 @@ fn a_plugin_that_loops_forever_is_stopped() {
 #[test]
 fn a_plugin_that_allocates_without_bound_is_stopped() {
     let (run, _d) = run_faulty("alloc", &["--memory-limit-mb", "64"]);
-    run.assert_fails_with(&["plugin `faulty`", "hook `training_step`"]);
+    run.assert_fails_with(&[
+        "plugin `faulty`",
+        "hook `training_step`",
+        "hit its wasm memory limit",
+        "linear memory to",
+    ]);
 }
 
 #[test]

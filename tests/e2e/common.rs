@@ -113,3 +113,10 @@ pub fn global_rng() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
+
+/// Says in the test output (stderr, which the test harness does not capture) that a check
+/// could not run on this machine, and why: no check is skipped silently.
+pub fn note_skipped(check: &str, why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "note: check skipped on this machine: {check} ({why})");
+}

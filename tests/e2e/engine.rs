@@ -3,7 +3,7 @@
 //! (tests/reference/engine_reference.py, run by `make test`).
 
 use lthost::engine::layers::{
-    BatchNorm, Conv2d, Conv2dSpec, Embedding, LayerNorm, Linear, Lstm, LstmSpec, MultiheadAttention,
+    self, BatchNorm, Conv2d, Conv2dSpec, Embedding, LayerNorm, Linear, Lstm, LstmSpec, MultiheadAttention,
 };
 use lthost::engine::optim::{
     AdagradConfig, AdamConfig, Algorithm, GroupSpec, OptimizerConfig, RmspropConfig, SgdConfig,
@@ -109,7 +109,9 @@ fn build_layers() -> (ParamStore, Layers) {
 /// Input and parameter gradients through every layer equal torch's (engine_reference.py's
 /// `layer_grads`): Linear with and without bias, Conv2d, LayerNorm, BatchNorm in training
 /// (and its running statistics after it) and in eval, Embedding, a two-layer bidirectional
-/// LSTM from an initial state, multi-head attention under a causal mask.
+/// LSTM from an initial state, multi-head attention under a causal mask, BatchNorm2d in
+/// training (and its running statistics), max- and average-pooling with stride and padding,
+/// and dropout: its mask, drawn from the same generator state, is torch's exactly.
 #[test]
 fn layers_backpropagate_like_torch_nn() {
     let _rng = crate::common::global_rng();
@@ -117,8 +119,12 @@ fn layers_backpropagate_like_torch_nn() {
     let _threads = tch::set_num_threads(1);
     let (ps, l) = build_layers();
     let g = &r["grads"];
+    let mut ps2d = ParamStore::default();
+    let bn2d = BatchNorm::new(&mut ps2d, "bn2d", 3, 1e-5, 0.1, true, Device::Cpu).expect("bn2d");
+    // `prefix`: where the case's parameters live ("" for a function, which has none).
     let check = |case: &str, prefix: &str, xs: &[Tensor], ys: &[Tensor]| {
         let c = &g[case];
+        let ps = if prefix == "bn2d" { &ps2d } else { &ps };
         for p in ps.parameters() {
             let mut p = p.shallow_clone();
             p.zero_grad();
@@ -139,7 +145,7 @@ fn layers_backpropagate_like_torch_nn() {
             }
         }
         let want = c["param_grads"].as_object().expect("param grads");
-        assert!(!want.is_empty(), "{case}: parameters");
+        assert_eq!(want.is_empty(), prefix.is_empty(), "{case}: parameters");
         for (name, grad) in want {
             let p = ps.get(&format!("{prefix}.{name}")).unwrap_or_else(|| panic!("{case}: no parameter {name}"));
             assert_close(&format!("{case} {name} grad"), &p.grad(), grad);
@@ -175,6 +181,23 @@ fn layers_backpropagate_like_torch_nn() {
     let mask = tensor(&g["mha"]["mask"], Kind::Bool);
     let (y, _) = l.mha.forward(&q, &q, &q, Some(&mask), true, true).expect("mha");
     check("mha", "mha", &[q], &[y]);
+    let x = input("bn2d_train", 0);
+    let y = bn2d.forward(&x, true).expect("bn2d");
+    check("bn2d_train", "bn2d", std::slice::from_ref(&x), &[y]);
+    assert_close("bn2d running_mean", &bn2d.running_mean, &g["bn2d_train"]["running"]["mean"]);
+    assert_close("bn2d running_var", &bn2d.running_var, &g["bn2d_train"]["running"]["var"]);
+    let x = input("max_pool2d", 0);
+    let y = layers::max_pool2d(&x, [3, 2], [2, 2], [1, 1]).expect("max_pool2d");
+    check("max_pool2d", "", std::slice::from_ref(&x), &[y]);
+    let x = input("avg_pool2d", 0);
+    let y = layers::avg_pool2d(&x, [3, 3], [2, 1], [1, 0]).expect("avg_pool2d");
+    check("avg_pool2d", "", std::slice::from_ref(&x), &[y]);
+    let x = input("dropout", 0);
+    tch::manual_seed(7);
+    let y = layers::dropout(&x, 0.3, true).expect("dropout");
+    let want = tensor(&g["dropout"]["out"][0], Kind::Float);
+    assert!(y.equal(&want), "dropout: the mask is not torch's");
+    check("dropout", "", std::slice::from_ref(&x), &[y]);
 }
 
 #[test]
@@ -190,20 +213,36 @@ fn optimizers_follow_torch_optim() {
 
 /// Every optimizer configuration over 100 steps of small gradients (where the placement of
 /// eps shows), equal to torch.optim bit for bit: the same f32 operations in the same order.
+/// Each option alone and in combination, and every optimizer with two parameter groups of
+/// their own lr and weight decay.
 #[test]
 fn optimizers_equal_torch_bit_for_bit_over_100_small_steps() {
     let r = reference();
     let o = &r["optim_long"];
     let grads = grads_of(o);
     assert_eq!(grads.len(), 100);
+    let cases = optimizer_cases();
+    let names: std::collections::BTreeSet<&str> = cases.iter().map(|(n, _)| *n).collect();
+    let want_names: std::collections::BTreeSet<&str> =
+        o["result"].as_object().expect("results").keys().map(String::as_str).collect();
+    assert_eq!(names, want_names, "every reference configuration is checked");
     let mut unequal = Vec::new();
-    for (name, algorithm) in optimizer_cases() {
-        let p = stepped(algorithm, &o["init"], &grads);
-        let want = tensor(&o["result"][name], Kind::Float);
-        let diff = (p.to_kind(Kind::Double) - want.to_kind(Kind::Double)).abs().max().double_value(&[]);
+    let mut compare = |name: String, got: &Tensor, want: &Value| {
+        let want = tensor(want, Kind::Float);
+        let diff = (got.to_kind(Kind::Double) - want.to_kind(Kind::Double)).abs().max().double_value(&[]);
         if diff != 0.0 {
             unequal.push(format!("{name}: max abs difference {diff:e}"));
         }
+    };
+    for (name, algorithm) in cases {
+        compare(name.to_string(), &stepped(algorithm, &o["init"], &grads), &o["result"][name]);
+    }
+    let groups = grouped_cases();
+    assert_eq!(groups.len(), o["groups"].as_object().expect("groups").len(), "every grouped optimizer is checked");
+    for (name, algorithm) in groups {
+        let (a, b) = stepped_groups(algorithm, &o["init"], &grads);
+        compare(format!("{name}, group a"), &a, &o["groups"][name]["a"]);
+        compare(format!("{name}, group b"), &b, &o["groups"][name]["b"]);
     }
     assert!(unequal.is_empty(), "not bit-for-bit torch.optim after 100 steps: {unequal:?}");
 }
@@ -267,8 +306,81 @@ fn optimizer_cases() -> Vec<(&'static str, Algorithm)> {
                 eps: 1e-10,
             }),
         ),
+        ("sgd_weight_decay", sgd(0.1, 0.0, 0.0, 0.1, false)),
+        ("sgd_momentum_dampening", sgd(0.1, 0.9, 0.5, 0.0, false)),
+        ("adam_betas_eps", Algorithm::Adam(adam(0.001, (0.5, 0.9), 1e-5, 0.0, false))),
+        ("adam_amsgrad", Algorithm::Adam(adam(0.01, (0.9, 0.999), 1e-8, 0.0, true))),
+        ("adamw_amsgrad", Algorithm::AdamW(adam(0.01, (0.9, 0.999), 1e-8, 0.05, true))),
+        ("rmsprop_centered", rmsprop(0.0, true)),
+        ("rmsprop_momentum", rmsprop(0.9, false)),
+        ("adagrad_lr_decay", adagrad(0.05, 0.0, 1e-10)),
+        ("adagrad_initial_accumulator", adagrad(0.0, 0.5, 1e-6)),
     ];
     cases.into()
+}
+
+/// RMSprop(lr=0.01, momentum, centered) with torch's other defaults.
+fn rmsprop(momentum: f64, centered: bool) -> Algorithm {
+    Algorithm::Rmsprop(RmspropConfig { lr: 0.01, alpha: 0.99, eps: 1e-8, weight_decay: 0.0, momentum, centered })
+}
+
+/// Adagrad(lr=0.1, lr_decay, initial_accumulator_value, eps), no weight decay.
+fn adagrad(lr_decay: f64, initial_accumulator_value: f64, eps: f64) -> Algorithm {
+    Algorithm::Adagrad(AdagradConfig { lr: 0.1, lr_decay, weight_decay: 0.0, initial_accumulator_value, eps })
+}
+
+/// engine_reference.py's GROUPED: every optimizer with group a at lr 0.02 and group b at
+/// lr 0.005 with weight decay 0.1 (the optimizer's own lr 0.5).
+fn grouped_cases() -> Vec<(&'static str, Algorithm)> {
+    let adam = |weight_decay| AdamConfig { lr: 0.5, betas: (0.9, 0.999), eps: 1e-8, weight_decay, amsgrad: false };
+    vec![
+        (
+            "sgd",
+            Algorithm::Sgd(SgdConfig { lr: 0.5, momentum: 0.9, dampening: 0.0, weight_decay: 0.0, nesterov: false }),
+        ),
+        ("adam", Algorithm::Adam(adam(0.0))),
+        ("adamw", Algorithm::AdamW(adam(0.01))),
+        (
+            "rmsprop",
+            Algorithm::Rmsprop(RmspropConfig {
+                lr: 0.5,
+                alpha: 0.99,
+                eps: 1e-8,
+                weight_decay: 0.0,
+                momentum: 0.0,
+                centered: false,
+            }),
+        ),
+        (
+            "adagrad",
+            Algorithm::Adagrad(AdagradConfig {
+                lr: 0.5,
+                lr_decay: 0.0,
+                weight_decay: 0.0,
+                initial_accumulator_value: 0.0,
+                eps: 1e-10,
+            }),
+        ),
+    ]
+}
+
+/// Parameters a and b (2 × init) in two groups, stepped by `algorithm` over `grads`.
+fn stepped_groups(algorithm: Algorithm, init: &Value, grads: &[Tensor]) -> (Tensor, Tensor) {
+    let mut ps = ParamStore::default();
+    let a = ps.add_parameter("a", tensor(init, Kind::Float)).expect("a");
+    let b = ps.add_parameter("b", tensor(init, Kind::Float) * 2.0).expect("b");
+    let cfg = OptimizerConfig {
+        algorithm,
+        groups: vec![
+            GroupSpec { params: vec!["a".into()], lr: Some(0.02), weight_decay: None },
+            GroupSpec { params: vec!["b".into()], lr: Some(0.005), weight_decay: Some(0.1) },
+        ],
+    };
+    let mut opt = cfg.build(&ps).expect("optimizer");
+    for g in grads {
+        opt.step(&[g.shallow_clone(), g.shallow_clone()]).expect("step");
+    }
+    (a, b)
 }
 
 fn optimizer_groups_and_clipping(o: &Value, grads: &[Tensor]) {

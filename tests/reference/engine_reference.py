@@ -12,6 +12,7 @@ import json
 import sys
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 torch.set_num_threads(1)
@@ -68,7 +69,9 @@ def layer_grads(made):
     said): inputs drawn here, the loss `(out * g).sum()` with a fixed random `g` per output,
     the input's and every parameter's gradient; BatchNorm's running statistics after a
     training forward, then an eval forward's gradients; LSTM from an initial state; MHA with
-    a causal boolean mask."""
+    a causal boolean mask; BatchNorm2d in training (and its running statistics); max- and
+    average-pooling with stride and padding; dropout, whose mask is drawn right after
+    `torch.manual_seed(7)`."""
     torch.manual_seed(4)
     out = {}
 
@@ -113,6 +116,17 @@ def layer_grads(made):
     y, _ = mha(q, q, q, attn_mask=mask, need_weights=True)
     record("mha", mha, [q], [y])
     out["mha"]["mask"] = flat(mask.to(torch.uint8))
+    bn2d = nn.BatchNorm2d(3).train()
+    x = leaf(2, 3, 4, 4)
+    record("bn2d_train", bn2d, [x], [bn2d(x)])
+    out["bn2d_train"]["running"] = {"mean": flat(bn2d.running_mean), "var": flat(bn2d.running_var)}
+    x = leaf(2, 3, 7, 7)
+    record("max_pool2d", nn.Module(), [x], [F.max_pool2d(x, (3, 2), (2, 2), (1, 1))])
+    x = leaf(2, 3, 7, 7)
+    record("avg_pool2d", nn.Module(), [x], [F.avg_pool2d(x, (3, 3), (2, 1), (1, 0))])
+    x = leaf(4, 50)
+    torch.manual_seed(7)
+    record("dropout", nn.Module(), [x], [F.dropout(x, 0.3, training=True)])
     return out
 
 
@@ -126,6 +140,25 @@ OPTIMIZERS = {
     "rmsprop": lambda p: torch.optim.RMSprop(p, lr=0.01),
     "rmsprop_centered_momentum_wd": lambda p: torch.optim.RMSprop(p, lr=0.01, alpha=0.9, eps=1e-6, weight_decay=0.01, momentum=0.5, centered=True),
     "adagrad": lambda p: torch.optim.Adagrad(p, lr=0.1, lr_decay=0.01, weight_decay=0.01, initial_accumulator_value=0.1),
+    # Each option alone as well (the combinations above cannot tell which one is wrong).
+    "sgd_weight_decay": lambda p: torch.optim.SGD(p, lr=0.1, weight_decay=0.1),
+    "sgd_momentum_dampening": lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, dampening=0.5),
+    "adam_betas_eps": lambda p: torch.optim.Adam(p, lr=0.001, betas=(0.5, 0.9), eps=1e-5),
+    "adam_amsgrad": lambda p: torch.optim.Adam(p, lr=0.01, amsgrad=True),
+    "adamw_amsgrad": lambda p: torch.optim.AdamW(p, lr=0.01, weight_decay=0.05, amsgrad=True),
+    "rmsprop_centered": lambda p: torch.optim.RMSprop(p, lr=0.01, centered=True),
+    "rmsprop_momentum": lambda p: torch.optim.RMSprop(p, lr=0.01, momentum=0.9),
+    "adagrad_lr_decay": lambda p: torch.optim.Adagrad(p, lr=0.1, lr_decay=0.05),
+    "adagrad_initial_accumulator": lambda p: torch.optim.Adagrad(p, lr=0.1, initial_accumulator_value=0.5, eps=1e-6),
+}
+# Parameter groups with their own lr and weight decay, for every optimizer: group a at
+# lr 0.02, group b at lr 0.005 with weight decay 0.1; the optimizer's own lr is 0.5.
+GROUPED = {
+    "sgd": lambda g: torch.optim.SGD(g, lr=0.5, momentum=0.9),
+    "adam": lambda g: torch.optim.Adam(g, lr=0.5),
+    "adamw": lambda g: torch.optim.AdamW(g, lr=0.5, weight_decay=0.01),
+    "rmsprop": lambda g: torch.optim.RMSprop(g, lr=0.5),
+    "adagrad": lambda g: torch.optim.Adagrad(g, lr=0.5),
 }
 STEPS = 5
 
@@ -170,11 +203,20 @@ LONG_STEPS = 100
 
 def optimizers_long():
     """Every optimizer configuration over LONG_STEPS steps of small gradients (1e-4 scale,
-    where eps enters the update shows), for a bit-for-bit comparison."""
+    where eps enters the update shows), and every optimizer with two parameter groups, for a
+    bit-for-bit comparison."""
     torch.manual_seed(2)
     init = torch.randn(3, 4)
     grads = [torch.randn(3, 4) * 1e-4 for _ in range(LONG_STEPS)]
-    return {"init": flat(init), "grads": [flat(g) for g in grads], "result": run_optimizers(init, grads)}
+    groups = {}
+    for name, make in GROUPED.items():
+        a, b = nn.Parameter(init.clone()), nn.Parameter(init.clone() * 2)
+        opt = make([{"params": [a], "lr": 0.02}, {"params": [b], "lr": 0.005, "weight_decay": 0.1}])
+        for g in grads:
+            a.grad, b.grad = g.clone(), g.clone()
+            opt.step()
+        groups[name] = {"a": flat(a), "b": flat(b)}
+    return {"init": flat(init), "grads": [flat(g) for g in grads], "result": run_optimizers(init, grads), "groups": groups}
 
 
 def main(path):

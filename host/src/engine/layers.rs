@@ -488,3 +488,17 @@ pub fn dropout(x: &Tensor, p: f64, training: bool) -> OpResult<Tensor> {
     }
     x.f_dropout(p, training).map_err(|e| OpError::torch("dropout", e))
 }
+
+/// `F.max_pool2d(x, kernel, stride, padding)` (dilation 1, ceil_mode False).
+pub fn max_pool2d(x: &Tensor, kernel: [i64; 2], stride: [i64; 2], padding: [i64; 2]) -> OpResult<Tensor> {
+    x.f_max_pool2d(kernel, stride, padding, [1, 1], false).map_err(|e| pool_error("max_pool2d", x, &e))
+}
+
+/// `F.avg_pool2d(x, kernel, stride, padding)` (ceil_mode False, count_include_pad True).
+pub fn avg_pool2d(x: &Tensor, kernel: [i64; 2], stride: [i64; 2], padding: [i64; 2]) -> OpResult<Tensor> {
+    x.f_avg_pool2d(kernel, stride, padding, false, true, None::<i64>).map_err(|e| pool_error("avg_pool2d", x, &e))
+}
+
+fn pool_error(op: &str, x: &Tensor, e: &tch::TchError) -> OpError {
+    OpError::new(op, format!("input {:?}: {}", x.size(), crate::error::torch_message(e)))
+}

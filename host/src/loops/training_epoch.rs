@@ -212,6 +212,14 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: Option<&DataLoader>
             }
         }
         st.val_due_pending = false;
+        if automatic && stepping && optim(st)?.has_plateau(Interval::Step) {
+            // Lightning steps a step-interval ReduceLROnPlateau at the end of the batch, after
+            // its metrics are logged and a validation run that was due, on the monitored
+            // metric's current value (this batch's, for a value logged on the step).
+            let mut metrics = st.callback_metrics.clone();
+            metrics.extend(read(&st.train_results.step_metrics(), |_| true));
+            optim(st)?.step_schedulers(Interval::Step, idx as u64 + 1, true, &metrics).map_err(|e| anyhow!(e))?;
+        }
         if stepping {
             st.batches_that_stepped += 1;
         }

@@ -70,6 +70,14 @@ pub fn describe(plugin: &str, hook: &str, err: wasmtime::Error) -> PluginError {
         Some(t) if recursion => format!("the plugin trapped: {t}: its stack overflowed (unbounded recursion)"),
         Some(Trap::StackOverflow) => "the plugin trapped: its call stack overflowed (unbounded recursion)".to_string(),
         Some(t) => format!("the plugin trapped: {t}"),
+        None if memory_grow_refused(&err).is_some() => {
+            let bytes = memory_grow_refused(&err).unwrap_or(0);
+            format!(
+                "the plugin hit its wasm memory limit (plugin.memory_limit_mb, --memory-limit-mb): it asked to grow its \
+                 linear memory to {:.1} MiB",
+                bytes as f64 / (1024.0 * 1024.0)
+            )
+        }
         None => {
             let parts: Vec<String> =
                 err.chain().map(|c| c.to_string()).filter(|s| !s.contains("wasm backtrace")).collect();
@@ -83,9 +91,28 @@ pub fn describe(plugin: &str, hook: &str, err: wasmtime::Error) -> PluginError {
     PluginError { plugin: plugin.into(), hook: hook.into(), op, detail, backtrace: bt_text }
 }
 
+/// The size a refused `memory.grow` asked for (wasmtime's StoreLimits traps with "forcing
+/// trap when growing memory to N bytes").
+fn memory_grow_refused(err: &wasmtime::Error) -> Option<u64> {
+    err.chain().find_map(|c| {
+        let text = c.to_string();
+        let rest = text.split("forcing trap when growing memory to ").nth(1)?;
+        rest.split_whitespace().next()?.parse().ok()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_memory_grow_is_read_from_wasmtimes_error() {
+        let err = wasmtime::Error::msg("forcing trap when growing memory to 68222976 bytes");
+        assert_eq!(memory_grow_refused(&err), Some(68222976));
+        assert_eq!(memory_grow_refused(&wasmtime::Error::msg("out of bounds memory access")), None);
+        let d = describe("p", "training_step", err);
+        assert!(d.detail.contains("hit its wasm memory limit") && d.detail.contains("65.1 MiB"), "{}", d.detail);
+    }
 
     #[test]
     fn op_names_come_from_binding_frames() {

@@ -106,9 +106,6 @@ impl OptimizerSet {
             if is_plateau && spec.monitor.is_none() {
                 return Err("ReduceLROnPlateau needs a `monitor` metric, as in Lightning".into());
             }
-            if is_plateau && spec.interval == Interval::Step {
-                return Err("ReduceLROnPlateau with interval `step` is not supported yet; use interval `epoch`".into());
-            }
             let scheduler = spec.kind.build(opt.as_mut())?;
             schedulers.push(SchedulerEntry { spec: spec.clone(), scheduler });
         }
@@ -275,6 +272,11 @@ impl OptimizerSet {
 
     /// Steps the schedulers of `interval` whose frequency divides `index` (Lightning's
     /// `_update_learning_rates`). Plateau schedulers read their monitor from `metrics`.
+    /// Whether a ReduceLROnPlateau is stepped every `interval`.
+    pub fn has_plateau(&self, interval: Interval) -> bool {
+        self.schedulers.iter().any(|e| e.spec.interval == interval && e.scheduler.is_plateau())
+    }
+
     pub fn step_schedulers(
         &mut self,
         interval: Interval,

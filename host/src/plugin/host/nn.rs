@@ -246,27 +246,18 @@ impl nn::Host for PluginState {
     }
 
     fn max_pool2d(&mut self, input: H, kernel: (u32, u32), stride: (u32, u32), padding: (u32, u32)) -> R<H> {
-        self.unary_pool(&input, "max_pool2d", |x| {
-            x.f_max_pool2d(pair(kernel), pair(stride), pair(padding), [1, 1], false)
-        })
+        let x = self.tensor(&input, "max_pool2d")?;
+        let out = layers::max_pool2d(x, pair(kernel), pair(stride), pair(padding))?;
+        Ok(self.push(out, "max_pool2d")?)
     }
 
     fn avg_pool2d(&mut self, input: H, kernel: (u32, u32), stride: (u32, u32), padding: (u32, u32)) -> R<H> {
-        self.unary_pool(&input, "avg_pool2d", |x| {
-            x.f_avg_pool2d(pair(kernel), pair(stride), pair(padding), false, true, None::<i64>)
-        })
+        let x = self.tensor(&input, "avg_pool2d")?;
+        let out = layers::avg_pool2d(x, pair(kernel), pair(stride), pair(padding))?;
+        Ok(self.push(out, "avg_pool2d")?)
     }
 
     fn num_parameters(&mut self) -> R<u64> {
         Ok(self.ctx.params.num_parameters() as u64)
-    }
-}
-
-impl PluginState {
-    fn unary_pool(&mut self, input: &H, op: &str, f: impl FnOnce(&Tensor) -> Result<Tensor, tch::TchError>) -> R<H> {
-        let x = self.tensor(input, op)?;
-        let out =
-            f(x).map_err(|e| OpError::new(op, format!("input {:?}: {}", x.size(), crate::error::torch_message(&e))))?;
-        Ok(self.push(out, op)?)
     }
 }
