@@ -77,7 +77,7 @@ fn a_guest_failure_is_a_clear_error_in_every_language() {
 
 /// `lthost init --lang python|js|c` scaffolds a project whose `build.sh` builds it with the
 /// toolchain `make` installed, and the plugin signs and trains; the template's model gives
-/// the same validation loss in every language (and in Rust's template).
+/// the same validation loss in Python, JavaScript and C.
 #[test]
 fn init_scaffolds_python_js_and_c_projects_that_build_and_train() {
     let d = tempfile::tempdir().expect("tempdir");
