@@ -8,12 +8,15 @@ its spread (min–max); every ratio is taken between runs made side by side, alt
 Writes bench/results.md, whose "Summary" section is the one source of the figures the
 README quotes: the README's block between `<!-- bench-summary:begin -->` and
 `<!-- bench-summary:end -->` is replaced by it (tests/e2e/docs.rs checks they are equal).
-Fails (exit 1, results.md untouched) when the four runners' losses disagree.
+Every run's figures are saved in bench/results.json; `--render` rewrites results.md (and the
+README's block) from it without measuring. Fails (exit 1, results.md untouched) when the
+four runners' losses disagree.
 
     .venv/bin/python bench/bench.py            (make bench; after make host plugins)
     BENCH_ROUNDS=3 .venv/bin/python bench/bench.py   (a quicker, rougher run)
 """
 
+import json
 import os
 import platform
 import subprocess
@@ -25,7 +28,7 @@ import languages
 import log_overhead
 import parity
 import startup
-from common import ROOT, THREADS, median, spread
+from common import ROOT, THREADS, median, ratio_spread, spread
 
 BEGIN, END = "<!-- bench-summary:begin -->", "<!-- bench-summary:end -->"
 
@@ -55,7 +58,8 @@ def summary(par, logs, start, fetch, wait, langs):
     lines = [
         "## Summary",
         "",
-        "Median (min–max) over the rounds; ratios between runs made side by side. Details in the sections below.",
+        "Ratios between runs made side by side, round by round: median [95% bootstrap confidence interval of the median] "
+        "(min–max); other figures: median (min–max). Details in the sections below.",
         "",
         "| what | measured |",
         "|---|---|",
@@ -66,8 +70,8 @@ def summary(par, logs, start, fetch, wait, langs):
         rss = {x: median(r["rss"] for r in runs[x]) for x in parity.RUNNERS}
         lines.append(
             f"| {workload}, {threads} thread{'s' if threads > 1 else ''}: fit time lthost / native, / PyTorch, / Lightning; "
-            f"peak RSS (MiB) native, lthost, PyTorch, Lightning | {spread(ratio['native'])}; {spread(ratio['PyTorch'])}; "
-            f"{spread(ratio['Lightning'])}; {rss['native']:.0f}, {rss['lthost']:.0f}, {rss['PyTorch']:.0f}, {rss['Lightning']:.0f} |")
+            f"peak RSS (MiB) native, lthost, PyTorch, Lightning | {ratio_spread(ratio['native'])}; {ratio_spread(ratio['PyTorch'])}; "
+            f"{ratio_spread(ratio['Lightning'])}; {rss['native']:.0f}, {rss['lthost']:.0f}, {rss['PyTorch']:.0f}, {rss['Lightning']:.0f} |")
     lines.append(f"| start-up to the first training step, parity-mlp: cold (compile) / cached component (s) | "
                  f"{spread(start['cold'], '{:.3f}')} / {spread(start['cached'], '{:.3f}')} |")
     base = {t: ts for t, l, ts in logs if l in ("no logger", "logger=False")}
@@ -78,14 +82,14 @@ def summary(par, logs, start, fetch, wait, langs):
         f"over {median(base['lthost']) * 1e6:.1f} µs (Lightning: CSVLogger +{over['CSVLogger']:.0f}, TensorBoardLogger "
         f"+{over['TensorBoardLogger']:.0f} over {median(base['Lightning 2.6']) * 1e6:.0f} µs) |")
     lines.append(f"| fetch throughput, 60 000 × 784 floats, batch 64, shuffled: lthost (inline) / PyTorch DataLoader | "
-                 f"{spread([l['prefetch_0'] / p for l, p in fetch], '{:.1f}')}× |")
+                 f"{ratio_spread([l['prefetch_0'] / p for l, p in fetch], '{:.1f}')}× |")
     lines.append(f"| digits, 15 epochs: share of training time waiting for data, inline / 2 batches prefetched (%) | "
                  f"{spread([w[1] for w in wait[0]], '{:.1f}')} / {spread([w[1] for w in wait[2]], '{:.1f}')} |")
     rust = langs[0]
     parts = []
     for r in langs[1:]:
         calls = median((p - t) / (languages.STEPS * languages.PROBE_CALLS) * 1e9 for p, t in zip(r["probed"], r["train"]))
-        parts.append(f"{r['language']} {spread([a / b for a, b in zip(r['train'], rust['train'])])}×, {calls:.0f} ns")
+        parts.append(f"{r['language']} {ratio_spread([a / b for a, b in zip(r['train'], rust['train'])])}×, {calls:.0f} ns")
     rust_call = median((p - t) / (languages.STEPS * languages.PROBE_CALLS) * 1e9 for p, t in zip(rust["probed"], rust["train"]))
     lines.append(f"| the digits MLP per language: training time vs Rust, one host call | {'; '.join(parts)} (Rust {rust_call:.0f} ns) |")
     return lines + [""]
@@ -106,7 +110,11 @@ def quote_in_readme(lines):
     os.replace(tmp, path)
 
 
-def main():
+RAW = os.path.join(ROOT, "bench", "results.json")
+
+
+def measure():
+    """Every section's runs, as saved in results.json."""
     started = time.time()
     print("parity workloads…", file=sys.stderr)
     par = parity.parity_runs()
@@ -118,13 +126,31 @@ def main():
     wait = data_path.data_wait_share()
     print("languages…", file=sys.stderr)
     langs = languages.language_costs()
+    return {"machine": machine(), "commit": commit(), "rounds": parity.ROUNDS, "seconds": time.time() - started,
+            "date": time.strftime("%Y-%m-%d"), "parity": {f"{w}/{t}": runs for (w, t), runs in par.items()},
+            "logs": logs, "start": start, "fetch": fetch, "wait": wait, "langs": langs}
+
+
+def main():
+    if "--render" in sys.argv[1:]:
+        with open(RAW) as f:
+            raw = json.load(f)
+    else:
+        raw = measure()
+        with open(RAW + ".tmp", "w") as f:
+            json.dump(raw, f)
+        os.replace(RAW + ".tmp", RAW)
+    par = {(k.rsplit("/", 1)[0], int(k.rsplit("/", 1)[1])): runs for k, runs in raw["parity"].items()}
+    logs, start, fetch, langs = raw["logs"], raw["start"], raw["fetch"], raw["langs"]
+    wait = {int(k): v for k, v in raw["wait"].items()}
     head = summary(par, logs, start, fetch, wait, langs)
     lines = [
         "# lthost benchmarks",
         "",
-        f"Machine: {machine()}; {THREADS} libtorch thread unless a table says otherwise.",
-        f"Command: `make bench` (`.venv/bin/python bench/bench.py`), {parity.ROUNDS} rounds; lthost at {commit()}; "
-        f"finished in {time.time() - started:.0f} s on {time.strftime('%Y-%m-%d')}.",
+        f"Machine: {raw['machine']}; {THREADS} libtorch thread unless a table says otherwise.",
+        f"Command: `make bench` (`.venv/bin/python bench/bench.py`), {raw['rounds']} rounds; lthost at {raw['commit']}; "
+        f"measured in {raw['seconds']:.0f} s on {raw['date']}. Every run: bench/results.json "
+        "(`bench/bench.py --render` rewrites this file from it).",
         "",
     ] + head + parity.table(par) + log_overhead.table(logs) + [
         "## Start-up: process start to the first training step",

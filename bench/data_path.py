@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 
-from common import EXAMPLES, LTHOST, PLUGINS, ROOT, THREADS, median, spread
+from common import EXAMPLES, LTHOST, PLUGINS, ROOT, THREADS, ratio_spread, spread
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "10"))
 
@@ -69,7 +69,7 @@ def fetch_table(rounds):
         "60 000 × 784 float32 rows and int64 labels, batch 64, shuffled, three passes, 1 thread: "
         "lthost gathers each batch with one `index_select` per column; PyTorch's DataLoader "
         f"indexes the TensorDataset row by row and collates. {len(rounds)} alternating rounds, median (min–max); "
-        "the ratio is taken round by round.",
+        "the ratio is taken round by round: median [95% CI of the median] (min–max).",
         "",
         "| fetcher | batches / s | lthost / PyTorch |",
         "|---|---:|---:|",
@@ -77,7 +77,7 @@ def fetch_table(rounds):
     ]
     for key, name in [("prefetch_0", "lthost, inline"), ("prefetch_2", "lthost, 2 batches prefetched")]:
         lt = [l[key] for l, _ in rounds]
-        lines.append(f"| {name} | {spread(lt, '{:.0f}')} | {spread([a / b for a, b in zip(lt, pt)], '{:.1f}')}× |")
+        lines.append(f"| {name} | {spread(lt, '{:.0f}')} | {ratio_spread([a / b for a, b in zip(lt, pt)], '{:.1f}')}× |")
     return lines + [""]
 
 
@@ -95,6 +95,3 @@ def wait_table(wait):
                      f"{spread([r[2] for r in runs], '{:.3f}')} |")
     return lines + [""]
 
-
-def inline_ratio(rounds):
-    return median(l["prefetch_0"] / p for l, p in rounds)

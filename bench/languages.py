@@ -12,7 +12,7 @@ import re
 import subprocess
 import tempfile
 
-from common import LTHOST, PLUGINS, ROOT, median, spread
+from common import LTHOST, PLUGINS, ROOT, median, ratio_spread, spread
 
 LANGUAGES = [("Rust", "digits-mlp"), ("Python", "python-digits"), ("JavaScript", "js-digits"), ("C", "c-digits")]
 COLD_RUNS = 3
@@ -71,5 +71,5 @@ def table(rows):
     for r in rows:
         calls = [(p - t) / (STEPS * PROBE_CALLS) * 1e9 for p, t in zip(r["probed"], r["train"])]
         lines.append(f"| {r['language']} | {r['bytes'] / 1e6:.2f} MB | {median(r['cold']):.2f} | {median(r['cached']):.2f} | "
-                     f"{spread(r['train'], '{:.3f}')} | {spread([a / b for a, b in zip(r['train'], rust)])}× | {spread(calls, '{:.0f}')} |")
+                     f"{spread(r['train'], '{:.3f}')} | {ratio_spread([a / b for a, b in zip(r['train'], rust)])}× | {spread(calls, '{:.0f}')} |")
     return lines + [""]
