@@ -1,6 +1,8 @@
 //! The tensor engine on libtorch: dtypes, parameter store, torch.nn-exact layers and
 //! initialisation, torch.optim-exact optimizers.
 
+pub mod aten;
+pub mod aten_denylist;
 pub mod clip;
 pub mod dtype;
 pub mod init;

@@ -1,0 +1,325 @@
+// Any ATen operator, called by its schema name through libtorch's dispatcher (a boxed call,
+// as TorchScript and torch's Python bindings make one): autograd, dtype promotion, views
+// and in-place semantics are torch's own. The arguments arrive as plain tagged values; the
+// schema says what each becomes (a missing one takes its default, a kwarg goes by name).
+// Nothing throws across the C boundary: an error is returned as a malloc'd message.
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <ATen/core/ivalue.h>
+#include <ATen/core/stack.h>
+#include <c10/util/Exception.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <sstream>
+#include <string>
+#include <vector>
+
+extern "C" {
+
+// A value crossing the boundary. Lists point at arrays the caller owns (arguments) or that
+// lthost_values_free releases (results); a tensor is an `at::Tensor*`.
+typedef struct {
+  int32_t tag;
+  int64_t i;  // int, bool, or a list's length
+  double d;
+  void* p;    // tensor, list data, or a NUL-terminated string
+} lthost_value;
+
+enum {
+  LT_NONE = 0,
+  LT_TENSOR = 1,
+  LT_INT = 2,
+  LT_FLOAT = 3,
+  LT_BOOL = 4,
+  LT_INTS = 5,
+  LT_FLOATS = 6,
+  LT_TENSORS = 7,  // elements may be null: an optional tensor list
+  LT_STRING = 8,
+  LT_BOOLS = 9,
+};
+}
+
+namespace {
+
+char* dup(const std::string& s) {
+  char* out = static_cast<char*>(std::malloc(s.size() + 1));
+  if (out != nullptr) std::memcpy(out, s.c_str(), s.size() + 1);
+  return out;
+}
+
+const char* tag_name(int32_t tag) {
+  switch (tag) {
+    case LT_NONE: return "None";
+    case LT_TENSOR: return "a tensor";
+    case LT_INT: return "an int";
+    case LT_FLOAT: return "a float";
+    case LT_BOOL: return "a bool";
+    case LT_INTS: return "a list of ints";
+    case LT_FLOATS: return "a list of floats";
+    case LT_TENSORS: return "a list of tensors";
+    case LT_STRING: return "a string";
+    case LT_BOOLS: return "a list of bools";
+    default: return "an unknown value";
+  }
+}
+
+[[noreturn]] void refuse(const c10::Argument& arg, const lthost_value& v) {
+  throw std::runtime_error("argument `" + arg.name() + "` expects " + arg.type()->str() + ", got " + tag_name(v.tag));
+}
+
+const at::Tensor& tensor_at(const lthost_value& v) { return *static_cast<const at::Tensor*>(v.p); }
+
+// `v` as the IValue of type `type` (the argument `arg`'s, or an element's).
+c10::IValue convert(const c10::Argument& arg, const c10::TypePtr& type, const lthost_value& v) {
+  using K = c10::TypeKind;
+  switch (type->kind()) {
+    case K::OptionalType:
+      if (v.tag == LT_NONE) return c10::IValue();
+      return convert(arg, type->castRaw<c10::OptionalType>()->getElementType(), v);
+    case K::TensorType:
+      if (v.tag == LT_TENSOR && v.p != nullptr) return tensor_at(v);
+      break;
+    case K::IntType:
+    case K::SymIntType:
+    case K::ScalarTypeType:
+    case K::LayoutType:
+    case K::MemoryFormatType:
+      if (v.tag == LT_INT) return v.i;
+      break;
+    case K::FloatType:
+    case K::SymFloatType:
+      if (v.tag == LT_FLOAT) return v.d;
+      if (v.tag == LT_INT) return static_cast<double>(v.i);
+      break;
+    case K::BoolType:
+    case K::SymBoolType:
+      if (v.tag == LT_BOOL) return v.i != 0;
+      break;
+    case K::NumberType:
+      if (v.tag == LT_INT) return v.i;
+      if (v.tag == LT_FLOAT) return v.d;
+      if (v.tag == LT_BOOL) return v.i != 0;
+      break;
+    case K::StringType:
+      if (v.tag == LT_STRING) return std::string(static_cast<const char*>(v.p));
+      break;
+    case K::DeviceObjType:
+      if (v.tag == LT_STRING) return c10::Device(std::string(static_cast<const char*>(v.p)));
+      break;
+    case K::ListType: {
+      auto elem = type->castRaw<c10::ListType>()->getElementType();
+      auto ek = elem->kind();
+      if (ek == K::IntType || ek == K::SymIntType) {
+        if (v.tag == LT_INTS) {
+          auto* xs = static_cast<const int64_t*>(v.p);
+          return std::vector<int64_t>(xs, xs + v.i);
+        }
+        // `int[2] kernel_size=3`: one int stands for N equal ones, as in torch's Python API.
+        if (v.tag == LT_INT && arg.N()) return std::vector<int64_t>(*arg.N(), v.i);
+      } else if (ek == K::FloatType) {
+        if (v.tag == LT_FLOATS) {
+          auto* xs = static_cast<const double*>(v.p);
+          return std::vector<double>(xs, xs + v.i);
+        }
+      } else if (ek == K::BoolType) {
+        if (v.tag == LT_BOOLS) {
+          auto* xs = static_cast<const uint8_t*>(v.p);
+          c10::List<bool> out;
+          for (int64_t k = 0; k < v.i; ++k) out.push_back(xs[k] != 0);
+          return out;
+        }
+      } else if (ek == K::TensorType && v.tag == LT_TENSORS) {
+        auto* xs = static_cast<void* const*>(v.p);
+        std::vector<at::Tensor> out;
+        for (int64_t k = 0; k < v.i; ++k) {
+          if (xs[k] == nullptr) throw std::runtime_error("argument `" + arg.name() + "`: a None in a list of tensors");
+          out.push_back(*static_cast<const at::Tensor*>(xs[k]));
+        }
+        return out;
+      } else if (ek == K::OptionalType && v.tag == LT_TENSORS) {
+        auto* xs = static_cast<void* const*>(v.p);
+        c10::List<std::optional<at::Tensor>> out;
+        for (int64_t k = 0; k < v.i; ++k) {
+          if (xs[k] == nullptr) {
+            out.push_back(std::nullopt);
+          } else {
+            out.push_back(*static_cast<const at::Tensor*>(xs[k]));
+          }
+        }
+        return out;
+      }
+      break;
+    }
+    default:
+      throw std::runtime_error("argument `" + arg.name() + "` has type " + type->str() +
+                               ", which plugins cannot pass yet");
+  }
+  refuse(arg, v);
+}
+
+// A result as a value the Rust side takes ownership of.
+lthost_value give(const c10::IValue& r) {
+  lthost_value v{LT_NONE, 0, 0.0, nullptr};
+  if (r.isNone()) return v;
+  if (r.isTensor()) {
+    const auto& t = r.toTensor();
+    if (!t.defined()) return v;
+    v.tag = LT_TENSOR;
+    v.p = new at::Tensor(t);
+  } else if (r.isInt()) {
+    v.tag = LT_INT;
+    v.i = r.toInt();
+  } else if (r.isDouble()) {
+    v.tag = LT_FLOAT;
+    v.d = r.toDouble();
+  } else if (r.isBool()) {
+    v.tag = LT_BOOL;
+    v.i = r.toBool() ? 1 : 0;
+  } else if (r.isTensorList()) {
+    auto list = r.toTensorVector();
+    v.tag = LT_TENSORS;
+    v.i = static_cast<int64_t>(list.size());
+    auto** xs = static_cast<void**>(std::malloc(sizeof(void*) * (list.size() + 1)));
+    for (size_t k = 0; k < list.size(); ++k) xs[k] = list[k].defined() ? new at::Tensor(list[k]) : nullptr;
+    v.p = xs;
+  } else if (r.isIntList()) {
+    auto list = r.toIntVector();
+    v.tag = LT_INTS;
+    v.i = static_cast<int64_t>(list.size());
+    auto* xs = static_cast<int64_t*>(std::malloc(sizeof(int64_t) * (list.size() + 1)));
+    for (size_t k = 0; k < list.size(); ++k) xs[k] = list[k];
+    v.p = xs;
+  } else if (r.isDoubleList()) {
+    auto list = r.toDoubleVector();
+    v.tag = LT_FLOATS;
+    v.i = static_cast<int64_t>(list.size());
+    auto* xs = static_cast<double*>(std::malloc(sizeof(double) * (list.size() + 1)));
+    for (size_t k = 0; k < list.size(); ++k) xs[k] = list[k];
+    v.p = xs;
+  } else if (r.isString()) {
+    v.tag = LT_STRING;
+    v.p = dup(r.toStringRef());
+  } else {
+    throw std::runtime_error("the op returned a " + r.tagKind() + ", which plugins cannot receive yet");
+  }
+  return v;
+}
+
+}  // namespace
+
+extern "C" {
+
+// The operator `name` (e.g. "aten::masked_fill") with overload `overload` ("" for none), or
+// null with a message when there is no such operator.
+void* lthost_op_find(const char* name, const char* overload, char** err) {
+  try {
+    auto op = c10::Dispatcher::singleton().findSchema({name, overload});
+    if (!op) {
+      *err = dup(std::string("no operator ") + name + (overload[0] ? std::string(".") + overload : std::string()));
+      return nullptr;
+    }
+    return new c10::OperatorHandle(*op);
+  } catch (const std::exception& e) {
+    *err = dup(e.what());
+    return nullptr;
+  }
+}
+
+void lthost_op_free(void* op) { delete static_cast<c10::OperatorHandle*>(op); }
+
+// Every operator registered with the dispatcher, `name[.overload]` per line (malloc'd).
+char* lthost_op_names() {
+  std::string all;
+  for (const auto& op : c10::Dispatcher::singleton().getAllOpNames()) {
+    all += op.name;
+    if (!op.overload_name.empty()) all += "." + op.overload_name;
+    all += "\n";
+  }
+  return dup(all);
+}
+
+// The operator's schema as torch prints it (malloc'd).
+char* lthost_op_schema(void* op) {
+  std::ostringstream s;
+  s << static_cast<c10::OperatorHandle*>(op)->schema();
+  return dup(s.str());
+}
+
+// Calls `op` with `nargs` positional values and `nkw` named ones; on success (0) `*out`
+// holds `*nout` results (release with lthost_values_free), else (-1) `*err` a message.
+int lthost_op_call(void* op, const lthost_value* args, int64_t nargs, const char* const* kw_names,
+                   const lthost_value* kw_values, int64_t nkw, lthost_value** out, int64_t* nout, char** err) {
+  *out = nullptr;
+  *nout = 0;
+  std::vector<lthost_value> results;
+  try {
+    auto* handle = static_cast<c10::OperatorHandle*>(op);
+    const auto& schema = handle->schema();
+    const auto& params = schema.arguments();
+    if (nargs > static_cast<int64_t>(params.size())) {
+      throw std::runtime_error(schema.name() + " takes " + std::to_string(params.size()) + " arguments, got " +
+                               std::to_string(nargs));
+    }
+    std::vector<bool> used(static_cast<size_t>(nkw), false);
+    torch::jit::Stack stack;
+    stack.reserve(params.size());
+    for (size_t k = 0; k < params.size(); ++k) {
+      const auto& arg = params[k];
+      if (static_cast<int64_t>(k) < nargs) {
+        if (arg.kwarg_only()) {
+          throw std::runtime_error("argument `" + arg.name() + "` of " + schema.name() + " is keyword-only");
+        }
+        stack.push_back(convert(arg, arg.type(), args[k]));
+        continue;
+      }
+      const lthost_value* given = nullptr;
+      for (int64_t j = 0; j < nkw; ++j) {
+        if (arg.name() == kw_names[j]) {
+          given = &kw_values[j];
+          used[static_cast<size_t>(j)] = true;
+        }
+      }
+      if (given != nullptr) {
+        stack.push_back(convert(arg, arg.type(), *given));
+      } else if (arg.default_value()) {
+        stack.push_back(*arg.default_value());
+      } else {
+        throw std::runtime_error("missing argument `" + arg.name() + "` of " + schema.name());
+      }
+    }
+    for (int64_t j = 0; j < nkw; ++j) {
+      if (!used[static_cast<size_t>(j)]) {
+        throw std::runtime_error(std::string("no argument `") + kw_names[j] + "` in " + schema.name());
+      }
+    }
+    handle->callBoxed(&stack);
+    for (const auto& r : stack) results.push_back(give(r));
+  } catch (const std::exception& e) {
+    for (auto& v : results) {
+      if (v.tag == LT_TENSOR) delete static_cast<at::Tensor*>(v.p);
+    }
+    *err = dup(e.what());
+    return -1;
+  }
+  auto* xs = static_cast<lthost_value*>(std::malloc(sizeof(lthost_value) * (results.size() + 1)));
+  std::memcpy(xs, results.data(), sizeof(lthost_value) * results.size());
+  *out = xs;
+  *nout = static_cast<int64_t>(results.size());
+  return 0;
+}
+
+// Releases results whose tensors the Rust side did not take (their `p` set to null when taken).
+void lthost_values_free(lthost_value* vals, int64_t n) {
+  for (int64_t k = 0; k < n; ++k) {
+    auto& v = vals[k];
+    if (v.tag == LT_TENSOR && v.p != nullptr) delete static_cast<at::Tensor*>(v.p);
+    if (v.tag == LT_TENSORS && v.p != nullptr) {
+      auto** xs = static_cast<void**>(v.p);
+      for (int64_t j = 0; j < v.i; ++j) delete static_cast<at::Tensor*>(xs[j]);
+    }
+    if (v.tag != LT_TENSOR && v.p != nullptr) std::free(v.p);
+  }
+  std::free(vals);
+}
+
+}  // extern "C"
