@@ -95,6 +95,7 @@ reference: setup
 	$(PY) tests/reference/stream_reference.py tests/reference/streams.json
 	$(PY) tests/reference/transforms_reference.py tests/reference/transforms.json
 	$(PY) tests/reference/training_options_reference.py tests/reference/training_options.json
+	$(PY) tests/reference/opinfo_reference.py tests/reference/opinfo.json
 
 # Performance side by side (see bench/bench.py); writes bench/results.md.
 bench: host plugins

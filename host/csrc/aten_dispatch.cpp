@@ -3,6 +3,7 @@
 // and in-place semantics are torch's own. The arguments arrive as plain tagged values; the
 // schema says what each becomes (a missing one takes its default, a kwarg goes by name).
 // Nothing throws across the C boundary: an error is returned as a malloc'd message.
+#include <ATen/ScalarOps.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/core/ivalue.h>
 #include <ATen/core/stack.h>
@@ -78,6 +79,11 @@ c10::IValue convert(const c10::Argument& arg, const c10::TypePtr& type, const lt
       return convert(arg, type->castRaw<c10::OptionalType>()->getElementType(), v);
     case K::TensorType:
       if (v.tag == LT_TENSOR && v.p != nullptr) return tensor_at(v);
+      // A number where a tensor goes (`x + 1` as aten::add.Tensor): a wrapped-number tensor,
+      // as torch's Python binding makes it, so dtype promotion treats it as a number.
+      if (v.tag == LT_INT) return at::native::wrapped_scalar_tensor(c10::Scalar(v.i));
+      if (v.tag == LT_FLOAT) return at::native::wrapped_scalar_tensor(c10::Scalar(v.d));
+      if (v.tag == LT_BOOL) return at::native::wrapped_scalar_tensor(c10::Scalar(v.i != 0));
       break;
     case K::IntType:
     case K::SymIntType:

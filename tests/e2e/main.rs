@@ -17,6 +17,7 @@ mod formats;
 mod languages;
 mod loggers_and_callbacks;
 mod loops;
+mod opinfo;
 mod parity;
 mod schedulers;
 mod signatures;

@@ -315,6 +315,9 @@ mod tests {
             &[("alpha", Value::Float(2.5))],
         );
         assert!(got.equal(&crate::engine::torch_ext::add_alpha(&x, &y, 2.5).expect("add")));
+        // A number where a tensor goes is a wrapped number: float32 + 1 stays float32, as `x + 1`.
+        let got = one("aten::add.Tensor", &[Value::Tensor(x.shallow_clone()), Value::Int(1)], &[]);
+        assert!(got.kind() == Kind::Float && got.equal(&(&x + 1.0)));
         // Defaults: keepdim=False, dtype=None.
         let got = one("aten::sum.dim_IntList", &[Value::Tensor(x.shallow_clone()), Value::Ints(vec![1])], &[]);
         assert!(got.equal(&x.sum_dim_intlist(1, false, None::<Kind>)));
@@ -397,9 +400,9 @@ mod tests {
         assert!(!err.contains("Exception raised from"), "{err}");
         let err = Op::find("aten::add.Tensor")
             .expect("found")
-            .call(&[Value::Tensor(a.shallow_clone()), Value::Int(1)], &[])
+            .call(&[Value::Tensor(a.shallow_clone()), Value::Ints(vec![1, 2])], &[])
             .expect_err("type");
-        assert!(err.contains("argument `other` expects Tensor, got an int"), "{err}");
+        assert!(err.contains("argument `other` expects Tensor, got a list of ints"), "{err}");
         let err = Op::find("aten::add.Tensor")
             .expect("found")
             .call(&[Value::Tensor(a.shallow_clone()), Value::Tensor(a.shallow_clone())], &[("beta", Value::Int(1))])
