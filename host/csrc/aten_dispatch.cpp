@@ -163,6 +163,14 @@ c10::IValue convert(const c10::Argument& arg, const c10::TypePtr& type, const lt
   refuse(arg, v);
 }
 
+// A list of numbers as a malloc'd array (freed by lthost_values_free).
+template <typename T>
+lthost_value give_list(int32_t tag, const std::vector<T>& list) {
+  auto* xs = static_cast<T*>(std::malloc(sizeof(T) * (list.size() + 1)));
+  if (!list.empty()) std::memcpy(xs, list.data(), sizeof(T) * list.size());
+  return lthost_value{tag, static_cast<int64_t>(list.size()), 0.0, xs};
+}
+
 // A result as a value the Rust side takes ownership of.
 lthost_value give(const c10::IValue& r) {
   lthost_value v{LT_NONE, 0, 0.0, nullptr};
@@ -189,19 +197,9 @@ lthost_value give(const c10::IValue& r) {
     for (size_t k = 0; k < list.size(); ++k) xs[k] = list[k].defined() ? new at::Tensor(list[k]) : nullptr;
     v.p = xs;
   } else if (r.isIntList()) {
-    auto list = r.toIntVector();
-    v.tag = LT_INTS;
-    v.i = static_cast<int64_t>(list.size());
-    auto* xs = static_cast<int64_t*>(std::malloc(sizeof(int64_t) * (list.size() + 1)));
-    for (size_t k = 0; k < list.size(); ++k) xs[k] = list[k];
-    v.p = xs;
+    v = give_list(LT_INTS, r.toIntVector());
   } else if (r.isDoubleList()) {
-    auto list = r.toDoubleVector();
-    v.tag = LT_FLOATS;
-    v.i = static_cast<int64_t>(list.size());
-    auto* xs = static_cast<double*>(std::malloc(sizeof(double) * (list.size() + 1)));
-    for (size_t k = 0; k < list.size(); ++k) xs[k] = list[k];
-    v.p = xs;
+    v = give_list(LT_FLOATS, r.toDoubleVector());
   } else if (r.isString()) {
     v.tag = LT_STRING;
     v.p = dup(r.toStringRef());

@@ -30,8 +30,13 @@ pub fn torch_message(err: &tch::TchError) -> String {
         tch::TchError::Torch(s) => s.clone(),
         other => other.to_string(),
     };
+    without_cpp_stack(&text).replace('\n', " ")
+}
+
+/// A libtorch message without the C++ stack it ends with ("Exception raised from …").
+pub fn without_cpp_stack(text: &str) -> String {
     let cut = text.find("Exception raised from").unwrap_or(text.len());
-    text[..cut].trim().replace('\n', " ")
+    text[..cut].trim().to_string()
 }
 
 /// Formats shapes for error messages: `[4, 3]`.

@@ -134,10 +134,17 @@ fn replay(case: &Json) -> Option<String> {
         Ok(op) => op,
         Err(e) => return Some(e),
     };
-    let args: Vec<Value> = case["args"].as_array().expect("args").iter().map(value).collect();
-    let kwargs: Vec<(String, Value)> =
-        case["kwargs"].as_object().expect("kwargs").iter().map(|(k, v)| (k.clone(), value(v))).collect();
-    let kw: Vec<(&str, Value)> = kwargs.into_iter().map(|(k, v)| (Box::leak(k.into_boxed_str()) as &str, v)).collect();
+    // Where torch has gradients, the floating tensor arguments are leaves requiring grad, and
+    // the one call gives both the values and the graph to differentiate.
+    let with_grads = case["grads"].is_array();
+    let leaf = |v: Value| match v {
+        Value::Tensor(t) if with_grads && t.is_floating_point() => Value::Tensor(t.set_requires_grad(true)),
+        other => other,
+    };
+    let args: Vec<Value> = case["args"].as_array().expect("args").iter().map(value).map(leaf).collect();
+    let (names, values): (Vec<&String>, Vec<Value>) =
+        case["kwargs"].as_object().expect("kwargs").iter().map(|(k, v)| (k, value(v))).unzip();
+    let kw: Vec<(&str, Value)> = names.into_iter().map(String::as_str).zip(values).collect();
     let got = match op.call(&args, &kw) {
         Ok(got) => got,
         Err(e) => return Some(e),
@@ -149,26 +156,15 @@ fn replay(case: &Json) -> Option<String> {
     if let Some(m) = got.iter().zip(want).find_map(|(g, w)| mismatch(g, w)) {
         return Some(format!("{name}: {m}"));
     }
-    if case["grads"].is_array() {
-        return gradients(&op, args, &kw, &case["grads"]).map(|m| format!("{name} backward: {m}"));
+    if with_grads {
+        return gradients(&args, &got, &case["grads"]).map(|m| format!("{name} backward: {m}"));
     }
     None
 }
 
-/// The gradients of sum(out_i * linspace(-1, 1)) over the floating results with respect to
-/// each floating tensor argument, through the generic call, against torch's.
-fn gradients(op: &Op, args: Vec<Value>, kw: &[(&str, Value)], want: &Json) -> Option<String> {
-    let args: Vec<Value> = args
-        .into_iter()
-        .map(|a| match a {
-            Value::Tensor(t) if t.is_floating_point() => Value::Tensor(t.detach().set_requires_grad(true)),
-            other => other,
-        })
-        .collect();
-    let out = match op.call(&args, kw) {
-        Ok(out) => out,
-        Err(e) => return Some(e),
-    };
+/// The gradients of sum(out_i * linspace(-1, 1)) over the floating results `out` of a call
+/// with respect to each of its floating tensor arguments (leaves), against torch's.
+fn gradients(args: &[Value], out: &[Value], want: &Json) -> Option<String> {
     let outs: Vec<&Tensor> = out
         .iter()
         .filter_map(|v| match v {

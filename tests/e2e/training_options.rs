@@ -6,7 +6,8 @@
 //! the `train_loss` and `lr` that lthost's metrics.csv logs must be those Lightning's
 //! CSVLogger logs, bit for bit, and the optimizer steps as many.
 
-use crate::common::{column, lthost, plugin, read_metrics, repo_root};
+use crate::common::{column, read_metrics, repo_root};
+use crate::parity::fit_logging_every_step;
 
 fn reference() -> serde_json::Value {
     let path = repo_root().join("tests/reference/training_options.json");
@@ -48,28 +49,10 @@ fn clipping_accumulation_and_plateau_train_as_in_lightning() {
         for (seed, want) in case["runs"].as_object().expect("runs") {
             let label = format!("{name} (seed {seed})");
             let dir = tempfile::tempdir().expect("tempdir");
-            let mut args: Vec<String> = [
-                "fit",
-                plugin("parity-rnn").to_str().expect("utf-8 path"),
-                "--seed",
-                seed,
-                "--max-epochs",
-                &epochs,
-                "--threads",
-                &threads,
-                "--log-every-n-steps",
-                "1",
-                "--no-progress-bar",
-                "--accelerator",
-                "cpu",
-                "--hparams",
-                &hparams,
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-            args.extend(trainer_args(&case["trainer"]));
-            let run = lthost(dir.path(), &args.iter().map(String::as_str).collect::<Vec<_>>());
+            let mut extra = vec!["--hparams".to_string(), hparams.clone()];
+            extra.extend(trainer_args(&case["trainer"]));
+            let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+            let run = fit_logging_every_step(dir.path(), "parity-rnn", seed, &epochs, &threads, &extra);
             assert!(run.ok(), "{label} failed:\n{}", run.stderr);
             assert!(
                 run.stdout.contains(&format!("global steps {})", want["global_step"])),

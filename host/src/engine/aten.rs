@@ -10,6 +10,7 @@ use std::ffi::{c_char, c_void, CStr, CString};
 use tch::Tensor;
 
 use super::aten_denylist;
+use super::torch_ext::{take_error, take_string};
 
 /// An argument or result of an operator call.
 #[derive(Debug)]
@@ -236,31 +237,6 @@ fn take_value(r: &mut RawValue) -> Value {
             _ => Value::None,
         }
     }
-}
-
-/// A malloc'd C string, taken and freed.
-///
-/// # Safety
-/// `s` is null or a NUL-terminated string from malloc, not used after this.
-unsafe fn take_string(s: *mut c_char) -> String {
-    if s.is_null() {
-        return String::new();
-    }
-    // SAFETY: per the contract above.
-    unsafe {
-        let out = CStr::from_ptr(s).to_string_lossy().into_owned();
-        libc::free(s.cast());
-        out
-    }
-}
-
-/// A failed call's message, without libtorch's C++ stack.
-fn take_error(err: *mut c_char) -> String {
-    // SAFETY: null or a message strdup'd by the C++ side.
-    let msg = unsafe { take_string(err) };
-    let msg = if msg.is_empty() { "the op failed".to_string() } else { msg };
-    let cut = msg.find("Exception raised from").unwrap_or(msg.len());
-    msg[..cut].trim().to_string()
 }
 
 extern "C" {

@@ -28,19 +28,29 @@ pub fn add_alpha_(a: &tch::Tensor, b: &tch::Tensor, alpha: f64) -> Result<(), St
 
 /// The message of a failed shim call (a malloc'd C string, freed here), without libtorch's
 /// C++ stack.
-fn take_error(err: *mut std::ffi::c_char) -> String {
-    let msg = if err.is_null() {
-        "the op failed".to_string()
-    } else {
-        // SAFETY: a NUL-terminated string strdup made; freed once, here.
-        unsafe {
-            let m = std::ffi::CStr::from_ptr(err).to_string_lossy().into_owned();
-            libc::free(err.cast());
-            m
-        }
-    };
-    let cut = msg.find("Exception raised from").unwrap_or(msg.len());
-    msg[..cut].trim().to_string()
+pub(crate) fn take_error(err: *mut std::ffi::c_char) -> String {
+    // SAFETY: null or a NUL-terminated string a shim strdup'd for us.
+    let msg = unsafe { take_string(err) };
+    if msg.is_empty() {
+        return "the op failed".to_string();
+    }
+    crate::error::without_cpp_stack(&msg)
+}
+
+/// A malloc'd C string from a shim, taken and freed ("" for null).
+///
+/// # Safety
+/// `s` is null or a NUL-terminated string from malloc, not used after this.
+pub(crate) unsafe fn take_string(s: *mut std::ffi::c_char) -> String {
+    if s.is_null() {
+        return String::new();
+    }
+    // SAFETY: per the contract above; freed once, here.
+    unsafe {
+        let out = std::ffi::CStr::from_ptr(s).to_string_lossy().into_owned();
+        libc::free(s.cast());
+        out
+    }
 }
 
 /// Unit tests that seed or draw from libtorch's global generator hold this, so that tests
