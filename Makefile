@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 export PATH := $(VENV)/bin:$(PATH)
 export LIBTORCH_USE_PYTORCH := 1
 CARGO ?= cargo
-PLUGINS := digits-mlp parity-rnn parity-mlp faulty hook-recorder gan jsonl-logger loss-guard-callback grad-norm-callback mnist-cnn stream-regression tiny-transformer adversary state-hoarder
+PLUGINS := digits-mlp parity-rnn parity-mlp faulty hook-recorder gan jsonl-logger loss-guard-callback grad-norm-callback mnist-cnn stream-regression tiny-transformer nanogpt resnet adversary aten-probe state-hoarder
 # Plugins in other guest languages (tools/build-plugin.sh <lang> <name>), against the same WIT.
 LANG_PLUGINS := python:python-digits js:js-digits c:c-digits
 PLUGIN_DIR := target/plugins
@@ -63,7 +63,12 @@ tools/js/node_modules/.installed: tools/js/package-lock.json
 host: setup
 	$(CARGO) build --release -p lthost
 
-plugins: setup host $(DEVKEY)
+# The Rust SDK's typed ATen bindings, generated from torch's operator schemas (committed;
+# regenerated when the generator, the denylist or torch changes).
+sdk/src/aten_ops.rs: tools/gen_ops.py host/src/engine/aten_denylist.rs .stamps/venv
+	$(PY) tools/gen_ops.py
+
+plugins: setup host $(DEVKEY) sdk/src/aten_ops.rs
 	$(CARGO) build --release --target wasm32-wasip2 $(addprefix -p ,$(PLUGINS))
 	@mkdir -p $(PLUGIN_DIR)
 	@for p in $(PLUGINS); do \
@@ -96,6 +101,8 @@ reference: setup
 	$(PY) tests/reference/transforms_reference.py tests/reference/transforms.json
 	$(PY) tests/reference/training_options_reference.py tests/reference/training_options.json
 	$(PY) tests/reference/opinfo_reference.py tests/reference/opinfo.json
+	$(PY) tests/reference/nanogpt_reference.py tests/reference/nanogpt.json
+	$(PY) tests/reference/resnet_reference.py tests/reference/resnet.json
 
 # Performance side by side (see bench/bench.py); writes bench/results.md.
 bench: host plugins

@@ -249,10 +249,28 @@ char* lthost_op_schema(void* op) {
   return dup(s.str());
 }
 
+// A tensor's sizes, strides and storage offset, to put back after a failed in-place op.
+struct Geometry {
+  at::Tensor tensor;
+  std::vector<int64_t> sizes, strides;
+  int64_t offset;
+  explicit Geometry(const at::Tensor& t)
+      : tensor(t), sizes(t.sizes().vec()), strides(t.strides().vec()), offset(t.storage_offset()) {}
+  void restore() {
+    auto* impl = tensor.unsafeGetTensorImpl();
+    if (impl->sizes() == c10::IntArrayRef(sizes) && impl->strides() == c10::IntArrayRef(strides) &&
+        impl->storage_offset() == offset) {
+      return;
+    }
+    impl->set_sizes_and_strides(sizes, strides, offset);
+  }
+};
+
 // Calls `op` with `nargs` positional values and `nkw` named ones; on success (0) `*out`
 // holds `*nout` results (release with lthost_values_free), else (-1) `*err` a message.
 int lthost_op_call(void* op, const lthost_value* args, int64_t nargs, const char* const* kw_names,
-                   const lthost_value* kw_values, int64_t nkw, lthost_value** out, int64_t* nout, char** err) {
+                   const lthost_value* kw_values, int64_t nkw, void* generator, lthost_value** out, int64_t* nout,
+                   char** err) {
   *out = nullptr;
   *nout = 0;
   std::vector<lthost_value> results;
@@ -296,7 +314,31 @@ int lthost_op_call(void* op, const lthost_value* args, int64_t nargs, const char
         throw std::runtime_error(std::string("no argument `") + kw_names[j] + "` in " + schema.name());
       }
     }
-    handle->callBoxed(&stack);
+    // A `Generator?` left out draws from `generator` when one is given (a worker's own).
+    if (generator != nullptr) {
+      for (size_t k = 0; k < params.size(); ++k) {
+        const auto& t = params[k].type();
+        bool is_gen = t->kind() == c10::TypeKind::OptionalType &&
+                      t->castRaw<c10::OptionalType>()->getElementType()->kind() == c10::TypeKind::GeneratorType;
+        if (is_gen && stack[k].isNone()) stack[k] = c10::IValue(*static_cast<at::Generator*>(generator));
+      }
+    }
+    // The geometry of every tensor the operator writes (`Tensor(a!)`): an in-place op that
+    // fails part-way (resize_ refused by the tensor budget after setting the new sizes) must
+    // not leave a tensor whose sizes reach past its storage.
+    std::vector<Geometry> written;
+    for (size_t k = 0; k < params.size(); ++k) {
+      const auto* alias = params[k].alias_info();
+      if (alias != nullptr && alias->isWrite() && stack[k].isTensor() && stack[k].toTensor().defined()) {
+        written.emplace_back(stack[k].toTensor());
+      }
+    }
+    try {
+      handle->callBoxed(&stack);
+    } catch (...) {
+      for (auto& g : written) g.restore();
+      throw;
+    }
     for (const auto& r : stack) results.push_back(give(r));
   } catch (const std::exception& e) {
     for (auto& v : results) {

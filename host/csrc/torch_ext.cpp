@@ -8,6 +8,7 @@
 #include <ATen/ops/empty.h>
 #include <ATen/ops/from_blob.h>
 #include <ATen/ops/randperm.h>
+#include <c10/core/GradMode.h>
 #include <c10/core/InferenceMode.h>
 #include <cstring>
 #include <mutex>
@@ -23,6 +24,14 @@ int lthost_deterministic() { return at::globalContext().deterministicAlgorithms(
 void* lthost_inference_mode_enter() { return new c10::InferenceMode(true); }
 
 void lthost_inference_mode_exit(void* guard) { delete static_cast<c10::InferenceMode*>(guard); }
+
+// torch.set_grad_enabled (returns the mode it replaces) and torch.is_grad_enabled.
+int lthost_grad_set_enabled(int enabled) {
+  bool prev = c10::GradMode::is_enabled();
+  c10::GradMode::set_enabled(enabled != 0);
+  return prev ? 1 : 0;
+}
+int lthost_grad_enabled() { return c10::GradMode::is_enabled() ? 1 : 0; }
 
 // Generator states (torch.get_rng_state / torch.cuda.get_rng_state): size, copy out,
 // restore. -1 on failure (no such device, a state of the wrong size or version).
@@ -143,6 +152,35 @@ void* lthost_add_alpha(const at::Tensor* a, const at::Tensor* b, double alpha, c
 int lthost_add_alpha_(const at::Tensor* a, const at::Tensor* b, double alpha, char** err) {
   try {
     a->add_(*b, alpha);
+    return 0;
+  } catch (const std::exception& e) {
+    *err = strdup(e.what());
+    return -1;
+  }
+}
+
+// `t.grad = g` (g null: `t.grad = None`), with the checks torch's setter makes. 0 or -1 + err.
+int lthost_set_grad(const at::Tensor* t, const at::Tensor* g, char** err) {
+  try {
+    if (g == nullptr) {
+      t->mutable_grad() = at::Tensor();
+      return 0;
+    }
+    TORCH_CHECK(g->scalar_type() == t->scalar_type(), "assigned grad has data of a different type");
+    TORCH_CHECK(g->device() == t->device(), "assigned grad has data located on a different device");
+    TORCH_CHECK(g->sizes() == t->sizes(), "assigned grad has data of a different size");
+    t->mutable_grad() = *g;
+    return 0;
+  } catch (const std::exception& e) {
+    *err = strdup(e.what());
+    return -1;
+  }
+}
+
+// `t.backward(gradient, retain_graph, create_graph)` (gradient null: none). 0 or -1 + err.
+int lthost_backward(const at::Tensor* t, const at::Tensor* gradient, int retain_graph, int create_graph, char** err) {
+  try {
+    t->backward(gradient == nullptr ? at::Tensor() : *gradient, retain_graph != 0, create_graph != 0);
     return 0;
   } catch (const std::exception& e) {
     *err = strdup(e.what());

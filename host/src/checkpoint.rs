@@ -21,7 +21,7 @@ use tch::{Device, Kind, Tensor};
 use crate::loops::progress::Progress;
 
 pub const FORMAT: u32 = 1;
-pub const WIT_VERSION: &str = "0.1.0";
+pub const WIT_VERSION: &str = "0.2.0";
 
 /// The loops' position: enough to resume exactly where the run stopped.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -54,6 +54,9 @@ pub struct Meta {
     pub schedulers: Vec<Value>,
     /// Callback states by state key (ModelCheckpoint's best paths, ...).
     pub callbacks: BTreeMap<String, Value>,
+    /// Tied parameters: a state-dict key stored under the earlier key it shares a tensor with.
+    #[serde(default)]
+    pub tied: BTreeMap<String, String>,
 }
 
 pub struct Checkpoint {

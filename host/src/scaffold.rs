@@ -42,7 +42,7 @@ pub fn init(dir: &Path, lang: &str, sdk: &Path) -> Result<Vec<PathBuf>> {
         other => bail!("lthost init --lang {other}: unknown language (rust, python, js, c)"),
     };
     let mut files = t.files;
-    files.push(("lthost.toml", format!("name = \"{name}\"\nversion = \"0.1.0\"\nauthors = []\ndescription = \"\"\nwit = \"lt:plugin@0.1.0\"\ncapabilities = []\n")));
+    files.push(("lthost.toml", format!("name = \"{name}\"\nversion = \"0.1.0\"\nauthors = []\ndescription = \"\"\nwit = \"lt:plugin@0.2.0\"\ncapabilities = []\n")));
     files.push(("run.toml", "[trainer]\nmax_epochs = 10\nseed = 0\n\n[hparams]\nlr = 0.01\nhidden = 32\n".to_string()));
     files.push((
         "README.md",

@@ -12,9 +12,9 @@
 // Built with componentize-js (`-w wit -n plugin`); s64 values are BigInts at the boundary,
 // which this SDK converts.
 
-import { Tensor, crossEntropy, nllLoss, mseLoss, l1Loss, binaryCrossEntropyWithLogits } from "lt:plugin/tensor@0.1.0";
-import * as wnn from "lt:plugin/nn@0.1.0";
-import { log as wlog, logScalar } from "lt:plugin/log@0.1.0";
+import { Tensor, crossEntropy, nllLoss, mseLoss, l1Loss, binaryCrossEntropyWithLogits } from "lt:plugin/tensor@0.2.0";
+import * as wnn from "lt:plugin/nn@0.2.0";
+import { log as wlog, logScalar } from "lt:plugin/log@0.2.0";
 
 export { Tensor };
 

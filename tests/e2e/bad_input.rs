@@ -61,7 +61,7 @@ fn a_component_missing_the_exports() {
     lthost(dir.path(), &["run", f.to_str().expect("utf-8"), "--allow-unsigned"]).assert_fails_with(&[
         "plugin `empty`",
         "exports neither",
-        "lt:plugin/lightning-module@0.1.0",
+        "lt:plugin/lightning-module@0.2.0",
     ]);
 }
 

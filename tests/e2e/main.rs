@@ -2,6 +2,7 @@
 //! (built by `make plugins` into target/plugins) and check what it prints and writes.
 
 mod adversarial;
+mod aten_surface;
 mod bad_input;
 mod budget;
 mod builtin_callbacks;
@@ -19,6 +20,7 @@ mod loggers_and_callbacks;
 mod loops;
 mod opinfo;
 mod parity;
+mod ports;
 mod schedulers;
 mod signatures;
 mod startup;

@@ -38,7 +38,7 @@ pub fn rows(params: &ParamStore) -> Vec<(String, String, i64)> {
         }
     }
     for name in order {
-        let under: Vec<&(String, &'static str)> =
+        let under: Vec<&(String, String)> =
             params.modules().iter().filter(|(p, _)| *p == name || p.starts_with(&format!("{name}."))).collect();
         let kind = match under.as_slice() {
             [(p, k)] if *p == name => k.to_string(),
@@ -76,12 +76,8 @@ pub fn render(params: &ParamStore) -> String {
     }
     out.push_str(&format!("{rule}\n"));
     let trainable = params.num_parameters();
-    let bytes: i64 = params
-        .entries()
-        .iter()
-        .filter(|e| e.kind == EntryKind::Parameter)
-        .map(|e| e.tensor.numel() as i64 * e.tensor.kind().elt_size_in_bytes() as i64)
-        .sum();
+    let bytes: i64 =
+        params.named_parameters().iter().map(|(_, t)| t.numel() as i64 * t.kind().elt_size_in_bytes() as i64).sum();
     let modules = params.modules().len();
     for (v, what) in [
         (human(trainable), "Trainable params"),

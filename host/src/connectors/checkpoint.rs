@@ -24,10 +24,16 @@ pub fn dump(
     plugin_state: bool,
 ) -> Result<Checkpoint> {
     let mut tensors = BTreeMap::new();
-    for e in st.ctx.params.entries() {
-        tensors.insert(format!("{STATE_DICT}{}", e.name), e.tensor.shallow_clone());
+    let mut tied = BTreeMap::new();
+    for e in st.ctx.params.entries().iter().filter(|e| e.persistent) {
+        match st.ctx.params.tied_to(e) {
+            // A tied parameter is stored once, under its first path.
+            Some(first) => _ = tied.insert(e.name.clone(), first.to_string()),
+            None => _ = tensors.insert(format!("{STATE_DICT}{}", e.name), e.tensor.shallow_clone()),
+        }
     }
     let mut meta = Meta {
+        tied,
         format: checkpoint::FORMAT,
         lthost_version: env!("CARGO_PKG_VERSION").into(),
         wit_version: checkpoint::WIT_VERSION.into(),
@@ -106,7 +112,8 @@ pub fn restore_model(ctx: &mut RunContext, ckpt: &Checkpoint, shown: &str) -> Re
         ckpt.tensors.iter().filter_map(|(k, t)| k.strip_prefix(STATE_DICT).map(|n| (n, t))).collect();
     let mut missing = Vec::new();
     let mut mismatched = Vec::new();
-    for e in ctx.params.entries() {
+    let stored = |e: &&crate::engine::params::Entry| e.persistent && ctx.params.tied_to(e).is_none();
+    for e in ctx.params.entries().iter().filter(stored) {
         match saved.get(e.name.as_str()) {
             None => missing.push(e.name.clone()),
             Some(t) if t.size() != e.tensor.size() => {
@@ -116,6 +123,15 @@ pub fn restore_model(ctx: &mut RunContext, ckpt: &Checkpoint, shown: &str) -> Re
         }
     }
     let unexpected: Vec<&str> = saved.keys().copied().filter(|k| ctx.params.get(k).is_none()).collect();
+    let untied: Vec<String> = ctx
+        .params
+        .entries()
+        .iter()
+        .filter_map(|e| Some((e.name.as_str(), ctx.params.tied_to(e)?)))
+        .filter(|(name, first)| ckpt.meta.tied.get(*name).map(String::as_str) != Some(*first))
+        .map(|(name, first)| format!("{name} (tied to {first} in the model, not in the checkpoint)"))
+        .collect();
+    mismatched.extend(untied);
     if !missing.is_empty() || !unexpected.is_empty() || !mismatched.is_empty() {
         bail!(
             "checkpoint {shown} does not fit the model of plugin `{}`: missing keys {missing:?}, unexpected keys {unexpected:?}, shape mismatches {mismatched:?}",
@@ -123,7 +139,7 @@ pub fn restore_model(ctx: &mut RunContext, ckpt: &Checkpoint, shown: &str) -> Re
         );
     }
     tch::no_grad(|| -> Result<()> {
-        for e in ctx.params.entries() {
+        for e in ctx.params.entries().iter().filter(stored) {
             if let Some(src) = saved.get(e.name.as_str()) {
                 let src = src.f_to_kind(e.tensor.kind())?.f_to_device(e.tensor.device())?;
                 e.tensor.shallow_clone().f_copy_(&src)?;

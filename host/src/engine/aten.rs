@@ -10,7 +10,7 @@ use std::ffi::{c_char, c_void, CStr, CString};
 use tch::Tensor;
 
 use super::aten_denylist;
-use super::torch_ext::{take_error, take_string};
+use super::torch_ext::{take_error, take_string, Generator};
 
 /// An argument or result of an operator call.
 #[derive(Debug)]
@@ -38,6 +38,9 @@ impl Value {
         }
     }
 }
+
+/// A resolved operator as plugins hold it: shared, so a call can outlive the table borrow.
+pub type SharedOp = std::sync::Arc<Op>;
 
 /// A resolved operator (`c10::OperatorHandle`).
 pub struct Op {
@@ -110,7 +113,20 @@ impl Op {
     }
 
     /// Calls the operator with positional `args` and named `kwargs`; its results in order.
+    /// Random operators draw from torch's default generator.
     pub fn call(&self, args: &[Value], kwargs: &[(&str, Value)]) -> Result<Vec<Value>, String> {
+        self.call_drawing(args, kwargs, None)
+    }
+
+    /// As [`Op::call`]; a `Generator?` argument left out draws from `generator` when given
+    /// (a DataLoader worker's own), as if passed as `generator=`.
+    pub fn call_drawing(
+        &self,
+        args: &[Value],
+        kwargs: &[(&str, Value)],
+        generator: Option<&mut Generator>,
+    ) -> Result<Vec<Value>, String> {
+        let gen = generator.map_or(std::ptr::null_mut(), |g| g.as_ptr());
         let mut keep = Keep::default();
         let raw_args: Vec<RawValue> = args.iter().map(|v| keep.raw(v)).collect::<Result<_, _>>()?;
         let names: Vec<CString> = kwargs
@@ -132,6 +148,7 @@ impl Op {
                 name_ptrs.as_ptr(),
                 raw_kw.as_ptr(),
                 raw_kw.len() as i64,
+                gen,
                 &mut out,
                 &mut n_out,
                 &mut err,
@@ -251,6 +268,7 @@ extern "C" {
         kw_names: *const *const c_char,
         kw_values: *const RawValue,
         nkw: i64,
+        generator: *mut c_void,
         out: *mut *mut RawValue,
         nout: *mut i64,
         err: *mut *mut c_char,

@@ -23,6 +23,11 @@ const DENIED: &[(&str, &str)] = &[
 /// Only the overloads of these operators that take a raw storage are denied.
 const STORAGE_OVERLOADS: &[&str] = &["set", "set_"];
 
+/// Every denied operator name, with its reason.
+pub fn denied() -> &'static [(&'static str, &'static str)] {
+    DENIED
+}
+
 /// Why `aten::name.overload` is refused, if it is.
 pub fn refusal(name: &str, overload: &str) -> Option<&'static str> {
     let &(_, reason) = DENIED.iter().find(|(n, _)| *n == name)?;

@@ -240,12 +240,7 @@ impl<R: UpdateRule> Optimizer for Grouped<R> {
 /// Resolves group specs against the state dict: every named parameter must exist and sit in
 /// one group only (torch refuses duplicates). No groups: all trainable parameters.
 pub fn resolve_groups(ps: &ParamStore, specs: &[GroupSpec]) -> OpResult<Vec<(Vec<Tensor>, GroupSpec)>> {
-    let names: Vec<(String, Tensor)> = ps
-        .entries()
-        .iter()
-        .filter(|e| e.kind == crate::engine::params::EntryKind::Parameter)
-        .map(|e| (e.name.clone(), e.tensor.shallow_clone()))
-        .collect();
+    let names: Vec<(String, Tensor)> = ps.named_parameters().into_iter().map(|(n, t)| (n.to_string(), t)).collect();
     if specs.is_empty() {
         return Ok(vec![(names.into_iter().map(|(_, t)| t).collect(), GroupSpec::default())]);
     }

@@ -66,6 +66,16 @@ extern "C" {
     fn lthost_deterministic() -> i32;
     fn lthost_inference_mode_enter() -> *mut std::ffi::c_void;
     fn lthost_inference_mode_exit(guard: *mut std::ffi::c_void);
+    fn lthost_grad_set_enabled(enabled: i32) -> i32;
+    fn lthost_grad_enabled() -> i32;
+    fn lthost_set_grad(t: *const std::ffi::c_void, g: *const std::ffi::c_void, err: *mut *mut std::ffi::c_char) -> i32;
+    fn lthost_backward(
+        t: *const std::ffi::c_void,
+        gradient: *const std::ffi::c_void,
+        retain_graph: i32,
+        create_graph: i32,
+        err: *mut *mut std::ffi::c_char,
+    ) -> i32;
     fn lthost_rng_state(cuda_index: i64, out: *mut u8, capacity: i64) -> i64;
     fn lthost_set_rng_state(cuda_index: i64, data: *const u8, len: i64) -> i64;
     fn lthost_draw_seed(out: *mut i64) -> i64;
@@ -175,6 +185,48 @@ pub fn deterministic() -> bool {
     unsafe { lthost_deterministic() != 0 }
 }
 
+/// `t.grad = grad` (None clears it); torch's checks: same dtype, device and size.
+pub fn set_grad(t: &tch::Tensor, grad: Option<&tch::Tensor>) -> Result<(), String> {
+    let mut err: *mut std::ffi::c_char = std::ptr::null_mut();
+    let g = grad.map_or(std::ptr::null(), |g| g.as_ptr().cast());
+    // SAFETY: live tensors (or null) for the call; the grad slot belongs to `t`'s impl.
+    let rc = unsafe { lthost_set_grad(t.as_ptr().cast(), g, &mut err) };
+    if rc != 0 {
+        return Err(take_error(err));
+    }
+    Ok(())
+}
+
+/// `t.backward(gradient, retain_graph, create_graph)`: accumulates into the leaves' `.grad`.
+pub fn backward(
+    t: &tch::Tensor,
+    gradient: Option<&tch::Tensor>,
+    retain_graph: bool,
+    create_graph: bool,
+) -> Result<(), String> {
+    let mut err: *mut std::ffi::c_char = std::ptr::null_mut();
+    let g = gradient.map_or(std::ptr::null(), |g| g.as_ptr().cast());
+    // SAFETY: live tensors (or null) for the call.
+    let rc =
+        unsafe { lthost_backward(t.as_ptr().cast(), g, i32::from(retain_graph), i32::from(create_graph), &mut err) };
+    if rc != 0 {
+        return Err(take_error(err));
+    }
+    Ok(())
+}
+
+/// torch.set_grad_enabled on this thread; returns the mode it replaces.
+pub fn set_grad_enabled(enabled: bool) -> bool {
+    // SAFETY: flips a thread-local flag.
+    unsafe { lthost_grad_set_enabled(i32::from(enabled)) != 0 }
+}
+
+/// torch.is_grad_enabled on this thread.
+pub fn grad_enabled() -> bool {
+    // SAFETY: reads a thread-local flag.
+    unsafe { lthost_grad_enabled() != 0 }
+}
+
 /// `torch.inference_mode()` for as long as the guard lives (on this thread): no autograd
 /// graph, no version counters. Tensors made under it cannot join autograd later.
 pub struct InferenceMode {
@@ -219,6 +271,11 @@ pub enum Draw {
 }
 
 impl Generator {
+    /// The `at::Generator*` behind it, for a shim call that draws from it.
+    pub(crate) fn as_ptr(&mut self) -> *mut std::ffi::c_void {
+        self.ptr
+    }
+
     pub fn seeded(seed: u64) -> Result<Generator, String> {
         // SAFETY: returns a heap-allocated at::Generator (null on failure), freed in Drop.
         let ptr = unsafe { lthost_generator_new(seed) };

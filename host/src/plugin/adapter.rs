@@ -28,8 +28,8 @@ use crate::plugin::sandbox::{admit, Admitted, PluginOptions};
 use crate::plugin::state::PluginState;
 
 /// The WIT interfaces a plugin may export, as the host looks them up.
-pub const MODULE_EXPORT: &str = "lt:plugin/lightning-module@0.1.0";
-pub const DATAMODULE_EXPORT: &str = "lt:plugin/data-module@0.1.0";
+pub const MODULE_EXPORT: &str = "lt:plugin/lightning-module@0.2.0";
+pub const DATAMODULE_EXPORT: &str = "lt:plugin/data-module@0.2.0";
 
 pub(super) struct Inner {
     name: String,
@@ -79,7 +79,7 @@ pub(crate) fn instantiate(runtime: &Arc<Runtime>, admitted: &Arc<Admitted>, shar
     let module_idx = lightning_module::GuestIndices::new(pre).ok();
     let data_idx = data_module::GuestIndices::new(pre).ok();
     if module_idx.is_none() && data_idx.is_none() {
-        bail!("plugin `{name}`: exports neither `{MODULE_EXPORT}` nor `{DATAMODULE_EXPORT}`; is it an lthost plugin built against lt:plugin@0.1.0?");
+        bail!("plugin `{name}`: exports neither `{MODULE_EXPORT}` nor `{DATAMODULE_EXPORT}`; is it an lthost plugin built against lt:plugin@0.2.0?");
     }
     let instance: Instance = crate::plugin::sandbox::instantiate(&mut store, pre, &name, admitted.deadline_ticks)?;
     let module = match module_idx {
@@ -165,7 +165,11 @@ impl WasmPlugin {
         // Every CPU allocation made during the call is charged to the plugin.
         let memory = Arc::clone(&inner.store.data().budget.memory);
         let charging = memory.charge();
+        // The plugin may switch grad mode (`set-grad-enabled`); the hook's end puts back the
+        // trainer's.
+        let grad_mode = crate::engine::torch_ext::grad_enabled();
         let result = crate::plugin::panic_guard::guarded(|| f(&mut inner));
+        crate::engine::torch_ext::set_grad_enabled(grad_mode);
         drop(charging);
         inner.store.data_mut().deadline = None;
         let result = match result {

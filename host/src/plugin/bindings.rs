@@ -14,6 +14,7 @@ wasmtime::component::bindgen!({
     imports: { default: trappable },
     with: {
         "lt:plugin/tensor.tensor": tch::Tensor,
+        "lt:plugin/aten.op": crate::engine::aten::SharedOp,
         "lt:plugin/nn.linear": crate::engine::layers::Linear,
         "lt:plugin/nn.conv2d": crate::engine::layers::Conv2d,
         "lt:plugin/nn.batch-norm": crate::engine::layers::BatchNorm,
@@ -29,4 +30,4 @@ pub use exports::lt::plugin::callback;
 pub use exports::lt::plugin::data_module;
 pub use exports::lt::plugin::lightning_module;
 pub use exports::lt::plugin::logger;
-pub use lt::plugin::{log, nn, optimization, tensor, trainer, types};
+pub use lt::plugin::{aten, log, nn, optimization, parameters, tensor, trainer, types};

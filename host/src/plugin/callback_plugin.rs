@@ -18,7 +18,7 @@ use crate::plugin::runtime::Runtime;
 use crate::plugin::sandbox::{sandbox, PluginOptions, Sandboxed};
 use crate::plugin::state::PluginState;
 
-pub const CALLBACK_EXPORT: &str = "lt:plugin/callback@0.1.0";
+pub const CALLBACK_EXPORT: &str = "lt:plugin/callback@0.2.0";
 
 pub struct WasmCallback {
     name: String,

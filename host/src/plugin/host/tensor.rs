@@ -541,6 +541,41 @@ impl tensor::HostTensor for PluginState {
         Ok(self.tensor(&this, "requires_grad")?.requires_grad())
     }
 
+    fn set_requires_grad(&mut self, this: H, requires_grad: bool) -> R<Result<(), String>> {
+        let t = self.tensor(&this, "requires_grad_")?;
+        // torch's Python binding refuses this before the C++ call does nothing.
+        if !requires_grad && !t.f_is_leaf().unwrap_or(true) {
+            return Ok(Err("requires_grad_: you can only change requires_grad flags of leaf variables. If you want to use a computed variable in a subgraph that doesn't require differentiation use var_no_grad = var.detach().".into()));
+        }
+        Ok(t.f_set_requires_grad(requires_grad).map(drop).map_err(|e| format!("requires_grad_: {}", torch_message(&e))))
+    }
+
+    fn grad(&mut self, this: H) -> R<Option<H>> {
+        let g = self.tensor(&this, "grad")?.grad();
+        if !g.defined() {
+            return Ok(None);
+        }
+        Ok(Some(self.push(g, "grad")?))
+    }
+
+    fn set_grad(&mut self, this: H, grad: Option<H>) -> R<Result<(), String>> {
+        let t = self.tensor(&this, "grad")?;
+        let g = grad.as_ref().map(|g| self.tensor(g, "grad")).transpose()?;
+        Ok(crate::engine::torch_ext::set_grad(t, g).map_err(|e| format!("grad: {e}")))
+    }
+
+    fn backward(
+        &mut self,
+        this: H,
+        gradient: Option<H>,
+        retain_graph: bool,
+        create_graph: bool,
+    ) -> R<Result<(), String>> {
+        let t = self.tensor(&this, "backward")?;
+        let g = gradient.as_ref().map(|g| self.tensor(g, "backward")).transpose()?;
+        Ok(crate::engine::torch_ext::backward(t, g, retain_graph, create_graph).map_err(|e| format!("backward: {e}")))
+    }
+
     fn to_bytes(&mut self, this: H) -> R<Vec<u8>> {
         let op = "to_bytes";
         let t = self.tensor(&this, op)?;

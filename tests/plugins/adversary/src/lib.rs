@@ -7,7 +7,7 @@
 //!   (TCP and UDP). An attempt that works makes
 //!   `configure` fail with "SANDBOX ESCAPE"; refused ones are printed as "blocked ...".
 //! - in `training_step`: `recursion` (unbounded), `forged-handle` (a handle never issued),
-//!   `wrong-type-handle` (a layer's handle used as a tensor), `huge-tensor`
+//!   `wrong-type-handle` (an operator's handle used as a tensor), `huge-tensor`
 //!   (zeros([10^6, 10^6])), `budget` (2 GiB tensors until the budget ends), `handles`
 //!   (leaks handles), `load-escape` (`tensor.load` of `../` and absolute paths); against
 //!   the tensor budget, charged where libtorch allocates: `views` (keeps a one-element view
@@ -130,8 +130,9 @@ impl LightningModule for Adversary {
                 Some(forged.mean())
             }
             "wrong-type-handle" => {
-                // SAFETY: deliberately unsound: a layer's handle passed as a tensor.
-                let wrong = unsafe { Tensor::from_handle(self.layer.handle()) };
+                // SAFETY: deliberately unsound: an operator's handle passed as a tensor.
+                let op = lthost_sdk::aten::op("aten::relu").expect("resolves");
+                let wrong = unsafe { Tensor::from_handle(op.handle()) };
                 Some(wrong.mean())
             }
             "huge-tensor" => Some(Tensor::zeros(&[1_000_000, 1_000_000], Dtype::Float32).mean()),

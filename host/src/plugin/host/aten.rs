@@ -1,0 +1,131 @@
+//! `lt:plugin/aten`: any allowed ATen operator, resolved by name and called by handle through
+//! [`engine::aten`](crate::engine::aten); grad mode. An operator's own error (shapes, dtypes,
+//! the tensor budget) is returned to the plugin as a value; a bad handle or a hook past its
+//! time traps, as every other op.
+
+use std::sync::Arc;
+
+use tch::Tensor;
+use wasmtime::component::Resource;
+
+use crate::engine::aten::{Op, Value as AValue};
+use crate::engine::torch_ext;
+use crate::error::{OpError, OpResult};
+use crate::plugin::bindings::aten::{self, Arg, Value};
+use crate::plugin::bindings::types::Dtype;
+use crate::plugin::state::PluginState;
+
+type R<T> = wasmtime::Result<T>;
+
+/// torch's ScalarType code for a WIT dtype (what a `ScalarType` argument holds).
+fn scalar_type(d: Dtype) -> i64 {
+    match d {
+        Dtype::Uint8 => 0,
+        Dtype::Int32 => 3,
+        Dtype::Int64 => 4,
+        Dtype::Float16 => 5,
+        Dtype::Float32 => 6,
+        Dtype::Float64 => 7,
+        Dtype::Boolean => 11,
+        Dtype::Bfloat16 => 15,
+    }
+}
+
+impl PluginState {
+    fn arg(&self, a: &Arg, op: &str) -> OpResult<AValue> {
+        Ok(match a {
+            Arg::None => AValue::None,
+            Arg::Tensor(h) => AValue::Tensor(self.tensor(h, op)?.shallow_clone()),
+            Arg::Int(i) => AValue::Int(*i),
+            Arg::Float(f) => AValue::Float(*f),
+            Arg::Boolean(b) => AValue::Bool(*b),
+            Arg::Ints(xs) => AValue::Ints(xs.clone()),
+            Arg::Floats(xs) => AValue::Floats(xs.clone()),
+            Arg::Bools(xs) => AValue::Bools(xs.clone()),
+            Arg::Tensors(hs) => AValue::Tensors(
+                hs.iter()
+                    .map(|h| h.as_ref().map(|h| self.tensor(h, op).map(Tensor::shallow_clone)).transpose())
+                    .collect::<OpResult<_>>()?,
+            ),
+            Arg::Str(s) => AValue::Str(s.clone()),
+            Arg::Dtype(d) => AValue::Int(scalar_type(*d)),
+        })
+    }
+
+    fn give(&mut self, v: AValue, op: &str) -> OpResult<Value> {
+        Ok(match v {
+            AValue::None => Value::None,
+            AValue::Tensor(t) => Value::Tensor(self.push(t, op)?),
+            AValue::Int(i) => Value::Int(i),
+            AValue::Float(f) => Value::Float(f),
+            AValue::Bool(b) => Value::Boolean(b),
+            AValue::Ints(xs) => Value::Ints(xs),
+            AValue::Floats(xs) => Value::Floats(xs),
+            AValue::Bools(xs) => Value::Bools(xs),
+            AValue::Tensors(ts) => Value::Tensors(
+                ts.into_iter().map(|t| t.map(|t| self.push(t, op)).transpose()).collect::<OpResult<_>>()?,
+            ),
+            AValue::Str(s) => Value::Str(s),
+        })
+    }
+}
+
+impl aten::HostOp for PluginState {
+    fn resolve(&mut self, name: String) -> R<Result<Resource<Arc<Op>>, String>> {
+        crate::plugin::panic_guard::set_op("aten.resolve");
+        match Op::find(&name) {
+            Ok(op) => Ok(Ok(self.push_any(Arc::new(op), "aten.resolve")?)),
+            Err(e) => Ok(Err(e)),
+        }
+    }
+
+    fn name(&mut self, this: Resource<Arc<Op>>) -> R<String> {
+        Ok(self.get(&this, "op.name")?.name().to_string())
+    }
+
+    fn schema(&mut self, this: Resource<Arc<Op>>) -> R<String> {
+        Ok(self.get(&this, "op.schema")?.schema().to_string())
+    }
+
+    fn call(
+        &mut self,
+        this: Resource<Arc<Op>>,
+        args: Vec<Arg>,
+        kwargs: Vec<(String, Arg)>,
+    ) -> R<Result<Vec<Value>, String>> {
+        let op = Arc::clone(self.get(&this, "op.call")?);
+        let name = op.name();
+        crate::plugin::panic_guard::set_op(name);
+        let args: Vec<AValue> = args.iter().map(|a| self.arg(a, name)).collect::<OpResult<_>>()?;
+        let kw: Vec<(&str, AValue)> =
+            kwargs.iter().map(|(k, a)| Ok((k.as_str(), self.arg(a, name)?))).collect::<OpResult<_>>()?;
+        let results = match op.call_drawing(&args, &kw, self.generator.as_mut()) {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(e)),
+        };
+        drop((args, kw));
+        let out = results.into_iter().map(|v| self.give(v, name)).collect::<OpResult<Vec<_>>>()?;
+        Ok(Ok(out))
+    }
+
+    fn drop(&mut self, rep: Resource<Arc<Op>>) -> R<()> {
+        self.table.delete(rep)?;
+        self.budget.handles = self.budget.handles.saturating_sub(1);
+        Ok(())
+    }
+}
+
+impl aten::Host for PluginState {
+    fn raise(&mut self, op: String, message: String) -> R<()> {
+        let cut = |s: &str, n: usize| s.chars().take(n).collect::<String>();
+        Err(OpError::new(cut(&op, 200), cut(&message, 64 * 1024)).into())
+    }
+
+    fn set_grad_enabled(&mut self, enabled: bool) -> R<bool> {
+        Ok(torch_ext::set_grad_enabled(enabled))
+    }
+
+    fn is_grad_enabled(&mut self) -> R<bool> {
+        Ok(torch_ext::grad_enabled())
+    }
+}

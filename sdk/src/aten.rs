@@ -1,0 +1,187 @@
+//! The whole ATen operator set, typed (`aten_ops.rs`, generated from torch's schemas by
+//! `tools/gen_ops.py`), over the WIT `aten` interface: an operator is resolved by name once
+//! per plugin instance and called by handle. Errors are values ([`TorchError`], torch's
+//! message) in the `f_` forms; the plain forms panic with the message, which fails the hook
+//! naming the plugin, the hook and the operator, as an uncaught RuntimeError would.
+
+use std::cell::RefCell;
+use std::fmt;
+
+pub use crate::aten_ops::*;
+use crate::bindings::lt::plugin::aten::{self as wit, Arg, Op, Value};
+use crate::Tensor;
+
+/// A failed operator: torch's message, prefixed with the operator's name (what a Python
+/// plugin sees as a RuntimeError).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TorchError(pub String);
+
+impl fmt::Display for TorchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TorchError {}
+
+/// A `Scalar` argument: an int, a float or a bool, as torch takes numbers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Scalar {
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+impl Scalar {
+    pub fn arg<'a>(self) -> Arg<'a> {
+        match self {
+            Scalar::Int(i) => Arg::Int(i),
+            Scalar::Float(f) => Arg::Float(f),
+            Scalar::Bool(b) => Arg::Boolean(b),
+        }
+    }
+}
+
+impl From<f64> for Scalar {
+    fn from(v: f64) -> Self {
+        Scalar::Float(v)
+    }
+}
+impl From<f32> for Scalar {
+    fn from(v: f32) -> Self {
+        Scalar::Float(f64::from(v))
+    }
+}
+impl From<i64> for Scalar {
+    fn from(v: i64) -> Self {
+        Scalar::Int(v)
+    }
+}
+impl From<i32> for Scalar {
+    fn from(v: i32) -> Self {
+        Scalar::Int(i64::from(v))
+    }
+}
+impl From<bool> for Scalar {
+    fn from(v: bool) -> Self {
+        Scalar::Bool(v)
+    }
+}
+
+thread_local! {
+    /// Operators resolved so far, by their index in `aten_ops.rs`.
+    static OPS: RefCell<Vec<Option<Op>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Resolves any operator by name (`aten::masked_fill.Scalar`): for operators the typed
+/// bindings leave out; call it with [`Op::call`].
+pub fn op(name: &str) -> Result<Op, TorchError> {
+    Op::resolve(name).map_err(TorchError)
+}
+
+/// Calls operator `index` of the generated table (`name`), resolving it on first use.
+#[doc(hidden)]
+pub fn call(index: usize, name: &str, args: &[Arg<'_>], kwargs: Vec<(&str, Arg<'_>)>) -> Result<Results, TorchError> {
+    OPS.with(|ops| {
+        let mut ops = ops.borrow_mut();
+        if ops.len() <= index {
+            ops.resize_with(index + 1, || None);
+        }
+        if ops[index].is_none() {
+            ops[index] = Some(op(name)?);
+        }
+        let op = ops[index].as_ref().expect("resolved above");
+        let kwargs: Vec<(String, Arg<'_>)> = kwargs.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        op.call(args, &kwargs).map(|v| Results(v.into_iter())).map_err(TorchError)
+    })
+}
+
+/// The value of a `f_` call; an error ends the hook naming the operator ([`raise`]).
+#[doc(hidden)]
+pub fn check<T>(r: Result<T, TorchError>) -> T {
+    r.unwrap_or_else(|e| {
+        let (op, message) = e.0.split_once(": ").unwrap_or(("aten", e.0.as_str()));
+        raise(op, message)
+    })
+}
+
+/// Ends the running hook with `message` as op `op`'s error (an uncaught RuntimeError): the
+/// failure names the plugin, the hook and the op.
+pub fn raise(op: &str, message: &str) -> ! {
+    wit::raise(op, message);
+    unreachable!("the host ends the hook on raise")
+}
+
+/// An operator's results, taken in order.
+#[doc(hidden)]
+pub struct Results(std::vec::IntoIter<Value>);
+
+impl Results {
+    fn next(&mut self, what: &str) -> Result<Value, TorchError> {
+        self.0.next().ok_or_else(|| TorchError(format!("the operator returned fewer results than its schema ({what})")))
+    }
+    fn wrong(what: &str, v: &Value) -> TorchError {
+        TorchError(format!("expected {what} from the operator, got {v:?}"))
+    }
+    pub fn tensor(&mut self) -> Result<Tensor, TorchError> {
+        match self.next("a tensor")? {
+            Value::Tensor(t) => Ok(t),
+            v => Err(Self::wrong("a tensor", &v)),
+        }
+    }
+    pub fn tensors(&mut self) -> Result<Vec<Tensor>, TorchError> {
+        match self.next("tensors")? {
+            Value::Tensors(ts) => {
+                ts.into_iter().map(|t| t.ok_or_else(|| TorchError("an undefined tensor in a list".into()))).collect()
+            }
+            v => Err(Self::wrong("tensors", &v)),
+        }
+    }
+    pub fn int(&mut self) -> Result<i64, TorchError> {
+        match self.next("an int")? {
+            Value::Int(i) => Ok(i),
+            v => Err(Self::wrong("an int", &v)),
+        }
+    }
+    pub fn ints(&mut self) -> Result<Vec<i64>, TorchError> {
+        match self.next("ints")? {
+            Value::Ints(xs) => Ok(xs),
+            v => Err(Self::wrong("ints", &v)),
+        }
+    }
+    pub fn float(&mut self) -> Result<f64, TorchError> {
+        match self.next("a number")? {
+            Value::Float(f) => Ok(f),
+            Value::Int(i) => Ok(i as f64),
+            Value::Boolean(b) => Ok(f64::from(u8::from(b))),
+            v => Err(Self::wrong("a number", &v)),
+        }
+    }
+    pub fn boolean(&mut self) -> Result<bool, TorchError> {
+        match self.next("a bool")? {
+            Value::Boolean(b) => Ok(b),
+            v => Err(Self::wrong("a bool", &v)),
+        }
+    }
+}
+
+/// torch.no_grad(): runs `f` without recording autograd graphs.
+pub fn no_grad<T>(f: impl FnOnce() -> T) -> T {
+    let prev = wit::set_grad_enabled(false);
+    let out = f();
+    wit::set_grad_enabled(prev);
+    out
+}
+
+/// torch.enable_grad(): runs `f` recording autograd graphs.
+pub fn enable_grad<T>(f: impl FnOnce() -> T) -> T {
+    let prev = wit::set_grad_enabled(true);
+    let out = f();
+    wit::set_grad_enabled(prev);
+    out
+}
+
+/// torch.is_grad_enabled().
+pub fn is_grad_enabled() -> bool {
+    wit::is_grad_enabled()
+}

@@ -1,0 +1,79 @@
+//! The generic ATen surface as a plugin sees it (tests/plugins/aten-probe): op errors are
+//! values it catches and survives, grad mode and `.grad` behave as torch's, every denied
+//! operator is refused with its reason, and the tensor budget holds for generic ops.
+
+use crate::common::{lthost, plugin};
+
+#[test]
+fn a_plugin_catches_op_errors_drives_autograd_and_stays_in_its_budget() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("limits.toml");
+    std::fs::write(&cfg, "[plugin]\ntensor_memory_limit_mb = 64\n").expect("config");
+    let denied: Vec<String> = lthost::engine::aten_denylist::denied()
+        .iter()
+        .map(|(n, _)| if ["set", "set_"].contains(n) { format!("{n}.source_Storage") } else { n.to_string() })
+        .collect();
+    let hparams = serde_json::json!({ "denied": denied }).to_string();
+    let wasm = plugin("aten-probe");
+    let args = [
+        "fit",
+        wasm.to_str().expect("utf-8"),
+        "--config",
+        cfg.to_str().expect("utf-8"),
+        "--max-epochs",
+        "1",
+        "--no-progress-bar",
+        "--accelerator",
+        "cpu",
+        "--hparams",
+        &hparams,
+    ];
+    let run = lthost(dir.path(), &args);
+    assert!(run.ok(), "the probe survives every caught error:\n{}", run.stderr);
+    let probe = |name: &str| -> String {
+        let key = format!("probe {name}: ");
+        let line = run.stderr.lines().find_map(|l| l.split_once(&key).map(|(_, v)| v.to_string()));
+        line.unwrap_or_else(|| panic!("no `{name}` probe in:\n{}", run.stderr))
+    };
+    let has = |name: &str, parts: &[&str]| {
+        let got = probe(name);
+        for p in parts {
+            assert!(got.contains(p), "probe {name}: {got:?} lacks {p:?}");
+        }
+    };
+    has("mm-shapes", &["error: aten::mm: ", "cannot be multiplied"]);
+    has("after-error", &["2x2"]);
+    has("unknown-op", &["error: ", "no operator aten::no_such_op"]);
+    has("grad-before", &["true"]);
+    has("grad-once", &["[2.0, 2.0, 2.0]"]);
+    has("grad-twice", &["[4.0, 4.0, 4.0]"]);
+    has("graph-freed", &["error: backward: ", "second time"]);
+    has("grad-cleared", &["true"]);
+    has("grad-weighted", &["[3.0, 1.5, 0.75]"]);
+    has("grad-wrong-shape", &["error: grad: ", "different size"]);
+    has("no-grad", &["tracked=false enabled-after=true"]);
+    has("requires-grad-nonleaf", &["error: requires_grad_: "]);
+    has("denied", &[&format!("{n} of {n} refused", n = denied.len())]);
+    has("denied-example", &["not allowed in a plugin", "file"]);
+    for budget in ["budget-output", "budget-materialise", "budget-resize"] {
+        has(budget, &["error: aten::", "over its budget of 64 MiB"]);
+    }
+    has("view-chain", &["ok 4194304"]);
+    has("after-budget", &["[16]"]);
+    let written: Vec<_> =
+        walk(dir.path()).into_iter().filter(|p| !p.starts_with(dir.path().join("lightning_logs"))).collect();
+    assert_eq!(written, vec![cfg.clone()], "nothing written outside the run's logs");
+}
+
+fn walk(root: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(root).expect("read_dir").flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

@@ -1,0 +1,127 @@
+//! Probes the generic ATen surface from inside a plugin and reports each check on stderr as
+//! `probe <name>: <outcome>` (tests/e2e/aten_surface.rs reads them): op errors caught as
+//! values, grad mode, `.grad` read and write, `backward` with a gradient and retain_graph,
+//! every operator named in the `denied` hyper-parameter refused, and the tensor budget
+//! (`plugin.tensor_memory_limit_mb`, 64 MiB in the test) holding for an op whose output
+//! alone exceeds it, a long view chain, and an in-place resize, each caught and survived.
+
+use lthost_sdk::prelude::*;
+
+fn report(name: &str, outcome: impl std::fmt::Display) {
+    eprintln!("probe {name}: {outcome}");
+}
+
+fn err_text<T>(r: Result<T, TorchError>) -> String {
+    match r {
+        Ok(_) => "no error".to_string(),
+        Err(e) => format!("error: {e}"),
+    }
+}
+
+fn probe_errors() {
+    let a = aten::ones(&[2, 3], None, None, None, None);
+    report("mm-shapes", err_text(aten::f_mm(&a, &a)));
+    report("after-error", aten::mm(&a, &aten::t(&a)).shape().iter().map(i64::to_string).collect::<Vec<_>>().join("x"));
+    report("unknown-op", err_text(aten::op("aten::no_such_op")));
+}
+
+fn probe_grad() {
+    let x = aten::ones(&[3], None, None, None, None);
+    x.set_requires_grad(true).expect("a leaf");
+    let y = aten::sum(&aten::mul(&x, &x), None);
+    report("grad-before", x.grad().is_none());
+    y.backward(None, true, false).expect("backward");
+    report("grad-once", format!("{:?}", x.grad().expect("a grad").to_f32_list()));
+    y.backward(None, false, false).expect("retained");
+    report("grad-twice", format!("{:?}", x.grad().expect("a grad").to_f32_list()));
+    report("graph-freed", err_text(y.backward(None, false, false).map_err(TorchError)));
+    x.set_grad(None).expect("clear");
+    report("grad-cleared", x.grad().is_none());
+    let v = aten::mul_scalar(&x, 3.0);
+    let g = Tensor::from_slice_f32(&[1.0, 0.5, 0.25], &[3]);
+    v.backward(Some(&g), false, false).expect("backward with a gradient");
+    report("grad-weighted", format!("{:?}", x.grad().expect("a grad").to_f32_list()));
+    report(
+        "grad-wrong-shape",
+        err_text(x.set_grad(Some(&aten::ones(&[4], None, None, None, None))).map_err(TorchError)),
+    );
+    let tracked = aten::no_grad(|| aten::mul_scalar(&x, 2.0).requires_grad());
+    report("no-grad", format!("tracked={tracked} enabled-after={}", aten::is_grad_enabled()));
+    let nonleaf = aten::mul_scalar(&x, 2.0);
+    report("requires-grad-nonleaf", err_text(nonleaf.set_requires_grad(false).map_err(TorchError)));
+}
+
+fn probe_denied(names: &[String]) {
+    let refused = names
+        .iter()
+        .filter(|n| matches!(aten::op(&format!("aten::{n}")), Err(e) if e.0.contains("not allowed")))
+        .count();
+    report("denied", format!("{refused} of {} refused", names.len()));
+    report("denied-example", err_text(aten::op("aten::from_file")));
+}
+
+fn probe_budget() {
+    // 256 MiB of float32 in one output: over a 64 MiB budget by itself.
+    report("budget-output", err_text(aten::f_zeros(&[64 << 20], None, None, None, None)));
+    // 10 000 views of one 16 MiB tensor share its storage: no new memory.
+    let base = aten::zeros(&[4 << 20], None, None, None, None);
+    let mut v = aten::view(&base, &[1024, 4096]);
+    for i in 0..10_000 {
+        v = if i % 2 == 0 { aten::transpose(&v, 0, 1) } else { aten::slice(&v, 0, Some(0), None, 1) };
+    }
+    report("view-chain", format!("ok {}", v.numel()));
+    // Materialising a broadcast of it is new memory: 64 times over.
+    let wide = aten::expand(&aten::view(&base, &[1, 4 << 20]), &[64, 4 << 20], false);
+    report("budget-materialise", err_text(aten::f_contiguous(&wide, 0)));
+    // In-place growth: resize_ to 1 GiB.
+    let grow = aten::zeros(&[16], None, None, None, None);
+    report("budget-resize", err_text(aten::f_resize_(&grow, &[256 << 20], None)));
+    report("after-budget", format!("{:?}", grow.shape()));
+}
+
+struct Probe {
+    w: Tensor,
+}
+
+impl LightningModule for Probe {
+    fn default_hparams() -> lthost_sdk::serde_json::Value {
+        json!({"denied": []})
+    }
+
+    fn configure(hp: &Hparams) -> Result<Self, String> {
+        probe_errors();
+        probe_grad();
+        let denied: Vec<String> = hp
+            .get("denied")
+            .and_then(|d| d.as_array())
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+            .unwrap_or_default();
+        probe_denied(&denied);
+        probe_budget();
+        let w = nn::register_parameter("w", &aten::zeros(&[1], None, None, None, None));
+        Ok(Probe { w })
+    }
+
+    fn configure_optimizers(&self, _hp: &Hparams) -> Optimization {
+        Optimizer::sgd(0.1).into()
+    }
+
+    fn training_step(&mut self, batch: Batch, _batch_idx: u64) -> Option<Tensor> {
+        let loss = aten::mean(&aten::square(&aten::sub(&batch[0], &self.w, 1)), None);
+        Some(loss)
+    }
+}
+
+struct Data;
+
+impl DataModule for Data {
+    fn setup(_stage: Stage, _hp: &Hparams) -> Result<Self, String> {
+        Ok(Data)
+    }
+
+    fn train_dataset(&mut self) -> Option<Dataset> {
+        Some(dataset(vec![Tensor::from_slice_f32(&[1.0, 2.0, 3.0, 4.0], &[4, 1])], 2, false))
+    }
+}
+
+export_plugin!(Probe, Data);
