@@ -24,6 +24,7 @@ import sys
 import time
 
 import data_path
+import host_calls
 import languages
 import log_overhead
 import parity
@@ -53,7 +54,7 @@ def commit():
     return f"{git('rev-parse', '--short', 'HEAD') or 'unknown'}{' + local changes' if dirty else ''}"
 
 
-def summary(par, logs, start, fetch, wait, langs):
+def summary(par, logs, start, fetch, wait, langs, calls):
     """The headline figures (quoted verbatim by the README)."""
     lines = [
         "## Summary",
@@ -92,6 +93,8 @@ def summary(par, logs, start, fetch, wait, langs):
         parts.append(f"{r['language']} {ratio_spread([a / b for a, b in zip(r['train'], rust['train'])])}×, {calls:.0f} ns")
     rust_call = median((p - t) / (languages.STEPS * languages.PROBE_CALLS) * 1e9 for p, t in zip(rust["probed"], rust["train"]))
     lines.append(f"| the digits MLP per language: training time vs Rust, one host call | {'; '.join(parts)} (Rust {rust_call:.0f} ns) |")
+    if calls:
+        lines.append(host_calls.summary_row(calls))
     return lines + [""]
 
 
@@ -126,9 +129,11 @@ def measure():
     wait = data_path.data_wait_share()
     print("languages…", file=sys.stderr)
     langs = languages.language_costs()
+    print("host calls…", file=sys.stderr)
+    calls = host_calls.call_costs()
     return {"machine": machine(), "commit": commit(), "rounds": parity.ROUNDS, "seconds": time.time() - started,
             "date": time.strftime("%Y-%m-%d"), "parity": {f"{w}/{t}": runs for (w, t), runs in par.items()},
-            "logs": logs, "start": start, "fetch": fetch, "wait": wait, "langs": langs}
+            "logs": logs, "start": start, "fetch": fetch, "wait": wait, "langs": langs, "calls": calls}
 
 
 def main():
@@ -143,7 +148,8 @@ def main():
     par = {(k.rsplit("/", 1)[0], int(k.rsplit("/", 1)[1])): runs for k, runs in raw["parity"].items()}
     logs, start, fetch, langs = raw["logs"], raw["start"], raw["fetch"], raw["langs"]
     wait = {int(k): v for k, v in raw["wait"].items()}
-    head = summary(par, logs, start, fetch, wait, langs)
+    calls = raw.get("calls")
+    head = summary(par, logs, start, fetch, wait, langs, calls)
     lines = [
         "# lthost benchmarks",
         "",
@@ -164,7 +170,7 @@ def main():
         f"| cold | {spread(start['cold'], '{:.3f}')} |",
         f"| cached | {spread(start['cached'], '{:.3f}')} |",
         "",
-    ] + data_path.fetch_table(fetch) + data_path.wait_table(wait) + languages.table(langs)
+    ] + data_path.fetch_table(fetch) + data_path.wait_table(wait) + languages.table(langs) + (host_calls.table(calls) if calls else [])
     text = "\n".join(lines)
     print(text)
     failed = parity.check(par)

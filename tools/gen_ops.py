@@ -35,15 +35,21 @@ KEYWORDS = set(
 
 
 def denied():
-    """(names, storage-only names) from the host's denylist, as `refusal` reads it."""
+    """(names, families, storage-only names) from the host's denylist, as `refusal` reads it."""
     text = DENYLIST.read_text()
-    table = text[text.index("const DENIED") : text.index("];")]
-    names = set(re.findall(r'\(\s*"([^"]+)",', table))
+    table = text[text.index("const DENIED: ") :]
+    table = table[: table.index("];")]
+    names = set(re.findall(r'\(\s*"([^"]+)",\s*"', table))
+    families = re.findall(r'\(\s*"([^"]+)",\s*Match::(\w+),', text)
     storage = set(re.findall(r'"([^"]+)"', text[text.index("const STORAGE_OVERLOADS") :].split(";")[0]))
-    return names, storage
+    return names, families, storage
 
 
-def is_denied(name, overload, names, storage):
+def is_denied(name, overload, denylist):
+    names, families, storage = denylist
+    for pattern, kind in families:
+        if (kind == "Prefix" and name.startswith(pattern)) or (kind == "Contains" and pattern in name):
+            return True
     if name not in names:
         return False
     return not (name in storage and not overload.startswith("source_Storage"))
@@ -159,7 +165,7 @@ def snake(s):
 
 
 def collect():
-    names, storage = denied()
+    denylist = denied()
     by_name = {}
     skipped = {}
     for s in torch._C._jit_get_all_schemas():
@@ -170,7 +176,7 @@ def collect():
             torch._C._dispatch_find_schema_or_throw(s.name, s.overload_name)
         except RuntimeError:
             continue  # the TorchScript interpreter's own, not a dispatcher operator
-        if is_denied(base, s.overload_name, names, storage):
+        if is_denied(base, s.overload_name, denylist):
             continue
         # torch prints list defaults as `[-1, -1]`; torchgen reads them as written in
         # native_functions.yaml, without spaces.
@@ -225,7 +231,7 @@ def generate():
         "",
         "#![allow(clippy::too_many_arguments, clippy::type_complexity, non_snake_case, unused_mut, unused_variables)]",
         "",
-        "use crate::aten::{call, check, Results, Scalar, TorchError};",
+        "use crate::aten::{call, call_tensor, check, Results, Scalar, TorchError};",
         "use crate::bindings::lt::plugin::aten::Arg;",
         "use crate::{Dtype, Tensor};",
         "",
@@ -266,8 +272,11 @@ def generate():
                 "#[inline]",
                 f"pub fn {fid}({fn_params}) -> Result<{rty}, TorchError> {{",
                 *body,
-                f'    let mut r: Results = call({count}, "{qual}", &[{positional}], {kwarg})?;',
-                f"    {rexpr}",
+                *(
+                    [f'    call_tensor({count}, "{qual}", &[{positional}], {kwarg})']
+                    if rty == "Tensor"
+                    else [f'    let mut r: Results = call({count}, "{qual}", &[{positional}], {kwarg})?;', f"    {rexpr}"]
+                ),
                 "}",
                 f"/// `{doc}`; panics with torch's message.",
                 "#[inline]",

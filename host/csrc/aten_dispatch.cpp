@@ -249,6 +249,12 @@ char* lthost_op_schema(void* op) {
   return dup(s.str());
 }
 
+// `Generator?`.
+bool is_generator(const c10::TypePtr& t) {
+  return t->kind() == c10::TypeKind::OptionalType &&
+         t->castRaw<c10::OptionalType>()->getElementType()->kind() == c10::TypeKind::GeneratorType;
+}
+
 // A tensor's sizes, strides and storage offset, to put back after a failed in-place op.
 struct Geometry {
   at::Tensor tensor;
@@ -305,6 +311,8 @@ int lthost_op_call(void* op, const lthost_value* args, int64_t nargs, const char
         stack.push_back(convert(arg, arg.type(), *given));
       } else if (arg.default_value()) {
         stack.push_back(*arg.default_value());
+      } else if (generator != nullptr && is_generator(arg.type())) {
+        stack.push_back(c10::IValue());  // filled with `generator` below
       } else {
         throw std::runtime_error("missing argument `" + arg.name() + "` of " + schema.name());
       }
@@ -317,10 +325,9 @@ int lthost_op_call(void* op, const lthost_value* args, int64_t nargs, const char
     // A `Generator?` left out draws from `generator` when one is given (a worker's own).
     if (generator != nullptr) {
       for (size_t k = 0; k < params.size(); ++k) {
-        const auto& t = params[k].type();
-        bool is_gen = t->kind() == c10::TypeKind::OptionalType &&
-                      t->castRaw<c10::OptionalType>()->getElementType()->kind() == c10::TypeKind::GeneratorType;
-        if (is_gen && stack[k].isNone()) stack[k] = c10::IValue(*static_cast<at::Generator*>(generator));
+        if (is_generator(params[k].type()) && stack[k].isNone()) {
+          stack[k] = c10::IValue(*static_cast<at::Generator*>(generator));
+        }
       }
     }
     // The geometry of every tensor the operator writes (`Tensor(a!)`): an in-place op that

@@ -21,7 +21,7 @@ void lthost_set_deterministic(int enabled) {
 
 int lthost_deterministic() { return at::globalContext().deterministicAlgorithms() ? 1 : 0; }
 
-void* lthost_inference_mode_enter() { return new c10::InferenceMode(true); }
+void* lthost_inference_mode_enter(int enabled) { return new c10::InferenceMode(enabled != 0); }
 
 void lthost_inference_mode_exit(void* guard) { delete static_cast<c10::InferenceMode*>(guard); }
 

@@ -79,9 +79,8 @@ pub fn op(name: &str) -> Result<Op, TorchError> {
     Op::resolve(name).map_err(TorchError)
 }
 
-/// Calls operator `index` of the generated table (`name`), resolving it on first use.
-#[doc(hidden)]
-pub fn call(index: usize, name: &str, args: &[Arg<'_>], kwargs: Vec<(&str, Arg<'_>)>) -> Result<Results, TorchError> {
+/// Runs `f` with operator `index` of the generated table (`name`), resolved on first use.
+fn with_op<T>(index: usize, name: &str, f: impl FnOnce(&Op) -> Result<T, TorchError>) -> Result<T, TorchError> {
     OPS.with(|ops| {
         let mut ops = ops.borrow_mut();
         if ops.len() <= index {
@@ -90,10 +89,29 @@ pub fn call(index: usize, name: &str, args: &[Arg<'_>], kwargs: Vec<(&str, Arg<'
         if ops[index].is_none() {
             ops[index] = Some(op(name)?);
         }
-        let op = ops[index].as_ref().expect("resolved above");
-        let kwargs: Vec<(String, Arg<'_>)> = kwargs.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
-        op.call(args, &kwargs).map(|v| Results(v.into_iter())).map_err(TorchError)
+        f(ops[index].as_ref().expect("resolved above"))
     })
+}
+
+fn named<'a>(kwargs: Vec<(&str, Arg<'a>)>) -> Vec<(String, Arg<'a>)> {
+    kwargs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+/// Calls operator `index` of the generated table (`name`): its results.
+#[doc(hidden)]
+pub fn call(index: usize, name: &str, args: &[Arg<'_>], kwargs: Vec<(&str, Arg<'_>)>) -> Result<Results, TorchError> {
+    with_op(index, name, |op| op.call(args, &named(kwargs)).map(|v| Results(v.into_iter())).map_err(TorchError))
+}
+
+/// Calls operator `index` of the generated table (`name`), one that returns one tensor.
+#[doc(hidden)]
+pub fn call_tensor(
+    index: usize,
+    name: &str,
+    args: &[Arg<'_>],
+    kwargs: Vec<(&str, Arg<'_>)>,
+) -> Result<Tensor, TorchError> {
+    with_op(index, name, |op| op.call_tensor(args, &named(kwargs)).map_err(TorchError))
 }
 
 /// The value of a `f_` call; an error ends the hook naming the operator ([`raise`]).
@@ -178,6 +196,15 @@ pub fn enable_grad<T>(f: impl FnOnce() -> T) -> T {
     let prev = wit::set_grad_enabled(true);
     let out = f();
     wit::set_grad_enabled(prev);
+    out
+}
+
+/// torch.inference_mode(): runs `f` in inference mode (no autograd; its tensors are
+/// inference tensors).
+pub fn inference_mode<T>(f: impl FnOnce() -> T) -> T {
+    wit::push_inference_mode(true);
+    let out = f();
+    wit::pop_inference_mode();
     out
 }
 

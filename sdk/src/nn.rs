@@ -54,6 +54,46 @@ pub fn parameter(path: &str, init: &Tensor) -> Tensor {
     register_parameter(path, &aten::clone(&aten::detach(init), None))
 }
 
+/// What [`load_state_dict`] found: parameters the file lacks, and tensors it has that no
+/// registered path takes (torch's `missing_keys`, `unexpected_keys`).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct LoadedKeys {
+    pub missing: Vec<String>,
+    pub unexpected: Vec<String>,
+}
+
+/// `module.load_state_dict(safetensors.load_file(path))`: copies the tensors of a
+/// safetensors file in the granted data directory into the registered parameters and
+/// buffers of the same paths (a pretrained backbone), converting dtype and device as
+/// `copy_` does. A shape that differs is an error; with `strict`, so is a parameter the file
+/// lacks (a tied parameter counts once) or a tensor no path takes.
+pub fn load_state_dict(path: &str, strict: bool) -> Result<LoadedKeys, String> {
+    let file = Tensor::load(path);
+    let registered = state_dict_keys();
+    let mut keys = LoadedKeys::default();
+    let mut loaded = std::collections::BTreeSet::new();
+    for (name, t) in &file {
+        let Some(dst) = get(name) else {
+            keys.unexpected.push(name.clone());
+            continue;
+        };
+        if dst.shape() != t.shape() {
+            return Err(format!("`{path}`: `{name}` has shape {:?}, the model's {:?}", t.shape(), dst.shape()));
+        }
+        aten::no_grad(|| aten::f_copy_(&dst, t, false)).map_err(|e| format!("`{path}`: `{name}`: {e}"))?;
+        loaded.insert(name.as_str());
+    }
+    keys.missing = parameter_names().into_iter().filter(|n| !loaded.contains(n.as_str())).collect();
+    keys.unexpected.retain(|n| !registered.contains(n));
+    if strict && (!keys.missing.is_empty() || !keys.unexpected.is_empty()) {
+        return Err(format!(
+            "`{path}` does not fit the model: missing keys {:?}, unexpected keys {:?}",
+            keys.missing, keys.unexpected
+        ));
+    }
+    Ok(keys)
+}
+
 /// Records a layer of type `kind` at `path` (the model summary's rows).
 pub fn register_module(path: &str, kind: &str) {
     wit::register_module(path, kind);

@@ -9,10 +9,11 @@ fn a_plugin_catches_op_errors_drives_autograd_and_stays_in_its_budget() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = dir.path().join("limits.toml");
     std::fs::write(&cfg, "[plugin]\ntensor_memory_limit_mb = 64\n").expect("config");
-    let denied: Vec<String> = lthost::engine::aten_denylist::denied()
-        .iter()
-        .map(|(n, _)| if ["set", "set_"].contains(n) { format!("{n}.source_Storage") } else { n.to_string() })
-        .collect();
+    // Every registered operator the denylist refuses (by name or by family), by its full name.
+    let registered = lthost::engine::aten::Op::registered();
+    let denied: Vec<String> =
+        lthost::engine::aten_denylist::denied_among(&registered).into_iter().map(String::from).collect();
+    assert!(denied.len() > 100, "{} denied", denied.len());
     let hparams = serde_json::json!({ "denied": denied }).to_string();
     let wasm = plugin("aten-probe");
     let args = [
@@ -53,6 +54,7 @@ fn a_plugin_catches_op_errors_drives_autograd_and_stays_in_its_budget() {
     has("grad-wrong-shape", &["error: grad: ", "different size"]);
     has("no-grad", &["tracked=false enabled-after=true"]);
     has("requires-grad-nonleaf", &["error: requires_grad_: "]);
+    has("inference-mode", &["inference=true tracked=false after: inference=false tracked=true"]);
     has("denied", &[&format!("{n} of {n} refused", n = denied.len())]);
     has("denied-example", &["not allowed in a plugin", "file"]);
     for budget in ["budget-output", "budget-materialise", "budget-resize"] {

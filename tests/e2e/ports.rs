@@ -48,6 +48,40 @@ fn nanogpt_matches_torch_every_step_on_both_attention_paths() {
 }
 
 #[test]
+fn nanogpt_from_pretrained_safetensors_weights_matches_torch() {
+    let r = reference();
+    let want: Vec<f64> =
+        r["losses"]["pretrained"].as_array().expect("losses").iter().map(|v| v.as_f64().expect("a loss")).collect();
+    let file = r["init_from"].as_str().expect("init_from");
+    let data = repo_root().join("tests/reference/files");
+    let hparams = format!(r#"{{"init_from": "{file}"}}"#);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let got = losses(dir.path(), "1", &["--hparams", &hparams, "--data-dir", data.to_str().expect("utf-8")]);
+    assert_eq!(got.len(), want.len(), "steps");
+    assert_ne!(got[0] as f32, r["losses"]["flash"][0].as_f64().expect("a loss") as f32, "the weights were loaded");
+    for (step, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert!((g - w).abs() <= 1e-5 * w.abs().max(1.0), "step {step}: lthost {g} vs torch {w}");
+    }
+    // A file that does not fit the model is refused, naming what is off.
+    let bad = tempfile::tempdir().expect("tempdir");
+    let narrow = format!(r#"{{"init_from": "{file}", "n_embd": 32}}"#);
+    let run = crate::parity::fit_logging_every_step(
+        bad.path(),
+        "nanogpt",
+        "1",
+        "1",
+        "1",
+        &["--hparams", &narrow, "--data-dir", data.to_str().expect("utf-8")],
+    );
+    assert!(!run.ok());
+    assert!(
+        run.stderr.contains("`transformer.h.0.attn.c_attn.weight` has shape [192, 64], the model's [96, 32]"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
 fn a_resumed_nanogpt_keeps_its_tied_embedding_and_its_losses() {
     let straight = tempfile::tempdir().expect("tempdir");
     let want = losses(straight.path(), "2", &[]);

@@ -1,17 +1,20 @@
 """Reference per-step losses of nanoGPT in torch itself: the oracle for plugins/nanogpt
 (the same model, init, data and AdamW groups), with the flash (scaled_dot_product_attention)
-and the masked-softmax attention paths. Run by `make reference`:
+and the masked-softmax attention paths, and from pretrained weights (another seed's, written
+to tests/reference/files/nanogpt-init.safetensors) loaded into the model. Run by `make reference`:
 
     .venv/bin/python tests/reference/nanogpt_reference.py tests/reference/nanogpt.json
 """
 
 import json
 import math
+import os
 import sys
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 
 CONFIG = dict(n_layer=2, n_head=4, n_embd=64, block_size=16, vocab_size=32, bias=False, dropout=0.0)
 STEPS, BATCH, ROWS, SEED, LR, WD, BETAS = 100, 8, 800, 1337, 1e-3, 0.1, (0.9, 0.95)
@@ -143,9 +146,13 @@ def tokens(c):
     return torch.tensor(x), torch.tensor(y)
 
 
-def losses(flash):
+def losses(flash, init_from=None):
     torch.manual_seed(SEED)
     model = GPT(CONFIG, flash)
+    if init_from is not None:
+        # A tied parameter is in the file once (under transformer.wte.weight).
+        missing, unexpected = model.load_state_dict(load_file(init_from), strict=False)
+        assert missing == ["lm_head.weight"] and not unexpected, (missing, unexpected)
     opt = model.configure_optimizers()
     x, y = tokens(CONFIG)
     out = []
@@ -159,12 +166,25 @@ def losses(flash):
     return out
 
 
+def pretrained(path):
+    """Weights from another seed, saved as a safetensors file (the tied head once)."""
+    torch.manual_seed(SEED + 1)
+    state = GPT(CONFIG, True).state_dict()
+    del state["lm_head.weight"]
+    save_file({k: v.contiguous() for k, v in state.items()}, path)
+
+
 def main(out_path):
     torch.set_num_threads(1)
+    files = os.path.join(os.path.dirname(os.path.abspath(out_path)), "files")
+    os.makedirs(files, exist_ok=True)
+    init = os.path.join(files, "nanogpt-init.safetensors")
+    pretrained(init)
     result = {
         "seed": SEED,
         "threads": 1,
-        "losses": {"flash": losses(True), "masked": losses(False)},
+        "init_from": "nanogpt-init.safetensors",
+        "losses": {"flash": losses(True), "masked": losses(False), "pretrained": losses(True, init)},
     }
     with open(out_path, "w") as f:
         json.dump(result, f, indent=1)

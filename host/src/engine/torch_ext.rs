@@ -64,7 +64,7 @@ pub(crate) fn global_rng_lock() -> std::sync::MutexGuard<'static, ()> {
 extern "C" {
     fn lthost_set_deterministic(enabled: i32);
     fn lthost_deterministic() -> i32;
-    fn lthost_inference_mode_enter() -> *mut std::ffi::c_void;
+    fn lthost_inference_mode_enter(enabled: i32) -> *mut std::ffi::c_void;
     fn lthost_inference_mode_exit(guard: *mut std::ffi::c_void);
     fn lthost_grad_set_enabled(enabled: i32) -> i32;
     fn lthost_grad_enabled() -> i32;
@@ -235,8 +235,13 @@ pub struct InferenceMode {
 
 impl InferenceMode {
     pub fn enter() -> Self {
+        Self::set(true)
+    }
+
+    /// `torch.inference_mode(enabled)`: `false` leaves inference mode inside an outer one.
+    pub fn set(enabled: bool) -> Self {
         // SAFETY: allocates a c10::InferenceMode RAII guard, freed in Drop on this thread.
-        InferenceMode { guard: unsafe { lthost_inference_mode_enter() } }
+        InferenceMode { guard: unsafe { lthost_inference_mode_enter(i32::from(enabled)) } }
     }
 }
 

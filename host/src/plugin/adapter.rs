@@ -169,6 +169,7 @@ impl WasmPlugin {
         // trainer's.
         let grad_mode = crate::engine::torch_ext::grad_enabled();
         let result = crate::plugin::panic_guard::guarded(|| f(&mut inner));
+        while inner.store.data_mut().inference_scopes.0.pop().is_some() {}
         crate::engine::torch_ext::set_grad_enabled(grad_mode);
         drop(charging);
         inner.store.data_mut().deadline = None;

@@ -222,6 +222,7 @@ impl Admitted {
             ctx: RunContext { data_dir: self.data_dir.clone(), ..RunContext::default() },
             budget: crate::plugin::state::Budget::new(Arc::clone(&self.memory), self.max_handles / share),
             generator: None,
+            inference_scopes: Default::default(),
             deadline: None,
             disk: crate::plugin::disk_quota::DiskQuota::new(name, self.disk_quota_bytes / share as u64),
         };
@@ -253,7 +254,10 @@ pub(crate) fn instantiate(
     arm(store, ticks);
     let memory = Arc::clone(&store.data().budget.memory);
     let charging = memory.charge();
+    let grad_mode = crate::engine::torch_ext::grad_enabled();
     let r = crate::plugin::panic_guard::guarded(|| pre.instantiate(&mut *store));
+    while store.data_mut().inference_scopes.0.pop().is_some() {}
+    crate::engine::torch_ext::set_grad_enabled(grad_mode);
     drop(charging);
     store.data_mut().deadline = None;
     match r {

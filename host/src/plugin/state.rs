@@ -21,6 +21,9 @@ pub struct PluginState {
     /// A DataLoader worker instance's own generator (seeded per pass); None: random ops draw
     /// from the run's generator.
     pub generator: Option<crate::engine::torch_ext::Generator>,
+    /// The inference-mode scopes the running hook entered (`aten.push-inference-mode`),
+    /// innermost last; the hook's end leaves any it left open.
+    pub inference_scopes: InferenceScopes,
     /// When the running hook's time is up (set by the adapter for each call): an op that
     /// finishes past it fails naming itself, since a long libtorch kernel cannot be
     /// interrupted and the epoch deadline would only trip in whatever guest code ran next.
@@ -28,6 +31,15 @@ pub struct PluginState {
     /// The bytes it may still write into its writable grants.
     pub disk: Arc<crate::plugin::disk_quota::DiskQuota>,
 }
+
+/// Inference-mode guards a hook entered. A guard belongs to the thread it was made on; the
+/// adapter empties this before the hook's call returns, on that thread, so a store that moves
+/// to another thread (a worker's) never carries one.
+#[derive(Default)]
+pub struct InferenceScopes(pub Vec<crate::engine::torch_ext::InferenceMode>);
+
+// SAFETY: see the type's comment: it is empty whenever the store can change threads.
+unsafe impl Send for InferenceScopes {}
 
 /// The host-side resources a plugin may hold: tensor memory, charged where libtorch
 /// allocates while the plugin's calls run (by storage: views, autograd's saved tensors,

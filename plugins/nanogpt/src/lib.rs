@@ -8,6 +8,7 @@
 //! nanoGPT's decay (2-D and up) and no-decay groups. The data: 800 sequences of a
 //! deterministic token stream (`next = (5 * t + 3) mod vocab`, started at each row's index),
 //! targets shifted by one, every fourth row's first target ignored (`ignore_index=-1`).
+//! `init_from`: a safetensors file of weights to start from (in the granted data directory).
 //! tests/reference/nanogpt_reference.py is the same model in torch.
 
 use lthost_sdk::nn::{self, Dropout, Embedding, LayerNorm, Linear};
@@ -188,7 +189,8 @@ impl Gpt {
     fn loss(&self, idx: &Tensor, targets: &Tensor) -> Tensor {
         let t = idx.shape()[1];
         assert!(t <= self.block_size, "a sequence of {t} tokens, over the block size {}", self.block_size);
-        let pos = aten::arange_start(0, t, Some(Dtype::Int64), None, None, None);
+        let device = idx.device();
+        let pos = aten::arange_start(0, t, Some(Dtype::Int64), None, Some(&device), None);
         let mut x = self.drop.forward(&(&self.wte.forward(idx) + &self.wpe.forward(&pos)));
         for b in &self.h {
             x = b.forward(&x);
@@ -210,6 +212,7 @@ impl LightningModule for NanoGpt {
             "n_layer": 2, "n_head": 4, "n_embd": 64, "block_size": 16, "vocab_size": 32,
             "bias": false, "dropout": 0.0, "flash": true,
             "learning_rate": 1e-3, "weight_decay": 0.1, "beta1": 0.9, "beta2": 0.95,
+            "init_from": null,
         })
     }
 
@@ -226,7 +229,13 @@ impl LightningModule for NanoGpt {
         if c.n_head == 0 || c.n_embd % c.n_head != 0 {
             return Err(format!("n_embd {} is not a multiple of n_head {}", c.n_embd, c.n_head));
         }
-        Ok(NanoGpt { gpt: Gpt::new(&c, hp.f64_or("dropout", 0.0)) })
+        let gpt = Gpt::new(&c, hp.f64_or("dropout", 0.0));
+        // Pretrained weights (a safetensors file in the granted data directory), as
+        // nanoGPT's `init_from` resumes from a checkpoint.
+        if let Some(file) = hp.get("init_from").and_then(|v| v.as_str()) {
+            nn::load_state_dict(file, true)?;
+        }
+        Ok(NanoGpt { gpt })
     }
 
     /// nanoGPT's `configure_optimizers`: every 2-D-and-up parameter decays, the rest not.

@@ -136,7 +136,8 @@ impl DataModule for Data {
         self.made += 1;
         let bs = self.hp.u64_or("batch_size", 8) as i64;
         let x = Tensor::rand(&[bs, 4]);
-        let noise = Tensor::randn(&[bs, 1]);
+        // The generic op: a worker's draws come from its own generator on this path too.
+        let noise = aten::randn(&[bs, 1], None, None, None, None);
         let w_true = Tensor::from_slice_f32(&W, &[4, 1]);
         let y = &(&x.matmul(&w_true) + 0.5) + &noise.mul_scalar(0.1);
         Ok(Some(vec![x, y]))

@@ -70,6 +70,25 @@ impl PluginState {
     }
 }
 
+impl PluginState {
+    /// Runs the operator behind `this`: the operator, and its results or torch's error.
+    fn run_op(
+        &mut self,
+        this: &Resource<Arc<Op>>,
+        args: &[Arg],
+        kwargs: &[(String, Arg)],
+    ) -> OpResult<(Arc<Op>, Result<Vec<AValue>, String>)> {
+        let op = Arc::clone(self.get(this, "op.call")?);
+        let name = op.name();
+        crate::plugin::panic_guard::set_op(name);
+        let args: Vec<AValue> = args.iter().map(|a| self.arg(a, name)).collect::<OpResult<_>>()?;
+        let kw: Vec<(&str, AValue)> =
+            kwargs.iter().map(|(k, a)| Ok((k.as_str(), self.arg(a, name)?))).collect::<OpResult<_>>()?;
+        let results = op.call_drawing(&args, &kw, self.generator.as_mut());
+        Ok((op, results))
+    }
+}
+
 impl aten::HostOp for PluginState {
     fn resolve(&mut self, name: String) -> R<Result<Resource<Arc<Op>>, String>> {
         crate::plugin::panic_guard::set_op("aten.resolve");
@@ -93,19 +112,30 @@ impl aten::HostOp for PluginState {
         args: Vec<Arg>,
         kwargs: Vec<(String, Arg)>,
     ) -> R<Result<Vec<Value>, String>> {
-        let op = Arc::clone(self.get(&this, "op.call")?);
-        let name = op.name();
-        crate::plugin::panic_guard::set_op(name);
-        let args: Vec<AValue> = args.iter().map(|a| self.arg(a, name)).collect::<OpResult<_>>()?;
-        let kw: Vec<(&str, AValue)> =
-            kwargs.iter().map(|(k, a)| Ok((k.as_str(), self.arg(a, name)?))).collect::<OpResult<_>>()?;
-        let results = match op.call_drawing(&args, &kw, self.generator.as_mut()) {
-            Ok(r) => r,
-            Err(e) => return Ok(Err(e)),
+        let (op, results) = match self.run_op(&this, &args, &kwargs)? {
+            (op, Ok(r)) => (op, r),
+            (_, Err(e)) => return Ok(Err(e)),
         };
-        drop((args, kw));
-        let out = results.into_iter().map(|v| self.give(v, name)).collect::<OpResult<Vec<_>>>()?;
+        let out = results.into_iter().map(|v| self.give(v, op.name())).collect::<OpResult<Vec<_>>>()?;
         Ok(Ok(out))
+    }
+
+    fn call_tensor(
+        &mut self,
+        this: Resource<Arc<Op>>,
+        args: Vec<Arg>,
+        kwargs: Vec<(String, Arg)>,
+    ) -> R<Result<Resource<Tensor>, String>> {
+        let (op, mut results) = match self.run_op(&this, &args, &kwargs)? {
+            (op, Ok(r)) => (op, r),
+            (_, Err(e)) => return Ok(Err(e)),
+        };
+        match (results.len(), results.pop()) {
+            (1, Some(AValue::Tensor(t))) => Ok(Ok(self.push(t, op.name())?)),
+            _ => {
+                Ok(Err(format!("{}: call-tensor is for operators that return one tensor ({})", op.name(), op.schema())))
+            }
+        }
     }
 
     fn drop(&mut self, rep: Resource<Arc<Op>>) -> R<()> {
@@ -127,5 +157,18 @@ impl aten::Host for PluginState {
 
     fn is_grad_enabled(&mut self) -> R<bool> {
         Ok(torch_ext::grad_enabled())
+    }
+
+    fn push_inference_mode(&mut self, enabled: bool) -> R<()> {
+        if self.inference_scopes.0.len() >= 1024 {
+            return Err(OpError::new("inference_mode", "more than 1024 nested scopes").into());
+        }
+        self.inference_scopes.0.push(torch_ext::InferenceMode::set(enabled));
+        Ok(())
+    }
+
+    fn pop_inference_mode(&mut self) -> R<()> {
+        self.inference_scopes.0.pop();
+        Ok(())
     }
 }

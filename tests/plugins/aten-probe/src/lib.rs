@@ -47,6 +47,19 @@ fn probe_grad() {
     );
     let tracked = aten::no_grad(|| aten::mul_scalar(&x, 2.0).requires_grad());
     report("no-grad", format!("tracked={tracked} enabled-after={}", aten::is_grad_enabled()));
+    let (inference, grad_inside) = aten::inference_mode(|| {
+        let y = aten::mul_scalar(&x, 2.0);
+        (aten::is_inference(&y), y.requires_grad())
+    });
+    let after = aten::mul_scalar(&x, 2.0);
+    report(
+        "inference-mode",
+        format!(
+            "inference={inference} tracked={grad_inside} after: inference={} tracked={}",
+            aten::is_inference(&after),
+            after.requires_grad()
+        ),
+    );
     let nonleaf = aten::mul_scalar(&x, 2.0);
     report("requires-grad-nonleaf", err_text(nonleaf.set_requires_grad(false).map_err(TorchError)));
 }
@@ -79,6 +92,27 @@ fn probe_budget() {
     report("after-budget", format!("{:?}", grow.shape()));
 }
 
+/// Host-call cost from a Rust guest, for `make bench`: `rounds` rounds, each `calls` calls of
+/// a tiny op (neg of a one-element tensor) through the typed WIT method, then as many through
+/// the generic operator call (resolved once), alternating; one line per round.
+fn call_cost(rounds: u64, calls: u64) {
+    let x = aten::ones(&[1], None, None, None, None);
+    let _ = aten::neg(&x); // resolve once, outside the timing
+    for round in 0..rounds {
+        let t = std::time::Instant::now();
+        for _ in 0..calls {
+            drop(x.unary(lthost_sdk::UnaryOp::Neg));
+        }
+        let typed = t.elapsed().as_nanos() as f64 / calls as f64;
+        let t = std::time::Instant::now();
+        for _ in 0..calls {
+            drop(aten::neg(&x));
+        }
+        let generic = t.elapsed().as_nanos() as f64 / calls as f64;
+        report("call-cost", format!("round {round} typed {typed:.1} ns generic {generic:.1} ns"));
+    }
+}
+
 struct Probe {
     w: Tensor,
 }
@@ -89,6 +123,9 @@ impl LightningModule for Probe {
     }
 
     fn configure(hp: &Hparams) -> Result<Self, String> {
+        if let Some(c) = hp.get("call_cost") {
+            call_cost(c["rounds"].as_u64().unwrap_or(10), c["calls"].as_u64().unwrap_or(20_000));
+        }
         probe_errors();
         probe_grad();
         let denied: Vec<String> = hp
