@@ -2,20 +2,22 @@
 //! plugin's tensors, registered with the host by dotted path (optimizers, checkpoints, the
 //! model summary), initialised as torch.nn's `reset_parameters` does (same draws, same
 //! order), and a layer's weights can be read, replaced, tied and re-initialised (`init`).
-//! `Lstm` and `MultiheadAttention` are still the host's layers.
 
+mod attention;
 mod conv;
 mod dropout;
 mod embedding;
 mod linear;
 mod norm;
+mod recurrent;
 
-pub use crate::bindings::lt::plugin::nn::{num_parameters, Lstm, LstmOptions, MultiheadAttention};
+pub use attention::MultiheadAttention;
 pub use conv::{Conv2d, Conv2dOptions};
 pub use dropout::Dropout;
 pub use embedding::Embedding;
 pub use linear::Linear;
 pub use norm::{BatchNorm, LayerNorm};
+pub use recurrent::{Lstm, LstmOptions};
 
 use crate::aten;
 use crate::bindings::lt::plugin::parameters as wit;
