@@ -54,7 +54,7 @@ def commit():
     return f"{git('rev-parse', '--short', 'HEAD') or 'unknown'}{' + local changes' if dirty else ''}"
 
 
-def summary(par, logs, start, fetch, wait, langs, calls):
+def summary(par, logs, start, fetch, wait, langs, host_call):
     """The headline figures (quoted verbatim by the README)."""
     lines = [
         "## Summary",
@@ -93,8 +93,8 @@ def summary(par, logs, start, fetch, wait, langs, calls):
         parts.append(f"{r['language']} {ratio_spread([a / b for a, b in zip(r['train'], rust['train'])])}×, {calls:.0f} ns")
     rust_call = median((p - t) / (languages.STEPS * languages.PROBE_CALLS) * 1e9 for p, t in zip(rust["probed"], rust["train"]))
     lines.append(f"| the digits MLP per language: training time vs Rust, one host call | {'; '.join(parts)} (Rust {rust_call:.0f} ns) |")
-    if calls:
-        lines.append(host_calls.summary_row(calls))
+    if host_call:
+        lines.append(host_calls.summary_row(host_call))
     return lines + [""]
 
 

@@ -2,13 +2,31 @@
 // same model with the same seed gives the same losses as the Rust plugin (all the math runs
 // in the host).
 
-import { LightningModule, LightningDataModule, Dataset, Tensor, nn, F, optim, exportPlugin } from "../../sdk/js/lthost.js";
+import { LightningModule, LightningDataModule, Dataset, Tensor, nn, F, optim, exportPlugin, aten, torch } from "../../sdk/js/lthost.js";
+
+// The generic ATen surface from JavaScript (tests/e2e/languages.rs): an operator's error is an
+// Error the plugin catches; grad mode is a scope.
+function probeGenericOps() {
+  const a = aten.call("aten::ones", [1, 3], { dtype: aten.dtype("float32") });
+  try {
+    aten.call("aten::mm", a, a);
+  } catch (e) {
+    console.error(`probe caught: ${e.message}`);
+  }
+  const filled = aten.call("aten::masked_fill.Scalar", a, aten.call("aten::gt.Scalar", a, 0.5), aten.float(-1));
+  console.error(`probe masked_fill: ${Array.from(filled.toF32List()).join(",")}`);
+  const w = torch.ones([2]);
+  w.setRequiresGrad(true);
+  const tracked = aten.noGrad(() => aten.call("aten::mul.Scalar", w, 2).requiresGrad());
+  console.error(`probe no_grad: tracked=${tracked} after=${aten.call("aten::mul.Scalar", w, 2).requiresGrad()}`);
+}
 
 class DigitsMlp extends LightningModule {
-  static defaults = { hidden: 128, dropout: 0.1, lr: 0.003, batch_size: 32, probe_calls: 0 };
+  static defaults = { hidden: 128, dropout: 0.1, lr: 0.003, batch_size: 32, probe_calls: 0, probe_errors: false };
 
   constructor(hp) {
     super();
+    if (hp.probe_errors) probeGenericOps();
     this.hidden = new nn.Linear(64, hp.hidden);
     this.dropout = new nn.Dropout(hp.dropout);
     this.out = new nn.Linear(hp.hidden, 10);

@@ -2,14 +2,35 @@
 same model with the same seed gives the same losses as the Rust plugin (all the math runs
 in the host)."""
 
+import sys
+
 import lthost as L
 from lthost import F, nn, optim
 from lthost.exports import DataModule, LightningModule  # noqa: F401  (the component's exports)
 
 
+def probe_generic_ops():
+    """The generic ATen surface from Python (tests/e2e/languages.rs): an operator's error is
+    a RuntimeError the plugin catches; grad mode is torch's context manager."""
+    a = L.tensor([[1.0, 2.0, 3.0]])
+    try:
+        L.aten.call("aten::mm", a, a)
+    except RuntimeError as e:
+        print(f"probe caught: {e}", file=sys.stderr)
+    filled = L.aten.call("aten::masked_fill.Scalar", a, a > 1.5, -1.0)
+    print(f"probe masked_fill: {filled.to_f32_list()}", file=sys.stderr)
+    w = L.aten.call("aten::ones", [2], dtype=L.Dtype.FLOAT32)
+    w.set_requires_grad(True)
+    with L.aten.no_grad():
+        tracked = L.aten.call("aten::mul.Scalar", w, 2.0).requires_grad()
+    print(f"probe no_grad: tracked={tracked} after={L.aten.call('aten::mul.Scalar', w, 2.0).requires_grad()}", file=sys.stderr)
+
+
 class DigitsMlp(L.LightningModule):
-    def __init__(self, hidden=128, dropout=0.1, lr=0.003, batch_size=32, probe_calls=0):
+    def __init__(self, hidden=128, dropout=0.1, lr=0.003, batch_size=32, probe_calls=0, probe_errors=False):
         super().__init__()
+        if probe_errors:
+            probe_generic_ops()
         self.probe_calls = probe_calls  # host calls per step for their cost alone (make bench)
         self.hidden = nn.Linear(64, hidden)
         self.dropout = nn.Dropout(dropout)

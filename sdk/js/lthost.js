@@ -15,6 +15,7 @@
 import { Tensor, crossEntropy, nllLoss, mseLoss, l1Loss, binaryCrossEntropyWithLogits } from "lt:plugin/tensor@0.2.0";
 import * as wnn from "lt:plugin/nn@0.2.0";
 import { log as wlog, logScalar } from "lt:plugin/log@0.2.0";
+import { Op, setGradEnabled } from "lt:plugin/aten@0.2.0";
 
 export { Tensor };
 
@@ -263,4 +264,69 @@ export const torch = {
   rand: (shape) => Tensor.rand(big(shape)),
   zeros: (shape, dtype = "float32") => Tensor.zeros(big(shape), dtype),
   ones: (shape, dtype = "float32") => Tensor.ones(big(shape), dtype),
+};
+
+// Every allowed ATen operator: `aten.call("aten::masked_fill.Scalar", x, mask, 0.0)` resolves
+// the operator once and runs it in the host, with autograd. An operator's error is an Error
+// with torch's message, to catch as torch code catches a RuntimeError. Numbers with no
+// fraction pass as ints (JavaScript cannot tell 2 from 2.0): write `aten.float(2)` where the
+// schema's Scalar must be a float; `aten.dtype("float64")` for a dtype.
+const ops = new Map();
+const resolve = (name) => {
+  let op = ops.get(name);
+  if (op === undefined) {
+    try {
+      op = Op.resolve(name);
+    } catch (e) {
+      throw new Error(e.payload ?? String(e));
+    }
+    ops.set(name, op);
+  }
+  return op;
+};
+class AsFloat { constructor(v) { this.v = v; } }
+class AsDtype { constructor(d) { this.d = d; } }
+const argOf = (v) => {
+  if (v === null || v === undefined) return { tag: "none" };
+  if (v instanceof Tensor) return { tag: "tensor", val: v };
+  if (v instanceof AsFloat) return { tag: "float", val: v.v };
+  if (v instanceof AsDtype) return { tag: "dtype", val: v.d };
+  if (typeof v === "boolean") return { tag: "boolean", val: v };
+  if (typeof v === "bigint") return { tag: "int", val: v };
+  if (typeof v === "number") return Number.isInteger(v) ? { tag: "int", val: BigInt(v) } : { tag: "float", val: v };
+  if (typeof v === "string") return { tag: "str", val: v };
+  if (Array.isArray(v)) {
+    if (v.some((x) => x === null || x === undefined || x instanceof Tensor)) {
+      return { tag: "tensors", val: v.map((x) => (x === null ? undefined : x)) };
+    }
+    if (v.length > 0 && v.every((x) => typeof x === "boolean")) return { tag: "bools", val: v };
+    if (v.every((x) => Number.isInteger(x))) return { tag: "ints", val: big(v) };
+    return { tag: "floats", val: Float64Array.from(v) };
+  }
+  throw new TypeError(`an operator argument cannot be ${typeof v}`);
+};
+export const aten = {
+  float: (v) => new AsFloat(v),
+  dtype: (d) => new AsDtype(d),
+  // Positional arguments; a last plain object holds named ones ({ dtype: aten.dtype("float32") }).
+  call(name, ...args) {
+    const last = args[args.length - 1];
+    const named = last !== null && typeof last === "object" && last.constructor === Object ? args.pop() : {};
+    let out;
+    try {
+      out = resolve(name).call(args.map(argOf), Object.entries(named).map(([k, v]) => [k, argOf(v)]));
+    } catch (e) {
+      throw new Error(e.payload ?? String(e));
+    }
+    const values = out.map((v) => track(v.val));
+    return values.length === 1 ? values[0] : values;
+  },
+  noGrad(f) {
+    const prev = setGradEnabled(false);
+    try {
+      return f();
+    } finally {
+      setGradEnabled(prev);
+    }
+  },
 };

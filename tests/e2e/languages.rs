@@ -128,3 +128,24 @@ fn init_scaffolds_python_js_and_c_projects_that_build_and_train() {
     }
     assert!(losses.iter().all(|(_, v)| *v == losses[0].1), "the same model in every language: {losses:?}");
 }
+
+#[test]
+fn python_and_javascript_plugins_catch_an_operators_error_and_call_any_operator() {
+    let d = tempfile::tempdir().expect("tempdir");
+    for (name, wants) in [
+        (
+            "python-digits",
+            ["probe caught: aten::mm: ", "cannot be multiplied", "probe masked_fill: [1.0, -1.0, -1.0]", "probe no_grad: tracked=False after=True"],
+        ),
+        (
+            "js-digits",
+            ["probe caught: aten::mm: ", "cannot be multiplied", "probe masked_fill: -1,-1,-1", "probe no_grad: tracked=false after=true"],
+        ),
+    ] {
+        let run = fit(d.path(), name, &["--hparams", "{\"probe_errors\": true}"]);
+        assert!(run.ok(), "{name}: {}", run.stderr);
+        for want in wants {
+            assert!(run.stderr.contains(want), "{name}: {want:?} not in:\n{}", run.stderr);
+        }
+    }
+}

@@ -27,10 +27,10 @@ Write a LightningModule and a LightningDataModule as in Lightning, then export t
 Build with `componentize-py -d wit -w plugin componentize -p sdk/python -p . app -o x.wasm`.
 """
 
+from . import aten, nn, optim
 from . import functional as F
-from . import nn, optim
 from .data import Dataset, random_split, subset
 from .module import LightningDataModule, LightningModule, export
 from .tensor import Dtype, Tensor, tensor
 
-__all__ = ["F", "nn", "optim", "Dataset", "random_split", "subset", "LightningDataModule", "LightningModule", "export", "Dtype", "Tensor", "tensor"]
+__all__ = ["F", "aten", "nn", "optim", "Dataset", "random_split", "subset", "LightningDataModule", "LightningModule", "export", "Dtype", "Tensor", "tensor"]

@@ -1,0 +1,102 @@
+"""Every allowed ATen operator, from Python: `aten.call("aten::masked_fill.Scalar", x, mask,
+0.0)` resolves the operator once and calls it through libtorch's dispatcher in the host,
+with autograd. An operator's error is a RuntimeError with torch's message, which the plugin
+can catch as torch code does; uncaught, the hook fails naming the plugin, the hook and the
+operator. `no_grad()`, `enable_grad()` and `inference_mode()` are torch's context managers.
+"""
+
+import contextlib
+
+from componentize_py_types import Err
+from wit_world.imports import aten as _a
+from wit_world.imports.tensor import Tensor
+from wit_world.imports.types import Dtype
+
+_ops = {}
+
+
+def op(name):
+    """The resolved operator `name` (`aten::name` or `aten::name.overload`)."""
+    o = _ops.get(name)
+    if o is None:
+        try:
+            o = _ops[name] = _a.Op.resolve(name)
+        except Err as e:
+            raise RuntimeError(e.value) from None
+    return o
+
+
+def _arg(v):
+    if v is None:
+        return _a.Arg_None_()
+    if isinstance(v, Tensor):
+        return _a.Arg_Tensor(v)
+    if isinstance(v, bool):
+        return _a.Arg_Boolean(v)
+    if isinstance(v, int):
+        return _a.Arg_Int(v)
+    if isinstance(v, float):
+        return _a.Arg_Float(v)
+    if isinstance(v, str):
+        return _a.Arg_Str(v)
+    if isinstance(v, Dtype):
+        return _a.Arg_Dtype(v)
+    if isinstance(v, (list, tuple)):
+        if any(x is None or isinstance(x, Tensor) for x in v):
+            return _a.Arg_Tensors(list(v))
+        if v and all(isinstance(x, bool) for x in v):
+            return _a.Arg_Bools(list(v))
+        if all(isinstance(x, int) and not isinstance(x, bool) for x in v):
+            return _a.Arg_Ints(list(v))
+        return _a.Arg_Floats([float(x) for x in v])
+    raise TypeError(f"an operator argument cannot be a {type(v).__name__}")
+
+
+def _value(v):
+    if isinstance(v, _a.Value_None_):
+        return None
+    return v.value
+
+
+def call(name, *args, **kwargs):
+    """Calls operator `name`: its result (a tuple when it has several)."""
+    a, kw = [_arg(x) for x in args], [(k, _arg(x)) for k, x in kwargs.items()]
+    try:
+        out = op(name).call(a, kw)
+    except Err as e:
+        raise RuntimeError(e.value) from None
+    values = [_value(v) for v in out]
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+@contextlib.contextmanager
+def _grad_mode(enabled):
+    prev = _a.set_grad_enabled(enabled)
+    try:
+        yield
+    finally:
+        _a.set_grad_enabled(prev)
+
+
+def no_grad():
+    """torch.no_grad()."""
+    return _grad_mode(False)
+
+
+def enable_grad():
+    """torch.enable_grad()."""
+    return _grad_mode(True)
+
+
+@contextlib.contextmanager
+def inference_mode(mode=True):
+    """torch.inference_mode(mode)."""
+    _a.push_inference_mode(mode)
+    try:
+        yield
+    finally:
+        _a.pop_inference_mode()
+
+
+def is_grad_enabled():
+    return _a.is_grad_enabled()
