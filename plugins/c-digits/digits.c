@@ -3,8 +3,8 @@
 // the host).
 #include "lthost.h"
 
-static lt_plugin_nn_own_linear_t hidden, out;
-static lt_plugin_nn_own_dropout_t dropout;
+static lt_linear_t hidden, out;
+static lt_dropout_t dropout;
 static double lr = 0.003;
 // Host calls made per training step for nothing but their cost (make bench).
 static int probe_calls = 0;
@@ -12,8 +12,8 @@ static uint32_t batch_size = 32;
 static lt_plugin_tensor_list_tuple2_string_own_tensor_t splits;
 
 static lt_tensor forward(lt_tensor x) {
-  lt_tensor h = lt_relu(lt_linear_forward(hidden, x));
-  return lt_linear_forward(out, lt_dropout_forward(dropout, h));
+  lt_tensor h = lt_relu(lt_linear_forward(&hidden, x));
+  return lt_linear_forward(&out, lt_dropout_forward(&dropout, h));
 }
 
 bool exports_lt_plugin_lightning_module_configure(plugin_string_t *hparams, plugin_string_t *ret, plugin_string_t *err) {
@@ -27,7 +27,7 @@ bool exports_lt_plugin_lightning_module_configure(plugin_string_t *hparams, plug
     return false;
   }
   hidden = lt_linear("hidden", 64, (uint32_t)width, true);
-  dropout = lt_plugin_nn_constructor_dropout(p);
+  dropout = lt_dropout(p);
   out = lt_linear("out", (uint32_t)width, 10, true);
   char json[256];
   snprintf(json, sizeof json, "{\"hidden\": %d, \"dropout\": %g, \"lr\": %g, \"batch_size\": %d}", (int)width, p, lr, (int)bs);

@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 
 #include "plugin.h"
@@ -100,17 +101,146 @@ static inline lt_tensor lt_randn2(int64_t rows, int64_t cols) {
   return lt_keep(lt_plugin_tensor_static_tensor_randn(&s));
 }
 
-// torch.nn layers: the host creates and initialises the parameters under `path`.
-static inline lt_plugin_nn_own_linear_t lt_linear(const char *path, uint32_t in, uint32_t out, bool bias) {
-  plugin_string_t p;
+// Any allowed ATen operator. An `lt_op` resolves its operator (`"aten::linear"`) on first
+// use; `lt_call` runs it with positional and named arguments and returns its one tensor
+// (kept in the open scope). An operator's error ends the hook naming the operator, as an
+// uncaught RuntimeError; `lt_try_call` returns false with torch's message instead.
+typedef struct {
+  const char *name;
+  bool resolved;
+  lt_plugin_aten_own_op_t op;
+} lt_op;
+#define LT_OP(qualified) {qualified, false, {0}}
+typedef lt_plugin_aten_arg_t lt_arg;
+typedef lt_plugin_aten_tuple2_string_arg_t lt_kwarg;
+
+static inline lt_arg lt_arg_none(void) { return (lt_arg){.tag = LT_PLUGIN_ATEN_ARG_NONE}; }
+static inline lt_arg lt_arg_tensor(lt_tensor t) {
+  lt_arg a = {.tag = LT_PLUGIN_ATEN_ARG_TENSOR};
+  a.val.tensor = lt_b(t);
+  return a;
+}
+static inline lt_arg lt_arg_int(int64_t v) {
+  lt_arg a = {.tag = LT_PLUGIN_ATEN_ARG_INT};
+  a.val.int_ = v;
+  return a;
+}
+static inline lt_arg lt_arg_float(double v) {
+  lt_arg a = {.tag = LT_PLUGIN_ATEN_ARG_FLOAT};
+  a.val.float_ = v;
+  return a;
+}
+static inline lt_arg lt_arg_bool(bool v) {
+  lt_arg a = {.tag = LT_PLUGIN_ATEN_ARG_BOOLEAN};
+  a.val.boolean = v;
+  return a;
+}
+// The list is borrowed for the call.
+static inline lt_arg lt_arg_ints(int64_t *xs, size_t n) {
+  lt_arg a = {.tag = LT_PLUGIN_ATEN_ARG_INTS};
+  a.val.ints = (plugin_list_s64_t){xs, n};
+  return a;
+}
+static inline lt_arg lt_arg_dtype(lt_plugin_types_dtype_t d) {
+  lt_arg a = {.tag = LT_PLUGIN_ATEN_ARG_DTYPE};
+  a.val.dtype = d;
+  return a;
+}
+static inline lt_kwarg lt_kw(const char *name, lt_arg v) {
+  lt_kwarg k;
+  plugin_string_set(&k.f0, name);
+  k.f1 = v;
+  return k;
+}
+
+// Ends the hook with `message` as operator `op`'s error.
+static inline void lt_raise(const char *op, plugin_string_t *message) {
+  plugin_string_t o;
+  plugin_string_set(&o, op);
+  lt_plugin_aten_raise(&o, message);
+}
+
+static inline bool lt_try_call(lt_op *op, lt_arg *args, size_t n, lt_kwarg *kwargs, size_t nkw, lt_tensor *out, plugin_string_t *err) {
+  if (!op->resolved) {
+    plugin_string_t name;
+    plugin_string_set(&name, op->name);
+    if (!lt_plugin_aten_static_op_resolve(&name, &op->op, err)) return false;
+    op->resolved = true;
+  }
+  lt_plugin_aten_list_arg_t a = {args, n};
+  lt_plugin_aten_list_tuple2_string_arg_t k = {kwargs, nkw};
+  if (!lt_plugin_aten_method_op_call_tensor(lt_plugin_aten_borrow_op(op->op), &a, &k, out, err)) return false;
+  lt_keep(*out);
+  return true;
+}
+
+static inline lt_tensor lt_call(lt_op *op, lt_arg *args, size_t n, lt_kwarg *kwargs, size_t nkw) {
+  lt_tensor out;
+  plugin_string_t err;
+  if (!lt_try_call(op, args, n, kwargs, nkw, &out, &err)) lt_raise(op->name, &err);
+  return out;
+}
+
+// torch.nn layers on the ATen operators: parameters drawn as torch.nn's reset_parameters
+// draws them (the Rust SDK's arithmetic), registered with the host under `path`.
+__attribute__((weak)) lt_op lt_op_empty_ = LT_OP("aten::empty.memory_format");
+__attribute__((weak)) lt_op lt_op_uniform_ = LT_OP("aten::uniform_");
+__attribute__((weak)) lt_op lt_op_linear_ = LT_OP("aten::linear");
+__attribute__((weak)) lt_op lt_op_dropout_ = LT_OP("aten::dropout");
+
+// A float32 parameter of `shape` drawn from U(-bound, bound), registered at `path`.
+static inline lt_tensor lt_uniform_parameter(const char *path, int64_t *shape, size_t n, double bound) {
+  lt_arg size[1] = {lt_arg_ints(shape, n)};
+  lt_kwarg dtype[1] = {lt_kw("dtype", lt_arg_dtype(LT_PLUGIN_TYPES_DTYPE_FLOAT32))};
+  lt_tensor t = lt_release(lt_call(&lt_op_empty_, size, 1, dtype, 1));
+  bool grad = lt_plugin_aten_set_grad_enabled(false);
+  lt_arg draw[3] = {lt_arg_tensor(t), lt_arg_float(-bound), lt_arg_float(bound)};
+  lt_plugin_tensor_tensor_drop_own(lt_release(lt_call(&lt_op_uniform_, draw, 3, NULL, 0)));
+  lt_plugin_aten_set_grad_enabled(grad);
+  plugin_string_t p, err;
   plugin_string_set(&p, path);
-  return lt_plugin_nn_constructor_linear(&p, in, out, bias);
+  lt_tensor param;
+  if (!lt_plugin_parameters_register_parameter(&p, lt_b(t), &param, &err)) lt_raise("register_parameter", &err);
+  lt_plugin_tensor_tensor_drop_own(t);
+  return param;
 }
-static inline lt_tensor lt_linear_forward(lt_plugin_nn_own_linear_t l, lt_tensor x) {
-  return lt_keep(lt_plugin_nn_method_linear_forward(lt_plugin_nn_borrow_linear(l), lt_b(x)));
+
+typedef struct {
+  lt_tensor weight, bias;
+  bool has_bias;
+} lt_linear_t;
+
+// torch.nn.Linear(in, out, bias): kaiming_uniform_(a=√5), then the bias from ±1/√in.
+static inline lt_linear_t lt_linear(const char *path, uint32_t in, uint32_t out, bool bias) {
+  char name[512];
+  lt_linear_t l = {.has_bias = bias};
+  double a = sqrt(5.0), gain = sqrt(2.0 / (1.0 + a * a));
+  int64_t w_shape[2] = {out, in}, b_shape[1] = {out};
+  snprintf(name, sizeof name, "%s.weight", path);
+  l.weight = lt_uniform_parameter(name, w_shape, 2, sqrt(3.0) * (gain / sqrt((double)in)));
+  if (bias) {
+    snprintf(name, sizeof name, "%s.bias", path);
+    l.bias = lt_uniform_parameter(name, b_shape, 1, in > 0 ? 1.0 / sqrt((double)in) : 0.0);
+  }
+  plugin_string_t p, kind;
+  plugin_string_set(&p, path);
+  plugin_string_set(&kind, "Linear");
+  lt_plugin_parameters_register_module(&p, &kind);
+  return l;
 }
-static inline lt_tensor lt_dropout_forward(lt_plugin_nn_own_dropout_t d, lt_tensor x) {
-  return lt_keep(lt_plugin_nn_method_dropout_forward(lt_plugin_nn_borrow_dropout(d), lt_b(x)));
+static inline lt_tensor lt_linear_forward(lt_linear_t *l, lt_tensor x) {
+  lt_arg args[3] = {lt_arg_tensor(x), lt_arg_tensor(l->weight), l->has_bias ? lt_arg_tensor(l->bias) : lt_arg_none()};
+  return lt_call(&lt_op_linear_, args, 3, NULL, 0);
+}
+
+// torch.nn.Dropout(p): active while the trainer trains.
+typedef struct {
+  double p;
+} lt_dropout_t;
+static inline lt_dropout_t lt_dropout(double p) { return (lt_dropout_t){p}; }
+static inline lt_tensor lt_dropout_forward(lt_dropout_t *d, lt_tensor x) {
+  lt_arg args[3] = {lt_arg_tensor(x), lt_arg_float(d->p), lt_arg_bool(lt_plugin_trainer_training())};
+  return lt_call(&lt_op_dropout_, args, 3, NULL, 0);
 }
 
 // Lightning's self.log(name, value, prog_bar=...).

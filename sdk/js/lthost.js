@@ -13,9 +13,10 @@
 // which this SDK converts.
 
 import { Tensor, crossEntropy, nllLoss, mseLoss, l1Loss, binaryCrossEntropyWithLogits } from "lt:plugin/tensor@0.2.0";
-import * as wnn from "lt:plugin/nn@0.2.0";
 import { log as wlog, logScalar } from "lt:plugin/log@0.2.0";
-import { Op, setGradEnabled } from "lt:plugin/aten@0.2.0";
+import { Op, setGradEnabled, raise as raiseOp } from "lt:plugin/aten@0.2.0";
+import { registerParameter, registerModule } from "lt:plugin/parameters@0.2.0";
+import { training } from "lt:plugin/trainer@0.2.0";
 
 export { Tensor };
 
@@ -114,19 +115,21 @@ class Layer {
   }
   forward(...inputs) {
     if (this.layer === undefined) throw new Error("a layer was used before it was assigned to a module property");
-    return track(this.layer.forward(...inputs));
+    return this.layer.forward(...inputs); // its operators' results are tracked already
   }
 }
 
 export const nn = {
   Linear: class extends Layer {
     constructor(inF, outF, { bias = true, path } = {}) {
-      super((p) => new wnn.Linear(p, inF, outF, bias));
+      super((p) => new SdkLinear(p, inF, outF, bias));
       if (path) this.bind(path);
     }
   },
   Dropout: class extends Layer {
-    constructor(p = 0.5) { super(() => new wnn.Dropout(p), false); }
+    constructor(p = 0.5) {
+      super(() => new SdkDropout(p), false);
+    }
   },
 };
 
@@ -330,3 +333,41 @@ export const aten = {
     }
   },
 };
+
+// torch.nn layers on the ATen operators: parameters drawn as torch.nn's reset_parameters
+// draws them (the same arithmetic as the Rust SDK's), registered with the host by path.
+const join = (path, name) => (path ? `${path}.${name}` : name);
+const uniform = (shape, bound) => {
+  const t = aten.call("aten::empty.memory_format", shape, { dtype: aten.dtype("float32") });
+  aten.noGrad(() => aten.call("aten::uniform_", t, aten.float(-bound), aten.float(bound)));
+  return t;
+};
+const register = (path, t) => {
+  try {
+    return registerParameter(path, t);
+  } catch (e) {
+    throw new Error(`register_parameter \`${path}\`: ${e.payload ?? e}`);
+  }
+};
+class SdkLinear {
+  constructor(path, inF, outF, bias) {
+    // init.kaiming_uniform_(w, a=math.sqrt(5)), then the bias from ±1/√in.
+    const a = Math.sqrt(5);
+    const gain = Math.sqrt(2.0 / (1 + a * a));
+    this.weight = register(join(path, "weight"), uniform([outF, inF], Math.sqrt(3.0) * (gain / Math.sqrt(inF))));
+    this.bias = bias ? register(join(path, "bias"), uniform([outF], inF > 0 ? 1 / Math.sqrt(inF) : 0)) : null;
+    registerModule(path, "Linear");
+  }
+  forward(x) {
+    return aten.call("aten::linear", x, this.weight, this.bias);
+  }
+}
+class SdkDropout {
+  constructor(p) {
+    if (!(p >= 0 && p <= 1)) raiseOp("dropout", `probability must be in [0, 1], got ${p}`);
+    this.p = p;
+  }
+  forward(x) {
+    return aten.call("aten::dropout", x, aten.float(this.p), training());
+  }
+}

@@ -135,11 +135,21 @@ fn python_and_javascript_plugins_catch_an_operators_error_and_call_any_operator(
     for (name, wants) in [
         (
             "python-digits",
-            ["probe caught: aten::mm: ", "cannot be multiplied", "probe masked_fill: [1.0, -1.0, -1.0]", "probe no_grad: tracked=False after=True"],
+            [
+                "probe caught: aten::mm: ",
+                "cannot be multiplied",
+                "probe masked_fill: [1.0, -1.0, -1.0]",
+                "probe no_grad: tracked=False after=True",
+            ],
         ),
         (
             "js-digits",
-            ["probe caught: aten::mm: ", "cannot be multiplied", "probe masked_fill: -1,-1,-1", "probe no_grad: tracked=false after=true"],
+            [
+                "probe caught: aten::mm: ",
+                "cannot be multiplied",
+                "probe masked_fill: -1,-1,-1",
+                "probe no_grad: tracked=false after=true",
+            ],
         ),
     ] {
         let run = fit(d.path(), name, &["--hparams", "{\"probe_errors\": true}"]);

@@ -1,6 +1,9 @@
-//! torch.nn layers with torch's `reset_parameters` (same draws, same order) and forward
-//! passes that call the same ATen kernels as torch.nn. Parameters live in the
-//! [`ParamStore`]; a layer keeps shallow clones of them.
+//! torch.nn layers in the host, with torch's `reset_parameters` (same draws, same order) and
+//! forward passes that call the same ATen kernels as torch.nn: the native baseline's
+//! (`host/examples/native_bench.rs`, what `make bench` holds lthost to) and the functional
+//! pieces the typed `tensor` interface offers (dropout, pools). Plugins' layers are their
+//! SDK's, on the ATen operators. Parameters live in a [`ParamStore`]; a layer keeps shallow
+//! clones of them.
 
 use tch::{Device, Kind, Tensor};
 

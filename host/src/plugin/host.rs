@@ -4,7 +4,6 @@
 
 pub mod aten;
 pub mod log;
-pub mod nn;
 pub mod optimization;
 pub mod parameters;
 pub mod tensor;

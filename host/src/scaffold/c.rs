@@ -10,12 +10,12 @@ const MODEL_C: &str = r#"// {name}: a LightningModule and a DataModule for lthos
 // Learns y = 0.5 * sum(x) from samples with a two-layer MLP.
 #include "lthost.h"
 
-static lt_plugin_nn_own_linear_t hidden, out;
+static lt_linear_t hidden, out;
 static double lr = 0.01;
 static uint32_t batch_size = 32;
 static lt_tensor xs[2], ys[2];
 
-static lt_tensor forward(lt_tensor x) { return lt_linear_forward(out, lt_relu(lt_linear_forward(hidden, x))); }
+static lt_tensor forward(lt_tensor x) { return lt_linear_forward(&out, lt_relu(lt_linear_forward(&hidden, x))); }
 
 bool exports_lt_plugin_lightning_module_configure(plugin_string_t *hparams, plugin_string_t *ret, plugin_string_t *err) {
   lr = lt_hparam(hparams, "lr", 0.01);

@@ -98,5 +98,10 @@ def inference_mode(mode=True):
         _a.pop_inference_mode()
 
 
+def raise_(op_name, message):
+    """Ends the hook with `message` as operator `op_name`'s error (an uncaught RuntimeError)."""
+    _a.raise_(op_name, message)
+
+
 def is_grad_enabled():
     return _a.is_grad_enabled()

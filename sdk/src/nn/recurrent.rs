@@ -39,8 +39,7 @@ impl Lstm {
             for dir in 0..dirs {
                 let suffix = if dir == 1 { "_reverse" } else { "" };
                 let inp = if layer == 0 { input } else { hidden * dirs };
-                let mut shapes =
-                    vec![("weight_ih", vec![4 * hidden, inp]), ("weight_hh", vec![4 * hidden, hidden])];
+                let mut shapes = vec![("weight_ih", vec![4 * hidden, inp]), ("weight_hh", vec![4 * hidden, hidden])];
                 if options.bias {
                     shapes.push(("bias_ih", vec![4 * hidden]));
                     shapes.push(("bias_hh", vec![4 * hidden]));
