@@ -1,11 +1,11 @@
 //! torch's own op tests through lthost's generic operator call (issue 16): every ATen call
-//! that OpInfo's CPU float32 samples make in torch (recorded with its arguments and results
+//! that OpInfo's CPU samples make in torch, in float32, float64 and int64 (recorded with its arguments and results
 //! by tests/reference/opinfo_reference.py) is replayed through `engine::aten::Op` — found by
 //! its schema name, called with the same values — and its results compared with torch's.
 //! `empty*` results (uninitialised memory) are compared by shape and dtype. Where the op has a
 //! backward, the gradients of sum(out · linspace(-1, 1)) with respect to every floating tensor
 //! argument are compared with torch's too. Prints the count
-//! (OpInfos, calls, passing, failing with why) and holds the pass rate.
+//! (OpInfo entries, one per OpInfo and dtype; calls; passing; failing with why) and holds the pass rate.
 
 use std::collections::BTreeMap;
 
@@ -243,7 +243,7 @@ fn opinfo_samples_give_torchs_results_through_the_generic_call() {
     let (total, passing) = (by_opinfo.len() - denied.len(), by_opinfo.len() - denied.len() - failing.len());
     let skipped = r["skipped"].as_object().expect("skipped").len();
     println!(
-        "OpInfo: {} entries; {skipped} without a replayable float32 CPU call; {} call a denied operator; {total} replayed \
+        "OpInfo: {} entries; {skipped} without a replayable CPU call; {} call a denied operator; {total} replayed \
          ({} calls to {} ATen overloads): {passing} pass, {} fail; calls {calls_ok}/{} match; {} gradients compared",
         r["opinfos"],
         denied.len(),

@@ -1,5 +1,6 @@
 """torch's own op tests, as cases for lthost's generic operator call (issue 16): every OpInfo
-of `torch.testing._internal.common_methods_invocations.op_db`, its CPU float32 sample inputs
+of `torch.testing._internal.common_methods_invocations.op_db`, its CPU sample inputs in
+float32, float64 and int64 (one entry per OpInfo and dtype)
 run by torch under a dispatch mode that records each ATen operator call the sample makes
 (the overload, its arguments as the dispatcher receives them, its results). lthost replays
 each call through `engine::aten::Op` and compares the results (tests/e2e/opinfo.rs).
@@ -19,6 +20,8 @@ import warnings
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+# The sample dtypes: an OpInfo entry per OpInfo and dtype (float32's named plainly).
+RUN_DTYPES = {torch.float32: "", torch.float64: " [float64]", torch.int64: " [int64]"}
 SAMPLES = 2
 CALLS = 3
 MAX_NUMEL = 4096
@@ -193,14 +196,15 @@ def main(path):
     from torch.testing._internal.common_methods_invocations import op_db
 
     cases, skipped = [], {}
-    for info in op_db:
-        name = info.name + (f" ({info.variant_test_name})" if info.variant_test_name else "")
-        if not info.supports_dtype(torch.float32, "cpu"):
-            skipped[name] = "no float32 on CPU"
+    entries = [(info, dtype) for dtype in RUN_DTYPES for info in op_db]
+    for info, dtype in entries:
+        name = info.name + (f" ({info.variant_test_name})" if info.variant_test_name else "") + RUN_DTYPES[dtype]
+        if not info.supports_dtype(dtype, "cpu"):
+            skipped[name] = f"no {dtype} on CPU"
             continue
         made, why = 0, "no sample"
         try:
-            samples = list(info.sample_inputs("cpu", torch.float32, requires_grad=False))[:SAMPLES]
+            samples = list(info.sample_inputs("cpu", dtype, requires_grad=False))[:SAMPLES]
         except Exception as e:  # noqa: BLE001 - an OpInfo that cannot make samples here
             skipped[name] = f"samples: {type(e).__name__}"
             continue
@@ -217,7 +221,7 @@ def main(path):
             for case, replay in zip(rec.calls, rec.replays):
                 try:
                     case["grads"] = None if "empty" in case["op"] else grads(*replay)
-                except Unsupported:
+                except (Unsupported, RuntimeError):  # no comparable gradient (unallocated, ...)
                     case["grads"] = None
                 case["opinfo"], case["sample"] = name, i
                 cases.append(case)
@@ -225,8 +229,9 @@ def main(path):
         if made == 0:
             skipped[name] = why
     with open(path, "w") as f:
-        json.dump({"torch": torch.__version__, "opinfos": len(op_db), "cases": cases, "skipped": skipped}, f)
-    print(f"wrote {path}: {len(cases)} calls from {len(op_db) - len(skipped)} of {len(op_db)} OpInfos")
+        json.dump({"torch": torch.__version__, "opinfos": len(entries), "cases": cases, "skipped": skipped}, f)
+    print(f"wrote {path}: {len(cases)} calls from {len(entries) - len(skipped)} of {len(entries)} OpInfo entries "
+          f"({len(op_db)} OpInfos × {len(RUN_DTYPES)} dtypes)")
 
 
 if __name__ == "__main__":
