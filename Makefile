@@ -103,6 +103,7 @@ reference: setup
 	$(PY) tests/reference/opinfo_reference.py tests/reference/opinfo.json
 	$(PY) tests/reference/nanogpt_reference.py tests/reference/nanogpt.json
 	$(PY) tests/reference/resnet_reference.py tests/reference/resnet.json
+	$(PY) tests/reference/init_reference.py tests/reference/init.json
 
 # Performance side by side (see bench/bench.py); writes bench/results.md.
 bench: host plugins

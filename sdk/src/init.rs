@@ -62,18 +62,65 @@ pub fn ones_(t: &Tensor) {
     constant_(t, 1.0);
 }
 
-/// torch.nn.init.trunc_normal_: the inverse-CDF method torch uses (uniform draw, erfinv,
-/// scale, shift, clamp), one uniform draw per element.
+/// torch.nn.init.trunc_normal_, as torch 2.13 draws it: when the interval holds more than 30%
+/// of the mass, normal draws with the out-of-bounds ones redrawn until none is left; else
+/// uniform candidates over [a, b] accepted against the normal density (both loops as
+/// torch's, op for op).
 pub fn trunc_normal_(t: &Tensor, mean: f64, std: f64, a: f64, b: f64) {
-    let norm_cdf = |x: f64| (1.0 + libm_erf(x / 2f64.sqrt())) / 2.0;
-    let l = norm_cdf((a - mean) / std);
-    let u = norm_cdf((b - mean) / std);
+    let norm_cdf = |x: f64| (1.0 + erf(x / 2f64.sqrt())) / 2.0;
+    let any = |m: &Tensor| aten::is_nonzero(&aten::any(m));
     no_grad(|| {
-        aten::uniform_(t, 2.0 * l - 1.0, 2.0 * u - 1.0);
-        aten::erfinv_(t);
-        aten::mul_scalar_(t, std * 2f64.sqrt());
-        aten::add_scalar_(t, mean, 1);
-        aten::clamp_(t, Some(a.into()), Some(b.into()));
+        let p = norm_cdf((b - mean) / std) - norm_cdf((a - mean) / std);
+        if p > 0.3 {
+            // The bounds as the tensor's dtype holds them (`tensor.new_tensor(a).item()`).
+            let bound = |v: f64| aten::item(&aten::scalar_tensor(v, Some(t.dtype()), None, None, None));
+            let (lo, hi) = (bound(a), bound(b));
+            let mut result = aten::normal_(t, mean, std);
+            let mut replaced = false;
+            loop {
+                let mask = aten::bitwise_or(&aten::lt_scalar(&result, lo), &aten::gt_scalar(&result, hi));
+                if !any(&mask) {
+                    break;
+                }
+                let fresh = aten::normal_(&aten::empty_like(&result, None, None, None, None, None), mean, std);
+                result = aten::where_self(&mask, &fresh, &result);
+                replaced = true;
+            }
+            if replaced {
+                aten::copy_(t, &result, false);
+            }
+        } else {
+            let mode = a.max(mean.min(b));
+            let log_peak = -0.5 * ((mode - mean) / std).powi(2);
+            let candidates = aten::empty_like(t, None, None, None, None, None);
+            let accept = aten::empty_like(t, None, None, None, None, None);
+            // log_pdf = -0.5 * ((candidates - mean) / std) ** 2 - log_peak, in place.
+            let log_pdf = |c: &Tensor| {
+                aten::sub_scalar_(c, mean, 1);
+                aten::div_scalar_(c, std);
+                aten::pow_scalar_(c, 2);
+                aten::mul_scalar_(c, -0.5);
+                aten::sub_scalar_(c, log_peak, 1);
+            };
+            let rejects = |c: &Tensor| aten::gt(&aten::log_(&aten::uniform_(&accept, 0.0, 1.0)), c);
+            aten::uniform_(t, a, b);
+            aten::copy_(&candidates, t, false);
+            log_pdf(&candidates);
+            let mut pending = rejects(&candidates);
+            if any(&pending) {
+                let mut result = aten::alias(t);
+                loop {
+                    aten::uniform_(&candidates, a, b);
+                    result = aten::where_self(&pending, &candidates, &result);
+                    log_pdf(&candidates);
+                    pending = aten::where_self(&pending, &rejects(&candidates), &pending);
+                    if !any(&pending) {
+                        break;
+                    }
+                }
+                aten::copy_(t, &result, false);
+            }
+        }
     });
 }
 
@@ -133,8 +180,8 @@ pub fn orthogonal_(t: &Tensor, gain: f64) {
     });
 }
 
-/// erf, for trunc_normal_'s bounds (torch uses Python's math.erf).
-fn libm_erf(x: f64) -> f64 {
+/// erf, for trunc_normal_'s mass test (torch uses Python's math.erf).
+fn erf(x: f64) -> f64 {
     // Abramowitz–Stegun would be 1e-7 off; use the series/continued fraction to full precision.
     let t = x.abs();
     let r = if t < 2.5 {

@@ -57,7 +57,7 @@ fn a_plugin_catches_op_errors_drives_autograd_and_stays_in_its_budget() {
     has("inference-mode", &["inference=true tracked=false after: inference=false tracked=true"]);
     has("denied", &[&format!("{n} of {n} refused", n = denied.len())]);
     has("denied-example", &["not allowed in a plugin", "file"]);
-    for budget in ["budget-output", "budget-materialise", "budget-resize"] {
+    for budget in ["budget-output", "budget-materialise", "budget-resize", "budget-autograd"] {
         has(budget, &["error: aten::", "over its budget of 64 MiB"]);
     }
     has("view-chain", &["ok 4194304"]);
@@ -78,4 +78,44 @@ fn walk(root: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+#[test]
+fn the_sdks_nn_init_draws_torchs_values() {
+    let path = crate::common::repo_root().join("tests/reference/init.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("{} is missing: run `make reference`", path.display()));
+    let r: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wasm = plugin("aten-probe");
+    let seed = r["seed"].as_u64().expect("seed").to_string();
+    let args = [
+        "fit",
+        wasm.to_str().expect("utf-8"),
+        "--seed",
+        &seed,
+        "--max-epochs",
+        "1",
+        "--no-progress-bar",
+        "--accelerator",
+        "cpu",
+        "--hparams",
+        r#"{"init_check": true}"#,
+    ];
+    let run = lthost(dir.path(), &args);
+    assert!(run.ok(), "{}", run.stderr);
+    let values = r["values"].as_object().expect("values");
+    assert_eq!(values.len(), 13);
+    for (name, want) in values {
+        let key = format!("probe init {name}: [");
+        let line = run.stderr.lines().find_map(|l| l.split_once(&key).map(|(_, v)| v.to_string()));
+        let line = line.unwrap_or_else(|| panic!("no `{name}` line in:\n{}", run.stderr));
+        let got: Vec<f32> = line.trim_end_matches(']').split(", ").map(|v| v.parse().expect("a float")).collect();
+        let want: Vec<f32> = want.as_array().expect("list").iter().map(|v| v.as_f64().expect("float") as f32).collect();
+        assert_eq!(got.len(), want.len(), "{name}");
+        // Bit for bit: the same draws from the same generator state with torch's arithmetic.
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!(g == w, "{name}[{i}]: lthost {g} vs torch {w}");
+        }
+    }
 }

@@ -90,6 +90,18 @@ fn probe_budget() {
     let grow = aten::zeros(&[16], None, None, None, None);
     report("budget-resize", err_text(aten::f_resize_(&grow, &[256 << 20], None)));
     report("after-budget", format!("{:?}", grow.shape()));
+    // Autograd's saved tensors are charged too: a chain of products keeps every
+    // intermediate (4 MiB each) for the backward pass until the budget refuses one.
+    let x = aten::ones(&[1 << 20], None, None, None, None);
+    x.set_requires_grad(true).expect("a leaf");
+    let chained = (|| {
+        let mut y = aten::f_mul_scalar(&x, 1.0)?;
+        for _ in 0..64 {
+            y = aten::f_mul(&y, &x)?;
+        }
+        Ok::<Tensor, TorchError>(y)
+    })();
+    report("budget-autograd", err_text(chained));
 }
 
 /// Host-call cost from a Rust guest, for `make bench`: `rounds` rounds, each `calls` calls of
@@ -113,16 +125,49 @@ fn call_cost(rounds: u64, calls: u64) {
     }
 }
 
+/// torch.nn.init from the SDK, in a fixed order from the run's seed, for
+/// tests/reference/init_reference.py's values: one `probe init <name>: [..]` line each.
+fn init_check() {
+    use init::{Mode, Nonlinearity};
+    let fresh = || aten::empty(&[16, 8], Some(Dtype::Float32), None, None, None, None);
+    let steps: Vec<(&str, Box<dyn Fn(&Tensor)>)> = vec![
+        ("uniform_", Box::new(|t| init::uniform_(t, -0.5, 0.5))),
+        ("normal_", Box::new(|t| init::normal_(t, 0.1, 2.0))),
+        ("trunc_normal_", Box::new(|t| init::trunc_normal_(t, 0.0, 1.0, -2.0, 2.0))),
+        ("trunc_normal_tail", Box::new(|t| init::trunc_normal_(t, 0.0, 1.0, 1.5, 3.0))),
+        ("xavier_uniform_", Box::new(|t| init::xavier_uniform_(t, 1.5))),
+        ("xavier_normal_", Box::new(|t| init::xavier_normal_(t, 0.5))),
+        ("kaiming_uniform_", Box::new(|t| init::kaiming_uniform_(t, 0.0, Mode::FanIn, Nonlinearity::Relu))),
+        ("kaiming_normal_", Box::new(|t| init::kaiming_normal_(t, 0.0, Mode::FanOut, Nonlinearity::Relu))),
+        (
+            "kaiming_uniform_leaky",
+            Box::new(|t| init::kaiming_uniform_(t, 0.1, Mode::FanIn, Nonlinearity::LeakyRelu(0.1))),
+        ),
+        ("orthogonal_", Box::new(|t| init::orthogonal_(t, 1.0))),
+        ("constant_", Box::new(|t| init::constant_(t, 0.3))),
+        ("ones_", Box::new(init::ones_)),
+        ("zeros_", Box::new(init::zeros_)),
+    ];
+    for (name, f) in steps {
+        let t = fresh();
+        f(&t);
+        report(&format!("init {name}"), format!("{:?}", t.to_f32_list()));
+    }
+}
+
 struct Probe {
     w: Tensor,
 }
 
 impl LightningModule for Probe {
     fn default_hparams() -> lthost_sdk::serde_json::Value {
-        json!({"denied": []})
+        json!({"denied": [], "init_check": false})
     }
 
     fn configure(hp: &Hparams) -> Result<Self, String> {
+        if hp.bool_or("init_check", false) {
+            init_check();
+        }
         if let Some(c) = hp.get("call_cost") {
             call_cost(c["rounds"].as_u64().unwrap_or(10), c["calls"].as_u64().unwrap_or(20_000));
         }
