@@ -15,29 +15,15 @@ fn a_plugin_catches_op_errors_drives_autograd_and_stays_in_its_budget() {
         lthost::engine::aten_denylist::denied_among(&registered).into_iter().map(String::from).collect();
     assert!(denied.len() > 100, "{} denied", denied.len());
     let hparams = serde_json::json!({ "denied": denied }).to_string();
-    let wasm = plugin("aten-probe");
-    let args = [
-        "fit",
-        wasm.to_str().expect("utf-8"),
-        "--config",
-        cfg.to_str().expect("utf-8"),
-        "--max-epochs",
-        "1",
-        "--no-progress-bar",
-        "--accelerator",
-        "cpu",
-        "--hparams",
-        &hparams,
-    ];
-    let run = lthost(dir.path(), &args);
+    let run = probe(dir.path(), &["--config", cfg.to_str().expect("utf-8"), "--hparams", &hparams]);
     assert!(run.ok(), "the probe survives every caught error:\n{}", run.stderr);
-    let probe = |name: &str| -> String {
+    let said = |name: &str| -> String {
         let key = format!("probe {name}: ");
         let line = run.stderr.lines().find_map(|l| l.split_once(&key).map(|(_, v)| v.to_string()));
         line.unwrap_or_else(|| panic!("no `{name}` probe in:\n{}", run.stderr))
     };
     let has = |name: &str, parts: &[&str]| {
-        let got = probe(name);
+        let got = said(name);
         for p in parts {
             assert!(got.contains(p), "probe {name}: {got:?} lacks {p:?}");
         }
@@ -67,6 +53,15 @@ fn a_plugin_catches_op_errors_drives_autograd_and_stays_in_its_budget() {
     assert_eq!(written, vec![cfg.clone()], "nothing written outside the run's logs");
 }
 
+/// One epoch of tests/plugins/aten-probe on the CPU in `dir`, with `extra` arguments.
+fn probe(dir: &std::path::Path, extra: &[&str]) -> crate::common::Run {
+    let wasm = plugin("aten-probe");
+    let mut args =
+        vec!["fit", wasm.to_str().expect("utf-8"), "--max-epochs", "1", "--no-progress-bar", "--accelerator", "cpu"];
+    args.extend_from_slice(extra);
+    lthost(dir, &args)
+}
+
 fn walk(root: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(root).expect("read_dir").flatten() {
@@ -87,22 +82,8 @@ fn the_sdks_nn_init_draws_torchs_values() {
         .unwrap_or_else(|_| panic!("{} is missing: run `make reference`", path.display()));
     let r: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
     let dir = tempfile::tempdir().expect("tempdir");
-    let wasm = plugin("aten-probe");
     let seed = r["seed"].as_u64().expect("seed").to_string();
-    let args = [
-        "fit",
-        wasm.to_str().expect("utf-8"),
-        "--seed",
-        &seed,
-        "--max-epochs",
-        "1",
-        "--no-progress-bar",
-        "--accelerator",
-        "cpu",
-        "--hparams",
-        r#"{"init_check": true}"#,
-    ];
-    let run = lthost(dir.path(), &args);
+    let run = probe(dir.path(), &["--seed", &seed, "--hparams", r#"{"init_check": true}"#]);
     assert!(run.ok(), "{}", run.stderr);
     let values = r["values"].as_object().expect("values");
     assert_eq!(values.len(), 13);

@@ -47,6 +47,8 @@ pub struct Op {
     handle: *mut c_void,
     name: String,
     schema: String,
+    /// Whether it takes a `Generator?` argument (read from the schema once).
+    takes_generator: bool,
     /// The overload that takes a generator, for one that does not (`aten::randn` →
     /// `aten::randn.generator`), found on first need.
     drawing: std::sync::OnceLock<Option<Box<Op>>>,
@@ -92,7 +94,8 @@ impl Op {
         }
         // SAFETY: a live handle; the schema string is malloc'd and taken by take_string.
         let schema = unsafe { take_string(lthost_op_schema(handle)) };
-        Ok(Op { handle, name: qualified.to_string(), schema, drawing: std::sync::OnceLock::new() })
+        let takes_generator = schema.contains("Generator?");
+        Ok(Op { handle, name: qualified.to_string(), schema, takes_generator, drawing: std::sync::OnceLock::new() })
     }
 
     /// Every `aten::` operator registered with libtorch's dispatcher (`aten::name[.overload]`),
@@ -117,7 +120,7 @@ impl Op {
 
     /// Whether the operator takes a `Generator?` argument.
     pub fn takes_generator(&self) -> bool {
-        self.schema.contains("Generator?")
+        self.takes_generator
     }
 
     /// The overload of the same operator that takes a generator, for one that does not

@@ -44,6 +44,20 @@ impl DType {
     }
 
     /// Bytes per element.
+    /// torch's `ScalarType` code (what a `ScalarType` operator argument holds).
+    pub fn scalar_type(self) -> i64 {
+        match self {
+            DType::UInt8 => 0,
+            DType::Int32 => 3,
+            DType::Int64 => 4,
+            DType::Float16 => 5,
+            DType::Float32 => 6,
+            DType::Float64 => 7,
+            DType::Bool => 11,
+            DType::BFloat16 => 15,
+        }
+    }
+
     pub fn size(self) -> usize {
         match self {
             DType::Float64 | DType::Int64 => 8,

@@ -12,43 +12,29 @@ use crate::engine::aten::{Op, Value as AValue};
 use crate::engine::torch_ext;
 use crate::error::{OpError, OpResult};
 use crate::plugin::bindings::aten::{self, Arg, Value};
-use crate::plugin::bindings::types::Dtype;
+use crate::plugin::host::tensor::dtype_in;
 use crate::plugin::state::PluginState;
 
 type R<T> = wasmtime::Result<T>;
 
-/// torch's ScalarType code for a WIT dtype (what a `ScalarType` argument holds).
-fn scalar_type(d: Dtype) -> i64 {
-    match d {
-        Dtype::Uint8 => 0,
-        Dtype::Int32 => 3,
-        Dtype::Int64 => 4,
-        Dtype::Float16 => 5,
-        Dtype::Float32 => 6,
-        Dtype::Float64 => 7,
-        Dtype::Boolean => 11,
-        Dtype::Bfloat16 => 15,
-    }
-}
-
 impl PluginState {
-    fn arg(&self, a: &Arg, op: &str) -> OpResult<AValue> {
+    fn arg(&self, a: Arg, op: &str) -> OpResult<AValue> {
         Ok(match a {
             Arg::None => AValue::None,
-            Arg::Tensor(h) => AValue::Tensor(self.tensor(h, op)?.shallow_clone()),
-            Arg::Int(i) => AValue::Int(*i),
-            Arg::Float(f) => AValue::Float(*f),
-            Arg::Boolean(b) => AValue::Bool(*b),
-            Arg::Ints(xs) => AValue::Ints(xs.clone()),
-            Arg::Floats(xs) => AValue::Floats(xs.clone()),
-            Arg::Bools(xs) => AValue::Bools(xs.clone()),
+            Arg::Tensor(h) => AValue::Tensor(self.tensor(&h, op)?.shallow_clone()),
+            Arg::Int(i) => AValue::Int(i),
+            Arg::Float(f) => AValue::Float(f),
+            Arg::Boolean(b) => AValue::Bool(b),
+            Arg::Ints(xs) => AValue::Ints(xs),
+            Arg::Floats(xs) => AValue::Floats(xs),
+            Arg::Bools(xs) => AValue::Bools(xs),
             Arg::Tensors(hs) => AValue::Tensors(
                 hs.iter()
                     .map(|h| h.as_ref().map(|h| self.tensor(h, op).map(Tensor::shallow_clone)).transpose())
                     .collect::<OpResult<_>>()?,
             ),
-            Arg::Str(s) => AValue::Str(s.clone()),
-            Arg::Dtype(d) => AValue::Int(scalar_type(*d)),
+            Arg::Str(s) => AValue::Str(s),
+            Arg::Dtype(d) => AValue::Int(dtype_in(d).scalar_type()),
         })
     }
 
@@ -75,15 +61,16 @@ impl PluginState {
     fn run_op(
         &mut self,
         this: &Resource<Arc<Op>>,
-        args: &[Arg],
-        kwargs: &[(String, Arg)],
+        args: Vec<Arg>,
+        kwargs: Vec<(String, Arg)>,
     ) -> OpResult<(Arc<Op>, Result<Vec<AValue>, String>)> {
         let op = Arc::clone(self.get(this, "op.call")?);
         let name = op.name();
         crate::plugin::panic_guard::set_op(name);
-        let args: Vec<AValue> = args.iter().map(|a| self.arg(a, name)).collect::<OpResult<_>>()?;
-        let kw: Vec<(&str, AValue)> =
-            kwargs.iter().map(|(k, a)| Ok((k.as_str(), self.arg(a, name)?))).collect::<OpResult<_>>()?;
+        let args: Vec<AValue> = args.into_iter().map(|a| self.arg(a, name)).collect::<OpResult<_>>()?;
+        let (names, values): (Vec<String>, Vec<Arg>) = kwargs.into_iter().unzip();
+        let values: Vec<AValue> = values.into_iter().map(|a| self.arg(a, name)).collect::<OpResult<_>>()?;
+        let kw: Vec<(&str, AValue)> = names.iter().map(String::as_str).zip(values).collect();
         let results = op.call_drawing(&args, &kw, self.generator.as_mut());
         Ok((op, results))
     }
@@ -112,7 +99,7 @@ impl aten::HostOp for PluginState {
         args: Vec<Arg>,
         kwargs: Vec<(String, Arg)>,
     ) -> R<Result<Vec<Value>, String>> {
-        let (op, results) = match self.run_op(&this, &args, &kwargs)? {
+        let (op, results) = match self.run_op(&this, args, kwargs)? {
             (op, Ok(r)) => (op, r),
             (_, Err(e)) => return Ok(Err(e)),
         };
@@ -126,7 +113,7 @@ impl aten::HostOp for PluginState {
         args: Vec<Arg>,
         kwargs: Vec<(String, Arg)>,
     ) -> R<Result<Resource<Tensor>, String>> {
-        let (op, mut results) = match self.run_op(&this, &args, &kwargs)? {
+        let (op, mut results) = match self.run_op(&this, args, kwargs)? {
             (op, Ok(r)) => (op, r),
             (_, Err(e)) => return Ok(Err(e)),
         };
