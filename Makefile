@@ -63,12 +63,15 @@ tools/js/node_modules/.installed: tools/js/package-lock.json
 host: setup
 	$(CARGO) build --release -p lthost
 
-# The Rust SDK's typed ATen bindings, generated from torch's operator schemas (committed;
-# regenerated when the generator, the denylist or torch changes).
-sdk/src/aten_ops.rs: tools/gen_ops.py host/src/engine/aten_denylist.rs .stamps/venv
+# The SDKs' typed ATen bindings (Rust, Python, the table in the JS SDK, C), generated from
+# torch's operator schemas (committed; regenerated together when the generators, the
+# denylist or torch changes).
+GENERATED_OPS := sdk/src/aten_ops.rs sdk/python/lthost/aten_ops.py sdk/c/lthost_aten.h
+$(GENERATED_OPS) &: tools/gen_ops.py tools/gen_ops_sdks.py host/src/engine/aten_denylist.rs .stamps/venv
 	$(PY) tools/gen_ops.py
+	@touch $(GENERATED_OPS)
 
-plugins: setup host $(DEVKEY) sdk/src/aten_ops.rs
+plugins: setup host $(DEVKEY) $(GENERATED_OPS)
 	$(CARGO) build --release --target wasm32-wasip2 $(addprefix -p ,$(PLUGINS))
 	@mkdir -p $(PLUGIN_DIR)
 	@for p in $(PLUGINS); do \

@@ -1,4 +1,5 @@
-"""Generates the Rust SDK's typed ATen bindings (`sdk/src/aten_ops.rs`) from torch's own
+"""Generates the SDKs' typed ATen bindings (Rust `sdk/src/aten_ops.rs`; Python, JavaScript and
+C by `tools/gen_ops_sdks.py`, with the same names) from torch's own
 operator schemas: every `aten` operator in libtorch's dispatcher that a plugin may call (the
 host's denylist, `host/src/engine/aten_denylist.rs`, is read and honoured), except `out=`
 forms and schemas whose types a plugin cannot pass (named dimensions, storages, streams,
@@ -21,10 +22,15 @@ import sys
 from pathlib import Path
 
 import torch
+
+import gen_ops_sdks
 from torchgen.model import BaseTy, BaseType, FunctionSchema, ListType, OptionalType
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "sdk" / "src" / "aten_ops.rs"
+PY_OUT = ROOT / "sdk" / "python" / "lthost" / "aten_ops.py"
+JS_SDK = ROOT / "sdk" / "js" / "lthost.js"
+C_OUT = ROOT / "sdk" / "c" / "lthost_aten.h"
 DENYLIST = ROOT / "host" / "src" / "engine" / "aten_denylist.rs"
 
 KEYWORDS = set(
@@ -239,6 +245,7 @@ def generate():
     methods = []
     count = 0
     seen = set()
+    bound = []  # (index, name, qualified, schema, FunctionSchema) for the other SDKs
     for base in sorted(by_name):
         overloads = by_name[base]
         for o, text, f, args, (rty, rexpr) in overloads:
@@ -262,6 +269,7 @@ def generate():
                     kw_lines.append(f'    if let Some(v) = {arg_name(a)} {{ kw.push(("{a.name}", {p[1].format("v")})); }}')
                 else:
                     kw_lines.append(f'    kw.push(("{a.name}", {make_arg(a, p)}));')
+            bound.append((count, name, qual, text, f))
             rid = ident(name)
             fid = f"f_{name}"
             doc = text.replace("\\", "\\\\")
@@ -313,20 +321,39 @@ def generate():
             "    }",
         ]
     lines += ["}", "", f"/// Operators bound here (the size of the handle cache).", f"pub const COUNT: usize = {count};", ""]
-    return "\n".join(lines), count, len(methods), skipped
+    return "\n".join(lines), count, len(methods), skipped, bound
+
+
+def with_js_table(table):
+    """sdk/js/lthost.js with its generated block replaced by `table`."""
+    text = JS_SDK.read_text()
+    a = text.index(gen_ops_sdks.JS_BEGIN)
+    b = text.index(gen_ops_sdks.JS_END) + len(gen_ops_sdks.JS_END)
+    return text[:a] + table + text[b:]
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--check", action="store_true", help="fail if the committed file differs")
+    ap.add_argument("--check", action="store_true", help="fail if a committed file differs")
     a = ap.parse_args()
-    text, count, methods, skipped = generate()
+    text, count, methods, skipped, bound = generate()
+    version = torch.__version__.split("+")[0]
+    c_text, c_count = gen_ops_sdks.c_header(bound, version)
+    files = {
+        OUT: text,
+        PY_OUT: gen_ops_sdks.python(bound, version),
+        JS_SDK: with_js_table(gen_ops_sdks.js(bound, version)),
+        C_OUT: c_text,
+    }
     if a.check:
-        if OUT.read_text() != text:
-            sys.exit(f"{OUT} is stale: run `python tools/gen_ops.py`")
+        stale = [str(p.relative_to(ROOT)) for p, t in files.items() if p.read_text() != t]
+        if stale:
+            sys.exit(f"stale: {', '.join(stale)}: run `python tools/gen_ops.py`")
         return
-    OUT.write_text(text)
-    print(f"gen_ops: {count} operators ({methods} also methods) -> {OUT.relative_to(ROOT)}; skipped: {sum(skipped.values())} " + str(dict(sorted(skipped.items(), key=lambda kv: -kv[1])[:6])))
+    for p, t in files.items():
+        if not p.exists() or p.read_text() != t:
+            p.write_text(t)
+    print(f"gen_ops: {count} operators ({methods} also methods; {c_count} in C) -> Rust, Python, JS, C; skipped: {sum(skipped.values())} " + str(dict(sorted(skipped.items(), key=lambda kv: -kv[1])[:6])))
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@
 // Nothing throws across the C boundary: an error is returned as a malloc'd message.
 #include <ATen/ScalarOps.h>
 #include <ATen/core/dispatch/Dispatcher.h>
+#include <ATen/core/enum_tag.h>
 #include <ATen/core/ivalue.h>
 #include <ATen/core/stack.h>
 #include <c10/util/Exception.h>
@@ -13,18 +14,25 @@
 #include <cstring>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 extern "C" {
 
 // A value crossing the boundary. Lists point at arrays the caller owns (arguments) or that
-// lthost_values_free releases (results); a tensor is an `at::Tensor*`.
+// lthost_values_release releases (results); a tensor is an `at::Tensor*`.
 typedef struct {
   int32_t tag;
-  int64_t i;  // int, bool, or a list's length
+  int64_t i;  // int, bool, or a list's or a string's length
   double d;
-  void* p;    // tensor, list data, or a NUL-terminated string
+  void* p;    // tensor, list data, or a string (its `i` bytes; a result's is also NUL-terminated)
 } lthost_value;
+
+// An argument name: `len` bytes at `p`, not NUL-terminated.
+typedef struct {
+  const char* p;
+  int64_t len;
+} lthost_name;
 
 enum {
   LT_NONE = 0,
@@ -38,6 +46,8 @@ enum {
   LT_STRING = 8,
   LT_BOOLS = 9,
 };
+
+void lthost_values_release(lthost_value* vals, int64_t n);
 }
 
 namespace {
@@ -107,10 +117,10 @@ c10::IValue convert(const c10::Argument& arg, const c10::TypePtr& type, const lt
       if (v.tag == LT_BOOL) return v.i != 0;
       break;
     case K::StringType:
-      if (v.tag == LT_STRING) return std::string(static_cast<const char*>(v.p));
+      if (v.tag == LT_STRING) return std::string(static_cast<const char*>(v.p), static_cast<size_t>(v.i));
       break;
     case K::DeviceObjType:
-      if (v.tag == LT_STRING) return c10::Device(std::string(static_cast<const char*>(v.p)));
+      if (v.tag == LT_STRING) return c10::Device(std::string(static_cast<const char*>(v.p), static_cast<size_t>(v.i)));
       break;
     case K::ListType: {
       auto elem = type->castRaw<c10::ListType>()->getElementType();
@@ -202,12 +212,26 @@ lthost_value give(const c10::IValue& r) {
     v = give_list(LT_FLOATS, r.toDoubleVector());
   } else if (r.isString()) {
     v.tag = LT_STRING;
+    v.i = static_cast<int64_t>(r.toStringRef().size());
     v.p = dup(r.toStringRef());
   } else {
     throw std::runtime_error("the op returned a " + r.tagKind() + ", which plugins cannot receive yet");
   }
   return v;
 }
+
+// The argument stack of a call, kept per thread between calls (no allocation per call); a
+// call made while one is running on the same thread gets a fresh one.
+struct StackLease {
+  static thread_local torch::jit::Stack spare;
+  torch::jit::Stack stack;
+  StackLease() : stack(std::move(spare)) { stack.clear(); }
+  ~StackLease() {
+    stack.clear();
+    spare = std::move(stack);
+  }
+};
+thread_local torch::jit::Stack StackLease::spare;
 
 }  // namespace
 
@@ -272,14 +296,25 @@ struct Geometry {
   }
 };
 
-// Calls `op` with `nargs` positional values and `nkw` named ones; on success (0) `*out`
-// holds `*nout` results (release with lthost_values_free), else (-1) `*err` a message.
-int lthost_op_call(void* op, const lthost_value* args, int64_t nargs, const char* const* kw_names,
-                   const lthost_value* kw_values, int64_t nkw, void* generator, lthost_value** out, int64_t* nout,
-                   char** err) {
-  *out = nullptr;
+// Whether torch tags the operator `nondeterministic_seeded` (it draws random numbers).
+bool lthost_op_seeded(void* op) {
+  return static_cast<c10::OperatorHandle*>(op)->hasTag(at::Tag::nondeterministic_seeded);
+}
+
+// The number of values the operator returns (its schema's returns).
+int64_t lthost_op_returns(void* op) {
+  return static_cast<int64_t>(static_cast<c10::OperatorHandle*>(op)->schema().returns().size());
+}
+
+
+// Calls `op` with `nargs` positional values and `nkw` named ones. On success (0) `out[0..*nout]`
+// holds the results (`cap` is lthost_op_returns; release their contents with
+// lthost_values_release), else (-1) `*err` holds a message.
+int lthost_op_call(void* op, const lthost_value* args, int64_t nargs, const lthost_name* kw_names,
+                   const lthost_value* kw_values, int64_t nkw, void* generator, lthost_value* out, int64_t cap,
+                   int64_t* nout, char** err) {
   *nout = 0;
-  std::vector<lthost_value> results;
+  int64_t given_out = 0;
   try {
     auto* handle = static_cast<c10::OperatorHandle*>(op);
     const auto& schema = handle->schema();
@@ -288,9 +323,12 @@ int lthost_op_call(void* op, const lthost_value* args, int64_t nargs, const char
       throw std::runtime_error(schema.name() + " takes " + std::to_string(params.size()) + " arguments, got " +
                                std::to_string(nargs));
     }
-    std::vector<bool> used(static_cast<size_t>(nkw), false);
-    torch::jit::Stack stack;
+    if (nkw > 64) throw std::runtime_error(schema.name() + ": more than 64 named arguments");
+    uint64_t used = 0;
+    StackLease lease;
+    auto& stack = lease.stack;
     stack.reserve(params.size());
+    bool fill_generator = false;
     for (size_t k = 0; k < params.size(); ++k) {
       const auto& arg = params[k];
       if (static_cast<int64_t>(k) < nargs) {
@@ -302,9 +340,9 @@ int lthost_op_call(void* op, const lthost_value* args, int64_t nargs, const char
       }
       const lthost_value* given = nullptr;
       for (int64_t j = 0; j < nkw; ++j) {
-        if (arg.name() == kw_names[j]) {
+        if (arg.name() == std::string_view(kw_names[j].p, static_cast<size_t>(kw_names[j].len))) {
           given = &kw_values[j];
-          used[static_cast<size_t>(j)] = true;
+          used |= uint64_t{1} << j;
         }
       }
       if (given != nullptr) {
@@ -316,14 +354,16 @@ int lthost_op_call(void* op, const lthost_value* args, int64_t nargs, const char
       } else {
         throw std::runtime_error("missing argument `" + arg.name() + "` of " + schema.name());
       }
+      fill_generator = fill_generator || (generator != nullptr && is_generator(arg.type()));
     }
     for (int64_t j = 0; j < nkw; ++j) {
-      if (!used[static_cast<size_t>(j)]) {
-        throw std::runtime_error(std::string("no argument `") + kw_names[j] + "` in " + schema.name());
+      if ((used & (uint64_t{1} << j)) == 0) {
+        throw std::runtime_error("no argument `" + std::string(kw_names[j].p, static_cast<size_t>(kw_names[j].len)) +
+                                 "` in " + schema.name());
       }
     }
     // A `Generator?` left out draws from `generator` when one is given (a worker's own).
-    if (generator != nullptr) {
+    if (fill_generator) {
       for (size_t k = 0; k < params.size(); ++k) {
         if (is_generator(params[k].type()) && stack[k].isNone()) {
           stack[k] = c10::IValue(*static_cast<at::Generator*>(generator));
@@ -346,23 +386,23 @@ int lthost_op_call(void* op, const lthost_value* args, int64_t nargs, const char
       for (auto& g : written) g.restore();
       throw;
     }
-    for (const auto& r : stack) results.push_back(give(r));
-  } catch (const std::exception& e) {
-    for (auto& v : results) {
-      if (v.tag == LT_TENSOR) delete static_cast<at::Tensor*>(v.p);
+    if (static_cast<int64_t>(stack.size()) > cap) {
+      throw std::runtime_error(schema.name() + " returned " + std::to_string(stack.size()) + " values, not " +
+                               std::to_string(cap));
     }
+    for (const auto& r : stack) out[given_out++] = give(r);
+  } catch (const std::exception& e) {
+    lthost_values_release(out, given_out);
     *err = dup(e.what());
     return -1;
   }
-  auto* xs = static_cast<lthost_value*>(std::malloc(sizeof(lthost_value) * (results.size() + 1)));
-  std::memcpy(xs, results.data(), sizeof(lthost_value) * results.size());
-  *out = xs;
-  *nout = static_cast<int64_t>(results.size());
+  *nout = given_out;
   return 0;
 }
 
-// Releases results whose tensors the Rust side did not take (their `p` set to null when taken).
-void lthost_values_free(lthost_value* vals, int64_t n) {
+// Releases what results hold that the Rust side did not take (a taken tensor's `p` is null);
+// the array itself is the caller's.
+void lthost_values_release(lthost_value* vals, int64_t n) {
   for (int64_t k = 0; k < n; ++k) {
     auto& v = vals[k];
     if (v.tag == LT_TENSOR && v.p != nullptr) delete static_cast<at::Tensor*>(v.p);
@@ -371,8 +411,8 @@ void lthost_values_free(lthost_value* vals, int64_t n) {
       for (int64_t j = 0; j < v.i; ++j) delete static_cast<at::Tensor*>(xs[j]);
     }
     if (v.tag != LT_TENSOR && v.p != nullptr) std::free(v.p);
+    v.p = nullptr;
   }
-  std::free(vals);
 }
 
 }  // extern "C"

@@ -1,7 +1,8 @@
 // The digits MLP in C: plugins/digits-mlp over the C bindings of the same WIT. The same
 // model with the same seed gives the same losses as the Rust plugin (all the math runs in
-// the host).
+// the host). `lt_aten_*` are the generated typed operators (lthost_aten.h).
 #include "lthost.h"
+#include "lthost_aten.h"
 
 static lt_linear_t hidden, out;
 static lt_dropout_t dropout;
@@ -12,7 +13,7 @@ static uint32_t batch_size = 32;
 static lt_plugin_tensor_list_tuple2_string_own_tensor_t splits;
 
 static lt_tensor forward(lt_tensor x) {
-  lt_tensor h = lt_relu(lt_linear_forward(&hidden, x));
+  lt_tensor h = lt_aten_relu(lt_linear_forward(&hidden, x));
   return lt_linear_forward(&out, lt_dropout_forward(&dropout, h));
 }
 
@@ -78,7 +79,7 @@ static void evaluate(exports_lt_plugin_lightning_module_list_own_tensor_t *batch
   snprintf(name, sizeof name, "%s_loss", prefix);
   lt_log(name, lt_cross_entropy(logits, batch->ptr[1]), true);
   snprintf(name, sizeof name, "%s_acc", prefix);
-  lt_log(name, lt_mean(lt_float(lt_eq(lt_argmax(logits, 1), batch->ptr[1]))), true);
+  lt_log(name, lt_mean(lt_float(lt_eq(lt_aten_argmax(logits, lt_arg_int(1), lt_default()), batch->ptr[1]))), true);
   lt_scope_end(mark);
   lt_batch_free(batch);
 }

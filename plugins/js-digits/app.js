@@ -19,6 +19,19 @@ function probeGenericOps() {
   w.setRequiresGrad(true);
   const tracked = aten.noGrad(() => aten.call("aten::mul.Scalar", w, 2).requiresGrad());
   console.error(`probe no_grad: tracked=${tracked} after=${aten.call("aten::mul.Scalar", w, 2).requiresGrad()}`);
+  // The generated, typed operators: named parameters in a last object, a float parameter
+  // taking a plain number, several results as an array.
+  const b = aten.cumsum(a, 1);
+  const s = aten.sum_dim_intlist(b, [1], { keepdim: true });
+  const [values, indices] = aten.max_dim(b, 1);
+  const slope = aten.leaky_relu(aten.neg(b), { negative_slope: 0.5 });
+  console.error(`probe typed: ${Array.from(s.toF32List())} ${aten.size(s, 1)} ${Array.from(values.toF32List())} ` +
+    `${Array.from(indices.toI64List())} ${Array.from(slope.toF32List())}`);
+  try {
+    aten.mm(a, a);
+  } catch (e) {
+    console.error(`probe typed caught: ${e.message}`);
+  }
 }
 
 class DigitsMlp extends LightningModule {

@@ -24,6 +24,17 @@ def probe_generic_ops():
     with L.aten.no_grad():
         tracked = L.aten.call("aten::mul.Scalar", w, 2.0).requires_grad()
     print(f"probe no_grad: tracked={tracked} after={L.aten.call('aten::mul.Scalar', w, 2.0).requires_grad()}", file=sys.stderr)
+    # The generated, typed operators: torch's parameter names, one int for `int[1] dim`, an
+    # int where the schema says float, results as torch returns them.
+    s = L.aten.sum_dim_intlist(a, 1, keepdim=True)
+    values, indices = L.aten.max_dim(a, 1)
+    p = L.aten.pow_tensor_scalar(a, 2)
+    print(f"probe typed: {s.to_f32_list()} {L.aten.size(s, 1)} {values.to_f32_list()} {indices.to_i64_list()} "
+          f"{L.aten.leaky_relu(-a, negative_slope=0.5).to_f32_list()} {p.to_f32_list()}", file=sys.stderr)
+    try:
+        L.aten.mm(a, a)
+    except RuntimeError as e:
+        print(f"probe typed caught: {e}", file=sys.stderr)
 
 
 class DigitsMlp(L.LightningModule):

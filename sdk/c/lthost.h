@@ -146,6 +146,37 @@ static inline lt_arg lt_arg_dtype(lt_plugin_types_dtype_t d) {
   a.val.dtype = d;
   return a;
 }
+static inline lt_arg lt_arg_floats(double *xs, size_t n) {
+  lt_arg a = {.tag = LT_PLUGIN_ATEN_ARG_FLOATS};
+  a.val.floats = (plugin_list_f64_t){xs, n};
+  return a;
+}
+static inline lt_arg lt_arg_bools(bool *xs, size_t n) {
+  lt_arg a = {.tag = LT_PLUGIN_ATEN_ARG_BOOLS};
+  a.val.bools = (plugin_list_bool_t){xs, n};
+  return a;
+}
+// A string or a device ("cpu"), borrowed for the call.
+static inline lt_arg lt_arg_str(const char *s) {
+  lt_arg a = {.tag = LT_PLUGIN_ATEN_ARG_STR};
+  plugin_string_set(&a.val.str, s);
+  return a;
+}
+// A tensor list's element; `LT_NO_TENSOR` is None (a `Tensor?[]` element).
+#define LT_NO_TENSOR ((lt_tensor){0})
+static inline lt_plugin_aten_option_borrow_tensor_t lt_opt_tensor(lt_tensor t) {
+  lt_plugin_aten_option_borrow_tensor_t o = {.is_some = t.__handle != 0};
+  if (o.is_some) o.val = lt_b(t);
+  return o;
+}
+static inline lt_arg lt_arg_tensors(lt_plugin_aten_option_borrow_tensor_t *xs, size_t n) {
+  lt_arg a = {.tag = LT_PLUGIN_ATEN_ARG_TENSORS};
+  a.val.tensors = (lt_plugin_aten_list_option_borrow_tensor_t){xs, n};
+  return a;
+}
+// A parameter of a generated `lt_aten_*` function (lthost_aten.h) left to its default.
+#define LT_DEFAULT_TAG 255
+static inline lt_arg lt_default(void) { return (lt_arg){.tag = LT_DEFAULT_TAG}; }
 static inline lt_kwarg lt_kw(const char *name, lt_arg v) {
   lt_kwarg k;
   plugin_string_set(&k.f0, name);

@@ -130,7 +130,7 @@ fn init_scaffolds_python_js_and_c_projects_that_build_and_train() {
 }
 
 #[test]
-fn python_and_javascript_plugins_catch_an_operators_error_and_call_any_operator() {
+fn python_and_javascript_plugins_catch_an_operators_error_and_call_any_operator_typed_or_by_name() {
     let d = tempfile::tempdir().expect("tempdir");
     for (name, wants) in [
         (
@@ -140,6 +140,8 @@ fn python_and_javascript_plugins_catch_an_operators_error_and_call_any_operator(
                 "cannot be multiplied",
                 "probe masked_fill: [1.0, -1.0, -1.0]",
                 "probe no_grad: tracked=False after=True",
+                "probe typed: [6.0] 1 [3.0] [2] [-0.5, -1.0, -1.5] [1.0, 4.0, 9.0]",
+                "probe typed caught: aten::mm: ",
             ],
         ),
         (
@@ -149,6 +151,8 @@ fn python_and_javascript_plugins_catch_an_operators_error_and_call_any_operator(
                 "cannot be multiplied",
                 "probe masked_fill: -1,-1,-1",
                 "probe no_grad: tracked=false after=true",
+                "probe typed: 6 1 3 2 -0.5,-1,-1.5",
+                "probe typed caught: aten::mm: ",
             ],
         ),
     ] {

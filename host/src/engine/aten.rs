@@ -5,8 +5,9 @@
 //! called with [`Value`]s; missing arguments take the schema's defaults, named ones go by
 //! name, one int stands for an `int[N]` list; errors come back as values with torch's message.
 
-use std::ffi::{c_char, c_void, CStr, CString};
+use std::ffi::{c_char, c_void, CString};
 
+use smallvec::SmallVec;
 use tch::Tensor;
 
 use super::aten_denylist;
@@ -29,7 +30,44 @@ pub enum Value {
     Str(String),
 }
 
+/// An argument of an operator call, borrowing what it passes (nothing is copied or
+/// reference-counted for a call).
+#[derive(Debug, Clone)]
+pub enum Arg<'a> {
+    None,
+    Tensor(&'a Tensor),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Ints(&'a [i64]),
+    Floats(&'a [f64]),
+    Bools(&'a [bool]),
+    /// A tensor list; `None` elements make it a `Tensor?[]`.
+    Tensors(Vec<Option<&'a Tensor>>),
+    /// A string, or a device (`"cpu"`, `"cuda:0"`).
+    Str(&'a str),
+}
+
+/// An operator's results, in order (most return one or two: kept inline).
+pub type Results = SmallVec<[Value; 2]>;
+
 impl Value {
+    /// This value as an argument of another call.
+    pub fn as_arg(&self) -> Arg<'_> {
+        match self {
+            Value::None => Arg::None,
+            Value::Tensor(t) => Arg::Tensor(t),
+            Value::Int(i) => Arg::Int(*i),
+            Value::Float(f) => Arg::Float(*f),
+            Value::Bool(b) => Arg::Bool(*b),
+            Value::Ints(xs) => Arg::Ints(xs),
+            Value::Floats(xs) => Arg::Floats(xs),
+            Value::Bools(xs) => Arg::Bools(xs),
+            Value::Tensors(ts) => Arg::Tensors(ts.iter().map(Option::as_ref).collect()),
+            Value::Str(s) => Arg::Str(s),
+        }
+    }
+
     /// The tensor, if this is one.
     pub fn into_tensor(self) -> Option<Tensor> {
         match self {
@@ -49,6 +87,10 @@ pub struct Op {
     schema: String,
     /// Whether it takes a `Generator?` argument (read from the schema once).
     takes_generator: bool,
+    /// How many values it returns.
+    returns: usize,
+    /// Whether torch tags it `nondeterministic_seeded` (it draws random numbers).
+    seeded: bool,
     /// The overload that takes a generator, for one that does not (`aten::randn` →
     /// `aten::randn.generator`), found on first need.
     drawing: std::sync::OnceLock<Option<Box<Op>>>,
@@ -95,7 +137,10 @@ impl Op {
         // SAFETY: a live handle; the schema string is malloc'd and taken by take_string.
         let schema = unsafe { take_string(lthost_op_schema(handle)) };
         let takes_generator = schema.contains("Generator?");
-        Ok(Op { handle, name: qualified.to_string(), schema, takes_generator, drawing: std::sync::OnceLock::new() })
+        // SAFETY: a live handle.
+        let (returns, seeded) = unsafe { (lthost_op_returns(handle) as usize, lthost_op_seeded(handle)) };
+        let name = qualified.to_string();
+        Ok(Op { handle, name, schema, takes_generator, returns, seeded, drawing: std::sync::OnceLock::new() })
     }
 
     /// Every `aten::` operator registered with libtorch's dispatcher (`aten::name[.overload]`),
@@ -123,22 +168,29 @@ impl Op {
         self.takes_generator
     }
 
-    /// The overload of the same operator that takes a generator, for one that does not
-    /// (torch names it `generator`, or `<overload>_generator`): what a call that must draw
-    /// from a generator of its own runs instead.
+    /// Whether it draws random numbers (torch's `nondeterministic_seeded` tag).
+    pub fn seeded(&self) -> bool {
+        self.seeded
+    }
+
+    /// The overload of the same operator that takes a generator, for one that does not:
+    /// the overload whose arguments are this one's plus `Generator? generator` (`aten::randn`
+    /// → `aten::randn.generator`, `aten::rand.out` → `aten::rand.generator_out`), found on
+    /// first need; what a call that must draw from a generator of its own runs instead.
     pub fn with_generator(&self) -> Option<&Op> {
         if self.takes_generator() {
             return Some(self);
         }
         self.drawing
             .get_or_init(|| {
-                let (base, overload) = self.name.split_once('.').unwrap_or((&self.name, ""));
-                let sibling = if overload.is_empty() {
-                    format!("{base}.generator")
-                } else {
-                    format!("{base}.{overload}_generator")
-                };
-                Op::find(&sibling).ok().map(Box::new)
+                let base = self.name.split_once('.').map_or(self.name.as_str(), |(b, _)| b);
+                let own = arguments(&self.schema, false);
+                Op::registered()
+                    .iter()
+                    .filter(|n| n.split_once('.').is_some_and(|(b, _)| b == base))
+                    .filter_map(|n| Op::find(n).ok())
+                    .find(|o| o.takes_generator() && arguments(&o.schema, true) == own)
+                    .map(Box::new)
             })
             .as_deref()
     }
@@ -146,46 +198,53 @@ impl Op {
     /// Calls the operator with positional `args` and named `kwargs`; its results in order.
     /// Random operators draw from torch's default generator.
     pub fn call(&self, args: &[Value], kwargs: &[(&str, Value)]) -> Result<Vec<Value>, String> {
-        self.call_drawing(args, kwargs, None)
+        let args: SmallVec<[Arg<'_>; 8]> = args.iter().map(Value::as_arg).collect();
+        let kwargs: SmallVec<[(&str, Arg<'_>); 4]> = kwargs.iter().map(|(n, v)| (*n, v.as_arg())).collect();
+        Ok(self.call_drawing(&args, &kwargs, None)?.into_vec())
     }
 
-    /// As [`Op::call`]; a `Generator?` argument left out draws from `generator` when given
-    /// (a DataLoader worker's own), as if passed as `generator=`.
+    /// Calls the operator with borrowed arguments; a `Generator?` argument left out draws
+    /// from `generator` when given (a DataLoader worker's own), as if passed as `generator=`,
+    /// else from torch's default generator.
     pub fn call_drawing(
         &self,
-        args: &[Value],
-        kwargs: &[(&str, Value)],
+        args: &[Arg<'_>],
+        kwargs: &[(&str, Arg<'_>)],
         generator: Option<&mut Generator>,
-    ) -> Result<Vec<Value>, String> {
-        if generator.is_some() && !self.takes_generator() {
+    ) -> Result<Results, String> {
+        if generator.is_some() && !self.takes_generator() && self.seeded() {
             if let Some(sibling) = self.with_generator() {
                 return sibling.call_drawing(args, kwargs, generator);
             }
+            return Err(format!(
+                "{}: draws from the process's generator and no overload takes one of its own, so a DataLoader \
+                 worker (which draws only from its own generator, for reproducible passes) cannot call it; \
+                 draw the randomness with an op that takes `generator` (aten::bernoulli.p, aten::rand.generator)",
+                self.name
+            ));
         }
         let gen = generator.map_or(std::ptr::null_mut(), |g| g.as_ptr());
         let mut keep = Keep::default();
-        let raw_args: Vec<RawValue> = args.iter().map(|v| keep.raw(v)).collect::<Result<_, _>>()?;
-        let names: Vec<CString> = kwargs
-            .iter()
-            .map(|(n, _)| CString::new(*n).map_err(|_| "an argument name with a NUL".to_string()))
-            .collect::<Result<_, _>>()?;
-        let name_ptrs: Vec<*const c_char> = names.iter().map(|n| n.as_ptr()).collect();
-        let raw_kw: Vec<RawValue> = kwargs.iter().map(|(_, v)| keep.raw(v)).collect::<Result<_, _>>()?;
-        let mut out: *mut RawValue = std::ptr::null_mut();
+        let raw_args: SmallVec<[RawValue; 8]> = args.iter().map(|v| keep.raw(v)).collect();
+        let names: SmallVec<[RawName; 4]> =
+            kwargs.iter().map(|(n, _)| RawName { p: n.as_ptr().cast(), len: n.len() as i64 }).collect();
+        let raw_kw: SmallVec<[RawValue; 4]> = kwargs.iter().map(|(_, v)| keep.raw(v)).collect();
+        let mut out: SmallVec<[RawValue; 4]> = (0..self.returns).map(|_| RawValue::NONE).collect();
         let mut n_out: i64 = 0;
         let mut err: *mut c_char = std::ptr::null_mut();
         // SAFETY: every pointer in the raw values points into `args`, `kwargs` or `keep`, all
-        // alive for the call; the results are ours to take and free.
+        // alive for the call; `out` has room for the schema's returns, which become ours.
         let rc = unsafe {
             lthost_op_call(
                 self.handle,
                 raw_args.as_ptr(),
                 raw_args.len() as i64,
-                name_ptrs.as_ptr(),
+                names.as_ptr(),
                 raw_kw.as_ptr(),
                 raw_kw.len() as i64,
                 gen,
-                &mut out,
+                out.as_mut_ptr(),
+                out.len() as i64,
                 &mut n_out,
                 &mut err,
             )
@@ -193,13 +252,38 @@ impl Op {
         if rc != 0 {
             return Err(format!("{}: {}", self.name, take_error(err)));
         }
-        // SAFETY: `out` holds `n_out` results the C++ side made for us.
-        let results = unsafe { std::slice::from_raw_parts_mut(out, n_out as usize) };
+        let results = &mut out[..n_out as usize];
         let values = results.iter_mut().map(take_value).collect();
         // SAFETY: the tensors were taken (their pointers nulled); the rest is freed here, once.
-        unsafe { lthost_values_free(out, n_out) };
+        unsafe { lthost_values_release(results.as_mut_ptr(), n_out) };
         Ok(values)
     }
+}
+
+/// A schema's arguments as written, without the keyword-only marker and (with
+/// `drop_generator`) without its `Generator?` argument: what two overloads compare by.
+fn arguments(schema: &str, drop_generator: bool) -> Vec<String> {
+    let Some(open) = schema.find('(') else { return Vec::new() };
+    let mut depth = 0usize;
+    let mut args = Vec::new();
+    let mut cur = String::new();
+    for c in schema[open + 1..].chars() {
+        match c {
+            '(' | '[' => depth += 1,
+            ']' => depth = depth.saturating_sub(1),
+            ')' if depth == 0 => break,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                args.push(std::mem::take(&mut cur).trim().to_string());
+                continue;
+            }
+            _ => {}
+        }
+        cur.push(c);
+    }
+    args.push(cur.trim().to_string());
+    args.retain(|a| !a.is_empty() && a != "*" && !(drop_generator && a.starts_with("Generator?")));
+    args
 }
 
 /// The C side's tagged value (`lthost_value`).
@@ -209,6 +293,17 @@ struct RawValue {
     i: i64,
     d: f64,
     p: *mut c_void,
+}
+
+impl RawValue {
+    const NONE: RawValue = RawValue { tag: NONE, i: 0, d: 0.0, p: std::ptr::null_mut() };
+}
+
+/// An argument name (`lthost_name`): bytes, not NUL-terminated.
+#[repr(C)]
+struct RawName {
+    p: *const c_char,
+    len: i64,
 }
 
 const NONE: i32 = 0;
@@ -222,43 +317,34 @@ const TENSORS: i32 = 7;
 const STRING: i32 = 8;
 const BOOLS: i32 = 9;
 
-/// Buffers that raw argument values point into, alive until the call returns.
+/// Pointer arrays that raw tensor-list arguments point into, alive until the call returns.
 #[derive(Default)]
 struct Keep {
     tensor_lists: Vec<Vec<*mut c_void>>,
-    bools: Vec<Vec<u8>>,
-    strings: Vec<CString>,
 }
 
 impl Keep {
-    fn raw(&mut self, v: &Value) -> Result<RawValue, String> {
-        let mut r = RawValue { tag: NONE, i: 0, d: 0.0, p: std::ptr::null_mut() };
+    fn raw(&mut self, v: &Arg<'_>) -> RawValue {
+        let mut r = RawValue::NONE;
         match v {
-            Value::None => {}
-            Value::Tensor(t) => (r.tag, r.p) = (TENSOR, t.as_ptr() as *mut c_void),
-            Value::Int(i) => (r.tag, r.i) = (INT, *i),
-            Value::Float(d) => (r.tag, r.d) = (FLOAT, *d),
-            Value::Bool(b) => (r.tag, r.i) = (BOOL, i64::from(*b)),
-            Value::Ints(xs) => (r.tag, r.i, r.p) = (INTS, xs.len() as i64, xs.as_ptr() as *mut c_void),
-            Value::Floats(xs) => (r.tag, r.i, r.p) = (FLOATS, xs.len() as i64, xs.as_ptr() as *mut c_void),
-            Value::Bools(xs) => {
-                let bytes: Vec<u8> = xs.iter().map(|&b| u8::from(b)).collect();
-                (r.tag, r.i, r.p) = (BOOLS, bytes.len() as i64, bytes.as_ptr() as *mut c_void);
-                self.bools.push(bytes);
-            }
-            Value::Tensors(ts) => {
+            Arg::None => {}
+            Arg::Tensor(t) => (r.tag, r.p) = (TENSOR, t.as_ptr() as *mut c_void),
+            Arg::Int(i) => (r.tag, r.i) = (INT, *i),
+            Arg::Float(d) => (r.tag, r.d) = (FLOAT, *d),
+            Arg::Bool(b) => (r.tag, r.i) = (BOOL, i64::from(*b)),
+            Arg::Ints(xs) => (r.tag, r.i, r.p) = (INTS, xs.len() as i64, xs.as_ptr() as *mut c_void),
+            Arg::Floats(xs) => (r.tag, r.i, r.p) = (FLOATS, xs.len() as i64, xs.as_ptr() as *mut c_void),
+            // A Rust bool is one byte, 0 or 1: the C side reads it as uint8_t.
+            Arg::Bools(xs) => (r.tag, r.i, r.p) = (BOOLS, xs.len() as i64, xs.as_ptr() as *mut c_void),
+            Arg::Tensors(ts) => {
                 let ptrs: Vec<*mut c_void> =
-                    ts.iter().map(|t| t.as_ref().map_or(std::ptr::null_mut(), |t| t.as_ptr() as *mut c_void)).collect();
+                    ts.iter().map(|t| t.map_or(std::ptr::null_mut(), |t| t.as_ptr() as *mut c_void)).collect();
                 (r.tag, r.i, r.p) = (TENSORS, ptrs.len() as i64, ptrs.as_ptr() as *mut c_void);
                 self.tensor_lists.push(ptrs);
             }
-            Value::Str(s) => {
-                let c = CString::new(s.as_str()).map_err(|_| "a string argument with a NUL".to_string())?;
-                (r.tag, r.p) = (STRING, c.as_ptr() as *mut c_void);
-                self.strings.push(c);
-            }
+            Arg::Str(s) => (r.tag, r.i, r.p) = (STRING, s.len() as i64, s.as_ptr() as *mut c_void),
         }
-        Ok(r)
+        r
     }
 }
 
@@ -286,7 +372,9 @@ fn take_value(r: &mut RawValue) -> Value {
                         .collect(),
                 )
             }
-            STRING => Value::Str(CStr::from_ptr(r.p as *const c_char).to_string_lossy().into_owned()),
+            STRING => Value::Str(
+                String::from_utf8_lossy(std::slice::from_raw_parts(r.p as *const u8, r.i as usize)).into_owned(),
+            ),
             _ => Value::None,
         }
     }
@@ -297,19 +385,22 @@ extern "C" {
     fn lthost_op_free(op: *mut c_void);
     fn lthost_op_names() -> *mut c_char;
     fn lthost_op_schema(op: *mut c_void) -> *mut c_char;
+    fn lthost_op_returns(op: *mut c_void) -> i64;
+    fn lthost_op_seeded(op: *mut c_void) -> bool;
     fn lthost_op_call(
         op: *mut c_void,
         args: *const RawValue,
         nargs: i64,
-        kw_names: *const *const c_char,
+        kw_names: *const RawName,
         kw_values: *const RawValue,
         nkw: i64,
         generator: *mut c_void,
-        out: *mut *mut RawValue,
+        out: *mut RawValue,
+        cap: i64,
         nout: *mut i64,
         err: *mut *mut c_char,
     ) -> i32;
-    fn lthost_values_free(vals: *mut RawValue, n: i64);
+    fn lthost_values_release(vals: *mut RawValue, n: i64);
 }
 
 #[cfg(test)]
@@ -427,7 +518,7 @@ mod tests {
         let draw = |gen: Option<&mut Generator>| {
             t(Op::find("aten::randn")
                 .expect("found")
-                .call_drawing(&[Value::Ints(vec![5])], &[], gen)
+                .call_drawing(&[Arg::Ints(&[5])], &[], gen)
                 .expect("drawn")
                 .remove(0))
         };
@@ -438,6 +529,23 @@ mod tests {
         let z = draw(Some(&mut a));
         assert!(!x.equal(&z), "the generator advanced");
         assert!(Op::find("aten::randint.low").expect("found").with_generator().is_some());
+        // The sibling is found by its arguments, whatever torch named it.
+        let out = Op::find("aten::rand.out").expect("found");
+        assert_eq!(out.with_generator().expect("a sibling").name(), "aten::rand.generator_out");
+        assert!(Op::find("aten::add.Tensor").expect("found").with_generator().is_none());
+        // A random op with no generator overload is refused where only a generator of its
+        // own may be drawn from, rather than drawing from the process's.
+        let dropout = Op::find("aten::dropout").expect("found");
+        assert!(dropout.seeded() && dropout.with_generator().is_none());
+        let x = Tensor::ones([4], (Kind::Float, Device::Cpu));
+        let err = dropout
+            .call_drawing(&[Arg::Tensor(&x), Arg::Float(0.5), Arg::Bool(true)], &[], Some(&mut a))
+            .expect_err("refused in a worker");
+        assert!(err.starts_with("aten::dropout: ") && err.contains("DataLoader worker"), "{err}");
+        // Deterministic ops run with a worker's generator as everywhere.
+        let neg = Op::find("aten::neg").expect("found");
+        assert!(!neg.seeded());
+        assert!(neg.call_drawing(&[Arg::Tensor(&x)], &[], Some(&mut a)).is_ok());
     }
 
     #[test]

@@ -3,6 +3,10 @@
 with autograd. An operator's error is a RuntimeError with torch's message, which the plugin
 can catch as torch code does; uncaught, the hook fails naming the plugin, the hook and the
 operator. `no_grad()`, `enable_grad()` and `inference_mode()` are torch's context managers.
+
+Typed, generated from torch's schemas (`aten_ops.py`, the Rust SDK's names): every operator
+is also a function here, `aten.masked_fill_scalar(x, mask, 0)`, `aten.sum_dim_intlist(x, [1],
+keepdim=True)`, each argument converted to the type its schema declares.
 """
 
 import contextlib
@@ -58,6 +62,52 @@ def _value(v):
     return v.value
 
 
+# A parameter left to the operator's default (not passed to the host).
+DEFAULT = type("Default", (), {"__repr__": lambda self: "DEFAULT"})()
+
+_by_index = []
+
+
+def _typed_arg(code, v):
+    """`v` as the schema's type `code` (see tools/gen_ops_sdks.py) says."""
+    if v is None:
+        return _a.Arg_None_()
+    if code == "f":
+        return _a.Arg_Float(float(v))
+    if code == "i" and not isinstance(v, Dtype):
+        return _a.Arg_Int(int(v))
+    if code == "b":
+        return _a.Arg_Boolean(bool(v))
+    if code == "F":
+        return _a.Arg_Floats([float(x) for x in v]) if isinstance(v, (list, tuple)) else _a.Arg_Floats([float(v)])
+    if code == "I" and isinstance(v, (list, tuple)):
+        return _a.Arg_Ints([int(x) for x in v])
+    if code == "B":
+        return _a.Arg_Bools([bool(x) for x in v])
+    if code in "LO":
+        return _a.Arg_Tensors(list(v))
+    return _arg(v)
+
+
+def typed_call(index, name, codes, args, kwargs):
+    """Calls generated operator `index` (`name`): positional `args` of types `codes`, and the
+    named `(name, code, value)` in `kwargs` that are not DEFAULT. Its result (a tuple when it
+    has several)."""
+    while len(_by_index) <= index:
+        _by_index.append(None)
+    o = _by_index[index]
+    if o is None:
+        o = _by_index[index] = op(name)
+    a = [_typed_arg(c, v) for c, v in zip(codes, args)]
+    kw = [(k, _typed_arg(c, v)) for k, c, v in kwargs if v is not DEFAULT]
+    try:
+        out = o.call(a, kw)
+    except Err as e:
+        raise RuntimeError(e.value) from None
+    values = [_value(v) for v in out]
+    return values[0] if len(values) == 1 else (None if not values else tuple(values))
+
+
 def call(name, *args, **kwargs):
     """Calls operator `name`: its result (a tuple when it has several)."""
     a, kw = [_arg(x) for x in args], [(k, _arg(x)) for k, x in kwargs.items()]
@@ -105,3 +155,16 @@ def raise_(op_name, message):
 
 def is_grad_enabled():
     return _a.is_grad_enabled()
+
+
+# Imported when the component is built (its heap is snapshotted then), after what it uses.
+from . import aten_ops as _typed  # noqa: E402
+
+
+def __getattr__(name):
+    """The generated, typed operators (`aten_ops.py`) as attributes of this module, without
+    their names (`all`, `any`, `float`...) shadowing Python's own here."""
+    try:
+        return getattr(_typed, name)
+    except AttributeError:
+        raise AttributeError(f"module 'lthost.aten' has no attribute {name!r}") from None

@@ -5,10 +5,11 @@
 
 use std::sync::Arc;
 
+use smallvec::SmallVec;
 use tch::Tensor;
-use wasmtime::component::Resource;
+use wasmtime::component::{Resource, ResourceTable};
 
-use crate::engine::aten::{Op, Value as AValue};
+use crate::engine::aten::{Arg as AArg, Op, Results, Value as AValue};
 use crate::engine::torch_ext;
 use crate::error::{OpError, OpResult};
 use crate::plugin::bindings::aten::{self, Arg, Value};
@@ -17,27 +18,32 @@ use crate::plugin::state::PluginState;
 
 type R<T> = wasmtime::Result<T>;
 
-impl PluginState {
-    fn arg(&self, a: Arg, op: &str) -> OpResult<AValue> {
-        Ok(match a {
-            Arg::None => AValue::None,
-            Arg::Tensor(h) => AValue::Tensor(self.tensor(&h, op)?.shallow_clone()),
-            Arg::Int(i) => AValue::Int(i),
-            Arg::Float(f) => AValue::Float(f),
-            Arg::Boolean(b) => AValue::Bool(b),
-            Arg::Ints(xs) => AValue::Ints(xs),
-            Arg::Floats(xs) => AValue::Floats(xs),
-            Arg::Bools(xs) => AValue::Bools(xs),
-            Arg::Tensors(hs) => AValue::Tensors(
-                hs.iter()
-                    .map(|h| h.as_ref().map(|h| self.tensor(h, op).map(Tensor::shallow_clone)).transpose())
-                    .collect::<OpResult<_>>()?,
-            ),
-            Arg::Str(s) => AValue::Str(s),
-            Arg::Dtype(d) => AValue::Int(dtype_in(d).scalar_type()),
-        })
-    }
+/// The tensor behind `h`, borrowed from the store's table.
+fn lookup<'a>(table: &'a ResourceTable, h: &Resource<Tensor>, op: &str) -> OpResult<&'a Tensor> {
+    table.get(h).map_err(|e| OpError::new(op, format!("bad tensor handle {}: {e}", h.rep())))
+}
 
+/// A guest's argument as the engine's, borrowing its tensors from `table` and its lists and
+/// strings from the lifted call (nothing copied).
+fn arg<'a>(table: &'a ResourceTable, a: &'a Arg, op: &str) -> OpResult<AArg<'a>> {
+    Ok(match a {
+        Arg::None => AArg::None,
+        Arg::Tensor(h) => AArg::Tensor(lookup(table, h, op)?),
+        Arg::Int(i) => AArg::Int(*i),
+        Arg::Float(f) => AArg::Float(*f),
+        Arg::Boolean(b) => AArg::Bool(*b),
+        Arg::Ints(xs) => AArg::Ints(xs),
+        Arg::Floats(xs) => AArg::Floats(xs),
+        Arg::Bools(xs) => AArg::Bools(xs),
+        Arg::Tensors(hs) => AArg::Tensors(
+            hs.iter().map(|h| h.as_ref().map(|h| lookup(table, h, op)).transpose()).collect::<OpResult<_>>()?,
+        ),
+        Arg::Str(s) => AArg::Str(s),
+        Arg::Dtype(d) => AArg::Int(dtype_in(*d).scalar_type()),
+    })
+}
+
+impl PluginState {
     fn give(&mut self, v: AValue, op: &str) -> OpResult<Value> {
         Ok(match v {
             AValue::None => Value::None,
@@ -54,24 +60,22 @@ impl PluginState {
             AValue::Str(s) => Value::Str(s),
         })
     }
-}
 
-impl PluginState {
     /// Runs the operator behind `this`: the operator, and its results or torch's error.
     fn run_op(
         &mut self,
         this: &Resource<Arc<Op>>,
-        args: Vec<Arg>,
-        kwargs: Vec<(String, Arg)>,
-    ) -> OpResult<(Arc<Op>, Result<Vec<AValue>, String>)> {
+        args: &[Arg],
+        kwargs: &[(String, Arg)],
+    ) -> OpResult<(Arc<Op>, Result<Results, String>)> {
         let op = Arc::clone(self.get(this, "op.call")?);
         let name = op.name();
         crate::plugin::panic_guard::set_op(name);
-        let args: Vec<AValue> = args.into_iter().map(|a| self.arg(a, name)).collect::<OpResult<_>>()?;
-        let (names, values): (Vec<String>, Vec<Arg>) = kwargs.into_iter().unzip();
-        let values: Vec<AValue> = values.into_iter().map(|a| self.arg(a, name)).collect::<OpResult<_>>()?;
-        let kw: Vec<(&str, AValue)> = names.iter().map(String::as_str).zip(values).collect();
-        let results = op.call_drawing(&args, &kw, self.generator.as_mut());
+        let table = &self.table;
+        let args: SmallVec<[AArg<'_>; 8]> = args.iter().map(|a| arg(table, a, name)).collect::<OpResult<_>>()?;
+        let kwargs: SmallVec<[(&str, AArg<'_>); 4]> =
+            kwargs.iter().map(|(n, a)| Ok((n.as_str(), arg(table, a, name)?))).collect::<OpResult<_>>()?;
+        let results = op.call_drawing(&args, &kwargs, self.generator.as_mut());
         Ok((op, results))
     }
 }
@@ -99,7 +103,7 @@ impl aten::HostOp for PluginState {
         args: Vec<Arg>,
         kwargs: Vec<(String, Arg)>,
     ) -> R<Result<Vec<Value>, String>> {
-        let (op, results) = match self.run_op(&this, args, kwargs)? {
+        let (op, results) = match self.run_op(&this, &args, &kwargs)? {
             (op, Ok(r)) => (op, r),
             (_, Err(e)) => return Ok(Err(e)),
         };
@@ -113,7 +117,7 @@ impl aten::HostOp for PluginState {
         args: Vec<Arg>,
         kwargs: Vec<(String, Arg)>,
     ) -> R<Result<Resource<Tensor>, String>> {
-        let (op, mut results) = match self.run_op(&this, args, kwargs)? {
+        let (op, mut results) = match self.run_op(&this, &args, &kwargs)? {
             (op, Ok(r)) => (op, r),
             (_, Err(e)) => return Ok(Err(e)),
         };
