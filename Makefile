@@ -29,6 +29,7 @@ run: host plugins
 
 test: host plugins reference
 	$(CARGO) fmt --all -- --check
+	$(PY) tools/gen_ops.py --check
 	$(CARGO) test --release -p lthost -- --test-threads $(TEST_THREADS)
 
 setup: .stamps/venv .stamps/wasm-target .stamps/rustfmt tools/js/node_modules/.installed .tools/c-toolchain.installed

@@ -45,6 +45,9 @@ GOAL_NATIVE = 1.03  # lthost / native, median of the rounds, at most
 GOAL_LIGHTNING = 1.3  # Lightning / lthost on the parity models, median, at least
 
 
+HEAP_TUNABLES = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=268435456"
+
+
 def measured(cmd, cwd=None, env=None):
     """stdout and peak RSS (MiB) of one command, run as its own process by the launcher."""
     with tempfile.TemporaryDirectory() as d:
@@ -94,6 +97,9 @@ def one_run(runner, workload, epochs, threads, env=None):
     else:
         kind = "vanilla" if runner == "PyTorch" else "lightning"
         cmd = [sys.executable, os.path.join(ROOT, "bench", "run_torch.py"), kind, workload, str(epochs), str(threads), str(SEED)]
+        # The heap settings lthost and the native baseline set for themselves
+        # (host/src/engine/heap.rs), through glibc's tunables: the same care for every runner.
+        env = {**(env or os.environ), "GLIBC_TUNABLES": HEAP_TUNABLES}
     out, rss = measured(cmd, env=env)
     r = json.loads(out.strip().splitlines()[-1])
     assert len(r["epoch_seconds"]) == epochs, r

@@ -278,6 +278,8 @@ fn tiny_transformer(epochs: usize) -> Result<Run> {
 }
 
 fn main() -> Result<()> {
+    // The same heap settings as lthost (a baseline gets the same care).
+    lthost::engine::heap::keep_freed_memory();
     let args: Vec<String> = std::env::args().collect();
     let (workload, epochs, threads) = match args.as_slice() {
         [_, w, e, t, ..] => (w.as_str(), e.parse::<usize>()?, t.parse::<i32>()?),

@@ -5,6 +5,7 @@ pub mod aten;
 pub mod aten_denylist;
 pub mod clip;
 pub mod dtype;
+pub mod heap;
 pub mod init;
 pub mod layers;
 pub mod memory_budget;

@@ -489,6 +489,7 @@ fn init_tracing(verbose: u8) {
 }
 
 fn main() -> ExitCode {
+    lthost::engine::heap::keep_freed_memory();
     let cli = Cli::parse();
     init_tracing(cli.verbose);
     // Before anything else: a run that may use CUDA restarts with libtorch's CUDA library.
