@@ -108,6 +108,7 @@ reference: setup
 	$(PY) tests/reference/nanogpt_reference.py tests/reference/nanogpt.json
 	$(PY) tests/reference/resnet_reference.py tests/reference/resnet.json
 	$(PY) tests/reference/init_reference.py tests/reference/init.json
+	$(PY) tests/reference/layers_reference.py tests/reference/layers.json
 
 # Performance side by side (see bench/bench.py); writes bench/results.md.
 bench: host plugins

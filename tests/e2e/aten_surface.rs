@@ -100,3 +100,36 @@ fn the_sdks_nn_init_draws_torchs_values() {
         }
     }
 }
+
+#[test]
+fn the_sdks_layers_are_torch_nns_in_weights_forward_and_backward() {
+    let path = crate::common::repo_root().join("tests/reference/layers.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("{} is missing: run `make reference`", path.display()));
+    let r: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seed = r["seed"].as_u64().expect("seed").to_string();
+    let run = probe(dir.path(), &["--seed", &seed, "--threads", "1", "--hparams", r#"{"layer_check": true}"#]);
+    assert!(run.ok(), "{}", run.stderr);
+    assert!(run.stderr.contains("probe layer mode: training=true"), "{}", run.stderr);
+    let mut checked = 0;
+    for (section, kind) in [("outputs", "out"), ("grads", "grad"), ("input_grads", "input-grad"), ("buffers", "buffer")]
+    {
+        for (name, want) in r[section].as_object().expect("a section") {
+            let key = format!("probe layer {kind} {name}: [");
+            let line = run.stderr.lines().find_map(|l| l.split_once(&key).map(|(_, v)| v.to_string()));
+            let line = line.unwrap_or_else(|| panic!("no `{kind} {name}` line in:\n{}", run.stderr));
+            let got: Vec<f32> = line.trim_end_matches(']').split(", ").map(|v| v.parse().expect("a float")).collect();
+            let want: Vec<f32> =
+                want.as_array().expect("list").iter().map(|v| v.as_f64().expect("float") as f32).collect();
+            assert_eq!(got.len(), want.len(), "{kind} {name}");
+            // torch's kernels on torch's weights: equal up to float32 rounding of a different
+            // reduction order, if any.
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert!((g - w).abs() <= 1e-6 * w.abs().max(1.0), "{kind} {name}[{i}]: lthost {g} vs torch {w}");
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 15 + 18 + 6 + 2, "every output, gradient and buffer compared");
+}

@@ -4,8 +4,11 @@
 //! every operator named in the `denied` hyper-parameter refused, and the tensor budget
 //! (`plugin.tensor_memory_limit_mb`, 64 MiB in the test) holding for an op whose output
 //! alone exceeds it, a long view chain, and an in-place resize, each caught and survived.
+//! With `init_check`, torch.nn.init's draws; with `layer_check`, the SDK's layers (layers.rs).
 
 use lthost_sdk::prelude::*;
+
+mod layers;
 
 fn report(name: &str, outcome: impl std::fmt::Display) {
     eprintln!("probe {name}: {outcome}");
@@ -157,17 +160,20 @@ fn init_check() {
 
 struct Probe {
     w: Tensor,
+    /// The SDK's layers, checked in the first training step (`layer_check`).
+    layers: Option<layers::LayerCheck>,
 }
 
 impl LightningModule for Probe {
     fn default_hparams() -> lthost_sdk::serde_json::Value {
-        json!({"denied": [], "init_check": false})
+        json!({"denied": [], "init_check": false, "layer_check": false})
     }
 
     fn configure(hp: &Hparams) -> Result<Self, String> {
         if hp.bool_or("init_check", false) {
             init_check();
         }
+        let layers = hp.bool_or("layer_check", false).then(layers::LayerCheck::new);
         if let Some(c) = hp.get("call_cost") {
             call_cost(c["rounds"].as_u64().unwrap_or(10), c["calls"].as_u64().unwrap_or(20_000));
         }
@@ -181,14 +187,17 @@ impl LightningModule for Probe {
         probe_denied(&denied);
         probe_budget();
         let w = nn::register_parameter("w", &aten::zeros(&[1], None, None, None, None));
-        Ok(Probe { w })
+        Ok(Probe { w, layers })
     }
 
     fn configure_optimizers(&self, _hp: &Hparams) -> Optimization {
         Optimizer::sgd(0.1).into()
     }
 
-    fn training_step(&mut self, batch: Batch, _batch_idx: u64) -> Option<Tensor> {
+    fn training_step(&mut self, batch: Batch, batch_idx: u64) -> Option<Tensor> {
+        if let (Some(check), 0) = (&self.layers, batch_idx) {
+            check.run();
+        }
         let loss = aten::mean(&aten::square(&aten::sub(&batch[0], &self.w, 1)), None);
         Some(loss)
     }
