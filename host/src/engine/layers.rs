@@ -424,6 +424,7 @@ impl MultiheadAttention {
                 return Err(OpError::new(op, format!("expected 3D query/key/value, got {}", shape_of(x))));
             }
         }
+        let (q_is_k, k_is_v) = (std::ptr::eq(q, k), std::ptr::eq(k, v));
         let (q, k, v) = if self.batch_first {
             (t(q.f_transpose(0, 1))?, t(k.f_transpose(0, 1))?, t(v.f_transpose(0, 1))?)
         } else {
@@ -432,16 +433,9 @@ impl MultiheadAttention {
         let (tgt, bsz, embed) = (q.size()[0], q.size()[1], q.size()[2]);
         let src = k.size()[0];
         let hd = embed / self.heads;
-        let w = self.in_proj_weight.f_chunk(3, 0).map_err(|e| OpError::torch(op, e))?;
-        let b: Vec<Option<Tensor>> = match &self.in_proj_bias {
-            Some(b) => b.f_chunk(3, 0).map_err(|e| OpError::torch(op, e))?.into_iter().map(Some).collect(),
-            None => vec![None, None, None],
-        };
-        let proj = |x: &Tensor, i: usize, len: i64| -> OpResult<Tensor> {
-            let y = t(x.f_linear(&w[i], b[i].as_ref()))?;
-            t(t(y.f_reshape([len, bsz * self.heads, hd]))?.f_transpose(0, 1))
-        };
-        let (qh, kh, vh) = (proj(&q, 0, tgt)?, proj(&k, 1, src)?, proj(&v, 2, src)?);
+        let (qp, kp, vp) = self.in_projection(&q, &k, &v, q_is_k, k_is_v).map_err(|e| OpError::torch(op, e))?;
+        let heads_first = |x: &Tensor, len: i64| t(t(x.f_reshape([len, bsz * self.heads, hd]))?.f_transpose(0, 1));
+        let (qh, kh, vh) = (heads_first(&qp, tgt)?, heads_first(&kp, src)?, heads_first(&vp, src)?);
         let mask = match mask {
             Some(m) if m.kind() == Kind::Bool => {
                 Some(t(t(Tensor::f_zeros(m.size(), (qh.kind(), qh.device())))?.f_masked_fill(m, f64::NEG_INFINITY))?)
@@ -453,10 +447,11 @@ impl MultiheadAttention {
         let (out, weights) = if need_weights {
             let scaled = t(qh.f_mul_scalar((1.0 / hd as f64).sqrt()))?;
             let kt = t(kh.f_transpose(-2, -1))?;
-            let mut scores = t(scaled.f_bmm(&kt))?;
-            if let Some(m) = &mask {
-                scores = t(scores.f_add(m))?;
-            }
+            let scores = match &mask {
+                Some(m) if m.dim() == 2 => t(t(m.f_unsqueeze(0))?.f_baddbmm(&scaled, &kt, 1, 1))?,
+                Some(m) => t(m.f_baddbmm(&scaled, &kt, 1, 1))?,
+                None => t(scaled.f_bmm(&kt))?,
+            };
             let mut attn = t(scores.f_softmax(-1, None::<Kind>))?;
             if p > 0.0 {
                 attn = t(attn.f_dropout(p, true))?;
@@ -481,6 +476,47 @@ impl MultiheadAttention {
         let out = t(out.f_reshape([tgt, bsz, embed]))?;
         let out = if self.batch_first { t(out.f_transpose(0, 1))? } else { out };
         Ok((out, weights))
+    }
+
+    /// torch's `_in_projection_packed` (self-attention in one product, key = value in two,
+    /// otherwise three), as the SDK's layer computes it.
+    fn in_projection(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        q_is_k: bool,
+        k_is_v: bool,
+    ) -> Result<(Tensor, Tensor, Tensor), tch::TchError> {
+        let e = q.size()[2];
+        let (w, b) = (&self.in_proj_weight, self.in_proj_bias.as_ref());
+        let unpack = |proj: &Tensor, n: i64| -> Result<Vec<Tensor>, tch::TchError> {
+            let s = proj.size();
+            let p = proj.f_reshape([s[0], s[1], n, e])?.f_unsqueeze(0)?.f_transpose(0, -2)?;
+            let p = p.f_squeeze_dim(-2)?.f_contiguous()?;
+            (0..n).map(|i| p.f_select(0, i)).collect()
+        };
+        if q_is_k && k_is_v {
+            let mut p = unpack(&q.f_linear(w, b)?, 3)?.into_iter();
+            return Ok((p.next().expect("q"), p.next().expect("k"), p.next().expect("v")));
+        }
+        if k_is_v {
+            let ws = w.f_split_with_sizes([e, 2 * e], 0)?;
+            let bs = b.map(|b| b.f_split_with_sizes([e, 2 * e], 0)).transpose()?;
+            let qp = q.f_linear(&ws[0], bs.as_ref().map(|b| &b[0]))?;
+            let mut kv = unpack(&k.f_linear(&ws[1], bs.as_ref().map(|b| &b[1]))?, 2)?.into_iter();
+            return Ok((qp, kv.next().expect("k"), kv.next().expect("v")));
+        }
+        let ws = w.f_chunk(3, 0)?;
+        let bs: Vec<Option<Tensor>> = match b {
+            Some(b) => b.f_chunk(3, 0)?.into_iter().map(Some).collect(),
+            None => vec![None, None, None],
+        };
+        Ok((
+            q.f_linear(&ws[0], bs[0].as_ref())?,
+            k.f_linear(&ws[1], bs[1].as_ref())?,
+            v.f_linear(&ws[2], bs[2].as_ref())?,
+        ))
     }
 }
 

@@ -57,15 +57,9 @@ impl MultiheadAttention {
         let (qs, ks) = (q.shape(), k.shape());
         let (tgt, bsz, embed, src) = (qs[0], qs[1], qs[2], ks[0]);
         let (heads, hd) = (self.num_heads, embed / self.num_heads);
-        let w = aten::chunk(&self.in_proj_weight, 3, 0);
-        let b: Vec<Option<Tensor>> = match &self.in_proj_bias {
-            Some(b) => aten::chunk(b, 3, 0).into_iter().map(Some).collect(),
-            None => vec![None, None, None],
-        };
-        let proj = |x: &Tensor, i: usize, len: i64| {
-            aten::transpose(&aten::reshape(&aten::linear(x, &w[i], b[i].as_ref()), &[len, bsz * heads, hd]), 0, 1)
-        };
-        let (qh, kh, vh) = (proj(&q, 0, tgt), proj(&k, 1, src), proj(&v, 2, src));
+        let (qp, kp, vp) = self.in_projection(&q, &k, &v, std::ptr::eq(query, key), std::ptr::eq(key, value));
+        let heads_first = |x: &Tensor, len: i64| aten::transpose(&aten::reshape(x, &[len, bsz * heads, hd]), 0, 1);
+        let (qh, kh, vh) = (heads_first(&qp, tgt), heads_first(&kp, src), heads_first(&vp, src));
         let mask = attn_mask.map(|m| {
             if m.dtype() == Dtype::Boolean {
                 let device = qh.device();
@@ -78,10 +72,13 @@ impl MultiheadAttention {
         let p = if training() { self.dropout } else { 0.0 };
         let (out, weights) = if need_weights {
             let scaled = aten::mul_scalar(&qh, (1.0 / hd as f64).sqrt());
-            let mut scores = aten::bmm(&scaled, &aten::transpose(&kh, -2, -1));
-            if let Some(m) = &mask {
-                scores = aten::add(&scores, m, 1);
-            }
+            let kt = aten::transpose(&kh, -2, -1);
+            let scores = match &mask {
+                // torch adds a 2-D mask as (1, L, S), fused into the product.
+                Some(m) if m.shape().len() == 2 => aten::baddbmm(&aten::unsqueeze(m, 0), &scaled, &kt, 1, 1),
+                Some(m) => aten::baddbmm(m, &scaled, &kt, 1, 1),
+                None => aten::bmm(&scaled, &kt),
+            };
             let mut attn = aten::softmax(&scores, -1, None);
             if p > 0.0 {
                 attn = aten::dropout(&attn, p, true);
@@ -106,5 +103,50 @@ impl MultiheadAttention {
         let out = aten::reshape(&self.out_proj.forward(&out), &[tgt, bsz, embed]);
         let out = if self.batch_first { aten::transpose(&out, 0, 1) } else { out };
         (out, weights)
+    }
+
+    /// torch's `_in_projection_packed`: self-attention (query, key and value one tensor) in
+    /// one product with the whole in-projection, key = value in two, otherwise three; the
+    /// same products torch makes, so the same roundings.
+    fn in_projection(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        q_is_k: bool,
+        k_is_v: bool,
+    ) -> (Tensor, Tensor, Tensor) {
+        let e = q.shape()[2];
+        let (w, b) = (&self.in_proj_weight, self.in_proj_bias.as_ref());
+        // proj.unflatten(-1, (n, E)).unsqueeze(0).transpose(0, -2).squeeze(-2).contiguous()
+        let unpack = |proj: &Tensor, n: i64| {
+            let s = proj.shape();
+            let p = aten::transpose(&aten::unsqueeze(&aten::reshape(proj, &[s[0], s[1], n, e]), 0), 0, -2);
+            let p = aten::contiguous(&aten::squeeze_dim(&p, -2), 0);
+            (0..n).map(|i| aten::select(&p, 0, i)).collect::<Vec<_>>()
+        };
+        if k_is_v && q_is_k {
+            let mut p = unpack(&aten::linear(q, w, b), 3).into_iter();
+            let (qp, kp, vp) = (p.next(), p.next(), p.next());
+            return (qp.expect("q"), kp.expect("k"), vp.expect("v"));
+        }
+        if k_is_v {
+            let ws = aten::split_with_sizes(w, &[e, 2 * e], 0);
+            let bs = b.map(|b| aten::split_with_sizes(b, &[e, 2 * e], 0));
+            let qp = aten::linear(q, &ws[0], bs.as_ref().map(|b| &b[0]));
+            let mut kv = unpack(&aten::linear(k, &ws[1], bs.as_ref().map(|b| &b[1])), 2).into_iter();
+            let (kp, vp) = (kv.next(), kv.next());
+            return (qp, kp.expect("k"), vp.expect("v"));
+        }
+        let ws = aten::chunk(w, 3, 0);
+        let bs: Vec<Option<Tensor>> = match b {
+            Some(b) => aten::chunk(b, 3, 0).into_iter().map(Some).collect(),
+            None => vec![None, None, None],
+        };
+        (
+            aten::linear(q, &ws[0], bs[0].as_ref()),
+            aten::linear(k, &ws[1], bs[1].as_ref()),
+            aten::linear(v, &ws[2], bs[2].as_ref()),
+        )
     }
 }
