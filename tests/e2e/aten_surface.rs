@@ -75,59 +75,62 @@ fn walk(root: &std::path::Path) -> Vec<std::path::PathBuf> {
     out
 }
 
-#[test]
-fn the_sdks_nn_init_draws_torchs_values() {
-    let path = crate::common::repo_root().join("tests/reference/init.json");
+/// A reference file of tests/reference (run `make reference` first).
+fn reference(name: &str) -> serde_json::Value {
+    let path = crate::common::repo_root().join("tests/reference").join(name);
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|_| panic!("{} is missing: run `make reference`", path.display()));
-    let r: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+    serde_json::from_str(&text).expect("valid JSON")
+}
+
+/// Asserts that the probe's `probe <key>: [..]` line holds exactly torch's float32 values.
+fn assert_bit_equal(stderr: &str, key: &str, want: &serde_json::Value) {
+    let prefix = format!("probe {key}: [");
+    let line = stderr.lines().find_map(|l| l.split_once(&prefix).map(|(_, v)| v.to_string()));
+    let line = line.unwrap_or_else(|| {
+        panic!(
+            "no `{key}` line in:
+{stderr}"
+        )
+    });
+    let got: Vec<f32> = line.trim_end_matches(']').split(", ").map(|v| v.parse().expect("a float")).collect();
+    let want: Vec<f32> = want.as_array().expect("list").iter().map(|v| v.as_f64().expect("float") as f32).collect();
+    assert_eq!(got.len(), want.len(), "{key}");
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert!(g == w, "{key}[{i}]: lthost {g} vs torch {w}");
+    }
+}
+
+#[test]
+fn the_sdks_nn_init_draws_torchs_values() {
+    let r = reference("init.json");
     let dir = tempfile::tempdir().expect("tempdir");
     let seed = r["seed"].as_u64().expect("seed").to_string();
     let run = probe(dir.path(), &["--seed", &seed, "--hparams", r#"{"init_check": true}"#]);
     assert!(run.ok(), "{}", run.stderr);
     let values = r["values"].as_object().expect("values");
     assert_eq!(values.len(), 13);
+    // Bit for bit: the same draws from the same generator state with torch's arithmetic.
     for (name, want) in values {
-        let key = format!("probe init {name}: [");
-        let line = run.stderr.lines().find_map(|l| l.split_once(&key).map(|(_, v)| v.to_string()));
-        let line = line.unwrap_or_else(|| panic!("no `{name}` line in:\n{}", run.stderr));
-        let got: Vec<f32> = line.trim_end_matches(']').split(", ").map(|v| v.parse().expect("a float")).collect();
-        let want: Vec<f32> = want.as_array().expect("list").iter().map(|v| v.as_f64().expect("float") as f32).collect();
-        assert_eq!(got.len(), want.len(), "{name}");
-        // Bit for bit: the same draws from the same generator state with torch's arithmetic.
-        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-            assert!(g == w, "{name}[{i}]: lthost {g} vs torch {w}");
-        }
+        assert_bit_equal(&run.stderr, &format!("init {name}"), want);
     }
 }
 
 #[test]
 fn the_sdks_layers_are_torch_nns_in_weights_forward_and_backward() {
-    let path = crate::common::repo_root().join("tests/reference/layers.json");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|_| panic!("{} is missing: run `make reference`", path.display()));
-    let r: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+    let r = reference("layers.json");
     let dir = tempfile::tempdir().expect("tempdir");
     let seed = r["seed"].as_u64().expect("seed").to_string();
     let run = probe(dir.path(), &["--seed", &seed, "--threads", "1", "--hparams", r#"{"layer_check": true}"#]);
     assert!(run.ok(), "{}", run.stderr);
     assert!(run.stderr.contains("probe layer mode: training=true"), "{}", run.stderr);
     let mut checked = 0;
+    // Bit for bit: torch's kernels on torch's weights, through the products torch makes
+    // (MultiheadAttention's packed in-projection and fused mask included).
     for (section, kind) in [("outputs", "out"), ("grads", "grad"), ("input_grads", "input-grad"), ("buffers", "buffer")]
     {
         for (name, want) in r[section].as_object().expect("a section") {
-            let key = format!("probe layer {kind} {name}: [");
-            let line = run.stderr.lines().find_map(|l| l.split_once(&key).map(|(_, v)| v.to_string()));
-            let line = line.unwrap_or_else(|| panic!("no `{kind} {name}` line in:\n{}", run.stderr));
-            let got: Vec<f32> = line.trim_end_matches(']').split(", ").map(|v| v.parse().expect("a float")).collect();
-            let want: Vec<f32> =
-                want.as_array().expect("list").iter().map(|v| v.as_f64().expect("float") as f32).collect();
-            assert_eq!(got.len(), want.len(), "{kind} {name}");
-            // Bit for bit: torch's kernels on torch's weights, through the products torch makes
-            // (MultiheadAttention's packed in-projection and fused mask included).
-            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-                assert!(g == w, "{kind} {name}[{i}]: lthost {g} vs torch {w}");
-            }
+            assert_bit_equal(&run.stderr, &format!("layer {kind} {name}"), want);
             checked += 1;
         }
     }
