@@ -2068,8 +2068,8 @@ for (const [fn, [name, codes, kinds]] of Object.entries(ATEN_OPS)) {
 // draws them (the same arithmetic as the Rust SDK's), registered with the host by path.
 const join = (path, name) => (path ? `${path}.${name}` : name);
 const uniform = (shape, bound) => {
-  const t = aten.call("aten::empty.memory_format", shape, { dtype: aten.dtype("float32") });
-  aten.noGrad(() => aten.call("aten::uniform_", t, aten.float(-bound), aten.float(bound)));
+  const t = aten.empty(shape, { dtype: "float32" });
+  aten.noGrad(() => aten.uniform_(t, { from: -bound, to: bound }));
   return t;
 };
 const register = (path, t) => {
@@ -2089,7 +2089,7 @@ class SdkLinear {
     registerModule(path, "Linear");
   }
   forward(x) {
-    return aten.call("aten::linear", x, this.weight, this.bias);
+    return aten.linear(x, this.weight, { bias: this.bias });
   }
 }
 class SdkDropout {
@@ -2098,6 +2098,6 @@ class SdkDropout {
     this.p = p;
   }
   forward(x) {
-    return aten.call("aten::dropout", x, aten.float(this.p), training());
+    return aten.dropout(x, this.p, training());
   }
 }

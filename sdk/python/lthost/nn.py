@@ -41,20 +41,20 @@ def _join(path, name):
 
 
 def _empty(shape):
-    return aten.call("aten::empty.memory_format", list(shape), dtype=Dtype.FLOAT32)
+    return aten.empty(list(shape), dtype=Dtype.FLOAT32)
 
 
 def _uniform(shape, bound):
     t = _empty(shape)
     with aten.no_grad():
-        aten.call("aten::uniform_", t, -bound, bound)
+        aten.uniform_(t, -bound, bound)
     return t
 
 
 def _fill(shape, value):
     t = _empty(shape)
     with aten.no_grad():
-        aten.call("aten::fill_.Scalar", t, float(value))
+        aten.fill_scalar_(t, float(value))
     return t
 
 
@@ -88,7 +88,7 @@ class _Linear:
         _params.register_module(path, "Linear")
 
     def forward(self, x):
-        return aten.call("aten::linear", x, self.weight, self.bias)
+        return aten.linear(x, self.weight, self.bias)
 
 
 class Linear(Layer):
@@ -111,7 +111,7 @@ class _Conv2d:
 
     def forward(self, x):
         stride, padding, dilation, groups = self.args
-        return aten.call("aten::conv2d", x, self.weight, self.bias, stride, padding, dilation, groups)
+        return aten.conv2d(x, self.weight, self.bias, stride, padding, dilation, groups)
 
 
 class Conv2d(Layer):
@@ -127,7 +127,7 @@ class _BatchNorm:
         self.bias = _register(_join(path, "bias"), _fill([n], 0.0)) if affine else None
         self.running_mean = _buffer(_join(path, "running_mean"), _fill([n], 0.0))
         self.running_var = _buffer(_join(path, "running_var"), _fill([n], 1.0))
-        self.num_batches_tracked = _buffer(_join(path, "num_batches_tracked"), aten.call("aten::zeros", [], dtype=Dtype.INT64))
+        self.num_batches_tracked = _buffer(_join(path, "num_batches_tracked"), aten.zeros([], dtype=Dtype.INT64))
         self.eps, self.momentum = eps, momentum
         _params.register_module(path, "BatchNorm")
 
@@ -135,9 +135,9 @@ class _BatchNorm:
         training = _trainer.training()
         if training:
             with aten.no_grad():
-                aten.call("aten::add_.Scalar", self.num_batches_tracked, 1)
-        return aten.call("aten::batch_norm", x, self.weight, self.bias, self.running_mean, self.running_var, training,
-                         float(self.momentum), float(self.eps), True)
+                aten.add_scalar_(self.num_batches_tracked, 1)
+        return aten.batch_norm(x, self.weight, self.bias, self.running_mean, self.running_var, training,
+                               self.momentum, self.eps, True)
 
 
 class BatchNorm(Layer):
@@ -157,7 +157,7 @@ class _LayerNorm:
         _params.register_module(path, "LayerNorm")
 
     def forward(self, x):
-        return aten.call("aten::layer_norm", x, self.shape, self.weight, self.bias, float(self.eps), True)
+        return aten.layer_norm(x, self.shape, self.weight, self.bias, self.eps, True)
 
 
 class LayerNorm(Layer):
@@ -171,12 +171,12 @@ class _Embedding:
     def __init__(self, path, num, dim):
         w = _empty([num, dim])
         with aten.no_grad():
-            aten.call("aten::normal_", w, 0.0, 1.0)
+            aten.normal_(w, 0.0, 1.0)
         self.weight = _register(_join(path, "weight"), w)
         _params.register_module(path, "Embedding")
 
     def forward(self, idx):
-        return aten.call("aten::embedding", self.weight, idx, -1, False, False)
+        return aten.embedding(self.weight, idx, -1, False, False)
 
 
 class Embedding(Layer):
@@ -192,7 +192,7 @@ class _Dropout:
         self.p = p
 
     def forward(self, x):
-        return aten.call("aten::dropout", x, float(self.p), _trainer.training())
+        return aten.dropout(x, self.p, _trainer.training())
 
 
 class Dropout(Layer):
@@ -211,14 +211,14 @@ def bind_layers(owner, name, value):
 
 def max_pool2d(x, kernel, stride, padding):
     """F.max_pool2d (dilation 1, no ceil mode)."""
-    return aten.call("aten::max_pool2d", x, list(kernel), list(stride), list(padding), [1, 1], False)
+    return aten.max_pool2d(x, list(kernel), list(stride), list(padding), [1, 1], False)
 
 
 def avg_pool2d(x, kernel, stride, padding):
     """F.avg_pool2d (no ceil mode, count_include_pad)."""
-    return aten.call("aten::avg_pool2d", x, list(kernel), list(stride), list(padding), False, True, None)
+    return aten.avg_pool2d(x, list(kernel), list(stride), list(padding), False, True, None)
 
 
 def adaptive_avg_pool2d(x, output_size):
     """F.adaptive_avg_pool2d."""
-    return aten.call("aten::adaptive_avg_pool2d", x, list(output_size))
+    return aten.adaptive_avg_pool2d(x, list(output_size))
