@@ -68,25 +68,35 @@ DEFAULT = type("Default", (), {"__repr__": lambda self: "DEFAULT"})()
 _by_index = []
 
 
+def _ints(v):
+    return _a.Arg_Ints([int(x) for x in v]) if isinstance(v, (list, tuple)) else _arg(v)  # one int: `int[N]`
+
+
+def _floats(v):
+    return _a.Arg_Floats([float(x) for x in v] if isinstance(v, (list, tuple)) else [float(v)])
+
+
+# Per type code (tools/gen_ops_sdks.py), how a value becomes the argument the schema declares.
+_TYPED = {
+    "f": lambda v: _a.Arg_Float(float(v)),
+    "i": lambda v: _arg(v) if isinstance(v, Dtype) else _a.Arg_Int(int(v)),
+    "b": lambda v: _a.Arg_Boolean(bool(v)),
+    "F": _floats,
+    "I": _ints,
+    "B": lambda v: _a.Arg_Bools([bool(x) for x in v]),
+    "L": lambda v: _a.Arg_Tensors(list(v)),
+    "O": lambda v: _a.Arg_Tensors(list(v)),
+}
+
+
 def _typed_arg(code, v):
-    """`v` as the schema's type `code` (see tools/gen_ops_sdks.py) says."""
+    """`v` as the schema's type `code` says."""
     if v is None:
         return _a.Arg_None_()
-    if code == "f":
-        return _a.Arg_Float(float(v))
-    if code == "i" and not isinstance(v, Dtype):
-        return _a.Arg_Int(int(v))
-    if code == "b":
-        return _a.Arg_Boolean(bool(v))
-    if code == "F":
-        return _a.Arg_Floats([float(x) for x in v]) if isinstance(v, (list, tuple)) else _a.Arg_Floats([float(v)])
-    if code == "I" and isinstance(v, (list, tuple)):
-        return _a.Arg_Ints([int(x) for x in v])
-    if code == "B":
-        return _a.Arg_Bools([bool(x) for x in v])
-    if code in "LO":
-        return _a.Arg_Tensors(list(v))
-    return _arg(v)
+    if code == "T" and isinstance(v, Tensor):
+        return _a.Arg_Tensor(v)
+    convert = _TYPED.get(code)
+    return _arg(v) if convert is None else convert(v)
 
 
 def typed_call(index, name, codes, args, kwargs):
