@@ -67,15 +67,14 @@ def code(arg):
 
 
 def params(f):
-    """[(name, code, keyword-only, has a default or is optional)] of a schema, generator left out."""
+    """[(name, code, keyword-only, has a default)] of a schema, generator left out."""
     kw_only = {a.name for a in f.arguments.flat_kwarg_only}
-    out = []
-    for a in f.arguments.flat_all:
-        c = code(a)
-        if c is None:
-            continue
-        out.append((a.name, c, a.name in kw_only, a.default is not None))
-    return out
+    return [(a.name, code(a), a.name in kw_only, a.default is not None) for a in f.arguments.flat_all if code(a)]
+
+
+def optional(f):
+    """The names of a schema's optional (`T?`) arguments."""
+    return {a.name for a in f.arguments.flat_all if isinstance(a.type, OptionalType)}
 
 
 def safe(name, reserved):
@@ -91,7 +90,7 @@ def python(ops, version):
         "from .aten import typed_call as _c",
         "",
     ]
-    for index, name, qual, schema, f in ops:
+    for _, name, qual, schema, f in ops:
         ps = params(f)
         sig, seen_star = [], False
         for n, c, kw, d in ps:
@@ -107,7 +106,7 @@ def python(ops, version):
         lines += [
             f"def {safe(name, PY_KEYWORDS)}({', '.join(sig)}):",
             f'    """`{schema}`"""'.replace("\\", "\\\\"),
-            f'    return _c({index}, "{qual}", "{codes}", {args}, {kwargs})',
+            f'    return _c("{qual}", "{codes}", {args}, {kwargs})',
             "",
         ]
     return "\n".join(lines)
@@ -126,7 +125,7 @@ def js(ops, version):
         "// name: [operator, type codes of the positional parameters, named parameters: type code]",
         "const ATEN_OPS = {",
     ]
-    for index, name, qual, schema, f in ops:
+    for _, name, qual, schema, f in ops:
         ps = params(f)
         codes = "".join(c for n, c, kw, d in ps if not kw and not d)
         named = ", ".join(f'"{n}": "{c}"' for n, c, kw, d in ps if kw or d)
@@ -149,14 +148,14 @@ def c_header(ops, version):
         "",
     ]
     count = 0
-    for index, name, qual, schema, f in ops:
+    for _, name, qual, schema, f in ops:
         if [str(r.type) for r in f.returns] != ["Tensor"]:
             continue
-        ps = params(f)
+        ps, opt = params(f), optional(f)
         cparams, args, kwargs, pre = [], [], [], []
         for n, c, kw, d in ps:
             v = safe(n, C_RESERVED)
-            required = not kw and not d and not str(next(a.type for a in f.arguments.flat_all if a.name == n)).endswith("?")
+            required = not kw and not d and n not in opt
             if required and c in C_TYPES:
                 cparams.append(f"{C_TYPES[c]} {v}")
                 args.append(C_MAKE[c].format(v))

@@ -287,6 +287,16 @@ const resolve = (name) => {
   }
   return op;
 };
+// Operator `name`'s results for converted arguments; torch's error as an Error.
+const run = (name, positional, named) => {
+  let out;
+  try {
+    out = resolve(name).call(positional, named);
+  } catch (e) {
+    throw new Error(e.payload ?? String(e));
+  }
+  return out.map((v) => track(v.val));
+};
 class AsFloat { constructor(v) { this.v = v; } }
 class AsDtype { constructor(d) { this.d = d; } }
 const argOf = (v) => {
@@ -315,13 +325,7 @@ export const aten = {
   call(name, ...args) {
     const last = args[args.length - 1];
     const named = last !== null && typeof last === "object" && last.constructor === Object ? args.pop() : {};
-    let out;
-    try {
-      out = resolve(name).call(args.map(argOf), Object.entries(named).map(([k, v]) => [k, argOf(v)]));
-    } catch (e) {
-      throw new Error(e.payload ?? String(e));
-    }
-    const values = out.map((v) => track(v.val));
+    const values = run(name, args.map(argOf), Object.entries(named).map(([k, v]) => [k, argOf(v)]));
     return values.length === 1 ? values[0] : values;
   },
   noGrad(f) {
@@ -358,13 +362,7 @@ const typedCall = (name, codes, kinds, args) => {
     if (!(k in kinds)) throw new TypeError(`${name}: no parameter ${k}`);
     named.push([k, typedArg(kinds[k], v)]);
   }
-  let out;
-  try {
-    out = resolve(name).call(positional, named);
-  } catch (e) {
-    throw new Error(e.payload ?? String(e));
-  }
-  const values = out.map((v) => track(v.val));
+  const values = run(name, positional, named);
   return values.length === 1 ? values[0] : values.length === 0 ? undefined : values;
 };
 // @generated-begin by tools/gen_ops.py from torch 2.13.0's operator schemas; do not edit.

@@ -490,22 +490,22 @@ impl MultiheadAttention {
     ) -> Result<(Tensor, Tensor, Tensor), tch::TchError> {
         let e = q.size()[2];
         let (w, b) = (&self.in_proj_weight, self.in_proj_bias.as_ref());
-        let unpack = |proj: &Tensor, n: i64| -> Result<Vec<Tensor>, tch::TchError> {
+        // The `n` projections of one product, stacked first: [n, L, B, E].
+        let unpack = |proj: &Tensor, n: i64| -> Result<Tensor, tch::TchError> {
             let s = proj.size();
             let p = proj.f_reshape([s[0], s[1], n, e])?.f_unsqueeze(0)?.f_transpose(0, -2)?;
-            let p = p.f_squeeze_dim(-2)?.f_contiguous()?;
-            (0..n).map(|i| p.f_select(0, i)).collect()
+            p.f_squeeze_dim(-2)?.f_contiguous()
         };
         if q_is_k && k_is_v {
-            let mut p = unpack(&q.f_linear(w, b)?, 3)?.into_iter();
-            return Ok((p.next().expect("q"), p.next().expect("k"), p.next().expect("v")));
+            let p = unpack(&q.f_linear(w, b)?, 3)?;
+            return Ok((p.f_select(0, 0)?, p.f_select(0, 1)?, p.f_select(0, 2)?));
         }
         if k_is_v {
             let ws = w.f_split_with_sizes([e, 2 * e], 0)?;
             let bs = b.map(|b| b.f_split_with_sizes([e, 2 * e], 0)).transpose()?;
             let qp = q.f_linear(&ws[0], bs.as_ref().map(|b| &b[0]))?;
-            let mut kv = unpack(&k.f_linear(&ws[1], bs.as_ref().map(|b| &b[1]))?, 2)?.into_iter();
-            return Ok((qp, kv.next().expect("k"), kv.next().expect("v")));
+            let kv = unpack(&k.f_linear(&ws[1], bs.as_ref().map(|b| &b[1]))?, 2)?;
+            return Ok((qp, kv.f_select(0, 0)?, kv.f_select(0, 1)?));
         }
         let ws = w.f_chunk(3, 0)?;
         let bs: Vec<Option<Tensor>> = match b {

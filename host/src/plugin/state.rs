@@ -74,11 +74,21 @@ impl WasiView for PluginState {
     }
 }
 
+/// The tensor behind a guest handle in `table`, or an error naming the op that was given a
+/// bad one (for a caller that borrows the table apart from the rest of the state).
+pub fn tensor_in<'a>(
+    table: &'a ResourceTable,
+    handle: &Resource<tch::Tensor>,
+    op: &str,
+) -> Result<&'a tch::Tensor, OpError> {
+    table.get(handle).map_err(|e| OpError::new(op, format!("bad tensor handle {}: {e}", handle.rep())))
+}
+
 impl PluginState {
     /// The tensor behind a guest handle, or an error naming the op that was given a bad one.
     pub fn tensor(&self, handle: &Resource<tch::Tensor>, op: &str) -> Result<&tch::Tensor, OpError> {
         crate::plugin::panic_guard::set_op(op);
-        self.table.get(handle).map_err(|e| OpError::new(op, format!("bad tensor handle {}: {e}", handle.rep())))
+        tensor_in(&self.table, handle, op)
     }
 
     /// Hands a new tensor to the guest, within the handle bound (its memory was charged when

@@ -65,9 +65,6 @@ def _value(v):
 # A parameter left to the operator's default (not passed to the host).
 DEFAULT = type("Default", (), {"__repr__": lambda self: "DEFAULT"})()
 
-_by_index = []
-
-
 def _ints(v):
     return _a.Arg_Ints([int(x) for x in v]) if isinstance(v, (list, tuple)) else _arg(v)  # one int: `int[N]`
 
@@ -99,33 +96,27 @@ def _typed_arg(code, v):
     return _arg(v) if convert is None else convert(v)
 
 
-def typed_call(index, name, codes, args, kwargs):
-    """Calls generated operator `index` (`name`): positional `args` of types `codes`, and the
-    named `(name, code, value)` in `kwargs` that are not DEFAULT. Its result (a tuple when it
-    has several)."""
-    while len(_by_index) <= index:
-        _by_index.append(None)
-    o = _by_index[index]
-    if o is None:
-        o = _by_index[index] = op(name)
-    a = [_typed_arg(c, v) for c, v in zip(codes, args)]
-    kw = [(k, _typed_arg(c, v)) for k, c, v in kwargs if v is not DEFAULT]
+def _run(name, args, kwargs):
+    """Operator `name`'s results for converted arguments; torch's error as a RuntimeError."""
     try:
-        out = o.call(a, kw)
+        out = op(name).call(args, kwargs)
     except Err as e:
         raise RuntimeError(e.value) from None
-    values = [_value(v) for v in out]
+    return [_value(v) for v in out]
+
+
+def typed_call(name, codes, args, kwargs):
+    """Calls generated operator `name`: positional `args` of types `codes`, and the named
+    `(name, code, value)` in `kwargs` that are not DEFAULT. Its result (a tuple when it has
+    several, None when none)."""
+    a = [_typed_arg(c, v) for c, v in zip(codes, args)]
+    values = _run(name, a, [(k, _typed_arg(c, v)) for k, c, v in kwargs if v is not DEFAULT])
     return values[0] if len(values) == 1 else (None if not values else tuple(values))
 
 
 def call(name, *args, **kwargs):
     """Calls operator `name`: its result (a tuple when it has several)."""
-    a, kw = [_arg(x) for x in args], [(k, _arg(x)) for k, x in kwargs.items()]
-    try:
-        out = op(name).call(a, kw)
-    except Err as e:
-        raise RuntimeError(e.value) from None
-    values = [_value(v) for v in out]
+    values = _run(name, [_arg(x) for x in args], [(k, _arg(x)) for k, x in kwargs.items()])
     return values[0] if len(values) == 1 else tuple(values)
 
 

@@ -6,6752 +6,6752 @@ from .aten import typed_call as _c
 
 def __and___scalar(self, other):
     """`aten::__and__.Scalar(Tensor self, Scalar other) -> Tensor`"""
-    return _c(0, "aten::__and__.Scalar", "TS", (self, other, ), ())
+    return _c("aten::__and__.Scalar", "TS", (self, other, ), ())
 
 def __and__(self, other):
     """`aten::__and__.Tensor(Tensor self, Tensor other) -> Tensor`"""
-    return _c(1, "aten::__and__.Tensor", "TT", (self, other, ), ())
+    return _c("aten::__and__.Tensor", "TT", (self, other, ), ())
 
 def __iand__(self, other):
     """`aten::__iand__.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`"""
-    return _c(2, "aten::__iand__.Tensor", "TT", (self, other, ), ())
+    return _c("aten::__iand__.Tensor", "TT", (self, other, ), ())
 
 def __iand___scalar(self, other):
     """`aten::__iand__.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`"""
-    return _c(3, "aten::__iand__.Scalar", "TS", (self, other, ), ())
+    return _c("aten::__iand__.Scalar", "TS", (self, other, ), ())
 
 def __ilshift__(self, other):
     """`aten::__ilshift__.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`"""
-    return _c(4, "aten::__ilshift__.Tensor", "TT", (self, other, ), ())
+    return _c("aten::__ilshift__.Tensor", "TT", (self, other, ), ())
 
 def __ilshift___scalar(self, other):
     """`aten::__ilshift__.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`"""
-    return _c(5, "aten::__ilshift__.Scalar", "TS", (self, other, ), ())
+    return _c("aten::__ilshift__.Scalar", "TS", (self, other, ), ())
 
 def __ior__(self, other):
     """`aten::__ior__.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`"""
-    return _c(6, "aten::__ior__.Tensor", "TT", (self, other, ), ())
+    return _c("aten::__ior__.Tensor", "TT", (self, other, ), ())
 
 def __ior___scalar(self, other):
     """`aten::__ior__.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`"""
-    return _c(7, "aten::__ior__.Scalar", "TS", (self, other, ), ())
+    return _c("aten::__ior__.Scalar", "TS", (self, other, ), ())
 
 def __irshift__(self, other):
     """`aten::__irshift__.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`"""
-    return _c(8, "aten::__irshift__.Tensor", "TT", (self, other, ), ())
+    return _c("aten::__irshift__.Tensor", "TT", (self, other, ), ())
 
 def __irshift___scalar(self, other):
     """`aten::__irshift__.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`"""
-    return _c(9, "aten::__irshift__.Scalar", "TS", (self, other, ), ())
+    return _c("aten::__irshift__.Scalar", "TS", (self, other, ), ())
 
 def __ixor__(self, other):
     """`aten::__ixor__.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`"""
-    return _c(10, "aten::__ixor__.Tensor", "TT", (self, other, ), ())
+    return _c("aten::__ixor__.Tensor", "TT", (self, other, ), ())
 
 def __ixor___scalar(self, other):
     """`aten::__ixor__.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`"""
-    return _c(11, "aten::__ixor__.Scalar", "TS", (self, other, ), ())
+    return _c("aten::__ixor__.Scalar", "TS", (self, other, ), ())
 
 def __lshift__(self, other):
     """`aten::__lshift__.Tensor(Tensor self, Tensor other) -> Tensor`"""
-    return _c(12, "aten::__lshift__.Tensor", "TT", (self, other, ), ())
+    return _c("aten::__lshift__.Tensor", "TT", (self, other, ), ())
 
 def __lshift___scalar(self, other):
     """`aten::__lshift__.Scalar(Tensor self, Scalar other) -> Tensor`"""
-    return _c(13, "aten::__lshift__.Scalar", "TS", (self, other, ), ())
+    return _c("aten::__lshift__.Scalar", "TS", (self, other, ), ())
 
 def __or__(self, other):
     """`aten::__or__.Tensor(Tensor self, Tensor other) -> Tensor`"""
-    return _c(14, "aten::__or__.Tensor", "TT", (self, other, ), ())
+    return _c("aten::__or__.Tensor", "TT", (self, other, ), ())
 
 def __or___scalar(self, other):
     """`aten::__or__.Scalar(Tensor self, Scalar other) -> Tensor`"""
-    return _c(15, "aten::__or__.Scalar", "TS", (self, other, ), ())
+    return _c("aten::__or__.Scalar", "TS", (self, other, ), ())
 
 def __rshift__(self, other):
     """`aten::__rshift__.Tensor(Tensor self, Tensor other) -> Tensor`"""
-    return _c(16, "aten::__rshift__.Tensor", "TT", (self, other, ), ())
+    return _c("aten::__rshift__.Tensor", "TT", (self, other, ), ())
 
 def __rshift___scalar(self, other):
     """`aten::__rshift__.Scalar(Tensor self, Scalar other) -> Tensor`"""
-    return _c(17, "aten::__rshift__.Scalar", "TS", (self, other, ), ())
+    return _c("aten::__rshift__.Scalar", "TS", (self, other, ), ())
 
 def __xor__(self, other):
     """`aten::__xor__.Tensor(Tensor self, Tensor other) -> Tensor`"""
-    return _c(18, "aten::__xor__.Tensor", "TT", (self, other, ), ())
+    return _c("aten::__xor__.Tensor", "TT", (self, other, ), ())
 
 def __xor___scalar(self, other):
     """`aten::__xor__.Scalar(Tensor self, Scalar other) -> Tensor`"""
-    return _c(19, "aten::__xor__.Scalar", "TS", (self, other, ), ())
+    return _c("aten::__xor__.Scalar", "TS", (self, other, ), ())
 
 def _adaptive_avg_pool2d(self, output_size):
     """`aten::_adaptive_avg_pool2d(Tensor self, SymInt[2] output_size) -> Tensor`"""
-    return _c(20, "aten::_adaptive_avg_pool2d", "TI", (self, output_size, ), ())
+    return _c("aten::_adaptive_avg_pool2d", "TI", (self, output_size, ), ())
 
 def _adaptive_avg_pool3d(self, output_size):
     """`aten::_adaptive_avg_pool3d(Tensor self, SymInt[3] output_size) -> Tensor`"""
-    return _c(21, "aten::_adaptive_avg_pool3d", "TI", (self, output_size, ), ())
+    return _c("aten::_adaptive_avg_pool3d", "TI", (self, output_size, ), ())
 
 def _add_batch_dim(self, batch_dim, level):
     """`aten::_add_batch_dim(Tensor self, int batch_dim, int level) -> Tensor`"""
-    return _c(22, "aten::_add_batch_dim", "Tii", (self, batch_dim, level, ), ())
+    return _c("aten::_add_batch_dim", "Tii", (self, batch_dim, level, ), ())
 
 def _add_relu(self, other, *, alpha=_D):
     """`aten::_add_relu.Tensor(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor`"""
-    return _c(23, "aten::_add_relu.Tensor", "TT", (self, other, ), (("alpha", "S", alpha), ))
+    return _c("aten::_add_relu.Tensor", "TT", (self, other, ), (("alpha", "S", alpha), ))
 
 def _add_relu_scalar(self, other, alpha=_D):
     """`aten::_add_relu.Scalar(Tensor self, Scalar other, Scalar alpha=1) -> Tensor`"""
-    return _c(24, "aten::_add_relu.Scalar", "TS", (self, other, ), (("alpha", "S", alpha), ))
+    return _c("aten::_add_relu.Scalar", "TS", (self, other, ), (("alpha", "S", alpha), ))
 
 def _add_relu_(self, other, *, alpha=_D):
     """`aten::_add_relu_.Tensor(Tensor(a!) self, Tensor other, *, Scalar alpha=1) -> Tensor(a!)`"""
-    return _c(25, "aten::_add_relu_.Tensor", "TT", (self, other, ), (("alpha", "S", alpha), ))
+    return _c("aten::_add_relu_.Tensor", "TT", (self, other, ), (("alpha", "S", alpha), ))
 
 def _add_relu_scalar_(self, other, alpha=_D):
     """`aten::_add_relu_.Scalar(Tensor(a!) self, Scalar other, Scalar alpha=1) -> Tensor(a!)`"""
-    return _c(26, "aten::_add_relu_.Scalar", "TS", (self, other, ), (("alpha", "S", alpha), ))
+    return _c("aten::_add_relu_.Scalar", "TS", (self, other, ), (("alpha", "S", alpha), ))
 
 def _addmm_activation(self, mat1, mat2, *, beta=_D, alpha=_D, use_gelu=_D):
     """`aten::_addmm_activation(Tensor self, Tensor mat1, Tensor mat2, *, Scalar beta=1, Scalar alpha=1, bool use_gelu=False) -> Tensor`"""
-    return _c(27, "aten::_addmm_activation", "TTT", (self, mat1, mat2, ), (("beta", "S", beta), ("alpha", "S", alpha), ("use_gelu", "b", use_gelu), ))
+    return _c("aten::_addmm_activation", "TTT", (self, mat1, mat2, ), (("beta", "S", beta), ("alpha", "S", alpha), ("use_gelu", "b", use_gelu), ))
 
 def _aminmax(self):
     """`aten::_aminmax(Tensor self) -> (Tensor, Tensor)`"""
-    return _c(28, "aten::_aminmax", "T", (self, ), ())
+    return _c("aten::_aminmax", "T", (self, ), ())
 
 def _aminmax_dim(self, dim, keepdim=_D):
     """`aten::_aminmax.dim(Tensor self, int dim, bool keepdim=False) -> (Tensor, Tensor)`"""
-    return _c(29, "aten::_aminmax.dim", "Ti", (self, dim, ), (("keepdim", "b", keepdim), ))
+    return _c("aten::_aminmax.dim", "Ti", (self, dim, ), (("keepdim", "b", keepdim), ))
 
 def _amp_foreach_non_finite_check_and_unscale(self, found_inf, inv_scale):
     """`aten::_amp_foreach_non_finite_check_and_unscale(Tensor[] self, Tensor found_inf, Tensor inv_scale) -> (Tensor[] self_out, Tensor found_inf_out)`"""
-    return _c(30, "aten::_amp_foreach_non_finite_check_and_unscale", "LTT", (self, found_inf, inv_scale, ), ())
+    return _c("aten::_amp_foreach_non_finite_check_and_unscale", "LTT", (self, found_inf, inv_scale, ), ())
 
 def _amp_foreach_non_finite_check_and_unscale_(self, found_inf, inv_scale):
     """`aten::_amp_foreach_non_finite_check_and_unscale_(Tensor(a!)[] self, Tensor(b!) found_inf, Tensor inv_scale) -> ()`"""
-    return _c(31, "aten::_amp_foreach_non_finite_check_and_unscale_", "LTT", (self, found_inf, inv_scale, ), ())
+    return _c("aten::_amp_foreach_non_finite_check_and_unscale_", "LTT", (self, found_inf, inv_scale, ), ())
 
 def _amp_update_scale(self, growth_tracker, found_inf, scale_growth_factor, scale_backoff_factor, growth_interval):
     """`aten::_amp_update_scale(Tensor self, Tensor growth_tracker, Tensor found_inf, float scale_growth_factor, float scale_backoff_factor, int growth_interval) -> (Tensor, Tensor growth_tracker_out)`"""
-    return _c(32, "aten::_amp_update_scale", "TTTffi", (self, growth_tracker, found_inf, scale_growth_factor, scale_backoff_factor, growth_interval, ), ())
+    return _c("aten::_amp_update_scale", "TTTffi", (self, growth_tracker, found_inf, scale_growth_factor, scale_backoff_factor, growth_interval, ), ())
 
 def _amp_update_scale_(self, growth_tracker, found_inf, scale_growth_factor, scale_backoff_factor, growth_interval):
     """`aten::_amp_update_scale_(Tensor(a!) self, Tensor(b!) growth_tracker, Tensor found_inf, float scale_growth_factor, float scale_backoff_factor, int growth_interval) -> Tensor(a!)`"""
-    return _c(33, "aten::_amp_update_scale_", "TTTffi", (self, growth_tracker, found_inf, scale_growth_factor, scale_backoff_factor, growth_interval, ), ())
+    return _c("aten::_amp_update_scale_", "TTTffi", (self, growth_tracker, found_inf, scale_growth_factor, scale_backoff_factor, growth_interval, ), ())
 
 def _assert_async(self):
     """`aten::_assert_async(Tensor self) -> ()`"""
-    return _c(34, "aten::_assert_async", "T", (self, ), ())
+    return _c("aten::_assert_async", "T", (self, ), ())
 
 def _assert_async_msg(self, assert_msg):
     """`aten::_assert_async.msg(Tensor self, str assert_msg) -> ()`"""
-    return _c(35, "aten::_assert_async.msg", "Ts", (self, assert_msg, ), ())
+    return _c("aten::_assert_async.msg", "Ts", (self, assert_msg, ), ())
 
 def _assert_scalar(self, assert_msg):
     """`aten::_assert_scalar(Scalar self, str assert_msg) -> ()`"""
-    return _c(36, "aten::_assert_scalar", "Ss", (self, assert_msg, ), ())
+    return _c("aten::_assert_scalar", "Ss", (self, assert_msg, ), ())
 
 def _assert_tensor_metadata(a, size=_D, stride=_D, dtype=_D, *, device=_D, layout=_D):
     """`aten::_assert_tensor_metadata(Tensor a, SymInt[]? size=None, SymInt[]? stride=None, ScalarType? dtype=None, *, Device? device=None, Layout? layout=None) -> ()`"""
-    return _c(37, "aten::_assert_tensor_metadata", "T", (a, ), (("size", "I", size), ("stride", "I", stride), ("dtype", "d", dtype), ("device", "s", device), ("layout", "i", layout), ))
+    return _c("aten::_assert_tensor_metadata", "T", (a, ), (("size", "I", size), ("stride", "I", stride), ("dtype", "d", dtype), ("device", "s", device), ("layout", "i", layout), ))
 
 def _autocast_to_full_precision(self, cuda_enabled, cpu_enabled):
     """`aten::_autocast_to_full_precision(Tensor(a) self, bool cuda_enabled, bool cpu_enabled) -> Tensor(a)`"""
-    return _c(38, "aten::_autocast_to_full_precision", "Tbb", (self, cuda_enabled, cpu_enabled, ), ())
+    return _c("aten::_autocast_to_full_precision", "Tbb", (self, cuda_enabled, cpu_enabled, ), ())
 
 def _autocast_to_reduced_precision(self, cuda_enabled, cpu_enabled, cuda_dtype, cpu_dtype):
     """`aten::_autocast_to_reduced_precision(Tensor(a) self, bool cuda_enabled, bool cpu_enabled, ScalarType cuda_dtype, ScalarType cpu_dtype) -> Tensor(a)`"""
-    return _c(39, "aten::_autocast_to_reduced_precision", "Tbbdd", (self, cuda_enabled, cpu_enabled, cuda_dtype, cpu_dtype, ), ())
+    return _c("aten::_autocast_to_reduced_precision", "Tbbdd", (self, cuda_enabled, cpu_enabled, cuda_dtype, cpu_dtype, ), ())
 
 def _batch_norm_impl_index(input, weight, bias, running_mean, running_var, training, momentum, eps, cudnn_enabled):
     """`aten::_batch_norm_impl_index(Tensor input, Tensor? weight, Tensor? bias, Tensor? running_mean, Tensor? running_var, bool training, float momentum, float eps, bool cudnn_enabled) -> (Tensor, Tensor, Tensor, Tensor, int)`"""
-    return _c(40, "aten::_batch_norm_impl_index", "TTTTTbffb", (input, weight, bias, running_mean, running_var, training, momentum, eps, cudnn_enabled, ), ())
+    return _c("aten::_batch_norm_impl_index", "TTTTTbffb", (input, weight, bias, running_mean, running_var, training, momentum, eps, cudnn_enabled, ), ())
 
 def _batch_norm_no_update(input, weight, bias, running_mean, running_var, momentum, eps):
     """`aten::_batch_norm_no_update(Tensor input, Tensor? weight, Tensor? bias, Tensor? running_mean, Tensor? running_var, float momentum, float eps) -> (Tensor, Tensor, Tensor, Tensor)`"""
-    return _c(41, "aten::_batch_norm_no_update", "TTTTTff", (input, weight, bias, running_mean, running_var, momentum, eps, ), ())
+    return _c("aten::_batch_norm_no_update", "TTTTTff", (input, weight, bias, running_mean, running_var, momentum, eps, ), ())
 
 def _batch_norm_with_update(input, weight, bias, running_mean, running_var, momentum, eps):
     """`aten::_batch_norm_with_update(Tensor input, Tensor? weight, Tensor? bias, Tensor(a!) running_mean, Tensor(b!) running_var, float momentum, float eps) -> (Tensor, Tensor, Tensor, Tensor)`"""
-    return _c(42, "aten::_batch_norm_with_update", "TTTTTff", (input, weight, bias, running_mean, running_var, momentum, eps, ), ())
+    return _c("aten::_batch_norm_with_update", "TTTTTff", (input, weight, bias, running_mean, running_var, momentum, eps, ), ())
 
 def _batch_norm_with_update_functional(input, weight, bias, running_mean, running_var, momentum, eps):
     """`aten::_batch_norm_with_update_functional(Tensor input, Tensor? weight, Tensor? bias, Tensor running_mean, Tensor running_var, float momentum, float eps) -> (Tensor, Tensor, Tensor, Tensor, Tensor running_mean_out, Tensor running_var_out)`"""
-    return _c(43, "aten::_batch_norm_with_update_functional", "TTTTTff", (input, weight, bias, running_mean, running_var, momentum, eps, ), ())
+    return _c("aten::_batch_norm_with_update_functional", "TTTTTff", (input, weight, bias, running_mean, running_var, momentum, eps, ), ())
 
 def _cast_Byte(self, non_blocking=_D):
     """`aten::_cast_Byte(Tensor self, bool non_blocking=False) -> Tensor`"""
-    return _c(44, "aten::_cast_Byte", "T", (self, ), (("non_blocking", "b", non_blocking), ))
+    return _c("aten::_cast_Byte", "T", (self, ), (("non_blocking", "b", non_blocking), ))
 
 def _cast_Char(self, non_blocking=_D):
     """`aten::_cast_Char(Tensor self, bool non_blocking=False) -> Tensor`"""
-    return _c(45, "aten::_cast_Char", "T", (self, ), (("non_blocking", "b", non_blocking), ))
+    return _c("aten::_cast_Char", "T", (self, ), (("non_blocking", "b", non_blocking), ))
 
 def _cast_Double(self, non_blocking=_D):
     """`aten::_cast_Double(Tensor self, bool non_blocking=False) -> Tensor`"""
-    return _c(46, "aten::_cast_Double", "T", (self, ), (("non_blocking", "b", non_blocking), ))
+    return _c("aten::_cast_Double", "T", (self, ), (("non_blocking", "b", non_blocking), ))
 
 def _cast_Float(self, non_blocking=_D):
     """`aten::_cast_Float(Tensor self, bool non_blocking=False) -> Tensor`"""
-    return _c(47, "aten::_cast_Float", "T", (self, ), (("non_blocking", "b", non_blocking), ))
+    return _c("aten::_cast_Float", "T", (self, ), (("non_blocking", "b", non_blocking), ))
 
 def _cast_Half(self, non_blocking=_D):
     """`aten::_cast_Half(Tensor self, bool non_blocking=False) -> Tensor`"""
-    return _c(48, "aten::_cast_Half", "T", (self, ), (("non_blocking", "b", non_blocking), ))
+    return _c("aten::_cast_Half", "T", (self, ), (("non_blocking", "b", non_blocking), ))
 
 def _cast_Int(self, non_blocking=_D):
     """`aten::_cast_Int(Tensor self, bool non_blocking=False) -> Tensor`"""
-    return _c(49, "aten::_cast_Int", "T", (self, ), (("non_blocking", "b", non_blocking), ))
+    return _c("aten::_cast_Int", "T", (self, ), (("non_blocking", "b", non_blocking), ))
 
 def _cast_Long(self, non_blocking=_D):
     """`aten::_cast_Long(Tensor self, bool non_blocking=False) -> Tensor`"""
-    return _c(50, "aten::_cast_Long", "T", (self, ), (("non_blocking", "b", non_blocking), ))
+    return _c("aten::_cast_Long", "T", (self, ), (("non_blocking", "b", non_blocking), ))
 
 def _cast_Short(self, non_blocking=_D):
     """`aten::_cast_Short(Tensor self, bool non_blocking=False) -> Tensor`"""
-    return _c(51, "aten::_cast_Short", "T", (self, ), (("non_blocking", "b", non_blocking), ))
+    return _c("aten::_cast_Short", "T", (self, ), (("non_blocking", "b", non_blocking), ))
 
 def _cdist_forward(x1, x2, p, compute_mode):
     """`aten::_cdist_forward(Tensor x1, Tensor x2, float p, int? compute_mode) -> Tensor`"""
-    return _c(52, "aten::_cdist_forward", "TTfi", (x1, x2, p, compute_mode, ), ())
+    return _c("aten::_cdist_forward", "TTfi", (x1, x2, p, compute_mode, ), ())
 
 def _cholesky_solve_helper(self, A, upper):
     """`aten::_cholesky_solve_helper(Tensor self, Tensor A, bool upper) -> Tensor`"""
-    return _c(53, "aten::_cholesky_solve_helper", "TTb", (self, A, upper, ), ())
+    return _c("aten::_cholesky_solve_helper", "TTb", (self, A, upper, ), ())
 
 def _choose_qparams_per_tensor(self, reduce_range=_D):
     """`aten::_choose_qparams_per_tensor(Tensor self, bool reduce_range=False) -> (float, int)`"""
-    return _c(54, "aten::_choose_qparams_per_tensor", "T", (self, ), (("reduce_range", "b", reduce_range), ))
+    return _c("aten::_choose_qparams_per_tensor", "T", (self, ), (("reduce_range", "b", reduce_range), ))
 
 def _chunk_cat(tensors, dim, num_chunks):
     """`aten::_chunk_cat(Tensor[] tensors, int dim, int num_chunks) -> Tensor`"""
-    return _c(55, "aten::_chunk_cat", "Lii", (tensors, dim, num_chunks, ), ())
+    return _c("aten::_chunk_cat", "Lii", (tensors, dim, num_chunks, ), ())
 
 def _coalesce(self):
     """`aten::_coalesce(Tensor self) -> Tensor`"""
-    return _c(56, "aten::_coalesce", "T", (self, ), ())
+    return _c("aten::_coalesce", "T", (self, ), ())
 
 def _coalesced(self, coalesced):
     """`aten::_coalesced(Tensor self, bool coalesced) -> Tensor`"""
-    return _c(57, "aten::_coalesced", "Tb", (self, coalesced, ), ())
+    return _c("aten::_coalesced", "Tb", (self, coalesced, ), ())
 
 def _coalesced_(self, coalesced):
     """`aten::_coalesced_(Tensor(a!) self, bool coalesced) -> Tensor(a!)`"""
-    return _c(58, "aten::_coalesced_", "Tb", (self, coalesced, ), ())
+    return _c("aten::_coalesced_", "Tb", (self, coalesced, ), ())
 
 def _compute_linear_combination(input, coefficients):
     """`aten::_compute_linear_combination(Tensor input, Tensor coefficients) -> Tensor`"""
-    return _c(59, "aten::_compute_linear_combination", "TT", (input, coefficients, ), ())
+    return _c("aten::_compute_linear_combination", "TT", (input, coefficients, ), ())
 
 def _conj(self):
     """`aten::_conj(Tensor(a) self) -> Tensor(a)`"""
-    return _c(60, "aten::_conj", "T", (self, ), ())
+    return _c("aten::_conj", "T", (self, ), ())
 
 def _conj_copy(self):
     """`aten::_conj_copy(Tensor self) -> Tensor`"""
-    return _c(61, "aten::_conj_copy", "T", (self, ), ())
+    return _c("aten::_conj_copy", "T", (self, ), ())
 
 def _conj_physical(self):
     """`aten::_conj_physical(Tensor self) -> Tensor`"""
-    return _c(62, "aten::_conj_physical", "T", (self, ), ())
+    return _c("aten::_conj_physical", "T", (self, ), ())
 
 def _conv_depthwise2d(self, weight, kernel_size, bias, stride, padding, dilation):
     """`aten::_conv_depthwise2d(Tensor self, Tensor weight, SymInt[2] kernel_size, Tensor? bias, SymInt[2] stride, SymInt[2] padding, SymInt[2] dilation) -> Tensor`"""
-    return _c(63, "aten::_conv_depthwise2d", "TTITIII", (self, weight, kernel_size, bias, stride, padding, dilation, ), ())
+    return _c("aten::_conv_depthwise2d", "TTITIII", (self, weight, kernel_size, bias, stride, padding, dilation, ), ())
 
 def _convert_indices_from_coo_to_csr(self, size, *, out_int32=_D):
     """`aten::_convert_indices_from_coo_to_csr(Tensor self, int size, *, bool out_int32=False) -> Tensor`"""
-    return _c(64, "aten::_convert_indices_from_coo_to_csr", "Ti", (self, size, ), (("out_int32", "b", out_int32), ))
+    return _c("aten::_convert_indices_from_coo_to_csr", "Ti", (self, size, ), (("out_int32", "b", out_int32), ))
 
 def _convert_indices_from_csr_to_coo(crow_indices, col_indices, *, out_int32=_D, transpose=_D):
     """`aten::_convert_indices_from_csr_to_coo(Tensor crow_indices, Tensor col_indices, *, bool out_int32=False, bool transpose=False) -> Tensor`"""
-    return _c(65, "aten::_convert_indices_from_csr_to_coo", "TT", (crow_indices, col_indices, ), (("out_int32", "b", out_int32), ("transpose", "b", transpose), ))
+    return _c("aten::_convert_indices_from_csr_to_coo", "TT", (crow_indices, col_indices, ), (("out_int32", "b", out_int32), ("transpose", "b", transpose), ))
 
 def _convolution_deprecated(input, weight, bias, stride, padding, dilation, transposed, output_padding, groups, benchmark, deterministic, cudnn_enabled):
     """`aten::_convolution.deprecated(Tensor input, Tensor weight, Tensor? bias, SymInt[] stride, SymInt[] padding, SymInt[] dilation, bool transposed, int[] output_padding, SymInt groups, bool benchmark, bool deterministic, bool cudnn_enabled) -> Tensor`"""
-    return _c(66, "aten::_convolution.deprecated", "TTTIIIbIibbb", (input, weight, bias, stride, padding, dilation, transposed, output_padding, groups, benchmark, deterministic, cudnn_enabled, ), ())
+    return _c("aten::_convolution.deprecated", "TTTIIIbIibbb", (input, weight, bias, stride, padding, dilation, transposed, output_padding, groups, benchmark, deterministic, cudnn_enabled, ), ())
 
 def _convolution(input, weight, bias, stride, padding, dilation, transposed, output_padding, groups, benchmark, deterministic, cudnn_enabled, allow_tf32):
     """`aten::_convolution(Tensor input, Tensor weight, Tensor? bias, SymInt[] stride, SymInt[] padding, SymInt[] dilation, bool transposed, SymInt[] output_padding, SymInt groups, bool benchmark, bool deterministic, bool cudnn_enabled, bool allow_tf32) -> Tensor`"""
-    return _c(67, "aten::_convolution", "TTTIIIbIibbbb", (input, weight, bias, stride, padding, dilation, transposed, output_padding, groups, benchmark, deterministic, cudnn_enabled, allow_tf32, ), ())
+    return _c("aten::_convolution", "TTTIIIbIibbbb", (input, weight, bias, stride, padding, dilation, transposed, output_padding, groups, benchmark, deterministic, cudnn_enabled, allow_tf32, ), ())
 
 def _convolution_mode(input, weight, bias, stride, padding, dilation, groups):
     """`aten::_convolution_mode(Tensor input, Tensor weight, Tensor? bias, SymInt[] stride, str padding, SymInt[] dilation, SymInt groups) -> Tensor`"""
-    return _c(68, "aten::_convolution_mode", "TTTIsIi", (input, weight, bias, stride, padding, dilation, groups, ), ())
+    return _c("aten::_convolution_mode", "TTTIsIi", (input, weight, bias, stride, padding, dilation, groups, ), ())
 
 def _copy_from(self, dst, non_blocking=_D):
     """`aten::_copy_from(Tensor self, Tensor dst, bool non_blocking=False) -> Tensor`"""
-    return _c(69, "aten::_copy_from", "TT", (self, dst, ), (("non_blocking", "b", non_blocking), ))
+    return _c("aten::_copy_from", "TT", (self, dst, ), (("non_blocking", "b", non_blocking), ))
 
 def _copy_from_and_resize(self, dst):
     """`aten::_copy_from_and_resize(Tensor self, Tensor dst) -> Tensor`"""
-    return _c(70, "aten::_copy_from_and_resize", "TT", (self, dst, ), ())
+    return _c("aten::_copy_from_and_resize", "TT", (self, dst, ), ())
 
 def _ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=_D, zero_infinity=_D):
     """`aten::_ctc_loss(Tensor log_probs, Tensor targets, int[] input_lengths, int[] target_lengths, int blank=0, bool zero_infinity=False) -> (Tensor, Tensor)`"""
-    return _c(71, "aten::_ctc_loss", "TTII", (log_probs, targets, input_lengths, target_lengths, ), (("blank", "i", blank), ("zero_infinity", "b", zero_infinity), ))
+    return _c("aten::_ctc_loss", "TTII", (log_probs, targets, input_lengths, target_lengths, ), (("blank", "i", blank), ("zero_infinity", "b", zero_infinity), ))
 
 def _ctc_loss_tensor(log_probs, targets, input_lengths, target_lengths, blank=_D, zero_infinity=_D):
     """`aten::_ctc_loss.Tensor(Tensor log_probs, Tensor targets, Tensor input_lengths, Tensor target_lengths, int blank=0, bool zero_infinity=False) -> (Tensor, Tensor)`"""
-    return _c(72, "aten::_ctc_loss.Tensor", "TTTT", (log_probs, targets, input_lengths, target_lengths, ), (("blank", "i", blank), ("zero_infinity", "b", zero_infinity), ))
+    return _c("aten::_ctc_loss.Tensor", "TTTT", (log_probs, targets, input_lengths, target_lengths, ), (("blank", "i", blank), ("zero_infinity", "b", zero_infinity), ))
 
 def _cudnn_attention_forward(query, key, value, attn_bias, cum_seq_q, cum_seq_k, max_q, max_k, compute_log_sumexp, dropout_p=_D, is_causal=_D, return_debug_mask=_D, *, scale=_D):
     """`aten::_cudnn_attention_forward(Tensor query, Tensor key, Tensor value, Tensor? attn_bias, Tensor? cum_seq_q, Tensor? cum_seq_k, SymInt max_q, SymInt max_k, bool compute_log_sumexp, float dropout_p=0., bool is_causal=False, bool return_debug_mask=False, *, float? scale=None) -> (Tensor output, Tensor logsumexp, Tensor cum_seq_q, Tensor cum_seq_k, SymInt max_q, SymInt max_k, Tensor philox_seed, Tensor philox_offset, Tensor debug_attn_mask)`"""
-    return _c(73, "aten::_cudnn_attention_forward", "TTTTTTiib", (query, key, value, attn_bias, cum_seq_q, cum_seq_k, max_q, max_k, compute_log_sumexp, ), (("dropout_p", "f", dropout_p), ("is_causal", "b", is_causal), ("return_debug_mask", "b", return_debug_mask), ("scale", "f", scale), ))
+    return _c("aten::_cudnn_attention_forward", "TTTTTTiib", (query, key, value, attn_bias, cum_seq_q, cum_seq_k, max_q, max_k, compute_log_sumexp, ), (("dropout_p", "f", dropout_p), ("is_causal", "b", is_causal), ("return_debug_mask", "b", return_debug_mask), ("scale", "f", scale), ))
 
 def _cudnn_ctc_loss(log_probs, targets, input_lengths, target_lengths, blank, deterministic, zero_infinity):
     """`aten::_cudnn_ctc_loss(Tensor log_probs, Tensor targets, int[] input_lengths, int[] target_lengths, int blank, bool deterministic, bool zero_infinity) -> (Tensor, Tensor)`"""
-    return _c(74, "aten::_cudnn_ctc_loss", "TTIIibb", (log_probs, targets, input_lengths, target_lengths, blank, deterministic, zero_infinity, ), ())
+    return _c("aten::_cudnn_ctc_loss", "TTIIibb", (log_probs, targets, input_lengths, target_lengths, blank, deterministic, zero_infinity, ), ())
 
 def _cudnn_ctc_loss_tensor(log_probs, targets, input_lengths, target_lengths, blank, deterministic, zero_infinity):
     """`aten::_cudnn_ctc_loss.Tensor(Tensor log_probs, Tensor targets, Tensor input_lengths, Tensor target_lengths, int blank, bool deterministic, bool zero_infinity) -> (Tensor, Tensor)`"""
-    return _c(75, "aten::_cudnn_ctc_loss.Tensor", "TTTTibb", (log_probs, targets, input_lengths, target_lengths, blank, deterministic, zero_infinity, ), ())
+    return _c("aten::_cudnn_ctc_loss.Tensor", "TTTTibb", (log_probs, targets, input_lengths, target_lengths, blank, deterministic, zero_infinity, ), ())
 
 def _cudnn_init_dropout_state(dropout, train, dropout_seed, *, dtype=_D, layout=_D, device=_D, pin_memory=_D):
     """`aten::_cudnn_init_dropout_state(float dropout, bool train, int dropout_seed, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=False) -> Tensor`"""
-    return _c(76, "aten::_cudnn_init_dropout_state", "fbi", (dropout, train, dropout_seed, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
+    return _c("aten::_cudnn_init_dropout_state", "fbi", (dropout, train, dropout_seed, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
 
 def _cudnn_rnn(input, weight, weight_stride0, weight_buf, hx, cx, mode, hidden_size, proj_size, num_layers, batch_first, dropout, train, bidirectional, batch_sizes, dropout_state):
     """`aten::_cudnn_rnn(Tensor input, Tensor[] weight, int weight_stride0, Tensor? weight_buf, Tensor hx, Tensor? cx, int mode, SymInt hidden_size, SymInt proj_size, int num_layers, bool batch_first, float dropout, bool train, bool bidirectional, SymInt[] batch_sizes, Tensor? dropout_state) -> (Tensor, Tensor, Tensor, Tensor, Tensor)`"""
-    return _c(77, "aten::_cudnn_rnn", "TLiTTTiiiibfbbIT", (input, weight, weight_stride0, weight_buf, hx, cx, mode, hidden_size, proj_size, num_layers, batch_first, dropout, train, bidirectional, batch_sizes, dropout_state, ), ())
+    return _c("aten::_cudnn_rnn", "TLiTTTiiiibfbbIT", (input, weight, weight_stride0, weight_buf, hx, cx, mode, hidden_size, proj_size, num_layers, batch_first, dropout, train, bidirectional, batch_sizes, dropout_state, ), ())
 
 def _cudnn_rnn_flatten_weight(weight_arr, weight_stride0, input_size, mode, hidden_size, proj_size, num_layers, batch_first, bidirectional):
     """`aten::_cudnn_rnn_flatten_weight(Tensor[] weight_arr, int weight_stride0, SymInt input_size, int mode, SymInt hidden_size, SymInt proj_size, int num_layers, bool batch_first, bool bidirectional) -> Tensor`"""
-    return _c(78, "aten::_cudnn_rnn_flatten_weight", "Liiiiiibb", (weight_arr, weight_stride0, input_size, mode, hidden_size, proj_size, num_layers, batch_first, bidirectional, ), ())
+    return _c("aten::_cudnn_rnn_flatten_weight", "Liiiiiibb", (weight_arr, weight_stride0, input_size, mode, hidden_size, proj_size, num_layers, batch_first, bidirectional, ), ())
 
 def _cufft_get_plan_cache_max_size(device_index):
     """`aten::_cufft_get_plan_cache_max_size(int device_index) -> int`"""
-    return _c(79, "aten::_cufft_get_plan_cache_max_size", "i", (device_index, ), ())
+    return _c("aten::_cufft_get_plan_cache_max_size", "i", (device_index, ), ())
 
 def _cufft_get_plan_cache_size(device_index):
     """`aten::_cufft_get_plan_cache_size(int device_index) -> int`"""
-    return _c(80, "aten::_cufft_get_plan_cache_size", "i", (device_index, ), ())
+    return _c("aten::_cufft_get_plan_cache_size", "i", (device_index, ), ())
 
 def _cummax_helper(self, values, indices, dim):
     """`aten::_cummax_helper(Tensor self, Tensor(a!) values, Tensor(b!) indices, int dim) -> ()`"""
-    return _c(81, "aten::_cummax_helper", "TTTi", (self, values, indices, dim, ), ())
+    return _c("aten::_cummax_helper", "TTTi", (self, values, indices, dim, ), ())
 
 def _cummin_helper(self, values, indices, dim):
     """`aten::_cummin_helper(Tensor self, Tensor(a!) values, Tensor(b!) indices, int dim) -> ()`"""
-    return _c(82, "aten::_cummin_helper", "TTTi", (self, values, indices, dim, ), ())
+    return _c("aten::_cummin_helper", "TTTi", (self, values, indices, dim, ), ())
 
 def _debug_has_internal_overlap(self):
     """`aten::_debug_has_internal_overlap(Tensor self) -> int`"""
-    return _c(83, "aten::_debug_has_internal_overlap", "T", (self, ), ())
+    return _c("aten::_debug_has_internal_overlap", "T", (self, ), ())
 
 def _dimI(self):
     """`aten::_dimI(Tensor self) -> int`"""
-    return _c(84, "aten::_dimI", "T", (self, ), ())
+    return _c("aten::_dimI", "T", (self, ), ())
 
 def _dimV(self):
     """`aten::_dimV(Tensor self) -> int`"""
-    return _c(85, "aten::_dimV", "T", (self, ), ())
+    return _c("aten::_dimV", "T", (self, ), ())
 
 def _dim_arange(like, dim):
     """`aten::_dim_arange(Tensor like, int dim) -> Tensor`"""
-    return _c(86, "aten::_dim_arange", "Ti", (like, dim, ), ())
+    return _c("aten::_dim_arange", "Ti", (like, dim, ), ())
 
 def _dirichlet_grad(x, alpha, total):
     """`aten::_dirichlet_grad(Tensor x, Tensor alpha, Tensor total) -> Tensor`"""
-    return _c(87, "aten::_dirichlet_grad", "TTT", (x, alpha, total, ), ())
+    return _c("aten::_dirichlet_grad", "TTT", (x, alpha, total, ), ())
 
 def _efficient_attention_forward(query, key, value, bias, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, dropout_p, custom_mask_type, compute_log_sumexp=_D, *, scale=_D, seqlen_k=_D, window_size=_D):
     """`aten::_efficient_attention_forward(Tensor query, Tensor key, Tensor value, Tensor? bias, Tensor? cu_seqlens_q, Tensor? cu_seqlens_k, SymInt? max_seqlen_q, SymInt? max_seqlen_k, float dropout_p, int custom_mask_type, bool compute_log_sumexp=False, *, float? scale=None, Tensor? seqlen_k=None, int? window_size=None) -> (Tensor output, Tensor logsumexp, Tensor philox_seed, Tensor philox_offset, SymInt max_seqlen_batch_q, SymInt max_seqlen_batch_k)`"""
-    return _c(88, "aten::_efficient_attention_forward", "TTTTTTiifi", (query, key, value, bias, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, dropout_p, custom_mask_type, ), (("compute_log_sumexp", "b", compute_log_sumexp), ("scale", "f", scale), ("seqlen_k", "T", seqlen_k), ("window_size", "i", window_size), ))
+    return _c("aten::_efficient_attention_forward", "TTTTTTiifi", (query, key, value, bias, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, dropout_p, custom_mask_type, ), (("compute_log_sumexp", "b", compute_log_sumexp), ("scale", "f", scale), ("seqlen_k", "T", seqlen_k), ("window_size", "i", window_size), ))
 
 def _efficientzerotensor(size, *, dtype=_D, layout=_D, device=_D, pin_memory=_D):
     """`aten::_efficientzerotensor(SymInt[] size, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`"""
-    return _c(89, "aten::_efficientzerotensor", "I", (size, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
+    return _c("aten::_efficientzerotensor", "I", (size, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
 
 def _embedding_bag(weight, indices, offsets, scale_grad_by_freq=_D, mode=_D, sparse=_D, per_sample_weights=_D, include_last_offset=_D, padding_idx=_D):
     """`aten::_embedding_bag(Tensor weight, Tensor indices, Tensor offsets, bool scale_grad_by_freq=False, int mode=0, bool sparse=False, Tensor? per_sample_weights=None, bool include_last_offset=False, int padding_idx=-1) -> (Tensor, Tensor, Tensor, Tensor)`"""
-    return _c(90, "aten::_embedding_bag", "TTT", (weight, indices, offsets, ), (("scale_grad_by_freq", "b", scale_grad_by_freq), ("mode", "i", mode), ("sparse", "b", sparse), ("per_sample_weights", "T", per_sample_weights), ("include_last_offset", "b", include_last_offset), ("padding_idx", "i", padding_idx), ))
+    return _c("aten::_embedding_bag", "TTT", (weight, indices, offsets, ), (("scale_grad_by_freq", "b", scale_grad_by_freq), ("mode", "i", mode), ("sparse", "b", sparse), ("per_sample_weights", "T", per_sample_weights), ("include_last_offset", "b", include_last_offset), ("padding_idx", "i", padding_idx), ))
 
 def _embedding_bag_forward_only(weight, indices, offsets, scale_grad_by_freq=_D, mode=_D, sparse=_D, per_sample_weights=_D, include_last_offset=_D, padding_idx=_D):
     """`aten::_embedding_bag_forward_only(Tensor weight, Tensor indices, Tensor offsets, bool scale_grad_by_freq=False, int mode=0, bool sparse=False, Tensor? per_sample_weights=None, bool include_last_offset=False, int padding_idx=-1) -> (Tensor, Tensor, Tensor, Tensor)`"""
-    return _c(91, "aten::_embedding_bag_forward_only", "TTT", (weight, indices, offsets, ), (("scale_grad_by_freq", "b", scale_grad_by_freq), ("mode", "i", mode), ("sparse", "b", sparse), ("per_sample_weights", "T", per_sample_weights), ("include_last_offset", "b", include_last_offset), ("padding_idx", "i", padding_idx), ))
+    return _c("aten::_embedding_bag_forward_only", "TTT", (weight, indices, offsets, ), (("scale_grad_by_freq", "b", scale_grad_by_freq), ("mode", "i", mode), ("sparse", "b", sparse), ("per_sample_weights", "T", per_sample_weights), ("include_last_offset", "b", include_last_offset), ("padding_idx", "i", padding_idx), ))
 
 def _empty_affine_quantized(size, *, dtype=_D, layout=_D, device=_D, pin_memory=_D, scale=_D, zero_point=_D, memory_format=_D):
     """`aten::_empty_affine_quantized(SymInt[] size, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None, float scale=1., int zero_point=0, MemoryFormat? memory_format=0) -> Tensor`"""
-    return _c(92, "aten::_empty_affine_quantized", "I", (size, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ("scale", "f", scale), ("zero_point", "i", zero_point), ("memory_format", "i", memory_format), ))
+    return _c("aten::_empty_affine_quantized", "I", (size, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ("scale", "f", scale), ("zero_point", "i", zero_point), ("memory_format", "i", memory_format), ))
 
 def _empty_per_channel_affine_quantized(size, *, scales, zero_points, axis, dtype=_D, layout=_D, device=_D, pin_memory=_D, memory_format=_D):
     """`aten::_empty_per_channel_affine_quantized(SymInt[] size, *, Tensor scales, Tensor zero_points, int axis, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None, MemoryFormat? memory_format=0) -> Tensor`"""
-    return _c(93, "aten::_empty_per_channel_affine_quantized", "I", (size, ), (("scales", "T", scales), ("zero_points", "T", zero_points), ("axis", "i", axis), ("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ("memory_format", "i", memory_format), ))
+    return _c("aten::_empty_per_channel_affine_quantized", "I", (size, ), (("scales", "T", scales), ("zero_points", "T", zero_points), ("axis", "i", axis), ("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ("memory_format", "i", memory_format), ))
 
 def _euclidean_dist(x1, x2):
     """`aten::_euclidean_dist(Tensor x1, Tensor x2) -> Tensor`"""
-    return _c(94, "aten::_euclidean_dist", "TT", (x1, x2, ), ())
+    return _c("aten::_euclidean_dist", "TT", (x1, x2, ), ())
 
 def _fake_quantize_learnable_per_channel_affine(self, scale, zero_point, axis, quant_min, quant_max, grad_factor=_D):
     """`aten::_fake_quantize_learnable_per_channel_affine(Tensor self, Tensor scale, Tensor zero_point, int axis, int quant_min, int quant_max, float grad_factor=1.) -> Tensor`"""
-    return _c(95, "aten::_fake_quantize_learnable_per_channel_affine", "TTTiii", (self, scale, zero_point, axis, quant_min, quant_max, ), (("grad_factor", "f", grad_factor), ))
+    return _c("aten::_fake_quantize_learnable_per_channel_affine", "TTTiii", (self, scale, zero_point, axis, quant_min, quant_max, ), (("grad_factor", "f", grad_factor), ))
 
 def _fake_quantize_learnable_per_tensor_affine(self, scale, zero_point, quant_min, quant_max, grad_factor=_D):
     """`aten::_fake_quantize_learnable_per_tensor_affine(Tensor self, Tensor scale, Tensor zero_point, int quant_min, int quant_max, float grad_factor=1.) -> Tensor`"""
-    return _c(96, "aten::_fake_quantize_learnable_per_tensor_affine", "TTTii", (self, scale, zero_point, quant_min, quant_max, ), (("grad_factor", "f", grad_factor), ))
+    return _c("aten::_fake_quantize_learnable_per_tensor_affine", "TTTii", (self, scale, zero_point, quant_min, quant_max, ), (("grad_factor", "f", grad_factor), ))
 
 def _fake_quantize_per_tensor_affine_cachemask_tensor_qparams(self, scale, zero_point, fake_quant_enabled, quant_min, quant_max):
     """`aten::_fake_quantize_per_tensor_affine_cachemask_tensor_qparams(Tensor self, Tensor scale, Tensor zero_point, Tensor fake_quant_enabled, int quant_min, int quant_max) -> (Tensor output, Tensor mask)`"""
-    return _c(97, "aten::_fake_quantize_per_tensor_affine_cachemask_tensor_qparams", "TTTTii", (self, scale, zero_point, fake_quant_enabled, quant_min, quant_max, ), ())
+    return _c("aten::_fake_quantize_per_tensor_affine_cachemask_tensor_qparams", "TTTTii", (self, scale, zero_point, fake_quant_enabled, quant_min, quant_max, ), ())
 
 def _fft_c2c(self, dim, normalization, forward):
     """`aten::_fft_c2c(Tensor self, SymInt[] dim, int normalization, bool forward) -> Tensor`"""
-    return _c(98, "aten::_fft_c2c", "TIib", (self, dim, normalization, forward, ), ())
+    return _c("aten::_fft_c2c", "TIib", (self, dim, normalization, forward, ), ())
 
 def _fft_c2r(self, dim, normalization, last_dim_size):
     """`aten::_fft_c2r(Tensor self, int[] dim, int normalization, SymInt last_dim_size) -> Tensor`"""
-    return _c(99, "aten::_fft_c2r", "TIii", (self, dim, normalization, last_dim_size, ), ())
+    return _c("aten::_fft_c2r", "TIii", (self, dim, normalization, last_dim_size, ), ())
 
 def _fft_r2c(self, dim, normalization, onesided):
     """`aten::_fft_r2c(Tensor self, int[] dim, int normalization, bool onesided) -> Tensor`"""
-    return _c(100, "aten::_fft_r2c", "TIib", (self, dim, normalization, onesided, ), ())
+    return _c("aten::_fft_r2c", "TIib", (self, dim, normalization, onesided, ), ())
 
 def _fill_mem_eff_dropout_mask_(self, dropout_p, seed, offset):
     """`aten::_fill_mem_eff_dropout_mask_(Tensor(a!) self, float dropout_p, int seed, int offset) -> Tensor(a!)`"""
-    return _c(101, "aten::_fill_mem_eff_dropout_mask_", "Tfii", (self, dropout_p, seed, offset, ), ())
+    return _c("aten::_fill_mem_eff_dropout_mask_", "Tfii", (self, dropout_p, seed, offset, ), ())
 
 def _flash_attention_forward(query, key, value, cum_seq_q, cum_seq_k, max_q, max_k, dropout_p, is_causal, return_debug_mask, *, scale=_D, window_size_left=_D, window_size_right=_D, seqused_k=_D, alibi_slopes=_D, block_table=_D, num_splits=_D):
     """`aten::_flash_attention_forward(Tensor query, Tensor key, Tensor value, Tensor? cum_seq_q, Tensor? cum_seq_k, SymInt max_q, SymInt max_k, float dropout_p, bool is_causal, bool return_debug_mask, *, float? scale=None, SymInt? window_size_left=None, SymInt? window_size_right=None, Tensor? seqused_k=None, Tensor? alibi_slopes=None, Tensor? block_table=None, int? num_splits=None) -> (Tensor output, Tensor softmax_logsumexp, Tensor rng_state, Tensor unused, Tensor debug_attn_mask)`"""
-    return _c(102, "aten::_flash_attention_forward", "TTTTTiifbb", (query, key, value, cum_seq_q, cum_seq_k, max_q, max_k, dropout_p, is_causal, return_debug_mask, ), (("scale", "f", scale), ("window_size_left", "i", window_size_left), ("window_size_right", "i", window_size_right), ("seqused_k", "T", seqused_k), ("alibi_slopes", "T", alibi_slopes), ("block_table", "T", block_table), ("num_splits", "i", num_splits), ))
+    return _c("aten::_flash_attention_forward", "TTTTTiifbb", (query, key, value, cum_seq_q, cum_seq_k, max_q, max_k, dropout_p, is_causal, return_debug_mask, ), (("scale", "f", scale), ("window_size_left", "i", window_size_left), ("window_size_right", "i", window_size_right), ("seqused_k", "T", seqused_k), ("alibi_slopes", "T", alibi_slopes), ("block_table", "T", block_table), ("num_splits", "i", num_splits), ))
 
 def _flash_attention_forward_quantized(query, key, value, cum_seq_q, cum_seq_k, max_q, max_k, dropout_p, is_causal, return_debug_mask, q_descale, k_descale, v_descale, *, scale=_D, window_size_left=_D, window_size_right=_D, seqused_k=_D, alibi_slopes=_D):
     """`aten::_flash_attention_forward.quantized(Tensor query, Tensor key, Tensor value, Tensor? cum_seq_q, Tensor? cum_seq_k, SymInt max_q, SymInt max_k, float dropout_p, bool is_causal, bool return_debug_mask, Tensor? q_descale, Tensor? k_descale, Tensor? v_descale, *, float? scale=None, SymInt? window_size_left=None, SymInt? window_size_right=None, Tensor? seqused_k=None, Tensor? alibi_slopes=None) -> (Tensor output, Tensor softmax_logsumexp, Tensor rng_state, Tensor unused, Tensor debug_attn_mask)`"""
-    return _c(103, "aten::_flash_attention_forward.quantized", "TTTTTiifbbTTT", (query, key, value, cum_seq_q, cum_seq_k, max_q, max_k, dropout_p, is_causal, return_debug_mask, q_descale, k_descale, v_descale, ), (("scale", "f", scale), ("window_size_left", "i", window_size_left), ("window_size_right", "i", window_size_right), ("seqused_k", "T", seqused_k), ("alibi_slopes", "T", alibi_slopes), ))
+    return _c("aten::_flash_attention_forward.quantized", "TTTTTiifbbTTT", (query, key, value, cum_seq_q, cum_seq_k, max_q, max_k, dropout_p, is_causal, return_debug_mask, q_descale, k_descale, v_descale, ), (("scale", "f", scale), ("window_size_left", "i", window_size_left), ("window_size_right", "i", window_size_right), ("seqused_k", "T", seqused_k), ("alibi_slopes", "T", alibi_slopes), ))
 
 def _flash_attention_forward_no_dropout_inplace(out, query, key, value, cum_seq_q, cum_seq_k, max_q, max_k, dropout_p, is_causal, return_debug_mask, *, scale=_D, window_size_left=_D, window_size_right=_D, seqused_k=_D, alibi_slopes=_D, block_table=_D, num_splits=_D):
     """`aten::_flash_attention_forward_no_dropout_inplace(Tensor(a!) out, Tensor query, Tensor key, Tensor value, Tensor? cum_seq_q, Tensor? cum_seq_k, SymInt max_q, SymInt max_k, float dropout_p, bool is_causal, bool return_debug_mask, *, float? scale=None, SymInt? window_size_left=None, SymInt? window_size_right=None, Tensor? seqused_k=None, Tensor? alibi_slopes=None, Tensor? block_table=None, int? num_splits=None) -> Tensor softmax_logsumexp`"""
-    return _c(104, "aten::_flash_attention_forward_no_dropout_inplace", "TTTTTTiifbb", (out, query, key, value, cum_seq_q, cum_seq_k, max_q, max_k, dropout_p, is_causal, return_debug_mask, ), (("scale", "f", scale), ("window_size_left", "i", window_size_left), ("window_size_right", "i", window_size_right), ("seqused_k", "T", seqused_k), ("alibi_slopes", "T", alibi_slopes), ("block_table", "T", block_table), ("num_splits", "i", num_splits), ))
+    return _c("aten::_flash_attention_forward_no_dropout_inplace", "TTTTTTiifbb", (out, query, key, value, cum_seq_q, cum_seq_k, max_q, max_k, dropout_p, is_causal, return_debug_mask, ), (("scale", "f", scale), ("window_size_left", "i", window_size_left), ("window_size_right", "i", window_size_right), ("seqused_k", "T", seqused_k), ("alibi_slopes", "T", alibi_slopes), ("block_table", "T", block_table), ("num_splits", "i", num_splits), ))
 
 def _foobar(self, arg1=_D, arg2=_D, *, arg3=_D):
     """`aten::_foobar(Tensor self, bool arg1=True, bool arg2=True, *, bool arg3=True) -> Tensor`"""
-    return _c(105, "aten::_foobar", "T", (self, ), (("arg1", "b", arg1), ("arg2", "b", arg2), ("arg3", "b", arg3), ))
+    return _c("aten::_foobar", "T", (self, ), (("arg1", "b", arg1), ("arg2", "b", arg2), ("arg3", "b", arg3), ))
 
 def _foreach_abs(self):
     """`aten::_foreach_abs(Tensor[] self) -> Tensor[]`"""
-    return _c(106, "aten::_foreach_abs", "L", (self, ), ())
+    return _c("aten::_foreach_abs", "L", (self, ), ())
 
 def _foreach_abs_(self):
     """`aten::_foreach_abs_(Tensor(a!)[] self) -> ()`"""
-    return _c(107, "aten::_foreach_abs_", "L", (self, ), ())
+    return _c("aten::_foreach_abs_", "L", (self, ), ())
 
 def _foreach_acos(self):
     """`aten::_foreach_acos(Tensor[] self) -> Tensor[]`"""
-    return _c(108, "aten::_foreach_acos", "L", (self, ), ())
+    return _c("aten::_foreach_acos", "L", (self, ), ())
 
 def _foreach_acos_(self):
     """`aten::_foreach_acos_(Tensor(a!)[] self) -> ()`"""
-    return _c(109, "aten::_foreach_acos_", "L", (self, ), ())
+    return _c("aten::_foreach_acos_", "L", (self, ), ())
 
 def _foreach_add_scalar(self, scalar):
     """`aten::_foreach_add.Scalar(Tensor[] self, Scalar scalar) -> Tensor[]`"""
-    return _c(110, "aten::_foreach_add.Scalar", "LS", (self, scalar, ), ())
+    return _c("aten::_foreach_add.Scalar", "LS", (self, scalar, ), ())
 
 def _foreach_add_list(self, other, *, alpha=_D):
     """`aten::_foreach_add.List(Tensor[] self, Tensor[] other, *, Scalar alpha=1) -> Tensor[]`"""
-    return _c(111, "aten::_foreach_add.List", "LL", (self, other, ), (("alpha", "S", alpha), ))
+    return _c("aten::_foreach_add.List", "LL", (self, other, ), (("alpha", "S", alpha), ))
 
 def _foreach_add(self, other, *, alpha=_D):
     """`aten::_foreach_add.Tensor(Tensor[] self, Tensor other, *, Scalar alpha=1) -> Tensor[]`"""
-    return _c(112, "aten::_foreach_add.Tensor", "LT", (self, other, ), (("alpha", "S", alpha), ))
+    return _c("aten::_foreach_add.Tensor", "LT", (self, other, ), (("alpha", "S", alpha), ))
 
 def _foreach_add_scalar_(self, scalar):
     """`aten::_foreach_add_.Scalar(Tensor(a!)[] self, Scalar scalar) -> ()`"""
-    return _c(113, "aten::_foreach_add_.Scalar", "LS", (self, scalar, ), ())
+    return _c("aten::_foreach_add_.Scalar", "LS", (self, scalar, ), ())
 
 def _foreach_add_list_(self, other, *, alpha=_D):
     """`aten::_foreach_add_.List(Tensor(a!)[] self, Tensor[] other, *, Scalar alpha=1) -> ()`"""
-    return _c(114, "aten::_foreach_add_.List", "LL", (self, other, ), (("alpha", "S", alpha), ))
+    return _c("aten::_foreach_add_.List", "LL", (self, other, ), (("alpha", "S", alpha), ))
 
 def _foreach_add_(self, other, *, alpha=_D):
     """`aten::_foreach_add_.Tensor(Tensor(a!)[] self, Tensor other, *, Scalar alpha=1) -> ()`"""
-    return _c(115, "aten::_foreach_add_.Tensor", "LT", (self, other, ), (("alpha", "S", alpha), ))
+    return _c("aten::_foreach_add_.Tensor", "LT", (self, other, ), (("alpha", "S", alpha), ))
 
 def _foreach_addcdiv_scalar(self, tensor1, tensor2, value=_D):
     """`aten::_foreach_addcdiv.Scalar(Tensor[] self, Tensor[] tensor1, Tensor[] tensor2, Scalar value=1) -> Tensor[]`"""
-    return _c(116, "aten::_foreach_addcdiv.Scalar", "LLL", (self, tensor1, tensor2, ), (("value", "S", value), ))
+    return _c("aten::_foreach_addcdiv.Scalar", "LLL", (self, tensor1, tensor2, ), (("value", "S", value), ))
 
 def _foreach_addcdiv(self, tensor1, tensor2, scalars):
     """`aten::_foreach_addcdiv.Tensor(Tensor[] self, Tensor[] tensor1, Tensor[] tensor2, Tensor scalars) -> Tensor[]`"""
-    return _c(117, "aten::_foreach_addcdiv.Tensor", "LLLT", (self, tensor1, tensor2, scalars, ), ())
+    return _c("aten::_foreach_addcdiv.Tensor", "LLLT", (self, tensor1, tensor2, scalars, ), ())
 
 def _foreach_addcdiv_scalar_(self, tensor1, tensor2, value=_D):
     """`aten::_foreach_addcdiv_.Scalar(Tensor(a!)[] self, Tensor[] tensor1, Tensor[] tensor2, Scalar value=1) -> ()`"""
-    return _c(118, "aten::_foreach_addcdiv_.Scalar", "LLL", (self, tensor1, tensor2, ), (("value", "S", value), ))
+    return _c("aten::_foreach_addcdiv_.Scalar", "LLL", (self, tensor1, tensor2, ), (("value", "S", value), ))
 
 def _foreach_addcdiv_(self, tensor1, tensor2, scalars):
     """`aten::_foreach_addcdiv_.Tensor(Tensor(a!)[] self, Tensor[] tensor1, Tensor[] tensor2, Tensor scalars) -> ()`"""
-    return _c(119, "aten::_foreach_addcdiv_.Tensor", "LLLT", (self, tensor1, tensor2, scalars, ), ())
+    return _c("aten::_foreach_addcdiv_.Tensor", "LLLT", (self, tensor1, tensor2, scalars, ), ())
 
 def _foreach_addcmul_scalar(self, tensor1, tensor2, value=_D):
     """`aten::_foreach_addcmul.Scalar(Tensor[] self, Tensor[] tensor1, Tensor[] tensor2, Scalar value=1) -> Tensor[]`"""
-    return _c(120, "aten::_foreach_addcmul.Scalar", "LLL", (self, tensor1, tensor2, ), (("value", "S", value), ))
+    return _c("aten::_foreach_addcmul.Scalar", "LLL", (self, tensor1, tensor2, ), (("value", "S", value), ))
 
 def _foreach_addcmul(self, tensor1, tensor2, scalars):
     """`aten::_foreach_addcmul.Tensor(Tensor[] self, Tensor[] tensor1, Tensor[] tensor2, Tensor scalars) -> Tensor[]`"""
-    return _c(121, "aten::_foreach_addcmul.Tensor", "LLLT", (self, tensor1, tensor2, scalars, ), ())
+    return _c("aten::_foreach_addcmul.Tensor", "LLLT", (self, tensor1, tensor2, scalars, ), ())
 
 def _foreach_addcmul_scalar_(self, tensor1, tensor2, value=_D):
     """`aten::_foreach_addcmul_.Scalar(Tensor(a!)[] self, Tensor[] tensor1, Tensor[] tensor2, Scalar value=1) -> ()`"""
-    return _c(122, "aten::_foreach_addcmul_.Scalar", "LLL", (self, tensor1, tensor2, ), (("value", "S", value), ))
+    return _c("aten::_foreach_addcmul_.Scalar", "LLL", (self, tensor1, tensor2, ), (("value", "S", value), ))
 
 def _foreach_addcmul_(self, tensor1, tensor2, scalars):
     """`aten::_foreach_addcmul_.Tensor(Tensor(a!)[] self, Tensor[] tensor1, Tensor[] tensor2, Tensor scalars) -> ()`"""
-    return _c(123, "aten::_foreach_addcmul_.Tensor", "LLLT", (self, tensor1, tensor2, scalars, ), ())
+    return _c("aten::_foreach_addcmul_.Tensor", "LLLT", (self, tensor1, tensor2, scalars, ), ())
 
 def _foreach_asin(self):
     """`aten::_foreach_asin(Tensor[] self) -> Tensor[]`"""
-    return _c(124, "aten::_foreach_asin", "L", (self, ), ())
+    return _c("aten::_foreach_asin", "L", (self, ), ())
 
 def _foreach_asin_(self):
     """`aten::_foreach_asin_(Tensor(a!)[] self) -> ()`"""
-    return _c(125, "aten::_foreach_asin_", "L", (self, ), ())
+    return _c("aten::_foreach_asin_", "L", (self, ), ())
 
 def _foreach_atan(self):
     """`aten::_foreach_atan(Tensor[] self) -> Tensor[]`"""
-    return _c(126, "aten::_foreach_atan", "L", (self, ), ())
+    return _c("aten::_foreach_atan", "L", (self, ), ())
 
 def _foreach_atan_(self):
     """`aten::_foreach_atan_(Tensor(a!)[] self) -> ()`"""
-    return _c(127, "aten::_foreach_atan_", "L", (self, ), ())
+    return _c("aten::_foreach_atan_", "L", (self, ), ())
 
 def _foreach_ceil(self):
     """`aten::_foreach_ceil(Tensor[] self) -> Tensor[]`"""
-    return _c(128, "aten::_foreach_ceil", "L", (self, ), ())
+    return _c("aten::_foreach_ceil", "L", (self, ), ())
 
 def _foreach_ceil_(self):
     """`aten::_foreach_ceil_(Tensor(a!)[] self) -> ()`"""
-    return _c(129, "aten::_foreach_ceil_", "L", (self, ), ())
+    return _c("aten::_foreach_ceil_", "L", (self, ), ())
 
 def _foreach_clamp_max_scalar(self, scalar):
     """`aten::_foreach_clamp_max.Scalar(Tensor[] self, Scalar scalar) -> Tensor[]`"""
-    return _c(130, "aten::_foreach_clamp_max.Scalar", "LS", (self, scalar, ), ())
+    return _c("aten::_foreach_clamp_max.Scalar", "LS", (self, scalar, ), ())
 
 def _foreach_clamp_max_list(self, other):
     """`aten::_foreach_clamp_max.List(Tensor[] self, Tensor[] other) -> Tensor[]`"""
-    return _c(131, "aten::_foreach_clamp_max.List", "LL", (self, other, ), ())
+    return _c("aten::_foreach_clamp_max.List", "LL", (self, other, ), ())
 
 def _foreach_clamp_max_scalar_(self, scalar):
     """`aten::_foreach_clamp_max_.Scalar(Tensor(a!)[] self, Scalar scalar) -> ()`"""
-    return _c(132, "aten::_foreach_clamp_max_.Scalar", "LS", (self, scalar, ), ())
+    return _c("aten::_foreach_clamp_max_.Scalar", "LS", (self, scalar, ), ())
 
 def _foreach_clamp_max_list_(self, other):
     """`aten::_foreach_clamp_max_.List(Tensor(a!)[] self, Tensor[] other) -> ()`"""
-    return _c(133, "aten::_foreach_clamp_max_.List", "LL", (self, other, ), ())
+    return _c("aten::_foreach_clamp_max_.List", "LL", (self, other, ), ())
 
 def _foreach_clamp_min_scalar(self, scalar):
     """`aten::_foreach_clamp_min.Scalar(Tensor[] self, Scalar scalar) -> Tensor[]`"""
-    return _c(134, "aten::_foreach_clamp_min.Scalar", "LS", (self, scalar, ), ())
+    return _c("aten::_foreach_clamp_min.Scalar", "LS", (self, scalar, ), ())
 
 def _foreach_clamp_min_list(self, other):
     """`aten::_foreach_clamp_min.List(Tensor[] self, Tensor[] other) -> Tensor[]`"""
-    return _c(135, "aten::_foreach_clamp_min.List", "LL", (self, other, ), ())
+    return _c("aten::_foreach_clamp_min.List", "LL", (self, other, ), ())
 
 def _foreach_clamp_min_scalar_(self, scalar):
     """`aten::_foreach_clamp_min_.Scalar(Tensor(a!)[] self, Scalar scalar) -> ()`"""
-    return _c(136, "aten::_foreach_clamp_min_.Scalar", "LS", (self, scalar, ), ())
+    return _c("aten::_foreach_clamp_min_.Scalar", "LS", (self, scalar, ), ())
 
 def _foreach_clamp_min_list_(self, other):
     """`aten::_foreach_clamp_min_.List(Tensor(a!)[] self, Tensor[] other) -> ()`"""
-    return _c(137, "aten::_foreach_clamp_min_.List", "LL", (self, other, ), ())
+    return _c("aten::_foreach_clamp_min_.List", "LL", (self, other, ), ())
 
 def _foreach_clone(self, *, memory_format=_D):
     """`aten::_foreach_clone(Tensor[] self, *, MemoryFormat? memory_format=None) -> Tensor[]`"""
-    return _c(138, "aten::_foreach_clone", "L", (self, ), (("memory_format", "i", memory_format), ))
+    return _c("aten::_foreach_clone", "L", (self, ), (("memory_format", "i", memory_format), ))
 
 def _foreach_copy(self, src, non_blocking=_D):
     """`aten::_foreach_copy(Tensor[] self, Tensor[] src, bool non_blocking=False) -> Tensor[] self_out`"""
-    return _c(139, "aten::_foreach_copy", "LL", (self, src, ), (("non_blocking", "b", non_blocking), ))
+    return _c("aten::_foreach_copy", "LL", (self, src, ), (("non_blocking", "b", non_blocking), ))
 
 def _foreach_copy_(self, src, non_blocking=_D):
     """`aten::_foreach_copy_(Tensor(a!)[] self, Tensor[] src, bool non_blocking=False) -> ()`"""
-    return _c(140, "aten::_foreach_copy_", "LL", (self, src, ), (("non_blocking", "b", non_blocking), ))
+    return _c("aten::_foreach_copy_", "LL", (self, src, ), (("non_blocking", "b", non_blocking), ))
 
 def _foreach_cos(self):
     """`aten::_foreach_cos(Tensor[] self) -> Tensor[]`"""
-    return _c(141, "aten::_foreach_cos", "L", (self, ), ())
+    return _c("aten::_foreach_cos", "L", (self, ), ())
 
 def _foreach_cos_(self):
     """`aten::_foreach_cos_(Tensor(a!)[] self) -> ()`"""
-    return _c(142, "aten::_foreach_cos_", "L", (self, ), ())
+    return _c("aten::_foreach_cos_", "L", (self, ), ())
 
 def _foreach_cosh(self):
     """`aten::_foreach_cosh(Tensor[] self) -> Tensor[]`"""
-    return _c(143, "aten::_foreach_cosh", "L", (self, ), ())
+    return _c("aten::_foreach_cosh", "L", (self, ), ())
 
 def _foreach_cosh_(self):
     """`aten::_foreach_cosh_(Tensor(a!)[] self) -> ()`"""
-    return _c(144, "aten::_foreach_cosh_", "L", (self, ), ())
+    return _c("aten::_foreach_cosh_", "L", (self, ), ())
 
 def _foreach_div_scalar(self, scalar):
     """`aten::_foreach_div.Scalar(Tensor[] self, Scalar scalar) -> Tensor[]`"""
-    return _c(145, "aten::_foreach_div.Scalar", "LS", (self, scalar, ), ())
+    return _c("aten::_foreach_div.Scalar", "LS", (self, scalar, ), ())
 
 def _foreach_div_list(self, other):
     """`aten::_foreach_div.List(Tensor[] self, Tensor[] other) -> Tensor[]`"""
-    return _c(146, "aten::_foreach_div.List", "LL", (self, other, ), ())
+    return _c("aten::_foreach_div.List", "LL", (self, other, ), ())
 
 def _foreach_div(self, other):
     """`aten::_foreach_div.Tensor(Tensor[] self, Tensor other) -> Tensor[]`"""
-    return _c(147, "aten::_foreach_div.Tensor", "LT", (self, other, ), ())
+    return _c("aten::_foreach_div.Tensor", "LT", (self, other, ), ())
 
 def _foreach_div_scalar_(self, scalar):
     """`aten::_foreach_div_.Scalar(Tensor(a!)[] self, Scalar scalar) -> ()`"""
-    return _c(148, "aten::_foreach_div_.Scalar", "LS", (self, scalar, ), ())
+    return _c("aten::_foreach_div_.Scalar", "LS", (self, scalar, ), ())
 
 def _foreach_div_list_(self, other):
     """`aten::_foreach_div_.List(Tensor(a!)[] self, Tensor[] other) -> ()`"""
-    return _c(149, "aten::_foreach_div_.List", "LL", (self, other, ), ())
+    return _c("aten::_foreach_div_.List", "LL", (self, other, ), ())
 
 def _foreach_div_(self, other):
     """`aten::_foreach_div_.Tensor(Tensor(a!)[] self, Tensor other) -> ()`"""
-    return _c(150, "aten::_foreach_div_.Tensor", "LT", (self, other, ), ())
+    return _c("aten::_foreach_div_.Tensor", "LT", (self, other, ), ())
 
 def _foreach_erf(self):
     """`aten::_foreach_erf(Tensor[] self) -> Tensor[]`"""
-    return _c(151, "aten::_foreach_erf", "L", (self, ), ())
+    return _c("aten::_foreach_erf", "L", (self, ), ())
 
 def _foreach_erf_(self):
     """`aten::_foreach_erf_(Tensor(a!)[] self) -> ()`"""
-    return _c(152, "aten::_foreach_erf_", "L", (self, ), ())
+    return _c("aten::_foreach_erf_", "L", (self, ), ())
 
 def _foreach_erfc(self):
     """`aten::_foreach_erfc(Tensor[] self) -> Tensor[]`"""
-    return _c(153, "aten::_foreach_erfc", "L", (self, ), ())
+    return _c("aten::_foreach_erfc", "L", (self, ), ())
 
 def _foreach_erfc_(self):
     """`aten::_foreach_erfc_(Tensor(a!)[] self) -> ()`"""
-    return _c(154, "aten::_foreach_erfc_", "L", (self, ), ())
+    return _c("aten::_foreach_erfc_", "L", (self, ), ())
 
 def _foreach_exp(self):
     """`aten::_foreach_exp(Tensor[] self) -> Tensor[]`"""
-    return _c(155, "aten::_foreach_exp", "L", (self, ), ())
+    return _c("aten::_foreach_exp", "L", (self, ), ())
 
 def _foreach_exp_(self):
     """`aten::_foreach_exp_(Tensor(a!)[] self) -> ()`"""
-    return _c(156, "aten::_foreach_exp_", "L", (self, ), ())
+    return _c("aten::_foreach_exp_", "L", (self, ), ())
 
 def _foreach_expm1(self):
     """`aten::_foreach_expm1(Tensor[] self) -> Tensor[]`"""
-    return _c(157, "aten::_foreach_expm1", "L", (self, ), ())
+    return _c("aten::_foreach_expm1", "L", (self, ), ())
 
 def _foreach_expm1_(self):
     """`aten::_foreach_expm1_(Tensor(a!)[] self) -> ()`"""
-    return _c(158, "aten::_foreach_expm1_", "L", (self, ), ())
+    return _c("aten::_foreach_expm1_", "L", (self, ), ())
 
 def _foreach_floor(self):
     """`aten::_foreach_floor(Tensor[] self) -> Tensor[]`"""
-    return _c(159, "aten::_foreach_floor", "L", (self, ), ())
+    return _c("aten::_foreach_floor", "L", (self, ), ())
 
 def _foreach_floor_(self):
     """`aten::_foreach_floor_(Tensor(a!)[] self) -> ()`"""
-    return _c(160, "aten::_foreach_floor_", "L", (self, ), ())
+    return _c("aten::_foreach_floor_", "L", (self, ), ())
 
 def _foreach_frac(self):
     """`aten::_foreach_frac(Tensor[] self) -> Tensor[]`"""
-    return _c(161, "aten::_foreach_frac", "L", (self, ), ())
+    return _c("aten::_foreach_frac", "L", (self, ), ())
 
 def _foreach_frac_(self):
     """`aten::_foreach_frac_(Tensor(a!)[] self) -> ()`"""
-    return _c(162, "aten::_foreach_frac_", "L", (self, ), ())
+    return _c("aten::_foreach_frac_", "L", (self, ), ())
 
 def _foreach_lerp_list(self, tensors1, weights):
     """`aten::_foreach_lerp.List(Tensor[] self, Tensor[] tensors1, Tensor[] weights) -> Tensor[]`"""
-    return _c(163, "aten::_foreach_lerp.List", "LLL", (self, tensors1, weights, ), ())
+    return _c("aten::_foreach_lerp.List", "LLL", (self, tensors1, weights, ), ())
 
 def _foreach_lerp_scalar(self, tensors1, weight):
     """`aten::_foreach_lerp.Scalar(Tensor[] self, Tensor[] tensors1, Scalar weight) -> Tensor[]`"""
-    return _c(164, "aten::_foreach_lerp.Scalar", "LLS", (self, tensors1, weight, ), ())
+    return _c("aten::_foreach_lerp.Scalar", "LLS", (self, tensors1, weight, ), ())
 
 def _foreach_lerp_list_(self, tensors1, weights):
     """`aten::_foreach_lerp_.List(Tensor(a!)[] self, Tensor[] tensors1, Tensor[] weights) -> ()`"""
-    return _c(165, "aten::_foreach_lerp_.List", "LLL", (self, tensors1, weights, ), ())
+    return _c("aten::_foreach_lerp_.List", "LLL", (self, tensors1, weights, ), ())
 
 def _foreach_lerp_scalar_(self, tensors1, weight):
     """`aten::_foreach_lerp_.Scalar(Tensor(a!)[] self, Tensor[] tensors1, Scalar weight) -> ()`"""
-    return _c(166, "aten::_foreach_lerp_.Scalar", "LLS", (self, tensors1, weight, ), ())
+    return _c("aten::_foreach_lerp_.Scalar", "LLS", (self, tensors1, weight, ), ())
 
 def _foreach_lgamma(self):
     """`aten::_foreach_lgamma(Tensor[] self) -> Tensor[]`"""
-    return _c(167, "aten::_foreach_lgamma", "L", (self, ), ())
+    return _c("aten::_foreach_lgamma", "L", (self, ), ())
 
 def _foreach_lgamma_(self):
     """`aten::_foreach_lgamma_(Tensor(a!)[] self) -> ()`"""
-    return _c(168, "aten::_foreach_lgamma_", "L", (self, ), ())
+    return _c("aten::_foreach_lgamma_", "L", (self, ), ())
 
 def _foreach_log(self):
     """`aten::_foreach_log(Tensor[] self) -> Tensor[]`"""
-    return _c(169, "aten::_foreach_log", "L", (self, ), ())
+    return _c("aten::_foreach_log", "L", (self, ), ())
 
 def _foreach_log10(self):
     """`aten::_foreach_log10(Tensor[] self) -> Tensor[]`"""
-    return _c(170, "aten::_foreach_log10", "L", (self, ), ())
+    return _c("aten::_foreach_log10", "L", (self, ), ())
 
 def _foreach_log10_(self):
     """`aten::_foreach_log10_(Tensor(a!)[] self) -> ()`"""
-    return _c(171, "aten::_foreach_log10_", "L", (self, ), ())
+    return _c("aten::_foreach_log10_", "L", (self, ), ())
 
 def _foreach_log1p(self):
     """`aten::_foreach_log1p(Tensor[] self) -> Tensor[]`"""
-    return _c(172, "aten::_foreach_log1p", "L", (self, ), ())
+    return _c("aten::_foreach_log1p", "L", (self, ), ())
 
 def _foreach_log1p_(self):
     """`aten::_foreach_log1p_(Tensor(a!)[] self) -> ()`"""
-    return _c(173, "aten::_foreach_log1p_", "L", (self, ), ())
+    return _c("aten::_foreach_log1p_", "L", (self, ), ())
 
 def _foreach_log2(self):
     """`aten::_foreach_log2(Tensor[] self) -> Tensor[]`"""
-    return _c(174, "aten::_foreach_log2", "L", (self, ), ())
+    return _c("aten::_foreach_log2", "L", (self, ), ())
 
 def _foreach_log2_(self):
     """`aten::_foreach_log2_(Tensor(a!)[] self) -> ()`"""
-    return _c(175, "aten::_foreach_log2_", "L", (self, ), ())
+    return _c("aten::_foreach_log2_", "L", (self, ), ())
 
 def _foreach_log_(self):
     """`aten::_foreach_log_(Tensor(a!)[] self) -> ()`"""
-    return _c(176, "aten::_foreach_log_", "L", (self, ), ())
+    return _c("aten::_foreach_log_", "L", (self, ), ())
 
 def _foreach_max(self):
     """`aten::_foreach_max(Tensor[] self) -> Tensor[]`"""
-    return _c(177, "aten::_foreach_max", "L", (self, ), ())
+    return _c("aten::_foreach_max", "L", (self, ), ())
 
 def _foreach_maximum_scalar(self, scalar):
     """`aten::_foreach_maximum.Scalar(Tensor[] self, Scalar scalar) -> Tensor[]`"""
-    return _c(178, "aten::_foreach_maximum.Scalar", "LS", (self, scalar, ), ())
+    return _c("aten::_foreach_maximum.Scalar", "LS", (self, scalar, ), ())
 
 def _foreach_maximum_list(self, other):
     """`aten::_foreach_maximum.List(Tensor[] self, Tensor[] other) -> Tensor[]`"""
-    return _c(179, "aten::_foreach_maximum.List", "LL", (self, other, ), ())
+    return _c("aten::_foreach_maximum.List", "LL", (self, other, ), ())
 
 def _foreach_maximum_scalar_(self, scalar):
     """`aten::_foreach_maximum_.Scalar(Tensor(a!)[] self, Scalar scalar) -> ()`"""
-    return _c(180, "aten::_foreach_maximum_.Scalar", "LS", (self, scalar, ), ())
+    return _c("aten::_foreach_maximum_.Scalar", "LS", (self, scalar, ), ())
 
 def _foreach_maximum_list_(self, other):
     """`aten::_foreach_maximum_.List(Tensor(a!)[] self, Tensor[] other) -> ()`"""
-    return _c(181, "aten::_foreach_maximum_.List", "LL", (self, other, ), ())
+    return _c("aten::_foreach_maximum_.List", "LL", (self, other, ), ())
 
 def _foreach_minimum_scalar(self, scalar):
     """`aten::_foreach_minimum.Scalar(Tensor[] self, Scalar scalar) -> Tensor[]`"""
-    return _c(182, "aten::_foreach_minimum.Scalar", "LS", (self, scalar, ), ())
+    return _c("aten::_foreach_minimum.Scalar", "LS", (self, scalar, ), ())
 
 def _foreach_minimum_list(self, other):
     """`aten::_foreach_minimum.List(Tensor[] self, Tensor[] other) -> Tensor[]`"""
-    return _c(183, "aten::_foreach_minimum.List", "LL", (self, other, ), ())
+    return _c("aten::_foreach_minimum.List", "LL", (self, other, ), ())
 
 def _foreach_minimum_scalar_(self, scalar):
     """`aten::_foreach_minimum_.Scalar(Tensor(a!)[] self, Scalar scalar) -> ()`"""
-    return _c(184, "aten::_foreach_minimum_.Scalar", "LS", (self, scalar, ), ())
+    return _c("aten::_foreach_minimum_.Scalar", "LS", (self, scalar, ), ())
 
 def _foreach_minimum_list_(self, other):
     """`aten::_foreach_minimum_.List(Tensor(a!)[] self, Tensor[] other) -> ()`"""
-    return _c(185, "aten::_foreach_minimum_.List", "LL", (self, other, ), ())
+    return _c("aten::_foreach_minimum_.List", "LL", (self, other, ), ())
 
 def _foreach_mm(self, mat2):
     """`aten::_foreach_mm(Tensor[] self, Tensor[] mat2) -> Tensor[]`"""
-    return _c(186, "aten::_foreach_mm", "LL", (self, mat2, ), ())
+    return _c("aten::_foreach_mm", "LL", (self, mat2, ), ())
 
 def _foreach_mul_scalar(self, scalar):
     """`aten::_foreach_mul.Scalar(Tensor[] self, Scalar scalar) -> Tensor[]`"""
-    return _c(187, "aten::_foreach_mul.Scalar", "LS", (self, scalar, ), ())
+    return _c("aten::_foreach_mul.Scalar", "LS", (self, scalar, ), ())
 
 def _foreach_mul_list(self, other):
     """`aten::_foreach_mul.List(Tensor[] self, Tensor[] other) -> Tensor[]`"""
-    return _c(188, "aten::_foreach_mul.List", "LL", (self, other, ), ())
+    return _c("aten::_foreach_mul.List", "LL", (self, other, ), ())
 
 def _foreach_mul(self, other):
     """`aten::_foreach_mul.Tensor(Tensor[] self, Tensor other) -> Tensor[]`"""
-    return _c(189, "aten::_foreach_mul.Tensor", "LT", (self, other, ), ())
+    return _c("aten::_foreach_mul.Tensor", "LT", (self, other, ), ())
 
 def _foreach_mul_scalar_(self, scalar):
     """`aten::_foreach_mul_.Scalar(Tensor(a!)[] self, Scalar scalar) -> ()`"""
-    return _c(190, "aten::_foreach_mul_.Scalar", "LS", (self, scalar, ), ())
+    return _c("aten::_foreach_mul_.Scalar", "LS", (self, scalar, ), ())
 
 def _foreach_mul_list_(self, other):
     """`aten::_foreach_mul_.List(Tensor(a!)[] self, Tensor[] other) -> ()`"""
-    return _c(191, "aten::_foreach_mul_.List", "LL", (self, other, ), ())
+    return _c("aten::_foreach_mul_.List", "LL", (self, other, ), ())
 
 def _foreach_mul_(self, other):
     """`aten::_foreach_mul_.Tensor(Tensor(a!)[] self, Tensor other) -> ()`"""
-    return _c(192, "aten::_foreach_mul_.Tensor", "LT", (self, other, ), ())
+    return _c("aten::_foreach_mul_.Tensor", "LT", (self, other, ), ())
 
 def _foreach_neg(self):
     """`aten::_foreach_neg(Tensor[] self) -> Tensor[]`"""
-    return _c(193, "aten::_foreach_neg", "L", (self, ), ())
+    return _c("aten::_foreach_neg", "L", (self, ), ())
 
 def _foreach_neg_(self):
     """`aten::_foreach_neg_(Tensor(a!)[] self) -> ()`"""
-    return _c(194, "aten::_foreach_neg_", "L", (self, ), ())
+    return _c("aten::_foreach_neg_", "L", (self, ), ())
 
 def _foreach_norm(self, ord=_D, dtype=_D):
     """`aten::_foreach_norm.Scalar(Tensor[] self, Scalar ord=2, ScalarType? dtype=None) -> Tensor[]`"""
-    return _c(195, "aten::_foreach_norm.Scalar", "L", (self, ), (("ord", "S", ord), ("dtype", "d", dtype), ))
+    return _c("aten::_foreach_norm.Scalar", "L", (self, ), (("ord", "S", ord), ("dtype", "d", dtype), ))
 
 def _foreach_pow_list(self, exponent):
     """`aten::_foreach_pow.List(Tensor[] self, Tensor[] exponent) -> Tensor[]`"""
-    return _c(196, "aten::_foreach_pow.List", "LL", (self, exponent, ), ())
+    return _c("aten::_foreach_pow.List", "LL", (self, exponent, ), ())
 
 def _foreach_pow_scalar(self, exponent):
     """`aten::_foreach_pow.Scalar(Tensor[] self, Scalar exponent) -> Tensor[]`"""
-    return _c(197, "aten::_foreach_pow.Scalar", "LS", (self, exponent, ), ())
+    return _c("aten::_foreach_pow.Scalar", "LS", (self, exponent, ), ())
 
 def _foreach_pow_scalarandtensor(self, exponent):
     """`aten::_foreach_pow.ScalarAndTensor(Scalar self, Tensor[] exponent) -> Tensor[]`"""
-    return _c(198, "aten::_foreach_pow.ScalarAndTensor", "SL", (self, exponent, ), ())
+    return _c("aten::_foreach_pow.ScalarAndTensor", "SL", (self, exponent, ), ())
 
 def _foreach_pow_list_(self, exponent):
     """`aten::_foreach_pow_.List(Tensor(a!)[] self, Tensor[] exponent) -> ()`"""
-    return _c(199, "aten::_foreach_pow_.List", "LL", (self, exponent, ), ())
+    return _c("aten::_foreach_pow_.List", "LL", (self, exponent, ), ())
 
 def _foreach_pow_scalar_(self, exponent):
     """`aten::_foreach_pow_.Scalar(Tensor(a!)[] self, Scalar exponent) -> ()`"""
-    return _c(200, "aten::_foreach_pow_.Scalar", "LS", (self, exponent, ), ())
+    return _c("aten::_foreach_pow_.Scalar", "LS", (self, exponent, ), ())
 
 def _foreach_powsum(self, ord=_D, dtype=_D):
     """`aten::_foreach_powsum.Scalar(Tensor[] self, Scalar ord=2, ScalarType? dtype=None) -> Tensor[]`"""
-    return _c(201, "aten::_foreach_powsum.Scalar", "L", (self, ), (("ord", "S", ord), ("dtype", "d", dtype), ))
+    return _c("aten::_foreach_powsum.Scalar", "L", (self, ), (("ord", "S", ord), ("dtype", "d", dtype), ))
 
 def _foreach_reciprocal(self):
     """`aten::_foreach_reciprocal(Tensor[] self) -> Tensor[]`"""
-    return _c(202, "aten::_foreach_reciprocal", "L", (self, ), ())
+    return _c("aten::_foreach_reciprocal", "L", (self, ), ())
 
 def _foreach_reciprocal_(self):
     """`aten::_foreach_reciprocal_(Tensor(a!)[] self) -> ()`"""
-    return _c(203, "aten::_foreach_reciprocal_", "L", (self, ), ())
+    return _c("aten::_foreach_reciprocal_", "L", (self, ), ())
 
 def _foreach_round(self):
     """`aten::_foreach_round(Tensor[] self) -> Tensor[]`"""
-    return _c(204, "aten::_foreach_round", "L", (self, ), ())
+    return _c("aten::_foreach_round", "L", (self, ), ())
 
 def _foreach_round_(self):
     """`aten::_foreach_round_(Tensor(a!)[] self) -> ()`"""
-    return _c(205, "aten::_foreach_round_", "L", (self, ), ())
+    return _c("aten::_foreach_round_", "L", (self, ), ())
 
 def _foreach_rsqrt(self):
     """`aten::_foreach_rsqrt(Tensor[] self) -> Tensor[]`"""
-    return _c(206, "aten::_foreach_rsqrt", "L", (self, ), ())
+    return _c("aten::_foreach_rsqrt", "L", (self, ), ())
 
 def _foreach_rsqrt_(self):
     """`aten::_foreach_rsqrt_(Tensor(a!)[] self) -> ()`"""
-    return _c(207, "aten::_foreach_rsqrt_", "L", (self, ), ())
+    return _c("aten::_foreach_rsqrt_", "L", (self, ), ())
 
 def _foreach_sigmoid(self):
     """`aten::_foreach_sigmoid(Tensor[] self) -> Tensor[]`"""
-    return _c(208, "aten::_foreach_sigmoid", "L", (self, ), ())
+    return _c("aten::_foreach_sigmoid", "L", (self, ), ())
 
 def _foreach_sigmoid_(self):
     """`aten::_foreach_sigmoid_(Tensor(a!)[] self) -> ()`"""
-    return _c(209, "aten::_foreach_sigmoid_", "L", (self, ), ())
+    return _c("aten::_foreach_sigmoid_", "L", (self, ), ())
 
 def _foreach_sign(self):
     """`aten::_foreach_sign(Tensor[] self) -> Tensor[]`"""
-    return _c(210, "aten::_foreach_sign", "L", (self, ), ())
+    return _c("aten::_foreach_sign", "L", (self, ), ())
 
 def _foreach_sign_(self):
     """`aten::_foreach_sign_(Tensor(a!)[] self) -> ()`"""
-    return _c(211, "aten::_foreach_sign_", "L", (self, ), ())
+    return _c("aten::_foreach_sign_", "L", (self, ), ())
 
 def _foreach_sin(self):
     """`aten::_foreach_sin(Tensor[] self) -> Tensor[]`"""
-    return _c(212, "aten::_foreach_sin", "L", (self, ), ())
+    return _c("aten::_foreach_sin", "L", (self, ), ())
 
 def _foreach_sin_(self):
     """`aten::_foreach_sin_(Tensor(a!)[] self) -> ()`"""
-    return _c(213, "aten::_foreach_sin_", "L", (self, ), ())
+    return _c("aten::_foreach_sin_", "L", (self, ), ())
 
 def _foreach_sinh(self):
     """`aten::_foreach_sinh(Tensor[] self) -> Tensor[]`"""
-    return _c(214, "aten::_foreach_sinh", "L", (self, ), ())
+    return _c("aten::_foreach_sinh", "L", (self, ), ())
 
 def _foreach_sinh_(self):
     """`aten::_foreach_sinh_(Tensor(a!)[] self) -> ()`"""
-    return _c(215, "aten::_foreach_sinh_", "L", (self, ), ())
+    return _c("aten::_foreach_sinh_", "L", (self, ), ())
 
 def _foreach_sqrt(self):
     """`aten::_foreach_sqrt(Tensor[] self) -> Tensor[]`"""
-    return _c(216, "aten::_foreach_sqrt", "L", (self, ), ())
+    return _c("aten::_foreach_sqrt", "L", (self, ), ())
 
 def _foreach_sqrt_(self):
     """`aten::_foreach_sqrt_(Tensor(a!)[] self) -> ()`"""
-    return _c(217, "aten::_foreach_sqrt_", "L", (self, ), ())
+    return _c("aten::_foreach_sqrt_", "L", (self, ), ())
 
 def _foreach_sub_scalar(self, scalar):
     """`aten::_foreach_sub.Scalar(Tensor[] self, Scalar scalar) -> Tensor[]`"""
-    return _c(218, "aten::_foreach_sub.Scalar", "LS", (self, scalar, ), ())
+    return _c("aten::_foreach_sub.Scalar", "LS", (self, scalar, ), ())
 
 def _foreach_sub_list(self, other, *, alpha=_D):
     """`aten::_foreach_sub.List(Tensor[] self, Tensor[] other, *, Scalar alpha=1) -> Tensor[]`"""
-    return _c(219, "aten::_foreach_sub.List", "LL", (self, other, ), (("alpha", "S", alpha), ))
+    return _c("aten::_foreach_sub.List", "LL", (self, other, ), (("alpha", "S", alpha), ))
 
 def _foreach_sub_scalar_(self, scalar):
     """`aten::_foreach_sub_.Scalar(Tensor(a!)[] self, Scalar scalar) -> ()`"""
-    return _c(220, "aten::_foreach_sub_.Scalar", "LS", (self, scalar, ), ())
+    return _c("aten::_foreach_sub_.Scalar", "LS", (self, scalar, ), ())
 
 def _foreach_sub_list_(self, other, *, alpha=_D):
     """`aten::_foreach_sub_.List(Tensor(a!)[] self, Tensor[] other, *, Scalar alpha=1) -> ()`"""
-    return _c(221, "aten::_foreach_sub_.List", "LL", (self, other, ), (("alpha", "S", alpha), ))
+    return _c("aten::_foreach_sub_.List", "LL", (self, other, ), (("alpha", "S", alpha), ))
 
 def _foreach_tan(self):
     """`aten::_foreach_tan(Tensor[] self) -> Tensor[]`"""
-    return _c(222, "aten::_foreach_tan", "L", (self, ), ())
+    return _c("aten::_foreach_tan", "L", (self, ), ())
 
 def _foreach_tan_(self):
     """`aten::_foreach_tan_(Tensor(a!)[] self) -> ()`"""
-    return _c(223, "aten::_foreach_tan_", "L", (self, ), ())
+    return _c("aten::_foreach_tan_", "L", (self, ), ())
 
 def _foreach_tanh(self):
     """`aten::_foreach_tanh(Tensor[] self) -> Tensor[]`"""
-    return _c(224, "aten::_foreach_tanh", "L", (self, ), ())
+    return _c("aten::_foreach_tanh", "L", (self, ), ())
 
 def _foreach_tanh_(self):
     """`aten::_foreach_tanh_(Tensor(a!)[] self) -> ()`"""
-    return _c(225, "aten::_foreach_tanh_", "L", (self, ), ())
+    return _c("aten::_foreach_tanh_", "L", (self, ), ())
 
 def _foreach_trunc(self):
     """`aten::_foreach_trunc(Tensor[] self) -> Tensor[]`"""
-    return _c(226, "aten::_foreach_trunc", "L", (self, ), ())
+    return _c("aten::_foreach_trunc", "L", (self, ), ())
 
 def _foreach_trunc_(self):
     """`aten::_foreach_trunc_(Tensor(a!)[] self) -> ()`"""
-    return _c(227, "aten::_foreach_trunc_", "L", (self, ), ())
+    return _c("aten::_foreach_trunc_", "L", (self, ), ())
 
 def _foreach_zero(self):
     """`aten::_foreach_zero(Tensor[] self) -> Tensor[] self_out`"""
-    return _c(228, "aten::_foreach_zero", "L", (self, ), ())
+    return _c("aten::_foreach_zero", "L", (self, ), ())
 
 def _foreach_zero_(self):
     """`aten::_foreach_zero_(Tensor(a!)[] self) -> ()`"""
-    return _c(229, "aten::_foreach_zero_", "L", (self, ), ())
+    return _c("aten::_foreach_zero_", "L", (self, ), ())
 
 def _functional_assert_async(self, assert_msg, dep_token):
     """`aten::_functional_assert_async.msg(Tensor self, str assert_msg, Tensor dep_token) -> Tensor`"""
-    return _c(230, "aten::_functional_assert_async.msg", "TsT", (self, assert_msg, dep_token, ), ())
+    return _c("aten::_functional_assert_async.msg", "TsT", (self, assert_msg, dep_token, ), ())
 
 def _functional_assert_scalar(self, assert_msg, dep_token):
     """`aten::_functional_assert_scalar(Scalar self, str assert_msg, Tensor dep_token) -> Tensor`"""
-    return _c(231, "aten::_functional_assert_scalar", "SsT", (self, assert_msg, dep_token, ), ())
+    return _c("aten::_functional_assert_scalar", "SsT", (self, assert_msg, dep_token, ), ())
 
 def _functional_sym_constrain_range(size, min, max, dep_token):
     """`aten::_functional_sym_constrain_range(Scalar size, int? min, int? max, Tensor dep_token) -> Tensor`"""
-    return _c(232, "aten::_functional_sym_constrain_range", "SiiT", (size, min, max, dep_token, ), ())
+    return _c("aten::_functional_sym_constrain_range", "SiiT", (size, min, max, dep_token, ), ())
 
 def _functional_sym_constrain_range_for_size(size, min, max, dep_token):
     """`aten::_functional_sym_constrain_range_for_size(Scalar size, int? min, int? max, Tensor dep_token) -> Tensor`"""
-    return _c(233, "aten::_functional_sym_constrain_range_for_size", "SiiT", (size, min, max, dep_token, ), ())
+    return _c("aten::_functional_sym_constrain_range_for_size", "SiiT", (size, min, max, dep_token, ), ())
 
 def _fused_adagrad(self, grads, state_sums, state_steps, *, lr, lr_decay, weight_decay, eps, maximize, grad_scale=_D, found_inf=_D):
     """`aten::_fused_adagrad(Tensor[] self, Tensor[] grads, Tensor[] state_sums, Tensor[] state_steps, *, float lr, float lr_decay, float weight_decay, float eps, bool maximize, Tensor? grad_scale=None, Tensor? found_inf=None) -> (Tensor[] self_out, Tensor[] grads_out, Tensor[] state_sums_out, Tensor[] state_steps_out)`"""
-    return _c(234, "aten::_fused_adagrad", "LLLL", (self, grads, state_sums, state_steps, ), (("lr", "f", lr), ("lr_decay", "f", lr_decay), ("weight_decay", "f", weight_decay), ("eps", "f", eps), ("maximize", "b", maximize), ("grad_scale", "T", grad_scale), ("found_inf", "T", found_inf), ))
+    return _c("aten::_fused_adagrad", "LLLL", (self, grads, state_sums, state_steps, ), (("lr", "f", lr), ("lr_decay", "f", lr_decay), ("weight_decay", "f", weight_decay), ("eps", "f", eps), ("maximize", "b", maximize), ("grad_scale", "T", grad_scale), ("found_inf", "T", found_inf), ))
 
 def _fused_adagrad_tensor_lr(self, grads, state_sums, state_steps, *, lr, lr_decay, weight_decay, eps, maximize, grad_scale=_D, found_inf=_D):
     """`aten::_fused_adagrad.tensor_lr(Tensor[] self, Tensor[] grads, Tensor[] state_sums, Tensor[] state_steps, *, Tensor lr, float lr_decay, float weight_decay, float eps, bool maximize, Tensor? grad_scale=None, Tensor? found_inf=None) -> (Tensor[] self_out, Tensor[] grads_out, Tensor[] state_sums_out)`"""
-    return _c(235, "aten::_fused_adagrad.tensor_lr", "LLLL", (self, grads, state_sums, state_steps, ), (("lr", "T", lr), ("lr_decay", "f", lr_decay), ("weight_decay", "f", weight_decay), ("eps", "f", eps), ("maximize", "b", maximize), ("grad_scale", "T", grad_scale), ("found_inf", "T", found_inf), ))
+    return _c("aten::_fused_adagrad.tensor_lr", "LLLL", (self, grads, state_sums, state_steps, ), (("lr", "T", lr), ("lr_decay", "f", lr_decay), ("weight_decay", "f", weight_decay), ("eps", "f", eps), ("maximize", "b", maximize), ("grad_scale", "T", grad_scale), ("found_inf", "T", found_inf), ))
 
 def _fused_adagrad_(self, grads, state_sums, state_steps, *, lr, lr_decay, weight_decay, eps, maximize, grad_scale=_D, found_inf=_D):
     """`aten::_fused_adagrad_(Tensor(a!)[] self, Tensor(b!)[] grads, Tensor(c!)[] state_sums, Tensor(d!)[] state_steps, *, float lr, float lr_decay, float weight_decay, float eps, bool maximize, Tensor? grad_scale=None, Tensor? found_inf=None) -> ()`"""
-    return _c(236, "aten::_fused_adagrad_", "LLLL", (self, grads, state_sums, state_steps, ), (("lr", "f", lr), ("lr_decay", "f", lr_decay), ("weight_decay", "f", weight_decay), ("eps", "f", eps), ("maximize", "b", maximize), ("grad_scale", "T", grad_scale), ("found_inf", "T", found_inf), ))
+    return _c("aten::_fused_adagrad_", "LLLL", (self, grads, state_sums, state_steps, ), (("lr", "f", lr), ("lr_decay", "f", lr_decay), ("weight_decay", "f", weight_decay), ("eps", "f", eps), ("maximize", "b", maximize), ("grad_scale", "T", grad_scale), ("found_inf", "T", found_inf), ))
 
 def _fused_adagrad_tensor_lr_(self, grads, state_sums, state_steps, *, lr, lr_decay, weight_decay, eps, maximize, grad_scale=_D, found_inf=_D):
     """`aten::_fused_adagrad_.tensor_lr(Tensor(a!)[] self, Tensor(b!)[] grads, Tensor(c!)[] state_sums, Tensor[] state_steps, *, Tensor lr, float lr_decay, float weight_decay, float eps, bool maximize, Tensor? grad_scale=None, Tensor? found_inf=None) -> ()`"""
-    return _c(237, "aten::_fused_adagrad_.tensor_lr", "LLLL", (self, grads, state_sums, state_steps, ), (("lr", "T", lr), ("lr_decay", "f", lr_decay), ("weight_decay", "f", weight_decay), ("eps", "f", eps), ("maximize", "b", maximize), ("grad_scale", "T", grad_scale), ("found_inf", "T", found_inf), ))
+    return _c("aten::_fused_adagrad_.tensor_lr", "LLLL", (self, grads, state_sums, state_steps, ), (("lr", "T", lr), ("lr_decay", "f", lr_decay), ("weight_decay", "f", weight_decay), ("eps", "f", eps), ("maximize", "b", maximize), ("grad_scale", "T", grad_scale), ("found_inf", "T", found_inf), ))
 
 def _fused_adam(self, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, *, lr, beta1, beta2, weight_decay, eps, amsgrad, maximize, grad_scale=_D, found_inf=_D):
     """`aten::_fused_adam(Tensor[] self, Tensor[] grads, Tensor[] exp_avgs, Tensor[] exp_avg_sqs, Tensor[] max_exp_avg_sqs, Tensor[] state_steps, *, float lr, float beta1, float beta2, float weight_decay, float eps, bool amsgrad, bool maximize, Tensor? grad_scale=None, Tensor? found_inf=None) -> (Tensor[] self_out, Tensor[] grads_out, Tensor[] exp_avgs_out, Tensor[] exp_avg_sqs_out, Tensor[] max_exp_avg_sqs_out)`"""
-    return _c(238, "aten::_fused_adam", "LLLLLL", (self, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, ), (("lr", "f", lr), ("beta1", "f", beta1), ("beta2", "f", beta2), ("weight_decay", "f", weight_decay), ("eps", "f", eps), ("amsgrad", "b", amsgrad), ("maximize", "b", maximize), ("grad_scale", "T", grad_scale), ("found_inf", "T", found_inf), ))
+    return _c("aten::_fused_adam", "LLLLLL", (self, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, ), (("lr", "f", lr), ("beta1", "f", beta1), ("beta2", "f", beta2), ("weight_decay", "f", weight_decay), ("eps", "f", eps), ("amsgrad", "b", amsgrad), ("maximize", "b", maximize), ("grad_scale", "T", grad_scale), ("found_inf", "T", found_inf), ))
 
 def _fused_adam_tensor_lr(self, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, *, lr, beta1, beta2, weight_decay, eps, amsgrad, maximize, grad_scale=_D, found_inf=_D):
     """`aten::_fused_adam.tensor_lr(Tensor[] self, Tensor[] grads, Tensor[] exp_avgs, Tensor[] exp_avg_sqs, Tensor[] max_exp_avg_sqs, Tensor[] state_steps, *, Tensor lr, float beta1, float beta2, float weight_decay, float eps, bool amsgrad, bool maximize, Tensor? grad_scale=None, Tensor? found_inf=None) -> (Tensor[] self_out, Tensor[] grads_out, Tensor[] exp_avgs_out, Tensor[] exp_avg_sqs_out, Tensor[] max_exp_avg_sqs_out)`"""
-    return _c(239, "aten::_fused_adam.tensor_lr", "LLLLLL", (self, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, ), (("lr", "T", lr), ("beta1", "f", beta1), ("beta2", "f", beta2), ("weight_decay", "f", weight_decay), ("eps", "f", eps), ("amsgrad", "b", amsgrad), ("maximize", "b", maximize), ("grad_scale", "T", grad_scale), ("found_inf", "T", found_inf), ))
+    return _c("aten::_fused_adam.tensor_lr", "LLLLLL", (self, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, ), (("lr", "T", lr), ("beta1", "f", beta1), ("beta2", "f", beta2), ("weight_decay", "f", weight_decay), ("eps", "f", eps), ("amsgrad", "b", amsgrad), ("maximize", "b", maximize), ("grad_scale", "T", grad_scale), ("found_inf", "T", found_inf), ))
 
 def _fused_adam_(self, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, *, lr, beta1, beta2, weight_decay, eps, amsgrad, maximize, grad_scale=_D, found_inf=_D):
     """`aten::_fused_adam_(Tensor(a!)[] self, Tensor(b!)[] grads, Tensor(c!)[] exp_avgs, Tensor(d!)[] exp_avg_sqs, Tensor(e!)[] max_exp_avg_sqs, Tensor[] state_steps, *, float lr, float beta1, float beta2, float weight_decay, float eps, bool amsgrad, bool maximize, Tensor? grad_scale=None, Tensor? found_inf=None) -> ()`"""
-    return _c(240, "aten::_fused_adam_", "LLLLLL", (self, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, ), (("lr", "f", lr), ("beta1", "f", beta1), ("beta2", "f", beta2), ("weight_decay", "f", weight_decay), ("eps", "f", eps), ("amsgrad", "b", amsgrad), ("maximize", "b", maximize), ("grad_scale", "T", grad_scale), ("found_inf", "T", found_inf), ))
+    return _c("aten::_fused_adam_", "LLLLLL", (self, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, ), (("lr", "f", lr), ("beta1", "f", beta1), ("beta2", "f", beta2), ("weight_decay", "f", weight_decay), ("eps", "f", eps), ("amsgrad", "b", amsgrad), ("maximize", "b", maximize), ("grad_scale", "T", grad_scale), ("found_inf", "T", found_inf), ))
 
 def _fused_adam_tensor_lr_(self, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, *, lr, beta1, beta2, weight_decay, eps, amsgrad, maximize, grad_scale=_D, found_inf=_D):
     """`aten::_fused_adam_.tensor_lr(Tensor(a!)[] self, Tensor(b!)[] grads, Tensor(c!)[] exp_avgs, Tensor(d!)[] exp_avg_sqs, Tensor(e!)[] max_exp_avg_sqs, Tensor[] state_steps, *, Tensor lr, float beta1, float beta2, float weight_decay, float eps, bool amsgrad, bool maximize, Tensor? grad_scale=None, Tensor? found_inf=None) -> ()`"""
-    return _c(241, "aten::_fused_adam_.tensor_lr", "LLLLLL", (self, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, ), (("lr", "T", lr), ("beta1", "f", beta1), ("beta2", "f", beta2), ("weight_decay", "f", weight_decay), ("eps", "f", eps), ("amsgrad", "b", amsgrad), ("maximize", "b", maximize), ("grad_scale", "T", grad_scale), ("found_inf", "T", found_inf), ))
+    return _c("aten::_fused_adam_.tensor_lr", "LLLLLL", (self, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, ), (("lr", "T", lr), ("beta1", "f", beta1), ("beta2", "f", beta2), ("weight_decay", "f", weight_decay), ("eps", "f", eps), ("amsgrad", "b", amsgrad), ("maximize", "b", maximize), ("grad_scale", "T", grad_scale), ("found_inf", "T", found_inf), ))
 
 def _fused_adamw(self, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, *, lr, beta1, beta2, weight_decay, eps, amsgrad, maximize, grad_scale=_D, found_inf=_D):
     """`aten::_fused_adamw(Tensor[] self, Tensor[] grads, Tensor[] exp_avgs, Tensor[] exp_avg_sqs, Tensor[] max_exp_avg_sqs, Tensor[] state_steps, *, float lr, float beta1, float beta2, float weight_decay, float eps, bool amsgrad, bool maximize, Tensor? grad_scale=None, Tensor? found_inf=None) -> (Tensor[] self_out, Tensor[] grads_out, Tensor[] exp_avgs_out, Tensor[] exp_avg_sqs_out, Tensor[] max_exp_avg_sqs_out)`"""
-    return _c(242, "aten::_fused_adamw", "LLLLLL", (self, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, ), (("lr", "f", lr), ("beta1", "f", beta1), ("beta2", "f", beta2), ("weight_decay", "f", weight_decay), ("eps", "f", eps), ("amsgrad", "b", amsgrad), ("maximize", "b", maximize), ("grad_scale", "T", grad_scale), ("found_inf", "T", found_inf), ))
+    return _c("aten::_fused_adamw", "LLLLLL", (self, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, ), (("lr", "f", lr), ("beta1", "f", beta1), ("beta2", "f", beta2), ("weight_decay", "f", weight_decay), ("eps", "f", eps), ("amsgrad", "b", amsgrad), ("maximize", "b", maximize), ("grad_scale", "T", grad_scale), ("found_inf", "T", found_inf), ))
 
 def _fused_adamw_tensor_lr(self, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, *, lr, beta1, beta2, weight_decay, eps, amsgrad, maximize, grad_scale=_D, found_inf=_D):
     """`aten::_fused_adamw.tensor_lr(Tensor[] self, Tensor[] grads, Tensor[] exp_avgs, Tensor[] exp_avg_sqs, Tensor[] max_exp_avg_sqs, Tensor[] state_steps, *, Tensor lr, float beta1, float beta2, float weight_decay, float eps, bool amsgrad, bool maximize, Tensor? grad_scale=None, Tensor? found_inf=None) -> (Tensor[] self_out, Tensor[] grads_out, Tensor[] exp_avgs_out, Tensor[] exp_avg_sqs_out, Tensor[] max_exp_avg_sqs_out)`"""
-    return _c(243, "aten::_fused_adamw.tensor_lr", "LLLLLL", (self, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, ), (("lr", "T", lr), ("beta1", "f", beta1), ("beta2", "f", beta2), ("weight_decay", "f", weight_decay), ("eps", "f", eps), ("amsgrad", "b", amsgrad), ("maximize", "b", maximize), ("grad_scale", "T", grad_scale), ("found_inf", "T", found_inf), ))
+    return _c("aten::_fused_adamw.tensor_lr", "LLLLLL", (self, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, ), (("lr", "T", lr), ("beta1", "f", beta1), ("beta2", "f", beta2), ("weight_decay", "f", weight_decay), ("eps", "f", eps), ("amsgrad", "b", amsgrad), ("maximize", "b", maximize), ("grad_scale", "T", grad_scale), ("found_inf", "T", found_inf), ))
 
 def _fused_adamw_(self, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, *, lr, beta1, beta2, weight_decay, eps, amsgrad, maximize, grad_scale=_D, found_inf=_D):
     """`aten::_fused_adamw_(Tensor(a!)[] self, Tensor(b!)[] grads, Tensor(c!)[] exp_avgs, Tensor(d!)[] exp_avg_sqs, Tensor(e!)[] max_exp_avg_sqs, Tensor[] state_steps, *, float lr, float beta1, float beta2, float weight_decay, float eps, bool amsgrad, bool maximize, Tensor? grad_scale=None, Tensor? found_inf=None) -> ()`"""
-    return _c(244, "aten::_fused_adamw_", "LLLLLL", (self, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, ), (("lr", "f", lr), ("beta1", "f", beta1), ("beta2", "f", beta2), ("weight_decay", "f", weight_decay), ("eps", "f", eps), ("amsgrad", "b", amsgrad), ("maximize", "b", maximize), ("grad_scale", "T", grad_scale), ("found_inf", "T", found_inf), ))
+    return _c("aten::_fused_adamw_", "LLLLLL", (self, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, ), (("lr", "f", lr), ("beta1", "f", beta1), ("beta2", "f", beta2), ("weight_decay", "f", weight_decay), ("eps", "f", eps), ("amsgrad", "b", amsgrad), ("maximize", "b", maximize), ("grad_scale", "T", grad_scale), ("found_inf", "T", found_inf), ))
 
 def _fused_adamw_tensor_lr_(self, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, *, lr, beta1, beta2, weight_decay, eps, amsgrad, maximize, grad_scale=_D, found_inf=_D):
     """`aten::_fused_adamw_.tensor_lr(Tensor(a!)[] self, Tensor(b!)[] grads, Tensor(c!)[] exp_avgs, Tensor(d!)[] exp_avg_sqs, Tensor(e!)[] max_exp_avg_sqs, Tensor[] state_steps, *, Tensor lr, float beta1, float beta2, float weight_decay, float eps, bool amsgrad, bool maximize, Tensor? grad_scale=None, Tensor? found_inf=None) -> ()`"""
-    return _c(245, "aten::_fused_adamw_.tensor_lr", "LLLLLL", (self, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, ), (("lr", "T", lr), ("beta1", "f", beta1), ("beta2", "f", beta2), ("weight_decay", "f", weight_decay), ("eps", "f", eps), ("amsgrad", "b", amsgrad), ("maximize", "b", maximize), ("grad_scale", "T", grad_scale), ("found_inf", "T", found_inf), ))
+    return _c("aten::_fused_adamw_.tensor_lr", "LLLLLL", (self, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, ), (("lr", "T", lr), ("beta1", "f", beta1), ("beta2", "f", beta2), ("weight_decay", "f", weight_decay), ("eps", "f", eps), ("amsgrad", "b", amsgrad), ("maximize", "b", maximize), ("grad_scale", "T", grad_scale), ("found_inf", "T", found_inf), ))
 
 def _fused_dropout(self, p):
     """`aten::_fused_dropout(Tensor self, float p, Generator? generator=None) -> (Tensor, Tensor)`"""
-    return _c(246, "aten::_fused_dropout", "Tf", (self, p, ), ())
+    return _c("aten::_fused_dropout", "Tf", (self, p, ), ())
 
 def _fused_moving_avg_obs_fq_helper(self, observer_on, fake_quant_on, running_min, running_max, scale, zero_point, averaging_const, quant_min, quant_max, ch_axis, per_row_fake_quant=_D, symmetric_quant=_D):
     """`aten::_fused_moving_avg_obs_fq_helper(Tensor self, Tensor observer_on, Tensor fake_quant_on, Tensor(a!) running_min, Tensor(b!) running_max, Tensor(c!) scale, Tensor(d!) zero_point, float averaging_const, int quant_min, int quant_max, int ch_axis, bool per_row_fake_quant=False, bool symmetric_quant=False) -> (Tensor output, Tensor mask)`"""
-    return _c(247, "aten::_fused_moving_avg_obs_fq_helper", "TTTTTTTfiii", (self, observer_on, fake_quant_on, running_min, running_max, scale, zero_point, averaging_const, quant_min, quant_max, ch_axis, ), (("per_row_fake_quant", "b", per_row_fake_quant), ("symmetric_quant", "b", symmetric_quant), ))
+    return _c("aten::_fused_moving_avg_obs_fq_helper", "TTTTTTTfiii", (self, observer_on, fake_quant_on, running_min, running_max, scale, zero_point, averaging_const, quant_min, quant_max, ch_axis, ), (("per_row_fake_quant", "b", per_row_fake_quant), ("symmetric_quant", "b", symmetric_quant), ))
 
 def _fused_moving_avg_obs_fq_helper_functional(self, observer_on, fake_quant_on, running_min, running_max, scale, zero_point, averaging_const, quant_min, quant_max, ch_axis, per_row_fake_quant=_D, symmetric_quant=_D):
     """`aten::_fused_moving_avg_obs_fq_helper_functional(Tensor self, Tensor observer_on, Tensor fake_quant_on, Tensor running_min, Tensor running_max, Tensor scale, Tensor zero_point, float averaging_const, int quant_min, int quant_max, int ch_axis, bool per_row_fake_quant=False, bool symmetric_quant=False) -> (Tensor output, Tensor mask, Tensor running_min_out, Tensor running_max_out, Tensor scale_out, Tensor zero_point_out)`"""
-    return _c(248, "aten::_fused_moving_avg_obs_fq_helper_functional", "TTTTTTTfiii", (self, observer_on, fake_quant_on, running_min, running_max, scale, zero_point, averaging_const, quant_min, quant_max, ch_axis, ), (("per_row_fake_quant", "b", per_row_fake_quant), ("symmetric_quant", "b", symmetric_quant), ))
+    return _c("aten::_fused_moving_avg_obs_fq_helper_functional", "TTTTTTTfiii", (self, observer_on, fake_quant_on, running_min, running_max, scale, zero_point, averaging_const, quant_min, quant_max, ch_axis, ), (("per_row_fake_quant", "b", per_row_fake_quant), ("symmetric_quant", "b", symmetric_quant), ))
 
 def _fused_rms_norm(input, normalized_shape, weight, eps):
     """`aten::_fused_rms_norm(Tensor input, int[] normalized_shape, Tensor? weight, float? eps) -> (Tensor, Tensor)`"""
-    return _c(249, "aten::_fused_rms_norm", "TITf", (input, normalized_shape, weight, eps, ), ())
+    return _c("aten::_fused_rms_norm", "TITf", (input, normalized_shape, weight, eps, ), ())
 
 def _fused_sdp_choice(query, key, value, attn_mask=_D, dropout_p=_D, is_causal=_D, *, scale=_D, enable_gqa=_D):
     """`aten::_fused_sdp_choice(Tensor query, Tensor key, Tensor value, Tensor? attn_mask=None, float dropout_p=0., bool is_causal=False, *, float? scale=None, bool enable_gqa=False) -> int`"""
-    return _c(250, "aten::_fused_sdp_choice", "TTT", (query, key, value, ), (("attn_mask", "T", attn_mask), ("dropout_p", "f", dropout_p), ("is_causal", "b", is_causal), ("scale", "f", scale), ("enable_gqa", "b", enable_gqa), ))
+    return _c("aten::_fused_sdp_choice", "TTT", (query, key, value, ), (("attn_mask", "T", attn_mask), ("dropout_p", "f", dropout_p), ("is_causal", "b", is_causal), ("scale", "f", scale), ("enable_gqa", "b", enable_gqa), ))
 
 def _fused_sgd(self, grads, momentum_buffer_list, *, weight_decay, momentum, lr, dampening, nesterov, maximize, is_first_step, grad_scale=_D, found_inf=_D):
     """`aten::_fused_sgd(Tensor[] self, Tensor[] grads, Tensor[] momentum_buffer_list, *, float weight_decay, float momentum, float lr, float dampening, bool nesterov, bool maximize, bool is_first_step, Tensor? grad_scale=None, Tensor? found_inf=None) -> (Tensor[] self_out, Tensor[] grads_out, Tensor[] momentum_buffer_list_out)`"""
-    return _c(251, "aten::_fused_sgd", "LLL", (self, grads, momentum_buffer_list, ), (("weight_decay", "f", weight_decay), ("momentum", "f", momentum), ("lr", "f", lr), ("dampening", "f", dampening), ("nesterov", "b", nesterov), ("maximize", "b", maximize), ("is_first_step", "b", is_first_step), ("grad_scale", "T", grad_scale), ("found_inf", "T", found_inf), ))
+    return _c("aten::_fused_sgd", "LLL", (self, grads, momentum_buffer_list, ), (("weight_decay", "f", weight_decay), ("momentum", "f", momentum), ("lr", "f", lr), ("dampening", "f", dampening), ("nesterov", "b", nesterov), ("maximize", "b", maximize), ("is_first_step", "b", is_first_step), ("grad_scale", "T", grad_scale), ("found_inf", "T", found_inf), ))
 
 def _fused_sgd_tensor_lr(self, grads, momentum_buffer_list, *, weight_decay, momentum, lr, dampening, nesterov, maximize, is_first_step, grad_scale=_D, found_inf=_D):
     """`aten::_fused_sgd.tensor_lr(Tensor[] self, Tensor[] grads, Tensor[] momentum_buffer_list, *, float weight_decay, float momentum, Tensor lr, float dampening, bool nesterov, bool maximize, bool is_first_step, Tensor? grad_scale=None, Tensor? found_inf=None) -> (Tensor[] self_out, Tensor[] grads_out, Tensor[] momentum_buffer_list_out)`"""
-    return _c(252, "aten::_fused_sgd.tensor_lr", "LLL", (self, grads, momentum_buffer_list, ), (("weight_decay", "f", weight_decay), ("momentum", "f", momentum), ("lr", "T", lr), ("dampening", "f", dampening), ("nesterov", "b", nesterov), ("maximize", "b", maximize), ("is_first_step", "b", is_first_step), ("grad_scale", "T", grad_scale), ("found_inf", "T", found_inf), ))
+    return _c("aten::_fused_sgd.tensor_lr", "LLL", (self, grads, momentum_buffer_list, ), (("weight_decay", "f", weight_decay), ("momentum", "f", momentum), ("lr", "T", lr), ("dampening", "f", dampening), ("nesterov", "b", nesterov), ("maximize", "b", maximize), ("is_first_step", "b", is_first_step), ("grad_scale", "T", grad_scale), ("found_inf", "T", found_inf), ))
 
 def _fused_sgd_(self, grads, momentum_buffer_list, *, weight_decay, momentum, lr, dampening, nesterov, maximize, is_first_step, grad_scale=_D, found_inf=_D):
     """`aten::_fused_sgd_(Tensor(a!)[] self, Tensor(b!)[] grads, Tensor(c!)[] momentum_buffer_list, *, float weight_decay, float momentum, float lr, float dampening, bool nesterov, bool maximize, bool is_first_step, Tensor? grad_scale=None, Tensor? found_inf=None) -> ()`"""
-    return _c(253, "aten::_fused_sgd_", "LLL", (self, grads, momentum_buffer_list, ), (("weight_decay", "f", weight_decay), ("momentum", "f", momentum), ("lr", "f", lr), ("dampening", "f", dampening), ("nesterov", "b", nesterov), ("maximize", "b", maximize), ("is_first_step", "b", is_first_step), ("grad_scale", "T", grad_scale), ("found_inf", "T", found_inf), ))
+    return _c("aten::_fused_sgd_", "LLL", (self, grads, momentum_buffer_list, ), (("weight_decay", "f", weight_decay), ("momentum", "f", momentum), ("lr", "f", lr), ("dampening", "f", dampening), ("nesterov", "b", nesterov), ("maximize", "b", maximize), ("is_first_step", "b", is_first_step), ("grad_scale", "T", grad_scale), ("found_inf", "T", found_inf), ))
 
 def _fused_sgd_tensor_lr_(self, grads, momentum_buffer_list, *, weight_decay, momentum, lr, dampening, nesterov, maximize, is_first_step, grad_scale=_D, found_inf=_D):
     """`aten::_fused_sgd_.tensor_lr(Tensor(a!)[] self, Tensor(b!)[] grads, Tensor(c!)[] momentum_buffer_list, *, float weight_decay, float momentum, Tensor lr, float dampening, bool nesterov, bool maximize, bool is_first_step, Tensor? grad_scale=None, Tensor? found_inf=None) -> ()`"""
-    return _c(254, "aten::_fused_sgd_.tensor_lr", "LLL", (self, grads, momentum_buffer_list, ), (("weight_decay", "f", weight_decay), ("momentum", "f", momentum), ("lr", "T", lr), ("dampening", "f", dampening), ("nesterov", "b", nesterov), ("maximize", "b", maximize), ("is_first_step", "b", is_first_step), ("grad_scale", "T", grad_scale), ("found_inf", "T", found_inf), ))
+    return _c("aten::_fused_sgd_.tensor_lr", "LLL", (self, grads, momentum_buffer_list, ), (("weight_decay", "f", weight_decay), ("momentum", "f", momentum), ("lr", "T", lr), ("dampening", "f", dampening), ("nesterov", "b", nesterov), ("maximize", "b", maximize), ("is_first_step", "b", is_first_step), ("grad_scale", "T", grad_scale), ("found_inf", "T", found_inf), ))
 
 def _fw_primal(self, level):
     """`aten::_fw_primal(Tensor(a) self, int level) -> Tensor(a)`"""
-    return _c(255, "aten::_fw_primal", "Ti", (self, level, ), ())
+    return _c("aten::_fw_primal", "Ti", (self, level, ), ())
 
 def _fw_primal_copy(self, level):
     """`aten::_fw_primal_copy(Tensor self, int level) -> Tensor`"""
-    return _c(256, "aten::_fw_primal_copy", "Ti", (self, level, ), ())
+    return _c("aten::_fw_primal_copy", "Ti", (self, level, ), ())
 
 def _grid_sampler_2d_cpu_fallback(input, grid, interpolation_mode, padding_mode, align_corners):
     """`aten::_grid_sampler_2d_cpu_fallback(Tensor input, Tensor grid, int interpolation_mode, int padding_mode, bool align_corners) -> Tensor`"""
-    return _c(257, "aten::_grid_sampler_2d_cpu_fallback", "TTiib", (input, grid, interpolation_mode, padding_mode, align_corners, ), ())
+    return _c("aten::_grid_sampler_2d_cpu_fallback", "TTiib", (input, grid, interpolation_mode, padding_mode, align_corners, ), ())
 
 def _grouped_mm(self, mat2, offs=_D, bias=_D, out_dtype=_D):
     """`aten::_grouped_mm(Tensor self, Tensor mat2, Tensor? offs=None, Tensor? bias=None, ScalarType? out_dtype=None) -> Tensor`"""
-    return _c(258, "aten::_grouped_mm", "TT", (self, mat2, ), (("offs", "T", offs), ("bias", "T", bias), ("out_dtype", "d", out_dtype), ))
+    return _c("aten::_grouped_mm", "TT", (self, mat2, ), (("offs", "T", offs), ("bias", "T", bias), ("out_dtype", "d", out_dtype), ))
 
 def _has_compatible_shallow_copy_type(self, from_):
     """`aten::_has_compatible_shallow_copy_type(Tensor self, Tensor from) -> bool`"""
-    return _c(259, "aten::_has_compatible_shallow_copy_type", "TT", (self, from_, ), ())
+    return _c("aten::_has_compatible_shallow_copy_type", "TT", (self, from_, ), ())
 
 def _has_same_storage_numel(self, other):
     """`aten::_has_same_storage_numel(Tensor self, Tensor other) -> bool`"""
-    return _c(260, "aten::_has_same_storage_numel", "TT", (self, other, ), ())
+    return _c("aten::_has_same_storage_numel", "TT", (self, other, ), ())
 
 def _histogramdd_bin_edges(self, bins, *, range=_D, weight=_D, density=_D):
     """`aten::_histogramdd_bin_edges(Tensor self, int[] bins, *, float[]? range=None, Tensor? weight=None, bool density=False) -> Tensor[]`"""
-    return _c(261, "aten::_histogramdd_bin_edges", "TI", (self, bins, ), (("range", "F", range), ("weight", "T", weight), ("density", "b", density), ))
+    return _c("aten::_histogramdd_bin_edges", "TI", (self, bins, ), (("range", "F", range), ("weight", "T", weight), ("density", "b", density), ))
 
 def _histogramdd_from_bin_cts(self, bins, *, range=_D, weight=_D, density=_D):
     """`aten::_histogramdd_from_bin_cts(Tensor self, int[] bins, *, float[]? range=None, Tensor? weight=None, bool density=False) -> Tensor`"""
-    return _c(262, "aten::_histogramdd_from_bin_cts", "TI", (self, bins, ), (("range", "F", range), ("weight", "T", weight), ("density", "b", density), ))
+    return _c("aten::_histogramdd_from_bin_cts", "TI", (self, bins, ), (("range", "F", range), ("weight", "T", weight), ("density", "b", density), ))
 
 def _histogramdd_from_bin_tensors(self, bins, *, weight=_D, density=_D):
     """`aten::_histogramdd_from_bin_tensors(Tensor self, Tensor[] bins, *, Tensor? weight=None, bool density=False) -> Tensor`"""
-    return _c(263, "aten::_histogramdd_from_bin_tensors", "TL", (self, bins, ), (("weight", "T", weight), ("density", "b", density), ))
+    return _c("aten::_histogramdd_from_bin_tensors", "TL", (self, bins, ), (("weight", "T", weight), ("density", "b", density), ))
 
 def _index_put_impl(self, indices, values, accumulate=_D, unsafe=_D):
     """`aten::_index_put_impl(Tensor self, Tensor?[] indices, Tensor values, bool accumulate=False, bool unsafe=False) -> Tensor`"""
-    return _c(264, "aten::_index_put_impl", "TOT", (self, indices, values, ), (("accumulate", "b", accumulate), ("unsafe", "b", unsafe), ))
+    return _c("aten::_index_put_impl", "TOT", (self, indices, values, ), (("accumulate", "b", accumulate), ("unsafe", "b", unsafe), ))
 
 def _indices(self):
     """`aten::_indices(Tensor(a) self) -> Tensor(a)`"""
-    return _c(265, "aten::_indices", "T", (self, ), ())
+    return _c("aten::_indices", "T", (self, ), ())
 
 def _indices_copy(self):
     """`aten::_indices_copy(Tensor self) -> Tensor`"""
-    return _c(266, "aten::_indices_copy", "T", (self, ), ())
+    return _c("aten::_indices_copy", "T", (self, ), ())
 
 def _int_mm(self, mat2):
     """`aten::_int_mm(Tensor self, Tensor mat2) -> Tensor`"""
-    return _c(267, "aten::_int_mm", "TT", (self, mat2, ), ())
+    return _c("aten::_int_mm", "TT", (self, mat2, ), ())
 
 def _is_all_true(self):
     """`aten::_is_all_true(Tensor self) -> Tensor`"""
-    return _c(268, "aten::_is_all_true", "T", (self, ), ())
+    return _c("aten::_is_all_true", "T", (self, ), ())
 
 def _is_any_true(self):
     """`aten::_is_any_true(Tensor self) -> Tensor`"""
-    return _c(269, "aten::_is_any_true", "T", (self, ), ())
+    return _c("aten::_is_any_true", "T", (self, ), ())
 
 def _is_zerotensor(self):
     """`aten::_is_zerotensor(Tensor self) -> bool`"""
-    return _c(270, "aten::_is_zerotensor", "T", (self, ), ())
+    return _c("aten::_is_zerotensor", "T", (self, ), ())
 
 def _jagged_to_padded_dense_forward(values, offsets, max_lengths, padding_value=_D):
     """`aten::_jagged_to_padded_dense_forward(Tensor values, Tensor[] offsets, SymInt[] max_lengths, float padding_value=0.) -> Tensor`"""
-    return _c(271, "aten::_jagged_to_padded_dense_forward", "TLI", (values, offsets, max_lengths, ), (("padding_value", "f", padding_value), ))
+    return _c("aten::_jagged_to_padded_dense_forward", "TLI", (values, offsets, max_lengths, ), (("padding_value", "f", padding_value), ))
 
 def _lazy_clone(self):
     """`aten::_lazy_clone(Tensor self) -> Tensor`"""
-    return _c(272, "aten::_lazy_clone", "T", (self, ), ())
+    return _c("aten::_lazy_clone", "T", (self, ), ())
 
 def _linalg_check_errors(info, api_name, *, is_matrix):
     """`aten::_linalg_check_errors(Tensor info, str api_name, *, bool is_matrix) -> ()`"""
-    return _c(273, "aten::_linalg_check_errors", "Ts", (info, api_name, ), (("is_matrix", "b", is_matrix), ))
+    return _c("aten::_linalg_check_errors", "Ts", (info, api_name, ), (("is_matrix", "b", is_matrix), ))
 
 def _linalg_det(A):
     """`aten::_linalg_det(Tensor A) -> (Tensor result, Tensor LU, Tensor pivots)`"""
-    return _c(274, "aten::_linalg_det", "T", (A, ), ())
+    return _c("aten::_linalg_det", "T", (A, ), ())
 
 def _linalg_eigh(A, UPLO=_D, compute_v=_D):
     """`aten::_linalg_eigh(Tensor A, str UPLO="L", bool compute_v=True) -> (Tensor eigenvalues, Tensor eigenvectors)`"""
-    return _c(275, "aten::_linalg_eigh", "T", (A, ), (("UPLO", "s", UPLO), ("compute_v", "b", compute_v), ))
+    return _c("aten::_linalg_eigh", "T", (A, ), (("UPLO", "s", UPLO), ("compute_v", "b", compute_v), ))
 
 def _linalg_eigvals(self):
     """`aten::_linalg_eigvals(Tensor self) -> Tensor`"""
-    return _c(276, "aten::_linalg_eigvals", "T", (self, ), ())
+    return _c("aten::_linalg_eigvals", "T", (self, ), ())
 
 def _linalg_slogdet(A):
     """`aten::_linalg_slogdet(Tensor A) -> (Tensor sign, Tensor logabsdet, Tensor LU, Tensor pivots)`"""
-    return _c(277, "aten::_linalg_slogdet", "T", (A, ), ())
+    return _c("aten::_linalg_slogdet", "T", (A, ), ())
 
 def _linalg_solve_ex(A, B, *, left=_D, check_errors=_D):
     """`aten::_linalg_solve_ex(Tensor A, Tensor B, *, bool left=True, bool check_errors=False) -> (Tensor result, Tensor LU, Tensor pivots, Tensor info)`"""
-    return _c(278, "aten::_linalg_solve_ex", "TT", (A, B, ), (("left", "b", left), ("check_errors", "b", check_errors), ))
+    return _c("aten::_linalg_solve_ex", "TT", (A, B, ), (("left", "b", left), ("check_errors", "b", check_errors), ))
 
 def _linalg_svd(A, full_matrices=_D, compute_uv=_D, *, driver=_D):
     """`aten::_linalg_svd(Tensor A, bool full_matrices=False, bool compute_uv=True, *, str? driver=None) -> (Tensor U, Tensor S, Tensor Vh)`"""
-    return _c(279, "aten::_linalg_svd", "T", (A, ), (("full_matrices", "b", full_matrices), ("compute_uv", "b", compute_uv), ("driver", "s", driver), ))
+    return _c("aten::_linalg_svd", "T", (A, ), (("full_matrices", "b", full_matrices), ("compute_uv", "b", compute_uv), ("driver", "s", driver), ))
 
 def _local_scalar_dense(self):
     """`aten::_local_scalar_dense(Tensor self) -> Scalar`"""
-    return _c(280, "aten::_local_scalar_dense", "T", (self, ), ())
+    return _c("aten::_local_scalar_dense", "T", (self, ), ())
 
 def _log_softmax(self, dim, half_to_float):
     """`aten::_log_softmax(Tensor self, int dim, bool half_to_float) -> Tensor`"""
-    return _c(281, "aten::_log_softmax", "Tib", (self, dim, half_to_float, ), ())
+    return _c("aten::_log_softmax", "Tib", (self, dim, half_to_float, ), ())
 
 def _logcumsumexp(self, dim):
     """`aten::_logcumsumexp(Tensor self, int dim) -> Tensor`"""
-    return _c(282, "aten::_logcumsumexp", "Ti", (self, dim, ), ())
+    return _c("aten::_logcumsumexp", "Ti", (self, dim, ), ())
 
 def _lstm_mps(input, hx, params, has_biases, num_layers, dropout, train, bidirectional, batch_first):
     """`aten::_lstm_mps(Tensor input, Tensor[] hx, Tensor[] params, bool has_biases, int num_layers, float dropout, bool train, bool bidirectional, bool batch_first) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)`"""
-    return _c(283, "aten::_lstm_mps", "TLLbifbbb", (input, hx, params, has_biases, num_layers, dropout, train, bidirectional, batch_first, ), ())
+    return _c("aten::_lstm_mps", "TLLbifbbb", (input, hx, params, has_biases, num_layers, dropout, train, bidirectional, batch_first, ), ())
 
 def _lu_with_info(self, pivot=_D, check_errors=_D):
     """`aten::_lu_with_info(Tensor self, bool pivot=True, bool check_errors=True) -> (Tensor LU, Tensor pivots, Tensor info)`"""
-    return _c(284, "aten::_lu_with_info", "T", (self, ), (("pivot", "b", pivot), ("check_errors", "b", check_errors), ))
+    return _c("aten::_lu_with_info", "T", (self, ), (("pivot", "b", pivot), ("check_errors", "b", check_errors), ))
 
 def _make_dep_token(*, dtype=_D, layout=_D, device=_D, pin_memory=_D, memory_format=_D):
     """`aten::_make_dep_token(*, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None, MemoryFormat? memory_format=None) -> Tensor`"""
-    return _c(285, "aten::_make_dep_token", "", (), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ("memory_format", "i", memory_format), ))
+    return _c("aten::_make_dep_token", "", (), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ("memory_format", "i", memory_format), ))
 
 def _make_dual(primal, tangent, level):
     """`aten::_make_dual(Tensor(a) primal, Tensor tangent, int level) -> Tensor(a)`"""
-    return _c(286, "aten::_make_dual", "TTi", (primal, tangent, level, ), ())
+    return _c("aten::_make_dual", "TTi", (primal, tangent, level, ), ())
 
 def _make_dual_copy(primal, tangent, level):
     """`aten::_make_dual_copy(Tensor primal, Tensor tangent, int level) -> Tensor`"""
-    return _c(287, "aten::_make_dual_copy", "TTi", (primal, tangent, level, ), ())
+    return _c("aten::_make_dual_copy", "TTi", (primal, tangent, level, ), ())
 
 def _make_per_channel_quantized_tensor(self, scale, zero_point, axis):
     """`aten::_make_per_channel_quantized_tensor(Tensor self, Tensor scale, Tensor zero_point, int axis) -> Tensor`"""
-    return _c(288, "aten::_make_per_channel_quantized_tensor", "TTTi", (self, scale, zero_point, axis, ), ())
+    return _c("aten::_make_per_channel_quantized_tensor", "TTTi", (self, scale, zero_point, axis, ), ())
 
 def _make_per_tensor_quantized_tensor(self, scale, zero_point):
     """`aten::_make_per_tensor_quantized_tensor(Tensor self, float scale, int zero_point) -> Tensor`"""
-    return _c(289, "aten::_make_per_tensor_quantized_tensor", "Tfi", (self, scale, zero_point, ), ())
+    return _c("aten::_make_per_tensor_quantized_tensor", "Tfi", (self, scale, zero_point, ), ())
 
 def _masked_scale(self, mask, scale):
     """`aten::_masked_scale(Tensor self, Tensor mask, float scale) -> Tensor`"""
-    return _c(290, "aten::_masked_scale", "TTf", (self, mask, scale, ), ())
+    return _c("aten::_masked_scale", "TTf", (self, mask, scale, ), ())
 
 def _masked_softmax(self, mask, dim=_D, mask_type=_D):
     """`aten::_masked_softmax(Tensor self, Tensor mask, int? dim=None, int? mask_type=None) -> Tensor`"""
-    return _c(291, "aten::_masked_softmax", "TT", (self, mask, ), (("dim", "i", dim), ("mask_type", "i", mask_type), ))
+    return _c("aten::_masked_softmax", "TT", (self, mask, ), (("dim", "i", dim), ("mask_type", "i", mask_type), ))
 
 def _mixed_dtypes_linear(input, weight, scale, *, bias=_D, activation=_D):
     """`aten::_mixed_dtypes_linear(Tensor input, Tensor weight, Tensor scale, *, Tensor? bias=None, str? activation=None) -> Tensor`"""
-    return _c(292, "aten::_mixed_dtypes_linear", "TTT", (input, weight, scale, ), (("bias", "T", bias), ("activation", "s", activation), ))
+    return _c("aten::_mixed_dtypes_linear", "TTT", (input, weight, scale, ), (("bias", "T", bias), ("activation", "s", activation), ))
 
 def _mps_convolution(self, weight, bias, padding, stride, dilation, groups):
     """`aten::_mps_convolution(Tensor self, Tensor weight, Tensor? bias, SymInt[] padding, SymInt[] stride, SymInt[] dilation, SymInt groups) -> Tensor`"""
-    return _c(293, "aten::_mps_convolution", "TTTIIIi", (self, weight, bias, padding, stride, dilation, groups, ), ())
+    return _c("aten::_mps_convolution", "TTTIIIi", (self, weight, bias, padding, stride, dilation, groups, ), ())
 
 def _mps_convolution_transpose(self, weight, padding, output_padding, stride, dilation, groups):
     """`aten::_mps_convolution_transpose(Tensor self, Tensor weight, SymInt[] padding, SymInt[] output_padding, SymInt[] stride, SymInt[] dilation, SymInt groups) -> Tensor`"""
-    return _c(294, "aten::_mps_convolution_transpose", "TTIIIIi", (self, weight, padding, output_padding, stride, dilation, groups, ), ())
+    return _c("aten::_mps_convolution_transpose", "TTIIIIi", (self, weight, padding, output_padding, stride, dilation, groups, ), ())
 
 def _native_batch_norm_legit(input, weight, bias, running_mean, running_var, training, momentum, eps):
     """`aten::_native_batch_norm_legit(Tensor input, Tensor? weight, Tensor? bias, Tensor(a!) running_mean, Tensor(b!) running_var, bool training, float momentum, float eps) -> (Tensor, Tensor, Tensor)`"""
-    return _c(295, "aten::_native_batch_norm_legit", "TTTTTbff", (input, weight, bias, running_mean, running_var, training, momentum, eps, ), ())
+    return _c("aten::_native_batch_norm_legit", "TTTTTbff", (input, weight, bias, running_mean, running_var, training, momentum, eps, ), ())
 
 def _native_batch_norm_legit_no_stats(input, weight, bias, training, momentum, eps):
     """`aten::_native_batch_norm_legit.no_stats(Tensor input, Tensor? weight, Tensor? bias, bool training, float momentum, float eps) -> (Tensor, Tensor, Tensor)`"""
-    return _c(296, "aten::_native_batch_norm_legit.no_stats", "TTTbff", (input, weight, bias, training, momentum, eps, ), ())
+    return _c("aten::_native_batch_norm_legit.no_stats", "TTTbff", (input, weight, bias, training, momentum, eps, ), ())
 
 def _native_batch_norm_legit_functional(input, weight, bias, running_mean, running_var, training, momentum, eps):
     """`aten::_native_batch_norm_legit_functional(Tensor input, Tensor? weight, Tensor? bias, Tensor running_mean, Tensor running_var, bool training, float momentum, float eps) -> (Tensor, Tensor, Tensor, Tensor running_mean_out, Tensor running_var_out)`"""
-    return _c(297, "aten::_native_batch_norm_legit_functional", "TTTTTbff", (input, weight, bias, running_mean, running_var, training, momentum, eps, ), ())
+    return _c("aten::_native_batch_norm_legit_functional", "TTTTTbff", (input, weight, bias, running_mean, running_var, training, momentum, eps, ), ())
 
 def _native_batch_norm_legit_no_training(input, weight, bias, running_mean, running_var, momentum, eps):
     """`aten::_native_batch_norm_legit_no_training(Tensor input, Tensor? weight, Tensor? bias, Tensor running_mean, Tensor running_var, float momentum, float eps) -> (Tensor, Tensor, Tensor)`"""
-    return _c(298, "aten::_native_batch_norm_legit_no_training", "TTTTTff", (input, weight, bias, running_mean, running_var, momentum, eps, ), ())
+    return _c("aten::_native_batch_norm_legit_no_training", "TTTTTff", (input, weight, bias, running_mean, running_var, momentum, eps, ), ())
 
 def _native_multi_head_attention(query, key, value, embed_dim, num_head, qkv_weight, qkv_bias, proj_weight, proj_bias, mask=_D, need_weights=_D, average_attn_weights=_D, mask_type=_D):
     """`aten::_native_multi_head_attention(Tensor query, Tensor key, Tensor value, int embed_dim, int num_head, Tensor qkv_weight, Tensor qkv_bias, Tensor proj_weight, Tensor proj_bias, Tensor? mask=None, bool need_weights=True, bool average_attn_weights=True, int? mask_type=None) -> (Tensor, Tensor)`"""
-    return _c(299, "aten::_native_multi_head_attention", "TTTiiTTTT", (query, key, value, embed_dim, num_head, qkv_weight, qkv_bias, proj_weight, proj_bias, ), (("mask", "T", mask), ("need_weights", "b", need_weights), ("average_attn_weights", "b", average_attn_weights), ("mask_type", "i", mask_type), ))
+    return _c("aten::_native_multi_head_attention", "TTTiiTTTT", (query, key, value, embed_dim, num_head, qkv_weight, qkv_bias, proj_weight, proj_bias, ), (("mask", "T", mask), ("need_weights", "b", need_weights), ("average_attn_weights", "b", average_attn_weights), ("mask_type", "i", mask_type), ))
 
 def _neg_view(self):
     """`aten::_neg_view(Tensor(a) self) -> Tensor(a)`"""
-    return _c(300, "aten::_neg_view", "T", (self, ), ())
+    return _c("aten::_neg_view", "T", (self, ), ())
 
 def _neg_view_copy(self):
     """`aten::_neg_view_copy(Tensor self) -> Tensor`"""
-    return _c(301, "aten::_neg_view_copy", "T", (self, ), ())
+    return _c("aten::_neg_view_copy", "T", (self, ), ())
 
 def _new_zeros_with_same_feature_meta(self, other, *, self_num_batch_dims=_D):
     """`aten::_new_zeros_with_same_feature_meta(Tensor self, Tensor other, *, int self_num_batch_dims=0) -> Tensor`"""
-    return _c(302, "aten::_new_zeros_with_same_feature_meta", "TT", (self, other, ), (("self_num_batch_dims", "i", self_num_batch_dims), ))
+    return _c("aten::_new_zeros_with_same_feature_meta", "TT", (self, other, ), (("self_num_batch_dims", "i", self_num_batch_dims), ))
 
 def _nnpack_available():
     """`aten::_nnpack_available() -> bool`"""
-    return _c(303, "aten::_nnpack_available", "", (), ())
+    return _c("aten::_nnpack_available", "", (), ())
 
 def _nnpack_spatial_convolution(input, weight, bias, padding, stride=_D):
     """`aten::_nnpack_spatial_convolution(Tensor input, Tensor weight, Tensor? bias, SymInt[2] padding, SymInt[2] stride=[1, 1]) -> Tensor`"""
-    return _c(304, "aten::_nnpack_spatial_convolution", "TTTI", (input, weight, bias, padding, ), (("stride", "I", stride), ))
+    return _c("aten::_nnpack_spatial_convolution", "TTTI", (input, weight, bias, padding, ), (("stride", "I", stride), ))
 
 def _nnz(self):
     """`aten::_nnz(Tensor self) -> int`"""
-    return _c(305, "aten::_nnz", "T", (self, ), ())
+    return _c("aten::_nnz", "T", (self, ), ())
 
 def _pack_padded_sequence(input, lengths, batch_first):
     """`aten::_pack_padded_sequence(Tensor input, Tensor lengths, bool batch_first) -> (Tensor, Tensor)`"""
-    return _c(306, "aten::_pack_padded_sequence", "TTb", (input, lengths, batch_first, ), ())
+    return _c("aten::_pack_padded_sequence", "TTb", (input, lengths, batch_first, ), ())
 
 def _pad_circular(self, pad):
     """`aten::_pad_circular(Tensor self, SymInt[] pad) -> Tensor`"""
-    return _c(307, "aten::_pad_circular", "TI", (self, pad, ), ())
+    return _c("aten::_pad_circular", "TI", (self, pad, ), ())
 
 def _pad_enum(self, pad, mode, value=_D):
     """`aten::_pad_enum(Tensor self, SymInt[] pad, int mode, float? value=None) -> Tensor`"""
-    return _c(308, "aten::_pad_enum", "TIi", (self, pad, mode, ), (("value", "f", value), ))
+    return _c("aten::_pad_enum", "TIi", (self, pad, mode, ), (("value", "f", value), ))
 
 def _pad_packed_sequence(data, batch_sizes, batch_first, padding_value, total_length):
     """`aten::_pad_packed_sequence(Tensor data, Tensor batch_sizes, bool batch_first, Scalar padding_value, int total_length) -> (Tensor, Tensor)`"""
-    return _c(309, "aten::_pad_packed_sequence", "TTbSi", (data, batch_sizes, batch_first, padding_value, total_length, ), ())
+    return _c("aten::_pad_packed_sequence", "TTbSi", (data, batch_sizes, batch_first, padding_value, total_length, ), ())
 
 def _padded_dense_to_jagged_forward(dense, offsets, total_L=_D):
     """`aten::_padded_dense_to_jagged_forward(Tensor dense, Tensor[] offsets, SymInt? total_L=None) -> Tensor`"""
-    return _c(310, "aten::_padded_dense_to_jagged_forward", "TL", (dense, offsets, ), (("total_L", "i", total_L), ))
+    return _c("aten::_padded_dense_to_jagged_forward", "TL", (dense, offsets, ), (("total_L", "i", total_L), ))
 
 def _pdist_forward(self, p=_D):
     """`aten::_pdist_forward(Tensor self, float p=2.) -> Tensor`"""
-    return _c(311, "aten::_pdist_forward", "T", (self, ), (("p", "f", p), ))
+    return _c("aten::_pdist_forward", "T", (self, ), (("p", "f", p), ))
 
 def _philox_key_fold_in(key, data):
     """`aten::_philox_key_fold_in(Tensor key, int data) -> Tensor`"""
-    return _c(312, "aten::_philox_key_fold_in", "Ti", (key, data, ), ())
+    return _c("aten::_philox_key_fold_in", "Ti", (key, data, ), ())
 
 def _philox_key_split(key, num_splits):
     """`aten::_philox_key_split(Tensor key, int num_splits) -> Tensor`"""
-    return _c(313, "aten::_philox_key_split", "Ti", (key, num_splits, ), ())
+    return _c("aten::_philox_key_split", "Ti", (key, num_splits, ), ())
 
 def _philox_normal(self, key, mean=_D, std=_D):
     """`aten::_philox_normal(Tensor self, Tensor key, float mean=0., float std=1.) -> Tensor`"""
-    return _c(314, "aten::_philox_normal", "TT", (self, key, ), (("mean", "f", mean), ("std", "f", std), ))
+    return _c("aten::_philox_normal", "TT", (self, key, ), (("mean", "f", mean), ("std", "f", std), ))
 
 def _philox_normal_(self, key, mean=_D, std=_D):
     """`aten::_philox_normal_(Tensor(a!) self, Tensor key, float mean=0., float std=1.) -> Tensor(a!)`"""
-    return _c(315, "aten::_philox_normal_", "TT", (self, key, ), (("mean", "f", mean), ("std", "f", std), ))
+    return _c("aten::_philox_normal_", "TT", (self, key, ), (("mean", "f", mean), ("std", "f", std), ))
 
 def _philox_uniform(self, key, low=_D, high=_D):
     """`aten::_philox_uniform(Tensor self, Tensor key, float low=0., float high=1.) -> Tensor`"""
-    return _c(316, "aten::_philox_uniform", "TT", (self, key, ), (("low", "f", low), ("high", "f", high), ))
+    return _c("aten::_philox_uniform", "TT", (self, key, ), (("low", "f", low), ("high", "f", high), ))
 
 def _philox_uniform_(self, key, low=_D, high=_D):
     """`aten::_philox_uniform_(Tensor(a!) self, Tensor key, float low=0., float high=1.) -> Tensor(a!)`"""
-    return _c(317, "aten::_philox_uniform_", "TT", (self, key, ), (("low", "f", low), ("high", "f", high), ))
+    return _c("aten::_philox_uniform_", "TT", (self, key, ), (("low", "f", low), ("high", "f", high), ))
 
 def _prelu_kernel(self, weight):
     """`aten::_prelu_kernel(Tensor self, Tensor weight) -> Tensor`"""
-    return _c(318, "aten::_prelu_kernel", "TT", (self, weight, ), ())
+    return _c("aten::_prelu_kernel", "TT", (self, weight, ), ())
 
 def _propagate_xla_data(input, output):
     """`aten::_propagate_xla_data(Tensor input, Tensor output) -> ()`"""
-    return _c(319, "aten::_propagate_xla_data", "TT", (input, output, ), ())
+    return _c("aten::_propagate_xla_data", "TT", (input, output, ), ())
 
 def _remove_batch_dim(self, level, batch_size, out_dim):
     """`aten::_remove_batch_dim(Tensor self, int level, SymInt batch_size, int out_dim) -> Tensor`"""
-    return _c(320, "aten::_remove_batch_dim", "Tiii", (self, level, batch_size, out_dim, ), ())
+    return _c("aten::_remove_batch_dim", "Tiii", (self, level, batch_size, out_dim, ), ())
 
 def _reshape_copy(self, size):
     """`aten::_reshape_copy(Tensor self, SymInt[] size) -> Tensor`"""
-    return _c(321, "aten::_reshape_copy", "TI", (self, size, ), ())
+    return _c("aten::_reshape_copy", "TI", (self, size, ), ())
 
 def _reshape_from_tensor(self, shape):
     """`aten::_reshape_from_tensor(Tensor self, Tensor shape) -> Tensor`"""
-    return _c(322, "aten::_reshape_from_tensor", "TT", (self, shape, ), ())
+    return _c("aten::_reshape_from_tensor", "TT", (self, shape, ), ())
 
 def _resize_output(self, size, device):
     """`aten::_resize_output(Tensor self, SymInt[] size, Device device) -> Tensor`"""
-    return _c(323, "aten::_resize_output", "TIs", (self, size, device, ), ())
+    return _c("aten::_resize_output", "TIs", (self, size, device, ), ())
 
 def _resize_output_(self, size, device):
     """`aten::_resize_output_(Tensor(a!) self, SymInt[] size, Device device) -> Tensor(a!)`"""
-    return _c(324, "aten::_resize_output_", "TIs", (self, size, device, ), ())
+    return _c("aten::_resize_output_", "TIs", (self, size, device, ), ())
 
 def _rowwise_prune(weight, mask, compressed_indices_dtype):
     """`aten::_rowwise_prune(Tensor weight, Tensor mask, ScalarType compressed_indices_dtype) -> (Tensor, Tensor)`"""
-    return _c(325, "aten::_rowwise_prune", "TTd", (weight, mask, compressed_indices_dtype, ), ())
+    return _c("aten::_rowwise_prune", "TTd", (weight, mask, compressed_indices_dtype, ), ())
 
 def _safe_softmax(self, dim, dtype=_D):
     """`aten::_safe_softmax(Tensor self, int dim, ScalarType? dtype=None) -> Tensor`"""
-    return _c(326, "aten::_safe_softmax", "Ti", (self, dim, ), (("dtype", "d", dtype), ))
+    return _c("aten::_safe_softmax", "Ti", (self, dim, ), (("dtype", "d", dtype), ))
 
 def _sample_dirichlet(self):
     """`aten::_sample_dirichlet(Tensor self, Generator? generator=None) -> Tensor`"""
-    return _c(327, "aten::_sample_dirichlet", "T", (self, ), ())
+    return _c("aten::_sample_dirichlet", "T", (self, ), ())
 
 def _saturate_weight_to_fp16(weight):
     """`aten::_saturate_weight_to_fp16(Tensor weight) -> Tensor`"""
-    return _c(328, "aten::_saturate_weight_to_fp16", "T", (weight, ), ())
+    return _c("aten::_saturate_weight_to_fp16", "T", (weight, ), ())
 
 def _scaled_dot_product_attention_math(query, key, value, attn_mask=_D, dropout_p=_D, is_causal=_D, dropout_mask=_D, *, scale=_D, enable_gqa=_D):
     """`aten::_scaled_dot_product_attention_math(Tensor query, Tensor key, Tensor value, Tensor? attn_mask=None, float dropout_p=0., bool is_causal=False, Tensor? dropout_mask=None, *, float? scale=None, bool enable_gqa=False) -> (Tensor, Tensor)`"""
-    return _c(329, "aten::_scaled_dot_product_attention_math", "TTT", (query, key, value, ), (("attn_mask", "T", attn_mask), ("dropout_p", "f", dropout_p), ("is_causal", "b", is_causal), ("dropout_mask", "T", dropout_mask), ("scale", "f", scale), ("enable_gqa", "b", enable_gqa), ))
+    return _c("aten::_scaled_dot_product_attention_math", "TTT", (query, key, value, ), (("attn_mask", "T", attn_mask), ("dropout_p", "f", dropout_p), ("is_causal", "b", is_causal), ("dropout_mask", "T", dropout_mask), ("scale", "f", scale), ("enable_gqa", "b", enable_gqa), ))
 
 def _scaled_dot_product_attention_math_for_mps(query, key, value, attn_mask=_D, dropout_p=_D, is_causal=_D, dropout_mask=_D, *, scale=_D, enable_gqa=_D):
     """`aten::_scaled_dot_product_attention_math_for_mps(Tensor query, Tensor key, Tensor value, Tensor? attn_mask=None, float dropout_p=0., bool is_causal=False, Tensor? dropout_mask=None, *, float? scale=None, bool enable_gqa=False) -> (Tensor, Tensor)`"""
-    return _c(330, "aten::_scaled_dot_product_attention_math_for_mps", "TTT", (query, key, value, ), (("attn_mask", "T", attn_mask), ("dropout_p", "f", dropout_p), ("is_causal", "b", is_causal), ("dropout_mask", "T", dropout_mask), ("scale", "f", scale), ("enable_gqa", "b", enable_gqa), ))
+    return _c("aten::_scaled_dot_product_attention_math_for_mps", "TTT", (query, key, value, ), (("attn_mask", "T", attn_mask), ("dropout_p", "f", dropout_p), ("is_causal", "b", is_causal), ("dropout_mask", "T", dropout_mask), ("scale", "f", scale), ("enable_gqa", "b", enable_gqa), ))
 
 def _scaled_dot_product_cudnn_attention(query, key, value, attn_bias, compute_log_sumexp, dropout_p=_D, is_causal=_D, return_debug_mask=_D, *, scale=_D):
     """`aten::_scaled_dot_product_cudnn_attention(Tensor query, Tensor key, Tensor value, Tensor? attn_bias, bool compute_log_sumexp, float dropout_p=0., bool is_causal=False, bool return_debug_mask=False, *, float? scale=None) -> (Tensor output, Tensor logsumexp, Tensor cum_seq_q, Tensor cum_seq_k, SymInt max_q, SymInt max_k, Tensor philox_seed, Tensor philox_offset, Tensor debug_attn_mask)`"""
-    return _c(331, "aten::_scaled_dot_product_cudnn_attention", "TTTTb", (query, key, value, attn_bias, compute_log_sumexp, ), (("dropout_p", "f", dropout_p), ("is_causal", "b", is_causal), ("return_debug_mask", "b", return_debug_mask), ("scale", "f", scale), ))
+    return _c("aten::_scaled_dot_product_cudnn_attention", "TTTTb", (query, key, value, attn_bias, compute_log_sumexp, ), (("dropout_p", "f", dropout_p), ("is_causal", "b", is_causal), ("return_debug_mask", "b", return_debug_mask), ("scale", "f", scale), ))
 
 def _scaled_dot_product_efficient_attention(query, key, value, attn_bias, compute_log_sumexp, dropout_p=_D, is_causal=_D, *, scale=_D):
     """`aten::_scaled_dot_product_efficient_attention(Tensor query, Tensor key, Tensor value, Tensor? attn_bias, bool compute_log_sumexp, float dropout_p=0., bool is_causal=False, *, float? scale=None) -> (Tensor output, Tensor log_sumexp, Tensor philox_seed, Tensor philox_offset)`"""
-    return _c(332, "aten::_scaled_dot_product_efficient_attention", "TTTTb", (query, key, value, attn_bias, compute_log_sumexp, ), (("dropout_p", "f", dropout_p), ("is_causal", "b", is_causal), ("scale", "f", scale), ))
+    return _c("aten::_scaled_dot_product_efficient_attention", "TTTTb", (query, key, value, attn_bias, compute_log_sumexp, ), (("dropout_p", "f", dropout_p), ("is_causal", "b", is_causal), ("scale", "f", scale), ))
 
 def _scaled_dot_product_flash_attention(query, key, value, dropout_p=_D, is_causal=_D, return_debug_mask=_D, *, scale=_D):
     """`aten::_scaled_dot_product_flash_attention(Tensor query, Tensor key, Tensor value, float dropout_p=0., bool is_causal=False, bool return_debug_mask=False, *, float? scale=None) -> (Tensor output, Tensor logsumexp, Tensor cum_seq_q, Tensor cum_seq_k, SymInt max_q, SymInt max_k, Tensor rng_state, Tensor unused, Tensor debug_attn_mask)`"""
-    return _c(333, "aten::_scaled_dot_product_flash_attention", "TTT", (query, key, value, ), (("dropout_p", "f", dropout_p), ("is_causal", "b", is_causal), ("return_debug_mask", "b", return_debug_mask), ("scale", "f", scale), ))
+    return _c("aten::_scaled_dot_product_flash_attention", "TTT", (query, key, value, ), (("dropout_p", "f", dropout_p), ("is_causal", "b", is_causal), ("return_debug_mask", "b", return_debug_mask), ("scale", "f", scale), ))
 
 def _scaled_dot_product_flash_attention_quantized(query, key, value, q_descale, k_descale, v_descale, dropout_p=_D, is_causal=_D, return_debug_mask=_D, *, scale=_D):
     """`aten::_scaled_dot_product_flash_attention.quantized(Tensor query, Tensor key, Tensor value, Tensor? q_descale, Tensor? k_descale, Tensor? v_descale, float dropout_p=0., bool is_causal=False, bool return_debug_mask=False, *, float? scale=None) -> (Tensor output, Tensor logsumexp, Tensor cum_seq_q, Tensor cum_seq_k, SymInt max_q, SymInt max_k, Tensor rng_state, Tensor unused, Tensor debug_attn_mask)`"""
-    return _c(334, "aten::_scaled_dot_product_flash_attention.quantized", "TTTTTT", (query, key, value, q_descale, k_descale, v_descale, ), (("dropout_p", "f", dropout_p), ("is_causal", "b", is_causal), ("return_debug_mask", "b", return_debug_mask), ("scale", "f", scale), ))
+    return _c("aten::_scaled_dot_product_flash_attention.quantized", "TTTTTT", (query, key, value, q_descale, k_descale, v_descale, ), (("dropout_p", "f", dropout_p), ("is_causal", "b", is_causal), ("return_debug_mask", "b", return_debug_mask), ("scale", "f", scale), ))
 
 def _scaled_dot_product_flash_attention_for_cpu(query, key, value, dropout_p=_D, is_causal=_D, *, attn_mask=_D, scale=_D):
     """`aten::_scaled_dot_product_flash_attention_for_cpu(Tensor query, Tensor key, Tensor value, float dropout_p=0., bool is_causal=False, *, Tensor? attn_mask=None, float? scale=None) -> (Tensor output, Tensor logsumexp)`"""
-    return _c(335, "aten::_scaled_dot_product_flash_attention_for_cpu", "TTT", (query, key, value, ), (("dropout_p", "f", dropout_p), ("is_causal", "b", is_causal), ("attn_mask", "T", attn_mask), ("scale", "f", scale), ))
+    return _c("aten::_scaled_dot_product_flash_attention_for_cpu", "TTT", (query, key, value, ), (("dropout_p", "f", dropout_p), ("is_causal", "b", is_causal), ("attn_mask", "T", attn_mask), ("scale", "f", scale), ))
 
 def _scaled_dot_product_fused_attention_overrideable(query, key, value, attn_bias=_D, dropout_p=_D, is_causal=_D, return_debug_mask=_D, *, scale=_D):
     """`aten::_scaled_dot_product_fused_attention_overrideable(Tensor query, Tensor key, Tensor value, Tensor? attn_bias=None, float dropout_p=0., bool is_causal=False, bool return_debug_mask=False, *, float? scale=None) -> (Tensor output, Tensor logsumexp, Tensor cum_seq_q, Tensor cum_seq_k, SymInt max_q, SymInt max_k, Tensor philox_seed, Tensor philox_offset, Tensor debug_attn_mask)`"""
-    return _c(336, "aten::_scaled_dot_product_fused_attention_overrideable", "TTT", (query, key, value, ), (("attn_bias", "T", attn_bias), ("dropout_p", "f", dropout_p), ("is_causal", "b", is_causal), ("return_debug_mask", "b", return_debug_mask), ("scale", "f", scale), ))
+    return _c("aten::_scaled_dot_product_fused_attention_overrideable", "TTT", (query, key, value, ), (("attn_bias", "T", attn_bias), ("dropout_p", "f", dropout_p), ("is_causal", "b", is_causal), ("return_debug_mask", "b", return_debug_mask), ("scale", "f", scale), ))
 
 def _scaled_grouped_mm(self, mat2, scale_a, scale_b, offs=_D, bias=_D, scale_result=_D, out_dtype=_D, use_fast_accum=_D):
     """`aten::_scaled_grouped_mm(Tensor self, Tensor mat2, Tensor scale_a, Tensor scale_b, Tensor? offs=None, Tensor? bias=None, Tensor? scale_result=None, ScalarType? out_dtype=None, bool use_fast_accum=False) -> Tensor`"""
-    return _c(337, "aten::_scaled_grouped_mm", "TTTT", (self, mat2, scale_a, scale_b, ), (("offs", "T", offs), ("bias", "T", bias), ("scale_result", "T", scale_result), ("out_dtype", "d", out_dtype), ("use_fast_accum", "b", use_fast_accum), ))
+    return _c("aten::_scaled_grouped_mm", "TTTT", (self, mat2, scale_a, scale_b, ), (("offs", "T", offs), ("bias", "T", bias), ("scale_result", "T", scale_result), ("out_dtype", "d", out_dtype), ("use_fast_accum", "b", use_fast_accum), ))
 
 def _scaled_grouped_mm_v2(self, mat2, scale_a, recipe_a, swizzle_a, scale_b, recipe_b, swizzle_b, offs=_D, bias=_D, out_dtype=_D, contraction_dim=_D, use_fast_accum=_D):
     """`aten::_scaled_grouped_mm_v2(Tensor self, Tensor mat2, Tensor[] scale_a, int[] recipe_a, int[] swizzle_a, Tensor[] scale_b, int[] recipe_b, int[] swizzle_b, Tensor? offs=None, Tensor? bias=None, ScalarType? out_dtype=None, int[] contraction_dim=[], bool use_fast_accum=False) -> Tensor`"""
-    return _c(338, "aten::_scaled_grouped_mm_v2", "TTLIILII", (self, mat2, scale_a, recipe_a, swizzle_a, scale_b, recipe_b, swizzle_b, ), (("offs", "T", offs), ("bias", "T", bias), ("out_dtype", "d", out_dtype), ("contraction_dim", "I", contraction_dim), ("use_fast_accum", "b", use_fast_accum), ))
+    return _c("aten::_scaled_grouped_mm_v2", "TTLIILII", (self, mat2, scale_a, recipe_a, swizzle_a, scale_b, recipe_b, swizzle_b, ), (("offs", "T", offs), ("bias", "T", bias), ("out_dtype", "d", out_dtype), ("contraction_dim", "I", contraction_dim), ("use_fast_accum", "b", use_fast_accum), ))
 
 def _scaled_mm(self, mat2, scale_a, scale_b, bias=_D, scale_result=_D, out_dtype=_D, use_fast_accum=_D):
     """`aten::_scaled_mm(Tensor self, Tensor mat2, Tensor scale_a, Tensor scale_b, Tensor? bias=None, Tensor? scale_result=None, ScalarType? out_dtype=None, bool use_fast_accum=False) -> Tensor`"""
-    return _c(339, "aten::_scaled_mm", "TTTT", (self, mat2, scale_a, scale_b, ), (("bias", "T", bias), ("scale_result", "T", scale_result), ("out_dtype", "d", out_dtype), ("use_fast_accum", "b", use_fast_accum), ))
+    return _c("aten::_scaled_mm", "TTTT", (self, mat2, scale_a, scale_b, ), (("bias", "T", bias), ("scale_result", "T", scale_result), ("out_dtype", "d", out_dtype), ("use_fast_accum", "b", use_fast_accum), ))
 
 def _scaled_mm_v2(self, mat2, scale_a, recipe_a, swizzle_a, scale_b, recipe_b, swizzle_b, bias, out_dtype, contraction_dim=_D, use_fast_accum=_D):
     """`aten::_scaled_mm_v2(Tensor self, Tensor mat2, Tensor[] scale_a, int[] recipe_a, int[] swizzle_a, Tensor[] scale_b, int[] recipe_b, int[] swizzle_b, Tensor? bias, ScalarType? out_dtype, int[] contraction_dim=[], bool use_fast_accum=False) -> Tensor`"""
-    return _c(340, "aten::_scaled_mm_v2", "TTLIILIITd", (self, mat2, scale_a, recipe_a, swizzle_a, scale_b, recipe_b, swizzle_b, bias, out_dtype, ), (("contraction_dim", "I", contraction_dim), ("use_fast_accum", "b", use_fast_accum), ))
+    return _c("aten::_scaled_mm_v2", "TTLIILIITd", (self, mat2, scale_a, recipe_a, swizzle_a, scale_b, recipe_b, swizzle_b, bias, out_dtype, ), (("contraction_dim", "I", contraction_dim), ("use_fast_accum", "b", use_fast_accum), ))
 
 def _shape_as_tensor(self):
     """`aten::_shape_as_tensor(Tensor self) -> Tensor`"""
-    return _c(341, "aten::_shape_as_tensor", "T", (self, ), ())
+    return _c("aten::_shape_as_tensor", "T", (self, ), ())
 
 def _slow_conv2d_forward(self, weight, kernel_size, bias, stride, padding):
     """`aten::_slow_conv2d_forward(Tensor self, Tensor weight, SymInt[2] kernel_size, Tensor? bias, SymInt[2] stride, SymInt[2] padding) -> Tensor`"""
-    return _c(342, "aten::_slow_conv2d_forward", "TTITII", (self, weight, kernel_size, bias, stride, padding, ), ())
+    return _c("aten::_slow_conv2d_forward", "TTITII", (self, weight, kernel_size, bias, stride, padding, ), ())
 
 def _sobol_engine_draw(quasi, n, sobolstate, dimension, num_generated, dtype):
     """`aten::_sobol_engine_draw(Tensor quasi, int n, Tensor sobolstate, int dimension, int num_generated, ScalarType? dtype) -> (Tensor, Tensor)`"""
-    return _c(343, "aten::_sobol_engine_draw", "TiTiid", (quasi, n, sobolstate, dimension, num_generated, dtype, ), ())
+    return _c("aten::_sobol_engine_draw", "TiTiid", (quasi, n, sobolstate, dimension, num_generated, dtype, ), ())
 
 def _sobol_engine_ff_(self, n, sobolstate, dimension, num_generated):
     """`aten::_sobol_engine_ff_(Tensor(a!) self, int n, Tensor sobolstate, int dimension, int num_generated) -> Tensor(a!)`"""
-    return _c(344, "aten::_sobol_engine_ff_", "TiTii", (self, n, sobolstate, dimension, num_generated, ), ())
+    return _c("aten::_sobol_engine_ff_", "TiTii", (self, n, sobolstate, dimension, num_generated, ), ())
 
 def _sobol_engine_initialize_state_(self, dimension):
     """`aten::_sobol_engine_initialize_state_(Tensor(a!) self, int dimension) -> Tensor(a!)`"""
-    return _c(345, "aten::_sobol_engine_initialize_state_", "Ti", (self, dimension, ), ())
+    return _c("aten::_sobol_engine_initialize_state_", "Ti", (self, dimension, ), ())
 
 def _sobol_engine_scramble_(self, ltm, dimension):
     """`aten::_sobol_engine_scramble_(Tensor(a!) self, Tensor ltm, int dimension) -> Tensor(a!)`"""
-    return _c(346, "aten::_sobol_engine_scramble_", "TTi", (self, ltm, dimension, ), ())
+    return _c("aten::_sobol_engine_scramble_", "TTi", (self, ltm, dimension, ), ())
 
 def _softmax(self, dim, half_to_float):
     """`aten::_softmax(Tensor self, int dim, bool half_to_float) -> Tensor`"""
-    return _c(347, "aten::_softmax", "Tib", (self, dim, half_to_float, ), ())
+    return _c("aten::_softmax", "Tib", (self, dim, half_to_float, ), ())
 
 def _spdiags(diagonals, offsets, shape, layout=_D):
     """`aten::_spdiags(Tensor diagonals, Tensor offsets, int[] shape, Layout? layout=None) -> Tensor`"""
-    return _c(348, "aten::_spdiags", "TTI", (diagonals, offsets, shape, ), (("layout", "i", layout), ))
+    return _c("aten::_spdiags", "TTI", (diagonals, offsets, shape, ), (("layout", "i", layout), ))
 
 def _spsolve(A, B, *, left=_D):
     """`aten::_spsolve(Tensor A, Tensor B, *, bool left=True) -> Tensor`"""
-    return _c(349, "aten::_spsolve", "TT", (A, B, ), (("left", "b", left), ))
+    return _c("aten::_spsolve", "TT", (A, B, ), (("left", "b", left), ))
 
 def _stack(tensors, dim=_D):
     """`aten::_stack(Tensor[] tensors, int dim=0) -> Tensor`"""
-    return _c(350, "aten::_stack", "L", (tensors, ), (("dim", "i", dim), ))
+    return _c("aten::_stack", "L", (tensors, ), (("dim", "i", dim), ))
 
 def _standard_gamma(self):
     """`aten::_standard_gamma(Tensor self, Generator? generator=None) -> Tensor`"""
-    return _c(351, "aten::_standard_gamma", "T", (self, ), ())
+    return _c("aten::_standard_gamma", "T", (self, ), ())
 
 def _standard_gamma_grad(self, output):
     """`aten::_standard_gamma_grad(Tensor self, Tensor output) -> Tensor`"""
-    return _c(352, "aten::_standard_gamma_grad", "TT", (self, output, ), ())
+    return _c("aten::_standard_gamma_grad", "TT", (self, output, ), ())
 
 def _test_ambiguous_defaults_a(dummy, a=_D, b=_D):
     """`aten::_test_ambiguous_defaults.a(Tensor dummy, int a=1, int b=1) -> Tensor`"""
-    return _c(353, "aten::_test_ambiguous_defaults.a", "T", (dummy, ), (("a", "i", a), ("b", "i", b), ))
+    return _c("aten::_test_ambiguous_defaults.a", "T", (dummy, ), (("a", "i", a), ("b", "i", b), ))
 
 def _test_ambiguous_defaults_b(dummy, a=_D, b=_D):
     """`aten::_test_ambiguous_defaults.b(Tensor dummy, int a=2, str b="2") -> Tensor`"""
-    return _c(354, "aten::_test_ambiguous_defaults.b", "T", (dummy, ), (("a", "i", a), ("b", "s", b), ))
+    return _c("aten::_test_ambiguous_defaults.b", "T", (dummy, ), (("a", "i", a), ("b", "s", b), ))
 
 def _test_autograd_multiple_dispatch_fullcoverage(self):
     """`aten::_test_autograd_multiple_dispatch.fullcoverage(Tensor self) -> Tensor`"""
-    return _c(355, "aten::_test_autograd_multiple_dispatch.fullcoverage", "T", (self, ), ())
+    return _c("aten::_test_autograd_multiple_dispatch.fullcoverage", "T", (self, ), ())
 
 def _test_autograd_multiple_dispatch_ntonly(self, b):
     """`aten::_test_autograd_multiple_dispatch.ntonly(Tensor self, bool b) -> Tensor`"""
-    return _c(356, "aten::_test_autograd_multiple_dispatch.ntonly", "Tb", (self, b, ), ())
+    return _c("aten::_test_autograd_multiple_dispatch.ntonly", "Tb", (self, b, ), ())
 
 def _test_autograd_multiple_dispatch_view(self):
     """`aten::_test_autograd_multiple_dispatch_view(Tensor(a) self) -> Tensor(a)`"""
-    return _c(357, "aten::_test_autograd_multiple_dispatch_view", "T", (self, ), ())
+    return _c("aten::_test_autograd_multiple_dispatch_view", "T", (self, ), ())
 
 def _test_autograd_multiple_dispatch_view_copy(self):
     """`aten::_test_autograd_multiple_dispatch_view_copy(Tensor self) -> Tensor`"""
-    return _c(358, "aten::_test_autograd_multiple_dispatch_view_copy", "T", (self, ), ())
+    return _c("aten::_test_autograd_multiple_dispatch_view_copy", "T", (self, ), ())
 
 def _test_check_tensor(self):
     """`aten::_test_check_tensor(Tensor self) -> Tensor`"""
-    return _c(359, "aten::_test_check_tensor", "T", (self, ), ())
+    return _c("aten::_test_check_tensor", "T", (self, ), ())
 
 def _test_functorch_fallback(self, other):
     """`aten::_test_functorch_fallback(Tensor self, Tensor other) -> Tensor`"""
-    return _c(360, "aten::_test_functorch_fallback", "TT", (self, other, ), ())
+    return _c("aten::_test_functorch_fallback", "TT", (self, other, ), ())
 
 def _test_optional_filled_intlist(values, addends):
     """`aten::_test_optional_filled_intlist(Tensor values, int[2]? addends) -> Tensor`"""
-    return _c(361, "aten::_test_optional_filled_intlist", "TI", (values, addends, ), ())
+    return _c("aten::_test_optional_filled_intlist", "TI", (values, addends, ), ())
 
 def _test_optional_floatlist(values, addends):
     """`aten::_test_optional_floatlist(Tensor values, float[]? addends) -> Tensor`"""
-    return _c(362, "aten::_test_optional_floatlist", "TF", (values, addends, ), ())
+    return _c("aten::_test_optional_floatlist", "TF", (values, addends, ), ())
 
 def _test_optional_intlist(values, addends):
     """`aten::_test_optional_intlist(Tensor values, int[]? addends) -> Tensor`"""
-    return _c(363, "aten::_test_optional_intlist", "TI", (values, addends, ), ())
+    return _c("aten::_test_optional_intlist", "TI", (values, addends, ), ())
 
 def _test_parallel_materialize(self, num_parallel, skip_first=_D):
     """`aten::_test_parallel_materialize(Tensor self, int num_parallel, bool skip_first=False) -> Tensor`"""
-    return _c(364, "aten::_test_parallel_materialize", "Ti", (self, num_parallel, ), (("skip_first", "b", skip_first), ))
+    return _c("aten::_test_parallel_materialize", "Ti", (self, num_parallel, ), (("skip_first", "b", skip_first), ))
 
 def _test_serialization_subcmul(self, other, alpha=_D):
     """`aten::_test_serialization_subcmul(Tensor self, Tensor other, Scalar alpha=1) -> Tensor`"""
-    return _c(365, "aten::_test_serialization_subcmul", "TT", (self, other, ), (("alpha", "S", alpha), ))
+    return _c("aten::_test_serialization_subcmul", "TT", (self, other, ), (("alpha", "S", alpha), ))
 
 def _test_string_default(dummy, a=_D, b=_D):
     """`aten::_test_string_default(Tensor dummy, str a="\\"\\'\\\\", str b="\\"\\'\\\\") -> Tensor`"""
-    return _c(366, "aten::_test_string_default", "T", (dummy, ), (("a", "s", a), ("b", "s", b), ))
+    return _c("aten::_test_string_default", "T", (dummy, ), (("a", "s", a), ("b", "s", b), ))
 
 def _test_warn_in_autograd(self):
     """`aten::_test_warn_in_autograd(Tensor self) -> Tensor`"""
-    return _c(367, "aten::_test_warn_in_autograd", "T", (self, ), ())
+    return _c("aten::_test_warn_in_autograd", "T", (self, ), ())
 
 def _thnn_fused_gru_cell(input_gates, hidden_gates, hx, input_bias=_D, hidden_bias=_D):
     """`aten::_thnn_fused_gru_cell(Tensor input_gates, Tensor hidden_gates, Tensor hx, Tensor? input_bias=None, Tensor? hidden_bias=None) -> (Tensor, Tensor)`"""
-    return _c(368, "aten::_thnn_fused_gru_cell", "TTT", (input_gates, hidden_gates, hx, ), (("input_bias", "T", input_bias), ("hidden_bias", "T", hidden_bias), ))
+    return _c("aten::_thnn_fused_gru_cell", "TTT", (input_gates, hidden_gates, hx, ), (("input_bias", "T", input_bias), ("hidden_bias", "T", hidden_bias), ))
 
 def _thnn_fused_lstm_cell(input_gates, hidden_gates, cx, input_bias=_D, hidden_bias=_D):
     """`aten::_thnn_fused_lstm_cell(Tensor input_gates, Tensor hidden_gates, Tensor cx, Tensor? input_bias=None, Tensor? hidden_bias=None) -> (Tensor, Tensor, Tensor)`"""
-    return _c(369, "aten::_thnn_fused_lstm_cell", "TTT", (input_gates, hidden_gates, cx, ), (("input_bias", "T", input_bias), ("hidden_bias", "T", hidden_bias), ))
+    return _c("aten::_thnn_fused_lstm_cell", "TTT", (input_gates, hidden_gates, cx, ), (("input_bias", "T", input_bias), ("hidden_bias", "T", hidden_bias), ))
 
 def _to_copy(self, *, dtype=_D, layout=_D, device=_D, pin_memory=_D, non_blocking=_D, memory_format=_D):
     """`aten::_to_copy(Tensor self, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None, bool non_blocking=False, MemoryFormat? memory_format=None) -> Tensor`"""
-    return _c(370, "aten::_to_copy", "T", (self, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ("non_blocking", "b", non_blocking), ("memory_format", "i", memory_format), ))
+    return _c("aten::_to_copy", "T", (self, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ("non_blocking", "b", non_blocking), ("memory_format", "i", memory_format), ))
 
 def _to_cpu(tensors):
     """`aten::_to_cpu(Tensor[] tensors) -> Tensor[]`"""
-    return _c(371, "aten::_to_cpu", "L", (tensors, ), ())
+    return _c("aten::_to_cpu", "L", (tensors, ), ())
 
 def _to_dense(self, dtype=_D, masked_grad=_D):
     """`aten::_to_dense(Tensor self, ScalarType? dtype=None, bool? masked_grad=None) -> Tensor`"""
-    return _c(372, "aten::_to_dense", "T", (self, ), (("dtype", "d", dtype), ("masked_grad", "b", masked_grad), ))
+    return _c("aten::_to_dense", "T", (self, ), (("dtype", "d", dtype), ("masked_grad", "b", masked_grad), ))
 
 def _to_sparse_sparse_dim(self, sparse_dim):
     """`aten::_to_sparse.sparse_dim(Tensor self, int sparse_dim) -> Tensor`"""
-    return _c(373, "aten::_to_sparse.sparse_dim", "Ti", (self, sparse_dim, ), ())
+    return _c("aten::_to_sparse.sparse_dim", "Ti", (self, sparse_dim, ), ())
 
 def _to_sparse(self, *, layout=_D, blocksize=_D, dense_dim=_D):
     """`aten::_to_sparse(Tensor self, *, Layout? layout=None, int[2]? blocksize=None, int? dense_dim=None) -> Tensor`"""
-    return _c(374, "aten::_to_sparse", "T", (self, ), (("layout", "i", layout), ("blocksize", "I", blocksize), ("dense_dim", "i", dense_dim), ))
+    return _c("aten::_to_sparse", "T", (self, ), (("layout", "i", layout), ("blocksize", "I", blocksize), ("dense_dim", "i", dense_dim), ))
 
 def _to_sparse_bsc(self, blocksize, dense_dim=_D):
     """`aten::_to_sparse_bsc(Tensor self, int[2] blocksize, int? dense_dim=None) -> Tensor`"""
-    return _c(375, "aten::_to_sparse_bsc", "TI", (self, blocksize, ), (("dense_dim", "i", dense_dim), ))
+    return _c("aten::_to_sparse_bsc", "TI", (self, blocksize, ), (("dense_dim", "i", dense_dim), ))
 
 def _to_sparse_bsr(self, blocksize, dense_dim=_D):
     """`aten::_to_sparse_bsr(Tensor self, int[2] blocksize, int? dense_dim=None) -> Tensor`"""
-    return _c(376, "aten::_to_sparse_bsr", "TI", (self, blocksize, ), (("dense_dim", "i", dense_dim), ))
+    return _c("aten::_to_sparse_bsr", "TI", (self, blocksize, ), (("dense_dim", "i", dense_dim), ))
 
 def _to_sparse_csc(self, dense_dim=_D):
     """`aten::_to_sparse_csc(Tensor self, int? dense_dim=None) -> Tensor`"""
-    return _c(377, "aten::_to_sparse_csc", "T", (self, ), (("dense_dim", "i", dense_dim), ))
+    return _c("aten::_to_sparse_csc", "T", (self, ), (("dense_dim", "i", dense_dim), ))
 
 def _to_sparse_csr(self, dense_dim=_D):
     """`aten::_to_sparse_csr(Tensor self, int? dense_dim=None) -> Tensor`"""
-    return _c(378, "aten::_to_sparse_csr", "T", (self, ), (("dense_dim", "i", dense_dim), ))
+    return _c("aten::_to_sparse_csr", "T", (self, ), (("dense_dim", "i", dense_dim), ))
 
 def _to_sparse_semi_structured(dense):
     """`aten::_to_sparse_semi_structured(Tensor dense) -> (Tensor, Tensor)`"""
-    return _c(379, "aten::_to_sparse_semi_structured", "T", (dense, ), ())
+    return _c("aten::_to_sparse_semi_structured", "T", (dense, ), ())
 
 def _transform_bias_rescale_qkv(qkv, qkv_bias, num_heads):
     """`aten::_transform_bias_rescale_qkv(Tensor qkv, Tensor qkv_bias, int num_heads) -> (Tensor, Tensor, Tensor)`"""
-    return _c(380, "aten::_transform_bias_rescale_qkv", "TTi", (qkv, qkv_bias, num_heads, ), ())
+    return _c("aten::_transform_bias_rescale_qkv", "TTi", (qkv, qkv_bias, num_heads, ), ())
 
 def _transformer_encoder_layer_fwd(src, embed_dim, num_heads, qkv_weight, qkv_bias, proj_weight, proj_bias, use_gelu, norm_first, eps, norm_weight_1, norm_bias_1, norm_weight_2, norm_bias_2, ffn_weight_1, ffn_bias_1, ffn_weight_2, ffn_bias_2, mask=_D, mask_type=_D):
     """`aten::_transformer_encoder_layer_fwd(Tensor src, int embed_dim, int num_heads, Tensor qkv_weight, Tensor qkv_bias, Tensor proj_weight, Tensor proj_bias, bool use_gelu, bool norm_first, float eps, Tensor norm_weight_1, Tensor norm_bias_1, Tensor norm_weight_2, Tensor norm_bias_2, Tensor ffn_weight_1, Tensor ffn_bias_1, Tensor ffn_weight_2, Tensor ffn_bias_2, Tensor? mask=None, int? mask_type=None) -> Tensor`"""
-    return _c(381, "aten::_transformer_encoder_layer_fwd", "TiiTTTTbbfTTTTTTTT", (src, embed_dim, num_heads, qkv_weight, qkv_bias, proj_weight, proj_bias, use_gelu, norm_first, eps, norm_weight_1, norm_bias_1, norm_weight_2, norm_bias_2, ffn_weight_1, ffn_bias_1, ffn_weight_2, ffn_bias_2, ), (("mask", "T", mask), ("mask_type", "i", mask_type), ))
+    return _c("aten::_transformer_encoder_layer_fwd", "TiiTTTTbbfTTTTTTTT", (src, embed_dim, num_heads, qkv_weight, qkv_bias, proj_weight, proj_bias, use_gelu, norm_first, eps, norm_weight_1, norm_bias_1, norm_weight_2, norm_bias_2, ffn_weight_1, ffn_bias_1, ffn_weight_2, ffn_bias_2, ), (("mask", "T", mask), ("mask_type", "i", mask_type), ))
 
 def _trilinear(i1, i2, i3, expand1, expand2, expand3, sumdim, unroll_dim=_D):
     """`aten::_trilinear(Tensor i1, Tensor i2, Tensor i3, int[] expand1, int[] expand2, int[] expand3, int[] sumdim, int unroll_dim=1) -> Tensor`"""
-    return _c(382, "aten::_trilinear", "TTTIIII", (i1, i2, i3, expand1, expand2, expand3, sumdim, ), (("unroll_dim", "i", unroll_dim), ))
+    return _c("aten::_trilinear", "TTTIIII", (i1, i2, i3, expand1, expand2, expand3, sumdim, ), (("unroll_dim", "i", unroll_dim), ))
 
 def _triton_multi_head_attention(query, key, value, embed_dim, num_head, qkv_weight, qkv_bias, proj_weight, proj_bias, mask=_D):
     """`aten::_triton_multi_head_attention(Tensor query, Tensor key, Tensor value, int embed_dim, int num_head, Tensor qkv_weight, Tensor qkv_bias, Tensor proj_weight, Tensor proj_bias, Tensor? mask=None) -> Tensor`"""
-    return _c(383, "aten::_triton_multi_head_attention", "TTTiiTTTT", (query, key, value, embed_dim, num_head, qkv_weight, qkv_bias, proj_weight, proj_bias, ), (("mask", "T", mask), ))
+    return _c("aten::_triton_multi_head_attention", "TTTiiTTTT", (query, key, value, embed_dim, num_head, qkv_weight, qkv_bias, proj_weight, proj_bias, ), (("mask", "T", mask), ))
 
 def _triton_scaled_dot_attention(q, k, v, dropout_p=_D):
     """`aten::_triton_scaled_dot_attention(Tensor q, Tensor k, Tensor v, float dropout_p=0.) -> Tensor`"""
-    return _c(384, "aten::_triton_scaled_dot_attention", "TTT", (q, k, v, ), (("dropout_p", "f", dropout_p), ))
+    return _c("aten::_triton_scaled_dot_attention", "TTT", (q, k, v, ), (("dropout_p", "f", dropout_p), ))
 
 def _unique(self, sorted=_D, return_inverse=_D):
     """`aten::_unique(Tensor self, bool sorted=True, bool return_inverse=False) -> (Tensor, Tensor)`"""
-    return _c(385, "aten::_unique", "T", (self, ), (("sorted", "b", sorted), ("return_inverse", "b", return_inverse), ))
+    return _c("aten::_unique", "T", (self, ), (("sorted", "b", sorted), ("return_inverse", "b", return_inverse), ))
 
 def _unique2(self, sorted=_D, return_inverse=_D, return_counts=_D):
     """`aten::_unique2(Tensor self, bool sorted=True, bool return_inverse=False, bool return_counts=False) -> (Tensor, Tensor, Tensor)`"""
-    return _c(386, "aten::_unique2", "T", (self, ), (("sorted", "b", sorted), ("return_inverse", "b", return_inverse), ("return_counts", "b", return_counts), ))
+    return _c("aten::_unique2", "T", (self, ), (("sorted", "b", sorted), ("return_inverse", "b", return_inverse), ("return_counts", "b", return_counts), ))
 
 def _unpack_dual(dual, level):
     """`aten::_unpack_dual(Tensor(a) dual, int level) -> (Tensor(a) primal, Tensor tangent)`"""
-    return _c(387, "aten::_unpack_dual", "Ti", (dual, level, ), ())
+    return _c("aten::_unpack_dual", "Ti", (dual, level, ), ())
 
 def _unsafe_view(self, size):
     """`aten::_unsafe_view(Tensor self, SymInt[] size) -> Tensor`"""
-    return _c(388, "aten::_unsafe_view", "TI", (self, size, ), ())
+    return _c("aten::_unsafe_view", "TI", (self, size, ), ())
 
 def _upsample_bicubic2d_aa(self, output_size, align_corners, scales_h=_D, scales_w=_D):
     """`aten::_upsample_bicubic2d_aa(Tensor self, SymInt[2] output_size, bool align_corners, float? scales_h=None, float? scales_w=None) -> Tensor`"""
-    return _c(389, "aten::_upsample_bicubic2d_aa", "TIb", (self, output_size, align_corners, ), (("scales_h", "f", scales_h), ("scales_w", "f", scales_w), ))
+    return _c("aten::_upsample_bicubic2d_aa", "TIb", (self, output_size, align_corners, ), (("scales_h", "f", scales_h), ("scales_w", "f", scales_w), ))
 
 def _upsample_bicubic2d_aa_vec(input, output_size, align_corners, scale_factors):
     """`aten::_upsample_bicubic2d_aa.vec(Tensor input, SymInt[]? output_size, bool align_corners, float[]? scale_factors) -> Tensor`"""
-    return _c(390, "aten::_upsample_bicubic2d_aa.vec", "TIbF", (input, output_size, align_corners, scale_factors, ), ())
+    return _c("aten::_upsample_bicubic2d_aa.vec", "TIbF", (input, output_size, align_corners, scale_factors, ), ())
 
 def _upsample_bilinear2d_aa(self, output_size, align_corners, scales_h=_D, scales_w=_D):
     """`aten::_upsample_bilinear2d_aa(Tensor self, SymInt[2] output_size, bool align_corners, float? scales_h=None, float? scales_w=None) -> Tensor`"""
-    return _c(391, "aten::_upsample_bilinear2d_aa", "TIb", (self, output_size, align_corners, ), (("scales_h", "f", scales_h), ("scales_w", "f", scales_w), ))
+    return _c("aten::_upsample_bilinear2d_aa", "TIb", (self, output_size, align_corners, ), (("scales_h", "f", scales_h), ("scales_w", "f", scales_w), ))
 
 def _upsample_bilinear2d_aa_vec(input, output_size, align_corners, scale_factors):
     """`aten::_upsample_bilinear2d_aa.vec(Tensor input, SymInt[]? output_size, bool align_corners, float[]? scale_factors) -> Tensor`"""
-    return _c(392, "aten::_upsample_bilinear2d_aa.vec", "TIbF", (input, output_size, align_corners, scale_factors, ), ())
+    return _c("aten::_upsample_bilinear2d_aa.vec", "TIbF", (input, output_size, align_corners, scale_factors, ), ())
 
 def _upsample_lanczos2d_aa(self, output_size, align_corners, scales_h=_D, scales_w=_D):
     """`aten::_upsample_lanczos2d_aa(Tensor self, SymInt[2] output_size, bool align_corners, float? scales_h=None, float? scales_w=None) -> Tensor`"""
-    return _c(393, "aten::_upsample_lanczos2d_aa", "TIb", (self, output_size, align_corners, ), (("scales_h", "f", scales_h), ("scales_w", "f", scales_w), ))
+    return _c("aten::_upsample_lanczos2d_aa", "TIb", (self, output_size, align_corners, ), (("scales_h", "f", scales_h), ("scales_w", "f", scales_w), ))
 
 def _upsample_lanczos2d_aa_vec(input, output_size, align_corners, scale_factors):
     """`aten::_upsample_lanczos2d_aa.vec(Tensor input, SymInt[]? output_size, bool align_corners, float[]? scale_factors) -> Tensor`"""
-    return _c(394, "aten::_upsample_lanczos2d_aa.vec", "TIbF", (input, output_size, align_corners, scale_factors, ), ())
+    return _c("aten::_upsample_lanczos2d_aa.vec", "TIbF", (input, output_size, align_corners, scale_factors, ), ())
 
 def _upsample_nearest_exact1d(self, output_size, scales=_D):
     """`aten::_upsample_nearest_exact1d(Tensor self, SymInt[1] output_size, float? scales=None) -> Tensor`"""
-    return _c(395, "aten::_upsample_nearest_exact1d", "TI", (self, output_size, ), (("scales", "f", scales), ))
+    return _c("aten::_upsample_nearest_exact1d", "TI", (self, output_size, ), (("scales", "f", scales), ))
 
 def _upsample_nearest_exact1d_vec(input, output_size, scale_factors):
     """`aten::_upsample_nearest_exact1d.vec(Tensor input, SymInt[]? output_size, float[]? scale_factors) -> Tensor`"""
-    return _c(396, "aten::_upsample_nearest_exact1d.vec", "TIF", (input, output_size, scale_factors, ), ())
+    return _c("aten::_upsample_nearest_exact1d.vec", "TIF", (input, output_size, scale_factors, ), ())
 
 def _upsample_nearest_exact2d(self, output_size, scales_h=_D, scales_w=_D):
     """`aten::_upsample_nearest_exact2d(Tensor self, SymInt[2] output_size, float? scales_h=None, float? scales_w=None) -> Tensor`"""
-    return _c(397, "aten::_upsample_nearest_exact2d", "TI", (self, output_size, ), (("scales_h", "f", scales_h), ("scales_w", "f", scales_w), ))
+    return _c("aten::_upsample_nearest_exact2d", "TI", (self, output_size, ), (("scales_h", "f", scales_h), ("scales_w", "f", scales_w), ))
 
 def _upsample_nearest_exact2d_vec(input, output_size, scale_factors):
     """`aten::_upsample_nearest_exact2d.vec(Tensor input, SymInt[]? output_size, float[]? scale_factors) -> Tensor`"""
-    return _c(398, "aten::_upsample_nearest_exact2d.vec", "TIF", (input, output_size, scale_factors, ), ())
+    return _c("aten::_upsample_nearest_exact2d.vec", "TIF", (input, output_size, scale_factors, ), ())
 
 def _upsample_nearest_exact3d(self, output_size, scales_d=_D, scales_h=_D, scales_w=_D):
     """`aten::_upsample_nearest_exact3d(Tensor self, SymInt[3] output_size, float? scales_d=None, float? scales_h=None, float? scales_w=None) -> Tensor`"""
-    return _c(399, "aten::_upsample_nearest_exact3d", "TI", (self, output_size, ), (("scales_d", "f", scales_d), ("scales_h", "f", scales_h), ("scales_w", "f", scales_w), ))
+    return _c("aten::_upsample_nearest_exact3d", "TI", (self, output_size, ), (("scales_d", "f", scales_d), ("scales_h", "f", scales_h), ("scales_w", "f", scales_w), ))
 
 def _upsample_nearest_exact3d_vec(input, output_size, scale_factors):
     """`aten::_upsample_nearest_exact3d.vec(Tensor input, SymInt[]? output_size, float[]? scale_factors) -> Tensor`"""
-    return _c(400, "aten::_upsample_nearest_exact3d.vec", "TIF", (input, output_size, scale_factors, ), ())
+    return _c("aten::_upsample_nearest_exact3d.vec", "TIF", (input, output_size, scale_factors, ), ())
 
 def _use_cudnn_ctc_loss(log_probs, targets, input_lengths, target_lengths, blank):
     """`aten::_use_cudnn_ctc_loss(Tensor log_probs, Tensor targets, int[] input_lengths, int[] target_lengths, int blank) -> bool`"""
-    return _c(401, "aten::_use_cudnn_ctc_loss", "TTIIi", (log_probs, targets, input_lengths, target_lengths, blank, ), ())
+    return _c("aten::_use_cudnn_ctc_loss", "TTIIi", (log_probs, targets, input_lengths, target_lengths, blank, ), ())
 
 def _use_cudnn_ctc_loss_tensor(log_probs, targets, input_lengths, target_lengths, blank):
     """`aten::_use_cudnn_ctc_loss.Tensor(Tensor log_probs, Tensor targets, Tensor input_lengths, Tensor target_lengths, int blank) -> bool`"""
-    return _c(402, "aten::_use_cudnn_ctc_loss.Tensor", "TTTTi", (log_probs, targets, input_lengths, target_lengths, blank, ), ())
+    return _c("aten::_use_cudnn_ctc_loss.Tensor", "TTTTi", (log_probs, targets, input_lengths, target_lengths, blank, ), ())
 
 def _use_cudnn_rnn_flatten_weight():
     """`aten::_use_cudnn_rnn_flatten_weight() -> bool`"""
-    return _c(403, "aten::_use_cudnn_rnn_flatten_weight", "", (), ())
+    return _c("aten::_use_cudnn_rnn_flatten_weight", "", (), ())
 
 def _use_miopen_ctc_loss(log_probs, targets, input_lengths, target_lengths, blank):
     """`aten::_use_miopen_ctc_loss(Tensor log_probs, Tensor targets, int[] input_lengths, int[] target_lengths, int blank) -> bool`"""
-    return _c(404, "aten::_use_miopen_ctc_loss", "TTIIi", (log_probs, targets, input_lengths, target_lengths, blank, ), ())
+    return _c("aten::_use_miopen_ctc_loss", "TTIIi", (log_probs, targets, input_lengths, target_lengths, blank, ), ())
 
 def _use_miopen_ctc_loss_tensor(log_probs, targets, input_lengths, target_lengths, blank):
     """`aten::_use_miopen_ctc_loss.Tensor(Tensor log_probs, Tensor targets, Tensor input_lengths, Tensor target_lengths, int blank) -> bool`"""
-    return _c(405, "aten::_use_miopen_ctc_loss.Tensor", "TTTTi", (log_probs, targets, input_lengths, target_lengths, blank, ), ())
+    return _c("aten::_use_miopen_ctc_loss.Tensor", "TTTTi", (log_probs, targets, input_lengths, target_lengths, blank, ), ())
 
 def _validate_compressed_sparse_indices(is_crow, compressed_idx, plain_idx, cdim, dim, nnz):
     """`aten::_validate_compressed_sparse_indices(bool is_crow, Tensor compressed_idx, Tensor plain_idx, int cdim, int dim, int nnz) -> ()`"""
-    return _c(406, "aten::_validate_compressed_sparse_indices", "bTTiii", (is_crow, compressed_idx, plain_idx, cdim, dim, nnz, ), ())
+    return _c("aten::_validate_compressed_sparse_indices", "bTTiii", (is_crow, compressed_idx, plain_idx, cdim, dim, nnz, ), ())
 
 def _validate_sparse_bsc_tensor_args(ccol_indices, row_indices, values, size, check_pinning=_D):
     """`aten::_validate_sparse_bsc_tensor_args(Tensor ccol_indices, Tensor row_indices, Tensor values, int[] size, bool? check_pinning=None) -> ()`"""
-    return _c(407, "aten::_validate_sparse_bsc_tensor_args", "TTTI", (ccol_indices, row_indices, values, size, ), (("check_pinning", "b", check_pinning), ))
+    return _c("aten::_validate_sparse_bsc_tensor_args", "TTTI", (ccol_indices, row_indices, values, size, ), (("check_pinning", "b", check_pinning), ))
 
 def _validate_sparse_bsr_tensor_args(crow_indices, col_indices, values, size, check_pinning=_D):
     """`aten::_validate_sparse_bsr_tensor_args(Tensor crow_indices, Tensor col_indices, Tensor values, int[] size, bool? check_pinning=None) -> ()`"""
-    return _c(408, "aten::_validate_sparse_bsr_tensor_args", "TTTI", (crow_indices, col_indices, values, size, ), (("check_pinning", "b", check_pinning), ))
+    return _c("aten::_validate_sparse_bsr_tensor_args", "TTTI", (crow_indices, col_indices, values, size, ), (("check_pinning", "b", check_pinning), ))
 
 def _validate_sparse_compressed_tensor_args(compressed_indices, plain_indices, values, size, layout, check_pinning=_D):
     """`aten::_validate_sparse_compressed_tensor_args(Tensor compressed_indices, Tensor plain_indices, Tensor values, int[] size, Layout layout, bool? check_pinning=None) -> ()`"""
-    return _c(409, "aten::_validate_sparse_compressed_tensor_args", "TTTIi", (compressed_indices, plain_indices, values, size, layout, ), (("check_pinning", "b", check_pinning), ))
+    return _c("aten::_validate_sparse_compressed_tensor_args", "TTTIi", (compressed_indices, plain_indices, values, size, layout, ), (("check_pinning", "b", check_pinning), ))
 
 def _validate_sparse_coo_tensor_args(indices, values, size, is_coalesced=_D, check_pinning=_D):
     """`aten::_validate_sparse_coo_tensor_args(Tensor indices, Tensor values, int[] size, bool? is_coalesced=None, bool? check_pinning=None) -> ()`"""
-    return _c(410, "aten::_validate_sparse_coo_tensor_args", "TTI", (indices, values, size, ), (("is_coalesced", "b", is_coalesced), ("check_pinning", "b", check_pinning), ))
+    return _c("aten::_validate_sparse_coo_tensor_args", "TTI", (indices, values, size, ), (("is_coalesced", "b", is_coalesced), ("check_pinning", "b", check_pinning), ))
 
 def _validate_sparse_csc_tensor_args(ccol_indices, row_indices, values, size, check_pinning=_D):
     """`aten::_validate_sparse_csc_tensor_args(Tensor ccol_indices, Tensor row_indices, Tensor values, int[] size, bool? check_pinning=None) -> ()`"""
-    return _c(411, "aten::_validate_sparse_csc_tensor_args", "TTTI", (ccol_indices, row_indices, values, size, ), (("check_pinning", "b", check_pinning), ))
+    return _c("aten::_validate_sparse_csc_tensor_args", "TTTI", (ccol_indices, row_indices, values, size, ), (("check_pinning", "b", check_pinning), ))
 
 def _validate_sparse_csr_tensor_args(crow_indices, col_indices, values, size, check_pinning=_D):
     """`aten::_validate_sparse_csr_tensor_args(Tensor crow_indices, Tensor col_indices, Tensor values, int[] size, bool? check_pinning=None) -> ()`"""
-    return _c(412, "aten::_validate_sparse_csr_tensor_args", "TTTI", (crow_indices, col_indices, values, size, ), (("check_pinning", "b", check_pinning), ))
+    return _c("aten::_validate_sparse_csr_tensor_args", "TTTI", (crow_indices, col_indices, values, size, ), (("check_pinning", "b", check_pinning), ))
 
 def _values(self):
     """`aten::_values(Tensor(a) self) -> Tensor(a)`"""
-    return _c(413, "aten::_values", "T", (self, ), ())
+    return _c("aten::_values", "T", (self, ), ())
 
 def _values_copy(self):
     """`aten::_values_copy(Tensor self) -> Tensor`"""
-    return _c(414, "aten::_values_copy", "T", (self, ), ())
+    return _c("aten::_values_copy", "T", (self, ), ())
 
 def _version(self):
     """`aten::_version(Tensor self) -> int`"""
-    return _c(415, "aten::_version", "T", (self, ), ())
+    return _c("aten::_version", "T", (self, ), ())
 
 def _weight_norm(v, g, dim=_D):
     """`aten::_weight_norm(Tensor v, Tensor g, int dim=0) -> Tensor`"""
-    return _c(416, "aten::_weight_norm", "TT", (v, g, ), (("dim", "i", dim), ))
+    return _c("aten::_weight_norm", "TT", (v, g, ), (("dim", "i", dim), ))
 
 def _weight_norm_interface(v, g, dim=_D):
     """`aten::_weight_norm_interface(Tensor v, Tensor g, int dim=0) -> (Tensor, Tensor)`"""
-    return _c(417, "aten::_weight_norm_interface", "TT", (v, g, ), (("dim", "i", dim), ))
+    return _c("aten::_weight_norm_interface", "TT", (v, g, ), (("dim", "i", dim), ))
 
 def _wrapped_linear_prepack(weight, weight_scale, weight_zero_point, bias):
     """`aten::_wrapped_linear_prepack(Tensor weight, Tensor weight_scale, Tensor weight_zero_point, Tensor bias) -> Tensor`"""
-    return _c(418, "aten::_wrapped_linear_prepack", "TTTT", (weight, weight_scale, weight_zero_point, bias, ), ())
+    return _c("aten::_wrapped_linear_prepack", "TTTT", (weight, weight_scale, weight_zero_point, bias, ), ())
 
 def _wrapped_quantized_linear_prepacked(input, input_scale, input_zero_point, packed_weight, output_scale, output_zero_point, out_channel):
     """`aten::_wrapped_quantized_linear_prepacked(Tensor input, Tensor input_scale, Tensor input_zero_point, Tensor packed_weight, Tensor output_scale, Tensor output_zero_point, int out_channel) -> Tensor`"""
-    return _c(419, "aten::_wrapped_quantized_linear_prepacked", "TTTTTTi", (input, input_scale, input_zero_point, packed_weight, output_scale, output_zero_point, out_channel, ), ())
+    return _c("aten::_wrapped_quantized_linear_prepacked", "TTTTTTi", (input, input_scale, input_zero_point, packed_weight, output_scale, output_zero_point, out_channel, ), ())
 
 def abs(self):
     """`aten::abs(Tensor self) -> Tensor`"""
-    return _c(420, "aten::abs", "T", (self, ), ())
+    return _c("aten::abs", "T", (self, ), ())
 
 def abs_(self):
     """`aten::abs_(Tensor(a!) self) -> Tensor(a!)`"""
-    return _c(421, "aten::abs_", "T", (self, ), ())
+    return _c("aten::abs_", "T", (self, ), ())
 
 def absolute(self):
     """`aten::absolute(Tensor self) -> Tensor`"""
-    return _c(422, "aten::absolute", "T", (self, ), ())
+    return _c("aten::absolute", "T", (self, ), ())
 
 def absolute_(self):
     """`aten::absolute_(Tensor(a!) self) -> Tensor(a!)`"""
-    return _c(423, "aten::absolute_", "T", (self, ), ())
+    return _c("aten::absolute_", "T", (self, ), ())
 
 def acos(self):
     """`aten::acos(Tensor self) -> Tensor`"""
-    return _c(424, "aten::acos", "T", (self, ), ())
+    return _c("aten::acos", "T", (self, ), ())
 
 def acos_(self):
     """`aten::acos_(Tensor(a!) self) -> Tensor(a!)`"""
-    return _c(425, "aten::acos_", "T", (self, ), ())
+    return _c("aten::acos_", "T", (self, ), ())
 
 def acosh(self):
     """`aten::acosh(Tensor self) -> Tensor`"""
-    return _c(426, "aten::acosh", "T", (self, ), ())
+    return _c("aten::acosh", "T", (self, ), ())
 
 def acosh_(self):
     """`aten::acosh_(Tensor(a!) self) -> Tensor(a!)`"""
-    return _c(427, "aten::acosh_", "T", (self, ), ())
+    return _c("aten::acosh_", "T", (self, ), ())
 
 def adaptive_avg_pool1d(self, output_size):
     """`aten::adaptive_avg_pool1d(Tensor self, int[1] output_size) -> Tensor`"""
-    return _c(428, "aten::adaptive_avg_pool1d", "TI", (self, output_size, ), ())
+    return _c("aten::adaptive_avg_pool1d", "TI", (self, output_size, ), ())
 
 def adaptive_avg_pool2d(self, output_size):
     """`aten::adaptive_avg_pool2d(Tensor self, SymInt[2] output_size) -> Tensor`"""
-    return _c(429, "aten::adaptive_avg_pool2d", "TI", (self, output_size, ), ())
+    return _c("aten::adaptive_avg_pool2d", "TI", (self, output_size, ), ())
 
 def adaptive_avg_pool3d(self, output_size):
     """`aten::adaptive_avg_pool3d(Tensor self, SymInt[3] output_size) -> Tensor`"""
-    return _c(430, "aten::adaptive_avg_pool3d", "TI", (self, output_size, ), ())
+    return _c("aten::adaptive_avg_pool3d", "TI", (self, output_size, ), ())
 
 def adaptive_max_pool1d(self, output_size):
     """`aten::adaptive_max_pool1d(Tensor self, int[1] output_size) -> (Tensor, Tensor)`"""
-    return _c(431, "aten::adaptive_max_pool1d", "TI", (self, output_size, ), ())
+    return _c("aten::adaptive_max_pool1d", "TI", (self, output_size, ), ())
 
 def adaptive_max_pool2d(self, output_size):
     """`aten::adaptive_max_pool2d(Tensor self, int[2] output_size) -> (Tensor, Tensor)`"""
-    return _c(432, "aten::adaptive_max_pool2d", "TI", (self, output_size, ), ())
+    return _c("aten::adaptive_max_pool2d", "TI", (self, output_size, ), ())
 
 def adaptive_max_pool3d(self, output_size):
     """`aten::adaptive_max_pool3d(Tensor self, int[3] output_size) -> (Tensor, Tensor)`"""
-    return _c(433, "aten::adaptive_max_pool3d", "TI", (self, output_size, ), ())
+    return _c("aten::adaptive_max_pool3d", "TI", (self, output_size, ), ())
 
 def add(self, other, *, alpha=_D):
     """`aten::add.Tensor(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor`"""
-    return _c(434, "aten::add.Tensor", "TT", (self, other, ), (("alpha", "S", alpha), ))
+    return _c("aten::add.Tensor", "TT", (self, other, ), (("alpha", "S", alpha), ))
 
 def add_scalar(self, other, alpha=_D):
     """`aten::add.Scalar(Tensor self, Scalar other, Scalar alpha=1) -> Tensor`"""
-    return _c(435, "aten::add.Scalar", "TS", (self, other, ), (("alpha", "S", alpha), ))
+    return _c("aten::add.Scalar", "TS", (self, other, ), (("alpha", "S", alpha), ))
 
 def add_(self, other, *, alpha=_D):
     """`aten::add_.Tensor(Tensor(a!) self, Tensor other, *, Scalar alpha=1) -> Tensor(a!)`"""
-    return _c(436, "aten::add_.Tensor", "TT", (self, other, ), (("alpha", "S", alpha), ))
+    return _c("aten::add_.Tensor", "TT", (self, other, ), (("alpha", "S", alpha), ))
 
 def add_scalar_(self, other, alpha=_D):
     """`aten::add_.Scalar(Tensor(a!) self, Scalar other, Scalar alpha=1) -> Tensor(a!)`"""
-    return _c(437, "aten::add_.Scalar", "TS", (self, other, ), (("alpha", "S", alpha), ))
+    return _c("aten::add_.Scalar", "TS", (self, other, ), (("alpha", "S", alpha), ))
 
 def addbmm(self, batch1, batch2, *, beta=_D, alpha=_D):
     """`aten::addbmm(Tensor self, Tensor batch1, Tensor batch2, *, Scalar beta=1, Scalar alpha=1) -> Tensor`"""
-    return _c(438, "aten::addbmm", "TTT", (self, batch1, batch2, ), (("beta", "S", beta), ("alpha", "S", alpha), ))
+    return _c("aten::addbmm", "TTT", (self, batch1, batch2, ), (("beta", "S", beta), ("alpha", "S", alpha), ))
 
 def addbmm_(self, batch1, batch2, *, beta=_D, alpha=_D):
     """`aten::addbmm_(Tensor(a!) self, Tensor batch1, Tensor batch2, *, Scalar beta=1, Scalar alpha=1) -> Tensor(a!)`"""
-    return _c(439, "aten::addbmm_", "TTT", (self, batch1, batch2, ), (("beta", "S", beta), ("alpha", "S", alpha), ))
+    return _c("aten::addbmm_", "TTT", (self, batch1, batch2, ), (("beta", "S", beta), ("alpha", "S", alpha), ))
 
 def addcdiv(self, tensor1, tensor2, *, value=_D):
     """`aten::addcdiv(Tensor self, Tensor tensor1, Tensor tensor2, *, Scalar value=1) -> Tensor`"""
-    return _c(440, "aten::addcdiv", "TTT", (self, tensor1, tensor2, ), (("value", "S", value), ))
+    return _c("aten::addcdiv", "TTT", (self, tensor1, tensor2, ), (("value", "S", value), ))
 
 def addcdiv_(self, tensor1, tensor2, *, value=_D):
     """`aten::addcdiv_(Tensor(a!) self, Tensor tensor1, Tensor tensor2, *, Scalar value=1) -> Tensor(a!)`"""
-    return _c(441, "aten::addcdiv_", "TTT", (self, tensor1, tensor2, ), (("value", "S", value), ))
+    return _c("aten::addcdiv_", "TTT", (self, tensor1, tensor2, ), (("value", "S", value), ))
 
 def addcmul(self, tensor1, tensor2, *, value=_D):
     """`aten::addcmul(Tensor self, Tensor tensor1, Tensor tensor2, *, Scalar value=1) -> Tensor`"""
-    return _c(442, "aten::addcmul", "TTT", (self, tensor1, tensor2, ), (("value", "S", value), ))
+    return _c("aten::addcmul", "TTT", (self, tensor1, tensor2, ), (("value", "S", value), ))
 
 def addcmul_(self, tensor1, tensor2, *, value=_D):
     """`aten::addcmul_(Tensor(a!) self, Tensor tensor1, Tensor tensor2, *, Scalar value=1) -> Tensor(a!)`"""
-    return _c(443, "aten::addcmul_", "TTT", (self, tensor1, tensor2, ), (("value", "S", value), ))
+    return _c("aten::addcmul_", "TTT", (self, tensor1, tensor2, ), (("value", "S", value), ))
 
 def addmm(self, mat1, mat2, *, beta=_D, alpha=_D):
     """`aten::addmm(Tensor self, Tensor mat1, Tensor mat2, *, Scalar beta=1, Scalar alpha=1) -> Tensor`"""
-    return _c(444, "aten::addmm", "TTT", (self, mat1, mat2, ), (("beta", "S", beta), ("alpha", "S", alpha), ))
+    return _c("aten::addmm", "TTT", (self, mat1, mat2, ), (("beta", "S", beta), ("alpha", "S", alpha), ))
 
 def addmm_dtype(self, mat1, mat2, out_dtype, *, beta=_D, alpha=_D):
     """`aten::addmm.dtype(Tensor self, Tensor mat1, Tensor mat2, ScalarType out_dtype, *, Scalar beta=1, Scalar alpha=1) -> Tensor`"""
-    return _c(445, "aten::addmm.dtype", "TTTd", (self, mat1, mat2, out_dtype, ), (("beta", "S", beta), ("alpha", "S", alpha), ))
+    return _c("aten::addmm.dtype", "TTTd", (self, mat1, mat2, out_dtype, ), (("beta", "S", beta), ("alpha", "S", alpha), ))
 
 def addmm_(self, mat1, mat2, *, beta=_D, alpha=_D):
     """`aten::addmm_(Tensor(a!) self, Tensor mat1, Tensor mat2, *, Scalar beta=1, Scalar alpha=1) -> Tensor(a!)`"""
-    return _c(446, "aten::addmm_", "TTT", (self, mat1, mat2, ), (("beta", "S", beta), ("alpha", "S", alpha), ))
+    return _c("aten::addmm_", "TTT", (self, mat1, mat2, ), (("beta", "S", beta), ("alpha", "S", alpha), ))
 
 def addmv(self, mat, vec, *, beta=_D, alpha=_D):
     """`aten::addmv(Tensor self, Tensor mat, Tensor vec, *, Scalar beta=1, Scalar alpha=1) -> Tensor`"""
-    return _c(447, "aten::addmv", "TTT", (self, mat, vec, ), (("beta", "S", beta), ("alpha", "S", alpha), ))
+    return _c("aten::addmv", "TTT", (self, mat, vec, ), (("beta", "S", beta), ("alpha", "S", alpha), ))
 
 def addmv_(self, mat, vec, *, beta=_D, alpha=_D):
     """`aten::addmv_(Tensor(a!) self, Tensor mat, Tensor vec, *, Scalar beta=1, Scalar alpha=1) -> Tensor(a!)`"""
-    return _c(448, "aten::addmv_", "TTT", (self, mat, vec, ), (("beta", "S", beta), ("alpha", "S", alpha), ))
+    return _c("aten::addmv_", "TTT", (self, mat, vec, ), (("beta", "S", beta), ("alpha", "S", alpha), ))
 
 def addr(self, vec1, vec2, *, beta=_D, alpha=_D):
     """`aten::addr(Tensor self, Tensor vec1, Tensor vec2, *, Scalar beta=1, Scalar alpha=1) -> Tensor`"""
-    return _c(449, "aten::addr", "TTT", (self, vec1, vec2, ), (("beta", "S", beta), ("alpha", "S", alpha), ))
+    return _c("aten::addr", "TTT", (self, vec1, vec2, ), (("beta", "S", beta), ("alpha", "S", alpha), ))
 
 def addr_(self, vec1, vec2, *, beta=_D, alpha=_D):
     """`aten::addr_(Tensor(a!) self, Tensor vec1, Tensor vec2, *, Scalar beta=1, Scalar alpha=1) -> Tensor(a!)`"""
-    return _c(450, "aten::addr_", "TTT", (self, vec1, vec2, ), (("beta", "S", beta), ("alpha", "S", alpha), ))
+    return _c("aten::addr_", "TTT", (self, vec1, vec2, ), (("beta", "S", beta), ("alpha", "S", alpha), ))
 
 def adjoint(self):
     """`aten::adjoint(Tensor(a) self) -> Tensor(a)`"""
-    return _c(451, "aten::adjoint", "T", (self, ), ())
+    return _c("aten::adjoint", "T", (self, ), ())
 
 def affine_grid_generator(theta, size, align_corners):
     """`aten::affine_grid_generator(Tensor theta, SymInt[] size, bool align_corners) -> Tensor`"""
-    return _c(452, "aten::affine_grid_generator", "TIb", (theta, size, align_corners, ), ())
+    return _c("aten::affine_grid_generator", "TIb", (theta, size, align_corners, ), ())
 
 def alias(self):
     """`aten::alias(Tensor(a) self) -> Tensor(a)`"""
-    return _c(453, "aten::alias", "T", (self, ), ())
+    return _c("aten::alias", "T", (self, ), ())
 
 def alias_copy(self):
     """`aten::alias_copy(Tensor self) -> Tensor`"""
-    return _c(454, "aten::alias_copy", "T", (self, ), ())
+    return _c("aten::alias_copy", "T", (self, ), ())
 
 def all(self):
     """`aten::all(Tensor self) -> Tensor`"""
-    return _c(455, "aten::all", "T", (self, ), ())
+    return _c("aten::all", "T", (self, ), ())
 
 def all_dim(self, dim, keepdim=_D):
     """`aten::all.dim(Tensor self, int dim, bool keepdim=False) -> Tensor`"""
-    return _c(456, "aten::all.dim", "Ti", (self, dim, ), (("keepdim", "b", keepdim), ))
+    return _c("aten::all.dim", "Ti", (self, dim, ), (("keepdim", "b", keepdim), ))
 
 def all_dims(self, dim=_D, keepdim=_D):
     """`aten::all.dims(Tensor self, int[]? dim=None, bool keepdim=False) -> Tensor`"""
-    return _c(457, "aten::all.dims", "T", (self, ), (("dim", "I", dim), ("keepdim", "b", keepdim), ))
+    return _c("aten::all.dims", "T", (self, ), (("dim", "I", dim), ("keepdim", "b", keepdim), ))
 
 def allclose(self, other, rtol=_D, atol=_D, equal_nan=_D):
     """`aten::allclose(Tensor self, Tensor other, float rtol=1.0000000000000001e-05, float atol=1e-08, bool equal_nan=False) -> bool`"""
-    return _c(458, "aten::allclose", "TT", (self, other, ), (("rtol", "f", rtol), ("atol", "f", atol), ("equal_nan", "b", equal_nan), ))
+    return _c("aten::allclose", "TT", (self, other, ), (("rtol", "f", rtol), ("atol", "f", atol), ("equal_nan", "b", equal_nan), ))
 
 def alpha_dropout(input, p, train):
     """`aten::alpha_dropout(Tensor input, float p, bool train) -> Tensor`"""
-    return _c(459, "aten::alpha_dropout", "Tfb", (input, p, train, ), ())
+    return _c("aten::alpha_dropout", "Tfb", (input, p, train, ), ())
 
 def alpha_dropout_(self, p, train):
     """`aten::alpha_dropout_(Tensor(a!) self, float p, bool train) -> Tensor(a!)`"""
-    return _c(460, "aten::alpha_dropout_", "Tfb", (self, p, train, ), ())
+    return _c("aten::alpha_dropout_", "Tfb", (self, p, train, ), ())
 
 def amax(self, dim=_D, keepdim=_D):
     """`aten::amax(Tensor self, int[1] dim=[], bool keepdim=False) -> Tensor`"""
-    return _c(461, "aten::amax", "T", (self, ), (("dim", "I", dim), ("keepdim", "b", keepdim), ))
+    return _c("aten::amax", "T", (self, ), (("dim", "I", dim), ("keepdim", "b", keepdim), ))
 
 def amin(self, dim=_D, keepdim=_D):
     """`aten::amin(Tensor self, int[1] dim=[], bool keepdim=False) -> Tensor`"""
-    return _c(462, "aten::amin", "T", (self, ), (("dim", "I", dim), ("keepdim", "b", keepdim), ))
+    return _c("aten::amin", "T", (self, ), (("dim", "I", dim), ("keepdim", "b", keepdim), ))
 
 def aminmax(self, *, dim=_D, keepdim=_D):
     """`aten::aminmax(Tensor self, *, int? dim=None, bool keepdim=False) -> (Tensor min, Tensor max)`"""
-    return _c(463, "aten::aminmax", "T", (self, ), (("dim", "i", dim), ("keepdim", "b", keepdim), ))
+    return _c("aten::aminmax", "T", (self, ), (("dim", "i", dim), ("keepdim", "b", keepdim), ))
 
 def angle(self):
     """`aten::angle(Tensor self) -> Tensor`"""
-    return _c(464, "aten::angle", "T", (self, ), ())
+    return _c("aten::angle", "T", (self, ), ())
 
 def any(self):
     """`aten::any(Tensor self) -> Tensor`"""
-    return _c(465, "aten::any", "T", (self, ), ())
+    return _c("aten::any", "T", (self, ), ())
 
 def any_dim(self, dim, keepdim=_D):
     """`aten::any.dim(Tensor self, int dim, bool keepdim=False) -> Tensor`"""
-    return _c(466, "aten::any.dim", "Ti", (self, dim, ), (("keepdim", "b", keepdim), ))
+    return _c("aten::any.dim", "Ti", (self, dim, ), (("keepdim", "b", keepdim), ))
 
 def any_dims(self, dim=_D, keepdim=_D):
     """`aten::any.dims(Tensor self, int[]? dim=None, bool keepdim=False) -> Tensor`"""
-    return _c(467, "aten::any.dims", "T", (self, ), (("dim", "I", dim), ("keepdim", "b", keepdim), ))
+    return _c("aten::any.dims", "T", (self, ), (("dim", "I", dim), ("keepdim", "b", keepdim), ))
 
 def arange(end, *, dtype=_D, layout=_D, device=_D, pin_memory=_D):
     """`aten::arange(Scalar end, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`"""
-    return _c(468, "aten::arange", "S", (end, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
+    return _c("aten::arange", "S", (end, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
 
 def arange_start(start, end, *, dtype=_D, layout=_D, device=_D, pin_memory=_D):
     """`aten::arange.start(Scalar start, Scalar end, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`"""
-    return _c(469, "aten::arange.start", "SS", (start, end, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
+    return _c("aten::arange.start", "SS", (start, end, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
 
 def arange_start_step(start, end, step=_D, *, dtype=_D, layout=_D, device=_D, pin_memory=_D):
     """`aten::arange.start_step(Scalar start, Scalar end, Scalar step=1, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`"""
-    return _c(470, "aten::arange.start_step", "SS", (start, end, ), (("step", "S", step), ("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
+    return _c("aten::arange.start_step", "SS", (start, end, ), (("step", "S", step), ("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
 
 def arccos(self):
     """`aten::arccos(Tensor self) -> Tensor`"""
-    return _c(471, "aten::arccos", "T", (self, ), ())
+    return _c("aten::arccos", "T", (self, ), ())
 
 def arccos_(self):
     """`aten::arccos_(Tensor(a!) self) -> Tensor(a!)`"""
-    return _c(472, "aten::arccos_", "T", (self, ), ())
+    return _c("aten::arccos_", "T", (self, ), ())
 
 def arccosh(self):
     """`aten::arccosh(Tensor self) -> Tensor`"""
-    return _c(473, "aten::arccosh", "T", (self, ), ())
+    return _c("aten::arccosh", "T", (self, ), ())
 
 def arccosh_(self):
     """`aten::arccosh_(Tensor(a!) self) -> Tensor(a!)`"""
-    return _c(474, "aten::arccosh_", "T", (self, ), ())
+    return _c("aten::arccosh_", "T", (self, ), ())
 
 def arcsin(self):
     """`aten::arcsin(Tensor self) -> Tensor`"""
-    return _c(475, "aten::arcsin", "T", (self, ), ())
+    return _c("aten::arcsin", "T", (self, ), ())
 
 def arcsin_(self):
     """`aten::arcsin_(Tensor(a!) self) -> Tensor(a!)`"""
-    return _c(476, "aten::arcsin_", "T", (self, ), ())
+    return _c("aten::arcsin_", "T", (self, ), ())
 
 def arcsinh(self):
     """`aten::arcsinh(Tensor self) -> Tensor`"""
-    return _c(477, "aten::arcsinh", "T", (self, ), ())
+    return _c("aten::arcsinh", "T", (self, ), ())
 
 def arcsinh_(self):
     """`aten::arcsinh_(Tensor(a!) self) -> Tensor(a!)`"""
-    return _c(478, "aten::arcsinh_", "T", (self, ), ())
+    return _c("aten::arcsinh_", "T", (self, ), ())
 
 def arctan(self):
     """`aten::arctan(Tensor self) -> Tensor`"""
-    return _c(479, "aten::arctan", "T", (self, ), ())
+    return _c("aten::arctan", "T", (self, ), ())
 
 def arctan2(self, other):
     """`aten::arctan2(Tensor self, Tensor other) -> Tensor`"""
-    return _c(480, "aten::arctan2", "TT", (self, other, ), ())
+    return _c("aten::arctan2", "TT", (self, other, ), ())
 
 def arctan2_(self, other):
     """`aten::arctan2_(Tensor(a!) self, Tensor other) -> Tensor(a!)`"""
-    return _c(481, "aten::arctan2_", "TT", (self, other, ), ())
+    return _c("aten::arctan2_", "TT", (self, other, ), ())
 
 def arctan_(self):
     """`aten::arctan_(Tensor(a!) self) -> Tensor(a!)`"""
-    return _c(482, "aten::arctan_", "T", (self, ), ())
+    return _c("aten::arctan_", "T", (self, ), ())
 
 def arctanh(self):
     """`aten::arctanh(Tensor self) -> Tensor`"""
-    return _c(483, "aten::arctanh", "T", (self, ), ())
+    return _c("aten::arctanh", "T", (self, ), ())
 
 def arctanh_(self):
     """`aten::arctanh_(Tensor(a!) self) -> Tensor(a!)`"""
-    return _c(484, "aten::arctanh_", "T", (self, ), ())
+    return _c("aten::arctanh_", "T", (self, ), ())
 
 def argmax(self, dim=_D, keepdim=_D):
     """`aten::argmax(Tensor self, int? dim=None, bool keepdim=False) -> Tensor`"""
-    return _c(485, "aten::argmax", "T", (self, ), (("dim", "i", dim), ("keepdim", "b", keepdim), ))
+    return _c("aten::argmax", "T", (self, ), (("dim", "i", dim), ("keepdim", "b", keepdim), ))
 
 def argmin(self, dim=_D, keepdim=_D):
     """`aten::argmin(Tensor self, int? dim=None, bool keepdim=False) -> Tensor`"""
-    return _c(486, "aten::argmin", "T", (self, ), (("dim", "i", dim), ("keepdim", "b", keepdim), ))
+    return _c("aten::argmin", "T", (self, ), (("dim", "i", dim), ("keepdim", "b", keepdim), ))
 
 def argsort(self, dim=_D, descending=_D):
     """`aten::argsort(Tensor self, int dim=-1, bool descending=False) -> Tensor`"""
-    return _c(487, "aten::argsort", "T", (self, ), (("dim", "i", dim), ("descending", "b", descending), ))
+    return _c("aten::argsort", "T", (self, ), (("dim", "i", dim), ("descending", "b", descending), ))
 
 def argsort_stable(self, *, stable, dim=_D, descending=_D):
     """`aten::argsort.stable(Tensor self, *, bool stable, int dim=-1, bool descending=False) -> Tensor`"""
-    return _c(488, "aten::argsort.stable", "T", (self, ), (("stable", "b", stable), ("dim", "i", dim), ("descending", "b", descending), ))
+    return _c("aten::argsort.stable", "T", (self, ), (("stable", "b", stable), ("dim", "i", dim), ("descending", "b", descending), ))
 
 def argwhere(self):
     """`aten::argwhere(Tensor self) -> Tensor`"""
-    return _c(489, "aten::argwhere", "T", (self, ), ())
+    return _c("aten::argwhere", "T", (self, ), ())
 
 def as_strided(self, size, stride, storage_offset=_D):
     """`aten::as_strided(Tensor(a) self, SymInt[] size, SymInt[] stride, SymInt? storage_offset=None) -> Tensor(a)`"""
-    return _c(490, "aten::as_strided", "TII", (self, size, stride, ), (("storage_offset", "i", storage_offset), ))
+    return _c("aten::as_strided", "TII", (self, size, stride, ), (("storage_offset", "i", storage_offset), ))
 
 def as_strided_(self, size, stride, storage_offset=_D):
     """`aten::as_strided_(Tensor(a!) self, SymInt[] size, SymInt[] stride, SymInt? storage_offset=None) -> Tensor(a!)`"""
-    return _c(491, "aten::as_strided_", "TII", (self, size, stride, ), (("storage_offset", "i", storage_offset), ))
+    return _c("aten::as_strided_", "TII", (self, size, stride, ), (("storage_offset", "i", storage_offset), ))
 
 def as_strided_copy(self, size, stride, storage_offset=_D):
     """`aten::as_strided_copy(Tensor self, SymInt[] size, SymInt[] stride, SymInt? storage_offset=None) -> Tensor`"""
-    return _c(492, "aten::as_strided_copy", "TII", (self, size, stride, ), (("storage_offset", "i", storage_offset), ))
+    return _c("aten::as_strided_copy", "TII", (self, size, stride, ), (("storage_offset", "i", storage_offset), ))
 
 def as_strided_scatter(self, src, size, stride, storage_offset=_D):
     """`aten::as_strided_scatter(Tensor self, Tensor src, SymInt[] size, SymInt[] stride, SymInt? storage_offset=None) -> Tensor`"""
-    return _c(493, "aten::as_strided_scatter", "TTII", (self, src, size, stride, ), (("storage_offset", "i", storage_offset), ))
+    return _c("aten::as_strided_scatter", "TTII", (self, src, size, stride, ), (("storage_offset", "i", storage_offset), ))
 
 def asin(self):
     """`aten::asin(Tensor self) -> Tensor`"""
-    return _c(494, "aten::asin", "T", (self, ), ())
+    return _c("aten::asin", "T", (self, ), ())
 
 def asin_(self):
     """`aten::asin_(Tensor(a!) self) -> Tensor(a!)`"""
-    return _c(495, "aten::asin_", "T", (self, ), ())
+    return _c("aten::asin_", "T", (self, ), ())
 
 def asinh(self):
     """`aten::asinh(Tensor self) -> Tensor`"""
-    return _c(496, "aten::asinh", "T", (self, ), ())
+    return _c("aten::asinh", "T", (self, ), ())
 
 def asinh_(self):
     """`aten::asinh_(Tensor(a!) self) -> Tensor(a!)`"""
-    return _c(497, "aten::asinh_", "T", (self, ), ())
+    return _c("aten::asinh_", "T", (self, ), ())
 
 def atan(self):
     """`aten::atan(Tensor self) -> Tensor`"""
-    return _c(498, "aten::atan", "T", (self, ), ())
+    return _c("aten::atan", "T", (self, ), ())
 
 def atan2(self, other):
     """`aten::atan2(Tensor self, Tensor other) -> Tensor`"""
-    return _c(499, "aten::atan2", "TT", (self, other, ), ())
+    return _c("aten::atan2", "TT", (self, other, ), ())
 
 def atan2_(self, other):
     """`aten::atan2_(Tensor(a!) self, Tensor other) -> Tensor(a!)`"""
-    return _c(500, "aten::atan2_", "TT", (self, other, ), ())
+    return _c("aten::atan2_", "TT", (self, other, ), ())
 
 def atan_(self):
     """`aten::atan_(Tensor(a!) self) -> Tensor(a!)`"""
-    return _c(501, "aten::atan_", "T", (self, ), ())
+    return _c("aten::atan_", "T", (self, ), ())
 
 def atanh(self):
     """`aten::atanh(Tensor self) -> Tensor`"""
-    return _c(502, "aten::atanh", "T", (self, ), ())
+    return _c("aten::atanh", "T", (self, ), ())
 
 def atanh_(self):
     """`aten::atanh_(Tensor(a!) self) -> Tensor(a!)`"""
-    return _c(503, "aten::atanh_", "T", (self, ), ())
+    return _c("aten::atanh_", "T", (self, ), ())
 
 def atleast_1d(self):
     """`aten::atleast_1d(Tensor self) -> Tensor`"""
-    return _c(504, "aten::atleast_1d", "T", (self, ), ())
+    return _c("aten::atleast_1d", "T", (self, ), ())
 
 def atleast_1d_sequence(tensors):
     """`aten::atleast_1d.Sequence(Tensor[] tensors) -> Tensor[]`"""
-    return _c(505, "aten::atleast_1d.Sequence", "L", (tensors, ), ())
+    return _c("aten::atleast_1d.Sequence", "L", (tensors, ), ())
 
 def atleast_2d(self):
     """`aten::atleast_2d(Tensor self) -> Tensor`"""
-    return _c(506, "aten::atleast_2d", "T", (self, ), ())
+    return _c("aten::atleast_2d", "T", (self, ), ())
 
 def atleast_2d_sequence(tensors):
     """`aten::atleast_2d.Sequence(Tensor[] tensors) -> Tensor[]`"""
-    return _c(507, "aten::atleast_2d.Sequence", "L", (tensors, ), ())
+    return _c("aten::atleast_2d.Sequence", "L", (tensors, ), ())
 
 def atleast_3d(self):
     """`aten::atleast_3d(Tensor self) -> Tensor`"""
-    return _c(508, "aten::atleast_3d", "T", (self, ), ())
+    return _c("aten::atleast_3d", "T", (self, ), ())
 
 def atleast_3d_sequence(tensors):
     """`aten::atleast_3d.Sequence(Tensor[] tensors) -> Tensor[]`"""
-    return _c(509, "aten::atleast_3d.Sequence", "L", (tensors, ), ())
+    return _c("aten::atleast_3d.Sequence", "L", (tensors, ), ())
 
 def avg_pool1d(self, kernel_size, stride=_D, padding=_D, ceil_mode=_D, count_include_pad=_D):
     """`aten::avg_pool1d(Tensor self, int[1] kernel_size, int[1] stride=[], int[1] padding=[0], bool ceil_mode=False, bool count_include_pad=True) -> Tensor`"""
-    return _c(510, "aten::avg_pool1d", "TI", (self, kernel_size, ), (("stride", "I", stride), ("padding", "I", padding), ("ceil_mode", "b", ceil_mode), ("count_include_pad", "b", count_include_pad), ))
+    return _c("aten::avg_pool1d", "TI", (self, kernel_size, ), (("stride", "I", stride), ("padding", "I", padding), ("ceil_mode", "b", ceil_mode), ("count_include_pad", "b", count_include_pad), ))
 
 def avg_pool2d(self, kernel_size, stride=_D, padding=_D, ceil_mode=_D, count_include_pad=_D, divisor_override=_D):
     """`aten::avg_pool2d(Tensor self, int[2] kernel_size, int[2] stride=[], int[2] padding=0, bool ceil_mode=False, bool count_include_pad=True, int? divisor_override=None) -> Tensor`"""
-    return _c(511, "aten::avg_pool2d", "TI", (self, kernel_size, ), (("stride", "I", stride), ("padding", "I", padding), ("ceil_mode", "b", ceil_mode), ("count_include_pad", "b", count_include_pad), ("divisor_override", "i", divisor_override), ))
+    return _c("aten::avg_pool2d", "TI", (self, kernel_size, ), (("stride", "I", stride), ("padding", "I", padding), ("ceil_mode", "b", ceil_mode), ("count_include_pad", "b", count_include_pad), ("divisor_override", "i", divisor_override), ))
 
 def avg_pool3d(self, kernel_size, stride=_D, padding=_D, ceil_mode=_D, count_include_pad=_D, divisor_override=_D):
     """`aten::avg_pool3d(Tensor self, int[3] kernel_size, int[3] stride=[], int[3] padding=0, bool ceil_mode=False, bool count_include_pad=True, int? divisor_override=None) -> Tensor`"""
-    return _c(512, "aten::avg_pool3d", "TI", (self, kernel_size, ), (("stride", "I", stride), ("padding", "I", padding), ("ceil_mode", "b", ceil_mode), ("count_include_pad", "b", count_include_pad), ("divisor_override", "i", divisor_override), ))
+    return _c("aten::avg_pool3d", "TI", (self, kernel_size, ), (("stride", "I", stride), ("padding", "I", padding), ("ceil_mode", "b", ceil_mode), ("count_include_pad", "b", count_include_pad), ("divisor_override", "i", divisor_override), ))
 
 def baddbmm(self, batch1, batch2, *, beta=_D, alpha=_D):
     """`aten::baddbmm(Tensor self, Tensor batch1, Tensor batch2, *, Scalar beta=1, Scalar alpha=1) -> Tensor`"""
-    return _c(513, "aten::baddbmm", "TTT", (self, batch1, batch2, ), (("beta", "S", beta), ("alpha", "S", alpha), ))
+    return _c("aten::baddbmm", "TTT", (self, batch1, batch2, ), (("beta", "S", beta), ("alpha", "S", alpha), ))
 
 def baddbmm_dtype(self, batch1, batch2, out_dtype, *, beta=_D, alpha=_D):
     """`aten::baddbmm.dtype(Tensor self, Tensor batch1, Tensor batch2, ScalarType out_dtype, *, Scalar beta=1, Scalar alpha=1) -> Tensor`"""
-    return _c(514, "aten::baddbmm.dtype", "TTTd", (self, batch1, batch2, out_dtype, ), (("beta", "S", beta), ("alpha", "S", alpha), ))
+    return _c("aten::baddbmm.dtype", "TTTd", (self, batch1, batch2, out_dtype, ), (("beta", "S", beta), ("alpha", "S", alpha), ))
 
 def baddbmm_(self, batch1, batch2, *, beta=_D, alpha=_D):
     """`aten::baddbmm_(Tensor(a!) self, Tensor batch1, Tensor batch2, *, Scalar beta=1, Scalar alpha=1) -> Tensor(a!)`"""
-    return _c(515, "aten::baddbmm_", "TTT", (self, batch1, batch2, ), (("beta", "S", beta), ("alpha", "S", alpha), ))
+    return _c("aten::baddbmm_", "TTT", (self, batch1, batch2, ), (("beta", "S", beta), ("alpha", "S", alpha), ))
 
 def bartlett_window(window_length, *, dtype=_D, layout=_D, device=_D, pin_memory=_D):
     """`aten::bartlett_window(int window_length, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`"""
-    return _c(516, "aten::bartlett_window", "i", (window_length, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
+    return _c("aten::bartlett_window", "i", (window_length, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
 
 def bartlett_window_periodic(window_length, periodic, *, dtype=_D, layout=_D, device=_D, pin_memory=_D):
     """`aten::bartlett_window.periodic(int window_length, bool periodic, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`"""
-    return _c(517, "aten::bartlett_window.periodic", "ib", (window_length, periodic, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
+    return _c("aten::bartlett_window.periodic", "ib", (window_length, periodic, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
 
 def batch_norm(input, weight, bias, running_mean, running_var, training, momentum, eps, cudnn_enabled):
     """`aten::batch_norm(Tensor input, Tensor? weight, Tensor? bias, Tensor? running_mean, Tensor? running_var, bool training, float momentum, float eps, bool cudnn_enabled) -> Tensor`"""
-    return _c(518, "aten::batch_norm", "TTTTTbffb", (input, weight, bias, running_mean, running_var, training, momentum, eps, cudnn_enabled, ), ())
+    return _c("aten::batch_norm", "TTTTTbffb", (input, weight, bias, running_mean, running_var, training, momentum, eps, cudnn_enabled, ), ())
 
 def batch_norm_elemt(input, weight, bias, mean, invstd, eps):
     """`aten::batch_norm_elemt(Tensor input, Tensor? weight, Tensor? bias, Tensor mean, Tensor invstd, float eps) -> Tensor`"""
-    return _c(519, "aten::batch_norm_elemt", "TTTTTf", (input, weight, bias, mean, invstd, eps, ), ())
+    return _c("aten::batch_norm_elemt", "TTTTTf", (input, weight, bias, mean, invstd, eps, ), ())
 
 def batch_norm_gather_stats(input, mean, invstd, running_mean, running_var, momentum, eps, count):
     """`aten::batch_norm_gather_stats(Tensor input, Tensor mean, Tensor invstd, Tensor? running_mean, Tensor? running_var, float momentum, float eps, int count) -> (Tensor, Tensor)`"""
-    return _c(520, "aten::batch_norm_gather_stats", "TTTTTffi", (input, mean, invstd, running_mean, running_var, momentum, eps, count, ), ())
+    return _c("aten::batch_norm_gather_stats", "TTTTTffi", (input, mean, invstd, running_mean, running_var, momentum, eps, count, ), ())
 
 def batch_norm_gather_stats_with_counts(input, mean, invstd, running_mean, running_var, momentum, eps, counts):
     """`aten::batch_norm_gather_stats_with_counts(Tensor input, Tensor mean, Tensor invstd, Tensor? running_mean, Tensor? running_var, float momentum, float eps, Tensor counts) -> (Tensor, Tensor)`"""
-    return _c(521, "aten::batch_norm_gather_stats_with_counts", "TTTTTffT", (input, mean, invstd, running_mean, running_var, momentum, eps, counts, ), ())
+    return _c("aten::batch_norm_gather_stats_with_counts", "TTTTTffT", (input, mean, invstd, running_mean, running_var, momentum, eps, counts, ), ())
 
 def batch_norm_stats(input, eps):
     """`aten::batch_norm_stats(Tensor input, float eps) -> (Tensor, Tensor)`"""
-    return _c(522, "aten::batch_norm_stats", "Tf", (input, eps, ), ())
+    return _c("aten::batch_norm_stats", "Tf", (input, eps, ), ())
 
 def batch_norm_update_stats(input, running_mean, running_var, momentum):
     """`aten::batch_norm_update_stats(Tensor input, Tensor? running_mean, Tensor? running_var, float momentum) -> (Tensor, Tensor)`"""
-    return _c(523, "aten::batch_norm_update_stats", "TTTf", (input, running_mean, running_var, momentum, ), ())
+    return _c("aten::batch_norm_update_stats", "TTTf", (input, running_mean, running_var, momentum, ), ())
 
 def bernoulli(self):
     """`aten::bernoulli(Tensor self, *, Generator? generator=None) -> Tensor`"""
-    return _c(524, "aten::bernoulli", "T", (self, ), ())
+    return _c("aten::bernoulli", "T", (self, ), ())
 
 def bernoulli_p(self, p):
     """`aten::bernoulli.p(Tensor self, float p, *, Generator? generator=None) -> Tensor`"""
-    return _c(525, "aten::bernoulli.p", "Tf", (self, p, ), ())
+    return _c("aten::bernoulli.p", "Tf", (self, p, ), ())
 
 def bernoulli_tensor(self, p):
     """`aten::bernoulli.Tensor(Tensor self, Tensor p, *, Generator? generator=None) -> Tensor`"""
-    return _c(526, "aten::bernoulli.Tensor", "TT", (self, p, ), ())
+    return _c("aten::bernoulli.Tensor", "TT", (self, p, ), ())
 
 def bernoulli_(self, p):
     """`aten::bernoulli_.Tensor(Tensor(a!) self, Tensor p, *, Generator? generator=None) -> Tensor(a!)`"""
-    return _c(527, "aten::bernoulli_.Tensor", "TT", (self, p, ), ())
+    return _c("aten::bernoulli_.Tensor", "TT", (self, p, ), ())
 
 def bernoulli_float_(self, p=_D):
     """`aten::bernoulli_.float(Tensor(a!) self, float p=0.5, *, Generator? generator=None) -> Tensor(a!)`"""
-    return _c(528, "aten::bernoulli_.float", "T", (self, ), (("p", "f", p), ))
+    return _c("aten::bernoulli_.float", "T", (self, ), (("p", "f", p), ))
 
 def bilinear(input1, input2, weight, bias=_D):
     """`aten::bilinear(Tensor input1, Tensor input2, Tensor weight, Tensor? bias=None) -> Tensor`"""
-    return _c(529, "aten::bilinear", "TTT", (input1, input2, weight, ), (("bias", "T", bias), ))
+    return _c("aten::bilinear", "TTT", (input1, input2, weight, ), (("bias", "T", bias), ))
 
 def binary_cross_entropy(self, target, weight=_D, reduction=_D):
     """`aten::binary_cross_entropy(Tensor self, Tensor target, Tensor? weight=None, int reduction=1) -> Tensor`"""
-    return _c(530, "aten::binary_cross_entropy", "TT", (self, target, ), (("weight", "T", weight), ("reduction", "i", reduction), ))
+    return _c("aten::binary_cross_entropy", "TT", (self, target, ), (("weight", "T", weight), ("reduction", "i", reduction), ))
 
 def binary_cross_entropy_with_logits(self, target, weight=_D, pos_weight=_D, reduction=_D):
     """`aten::binary_cross_entropy_with_logits(Tensor self, Tensor target, Tensor? weight=None, Tensor? pos_weight=None, int reduction=1) -> Tensor`"""
-    return _c(531, "aten::binary_cross_entropy_with_logits", "TT", (self, target, ), (("weight", "T", weight), ("pos_weight", "T", pos_weight), ("reduction", "i", reduction), ))
+    return _c("aten::binary_cross_entropy_with_logits", "TT", (self, target, ), (("weight", "T", weight), ("pos_weight", "T", pos_weight), ("reduction", "i", reduction), ))
 
 def bincount(self, weights=_D, minlength=_D):
     """`aten::bincount(Tensor self, Tensor? weights=None, SymInt minlength=0) -> Tensor`"""
-    return _c(532, "aten::bincount", "T", (self, ), (("weights", "T", weights), ("minlength", "i", minlength), ))
+    return _c("aten::bincount", "T", (self, ), (("weights", "T", weights), ("minlength", "i", minlength), ))
 
 def binomial(count, prob):
     """`aten::binomial(Tensor count, Tensor prob, Generator? generator=None) -> Tensor`"""
-    return _c(533, "aten::binomial", "TT", (count, prob, ), ())
+    return _c("aten::binomial", "TT", (count, prob, ), ())
 
 def bitwise_and(self, other):
     """`aten::bitwise_and.Tensor(Tensor self, Tensor other) -> Tensor`"""
-    return _c(534, "aten::bitwise_and.Tensor", "TT", (self, other, ), ())
+    return _c("aten::bitwise_and.Tensor", "TT", (self, other, ), ())
 
 def bitwise_and_scalar(self, other):
     """`aten::bitwise_and.Scalar(Tensor self, Scalar other) -> Tensor`"""
-    return _c(535, "aten::bitwise_and.Scalar", "TS", (self, other, ), ())
+    return _c("aten::bitwise_and.Scalar", "TS", (self, other, ), ())
 
 def bitwise_and_scalar_tensor(self, other):
     """`aten::bitwise_and.Scalar_Tensor(Scalar self, Tensor other) -> Tensor`"""
-    return _c(536, "aten::bitwise_and.Scalar_Tensor", "ST", (self, other, ), ())
+    return _c("aten::bitwise_and.Scalar_Tensor", "ST", (self, other, ), ())
 
 def bitwise_and_(self, other):
     """`aten::bitwise_and_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`"""
-    return _c(537, "aten::bitwise_and_.Tensor", "TT", (self, other, ), ())
+    return _c("aten::bitwise_and_.Tensor", "TT", (self, other, ), ())
 
 def bitwise_and_scalar_(self, other):
     """`aten::bitwise_and_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`"""
-    return _c(538, "aten::bitwise_and_.Scalar", "TS", (self, other, ), ())
+    return _c("aten::bitwise_and_.Scalar", "TS", (self, other, ), ())
 
 def bitwise_left_shift(self, other):
     """`aten::bitwise_left_shift.Tensor(Tensor self, Tensor other) -> Tensor`"""
-    return _c(539, "aten::bitwise_left_shift.Tensor", "TT", (self, other, ), ())
+    return _c("aten::bitwise_left_shift.Tensor", "TT", (self, other, ), ())
 
 def bitwise_left_shift_tensor_scalar(self, other):
     """`aten::bitwise_left_shift.Tensor_Scalar(Tensor self, Scalar other) -> Tensor`"""
-    return _c(540, "aten::bitwise_left_shift.Tensor_Scalar", "TS", (self, other, ), ())
+    return _c("aten::bitwise_left_shift.Tensor_Scalar", "TS", (self, other, ), ())
 
 def bitwise_left_shift_scalar_tensor(self, other):
     """`aten::bitwise_left_shift.Scalar_Tensor(Scalar self, Tensor other) -> Tensor`"""
-    return _c(541, "aten::bitwise_left_shift.Scalar_Tensor", "ST", (self, other, ), ())
+    return _c("aten::bitwise_left_shift.Scalar_Tensor", "ST", (self, other, ), ())
 
 def bitwise_left_shift_tensor_scalar_(self, other):
     """`aten::bitwise_left_shift_.Tensor_Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`"""
-    return _c(542, "aten::bitwise_left_shift_.Tensor_Scalar", "TS", (self, other, ), ())
+    return _c("aten::bitwise_left_shift_.Tensor_Scalar", "TS", (self, other, ), ())
 
 def bitwise_left_shift_(self, other):
     """`aten::bitwise_left_shift_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`"""
-    return _c(543, "aten::bitwise_left_shift_.Tensor", "TT", (self, other, ), ())
+    return _c("aten::bitwise_left_shift_.Tensor", "TT", (self, other, ), ())
 
 def bitwise_not(self):
     """`aten::bitwise_not(Tensor self) -> Tensor`"""
-    return _c(544, "aten::bitwise_not", "T", (self, ), ())
+    return _c("aten::bitwise_not", "T", (self, ), ())
 
 def bitwise_not_(self):
     """`aten::bitwise_not_(Tensor(a!) self) -> Tensor(a!)`"""
-    return _c(545, "aten::bitwise_not_", "T", (self, ), ())
+    return _c("aten::bitwise_not_", "T", (self, ), ())
 
 def bitwise_or(self, other):
     """`aten::bitwise_or.Tensor(Tensor self, Tensor other) -> Tensor`"""
-    return _c(546, "aten::bitwise_or.Tensor", "TT", (self, other, ), ())
+    return _c("aten::bitwise_or.Tensor", "TT", (self, other, ), ())
 
 def bitwise_or_scalar(self, other):
     """`aten::bitwise_or.Scalar(Tensor self, Scalar other) -> Tensor`"""
-    return _c(547, "aten::bitwise_or.Scalar", "TS", (self, other, ), ())
+    return _c("aten::bitwise_or.Scalar", "TS", (self, other, ), ())
 
 def bitwise_or_scalar_tensor(self, other):
     """`aten::bitwise_or.Scalar_Tensor(Scalar self, Tensor other) -> Tensor`"""
-    return _c(548, "aten::bitwise_or.Scalar_Tensor", "ST", (self, other, ), ())
+    return _c("aten::bitwise_or.Scalar_Tensor", "ST", (self, other, ), ())
 
 def bitwise_or_(self, other):
     """`aten::bitwise_or_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`"""
-    return _c(549, "aten::bitwise_or_.Tensor", "TT", (self, other, ), ())
+    return _c("aten::bitwise_or_.Tensor", "TT", (self, other, ), ())
 
 def bitwise_or_scalar_(self, other):
     """`aten::bitwise_or_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`"""
-    return _c(550, "aten::bitwise_or_.Scalar", "TS", (self, other, ), ())
+    return _c("aten::bitwise_or_.Scalar", "TS", (self, other, ), ())
 
 def bitwise_right_shift(self, other):
     """`aten::bitwise_right_shift.Tensor(Tensor self, Tensor other) -> Tensor`"""
-    return _c(551, "aten::bitwise_right_shift.Tensor", "TT", (self, other, ), ())
+    return _c("aten::bitwise_right_shift.Tensor", "TT", (self, other, ), ())
 
 def bitwise_right_shift_tensor_scalar(self, other):
     """`aten::bitwise_right_shift.Tensor_Scalar(Tensor self, Scalar other) -> Tensor`"""
-    return _c(552, "aten::bitwise_right_shift.Tensor_Scalar", "TS", (self, other, ), ())
+    return _c("aten::bitwise_right_shift.Tensor_Scalar", "TS", (self, other, ), ())
 
 def bitwise_right_shift_scalar_tensor(self, other):
     """`aten::bitwise_right_shift.Scalar_Tensor(Scalar self, Tensor other) -> Tensor`"""
-    return _c(553, "aten::bitwise_right_shift.Scalar_Tensor", "ST", (self, other, ), ())
+    return _c("aten::bitwise_right_shift.Scalar_Tensor", "ST", (self, other, ), ())
 
 def bitwise_right_shift_tensor_scalar_(self, other):
     """`aten::bitwise_right_shift_.Tensor_Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`"""
-    return _c(554, "aten::bitwise_right_shift_.Tensor_Scalar", "TS", (self, other, ), ())
+    return _c("aten::bitwise_right_shift_.Tensor_Scalar", "TS", (self, other, ), ())
 
 def bitwise_right_shift_(self, other):
     """`aten::bitwise_right_shift_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`"""
-    return _c(555, "aten::bitwise_right_shift_.Tensor", "TT", (self, other, ), ())
+    return _c("aten::bitwise_right_shift_.Tensor", "TT", (self, other, ), ())
 
 def bitwise_xor(self, other):
     """`aten::bitwise_xor.Tensor(Tensor self, Tensor other) -> Tensor`"""
-    return _c(556, "aten::bitwise_xor.Tensor", "TT", (self, other, ), ())
+    return _c("aten::bitwise_xor.Tensor", "TT", (self, other, ), ())
 
 def bitwise_xor_scalar(self, other):
     """`aten::bitwise_xor.Scalar(Tensor self, Scalar other) -> Tensor`"""
-    return _c(557, "aten::bitwise_xor.Scalar", "TS", (self, other, ), ())
+    return _c("aten::bitwise_xor.Scalar", "TS", (self, other, ), ())
 
 def bitwise_xor_scalar_tensor(self, other):
     """`aten::bitwise_xor.Scalar_Tensor(Scalar self, Tensor other) -> Tensor`"""
-    return _c(558, "aten::bitwise_xor.Scalar_Tensor", "ST", (self, other, ), ())
+    return _c("aten::bitwise_xor.Scalar_Tensor", "ST", (self, other, ), ())
 
 def bitwise_xor_(self, other):
     """`aten::bitwise_xor_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`"""
-    return _c(559, "aten::bitwise_xor_.Tensor", "TT", (self, other, ), ())
+    return _c("aten::bitwise_xor_.Tensor", "TT", (self, other, ), ())
 
 def bitwise_xor_scalar_(self, other):
     """`aten::bitwise_xor_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`"""
-    return _c(560, "aten::bitwise_xor_.Scalar", "TS", (self, other, ), ())
+    return _c("aten::bitwise_xor_.Scalar", "TS", (self, other, ), ())
 
 def blackman_window(window_length, *, dtype=_D, layout=_D, device=_D, pin_memory=_D):
     """`aten::blackman_window(int window_length, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`"""
-    return _c(561, "aten::blackman_window", "i", (window_length, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
+    return _c("aten::blackman_window", "i", (window_length, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
 
 def blackman_window_periodic(window_length, periodic, *, dtype=_D, layout=_D, device=_D, pin_memory=_D):
     """`aten::blackman_window.periodic(int window_length, bool periodic, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`"""
-    return _c(562, "aten::blackman_window.periodic", "ib", (window_length, periodic, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
+    return _c("aten::blackman_window.periodic", "ib", (window_length, periodic, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
 
 def block_diag(tensors):
     """`aten::block_diag(Tensor[] tensors) -> Tensor`"""
-    return _c(563, "aten::block_diag", "L", (tensors, ), ())
+    return _c("aten::block_diag", "L", (tensors, ), ())
 
 def bmm(self, mat2):
     """`aten::bmm(Tensor self, Tensor mat2) -> Tensor`"""
-    return _c(564, "aten::bmm", "TT", (self, mat2, ), ())
+    return _c("aten::bmm", "TT", (self, mat2, ), ())
 
 def bmm_dtype(self, mat2, out_dtype):
     """`aten::bmm.dtype(Tensor self, Tensor mat2, ScalarType out_dtype) -> Tensor`"""
-    return _c(565, "aten::bmm.dtype", "TTd", (self, mat2, out_dtype, ), ())
+    return _c("aten::bmm.dtype", "TTd", (self, mat2, out_dtype, ), ())
 
 def broadcast_tensors(tensors):
     """`aten::broadcast_tensors(Tensor[] tensors) -> Tensor[]`"""
-    return _c(566, "aten::broadcast_tensors", "L", (tensors, ), ())
+    return _c("aten::broadcast_tensors", "L", (tensors, ), ())
 
 def broadcast_to(self, size):
     """`aten::broadcast_to(Tensor(a) self, SymInt[] size) -> Tensor(a)`"""
-    return _c(567, "aten::broadcast_to", "TI", (self, size, ), ())
+    return _c("aten::broadcast_to", "TI", (self, size, ), ())
 
 def bucketize(self, boundaries, *, out_int32=_D, right=_D):
     """`aten::bucketize.Tensor(Tensor self, Tensor boundaries, *, bool out_int32=False, bool right=False) -> Tensor`"""
-    return _c(568, "aten::bucketize.Tensor", "TT", (self, boundaries, ), (("out_int32", "b", out_int32), ("right", "b", right), ))
+    return _c("aten::bucketize.Tensor", "TT", (self, boundaries, ), (("out_int32", "b", out_int32), ("right", "b", right), ))
 
 def bucketize_scalar(self, boundaries, *, out_int32=_D, right=_D):
     """`aten::bucketize.Scalar(Scalar self, Tensor boundaries, *, bool out_int32=False, bool right=False) -> Tensor`"""
-    return _c(569, "aten::bucketize.Scalar", "ST", (self, boundaries, ), (("out_int32", "b", out_int32), ("right", "b", right), ))
+    return _c("aten::bucketize.Scalar", "ST", (self, boundaries, ), (("out_int32", "b", out_int32), ("right", "b", right), ))
 
 def can_cast(from_, to):
     """`aten::can_cast(ScalarType from_, ScalarType to) -> bool`"""
-    return _c(570, "aten::can_cast", "dd", (from_, to, ), ())
+    return _c("aten::can_cast", "dd", (from_, to, ), ())
 
 def cartesian_prod(tensors):
     """`aten::cartesian_prod(Tensor[] tensors) -> Tensor`"""
-    return _c(571, "aten::cartesian_prod", "L", (tensors, ), ())
+    return _c("aten::cartesian_prod", "L", (tensors, ), ())
 
 def cat(tensors, dim=_D):
     """`aten::cat(Tensor[] tensors, int dim=0) -> Tensor`"""
-    return _c(572, "aten::cat", "L", (tensors, ), (("dim", "i", dim), ))
+    return _c("aten::cat", "L", (tensors, ), (("dim", "i", dim), ))
 
 def cauchy(self, median=_D, sigma=_D):
     """`aten::cauchy(Tensor self, float median=0., float sigma=1., *, Generator? generator=None) -> Tensor`"""
-    return _c(573, "aten::cauchy", "T", (self, ), (("median", "f", median), ("sigma", "f", sigma), ))
+    return _c("aten::cauchy", "T", (self, ), (("median", "f", median), ("sigma", "f", sigma), ))
 
 def cauchy_(self, median=_D, sigma=_D):
     """`aten::cauchy_(Tensor(a!) self, float median=0., float sigma=1., *, Generator? generator=None) -> Tensor(a!)`"""
-    return _c(574, "aten::cauchy_", "T", (self, ), (("median", "f", median), ("sigma", "f", sigma), ))
+    return _c("aten::cauchy_", "T", (self, ), (("median", "f", median), ("sigma", "f", sigma), ))
 
 def ccol_indices(self):
     """`aten::ccol_indices(Tensor(a) self) -> Tensor(a)`"""
-    return _c(575, "aten::ccol_indices", "T", (self, ), ())
+    return _c("aten::ccol_indices", "T", (self, ), ())
 
 def ccol_indices_copy(self):
     """`aten::ccol_indices_copy(Tensor self) -> Tensor`"""
-    return _c(576, "aten::ccol_indices_copy", "T", (self, ), ())
+    return _c("aten::ccol_indices_copy", "T", (self, ), ())
 
 def cdist(x1, x2, p=_D, compute_mode=_D):
     """`aten::cdist(Tensor x1, Tensor x2, float p=2., int? compute_mode=None) -> Tensor`"""
-    return _c(577, "aten::cdist", "TT", (x1, x2, ), (("p", "f", p), ("compute_mode", "i", compute_mode), ))
+    return _c("aten::cdist", "TT", (x1, x2, ), (("p", "f", p), ("compute_mode", "i", compute_mode), ))
 
 def ceil(self):
     """`aten::ceil(Tensor self) -> Tensor`"""
-    return _c(578, "aten::ceil", "T", (self, ), ())
+    return _c("aten::ceil", "T", (self, ), ())
 
 def ceil_(self):
     """`aten::ceil_(Tensor(a!) self) -> Tensor(a!)`"""
-    return _c(579, "aten::ceil_", "T", (self, ), ())
+    return _c("aten::ceil_", "T", (self, ), ())
 
 def celu(self, alpha=_D):
     """`aten::celu(Tensor self, Scalar alpha=1.) -> Tensor`"""
-    return _c(580, "aten::celu", "T", (self, ), (("alpha", "S", alpha), ))
+    return _c("aten::celu", "T", (self, ), (("alpha", "S", alpha), ))
 
 def celu_(self, alpha=_D):
     """`aten::celu_(Tensor(a!) self, Scalar alpha=1.) -> Tensor(a!)`"""
-    return _c(581, "aten::celu_", "T", (self, ), (("alpha", "S", alpha), ))
+    return _c("aten::celu_", "T", (self, ), (("alpha", "S", alpha), ))
 
 def chain_matmul(matrices):
     """`aten::chain_matmul(Tensor[] matrices) -> Tensor`"""
-    return _c(582, "aten::chain_matmul", "L", (matrices, ), ())
+    return _c("aten::chain_matmul", "L", (matrices, ), ())
 
 def chalf(self, *, memory_format=_D):
     """`aten::chalf(Tensor self, *, MemoryFormat? memory_format=None) -> Tensor`"""
-    return _c(583, "aten::chalf", "T", (self, ), (("memory_format", "i", memory_format), ))
+    return _c("aten::chalf", "T", (self, ), (("memory_format", "i", memory_format), ))
 
 def channel_shuffle(self, groups):
     """`aten::channel_shuffle(Tensor self, SymInt groups) -> Tensor`"""
-    return _c(584, "aten::channel_shuffle", "Ti", (self, groups, ), ())
+    return _c("aten::channel_shuffle", "Ti", (self, groups, ), ())
 
 def cholesky(self, upper=_D):
     """`aten::cholesky(Tensor self, bool upper=False) -> Tensor`"""
-    return _c(585, "aten::cholesky", "T", (self, ), (("upper", "b", upper), ))
+    return _c("aten::cholesky", "T", (self, ), (("upper", "b", upper), ))
 
 def cholesky_inverse(self, upper=_D):
     """`aten::cholesky_inverse(Tensor self, bool upper=False) -> Tensor`"""
-    return _c(586, "aten::cholesky_inverse", "T", (self, ), (("upper", "b", upper), ))
+    return _c("aten::cholesky_inverse", "T", (self, ), (("upper", "b", upper), ))
 
 def cholesky_solve(self, input2, upper=_D):
     """`aten::cholesky_solve(Tensor self, Tensor input2, bool upper=False) -> Tensor`"""
-    return _c(587, "aten::cholesky_solve", "TT", (self, input2, ), (("upper", "b", upper), ))
+    return _c("aten::cholesky_solve", "TT", (self, input2, ), (("upper", "b", upper), ))
 
 def choose_qparams_optimized(input, numel, n_bins, ratio, bit_width):
     """`aten::choose_qparams_optimized(Tensor input, int numel, int n_bins, float ratio, int bit_width) -> (Tensor, Tensor)`"""
-    return _c(588, "aten::choose_qparams_optimized", "Tiifi", (input, numel, n_bins, ratio, bit_width, ), ())
+    return _c("aten::choose_qparams_optimized", "Tiifi", (input, numel, n_bins, ratio, bit_width, ), ())
 
 def chunk(self, chunks, dim=_D):
     """`aten::chunk(Tensor(a -> *) self, int chunks, int dim=0) -> Tensor(a)[]`"""
-    return _c(589, "aten::chunk", "Ti", (self, chunks, ), (("dim", "i", dim), ))
+    return _c("aten::chunk", "Ti", (self, chunks, ), (("dim", "i", dim), ))
 
 def clamp(self, min=_D, max=_D):
     """`aten::clamp(Tensor self, Scalar? min=None, Scalar? max=None) -> Tensor`"""
-    return _c(590, "aten::clamp", "T", (self, ), (("min", "S", min), ("max", "S", max), ))
+    return _c("aten::clamp", "T", (self, ), (("min", "S", min), ("max", "S", max), ))
 
 def clamp_tensor(self, min=_D, max=_D):
     """`aten::clamp.Tensor(Tensor self, Tensor? min=None, Tensor? max=None) -> Tensor`"""
-    return _c(591, "aten::clamp.Tensor", "T", (self, ), (("min", "T", min), ("max", "T", max), ))
+    return _c("aten::clamp.Tensor", "T", (self, ), (("min", "T", min), ("max", "T", max), ))
 
 def clamp_(self, min=_D, max=_D):
     """`aten::clamp_(Tensor(a!) self, Scalar? min=None, Scalar? max=None) -> Tensor(a!)`"""
-    return _c(592, "aten::clamp_", "T", (self, ), (("min", "S", min), ("max", "S", max), ))
+    return _c("aten::clamp_", "T", (self, ), (("min", "S", min), ("max", "S", max), ))
 
 def clamp_tensor_(self, min=_D, max=_D):
     """`aten::clamp_.Tensor(Tensor(a!) self, Tensor? min=None, Tensor? max=None) -> Tensor(a!)`"""
-    return _c(593, "aten::clamp_.Tensor", "T", (self, ), (("min", "T", min), ("max", "T", max), ))
+    return _c("aten::clamp_.Tensor", "T", (self, ), (("min", "T", min), ("max", "T", max), ))
 
 def clamp_max(self, max):
     """`aten::clamp_max(Tensor self, Scalar max) -> Tensor`"""
-    return _c(594, "aten::clamp_max", "TS", (self, max, ), ())
+    return _c("aten::clamp_max", "TS", (self, max, ), ())
 
 def clamp_max_tensor(self, max):
     """`aten::clamp_max.Tensor(Tensor self, Tensor max) -> Tensor`"""
-    return _c(595, "aten::clamp_max.Tensor", "TT", (self, max, ), ())
+    return _c("aten::clamp_max.Tensor", "TT", (self, max, ), ())
 
 def clamp_max_(self, max):
     """`aten::clamp_max_(Tensor(a!) self, Scalar max) -> Tensor(a!)`"""
-    return _c(596, "aten::clamp_max_", "TS", (self, max, ), ())
+    return _c("aten::clamp_max_", "TS", (self, max, ), ())
 
 def clamp_max_tensor_(self, max):
     """`aten::clamp_max_.Tensor(Tensor(a!) self, Tensor max) -> Tensor(a!)`"""
-    return _c(597, "aten::clamp_max_.Tensor", "TT", (self, max, ), ())
+    return _c("aten::clamp_max_.Tensor", "TT", (self, max, ), ())
 
 def clamp_min(self, min):
     """`aten::clamp_min(Tensor self, Scalar min) -> Tensor`"""
-    return _c(598, "aten::clamp_min", "TS", (self, min, ), ())
+    return _c("aten::clamp_min", "TS", (self, min, ), ())
 
 def clamp_min_tensor(self, min):
     """`aten::clamp_min.Tensor(Tensor self, Tensor min) -> Tensor`"""
-    return _c(599, "aten::clamp_min.Tensor", "TT", (self, min, ), ())
+    return _c("aten::clamp_min.Tensor", "TT", (self, min, ), ())
 
 def clamp_min_(self, min):
     """`aten::clamp_min_(Tensor(a!) self, Scalar min) -> Tensor(a!)`"""
-    return _c(600, "aten::clamp_min_", "TS", (self, min, ), ())
+    return _c("aten::clamp_min_", "TS", (self, min, ), ())
 
 def clamp_min_tensor_(self, min):
     """`aten::clamp_min_.Tensor(Tensor(a!) self, Tensor min) -> Tensor(a!)`"""
-    return _c(601, "aten::clamp_min_.Tensor", "TT", (self, min, ), ())
+    return _c("aten::clamp_min_.Tensor", "TT", (self, min, ), ())
 
 def clip(self, min=_D, max=_D):
     """`aten::clip(Tensor self, Scalar? min=None, Scalar? max=None) -> Tensor`"""
-    return _c(602, "aten::clip", "T", (self, ), (("min", "S", min), ("max", "S", max), ))
+    return _c("aten::clip", "T", (self, ), (("min", "S", min), ("max", "S", max), ))
 
 def clip_tensor(self, min=_D, max=_D):
     """`aten::clip.Tensor(Tensor self, Tensor? min=None, Tensor? max=None) -> Tensor`"""
-    return _c(603, "aten::clip.Tensor", "T", (self, ), (("min", "T", min), ("max", "T", max), ))
+    return _c("aten::clip.Tensor", "T", (self, ), (("min", "T", min), ("max", "T", max), ))
 
 def clip_(self, min=_D, max=_D):
     """`aten::clip_(Tensor(a!) self, Scalar? min=None, Scalar? max=None) -> Tensor(a!)`"""
-    return _c(604, "aten::clip_", "T", (self, ), (("min", "S", min), ("max", "S", max), ))
+    return _c("aten::clip_", "T", (self, ), (("min", "S", min), ("max", "S", max), ))
 
 def clip_tensor_(self, min=_D, max=_D):
     """`aten::clip_.Tensor(Tensor(a!) self, Tensor? min=None, Tensor? max=None) -> Tensor(a!)`"""
-    return _c(605, "aten::clip_.Tensor", "T", (self, ), (("min", "T", min), ("max", "T", max), ))
+    return _c("aten::clip_.Tensor", "T", (self, ), (("min", "T", min), ("max", "T", max), ))
 
 def clone(self, *, memory_format=_D):
     """`aten::clone(Tensor self, *, MemoryFormat? memory_format=None) -> Tensor`"""
-    return _c(606, "aten::clone", "T", (self, ), (("memory_format", "i", memory_format), ))
+    return _c("aten::clone", "T", (self, ), (("memory_format", "i", memory_format), ))
 
 def coalesce(self):
     """`aten::coalesce(Tensor(a) self) -> Tensor(a)`"""
-    return _c(607, "aten::coalesce", "T", (self, ), ())
+    return _c("aten::coalesce", "T", (self, ), ())
 
 def col2im(self, output_size, kernel_size, dilation, padding, stride):
     """`aten::col2im(Tensor self, SymInt[2] output_size, int[2] kernel_size, int[2] dilation, int[2] padding, int[2] stride) -> Tensor`"""
-    return _c(608, "aten::col2im", "TIIIII", (self, output_size, kernel_size, dilation, padding, stride, ), ())
+    return _c("aten::col2im", "TIIIII", (self, output_size, kernel_size, dilation, padding, stride, ), ())
 
 def col_indices(self):
     """`aten::col_indices(Tensor(a) self) -> Tensor(a)`"""
-    return _c(609, "aten::col_indices", "T", (self, ), ())
+    return _c("aten::col_indices", "T", (self, ), ())
 
 def col_indices_copy(self):
     """`aten::col_indices_copy(Tensor self) -> Tensor`"""
-    return _c(610, "aten::col_indices_copy", "T", (self, ), ())
+    return _c("aten::col_indices_copy", "T", (self, ), ())
 
 def column_stack(tensors):
     """`aten::column_stack(Tensor[] tensors) -> Tensor`"""
-    return _c(611, "aten::column_stack", "L", (tensors, ), ())
+    return _c("aten::column_stack", "L", (tensors, ), ())
 
 def combinations(self, r=_D, with_replacement=_D):
     """`aten::combinations(Tensor self, int r=2, bool with_replacement=False) -> Tensor`"""
-    return _c(612, "aten::combinations", "T", (self, ), (("r", "i", r), ("with_replacement", "b", with_replacement), ))
+    return _c("aten::combinations", "T", (self, ), (("r", "i", r), ("with_replacement", "b", with_replacement), ))
 
 def complex(real, imag):
     """`aten::complex(Tensor real, Tensor imag) -> Tensor`"""
-    return _c(613, "aten::complex", "TT", (real, imag, ), ())
+    return _c("aten::complex", "TT", (real, imag, ), ())
 
 def concat(tensors, dim=_D):
     """`aten::concat(Tensor[] tensors, int dim=0) -> Tensor`"""
-    return _c(614, "aten::concat", "L", (tensors, ), (("dim", "i", dim), ))
+    return _c("aten::concat", "L", (tensors, ), (("dim", "i", dim), ))
 
 def concatenate(tensors, dim=_D):
     """`aten::concatenate(Tensor[] tensors, int dim=0) -> Tensor`"""
-    return _c(615, "aten::concatenate", "L", (tensors, ), (("dim", "i", dim), ))
+    return _c("aten::concatenate", "L", (tensors, ), (("dim", "i", dim), ))
 
 def conj(self):
     """`aten::conj(Tensor(a) self) -> Tensor(a)`"""
-    return _c(616, "aten::conj", "T", (self, ), ())
+    return _c("aten::conj", "T", (self, ), ())
 
 def conj_physical(self):
     """`aten::conj_physical(Tensor self) -> Tensor`"""
-    return _c(617, "aten::conj_physical", "T", (self, ), ())
+    return _c("aten::conj_physical", "T", (self, ), ())
 
 def conj_physical_(self):
     """`aten::conj_physical_(Tensor(a!) self) -> Tensor(a!)`"""
-    return _c(618, "aten::conj_physical_", "T", (self, ), ())
+    return _c("aten::conj_physical_", "T", (self, ), ())
 
 def constant_pad_nd(self, pad, value=_D):
     """`aten::constant_pad_nd(Tensor self, SymInt[] pad, Scalar value=0) -> Tensor`"""
-    return _c(619, "aten::constant_pad_nd", "TI", (self, pad, ), (("value", "S", value), ))
+    return _c("aten::constant_pad_nd", "TI", (self, pad, ), (("value", "S", value), ))
 
 def contiguous(self, *, memory_format=_D):
     """`aten::contiguous(Tensor(a) self, *, MemoryFormat memory_format=0) -> Tensor(a)`"""
-    return _c(620, "aten::contiguous", "T", (self, ), (("memory_format", "i", memory_format), ))
+    return _c("aten::contiguous", "T", (self, ), (("memory_format", "i", memory_format), ))
 
 def conv1d(input, weight, bias=_D, stride=_D, padding=_D, dilation=_D, groups=_D):
     """`aten::conv1d(Tensor input, Tensor weight, Tensor? bias=None, SymInt[1] stride=[1], SymInt[1] padding=[0], SymInt[1] dilation=[1], SymInt groups=1) -> Tensor`"""
-    return _c(621, "aten::conv1d", "TT", (input, weight, ), (("bias", "T", bias), ("stride", "I", stride), ("padding", "I", padding), ("dilation", "I", dilation), ("groups", "i", groups), ))
+    return _c("aten::conv1d", "TT", (input, weight, ), (("bias", "T", bias), ("stride", "I", stride), ("padding", "I", padding), ("dilation", "I", dilation), ("groups", "i", groups), ))
 
 def conv1d_padding(input, weight, bias=_D, stride=_D, padding=_D, dilation=_D, groups=_D):
     """`aten::conv1d.padding(Tensor input, Tensor weight, Tensor? bias=None, SymInt[1] stride=[1], str padding="valid", SymInt[1] dilation=[1], SymInt groups=1) -> Tensor`"""
-    return _c(622, "aten::conv1d.padding", "TT", (input, weight, ), (("bias", "T", bias), ("stride", "I", stride), ("padding", "s", padding), ("dilation", "I", dilation), ("groups", "i", groups), ))
+    return _c("aten::conv1d.padding", "TT", (input, weight, ), (("bias", "T", bias), ("stride", "I", stride), ("padding", "s", padding), ("dilation", "I", dilation), ("groups", "i", groups), ))
 
 def conv2d(input, weight, bias=_D, stride=_D, padding=_D, dilation=_D, groups=_D):
     """`aten::conv2d(Tensor input, Tensor weight, Tensor? bias=None, SymInt[2] stride=[1, 1], SymInt[2] padding=[0, 0], SymInt[2] dilation=[1, 1], SymInt groups=1) -> Tensor`"""
-    return _c(623, "aten::conv2d", "TT", (input, weight, ), (("bias", "T", bias), ("stride", "I", stride), ("padding", "I", padding), ("dilation", "I", dilation), ("groups", "i", groups), ))
+    return _c("aten::conv2d", "TT", (input, weight, ), (("bias", "T", bias), ("stride", "I", stride), ("padding", "I", padding), ("dilation", "I", dilation), ("groups", "i", groups), ))
 
 def conv2d_padding(input, weight, bias=_D, stride=_D, padding=_D, dilation=_D, groups=_D):
     """`aten::conv2d.padding(Tensor input, Tensor weight, Tensor? bias=None, SymInt[2] stride=[1, 1], str padding="valid", SymInt[2] dilation=[1, 1], SymInt groups=1) -> Tensor`"""
-    return _c(624, "aten::conv2d.padding", "TT", (input, weight, ), (("bias", "T", bias), ("stride", "I", stride), ("padding", "s", padding), ("dilation", "I", dilation), ("groups", "i", groups), ))
+    return _c("aten::conv2d.padding", "TT", (input, weight, ), (("bias", "T", bias), ("stride", "I", stride), ("padding", "s", padding), ("dilation", "I", dilation), ("groups", "i", groups), ))
 
 def conv3d(input, weight, bias=_D, stride=_D, padding=_D, dilation=_D, groups=_D):
     """`aten::conv3d(Tensor input, Tensor weight, Tensor? bias=None, SymInt[3] stride=[1, 1, 1], SymInt[3] padding=[0, 0, 0], SymInt[3] dilation=[1, 1, 1], SymInt groups=1) -> Tensor`"""
-    return _c(625, "aten::conv3d", "TT", (input, weight, ), (("bias", "T", bias), ("stride", "I", stride), ("padding", "I", padding), ("dilation", "I", dilation), ("groups", "i", groups), ))
+    return _c("aten::conv3d", "TT", (input, weight, ), (("bias", "T", bias), ("stride", "I", stride), ("padding", "I", padding), ("dilation", "I", dilation), ("groups", "i", groups), ))
 
 def conv3d_padding(input, weight, bias=_D, stride=_D, padding=_D, dilation=_D, groups=_D):
     """`aten::conv3d.padding(Tensor input, Tensor weight, Tensor? bias=None, SymInt[3] stride=[1, 1, 1], str padding="valid", SymInt[3] dilation=[1, 1, 1], SymInt groups=1) -> Tensor`"""
-    return _c(626, "aten::conv3d.padding", "TT", (input, weight, ), (("bias", "T", bias), ("stride", "I", stride), ("padding", "s", padding), ("dilation", "I", dilation), ("groups", "i", groups), ))
+    return _c("aten::conv3d.padding", "TT", (input, weight, ), (("bias", "T", bias), ("stride", "I", stride), ("padding", "s", padding), ("dilation", "I", dilation), ("groups", "i", groups), ))
 
 def conv_depthwise3d(self, weight, kernel_size, bias, stride, padding, dilation):
     """`aten::conv_depthwise3d(Tensor self, Tensor weight, SymInt[3] kernel_size, Tensor? bias, SymInt[3] stride, SymInt[3] padding, SymInt[3] dilation) -> Tensor`"""
-    return _c(627, "aten::conv_depthwise3d", "TTITIII", (self, weight, kernel_size, bias, stride, padding, dilation, ), ())
+    return _c("aten::conv_depthwise3d", "TTITIII", (self, weight, kernel_size, bias, stride, padding, dilation, ), ())
 
 def conv_tbc(self, weight, bias, pad=_D):
     """`aten::conv_tbc(Tensor self, Tensor weight, Tensor bias, int pad=0) -> Tensor`"""
-    return _c(628, "aten::conv_tbc", "TTT", (self, weight, bias, ), (("pad", "i", pad), ))
+    return _c("aten::conv_tbc", "TTT", (self, weight, bias, ), (("pad", "i", pad), ))
 
 def conv_transpose1d(input, weight, bias=_D, stride=_D, padding=_D, output_padding=_D, groups=_D, dilation=_D):
     """`aten::conv_transpose1d(Tensor input, Tensor weight, Tensor? bias=None, SymInt[1] stride=[1], SymInt[1] padding=[0], SymInt[1] output_padding=[0], SymInt groups=1, SymInt[1] dilation=[1]) -> Tensor`"""
-    return _c(629, "aten::conv_transpose1d", "TT", (input, weight, ), (("bias", "T", bias), ("stride", "I", stride), ("padding", "I", padding), ("output_padding", "I", output_padding), ("groups", "i", groups), ("dilation", "I", dilation), ))
+    return _c("aten::conv_transpose1d", "TT", (input, weight, ), (("bias", "T", bias), ("stride", "I", stride), ("padding", "I", padding), ("output_padding", "I", output_padding), ("groups", "i", groups), ("dilation", "I", dilation), ))
 
 def conv_transpose2d(input, weight, bias=_D, stride=_D, padding=_D, output_padding=_D, groups=_D, dilation=_D):
     """`aten::conv_transpose2d.input(Tensor input, Tensor weight, Tensor? bias=None, SymInt[2] stride=[1, 1], SymInt[2] padding=[0, 0], SymInt[2] output_padding=[0, 0], SymInt groups=1, SymInt[2] dilation=[1, 1]) -> Tensor`"""
-    return _c(630, "aten::conv_transpose2d.input", "TT", (input, weight, ), (("bias", "T", bias), ("stride", "I", stride), ("padding", "I", padding), ("output_padding", "I", output_padding), ("groups", "i", groups), ("dilation", "I", dilation), ))
+    return _c("aten::conv_transpose2d.input", "TT", (input, weight, ), (("bias", "T", bias), ("stride", "I", stride), ("padding", "I", padding), ("output_padding", "I", output_padding), ("groups", "i", groups), ("dilation", "I", dilation), ))
 
 def conv_transpose3d(input, weight, bias=_D, stride=_D, padding=_D, output_padding=_D, groups=_D, dilation=_D):
     """`aten::conv_transpose3d.input(Tensor input, Tensor weight, Tensor? bias=None, SymInt[3] stride=[1, 1, 1], SymInt[3] padding=[0, 0, 0], SymInt[3] output_padding=[0, 0, 0], SymInt groups=1, SymInt[3] dilation=[1, 1, 1]) -> Tensor`"""
-    return _c(631, "aten::conv_transpose3d.input", "TT", (input, weight, ), (("bias", "T", bias), ("stride", "I", stride), ("padding", "I", padding), ("output_padding", "I", output_padding), ("groups", "i", groups), ("dilation", "I", dilation), ))
+    return _c("aten::conv_transpose3d.input", "TT", (input, weight, ), (("bias", "T", bias), ("stride", "I", stride), ("padding", "I", padding), ("output_padding", "I", output_padding), ("groups", "i", groups), ("dilation", "I", dilation), ))
 
 def convolution(input, weight, bias, stride, padding, dilation, transposed, output_padding, groups):
     """`aten::convolution(Tensor input, Tensor weight, Tensor? bias, SymInt[] stride, SymInt[] padding, SymInt[] dilation, bool transposed, SymInt[] output_padding, SymInt groups) -> Tensor`"""
-    return _c(632, "aten::convolution", "TTTIIIbIi", (input, weight, bias, stride, padding, dilation, transposed, output_padding, groups, ), ())
+    return _c("aten::convolution", "TTTIIIbIi", (input, weight, bias, stride, padding, dilation, transposed, output_padding, groups, ), ())
 
 def convolution_overrideable(input, weight, bias, stride, padding, dilation, transposed, output_padding, groups):
     """`aten::convolution_overrideable(Tensor input, Tensor weight, Tensor? bias, SymInt[] stride, SymInt[] padding, SymInt[] dilation, bool transposed, SymInt[] output_padding, SymInt groups) -> Tensor`"""
-    return _c(633, "aten::convolution_overrideable", "TTTIIIbIi", (input, weight, bias, stride, padding, dilation, transposed, output_padding, groups, ), ())
+    return _c("aten::convolution_overrideable", "TTTIIIbIi", (input, weight, bias, stride, padding, dilation, transposed, output_padding, groups, ), ())
 
 def copy(self, src, non_blocking=_D):
     """`aten::copy(Tensor self, Tensor src, bool non_blocking=False) -> Tensor`"""
-    return _c(634, "aten::copy", "TT", (self, src, ), (("non_blocking", "b", non_blocking), ))
+    return _c("aten::copy", "TT", (self, src, ), (("non_blocking", "b", non_blocking), ))
 
 def copy_(self, src, non_blocking=_D):
     """`aten::copy_(Tensor(a!) self, Tensor src, bool non_blocking=False) -> Tensor(a!)`"""
-    return _c(635, "aten::copy_", "TT", (self, src, ), (("non_blocking", "b", non_blocking), ))
+    return _c("aten::copy_", "TT", (self, src, ), (("non_blocking", "b", non_blocking), ))
 
 def copy_sparse_to_sparse(self, src, non_blocking=_D):
     """`aten::copy_sparse_to_sparse(Tensor self, Tensor src, bool non_blocking=False) -> Tensor`"""
-    return _c(636, "aten::copy_sparse_to_sparse", "TT", (self, src, ), (("non_blocking", "b", non_blocking), ))
+    return _c("aten::copy_sparse_to_sparse", "TT", (self, src, ), (("non_blocking", "b", non_blocking), ))
 
 def copy_sparse_to_sparse_(self, src, non_blocking=_D):
     """`aten::copy_sparse_to_sparse_(Tensor(a!) self, Tensor src, bool non_blocking=False) -> Tensor(a!)`"""
-    return _c(637, "aten::copy_sparse_to_sparse_", "TT", (self, src, ), (("non_blocking", "b", non_blocking), ))
+    return _c("aten::copy_sparse_to_sparse_", "TT", (self, src, ), (("non_blocking", "b", non_blocking), ))
 
 def copysign(self, other):
     """`aten::copysign.Tensor(Tensor self, Tensor other) -> Tensor`"""
-    return _c(638, "aten::copysign.Tensor", "TT", (self, other, ), ())
+    return _c("aten::copysign.Tensor", "TT", (self, other, ), ())
 
 def copysign_scalar(self, other):
     """`aten::copysign.Scalar(Tensor self, Scalar other) -> Tensor`"""
-    return _c(639, "aten::copysign.Scalar", "TS", (self, other, ), ())
+    return _c("aten::copysign.Scalar", "TS", (self, other, ), ())
 
 def copysign_(self, other):
     """`aten::copysign_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`"""
-    return _c(640, "aten::copysign_.Tensor", "TT", (self, other, ), ())
+    return _c("aten::copysign_.Tensor", "TT", (self, other, ), ())
 
 def copysign_scalar_(self, other):
     """`aten::copysign_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`"""
-    return _c(641, "aten::copysign_.Scalar", "TS", (self, other, ), ())
+    return _c("aten::copysign_.Scalar", "TS", (self, other, ), ())
 
 def corrcoef(self):
     """`aten::corrcoef(Tensor self) -> Tensor`"""
-    return _c(642, "aten::corrcoef", "T", (self, ), ())
+    return _c("aten::corrcoef", "T", (self, ), ())
 
 def cos(self):
     """`aten::cos(Tensor self) -> Tensor`"""
-    return _c(643, "aten::cos", "T", (self, ), ())
+    return _c("aten::cos", "T", (self, ), ())
 
 def cos_(self):
     """`aten::cos_(Tensor(a!) self) -> Tensor(a!)`"""
-    return _c(644, "aten::cos_", "T", (self, ), ())
+    return _c("aten::cos_", "T", (self, ), ())
 
 def cosh(self):
     """`aten::cosh(Tensor self) -> Tensor`"""
-    return _c(645, "aten::cosh", "T", (self, ), ())
+    return _c("aten::cosh", "T", (self, ), ())
 
 def cosh_(self):
     """`aten::cosh_(Tensor(a!) self) -> Tensor(a!)`"""
-    return _c(646, "aten::cosh_", "T", (self, ), ())
+    return _c("aten::cosh_", "T", (self, ), ())
 
 def cosine_embedding_loss(input1, input2, target, margin=_D, reduction=_D):
     """`aten::cosine_embedding_loss(Tensor input1, Tensor input2, Tensor target, float margin=0., int reduction=1) -> Tensor`"""
-    return _c(647, "aten::cosine_embedding_loss", "TTT", (input1, input2, target, ), (("margin", "f", margin), ("reduction", "i", reduction), ))
+    return _c("aten::cosine_embedding_loss", "TTT", (input1, input2, target, ), (("margin", "f", margin), ("reduction", "i", reduction), ))
 
 def cosine_similarity(x1, x2, dim=_D, eps=_D):
     """`aten::cosine_similarity(Tensor x1, Tensor x2, int dim=1, float eps=1e-08) -> Tensor`"""
-    return _c(648, "aten::cosine_similarity", "TT", (x1, x2, ), (("dim", "i", dim), ("eps", "f", eps), ))
+    return _c("aten::cosine_similarity", "TT", (x1, x2, ), (("dim", "i", dim), ("eps", "f", eps), ))
 
 def count_nonzero(self, dim=_D):
     """`aten::count_nonzero(Tensor self, int? dim=None) -> Tensor`"""
-    return _c(649, "aten::count_nonzero", "T", (self, ), (("dim", "i", dim), ))
+    return _c("aten::count_nonzero", "T", (self, ), (("dim", "i", dim), ))
 
 def count_nonzero_dim_intlist(self, dim):
     """`aten::count_nonzero.dim_IntList(Tensor self, int[] dim) -> Tensor`"""
-    return _c(650, "aten::count_nonzero.dim_IntList", "TI", (self, dim, ), ())
+    return _c("aten::count_nonzero.dim_IntList", "TI", (self, dim, ), ())
 
 def cov(self, *, correction=_D, fweights=_D, aweights=_D):
     """`aten::cov(Tensor self, *, int correction=1, Tensor? fweights=None, Tensor? aweights=None) -> Tensor`"""
-    return _c(651, "aten::cov", "T", (self, ), (("correction", "i", correction), ("fweights", "T", fweights), ("aweights", "T", aweights), ))
+    return _c("aten::cov", "T", (self, ), (("correction", "i", correction), ("fweights", "T", fweights), ("aweights", "T", aweights), ))
 
 def cross(self, other, dim=_D):
     """`aten::cross(Tensor self, Tensor other, int? dim=None) -> Tensor`"""
-    return _c(652, "aten::cross", "TT", (self, other, ), (("dim", "i", dim), ))
+    return _c("aten::cross", "TT", (self, other, ), (("dim", "i", dim), ))
 
 def cross_entropy_loss(self, target, weight=_D, reduction=_D, ignore_index=_D, label_smoothing=_D):
     """`aten::cross_entropy_loss(Tensor self, Tensor target, Tensor? weight=None, int reduction=1, SymInt ignore_index=-100, float label_smoothing=0.) -> Tensor`"""
-    return _c(653, "aten::cross_entropy_loss", "TT", (self, target, ), (("weight", "T", weight), ("reduction", "i", reduction), ("ignore_index", "i", ignore_index), ("label_smoothing", "f", label_smoothing), ))
+    return _c("aten::cross_entropy_loss", "TT", (self, target, ), (("weight", "T", weight), ("reduction", "i", reduction), ("ignore_index", "i", ignore_index), ("label_smoothing", "f", label_smoothing), ))
 
 def crow_indices(self):
     """`aten::crow_indices(Tensor(a) self) -> Tensor(a)`"""
-    return _c(654, "aten::crow_indices", "T", (self, ), ())
+    return _c("aten::crow_indices", "T", (self, ), ())
 
 def crow_indices_copy(self):
     """`aten::crow_indices_copy(Tensor self) -> Tensor`"""
-    return _c(655, "aten::crow_indices_copy", "T", (self, ), ())
+    return _c("aten::crow_indices_copy", "T", (self, ), ())
 
 def ctc_loss_intlist(log_probs, targets, input_lengths, target_lengths, blank=_D, reduction=_D, zero_infinity=_D):
     """`aten::ctc_loss.IntList(Tensor log_probs, Tensor targets, int[] input_lengths, int[] target_lengths, int blank=0, int reduction=1, bool zero_infinity=False) -> Tensor`"""
-    return _c(656, "aten::ctc_loss.IntList", "TTII", (log_probs, targets, input_lengths, target_lengths, ), (("blank", "i", blank), ("reduction", "i", reduction), ("zero_infinity", "b", zero_infinity), ))
+    return _c("aten::ctc_loss.IntList", "TTII", (log_probs, targets, input_lengths, target_lengths, ), (("blank", "i", blank), ("reduction", "i", reduction), ("zero_infinity", "b", zero_infinity), ))
 
 def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=_D, reduction=_D, zero_infinity=_D):
     """`aten::ctc_loss.Tensor(Tensor log_probs, Tensor targets, Tensor input_lengths, Tensor target_lengths, int blank=0, int reduction=1, bool zero_infinity=False) -> Tensor`"""
-    return _c(657, "aten::ctc_loss.Tensor", "TTTT", (log_probs, targets, input_lengths, target_lengths, ), (("blank", "i", blank), ("reduction", "i", reduction), ("zero_infinity", "b", zero_infinity), ))
+    return _c("aten::ctc_loss.Tensor", "TTTT", (log_probs, targets, input_lengths, target_lengths, ), (("blank", "i", blank), ("reduction", "i", reduction), ("zero_infinity", "b", zero_infinity), ))
 
 def cudnn_affine_grid_generator(theta, N, C, H, W):
     """`aten::cudnn_affine_grid_generator(Tensor theta, int N, int C, int H, int W) -> Tensor grid`"""
-    return _c(658, "aten::cudnn_affine_grid_generator", "Tiiii", (theta, N, C, H, W, ), ())
+    return _c("aten::cudnn_affine_grid_generator", "Tiiii", (theta, N, C, H, W, ), ())
 
 def cudnn_batch_norm(input, weight, bias, running_mean, running_var, training, exponential_average_factor, epsilon):
     """`aten::cudnn_batch_norm(Tensor input, Tensor weight, Tensor? bias, Tensor? running_mean, Tensor? running_var, bool training, float exponential_average_factor, float epsilon) -> (Tensor, Tensor, Tensor, Tensor)`"""
-    return _c(659, "aten::cudnn_batch_norm", "TTTTTbff", (input, weight, bias, running_mean, running_var, training, exponential_average_factor, epsilon, ), ())
+    return _c("aten::cudnn_batch_norm", "TTTTTbff", (input, weight, bias, running_mean, running_var, training, exponential_average_factor, epsilon, ), ())
 
 def cudnn_convolution(self, weight, padding, stride, dilation, groups, benchmark, deterministic, allow_tf32):
     """`aten::cudnn_convolution(Tensor self, Tensor weight, SymInt[] padding, SymInt[] stride, SymInt[] dilation, SymInt groups, bool benchmark, bool deterministic, bool allow_tf32) -> Tensor`"""
-    return _c(660, "aten::cudnn_convolution", "TTIIIibbb", (self, weight, padding, stride, dilation, groups, benchmark, deterministic, allow_tf32, ), ())
+    return _c("aten::cudnn_convolution", "TTIIIibbb", (self, weight, padding, stride, dilation, groups, benchmark, deterministic, allow_tf32, ), ())
 
 def cudnn_convolution_add_relu(self, weight, z, alpha, bias, stride, padding, dilation, groups):
     """`aten::cudnn_convolution_add_relu(Tensor self, Tensor weight, Tensor z, Scalar? alpha, Tensor? bias, SymInt[] stride, SymInt[] padding, SymInt[] dilation, SymInt groups) -> Tensor`"""
-    return _c(661, "aten::cudnn_convolution_add_relu", "TTTSTIIIi", (self, weight, z, alpha, bias, stride, padding, dilation, groups, ), ())
+    return _c("aten::cudnn_convolution_add_relu", "TTTSTIIIi", (self, weight, z, alpha, bias, stride, padding, dilation, groups, ), ())
 
 def cudnn_convolution_relu(self, weight, bias, stride, padding, dilation, groups):
     """`aten::cudnn_convolution_relu(Tensor self, Tensor weight, Tensor? bias, SymInt[] stride, SymInt[] padding, SymInt[] dilation, SymInt groups) -> Tensor`"""
-    return _c(662, "aten::cudnn_convolution_relu", "TTTIIIi", (self, weight, bias, stride, padding, dilation, groups, ), ())
+    return _c("aten::cudnn_convolution_relu", "TTTIIIi", (self, weight, bias, stride, padding, dilation, groups, ), ())
 
 def cudnn_convolution_transpose(self, weight, padding, output_padding, stride, dilation, groups, benchmark, deterministic, allow_tf32):
     """`aten::cudnn_convolution_transpose(Tensor self, Tensor weight, SymInt[] padding, SymInt[] output_padding, SymInt[] stride, SymInt[] dilation, SymInt groups, bool benchmark, bool deterministic, bool allow_tf32) -> Tensor`"""
-    return _c(663, "aten::cudnn_convolution_transpose", "TTIIIIibbb", (self, weight, padding, output_padding, stride, dilation, groups, benchmark, deterministic, allow_tf32, ), ())
+    return _c("aten::cudnn_convolution_transpose", "TTIIIIibbb", (self, weight, padding, output_padding, stride, dilation, groups, benchmark, deterministic, allow_tf32, ), ())
 
 def cudnn_grid_sampler(self, grid):
     """`aten::cudnn_grid_sampler(Tensor self, Tensor grid) -> Tensor output`"""
-    return _c(664, "aten::cudnn_grid_sampler", "TT", (self, grid, ), ())
+    return _c("aten::cudnn_grid_sampler", "TT", (self, grid, ), ())
 
 def cudnn_is_acceptable(self):
     """`aten::cudnn_is_acceptable(Tensor self) -> bool`"""
-    return _c(665, "aten::cudnn_is_acceptable", "T", (self, ), ())
+    return _c("aten::cudnn_is_acceptable", "T", (self, ), ())
 
 def cummax(self, dim):
     """`aten::cummax(Tensor self, int dim) -> (Tensor values, Tensor indices)`"""
-    return _c(666, "aten::cummax", "Ti", (self, dim, ), ())
+    return _c("aten::cummax", "Ti", (self, dim, ), ())
 
 def cummin(self, dim):
     """`aten::cummin(Tensor self, int dim) -> (Tensor values, Tensor indices)`"""
-    return _c(667, "aten::cummin", "Ti", (self, dim, ), ())
+    return _c("aten::cummin", "Ti", (self, dim, ), ())
 
 def cumprod(self, dim, *, dtype=_D):
     """`aten::cumprod(Tensor self, int dim, *, ScalarType? dtype=None) -> Tensor`"""
-    return _c(668, "aten::cumprod", "Ti", (self, dim, ), (("dtype", "d", dtype), ))
+    return _c("aten::cumprod", "Ti", (self, dim, ), (("dtype", "d", dtype), ))
 
 def cumprod_(self, dim, *, dtype=_D):
     """`aten::cumprod_(Tensor(a!) self, int dim, *, ScalarType? dtype=None) -> Tensor(a!)`"""
-    return _c(669, "aten::cumprod_", "Ti", (self, dim, ), (("dtype", "d", dtype), ))
+    return _c("aten::cumprod_", "Ti", (self, dim, ), (("dtype", "d", dtype), ))
 
 def cumsum(self, dim, *, dtype=_D):
     """`aten::cumsum(Tensor self, int dim, *, ScalarType? dtype=None) -> Tensor`"""
-    return _c(670, "aten::cumsum", "Ti", (self, dim, ), (("dtype", "d", dtype), ))
+    return _c("aten::cumsum", "Ti", (self, dim, ), (("dtype", "d", dtype), ))
 
 def cumsum_(self, dim, *, dtype=_D):
     """`aten::cumsum_(Tensor(a!) self, int dim, *, ScalarType? dtype=None) -> Tensor(a!)`"""
-    return _c(671, "aten::cumsum_", "Ti", (self, dim, ), (("dtype", "d", dtype), ))
+    return _c("aten::cumsum_", "Ti", (self, dim, ), (("dtype", "d", dtype), ))
 
 def cumulative_trapezoid_x(y, x, *, dim=_D):
     """`aten::cumulative_trapezoid.x(Tensor y, Tensor x, *, int dim=-1) -> Tensor`"""
-    return _c(672, "aten::cumulative_trapezoid.x", "TT", (y, x, ), (("dim", "i", dim), ))
+    return _c("aten::cumulative_trapezoid.x", "TT", (y, x, ), (("dim", "i", dim), ))
 
 def cumulative_trapezoid_dx(y, *, dx=_D, dim=_D):
     """`aten::cumulative_trapezoid.dx(Tensor y, *, Scalar dx=1, int dim=-1) -> Tensor`"""
-    return _c(673, "aten::cumulative_trapezoid.dx", "T", (y, ), (("dx", "S", dx), ("dim", "i", dim), ))
+    return _c("aten::cumulative_trapezoid.dx", "T", (y, ), (("dx", "S", dx), ("dim", "i", dim), ))
 
 def data(self):
     """`aten::data(Tensor self) -> Tensor`"""
-    return _c(674, "aten::data", "T", (self, ), ())
+    return _c("aten::data", "T", (self, ), ())
 
 def deg2rad(self):
     """`aten::deg2rad(Tensor self) -> Tensor`"""
-    return _c(675, "aten::deg2rad", "T", (self, ), ())
+    return _c("aten::deg2rad", "T", (self, ), ())
 
 def deg2rad_(self):
     """`aten::deg2rad_(Tensor(a!) self) -> Tensor(a!)`"""
-    return _c(676, "aten::deg2rad_", "T", (self, ), ())
+    return _c("aten::deg2rad_", "T", (self, ), ())
 
 def dense_dim(self):
     """`aten::dense_dim(Tensor self) -> int`"""
-    return _c(677, "aten::dense_dim", "T", (self, ), ())
+    return _c("aten::dense_dim", "T", (self, ), ())
 
 def dequantize_self(self):
     """`aten::dequantize.self(Tensor self) -> Tensor`"""
-    return _c(678, "aten::dequantize.self", "T", (self, ), ())
+    return _c("aten::dequantize.self", "T", (self, ), ())
 
 def dequantize_tensors(tensors):
     """`aten::dequantize.tensors(Tensor[] tensors) -> Tensor[]`"""
-    return _c(679, "aten::dequantize.tensors", "L", (tensors, ), ())
+    return _c("aten::dequantize.tensors", "L", (tensors, ), ())
 
 def det(self):
     """`aten::det(Tensor self) -> Tensor`"""
-    return _c(680, "aten::det", "T", (self, ), ())
+    return _c("aten::det", "T", (self, ), ())
 
 def detach(self):
     """`aten::detach(Tensor(a) self) -> Tensor(a)`"""
-    return _c(681, "aten::detach", "T", (self, ), ())
+    return _c("aten::detach", "T", (self, ), ())
 
 def detach_(self):
     """`aten::detach_(Tensor(a!) self) -> Tensor(a!)`"""
-    return _c(682, "aten::detach_", "T", (self, ), ())
+    return _c("aten::detach_", "T", (self, ), ())
 
 def detach_copy(self):
     """`aten::detach_copy(Tensor self) -> Tensor`"""
-    return _c(683, "aten::detach_copy", "T", (self, ), ())
+    return _c("aten::detach_copy", "T", (self, ), ())
 
 def diag(self, diagonal=_D):
     """`aten::diag(Tensor self, int diagonal=0) -> Tensor`"""
-    return _c(684, "aten::diag", "T", (self, ), (("diagonal", "i", diagonal), ))
+    return _c("aten::diag", "T", (self, ), (("diagonal", "i", diagonal), ))
 
 def diag_embed(self, offset=_D, dim1=_D, dim2=_D):
     """`aten::diag_embed(Tensor self, int offset=0, int dim1=-2, int dim2=-1) -> Tensor`"""
-    return _c(685, "aten::diag_embed", "T", (self, ), (("offset", "i", offset), ("dim1", "i", dim1), ("dim2", "i", dim2), ))
+    return _c("aten::diag_embed", "T", (self, ), (("offset", "i", offset), ("dim1", "i", dim1), ("dim2", "i", dim2), ))
 
 def diagflat(self, offset=_D):
     """`aten::diagflat(Tensor self, int offset=0) -> Tensor`"""
-    return _c(686, "aten::diagflat", "T", (self, ), (("offset", "i", offset), ))
+    return _c("aten::diagflat", "T", (self, ), (("offset", "i", offset), ))
 
 def diagonal(self, offset=_D, dim1=_D, dim2=_D):
     """`aten::diagonal(Tensor(a) self, int offset=0, int dim1=0, int dim2=1) -> Tensor(a)`"""
-    return _c(687, "aten::diagonal", "T", (self, ), (("offset", "i", offset), ("dim1", "i", dim1), ("dim2", "i", dim2), ))
+    return _c("aten::diagonal", "T", (self, ), (("offset", "i", offset), ("dim1", "i", dim1), ("dim2", "i", dim2), ))
 
 def diagonal_copy(self, offset=_D, dim1=_D, dim2=_D):
     """`aten::diagonal_copy(Tensor self, int offset=0, int dim1=0, int dim2=1) -> Tensor`"""
-    return _c(688, "aten::diagonal_copy", "T", (self, ), (("offset", "i", offset), ("dim1", "i", dim1), ("dim2", "i", dim2), ))
+    return _c("aten::diagonal_copy", "T", (self, ), (("offset", "i", offset), ("dim1", "i", dim1), ("dim2", "i", dim2), ))
 
 def diagonal_scatter(self, src, offset=_D, dim1=_D, dim2=_D):
     """`aten::diagonal_scatter(Tensor self, Tensor src, int offset=0, int dim1=0, int dim2=1) -> Tensor`"""
-    return _c(689, "aten::diagonal_scatter", "TT", (self, src, ), (("offset", "i", offset), ("dim1", "i", dim1), ("dim2", "i", dim2), ))
+    return _c("aten::diagonal_scatter", "TT", (self, src, ), (("offset", "i", offset), ("dim1", "i", dim1), ("dim2", "i", dim2), ))
 
 def diff(self, n=_D, dim=_D, prepend=_D, append=_D):
     """`aten::diff(Tensor self, int n=1, int dim=-1, Tensor? prepend=None, Tensor? append=None) -> Tensor`"""
-    return _c(690, "aten::diff", "T", (self, ), (("n", "i", n), ("dim", "i", dim), ("prepend", "T", prepend), ("append", "T", append), ))
+    return _c("aten::diff", "T", (self, ), (("n", "i", n), ("dim", "i", dim), ("prepend", "T", prepend), ("append", "T", append), ))
 
 def digamma(self):
     """`aten::digamma(Tensor self) -> Tensor`"""
-    return _c(691, "aten::digamma", "T", (self, ), ())
+    return _c("aten::digamma", "T", (self, ), ())
 
 def digamma_(self):
     """`aten::digamma_(Tensor(a!) self) -> Tensor(a!)`"""
-    return _c(692, "aten::digamma_", "T", (self, ), ())
+    return _c("aten::digamma_", "T", (self, ), ())
 
 def dim(self):
     """`aten::dim(Tensor self) -> int`"""
-    return _c(693, "aten::dim", "T", (self, ), ())
+    return _c("aten::dim", "T", (self, ), ())
 
 def dist(self, other, p=_D):
     """`aten::dist(Tensor self, Tensor other, Scalar p=2) -> Tensor`"""
-    return _c(694, "aten::dist", "TT", (self, other, ), (("p", "S", p), ))
+    return _c("aten::dist", "TT", (self, other, ), (("p", "S", p), ))
 
 def div(self, other):
     """`aten::div.Tensor(Tensor self, Tensor other) -> Tensor`"""
-    return _c(695, "aten::div.Tensor", "TT", (self, other, ), ())
+    return _c("aten::div.Tensor", "TT", (self, other, ), ())
 
 def div_scalar(self, other):
     """`aten::div.Scalar(Tensor self, Scalar other) -> Tensor`"""
-    return _c(696, "aten::div.Scalar", "TS", (self, other, ), ())
+    return _c("aten::div.Scalar", "TS", (self, other, ), ())
 
 def div_tensor_mode(self, other, *, rounding_mode):
     """`aten::div.Tensor_mode(Tensor self, Tensor other, *, str? rounding_mode) -> Tensor`"""
-    return _c(697, "aten::div.Tensor_mode", "TT", (self, other, ), (("rounding_mode", "s", rounding_mode), ))
+    return _c("aten::div.Tensor_mode", "TT", (self, other, ), (("rounding_mode", "s", rounding_mode), ))
 
 def div_scalar_mode(self, other, *, rounding_mode):
     """`aten::div.Scalar_mode(Tensor self, Scalar other, *, str? rounding_mode) -> Tensor`"""
-    return _c(698, "aten::div.Scalar_mode", "TS", (self, other, ), (("rounding_mode", "s", rounding_mode), ))
+    return _c("aten::div.Scalar_mode", "TS", (self, other, ), (("rounding_mode", "s", rounding_mode), ))
 
 def div_(self, other):
     """`aten::div_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`"""
-    return _c(699, "aten::div_.Tensor", "TT", (self, other, ), ())
+    return _c("aten::div_.Tensor", "TT", (self, other, ), ())
 
 def div_tensor_mode_(self, other, *, rounding_mode):
     """`aten::div_.Tensor_mode(Tensor(a!) self, Tensor other, *, str? rounding_mode) -> Tensor(a!)`"""
-    return _c(700, "aten::div_.Tensor_mode", "TT", (self, other, ), (("rounding_mode", "s", rounding_mode), ))
+    return _c("aten::div_.Tensor_mode", "TT", (self, other, ), (("rounding_mode", "s", rounding_mode), ))
 
 def div_scalar_(self, other):
     """`aten::div_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`"""
-    return _c(701, "aten::div_.Scalar", "TS", (self, other, ), ())
+    return _c("aten::div_.Scalar", "TS", (self, other, ), ())
 
 def div_scalar_mode_(self, other, *, rounding_mode):
     """`aten::div_.Scalar_mode(Tensor(a!) self, Scalar other, *, str? rounding_mode) -> Tensor(a!)`"""
-    return _c(702, "aten::div_.Scalar_mode", "TS", (self, other, ), (("rounding_mode", "s", rounding_mode), ))
+    return _c("aten::div_.Scalar_mode", "TS", (self, other, ), (("rounding_mode", "s", rounding_mode), ))
 
 def divide(self, other):
     """`aten::divide.Tensor(Tensor self, Tensor other) -> Tensor`"""
-    return _c(703, "aten::divide.Tensor", "TT", (self, other, ), ())
+    return _c("aten::divide.Tensor", "TT", (self, other, ), ())
 
 def divide_scalar(self, other):
     """`aten::divide.Scalar(Tensor self, Scalar other) -> Tensor`"""
-    return _c(704, "aten::divide.Scalar", "TS", (self, other, ), ())
+    return _c("aten::divide.Scalar", "TS", (self, other, ), ())
 
 def divide_tensor_mode(self, other, *, rounding_mode):
     """`aten::divide.Tensor_mode(Tensor self, Tensor other, *, str? rounding_mode) -> Tensor`"""
-    return _c(705, "aten::divide.Tensor_mode", "TT", (self, other, ), (("rounding_mode", "s", rounding_mode), ))
+    return _c("aten::divide.Tensor_mode", "TT", (self, other, ), (("rounding_mode", "s", rounding_mode), ))
 
 def divide_scalar_mode(self, other, *, rounding_mode):
     """`aten::divide.Scalar_mode(Tensor self, Scalar other, *, str? rounding_mode) -> Tensor`"""
-    return _c(706, "aten::divide.Scalar_mode", "TS", (self, other, ), (("rounding_mode", "s", rounding_mode), ))
+    return _c("aten::divide.Scalar_mode", "TS", (self, other, ), (("rounding_mode", "s", rounding_mode), ))
 
 def divide_(self, other):
     """`aten::divide_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`"""
-    return _c(707, "aten::divide_.Tensor", "TT", (self, other, ), ())
+    return _c("aten::divide_.Tensor", "TT", (self, other, ), ())
 
 def divide_tensor_mode_(self, other, *, rounding_mode):
     """`aten::divide_.Tensor_mode(Tensor(a!) self, Tensor other, *, str? rounding_mode) -> Tensor(a!)`"""
-    return _c(708, "aten::divide_.Tensor_mode", "TT", (self, other, ), (("rounding_mode", "s", rounding_mode), ))
+    return _c("aten::divide_.Tensor_mode", "TT", (self, other, ), (("rounding_mode", "s", rounding_mode), ))
 
 def divide_scalar_mode_(self, other, *, rounding_mode):
     """`aten::divide_.Scalar_mode(Tensor(a!) self, Scalar other, *, str? rounding_mode) -> Tensor(a!)`"""
-    return _c(709, "aten::divide_.Scalar_mode", "TS", (self, other, ), (("rounding_mode", "s", rounding_mode), ))
+    return _c("aten::divide_.Scalar_mode", "TS", (self, other, ), (("rounding_mode", "s", rounding_mode), ))
 
 def divide_scalar_(self, other):
     """`aten::divide_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`"""
-    return _c(710, "aten::divide_.Scalar", "TS", (self, other, ), ())
+    return _c("aten::divide_.Scalar", "TS", (self, other, ), ())
 
 def dot(self, tensor):
     """`aten::dot(Tensor self, Tensor tensor) -> Tensor`"""
-    return _c(711, "aten::dot", "TT", (self, tensor, ), ())
+    return _c("aten::dot", "TT", (self, tensor, ), ())
 
 def dropout(input, p, train):
     """`aten::dropout(Tensor input, float p, bool train) -> Tensor`"""
-    return _c(712, "aten::dropout", "Tfb", (input, p, train, ), ())
+    return _c("aten::dropout", "Tfb", (input, p, train, ), ())
 
 def dropout_(self, p, train):
     """`aten::dropout_(Tensor(a!) self, float p, bool train) -> Tensor(a!)`"""
-    return _c(713, "aten::dropout_", "Tfb", (self, p, train, ), ())
+    return _c("aten::dropout_", "Tfb", (self, p, train, ), ())
 
 def dsplit(self, sections):
     """`aten::dsplit.int(Tensor(a -> *) self, int sections) -> Tensor(a)[]`"""
-    return _c(714, "aten::dsplit.int", "Ti", (self, sections, ), ())
+    return _c("aten::dsplit.int", "Ti", (self, sections, ), ())
 
 def dsplit_array(self, indices):
     """`aten::dsplit.array(Tensor(a -> *) self, int[] indices) -> Tensor(a)[]`"""
-    return _c(715, "aten::dsplit.array", "TI", (self, indices, ), ())
+    return _c("aten::dsplit.array", "TI", (self, indices, ), ())
 
 def dstack(tensors):
     """`aten::dstack(Tensor[] tensors) -> Tensor`"""
-    return _c(716, "aten::dstack", "L", (tensors, ), ())
+    return _c("aten::dstack", "L", (tensors, ), ())
 
 def einsum(equation, tensors, *, path=_D):
     """`aten::einsum(str equation, Tensor[] tensors, *, int[]? path=None) -> Tensor`"""
-    return _c(717, "aten::einsum", "sL", (equation, tensors, ), (("path", "I", path), ))
+    return _c("aten::einsum", "sL", (equation, tensors, ), (("path", "I", path), ))
 
 def elu(self, alpha=_D, scale=_D, input_scale=_D):
     """`aten::elu(Tensor self, Scalar alpha=1, Scalar scale=1, Scalar input_scale=1) -> Tensor`"""
-    return _c(718, "aten::elu", "T", (self, ), (("alpha", "S", alpha), ("scale", "S", scale), ("input_scale", "S", input_scale), ))
+    return _c("aten::elu", "T", (self, ), (("alpha", "S", alpha), ("scale", "S", scale), ("input_scale", "S", input_scale), ))
 
 def elu_(self, alpha=_D, scale=_D, input_scale=_D):
     """`aten::elu_(Tensor(a!) self, Scalar alpha=1, Scalar scale=1, Scalar input_scale=1) -> Tensor(a!)`"""
-    return _c(719, "aten::elu_", "T", (self, ), (("alpha", "S", alpha), ("scale", "S", scale), ("input_scale", "S", input_scale), ))
+    return _c("aten::elu_", "T", (self, ), (("alpha", "S", alpha), ("scale", "S", scale), ("input_scale", "S", input_scale), ))
 
 def embedding(weight, indices, padding_idx=_D, scale_grad_by_freq=_D, sparse=_D):
     """`aten::embedding(Tensor weight, Tensor indices, SymInt padding_idx=-1, bool scale_grad_by_freq=False, bool sparse=False) -> Tensor`"""
-    return _c(720, "aten::embedding", "TT", (weight, indices, ), (("padding_idx", "i", padding_idx), ("scale_grad_by_freq", "b", scale_grad_by_freq), ("sparse", "b", sparse), ))
+    return _c("aten::embedding", "TT", (weight, indices, ), (("padding_idx", "i", padding_idx), ("scale_grad_by_freq", "b", scale_grad_by_freq), ("sparse", "b", sparse), ))
 
 def embedding_bag(weight, indices, offsets, scale_grad_by_freq=_D, mode=_D, sparse=_D, per_sample_weights=_D, include_last_offset=_D):
     """`aten::embedding_bag(Tensor weight, Tensor indices, Tensor offsets, bool scale_grad_by_freq=False, int mode=0, bool sparse=False, Tensor? per_sample_weights=None, bool include_last_offset=False) -> (Tensor, Tensor, Tensor, Tensor)`"""
-    return _c(721, "aten::embedding_bag", "TTT", (weight, indices, offsets, ), (("scale_grad_by_freq", "b", scale_grad_by_freq), ("mode", "i", mode), ("sparse", "b", sparse), ("per_sample_weights", "T", per_sample_weights), ("include_last_offset", "b", include_last_offset), ))
+    return _c("aten::embedding_bag", "TTT", (weight, indices, offsets, ), (("scale_grad_by_freq", "b", scale_grad_by_freq), ("mode", "i", mode), ("sparse", "b", sparse), ("per_sample_weights", "T", per_sample_weights), ("include_last_offset", "b", include_last_offset), ))
 
 def embedding_bag_padding_idx(weight, indices, offsets, scale_grad_by_freq, mode, sparse, per_sample_weights, include_last_offset, padding_idx):
     """`aten::embedding_bag.padding_idx(Tensor weight, Tensor indices, Tensor offsets, bool scale_grad_by_freq, int mode, bool sparse, Tensor? per_sample_weights, bool include_last_offset, int? padding_idx) -> (Tensor, Tensor, Tensor, Tensor)`"""
-    return _c(722, "aten::embedding_bag.padding_idx", "TTTbibTbi", (weight, indices, offsets, scale_grad_by_freq, mode, sparse, per_sample_weights, include_last_offset, padding_idx, ), ())
+    return _c("aten::embedding_bag.padding_idx", "TTTbibTbi", (weight, indices, offsets, scale_grad_by_freq, mode, sparse, per_sample_weights, include_last_offset, padding_idx, ), ())
 
 def embedding_renorm(self, indices, max_norm, norm_type):
     """`aten::embedding_renorm(Tensor self, Tensor indices, float max_norm, float norm_type) -> Tensor`"""
-    return _c(723, "aten::embedding_renorm", "TTff", (self, indices, max_norm, norm_type, ), ())
+    return _c("aten::embedding_renorm", "TTff", (self, indices, max_norm, norm_type, ), ())
 
 def embedding_renorm_(self, indices, max_norm, norm_type):
     """`aten::embedding_renorm_(Tensor(a!) self, Tensor indices, float max_norm, float norm_type) -> Tensor(a!)`"""
-    return _c(724, "aten::embedding_renorm_", "TTff", (self, indices, max_norm, norm_type, ), ())
+    return _c("aten::embedding_renorm_", "TTff", (self, indices, max_norm, norm_type, ), ())
 
 def empty(size, *, dtype=_D, layout=_D, device=_D, pin_memory=_D, memory_format=_D):
     """`aten::empty.memory_format(SymInt[] size, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None, MemoryFormat? memory_format=None) -> Tensor`"""
-    return _c(725, "aten::empty.memory_format", "I", (size, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ("memory_format", "i", memory_format), ))
+    return _c("aten::empty.memory_format", "I", (size, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ("memory_format", "i", memory_format), ))
 
 def empty_like(self, *, dtype=_D, layout=_D, device=_D, pin_memory=_D, memory_format=_D):
     """`aten::empty_like(Tensor self, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None, MemoryFormat? memory_format=None) -> Tensor`"""
-    return _c(726, "aten::empty_like", "T", (self, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ("memory_format", "i", memory_format), ))
+    return _c("aten::empty_like", "T", (self, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ("memory_format", "i", memory_format), ))
 
 def empty_permuted(size, physical_layout, *, dtype=_D, layout=_D, device=_D, pin_memory=_D):
     """`aten::empty_permuted(SymInt[] size, int[] physical_layout, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`"""
-    return _c(727, "aten::empty_permuted", "II", (size, physical_layout, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
+    return _c("aten::empty_permuted", "II", (size, physical_layout, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
 
 def empty_quantized(size, qtensor, *, dtype=_D, layout=_D, device=_D, pin_memory=_D, memory_format=_D):
     """`aten::empty_quantized(int[] size, Tensor qtensor, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None, MemoryFormat? memory_format=None) -> Tensor`"""
-    return _c(728, "aten::empty_quantized", "IT", (size, qtensor, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ("memory_format", "i", memory_format), ))
+    return _c("aten::empty_quantized", "IT", (size, qtensor, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ("memory_format", "i", memory_format), ))
 
 def empty_strided(size, stride, *, dtype=_D, layout=_D, device=_D, pin_memory=_D):
     """`aten::empty_strided(SymInt[] size, SymInt[] stride, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`"""
-    return _c(729, "aten::empty_strided", "II", (size, stride, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
+    return _c("aten::empty_strided", "II", (size, stride, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
 
 def eq(self, other):
     """`aten::eq.Tensor(Tensor self, Tensor other) -> Tensor`"""
-    return _c(730, "aten::eq.Tensor", "TT", (self, other, ), ())
+    return _c("aten::eq.Tensor", "TT", (self, other, ), ())
 
 def eq_scalar(self, other):
     """`aten::eq.Scalar(Tensor self, Scalar other) -> Tensor`"""
-    return _c(731, "aten::eq.Scalar", "TS", (self, other, ), ())
+    return _c("aten::eq.Scalar", "TS", (self, other, ), ())
 
 def eq_scalar_(self, other):
     """`aten::eq_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`"""
-    return _c(732, "aten::eq_.Scalar", "TS", (self, other, ), ())
+    return _c("aten::eq_.Scalar", "TS", (self, other, ), ())
 
 def eq_(self, other):
     """`aten::eq_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`"""
-    return _c(733, "aten::eq_.Tensor", "TT", (self, other, ), ())
+    return _c("aten::eq_.Tensor", "TT", (self, other, ), ())
 
 def equal(self, other):
     """`aten::equal(Tensor self, Tensor other) -> bool`"""
-    return _c(734, "aten::equal", "TT", (self, other, ), ())
+    return _c("aten::equal", "TT", (self, other, ), ())
 
 def erf(self):
     """`aten::erf(Tensor self) -> Tensor`"""
-    return _c(735, "aten::erf", "T", (self, ), ())
+    return _c("aten::erf", "T", (self, ), ())
 
 def erf_(self):
     """`aten::erf_(Tensor(a!) self) -> Tensor(a!)`"""
-    return _c(736, "aten::erf_", "T", (self, ), ())
+    return _c("aten::erf_", "T", (self, ), ())
 
 def erfc(self):
     """`aten::erfc(Tensor self) -> Tensor`"""
-    return _c(737, "aten::erfc", "T", (self, ), ())
+    return _c("aten::erfc", "T", (self, ), ())
 
 def erfc_(self):
     """`aten::erfc_(Tensor(a!) self) -> Tensor(a!)`"""
-    return _c(738, "aten::erfc_", "T", (self, ), ())
+    return _c("aten::erfc_", "T", (self, ), ())
 
 def erfinv(self):
     """`aten::erfinv(Tensor self) -> Tensor`"""
-    return _c(739, "aten::erfinv", "T", (self, ), ())
+    return _c("aten::erfinv", "T", (self, ), ())
 
 def erfinv_(self):
     """`aten::erfinv_(Tensor(a!) self) -> Tensor(a!)`"""
-    return _c(740, "aten::erfinv_", "T", (self, ), ())
+    return _c("aten::erfinv_", "T", (self, ), ())
 
 def exp(self):
     """`aten::exp(Tensor self) -> Tensor`"""
-    return _c(741, "aten::exp", "T", (self, ), ())
+    return _c("aten::exp", "T", (self, ), ())
 
 def exp2(self):
     """`aten::exp2(Tensor self) -> Tensor`"""
-    return _c(742, "aten::exp2", "T", (self, ), ())
+    return _c("aten::exp2", "T", (self, ), ())
 
 def exp2_(self):
     """`aten::exp2_(Tensor(a!) self) -> Tensor(a!)`"""
-    return _c(743, "aten::exp2_", "T", (self, ), ())
+    return _c("aten::exp2_", "T", (self, ), ())
 
 def exp_(self):
     """`aten::exp_(Tensor(a!) self) -> Tensor(a!)`"""
-    return _c(744, "aten::exp_", "T", (self, ), ())
+    return _c("aten::exp_", "T", (self, ), ())
 
 def expand(self, size, *, implicit=_D):
     """`aten::expand(Tensor(a) self, SymInt[] size, *, bool implicit=False) -> Tensor(a)`"""
-    return _c(745, "aten::expand", "TI", (self, size, ), (("implicit", "b", implicit), ))
+    return _c("aten::expand", "TI", (self, size, ), (("implicit", "b", implicit), ))
 
 def expand_as(self, other):
     """`aten::expand_as(Tensor(a) self, Tensor other) -> Tensor(a)`"""
-    return _c(746, "aten::expand_as", "TT", (self, other, ), ())
+    return _c("aten::expand_as", "TT", (self, other, ), ())
 
 def expand_copy(self, size, *, implicit=_D):
     """`aten::expand_copy(Tensor self, SymInt[] size, *, bool implicit=False) -> Tensor`"""
-    return _c(747, "aten::expand_copy", "TI", (self, size, ), (("implicit", "b", implicit), ))
+    return _c("aten::expand_copy", "TI", (self, size, ), (("implicit", "b", implicit), ))
 
 def expm1(self):
     """`aten::expm1(Tensor self) -> Tensor`"""
-    return _c(748, "aten::expm1", "T", (self, ), ())
+    return _c("aten::expm1", "T", (self, ), ())
 
 def expm1_(self):
     """`aten::expm1_(Tensor(a!) self) -> Tensor(a!)`"""
-    return _c(749, "aten::expm1_", "T", (self, ), ())
+    return _c("aten::expm1_", "T", (self, ), ())
 
 def exponential(self, lambd=_D):
     """`aten::exponential(Tensor self, float lambd=1., *, Generator? generator=None) -> Tensor`"""
-    return _c(750, "aten::exponential", "T", (self, ), (("lambd", "f", lambd), ))
+    return _c("aten::exponential", "T", (self, ), (("lambd", "f", lambd), ))
 
 def exponential_(self, lambd=_D):
     """`aten::exponential_(Tensor(a!) self, float lambd=1., *, Generator? generator=None) -> Tensor(a!)`"""
-    return _c(751, "aten::exponential_", "T", (self, ), (("lambd", "f", lambd), ))
+    return _c("aten::exponential_", "T", (self, ), (("lambd", "f", lambd), ))
 
 def eye(n, *, dtype=_D, layout=_D, device=_D, pin_memory=_D):
     """`aten::eye(SymInt n, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`"""
-    return _c(752, "aten::eye", "i", (n, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
+    return _c("aten::eye", "i", (n, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
 
 def eye_m(n, m, *, dtype=_D, layout=_D, device=_D, pin_memory=_D):
     """`aten::eye.m(SymInt n, SymInt m, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`"""
-    return _c(753, "aten::eye.m", "ii", (n, m, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
+    return _c("aten::eye.m", "ii", (n, m, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
 
 def fake_quantize_per_channel_affine(self, scale, zero_point, axis, quant_min, quant_max):
     """`aten::fake_quantize_per_channel_affine(Tensor self, Tensor scale, Tensor zero_point, int axis, int quant_min, int quant_max) -> Tensor`"""
-    return _c(754, "aten::fake_quantize_per_channel_affine", "TTTiii", (self, scale, zero_point, axis, quant_min, quant_max, ), ())
+    return _c("aten::fake_quantize_per_channel_affine", "TTTiii", (self, scale, zero_point, axis, quant_min, quant_max, ), ())
 
 def fake_quantize_per_channel_affine_cachemask(self, scale, zero_point, axis, quant_min, quant_max):
     """`aten::fake_quantize_per_channel_affine_cachemask(Tensor self, Tensor scale, Tensor zero_point, int axis, int quant_min, int quant_max) -> (Tensor output, Tensor mask)`"""
-    return _c(755, "aten::fake_quantize_per_channel_affine_cachemask", "TTTiii", (self, scale, zero_point, axis, quant_min, quant_max, ), ())
+    return _c("aten::fake_quantize_per_channel_affine_cachemask", "TTTiii", (self, scale, zero_point, axis, quant_min, quant_max, ), ())
 
 def fake_quantize_per_tensor_affine(self, scale, zero_point, quant_min, quant_max):
     """`aten::fake_quantize_per_tensor_affine(Tensor self, float scale, int zero_point, int quant_min, int quant_max) -> Tensor`"""
-    return _c(756, "aten::fake_quantize_per_tensor_affine", "Tfiii", (self, scale, zero_point, quant_min, quant_max, ), ())
+    return _c("aten::fake_quantize_per_tensor_affine", "Tfiii", (self, scale, zero_point, quant_min, quant_max, ), ())
 
 def fake_quantize_per_tensor_affine_tensor_qparams(self, scale, zero_point, quant_min, quant_max):
     """`aten::fake_quantize_per_tensor_affine.tensor_qparams(Tensor self, Tensor scale, Tensor zero_point, int quant_min, int quant_max) -> Tensor`"""
-    return _c(757, "aten::fake_quantize_per_tensor_affine.tensor_qparams", "TTTii", (self, scale, zero_point, quant_min, quant_max, ), ())
+    return _c("aten::fake_quantize_per_tensor_affine.tensor_qparams", "TTTii", (self, scale, zero_point, quant_min, quant_max, ), ())
 
 def fake_quantize_per_tensor_affine_cachemask(self, scale, zero_point, quant_min, quant_max):
     """`aten::fake_quantize_per_tensor_affine_cachemask(Tensor self, float scale, int zero_point, int quant_min, int quant_max) -> (Tensor output, Tensor mask)`"""
-    return _c(758, "aten::fake_quantize_per_tensor_affine_cachemask", "Tfiii", (self, scale, zero_point, quant_min, quant_max, ), ())
+    return _c("aten::fake_quantize_per_tensor_affine_cachemask", "Tfiii", (self, scale, zero_point, quant_min, quant_max, ), ())
 
 def feature_alpha_dropout(input, p, train):
     """`aten::feature_alpha_dropout(Tensor input, float p, bool train) -> Tensor`"""
-    return _c(759, "aten::feature_alpha_dropout", "Tfb", (input, p, train, ), ())
+    return _c("aten::feature_alpha_dropout", "Tfb", (input, p, train, ), ())
 
 def feature_alpha_dropout_(self, p, train):
     """`aten::feature_alpha_dropout_(Tensor(a!) self, float p, bool train) -> Tensor(a!)`"""
-    return _c(760, "aten::feature_alpha_dropout_", "Tfb", (self, p, train, ), ())
+    return _c("aten::feature_alpha_dropout_", "Tfb", (self, p, train, ), ())
 
 def feature_dropout(input, p, train):
     """`aten::feature_dropout(Tensor input, float p, bool train) -> Tensor`"""
-    return _c(761, "aten::feature_dropout", "Tfb", (input, p, train, ), ())
+    return _c("aten::feature_dropout", "Tfb", (input, p, train, ), ())
 
 def feature_dropout_(self, p, train):
     """`aten::feature_dropout_(Tensor(a!) self, float p, bool train) -> Tensor(a!)`"""
-    return _c(762, "aten::feature_dropout_", "Tfb", (self, p, train, ), ())
+    return _c("aten::feature_dropout_", "Tfb", (self, p, train, ), ())
 
 def fft_fft(self, n=_D, dim=_D, norm=_D):
     """`aten::fft_fft(Tensor self, SymInt? n=None, int dim=-1, str? norm=None) -> Tensor`"""
-    return _c(763, "aten::fft_fft", "T", (self, ), (("n", "i", n), ("dim", "i", dim), ("norm", "s", norm), ))
+    return _c("aten::fft_fft", "T", (self, ), (("n", "i", n), ("dim", "i", dim), ("norm", "s", norm), ))
 
 def fft_fft2(self, s=_D, dim=_D, norm=_D):
     """`aten::fft_fft2(Tensor self, SymInt[1]? s=None, int[1] dim=[-2, -1], str? norm=None) -> Tensor`"""
-    return _c(764, "aten::fft_fft2", "T", (self, ), (("s", "I", s), ("dim", "I", dim), ("norm", "s", norm), ))
+    return _c("aten::fft_fft2", "T", (self, ), (("s", "I", s), ("dim", "I", dim), ("norm", "s", norm), ))
 
 def fft_fftfreq(n, d=_D, *, dtype=_D, layout=_D, device=_D, pin_memory=_D):
     """`aten::fft_fftfreq(int n, float d=1., *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`"""
-    return _c(765, "aten::fft_fftfreq", "i", (n, ), (("d", "f", d), ("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
+    return _c("aten::fft_fftfreq", "i", (n, ), (("d", "f", d), ("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
 
 def fft_fftn(self, s=_D, dim=_D, norm=_D):
     """`aten::fft_fftn(Tensor self, SymInt[1]? s=None, int[1]? dim=None, str? norm=None) -> Tensor`"""
-    return _c(766, "aten::fft_fftn", "T", (self, ), (("s", "I", s), ("dim", "I", dim), ("norm", "s", norm), ))
+    return _c("aten::fft_fftn", "T", (self, ), (("s", "I", s), ("dim", "I", dim), ("norm", "s", norm), ))
 
 def fft_fftshift(self, dim=_D):
     """`aten::fft_fftshift(Tensor self, int[1]? dim=None) -> Tensor`"""
-    return _c(767, "aten::fft_fftshift", "T", (self, ), (("dim", "I", dim), ))
+    return _c("aten::fft_fftshift", "T", (self, ), (("dim", "I", dim), ))
 
 def fft_hfft(self, n=_D, dim=_D, norm=_D):
     """`aten::fft_hfft(Tensor self, SymInt? n=None, int dim=-1, str? norm=None) -> Tensor`"""
-    return _c(768, "aten::fft_hfft", "T", (self, ), (("n", "i", n), ("dim", "i", dim), ("norm", "s", norm), ))
+    return _c("aten::fft_hfft", "T", (self, ), (("n", "i", n), ("dim", "i", dim), ("norm", "s", norm), ))
 
 def fft_hfft2(self, s=_D, dim=_D, norm=_D):
     """`aten::fft_hfft2(Tensor self, SymInt[1]? s=None, int[1] dim=[-2, -1], str? norm=None) -> Tensor`"""
-    return _c(769, "aten::fft_hfft2", "T", (self, ), (("s", "I", s), ("dim", "I", dim), ("norm", "s", norm), ))
+    return _c("aten::fft_hfft2", "T", (self, ), (("s", "I", s), ("dim", "I", dim), ("norm", "s", norm), ))
 
 def fft_hfftn(self, s=_D, dim=_D, norm=_D):
     """`aten::fft_hfftn(Tensor self, SymInt[1]? s=None, int[1]? dim=None, str? norm=None) -> Tensor`"""
-    return _c(770, "aten::fft_hfftn", "T", (self, ), (("s", "I", s), ("dim", "I", dim), ("norm", "s", norm), ))
+    return _c("aten::fft_hfftn", "T", (self, ), (("s", "I", s), ("dim", "I", dim), ("norm", "s", norm), ))
 
 def fft_ifft(self, n=_D, dim=_D, norm=_D):
     """`aten::fft_ifft(Tensor self, SymInt? n=None, int dim=-1, str? norm=None) -> Tensor`"""
-    return _c(771, "aten::fft_ifft", "T", (self, ), (("n", "i", n), ("dim", "i", dim), ("norm", "s", norm), ))
+    return _c("aten::fft_ifft", "T", (self, ), (("n", "i", n), ("dim", "i", dim), ("norm", "s", norm), ))
 
 def fft_ifft2(self, s=_D, dim=_D, norm=_D):
     """`aten::fft_ifft2(Tensor self, SymInt[1]? s=None, int[1] dim=[-2, -1], str? norm=None) -> Tensor`"""
-    return _c(772, "aten::fft_ifft2", "T", (self, ), (("s", "I", s), ("dim", "I", dim), ("norm", "s", norm), ))
+    return _c("aten::fft_ifft2", "T", (self, ), (("s", "I", s), ("dim", "I", dim), ("norm", "s", norm), ))
 
 def fft_ifftn(self, s=_D, dim=_D, norm=_D):
     """`aten::fft_ifftn(Tensor self, SymInt[1]? s=None, int[1]? dim=None, str? norm=None) -> Tensor`"""
-    return _c(773, "aten::fft_ifftn", "T", (self, ), (("s", "I", s), ("dim", "I", dim), ("norm", "s", norm), ))
+    return _c("aten::fft_ifftn", "T", (self, ), (("s", "I", s), ("dim", "I", dim), ("norm", "s", norm), ))
 
 def fft_ifftshift(self, dim=_D):
     """`aten::fft_ifftshift(Tensor self, int[1]? dim=None) -> Tensor`"""
-    return _c(774, "aten::fft_ifftshift", "T", (self, ), (("dim", "I", dim), ))
+    return _c("aten::fft_ifftshift", "T", (self, ), (("dim", "I", dim), ))
 
 def fft_ihfft(self, n=_D, dim=_D, norm=_D):
     """`aten::fft_ihfft(Tensor self, SymInt? n=None, int dim=-1, str? norm=None) -> Tensor`"""
-    return _c(775, "aten::fft_ihfft", "T", (self, ), (("n", "i", n), ("dim", "i", dim), ("norm", "s", norm), ))
+    return _c("aten::fft_ihfft", "T", (self, ), (("n", "i", n), ("dim", "i", dim), ("norm", "s", norm), ))
 
 def fft_ihfft2(self, s=_D, dim=_D, norm=_D):
     """`aten::fft_ihfft2(Tensor self, SymInt[1]? s=None, int[1] dim=[-2, -1], str? norm=None) -> Tensor`"""
-    return _c(776, "aten::fft_ihfft2", "T", (self, ), (("s", "I", s), ("dim", "I", dim), ("norm", "s", norm), ))
+    return _c("aten::fft_ihfft2", "T", (self, ), (("s", "I", s), ("dim", "I", dim), ("norm", "s", norm), ))
 
 def fft_ihfftn(self, s=_D, dim=_D, norm=_D):
     """`aten::fft_ihfftn(Tensor self, SymInt[1]? s=None, int[1]? dim=None, str? norm=None) -> Tensor`"""
-    return _c(777, "aten::fft_ihfftn", "T", (self, ), (("s", "I", s), ("dim", "I", dim), ("norm", "s", norm), ))
+    return _c("aten::fft_ihfftn", "T", (self, ), (("s", "I", s), ("dim", "I", dim), ("norm", "s", norm), ))
 
 def fft_irfft(self, n=_D, dim=_D, norm=_D):
     """`aten::fft_irfft(Tensor self, SymInt? n=None, int dim=-1, str? norm=None) -> Tensor`"""
-    return _c(778, "aten::fft_irfft", "T", (self, ), (("n", "i", n), ("dim", "i", dim), ("norm", "s", norm), ))
+    return _c("aten::fft_irfft", "T", (self, ), (("n", "i", n), ("dim", "i", dim), ("norm", "s", norm), ))
 
 def fft_irfft2(self, s=_D, dim=_D, norm=_D):
     """`aten::fft_irfft2(Tensor self, SymInt[1]? s=None, int[1] dim=[-2, -1], str? norm=None) -> Tensor`"""
-    return _c(779, "aten::fft_irfft2", "T", (self, ), (("s", "I", s), ("dim", "I", dim), ("norm", "s", norm), ))
+    return _c("aten::fft_irfft2", "T", (self, ), (("s", "I", s), ("dim", "I", dim), ("norm", "s", norm), ))
 
 def fft_irfftn(self, s=_D, dim=_D, norm=_D):
     """`aten::fft_irfftn(Tensor self, SymInt[1]? s=None, int[1]? dim=None, str? norm=None) -> Tensor`"""
-    return _c(780, "aten::fft_irfftn", "T", (self, ), (("s", "I", s), ("dim", "I", dim), ("norm", "s", norm), ))
+    return _c("aten::fft_irfftn", "T", (self, ), (("s", "I", s), ("dim", "I", dim), ("norm", "s", norm), ))
 
 def fft_rfft(self, n=_D, dim=_D, norm=_D):
     """`aten::fft_rfft(Tensor self, SymInt? n=None, int dim=-1, str? norm=None) -> Tensor`"""
-    return _c(781, "aten::fft_rfft", "T", (self, ), (("n", "i", n), ("dim", "i", dim), ("norm", "s", norm), ))
+    return _c("aten::fft_rfft", "T", (self, ), (("n", "i", n), ("dim", "i", dim), ("norm", "s", norm), ))
 
 def fft_rfft2(self, s=_D, dim=_D, norm=_D):
     """`aten::fft_rfft2(Tensor self, SymInt[1]? s=None, int[1] dim=[-2, -1], str? norm=None) -> Tensor`"""
-    return _c(782, "aten::fft_rfft2", "T", (self, ), (("s", "I", s), ("dim", "I", dim), ("norm", "s", norm), ))
+    return _c("aten::fft_rfft2", "T", (self, ), (("s", "I", s), ("dim", "I", dim), ("norm", "s", norm), ))
 
 def fft_rfftfreq(n, d=_D, *, dtype=_D, layout=_D, device=_D, pin_memory=_D):
     """`aten::fft_rfftfreq(int n, float d=1., *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`"""
-    return _c(783, "aten::fft_rfftfreq", "i", (n, ), (("d", "f", d), ("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
+    return _c("aten::fft_rfftfreq", "i", (n, ), (("d", "f", d), ("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
 
 def fft_rfftn(self, s=_D, dim=_D, norm=_D):
     """`aten::fft_rfftn(Tensor self, SymInt[1]? s=None, int[1]? dim=None, str? norm=None) -> Tensor`"""
-    return _c(784, "aten::fft_rfftn", "T", (self, ), (("s", "I", s), ("dim", "I", dim), ("norm", "s", norm), ))
+    return _c("aten::fft_rfftn", "T", (self, ), (("s", "I", s), ("dim", "I", dim), ("norm", "s", norm), ))
 
 def fill_scalar(self, value):
     """`aten::fill.Scalar(Tensor self, Scalar value) -> Tensor`"""
-    return _c(785, "aten::fill.Scalar", "TS", (self, value, ), ())
+    return _c("aten::fill.Scalar", "TS", (self, value, ), ())
 
 def fill(self, value):
     """`aten::fill.Tensor(Tensor self, Tensor value) -> Tensor`"""
-    return _c(786, "aten::fill.Tensor", "TT", (self, value, ), ())
+    return _c("aten::fill.Tensor", "TT", (self, value, ), ())
 
 def fill_scalar_(self, value):
     """`aten::fill_.Scalar(Tensor(a!) self, Scalar value) -> Tensor(a!)`"""
-    return _c(787, "aten::fill_.Scalar", "TS", (self, value, ), ())
+    return _c("aten::fill_.Scalar", "TS", (self, value, ), ())
 
 def fill_(self, value):
     """`aten::fill_.Tensor(Tensor(a!) self, Tensor value) -> Tensor(a!)`"""
-    return _c(788, "aten::fill_.Tensor", "TT", (self, value, ), ())
+    return _c("aten::fill_.Tensor", "TT", (self, value, ), ())
 
 def fill_diagonal_(self, fill_value, wrap=_D):
     """`aten::fill_diagonal_(Tensor(a!) self, Scalar fill_value, bool wrap=False) -> Tensor(a!)`"""
-    return _c(789, "aten::fill_diagonal_", "TS", (self, fill_value, ), (("wrap", "b", wrap), ))
+    return _c("aten::fill_diagonal_", "TS", (self, fill_value, ), (("wrap", "b", wrap), ))
 
 def fix(self):
     """`aten::fix(Tensor self) -> Tensor`"""
-    return _c(790, "aten::fix", "T", (self, ), ())
+    return _c("aten::fix", "T", (self, ), ())
 
 def fix_(self):
     """`aten::fix_(Tensor(a!) self) -> Tensor(a!)`"""
-    return _c(791, "aten::fix_", "T", (self, ), ())
+    return _c("aten::fix_", "T", (self, ), ())
 
 def flatten(self, start_dim=_D, end_dim=_D):
     """`aten::flatten.using_ints(Tensor(a) self, int start_dim=0, int end_dim=-1) -> Tensor(a)`"""
-    return _c(792, "aten::flatten.using_ints", "T", (self, ), (("start_dim", "i", start_dim), ("end_dim", "i", end_dim), ))
+    return _c("aten::flatten.using_ints", "T", (self, ), (("start_dim", "i", start_dim), ("end_dim", "i", end_dim), ))
 
 def flatten_dense_tensors(tensors):
     """`aten::flatten_dense_tensors(Tensor[] tensors) -> Tensor`"""
-    return _c(793, "aten::flatten_dense_tensors", "L", (tensors, ), ())
+    return _c("aten::flatten_dense_tensors", "L", (tensors, ), ())
 
 def flip(self, dims):
     """`aten::flip(Tensor self, int[] dims) -> Tensor`"""
-    return _c(794, "aten::flip", "TI", (self, dims, ), ())
+    return _c("aten::flip", "TI", (self, dims, ), ())
 
 def fliplr(self):
     """`aten::fliplr(Tensor self) -> Tensor`"""
-    return _c(795, "aten::fliplr", "T", (self, ), ())
+    return _c("aten::fliplr", "T", (self, ), ())
 
 def flipud(self):
     """`aten::flipud(Tensor self) -> Tensor`"""
-    return _c(796, "aten::flipud", "T", (self, ), ())
+    return _c("aten::flipud", "T", (self, ), ())
 
 def float_power_tensor_tensor(self, exponent):
     """`aten::float_power.Tensor_Tensor(Tensor self, Tensor exponent) -> Tensor`"""
-    return _c(797, "aten::float_power.Tensor_Tensor", "TT", (self, exponent, ), ())
+    return _c("aten::float_power.Tensor_Tensor", "TT", (self, exponent, ), ())
 
 def float_power_tensor_scalar(self, exponent):
     """`aten::float_power.Tensor_Scalar(Tensor self, Scalar exponent) -> Tensor`"""
-    return _c(798, "aten::float_power.Tensor_Scalar", "TS", (self, exponent, ), ())
+    return _c("aten::float_power.Tensor_Scalar", "TS", (self, exponent, ), ())
 
 def float_power_scalar(self, exponent):
     """`aten::float_power.Scalar(Scalar self, Tensor exponent) -> Tensor`"""
-    return _c(799, "aten::float_power.Scalar", "ST", (self, exponent, ), ())
+    return _c("aten::float_power.Scalar", "ST", (self, exponent, ), ())
 
 def float_power_(self, exponent):
     """`aten::float_power_.Tensor(Tensor(a!) self, Tensor exponent) -> Tensor(a!)`"""
-    return _c(800, "aten::float_power_.Tensor", "TT", (self, exponent, ), ())
+    return _c("aten::float_power_.Tensor", "TT", (self, exponent, ), ())
 
 def float_power_scalar_(self, exponent):
     """`aten::float_power_.Scalar(Tensor(a!) self, Scalar exponent) -> Tensor(a!)`"""
-    return _c(801, "aten::float_power_.Scalar", "TS", (self, exponent, ), ())
+    return _c("aten::float_power_.Scalar", "TS", (self, exponent, ), ())
 
 def floor(self):
     """`aten::floor(Tensor self) -> Tensor`"""
-    return _c(802, "aten::floor", "T", (self, ), ())
+    return _c("aten::floor", "T", (self, ), ())
 
 def floor_(self):
     """`aten::floor_(Tensor(a!) self) -> Tensor(a!)`"""
-    return _c(803, "aten::floor_", "T", (self, ), ())
+    return _c("aten::floor_", "T", (self, ), ())
 
 def floor_divide(self, other):
     """`aten::floor_divide(Tensor self, Tensor other) -> Tensor`"""
-    return _c(804, "aten::floor_divide", "TT", (self, other, ), ())
+    return _c("aten::floor_divide", "TT", (self, other, ), ())
 
 def floor_divide_scalar(self, other):
     """`aten::floor_divide.Scalar(Tensor self, Scalar other) -> Tensor`"""
-    return _c(805, "aten::floor_divide.Scalar", "TS", (self, other, ), ())
+    return _c("aten::floor_divide.Scalar", "TS", (self, other, ), ())
 
 def floor_divide_(self, other):
     """`aten::floor_divide_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`"""
-    return _c(806, "aten::floor_divide_.Tensor", "TT", (self, other, ), ())
+    return _c("aten::floor_divide_.Tensor", "TT", (self, other, ), ())
 
 def floor_divide_scalar_(self, other):
     """`aten::floor_divide_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`"""
-    return _c(807, "aten::floor_divide_.Scalar", "TS", (self, other, ), ())
+    return _c("aten::floor_divide_.Scalar", "TS", (self, other, ), ())
 
 def fmax(self, other):
     """`aten::fmax(Tensor self, Tensor other) -> Tensor`"""
-    return _c(808, "aten::fmax", "TT", (self, other, ), ())
+    return _c("aten::fmax", "TT", (self, other, ), ())
 
 def fmin(self, other):
     """`aten::fmin(Tensor self, Tensor other) -> Tensor`"""
-    return _c(809, "aten::fmin", "TT", (self, other, ), ())
+    return _c("aten::fmin", "TT", (self, other, ), ())
 
 def fmod(self, other):
     """`aten::fmod.Tensor(Tensor self, Tensor other) -> Tensor`"""
-    return _c(810, "aten::fmod.Tensor", "TT", (self, other, ), ())
+    return _c("aten::fmod.Tensor", "TT", (self, other, ), ())
 
 def fmod_scalar(self, other):
     """`aten::fmod.Scalar(Tensor self, Scalar other) -> Tensor`"""
-    return _c(811, "aten::fmod.Scalar", "TS", (self, other, ), ())
+    return _c("aten::fmod.Scalar", "TS", (self, other, ), ())
 
 def fmod_(self, other):
     """`aten::fmod_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`"""
-    return _c(812, "aten::fmod_.Tensor", "TT", (self, other, ), ())
+    return _c("aten::fmod_.Tensor", "TT", (self, other, ), ())
 
 def fmod_scalar_(self, other):
     """`aten::fmod_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`"""
-    return _c(813, "aten::fmod_.Scalar", "TS", (self, other, ), ())
+    return _c("aten::fmod_.Scalar", "TS", (self, other, ), ())
 
 def frac(self):
     """`aten::frac(Tensor self) -> Tensor`"""
-    return _c(814, "aten::frac", "T", (self, ), ())
+    return _c("aten::frac", "T", (self, ), ())
 
 def frac_(self):
     """`aten::frac_(Tensor(a!) self) -> Tensor(a!)`"""
-    return _c(815, "aten::frac_", "T", (self, ), ())
+    return _c("aten::frac_", "T", (self, ), ())
 
 def fractional_max_pool2d(self, kernel_size, output_size, random_samples):
     """`aten::fractional_max_pool2d(Tensor self, int[2] kernel_size, int[2] output_size, Tensor random_samples) -> (Tensor, Tensor)`"""
-    return _c(816, "aten::fractional_max_pool2d", "TIIT", (self, kernel_size, output_size, random_samples, ), ())
+    return _c("aten::fractional_max_pool2d", "TIIT", (self, kernel_size, output_size, random_samples, ), ())
 
 def fractional_max_pool3d(self, kernel_size, output_size, random_samples):
     """`aten::fractional_max_pool3d(Tensor self, int[3] kernel_size, int[3] output_size, Tensor random_samples) -> (Tensor, Tensor)`"""
-    return _c(817, "aten::fractional_max_pool3d", "TIIT", (self, kernel_size, output_size, random_samples, ), ())
+    return _c("aten::fractional_max_pool3d", "TIIT", (self, kernel_size, output_size, random_samples, ), ())
 
 def frexp(self):
     """`aten::frexp.Tensor(Tensor self) -> (Tensor mantissa, Tensor exponent)`"""
-    return _c(818, "aten::frexp.Tensor", "T", (self, ), ())
+    return _c("aten::frexp.Tensor", "T", (self, ), ())
 
 def frobenius_norm(self, dim, keepdim=_D):
     """`aten::frobenius_norm.dim(Tensor self, int[1] dim, bool keepdim=False) -> Tensor`"""
-    return _c(819, "aten::frobenius_norm.dim", "TI", (self, dim, ), (("keepdim", "b", keepdim), ))
+    return _c("aten::frobenius_norm.dim", "TI", (self, dim, ), (("keepdim", "b", keepdim), ))
 
 def full(size, fill_value, *, dtype=_D, layout=_D, device=_D, pin_memory=_D):
     """`aten::full(SymInt[] size, Scalar fill_value, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`"""
-    return _c(820, "aten::full", "IS", (size, fill_value, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
+    return _c("aten::full", "IS", (size, fill_value, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
 
 def full_like(self, fill_value, *, dtype=_D, layout=_D, device=_D, pin_memory=_D, memory_format=_D):
     """`aten::full_like(Tensor self, Scalar fill_value, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None, MemoryFormat? memory_format=None) -> Tensor`"""
-    return _c(821, "aten::full_like", "TS", (self, fill_value, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ("memory_format", "i", memory_format), ))
+    return _c("aten::full_like", "TS", (self, fill_value, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ("memory_format", "i", memory_format), ))
 
 def fused_moving_avg_obs_fake_quant(self, observer_on, fake_quant_on, running_min, running_max, scale, zero_point, averaging_const, quant_min, quant_max, ch_axis, per_row_fake_quant=_D, symmetric_quant=_D):
     """`aten::fused_moving_avg_obs_fake_quant(Tensor self, Tensor observer_on, Tensor fake_quant_on, Tensor(a!) running_min, Tensor(b!) running_max, Tensor(c!) scale, Tensor(d!) zero_point, float averaging_const, int quant_min, int quant_max, int ch_axis, bool per_row_fake_quant=False, bool symmetric_quant=False) -> Tensor`"""
-    return _c(822, "aten::fused_moving_avg_obs_fake_quant", "TTTTTTTfiii", (self, observer_on, fake_quant_on, running_min, running_max, scale, zero_point, averaging_const, quant_min, quant_max, ch_axis, ), (("per_row_fake_quant", "b", per_row_fake_quant), ("symmetric_quant", "b", symmetric_quant), ))
+    return _c("aten::fused_moving_avg_obs_fake_quant", "TTTTTTTfiii", (self, observer_on, fake_quant_on, running_min, running_max, scale, zero_point, averaging_const, quant_min, quant_max, ch_axis, ), (("per_row_fake_quant", "b", per_row_fake_quant), ("symmetric_quant", "b", symmetric_quant), ))
 
 def gather(self, dim, index, *, sparse_grad=_D):
     """`aten::gather(Tensor self, int dim, Tensor index, *, bool sparse_grad=False) -> Tensor`"""
-    return _c(823, "aten::gather", "TiT", (self, dim, index, ), (("sparse_grad", "b", sparse_grad), ))
+    return _c("aten::gather", "TiT", (self, dim, index, ), (("sparse_grad", "b", sparse_grad), ))
 
 def gcd(self, other):
     """`aten::gcd(Tensor self, Tensor other) -> Tensor`"""
-    return _c(824, "aten::gcd", "TT", (self, other, ), ())
+    return _c("aten::gcd", "TT", (self, other, ), ())
 
 def gcd_(self, other):
     """`aten::gcd_(Tensor(a!) self, Tensor other) -> Tensor(a!)`"""
-    return _c(825, "aten::gcd_", "TT", (self, other, ), ())
+    return _c("aten::gcd_", "TT", (self, other, ), ())
 
 def ge(self, other):
     """`aten::ge.Tensor(Tensor self, Tensor other) -> Tensor`"""
-    return _c(826, "aten::ge.Tensor", "TT", (self, other, ), ())
+    return _c("aten::ge.Tensor", "TT", (self, other, ), ())
 
 def ge_scalar(self, other):
     """`aten::ge.Scalar(Tensor self, Scalar other) -> Tensor`"""
-    return _c(827, "aten::ge.Scalar", "TS", (self, other, ), ())
+    return _c("aten::ge.Scalar", "TS", (self, other, ), ())
 
 def ge_scalar_(self, other):
     """`aten::ge_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`"""
-    return _c(828, "aten::ge_.Scalar", "TS", (self, other, ), ())
+    return _c("aten::ge_.Scalar", "TS", (self, other, ), ())
 
 def ge_(self, other):
     """`aten::ge_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`"""
-    return _c(829, "aten::ge_.Tensor", "TT", (self, other, ), ())
+    return _c("aten::ge_.Tensor", "TT", (self, other, ), ())
 
 def gelu(self, *, approximate=_D):
     """`aten::gelu(Tensor self, *, str approximate="none") -> Tensor`"""
-    return _c(830, "aten::gelu", "T", (self, ), (("approximate", "s", approximate), ))
+    return _c("aten::gelu", "T", (self, ), (("approximate", "s", approximate), ))
 
 def gelu_(self, *, approximate=_D):
     """`aten::gelu_(Tensor(a!) self, *, str approximate="none") -> Tensor(a!)`"""
-    return _c(831, "aten::gelu_", "T", (self, ), (("approximate", "s", approximate), ))
+    return _c("aten::gelu_", "T", (self, ), (("approximate", "s", approximate), ))
 
 def geometric(self, p):
     """`aten::geometric(Tensor self, float p, *, Generator? generator=None) -> Tensor`"""
-    return _c(832, "aten::geometric", "Tf", (self, p, ), ())
+    return _c("aten::geometric", "Tf", (self, p, ), ())
 
 def geometric_(self, p):
     """`aten::geometric_(Tensor(a!) self, float p, *, Generator? generator=None) -> Tensor(a!)`"""
-    return _c(833, "aten::geometric_", "Tf", (self, p, ), ())
+    return _c("aten::geometric_", "Tf", (self, p, ), ())
 
 def geqrf(self):
     """`aten::geqrf(Tensor self) -> (Tensor a, Tensor tau)`"""
-    return _c(834, "aten::geqrf", "T", (self, ), ())
+    return _c("aten::geqrf", "T", (self, ), ())
 
 def ger(self, vec2):
     """`aten::ger(Tensor self, Tensor vec2) -> Tensor`"""
-    return _c(835, "aten::ger", "TT", (self, vec2, ), ())
+    return _c("aten::ger", "TT", (self, vec2, ), ())
 
 def get_device(self):
     """`aten::get_device(Tensor self) -> int`"""
-    return _c(836, "aten::get_device", "T", (self, ), ())
+    return _c("aten::get_device", "T", (self, ), ())
 
 def glu(self, dim=_D):
     """`aten::glu(Tensor self, int dim=-1) -> Tensor`"""
-    return _c(837, "aten::glu", "T", (self, ), (("dim", "i", dim), ))
+    return _c("aten::glu", "T", (self, ), (("dim", "i", dim), ))
 
 def glu_jvp(glu, x, dx, dim):
     """`aten::glu_jvp(Tensor glu, Tensor x, Tensor dx, int dim) -> Tensor`"""
-    return _c(838, "aten::glu_jvp", "TTTi", (glu, x, dx, dim, ), ())
+    return _c("aten::glu_jvp", "TTTi", (glu, x, dx, dim, ), ())
 
 def gradient_scalarint(self, *, spacing=_D, dim=_D, edge_order=_D):
     """`aten::gradient.scalarint(Tensor self, *, Scalar? spacing=None, int? dim=None, int edge_order=1) -> Tensor[]`"""
-    return _c(839, "aten::gradient.scalarint", "T", (self, ), (("spacing", "S", spacing), ("dim", "i", dim), ("edge_order", "i", edge_order), ))
+    return _c("aten::gradient.scalarint", "T", (self, ), (("spacing", "S", spacing), ("dim", "i", dim), ("edge_order", "i", edge_order), ))
 
 def gradient_scalararray(self, *, spacing, dim, edge_order=_D):
     """`aten::gradient.scalararray(Tensor self, *, Scalar spacing, int[] dim, int edge_order=1) -> Tensor[]`"""
-    return _c(840, "aten::gradient.scalararray", "T", (self, ), (("spacing", "S", spacing), ("dim", "I", dim), ("edge_order", "i", edge_order), ))
+    return _c("aten::gradient.scalararray", "T", (self, ), (("spacing", "S", spacing), ("dim", "I", dim), ("edge_order", "i", edge_order), ))
 
 def gradient_array(self, *, dim, edge_order=_D):
     """`aten::gradient.array(Tensor self, *, int[] dim, int edge_order=1) -> Tensor[]`"""
-    return _c(841, "aten::gradient.array", "T", (self, ), (("dim", "I", dim), ("edge_order", "i", edge_order), ))
+    return _c("aten::gradient.array", "T", (self, ), (("dim", "I", dim), ("edge_order", "i", edge_order), ))
 
 def gradient_tensorarrayint(self, *, spacing, dim=_D, edge_order=_D):
     """`aten::gradient.tensorarrayint(Tensor self, *, Tensor[] spacing, int? dim=None, int edge_order=1) -> Tensor[]`"""
-    return _c(842, "aten::gradient.tensorarrayint", "T", (self, ), (("spacing", "L", spacing), ("dim", "i", dim), ("edge_order", "i", edge_order), ))
+    return _c("aten::gradient.tensorarrayint", "T", (self, ), (("spacing", "L", spacing), ("dim", "i", dim), ("edge_order", "i", edge_order), ))
 
 def gradient_tensorarray(self, *, spacing, dim, edge_order=_D):
     """`aten::gradient.tensorarray(Tensor self, *, Tensor[] spacing, int[] dim, int edge_order=1) -> Tensor[]`"""
-    return _c(843, "aten::gradient.tensorarray", "T", (self, ), (("spacing", "L", spacing), ("dim", "I", dim), ("edge_order", "i", edge_order), ))
+    return _c("aten::gradient.tensorarray", "T", (self, ), (("spacing", "L", spacing), ("dim", "I", dim), ("edge_order", "i", edge_order), ))
 
 def greater(self, other):
     """`aten::greater.Tensor(Tensor self, Tensor other) -> Tensor`"""
-    return _c(844, "aten::greater.Tensor", "TT", (self, other, ), ())
+    return _c("aten::greater.Tensor", "TT", (self, other, ), ())
 
 def greater_scalar(self, other):
     """`aten::greater.Scalar(Tensor self, Scalar other) -> Tensor`"""
-    return _c(845, "aten::greater.Scalar", "TS", (self, other, ), ())
+    return _c("aten::greater.Scalar", "TS", (self, other, ), ())
 
 def greater_scalar_(self, other):
     """`aten::greater_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`"""
-    return _c(846, "aten::greater_.Scalar", "TS", (self, other, ), ())
+    return _c("aten::greater_.Scalar", "TS", (self, other, ), ())
 
 def greater_(self, other):
     """`aten::greater_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`"""
-    return _c(847, "aten::greater_.Tensor", "TT", (self, other, ), ())
+    return _c("aten::greater_.Tensor", "TT", (self, other, ), ())
 
 def greater_equal(self, other):
     """`aten::greater_equal.Tensor(Tensor self, Tensor other) -> Tensor`"""
-    return _c(848, "aten::greater_equal.Tensor", "TT", (self, other, ), ())
+    return _c("aten::greater_equal.Tensor", "TT", (self, other, ), ())
 
 def greater_equal_scalar(self, other):
     """`aten::greater_equal.Scalar(Tensor self, Scalar other) -> Tensor`"""
-    return _c(849, "aten::greater_equal.Scalar", "TS", (self, other, ), ())
+    return _c("aten::greater_equal.Scalar", "TS", (self, other, ), ())
 
 def greater_equal_scalar_(self, other):
     """`aten::greater_equal_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`"""
-    return _c(850, "aten::greater_equal_.Scalar", "TS", (self, other, ), ())
+    return _c("aten::greater_equal_.Scalar", "TS", (self, other, ), ())
 
 def greater_equal_(self, other):
     """`aten::greater_equal_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`"""
-    return _c(851, "aten::greater_equal_.Tensor", "TT", (self, other, ), ())
+    return _c("aten::greater_equal_.Tensor", "TT", (self, other, ), ())
 
 def grid_sampler(input, grid, interpolation_mode, padding_mode, align_corners):
     """`aten::grid_sampler(Tensor input, Tensor grid, int interpolation_mode, int padding_mode, bool align_corners) -> Tensor`"""
-    return _c(852, "aten::grid_sampler", "TTiib", (input, grid, interpolation_mode, padding_mode, align_corners, ), ())
+    return _c("aten::grid_sampler", "TTiib", (input, grid, interpolation_mode, padding_mode, align_corners, ), ())
 
 def grid_sampler_2d(input, grid, interpolation_mode, padding_mode, align_corners):
     """`aten::grid_sampler_2d(Tensor input, Tensor grid, int interpolation_mode, int padding_mode, bool align_corners) -> Tensor`"""
-    return _c(853, "aten::grid_sampler_2d", "TTiib", (input, grid, interpolation_mode, padding_mode, align_corners, ), ())
+    return _c("aten::grid_sampler_2d", "TTiib", (input, grid, interpolation_mode, padding_mode, align_corners, ), ())
 
 def grid_sampler_3d(input, grid, interpolation_mode, padding_mode, align_corners):
     """`aten::grid_sampler_3d(Tensor input, Tensor grid, int interpolation_mode, int padding_mode, bool align_corners) -> Tensor`"""
-    return _c(854, "aten::grid_sampler_3d", "TTiib", (input, grid, interpolation_mode, padding_mode, align_corners, ), ())
+    return _c("aten::grid_sampler_3d", "TTiib", (input, grid, interpolation_mode, padding_mode, align_corners, ), ())
 
 def group_norm(input, num_groups, weight=_D, bias=_D, eps=_D, cudnn_enabled=_D):
     """`aten::group_norm(Tensor input, int num_groups, Tensor? weight=None, Tensor? bias=None, float eps=1.0000000000000001e-05, bool cudnn_enabled=True) -> Tensor`"""
-    return _c(855, "aten::group_norm", "Ti", (input, num_groups, ), (("weight", "T", weight), ("bias", "T", bias), ("eps", "f", eps), ("cudnn_enabled", "b", cudnn_enabled), ))
+    return _c("aten::group_norm", "Ti", (input, num_groups, ), (("weight", "T", weight), ("bias", "T", bias), ("eps", "f", eps), ("cudnn_enabled", "b", cudnn_enabled), ))
 
 def gru_input(input, hx, params, has_biases, num_layers, dropout, train, bidirectional, batch_first):
     """`aten::gru.input(Tensor input, Tensor hx, Tensor[] params, bool has_biases, int num_layers, float dropout, bool train, bool bidirectional, bool batch_first) -> (Tensor, Tensor)`"""
-    return _c(856, "aten::gru.input", "TTLbifbbb", (input, hx, params, has_biases, num_layers, dropout, train, bidirectional, batch_first, ), ())
+    return _c("aten::gru.input", "TTLbifbbb", (input, hx, params, has_biases, num_layers, dropout, train, bidirectional, batch_first, ), ())
 
 def gru_data(data, batch_sizes, hx, params, has_biases, num_layers, dropout, train, bidirectional):
     """`aten::gru.data(Tensor data, Tensor batch_sizes, Tensor hx, Tensor[] params, bool has_biases, int num_layers, float dropout, bool train, bool bidirectional) -> (Tensor, Tensor)`"""
-    return _c(857, "aten::gru.data", "TTTLbifbb", (data, batch_sizes, hx, params, has_biases, num_layers, dropout, train, bidirectional, ), ())
+    return _c("aten::gru.data", "TTTLbifbb", (data, batch_sizes, hx, params, has_biases, num_layers, dropout, train, bidirectional, ), ())
 
 def gru_cell(input, hx, w_ih, w_hh, b_ih=_D, b_hh=_D):
     """`aten::gru_cell(Tensor input, Tensor hx, Tensor w_ih, Tensor w_hh, Tensor? b_ih=None, Tensor? b_hh=None) -> Tensor`"""
-    return _c(858, "aten::gru_cell", "TTTT", (input, hx, w_ih, w_hh, ), (("b_ih", "T", b_ih), ("b_hh", "T", b_hh), ))
+    return _c("aten::gru_cell", "TTTT", (input, hx, w_ih, w_hh, ), (("b_ih", "T", b_ih), ("b_hh", "T", b_hh), ))
 
 def gt(self, other):
     """`aten::gt.Tensor(Tensor self, Tensor other) -> Tensor`"""
-    return _c(859, "aten::gt.Tensor", "TT", (self, other, ), ())
+    return _c("aten::gt.Tensor", "TT", (self, other, ), ())
 
 def gt_scalar(self, other):
     """`aten::gt.Scalar(Tensor self, Scalar other) -> Tensor`"""
-    return _c(860, "aten::gt.Scalar", "TS", (self, other, ), ())
+    return _c("aten::gt.Scalar", "TS", (self, other, ), ())
 
 def gt_scalar_(self, other):
     """`aten::gt_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`"""
-    return _c(861, "aten::gt_.Scalar", "TS", (self, other, ), ())
+    return _c("aten::gt_.Scalar", "TS", (self, other, ), ())
 
 def gt_(self, other):
     """`aten::gt_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`"""
-    return _c(862, "aten::gt_.Tensor", "TT", (self, other, ), ())
+    return _c("aten::gt_.Tensor", "TT", (self, other, ), ())
 
 def hamming_window(window_length, *, dtype=_D, layout=_D, device=_D, pin_memory=_D):
     """`aten::hamming_window(int window_length, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`"""
-    return _c(863, "aten::hamming_window", "i", (window_length, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
+    return _c("aten::hamming_window", "i", (window_length, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
 
 def hamming_window_periodic(window_length, periodic, *, dtype=_D, layout=_D, device=_D, pin_memory=_D):
     """`aten::hamming_window.periodic(int window_length, bool periodic, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`"""
-    return _c(864, "aten::hamming_window.periodic", "ib", (window_length, periodic, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
+    return _c("aten::hamming_window.periodic", "ib", (window_length, periodic, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
 
 def hamming_window_periodic_alpha(window_length, periodic, alpha, *, dtype=_D, layout=_D, device=_D, pin_memory=_D):
     """`aten::hamming_window.periodic_alpha(int window_length, bool periodic, float alpha, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`"""
-    return _c(865, "aten::hamming_window.periodic_alpha", "ibf", (window_length, periodic, alpha, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
+    return _c("aten::hamming_window.periodic_alpha", "ibf", (window_length, periodic, alpha, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
 
 def hamming_window_periodic_alpha_beta(window_length, periodic, alpha, beta, *, dtype=_D, layout=_D, device=_D, pin_memory=_D):
     """`aten::hamming_window.periodic_alpha_beta(int window_length, bool periodic, float alpha, float beta, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`"""
-    return _c(866, "aten::hamming_window.periodic_alpha_beta", "ibff", (window_length, periodic, alpha, beta, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
+    return _c("aten::hamming_window.periodic_alpha_beta", "ibff", (window_length, periodic, alpha, beta, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
 
 def hann_window(window_length, *, dtype=_D, layout=_D, device=_D, pin_memory=_D):
     """`aten::hann_window(int window_length, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`"""
-    return _c(867, "aten::hann_window", "i", (window_length, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
+    return _c("aten::hann_window", "i", (window_length, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
 
 def hann_window_periodic(window_length, periodic, *, dtype=_D, layout=_D, device=_D, pin_memory=_D):
     """`aten::hann_window.periodic(int window_length, bool periodic, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`"""
-    return _c(868, "aten::hann_window.periodic", "ib", (window_length, periodic, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
+    return _c("aten::hann_window.periodic", "ib", (window_length, periodic, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
 
 def hardshrink(self, lambd=_D):
     """`aten::hardshrink(Tensor self, Scalar lambd=0.5) -> Tensor`"""
-    return _c(869, "aten::hardshrink", "T", (self, ), (("lambd", "S", lambd), ))
+    return _c("aten::hardshrink", "T", (self, ), (("lambd", "S", lambd), ))
 
 def hardsigmoid(self):
     """`aten::hardsigmoid(Tensor self) -> Tensor`"""
-    return _c(870, "aten::hardsigmoid", "T", (self, ), ())
+    return _c("aten::hardsigmoid", "T", (self, ), ())
 
 def hardsigmoid_(self):
     """`aten::hardsigmoid_(Tensor(a!) self) -> Tensor(a!)`"""
-    return _c(871, "aten::hardsigmoid_", "T", (self, ), ())
+    return _c("aten::hardsigmoid_", "T", (self, ), ())
 
 def hardswish(self):
     """`aten::hardswish(Tensor self) -> Tensor`"""
-    return _c(872, "aten::hardswish", "T", (self, ), ())
+    return _c("aten::hardswish", "T", (self, ), ())
 
 def hardswish_(self):
     """`aten::hardswish_(Tensor(a!) self) -> Tensor(a!)`"""
-    return _c(873, "aten::hardswish_", "T", (self, ), ())
+    return _c("aten::hardswish_", "T", (self, ), ())
 
 def hardtanh(self, min_val=_D, max_val=_D):
     """`aten::hardtanh(Tensor self, Scalar min_val=-1, Scalar max_val=1) -> Tensor`"""
-    return _c(874, "aten::hardtanh", "T", (self, ), (("min_val", "S", min_val), ("max_val", "S", max_val), ))
+    return _c("aten::hardtanh", "T", (self, ), (("min_val", "S", min_val), ("max_val", "S", max_val), ))
 
 def hardtanh_(self, min_val=_D, max_val=_D):
     """`aten::hardtanh_(Tensor(a!) self, Scalar min_val=-1, Scalar max_val=1) -> Tensor(a!)`"""
-    return _c(875, "aten::hardtanh_", "T", (self, ), (("min_val", "S", min_val), ("max_val", "S", max_val), ))
+    return _c("aten::hardtanh_", "T", (self, ), (("min_val", "S", min_val), ("max_val", "S", max_val), ))
 
 def hash_tensor(self, dim=_D, *, keepdim=_D, mode=_D):
     """`aten::hash_tensor(Tensor self, int[1] dim=[], *, bool keepdim=False, int mode=0) -> Tensor`"""
-    return _c(876, "aten::hash_tensor", "T", (self, ), (("dim", "I", dim), ("keepdim", "b", keepdim), ("mode", "i", mode), ))
+    return _c("aten::hash_tensor", "T", (self, ), (("dim", "I", dim), ("keepdim", "b", keepdim), ("mode", "i", mode), ))
 
 def heaviside(self, values):
     """`aten::heaviside(Tensor self, Tensor values) -> Tensor`"""
-    return _c(877, "aten::heaviside", "TT", (self, values, ), ())
+    return _c("aten::heaviside", "TT", (self, values, ), ())
 
 def heaviside_(self, values):
     """`aten::heaviside_(Tensor(a!) self, Tensor values) -> Tensor(a!)`"""
-    return _c(878, "aten::heaviside_", "TT", (self, values, ), ())
+    return _c("aten::heaviside_", "TT", (self, values, ), ())
 
 def hinge_embedding_loss(self, target, margin=_D, reduction=_D):
     """`aten::hinge_embedding_loss(Tensor self, Tensor target, float margin=1., int reduction=1) -> Tensor`"""
-    return _c(879, "aten::hinge_embedding_loss", "TT", (self, target, ), (("margin", "f", margin), ("reduction", "i", reduction), ))
+    return _c("aten::hinge_embedding_loss", "TT", (self, target, ), (("margin", "f", margin), ("reduction", "i", reduction), ))
 
 def histc(self, bins=_D, min=_D, max=_D):
     """`aten::histc(Tensor self, int bins=100, Scalar min=0, Scalar max=0) -> Tensor`"""
-    return _c(880, "aten::histc", "T", (self, ), (("bins", "i", bins), ("min", "S", min), ("max", "S", max), ))
+    return _c("aten::histc", "T", (self, ), (("bins", "i", bins), ("min", "S", min), ("max", "S", max), ))
 
 def histogram_bins_tensor(self, bins, *, weight=_D, density=_D):
     """`aten::histogram.bins_tensor(Tensor self, Tensor bins, *, Tensor? weight=None, bool density=False) -> (Tensor hist, Tensor bin_edges)`"""
-    return _c(881, "aten::histogram.bins_tensor", "TT", (self, bins, ), (("weight", "T", weight), ("density", "b", density), ))
+    return _c("aten::histogram.bins_tensor", "TT", (self, bins, ), (("weight", "T", weight), ("density", "b", density), ))
 
 def histogram_bin_ct(self, bins=_D, *, range=_D, weight=_D, density=_D):
     """`aten::histogram.bin_ct(Tensor self, int bins=100, *, float[]? range=None, Tensor? weight=None, bool density=False) -> (Tensor hist, Tensor bin_edges)`"""
-    return _c(882, "aten::histogram.bin_ct", "T", (self, ), (("bins", "i", bins), ("range", "F", range), ("weight", "T", weight), ("density", "b", density), ))
+    return _c("aten::histogram.bin_ct", "T", (self, ), (("bins", "i", bins), ("range", "F", range), ("weight", "T", weight), ("density", "b", density), ))
 
 def histogramdd(self, bins, range=_D, weight=_D, density=_D):
     """`aten::histogramdd(Tensor self, int[] bins, float[]? range=None, Tensor? weight=None, bool density=False) -> (Tensor hist, Tensor[] bin_edges)`"""
-    return _c(883, "aten::histogramdd", "TI", (self, bins, ), (("range", "F", range), ("weight", "T", weight), ("density", "b", density), ))
+    return _c("aten::histogramdd", "TI", (self, bins, ), (("range", "F", range), ("weight", "T", weight), ("density", "b", density), ))
 
 def histogramdd_int_bins(self, bins, range=_D, weight=_D, density=_D):
     """`aten::histogramdd.int_bins(Tensor self, int bins, float[]? range=None, Tensor? weight=None, bool density=False) -> (Tensor hist, Tensor[] bin_edges)`"""
-    return _c(884, "aten::histogramdd.int_bins", "Ti", (self, bins, ), (("range", "F", range), ("weight", "T", weight), ("density", "b", density), ))
+    return _c("aten::histogramdd.int_bins", "Ti", (self, bins, ), (("range", "F", range), ("weight", "T", weight), ("density", "b", density), ))
 
 def histogramdd_tensorlist_bins(self, bins, range=_D, weight=_D, density=_D):
     """`aten::histogramdd.TensorList_bins(Tensor self, Tensor[] bins, float[]? range=None, Tensor? weight=None, bool density=False) -> (Tensor hist, Tensor[] bin_edges)`"""
-    return _c(885, "aten::histogramdd.TensorList_bins", "TL", (self, bins, ), (("range", "F", range), ("weight", "T", weight), ("density", "b", density), ))
+    return _c("aten::histogramdd.TensorList_bins", "TL", (self, bins, ), (("range", "F", range), ("weight", "T", weight), ("density", "b", density), ))
 
 def hsplit(self, sections):
     """`aten::hsplit.int(Tensor(a -> *) self, int sections) -> Tensor(a)[]`"""
-    return _c(886, "aten::hsplit.int", "Ti", (self, sections, ), ())
+    return _c("aten::hsplit.int", "Ti", (self, sections, ), ())
 
 def hsplit_array(self, indices):
     """`aten::hsplit.array(Tensor(a -> *) self, int[] indices) -> Tensor(a)[]`"""
-    return _c(887, "aten::hsplit.array", "TI", (self, indices, ), ())
+    return _c("aten::hsplit.array", "TI", (self, indices, ), ())
 
 def hspmm(mat1, mat2):
     """`aten::hspmm(Tensor mat1, Tensor mat2) -> Tensor`"""
-    return _c(888, "aten::hspmm", "TT", (mat1, mat2, ), ())
+    return _c("aten::hspmm", "TT", (mat1, mat2, ), ())
 
 def hstack(tensors):
     """`aten::hstack(Tensor[] tensors) -> Tensor`"""
-    return _c(889, "aten::hstack", "L", (tensors, ), ())
+    return _c("aten::hstack", "L", (tensors, ), ())
 
 def huber_loss(self, target, reduction=_D, delta=_D):
     """`aten::huber_loss(Tensor self, Tensor target, int reduction=1, float delta=1.) -> Tensor`"""
-    return _c(890, "aten::huber_loss", "TT", (self, target, ), (("reduction", "i", reduction), ("delta", "f", delta), ))
+    return _c("aten::huber_loss", "TT", (self, target, ), (("reduction", "i", reduction), ("delta", "f", delta), ))
 
 def hypot(self, other):
     """`aten::hypot(Tensor self, Tensor other) -> Tensor`"""
-    return _c(891, "aten::hypot", "TT", (self, other, ), ())
+    return _c("aten::hypot", "TT", (self, other, ), ())
 
 def hypot_(self, other):
     """`aten::hypot_(Tensor(a!) self, Tensor other) -> Tensor(a!)`"""
-    return _c(892, "aten::hypot_", "TT", (self, other, ), ())
+    return _c("aten::hypot_", "TT", (self, other, ), ())
 
 def i0(self):
     """`aten::i0(Tensor self) -> Tensor`"""
-    return _c(893, "aten::i0", "T", (self, ), ())
+    return _c("aten::i0", "T", (self, ), ())
 
 def i0_(self):
     """`aten::i0_(Tensor(a!) self) -> Tensor(a!)`"""
-    return _c(894, "aten::i0_", "T", (self, ), ())
+    return _c("aten::i0_", "T", (self, ), ())
 
 def igamma(self, other):
     """`aten::igamma(Tensor self, Tensor other) -> Tensor`"""
-    return _c(895, "aten::igamma", "TT", (self, other, ), ())
+    return _c("aten::igamma", "TT", (self, other, ), ())
 
 def igamma_(self, other):
     """`aten::igamma_(Tensor(a!) self, Tensor other) -> Tensor(a!)`"""
-    return _c(896, "aten::igamma_", "TT", (self, other, ), ())
+    return _c("aten::igamma_", "TT", (self, other, ), ())
 
 def igammac(self, other):
     """`aten::igammac(Tensor self, Tensor other) -> Tensor`"""
-    return _c(897, "aten::igammac", "TT", (self, other, ), ())
+    return _c("aten::igammac", "TT", (self, other, ), ())
 
 def igammac_(self, other):
     """`aten::igammac_(Tensor(a!) self, Tensor other) -> Tensor(a!)`"""
-    return _c(898, "aten::igammac_", "TT", (self, other, ), ())
+    return _c("aten::igammac_", "TT", (self, other, ), ())
 
 def im2col(self, kernel_size, dilation, padding, stride):
     """`aten::im2col(Tensor self, int[2] kernel_size, int[2] dilation, int[2] padding, int[2] stride) -> Tensor`"""
-    return _c(899, "aten::im2col", "TIIII", (self, kernel_size, dilation, padding, stride, ), ())
+    return _c("aten::im2col", "TIIII", (self, kernel_size, dilation, padding, stride, ), ())
 
 def imag(self):
     """`aten::imag(Tensor(a) self) -> Tensor(a)`"""
-    return _c(900, "aten::imag", "T", (self, ), ())
+    return _c("aten::imag", "T", (self, ), ())
 
 def index(self, indices):
     """`aten::index.Tensor(Tensor self, Tensor?[] indices) -> Tensor`"""
-    return _c(901, "aten::index.Tensor", "TO", (self, indices, ), ())
+    return _c("aten::index.Tensor", "TO", (self, indices, ), ())
 
 def index_add(self, dim, index, source, *, alpha=_D):
     """`aten::index_add(Tensor self, int dim, Tensor index, Tensor source, *, Scalar alpha=1) -> Tensor`"""
-    return _c(902, "aten::index_add", "TiTT", (self, dim, index, source, ), (("alpha", "S", alpha), ))
+    return _c("aten::index_add", "TiTT", (self, dim, index, source, ), (("alpha", "S", alpha), ))
 
 def index_add_(self, dim, index, source, *, alpha=_D):
     """`aten::index_add_(Tensor(a!) self, int dim, Tensor index, Tensor source, *, Scalar alpha=1) -> Tensor(a!)`"""
-    return _c(903, "aten::index_add_", "TiTT", (self, dim, index, source, ), (("alpha", "S", alpha), ))
+    return _c("aten::index_add_", "TiTT", (self, dim, index, source, ), (("alpha", "S", alpha), ))
 
 def index_copy(self, dim, index, source):
     """`aten::index_copy(Tensor self, int dim, Tensor index, Tensor source) -> Tensor`"""
-    return _c(904, "aten::index_copy", "TiTT", (self, dim, index, source, ), ())
+    return _c("aten::index_copy", "TiTT", (self, dim, index, source, ), ())
 
 def index_copy_(self, dim, index, source):
     """`aten::index_copy_(Tensor(a!) self, int dim, Tensor index, Tensor source) -> Tensor(a!)`"""
-    return _c(905, "aten::index_copy_", "TiTT", (self, dim, index, source, ), ())
+    return _c("aten::index_copy_", "TiTT", (self, dim, index, source, ), ())
 
 def index_fill_int_tensor(self, dim, index, value):
     """`aten::index_fill.int_Tensor(Tensor self, int dim, Tensor index, Tensor value) -> Tensor`"""
-    return _c(906, "aten::index_fill.int_Tensor", "TiTT", (self, dim, index, value, ), ())
+    return _c("aten::index_fill.int_Tensor", "TiTT", (self, dim, index, value, ), ())
 
 def index_fill_int_scalar(self, dim, index, value):
     """`aten::index_fill.int_Scalar(Tensor self, int dim, Tensor index, Scalar value) -> Tensor`"""
-    return _c(907, "aten::index_fill.int_Scalar", "TiTS", (self, dim, index, value, ), ())
+    return _c("aten::index_fill.int_Scalar", "TiTS", (self, dim, index, value, ), ())
 
 def index_fill_int_tensor_(self, dim, index, value):
     """`aten::index_fill_.int_Tensor(Tensor(a!) self, int dim, Tensor index, Tensor value) -> Tensor(a!)`"""
-    return _c(908, "aten::index_fill_.int_Tensor", "TiTT", (self, dim, index, value, ), ())
+    return _c("aten::index_fill_.int_Tensor", "TiTT", (self, dim, index, value, ), ())
 
 def index_fill_int_scalar_(self, dim, index, value):
     """`aten::index_fill_.int_Scalar(Tensor(a!) self, int dim, Tensor index, Scalar value) -> Tensor(a!)`"""
-    return _c(909, "aten::index_fill_.int_Scalar", "TiTS", (self, dim, index, value, ), ())
+    return _c("aten::index_fill_.int_Scalar", "TiTS", (self, dim, index, value, ), ())
 
 def index_put(self, indices, values, accumulate=_D):
     """`aten::index_put(Tensor self, Tensor?[] indices, Tensor values, bool accumulate=False) -> Tensor`"""
-    return _c(910, "aten::index_put", "TOT", (self, indices, values, ), (("accumulate", "b", accumulate), ))
+    return _c("aten::index_put", "TOT", (self, indices, values, ), (("accumulate", "b", accumulate), ))
 
 def index_put_(self, indices, values, accumulate=_D):
     """`aten::index_put_(Tensor(a!) self, Tensor?[] indices, Tensor values, bool accumulate=False) -> Tensor(a!)`"""
-    return _c(911, "aten::index_put_", "TOT", (self, indices, values, ), (("accumulate", "b", accumulate), ))
+    return _c("aten::index_put_", "TOT", (self, indices, values, ), (("accumulate", "b", accumulate), ))
 
 def index_reduce(self, dim, index, source, reduce, *, include_self=_D):
     """`aten::index_reduce(Tensor self, int dim, Tensor index, Tensor source, str reduce, *, bool include_self=True) -> Tensor`"""
-    return _c(912, "aten::index_reduce", "TiTTs", (self, dim, index, source, reduce, ), (("include_self", "b", include_self), ))
+    return _c("aten::index_reduce", "TiTTs", (self, dim, index, source, reduce, ), (("include_self", "b", include_self), ))
 
 def index_reduce_(self, dim, index, source, reduce, *, include_self=_D):
     """`aten::index_reduce_(Tensor(a!) self, int dim, Tensor index, Tensor source, str reduce, *, bool include_self=True) -> Tensor(a!)`"""
-    return _c(913, "aten::index_reduce_", "TiTTs", (self, dim, index, source, reduce, ), (("include_self", "b", include_self), ))
+    return _c("aten::index_reduce_", "TiTTs", (self, dim, index, source, reduce, ), (("include_self", "b", include_self), ))
 
 def index_select(self, dim, index):
     """`aten::index_select(Tensor self, int dim, Tensor index) -> Tensor`"""
-    return _c(914, "aten::index_select", "TiT", (self, dim, index, ), ())
+    return _c("aten::index_select", "TiT", (self, dim, index, ), ())
 
 def indices(self):
     """`aten::indices(Tensor(a) self) -> Tensor(a)`"""
-    return _c(915, "aten::indices", "T", (self, ), ())
+    return _c("aten::indices", "T", (self, ), ())
 
 def indices_copy(self):
     """`aten::indices_copy(Tensor self) -> Tensor`"""
-    return _c(916, "aten::indices_copy", "T", (self, ), ())
+    return _c("aten::indices_copy", "T", (self, ), ())
 
 def inner(self, other):
     """`aten::inner(Tensor self, Tensor other) -> Tensor`"""
-    return _c(917, "aten::inner", "TT", (self, other, ), ())
+    return _c("aten::inner", "TT", (self, other, ), ())
 
 def instance_norm(input, weight, bias, running_mean, running_var, use_input_stats, momentum, eps, cudnn_enabled):
     """`aten::instance_norm(Tensor input, Tensor? weight, Tensor? bias, Tensor? running_mean, Tensor? running_var, bool use_input_stats, float momentum, float eps, bool cudnn_enabled) -> Tensor`"""
-    return _c(918, "aten::instance_norm", "TTTTTbffb", (input, weight, bias, running_mean, running_var, use_input_stats, momentum, eps, cudnn_enabled, ), ())
+    return _c("aten::instance_norm", "TTTTTbffb", (input, weight, bias, running_mean, running_var, use_input_stats, momentum, eps, cudnn_enabled, ), ())
 
 def int_repr(self):
     """`aten::int_repr(Tensor self) -> Tensor`"""
-    return _c(919, "aten::int_repr", "T", (self, ), ())
+    return _c("aten::int_repr", "T", (self, ), ())
 
 def inverse(self):
     """`aten::inverse(Tensor self) -> Tensor`"""
-    return _c(920, "aten::inverse", "T", (self, ), ())
+    return _c("aten::inverse", "T", (self, ), ())
 
 def is_coalesced(self):
     """`aten::is_coalesced(Tensor self) -> bool`"""
-    return _c(921, "aten::is_coalesced", "T", (self, ), ())
+    return _c("aten::is_coalesced", "T", (self, ), ())
 
 def is_complex(self):
     """`aten::is_complex(Tensor self) -> bool`"""
-    return _c(922, "aten::is_complex", "T", (self, ), ())
+    return _c("aten::is_complex", "T", (self, ), ())
 
 def is_conj(self):
     """`aten::is_conj(Tensor self) -> bool`"""
-    return _c(923, "aten::is_conj", "T", (self, ), ())
+    return _c("aten::is_conj", "T", (self, ), ())
 
 def is_contiguous(self):
     """`aten::is_contiguous(Tensor self) -> bool`"""
-    return _c(924, "aten::is_contiguous", "T", (self, ), ())
+    return _c("aten::is_contiguous", "T", (self, ), ())
 
 def is_contiguous_memory_format(self, memory_format):
     """`aten::is_contiguous.memory_format(Tensor self, MemoryFormat memory_format) -> bool`"""
-    return _c(925, "aten::is_contiguous.memory_format", "Ti", (self, memory_format, ), ())
+    return _c("aten::is_contiguous.memory_format", "Ti", (self, memory_format, ), ())
 
 def is_distributed(self):
     """`aten::is_distributed(Tensor self) -> bool`"""
-    return _c(926, "aten::is_distributed", "T", (self, ), ())
+    return _c("aten::is_distributed", "T", (self, ), ())
 
 def is_floating_point(self):
     """`aten::is_floating_point(Tensor self) -> bool`"""
-    return _c(927, "aten::is_floating_point", "T", (self, ), ())
+    return _c("aten::is_floating_point", "T", (self, ), ())
 
 def is_inference(self):
     """`aten::is_inference(Tensor self) -> bool`"""
-    return _c(928, "aten::is_inference", "T", (self, ), ())
+    return _c("aten::is_inference", "T", (self, ), ())
 
 def is_leaf(self):
     """`aten::is_leaf(Tensor self) -> bool`"""
-    return _c(929, "aten::is_leaf", "T", (self, ), ())
+    return _c("aten::is_leaf", "T", (self, ), ())
 
 def is_neg(self):
     """`aten::is_neg(Tensor self) -> bool`"""
-    return _c(930, "aten::is_neg", "T", (self, ), ())
+    return _c("aten::is_neg", "T", (self, ), ())
 
 def is_nonzero(self):
     """`aten::is_nonzero(Tensor self) -> bool`"""
-    return _c(931, "aten::is_nonzero", "T", (self, ), ())
+    return _c("aten::is_nonzero", "T", (self, ), ())
 
 def is_pinned(self, device=_D):
     """`aten::is_pinned(Tensor self, Device? device=None) -> bool`"""
-    return _c(932, "aten::is_pinned", "T", (self, ), (("device", "s", device), ))
+    return _c("aten::is_pinned", "T", (self, ), (("device", "s", device), ))
 
 def is_same_size(self, other):
     """`aten::is_same_size(Tensor self, Tensor other) -> bool`"""
-    return _c(933, "aten::is_same_size", "TT", (self, other, ), ())
+    return _c("aten::is_same_size", "TT", (self, other, ), ())
 
 def is_set_to(self, tensor):
     """`aten::is_set_to(Tensor self, Tensor tensor) -> bool`"""
-    return _c(934, "aten::is_set_to", "TT", (self, tensor, ), ())
+    return _c("aten::is_set_to", "TT", (self, tensor, ), ())
 
 def is_signed(self):
     """`aten::is_signed(Tensor self) -> bool`"""
-    return _c(935, "aten::is_signed", "T", (self, ), ())
+    return _c("aten::is_signed", "T", (self, ), ())
 
 def is_vulkan_available():
     """`aten::is_vulkan_available() -> bool`"""
-    return _c(936, "aten::is_vulkan_available", "", (), ())
+    return _c("aten::is_vulkan_available", "", (), ())
 
 def isclose(self, other, rtol=_D, atol=_D, equal_nan=_D):
     """`aten::isclose(Tensor self, Tensor other, float rtol=1.0000000000000001e-05, float atol=1e-08, bool equal_nan=False) -> Tensor`"""
-    return _c(937, "aten::isclose", "TT", (self, other, ), (("rtol", "f", rtol), ("atol", "f", atol), ("equal_nan", "b", equal_nan), ))
+    return _c("aten::isclose", "TT", (self, other, ), (("rtol", "f", rtol), ("atol", "f", atol), ("equal_nan", "b", equal_nan), ))
 
 def isfinite(self):
     """`aten::isfinite(Tensor self) -> Tensor`"""
-    return _c(938, "aten::isfinite", "T", (self, ), ())
+    return _c("aten::isfinite", "T", (self, ), ())
 
 def isin_tensor_tensor(elements, test_elements, *, assume_unique=_D, invert=_D):
     """`aten::isin.Tensor_Tensor(Tensor elements, Tensor test_elements, *, bool assume_unique=False, bool invert=False) -> Tensor`"""
-    return _c(939, "aten::isin.Tensor_Tensor", "TT", (elements, test_elements, ), (("assume_unique", "b", assume_unique), ("invert", "b", invert), ))
+    return _c("aten::isin.Tensor_Tensor", "TT", (elements, test_elements, ), (("assume_unique", "b", assume_unique), ("invert", "b", invert), ))
 
 def isin_tensor_scalar(elements, test_element, *, assume_unique=_D, invert=_D):
     """`aten::isin.Tensor_Scalar(Tensor elements, Scalar test_element, *, bool assume_unique=False, bool invert=False) -> Tensor`"""
-    return _c(940, "aten::isin.Tensor_Scalar", "TS", (elements, test_element, ), (("assume_unique", "b", assume_unique), ("invert", "b", invert), ))
+    return _c("aten::isin.Tensor_Scalar", "TS", (elements, test_element, ), (("assume_unique", "b", assume_unique), ("invert", "b", invert), ))
 
 def isin_scalar_tensor(element, test_elements, *, assume_unique=_D, invert=_D):
     """`aten::isin.Scalar_Tensor(Scalar element, Tensor test_elements, *, bool assume_unique=False, bool invert=False) -> Tensor`"""
-    return _c(941, "aten::isin.Scalar_Tensor", "ST", (element, test_elements, ), (("assume_unique", "b", assume_unique), ("invert", "b", invert), ))
+    return _c("aten::isin.Scalar_Tensor", "ST", (element, test_elements, ), (("assume_unique", "b", assume_unique), ("invert", "b", invert), ))
 
 def isinf(self):
     """`aten::isinf(Tensor self) -> Tensor`"""
-    return _c(942, "aten::isinf", "T", (self, ), ())
+    return _c("aten::isinf", "T", (self, ), ())
 
 def isnan(self):
     """`aten::isnan(Tensor self) -> Tensor`"""
-    return _c(943, "aten::isnan", "T", (self, ), ())
+    return _c("aten::isnan", "T", (self, ), ())
 
 def isneginf(self):
     """`aten::isneginf(Tensor self) -> Tensor`"""
-    return _c(944, "aten::isneginf", "T", (self, ), ())
+    return _c("aten::isneginf", "T", (self, ), ())
 
 def isposinf(self):
     """`aten::isposinf(Tensor self) -> Tensor`"""
-    return _c(945, "aten::isposinf", "T", (self, ), ())
+    return _c("aten::isposinf", "T", (self, ), ())
 
 def isreal(self):
     """`aten::isreal(Tensor self) -> Tensor`"""
-    return _c(946, "aten::isreal", "T", (self, ), ())
+    return _c("aten::isreal", "T", (self, ), ())
 
 def istft(self, n_fft, hop_length=_D, win_length=_D, window=_D, center=_D, normalized=_D, onesided=_D, length=_D, return_complex=_D):
     """`aten::istft(Tensor self, int n_fft, int? hop_length=None, int? win_length=None, Tensor? window=None, bool center=True, bool normalized=False, bool? onesided=None, int? length=None, bool return_complex=False) -> Tensor`"""
-    return _c(947, "aten::istft", "Ti", (self, n_fft, ), (("hop_length", "i", hop_length), ("win_length", "i", win_length), ("window", "T", window), ("center", "b", center), ("normalized", "b", normalized), ("onesided", "b", onesided), ("length", "i", length), ("return_complex", "b", return_complex), ))
+    return _c("aten::istft", "Ti", (self, n_fft, ), (("hop_length", "i", hop_length), ("win_length", "i", win_length), ("window", "T", window), ("center", "b", center), ("normalized", "b", normalized), ("onesided", "b", onesided), ("length", "i", length), ("return_complex", "b", return_complex), ))
 
 def item(self):
     """`aten::item(Tensor self) -> Scalar`"""
-    return _c(948, "aten::item", "T", (self, ), ())
+    return _c("aten::item", "T", (self, ), ())
 
 def kaiser_window(window_length, *, dtype=_D, layout=_D, device=_D, pin_memory=_D):
     """`aten::kaiser_window(int window_length, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`"""
-    return _c(949, "aten::kaiser_window", "i", (window_length, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
+    return _c("aten::kaiser_window", "i", (window_length, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
 
 def kaiser_window_periodic(window_length, periodic, *, dtype=_D, layout=_D, device=_D, pin_memory=_D):
     """`aten::kaiser_window.periodic(int window_length, bool periodic, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`"""
-    return _c(950, "aten::kaiser_window.periodic", "ib", (window_length, periodic, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
+    return _c("aten::kaiser_window.periodic", "ib", (window_length, periodic, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
 
 def kaiser_window_beta(window_length, periodic, beta, *, dtype=_D, layout=_D, device=_D, pin_memory=_D):
     """`aten::kaiser_window.beta(int window_length, bool periodic, float beta, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`"""
-    return _c(951, "aten::kaiser_window.beta", "ibf", (window_length, periodic, beta, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
+    return _c("aten::kaiser_window.beta", "ibf", (window_length, periodic, beta, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
 
 def kl_div(self, target, reduction=_D, *, log_target=_D):
     """`aten::kl_div(Tensor self, Tensor target, int reduction=1, *, bool log_target=False) -> Tensor`"""
-    return _c(952, "aten::kl_div", "TT", (self, target, ), (("reduction", "i", reduction), ("log_target", "b", log_target), ))
+    return _c("aten::kl_div", "TT", (self, target, ), (("reduction", "i", reduction), ("log_target", "b", log_target), ))
 
 def kron(self, other):
     """`aten::kron(Tensor self, Tensor other) -> Tensor`"""
-    return _c(953, "aten::kron", "TT", (self, other, ), ())
+    return _c("aten::kron", "TT", (self, other, ), ())
 
 def kthvalue(self, k, dim=_D, keepdim=_D):
     """`aten::kthvalue(Tensor self, SymInt k, int dim=-1, bool keepdim=False) -> (Tensor values, Tensor indices)`"""
-    return _c(954, "aten::kthvalue", "Ti", (self, k, ), (("dim", "i", dim), ("keepdim", "b", keepdim), ))
+    return _c("aten::kthvalue", "Ti", (self, k, ), (("dim", "i", dim), ("keepdim", "b", keepdim), ))
 
 def l1_loss(self, target, reduction=_D):
     """`aten::l1_loss(Tensor self, Tensor target, int reduction=1) -> Tensor`"""
-    return _c(955, "aten::l1_loss", "TT", (self, target, ), (("reduction", "i", reduction), ))
+    return _c("aten::l1_loss", "TT", (self, target, ), (("reduction", "i", reduction), ))
 
 def layer_norm(input, normalized_shape, weight=_D, bias=_D, eps=_D, cudnn_enable=_D):
     """`aten::layer_norm(Tensor input, SymInt[] normalized_shape, Tensor? weight=None, Tensor? bias=None, float eps=1.0000000000000001e-05, bool cudnn_enable=True) -> Tensor`"""
-    return _c(956, "aten::layer_norm", "TI", (input, normalized_shape, ), (("weight", "T", weight), ("bias", "T", bias), ("eps", "f", eps), ("cudnn_enable", "b", cudnn_enable), ))
+    return _c("aten::layer_norm", "TI", (input, normalized_shape, ), (("weight", "T", weight), ("bias", "T", bias), ("eps", "f", eps), ("cudnn_enable", "b", cudnn_enable), ))
 
 def lcm(self, other):
     """`aten::lcm(Tensor self, Tensor other) -> Tensor`"""
-    return _c(957, "aten::lcm", "TT", (self, other, ), ())
+    return _c("aten::lcm", "TT", (self, other, ), ())
 
 def lcm_(self, other):
     """`aten::lcm_(Tensor(a!) self, Tensor other) -> Tensor(a!)`"""
-    return _c(958, "aten::lcm_", "TT", (self, other, ), ())
+    return _c("aten::lcm_", "TT", (self, other, ), ())
 
 def ldexp(self, other):
     """`aten::ldexp.Tensor(Tensor self, Tensor other) -> Tensor`"""
-    return _c(959, "aten::ldexp.Tensor", "TT", (self, other, ), ())
+    return _c("aten::ldexp.Tensor", "TT", (self, other, ), ())
 
 def ldexp_(self, other):
     """`aten::ldexp_(Tensor(a!) self, Tensor other) -> Tensor(a!)`"""
-    return _c(960, "aten::ldexp_", "TT", (self, other, ), ())
+    return _c("aten::ldexp_", "TT", (self, other, ), ())
 
 def le(self, other):
     """`aten::le.Tensor(Tensor self, Tensor other) -> Tensor`"""
-    return _c(961, "aten::le.Tensor", "TT", (self, other, ), ())
+    return _c("aten::le.Tensor", "TT", (self, other, ), ())
 
 def le_scalar(self, other):
     """`aten::le.Scalar(Tensor self, Scalar other) -> Tensor`"""
-    return _c(962, "aten::le.Scalar", "TS", (self, other, ), ())
+    return _c("aten::le.Scalar", "TS", (self, other, ), ())
 
 def le_scalar_(self, other):
     """`aten::le_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`"""
-    return _c(963, "aten::le_.Scalar", "TS", (self, other, ), ())
+    return _c("aten::le_.Scalar", "TS", (self, other, ), ())
 
 def le_(self, other):
     """`aten::le_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`"""
-    return _c(964, "aten::le_.Tensor", "TT", (self, other, ), ())
+    return _c("aten::le_.Tensor", "TT", (self, other, ), ())
 
 def leaky_relu(self, negative_slope=_D):
     """`aten::leaky_relu(Tensor self, Scalar negative_slope=0.01) -> Tensor`"""
-    return _c(965, "aten::leaky_relu", "T", (self, ), (("negative_slope", "S", negative_slope), ))
+    return _c("aten::leaky_relu", "T", (self, ), (("negative_slope", "S", negative_slope), ))
 
 def leaky_relu_(self, negative_slope=_D):
     """`aten::leaky_relu_(Tensor(a!) self, Scalar negative_slope=0.01) -> Tensor(a!)`"""
-    return _c(966, "aten::leaky_relu_", "T", (self, ), (("negative_slope", "S", negative_slope), ))
+    return _c("aten::leaky_relu_", "T", (self, ), (("negative_slope", "S", negative_slope), ))
 
 def lerp_scalar(self, end, weight):
     """`aten::lerp.Scalar(Tensor self, Tensor end, Scalar weight) -> Tensor`"""
-    return _c(967, "aten::lerp.Scalar", "TTS", (self, end, weight, ), ())
+    return _c("aten::lerp.Scalar", "TTS", (self, end, weight, ), ())
 
 def lerp(self, end, weight):
     """`aten::lerp.Tensor(Tensor self, Tensor end, Tensor weight) -> Tensor`"""
-    return _c(968, "aten::lerp.Tensor", "TTT", (self, end, weight, ), ())
+    return _c("aten::lerp.Tensor", "TTT", (self, end, weight, ), ())
 
 def lerp_scalar_(self, end, weight):
     """`aten::lerp_.Scalar(Tensor(a!) self, Tensor end, Scalar weight) -> Tensor(a!)`"""
-    return _c(969, "aten::lerp_.Scalar", "TTS", (self, end, weight, ), ())
+    return _c("aten::lerp_.Scalar", "TTS", (self, end, weight, ), ())
 
 def lerp_(self, end, weight):
     """`aten::lerp_.Tensor(Tensor(a!) self, Tensor end, Tensor weight) -> Tensor(a!)`"""
-    return _c(970, "aten::lerp_.Tensor", "TTT", (self, end, weight, ), ())
+    return _c("aten::lerp_.Tensor", "TTT", (self, end, weight, ), ())
 
 def less(self, other):
     """`aten::less.Tensor(Tensor self, Tensor other) -> Tensor`"""
-    return _c(971, "aten::less.Tensor", "TT", (self, other, ), ())
+    return _c("aten::less.Tensor", "TT", (self, other, ), ())
 
 def less_scalar(self, other):
     """`aten::less.Scalar(Tensor self, Scalar other) -> Tensor`"""
-    return _c(972, "aten::less.Scalar", "TS", (self, other, ), ())
+    return _c("aten::less.Scalar", "TS", (self, other, ), ())
 
 def less_scalar_(self, other):
     """`aten::less_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`"""
-    return _c(973, "aten::less_.Scalar", "TS", (self, other, ), ())
+    return _c("aten::less_.Scalar", "TS", (self, other, ), ())
 
 def less_(self, other):
     """`aten::less_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`"""
-    return _c(974, "aten::less_.Tensor", "TT", (self, other, ), ())
+    return _c("aten::less_.Tensor", "TT", (self, other, ), ())
 
 def less_equal(self, other):
     """`aten::less_equal.Tensor(Tensor self, Tensor other) -> Tensor`"""
-    return _c(975, "aten::less_equal.Tensor", "TT", (self, other, ), ())
+    return _c("aten::less_equal.Tensor", "TT", (self, other, ), ())
 
 def less_equal_scalar(self, other):
     """`aten::less_equal.Scalar(Tensor self, Scalar other) -> Tensor`"""
-    return _c(976, "aten::less_equal.Scalar", "TS", (self, other, ), ())
+    return _c("aten::less_equal.Scalar", "TS", (self, other, ), ())
 
 def less_equal_scalar_(self, other):
     """`aten::less_equal_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`"""
-    return _c(977, "aten::less_equal_.Scalar", "TS", (self, other, ), ())
+    return _c("aten::less_equal_.Scalar", "TS", (self, other, ), ())
 
 def less_equal_(self, other):
     """`aten::less_equal_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`"""
-    return _c(978, "aten::less_equal_.Tensor", "TT", (self, other, ), ())
+    return _c("aten::less_equal_.Tensor", "TT", (self, other, ), ())
 
 def lgamma(self):
     """`aten::lgamma(Tensor self) -> Tensor`"""
-    return _c(979, "aten::lgamma", "T", (self, ), ())
+    return _c("aten::lgamma", "T", (self, ), ())
 
 def lgamma_(self):
     """`aten::lgamma_(Tensor(a!) self) -> Tensor(a!)`"""
-    return _c(980, "aten::lgamma_", "T", (self, ), ())
+    return _c("aten::lgamma_", "T", (self, ), ())
 
 def lift(self):
     """`aten::lift(Tensor self) -> Tensor`"""
-    return _c(981, "aten::lift", "T", (self, ), ())
+    return _c("aten::lift", "T", (self, ), ())
 
 def lift_fresh(self):
     """`aten::lift_fresh(Tensor(a) self) -> Tensor(a)`"""
-    return _c(982, "aten::lift_fresh", "T", (self, ), ())
+    return _c("aten::lift_fresh", "T", (self, ), ())
 
 def lift_fresh_copy(self):
     """`aten::lift_fresh_copy(Tensor self) -> Tensor`"""
-    return _c(983, "aten::lift_fresh_copy", "T", (self, ), ())
+    return _c("aten::lift_fresh_copy", "T", (self, ), ())
 
 def linalg__powsum(self, ord=_D, dim=_D, keepdim=_D, *, dtype=_D):
     """`aten::linalg__powsum(Tensor self, Scalar ord=2, int[1]? dim=None, bool keepdim=False, *, ScalarType? dtype=None) -> Tensor`"""
-    return _c(984, "aten::linalg__powsum", "T", (self, ), (("ord", "S", ord), ("dim", "I", dim), ("keepdim", "b", keepdim), ("dtype", "d", dtype), ))
+    return _c("aten::linalg__powsum", "T", (self, ), (("ord", "S", ord), ("dim", "I", dim), ("keepdim", "b", keepdim), ("dtype", "d", dtype), ))
 
 def linalg_cholesky(self, *, upper=_D):
     """`aten::linalg_cholesky(Tensor self, *, bool upper=False) -> Tensor`"""
-    return _c(985, "aten::linalg_cholesky", "T", (self, ), (("upper", "b", upper), ))
+    return _c("aten::linalg_cholesky", "T", (self, ), (("upper", "b", upper), ))
 
 def linalg_cholesky_ex(self, *, upper=_D, check_errors=_D):
     """`aten::linalg_cholesky_ex(Tensor self, *, bool upper=False, bool check_errors=False) -> (Tensor L, Tensor info)`"""
-    return _c(986, "aten::linalg_cholesky_ex", "T", (self, ), (("upper", "b", upper), ("check_errors", "b", check_errors), ))
+    return _c("aten::linalg_cholesky_ex", "T", (self, ), (("upper", "b", upper), ("check_errors", "b", check_errors), ))
 
 def linalg_cond(self, p=_D):
     """`aten::linalg_cond(Tensor self, Scalar? p=None) -> Tensor`"""
-    return _c(987, "aten::linalg_cond", "T", (self, ), (("p", "S", p), ))
+    return _c("aten::linalg_cond", "T", (self, ), (("p", "S", p), ))
 
 def linalg_cond_p_str(self, p):
     """`aten::linalg_cond.p_str(Tensor self, str p) -> Tensor`"""
-    return _c(988, "aten::linalg_cond.p_str", "Ts", (self, p, ), ())
+    return _c("aten::linalg_cond.p_str", "Ts", (self, p, ), ())
 
 def linalg_cross(self, other, *, dim=_D):
     """`aten::linalg_cross(Tensor self, Tensor other, *, int dim=-1) -> Tensor`"""
-    return _c(989, "aten::linalg_cross", "TT", (self, other, ), (("dim", "i", dim), ))
+    return _c("aten::linalg_cross", "TT", (self, other, ), (("dim", "i", dim), ))
 
 def linalg_det(A):
     """`aten::linalg_det(Tensor A) -> Tensor`"""
-    return _c(990, "aten::linalg_det", "T", (A, ), ())
+    return _c("aten::linalg_det", "T", (A, ), ())
 
 def linalg_diagonal(A, *, offset=_D, dim1=_D, dim2=_D):
     """`aten::linalg_diagonal(Tensor(a) A, *, int offset=0, int dim1=-2, int dim2=-1) -> Tensor(a)`"""
-    return _c(991, "aten::linalg_diagonal", "T", (A, ), (("offset", "i", offset), ("dim1", "i", dim1), ("dim2", "i", dim2), ))
+    return _c("aten::linalg_diagonal", "T", (A, ), (("offset", "i", offset), ("dim1", "i", dim1), ("dim2", "i", dim2), ))
 
 def linalg_eig(self):
     """`aten::linalg_eig(Tensor self) -> (Tensor eigenvalues, Tensor eigenvectors)`"""
-    return _c(992, "aten::linalg_eig", "T", (self, ), ())
+    return _c("aten::linalg_eig", "T", (self, ), ())
 
 def linalg_eigh(self, UPLO=_D):
     """`aten::linalg_eigh(Tensor self, str UPLO="L") -> (Tensor eigenvalues, Tensor eigenvectors)`"""
-    return _c(993, "aten::linalg_eigh", "T", (self, ), (("UPLO", "s", UPLO), ))
+    return _c("aten::linalg_eigh", "T", (self, ), (("UPLO", "s", UPLO), ))
 
 def linalg_eigvals(self):
     """`aten::linalg_eigvals(Tensor self) -> Tensor`"""
-    return _c(994, "aten::linalg_eigvals", "T", (self, ), ())
+    return _c("aten::linalg_eigvals", "T", (self, ), ())
 
 def linalg_eigvalsh(self, UPLO=_D):
     """`aten::linalg_eigvalsh(Tensor self, str UPLO="L") -> Tensor`"""
-    return _c(995, "aten::linalg_eigvalsh", "T", (self, ), (("UPLO", "s", UPLO), ))
+    return _c("aten::linalg_eigvalsh", "T", (self, ), (("UPLO", "s", UPLO), ))
 
 def linalg_householder_product(input, tau):
     """`aten::linalg_householder_product(Tensor input, Tensor tau) -> Tensor`"""
-    return _c(996, "aten::linalg_householder_product", "TT", (input, tau, ), ())
+    return _c("aten::linalg_householder_product", "TT", (input, tau, ), ())
 
 def linalg_inv(A):
     """`aten::linalg_inv(Tensor A) -> Tensor`"""
-    return _c(997, "aten::linalg_inv", "T", (A, ), ())
+    return _c("aten::linalg_inv", "T", (A, ), ())
 
 def linalg_inv_ex(A, *, check_errors=_D):
     """`aten::linalg_inv_ex(Tensor A, *, bool check_errors=False) -> (Tensor inverse, Tensor info)`"""
-    return _c(998, "aten::linalg_inv_ex", "T", (A, ), (("check_errors", "b", check_errors), ))
+    return _c("aten::linalg_inv_ex", "T", (A, ), (("check_errors", "b", check_errors), ))
 
 def linalg_ldl_factor(self, *, hermitian=_D):
     """`aten::linalg_ldl_factor(Tensor self, *, bool hermitian=False) -> (Tensor LD, Tensor pivots)`"""
-    return _c(999, "aten::linalg_ldl_factor", "T", (self, ), (("hermitian", "b", hermitian), ))
+    return _c("aten::linalg_ldl_factor", "T", (self, ), (("hermitian", "b", hermitian), ))
 
 def linalg_ldl_factor_ex(self, *, hermitian=_D, check_errors=_D):
     """`aten::linalg_ldl_factor_ex(Tensor self, *, bool hermitian=False, bool check_errors=False) -> (Tensor LD, Tensor pivots, Tensor info)`"""
-    return _c(1000, "aten::linalg_ldl_factor_ex", "T", (self, ), (("hermitian", "b", hermitian), ("check_errors", "b", check_errors), ))
+    return _c("aten::linalg_ldl_factor_ex", "T", (self, ), (("hermitian", "b", hermitian), ("check_errors", "b", check_errors), ))
 
 def linalg_ldl_solve(LD, pivots, B, *, hermitian=_D):
     """`aten::linalg_ldl_solve(Tensor LD, Tensor pivots, Tensor B, *, bool hermitian=False) -> Tensor`"""
-    return _c(1001, "aten::linalg_ldl_solve", "TTT", (LD, pivots, B, ), (("hermitian", "b", hermitian), ))
+    return _c("aten::linalg_ldl_solve", "TTT", (LD, pivots, B, ), (("hermitian", "b", hermitian), ))
 
 def linalg_lstsq(self, b, rcond=_D, *, driver=_D):
     """`aten::linalg_lstsq(Tensor self, Tensor b, float? rcond=None, *, str? driver=None) -> (Tensor solution, Tensor residuals, Tensor rank, Tensor singular_values)`"""
-    return _c(1002, "aten::linalg_lstsq", "TT", (self, b, ), (("rcond", "f", rcond), ("driver", "s", driver), ))
+    return _c("aten::linalg_lstsq", "TT", (self, b, ), (("rcond", "f", rcond), ("driver", "s", driver), ))
 
 def linalg_lu(A, *, pivot=_D):
     """`aten::linalg_lu(Tensor A, *, bool pivot=True) -> (Tensor P, Tensor L, Tensor U)`"""
-    return _c(1003, "aten::linalg_lu", "T", (A, ), (("pivot", "b", pivot), ))
+    return _c("aten::linalg_lu", "T", (A, ), (("pivot", "b", pivot), ))
 
 def linalg_lu_factor(A, *, pivot=_D):
     """`aten::linalg_lu_factor(Tensor A, *, bool pivot=True) -> (Tensor LU, Tensor pivots)`"""
-    return _c(1004, "aten::linalg_lu_factor", "T", (A, ), (("pivot", "b", pivot), ))
+    return _c("aten::linalg_lu_factor", "T", (A, ), (("pivot", "b", pivot), ))
 
 def linalg_lu_factor_ex(A, *, pivot=_D, check_errors=_D):
     """`aten::linalg_lu_factor_ex(Tensor A, *, bool pivot=True, bool check_errors=False) -> (Tensor LU, Tensor pivots, Tensor info)`"""
-    return _c(1005, "aten::linalg_lu_factor_ex", "T", (A, ), (("pivot", "b", pivot), ("check_errors", "b", check_errors), ))
+    return _c("aten::linalg_lu_factor_ex", "T", (A, ), (("pivot", "b", pivot), ("check_errors", "b", check_errors), ))
 
 def linalg_lu_solve(LU, pivots, B, *, left=_D, adjoint=_D):
     """`aten::linalg_lu_solve(Tensor LU, Tensor pivots, Tensor B, *, bool left=True, bool adjoint=False) -> Tensor`"""
-    return _c(1006, "aten::linalg_lu_solve", "TTT", (LU, pivots, B, ), (("left", "b", left), ("adjoint", "b", adjoint), ))
+    return _c("aten::linalg_lu_solve", "TTT", (LU, pivots, B, ), (("left", "b", left), ("adjoint", "b", adjoint), ))
 
 def linalg_matmul(self, other):
     """`aten::linalg_matmul(Tensor self, Tensor other) -> Tensor`"""
-    return _c(1007, "aten::linalg_matmul", "TT", (self, other, ), ())
+    return _c("aten::linalg_matmul", "TT", (self, other, ), ())
 
 def linalg_matrix_exp(self):
     """`aten::linalg_matrix_exp(Tensor self) -> Tensor`"""
-    return _c(1008, "aten::linalg_matrix_exp", "T", (self, ), ())
+    return _c("aten::linalg_matrix_exp", "T", (self, ), ())
 
 def linalg_matrix_norm(self, ord, dim=_D, keepdim=_D, *, dtype=_D):
     """`aten::linalg_matrix_norm(Tensor self, Scalar ord, int[] dim=[-2, -1], bool keepdim=False, *, ScalarType? dtype=None) -> Tensor`"""
-    return _c(1009, "aten::linalg_matrix_norm", "TS", (self, ord, ), (("dim", "I", dim), ("keepdim", "b", keepdim), ("dtype", "d", dtype), ))
+    return _c("aten::linalg_matrix_norm", "TS", (self, ord, ), (("dim", "I", dim), ("keepdim", "b", keepdim), ("dtype", "d", dtype), ))
 
 def linalg_matrix_norm_str_ord(self, ord=_D, dim=_D, keepdim=_D, *, dtype=_D):
     """`aten::linalg_matrix_norm.str_ord(Tensor self, str ord="fro", int[] dim=[-2, -1], bool keepdim=False, *, ScalarType? dtype=None) -> Tensor`"""
-    return _c(1010, "aten::linalg_matrix_norm.str_ord", "T", (self, ), (("ord", "s", ord), ("dim", "I", dim), ("keepdim", "b", keepdim), ("dtype", "d", dtype), ))
+    return _c("aten::linalg_matrix_norm.str_ord", "T", (self, ), (("ord", "s", ord), ("dim", "I", dim), ("keepdim", "b", keepdim), ("dtype", "d", dtype), ))
 
 def linalg_matrix_power(self, n):
     """`aten::linalg_matrix_power(Tensor self, int n) -> Tensor`"""
-    return _c(1011, "aten::linalg_matrix_power", "Ti", (self, n, ), ())
+    return _c("aten::linalg_matrix_power", "Ti", (self, n, ), ())
 
 def linalg_matrix_rank(self, tol, hermitian=_D):
     """`aten::linalg_matrix_rank(Tensor self, float tol, bool hermitian=False) -> Tensor`"""
-    return _c(1012, "aten::linalg_matrix_rank", "Tf", (self, tol, ), (("hermitian", "b", hermitian), ))
+    return _c("aten::linalg_matrix_rank", "Tf", (self, tol, ), (("hermitian", "b", hermitian), ))
 
 def linalg_matrix_rank_tol_tensor(input, tol, hermitian=_D):
     """`aten::linalg_matrix_rank.tol_tensor(Tensor input, Tensor tol, bool hermitian=False) -> Tensor`"""
-    return _c(1013, "aten::linalg_matrix_rank.tol_tensor", "TT", (input, tol, ), (("hermitian", "b", hermitian), ))
+    return _c("aten::linalg_matrix_rank.tol_tensor", "TT", (input, tol, ), (("hermitian", "b", hermitian), ))
 
 def linalg_matrix_rank_atol_rtol_tensor(input, *, atol=_D, rtol=_D, hermitian=_D):
     """`aten::linalg_matrix_rank.atol_rtol_tensor(Tensor input, *, Tensor? atol=None, Tensor? rtol=None, bool hermitian=False) -> Tensor`"""
-    return _c(1014, "aten::linalg_matrix_rank.atol_rtol_tensor", "T", (input, ), (("atol", "T", atol), ("rtol", "T", rtol), ("hermitian", "b", hermitian), ))
+    return _c("aten::linalg_matrix_rank.atol_rtol_tensor", "T", (input, ), (("atol", "T", atol), ("rtol", "T", rtol), ("hermitian", "b", hermitian), ))
 
 def linalg_matrix_rank_atol_rtol_float(self, *, atol=_D, rtol=_D, hermitian=_D):
     """`aten::linalg_matrix_rank.atol_rtol_float(Tensor self, *, float? atol=None, float? rtol=None, bool hermitian=False) -> Tensor`"""
-    return _c(1015, "aten::linalg_matrix_rank.atol_rtol_float", "T", (self, ), (("atol", "f", atol), ("rtol", "f", rtol), ("hermitian", "b", hermitian), ))
+    return _c("aten::linalg_matrix_rank.atol_rtol_float", "T", (self, ), (("atol", "f", atol), ("rtol", "f", rtol), ("hermitian", "b", hermitian), ))
 
 def linalg_multi_dot(tensors):
     """`aten::linalg_multi_dot(Tensor[] tensors) -> Tensor`"""
-    return _c(1016, "aten::linalg_multi_dot", "L", (tensors, ), ())
+    return _c("aten::linalg_multi_dot", "L", (tensors, ), ())
 
 def linalg_norm(self, ord=_D, dim=_D, keepdim=_D, *, dtype=_D):
     """`aten::linalg_norm(Tensor self, Scalar? ord=None, int[1]? dim=None, bool keepdim=False, *, ScalarType? dtype=None) -> Tensor`"""
-    return _c(1017, "aten::linalg_norm", "T", (self, ), (("ord", "S", ord), ("dim", "I", dim), ("keepdim", "b", keepdim), ("dtype", "d", dtype), ))
+    return _c("aten::linalg_norm", "T", (self, ), (("ord", "S", ord), ("dim", "I", dim), ("keepdim", "b", keepdim), ("dtype", "d", dtype), ))
 
 def linalg_norm_ord_str(self, ord, dim=_D, keepdim=_D, *, dtype=_D):
     """`aten::linalg_norm.ord_str(Tensor self, str ord, int[1]? dim=None, bool keepdim=False, *, ScalarType? dtype=None) -> Tensor`"""
-    return _c(1018, "aten::linalg_norm.ord_str", "Ts", (self, ord, ), (("dim", "I", dim), ("keepdim", "b", keepdim), ("dtype", "d", dtype), ))
+    return _c("aten::linalg_norm.ord_str", "Ts", (self, ord, ), (("dim", "I", dim), ("keepdim", "b", keepdim), ("dtype", "d", dtype), ))
 
 def linalg_pinv(self, rcond, hermitian=_D):
     """`aten::linalg_pinv(Tensor self, float rcond, bool hermitian=False) -> Tensor`"""
-    return _c(1019, "aten::linalg_pinv", "Tf", (self, rcond, ), (("hermitian", "b", hermitian), ))
+    return _c("aten::linalg_pinv", "Tf", (self, rcond, ), (("hermitian", "b", hermitian), ))
 
 def linalg_pinv_atol_rtol_float(self, *, atol=_D, rtol=_D, hermitian=_D):
     """`aten::linalg_pinv.atol_rtol_float(Tensor self, *, float? atol=None, float? rtol=None, bool hermitian=False) -> Tensor`"""
-    return _c(1020, "aten::linalg_pinv.atol_rtol_float", "T", (self, ), (("atol", "f", atol), ("rtol", "f", rtol), ("hermitian", "b", hermitian), ))
+    return _c("aten::linalg_pinv.atol_rtol_float", "T", (self, ), (("atol", "f", atol), ("rtol", "f", rtol), ("hermitian", "b", hermitian), ))
 
 def linalg_pinv_atol_rtol_tensor(self, *, atol=_D, rtol=_D, hermitian=_D):
     """`aten::linalg_pinv.atol_rtol_tensor(Tensor self, *, Tensor? atol=None, Tensor? rtol=None, bool hermitian=False) -> Tensor`"""
-    return _c(1021, "aten::linalg_pinv.atol_rtol_tensor", "T", (self, ), (("atol", "T", atol), ("rtol", "T", rtol), ("hermitian", "b", hermitian), ))
+    return _c("aten::linalg_pinv.atol_rtol_tensor", "T", (self, ), (("atol", "T", atol), ("rtol", "T", rtol), ("hermitian", "b", hermitian), ))
 
 def linalg_pinv_rcond_tensor(self, rcond, hermitian=_D):
     """`aten::linalg_pinv.rcond_tensor(Tensor self, Tensor rcond, bool hermitian=False) -> Tensor`"""
-    return _c(1022, "aten::linalg_pinv.rcond_tensor", "TT", (self, rcond, ), (("hermitian", "b", hermitian), ))
+    return _c("aten::linalg_pinv.rcond_tensor", "TT", (self, rcond, ), (("hermitian", "b", hermitian), ))
 
 def linalg_qr(A, mode=_D):
     """`aten::linalg_qr(Tensor A, str mode="reduced") -> (Tensor Q, Tensor R)`"""
-    return _c(1023, "aten::linalg_qr", "T", (A, ), (("mode", "s", mode), ))
+    return _c("aten::linalg_qr", "T", (A, ), (("mode", "s", mode), ))
 
 def linalg_slogdet(A):
     """`aten::linalg_slogdet(Tensor A) -> (Tensor sign, Tensor logabsdet)`"""
-    return _c(1024, "aten::linalg_slogdet", "T", (A, ), ())
+    return _c("aten::linalg_slogdet", "T", (A, ), ())
 
 def linalg_solve(A, B, *, left=_D):
     """`aten::linalg_solve(Tensor A, Tensor B, *, bool left=True) -> Tensor`"""
-    return _c(1025, "aten::linalg_solve", "TT", (A, B, ), (("left", "b", left), ))
+    return _c("aten::linalg_solve", "TT", (A, B, ), (("left", "b", left), ))
 
 def linalg_solve_ex(A, B, *, left=_D, check_errors=_D):
     """`aten::linalg_solve_ex(Tensor A, Tensor B, *, bool left=True, bool check_errors=False) -> (Tensor result, Tensor info)`"""
-    return _c(1026, "aten::linalg_solve_ex", "TT", (A, B, ), (("left", "b", left), ("check_errors", "b", check_errors), ))
+    return _c("aten::linalg_solve_ex", "TT", (A, B, ), (("left", "b", left), ("check_errors", "b", check_errors), ))
 
 def linalg_solve_triangular(self, B, *, upper, left=_D, unitriangular=_D):
     """`aten::linalg_solve_triangular(Tensor self, Tensor B, *, bool upper, bool left=True, bool unitriangular=False) -> Tensor`"""
-    return _c(1027, "aten::linalg_solve_triangular", "TT", (self, B, ), (("upper", "b", upper), ("left", "b", left), ("unitriangular", "b", unitriangular), ))
+    return _c("aten::linalg_solve_triangular", "TT", (self, B, ), (("upper", "b", upper), ("left", "b", left), ("unitriangular", "b", unitriangular), ))
 
 def linalg_svd(A, full_matrices=_D, *, driver=_D):
     """`aten::linalg_svd(Tensor A, bool full_matrices=True, *, str? driver=None) -> (Tensor U, Tensor S, Tensor Vh)`"""
-    return _c(1028, "aten::linalg_svd", "T", (A, ), (("full_matrices", "b", full_matrices), ("driver", "s", driver), ))
+    return _c("aten::linalg_svd", "T", (A, ), (("full_matrices", "b", full_matrices), ("driver", "s", driver), ))
 
 def linalg_svdvals(A, *, driver=_D):
     """`aten::linalg_svdvals(Tensor A, *, str? driver=None) -> Tensor`"""
-    return _c(1029, "aten::linalg_svdvals", "T", (A, ), (("driver", "s", driver), ))
+    return _c("aten::linalg_svdvals", "T", (A, ), (("driver", "s", driver), ))
 
 def linalg_tensorinv(self, ind=_D):
     """`aten::linalg_tensorinv(Tensor self, int ind=2) -> Tensor`"""
-    return _c(1030, "aten::linalg_tensorinv", "T", (self, ), (("ind", "i", ind), ))
+    return _c("aten::linalg_tensorinv", "T", (self, ), (("ind", "i", ind), ))
 
 def linalg_tensorsolve(self, other, dims=_D):
     """`aten::linalg_tensorsolve(Tensor self, Tensor other, int[]? dims=None) -> Tensor`"""
-    return _c(1031, "aten::linalg_tensorsolve", "TT", (self, other, ), (("dims", "I", dims), ))
+    return _c("aten::linalg_tensorsolve", "TT", (self, other, ), (("dims", "I", dims), ))
 
 def linalg_vander(x, *, N=_D):
     """`aten::linalg_vander(Tensor x, *, SymInt? N=None) -> Tensor`"""
-    return _c(1032, "aten::linalg_vander", "T", (x, ), (("N", "i", N), ))
+    return _c("aten::linalg_vander", "T", (x, ), (("N", "i", N), ))
 
 def linalg_vecdot(x, y, *, dim=_D):
     """`aten::linalg_vecdot(Tensor x, Tensor y, *, int dim=-1) -> Tensor`"""
-    return _c(1033, "aten::linalg_vecdot", "TT", (x, y, ), (("dim", "i", dim), ))
+    return _c("aten::linalg_vecdot", "TT", (x, y, ), (("dim", "i", dim), ))
 
 def linalg_vector_norm(self, ord=_D, dim=_D, keepdim=_D, *, dtype=_D):
     """`aten::linalg_vector_norm(Tensor self, Scalar ord=2, int[1]? dim=None, bool keepdim=False, *, ScalarType? dtype=None) -> Tensor`"""
-    return _c(1034, "aten::linalg_vector_norm", "T", (self, ), (("ord", "S", ord), ("dim", "I", dim), ("keepdim", "b", keepdim), ("dtype", "d", dtype), ))
+    return _c("aten::linalg_vector_norm", "T", (self, ), (("ord", "S", ord), ("dim", "I", dim), ("keepdim", "b", keepdim), ("dtype", "d", dtype), ))
 
 def linear(input, weight, bias=_D):
     """`aten::linear(Tensor input, Tensor weight, Tensor? bias=None) -> Tensor`"""
-    return _c(1035, "aten::linear", "TT", (input, weight, ), (("bias", "T", bias), ))
+    return _c("aten::linear", "TT", (input, weight, ), (("bias", "T", bias), ))
 
 def linspace_tensor_tensor(start, end, steps, *, dtype=_D, layout=_D, device=_D, pin_memory=_D):
     """`aten::linspace.Tensor_Tensor(Tensor start, Tensor end, int steps, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`"""
-    return _c(1036, "aten::linspace.Tensor_Tensor", "TTi", (start, end, steps, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
+    return _c("aten::linspace.Tensor_Tensor", "TTi", (start, end, steps, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
 
 def linspace_tensor_scalar(start, end, steps, *, dtype=_D, layout=_D, device=_D, pin_memory=_D):
     """`aten::linspace.Tensor_Scalar(Tensor start, Scalar end, int steps, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`"""
-    return _c(1037, "aten::linspace.Tensor_Scalar", "TSi", (start, end, steps, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
+    return _c("aten::linspace.Tensor_Scalar", "TSi", (start, end, steps, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
 
 def linspace_scalar_tensor(start, end, steps, *, dtype=_D, layout=_D, device=_D, pin_memory=_D):
     """`aten::linspace.Scalar_Tensor(Scalar start, Tensor end, int steps, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`"""
-    return _c(1038, "aten::linspace.Scalar_Tensor", "STi", (start, end, steps, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
+    return _c("aten::linspace.Scalar_Tensor", "STi", (start, end, steps, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
 
 def linspace(start, end, steps, *, dtype=_D, layout=_D, device=_D, pin_memory=_D):
     """`aten::linspace(Scalar start, Scalar end, int steps, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`"""
-    return _c(1039, "aten::linspace", "SSi", (start, end, steps, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
+    return _c("aten::linspace", "SSi", (start, end, steps, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
 
 def log(self):
     """`aten::log(Tensor self) -> Tensor`"""
-    return _c(1040, "aten::log", "T", (self, ), ())
+    return _c("aten::log", "T", (self, ), ())
 
 def log10(self):
     """`aten::log10(Tensor self) -> Tensor`"""
-    return _c(1041, "aten::log10", "T", (self, ), ())
+    return _c("aten::log10", "T", (self, ), ())
 
 def log10_(self):
     """`aten::log10_(Tensor(a!) self) -> Tensor(a!)`"""
-    return _c(1042, "aten::log10_", "T", (self, ), ())
+    return _c("aten::log10_", "T", (self, ), ())
 
 def log1p(self):
     """`aten::log1p(Tensor self) -> Tensor`"""
-    return _c(1043, "aten::log1p", "T", (self, ), ())
+    return _c("aten::log1p", "T", (self, ), ())
 
 def log1p_(self):
     """`aten::log1p_(Tensor(a!) self) -> Tensor(a!)`"""
-    return _c(1044, "aten::log1p_", "T", (self, ), ())
+    return _c("aten::log1p_", "T", (self, ), ())
 
 def log2(self):
     """`aten::log2(Tensor self) -> Tensor`"""
-    return _c(1045, "aten::log2", "T", (self, ), ())
+    return _c("aten::log2", "T", (self, ), ())
 
 def log2_(self):
     """`aten::log2_(Tensor(a!) self) -> Tensor(a!)`"""
-    return _c(1046, "aten::log2_", "T", (self, ), ())
+    return _c("aten::log2_", "T", (self, ), ())
 
 def log_(self):
     """`aten::log_(Tensor(a!) self) -> Tensor(a!)`"""
-    return _c(1047, "aten::log_", "T", (self, ), ())
+    return _c("aten::log_", "T", (self, ), ())
 
 def log_normal(self, mean=_D, std=_D):
     """`aten::log_normal(Tensor self, float mean=1., float std=2., *, Generator? generator=None) -> Tensor`"""
-    return _c(1048, "aten::log_normal", "T", (self, ), (("mean", "f", mean), ("std", "f", std), ))
+    return _c("aten::log_normal", "T", (self, ), (("mean", "f", mean), ("std", "f", std), ))
 
 def log_normal_(self, mean=_D, std=_D):
     """`aten::log_normal_(Tensor(a!) self, float mean=1., float std=2., *, Generator? generator=None) -> Tensor(a!)`"""
-    return _c(1049, "aten::log_normal_", "T", (self, ), (("mean", "f", mean), ("std", "f", std), ))
+    return _c("aten::log_normal_", "T", (self, ), (("mean", "f", mean), ("std", "f", std), ))
 
 def log_sigmoid(self):
     """`aten::log_sigmoid(Tensor self) -> Tensor`"""
-    return _c(1050, "aten::log_sigmoid", "T", (self, ), ())
+    return _c("aten::log_sigmoid", "T", (self, ), ())
 
 def log_sigmoid_forward(self):
     """`aten::log_sigmoid_forward(Tensor self) -> (Tensor output, Tensor buffer)`"""
-    return _c(1051, "aten::log_sigmoid_forward", "T", (self, ), ())
+    return _c("aten::log_sigmoid_forward", "T", (self, ), ())
 
 def log_softmax(self, dim, dtype=_D):
     """`aten::log_softmax.int(Tensor self, int dim, ScalarType? dtype=None) -> Tensor`"""
-    return _c(1052, "aten::log_softmax.int", "Ti", (self, dim, ), (("dtype", "d", dtype), ))
+    return _c("aten::log_softmax.int", "Ti", (self, dim, ), (("dtype", "d", dtype), ))
 
 def logaddexp(self, other):
     """`aten::logaddexp(Tensor self, Tensor other) -> Tensor`"""
-    return _c(1053, "aten::logaddexp", "TT", (self, other, ), ())
+    return _c("aten::logaddexp", "TT", (self, other, ), ())
 
 def logaddexp2(self, other):
     """`aten::logaddexp2(Tensor self, Tensor other) -> Tensor`"""
-    return _c(1054, "aten::logaddexp2", "TT", (self, other, ), ())
+    return _c("aten::logaddexp2", "TT", (self, other, ), ())
 
 def logcumsumexp(self, dim):
     """`aten::logcumsumexp(Tensor self, int dim) -> Tensor`"""
-    return _c(1055, "aten::logcumsumexp", "Ti", (self, dim, ), ())
+    return _c("aten::logcumsumexp", "Ti", (self, dim, ), ())
 
 def logdet(self):
     """`aten::logdet(Tensor self) -> Tensor`"""
-    return _c(1056, "aten::logdet", "T", (self, ), ())
+    return _c("aten::logdet", "T", (self, ), ())
 
 def logical_and(self, other):
     """`aten::logical_and(Tensor self, Tensor other) -> Tensor`"""
-    return _c(1057, "aten::logical_and", "TT", (self, other, ), ())
+    return _c("aten::logical_and", "TT", (self, other, ), ())
 
 def logical_and_(self, other):
     """`aten::logical_and_(Tensor(a!) self, Tensor other) -> Tensor(a!)`"""
-    return _c(1058, "aten::logical_and_", "TT", (self, other, ), ())
+    return _c("aten::logical_and_", "TT", (self, other, ), ())
 
 def logical_not(self):
     """`aten::logical_not(Tensor self) -> Tensor`"""
-    return _c(1059, "aten::logical_not", "T", (self, ), ())
+    return _c("aten::logical_not", "T", (self, ), ())
 
 def logical_not_(self):
     """`aten::logical_not_(Tensor(a!) self) -> Tensor(a!)`"""
-    return _c(1060, "aten::logical_not_", "T", (self, ), ())
+    return _c("aten::logical_not_", "T", (self, ), ())
 
 def logical_or(self, other):
     """`aten::logical_or(Tensor self, Tensor other) -> Tensor`"""
-    return _c(1061, "aten::logical_or", "TT", (self, other, ), ())
+    return _c("aten::logical_or", "TT", (self, other, ), ())
 
 def logical_or_(self, other):
     """`aten::logical_or_(Tensor(a!) self, Tensor other) -> Tensor(a!)`"""
-    return _c(1062, "aten::logical_or_", "TT", (self, other, ), ())
+    return _c("aten::logical_or_", "TT", (self, other, ), ())
 
 def logical_xor(self, other):
     """`aten::logical_xor(Tensor self, Tensor other) -> Tensor`"""
-    return _c(1063, "aten::logical_xor", "TT", (self, other, ), ())
+    return _c("aten::logical_xor", "TT", (self, other, ), ())
 
 def logical_xor_(self, other):
     """`aten::logical_xor_(Tensor(a!) self, Tensor other) -> Tensor(a!)`"""
-    return _c(1064, "aten::logical_xor_", "TT", (self, other, ), ())
+    return _c("aten::logical_xor_", "TT", (self, other, ), ())
 
 def logit(self, eps=_D):
     """`aten::logit(Tensor self, float? eps=None) -> Tensor`"""
-    return _c(1065, "aten::logit", "T", (self, ), (("eps", "f", eps), ))
+    return _c("aten::logit", "T", (self, ), (("eps", "f", eps), ))
 
 def logit_(self, eps=_D):
     """`aten::logit_(Tensor(a!) self, float? eps=None) -> Tensor(a!)`"""
-    return _c(1066, "aten::logit_", "T", (self, ), (("eps", "f", eps), ))
+    return _c("aten::logit_", "T", (self, ), (("eps", "f", eps), ))
 
 def logspace_tensor_tensor(start, end, steps, base=_D, *, dtype=_D, layout=_D, device=_D, pin_memory=_D):
     """`aten::logspace.Tensor_Tensor(Tensor start, Tensor end, int steps, float base=10., *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`"""
-    return _c(1067, "aten::logspace.Tensor_Tensor", "TTi", (start, end, steps, ), (("base", "f", base), ("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
+    return _c("aten::logspace.Tensor_Tensor", "TTi", (start, end, steps, ), (("base", "f", base), ("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
 
 def logspace_tensor_scalar(start, end, steps, base=_D, *, dtype=_D, layout=_D, device=_D, pin_memory=_D):
     """`aten::logspace.Tensor_Scalar(Tensor start, Scalar end, int steps, float base=10., *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`"""
-    return _c(1068, "aten::logspace.Tensor_Scalar", "TSi", (start, end, steps, ), (("base", "f", base), ("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
+    return _c("aten::logspace.Tensor_Scalar", "TSi", (start, end, steps, ), (("base", "f", base), ("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
 
 def logspace_scalar_tensor(start, end, steps, base=_D, *, dtype=_D, layout=_D, device=_D, pin_memory=_D):
     """`aten::logspace.Scalar_Tensor(Scalar start, Tensor end, int steps, float base=10., *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`"""
-    return _c(1069, "aten::logspace.Scalar_Tensor", "STi", (start, end, steps, ), (("base", "f", base), ("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
+    return _c("aten::logspace.Scalar_Tensor", "STi", (start, end, steps, ), (("base", "f", base), ("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
 
 def logspace(start, end, steps, base=_D, *, dtype=_D, layout=_D, device=_D, pin_memory=_D):
     """`aten::logspace(Scalar start, Scalar end, int steps, float base=10., *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`"""
-    return _c(1070, "aten::logspace", "SSi", (start, end, steps, ), (("base", "f", base), ("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
+    return _c("aten::logspace", "SSi", (start, end, steps, ), (("base", "f", base), ("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
 
 def logsumexp(self, dim, keepdim=_D):
     """`aten::logsumexp(Tensor self, int[1] dim, bool keepdim=False) -> Tensor`"""
-    return _c(1071, "aten::logsumexp", "TI", (self, dim, ), (("keepdim", "b", keepdim), ))
+    return _c("aten::logsumexp", "TI", (self, dim, ), (("keepdim", "b", keepdim), ))
 
 def lstm_input(input, hx, params, has_biases, num_layers, dropout, train, bidirectional, batch_first):
     """`aten::lstm.input(Tensor input, Tensor[] hx, Tensor[] params, bool has_biases, int num_layers, float dropout, bool train, bool bidirectional, bool batch_first) -> (Tensor, Tensor, Tensor)`"""
-    return _c(1072, "aten::lstm.input", "TLLbifbbb", (input, hx, params, has_biases, num_layers, dropout, train, bidirectional, batch_first, ), ())
+    return _c("aten::lstm.input", "TLLbifbbb", (input, hx, params, has_biases, num_layers, dropout, train, bidirectional, batch_first, ), ())
 
 def lstm_data(data, batch_sizes, hx, params, has_biases, num_layers, dropout, train, bidirectional):
     """`aten::lstm.data(Tensor data, Tensor batch_sizes, Tensor[] hx, Tensor[] params, bool has_biases, int num_layers, float dropout, bool train, bool bidirectional) -> (Tensor, Tensor, Tensor)`"""
-    return _c(1073, "aten::lstm.data", "TTLLbifbb", (data, batch_sizes, hx, params, has_biases, num_layers, dropout, train, bidirectional, ), ())
+    return _c("aten::lstm.data", "TTLLbifbb", (data, batch_sizes, hx, params, has_biases, num_layers, dropout, train, bidirectional, ), ())
 
 def lstm_cell(input, hx, w_ih, w_hh, b_ih=_D, b_hh=_D):
     """`aten::lstm_cell(Tensor input, Tensor[] hx, Tensor w_ih, Tensor w_hh, Tensor? b_ih=None, Tensor? b_hh=None) -> (Tensor, Tensor)`"""
-    return _c(1074, "aten::lstm_cell", "TLTT", (input, hx, w_ih, w_hh, ), (("b_ih", "T", b_ih), ("b_hh", "T", b_hh), ))
+    return _c("aten::lstm_cell", "TLTT", (input, hx, w_ih, w_hh, ), (("b_ih", "T", b_ih), ("b_hh", "T", b_hh), ))
 
 def lt(self, other):
     """`aten::lt.Tensor(Tensor self, Tensor other) -> Tensor`"""
-    return _c(1075, "aten::lt.Tensor", "TT", (self, other, ), ())
+    return _c("aten::lt.Tensor", "TT", (self, other, ), ())
 
 def lt_scalar(self, other):
     """`aten::lt.Scalar(Tensor self, Scalar other) -> Tensor`"""
-    return _c(1076, "aten::lt.Scalar", "TS", (self, other, ), ())
+    return _c("aten::lt.Scalar", "TS", (self, other, ), ())
 
 def lt_scalar_(self, other):
     """`aten::lt_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`"""
-    return _c(1077, "aten::lt_.Scalar", "TS", (self, other, ), ())
+    return _c("aten::lt_.Scalar", "TS", (self, other, ), ())
 
 def lt_(self, other):
     """`aten::lt_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`"""
-    return _c(1078, "aten::lt_.Tensor", "TT", (self, other, ), ())
+    return _c("aten::lt_.Tensor", "TT", (self, other, ), ())
 
 def lu_solve(self, LU_data, LU_pivots):
     """`aten::lu_solve(Tensor self, Tensor LU_data, Tensor LU_pivots) -> Tensor`"""
-    return _c(1079, "aten::lu_solve", "TTT", (self, LU_data, LU_pivots, ), ())
+    return _c("aten::lu_solve", "TTT", (self, LU_data, LU_pivots, ), ())
 
 def lu_unpack(LU_data, LU_pivots, unpack_data=_D, unpack_pivots=_D):
     """`aten::lu_unpack(Tensor LU_data, Tensor LU_pivots, bool unpack_data=True, bool unpack_pivots=True) -> (Tensor P, Tensor L, Tensor U)`"""
-    return _c(1080, "aten::lu_unpack", "TT", (LU_data, LU_pivots, ), (("unpack_data", "b", unpack_data), ("unpack_pivots", "b", unpack_pivots), ))
+    return _c("aten::lu_unpack", "TT", (LU_data, LU_pivots, ), (("unpack_data", "b", unpack_data), ("unpack_pivots", "b", unpack_pivots), ))
 
 def mH(self):
     """`aten::mH(Tensor(a) self) -> Tensor(a)`"""
-    return _c(1081, "aten::mH", "T", (self, ), ())
+    return _c("aten::mH", "T", (self, ), ())
 
 def mT(self):
     """`aten::mT(Tensor(a) self) -> Tensor(a)`"""
-    return _c(1082, "aten::mT", "T", (self, ), ())
+    return _c("aten::mT", "T", (self, ), ())
 
 def margin_ranking_loss(input1, input2, target, margin=_D, reduction=_D):
     """`aten::margin_ranking_loss(Tensor input1, Tensor input2, Tensor target, float margin=0., int reduction=1) -> Tensor`"""
-    return _c(1083, "aten::margin_ranking_loss", "TTT", (input1, input2, target, ), (("margin", "f", margin), ("reduction", "i", reduction), ))
+    return _c("aten::margin_ranking_loss", "TTT", (input1, input2, target, ), (("margin", "f", margin), ("reduction", "i", reduction), ))
 
 def masked_fill_scalar(self, mask, value):
     """`aten::masked_fill.Scalar(Tensor self, Tensor mask, Scalar value) -> Tensor`"""
-    return _c(1084, "aten::masked_fill.Scalar", "TTS", (self, mask, value, ), ())
+    return _c("aten::masked_fill.Scalar", "TTS", (self, mask, value, ), ())
 
 def masked_fill(self, mask, value):
     """`aten::masked_fill.Tensor(Tensor self, Tensor mask, Tensor value) -> Tensor`"""
-    return _c(1085, "aten::masked_fill.Tensor", "TTT", (self, mask, value, ), ())
+    return _c("aten::masked_fill.Tensor", "TTT", (self, mask, value, ), ())
 
 def masked_fill_scalar_(self, mask, value):
     """`aten::masked_fill_.Scalar(Tensor(a!) self, Tensor mask, Scalar value) -> Tensor(a!)`"""
-    return _c(1086, "aten::masked_fill_.Scalar", "TTS", (self, mask, value, ), ())
+    return _c("aten::masked_fill_.Scalar", "TTS", (self, mask, value, ), ())
 
 def masked_fill_(self, mask, value):
     """`aten::masked_fill_.Tensor(Tensor(a!) self, Tensor mask, Tensor value) -> Tensor(a!)`"""
-    return _c(1087, "aten::masked_fill_.Tensor", "TTT", (self, mask, value, ), ())
+    return _c("aten::masked_fill_.Tensor", "TTT", (self, mask, value, ), ())
 
 def masked_scatter(self, mask, source):
     """`aten::masked_scatter(Tensor self, Tensor mask, Tensor source) -> Tensor`"""
-    return _c(1088, "aten::masked_scatter", "TTT", (self, mask, source, ), ())
+    return _c("aten::masked_scatter", "TTT", (self, mask, source, ), ())
 
 def masked_scatter_(self, mask, source):
     """`aten::masked_scatter_(Tensor(a!) self, Tensor mask, Tensor source) -> Tensor(a!)`"""
-    return _c(1089, "aten::masked_scatter_", "TTT", (self, mask, source, ), ())
+    return _c("aten::masked_scatter_", "TTT", (self, mask, source, ), ())
 
 def masked_select(self, mask):
     """`aten::masked_select(Tensor self, Tensor mask) -> Tensor`"""
-    return _c(1090, "aten::masked_select", "TT", (self, mask, ), ())
+    return _c("aten::masked_select", "TT", (self, mask, ), ())
 
 def matmul(self, other):
     """`aten::matmul(Tensor self, Tensor other) -> Tensor`"""
-    return _c(1091, "aten::matmul", "TT", (self, other, ), ())
+    return _c("aten::matmul", "TT", (self, other, ), ())
 
 def matrix_H(self):
     """`aten::matrix_H(Tensor(a) self) -> Tensor(a)`"""
-    return _c(1092, "aten::matrix_H", "T", (self, ), ())
+    return _c("aten::matrix_H", "T", (self, ), ())
 
 def matrix_exp(self):
     """`aten::matrix_exp(Tensor self) -> Tensor`"""
-    return _c(1093, "aten::matrix_exp", "T", (self, ), ())
+    return _c("aten::matrix_exp", "T", (self, ), ())
 
 def matrix_power(self, n):
     """`aten::matrix_power(Tensor self, int n) -> Tensor`"""
-    return _c(1094, "aten::matrix_power", "Ti", (self, n, ), ())
+    return _c("aten::matrix_power", "Ti", (self, n, ), ())
 
 def max_other(self, other):
     """`aten::max.other(Tensor self, Tensor other) -> Tensor`"""
-    return _c(1095, "aten::max.other", "TT", (self, other, ), ())
+    return _c("aten::max.other", "TT", (self, other, ), ())
 
 def max(self):
     """`aten::max(Tensor self) -> Tensor`"""
-    return _c(1096, "aten::max", "T", (self, ), ())
+    return _c("aten::max", "T", (self, ), ())
 
 def max_dim(self, dim, keepdim=_D):
     """`aten::max.dim(Tensor self, int dim, bool keepdim=False) -> (Tensor values, Tensor indices)`"""
-    return _c(1097, "aten::max.dim", "Ti", (self, dim, ), (("keepdim", "b", keepdim), ))
+    return _c("aten::max.dim", "Ti", (self, dim, ), (("keepdim", "b", keepdim), ))
 
 def max_pool1d(self, kernel_size, stride=_D, padding=_D, dilation=_D, ceil_mode=_D):
     """`aten::max_pool1d(Tensor self, int[1] kernel_size, int[1] stride=[], int[1] padding=[0], int[1] dilation=[1], bool ceil_mode=False) -> Tensor`"""
-    return _c(1098, "aten::max_pool1d", "TI", (self, kernel_size, ), (("stride", "I", stride), ("padding", "I", padding), ("dilation", "I", dilation), ("ceil_mode", "b", ceil_mode), ))
+    return _c("aten::max_pool1d", "TI", (self, kernel_size, ), (("stride", "I", stride), ("padding", "I", padding), ("dilation", "I", dilation), ("ceil_mode", "b", ceil_mode), ))
 
 def max_pool1d_with_indices(self, kernel_size, stride=_D, padding=_D, dilation=_D, ceil_mode=_D):
     """`aten::max_pool1d_with_indices(Tensor self, int[1] kernel_size, int[1] stride=[], int[1] padding=[0], int[1] dilation=[1], bool ceil_mode=False) -> (Tensor, Tensor)`"""
-    return _c(1099, "aten::max_pool1d_with_indices", "TI", (self, kernel_size, ), (("stride", "I", stride), ("padding", "I", padding), ("dilation", "I", dilation), ("ceil_mode", "b", ceil_mode), ))
+    return _c("aten::max_pool1d_with_indices", "TI", (self, kernel_size, ), (("stride", "I", stride), ("padding", "I", padding), ("dilation", "I", dilation), ("ceil_mode", "b", ceil_mode), ))
 
 def max_pool2d(self, kernel_size, stride=_D, padding=_D, dilation=_D, ceil_mode=_D):
     """`aten::max_pool2d(Tensor self, int[2] kernel_size, int[2] stride=[], int[2] padding=0, int[2] dilation=1, bool ceil_mode=False) -> Tensor`"""
-    return _c(1100, "aten::max_pool2d", "TI", (self, kernel_size, ), (("stride", "I", stride), ("padding", "I", padding), ("dilation", "I", dilation), ("ceil_mode", "b", ceil_mode), ))
+    return _c("aten::max_pool2d", "TI", (self, kernel_size, ), (("stride", "I", stride), ("padding", "I", padding), ("dilation", "I", dilation), ("ceil_mode", "b", ceil_mode), ))
 
 def max_pool2d_with_indices(self, kernel_size, stride=_D, padding=_D, dilation=_D, ceil_mode=_D):
     """`aten::max_pool2d_with_indices(Tensor self, int[2] kernel_size, int[2] stride=[], int[2] padding=0, int[2] dilation=1, bool ceil_mode=False) -> (Tensor, Tensor)`"""
-    return _c(1101, "aten::max_pool2d_with_indices", "TI", (self, kernel_size, ), (("stride", "I", stride), ("padding", "I", padding), ("dilation", "I", dilation), ("ceil_mode", "b", ceil_mode), ))
+    return _c("aten::max_pool2d_with_indices", "TI", (self, kernel_size, ), (("stride", "I", stride), ("padding", "I", padding), ("dilation", "I", dilation), ("ceil_mode", "b", ceil_mode), ))
 
 def max_pool3d(self, kernel_size, stride=_D, padding=_D, dilation=_D, ceil_mode=_D):
     """`aten::max_pool3d(Tensor self, int[3] kernel_size, int[3] stride=[], int[3] padding=0, int[3] dilation=1, bool ceil_mode=False) -> Tensor`"""
-    return _c(1102, "aten::max_pool3d", "TI", (self, kernel_size, ), (("stride", "I", stride), ("padding", "I", padding), ("dilation", "I", dilation), ("ceil_mode", "b", ceil_mode), ))
+    return _c("aten::max_pool3d", "TI", (self, kernel_size, ), (("stride", "I", stride), ("padding", "I", padding), ("dilation", "I", dilation), ("ceil_mode", "b", ceil_mode), ))
 
 def max_pool3d_with_indices(self, kernel_size, stride=_D, padding=_D, dilation=_D, ceil_mode=_D):
     """`aten::max_pool3d_with_indices(Tensor self, int[3] kernel_size, int[3] stride=[], int[3] padding=0, int[3] dilation=1, bool ceil_mode=False) -> (Tensor, Tensor)`"""
-    return _c(1103, "aten::max_pool3d_with_indices", "TI", (self, kernel_size, ), (("stride", "I", stride), ("padding", "I", padding), ("dilation", "I", dilation), ("ceil_mode", "b", ceil_mode), ))
+    return _c("aten::max_pool3d_with_indices", "TI", (self, kernel_size, ), (("stride", "I", stride), ("padding", "I", padding), ("dilation", "I", dilation), ("ceil_mode", "b", ceil_mode), ))
 
 def max_unpool2d(self, indices, output_size):
     """`aten::max_unpool2d(Tensor self, Tensor indices, SymInt[2] output_size) -> Tensor`"""
-    return _c(1104, "aten::max_unpool2d", "TTI", (self, indices, output_size, ), ())
+    return _c("aten::max_unpool2d", "TTI", (self, indices, output_size, ), ())
 
 def max_unpool3d(self, indices, output_size, stride, padding):
     """`aten::max_unpool3d(Tensor self, Tensor indices, SymInt[3] output_size, int[3] stride, int[3] padding) -> Tensor`"""
-    return _c(1105, "aten::max_unpool3d", "TTIII", (self, indices, output_size, stride, padding, ), ())
+    return _c("aten::max_unpool3d", "TTIII", (self, indices, output_size, stride, padding, ), ())
 
 def maximum(self, other):
     """`aten::maximum(Tensor self, Tensor other) -> Tensor`"""
-    return _c(1106, "aten::maximum", "TT", (self, other, ), ())
+    return _c("aten::maximum", "TT", (self, other, ), ())
 
 def mean(self, *, dtype=_D):
     """`aten::mean(Tensor self, *, ScalarType? dtype=None) -> Tensor`"""
-    return _c(1107, "aten::mean", "T", (self, ), (("dtype", "d", dtype), ))
+    return _c("aten::mean", "T", (self, ), (("dtype", "d", dtype), ))
 
 def mean_dim(self, dim, keepdim=_D, *, dtype=_D):
     """`aten::mean.dim(Tensor self, int[1]? dim, bool keepdim=False, *, ScalarType? dtype=None) -> Tensor`"""
-    return _c(1108, "aten::mean.dim", "TI", (self, dim, ), (("keepdim", "b", keepdim), ("dtype", "d", dtype), ))
+    return _c("aten::mean.dim", "TI", (self, dim, ), (("keepdim", "b", keepdim), ("dtype", "d", dtype), ))
 
 def median(self):
     """`aten::median(Tensor self) -> Tensor`"""
-    return _c(1109, "aten::median", "T", (self, ), ())
+    return _c("aten::median", "T", (self, ), ())
 
 def median_dim(self, dim, keepdim=_D):
     """`aten::median.dim(Tensor self, int dim, bool keepdim=False) -> (Tensor values, Tensor indices)`"""
-    return _c(1110, "aten::median.dim", "Ti", (self, dim, ), (("keepdim", "b", keepdim), ))
+    return _c("aten::median.dim", "Ti", (self, dim, ), (("keepdim", "b", keepdim), ))
 
 def meshgrid(tensors):
     """`aten::meshgrid(Tensor[] tensors) -> Tensor[]`"""
-    return _c(1111, "aten::meshgrid", "L", (tensors, ), ())
+    return _c("aten::meshgrid", "L", (tensors, ), ())
 
 def meshgrid_indexing(tensors, *, indexing):
     """`aten::meshgrid.indexing(Tensor[] tensors, *, str indexing) -> Tensor[]`"""
-    return _c(1112, "aten::meshgrid.indexing", "L", (tensors, ), (("indexing", "s", indexing), ))
+    return _c("aten::meshgrid.indexing", "L", (tensors, ), (("indexing", "s", indexing), ))
 
 def min_other(self, other):
     """`aten::min.other(Tensor self, Tensor other) -> Tensor`"""
-    return _c(1113, "aten::min.other", "TT", (self, other, ), ())
+    return _c("aten::min.other", "TT", (self, other, ), ())
 
 def min(self):
     """`aten::min(Tensor self) -> Tensor`"""
-    return _c(1114, "aten::min", "T", (self, ), ())
+    return _c("aten::min", "T", (self, ), ())
 
 def min_dim(self, dim, keepdim=_D):
     """`aten::min.dim(Tensor self, int dim, bool keepdim=False) -> (Tensor values, Tensor indices)`"""
-    return _c(1115, "aten::min.dim", "Ti", (self, dim, ), (("keepdim", "b", keepdim), ))
+    return _c("aten::min.dim", "Ti", (self, dim, ), (("keepdim", "b", keepdim), ))
 
 def minimum(self, other):
     """`aten::minimum(Tensor self, Tensor other) -> Tensor`"""
-    return _c(1116, "aten::minimum", "TT", (self, other, ), ())
+    return _c("aten::minimum", "TT", (self, other, ), ())
 
 def miopen_batch_norm(input, weight, bias, running_mean, running_var, training, exponential_average_factor, epsilon):
     """`aten::miopen_batch_norm(Tensor input, Tensor weight, Tensor? bias, Tensor? running_mean, Tensor? running_var, bool training, float exponential_average_factor, float epsilon) -> (Tensor, Tensor, Tensor)`"""
-    return _c(1117, "aten::miopen_batch_norm", "TTTTTbff", (input, weight, bias, running_mean, running_var, training, exponential_average_factor, epsilon, ), ())
+    return _c("aten::miopen_batch_norm", "TTTTTbff", (input, weight, bias, running_mean, running_var, training, exponential_average_factor, epsilon, ), ())
 
 def miopen_convolution(self, weight, bias, padding, stride, dilation, groups, benchmark, deterministic):
     """`aten::miopen_convolution(Tensor self, Tensor weight, Tensor? bias, SymInt[] padding, SymInt[] stride, SymInt[] dilation, SymInt groups, bool benchmark, bool deterministic) -> Tensor`"""
-    return _c(1118, "aten::miopen_convolution", "TTTIIIibb", (self, weight, bias, padding, stride, dilation, groups, benchmark, deterministic, ), ())
+    return _c("aten::miopen_convolution", "TTTIIIibb", (self, weight, bias, padding, stride, dilation, groups, benchmark, deterministic, ), ())
 
 def miopen_convolution_add_relu(self, weight, z, alpha, bias, stride, padding, dilation, groups):
     """`aten::miopen_convolution_add_relu(Tensor self, Tensor weight, Tensor z, Scalar? alpha, Tensor? bias, SymInt[] stride, SymInt[] padding, SymInt[] dilation, SymInt groups) -> Tensor`"""
-    return _c(1119, "aten::miopen_convolution_add_relu", "TTTSTIIIi", (self, weight, z, alpha, bias, stride, padding, dilation, groups, ), ())
+    return _c("aten::miopen_convolution_add_relu", "TTTSTIIIi", (self, weight, z, alpha, bias, stride, padding, dilation, groups, ), ())
 
 def miopen_convolution_relu(self, weight, bias, stride, padding, dilation, groups):
     """`aten::miopen_convolution_relu(Tensor self, Tensor weight, Tensor? bias, SymInt[] stride, SymInt[] padding, SymInt[] dilation, SymInt groups) -> Tensor`"""
-    return _c(1120, "aten::miopen_convolution_relu", "TTTIIIi", (self, weight, bias, stride, padding, dilation, groups, ), ())
+    return _c("aten::miopen_convolution_relu", "TTTIIIi", (self, weight, bias, stride, padding, dilation, groups, ), ())
 
 def miopen_convolution_transpose(self, weight, bias, padding, output_padding, stride, dilation, groups, benchmark, deterministic):
     """`aten::miopen_convolution_transpose(Tensor self, Tensor weight, Tensor? bias, SymInt[] padding, SymInt[] output_padding, SymInt[] stride, SymInt[] dilation, SymInt groups, bool benchmark, bool deterministic) -> Tensor`"""
-    return _c(1121, "aten::miopen_convolution_transpose", "TTTIIIIibb", (self, weight, bias, padding, output_padding, stride, dilation, groups, benchmark, deterministic, ), ())
+    return _c("aten::miopen_convolution_transpose", "TTTIIIIibb", (self, weight, bias, padding, output_padding, stride, dilation, groups, benchmark, deterministic, ), ())
 
 def miopen_ctc_loss(log_probs, targets, input_lengths, target_lengths, blank, deterministic, zero_infinity):
     """`aten::miopen_ctc_loss(Tensor log_probs, Tensor targets, int[] input_lengths, int[] target_lengths, int blank, bool deterministic, bool zero_infinity) -> (Tensor, Tensor)`"""
-    return _c(1122, "aten::miopen_ctc_loss", "TTIIibb", (log_probs, targets, input_lengths, target_lengths, blank, deterministic, zero_infinity, ), ())
+    return _c("aten::miopen_ctc_loss", "TTIIibb", (log_probs, targets, input_lengths, target_lengths, blank, deterministic, zero_infinity, ), ())
 
 def miopen_ctc_loss_tensor(log_probs, targets, input_lengths, target_lengths, blank, deterministic, zero_infinity):
     """`aten::miopen_ctc_loss.Tensor(Tensor log_probs, Tensor targets, Tensor input_lengths, Tensor target_lengths, int blank, bool deterministic, bool zero_infinity) -> (Tensor, Tensor)`"""
-    return _c(1123, "aten::miopen_ctc_loss.Tensor", "TTTTibb", (log_probs, targets, input_lengths, target_lengths, blank, deterministic, zero_infinity, ), ())
+    return _c("aten::miopen_ctc_loss.Tensor", "TTTTibb", (log_probs, targets, input_lengths, target_lengths, blank, deterministic, zero_infinity, ), ())
 
 def miopen_depthwise_convolution(self, weight, bias, padding, stride, dilation, groups, benchmark, deterministic):
     """`aten::miopen_depthwise_convolution(Tensor self, Tensor weight, Tensor? bias, SymInt[] padding, SymInt[] stride, SymInt[] dilation, SymInt groups, bool benchmark, bool deterministic) -> Tensor`"""
-    return _c(1124, "aten::miopen_depthwise_convolution", "TTTIIIibb", (self, weight, bias, padding, stride, dilation, groups, benchmark, deterministic, ), ())
+    return _c("aten::miopen_depthwise_convolution", "TTTIIIibb", (self, weight, bias, padding, stride, dilation, groups, benchmark, deterministic, ), ())
 
 def miopen_rnn(input, weight, weight_stride0, hx, cx, mode, hidden_size, num_layers, batch_first, dropout, train, bidirectional, batch_sizes, dropout_state):
     """`aten::miopen_rnn(Tensor input, Tensor[] weight, int weight_stride0, Tensor hx, Tensor? cx, int mode, int hidden_size, int num_layers, bool batch_first, float dropout, bool train, bool bidirectional, int[] batch_sizes, Tensor? dropout_state) -> (Tensor, Tensor, Tensor, Tensor, Tensor)`"""
-    return _c(1125, "aten::miopen_rnn", "TLiTTiiibfbbIT", (input, weight, weight_stride0, hx, cx, mode, hidden_size, num_layers, batch_first, dropout, train, bidirectional, batch_sizes, dropout_state, ), ())
+    return _c("aten::miopen_rnn", "TLiTTiiibfbbIT", (input, weight, weight_stride0, hx, cx, mode, hidden_size, num_layers, batch_first, dropout, train, bidirectional, batch_sizes, dropout_state, ), ())
 
 def mish(self):
     """`aten::mish(Tensor self) -> Tensor`"""
-    return _c(1126, "aten::mish", "T", (self, ), ())
+    return _c("aten::mish", "T", (self, ), ())
 
 def mish_(self):
     """`aten::mish_(Tensor(a!) self) -> Tensor(a!)`"""
-    return _c(1127, "aten::mish_", "T", (self, ), ())
+    return _c("aten::mish_", "T", (self, ), ())
 
 def mm(self, mat2):
     """`aten::mm(Tensor self, Tensor mat2) -> Tensor`"""
-    return _c(1128, "aten::mm", "TT", (self, mat2, ), ())
+    return _c("aten::mm", "TT", (self, mat2, ), ())
 
 def mm_dtype(self, mat2, out_dtype):
     """`aten::mm.dtype(Tensor self, Tensor mat2, ScalarType out_dtype) -> Tensor`"""
-    return _c(1129, "aten::mm.dtype", "TTd", (self, mat2, out_dtype, ), ())
+    return _c("aten::mm.dtype", "TTd", (self, mat2, out_dtype, ), ())
 
 def mode(self, dim=_D, keepdim=_D):
     """`aten::mode(Tensor self, int dim=-1, bool keepdim=False) -> (Tensor values, Tensor indices)`"""
-    return _c(1130, "aten::mode", "T", (self, ), (("dim", "i", dim), ("keepdim", "b", keepdim), ))
+    return _c("aten::mode", "T", (self, ), (("dim", "i", dim), ("keepdim", "b", keepdim), ))
 
 def moveaxis_intlist(self, source, destination):
     """`aten::moveaxis.intlist(Tensor(a) self, int[] source, int[] destination) -> Tensor(a)`"""
-    return _c(1131, "aten::moveaxis.intlist", "TII", (self, source, destination, ), ())
+    return _c("aten::moveaxis.intlist", "TII", (self, source, destination, ), ())
 
 def moveaxis(self, source, destination):
     """`aten::moveaxis.int(Tensor(a) self, int source, int destination) -> Tensor(a)`"""
-    return _c(1132, "aten::moveaxis.int", "Tii", (self, source, destination, ), ())
+    return _c("aten::moveaxis.int", "Tii", (self, source, destination, ), ())
 
 def movedim(self, source, destination):
     """`aten::movedim.int(Tensor(a) self, int source, int destination) -> Tensor(a)`"""
-    return _c(1133, "aten::movedim.int", "Tii", (self, source, destination, ), ())
+    return _c("aten::movedim.int", "Tii", (self, source, destination, ), ())
 
 def movedim_intlist(self, source, destination):
     """`aten::movedim.intlist(Tensor(a) self, int[] source, int[] destination) -> Tensor(a)`"""
-    return _c(1134, "aten::movedim.intlist", "TII", (self, source, destination, ), ())
+    return _c("aten::movedim.intlist", "TII", (self, source, destination, ), ())
 
 def mse_loss(self, target, reduction=_D):
     """`aten::mse_loss(Tensor self, Tensor target, int reduction=1) -> Tensor`"""
-    return _c(1135, "aten::mse_loss", "TT", (self, target, ), (("reduction", "i", reduction), ))
+    return _c("aten::mse_loss", "TT", (self, target, ), (("reduction", "i", reduction), ))
 
 def msort(self):
     """`aten::msort(Tensor self) -> Tensor`"""
-    return _c(1136, "aten::msort", "T", (self, ), ())
+    return _c("aten::msort", "T", (self, ), ())
 
 def mul(self, other):
     """`aten::mul.Tensor(Tensor self, Tensor other) -> Tensor`"""
-    return _c(1137, "aten::mul.Tensor", "TT", (self, other, ), ())
+    return _c("aten::mul.Tensor", "TT", (self, other, ), ())
 
 def mul_scalar(self, other):
     """`aten::mul.Scalar(Tensor self, Scalar other) -> Tensor`"""
-    return _c(1138, "aten::mul.Scalar", "TS", (self, other, ), ())
+    return _c("aten::mul.Scalar", "TS", (self, other, ), ())
 
 def mul_(self, other):
     """`aten::mul_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`"""
-    return _c(1139, "aten::mul_.Tensor", "TT", (self, other, ), ())
+    return _c("aten::mul_.Tensor", "TT", (self, other, ), ())
 
 def mul_scalar_(self, other):
     """`aten::mul_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`"""
-    return _c(1140, "aten::mul_.Scalar", "TS", (self, other, ), ())
+    return _c("aten::mul_.Scalar", "TS", (self, other, ), ())
 
 def multi_margin_loss(self, target, p=_D, margin=_D, weight=_D, reduction=_D):
     """`aten::multi_margin_loss(Tensor self, Tensor target, Scalar p=1, Scalar margin=1, Tensor? weight=None, int reduction=1) -> Tensor`"""
-    return _c(1141, "aten::multi_margin_loss", "TT", (self, target, ), (("p", "S", p), ("margin", "S", margin), ("weight", "T", weight), ("reduction", "i", reduction), ))
+    return _c("aten::multi_margin_loss", "TT", (self, target, ), (("p", "S", p), ("margin", "S", margin), ("weight", "T", weight), ("reduction", "i", reduction), ))
 
 def multilabel_margin_loss(self, target, reduction=_D):
     """`aten::multilabel_margin_loss(Tensor self, Tensor target, int reduction=1) -> Tensor`"""
-    return _c(1142, "aten::multilabel_margin_loss", "TT", (self, target, ), (("reduction", "i", reduction), ))
+    return _c("aten::multilabel_margin_loss", "TT", (self, target, ), (("reduction", "i", reduction), ))
 
 def multilabel_margin_loss_forward(self, target, reduction):
     """`aten::multilabel_margin_loss_forward(Tensor self, Tensor target, int reduction) -> (Tensor output, Tensor is_target)`"""
-    return _c(1143, "aten::multilabel_margin_loss_forward", "TTi", (self, target, reduction, ), ())
+    return _c("aten::multilabel_margin_loss_forward", "TTi", (self, target, reduction, ), ())
 
 def multinomial(self, num_samples, replacement=_D):
     """`aten::multinomial(Tensor self, SymInt num_samples, bool replacement=False, *, Generator? generator=None) -> Tensor`"""
-    return _c(1144, "aten::multinomial", "Ti", (self, num_samples, ), (("replacement", "b", replacement), ))
+    return _c("aten::multinomial", "Ti", (self, num_samples, ), (("replacement", "b", replacement), ))
 
 def multiply(self, other):
     """`aten::multiply.Tensor(Tensor self, Tensor other) -> Tensor`"""
-    return _c(1145, "aten::multiply.Tensor", "TT", (self, other, ), ())
+    return _c("aten::multiply.Tensor", "TT", (self, other, ), ())
 
 def multiply_scalar(self, other):
     """`aten::multiply.Scalar(Tensor self, Scalar other) -> Tensor`"""
-    return _c(1146, "aten::multiply.Scalar", "TS", (self, other, ), ())
+    return _c("aten::multiply.Scalar", "TS", (self, other, ), ())
 
 def multiply_(self, other):
     """`aten::multiply_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`"""
-    return _c(1147, "aten::multiply_.Tensor", "TT", (self, other, ), ())
+    return _c("aten::multiply_.Tensor", "TT", (self, other, ), ())
 
 def multiply_scalar_(self, other):
     """`aten::multiply_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`"""
-    return _c(1148, "aten::multiply_.Scalar", "TS", (self, other, ), ())
+    return _c("aten::multiply_.Scalar", "TS", (self, other, ), ())
 
 def mv(self, vec):
     """`aten::mv(Tensor self, Tensor vec) -> Tensor`"""
-    return _c(1149, "aten::mv", "TT", (self, vec, ), ())
+    return _c("aten::mv", "TT", (self, vec, ), ())
 
 def mvlgamma(self, p):
     """`aten::mvlgamma(Tensor self, int p) -> Tensor`"""
-    return _c(1150, "aten::mvlgamma", "Ti", (self, p, ), ())
+    return _c("aten::mvlgamma", "Ti", (self, p, ), ())
 
 def mvlgamma_(self, p):
     """`aten::mvlgamma_(Tensor(a!) self, int p) -> Tensor(a!)`"""
-    return _c(1151, "aten::mvlgamma_", "Ti", (self, p, ), ())
+    return _c("aten::mvlgamma_", "Ti", (self, p, ), ())
 
 def nan_to_num(self, nan=_D, posinf=_D, neginf=_D):
     """`aten::nan_to_num(Tensor self, float? nan=None, float? posinf=None, float? neginf=None) -> Tensor`"""
-    return _c(1152, "aten::nan_to_num", "T", (self, ), (("nan", "f", nan), ("posinf", "f", posinf), ("neginf", "f", neginf), ))
+    return _c("aten::nan_to_num", "T", (self, ), (("nan", "f", nan), ("posinf", "f", posinf), ("neginf", "f", neginf), ))
 
 def nan_to_num_(self, nan=_D, posinf=_D, neginf=_D):
     """`aten::nan_to_num_(Tensor(a!) self, float? nan=None, float? posinf=None, float? neginf=None) -> Tensor(a!)`"""
-    return _c(1153, "aten::nan_to_num_", "T", (self, ), (("nan", "f", nan), ("posinf", "f", posinf), ("neginf", "f", neginf), ))
+    return _c("aten::nan_to_num_", "T", (self, ), (("nan", "f", nan), ("posinf", "f", posinf), ("neginf", "f", neginf), ))
 
 def nanmean(self, dim=_D, keepdim=_D, *, dtype=_D):
     """`aten::nanmean(Tensor self, int[1]? dim=None, bool keepdim=False, *, ScalarType? dtype=None) -> Tensor`"""
-    return _c(1154, "aten::nanmean", "T", (self, ), (("dim", "I", dim), ("keepdim", "b", keepdim), ("dtype", "d", dtype), ))
+    return _c("aten::nanmean", "T", (self, ), (("dim", "I", dim), ("keepdim", "b", keepdim), ("dtype", "d", dtype), ))
 
 def nanmedian(self):
     """`aten::nanmedian(Tensor self) -> Tensor`"""
-    return _c(1155, "aten::nanmedian", "T", (self, ), ())
+    return _c("aten::nanmedian", "T", (self, ), ())
 
 def nanmedian_dim(self, dim, keepdim=_D):
     """`aten::nanmedian.dim(Tensor self, int dim, bool keepdim=False) -> (Tensor values, Tensor indices)`"""
-    return _c(1156, "aten::nanmedian.dim", "Ti", (self, dim, ), (("keepdim", "b", keepdim), ))
+    return _c("aten::nanmedian.dim", "Ti", (self, dim, ), (("keepdim", "b", keepdim), ))
 
 def nanquantile(self, q, dim=_D, keepdim=_D, *, interpolation=_D):
     """`aten::nanquantile(Tensor self, Tensor q, int? dim=None, bool keepdim=False, *, str interpolation="linear") -> Tensor`"""
-    return _c(1157, "aten::nanquantile", "TT", (self, q, ), (("dim", "i", dim), ("keepdim", "b", keepdim), ("interpolation", "s", interpolation), ))
+    return _c("aten::nanquantile", "TT", (self, q, ), (("dim", "i", dim), ("keepdim", "b", keepdim), ("interpolation", "s", interpolation), ))
 
 def nanquantile_scalar(self, q, dim=_D, keepdim=_D, *, interpolation=_D):
     """`aten::nanquantile.scalar(Tensor self, float q, int? dim=None, bool keepdim=False, *, str interpolation="linear") -> Tensor`"""
-    return _c(1158, "aten::nanquantile.scalar", "Tf", (self, q, ), (("dim", "i", dim), ("keepdim", "b", keepdim), ("interpolation", "s", interpolation), ))
+    return _c("aten::nanquantile.scalar", "Tf", (self, q, ), (("dim", "i", dim), ("keepdim", "b", keepdim), ("interpolation", "s", interpolation), ))
 
 def nansum(self, dim=_D, keepdim=_D, *, dtype=_D):
     """`aten::nansum(Tensor self, int[1]? dim=None, bool keepdim=False, *, ScalarType? dtype=None) -> Tensor`"""
-    return _c(1159, "aten::nansum", "T", (self, ), (("dim", "I", dim), ("keepdim", "b", keepdim), ("dtype", "d", dtype), ))
+    return _c("aten::nansum", "T", (self, ), (("dim", "I", dim), ("keepdim", "b", keepdim), ("dtype", "d", dtype), ))
 
 def narrow(self, dim, start, length):
     """`aten::narrow(Tensor(a) self, int dim, SymInt start, SymInt length) -> Tensor(a)`"""
-    return _c(1160, "aten::narrow", "Tiii", (self, dim, start, length, ), ())
+    return _c("aten::narrow", "Tiii", (self, dim, start, length, ), ())
 
 def narrow_tensor(self, dim, start, length):
     """`aten::narrow.Tensor(Tensor(a) self, int dim, Tensor start, SymInt length) -> Tensor(a)`"""
-    return _c(1161, "aten::narrow.Tensor", "TiTi", (self, dim, start, length, ), ())
+    return _c("aten::narrow.Tensor", "TiTi", (self, dim, start, length, ), ())
 
 def narrow_copy(self, dim, start, length):
     """`aten::narrow_copy(Tensor self, int dim, SymInt start, SymInt length) -> Tensor`"""
-    return _c(1162, "aten::narrow_copy", "Tiii", (self, dim, start, length, ), ())
+    return _c("aten::narrow_copy", "Tiii", (self, dim, start, length, ), ())
 
 def native_batch_norm(input, weight, bias, running_mean, running_var, training, momentum, eps):
     """`aten::native_batch_norm(Tensor input, Tensor? weight, Tensor? bias, Tensor? running_mean, Tensor? running_var, bool training, float momentum, float eps) -> (Tensor, Tensor, Tensor)`"""
-    return _c(1163, "aten::native_batch_norm", "TTTTTbff", (input, weight, bias, running_mean, running_var, training, momentum, eps, ), ())
+    return _c("aten::native_batch_norm", "TTTTTbff", (input, weight, bias, running_mean, running_var, training, momentum, eps, ), ())
 
 def native_channel_shuffle(self, groups):
     """`aten::native_channel_shuffle(Tensor self, SymInt groups) -> Tensor`"""
-    return _c(1164, "aten::native_channel_shuffle", "Ti", (self, groups, ), ())
+    return _c("aten::native_channel_shuffle", "Ti", (self, groups, ), ())
 
 def native_dropout(input, p, train):
     """`aten::native_dropout(Tensor input, float p, bool? train) -> (Tensor, Tensor)`"""
-    return _c(1165, "aten::native_dropout", "Tfb", (input, p, train, ), ())
+    return _c("aten::native_dropout", "Tfb", (input, p, train, ), ())
 
 def native_group_norm(input, weight, bias, N, C, HxW, group, eps):
     """`aten::native_group_norm(Tensor input, Tensor? weight, Tensor? bias, SymInt N, SymInt C, SymInt HxW, int group, float eps) -> (Tensor, Tensor, Tensor)`"""
-    return _c(1166, "aten::native_group_norm", "TTTiiiif", (input, weight, bias, N, C, HxW, group, eps, ), ())
+    return _c("aten::native_group_norm", "TTTiiiif", (input, weight, bias, N, C, HxW, group, eps, ), ())
 
 def native_layer_norm(input, normalized_shape, weight, bias, eps):
     """`aten::native_layer_norm(Tensor input, SymInt[] normalized_shape, Tensor? weight, Tensor? bias, float eps) -> (Tensor, Tensor, Tensor)`"""
-    return _c(1167, "aten::native_layer_norm", "TITTf", (input, normalized_shape, weight, bias, eps, ), ())
+    return _c("aten::native_layer_norm", "TITTf", (input, normalized_shape, weight, bias, eps, ), ())
 
 def native_norm(self, p=_D):
     """`aten::native_norm(Tensor self, Scalar p=2) -> Tensor`"""
-    return _c(1168, "aten::native_norm", "T", (self, ), (("p", "S", p), ))
+    return _c("aten::native_norm", "T", (self, ), (("p", "S", p), ))
 
 def native_norm_scalaropt_dim_dtype(self, p, dim, keepdim, dtype):
     """`aten::native_norm.ScalarOpt_dim_dtype(Tensor self, Scalar? p, int[1] dim, bool keepdim, ScalarType? dtype) -> Tensor`"""
-    return _c(1169, "aten::native_norm.ScalarOpt_dim_dtype", "TSIbd", (self, p, dim, keepdim, dtype, ), ())
+    return _c("aten::native_norm.ScalarOpt_dim_dtype", "TSIbd", (self, p, dim, keepdim, dtype, ), ())
 
 def ne(self, other):
     """`aten::ne.Tensor(Tensor self, Tensor other) -> Tensor`"""
-    return _c(1170, "aten::ne.Tensor", "TT", (self, other, ), ())
+    return _c("aten::ne.Tensor", "TT", (self, other, ), ())
 
 def ne_scalar(self, other):
     """`aten::ne.Scalar(Tensor self, Scalar other) -> Tensor`"""
-    return _c(1171, "aten::ne.Scalar", "TS", (self, other, ), ())
+    return _c("aten::ne.Scalar", "TS", (self, other, ), ())
 
 def ne_scalar_(self, other):
     """`aten::ne_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`"""
-    return _c(1172, "aten::ne_.Scalar", "TS", (self, other, ), ())
+    return _c("aten::ne_.Scalar", "TS", (self, other, ), ())
 
 def ne_(self, other):
     """`aten::ne_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`"""
-    return _c(1173, "aten::ne_.Tensor", "TT", (self, other, ), ())
+    return _c("aten::ne_.Tensor", "TT", (self, other, ), ())
 
 def neg(self):
     """`aten::neg(Tensor self) -> Tensor`"""
-    return _c(1174, "aten::neg", "T", (self, ), ())
+    return _c("aten::neg", "T", (self, ), ())
 
 def neg_(self):
     """`aten::neg_(Tensor(a!) self) -> Tensor(a!)`"""
-    return _c(1175, "aten::neg_", "T", (self, ), ())
+    return _c("aten::neg_", "T", (self, ), ())
 
 def negative(self):
     """`aten::negative(Tensor self) -> Tensor`"""
-    return _c(1176, "aten::negative", "T", (self, ), ())
+    return _c("aten::negative", "T", (self, ), ())
 
 def negative_(self):
     """`aten::negative_(Tensor(a!) self) -> Tensor(a!)`"""
-    return _c(1177, "aten::negative_", "T", (self, ), ())
+    return _c("aten::negative_", "T", (self, ), ())
 
 def nested_to_padded_tensor(self, padding, output_size=_D):
     """`aten::nested_to_padded_tensor(Tensor self, float padding, int[]? output_size=None) -> Tensor`"""
-    return _c(1178, "aten::nested_to_padded_tensor", "Tf", (self, padding, ), (("output_size", "I", output_size), ))
+    return _c("aten::nested_to_padded_tensor", "Tf", (self, padding, ), (("output_size", "I", output_size), ))
 
 def new_empty(self, size, *, dtype=_D, layout=_D, device=_D, pin_memory=_D):
     """`aten::new_empty(Tensor self, SymInt[] size, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`"""
-    return _c(1179, "aten::new_empty", "TI", (self, size, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
+    return _c("aten::new_empty", "TI", (self, size, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
 
 def new_empty_strided(self, size, stride, *, dtype=_D, layout=_D, device=_D, pin_memory=_D):
     """`aten::new_empty_strided(Tensor self, SymInt[] size, SymInt[] stride, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`"""
-    return _c(1180, "aten::new_empty_strided", "TII", (self, size, stride, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
+    return _c("aten::new_empty_strided", "TII", (self, size, stride, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
 
 def new_full(self, size, fill_value, *, dtype=_D, layout=_D, device=_D, pin_memory=_D):
     """`aten::new_full(Tensor self, SymInt[] size, Scalar fill_value, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`"""
-    return _c(1181, "aten::new_full", "TIS", (self, size, fill_value, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
+    return _c("aten::new_full", "TIS", (self, size, fill_value, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
 
 def new_ones(self, size, *, dtype=_D, layout=_D, device=_D, pin_memory=_D):
     """`aten::new_ones(Tensor self, SymInt[] size, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`"""
-    return _c(1182, "aten::new_ones", "TI", (self, size, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
+    return _c("aten::new_ones", "TI", (self, size, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
 
 def new_zeros(self, size, *, dtype=_D, layout=_D, device=_D, pin_memory=_D):
     """`aten::new_zeros(Tensor self, SymInt[] size, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`"""
-    return _c(1183, "aten::new_zeros", "TI", (self, size, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
+    return _c("aten::new_zeros", "TI", (self, size, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
 
 def nextafter(self, other):
     """`aten::nextafter(Tensor self, Tensor other) -> Tensor`"""
-    return _c(1184, "aten::nextafter", "TT", (self, other, ), ())
+    return _c("aten::nextafter", "TT", (self, other, ), ())
 
 def nextafter_(self, other):
     """`aten::nextafter_(Tensor(a!) self, Tensor other) -> Tensor(a!)`"""
-    return _c(1185, "aten::nextafter_", "TT", (self, other, ), ())
+    return _c("aten::nextafter_", "TT", (self, other, ), ())
 
 def nll_loss(self, target, weight=_D, reduction=_D, ignore_index=_D):
     """`aten::nll_loss(Tensor self, Tensor target, Tensor? weight=None, int reduction=1, SymInt ignore_index=-100) -> Tensor`"""
-    return _c(1186, "aten::nll_loss", "TT", (self, target, ), (("weight", "T", weight), ("reduction", "i", reduction), ("ignore_index", "i", ignore_index), ))
+    return _c("aten::nll_loss", "TT", (self, target, ), (("weight", "T", weight), ("reduction", "i", reduction), ("ignore_index", "i", ignore_index), ))
 
 def nll_loss2d(self, target, weight=_D, reduction=_D, ignore_index=_D):
     """`aten::nll_loss2d(Tensor self, Tensor target, Tensor? weight=None, int reduction=1, SymInt ignore_index=-100) -> Tensor`"""
-    return _c(1187, "aten::nll_loss2d", "TT", (self, target, ), (("weight", "T", weight), ("reduction", "i", reduction), ("ignore_index", "i", ignore_index), ))
+    return _c("aten::nll_loss2d", "TT", (self, target, ), (("weight", "T", weight), ("reduction", "i", reduction), ("ignore_index", "i", ignore_index), ))
 
 def nll_loss2d_forward(self, target, weight, reduction, ignore_index):
     """`aten::nll_loss2d_forward(Tensor self, Tensor target, Tensor? weight, int reduction, SymInt ignore_index) -> (Tensor output, Tensor total_weight)`"""
-    return _c(1188, "aten::nll_loss2d_forward", "TTTii", (self, target, weight, reduction, ignore_index, ), ())
+    return _c("aten::nll_loss2d_forward", "TTTii", (self, target, weight, reduction, ignore_index, ), ())
 
 def nll_loss_forward(self, target, weight, reduction, ignore_index):
     """`aten::nll_loss_forward(Tensor self, Tensor target, Tensor? weight, int reduction, SymInt ignore_index) -> (Tensor output, Tensor total_weight)`"""
-    return _c(1189, "aten::nll_loss_forward", "TTTii", (self, target, weight, reduction, ignore_index, ), ())
+    return _c("aten::nll_loss_forward", "TTTii", (self, target, weight, reduction, ignore_index, ), ())
 
 def nll_loss_nd(self, target, weight=_D, reduction=_D, ignore_index=_D):
     """`aten::nll_loss_nd(Tensor self, Tensor target, Tensor? weight=None, int reduction=1, SymInt ignore_index=-100) -> Tensor`"""
-    return _c(1190, "aten::nll_loss_nd", "TT", (self, target, ), (("weight", "T", weight), ("reduction", "i", reduction), ("ignore_index", "i", ignore_index), ))
+    return _c("aten::nll_loss_nd", "TT", (self, target, ), (("weight", "T", weight), ("reduction", "i", reduction), ("ignore_index", "i", ignore_index), ))
 
 def nonzero(self):
     """`aten::nonzero(Tensor self) -> Tensor`"""
-    return _c(1191, "aten::nonzero", "T", (self, ), ())
+    return _c("aten::nonzero", "T", (self, ), ())
 
 def nonzero_numpy(self):
     """`aten::nonzero_numpy(Tensor self) -> Tensor[]`"""
-    return _c(1192, "aten::nonzero_numpy", "T", (self, ), ())
+    return _c("aten::nonzero_numpy", "T", (self, ), ())
 
 def nonzero_static(self, *, size, fill_value=_D):
     """`aten::nonzero_static(Tensor self, *, SymInt size, int fill_value=-1) -> Tensor`"""
-    return _c(1193, "aten::nonzero_static", "T", (self, ), (("size", "i", size), ("fill_value", "i", fill_value), ))
+    return _c("aten::nonzero_static", "T", (self, ), (("size", "i", size), ("fill_value", "i", fill_value), ))
 
 def norm_scalar(self, p=_D):
     """`aten::norm.Scalar(Tensor self, Scalar p=2) -> Tensor`"""
-    return _c(1194, "aten::norm.Scalar", "T", (self, ), (("p", "S", p), ))
+    return _c("aten::norm.Scalar", "T", (self, ), (("p", "S", p), ))
 
 def norm_scalaropt_dim(self, p, dim, keepdim=_D):
     """`aten::norm.ScalarOpt_dim(Tensor self, Scalar? p, int[1] dim, bool keepdim=False) -> Tensor`"""
-    return _c(1195, "aten::norm.ScalarOpt_dim", "TSI", (self, p, dim, ), (("keepdim", "b", keepdim), ))
+    return _c("aten::norm.ScalarOpt_dim", "TSI", (self, p, dim, ), (("keepdim", "b", keepdim), ))
 
 def norm_scalaropt_dim_dtype(self, p, dim, keepdim, *, dtype):
     """`aten::norm.ScalarOpt_dim_dtype(Tensor self, Scalar? p, int[1] dim, bool keepdim, *, ScalarType dtype) -> Tensor`"""
-    return _c(1196, "aten::norm.ScalarOpt_dim_dtype", "TSIb", (self, p, dim, keepdim, ), (("dtype", "d", dtype), ))
+    return _c("aten::norm.ScalarOpt_dim_dtype", "TSIb", (self, p, dim, keepdim, ), (("dtype", "d", dtype), ))
 
 def norm_scalaropt_dtype(self, p, *, dtype):
     """`aten::norm.ScalarOpt_dtype(Tensor self, Scalar? p, *, ScalarType dtype) -> Tensor`"""
-    return _c(1197, "aten::norm.ScalarOpt_dtype", "TS", (self, p, ), (("dtype", "d", dtype), ))
+    return _c("aten::norm.ScalarOpt_dtype", "TS", (self, p, ), (("dtype", "d", dtype), ))
 
 def norm_except_dim(v, pow=_D, dim=_D):
     """`aten::norm_except_dim(Tensor v, int pow=2, int dim=0) -> Tensor`"""
-    return _c(1198, "aten::norm_except_dim", "T", (v, ), (("pow", "i", pow), ("dim", "i", dim), ))
+    return _c("aten::norm_except_dim", "T", (v, ), (("pow", "i", pow), ("dim", "i", dim), ))
 
 def normal_tensor_float(mean, std=_D):
     """`aten::normal.Tensor_float(Tensor mean, float std=1., *, Generator? generator=None) -> Tensor`"""
-    return _c(1199, "aten::normal.Tensor_float", "T", (mean, ), (("std", "f", std), ))
+    return _c("aten::normal.Tensor_float", "T", (mean, ), (("std", "f", std), ))
 
 def normal_float_tensor(mean, std):
     """`aten::normal.float_Tensor(float mean, Tensor std, *, Generator? generator=None) -> Tensor`"""
-    return _c(1200, "aten::normal.float_Tensor", "fT", (mean, std, ), ())
+    return _c("aten::normal.float_Tensor", "fT", (mean, std, ), ())
 
 def normal_tensor_tensor(mean, std):
     """`aten::normal.Tensor_Tensor(Tensor mean, Tensor std, *, Generator? generator=None) -> Tensor`"""
-    return _c(1201, "aten::normal.Tensor_Tensor", "TT", (mean, std, ), ())
+    return _c("aten::normal.Tensor_Tensor", "TT", (mean, std, ), ())
 
 def normal_float_float(mean, std, size, *, dtype=_D, layout=_D, device=_D, pin_memory=_D):
     """`aten::normal.float_float(float mean, float std, SymInt[] size, *, Generator? generator=None, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`"""
-    return _c(1202, "aten::normal.float_float", "ffI", (mean, std, size, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
+    return _c("aten::normal.float_float", "ffI", (mean, std, size, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
 
 def normal_(self, mean=_D, std=_D):
     """`aten::normal_(Tensor(a!) self, float mean=0., float std=1., *, Generator? generator=None) -> Tensor(a!)`"""
-    return _c(1203, "aten::normal_", "T", (self, ), (("mean", "f", mean), ("std", "f", std), ))
+    return _c("aten::normal_", "T", (self, ), (("mean", "f", mean), ("std", "f", std), ))
 
 def normal_functional(self, mean=_D, std=_D):
     """`aten::normal_functional(Tensor self, float mean=0., float std=1., *, Generator? generator=None) -> Tensor`"""
-    return _c(1204, "aten::normal_functional", "T", (self, ), (("mean", "f", mean), ("std", "f", std), ))
+    return _c("aten::normal_functional", "T", (self, ), (("mean", "f", mean), ("std", "f", std), ))
 
 def not_equal(self, other):
     """`aten::not_equal.Tensor(Tensor self, Tensor other) -> Tensor`"""
-    return _c(1205, "aten::not_equal.Tensor", "TT", (self, other, ), ())
+    return _c("aten::not_equal.Tensor", "TT", (self, other, ), ())
 
 def not_equal_scalar(self, other):
     """`aten::not_equal.Scalar(Tensor self, Scalar other) -> Tensor`"""
-    return _c(1206, "aten::not_equal.Scalar", "TS", (self, other, ), ())
+    return _c("aten::not_equal.Scalar", "TS", (self, other, ), ())
 
 def not_equal_scalar_(self, other):
     """`aten::not_equal_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`"""
-    return _c(1207, "aten::not_equal_.Scalar", "TS", (self, other, ), ())
+    return _c("aten::not_equal_.Scalar", "TS", (self, other, ), ())
 
 def not_equal_(self, other):
     """`aten::not_equal_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`"""
-    return _c(1208, "aten::not_equal_.Tensor", "TT", (self, other, ), ())
+    return _c("aten::not_equal_.Tensor", "TT", (self, other, ), ())
 
 def nuclear_norm(self, keepdim=_D):
     """`aten::nuclear_norm(Tensor self, bool keepdim=False) -> Tensor`"""
-    return _c(1209, "aten::nuclear_norm", "T", (self, ), (("keepdim", "b", keepdim), ))
+    return _c("aten::nuclear_norm", "T", (self, ), (("keepdim", "b", keepdim), ))
 
 def nuclear_norm_dim(self, dim, keepdim=_D):
     """`aten::nuclear_norm.dim(Tensor self, int[2] dim, bool keepdim=False) -> Tensor`"""
-    return _c(1210, "aten::nuclear_norm.dim", "TI", (self, dim, ), (("keepdim", "b", keepdim), ))
+    return _c("aten::nuclear_norm.dim", "TI", (self, dim, ), (("keepdim", "b", keepdim), ))
 
 def numel(self):
     """`aten::numel(Tensor self) -> int`"""
-    return _c(1211, "aten::numel", "T", (self, ), ())
+    return _c("aten::numel", "T", (self, ), ())
 
 def numpy_T(self):
     """`aten::numpy_T(Tensor(a) self) -> Tensor(a)`"""
-    return _c(1212, "aten::numpy_T", "T", (self, ), ())
+    return _c("aten::numpy_T", "T", (self, ), ())
 
 def one_hot(self, num_classes=_D):
     """`aten::one_hot(Tensor self, int num_classes=-1) -> Tensor`"""
-    return _c(1213, "aten::one_hot", "T", (self, ), (("num_classes", "i", num_classes), ))
+    return _c("aten::one_hot", "T", (self, ), (("num_classes", "i", num_classes), ))
 
 def ones(size, *, dtype=_D, layout=_D, device=_D, pin_memory=_D):
     """`aten::ones(SymInt[] size, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`"""
-    return _c(1214, "aten::ones", "I", (size, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
+    return _c("aten::ones", "I", (size, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
 
 def ones_like(self, *, dtype=_D, layout=_D, device=_D, pin_memory=_D, memory_format=_D):
     """`aten::ones_like(Tensor self, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None, MemoryFormat? memory_format=None) -> Tensor`"""
-    return _c(1215, "aten::ones_like", "T", (self, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ("memory_format", "i", memory_format), ))
+    return _c("aten::ones_like", "T", (self, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ("memory_format", "i", memory_format), ))
 
 def orgqr(self, input2):
     """`aten::orgqr(Tensor self, Tensor input2) -> Tensor`"""
-    return _c(1216, "aten::orgqr", "TT", (self, input2, ), ())
+    return _c("aten::orgqr", "TT", (self, input2, ), ())
 
 def ormqr(self, input2, input3, left=_D, transpose=_D):
     """`aten::ormqr(Tensor self, Tensor input2, Tensor input3, bool left=True, bool transpose=False) -> Tensor`"""
-    return _c(1217, "aten::ormqr", "TTT", (self, input2, input3, ), (("left", "b", left), ("transpose", "b", transpose), ))
+    return _c("aten::ormqr", "TTT", (self, input2, input3, ), (("left", "b", left), ("transpose", "b", transpose), ))
 
 def outer(self, vec2):
     """`aten::outer(Tensor self, Tensor vec2) -> Tensor`"""
-    return _c(1218, "aten::outer", "TT", (self, vec2, ), ())
+    return _c("aten::outer", "TT", (self, vec2, ), ())
 
 def output_nr(self):
     """`aten::output_nr(Tensor self) -> int`"""
-    return _c(1219, "aten::output_nr", "T", (self, ), ())
+    return _c("aten::output_nr", "T", (self, ), ())
 
 def pad(self, pad, mode=_D, value=_D):
     """`aten::pad(Tensor self, SymInt[] pad, str mode="constant", float? value=None) -> Tensor`"""
-    return _c(1220, "aten::pad", "TI", (self, pad, ), (("mode", "s", mode), ("value", "f", value), ))
+    return _c("aten::pad", "TI", (self, pad, ), (("mode", "s", mode), ("value", "f", value), ))
 
 def pad_sequence(sequences, batch_first=_D, padding_value=_D, padding_side=_D):
     """`aten::pad_sequence(Tensor[] sequences, bool batch_first=False, float padding_value=0., str padding_side="right") -> Tensor`"""
-    return _c(1221, "aten::pad_sequence", "L", (sequences, ), (("batch_first", "b", batch_first), ("padding_value", "f", padding_value), ("padding_side", "s", padding_side), ))
+    return _c("aten::pad_sequence", "L", (sequences, ), (("batch_first", "b", batch_first), ("padding_value", "f", padding_value), ("padding_side", "s", padding_side), ))
 
 def pairwise_distance(x1, x2, p=_D, eps=_D, keepdim=_D):
     """`aten::pairwise_distance(Tensor x1, Tensor x2, float p=2., float eps=9.9999999999999995e-07, bool keepdim=False) -> Tensor`"""
-    return _c(1222, "aten::pairwise_distance", "TT", (x1, x2, ), (("p", "f", p), ("eps", "f", eps), ("keepdim", "b", keepdim), ))
+    return _c("aten::pairwise_distance", "TT", (x1, x2, ), (("p", "f", p), ("eps", "f", eps), ("keepdim", "b", keepdim), ))
 
 def pdist(self, p=_D):
     """`aten::pdist(Tensor self, float p=2.) -> Tensor`"""
-    return _c(1223, "aten::pdist", "T", (self, ), (("p", "f", p), ))
+    return _c("aten::pdist", "T", (self, ), (("p", "f", p), ))
 
 def permute(self, dims):
     """`aten::permute(Tensor(a) self, int[] dims) -> Tensor(a)`"""
-    return _c(1224, "aten::permute", "TI", (self, dims, ), ())
+    return _c("aten::permute", "TI", (self, dims, ), ())
 
 def permute_copy(self, dims):
     """`aten::permute_copy(Tensor self, int[] dims) -> Tensor`"""
-    return _c(1225, "aten::permute_copy", "TI", (self, dims, ), ())
+    return _c("aten::permute_copy", "TI", (self, dims, ), ())
 
 def pinverse(self, rcond=_D):
     """`aten::pinverse(Tensor self, float rcond=1.0000000000000001e-15) -> Tensor`"""
-    return _c(1226, "aten::pinverse", "T", (self, ), (("rcond", "f", rcond), ))
+    return _c("aten::pinverse", "T", (self, ), (("rcond", "f", rcond), ))
 
 def pixel_shuffle(self, upscale_factor):
     """`aten::pixel_shuffle(Tensor self, int upscale_factor) -> Tensor`"""
-    return _c(1227, "aten::pixel_shuffle", "Ti", (self, upscale_factor, ), ())
+    return _c("aten::pixel_shuffle", "Ti", (self, upscale_factor, ), ())
 
 def pixel_unshuffle(self, downscale_factor):
     """`aten::pixel_unshuffle(Tensor self, int downscale_factor) -> Tensor`"""
-    return _c(1228, "aten::pixel_unshuffle", "Ti", (self, downscale_factor, ), ())
+    return _c("aten::pixel_unshuffle", "Ti", (self, downscale_factor, ), ())
 
 def poisson(self):
     """`aten::poisson(Tensor self, Generator? generator=None) -> Tensor`"""
-    return _c(1229, "aten::poisson", "T", (self, ), ())
+    return _c("aten::poisson", "T", (self, ), ())
 
 def poisson_nll_loss(input, target, log_input, full, eps, reduction):
     """`aten::poisson_nll_loss(Tensor input, Tensor target, bool log_input, bool full, float eps, int reduction) -> Tensor`"""
-    return _c(1230, "aten::poisson_nll_loss", "TTbbfi", (input, target, log_input, full, eps, reduction, ), ())
+    return _c("aten::poisson_nll_loss", "TTbbfi", (input, target, log_input, full, eps, reduction, ), ())
 
 def polar(abs, angle):
     """`aten::polar(Tensor abs, Tensor angle) -> Tensor`"""
-    return _c(1231, "aten::polar", "TT", (abs, angle, ), ())
+    return _c("aten::polar", "TT", (abs, angle, ), ())
 
 def polygamma(n, self):
     """`aten::polygamma(int n, Tensor self) -> Tensor`"""
-    return _c(1232, "aten::polygamma", "iT", (n, self, ), ())
+    return _c("aten::polygamma", "iT", (n, self, ), ())
 
 def polygamma_(self, n):
     """`aten::polygamma_(Tensor(a!) self, int n) -> Tensor(a!)`"""
-    return _c(1233, "aten::polygamma_", "Ti", (self, n, ), ())
+    return _c("aten::polygamma_", "Ti", (self, n, ), ())
 
 def positive(self):
     """`aten::positive(Tensor(a) self) -> Tensor(a)`"""
-    return _c(1234, "aten::positive", "T", (self, ), ())
+    return _c("aten::positive", "T", (self, ), ())
 
 def pow_tensor_tensor(self, exponent):
     """`aten::pow.Tensor_Tensor(Tensor self, Tensor exponent) -> Tensor`"""
-    return _c(1235, "aten::pow.Tensor_Tensor", "TT", (self, exponent, ), ())
+    return _c("aten::pow.Tensor_Tensor", "TT", (self, exponent, ), ())
 
 def pow_tensor_scalar(self, exponent):
     """`aten::pow.Tensor_Scalar(Tensor self, Scalar exponent) -> Tensor`"""
-    return _c(1236, "aten::pow.Tensor_Scalar", "TS", (self, exponent, ), ())
+    return _c("aten::pow.Tensor_Scalar", "TS", (self, exponent, ), ())
 
 def pow_scalar(self, exponent):
     """`aten::pow.Scalar(Scalar self, Tensor exponent) -> Tensor`"""
-    return _c(1237, "aten::pow.Scalar", "ST", (self, exponent, ), ())
+    return _c("aten::pow.Scalar", "ST", (self, exponent, ), ())
 
 def pow_scalar_(self, exponent):
     """`aten::pow_.Scalar(Tensor(a!) self, Scalar exponent) -> Tensor(a!)`"""
-    return _c(1238, "aten::pow_.Scalar", "TS", (self, exponent, ), ())
+    return _c("aten::pow_.Scalar", "TS", (self, exponent, ), ())
 
 def pow_(self, exponent):
     """`aten::pow_.Tensor(Tensor(a!) self, Tensor exponent) -> Tensor(a!)`"""
-    return _c(1239, "aten::pow_.Tensor", "TT", (self, exponent, ), ())
+    return _c("aten::pow_.Tensor", "TT", (self, exponent, ), ())
 
 def prelu(self, weight):
     """`aten::prelu(Tensor self, Tensor weight) -> Tensor`"""
-    return _c(1240, "aten::prelu", "TT", (self, weight, ), ())
+    return _c("aten::prelu", "TT", (self, weight, ), ())
 
 def prod(self, *, dtype=_D):
     """`aten::prod(Tensor self, *, ScalarType? dtype=None) -> Tensor`"""
-    return _c(1241, "aten::prod", "T", (self, ), (("dtype", "d", dtype), ))
+    return _c("aten::prod", "T", (self, ), (("dtype", "d", dtype), ))
 
 def prod_dim_int(self, dim, keepdim=_D, *, dtype=_D):
     """`aten::prod.dim_int(Tensor self, int dim, bool keepdim=False, *, ScalarType? dtype=None) -> Tensor`"""
-    return _c(1242, "aten::prod.dim_int", "Ti", (self, dim, ), (("keepdim", "b", keepdim), ("dtype", "d", dtype), ))
+    return _c("aten::prod.dim_int", "Ti", (self, dim, ), (("keepdim", "b", keepdim), ("dtype", "d", dtype), ))
 
 def promote_types(type1, type2):
     """`aten::promote_types(ScalarType type1, ScalarType type2) -> ScalarType`"""
-    return _c(1243, "aten::promote_types", "dd", (type1, type2, ), ())
+    return _c("aten::promote_types", "dd", (type1, type2, ), ())
 
 def put(self, index, source, accumulate=_D):
     """`aten::put(Tensor self, Tensor index, Tensor source, bool accumulate=False) -> Tensor`"""
-    return _c(1244, "aten::put", "TTT", (self, index, source, ), (("accumulate", "b", accumulate), ))
+    return _c("aten::put", "TTT", (self, index, source, ), (("accumulate", "b", accumulate), ))
 
 def put_(self, index, source, accumulate=_D):
     """`aten::put_(Tensor(a!) self, Tensor index, Tensor source, bool accumulate=False) -> Tensor(a!)`"""
-    return _c(1245, "aten::put_", "TTT", (self, index, source, ), (("accumulate", "b", accumulate), ))
+    return _c("aten::put_", "TTT", (self, index, source, ), (("accumulate", "b", accumulate), ))
 
 def q_per_channel_axis(self):
     """`aten::q_per_channel_axis(Tensor self) -> int`"""
-    return _c(1246, "aten::q_per_channel_axis", "T", (self, ), ())
+    return _c("aten::q_per_channel_axis", "T", (self, ), ())
 
 def q_per_channel_scales(self):
     """`aten::q_per_channel_scales(Tensor self) -> Tensor`"""
-    return _c(1247, "aten::q_per_channel_scales", "T", (self, ), ())
+    return _c("aten::q_per_channel_scales", "T", (self, ), ())
 
 def q_per_channel_zero_points(self):
     """`aten::q_per_channel_zero_points(Tensor self) -> Tensor`"""
-    return _c(1248, "aten::q_per_channel_zero_points", "T", (self, ), ())
+    return _c("aten::q_per_channel_zero_points", "T", (self, ), ())
 
 def q_scale(self):
     """`aten::q_scale(Tensor self) -> float`"""
-    return _c(1249, "aten::q_scale", "T", (self, ), ())
+    return _c("aten::q_scale", "T", (self, ), ())
 
 def q_zero_point(self):
     """`aten::q_zero_point(Tensor self) -> int`"""
-    return _c(1250, "aten::q_zero_point", "T", (self, ), ())
+    return _c("aten::q_zero_point", "T", (self, ), ())
 
 def qr(self, some=_D):
     """`aten::qr(Tensor self, bool some=True) -> (Tensor Q, Tensor R)`"""
-    return _c(1251, "aten::qr", "T", (self, ), (("some", "b", some), ))
+    return _c("aten::qr", "T", (self, ), (("some", "b", some), ))
 
 def quantile(self, q, dim=_D, keepdim=_D, *, interpolation=_D):
     """`aten::quantile(Tensor self, Tensor q, int? dim=None, bool keepdim=False, *, str interpolation="linear") -> Tensor`"""
-    return _c(1252, "aten::quantile", "TT", (self, q, ), (("dim", "i", dim), ("keepdim", "b", keepdim), ("interpolation", "s", interpolation), ))
+    return _c("aten::quantile", "TT", (self, q, ), (("dim", "i", dim), ("keepdim", "b", keepdim), ("interpolation", "s", interpolation), ))
 
 def quantile_scalar(self, q, dim=_D, keepdim=_D, *, interpolation=_D):
     """`aten::quantile.scalar(Tensor self, float q, int? dim=None, bool keepdim=False, *, str interpolation="linear") -> Tensor`"""
-    return _c(1253, "aten::quantile.scalar", "Tf", (self, q, ), (("dim", "i", dim), ("keepdim", "b", keepdim), ("interpolation", "s", interpolation), ))
+    return _c("aten::quantile.scalar", "Tf", (self, q, ), (("dim", "i", dim), ("keepdim", "b", keepdim), ("interpolation", "s", interpolation), ))
 
 def quantize_per_channel(self, scales, zero_points, axis, dtype):
     """`aten::quantize_per_channel(Tensor self, Tensor scales, Tensor zero_points, int axis, ScalarType dtype) -> Tensor`"""
-    return _c(1254, "aten::quantize_per_channel", "TTTid", (self, scales, zero_points, axis, dtype, ), ())
+    return _c("aten::quantize_per_channel", "TTTid", (self, scales, zero_points, axis, dtype, ), ())
 
 def quantize_per_tensor(self, scale, zero_point, dtype):
     """`aten::quantize_per_tensor(Tensor self, float scale, int zero_point, ScalarType dtype) -> Tensor`"""
-    return _c(1255, "aten::quantize_per_tensor", "Tfid", (self, scale, zero_point, dtype, ), ())
+    return _c("aten::quantize_per_tensor", "Tfid", (self, scale, zero_point, dtype, ), ())
 
 def quantize_per_tensor_tensor_qparams(self, scale, zero_point, dtype):
     """`aten::quantize_per_tensor.tensor_qparams(Tensor self, Tensor scale, Tensor zero_point, ScalarType dtype) -> Tensor`"""
-    return _c(1256, "aten::quantize_per_tensor.tensor_qparams", "TTTd", (self, scale, zero_point, dtype, ), ())
+    return _c("aten::quantize_per_tensor.tensor_qparams", "TTTd", (self, scale, zero_point, dtype, ), ())
 
 def quantize_per_tensor_tensors(tensors, scales, zero_points, dtype):
     """`aten::quantize_per_tensor.tensors(Tensor[] tensors, Tensor scales, Tensor zero_points, ScalarType dtype) -> Tensor[]`"""
-    return _c(1257, "aten::quantize_per_tensor.tensors", "LTTd", (tensors, scales, zero_points, dtype, ), ())
+    return _c("aten::quantize_per_tensor.tensors", "LTTd", (tensors, scales, zero_points, dtype, ), ())
 
 def quantize_per_tensor_dynamic(self, dtype, reduce_range):
     """`aten::quantize_per_tensor_dynamic(Tensor self, ScalarType dtype, bool reduce_range) -> Tensor`"""
-    return _c(1258, "aten::quantize_per_tensor_dynamic", "Tdb", (self, dtype, reduce_range, ), ())
+    return _c("aten::quantize_per_tensor_dynamic", "Tdb", (self, dtype, reduce_range, ), ())
 
 def quantized_batch_norm(input, weight, bias, mean, var, eps, output_scale, output_zero_point):
     """`aten::quantized_batch_norm(Tensor input, Tensor? weight, Tensor? bias, Tensor mean, Tensor var, float eps, float output_scale, int output_zero_point) -> Tensor`"""
-    return _c(1259, "aten::quantized_batch_norm", "TTTTTffi", (input, weight, bias, mean, var, eps, output_scale, output_zero_point, ), ())
+    return _c("aten::quantized_batch_norm", "TTTTTffi", (input, weight, bias, mean, var, eps, output_scale, output_zero_point, ), ())
 
 def quantized_gru_input_legacy(input, hx, params, has_biases, num_layers, dropout, train, bidirectional, batch_first):
     """`aten::quantized_gru.input_legacy(Tensor input, Tensor hx, Tensor[] params, bool has_biases, int num_layers, float dropout, bool train, bool bidirectional, bool batch_first) -> (Tensor, Tensor)`"""
-    return _c(1260, "aten::quantized_gru.input_legacy", "TTLbifbbb", (input, hx, params, has_biases, num_layers, dropout, train, bidirectional, batch_first, ), ())
+    return _c("aten::quantized_gru.input_legacy", "TTLbifbbb", (input, hx, params, has_biases, num_layers, dropout, train, bidirectional, batch_first, ), ())
 
 def quantized_gru_data_legacy(data, batch_sizes, hx, params, has_biases, num_layers, dropout, train, bidirectional):
     """`aten::quantized_gru.data_legacy(Tensor data, Tensor batch_sizes, Tensor hx, Tensor[] params, bool has_biases, int num_layers, float dropout, bool train, bool bidirectional) -> (Tensor, Tensor)`"""
-    return _c(1261, "aten::quantized_gru.data_legacy", "TTTLbifbb", (data, batch_sizes, hx, params, has_biases, num_layers, dropout, train, bidirectional, ), ())
+    return _c("aten::quantized_gru.data_legacy", "TTTLbifbb", (data, batch_sizes, hx, params, has_biases, num_layers, dropout, train, bidirectional, ), ())
 
 def quantized_gru_cell(input, hx, w_ih, w_hh, b_ih, b_hh, packed_ih, packed_hh, col_offsets_ih, col_offsets_hh, scale_ih, scale_hh, zero_point_ih, zero_point_hh):
     """`aten::quantized_gru_cell(Tensor input, Tensor hx, Tensor w_ih, Tensor w_hh, Tensor b_ih, Tensor b_hh, Tensor packed_ih, Tensor packed_hh, Tensor col_offsets_ih, Tensor col_offsets_hh, Scalar scale_ih, Scalar scale_hh, Scalar zero_point_ih, Scalar zero_point_hh) -> Tensor`"""
-    return _c(1262, "aten::quantized_gru_cell", "TTTTTTTTTTSSSS", (input, hx, w_ih, w_hh, b_ih, b_hh, packed_ih, packed_hh, col_offsets_ih, col_offsets_hh, scale_ih, scale_hh, zero_point_ih, zero_point_hh, ), ())
+    return _c("aten::quantized_gru_cell", "TTTTTTTTTTSSSS", (input, hx, w_ih, w_hh, b_ih, b_hh, packed_ih, packed_hh, col_offsets_ih, col_offsets_hh, scale_ih, scale_hh, zero_point_ih, zero_point_hh, ), ())
 
 def quantized_lstm_input_legacy(input, hx, params, has_biases, num_layers, dropout, train, bidirectional, batch_first, *, dtype=_D, use_dynamic=_D):
     """`aten::quantized_lstm.input_legacy(Tensor input, Tensor[] hx, Tensor[] params, bool has_biases, int num_layers, float dropout, bool train, bool bidirectional, bool batch_first, *, ScalarType? dtype=None, bool use_dynamic=False) -> (Tensor, Tensor, Tensor)`"""
-    return _c(1263, "aten::quantized_lstm.input_legacy", "TLLbifbbb", (input, hx, params, has_biases, num_layers, dropout, train, bidirectional, batch_first, ), (("dtype", "d", dtype), ("use_dynamic", "b", use_dynamic), ))
+    return _c("aten::quantized_lstm.input_legacy", "TLLbifbbb", (input, hx, params, has_biases, num_layers, dropout, train, bidirectional, batch_first, ), (("dtype", "d", dtype), ("use_dynamic", "b", use_dynamic), ))
 
 def quantized_lstm_data_legacy(data, batch_sizes, hx, params, has_biases, num_layers, dropout, train, bidirectional, *, dtype=_D, use_dynamic=_D):
     """`aten::quantized_lstm.data_legacy(Tensor data, Tensor batch_sizes, Tensor[] hx, Tensor[] params, bool has_biases, int num_layers, float dropout, bool train, bool bidirectional, *, ScalarType? dtype=None, bool use_dynamic=False) -> (Tensor, Tensor, Tensor)`"""
-    return _c(1264, "aten::quantized_lstm.data_legacy", "TTLLbifbb", (data, batch_sizes, hx, params, has_biases, num_layers, dropout, train, bidirectional, ), (("dtype", "d", dtype), ("use_dynamic", "b", use_dynamic), ))
+    return _c("aten::quantized_lstm.data_legacy", "TTLLbifbb", (data, batch_sizes, hx, params, has_biases, num_layers, dropout, train, bidirectional, ), (("dtype", "d", dtype), ("use_dynamic", "b", use_dynamic), ))
 
 def quantized_lstm_cell(input, hx, w_ih, w_hh, b_ih, b_hh, packed_ih, packed_hh, col_offsets_ih, col_offsets_hh, scale_ih, scale_hh, zero_point_ih, zero_point_hh):
     """`aten::quantized_lstm_cell(Tensor input, Tensor[] hx, Tensor w_ih, Tensor w_hh, Tensor b_ih, Tensor b_hh, Tensor packed_ih, Tensor packed_hh, Tensor col_offsets_ih, Tensor col_offsets_hh, Scalar scale_ih, Scalar scale_hh, Scalar zero_point_ih, Scalar zero_point_hh) -> (Tensor, Tensor)`"""
-    return _c(1265, "aten::quantized_lstm_cell", "TLTTTTTTTTSSSS", (input, hx, w_ih, w_hh, b_ih, b_hh, packed_ih, packed_hh, col_offsets_ih, col_offsets_hh, scale_ih, scale_hh, zero_point_ih, zero_point_hh, ), ())
+    return _c("aten::quantized_lstm_cell", "TLTTTTTTTTSSSS", (input, hx, w_ih, w_hh, b_ih, b_hh, packed_ih, packed_hh, col_offsets_ih, col_offsets_hh, scale_ih, scale_hh, zero_point_ih, zero_point_hh, ), ())
 
 def quantized_max_pool1d(self, kernel_size, stride=_D, padding=_D, dilation=_D, ceil_mode=_D):
     """`aten::quantized_max_pool1d(Tensor self, int[1] kernel_size, int[1] stride=[], int[1] padding=[0], int[1] dilation=[1], bool ceil_mode=False) -> Tensor`"""
-    return _c(1266, "aten::quantized_max_pool1d", "TI", (self, kernel_size, ), (("stride", "I", stride), ("padding", "I", padding), ("dilation", "I", dilation), ("ceil_mode", "b", ceil_mode), ))
+    return _c("aten::quantized_max_pool1d", "TI", (self, kernel_size, ), (("stride", "I", stride), ("padding", "I", padding), ("dilation", "I", dilation), ("ceil_mode", "b", ceil_mode), ))
 
 def quantized_max_pool2d(self, kernel_size, stride=_D, padding=_D, dilation=_D, ceil_mode=_D):
     """`aten::quantized_max_pool2d(Tensor self, int[2] kernel_size, int[2] stride=[], int[2] padding=0, int[2] dilation=1, bool ceil_mode=False) -> Tensor`"""
-    return _c(1267, "aten::quantized_max_pool2d", "TI", (self, kernel_size, ), (("stride", "I", stride), ("padding", "I", padding), ("dilation", "I", dilation), ("ceil_mode", "b", ceil_mode), ))
+    return _c("aten::quantized_max_pool2d", "TI", (self, kernel_size, ), (("stride", "I", stride), ("padding", "I", padding), ("dilation", "I", dilation), ("ceil_mode", "b", ceil_mode), ))
 
 def quantized_max_pool3d(self, kernel_size, stride=_D, padding=_D, dilation=_D, ceil_mode=_D):
     """`aten::quantized_max_pool3d(Tensor self, int[3] kernel_size, int[3] stride=[], int[3] padding=0, int[3] dilation=1, bool ceil_mode=False) -> Tensor`"""
-    return _c(1268, "aten::quantized_max_pool3d", "TI", (self, kernel_size, ), (("stride", "I", stride), ("padding", "I", padding), ("dilation", "I", dilation), ("ceil_mode", "b", ceil_mode), ))
+    return _c("aten::quantized_max_pool3d", "TI", (self, kernel_size, ), (("stride", "I", stride), ("padding", "I", padding), ("dilation", "I", dilation), ("ceil_mode", "b", ceil_mode), ))
 
 def quantized_rnn_relu_cell(input, hx, w_ih, w_hh, b_ih, b_hh, packed_ih, packed_hh, col_offsets_ih, col_offsets_hh, scale_ih, scale_hh, zero_point_ih, zero_point_hh):
     """`aten::quantized_rnn_relu_cell(Tensor input, Tensor hx, Tensor w_ih, Tensor w_hh, Tensor b_ih, Tensor b_hh, Tensor packed_ih, Tensor packed_hh, Tensor col_offsets_ih, Tensor col_offsets_hh, Scalar scale_ih, Scalar scale_hh, Scalar zero_point_ih, Scalar zero_point_hh) -> Tensor`"""
-    return _c(1269, "aten::quantized_rnn_relu_cell", "TTTTTTTTTTSSSS", (input, hx, w_ih, w_hh, b_ih, b_hh, packed_ih, packed_hh, col_offsets_ih, col_offsets_hh, scale_ih, scale_hh, zero_point_ih, zero_point_hh, ), ())
+    return _c("aten::quantized_rnn_relu_cell", "TTTTTTTTTTSSSS", (input, hx, w_ih, w_hh, b_ih, b_hh, packed_ih, packed_hh, col_offsets_ih, col_offsets_hh, scale_ih, scale_hh, zero_point_ih, zero_point_hh, ), ())
 
 def quantized_rnn_tanh_cell(input, hx, w_ih, w_hh, b_ih, b_hh, packed_ih, packed_hh, col_offsets_ih, col_offsets_hh, scale_ih, scale_hh, zero_point_ih, zero_point_hh):
     """`aten::quantized_rnn_tanh_cell(Tensor input, Tensor hx, Tensor w_ih, Tensor w_hh, Tensor b_ih, Tensor b_hh, Tensor packed_ih, Tensor packed_hh, Tensor col_offsets_ih, Tensor col_offsets_hh, Scalar scale_ih, Scalar scale_hh, Scalar zero_point_ih, Scalar zero_point_hh) -> Tensor`"""
-    return _c(1270, "aten::quantized_rnn_tanh_cell", "TTTTTTTTTTSSSS", (input, hx, w_ih, w_hh, b_ih, b_hh, packed_ih, packed_hh, col_offsets_ih, col_offsets_hh, scale_ih, scale_hh, zero_point_ih, zero_point_hh, ), ())
+    return _c("aten::quantized_rnn_tanh_cell", "TTTTTTTTTTSSSS", (input, hx, w_ih, w_hh, b_ih, b_hh, packed_ih, packed_hh, col_offsets_ih, col_offsets_hh, scale_ih, scale_hh, zero_point_ih, zero_point_hh, ), ())
 
 def rad2deg(self):
     """`aten::rad2deg(Tensor self) -> Tensor`"""
-    return _c(1271, "aten::rad2deg", "T", (self, ), ())
+    return _c("aten::rad2deg", "T", (self, ), ())
 
 def rad2deg_(self):
     """`aten::rad2deg_(Tensor(a!) self) -> Tensor(a!)`"""
-    return _c(1272, "aten::rad2deg_", "T", (self, ), ())
+    return _c("aten::rad2deg_", "T", (self, ), ())
 
 def rand(size, *, dtype=_D, layout=_D, device=_D, pin_memory=_D):
     """`aten::rand(SymInt[] size, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`"""
-    return _c(1273, "aten::rand", "I", (size, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
+    return _c("aten::rand", "I", (size, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
 
 def rand_generator(size, *, dtype=_D, layout=_D, device=_D, pin_memory=_D):
     """`aten::rand.generator(SymInt[] size, *, Generator? generator, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`"""
-    return _c(1274, "aten::rand.generator", "I", (size, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
+    return _c("aten::rand.generator", "I", (size, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
 
 def rand_like(self, *, dtype=_D, layout=_D, device=_D, pin_memory=_D, memory_format=_D):
     """`aten::rand_like(Tensor self, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None, MemoryFormat? memory_format=None) -> Tensor`"""
-    return _c(1275, "aten::rand_like", "T", (self, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ("memory_format", "i", memory_format), ))
+    return _c("aten::rand_like", "T", (self, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ("memory_format", "i", memory_format), ))
 
 def rand_like_generator(self, *, dtype=_D, layout=_D, device=_D, pin_memory=_D, memory_format=_D):
     """`aten::rand_like.generator(Tensor self, *, Generator? generator, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None, MemoryFormat? memory_format=None) -> Tensor`"""
-    return _c(1276, "aten::rand_like.generator", "T", (self, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ("memory_format", "i", memory_format), ))
+    return _c("aten::rand_like.generator", "T", (self, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ("memory_format", "i", memory_format), ))
 
 def randint(high, size, *, dtype=_D, layout=_D, device=_D, pin_memory=_D):
     """`aten::randint(SymInt high, SymInt[] size, *, ScalarType? dtype=4, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`"""
-    return _c(1277, "aten::randint", "iI", (high, size, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
+    return _c("aten::randint", "iI", (high, size, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
 
 def randint_generator(high, size, *, dtype=_D, layout=_D, device=_D, pin_memory=_D):
     """`aten::randint.generator(SymInt high, SymInt[] size, *, Generator? generator, ScalarType? dtype=4, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`"""
-    return _c(1278, "aten::randint.generator", "iI", (high, size, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
+    return _c("aten::randint.generator", "iI", (high, size, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
 
 def randint_low(low, high, size, *, dtype=_D, layout=_D, device=_D, pin_memory=_D):
     """`aten::randint.low(SymInt low, SymInt high, SymInt[] size, *, ScalarType? dtype=4, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`"""
-    return _c(1279, "aten::randint.low", "iiI", (low, high, size, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
+    return _c("aten::randint.low", "iiI", (low, high, size, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
 
 def randint_low_generator(low, high, size, *, dtype=_D, layout=_D, device=_D, pin_memory=_D):
     """`aten::randint.low_generator(SymInt low, SymInt high, SymInt[] size, *, Generator? generator, ScalarType? dtype=4, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`"""
-    return _c(1280, "aten::randint.low_generator", "iiI", (low, high, size, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
+    return _c("aten::randint.low_generator", "iiI", (low, high, size, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
 
 def randint_like(self, high, *, dtype=_D, layout=_D, device=_D, pin_memory=_D, memory_format=_D):
     """`aten::randint_like(Tensor self, SymInt high, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None, MemoryFormat? memory_format=None) -> Tensor`"""
-    return _c(1281, "aten::randint_like", "Ti", (self, high, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ("memory_format", "i", memory_format), ))
+    return _c("aten::randint_like", "Ti", (self, high, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ("memory_format", "i", memory_format), ))
 
 def randint_like_tensor(self, high, *, dtype=_D, layout=_D, device=_D, pin_memory=_D, memory_format=_D):
     """`aten::randint_like.Tensor(Tensor self, Tensor high, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None, MemoryFormat? memory_format=None) -> Tensor`"""
-    return _c(1282, "aten::randint_like.Tensor", "TT", (self, high, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ("memory_format", "i", memory_format), ))
+    return _c("aten::randint_like.Tensor", "TT", (self, high, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ("memory_format", "i", memory_format), ))
 
 def randint_like_low_dtype(self, low, high, *, dtype=_D, layout=_D, device=_D, pin_memory=_D, memory_format=_D):
     """`aten::randint_like.low_dtype(Tensor self, SymInt low, SymInt high, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None, MemoryFormat? memory_format=None) -> Tensor`"""
-    return _c(1283, "aten::randint_like.low_dtype", "Tii", (self, low, high, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ("memory_format", "i", memory_format), ))
+    return _c("aten::randint_like.low_dtype", "Tii", (self, low, high, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ("memory_format", "i", memory_format), ))
 
 def randint_like_generator(self, high, *, dtype=_D, layout=_D, device=_D, pin_memory=_D, memory_format=_D):
     """`aten::randint_like.generator(Tensor self, SymInt high, *, Generator? generator, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None, MemoryFormat? memory_format=None) -> Tensor`"""
-    return _c(1284, "aten::randint_like.generator", "Ti", (self, high, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ("memory_format", "i", memory_format), ))
+    return _c("aten::randint_like.generator", "Ti", (self, high, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ("memory_format", "i", memory_format), ))
 
 def randint_like_tensor_generator(self, high, *, dtype=_D, layout=_D, device=_D, pin_memory=_D, memory_format=_D):
     """`aten::randint_like.Tensor_generator(Tensor self, Tensor high, *, Generator? generator, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None, MemoryFormat? memory_format=None) -> Tensor`"""
-    return _c(1285, "aten::randint_like.Tensor_generator", "TT", (self, high, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ("memory_format", "i", memory_format), ))
+    return _c("aten::randint_like.Tensor_generator", "TT", (self, high, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ("memory_format", "i", memory_format), ))
 
 def randint_like_low_generator_dtype(self, low, high, *, dtype=_D, layout=_D, device=_D, pin_memory=_D, memory_format=_D):
     """`aten::randint_like.low_generator_dtype(Tensor self, SymInt low, SymInt high, *, Generator? generator, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None, MemoryFormat? memory_format=None) -> Tensor`"""
-    return _c(1286, "aten::randint_like.low_generator_dtype", "Tii", (self, low, high, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ("memory_format", "i", memory_format), ))
+    return _c("aten::randint_like.low_generator_dtype", "Tii", (self, low, high, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ("memory_format", "i", memory_format), ))
 
 def randn(size, *, dtype=_D, layout=_D, device=_D, pin_memory=_D):
     """`aten::randn(SymInt[] size, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`"""
-    return _c(1287, "aten::randn", "I", (size, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
+    return _c("aten::randn", "I", (size, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
 
 def randn_generator(size, *, dtype=_D, layout=_D, device=_D, pin_memory=_D):
     """`aten::randn.generator(SymInt[] size, *, Generator? generator, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`"""
-    return _c(1288, "aten::randn.generator", "I", (size, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
+    return _c("aten::randn.generator", "I", (size, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
 
 def randn_like(self, *, dtype=_D, layout=_D, device=_D, pin_memory=_D, memory_format=_D):
     """`aten::randn_like(Tensor self, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None, MemoryFormat? memory_format=None) -> Tensor`"""
-    return _c(1289, "aten::randn_like", "T", (self, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ("memory_format", "i", memory_format), ))
+    return _c("aten::randn_like", "T", (self, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ("memory_format", "i", memory_format), ))
 
 def randn_like_generator(self, *, dtype=_D, layout=_D, device=_D, pin_memory=_D, memory_format=_D):
     """`aten::randn_like.generator(Tensor self, *, Generator? generator, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None, MemoryFormat? memory_format=None) -> Tensor`"""
-    return _c(1290, "aten::randn_like.generator", "T", (self, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ("memory_format", "i", memory_format), ))
+    return _c("aten::randn_like.generator", "T", (self, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ("memory_format", "i", memory_format), ))
 
 def random_from(self, from_, to):
     """`aten::random.from(Tensor self, int from, int? to, *, Generator? generator=None) -> Tensor`"""
-    return _c(1291, "aten::random.from", "Tii", (self, from_, to, ), ())
+    return _c("aten::random.from", "Tii", (self, from_, to, ), ())
 
 def random_to(self, to):
     """`aten::random.to(Tensor self, int to, *, Generator? generator=None) -> Tensor`"""
-    return _c(1292, "aten::random.to", "Ti", (self, to, ), ())
+    return _c("aten::random.to", "Ti", (self, to, ), ())
 
 def random(self):
     """`aten::random(Tensor self, *, Generator? generator=None) -> Tensor`"""
-    return _c(1293, "aten::random", "T", (self, ), ())
+    return _c("aten::random", "T", (self, ), ())
 
 def random_from_(self, from_, to):
     """`aten::random_.from(Tensor(a!) self, int from, int? to, *, Generator? generator=None) -> Tensor(a!)`"""
-    return _c(1294, "aten::random_.from", "Tii", (self, from_, to, ), ())
+    return _c("aten::random_.from", "Tii", (self, from_, to, ), ())
 
 def random_to_(self, to):
     """`aten::random_.to(Tensor(a!) self, int to, *, Generator? generator=None) -> Tensor(a!)`"""
-    return _c(1295, "aten::random_.to", "Ti", (self, to, ), ())
+    return _c("aten::random_.to", "Ti", (self, to, ), ())
 
 def random_(self):
     """`aten::random_(Tensor(a!) self, *, Generator? generator=None) -> Tensor(a!)`"""
-    return _c(1296, "aten::random_", "T", (self, ), ())
+    return _c("aten::random_", "T", (self, ), ())
 
 def randperm(n, *, dtype=_D, layout=_D, device=_D, pin_memory=_D):
     """`aten::randperm(SymInt n, *, ScalarType? dtype=4, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`"""
-    return _c(1297, "aten::randperm", "i", (n, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
+    return _c("aten::randperm", "i", (n, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
 
 def randperm_generator(n, *, dtype=_D, layout=_D, device=_D, pin_memory=_D):
     """`aten::randperm.generator(SymInt n, *, Generator? generator, ScalarType? dtype=4, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`"""
-    return _c(1298, "aten::randperm.generator", "i", (n, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
+    return _c("aten::randperm.generator", "i", (n, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
 
 def range_step(start, end, step=_D, *, dtype=_D, layout=_D, device=_D, pin_memory=_D):
     """`aten::range.step(Scalar start, Scalar end, Scalar step=1, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`"""
-    return _c(1299, "aten::range.step", "SS", (start, end, ), (("step", "S", step), ("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
+    return _c("aten::range.step", "SS", (start, end, ), (("step", "S", step), ("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
 
 def range(start, end, *, dtype=_D, layout=_D, device=_D, pin_memory=_D):
     """`aten::range(Scalar start, Scalar end, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`"""
-    return _c(1300, "aten::range", "SS", (start, end, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
+    return _c("aten::range", "SS", (start, end, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
 
 def ravel(self):
     """`aten::ravel(Tensor(a) self) -> Tensor(a)`"""
-    return _c(1301, "aten::ravel", "T", (self, ), ())
+    return _c("aten::ravel", "T", (self, ), ())
 
 def real(self):
     """`aten::real(Tensor(a) self) -> Tensor(a)`"""
-    return _c(1302, "aten::real", "T", (self, ), ())
+    return _c("aten::real", "T", (self, ), ())
 
 def reciprocal(self):
     """`aten::reciprocal(Tensor self) -> Tensor`"""
-    return _c(1303, "aten::reciprocal", "T", (self, ), ())
+    return _c("aten::reciprocal", "T", (self, ), ())
 
 def reciprocal_(self):
     """`aten::reciprocal_(Tensor(a!) self) -> Tensor(a!)`"""
-    return _c(1304, "aten::reciprocal_", "T", (self, ), ())
+    return _c("aten::reciprocal_", "T", (self, ), ())
 
 def reflection_pad1d(self, padding):
     """`aten::reflection_pad1d(Tensor self, SymInt[2] padding) -> Tensor`"""
-    return _c(1305, "aten::reflection_pad1d", "TI", (self, padding, ), ())
+    return _c("aten::reflection_pad1d", "TI", (self, padding, ), ())
 
 def reflection_pad2d(self, padding):
     """`aten::reflection_pad2d(Tensor self, SymInt[4] padding) -> Tensor`"""
-    return _c(1306, "aten::reflection_pad2d", "TI", (self, padding, ), ())
+    return _c("aten::reflection_pad2d", "TI", (self, padding, ), ())
 
 def reflection_pad3d(self, padding):
     """`aten::reflection_pad3d(Tensor self, SymInt[6] padding) -> Tensor`"""
-    return _c(1307, "aten::reflection_pad3d", "TI", (self, padding, ), ())
+    return _c("aten::reflection_pad3d", "TI", (self, padding, ), ())
 
 def relu(self):
     """`aten::relu(Tensor self) -> Tensor`"""
-    return _c(1308, "aten::relu", "T", (self, ), ())
+    return _c("aten::relu", "T", (self, ), ())
 
 def relu6(self):
     """`aten::relu6(Tensor self) -> Tensor`"""
-    return _c(1309, "aten::relu6", "T", (self, ), ())
+    return _c("aten::relu6", "T", (self, ), ())
 
 def relu6_(self):
     """`aten::relu6_(Tensor(a!) self) -> Tensor(a!)`"""
-    return _c(1310, "aten::relu6_", "T", (self, ), ())
+    return _c("aten::relu6_", "T", (self, ), ())
 
 def relu_(self):
     """`aten::relu_(Tensor(a!) self) -> Tensor(a!)`"""
-    return _c(1311, "aten::relu_", "T", (self, ), ())
+    return _c("aten::relu_", "T", (self, ), ())
 
 def remainder(self, other):
     """`aten::remainder.Tensor(Tensor self, Tensor other) -> Tensor`"""
-    return _c(1312, "aten::remainder.Tensor", "TT", (self, other, ), ())
+    return _c("aten::remainder.Tensor", "TT", (self, other, ), ())
 
 def remainder_scalar(self, other):
     """`aten::remainder.Scalar(Tensor self, Scalar other) -> Tensor`"""
-    return _c(1313, "aten::remainder.Scalar", "TS", (self, other, ), ())
+    return _c("aten::remainder.Scalar", "TS", (self, other, ), ())
 
 def remainder_scalar_tensor(self, other):
     """`aten::remainder.Scalar_Tensor(Scalar self, Tensor other) -> Tensor`"""
-    return _c(1314, "aten::remainder.Scalar_Tensor", "ST", (self, other, ), ())
+    return _c("aten::remainder.Scalar_Tensor", "ST", (self, other, ), ())
 
 def remainder_(self, other):
     """`aten::remainder_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`"""
-    return _c(1315, "aten::remainder_.Tensor", "TT", (self, other, ), ())
+    return _c("aten::remainder_.Tensor", "TT", (self, other, ), ())
 
 def remainder_scalar_(self, other):
     """`aten::remainder_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`"""
-    return _c(1316, "aten::remainder_.Scalar", "TS", (self, other, ), ())
+    return _c("aten::remainder_.Scalar", "TS", (self, other, ), ())
 
 def renorm(self, p, dim, maxnorm):
     """`aten::renorm(Tensor self, Scalar p, int dim, Scalar maxnorm) -> Tensor`"""
-    return _c(1317, "aten::renorm", "TSiS", (self, p, dim, maxnorm, ), ())
+    return _c("aten::renorm", "TSiS", (self, p, dim, maxnorm, ), ())
 
 def renorm_(self, p, dim, maxnorm):
     """`aten::renorm_(Tensor(a!) self, Scalar p, int dim, Scalar maxnorm) -> Tensor(a!)`"""
-    return _c(1318, "aten::renorm_", "TSiS", (self, p, dim, maxnorm, ), ())
+    return _c("aten::renorm_", "TSiS", (self, p, dim, maxnorm, ), ())
 
 def repeat(self, repeats):
     """`aten::repeat(Tensor self, SymInt[] repeats) -> Tensor`"""
-    return _c(1319, "aten::repeat", "TI", (self, repeats, ), ())
+    return _c("aten::repeat", "TI", (self, repeats, ), ())
 
 def repeat_interleave(repeats, *, output_size=_D):
     """`aten::repeat_interleave.Tensor(Tensor repeats, *, SymInt? output_size=None) -> Tensor`"""
-    return _c(1320, "aten::repeat_interleave.Tensor", "T", (repeats, ), (("output_size", "i", output_size), ))
+    return _c("aten::repeat_interleave.Tensor", "T", (repeats, ), (("output_size", "i", output_size), ))
 
 def repeat_interleave_self_tensor(self, repeats, dim=_D, *, output_size=_D):
     """`aten::repeat_interleave.self_Tensor(Tensor self, Tensor repeats, int? dim=None, *, SymInt? output_size=None) -> Tensor`"""
-    return _c(1321, "aten::repeat_interleave.self_Tensor", "TT", (self, repeats, ), (("dim", "i", dim), ("output_size", "i", output_size), ))
+    return _c("aten::repeat_interleave.self_Tensor", "TT", (self, repeats, ), (("dim", "i", dim), ("output_size", "i", output_size), ))
 
 def repeat_interleave_self_int(self, repeats, dim=_D, *, output_size=_D):
     """`aten::repeat_interleave.self_int(Tensor self, SymInt repeats, int? dim=None, *, SymInt? output_size=None) -> Tensor`"""
-    return _c(1322, "aten::repeat_interleave.self_int", "Ti", (self, repeats, ), (("dim", "i", dim), ("output_size", "i", output_size), ))
+    return _c("aten::repeat_interleave.self_int", "Ti", (self, repeats, ), (("dim", "i", dim), ("output_size", "i", output_size), ))
 
 def replication_pad1d(self, padding):
     """`aten::replication_pad1d(Tensor self, SymInt[2] padding) -> Tensor`"""
-    return _c(1323, "aten::replication_pad1d", "TI", (self, padding, ), ())
+    return _c("aten::replication_pad1d", "TI", (self, padding, ), ())
 
 def replication_pad2d(self, padding):
     """`aten::replication_pad2d(Tensor self, SymInt[4] padding) -> Tensor`"""
-    return _c(1324, "aten::replication_pad2d", "TI", (self, padding, ), ())
+    return _c("aten::replication_pad2d", "TI", (self, padding, ), ())
 
 def replication_pad3d(self, padding):
     """`aten::replication_pad3d(Tensor self, SymInt[6] padding) -> Tensor`"""
-    return _c(1325, "aten::replication_pad3d", "TI", (self, padding, ), ())
+    return _c("aten::replication_pad3d", "TI", (self, padding, ), ())
 
 def requires_grad_(self, requires_grad=_D):
     """`aten::requires_grad_(Tensor(a!) self, bool requires_grad=True) -> Tensor(a!)`"""
-    return _c(1326, "aten::requires_grad_", "T", (self, ), (("requires_grad", "b", requires_grad), ))
+    return _c("aten::requires_grad_", "T", (self, ), (("requires_grad", "b", requires_grad), ))
 
 def reshape(self, shape):
     """`aten::reshape(Tensor(a) self, SymInt[] shape) -> Tensor(a)`"""
-    return _c(1327, "aten::reshape", "TI", (self, shape, ), ())
+    return _c("aten::reshape", "TI", (self, shape, ), ())
 
 def reshape_as(self, other):
     """`aten::reshape_as(Tensor(a) self, Tensor other) -> Tensor(a)`"""
-    return _c(1328, "aten::reshape_as", "TT", (self, other, ), ())
+    return _c("aten::reshape_as", "TT", (self, other, ), ())
 
 def resize(self, size, *, memory_format=_D):
     """`aten::resize(Tensor self, SymInt[] size, *, MemoryFormat? memory_format=None) -> Tensor`"""
-    return _c(1329, "aten::resize", "TI", (self, size, ), (("memory_format", "i", memory_format), ))
+    return _c("aten::resize", "TI", (self, size, ), (("memory_format", "i", memory_format), ))
 
 def resize_(self, size, *, memory_format=_D):
     """`aten::resize_(Tensor(a!) self, SymInt[] size, *, MemoryFormat? memory_format=None) -> Tensor(a!)`"""
-    return _c(1330, "aten::resize_", "TI", (self, size, ), (("memory_format", "i", memory_format), ))
+    return _c("aten::resize_", "TI", (self, size, ), (("memory_format", "i", memory_format), ))
 
 def resize_as(self, the_template, *, memory_format=_D):
     """`aten::resize_as(Tensor self, Tensor the_template, *, MemoryFormat? memory_format=None) -> Tensor`"""
-    return _c(1331, "aten::resize_as", "TT", (self, the_template, ), (("memory_format", "i", memory_format), ))
+    return _c("aten::resize_as", "TT", (self, the_template, ), (("memory_format", "i", memory_format), ))
 
 def resize_as_(self, the_template, *, memory_format=_D):
     """`aten::resize_as_(Tensor(a!) self, Tensor the_template, *, MemoryFormat? memory_format=None) -> Tensor(a!)`"""
-    return _c(1332, "aten::resize_as_", "TT", (self, the_template, ), (("memory_format", "i", memory_format), ))
+    return _c("aten::resize_as_", "TT", (self, the_template, ), (("memory_format", "i", memory_format), ))
 
 def resize_as_sparse(self, the_template):
     """`aten::resize_as_sparse(Tensor self, Tensor the_template) -> Tensor`"""
-    return _c(1333, "aten::resize_as_sparse", "TT", (self, the_template, ), ())
+    return _c("aten::resize_as_sparse", "TT", (self, the_template, ), ())
 
 def resize_as_sparse_(self, the_template):
     """`aten::resize_as_sparse_(Tensor(a!) self, Tensor the_template) -> Tensor(a!)`"""
-    return _c(1334, "aten::resize_as_sparse_", "TT", (self, the_template, ), ())
+    return _c("aten::resize_as_sparse_", "TT", (self, the_template, ), ())
 
 def resolve_conj(self):
     """`aten::resolve_conj(Tensor(a) self) -> Tensor(a)`"""
-    return _c(1335, "aten::resolve_conj", "T", (self, ), ())
+    return _c("aten::resolve_conj", "T", (self, ), ())
 
 def resolve_neg(self):
     """`aten::resolve_neg(Tensor(a) self) -> Tensor(a)`"""
-    return _c(1336, "aten::resolve_neg", "T", (self, ), ())
+    return _c("aten::resolve_neg", "T", (self, ), ())
 
 def result_type(tensor, other):
     """`aten::result_type.Tensor(Tensor tensor, Tensor other) -> ScalarType`"""
-    return _c(1337, "aten::result_type.Tensor", "TT", (tensor, other, ), ())
+    return _c("aten::result_type.Tensor", "TT", (tensor, other, ), ())
 
 def result_type_scalar(tensor, other):
     """`aten::result_type.Scalar(Tensor tensor, Scalar other) -> ScalarType`"""
-    return _c(1338, "aten::result_type.Scalar", "TS", (tensor, other, ), ())
+    return _c("aten::result_type.Scalar", "TS", (tensor, other, ), ())
 
 def result_type_scalar_tensor(scalar, tensor):
     """`aten::result_type.Scalar_Tensor(Scalar scalar, Tensor tensor) -> ScalarType`"""
-    return _c(1339, "aten::result_type.Scalar_Tensor", "ST", (scalar, tensor, ), ())
+    return _c("aten::result_type.Scalar_Tensor", "ST", (scalar, tensor, ), ())
 
 def result_type_scalar_scalar(scalar1, scalar2):
     """`aten::result_type.Scalar_Scalar(Scalar scalar1, Scalar scalar2) -> ScalarType`"""
-    return _c(1340, "aten::result_type.Scalar_Scalar", "SS", (scalar1, scalar2, ), ())
+    return _c("aten::result_type.Scalar_Scalar", "SS", (scalar1, scalar2, ), ())
 
 def retain_grad(self):
     """`aten::retain_grad(Tensor(a!) self) -> ()`"""
-    return _c(1341, "aten::retain_grad", "T", (self, ), ())
+    return _c("aten::retain_grad", "T", (self, ), ())
 
 def retains_grad(self):
     """`aten::retains_grad(Tensor self) -> bool`"""
-    return _c(1342, "aten::retains_grad", "T", (self, ), ())
+    return _c("aten::retains_grad", "T", (self, ), ())
 
 def rms_norm(input, normalized_shape, weight=_D, eps=_D):
     """`aten::rms_norm(Tensor input, SymInt[] normalized_shape, Tensor? weight=None, float? eps=None) -> Tensor`"""
-    return _c(1343, "aten::rms_norm", "TI", (input, normalized_shape, ), (("weight", "T", weight), ("eps", "f", eps), ))
+    return _c("aten::rms_norm", "TI", (input, normalized_shape, ), (("weight", "T", weight), ("eps", "f", eps), ))
 
 def rnn_relu_input(input, hx, params, has_biases, num_layers, dropout, train, bidirectional, batch_first):
     """`aten::rnn_relu.input(Tensor input, Tensor hx, Tensor[] params, bool has_biases, int num_layers, float dropout, bool train, bool bidirectional, bool batch_first) -> (Tensor, Tensor)`"""
-    return _c(1344, "aten::rnn_relu.input", "TTLbifbbb", (input, hx, params, has_biases, num_layers, dropout, train, bidirectional, batch_first, ), ())
+    return _c("aten::rnn_relu.input", "TTLbifbbb", (input, hx, params, has_biases, num_layers, dropout, train, bidirectional, batch_first, ), ())
 
 def rnn_relu_data(data, batch_sizes, hx, params, has_biases, num_layers, dropout, train, bidirectional):
     """`aten::rnn_relu.data(Tensor data, Tensor batch_sizes, Tensor hx, Tensor[] params, bool has_biases, int num_layers, float dropout, bool train, bool bidirectional) -> (Tensor, Tensor)`"""
-    return _c(1345, "aten::rnn_relu.data", "TTTLbifbb", (data, batch_sizes, hx, params, has_biases, num_layers, dropout, train, bidirectional, ), ())
+    return _c("aten::rnn_relu.data", "TTTLbifbb", (data, batch_sizes, hx, params, has_biases, num_layers, dropout, train, bidirectional, ), ())
 
 def rnn_relu_cell(input, hx, w_ih, w_hh, b_ih=_D, b_hh=_D):
     """`aten::rnn_relu_cell(Tensor input, Tensor hx, Tensor w_ih, Tensor w_hh, Tensor? b_ih=None, Tensor? b_hh=None) -> Tensor`"""
-    return _c(1346, "aten::rnn_relu_cell", "TTTT", (input, hx, w_ih, w_hh, ), (("b_ih", "T", b_ih), ("b_hh", "T", b_hh), ))
+    return _c("aten::rnn_relu_cell", "TTTT", (input, hx, w_ih, w_hh, ), (("b_ih", "T", b_ih), ("b_hh", "T", b_hh), ))
 
 def rnn_tanh_input(input, hx, params, has_biases, num_layers, dropout, train, bidirectional, batch_first):
     """`aten::rnn_tanh.input(Tensor input, Tensor hx, Tensor[] params, bool has_biases, int num_layers, float dropout, bool train, bool bidirectional, bool batch_first) -> (Tensor, Tensor)`"""
-    return _c(1347, "aten::rnn_tanh.input", "TTLbifbbb", (input, hx, params, has_biases, num_layers, dropout, train, bidirectional, batch_first, ), ())
+    return _c("aten::rnn_tanh.input", "TTLbifbbb", (input, hx, params, has_biases, num_layers, dropout, train, bidirectional, batch_first, ), ())
 
 def rnn_tanh_data(data, batch_sizes, hx, params, has_biases, num_layers, dropout, train, bidirectional):
     """`aten::rnn_tanh.data(Tensor data, Tensor batch_sizes, Tensor hx, Tensor[] params, bool has_biases, int num_layers, float dropout, bool train, bool bidirectional) -> (Tensor, Tensor)`"""
-    return _c(1348, "aten::rnn_tanh.data", "TTTLbifbb", (data, batch_sizes, hx, params, has_biases, num_layers, dropout, train, bidirectional, ), ())
+    return _c("aten::rnn_tanh.data", "TTTLbifbb", (data, batch_sizes, hx, params, has_biases, num_layers, dropout, train, bidirectional, ), ())
 
 def rnn_tanh_cell(input, hx, w_ih, w_hh, b_ih=_D, b_hh=_D):
     """`aten::rnn_tanh_cell(Tensor input, Tensor hx, Tensor w_ih, Tensor w_hh, Tensor? b_ih=None, Tensor? b_hh=None) -> Tensor`"""
-    return _c(1349, "aten::rnn_tanh_cell", "TTTT", (input, hx, w_ih, w_hh, ), (("b_ih", "T", b_ih), ("b_hh", "T", b_hh), ))
+    return _c("aten::rnn_tanh_cell", "TTTT", (input, hx, w_ih, w_hh, ), (("b_ih", "T", b_ih), ("b_hh", "T", b_hh), ))
 
 def roll(self, shifts, dims=_D):
     """`aten::roll(Tensor self, SymInt[1] shifts, int[1] dims=[]) -> Tensor`"""
-    return _c(1350, "aten::roll", "TI", (self, shifts, ), (("dims", "I", dims), ))
+    return _c("aten::roll", "TI", (self, shifts, ), (("dims", "I", dims), ))
 
 def rot90(self, k=_D, dims=_D):
     """`aten::rot90(Tensor self, int k=1, int[] dims=[0, 1]) -> Tensor`"""
-    return _c(1351, "aten::rot90", "T", (self, ), (("k", "i", k), ("dims", "I", dims), ))
+    return _c("aten::rot90", "T", (self, ), (("k", "i", k), ("dims", "I", dims), ))
 
 def round(self):
     """`aten::round(Tensor self) -> Tensor`"""
-    return _c(1352, "aten::round", "T", (self, ), ())
+    return _c("aten::round", "T", (self, ), ())
 
 def round_decimals(self, *, decimals):
     """`aten::round.decimals(Tensor self, *, int decimals) -> Tensor`"""
-    return _c(1353, "aten::round.decimals", "T", (self, ), (("decimals", "i", decimals), ))
+    return _c("aten::round.decimals", "T", (self, ), (("decimals", "i", decimals), ))
 
 def round_(self):
     """`aten::round_(Tensor(a!) self) -> Tensor(a!)`"""
-    return _c(1354, "aten::round_", "T", (self, ), ())
+    return _c("aten::round_", "T", (self, ), ())
 
 def round_decimals_(self, *, decimals):
     """`aten::round_.decimals(Tensor(a!) self, *, int decimals) -> Tensor(a!)`"""
-    return _c(1355, "aten::round_.decimals", "T", (self, ), (("decimals", "i", decimals), ))
+    return _c("aten::round_.decimals", "T", (self, ), (("decimals", "i", decimals), ))
 
 def row_indices(self):
     """`aten::row_indices(Tensor(a) self) -> Tensor(a)`"""
-    return _c(1356, "aten::row_indices", "T", (self, ), ())
+    return _c("aten::row_indices", "T", (self, ), ())
 
 def row_indices_copy(self):
     """`aten::row_indices_copy(Tensor self) -> Tensor`"""
-    return _c(1357, "aten::row_indices_copy", "T", (self, ), ())
+    return _c("aten::row_indices_copy", "T", (self, ), ())
 
 def row_stack(tensors):
     """`aten::row_stack(Tensor[] tensors) -> Tensor`"""
-    return _c(1358, "aten::row_stack", "L", (tensors, ), ())
+    return _c("aten::row_stack", "L", (tensors, ), ())
 
 def rrelu(self, lower=_D, upper=_D, training=_D):
     """`aten::rrelu(Tensor self, Scalar lower=0.125, Scalar upper=0.33333333333333331, bool training=False, Generator? generator=None) -> Tensor`"""
-    return _c(1359, "aten::rrelu", "T", (self, ), (("lower", "S", lower), ("upper", "S", upper), ("training", "b", training), ))
+    return _c("aten::rrelu", "T", (self, ), (("lower", "S", lower), ("upper", "S", upper), ("training", "b", training), ))
 
 def rrelu_(self, lower=_D, upper=_D, training=_D):
     """`aten::rrelu_(Tensor(a!) self, Scalar lower=0.125, Scalar upper=0.33333333333333331, bool training=False, Generator? generator=None) -> Tensor(a!)`"""
-    return _c(1360, "aten::rrelu_", "T", (self, ), (("lower", "S", lower), ("upper", "S", upper), ("training", "b", training), ))
+    return _c("aten::rrelu_", "T", (self, ), (("lower", "S", lower), ("upper", "S", upper), ("training", "b", training), ))
 
 def rrelu_with_noise(self, noise, lower=_D, upper=_D, training=_D):
     """`aten::rrelu_with_noise(Tensor self, Tensor(b!) noise, Scalar lower=0.125, Scalar upper=0.33333333333333331, bool training=False, Generator? generator=None) -> Tensor`"""
-    return _c(1361, "aten::rrelu_with_noise", "TT", (self, noise, ), (("lower", "S", lower), ("upper", "S", upper), ("training", "b", training), ))
+    return _c("aten::rrelu_with_noise", "TT", (self, noise, ), (("lower", "S", lower), ("upper", "S", upper), ("training", "b", training), ))
 
 def rrelu_with_noise_(self, noise, lower=_D, upper=_D, training=_D):
     """`aten::rrelu_with_noise_(Tensor(a!) self, Tensor(b!) noise, Scalar lower=0.125, Scalar upper=0.33333333333333331, bool training=False, Generator? generator=None) -> Tensor(a!)`"""
-    return _c(1362, "aten::rrelu_with_noise_", "TT", (self, noise, ), (("lower", "S", lower), ("upper", "S", upper), ("training", "b", training), ))
+    return _c("aten::rrelu_with_noise_", "TT", (self, noise, ), (("lower", "S", lower), ("upper", "S", upper), ("training", "b", training), ))
 
 def rrelu_with_noise_functional(self, noise, lower=_D, upper=_D, training=_D):
     """`aten::rrelu_with_noise_functional(Tensor self, Tensor noise, Scalar lower=0.125, Scalar upper=0.33333333333333331, bool training=False, Generator? generator=None) -> (Tensor, Tensor noise_out)`"""
-    return _c(1363, "aten::rrelu_with_noise_functional", "TT", (self, noise, ), (("lower", "S", lower), ("upper", "S", upper), ("training", "b", training), ))
+    return _c("aten::rrelu_with_noise_functional", "TT", (self, noise, ), (("lower", "S", lower), ("upper", "S", upper), ("training", "b", training), ))
 
 def rsqrt(self):
     """`aten::rsqrt(Tensor self) -> Tensor`"""
-    return _c(1364, "aten::rsqrt", "T", (self, ), ())
+    return _c("aten::rsqrt", "T", (self, ), ())
 
 def rsqrt_(self):
     """`aten::rsqrt_(Tensor(a!) self) -> Tensor(a!)`"""
-    return _c(1365, "aten::rsqrt_", "T", (self, ), ())
+    return _c("aten::rsqrt_", "T", (self, ), ())
 
 def rsub(self, other, *, alpha=_D):
     """`aten::rsub.Tensor(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor`"""
-    return _c(1366, "aten::rsub.Tensor", "TT", (self, other, ), (("alpha", "S", alpha), ))
+    return _c("aten::rsub.Tensor", "TT", (self, other, ), (("alpha", "S", alpha), ))
 
 def rsub_scalar(self, other, alpha=_D):
     """`aten::rsub.Scalar(Tensor self, Scalar other, Scalar alpha=1) -> Tensor`"""
-    return _c(1367, "aten::rsub.Scalar", "TS", (self, other, ), (("alpha", "S", alpha), ))
+    return _c("aten::rsub.Scalar", "TS", (self, other, ), (("alpha", "S", alpha), ))
 
 def scalar_tensor(s, *, dtype=_D, layout=_D, device=_D, pin_memory=_D):
     """`aten::scalar_tensor(Scalar s, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`"""
-    return _c(1368, "aten::scalar_tensor", "S", (s, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
+    return _c("aten::scalar_tensor", "S", (s, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
 
 def scaled_dot_product_attention(query, key, value, attn_mask=_D, dropout_p=_D, is_causal=_D, *, scale=_D, enable_gqa=_D):
     """`aten::scaled_dot_product_attention(Tensor query, Tensor key, Tensor value, Tensor? attn_mask=None, float dropout_p=0., bool is_causal=False, *, float? scale=None, bool enable_gqa=False) -> Tensor`"""
-    return _c(1369, "aten::scaled_dot_product_attention", "TTT", (query, key, value, ), (("attn_mask", "T", attn_mask), ("dropout_p", "f", dropout_p), ("is_causal", "b", is_causal), ("scale", "f", scale), ("enable_gqa", "b", enable_gqa), ))
+    return _c("aten::scaled_dot_product_attention", "TTT", (query, key, value, ), (("attn_mask", "T", attn_mask), ("dropout_p", "f", dropout_p), ("is_causal", "b", is_causal), ("scale", "f", scale), ("enable_gqa", "b", enable_gqa), ))
 
 def scatter_value(self, dim, index, value):
     """`aten::scatter.value(Tensor self, int dim, Tensor index, Scalar value) -> Tensor`"""
-    return _c(1370, "aten::scatter.value", "TiTS", (self, dim, index, value, ), ())
+    return _c("aten::scatter.value", "TiTS", (self, dim, index, value, ), ())
 
 def scatter_src(self, dim, index, src):
     """`aten::scatter.src(Tensor self, int dim, Tensor index, Tensor src) -> Tensor`"""
-    return _c(1371, "aten::scatter.src", "TiTT", (self, dim, index, src, ), ())
+    return _c("aten::scatter.src", "TiTT", (self, dim, index, src, ), ())
 
 def scatter_reduce(self, dim, index, src, *, reduce):
     """`aten::scatter.reduce(Tensor self, int dim, Tensor index, Tensor src, *, str reduce) -> Tensor`"""
-    return _c(1372, "aten::scatter.reduce", "TiTT", (self, dim, index, src, ), (("reduce", "s", reduce), ))
+    return _c("aten::scatter.reduce", "TiTT", (self, dim, index, src, ), (("reduce", "s", reduce), ))
 
 def scatter_value_reduce(self, dim, index, value, *, reduce):
     """`aten::scatter.value_reduce(Tensor self, int dim, Tensor index, Scalar value, *, str reduce) -> Tensor`"""
-    return _c(1373, "aten::scatter.value_reduce", "TiTS", (self, dim, index, value, ), (("reduce", "s", reduce), ))
+    return _c("aten::scatter.value_reduce", "TiTS", (self, dim, index, value, ), (("reduce", "s", reduce), ))
 
 def scatter_src_(self, dim, index, src):
     """`aten::scatter_.src(Tensor(a!) self, int dim, Tensor index, Tensor src) -> Tensor(a!)`"""
-    return _c(1374, "aten::scatter_.src", "TiTT", (self, dim, index, src, ), ())
+    return _c("aten::scatter_.src", "TiTT", (self, dim, index, src, ), ())
 
 def scatter_value_(self, dim, index, value):
     """`aten::scatter_.value(Tensor(a!) self, int dim, Tensor index, Scalar value) -> Tensor(a!)`"""
-    return _c(1375, "aten::scatter_.value", "TiTS", (self, dim, index, value, ), ())
+    return _c("aten::scatter_.value", "TiTS", (self, dim, index, value, ), ())
 
 def scatter_reduce_(self, dim, index, src, *, reduce):
     """`aten::scatter_.reduce(Tensor(a!) self, int dim, Tensor index, Tensor src, *, str reduce) -> Tensor(a!)`"""
-    return _c(1376, "aten::scatter_.reduce", "TiTT", (self, dim, index, src, ), (("reduce", "s", reduce), ))
+    return _c("aten::scatter_.reduce", "TiTT", (self, dim, index, src, ), (("reduce", "s", reduce), ))
 
 def scatter_value_reduce_(self, dim, index, value, *, reduce):
     """`aten::scatter_.value_reduce(Tensor(a!) self, int dim, Tensor index, Scalar value, *, str reduce) -> Tensor(a!)`"""
-    return _c(1377, "aten::scatter_.value_reduce", "TiTS", (self, dim, index, value, ), (("reduce", "s", reduce), ))
+    return _c("aten::scatter_.value_reduce", "TiTS", (self, dim, index, value, ), (("reduce", "s", reduce), ))
 
 def scatter_add(self, dim, index, src):
     """`aten::scatter_add(Tensor self, int dim, Tensor index, Tensor src) -> Tensor`"""
-    return _c(1378, "aten::scatter_add", "TiTT", (self, dim, index, src, ), ())
+    return _c("aten::scatter_add", "TiTT", (self, dim, index, src, ), ())
 
 def scatter_add_(self, dim, index, src):
     """`aten::scatter_add_(Tensor(a!) self, int dim, Tensor index, Tensor src) -> Tensor(a!)`"""
-    return _c(1379, "aten::scatter_add_", "TiTT", (self, dim, index, src, ), ())
+    return _c("aten::scatter_add_", "TiTT", (self, dim, index, src, ), ())
 
 def searchsorted(sorted_sequence, self, *, out_int32=_D, right=_D, side=_D, sorter=_D):
     """`aten::searchsorted.Tensor(Tensor sorted_sequence, Tensor self, *, bool out_int32=False, bool right=False, str? side=None, Tensor? sorter=None) -> Tensor`"""
-    return _c(1380, "aten::searchsorted.Tensor", "TT", (sorted_sequence, self, ), (("out_int32", "b", out_int32), ("right", "b", right), ("side", "s", side), ("sorter", "T", sorter), ))
+    return _c("aten::searchsorted.Tensor", "TT", (sorted_sequence, self, ), (("out_int32", "b", out_int32), ("right", "b", right), ("side", "s", side), ("sorter", "T", sorter), ))
 
 def searchsorted_scalar(sorted_sequence, self, *, out_int32=_D, right=_D, side=_D, sorter=_D):
     """`aten::searchsorted.Scalar(Tensor sorted_sequence, Scalar self, *, bool out_int32=False, bool right=False, str? side=None, Tensor? sorter=None) -> Tensor`"""
-    return _c(1381, "aten::searchsorted.Scalar", "TS", (sorted_sequence, self, ), (("out_int32", "b", out_int32), ("right", "b", right), ("side", "s", side), ("sorter", "T", sorter), ))
+    return _c("aten::searchsorted.Scalar", "TS", (sorted_sequence, self, ), (("out_int32", "b", out_int32), ("right", "b", right), ("side", "s", side), ("sorter", "T", sorter), ))
 
 def segment_reduce(data, reduce, *, lengths=_D, indices=_D, offsets=_D, axis=_D, unsafe=_D, initial=_D):
     """`aten::segment_reduce(Tensor data, str reduce, *, Tensor? lengths=None, Tensor? indices=None, Tensor? offsets=None, int axis=0, bool unsafe=False, Scalar? initial=None) -> Tensor`"""
-    return _c(1382, "aten::segment_reduce", "Ts", (data, reduce, ), (("lengths", "T", lengths), ("indices", "T", indices), ("offsets", "T", offsets), ("axis", "i", axis), ("unsafe", "b", unsafe), ("initial", "S", initial), ))
+    return _c("aten::segment_reduce", "Ts", (data, reduce, ), (("lengths", "T", lengths), ("indices", "T", indices), ("offsets", "T", offsets), ("axis", "i", axis), ("unsafe", "b", unsafe), ("initial", "S", initial), ))
 
 def select(self, dim, index):
     """`aten::select.int(Tensor(a) self, int dim, SymInt index) -> Tensor(a)`"""
-    return _c(1383, "aten::select.int", "Tii", (self, dim, index, ), ())
+    return _c("aten::select.int", "Tii", (self, dim, index, ), ())
 
 def select_copy(self, dim, index):
     """`aten::select_copy.int(Tensor self, int dim, SymInt index) -> Tensor`"""
-    return _c(1384, "aten::select_copy.int", "Tii", (self, dim, index, ), ())
+    return _c("aten::select_copy.int", "Tii", (self, dim, index, ), ())
 
 def select_scatter(self, src, dim, index):
     """`aten::select_scatter(Tensor self, Tensor src, int dim, SymInt index) -> Tensor`"""
-    return _c(1385, "aten::select_scatter", "TTii", (self, src, dim, index, ), ())
+    return _c("aten::select_scatter", "TTii", (self, src, dim, index, ), ())
 
 def selu(self):
     """`aten::selu(Tensor self) -> Tensor`"""
-    return _c(1386, "aten::selu", "T", (self, ), ())
+    return _c("aten::selu", "T", (self, ), ())
 
 def selu_(self):
     """`aten::selu_(Tensor(a!) self) -> Tensor(a!)`"""
-    return _c(1387, "aten::selu_", "T", (self, ), ())
+    return _c("aten::selu_", "T", (self, ), ())
 
 def set_source_tensor(self, source):
     """`aten::set.source_Tensor(Tensor self, Tensor source) -> Tensor`"""
-    return _c(1388, "aten::set.source_Tensor", "TT", (self, source, ), ())
+    return _c("aten::set.source_Tensor", "TT", (self, source, ), ())
 
 def set(self):
     """`aten::set(Tensor self) -> Tensor`"""
-    return _c(1389, "aten::set", "T", (self, ), ())
+    return _c("aten::set", "T", (self, ), ())
 
 def set_source_tensor_(self, source):
     """`aten::set_.source_Tensor(Tensor(a!) self, Tensor source) -> Tensor(a!)`"""
-    return _c(1390, "aten::set_.source_Tensor", "TT", (self, source, ), ())
+    return _c("aten::set_.source_Tensor", "TT", (self, source, ), ())
 
 def set_(self):
     """`aten::set_(Tensor(a!) self) -> Tensor(a!)`"""
-    return _c(1391, "aten::set_", "T", (self, ), ())
+    return _c("aten::set_", "T", (self, ), ())
 
 def set_source_tensor_storage_offset_(self, source, storage_offset, size, stride=_D):
     """`aten::set_.source_Tensor_storage_offset(Tensor(a!) self, Tensor source, SymInt storage_offset, SymInt[] size, SymInt[] stride=[]) -> Tensor(a!)`"""
-    return _c(1392, "aten::set_.source_Tensor_storage_offset", "TTiI", (self, source, storage_offset, size, ), (("stride", "I", stride), ))
+    return _c("aten::set_.source_Tensor_storage_offset", "TTiI", (self, source, storage_offset, size, ), (("stride", "I", stride), ))
 
 def set_data(self, new_data):
     """`aten::set_data(Tensor(a!) self, Tensor new_data) -> ()`"""
-    return _c(1393, "aten::set_data", "TT", (self, new_data, ), ())
+    return _c("aten::set_data", "TT", (self, new_data, ), ())
 
 def sgn(self):
     """`aten::sgn(Tensor self) -> Tensor`"""
-    return _c(1394, "aten::sgn", "T", (self, ), ())
+    return _c("aten::sgn", "T", (self, ), ())
 
 def sgn_(self):
     """`aten::sgn_(Tensor(a!) self) -> Tensor(a!)`"""
-    return _c(1395, "aten::sgn_", "T", (self, ), ())
+    return _c("aten::sgn_", "T", (self, ), ())
 
 def sigmoid(self):
     """`aten::sigmoid(Tensor self) -> Tensor`"""
-    return _c(1396, "aten::sigmoid", "T", (self, ), ())
+    return _c("aten::sigmoid", "T", (self, ), ())
 
 def sigmoid_(self):
     """`aten::sigmoid_(Tensor(a!) self) -> Tensor(a!)`"""
-    return _c(1397, "aten::sigmoid_", "T", (self, ), ())
+    return _c("aten::sigmoid_", "T", (self, ), ())
 
 def sign(self):
     """`aten::sign(Tensor self) -> Tensor`"""
-    return _c(1398, "aten::sign", "T", (self, ), ())
+    return _c("aten::sign", "T", (self, ), ())
 
 def sign_(self):
     """`aten::sign_(Tensor(a!) self) -> Tensor(a!)`"""
-    return _c(1399, "aten::sign_", "T", (self, ), ())
+    return _c("aten::sign_", "T", (self, ), ())
 
 def signbit(self):
     """`aten::signbit(Tensor self) -> Tensor`"""
-    return _c(1400, "aten::signbit", "T", (self, ), ())
+    return _c("aten::signbit", "T", (self, ), ())
 
 def silu(self):
     """`aten::silu(Tensor self) -> Tensor`"""
-    return _c(1401, "aten::silu", "T", (self, ), ())
+    return _c("aten::silu", "T", (self, ), ())
 
 def silu_(self):
     """`aten::silu_(Tensor(a!) self) -> Tensor(a!)`"""
-    return _c(1402, "aten::silu_", "T", (self, ), ())
+    return _c("aten::silu_", "T", (self, ), ())
 
 def sin(self):
     """`aten::sin(Tensor self) -> Tensor`"""
-    return _c(1403, "aten::sin", "T", (self, ), ())
+    return _c("aten::sin", "T", (self, ), ())
 
 def sin_(self):
     """`aten::sin_(Tensor(a!) self) -> Tensor(a!)`"""
-    return _c(1404, "aten::sin_", "T", (self, ), ())
+    return _c("aten::sin_", "T", (self, ), ())
 
 def sinc(self):
     """`aten::sinc(Tensor self) -> Tensor`"""
-    return _c(1405, "aten::sinc", "T", (self, ), ())
+    return _c("aten::sinc", "T", (self, ), ())
 
 def sinc_(self):
     """`aten::sinc_(Tensor(a!) self) -> Tensor(a!)`"""
-    return _c(1406, "aten::sinc_", "T", (self, ), ())
+    return _c("aten::sinc_", "T", (self, ), ())
 
 def sinh(self):
     """`aten::sinh(Tensor self) -> Tensor`"""
-    return _c(1407, "aten::sinh", "T", (self, ), ())
+    return _c("aten::sinh", "T", (self, ), ())
 
 def sinh_(self):
     """`aten::sinh_(Tensor(a!) self) -> Tensor(a!)`"""
-    return _c(1408, "aten::sinh_", "T", (self, ), ())
+    return _c("aten::sinh_", "T", (self, ), ())
 
 def size(self, dim):
     """`aten::size.int(Tensor self, int dim) -> int`"""
-    return _c(1409, "aten::size.int", "Ti", (self, dim, ), ())
+    return _c("aten::size.int", "Ti", (self, dim, ), ())
 
 def slice(self, dim=_D, start=_D, end=_D, step=_D):
     """`aten::slice.Tensor(Tensor(a) self, int dim=0, SymInt? start=None, SymInt? end=None, SymInt step=1) -> Tensor(a)`"""
-    return _c(1410, "aten::slice.Tensor", "T", (self, ), (("dim", "i", dim), ("start", "i", start), ("end", "i", end), ("step", "i", step), ))
+    return _c("aten::slice.Tensor", "T", (self, ), (("dim", "i", dim), ("start", "i", start), ("end", "i", end), ("step", "i", step), ))
 
 def slice_copy(self, dim=_D, start=_D, end=_D, step=_D):
     """`aten::slice_copy.Tensor(Tensor self, int dim=0, SymInt? start=None, SymInt? end=None, SymInt step=1) -> Tensor`"""
-    return _c(1411, "aten::slice_copy.Tensor", "T", (self, ), (("dim", "i", dim), ("start", "i", start), ("end", "i", end), ("step", "i", step), ))
+    return _c("aten::slice_copy.Tensor", "T", (self, ), (("dim", "i", dim), ("start", "i", start), ("end", "i", end), ("step", "i", step), ))
 
 def slice_inverse(self, src, dim=_D, start=_D, end=_D, step=_D):
     """`aten::slice_inverse(Tensor(a) self, Tensor src, int dim=0, SymInt? start=None, SymInt? end=None, SymInt step=1) -> Tensor(a)`"""
-    return _c(1412, "aten::slice_inverse", "TT", (self, src, ), (("dim", "i", dim), ("start", "i", start), ("end", "i", end), ("step", "i", step), ))
+    return _c("aten::slice_inverse", "TT", (self, src, ), (("dim", "i", dim), ("start", "i", start), ("end", "i", end), ("step", "i", step), ))
 
 def slice_scatter(self, src, dim=_D, start=_D, end=_D, step=_D):
     """`aten::slice_scatter(Tensor self, Tensor src, int dim=0, SymInt? start=None, SymInt? end=None, SymInt step=1) -> Tensor`"""
-    return _c(1413, "aten::slice_scatter", "TT", (self, src, ), (("dim", "i", dim), ("start", "i", start), ("end", "i", end), ("step", "i", step), ))
+    return _c("aten::slice_scatter", "TT", (self, src, ), (("dim", "i", dim), ("start", "i", start), ("end", "i", end), ("step", "i", step), ))
 
 def slogdet(self):
     """`aten::slogdet(Tensor self) -> (Tensor sign, Tensor logabsdet)`"""
-    return _c(1414, "aten::slogdet", "T", (self, ), ())
+    return _c("aten::slogdet", "T", (self, ), ())
 
 def slow_conv3d(self, weight, kernel_size, bias=_D, stride=_D, padding=_D):
     """`aten::slow_conv3d(Tensor self, Tensor weight, SymInt[3] kernel_size, Tensor? bias=None, SymInt[3] stride=[1, 1, 1], SymInt[3] padding=[0, 0, 0]) -> Tensor`"""
-    return _c(1415, "aten::slow_conv3d", "TTI", (self, weight, kernel_size, ), (("bias", "T", bias), ("stride", "I", stride), ("padding", "I", padding), ))
+    return _c("aten::slow_conv3d", "TTI", (self, weight, kernel_size, ), (("bias", "T", bias), ("stride", "I", stride), ("padding", "I", padding), ))
 
 def slow_conv3d_forward(self, weight, kernel_size, bias, stride, padding):
     """`aten::slow_conv3d_forward(Tensor self, Tensor weight, SymInt[3] kernel_size, Tensor? bias, SymInt[3] stride, SymInt[3] padding) -> Tensor`"""
-    return _c(1416, "aten::slow_conv3d_forward", "TTITII", (self, weight, kernel_size, bias, stride, padding, ), ())
+    return _c("aten::slow_conv3d_forward", "TTITII", (self, weight, kernel_size, bias, stride, padding, ), ())
 
 def slow_conv_dilated2d(self, weight, kernel_size, bias=_D, stride=_D, padding=_D, dilation=_D):
     """`aten::slow_conv_dilated2d(Tensor self, Tensor weight, SymInt[2] kernel_size, Tensor? bias=None, SymInt[2] stride=[1, 1], SymInt[2] padding=[0, 0], SymInt[2] dilation=[1, 1]) -> Tensor`"""
-    return _c(1417, "aten::slow_conv_dilated2d", "TTI", (self, weight, kernel_size, ), (("bias", "T", bias), ("stride", "I", stride), ("padding", "I", padding), ("dilation", "I", dilation), ))
+    return _c("aten::slow_conv_dilated2d", "TTI", (self, weight, kernel_size, ), (("bias", "T", bias), ("stride", "I", stride), ("padding", "I", padding), ("dilation", "I", dilation), ))
 
 def slow_conv_dilated3d(self, weight, kernel_size, bias=_D, stride=_D, padding=_D, dilation=_D):
     """`aten::slow_conv_dilated3d(Tensor self, Tensor weight, SymInt[3] kernel_size, Tensor? bias=None, SymInt[3] stride=[1, 1, 1], SymInt[3] padding=[0, 0, 0], SymInt[3] dilation=[1, 1, 1]) -> Tensor`"""
-    return _c(1418, "aten::slow_conv_dilated3d", "TTI", (self, weight, kernel_size, ), (("bias", "T", bias), ("stride", "I", stride), ("padding", "I", padding), ("dilation", "I", dilation), ))
+    return _c("aten::slow_conv_dilated3d", "TTI", (self, weight, kernel_size, ), (("bias", "T", bias), ("stride", "I", stride), ("padding", "I", padding), ("dilation", "I", dilation), ))
 
 def slow_conv_transpose2d(self, weight, kernel_size, bias=_D, stride=_D, padding=_D, output_padding=_D, dilation=_D):
     """`aten::slow_conv_transpose2d(Tensor self, Tensor weight, SymInt[2] kernel_size, Tensor? bias=None, SymInt[2] stride=[1, 1], SymInt[2] padding=[0, 0], SymInt[2] output_padding=[0, 0], SymInt[2] dilation=[1, 1]) -> Tensor`"""
-    return _c(1419, "aten::slow_conv_transpose2d", "TTI", (self, weight, kernel_size, ), (("bias", "T", bias), ("stride", "I", stride), ("padding", "I", padding), ("output_padding", "I", output_padding), ("dilation", "I", dilation), ))
+    return _c("aten::slow_conv_transpose2d", "TTI", (self, weight, kernel_size, ), (("bias", "T", bias), ("stride", "I", stride), ("padding", "I", padding), ("output_padding", "I", output_padding), ("dilation", "I", dilation), ))
 
 def slow_conv_transpose3d(self, weight, kernel_size, bias=_D, stride=_D, padding=_D, output_padding=_D, dilation=_D):
     """`aten::slow_conv_transpose3d(Tensor self, Tensor weight, SymInt[3] kernel_size, Tensor? bias=None, SymInt[3] stride=[1, 1, 1], SymInt[3] padding=[0, 0, 0], SymInt[3] output_padding=[0, 0, 0], SymInt[3] dilation=[1, 1, 1]) -> Tensor`"""
-    return _c(1420, "aten::slow_conv_transpose3d", "TTI", (self, weight, kernel_size, ), (("bias", "T", bias), ("stride", "I", stride), ("padding", "I", padding), ("output_padding", "I", output_padding), ("dilation", "I", dilation), ))
+    return _c("aten::slow_conv_transpose3d", "TTI", (self, weight, kernel_size, ), (("bias", "T", bias), ("stride", "I", stride), ("padding", "I", padding), ("output_padding", "I", output_padding), ("dilation", "I", dilation), ))
 
 def smm(self, mat2):
     """`aten::smm(Tensor self, Tensor mat2) -> Tensor`"""
-    return _c(1421, "aten::smm", "TT", (self, mat2, ), ())
+    return _c("aten::smm", "TT", (self, mat2, ), ())
 
 def smooth_l1_loss(self, target, reduction=_D, beta=_D):
     """`aten::smooth_l1_loss(Tensor self, Tensor target, int reduction=1, float beta=1.) -> Tensor`"""
-    return _c(1422, "aten::smooth_l1_loss", "TT", (self, target, ), (("reduction", "i", reduction), ("beta", "f", beta), ))
+    return _c("aten::smooth_l1_loss", "TT", (self, target, ), (("reduction", "i", reduction), ("beta", "f", beta), ))
 
 def soft_margin_loss(self, target, reduction=_D):
     """`aten::soft_margin_loss(Tensor self, Tensor target, int reduction=1) -> Tensor`"""
-    return _c(1423, "aten::soft_margin_loss", "TT", (self, target, ), (("reduction", "i", reduction), ))
+    return _c("aten::soft_margin_loss", "TT", (self, target, ), (("reduction", "i", reduction), ))
 
 def softmax(self, dim, dtype=_D):
     """`aten::softmax.int(Tensor self, int dim, ScalarType? dtype=None) -> Tensor`"""
-    return _c(1424, "aten::softmax.int", "Ti", (self, dim, ), (("dtype", "d", dtype), ))
+    return _c("aten::softmax.int", "Ti", (self, dim, ), (("dtype", "d", dtype), ))
 
 def softplus(self, beta=_D, threshold=_D):
     """`aten::softplus(Tensor self, Scalar beta=1, Scalar threshold=20) -> Tensor`"""
-    return _c(1425, "aten::softplus", "T", (self, ), (("beta", "S", beta), ("threshold", "S", threshold), ))
+    return _c("aten::softplus", "T", (self, ), (("beta", "S", beta), ("threshold", "S", threshold), ))
 
 def softshrink(self, lambd=_D):
     """`aten::softshrink(Tensor self, Scalar lambd=0.5) -> Tensor`"""
-    return _c(1426, "aten::softshrink", "T", (self, ), (("lambd", "S", lambd), ))
+    return _c("aten::softshrink", "T", (self, ), (("lambd", "S", lambd), ))
 
 def sort(self, dim=_D, descending=_D):
     """`aten::sort(Tensor self, int dim=-1, bool descending=False) -> (Tensor values, Tensor indices)`"""
-    return _c(1427, "aten::sort", "T", (self, ), (("dim", "i", dim), ("descending", "b", descending), ))
+    return _c("aten::sort", "T", (self, ), (("dim", "i", dim), ("descending", "b", descending), ))
 
 def sort_stable(self, *, stable, dim=_D, descending=_D):
     """`aten::sort.stable(Tensor self, *, bool? stable, int dim=-1, bool descending=False) -> (Tensor values, Tensor indices)`"""
-    return _c(1428, "aten::sort.stable", "T", (self, ), (("stable", "b", stable), ("dim", "i", dim), ("descending", "b", descending), ))
+    return _c("aten::sort.stable", "T", (self, ), (("stable", "b", stable), ("dim", "i", dim), ("descending", "b", descending), ))
 
 def special_airy_ai(x):
     """`aten::special_airy_ai(Tensor x) -> Tensor`"""
-    return _c(1429, "aten::special_airy_ai", "T", (x, ), ())
+    return _c("aten::special_airy_ai", "T", (x, ), ())
 
 def special_bessel_j0(self):
     """`aten::special_bessel_j0(Tensor self) -> Tensor`"""
-    return _c(1430, "aten::special_bessel_j0", "T", (self, ), ())
+    return _c("aten::special_bessel_j0", "T", (self, ), ())
 
 def special_bessel_j1(self):
     """`aten::special_bessel_j1(Tensor self) -> Tensor`"""
-    return _c(1431, "aten::special_bessel_j1", "T", (self, ), ())
+    return _c("aten::special_bessel_j1", "T", (self, ), ())
 
 def special_bessel_y0(self):
     """`aten::special_bessel_y0(Tensor self) -> Tensor`"""
-    return _c(1432, "aten::special_bessel_y0", "T", (self, ), ())
+    return _c("aten::special_bessel_y0", "T", (self, ), ())
 
 def special_bessel_y1(self):
     """`aten::special_bessel_y1(Tensor self) -> Tensor`"""
-    return _c(1433, "aten::special_bessel_y1", "T", (self, ), ())
+    return _c("aten::special_bessel_y1", "T", (self, ), ())
 
 def special_chebyshev_polynomial_t(x, n):
     """`aten::special_chebyshev_polynomial_t(Tensor x, Tensor n) -> Tensor`"""
-    return _c(1434, "aten::special_chebyshev_polynomial_t", "TT", (x, n, ), ())
+    return _c("aten::special_chebyshev_polynomial_t", "TT", (x, n, ), ())
 
 def special_chebyshev_polynomial_t_x_scalar(x, n):
     """`aten::special_chebyshev_polynomial_t.x_scalar(Scalar x, Tensor n) -> Tensor`"""
-    return _c(1435, "aten::special_chebyshev_polynomial_t.x_scalar", "ST", (x, n, ), ())
+    return _c("aten::special_chebyshev_polynomial_t.x_scalar", "ST", (x, n, ), ())
 
 def special_chebyshev_polynomial_t_n_scalar(x, n):
     """`aten::special_chebyshev_polynomial_t.n_scalar(Tensor x, Scalar n) -> Tensor`"""
-    return _c(1436, "aten::special_chebyshev_polynomial_t.n_scalar", "TS", (x, n, ), ())
+    return _c("aten::special_chebyshev_polynomial_t.n_scalar", "TS", (x, n, ), ())
 
 def special_chebyshev_polynomial_u(x, n):
     """`aten::special_chebyshev_polynomial_u(Tensor x, Tensor n) -> Tensor`"""
-    return _c(1437, "aten::special_chebyshev_polynomial_u", "TT", (x, n, ), ())
+    return _c("aten::special_chebyshev_polynomial_u", "TT", (x, n, ), ())
 
 def special_chebyshev_polynomial_u_x_scalar(x, n):
     """`aten::special_chebyshev_polynomial_u.x_scalar(Scalar x, Tensor n) -> Tensor`"""
-    return _c(1438, "aten::special_chebyshev_polynomial_u.x_scalar", "ST", (x, n, ), ())
+    return _c("aten::special_chebyshev_polynomial_u.x_scalar", "ST", (x, n, ), ())
 
 def special_chebyshev_polynomial_u_n_scalar(x, n):
     """`aten::special_chebyshev_polynomial_u.n_scalar(Tensor x, Scalar n) -> Tensor`"""
-    return _c(1439, "aten::special_chebyshev_polynomial_u.n_scalar", "TS", (x, n, ), ())
+    return _c("aten::special_chebyshev_polynomial_u.n_scalar", "TS", (x, n, ), ())
 
 def special_chebyshev_polynomial_v(x, n):
     """`aten::special_chebyshev_polynomial_v(Tensor x, Tensor n) -> Tensor`"""
-    return _c(1440, "aten::special_chebyshev_polynomial_v", "TT", (x, n, ), ())
+    return _c("aten::special_chebyshev_polynomial_v", "TT", (x, n, ), ())
 
 def special_chebyshev_polynomial_v_x_scalar(x, n):
     """`aten::special_chebyshev_polynomial_v.x_scalar(Scalar x, Tensor n) -> Tensor`"""
-    return _c(1441, "aten::special_chebyshev_polynomial_v.x_scalar", "ST", (x, n, ), ())
+    return _c("aten::special_chebyshev_polynomial_v.x_scalar", "ST", (x, n, ), ())
 
 def special_chebyshev_polynomial_v_n_scalar(x, n):
     """`aten::special_chebyshev_polynomial_v.n_scalar(Tensor x, Scalar n) -> Tensor`"""
-    return _c(1442, "aten::special_chebyshev_polynomial_v.n_scalar", "TS", (x, n, ), ())
+    return _c("aten::special_chebyshev_polynomial_v.n_scalar", "TS", (x, n, ), ())
 
 def special_chebyshev_polynomial_w(x, n):
     """`aten::special_chebyshev_polynomial_w(Tensor x, Tensor n) -> Tensor`"""
-    return _c(1443, "aten::special_chebyshev_polynomial_w", "TT", (x, n, ), ())
+    return _c("aten::special_chebyshev_polynomial_w", "TT", (x, n, ), ())
 
 def special_chebyshev_polynomial_w_x_scalar(x, n):
     """`aten::special_chebyshev_polynomial_w.x_scalar(Scalar x, Tensor n) -> Tensor`"""
-    return _c(1444, "aten::special_chebyshev_polynomial_w.x_scalar", "ST", (x, n, ), ())
+    return _c("aten::special_chebyshev_polynomial_w.x_scalar", "ST", (x, n, ), ())
 
 def special_chebyshev_polynomial_w_n_scalar(x, n):
     """`aten::special_chebyshev_polynomial_w.n_scalar(Tensor x, Scalar n) -> Tensor`"""
-    return _c(1445, "aten::special_chebyshev_polynomial_w.n_scalar", "TS", (x, n, ), ())
+    return _c("aten::special_chebyshev_polynomial_w.n_scalar", "TS", (x, n, ), ())
 
 def special_digamma(self):
     """`aten::special_digamma(Tensor self) -> Tensor`"""
-    return _c(1446, "aten::special_digamma", "T", (self, ), ())
+    return _c("aten::special_digamma", "T", (self, ), ())
 
 def special_entr(self):
     """`aten::special_entr(Tensor self) -> Tensor`"""
-    return _c(1447, "aten::special_entr", "T", (self, ), ())
+    return _c("aten::special_entr", "T", (self, ), ())
 
 def special_erf(self):
     """`aten::special_erf(Tensor self) -> Tensor`"""
-    return _c(1448, "aten::special_erf", "T", (self, ), ())
+    return _c("aten::special_erf", "T", (self, ), ())
 
 def special_erfc(self):
     """`aten::special_erfc(Tensor self) -> Tensor`"""
-    return _c(1449, "aten::special_erfc", "T", (self, ), ())
+    return _c("aten::special_erfc", "T", (self, ), ())
 
 def special_erfcx(self):
     """`aten::special_erfcx(Tensor self) -> Tensor`"""
-    return _c(1450, "aten::special_erfcx", "T", (self, ), ())
+    return _c("aten::special_erfcx", "T", (self, ), ())
 
 def special_erfinv(self):
     """`aten::special_erfinv(Tensor self) -> Tensor`"""
-    return _c(1451, "aten::special_erfinv", "T", (self, ), ())
+    return _c("aten::special_erfinv", "T", (self, ), ())
 
 def special_exp2(self):
     """`aten::special_exp2(Tensor self) -> Tensor`"""
-    return _c(1452, "aten::special_exp2", "T", (self, ), ())
+    return _c("aten::special_exp2", "T", (self, ), ())
 
 def special_expit(self):
     """`aten::special_expit(Tensor self) -> Tensor`"""
-    return _c(1453, "aten::special_expit", "T", (self, ), ())
+    return _c("aten::special_expit", "T", (self, ), ())
 
 def special_expm1(self):
     """`aten::special_expm1(Tensor self) -> Tensor`"""
-    return _c(1454, "aten::special_expm1", "T", (self, ), ())
+    return _c("aten::special_expm1", "T", (self, ), ())
 
 def special_gammainc(self, other):
     """`aten::special_gammainc(Tensor self, Tensor other) -> Tensor`"""
-    return _c(1455, "aten::special_gammainc", "TT", (self, other, ), ())
+    return _c("aten::special_gammainc", "TT", (self, other, ), ())
 
 def special_gammaincc(self, other):
     """`aten::special_gammaincc(Tensor self, Tensor other) -> Tensor`"""
-    return _c(1456, "aten::special_gammaincc", "TT", (self, other, ), ())
+    return _c("aten::special_gammaincc", "TT", (self, other, ), ())
 
 def special_gammaln(self):
     """`aten::special_gammaln(Tensor self) -> Tensor`"""
-    return _c(1457, "aten::special_gammaln", "T", (self, ), ())
+    return _c("aten::special_gammaln", "T", (self, ), ())
 
 def special_hermite_polynomial_h(x, n):
     """`aten::special_hermite_polynomial_h(Tensor x, Tensor n) -> Tensor`"""
-    return _c(1458, "aten::special_hermite_polynomial_h", "TT", (x, n, ), ())
+    return _c("aten::special_hermite_polynomial_h", "TT", (x, n, ), ())
 
 def special_hermite_polynomial_h_x_scalar(x, n):
     """`aten::special_hermite_polynomial_h.x_scalar(Scalar x, Tensor n) -> Tensor`"""
-    return _c(1459, "aten::special_hermite_polynomial_h.x_scalar", "ST", (x, n, ), ())
+    return _c("aten::special_hermite_polynomial_h.x_scalar", "ST", (x, n, ), ())
 
 def special_hermite_polynomial_h_n_scalar(x, n):
     """`aten::special_hermite_polynomial_h.n_scalar(Tensor x, Scalar n) -> Tensor`"""
-    return _c(1460, "aten::special_hermite_polynomial_h.n_scalar", "TS", (x, n, ), ())
+    return _c("aten::special_hermite_polynomial_h.n_scalar", "TS", (x, n, ), ())
 
 def special_hermite_polynomial_he(x, n):
     """`aten::special_hermite_polynomial_he(Tensor x, Tensor n) -> Tensor`"""
-    return _c(1461, "aten::special_hermite_polynomial_he", "TT", (x, n, ), ())
+    return _c("aten::special_hermite_polynomial_he", "TT", (x, n, ), ())
 
 def special_hermite_polynomial_he_x_scalar(x, n):
     """`aten::special_hermite_polynomial_he.x_scalar(Scalar x, Tensor n) -> Tensor`"""
-    return _c(1462, "aten::special_hermite_polynomial_he.x_scalar", "ST", (x, n, ), ())
+    return _c("aten::special_hermite_polynomial_he.x_scalar", "ST", (x, n, ), ())
 
 def special_hermite_polynomial_he_n_scalar(x, n):
     """`aten::special_hermite_polynomial_he.n_scalar(Tensor x, Scalar n) -> Tensor`"""
-    return _c(1463, "aten::special_hermite_polynomial_he.n_scalar", "TS", (x, n, ), ())
+    return _c("aten::special_hermite_polynomial_he.n_scalar", "TS", (x, n, ), ())
 
 def special_i0(self):
     """`aten::special_i0(Tensor self) -> Tensor`"""
-    return _c(1464, "aten::special_i0", "T", (self, ), ())
+    return _c("aten::special_i0", "T", (self, ), ())
 
 def special_i0e(self):
     """`aten::special_i0e(Tensor self) -> Tensor`"""
-    return _c(1465, "aten::special_i0e", "T", (self, ), ())
+    return _c("aten::special_i0e", "T", (self, ), ())
 
 def special_i1(self):
     """`aten::special_i1(Tensor self) -> Tensor`"""
-    return _c(1466, "aten::special_i1", "T", (self, ), ())
+    return _c("aten::special_i1", "T", (self, ), ())
 
 def special_i1e(self):
     """`aten::special_i1e(Tensor self) -> Tensor`"""
-    return _c(1467, "aten::special_i1e", "T", (self, ), ())
+    return _c("aten::special_i1e", "T", (self, ), ())
 
 def special_laguerre_polynomial_l(x, n):
     """`aten::special_laguerre_polynomial_l(Tensor x, Tensor n) -> Tensor`"""
-    return _c(1468, "aten::special_laguerre_polynomial_l", "TT", (x, n, ), ())
+    return _c("aten::special_laguerre_polynomial_l", "TT", (x, n, ), ())
 
 def special_laguerre_polynomial_l_x_scalar(x, n):
     """`aten::special_laguerre_polynomial_l.x_scalar(Scalar x, Tensor n) -> Tensor`"""
-    return _c(1469, "aten::special_laguerre_polynomial_l.x_scalar", "ST", (x, n, ), ())
+    return _c("aten::special_laguerre_polynomial_l.x_scalar", "ST", (x, n, ), ())
 
 def special_laguerre_polynomial_l_n_scalar(x, n):
     """`aten::special_laguerre_polynomial_l.n_scalar(Tensor x, Scalar n) -> Tensor`"""
-    return _c(1470, "aten::special_laguerre_polynomial_l.n_scalar", "TS", (x, n, ), ())
+    return _c("aten::special_laguerre_polynomial_l.n_scalar", "TS", (x, n, ), ())
 
 def special_legendre_polynomial_p(x, n):
     """`aten::special_legendre_polynomial_p(Tensor x, Tensor n) -> Tensor`"""
-    return _c(1471, "aten::special_legendre_polynomial_p", "TT", (x, n, ), ())
+    return _c("aten::special_legendre_polynomial_p", "TT", (x, n, ), ())
 
 def special_legendre_polynomial_p_x_scalar(x, n):
     """`aten::special_legendre_polynomial_p.x_scalar(Scalar x, Tensor n) -> Tensor`"""
-    return _c(1472, "aten::special_legendre_polynomial_p.x_scalar", "ST", (x, n, ), ())
+    return _c("aten::special_legendre_polynomial_p.x_scalar", "ST", (x, n, ), ())
 
 def special_legendre_polynomial_p_n_scalar(x, n):
     """`aten::special_legendre_polynomial_p.n_scalar(Tensor x, Scalar n) -> Tensor`"""
-    return _c(1473, "aten::special_legendre_polynomial_p.n_scalar", "TS", (x, n, ), ())
+    return _c("aten::special_legendre_polynomial_p.n_scalar", "TS", (x, n, ), ())
 
 def special_log1p(self):
     """`aten::special_log1p(Tensor self) -> Tensor`"""
-    return _c(1474, "aten::special_log1p", "T", (self, ), ())
+    return _c("aten::special_log1p", "T", (self, ), ())
 
 def special_log_ndtr(self):
     """`aten::special_log_ndtr(Tensor self) -> Tensor`"""
-    return _c(1475, "aten::special_log_ndtr", "T", (self, ), ())
+    return _c("aten::special_log_ndtr", "T", (self, ), ())
 
 def special_log_softmax(self, dim, *, dtype=_D):
     """`aten::special_log_softmax(Tensor self, int dim, *, ScalarType? dtype=None) -> Tensor`"""
-    return _c(1476, "aten::special_log_softmax", "Ti", (self, dim, ), (("dtype", "d", dtype), ))
+    return _c("aten::special_log_softmax", "Ti", (self, dim, ), (("dtype", "d", dtype), ))
 
 def special_logit(self, eps=_D):
     """`aten::special_logit(Tensor self, float? eps=None) -> Tensor`"""
-    return _c(1477, "aten::special_logit", "T", (self, ), (("eps", "f", eps), ))
+    return _c("aten::special_logit", "T", (self, ), (("eps", "f", eps), ))
 
 def special_logsumexp(self, dim, keepdim=_D):
     """`aten::special_logsumexp(Tensor self, int[1] dim, bool keepdim=False) -> Tensor`"""
-    return _c(1478, "aten::special_logsumexp", "TI", (self, dim, ), (("keepdim", "b", keepdim), ))
+    return _c("aten::special_logsumexp", "TI", (self, dim, ), (("keepdim", "b", keepdim), ))
 
 def special_modified_bessel_i0(self):
     """`aten::special_modified_bessel_i0(Tensor self) -> Tensor`"""
-    return _c(1479, "aten::special_modified_bessel_i0", "T", (self, ), ())
+    return _c("aten::special_modified_bessel_i0", "T", (self, ), ())
 
 def special_modified_bessel_i1(self):
     """`aten::special_modified_bessel_i1(Tensor self) -> Tensor`"""
-    return _c(1480, "aten::special_modified_bessel_i1", "T", (self, ), ())
+    return _c("aten::special_modified_bessel_i1", "T", (self, ), ())
 
 def special_modified_bessel_k0(self):
     """`aten::special_modified_bessel_k0(Tensor self) -> Tensor`"""
-    return _c(1481, "aten::special_modified_bessel_k0", "T", (self, ), ())
+    return _c("aten::special_modified_bessel_k0", "T", (self, ), ())
 
 def special_modified_bessel_k1(self):
     """`aten::special_modified_bessel_k1(Tensor self) -> Tensor`"""
-    return _c(1482, "aten::special_modified_bessel_k1", "T", (self, ), ())
+    return _c("aten::special_modified_bessel_k1", "T", (self, ), ())
 
 def special_multigammaln(self, p):
     """`aten::special_multigammaln(Tensor self, int p) -> Tensor`"""
-    return _c(1483, "aten::special_multigammaln", "Ti", (self, p, ), ())
+    return _c("aten::special_multigammaln", "Ti", (self, p, ), ())
 
 def special_ndtr(self):
     """`aten::special_ndtr(Tensor self) -> Tensor`"""
-    return _c(1484, "aten::special_ndtr", "T", (self, ), ())
+    return _c("aten::special_ndtr", "T", (self, ), ())
 
 def special_ndtri(self):
     """`aten::special_ndtri(Tensor self) -> Tensor`"""
-    return _c(1485, "aten::special_ndtri", "T", (self, ), ())
+    return _c("aten::special_ndtri", "T", (self, ), ())
 
 def special_polygamma(n, self):
     """`aten::special_polygamma(int n, Tensor self) -> Tensor`"""
-    return _c(1486, "aten::special_polygamma", "iT", (n, self, ), ())
+    return _c("aten::special_polygamma", "iT", (n, self, ), ())
 
 def special_psi(self):
     """`aten::special_psi(Tensor self) -> Tensor`"""
-    return _c(1487, "aten::special_psi", "T", (self, ), ())
+    return _c("aten::special_psi", "T", (self, ), ())
 
 def special_round(self, *, decimals=_D):
     """`aten::special_round(Tensor self, *, int decimals=0) -> Tensor`"""
-    return _c(1488, "aten::special_round", "T", (self, ), (("decimals", "i", decimals), ))
+    return _c("aten::special_round", "T", (self, ), (("decimals", "i", decimals), ))
 
 def special_scaled_modified_bessel_k0(x):
     """`aten::special_scaled_modified_bessel_k0(Tensor x) -> Tensor`"""
-    return _c(1489, "aten::special_scaled_modified_bessel_k0", "T", (x, ), ())
+    return _c("aten::special_scaled_modified_bessel_k0", "T", (x, ), ())
 
 def special_scaled_modified_bessel_k1(x):
     """`aten::special_scaled_modified_bessel_k1(Tensor x) -> Tensor`"""
-    return _c(1490, "aten::special_scaled_modified_bessel_k1", "T", (x, ), ())
+    return _c("aten::special_scaled_modified_bessel_k1", "T", (x, ), ())
 
 def special_shifted_chebyshev_polynomial_t(x, n):
     """`aten::special_shifted_chebyshev_polynomial_t(Tensor x, Tensor n) -> Tensor`"""
-    return _c(1491, "aten::special_shifted_chebyshev_polynomial_t", "TT", (x, n, ), ())
+    return _c("aten::special_shifted_chebyshev_polynomial_t", "TT", (x, n, ), ())
 
 def special_shifted_chebyshev_polynomial_t_x_scalar(x, n):
     """`aten::special_shifted_chebyshev_polynomial_t.x_scalar(Scalar x, Tensor n) -> Tensor`"""
-    return _c(1492, "aten::special_shifted_chebyshev_polynomial_t.x_scalar", "ST", (x, n, ), ())
+    return _c("aten::special_shifted_chebyshev_polynomial_t.x_scalar", "ST", (x, n, ), ())
 
 def special_shifted_chebyshev_polynomial_t_n_scalar(x, n):
     """`aten::special_shifted_chebyshev_polynomial_t.n_scalar(Tensor x, Scalar n) -> Tensor`"""
-    return _c(1493, "aten::special_shifted_chebyshev_polynomial_t.n_scalar", "TS", (x, n, ), ())
+    return _c("aten::special_shifted_chebyshev_polynomial_t.n_scalar", "TS", (x, n, ), ())
 
 def special_shifted_chebyshev_polynomial_u(x, n):
     """`aten::special_shifted_chebyshev_polynomial_u(Tensor x, Tensor n) -> Tensor`"""
-    return _c(1494, "aten::special_shifted_chebyshev_polynomial_u", "TT", (x, n, ), ())
+    return _c("aten::special_shifted_chebyshev_polynomial_u", "TT", (x, n, ), ())
 
 def special_shifted_chebyshev_polynomial_u_x_scalar(x, n):
     """`aten::special_shifted_chebyshev_polynomial_u.x_scalar(Scalar x, Tensor n) -> Tensor`"""
-    return _c(1495, "aten::special_shifted_chebyshev_polynomial_u.x_scalar", "ST", (x, n, ), ())
+    return _c("aten::special_shifted_chebyshev_polynomial_u.x_scalar", "ST", (x, n, ), ())
 
 def special_shifted_chebyshev_polynomial_u_n_scalar(x, n):
     """`aten::special_shifted_chebyshev_polynomial_u.n_scalar(Tensor x, Scalar n) -> Tensor`"""
-    return _c(1496, "aten::special_shifted_chebyshev_polynomial_u.n_scalar", "TS", (x, n, ), ())
+    return _c("aten::special_shifted_chebyshev_polynomial_u.n_scalar", "TS", (x, n, ), ())
 
 def special_shifted_chebyshev_polynomial_v(x, n):
     """`aten::special_shifted_chebyshev_polynomial_v(Tensor x, Tensor n) -> Tensor`"""
-    return _c(1497, "aten::special_shifted_chebyshev_polynomial_v", "TT", (x, n, ), ())
+    return _c("aten::special_shifted_chebyshev_polynomial_v", "TT", (x, n, ), ())
 
 def special_shifted_chebyshev_polynomial_v_x_scalar(x, n):
     """`aten::special_shifted_chebyshev_polynomial_v.x_scalar(Scalar x, Tensor n) -> Tensor`"""
-    return _c(1498, "aten::special_shifted_chebyshev_polynomial_v.x_scalar", "ST", (x, n, ), ())
+    return _c("aten::special_shifted_chebyshev_polynomial_v.x_scalar", "ST", (x, n, ), ())
 
 def special_shifted_chebyshev_polynomial_v_n_scalar(x, n):
     """`aten::special_shifted_chebyshev_polynomial_v.n_scalar(Tensor x, Scalar n) -> Tensor`"""
-    return _c(1499, "aten::special_shifted_chebyshev_polynomial_v.n_scalar", "TS", (x, n, ), ())
+    return _c("aten::special_shifted_chebyshev_polynomial_v.n_scalar", "TS", (x, n, ), ())
 
 def special_shifted_chebyshev_polynomial_w(x, n):
     """`aten::special_shifted_chebyshev_polynomial_w(Tensor x, Tensor n) -> Tensor`"""
-    return _c(1500, "aten::special_shifted_chebyshev_polynomial_w", "TT", (x, n, ), ())
+    return _c("aten::special_shifted_chebyshev_polynomial_w", "TT", (x, n, ), ())
 
 def special_shifted_chebyshev_polynomial_w_x_scalar(x, n):
     """`aten::special_shifted_chebyshev_polynomial_w.x_scalar(Scalar x, Tensor n) -> Tensor`"""
-    return _c(1501, "aten::special_shifted_chebyshev_polynomial_w.x_scalar", "ST", (x, n, ), ())
+    return _c("aten::special_shifted_chebyshev_polynomial_w.x_scalar", "ST", (x, n, ), ())
 
 def special_shifted_chebyshev_polynomial_w_n_scalar(x, n):
     """`aten::special_shifted_chebyshev_polynomial_w.n_scalar(Tensor x, Scalar n) -> Tensor`"""
-    return _c(1502, "aten::special_shifted_chebyshev_polynomial_w.n_scalar", "TS", (x, n, ), ())
+    return _c("aten::special_shifted_chebyshev_polynomial_w.n_scalar", "TS", (x, n, ), ())
 
 def special_sinc(self):
     """`aten::special_sinc(Tensor self) -> Tensor`"""
-    return _c(1503, "aten::special_sinc", "T", (self, ), ())
+    return _c("aten::special_sinc", "T", (self, ), ())
 
 def special_softmax(self, dim, dtype=_D):
     """`aten::special_softmax(Tensor self, int dim, ScalarType? dtype=None) -> Tensor`"""
-    return _c(1504, "aten::special_softmax", "Ti", (self, dim, ), (("dtype", "d", dtype), ))
+    return _c("aten::special_softmax", "Ti", (self, dim, ), (("dtype", "d", dtype), ))
 
 def special_spherical_bessel_j0(x):
     """`aten::special_spherical_bessel_j0(Tensor x) -> Tensor`"""
-    return _c(1505, "aten::special_spherical_bessel_j0", "T", (x, ), ())
+    return _c("aten::special_spherical_bessel_j0", "T", (x, ), ())
 
 def special_xlog1py(self, other):
     """`aten::special_xlog1py(Tensor self, Tensor other) -> Tensor`"""
-    return _c(1506, "aten::special_xlog1py", "TT", (self, other, ), ())
+    return _c("aten::special_xlog1py", "TT", (self, other, ), ())
 
 def special_xlog1py_other_scalar(self, other):
     """`aten::special_xlog1py.other_scalar(Tensor self, Scalar other) -> Tensor`"""
-    return _c(1507, "aten::special_xlog1py.other_scalar", "TS", (self, other, ), ())
+    return _c("aten::special_xlog1py.other_scalar", "TS", (self, other, ), ())
 
 def special_xlog1py_self_scalar(self, other):
     """`aten::special_xlog1py.self_scalar(Scalar self, Tensor other) -> Tensor`"""
-    return _c(1508, "aten::special_xlog1py.self_scalar", "ST", (self, other, ), ())
+    return _c("aten::special_xlog1py.self_scalar", "ST", (self, other, ), ())
 
 def special_xlogy(self, other):
     """`aten::special_xlogy(Tensor self, Tensor other) -> Tensor`"""
-    return _c(1509, "aten::special_xlogy", "TT", (self, other, ), ())
+    return _c("aten::special_xlogy", "TT", (self, other, ), ())
 
 def special_xlogy_other_scalar(self, other):
     """`aten::special_xlogy.other_scalar(Tensor self, Scalar other) -> Tensor`"""
-    return _c(1510, "aten::special_xlogy.other_scalar", "TS", (self, other, ), ())
+    return _c("aten::special_xlogy.other_scalar", "TS", (self, other, ), ())
 
 def special_xlogy_self_scalar(self, other):
     """`aten::special_xlogy.self_scalar(Scalar self, Tensor other) -> Tensor`"""
-    return _c(1511, "aten::special_xlogy.self_scalar", "ST", (self, other, ), ())
+    return _c("aten::special_xlogy.self_scalar", "ST", (self, other, ), ())
 
 def special_zeta(self, other):
     """`aten::special_zeta(Tensor self, Tensor other) -> Tensor`"""
-    return _c(1512, "aten::special_zeta", "TT", (self, other, ), ())
+    return _c("aten::special_zeta", "TT", (self, other, ), ())
 
 def special_zeta_other_scalar(self, other):
     """`aten::special_zeta.other_scalar(Tensor self, Scalar other) -> Tensor`"""
-    return _c(1513, "aten::special_zeta.other_scalar", "TS", (self, other, ), ())
+    return _c("aten::special_zeta.other_scalar", "TS", (self, other, ), ())
 
 def special_zeta_self_scalar(self, other):
     """`aten::special_zeta.self_scalar(Scalar self, Tensor other) -> Tensor`"""
-    return _c(1514, "aten::special_zeta.self_scalar", "ST", (self, other, ), ())
+    return _c("aten::special_zeta.self_scalar", "ST", (self, other, ), ())
 
 def split(self, split_size, dim=_D):
     """`aten::split.Tensor(Tensor(a -> *) self, SymInt split_size, int dim=0) -> Tensor(a)[]`"""
-    return _c(1515, "aten::split.Tensor", "Ti", (self, split_size, ), (("dim", "i", dim), ))
+    return _c("aten::split.Tensor", "Ti", (self, split_size, ), (("dim", "i", dim), ))
 
 def split_sizes(self, split_size, dim=_D):
     """`aten::split.sizes(Tensor(a -> *) self, SymInt[] split_size, int dim=0) -> Tensor(a)[]`"""
-    return _c(1516, "aten::split.sizes", "TI", (self, split_size, ), (("dim", "i", dim), ))
+    return _c("aten::split.sizes", "TI", (self, split_size, ), (("dim", "i", dim), ))
 
 def split_copy(self, split_size, dim=_D):
     """`aten::split_copy.Tensor(Tensor self, SymInt split_size, int dim=0) -> Tensor[]`"""
-    return _c(1517, "aten::split_copy.Tensor", "Ti", (self, split_size, ), (("dim", "i", dim), ))
+    return _c("aten::split_copy.Tensor", "Ti", (self, split_size, ), (("dim", "i", dim), ))
 
 def split_with_sizes(self, split_sizes, dim=_D):
     """`aten::split_with_sizes(Tensor(a -> *) self, SymInt[] split_sizes, int dim=0) -> Tensor(a)[]`"""
-    return _c(1518, "aten::split_with_sizes", "TI", (self, split_sizes, ), (("dim", "i", dim), ))
+    return _c("aten::split_with_sizes", "TI", (self, split_sizes, ), (("dim", "i", dim), ))
 
 def split_with_sizes_copy(self, split_sizes, dim=_D):
     """`aten::split_with_sizes_copy(Tensor self, SymInt[] split_sizes, int dim=0) -> Tensor[]`"""
-    return _c(1519, "aten::split_with_sizes_copy", "TI", (self, split_sizes, ), (("dim", "i", dim), ))
+    return _c("aten::split_with_sizes_copy", "TI", (self, split_sizes, ), (("dim", "i", dim), ))
 
 def sqrt(self):
     """`aten::sqrt(Tensor self) -> Tensor`"""
-    return _c(1520, "aten::sqrt", "T", (self, ), ())
+    return _c("aten::sqrt", "T", (self, ), ())
 
 def sqrt_(self):
     """`aten::sqrt_(Tensor(a!) self) -> Tensor(a!)`"""
-    return _c(1521, "aten::sqrt_", "T", (self, ), ())
+    return _c("aten::sqrt_", "T", (self, ), ())
 
 def square(self):
     """`aten::square(Tensor self) -> Tensor`"""
-    return _c(1522, "aten::square", "T", (self, ), ())
+    return _c("aten::square", "T", (self, ), ())
 
 def square_(self):
     """`aten::square_(Tensor(a!) self) -> Tensor(a!)`"""
-    return _c(1523, "aten::square_", "T", (self, ), ())
+    return _c("aten::square_", "T", (self, ), ())
 
 def squeeze(self):
     """`aten::squeeze(Tensor(a) self) -> Tensor(a)`"""
-    return _c(1524, "aten::squeeze", "T", (self, ), ())
+    return _c("aten::squeeze", "T", (self, ), ())
 
 def squeeze_dim(self, dim):
     """`aten::squeeze.dim(Tensor(a) self, int dim) -> Tensor(a)`"""
-    return _c(1525, "aten::squeeze.dim", "Ti", (self, dim, ), ())
+    return _c("aten::squeeze.dim", "Ti", (self, dim, ), ())
 
 def squeeze_dims(self, dim):
     """`aten::squeeze.dims(Tensor(a) self, int[] dim) -> Tensor(a)`"""
-    return _c(1526, "aten::squeeze.dims", "TI", (self, dim, ), ())
+    return _c("aten::squeeze.dims", "TI", (self, dim, ), ())
 
 def squeeze_(self):
     """`aten::squeeze_(Tensor(a!) self) -> Tensor(a!)`"""
-    return _c(1527, "aten::squeeze_", "T", (self, ), ())
+    return _c("aten::squeeze_", "T", (self, ), ())
 
 def squeeze_dim_(self, dim):
     """`aten::squeeze_.dim(Tensor(a!) self, int dim) -> Tensor(a!)`"""
-    return _c(1528, "aten::squeeze_.dim", "Ti", (self, dim, ), ())
+    return _c("aten::squeeze_.dim", "Ti", (self, dim, ), ())
 
 def squeeze_dims_(self, dim):
     """`aten::squeeze_.dims(Tensor(a!) self, int[] dim) -> Tensor(a!)`"""
-    return _c(1529, "aten::squeeze_.dims", "TI", (self, dim, ), ())
+    return _c("aten::squeeze_.dims", "TI", (self, dim, ), ())
 
 def squeeze_copy(self):
     """`aten::squeeze_copy(Tensor self) -> Tensor`"""
-    return _c(1530, "aten::squeeze_copy", "T", (self, ), ())
+    return _c("aten::squeeze_copy", "T", (self, ), ())
 
 def squeeze_copy_dim(self, dim):
     """`aten::squeeze_copy.dim(Tensor self, int dim) -> Tensor`"""
-    return _c(1531, "aten::squeeze_copy.dim", "Ti", (self, dim, ), ())
+    return _c("aten::squeeze_copy.dim", "Ti", (self, dim, ), ())
 
 def squeeze_copy_dims(self, dim):
     """`aten::squeeze_copy.dims(Tensor self, int[] dim) -> Tensor`"""
-    return _c(1532, "aten::squeeze_copy.dims", "TI", (self, dim, ), ())
+    return _c("aten::squeeze_copy.dims", "TI", (self, dim, ), ())
 
 def sspaddmm(self, mat1, mat2, *, beta=_D, alpha=_D):
     """`aten::sspaddmm(Tensor self, Tensor mat1, Tensor mat2, *, Scalar beta=1, Scalar alpha=1) -> Tensor`"""
-    return _c(1533, "aten::sspaddmm", "TTT", (self, mat1, mat2, ), (("beta", "S", beta), ("alpha", "S", alpha), ))
+    return _c("aten::sspaddmm", "TTT", (self, mat1, mat2, ), (("beta", "S", beta), ("alpha", "S", alpha), ))
 
 def stack(tensors, dim=_D):
     """`aten::stack(Tensor[] tensors, int dim=0) -> Tensor`"""
-    return _c(1534, "aten::stack", "L", (tensors, ), (("dim", "i", dim), ))
+    return _c("aten::stack", "L", (tensors, ), (("dim", "i", dim), ))
 
 def std(self, unbiased=_D):
     """`aten::std(Tensor self, bool unbiased=True) -> Tensor`"""
-    return _c(1535, "aten::std", "T", (self, ), (("unbiased", "b", unbiased), ))
+    return _c("aten::std", "T", (self, ), (("unbiased", "b", unbiased), ))
 
 def std_dim(self, dim, unbiased=_D, keepdim=_D):
     """`aten::std.dim(Tensor self, int[1]? dim, bool unbiased=True, bool keepdim=False) -> Tensor`"""
-    return _c(1536, "aten::std.dim", "TI", (self, dim, ), (("unbiased", "b", unbiased), ("keepdim", "b", keepdim), ))
+    return _c("aten::std.dim", "TI", (self, dim, ), (("unbiased", "b", unbiased), ("keepdim", "b", keepdim), ))
 
 def std_correction(self, dim=_D, *, correction=_D, keepdim=_D):
     """`aten::std.correction(Tensor self, int[1]? dim=None, *, Scalar? correction=None, bool keepdim=False) -> Tensor`"""
-    return _c(1537, "aten::std.correction", "T", (self, ), (("dim", "I", dim), ("correction", "S", correction), ("keepdim", "b", keepdim), ))
+    return _c("aten::std.correction", "T", (self, ), (("dim", "I", dim), ("correction", "S", correction), ("keepdim", "b", keepdim), ))
 
 def std_mean(self, unbiased=_D):
     """`aten::std_mean(Tensor self, bool unbiased=True) -> (Tensor, Tensor)`"""
-    return _c(1538, "aten::std_mean", "T", (self, ), (("unbiased", "b", unbiased), ))
+    return _c("aten::std_mean", "T", (self, ), (("unbiased", "b", unbiased), ))
 
 def std_mean_dim(self, dim, unbiased=_D, keepdim=_D):
     """`aten::std_mean.dim(Tensor self, int[1]? dim, bool unbiased=True, bool keepdim=False) -> (Tensor, Tensor)`"""
-    return _c(1539, "aten::std_mean.dim", "TI", (self, dim, ), (("unbiased", "b", unbiased), ("keepdim", "b", keepdim), ))
+    return _c("aten::std_mean.dim", "TI", (self, dim, ), (("unbiased", "b", unbiased), ("keepdim", "b", keepdim), ))
 
 def std_mean_correction(self, dim=_D, *, correction=_D, keepdim=_D):
     """`aten::std_mean.correction(Tensor self, int[1]? dim=None, *, Scalar? correction=None, bool keepdim=False) -> (Tensor, Tensor)`"""
-    return _c(1540, "aten::std_mean.correction", "T", (self, ), (("dim", "I", dim), ("correction", "S", correction), ("keepdim", "b", keepdim), ))
+    return _c("aten::std_mean.correction", "T", (self, ), (("dim", "I", dim), ("correction", "S", correction), ("keepdim", "b", keepdim), ))
 
 def stft(self, n_fft, hop_length=_D, win_length=_D, window=_D, normalized=_D, onesided=_D, return_complex=_D, align_to_window=_D):
     """`aten::stft(Tensor self, int n_fft, int? hop_length=None, int? win_length=None, Tensor? window=None, bool normalized=False, bool? onesided=None, bool? return_complex=None, bool? align_to_window=None) -> Tensor`"""
-    return _c(1541, "aten::stft", "Ti", (self, n_fft, ), (("hop_length", "i", hop_length), ("win_length", "i", win_length), ("window", "T", window), ("normalized", "b", normalized), ("onesided", "b", onesided), ("return_complex", "b", return_complex), ("align_to_window", "b", align_to_window), ))
+    return _c("aten::stft", "Ti", (self, n_fft, ), (("hop_length", "i", hop_length), ("win_length", "i", win_length), ("window", "T", window), ("normalized", "b", normalized), ("onesided", "b", onesided), ("return_complex", "b", return_complex), ("align_to_window", "b", align_to_window), ))
 
 def stft_center(self, n_fft, hop_length=_D, win_length=_D, window=_D, center=_D, pad_mode=_D, normalized=_D, onesided=_D, return_complex=_D, align_to_window=_D):
     """`aten::stft.center(Tensor self, int n_fft, int? hop_length=None, int? win_length=None, Tensor? window=None, bool center=True, str pad_mode="reflect", bool normalized=False, bool? onesided=None, bool? return_complex=None, bool? align_to_window=None) -> Tensor`"""
-    return _c(1542, "aten::stft.center", "Ti", (self, n_fft, ), (("hop_length", "i", hop_length), ("win_length", "i", win_length), ("window", "T", window), ("center", "b", center), ("pad_mode", "s", pad_mode), ("normalized", "b", normalized), ("onesided", "b", onesided), ("return_complex", "b", return_complex), ("align_to_window", "b", align_to_window), ))
+    return _c("aten::stft.center", "Ti", (self, n_fft, ), (("hop_length", "i", hop_length), ("win_length", "i", win_length), ("window", "T", window), ("center", "b", center), ("pad_mode", "s", pad_mode), ("normalized", "b", normalized), ("onesided", "b", onesided), ("return_complex", "b", return_complex), ("align_to_window", "b", align_to_window), ))
 
 def storage_offset(self):
     """`aten::storage_offset(Tensor self) -> int`"""
-    return _c(1543, "aten::storage_offset", "T", (self, ), ())
+    return _c("aten::storage_offset", "T", (self, ), ())
 
 def stride(self, dim):
     """`aten::stride.int(Tensor self, int dim) -> int`"""
-    return _c(1544, "aten::stride.int", "Ti", (self, dim, ), ())
+    return _c("aten::stride.int", "Ti", (self, dim, ), ())
 
 def sub(self, other, *, alpha=_D):
     """`aten::sub.Tensor(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor`"""
-    return _c(1545, "aten::sub.Tensor", "TT", (self, other, ), (("alpha", "S", alpha), ))
+    return _c("aten::sub.Tensor", "TT", (self, other, ), (("alpha", "S", alpha), ))
 
 def sub_scalar(self, other, alpha=_D):
     """`aten::sub.Scalar(Tensor self, Scalar other, Scalar alpha=1) -> Tensor`"""
-    return _c(1546, "aten::sub.Scalar", "TS", (self, other, ), (("alpha", "S", alpha), ))
+    return _c("aten::sub.Scalar", "TS", (self, other, ), (("alpha", "S", alpha), ))
 
 def sub_(self, other, *, alpha=_D):
     """`aten::sub_.Tensor(Tensor(a!) self, Tensor other, *, Scalar alpha=1) -> Tensor(a!)`"""
-    return _c(1547, "aten::sub_.Tensor", "TT", (self, other, ), (("alpha", "S", alpha), ))
+    return _c("aten::sub_.Tensor", "TT", (self, other, ), (("alpha", "S", alpha), ))
 
 def sub_scalar_(self, other, alpha=_D):
     """`aten::sub_.Scalar(Tensor(a!) self, Scalar other, Scalar alpha=1) -> Tensor(a!)`"""
-    return _c(1548, "aten::sub_.Scalar", "TS", (self, other, ), (("alpha", "S", alpha), ))
+    return _c("aten::sub_.Scalar", "TS", (self, other, ), (("alpha", "S", alpha), ))
 
 def subtract(self, other, *, alpha=_D):
     """`aten::subtract.Tensor(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor`"""
-    return _c(1549, "aten::subtract.Tensor", "TT", (self, other, ), (("alpha", "S", alpha), ))
+    return _c("aten::subtract.Tensor", "TT", (self, other, ), (("alpha", "S", alpha), ))
 
 def subtract_scalar(self, other, alpha=_D):
     """`aten::subtract.Scalar(Tensor self, Scalar other, Scalar alpha=1) -> Tensor`"""
-    return _c(1550, "aten::subtract.Scalar", "TS", (self, other, ), (("alpha", "S", alpha), ))
+    return _c("aten::subtract.Scalar", "TS", (self, other, ), (("alpha", "S", alpha), ))
 
 def subtract_(self, other, *, alpha=_D):
     """`aten::subtract_.Tensor(Tensor(a!) self, Tensor other, *, Scalar alpha=1) -> Tensor(a!)`"""
-    return _c(1551, "aten::subtract_.Tensor", "TT", (self, other, ), (("alpha", "S", alpha), ))
+    return _c("aten::subtract_.Tensor", "TT", (self, other, ), (("alpha", "S", alpha), ))
 
 def subtract_scalar_(self, other, alpha=_D):
     """`aten::subtract_.Scalar(Tensor(a!) self, Scalar other, Scalar alpha=1) -> Tensor(a!)`"""
-    return _c(1552, "aten::subtract_.Scalar", "TS", (self, other, ), (("alpha", "S", alpha), ))
+    return _c("aten::subtract_.Scalar", "TS", (self, other, ), (("alpha", "S", alpha), ))
 
 def sum_dim_intlist(self, dim, keepdim=_D, *, dtype=_D):
     """`aten::sum.dim_IntList(Tensor self, int[1]? dim, bool keepdim=False, *, ScalarType? dtype=None) -> Tensor`"""
-    return _c(1553, "aten::sum.dim_IntList", "TI", (self, dim, ), (("keepdim", "b", keepdim), ("dtype", "d", dtype), ))
+    return _c("aten::sum.dim_IntList", "TI", (self, dim, ), (("keepdim", "b", keepdim), ("dtype", "d", dtype), ))
 
 def sum(self, *, dtype=_D):
     """`aten::sum(Tensor self, *, ScalarType? dtype=None) -> Tensor`"""
-    return _c(1554, "aten::sum", "T", (self, ), (("dtype", "d", dtype), ))
+    return _c("aten::sum", "T", (self, ), (("dtype", "d", dtype), ))
 
 def sum_to_size(self, size):
     """`aten::sum_to_size(Tensor self, SymInt[] size) -> Tensor`"""
-    return _c(1555, "aten::sum_to_size", "TI", (self, size, ), ())
+    return _c("aten::sum_to_size", "TI", (self, size, ), ())
 
 def svd(self, some=_D, compute_uv=_D):
     """`aten::svd(Tensor self, bool some=True, bool compute_uv=True) -> (Tensor U, Tensor S, Tensor V)`"""
-    return _c(1556, "aten::svd", "T", (self, ), (("some", "b", some), ("compute_uv", "b", compute_uv), ))
+    return _c("aten::svd", "T", (self, ), (("some", "b", some), ("compute_uv", "b", compute_uv), ))
 
 def swapaxes(self, axis0, axis1):
     """`aten::swapaxes(Tensor(a) self, int axis0, int axis1) -> Tensor(a)`"""
-    return _c(1557, "aten::swapaxes", "Tii", (self, axis0, axis1, ), ())
+    return _c("aten::swapaxes", "Tii", (self, axis0, axis1, ), ())
 
 def swapaxes_(self, axis0, axis1):
     """`aten::swapaxes_(Tensor(a!) self, int axis0, int axis1) -> Tensor(a!)`"""
-    return _c(1558, "aten::swapaxes_", "Tii", (self, axis0, axis1, ), ())
+    return _c("aten::swapaxes_", "Tii", (self, axis0, axis1, ), ())
 
 def swapdims(self, dim0, dim1):
     """`aten::swapdims(Tensor(a) self, int dim0, int dim1) -> Tensor(a)`"""
-    return _c(1559, "aten::swapdims", "Tii", (self, dim0, dim1, ), ())
+    return _c("aten::swapdims", "Tii", (self, dim0, dim1, ), ())
 
 def swapdims_(self, dim0, dim1):
     """`aten::swapdims_(Tensor(a!) self, int dim0, int dim1) -> Tensor(a!)`"""
-    return _c(1560, "aten::swapdims_", "Tii", (self, dim0, dim1, ), ())
+    return _c("aten::swapdims_", "Tii", (self, dim0, dim1, ), ())
 
 def sym_constrain_range(size, *, min=_D, max=_D):
     """`aten::sym_constrain_range(Scalar size, *, int? min=None, int? max=None) -> ()`"""
-    return _c(1561, "aten::sym_constrain_range", "S", (size, ), (("min", "i", min), ("max", "i", max), ))
+    return _c("aten::sym_constrain_range", "S", (size, ), (("min", "i", min), ("max", "i", max), ))
 
 def sym_constrain_range_for_size(size, *, min=_D, max=_D):
     """`aten::sym_constrain_range_for_size(Scalar size, *, int? min=None, int? max=None) -> ()`"""
-    return _c(1562, "aten::sym_constrain_range_for_size", "S", (size, ), (("min", "i", min), ("max", "i", max), ))
+    return _c("aten::sym_constrain_range_for_size", "S", (size, ), (("min", "i", min), ("max", "i", max), ))
 
 def sym_numel(self):
     """`aten::sym_numel(Tensor self) -> SymInt`"""
-    return _c(1563, "aten::sym_numel", "T", (self, ), ())
+    return _c("aten::sym_numel", "T", (self, ), ())
 
 def sym_size(self, dim):
     """`aten::sym_size.int(Tensor self, int dim) -> SymInt`"""
-    return _c(1564, "aten::sym_size.int", "Ti", (self, dim, ), ())
+    return _c("aten::sym_size.int", "Ti", (self, dim, ), ())
 
 def sym_storage_offset(self):
     """`aten::sym_storage_offset(Tensor self) -> SymInt`"""
-    return _c(1565, "aten::sym_storage_offset", "T", (self, ), ())
+    return _c("aten::sym_storage_offset", "T", (self, ), ())
 
 def sym_stride(self, dim):
     """`aten::sym_stride.int(Tensor self, int dim) -> SymInt`"""
-    return _c(1566, "aten::sym_stride.int", "Ti", (self, dim, ), ())
+    return _c("aten::sym_stride.int", "Ti", (self, dim, ), ())
 
 def t(self):
     """`aten::t(Tensor(a) self) -> Tensor(a)`"""
-    return _c(1567, "aten::t", "T", (self, ), ())
+    return _c("aten::t", "T", (self, ), ())
 
 def t_(self):
     """`aten::t_(Tensor(a!) self) -> Tensor(a!)`"""
-    return _c(1568, "aten::t_", "T", (self, ), ())
+    return _c("aten::t_", "T", (self, ), ())
 
 def t_copy(self):
     """`aten::t_copy(Tensor self) -> Tensor`"""
-    return _c(1569, "aten::t_copy", "T", (self, ), ())
+    return _c("aten::t_copy", "T", (self, ), ())
 
 def take(self, index):
     """`aten::take(Tensor self, Tensor index) -> Tensor`"""
-    return _c(1570, "aten::take", "TT", (self, index, ), ())
+    return _c("aten::take", "TT", (self, index, ), ())
 
 def take_along_dim(self, indices, dim=_D):
     """`aten::take_along_dim(Tensor self, Tensor indices, int? dim=None) -> Tensor`"""
-    return _c(1571, "aten::take_along_dim", "TT", (self, indices, ), (("dim", "i", dim), ))
+    return _c("aten::take_along_dim", "TT", (self, indices, ), (("dim", "i", dim), ))
 
 def tan(self):
     """`aten::tan(Tensor self) -> Tensor`"""
-    return _c(1572, "aten::tan", "T", (self, ), ())
+    return _c("aten::tan", "T", (self, ), ())
 
 def tan_(self):
     """`aten::tan_(Tensor(a!) self) -> Tensor(a!)`"""
-    return _c(1573, "aten::tan_", "T", (self, ), ())
+    return _c("aten::tan_", "T", (self, ), ())
 
 def tanh(self):
     """`aten::tanh(Tensor self) -> Tensor`"""
-    return _c(1574, "aten::tanh", "T", (self, ), ())
+    return _c("aten::tanh", "T", (self, ), ())
 
 def tanh_(self):
     """`aten::tanh_(Tensor(a!) self) -> Tensor(a!)`"""
-    return _c(1575, "aten::tanh_", "T", (self, ), ())
+    return _c("aten::tanh_", "T", (self, ), ())
 
 def tensor_split_sections(self, sections, dim=_D):
     """`aten::tensor_split.sections(Tensor(a -> *) self, SymInt sections, int dim=0) -> Tensor(a)[]`"""
-    return _c(1576, "aten::tensor_split.sections", "Ti", (self, sections, ), (("dim", "i", dim), ))
+    return _c("aten::tensor_split.sections", "Ti", (self, sections, ), (("dim", "i", dim), ))
 
 def tensor_split_indices(self, indices, dim=_D):
     """`aten::tensor_split.indices(Tensor(a -> *) self, SymInt[] indices, int dim=0) -> Tensor(a)[]`"""
-    return _c(1577, "aten::tensor_split.indices", "TI", (self, indices, ), (("dim", "i", dim), ))
+    return _c("aten::tensor_split.indices", "TI", (self, indices, ), (("dim", "i", dim), ))
 
 def tensor_split_tensor_indices_or_sections(self, tensor_indices_or_sections, dim=_D):
     """`aten::tensor_split.tensor_indices_or_sections(Tensor(a -> *) self, Tensor tensor_indices_or_sections, int dim=0) -> Tensor(a)[]`"""
-    return _c(1578, "aten::tensor_split.tensor_indices_or_sections", "TT", (self, tensor_indices_or_sections, ), (("dim", "i", dim), ))
+    return _c("aten::tensor_split.tensor_indices_or_sections", "TT", (self, tensor_indices_or_sections, ), (("dim", "i", dim), ))
 
 def tensordot(self, other, dims_self, dims_other):
     """`aten::tensordot(Tensor self, Tensor other, int[] dims_self, int[] dims_other) -> Tensor`"""
-    return _c(1579, "aten::tensordot", "TTII", (self, other, dims_self, dims_other, ), ())
+    return _c("aten::tensordot", "TTII", (self, other, dims_self, dims_other, ), ())
 
 def thnn_conv2d(self, weight, kernel_size, bias=_D, stride=_D, padding=_D):
     """`aten::thnn_conv2d(Tensor self, Tensor weight, SymInt[2] kernel_size, Tensor? bias=None, SymInt[2] stride=[1, 1], SymInt[2] padding=[0, 0]) -> Tensor`"""
-    return _c(1580, "aten::thnn_conv2d", "TTI", (self, weight, kernel_size, ), (("bias", "T", bias), ("stride", "I", stride), ("padding", "I", padding), ))
+    return _c("aten::thnn_conv2d", "TTI", (self, weight, kernel_size, ), (("bias", "T", bias), ("stride", "I", stride), ("padding", "I", padding), ))
 
 def threshold(self, threshold, value):
     """`aten::threshold(Tensor self, Scalar threshold, Scalar value) -> Tensor`"""
-    return _c(1581, "aten::threshold", "TSS", (self, threshold, value, ), ())
+    return _c("aten::threshold", "TSS", (self, threshold, value, ), ())
 
 def threshold_(self, threshold, value):
     """`aten::threshold_(Tensor(a!) self, Scalar threshold, Scalar value) -> Tensor(a!)`"""
-    return _c(1582, "aten::threshold_", "TSS", (self, threshold, value, ), ())
+    return _c("aten::threshold_", "TSS", (self, threshold, value, ), ())
 
 def tile(self, dims):
     """`aten::tile(Tensor self, SymInt[] dims) -> Tensor`"""
-    return _c(1583, "aten::tile", "TI", (self, dims, ), ())
+    return _c("aten::tile", "TI", (self, dims, ), ())
 
 def to_device(self, device, dtype, non_blocking=_D, copy=_D, memory_format=_D):
     """`aten::to.device(Tensor(a) self, Device device, ScalarType dtype, bool non_blocking=False, bool copy=False, MemoryFormat? memory_format=None) -> Tensor(a)`"""
-    return _c(1584, "aten::to.device", "Tsd", (self, device, dtype, ), (("non_blocking", "b", non_blocking), ("copy", "b", copy), ("memory_format", "i", memory_format), ))
+    return _c("aten::to.device", "Tsd", (self, device, dtype, ), (("non_blocking", "b", non_blocking), ("copy", "b", copy), ("memory_format", "i", memory_format), ))
 
 def to_dtype(self, dtype, non_blocking=_D, copy=_D, memory_format=_D):
     """`aten::to.dtype(Tensor(a) self, ScalarType dtype, bool non_blocking=False, bool copy=False, MemoryFormat? memory_format=None) -> Tensor(a)`"""
-    return _c(1585, "aten::to.dtype", "Td", (self, dtype, ), (("non_blocking", "b", non_blocking), ("copy", "b", copy), ("memory_format", "i", memory_format), ))
+    return _c("aten::to.dtype", "Td", (self, dtype, ), (("non_blocking", "b", non_blocking), ("copy", "b", copy), ("memory_format", "i", memory_format), ))
 
 def to_other(self, other, non_blocking=_D, copy=_D, memory_format=_D):
     """`aten::to.other(Tensor(a) self, Tensor other, bool non_blocking=False, bool copy=False, MemoryFormat? memory_format=None) -> Tensor(a)`"""
-    return _c(1586, "aten::to.other", "TT", (self, other, ), (("non_blocking", "b", non_blocking), ("copy", "b", copy), ("memory_format", "i", memory_format), ))
+    return _c("aten::to.other", "TT", (self, other, ), (("non_blocking", "b", non_blocking), ("copy", "b", copy), ("memory_format", "i", memory_format), ))
 
 def to_dtype_layout(self, *, dtype=_D, layout=_D, device=_D, pin_memory=_D, non_blocking=_D, copy=_D, memory_format=_D):
     """`aten::to.dtype_layout(Tensor(a) self, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None, bool non_blocking=False, bool copy=False, MemoryFormat? memory_format=None) -> Tensor(a)`"""
-    return _c(1587, "aten::to.dtype_layout", "T", (self, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ("non_blocking", "b", non_blocking), ("copy", "b", copy), ("memory_format", "i", memory_format), ))
+    return _c("aten::to.dtype_layout", "T", (self, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ("non_blocking", "b", non_blocking), ("copy", "b", copy), ("memory_format", "i", memory_format), ))
 
 def to_dense(self, dtype=_D, *, masked_grad=_D):
     """`aten::to_dense(Tensor self, ScalarType? dtype=None, *, bool? masked_grad=None) -> Tensor`"""
-    return _c(1588, "aten::to_dense", "T", (self, ), (("dtype", "d", dtype), ("masked_grad", "b", masked_grad), ))
+    return _c("aten::to_dense", "T", (self, ), (("dtype", "d", dtype), ("masked_grad", "b", masked_grad), ))
 
 def to_mkldnn(self, dtype=_D):
     """`aten::to_mkldnn(Tensor self, ScalarType? dtype=None) -> Tensor`"""
-    return _c(1589, "aten::to_mkldnn", "T", (self, ), (("dtype", "d", dtype), ))
+    return _c("aten::to_mkldnn", "T", (self, ), (("dtype", "d", dtype), ))
 
 def to_padded_tensor(self, padding, output_size=_D):
     """`aten::to_padded_tensor(Tensor self, float padding, SymInt[]? output_size=None) -> Tensor`"""
-    return _c(1590, "aten::to_padded_tensor", "Tf", (self, padding, ), (("output_size", "I", output_size), ))
+    return _c("aten::to_padded_tensor", "Tf", (self, padding, ), (("output_size", "I", output_size), ))
 
 def to_sparse_sparse_dim(self, sparse_dim):
     """`aten::to_sparse.sparse_dim(Tensor self, int sparse_dim) -> Tensor`"""
-    return _c(1591, "aten::to_sparse.sparse_dim", "Ti", (self, sparse_dim, ), ())
+    return _c("aten::to_sparse.sparse_dim", "Ti", (self, sparse_dim, ), ())
 
 def to_sparse(self, *, layout=_D, blocksize=_D, dense_dim=_D):
     """`aten::to_sparse(Tensor self, *, Layout? layout=None, int[2]? blocksize=None, int? dense_dim=None) -> Tensor`"""
-    return _c(1592, "aten::to_sparse", "T", (self, ), (("layout", "i", layout), ("blocksize", "I", blocksize), ("dense_dim", "i", dense_dim), ))
+    return _c("aten::to_sparse", "T", (self, ), (("layout", "i", layout), ("blocksize", "I", blocksize), ("dense_dim", "i", dense_dim), ))
 
 def to_sparse_bsc(self, blocksize, dense_dim=_D):
     """`aten::to_sparse_bsc(Tensor self, int[2] blocksize, int? dense_dim=None) -> Tensor`"""
-    return _c(1593, "aten::to_sparse_bsc", "TI", (self, blocksize, ), (("dense_dim", "i", dense_dim), ))
+    return _c("aten::to_sparse_bsc", "TI", (self, blocksize, ), (("dense_dim", "i", dense_dim), ))
 
 def to_sparse_bsr(self, blocksize, dense_dim=_D):
     """`aten::to_sparse_bsr(Tensor self, int[2] blocksize, int? dense_dim=None) -> Tensor`"""
-    return _c(1594, "aten::to_sparse_bsr", "TI", (self, blocksize, ), (("dense_dim", "i", dense_dim), ))
+    return _c("aten::to_sparse_bsr", "TI", (self, blocksize, ), (("dense_dim", "i", dense_dim), ))
 
 def to_sparse_csc(self, dense_dim=_D):
     """`aten::to_sparse_csc(Tensor self, int? dense_dim=None) -> Tensor`"""
-    return _c(1595, "aten::to_sparse_csc", "T", (self, ), (("dense_dim", "i", dense_dim), ))
+    return _c("aten::to_sparse_csc", "T", (self, ), (("dense_dim", "i", dense_dim), ))
 
 def to_sparse_csr(self, dense_dim=_D):
     """`aten::to_sparse_csr(Tensor self, int? dense_dim=None) -> Tensor`"""
-    return _c(1596, "aten::to_sparse_csr", "T", (self, ), (("dense_dim", "i", dense_dim), ))
+    return _c("aten::to_sparse_csr", "T", (self, ), (("dense_dim", "i", dense_dim), ))
 
 def topk(self, k, dim=_D, largest=_D, sorted=_D):
     """`aten::topk(Tensor self, SymInt k, int dim=-1, bool largest=True, bool sorted=True) -> (Tensor values, Tensor indices)`"""
-    return _c(1597, "aten::topk", "Ti", (self, k, ), (("dim", "i", dim), ("largest", "b", largest), ("sorted", "b", sorted), ))
+    return _c("aten::topk", "Ti", (self, k, ), (("dim", "i", dim), ("largest", "b", largest), ("sorted", "b", sorted), ))
 
 def trace(self):
     """`aten::trace(Tensor self) -> Tensor`"""
-    return _c(1598, "aten::trace", "T", (self, ), ())
+    return _c("aten::trace", "T", (self, ), ())
 
 def transpose(self, dim0, dim1):
     """`aten::transpose.int(Tensor(a) self, int dim0, int dim1) -> Tensor(a)`"""
-    return _c(1599, "aten::transpose.int", "Tii", (self, dim0, dim1, ), ())
+    return _c("aten::transpose.int", "Tii", (self, dim0, dim1, ), ())
 
 def transpose_(self, dim0, dim1):
     """`aten::transpose_(Tensor(a!) self, int dim0, int dim1) -> Tensor(a!)`"""
-    return _c(1600, "aten::transpose_", "Tii", (self, dim0, dim1, ), ())
+    return _c("aten::transpose_", "Tii", (self, dim0, dim1, ), ())
 
 def transpose_copy(self, dim0, dim1):
     """`aten::transpose_copy.int(Tensor self, int dim0, int dim1) -> Tensor`"""
-    return _c(1601, "aten::transpose_copy.int", "Tii", (self, dim0, dim1, ), ())
+    return _c("aten::transpose_copy.int", "Tii", (self, dim0, dim1, ), ())
 
 def trapezoid_x(y, x, *, dim=_D):
     """`aten::trapezoid.x(Tensor y, Tensor x, *, int dim=-1) -> Tensor`"""
-    return _c(1602, "aten::trapezoid.x", "TT", (y, x, ), (("dim", "i", dim), ))
+    return _c("aten::trapezoid.x", "TT", (y, x, ), (("dim", "i", dim), ))
 
 def trapezoid_dx(y, *, dx=_D, dim=_D):
     """`aten::trapezoid.dx(Tensor y, *, Scalar dx=1, int dim=-1) -> Tensor`"""
-    return _c(1603, "aten::trapezoid.dx", "T", (y, ), (("dx", "S", dx), ("dim", "i", dim), ))
+    return _c("aten::trapezoid.dx", "T", (y, ), (("dx", "S", dx), ("dim", "i", dim), ))
 
 def trapz_x(y, x, *, dim=_D):
     """`aten::trapz.x(Tensor y, Tensor x, *, int dim=-1) -> Tensor`"""
-    return _c(1604, "aten::trapz.x", "TT", (y, x, ), (("dim", "i", dim), ))
+    return _c("aten::trapz.x", "TT", (y, x, ), (("dim", "i", dim), ))
 
 def trapz_dx(y, *, dx=_D, dim=_D):
     """`aten::trapz.dx(Tensor y, *, float dx=1., int dim=-1) -> Tensor`"""
-    return _c(1605, "aten::trapz.dx", "T", (y, ), (("dx", "f", dx), ("dim", "i", dim), ))
+    return _c("aten::trapz.dx", "T", (y, ), (("dx", "f", dx), ("dim", "i", dim), ))
 
 def triangular_solve(self, A, upper=_D, transpose=_D, unitriangular=_D):
     """`aten::triangular_solve(Tensor self, Tensor A, bool upper=True, bool transpose=False, bool unitriangular=False) -> (Tensor solution, Tensor cloned_coefficient)`"""
-    return _c(1606, "aten::triangular_solve", "TT", (self, A, ), (("upper", "b", upper), ("transpose", "b", transpose), ("unitriangular", "b", unitriangular), ))
+    return _c("aten::triangular_solve", "TT", (self, A, ), (("upper", "b", upper), ("transpose", "b", transpose), ("unitriangular", "b", unitriangular), ))
 
 def tril(self, diagonal=_D):
     """`aten::tril(Tensor self, SymInt diagonal=0) -> Tensor`"""
-    return _c(1607, "aten::tril", "T", (self, ), (("diagonal", "i", diagonal), ))
+    return _c("aten::tril", "T", (self, ), (("diagonal", "i", diagonal), ))
 
 def tril_(self, diagonal=_D):
     """`aten::tril_(Tensor(a!) self, SymInt diagonal=0) -> Tensor(a!)`"""
-    return _c(1608, "aten::tril_", "T", (self, ), (("diagonal", "i", diagonal), ))
+    return _c("aten::tril_", "T", (self, ), (("diagonal", "i", diagonal), ))
 
 def tril_indices(row, col, offset=_D, *, dtype=_D, layout=_D, device=_D, pin_memory=_D):
     """`aten::tril_indices(int row, int col, int offset=0, *, ScalarType? dtype=4, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`"""
-    return _c(1609, "aten::tril_indices", "ii", (row, col, ), (("offset", "i", offset), ("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
+    return _c("aten::tril_indices", "ii", (row, col, ), (("offset", "i", offset), ("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
 
 def triplet_margin_loss(anchor, positive, negative, margin=_D, p=_D, eps=_D, swap=_D, reduction=_D):
     """`aten::triplet_margin_loss(Tensor anchor, Tensor positive, Tensor negative, float margin=1., float p=2., float eps=9.9999999999999995e-07, bool swap=False, int reduction=1) -> Tensor`"""
-    return _c(1610, "aten::triplet_margin_loss", "TTT", (anchor, positive, negative, ), (("margin", "f", margin), ("p", "f", p), ("eps", "f", eps), ("swap", "b", swap), ("reduction", "i", reduction), ))
+    return _c("aten::triplet_margin_loss", "TTT", (anchor, positive, negative, ), (("margin", "f", margin), ("p", "f", p), ("eps", "f", eps), ("swap", "b", swap), ("reduction", "i", reduction), ))
 
 def triu(self, diagonal=_D):
     """`aten::triu(Tensor self, SymInt diagonal=0) -> Tensor`"""
-    return _c(1611, "aten::triu", "T", (self, ), (("diagonal", "i", diagonal), ))
+    return _c("aten::triu", "T", (self, ), (("diagonal", "i", diagonal), ))
 
 def triu_(self, diagonal=_D):
     """`aten::triu_(Tensor(a!) self, SymInt diagonal=0) -> Tensor(a!)`"""
-    return _c(1612, "aten::triu_", "T", (self, ), (("diagonal", "i", diagonal), ))
+    return _c("aten::triu_", "T", (self, ), (("diagonal", "i", diagonal), ))
 
 def triu_indices(row, col, offset=_D, *, dtype=_D, layout=_D, device=_D, pin_memory=_D):
     """`aten::triu_indices(int row, int col, int offset=0, *, ScalarType? dtype=4, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`"""
-    return _c(1613, "aten::triu_indices", "ii", (row, col, ), (("offset", "i", offset), ("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
+    return _c("aten::triu_indices", "ii", (row, col, ), (("offset", "i", offset), ("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
 
 def true_divide(self, other):
     """`aten::true_divide.Tensor(Tensor self, Tensor other) -> Tensor`"""
-    return _c(1614, "aten::true_divide.Tensor", "TT", (self, other, ), ())
+    return _c("aten::true_divide.Tensor", "TT", (self, other, ), ())
 
 def true_divide_scalar(self, other):
     """`aten::true_divide.Scalar(Tensor self, Scalar other) -> Tensor`"""
-    return _c(1615, "aten::true_divide.Scalar", "TS", (self, other, ), ())
+    return _c("aten::true_divide.Scalar", "TS", (self, other, ), ())
 
 def true_divide_(self, other):
     """`aten::true_divide_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`"""
-    return _c(1616, "aten::true_divide_.Tensor", "TT", (self, other, ), ())
+    return _c("aten::true_divide_.Tensor", "TT", (self, other, ), ())
 
 def true_divide_scalar_(self, other):
     """`aten::true_divide_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`"""
-    return _c(1617, "aten::true_divide_.Scalar", "TS", (self, other, ), ())
+    return _c("aten::true_divide_.Scalar", "TS", (self, other, ), ())
 
 def trunc(self):
     """`aten::trunc(Tensor self) -> Tensor`"""
-    return _c(1618, "aten::trunc", "T", (self, ), ())
+    return _c("aten::trunc", "T", (self, ), ())
 
 def trunc_(self):
     """`aten::trunc_(Tensor(a!) self) -> Tensor(a!)`"""
-    return _c(1619, "aten::trunc_", "T", (self, ), ())
+    return _c("aten::trunc_", "T", (self, ), ())
 
 def type_as(self, other):
     """`aten::type_as(Tensor self, Tensor other) -> Tensor`"""
-    return _c(1620, "aten::type_as", "TT", (self, other, ), ())
+    return _c("aten::type_as", "TT", (self, other, ), ())
 
 def unbind(self, dim=_D):
     """`aten::unbind.int(Tensor(a -> *) self, int dim=0) -> Tensor(a)[]`"""
-    return _c(1621, "aten::unbind.int", "T", (self, ), (("dim", "i", dim), ))
+    return _c("aten::unbind.int", "T", (self, ), (("dim", "i", dim), ))
 
 def unbind_copy(self, dim=_D):
     """`aten::unbind_copy.int(Tensor self, int dim=0) -> Tensor[]`"""
-    return _c(1622, "aten::unbind_copy.int", "T", (self, ), (("dim", "i", dim), ))
+    return _c("aten::unbind_copy.int", "T", (self, ), (("dim", "i", dim), ))
 
 def unflatten(self, dim, sizes):
     """`aten::unflatten.int(Tensor(a) self, int dim, SymInt[] sizes) -> Tensor(a)`"""
-    return _c(1623, "aten::unflatten.int", "TiI", (self, dim, sizes, ), ())
+    return _c("aten::unflatten.int", "TiI", (self, dim, sizes, ), ())
 
 def unflatten_dense_tensors(flat, tensors):
     """`aten::unflatten_dense_tensors(Tensor flat, Tensor[] tensors) -> Tensor[]`"""
-    return _c(1624, "aten::unflatten_dense_tensors", "TL", (flat, tensors, ), ())
+    return _c("aten::unflatten_dense_tensors", "TL", (flat, tensors, ), ())
 
 def unfold(self, dimension, size, step):
     """`aten::unfold(Tensor(a) self, int dimension, int size, int step) -> Tensor(a)`"""
-    return _c(1625, "aten::unfold", "Tiii", (self, dimension, size, step, ), ())
+    return _c("aten::unfold", "Tiii", (self, dimension, size, step, ), ())
 
 def unfold_copy(self, dimension, size, step):
     """`aten::unfold_copy(Tensor self, int dimension, int size, int step) -> Tensor`"""
-    return _c(1626, "aten::unfold_copy", "Tiii", (self, dimension, size, step, ), ())
+    return _c("aten::unfold_copy", "Tiii", (self, dimension, size, step, ), ())
 
 def uniform(self, from_=_D, to=_D):
     """`aten::uniform(Tensor self, float from=0., float to=1., *, Generator? generator=None) -> Tensor`"""
-    return _c(1627, "aten::uniform", "T", (self, ), (("from", "f", from_), ("to", "f", to), ))
+    return _c("aten::uniform", "T", (self, ), (("from", "f", from_), ("to", "f", to), ))
 
 def uniform_(self, from_=_D, to=_D):
     """`aten::uniform_(Tensor(a!) self, float from=0., float to=1., *, Generator? generator=None) -> Tensor(a!)`"""
-    return _c(1628, "aten::uniform_", "T", (self, ), (("from", "f", from_), ("to", "f", to), ))
+    return _c("aten::uniform_", "T", (self, ), (("from", "f", from_), ("to", "f", to), ))
 
 def unique_consecutive(self, return_inverse=_D, return_counts=_D, dim=_D):
     """`aten::unique_consecutive(Tensor self, bool return_inverse=False, bool return_counts=False, int? dim=None) -> (Tensor, Tensor, Tensor)`"""
-    return _c(1629, "aten::unique_consecutive", "T", (self, ), (("return_inverse", "b", return_inverse), ("return_counts", "b", return_counts), ("dim", "i", dim), ))
+    return _c("aten::unique_consecutive", "T", (self, ), (("return_inverse", "b", return_inverse), ("return_counts", "b", return_counts), ("dim", "i", dim), ))
 
 def unique_dim(self, dim, sorted=_D, return_inverse=_D, return_counts=_D):
     """`aten::unique_dim(Tensor self, int dim, bool sorted=True, bool return_inverse=False, bool return_counts=False) -> (Tensor, Tensor, Tensor)`"""
-    return _c(1630, "aten::unique_dim", "Ti", (self, dim, ), (("sorted", "b", sorted), ("return_inverse", "b", return_inverse), ("return_counts", "b", return_counts), ))
+    return _c("aten::unique_dim", "Ti", (self, dim, ), (("sorted", "b", sorted), ("return_inverse", "b", return_inverse), ("return_counts", "b", return_counts), ))
 
 def unique_dim_consecutive(self, dim, return_inverse=_D, return_counts=_D):
     """`aten::unique_dim_consecutive(Tensor self, int dim, bool return_inverse=False, bool return_counts=False) -> (Tensor, Tensor, Tensor)`"""
-    return _c(1631, "aten::unique_dim_consecutive", "Ti", (self, dim, ), (("return_inverse", "b", return_inverse), ("return_counts", "b", return_counts), ))
+    return _c("aten::unique_dim_consecutive", "Ti", (self, dim, ), (("return_inverse", "b", return_inverse), ("return_counts", "b", return_counts), ))
 
 def unsafe_chunk(self, chunks, dim=_D):
     """`aten::unsafe_chunk(Tensor self, int chunks, int dim=0) -> Tensor[]`"""
-    return _c(1632, "aten::unsafe_chunk", "Ti", (self, chunks, ), (("dim", "i", dim), ))
+    return _c("aten::unsafe_chunk", "Ti", (self, chunks, ), (("dim", "i", dim), ))
 
 def unsafe_split(self, split_size, dim=_D):
     """`aten::unsafe_split.Tensor(Tensor self, SymInt split_size, int dim=0) -> Tensor[]`"""
-    return _c(1633, "aten::unsafe_split.Tensor", "Ti", (self, split_size, ), (("dim", "i", dim), ))
+    return _c("aten::unsafe_split.Tensor", "Ti", (self, split_size, ), (("dim", "i", dim), ))
 
 def unsafe_split_with_sizes(self, split_sizes, dim=_D):
     """`aten::unsafe_split_with_sizes(Tensor self, SymInt[] split_sizes, int dim=0) -> Tensor[]`"""
-    return _c(1634, "aten::unsafe_split_with_sizes", "TI", (self, split_sizes, ), (("dim", "i", dim), ))
+    return _c("aten::unsafe_split_with_sizes", "TI", (self, split_sizes, ), (("dim", "i", dim), ))
 
 def unsqueeze(self, dim):
     """`aten::unsqueeze(Tensor(a) self, int dim) -> Tensor(a)`"""
-    return _c(1635, "aten::unsqueeze", "Ti", (self, dim, ), ())
+    return _c("aten::unsqueeze", "Ti", (self, dim, ), ())
 
 def unsqueeze_(self, dim):
     """`aten::unsqueeze_(Tensor(a!) self, int dim) -> Tensor(a!)`"""
-    return _c(1636, "aten::unsqueeze_", "Ti", (self, dim, ), ())
+    return _c("aten::unsqueeze_", "Ti", (self, dim, ), ())
 
 def unsqueeze_copy(self, dim):
     """`aten::unsqueeze_copy(Tensor self, int dim) -> Tensor`"""
-    return _c(1637, "aten::unsqueeze_copy", "Ti", (self, dim, ), ())
+    return _c("aten::unsqueeze_copy", "Ti", (self, dim, ), ())
 
 def upsample_bicubic2d(self, output_size, align_corners, scales_h=_D, scales_w=_D):
     """`aten::upsample_bicubic2d(Tensor self, SymInt[2] output_size, bool align_corners, float? scales_h=None, float? scales_w=None) -> Tensor`"""
-    return _c(1638, "aten::upsample_bicubic2d", "TIb", (self, output_size, align_corners, ), (("scales_h", "f", scales_h), ("scales_w", "f", scales_w), ))
+    return _c("aten::upsample_bicubic2d", "TIb", (self, output_size, align_corners, ), (("scales_h", "f", scales_h), ("scales_w", "f", scales_w), ))
 
 def upsample_bicubic2d_vec(input, output_size, align_corners, scale_factors):
     """`aten::upsample_bicubic2d.vec(Tensor input, SymInt[]? output_size, bool align_corners, float[]? scale_factors) -> Tensor`"""
-    return _c(1639, "aten::upsample_bicubic2d.vec", "TIbF", (input, output_size, align_corners, scale_factors, ), ())
+    return _c("aten::upsample_bicubic2d.vec", "TIbF", (input, output_size, align_corners, scale_factors, ), ())
 
 def upsample_bilinear2d(self, output_size, align_corners, scales_h=_D, scales_w=_D):
     """`aten::upsample_bilinear2d(Tensor self, SymInt[2] output_size, bool align_corners, float? scales_h=None, float? scales_w=None) -> Tensor`"""
-    return _c(1640, "aten::upsample_bilinear2d", "TIb", (self, output_size, align_corners, ), (("scales_h", "f", scales_h), ("scales_w", "f", scales_w), ))
+    return _c("aten::upsample_bilinear2d", "TIb", (self, output_size, align_corners, ), (("scales_h", "f", scales_h), ("scales_w", "f", scales_w), ))
 
 def upsample_bilinear2d_vec(input, output_size, align_corners, scale_factors):
     """`aten::upsample_bilinear2d.vec(Tensor input, SymInt[]? output_size, bool align_corners, float[]? scale_factors) -> Tensor`"""
-    return _c(1641, "aten::upsample_bilinear2d.vec", "TIbF", (input, output_size, align_corners, scale_factors, ), ())
+    return _c("aten::upsample_bilinear2d.vec", "TIbF", (input, output_size, align_corners, scale_factors, ), ())
 
 def upsample_linear1d(self, output_size, align_corners, scales=_D):
     """`aten::upsample_linear1d(Tensor self, SymInt[1] output_size, bool align_corners, float? scales=None) -> Tensor`"""
-    return _c(1642, "aten::upsample_linear1d", "TIb", (self, output_size, align_corners, ), (("scales", "f", scales), ))
+    return _c("aten::upsample_linear1d", "TIb", (self, output_size, align_corners, ), (("scales", "f", scales), ))
 
 def upsample_linear1d_vec(input, output_size, align_corners, scale_factors):
     """`aten::upsample_linear1d.vec(Tensor input, SymInt[]? output_size, bool align_corners, float[]? scale_factors) -> Tensor`"""
-    return _c(1643, "aten::upsample_linear1d.vec", "TIbF", (input, output_size, align_corners, scale_factors, ), ())
+    return _c("aten::upsample_linear1d.vec", "TIbF", (input, output_size, align_corners, scale_factors, ), ())
 
 def upsample_nearest1d(self, output_size, scales=_D):
     """`aten::upsample_nearest1d(Tensor self, SymInt[1] output_size, float? scales=None) -> Tensor`"""
-    return _c(1644, "aten::upsample_nearest1d", "TI", (self, output_size, ), (("scales", "f", scales), ))
+    return _c("aten::upsample_nearest1d", "TI", (self, output_size, ), (("scales", "f", scales), ))
 
 def upsample_nearest1d_vec(input, output_size, scale_factors):
     """`aten::upsample_nearest1d.vec(Tensor input, SymInt[]? output_size, float[]? scale_factors) -> Tensor`"""
-    return _c(1645, "aten::upsample_nearest1d.vec", "TIF", (input, output_size, scale_factors, ), ())
+    return _c("aten::upsample_nearest1d.vec", "TIF", (input, output_size, scale_factors, ), ())
 
 def upsample_nearest2d(self, output_size, scales_h=_D, scales_w=_D):
     """`aten::upsample_nearest2d(Tensor self, SymInt[2] output_size, float? scales_h=None, float? scales_w=None) -> Tensor`"""
-    return _c(1646, "aten::upsample_nearest2d", "TI", (self, output_size, ), (("scales_h", "f", scales_h), ("scales_w", "f", scales_w), ))
+    return _c("aten::upsample_nearest2d", "TI", (self, output_size, ), (("scales_h", "f", scales_h), ("scales_w", "f", scales_w), ))
 
 def upsample_nearest2d_vec(input, output_size, scale_factors):
     """`aten::upsample_nearest2d.vec(Tensor input, SymInt[]? output_size, float[]? scale_factors) -> Tensor`"""
-    return _c(1647, "aten::upsample_nearest2d.vec", "TIF", (input, output_size, scale_factors, ), ())
+    return _c("aten::upsample_nearest2d.vec", "TIF", (input, output_size, scale_factors, ), ())
 
 def upsample_nearest3d(self, output_size, scales_d=_D, scales_h=_D, scales_w=_D):
     """`aten::upsample_nearest3d(Tensor self, SymInt[3] output_size, float? scales_d=None, float? scales_h=None, float? scales_w=None) -> Tensor`"""
-    return _c(1648, "aten::upsample_nearest3d", "TI", (self, output_size, ), (("scales_d", "f", scales_d), ("scales_h", "f", scales_h), ("scales_w", "f", scales_w), ))
+    return _c("aten::upsample_nearest3d", "TI", (self, output_size, ), (("scales_d", "f", scales_d), ("scales_h", "f", scales_h), ("scales_w", "f", scales_w), ))
 
 def upsample_nearest3d_vec(input, output_size, scale_factors):
     """`aten::upsample_nearest3d.vec(Tensor input, SymInt[]? output_size, float[]? scale_factors) -> Tensor`"""
-    return _c(1649, "aten::upsample_nearest3d.vec", "TIF", (input, output_size, scale_factors, ), ())
+    return _c("aten::upsample_nearest3d.vec", "TIF", (input, output_size, scale_factors, ), ())
 
 def upsample_trilinear3d(self, output_size, align_corners, scales_d=_D, scales_h=_D, scales_w=_D):
     """`aten::upsample_trilinear3d(Tensor self, SymInt[3] output_size, bool align_corners, float? scales_d=None, float? scales_h=None, float? scales_w=None) -> Tensor`"""
-    return _c(1650, "aten::upsample_trilinear3d", "TIb", (self, output_size, align_corners, ), (("scales_d", "f", scales_d), ("scales_h", "f", scales_h), ("scales_w", "f", scales_w), ))
+    return _c("aten::upsample_trilinear3d", "TIb", (self, output_size, align_corners, ), (("scales_d", "f", scales_d), ("scales_h", "f", scales_h), ("scales_w", "f", scales_w), ))
 
 def upsample_trilinear3d_vec(input, output_size, align_corners, scale_factors):
     """`aten::upsample_trilinear3d.vec(Tensor input, SymInt[]? output_size, bool align_corners, float[]? scale_factors) -> Tensor`"""
-    return _c(1651, "aten::upsample_trilinear3d.vec", "TIbF", (input, output_size, align_corners, scale_factors, ), ())
+    return _c("aten::upsample_trilinear3d.vec", "TIbF", (input, output_size, align_corners, scale_factors, ), ())
 
 def values(self):
     """`aten::values(Tensor(a) self) -> Tensor(a)`"""
-    return _c(1652, "aten::values", "T", (self, ), ())
+    return _c("aten::values", "T", (self, ), ())
 
 def values_copy(self):
     """`aten::values_copy(Tensor self) -> Tensor`"""
-    return _c(1653, "aten::values_copy", "T", (self, ), ())
+    return _c("aten::values_copy", "T", (self, ), ())
 
 def vander(x, N=_D, increasing=_D):
     """`aten::vander(Tensor x, int? N=None, bool increasing=False) -> Tensor`"""
-    return _c(1654, "aten::vander", "T", (x, ), (("N", "i", N), ("increasing", "b", increasing), ))
+    return _c("aten::vander", "T", (x, ), (("N", "i", N), ("increasing", "b", increasing), ))
 
 def var(self, unbiased=_D):
     """`aten::var(Tensor self, bool unbiased=True) -> Tensor`"""
-    return _c(1655, "aten::var", "T", (self, ), (("unbiased", "b", unbiased), ))
+    return _c("aten::var", "T", (self, ), (("unbiased", "b", unbiased), ))
 
 def var_dim(self, dim, unbiased=_D, keepdim=_D):
     """`aten::var.dim(Tensor self, int[1]? dim, bool unbiased=True, bool keepdim=False) -> Tensor`"""
-    return _c(1656, "aten::var.dim", "TI", (self, dim, ), (("unbiased", "b", unbiased), ("keepdim", "b", keepdim), ))
+    return _c("aten::var.dim", "TI", (self, dim, ), (("unbiased", "b", unbiased), ("keepdim", "b", keepdim), ))
 
 def var_correction(self, dim=_D, *, correction=_D, keepdim=_D):
     """`aten::var.correction(Tensor self, int[1]? dim=None, *, Scalar? correction=None, bool keepdim=False) -> Tensor`"""
-    return _c(1657, "aten::var.correction", "T", (self, ), (("dim", "I", dim), ("correction", "S", correction), ("keepdim", "b", keepdim), ))
+    return _c("aten::var.correction", "T", (self, ), (("dim", "I", dim), ("correction", "S", correction), ("keepdim", "b", keepdim), ))
 
 def var_mean(self, unbiased=_D):
     """`aten::var_mean(Tensor self, bool unbiased=True) -> (Tensor, Tensor)`"""
-    return _c(1658, "aten::var_mean", "T", (self, ), (("unbiased", "b", unbiased), ))
+    return _c("aten::var_mean", "T", (self, ), (("unbiased", "b", unbiased), ))
 
 def var_mean_dim(self, dim, unbiased=_D, keepdim=_D):
     """`aten::var_mean.dim(Tensor self, int[1]? dim, bool unbiased=True, bool keepdim=False) -> (Tensor, Tensor)`"""
-    return _c(1659, "aten::var_mean.dim", "TI", (self, dim, ), (("unbiased", "b", unbiased), ("keepdim", "b", keepdim), ))
+    return _c("aten::var_mean.dim", "TI", (self, dim, ), (("unbiased", "b", unbiased), ("keepdim", "b", keepdim), ))
 
 def var_mean_correction(self, dim=_D, *, correction=_D, keepdim=_D):
     """`aten::var_mean.correction(Tensor self, int[1]? dim=None, *, Scalar? correction=None, bool keepdim=False) -> (Tensor, Tensor)`"""
-    return _c(1660, "aten::var_mean.correction", "T", (self, ), (("dim", "I", dim), ("correction", "S", correction), ("keepdim", "b", keepdim), ))
+    return _c("aten::var_mean.correction", "T", (self, ), (("dim", "I", dim), ("correction", "S", correction), ("keepdim", "b", keepdim), ))
 
 def vdot(self, other):
     """`aten::vdot(Tensor self, Tensor other) -> Tensor`"""
-    return _c(1661, "aten::vdot", "TT", (self, other, ), ())
+    return _c("aten::vdot", "TT", (self, other, ), ())
 
 def view(self, size):
     """`aten::view(Tensor(a) self, SymInt[] size) -> Tensor(a)`"""
-    return _c(1662, "aten::view", "TI", (self, size, ), ())
+    return _c("aten::view", "TI", (self, size, ), ())
 
 def view_dtype(self, dtype):
     """`aten::view.dtype(Tensor(a) self, ScalarType dtype) -> Tensor(a)`"""
-    return _c(1663, "aten::view.dtype", "Td", (self, dtype, ), ())
+    return _c("aten::view.dtype", "Td", (self, dtype, ), ())
 
 def view_as(self, other):
     """`aten::view_as(Tensor(a) self, Tensor other) -> Tensor(a)`"""
-    return _c(1664, "aten::view_as", "TT", (self, other, ), ())
+    return _c("aten::view_as", "TT", (self, other, ), ())
 
 def view_as_complex(self):
     """`aten::view_as_complex(Tensor(a) self) -> Tensor(a)`"""
-    return _c(1665, "aten::view_as_complex", "T", (self, ), ())
+    return _c("aten::view_as_complex", "T", (self, ), ())
 
 def view_as_complex_copy(self):
     """`aten::view_as_complex_copy(Tensor self) -> Tensor`"""
-    return _c(1666, "aten::view_as_complex_copy", "T", (self, ), ())
+    return _c("aten::view_as_complex_copy", "T", (self, ), ())
 
 def view_as_real(self):
     """`aten::view_as_real(Tensor(a) self) -> Tensor(a)`"""
-    return _c(1667, "aten::view_as_real", "T", (self, ), ())
+    return _c("aten::view_as_real", "T", (self, ), ())
 
 def view_as_real_copy(self):
     """`aten::view_as_real_copy(Tensor self) -> Tensor`"""
-    return _c(1668, "aten::view_as_real_copy", "T", (self, ), ())
+    return _c("aten::view_as_real_copy", "T", (self, ), ())
 
 def view_copy(self, size):
     """`aten::view_copy(Tensor self, SymInt[] size) -> Tensor`"""
-    return _c(1669, "aten::view_copy", "TI", (self, size, ), ())
+    return _c("aten::view_copy", "TI", (self, size, ), ())
 
 def view_copy_dtype(self, dtype):
     """`aten::view_copy.dtype(Tensor self, ScalarType dtype) -> Tensor`"""
-    return _c(1670, "aten::view_copy.dtype", "Td", (self, dtype, ), ())
+    return _c("aten::view_copy.dtype", "Td", (self, dtype, ), ())
 
 def vsplit(self, sections):
     """`aten::vsplit.int(Tensor(a -> *) self, int sections) -> Tensor(a)[]`"""
-    return _c(1671, "aten::vsplit.int", "Ti", (self, sections, ), ())
+    return _c("aten::vsplit.int", "Ti", (self, sections, ), ())
 
 def vsplit_array(self, indices):
     """`aten::vsplit.array(Tensor(a -> *) self, int[] indices) -> Tensor(a)[]`"""
-    return _c(1672, "aten::vsplit.array", "TI", (self, indices, ), ())
+    return _c("aten::vsplit.array", "TI", (self, indices, ), ())
 
 def vstack(tensors):
     """`aten::vstack(Tensor[] tensors) -> Tensor`"""
-    return _c(1673, "aten::vstack", "L", (tensors, ), ())
+    return _c("aten::vstack", "L", (tensors, ), ())
 
 def where_self(condition, self, other):
     """`aten::where.self(Tensor condition, Tensor self, Tensor other) -> Tensor`"""
-    return _c(1674, "aten::where.self", "TTT", (condition, self, other, ), ())
+    return _c("aten::where.self", "TTT", (condition, self, other, ), ())
 
 def where_scalarother(condition, self, other):
     """`aten::where.ScalarOther(Tensor condition, Tensor self, Scalar other) -> Tensor`"""
-    return _c(1675, "aten::where.ScalarOther", "TTS", (condition, self, other, ), ())
+    return _c("aten::where.ScalarOther", "TTS", (condition, self, other, ), ())
 
 def where_scalarself(condition, self, other):
     """`aten::where.ScalarSelf(Tensor condition, Scalar self, Tensor other) -> Tensor`"""
-    return _c(1676, "aten::where.ScalarSelf", "TST", (condition, self, other, ), ())
+    return _c("aten::where.ScalarSelf", "TST", (condition, self, other, ), ())
 
 def where_scalar(condition, self, other):
     """`aten::where.Scalar(Tensor condition, Scalar self, Scalar other) -> Tensor`"""
-    return _c(1677, "aten::where.Scalar", "TSS", (condition, self, other, ), ())
+    return _c("aten::where.Scalar", "TSS", (condition, self, other, ), ())
 
 def where(condition):
     """`aten::where(Tensor condition) -> Tensor[]`"""
-    return _c(1678, "aten::where", "T", (condition, ), ())
+    return _c("aten::where", "T", (condition, ), ())
 
 def xlogy(self, other):
     """`aten::xlogy.Tensor(Tensor self, Tensor other) -> Tensor`"""
-    return _c(1679, "aten::xlogy.Tensor", "TT", (self, other, ), ())
+    return _c("aten::xlogy.Tensor", "TT", (self, other, ), ())
 
 def xlogy_scalar_other(self, other):
     """`aten::xlogy.Scalar_Other(Tensor self, Scalar other) -> Tensor`"""
-    return _c(1680, "aten::xlogy.Scalar_Other", "TS", (self, other, ), ())
+    return _c("aten::xlogy.Scalar_Other", "TS", (self, other, ), ())
 
 def xlogy_scalar_self(self, other):
     """`aten::xlogy.Scalar_Self(Scalar self, Tensor other) -> Tensor`"""
-    return _c(1681, "aten::xlogy.Scalar_Self", "ST", (self, other, ), ())
+    return _c("aten::xlogy.Scalar_Self", "ST", (self, other, ), ())
 
 def xlogy_(self, other):
     """`aten::xlogy_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`"""
-    return _c(1682, "aten::xlogy_.Tensor", "TT", (self, other, ), ())
+    return _c("aten::xlogy_.Tensor", "TT", (self, other, ), ())
 
 def xlogy_scalar_other_(self, other):
     """`aten::xlogy_.Scalar_Other(Tensor(a!) self, Scalar other) -> Tensor(a!)`"""
-    return _c(1683, "aten::xlogy_.Scalar_Other", "TS", (self, other, ), ())
+    return _c("aten::xlogy_.Scalar_Other", "TS", (self, other, ), ())
 
 def zero(self):
     """`aten::zero(Tensor self) -> Tensor`"""
-    return _c(1684, "aten::zero", "T", (self, ), ())
+    return _c("aten::zero", "T", (self, ), ())
 
 def zero_(self):
     """`aten::zero_(Tensor(a!) self) -> Tensor(a!)`"""
-    return _c(1685, "aten::zero_", "T", (self, ), ())
+    return _c("aten::zero_", "T", (self, ), ())
 
 def zeros(size, *, dtype=_D, layout=_D, device=_D, pin_memory=_D):
     """`aten::zeros(SymInt[] size, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`"""
-    return _c(1686, "aten::zeros", "I", (size, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
+    return _c("aten::zeros", "I", (size, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ))
 
 def zeros_like(self, *, dtype=_D, layout=_D, device=_D, pin_memory=_D, memory_format=_D):
     """`aten::zeros_like(Tensor self, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None, MemoryFormat? memory_format=None) -> Tensor`"""
-    return _c(1687, "aten::zeros_like", "T", (self, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ("memory_format", "i", memory_format), ))
+    return _c("aten::zeros_like", "T", (self, ), (("dtype", "d", dtype), ("layout", "i", layout), ("device", "s", device), ("pin_memory", "b", pin_memory), ("memory_format", "i", memory_format), ))

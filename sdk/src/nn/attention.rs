@@ -118,25 +118,23 @@ impl MultiheadAttention {
     ) -> (Tensor, Tensor, Tensor) {
         let e = q.shape()[2];
         let (w, b) = (&self.in_proj_weight, self.in_proj_bias.as_ref());
-        // proj.unflatten(-1, (n, E)).unsqueeze(0).transpose(0, -2).squeeze(-2).contiguous()
+        // proj.unflatten(-1, (n, E)).unsqueeze(0).transpose(0, -2).squeeze(-2).contiguous():
+        // the `n` projections of one product, stacked first.
         let unpack = |proj: &Tensor, n: i64| {
             let s = proj.shape();
             let p = aten::transpose(&aten::unsqueeze(&aten::reshape(proj, &[s[0], s[1], n, e]), 0), 0, -2);
-            let p = aten::contiguous(&aten::squeeze_dim(&p, -2), 0);
-            (0..n).map(|i| aten::select(&p, 0, i)).collect::<Vec<_>>()
+            aten::contiguous(&aten::squeeze_dim(&p, -2), 0)
         };
         if k_is_v && q_is_k {
-            let mut p = unpack(&aten::linear(q, w, b), 3).into_iter();
-            let (qp, kp, vp) = (p.next(), p.next(), p.next());
-            return (qp.expect("q"), kp.expect("k"), vp.expect("v"));
+            let p = unpack(&aten::linear(q, w, b), 3);
+            return (aten::select(&p, 0, 0), aten::select(&p, 0, 1), aten::select(&p, 0, 2));
         }
         if k_is_v {
             let ws = aten::split_with_sizes(w, &[e, 2 * e], 0);
             let bs = b.map(|b| aten::split_with_sizes(b, &[e, 2 * e], 0));
             let qp = aten::linear(q, &ws[0], bs.as_ref().map(|b| &b[0]));
-            let mut kv = unpack(&aten::linear(k, &ws[1], bs.as_ref().map(|b| &b[1])), 2).into_iter();
-            let (kp, vp) = (kv.next(), kv.next());
-            return (qp, kp.expect("k"), vp.expect("v"));
+            let kv = unpack(&aten::linear(k, &ws[1], bs.as_ref().map(|b| &b[1])), 2);
+            return (qp, aten::select(&kv, 0, 0), aten::select(&kv, 0, 1));
         }
         let ws = aten::chunk(w, 3, 0);
         let bs: Vec<Option<Tensor>> = match b {

@@ -14,21 +14,16 @@ use crate::engine::torch_ext;
 use crate::error::{OpError, OpResult};
 use crate::plugin::bindings::aten::{self, Arg, Value};
 use crate::plugin::host::tensor::dtype_in;
-use crate::plugin::state::PluginState;
+use crate::plugin::state::{tensor_in, PluginState};
 
 type R<T> = wasmtime::Result<T>;
-
-/// The tensor behind `h`, borrowed from the store's table.
-fn lookup<'a>(table: &'a ResourceTable, h: &Resource<Tensor>, op: &str) -> OpResult<&'a Tensor> {
-    table.get(h).map_err(|e| OpError::new(op, format!("bad tensor handle {}: {e}", h.rep())))
-}
 
 /// A guest's argument as the engine's, borrowing its tensors from `table` and its lists and
 /// strings from the lifted call (nothing copied).
 fn arg<'a>(table: &'a ResourceTable, a: &'a Arg, op: &str) -> OpResult<AArg<'a>> {
     Ok(match a {
         Arg::None => AArg::None,
-        Arg::Tensor(h) => AArg::Tensor(lookup(table, h, op)?),
+        Arg::Tensor(h) => AArg::Tensor(tensor_in(table, h, op)?),
         Arg::Int(i) => AArg::Int(*i),
         Arg::Float(f) => AArg::Float(*f),
         Arg::Boolean(b) => AArg::Bool(*b),
@@ -36,7 +31,7 @@ fn arg<'a>(table: &'a ResourceTable, a: &'a Arg, op: &str) -> OpResult<AArg<'a>>
         Arg::Floats(xs) => AArg::Floats(xs),
         Arg::Bools(xs) => AArg::Bools(xs),
         Arg::Tensors(hs) => AArg::Tensors(
-            hs.iter().map(|h| h.as_ref().map(|h| lookup(table, h, op)).transpose()).collect::<OpResult<_>>()?,
+            hs.iter().map(|h| h.as_ref().map(|h| tensor_in(table, h, op)).transpose()).collect::<OpResult<_>>()?,
         ),
         Arg::Str(s) => AArg::Str(s),
         Arg::Dtype(d) => AArg::Int(dtype_in(*d).scalar_type()),
