@@ -43,7 +43,6 @@ impl DType {
         })
     }
 
-    /// Bytes per element.
     /// torch's `ScalarType` code (what a `ScalarType` operator argument holds).
     pub fn scalar_type(self) -> i64 {
         match self {
@@ -58,6 +57,7 @@ impl DType {
         }
     }
 
+    /// Bytes per element.
     pub fn size(self) -> usize {
         match self {
             DType::Float64 | DType::Int64 => 8,
