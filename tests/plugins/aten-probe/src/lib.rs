@@ -109,18 +109,19 @@ fn probe_budget() {
 
 /// Host-call cost from a Rust guest, for `make bench`: `rounds` rounds, each `calls` calls of
 /// a tiny op (neg of a one-element tensor) through the typed WIT method, then as many through
-/// the generic operator call (resolved once), alternating; one line per round.
-fn call_cost(rounds: u64, calls: u64) {
+/// the generic operator call (resolved once), alternating; one line per round. `only`
+/// ("typed" or "generic") times one path alone, for a profiler.
+fn call_cost(rounds: u64, calls: u64, only: Option<&str>) {
     let x = aten::ones(&[1], None, None, None, None);
     let _ = aten::neg(&x); // resolve once, outside the timing
     for round in 0..rounds {
         let t = std::time::Instant::now();
-        for _ in 0..calls {
+        for _ in 0..calls * u64::from(only != Some("generic")) {
             drop(x.unary(lthost_sdk::UnaryOp::Neg));
         }
         let typed = t.elapsed().as_nanos() as f64 / calls as f64;
         let t = std::time::Instant::now();
-        for _ in 0..calls {
+        for _ in 0..calls * u64::from(only != Some("typed")) {
             drop(aten::neg(&x));
         }
         let generic = t.elapsed().as_nanos() as f64 / calls as f64;
@@ -175,7 +176,7 @@ impl LightningModule for Probe {
         }
         let layers = hp.bool_or("layer_check", false).then(layers::LayerCheck::new);
         if let Some(c) = hp.get("call_cost") {
-            call_cost(c["rounds"].as_u64().unwrap_or(10), c["calls"].as_u64().unwrap_or(20_000));
+            call_cost(c["rounds"].as_u64().unwrap_or(10), c["calls"].as_u64().unwrap_or(20_000), c["only"].as_str());
         }
         probe_errors();
         probe_grad();
