@@ -10,7 +10,7 @@ export LIBTORCH_USE_PYTORCH := 1
 CARGO ?= cargo
 PLUGINS := digits-mlp parity-rnn parity-mlp faulty hook-recorder gan jsonl-logger loss-guard-callback grad-norm-callback mnist-cnn stream-regression tiny-transformer nanogpt resnet adversary aten-probe state-hoarder
 # Plugins in other guest languages (tools/build-plugin.sh <lang> <name>), against the same WIT.
-LANG_PLUGINS := python:python-digits js:js-digits c:c-digits
+LANG_PLUGINS := python:python-digits js:js-digits c:c-digits lightning:lit-boring
 PLUGIN_DIR := target/plugins
 LTHOST := target/release/lthost
 # A development signing key, made on first use; plugins built here are signed with it and
@@ -67,7 +67,7 @@ host: setup
 # The SDKs' typed ATen bindings (Rust, Python, the table in the JS SDK, C), generated from
 # torch's operator schemas (committed; regenerated together when the generators, the
 # denylist or torch changes).
-GENERATED_OPS := sdk/src/aten_ops.rs sdk/python/lthost/aten_ops.py sdk/c/lthost_aten.h
+GENERATED_OPS := sdk/src/aten_ops.rs sdk/python/lthost/aten_ops.py sdk/c/lthost_aten.h sdk/python/torch/_schemas.py
 $(GENERATED_OPS) &: tools/gen_ops.py tools/gen_ops_sdks.py host/src/engine/aten_denylist.rs .stamps/venv
 	$(PY) tools/gen_ops.py
 	@touch $(GENERATED_OPS)
@@ -109,6 +109,7 @@ reference: setup
 	$(PY) tests/reference/resnet_reference.py tests/reference/resnet.json
 	$(PY) tests/reference/init_reference.py tests/reference/init.json
 	$(PY) tests/reference/layers_reference.py tests/reference/layers.json
+	$(PY) tests/reference/lightning_files_reference.py tests/reference/lightning_files.json
 
 # Performance side by side (see bench/bench.py); writes bench/results.md.
 bench: host plugins

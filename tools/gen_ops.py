@@ -29,6 +29,7 @@ from torchgen.model import BaseTy, BaseType, FunctionSchema, ListType, OptionalT
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "sdk" / "src" / "aten_ops.rs"
 PY_OUT = ROOT / "sdk" / "python" / "lthost" / "aten_ops.py"
+TORCH_OUT = ROOT / "sdk" / "python" / "torch" / "_schemas.py"
 JS_SDK = ROOT / "sdk" / "js" / "lthost.js"
 C_OUT = ROOT / "sdk" / "c" / "lthost_aten.h"
 DENYLIST = ROOT / "host" / "src" / "engine" / "aten_denylist.rs"
@@ -344,6 +345,7 @@ def main():
         PY_OUT: gen_ops_sdks.python(bound, version),
         JS_SDK: with_js_table(gen_ops_sdks.js(bound, version)),
         C_OUT: c_text,
+        TORCH_OUT: gen_ops_sdks.torch_table(bound, version, set(dir(torch.Tensor)), set(dir(torch))),
     }
     if a.check:
         stale = [str(p.relative_to(ROOT)) for p, t in files.items() if p.read_text() != t]

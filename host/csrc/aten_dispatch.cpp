@@ -130,8 +130,9 @@ c10::IValue convert(const c10::Argument& arg, const c10::TypePtr& type, const lt
           auto* xs = static_cast<const int64_t*>(v.p);
           return std::vector<int64_t>(xs, xs + v.i);
         }
-        // `int[2] kernel_size=3`: one int stands for N equal ones, as in torch's Python API.
-        if (v.tag == LT_INT && arg.N()) return std::vector<int64_t>(*arg.N(), v.i);
+        // `int[2] kernel_size=3`: one int stands for N equal ones, as in torch's Python API;
+        // for `int[] size` it is a one-element list (`torch.empty(5)`).
+        if (v.tag == LT_INT) return std::vector<int64_t>(arg.N() ? *arg.N() : 1, v.i);
       } else if (ek == K::FloatType) {
         if (v.tag == LT_FLOATS) {
           auto* xs = static_cast<const double*>(v.p);

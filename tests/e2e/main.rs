@@ -16,6 +16,7 @@ mod docs;
 mod engine;
 mod formats;
 mod languages;
+mod lightning_files;
 mod loggers_and_callbacks;
 mod loops;
 mod opinfo;

@@ -1,0 +1,409 @@
+"""A Lightning file as an lthost component: the exports (`lt:plugin/lightning-module`,
+`lt:plugin/data-module`) over the user's LightningModule and LightningDataModule classes.
+`lthost build` writes the app module that imports the file and calls `use`."""
+
+import inspect
+import json
+
+import torch
+from componentize_py_types import Err
+from torch.utils import data as _data
+from wit_world import exports as _exports
+from wit_world.exports import data_module as _dm
+from wit_world.exports import lightning_module as _lm
+from wit_world.imports import parameters as _params
+from wit_world.imports.types import Stage
+
+from .pytorch.core import LightningDataModule as _UserData
+from .pytorch.core import LightningModule as _UserModule
+
+_classes = {}
+_live = {}
+_structure = {}
+_STAGES = {Stage.FIT: "fit", Stage.VALIDATE: "validate", Stage.TEST: "test", Stage.PREDICT: "predict", Stage.SANITY_CHECK: "fit"}
+_SPLITS = {_dm.Split.TRAIN: "train", _dm.Split.VAL: "val", _dm.Split.TEST: "test", _dm.Split.PREDICT: "predict"}
+
+
+class Hparams(dict):
+    """`self.hparams`: a dict with attribute access (Lightning's AttributeDict)."""
+
+    def __getattr__(self, k):
+        try:
+            return self[k]
+        except KeyError as e:
+            raise AttributeError(k) from e
+
+    def __setattr__(self, k, v):
+        self[k] = v
+
+
+def use(module, model=None, data=None):
+    """Makes the LightningModule (and LightningDataModule) subclass defined in `module` this
+    component's; `model`/`data` name them when the file defines several."""
+
+    def pick(base, name, what):
+        found = [c for c in vars(module).values() if inspect.isclass(c) and issubclass(c, base) and c is not base and c.__module__ == module.__name__]
+        if name is not None:
+            found = [c for c in found if c.__name__ == name]
+            if not found:
+                raise RuntimeError(f"{module.__name__} defines no {what} named {name}")
+        leaves = [c for c in found if not any(o is not c and issubclass(o, c) for o in found)]
+        if len(leaves) > 1:
+            raise RuntimeError(f"{module.__name__} defines several {what} classes ({', '.join(c.__name__ for c in leaves)}): pick one with --{'model' if base is _UserModule else 'data'}")
+        return leaves[0] if leaves else None
+
+    _classes["module"] = pick(_UserModule, model, "LightningModule")
+    _classes["data"] = pick(_UserData, data, "LightningDataModule")
+    if _classes["module"] is None:
+        raise RuntimeError(f"{module.__name__} defines no LightningModule subclass")
+
+
+def _instantiate(cls, hparams):
+    sig = inspect.signature(cls.__init__)
+    params = [p for p in sig.parameters.values() if p.name != "self"]
+    takes_all = any(p.kind == p.VAR_KEYWORD for p in params)
+    names = [p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+    defaults = {p.name: p.default for p in params if p.default is not p.empty and p.kind != p.VAR_KEYWORD}
+    given = json.loads(hparams)
+    unknown = [k for k in given if k not in names and not takes_all]
+    effective = {**defaults, **{k: v for k, v in given.items() if k not in unknown}}
+    missing = [n for n in names if n not in effective and params[names.index(n)].kind != params[names.index(n)].VAR_POSITIONAL]
+    if missing:
+        raise TypeError(f"{cls.__name__}.__init__ needs {', '.join(missing)}: give them as hyper-parameters (--hparams)")
+    obj = cls.__new__(cls)
+    obj.__dict__["hparams"] = Hparams(effective)
+    obj.__init__(**effective)
+    return obj, effective
+
+
+def _register(model):
+    """Hands the module's parameters and buffers to the host by their state_dict paths (a
+    tensor under two paths stays one tensor: tying); each keeps its Python object."""
+    for path, m in model.named_modules():
+        if path:
+            _params.register_module(path, type(m).__name__)
+    for path, p in model.named_parameters(remove_duplicate=False):
+        try:
+            h = _params.register_parameter(path, p._h)
+        except Err as e:
+            raise RuntimeError(f"register_parameter `{path}`: {e.value}") from None
+        if "_lt_path" not in p.__dict__:
+            p.__dict__["_lt_path"] = path
+            p._h = h
+    for mp, m in model.named_modules():
+        for name, b in m._buffers.items():
+            if b is None:
+                continue
+            path = f"{mp}.{name}" if mp else name
+            try:
+                h = _params.register_buffer(path, b._h, name not in m._non_persistent_buffers_set)
+            except Err as e:
+                raise RuntimeError(f"register_buffer `{path}`: {e.value}") from None
+            if "_lt_path" not in b.__dict__:
+                b.__dict__["_lt_path"] = path
+                b._h = h
+
+
+def _module():
+    m = _live.get("module")
+    if m is None:
+        raise RuntimeError("lthost called a module hook before configure")
+    return m
+
+
+# ---- configure_optimizers ----
+def _algorithm(opt):
+    d = opt.defaults
+    name = type(opt).__name__
+    if isinstance(opt, torch.optim.SGD):
+        return _lm.Algorithm_Sgd(_lm.Sgd(d["lr"], d["momentum"], d["dampening"], d["weight_decay"], d["nesterov"]))
+    if isinstance(opt, torch.optim.Adam):
+        a = _lm.Adam(d["lr"], tuple(d["betas"]), d["eps"], d["weight_decay"], d["amsgrad"])
+        return _lm.Algorithm_Adamw(a) if opt._decoupled else _lm.Algorithm_Adam(a)
+    if isinstance(opt, torch.optim.RMSprop):
+        return _lm.Algorithm_Rmsprop(_lm.Rmsprop(d["lr"], d["alpha"], d["eps"], d["weight_decay"], d["momentum"], d["centered"]))
+    if isinstance(opt, torch.optim.Adagrad):
+        return _lm.Algorithm_Adagrad(_lm.Adagrad(d["lr"], d["lr_decay"], d["weight_decay"], d["initial_accumulator_value"], d["eps"]))
+    raise NotImplementedError(f"optimizer {name}: lthost runs SGD, Adam, AdamW, RMSprop and Adagrad")
+
+
+def _optimizer(opt, model):
+    everything = [id(p) for p in model.parameters() if p.requires_grad]
+    groups = []
+    for g in opt.param_groups:
+        paths = []
+        for p in g["params"]:
+            path = p.__dict__.get("_lt_path")
+            if path is None:
+                raise RuntimeError("the optimizer was given a tensor that is not a parameter of the LightningModule")
+            paths.append(path)
+        for k, v in g.items():
+            if k not in ("params", "lr", "weight_decay") and v != opt.defaults.get(k):
+                raise NotImplementedError(f"parameter group option `{k}`: lthost groups override lr and weight_decay only")
+        lr = g["lr"] if g["lr"] != opt.defaults["lr"] else None
+        wd = g["weight_decay"] if g["weight_decay"] != opt.defaults["weight_decay"] else None
+        groups.append(_lm.ParamGroup(paths, lr, wd))
+    flat = [id(p) for g in opt.param_groups for p in g["params"]]
+    if len(groups) == 1 and groups[0].lr is None and groups[0].weight_decay is None and sorted(flat) == sorted(everything):
+        groups = []
+    return _lm.Optimizer(_algorithm(opt), groups)
+
+
+def _scheduler(s, index, interval="epoch", frequency=1, monitor=None, strict=True):
+    from torch.optim import lr_scheduler as L
+
+    if isinstance(s, L.StepLR):
+        w = _lm.Scheduler_StepLr(_lm.StepLr(s.step_size, s.gamma))
+    elif isinstance(s, L.MultiStepLR):
+        w = _lm.Scheduler_MultiStepLr(_lm.MultiStepLr(s.milestones, s.gamma))
+    elif isinstance(s, L.ExponentialLR):
+        w = _lm.Scheduler_ExponentialLr(s.gamma)
+    elif isinstance(s, L.CosineAnnealingLR):
+        w = _lm.Scheduler_CosineAnnealingLr(_lm.CosineAnnealingLr(s.T_max, s.eta_min))
+    elif isinstance(s, L.LinearLR):
+        w = _lm.Scheduler_LinearLr(_lm.LinearLr(s.start_factor, s.end_factor, s.total_iters))
+    elif isinstance(s, L.OneCycleLR):
+        w = _lm.Scheduler_OneCycleLr(_lm.OneCycleLr(s.max_lr, s.total_steps, s.pct_start, s.anneal_cos, s.cycle_momentum, s.base_momentum, s.max_momentum, s.div_factor, s.final_div_factor, s.three_phase))
+    elif isinstance(s, L.ReduceLROnPlateau):
+        w = _lm.Scheduler_ReduceLrOnPlateau(_lm.ReduceLrOnPlateau(s.mode == "min", s.factor, s.patience, s.threshold, s.threshold_mode == "rel", s.cooldown, s.min_lr, s.eps))
+    else:
+        raise NotImplementedError(f"scheduler {type(s).__name__} is not supported by lthost")
+    if interval not in ("epoch", "step"):
+        raise ValueError(f'lr_scheduler interval must be "epoch" or "step", got {interval!r}')
+    return _lm.LrScheduler(w, index, _lm.Interval.STEP if interval == "step" else _lm.Interval.EPOCH, frequency, monitor, strict)
+
+
+def _optimization(model, returned):
+    """Lightning's configure_optimizers return forms as the host's record."""
+    opts, scheds = [], []  # scheds: (scheduler, config dict)
+    if returned is None:
+        pass
+    elif isinstance(returned, torch.optim.Optimizer):
+        opts = [returned]
+    elif isinstance(returned, dict):
+        opts = [returned["optimizer"]]
+        if "lr_scheduler" in returned:
+            scheds.append(_sched_config(returned["lr_scheduler"], returned.get("monitor")))
+    elif isinstance(returned, (list, tuple)) and len(returned) == 2 and isinstance(returned[0], (list, tuple)):
+        opts = list(returned[0])
+        scheds = [_sched_config(s, None) for s in returned[1]]
+    elif isinstance(returned, (list, tuple)) and returned and all(isinstance(r, dict) for r in returned):
+        for r in returned:
+            opts.append(r["optimizer"])
+            if "lr_scheduler" in r:
+                scheds.append(_sched_config(r["lr_scheduler"], r.get("monitor")))
+    elif isinstance(returned, (list, tuple)) and all(isinstance(r, torch.optim.Optimizer) for r in returned):
+        opts = list(returned)
+    else:
+        raise TypeError(f"configure_optimizers returned {type(returned).__name__}, which is not one of Lightning's forms")
+    for i, o in enumerate(opts):
+        o._index = i
+    records = [_optimizer(o, model) for o in opts]
+    wit_scheds = []
+    for k, (s, cfg) in enumerate(scheds):
+        index = next((i for i, o in enumerate(opts) if o is s.optimizer), None)
+        if index is None:
+            raise RuntimeError("an lr scheduler drives an optimizer configure_optimizers did not return")
+        s._index = k
+        wit_scheds.append(_scheduler(s, index, cfg.get("interval", "epoch"), cfg.get("frequency", 1), cfg.get("monitor"), cfg.get("strict", True)))
+    model.__dict__["_lt_optimizers"] = opts
+    model.__dict__["_lt_schedulers"] = [s for s, _ in scheds]
+    if len(opts) > 1 and model.automatic_optimization:
+        raise RuntimeError("several optimizers need manual optimization (self.automatic_optimization = False), as in Lightning")
+    return _lm.Optimization(records, wit_scheds, bool(model.automatic_optimization))
+
+
+def _sched_config(s, monitor):
+    if isinstance(s, dict):
+        cfg = dict(s)
+        cfg.setdefault("monitor", monitor)
+        return cfg["scheduler"], cfg
+    return s, {"monitor": monitor}
+
+
+# ---- batches ----
+def _batch(batch, split):
+    leaves = [torch._core.wrap(h) for h in batch]
+    structure = _structure.get(split)
+    if structure is None:
+        return leaves
+    return _data.unflatten(structure, leaves)
+
+
+_mode = {"training": None}
+
+
+def _set_mode(model, training):
+    if _mode["training"] is not training:
+        model.train(training)
+        _mode["training"] = training
+
+
+def _loss(out):
+    if out is None:
+        return None
+    if isinstance(out, dict):
+        if "loss" not in out:
+            raise RuntimeError("training_step returned a dict without a 'loss' key")
+        out = out["loss"]
+    if not isinstance(out, torch.Tensor):
+        raise RuntimeError(f"training_step must return a tensor, a dict with 'loss', or None; it returned {type(out).__name__}")
+    return out._h
+
+
+_HOOK_ARGS = {
+    "setup": "stage",
+    "teardown": "stage",
+    "on_train_batch_start": "batch",
+    "on_train_batch_end": "outputs_batch",
+    "on_validation_batch_start": "batch",
+    "on_validation_batch_end": "outputs_batch",
+    "on_test_batch_start": "batch",
+    "on_test_batch_end": "outputs_batch",
+    "on_predict_batch_start": "batch",
+    "on_predict_batch_end": "outputs_batch",
+    "on_before_zero_grad": "optimizer",
+    "on_before_optimizer_step": "optimizer",
+    "on_before_backward": "loss",
+}
+
+
+class LightningModule(_exports.LightningModule):
+    def configure(self, hparams):
+        cls = _classes.get("module")
+        if cls is None:
+            raise Err("no LightningModule in this component (lthost build finds it in the file)")
+        try:
+            m, effective = _instantiate(cls, hparams)
+            _register(m)
+            text = json.dumps(effective)
+        except (TypeError, ValueError, KeyError, RuntimeError, NotImplementedError) as e:
+            raise Err(f"{cls.__name__}: {e}")
+        _live["module"] = m
+        return text
+
+    def configure_optimizers(self):
+        m = _module()
+        return _optimization(m, m.configure_optimizers())
+
+    def save_state(self):
+        m = _module()
+        if type(m).on_save_checkpoint is _UserModule.on_save_checkpoint:
+            return None
+        ckpt = {}
+        m.on_save_checkpoint(ckpt)
+        return json.dumps(ckpt).encode() if ckpt else None
+
+    def load_state(self, state):
+        _module().on_load_checkpoint(json.loads(bytes(state).decode()))
+
+    def implemented_hooks(self):
+        cls = type(_module())
+        return [h for h in _lm.Hook if hasattr(cls, h.name.lower()) and getattr(cls, h.name.lower()) is not getattr(_UserModule, h.name.lower(), None)]
+
+    def on_hook(self, hook, stage, batch_idx):
+        m = _module()
+        name = hook.name.lower()
+        kind = _HOOK_ARGS.get(name)
+        fn = getattr(m, name)
+        if kind == "stage":
+            r = fn(_STAGES[stage])
+        elif kind == "batch":
+            r = fn(None, batch_idx)
+        elif kind == "outputs_batch":
+            r = fn(None, None, batch_idx)
+        elif kind == "optimizer":
+            opts = m._lt_optimizers
+            r = fn(opts[0] if opts else None)
+        elif kind == "loss":
+            r = fn(None)
+        else:
+            r = fn()
+        return -1 if r == -1 else 0
+
+    def training_step(self, batch, batch_idx):
+        m = _module()
+        _set_mode(m, True)
+        return _loss(m.training_step(_batch(batch, "train"), batch_idx))
+
+    def validation_step(self, batch, batch_idx):
+        m = _module()
+        _set_mode(m, False)
+        m.validation_step(_batch(batch, "val"), batch_idx)
+
+    def test_step(self, batch, batch_idx):
+        m = _module()
+        _set_mode(m, False)
+        m.test_step(_batch(batch, "test"), batch_idx)
+
+    def predict_step(self, batch, batch_idx):
+        m = _module()
+        _set_mode(m, False)
+        out = m.predict_step(_batch(batch, "predict"), batch_idx)
+        if not isinstance(out, torch.Tensor):
+            raise Err(f"predict_step returned {type(out).__name__}; lthost collects one tensor per batch")
+        return out._h
+
+
+def _data_source():
+    d = _live.get("data")
+    if d is None:
+        raise RuntimeError("lthost asked for data before setup")
+    return d
+
+
+class DataModule(_exports.DataModule):
+    def setup(self, stage, hparams):
+        cls = _classes.get("data")
+        try:
+            if cls is None:
+                d = _live.get("module")
+                if d is None:
+                    raise RuntimeError("no LightningDataModule in this component, and the LightningModule is not built yet")
+            else:
+                d, _ = _instantiate(cls, hparams)
+                d.prepare_data()
+                d.setup(_STAGES[stage])
+        except (TypeError, ValueError, KeyError, OSError, RuntimeError, NotImplementedError) as e:
+            raise Err(f"{(cls or type(self)).__name__}.setup: {e}")
+        _live["data"] = d
+
+    def dataloader(self, split):
+        name = _SPLITS[split]
+        make = getattr(_data_source(), f"{name}_dataloader", None)
+        loader = None if make is None else make()
+        if loader is None:
+            return None
+        if isinstance(loader, (list, tuple)):
+            if len(loader) != 1:
+                raise Err(f"{name}_dataloader returned {len(loader)} DataLoaders; lthost takes one per split")
+            loader = loader[0]
+        if not isinstance(loader, _data.DataLoader):
+            raise Err(f"{name}_dataloader must return a torch.utils.data.DataLoader, not {type(loader).__name__}")
+        try:
+            record, structure = loader.record(_dm)
+        except (TypeError, ValueError, NotImplementedError, RuntimeError) as e:
+            raise Err(f"{name}_dataloader: {e}")
+        _structure[name] = structure
+        return record
+
+    def streaming(self, split):
+        return None
+
+    def start_pass(self, split, worker):
+        raise Err("this DataModule has no stream")
+
+    def next_batch(self, split):
+        return None
+
+    def save_state(self):
+        d = _live.get("data")
+        if d is None or not isinstance(d, _UserData):
+            return None
+        state = d.state_dict()
+        return json.dumps(state).encode() if state else None
+
+    def load_state(self, state):
+        d = _data_source()
+        if isinstance(d, _UserData):
+            d.load_state_dict(json.loads(bytes(state).decode()))

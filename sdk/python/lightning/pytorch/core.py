@@ -1,0 +1,235 @@
+"""LightningModule, LightningDataModule and Callback as Lightning users write them; the
+Trainer is lthost itself (its options come from the run's config and command line)."""
+
+import torch
+from torch import nn
+from wit_world.imports import log as _log
+from wit_world.imports import optimization as _opt
+from wit_world.imports import trainer as _trainer
+from wit_world.imports.types import Stage
+
+_REDUCE = {"mean": _log.ReduceFx.MEAN, "sum": _log.ReduceFx.SUM, "max": _log.ReduceFx.MAX, "min": _log.ReduceFx.MIN}
+_STAGE_NAMES = {Stage.FIT: "fit", Stage.VALIDATE: "validate", Stage.TEST: "test", Stage.PREDICT: "predict", Stage.SANITY_CHECK: "fit"}
+
+
+class _TrainerState:
+    """`self.trainer` as a plugin reads it: the run's state, read-only."""
+
+    @property
+    def current_epoch(self):
+        return _trainer.current_epoch()
+
+    @property
+    def global_step(self):
+        return _trainer.global_step()
+
+    @property
+    def max_epochs(self):
+        m = _trainer.max_epochs()
+        return -1 if m is None else m
+
+    @property
+    def training(self):
+        return _trainer.training()
+
+    @property
+    def sanity_checking(self):
+        return _trainer.current_stage() == Stage.SANITY_CHECK
+
+    @property
+    def testing(self):
+        return _trainer.current_stage() == Stage.TEST
+
+    @property
+    def predicting(self):
+        return _trainer.current_stage() == Stage.PREDICT
+
+    @property
+    def validating(self):
+        return _trainer.current_stage() == Stage.VALIDATE
+
+    @property
+    def is_global_zero(self):
+        return True
+
+    global_rank = local_rank = node_rank = 0
+    world_size = num_devices = num_nodes = 1
+
+    def __getattr__(self, name):
+        raise AttributeError(f"trainer.{name} is not available to lthost plugins")
+
+
+_TRAINER = _TrainerState()
+
+
+def _reduce_name(fx):
+    if isinstance(fx, str):
+        return fx
+    name = getattr(fx, "__name__", "")
+    if name in _REDUCE:
+        return name
+    raise NotImplementedError(f"self.log(reduce_fx={fx!r}): lthost reduces by mean, sum, max or min")
+
+
+class LightningModule(nn.Module):
+    """Lightning's LightningModule. `self.hparams` holds the run's hyper-parameters (the
+    `__init__` arguments, over their defaults) before `__init__` runs."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+        self.__dict__.setdefault("automatic_optimization", True)
+        self.__dict__.setdefault("_lt_optimizers", [])
+        self.__dict__.setdefault("_lt_schedulers", [])
+        if "hparams" not in self.__dict__:
+            from lightning._component import Hparams
+
+            self.__dict__["hparams"] = Hparams({})
+
+    # ---- the run's state ----
+    @property
+    def trainer(self):
+        return _TRAINER
+
+    @property
+    def current_epoch(self):
+        return _trainer.current_epoch()
+
+    @property
+    def global_step(self):
+        return _trainer.global_step()
+
+    @property
+    def device(self):
+        return torch.device(_trainer.device())
+
+    @property
+    def dtype(self):
+        return torch.float32
+
+    @property
+    def global_rank(self):
+        return 0
+
+    @property
+    def local_rank(self):
+        return 0
+
+    def print(self, *args, **kwargs):
+        print(*args, **kwargs)
+
+    # ---- logging ----
+    def log(self, name, value, prog_bar=False, logger=None, on_step=None, on_epoch=None, reduce_fx="mean", enable_graph=False, sync_dist=False, sync_dist_group=None, add_dataloader_idx=True, batch_size=None, metric_attribute=None, rank_zero_only=False):
+        reduce = _REDUCE.get(_reduce_name(reduce_fx))
+        if reduce is None:
+            raise NotImplementedError(f"self.log(reduce_fx={reduce_fx!r})")
+        opts = _log.LogOptions(bool(prog_bar), True if logger is None else bool(logger), on_step, on_epoch, reduce, batch_size)
+        if isinstance(value, torch.Tensor):
+            _log.log(name, value.detach()._h, opts)
+        elif hasattr(value, "compute") and hasattr(value, "update"):
+            _log.log(name, value.compute().detach()._h, opts)
+        else:
+            _log.log_scalar(name, float(value), opts)
+
+    def log_dict(self, dictionary, prog_bar=False, logger=None, on_step=None, on_epoch=None, reduce_fx="mean", enable_graph=False, sync_dist=False, sync_dist_group=None, add_dataloader_idx=True, batch_size=None, rank_zero_only=False):
+        for k, v in dictionary.items():
+            self.log(k, v, prog_bar, logger, on_step, on_epoch, reduce_fx, batch_size=batch_size)
+
+    def save_hyperparameters(self, *args, ignore=None, frame=None, logger=True):
+        """lthost saves the run's effective hyper-parameters (`self.hparams`) as hparams.yaml."""
+
+    # ---- optimization ----
+    def configure_optimizers(self):
+        raise NotImplementedError("configure_optimizers")
+
+    def optimizers(self, use_pl_optimizer=True):
+        opts = self._lt_optimizers
+        return opts[0] if len(opts) == 1 else list(opts)
+
+    def lr_schedulers(self):
+        s = self._lt_schedulers
+        if not s:
+            return None
+        return s[0] if len(s) == 1 else list(s)
+
+    def manual_backward(self, loss, *args, **kwargs):
+        _opt.manual_backward(loss._h)
+
+    def toggle_optimizer(self, optimizer):
+        _opt.toggle(optimizer._bound("toggle_optimizer"))
+
+    def untoggle_optimizer(self, optimizer):
+        _opt.untoggle(optimizer._bound("untoggle_optimizer"))
+
+    # ---- steps ----
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError("forward")
+
+    def training_step(self, *args, **kwargs):
+        raise NotImplementedError("`training_step` must be implemented to be used with the Lightning Trainer")
+
+    def validation_step(self, *args, **kwargs):
+        return None
+
+    def test_step(self, *args, **kwargs):
+        return None
+
+    def predict_step(self, batch, batch_idx, dataloader_idx=0):
+        return self(batch)
+
+    def on_save_checkpoint(self, checkpoint):
+        pass
+
+    def on_load_checkpoint(self, checkpoint):
+        pass
+
+
+class LightningDataModule:
+    """Lightning's LightningDataModule: `*_dataloader` return torch DataLoaders."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def prepare_data(self):
+        pass
+
+    def setup(self, stage):
+        pass
+
+    def teardown(self, stage):
+        pass
+
+    def train_dataloader(self):
+        return None
+
+    def val_dataloader(self):
+        return None
+
+    def test_dataloader(self):
+        return None
+
+    def predict_dataloader(self):
+        return None
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state_dict):
+        pass
+
+    def save_hyperparameters(self, *args, **kwargs):
+        pass
+
+
+class Callback:
+    """Callbacks in the same file run as lthost callback plugins; see `lthost build`."""
+
+
+def seed_everything(seed=None, workers=False, verbose=True):
+    """The run's seed is lthost's `--seed` / the run config's `seed_everything`; a call in the
+    file (at build time) does not change it."""
+    return seed
+
+
+class Trainer:
+    def __init__(self, *args, **kwargs):
+        raise NotImplementedError("lightning.Trainer inside a plugin: lthost is the Trainer (`lthost fit model.wasm ...`)")

@@ -1,0 +1,317 @@
+"""`torch` inside an lthost plugin: torch's Python API over the host's libtorch. Tensors are
+handles to host tensors; every op is an ATen operator run by libtorch's dispatcher in the
+host (autograd, dtype promotion, views and in-place semantics are torch's own). `torch.nn`,
+`torch.optim`, `torch.utils.data` are here too; what is not supported raises an error
+naming the API."""
+
+import builtins
+import functools
+import struct
+
+from lthost import aten as _aten
+from wit_world.imports.tensor import Tensor as _Handle
+
+from . import _core, _schemas
+from ._core import (
+    Size,
+    bfloat16,
+    channels_last,
+    contiguous_format,
+    device,
+    dtype,
+    float16,
+    float32,
+    float64,
+    int32,
+    int64,
+    layout,
+    memory_format,
+    preserve_format,
+    strided,
+    uint8,
+)
+from ._tensor import Tensor
+
+bool = _core.bool_  # noqa: A001  (torch.bool)
+float = float32  # noqa: A001
+double = float64
+half = float16
+long = int64
+int = int32  # noqa: A001
+
+__version__ = "2.13.0"
+
+
+class _GradMode:
+    """A grad-mode scope, usable as a context manager and as a decorator."""
+
+    def __init__(self, enabled):
+        self.enabled, self.prev = enabled, []
+
+    def __enter__(self):
+        self.prev.append(_aten._a.set_grad_enabled(self.enabled))
+        return self
+
+    def __exit__(self, *exc):
+        _aten._a.set_grad_enabled(self.prev.pop())
+        return False
+
+    def __call__(self, fn):
+        @functools.wraps(fn)
+        def wrapped(*args, **kwargs):
+            with type(self)():
+                return fn(*args, **kwargs)
+
+        return wrapped
+
+
+class no_grad(_GradMode):
+    def __init__(self):
+        super().__init__(False)
+
+
+class enable_grad(_GradMode):
+    def __init__(self):
+        super().__init__(True)
+
+
+class set_grad_enabled(_GradMode):
+    def __init__(self, mode):
+        super().__init__(builtins.bool(mode))
+        self.__enter__()  # torch.set_grad_enabled(False) as a plain call sets the mode
+
+    def __enter__(self):
+        return self
+
+
+class inference_mode:
+    def __init__(self, mode=True):
+        self.mode = mode
+
+    def __enter__(self):
+        _aten._a.push_inference_mode(self.mode)
+        return self
+
+    def __exit__(self, *exc):
+        _aten._a.pop_inference_mode()
+        return False
+
+    def __call__(self, fn):
+        @functools.wraps(fn)
+        def wrapped(*args, **kwargs):
+            with inference_mode(self.mode):
+                return fn(*args, **kwargs)
+
+        return wrapped
+
+
+def is_grad_enabled():
+    return _aten._a.is_grad_enabled()
+
+
+def is_tensor(obj):
+    return isinstance(obj, Tensor)
+
+
+def get_default_dtype():
+    return float32
+
+
+def set_default_dtype(d):
+    if d is not float32:
+        raise NotImplementedError("torch.set_default_dtype: lthost plugins use float32 as the default dtype")
+
+
+def manual_seed(seed):
+    raise NotImplementedError("torch.manual_seed: the run's seed is lthost's `--seed` (Lightning's seed_everything)")
+
+
+# ---- making tensors ----------------------------------------------------------------------
+
+_PACK = {"float32": "f", "float64": "d", "float16": "e", "int64": "q", "int32": "i", "uint8": "B", "bool": "?"}
+
+
+def _flatten(data, shape, depth, out):
+    if isinstance(data, Tensor):
+        data = data.tolist()
+    if isinstance(data, (list, tuple)):
+        if len(shape) == depth:
+            shape.append(len(data))
+        elif shape[depth] != len(data):
+            raise ValueError(f"expected sequence of length {shape[depth]} at dim {depth} (got {len(data)})")
+        for x in data:
+            _flatten(x, shape, depth + 1, out)
+    else:
+        out.append(data)
+
+
+def tensor(data, dtype=None, device=None, requires_grad=False):
+    """torch.tensor: a new tensor from numbers or (nested) lists of them."""
+    if isinstance(data, Tensor):
+        t = data.detach().clone()
+    else:
+        shape, flat = [], []
+        _flatten(data, shape, 0, flat)
+        if dtype is None:
+            if flat and all(isinstance(x, builtins.bool) for x in flat):
+                dtype = bool
+            elif all(isinstance(x, builtins.int) for x in flat) and flat:
+                dtype = int64
+            else:
+                dtype = float32
+        make = bfloat16 if dtype is bfloat16 else None
+        d = float32 if make else dtype
+        if d.is_floating_point:
+            flat = [builtins.float(x) for x in flat]
+        elif d is bool:
+            flat = [builtins.bool(x) for x in flat]
+        else:
+            flat = [builtins.int(x) for x in flat]
+        t = _core.wrap(_Handle.from_bytes(struct.pack(f"<{len(flat)}{_PACK[d.name]}", *flat), d._wit, shape))
+        if make:
+            t = t.to(make)
+    if device is not None:
+        t = t.to(device)
+    if requires_grad:
+        t.requires_grad_(True)
+    return t
+
+
+as_tensor = tensor
+
+
+def _factory(name):
+    def f(*args, requires_grad=False, **kwargs):
+        if "device" in kwargs and kwargs["device"] is not None:
+            kwargs["device"] = str(kwargs["device"])
+        t = _core.call(name, args, kwargs)
+        if requires_grad:
+            t.requires_grad_(True)
+        return t
+
+    f.__name__ = name
+    return f
+
+
+def _function(name):
+    def f(*args, **kwargs):
+        return _core.call(name, args, kwargs)
+
+    f.__name__ = name
+    return f
+
+
+_FACTORIES = {
+    "zeros", "ones", "empty", "full", "rand", "randn", "randint", "randperm", "arange", "linspace", "logspace", "eye",
+    "zeros_like", "ones_like", "empty_like", "full_like", "rand_like", "randn_like", "randint_like", "scalar_tensor",
+}
+for _name in _schemas.FUNCTIONS:
+    if _name not in globals():
+        globals()[_name] = _factory(_name) if _name in _FACTORIES else _function(_name)
+
+
+def cat(tensors, dim=0):
+    return _core.call("cat", (list(tensors), dim), {})
+
+
+concat = concatenate = cat
+
+
+def stack(tensors, dim=0):
+    return _core.call("stack", (list(tensors), dim), {})
+
+
+def split(tensor, split_size_or_sections, dim=0):
+    return tensor.split(split_size_or_sections, dim)
+
+
+def chunk(input, chunks, dim=0):
+    return input.chunk(chunks, dim)
+
+
+def max(input, dim=None, keepdim=False):  # noqa: A001
+    return input.max(dim, keepdim) if not isinstance(dim, Tensor) else _core.call("maximum", (input, dim), {})
+
+
+def min(input, dim=None, keepdim=False):  # noqa: A001
+    return input.min(dim, keepdim) if not isinstance(dim, Tensor) else _core.call("minimum", (input, dim), {})
+
+
+def sort(input, dim=-1, descending=False, stable=False):
+    return input.sort(dim, descending, stable)
+
+
+def topk(input, k, dim=-1, largest=True, sorted=True):
+    return input.topk(k, dim, largest, sorted)
+
+
+def softmax(input, dim, dtype=None):
+    return input.softmax(dim, dtype)
+
+
+def log_softmax(input, dim, dtype=None):
+    return input.log_softmax(dim, dtype)
+
+
+def numel(input):
+    return input.numel()
+
+
+def flatten(input, start_dim=0, end_dim=-1):
+    return _core.call("flatten", (input, start_dim, end_dim), {})
+
+
+def permute(input, dims):
+    return input.permute(*dims)
+
+
+def reshape(input, shape):
+    return _core.call("reshape", (input, list(shape)), {})
+
+
+def unbind(input, dim=0):
+    return input.unbind(dim)
+
+
+def norm(input, p="fro", dim=None, keepdim=False, dtype=None):
+    return input.norm(p, dim, keepdim, dtype)
+
+
+def where(condition, input=None, other=None):
+    if input is None and other is None:
+        return _core.call("nonzero_numpy", (condition,), {}) if "nonzero_numpy" in _schemas.OPS else condition.nonzero().unbind(1)
+    return _core.call("where", (condition, input, other), {})
+
+
+def from_numpy(_array):
+    raise NotImplementedError("torch.from_numpy: numpy is not available inside a plugin; use torch.tensor(list)")
+
+
+def load(path, map_location=None, weights_only=True):
+    """torch.load of a safetensors file in the granted data directory (a dict of tensors)."""
+    return {k: _core.wrap(v) for k, v in _Handle.load(path)}
+
+
+class Generator:
+    """torch.Generator, for one seeded permutation (`random_split(..., generator=
+    torch.Generator().manual_seed(42))`); other random ops draw from the run's generator."""
+
+    def __init__(self, device="cpu"):
+        self._seed, self._used = None, False
+
+    def manual_seed(self, seed):
+        self._seed, self._used = builtins.int(seed), False
+        return self
+
+    def initial_seed(self):
+        return self._seed
+
+    def _randperm(self, n):
+        if self._seed is None or self._used:
+            raise NotImplementedError("a torch.Generator draws one seeded permutation in lthost; other draws use the run's generator")
+        self._used = True
+        return _core.wrap(_Handle.randperm_seeded(n, self._seed))
+
+
+from . import _indexing, cuda, linalg, nn, optim, utils  # noqa: E402,F401  (they use the names above)
+from .nn import functional  # noqa: E402,F401

@@ -1,0 +1,379 @@
+"""The heart of the `torch` package: dtypes, devices, `torch.Size`, the `Tensor` wrapper around
+a host tensor handle, and calling an ATen operator by torch's name with torch's argument
+rules (overloads resolved by the argument types, as torch's Python argument parser does).
+
+Every op runs in the host through libtorch's dispatcher (`lthost.aten`); an op's error is a
+RuntimeError with torch's message."""
+
+import builtins
+
+from componentize_py_types import Err
+from lthost import aten as _aten
+from wit_world.imports import aten as _a
+from wit_world.imports.tensor import Tensor as _Handle
+from wit_world.imports.types import Dtype as _D
+
+from . import _schemas
+
+
+class dtype:
+    """torch.dtype: `torch.float32`, `torch.int64`, ..."""
+
+    __slots__ = ("name", "_wit", "is_floating_point", "itemsize", "is_signed")
+
+    def __init__(self, name, wit, is_floating_point, itemsize, is_signed=True):
+        self.name, self._wit, self.is_floating_point, self.itemsize, self.is_signed = name, wit, is_floating_point, itemsize, is_signed
+
+    def __repr__(self):
+        return f"torch.{self.name}"
+
+    @property
+    def is_complex(self):
+        return False
+
+
+float32 = dtype("float32", _D.FLOAT32, True, 4)
+float64 = dtype("float64", _D.FLOAT64, True, 8)
+float16 = dtype("float16", _D.FLOAT16, True, 2)
+bfloat16 = dtype("bfloat16", _D.BFLOAT16, True, 2)
+int64 = dtype("int64", _D.INT64, False, 8)
+int32 = dtype("int32", _D.INT32, False, 4)
+uint8 = dtype("uint8", _D.UINT8, False, 1, False)
+bool_ = dtype("bool", _D.BOOLEAN, False, 1, False)
+_FROM_WIT = {d._wit: d for d in (float32, float64, float16, bfloat16, int64, int32, uint8, bool_)}
+_default_dtype = [float32]
+
+
+class device:
+    """torch.device("cpu"), torch.device("cuda", 0)."""
+
+    __slots__ = ("type", "index")
+
+    def __init__(self, type, index=None):
+        if isinstance(type, device):
+            type, index = type.type, type.index
+        elif ":" in type:
+            type, i = type.split(":", 1)
+            index = int(i)
+        self.type, self.index = type, index
+
+    def __str__(self):
+        return self.type if self.index is None else f"{self.type}:{self.index}"
+
+    def __repr__(self):
+        return f"device(type='{self.type}'" + ("" if self.index is None else f", index={self.index}") + ")"
+
+    def __eq__(self, other):
+        if isinstance(other, str):
+            other = device(other)
+        return isinstance(other, device) and (self.type, self.index) == (other.type, other.index)
+
+    def __hash__(self):
+        return hash((self.type, self.index))
+
+
+class Size(tuple):
+    """torch.Size: a tuple of ints."""
+
+    def numel(self):
+        n = 1
+        for s in self:
+            n *= s
+        return n
+
+    def __repr__(self):
+        return f"torch.Size({list(self)})"
+
+
+class memory_format:
+    __slots__ = ("name", "value")
+
+    def __init__(self, name, value):
+        self.name, self.value = name, value
+
+    def __repr__(self):
+        return f"torch.{self.name}"
+
+
+contiguous_format = memory_format("contiguous_format", 0)
+preserve_format = memory_format("preserve_format", 1)
+channels_last = memory_format("channels_last", 2)
+channels_last_3d = memory_format("channels_last_3d", 3)
+
+
+class layout:
+    __slots__ = ("name", "value")
+
+    def __init__(self, name, value):
+        self.name, self.value = name, value
+
+
+strided = layout("strided", 0)
+
+
+# ---- wrapping host handles -------------------------------------------------------------
+
+_new = object.__new__
+Tensor = None  # set by _tensor.py (the class), before any op runs
+
+
+def wrap(h):
+    t = _new(Tensor)
+    t._h = h
+    return t
+
+
+def _wrap_value(v):
+    if isinstance(v, _Handle):
+        return wrap(v)
+    if isinstance(v, list):
+        return [wrap(x) if isinstance(x, _Handle) else x for x in v]
+    return v
+
+
+def _result(values):
+    if len(values) == 1:
+        return _wrap_value(values[0])
+    if not values:
+        return None
+    return tuple(_wrap_value(v) for v in values)
+
+
+# ---- arguments -------------------------------------------------------------------------
+
+_NONE = _a.Arg_None_()
+_int_types = (builtins.int,)
+_number = (builtins.int, builtins.float, builtins.bool)
+
+
+def _is_int(v):
+    return isinstance(v, builtins.int) and not isinstance(v, builtins.bool)
+
+
+def _tensor_arg(v):
+    return _a.Arg_Tensor(v._h)
+
+
+def _scalar_arg(v):
+    if isinstance(v, builtins.bool):
+        return _a.Arg_Boolean(v)
+    if isinstance(v, builtins.int):
+        return _a.Arg_Int(v)
+    return _a.Arg_Float(builtins.float(v))
+
+
+def _ints(v):
+    out = []
+    for x in v:
+        if isinstance(x, Tensor):
+            x = x.item()
+        if not _is_int(x):
+            return None
+        out.append(x)
+    return out
+
+
+def convert(code, v, optional, lenient):
+    """`v` as the argument of type `code`, or None when it does not fit."""
+    if v is None:
+        return _NONE if optional else None
+    if code == "T":
+        if isinstance(v, Tensor):
+            return _a.Arg_Tensor(v._h)
+        if lenient and isinstance(v, _number):
+            return _scalar_arg(v)  # a wrapped number, as torch makes one
+        return None
+    if code == "S":
+        if isinstance(v, _number):
+            return _scalar_arg(v)
+        if lenient and isinstance(v, Tensor) and v.dim() == 0:
+            return _scalar_arg(v.item())
+        return None
+    if code == "i":
+        if _is_int(v):
+            return _a.Arg_Int(v)
+        if isinstance(v, (memory_format, layout)):
+            return _a.Arg_Int(v.value)
+        if lenient and isinstance(v, Tensor) and v.dim() == 0:
+            return _a.Arg_Int(builtins.int(v.item()))
+        return None
+    if code == "f":
+        if isinstance(v, (builtins.int, builtins.float)) and not isinstance(v, builtins.bool):
+            return _a.Arg_Float(builtins.float(v))
+        if lenient and isinstance(v, Tensor) and v.dim() == 0:
+            return _a.Arg_Float(v.item())
+        return None
+    if code == "b":
+        return _a.Arg_Boolean(v) if isinstance(v, builtins.bool) else None
+    if code == "d":
+        return _a.Arg_Dtype(v._wit) if isinstance(v, dtype) else None
+    if code == "s":
+        if isinstance(v, (str, device)):
+            return _a.Arg_Str(str(v))
+        return None
+    if code == "I":
+        if isinstance(v, (list, tuple)):
+            xs = _ints(v)
+            return None if xs is None else _a.Arg_Ints(xs)
+        if _is_int(v):
+            return _a.Arg_Int(v) if lenient else None
+        return None
+    if code == "F":
+        if isinstance(v, (list, tuple)) and all(isinstance(x, (builtins.int, builtins.float)) for x in v):
+            return _a.Arg_Floats([builtins.float(x) for x in v])
+        if isinstance(v, (builtins.int, builtins.float)) and not isinstance(v, builtins.bool):
+            return _a.Arg_Floats([builtins.float(v)])
+        return None
+    if code == "B":
+        if isinstance(v, (list, tuple)) and all(isinstance(x, builtins.bool) for x in v):
+            return _a.Arg_Bools(list(v))
+        return None
+    if code in "LO":
+        if isinstance(v, (list, tuple)):
+            hs = []
+            for x in v:
+                if isinstance(x, Tensor):
+                    hs.append(x._h)
+                elif x is None and code == "O":
+                    hs.append(None)
+                else:
+                    return None
+            return _a.Arg_Tensors(hs)
+        return None
+    return None
+
+
+class _Overload:
+    """One schema, prepared for binding Python arguments."""
+
+    __slots__ = ("qual", "positional", "by_name", "required", "inplace")
+
+    def __init__(self, qual, params):
+        self.qual = qual
+        self.positional = [p for p in params if not p[2]]
+        self.by_name = {p[0]: p for p in params}
+        self.required = [p[0] for p in params if not p[3]]
+        base = qual[len("aten::") :].split(".")[0]
+        self.inplace = base.endswith("_") and not base.endswith("__")
+
+    def bind(self, args, kwargs, lenient):
+        pos = self.positional
+        n = len(args)
+        if n > len(pos):
+            # torch's varargs for a size: `x.view(2, 3)`, `torch.zeros(2, 3)`.
+            k = n - 1
+            while k >= 0 and _is_int(args[k]):
+                k -= 1
+            k += 1
+            if k >= len(pos) or pos[k][1] != "I" or any(not p[3] for p in pos[k + 1 :]):
+                return None
+            args = (*args[:k], list(args[k:]))
+            n = len(args)
+        out = []
+        for p, v in zip(pos, args):
+            a = convert(p[1], v, p[4], lenient)
+            if a is None:
+                return None
+            out.append(a)
+        kw = []
+        for name, v in kwargs.items():
+            p = self.by_name.get(name)
+            if p is None:
+                return None
+            if not p[2] and pos.index(p) < n:
+                return None
+            a = convert(p[1], v, p[4], lenient)
+            if a is None:
+                return None
+            kw.append((name, a))
+        given = n
+        for name in self.required:
+            p = self.by_name[name]
+            if not p[2] and pos.index(p) < given:
+                continue
+            if name not in kwargs:
+                return None
+        return out, kw
+
+
+_overloads = {}
+
+
+def overloads(name):
+    o = _overloads.get(name)
+    if o is None:
+        table = _schemas.OPS.get(name)
+        if table is None:
+            return None
+        o = _overloads[name] = [_Overload(q, p) for q, p in table]
+    return o
+
+
+def _describe(args, kwargs):
+    parts = [type(a).__name__ if not isinstance(a, (list, tuple)) else f"{type(a).__name__} of {', '.join(sorted({type(x).__name__ for x in a}))}" for a in args]
+    parts += [f"{k}={type(v).__name__}" for k, v in kwargs.items()]
+    return ", ".join(parts)
+
+
+def run(qual, args, kwargs):
+    """Calls the resolved operator `qual` with converted arguments: its wrapped result(s)."""
+    try:
+        out = _aten.op(qual).call(args, kwargs)
+    except Err as e:
+        raise RuntimeError(e.value) from None
+    return _result([None if isinstance(v, _a.Value_None_) else v.value for v in out])
+
+
+def call(name, args, kwargs):
+    """torch's `name(*args, **kwargs)` on ATen: the first overload the arguments fit exactly,
+    else the first they fit with torch's conversions (a number for a tensor, a 0-dim tensor
+    for a number, one int for a list of ints)."""
+    ovs = overloads(name)
+    if ovs is None:
+        raise AttributeError(f"torch has no operator {name!r} that plugins may call")
+    for lenient in (False, True):
+        for o in ovs:
+            bound = o.bind(args, kwargs, lenient)
+            if bound is not None:
+                r = run(o.qual, bound[0], bound[1])
+                if o.inplace and args and isinstance(args[0], Tensor):
+                    return args[0]
+                return r
+    expected = "\n".join(f"  {o.qual}({', '.join(p[0] for p in o.by_name.values())})" for o in ovs)
+    raise TypeError(f"{name}() received an invalid combination of arguments - got ({_describe(args, kwargs)}), expected one of:\n{expected}")
+
+
+def direct(qual, *args):
+    """Calls operator `qual` with already converted positional arguments (the hot paths)."""
+    return run(qual, list(args), [])
+
+
+def T(t):
+    return _a.Arg_Tensor(t._h)
+
+
+def I(xs):
+    return _a.Arg_Ints(list(xs))
+
+
+def F(x):
+    return _a.Arg_Float(builtins.float(x))
+
+
+def Int(x):
+    return _a.Arg_Int(builtins.int(x))
+
+
+def B(x):
+    return _a.Arg_Boolean(builtins.bool(x))
+
+
+def S(x):
+    return _scalar_arg(x)
+
+
+NONE = _NONE
+
+
+def opt_T(t):
+    return _NONE if t is None else _a.Arg_Tensor(t._h)

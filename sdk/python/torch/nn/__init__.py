@@ -1,0 +1,7 @@
+"""torch.nn: Module, Parameter, the containers and layers, `functional`, `init`."""
+
+from . import functional, init, utils  # noqa: F401
+from .layers import *  # noqa: F401,F403
+from .layers import Identity, Linear  # noqa: F401
+from .module import Module, ModuleDict, ModuleList, ParameterDict, ParameterList, Sequential  # noqa: F401
+from .parameter import Buffer, Parameter  # noqa: F401

@@ -1,0 +1,92 @@
+"""torch.optim optimizers: parameter groups as torch builds them; the update runs in the host
+(`lt:plugin/optimization`), so `step()`/`zero_grad()` in manual optimization call it there."""
+
+from wit_world.imports import optimization
+
+
+class Optimizer:
+    """torch.optim.Optimizer: `param_groups` (each a dict with "params" and the options),
+    `defaults`, `state`."""
+
+    _algorithm = None
+
+    def __init__(self, params, defaults):
+        from .. import Tensor
+
+        self.defaults, self.state, self.param_groups = dict(defaults), {}, []
+        self._index = None
+        if isinstance(params, Tensor):
+            raise TypeError("params argument given to the optimizer should be an iterable of Tensors or dicts, but got torch.Tensor")
+        params = list(params)
+        if not params:
+            raise ValueError("optimizer got an empty parameter list")
+        if not isinstance(params[0], dict):
+            params = [{"params": params}]
+        for g in params:
+            self.add_param_group(g)
+
+    def add_param_group(self, group):
+        from .. import Tensor
+
+        g = dict(group)
+        ps = g["params"]
+        g["params"] = [ps] if isinstance(ps, Tensor) else list(ps)
+        for k, v in self.defaults.items():
+            g.setdefault(k, v)
+        seen = {id(p) for other in self.param_groups for p in other["params"]}
+        if any(id(p) in seen for p in g["params"]):
+            raise ValueError("some parameters appear in more than one parameter group")
+        self.param_groups.append(g)
+
+    def _bound(self, what):
+        if self._index is None:
+            raise RuntimeError(f"optimizer.{what}(): the optimizer runs in the host once configure_optimizers returned it")
+        return self._index
+
+    def step(self, closure=None):
+        if closure is not None:
+            raise NotImplementedError("optimizer.step(closure) is not supported by lthost (LBFGS-style closures)")
+        optimization.step(self._bound("step"))
+
+    def zero_grad(self, set_to_none=True):
+        optimization.zero_grad(self._bound("zero_grad"))
+
+    def state_dict(self):
+        raise NotImplementedError("optimizer.state_dict(): the optimizer's state is in the host and in lthost's checkpoints")
+
+    def __repr__(self):
+        return f"{type(self).__name__} ({len(self.param_groups)} parameter groups, {self.defaults})"
+
+
+class SGD(Optimizer):
+    def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False, *, maximize=False, foreach=None, differentiable=False, fused=None):
+        if maximize:
+            raise NotImplementedError("SGD(maximize=True) is not supported by lthost")
+        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay, nesterov=nesterov))
+
+
+class Adam(Optimizer):
+    _decoupled = False
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False, *, foreach=None, maximize=False, capturable=False, differentiable=False, fused=None, decoupled_weight_decay=False):
+        if maximize:
+            raise NotImplementedError(f"{type(self).__name__}(maximize=True) is not supported by lthost")
+        self._decoupled = self._decoupled or decoupled_weight_decay
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad))
+
+
+class AdamW(Adam):
+    _decoupled = True
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, **kwargs):
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, **kwargs)
+
+
+class RMSprop(Optimizer):
+    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=False, **kwargs):
+        super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum, centered=centered))
+
+
+class Adagrad(Optimizer):
+    def __init__(self, params, lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0, eps=1e-10, **kwargs):
+        super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay, initial_accumulator_value=initial_accumulator_value, eps=eps))

@@ -1,0 +1,230 @@
+"""torch.utils.data: Dataset, TensorDataset, Subset, random_split, the samplers and
+DataLoader. A DataLoader becomes the host's batching of columns (the host draws torch's
+sampler orders from the run's generator): a TensorDataset's tensors are the columns; any
+other map-style dataset is read item by item once, when its DataLoader is handed to the
+host, and its items collated into columns as `default_collate` would (so `__getitem__`
+runs once per item per run, not once per epoch)."""
+
+import math
+
+from .. import _core
+
+
+class Dataset:
+    def __getitem__(self, index):
+        raise NotImplementedError("Dataset.__getitem__")
+
+    def __add__(self, other):
+        return ConcatDataset([self, other])
+
+
+class IterableDataset(Dataset):
+    def __iter__(self):
+        raise NotImplementedError("IterableDataset.__iter__")
+
+
+class TensorDataset(Dataset):
+    def __init__(self, *tensors):
+        if any(t.shape[0] != tensors[0].shape[0] for t in tensors):
+            raise ValueError("Size mismatch between tensors")
+        self.tensors = tensors
+
+    def __getitem__(self, index):
+        return tuple(t[index] for t in self.tensors)
+
+    def __len__(self):
+        return self.tensors[0].shape[0]
+
+
+class Subset(Dataset):
+    def __init__(self, dataset, indices):
+        self.dataset, self.indices = dataset, list(indices)
+
+    def __getitem__(self, idx):
+        if isinstance(idx, list):
+            return [self.dataset[self.indices[i]] for i in idx]
+        return self.dataset[self.indices[idx]]
+
+    def __len__(self):
+        return len(self.indices)
+
+
+class ConcatDataset(Dataset):
+    def __init__(self, datasets):
+        self.datasets = list(datasets)
+        self.cumulative_sizes, total = [], 0
+        for d in self.datasets:
+            total += len(d)
+            self.cumulative_sizes.append(total)
+
+    def __len__(self):
+        return self.cumulative_sizes[-1] if self.cumulative_sizes else 0
+
+    def __getitem__(self, idx):
+        if idx < 0:
+            idx += len(self)
+        for k, end in enumerate(self.cumulative_sizes):
+            if idx < end:
+                start = self.cumulative_sizes[k - 1] if k else 0
+                return self.datasets[k][idx - start]
+        raise IndexError("index out of range")
+
+
+def random_split(dataset, lengths, generator=None):
+    """torch's random_split: fractions become counts (the remainder spread round-robin); the
+    order is `randperm` from `generator` (a seeded torch.Generator) or the run's generator."""
+    n = len(dataset)
+    if math.isclose(sum(lengths), 1) and sum(lengths) <= 1:
+        counts = [int(math.floor(n * frac)) for frac in lengths]
+        for i in range(n - sum(counts)):
+            counts[i % len(counts)] += 1
+    else:
+        counts = list(lengths)
+    if sum(counts) != n:
+        raise ValueError("Sum of input lengths does not equal the length of the input dataset!")
+    if generator is None:
+        from .. import randperm
+
+        order = randperm(n).tolist()
+    else:
+        order = generator._randperm(n).tolist()
+    out, start = [], 0
+    for c in counts:
+        out.append(Subset(dataset, order[start : start + c]))
+        start += c
+    return out
+
+
+class Sampler:
+    def __init__(self, data_source=None):
+        self.data_source = data_source
+
+
+class SequentialSampler(Sampler):
+    def _wit(self, dm):
+        return dm.Sampler_Sequential()
+
+
+class RandomSampler(Sampler):
+    def __init__(self, data_source, replacement=False, num_samples=None, generator=None):
+        super().__init__(data_source)
+        if replacement or num_samples is not None or generator is not None:
+            raise NotImplementedError("RandomSampler(replacement/num_samples/generator) is not supported by lthost")
+
+    def _wit(self, dm):
+        return dm.Sampler_Random()
+
+
+class WeightedRandomSampler(Sampler):
+    def __init__(self, weights, num_samples, replacement=True, generator=None):
+        super().__init__(None)
+        self.weights = [float(w) for w in (weights.tolist() if isinstance(weights, _core.Tensor) else weights)]
+        self.num_samples, self.replacement = num_samples, replacement
+
+    def _wit(self, dm):
+        return dm.Sampler_Weighted(dm.WeightedSampler(self.weights, self.num_samples, self.replacement))
+
+
+class DistributedSampler(Sampler):
+    def __init__(self, dataset, num_replicas=None, rank=None, shuffle=True, seed=0, drop_last=False):
+        super().__init__(dataset)
+        if num_replicas is None or rank is None:
+            raise NotImplementedError("DistributedSampler: give num_replicas and rank")
+        self.num_replicas, self.rank, self.shuffle, self.seed, self.drop_last = num_replicas, rank, shuffle, seed, drop_last
+
+    def _wit(self, dm):
+        return dm.Sampler_Distributed(dm.DistributedSampler(self.num_replicas, self.rank, self.shuffle, self.seed, self.drop_last))
+
+
+def default_collate(batch):
+    """torch's default_collate for tensors, numbers, sequences and dicts of them."""
+    from .. import stack, tensor
+
+    elem = batch[0]
+    if isinstance(elem, _core.Tensor):
+        return stack(batch, 0)
+    if isinstance(elem, bool):
+        return tensor(batch)
+    if isinstance(elem, int):
+        return tensor(batch)
+    if isinstance(elem, float):
+        return tensor(batch, dtype=_core.float64)
+    if isinstance(elem, dict):
+        return {k: default_collate([b[k] for b in batch]) for k in elem}
+    if isinstance(elem, (tuple, list)):
+        return [default_collate(list(samples)) for samples in zip(*batch)]
+    raise TypeError(f"default_collate: batch must contain tensors, numbers, dicts or lists; found {type(elem).__name__}")
+
+
+def _flatten(tree, leaves):
+    """The structure of a collated batch (tensors replaced by their index in `leaves`)."""
+    if isinstance(tree, _core.Tensor):
+        leaves.append(tree)
+        return len(leaves) - 1
+    if isinstance(tree, dict):
+        return {k: _flatten(v, leaves) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return [_flatten(v, leaves) for v in tree]
+    raise TypeError(f"a batch cannot hold a {type(tree).__name__}")
+
+
+def unflatten(structure, leaves):
+    if isinstance(structure, int):
+        return leaves[structure]
+    if isinstance(structure, dict):
+        return {k: unflatten(v, leaves) for k, v in structure.items()}
+    return [unflatten(v, leaves) for v in structure]
+
+
+def columns(dataset):
+    """(column tensors, the structure of one batch)."""
+    if isinstance(dataset, TensorDataset):
+        return list(dataset.tensors), list(range(len(dataset.tensors)))
+    if isinstance(dataset, Subset) and isinstance(dataset.dataset, TensorDataset):
+        from .. import tensor
+
+        idx = tensor(dataset.indices, dtype=_core.int64)
+        return [t.index_select(0, idx) for t in dataset.dataset.tensors], list(range(len(dataset.dataset.tensors)))
+    if isinstance(dataset, IterableDataset):
+        raise NotImplementedError("DataLoader over an IterableDataset is not supported by lthost's torch package yet (write a LightningDataModule stream)")
+    n = len(dataset)
+    if n == 0:
+        raise ValueError("a DataLoader's dataset is empty")
+    leaves = []
+    structure = _flatten(default_collate([dataset[i] for i in range(n)]), leaves)
+    return leaves, structure
+
+
+class DataLoader:
+    """torch's DataLoader, batched by the host: batch_size, shuffle, drop_last, sampler."""
+
+    def __init__(self, dataset, batch_size=1, shuffle=None, sampler=None, batch_sampler=None, num_workers=0, collate_fn=None, pin_memory=False, drop_last=False, timeout=0, worker_init_fn=None, multiprocessing_context=None, generator=None, *, prefetch_factor=None, persistent_workers=False, pin_memory_device="", in_order=True):
+        if batch_sampler is not None:
+            raise NotImplementedError("DataLoader(batch_sampler=...) is not supported by lthost")
+        if collate_fn is not None and collate_fn is not default_collate:
+            raise NotImplementedError("DataLoader(collate_fn=...) is not supported by lthost (batches are collated as default_collate does)")
+        if batch_size is None:
+            raise NotImplementedError("DataLoader(batch_size=None) is not supported by lthost")
+        if generator is not None:
+            raise NotImplementedError("DataLoader(generator=...): lthost's samplers draw from the run's generator")
+        if sampler is not None and shuffle:
+            raise ValueError("sampler option is mutually exclusive with shuffle")
+        self.dataset, self.batch_size, self.shuffle, self.sampler, self.drop_last = dataset, batch_size, bool(shuffle), sampler, drop_last
+        self.num_workers = num_workers
+
+    def __len__(self):
+        n = len(self.dataset) if not isinstance(self.sampler, WeightedRandomSampler) else self.sampler.num_samples
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self):
+        raise NotImplementedError("iterating a DataLoader inside a plugin: the host iterates it (return it from a *_dataloader hook)")
+
+    def record(self, dm):
+        """(the host's dataset record, the batch structure)."""
+        cols, structure = columns(self.dataset)
+        sampler = None if self.sampler is None else self.sampler._wit(dm)
+        return dm.Dataset([c._h for c in cols], self.batch_size, self.shuffle, self.drop_last, sampler), structure
+
+
+def get_worker_info():
+    return None

@@ -1,0 +1,56 @@
+"""Reference runs of the unmodified Lightning files in plugins/ (lit-boring) in Lightning 2.6.6
+itself: seed_everything(SEED), Trainer(max_epochs=EPOCHS, accelerator="cpu",
+log_every_n_steps=1), the training loss of every step and the last validation loss, for
+tests/e2e/lightning_files.rs to compare lthost's runs of the same files with. Run by
+`make reference`:
+
+    .venv/bin/python tests/reference/lightning_files_reference.py tests/reference/lightning_files.json
+"""
+
+import csv
+import importlib.util
+import json
+import logging
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import CSVLogger
+
+ROOT = Path(__file__).resolve().parents[2]
+SEED = 42
+EPOCHS = 2
+FILES = {"lit-boring": "BoringModel"}
+
+
+def run(name, cls_name):
+    spec = importlib.util.spec_from_file_location(f"lightning_file_{name.replace('-', '_')}", ROOT / "plugins" / name / "model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    L.seed_everything(SEED, verbose=False)
+    model = getattr(module, cls_name)()
+    with tempfile.TemporaryDirectory() as d:
+        trainer = L.Trainer(max_epochs=EPOCHS, accelerator="cpu", devices=1, logger=CSVLogger(d), log_every_n_steps=1,
+                            enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False)
+        trainer.fit(model)
+        rows = list(csv.DictReader(open(Path(trainer.logger.log_dir) / "metrics.csv")))
+    train = {int(r["step"]): float(r["train_loss"]) for r in rows if r.get("train_loss")}
+    val = [float(r["val_loss"]) for r in rows if r.get("val_loss")]
+    return {"seed": SEED, "epochs": EPOCHS, "train_loss": [train[k] for k in sorted(train)], "last_val_loss": val[-1] if val else None}
+
+
+def main(path):
+    warnings.filterwarnings("ignore")
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    torch.set_num_threads(1)
+    out = {"lightning": L.__version__, "torch": torch.__version__.split("+")[0]}
+    for name, cls_name in FILES.items():
+        out[name] = run(name, cls_name)
+    Path(path).write_text(json.dumps(out, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
