@@ -10,7 +10,9 @@ export LIBTORCH_USE_PYTORCH := 1
 CARGO ?= cargo
 PLUGINS := digits-mlp parity-rnn parity-mlp faulty hook-recorder gan jsonl-logger loss-guard-callback grad-norm-callback mnist-cnn stream-regression tiny-transformer nanogpt resnet adversary aten-probe state-hoarder
 # Plugins in other guest languages (tools/build-plugin.sh <lang> <name>), against the same WIT.
-LANG_PLUGINS := python:python-digits js:js-digits c:c-digits lightning:lit-boring
+LANG_PLUGINS := js:js-digits c:c-digits
+# Plain Lightning files (model.py), built by `lthost build` (precompiled into the tests' cache).
+LIGHTNING_PLUGINS := plugins/python-digits plugins/lit-boring plugins/lit-autoencoder tests/plugins/torch-probe
 PLUGIN_DIR := target/plugins
 LTHOST := target/release/lthost
 # A development signing key, made on first use; plugins built here are signed with it and
@@ -82,11 +84,18 @@ plugins: setup host $(DEVKEY) $(GENERATED_OPS)
 	done
 	@for lp in $(LANG_PLUGINS); do \
 		lang=$${lp%%:*}; p=$${lp#*:}; \
+		m=plugins/$$p/lthost.toml; [ -f $$m ] || m=tests/plugins/$$p/lthost.toml; \
 		tools/build-plugin.sh $$lang $$p && \
-		$(LTHOST) manifest target/wasm-lang/$$p.wasm --from plugins/$$p/lthost.toml --output $(PLUGIN_DIR)/$$p.wasm >/dev/null && \
+		$(LTHOST) manifest target/wasm-lang/$$p.wasm --from $$m --output $(PLUGIN_DIR)/$$p.wasm >/dev/null && \
 		$(LTHOST) sign $(PLUGIN_DIR)/$$p.wasm --key $(DEVKEY) >/dev/null || exit 1; \
 	done
-	@echo "plugins: $(PLUGINS) $(foreach lp,$(LANG_PLUGINS),$(lastword $(subst :, ,$(lp)))) → $(PLUGIN_DIR), with manifests, signed with $(DEVKEY)"
+	@for d in $(LIGHTNING_PLUGINS); do \
+		out=$(PLUGIN_DIR)/$$(basename $$d).wasm; \
+		if [ ! -f $$out ] || [ -n "$$(find $$d sdk/python wit -newer $$out -type f -not -path '*/__pycache__/*' | head -1)" ]; then \
+			LTHOST_CACHE_DIR=target/component-cache $(LTHOST) build $$d/model.py --key $(DEVKEY) -o $$out >/dev/null || exit 1; \
+		fi; \
+	done
+	@echo "plugins: $(PLUGINS) $(foreach lp,$(LANG_PLUGINS),$(lastword $(subst :, ,$(lp)))) $(notdir $(LIGHTNING_PLUGINS)) → $(PLUGIN_DIR), with manifests, signed with $(DEVKEY)"
 
 $(DEVKEY): | host
 	$(LTHOST) keygen --out .lthost/dev
@@ -110,6 +119,7 @@ reference: setup
 	$(PY) tests/reference/init_reference.py tests/reference/init.json
 	$(PY) tests/reference/layers_reference.py tests/reference/layers.json
 	$(PY) tests/reference/lightning_files_reference.py tests/reference/lightning_files.json
+	$(PY) tests/reference/torch_api_reference.py tests/reference/torch_api.json
 
 # Performance side by side (see bench/bench.py); writes bench/results.md.
 bench: host plugins

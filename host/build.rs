@@ -22,7 +22,7 @@ fn locate() -> Option<Torch> {
         return Some(Torch { lib: root.join("lib"), include: root.join("include"), cxx11_abi: abi });
     }
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = "import torch, os; d = os.path.dirname(torch.__file__); print(os.path.join(d, 'lib')); print(os.path.join(d, 'include')); print(int(torch._C._GLIBCXX_USE_CXX11_ABI))";
+    let script = "import torch, os, sys; d = os.path.dirname(torch.__file__); print(os.path.join(d, 'lib')); print(os.path.join(d, 'include')); print(int(torch._C._GLIBCXX_USE_CXX11_ABI)); print(os.path.dirname(sys.executable))";
     let out = Command::new(python).args(["-c", script]).output().ok()?;
     if !out.status.success() {
         return None;
@@ -32,10 +32,54 @@ fn locate() -> Option<Torch> {
     let lib = PathBuf::from(lines.next()?.trim());
     let include = PathBuf::from(lines.next()?.trim());
     let cxx11_abi = lines.next()?.trim() == "1";
+    // The venv's scripts (componentize-py, for `lthost build`).
+    if let Some(bin) = lines.next() {
+        println!("cargo:rustc-env=LTHOST_PYTHON_BIN={}", bin.trim());
+    }
     Some(Torch { lib, include, cxx11_abi })
 }
 
+/// The `.py` and `.wit` files under `dir`, recursively.
+fn sources(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            if p.file_name().is_some_and(|n| n != "__pycache__") {
+                sources(&p, out);
+            }
+        } else if p.extension().is_some_and(|x| x == "py" || x == "wit") {
+            out.push(p);
+        }
+    }
+}
+
+/// `$OUT_DIR/python_sdk.rs`: the Python SDK's packages and the WIT package, for `lthost
+/// build` (host/src/lightning_build.rs) to compile a Lightning file without a checkout.
+fn embed_python_sdk() {
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default()).join("..");
+    let mut files = Vec::new();
+    for dir in ["sdk/python/torch", "sdk/python/lightning", "sdk/python/pytorch_lightning", "sdk/python/lthost", "wit"]
+    {
+        println!("cargo:rerun-if-changed=../{dir}");
+        sources(&root.join(dir), &mut files);
+    }
+    files.sort();
+    let mut out = String::from("pub const FILES: &[(&str, &[u8])] = &[\n");
+    for f in &files {
+        let rel = f.strip_prefix(&root).unwrap_or(f).to_string_lossy().replace("sdk/python/", "");
+        let abs = f.canonicalize().unwrap_or_else(|_| f.clone());
+        out += &format!("    ({rel:?}, include_bytes!({:?})),\n", abs.to_string_lossy());
+    }
+    out += "];\n";
+    let dest = PathBuf::from(std::env::var("OUT_DIR").unwrap_or_default()).join("python_sdk.rs");
+    if let Err(e) = std::fs::write(&dest, out) {
+        println!("cargo:warning=writing {}: {e}", dest.display());
+    }
+}
+
 fn main() {
+    embed_python_sdk();
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     println!("cargo:rerun-if-env-changed=PYTHON");
     println!("cargo:rerun-if-env-changed=LIBTORCH_USE_PYTORCH");

@@ -1,14 +1,11 @@
 #!/usr/bin/env bash
-# Builds one plugin written in Python, JavaScript or C into target/wasm-lang/<name>.wasm,
-# against the repository's WIT (world `plugin`), unless it is newer than its sources:
-#   python  componentize-py (the venv's), with sdk/python on the path; app: plugins/<name>/app.py
-#   lightning  a plain Lightning file, plugins/<name>/model.py (`import torch`, `import lightning
-#           as L`): componentize-py with sdk/python's `torch` and `lightning` packages and an
-#           app module that exports the file's LightningModule / LightningDataModule
+# Builds one plugin written in JavaScript or C into target/wasm-lang/<name>.wasm, against
+# the repository's WIT (world `plugin`), unless it is newer than its sources (Python plugins
+# are Lightning files: `lthost build`):
 #   js      componentize-js (tools/js), WASI http/fetch-event left out; plugins/<name>/app.js
 #   c       wit-bindgen c bindings + clang-19 for wasm32-wasi, linked into a component by
 #           wasm-component-ld (the Rust toolchain's) with the WASI reactor adapter
-# Usage: tools/build-plugin.sh <python|lightning|js|c> <name>
+# Usage: tools/build-plugin.sh <js|c> <name>
 set -euo pipefail
 lang=$1 name=$2
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -17,22 +14,11 @@ out=target/wasm-lang/$name.wasm
 mkdir -p target/wasm-lang
 # Up to date: nothing it is built from (sources, SDK, WIT, this script, the toolchains'
 # install stamps) is newer.
-sdk=sdk/$lang
-[ "$lang" = lightning ] && sdk=sdk/python
-inputs=(wit "$sdk" "plugins/$name" tools/build-plugin.sh requirements.txt tools/js/package-lock.json tools/install-c-toolchain.sh)
+inputs=(wit "sdk/$lang" "plugins/$name" tools/build-plugin.sh requirements.txt tools/js/package-lock.json tools/install-c-toolchain.sh)
 if [ -f "$out" ] && [ -z "$(find "${inputs[@]}" -newer "$out" -type f 2>/dev/null | head -1)" ]; then
     exit 0
 fi
 case $lang in
-python)
-    .venv/bin/componentize-py -d wit -w plugin componentize -p sdk/python -p "plugins/$name" app -o "$out.tmp" >/dev/null
-    ;;
-lightning)
-    app=target/wasm-lang/$name-app
-    mkdir -p "$app"
-    printf '%s\n' "from lightning._component import DataModule, LightningModule, use  # noqa: F401" "" "import model" "" "use(model)" > "$app/app.py"
-    .venv/bin/componentize-py -d wit -w plugin componentize -p sdk/python -p "plugins/$name" -p "$app" app -o "$out.tmp" >/dev/null
-    ;;
 js)
     tools/js/node_modules/.bin/componentize-js "plugins/$name/app.js" -w wit -n plugin -d http fetch-event -o "$out.tmp" >/dev/null
     ;;
@@ -46,7 +32,7 @@ c)
         -fuse-ld="$linker" -Wl,--wasi-adapter,reactor -o "$out.tmp"
     ;;
 *)
-    echo "build-plugin.sh: unknown language $lang (python, lightning, js, c)" >&2
+    echo "build-plugin.sh: unknown language $lang (js, c; Python: lthost build)" >&2
     exit 2
     ;;
 esac

@@ -16,6 +16,7 @@ pub mod engine;
 pub mod error;
 pub mod fault;
 pub mod hooks;
+pub mod lightning_build;
 pub mod loggers;
 pub mod loops;
 pub mod module;

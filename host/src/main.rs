@@ -75,6 +75,29 @@ enum Command {
     },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
+    /// Compile a Lightning file (`import torch`, `import lightning as L`) or a package
+    /// directory into a plugin: finds its LightningModule and LightningDataModule, embeds
+    /// the manifest, signs it with --key, and compiles it into the component cache.
+    Build {
+        /// `model.py`, or a package directory.
+        source: PathBuf,
+        /// The LightningModule class, when the file defines several.
+        #[arg(long)]
+        model: Option<String>,
+        /// The LightningDataModule class, when the file defines several.
+        #[arg(long)]
+        data: Option<String>,
+        /// Sign with this secret key (`.key`).
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// The manifest (default: `lthost.toml` beside the source, else one named after it
+        /// that requests no capabilities).
+        #[arg(long)]
+        manifest: Option<PathBuf>,
+        /// Where the plugin goes (default: `<name>.wasm`).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
     /// Embed a manifest (a TOML file: name, version, authors, description, capabilities).
     Manifest {
         plugin: PathBuf,
@@ -312,6 +335,20 @@ fn run(cmd: Command, signal: Arc<AtomicUsize>) -> Result<Option<i32>> {
                 }
                 v => bail!("plugin `{name}`: {v:?}"),
             }
+            return Ok(None);
+        }
+        Command::Build { source, model, data, key, manifest, output } => {
+            let req = lthost::lightning_build::BuildRequest {
+                source: source.clone(),
+                model: model.clone(),
+                data: data.clone(),
+                key: key.clone(),
+                manifest: manifest.clone(),
+                output: output.clone(),
+            };
+            let (dest, m) = lthost::lightning_build::build(&req)?;
+            let signed = if key.is_some() { ", signed" } else { "" };
+            println!("built {} {} from {} → {}{signed}", m.name, m.version, source.display(), dest.display());
             return Ok(None);
         }
         Command::Manifest { plugin, from, output } => {

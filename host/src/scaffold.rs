@@ -36,7 +36,7 @@ pub fn init(dir: &Path, lang: &str, sdk: &Path) -> Result<Vec<PathBuf>> {
     let repo = sdk.parent().unwrap_or(sdk);
     let t = match lang {
         "rust" => rust::files(&name, sdk),
-        "python" => python::files(&name, sdk, repo),
+        "python" => python::files(&name),
         "js" => js::files(&name, sdk, repo)?,
         "c" => c::files(&name, sdk, repo),
         other => bail!("lthost init --lang {other}: unknown language (rust, python, js, c)"),

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use crate::callbacks::model_checkpoint::{CheckpointConfig, ModelCheckpoint};
 use crate::callbacks::{model_summary, Callback, ProgressBar};
 use crate::checkpoint;
-use crate::config::TrainerConfig;
+use crate::config::{Limit, TrainerConfig};
 use crate::connectors::accelerator;
 use crate::connectors::checkpoint as ckpt;
 use crate::connectors::logger::ResultCollection;
@@ -258,19 +258,36 @@ impl<'c> Trainer<'c> {
 
     /// A fit's dataloaders (train is required: `why` says what for) and the loop limits their
     /// sizes resolve; train is unshuffled where the limits say so (overfit_batches).
+    ///
+    /// `sanity_first`: a sanity check will run. Lightning asks for the validation dataloader
+    /// inside the sanity check's `isolate_rng`, before the train dataloader, so both draw
+    /// from the same generator state and training continues from the train dataloader's;
+    /// lthost asks for train first, then for val from the state train started from.
     pub(crate) fn fit_data(
         &self,
         data: &mut dyn DataModule,
         ctx: &mut RunContext,
         why: &str,
+        sanity_first: bool,
     ) -> Result<(DataLoader, Option<DataLoader>, LoopLimits)> {
         let data_name = data.name().to_string();
+        let start =
+            if sanity_first { Some(crate::engine::torch_ext::cpu_rng_state().map_err(|e| anyhow!(e))?) } else { None };
         let mut train = Self::loader(data, ctx, Split::Train, self.cfg.prefetch())?
             .ok_or_else(|| anyhow!("plugin `{data_name}` provides no train dataset: {why}"))?;
         if train.is_empty() {
             bail!("plugin `{data_name}`: the train dataset is empty");
         }
-        let val = Self::loader(data, ctx, Split::Val, self.cfg.prefetch())?;
+        let val = match start {
+            Some(start) => {
+                let after_train = crate::engine::torch_ext::cpu_rng_state().map_err(|e| anyhow!(e))?;
+                crate::engine::torch_ext::set_cpu_rng_state(&start).map_err(|e| anyhow!(e))?;
+                let val = Self::loader(data, ctx, Split::Val, self.cfg.prefetch());
+                crate::engine::torch_ext::set_cpu_rng_state(&after_train).map_err(|e| anyhow!(e))?;
+                val?
+            }
+            None => Self::loader(data, ctx, Split::Val, self.cfg.prefetch())?,
+        };
         let limits = LoopLimits::for_fit(&self.cfg, train.num_batches(), val.as_ref().map(DataLoader::num_batches))?;
         if !limits.shuffle_train {
             train.set_shuffle(false);
@@ -283,7 +300,12 @@ impl<'c> Trainer<'c> {
         let started = Instant::now();
         let mut p = self.prepare(module, data, hparams, Stage::Fit)?;
         let (seed, threads) = (p.seed, p.threads);
-        let (train, val, limits) = self.fit_data(data, &mut p.ctx, "`fit` needs one")?;
+        // Whether a sanity check will run (as `LoopLimits` and the resume below decide it).
+        let sanity_first = self.cfg.num_sanity_val_steps != 0
+            && self.cfg.fast_dev_run.batches().is_none()
+            && self.ckpt_path.is_none()
+            && ![Limit::Batches(0), Limit::Fraction(0.0)].contains(&self.cfg.limit_val_batches);
+        let (train, val, limits) = self.fit_data(data, &mut p.ctx, "`fit` needs one", sanity_first)?;
         let logger = self.logger(limits.logger, &p.hparams)?;
         let summary = self.cfg.enable_model_summary;
         let device = p.ctx.device;

@@ -65,7 +65,7 @@ impl Trainer<'_> {
         cfg: &LrFindConfig,
     ) -> Result<LrFindReport> {
         let mut p = self.prepare(module, data, hparams, Stage::Fit)?;
-        let (train, val, limits) = self.fit_data(data, &mut p.ctx, "lr_find trains, so it needs one")?;
+        let (train, val, limits) = self.fit_data(data, &mut p.ctx, "lr_find trains, so it needs one", false)?;
         let finder = LrFinderCallback::new(cfg, self.cfg.accumulate_grad_batches);
         let results = finder.results.clone();
         self.callbacks = vec![Box::new(finder)];

@@ -1,6 +1,6 @@
 """Lightning's BoringModel (lightning.pytorch.demos.boring_classes), as a Lightning user writes it:
 plain `torch` and `lightning` imports, no lthost API. `lthost`'s Python packages make it a plugin
-(tools/build-plugin.sh lightning lit-boring); tests/reference/lightning_files_reference.py runs
+(`lthost build model.py`); tests/reference/lightning_files_reference.py runs
 the same file in Lightning 2.6.6."""
 
 import torch

@@ -1,7 +1,9 @@
 //! Unmodified Lightning files as plugins (issue 17): `import torch`, `import lightning as L`,
-//! built by tools/build-plugin.sh with the Python SDK's `torch` and `lightning` packages, give
+//! built by `lthost build` with the Python SDK's `torch` and `lightning` packages, give
 //! Lightning 2.6.6's per-step losses (tests/reference/lightning_files_reference.py runs the
 //! same files in Lightning with the same seed).
+
+use serde_json::Value;
 
 use crate::common::{column, lthost, plugin, read_metrics, repo_root};
 
@@ -12,13 +14,13 @@ fn reference(name: &str) -> serde_json::Value {
     all[name].clone()
 }
 
-#[test]
-fn lightnings_boring_model_file_trains_to_lightnings_losses_step_for_step() {
-    let want = reference("lit-boring");
+/// Trains Lightning file plugin `name` as its reference run did; (training losses, the last
+/// validation loss) from lthost's metrics.csv, and the reference.
+fn run_like_lightning(name: &str) -> (Vec<f64>, Option<f64>, serde_json::Value) {
+    let want = reference(name);
     let d = tempfile::tempdir().expect("tempdir");
-    let wasm = plugin("lit-boring");
-    let seed = want["seed"].to_string();
-    let epochs = want["epochs"].to_string();
+    let wasm = plugin(name);
+    let (seed, epochs) = (want["seed"].to_string(), want["epochs"].to_string());
     let run = lthost(
         d.path(),
         &[
@@ -35,12 +37,117 @@ fn lightnings_boring_model_file_trains_to_lightnings_losses_step_for_step() {
             "--no-progress-bar",
         ],
     );
-    assert!(run.ok(), "{}", run.stderr);
-    let got = column(&read_metrics(&d.path().join("lightning_logs/version_0")), "train_loss");
+    assert!(run.ok(), "{name}: {}", run.stderr);
+    let rows = read_metrics(&d.path().join("lightning_logs/version_0"));
+    (column(&rows, "train_loss"), column(&rows, "val_loss").last().copied(), want)
+}
+
+fn assert_close(name: &str, what: &str, got: f64, want: f64) {
+    assert!((got - want).abs() <= 1e-5 * want.abs().max(1.0), "{name} {what}: lthost {got}, Lightning {want}");
+}
+
+fn assert_training_losses(name: &str, got: &[f64], want: &serde_json::Value) {
     let want: Vec<f64> =
         want["train_loss"].as_array().expect("losses").iter().map(|v| v.as_f64().expect("f64")).collect();
-    assert_eq!(got.len(), want.len(), "one training loss per step (64 steps × 2 epochs)");
+    assert_eq!(got.len(), want.len(), "{name}: one training loss per step");
     for (step, (g, w)) in got.iter().zip(&want).enumerate() {
-        assert!((g - w).abs() <= 1e-5 * w.abs().max(1.0), "step {step}: lthost {g}, Lightning {w}");
+        assert_close(name, &format!("step {step}"), *g, *w);
     }
+}
+
+#[test]
+fn lightnings_boring_model_file_trains_and_validates_as_in_lightning() {
+    // Its data are drawn in the dataloader hooks: the validation set inside Lightning's
+    // sanity check (under isolate_rng), from the state the train set is then drawn from.
+    let (got, val, want) = run_like_lightning("lit-boring");
+    assert_training_losses("lit-boring", &got, &want);
+    let want_val = want["last_val_loss"].as_f64().expect("a validation loss");
+    assert_close("lit-boring", "last val_loss", val.expect("val_loss logged"), want_val);
+}
+
+#[test]
+fn lightnings_readme_autoencoder_file_trains_and_validates_as_in_lightning() {
+    let (got, val, want) = run_like_lightning("lit-autoencoder");
+    assert_training_losses("lit-autoencoder", &got, &want);
+    let want_val = want["last_val_loss"].as_f64().expect("a validation loss");
+    assert_close("lit-autoencoder", "last val_loss", val.expect("val_loss logged"), want_val);
+}
+
+/// Whether `got` is `want`: the same structure and types, integers and booleans equal, floats
+/// within 1e-5 (relative, at least absolute), errors by their exception type.
+fn same(got: &Value, want: &Value, at: &str, diffs: &mut Vec<String>) {
+    match (got, want) {
+        (Value::Number(g), Value::Number(w)) if w.is_f64() || g.is_f64() => {
+            let (g, w) = (g.as_f64().unwrap_or(f64::NAN), w.as_f64().unwrap_or(f64::NAN));
+            if !(g - w).abs().le(&(1e-5 * w.abs().max(1.0))) {
+                diffs.push(format!("{at}: {g} vs torch {w}"));
+            }
+        }
+        (Value::Array(g), Value::Array(w)) if g.len() == w.len() => {
+            for (i, (g, w)) in g.iter().zip(w).enumerate() {
+                same(g, w, &format!("{at}[{i}]"), diffs);
+            }
+        }
+        (Value::Object(g), Value::Object(w)) if w.contains_key("error") => {
+            if g.get("error") != w.get("error") {
+                diffs.push(format!("{at}: {got} vs torch {want}"));
+            }
+        }
+        (Value::Object(g), Value::Object(w)) if g.len() == w.len() => {
+            for (k, w) in w {
+                match g.get(k) {
+                    Some(g) => same(g, w, &format!("{at}.{k}"), diffs),
+                    None => diffs.push(format!("{at}: no `{k}`")),
+                }
+            }
+        }
+        _ if got == want => {}
+        _ => diffs.push(format!("{at}: {} vs torch {}", trim(got), trim(want))),
+    }
+}
+
+fn trim(v: &Value) -> String {
+    let s = v.to_string();
+    if s.len() > 300 {
+        format!("{}…", &s[..300])
+    } else {
+        s
+    }
+}
+
+#[test]
+fn the_torch_package_answers_as_torch_does() {
+    // tests/plugins/torch-probe/checks.py: the same checks in torch (the reference) and in a
+    // plugin with lthost's torch package: shapes, indexing, overloads, promotion, reductions,
+    // functional ops, autograd, caught op errors, modules and their init draws.
+    let path = repo_root().join("tests/reference/torch_api.json");
+    let want: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("run `make reference` (torch_api.json)"))
+            .expect("json");
+    let d = tempfile::tempdir().expect("tempdir");
+    let wasm = plugin("torch-probe");
+    let seed = want["seed"].to_string();
+    let run = lthost(
+        d.path(),
+        &[
+            "fit",
+            wasm.to_str().expect("utf-8"),
+            "--accelerator",
+            "cpu",
+            "--seed",
+            &seed,
+            "--max-epochs",
+            "1",
+            "--no-progress-bar",
+        ],
+    );
+    assert!(run.ok(), "{}", run.stderr);
+    let line =
+        run.stderr.lines().find_map(|l| l.split_once("torch-probe: ").map(|(_, j)| j)).expect("the probe's line");
+    let got: Value = serde_json::from_str(line).expect("the probe's json");
+    let want = &want["checks"];
+    assert!(want.as_object().is_some_and(|m| m.len() >= 40), "the reference has the checks");
+    let mut diffs = Vec::new();
+    same(&got, want, "checks", &mut diffs);
+    assert!(diffs.is_empty(), "lthost's torch differs from torch:\n{}", diffs.join("\n"));
 }

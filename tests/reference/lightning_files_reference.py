@@ -1,4 +1,4 @@
-"""Reference runs of the unmodified Lightning files in plugins/ (lit-boring) in Lightning 2.6.6
+"""Reference runs of the unmodified Lightning files in plugins/ (lit-boring, lit-autoencoder) in Lightning 2.6.6
 itself: seed_everything(SEED), Trainer(max_epochs=EPOCHS, accelerator="cpu",
 log_every_n_steps=1), the training loss of every step and the last validation loss, for
 tests/e2e/lightning_files.rs to compare lthost's runs of the same files with. Run by
@@ -23,19 +23,20 @@ from lightning.pytorch.loggers import CSVLogger
 ROOT = Path(__file__).resolve().parents[2]
 SEED = 42
 EPOCHS = 2
-FILES = {"lit-boring": "BoringModel"}
+FILES = {"lit-boring": ("BoringModel", None), "lit-autoencoder": ("LitAutoEncoder", "RandomImages")}
 
 
-def run(name, cls_name):
+def run(name, cls_name, data_name):
     spec = importlib.util.spec_from_file_location(f"lightning_file_{name.replace('-', '_')}", ROOT / "plugins" / name / "model.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     L.seed_everything(SEED, verbose=False)
     model = getattr(module, cls_name)()
+    data = getattr(module, data_name)() if data_name else None
     with tempfile.TemporaryDirectory() as d:
         trainer = L.Trainer(max_epochs=EPOCHS, accelerator="cpu", devices=1, logger=CSVLogger(d), log_every_n_steps=1,
                             enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False)
-        trainer.fit(model)
+        trainer.fit(model, datamodule=data)
         rows = list(csv.DictReader(open(Path(trainer.logger.log_dir) / "metrics.csv")))
     train = {int(r["step"]): float(r["train_loss"]) for r in rows if r.get("train_loss")}
     val = [float(r["val_loss"]) for r in rows if r.get("val_loss")]
@@ -47,8 +48,8 @@ def main(path):
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     torch.set_num_threads(1)
     out = {"lightning": L.__version__, "torch": torch.__version__.split("+")[0]}
-    for name, cls_name in FILES.items():
-        out[name] = run(name, cls_name)
+    for name, (cls_name, data_name) in FILES.items():
+        out[name] = run(name, cls_name, data_name)
     Path(path).write_text(json.dumps(out, indent=1) + "\n")
 
 

@@ -1,21 +1,23 @@
-//! The Python template: `app.py` on the Python SDK (sdk/python), built with
-//! componentize-py.
-
-use std::path::Path;
+//! The Python template: a plain Lightning file (`model.py`: `import torch`, `import lightning
+//! as L`), built with `lthost build`.
 
 use super::Template;
 
-const APP_PY: &str = r#""""{name}: a LightningModule and a DataModule for lthost (`lthost init` template).
-Learns y = 0.5 * sum(x) from samples with a two-layer MLP."""
+const MODEL_PY: &str = r#""""{name}: a Lightning file for lthost (`lthost init` template). Learns
+y = 0.5 * sum(x) from samples with a two-layer MLP. Plain torch and Lightning:
+`lthost build model.py` makes it a plugin."""
 
-import lthost as L
-from lthost import F, nn, optim
-from lthost.exports import DataModule, LightningModule  # noqa: F401  (the component's exports)
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
 
 class Model(L.LightningModule):
     def __init__(self, lr=0.01, hidden=32):
         super().__init__()
+        self.save_hyperparameters()
         self.hidden = nn.Linear(8, hidden)
         self.out = nn.Linear(hidden, 1)
 
@@ -24,53 +26,43 @@ class Model(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         x, y = batch
-        loss = F.mse_loss(self.forward(x), y)
+        loss = F.mse_loss(self(x), y)
         self.log("train_loss", loss, prog_bar=True)
         return loss
 
     def validation_step(self, batch, batch_idx):
         x, y = batch
-        self.log("val_loss", F.mse_loss(self.forward(x), y), prog_bar=True)
+        self.log("val_loss", F.mse_loss(self(x), y), prog_bar=True)
 
     def configure_optimizers(self):
-        return optim.Adam(lr=self.hparams.lr)
+        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
 
 
 class Data(L.LightningDataModule):
-    def __init__(self, samples=512, batch_size=32, **_):
+    def __init__(self, samples=512, batch_size=32):
         super().__init__()
         self.samples, self.batch_size = samples, batch_size
 
     def setup(self, stage):
         self.splits = []
         for _ in range(2):
-            x = L.Tensor.randn([self.samples, 8])
-            self.splits.append((x, x.sum(1, keepdim=True) * 0.5))
+            x = torch.randn(self.samples, 8)
+            self.splits.append(TensorDataset(x, x.sum(1, keepdim=True) * 0.5))
 
     def train_dataloader(self):
-        x, y = self.splits[0]
-        return L.Dataset(x, y, batch_size=self.batch_size, shuffle=True)
+        return DataLoader(self.splits[0], batch_size=self.batch_size, shuffle=True)
 
     def val_dataloader(self):
-        x, y = self.splits[1]
-        return L.Dataset(x, y, batch_size=self.batch_size)
-
-
-L.export(Model, Data)
+        return DataLoader(self.splits[1], batch_size=self.batch_size)
 "#;
 
-pub fn files(name: &str, sdk: &Path, repo: &Path) -> Template {
-    let build = format!(
-        "repo={repo}\nsdk={sdk}\nmkdir -p build\n\"${{COMPONENTIZE_PY:-$repo/.venv/bin/componentize-py}}\" -d \"$repo/wit\" -w plugin componentize -p \"$sdk/python\" -p . app -o build/app.wasm\nlthost manifest build/app.wasm --from lthost.toml --output {name}.wasm",
-        repo = super::sh_quote(repo),
-        sdk = super::sh_quote(sdk),
-    );
+pub fn files(name: &str) -> Template {
     Template {
         files: vec![
-            ("app.py", APP_PY.replace("{name}", name)),
-            (".gitignore", "/build\n/lightning_logs\n*.wasm\n__pycache__/\n".to_string()),
+            ("model.py", MODEL_PY.replace("{name}", name)),
+            (".gitignore", "/lightning_logs\n*.wasm\n__pycache__/\n".to_string()),
         ],
-        build,
-        source: "app.py",
+        build: format!("lthost build model.py -o {name}.wasm"),
+        source: "model.py",
     }
 }

@@ -153,9 +153,9 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
         shape, flat = [], []
         _flatten(data, shape, 0, flat)
         if dtype is None:
-            if flat and all(isinstance(x, builtins.bool) for x in flat):
+            if flat and builtins.all(isinstance(x, builtins.bool) for x in flat):
                 dtype = bool
-            elif all(isinstance(x, builtins.int) for x in flat) and flat:
+            elif flat and builtins.all(isinstance(x, builtins.int) for x in flat):
                 dtype = int64
             else:
                 dtype = float32
@@ -281,6 +281,12 @@ def where(condition, input=None, other=None):
     if input is None and other is None:
         return _core.call("nonzero_numpy", (condition,), {}) if "nonzero_numpy" in _schemas.OPS else condition.nonzero().unbind(1)
     return _core.call("where", (condition, input, other), {})
+
+
+def einsum(equation, *operands):
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = operands[0]
+    return _core.call("einsum", (equation, list(operands)), {})
 
 
 def from_numpy(_array):

@@ -254,8 +254,8 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
 
 def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_target=False):
     if reduction == "batchmean":
-        return direct("aten::kl_div", T(input), T(target), Int(2), B(log_target)) / input.shape[0]
-    return direct("aten::kl_div", T(input), T(target), _reduction(reduction, size_average, reduce), B(log_target))
+        return _core.run("aten::kl_div", [T(input), T(target), Int(2)], [("log_target", B(log_target))]) / input.shape[0]
+    return _core.run("aten::kl_div", [T(input), T(target), _reduction(reduction, size_average, reduce)], [("log_target", B(log_target))])
 
 
 def cosine_similarity(x1, x2, dim=1, eps=1e-8):
@@ -331,7 +331,8 @@ def unfold(input, kernel_size, dilation=1, padding=0, stride=1):
 
 
 def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
-    return direct("aten::scaled_dot_product_attention", T(query), T(key), T(value), opt_T(attn_mask), F(dropout_p), B(is_causal), NONE if scale is None else F(scale), B(enable_gqa))
+    kw = [("enable_gqa", B(enable_gqa))] + ([] if scale is None else [("scale", F(scale))])
+    return _core.run("aten::scaled_dot_product_attention", [T(query), T(key), T(value), opt_T(attn_mask), F(dropout_p), B(is_causal)], kw)
 
 
 def multi_head_attention_forward(*args, **kwargs):

@@ -1,0 +1,144 @@
+"""torch's Python API, checked the same way in torch itself (tests/reference/torch_api_reference.py)
+and in a plugin (model.py, with lthost's `torch` package): `run(torch)` returns every check's
+result as plain JSON values (tensors as nested lists, dtypes and shapes as strings/lists)."""
+
+
+def _finite(v):
+    """JSON has no infinities: they (and NaN) become strings."""
+    if isinstance(v, list):
+        return [_finite(e) for e in v]
+    if isinstance(v, float) and (v != v or v in (float("inf"), float("-inf"))):
+        return str(v)
+    return v
+
+
+def _v(x, torch):
+    if isinstance(x, torch.Tensor):
+        return {"dtype": str(x.dtype), "shape": list(x.shape), "values": _finite(x.tolist())}
+    if isinstance(x, (tuple, list)):
+        return [_v(e, torch) for e in x]
+    if isinstance(x, torch.dtype):
+        return str(x)
+    return x
+
+
+def run(torch):
+    F = torch.nn.functional
+    nn = torch.nn
+    out = {}
+
+    def check(name, fn):
+        try:
+            out[name] = _v(fn(), torch)
+        except Exception as e:  # the check's error is its result
+            out[name] = {"error": type(e).__name__, "message": str(e)[:300]}
+
+    x = torch.arange(24).view(2, 3, 4)
+    f = x.float()
+    check("shape", lambda: [list(x.shape), x.size(1), x.ndim, x.dim(), x.numel(), str(x.dtype)])
+    check("view_varargs", lambda: x.view(4, 6))
+    check("view_tuple", lambda: x.view((6, 4)).shape)
+    check("view_minus_one", lambda: x.view(-1, 8))
+    check("reshape", lambda: f.reshape(3, -1))
+    check("permute", lambda: x.permute(2, 0, 1))
+    check("transpose_contiguous", lambda: x.transpose(0, 1).contiguous().view(3, 8))
+    check("T", lambda: x[0].T)
+    check("index_int", lambda: x[1])
+    check("index_slices", lambda: x[:, 1:, ::2])
+    check("index_negative", lambda: x[..., -1])
+    check("index_none", lambda: x[None, :, 0].shape)
+    check("index_list", lambda: x[[1, 0]])
+    check("index_tensor", lambda: x[0, torch.tensor([2, 0])])
+    check("index_mask", lambda: x[x > 20])
+    check("index_mixed", lambda: x[1, :, [0, 3]])
+
+    def setitems():
+        y = torch.zeros(3, 4)
+        y[0] = 1.0
+        y[:, 1] = torch.tensor([5.0, 6.0, 7.0])
+        y[y > 5.5] = -1.0
+        y[2, [0, 3]] = 9.0
+        return y
+
+    check("setitem", setitems)
+    check("split_int", lambda: f.split(2, dim=2))
+    check("split_sizes", lambda: f.split([1, 2], dim=1))
+    check("chunk", lambda: f.chunk(2, -1))
+    check("unbind", lambda: list(x[0].unbind(0)))
+    check("cat_stack", lambda: [torch.cat([f[0], f[1]], dim=1), torch.stack([f[0], f[1]]).shape])
+    check("masked_fill", lambda: f[0].masked_fill(f[0] > 5, float("-inf")))
+    check("tril_triu", lambda: [torch.ones(3, 3).tril(), torch.ones(3, 3).triu(diagonal=1)])
+    check("reductions", lambda: [f.sum(), f.sum(1), f.sum(dim=(0, 2)), f.mean(-1, keepdim=True), f.var(1), f.std(), f.amax(2)])
+    check("max_dim", lambda: [f.max(), f.max(1).values, f.max(dim=1).indices, torch.max(f[0], 1)[0]])
+    check("argmax_topk_sort", lambda: [f.argmax(), f[0].argmax(-1), f[0].topk(2).values, torch.tensor([3.0, 1.0, 2.0]).sort(descending=True).indices])
+    check("cumsum_where_clamp", lambda: [f[0].cumsum(1), torch.where(f[0] > 4, f[0], torch.zeros_like(f[0])), f[0].clamp(min=2, max=9)])
+    check("gather", lambda: f[0].gather(1, torch.tensor([[0], [1], [2]])))
+    check("arith", lambda: [f[0] + 1, 1 - f[0], 2 / (f[0] + 1), f[0] ** 2, 2 ** f[0, 0], x[0] // 3, x[0] % 3, -f[0], abs(-f[0])])
+    check("promotion", lambda: [(x[0] + 1.5).dtype, (x > 3).sum().dtype, (x[0] * 2).dtype, (x[0] / 2).dtype, torch.tensor([True, False]).float()])
+    check("compare", lambda: [f[0] == 5, f[0] != 5, f[0] >= 5, (f[0] > 2) & (f[0] < 9), ~(f[0] > 2)])
+    check("matmul", lambda: [f[0] @ f[0].T, torch.matmul(f[0], torch.ones(4)), torch.mm(f[0], f[0].t())])
+    check("einsum", lambda: torch.einsum("ij,kj->ik", f[0], f[1]))
+    check("item_tolist", lambda: [f.sum().item(), x[0, 0, 1].item(), (f > 0).all().item(), f[0, 0].tolist()])
+    check("factories", lambda: [torch.zeros(2, 3), torch.ones((2,)), torch.full((2, 2), 7.0), torch.arange(5), torch.arange(1, 10, 2), torch.linspace(0, 1, 5), torch.eye(3), torch.zeros_like(f[0, 0]), torch.ones(2, dtype=torch.int64)])
+    check("tensor", lambda: [torch.tensor([[1, 2], [3, 4]]), torch.tensor([1.5, 2.5]), torch.tensor(3.0), torch.tensor([True]), torch.tensor([1, 2], dtype=torch.float64)])
+    check("to_dtype", lambda: [f[0, 0].to(torch.int32), x[0, 0].double(), f[0, 0].long(), f[0, 0].bool(), f[0, 0].half().float()])
+    check("functional", lambda: [F.softmax(f[0], dim=-1), F.log_softmax(f[0], -1), F.gelu(f[0] / 10, approximate="tanh"), F.relu(f[0] - 5), F.one_hot(torch.tensor([0, 2]), 3)])
+    check("cross_entropy", lambda: [F.cross_entropy(f[0], torch.tensor([0, 1, 2])), F.cross_entropy(f[0], torch.tensor([0, -100, 2]), ignore_index=-100), F.cross_entropy(f[0], torch.tensor([0, 1, 2]), reduction="none", label_smoothing=0.1)])
+    check("layer_norm", lambda: F.layer_norm(f[0], (4,)))
+    check("sdpa", lambda: F.scaled_dot_product_attention(f[:1] / 10, f[:1] / 10, f[:1] / 10, is_causal=True))
+    check("pad_pool", lambda: [F.pad(f[0], (1, 1)), F.max_pool2d(f[:1], 2), F.adaptive_avg_pool2d(f[:1], (1, 2)), F.avg_pool2d(f[:1], 2)])
+
+    def grad():
+        w = torch.ones(3, requires_grad=True)
+        (w * w * torch.tensor([1.0, 2.0, 3.0])).sum().backward()
+        with torch.no_grad():
+            inside = (w * 2).requires_grad
+        return [w.grad, inside, (w * 2).requires_grad, w.requires_grad]
+
+    check("autograd", grad)
+
+    def caught():
+        try:
+            torch.mm(f[0], f[0])
+        except RuntimeError as e:
+            return "mat1 and mat2 shapes cannot be multiplied" in str(e)
+        return "no error"
+
+    check("op_error_is_a_runtime_error", caught)
+
+    def modules():
+        model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Sequential(nn.Linear(3, 2), nn.LayerNorm(2)))
+        block = nn.ModuleDict({"bn": nn.BatchNorm1d(3), "emb": nn.Embedding(5, 2)})
+        heads = nn.ModuleList([nn.Linear(2, 2, bias=False) for _ in range(2)])
+        return [
+            [n for n, _ in model.named_parameters()],
+            list(model.state_dict().keys()),
+            list(block.state_dict().keys()),
+            [n for n, _ in heads.named_parameters()],
+            sum(p.numel() for p in model.parameters()),
+            [type(m).__name__ for m in model.modules()],
+            isinstance(model[0].weight, nn.Parameter),
+            model[0].weight.requires_grad,
+        ]
+
+    check("modules", modules)
+
+    def init_draws():
+        lin = nn.Linear(4, 3)
+        conv = nn.Conv2d(2, 3, 3)
+        emb = nn.Embedding(4, 2)
+        w = torch.empty(3, 5)
+        nn.init.xavier_uniform_(w)
+        return [lin.weight, lin.bias, conv.bias, emb.weight, w]
+
+    check("init_draws", init_draws)
+
+    def forward_backward():
+        model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2))
+        inp = torch.arange(8.0).view(2, 4) / 8
+        loss = F.mse_loss(model(inp), torch.ones(2, 2))
+        loss.backward()
+        return [loss, model[0].weight.grad, model[2].bias.grad]
+
+    check("forward_backward", forward_backward)
+    return out

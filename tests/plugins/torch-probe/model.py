@@ -1,0 +1,30 @@
+"""A plugin that runs checks.py against lthost's `torch` package when its LightningModule is
+built, printing the results as one JSON line (`torch-probe: {...}`) for
+tests/e2e/lightning_files.rs to compare with tests/reference/torch_api_reference.py (the same
+checks in torch); then trains one tiny step."""
+
+import json
+import sys
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+import checks
+
+
+class TorchProbe(L.LightningModule):
+    def __init__(self):
+        super().__init__()
+        print("torch-probe: " + json.dumps(checks.run(torch)), file=sys.stderr)
+        self.layer = torch.nn.Linear(2, 1)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return torch.nn.functional.mse_loss(self.layer(x), y)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    def train_dataloader(self):
+        return DataLoader(TensorDataset(torch.ones(4, 2), torch.zeros(4, 1)), batch_size=4)
