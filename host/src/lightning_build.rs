@@ -73,11 +73,12 @@ fn componentize_py() -> Result<PathBuf> {
     })
 }
 
-fn python_str(v: &Option<String>) -> String {
+/// A class name given on the command line as a Python literal (None when not given).
+fn python_str(v: &Option<String>, flag: &str) -> Result<String> {
     match v {
-        Some(s) if s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => format!("{s:?}"),
-        Some(s) => format!("{:?}", s.replace(|c: char| !c.is_ascii_alphanumeric() && c != '_', "")),
-        None => "None".into(),
+        Some(s) if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => Ok(format!("{s:?}")),
+        Some(s) => bail!("--{flag} {s:?}: a class name (letters, digits, _)"),
+        None => Ok("None".into()),
     }
 }
 
@@ -127,7 +128,10 @@ fn kept_sdk() -> Result<Option<PathBuf>> {
     let dir = root.join(&digest[..16]);
     if !dir.is_dir() {
         let staging = root.join(format!(".{}-{}", &digest[..16], std::process::id()));
-        write_sdk(&staging)?;
+        if let Err(e) = write_sdk(&staging) {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(e);
+        }
         if std::fs::rename(&staging, &dir).is_err() && !dir.is_dir() {
             bail!("could not keep the Python SDK at {}", dir.display());
         }
@@ -158,8 +162,8 @@ pub fn build(req: &BuildRequest) -> Result<(PathBuf, Manifest)> {
         app.join("lthost_app.py"),
         format!(
             "from lightning._component import DataModule, LightningModule, use  # noqa: F401\n\nimport {module}\n\nuse({module}, model={}, data={})\n",
-            python_str(&req.model),
-            python_str(&req.data)
+            python_str(&req.model, "model")?,
+            python_str(&req.data, "data")?
         ),
     )
     .context("writing the app module")?;
@@ -195,9 +199,13 @@ pub fn build(req: &BuildRequest) -> Result<(PathBuf, Manifest)> {
     let dest = req.output.clone().unwrap_or_else(|| PathBuf::from(format!("{}.wasm", manifest.name)));
     crate::loggers::write_atomic(&dest, &bytes)?;
     // Compiled now, into the cache the runs read, so that the first run does not compile.
+    // A failure here costs the first run its compilation, nothing more: a warning.
     if crate::plugin::cache::ComponentCache::from_env().is_some() {
-        let runtime = crate::plugin::runtime::Runtime::new()?;
-        runtime.component(&bytes, &crate::artifact::sha256_hex(&bytes))?;
+        let compiled = crate::plugin::runtime::Runtime::new()
+            .and_then(|r| r.component(&bytes, &crate::artifact::sha256_hex(&bytes)).map(|_| ()));
+        if let Err(e) = compiled {
+            eprintln!("warning: {} was built but not compiled into the component cache: {e}", dest.display());
+        }
     }
     Ok((dest, manifest))
 }

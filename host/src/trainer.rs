@@ -306,6 +306,8 @@ impl<'c> Trainer<'c> {
             && self.ckpt_path.is_none()
             && ![Limit::Batches(0), Limit::Fraction(0.0)].contains(&self.cfg.limit_val_batches);
         let (train, val, limits) = self.fit_data(data, &mut p.ctx, "`fit` needs one", sanity_first)?;
+        // `trainer.max_epochs` as plugins read it from `setup` and `configure_optimizers` on.
+        p.ctx.max_epochs = limits.max_epochs;
         let logger = self.logger(limits.logger, &p.hparams)?;
         let summary = self.cfg.enable_model_summary;
         let device = p.ctx.device;

@@ -42,7 +42,14 @@ def use(module, model=None, data=None):
     component's; `model`/`data` name them when the file defines several."""
 
     def pick(base, name, what):
-        found = [c for c in vars(module).values() if inspect.isclass(c) and issubclass(c, base) and c is not base and c.__module__ == module.__name__]
+        # Defined in the file, or in a package's own modules (`pkg/__init__.py` importing
+        # from `pkg/model.py`).
+        found = [
+            c
+            for c in vars(module).values()
+            if inspect.isclass(c) and issubclass(c, base) and c is not base
+            and (c.__module__ == module.__name__ or c.__module__.startswith(module.__name__ + "."))
+        ]
         if name is not None:
             found = [c for c in found if c.__name__ == name]
             if not found:
@@ -77,20 +84,27 @@ def _instantiate(cls, hparams):
 
 
 def _register(model):
-    """Hands the module's parameters and buffers to the host by their state_dict paths (a
-    tensor under two paths stays one tensor: tying); each keeps its Python object."""
-    for path, m in model.named_modules():
-        if path:
-            _params.register_module(path, type(m).__name__)
-    for path, p in model.named_parameters(remove_duplicate=False):
-        try:
-            h = _params.register_parameter(path, p._h)
-        except Err as e:
-            raise RuntimeError(f"register_parameter `{path}`: {e.value}") from None
-        if "_lt_path" not in p.__dict__:
-            p.__dict__["_lt_path"] = path
-            p._h = h
-    for mp, m in model.named_modules():
+    """Hands the module's parameters and buffers to the host by their state_dict paths, in
+    torch's state_dict order (each module's parameters, then its buffers, then its children);
+    a tensor under two paths stays one tensor (tying); each keeps its Python object and its
+    `requires_grad` (a frozen parameter stays frozen)."""
+    for mp, m in model.named_modules(remove_duplicate=False):
+        if mp:
+            _params.register_module(mp, type(m).__name__)
+        for name, p in m._parameters.items():
+            if p is None:
+                continue
+            path = f"{mp}.{name}" if mp else name
+            trainable = p.requires_grad
+            try:
+                h = _params.register_parameter(path, p._h)
+            except Err as e:
+                raise RuntimeError(f"register_parameter `{path}`: {e.value}") from None
+            if "_lt_path" not in p.__dict__:
+                p.__dict__["_lt_path"] = path
+                p._h = h
+                if not trainable:
+                    p.requires_grad_(False)
         for name, b in m._buffers.items():
             if b is None:
                 continue
@@ -102,6 +116,20 @@ def _register(model):
             if "_lt_path" not in b.__dict__:
                 b.__dict__["_lt_path"] = path
                 b._h = h
+
+
+# Lightning hooks and overrides the host does not call: a module that overrides one is
+# refused when it is built, rather than silently not run.
+_NOT_CALLED = (
+    "optimizer_step", "optimizer_zero_grad", "configure_gradient_clipping", "lr_scheduler_step", "backward",
+    "on_before_batch_transfer", "on_after_batch_transfer", "transfer_batch_to_device", "configure_callbacks",
+)
+
+
+def _refuse_unsupported(cls):
+    for name in _NOT_CALLED:
+        if getattr(cls, name, None) is not None and getattr(cls, name) is not getattr(_UserModule, name, None):
+            raise NotImplementedError(f"{cls.__name__}.{name}: lthost does not call this LightningModule hook yet")
 
 
 def _module():
@@ -230,13 +258,37 @@ def _batch(batch, split):
     return _data.unflatten(structure, leaves)
 
 
-_mode = {"training": None}
+_saved_modes = {}
 
 
-def _set_mode(model, training):
-    if _mode["training"] is not training:
-        model.train(training)
-        _mode["training"] = training
+def _evaluating(model):
+    """Lightning's eval for an evaluation loop: each module's own mode is kept, to be put
+    back when training resumes (a submodule frozen with `.eval()` stays in eval)."""
+    if not _saved_modes:
+        for m in model.modules():
+            _saved_modes[id(m)] = (m, m.training)
+        model.eval()
+
+
+def _training(model):
+    if _saved_modes:
+        for m, mode in _saved_modes.values():
+            m.__dict__["training"] = mode
+        _saved_modes.clear()
+
+
+_takes_idx = {}
+
+
+def _step(model, name, batch, batch_idx):
+    """Calls `model.<name>(batch, batch_idx)`, or `(batch)` when the step takes no index (as
+    Lightning looks at the signature)."""
+    fn = getattr(model, name)
+    takes = _takes_idx.get(name)
+    if takes is None:
+        params = [p for p in inspect.signature(fn).parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)]
+        takes = _takes_idx[name] = len(params) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in params)
+    return fn(batch, batch_idx) if takes else fn(batch)
 
 
 def _loss(out):
@@ -274,9 +326,10 @@ class LightningModule(_exports.LightningModule):
         if cls is None:
             raise Err("no LightningModule in this component (lthost build finds it in the file)")
         try:
+            _refuse_unsupported(cls)
             m, effective = _instantiate(cls, hparams)
             _register(m)
-            text = json.dumps(effective)
+            text = json.dumps(effective, default=repr)
         except (TypeError, ValueError, KeyError, RuntimeError, NotImplementedError) as e:
             raise Err(f"{cls.__name__}: {e}")
         _live["module"] = m
@@ -323,23 +376,23 @@ class LightningModule(_exports.LightningModule):
 
     def training_step(self, batch, batch_idx):
         m = _module()
-        _set_mode(m, True)
-        return _loss(m.training_step(_batch(batch, "train"), batch_idx))
+        _training(m)
+        return _loss(_step(m, "training_step", _batch(batch, "train"), batch_idx))
 
     def validation_step(self, batch, batch_idx):
         m = _module()
-        _set_mode(m, False)
-        m.validation_step(_batch(batch, "val"), batch_idx)
+        _evaluating(m)
+        _step(m, "validation_step", _batch(batch, "val"), batch_idx)
 
     def test_step(self, batch, batch_idx):
         m = _module()
-        _set_mode(m, False)
-        m.test_step(_batch(batch, "test"), batch_idx)
+        _evaluating(m)
+        _step(m, "test_step", _batch(batch, "test"), batch_idx)
 
     def predict_step(self, batch, batch_idx):
         m = _module()
-        _set_mode(m, False)
-        out = m.predict_step(_batch(batch, "predict"), batch_idx)
+        _evaluating(m)
+        out = _step(m, "predict_step", _batch(batch, "predict"), batch_idx)
         if not isinstance(out, torch.Tensor):
             raise Err(f"predict_step returned {type(out).__name__}; lthost collects one tensor per batch")
         return out._h

@@ -43,13 +43,21 @@ __version__ = "2.13.0"
 
 
 class _GradMode:
-    """A grad-mode scope, usable as a context manager and as a decorator."""
+    """A grad-mode scope, usable as a context manager and as a decorator (with or without
+    parentheses, as torch's)."""
 
-    def __init__(self, enabled):
-        self.enabled, self.prev = enabled, []
+    _enabled = True
+
+    def __new__(cls, orig_func=None):
+        if orig_func is not None and callable(orig_func):
+            return cls()(orig_func)
+        return super().__new__(cls)
+
+    def __init__(self, orig_func=None):
+        self.prev = []
 
     def __enter__(self):
-        self.prev.append(_aten._a.set_grad_enabled(self.enabled))
+        self.prev.append(_aten._a.set_grad_enabled(self._enabled))
         return self
 
     def __exit__(self, *exc):
@@ -57,34 +65,57 @@ class _GradMode:
         return False
 
     def __call__(self, fn):
+        mode = type(self)
+
         @functools.wraps(fn)
         def wrapped(*args, **kwargs):
-            with type(self)():
+            with mode():
                 return fn(*args, **kwargs)
 
         return wrapped
 
 
 class no_grad(_GradMode):
-    def __init__(self):
-        super().__init__(False)
+    _enabled = False
 
 
 class enable_grad(_GradMode):
-    def __init__(self):
-        super().__init__(True)
+    _enabled = True
 
 
-class set_grad_enabled(_GradMode):
+class set_grad_enabled:
+    """torch.set_grad_enabled(mode): sets the mode at once (a plain call), and as a context
+    manager or decorator puts the previous mode back afterwards."""
+
     def __init__(self, mode):
-        super().__init__(builtins.bool(mode))
-        self.__enter__()  # torch.set_grad_enabled(False) as a plain call sets the mode
+        self.mode = builtins.bool(mode)
+        self.prev = _aten._a.set_grad_enabled(self.mode)
 
     def __enter__(self):
         return self
 
+    def __exit__(self, *exc):
+        _aten._a.set_grad_enabled(self.prev)
+        return False
+
+    def __call__(self, fn):
+        _aten._a.set_grad_enabled(self.prev)  # a decorator: the mode applies inside calls only
+        mode = self.mode
+
+        @functools.wraps(fn)
+        def wrapped(*args, **kwargs):
+            with set_grad_enabled(mode):
+                return fn(*args, **kwargs)
+
+        return wrapped
+
 
 class inference_mode:
+    def __new__(cls, mode=True):
+        if callable(mode):
+            return cls()(mode)
+        return super().__new__(cls)
+
     def __init__(self, mode=True):
         self.mode = mode
 
@@ -97,9 +128,11 @@ class inference_mode:
         return False
 
     def __call__(self, fn):
+        mode = self.mode
+
         @functools.wraps(fn)
         def wrapped(*args, **kwargs):
-            with inference_mode(self.mode):
+            with inference_mode(mode):
                 return fn(*args, **kwargs)
 
         return wrapped
@@ -123,7 +156,13 @@ def set_default_dtype(d):
 
 
 def manual_seed(seed):
-    raise NotImplementedError("torch.manual_seed: the run's seed is lthost's `--seed` (Lightning's seed_everything)")
+    """The run's generator is seeded by lthost (`--seed`, the run config's `seed`), as
+    Lightning's seed_everything does; a call in the plugin (at build time or in a hook) does
+    not reseed it, and says so."""
+    import sys
+
+    print(f"torch.manual_seed({seed}) inside a plugin does not reseed the run: its seed is lthost's --seed", file=sys.stderr)
+    return None
 
 
 # ---- making tensors ----------------------------------------------------------------------
@@ -149,6 +188,8 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
     """torch.tensor: a new tensor from numbers or (nested) lists of them."""
     if isinstance(data, Tensor):
         t = data.detach().clone()
+        if dtype is not None:
+            t = t.to(dtype)
     else:
         shape, flat = [], []
         _flatten(data, shape, 0, flat)

@@ -25,8 +25,34 @@ class Tensor:
 
     __slots__ = ("_h", "__dict__", "__weakref__")
 
+    def __new__(cls, *args):
+        """torch.Tensor(2, 3): an uninitialised float32 tensor of that size; torch.Tensor(data):
+        float32 values (torch's legacy constructor)."""
+        from . import empty, tensor
+
+        if all(isinstance(a, builtins.int) and not isinstance(a, builtins.bool) for a in args):
+            t = empty(*args) if args else empty(0)
+        elif len(args) == 1:
+            t = tensor(args[0], dtype=_core.float32)
+        else:
+            raise TypeError(f"torch.Tensor() takes sizes or one sequence of numbers, got {args!r}")
+        if cls is not Tensor:
+            out = object.__new__(cls)
+            out._h = t._h
+            return out
+        return t
+
     def __init__(self, *args, **kwargs):
-        raise TypeError("make tensors with torch.tensor, torch.zeros, torch.randn, ... (torch.Tensor(...) is not supported)")
+        pass
+
+    def new_tensor(self, data, dtype=None, device=None, requires_grad=False):
+        from . import tensor
+
+        return tensor(data, dtype=dtype or self.dtype, device=device, requires_grad=requires_grad)
+
+    @property
+    def is_leaf(self):
+        return call("is_leaf", (self,), {})
 
     # ---- properties ----
     @property

@@ -141,4 +141,58 @@ def run(torch):
         return [loss, model[0].weight.grad, model[2].bias.grad]
 
     check("forward_backward", forward_backward)
+
+    def grad_modes():
+        w = torch.ones(2, requires_grad=True)
+        with torch.set_grad_enabled(False):
+            off = (w * 2).requires_grad
+        on = (w * 2).requires_grad
+        torch.set_grad_enabled(False)
+        plain = torch.is_grad_enabled()
+        torch.set_grad_enabled(True)
+
+        @torch.no_grad
+        def bare(t):
+            return (t * 2).requires_grad
+
+        @torch.no_grad()
+        def called(t):
+            return (t * 2).requires_grad
+
+        @torch.enable_grad()
+        def enabled(t):
+            return (t * 2).requires_grad
+
+        return [off, on, plain, torch.is_grad_enabled(), bare(w), called(w), enabled(w)]
+
+    check("grad_modes", grad_modes)
+
+    def construction():
+        t = torch.Tensor(2, 3)
+        leaf = torch.ones(2, requires_grad=True)
+        return [
+            list(t.shape), str(t.dtype), torch.Tensor([1, 2]), torch.tensor(torch.arange(3), dtype=torch.float64),
+            leaf.is_leaf, (leaf * 2).is_leaf, torch.ones(2).new_tensor([3, 4]), nn.Parameter(torch.Tensor(2, 2)).shape,
+        ]
+
+    check("construction", construction)
+
+    def more_init():
+        a = torch.empty(64, 8)
+        nn.init.trunc_normal_(a, std=0.02)
+        b = torch.empty(40)
+        nn.init.trunc_normal_(b, mean=0.0, std=1.0, a=2.0, b=3.0)
+        c = torch.empty(3, 5)
+        nn.init.kaiming_normal_(c, mode="fan_out", nonlinearity="relu")
+        return [a, b, c]
+
+    check("more_init", more_init)
+
+    def state_keys():
+        return [
+            list(nn.CrossEntropyLoss(weight=torch.ones(3)).state_dict().keys()),
+            list(nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2), nn.Linear(2, 1)).state_dict().keys()),
+        ]
+
+    check("state_keys", state_keys)
     return out

@@ -229,6 +229,8 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
 
 
 def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
+    if weight is not None:
+        raise NotImplementedError("F.mse_loss(weight=...) is not supported by lthost yet")
     return direct("aten::mse_loss", T(input), T(target), _reduction(reduction, size_average, reduce))
 
 
@@ -241,6 +243,8 @@ def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mea
 
 
 def huber_loss(input, target, reduction="mean", delta=1.0, weight=None):
+    if weight is not None:
+        raise NotImplementedError("F.huber_loss(weight=...) is not supported by lthost yet")
     return direct("aten::huber_loss", T(input), T(target), _reduction(reduction), F(delta))
 
 
@@ -336,7 +340,7 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
 
 
 def multi_head_attention_forward(*args, **kwargs):
-    raise NotImplementedError("F.multi_head_attention_forward: use torch.nn.MultiheadAttention")
+    raise NotImplementedError("F.multi_head_attention_forward (and nn.MultiheadAttention) is not supported by lthost's torch package yet")
 
 
 __all__ = [n for n in dir() if not n.startswith("_") and n not in ("math", "Tensor")]

@@ -8,6 +8,7 @@ from . import functional as F
 from . import init
 from .module import Module
 from .parameter import Parameter
+from .._tensor import Tensor
 
 
 def _tuple(v, n):
@@ -350,7 +351,10 @@ def _pool(name, fn, params):
             values[k] = v
         values.update(kwargs)
         for k, v in values.items():
-            setattr(self, k, v)
+            if isinstance(v, Tensor):
+                self.register_buffer(k, v)  # a loss's class weights, as torch keeps them
+            else:
+                setattr(self, k, v)
 
     def forward(self, x):
         return fn(x, **{k: getattr(self, k) for k, _ in params})

@@ -22,6 +22,9 @@ class Optimizer:
             raise ValueError("optimizer got an empty parameter list")
         if not isinstance(params[0], dict):
             params = [{"params": params}]
+        for g in params:  # named parameters, as torch 2.13 takes them: (name, tensor) pairs
+            ps = g["params"] if not isinstance(g["params"], Tensor) else [g["params"]]
+            g["params"] = [p[1] if isinstance(p, tuple) else p for p in ps]
         for g in params:
             self.add_param_group(g)
 
