@@ -7,37 +7,32 @@ use serde_json::Value;
 
 use crate::common::{column, lthost, plugin, read_metrics, repo_root};
 
-fn reference(name: &str) -> serde_json::Value {
+fn reference(name: &str) -> Value {
     let path = repo_root().join("tests/reference/lightning_files.json");
     let text = std::fs::read_to_string(&path).expect("run `make reference` (lightning_files.json)");
-    let all: serde_json::Value = serde_json::from_str(&text).expect("json");
+    let all: Value = serde_json::from_str(&text).expect("json");
     all[name].clone()
+}
+
+/// `lthost fit` of plugin `name` on the CPU with `seed`, no progress bar, and `extra`; it must succeed.
+fn fit(dir: &std::path::Path, name: &str, seed: &Value, extra: &[&str]) -> crate::common::Run {
+    let wasm = plugin(name);
+    let seed = seed.to_string();
+    let mut args =
+        vec!["fit", wasm.to_str().expect("utf-8"), "--accelerator", "cpu", "--seed", &seed, "--no-progress-bar"];
+    args.extend(extra);
+    let run = lthost(dir, &args);
+    assert!(run.ok(), "{name}: {}", run.stderr);
+    run
 }
 
 /// Trains Lightning file plugin `name` as its reference run did; (training losses, the last
 /// validation loss) from lthost's metrics.csv, and the reference.
-fn run_like_lightning(name: &str) -> (Vec<f64>, Option<f64>, serde_json::Value) {
+fn run_like_lightning(name: &str) -> (Vec<f64>, Option<f64>, Value) {
     let want = reference(name);
     let d = tempfile::tempdir().expect("tempdir");
-    let wasm = plugin(name);
-    let (seed, epochs) = (want["seed"].to_string(), want["epochs"].to_string());
-    let run = lthost(
-        d.path(),
-        &[
-            "fit",
-            wasm.to_str().expect("utf-8"),
-            "--accelerator",
-            "cpu",
-            "--seed",
-            &seed,
-            "--max-epochs",
-            &epochs,
-            "--log-every-n-steps",
-            "1",
-            "--no-progress-bar",
-        ],
-    );
-    assert!(run.ok(), "{name}: {}", run.stderr);
+    let epochs = want["epochs"].to_string();
+    fit(d.path(), name, &want["seed"], &["--max-epochs", &epochs, "--log-every-n-steps", "1"]);
     let rows = read_metrics(&d.path().join("lightning_logs/version_0"));
     (column(&rows, "train_loss"), column(&rows, "val_loss").last().copied(), want)
 }
@@ -46,7 +41,7 @@ fn assert_close(name: &str, what: &str, got: f64, want: f64) {
     assert!((got - want).abs() <= 1e-5 * want.abs().max(1.0), "{name} {what}: lthost {got}, Lightning {want}");
 }
 
-fn assert_training_losses(name: &str, got: &[f64], want: &serde_json::Value) {
+fn assert_training_losses(name: &str, got: &[f64], want: &Value) {
     let want: Vec<f64> =
         want["train_loss"].as_array().expect("losses").iter().map(|v| v.as_f64().expect("f64")).collect();
     assert_eq!(got.len(), want.len(), "{name}: one training loss per step");
@@ -125,23 +120,7 @@ fn the_torch_package_answers_as_torch_does() {
         serde_json::from_str(&std::fs::read_to_string(&path).expect("run `make reference` (torch_api.json)"))
             .expect("json");
     let d = tempfile::tempdir().expect("tempdir");
-    let wasm = plugin("torch-probe");
-    let seed = want["seed"].to_string();
-    let run = lthost(
-        d.path(),
-        &[
-            "fit",
-            wasm.to_str().expect("utf-8"),
-            "--accelerator",
-            "cpu",
-            "--seed",
-            &seed,
-            "--max-epochs",
-            "1",
-            "--no-progress-bar",
-        ],
-    );
-    assert!(run.ok(), "{}", run.stderr);
+    let run = fit(d.path(), "torch-probe", &want["seed"], &["--max-epochs", "1"]);
     let line =
         run.stderr.lines().find_map(|l| l.split_once("torch-probe: ").map(|(_, j)| j)).expect("the probe's line");
     let got: Value = serde_json::from_str(line).expect("the probe's json");

@@ -320,7 +320,7 @@ def norm(input, p="fro", dim=None, keepdim=False, dtype=None):
 
 def where(condition, input=None, other=None):
     if input is None and other is None:
-        return _core.call("nonzero_numpy", (condition,), {}) if "nonzero_numpy" in _schemas.OPS else condition.nonzero().unbind(1)
+        return _core.call("nonzero_numpy", (condition,), {})
     return _core.call("where", (condition, input, other), {})
 
 

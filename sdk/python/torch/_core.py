@@ -111,6 +111,17 @@ class layout:
 strided = layout("strided", 0)
 
 
+def unsupported(name, why, base=object):
+    """A class standing for an API lthost does not provide: a file that imports it builds,
+    and making one raises NotImplementedError naming it."""
+
+    def __init__(self, *args, **kwargs):
+        raise NotImplementedError(f"{name}: {why}")
+
+    short = name.rsplit(".", 1)[-1]
+    return type(short, (base,), {"__init__": __init__, "__qualname__": short})
+
+
 # ---- wrapping host handles -------------------------------------------------------------
 
 _new = object.__new__
@@ -142,7 +153,6 @@ def _result(values):
 # ---- arguments -------------------------------------------------------------------------
 
 _NONE = _a.Arg_None_()
-_int_types = (builtins.int,)
 _number = (builtins.int, builtins.float, builtins.bool)
 
 

@@ -92,11 +92,11 @@ class LightningModule(nn.Module):
 
     @property
     def current_epoch(self):
-        return _trainer.current_epoch()
+        return _TRAINER.current_epoch
 
     @property
     def global_step(self):
-        return _trainer.global_step()
+        return _TRAINER.global_step
 
     @property
     def device(self):

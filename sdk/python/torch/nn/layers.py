@@ -177,20 +177,24 @@ class BatchNorm3d(_BatchNorm):
     pass
 
 
+def _affine(module, shape, weight, bias):
+    """A norm layer's `weight` (ones) and `bias` (zeros) of `shape`, or None for those left out."""
+    if weight:
+        module.weight = Parameter(ones(*shape))
+    else:
+        module.register_parameter("weight", None)
+    if bias:
+        module.bias = Parameter(zeros(*shape))
+    elif bias is not None:
+        module.register_parameter("bias", None)
+
+
 class LayerNorm(Module):
     def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True, device=None, dtype=None):
         super().__init__()
         self.normalized_shape = _tuple(normalized_shape, 1)
         self.eps, self.elementwise_affine = eps, elementwise_affine
-        if elementwise_affine:
-            self.weight = Parameter(ones(*self.normalized_shape))
-            if bias:
-                self.bias = Parameter(zeros(*self.normalized_shape))
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _affine(self, self.normalized_shape, elementwise_affine, elementwise_affine and bias)
 
     def forward(self, x):
         return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
@@ -200,10 +204,7 @@ class RMSNorm(Module):
     def __init__(self, normalized_shape, eps=None, elementwise_affine=True, device=None, dtype=None):
         super().__init__()
         self.normalized_shape, self.eps = _tuple(normalized_shape, 1), eps
-        if elementwise_affine:
-            self.weight = Parameter(ones(*self.normalized_shape))
-        else:
-            self.register_parameter("weight", None)
+        _affine(self, self.normalized_shape, elementwise_affine, None)  # no bias at all
 
     def forward(self, x):
         return F.rms_norm(x, self.normalized_shape, self.weight, self.eps)
@@ -213,12 +214,7 @@ class GroupNorm(Module):
     def __init__(self, num_groups, num_channels, eps=1e-5, affine=True, device=None, dtype=None):
         super().__init__()
         self.num_groups, self.num_channels, self.eps = num_groups, num_channels, eps
-        if affine:
-            self.weight = Parameter(ones(num_channels))
-            self.bias = Parameter(zeros(num_channels))
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _affine(self, (num_channels,), affine, affine)
 
     def forward(self, x):
         return F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
@@ -282,23 +278,34 @@ class AlphaDropout(Dropout):
     _fn = staticmethod(F.alpha_dropout)
 
 
-def _activation(name, fn, params=()):
+def _init_from(name, params, strict=True):
+    """An `__init__` taking `params` ((name, default), ...) positionally or by name, kept
+    as attributes (a tensor as a buffer, as torch keeps a loss's class weights); other
+    keyword arguments are refused (`strict`) or kept too."""
+
     def __init__(self, *args, **kwargs):
         Module.__init__(self)
         values = dict(params)
         for (k, _), v in zip(params, args):
             values[k] = v
         for k, v in kwargs.items():
-            if k not in values:
+            if strict and k not in values:
                 raise TypeError(f"{name}() got an unexpected keyword argument '{k}'")
             values[k] = v
         for k, v in values.items():
-            setattr(self, k, v)
+            if isinstance(v, Tensor):
+                self.register_buffer(k, v)
+            else:
+                setattr(self, k, v)
 
+    return __init__
+
+
+def _activation(name, fn, params=()):
     def forward(self, x):
         return fn(x, **{k: getattr(self, k) for k, _ in params if k != "inplace"})
 
-    return type(name, (Module,), {"__init__": __init__, "forward": forward, "__module__": __name__})
+    return type(name, (Module,), {"__init__": _init_from(name, params), "forward": forward, "__module__": __name__})
 
 
 ReLU = _activation("ReLU", lambda x: F.relu(x), (("inplace", False),))
@@ -344,22 +351,10 @@ class Unflatten(Module):
 
 
 def _pool(name, fn, params):
-    def __init__(self, *args, **kwargs):
-        Module.__init__(self)
-        values = dict(params)
-        for (k, _), v in zip(params, args):
-            values[k] = v
-        values.update(kwargs)
-        for k, v in values.items():
-            if isinstance(v, Tensor):
-                self.register_buffer(k, v)  # a loss's class weights, as torch keeps them
-            else:
-                setattr(self, k, v)
-
     def forward(self, x):
         return fn(x, **{k: getattr(self, k) for k, _ in params})
 
-    return type(name, (Module,), {"__init__": __init__, "forward": forward, "__module__": __name__})
+    return type(name, (Module,), {"__init__": _init_from(name, params, False), "forward": forward, "__module__": __name__})
 
 
 _REQUIRED = None
@@ -375,15 +370,10 @@ PixelShuffle = _pool("PixelShuffle", F.pixel_shuffle, (("upscale_factor", _REQUI
 
 
 def _loss(name, fn, params):
-    return _pool(name, None, params) if fn is None else type(
-        name,
-        (Module,),
-        {
-            "__init__": _pool(name, fn, params).__init__,
-            "forward": lambda self, input, target: fn(input, target, **{k: getattr(self, k) for k, _ in params}),
-            "__module__": __name__,
-        },
-    )
+    def forward(self, input, target):
+        return fn(input, target, **{k: getattr(self, k) for k, _ in params})
+
+    return type(name, (Module,), {"__init__": _init_from(name, params, False), "forward": forward, "__module__": __name__})
 
 
 MSELoss = _loss("MSELoss", F.mse_loss, (("reduction", "mean"),))
@@ -395,6 +385,5 @@ NLLLoss = _loss("NLLLoss", F.nll_loss, (("weight", None), ("ignore_index", -100)
 BCELoss = _loss("BCELoss", F.binary_cross_entropy, (("weight", None), ("reduction", "mean")))
 BCEWithLogitsLoss = _loss("BCEWithLogitsLoss", F.binary_cross_entropy_with_logits, (("weight", None), ("reduction", "mean"), ("pos_weight", None)))
 KLDivLoss = _loss("KLDivLoss", F.kl_div, (("reduction", "mean"), ("log_target", False)))
-CosineSimilarity = _pool("CosineSimilarity", None, (("dim", 1), ("eps", 1e-8)))
-CosineSimilarity.forward = lambda self, x1, x2: F.cosine_similarity(x1, x2, self.dim, self.eps)
+CosineSimilarity = _loss("CosineSimilarity", F.cosine_similarity, (("dim", 1), ("eps", 1e-8)))
 __all__ = [n for n, v in list(globals().items()) if isinstance(v, type) and issubclass(v, Module) and not n.startswith('_')]

@@ -3,6 +3,8 @@
 
 from wit_world.imports import optimization
 
+from .._core import unsupported
+
 
 class LRScheduler:
     """A scheduler description the host runs (`step()` in manual optimization asks it)."""
@@ -83,11 +85,7 @@ class ReduceLROnPlateau(LRScheduler):
 
 
 def _unsupported(name):
-    def make(*args, **kwargs):
-        raise NotImplementedError(f"torch.optim.lr_scheduler.{name} is not supported by lthost yet")
-
-    make.__name__ = name
-    return make
+    return unsupported(f"torch.optim.lr_scheduler.{name}", "not supported by lthost yet")
 
 
 LambdaLR = _unsupported("LambdaLR")
