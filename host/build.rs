@@ -59,8 +59,14 @@ fn sources(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
 fn embed_python_sdk() {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default()).join("..");
     let mut files = Vec::new();
-    for dir in ["sdk/python/torch", "sdk/python/lightning", "sdk/python/pytorch_lightning", "sdk/python/lthost", "wit"]
-    {
+    for dir in [
+        "sdk/python/torch",
+        "sdk/python/torchmetrics",
+        "sdk/python/lightning",
+        "sdk/python/pytorch_lightning",
+        "sdk/python/lthost",
+        "wit",
+    ] {
         println!("cargo:rerun-if-changed=../{dir}");
         sources(&root.join(dir), &mut files);
     }

@@ -161,7 +161,7 @@ pub fn build(req: &BuildRequest) -> Result<(PathBuf, Manifest)> {
     std::fs::write(
         app.join("lthost_app.py"),
         format!(
-            "from lightning._component import DataModule, LightningModule, use  # noqa: F401\n\nimport {module}\n\nuse({module}, model={}, data={})\n",
+            "from lightning._component import DataModule, LightningModule, LrSchedulers, use  # noqa: F401\n\nimport {module}\n\nuse({module}, model={}, data={})\n",
             python_str(&req.model, "model")?,
             python_str(&req.data, "data")?
         ),
@@ -174,7 +174,7 @@ pub fn build(req: &BuildRequest) -> Result<(PathBuf, Manifest)> {
         let out = Command::new(&tool)
             .arg("-d")
             .arg(sdk_root.join("wit"))
-            .args(["-w", "plugin", "componentize", "-p"])
+            .args(["-w", "lightning-file", "componentize", "-p"])
             .arg(sdk_root.join("sdk"))
             .arg("-p")
             .arg(&dir)

@@ -33,11 +33,33 @@ pub trait Module {
     fn implemented_hooks(&mut self, _ctx: &mut RunContext) -> Result<Vec<Hook>> {
         Ok(Vec::new())
     }
+    /// Scheduler `index` (one the plugin runs); `State` returns its state.
+    fn plugin_scheduler(
+        &mut self,
+        _ctx: &mut RunContext,
+        index: usize,
+        _call: SchedulerCall,
+    ) -> Result<Option<String>> {
+        anyhow::bail!("module `{}` runs no LR schedulers of its own (scheduler {index})", self.name())
+    }
     /// A module hook (Lightning's ModelHooks). Returns -1 from `on_train_batch_start` to skip
     /// the rest of the epoch; otherwise 0.
     fn hook(&mut self, _ctx: &mut RunContext, _hook: Hook, _batch_idx: Option<u64>) -> Result<i32> {
         Ok(0)
     }
+}
+
+/// What the host asks of a scheduler the plugin runs (WIT `lr-schedulers`).
+#[derive(Debug, Clone, Copy)]
+pub enum SchedulerCall<'a> {
+    /// Apply the rates its constructor set, once the optimizers exist.
+    Start,
+    /// `scheduler.step()`, or `step(metric)`.
+    Step(Option<f64>),
+    /// `state_dict()` (JSON text).
+    State,
+    /// `load_state_dict(...)` from a checkpoint's JSON text.
+    Load(&'a str),
 }
 
 /// What `configure_optimizers` returns (Lightning's optimizers + lr_scheduler configs).

@@ -322,8 +322,20 @@ impl<'c> Trainer<'c> {
             bail!("plugin `{name}` uses manual optimization: accumulate_grad_batches and gradient_clip_val are automatic-optimization settings (Lightning refuses them too); accumulate or clip in the plugin");
         }
         let set = optimizer_set(&st, &name, &opt.optimizers, &opt.schedulers, opt.automatic)?;
-        let opt_names: Vec<String> = set.optimizers.iter().map(|o| format!("{} (lr={})", o.name(), o.lr(0))).collect();
+        let in_plugin = set.plugin_schedulers();
         st.ctx.optim = Some(set);
+        for i in in_plugin {
+            crate::loops::optimization::run_plugin_scheduler(
+                st.module,
+                &mut st.ctx,
+                i,
+                crate::module::SchedulerCall::Start,
+            )?;
+        }
+        let opt_names: Vec<String> = match &st.ctx.optim {
+            Some(set) => set.optimizers.iter().map(|o| format!("{} (lr={})", o.name(), o.lr(0))).collect(),
+            None => Vec::new(),
+        };
         if st.cfg.enable_checkpointing && st.cfg.fast_dev_run.batches().is_none() {
             let dir = st.logger.as_ref().map(|l| l.log_dir().to_path_buf()).unwrap_or_else(|| st.root_dir.clone());
             st.checkpoint = Some(ModelCheckpoint::new(self_checkpoint.clone(), &dir)?);

@@ -27,13 +27,25 @@ fn fit(dir: &std::path::Path, name: &str, seed: &Value, extra: &[&str]) -> crate
 }
 
 /// Trains Lightning file plugin `name` as its reference run did; (training losses, the last
-/// validation loss) from lthost's metrics.csv, and the reference.
+/// validation loss) from lthost's metrics.csv, and the reference. Every metrics.csv column
+/// Lightning wrote is there, under the same name, ending on the same value, and no other.
 fn run_like_lightning(name: &str) -> (Vec<f64>, Option<f64>, Value) {
     let want = reference(name);
     let d = tempfile::tempdir().expect("tempdir");
     let epochs = want["epochs"].to_string();
     fit(d.path(), name, &want["seed"], &["--max-epochs", &epochs, "--log-every-n-steps", "1"]);
     let rows = read_metrics(&d.path().join("lightning_logs/version_0"));
+    let last = want["last"].as_object().expect("the reference's last values");
+    let mut columns: Vec<&String> = rows.first().map(|r| r.keys().collect()).unwrap_or_default();
+    columns.retain(|c| *c != "epoch" && *c != "step");
+    columns.sort();
+    let mut expected: Vec<&String> = last.keys().collect();
+    expected.sort();
+    assert_eq!(columns, expected, "{name}: metrics.csv columns");
+    for (k, w) in last {
+        let got = column(&rows, k).last().copied().expect("a value");
+        assert_close(name, &format!("last {k}"), got, w.as_f64().expect("f64"));
+    }
     (column(&rows, "train_loss"), column(&rows, "val_loss").last().copied(), want)
 }
 
@@ -66,6 +78,60 @@ fn lightnings_readme_autoencoder_file_trains_and_validates_as_in_lightning() {
     assert_training_losses("lit-autoencoder", &got, &want);
     let want_val = want["last_val_loss"].as_f64().expect("a validation loss");
     assert_close("lit-autoencoder", "last val_loss", val.expect("val_loss logged"), want_val);
+}
+
+#[test]
+fn nanogpt_in_a_lightning_module_with_a_lambda_lr_trains_as_in_lightning() {
+    // nanoGPT's warm-up + cosine schedule as a LambdaLR over a bound method: the scheduler
+    // runs in the plugin, stepped by the host every optimizer step.
+    let (got, val, want) = run_like_lightning("lit-nanogpt");
+    assert_training_losses("lit-nanogpt", &got, &want);
+    let want_val = want["last_val_loss"].as_f64().expect("a validation loss");
+    assert_close("lit-nanogpt", "last val_loss", val.expect("val_loss logged"), want_val);
+}
+
+#[test]
+fn a_plugin_run_scheduler_resumes_from_a_checkpoint_where_it_was() {
+    // One epoch, then a second resumed from last.ckpt: the LambdaLR's position comes back from
+    // the checkpoint, so the second epoch's losses are the uninterrupted run's.
+    let want = reference("lit-nanogpt");
+    let all = want["train_loss"].as_array().expect("losses").clone();
+    let d = tempfile::tempdir().expect("tempdir");
+    fit(d.path(), "lit-nanogpt", &want["seed"], &["--max-epochs", "1", "--log-every-n-steps", "1"]);
+    let ckpt = d.path().join("lightning_logs/version_0/checkpoints");
+    let last = std::fs::read_dir(&ckpt).expect("checkpoints").flatten().map(|e| e.path()).next().expect("a checkpoint");
+    let last = last.to_str().expect("utf-8").to_string();
+    fit(
+        d.path(),
+        "lit-nanogpt",
+        &want["seed"],
+        &["--max-epochs", "2", "--log-every-n-steps", "1", "--ckpt-path", &last],
+    );
+    let got = column(&read_metrics(&d.path().join("lightning_logs/version_1")), "train_loss");
+    let second = &all[all.len() - got.len()..];
+    assert_eq!(got.len(), all.len() / 2, "the resumed run trains the second epoch");
+    for (step, (g, w)) in got.iter().zip(second).enumerate() {
+        assert_close("lit-nanogpt resumed", &format!("step {step}"), *g, w.as_f64().expect("f64"));
+    }
+}
+
+#[test]
+fn lightnings_mnist_example_with_torchmetrics_accuracy_trains_as_in_lightning() {
+    // Accuracy objects: updated in validation (logged at the epoch's end from compute()),
+    // called per step in training (train_acc_step, and train_acc_epoch from compute()).
+    let (got, val, want) = run_like_lightning("lit-mnist");
+    assert_training_losses("lit-mnist", &got, &want);
+    let want_val = want["last_val_loss"].as_f64().expect("a validation loss");
+    assert_close("lit-mnist", "last val_loss", val.expect("val_loss logged"), want_val);
+}
+
+#[test]
+fn a_resnet_with_multistep_lr_trains_as_in_lightning() {
+    // BatchNorm, Nesterov SGD with weight decay, and MultiStepLR at epochs 1 and 2.
+    let (got, val, want) = run_like_lightning("lit-resnet");
+    assert_training_losses("lit-resnet", &got, &want);
+    let want_val = want["last_val_loss"].as_f64().expect("a validation loss");
+    assert_close("lit-resnet", "last val_loss", val.expect("val_loss logged"), want_val);
 }
 
 /// Whether `got` is `want`: the same structure and types, integers and booleans equal, floats

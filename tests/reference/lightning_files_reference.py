@@ -1,6 +1,8 @@
-"""Reference runs of the unmodified Lightning files in plugins/ (lit-boring, lit-autoencoder) in Lightning 2.6.6
-itself: seed_everything(SEED), Trainer(max_epochs=EPOCHS, accelerator="cpu",
-log_every_n_steps=1), the training loss of every step and the last validation loss, for
+"""Reference runs of the unmodified Lightning files in plugins/ (lit-boring, lit-autoencoder,
+lit-nanogpt, lit-resnet) in Lightning 2.6.6 itself: seed_everything(SEED),
+Trainer(max_epochs=<the file's epochs>, accelerator="cpu",
+log_every_n_steps=1), the training loss of every step, the last validation loss and the last value of every
+metrics.csv column, for
 tests/e2e/lightning_files.rs to compare lthost's runs of the same files with. Run by
 `make reference`:
 
@@ -22,11 +24,17 @@ from lightning.pytorch.loggers import CSVLogger
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = 42
-EPOCHS = 2
-FILES = {"lit-boring": ("BoringModel", None), "lit-autoencoder": ("LitAutoEncoder", "RandomImages")}
+# name: (LightningModule, LightningDataModule, epochs)
+FILES = {
+    "lit-boring": ("BoringModel", None, 2),
+    "lit-autoencoder": ("LitAutoEncoder", "RandomImages", 2),
+    "lit-nanogpt": ("NanoGPT", "TokenStream", 2),
+    "lit-resnet": ("LitResNet", "QuadrantImages", 3),
+    "lit-mnist": ("LitMNIST", "BandImages", 3),
+}
 
 
-def run(name, cls_name, data_name):
+def run(name, cls_name, data_name, epochs):
     spec = importlib.util.spec_from_file_location(f"lightning_file_{name.replace('-', '_')}", ROOT / "plugins" / name / "model.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -34,13 +42,15 @@ def run(name, cls_name, data_name):
     model = getattr(module, cls_name)()
     data = getattr(module, data_name)() if data_name else None
     with tempfile.TemporaryDirectory() as d:
-        trainer = L.Trainer(max_epochs=EPOCHS, accelerator="cpu", devices=1, logger=CSVLogger(d), log_every_n_steps=1,
+        trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=CSVLogger(d), log_every_n_steps=1,
                             enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False)
         trainer.fit(model, datamodule=data)
         rows = list(csv.DictReader(open(Path(trainer.logger.log_dir) / "metrics.csv")))
     train = {int(r["step"]): float(r["train_loss"]) for r in rows if r.get("train_loss")}
     val = [float(r["val_loss"]) for r in rows if r.get("val_loss")]
-    return {"seed": SEED, "epochs": EPOCHS, "train_loss": [train[k] for k in sorted(train)], "last_val_loss": val[-1] if val else None}
+    last = {k: float(v) for r in rows for k, v in r.items() if k not in ("epoch", "step") and v}
+    return {"seed": SEED, "epochs": epochs, "train_loss": [train[k] for k in sorted(train)], "last_val_loss": val[-1] if val else None,
+            "last": last}
 
 
 def main(path):
@@ -48,8 +58,8 @@ def main(path):
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     torch.set_num_threads(1)
     out = {"lightning": L.__version__, "torch": torch.__version__.split("+")[0]}
-    for name, (cls_name, data_name) in FILES.items():
-        out[name] = run(name, cls_name, data_name)
+    for name, (cls_name, data_name, epochs) in FILES.items():
+        out[name] = run(name, cls_name, data_name, epochs)
     Path(path).write_text(json.dumps(out, indent=1) + "\n")
 
 

@@ -11,6 +11,7 @@ use crate::checkpoint::{self, Checkpoint, LoopPosition, Meta};
 use crate::context::RunContext;
 use crate::engine::torch_ext;
 use crate::loops::state::LoopState;
+use crate::module::SchedulerCall;
 use crate::run_dir::RunDir;
 
 const STATE_DICT: &str = "state_dict.";
@@ -45,6 +46,15 @@ pub fn dump(
         ..Meta::default()
     };
     if !weights_only {
+        // The plugin's schedulers, as they are now (a manual-optimization module steps them
+        // itself); after a failure, the state kept at their last step.
+        let in_plugin = st.ctx.optim.as_ref().map(|o| o.plugin_schedulers()).unwrap_or_default();
+        for i in in_plugin.into_iter().filter(|_| plugin_state) {
+            let state = st.module.plugin_scheduler(&mut st.ctx, i, SchedulerCall::State)?.unwrap_or_default();
+            if let Some(e) = st.ctx.optim.as_mut().and_then(|o| o.schedulers.get_mut(i)) {
+                e.scheduler.keep_state(state);
+            }
+        }
         if let Some(o) = &st.ctx.optim {
             for (k, opt) in o.optimizers.iter().enumerate() {
                 let (ts, m) = opt.state_dict();
@@ -53,6 +63,7 @@ pub fn dump(
             }
             meta.schedulers = o.schedulers.iter().map(|s| s.scheduler.state()).collect();
         }
+
         let rng = torch_ext::cpu_rng_state().map_err(|e| anyhow!(e))?;
         tensors.insert("rng.cpu".into(), Tensor::from_slice(&rng));
         if let tch::Device::Cuda(i) = st.ctx.device {
@@ -177,6 +188,7 @@ pub fn restore_training(st: &mut LoopState<'_>, ckpt: &Checkpoint, shown: &str) 
     for (s, state) in o.schedulers.iter_mut().zip(&ckpt.meta.schedulers) {
         s.scheduler.load_state(state).map_err(|e| anyhow!("checkpoint {shown}: {e}"))?;
     }
+    let in_plugin = o.plugin_schedulers();
     let p = &ckpt.meta.position;
     o.step_progress = p.step_progress;
     o.zero_grad_progress = p.zero_grad_progress;
@@ -186,6 +198,11 @@ pub fn restore_training(st: &mut LoopState<'_>, ckpt: &Checkpoint, shown: &str) 
     st.batches_that_stepped = p.batches_that_stepped;
     st.ctx.current_epoch = p.current_epoch;
     st.ctx.global_step = p.global_step;
+    for i in in_plugin {
+        if let Some(serde_json::Value::String(state)) = ckpt.meta.schedulers.get(i) {
+            st.module.plugin_scheduler(&mut st.ctx, i, SchedulerCall::Load(state))?;
+        }
+    }
     let rng = ckpt.tensors.get("rng.cpu").ok_or_else(|| anyhow!("checkpoint {shown} has no generator state"))?;
     let bytes = Vec::<u8>::try_from(&rng.f_to_kind(Kind::Uint8)?)
         .map_err(|e| anyhow!("checkpoint {shown}: generator state: {e}"))?;

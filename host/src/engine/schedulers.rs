@@ -3,12 +3,14 @@
 //! A scheduler changes its optimizer's group learning rates (and, for OneCycleLR, momentum).
 
 pub mod chainable;
+pub mod in_plugin;
 pub mod one_cycle;
 pub mod plateau;
 pub mod range_test;
 
 use crate::engine::optim::Optimizer;
 pub use chainable::{Chainable, ChainableKind};
+pub use in_plugin::InPlugin;
 pub use one_cycle::{OneCycle, OneCycleConfig};
 pub use plateau::{Plateau, PlateauConfig};
 pub use range_test::{RangeTest, RangeTestConfig};
@@ -21,6 +23,11 @@ pub enum SchedulerKind {
     ReduceOnPlateau(PlateauConfig),
     /// The learning-rate finder's schedule (host only; plugins cannot ask for it).
     RangeTest(RangeTestConfig),
+    /// One the plugin runs (its `lr-schedulers` export); `monitors`: steps on a metric.
+    Plugin {
+        name: String,
+        monitors: bool,
+    },
 }
 
 pub trait LrScheduler: Send {
@@ -30,6 +37,13 @@ pub trait LrScheduler: Send {
     fn is_plateau(&self) -> bool {
         false
     }
+    /// Whether the plugin runs it: the loops step it, and checkpoints hold its state,
+    /// through the module ([`crate::module::Module::plugin_scheduler`]).
+    fn in_plugin(&self) -> bool {
+        false
+    }
+    /// The state a plugin-run scheduler reported (others ignore it).
+    fn keep_state(&mut self, _state: String) {}
     /// The scheduler's state for checkpoints (torch's `scheduler.state_dict()`).
     fn state(&self) -> serde_json::Value;
     fn load_state(&mut self, state: &serde_json::Value) -> Result<(), String>;
@@ -43,6 +57,9 @@ impl SchedulerKind {
             SchedulerKind::OneCycle(c) => Box::new(OneCycle::new(c.clone(), opt)?),
             SchedulerKind::ReduceOnPlateau(c) => Box::new(Plateau::new(c.clone(), opt)?),
             SchedulerKind::RangeTest(c) => Box::new(RangeTest::new(c.clone(), opt)?),
+            SchedulerKind::Plugin { name, monitors } => {
+                Box::new(InPlugin { name: name.clone(), monitors: *monitors, state: None })
+            }
         })
     }
 }

@@ -3,12 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 
 use crate::hooks::Hook;
 use crate::loops::checkpointing;
 use crate::loops::fetchers::DataLoader;
-use crate::loops::optimization::Interval;
+use crate::loops::optimization::{self, Interval};
 use crate::loops::state::LoopState;
 use crate::loops::training_epoch;
 
@@ -49,10 +49,8 @@ pub fn run(st: &mut LoopState<'_>, train: &DataLoader, val: Option<&DataLoader>)
         st.early_stopping_check(true)?;
         let metrics = st.callback_metrics.clone();
         let next = st.ctx.current_epoch + 1;
-        if let Some(o) = st.ctx.optim.as_mut() {
-            if o.automatic {
-                o.step_schedulers(Interval::Epoch, next, true, &metrics).map_err(|e| anyhow!(e))?;
-            }
+        if st.ctx.optim.as_ref().is_some_and(|o| o.automatic) {
+            optimization::step_schedulers(st.module, &mut st.ctx, Interval::Epoch, next, true, &metrics)?;
         }
         st.bar.on_train_epoch_end(&epoch.prog_bar);
         if let Some(l) = st.logger.as_mut() {

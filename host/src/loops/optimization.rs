@@ -6,3 +6,43 @@ pub mod automatic;
 pub mod optimizer_set;
 
 pub use optimizer_set::{Interval, OptimizerSet, SchedulerSpec};
+
+use std::collections::BTreeMap;
+
+use anyhow::{anyhow, Result};
+
+use crate::context::RunContext;
+use crate::module::{Module, SchedulerCall};
+
+/// Steps the schedulers due at `interval`/`index` ([`OptimizerSet::step_schedulers`]): the
+/// host's own, then those the plugin runs, through the module.
+pub fn step_schedulers(
+    module: &mut dyn Module,
+    ctx: &mut RunContext,
+    interval: Interval,
+    index: u64,
+    plateau: bool,
+    metrics: &BTreeMap<String, f64>,
+) -> Result<()> {
+    let optim = ctx.optim.as_mut().ok_or_else(|| anyhow!("internal: no optimizers configured"))?;
+    let due = optim.step_schedulers(interval, index, plateau, metrics).map_err(|e| anyhow!(e))?;
+    for (i, metric) in due {
+        run_plugin_scheduler(module, ctx, i, SchedulerCall::Step(metric))?;
+    }
+    Ok(())
+}
+
+/// Starts or steps scheduler `i`, which the plugin runs, and keeps the state it then has.
+pub fn run_plugin_scheduler(
+    module: &mut dyn Module,
+    ctx: &mut RunContext,
+    i: usize,
+    call: SchedulerCall,
+) -> Result<()> {
+    module.plugin_scheduler(ctx, i, call)?;
+    let state = module.plugin_scheduler(ctx, i, SchedulerCall::State)?.unwrap_or_default();
+    if let Some(e) = ctx.optim.as_mut().and_then(|o| o.schedulers.get_mut(i)) {
+        e.scheduler.keep_state(state);
+    }
+    Ok(())
+}

@@ -15,7 +15,7 @@ use crate::hooks::Hook;
 use crate::loops::checkpointing;
 use crate::loops::evaluation;
 use crate::loops::fetchers::DataLoader;
-use crate::loops::optimization::{automatic, Interval, OptimizerSet};
+use crate::loops::optimization::{self, automatic, Interval, OptimizerSet};
 use crate::loops::state::LoopState;
 
 /// What an epoch leaves for the progress bar and the summary.
@@ -73,10 +73,10 @@ fn optimize(st: &mut LoopState<'_>, loss: Option<&Tensor>, idx: usize, stepping:
         }
         optim(st)?.step(0)?;
         let metrics = st.callback_metrics.clone();
-        optim(st)?.step_schedulers(Interval::Step, idx as u64 + 1, false, &metrics).map_err(|e| anyhow!(e))?;
+        optimization::step_schedulers(st.module, &mut st.ctx, Interval::Step, idx as u64 + 1, false, &metrics)?;
         if last {
             let epoch = st.ctx.current_epoch + 1;
-            optim(st)?.step_schedulers(Interval::Epoch, epoch, false, &metrics).map_err(|e| anyhow!(e))?;
+            optimization::step_schedulers(st.module, &mut st.ctx, Interval::Epoch, epoch, false, &metrics)?;
         }
     }
     Ok(())
@@ -218,7 +218,7 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: Option<&DataLoader>
             // metric's current value (this batch's, for a value logged on the step).
             let mut metrics = st.callback_metrics.clone();
             metrics.extend(read(&st.train_results.step_metrics(), |_| true));
-            optim(st)?.step_schedulers(Interval::Step, idx as u64 + 1, true, &metrics).map_err(|e| anyhow!(e))?;
+            optimization::step_schedulers(st.module, &mut st.ctx, Interval::Step, idx as u64 + 1, true, &metrics)?;
         }
         if stepping {
             st.batches_that_stepped += 1;

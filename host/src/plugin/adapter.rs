@@ -17,9 +17,10 @@ use wasmtime_wasi::FsPerms;
 use crate::context::{RunContext, Stage};
 use crate::error::PluginError;
 use crate::hooks::Hook;
-use crate::module::{Module, Optimization};
+use crate::module::{Module, Optimization, SchedulerCall};
 use crate::plugin::bindings::data_module;
 use crate::plugin::bindings::lightning_module;
+use crate::plugin::bindings::lr_schedulers;
 use crate::plugin::convert;
 use crate::plugin::failure::describe;
 use crate::plugin::host::trainer::stage_out;
@@ -36,6 +37,8 @@ pub(super) struct Inner {
     pub(super) store: Store<PluginState>,
     module: Option<lightning_module::Guest>,
     data: Option<data_module::Guest>,
+    /// The schedulers the plugin runs (a Lightning file's), when it exports them.
+    schedulers: Option<lr_schedulers::Guest>,
     deadline_ticks: u64,
     /// Set once a call has failed: a trapped instance must not be entered again.
     poisoned: bool,
@@ -78,6 +81,7 @@ pub(crate) fn instantiate(runtime: &Arc<Runtime>, admitted: &Arc<Admitted>, shar
     let pre = &admitted.pre;
     let module_idx = lightning_module::GuestIndices::new(pre).ok();
     let data_idx = data_module::GuestIndices::new(pre).ok();
+    let sched_idx = lr_schedulers::GuestIndices::new(pre).ok();
     if module_idx.is_none() && data_idx.is_none() {
         bail!("plugin `{name}`: exports neither `{MODULE_EXPORT}` nor `{DATAMODULE_EXPORT}`; is it an lthost plugin built against lt:plugin@0.2.0?");
     }
@@ -90,11 +94,16 @@ pub(crate) fn instantiate(runtime: &Arc<Runtime>, admitted: &Arc<Admitted>, shar
         Some(i) => Some(i.load(&mut store, &instance).map_err(|e| anyhow!("plugin `{name}`: {e}"))?),
         None => None,
     };
+    let schedulers = match sched_idx {
+        Some(i) => Some(i.load(&mut store, &instance).map_err(|e| anyhow!("plugin `{name}`: {e}"))?),
+        None => None,
+    };
     let inner = Inner {
         name: name.clone(),
         store,
         module,
         data,
+        schedulers,
         deadline_ticks: admitted.deadline_ticks,
         poisoned: false,
         data_dir: admitted.data_dir.clone(),
@@ -314,6 +323,31 @@ impl Module for WasmPlugin {
 
     fn hook(&mut self, ctx: &mut RunContext, hook: Hook, batch_idx: Option<u64>) -> Result<i32> {
         self.module_hook(ctx, hook, batch_idx)
+    }
+
+    fn plugin_scheduler(&mut self, ctx: &mut RunContext, index: usize, call: SchedulerCall) -> Result<Option<String>> {
+        let dev = ctx.device;
+        let i = u32::try_from(index).map_err(|_| self.err("lr_scheduler", None, format!("scheduler {index}")))?;
+        let what = match call {
+            SchedulerCall::Start | SchedulerCall::Step(_) => "lr_scheduler.step",
+            SchedulerCall::State => "lr_scheduler.state_dict",
+            SchedulerCall::Load(_) => "lr_scheduler.load_state_dict",
+        };
+        let out = self.call(ctx, what, dev, |inner| {
+            let g = inner.schedulers.clone().ok_or_else(|| {
+                wasmtime::format_err!(
+                    "the plugin asked for a scheduler it runs itself, but exports no `lt:plugin/lr-schedulers`"
+                )
+            })?;
+            let s = &mut inner.store;
+            Ok(match call {
+                SchedulerCall::Start => g.call_start(s, i)?.map(|_| None),
+                SchedulerCall::Step(metric) => g.call_step(s, i, metric)?.map(|_| None),
+                SchedulerCall::State => g.call_state(s, i)?.map(Some),
+                SchedulerCall::Load(state) => g.call_load_state(s, i, state)?.map(|_| None),
+            })
+        })?;
+        out.map_err(|m| self.err(what, None, m))
     }
 
     fn predict_step(&mut self, ctx: &mut RunContext, batch: &[Tensor], idx: u64) -> Result<Tensor> {

@@ -88,6 +88,7 @@ fn scheduler(s: &wit::Scheduler) -> SchedulerKind {
             min_lr: c.min_lr,
             eps: c.eps,
         }),
+        wit::Scheduler::Plugin(p) => SchedulerKind::Plugin { name: p.name.clone(), monitors: p.monitors },
     }
 }
 

@@ -14,6 +14,7 @@ from wit_world.exports import lightning_module as _lm
 from wit_world.imports import parameters as _params
 from wit_world.imports.types import Stage
 
+from .pytorch import core as _core
 from .pytorch.core import LightningDataModule as _UserData
 from .pytorch.core import LightningModule as _UserModule
 
@@ -155,6 +156,9 @@ def _algorithm(opt):
     raise NotImplementedError(f"optimizer {name}: lthost runs SGD, Adam, AdamW, RMSprop and Adagrad")
 
 
+_SCHEDULER_KEYS = ("initial_lr", "max_lr", "min_lr", "max_momentum", "base_momentum")
+
+
 def _optimizer(opt, model):
     everything = [id(p) for p in model.parameters() if p.requires_grad]
     groups = []
@@ -166,6 +170,8 @@ def _optimizer(opt, model):
                 raise RuntimeError("the optimizer was given a tensor that is not a parameter of the LightningModule")
             paths.append(path)
         for k, v in g.items():
+            if k in _SCHEDULER_KEYS or (k in ("momentum", "betas") and "base_momentum" in g):
+                continue  # a scheduler's; it applies them itself
             if k not in ("params", "lr", "weight_decay") and v != opt.defaults.get(k):
                 raise NotImplementedError(f"parameter group option `{k}`: lthost groups override lr and weight_decay only")
         lr = g["lr"] if g["lr"] != opt.defaults["lr"] else None
@@ -178,26 +184,14 @@ def _optimizer(opt, model):
 
 
 def _scheduler(s, index, interval="epoch", frequency=1, monitor=None, strict=True):
+    """Every torch scheduler runs in the plugin (torch.optim.lr_scheduler); the host steps it."""
     from torch.optim import lr_scheduler as L
 
-    if isinstance(s, L.StepLR):
-        w = _lm.Scheduler_StepLr(_lm.StepLr(s.step_size, s.gamma))
-    elif isinstance(s, L.MultiStepLR):
-        w = _lm.Scheduler_MultiStepLr(_lm.MultiStepLr(s.milestones, s.gamma))
-    elif isinstance(s, L.ExponentialLR):
-        w = _lm.Scheduler_ExponentialLr(s.gamma)
-    elif isinstance(s, L.CosineAnnealingLR):
-        w = _lm.Scheduler_CosineAnnealingLr(_lm.CosineAnnealingLr(s.T_max, s.eta_min))
-    elif isinstance(s, L.LinearLR):
-        w = _lm.Scheduler_LinearLr(_lm.LinearLr(s.start_factor, s.end_factor, s.total_iters))
-    elif isinstance(s, L.OneCycleLR):
-        w = _lm.Scheduler_OneCycleLr(_lm.OneCycleLr(s.max_lr, s.total_steps, s.pct_start, s.anneal_cos, s.cycle_momentum, s.base_momentum, s.max_momentum, s.div_factor, s.final_div_factor, s.three_phase))
-    elif isinstance(s, L.ReduceLROnPlateau):
-        w = _lm.Scheduler_ReduceLrOnPlateau(_lm.ReduceLrOnPlateau(s.mode == "min", s.factor, s.patience, s.threshold, s.threshold_mode == "rel", s.cooldown, s.min_lr, s.eps))
-    else:
-        raise NotImplementedError(f"scheduler {type(s).__name__} is not supported by lthost")
+    if not isinstance(s, L.LRScheduler):
+        raise TypeError(f"{type(s).__name__} is not a torch.optim.lr_scheduler.LRScheduler")
     if interval not in ("epoch", "step"):
         raise ValueError(f'lr_scheduler interval must be "epoch" or "step", got {interval!r}')
+    w = _lm.Scheduler_Plugin(_lm.PluginScheduler(type(s).__name__, isinstance(s, L.ReduceLROnPlateau)))
     return _lm.LrScheduler(w, index, _lm.Interval.STEP if interval == "step" else _lm.Interval.EPOCH, frequency, monitor, strict)
 
 
@@ -225,14 +219,14 @@ def _optimization(model, returned):
     else:
         raise TypeError(f"configure_optimizers returned {type(returned).__name__}, which is not one of Lightning's forms")
     for i, o in enumerate(opts):
-        o._index = i
+        o._index, o._schedulers = i, []
     records = [_optimizer(o, model) for o in opts]
     wit_scheds = []
-    for k, (s, cfg) in enumerate(scheds):
+    for s, cfg in scheds:
         index = next((i for i, o in enumerate(opts) if o is s.optimizer), None)
         if index is None:
             raise RuntimeError("an lr scheduler drives an optimizer configure_optimizers did not return")
-        s._index = k
+        opts[index]._schedulers.append(s)
         wit_scheds.append(_scheduler(s, index, cfg.get("interval", "epoch"), cfg.get("frequency", 1), cfg.get("monitor"), cfg.get("strict", True)))
     model.__dict__["_lt_optimizers"] = opts
     model.__dict__["_lt_schedulers"] = [s for s, _ in scheds]
@@ -320,6 +314,10 @@ _HOOK_ARGS = {
 }
 
 
+_EPOCH_ENDS = {_lm.Hook.ON_TRAIN_EPOCH_END: "train", _lm.Hook.ON_VALIDATION_EPOCH_END: "val", _lm.Hook.ON_TEST_EPOCH_END: "test"}
+_HOOK_SPLITS = (("train", "train"), ("validation", "val"), ("test", "test"), ("predict", "predict"))
+
+
 class LightningModule(_exports.LightningModule):
     def configure(self, hparams):
         cls = _classes.get("module")
@@ -352,13 +350,25 @@ class LightningModule(_exports.LightningModule):
 
     def implemented_hooks(self):
         cls = type(_module())
-        return [h for h in _lm.Hook if hasattr(cls, h.name.lower()) and getattr(cls, h.name.lower()) is not getattr(_UserModule, h.name.lower(), None)]
+        own = [h for h in _lm.Hook if hasattr(cls, h.name.lower()) and getattr(cls, h.name.lower()) is not getattr(_UserModule, h.name.lower(), None)]
+        return own + [h for h in _EPOCH_ENDS if h not in own]  # logged Metric objects are computed there
 
     def on_hook(self, hook, stage, batch_idx):
         m = _module()
         name = hook.name.lower()
+        split = next((s for k, s in _HOOK_SPLITS if k in name), None)
+        _core._WHERE.update(split=split, in_step="batch" in name)
+        r = self._user_hook(m, name, stage, batch_idx)
+        if hook in _EPOCH_ENDS:
+            _core.flush_metrics(m, _EPOCH_ENDS[hook])
+        return r
+
+    @staticmethod
+    def _user_hook(m, name, stage, batch_idx):
         kind = _HOOK_ARGS.get(name)
-        fn = getattr(m, name)
+        fn = getattr(m, name, None)
+        if fn is None:
+            return 0
         if kind == "stage":
             r = fn(_STAGES[stage])
         elif kind == "batch":
@@ -376,26 +386,69 @@ class LightningModule(_exports.LightningModule):
 
     def training_step(self, batch, batch_idx):
         m = _module()
+        _core._WHERE.update(split="train", in_step=True)
         _training(m)
         return _loss(_step(m, "training_step", _batch(batch, "train"), batch_idx))
 
     def validation_step(self, batch, batch_idx):
         m = _module()
+        _core._WHERE.update(split="val", in_step=True)
         _evaluating(m)
         _step(m, "validation_step", _batch(batch, "val"), batch_idx)
 
     def test_step(self, batch, batch_idx):
         m = _module()
+        _core._WHERE.update(split="test", in_step=True)
         _evaluating(m)
         _step(m, "test_step", _batch(batch, "test"), batch_idx)
 
     def predict_step(self, batch, batch_idx):
         m = _module()
+        _core._WHERE.update(split="predict", in_step=True)
         _evaluating(m)
         out = _step(m, "predict_step", _batch(batch, "predict"), batch_idx)
         if not isinstance(out, torch.Tensor):
             raise Err(f"predict_step returned {type(out).__name__}; lthost collects one tensor per batch")
         return out._h
+
+
+def _lr_scheduler(index):
+    s = _module()._lt_schedulers
+    if index >= len(s):
+        raise Err(f"lr scheduler {index} does not exist ({len(s)} configured)")
+    return s[index]
+
+
+class LrSchedulers(_exports.LrSchedulers):
+    """The schedulers of `configure_optimizers`, stepped when the host says (Lightning's
+    interval, frequency, monitor)."""
+
+    def start(self, index):
+        s = _lr_scheduler(index)
+        s.optimizer._push(s._cycles_momentum)
+
+    def step(self, index, metric):
+        s = _lr_scheduler(index)
+        try:
+            s.step() if metric is None else s.step(metric)
+        except (ValueError, TypeError, ArithmeticError, RuntimeError) as e:
+            raise Err(f"{type(s).__name__}.step(): {type(e).__name__}: {e}")
+        s.optimizer._push(s._cycles_momentum)
+
+    def state(self, index):
+        s = _lr_scheduler(index)
+        try:
+            return json.dumps(s.state_dict())
+        except (TypeError, ValueError) as e:
+            raise Err(f"{type(s).__name__}.state_dict() is not JSON: {e}")
+
+    def load_state(self, index, state):
+        s = _lr_scheduler(index)
+        try:
+            s.load_state_dict(json.loads(state))
+        except (TypeError, ValueError, KeyError) as e:
+            raise Err(f"{type(s).__name__}.load_state_dict: {e}")
+        s.optimizer._pull()
 
 
 def _data_source():

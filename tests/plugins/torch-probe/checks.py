@@ -195,4 +195,73 @@ def run(torch):
         ]
 
     check("state_keys", state_keys)
+
+    def schedule(make, opt="sgd", steps=25, metric=None):
+        """The rates (and momenta) over `steps` steps, and after a state_dict round trip."""
+        S = torch.optim.lr_scheduler
+        groups = [{"params": [nn.Parameter(torch.zeros(2))]}, {"params": [nn.Parameter(torch.zeros(1))], "lr": 0.05}]
+        def optimizer():
+            if opt == "sgd":
+                return torch.optim.SGD([dict(g) for g in groups], lr=0.1, momentum=0.9)
+            return torch.optim.Adam([dict(g) for g in groups], lr=0.1)
+        o = optimizer()
+        s = make(S, o)
+        seen = []
+        for i in range(steps):
+            s.step() if metric is None else s.step(metric(i))
+            g = o.param_groups
+            seen.append([g[0]["lr"], g[1]["lr"], g[0].get("momentum", g[0].get("betas", (None,))[0])])
+            if i == 9:
+                state = s.state_dict()
+        o2 = optimizer()
+        s2 = make(S, o2)
+        s2.load_state_dict(state)
+        for k, g in enumerate(o2.param_groups):
+            g["lr"] = seen[9][k]
+        for i in range(10, steps):
+            s2.step() if metric is None else s2.step(metric(i))
+        return [seen, [g["lr"] for g in o2.param_groups], s.get_last_lr()]
+
+    check("sched_lambda", lambda: schedule(lambda S, o: S.LambdaLR(o, lambda e: 0.9 ** e)))
+    check("sched_lambda_per_group", lambda: schedule(lambda S, o: S.LambdaLR(o, [lambda e: 1 / (e + 1), lambda e: 0.5])))
+    check("sched_multiplicative", lambda: schedule(lambda S, o: S.MultiplicativeLR(o, lambda e: 0.95)))
+    check("sched_step", lambda: schedule(lambda S, o: S.StepLR(o, step_size=4, gamma=0.5)))
+    check("sched_multistep", lambda: schedule(lambda S, o: S.MultiStepLR(o, milestones=[3, 7, 7, 12], gamma=0.3)))
+    check("sched_constant", lambda: schedule(lambda S, o: S.ConstantLR(o, factor=0.25, total_iters=6)))
+    check("sched_linear", lambda: schedule(lambda S, o: S.LinearLR(o, start_factor=0.1, total_iters=8)))
+    check("sched_exponential", lambda: schedule(lambda S, o: S.ExponentialLR(o, gamma=0.9)))
+    check("sched_polynomial", lambda: schedule(lambda S, o: S.PolynomialLR(o, total_iters=12, power=2.0)))
+    check("sched_cosine", lambda: schedule(lambda S, o: S.CosineAnnealingLR(o, T_max=7, eta_min=0.001)))
+    check("sched_warm_restarts", lambda: schedule(lambda S, o: S.CosineAnnealingWarmRestarts(o, T_0=4, T_mult=2, eta_min=0.01)))
+    check("sched_cyclic", lambda: schedule(lambda S, o: S.CyclicLR(o, 0.01, 0.1, step_size_up=3, mode="triangular2")))
+    check("sched_cyclic_adam", lambda: schedule(lambda S, o: S.CyclicLR(o, 0.01, 0.1, step_size_up=4, step_size_down=2, mode="exp_range", gamma=0.9), "adam"))
+    check("sched_one_cycle", lambda: schedule(lambda S, o: S.OneCycleLR(o, max_lr=[0.5, 0.2], total_steps=30)))
+    check("sched_one_cycle_adam", lambda: schedule(lambda S, o: S.OneCycleLR(o, max_lr=0.3, total_steps=25, three_phase=True, anneal_strategy="linear"), "adam"))
+    check("sched_plateau", lambda: schedule(lambda S, o: S.ReduceLROnPlateau(o, patience=2, factor=0.5, cooldown=1), metric=lambda i: 1.0 if i > 3 else 2.0 - i))
+    check("sched_sequential", lambda: schedule(lambda S, o: S.SequentialLR(o, [S.LinearLR(o, start_factor=0.2, total_iters=5), S.CosineAnnealingLR(o, T_max=15)], milestones=[5])))
+    check("sched_chained", lambda: schedule(lambda S, o: S.ChainedScheduler([S.ConstantLR(o, factor=0.5, total_iters=4), S.ExponentialLR(o, gamma=0.9)])))
+
+    def metrics():
+        import torchmetrics
+        from torchmetrics.classification import MulticlassAccuracy
+
+        preds = [torch.tensor([[0.1, 0.7, 0.2], [0.8, 0.1, 0.1], [0.2, 0.2, 0.6], [0.3, 0.4, 0.3]]), torch.tensor([[0.9, 0.05, 0.05], [0.1, 0.1, 0.8]])]
+        target = [torch.tensor([1, 0, 1, 2]), torch.tensor([0, 2])]
+        micro = torchmetrics.Accuracy(task="multiclass", num_classes=3)
+        macro = MulticlassAccuracy(num_classes=3)
+        f1 = torchmetrics.F1Score(task="multiclass", num_classes=3, average="macro")
+        steps = [[micro(p, t), macro(p, t), f1(p, t)] for p, t in zip(preds, target)]
+        binary = torchmetrics.Accuracy(task="binary")
+        binary.update(torch.tensor([-1.0, 2.0, 0.3, -0.2]), torch.tensor([0, 1, 0, 1]))
+        mean = torchmetrics.MeanMetric()
+        mean.update(torch.tensor([1.0, 2.0]))
+        mean.update(4.0, weight=3.0)
+        mse = torchmetrics.MeanSquaredError(squared=False)
+        mse.update(torch.tensor([1.0, 2.0, 4.0]), torch.tensor([1.5, 2.0, 3.0]))
+        values = [steps, micro.compute(), macro.compute(), f1.compute(), binary.compute(), mean.compute(), mse.compute()]
+        micro.reset()
+        micro.update(preds[1], target[1])
+        return values + [micro.compute()]
+
+    check("metrics", metrics)
     return out

@@ -8,6 +8,7 @@ import sys
 
 import lightning as L
 import torch
+import torchmetrics  # noqa: F401  (checks.py imports it inside a check; a plugin has what was imported when it was built)
 from torch.utils.data import DataLoader, TensorDataset
 
 import checks

@@ -102,7 +102,8 @@ impl OptimizerSet {
             if spec.frequency == 0 {
                 return Err("lr scheduler frequency must be at least 1".into());
             }
-            let is_plateau = matches!(spec.kind, SchedulerKind::ReduceOnPlateau(_));
+            let is_plateau = matches!(spec.kind, SchedulerKind::ReduceOnPlateau(_))
+                || matches!(spec.kind, SchedulerKind::Plugin { monitors: true, .. });
             if is_plateau && spec.monitor.is_none() {
                 return Err("ReduceLROnPlateau needs a `monitor` metric, as in Lightning".into());
             }
@@ -255,6 +256,43 @@ impl OptimizerSet {
         Ok(self.optimizers[i].lr(group))
     }
 
+    fn group(&self, i: usize, group: usize, name: &str) -> OpResult<()> {
+        self.check(i, name)?;
+        let n = self.optimizers[i].num_groups();
+        if group >= n {
+            return Err(OpError::new(name, format!("optimizer {i} has {n} parameter groups, not {}", group + 1)));
+        }
+        Ok(())
+    }
+
+    /// Sets a group's learning rate (a scheduler the plugin runs).
+    pub fn set_lr(&mut self, i: usize, group: usize, lr: f64) -> OpResult<()> {
+        self.group(i, group, "optimizer.set_lr")?;
+        if !lr.is_finite() || lr < 0.0 {
+            return Err(OpError::new("optimizer.set_lr", format!("invalid learning rate {lr}")));
+        }
+        self.optimizers[i].set_lr(group, lr);
+        Ok(())
+    }
+
+    pub fn momentum(&self, i: usize, group: usize) -> OpResult<Option<f64>> {
+        self.group(i, group, "optimizer.momentum")?;
+        Ok(self.optimizers[i].momentum(group))
+    }
+
+    pub fn set_momentum(&mut self, i: usize, group: usize, m: f64) -> OpResult<()> {
+        let name = "optimizer.set_momentum";
+        self.group(i, group, name)?;
+        if !m.is_finite() {
+            return Err(OpError::new(name, format!("invalid momentum {m}")));
+        }
+        if self.optimizers[i].momentum(group).is_none() {
+            return Err(OpError::new(name, format!("{} has no momentum to set", self.optimizers[i].name())));
+        }
+        self.optimizers[i].set_momentum(group, m);
+        Ok(())
+    }
+
     /// Steps scheduler `i` now (manual optimization).
     pub fn step_scheduler(&mut self, i: usize, metric: Option<f64>) -> OpResult<()> {
         let name = "lr_scheduler.step";
@@ -270,21 +308,29 @@ impl OptimizerSet {
         Ok(())
     }
 
-    /// Steps the schedulers of `interval` whose frequency divides `index` (Lightning's
-    /// `_update_learning_rates`). Plateau schedulers read their monitor from `metrics`.
+    /// The schedulers the plugin runs, by index.
+    pub fn plugin_schedulers(&self) -> Vec<usize> {
+        (0..self.schedulers.len()).filter(|&i| self.schedulers[i].scheduler.in_plugin()).collect()
+    }
+
     /// Whether a ReduceLROnPlateau is stepped every `interval`.
     pub fn has_plateau(&self, interval: Interval) -> bool {
         self.schedulers.iter().any(|e| e.spec.interval == interval && e.scheduler.is_plateau())
     }
 
+    /// Steps the schedulers of `interval` whose frequency divides `index` (Lightning's
+    /// `_update_learning_rates`). Plateau schedulers read their monitor from `metrics`.
+    /// Returns the plugin's schedulers that are due, with their metric, for the caller to
+    /// step through the module ([`crate::loops::optimization::step_schedulers`]).
     pub fn step_schedulers(
         &mut self,
         interval: Interval,
         index: u64,
         plateau: bool,
         metrics: &std::collections::BTreeMap<String, f64>,
-    ) -> Result<(), String> {
-        for e in &mut self.schedulers {
+    ) -> Result<Vec<(usize, Option<f64>)>, String> {
+        let mut in_plugin = Vec::new();
+        for (i, e) in self.schedulers.iter_mut().enumerate() {
             if e.spec.interval != interval || e.scheduler.is_plateau() != plateau || index % e.spec.frequency != 0 {
                 continue;
             }
@@ -302,10 +348,14 @@ impl OptimizerSet {
                 },
                 _ => None,
             };
+            self.scheduler_steps += 1;
+            if e.scheduler.in_plugin() {
+                in_plugin.push((i, metric));
+                continue;
+            }
             let opt = &mut self.optimizers[e.spec.optimizer];
             e.scheduler.step(opt.as_mut(), metric)?;
-            self.scheduler_steps += 1;
         }
-        Ok(())
+        Ok(in_plugin)
     }
 }

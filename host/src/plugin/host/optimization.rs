@@ -56,4 +56,22 @@ impl optimization::Host for PluginState {
         let o = self.ctx.optim.as_ref().ok_or_else(|| OpError::new(op, "no optimizers yet"))?;
         Ok(o.lr(index as usize, group as usize)?)
     }
+
+    fn set_lr(&mut self, index: u32, group: u32, lr: f64) -> R<()> {
+        let op = "optimizer.set_lr";
+        let o = self.ctx.optim.as_mut().ok_or_else(|| OpError::new(op, "no optimizers yet"))?;
+        Ok(o.set_lr(index as usize, group as usize, lr)?)
+    }
+
+    fn momentum(&mut self, index: u32, group: u32) -> R<Option<f64>> {
+        let op = "optimizer.momentum";
+        let o = self.ctx.optim.as_ref().ok_or_else(|| OpError::new(op, "no optimizers yet"))?;
+        Ok(o.momentum(index as usize, group as usize)?)
+    }
+
+    fn set_momentum(&mut self, index: u32, group: u32, momentum: f64) -> R<()> {
+        let op = "optimizer.set_momentum";
+        let o = self.ctx.optim.as_mut().ok_or_else(|| OpError::new(op, "no optimizers yet"))?;
+        Ok(o.set_momentum(index as usize, group as usize, momentum)?)
+    }
 }

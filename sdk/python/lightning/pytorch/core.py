@@ -62,6 +62,27 @@ class _TrainerState:
 _TRAINER = _TrainerState()
 
 
+# Where the module is (set by the component adapter): the split ("train", "val", "test",
+# "predict") and whether it is a step or batch hook (Lightning's on_step/on_epoch defaults).
+_WHERE = {"split": None, "in_step": False}
+# Metric objects logged this epoch, per split: name -> (metric, epoch name, prog_bar, logger, on_epoch).
+_LOGGED_METRICS = {}
+
+
+def _is_metric(value):
+    return isinstance(value, nn.Module) and hasattr(value, "_forward_cache") and hasattr(value, "compute")
+
+
+def flush_metrics(module, split):
+    """Lightning's end of an epoch for the Metric objects logged in it: each logged with
+    on_epoch gets `compute()` as its epoch value, and every one is `reset()`."""
+    logged = _LOGGED_METRICS.pop(split, {})
+    for name, (metric, epoch_name, prog_bar, logger, on_epoch) in logged.items():
+        if on_epoch:
+            module.log(epoch_name, metric.compute(), prog_bar=prog_bar, logger=logger, on_step=False, on_epoch=True)
+        metric.reset()
+
+
 def _reduce_name(fx):
     if isinstance(fx, str):
         return fx
@@ -122,13 +143,30 @@ class LightningModule(nn.Module):
         reduce = _REDUCE.get(_reduce_name(reduce_fx))
         if reduce is None:
             raise NotImplementedError(f"self.log(reduce_fx={reduce_fx!r})")
+        if _is_metric(value):
+            return self._log_metric(name, value, prog_bar, logger, on_step, on_epoch)
         opts = _log.LogOptions(bool(prog_bar), True if logger is None else bool(logger), on_step, on_epoch, reduce, batch_size)
         if isinstance(value, torch.Tensor):
             _log.log(name, value.detach()._h, opts)
-        elif hasattr(value, "compute") and hasattr(value, "update"):
-            _log.log(name, value.compute().detach()._h, opts)
         else:
             _log.log_scalar(name, float(value), opts)
+
+    def _log_metric(self, name, metric, prog_bar, logger, on_step, on_epoch):
+        """A torchmetrics Metric, as Lightning logs one: on_step, the value of this step's
+        `metric(...)` call (as `name_step` when also on_epoch); on_epoch, `compute()` when the
+        epoch ends (as `name_epoch` when also on_step); reset then."""
+        split = _WHERE["split"]
+        if split is None or not _WHERE["in_step"]:
+            return self.log(name, metric.compute(), prog_bar, logger, on_step, on_epoch)
+        stepwise = split == "train"
+        on_step = stepwise if on_step is None else bool(on_step)
+        on_epoch = (not stepwise) if on_epoch is None else bool(on_epoch)
+        if on_step:
+            if metric._forward_cache is None:
+                raise RuntimeError(f"self.log({name!r}, {type(metric).__name__}, on_step=True): call the metric (`metric(preds, target)`) in this step first; `update` alone gives no step value")
+            self.log(f"{name}_step" if on_epoch else name, metric._forward_cache, prog_bar, logger, on_step=True, on_epoch=False)
+        epoch_name = f"{name}_epoch" if on_step else name
+        _LOGGED_METRICS.setdefault(split, {})[name] = (metric, epoch_name, prog_bar, logger, on_epoch)
 
     def log_dict(self, dictionary, prog_bar=False, logger=None, on_step=None, on_epoch=None, reduce_fx="mean", enable_graph=False, sync_dist=False, sync_dist_group=None, add_dataloader_idx=True, batch_size=None, rank_zero_only=False):
         for k, v in dictionary.items():

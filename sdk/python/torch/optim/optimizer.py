@@ -14,7 +14,7 @@ class Optimizer:
         from .. import Tensor
 
         self.defaults, self.state, self.param_groups = dict(defaults), {}, []
-        self._index = None
+        self._index, self._schedulers = None, []
         if isinstance(params, Tensor):
             raise TypeError("params argument given to the optimizer should be an iterable of Tensors or dicts, but got torch.Tensor")
         params = list(params)
@@ -46,9 +46,32 @@ class Optimizer:
             raise RuntimeError(f"optimizer.{what}(): the optimizer runs in the host once configure_optimizers returned it")
         return self._index
 
+    def _push(self, momentum=False):
+        """Hands this side's group learning rates (and momenta) to the host's optimizer."""
+        i = self._bound("step")
+        for k, g in enumerate(self.param_groups):
+            optimization.set_lr(i, k, float(g["lr"]))
+            if momentum:
+                m = g["betas"][0] if "betas" in g else g.get("momentum")
+                if m is not None:
+                    optimization.set_momentum(i, k, float(m))
+
+    def _pull(self):
+        """Takes the host optimizer's group learning rates and momenta (after a resume)."""
+        i = self._bound("step")
+        for k, g in enumerate(self.param_groups):
+            g["lr"] = optimization.lr(i, k)
+            m = optimization.momentum(i, k)
+            if m is not None and "betas" in g:
+                g["betas"] = (m, *g["betas"][1:])
+            elif m is not None and "momentum" in g:
+                g["momentum"] = m
+
     def step(self, closure=None):
         if closure is not None:
             raise NotImplementedError("optimizer.step(closure) is not supported by lthost (LBFGS-style closures)")
+        if self._schedulers:  # manual optimization: what `scheduler.step()` set applies now
+            self._push(any(s._cycles_momentum for s in self._schedulers))
         optimization.step(self._bound("step"))
 
     def zero_grad(self, set_to_none=True):
