@@ -45,6 +45,27 @@ class Tensor:
     def __init__(self, *args, **kwargs):
         pass
 
+    def __deepcopy__(self, memo):
+        """copy.deepcopy of a leaf (a module's parameters and buffers, as `nn.TransformerEncoder`
+        clones its layer): new storage, the same values, class and requires_grad."""
+        if id(self) in memo:
+            return memo[id(self)]
+        if not self.is_leaf:
+            raise RuntimeError("Only Tensors created explicitly by the user (graph leaves) support the deepcopy protocol at the moment.")
+        from . import no_grad
+
+        with no_grad():
+            data = self.clone()
+        out = object.__new__(type(self))
+        out._h = data._h
+        if self.requires_grad:
+            out.requires_grad_(True)
+        for k, v in self.__dict__.items():
+            if k != "_lt_path":
+                out.__dict__[k] = v
+        memo[id(self)] = out
+        return out
+
     def new_tensor(self, data, dtype=None, device=None, requires_grad=False):
         from . import tensor
 

@@ -264,4 +264,52 @@ def run(torch):
         return values + [micro.compute()]
 
     check("metrics", metrics)
+
+    def grads(module, loss):
+        loss.backward()
+        return [[n, p.grad.sum().item(), p.grad.abs().max().item()] for n, p in module.named_parameters()]
+
+    def recurrent(kind, **kw):
+        m = getattr(nn, kind)(3, 4, **kw)
+        x = torch.randn(5, 2, 3)
+        out, h = m(x)
+        hs = list(h) if isinstance(h, tuple) else [h]
+        unbatched = m(x[:, 0])[0] if not kw.get("batch_first") else m(x[0])[0]
+        loss = out.pow(2).sum() + sum(t.sum() for t in hs)
+        return [[n, list(p.shape), p.sum().item()] for n, p in m.named_parameters()], out, hs, unbatched.shape, grads(m, loss)
+
+    check("lstm", lambda: recurrent("LSTM", num_layers=2))
+    check("lstm_bidirectional_batch_first", lambda: recurrent("LSTM", bidirectional=True, batch_first=True))
+    check("lstm_proj", lambda: recurrent("LSTM", proj_size=2))
+    check("gru", lambda: recurrent("GRU", num_layers=2, bias=False))
+    check("rnn_relu", lambda: recurrent("RNN", nonlinearity="relu", bidirectional=True))
+
+    def attention(**kw):
+        m = nn.MultiheadAttention(8, 2, **kw)
+        x = torch.randn(2, 5, 8) if kw.get("batch_first") else torch.randn(5, 2, 8)
+        mem = torch.randn(2, 3, 8) if kw.get("batch_first") else torch.randn(3, 2, 8)
+        causal = nn.Transformer.generate_square_subsequent_mask(5)
+        pad = torch.tensor([[False, False, True], [False, False, False]])
+        a, w = m(x, x, x, attn_mask=causal)
+        b, _ = m(x, mem, mem, key_padding_mask=pad, need_weights=False)
+        c, wc = m(x, mem, mem, average_attn_weights=False)
+        return [a, w, b, c.sum().item(), wc.shape, grads(m, a.sum() + b.pow(2).sum())]
+
+    check("mha", lambda: attention())
+    check("mha_batch_first", lambda: attention(batch_first=True, bias=False))
+
+    def encoder(norm_first):
+        layer = nn.TransformerEncoderLayer(8, 2, dim_feedforward=16, dropout=0.0, batch_first=True, norm_first=norm_first, activation="gelu")
+        enc = nn.TransformerEncoder(layer, 2, norm=nn.LayerNorm(8))
+        x = torch.randn(3, 6, 8)
+        mask = nn.Transformer.generate_square_subsequent_mask(6)
+        pad = torch.zeros(3, 6, dtype=torch.bool)
+        pad[0, 4:] = True
+        y = enc(x, mask=mask)
+        z = enc(x, src_key_padding_mask=pad)
+        names = [n for n, _ in enc.named_parameters()]
+        return [names, y, z.sum().item(), grads(enc, y.pow(2).mean() + z.mean())]
+
+    check("transformer_encoder", lambda: encoder(False))
+    check("transformer_encoder_norm_first", lambda: encoder(True))
     return out

@@ -340,7 +340,9 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
 
 
 def multi_head_attention_forward(*args, **kwargs):
-    raise NotImplementedError("F.multi_head_attention_forward (and nn.MultiheadAttention) is not supported by lthost's torch package yet")
+    from .transformer import multi_head_attention_forward as forward
+
+    return forward(*args, **kwargs)
 
 
 __all__ = [n for n in dir() if not n.startswith("_") and n not in ("math", "Tensor")]
