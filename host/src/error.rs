@@ -13,6 +13,12 @@ pub struct OpError {
 
 pub type OpResult<T> = Result<T, OpError>;
 
+/// The plugin ended its hook with an error of its own (an uncaught exception), through
+/// `trainer.fail`.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct GuestFailure(pub String);
+
 impl OpError {
     pub fn new(op: impl Into<String>, detail: impl Into<String>) -> Self {
         OpError { op: op.into(), detail: detail.into() }

@@ -134,6 +134,27 @@ fn a_resnet_with_multistep_lr_trains_as_in_lightning() {
     assert_close("lit-resnet", "last val_loss", val.expect("val_loss logged"), want_val);
 }
 
+#[test]
+fn an_unsupported_torch_api_names_itself_and_the_users_line() {
+    // In __init__ (an export with an error result) and in training_step (one without: the
+    // exception ends the hook through trainer.fail); either way the API and the line.
+    let d = tempfile::tempdir().expect("tempdir");
+    let wasm = plugin("torch-probe");
+    let source = std::fs::read_to_string(repo_root().join("tests/plugins/torch-probe/model.py")).expect("model.py");
+    for (place, hook, code) in
+        [("init", "configure", "torch.from_numpy([1.0])"), ("step", "training_step", "x = torch.from_numpy(x)")]
+    {
+        let line = source.lines().position(|l| l.trim() == code).expect("the line") + 1;
+        let hp = format!("{{\"unsupported_in\": \"{place}\"}}");
+        let run = lthost(d.path(), &["fit", wasm.to_str().expect("utf-8"), "--max-epochs", "1", "--hparams", &hp]);
+        assert!(!run.ok(), "{place}: the run fails");
+        let err = run.stderr.lines().rev().find(|l| l.starts_with("error:")).expect("an error line");
+        assert!(err.contains(&format!("hook `{hook}`")), "{place}: {err}");
+        assert!(err.contains("NotImplementedError: torch.from_numpy"), "{place}: {err}");
+        assert!(err.contains(&format!("(model.py, line {line},")), "{place}: {err}");
+    }
+}
+
 /// Whether `got` is `want`: the same structure and types, integers and booleans equal, floats
 /// within 1e-5 (relative, at least absolute), errors by their exception type.
 fn same(got: &Value, want: &Value, at: &str, diffs: &mut Vec<String>) {

@@ -265,8 +265,9 @@ impl Module for WasmPlugin {
             let g = Self::module_guest(inner)?.clone();
             g.call_configure(&mut inner.store, &text)
         })?;
-        let effective =
-            out.map_err(|msg| self.err("configure", None, format!("the plugin refused its hyper-parameters: {msg}")))?;
+        let effective = out.map_err(|msg| {
+            self.err("configure", None, format!("building the module from its hyper-parameters failed: {msg}"))
+        })?;
         serde_json::from_str(&effective)
             .map_err(|e| self.err("configure", None, format!("returned hyper-parameters that are not valid JSON: {e}")))
     }

@@ -43,6 +43,15 @@ pub fn describe(plugin: &str, hook: &str, err: wasmtime::Error) -> PluginError {
             Some(frames.join("\n"))
         }
     });
+    if let Some(f) = err.downcast_ref::<crate::error::GuestFailure>() {
+        return PluginError {
+            plugin: plugin.into(),
+            hook: hook.into(),
+            op: None,
+            detail: f.0.clone(),
+            backtrace: None,
+        };
+    }
     if let Some(op) = err.downcast_ref::<OpError>() {
         return PluginError {
             plugin: plugin.into(),

@@ -2,8 +2,10 @@
 `lt:plugin/data-module`) over the user's LightningModule and LightningDataModule classes.
 `lthost build` writes the app module that imports the file and calls `use`."""
 
+import functools
 import inspect
 import json
+import traceback
 
 import torch
 from componentize_py_types import Err
@@ -12,6 +14,7 @@ from wit_world import exports as _exports
 from wit_world.exports import data_module as _dm
 from wit_world.exports import lightning_module as _lm
 from wit_world.imports import parameters as _params
+from wit_world.imports import trainer as _trainer
 from wit_world.imports.types import Stage
 
 from .pytorch import core as _core
@@ -36,6 +39,37 @@ class Hparams(dict):
 
     def __setattr__(self, k, v):
         self[k] = v
+
+
+def describe(e):
+    """`Type: message (model.py, line N, in fn)`: the exception and the last line of the user's
+    own code it came through (the SDK's packages live under the component's first path)."""
+    text = f"{type(e).__name__}: {e}"
+    frames = [f for f in traceback.extract_tb(e.__traceback__) if not f.filename.startswith("/0/") and not f.filename.endswith("lthost_app.py")]
+    if frames:
+        f = frames[-1]
+        name = f.filename.split("/", 2)[-1] if f.filename.startswith("/") else f.filename
+        text += f" ({name}, line {f.lineno}, in {f.name})"
+    return text
+
+
+def reported(export):
+    """An export without an error result: an exception ends the hook through `trainer.fail`
+    with `describe`'s text, instead of a bare trap."""
+
+    @functools.wraps(export)
+    def call(*args):
+        try:
+            return export(*args)
+        except Err as e:
+            _trainer.fail(str(e.value))
+            raise
+        except Exception as e:  # noqa: BLE001  (any uncaught exception of the user's code)
+            traceback.print_exception(e)
+            _trainer.fail(describe(e))
+            raise
+
+    return call
 
 
 def use(module, model=None, data=None):
@@ -328,15 +362,17 @@ class LightningModule(_exports.LightningModule):
             m, effective = _instantiate(cls, hparams)
             _register(m)
             text = json.dumps(effective, default=repr)
-        except (TypeError, ValueError, KeyError, RuntimeError, NotImplementedError) as e:
-            raise Err(f"{cls.__name__}: {e}")
+        except Exception as e:  # noqa: BLE001  (the user's __init__ may raise anything)
+            raise Err(f"{cls.__name__}: {describe(e)}")
         _live["module"] = m
         return text
 
+    @reported
     def configure_optimizers(self):
         m = _module()
         return _optimization(m, m.configure_optimizers())
 
+    @reported
     def save_state(self):
         m = _module()
         if type(m).on_save_checkpoint is _UserModule.on_save_checkpoint:
@@ -346,13 +382,18 @@ class LightningModule(_exports.LightningModule):
         return json.dumps(ckpt).encode() if ckpt else None
 
     def load_state(self, state):
-        _module().on_load_checkpoint(json.loads(bytes(state).decode()))
+        try:
+            _module().on_load_checkpoint(json.loads(bytes(state).decode()))
+        except Exception as e:  # noqa: BLE001
+            raise Err(f"on_load_checkpoint: {describe(e)}")
 
+    @reported
     def implemented_hooks(self):
         cls = type(_module())
         own = [h for h in _lm.Hook if hasattr(cls, h.name.lower()) and getattr(cls, h.name.lower()) is not getattr(_UserModule, h.name.lower(), None)]
         return own + [h for h in _EPOCH_ENDS if h not in own]  # logged Metric objects are computed there
 
+    @reported
     def on_hook(self, hook, stage, batch_idx):
         m = _module()
         name = hook.name.lower()
@@ -384,24 +425,28 @@ class LightningModule(_exports.LightningModule):
             r = fn()
         return -1 if r == -1 else 0
 
+    @reported
     def training_step(self, batch, batch_idx):
         m = _module()
         _core._WHERE.update(split="train", in_step=True)
         _training(m)
         return _loss(_step(m, "training_step", _batch(batch, "train"), batch_idx))
 
+    @reported
     def validation_step(self, batch, batch_idx):
         m = _module()
         _core._WHERE.update(split="val", in_step=True)
         _evaluating(m)
         _step(m, "validation_step", _batch(batch, "val"), batch_idx)
 
+    @reported
     def test_step(self, batch, batch_idx):
         m = _module()
         _core._WHERE.update(split="test", in_step=True)
         _evaluating(m)
         _step(m, "test_step", _batch(batch, "test"), batch_idx)
 
+    @reported
     def predict_step(self, batch, batch_idx):
         m = _module()
         _core._WHERE.update(split="predict", in_step=True)
@@ -431,8 +476,8 @@ class LrSchedulers(_exports.LrSchedulers):
         s = _lr_scheduler(index)
         try:
             s.step() if metric is None else s.step(metric)
-        except (ValueError, TypeError, ArithmeticError, RuntimeError) as e:
-            raise Err(f"{type(s).__name__}.step(): {type(e).__name__}: {e}")
+        except Exception as e:  # noqa: BLE001  (a user's lambda may raise anything)
+            raise Err(f"{type(s).__name__}.step(): {describe(e)}")
         s.optimizer._push(s._cycles_momentum)
 
     def state(self, index):
@@ -470,10 +515,11 @@ class DataModule(_exports.DataModule):
                 d, _ = _instantiate(cls, hparams)
                 d.prepare_data()
                 d.setup(_STAGES[stage])
-        except (TypeError, ValueError, KeyError, OSError, RuntimeError, NotImplementedError) as e:
-            raise Err(f"{(cls or type(self)).__name__}.setup: {e}")
+        except Exception as e:  # noqa: BLE001  (the user's setup may raise anything)
+            raise Err(f"{(cls or type(self)).__name__}.setup: {describe(e)}")
         _live["data"] = d
 
+    @reported
     def dataloader(self, split):
         name = _SPLITS[split]
         make = getattr(_data_source(), f"{name}_dataloader", None)
@@ -493,6 +539,7 @@ class DataModule(_exports.DataModule):
         _structure[name] = structure
         return record
 
+    @reported
     def streaming(self, split):
         return None
 
@@ -502,6 +549,7 @@ class DataModule(_exports.DataModule):
     def next_batch(self, split):
         return None
 
+    @reported
     def save_state(self):
         d = _live.get("data")
         if d is None or not isinstance(d, _UserData):

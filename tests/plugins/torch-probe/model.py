@@ -15,14 +15,19 @@ import checks
 
 
 class TorchProbe(L.LightningModule):
-    def __init__(self):
+    def __init__(self, unsupported_in=None):
         super().__init__()
+        self.unsupported_in = unsupported_in  # "init" / "step": use an API lthost lacks there
+        if unsupported_in == "init":
+            torch.from_numpy([1.0])
         for name, result in checks.run(torch).items():  # a line each: plugin output lines are capped
             print("torch-probe: " + json.dumps({name: result}), file=sys.stderr)
         self.layer = torch.nn.Linear(2, 1)
 
     def training_step(self, batch, batch_idx):
         x, y = batch
+        if self.unsupported_in == "step":
+            x = torch.from_numpy(x)
         return torch.nn.functional.mse_loss(self.layer(x), y)
 
     def configure_optimizers(self):

@@ -33,6 +33,18 @@ impl trainer::Host for PluginState {
     fn device(&mut self) -> R<String> {
         Ok(self.ctx.device_name())
     }
+    fn fail(&mut self, message: String) -> R<()> {
+        let mut message = message;
+        if message.len() > 4096 {
+            let mut end = 4096;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message.truncate(end);
+        }
+        Err(crate::error::GuestFailure(message).into())
+    }
+
     fn max_epochs(&mut self) -> R<Option<u64>> {
         Ok(self.ctx.max_epochs)
     }
