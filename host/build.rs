@@ -39,53 +39,66 @@ fn locate() -> Option<Torch> {
     Some(Torch { lib, include, cxx11_abi })
 }
 
-/// The `.py` and `.wit` files under `dir`, recursively.
-fn sources(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
+/// The files under `dir` (recursively) whose extension is one of `exts`.
+fn sources(dir: &std::path::Path, exts: &[&str], out: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for e in entries.flatten() {
         let p = e.path();
         if p.is_dir() {
             if p.file_name().is_some_and(|n| n != "__pycache__") {
-                sources(&p, out);
+                sources(&p, exts, out);
             }
-        } else if p.extension().is_some_and(|x| x == "py" || x == "wit") {
+        } else if p.extension().and_then(|x| x.to_str()).is_some_and(|x| exts.contains(&x)) {
             out.push(p);
         }
     }
 }
 
-/// `$OUT_DIR/python_sdk.rs`: the Python SDK's packages and the WIT package, for `lthost
-/// build` (host/src/lightning_build.rs) to compile a Lightning file without a checkout.
-fn embed_python_sdk() {
+/// `$OUT_DIR/<file>`: `pub const FILES: &[(&str, &[u8])]`, the files of `dirs` (relative to
+/// the repository, less `strip` where given) whose extension is one of `exts`.
+fn embed(file: &str, dirs: &[&str], exts: &[&str], strip: Option<&str>) {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default()).join("..");
     let mut files = Vec::new();
-    for dir in [
-        "sdk/python/torch",
-        "sdk/python/torchmetrics",
-        "sdk/python/lightning",
-        "sdk/python/pytorch_lightning",
-        "sdk/python/lthost",
-        "wit",
-    ] {
+    for dir in dirs {
         println!("cargo:rerun-if-changed=../{dir}");
-        sources(&root.join(dir), &mut files);
+        sources(&root.join(dir), exts, &mut files);
     }
     files.sort();
     let mut out = String::from("pub const FILES: &[(&str, &[u8])] = &[\n");
     for f in &files {
-        let rel = f.strip_prefix(&root).unwrap_or(f).to_string_lossy().replace("sdk/python/", "");
+        let mut rel = f.strip_prefix(&root).unwrap_or(f).to_string_lossy().into_owned();
+        if let Some(s) = strip {
+            rel = rel.replace(s, "");
+        }
         let abs = f.canonicalize().unwrap_or_else(|_| f.clone());
         out += &format!("    ({rel:?}, include_bytes!({:?})),\n", abs.to_string_lossy());
     }
     out += "];\n";
-    let dest = PathBuf::from(std::env::var("OUT_DIR").unwrap_or_default()).join("python_sdk.rs");
+    let dest = PathBuf::from(std::env::var("OUT_DIR").unwrap_or_default()).join(file);
     if let Err(e) = std::fs::write(&dest, out) {
         println!("cargo:warning=writing {}: {e}", dest.display());
     }
 }
 
 fn main() {
-    embed_python_sdk();
+    // The Python SDK's packages and the WIT package, for `lthost build`
+    // (host/src/lightning_build.rs) to compile a Lightning file without a checkout.
+    embed(
+        "python_sdk.rs",
+        &[
+            "sdk/python/torch",
+            "sdk/python/torchmetrics",
+            "sdk/python/lightning",
+            "sdk/python/pytorch_lightning",
+            "sdk/python/lthost",
+            "wit",
+        ],
+        &["py", "wit"],
+        Some("sdk/python/"),
+    );
+    // The Rust SDK's sources, the C headers and the JS SDK, for `lthost init` to write into a
+    // new project (host/src/scaffold.rs), which then needs no checkout either.
+    embed("language_sdks.rs", &["sdk/src", "sdk/c", "sdk/js"], &["rs", "h", "js"], None);
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     println!("cargo:rerun-if-env-changed=PYTHON");
     println!("cargo:rerun-if-env-changed=LIBTORCH_USE_PYTORCH");

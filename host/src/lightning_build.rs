@@ -101,6 +101,16 @@ fn manifest_for(req: &BuildRequest, module: &str, dir: &Path) -> Result<Manifest
 }
 
 /// Writes the embedded SDK and WIT files under `root` (`sdk/…`, `wit/…`).
+/// The embedded files under `prefix` (`wit/`), by their path below it, as text.
+pub(crate) fn embedded_files(prefix: &str) -> Vec<(String, String)> {
+    embedded::FILES
+        .iter()
+        .filter_map(|(rel, bytes)| {
+            Some((rel.strip_prefix(prefix)?.to_string(), String::from_utf8_lossy(bytes).into_owned()))
+        })
+        .collect()
+}
+
 fn write_sdk(root: &Path) -> Result<()> {
     for (rel, bytes) in embedded::FILES {
         let dest = if rel.starts_with("wit/") { root.join(rel) } else { root.join("sdk").join(rel) };

@@ -282,7 +282,7 @@ fn run(cmd: Command, signal: Arc<AtomicUsize>) -> Result<Option<i32>> {
         Command::Predict(a) => (a, Stage::Predict),
         Command::LrFind(a) => (&a.run, Stage::Fit),
         Command::Init { path, lang } => {
-            let files = lthost::scaffold::init(path, lang, &lthost::scaffold::sdk_path())?;
+            let files = lthost::scaffold::init(path, lang)?;
             for f in &files {
                 println!("  {}", f.display());
             }

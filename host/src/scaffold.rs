@@ -1,7 +1,9 @@
 //! `lthost init`: a new plugin project from a template that builds and trains as is — a
 //! small regression MLP (y = 0.5 · sum(x), two Linear layers, Adam) with its DataModule, a
-//! manifest, a run file and a README with the build, sign and run commands — in Rust,
-//! Python, JavaScript or C (one file per language's template).
+//! manifest, a run file, a `build.sh` and a README with the build, sign and run commands — in
+//! Rust, Python, JavaScript or C (one file per language's template). The project holds what
+//! it builds against (the WIT package, the language's SDK, both embedded in lthost), so it
+//! names no path of the machine it was made on and needs no lthost checkout.
 
 mod c;
 mod js;
@@ -14,13 +16,32 @@ use anyhow::{bail, Context as _, Result};
 
 /// A language's files, the commands that build `<name>.wasm`, and the file to edit.
 pub(crate) struct Template {
-    pub files: Vec<(&'static str, String)>,
+    pub files: Vec<(String, String)>,
     pub build: String,
     pub source: &'static str,
 }
 
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/language_sdks.rs"));
+}
+
+/// The embedded files under `prefix` (`sdk/src/`, `sdk/c/`, ...), by their path below it.
+pub(crate) fn sdk_files(prefix: &str) -> Vec<(String, String)> {
+    embedded::FILES
+        .iter()
+        .filter_map(|(rel, bytes)| {
+            Some((rel.strip_prefix(prefix)?.to_string(), String::from_utf8_lossy(bytes).into_owned()))
+        })
+        .collect()
+}
+
+/// The WIT package (`wit/*.wit`), which the Rust, JS and C builds read.
+fn wit_files() -> Vec<(String, String)> {
+    crate::lightning_build::embedded_files("wit/").into_iter().map(|(rel, text)| (format!("wit/{rel}"), text)).collect()
+}
+
 /// Writes the project into `dir` (which must not exist or be empty).
-pub fn init(dir: &Path, lang: &str, sdk: &Path) -> Result<Vec<PathBuf>> {
+pub fn init(dir: &Path, lang: &str) -> Result<Vec<PathBuf>> {
     if dir.exists() && std::fs::read_dir(dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
         bail!("{} exists and is not empty", dir.display());
     }
@@ -30,33 +51,33 @@ pub fn init(dir: &Path, lang: &str, sdk: &Path) -> Result<Vec<PathBuf>> {
     if name.is_empty() || !name.starts_with(|c: char| c.is_ascii_alphabetic()) {
         bail!("`{raw}`: a plugin name starts with a letter");
     }
-    if !sdk.join("Cargo.toml").exists() {
-        bail!("the lthost SDK is not at {} (lthost init refers to it)", sdk.display());
-    }
-    let repo = sdk.parent().unwrap_or(sdk);
     let t = match lang {
-        "rust" => rust::files(&name, sdk),
+        "rust" => rust::files(&name),
         "python" => python::files(&name),
-        "js" => js::files(&name, sdk, repo)?,
-        "c" => c::files(&name, sdk, repo),
+        "js" => js::files(&name)?,
+        "c" => c::files(&name),
         other => bail!("lthost init --lang {other}: unknown language (rust, python, js, c)"),
     };
     let mut files = t.files;
-    files.push(("lthost.toml", format!("name = \"{name}\"\nversion = \"0.1.0\"\nauthors = []\ndescription = \"\"\nwit = \"lt:plugin@0.2.0\"\ncapabilities = []\n")));
-    files.push(("run.toml", "[trainer]\nmax_epochs = 10\nseed = 0\n\n[hparams]\nlr = 0.01\nhidden = 32\n".to_string()));
+    if lang != "python" {
+        files.extend(wit_files());
+    }
+    files.push(("lthost.toml".into(), format!("name = \"{name}\"\nversion = \"0.1.0\"\nauthors = []\ndescription = \"\"\nwit = \"lt:plugin@0.2.0\"\n{CAPABILITIES}")));
     files.push((
-        "README.md",
+        "run.toml".into(),
+        "[trainer]\nmax_epochs = 10\nseed = 0\n\n[hparams]\nlr = 0.01\nhidden = 32\n".to_string(),
+    ));
+    files.push((
+        "README.md".into(),
         format!(
             "# {name}\n\nAn lthost plugin ({lang}): a LightningModule and its DataModule, as a WebAssembly component.\n\n```sh\n{}\nlthost keygen --out keys/me                      # once\nlthost sign {name}.wasm --key keys/me.key\nlthost fit {name}.wasm --config run.toml --trusted-keys keys/me.pub\n```\n\nEdit `{}`; `lthost inspect {name}.wasm` shows what you built.\n",
             t.build, t.source
         ),
     ));
-    if lang != "rust" {
-        files.push(("build.sh", format!("#!/usr/bin/env bash\n# Builds {name}.wasm ({lang}) against lthost's WIT.\nset -euo pipefail\ncd \"$(dirname \"$0\")\"\n{}\n", t.build)));
-    }
+    files.push(("build.sh".into(), format!("#!/usr/bin/env bash\n# Builds {name}.wasm ({lang}) against lthost's WIT.\nset -euo pipefail\ncd \"$(dirname \"$0\")\"\n{}\n", t.build)));
     let mut written = Vec::new();
     for (rel, text) in files {
-        let p = dir.join(rel);
+        let p = dir.join(&rel);
         if let Some(parent) = p.parent() {
             std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
         }
@@ -72,16 +93,6 @@ pub fn init(dir: &Path, lang: &str, sdk: &Path) -> Result<Vec<PathBuf>> {
     Ok(written)
 }
 
-/// `p` as one single-quoted shell word.
-pub(crate) fn sh_quote(p: &Path) -> String {
-    format!("'{}'", p.display().to_string().replace('\'', "'\\''"))
-}
-
-/// The SDK beside this build of lthost (`<repo>/sdk`), or `LTHOST_SDK`.
-pub fn sdk_path() -> PathBuf {
-    if let Some(p) = std::env::var_os("LTHOST_SDK") {
-        return PathBuf::from(p);
-    }
-    let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk");
-    here.canonicalize().unwrap_or(here)
-}
+/// The manifest's capabilities: none (the template's data are drawn in the plugin), and the
+/// line to use for one that reads the run's data directory.
+const CAPABILITIES: &str = "# What the plugin may use. Reading the run's data directory (`--data-dir`, `Tensor.load`,\n# `torch.load`) needs: capabilities = [\"data-read\"]\ncapabilities = []\n";

@@ -77,6 +77,20 @@ fn a_guest_failure_is_a_clear_error_in_every_language() {
     }
 }
 
+/// Every text file of a new project, concatenated.
+fn walk_text(dir: &Path) -> String {
+    let mut out = String::new();
+    for e in std::fs::read_dir(dir).expect("project dir").flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out += &walk_text(&p);
+        } else if let Ok(t) = std::fs::read_to_string(&p) {
+            out += &t;
+        }
+    }
+    out
+}
+
 /// `lthost init --lang python|js|c` scaffolds a project whose `build.sh` builds it with the
 /// toolchain `make` installed, and the plugin signs and trains; the template's model gives
 /// the same validation loss in Python, JavaScript and C.
@@ -93,8 +107,16 @@ fn init_scaffolds_python_js_and_c_projects_that_build_and_train() {
         let project = d.path().join(format!("model-{lang}"));
         let run = lthost(d.path(), &["init", project.to_str().expect("utf-8"), "--lang", lang]);
         assert!(run.ok(), "{lang}: {}", run.stderr);
-        let out =
-            std::process::Command::new(project.join("build.sh")).env("PATH", &path).output().expect("build.sh runs");
+        // The project names no path of this machine: the tools `make` installed come in
+        // through build.sh's variables, as a user's own would.
+        let text = walk_text(&project);
+        assert!(!text.contains(&repo_root().display().to_string()), "{lang}: the project names this checkout");
+        let out = std::process::Command::new(project.join("build.sh"))
+            .env("PATH", &path)
+            .env("COMPONENTIZE_JS", repo_root().join("tools/js/node_modules/.bin/componentize-js"))
+            .env("WIT_BINDGEN", repo_root().join(".tools/bin/wit-bindgen"))
+            .output()
+            .expect("build.sh runs");
         assert!(
             out.status.success(),
             "{lang}: build.sh failed\n{}{}",

@@ -197,7 +197,9 @@ fn a_manifest_grants_only_what_it_requests() {
         &out,
         &["--trusted-keys", public.to_str().expect("utf-8"), "--data-dir", data.to_str().expect("utf-8")],
     );
-    run.assert_fails_with(&["granted no data directory"]);
+    // The failing load names the manifest line to add, not --data-dir (which was given).
+    run.assert_fails_with(&["manifest does not request it", "capabilities = [\"data-read\"]"]);
+    assert!(!run.stderr.contains("granted no data directory"), "{}", run.stderr);
     assert!(run.stderr.contains("does not request `data-read` in its manifest"), "{}", run.stderr);
     // A manifest cannot be added to a signed plugin (it would void the signature).
     let again = lthost(dir, &["manifest", out.to_str().expect("utf-8"), "--from", bare.to_str().expect("utf-8")]);
@@ -216,6 +218,12 @@ fn init_scaffolds_a_project_that_builds_signs_and_trains() {
     let run = lthost(dir, &["init", project.to_str().expect("utf-8")]);
     assert!(run.ok(), "{}", run.stderr);
     lthost(dir, &["init", project.to_str().expect("utf-8")]).assert_fails_with(&["not empty"]);
+    // Its own copy of the SDK and the WIT package: no path of this machine in it.
+    let cargo = std::fs::read_to_string(project.join("Cargo.toml")).expect("Cargo.toml");
+    assert!(cargo.contains("lthost-sdk = { path = \"lthost-sdk\" }"), "{cargo}");
+    assert!(project.join("lthost-sdk/src/lib.rs").exists() && project.join("wit/worlds.wit").exists());
+    let manifest = std::fs::read_to_string(project.join("lthost.toml")).expect("lthost.toml");
+    assert!(manifest.contains("capabilities = [\"data-read\"]"), "the manifest says how to ask for data: {manifest}");
     // Build it against the SDK, sharing this repository's target directory for speed.
     let status = std::process::Command::new("cargo")
         .args(["build", "--release", "--target", "wasm32-wasip2", "--quiet"])

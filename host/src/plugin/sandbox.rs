@@ -64,6 +64,8 @@ pub(crate) struct Admitted {
     grants: Vec<(PathBuf, String, FsPerms)>,
     /// The data directory actually granted.
     pub data_dir: Option<PathBuf>,
+    /// The run had a data directory, and the manifest did not request `data-read`.
+    data_declined: bool,
     /// SHA-256 of the component's bytes.
     pub sha256: String,
     pub deadline_ticks: u64,
@@ -135,6 +137,7 @@ fn admit_with(
         .map_err(|e| anyhow!("plugin `{name}` ({}): not a valid component: {e}", path.display()))?;
     tracing::info!(plugin = %name, ms = started.elapsed().as_secs_f64() * 1e3, "component ready");
     let mut data_dir = opts.data_dir.clone();
+    let mut data_declined = false;
     let mut grants = Vec::new();
     for (host, guest, perms) in dirs {
         // A plugin with a manifest gets only the grants it asked for.
@@ -157,6 +160,7 @@ fn admit_with(
             }
             if *guest == "/data" {
                 data_dir = None;
+                data_declined = true;
             }
             continue;
         }
@@ -177,6 +181,7 @@ fn admit_with(
         pre,
         grants,
         data_dir,
+        data_declined,
         sha256,
         deadline_ticks,
         memory_limit_bytes: opts.memory_limit_bytes,
@@ -222,6 +227,7 @@ impl Admitted {
             ctx: RunContext { data_dir: self.data_dir.clone(), ..RunContext::default() },
             budget: crate::plugin::state::Budget::new(Arc::clone(&self.memory), self.max_handles / share),
             generator: None,
+            data_declined: self.data_declined,
             inference_scopes: Default::default(),
             deadline: None,
             disk: crate::plugin::disk_quota::DiskQuota::new(name, self.disk_quota_bytes / share as u64),

@@ -21,6 +21,8 @@ pub struct PluginState {
     /// A DataLoader worker instance's own generator (seeded per pass); None: random ops draw
     /// from the run's generator.
     pub generator: Option<crate::engine::torch_ext::Generator>,
+    /// The run has a data directory this plugin's manifest did not ask for (`data-read`).
+    pub data_declined: bool,
     /// The inference-mode scopes the running hook entered (`aten.push-inference-mode`),
     /// innermost last; the hook's end leaves any it left open.
     pub inference_scopes: InferenceScopes,

@@ -2,8 +2,6 @@
 //! generates, compiled by clang-19 for wasm32-wasi and linked into a component by
 //! wasm-component-ld (the Rust toolchain's) with the WASI reactor adapter.
 
-use std::path::Path;
-
 use super::Template;
 
 const MODEL_C: &str = r#"// {name}: a LightningModule and a DataModule for lthost (`lthost init` template).
@@ -101,18 +99,14 @@ bool exports_lt_plugin_data_module_save_state(plugin_list_u8_t *ret) { return fa
 bool exports_lt_plugin_data_module_load_state(plugin_list_u8_t *state, plugin_string_t *err) { plugin_list_u8_free(state); return true; }
 "#;
 
-pub fn files(name: &str, sdk: &Path, repo: &Path) -> Template {
+pub fn files(name: &str) -> Template {
     let build = format!(
-        "repo={repo}\nsdk={sdk}\nmkdir -p build\n\"${{WIT_BINDGEN:-$repo/.tools/bin/wit-bindgen}}\" c \"$repo/wit\" -w plugin --out-dir build >/dev/null\nclang-19 --target=wasm32-wasi -O2 -mexec-model=reactor -I \"$sdk/c\" -I build model.c build/plugin.c build/plugin_component_type.o \\\n  -fuse-ld=\"$(ls \"$(rustc --print sysroot)\"/lib/rustlib/*/bin/wasm-component-ld | head -1)\" -Wl,--wasi-adapter,reactor -o build/app.wasm\nlthost manifest build/app.wasm --from lthost.toml --output {name}.wasm",
-        repo = super::sh_quote(repo),
-        sdk = super::sh_quote(sdk),
+        "mkdir -p build\n\"${{WIT_BINDGEN:-wit-bindgen}}\" c wit -w plugin --out-dir build >/dev/null\n\"${{CC:-clang-19}}\" --target=wasm32-wasi -O2 -mexec-model=reactor -I sdk -I build model.c build/plugin.c build/plugin_component_type.o \\\n  -fuse-ld=\"$(ls \"$(rustc --print sysroot)\"/lib/rustlib/*/bin/wasm-component-ld | head -1)\" -Wl,--wasi-adapter,reactor -o build/app.wasm\nlthost manifest build/app.wasm --from lthost.toml --output {name}.wasm"
     );
-    Template {
-        files: vec![
-            ("model.c", MODEL_C.replace("{name}", name)),
-            (".gitignore", "/build\n/lightning_logs\n*.wasm\n".to_string()),
-        ],
-        build,
-        source: "model.c",
-    }
+    let mut files = vec![
+        ("model.c".to_string(), MODEL_C.replace("{name}", name)),
+        (".gitignore".to_string(), "/build\n/lightning_logs\n*.wasm\n".to_string()),
+    ];
+    files.extend(super::sdk_files("sdk/c/").into_iter().map(|(rel, text)| (format!("sdk/{rel}"), text)));
+    Template { files, build, source: "model.c" }
 }

@@ -1,7 +1,5 @@
 //! The JavaScript template: `app.js` on the JS SDK (a copy of sdk/js/lthost.js beside it),
-//! built with componentize-js.
-
-use std::path::Path;
+//! built with componentize-js (`COMPONENTIZE_JS`, else on the PATH).
 
 use anyhow::{Context as _, Result};
 
@@ -62,18 +60,19 @@ class Data extends LightningDataModule {
 export const { lightningModule, dataModule } = exportPlugin(Model, Data);
 "#;
 
-pub fn files(name: &str, sdk: &Path, repo: &Path) -> Result<Template> {
-    let lib = sdk.join("js/lthost.js");
-    let sdk_js = std::fs::read_to_string(&lib).with_context(|| format!("reading the JS SDK {}", lib.display()))?;
+pub fn files(name: &str) -> Result<Template> {
+    let sdk_js = super::sdk_files("sdk/js/")
+        .into_iter()
+        .find_map(|(rel, text)| (rel == "lthost.js").then_some(text))
+        .context("this lthost was built without the JS SDK")?;
     let build = format!(
-        "repo={repo}\nmkdir -p build\n\"${{COMPONENTIZE_JS:-$repo/tools/js/node_modules/.bin/componentize-js}}\" app.js -w \"$repo/wit\" -n plugin -d http fetch-event -o build/app.wasm\nlthost manifest build/app.wasm --from lthost.toml --output {name}.wasm",
-        repo = super::sh_quote(repo),
+        "mkdir -p build\n\"${{COMPONENTIZE_JS:-componentize-js}}\" app.js -w wit -n plugin -d http fetch-event -o build/app.wasm\nlthost manifest build/app.wasm --from lthost.toml --output {name}.wasm"
     );
     Ok(Template {
         files: vec![
-            ("app.js", APP_JS.replace("{name}", name)),
-            ("lthost.js", sdk_js),
-            (".gitignore", "/build\n/lightning_logs\n*.wasm\n".to_string()),
+            ("app.js".to_string(), APP_JS.replace("{name}", name)),
+            ("lthost.js".to_string(), sdk_js),
+            (".gitignore".to_string(), "/build\n/lightning_logs\n*.wasm\n".to_string()),
         ],
         build,
         source: "app.js",

@@ -59,8 +59,8 @@ class Data(L.LightningDataModule):
 pub fn files(name: &str) -> Template {
     Template {
         files: vec![
-            ("model.py", MODEL_PY.replace("{name}", name)),
-            (".gitignore", "/lightning_logs\n*.wasm\n__pycache__/\n".to_string()),
+            ("model.py".to_string(), MODEL_PY.replace("{name}", name)),
+            (".gitignore".to_string(), "/lightning_logs\n*.wasm\n__pycache__/\n".to_string()),
         ],
         build: format!("lthost build model.py -o {name}.wasm"),
         source: "model.py",

@@ -1,8 +1,6 @@
 //! The Rust template: a crate on the lthost SDK (a path dependency), built for
 //! wasm32-wasip2 by cargo.
 
-use std::path::Path;
-
 use super::Template;
 
 const LIB_RS: &str = r#"//! {name}: a LightningModule and a DataModule for lthost (`lthost init` template).
@@ -80,21 +78,47 @@ impl DataModule for Data {
 export_plugin!(Model, Data);
 "#;
 
-pub fn files(name: &str, sdk: &Path) -> Template {
+/// The SDK's dependencies, as the workspace's Cargo.toml has them (a unit test keeps them so).
+const SDK_DEPENDENCIES: &str = "wit-bindgen = \"0.61\"\nserde_json = \"1\"\n";
+
+pub fn files(name: &str) -> Template {
     let crate_name = name.replace('-', "_");
-    Template {
-        files: vec![
-            (
-                "Cargo.toml",
-                format!(
-                    "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\npublish = false\n\n[lib]\ncrate-type = [\"cdylib\"]\n\n[dependencies]\nlthost-sdk = {{ path = {:?} }}\n\n# Its own workspace, wherever it lives.\n[workspace]\n\n[profile.release]\nopt-level = \"s\"\nstrip = \"debuginfo\"\n",
-                    sdk.display().to_string()
-                ),
+    let mut files = vec![
+        (
+            "Cargo.toml".to_string(),
+            format!(
+                "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\npublish = false\n\n[lib]\ncrate-type = [\"cdylib\"]\n\n[dependencies]\nlthost-sdk = {{ path = \"lthost-sdk\" }}\n\n# Its own workspace, wherever it lives.\n[workspace]\n\n[profile.release]\nopt-level = \"s\"\nstrip = \"debuginfo\"\n"
             ),
-            ("src/lib.rs", LIB_RS.replace("{name}", name)),
-            (".gitignore", "/target\n/lightning_logs\n*.wasm\n".to_string()),
-        ],
-        build: format!("rustup target add wasm32-wasip2\ncargo build --release --target wasm32-wasip2\nlthost manifest target/wasm32-wasip2/release/{crate_name}.wasm --from lthost.toml --output {name}.wasm"),
+        ),
+        ("src/lib.rs".to_string(), LIB_RS.replace("{name}", name)),
+        (".gitignore".to_string(), "/target\n/lightning_logs\n*.wasm\n".to_string()),
+        (
+            "lthost-sdk/Cargo.toml".to_string(),
+            format!(
+                "# The lthost Rust SDK {}, as `lthost init` wrote it (the WIT package is ../wit).\n[package]\nname = \"lthost-sdk\"\nversion = \"{}\"\nedition = \"2021\"\npublish = false\n\n[dependencies]\n{SDK_DEPENDENCIES}",
+                env!("CARGO_PKG_VERSION"),
+                env!("CARGO_PKG_VERSION")
+            ),
+        ),
+    ];
+    files.extend(super::sdk_files("sdk/src/").into_iter().map(|(rel, text)| (format!("lthost-sdk/src/{rel}"), text)));
+    Template {
+        files,
+        // Dependencies are built once into a target directory shared by projects (the
+        // SDK and the plugin itself, a few seconds, per project).
+        build: format!("target=\"${{CARGO_TARGET_DIR:-$HOME/.cache/lthost/cargo-target}}\"\nrustup target add wasm32-wasip2\ncargo build --release --target wasm32-wasip2 --target-dir \"$target\"\nlthost manifest \"$target/wasm32-wasip2/release/{crate_name}.wasm\" --from lthost.toml --output {name}.wasm"),
         source: "src/lib.rs",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_sdk_dependencies_are_the_workspaces() {
+        let workspace =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml")).expect("Cargo.toml");
+        for line in super::SDK_DEPENDENCIES.lines() {
+            assert!(workspace.lines().any(|l| l.trim() == line), "the workspace's Cargo.toml has `{line}`");
+        }
     }
 }

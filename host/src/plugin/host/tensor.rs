@@ -83,9 +83,12 @@ fn check_shape(op: &str, shape: &[i64]) -> OpResult<()> {
 /// The granted data directory's handle and `path` inside it (`/data/` or `/` prefixes
 /// dropped). Reads go through the handle (`cap-std`), so `..`, absolute paths and symlinks
 /// that leave the directory are refused by construction, not by comparing names.
-pub fn data_file(data_dir: Option<&Path>, path: &str) -> OpResult<(cap_std::fs::Dir, PathBuf)> {
+pub fn data_file(data_dir: Option<&Path>, declined: bool, path: &str) -> OpResult<(cap_std::fs::Dir, PathBuf)> {
     let op = "load";
     let Some(root) = data_dir else {
+        if declined {
+            return Err(OpError::new(op, format!("`{path}`: the run has a data directory, but this plugin's manifest does not request it: add \"data-read\" to `capabilities` in its lthost.toml (capabilities = [\"data-read\"]) and build it again")));
+        }
         return Err(OpError::new(op, format!("`{path}`: this plugin was granted no data directory (--data-dir)")));
     };
     let rel = Path::new(path.trim_start_matches("/data/").trim_start_matches('/'));
@@ -98,10 +101,10 @@ pub fn data_file(data_dir: Option<&Path>, path: &str) -> OpResult<(cap_std::fs::
 }
 
 /// Reads a file of the granted data directory, at most `max_bytes` of it.
-pub fn read_data_file(data_dir: Option<&Path>, path: &str, max_bytes: u64) -> OpResult<Vec<u8>> {
+pub fn read_data_file(data_dir: Option<&Path>, declined: bool, path: &str, max_bytes: u64) -> OpResult<Vec<u8>> {
     use std::io::Read as _;
     let op = "load";
-    let (dir, rel) = data_file(data_dir, path)?;
+    let (dir, rel) = data_file(data_dir, declined, path)?;
     let f = dir.open(&rel).map_err(|e| {
         OpError::new(op, format!("`{path}`: {e} (only files inside the granted data directory can be read)"))
     })?;
@@ -433,7 +436,7 @@ impl tensor::HostTensor for PluginState {
         let op = "load";
         // The path is checked before anything else (a refused path says so, whatever its
         // extension).
-        data_file(self.ctx.data_dir.as_deref(), &path)?;
+        data_file(self.ctx.data_dir.as_deref(), self.data_declined, &path)?;
         let full = Path::new(&path);
         let ext = full.extension().and_then(|e| e.to_str()).unwrap_or("");
         let file = full.file_name().and_then(|s| s.to_str()).unwrap_or("").trim_end_matches(".gz");
@@ -450,7 +453,7 @@ impl tensor::HostTensor for PluginState {
         // tensors made from them as they are made: a load never takes more than the budget.
         let memory = Arc::clone(&self.budget.memory);
         let room = |m: &MemoryBudget| m.limit().saturating_sub(m.used());
-        let bytes = read_data_file(self.ctx.data_dir.as_deref(), &path, room(&memory))?;
+        let bytes = read_data_file(self.ctx.data_dir.as_deref(), self.data_declined, &path, room(&memory))?;
         let _read = hold(&memory, bytes.len(), op, &path)?;
         let named = if file.ends_with("-ubyte") || file.ends_with(".idx") {
             let bytes = crate::datasets::idx::unpack(bytes, ext == "gz", room(&memory)).map_err(io)?;
@@ -485,7 +488,7 @@ impl tensor::HostTensor for PluginState {
         delimiter: String,
     ) -> R<Vec<(String, H)>> {
         let op = "load_csv";
-        data_file(self.ctx.data_dir.as_deref(), &path).map_err(|e| OpError::new(op, e.detail))?;
+        data_file(self.ctx.data_dir.as_deref(), self.data_declined, &path).map_err(|e| OpError::new(op, e.detail))?;
         let mut chars = delimiter.chars();
         let (Some(delim), None) = (chars.next(), chars.next()) else {
             return Err(
@@ -497,8 +500,13 @@ impl tensor::HostTensor for PluginState {
             .map(|c| crate::datasets::csv::Column { name: c.name.clone(), kind: dtype_in(c.dtype).kind() })
             .collect();
         let memory = Arc::clone(&self.budget.memory);
-        let bytes = read_data_file(self.ctx.data_dir.as_deref(), &path, memory.limit().saturating_sub(memory.used()))
-            .map_err(|e| OpError::new(op, e.detail))?;
+        let bytes = read_data_file(
+            self.ctx.data_dir.as_deref(),
+            self.data_declined,
+            &path,
+            memory.limit().saturating_sub(memory.used()),
+        )
+        .map_err(|e| OpError::new(op, e.detail))?;
         let _read = hold(&memory, bytes.len(), op, &path)?;
         // The parsed values: at most one per two bytes of text (a cell and its delimiter), 8
         // bytes each; a column is read once.
