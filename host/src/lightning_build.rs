@@ -100,17 +100,12 @@ fn manifest_for(req: &BuildRequest, module: &str, dir: &Path) -> Result<Manifest
     }
 }
 
-/// Writes the embedded SDK and WIT files under `root` (`sdk/…`, `wit/…`).
 /// The embedded files under `prefix` (`wit/`), by their path below it, as text.
 pub(crate) fn embedded_files(prefix: &str) -> Vec<(String, String)> {
-    embedded::FILES
-        .iter()
-        .filter_map(|(rel, bytes)| {
-            Some((rel.strip_prefix(prefix)?.to_string(), String::from_utf8_lossy(bytes).into_owned()))
-        })
-        .collect()
+    crate::scaffold::files_under(embedded::FILES, prefix)
 }
 
+/// Writes the embedded SDK and WIT files under `root` (`sdk/…`, `wit/…`).
 fn write_sdk(root: &Path) -> Result<()> {
     for (rel, bytes) in embedded::FILES {
         let dest = if rel.starts_with("wit/") { root.join(rel) } else { root.join("sdk").join(rel) };
@@ -171,7 +166,7 @@ pub fn build(req: &BuildRequest) -> Result<(PathBuf, Manifest)> {
     std::fs::write(
         app.join("lthost_app.py"),
         format!(
-            "from lightning._component import DataModule, LightningModule, LrSchedulers, use  # noqa: F401\n\nimport {module}\n\nuse({module}, model={}, data={})\n",
+            "from lightning._component import DataModule, LightningModule, LrSchedulers, PluginOptimizers, use  # noqa: F401\n\nimport {module}\n\nuse({module}, model={}, data={})\n",
             python_str(&req.model, "model")?,
             python_str(&req.data, "data")?
         ),

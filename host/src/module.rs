@@ -42,6 +42,15 @@ pub trait Module {
     ) -> Result<Option<String>> {
         anyhow::bail!("module `{}` runs no LR schedulers of its own (scheduler {index})", self.name())
     }
+    /// Optimizer `index` (one the plugin runs); `State` returns its state.
+    fn plugin_optimizer(
+        &mut self,
+        _ctx: &mut RunContext,
+        index: usize,
+        _call: OptimizerCall,
+    ) -> Result<Option<PluginOptimizerState>> {
+        anyhow::bail!("module `{}` runs no optimizers of its own (optimizer {index})", self.name())
+    }
     /// A module hook (Lightning's ModelHooks). Returns -1 from `on_train_batch_start` to skip
     /// the rest of the epoch; otherwise 0.
     fn hook(&mut self, _ctx: &mut RunContext, _hook: Hook, _batch_idx: Option<u64>) -> Result<i32> {
@@ -61,6 +70,20 @@ pub enum SchedulerCall<'a> {
     /// `load_state_dict(...)` from a checkpoint's JSON text.
     Load(&'a str),
 }
+
+/// What the host asks of an optimizer the plugin runs (WIT `plugin-optimizers`).
+#[derive(Debug, Clone, Copy)]
+pub enum OptimizerCall<'a> {
+    /// `optimizer.step()`.
+    Step,
+    /// `state_dict()`: tensors by name, the rest as JSON text.
+    State,
+    /// `load_state_dict(...)` from a checkpoint.
+    Load(&'a [(String, Tensor)], &'a str),
+}
+
+/// A plugin optimizer's state: tensors by name, the rest as JSON text.
+pub type PluginOptimizerState = (Vec<(String, Tensor)>, String);
 
 /// What `configure_optimizers` returns (Lightning's optimizers + lr_scheduler configs).
 #[derive(Debug, Clone, PartialEq)]

@@ -25,14 +25,19 @@ mod embedded {
     include!(concat!(env!("OUT_DIR"), "/language_sdks.rs"));
 }
 
-/// The embedded files under `prefix` (`sdk/src/`, `sdk/c/`, ...), by their path below it.
-pub(crate) fn sdk_files(prefix: &str) -> Vec<(String, String)> {
-    embedded::FILES
+/// The files of an embedded list under `prefix`, by their path below it, as text.
+pub(crate) fn files_under(files: &[(&str, &[u8])], prefix: &str) -> Vec<(String, String)> {
+    files
         .iter()
         .filter_map(|(rel, bytes)| {
             Some((rel.strip_prefix(prefix)?.to_string(), String::from_utf8_lossy(bytes).into_owned()))
         })
         .collect()
+}
+
+/// The embedded language SDK files under `prefix` (`sdk/src/`, `sdk/c/`, ...).
+pub(crate) fn sdk_files(prefix: &str) -> Vec<(String, String)> {
+    files_under(embedded::FILES, prefix)
 }
 
 /// The WIT package (`wit/*.wit`), which the Rust, JS and C builds read.

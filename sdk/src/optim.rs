@@ -82,6 +82,8 @@ impl Optimizer {
             wit::Algorithm::Adam(a) | wit::Algorithm::Adamw(a) => a.weight_decay = wd,
             wit::Algorithm::Rmsprop(r) => r.weight_decay = wd,
             wit::Algorithm::Adagrad(a) => a.weight_decay = wd,
+            // An optimizer a plugin runs itself keeps its options itself.
+            wit::Algorithm::Plugin(_) => {}
         }
         self
     }

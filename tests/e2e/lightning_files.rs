@@ -90,29 +90,46 @@ fn nanogpt_in_a_lightning_module_with_a_lambda_lr_trains_as_in_lightning() {
     assert_close("lit-nanogpt", "last val_loss", val.expect("val_loss logged"), want_val);
 }
 
-#[test]
-fn a_plugin_run_scheduler_resumes_from_a_checkpoint_where_it_was() {
-    // One epoch, then a second resumed from last.ckpt: the LambdaLR's position comes back from
-    // the checkpoint, so the second epoch's losses are the uninterrupted run's.
-    let want = reference("lit-nanogpt");
+/// Trains `name` for `first` of its reference epochs, then resumes from that run's checkpoint
+/// to the reference's epochs: the resumed epochs' losses are the uninterrupted run's.
+fn assert_resumes_exactly(name: &str, first: u64) {
+    let want = reference(name);
     let all = want["train_loss"].as_array().expect("losses").clone();
+    let epochs = want["epochs"].as_u64().expect("epochs");
     let d = tempfile::tempdir().expect("tempdir");
-    fit(d.path(), "lit-nanogpt", &want["seed"], &["--max-epochs", "1", "--log-every-n-steps", "1"]);
+    fit(d.path(), name, &want["seed"], &["--max-epochs", &first.to_string(), "--log-every-n-steps", "1"]);
     let ckpt = d.path().join("lightning_logs/version_0/checkpoints");
     let last = std::fs::read_dir(&ckpt).expect("checkpoints").flatten().map(|e| e.path()).next().expect("a checkpoint");
     let last = last.to_str().expect("utf-8").to_string();
-    fit(
-        d.path(),
-        "lit-nanogpt",
-        &want["seed"],
-        &["--max-epochs", "2", "--log-every-n-steps", "1", "--ckpt-path", &last],
-    );
+    let rest = ["--max-epochs", &epochs.to_string(), "--log-every-n-steps", "1", "--ckpt-path", &last];
+    fit(d.path(), name, &want["seed"], &rest);
     let got = column(&read_metrics(&d.path().join("lightning_logs/version_1")), "train_loss");
-    let second = &all[all.len() - got.len()..];
-    assert_eq!(got.len(), all.len() / 2, "the resumed run trains the second epoch");
-    for (step, (g, w)) in got.iter().zip(second).enumerate() {
-        assert_close("lit-nanogpt resumed", &format!("step {step}"), *g, w.as_f64().expect("f64"));
+    assert_eq!(
+        got.len() as u64,
+        all.len() as u64 * (epochs - first) / epochs,
+        "{name}: the resumed run trains the rest"
+    );
+    for (step, (g, w)) in got.iter().zip(&all[all.len() - got.len()..]).enumerate() {
+        assert_close(&format!("{name} resumed"), &format!("step {step}"), *g, w.as_f64().expect("f64"));
     }
+}
+
+#[test]
+fn a_plugin_run_scheduler_resumes_from_a_checkpoint_where_it_was() {
+    // One epoch, then a second resumed from its checkpoint: the LambdaLR's position comes back
+    // from the checkpoint.
+    assert_resumes_exactly("lit-nanogpt", 1);
+}
+
+#[test]
+fn a_user_written_optimizer_trains_as_in_lightning_and_resumes_with_its_state() {
+    // Lion, a torch.optim.Optimizer subclass with its own step: run in the plugin, stepped by
+    // the host, its per-parameter state (exp_avg) in the checkpoint.
+    let (got, val, want) = run_like_lightning("lit-lion");
+    assert_training_losses("lit-lion", &got, &want);
+    let want_val = want["last_val_loss"].as_f64().expect("a validation loss");
+    assert_close("lit-lion", "last val_loss", val.expect("val_loss logged"), want_val);
+    assert_resumes_exactly("lit-lion", 2);
 }
 
 #[test]

@@ -31,11 +31,15 @@ FILES = {
     "lit-nanogpt": ("NanoGPT", "TokenStream", 2),
     "lit-resnet": ("LitResNet", "QuadrantImages", 3),
     "lit-mnist": ("LitMNIST", "BandImages", 3),
+    "lit-lion": ("LionMlp", "Regression", 4),
 }
 
 
 def run(name, cls_name, data_name, epochs):
-    spec = importlib.util.spec_from_file_location(f"lightning_file_{name.replace('-', '_')}", ROOT / "plugins" / name / "model.py")
+    path = ROOT / "plugins" / name / "model.py"
+    if not path.exists():
+        path = ROOT / "tests" / "plugins" / name / "model.py"
+    spec = importlib.util.spec_from_file_location(f"lightning_file_{name.replace('-', '_')}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     L.seed_everything(SEED, verbose=False)

@@ -11,7 +11,7 @@ use crate::checkpoint::{self, Checkpoint, LoopPosition, Meta};
 use crate::context::RunContext;
 use crate::engine::torch_ext;
 use crate::loops::state::LoopState;
-use crate::module::SchedulerCall;
+use crate::module::{OptimizerCall, SchedulerCall};
 use crate::run_dir::RunDir;
 
 const STATE_DICT: &str = "state_dict.";
@@ -53,6 +53,14 @@ pub fn dump(
             let state = st.module.plugin_scheduler(&mut st.ctx, i, SchedulerCall::State)?.unwrap_or_default();
             if let Some(e) = st.ctx.optim.as_mut().and_then(|o| o.schedulers.get_mut(i)) {
                 e.scheduler.keep_state(state);
+            }
+        }
+        let in_plugin = st.ctx.optim.as_ref().map(|o| o.plugin_optimizers()).unwrap_or_default();
+        for i in in_plugin.into_iter().filter(|_| plugin_state) {
+            if let Some((tensors, rest)) = st.module.plugin_optimizer(&mut st.ctx, i, OptimizerCall::State)? {
+                if let Some(opt) = st.ctx.optim.as_mut().and_then(|o| o.optimizers.get_mut(i)) {
+                    opt.keep_state(tensors, rest);
+                }
             }
         }
         if let Some(o) = &st.ctx.optim {
@@ -189,6 +197,8 @@ pub fn restore_training(st: &mut LoopState<'_>, ckpt: &Checkpoint, shown: &str) 
         s.scheduler.load_state(state).map_err(|e| anyhow!("checkpoint {shown}: {e}"))?;
     }
     let in_plugin = o.plugin_schedulers();
+    let optimizer_states: Vec<(usize, crate::module::PluginOptimizerState)> =
+        o.plugin_optimizers().into_iter().filter_map(|i| Some((i, o.optimizers[i].plugin_state()?))).collect();
     let p = &ckpt.meta.position;
     o.step_progress = p.step_progress;
     o.zero_grad_progress = p.zero_grad_progress;
@@ -198,6 +208,9 @@ pub fn restore_training(st: &mut LoopState<'_>, ckpt: &Checkpoint, shown: &str) 
     st.batches_that_stepped = p.batches_that_stepped;
     st.ctx.current_epoch = p.current_epoch;
     st.ctx.global_step = p.global_step;
+    for (i, (tensors, rest)) in &optimizer_states {
+        st.module.plugin_optimizer(&mut st.ctx, *i, OptimizerCall::Load(tensors, rest))?;
+    }
     for i in in_plugin {
         if let Some(serde_json::Value::String(state)) = ckpt.meta.schedulers.get(i) {
             st.module.plugin_scheduler(&mut st.ctx, i, SchedulerCall::Load(state))?;

@@ -8,6 +8,7 @@
 
 pub mod adagrad;
 pub mod adam;
+pub mod in_plugin;
 pub mod rmsprop;
 pub mod sgd;
 
@@ -17,6 +18,7 @@ use crate::engine::params::ParamStore;
 use crate::error::{OpError, OpResult};
 pub use adagrad::AdagradConfig;
 pub use adam::AdamConfig;
+pub use in_plugin::{InPlugin, PluginOptimizerConfig};
 pub use rmsprop::RmspropConfig;
 pub use sgd::SgdConfig;
 
@@ -57,6 +59,8 @@ pub enum Algorithm {
     AdamW(AdamConfig),
     Rmsprop(RmspropConfig),
     Adagrad(AdagradConfig),
+    /// One the plugin runs (a `torch.optim.Optimizer` subclass with its own `step`).
+    Plugin(PluginOptimizerConfig),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -73,7 +77,18 @@ impl From<Algorithm> for OptimizerConfig {
 
 pub trait Optimizer: Send {
     /// The class name Lightning users know.
-    fn name(&self) -> &'static str;
+    fn name(&self) -> &str;
+    /// Whether the plugin runs it: the loops step it, and checkpoints hold its state, through
+    /// the module ([`crate::module::Module::plugin_optimizer`]).
+    fn in_plugin(&self) -> bool {
+        false
+    }
+    /// The state a plugin-run optimizer reported (others ignore it).
+    fn keep_state(&mut self, _tensors: Vec<(String, Tensor)>, _rest: String) {}
+    /// A plugin-run optimizer's kept state (tensors by name, the rest as JSON text).
+    fn plugin_state(&self) -> Option<(Vec<(String, Tensor)>, String)> {
+        None
+    }
     /// Every parameter this optimizer updates, group by group (the order of `step`'s grads).
     fn params(&self) -> Vec<Tensor>;
     /// One update; `grads[i]` belongs to `params()[i]`, an undefined gradient skips it.
@@ -125,7 +140,7 @@ impl<R: UpdateRule> Grouped<R> {
 }
 
 impl<R: UpdateRule> Optimizer for Grouped<R> {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         self.name
     }
 
@@ -288,6 +303,7 @@ impl OptimizerConfig {
             }
             Algorithm::Rmsprop(c) => Box::new(Grouped::<rmsprop::Rmsprop>::new("RMSprop", c.clone(), groups)),
             Algorithm::Adagrad(c) => Box::new(Grouped::<adagrad::Adagrad>::new("Adagrad", c.clone(), groups)),
+            Algorithm::Plugin(c) => Box::new(InPlugin::new(c.clone(), groups)),
         })
     }
 
@@ -329,6 +345,11 @@ impl OptimizerConfig {
                     || !nonneg(c.initial_accumulator_value)
                 {
                     return bad("lr, lr decay, eps, weight decay or initial accumulator");
+                }
+            }
+            Algorithm::Plugin(c) => {
+                if !ok_lr(c.lr) {
+                    return bad("lr");
                 }
             }
         }

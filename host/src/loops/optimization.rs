@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use anyhow::{anyhow, Result};
 
 use crate::context::RunContext;
-use crate::module::{Module, SchedulerCall};
+use crate::module::{Module, OptimizerCall, SchedulerCall};
 
 /// Steps the schedulers due at `interval`/`index` ([`OptimizerSet::step_schedulers`]): the
 /// host's own, then those the plugin runs, through the module.
@@ -44,5 +44,17 @@ pub fn run_plugin_scheduler(
     if let Some(e) = ctx.optim.as_mut().and_then(|o| o.schedulers.get_mut(i)) {
         e.scheduler.keep_state(state);
     }
+    Ok(())
+}
+
+/// One step of optimizer `i` (automatic optimization): the host's own, or the plugin's
+/// through the module, counted either way.
+pub fn step_optimizer(module: &mut dyn Module, ctx: &mut RunContext, i: usize) -> Result<()> {
+    let optim = ctx.optim.as_mut().ok_or_else(|| anyhow!("internal: no optimizers configured"))?;
+    if optim.optimizers.get(i).is_some_and(|o| o.in_plugin()) {
+        module.plugin_optimizer(ctx, i, OptimizerCall::Step)?;
+    }
+    let optim = ctx.optim.as_mut().ok_or_else(|| anyhow!("internal: no optimizers configured"))?;
+    optim.step(i)?;
     Ok(())
 }

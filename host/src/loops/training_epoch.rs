@@ -71,7 +71,7 @@ fn optimize(st: &mut LoopState<'_>, loss: Option<&Tensor>, idx: usize, stepping:
         if let Some((value, by_norm)) = st.limits.clip {
             optim(st)?.clip(0, value, by_norm)?;
         }
-        optim(st)?.step(0)?;
+        optimization::step_optimizer(st.module, &mut st.ctx, 0)?;
         let metrics = st.callback_metrics.clone();
         optimization::step_schedulers(st.module, &mut st.ctx, Interval::Step, idx as u64 + 1, false, &metrics)?;
         if last {

@@ -17,10 +17,11 @@ use wasmtime_wasi::FsPerms;
 use crate::context::{RunContext, Stage};
 use crate::error::PluginError;
 use crate::hooks::Hook;
-use crate::module::{Module, Optimization, SchedulerCall};
+use crate::module::{Module, Optimization, OptimizerCall, PluginOptimizerState, SchedulerCall};
 use crate::plugin::bindings::data_module;
 use crate::plugin::bindings::lightning_module;
 use crate::plugin::bindings::lr_schedulers;
+use crate::plugin::bindings::plugin_optimizers;
 use crate::plugin::convert;
 use crate::plugin::failure::describe;
 use crate::plugin::host::trainer::stage_out;
@@ -39,6 +40,8 @@ pub(super) struct Inner {
     data: Option<data_module::Guest>,
     /// The schedulers the plugin runs (a Lightning file's), when it exports them.
     schedulers: Option<lr_schedulers::Guest>,
+    /// The optimizers the plugin runs (a Lightning file's own), when it exports them.
+    optimizers: Option<plugin_optimizers::Guest>,
     deadline_ticks: u64,
     /// Set once a call has failed: a trapped instance must not be entered again.
     poisoned: bool,
@@ -82,6 +85,7 @@ pub(crate) fn instantiate(runtime: &Arc<Runtime>, admitted: &Arc<Admitted>, shar
     let module_idx = lightning_module::GuestIndices::new(pre).ok();
     let data_idx = data_module::GuestIndices::new(pre).ok();
     let sched_idx = lr_schedulers::GuestIndices::new(pre).ok();
+    let optim_idx = plugin_optimizers::GuestIndices::new(pre).ok();
     if module_idx.is_none() && data_idx.is_none() {
         bail!("plugin `{name}`: exports neither `{MODULE_EXPORT}` nor `{DATAMODULE_EXPORT}`; is it an lthost plugin built against lt:plugin@0.2.0?");
     }
@@ -98,12 +102,17 @@ pub(crate) fn instantiate(runtime: &Arc<Runtime>, admitted: &Arc<Admitted>, shar
         Some(i) => Some(i.load(&mut store, &instance).map_err(|e| anyhow!("plugin `{name}`: {e}"))?),
         None => None,
     };
+    let optimizers = match optim_idx {
+        Some(i) => Some(i.load(&mut store, &instance).map_err(|e| anyhow!("plugin `{name}`: {e}"))?),
+        None => None,
+    };
     let inner = Inner {
         name: name.clone(),
         store,
         module,
         data,
         schedulers,
+        optimizers,
         deadline_ticks: admitted.deadline_ticks,
         poisoned: false,
         data_dir: admitted.data_dir.clone(),
@@ -324,6 +333,54 @@ impl Module for WasmPlugin {
 
     fn hook(&mut self, ctx: &mut RunContext, hook: Hook, batch_idx: Option<u64>) -> Result<i32> {
         self.module_hook(ctx, hook, batch_idx)
+    }
+
+    fn plugin_optimizer(
+        &mut self,
+        ctx: &mut RunContext,
+        index: usize,
+        call: OptimizerCall,
+    ) -> Result<Option<PluginOptimizerState>> {
+        let dev = ctx.device;
+        let i = u32::try_from(index).map_err(|_| self.err("optimizer", None, format!("optimizer {index}")))?;
+        let what = match call {
+            OptimizerCall::Step => "optimizer.step",
+            OptimizerCall::State => "optimizer.state_dict",
+            OptimizerCall::Load(..) => "optimizer.load_state_dict",
+        };
+        let out = self.call(ctx, what, dev, |inner| {
+            let g = inner.optimizers.clone().ok_or_else(|| {
+                wasmtime::format_err!(
+                    "the plugin asked for an optimizer it runs itself, but exports no `lt:plugin/plugin-optimizers`"
+                )
+            })?;
+            Ok(match call {
+                OptimizerCall::Step => g.call_step(&mut inner.store, i)?.map(|_| None),
+                OptimizerCall::State => match g.call_state(&mut inner.store, i)? {
+                    Ok((named, rest)) => {
+                        let mut tensors = Vec::with_capacity(named.len());
+                        for (n, r) in named {
+                            tensors.push((n, Self::take_tensor(inner, r)?));
+                        }
+                        Ok(Some((tensors, rest)))
+                    }
+                    Err(e) => Err(e),
+                },
+                OptimizerCall::Load(tensors, rest) => {
+                    let mut lent = Vec::with_capacity(tensors.len());
+                    for (n, t) in tensors {
+                        let r = inner
+                            .store
+                            .data_mut()
+                            .push(t.shallow_clone(), "optimizer state")
+                            .map_err(|e| wasmtime::format_err!("{e}"))?;
+                        lent.push((n.clone(), r));
+                    }
+                    g.call_load_state(&mut inner.store, i, &lent, rest)?.map(|_| None)
+                }
+            })
+        })?;
+        out.map_err(|m| self.err(what, None, m))
     }
 
     fn plugin_scheduler(&mut self, ctx: &mut RunContext, index: usize, call: SchedulerCall) -> Result<Option<String>> {

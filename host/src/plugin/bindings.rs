@@ -23,4 +23,5 @@ pub use exports::lt::plugin::data_module;
 pub use exports::lt::plugin::lightning_module;
 pub use exports::lt::plugin::logger;
 pub use exports::lt::plugin::lr_schedulers;
+pub use exports::lt::plugin::plugin_optimizers;
 pub use lt::plugin::{aten, log, optimization, parameters, tensor, trainer, types};

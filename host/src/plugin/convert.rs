@@ -39,6 +39,11 @@ fn optimizer(o: &wit::Optimizer) -> OptimizerConfig {
             initial_accumulator_value: c.initial_accumulator_value,
             eps: c.eps,
         }),
+        wit::Algorithm::Plugin(c) => Algorithm::Plugin(crate::engine::optim::PluginOptimizerConfig {
+            name: c.name.clone(),
+            lr: c.lr,
+            momentum: c.momentum,
+        }),
     };
     let groups = o
         .groups

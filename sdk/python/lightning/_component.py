@@ -178,6 +178,11 @@ def _module():
 def _algorithm(opt):
     d = opt.defaults
     name = type(opt).__name__
+    if not opt.in_host():
+        if type(opt).step is torch.optim.Optimizer.step:
+            raise NotImplementedError(f"optimizer {name} defines no `step`")
+        m = d["betas"][0] if "betas" in d else d.get("momentum")
+        return _lm.Algorithm_Plugin(_lm.PluginOptimizer(name, float(d.get("lr", 0.0)), None if m is None else float(m)))
     if isinstance(opt, torch.optim.SGD):
         return _lm.Algorithm_Sgd(_lm.Sgd(d["lr"], d["momentum"], d["dampening"], d["weight_decay"], d["nesterov"]))
     if isinstance(opt, torch.optim.Adam):
@@ -187,7 +192,7 @@ def _algorithm(opt):
         return _lm.Algorithm_Rmsprop(_lm.Rmsprop(d["lr"], d["alpha"], d["eps"], d["weight_decay"], d["momentum"], d["centered"]))
     if isinstance(opt, torch.optim.Adagrad):
         return _lm.Algorithm_Adagrad(_lm.Adagrad(d["lr"], d["lr_decay"], d["weight_decay"], d["initial_accumulator_value"], d["eps"]))
-    raise NotImplementedError(f"optimizer {name}: lthost runs SGD, Adam, AdamW, RMSprop and Adagrad")
+    raise NotImplementedError(f"optimizer {name}: lthost runs SGD, Adam, AdamW, RMSprop and Adagrad in the host, and a subclass with its own `step` in the plugin")
 
 
 _SCHEDULER_KEYS = ("initial_lr", "max_lr", "min_lr", "max_momentum", "base_momentum")
@@ -196,6 +201,7 @@ _SCHEDULER_KEYS = ("initial_lr", "max_lr", "min_lr", "max_momentum", "base_momen
 def _optimizer(opt, model):
     everything = [id(p) for p in model.parameters() if p.requires_grad]
     groups = []
+    in_plugin = not opt.in_host()
     for g in opt.param_groups:
         paths = []
         for p in g["params"]:
@@ -203,6 +209,9 @@ def _optimizer(opt, model):
             if path is None:
                 raise RuntimeError("the optimizer was given a tensor that is not a parameter of the LightningModule")
             paths.append(path)
+        if in_plugin:  # its own options are its own; the host keeps each group's lr, in order
+            groups.append(_lm.ParamGroup(paths, float(g.get("lr", 0.0)), None))
+            continue
         for k, v in g.items():
             if k in _SCHEDULER_KEYS or (k in ("momentum", "betas") and "base_momentum" in g):
                 continue  # a scheduler's; it applies them itself
@@ -212,7 +221,7 @@ def _optimizer(opt, model):
         wd = g["weight_decay"] if g["weight_decay"] != opt.defaults["weight_decay"] else None
         groups.append(_lm.ParamGroup(paths, lr, wd))
     flat = [id(p) for g in opt.param_groups for p in g["params"]]
-    if len(groups) == 1 and groups[0].lr is None and groups[0].weight_decay is None and sorted(flat) == sorted(everything):
+    if len(groups) == 1 and not in_plugin and groups[0].lr is None and groups[0].weight_decay is None and sorted(flat) == sorted(everything):
         groups = []
     return _lm.Optimizer(_algorithm(opt), groups)
 
@@ -253,7 +262,7 @@ def _optimization(model, returned):
     else:
         raise TypeError(f"configure_optimizers returned {type(returned).__name__}, which is not one of Lightning's forms")
     for i, o in enumerate(opts):
-        o._index, o._schedulers = i, []
+        o._index, o._schedulers, o._manual = i, [], not model.automatic_optimization
     records = [_optimizer(o, model) for o in opts]
     wit_scheds = []
     for s, cfg in scheds:
@@ -494,6 +503,53 @@ class LrSchedulers(_exports.LrSchedulers):
         except (TypeError, ValueError, KeyError) as e:
             raise Err(f"{type(s).__name__}.load_state_dict: {e}")
         s.optimizer._pull()
+
+
+def _plugin_optimizer(index):
+    opts = _module()._lt_optimizers
+    if index >= len(opts) or opts[index].in_host():
+        raise Err(f"optimizer {index} is not one the plugin runs")
+    return opts[index]
+
+
+class PluginOptimizers(_exports.PluginOptimizers):
+    """A user's `torch.optim.Optimizer` subclass, stepped by the host in automatic
+    optimization; its state_dict in checkpoints (tensors by name, the rest as JSON)."""
+
+    def step(self, index):
+        o = _plugin_optimizer(index)
+        try:
+            o.step()
+        except Exception as e:  # noqa: BLE001  (the user's step may raise anything)
+            raise Err(f"{type(o).__name__}.step(): {describe(e)}")
+
+    def state(self, index):
+        o = _plugin_optimizer(index)
+        sd = o.state_dict()
+        tensors, rest = [], {"param_groups": sd["param_groups"], "state": {}}
+        for k, s in sd["state"].items():
+            for name, v in s.items():
+                if isinstance(v, torch.Tensor):
+                    tensors.append((f"{k}.{name}", v.detach()._h))
+                else:
+                    rest["state"].setdefault(str(k), {})[name] = v
+            rest["state"].setdefault(str(k), {})
+        try:
+            return tensors, json.dumps(rest)
+        except (TypeError, ValueError) as e:
+            raise Err(f"{type(o).__name__}.state_dict() holds something that is neither a tensor nor JSON: {e}")
+
+    def load_state(self, index, tensors, rest):
+        o = _plugin_optimizer(index)
+        try:
+            saved = json.loads(rest)
+            state = {int(k): dict(v) for k, v in saved["state"].items()}
+            for name, h in tensors:
+                k, key = name.split(".", 1)
+                state.setdefault(int(k), {})[key] = torch._core.wrap(h)
+            o.load_state_dict({"state": state, "param_groups": saved["param_groups"]})
+        except Exception as e:  # noqa: BLE001
+            raise Err(f"{type(o).__name__}.load_state_dict: {describe(e)}")
 
 
 def _data_source():

@@ -124,6 +124,9 @@ class Tensor:
 
     @property
     def grad(self):
+        d = self.__dict__
+        if "_lt_grad" in d:  # a user optimizer's step: the host's accumulated gradient
+            return d["_lt_grad"]
         g = self._h.grad()
         return None if g is None else wrap(g)
 

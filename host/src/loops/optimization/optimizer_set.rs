@@ -176,6 +176,17 @@ impl OptimizerSet {
         Ok(())
     }
 
+    /// The optimizers the plugin runs, by index.
+    pub fn plugin_optimizers(&self) -> Vec<usize> {
+        (0..self.optimizers.len()).filter(|&i| self.optimizers[i].in_plugin()).collect()
+    }
+
+    /// The accumulated gradients of optimizer `i`'s parameters, for the plugin.
+    pub fn checked_grads_of(&self, i: usize) -> OpResult<Vec<Tensor>> {
+        self.check(i, "optimizer.grads")?;
+        Ok(self.grads_of(i))
+    }
+
     /// The accumulated gradients of optimizer `i`'s parameters (undefined where none).
     pub fn grads_of(&self, i: usize) -> Vec<Tensor> {
         self.members[i].iter().map(|&p| self.grads[p].as_ref().map(Tensor::shallow_clone).unwrap_or_default()).collect()
@@ -193,12 +204,16 @@ impl OptimizerSet {
         any.then(|| sq.sqrt())
     }
 
+    /// One step of optimizer `i`; one the plugin runs has just stepped itself, and is only
+    /// counted here.
     pub fn step(&mut self, i: usize) -> OpResult<()> {
         self.check(i, "optimizer.step")?;
         self.step_progress.increment_ready();
         self.step_progress.increment_started();
-        let grads = self.grads_of(i);
-        self.optimizers[i].step(&grads)?;
+        if !self.optimizers[i].in_plugin() {
+            let grads = self.grads_of(i);
+            self.optimizers[i].step(&grads)?;
+        }
         self.step_progress.increment_processed();
         self.step_progress.increment_completed();
         Ok(())

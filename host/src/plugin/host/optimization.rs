@@ -69,6 +69,17 @@ impl optimization::Host for PluginState {
         Ok(o.momentum(index as usize, group as usize)?)
     }
 
+    fn grads(&mut self, index: u32) -> R<Vec<Option<Resource<Tensor>>>> {
+        let op = "optimizer.grads";
+        let o = self.ctx.optim.as_ref().ok_or_else(|| OpError::new(op, "no optimizers yet"))?;
+        let grads = o.checked_grads_of(index as usize)?;
+        let mut out = Vec::with_capacity(grads.len());
+        for g in grads {
+            out.push(if g.defined() { Some(self.push(g, "grad")?) } else { None });
+        }
+        Ok(out)
+    }
+
     fn set_momentum(&mut self, index: u32, group: u32, momentum: f64) -> R<()> {
         let op = "optimizer.set_momentum";
         let o = self.ctx.optim.as_mut().ok_or_else(|| OpError::new(op, "no optimizers yet"))?;

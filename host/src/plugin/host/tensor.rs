@@ -864,18 +864,23 @@ mod tests {
     fn data_paths_stay_inside_the_grant() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a.npy"), b"x").unwrap();
-        assert!(read_data_file(Some(dir.path()), "a.npy", 1 << 20).is_ok());
-        assert!(read_data_file(Some(dir.path()), "/data/a.npy", 1 << 20).is_ok());
-        assert!(read_data_file(Some(dir.path()), "../etc/passwd", 1 << 20).is_err());
+        assert!(read_data_file(Some(dir.path()), false, "a.npy", 1 << 20).is_ok());
+        assert!(read_data_file(Some(dir.path()), false, "/data/a.npy", 1 << 20).is_ok());
+        assert!(read_data_file(Some(dir.path()), false, "../etc/passwd", 1 << 20).is_err());
         let outside = tempfile::tempdir().unwrap();
         std::fs::write(outside.path().join("secret"), b"s").unwrap();
         std::os::unix::fs::symlink(outside.path().join("secret"), dir.path().join("link")).unwrap();
         assert!(
-            read_data_file(Some(dir.path()), "link", 1 << 20).is_err(),
+            read_data_file(Some(dir.path()), false, "link", 1 << 20).is_err(),
             "a symlink out of the grant is not followed"
         );
-        assert!(read_data_file(Some(dir.path()), "a.npy", 0).unwrap_err().detail.contains("budget"));
-        assert!(read_data_file(None, "a.npy", 1 << 20).unwrap_err().detail.contains("no data directory"));
+        assert!(read_data_file(Some(dir.path()), false, "a.npy", 0).unwrap_err().detail.contains("budget"));
+        assert!(read_data_file(None, false, "a.npy", 1 << 20).unwrap_err().detail.contains("no data directory"));
+        // A data directory the manifest did not ask for: the message names the manifest line.
+        assert!(read_data_file(None, true, "a.npy", 1 << 20)
+            .unwrap_err()
+            .detail
+            .contains("capabilities = [\"data-read\"]"));
     }
 
     #[test]

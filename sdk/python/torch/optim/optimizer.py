@@ -1,5 +1,9 @@
-"""torch.optim optimizers: parameter groups as torch builds them; the update runs in the host
-(`lt:plugin/optimization`), so `step()`/`zero_grad()` in manual optimization call it there."""
+"""torch.optim optimizers: parameter groups as torch builds them. SGD, Adam, AdamW, RMSprop
+and Adagrad update in the host (`lt:plugin/optimization`), so `step()`/`zero_grad()` in manual
+optimization call it there; a user's subclass with its own `step` (Lion, ...) runs that step
+in the plugin, under no_grad, with each parameter's `.grad` the host's accumulated gradient."""
+
+import functools
 
 from wit_world.imports import optimization
 
@@ -9,12 +13,21 @@ class Optimizer:
     `defaults`, `state`."""
 
     _algorithm = None
+    # Whether the host runs the update (the built-in algorithms); a user's subclass with its
+    # own `step` runs it in the plugin.
+    _in_host = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "step" in cls.__dict__ and not cls.__dict__.get("_in_host", False):
+            cls.step = _plugin_step(cls.__dict__["step"])
+            cls._in_host = False  # its own step, even over a built-in algorithm
 
     def __init__(self, params, defaults):
         from .. import Tensor
 
-        self.defaults, self.state, self.param_groups = dict(defaults), {}, []
-        self._index, self._schedulers = None, []
+        self.defaults, self.state, self.param_groups = dict(defaults), _State(), []
+        self._index, self._schedulers, self._manual = None, [], False
         if isinstance(params, Tensor):
             raise TypeError("params argument given to the optimizer should be an iterable of Tensors or dicts, but got torch.Tensor")
         params = list(params)
@@ -78,13 +91,46 @@ class Optimizer:
         optimization.zero_grad(self._bound("zero_grad"))
 
     def state_dict(self):
-        raise NotImplementedError("optimizer.state_dict(): the optimizer's state is in the host and in lthost's checkpoints")
+        """torch's form: {"state": {index: {name: value}}, "param_groups": [{..., "params": [index, ...]}]}."""
+        if self.in_host():
+            raise NotImplementedError("optimizer.state_dict(): a built-in optimizer's state is in the host and in lthost's checkpoints")
+        index = {}
+        groups = []
+        for g in self.param_groups:
+            ids = []
+            for p in g["params"]:
+                index.setdefault(id(p), len(index))
+                ids.append(index[id(p)])
+            groups.append({**{k: v for k, v in g.items() if k != "params"}, "params": ids})
+        state = {index[id(p)]: dict(s) for p, s in self.state.items() if id(p) in index}
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict):
+        if self.in_host():
+            raise NotImplementedError("optimizer.load_state_dict(): a built-in optimizer's state is restored from lthost's checkpoints")
+        groups = state_dict["param_groups"]
+        if len(groups) != len(self.param_groups):
+            raise ValueError("loaded state dict has a different number of parameter groups")
+        params = [p for g in self.param_groups for p in g["params"]]
+        for g, saved in zip(self.param_groups, groups):
+            if len(saved["params"]) != len(g["params"]):
+                raise ValueError("loaded state dict contains a parameter group that doesn't match the size of optimizer's group")
+            g.update({k: v for k, v in saved.items() if k != "params"})
+        self.state = _State()
+        for k, s in state_dict["state"].items():
+            self.state[params[int(k)]] = dict(s)
+
+    @classmethod
+    def in_host(cls):
+        return cls._in_host
 
     def __repr__(self):
         return f"{type(self).__name__} ({len(self.param_groups)} parameter groups, {self.defaults})"
 
 
 class SGD(Optimizer):
+    _in_host = True
+
     def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False, *, maximize=False, foreach=None, differentiable=False, fused=None):
         if maximize:
             raise NotImplementedError("SGD(maximize=True) is not supported by lthost")
@@ -92,6 +138,7 @@ class SGD(Optimizer):
 
 
 class Adam(Optimizer):
+    _in_host = True
     _decoupled = False
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False, *, foreach=None, maximize=False, capturable=False, differentiable=False, fused=None, decoupled_weight_decay=False):
@@ -109,10 +156,55 @@ class AdamW(Adam):
 
 
 class RMSprop(Optimizer):
+    _in_host = True
+
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=False, **kwargs):
         super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum, centered=centered))
 
 
 class Adagrad(Optimizer):
+    _in_host = True
+
     def __init__(self, params, lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0, eps=1e-10, **kwargs):
         super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay, initial_accumulator_value=initial_accumulator_value, eps=eps))
+
+
+class _State(dict):
+    """`optimizer.state`: per-parameter dicts, keyed by the parameter object (a defaultdict,
+    as torch's)."""
+
+    def __missing__(self, key):  # tensors hash by identity: a parameter is its own key
+        v = self[key] = {}
+        return v
+
+
+def _plugin_step(step):
+    """A user optimizer's `step` as the host runs it: the groups' rates as the host has them,
+    each parameter's `.grad` the host's accumulated gradient, under no_grad; in manual
+    optimization, counted by the host after."""
+
+    @functools.wraps(step)
+    def run(self, *args, **kwargs):
+        if self._index is None:  # not handed to the host (outside configure_optimizers' result)
+            from .. import no_grad
+
+            with no_grad():
+                return step(self, *args, **kwargs)
+        from .. import _core, no_grad
+
+        self._pull()  # the host's rates: its schedulers, the LR finder, a restored checkpoint
+        params = [p for g in self.param_groups for p in g["params"]]
+        grads = optimization.grads(self._index)
+        for p, g in zip(params, grads):
+            p.__dict__["_lt_grad"] = None if g is None else _core.wrap(g)
+        try:
+            with no_grad():
+                out = step(self, *args, **kwargs)
+        finally:
+            for p in params:
+                p.__dict__.pop("_lt_grad", None)
+        if self._manual:
+            optimization.step(self._index)
+        return out
+
+    return run
