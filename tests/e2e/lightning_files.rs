@@ -133,6 +133,16 @@ fn a_user_written_optimizer_trains_as_in_lightning_and_resumes_with_its_state() 
 }
 
 #[test]
+fn manual_optimization_with_the_plugins_optimizers_and_schedulers_trains_and_resumes_as_in_lightning() {
+    // Lion and SGD stepped by the file (toggling, accumulation over two batches), a LambdaLR
+    // stepped by the file per step and a StepLR in on_train_epoch_end: counted by the host,
+    // their states in the checkpoint.
+    let (got, _, want) = run_like_lightning("lit-manual");
+    assert_training_losses("lit-manual", &got, &want);
+    assert_resumes_exactly("lit-manual", 1);
+}
+
+#[test]
 fn lightnings_mnist_example_with_torchmetrics_accuracy_trains_as_in_lightning() {
     // Accuracy objects: updated in validation (logged at the epoch's end from compute()),
     // called per step in training (train_acc_step, and train_acc_epoch from compute()).

@@ -32,6 +32,7 @@ FILES = {
     "lit-resnet": ("LitResNet", "QuadrantImages", 3),
     "lit-mnist": ("LitMNIST", "BandImages", 3),
     "lit-lion": ("LionMlp", "Regression", 4),
+    "lit-manual": ("TwoOptimizers", "Data", 2),
 }
 
 

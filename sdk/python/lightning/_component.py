@@ -491,6 +491,9 @@ class LrSchedulers(_exports.LrSchedulers):
 
     def state(self, index):
         s = _lr_scheduler(index)
+        # A checkpoint is being written: the host's optimizer takes the rates the scheduler
+        # set last (in manual optimization they would reach it only at the next step).
+        s.optimizer._push(s._cycles_momentum)
         try:
             return json.dumps(s.state_dict())
         except (TypeError, ValueError) as e:
@@ -525,6 +528,7 @@ class PluginOptimizers(_exports.PluginOptimizers):
 
     def state(self, index):
         o = _plugin_optimizer(index)
+        o._push(any(s._cycles_momentum for s in o._schedulers))  # the rates the checkpoint records
         sd = o.state_dict()
         tensors, rest = [], {"param_groups": sd["param_groups"], "state": {}}
         for k, s in sd["state"].items():

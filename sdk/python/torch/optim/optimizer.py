@@ -179,8 +179,9 @@ class _State(dict):
 
 
 def _plugin_step(step):
-    """A user optimizer's `step` as the host runs it: the groups' rates as the host has them,
-    each parameter's `.grad` the host's accumulated gradient, under no_grad; in manual
+    """A user optimizer's `step` as the host runs it: each parameter's `.grad` the host's
+    accumulated gradient, under no_grad, with the groups' rates as the host has them (in manual
+    optimization, as the file's schedulers left them, handed to the host); in manual
     optimization, counted by the host after."""
 
     @functools.wraps(step)
@@ -192,7 +193,10 @@ def _plugin_step(step):
                 return step(self, *args, **kwargs)
         from .. import _core, no_grad
 
-        self._pull()  # the host's rates: its schedulers, the LR finder, a restored checkpoint
+        if self._manual:  # the file steps its schedulers: their rates are this side's
+            self._push(any(s._cycles_momentum for s in self._schedulers))
+        else:  # the host's: what the plugin's schedulers pushed, or the LR finder's
+            self._pull()
         params = [p for g in self.param_groups for p in g["params"]]
         grads = optimization.grads(self._index)
         for p, g in zip(params, grads):
