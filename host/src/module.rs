@@ -33,7 +33,7 @@ pub trait Module {
     fn implemented_hooks(&mut self, _ctx: &mut RunContext) -> Result<Vec<Hook>> {
         Ok(Vec::new())
     }
-    /// Scheduler `index` (one the plugin runs); `State` returns its state.
+    /// Scheduler `index` (one the plugin runs); `Start`, `Step` and `State` return its state.
     fn plugin_scheduler(
         &mut self,
         _ctx: &mut RunContext,

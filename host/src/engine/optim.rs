@@ -210,17 +210,7 @@ impl<R: UpdateRule> Optimizer for Grouped<R> {
         tensors: &std::collections::HashMap<String, Tensor>,
         meta: &serde_json::Value,
     ) -> Result<(), String> {
-        if meta["name"].as_str() != Some(self.name) {
-            return Err(format!("the checkpoint holds {} state, this run uses {}", meta["name"], self.name));
-        }
-        let groups = meta["groups"].as_array().ok_or("optimizer metadata without groups")?;
-        if groups.len() != self.groups.len() {
-            return Err(format!(
-                "the checkpoint's optimizer has {} parameter groups, this run's {}",
-                groups.len(),
-                self.groups.len()
-            ));
-        }
+        let groups = saved_groups(meta, self.name, self.groups.len())?;
         for (gi, (g, saved)) in self.groups.iter_mut().zip(groups).enumerate() {
             if let Some(lr) = saved["lr"].as_f64() {
                 R::set_lr(&mut g.hyper, lr);
@@ -250,6 +240,23 @@ impl<R: UpdateRule> Optimizer for Grouped<R> {
         }
         Ok(())
     }
+}
+
+/// The per-group metadata of a checkpointed optimizer, checked against this run's: the same
+/// class and as many groups.
+pub(crate) fn saved_groups<'m>(
+    meta: &'m serde_json::Value,
+    name: &str,
+    groups: usize,
+) -> Result<&'m Vec<serde_json::Value>, String> {
+    if meta["name"].as_str() != Some(name) {
+        return Err(format!("the checkpoint holds {} state, this run uses {name}", meta["name"]));
+    }
+    let saved = meta["groups"].as_array().ok_or("optimizer metadata without groups")?;
+    if saved.len() != groups {
+        return Err(format!("the checkpoint's optimizer has {} parameter groups, this run's {groups}", saved.len()));
+    }
+    Ok(saved)
 }
 
 /// Resolves group specs against the state dict: every named parameter must exist and sit in

@@ -39,8 +39,7 @@ pub fn run_plugin_scheduler(
     i: usize,
     call: SchedulerCall,
 ) -> Result<()> {
-    module.plugin_scheduler(ctx, i, call)?;
-    let state = module.plugin_scheduler(ctx, i, SchedulerCall::State)?.unwrap_or_default();
+    let state = module.plugin_scheduler(ctx, i, call)?.unwrap_or_default();
     if let Some(e) = ctx.optim.as_mut().and_then(|o| o.schedulers.get_mut(i)) {
         e.scheduler.keep_state(state);
     }

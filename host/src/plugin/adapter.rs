@@ -90,22 +90,11 @@ pub(crate) fn instantiate(runtime: &Arc<Runtime>, admitted: &Arc<Admitted>, shar
         bail!("plugin `{name}`: exports neither `{MODULE_EXPORT}` nor `{DATAMODULE_EXPORT}`; is it an lthost plugin built against lt:plugin@0.2.0?");
     }
     let instance: Instance = crate::plugin::sandbox::instantiate(&mut store, pre, &name, admitted.deadline_ticks)?;
-    let module = match module_idx {
-        Some(i) => Some(i.load(&mut store, &instance).map_err(|e| anyhow!("plugin `{name}`: {e}"))?),
-        None => None,
-    };
-    let data = match data_idx {
-        Some(i) => Some(i.load(&mut store, &instance).map_err(|e| anyhow!("plugin `{name}`: {e}"))?),
-        None => None,
-    };
-    let schedulers = match sched_idx {
-        Some(i) => Some(i.load(&mut store, &instance).map_err(|e| anyhow!("plugin `{name}`: {e}"))?),
-        None => None,
-    };
-    let optimizers = match optim_idx {
-        Some(i) => Some(i.load(&mut store, &instance).map_err(|e| anyhow!("plugin `{name}`: {e}"))?),
-        None => None,
-    };
+    let failed = |e: wasmtime::Error| anyhow!("plugin `{name}`: {e}");
+    let module = module_idx.map(|i| i.load(&mut store, &instance)).transpose().map_err(failed)?;
+    let data = data_idx.map(|i| i.load(&mut store, &instance)).transpose().map_err(failed)?;
+    let schedulers = sched_idx.map(|i| i.load(&mut store, &instance)).transpose().map_err(failed)?;
+    let optimizers = optim_idx.map(|i| i.load(&mut store, &instance)).transpose().map_err(failed)?;
     let inner = Inner {
         name: name.clone(),
         store,
@@ -399,8 +388,8 @@ impl Module for WasmPlugin {
             })?;
             let s = &mut inner.store;
             Ok(match call {
-                SchedulerCall::Start => g.call_start(s, i)?.map(|_| None),
-                SchedulerCall::Step(metric) => g.call_step(s, i, metric)?.map(|_| None),
+                SchedulerCall::Start => g.call_start(s, i)?.map(Some),
+                SchedulerCall::Step(metric) => g.call_step(s, i, metric)?.map(Some),
                 SchedulerCall::State => g.call_state(s, i)?.map(Some),
                 SchedulerCall::Load(state) => g.call_load_state(s, i, state)?.map(|_| None),
             })

@@ -478,8 +478,7 @@ class LrSchedulers(_exports.LrSchedulers):
     interval, frequency, monitor)."""
 
     def start(self, index):
-        s = _lr_scheduler(index)
-        s.optimizer._push(s._cycles_momentum)
+        return self.state(index)
 
     def step(self, index, metric):
         s = _lr_scheduler(index)
@@ -487,12 +486,13 @@ class LrSchedulers(_exports.LrSchedulers):
             s.step() if metric is None else s.step(metric)
         except Exception as e:  # noqa: BLE001  (a user's lambda may raise anything)
             raise Err(f"{type(s).__name__}.step(): {describe(e)}")
-        s.optimizer._push(s._cycles_momentum)
+        return self.state(index)
 
     def state(self, index):
+        """Hands the host's optimizer the rates the scheduler set last (in manual
+        optimization they would otherwise reach it only at the next step), and returns the
+        scheduler's state_dict."""
         s = _lr_scheduler(index)
-        # A checkpoint is being written: the host's optimizer takes the rates the scheduler
-        # set last (in manual optimization they would reach it only at the next step).
         s.optimizer._push(s._cycles_momentum)
         try:
             return json.dumps(s.state_dict())

@@ -95,17 +95,7 @@ impl Optimizer for InPlugin {
     }
 
     fn load_state_dict(&mut self, tensors: &HashMap<String, Tensor>, meta: &serde_json::Value) -> Result<(), String> {
-        if meta["name"].as_str() != Some(self.cfg.name.as_str()) {
-            return Err(format!("the checkpoint holds {} state, this run uses {}", meta["name"], self.cfg.name));
-        }
-        let groups = meta["groups"].as_array().ok_or("optimizer metadata without groups")?;
-        if groups.len() != self.groups.len() {
-            return Err(format!(
-                "the checkpoint's optimizer has {} parameter groups, this run's {}",
-                groups.len(),
-                self.groups.len()
-            ));
-        }
+        let groups = crate::engine::optim::saved_groups(meta, &self.cfg.name, self.groups.len())?;
         for (g, saved) in self.groups.iter_mut().zip(groups) {
             if let Some(lr) = saved["lr"].as_f64() {
                 g.1 = lr;
