@@ -39,12 +39,14 @@ def table(c):
         "",
         f"`neg` of a one-element tensor from a Rust guest (tests/plugins/aten-probe, `call_cost`), {len(c['typed'])} rounds of "
         f"{CALLS} calls each way in one instance (the first round dropped), typed then generic within a round; the handle's drop "
-        "is in both. The generic call goes through libtorch's boxed dispatcher with the schema's argument checks.",
+        "is in both. The generic call (the Rust SDK's form for operators of up to four arguments: `op.call-tensor-flat`) "
+        "checks and converts its arguments by the schema, then calls the operator through libtorch's dispatcher, unboxed "
+        "for the commonest argument shapes (`host/csrc/aten_dispatch.cpp`, `SHAPES`), else boxed.",
         "",
         "| path | ns per call |",
         "|---|---:|",
         f"| typed (`tensor.unary(neg)`) | {spread(c['typed'], '{:.0f}')} |",
-        f"| generic (`aten::neg`, `op.call-tensor`) | {spread(c['generic'], '{:.0f}')} |",
+        f"| generic (`aten::neg`, `op.call-tensor-flat`) | {spread(c['generic'], '{:.0f}')} |",
         f"| generic / typed | {ratio_spread([g / t for g, t in zip(c['generic'], c['typed'])])} |",
         "",
     ]

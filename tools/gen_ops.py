@@ -238,7 +238,7 @@ def generate():
         "",
         "#![allow(clippy::too_many_arguments, clippy::type_complexity, non_snake_case, unused_mut, unused_variables)]",
         "",
-        "use crate::aten::{call, call_tensor, check, Results, Scalar, TorchError};",
+        "use crate::aten::{call, call_tensor, call_tensor_flat, check, Results, Scalar, TorchError};",
         "use crate::bindings::lt::plugin::aten::Arg;",
         "use crate::{Dtype, Tensor};",
         "",
@@ -270,11 +270,18 @@ def generate():
                     kw_lines.append(f'    if let Some(v) = {arg_name(a)} {{ kw.push(("{a.name}", {p[1].format("v")})); }}')
                 else:
                     kw_lines.append(f'    kw.push(("{a.name}", {make_arg(a, p)}));')
+            # Up to four arguments and one tensor back: every argument in the schema's order,
+            # flat (what the list form leaves out is None, its default, in both forms; a
+            # generator is None, the run's or a worker's).
+            flat = rty == "Tensor" and len(args) <= 4
+            in_order = ", ".join(make_arg(a, p) for a, p in args)
+            body = [] if flat else None
             bound.append((count, name, qual, text, f))
             rid = ident(name)
             fid = f"f_{name}"
             doc = text.replace("\\", "\\\\")
-            body = [f"    let mut kw: Vec<(&str, Arg)> = Vec::new();"] + kw_lines if kw_lines else []
+            if body is None:
+                body = [f"    let mut kw: Vec<(&str, Arg)> = Vec::new();"] + kw_lines if kw_lines else []
             kwarg = "kw" if kw_lines else "Vec::new()"
             lines += [
                 f"/// `{doc}`",
@@ -282,7 +289,9 @@ def generate():
                 f"pub fn {fid}({fn_params}) -> Result<{rty}, TorchError> {{",
                 *body,
                 *(
-                    [f'    call_tensor({count}, "{qual}", &[{positional}], {kwarg})']
+                    [f'    call_tensor_flat({count}, "{qual}", [{in_order}])']
+                    if flat
+                    else [f'    call_tensor({count}, "{qual}", &[{positional}], {kwarg})']
                     if rty == "Tensor"
                     else [f'    let mut r: Results = call({count}, "{qual}", &[{positional}], {kwarg})?;', f"    {rexpr}"]
                 ),

@@ -15,6 +15,7 @@
 #include <sstream>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 extern "C" {
@@ -234,6 +235,150 @@ struct StackLease {
 };
 thread_local torch::jit::Stack StackLease::spare;
 
+// A stack value as the C++ type an unboxed kernel takes for it (torchgen's mapping of the
+// schema's types).
+template <typename T>
+struct Unbox;
+template <>
+struct Unbox<const at::Tensor&> {
+  static const at::Tensor& from(const c10::IValue& v) { return v.toTensor(); }
+};
+template <>
+struct Unbox<const std::optional<at::Tensor>&> {
+  static std::optional<at::Tensor> from(const c10::IValue& v) { return v.toOptional<at::Tensor>(); }
+};
+template <>
+struct Unbox<const c10::Scalar&> {
+  static c10::Scalar from(const c10::IValue& v) { return v.toScalar(); }
+};
+template <>
+struct Unbox<int64_t> {
+  static int64_t from(const c10::IValue& v) { return v.toInt(); }
+};
+template <>
+struct Unbox<c10::SymInt> {
+  static c10::SymInt from(const c10::IValue& v) { return v.toSymInt(); }
+};
+template <>
+struct Unbox<double> {
+  static double from(const c10::IValue& v) { return v.toDouble(); }
+};
+template <>
+struct Unbox<bool> {
+  static bool from(const c10::IValue& v) { return v.toBool(); }
+};
+template <>
+struct Unbox<std::optional<at::ScalarType>> {
+  static std::optional<at::ScalarType> from(const c10::IValue& v) { return v.toOptional<at::ScalarType>(); }
+};
+
+// Calls `op` unboxed with the stack's values as `A...`, as torch's C++ API (`at::neg`) and
+// tch do: the same kernels as the boxed call, without boxing the arguments again for each
+// kernel the dispatcher passes through.
+using Unboxed = at::Tensor (*)(const c10::OperatorHandle&, const torch::jit::Stack&);
+
+template <typename... A, size_t... I>
+at::Tensor call_unboxed(const c10::OperatorHandle& op, const torch::jit::Stack& s, std::index_sequence<I...>) {
+  return op.typed<at::Tensor(A...)>().call(Unbox<A>::from(s[I])...);
+}
+template <typename... A>
+at::Tensor unboxed(const c10::OperatorHandle& op, const torch::jit::Stack& s) {
+  return call_unboxed<A...>(op, s, std::index_sequence_for<A...>{});
+}
+template <typename... A>
+void signature(const c10::OperatorHandle& op) {
+  op.typed<at::Tensor(A...)>();
+}
+
+using Ten = const at::Tensor&;
+using OptTen = const std::optional<at::Tensor>&;
+using Sc = const c10::Scalar&;
+using OptDt = std::optional<at::ScalarType>;
+
+// The argument shapes called unboxed, by a letter per argument (see `letter`): the
+// commonest of the functional operators returning one tensor (elementwise, matrix products,
+// softmax, linear, dropout, transpose, ...). Others are called boxed.
+struct Shape {
+  const char* key;
+  Unboxed call;
+  void (*check)(const c10::OperatorHandle&);  // throws unless torch's C++ signature is this one
+};
+const Shape SHAPES[] = {
+    {"T", unboxed<Ten>, signature<Ten>},
+    {"TT", unboxed<Ten, Ten>, signature<Ten, Ten>},
+    {"TS", unboxed<Ten, Sc>, signature<Ten, Sc>},
+    {"TI", unboxed<Ten, int64_t>, signature<Ten, int64_t>},
+    {"TY", unboxed<Ten, c10::SymInt>, signature<Ten, c10::SymInt>},
+    {"TB", unboxed<Ten, bool>, signature<Ten, bool>},
+    {"TTS", unboxed<Ten, Ten, Sc>, signature<Ten, Ten, Sc>},
+    {"TSS", unboxed<Ten, Sc, Sc>, signature<Ten, Sc, Sc>},
+    {"TTT", unboxed<Ten, Ten, Ten>, signature<Ten, Ten, Ten>},
+    {"TTo", unboxed<Ten, Ten, OptTen>, signature<Ten, Ten, OptTen>},
+    {"TII", unboxed<Ten, int64_t, int64_t>, signature<Ten, int64_t, int64_t>},
+    {"TIB", unboxed<Ten, int64_t, bool>, signature<Ten, int64_t, bool>},
+    {"TId", unboxed<Ten, int64_t, OptDt>, signature<Ten, int64_t, OptDt>},
+    {"TFB", unboxed<Ten, double, bool>, signature<Ten, double, bool>},
+};
+
+// An argument's letter: its type as an unboxed kernel takes it, or '?' for one no shape has.
+char letter(const c10::Argument& a) {
+  using K = c10::TypeKind;
+  const auto& t = a.real_type();
+  if (a.alias_info() != nullptr && a.alias_info()->isWrite()) return '?';
+  switch (t->kind()) {
+    case K::TensorType: return 'T';
+    case K::NumberType: return 'S';
+    case K::IntType: return 'I';
+    case K::SymIntType: return 'Y';
+    case K::FloatType: return 'F';
+    case K::BoolType: return 'B';
+    case K::OptionalType: {
+      auto e = t->castRaw<c10::OptionalType>()->getElementType()->kind();
+      if (e == K::TensorType) return 'o';
+      if (e == K::ScalarTypeType) return 'd';
+      return '?';
+    }
+    default: return '?';
+  }
+}
+
+// The unboxed form of `op`, if its schema has one of SHAPES and returns one tensor (written
+// to none of its arguments), and torch agrees on the C++ signature.
+Unboxed unboxed_form(const c10::OperatorHandle& op) {
+  const auto& schema = op.schema();
+  const auto& rets = schema.returns();
+  if (rets.size() != 1 || rets[0].real_type()->kind() != c10::TypeKind::TensorType || schema.is_vararg() ||
+      (rets[0].alias_info() != nullptr && rets[0].alias_info()->isWrite())) {
+    return nullptr;
+  }
+  std::string key;
+  for (const auto& a : schema.arguments()) key += letter(a);
+  for (const auto& shape : SHAPES) {
+    if (key != shape.key) continue;
+    try {
+      shape.check(op);
+      return shape.call;
+    } catch (const std::exception&) {
+      return nullptr;
+    }
+  }
+  return nullptr;
+}
+
+// A resolved operator: the dispatcher's handle and, for the shapes above, its unboxed call.
+struct LtOp {
+  c10::OperatorHandle handle;
+  Unboxed fast;
+  bool writes;  // whether it writes to an argument (`Tensor(a!)`)
+};
+
+bool writes_an_argument(const c10::OperatorHandle& op) {
+  for (const auto& a : op.schema().arguments()) {
+    if (a.alias_info() != nullptr && a.alias_info()->isWrite()) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 extern "C" {
@@ -247,14 +392,14 @@ void* lthost_op_find(const char* name, const char* overload, char** err) {
       *err = dup(std::string("no operator ") + name + (overload[0] ? std::string(".") + overload : std::string()));
       return nullptr;
     }
-    return new c10::OperatorHandle(*op);
+    return new LtOp{*op, unboxed_form(*op), writes_an_argument(*op)};
   } catch (const std::exception& e) {
     *err = dup(e.what());
     return nullptr;
   }
 }
 
-void lthost_op_free(void* op) { delete static_cast<c10::OperatorHandle*>(op); }
+void lthost_op_free(void* op) { delete static_cast<LtOp*>(op); }
 
 // Every operator registered with the dispatcher, `name[.overload]` per line (malloc'd).
 char* lthost_op_names() {
@@ -270,7 +415,7 @@ char* lthost_op_names() {
 // The operator's schema as torch prints it (malloc'd).
 char* lthost_op_schema(void* op) {
   std::ostringstream s;
-  s << static_cast<c10::OperatorHandle*>(op)->schema();
+  s << static_cast<LtOp*>(op)->handle.schema();
   return dup(s.str());
 }
 
@@ -299,25 +444,27 @@ struct Geometry {
 
 // Whether torch tags the operator `nondeterministic_seeded` (it draws random numbers).
 bool lthost_op_seeded(void* op) {
-  return static_cast<c10::OperatorHandle*>(op)->hasTag(at::Tag::nondeterministic_seeded);
+  return static_cast<LtOp*>(op)->handle.hasTag(at::Tag::nondeterministic_seeded);
 }
 
 // The number of values the operator returns (its schema's returns).
 int64_t lthost_op_returns(void* op) {
-  return static_cast<int64_t>(static_cast<c10::OperatorHandle*>(op)->schema().returns().size());
+  return static_cast<int64_t>(static_cast<LtOp*>(op)->handle.schema().returns().size());
 }
 
 
-// Calls `op` with `nargs` positional values and `nkw` named ones. On success (0) `out[0..*nout]`
-// holds the results (`cap` is lthost_op_returns; release their contents with
-// lthost_values_release), else (-1) `*err` holds a message.
-int lthost_op_call(void* op, const lthost_value* args, int64_t nargs, const lthost_name* kw_names,
+// Calls `op` with `nargs` positional values and `nkw` named ones; with `in_order` the
+// positional values are the schema's first arguments, keyword-only ones included. On success
+// (0) `out[0..*nout]` holds the results (`cap` is lthost_op_returns; release their contents
+// with lthost_values_release), else (-1) `*err` holds a message.
+int lthost_op_call(void* op, const lthost_value* args, int64_t nargs, bool in_order, const lthost_name* kw_names,
                    const lthost_value* kw_values, int64_t nkw, void* generator, lthost_value* out, int64_t cap,
                    int64_t* nout, char** err) {
   *nout = 0;
   int64_t given_out = 0;
   try {
-    auto* handle = static_cast<c10::OperatorHandle*>(op);
+    auto* lt = static_cast<LtOp*>(op);
+    auto* handle = &lt->handle;
     const auto& schema = handle->schema();
     const auto& params = schema.arguments();
     if (nargs > static_cast<int64_t>(params.size())) {
@@ -329,11 +476,10 @@ int lthost_op_call(void* op, const lthost_value* args, int64_t nargs, const ltho
     StackLease lease;
     auto& stack = lease.stack;
     stack.reserve(params.size());
-    bool fill_generator = false;
     for (size_t k = 0; k < params.size(); ++k) {
       const auto& arg = params[k];
       if (static_cast<int64_t>(k) < nargs) {
-        if (arg.kwarg_only()) {
+        if (arg.kwarg_only() && !in_order) {
           throw std::runtime_error("argument `" + arg.name() + "` of " + schema.name() + " is keyword-only");
         }
         stack.push_back(convert(arg, arg.type(), args[k]));
@@ -355,7 +501,6 @@ int lthost_op_call(void* op, const lthost_value* args, int64_t nargs, const ltho
       } else {
         throw std::runtime_error("missing argument `" + arg.name() + "` of " + schema.name());
       }
-      fill_generator = fill_generator || (generator != nullptr && is_generator(arg.type()));
     }
     for (int64_t j = 0; j < nkw; ++j) {
       if ((used & (uint64_t{1} << j)) == 0) {
@@ -363,8 +508,8 @@ int lthost_op_call(void* op, const lthost_value* args, int64_t nargs, const ltho
                                  "` in " + schema.name());
       }
     }
-    // A `Generator?` left out draws from `generator` when one is given (a worker's own).
-    if (fill_generator) {
+    // A `Generator?` left out or None draws from `generator` when one is given (a worker's own).
+    if (generator != nullptr) {
       for (size_t k = 0; k < params.size(); ++k) {
         if (is_generator(params[k].type()) && stack[k].isNone()) {
           stack[k] = c10::IValue(*static_cast<at::Generator*>(generator));
@@ -375,14 +520,20 @@ int lthost_op_call(void* op, const lthost_value* args, int64_t nargs, const ltho
     // fails part-way (resize_ refused by the tensor budget after setting the new sizes) must
     // not leave a tensor whose sizes reach past its storage.
     std::vector<Geometry> written;
-    for (size_t k = 0; k < params.size(); ++k) {
+    for (size_t k = 0; lt->writes && k < params.size(); ++k) {
       const auto* alias = params[k].alias_info();
       if (alias != nullptr && alias->isWrite() && stack[k].isTensor() && stack[k].toTensor().defined()) {
         written.emplace_back(stack[k].toTensor());
       }
     }
     try {
-      handle->callBoxed(&stack);
+      if (lt->fast != nullptr) {
+        auto r = lt->fast(*handle, stack);
+        stack.clear();
+        stack.emplace_back(std::move(r));
+      } else {
+        handle->callBoxed(&stack);
+      }
     } catch (...) {
       for (auto& g : written) g.restore();
       throw;

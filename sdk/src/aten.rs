@@ -114,6 +114,19 @@ pub fn call_tensor(
     with_op(index, name, |op| op.call_tensor(args, &named(kwargs)).map_err(TorchError))
 }
 
+/// Calls operator `index` of the generated table (`name`), one that returns one tensor, with
+/// its first `N` (at most four) arguments in the schema's order, keyword-only ones included:
+/// passed flat, with no list to build on either side.
+#[doc(hidden)]
+#[inline]
+pub fn call_tensor_flat<const N: usize>(index: usize, name: &str, args: [Arg<'_>; N]) -> Result<Tensor, TorchError> {
+    const { assert!(N <= 4, "call_tensor_flat takes at most four arguments") };
+    let mut it = args.into_iter();
+    let mut next = || it.next().unwrap_or(Arg::None);
+    let (a, b, c, d) = (next(), next(), next(), next());
+    with_op(index, name, |op| op.call_tensor_flat(N as u8, &a, &b, &c, &d).map_err(TorchError))
+}
+
 /// The value of a `f_` call; an error ends the hook naming the operator ([`raise`]).
 #[doc(hidden)]
 pub fn check<T>(r: Result<T, TorchError>) -> T {

@@ -4,14 +4,14 @@
 
 #![allow(clippy::too_many_arguments, clippy::type_complexity, non_snake_case, unused_mut, unused_variables)]
 
-use crate::aten::{call, call_tensor, check, Results, Scalar, TorchError};
+use crate::aten::{call, call_tensor, call_tensor_flat, check, Results, Scalar, TorchError};
 use crate::bindings::lt::plugin::aten::Arg;
 use crate::{Dtype, Tensor};
 
 /// `aten::__and__.Scalar(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f___and___scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(0, "aten::__and__.Scalar", &[Arg::Tensor(self_), other.into().arg()], Vec::new())
+    call_tensor_flat(0, "aten::__and__.Scalar", [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::__and__.Scalar(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -21,7 +21,7 @@ pub fn __and___scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
 /// `aten::__and__.Tensor(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f___and__(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1, "aten::__and__.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(1, "aten::__and__.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::__and__.Tensor(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -31,7 +31,7 @@ pub fn __and__(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::__iand__.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f___iand__(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(2, "aten::__iand__.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(2, "aten::__iand__.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::__iand__.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -41,7 +41,7 @@ pub fn __iand__(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::__iand__.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`
 #[inline]
 pub fn f___iand___scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(3, "aten::__iand__.Scalar", &[Arg::Tensor(self_), other.into().arg()], Vec::new())
+    call_tensor_flat(3, "aten::__iand__.Scalar", [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::__iand__.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -51,7 +51,7 @@ pub fn __iand___scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
 /// `aten::__ilshift__.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f___ilshift__(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(4, "aten::__ilshift__.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(4, "aten::__ilshift__.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::__ilshift__.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -61,7 +61,7 @@ pub fn __ilshift__(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::__ilshift__.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`
 #[inline]
 pub fn f___ilshift___scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(5, "aten::__ilshift__.Scalar", &[Arg::Tensor(self_), other.into().arg()], Vec::new())
+    call_tensor_flat(5, "aten::__ilshift__.Scalar", [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::__ilshift__.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -71,7 +71,7 @@ pub fn __ilshift___scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
 /// `aten::__ior__.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f___ior__(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(6, "aten::__ior__.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(6, "aten::__ior__.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::__ior__.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -81,7 +81,7 @@ pub fn __ior__(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::__ior__.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`
 #[inline]
 pub fn f___ior___scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(7, "aten::__ior__.Scalar", &[Arg::Tensor(self_), other.into().arg()], Vec::new())
+    call_tensor_flat(7, "aten::__ior__.Scalar", [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::__ior__.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -91,7 +91,7 @@ pub fn __ior___scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
 /// `aten::__irshift__.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f___irshift__(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(8, "aten::__irshift__.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(8, "aten::__irshift__.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::__irshift__.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -101,7 +101,7 @@ pub fn __irshift__(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::__irshift__.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`
 #[inline]
 pub fn f___irshift___scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(9, "aten::__irshift__.Scalar", &[Arg::Tensor(self_), other.into().arg()], Vec::new())
+    call_tensor_flat(9, "aten::__irshift__.Scalar", [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::__irshift__.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -111,7 +111,7 @@ pub fn __irshift___scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
 /// `aten::__ixor__.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f___ixor__(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(10, "aten::__ixor__.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(10, "aten::__ixor__.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::__ixor__.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -121,7 +121,7 @@ pub fn __ixor__(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::__ixor__.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`
 #[inline]
 pub fn f___ixor___scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(11, "aten::__ixor__.Scalar", &[Arg::Tensor(self_), other.into().arg()], Vec::new())
+    call_tensor_flat(11, "aten::__ixor__.Scalar", [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::__ixor__.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -131,7 +131,7 @@ pub fn __ixor___scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
 /// `aten::__lshift__.Tensor(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f___lshift__(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(12, "aten::__lshift__.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(12, "aten::__lshift__.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::__lshift__.Tensor(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -141,7 +141,7 @@ pub fn __lshift__(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::__lshift__.Scalar(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f___lshift___scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(13, "aten::__lshift__.Scalar", &[Arg::Tensor(self_), other.into().arg()], Vec::new())
+    call_tensor_flat(13, "aten::__lshift__.Scalar", [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::__lshift__.Scalar(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -151,7 +151,7 @@ pub fn __lshift___scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
 /// `aten::__or__.Tensor(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f___or__(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(14, "aten::__or__.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(14, "aten::__or__.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::__or__.Tensor(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -161,7 +161,7 @@ pub fn __or__(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::__or__.Scalar(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f___or___scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(15, "aten::__or__.Scalar", &[Arg::Tensor(self_), other.into().arg()], Vec::new())
+    call_tensor_flat(15, "aten::__or__.Scalar", [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::__or__.Scalar(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -171,7 +171,7 @@ pub fn __or___scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
 /// `aten::__rshift__.Tensor(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f___rshift__(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(16, "aten::__rshift__.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(16, "aten::__rshift__.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::__rshift__.Tensor(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -181,7 +181,7 @@ pub fn __rshift__(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::__rshift__.Scalar(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f___rshift___scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(17, "aten::__rshift__.Scalar", &[Arg::Tensor(self_), other.into().arg()], Vec::new())
+    call_tensor_flat(17, "aten::__rshift__.Scalar", [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::__rshift__.Scalar(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -191,7 +191,7 @@ pub fn __rshift___scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
 /// `aten::__xor__.Tensor(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f___xor__(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(18, "aten::__xor__.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(18, "aten::__xor__.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::__xor__.Tensor(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -201,7 +201,7 @@ pub fn __xor__(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::__xor__.Scalar(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f___xor___scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(19, "aten::__xor__.Scalar", &[Arg::Tensor(self_), other.into().arg()], Vec::new())
+    call_tensor_flat(19, "aten::__xor__.Scalar", [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::__xor__.Scalar(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -211,7 +211,7 @@ pub fn __xor___scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
 /// `aten::_adaptive_avg_pool2d(Tensor self, SymInt[2] output_size) -> Tensor`
 #[inline]
 pub fn f__adaptive_avg_pool2d(self_: &Tensor, output_size: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor(20, "aten::_adaptive_avg_pool2d", &[Arg::Tensor(self_), Arg::Ints(output_size.to_vec())], Vec::new())
+    call_tensor_flat(20, "aten::_adaptive_avg_pool2d", [Arg::Tensor(self_), Arg::Ints(output_size.to_vec())])
 }
 /// `aten::_adaptive_avg_pool2d(Tensor self, SymInt[2] output_size) -> Tensor`; panics with torch's message.
 #[inline]
@@ -221,7 +221,7 @@ pub fn _adaptive_avg_pool2d(self_: &Tensor, output_size: &[i64]) -> Tensor {
 /// `aten::_adaptive_avg_pool3d(Tensor self, SymInt[3] output_size) -> Tensor`
 #[inline]
 pub fn f__adaptive_avg_pool3d(self_: &Tensor, output_size: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor(21, "aten::_adaptive_avg_pool3d", &[Arg::Tensor(self_), Arg::Ints(output_size.to_vec())], Vec::new())
+    call_tensor_flat(21, "aten::_adaptive_avg_pool3d", [Arg::Tensor(self_), Arg::Ints(output_size.to_vec())])
 }
 /// `aten::_adaptive_avg_pool3d(Tensor self, SymInt[3] output_size) -> Tensor`; panics with torch's message.
 #[inline]
@@ -231,7 +231,7 @@ pub fn _adaptive_avg_pool3d(self_: &Tensor, output_size: &[i64]) -> Tensor {
 /// `aten::_add_batch_dim(Tensor self, int batch_dim, int level) -> Tensor`
 #[inline]
 pub fn f__add_batch_dim(self_: &Tensor, batch_dim: i64, level: i64) -> Result<Tensor, TorchError> {
-    call_tensor(22, "aten::_add_batch_dim", &[Arg::Tensor(self_), Arg::Int(batch_dim), Arg::Int(level)], Vec::new())
+    call_tensor_flat(22, "aten::_add_batch_dim", [Arg::Tensor(self_), Arg::Int(batch_dim), Arg::Int(level)])
 }
 /// `aten::_add_batch_dim(Tensor self, int batch_dim, int level) -> Tensor`; panics with torch's message.
 #[inline]
@@ -241,9 +241,7 @@ pub fn _add_batch_dim(self_: &Tensor, batch_dim: i64, level: i64) -> Tensor {
 /// `aten::_add_relu.Tensor(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor`
 #[inline]
 pub fn f__add_relu(self_: &Tensor, other: &Tensor, alpha: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    kw.push(("alpha", alpha.into().arg()));
-    call_tensor(23, "aten::_add_relu.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], kw)
+    call_tensor_flat(23, "aten::_add_relu.Tensor", [Arg::Tensor(self_), Arg::Tensor(other), alpha.into().arg()])
 }
 /// `aten::_add_relu.Tensor(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor`; panics with torch's message.
 #[inline]
@@ -253,7 +251,7 @@ pub fn _add_relu(self_: &Tensor, other: &Tensor, alpha: impl Into<Scalar>) -> Te
 /// `aten::_add_relu.Scalar(Tensor self, Scalar other, Scalar alpha=1) -> Tensor`
 #[inline]
 pub fn f__add_relu_scalar(self_: &Tensor, other: impl Into<Scalar>, alpha: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(24, "aten::_add_relu.Scalar", &[Arg::Tensor(self_), other.into().arg(), alpha.into().arg()], Vec::new())
+    call_tensor_flat(24, "aten::_add_relu.Scalar", [Arg::Tensor(self_), other.into().arg(), alpha.into().arg()])
 }
 /// `aten::_add_relu.Scalar(Tensor self, Scalar other, Scalar alpha=1) -> Tensor`; panics with torch's message.
 #[inline]
@@ -263,9 +261,7 @@ pub fn _add_relu_scalar(self_: &Tensor, other: impl Into<Scalar>, alpha: impl In
 /// `aten::_add_relu_.Tensor(Tensor(a!) self, Tensor other, *, Scalar alpha=1) -> Tensor(a!)`
 #[inline]
 pub fn f__add_relu_(self_: &Tensor, other: &Tensor, alpha: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    kw.push(("alpha", alpha.into().arg()));
-    call_tensor(25, "aten::_add_relu_.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], kw)
+    call_tensor_flat(25, "aten::_add_relu_.Tensor", [Arg::Tensor(self_), Arg::Tensor(other), alpha.into().arg()])
 }
 /// `aten::_add_relu_.Tensor(Tensor(a!) self, Tensor other, *, Scalar alpha=1) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -275,7 +271,7 @@ pub fn _add_relu_(self_: &Tensor, other: &Tensor, alpha: impl Into<Scalar>) -> T
 /// `aten::_add_relu_.Scalar(Tensor(a!) self, Scalar other, Scalar alpha=1) -> Tensor(a!)`
 #[inline]
 pub fn f__add_relu_scalar_(self_: &Tensor, other: impl Into<Scalar>, alpha: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(26, "aten::_add_relu_.Scalar", &[Arg::Tensor(self_), other.into().arg(), alpha.into().arg()], Vec::new())
+    call_tensor_flat(26, "aten::_add_relu_.Scalar", [Arg::Tensor(self_), other.into().arg(), alpha.into().arg()])
 }
 /// `aten::_add_relu_.Scalar(Tensor(a!) self, Scalar other, Scalar alpha=1) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -411,7 +407,7 @@ pub fn _assert_tensor_metadata(a: &Tensor, size: Option<&[i64]>, stride: Option<
 /// `aten::_autocast_to_full_precision(Tensor(a) self, bool cuda_enabled, bool cpu_enabled) -> Tensor(a)`
 #[inline]
 pub fn f__autocast_to_full_precision(self_: &Tensor, cuda_enabled: bool, cpu_enabled: bool) -> Result<Tensor, TorchError> {
-    call_tensor(38, "aten::_autocast_to_full_precision", &[Arg::Tensor(self_), Arg::Boolean(cuda_enabled), Arg::Boolean(cpu_enabled)], Vec::new())
+    call_tensor_flat(38, "aten::_autocast_to_full_precision", [Arg::Tensor(self_), Arg::Boolean(cuda_enabled), Arg::Boolean(cpu_enabled)])
 }
 /// `aten::_autocast_to_full_precision(Tensor(a) self, bool cuda_enabled, bool cpu_enabled) -> Tensor(a)`; panics with torch's message.
 #[inline]
@@ -475,7 +471,7 @@ pub fn _batch_norm_with_update_functional(input: &Tensor, weight: Option<&Tensor
 /// `aten::_cast_Byte(Tensor self, bool non_blocking=False) -> Tensor`
 #[inline]
 pub fn f__cast_Byte(self_: &Tensor, non_blocking: bool) -> Result<Tensor, TorchError> {
-    call_tensor(44, "aten::_cast_Byte", &[Arg::Tensor(self_), Arg::Boolean(non_blocking)], Vec::new())
+    call_tensor_flat(44, "aten::_cast_Byte", [Arg::Tensor(self_), Arg::Boolean(non_blocking)])
 }
 /// `aten::_cast_Byte(Tensor self, bool non_blocking=False) -> Tensor`; panics with torch's message.
 #[inline]
@@ -485,7 +481,7 @@ pub fn _cast_Byte(self_: &Tensor, non_blocking: bool) -> Tensor {
 /// `aten::_cast_Char(Tensor self, bool non_blocking=False) -> Tensor`
 #[inline]
 pub fn f__cast_Char(self_: &Tensor, non_blocking: bool) -> Result<Tensor, TorchError> {
-    call_tensor(45, "aten::_cast_Char", &[Arg::Tensor(self_), Arg::Boolean(non_blocking)], Vec::new())
+    call_tensor_flat(45, "aten::_cast_Char", [Arg::Tensor(self_), Arg::Boolean(non_blocking)])
 }
 /// `aten::_cast_Char(Tensor self, bool non_blocking=False) -> Tensor`; panics with torch's message.
 #[inline]
@@ -495,7 +491,7 @@ pub fn _cast_Char(self_: &Tensor, non_blocking: bool) -> Tensor {
 /// `aten::_cast_Double(Tensor self, bool non_blocking=False) -> Tensor`
 #[inline]
 pub fn f__cast_Double(self_: &Tensor, non_blocking: bool) -> Result<Tensor, TorchError> {
-    call_tensor(46, "aten::_cast_Double", &[Arg::Tensor(self_), Arg::Boolean(non_blocking)], Vec::new())
+    call_tensor_flat(46, "aten::_cast_Double", [Arg::Tensor(self_), Arg::Boolean(non_blocking)])
 }
 /// `aten::_cast_Double(Tensor self, bool non_blocking=False) -> Tensor`; panics with torch's message.
 #[inline]
@@ -505,7 +501,7 @@ pub fn _cast_Double(self_: &Tensor, non_blocking: bool) -> Tensor {
 /// `aten::_cast_Float(Tensor self, bool non_blocking=False) -> Tensor`
 #[inline]
 pub fn f__cast_Float(self_: &Tensor, non_blocking: bool) -> Result<Tensor, TorchError> {
-    call_tensor(47, "aten::_cast_Float", &[Arg::Tensor(self_), Arg::Boolean(non_blocking)], Vec::new())
+    call_tensor_flat(47, "aten::_cast_Float", [Arg::Tensor(self_), Arg::Boolean(non_blocking)])
 }
 /// `aten::_cast_Float(Tensor self, bool non_blocking=False) -> Tensor`; panics with torch's message.
 #[inline]
@@ -515,7 +511,7 @@ pub fn _cast_Float(self_: &Tensor, non_blocking: bool) -> Tensor {
 /// `aten::_cast_Half(Tensor self, bool non_blocking=False) -> Tensor`
 #[inline]
 pub fn f__cast_Half(self_: &Tensor, non_blocking: bool) -> Result<Tensor, TorchError> {
-    call_tensor(48, "aten::_cast_Half", &[Arg::Tensor(self_), Arg::Boolean(non_blocking)], Vec::new())
+    call_tensor_flat(48, "aten::_cast_Half", [Arg::Tensor(self_), Arg::Boolean(non_blocking)])
 }
 /// `aten::_cast_Half(Tensor self, bool non_blocking=False) -> Tensor`; panics with torch's message.
 #[inline]
@@ -525,7 +521,7 @@ pub fn _cast_Half(self_: &Tensor, non_blocking: bool) -> Tensor {
 /// `aten::_cast_Int(Tensor self, bool non_blocking=False) -> Tensor`
 #[inline]
 pub fn f__cast_Int(self_: &Tensor, non_blocking: bool) -> Result<Tensor, TorchError> {
-    call_tensor(49, "aten::_cast_Int", &[Arg::Tensor(self_), Arg::Boolean(non_blocking)], Vec::new())
+    call_tensor_flat(49, "aten::_cast_Int", [Arg::Tensor(self_), Arg::Boolean(non_blocking)])
 }
 /// `aten::_cast_Int(Tensor self, bool non_blocking=False) -> Tensor`; panics with torch's message.
 #[inline]
@@ -535,7 +531,7 @@ pub fn _cast_Int(self_: &Tensor, non_blocking: bool) -> Tensor {
 /// `aten::_cast_Long(Tensor self, bool non_blocking=False) -> Tensor`
 #[inline]
 pub fn f__cast_Long(self_: &Tensor, non_blocking: bool) -> Result<Tensor, TorchError> {
-    call_tensor(50, "aten::_cast_Long", &[Arg::Tensor(self_), Arg::Boolean(non_blocking)], Vec::new())
+    call_tensor_flat(50, "aten::_cast_Long", [Arg::Tensor(self_), Arg::Boolean(non_blocking)])
 }
 /// `aten::_cast_Long(Tensor self, bool non_blocking=False) -> Tensor`; panics with torch's message.
 #[inline]
@@ -545,7 +541,7 @@ pub fn _cast_Long(self_: &Tensor, non_blocking: bool) -> Tensor {
 /// `aten::_cast_Short(Tensor self, bool non_blocking=False) -> Tensor`
 #[inline]
 pub fn f__cast_Short(self_: &Tensor, non_blocking: bool) -> Result<Tensor, TorchError> {
-    call_tensor(51, "aten::_cast_Short", &[Arg::Tensor(self_), Arg::Boolean(non_blocking)], Vec::new())
+    call_tensor_flat(51, "aten::_cast_Short", [Arg::Tensor(self_), Arg::Boolean(non_blocking)])
 }
 /// `aten::_cast_Short(Tensor self, bool non_blocking=False) -> Tensor`; panics with torch's message.
 #[inline]
@@ -555,7 +551,7 @@ pub fn _cast_Short(self_: &Tensor, non_blocking: bool) -> Tensor {
 /// `aten::_cdist_forward(Tensor x1, Tensor x2, float p, int? compute_mode) -> Tensor`
 #[inline]
 pub fn f__cdist_forward(x1: &Tensor, x2: &Tensor, p: f64, compute_mode: Option<i64>) -> Result<Tensor, TorchError> {
-    call_tensor(52, "aten::_cdist_forward", &[Arg::Tensor(x1), Arg::Tensor(x2), Arg::Float(p), compute_mode.map_or(Arg::None, |v| Arg::Int(v))], Vec::new())
+    call_tensor_flat(52, "aten::_cdist_forward", [Arg::Tensor(x1), Arg::Tensor(x2), Arg::Float(p), compute_mode.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::_cdist_forward(Tensor x1, Tensor x2, float p, int? compute_mode) -> Tensor`; panics with torch's message.
 #[inline]
@@ -565,7 +561,7 @@ pub fn _cdist_forward(x1: &Tensor, x2: &Tensor, p: f64, compute_mode: Option<i64
 /// `aten::_cholesky_solve_helper(Tensor self, Tensor A, bool upper) -> Tensor`
 #[inline]
 pub fn f__cholesky_solve_helper(self_: &Tensor, A: &Tensor, upper: bool) -> Result<Tensor, TorchError> {
-    call_tensor(53, "aten::_cholesky_solve_helper", &[Arg::Tensor(self_), Arg::Tensor(A), Arg::Boolean(upper)], Vec::new())
+    call_tensor_flat(53, "aten::_cholesky_solve_helper", [Arg::Tensor(self_), Arg::Tensor(A), Arg::Boolean(upper)])
 }
 /// `aten::_cholesky_solve_helper(Tensor self, Tensor A, bool upper) -> Tensor`; panics with torch's message.
 #[inline]
@@ -586,7 +582,7 @@ pub fn _choose_qparams_per_tensor(self_: &Tensor, reduce_range: bool) -> (f64, i
 /// `aten::_chunk_cat(Tensor[] tensors, int dim, int num_chunks) -> Tensor`
 #[inline]
 pub fn f__chunk_cat(tensors: &[&Tensor], dim: i64, num_chunks: i64) -> Result<Tensor, TorchError> {
-    call_tensor(55, "aten::_chunk_cat", &[Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect()), Arg::Int(dim), Arg::Int(num_chunks)], Vec::new())
+    call_tensor_flat(55, "aten::_chunk_cat", [Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect()), Arg::Int(dim), Arg::Int(num_chunks)])
 }
 /// `aten::_chunk_cat(Tensor[] tensors, int dim, int num_chunks) -> Tensor`; panics with torch's message.
 #[inline]
@@ -596,7 +592,7 @@ pub fn _chunk_cat(tensors: &[&Tensor], dim: i64, num_chunks: i64) -> Tensor {
 /// `aten::_coalesce(Tensor self) -> Tensor`
 #[inline]
 pub fn f__coalesce(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(56, "aten::_coalesce", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(56, "aten::_coalesce", [Arg::Tensor(self_)])
 }
 /// `aten::_coalesce(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -606,7 +602,7 @@ pub fn _coalesce(self_: &Tensor) -> Tensor {
 /// `aten::_coalesced(Tensor self, bool coalesced) -> Tensor`
 #[inline]
 pub fn f__coalesced(self_: &Tensor, coalesced: bool) -> Result<Tensor, TorchError> {
-    call_tensor(57, "aten::_coalesced", &[Arg::Tensor(self_), Arg::Boolean(coalesced)], Vec::new())
+    call_tensor_flat(57, "aten::_coalesced", [Arg::Tensor(self_), Arg::Boolean(coalesced)])
 }
 /// `aten::_coalesced(Tensor self, bool coalesced) -> Tensor`; panics with torch's message.
 #[inline]
@@ -616,7 +612,7 @@ pub fn _coalesced(self_: &Tensor, coalesced: bool) -> Tensor {
 /// `aten::_coalesced_(Tensor(a!) self, bool coalesced) -> Tensor(a!)`
 #[inline]
 pub fn f__coalesced_(self_: &Tensor, coalesced: bool) -> Result<Tensor, TorchError> {
-    call_tensor(58, "aten::_coalesced_", &[Arg::Tensor(self_), Arg::Boolean(coalesced)], Vec::new())
+    call_tensor_flat(58, "aten::_coalesced_", [Arg::Tensor(self_), Arg::Boolean(coalesced)])
 }
 /// `aten::_coalesced_(Tensor(a!) self, bool coalesced) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -626,7 +622,7 @@ pub fn _coalesced_(self_: &Tensor, coalesced: bool) -> Tensor {
 /// `aten::_compute_linear_combination(Tensor input, Tensor coefficients) -> Tensor`
 #[inline]
 pub fn f__compute_linear_combination(input: &Tensor, coefficients: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(59, "aten::_compute_linear_combination", &[Arg::Tensor(input), Arg::Tensor(coefficients)], Vec::new())
+    call_tensor_flat(59, "aten::_compute_linear_combination", [Arg::Tensor(input), Arg::Tensor(coefficients)])
 }
 /// `aten::_compute_linear_combination(Tensor input, Tensor coefficients) -> Tensor`; panics with torch's message.
 #[inline]
@@ -636,7 +632,7 @@ pub fn _compute_linear_combination(input: &Tensor, coefficients: &Tensor) -> Ten
 /// `aten::_conj(Tensor(a) self) -> Tensor(a)`
 #[inline]
 pub fn f__conj(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(60, "aten::_conj", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(60, "aten::_conj", [Arg::Tensor(self_)])
 }
 /// `aten::_conj(Tensor(a) self) -> Tensor(a)`; panics with torch's message.
 #[inline]
@@ -646,7 +642,7 @@ pub fn _conj(self_: &Tensor) -> Tensor {
 /// `aten::_conj_copy(Tensor self) -> Tensor`
 #[inline]
 pub fn f__conj_copy(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(61, "aten::_conj_copy", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(61, "aten::_conj_copy", [Arg::Tensor(self_)])
 }
 /// `aten::_conj_copy(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -656,7 +652,7 @@ pub fn _conj_copy(self_: &Tensor) -> Tensor {
 /// `aten::_conj_physical(Tensor self) -> Tensor`
 #[inline]
 pub fn f__conj_physical(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(62, "aten::_conj_physical", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(62, "aten::_conj_physical", [Arg::Tensor(self_)])
 }
 /// `aten::_conj_physical(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -676,9 +672,7 @@ pub fn _conv_depthwise2d(self_: &Tensor, weight: &Tensor, kernel_size: &[i64], b
 /// `aten::_convert_indices_from_coo_to_csr(Tensor self, int size, *, bool out_int32=False) -> Tensor`
 #[inline]
 pub fn f__convert_indices_from_coo_to_csr(self_: &Tensor, size: i64, out_int32: bool) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    kw.push(("out_int32", Arg::Boolean(out_int32)));
-    call_tensor(64, "aten::_convert_indices_from_coo_to_csr", &[Arg::Tensor(self_), Arg::Int(size)], kw)
+    call_tensor_flat(64, "aten::_convert_indices_from_coo_to_csr", [Arg::Tensor(self_), Arg::Int(size), Arg::Boolean(out_int32)])
 }
 /// `aten::_convert_indices_from_coo_to_csr(Tensor self, int size, *, bool out_int32=False) -> Tensor`; panics with torch's message.
 #[inline]
@@ -688,10 +682,7 @@ pub fn _convert_indices_from_coo_to_csr(self_: &Tensor, size: i64, out_int32: bo
 /// `aten::_convert_indices_from_csr_to_coo(Tensor crow_indices, Tensor col_indices, *, bool out_int32=False, bool transpose=False) -> Tensor`
 #[inline]
 pub fn f__convert_indices_from_csr_to_coo(crow_indices: &Tensor, col_indices: &Tensor, out_int32: bool, transpose: bool) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    kw.push(("out_int32", Arg::Boolean(out_int32)));
-    kw.push(("transpose", Arg::Boolean(transpose)));
-    call_tensor(65, "aten::_convert_indices_from_csr_to_coo", &[Arg::Tensor(crow_indices), Arg::Tensor(col_indices)], kw)
+    call_tensor_flat(65, "aten::_convert_indices_from_csr_to_coo", [Arg::Tensor(crow_indices), Arg::Tensor(col_indices), Arg::Boolean(out_int32), Arg::Boolean(transpose)])
 }
 /// `aten::_convert_indices_from_csr_to_coo(Tensor crow_indices, Tensor col_indices, *, bool out_int32=False, bool transpose=False) -> Tensor`; panics with torch's message.
 #[inline]
@@ -731,7 +722,7 @@ pub fn _convolution_mode(input: &Tensor, weight: &Tensor, bias: Option<&Tensor>,
 /// `aten::_copy_from(Tensor self, Tensor dst, bool non_blocking=False) -> Tensor`
 #[inline]
 pub fn f__copy_from(self_: &Tensor, dst: &Tensor, non_blocking: bool) -> Result<Tensor, TorchError> {
-    call_tensor(69, "aten::_copy_from", &[Arg::Tensor(self_), Arg::Tensor(dst), Arg::Boolean(non_blocking)], Vec::new())
+    call_tensor_flat(69, "aten::_copy_from", [Arg::Tensor(self_), Arg::Tensor(dst), Arg::Boolean(non_blocking)])
 }
 /// `aten::_copy_from(Tensor self, Tensor dst, bool non_blocking=False) -> Tensor`; panics with torch's message.
 #[inline]
@@ -741,7 +732,7 @@ pub fn _copy_from(self_: &Tensor, dst: &Tensor, non_blocking: bool) -> Tensor {
 /// `aten::_copy_from_and_resize(Tensor self, Tensor dst) -> Tensor`
 #[inline]
 pub fn f__copy_from_and_resize(self_: &Tensor, dst: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(70, "aten::_copy_from_and_resize", &[Arg::Tensor(self_), Arg::Tensor(dst)], Vec::new())
+    call_tensor_flat(70, "aten::_copy_from_and_resize", [Arg::Tensor(self_), Arg::Tensor(dst)])
 }
 /// `aten::_copy_from_and_resize(Tensor self, Tensor dst) -> Tensor`; panics with torch's message.
 #[inline]
@@ -921,7 +912,7 @@ pub fn _dimV(self_: &Tensor) -> i64 {
 /// `aten::_dim_arange(Tensor like, int dim) -> Tensor`
 #[inline]
 pub fn f__dim_arange(like: &Tensor, dim: i64) -> Result<Tensor, TorchError> {
-    call_tensor(86, "aten::_dim_arange", &[Arg::Tensor(like), Arg::Int(dim)], Vec::new())
+    call_tensor_flat(86, "aten::_dim_arange", [Arg::Tensor(like), Arg::Int(dim)])
 }
 /// `aten::_dim_arange(Tensor like, int dim) -> Tensor`; panics with torch's message.
 #[inline]
@@ -931,7 +922,7 @@ pub fn _dim_arange(like: &Tensor, dim: i64) -> Tensor {
 /// `aten::_dirichlet_grad(Tensor x, Tensor alpha, Tensor total) -> Tensor`
 #[inline]
 pub fn f__dirichlet_grad(x: &Tensor, alpha: &Tensor, total: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(87, "aten::_dirichlet_grad", &[Arg::Tensor(x), Arg::Tensor(alpha), Arg::Tensor(total)], Vec::new())
+    call_tensor_flat(87, "aten::_dirichlet_grad", [Arg::Tensor(x), Arg::Tensor(alpha), Arg::Tensor(total)])
 }
 /// `aten::_dirichlet_grad(Tensor x, Tensor alpha, Tensor total) -> Tensor`; panics with torch's message.
 #[inline]
@@ -1030,7 +1021,7 @@ pub fn _empty_per_channel_affine_quantized(size: &[i64], scales: &Tensor, zero_p
 /// `aten::_euclidean_dist(Tensor x1, Tensor x2) -> Tensor`
 #[inline]
 pub fn f__euclidean_dist(x1: &Tensor, x2: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(94, "aten::_euclidean_dist", &[Arg::Tensor(x1), Arg::Tensor(x2)], Vec::new())
+    call_tensor_flat(94, "aten::_euclidean_dist", [Arg::Tensor(x1), Arg::Tensor(x2)])
 }
 /// `aten::_euclidean_dist(Tensor x1, Tensor x2) -> Tensor`; panics with torch's message.
 #[inline]
@@ -1071,7 +1062,7 @@ pub fn _fake_quantize_per_tensor_affine_cachemask_tensor_qparams(self_: &Tensor,
 /// `aten::_fft_c2c(Tensor self, SymInt[] dim, int normalization, bool forward) -> Tensor`
 #[inline]
 pub fn f__fft_c2c(self_: &Tensor, dim: &[i64], normalization: i64, forward: bool) -> Result<Tensor, TorchError> {
-    call_tensor(98, "aten::_fft_c2c", &[Arg::Tensor(self_), Arg::Ints(dim.to_vec()), Arg::Int(normalization), Arg::Boolean(forward)], Vec::new())
+    call_tensor_flat(98, "aten::_fft_c2c", [Arg::Tensor(self_), Arg::Ints(dim.to_vec()), Arg::Int(normalization), Arg::Boolean(forward)])
 }
 /// `aten::_fft_c2c(Tensor self, SymInt[] dim, int normalization, bool forward) -> Tensor`; panics with torch's message.
 #[inline]
@@ -1081,7 +1072,7 @@ pub fn _fft_c2c(self_: &Tensor, dim: &[i64], normalization: i64, forward: bool) 
 /// `aten::_fft_c2r(Tensor self, int[] dim, int normalization, SymInt last_dim_size) -> Tensor`
 #[inline]
 pub fn f__fft_c2r(self_: &Tensor, dim: &[i64], normalization: i64, last_dim_size: i64) -> Result<Tensor, TorchError> {
-    call_tensor(99, "aten::_fft_c2r", &[Arg::Tensor(self_), Arg::Ints(dim.to_vec()), Arg::Int(normalization), Arg::Int(last_dim_size)], Vec::new())
+    call_tensor_flat(99, "aten::_fft_c2r", [Arg::Tensor(self_), Arg::Ints(dim.to_vec()), Arg::Int(normalization), Arg::Int(last_dim_size)])
 }
 /// `aten::_fft_c2r(Tensor self, int[] dim, int normalization, SymInt last_dim_size) -> Tensor`; panics with torch's message.
 #[inline]
@@ -1091,7 +1082,7 @@ pub fn _fft_c2r(self_: &Tensor, dim: &[i64], normalization: i64, last_dim_size: 
 /// `aten::_fft_r2c(Tensor self, int[] dim, int normalization, bool onesided) -> Tensor`
 #[inline]
 pub fn f__fft_r2c(self_: &Tensor, dim: &[i64], normalization: i64, onesided: bool) -> Result<Tensor, TorchError> {
-    call_tensor(100, "aten::_fft_r2c", &[Arg::Tensor(self_), Arg::Ints(dim.to_vec()), Arg::Int(normalization), Arg::Boolean(onesided)], Vec::new())
+    call_tensor_flat(100, "aten::_fft_r2c", [Arg::Tensor(self_), Arg::Ints(dim.to_vec()), Arg::Int(normalization), Arg::Boolean(onesided)])
 }
 /// `aten::_fft_r2c(Tensor self, int[] dim, int normalization, bool onesided) -> Tensor`; panics with torch's message.
 #[inline]
@@ -1101,7 +1092,7 @@ pub fn _fft_r2c(self_: &Tensor, dim: &[i64], normalization: i64, onesided: bool)
 /// `aten::_fill_mem_eff_dropout_mask_(Tensor(a!) self, float dropout_p, int seed, int offset) -> Tensor(a!)`
 #[inline]
 pub fn f__fill_mem_eff_dropout_mask_(self_: &Tensor, dropout_p: f64, seed: i64, offset: i64) -> Result<Tensor, TorchError> {
-    call_tensor(101, "aten::_fill_mem_eff_dropout_mask_", &[Arg::Tensor(self_), Arg::Float(dropout_p), Arg::Int(seed), Arg::Int(offset)], Vec::new())
+    call_tensor_flat(101, "aten::_fill_mem_eff_dropout_mask_", [Arg::Tensor(self_), Arg::Float(dropout_p), Arg::Int(seed), Arg::Int(offset)])
 }
 /// `aten::_fill_mem_eff_dropout_mask_(Tensor(a!) self, float dropout_p, int seed, int offset) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -1165,9 +1156,7 @@ pub fn _flash_attention_forward_no_dropout_inplace(out: &Tensor, query: &Tensor,
 /// `aten::_foobar(Tensor self, bool arg1=True, bool arg2=True, *, bool arg3=True) -> Tensor`
 #[inline]
 pub fn f__foobar(self_: &Tensor, arg1: bool, arg2: bool, arg3: bool) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    kw.push(("arg3", Arg::Boolean(arg3)));
-    call_tensor(105, "aten::_foobar", &[Arg::Tensor(self_), Arg::Boolean(arg1), Arg::Boolean(arg2)], kw)
+    call_tensor_flat(105, "aten::_foobar", [Arg::Tensor(self_), Arg::Boolean(arg1), Arg::Boolean(arg2), Arg::Boolean(arg3)])
 }
 /// `aten::_foobar(Tensor self, bool arg1=True, bool arg2=True, *, bool arg3=True) -> Tensor`; panics with torch's message.
 #[inline]
@@ -2555,7 +2544,7 @@ pub fn _foreach_zero_(self_: &[&Tensor]) -> () {
 /// `aten::_functional_assert_async.msg(Tensor self, str assert_msg, Tensor dep_token) -> Tensor`
 #[inline]
 pub fn f__functional_assert_async(self_: &Tensor, assert_msg: &str, dep_token: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(230, "aten::_functional_assert_async.msg", &[Arg::Tensor(self_), Arg::Str(assert_msg.into()), Arg::Tensor(dep_token)], Vec::new())
+    call_tensor_flat(230, "aten::_functional_assert_async.msg", [Arg::Tensor(self_), Arg::Str(assert_msg.into()), Arg::Tensor(dep_token)])
 }
 /// `aten::_functional_assert_async.msg(Tensor self, str assert_msg, Tensor dep_token) -> Tensor`; panics with torch's message.
 #[inline]
@@ -2565,7 +2554,7 @@ pub fn _functional_assert_async(self_: &Tensor, assert_msg: &str, dep_token: &Te
 /// `aten::_functional_assert_scalar(Scalar self, str assert_msg, Tensor dep_token) -> Tensor`
 #[inline]
 pub fn f__functional_assert_scalar(self_: impl Into<Scalar>, assert_msg: &str, dep_token: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(231, "aten::_functional_assert_scalar", &[self_.into().arg(), Arg::Str(assert_msg.into()), Arg::Tensor(dep_token)], Vec::new())
+    call_tensor_flat(231, "aten::_functional_assert_scalar", [self_.into().arg(), Arg::Str(assert_msg.into()), Arg::Tensor(dep_token)])
 }
 /// `aten::_functional_assert_scalar(Scalar self, str assert_msg, Tensor dep_token) -> Tensor`; panics with torch's message.
 #[inline]
@@ -2575,7 +2564,7 @@ pub fn _functional_assert_scalar(self_: impl Into<Scalar>, assert_msg: &str, dep
 /// `aten::_functional_sym_constrain_range(Scalar size, int? min, int? max, Tensor dep_token) -> Tensor`
 #[inline]
 pub fn f__functional_sym_constrain_range(size: impl Into<Scalar>, min: Option<i64>, max: Option<i64>, dep_token: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(232, "aten::_functional_sym_constrain_range", &[size.into().arg(), min.map_or(Arg::None, |v| Arg::Int(v)), max.map_or(Arg::None, |v| Arg::Int(v)), Arg::Tensor(dep_token)], Vec::new())
+    call_tensor_flat(232, "aten::_functional_sym_constrain_range", [size.into().arg(), min.map_or(Arg::None, |v| Arg::Int(v)), max.map_or(Arg::None, |v| Arg::Int(v)), Arg::Tensor(dep_token)])
 }
 /// `aten::_functional_sym_constrain_range(Scalar size, int? min, int? max, Tensor dep_token) -> Tensor`; panics with torch's message.
 #[inline]
@@ -2585,7 +2574,7 @@ pub fn _functional_sym_constrain_range(size: impl Into<Scalar>, min: Option<i64>
 /// `aten::_functional_sym_constrain_range_for_size(Scalar size, int? min, int? max, Tensor dep_token) -> Tensor`
 #[inline]
 pub fn f__functional_sym_constrain_range_for_size(size: impl Into<Scalar>, min: Option<i64>, max: Option<i64>, dep_token: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(233, "aten::_functional_sym_constrain_range_for_size", &[size.into().arg(), min.map_or(Arg::None, |v| Arg::Int(v)), max.map_or(Arg::None, |v| Arg::Int(v)), Arg::Tensor(dep_token)], Vec::new())
+    call_tensor_flat(233, "aten::_functional_sym_constrain_range_for_size", [size.into().arg(), min.map_or(Arg::None, |v| Arg::Int(v)), max.map_or(Arg::None, |v| Arg::Int(v)), Arg::Tensor(dep_token)])
 }
 /// `aten::_functional_sym_constrain_range_for_size(Scalar size, int? min, int? max, Tensor dep_token) -> Tensor`; panics with torch's message.
 #[inline]
@@ -2981,7 +2970,7 @@ pub fn _fused_sgd_tensor_lr_(self_: &[&Tensor], grads: &[&Tensor], momentum_buff
 /// `aten::_fw_primal(Tensor(a) self, int level) -> Tensor(a)`
 #[inline]
 pub fn f__fw_primal(self_: &Tensor, level: i64) -> Result<Tensor, TorchError> {
-    call_tensor(255, "aten::_fw_primal", &[Arg::Tensor(self_), Arg::Int(level)], Vec::new())
+    call_tensor_flat(255, "aten::_fw_primal", [Arg::Tensor(self_), Arg::Int(level)])
 }
 /// `aten::_fw_primal(Tensor(a) self, int level) -> Tensor(a)`; panics with torch's message.
 #[inline]
@@ -2991,7 +2980,7 @@ pub fn _fw_primal(self_: &Tensor, level: i64) -> Tensor {
 /// `aten::_fw_primal_copy(Tensor self, int level) -> Tensor`
 #[inline]
 pub fn f__fw_primal_copy(self_: &Tensor, level: i64) -> Result<Tensor, TorchError> {
-    call_tensor(256, "aten::_fw_primal_copy", &[Arg::Tensor(self_), Arg::Int(level)], Vec::new())
+    call_tensor_flat(256, "aten::_fw_primal_copy", [Arg::Tensor(self_), Arg::Int(level)])
 }
 /// `aten::_fw_primal_copy(Tensor self, int level) -> Tensor`; panics with torch's message.
 #[inline]
@@ -3072,10 +3061,7 @@ pub fn _histogramdd_from_bin_cts(self_: &Tensor, bins: &[i64], range: Option<&[f
 /// `aten::_histogramdd_from_bin_tensors(Tensor self, Tensor[] bins, *, Tensor? weight=None, bool density=False) -> Tensor`
 #[inline]
 pub fn f__histogramdd_from_bin_tensors(self_: &Tensor, bins: &[&Tensor], weight: Option<&Tensor>, density: bool) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    if let Some(v) = weight { kw.push(("weight", Arg::Tensor(v))); }
-    kw.push(("density", Arg::Boolean(density)));
-    call_tensor(263, "aten::_histogramdd_from_bin_tensors", &[Arg::Tensor(self_), Arg::Tensors(bins.iter().map(|t| Some(*t)).collect())], kw)
+    call_tensor_flat(263, "aten::_histogramdd_from_bin_tensors", [Arg::Tensor(self_), Arg::Tensors(bins.iter().map(|t| Some(*t)).collect()), weight.map_or(Arg::None, |v| Arg::Tensor(v)), Arg::Boolean(density)])
 }
 /// `aten::_histogramdd_from_bin_tensors(Tensor self, Tensor[] bins, *, Tensor? weight=None, bool density=False) -> Tensor`; panics with torch's message.
 #[inline]
@@ -3095,7 +3081,7 @@ pub fn _index_put_impl(self_: &Tensor, indices: &[Option<&Tensor>], values: &Ten
 /// `aten::_indices(Tensor(a) self) -> Tensor(a)`
 #[inline]
 pub fn f__indices(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(265, "aten::_indices", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(265, "aten::_indices", [Arg::Tensor(self_)])
 }
 /// `aten::_indices(Tensor(a) self) -> Tensor(a)`; panics with torch's message.
 #[inline]
@@ -3105,7 +3091,7 @@ pub fn _indices(self_: &Tensor) -> Tensor {
 /// `aten::_indices_copy(Tensor self) -> Tensor`
 #[inline]
 pub fn f__indices_copy(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(266, "aten::_indices_copy", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(266, "aten::_indices_copy", [Arg::Tensor(self_)])
 }
 /// `aten::_indices_copy(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -3115,7 +3101,7 @@ pub fn _indices_copy(self_: &Tensor) -> Tensor {
 /// `aten::_int_mm(Tensor self, Tensor mat2) -> Tensor`
 #[inline]
 pub fn f__int_mm(self_: &Tensor, mat2: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(267, "aten::_int_mm", &[Arg::Tensor(self_), Arg::Tensor(mat2)], Vec::new())
+    call_tensor_flat(267, "aten::_int_mm", [Arg::Tensor(self_), Arg::Tensor(mat2)])
 }
 /// `aten::_int_mm(Tensor self, Tensor mat2) -> Tensor`; panics with torch's message.
 #[inline]
@@ -3125,7 +3111,7 @@ pub fn _int_mm(self_: &Tensor, mat2: &Tensor) -> Tensor {
 /// `aten::_is_all_true(Tensor self) -> Tensor`
 #[inline]
 pub fn f__is_all_true(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(268, "aten::_is_all_true", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(268, "aten::_is_all_true", [Arg::Tensor(self_)])
 }
 /// `aten::_is_all_true(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -3135,7 +3121,7 @@ pub fn _is_all_true(self_: &Tensor) -> Tensor {
 /// `aten::_is_any_true(Tensor self) -> Tensor`
 #[inline]
 pub fn f__is_any_true(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(269, "aten::_is_any_true", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(269, "aten::_is_any_true", [Arg::Tensor(self_)])
 }
 /// `aten::_is_any_true(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -3156,7 +3142,7 @@ pub fn _is_zerotensor(self_: &Tensor) -> bool {
 /// `aten::_jagged_to_padded_dense_forward(Tensor values, Tensor[] offsets, SymInt[] max_lengths, float padding_value=0.) -> Tensor`
 #[inline]
 pub fn f__jagged_to_padded_dense_forward(values: &Tensor, offsets: &[&Tensor], max_lengths: &[i64], padding_value: f64) -> Result<Tensor, TorchError> {
-    call_tensor(271, "aten::_jagged_to_padded_dense_forward", &[Arg::Tensor(values), Arg::Tensors(offsets.iter().map(|t| Some(*t)).collect()), Arg::Ints(max_lengths.to_vec()), Arg::Float(padding_value)], Vec::new())
+    call_tensor_flat(271, "aten::_jagged_to_padded_dense_forward", [Arg::Tensor(values), Arg::Tensors(offsets.iter().map(|t| Some(*t)).collect()), Arg::Ints(max_lengths.to_vec()), Arg::Float(padding_value)])
 }
 /// `aten::_jagged_to_padded_dense_forward(Tensor values, Tensor[] offsets, SymInt[] max_lengths, float padding_value=0.) -> Tensor`; panics with torch's message.
 #[inline]
@@ -3166,7 +3152,7 @@ pub fn _jagged_to_padded_dense_forward(values: &Tensor, offsets: &[&Tensor], max
 /// `aten::_lazy_clone(Tensor self) -> Tensor`
 #[inline]
 pub fn f__lazy_clone(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(272, "aten::_lazy_clone", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(272, "aten::_lazy_clone", [Arg::Tensor(self_)])
 }
 /// `aten::_lazy_clone(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -3211,7 +3197,7 @@ pub fn _linalg_eigh(A: &Tensor, UPLO: &str, compute_v: bool) -> (Tensor, Tensor)
 /// `aten::_linalg_eigvals(Tensor self) -> Tensor`
 #[inline]
 pub fn f__linalg_eigvals(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(276, "aten::_linalg_eigvals", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(276, "aten::_linalg_eigvals", [Arg::Tensor(self_)])
 }
 /// `aten::_linalg_eigvals(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -3270,7 +3256,7 @@ pub fn _local_scalar_dense(self_: &Tensor) -> f64 {
 /// `aten::_log_softmax(Tensor self, int dim, bool half_to_float) -> Tensor`
 #[inline]
 pub fn f__log_softmax(self_: &Tensor, dim: i64, half_to_float: bool) -> Result<Tensor, TorchError> {
-    call_tensor(281, "aten::_log_softmax", &[Arg::Tensor(self_), Arg::Int(dim), Arg::Boolean(half_to_float)], Vec::new())
+    call_tensor_flat(281, "aten::_log_softmax", [Arg::Tensor(self_), Arg::Int(dim), Arg::Boolean(half_to_float)])
 }
 /// `aten::_log_softmax(Tensor self, int dim, bool half_to_float) -> Tensor`; panics with torch's message.
 #[inline]
@@ -3280,7 +3266,7 @@ pub fn _log_softmax(self_: &Tensor, dim: i64, half_to_float: bool) -> Tensor {
 /// `aten::_logcumsumexp(Tensor self, int dim) -> Tensor`
 #[inline]
 pub fn f__logcumsumexp(self_: &Tensor, dim: i64) -> Result<Tensor, TorchError> {
-    call_tensor(282, "aten::_logcumsumexp", &[Arg::Tensor(self_), Arg::Int(dim)], Vec::new())
+    call_tensor_flat(282, "aten::_logcumsumexp", [Arg::Tensor(self_), Arg::Int(dim)])
 }
 /// `aten::_logcumsumexp(Tensor self, int dim) -> Tensor`; panics with torch's message.
 #[inline]
@@ -3328,7 +3314,7 @@ pub fn _make_dep_token(dtype: Option<Dtype>, layout: Option<i64>, device: Option
 /// `aten::_make_dual(Tensor(a) primal, Tensor tangent, int level) -> Tensor(a)`
 #[inline]
 pub fn f__make_dual(primal: &Tensor, tangent: &Tensor, level: i64) -> Result<Tensor, TorchError> {
-    call_tensor(286, "aten::_make_dual", &[Arg::Tensor(primal), Arg::Tensor(tangent), Arg::Int(level)], Vec::new())
+    call_tensor_flat(286, "aten::_make_dual", [Arg::Tensor(primal), Arg::Tensor(tangent), Arg::Int(level)])
 }
 /// `aten::_make_dual(Tensor(a) primal, Tensor tangent, int level) -> Tensor(a)`; panics with torch's message.
 #[inline]
@@ -3338,7 +3324,7 @@ pub fn _make_dual(primal: &Tensor, tangent: &Tensor, level: i64) -> Tensor {
 /// `aten::_make_dual_copy(Tensor primal, Tensor tangent, int level) -> Tensor`
 #[inline]
 pub fn f__make_dual_copy(primal: &Tensor, tangent: &Tensor, level: i64) -> Result<Tensor, TorchError> {
-    call_tensor(287, "aten::_make_dual_copy", &[Arg::Tensor(primal), Arg::Tensor(tangent), Arg::Int(level)], Vec::new())
+    call_tensor_flat(287, "aten::_make_dual_copy", [Arg::Tensor(primal), Arg::Tensor(tangent), Arg::Int(level)])
 }
 /// `aten::_make_dual_copy(Tensor primal, Tensor tangent, int level) -> Tensor`; panics with torch's message.
 #[inline]
@@ -3348,7 +3334,7 @@ pub fn _make_dual_copy(primal: &Tensor, tangent: &Tensor, level: i64) -> Tensor 
 /// `aten::_make_per_channel_quantized_tensor(Tensor self, Tensor scale, Tensor zero_point, int axis) -> Tensor`
 #[inline]
 pub fn f__make_per_channel_quantized_tensor(self_: &Tensor, scale: &Tensor, zero_point: &Tensor, axis: i64) -> Result<Tensor, TorchError> {
-    call_tensor(288, "aten::_make_per_channel_quantized_tensor", &[Arg::Tensor(self_), Arg::Tensor(scale), Arg::Tensor(zero_point), Arg::Int(axis)], Vec::new())
+    call_tensor_flat(288, "aten::_make_per_channel_quantized_tensor", [Arg::Tensor(self_), Arg::Tensor(scale), Arg::Tensor(zero_point), Arg::Int(axis)])
 }
 /// `aten::_make_per_channel_quantized_tensor(Tensor self, Tensor scale, Tensor zero_point, int axis) -> Tensor`; panics with torch's message.
 #[inline]
@@ -3358,7 +3344,7 @@ pub fn _make_per_channel_quantized_tensor(self_: &Tensor, scale: &Tensor, zero_p
 /// `aten::_make_per_tensor_quantized_tensor(Tensor self, float scale, int zero_point) -> Tensor`
 #[inline]
 pub fn f__make_per_tensor_quantized_tensor(self_: &Tensor, scale: f64, zero_point: i64) -> Result<Tensor, TorchError> {
-    call_tensor(289, "aten::_make_per_tensor_quantized_tensor", &[Arg::Tensor(self_), Arg::Float(scale), Arg::Int(zero_point)], Vec::new())
+    call_tensor_flat(289, "aten::_make_per_tensor_quantized_tensor", [Arg::Tensor(self_), Arg::Float(scale), Arg::Int(zero_point)])
 }
 /// `aten::_make_per_tensor_quantized_tensor(Tensor self, float scale, int zero_point) -> Tensor`; panics with torch's message.
 #[inline]
@@ -3368,7 +3354,7 @@ pub fn _make_per_tensor_quantized_tensor(self_: &Tensor, scale: f64, zero_point:
 /// `aten::_masked_scale(Tensor self, Tensor mask, float scale) -> Tensor`
 #[inline]
 pub fn f__masked_scale(self_: &Tensor, mask: &Tensor, scale: f64) -> Result<Tensor, TorchError> {
-    call_tensor(290, "aten::_masked_scale", &[Arg::Tensor(self_), Arg::Tensor(mask), Arg::Float(scale)], Vec::new())
+    call_tensor_flat(290, "aten::_masked_scale", [Arg::Tensor(self_), Arg::Tensor(mask), Arg::Float(scale)])
 }
 /// `aten::_masked_scale(Tensor self, Tensor mask, float scale) -> Tensor`; panics with torch's message.
 #[inline]
@@ -3378,7 +3364,7 @@ pub fn _masked_scale(self_: &Tensor, mask: &Tensor, scale: f64) -> Tensor {
 /// `aten::_masked_softmax(Tensor self, Tensor mask, int? dim=None, int? mask_type=None) -> Tensor`
 #[inline]
 pub fn f__masked_softmax(self_: &Tensor, mask: &Tensor, dim: Option<i64>, mask_type: Option<i64>) -> Result<Tensor, TorchError> {
-    call_tensor(291, "aten::_masked_softmax", &[Arg::Tensor(self_), Arg::Tensor(mask), dim.map_or(Arg::None, |v| Arg::Int(v)), mask_type.map_or(Arg::None, |v| Arg::Int(v))], Vec::new())
+    call_tensor_flat(291, "aten::_masked_softmax", [Arg::Tensor(self_), Arg::Tensor(mask), dim.map_or(Arg::None, |v| Arg::Int(v)), mask_type.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::_masked_softmax(Tensor self, Tensor mask, int? dim=None, int? mask_type=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -3476,7 +3462,7 @@ pub fn _native_multi_head_attention(query: &Tensor, key: &Tensor, value: &Tensor
 /// `aten::_neg_view(Tensor(a) self) -> Tensor(a)`
 #[inline]
 pub fn f__neg_view(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(300, "aten::_neg_view", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(300, "aten::_neg_view", [Arg::Tensor(self_)])
 }
 /// `aten::_neg_view(Tensor(a) self) -> Tensor(a)`; panics with torch's message.
 #[inline]
@@ -3486,7 +3472,7 @@ pub fn _neg_view(self_: &Tensor) -> Tensor {
 /// `aten::_neg_view_copy(Tensor self) -> Tensor`
 #[inline]
 pub fn f__neg_view_copy(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(301, "aten::_neg_view_copy", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(301, "aten::_neg_view_copy", [Arg::Tensor(self_)])
 }
 /// `aten::_neg_view_copy(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -3496,9 +3482,7 @@ pub fn _neg_view_copy(self_: &Tensor) -> Tensor {
 /// `aten::_new_zeros_with_same_feature_meta(Tensor self, Tensor other, *, int self_num_batch_dims=0) -> Tensor`
 #[inline]
 pub fn f__new_zeros_with_same_feature_meta(self_: &Tensor, other: &Tensor, self_num_batch_dims: i64) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    kw.push(("self_num_batch_dims", Arg::Int(self_num_batch_dims)));
-    call_tensor(302, "aten::_new_zeros_with_same_feature_meta", &[Arg::Tensor(self_), Arg::Tensor(other)], kw)
+    call_tensor_flat(302, "aten::_new_zeros_with_same_feature_meta", [Arg::Tensor(self_), Arg::Tensor(other), Arg::Int(self_num_batch_dims)])
 }
 /// `aten::_new_zeros_with_same_feature_meta(Tensor self, Tensor other, *, int self_num_batch_dims=0) -> Tensor`; panics with torch's message.
 #[inline]
@@ -3551,7 +3535,7 @@ pub fn _pack_padded_sequence(input: &Tensor, lengths: &Tensor, batch_first: bool
 /// `aten::_pad_circular(Tensor self, SymInt[] pad) -> Tensor`
 #[inline]
 pub fn f__pad_circular(self_: &Tensor, pad: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor(307, "aten::_pad_circular", &[Arg::Tensor(self_), Arg::Ints(pad.to_vec())], Vec::new())
+    call_tensor_flat(307, "aten::_pad_circular", [Arg::Tensor(self_), Arg::Ints(pad.to_vec())])
 }
 /// `aten::_pad_circular(Tensor self, SymInt[] pad) -> Tensor`; panics with torch's message.
 #[inline]
@@ -3561,7 +3545,7 @@ pub fn _pad_circular(self_: &Tensor, pad: &[i64]) -> Tensor {
 /// `aten::_pad_enum(Tensor self, SymInt[] pad, int mode, float? value=None) -> Tensor`
 #[inline]
 pub fn f__pad_enum(self_: &Tensor, pad: &[i64], mode: i64, value: Option<f64>) -> Result<Tensor, TorchError> {
-    call_tensor(308, "aten::_pad_enum", &[Arg::Tensor(self_), Arg::Ints(pad.to_vec()), Arg::Int(mode), value.map_or(Arg::None, |v| Arg::Float(v))], Vec::new())
+    call_tensor_flat(308, "aten::_pad_enum", [Arg::Tensor(self_), Arg::Ints(pad.to_vec()), Arg::Int(mode), value.map_or(Arg::None, |v| Arg::Float(v))])
 }
 /// `aten::_pad_enum(Tensor self, SymInt[] pad, int mode, float? value=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -3582,7 +3566,7 @@ pub fn _pad_packed_sequence(data: &Tensor, batch_sizes: &Tensor, batch_first: bo
 /// `aten::_padded_dense_to_jagged_forward(Tensor dense, Tensor[] offsets, SymInt? total_L=None) -> Tensor`
 #[inline]
 pub fn f__padded_dense_to_jagged_forward(dense: &Tensor, offsets: &[&Tensor], total_L: Option<i64>) -> Result<Tensor, TorchError> {
-    call_tensor(310, "aten::_padded_dense_to_jagged_forward", &[Arg::Tensor(dense), Arg::Tensors(offsets.iter().map(|t| Some(*t)).collect()), total_L.map_or(Arg::None, |v| Arg::Int(v))], Vec::new())
+    call_tensor_flat(310, "aten::_padded_dense_to_jagged_forward", [Arg::Tensor(dense), Arg::Tensors(offsets.iter().map(|t| Some(*t)).collect()), total_L.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::_padded_dense_to_jagged_forward(Tensor dense, Tensor[] offsets, SymInt? total_L=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -3592,7 +3576,7 @@ pub fn _padded_dense_to_jagged_forward(dense: &Tensor, offsets: &[&Tensor], tota
 /// `aten::_pdist_forward(Tensor self, float p=2.) -> Tensor`
 #[inline]
 pub fn f__pdist_forward(self_: &Tensor, p: f64) -> Result<Tensor, TorchError> {
-    call_tensor(311, "aten::_pdist_forward", &[Arg::Tensor(self_), Arg::Float(p)], Vec::new())
+    call_tensor_flat(311, "aten::_pdist_forward", [Arg::Tensor(self_), Arg::Float(p)])
 }
 /// `aten::_pdist_forward(Tensor self, float p=2.) -> Tensor`; panics with torch's message.
 #[inline]
@@ -3602,7 +3586,7 @@ pub fn _pdist_forward(self_: &Tensor, p: f64) -> Tensor {
 /// `aten::_philox_key_fold_in(Tensor key, int data) -> Tensor`
 #[inline]
 pub fn f__philox_key_fold_in(key: &Tensor, data: i64) -> Result<Tensor, TorchError> {
-    call_tensor(312, "aten::_philox_key_fold_in", &[Arg::Tensor(key), Arg::Int(data)], Vec::new())
+    call_tensor_flat(312, "aten::_philox_key_fold_in", [Arg::Tensor(key), Arg::Int(data)])
 }
 /// `aten::_philox_key_fold_in(Tensor key, int data) -> Tensor`; panics with torch's message.
 #[inline]
@@ -3612,7 +3596,7 @@ pub fn _philox_key_fold_in(key: &Tensor, data: i64) -> Tensor {
 /// `aten::_philox_key_split(Tensor key, int num_splits) -> Tensor`
 #[inline]
 pub fn f__philox_key_split(key: &Tensor, num_splits: i64) -> Result<Tensor, TorchError> {
-    call_tensor(313, "aten::_philox_key_split", &[Arg::Tensor(key), Arg::Int(num_splits)], Vec::new())
+    call_tensor_flat(313, "aten::_philox_key_split", [Arg::Tensor(key), Arg::Int(num_splits)])
 }
 /// `aten::_philox_key_split(Tensor key, int num_splits) -> Tensor`; panics with torch's message.
 #[inline]
@@ -3622,7 +3606,7 @@ pub fn _philox_key_split(key: &Tensor, num_splits: i64) -> Tensor {
 /// `aten::_philox_normal(Tensor self, Tensor key, float mean=0., float std=1.) -> Tensor`
 #[inline]
 pub fn f__philox_normal(self_: &Tensor, key: &Tensor, mean: f64, std: f64) -> Result<Tensor, TorchError> {
-    call_tensor(314, "aten::_philox_normal", &[Arg::Tensor(self_), Arg::Tensor(key), Arg::Float(mean), Arg::Float(std)], Vec::new())
+    call_tensor_flat(314, "aten::_philox_normal", [Arg::Tensor(self_), Arg::Tensor(key), Arg::Float(mean), Arg::Float(std)])
 }
 /// `aten::_philox_normal(Tensor self, Tensor key, float mean=0., float std=1.) -> Tensor`; panics with torch's message.
 #[inline]
@@ -3632,7 +3616,7 @@ pub fn _philox_normal(self_: &Tensor, key: &Tensor, mean: f64, std: f64) -> Tens
 /// `aten::_philox_normal_(Tensor(a!) self, Tensor key, float mean=0., float std=1.) -> Tensor(a!)`
 #[inline]
 pub fn f__philox_normal_(self_: &Tensor, key: &Tensor, mean: f64, std: f64) -> Result<Tensor, TorchError> {
-    call_tensor(315, "aten::_philox_normal_", &[Arg::Tensor(self_), Arg::Tensor(key), Arg::Float(mean), Arg::Float(std)], Vec::new())
+    call_tensor_flat(315, "aten::_philox_normal_", [Arg::Tensor(self_), Arg::Tensor(key), Arg::Float(mean), Arg::Float(std)])
 }
 /// `aten::_philox_normal_(Tensor(a!) self, Tensor key, float mean=0., float std=1.) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -3642,7 +3626,7 @@ pub fn _philox_normal_(self_: &Tensor, key: &Tensor, mean: f64, std: f64) -> Ten
 /// `aten::_philox_uniform(Tensor self, Tensor key, float low=0., float high=1.) -> Tensor`
 #[inline]
 pub fn f__philox_uniform(self_: &Tensor, key: &Tensor, low: f64, high: f64) -> Result<Tensor, TorchError> {
-    call_tensor(316, "aten::_philox_uniform", &[Arg::Tensor(self_), Arg::Tensor(key), Arg::Float(low), Arg::Float(high)], Vec::new())
+    call_tensor_flat(316, "aten::_philox_uniform", [Arg::Tensor(self_), Arg::Tensor(key), Arg::Float(low), Arg::Float(high)])
 }
 /// `aten::_philox_uniform(Tensor self, Tensor key, float low=0., float high=1.) -> Tensor`; panics with torch's message.
 #[inline]
@@ -3652,7 +3636,7 @@ pub fn _philox_uniform(self_: &Tensor, key: &Tensor, low: f64, high: f64) -> Ten
 /// `aten::_philox_uniform_(Tensor(a!) self, Tensor key, float low=0., float high=1.) -> Tensor(a!)`
 #[inline]
 pub fn f__philox_uniform_(self_: &Tensor, key: &Tensor, low: f64, high: f64) -> Result<Tensor, TorchError> {
-    call_tensor(317, "aten::_philox_uniform_", &[Arg::Tensor(self_), Arg::Tensor(key), Arg::Float(low), Arg::Float(high)], Vec::new())
+    call_tensor_flat(317, "aten::_philox_uniform_", [Arg::Tensor(self_), Arg::Tensor(key), Arg::Float(low), Arg::Float(high)])
 }
 /// `aten::_philox_uniform_(Tensor(a!) self, Tensor key, float low=0., float high=1.) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -3662,7 +3646,7 @@ pub fn _philox_uniform_(self_: &Tensor, key: &Tensor, low: f64, high: f64) -> Te
 /// `aten::_prelu_kernel(Tensor self, Tensor weight) -> Tensor`
 #[inline]
 pub fn f__prelu_kernel(self_: &Tensor, weight: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(318, "aten::_prelu_kernel", &[Arg::Tensor(self_), Arg::Tensor(weight)], Vec::new())
+    call_tensor_flat(318, "aten::_prelu_kernel", [Arg::Tensor(self_), Arg::Tensor(weight)])
 }
 /// `aten::_prelu_kernel(Tensor self, Tensor weight) -> Tensor`; panics with torch's message.
 #[inline]
@@ -3683,7 +3667,7 @@ pub fn _propagate_xla_data(input: &Tensor, output: &Tensor) -> () {
 /// `aten::_remove_batch_dim(Tensor self, int level, SymInt batch_size, int out_dim) -> Tensor`
 #[inline]
 pub fn f__remove_batch_dim(self_: &Tensor, level: i64, batch_size: i64, out_dim: i64) -> Result<Tensor, TorchError> {
-    call_tensor(320, "aten::_remove_batch_dim", &[Arg::Tensor(self_), Arg::Int(level), Arg::Int(batch_size), Arg::Int(out_dim)], Vec::new())
+    call_tensor_flat(320, "aten::_remove_batch_dim", [Arg::Tensor(self_), Arg::Int(level), Arg::Int(batch_size), Arg::Int(out_dim)])
 }
 /// `aten::_remove_batch_dim(Tensor self, int level, SymInt batch_size, int out_dim) -> Tensor`; panics with torch's message.
 #[inline]
@@ -3693,7 +3677,7 @@ pub fn _remove_batch_dim(self_: &Tensor, level: i64, batch_size: i64, out_dim: i
 /// `aten::_reshape_copy(Tensor self, SymInt[] size) -> Tensor`
 #[inline]
 pub fn f__reshape_copy(self_: &Tensor, size: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor(321, "aten::_reshape_copy", &[Arg::Tensor(self_), Arg::Ints(size.to_vec())], Vec::new())
+    call_tensor_flat(321, "aten::_reshape_copy", [Arg::Tensor(self_), Arg::Ints(size.to_vec())])
 }
 /// `aten::_reshape_copy(Tensor self, SymInt[] size) -> Tensor`; panics with torch's message.
 #[inline]
@@ -3703,7 +3687,7 @@ pub fn _reshape_copy(self_: &Tensor, size: &[i64]) -> Tensor {
 /// `aten::_reshape_from_tensor(Tensor self, Tensor shape) -> Tensor`
 #[inline]
 pub fn f__reshape_from_tensor(self_: &Tensor, shape: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(322, "aten::_reshape_from_tensor", &[Arg::Tensor(self_), Arg::Tensor(shape)], Vec::new())
+    call_tensor_flat(322, "aten::_reshape_from_tensor", [Arg::Tensor(self_), Arg::Tensor(shape)])
 }
 /// `aten::_reshape_from_tensor(Tensor self, Tensor shape) -> Tensor`; panics with torch's message.
 #[inline]
@@ -3713,7 +3697,7 @@ pub fn _reshape_from_tensor(self_: &Tensor, shape: &Tensor) -> Tensor {
 /// `aten::_resize_output(Tensor self, SymInt[] size, Device device) -> Tensor`
 #[inline]
 pub fn f__resize_output(self_: &Tensor, size: &[i64], device: &str) -> Result<Tensor, TorchError> {
-    call_tensor(323, "aten::_resize_output", &[Arg::Tensor(self_), Arg::Ints(size.to_vec()), Arg::Str(device.into())], Vec::new())
+    call_tensor_flat(323, "aten::_resize_output", [Arg::Tensor(self_), Arg::Ints(size.to_vec()), Arg::Str(device.into())])
 }
 /// `aten::_resize_output(Tensor self, SymInt[] size, Device device) -> Tensor`; panics with torch's message.
 #[inline]
@@ -3723,7 +3707,7 @@ pub fn _resize_output(self_: &Tensor, size: &[i64], device: &str) -> Tensor {
 /// `aten::_resize_output_(Tensor(a!) self, SymInt[] size, Device device) -> Tensor(a!)`
 #[inline]
 pub fn f__resize_output_(self_: &Tensor, size: &[i64], device: &str) -> Result<Tensor, TorchError> {
-    call_tensor(324, "aten::_resize_output_", &[Arg::Tensor(self_), Arg::Ints(size.to_vec()), Arg::Str(device.into())], Vec::new())
+    call_tensor_flat(324, "aten::_resize_output_", [Arg::Tensor(self_), Arg::Ints(size.to_vec()), Arg::Str(device.into())])
 }
 /// `aten::_resize_output_(Tensor(a!) self, SymInt[] size, Device device) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -3744,7 +3728,7 @@ pub fn _rowwise_prune(weight: &Tensor, mask: &Tensor, compressed_indices_dtype: 
 /// `aten::_safe_softmax(Tensor self, int dim, ScalarType? dtype=None) -> Tensor`
 #[inline]
 pub fn f__safe_softmax(self_: &Tensor, dim: i64, dtype: Option<Dtype>) -> Result<Tensor, TorchError> {
-    call_tensor(326, "aten::_safe_softmax", &[Arg::Tensor(self_), Arg::Int(dim), dtype.map_or(Arg::None, |v| Arg::Dtype(v))], Vec::new())
+    call_tensor_flat(326, "aten::_safe_softmax", [Arg::Tensor(self_), Arg::Int(dim), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
 }
 /// `aten::_safe_softmax(Tensor self, int dim, ScalarType? dtype=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -3754,7 +3738,7 @@ pub fn _safe_softmax(self_: &Tensor, dim: i64, dtype: Option<Dtype>) -> Tensor {
 /// `aten::_sample_dirichlet(Tensor self, Generator? generator=None) -> Tensor`
 #[inline]
 pub fn f__sample_dirichlet(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(327, "aten::_sample_dirichlet", &[Arg::Tensor(self_), Arg::None], Vec::new())
+    call_tensor_flat(327, "aten::_sample_dirichlet", [Arg::Tensor(self_), Arg::None])
 }
 /// `aten::_sample_dirichlet(Tensor self, Generator? generator=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -3764,7 +3748,7 @@ pub fn _sample_dirichlet(self_: &Tensor) -> Tensor {
 /// `aten::_saturate_weight_to_fp16(Tensor weight) -> Tensor`
 #[inline]
 pub fn f__saturate_weight_to_fp16(weight: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(328, "aten::_saturate_weight_to_fp16", &[Arg::Tensor(weight)], Vec::new())
+    call_tensor_flat(328, "aten::_saturate_weight_to_fp16", [Arg::Tensor(weight)])
 }
 /// `aten::_saturate_weight_to_fp16(Tensor weight) -> Tensor`; panics with torch's message.
 #[inline]
@@ -3921,7 +3905,7 @@ pub fn _scaled_mm_v2(self_: &Tensor, mat2: &Tensor, scale_a: &[&Tensor], recipe_
 /// `aten::_shape_as_tensor(Tensor self) -> Tensor`
 #[inline]
 pub fn f__shape_as_tensor(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(341, "aten::_shape_as_tensor", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(341, "aten::_shape_as_tensor", [Arg::Tensor(self_)])
 }
 /// `aten::_shape_as_tensor(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -3962,7 +3946,7 @@ pub fn _sobol_engine_ff_(self_: &Tensor, n: i64, sobolstate: &Tensor, dimension:
 /// `aten::_sobol_engine_initialize_state_(Tensor(a!) self, int dimension) -> Tensor(a!)`
 #[inline]
 pub fn f__sobol_engine_initialize_state_(self_: &Tensor, dimension: i64) -> Result<Tensor, TorchError> {
-    call_tensor(345, "aten::_sobol_engine_initialize_state_", &[Arg::Tensor(self_), Arg::Int(dimension)], Vec::new())
+    call_tensor_flat(345, "aten::_sobol_engine_initialize_state_", [Arg::Tensor(self_), Arg::Int(dimension)])
 }
 /// `aten::_sobol_engine_initialize_state_(Tensor(a!) self, int dimension) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -3972,7 +3956,7 @@ pub fn _sobol_engine_initialize_state_(self_: &Tensor, dimension: i64) -> Tensor
 /// `aten::_sobol_engine_scramble_(Tensor(a!) self, Tensor ltm, int dimension) -> Tensor(a!)`
 #[inline]
 pub fn f__sobol_engine_scramble_(self_: &Tensor, ltm: &Tensor, dimension: i64) -> Result<Tensor, TorchError> {
-    call_tensor(346, "aten::_sobol_engine_scramble_", &[Arg::Tensor(self_), Arg::Tensor(ltm), Arg::Int(dimension)], Vec::new())
+    call_tensor_flat(346, "aten::_sobol_engine_scramble_", [Arg::Tensor(self_), Arg::Tensor(ltm), Arg::Int(dimension)])
 }
 /// `aten::_sobol_engine_scramble_(Tensor(a!) self, Tensor ltm, int dimension) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -3982,7 +3966,7 @@ pub fn _sobol_engine_scramble_(self_: &Tensor, ltm: &Tensor, dimension: i64) -> 
 /// `aten::_softmax(Tensor self, int dim, bool half_to_float) -> Tensor`
 #[inline]
 pub fn f__softmax(self_: &Tensor, dim: i64, half_to_float: bool) -> Result<Tensor, TorchError> {
-    call_tensor(347, "aten::_softmax", &[Arg::Tensor(self_), Arg::Int(dim), Arg::Boolean(half_to_float)], Vec::new())
+    call_tensor_flat(347, "aten::_softmax", [Arg::Tensor(self_), Arg::Int(dim), Arg::Boolean(half_to_float)])
 }
 /// `aten::_softmax(Tensor self, int dim, bool half_to_float) -> Tensor`; panics with torch's message.
 #[inline]
@@ -3992,7 +3976,7 @@ pub fn _softmax(self_: &Tensor, dim: i64, half_to_float: bool) -> Tensor {
 /// `aten::_spdiags(Tensor diagonals, Tensor offsets, int[] shape, Layout? layout=None) -> Tensor`
 #[inline]
 pub fn f__spdiags(diagonals: &Tensor, offsets: &Tensor, shape: &[i64], layout: Option<i64>) -> Result<Tensor, TorchError> {
-    call_tensor(348, "aten::_spdiags", &[Arg::Tensor(diagonals), Arg::Tensor(offsets), Arg::Ints(shape.to_vec()), layout.map_or(Arg::None, |v| Arg::Int(v))], Vec::new())
+    call_tensor_flat(348, "aten::_spdiags", [Arg::Tensor(diagonals), Arg::Tensor(offsets), Arg::Ints(shape.to_vec()), layout.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::_spdiags(Tensor diagonals, Tensor offsets, int[] shape, Layout? layout=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -4002,9 +3986,7 @@ pub fn _spdiags(diagonals: &Tensor, offsets: &Tensor, shape: &[i64], layout: Opt
 /// `aten::_spsolve(Tensor A, Tensor B, *, bool left=True) -> Tensor`
 #[inline]
 pub fn f__spsolve(A: &Tensor, B: &Tensor, left: bool) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    kw.push(("left", Arg::Boolean(left)));
-    call_tensor(349, "aten::_spsolve", &[Arg::Tensor(A), Arg::Tensor(B)], kw)
+    call_tensor_flat(349, "aten::_spsolve", [Arg::Tensor(A), Arg::Tensor(B), Arg::Boolean(left)])
 }
 /// `aten::_spsolve(Tensor A, Tensor B, *, bool left=True) -> Tensor`; panics with torch's message.
 #[inline]
@@ -4014,7 +3996,7 @@ pub fn _spsolve(A: &Tensor, B: &Tensor, left: bool) -> Tensor {
 /// `aten::_stack(Tensor[] tensors, int dim=0) -> Tensor`
 #[inline]
 pub fn f__stack(tensors: &[&Tensor], dim: i64) -> Result<Tensor, TorchError> {
-    call_tensor(350, "aten::_stack", &[Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect()), Arg::Int(dim)], Vec::new())
+    call_tensor_flat(350, "aten::_stack", [Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect()), Arg::Int(dim)])
 }
 /// `aten::_stack(Tensor[] tensors, int dim=0) -> Tensor`; panics with torch's message.
 #[inline]
@@ -4024,7 +4006,7 @@ pub fn _stack(tensors: &[&Tensor], dim: i64) -> Tensor {
 /// `aten::_standard_gamma(Tensor self, Generator? generator=None) -> Tensor`
 #[inline]
 pub fn f__standard_gamma(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(351, "aten::_standard_gamma", &[Arg::Tensor(self_), Arg::None], Vec::new())
+    call_tensor_flat(351, "aten::_standard_gamma", [Arg::Tensor(self_), Arg::None])
 }
 /// `aten::_standard_gamma(Tensor self, Generator? generator=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -4034,7 +4016,7 @@ pub fn _standard_gamma(self_: &Tensor) -> Tensor {
 /// `aten::_standard_gamma_grad(Tensor self, Tensor output) -> Tensor`
 #[inline]
 pub fn f__standard_gamma_grad(self_: &Tensor, output: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(352, "aten::_standard_gamma_grad", &[Arg::Tensor(self_), Arg::Tensor(output)], Vec::new())
+    call_tensor_flat(352, "aten::_standard_gamma_grad", [Arg::Tensor(self_), Arg::Tensor(output)])
 }
 /// `aten::_standard_gamma_grad(Tensor self, Tensor output) -> Tensor`; panics with torch's message.
 #[inline]
@@ -4044,7 +4026,7 @@ pub fn _standard_gamma_grad(self_: &Tensor, output: &Tensor) -> Tensor {
 /// `aten::_test_ambiguous_defaults.a(Tensor dummy, int a=1, int b=1) -> Tensor`
 #[inline]
 pub fn f__test_ambiguous_defaults_a(dummy: &Tensor, a: i64, b: i64) -> Result<Tensor, TorchError> {
-    call_tensor(353, "aten::_test_ambiguous_defaults.a", &[Arg::Tensor(dummy), Arg::Int(a), Arg::Int(b)], Vec::new())
+    call_tensor_flat(353, "aten::_test_ambiguous_defaults.a", [Arg::Tensor(dummy), Arg::Int(a), Arg::Int(b)])
 }
 /// `aten::_test_ambiguous_defaults.a(Tensor dummy, int a=1, int b=1) -> Tensor`; panics with torch's message.
 #[inline]
@@ -4054,7 +4036,7 @@ pub fn _test_ambiguous_defaults_a(dummy: &Tensor, a: i64, b: i64) -> Tensor {
 /// `aten::_test_ambiguous_defaults.b(Tensor dummy, int a=2, str b="2") -> Tensor`
 #[inline]
 pub fn f__test_ambiguous_defaults_b(dummy: &Tensor, a: i64, b: &str) -> Result<Tensor, TorchError> {
-    call_tensor(354, "aten::_test_ambiguous_defaults.b", &[Arg::Tensor(dummy), Arg::Int(a), Arg::Str(b.into())], Vec::new())
+    call_tensor_flat(354, "aten::_test_ambiguous_defaults.b", [Arg::Tensor(dummy), Arg::Int(a), Arg::Str(b.into())])
 }
 /// `aten::_test_ambiguous_defaults.b(Tensor dummy, int a=2, str b="2") -> Tensor`; panics with torch's message.
 #[inline]
@@ -4064,7 +4046,7 @@ pub fn _test_ambiguous_defaults_b(dummy: &Tensor, a: i64, b: &str) -> Tensor {
 /// `aten::_test_autograd_multiple_dispatch.fullcoverage(Tensor self) -> Tensor`
 #[inline]
 pub fn f__test_autograd_multiple_dispatch_fullcoverage(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(355, "aten::_test_autograd_multiple_dispatch.fullcoverage", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(355, "aten::_test_autograd_multiple_dispatch.fullcoverage", [Arg::Tensor(self_)])
 }
 /// `aten::_test_autograd_multiple_dispatch.fullcoverage(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -4074,7 +4056,7 @@ pub fn _test_autograd_multiple_dispatch_fullcoverage(self_: &Tensor) -> Tensor {
 /// `aten::_test_autograd_multiple_dispatch.ntonly(Tensor self, bool b) -> Tensor`
 #[inline]
 pub fn f__test_autograd_multiple_dispatch_ntonly(self_: &Tensor, b: bool) -> Result<Tensor, TorchError> {
-    call_tensor(356, "aten::_test_autograd_multiple_dispatch.ntonly", &[Arg::Tensor(self_), Arg::Boolean(b)], Vec::new())
+    call_tensor_flat(356, "aten::_test_autograd_multiple_dispatch.ntonly", [Arg::Tensor(self_), Arg::Boolean(b)])
 }
 /// `aten::_test_autograd_multiple_dispatch.ntonly(Tensor self, bool b) -> Tensor`; panics with torch's message.
 #[inline]
@@ -4084,7 +4066,7 @@ pub fn _test_autograd_multiple_dispatch_ntonly(self_: &Tensor, b: bool) -> Tenso
 /// `aten::_test_autograd_multiple_dispatch_view(Tensor(a) self) -> Tensor(a)`
 #[inline]
 pub fn f__test_autograd_multiple_dispatch_view(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(357, "aten::_test_autograd_multiple_dispatch_view", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(357, "aten::_test_autograd_multiple_dispatch_view", [Arg::Tensor(self_)])
 }
 /// `aten::_test_autograd_multiple_dispatch_view(Tensor(a) self) -> Tensor(a)`; panics with torch's message.
 #[inline]
@@ -4094,7 +4076,7 @@ pub fn _test_autograd_multiple_dispatch_view(self_: &Tensor) -> Tensor {
 /// `aten::_test_autograd_multiple_dispatch_view_copy(Tensor self) -> Tensor`
 #[inline]
 pub fn f__test_autograd_multiple_dispatch_view_copy(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(358, "aten::_test_autograd_multiple_dispatch_view_copy", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(358, "aten::_test_autograd_multiple_dispatch_view_copy", [Arg::Tensor(self_)])
 }
 /// `aten::_test_autograd_multiple_dispatch_view_copy(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -4104,7 +4086,7 @@ pub fn _test_autograd_multiple_dispatch_view_copy(self_: &Tensor) -> Tensor {
 /// `aten::_test_check_tensor(Tensor self) -> Tensor`
 #[inline]
 pub fn f__test_check_tensor(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(359, "aten::_test_check_tensor", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(359, "aten::_test_check_tensor", [Arg::Tensor(self_)])
 }
 /// `aten::_test_check_tensor(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -4114,7 +4096,7 @@ pub fn _test_check_tensor(self_: &Tensor) -> Tensor {
 /// `aten::_test_functorch_fallback(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f__test_functorch_fallback(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(360, "aten::_test_functorch_fallback", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(360, "aten::_test_functorch_fallback", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::_test_functorch_fallback(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -4124,7 +4106,7 @@ pub fn _test_functorch_fallback(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::_test_optional_filled_intlist(Tensor values, int[2]? addends) -> Tensor`
 #[inline]
 pub fn f__test_optional_filled_intlist(values: &Tensor, addends: Option<&[i64]>) -> Result<Tensor, TorchError> {
-    call_tensor(361, "aten::_test_optional_filled_intlist", &[Arg::Tensor(values), addends.map_or(Arg::None, |v| Arg::Ints(v.to_vec()))], Vec::new())
+    call_tensor_flat(361, "aten::_test_optional_filled_intlist", [Arg::Tensor(values), addends.map_or(Arg::None, |v| Arg::Ints(v.to_vec()))])
 }
 /// `aten::_test_optional_filled_intlist(Tensor values, int[2]? addends) -> Tensor`; panics with torch's message.
 #[inline]
@@ -4134,7 +4116,7 @@ pub fn _test_optional_filled_intlist(values: &Tensor, addends: Option<&[i64]>) -
 /// `aten::_test_optional_floatlist(Tensor values, float[]? addends) -> Tensor`
 #[inline]
 pub fn f__test_optional_floatlist(values: &Tensor, addends: Option<&[f64]>) -> Result<Tensor, TorchError> {
-    call_tensor(362, "aten::_test_optional_floatlist", &[Arg::Tensor(values), addends.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))], Vec::new())
+    call_tensor_flat(362, "aten::_test_optional_floatlist", [Arg::Tensor(values), addends.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))])
 }
 /// `aten::_test_optional_floatlist(Tensor values, float[]? addends) -> Tensor`; panics with torch's message.
 #[inline]
@@ -4144,7 +4126,7 @@ pub fn _test_optional_floatlist(values: &Tensor, addends: Option<&[f64]>) -> Ten
 /// `aten::_test_optional_intlist(Tensor values, int[]? addends) -> Tensor`
 #[inline]
 pub fn f__test_optional_intlist(values: &Tensor, addends: Option<&[i64]>) -> Result<Tensor, TorchError> {
-    call_tensor(363, "aten::_test_optional_intlist", &[Arg::Tensor(values), addends.map_or(Arg::None, |v| Arg::Ints(v.to_vec()))], Vec::new())
+    call_tensor_flat(363, "aten::_test_optional_intlist", [Arg::Tensor(values), addends.map_or(Arg::None, |v| Arg::Ints(v.to_vec()))])
 }
 /// `aten::_test_optional_intlist(Tensor values, int[]? addends) -> Tensor`; panics with torch's message.
 #[inline]
@@ -4154,7 +4136,7 @@ pub fn _test_optional_intlist(values: &Tensor, addends: Option<&[i64]>) -> Tenso
 /// `aten::_test_parallel_materialize(Tensor self, int num_parallel, bool skip_first=False) -> Tensor`
 #[inline]
 pub fn f__test_parallel_materialize(self_: &Tensor, num_parallel: i64, skip_first: bool) -> Result<Tensor, TorchError> {
-    call_tensor(364, "aten::_test_parallel_materialize", &[Arg::Tensor(self_), Arg::Int(num_parallel), Arg::Boolean(skip_first)], Vec::new())
+    call_tensor_flat(364, "aten::_test_parallel_materialize", [Arg::Tensor(self_), Arg::Int(num_parallel), Arg::Boolean(skip_first)])
 }
 /// `aten::_test_parallel_materialize(Tensor self, int num_parallel, bool skip_first=False) -> Tensor`; panics with torch's message.
 #[inline]
@@ -4164,7 +4146,7 @@ pub fn _test_parallel_materialize(self_: &Tensor, num_parallel: i64, skip_first:
 /// `aten::_test_serialization_subcmul(Tensor self, Tensor other, Scalar alpha=1) -> Tensor`
 #[inline]
 pub fn f__test_serialization_subcmul(self_: &Tensor, other: &Tensor, alpha: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(365, "aten::_test_serialization_subcmul", &[Arg::Tensor(self_), Arg::Tensor(other), alpha.into().arg()], Vec::new())
+    call_tensor_flat(365, "aten::_test_serialization_subcmul", [Arg::Tensor(self_), Arg::Tensor(other), alpha.into().arg()])
 }
 /// `aten::_test_serialization_subcmul(Tensor self, Tensor other, Scalar alpha=1) -> Tensor`; panics with torch's message.
 #[inline]
@@ -4174,7 +4156,7 @@ pub fn _test_serialization_subcmul(self_: &Tensor, other: &Tensor, alpha: impl I
 /// `aten::_test_string_default(Tensor dummy, str a="\\"\\'\\\\", str b="\\"\\'\\\\") -> Tensor`
 #[inline]
 pub fn f__test_string_default(dummy: &Tensor, a: &str, b: &str) -> Result<Tensor, TorchError> {
-    call_tensor(366, "aten::_test_string_default", &[Arg::Tensor(dummy), Arg::Str(a.into()), Arg::Str(b.into())], Vec::new())
+    call_tensor_flat(366, "aten::_test_string_default", [Arg::Tensor(dummy), Arg::Str(a.into()), Arg::Str(b.into())])
 }
 /// `aten::_test_string_default(Tensor dummy, str a="\\"\\'\\\\", str b="\\"\\'\\\\") -> Tensor`; panics with torch's message.
 #[inline]
@@ -4184,7 +4166,7 @@ pub fn _test_string_default(dummy: &Tensor, a: &str, b: &str) -> Tensor {
 /// `aten::_test_warn_in_autograd(Tensor self) -> Tensor`
 #[inline]
 pub fn f__test_warn_in_autograd(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(367, "aten::_test_warn_in_autograd", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(367, "aten::_test_warn_in_autograd", [Arg::Tensor(self_)])
 }
 /// `aten::_test_warn_in_autograd(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -4244,7 +4226,7 @@ pub fn _to_cpu(tensors: &[&Tensor]) -> Vec<Tensor> {
 /// `aten::_to_dense(Tensor self, ScalarType? dtype=None, bool? masked_grad=None) -> Tensor`
 #[inline]
 pub fn f__to_dense(self_: &Tensor, dtype: Option<Dtype>, masked_grad: Option<bool>) -> Result<Tensor, TorchError> {
-    call_tensor(372, "aten::_to_dense", &[Arg::Tensor(self_), dtype.map_or(Arg::None, |v| Arg::Dtype(v)), masked_grad.map_or(Arg::None, |v| Arg::Boolean(v))], Vec::new())
+    call_tensor_flat(372, "aten::_to_dense", [Arg::Tensor(self_), dtype.map_or(Arg::None, |v| Arg::Dtype(v)), masked_grad.map_or(Arg::None, |v| Arg::Boolean(v))])
 }
 /// `aten::_to_dense(Tensor self, ScalarType? dtype=None, bool? masked_grad=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -4254,7 +4236,7 @@ pub fn _to_dense(self_: &Tensor, dtype: Option<Dtype>, masked_grad: Option<bool>
 /// `aten::_to_sparse.sparse_dim(Tensor self, int sparse_dim) -> Tensor`
 #[inline]
 pub fn f__to_sparse_sparse_dim(self_: &Tensor, sparse_dim: i64) -> Result<Tensor, TorchError> {
-    call_tensor(373, "aten::_to_sparse.sparse_dim", &[Arg::Tensor(self_), Arg::Int(sparse_dim)], Vec::new())
+    call_tensor_flat(373, "aten::_to_sparse.sparse_dim", [Arg::Tensor(self_), Arg::Int(sparse_dim)])
 }
 /// `aten::_to_sparse.sparse_dim(Tensor self, int sparse_dim) -> Tensor`; panics with torch's message.
 #[inline]
@@ -4264,11 +4246,7 @@ pub fn _to_sparse_sparse_dim(self_: &Tensor, sparse_dim: i64) -> Tensor {
 /// `aten::_to_sparse(Tensor self, *, Layout? layout=None, int[2]? blocksize=None, int? dense_dim=None) -> Tensor`
 #[inline]
 pub fn f__to_sparse(self_: &Tensor, layout: Option<i64>, blocksize: Option<&[i64]>, dense_dim: Option<i64>) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    if let Some(v) = layout { kw.push(("layout", Arg::Int(v))); }
-    if let Some(v) = blocksize { kw.push(("blocksize", Arg::Ints(v.to_vec()))); }
-    if let Some(v) = dense_dim { kw.push(("dense_dim", Arg::Int(v))); }
-    call_tensor(374, "aten::_to_sparse", &[Arg::Tensor(self_)], kw)
+    call_tensor_flat(374, "aten::_to_sparse", [Arg::Tensor(self_), layout.map_or(Arg::None, |v| Arg::Int(v)), blocksize.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), dense_dim.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::_to_sparse(Tensor self, *, Layout? layout=None, int[2]? blocksize=None, int? dense_dim=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -4278,7 +4256,7 @@ pub fn _to_sparse(self_: &Tensor, layout: Option<i64>, blocksize: Option<&[i64]>
 /// `aten::_to_sparse_bsc(Tensor self, int[2] blocksize, int? dense_dim=None) -> Tensor`
 #[inline]
 pub fn f__to_sparse_bsc(self_: &Tensor, blocksize: &[i64], dense_dim: Option<i64>) -> Result<Tensor, TorchError> {
-    call_tensor(375, "aten::_to_sparse_bsc", &[Arg::Tensor(self_), Arg::Ints(blocksize.to_vec()), dense_dim.map_or(Arg::None, |v| Arg::Int(v))], Vec::new())
+    call_tensor_flat(375, "aten::_to_sparse_bsc", [Arg::Tensor(self_), Arg::Ints(blocksize.to_vec()), dense_dim.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::_to_sparse_bsc(Tensor self, int[2] blocksize, int? dense_dim=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -4288,7 +4266,7 @@ pub fn _to_sparse_bsc(self_: &Tensor, blocksize: &[i64], dense_dim: Option<i64>)
 /// `aten::_to_sparse_bsr(Tensor self, int[2] blocksize, int? dense_dim=None) -> Tensor`
 #[inline]
 pub fn f__to_sparse_bsr(self_: &Tensor, blocksize: &[i64], dense_dim: Option<i64>) -> Result<Tensor, TorchError> {
-    call_tensor(376, "aten::_to_sparse_bsr", &[Arg::Tensor(self_), Arg::Ints(blocksize.to_vec()), dense_dim.map_or(Arg::None, |v| Arg::Int(v))], Vec::new())
+    call_tensor_flat(376, "aten::_to_sparse_bsr", [Arg::Tensor(self_), Arg::Ints(blocksize.to_vec()), dense_dim.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::_to_sparse_bsr(Tensor self, int[2] blocksize, int? dense_dim=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -4298,7 +4276,7 @@ pub fn _to_sparse_bsr(self_: &Tensor, blocksize: &[i64], dense_dim: Option<i64>)
 /// `aten::_to_sparse_csc(Tensor self, int? dense_dim=None) -> Tensor`
 #[inline]
 pub fn f__to_sparse_csc(self_: &Tensor, dense_dim: Option<i64>) -> Result<Tensor, TorchError> {
-    call_tensor(377, "aten::_to_sparse_csc", &[Arg::Tensor(self_), dense_dim.map_or(Arg::None, |v| Arg::Int(v))], Vec::new())
+    call_tensor_flat(377, "aten::_to_sparse_csc", [Arg::Tensor(self_), dense_dim.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::_to_sparse_csc(Tensor self, int? dense_dim=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -4308,7 +4286,7 @@ pub fn _to_sparse_csc(self_: &Tensor, dense_dim: Option<i64>) -> Tensor {
 /// `aten::_to_sparse_csr(Tensor self, int? dense_dim=None) -> Tensor`
 #[inline]
 pub fn f__to_sparse_csr(self_: &Tensor, dense_dim: Option<i64>) -> Result<Tensor, TorchError> {
-    call_tensor(378, "aten::_to_sparse_csr", &[Arg::Tensor(self_), dense_dim.map_or(Arg::None, |v| Arg::Int(v))], Vec::new())
+    call_tensor_flat(378, "aten::_to_sparse_csr", [Arg::Tensor(self_), dense_dim.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::_to_sparse_csr(Tensor self, int? dense_dim=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -4370,7 +4348,7 @@ pub fn _triton_multi_head_attention(query: &Tensor, key: &Tensor, value: &Tensor
 /// `aten::_triton_scaled_dot_attention(Tensor q, Tensor k, Tensor v, float dropout_p=0.) -> Tensor`
 #[inline]
 pub fn f__triton_scaled_dot_attention(q: &Tensor, k: &Tensor, v: &Tensor, dropout_p: f64) -> Result<Tensor, TorchError> {
-    call_tensor(384, "aten::_triton_scaled_dot_attention", &[Arg::Tensor(q), Arg::Tensor(k), Arg::Tensor(v), Arg::Float(dropout_p)], Vec::new())
+    call_tensor_flat(384, "aten::_triton_scaled_dot_attention", [Arg::Tensor(q), Arg::Tensor(k), Arg::Tensor(v), Arg::Float(dropout_p)])
 }
 /// `aten::_triton_scaled_dot_attention(Tensor q, Tensor k, Tensor v, float dropout_p=0.) -> Tensor`; panics with torch's message.
 #[inline]
@@ -4413,7 +4391,7 @@ pub fn _unpack_dual(dual: &Tensor, level: i64) -> (Tensor, Tensor) {
 /// `aten::_unsafe_view(Tensor self, SymInt[] size) -> Tensor`
 #[inline]
 pub fn f__unsafe_view(self_: &Tensor, size: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor(388, "aten::_unsafe_view", &[Arg::Tensor(self_), Arg::Ints(size.to_vec())], Vec::new())
+    call_tensor_flat(388, "aten::_unsafe_view", [Arg::Tensor(self_), Arg::Ints(size.to_vec())])
 }
 /// `aten::_unsafe_view(Tensor self, SymInt[] size) -> Tensor`; panics with torch's message.
 #[inline]
@@ -4433,7 +4411,7 @@ pub fn _upsample_bicubic2d_aa(self_: &Tensor, output_size: &[i64], align_corners
 /// `aten::_upsample_bicubic2d_aa.vec(Tensor input, SymInt[]? output_size, bool align_corners, float[]? scale_factors) -> Tensor`
 #[inline]
 pub fn f__upsample_bicubic2d_aa_vec(input: &Tensor, output_size: Option<&[i64]>, align_corners: bool, scale_factors: Option<&[f64]>) -> Result<Tensor, TorchError> {
-    call_tensor(390, "aten::_upsample_bicubic2d_aa.vec", &[Arg::Tensor(input), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(align_corners), scale_factors.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))], Vec::new())
+    call_tensor_flat(390, "aten::_upsample_bicubic2d_aa.vec", [Arg::Tensor(input), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(align_corners), scale_factors.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))])
 }
 /// `aten::_upsample_bicubic2d_aa.vec(Tensor input, SymInt[]? output_size, bool align_corners, float[]? scale_factors) -> Tensor`; panics with torch's message.
 #[inline]
@@ -4453,7 +4431,7 @@ pub fn _upsample_bilinear2d_aa(self_: &Tensor, output_size: &[i64], align_corner
 /// `aten::_upsample_bilinear2d_aa.vec(Tensor input, SymInt[]? output_size, bool align_corners, float[]? scale_factors) -> Tensor`
 #[inline]
 pub fn f__upsample_bilinear2d_aa_vec(input: &Tensor, output_size: Option<&[i64]>, align_corners: bool, scale_factors: Option<&[f64]>) -> Result<Tensor, TorchError> {
-    call_tensor(392, "aten::_upsample_bilinear2d_aa.vec", &[Arg::Tensor(input), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(align_corners), scale_factors.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))], Vec::new())
+    call_tensor_flat(392, "aten::_upsample_bilinear2d_aa.vec", [Arg::Tensor(input), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(align_corners), scale_factors.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))])
 }
 /// `aten::_upsample_bilinear2d_aa.vec(Tensor input, SymInt[]? output_size, bool align_corners, float[]? scale_factors) -> Tensor`; panics with torch's message.
 #[inline]
@@ -4473,7 +4451,7 @@ pub fn _upsample_lanczos2d_aa(self_: &Tensor, output_size: &[i64], align_corners
 /// `aten::_upsample_lanczos2d_aa.vec(Tensor input, SymInt[]? output_size, bool align_corners, float[]? scale_factors) -> Tensor`
 #[inline]
 pub fn f__upsample_lanczos2d_aa_vec(input: &Tensor, output_size: Option<&[i64]>, align_corners: bool, scale_factors: Option<&[f64]>) -> Result<Tensor, TorchError> {
-    call_tensor(394, "aten::_upsample_lanczos2d_aa.vec", &[Arg::Tensor(input), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(align_corners), scale_factors.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))], Vec::new())
+    call_tensor_flat(394, "aten::_upsample_lanczos2d_aa.vec", [Arg::Tensor(input), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(align_corners), scale_factors.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))])
 }
 /// `aten::_upsample_lanczos2d_aa.vec(Tensor input, SymInt[]? output_size, bool align_corners, float[]? scale_factors) -> Tensor`; panics with torch's message.
 #[inline]
@@ -4483,7 +4461,7 @@ pub fn _upsample_lanczos2d_aa_vec(input: &Tensor, output_size: Option<&[i64]>, a
 /// `aten::_upsample_nearest_exact1d(Tensor self, SymInt[1] output_size, float? scales=None) -> Tensor`
 #[inline]
 pub fn f__upsample_nearest_exact1d(self_: &Tensor, output_size: &[i64], scales: Option<f64>) -> Result<Tensor, TorchError> {
-    call_tensor(395, "aten::_upsample_nearest_exact1d", &[Arg::Tensor(self_), Arg::Ints(output_size.to_vec()), scales.map_or(Arg::None, |v| Arg::Float(v))], Vec::new())
+    call_tensor_flat(395, "aten::_upsample_nearest_exact1d", [Arg::Tensor(self_), Arg::Ints(output_size.to_vec()), scales.map_or(Arg::None, |v| Arg::Float(v))])
 }
 /// `aten::_upsample_nearest_exact1d(Tensor self, SymInt[1] output_size, float? scales=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -4493,7 +4471,7 @@ pub fn _upsample_nearest_exact1d(self_: &Tensor, output_size: &[i64], scales: Op
 /// `aten::_upsample_nearest_exact1d.vec(Tensor input, SymInt[]? output_size, float[]? scale_factors) -> Tensor`
 #[inline]
 pub fn f__upsample_nearest_exact1d_vec(input: &Tensor, output_size: Option<&[i64]>, scale_factors: Option<&[f64]>) -> Result<Tensor, TorchError> {
-    call_tensor(396, "aten::_upsample_nearest_exact1d.vec", &[Arg::Tensor(input), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), scale_factors.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))], Vec::new())
+    call_tensor_flat(396, "aten::_upsample_nearest_exact1d.vec", [Arg::Tensor(input), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), scale_factors.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))])
 }
 /// `aten::_upsample_nearest_exact1d.vec(Tensor input, SymInt[]? output_size, float[]? scale_factors) -> Tensor`; panics with torch's message.
 #[inline]
@@ -4503,7 +4481,7 @@ pub fn _upsample_nearest_exact1d_vec(input: &Tensor, output_size: Option<&[i64]>
 /// `aten::_upsample_nearest_exact2d(Tensor self, SymInt[2] output_size, float? scales_h=None, float? scales_w=None) -> Tensor`
 #[inline]
 pub fn f__upsample_nearest_exact2d(self_: &Tensor, output_size: &[i64], scales_h: Option<f64>, scales_w: Option<f64>) -> Result<Tensor, TorchError> {
-    call_tensor(397, "aten::_upsample_nearest_exact2d", &[Arg::Tensor(self_), Arg::Ints(output_size.to_vec()), scales_h.map_or(Arg::None, |v| Arg::Float(v)), scales_w.map_or(Arg::None, |v| Arg::Float(v))], Vec::new())
+    call_tensor_flat(397, "aten::_upsample_nearest_exact2d", [Arg::Tensor(self_), Arg::Ints(output_size.to_vec()), scales_h.map_or(Arg::None, |v| Arg::Float(v)), scales_w.map_or(Arg::None, |v| Arg::Float(v))])
 }
 /// `aten::_upsample_nearest_exact2d(Tensor self, SymInt[2] output_size, float? scales_h=None, float? scales_w=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -4513,7 +4491,7 @@ pub fn _upsample_nearest_exact2d(self_: &Tensor, output_size: &[i64], scales_h: 
 /// `aten::_upsample_nearest_exact2d.vec(Tensor input, SymInt[]? output_size, float[]? scale_factors) -> Tensor`
 #[inline]
 pub fn f__upsample_nearest_exact2d_vec(input: &Tensor, output_size: Option<&[i64]>, scale_factors: Option<&[f64]>) -> Result<Tensor, TorchError> {
-    call_tensor(398, "aten::_upsample_nearest_exact2d.vec", &[Arg::Tensor(input), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), scale_factors.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))], Vec::new())
+    call_tensor_flat(398, "aten::_upsample_nearest_exact2d.vec", [Arg::Tensor(input), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), scale_factors.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))])
 }
 /// `aten::_upsample_nearest_exact2d.vec(Tensor input, SymInt[]? output_size, float[]? scale_factors) -> Tensor`; panics with torch's message.
 #[inline]
@@ -4533,7 +4511,7 @@ pub fn _upsample_nearest_exact3d(self_: &Tensor, output_size: &[i64], scales_d: 
 /// `aten::_upsample_nearest_exact3d.vec(Tensor input, SymInt[]? output_size, float[]? scale_factors) -> Tensor`
 #[inline]
 pub fn f__upsample_nearest_exact3d_vec(input: &Tensor, output_size: Option<&[i64]>, scale_factors: Option<&[f64]>) -> Result<Tensor, TorchError> {
-    call_tensor(400, "aten::_upsample_nearest_exact3d.vec", &[Arg::Tensor(input), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), scale_factors.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))], Vec::new())
+    call_tensor_flat(400, "aten::_upsample_nearest_exact3d.vec", [Arg::Tensor(input), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), scale_factors.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))])
 }
 /// `aten::_upsample_nearest_exact3d.vec(Tensor input, SymInt[]? output_size, float[]? scale_factors) -> Tensor`; panics with torch's message.
 #[inline]
@@ -4675,7 +4653,7 @@ pub fn _validate_sparse_csr_tensor_args(crow_indices: &Tensor, col_indices: &Ten
 /// `aten::_values(Tensor(a) self) -> Tensor(a)`
 #[inline]
 pub fn f__values(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(413, "aten::_values", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(413, "aten::_values", [Arg::Tensor(self_)])
 }
 /// `aten::_values(Tensor(a) self) -> Tensor(a)`; panics with torch's message.
 #[inline]
@@ -4685,7 +4663,7 @@ pub fn _values(self_: &Tensor) -> Tensor {
 /// `aten::_values_copy(Tensor self) -> Tensor`
 #[inline]
 pub fn f__values_copy(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(414, "aten::_values_copy", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(414, "aten::_values_copy", [Arg::Tensor(self_)])
 }
 /// `aten::_values_copy(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -4706,7 +4684,7 @@ pub fn _version(self_: &Tensor) -> i64 {
 /// `aten::_weight_norm(Tensor v, Tensor g, int dim=0) -> Tensor`
 #[inline]
 pub fn f__weight_norm(v: &Tensor, g: &Tensor, dim: i64) -> Result<Tensor, TorchError> {
-    call_tensor(416, "aten::_weight_norm", &[Arg::Tensor(v), Arg::Tensor(g), Arg::Int(dim)], Vec::new())
+    call_tensor_flat(416, "aten::_weight_norm", [Arg::Tensor(v), Arg::Tensor(g), Arg::Int(dim)])
 }
 /// `aten::_weight_norm(Tensor v, Tensor g, int dim=0) -> Tensor`; panics with torch's message.
 #[inline]
@@ -4727,7 +4705,7 @@ pub fn _weight_norm_interface(v: &Tensor, g: &Tensor, dim: i64) -> (Tensor, Tens
 /// `aten::_wrapped_linear_prepack(Tensor weight, Tensor weight_scale, Tensor weight_zero_point, Tensor bias) -> Tensor`
 #[inline]
 pub fn f__wrapped_linear_prepack(weight: &Tensor, weight_scale: &Tensor, weight_zero_point: &Tensor, bias: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(418, "aten::_wrapped_linear_prepack", &[Arg::Tensor(weight), Arg::Tensor(weight_scale), Arg::Tensor(weight_zero_point), Arg::Tensor(bias)], Vec::new())
+    call_tensor_flat(418, "aten::_wrapped_linear_prepack", [Arg::Tensor(weight), Arg::Tensor(weight_scale), Arg::Tensor(weight_zero_point), Arg::Tensor(bias)])
 }
 /// `aten::_wrapped_linear_prepack(Tensor weight, Tensor weight_scale, Tensor weight_zero_point, Tensor bias) -> Tensor`; panics with torch's message.
 #[inline]
@@ -4747,7 +4725,7 @@ pub fn _wrapped_quantized_linear_prepacked(input: &Tensor, input_scale: &Tensor,
 /// `aten::abs(Tensor self) -> Tensor`
 #[inline]
 pub fn f_abs(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(420, "aten::abs", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(420, "aten::abs", [Arg::Tensor(self_)])
 }
 /// `aten::abs(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -4757,7 +4735,7 @@ pub fn abs(self_: &Tensor) -> Tensor {
 /// `aten::abs_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_abs_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(421, "aten::abs_", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(421, "aten::abs_", [Arg::Tensor(self_)])
 }
 /// `aten::abs_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -4767,7 +4745,7 @@ pub fn abs_(self_: &Tensor) -> Tensor {
 /// `aten::absolute(Tensor self) -> Tensor`
 #[inline]
 pub fn f_absolute(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(422, "aten::absolute", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(422, "aten::absolute", [Arg::Tensor(self_)])
 }
 /// `aten::absolute(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -4777,7 +4755,7 @@ pub fn absolute(self_: &Tensor) -> Tensor {
 /// `aten::absolute_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_absolute_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(423, "aten::absolute_", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(423, "aten::absolute_", [Arg::Tensor(self_)])
 }
 /// `aten::absolute_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -4787,7 +4765,7 @@ pub fn absolute_(self_: &Tensor) -> Tensor {
 /// `aten::acos(Tensor self) -> Tensor`
 #[inline]
 pub fn f_acos(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(424, "aten::acos", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(424, "aten::acos", [Arg::Tensor(self_)])
 }
 /// `aten::acos(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -4797,7 +4775,7 @@ pub fn acos(self_: &Tensor) -> Tensor {
 /// `aten::acos_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_acos_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(425, "aten::acos_", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(425, "aten::acos_", [Arg::Tensor(self_)])
 }
 /// `aten::acos_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -4807,7 +4785,7 @@ pub fn acos_(self_: &Tensor) -> Tensor {
 /// `aten::acosh(Tensor self) -> Tensor`
 #[inline]
 pub fn f_acosh(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(426, "aten::acosh", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(426, "aten::acosh", [Arg::Tensor(self_)])
 }
 /// `aten::acosh(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -4817,7 +4795,7 @@ pub fn acosh(self_: &Tensor) -> Tensor {
 /// `aten::acosh_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_acosh_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(427, "aten::acosh_", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(427, "aten::acosh_", [Arg::Tensor(self_)])
 }
 /// `aten::acosh_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -4827,7 +4805,7 @@ pub fn acosh_(self_: &Tensor) -> Tensor {
 /// `aten::adaptive_avg_pool1d(Tensor self, int[1] output_size) -> Tensor`
 #[inline]
 pub fn f_adaptive_avg_pool1d(self_: &Tensor, output_size: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor(428, "aten::adaptive_avg_pool1d", &[Arg::Tensor(self_), Arg::Ints(output_size.to_vec())], Vec::new())
+    call_tensor_flat(428, "aten::adaptive_avg_pool1d", [Arg::Tensor(self_), Arg::Ints(output_size.to_vec())])
 }
 /// `aten::adaptive_avg_pool1d(Tensor self, int[1] output_size) -> Tensor`; panics with torch's message.
 #[inline]
@@ -4837,7 +4815,7 @@ pub fn adaptive_avg_pool1d(self_: &Tensor, output_size: &[i64]) -> Tensor {
 /// `aten::adaptive_avg_pool2d(Tensor self, SymInt[2] output_size) -> Tensor`
 #[inline]
 pub fn f_adaptive_avg_pool2d(self_: &Tensor, output_size: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor(429, "aten::adaptive_avg_pool2d", &[Arg::Tensor(self_), Arg::Ints(output_size.to_vec())], Vec::new())
+    call_tensor_flat(429, "aten::adaptive_avg_pool2d", [Arg::Tensor(self_), Arg::Ints(output_size.to_vec())])
 }
 /// `aten::adaptive_avg_pool2d(Tensor self, SymInt[2] output_size) -> Tensor`; panics with torch's message.
 #[inline]
@@ -4847,7 +4825,7 @@ pub fn adaptive_avg_pool2d(self_: &Tensor, output_size: &[i64]) -> Tensor {
 /// `aten::adaptive_avg_pool3d(Tensor self, SymInt[3] output_size) -> Tensor`
 #[inline]
 pub fn f_adaptive_avg_pool3d(self_: &Tensor, output_size: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor(430, "aten::adaptive_avg_pool3d", &[Arg::Tensor(self_), Arg::Ints(output_size.to_vec())], Vec::new())
+    call_tensor_flat(430, "aten::adaptive_avg_pool3d", [Arg::Tensor(self_), Arg::Ints(output_size.to_vec())])
 }
 /// `aten::adaptive_avg_pool3d(Tensor self, SymInt[3] output_size) -> Tensor`; panics with torch's message.
 #[inline]
@@ -4890,9 +4868,7 @@ pub fn adaptive_max_pool3d(self_: &Tensor, output_size: &[i64]) -> (Tensor, Tens
 /// `aten::add.Tensor(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor`
 #[inline]
 pub fn f_add(self_: &Tensor, other: &Tensor, alpha: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    kw.push(("alpha", alpha.into().arg()));
-    call_tensor(434, "aten::add.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], kw)
+    call_tensor_flat(434, "aten::add.Tensor", [Arg::Tensor(self_), Arg::Tensor(other), alpha.into().arg()])
 }
 /// `aten::add.Tensor(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor`; panics with torch's message.
 #[inline]
@@ -4902,7 +4878,7 @@ pub fn add(self_: &Tensor, other: &Tensor, alpha: impl Into<Scalar>) -> Tensor {
 /// `aten::add.Scalar(Tensor self, Scalar other, Scalar alpha=1) -> Tensor`
 #[inline]
 pub fn f_add_scalar(self_: &Tensor, other: impl Into<Scalar>, alpha: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(435, "aten::add.Scalar", &[Arg::Tensor(self_), other.into().arg(), alpha.into().arg()], Vec::new())
+    call_tensor_flat(435, "aten::add.Scalar", [Arg::Tensor(self_), other.into().arg(), alpha.into().arg()])
 }
 /// `aten::add.Scalar(Tensor self, Scalar other, Scalar alpha=1) -> Tensor`; panics with torch's message.
 #[inline]
@@ -4912,9 +4888,7 @@ pub fn add_scalar(self_: &Tensor, other: impl Into<Scalar>, alpha: impl Into<Sca
 /// `aten::add_.Tensor(Tensor(a!) self, Tensor other, *, Scalar alpha=1) -> Tensor(a!)`
 #[inline]
 pub fn f_add_(self_: &Tensor, other: &Tensor, alpha: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    kw.push(("alpha", alpha.into().arg()));
-    call_tensor(436, "aten::add_.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], kw)
+    call_tensor_flat(436, "aten::add_.Tensor", [Arg::Tensor(self_), Arg::Tensor(other), alpha.into().arg()])
 }
 /// `aten::add_.Tensor(Tensor(a!) self, Tensor other, *, Scalar alpha=1) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -4924,7 +4898,7 @@ pub fn add_(self_: &Tensor, other: &Tensor, alpha: impl Into<Scalar>) -> Tensor 
 /// `aten::add_.Scalar(Tensor(a!) self, Scalar other, Scalar alpha=1) -> Tensor(a!)`
 #[inline]
 pub fn f_add_scalar_(self_: &Tensor, other: impl Into<Scalar>, alpha: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(437, "aten::add_.Scalar", &[Arg::Tensor(self_), other.into().arg(), alpha.into().arg()], Vec::new())
+    call_tensor_flat(437, "aten::add_.Scalar", [Arg::Tensor(self_), other.into().arg(), alpha.into().arg()])
 }
 /// `aten::add_.Scalar(Tensor(a!) self, Scalar other, Scalar alpha=1) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -4960,9 +4934,7 @@ pub fn addbmm_(self_: &Tensor, batch1: &Tensor, batch2: &Tensor, beta: impl Into
 /// `aten::addcdiv(Tensor self, Tensor tensor1, Tensor tensor2, *, Scalar value=1) -> Tensor`
 #[inline]
 pub fn f_addcdiv(self_: &Tensor, tensor1: &Tensor, tensor2: &Tensor, value: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    kw.push(("value", value.into().arg()));
-    call_tensor(440, "aten::addcdiv", &[Arg::Tensor(self_), Arg::Tensor(tensor1), Arg::Tensor(tensor2)], kw)
+    call_tensor_flat(440, "aten::addcdiv", [Arg::Tensor(self_), Arg::Tensor(tensor1), Arg::Tensor(tensor2), value.into().arg()])
 }
 /// `aten::addcdiv(Tensor self, Tensor tensor1, Tensor tensor2, *, Scalar value=1) -> Tensor`; panics with torch's message.
 #[inline]
@@ -4972,9 +4944,7 @@ pub fn addcdiv(self_: &Tensor, tensor1: &Tensor, tensor2: &Tensor, value: impl I
 /// `aten::addcdiv_(Tensor(a!) self, Tensor tensor1, Tensor tensor2, *, Scalar value=1) -> Tensor(a!)`
 #[inline]
 pub fn f_addcdiv_(self_: &Tensor, tensor1: &Tensor, tensor2: &Tensor, value: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    kw.push(("value", value.into().arg()));
-    call_tensor(441, "aten::addcdiv_", &[Arg::Tensor(self_), Arg::Tensor(tensor1), Arg::Tensor(tensor2)], kw)
+    call_tensor_flat(441, "aten::addcdiv_", [Arg::Tensor(self_), Arg::Tensor(tensor1), Arg::Tensor(tensor2), value.into().arg()])
 }
 /// `aten::addcdiv_(Tensor(a!) self, Tensor tensor1, Tensor tensor2, *, Scalar value=1) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -4984,9 +4954,7 @@ pub fn addcdiv_(self_: &Tensor, tensor1: &Tensor, tensor2: &Tensor, value: impl 
 /// `aten::addcmul(Tensor self, Tensor tensor1, Tensor tensor2, *, Scalar value=1) -> Tensor`
 #[inline]
 pub fn f_addcmul(self_: &Tensor, tensor1: &Tensor, tensor2: &Tensor, value: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    kw.push(("value", value.into().arg()));
-    call_tensor(442, "aten::addcmul", &[Arg::Tensor(self_), Arg::Tensor(tensor1), Arg::Tensor(tensor2)], kw)
+    call_tensor_flat(442, "aten::addcmul", [Arg::Tensor(self_), Arg::Tensor(tensor1), Arg::Tensor(tensor2), value.into().arg()])
 }
 /// `aten::addcmul(Tensor self, Tensor tensor1, Tensor tensor2, *, Scalar value=1) -> Tensor`; panics with torch's message.
 #[inline]
@@ -4996,9 +4964,7 @@ pub fn addcmul(self_: &Tensor, tensor1: &Tensor, tensor2: &Tensor, value: impl I
 /// `aten::addcmul_(Tensor(a!) self, Tensor tensor1, Tensor tensor2, *, Scalar value=1) -> Tensor(a!)`
 #[inline]
 pub fn f_addcmul_(self_: &Tensor, tensor1: &Tensor, tensor2: &Tensor, value: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    kw.push(("value", value.into().arg()));
-    call_tensor(443, "aten::addcmul_", &[Arg::Tensor(self_), Arg::Tensor(tensor1), Arg::Tensor(tensor2)], kw)
+    call_tensor_flat(443, "aten::addcmul_", [Arg::Tensor(self_), Arg::Tensor(tensor1), Arg::Tensor(tensor2), value.into().arg()])
 }
 /// `aten::addcmul_(Tensor(a!) self, Tensor tensor1, Tensor tensor2, *, Scalar value=1) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -5099,7 +5065,7 @@ pub fn addr_(self_: &Tensor, vec1: &Tensor, vec2: &Tensor, beta: impl Into<Scala
 /// `aten::adjoint(Tensor(a) self) -> Tensor(a)`
 #[inline]
 pub fn f_adjoint(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(451, "aten::adjoint", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(451, "aten::adjoint", [Arg::Tensor(self_)])
 }
 /// `aten::adjoint(Tensor(a) self) -> Tensor(a)`; panics with torch's message.
 #[inline]
@@ -5109,7 +5075,7 @@ pub fn adjoint(self_: &Tensor) -> Tensor {
 /// `aten::affine_grid_generator(Tensor theta, SymInt[] size, bool align_corners) -> Tensor`
 #[inline]
 pub fn f_affine_grid_generator(theta: &Tensor, size: &[i64], align_corners: bool) -> Result<Tensor, TorchError> {
-    call_tensor(452, "aten::affine_grid_generator", &[Arg::Tensor(theta), Arg::Ints(size.to_vec()), Arg::Boolean(align_corners)], Vec::new())
+    call_tensor_flat(452, "aten::affine_grid_generator", [Arg::Tensor(theta), Arg::Ints(size.to_vec()), Arg::Boolean(align_corners)])
 }
 /// `aten::affine_grid_generator(Tensor theta, SymInt[] size, bool align_corners) -> Tensor`; panics with torch's message.
 #[inline]
@@ -5119,7 +5085,7 @@ pub fn affine_grid_generator(theta: &Tensor, size: &[i64], align_corners: bool) 
 /// `aten::alias(Tensor(a) self) -> Tensor(a)`
 #[inline]
 pub fn f_alias(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(453, "aten::alias", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(453, "aten::alias", [Arg::Tensor(self_)])
 }
 /// `aten::alias(Tensor(a) self) -> Tensor(a)`; panics with torch's message.
 #[inline]
@@ -5129,7 +5095,7 @@ pub fn alias(self_: &Tensor) -> Tensor {
 /// `aten::alias_copy(Tensor self) -> Tensor`
 #[inline]
 pub fn f_alias_copy(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(454, "aten::alias_copy", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(454, "aten::alias_copy", [Arg::Tensor(self_)])
 }
 /// `aten::alias_copy(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -5139,7 +5105,7 @@ pub fn alias_copy(self_: &Tensor) -> Tensor {
 /// `aten::all(Tensor self) -> Tensor`
 #[inline]
 pub fn f_all(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(455, "aten::all", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(455, "aten::all", [Arg::Tensor(self_)])
 }
 /// `aten::all(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -5149,7 +5115,7 @@ pub fn all(self_: &Tensor) -> Tensor {
 /// `aten::all.dim(Tensor self, int dim, bool keepdim=False) -> Tensor`
 #[inline]
 pub fn f_all_dim(self_: &Tensor, dim: i64, keepdim: bool) -> Result<Tensor, TorchError> {
-    call_tensor(456, "aten::all.dim", &[Arg::Tensor(self_), Arg::Int(dim), Arg::Boolean(keepdim)], Vec::new())
+    call_tensor_flat(456, "aten::all.dim", [Arg::Tensor(self_), Arg::Int(dim), Arg::Boolean(keepdim)])
 }
 /// `aten::all.dim(Tensor self, int dim, bool keepdim=False) -> Tensor`; panics with torch's message.
 #[inline]
@@ -5159,7 +5125,7 @@ pub fn all_dim(self_: &Tensor, dim: i64, keepdim: bool) -> Tensor {
 /// `aten::all.dims(Tensor self, int[]? dim=None, bool keepdim=False) -> Tensor`
 #[inline]
 pub fn f_all_dims(self_: &Tensor, dim: Option<&[i64]>, keepdim: bool) -> Result<Tensor, TorchError> {
-    call_tensor(457, "aten::all.dims", &[Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(keepdim)], Vec::new())
+    call_tensor_flat(457, "aten::all.dims", [Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(keepdim)])
 }
 /// `aten::all.dims(Tensor self, int[]? dim=None, bool keepdim=False) -> Tensor`; panics with torch's message.
 #[inline]
@@ -5180,7 +5146,7 @@ pub fn allclose(self_: &Tensor, other: &Tensor, rtol: f64, atol: f64, equal_nan:
 /// `aten::alpha_dropout(Tensor input, float p, bool train) -> Tensor`
 #[inline]
 pub fn f_alpha_dropout(input: &Tensor, p: f64, train: bool) -> Result<Tensor, TorchError> {
-    call_tensor(459, "aten::alpha_dropout", &[Arg::Tensor(input), Arg::Float(p), Arg::Boolean(train)], Vec::new())
+    call_tensor_flat(459, "aten::alpha_dropout", [Arg::Tensor(input), Arg::Float(p), Arg::Boolean(train)])
 }
 /// `aten::alpha_dropout(Tensor input, float p, bool train) -> Tensor`; panics with torch's message.
 #[inline]
@@ -5190,7 +5156,7 @@ pub fn alpha_dropout(input: &Tensor, p: f64, train: bool) -> Tensor {
 /// `aten::alpha_dropout_(Tensor(a!) self, float p, bool train) -> Tensor(a!)`
 #[inline]
 pub fn f_alpha_dropout_(self_: &Tensor, p: f64, train: bool) -> Result<Tensor, TorchError> {
-    call_tensor(460, "aten::alpha_dropout_", &[Arg::Tensor(self_), Arg::Float(p), Arg::Boolean(train)], Vec::new())
+    call_tensor_flat(460, "aten::alpha_dropout_", [Arg::Tensor(self_), Arg::Float(p), Arg::Boolean(train)])
 }
 /// `aten::alpha_dropout_(Tensor(a!) self, float p, bool train) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -5200,7 +5166,7 @@ pub fn alpha_dropout_(self_: &Tensor, p: f64, train: bool) -> Tensor {
 /// `aten::amax(Tensor self, int[1] dim=[], bool keepdim=False) -> Tensor`
 #[inline]
 pub fn f_amax(self_: &Tensor, dim: &[i64], keepdim: bool) -> Result<Tensor, TorchError> {
-    call_tensor(461, "aten::amax", &[Arg::Tensor(self_), Arg::Ints(dim.to_vec()), Arg::Boolean(keepdim)], Vec::new())
+    call_tensor_flat(461, "aten::amax", [Arg::Tensor(self_), Arg::Ints(dim.to_vec()), Arg::Boolean(keepdim)])
 }
 /// `aten::amax(Tensor self, int[1] dim=[], bool keepdim=False) -> Tensor`; panics with torch's message.
 #[inline]
@@ -5210,7 +5176,7 @@ pub fn amax(self_: &Tensor, dim: &[i64], keepdim: bool) -> Tensor {
 /// `aten::amin(Tensor self, int[1] dim=[], bool keepdim=False) -> Tensor`
 #[inline]
 pub fn f_amin(self_: &Tensor, dim: &[i64], keepdim: bool) -> Result<Tensor, TorchError> {
-    call_tensor(462, "aten::amin", &[Arg::Tensor(self_), Arg::Ints(dim.to_vec()), Arg::Boolean(keepdim)], Vec::new())
+    call_tensor_flat(462, "aten::amin", [Arg::Tensor(self_), Arg::Ints(dim.to_vec()), Arg::Boolean(keepdim)])
 }
 /// `aten::amin(Tensor self, int[1] dim=[], bool keepdim=False) -> Tensor`; panics with torch's message.
 #[inline]
@@ -5234,7 +5200,7 @@ pub fn aminmax(self_: &Tensor, dim: Option<i64>, keepdim: bool) -> (Tensor, Tens
 /// `aten::angle(Tensor self) -> Tensor`
 #[inline]
 pub fn f_angle(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(464, "aten::angle", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(464, "aten::angle", [Arg::Tensor(self_)])
 }
 /// `aten::angle(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -5244,7 +5210,7 @@ pub fn angle(self_: &Tensor) -> Tensor {
 /// `aten::any(Tensor self) -> Tensor`
 #[inline]
 pub fn f_any(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(465, "aten::any", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(465, "aten::any", [Arg::Tensor(self_)])
 }
 /// `aten::any(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -5254,7 +5220,7 @@ pub fn any(self_: &Tensor) -> Tensor {
 /// `aten::any.dim(Tensor self, int dim, bool keepdim=False) -> Tensor`
 #[inline]
 pub fn f_any_dim(self_: &Tensor, dim: i64, keepdim: bool) -> Result<Tensor, TorchError> {
-    call_tensor(466, "aten::any.dim", &[Arg::Tensor(self_), Arg::Int(dim), Arg::Boolean(keepdim)], Vec::new())
+    call_tensor_flat(466, "aten::any.dim", [Arg::Tensor(self_), Arg::Int(dim), Arg::Boolean(keepdim)])
 }
 /// `aten::any.dim(Tensor self, int dim, bool keepdim=False) -> Tensor`; panics with torch's message.
 #[inline]
@@ -5264,7 +5230,7 @@ pub fn any_dim(self_: &Tensor, dim: i64, keepdim: bool) -> Tensor {
 /// `aten::any.dims(Tensor self, int[]? dim=None, bool keepdim=False) -> Tensor`
 #[inline]
 pub fn f_any_dims(self_: &Tensor, dim: Option<&[i64]>, keepdim: bool) -> Result<Tensor, TorchError> {
-    call_tensor(467, "aten::any.dims", &[Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(keepdim)], Vec::new())
+    call_tensor_flat(467, "aten::any.dims", [Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(keepdim)])
 }
 /// `aten::any.dims(Tensor self, int[]? dim=None, bool keepdim=False) -> Tensor`; panics with torch's message.
 #[inline]
@@ -5319,7 +5285,7 @@ pub fn arange_start_step(start: impl Into<Scalar>, end: impl Into<Scalar>, step:
 /// `aten::arccos(Tensor self) -> Tensor`
 #[inline]
 pub fn f_arccos(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(471, "aten::arccos", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(471, "aten::arccos", [Arg::Tensor(self_)])
 }
 /// `aten::arccos(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -5329,7 +5295,7 @@ pub fn arccos(self_: &Tensor) -> Tensor {
 /// `aten::arccos_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_arccos_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(472, "aten::arccos_", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(472, "aten::arccos_", [Arg::Tensor(self_)])
 }
 /// `aten::arccos_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -5339,7 +5305,7 @@ pub fn arccos_(self_: &Tensor) -> Tensor {
 /// `aten::arccosh(Tensor self) -> Tensor`
 #[inline]
 pub fn f_arccosh(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(473, "aten::arccosh", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(473, "aten::arccosh", [Arg::Tensor(self_)])
 }
 /// `aten::arccosh(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -5349,7 +5315,7 @@ pub fn arccosh(self_: &Tensor) -> Tensor {
 /// `aten::arccosh_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_arccosh_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(474, "aten::arccosh_", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(474, "aten::arccosh_", [Arg::Tensor(self_)])
 }
 /// `aten::arccosh_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -5359,7 +5325,7 @@ pub fn arccosh_(self_: &Tensor) -> Tensor {
 /// `aten::arcsin(Tensor self) -> Tensor`
 #[inline]
 pub fn f_arcsin(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(475, "aten::arcsin", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(475, "aten::arcsin", [Arg::Tensor(self_)])
 }
 /// `aten::arcsin(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -5369,7 +5335,7 @@ pub fn arcsin(self_: &Tensor) -> Tensor {
 /// `aten::arcsin_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_arcsin_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(476, "aten::arcsin_", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(476, "aten::arcsin_", [Arg::Tensor(self_)])
 }
 /// `aten::arcsin_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -5379,7 +5345,7 @@ pub fn arcsin_(self_: &Tensor) -> Tensor {
 /// `aten::arcsinh(Tensor self) -> Tensor`
 #[inline]
 pub fn f_arcsinh(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(477, "aten::arcsinh", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(477, "aten::arcsinh", [Arg::Tensor(self_)])
 }
 /// `aten::arcsinh(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -5389,7 +5355,7 @@ pub fn arcsinh(self_: &Tensor) -> Tensor {
 /// `aten::arcsinh_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_arcsinh_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(478, "aten::arcsinh_", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(478, "aten::arcsinh_", [Arg::Tensor(self_)])
 }
 /// `aten::arcsinh_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -5399,7 +5365,7 @@ pub fn arcsinh_(self_: &Tensor) -> Tensor {
 /// `aten::arctan(Tensor self) -> Tensor`
 #[inline]
 pub fn f_arctan(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(479, "aten::arctan", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(479, "aten::arctan", [Arg::Tensor(self_)])
 }
 /// `aten::arctan(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -5409,7 +5375,7 @@ pub fn arctan(self_: &Tensor) -> Tensor {
 /// `aten::arctan2(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_arctan2(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(480, "aten::arctan2", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(480, "aten::arctan2", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::arctan2(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -5419,7 +5385,7 @@ pub fn arctan2(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::arctan2_(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_arctan2_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(481, "aten::arctan2_", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(481, "aten::arctan2_", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::arctan2_(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -5429,7 +5395,7 @@ pub fn arctan2_(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::arctan_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_arctan_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(482, "aten::arctan_", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(482, "aten::arctan_", [Arg::Tensor(self_)])
 }
 /// `aten::arctan_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -5439,7 +5405,7 @@ pub fn arctan_(self_: &Tensor) -> Tensor {
 /// `aten::arctanh(Tensor self) -> Tensor`
 #[inline]
 pub fn f_arctanh(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(483, "aten::arctanh", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(483, "aten::arctanh", [Arg::Tensor(self_)])
 }
 /// `aten::arctanh(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -5449,7 +5415,7 @@ pub fn arctanh(self_: &Tensor) -> Tensor {
 /// `aten::arctanh_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_arctanh_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(484, "aten::arctanh_", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(484, "aten::arctanh_", [Arg::Tensor(self_)])
 }
 /// `aten::arctanh_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -5459,7 +5425,7 @@ pub fn arctanh_(self_: &Tensor) -> Tensor {
 /// `aten::argmax(Tensor self, int? dim=None, bool keepdim=False) -> Tensor`
 #[inline]
 pub fn f_argmax(self_: &Tensor, dim: Option<i64>, keepdim: bool) -> Result<Tensor, TorchError> {
-    call_tensor(485, "aten::argmax", &[Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Int(v)), Arg::Boolean(keepdim)], Vec::new())
+    call_tensor_flat(485, "aten::argmax", [Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Int(v)), Arg::Boolean(keepdim)])
 }
 /// `aten::argmax(Tensor self, int? dim=None, bool keepdim=False) -> Tensor`; panics with torch's message.
 #[inline]
@@ -5469,7 +5435,7 @@ pub fn argmax(self_: &Tensor, dim: Option<i64>, keepdim: bool) -> Tensor {
 /// `aten::argmin(Tensor self, int? dim=None, bool keepdim=False) -> Tensor`
 #[inline]
 pub fn f_argmin(self_: &Tensor, dim: Option<i64>, keepdim: bool) -> Result<Tensor, TorchError> {
-    call_tensor(486, "aten::argmin", &[Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Int(v)), Arg::Boolean(keepdim)], Vec::new())
+    call_tensor_flat(486, "aten::argmin", [Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Int(v)), Arg::Boolean(keepdim)])
 }
 /// `aten::argmin(Tensor self, int? dim=None, bool keepdim=False) -> Tensor`; panics with torch's message.
 #[inline]
@@ -5479,7 +5445,7 @@ pub fn argmin(self_: &Tensor, dim: Option<i64>, keepdim: bool) -> Tensor {
 /// `aten::argsort(Tensor self, int dim=-1, bool descending=False) -> Tensor`
 #[inline]
 pub fn f_argsort(self_: &Tensor, dim: i64, descending: bool) -> Result<Tensor, TorchError> {
-    call_tensor(487, "aten::argsort", &[Arg::Tensor(self_), Arg::Int(dim), Arg::Boolean(descending)], Vec::new())
+    call_tensor_flat(487, "aten::argsort", [Arg::Tensor(self_), Arg::Int(dim), Arg::Boolean(descending)])
 }
 /// `aten::argsort(Tensor self, int dim=-1, bool descending=False) -> Tensor`; panics with torch's message.
 #[inline]
@@ -5489,11 +5455,7 @@ pub fn argsort(self_: &Tensor, dim: i64, descending: bool) -> Tensor {
 /// `aten::argsort.stable(Tensor self, *, bool stable, int dim=-1, bool descending=False) -> Tensor`
 #[inline]
 pub fn f_argsort_stable(self_: &Tensor, stable: bool, dim: i64, descending: bool) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    kw.push(("stable", Arg::Boolean(stable)));
-    kw.push(("dim", Arg::Int(dim)));
-    kw.push(("descending", Arg::Boolean(descending)));
-    call_tensor(488, "aten::argsort.stable", &[Arg::Tensor(self_)], kw)
+    call_tensor_flat(488, "aten::argsort.stable", [Arg::Tensor(self_), Arg::Boolean(stable), Arg::Int(dim), Arg::Boolean(descending)])
 }
 /// `aten::argsort.stable(Tensor self, *, bool stable, int dim=-1, bool descending=False) -> Tensor`; panics with torch's message.
 #[inline]
@@ -5503,7 +5465,7 @@ pub fn argsort_stable(self_: &Tensor, stable: bool, dim: i64, descending: bool) 
 /// `aten::argwhere(Tensor self) -> Tensor`
 #[inline]
 pub fn f_argwhere(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(489, "aten::argwhere", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(489, "aten::argwhere", [Arg::Tensor(self_)])
 }
 /// `aten::argwhere(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -5513,7 +5475,7 @@ pub fn argwhere(self_: &Tensor) -> Tensor {
 /// `aten::as_strided(Tensor(a) self, SymInt[] size, SymInt[] stride, SymInt? storage_offset=None) -> Tensor(a)`
 #[inline]
 pub fn f_as_strided(self_: &Tensor, size: &[i64], stride: &[i64], storage_offset: Option<i64>) -> Result<Tensor, TorchError> {
-    call_tensor(490, "aten::as_strided", &[Arg::Tensor(self_), Arg::Ints(size.to_vec()), Arg::Ints(stride.to_vec()), storage_offset.map_or(Arg::None, |v| Arg::Int(v))], Vec::new())
+    call_tensor_flat(490, "aten::as_strided", [Arg::Tensor(self_), Arg::Ints(size.to_vec()), Arg::Ints(stride.to_vec()), storage_offset.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::as_strided(Tensor(a) self, SymInt[] size, SymInt[] stride, SymInt? storage_offset=None) -> Tensor(a)`; panics with torch's message.
 #[inline]
@@ -5523,7 +5485,7 @@ pub fn as_strided(self_: &Tensor, size: &[i64], stride: &[i64], storage_offset: 
 /// `aten::as_strided_(Tensor(a!) self, SymInt[] size, SymInt[] stride, SymInt? storage_offset=None) -> Tensor(a!)`
 #[inline]
 pub fn f_as_strided_(self_: &Tensor, size: &[i64], stride: &[i64], storage_offset: Option<i64>) -> Result<Tensor, TorchError> {
-    call_tensor(491, "aten::as_strided_", &[Arg::Tensor(self_), Arg::Ints(size.to_vec()), Arg::Ints(stride.to_vec()), storage_offset.map_or(Arg::None, |v| Arg::Int(v))], Vec::new())
+    call_tensor_flat(491, "aten::as_strided_", [Arg::Tensor(self_), Arg::Ints(size.to_vec()), Arg::Ints(stride.to_vec()), storage_offset.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::as_strided_(Tensor(a!) self, SymInt[] size, SymInt[] stride, SymInt? storage_offset=None) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -5533,7 +5495,7 @@ pub fn as_strided_(self_: &Tensor, size: &[i64], stride: &[i64], storage_offset:
 /// `aten::as_strided_copy(Tensor self, SymInt[] size, SymInt[] stride, SymInt? storage_offset=None) -> Tensor`
 #[inline]
 pub fn f_as_strided_copy(self_: &Tensor, size: &[i64], stride: &[i64], storage_offset: Option<i64>) -> Result<Tensor, TorchError> {
-    call_tensor(492, "aten::as_strided_copy", &[Arg::Tensor(self_), Arg::Ints(size.to_vec()), Arg::Ints(stride.to_vec()), storage_offset.map_or(Arg::None, |v| Arg::Int(v))], Vec::new())
+    call_tensor_flat(492, "aten::as_strided_copy", [Arg::Tensor(self_), Arg::Ints(size.to_vec()), Arg::Ints(stride.to_vec()), storage_offset.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::as_strided_copy(Tensor self, SymInt[] size, SymInt[] stride, SymInt? storage_offset=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -5553,7 +5515,7 @@ pub fn as_strided_scatter(self_: &Tensor, src: &Tensor, size: &[i64], stride: &[
 /// `aten::asin(Tensor self) -> Tensor`
 #[inline]
 pub fn f_asin(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(494, "aten::asin", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(494, "aten::asin", [Arg::Tensor(self_)])
 }
 /// `aten::asin(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -5563,7 +5525,7 @@ pub fn asin(self_: &Tensor) -> Tensor {
 /// `aten::asin_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_asin_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(495, "aten::asin_", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(495, "aten::asin_", [Arg::Tensor(self_)])
 }
 /// `aten::asin_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -5573,7 +5535,7 @@ pub fn asin_(self_: &Tensor) -> Tensor {
 /// `aten::asinh(Tensor self) -> Tensor`
 #[inline]
 pub fn f_asinh(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(496, "aten::asinh", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(496, "aten::asinh", [Arg::Tensor(self_)])
 }
 /// `aten::asinh(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -5583,7 +5545,7 @@ pub fn asinh(self_: &Tensor) -> Tensor {
 /// `aten::asinh_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_asinh_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(497, "aten::asinh_", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(497, "aten::asinh_", [Arg::Tensor(self_)])
 }
 /// `aten::asinh_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -5593,7 +5555,7 @@ pub fn asinh_(self_: &Tensor) -> Tensor {
 /// `aten::atan(Tensor self) -> Tensor`
 #[inline]
 pub fn f_atan(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(498, "aten::atan", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(498, "aten::atan", [Arg::Tensor(self_)])
 }
 /// `aten::atan(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -5603,7 +5565,7 @@ pub fn atan(self_: &Tensor) -> Tensor {
 /// `aten::atan2(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_atan2(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(499, "aten::atan2", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(499, "aten::atan2", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::atan2(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -5613,7 +5575,7 @@ pub fn atan2(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::atan2_(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_atan2_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(500, "aten::atan2_", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(500, "aten::atan2_", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::atan2_(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -5623,7 +5585,7 @@ pub fn atan2_(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::atan_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_atan_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(501, "aten::atan_", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(501, "aten::atan_", [Arg::Tensor(self_)])
 }
 /// `aten::atan_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -5633,7 +5595,7 @@ pub fn atan_(self_: &Tensor) -> Tensor {
 /// `aten::atanh(Tensor self) -> Tensor`
 #[inline]
 pub fn f_atanh(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(502, "aten::atanh", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(502, "aten::atanh", [Arg::Tensor(self_)])
 }
 /// `aten::atanh(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -5643,7 +5605,7 @@ pub fn atanh(self_: &Tensor) -> Tensor {
 /// `aten::atanh_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_atanh_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(503, "aten::atanh_", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(503, "aten::atanh_", [Arg::Tensor(self_)])
 }
 /// `aten::atanh_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -5653,7 +5615,7 @@ pub fn atanh_(self_: &Tensor) -> Tensor {
 /// `aten::atleast_1d(Tensor self) -> Tensor`
 #[inline]
 pub fn f_atleast_1d(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(504, "aten::atleast_1d", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(504, "aten::atleast_1d", [Arg::Tensor(self_)])
 }
 /// `aten::atleast_1d(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -5674,7 +5636,7 @@ pub fn atleast_1d_sequence(tensors: &[&Tensor]) -> Vec<Tensor> {
 /// `aten::atleast_2d(Tensor self) -> Tensor`
 #[inline]
 pub fn f_atleast_2d(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(506, "aten::atleast_2d", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(506, "aten::atleast_2d", [Arg::Tensor(self_)])
 }
 /// `aten::atleast_2d(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -5695,7 +5657,7 @@ pub fn atleast_2d_sequence(tensors: &[&Tensor]) -> Vec<Tensor> {
 /// `aten::atleast_3d(Tensor self) -> Tensor`
 #[inline]
 pub fn f_atleast_3d(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(508, "aten::atleast_3d", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(508, "aten::atleast_3d", [Arg::Tensor(self_)])
 }
 /// `aten::atleast_3d(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -5879,7 +5841,7 @@ pub fn batch_norm_update_stats(input: &Tensor, running_mean: Option<&Tensor>, ru
 /// `aten::bernoulli(Tensor self, *, Generator? generator=None) -> Tensor`
 #[inline]
 pub fn f_bernoulli(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(524, "aten::bernoulli", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(524, "aten::bernoulli", [Arg::Tensor(self_), Arg::None])
 }
 /// `aten::bernoulli(Tensor self, *, Generator? generator=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -5889,7 +5851,7 @@ pub fn bernoulli(self_: &Tensor) -> Tensor {
 /// `aten::bernoulli.p(Tensor self, float p, *, Generator? generator=None) -> Tensor`
 #[inline]
 pub fn f_bernoulli_p(self_: &Tensor, p: f64) -> Result<Tensor, TorchError> {
-    call_tensor(525, "aten::bernoulli.p", &[Arg::Tensor(self_), Arg::Float(p)], Vec::new())
+    call_tensor_flat(525, "aten::bernoulli.p", [Arg::Tensor(self_), Arg::Float(p), Arg::None])
 }
 /// `aten::bernoulli.p(Tensor self, float p, *, Generator? generator=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -5899,7 +5861,7 @@ pub fn bernoulli_p(self_: &Tensor, p: f64) -> Tensor {
 /// `aten::bernoulli.Tensor(Tensor self, Tensor p, *, Generator? generator=None) -> Tensor`
 #[inline]
 pub fn f_bernoulli_tensor(self_: &Tensor, p: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(526, "aten::bernoulli.Tensor", &[Arg::Tensor(self_), Arg::Tensor(p)], Vec::new())
+    call_tensor_flat(526, "aten::bernoulli.Tensor", [Arg::Tensor(self_), Arg::Tensor(p), Arg::None])
 }
 /// `aten::bernoulli.Tensor(Tensor self, Tensor p, *, Generator? generator=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -5909,7 +5871,7 @@ pub fn bernoulli_tensor(self_: &Tensor, p: &Tensor) -> Tensor {
 /// `aten::bernoulli_.Tensor(Tensor(a!) self, Tensor p, *, Generator? generator=None) -> Tensor(a!)`
 #[inline]
 pub fn f_bernoulli_(self_: &Tensor, p: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(527, "aten::bernoulli_.Tensor", &[Arg::Tensor(self_), Arg::Tensor(p)], Vec::new())
+    call_tensor_flat(527, "aten::bernoulli_.Tensor", [Arg::Tensor(self_), Arg::Tensor(p), Arg::None])
 }
 /// `aten::bernoulli_.Tensor(Tensor(a!) self, Tensor p, *, Generator? generator=None) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -5919,7 +5881,7 @@ pub fn bernoulli_(self_: &Tensor, p: &Tensor) -> Tensor {
 /// `aten::bernoulli_.float(Tensor(a!) self, float p=0.5, *, Generator? generator=None) -> Tensor(a!)`
 #[inline]
 pub fn f_bernoulli_float_(self_: &Tensor, p: f64) -> Result<Tensor, TorchError> {
-    call_tensor(528, "aten::bernoulli_.float", &[Arg::Tensor(self_), Arg::Float(p)], Vec::new())
+    call_tensor_flat(528, "aten::bernoulli_.float", [Arg::Tensor(self_), Arg::Float(p), Arg::None])
 }
 /// `aten::bernoulli_.float(Tensor(a!) self, float p=0.5, *, Generator? generator=None) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -5929,7 +5891,7 @@ pub fn bernoulli_float_(self_: &Tensor, p: f64) -> Tensor {
 /// `aten::bilinear(Tensor input1, Tensor input2, Tensor weight, Tensor? bias=None) -> Tensor`
 #[inline]
 pub fn f_bilinear(input1: &Tensor, input2: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor, TorchError> {
-    call_tensor(529, "aten::bilinear", &[Arg::Tensor(input1), Arg::Tensor(input2), Arg::Tensor(weight), bias.map_or(Arg::None, |v| Arg::Tensor(v))], Vec::new())
+    call_tensor_flat(529, "aten::bilinear", [Arg::Tensor(input1), Arg::Tensor(input2), Arg::Tensor(weight), bias.map_or(Arg::None, |v| Arg::Tensor(v))])
 }
 /// `aten::bilinear(Tensor input1, Tensor input2, Tensor weight, Tensor? bias=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -5939,7 +5901,7 @@ pub fn bilinear(input1: &Tensor, input2: &Tensor, weight: &Tensor, bias: Option<
 /// `aten::binary_cross_entropy(Tensor self, Tensor target, Tensor? weight=None, int reduction=1) -> Tensor`
 #[inline]
 pub fn f_binary_cross_entropy(self_: &Tensor, target: &Tensor, weight: Option<&Tensor>, reduction: i64) -> Result<Tensor, TorchError> {
-    call_tensor(530, "aten::binary_cross_entropy", &[Arg::Tensor(self_), Arg::Tensor(target), weight.map_or(Arg::None, |v| Arg::Tensor(v)), Arg::Int(reduction)], Vec::new())
+    call_tensor_flat(530, "aten::binary_cross_entropy", [Arg::Tensor(self_), Arg::Tensor(target), weight.map_or(Arg::None, |v| Arg::Tensor(v)), Arg::Int(reduction)])
 }
 /// `aten::binary_cross_entropy(Tensor self, Tensor target, Tensor? weight=None, int reduction=1) -> Tensor`; panics with torch's message.
 #[inline]
@@ -5959,7 +5921,7 @@ pub fn binary_cross_entropy_with_logits(self_: &Tensor, target: &Tensor, weight:
 /// `aten::bincount(Tensor self, Tensor? weights=None, SymInt minlength=0) -> Tensor`
 #[inline]
 pub fn f_bincount(self_: &Tensor, weights: Option<&Tensor>, minlength: i64) -> Result<Tensor, TorchError> {
-    call_tensor(532, "aten::bincount", &[Arg::Tensor(self_), weights.map_or(Arg::None, |v| Arg::Tensor(v)), Arg::Int(minlength)], Vec::new())
+    call_tensor_flat(532, "aten::bincount", [Arg::Tensor(self_), weights.map_or(Arg::None, |v| Arg::Tensor(v)), Arg::Int(minlength)])
 }
 /// `aten::bincount(Tensor self, Tensor? weights=None, SymInt minlength=0) -> Tensor`; panics with torch's message.
 #[inline]
@@ -5969,7 +5931,7 @@ pub fn bincount(self_: &Tensor, weights: Option<&Tensor>, minlength: i64) -> Ten
 /// `aten::binomial(Tensor count, Tensor prob, Generator? generator=None) -> Tensor`
 #[inline]
 pub fn f_binomial(count: &Tensor, prob: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(533, "aten::binomial", &[Arg::Tensor(count), Arg::Tensor(prob), Arg::None], Vec::new())
+    call_tensor_flat(533, "aten::binomial", [Arg::Tensor(count), Arg::Tensor(prob), Arg::None])
 }
 /// `aten::binomial(Tensor count, Tensor prob, Generator? generator=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -5979,7 +5941,7 @@ pub fn binomial(count: &Tensor, prob: &Tensor) -> Tensor {
 /// `aten::bitwise_and.Tensor(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_bitwise_and(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(534, "aten::bitwise_and.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(534, "aten::bitwise_and.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::bitwise_and.Tensor(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -5989,7 +5951,7 @@ pub fn bitwise_and(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::bitwise_and.Scalar(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f_bitwise_and_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(535, "aten::bitwise_and.Scalar", &[Arg::Tensor(self_), other.into().arg()], Vec::new())
+    call_tensor_flat(535, "aten::bitwise_and.Scalar", [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::bitwise_and.Scalar(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -5999,7 +5961,7 @@ pub fn bitwise_and_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
 /// `aten::bitwise_and.Scalar_Tensor(Scalar self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_bitwise_and_scalar_tensor(self_: impl Into<Scalar>, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(536, "aten::bitwise_and.Scalar_Tensor", &[self_.into().arg(), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(536, "aten::bitwise_and.Scalar_Tensor", [self_.into().arg(), Arg::Tensor(other)])
 }
 /// `aten::bitwise_and.Scalar_Tensor(Scalar self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -6009,7 +5971,7 @@ pub fn bitwise_and_scalar_tensor(self_: impl Into<Scalar>, other: &Tensor) -> Te
 /// `aten::bitwise_and_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_bitwise_and_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(537, "aten::bitwise_and_.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(537, "aten::bitwise_and_.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::bitwise_and_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -6019,7 +5981,7 @@ pub fn bitwise_and_(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::bitwise_and_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`
 #[inline]
 pub fn f_bitwise_and_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(538, "aten::bitwise_and_.Scalar", &[Arg::Tensor(self_), other.into().arg()], Vec::new())
+    call_tensor_flat(538, "aten::bitwise_and_.Scalar", [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::bitwise_and_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -6029,7 +5991,7 @@ pub fn bitwise_and_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
 /// `aten::bitwise_left_shift.Tensor(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_bitwise_left_shift(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(539, "aten::bitwise_left_shift.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(539, "aten::bitwise_left_shift.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::bitwise_left_shift.Tensor(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -6039,7 +6001,7 @@ pub fn bitwise_left_shift(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::bitwise_left_shift.Tensor_Scalar(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f_bitwise_left_shift_tensor_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(540, "aten::bitwise_left_shift.Tensor_Scalar", &[Arg::Tensor(self_), other.into().arg()], Vec::new())
+    call_tensor_flat(540, "aten::bitwise_left_shift.Tensor_Scalar", [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::bitwise_left_shift.Tensor_Scalar(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -6049,7 +6011,7 @@ pub fn bitwise_left_shift_tensor_scalar(self_: &Tensor, other: impl Into<Scalar>
 /// `aten::bitwise_left_shift.Scalar_Tensor(Scalar self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_bitwise_left_shift_scalar_tensor(self_: impl Into<Scalar>, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(541, "aten::bitwise_left_shift.Scalar_Tensor", &[self_.into().arg(), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(541, "aten::bitwise_left_shift.Scalar_Tensor", [self_.into().arg(), Arg::Tensor(other)])
 }
 /// `aten::bitwise_left_shift.Scalar_Tensor(Scalar self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -6059,7 +6021,7 @@ pub fn bitwise_left_shift_scalar_tensor(self_: impl Into<Scalar>, other: &Tensor
 /// `aten::bitwise_left_shift_.Tensor_Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`
 #[inline]
 pub fn f_bitwise_left_shift_tensor_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(542, "aten::bitwise_left_shift_.Tensor_Scalar", &[Arg::Tensor(self_), other.into().arg()], Vec::new())
+    call_tensor_flat(542, "aten::bitwise_left_shift_.Tensor_Scalar", [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::bitwise_left_shift_.Tensor_Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -6069,7 +6031,7 @@ pub fn bitwise_left_shift_tensor_scalar_(self_: &Tensor, other: impl Into<Scalar
 /// `aten::bitwise_left_shift_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_bitwise_left_shift_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(543, "aten::bitwise_left_shift_.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(543, "aten::bitwise_left_shift_.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::bitwise_left_shift_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -6079,7 +6041,7 @@ pub fn bitwise_left_shift_(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::bitwise_not(Tensor self) -> Tensor`
 #[inline]
 pub fn f_bitwise_not(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(544, "aten::bitwise_not", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(544, "aten::bitwise_not", [Arg::Tensor(self_)])
 }
 /// `aten::bitwise_not(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -6089,7 +6051,7 @@ pub fn bitwise_not(self_: &Tensor) -> Tensor {
 /// `aten::bitwise_not_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_bitwise_not_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(545, "aten::bitwise_not_", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(545, "aten::bitwise_not_", [Arg::Tensor(self_)])
 }
 /// `aten::bitwise_not_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -6099,7 +6061,7 @@ pub fn bitwise_not_(self_: &Tensor) -> Tensor {
 /// `aten::bitwise_or.Tensor(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_bitwise_or(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(546, "aten::bitwise_or.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(546, "aten::bitwise_or.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::bitwise_or.Tensor(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -6109,7 +6071,7 @@ pub fn bitwise_or(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::bitwise_or.Scalar(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f_bitwise_or_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(547, "aten::bitwise_or.Scalar", &[Arg::Tensor(self_), other.into().arg()], Vec::new())
+    call_tensor_flat(547, "aten::bitwise_or.Scalar", [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::bitwise_or.Scalar(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -6119,7 +6081,7 @@ pub fn bitwise_or_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
 /// `aten::bitwise_or.Scalar_Tensor(Scalar self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_bitwise_or_scalar_tensor(self_: impl Into<Scalar>, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(548, "aten::bitwise_or.Scalar_Tensor", &[self_.into().arg(), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(548, "aten::bitwise_or.Scalar_Tensor", [self_.into().arg(), Arg::Tensor(other)])
 }
 /// `aten::bitwise_or.Scalar_Tensor(Scalar self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -6129,7 +6091,7 @@ pub fn bitwise_or_scalar_tensor(self_: impl Into<Scalar>, other: &Tensor) -> Ten
 /// `aten::bitwise_or_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_bitwise_or_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(549, "aten::bitwise_or_.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(549, "aten::bitwise_or_.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::bitwise_or_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -6139,7 +6101,7 @@ pub fn bitwise_or_(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::bitwise_or_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`
 #[inline]
 pub fn f_bitwise_or_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(550, "aten::bitwise_or_.Scalar", &[Arg::Tensor(self_), other.into().arg()], Vec::new())
+    call_tensor_flat(550, "aten::bitwise_or_.Scalar", [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::bitwise_or_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -6149,7 +6111,7 @@ pub fn bitwise_or_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
 /// `aten::bitwise_right_shift.Tensor(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_bitwise_right_shift(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(551, "aten::bitwise_right_shift.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(551, "aten::bitwise_right_shift.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::bitwise_right_shift.Tensor(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -6159,7 +6121,7 @@ pub fn bitwise_right_shift(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::bitwise_right_shift.Tensor_Scalar(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f_bitwise_right_shift_tensor_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(552, "aten::bitwise_right_shift.Tensor_Scalar", &[Arg::Tensor(self_), other.into().arg()], Vec::new())
+    call_tensor_flat(552, "aten::bitwise_right_shift.Tensor_Scalar", [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::bitwise_right_shift.Tensor_Scalar(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -6169,7 +6131,7 @@ pub fn bitwise_right_shift_tensor_scalar(self_: &Tensor, other: impl Into<Scalar
 /// `aten::bitwise_right_shift.Scalar_Tensor(Scalar self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_bitwise_right_shift_scalar_tensor(self_: impl Into<Scalar>, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(553, "aten::bitwise_right_shift.Scalar_Tensor", &[self_.into().arg(), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(553, "aten::bitwise_right_shift.Scalar_Tensor", [self_.into().arg(), Arg::Tensor(other)])
 }
 /// `aten::bitwise_right_shift.Scalar_Tensor(Scalar self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -6179,7 +6141,7 @@ pub fn bitwise_right_shift_scalar_tensor(self_: impl Into<Scalar>, other: &Tenso
 /// `aten::bitwise_right_shift_.Tensor_Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`
 #[inline]
 pub fn f_bitwise_right_shift_tensor_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(554, "aten::bitwise_right_shift_.Tensor_Scalar", &[Arg::Tensor(self_), other.into().arg()], Vec::new())
+    call_tensor_flat(554, "aten::bitwise_right_shift_.Tensor_Scalar", [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::bitwise_right_shift_.Tensor_Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -6189,7 +6151,7 @@ pub fn bitwise_right_shift_tensor_scalar_(self_: &Tensor, other: impl Into<Scala
 /// `aten::bitwise_right_shift_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_bitwise_right_shift_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(555, "aten::bitwise_right_shift_.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(555, "aten::bitwise_right_shift_.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::bitwise_right_shift_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -6199,7 +6161,7 @@ pub fn bitwise_right_shift_(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::bitwise_xor.Tensor(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_bitwise_xor(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(556, "aten::bitwise_xor.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(556, "aten::bitwise_xor.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::bitwise_xor.Tensor(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -6209,7 +6171,7 @@ pub fn bitwise_xor(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::bitwise_xor.Scalar(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f_bitwise_xor_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(557, "aten::bitwise_xor.Scalar", &[Arg::Tensor(self_), other.into().arg()], Vec::new())
+    call_tensor_flat(557, "aten::bitwise_xor.Scalar", [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::bitwise_xor.Scalar(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -6219,7 +6181,7 @@ pub fn bitwise_xor_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
 /// `aten::bitwise_xor.Scalar_Tensor(Scalar self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_bitwise_xor_scalar_tensor(self_: impl Into<Scalar>, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(558, "aten::bitwise_xor.Scalar_Tensor", &[self_.into().arg(), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(558, "aten::bitwise_xor.Scalar_Tensor", [self_.into().arg(), Arg::Tensor(other)])
 }
 /// `aten::bitwise_xor.Scalar_Tensor(Scalar self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -6229,7 +6191,7 @@ pub fn bitwise_xor_scalar_tensor(self_: impl Into<Scalar>, other: &Tensor) -> Te
 /// `aten::bitwise_xor_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_bitwise_xor_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(559, "aten::bitwise_xor_.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(559, "aten::bitwise_xor_.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::bitwise_xor_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -6239,7 +6201,7 @@ pub fn bitwise_xor_(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::bitwise_xor_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`
 #[inline]
 pub fn f_bitwise_xor_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(560, "aten::bitwise_xor_.Scalar", &[Arg::Tensor(self_), other.into().arg()], Vec::new())
+    call_tensor_flat(560, "aten::bitwise_xor_.Scalar", [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::bitwise_xor_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -6279,7 +6241,7 @@ pub fn blackman_window_periodic(window_length: i64, periodic: bool, dtype: Optio
 /// `aten::block_diag(Tensor[] tensors) -> Tensor`
 #[inline]
 pub fn f_block_diag(tensors: &[&Tensor]) -> Result<Tensor, TorchError> {
-    call_tensor(563, "aten::block_diag", &[Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect())], Vec::new())
+    call_tensor_flat(563, "aten::block_diag", [Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect())])
 }
 /// `aten::block_diag(Tensor[] tensors) -> Tensor`; panics with torch's message.
 #[inline]
@@ -6289,7 +6251,7 @@ pub fn block_diag(tensors: &[&Tensor]) -> Tensor {
 /// `aten::bmm(Tensor self, Tensor mat2) -> Tensor`
 #[inline]
 pub fn f_bmm(self_: &Tensor, mat2: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(564, "aten::bmm", &[Arg::Tensor(self_), Arg::Tensor(mat2)], Vec::new())
+    call_tensor_flat(564, "aten::bmm", [Arg::Tensor(self_), Arg::Tensor(mat2)])
 }
 /// `aten::bmm(Tensor self, Tensor mat2) -> Tensor`; panics with torch's message.
 #[inline]
@@ -6299,7 +6261,7 @@ pub fn bmm(self_: &Tensor, mat2: &Tensor) -> Tensor {
 /// `aten::bmm.dtype(Tensor self, Tensor mat2, ScalarType out_dtype) -> Tensor`
 #[inline]
 pub fn f_bmm_dtype(self_: &Tensor, mat2: &Tensor, out_dtype: Dtype) -> Result<Tensor, TorchError> {
-    call_tensor(565, "aten::bmm.dtype", &[Arg::Tensor(self_), Arg::Tensor(mat2), Arg::Dtype(out_dtype)], Vec::new())
+    call_tensor_flat(565, "aten::bmm.dtype", [Arg::Tensor(self_), Arg::Tensor(mat2), Arg::Dtype(out_dtype)])
 }
 /// `aten::bmm.dtype(Tensor self, Tensor mat2, ScalarType out_dtype) -> Tensor`; panics with torch's message.
 #[inline]
@@ -6320,7 +6282,7 @@ pub fn broadcast_tensors(tensors: &[&Tensor]) -> Vec<Tensor> {
 /// `aten::broadcast_to(Tensor(a) self, SymInt[] size) -> Tensor(a)`
 #[inline]
 pub fn f_broadcast_to(self_: &Tensor, size: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor(567, "aten::broadcast_to", &[Arg::Tensor(self_), Arg::Ints(size.to_vec())], Vec::new())
+    call_tensor_flat(567, "aten::broadcast_to", [Arg::Tensor(self_), Arg::Ints(size.to_vec())])
 }
 /// `aten::broadcast_to(Tensor(a) self, SymInt[] size) -> Tensor(a)`; panics with torch's message.
 #[inline]
@@ -6330,10 +6292,7 @@ pub fn broadcast_to(self_: &Tensor, size: &[i64]) -> Tensor {
 /// `aten::bucketize.Tensor(Tensor self, Tensor boundaries, *, bool out_int32=False, bool right=False) -> Tensor`
 #[inline]
 pub fn f_bucketize(self_: &Tensor, boundaries: &Tensor, out_int32: bool, right: bool) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    kw.push(("out_int32", Arg::Boolean(out_int32)));
-    kw.push(("right", Arg::Boolean(right)));
-    call_tensor(568, "aten::bucketize.Tensor", &[Arg::Tensor(self_), Arg::Tensor(boundaries)], kw)
+    call_tensor_flat(568, "aten::bucketize.Tensor", [Arg::Tensor(self_), Arg::Tensor(boundaries), Arg::Boolean(out_int32), Arg::Boolean(right)])
 }
 /// `aten::bucketize.Tensor(Tensor self, Tensor boundaries, *, bool out_int32=False, bool right=False) -> Tensor`; panics with torch's message.
 #[inline]
@@ -6343,10 +6302,7 @@ pub fn bucketize(self_: &Tensor, boundaries: &Tensor, out_int32: bool, right: bo
 /// `aten::bucketize.Scalar(Scalar self, Tensor boundaries, *, bool out_int32=False, bool right=False) -> Tensor`
 #[inline]
 pub fn f_bucketize_scalar(self_: impl Into<Scalar>, boundaries: &Tensor, out_int32: bool, right: bool) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    kw.push(("out_int32", Arg::Boolean(out_int32)));
-    kw.push(("right", Arg::Boolean(right)));
-    call_tensor(569, "aten::bucketize.Scalar", &[self_.into().arg(), Arg::Tensor(boundaries)], kw)
+    call_tensor_flat(569, "aten::bucketize.Scalar", [self_.into().arg(), Arg::Tensor(boundaries), Arg::Boolean(out_int32), Arg::Boolean(right)])
 }
 /// `aten::bucketize.Scalar(Scalar self, Tensor boundaries, *, bool out_int32=False, bool right=False) -> Tensor`; panics with torch's message.
 #[inline]
@@ -6367,7 +6323,7 @@ pub fn can_cast(from_: Dtype, to: Dtype) -> bool {
 /// `aten::cartesian_prod(Tensor[] tensors) -> Tensor`
 #[inline]
 pub fn f_cartesian_prod(tensors: &[&Tensor]) -> Result<Tensor, TorchError> {
-    call_tensor(571, "aten::cartesian_prod", &[Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect())], Vec::new())
+    call_tensor_flat(571, "aten::cartesian_prod", [Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect())])
 }
 /// `aten::cartesian_prod(Tensor[] tensors) -> Tensor`; panics with torch's message.
 #[inline]
@@ -6377,7 +6333,7 @@ pub fn cartesian_prod(tensors: &[&Tensor]) -> Tensor {
 /// `aten::cat(Tensor[] tensors, int dim=0) -> Tensor`
 #[inline]
 pub fn f_cat(tensors: &[&Tensor], dim: i64) -> Result<Tensor, TorchError> {
-    call_tensor(572, "aten::cat", &[Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect()), Arg::Int(dim)], Vec::new())
+    call_tensor_flat(572, "aten::cat", [Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect()), Arg::Int(dim)])
 }
 /// `aten::cat(Tensor[] tensors, int dim=0) -> Tensor`; panics with torch's message.
 #[inline]
@@ -6387,7 +6343,7 @@ pub fn cat(tensors: &[&Tensor], dim: i64) -> Tensor {
 /// `aten::cauchy(Tensor self, float median=0., float sigma=1., *, Generator? generator=None) -> Tensor`
 #[inline]
 pub fn f_cauchy(self_: &Tensor, median: f64, sigma: f64) -> Result<Tensor, TorchError> {
-    call_tensor(573, "aten::cauchy", &[Arg::Tensor(self_), Arg::Float(median), Arg::Float(sigma)], Vec::new())
+    call_tensor_flat(573, "aten::cauchy", [Arg::Tensor(self_), Arg::Float(median), Arg::Float(sigma), Arg::None])
 }
 /// `aten::cauchy(Tensor self, float median=0., float sigma=1., *, Generator? generator=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -6397,7 +6353,7 @@ pub fn cauchy(self_: &Tensor, median: f64, sigma: f64) -> Tensor {
 /// `aten::cauchy_(Tensor(a!) self, float median=0., float sigma=1., *, Generator? generator=None) -> Tensor(a!)`
 #[inline]
 pub fn f_cauchy_(self_: &Tensor, median: f64, sigma: f64) -> Result<Tensor, TorchError> {
-    call_tensor(574, "aten::cauchy_", &[Arg::Tensor(self_), Arg::Float(median), Arg::Float(sigma)], Vec::new())
+    call_tensor_flat(574, "aten::cauchy_", [Arg::Tensor(self_), Arg::Float(median), Arg::Float(sigma), Arg::None])
 }
 /// `aten::cauchy_(Tensor(a!) self, float median=0., float sigma=1., *, Generator? generator=None) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -6407,7 +6363,7 @@ pub fn cauchy_(self_: &Tensor, median: f64, sigma: f64) -> Tensor {
 /// `aten::ccol_indices(Tensor(a) self) -> Tensor(a)`
 #[inline]
 pub fn f_ccol_indices(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(575, "aten::ccol_indices", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(575, "aten::ccol_indices", [Arg::Tensor(self_)])
 }
 /// `aten::ccol_indices(Tensor(a) self) -> Tensor(a)`; panics with torch's message.
 #[inline]
@@ -6417,7 +6373,7 @@ pub fn ccol_indices(self_: &Tensor) -> Tensor {
 /// `aten::ccol_indices_copy(Tensor self) -> Tensor`
 #[inline]
 pub fn f_ccol_indices_copy(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(576, "aten::ccol_indices_copy", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(576, "aten::ccol_indices_copy", [Arg::Tensor(self_)])
 }
 /// `aten::ccol_indices_copy(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -6427,7 +6383,7 @@ pub fn ccol_indices_copy(self_: &Tensor) -> Tensor {
 /// `aten::cdist(Tensor x1, Tensor x2, float p=2., int? compute_mode=None) -> Tensor`
 #[inline]
 pub fn f_cdist(x1: &Tensor, x2: &Tensor, p: f64, compute_mode: Option<i64>) -> Result<Tensor, TorchError> {
-    call_tensor(577, "aten::cdist", &[Arg::Tensor(x1), Arg::Tensor(x2), Arg::Float(p), compute_mode.map_or(Arg::None, |v| Arg::Int(v))], Vec::new())
+    call_tensor_flat(577, "aten::cdist", [Arg::Tensor(x1), Arg::Tensor(x2), Arg::Float(p), compute_mode.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::cdist(Tensor x1, Tensor x2, float p=2., int? compute_mode=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -6437,7 +6393,7 @@ pub fn cdist(x1: &Tensor, x2: &Tensor, p: f64, compute_mode: Option<i64>) -> Ten
 /// `aten::ceil(Tensor self) -> Tensor`
 #[inline]
 pub fn f_ceil(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(578, "aten::ceil", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(578, "aten::ceil", [Arg::Tensor(self_)])
 }
 /// `aten::ceil(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -6447,7 +6403,7 @@ pub fn ceil(self_: &Tensor) -> Tensor {
 /// `aten::ceil_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_ceil_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(579, "aten::ceil_", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(579, "aten::ceil_", [Arg::Tensor(self_)])
 }
 /// `aten::ceil_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -6457,7 +6413,7 @@ pub fn ceil_(self_: &Tensor) -> Tensor {
 /// `aten::celu(Tensor self, Scalar alpha=1.) -> Tensor`
 #[inline]
 pub fn f_celu(self_: &Tensor, alpha: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(580, "aten::celu", &[Arg::Tensor(self_), alpha.into().arg()], Vec::new())
+    call_tensor_flat(580, "aten::celu", [Arg::Tensor(self_), alpha.into().arg()])
 }
 /// `aten::celu(Tensor self, Scalar alpha=1.) -> Tensor`; panics with torch's message.
 #[inline]
@@ -6467,7 +6423,7 @@ pub fn celu(self_: &Tensor, alpha: impl Into<Scalar>) -> Tensor {
 /// `aten::celu_(Tensor(a!) self, Scalar alpha=1.) -> Tensor(a!)`
 #[inline]
 pub fn f_celu_(self_: &Tensor, alpha: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(581, "aten::celu_", &[Arg::Tensor(self_), alpha.into().arg()], Vec::new())
+    call_tensor_flat(581, "aten::celu_", [Arg::Tensor(self_), alpha.into().arg()])
 }
 /// `aten::celu_(Tensor(a!) self, Scalar alpha=1.) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -6477,7 +6433,7 @@ pub fn celu_(self_: &Tensor, alpha: impl Into<Scalar>) -> Tensor {
 /// `aten::chain_matmul(Tensor[] matrices) -> Tensor`
 #[inline]
 pub fn f_chain_matmul(matrices: &[&Tensor]) -> Result<Tensor, TorchError> {
-    call_tensor(582, "aten::chain_matmul", &[Arg::Tensors(matrices.iter().map(|t| Some(*t)).collect())], Vec::new())
+    call_tensor_flat(582, "aten::chain_matmul", [Arg::Tensors(matrices.iter().map(|t| Some(*t)).collect())])
 }
 /// `aten::chain_matmul(Tensor[] matrices) -> Tensor`; panics with torch's message.
 #[inline]
@@ -6487,9 +6443,7 @@ pub fn chain_matmul(matrices: &[&Tensor]) -> Tensor {
 /// `aten::chalf(Tensor self, *, MemoryFormat? memory_format=None) -> Tensor`
 #[inline]
 pub fn f_chalf(self_: &Tensor, memory_format: Option<i64>) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    if let Some(v) = memory_format { kw.push(("memory_format", Arg::Int(v))); }
-    call_tensor(583, "aten::chalf", &[Arg::Tensor(self_)], kw)
+    call_tensor_flat(583, "aten::chalf", [Arg::Tensor(self_), memory_format.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::chalf(Tensor self, *, MemoryFormat? memory_format=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -6499,7 +6453,7 @@ pub fn chalf(self_: &Tensor, memory_format: Option<i64>) -> Tensor {
 /// `aten::channel_shuffle(Tensor self, SymInt groups) -> Tensor`
 #[inline]
 pub fn f_channel_shuffle(self_: &Tensor, groups: i64) -> Result<Tensor, TorchError> {
-    call_tensor(584, "aten::channel_shuffle", &[Arg::Tensor(self_), Arg::Int(groups)], Vec::new())
+    call_tensor_flat(584, "aten::channel_shuffle", [Arg::Tensor(self_), Arg::Int(groups)])
 }
 /// `aten::channel_shuffle(Tensor self, SymInt groups) -> Tensor`; panics with torch's message.
 #[inline]
@@ -6509,7 +6463,7 @@ pub fn channel_shuffle(self_: &Tensor, groups: i64) -> Tensor {
 /// `aten::cholesky(Tensor self, bool upper=False) -> Tensor`
 #[inline]
 pub fn f_cholesky(self_: &Tensor, upper: bool) -> Result<Tensor, TorchError> {
-    call_tensor(585, "aten::cholesky", &[Arg::Tensor(self_), Arg::Boolean(upper)], Vec::new())
+    call_tensor_flat(585, "aten::cholesky", [Arg::Tensor(self_), Arg::Boolean(upper)])
 }
 /// `aten::cholesky(Tensor self, bool upper=False) -> Tensor`; panics with torch's message.
 #[inline]
@@ -6519,7 +6473,7 @@ pub fn cholesky(self_: &Tensor, upper: bool) -> Tensor {
 /// `aten::cholesky_inverse(Tensor self, bool upper=False) -> Tensor`
 #[inline]
 pub fn f_cholesky_inverse(self_: &Tensor, upper: bool) -> Result<Tensor, TorchError> {
-    call_tensor(586, "aten::cholesky_inverse", &[Arg::Tensor(self_), Arg::Boolean(upper)], Vec::new())
+    call_tensor_flat(586, "aten::cholesky_inverse", [Arg::Tensor(self_), Arg::Boolean(upper)])
 }
 /// `aten::cholesky_inverse(Tensor self, bool upper=False) -> Tensor`; panics with torch's message.
 #[inline]
@@ -6529,7 +6483,7 @@ pub fn cholesky_inverse(self_: &Tensor, upper: bool) -> Tensor {
 /// `aten::cholesky_solve(Tensor self, Tensor input2, bool upper=False) -> Tensor`
 #[inline]
 pub fn f_cholesky_solve(self_: &Tensor, input2: &Tensor, upper: bool) -> Result<Tensor, TorchError> {
-    call_tensor(587, "aten::cholesky_solve", &[Arg::Tensor(self_), Arg::Tensor(input2), Arg::Boolean(upper)], Vec::new())
+    call_tensor_flat(587, "aten::cholesky_solve", [Arg::Tensor(self_), Arg::Tensor(input2), Arg::Boolean(upper)])
 }
 /// `aten::cholesky_solve(Tensor self, Tensor input2, bool upper=False) -> Tensor`; panics with torch's message.
 #[inline]
@@ -6561,7 +6515,7 @@ pub fn chunk(self_: &Tensor, chunks: i64, dim: i64) -> Vec<Tensor> {
 /// `aten::clamp(Tensor self, Scalar? min=None, Scalar? max=None) -> Tensor`
 #[inline]
 pub fn f_clamp(self_: &Tensor, min: Option<Scalar>, max: Option<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(590, "aten::clamp", &[Arg::Tensor(self_), min.map_or(Arg::None, |v| v.arg()), max.map_or(Arg::None, |v| v.arg())], Vec::new())
+    call_tensor_flat(590, "aten::clamp", [Arg::Tensor(self_), min.map_or(Arg::None, |v| v.arg()), max.map_or(Arg::None, |v| v.arg())])
 }
 /// `aten::clamp(Tensor self, Scalar? min=None, Scalar? max=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -6571,7 +6525,7 @@ pub fn clamp(self_: &Tensor, min: Option<Scalar>, max: Option<Scalar>) -> Tensor
 /// `aten::clamp.Tensor(Tensor self, Tensor? min=None, Tensor? max=None) -> Tensor`
 #[inline]
 pub fn f_clamp_tensor(self_: &Tensor, min: Option<&Tensor>, max: Option<&Tensor>) -> Result<Tensor, TorchError> {
-    call_tensor(591, "aten::clamp.Tensor", &[Arg::Tensor(self_), min.map_or(Arg::None, |v| Arg::Tensor(v)), max.map_or(Arg::None, |v| Arg::Tensor(v))], Vec::new())
+    call_tensor_flat(591, "aten::clamp.Tensor", [Arg::Tensor(self_), min.map_or(Arg::None, |v| Arg::Tensor(v)), max.map_or(Arg::None, |v| Arg::Tensor(v))])
 }
 /// `aten::clamp.Tensor(Tensor self, Tensor? min=None, Tensor? max=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -6581,7 +6535,7 @@ pub fn clamp_tensor(self_: &Tensor, min: Option<&Tensor>, max: Option<&Tensor>) 
 /// `aten::clamp_(Tensor(a!) self, Scalar? min=None, Scalar? max=None) -> Tensor(a!)`
 #[inline]
 pub fn f_clamp_(self_: &Tensor, min: Option<Scalar>, max: Option<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(592, "aten::clamp_", &[Arg::Tensor(self_), min.map_or(Arg::None, |v| v.arg()), max.map_or(Arg::None, |v| v.arg())], Vec::new())
+    call_tensor_flat(592, "aten::clamp_", [Arg::Tensor(self_), min.map_or(Arg::None, |v| v.arg()), max.map_or(Arg::None, |v| v.arg())])
 }
 /// `aten::clamp_(Tensor(a!) self, Scalar? min=None, Scalar? max=None) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -6591,7 +6545,7 @@ pub fn clamp_(self_: &Tensor, min: Option<Scalar>, max: Option<Scalar>) -> Tenso
 /// `aten::clamp_.Tensor(Tensor(a!) self, Tensor? min=None, Tensor? max=None) -> Tensor(a!)`
 #[inline]
 pub fn f_clamp_tensor_(self_: &Tensor, min: Option<&Tensor>, max: Option<&Tensor>) -> Result<Tensor, TorchError> {
-    call_tensor(593, "aten::clamp_.Tensor", &[Arg::Tensor(self_), min.map_or(Arg::None, |v| Arg::Tensor(v)), max.map_or(Arg::None, |v| Arg::Tensor(v))], Vec::new())
+    call_tensor_flat(593, "aten::clamp_.Tensor", [Arg::Tensor(self_), min.map_or(Arg::None, |v| Arg::Tensor(v)), max.map_or(Arg::None, |v| Arg::Tensor(v))])
 }
 /// `aten::clamp_.Tensor(Tensor(a!) self, Tensor? min=None, Tensor? max=None) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -6601,7 +6555,7 @@ pub fn clamp_tensor_(self_: &Tensor, min: Option<&Tensor>, max: Option<&Tensor>)
 /// `aten::clamp_max(Tensor self, Scalar max) -> Tensor`
 #[inline]
 pub fn f_clamp_max(self_: &Tensor, max: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(594, "aten::clamp_max", &[Arg::Tensor(self_), max.into().arg()], Vec::new())
+    call_tensor_flat(594, "aten::clamp_max", [Arg::Tensor(self_), max.into().arg()])
 }
 /// `aten::clamp_max(Tensor self, Scalar max) -> Tensor`; panics with torch's message.
 #[inline]
@@ -6611,7 +6565,7 @@ pub fn clamp_max(self_: &Tensor, max: impl Into<Scalar>) -> Tensor {
 /// `aten::clamp_max.Tensor(Tensor self, Tensor max) -> Tensor`
 #[inline]
 pub fn f_clamp_max_tensor(self_: &Tensor, max: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(595, "aten::clamp_max.Tensor", &[Arg::Tensor(self_), Arg::Tensor(max)], Vec::new())
+    call_tensor_flat(595, "aten::clamp_max.Tensor", [Arg::Tensor(self_), Arg::Tensor(max)])
 }
 /// `aten::clamp_max.Tensor(Tensor self, Tensor max) -> Tensor`; panics with torch's message.
 #[inline]
@@ -6621,7 +6575,7 @@ pub fn clamp_max_tensor(self_: &Tensor, max: &Tensor) -> Tensor {
 /// `aten::clamp_max_(Tensor(a!) self, Scalar max) -> Tensor(a!)`
 #[inline]
 pub fn f_clamp_max_(self_: &Tensor, max: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(596, "aten::clamp_max_", &[Arg::Tensor(self_), max.into().arg()], Vec::new())
+    call_tensor_flat(596, "aten::clamp_max_", [Arg::Tensor(self_), max.into().arg()])
 }
 /// `aten::clamp_max_(Tensor(a!) self, Scalar max) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -6631,7 +6585,7 @@ pub fn clamp_max_(self_: &Tensor, max: impl Into<Scalar>) -> Tensor {
 /// `aten::clamp_max_.Tensor(Tensor(a!) self, Tensor max) -> Tensor(a!)`
 #[inline]
 pub fn f_clamp_max_tensor_(self_: &Tensor, max: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(597, "aten::clamp_max_.Tensor", &[Arg::Tensor(self_), Arg::Tensor(max)], Vec::new())
+    call_tensor_flat(597, "aten::clamp_max_.Tensor", [Arg::Tensor(self_), Arg::Tensor(max)])
 }
 /// `aten::clamp_max_.Tensor(Tensor(a!) self, Tensor max) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -6641,7 +6595,7 @@ pub fn clamp_max_tensor_(self_: &Tensor, max: &Tensor) -> Tensor {
 /// `aten::clamp_min(Tensor self, Scalar min) -> Tensor`
 #[inline]
 pub fn f_clamp_min(self_: &Tensor, min: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(598, "aten::clamp_min", &[Arg::Tensor(self_), min.into().arg()], Vec::new())
+    call_tensor_flat(598, "aten::clamp_min", [Arg::Tensor(self_), min.into().arg()])
 }
 /// `aten::clamp_min(Tensor self, Scalar min) -> Tensor`; panics with torch's message.
 #[inline]
@@ -6651,7 +6605,7 @@ pub fn clamp_min(self_: &Tensor, min: impl Into<Scalar>) -> Tensor {
 /// `aten::clamp_min.Tensor(Tensor self, Tensor min) -> Tensor`
 #[inline]
 pub fn f_clamp_min_tensor(self_: &Tensor, min: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(599, "aten::clamp_min.Tensor", &[Arg::Tensor(self_), Arg::Tensor(min)], Vec::new())
+    call_tensor_flat(599, "aten::clamp_min.Tensor", [Arg::Tensor(self_), Arg::Tensor(min)])
 }
 /// `aten::clamp_min.Tensor(Tensor self, Tensor min) -> Tensor`; panics with torch's message.
 #[inline]
@@ -6661,7 +6615,7 @@ pub fn clamp_min_tensor(self_: &Tensor, min: &Tensor) -> Tensor {
 /// `aten::clamp_min_(Tensor(a!) self, Scalar min) -> Tensor(a!)`
 #[inline]
 pub fn f_clamp_min_(self_: &Tensor, min: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(600, "aten::clamp_min_", &[Arg::Tensor(self_), min.into().arg()], Vec::new())
+    call_tensor_flat(600, "aten::clamp_min_", [Arg::Tensor(self_), min.into().arg()])
 }
 /// `aten::clamp_min_(Tensor(a!) self, Scalar min) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -6671,7 +6625,7 @@ pub fn clamp_min_(self_: &Tensor, min: impl Into<Scalar>) -> Tensor {
 /// `aten::clamp_min_.Tensor(Tensor(a!) self, Tensor min) -> Tensor(a!)`
 #[inline]
 pub fn f_clamp_min_tensor_(self_: &Tensor, min: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(601, "aten::clamp_min_.Tensor", &[Arg::Tensor(self_), Arg::Tensor(min)], Vec::new())
+    call_tensor_flat(601, "aten::clamp_min_.Tensor", [Arg::Tensor(self_), Arg::Tensor(min)])
 }
 /// `aten::clamp_min_.Tensor(Tensor(a!) self, Tensor min) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -6681,7 +6635,7 @@ pub fn clamp_min_tensor_(self_: &Tensor, min: &Tensor) -> Tensor {
 /// `aten::clip(Tensor self, Scalar? min=None, Scalar? max=None) -> Tensor`
 #[inline]
 pub fn f_clip(self_: &Tensor, min: Option<Scalar>, max: Option<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(602, "aten::clip", &[Arg::Tensor(self_), min.map_or(Arg::None, |v| v.arg()), max.map_or(Arg::None, |v| v.arg())], Vec::new())
+    call_tensor_flat(602, "aten::clip", [Arg::Tensor(self_), min.map_or(Arg::None, |v| v.arg()), max.map_or(Arg::None, |v| v.arg())])
 }
 /// `aten::clip(Tensor self, Scalar? min=None, Scalar? max=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -6691,7 +6645,7 @@ pub fn clip(self_: &Tensor, min: Option<Scalar>, max: Option<Scalar>) -> Tensor 
 /// `aten::clip.Tensor(Tensor self, Tensor? min=None, Tensor? max=None) -> Tensor`
 #[inline]
 pub fn f_clip_tensor(self_: &Tensor, min: Option<&Tensor>, max: Option<&Tensor>) -> Result<Tensor, TorchError> {
-    call_tensor(603, "aten::clip.Tensor", &[Arg::Tensor(self_), min.map_or(Arg::None, |v| Arg::Tensor(v)), max.map_or(Arg::None, |v| Arg::Tensor(v))], Vec::new())
+    call_tensor_flat(603, "aten::clip.Tensor", [Arg::Tensor(self_), min.map_or(Arg::None, |v| Arg::Tensor(v)), max.map_or(Arg::None, |v| Arg::Tensor(v))])
 }
 /// `aten::clip.Tensor(Tensor self, Tensor? min=None, Tensor? max=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -6701,7 +6655,7 @@ pub fn clip_tensor(self_: &Tensor, min: Option<&Tensor>, max: Option<&Tensor>) -
 /// `aten::clip_(Tensor(a!) self, Scalar? min=None, Scalar? max=None) -> Tensor(a!)`
 #[inline]
 pub fn f_clip_(self_: &Tensor, min: Option<Scalar>, max: Option<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(604, "aten::clip_", &[Arg::Tensor(self_), min.map_or(Arg::None, |v| v.arg()), max.map_or(Arg::None, |v| v.arg())], Vec::new())
+    call_tensor_flat(604, "aten::clip_", [Arg::Tensor(self_), min.map_or(Arg::None, |v| v.arg()), max.map_or(Arg::None, |v| v.arg())])
 }
 /// `aten::clip_(Tensor(a!) self, Scalar? min=None, Scalar? max=None) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -6711,7 +6665,7 @@ pub fn clip_(self_: &Tensor, min: Option<Scalar>, max: Option<Scalar>) -> Tensor
 /// `aten::clip_.Tensor(Tensor(a!) self, Tensor? min=None, Tensor? max=None) -> Tensor(a!)`
 #[inline]
 pub fn f_clip_tensor_(self_: &Tensor, min: Option<&Tensor>, max: Option<&Tensor>) -> Result<Tensor, TorchError> {
-    call_tensor(605, "aten::clip_.Tensor", &[Arg::Tensor(self_), min.map_or(Arg::None, |v| Arg::Tensor(v)), max.map_or(Arg::None, |v| Arg::Tensor(v))], Vec::new())
+    call_tensor_flat(605, "aten::clip_.Tensor", [Arg::Tensor(self_), min.map_or(Arg::None, |v| Arg::Tensor(v)), max.map_or(Arg::None, |v| Arg::Tensor(v))])
 }
 /// `aten::clip_.Tensor(Tensor(a!) self, Tensor? min=None, Tensor? max=None) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -6721,9 +6675,7 @@ pub fn clip_tensor_(self_: &Tensor, min: Option<&Tensor>, max: Option<&Tensor>) 
 /// `aten::clone(Tensor self, *, MemoryFormat? memory_format=None) -> Tensor`
 #[inline]
 pub fn f_clone(self_: &Tensor, memory_format: Option<i64>) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    if let Some(v) = memory_format { kw.push(("memory_format", Arg::Int(v))); }
-    call_tensor(606, "aten::clone", &[Arg::Tensor(self_)], kw)
+    call_tensor_flat(606, "aten::clone", [Arg::Tensor(self_), memory_format.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::clone(Tensor self, *, MemoryFormat? memory_format=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -6733,7 +6685,7 @@ pub fn clone(self_: &Tensor, memory_format: Option<i64>) -> Tensor {
 /// `aten::coalesce(Tensor(a) self) -> Tensor(a)`
 #[inline]
 pub fn f_coalesce(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(607, "aten::coalesce", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(607, "aten::coalesce", [Arg::Tensor(self_)])
 }
 /// `aten::coalesce(Tensor(a) self) -> Tensor(a)`; panics with torch's message.
 #[inline]
@@ -6753,7 +6705,7 @@ pub fn col2im(self_: &Tensor, output_size: &[i64], kernel_size: &[i64], dilation
 /// `aten::col_indices(Tensor(a) self) -> Tensor(a)`
 #[inline]
 pub fn f_col_indices(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(609, "aten::col_indices", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(609, "aten::col_indices", [Arg::Tensor(self_)])
 }
 /// `aten::col_indices(Tensor(a) self) -> Tensor(a)`; panics with torch's message.
 #[inline]
@@ -6763,7 +6715,7 @@ pub fn col_indices(self_: &Tensor) -> Tensor {
 /// `aten::col_indices_copy(Tensor self) -> Tensor`
 #[inline]
 pub fn f_col_indices_copy(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(610, "aten::col_indices_copy", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(610, "aten::col_indices_copy", [Arg::Tensor(self_)])
 }
 /// `aten::col_indices_copy(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -6773,7 +6725,7 @@ pub fn col_indices_copy(self_: &Tensor) -> Tensor {
 /// `aten::column_stack(Tensor[] tensors) -> Tensor`
 #[inline]
 pub fn f_column_stack(tensors: &[&Tensor]) -> Result<Tensor, TorchError> {
-    call_tensor(611, "aten::column_stack", &[Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect())], Vec::new())
+    call_tensor_flat(611, "aten::column_stack", [Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect())])
 }
 /// `aten::column_stack(Tensor[] tensors) -> Tensor`; panics with torch's message.
 #[inline]
@@ -6783,7 +6735,7 @@ pub fn column_stack(tensors: &[&Tensor]) -> Tensor {
 /// `aten::combinations(Tensor self, int r=2, bool with_replacement=False) -> Tensor`
 #[inline]
 pub fn f_combinations(self_: &Tensor, r: i64, with_replacement: bool) -> Result<Tensor, TorchError> {
-    call_tensor(612, "aten::combinations", &[Arg::Tensor(self_), Arg::Int(r), Arg::Boolean(with_replacement)], Vec::new())
+    call_tensor_flat(612, "aten::combinations", [Arg::Tensor(self_), Arg::Int(r), Arg::Boolean(with_replacement)])
 }
 /// `aten::combinations(Tensor self, int r=2, bool with_replacement=False) -> Tensor`; panics with torch's message.
 #[inline]
@@ -6793,7 +6745,7 @@ pub fn combinations(self_: &Tensor, r: i64, with_replacement: bool) -> Tensor {
 /// `aten::complex(Tensor real, Tensor imag) -> Tensor`
 #[inline]
 pub fn f_complex(real: &Tensor, imag: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(613, "aten::complex", &[Arg::Tensor(real), Arg::Tensor(imag)], Vec::new())
+    call_tensor_flat(613, "aten::complex", [Arg::Tensor(real), Arg::Tensor(imag)])
 }
 /// `aten::complex(Tensor real, Tensor imag) -> Tensor`; panics with torch's message.
 #[inline]
@@ -6803,7 +6755,7 @@ pub fn complex(real: &Tensor, imag: &Tensor) -> Tensor {
 /// `aten::concat(Tensor[] tensors, int dim=0) -> Tensor`
 #[inline]
 pub fn f_concat(tensors: &[&Tensor], dim: i64) -> Result<Tensor, TorchError> {
-    call_tensor(614, "aten::concat", &[Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect()), Arg::Int(dim)], Vec::new())
+    call_tensor_flat(614, "aten::concat", [Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect()), Arg::Int(dim)])
 }
 /// `aten::concat(Tensor[] tensors, int dim=0) -> Tensor`; panics with torch's message.
 #[inline]
@@ -6813,7 +6765,7 @@ pub fn concat(tensors: &[&Tensor], dim: i64) -> Tensor {
 /// `aten::concatenate(Tensor[] tensors, int dim=0) -> Tensor`
 #[inline]
 pub fn f_concatenate(tensors: &[&Tensor], dim: i64) -> Result<Tensor, TorchError> {
-    call_tensor(615, "aten::concatenate", &[Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect()), Arg::Int(dim)], Vec::new())
+    call_tensor_flat(615, "aten::concatenate", [Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect()), Arg::Int(dim)])
 }
 /// `aten::concatenate(Tensor[] tensors, int dim=0) -> Tensor`; panics with torch's message.
 #[inline]
@@ -6823,7 +6775,7 @@ pub fn concatenate(tensors: &[&Tensor], dim: i64) -> Tensor {
 /// `aten::conj(Tensor(a) self) -> Tensor(a)`
 #[inline]
 pub fn f_conj(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(616, "aten::conj", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(616, "aten::conj", [Arg::Tensor(self_)])
 }
 /// `aten::conj(Tensor(a) self) -> Tensor(a)`; panics with torch's message.
 #[inline]
@@ -6833,7 +6785,7 @@ pub fn conj(self_: &Tensor) -> Tensor {
 /// `aten::conj_physical(Tensor self) -> Tensor`
 #[inline]
 pub fn f_conj_physical(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(617, "aten::conj_physical", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(617, "aten::conj_physical", [Arg::Tensor(self_)])
 }
 /// `aten::conj_physical(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -6843,7 +6795,7 @@ pub fn conj_physical(self_: &Tensor) -> Tensor {
 /// `aten::conj_physical_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_conj_physical_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(618, "aten::conj_physical_", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(618, "aten::conj_physical_", [Arg::Tensor(self_)])
 }
 /// `aten::conj_physical_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -6853,7 +6805,7 @@ pub fn conj_physical_(self_: &Tensor) -> Tensor {
 /// `aten::constant_pad_nd(Tensor self, SymInt[] pad, Scalar value=0) -> Tensor`
 #[inline]
 pub fn f_constant_pad_nd(self_: &Tensor, pad: &[i64], value: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(619, "aten::constant_pad_nd", &[Arg::Tensor(self_), Arg::Ints(pad.to_vec()), value.into().arg()], Vec::new())
+    call_tensor_flat(619, "aten::constant_pad_nd", [Arg::Tensor(self_), Arg::Ints(pad.to_vec()), value.into().arg()])
 }
 /// `aten::constant_pad_nd(Tensor self, SymInt[] pad, Scalar value=0) -> Tensor`; panics with torch's message.
 #[inline]
@@ -6863,9 +6815,7 @@ pub fn constant_pad_nd(self_: &Tensor, pad: &[i64], value: impl Into<Scalar>) ->
 /// `aten::contiguous(Tensor(a) self, *, MemoryFormat memory_format=0) -> Tensor(a)`
 #[inline]
 pub fn f_contiguous(self_: &Tensor, memory_format: i64) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    kw.push(("memory_format", Arg::Int(memory_format)));
-    call_tensor(620, "aten::contiguous", &[Arg::Tensor(self_)], kw)
+    call_tensor_flat(620, "aten::contiguous", [Arg::Tensor(self_), Arg::Int(memory_format)])
 }
 /// `aten::contiguous(Tensor(a) self, *, MemoryFormat memory_format=0) -> Tensor(a)`; panics with torch's message.
 #[inline]
@@ -6945,7 +6895,7 @@ pub fn conv_depthwise3d(self_: &Tensor, weight: &Tensor, kernel_size: &[i64], bi
 /// `aten::conv_tbc(Tensor self, Tensor weight, Tensor bias, int pad=0) -> Tensor`
 #[inline]
 pub fn f_conv_tbc(self_: &Tensor, weight: &Tensor, bias: &Tensor, pad: i64) -> Result<Tensor, TorchError> {
-    call_tensor(628, "aten::conv_tbc", &[Arg::Tensor(self_), Arg::Tensor(weight), Arg::Tensor(bias), Arg::Int(pad)], Vec::new())
+    call_tensor_flat(628, "aten::conv_tbc", [Arg::Tensor(self_), Arg::Tensor(weight), Arg::Tensor(bias), Arg::Int(pad)])
 }
 /// `aten::conv_tbc(Tensor self, Tensor weight, Tensor bias, int pad=0) -> Tensor`; panics with torch's message.
 #[inline]
@@ -7005,7 +6955,7 @@ pub fn convolution_overrideable(input: &Tensor, weight: &Tensor, bias: Option<&T
 /// `aten::copy(Tensor self, Tensor src, bool non_blocking=False) -> Tensor`
 #[inline]
 pub fn f_copy(self_: &Tensor, src: &Tensor, non_blocking: bool) -> Result<Tensor, TorchError> {
-    call_tensor(634, "aten::copy", &[Arg::Tensor(self_), Arg::Tensor(src), Arg::Boolean(non_blocking)], Vec::new())
+    call_tensor_flat(634, "aten::copy", [Arg::Tensor(self_), Arg::Tensor(src), Arg::Boolean(non_blocking)])
 }
 /// `aten::copy(Tensor self, Tensor src, bool non_blocking=False) -> Tensor`; panics with torch's message.
 #[inline]
@@ -7015,7 +6965,7 @@ pub fn copy(self_: &Tensor, src: &Tensor, non_blocking: bool) -> Tensor {
 /// `aten::copy_(Tensor(a!) self, Tensor src, bool non_blocking=False) -> Tensor(a!)`
 #[inline]
 pub fn f_copy_(self_: &Tensor, src: &Tensor, non_blocking: bool) -> Result<Tensor, TorchError> {
-    call_tensor(635, "aten::copy_", &[Arg::Tensor(self_), Arg::Tensor(src), Arg::Boolean(non_blocking)], Vec::new())
+    call_tensor_flat(635, "aten::copy_", [Arg::Tensor(self_), Arg::Tensor(src), Arg::Boolean(non_blocking)])
 }
 /// `aten::copy_(Tensor(a!) self, Tensor src, bool non_blocking=False) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -7025,7 +6975,7 @@ pub fn copy_(self_: &Tensor, src: &Tensor, non_blocking: bool) -> Tensor {
 /// `aten::copy_sparse_to_sparse(Tensor self, Tensor src, bool non_blocking=False) -> Tensor`
 #[inline]
 pub fn f_copy_sparse_to_sparse(self_: &Tensor, src: &Tensor, non_blocking: bool) -> Result<Tensor, TorchError> {
-    call_tensor(636, "aten::copy_sparse_to_sparse", &[Arg::Tensor(self_), Arg::Tensor(src), Arg::Boolean(non_blocking)], Vec::new())
+    call_tensor_flat(636, "aten::copy_sparse_to_sparse", [Arg::Tensor(self_), Arg::Tensor(src), Arg::Boolean(non_blocking)])
 }
 /// `aten::copy_sparse_to_sparse(Tensor self, Tensor src, bool non_blocking=False) -> Tensor`; panics with torch's message.
 #[inline]
@@ -7035,7 +6985,7 @@ pub fn copy_sparse_to_sparse(self_: &Tensor, src: &Tensor, non_blocking: bool) -
 /// `aten::copy_sparse_to_sparse_(Tensor(a!) self, Tensor src, bool non_blocking=False) -> Tensor(a!)`
 #[inline]
 pub fn f_copy_sparse_to_sparse_(self_: &Tensor, src: &Tensor, non_blocking: bool) -> Result<Tensor, TorchError> {
-    call_tensor(637, "aten::copy_sparse_to_sparse_", &[Arg::Tensor(self_), Arg::Tensor(src), Arg::Boolean(non_blocking)], Vec::new())
+    call_tensor_flat(637, "aten::copy_sparse_to_sparse_", [Arg::Tensor(self_), Arg::Tensor(src), Arg::Boolean(non_blocking)])
 }
 /// `aten::copy_sparse_to_sparse_(Tensor(a!) self, Tensor src, bool non_blocking=False) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -7045,7 +6995,7 @@ pub fn copy_sparse_to_sparse_(self_: &Tensor, src: &Tensor, non_blocking: bool) 
 /// `aten::copysign.Tensor(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_copysign(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(638, "aten::copysign.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(638, "aten::copysign.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::copysign.Tensor(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -7055,7 +7005,7 @@ pub fn copysign(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::copysign.Scalar(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f_copysign_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(639, "aten::copysign.Scalar", &[Arg::Tensor(self_), other.into().arg()], Vec::new())
+    call_tensor_flat(639, "aten::copysign.Scalar", [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::copysign.Scalar(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -7065,7 +7015,7 @@ pub fn copysign_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
 /// `aten::copysign_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_copysign_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(640, "aten::copysign_.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(640, "aten::copysign_.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::copysign_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -7075,7 +7025,7 @@ pub fn copysign_(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::copysign_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`
 #[inline]
 pub fn f_copysign_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(641, "aten::copysign_.Scalar", &[Arg::Tensor(self_), other.into().arg()], Vec::new())
+    call_tensor_flat(641, "aten::copysign_.Scalar", [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::copysign_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -7085,7 +7035,7 @@ pub fn copysign_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
 /// `aten::corrcoef(Tensor self) -> Tensor`
 #[inline]
 pub fn f_corrcoef(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(642, "aten::corrcoef", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(642, "aten::corrcoef", [Arg::Tensor(self_)])
 }
 /// `aten::corrcoef(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -7095,7 +7045,7 @@ pub fn corrcoef(self_: &Tensor) -> Tensor {
 /// `aten::cos(Tensor self) -> Tensor`
 #[inline]
 pub fn f_cos(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(643, "aten::cos", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(643, "aten::cos", [Arg::Tensor(self_)])
 }
 /// `aten::cos(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -7105,7 +7055,7 @@ pub fn cos(self_: &Tensor) -> Tensor {
 /// `aten::cos_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_cos_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(644, "aten::cos_", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(644, "aten::cos_", [Arg::Tensor(self_)])
 }
 /// `aten::cos_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -7115,7 +7065,7 @@ pub fn cos_(self_: &Tensor) -> Tensor {
 /// `aten::cosh(Tensor self) -> Tensor`
 #[inline]
 pub fn f_cosh(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(645, "aten::cosh", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(645, "aten::cosh", [Arg::Tensor(self_)])
 }
 /// `aten::cosh(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -7125,7 +7075,7 @@ pub fn cosh(self_: &Tensor) -> Tensor {
 /// `aten::cosh_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_cosh_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(646, "aten::cosh_", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(646, "aten::cosh_", [Arg::Tensor(self_)])
 }
 /// `aten::cosh_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -7145,7 +7095,7 @@ pub fn cosine_embedding_loss(input1: &Tensor, input2: &Tensor, target: &Tensor, 
 /// `aten::cosine_similarity(Tensor x1, Tensor x2, int dim=1, float eps=1e-08) -> Tensor`
 #[inline]
 pub fn f_cosine_similarity(x1: &Tensor, x2: &Tensor, dim: i64, eps: f64) -> Result<Tensor, TorchError> {
-    call_tensor(648, "aten::cosine_similarity", &[Arg::Tensor(x1), Arg::Tensor(x2), Arg::Int(dim), Arg::Float(eps)], Vec::new())
+    call_tensor_flat(648, "aten::cosine_similarity", [Arg::Tensor(x1), Arg::Tensor(x2), Arg::Int(dim), Arg::Float(eps)])
 }
 /// `aten::cosine_similarity(Tensor x1, Tensor x2, int dim=1, float eps=1e-08) -> Tensor`; panics with torch's message.
 #[inline]
@@ -7155,7 +7105,7 @@ pub fn cosine_similarity(x1: &Tensor, x2: &Tensor, dim: i64, eps: f64) -> Tensor
 /// `aten::count_nonzero(Tensor self, int? dim=None) -> Tensor`
 #[inline]
 pub fn f_count_nonzero(self_: &Tensor, dim: Option<i64>) -> Result<Tensor, TorchError> {
-    call_tensor(649, "aten::count_nonzero", &[Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Int(v))], Vec::new())
+    call_tensor_flat(649, "aten::count_nonzero", [Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::count_nonzero(Tensor self, int? dim=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -7165,7 +7115,7 @@ pub fn count_nonzero(self_: &Tensor, dim: Option<i64>) -> Tensor {
 /// `aten::count_nonzero.dim_IntList(Tensor self, int[] dim) -> Tensor`
 #[inline]
 pub fn f_count_nonzero_dim_intlist(self_: &Tensor, dim: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor(650, "aten::count_nonzero.dim_IntList", &[Arg::Tensor(self_), Arg::Ints(dim.to_vec())], Vec::new())
+    call_tensor_flat(650, "aten::count_nonzero.dim_IntList", [Arg::Tensor(self_), Arg::Ints(dim.to_vec())])
 }
 /// `aten::count_nonzero.dim_IntList(Tensor self, int[] dim) -> Tensor`; panics with torch's message.
 #[inline]
@@ -7175,11 +7125,7 @@ pub fn count_nonzero_dim_intlist(self_: &Tensor, dim: &[i64]) -> Tensor {
 /// `aten::cov(Tensor self, *, int correction=1, Tensor? fweights=None, Tensor? aweights=None) -> Tensor`
 #[inline]
 pub fn f_cov(self_: &Tensor, correction: i64, fweights: Option<&Tensor>, aweights: Option<&Tensor>) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    kw.push(("correction", Arg::Int(correction)));
-    if let Some(v) = fweights { kw.push(("fweights", Arg::Tensor(v))); }
-    if let Some(v) = aweights { kw.push(("aweights", Arg::Tensor(v))); }
-    call_tensor(651, "aten::cov", &[Arg::Tensor(self_)], kw)
+    call_tensor_flat(651, "aten::cov", [Arg::Tensor(self_), Arg::Int(correction), fweights.map_or(Arg::None, |v| Arg::Tensor(v)), aweights.map_or(Arg::None, |v| Arg::Tensor(v))])
 }
 /// `aten::cov(Tensor self, *, int correction=1, Tensor? fweights=None, Tensor? aweights=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -7189,7 +7135,7 @@ pub fn cov(self_: &Tensor, correction: i64, fweights: Option<&Tensor>, aweights:
 /// `aten::cross(Tensor self, Tensor other, int? dim=None) -> Tensor`
 #[inline]
 pub fn f_cross(self_: &Tensor, other: &Tensor, dim: Option<i64>) -> Result<Tensor, TorchError> {
-    call_tensor(652, "aten::cross", &[Arg::Tensor(self_), Arg::Tensor(other), dim.map_or(Arg::None, |v| Arg::Int(v))], Vec::new())
+    call_tensor_flat(652, "aten::cross", [Arg::Tensor(self_), Arg::Tensor(other), dim.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::cross(Tensor self, Tensor other, int? dim=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -7209,7 +7155,7 @@ pub fn cross_entropy_loss(self_: &Tensor, target: &Tensor, weight: Option<&Tenso
 /// `aten::crow_indices(Tensor(a) self) -> Tensor(a)`
 #[inline]
 pub fn f_crow_indices(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(654, "aten::crow_indices", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(654, "aten::crow_indices", [Arg::Tensor(self_)])
 }
 /// `aten::crow_indices(Tensor(a) self) -> Tensor(a)`; panics with torch's message.
 #[inline]
@@ -7219,7 +7165,7 @@ pub fn crow_indices(self_: &Tensor) -> Tensor {
 /// `aten::crow_indices_copy(Tensor self) -> Tensor`
 #[inline]
 pub fn f_crow_indices_copy(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(655, "aten::crow_indices_copy", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(655, "aten::crow_indices_copy", [Arg::Tensor(self_)])
 }
 /// `aten::crow_indices_copy(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -7310,7 +7256,7 @@ pub fn cudnn_convolution_transpose(self_: &Tensor, weight: &Tensor, padding: &[i
 /// `aten::cudnn_grid_sampler(Tensor self, Tensor grid) -> Tensor output`
 #[inline]
 pub fn f_cudnn_grid_sampler(self_: &Tensor, grid: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(664, "aten::cudnn_grid_sampler", &[Arg::Tensor(self_), Arg::Tensor(grid)], Vec::new())
+    call_tensor_flat(664, "aten::cudnn_grid_sampler", [Arg::Tensor(self_), Arg::Tensor(grid)])
 }
 /// `aten::cudnn_grid_sampler(Tensor self, Tensor grid) -> Tensor output`; panics with torch's message.
 #[inline]
@@ -7353,9 +7299,7 @@ pub fn cummin(self_: &Tensor, dim: i64) -> (Tensor, Tensor) {
 /// `aten::cumprod(Tensor self, int dim, *, ScalarType? dtype=None) -> Tensor`
 #[inline]
 pub fn f_cumprod(self_: &Tensor, dim: i64, dtype: Option<Dtype>) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    if let Some(v) = dtype { kw.push(("dtype", Arg::Dtype(v))); }
-    call_tensor(668, "aten::cumprod", &[Arg::Tensor(self_), Arg::Int(dim)], kw)
+    call_tensor_flat(668, "aten::cumprod", [Arg::Tensor(self_), Arg::Int(dim), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
 }
 /// `aten::cumprod(Tensor self, int dim, *, ScalarType? dtype=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -7365,9 +7309,7 @@ pub fn cumprod(self_: &Tensor, dim: i64, dtype: Option<Dtype>) -> Tensor {
 /// `aten::cumprod_(Tensor(a!) self, int dim, *, ScalarType? dtype=None) -> Tensor(a!)`
 #[inline]
 pub fn f_cumprod_(self_: &Tensor, dim: i64, dtype: Option<Dtype>) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    if let Some(v) = dtype { kw.push(("dtype", Arg::Dtype(v))); }
-    call_tensor(669, "aten::cumprod_", &[Arg::Tensor(self_), Arg::Int(dim)], kw)
+    call_tensor_flat(669, "aten::cumprod_", [Arg::Tensor(self_), Arg::Int(dim), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
 }
 /// `aten::cumprod_(Tensor(a!) self, int dim, *, ScalarType? dtype=None) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -7377,9 +7319,7 @@ pub fn cumprod_(self_: &Tensor, dim: i64, dtype: Option<Dtype>) -> Tensor {
 /// `aten::cumsum(Tensor self, int dim, *, ScalarType? dtype=None) -> Tensor`
 #[inline]
 pub fn f_cumsum(self_: &Tensor, dim: i64, dtype: Option<Dtype>) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    if let Some(v) = dtype { kw.push(("dtype", Arg::Dtype(v))); }
-    call_tensor(670, "aten::cumsum", &[Arg::Tensor(self_), Arg::Int(dim)], kw)
+    call_tensor_flat(670, "aten::cumsum", [Arg::Tensor(self_), Arg::Int(dim), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
 }
 /// `aten::cumsum(Tensor self, int dim, *, ScalarType? dtype=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -7389,9 +7329,7 @@ pub fn cumsum(self_: &Tensor, dim: i64, dtype: Option<Dtype>) -> Tensor {
 /// `aten::cumsum_(Tensor(a!) self, int dim, *, ScalarType? dtype=None) -> Tensor(a!)`
 #[inline]
 pub fn f_cumsum_(self_: &Tensor, dim: i64, dtype: Option<Dtype>) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    if let Some(v) = dtype { kw.push(("dtype", Arg::Dtype(v))); }
-    call_tensor(671, "aten::cumsum_", &[Arg::Tensor(self_), Arg::Int(dim)], kw)
+    call_tensor_flat(671, "aten::cumsum_", [Arg::Tensor(self_), Arg::Int(dim), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
 }
 /// `aten::cumsum_(Tensor(a!) self, int dim, *, ScalarType? dtype=None) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -7401,9 +7339,7 @@ pub fn cumsum_(self_: &Tensor, dim: i64, dtype: Option<Dtype>) -> Tensor {
 /// `aten::cumulative_trapezoid.x(Tensor y, Tensor x, *, int dim=-1) -> Tensor`
 #[inline]
 pub fn f_cumulative_trapezoid_x(y: &Tensor, x: &Tensor, dim: i64) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    kw.push(("dim", Arg::Int(dim)));
-    call_tensor(672, "aten::cumulative_trapezoid.x", &[Arg::Tensor(y), Arg::Tensor(x)], kw)
+    call_tensor_flat(672, "aten::cumulative_trapezoid.x", [Arg::Tensor(y), Arg::Tensor(x), Arg::Int(dim)])
 }
 /// `aten::cumulative_trapezoid.x(Tensor y, Tensor x, *, int dim=-1) -> Tensor`; panics with torch's message.
 #[inline]
@@ -7413,10 +7349,7 @@ pub fn cumulative_trapezoid_x(y: &Tensor, x: &Tensor, dim: i64) -> Tensor {
 /// `aten::cumulative_trapezoid.dx(Tensor y, *, Scalar dx=1, int dim=-1) -> Tensor`
 #[inline]
 pub fn f_cumulative_trapezoid_dx(y: &Tensor, dx: impl Into<Scalar>, dim: i64) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    kw.push(("dx", dx.into().arg()));
-    kw.push(("dim", Arg::Int(dim)));
-    call_tensor(673, "aten::cumulative_trapezoid.dx", &[Arg::Tensor(y)], kw)
+    call_tensor_flat(673, "aten::cumulative_trapezoid.dx", [Arg::Tensor(y), dx.into().arg(), Arg::Int(dim)])
 }
 /// `aten::cumulative_trapezoid.dx(Tensor y, *, Scalar dx=1, int dim=-1) -> Tensor`; panics with torch's message.
 #[inline]
@@ -7426,7 +7359,7 @@ pub fn cumulative_trapezoid_dx(y: &Tensor, dx: impl Into<Scalar>, dim: i64) -> T
 /// `aten::data(Tensor self) -> Tensor`
 #[inline]
 pub fn f_data(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(674, "aten::data", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(674, "aten::data", [Arg::Tensor(self_)])
 }
 /// `aten::data(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -7436,7 +7369,7 @@ pub fn data(self_: &Tensor) -> Tensor {
 /// `aten::deg2rad(Tensor self) -> Tensor`
 #[inline]
 pub fn f_deg2rad(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(675, "aten::deg2rad", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(675, "aten::deg2rad", [Arg::Tensor(self_)])
 }
 /// `aten::deg2rad(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -7446,7 +7379,7 @@ pub fn deg2rad(self_: &Tensor) -> Tensor {
 /// `aten::deg2rad_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_deg2rad_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(676, "aten::deg2rad_", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(676, "aten::deg2rad_", [Arg::Tensor(self_)])
 }
 /// `aten::deg2rad_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -7467,7 +7400,7 @@ pub fn dense_dim(self_: &Tensor) -> i64 {
 /// `aten::dequantize.self(Tensor self) -> Tensor`
 #[inline]
 pub fn f_dequantize_self(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(678, "aten::dequantize.self", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(678, "aten::dequantize.self", [Arg::Tensor(self_)])
 }
 /// `aten::dequantize.self(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -7488,7 +7421,7 @@ pub fn dequantize_tensors(tensors: &[&Tensor]) -> Vec<Tensor> {
 /// `aten::det(Tensor self) -> Tensor`
 #[inline]
 pub fn f_det(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(680, "aten::det", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(680, "aten::det", [Arg::Tensor(self_)])
 }
 /// `aten::det(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -7498,7 +7431,7 @@ pub fn det(self_: &Tensor) -> Tensor {
 /// `aten::detach(Tensor(a) self) -> Tensor(a)`
 #[inline]
 pub fn f_detach(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(681, "aten::detach", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(681, "aten::detach", [Arg::Tensor(self_)])
 }
 /// `aten::detach(Tensor(a) self) -> Tensor(a)`; panics with torch's message.
 #[inline]
@@ -7508,7 +7441,7 @@ pub fn detach(self_: &Tensor) -> Tensor {
 /// `aten::detach_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_detach_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(682, "aten::detach_", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(682, "aten::detach_", [Arg::Tensor(self_)])
 }
 /// `aten::detach_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -7518,7 +7451,7 @@ pub fn detach_(self_: &Tensor) -> Tensor {
 /// `aten::detach_copy(Tensor self) -> Tensor`
 #[inline]
 pub fn f_detach_copy(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(683, "aten::detach_copy", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(683, "aten::detach_copy", [Arg::Tensor(self_)])
 }
 /// `aten::detach_copy(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -7528,7 +7461,7 @@ pub fn detach_copy(self_: &Tensor) -> Tensor {
 /// `aten::diag(Tensor self, int diagonal=0) -> Tensor`
 #[inline]
 pub fn f_diag(self_: &Tensor, diagonal: i64) -> Result<Tensor, TorchError> {
-    call_tensor(684, "aten::diag", &[Arg::Tensor(self_), Arg::Int(diagonal)], Vec::new())
+    call_tensor_flat(684, "aten::diag", [Arg::Tensor(self_), Arg::Int(diagonal)])
 }
 /// `aten::diag(Tensor self, int diagonal=0) -> Tensor`; panics with torch's message.
 #[inline]
@@ -7538,7 +7471,7 @@ pub fn diag(self_: &Tensor, diagonal: i64) -> Tensor {
 /// `aten::diag_embed(Tensor self, int offset=0, int dim1=-2, int dim2=-1) -> Tensor`
 #[inline]
 pub fn f_diag_embed(self_: &Tensor, offset: i64, dim1: i64, dim2: i64) -> Result<Tensor, TorchError> {
-    call_tensor(685, "aten::diag_embed", &[Arg::Tensor(self_), Arg::Int(offset), Arg::Int(dim1), Arg::Int(dim2)], Vec::new())
+    call_tensor_flat(685, "aten::diag_embed", [Arg::Tensor(self_), Arg::Int(offset), Arg::Int(dim1), Arg::Int(dim2)])
 }
 /// `aten::diag_embed(Tensor self, int offset=0, int dim1=-2, int dim2=-1) -> Tensor`; panics with torch's message.
 #[inline]
@@ -7548,7 +7481,7 @@ pub fn diag_embed(self_: &Tensor, offset: i64, dim1: i64, dim2: i64) -> Tensor {
 /// `aten::diagflat(Tensor self, int offset=0) -> Tensor`
 #[inline]
 pub fn f_diagflat(self_: &Tensor, offset: i64) -> Result<Tensor, TorchError> {
-    call_tensor(686, "aten::diagflat", &[Arg::Tensor(self_), Arg::Int(offset)], Vec::new())
+    call_tensor_flat(686, "aten::diagflat", [Arg::Tensor(self_), Arg::Int(offset)])
 }
 /// `aten::diagflat(Tensor self, int offset=0) -> Tensor`; panics with torch's message.
 #[inline]
@@ -7558,7 +7491,7 @@ pub fn diagflat(self_: &Tensor, offset: i64) -> Tensor {
 /// `aten::diagonal(Tensor(a) self, int offset=0, int dim1=0, int dim2=1) -> Tensor(a)`
 #[inline]
 pub fn f_diagonal(self_: &Tensor, offset: i64, dim1: i64, dim2: i64) -> Result<Tensor, TorchError> {
-    call_tensor(687, "aten::diagonal", &[Arg::Tensor(self_), Arg::Int(offset), Arg::Int(dim1), Arg::Int(dim2)], Vec::new())
+    call_tensor_flat(687, "aten::diagonal", [Arg::Tensor(self_), Arg::Int(offset), Arg::Int(dim1), Arg::Int(dim2)])
 }
 /// `aten::diagonal(Tensor(a) self, int offset=0, int dim1=0, int dim2=1) -> Tensor(a)`; panics with torch's message.
 #[inline]
@@ -7568,7 +7501,7 @@ pub fn diagonal(self_: &Tensor, offset: i64, dim1: i64, dim2: i64) -> Tensor {
 /// `aten::diagonal_copy(Tensor self, int offset=0, int dim1=0, int dim2=1) -> Tensor`
 #[inline]
 pub fn f_diagonal_copy(self_: &Tensor, offset: i64, dim1: i64, dim2: i64) -> Result<Tensor, TorchError> {
-    call_tensor(688, "aten::diagonal_copy", &[Arg::Tensor(self_), Arg::Int(offset), Arg::Int(dim1), Arg::Int(dim2)], Vec::new())
+    call_tensor_flat(688, "aten::diagonal_copy", [Arg::Tensor(self_), Arg::Int(offset), Arg::Int(dim1), Arg::Int(dim2)])
 }
 /// `aten::diagonal_copy(Tensor self, int offset=0, int dim1=0, int dim2=1) -> Tensor`; panics with torch's message.
 #[inline]
@@ -7598,7 +7531,7 @@ pub fn diff(self_: &Tensor, n: i64, dim: i64, prepend: Option<&Tensor>, append: 
 /// `aten::digamma(Tensor self) -> Tensor`
 #[inline]
 pub fn f_digamma(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(691, "aten::digamma", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(691, "aten::digamma", [Arg::Tensor(self_)])
 }
 /// `aten::digamma(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -7608,7 +7541,7 @@ pub fn digamma(self_: &Tensor) -> Tensor {
 /// `aten::digamma_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_digamma_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(692, "aten::digamma_", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(692, "aten::digamma_", [Arg::Tensor(self_)])
 }
 /// `aten::digamma_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -7629,7 +7562,7 @@ pub fn dim(self_: &Tensor) -> i64 {
 /// `aten::dist(Tensor self, Tensor other, Scalar p=2) -> Tensor`
 #[inline]
 pub fn f_dist(self_: &Tensor, other: &Tensor, p: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(694, "aten::dist", &[Arg::Tensor(self_), Arg::Tensor(other), p.into().arg()], Vec::new())
+    call_tensor_flat(694, "aten::dist", [Arg::Tensor(self_), Arg::Tensor(other), p.into().arg()])
 }
 /// `aten::dist(Tensor self, Tensor other, Scalar p=2) -> Tensor`; panics with torch's message.
 #[inline]
@@ -7639,7 +7572,7 @@ pub fn dist(self_: &Tensor, other: &Tensor, p: impl Into<Scalar>) -> Tensor {
 /// `aten::div.Tensor(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_div(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(695, "aten::div.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(695, "aten::div.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::div.Tensor(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -7649,7 +7582,7 @@ pub fn div(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::div.Scalar(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f_div_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(696, "aten::div.Scalar", &[Arg::Tensor(self_), other.into().arg()], Vec::new())
+    call_tensor_flat(696, "aten::div.Scalar", [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::div.Scalar(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -7659,9 +7592,7 @@ pub fn div_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
 /// `aten::div.Tensor_mode(Tensor self, Tensor other, *, str? rounding_mode) -> Tensor`
 #[inline]
 pub fn f_div_tensor_mode(self_: &Tensor, other: &Tensor, rounding_mode: Option<&str>) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    if let Some(v) = rounding_mode { kw.push(("rounding_mode", Arg::Str(v.into()))); }
-    call_tensor(697, "aten::div.Tensor_mode", &[Arg::Tensor(self_), Arg::Tensor(other)], kw)
+    call_tensor_flat(697, "aten::div.Tensor_mode", [Arg::Tensor(self_), Arg::Tensor(other), rounding_mode.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::div.Tensor_mode(Tensor self, Tensor other, *, str? rounding_mode) -> Tensor`; panics with torch's message.
 #[inline]
@@ -7671,9 +7602,7 @@ pub fn div_tensor_mode(self_: &Tensor, other: &Tensor, rounding_mode: Option<&st
 /// `aten::div.Scalar_mode(Tensor self, Scalar other, *, str? rounding_mode) -> Tensor`
 #[inline]
 pub fn f_div_scalar_mode(self_: &Tensor, other: impl Into<Scalar>, rounding_mode: Option<&str>) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    if let Some(v) = rounding_mode { kw.push(("rounding_mode", Arg::Str(v.into()))); }
-    call_tensor(698, "aten::div.Scalar_mode", &[Arg::Tensor(self_), other.into().arg()], kw)
+    call_tensor_flat(698, "aten::div.Scalar_mode", [Arg::Tensor(self_), other.into().arg(), rounding_mode.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::div.Scalar_mode(Tensor self, Scalar other, *, str? rounding_mode) -> Tensor`; panics with torch's message.
 #[inline]
@@ -7683,7 +7612,7 @@ pub fn div_scalar_mode(self_: &Tensor, other: impl Into<Scalar>, rounding_mode: 
 /// `aten::div_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_div_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(699, "aten::div_.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(699, "aten::div_.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::div_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -7693,9 +7622,7 @@ pub fn div_(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::div_.Tensor_mode(Tensor(a!) self, Tensor other, *, str? rounding_mode) -> Tensor(a!)`
 #[inline]
 pub fn f_div_tensor_mode_(self_: &Tensor, other: &Tensor, rounding_mode: Option<&str>) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    if let Some(v) = rounding_mode { kw.push(("rounding_mode", Arg::Str(v.into()))); }
-    call_tensor(700, "aten::div_.Tensor_mode", &[Arg::Tensor(self_), Arg::Tensor(other)], kw)
+    call_tensor_flat(700, "aten::div_.Tensor_mode", [Arg::Tensor(self_), Arg::Tensor(other), rounding_mode.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::div_.Tensor_mode(Tensor(a!) self, Tensor other, *, str? rounding_mode) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -7705,7 +7632,7 @@ pub fn div_tensor_mode_(self_: &Tensor, other: &Tensor, rounding_mode: Option<&s
 /// `aten::div_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`
 #[inline]
 pub fn f_div_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(701, "aten::div_.Scalar", &[Arg::Tensor(self_), other.into().arg()], Vec::new())
+    call_tensor_flat(701, "aten::div_.Scalar", [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::div_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -7715,9 +7642,7 @@ pub fn div_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
 /// `aten::div_.Scalar_mode(Tensor(a!) self, Scalar other, *, str? rounding_mode) -> Tensor(a!)`
 #[inline]
 pub fn f_div_scalar_mode_(self_: &Tensor, other: impl Into<Scalar>, rounding_mode: Option<&str>) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    if let Some(v) = rounding_mode { kw.push(("rounding_mode", Arg::Str(v.into()))); }
-    call_tensor(702, "aten::div_.Scalar_mode", &[Arg::Tensor(self_), other.into().arg()], kw)
+    call_tensor_flat(702, "aten::div_.Scalar_mode", [Arg::Tensor(self_), other.into().arg(), rounding_mode.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::div_.Scalar_mode(Tensor(a!) self, Scalar other, *, str? rounding_mode) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -7727,7 +7652,7 @@ pub fn div_scalar_mode_(self_: &Tensor, other: impl Into<Scalar>, rounding_mode:
 /// `aten::divide.Tensor(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_divide(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(703, "aten::divide.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(703, "aten::divide.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::divide.Tensor(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -7737,7 +7662,7 @@ pub fn divide(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::divide.Scalar(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f_divide_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(704, "aten::divide.Scalar", &[Arg::Tensor(self_), other.into().arg()], Vec::new())
+    call_tensor_flat(704, "aten::divide.Scalar", [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::divide.Scalar(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -7747,9 +7672,7 @@ pub fn divide_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
 /// `aten::divide.Tensor_mode(Tensor self, Tensor other, *, str? rounding_mode) -> Tensor`
 #[inline]
 pub fn f_divide_tensor_mode(self_: &Tensor, other: &Tensor, rounding_mode: Option<&str>) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    if let Some(v) = rounding_mode { kw.push(("rounding_mode", Arg::Str(v.into()))); }
-    call_tensor(705, "aten::divide.Tensor_mode", &[Arg::Tensor(self_), Arg::Tensor(other)], kw)
+    call_tensor_flat(705, "aten::divide.Tensor_mode", [Arg::Tensor(self_), Arg::Tensor(other), rounding_mode.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::divide.Tensor_mode(Tensor self, Tensor other, *, str? rounding_mode) -> Tensor`; panics with torch's message.
 #[inline]
@@ -7759,9 +7682,7 @@ pub fn divide_tensor_mode(self_: &Tensor, other: &Tensor, rounding_mode: Option<
 /// `aten::divide.Scalar_mode(Tensor self, Scalar other, *, str? rounding_mode) -> Tensor`
 #[inline]
 pub fn f_divide_scalar_mode(self_: &Tensor, other: impl Into<Scalar>, rounding_mode: Option<&str>) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    if let Some(v) = rounding_mode { kw.push(("rounding_mode", Arg::Str(v.into()))); }
-    call_tensor(706, "aten::divide.Scalar_mode", &[Arg::Tensor(self_), other.into().arg()], kw)
+    call_tensor_flat(706, "aten::divide.Scalar_mode", [Arg::Tensor(self_), other.into().arg(), rounding_mode.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::divide.Scalar_mode(Tensor self, Scalar other, *, str? rounding_mode) -> Tensor`; panics with torch's message.
 #[inline]
@@ -7771,7 +7692,7 @@ pub fn divide_scalar_mode(self_: &Tensor, other: impl Into<Scalar>, rounding_mod
 /// `aten::divide_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_divide_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(707, "aten::divide_.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(707, "aten::divide_.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::divide_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -7781,9 +7702,7 @@ pub fn divide_(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::divide_.Tensor_mode(Tensor(a!) self, Tensor other, *, str? rounding_mode) -> Tensor(a!)`
 #[inline]
 pub fn f_divide_tensor_mode_(self_: &Tensor, other: &Tensor, rounding_mode: Option<&str>) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    if let Some(v) = rounding_mode { kw.push(("rounding_mode", Arg::Str(v.into()))); }
-    call_tensor(708, "aten::divide_.Tensor_mode", &[Arg::Tensor(self_), Arg::Tensor(other)], kw)
+    call_tensor_flat(708, "aten::divide_.Tensor_mode", [Arg::Tensor(self_), Arg::Tensor(other), rounding_mode.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::divide_.Tensor_mode(Tensor(a!) self, Tensor other, *, str? rounding_mode) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -7793,9 +7712,7 @@ pub fn divide_tensor_mode_(self_: &Tensor, other: &Tensor, rounding_mode: Option
 /// `aten::divide_.Scalar_mode(Tensor(a!) self, Scalar other, *, str? rounding_mode) -> Tensor(a!)`
 #[inline]
 pub fn f_divide_scalar_mode_(self_: &Tensor, other: impl Into<Scalar>, rounding_mode: Option<&str>) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    if let Some(v) = rounding_mode { kw.push(("rounding_mode", Arg::Str(v.into()))); }
-    call_tensor(709, "aten::divide_.Scalar_mode", &[Arg::Tensor(self_), other.into().arg()], kw)
+    call_tensor_flat(709, "aten::divide_.Scalar_mode", [Arg::Tensor(self_), other.into().arg(), rounding_mode.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::divide_.Scalar_mode(Tensor(a!) self, Scalar other, *, str? rounding_mode) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -7805,7 +7722,7 @@ pub fn divide_scalar_mode_(self_: &Tensor, other: impl Into<Scalar>, rounding_mo
 /// `aten::divide_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`
 #[inline]
 pub fn f_divide_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(710, "aten::divide_.Scalar", &[Arg::Tensor(self_), other.into().arg()], Vec::new())
+    call_tensor_flat(710, "aten::divide_.Scalar", [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::divide_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -7815,7 +7732,7 @@ pub fn divide_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
 /// `aten::dot(Tensor self, Tensor tensor) -> Tensor`
 #[inline]
 pub fn f_dot(self_: &Tensor, tensor: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(711, "aten::dot", &[Arg::Tensor(self_), Arg::Tensor(tensor)], Vec::new())
+    call_tensor_flat(711, "aten::dot", [Arg::Tensor(self_), Arg::Tensor(tensor)])
 }
 /// `aten::dot(Tensor self, Tensor tensor) -> Tensor`; panics with torch's message.
 #[inline]
@@ -7825,7 +7742,7 @@ pub fn dot(self_: &Tensor, tensor: &Tensor) -> Tensor {
 /// `aten::dropout(Tensor input, float p, bool train) -> Tensor`
 #[inline]
 pub fn f_dropout(input: &Tensor, p: f64, train: bool) -> Result<Tensor, TorchError> {
-    call_tensor(712, "aten::dropout", &[Arg::Tensor(input), Arg::Float(p), Arg::Boolean(train)], Vec::new())
+    call_tensor_flat(712, "aten::dropout", [Arg::Tensor(input), Arg::Float(p), Arg::Boolean(train)])
 }
 /// `aten::dropout(Tensor input, float p, bool train) -> Tensor`; panics with torch's message.
 #[inline]
@@ -7835,7 +7752,7 @@ pub fn dropout(input: &Tensor, p: f64, train: bool) -> Tensor {
 /// `aten::dropout_(Tensor(a!) self, float p, bool train) -> Tensor(a!)`
 #[inline]
 pub fn f_dropout_(self_: &Tensor, p: f64, train: bool) -> Result<Tensor, TorchError> {
-    call_tensor(713, "aten::dropout_", &[Arg::Tensor(self_), Arg::Float(p), Arg::Boolean(train)], Vec::new())
+    call_tensor_flat(713, "aten::dropout_", [Arg::Tensor(self_), Arg::Float(p), Arg::Boolean(train)])
 }
 /// `aten::dropout_(Tensor(a!) self, float p, bool train) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -7867,7 +7784,7 @@ pub fn dsplit_array(self_: &Tensor, indices: &[i64]) -> Vec<Tensor> {
 /// `aten::dstack(Tensor[] tensors) -> Tensor`
 #[inline]
 pub fn f_dstack(tensors: &[&Tensor]) -> Result<Tensor, TorchError> {
-    call_tensor(716, "aten::dstack", &[Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect())], Vec::new())
+    call_tensor_flat(716, "aten::dstack", [Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect())])
 }
 /// `aten::dstack(Tensor[] tensors) -> Tensor`; panics with torch's message.
 #[inline]
@@ -7877,9 +7794,7 @@ pub fn dstack(tensors: &[&Tensor]) -> Tensor {
 /// `aten::einsum(str equation, Tensor[] tensors, *, int[]? path=None) -> Tensor`
 #[inline]
 pub fn f_einsum(equation: &str, tensors: &[&Tensor], path: Option<&[i64]>) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    if let Some(v) = path { kw.push(("path", Arg::Ints(v.to_vec()))); }
-    call_tensor(717, "aten::einsum", &[Arg::Str(equation.into()), Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect())], kw)
+    call_tensor_flat(717, "aten::einsum", [Arg::Str(equation.into()), Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect()), path.map_or(Arg::None, |v| Arg::Ints(v.to_vec()))])
 }
 /// `aten::einsum(str equation, Tensor[] tensors, *, int[]? path=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -7889,7 +7804,7 @@ pub fn einsum(equation: &str, tensors: &[&Tensor], path: Option<&[i64]>) -> Tens
 /// `aten::elu(Tensor self, Scalar alpha=1, Scalar scale=1, Scalar input_scale=1) -> Tensor`
 #[inline]
 pub fn f_elu(self_: &Tensor, alpha: impl Into<Scalar>, scale: impl Into<Scalar>, input_scale: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(718, "aten::elu", &[Arg::Tensor(self_), alpha.into().arg(), scale.into().arg(), input_scale.into().arg()], Vec::new())
+    call_tensor_flat(718, "aten::elu", [Arg::Tensor(self_), alpha.into().arg(), scale.into().arg(), input_scale.into().arg()])
 }
 /// `aten::elu(Tensor self, Scalar alpha=1, Scalar scale=1, Scalar input_scale=1) -> Tensor`; panics with torch's message.
 #[inline]
@@ -7899,7 +7814,7 @@ pub fn elu(self_: &Tensor, alpha: impl Into<Scalar>, scale: impl Into<Scalar>, i
 /// `aten::elu_(Tensor(a!) self, Scalar alpha=1, Scalar scale=1, Scalar input_scale=1) -> Tensor(a!)`
 #[inline]
 pub fn f_elu_(self_: &Tensor, alpha: impl Into<Scalar>, scale: impl Into<Scalar>, input_scale: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(719, "aten::elu_", &[Arg::Tensor(self_), alpha.into().arg(), scale.into().arg(), input_scale.into().arg()], Vec::new())
+    call_tensor_flat(719, "aten::elu_", [Arg::Tensor(self_), alpha.into().arg(), scale.into().arg(), input_scale.into().arg()])
 }
 /// `aten::elu_(Tensor(a!) self, Scalar alpha=1, Scalar scale=1, Scalar input_scale=1) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -7941,7 +7856,7 @@ pub fn embedding_bag_padding_idx(weight: &Tensor, indices: &Tensor, offsets: &Te
 /// `aten::embedding_renorm(Tensor self, Tensor indices, float max_norm, float norm_type) -> Tensor`
 #[inline]
 pub fn f_embedding_renorm(self_: &Tensor, indices: &Tensor, max_norm: f64, norm_type: f64) -> Result<Tensor, TorchError> {
-    call_tensor(723, "aten::embedding_renorm", &[Arg::Tensor(self_), Arg::Tensor(indices), Arg::Float(max_norm), Arg::Float(norm_type)], Vec::new())
+    call_tensor_flat(723, "aten::embedding_renorm", [Arg::Tensor(self_), Arg::Tensor(indices), Arg::Float(max_norm), Arg::Float(norm_type)])
 }
 /// `aten::embedding_renorm(Tensor self, Tensor indices, float max_norm, float norm_type) -> Tensor`; panics with torch's message.
 #[inline]
@@ -7951,7 +7866,7 @@ pub fn embedding_renorm(self_: &Tensor, indices: &Tensor, max_norm: f64, norm_ty
 /// `aten::embedding_renorm_(Tensor(a!) self, Tensor indices, float max_norm, float norm_type) -> Tensor(a!)`
 #[inline]
 pub fn f_embedding_renorm_(self_: &Tensor, indices: &Tensor, max_norm: f64, norm_type: f64) -> Result<Tensor, TorchError> {
-    call_tensor(724, "aten::embedding_renorm_", &[Arg::Tensor(self_), Arg::Tensor(indices), Arg::Float(max_norm), Arg::Float(norm_type)], Vec::new())
+    call_tensor_flat(724, "aten::embedding_renorm_", [Arg::Tensor(self_), Arg::Tensor(indices), Arg::Float(max_norm), Arg::Float(norm_type)])
 }
 /// `aten::embedding_renorm_(Tensor(a!) self, Tensor indices, float max_norm, float norm_type) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -8039,7 +7954,7 @@ pub fn empty_strided(size: &[i64], stride: &[i64], dtype: Option<Dtype>, layout:
 /// `aten::eq.Tensor(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_eq(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(730, "aten::eq.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(730, "aten::eq.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::eq.Tensor(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -8049,7 +7964,7 @@ pub fn eq(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::eq.Scalar(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f_eq_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(731, "aten::eq.Scalar", &[Arg::Tensor(self_), other.into().arg()], Vec::new())
+    call_tensor_flat(731, "aten::eq.Scalar", [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::eq.Scalar(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -8059,7 +7974,7 @@ pub fn eq_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
 /// `aten::eq_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`
 #[inline]
 pub fn f_eq_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(732, "aten::eq_.Scalar", &[Arg::Tensor(self_), other.into().arg()], Vec::new())
+    call_tensor_flat(732, "aten::eq_.Scalar", [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::eq_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -8069,7 +7984,7 @@ pub fn eq_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
 /// `aten::eq_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_eq_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(733, "aten::eq_.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(733, "aten::eq_.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::eq_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -8090,7 +8005,7 @@ pub fn equal(self_: &Tensor, other: &Tensor) -> bool {
 /// `aten::erf(Tensor self) -> Tensor`
 #[inline]
 pub fn f_erf(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(735, "aten::erf", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(735, "aten::erf", [Arg::Tensor(self_)])
 }
 /// `aten::erf(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -8100,7 +8015,7 @@ pub fn erf(self_: &Tensor) -> Tensor {
 /// `aten::erf_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_erf_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(736, "aten::erf_", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(736, "aten::erf_", [Arg::Tensor(self_)])
 }
 /// `aten::erf_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -8110,7 +8025,7 @@ pub fn erf_(self_: &Tensor) -> Tensor {
 /// `aten::erfc(Tensor self) -> Tensor`
 #[inline]
 pub fn f_erfc(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(737, "aten::erfc", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(737, "aten::erfc", [Arg::Tensor(self_)])
 }
 /// `aten::erfc(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -8120,7 +8035,7 @@ pub fn erfc(self_: &Tensor) -> Tensor {
 /// `aten::erfc_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_erfc_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(738, "aten::erfc_", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(738, "aten::erfc_", [Arg::Tensor(self_)])
 }
 /// `aten::erfc_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -8130,7 +8045,7 @@ pub fn erfc_(self_: &Tensor) -> Tensor {
 /// `aten::erfinv(Tensor self) -> Tensor`
 #[inline]
 pub fn f_erfinv(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(739, "aten::erfinv", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(739, "aten::erfinv", [Arg::Tensor(self_)])
 }
 /// `aten::erfinv(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -8140,7 +8055,7 @@ pub fn erfinv(self_: &Tensor) -> Tensor {
 /// `aten::erfinv_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_erfinv_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(740, "aten::erfinv_", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(740, "aten::erfinv_", [Arg::Tensor(self_)])
 }
 /// `aten::erfinv_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -8150,7 +8065,7 @@ pub fn erfinv_(self_: &Tensor) -> Tensor {
 /// `aten::exp(Tensor self) -> Tensor`
 #[inline]
 pub fn f_exp(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(741, "aten::exp", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(741, "aten::exp", [Arg::Tensor(self_)])
 }
 /// `aten::exp(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -8160,7 +8075,7 @@ pub fn exp(self_: &Tensor) -> Tensor {
 /// `aten::exp2(Tensor self) -> Tensor`
 #[inline]
 pub fn f_exp2(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(742, "aten::exp2", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(742, "aten::exp2", [Arg::Tensor(self_)])
 }
 /// `aten::exp2(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -8170,7 +8085,7 @@ pub fn exp2(self_: &Tensor) -> Tensor {
 /// `aten::exp2_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_exp2_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(743, "aten::exp2_", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(743, "aten::exp2_", [Arg::Tensor(self_)])
 }
 /// `aten::exp2_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -8180,7 +8095,7 @@ pub fn exp2_(self_: &Tensor) -> Tensor {
 /// `aten::exp_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_exp_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(744, "aten::exp_", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(744, "aten::exp_", [Arg::Tensor(self_)])
 }
 /// `aten::exp_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -8190,9 +8105,7 @@ pub fn exp_(self_: &Tensor) -> Tensor {
 /// `aten::expand(Tensor(a) self, SymInt[] size, *, bool implicit=False) -> Tensor(a)`
 #[inline]
 pub fn f_expand(self_: &Tensor, size: &[i64], implicit: bool) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    kw.push(("implicit", Arg::Boolean(implicit)));
-    call_tensor(745, "aten::expand", &[Arg::Tensor(self_), Arg::Ints(size.to_vec())], kw)
+    call_tensor_flat(745, "aten::expand", [Arg::Tensor(self_), Arg::Ints(size.to_vec()), Arg::Boolean(implicit)])
 }
 /// `aten::expand(Tensor(a) self, SymInt[] size, *, bool implicit=False) -> Tensor(a)`; panics with torch's message.
 #[inline]
@@ -8202,7 +8115,7 @@ pub fn expand(self_: &Tensor, size: &[i64], implicit: bool) -> Tensor {
 /// `aten::expand_as(Tensor(a) self, Tensor other) -> Tensor(a)`
 #[inline]
 pub fn f_expand_as(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(746, "aten::expand_as", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(746, "aten::expand_as", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::expand_as(Tensor(a) self, Tensor other) -> Tensor(a)`; panics with torch's message.
 #[inline]
@@ -8212,9 +8125,7 @@ pub fn expand_as(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::expand_copy(Tensor self, SymInt[] size, *, bool implicit=False) -> Tensor`
 #[inline]
 pub fn f_expand_copy(self_: &Tensor, size: &[i64], implicit: bool) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    kw.push(("implicit", Arg::Boolean(implicit)));
-    call_tensor(747, "aten::expand_copy", &[Arg::Tensor(self_), Arg::Ints(size.to_vec())], kw)
+    call_tensor_flat(747, "aten::expand_copy", [Arg::Tensor(self_), Arg::Ints(size.to_vec()), Arg::Boolean(implicit)])
 }
 /// `aten::expand_copy(Tensor self, SymInt[] size, *, bool implicit=False) -> Tensor`; panics with torch's message.
 #[inline]
@@ -8224,7 +8135,7 @@ pub fn expand_copy(self_: &Tensor, size: &[i64], implicit: bool) -> Tensor {
 /// `aten::expm1(Tensor self) -> Tensor`
 #[inline]
 pub fn f_expm1(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(748, "aten::expm1", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(748, "aten::expm1", [Arg::Tensor(self_)])
 }
 /// `aten::expm1(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -8234,7 +8145,7 @@ pub fn expm1(self_: &Tensor) -> Tensor {
 /// `aten::expm1_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_expm1_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(749, "aten::expm1_", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(749, "aten::expm1_", [Arg::Tensor(self_)])
 }
 /// `aten::expm1_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -8244,7 +8155,7 @@ pub fn expm1_(self_: &Tensor) -> Tensor {
 /// `aten::exponential(Tensor self, float lambd=1., *, Generator? generator=None) -> Tensor`
 #[inline]
 pub fn f_exponential(self_: &Tensor, lambd: f64) -> Result<Tensor, TorchError> {
-    call_tensor(750, "aten::exponential", &[Arg::Tensor(self_), Arg::Float(lambd)], Vec::new())
+    call_tensor_flat(750, "aten::exponential", [Arg::Tensor(self_), Arg::Float(lambd), Arg::None])
 }
 /// `aten::exponential(Tensor self, float lambd=1., *, Generator? generator=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -8254,7 +8165,7 @@ pub fn exponential(self_: &Tensor, lambd: f64) -> Tensor {
 /// `aten::exponential_(Tensor(a!) self, float lambd=1., *, Generator? generator=None) -> Tensor(a!)`
 #[inline]
 pub fn f_exponential_(self_: &Tensor, lambd: f64) -> Result<Tensor, TorchError> {
-    call_tensor(751, "aten::exponential_", &[Arg::Tensor(self_), Arg::Float(lambd)], Vec::new())
+    call_tensor_flat(751, "aten::exponential_", [Arg::Tensor(self_), Arg::Float(lambd), Arg::None])
 }
 /// `aten::exponential_(Tensor(a!) self, float lambd=1., *, Generator? generator=None) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -8346,7 +8257,7 @@ pub fn fake_quantize_per_tensor_affine_cachemask(self_: &Tensor, scale: f64, zer
 /// `aten::feature_alpha_dropout(Tensor input, float p, bool train) -> Tensor`
 #[inline]
 pub fn f_feature_alpha_dropout(input: &Tensor, p: f64, train: bool) -> Result<Tensor, TorchError> {
-    call_tensor(759, "aten::feature_alpha_dropout", &[Arg::Tensor(input), Arg::Float(p), Arg::Boolean(train)], Vec::new())
+    call_tensor_flat(759, "aten::feature_alpha_dropout", [Arg::Tensor(input), Arg::Float(p), Arg::Boolean(train)])
 }
 /// `aten::feature_alpha_dropout(Tensor input, float p, bool train) -> Tensor`; panics with torch's message.
 #[inline]
@@ -8356,7 +8267,7 @@ pub fn feature_alpha_dropout(input: &Tensor, p: f64, train: bool) -> Tensor {
 /// `aten::feature_alpha_dropout_(Tensor(a!) self, float p, bool train) -> Tensor(a!)`
 #[inline]
 pub fn f_feature_alpha_dropout_(self_: &Tensor, p: f64, train: bool) -> Result<Tensor, TorchError> {
-    call_tensor(760, "aten::feature_alpha_dropout_", &[Arg::Tensor(self_), Arg::Float(p), Arg::Boolean(train)], Vec::new())
+    call_tensor_flat(760, "aten::feature_alpha_dropout_", [Arg::Tensor(self_), Arg::Float(p), Arg::Boolean(train)])
 }
 /// `aten::feature_alpha_dropout_(Tensor(a!) self, float p, bool train) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -8366,7 +8277,7 @@ pub fn feature_alpha_dropout_(self_: &Tensor, p: f64, train: bool) -> Tensor {
 /// `aten::feature_dropout(Tensor input, float p, bool train) -> Tensor`
 #[inline]
 pub fn f_feature_dropout(input: &Tensor, p: f64, train: bool) -> Result<Tensor, TorchError> {
-    call_tensor(761, "aten::feature_dropout", &[Arg::Tensor(input), Arg::Float(p), Arg::Boolean(train)], Vec::new())
+    call_tensor_flat(761, "aten::feature_dropout", [Arg::Tensor(input), Arg::Float(p), Arg::Boolean(train)])
 }
 /// `aten::feature_dropout(Tensor input, float p, bool train) -> Tensor`; panics with torch's message.
 #[inline]
@@ -8376,7 +8287,7 @@ pub fn feature_dropout(input: &Tensor, p: f64, train: bool) -> Tensor {
 /// `aten::feature_dropout_(Tensor(a!) self, float p, bool train) -> Tensor(a!)`
 #[inline]
 pub fn f_feature_dropout_(self_: &Tensor, p: f64, train: bool) -> Result<Tensor, TorchError> {
-    call_tensor(762, "aten::feature_dropout_", &[Arg::Tensor(self_), Arg::Float(p), Arg::Boolean(train)], Vec::new())
+    call_tensor_flat(762, "aten::feature_dropout_", [Arg::Tensor(self_), Arg::Float(p), Arg::Boolean(train)])
 }
 /// `aten::feature_dropout_(Tensor(a!) self, float p, bool train) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -8386,7 +8297,7 @@ pub fn feature_dropout_(self_: &Tensor, p: f64, train: bool) -> Tensor {
 /// `aten::fft_fft(Tensor self, SymInt? n=None, int dim=-1, str? norm=None) -> Tensor`
 #[inline]
 pub fn f_fft_fft(self_: &Tensor, n: Option<i64>, dim: i64, norm: Option<&str>) -> Result<Tensor, TorchError> {
-    call_tensor(763, "aten::fft_fft", &[Arg::Tensor(self_), n.map_or(Arg::None, |v| Arg::Int(v)), Arg::Int(dim), norm.map_or(Arg::None, |v| Arg::Str(v.into()))], Vec::new())
+    call_tensor_flat(763, "aten::fft_fft", [Arg::Tensor(self_), n.map_or(Arg::None, |v| Arg::Int(v)), Arg::Int(dim), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::fft_fft(Tensor self, SymInt? n=None, int dim=-1, str? norm=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -8396,7 +8307,7 @@ pub fn fft_fft(self_: &Tensor, n: Option<i64>, dim: i64, norm: Option<&str>) -> 
 /// `aten::fft_fft2(Tensor self, SymInt[1]? s=None, int[1] dim=[-2, -1], str? norm=None) -> Tensor`
 #[inline]
 pub fn f_fft_fft2(self_: &Tensor, s: Option<&[i64]>, dim: &[i64], norm: Option<&str>) -> Result<Tensor, TorchError> {
-    call_tensor(764, "aten::fft_fft2", &[Arg::Tensor(self_), s.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Ints(dim.to_vec()), norm.map_or(Arg::None, |v| Arg::Str(v.into()))], Vec::new())
+    call_tensor_flat(764, "aten::fft_fft2", [Arg::Tensor(self_), s.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Ints(dim.to_vec()), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::fft_fft2(Tensor self, SymInt[1]? s=None, int[1] dim=[-2, -1], str? norm=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -8421,7 +8332,7 @@ pub fn fft_fftfreq(n: i64, d: f64, dtype: Option<Dtype>, layout: Option<i64>, de
 /// `aten::fft_fftn(Tensor self, SymInt[1]? s=None, int[1]? dim=None, str? norm=None) -> Tensor`
 #[inline]
 pub fn f_fft_fftn(self_: &Tensor, s: Option<&[i64]>, dim: Option<&[i64]>, norm: Option<&str>) -> Result<Tensor, TorchError> {
-    call_tensor(766, "aten::fft_fftn", &[Arg::Tensor(self_), s.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), norm.map_or(Arg::None, |v| Arg::Str(v.into()))], Vec::new())
+    call_tensor_flat(766, "aten::fft_fftn", [Arg::Tensor(self_), s.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::fft_fftn(Tensor self, SymInt[1]? s=None, int[1]? dim=None, str? norm=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -8431,7 +8342,7 @@ pub fn fft_fftn(self_: &Tensor, s: Option<&[i64]>, dim: Option<&[i64]>, norm: Op
 /// `aten::fft_fftshift(Tensor self, int[1]? dim=None) -> Tensor`
 #[inline]
 pub fn f_fft_fftshift(self_: &Tensor, dim: Option<&[i64]>) -> Result<Tensor, TorchError> {
-    call_tensor(767, "aten::fft_fftshift", &[Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec()))], Vec::new())
+    call_tensor_flat(767, "aten::fft_fftshift", [Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec()))])
 }
 /// `aten::fft_fftshift(Tensor self, int[1]? dim=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -8441,7 +8352,7 @@ pub fn fft_fftshift(self_: &Tensor, dim: Option<&[i64]>) -> Tensor {
 /// `aten::fft_hfft(Tensor self, SymInt? n=None, int dim=-1, str? norm=None) -> Tensor`
 #[inline]
 pub fn f_fft_hfft(self_: &Tensor, n: Option<i64>, dim: i64, norm: Option<&str>) -> Result<Tensor, TorchError> {
-    call_tensor(768, "aten::fft_hfft", &[Arg::Tensor(self_), n.map_or(Arg::None, |v| Arg::Int(v)), Arg::Int(dim), norm.map_or(Arg::None, |v| Arg::Str(v.into()))], Vec::new())
+    call_tensor_flat(768, "aten::fft_hfft", [Arg::Tensor(self_), n.map_or(Arg::None, |v| Arg::Int(v)), Arg::Int(dim), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::fft_hfft(Tensor self, SymInt? n=None, int dim=-1, str? norm=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -8451,7 +8362,7 @@ pub fn fft_hfft(self_: &Tensor, n: Option<i64>, dim: i64, norm: Option<&str>) ->
 /// `aten::fft_hfft2(Tensor self, SymInt[1]? s=None, int[1] dim=[-2, -1], str? norm=None) -> Tensor`
 #[inline]
 pub fn f_fft_hfft2(self_: &Tensor, s: Option<&[i64]>, dim: &[i64], norm: Option<&str>) -> Result<Tensor, TorchError> {
-    call_tensor(769, "aten::fft_hfft2", &[Arg::Tensor(self_), s.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Ints(dim.to_vec()), norm.map_or(Arg::None, |v| Arg::Str(v.into()))], Vec::new())
+    call_tensor_flat(769, "aten::fft_hfft2", [Arg::Tensor(self_), s.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Ints(dim.to_vec()), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::fft_hfft2(Tensor self, SymInt[1]? s=None, int[1] dim=[-2, -1], str? norm=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -8461,7 +8372,7 @@ pub fn fft_hfft2(self_: &Tensor, s: Option<&[i64]>, dim: &[i64], norm: Option<&s
 /// `aten::fft_hfftn(Tensor self, SymInt[1]? s=None, int[1]? dim=None, str? norm=None) -> Tensor`
 #[inline]
 pub fn f_fft_hfftn(self_: &Tensor, s: Option<&[i64]>, dim: Option<&[i64]>, norm: Option<&str>) -> Result<Tensor, TorchError> {
-    call_tensor(770, "aten::fft_hfftn", &[Arg::Tensor(self_), s.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), norm.map_or(Arg::None, |v| Arg::Str(v.into()))], Vec::new())
+    call_tensor_flat(770, "aten::fft_hfftn", [Arg::Tensor(self_), s.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::fft_hfftn(Tensor self, SymInt[1]? s=None, int[1]? dim=None, str? norm=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -8471,7 +8382,7 @@ pub fn fft_hfftn(self_: &Tensor, s: Option<&[i64]>, dim: Option<&[i64]>, norm: O
 /// `aten::fft_ifft(Tensor self, SymInt? n=None, int dim=-1, str? norm=None) -> Tensor`
 #[inline]
 pub fn f_fft_ifft(self_: &Tensor, n: Option<i64>, dim: i64, norm: Option<&str>) -> Result<Tensor, TorchError> {
-    call_tensor(771, "aten::fft_ifft", &[Arg::Tensor(self_), n.map_or(Arg::None, |v| Arg::Int(v)), Arg::Int(dim), norm.map_or(Arg::None, |v| Arg::Str(v.into()))], Vec::new())
+    call_tensor_flat(771, "aten::fft_ifft", [Arg::Tensor(self_), n.map_or(Arg::None, |v| Arg::Int(v)), Arg::Int(dim), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::fft_ifft(Tensor self, SymInt? n=None, int dim=-1, str? norm=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -8481,7 +8392,7 @@ pub fn fft_ifft(self_: &Tensor, n: Option<i64>, dim: i64, norm: Option<&str>) ->
 /// `aten::fft_ifft2(Tensor self, SymInt[1]? s=None, int[1] dim=[-2, -1], str? norm=None) -> Tensor`
 #[inline]
 pub fn f_fft_ifft2(self_: &Tensor, s: Option<&[i64]>, dim: &[i64], norm: Option<&str>) -> Result<Tensor, TorchError> {
-    call_tensor(772, "aten::fft_ifft2", &[Arg::Tensor(self_), s.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Ints(dim.to_vec()), norm.map_or(Arg::None, |v| Arg::Str(v.into()))], Vec::new())
+    call_tensor_flat(772, "aten::fft_ifft2", [Arg::Tensor(self_), s.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Ints(dim.to_vec()), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::fft_ifft2(Tensor self, SymInt[1]? s=None, int[1] dim=[-2, -1], str? norm=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -8491,7 +8402,7 @@ pub fn fft_ifft2(self_: &Tensor, s: Option<&[i64]>, dim: &[i64], norm: Option<&s
 /// `aten::fft_ifftn(Tensor self, SymInt[1]? s=None, int[1]? dim=None, str? norm=None) -> Tensor`
 #[inline]
 pub fn f_fft_ifftn(self_: &Tensor, s: Option<&[i64]>, dim: Option<&[i64]>, norm: Option<&str>) -> Result<Tensor, TorchError> {
-    call_tensor(773, "aten::fft_ifftn", &[Arg::Tensor(self_), s.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), norm.map_or(Arg::None, |v| Arg::Str(v.into()))], Vec::new())
+    call_tensor_flat(773, "aten::fft_ifftn", [Arg::Tensor(self_), s.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::fft_ifftn(Tensor self, SymInt[1]? s=None, int[1]? dim=None, str? norm=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -8501,7 +8412,7 @@ pub fn fft_ifftn(self_: &Tensor, s: Option<&[i64]>, dim: Option<&[i64]>, norm: O
 /// `aten::fft_ifftshift(Tensor self, int[1]? dim=None) -> Tensor`
 #[inline]
 pub fn f_fft_ifftshift(self_: &Tensor, dim: Option<&[i64]>) -> Result<Tensor, TorchError> {
-    call_tensor(774, "aten::fft_ifftshift", &[Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec()))], Vec::new())
+    call_tensor_flat(774, "aten::fft_ifftshift", [Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec()))])
 }
 /// `aten::fft_ifftshift(Tensor self, int[1]? dim=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -8511,7 +8422,7 @@ pub fn fft_ifftshift(self_: &Tensor, dim: Option<&[i64]>) -> Tensor {
 /// `aten::fft_ihfft(Tensor self, SymInt? n=None, int dim=-1, str? norm=None) -> Tensor`
 #[inline]
 pub fn f_fft_ihfft(self_: &Tensor, n: Option<i64>, dim: i64, norm: Option<&str>) -> Result<Tensor, TorchError> {
-    call_tensor(775, "aten::fft_ihfft", &[Arg::Tensor(self_), n.map_or(Arg::None, |v| Arg::Int(v)), Arg::Int(dim), norm.map_or(Arg::None, |v| Arg::Str(v.into()))], Vec::new())
+    call_tensor_flat(775, "aten::fft_ihfft", [Arg::Tensor(self_), n.map_or(Arg::None, |v| Arg::Int(v)), Arg::Int(dim), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::fft_ihfft(Tensor self, SymInt? n=None, int dim=-1, str? norm=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -8521,7 +8432,7 @@ pub fn fft_ihfft(self_: &Tensor, n: Option<i64>, dim: i64, norm: Option<&str>) -
 /// `aten::fft_ihfft2(Tensor self, SymInt[1]? s=None, int[1] dim=[-2, -1], str? norm=None) -> Tensor`
 #[inline]
 pub fn f_fft_ihfft2(self_: &Tensor, s: Option<&[i64]>, dim: &[i64], norm: Option<&str>) -> Result<Tensor, TorchError> {
-    call_tensor(776, "aten::fft_ihfft2", &[Arg::Tensor(self_), s.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Ints(dim.to_vec()), norm.map_or(Arg::None, |v| Arg::Str(v.into()))], Vec::new())
+    call_tensor_flat(776, "aten::fft_ihfft2", [Arg::Tensor(self_), s.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Ints(dim.to_vec()), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::fft_ihfft2(Tensor self, SymInt[1]? s=None, int[1] dim=[-2, -1], str? norm=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -8531,7 +8442,7 @@ pub fn fft_ihfft2(self_: &Tensor, s: Option<&[i64]>, dim: &[i64], norm: Option<&
 /// `aten::fft_ihfftn(Tensor self, SymInt[1]? s=None, int[1]? dim=None, str? norm=None) -> Tensor`
 #[inline]
 pub fn f_fft_ihfftn(self_: &Tensor, s: Option<&[i64]>, dim: Option<&[i64]>, norm: Option<&str>) -> Result<Tensor, TorchError> {
-    call_tensor(777, "aten::fft_ihfftn", &[Arg::Tensor(self_), s.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), norm.map_or(Arg::None, |v| Arg::Str(v.into()))], Vec::new())
+    call_tensor_flat(777, "aten::fft_ihfftn", [Arg::Tensor(self_), s.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::fft_ihfftn(Tensor self, SymInt[1]? s=None, int[1]? dim=None, str? norm=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -8541,7 +8452,7 @@ pub fn fft_ihfftn(self_: &Tensor, s: Option<&[i64]>, dim: Option<&[i64]>, norm: 
 /// `aten::fft_irfft(Tensor self, SymInt? n=None, int dim=-1, str? norm=None) -> Tensor`
 #[inline]
 pub fn f_fft_irfft(self_: &Tensor, n: Option<i64>, dim: i64, norm: Option<&str>) -> Result<Tensor, TorchError> {
-    call_tensor(778, "aten::fft_irfft", &[Arg::Tensor(self_), n.map_or(Arg::None, |v| Arg::Int(v)), Arg::Int(dim), norm.map_or(Arg::None, |v| Arg::Str(v.into()))], Vec::new())
+    call_tensor_flat(778, "aten::fft_irfft", [Arg::Tensor(self_), n.map_or(Arg::None, |v| Arg::Int(v)), Arg::Int(dim), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::fft_irfft(Tensor self, SymInt? n=None, int dim=-1, str? norm=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -8551,7 +8462,7 @@ pub fn fft_irfft(self_: &Tensor, n: Option<i64>, dim: i64, norm: Option<&str>) -
 /// `aten::fft_irfft2(Tensor self, SymInt[1]? s=None, int[1] dim=[-2, -1], str? norm=None) -> Tensor`
 #[inline]
 pub fn f_fft_irfft2(self_: &Tensor, s: Option<&[i64]>, dim: &[i64], norm: Option<&str>) -> Result<Tensor, TorchError> {
-    call_tensor(779, "aten::fft_irfft2", &[Arg::Tensor(self_), s.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Ints(dim.to_vec()), norm.map_or(Arg::None, |v| Arg::Str(v.into()))], Vec::new())
+    call_tensor_flat(779, "aten::fft_irfft2", [Arg::Tensor(self_), s.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Ints(dim.to_vec()), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::fft_irfft2(Tensor self, SymInt[1]? s=None, int[1] dim=[-2, -1], str? norm=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -8561,7 +8472,7 @@ pub fn fft_irfft2(self_: &Tensor, s: Option<&[i64]>, dim: &[i64], norm: Option<&
 /// `aten::fft_irfftn(Tensor self, SymInt[1]? s=None, int[1]? dim=None, str? norm=None) -> Tensor`
 #[inline]
 pub fn f_fft_irfftn(self_: &Tensor, s: Option<&[i64]>, dim: Option<&[i64]>, norm: Option<&str>) -> Result<Tensor, TorchError> {
-    call_tensor(780, "aten::fft_irfftn", &[Arg::Tensor(self_), s.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), norm.map_or(Arg::None, |v| Arg::Str(v.into()))], Vec::new())
+    call_tensor_flat(780, "aten::fft_irfftn", [Arg::Tensor(self_), s.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::fft_irfftn(Tensor self, SymInt[1]? s=None, int[1]? dim=None, str? norm=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -8571,7 +8482,7 @@ pub fn fft_irfftn(self_: &Tensor, s: Option<&[i64]>, dim: Option<&[i64]>, norm: 
 /// `aten::fft_rfft(Tensor self, SymInt? n=None, int dim=-1, str? norm=None) -> Tensor`
 #[inline]
 pub fn f_fft_rfft(self_: &Tensor, n: Option<i64>, dim: i64, norm: Option<&str>) -> Result<Tensor, TorchError> {
-    call_tensor(781, "aten::fft_rfft", &[Arg::Tensor(self_), n.map_or(Arg::None, |v| Arg::Int(v)), Arg::Int(dim), norm.map_or(Arg::None, |v| Arg::Str(v.into()))], Vec::new())
+    call_tensor_flat(781, "aten::fft_rfft", [Arg::Tensor(self_), n.map_or(Arg::None, |v| Arg::Int(v)), Arg::Int(dim), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::fft_rfft(Tensor self, SymInt? n=None, int dim=-1, str? norm=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -8581,7 +8492,7 @@ pub fn fft_rfft(self_: &Tensor, n: Option<i64>, dim: i64, norm: Option<&str>) ->
 /// `aten::fft_rfft2(Tensor self, SymInt[1]? s=None, int[1] dim=[-2, -1], str? norm=None) -> Tensor`
 #[inline]
 pub fn f_fft_rfft2(self_: &Tensor, s: Option<&[i64]>, dim: &[i64], norm: Option<&str>) -> Result<Tensor, TorchError> {
-    call_tensor(782, "aten::fft_rfft2", &[Arg::Tensor(self_), s.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Ints(dim.to_vec()), norm.map_or(Arg::None, |v| Arg::Str(v.into()))], Vec::new())
+    call_tensor_flat(782, "aten::fft_rfft2", [Arg::Tensor(self_), s.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Ints(dim.to_vec()), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::fft_rfft2(Tensor self, SymInt[1]? s=None, int[1] dim=[-2, -1], str? norm=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -8606,7 +8517,7 @@ pub fn fft_rfftfreq(n: i64, d: f64, dtype: Option<Dtype>, layout: Option<i64>, d
 /// `aten::fft_rfftn(Tensor self, SymInt[1]? s=None, int[1]? dim=None, str? norm=None) -> Tensor`
 #[inline]
 pub fn f_fft_rfftn(self_: &Tensor, s: Option<&[i64]>, dim: Option<&[i64]>, norm: Option<&str>) -> Result<Tensor, TorchError> {
-    call_tensor(784, "aten::fft_rfftn", &[Arg::Tensor(self_), s.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), norm.map_or(Arg::None, |v| Arg::Str(v.into()))], Vec::new())
+    call_tensor_flat(784, "aten::fft_rfftn", [Arg::Tensor(self_), s.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::fft_rfftn(Tensor self, SymInt[1]? s=None, int[1]? dim=None, str? norm=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -8616,7 +8527,7 @@ pub fn fft_rfftn(self_: &Tensor, s: Option<&[i64]>, dim: Option<&[i64]>, norm: O
 /// `aten::fill.Scalar(Tensor self, Scalar value) -> Tensor`
 #[inline]
 pub fn f_fill_scalar(self_: &Tensor, value: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(785, "aten::fill.Scalar", &[Arg::Tensor(self_), value.into().arg()], Vec::new())
+    call_tensor_flat(785, "aten::fill.Scalar", [Arg::Tensor(self_), value.into().arg()])
 }
 /// `aten::fill.Scalar(Tensor self, Scalar value) -> Tensor`; panics with torch's message.
 #[inline]
@@ -8626,7 +8537,7 @@ pub fn fill_scalar(self_: &Tensor, value: impl Into<Scalar>) -> Tensor {
 /// `aten::fill.Tensor(Tensor self, Tensor value) -> Tensor`
 #[inline]
 pub fn f_fill(self_: &Tensor, value: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(786, "aten::fill.Tensor", &[Arg::Tensor(self_), Arg::Tensor(value)], Vec::new())
+    call_tensor_flat(786, "aten::fill.Tensor", [Arg::Tensor(self_), Arg::Tensor(value)])
 }
 /// `aten::fill.Tensor(Tensor self, Tensor value) -> Tensor`; panics with torch's message.
 #[inline]
@@ -8636,7 +8547,7 @@ pub fn fill(self_: &Tensor, value: &Tensor) -> Tensor {
 /// `aten::fill_.Scalar(Tensor(a!) self, Scalar value) -> Tensor(a!)`
 #[inline]
 pub fn f_fill_scalar_(self_: &Tensor, value: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(787, "aten::fill_.Scalar", &[Arg::Tensor(self_), value.into().arg()], Vec::new())
+    call_tensor_flat(787, "aten::fill_.Scalar", [Arg::Tensor(self_), value.into().arg()])
 }
 /// `aten::fill_.Scalar(Tensor(a!) self, Scalar value) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -8646,7 +8557,7 @@ pub fn fill_scalar_(self_: &Tensor, value: impl Into<Scalar>) -> Tensor {
 /// `aten::fill_.Tensor(Tensor(a!) self, Tensor value) -> Tensor(a!)`
 #[inline]
 pub fn f_fill_(self_: &Tensor, value: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(788, "aten::fill_.Tensor", &[Arg::Tensor(self_), Arg::Tensor(value)], Vec::new())
+    call_tensor_flat(788, "aten::fill_.Tensor", [Arg::Tensor(self_), Arg::Tensor(value)])
 }
 /// `aten::fill_.Tensor(Tensor(a!) self, Tensor value) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -8656,7 +8567,7 @@ pub fn fill_(self_: &Tensor, value: &Tensor) -> Tensor {
 /// `aten::fill_diagonal_(Tensor(a!) self, Scalar fill_value, bool wrap=False) -> Tensor(a!)`
 #[inline]
 pub fn f_fill_diagonal_(self_: &Tensor, fill_value: impl Into<Scalar>, wrap: bool) -> Result<Tensor, TorchError> {
-    call_tensor(789, "aten::fill_diagonal_", &[Arg::Tensor(self_), fill_value.into().arg(), Arg::Boolean(wrap)], Vec::new())
+    call_tensor_flat(789, "aten::fill_diagonal_", [Arg::Tensor(self_), fill_value.into().arg(), Arg::Boolean(wrap)])
 }
 /// `aten::fill_diagonal_(Tensor(a!) self, Scalar fill_value, bool wrap=False) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -8666,7 +8577,7 @@ pub fn fill_diagonal_(self_: &Tensor, fill_value: impl Into<Scalar>, wrap: bool)
 /// `aten::fix(Tensor self) -> Tensor`
 #[inline]
 pub fn f_fix(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(790, "aten::fix", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(790, "aten::fix", [Arg::Tensor(self_)])
 }
 /// `aten::fix(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -8676,7 +8587,7 @@ pub fn fix(self_: &Tensor) -> Tensor {
 /// `aten::fix_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_fix_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(791, "aten::fix_", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(791, "aten::fix_", [Arg::Tensor(self_)])
 }
 /// `aten::fix_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -8686,7 +8597,7 @@ pub fn fix_(self_: &Tensor) -> Tensor {
 /// `aten::flatten.using_ints(Tensor(a) self, int start_dim=0, int end_dim=-1) -> Tensor(a)`
 #[inline]
 pub fn f_flatten(self_: &Tensor, start_dim: i64, end_dim: i64) -> Result<Tensor, TorchError> {
-    call_tensor(792, "aten::flatten.using_ints", &[Arg::Tensor(self_), Arg::Int(start_dim), Arg::Int(end_dim)], Vec::new())
+    call_tensor_flat(792, "aten::flatten.using_ints", [Arg::Tensor(self_), Arg::Int(start_dim), Arg::Int(end_dim)])
 }
 /// `aten::flatten.using_ints(Tensor(a) self, int start_dim=0, int end_dim=-1) -> Tensor(a)`; panics with torch's message.
 #[inline]
@@ -8696,7 +8607,7 @@ pub fn flatten(self_: &Tensor, start_dim: i64, end_dim: i64) -> Tensor {
 /// `aten::flatten_dense_tensors(Tensor[] tensors) -> Tensor`
 #[inline]
 pub fn f_flatten_dense_tensors(tensors: &[&Tensor]) -> Result<Tensor, TorchError> {
-    call_tensor(793, "aten::flatten_dense_tensors", &[Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect())], Vec::new())
+    call_tensor_flat(793, "aten::flatten_dense_tensors", [Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect())])
 }
 /// `aten::flatten_dense_tensors(Tensor[] tensors) -> Tensor`; panics with torch's message.
 #[inline]
@@ -8706,7 +8617,7 @@ pub fn flatten_dense_tensors(tensors: &[&Tensor]) -> Tensor {
 /// `aten::flip(Tensor self, int[] dims) -> Tensor`
 #[inline]
 pub fn f_flip(self_: &Tensor, dims: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor(794, "aten::flip", &[Arg::Tensor(self_), Arg::Ints(dims.to_vec())], Vec::new())
+    call_tensor_flat(794, "aten::flip", [Arg::Tensor(self_), Arg::Ints(dims.to_vec())])
 }
 /// `aten::flip(Tensor self, int[] dims) -> Tensor`; panics with torch's message.
 #[inline]
@@ -8716,7 +8627,7 @@ pub fn flip(self_: &Tensor, dims: &[i64]) -> Tensor {
 /// `aten::fliplr(Tensor self) -> Tensor`
 #[inline]
 pub fn f_fliplr(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(795, "aten::fliplr", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(795, "aten::fliplr", [Arg::Tensor(self_)])
 }
 /// `aten::fliplr(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -8726,7 +8637,7 @@ pub fn fliplr(self_: &Tensor) -> Tensor {
 /// `aten::flipud(Tensor self) -> Tensor`
 #[inline]
 pub fn f_flipud(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(796, "aten::flipud", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(796, "aten::flipud", [Arg::Tensor(self_)])
 }
 /// `aten::flipud(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -8736,7 +8647,7 @@ pub fn flipud(self_: &Tensor) -> Tensor {
 /// `aten::float_power.Tensor_Tensor(Tensor self, Tensor exponent) -> Tensor`
 #[inline]
 pub fn f_float_power_tensor_tensor(self_: &Tensor, exponent: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(797, "aten::float_power.Tensor_Tensor", &[Arg::Tensor(self_), Arg::Tensor(exponent)], Vec::new())
+    call_tensor_flat(797, "aten::float_power.Tensor_Tensor", [Arg::Tensor(self_), Arg::Tensor(exponent)])
 }
 /// `aten::float_power.Tensor_Tensor(Tensor self, Tensor exponent) -> Tensor`; panics with torch's message.
 #[inline]
@@ -8746,7 +8657,7 @@ pub fn float_power_tensor_tensor(self_: &Tensor, exponent: &Tensor) -> Tensor {
 /// `aten::float_power.Tensor_Scalar(Tensor self, Scalar exponent) -> Tensor`
 #[inline]
 pub fn f_float_power_tensor_scalar(self_: &Tensor, exponent: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(798, "aten::float_power.Tensor_Scalar", &[Arg::Tensor(self_), exponent.into().arg()], Vec::new())
+    call_tensor_flat(798, "aten::float_power.Tensor_Scalar", [Arg::Tensor(self_), exponent.into().arg()])
 }
 /// `aten::float_power.Tensor_Scalar(Tensor self, Scalar exponent) -> Tensor`; panics with torch's message.
 #[inline]
@@ -8756,7 +8667,7 @@ pub fn float_power_tensor_scalar(self_: &Tensor, exponent: impl Into<Scalar>) ->
 /// `aten::float_power.Scalar(Scalar self, Tensor exponent) -> Tensor`
 #[inline]
 pub fn f_float_power_scalar(self_: impl Into<Scalar>, exponent: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(799, "aten::float_power.Scalar", &[self_.into().arg(), Arg::Tensor(exponent)], Vec::new())
+    call_tensor_flat(799, "aten::float_power.Scalar", [self_.into().arg(), Arg::Tensor(exponent)])
 }
 /// `aten::float_power.Scalar(Scalar self, Tensor exponent) -> Tensor`; panics with torch's message.
 #[inline]
@@ -8766,7 +8677,7 @@ pub fn float_power_scalar(self_: impl Into<Scalar>, exponent: &Tensor) -> Tensor
 /// `aten::float_power_.Tensor(Tensor(a!) self, Tensor exponent) -> Tensor(a!)`
 #[inline]
 pub fn f_float_power_(self_: &Tensor, exponent: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(800, "aten::float_power_.Tensor", &[Arg::Tensor(self_), Arg::Tensor(exponent)], Vec::new())
+    call_tensor_flat(800, "aten::float_power_.Tensor", [Arg::Tensor(self_), Arg::Tensor(exponent)])
 }
 /// `aten::float_power_.Tensor(Tensor(a!) self, Tensor exponent) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -8776,7 +8687,7 @@ pub fn float_power_(self_: &Tensor, exponent: &Tensor) -> Tensor {
 /// `aten::float_power_.Scalar(Tensor(a!) self, Scalar exponent) -> Tensor(a!)`
 #[inline]
 pub fn f_float_power_scalar_(self_: &Tensor, exponent: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(801, "aten::float_power_.Scalar", &[Arg::Tensor(self_), exponent.into().arg()], Vec::new())
+    call_tensor_flat(801, "aten::float_power_.Scalar", [Arg::Tensor(self_), exponent.into().arg()])
 }
 /// `aten::float_power_.Scalar(Tensor(a!) self, Scalar exponent) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -8786,7 +8697,7 @@ pub fn float_power_scalar_(self_: &Tensor, exponent: impl Into<Scalar>) -> Tenso
 /// `aten::floor(Tensor self) -> Tensor`
 #[inline]
 pub fn f_floor(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(802, "aten::floor", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(802, "aten::floor", [Arg::Tensor(self_)])
 }
 /// `aten::floor(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -8796,7 +8707,7 @@ pub fn floor(self_: &Tensor) -> Tensor {
 /// `aten::floor_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_floor_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(803, "aten::floor_", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(803, "aten::floor_", [Arg::Tensor(self_)])
 }
 /// `aten::floor_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -8806,7 +8717,7 @@ pub fn floor_(self_: &Tensor) -> Tensor {
 /// `aten::floor_divide(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_floor_divide(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(804, "aten::floor_divide", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(804, "aten::floor_divide", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::floor_divide(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -8816,7 +8727,7 @@ pub fn floor_divide(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::floor_divide.Scalar(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f_floor_divide_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(805, "aten::floor_divide.Scalar", &[Arg::Tensor(self_), other.into().arg()], Vec::new())
+    call_tensor_flat(805, "aten::floor_divide.Scalar", [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::floor_divide.Scalar(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -8826,7 +8737,7 @@ pub fn floor_divide_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
 /// `aten::floor_divide_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_floor_divide_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(806, "aten::floor_divide_.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(806, "aten::floor_divide_.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::floor_divide_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -8836,7 +8747,7 @@ pub fn floor_divide_(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::floor_divide_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`
 #[inline]
 pub fn f_floor_divide_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(807, "aten::floor_divide_.Scalar", &[Arg::Tensor(self_), other.into().arg()], Vec::new())
+    call_tensor_flat(807, "aten::floor_divide_.Scalar", [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::floor_divide_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -8846,7 +8757,7 @@ pub fn floor_divide_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Tensor 
 /// `aten::fmax(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_fmax(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(808, "aten::fmax", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(808, "aten::fmax", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::fmax(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -8856,7 +8767,7 @@ pub fn fmax(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::fmin(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_fmin(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(809, "aten::fmin", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(809, "aten::fmin", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::fmin(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -8866,7 +8777,7 @@ pub fn fmin(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::fmod.Tensor(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_fmod(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(810, "aten::fmod.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(810, "aten::fmod.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::fmod.Tensor(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -8876,7 +8787,7 @@ pub fn fmod(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::fmod.Scalar(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f_fmod_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(811, "aten::fmod.Scalar", &[Arg::Tensor(self_), other.into().arg()], Vec::new())
+    call_tensor_flat(811, "aten::fmod.Scalar", [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::fmod.Scalar(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -8886,7 +8797,7 @@ pub fn fmod_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
 /// `aten::fmod_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_fmod_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(812, "aten::fmod_.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(812, "aten::fmod_.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::fmod_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -8896,7 +8807,7 @@ pub fn fmod_(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::fmod_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`
 #[inline]
 pub fn f_fmod_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(813, "aten::fmod_.Scalar", &[Arg::Tensor(self_), other.into().arg()], Vec::new())
+    call_tensor_flat(813, "aten::fmod_.Scalar", [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::fmod_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -8906,7 +8817,7 @@ pub fn fmod_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
 /// `aten::frac(Tensor self) -> Tensor`
 #[inline]
 pub fn f_frac(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(814, "aten::frac", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(814, "aten::frac", [Arg::Tensor(self_)])
 }
 /// `aten::frac(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -8916,7 +8827,7 @@ pub fn frac(self_: &Tensor) -> Tensor {
 /// `aten::frac_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_frac_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(815, "aten::frac_", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(815, "aten::frac_", [Arg::Tensor(self_)])
 }
 /// `aten::frac_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -8959,7 +8870,7 @@ pub fn frexp(self_: &Tensor) -> (Tensor, Tensor) {
 /// `aten::frobenius_norm.dim(Tensor self, int[1] dim, bool keepdim=False) -> Tensor`
 #[inline]
 pub fn f_frobenius_norm(self_: &Tensor, dim: &[i64], keepdim: bool) -> Result<Tensor, TorchError> {
-    call_tensor(819, "aten::frobenius_norm.dim", &[Arg::Tensor(self_), Arg::Ints(dim.to_vec()), Arg::Boolean(keepdim)], Vec::new())
+    call_tensor_flat(819, "aten::frobenius_norm.dim", [Arg::Tensor(self_), Arg::Ints(dim.to_vec()), Arg::Boolean(keepdim)])
 }
 /// `aten::frobenius_norm.dim(Tensor self, int[1] dim, bool keepdim=False) -> Tensor`; panics with torch's message.
 #[inline]
@@ -9010,9 +8921,7 @@ pub fn fused_moving_avg_obs_fake_quant(self_: &Tensor, observer_on: &Tensor, fak
 /// `aten::gather(Tensor self, int dim, Tensor index, *, bool sparse_grad=False) -> Tensor`
 #[inline]
 pub fn f_gather(self_: &Tensor, dim: i64, index: &Tensor, sparse_grad: bool) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    kw.push(("sparse_grad", Arg::Boolean(sparse_grad)));
-    call_tensor(823, "aten::gather", &[Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index)], kw)
+    call_tensor_flat(823, "aten::gather", [Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index), Arg::Boolean(sparse_grad)])
 }
 /// `aten::gather(Tensor self, int dim, Tensor index, *, bool sparse_grad=False) -> Tensor`; panics with torch's message.
 #[inline]
@@ -9022,7 +8931,7 @@ pub fn gather(self_: &Tensor, dim: i64, index: &Tensor, sparse_grad: bool) -> Te
 /// `aten::gcd(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_gcd(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(824, "aten::gcd", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(824, "aten::gcd", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::gcd(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -9032,7 +8941,7 @@ pub fn gcd(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::gcd_(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_gcd_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(825, "aten::gcd_", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(825, "aten::gcd_", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::gcd_(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -9042,7 +8951,7 @@ pub fn gcd_(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::ge.Tensor(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_ge(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(826, "aten::ge.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(826, "aten::ge.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::ge.Tensor(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -9052,7 +8961,7 @@ pub fn ge(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::ge.Scalar(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f_ge_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(827, "aten::ge.Scalar", &[Arg::Tensor(self_), other.into().arg()], Vec::new())
+    call_tensor_flat(827, "aten::ge.Scalar", [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::ge.Scalar(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -9062,7 +8971,7 @@ pub fn ge_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
 /// `aten::ge_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`
 #[inline]
 pub fn f_ge_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(828, "aten::ge_.Scalar", &[Arg::Tensor(self_), other.into().arg()], Vec::new())
+    call_tensor_flat(828, "aten::ge_.Scalar", [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::ge_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -9072,7 +8981,7 @@ pub fn ge_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
 /// `aten::ge_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_ge_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(829, "aten::ge_.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(829, "aten::ge_.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::ge_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -9082,9 +8991,7 @@ pub fn ge_(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::gelu(Tensor self, *, str approximate="none") -> Tensor`
 #[inline]
 pub fn f_gelu(self_: &Tensor, approximate: &str) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    kw.push(("approximate", Arg::Str(approximate.into())));
-    call_tensor(830, "aten::gelu", &[Arg::Tensor(self_)], kw)
+    call_tensor_flat(830, "aten::gelu", [Arg::Tensor(self_), Arg::Str(approximate.into())])
 }
 /// `aten::gelu(Tensor self, *, str approximate="none") -> Tensor`; panics with torch's message.
 #[inline]
@@ -9094,9 +9001,7 @@ pub fn gelu(self_: &Tensor, approximate: &str) -> Tensor {
 /// `aten::gelu_(Tensor(a!) self, *, str approximate="none") -> Tensor(a!)`
 #[inline]
 pub fn f_gelu_(self_: &Tensor, approximate: &str) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    kw.push(("approximate", Arg::Str(approximate.into())));
-    call_tensor(831, "aten::gelu_", &[Arg::Tensor(self_)], kw)
+    call_tensor_flat(831, "aten::gelu_", [Arg::Tensor(self_), Arg::Str(approximate.into())])
 }
 /// `aten::gelu_(Tensor(a!) self, *, str approximate="none") -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -9106,7 +9011,7 @@ pub fn gelu_(self_: &Tensor, approximate: &str) -> Tensor {
 /// `aten::geometric(Tensor self, float p, *, Generator? generator=None) -> Tensor`
 #[inline]
 pub fn f_geometric(self_: &Tensor, p: f64) -> Result<Tensor, TorchError> {
-    call_tensor(832, "aten::geometric", &[Arg::Tensor(self_), Arg::Float(p)], Vec::new())
+    call_tensor_flat(832, "aten::geometric", [Arg::Tensor(self_), Arg::Float(p), Arg::None])
 }
 /// `aten::geometric(Tensor self, float p, *, Generator? generator=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -9116,7 +9021,7 @@ pub fn geometric(self_: &Tensor, p: f64) -> Tensor {
 /// `aten::geometric_(Tensor(a!) self, float p, *, Generator? generator=None) -> Tensor(a!)`
 #[inline]
 pub fn f_geometric_(self_: &Tensor, p: f64) -> Result<Tensor, TorchError> {
-    call_tensor(833, "aten::geometric_", &[Arg::Tensor(self_), Arg::Float(p)], Vec::new())
+    call_tensor_flat(833, "aten::geometric_", [Arg::Tensor(self_), Arg::Float(p), Arg::None])
 }
 /// `aten::geometric_(Tensor(a!) self, float p, *, Generator? generator=None) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -9137,7 +9042,7 @@ pub fn geqrf(self_: &Tensor) -> (Tensor, Tensor) {
 /// `aten::ger(Tensor self, Tensor vec2) -> Tensor`
 #[inline]
 pub fn f_ger(self_: &Tensor, vec2: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(835, "aten::ger", &[Arg::Tensor(self_), Arg::Tensor(vec2)], Vec::new())
+    call_tensor_flat(835, "aten::ger", [Arg::Tensor(self_), Arg::Tensor(vec2)])
 }
 /// `aten::ger(Tensor self, Tensor vec2) -> Tensor`; panics with torch's message.
 #[inline]
@@ -9158,7 +9063,7 @@ pub fn get_device(self_: &Tensor) -> i64 {
 /// `aten::glu(Tensor self, int dim=-1) -> Tensor`
 #[inline]
 pub fn f_glu(self_: &Tensor, dim: i64) -> Result<Tensor, TorchError> {
-    call_tensor(837, "aten::glu", &[Arg::Tensor(self_), Arg::Int(dim)], Vec::new())
+    call_tensor_flat(837, "aten::glu", [Arg::Tensor(self_), Arg::Int(dim)])
 }
 /// `aten::glu(Tensor self, int dim=-1) -> Tensor`; panics with torch's message.
 #[inline]
@@ -9168,7 +9073,7 @@ pub fn glu(self_: &Tensor, dim: i64) -> Tensor {
 /// `aten::glu_jvp(Tensor glu, Tensor x, Tensor dx, int dim) -> Tensor`
 #[inline]
 pub fn f_glu_jvp(glu: &Tensor, x: &Tensor, dx: &Tensor, dim: i64) -> Result<Tensor, TorchError> {
-    call_tensor(838, "aten::glu_jvp", &[Arg::Tensor(glu), Arg::Tensor(x), Arg::Tensor(dx), Arg::Int(dim)], Vec::new())
+    call_tensor_flat(838, "aten::glu_jvp", [Arg::Tensor(glu), Arg::Tensor(x), Arg::Tensor(dx), Arg::Int(dim)])
 }
 /// `aten::glu_jvp(Tensor glu, Tensor x, Tensor dx, int dim) -> Tensor`; panics with torch's message.
 #[inline]
@@ -9252,7 +9157,7 @@ pub fn gradient_tensorarray(self_: &Tensor, spacing: &[&Tensor], dim: &[i64], ed
 /// `aten::greater.Tensor(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_greater(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(844, "aten::greater.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(844, "aten::greater.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::greater.Tensor(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -9262,7 +9167,7 @@ pub fn greater(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::greater.Scalar(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f_greater_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(845, "aten::greater.Scalar", &[Arg::Tensor(self_), other.into().arg()], Vec::new())
+    call_tensor_flat(845, "aten::greater.Scalar", [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::greater.Scalar(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -9272,7 +9177,7 @@ pub fn greater_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
 /// `aten::greater_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`
 #[inline]
 pub fn f_greater_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(846, "aten::greater_.Scalar", &[Arg::Tensor(self_), other.into().arg()], Vec::new())
+    call_tensor_flat(846, "aten::greater_.Scalar", [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::greater_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -9282,7 +9187,7 @@ pub fn greater_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
 /// `aten::greater_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_greater_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(847, "aten::greater_.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(847, "aten::greater_.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::greater_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -9292,7 +9197,7 @@ pub fn greater_(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::greater_equal.Tensor(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_greater_equal(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(848, "aten::greater_equal.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(848, "aten::greater_equal.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::greater_equal.Tensor(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -9302,7 +9207,7 @@ pub fn greater_equal(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::greater_equal.Scalar(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f_greater_equal_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(849, "aten::greater_equal.Scalar", &[Arg::Tensor(self_), other.into().arg()], Vec::new())
+    call_tensor_flat(849, "aten::greater_equal.Scalar", [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::greater_equal.Scalar(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -9312,7 +9217,7 @@ pub fn greater_equal_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor 
 /// `aten::greater_equal_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`
 #[inline]
 pub fn f_greater_equal_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(850, "aten::greater_equal_.Scalar", &[Arg::Tensor(self_), other.into().arg()], Vec::new())
+    call_tensor_flat(850, "aten::greater_equal_.Scalar", [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::greater_equal_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -9322,7 +9227,7 @@ pub fn greater_equal_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Tensor
 /// `aten::greater_equal_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_greater_equal_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(851, "aten::greater_equal_.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(851, "aten::greater_equal_.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::greater_equal_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -9404,7 +9309,7 @@ pub fn gru_cell(input: &Tensor, hx: &Tensor, w_ih: &Tensor, w_hh: &Tensor, b_ih:
 /// `aten::gt.Tensor(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_gt(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(859, "aten::gt.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(859, "aten::gt.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::gt.Tensor(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -9414,7 +9319,7 @@ pub fn gt(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::gt.Scalar(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f_gt_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(860, "aten::gt.Scalar", &[Arg::Tensor(self_), other.into().arg()], Vec::new())
+    call_tensor_flat(860, "aten::gt.Scalar", [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::gt.Scalar(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -9424,7 +9329,7 @@ pub fn gt_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
 /// `aten::gt_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`
 #[inline]
 pub fn f_gt_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(861, "aten::gt_.Scalar", &[Arg::Tensor(self_), other.into().arg()], Vec::new())
+    call_tensor_flat(861, "aten::gt_.Scalar", [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::gt_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -9434,7 +9339,7 @@ pub fn gt_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
 /// `aten::gt_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_gt_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(862, "aten::gt_.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(862, "aten::gt_.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::gt_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -9534,7 +9439,7 @@ pub fn hann_window_periodic(window_length: i64, periodic: bool, dtype: Option<Dt
 /// `aten::hardshrink(Tensor self, Scalar lambd=0.5) -> Tensor`
 #[inline]
 pub fn f_hardshrink(self_: &Tensor, lambd: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(869, "aten::hardshrink", &[Arg::Tensor(self_), lambd.into().arg()], Vec::new())
+    call_tensor_flat(869, "aten::hardshrink", [Arg::Tensor(self_), lambd.into().arg()])
 }
 /// `aten::hardshrink(Tensor self, Scalar lambd=0.5) -> Tensor`; panics with torch's message.
 #[inline]
@@ -9544,7 +9449,7 @@ pub fn hardshrink(self_: &Tensor, lambd: impl Into<Scalar>) -> Tensor {
 /// `aten::hardsigmoid(Tensor self) -> Tensor`
 #[inline]
 pub fn f_hardsigmoid(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(870, "aten::hardsigmoid", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(870, "aten::hardsigmoid", [Arg::Tensor(self_)])
 }
 /// `aten::hardsigmoid(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -9554,7 +9459,7 @@ pub fn hardsigmoid(self_: &Tensor) -> Tensor {
 /// `aten::hardsigmoid_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_hardsigmoid_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(871, "aten::hardsigmoid_", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(871, "aten::hardsigmoid_", [Arg::Tensor(self_)])
 }
 /// `aten::hardsigmoid_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -9564,7 +9469,7 @@ pub fn hardsigmoid_(self_: &Tensor) -> Tensor {
 /// `aten::hardswish(Tensor self) -> Tensor`
 #[inline]
 pub fn f_hardswish(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(872, "aten::hardswish", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(872, "aten::hardswish", [Arg::Tensor(self_)])
 }
 /// `aten::hardswish(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -9574,7 +9479,7 @@ pub fn hardswish(self_: &Tensor) -> Tensor {
 /// `aten::hardswish_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_hardswish_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(873, "aten::hardswish_", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(873, "aten::hardswish_", [Arg::Tensor(self_)])
 }
 /// `aten::hardswish_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -9584,7 +9489,7 @@ pub fn hardswish_(self_: &Tensor) -> Tensor {
 /// `aten::hardtanh(Tensor self, Scalar min_val=-1, Scalar max_val=1) -> Tensor`
 #[inline]
 pub fn f_hardtanh(self_: &Tensor, min_val: impl Into<Scalar>, max_val: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(874, "aten::hardtanh", &[Arg::Tensor(self_), min_val.into().arg(), max_val.into().arg()], Vec::new())
+    call_tensor_flat(874, "aten::hardtanh", [Arg::Tensor(self_), min_val.into().arg(), max_val.into().arg()])
 }
 /// `aten::hardtanh(Tensor self, Scalar min_val=-1, Scalar max_val=1) -> Tensor`; panics with torch's message.
 #[inline]
@@ -9594,7 +9499,7 @@ pub fn hardtanh(self_: &Tensor, min_val: impl Into<Scalar>, max_val: impl Into<S
 /// `aten::hardtanh_(Tensor(a!) self, Scalar min_val=-1, Scalar max_val=1) -> Tensor(a!)`
 #[inline]
 pub fn f_hardtanh_(self_: &Tensor, min_val: impl Into<Scalar>, max_val: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(875, "aten::hardtanh_", &[Arg::Tensor(self_), min_val.into().arg(), max_val.into().arg()], Vec::new())
+    call_tensor_flat(875, "aten::hardtanh_", [Arg::Tensor(self_), min_val.into().arg(), max_val.into().arg()])
 }
 /// `aten::hardtanh_(Tensor(a!) self, Scalar min_val=-1, Scalar max_val=1) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -9604,10 +9509,7 @@ pub fn hardtanh_(self_: &Tensor, min_val: impl Into<Scalar>, max_val: impl Into<
 /// `aten::hash_tensor(Tensor self, int[1] dim=[], *, bool keepdim=False, int mode=0) -> Tensor`
 #[inline]
 pub fn f_hash_tensor(self_: &Tensor, dim: &[i64], keepdim: bool, mode: i64) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    kw.push(("keepdim", Arg::Boolean(keepdim)));
-    kw.push(("mode", Arg::Int(mode)));
-    call_tensor(876, "aten::hash_tensor", &[Arg::Tensor(self_), Arg::Ints(dim.to_vec())], kw)
+    call_tensor_flat(876, "aten::hash_tensor", [Arg::Tensor(self_), Arg::Ints(dim.to_vec()), Arg::Boolean(keepdim), Arg::Int(mode)])
 }
 /// `aten::hash_tensor(Tensor self, int[1] dim=[], *, bool keepdim=False, int mode=0) -> Tensor`; panics with torch's message.
 #[inline]
@@ -9617,7 +9519,7 @@ pub fn hash_tensor(self_: &Tensor, dim: &[i64], keepdim: bool, mode: i64) -> Ten
 /// `aten::heaviside(Tensor self, Tensor values) -> Tensor`
 #[inline]
 pub fn f_heaviside(self_: &Tensor, values: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(877, "aten::heaviside", &[Arg::Tensor(self_), Arg::Tensor(values)], Vec::new())
+    call_tensor_flat(877, "aten::heaviside", [Arg::Tensor(self_), Arg::Tensor(values)])
 }
 /// `aten::heaviside(Tensor self, Tensor values) -> Tensor`; panics with torch's message.
 #[inline]
@@ -9627,7 +9529,7 @@ pub fn heaviside(self_: &Tensor, values: &Tensor) -> Tensor {
 /// `aten::heaviside_(Tensor(a!) self, Tensor values) -> Tensor(a!)`
 #[inline]
 pub fn f_heaviside_(self_: &Tensor, values: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(878, "aten::heaviside_", &[Arg::Tensor(self_), Arg::Tensor(values)], Vec::new())
+    call_tensor_flat(878, "aten::heaviside_", [Arg::Tensor(self_), Arg::Tensor(values)])
 }
 /// `aten::heaviside_(Tensor(a!) self, Tensor values) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -9637,7 +9539,7 @@ pub fn heaviside_(self_: &Tensor, values: &Tensor) -> Tensor {
 /// `aten::hinge_embedding_loss(Tensor self, Tensor target, float margin=1., int reduction=1) -> Tensor`
 #[inline]
 pub fn f_hinge_embedding_loss(self_: &Tensor, target: &Tensor, margin: f64, reduction: i64) -> Result<Tensor, TorchError> {
-    call_tensor(879, "aten::hinge_embedding_loss", &[Arg::Tensor(self_), Arg::Tensor(target), Arg::Float(margin), Arg::Int(reduction)], Vec::new())
+    call_tensor_flat(879, "aten::hinge_embedding_loss", [Arg::Tensor(self_), Arg::Tensor(target), Arg::Float(margin), Arg::Int(reduction)])
 }
 /// `aten::hinge_embedding_loss(Tensor self, Tensor target, float margin=1., int reduction=1) -> Tensor`; panics with torch's message.
 #[inline]
@@ -9647,7 +9549,7 @@ pub fn hinge_embedding_loss(self_: &Tensor, target: &Tensor, margin: f64, reduct
 /// `aten::histc(Tensor self, int bins=100, Scalar min=0, Scalar max=0) -> Tensor`
 #[inline]
 pub fn f_histc(self_: &Tensor, bins: i64, min: impl Into<Scalar>, max: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(880, "aten::histc", &[Arg::Tensor(self_), Arg::Int(bins), min.into().arg(), max.into().arg()], Vec::new())
+    call_tensor_flat(880, "aten::histc", [Arg::Tensor(self_), Arg::Int(bins), min.into().arg(), max.into().arg()])
 }
 /// `aten::histc(Tensor self, int bins=100, Scalar min=0, Scalar max=0) -> Tensor`; panics with torch's message.
 #[inline]
@@ -9741,7 +9643,7 @@ pub fn hsplit_array(self_: &Tensor, indices: &[i64]) -> Vec<Tensor> {
 /// `aten::hspmm(Tensor mat1, Tensor mat2) -> Tensor`
 #[inline]
 pub fn f_hspmm(mat1: &Tensor, mat2: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(888, "aten::hspmm", &[Arg::Tensor(mat1), Arg::Tensor(mat2)], Vec::new())
+    call_tensor_flat(888, "aten::hspmm", [Arg::Tensor(mat1), Arg::Tensor(mat2)])
 }
 /// `aten::hspmm(Tensor mat1, Tensor mat2) -> Tensor`; panics with torch's message.
 #[inline]
@@ -9751,7 +9653,7 @@ pub fn hspmm(mat1: &Tensor, mat2: &Tensor) -> Tensor {
 /// `aten::hstack(Tensor[] tensors) -> Tensor`
 #[inline]
 pub fn f_hstack(tensors: &[&Tensor]) -> Result<Tensor, TorchError> {
-    call_tensor(889, "aten::hstack", &[Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect())], Vec::new())
+    call_tensor_flat(889, "aten::hstack", [Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect())])
 }
 /// `aten::hstack(Tensor[] tensors) -> Tensor`; panics with torch's message.
 #[inline]
@@ -9761,7 +9663,7 @@ pub fn hstack(tensors: &[&Tensor]) -> Tensor {
 /// `aten::huber_loss(Tensor self, Tensor target, int reduction=1, float delta=1.) -> Tensor`
 #[inline]
 pub fn f_huber_loss(self_: &Tensor, target: &Tensor, reduction: i64, delta: f64) -> Result<Tensor, TorchError> {
-    call_tensor(890, "aten::huber_loss", &[Arg::Tensor(self_), Arg::Tensor(target), Arg::Int(reduction), Arg::Float(delta)], Vec::new())
+    call_tensor_flat(890, "aten::huber_loss", [Arg::Tensor(self_), Arg::Tensor(target), Arg::Int(reduction), Arg::Float(delta)])
 }
 /// `aten::huber_loss(Tensor self, Tensor target, int reduction=1, float delta=1.) -> Tensor`; panics with torch's message.
 #[inline]
@@ -9771,7 +9673,7 @@ pub fn huber_loss(self_: &Tensor, target: &Tensor, reduction: i64, delta: f64) -
 /// `aten::hypot(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_hypot(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(891, "aten::hypot", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(891, "aten::hypot", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::hypot(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -9781,7 +9683,7 @@ pub fn hypot(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::hypot_(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_hypot_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(892, "aten::hypot_", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(892, "aten::hypot_", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::hypot_(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -9791,7 +9693,7 @@ pub fn hypot_(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::i0(Tensor self) -> Tensor`
 #[inline]
 pub fn f_i0(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(893, "aten::i0", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(893, "aten::i0", [Arg::Tensor(self_)])
 }
 /// `aten::i0(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -9801,7 +9703,7 @@ pub fn i0(self_: &Tensor) -> Tensor {
 /// `aten::i0_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_i0_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(894, "aten::i0_", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(894, "aten::i0_", [Arg::Tensor(self_)])
 }
 /// `aten::i0_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -9811,7 +9713,7 @@ pub fn i0_(self_: &Tensor) -> Tensor {
 /// `aten::igamma(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_igamma(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(895, "aten::igamma", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(895, "aten::igamma", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::igamma(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -9821,7 +9723,7 @@ pub fn igamma(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::igamma_(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_igamma_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(896, "aten::igamma_", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(896, "aten::igamma_", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::igamma_(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -9831,7 +9733,7 @@ pub fn igamma_(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::igammac(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_igammac(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(897, "aten::igammac", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(897, "aten::igammac", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::igammac(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -9841,7 +9743,7 @@ pub fn igammac(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::igammac_(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_igammac_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(898, "aten::igammac_", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(898, "aten::igammac_", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::igammac_(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -9861,7 +9763,7 @@ pub fn im2col(self_: &Tensor, kernel_size: &[i64], dilation: &[i64], padding: &[
 /// `aten::imag(Tensor(a) self) -> Tensor(a)`
 #[inline]
 pub fn f_imag(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(900, "aten::imag", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(900, "aten::imag", [Arg::Tensor(self_)])
 }
 /// `aten::imag(Tensor(a) self) -> Tensor(a)`; panics with torch's message.
 #[inline]
@@ -9871,7 +9773,7 @@ pub fn imag(self_: &Tensor) -> Tensor {
 /// `aten::index.Tensor(Tensor self, Tensor?[] indices) -> Tensor`
 #[inline]
 pub fn f_index(self_: &Tensor, indices: &[Option<&Tensor>]) -> Result<Tensor, TorchError> {
-    call_tensor(901, "aten::index.Tensor", &[Arg::Tensor(self_), Arg::Tensors(indices.to_vec())], Vec::new())
+    call_tensor_flat(901, "aten::index.Tensor", [Arg::Tensor(self_), Arg::Tensors(indices.to_vec())])
 }
 /// `aten::index.Tensor(Tensor self, Tensor?[] indices) -> Tensor`; panics with torch's message.
 #[inline]
@@ -9905,7 +9807,7 @@ pub fn index_add_(self_: &Tensor, dim: i64, index: &Tensor, source: &Tensor, alp
 /// `aten::index_copy(Tensor self, int dim, Tensor index, Tensor source) -> Tensor`
 #[inline]
 pub fn f_index_copy(self_: &Tensor, dim: i64, index: &Tensor, source: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(904, "aten::index_copy", &[Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index), Arg::Tensor(source)], Vec::new())
+    call_tensor_flat(904, "aten::index_copy", [Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index), Arg::Tensor(source)])
 }
 /// `aten::index_copy(Tensor self, int dim, Tensor index, Tensor source) -> Tensor`; panics with torch's message.
 #[inline]
@@ -9915,7 +9817,7 @@ pub fn index_copy(self_: &Tensor, dim: i64, index: &Tensor, source: &Tensor) -> 
 /// `aten::index_copy_(Tensor(a!) self, int dim, Tensor index, Tensor source) -> Tensor(a!)`
 #[inline]
 pub fn f_index_copy_(self_: &Tensor, dim: i64, index: &Tensor, source: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(905, "aten::index_copy_", &[Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index), Arg::Tensor(source)], Vec::new())
+    call_tensor_flat(905, "aten::index_copy_", [Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index), Arg::Tensor(source)])
 }
 /// `aten::index_copy_(Tensor(a!) self, int dim, Tensor index, Tensor source) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -9925,7 +9827,7 @@ pub fn index_copy_(self_: &Tensor, dim: i64, index: &Tensor, source: &Tensor) ->
 /// `aten::index_fill.int_Tensor(Tensor self, int dim, Tensor index, Tensor value) -> Tensor`
 #[inline]
 pub fn f_index_fill_int_tensor(self_: &Tensor, dim: i64, index: &Tensor, value: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(906, "aten::index_fill.int_Tensor", &[Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index), Arg::Tensor(value)], Vec::new())
+    call_tensor_flat(906, "aten::index_fill.int_Tensor", [Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index), Arg::Tensor(value)])
 }
 /// `aten::index_fill.int_Tensor(Tensor self, int dim, Tensor index, Tensor value) -> Tensor`; panics with torch's message.
 #[inline]
@@ -9935,7 +9837,7 @@ pub fn index_fill_int_tensor(self_: &Tensor, dim: i64, index: &Tensor, value: &T
 /// `aten::index_fill.int_Scalar(Tensor self, int dim, Tensor index, Scalar value) -> Tensor`
 #[inline]
 pub fn f_index_fill_int_scalar(self_: &Tensor, dim: i64, index: &Tensor, value: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(907, "aten::index_fill.int_Scalar", &[Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index), value.into().arg()], Vec::new())
+    call_tensor_flat(907, "aten::index_fill.int_Scalar", [Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index), value.into().arg()])
 }
 /// `aten::index_fill.int_Scalar(Tensor self, int dim, Tensor index, Scalar value) -> Tensor`; panics with torch's message.
 #[inline]
@@ -9945,7 +9847,7 @@ pub fn index_fill_int_scalar(self_: &Tensor, dim: i64, index: &Tensor, value: im
 /// `aten::index_fill_.int_Tensor(Tensor(a!) self, int dim, Tensor index, Tensor value) -> Tensor(a!)`
 #[inline]
 pub fn f_index_fill_int_tensor_(self_: &Tensor, dim: i64, index: &Tensor, value: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(908, "aten::index_fill_.int_Tensor", &[Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index), Arg::Tensor(value)], Vec::new())
+    call_tensor_flat(908, "aten::index_fill_.int_Tensor", [Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index), Arg::Tensor(value)])
 }
 /// `aten::index_fill_.int_Tensor(Tensor(a!) self, int dim, Tensor index, Tensor value) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -9955,7 +9857,7 @@ pub fn index_fill_int_tensor_(self_: &Tensor, dim: i64, index: &Tensor, value: &
 /// `aten::index_fill_.int_Scalar(Tensor(a!) self, int dim, Tensor index, Scalar value) -> Tensor(a!)`
 #[inline]
 pub fn f_index_fill_int_scalar_(self_: &Tensor, dim: i64, index: &Tensor, value: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(909, "aten::index_fill_.int_Scalar", &[Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index), value.into().arg()], Vec::new())
+    call_tensor_flat(909, "aten::index_fill_.int_Scalar", [Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index), value.into().arg()])
 }
 /// `aten::index_fill_.int_Scalar(Tensor(a!) self, int dim, Tensor index, Scalar value) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -9965,7 +9867,7 @@ pub fn index_fill_int_scalar_(self_: &Tensor, dim: i64, index: &Tensor, value: i
 /// `aten::index_put(Tensor self, Tensor?[] indices, Tensor values, bool accumulate=False) -> Tensor`
 #[inline]
 pub fn f_index_put(self_: &Tensor, indices: &[Option<&Tensor>], values: &Tensor, accumulate: bool) -> Result<Tensor, TorchError> {
-    call_tensor(910, "aten::index_put", &[Arg::Tensor(self_), Arg::Tensors(indices.to_vec()), Arg::Tensor(values), Arg::Boolean(accumulate)], Vec::new())
+    call_tensor_flat(910, "aten::index_put", [Arg::Tensor(self_), Arg::Tensors(indices.to_vec()), Arg::Tensor(values), Arg::Boolean(accumulate)])
 }
 /// `aten::index_put(Tensor self, Tensor?[] indices, Tensor values, bool accumulate=False) -> Tensor`; panics with torch's message.
 #[inline]
@@ -9975,7 +9877,7 @@ pub fn index_put(self_: &Tensor, indices: &[Option<&Tensor>], values: &Tensor, a
 /// `aten::index_put_(Tensor(a!) self, Tensor?[] indices, Tensor values, bool accumulate=False) -> Tensor(a!)`
 #[inline]
 pub fn f_index_put_(self_: &Tensor, indices: &[Option<&Tensor>], values: &Tensor, accumulate: bool) -> Result<Tensor, TorchError> {
-    call_tensor(911, "aten::index_put_", &[Arg::Tensor(self_), Arg::Tensors(indices.to_vec()), Arg::Tensor(values), Arg::Boolean(accumulate)], Vec::new())
+    call_tensor_flat(911, "aten::index_put_", [Arg::Tensor(self_), Arg::Tensors(indices.to_vec()), Arg::Tensor(values), Arg::Boolean(accumulate)])
 }
 /// `aten::index_put_(Tensor(a!) self, Tensor?[] indices, Tensor values, bool accumulate=False) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -10009,7 +9911,7 @@ pub fn index_reduce_(self_: &Tensor, dim: i64, index: &Tensor, source: &Tensor, 
 /// `aten::index_select(Tensor self, int dim, Tensor index) -> Tensor`
 #[inline]
 pub fn f_index_select(self_: &Tensor, dim: i64, index: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(914, "aten::index_select", &[Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index)], Vec::new())
+    call_tensor_flat(914, "aten::index_select", [Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index)])
 }
 /// `aten::index_select(Tensor self, int dim, Tensor index) -> Tensor`; panics with torch's message.
 #[inline]
@@ -10019,7 +9921,7 @@ pub fn index_select(self_: &Tensor, dim: i64, index: &Tensor) -> Tensor {
 /// `aten::indices(Tensor(a) self) -> Tensor(a)`
 #[inline]
 pub fn f_indices(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(915, "aten::indices", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(915, "aten::indices", [Arg::Tensor(self_)])
 }
 /// `aten::indices(Tensor(a) self) -> Tensor(a)`; panics with torch's message.
 #[inline]
@@ -10029,7 +9931,7 @@ pub fn indices(self_: &Tensor) -> Tensor {
 /// `aten::indices_copy(Tensor self) -> Tensor`
 #[inline]
 pub fn f_indices_copy(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(916, "aten::indices_copy", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(916, "aten::indices_copy", [Arg::Tensor(self_)])
 }
 /// `aten::indices_copy(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -10039,7 +9941,7 @@ pub fn indices_copy(self_: &Tensor) -> Tensor {
 /// `aten::inner(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_inner(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(917, "aten::inner", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(917, "aten::inner", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::inner(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -10059,7 +9961,7 @@ pub fn instance_norm(input: &Tensor, weight: Option<&Tensor>, bias: Option<&Tens
 /// `aten::int_repr(Tensor self) -> Tensor`
 #[inline]
 pub fn f_int_repr(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(919, "aten::int_repr", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(919, "aten::int_repr", [Arg::Tensor(self_)])
 }
 /// `aten::int_repr(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -10069,7 +9971,7 @@ pub fn int_repr(self_: &Tensor) -> Tensor {
 /// `aten::inverse(Tensor self) -> Tensor`
 #[inline]
 pub fn f_inverse(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(920, "aten::inverse", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(920, "aten::inverse", [Arg::Tensor(self_)])
 }
 /// `aten::inverse(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -10265,7 +10167,7 @@ pub fn isclose(self_: &Tensor, other: &Tensor, rtol: f64, atol: f64, equal_nan: 
 /// `aten::isfinite(Tensor self) -> Tensor`
 #[inline]
 pub fn f_isfinite(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(938, "aten::isfinite", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(938, "aten::isfinite", [Arg::Tensor(self_)])
 }
 /// `aten::isfinite(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -10275,10 +10177,7 @@ pub fn isfinite(self_: &Tensor) -> Tensor {
 /// `aten::isin.Tensor_Tensor(Tensor elements, Tensor test_elements, *, bool assume_unique=False, bool invert=False) -> Tensor`
 #[inline]
 pub fn f_isin_tensor_tensor(elements: &Tensor, test_elements: &Tensor, assume_unique: bool, invert: bool) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    kw.push(("assume_unique", Arg::Boolean(assume_unique)));
-    kw.push(("invert", Arg::Boolean(invert)));
-    call_tensor(939, "aten::isin.Tensor_Tensor", &[Arg::Tensor(elements), Arg::Tensor(test_elements)], kw)
+    call_tensor_flat(939, "aten::isin.Tensor_Tensor", [Arg::Tensor(elements), Arg::Tensor(test_elements), Arg::Boolean(assume_unique), Arg::Boolean(invert)])
 }
 /// `aten::isin.Tensor_Tensor(Tensor elements, Tensor test_elements, *, bool assume_unique=False, bool invert=False) -> Tensor`; panics with torch's message.
 #[inline]
@@ -10288,10 +10187,7 @@ pub fn isin_tensor_tensor(elements: &Tensor, test_elements: &Tensor, assume_uniq
 /// `aten::isin.Tensor_Scalar(Tensor elements, Scalar test_element, *, bool assume_unique=False, bool invert=False) -> Tensor`
 #[inline]
 pub fn f_isin_tensor_scalar(elements: &Tensor, test_element: impl Into<Scalar>, assume_unique: bool, invert: bool) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    kw.push(("assume_unique", Arg::Boolean(assume_unique)));
-    kw.push(("invert", Arg::Boolean(invert)));
-    call_tensor(940, "aten::isin.Tensor_Scalar", &[Arg::Tensor(elements), test_element.into().arg()], kw)
+    call_tensor_flat(940, "aten::isin.Tensor_Scalar", [Arg::Tensor(elements), test_element.into().arg(), Arg::Boolean(assume_unique), Arg::Boolean(invert)])
 }
 /// `aten::isin.Tensor_Scalar(Tensor elements, Scalar test_element, *, bool assume_unique=False, bool invert=False) -> Tensor`; panics with torch's message.
 #[inline]
@@ -10301,10 +10197,7 @@ pub fn isin_tensor_scalar(elements: &Tensor, test_element: impl Into<Scalar>, as
 /// `aten::isin.Scalar_Tensor(Scalar element, Tensor test_elements, *, bool assume_unique=False, bool invert=False) -> Tensor`
 #[inline]
 pub fn f_isin_scalar_tensor(element: impl Into<Scalar>, test_elements: &Tensor, assume_unique: bool, invert: bool) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    kw.push(("assume_unique", Arg::Boolean(assume_unique)));
-    kw.push(("invert", Arg::Boolean(invert)));
-    call_tensor(941, "aten::isin.Scalar_Tensor", &[element.into().arg(), Arg::Tensor(test_elements)], kw)
+    call_tensor_flat(941, "aten::isin.Scalar_Tensor", [element.into().arg(), Arg::Tensor(test_elements), Arg::Boolean(assume_unique), Arg::Boolean(invert)])
 }
 /// `aten::isin.Scalar_Tensor(Scalar element, Tensor test_elements, *, bool assume_unique=False, bool invert=False) -> Tensor`; panics with torch's message.
 #[inline]
@@ -10314,7 +10207,7 @@ pub fn isin_scalar_tensor(element: impl Into<Scalar>, test_elements: &Tensor, as
 /// `aten::isinf(Tensor self) -> Tensor`
 #[inline]
 pub fn f_isinf(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(942, "aten::isinf", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(942, "aten::isinf", [Arg::Tensor(self_)])
 }
 /// `aten::isinf(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -10324,7 +10217,7 @@ pub fn isinf(self_: &Tensor) -> Tensor {
 /// `aten::isnan(Tensor self) -> Tensor`
 #[inline]
 pub fn f_isnan(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(943, "aten::isnan", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(943, "aten::isnan", [Arg::Tensor(self_)])
 }
 /// `aten::isnan(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -10334,7 +10227,7 @@ pub fn isnan(self_: &Tensor) -> Tensor {
 /// `aten::isneginf(Tensor self) -> Tensor`
 #[inline]
 pub fn f_isneginf(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(944, "aten::isneginf", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(944, "aten::isneginf", [Arg::Tensor(self_)])
 }
 /// `aten::isneginf(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -10344,7 +10237,7 @@ pub fn isneginf(self_: &Tensor) -> Tensor {
 /// `aten::isposinf(Tensor self) -> Tensor`
 #[inline]
 pub fn f_isposinf(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(945, "aten::isposinf", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(945, "aten::isposinf", [Arg::Tensor(self_)])
 }
 /// `aten::isposinf(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -10354,7 +10247,7 @@ pub fn isposinf(self_: &Tensor) -> Tensor {
 /// `aten::isreal(Tensor self) -> Tensor`
 #[inline]
 pub fn f_isreal(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(946, "aten::isreal", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(946, "aten::isreal", [Arg::Tensor(self_)])
 }
 /// `aten::isreal(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -10430,9 +10323,7 @@ pub fn kaiser_window_beta(window_length: i64, periodic: bool, beta: f64, dtype: 
 /// `aten::kl_div(Tensor self, Tensor target, int reduction=1, *, bool log_target=False) -> Tensor`
 #[inline]
 pub fn f_kl_div(self_: &Tensor, target: &Tensor, reduction: i64, log_target: bool) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    kw.push(("log_target", Arg::Boolean(log_target)));
-    call_tensor(952, "aten::kl_div", &[Arg::Tensor(self_), Arg::Tensor(target), Arg::Int(reduction)], kw)
+    call_tensor_flat(952, "aten::kl_div", [Arg::Tensor(self_), Arg::Tensor(target), Arg::Int(reduction), Arg::Boolean(log_target)])
 }
 /// `aten::kl_div(Tensor self, Tensor target, int reduction=1, *, bool log_target=False) -> Tensor`; panics with torch's message.
 #[inline]
@@ -10442,7 +10333,7 @@ pub fn kl_div(self_: &Tensor, target: &Tensor, reduction: i64, log_target: bool)
 /// `aten::kron(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_kron(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(953, "aten::kron", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(953, "aten::kron", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::kron(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -10463,7 +10354,7 @@ pub fn kthvalue(self_: &Tensor, k: i64, dim: i64, keepdim: bool) -> (Tensor, Ten
 /// `aten::l1_loss(Tensor self, Tensor target, int reduction=1) -> Tensor`
 #[inline]
 pub fn f_l1_loss(self_: &Tensor, target: &Tensor, reduction: i64) -> Result<Tensor, TorchError> {
-    call_tensor(955, "aten::l1_loss", &[Arg::Tensor(self_), Arg::Tensor(target), Arg::Int(reduction)], Vec::new())
+    call_tensor_flat(955, "aten::l1_loss", [Arg::Tensor(self_), Arg::Tensor(target), Arg::Int(reduction)])
 }
 /// `aten::l1_loss(Tensor self, Tensor target, int reduction=1) -> Tensor`; panics with torch's message.
 #[inline]
@@ -10483,7 +10374,7 @@ pub fn layer_norm(input: &Tensor, normalized_shape: &[i64], weight: Option<&Tens
 /// `aten::lcm(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_lcm(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(957, "aten::lcm", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(957, "aten::lcm", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::lcm(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -10493,7 +10384,7 @@ pub fn lcm(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::lcm_(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_lcm_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(958, "aten::lcm_", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(958, "aten::lcm_", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::lcm_(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -10503,7 +10394,7 @@ pub fn lcm_(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::ldexp.Tensor(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_ldexp(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(959, "aten::ldexp.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(959, "aten::ldexp.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::ldexp.Tensor(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -10513,7 +10404,7 @@ pub fn ldexp(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::ldexp_(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_ldexp_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(960, "aten::ldexp_", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(960, "aten::ldexp_", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::ldexp_(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -10523,7 +10414,7 @@ pub fn ldexp_(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::le.Tensor(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_le(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(961, "aten::le.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(961, "aten::le.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::le.Tensor(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -10533,7 +10424,7 @@ pub fn le(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::le.Scalar(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f_le_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(962, "aten::le.Scalar", &[Arg::Tensor(self_), other.into().arg()], Vec::new())
+    call_tensor_flat(962, "aten::le.Scalar", [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::le.Scalar(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -10543,7 +10434,7 @@ pub fn le_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
 /// `aten::le_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`
 #[inline]
 pub fn f_le_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(963, "aten::le_.Scalar", &[Arg::Tensor(self_), other.into().arg()], Vec::new())
+    call_tensor_flat(963, "aten::le_.Scalar", [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::le_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -10553,7 +10444,7 @@ pub fn le_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
 /// `aten::le_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_le_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(964, "aten::le_.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(964, "aten::le_.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::le_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -10563,7 +10454,7 @@ pub fn le_(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::leaky_relu(Tensor self, Scalar negative_slope=0.01) -> Tensor`
 #[inline]
 pub fn f_leaky_relu(self_: &Tensor, negative_slope: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(965, "aten::leaky_relu", &[Arg::Tensor(self_), negative_slope.into().arg()], Vec::new())
+    call_tensor_flat(965, "aten::leaky_relu", [Arg::Tensor(self_), negative_slope.into().arg()])
 }
 /// `aten::leaky_relu(Tensor self, Scalar negative_slope=0.01) -> Tensor`; panics with torch's message.
 #[inline]
@@ -10573,7 +10464,7 @@ pub fn leaky_relu(self_: &Tensor, negative_slope: impl Into<Scalar>) -> Tensor {
 /// `aten::leaky_relu_(Tensor(a!) self, Scalar negative_slope=0.01) -> Tensor(a!)`
 #[inline]
 pub fn f_leaky_relu_(self_: &Tensor, negative_slope: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(966, "aten::leaky_relu_", &[Arg::Tensor(self_), negative_slope.into().arg()], Vec::new())
+    call_tensor_flat(966, "aten::leaky_relu_", [Arg::Tensor(self_), negative_slope.into().arg()])
 }
 /// `aten::leaky_relu_(Tensor(a!) self, Scalar negative_slope=0.01) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -10583,7 +10474,7 @@ pub fn leaky_relu_(self_: &Tensor, negative_slope: impl Into<Scalar>) -> Tensor 
 /// `aten::lerp.Scalar(Tensor self, Tensor end, Scalar weight) -> Tensor`
 #[inline]
 pub fn f_lerp_scalar(self_: &Tensor, end: &Tensor, weight: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(967, "aten::lerp.Scalar", &[Arg::Tensor(self_), Arg::Tensor(end), weight.into().arg()], Vec::new())
+    call_tensor_flat(967, "aten::lerp.Scalar", [Arg::Tensor(self_), Arg::Tensor(end), weight.into().arg()])
 }
 /// `aten::lerp.Scalar(Tensor self, Tensor end, Scalar weight) -> Tensor`; panics with torch's message.
 #[inline]
@@ -10593,7 +10484,7 @@ pub fn lerp_scalar(self_: &Tensor, end: &Tensor, weight: impl Into<Scalar>) -> T
 /// `aten::lerp.Tensor(Tensor self, Tensor end, Tensor weight) -> Tensor`
 #[inline]
 pub fn f_lerp(self_: &Tensor, end: &Tensor, weight: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(968, "aten::lerp.Tensor", &[Arg::Tensor(self_), Arg::Tensor(end), Arg::Tensor(weight)], Vec::new())
+    call_tensor_flat(968, "aten::lerp.Tensor", [Arg::Tensor(self_), Arg::Tensor(end), Arg::Tensor(weight)])
 }
 /// `aten::lerp.Tensor(Tensor self, Tensor end, Tensor weight) -> Tensor`; panics with torch's message.
 #[inline]
@@ -10603,7 +10494,7 @@ pub fn lerp(self_: &Tensor, end: &Tensor, weight: &Tensor) -> Tensor {
 /// `aten::lerp_.Scalar(Tensor(a!) self, Tensor end, Scalar weight) -> Tensor(a!)`
 #[inline]
 pub fn f_lerp_scalar_(self_: &Tensor, end: &Tensor, weight: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(969, "aten::lerp_.Scalar", &[Arg::Tensor(self_), Arg::Tensor(end), weight.into().arg()], Vec::new())
+    call_tensor_flat(969, "aten::lerp_.Scalar", [Arg::Tensor(self_), Arg::Tensor(end), weight.into().arg()])
 }
 /// `aten::lerp_.Scalar(Tensor(a!) self, Tensor end, Scalar weight) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -10613,7 +10504,7 @@ pub fn lerp_scalar_(self_: &Tensor, end: &Tensor, weight: impl Into<Scalar>) -> 
 /// `aten::lerp_.Tensor(Tensor(a!) self, Tensor end, Tensor weight) -> Tensor(a!)`
 #[inline]
 pub fn f_lerp_(self_: &Tensor, end: &Tensor, weight: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(970, "aten::lerp_.Tensor", &[Arg::Tensor(self_), Arg::Tensor(end), Arg::Tensor(weight)], Vec::new())
+    call_tensor_flat(970, "aten::lerp_.Tensor", [Arg::Tensor(self_), Arg::Tensor(end), Arg::Tensor(weight)])
 }
 /// `aten::lerp_.Tensor(Tensor(a!) self, Tensor end, Tensor weight) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -10623,7 +10514,7 @@ pub fn lerp_(self_: &Tensor, end: &Tensor, weight: &Tensor) -> Tensor {
 /// `aten::less.Tensor(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_less(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(971, "aten::less.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(971, "aten::less.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::less.Tensor(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -10633,7 +10524,7 @@ pub fn less(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::less.Scalar(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f_less_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(972, "aten::less.Scalar", &[Arg::Tensor(self_), other.into().arg()], Vec::new())
+    call_tensor_flat(972, "aten::less.Scalar", [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::less.Scalar(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -10643,7 +10534,7 @@ pub fn less_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
 /// `aten::less_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`
 #[inline]
 pub fn f_less_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(973, "aten::less_.Scalar", &[Arg::Tensor(self_), other.into().arg()], Vec::new())
+    call_tensor_flat(973, "aten::less_.Scalar", [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::less_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -10653,7 +10544,7 @@ pub fn less_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
 /// `aten::less_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_less_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(974, "aten::less_.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(974, "aten::less_.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::less_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -10663,7 +10554,7 @@ pub fn less_(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::less_equal.Tensor(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_less_equal(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(975, "aten::less_equal.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(975, "aten::less_equal.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::less_equal.Tensor(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -10673,7 +10564,7 @@ pub fn less_equal(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::less_equal.Scalar(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f_less_equal_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(976, "aten::less_equal.Scalar", &[Arg::Tensor(self_), other.into().arg()], Vec::new())
+    call_tensor_flat(976, "aten::less_equal.Scalar", [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::less_equal.Scalar(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -10683,7 +10574,7 @@ pub fn less_equal_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
 /// `aten::less_equal_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`
 #[inline]
 pub fn f_less_equal_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(977, "aten::less_equal_.Scalar", &[Arg::Tensor(self_), other.into().arg()], Vec::new())
+    call_tensor_flat(977, "aten::less_equal_.Scalar", [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::less_equal_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -10693,7 +10584,7 @@ pub fn less_equal_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
 /// `aten::less_equal_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_less_equal_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(978, "aten::less_equal_.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(978, "aten::less_equal_.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::less_equal_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -10703,7 +10594,7 @@ pub fn less_equal_(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::lgamma(Tensor self) -> Tensor`
 #[inline]
 pub fn f_lgamma(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(979, "aten::lgamma", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(979, "aten::lgamma", [Arg::Tensor(self_)])
 }
 /// `aten::lgamma(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -10713,7 +10604,7 @@ pub fn lgamma(self_: &Tensor) -> Tensor {
 /// `aten::lgamma_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_lgamma_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(980, "aten::lgamma_", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(980, "aten::lgamma_", [Arg::Tensor(self_)])
 }
 /// `aten::lgamma_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -10723,7 +10614,7 @@ pub fn lgamma_(self_: &Tensor) -> Tensor {
 /// `aten::lift(Tensor self) -> Tensor`
 #[inline]
 pub fn f_lift(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(981, "aten::lift", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(981, "aten::lift", [Arg::Tensor(self_)])
 }
 /// `aten::lift(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -10733,7 +10624,7 @@ pub fn lift(self_: &Tensor) -> Tensor {
 /// `aten::lift_fresh(Tensor(a) self) -> Tensor(a)`
 #[inline]
 pub fn f_lift_fresh(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(982, "aten::lift_fresh", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(982, "aten::lift_fresh", [Arg::Tensor(self_)])
 }
 /// `aten::lift_fresh(Tensor(a) self) -> Tensor(a)`; panics with torch's message.
 #[inline]
@@ -10743,7 +10634,7 @@ pub fn lift_fresh(self_: &Tensor) -> Tensor {
 /// `aten::lift_fresh_copy(Tensor self) -> Tensor`
 #[inline]
 pub fn f_lift_fresh_copy(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(983, "aten::lift_fresh_copy", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(983, "aten::lift_fresh_copy", [Arg::Tensor(self_)])
 }
 /// `aten::lift_fresh_copy(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -10765,9 +10656,7 @@ pub fn linalg__powsum(self_: &Tensor, ord: impl Into<Scalar>, dim: Option<&[i64]
 /// `aten::linalg_cholesky(Tensor self, *, bool upper=False) -> Tensor`
 #[inline]
 pub fn f_linalg_cholesky(self_: &Tensor, upper: bool) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    kw.push(("upper", Arg::Boolean(upper)));
-    call_tensor(985, "aten::linalg_cholesky", &[Arg::Tensor(self_)], kw)
+    call_tensor_flat(985, "aten::linalg_cholesky", [Arg::Tensor(self_), Arg::Boolean(upper)])
 }
 /// `aten::linalg_cholesky(Tensor self, *, bool upper=False) -> Tensor`; panics with torch's message.
 #[inline]
@@ -10791,7 +10680,7 @@ pub fn linalg_cholesky_ex(self_: &Tensor, upper: bool, check_errors: bool) -> (T
 /// `aten::linalg_cond(Tensor self, Scalar? p=None) -> Tensor`
 #[inline]
 pub fn f_linalg_cond(self_: &Tensor, p: Option<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(987, "aten::linalg_cond", &[Arg::Tensor(self_), p.map_or(Arg::None, |v| v.arg())], Vec::new())
+    call_tensor_flat(987, "aten::linalg_cond", [Arg::Tensor(self_), p.map_or(Arg::None, |v| v.arg())])
 }
 /// `aten::linalg_cond(Tensor self, Scalar? p=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -10801,7 +10690,7 @@ pub fn linalg_cond(self_: &Tensor, p: Option<Scalar>) -> Tensor {
 /// `aten::linalg_cond.p_str(Tensor self, str p) -> Tensor`
 #[inline]
 pub fn f_linalg_cond_p_str(self_: &Tensor, p: &str) -> Result<Tensor, TorchError> {
-    call_tensor(988, "aten::linalg_cond.p_str", &[Arg::Tensor(self_), Arg::Str(p.into())], Vec::new())
+    call_tensor_flat(988, "aten::linalg_cond.p_str", [Arg::Tensor(self_), Arg::Str(p.into())])
 }
 /// `aten::linalg_cond.p_str(Tensor self, str p) -> Tensor`; panics with torch's message.
 #[inline]
@@ -10811,9 +10700,7 @@ pub fn linalg_cond_p_str(self_: &Tensor, p: &str) -> Tensor {
 /// `aten::linalg_cross(Tensor self, Tensor other, *, int dim=-1) -> Tensor`
 #[inline]
 pub fn f_linalg_cross(self_: &Tensor, other: &Tensor, dim: i64) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    kw.push(("dim", Arg::Int(dim)));
-    call_tensor(989, "aten::linalg_cross", &[Arg::Tensor(self_), Arg::Tensor(other)], kw)
+    call_tensor_flat(989, "aten::linalg_cross", [Arg::Tensor(self_), Arg::Tensor(other), Arg::Int(dim)])
 }
 /// `aten::linalg_cross(Tensor self, Tensor other, *, int dim=-1) -> Tensor`; panics with torch's message.
 #[inline]
@@ -10823,7 +10710,7 @@ pub fn linalg_cross(self_: &Tensor, other: &Tensor, dim: i64) -> Tensor {
 /// `aten::linalg_det(Tensor A) -> Tensor`
 #[inline]
 pub fn f_linalg_det(A: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(990, "aten::linalg_det", &[Arg::Tensor(A)], Vec::new())
+    call_tensor_flat(990, "aten::linalg_det", [Arg::Tensor(A)])
 }
 /// `aten::linalg_det(Tensor A) -> Tensor`; panics with torch's message.
 #[inline]
@@ -10833,11 +10720,7 @@ pub fn linalg_det(A: &Tensor) -> Tensor {
 /// `aten::linalg_diagonal(Tensor(a) A, *, int offset=0, int dim1=-2, int dim2=-1) -> Tensor(a)`
 #[inline]
 pub fn f_linalg_diagonal(A: &Tensor, offset: i64, dim1: i64, dim2: i64) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    kw.push(("offset", Arg::Int(offset)));
-    kw.push(("dim1", Arg::Int(dim1)));
-    kw.push(("dim2", Arg::Int(dim2)));
-    call_tensor(991, "aten::linalg_diagonal", &[Arg::Tensor(A)], kw)
+    call_tensor_flat(991, "aten::linalg_diagonal", [Arg::Tensor(A), Arg::Int(offset), Arg::Int(dim1), Arg::Int(dim2)])
 }
 /// `aten::linalg_diagonal(Tensor(a) A, *, int offset=0, int dim1=-2, int dim2=-1) -> Tensor(a)`; panics with torch's message.
 #[inline]
@@ -10869,7 +10752,7 @@ pub fn linalg_eigh(self_: &Tensor, UPLO: &str) -> (Tensor, Tensor) {
 /// `aten::linalg_eigvals(Tensor self) -> Tensor`
 #[inline]
 pub fn f_linalg_eigvals(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(994, "aten::linalg_eigvals", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(994, "aten::linalg_eigvals", [Arg::Tensor(self_)])
 }
 /// `aten::linalg_eigvals(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -10879,7 +10762,7 @@ pub fn linalg_eigvals(self_: &Tensor) -> Tensor {
 /// `aten::linalg_eigvalsh(Tensor self, str UPLO="L") -> Tensor`
 #[inline]
 pub fn f_linalg_eigvalsh(self_: &Tensor, UPLO: &str) -> Result<Tensor, TorchError> {
-    call_tensor(995, "aten::linalg_eigvalsh", &[Arg::Tensor(self_), Arg::Str(UPLO.into())], Vec::new())
+    call_tensor_flat(995, "aten::linalg_eigvalsh", [Arg::Tensor(self_), Arg::Str(UPLO.into())])
 }
 /// `aten::linalg_eigvalsh(Tensor self, str UPLO="L") -> Tensor`; panics with torch's message.
 #[inline]
@@ -10889,7 +10772,7 @@ pub fn linalg_eigvalsh(self_: &Tensor, UPLO: &str) -> Tensor {
 /// `aten::linalg_householder_product(Tensor input, Tensor tau) -> Tensor`
 #[inline]
 pub fn f_linalg_householder_product(input: &Tensor, tau: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(996, "aten::linalg_householder_product", &[Arg::Tensor(input), Arg::Tensor(tau)], Vec::new())
+    call_tensor_flat(996, "aten::linalg_householder_product", [Arg::Tensor(input), Arg::Tensor(tau)])
 }
 /// `aten::linalg_householder_product(Tensor input, Tensor tau) -> Tensor`; panics with torch's message.
 #[inline]
@@ -10899,7 +10782,7 @@ pub fn linalg_householder_product(input: &Tensor, tau: &Tensor) -> Tensor {
 /// `aten::linalg_inv(Tensor A) -> Tensor`
 #[inline]
 pub fn f_linalg_inv(A: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(997, "aten::linalg_inv", &[Arg::Tensor(A)], Vec::new())
+    call_tensor_flat(997, "aten::linalg_inv", [Arg::Tensor(A)])
 }
 /// `aten::linalg_inv(Tensor A) -> Tensor`; panics with torch's message.
 #[inline]
@@ -10949,9 +10832,7 @@ pub fn linalg_ldl_factor_ex(self_: &Tensor, hermitian: bool, check_errors: bool)
 /// `aten::linalg_ldl_solve(Tensor LD, Tensor pivots, Tensor B, *, bool hermitian=False) -> Tensor`
 #[inline]
 pub fn f_linalg_ldl_solve(LD: &Tensor, pivots: &Tensor, B: &Tensor, hermitian: bool) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    kw.push(("hermitian", Arg::Boolean(hermitian)));
-    call_tensor(1001, "aten::linalg_ldl_solve", &[Arg::Tensor(LD), Arg::Tensor(pivots), Arg::Tensor(B)], kw)
+    call_tensor_flat(1001, "aten::linalg_ldl_solve", [Arg::Tensor(LD), Arg::Tensor(pivots), Arg::Tensor(B), Arg::Boolean(hermitian)])
 }
 /// `aten::linalg_ldl_solve(Tensor LD, Tensor pivots, Tensor B, *, bool hermitian=False) -> Tensor`; panics with torch's message.
 #[inline]
@@ -11027,7 +10908,7 @@ pub fn linalg_lu_solve(LU: &Tensor, pivots: &Tensor, B: &Tensor, left: bool, adj
 /// `aten::linalg_matmul(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_linalg_matmul(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1007, "aten::linalg_matmul", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(1007, "aten::linalg_matmul", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::linalg_matmul(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -11037,7 +10918,7 @@ pub fn linalg_matmul(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::linalg_matrix_exp(Tensor self) -> Tensor`
 #[inline]
 pub fn f_linalg_matrix_exp(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1008, "aten::linalg_matrix_exp", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1008, "aten::linalg_matrix_exp", [Arg::Tensor(self_)])
 }
 /// `aten::linalg_matrix_exp(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -11071,7 +10952,7 @@ pub fn linalg_matrix_norm_str_ord(self_: &Tensor, ord: &str, dim: &[i64], keepdi
 /// `aten::linalg_matrix_power(Tensor self, int n) -> Tensor`
 #[inline]
 pub fn f_linalg_matrix_power(self_: &Tensor, n: i64) -> Result<Tensor, TorchError> {
-    call_tensor(1011, "aten::linalg_matrix_power", &[Arg::Tensor(self_), Arg::Int(n)], Vec::new())
+    call_tensor_flat(1011, "aten::linalg_matrix_power", [Arg::Tensor(self_), Arg::Int(n)])
 }
 /// `aten::linalg_matrix_power(Tensor self, int n) -> Tensor`; panics with torch's message.
 #[inline]
@@ -11081,7 +10962,7 @@ pub fn linalg_matrix_power(self_: &Tensor, n: i64) -> Tensor {
 /// `aten::linalg_matrix_rank(Tensor self, float tol, bool hermitian=False) -> Tensor`
 #[inline]
 pub fn f_linalg_matrix_rank(self_: &Tensor, tol: f64, hermitian: bool) -> Result<Tensor, TorchError> {
-    call_tensor(1012, "aten::linalg_matrix_rank", &[Arg::Tensor(self_), Arg::Float(tol), Arg::Boolean(hermitian)], Vec::new())
+    call_tensor_flat(1012, "aten::linalg_matrix_rank", [Arg::Tensor(self_), Arg::Float(tol), Arg::Boolean(hermitian)])
 }
 /// `aten::linalg_matrix_rank(Tensor self, float tol, bool hermitian=False) -> Tensor`; panics with torch's message.
 #[inline]
@@ -11091,7 +10972,7 @@ pub fn linalg_matrix_rank(self_: &Tensor, tol: f64, hermitian: bool) -> Tensor {
 /// `aten::linalg_matrix_rank.tol_tensor(Tensor input, Tensor tol, bool hermitian=False) -> Tensor`
 #[inline]
 pub fn f_linalg_matrix_rank_tol_tensor(input: &Tensor, tol: &Tensor, hermitian: bool) -> Result<Tensor, TorchError> {
-    call_tensor(1013, "aten::linalg_matrix_rank.tol_tensor", &[Arg::Tensor(input), Arg::Tensor(tol), Arg::Boolean(hermitian)], Vec::new())
+    call_tensor_flat(1013, "aten::linalg_matrix_rank.tol_tensor", [Arg::Tensor(input), Arg::Tensor(tol), Arg::Boolean(hermitian)])
 }
 /// `aten::linalg_matrix_rank.tol_tensor(Tensor input, Tensor tol, bool hermitian=False) -> Tensor`; panics with torch's message.
 #[inline]
@@ -11101,11 +10982,7 @@ pub fn linalg_matrix_rank_tol_tensor(input: &Tensor, tol: &Tensor, hermitian: bo
 /// `aten::linalg_matrix_rank.atol_rtol_tensor(Tensor input, *, Tensor? atol=None, Tensor? rtol=None, bool hermitian=False) -> Tensor`
 #[inline]
 pub fn f_linalg_matrix_rank_atol_rtol_tensor(input: &Tensor, atol: Option<&Tensor>, rtol: Option<&Tensor>, hermitian: bool) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    if let Some(v) = atol { kw.push(("atol", Arg::Tensor(v))); }
-    if let Some(v) = rtol { kw.push(("rtol", Arg::Tensor(v))); }
-    kw.push(("hermitian", Arg::Boolean(hermitian)));
-    call_tensor(1014, "aten::linalg_matrix_rank.atol_rtol_tensor", &[Arg::Tensor(input)], kw)
+    call_tensor_flat(1014, "aten::linalg_matrix_rank.atol_rtol_tensor", [Arg::Tensor(input), atol.map_or(Arg::None, |v| Arg::Tensor(v)), rtol.map_or(Arg::None, |v| Arg::Tensor(v)), Arg::Boolean(hermitian)])
 }
 /// `aten::linalg_matrix_rank.atol_rtol_tensor(Tensor input, *, Tensor? atol=None, Tensor? rtol=None, bool hermitian=False) -> Tensor`; panics with torch's message.
 #[inline]
@@ -11115,11 +10992,7 @@ pub fn linalg_matrix_rank_atol_rtol_tensor(input: &Tensor, atol: Option<&Tensor>
 /// `aten::linalg_matrix_rank.atol_rtol_float(Tensor self, *, float? atol=None, float? rtol=None, bool hermitian=False) -> Tensor`
 #[inline]
 pub fn f_linalg_matrix_rank_atol_rtol_float(self_: &Tensor, atol: Option<f64>, rtol: Option<f64>, hermitian: bool) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    if let Some(v) = atol { kw.push(("atol", Arg::Float(v))); }
-    if let Some(v) = rtol { kw.push(("rtol", Arg::Float(v))); }
-    kw.push(("hermitian", Arg::Boolean(hermitian)));
-    call_tensor(1015, "aten::linalg_matrix_rank.atol_rtol_float", &[Arg::Tensor(self_)], kw)
+    call_tensor_flat(1015, "aten::linalg_matrix_rank.atol_rtol_float", [Arg::Tensor(self_), atol.map_or(Arg::None, |v| Arg::Float(v)), rtol.map_or(Arg::None, |v| Arg::Float(v)), Arg::Boolean(hermitian)])
 }
 /// `aten::linalg_matrix_rank.atol_rtol_float(Tensor self, *, float? atol=None, float? rtol=None, bool hermitian=False) -> Tensor`; panics with torch's message.
 #[inline]
@@ -11129,7 +11002,7 @@ pub fn linalg_matrix_rank_atol_rtol_float(self_: &Tensor, atol: Option<f64>, rto
 /// `aten::linalg_multi_dot(Tensor[] tensors) -> Tensor`
 #[inline]
 pub fn f_linalg_multi_dot(tensors: &[&Tensor]) -> Result<Tensor, TorchError> {
-    call_tensor(1016, "aten::linalg_multi_dot", &[Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect())], Vec::new())
+    call_tensor_flat(1016, "aten::linalg_multi_dot", [Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect())])
 }
 /// `aten::linalg_multi_dot(Tensor[] tensors) -> Tensor`; panics with torch's message.
 #[inline]
@@ -11163,7 +11036,7 @@ pub fn linalg_norm_ord_str(self_: &Tensor, ord: &str, dim: Option<&[i64]>, keepd
 /// `aten::linalg_pinv(Tensor self, float rcond, bool hermitian=False) -> Tensor`
 #[inline]
 pub fn f_linalg_pinv(self_: &Tensor, rcond: f64, hermitian: bool) -> Result<Tensor, TorchError> {
-    call_tensor(1019, "aten::linalg_pinv", &[Arg::Tensor(self_), Arg::Float(rcond), Arg::Boolean(hermitian)], Vec::new())
+    call_tensor_flat(1019, "aten::linalg_pinv", [Arg::Tensor(self_), Arg::Float(rcond), Arg::Boolean(hermitian)])
 }
 /// `aten::linalg_pinv(Tensor self, float rcond, bool hermitian=False) -> Tensor`; panics with torch's message.
 #[inline]
@@ -11173,11 +11046,7 @@ pub fn linalg_pinv(self_: &Tensor, rcond: f64, hermitian: bool) -> Tensor {
 /// `aten::linalg_pinv.atol_rtol_float(Tensor self, *, float? atol=None, float? rtol=None, bool hermitian=False) -> Tensor`
 #[inline]
 pub fn f_linalg_pinv_atol_rtol_float(self_: &Tensor, atol: Option<f64>, rtol: Option<f64>, hermitian: bool) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    if let Some(v) = atol { kw.push(("atol", Arg::Float(v))); }
-    if let Some(v) = rtol { kw.push(("rtol", Arg::Float(v))); }
-    kw.push(("hermitian", Arg::Boolean(hermitian)));
-    call_tensor(1020, "aten::linalg_pinv.atol_rtol_float", &[Arg::Tensor(self_)], kw)
+    call_tensor_flat(1020, "aten::linalg_pinv.atol_rtol_float", [Arg::Tensor(self_), atol.map_or(Arg::None, |v| Arg::Float(v)), rtol.map_or(Arg::None, |v| Arg::Float(v)), Arg::Boolean(hermitian)])
 }
 /// `aten::linalg_pinv.atol_rtol_float(Tensor self, *, float? atol=None, float? rtol=None, bool hermitian=False) -> Tensor`; panics with torch's message.
 #[inline]
@@ -11187,11 +11056,7 @@ pub fn linalg_pinv_atol_rtol_float(self_: &Tensor, atol: Option<f64>, rtol: Opti
 /// `aten::linalg_pinv.atol_rtol_tensor(Tensor self, *, Tensor? atol=None, Tensor? rtol=None, bool hermitian=False) -> Tensor`
 #[inline]
 pub fn f_linalg_pinv_atol_rtol_tensor(self_: &Tensor, atol: Option<&Tensor>, rtol: Option<&Tensor>, hermitian: bool) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    if let Some(v) = atol { kw.push(("atol", Arg::Tensor(v))); }
-    if let Some(v) = rtol { kw.push(("rtol", Arg::Tensor(v))); }
-    kw.push(("hermitian", Arg::Boolean(hermitian)));
-    call_tensor(1021, "aten::linalg_pinv.atol_rtol_tensor", &[Arg::Tensor(self_)], kw)
+    call_tensor_flat(1021, "aten::linalg_pinv.atol_rtol_tensor", [Arg::Tensor(self_), atol.map_or(Arg::None, |v| Arg::Tensor(v)), rtol.map_or(Arg::None, |v| Arg::Tensor(v)), Arg::Boolean(hermitian)])
 }
 /// `aten::linalg_pinv.atol_rtol_tensor(Tensor self, *, Tensor? atol=None, Tensor? rtol=None, bool hermitian=False) -> Tensor`; panics with torch's message.
 #[inline]
@@ -11201,7 +11066,7 @@ pub fn linalg_pinv_atol_rtol_tensor(self_: &Tensor, atol: Option<&Tensor>, rtol:
 /// `aten::linalg_pinv.rcond_tensor(Tensor self, Tensor rcond, bool hermitian=False) -> Tensor`
 #[inline]
 pub fn f_linalg_pinv_rcond_tensor(self_: &Tensor, rcond: &Tensor, hermitian: bool) -> Result<Tensor, TorchError> {
-    call_tensor(1022, "aten::linalg_pinv.rcond_tensor", &[Arg::Tensor(self_), Arg::Tensor(rcond), Arg::Boolean(hermitian)], Vec::new())
+    call_tensor_flat(1022, "aten::linalg_pinv.rcond_tensor", [Arg::Tensor(self_), Arg::Tensor(rcond), Arg::Boolean(hermitian)])
 }
 /// `aten::linalg_pinv.rcond_tensor(Tensor self, Tensor rcond, bool hermitian=False) -> Tensor`; panics with torch's message.
 #[inline]
@@ -11233,9 +11098,7 @@ pub fn linalg_slogdet(A: &Tensor) -> (Tensor, Tensor) {
 /// `aten::linalg_solve(Tensor A, Tensor B, *, bool left=True) -> Tensor`
 #[inline]
 pub fn f_linalg_solve(A: &Tensor, B: &Tensor, left: bool) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    kw.push(("left", Arg::Boolean(left)));
-    call_tensor(1025, "aten::linalg_solve", &[Arg::Tensor(A), Arg::Tensor(B)], kw)
+    call_tensor_flat(1025, "aten::linalg_solve", [Arg::Tensor(A), Arg::Tensor(B), Arg::Boolean(left)])
 }
 /// `aten::linalg_solve(Tensor A, Tensor B, *, bool left=True) -> Tensor`; panics with torch's message.
 #[inline]
@@ -11286,9 +11149,7 @@ pub fn linalg_svd(A: &Tensor, full_matrices: bool, driver: Option<&str>) -> (Ten
 /// `aten::linalg_svdvals(Tensor A, *, str? driver=None) -> Tensor`
 #[inline]
 pub fn f_linalg_svdvals(A: &Tensor, driver: Option<&str>) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    if let Some(v) = driver { kw.push(("driver", Arg::Str(v.into()))); }
-    call_tensor(1029, "aten::linalg_svdvals", &[Arg::Tensor(A)], kw)
+    call_tensor_flat(1029, "aten::linalg_svdvals", [Arg::Tensor(A), driver.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::linalg_svdvals(Tensor A, *, str? driver=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -11298,7 +11159,7 @@ pub fn linalg_svdvals(A: &Tensor, driver: Option<&str>) -> Tensor {
 /// `aten::linalg_tensorinv(Tensor self, int ind=2) -> Tensor`
 #[inline]
 pub fn f_linalg_tensorinv(self_: &Tensor, ind: i64) -> Result<Tensor, TorchError> {
-    call_tensor(1030, "aten::linalg_tensorinv", &[Arg::Tensor(self_), Arg::Int(ind)], Vec::new())
+    call_tensor_flat(1030, "aten::linalg_tensorinv", [Arg::Tensor(self_), Arg::Int(ind)])
 }
 /// `aten::linalg_tensorinv(Tensor self, int ind=2) -> Tensor`; panics with torch's message.
 #[inline]
@@ -11308,7 +11169,7 @@ pub fn linalg_tensorinv(self_: &Tensor, ind: i64) -> Tensor {
 /// `aten::linalg_tensorsolve(Tensor self, Tensor other, int[]? dims=None) -> Tensor`
 #[inline]
 pub fn f_linalg_tensorsolve(self_: &Tensor, other: &Tensor, dims: Option<&[i64]>) -> Result<Tensor, TorchError> {
-    call_tensor(1031, "aten::linalg_tensorsolve", &[Arg::Tensor(self_), Arg::Tensor(other), dims.map_or(Arg::None, |v| Arg::Ints(v.to_vec()))], Vec::new())
+    call_tensor_flat(1031, "aten::linalg_tensorsolve", [Arg::Tensor(self_), Arg::Tensor(other), dims.map_or(Arg::None, |v| Arg::Ints(v.to_vec()))])
 }
 /// `aten::linalg_tensorsolve(Tensor self, Tensor other, int[]? dims=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -11318,9 +11179,7 @@ pub fn linalg_tensorsolve(self_: &Tensor, other: &Tensor, dims: Option<&[i64]>) 
 /// `aten::linalg_vander(Tensor x, *, SymInt? N=None) -> Tensor`
 #[inline]
 pub fn f_linalg_vander(x: &Tensor, N: Option<i64>) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    if let Some(v) = N { kw.push(("N", Arg::Int(v))); }
-    call_tensor(1032, "aten::linalg_vander", &[Arg::Tensor(x)], kw)
+    call_tensor_flat(1032, "aten::linalg_vander", [Arg::Tensor(x), N.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::linalg_vander(Tensor x, *, SymInt? N=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -11330,9 +11189,7 @@ pub fn linalg_vander(x: &Tensor, N: Option<i64>) -> Tensor {
 /// `aten::linalg_vecdot(Tensor x, Tensor y, *, int dim=-1) -> Tensor`
 #[inline]
 pub fn f_linalg_vecdot(x: &Tensor, y: &Tensor, dim: i64) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    kw.push(("dim", Arg::Int(dim)));
-    call_tensor(1033, "aten::linalg_vecdot", &[Arg::Tensor(x), Arg::Tensor(y)], kw)
+    call_tensor_flat(1033, "aten::linalg_vecdot", [Arg::Tensor(x), Arg::Tensor(y), Arg::Int(dim)])
 }
 /// `aten::linalg_vecdot(Tensor x, Tensor y, *, int dim=-1) -> Tensor`; panics with torch's message.
 #[inline]
@@ -11354,7 +11211,7 @@ pub fn linalg_vector_norm(self_: &Tensor, ord: impl Into<Scalar>, dim: Option<&[
 /// `aten::linear(Tensor input, Tensor weight, Tensor? bias=None) -> Tensor`
 #[inline]
 pub fn f_linear(input: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor, TorchError> {
-    call_tensor(1035, "aten::linear", &[Arg::Tensor(input), Arg::Tensor(weight), bias.map_or(Arg::None, |v| Arg::Tensor(v))], Vec::new())
+    call_tensor_flat(1035, "aten::linear", [Arg::Tensor(input), Arg::Tensor(weight), bias.map_or(Arg::None, |v| Arg::Tensor(v))])
 }
 /// `aten::linear(Tensor input, Tensor weight, Tensor? bias=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -11424,7 +11281,7 @@ pub fn linspace(start: impl Into<Scalar>, end: impl Into<Scalar>, steps: i64, dt
 /// `aten::log(Tensor self) -> Tensor`
 #[inline]
 pub fn f_log(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1040, "aten::log", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1040, "aten::log", [Arg::Tensor(self_)])
 }
 /// `aten::log(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -11434,7 +11291,7 @@ pub fn log(self_: &Tensor) -> Tensor {
 /// `aten::log10(Tensor self) -> Tensor`
 #[inline]
 pub fn f_log10(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1041, "aten::log10", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1041, "aten::log10", [Arg::Tensor(self_)])
 }
 /// `aten::log10(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -11444,7 +11301,7 @@ pub fn log10(self_: &Tensor) -> Tensor {
 /// `aten::log10_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_log10_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1042, "aten::log10_", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1042, "aten::log10_", [Arg::Tensor(self_)])
 }
 /// `aten::log10_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -11454,7 +11311,7 @@ pub fn log10_(self_: &Tensor) -> Tensor {
 /// `aten::log1p(Tensor self) -> Tensor`
 #[inline]
 pub fn f_log1p(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1043, "aten::log1p", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1043, "aten::log1p", [Arg::Tensor(self_)])
 }
 /// `aten::log1p(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -11464,7 +11321,7 @@ pub fn log1p(self_: &Tensor) -> Tensor {
 /// `aten::log1p_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_log1p_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1044, "aten::log1p_", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1044, "aten::log1p_", [Arg::Tensor(self_)])
 }
 /// `aten::log1p_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -11474,7 +11331,7 @@ pub fn log1p_(self_: &Tensor) -> Tensor {
 /// `aten::log2(Tensor self) -> Tensor`
 #[inline]
 pub fn f_log2(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1045, "aten::log2", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1045, "aten::log2", [Arg::Tensor(self_)])
 }
 /// `aten::log2(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -11484,7 +11341,7 @@ pub fn log2(self_: &Tensor) -> Tensor {
 /// `aten::log2_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_log2_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1046, "aten::log2_", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1046, "aten::log2_", [Arg::Tensor(self_)])
 }
 /// `aten::log2_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -11494,7 +11351,7 @@ pub fn log2_(self_: &Tensor) -> Tensor {
 /// `aten::log_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_log_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1047, "aten::log_", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1047, "aten::log_", [Arg::Tensor(self_)])
 }
 /// `aten::log_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -11504,7 +11361,7 @@ pub fn log_(self_: &Tensor) -> Tensor {
 /// `aten::log_normal(Tensor self, float mean=1., float std=2., *, Generator? generator=None) -> Tensor`
 #[inline]
 pub fn f_log_normal(self_: &Tensor, mean: f64, std: f64) -> Result<Tensor, TorchError> {
-    call_tensor(1048, "aten::log_normal", &[Arg::Tensor(self_), Arg::Float(mean), Arg::Float(std)], Vec::new())
+    call_tensor_flat(1048, "aten::log_normal", [Arg::Tensor(self_), Arg::Float(mean), Arg::Float(std), Arg::None])
 }
 /// `aten::log_normal(Tensor self, float mean=1., float std=2., *, Generator? generator=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -11514,7 +11371,7 @@ pub fn log_normal(self_: &Tensor, mean: f64, std: f64) -> Tensor {
 /// `aten::log_normal_(Tensor(a!) self, float mean=1., float std=2., *, Generator? generator=None) -> Tensor(a!)`
 #[inline]
 pub fn f_log_normal_(self_: &Tensor, mean: f64, std: f64) -> Result<Tensor, TorchError> {
-    call_tensor(1049, "aten::log_normal_", &[Arg::Tensor(self_), Arg::Float(mean), Arg::Float(std)], Vec::new())
+    call_tensor_flat(1049, "aten::log_normal_", [Arg::Tensor(self_), Arg::Float(mean), Arg::Float(std), Arg::None])
 }
 /// `aten::log_normal_(Tensor(a!) self, float mean=1., float std=2., *, Generator? generator=None) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -11524,7 +11381,7 @@ pub fn log_normal_(self_: &Tensor, mean: f64, std: f64) -> Tensor {
 /// `aten::log_sigmoid(Tensor self) -> Tensor`
 #[inline]
 pub fn f_log_sigmoid(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1050, "aten::log_sigmoid", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1050, "aten::log_sigmoid", [Arg::Tensor(self_)])
 }
 /// `aten::log_sigmoid(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -11545,7 +11402,7 @@ pub fn log_sigmoid_forward(self_: &Tensor) -> (Tensor, Tensor) {
 /// `aten::log_softmax.int(Tensor self, int dim, ScalarType? dtype=None) -> Tensor`
 #[inline]
 pub fn f_log_softmax(self_: &Tensor, dim: i64, dtype: Option<Dtype>) -> Result<Tensor, TorchError> {
-    call_tensor(1052, "aten::log_softmax.int", &[Arg::Tensor(self_), Arg::Int(dim), dtype.map_or(Arg::None, |v| Arg::Dtype(v))], Vec::new())
+    call_tensor_flat(1052, "aten::log_softmax.int", [Arg::Tensor(self_), Arg::Int(dim), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
 }
 /// `aten::log_softmax.int(Tensor self, int dim, ScalarType? dtype=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -11555,7 +11412,7 @@ pub fn log_softmax(self_: &Tensor, dim: i64, dtype: Option<Dtype>) -> Tensor {
 /// `aten::logaddexp(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_logaddexp(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1053, "aten::logaddexp", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(1053, "aten::logaddexp", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::logaddexp(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -11565,7 +11422,7 @@ pub fn logaddexp(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::logaddexp2(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_logaddexp2(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1054, "aten::logaddexp2", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(1054, "aten::logaddexp2", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::logaddexp2(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -11575,7 +11432,7 @@ pub fn logaddexp2(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::logcumsumexp(Tensor self, int dim) -> Tensor`
 #[inline]
 pub fn f_logcumsumexp(self_: &Tensor, dim: i64) -> Result<Tensor, TorchError> {
-    call_tensor(1055, "aten::logcumsumexp", &[Arg::Tensor(self_), Arg::Int(dim)], Vec::new())
+    call_tensor_flat(1055, "aten::logcumsumexp", [Arg::Tensor(self_), Arg::Int(dim)])
 }
 /// `aten::logcumsumexp(Tensor self, int dim) -> Tensor`; panics with torch's message.
 #[inline]
@@ -11585,7 +11442,7 @@ pub fn logcumsumexp(self_: &Tensor, dim: i64) -> Tensor {
 /// `aten::logdet(Tensor self) -> Tensor`
 #[inline]
 pub fn f_logdet(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1056, "aten::logdet", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1056, "aten::logdet", [Arg::Tensor(self_)])
 }
 /// `aten::logdet(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -11595,7 +11452,7 @@ pub fn logdet(self_: &Tensor) -> Tensor {
 /// `aten::logical_and(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_logical_and(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1057, "aten::logical_and", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(1057, "aten::logical_and", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::logical_and(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -11605,7 +11462,7 @@ pub fn logical_and(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::logical_and_(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_logical_and_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1058, "aten::logical_and_", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(1058, "aten::logical_and_", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::logical_and_(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -11615,7 +11472,7 @@ pub fn logical_and_(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::logical_not(Tensor self) -> Tensor`
 #[inline]
 pub fn f_logical_not(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1059, "aten::logical_not", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1059, "aten::logical_not", [Arg::Tensor(self_)])
 }
 /// `aten::logical_not(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -11625,7 +11482,7 @@ pub fn logical_not(self_: &Tensor) -> Tensor {
 /// `aten::logical_not_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_logical_not_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1060, "aten::logical_not_", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1060, "aten::logical_not_", [Arg::Tensor(self_)])
 }
 /// `aten::logical_not_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -11635,7 +11492,7 @@ pub fn logical_not_(self_: &Tensor) -> Tensor {
 /// `aten::logical_or(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_logical_or(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1061, "aten::logical_or", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(1061, "aten::logical_or", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::logical_or(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -11645,7 +11502,7 @@ pub fn logical_or(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::logical_or_(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_logical_or_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1062, "aten::logical_or_", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(1062, "aten::logical_or_", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::logical_or_(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -11655,7 +11512,7 @@ pub fn logical_or_(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::logical_xor(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_logical_xor(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1063, "aten::logical_xor", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(1063, "aten::logical_xor", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::logical_xor(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -11665,7 +11522,7 @@ pub fn logical_xor(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::logical_xor_(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_logical_xor_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1064, "aten::logical_xor_", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(1064, "aten::logical_xor_", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::logical_xor_(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -11675,7 +11532,7 @@ pub fn logical_xor_(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::logit(Tensor self, float? eps=None) -> Tensor`
 #[inline]
 pub fn f_logit(self_: &Tensor, eps: Option<f64>) -> Result<Tensor, TorchError> {
-    call_tensor(1065, "aten::logit", &[Arg::Tensor(self_), eps.map_or(Arg::None, |v| Arg::Float(v))], Vec::new())
+    call_tensor_flat(1065, "aten::logit", [Arg::Tensor(self_), eps.map_or(Arg::None, |v| Arg::Float(v))])
 }
 /// `aten::logit(Tensor self, float? eps=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -11685,7 +11542,7 @@ pub fn logit(self_: &Tensor, eps: Option<f64>) -> Tensor {
 /// `aten::logit_(Tensor(a!) self, float? eps=None) -> Tensor(a!)`
 #[inline]
 pub fn f_logit_(self_: &Tensor, eps: Option<f64>) -> Result<Tensor, TorchError> {
-    call_tensor(1066, "aten::logit_", &[Arg::Tensor(self_), eps.map_or(Arg::None, |v| Arg::Float(v))], Vec::new())
+    call_tensor_flat(1066, "aten::logit_", [Arg::Tensor(self_), eps.map_or(Arg::None, |v| Arg::Float(v))])
 }
 /// `aten::logit_(Tensor(a!) self, float? eps=None) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -11755,7 +11612,7 @@ pub fn logspace(start: impl Into<Scalar>, end: impl Into<Scalar>, steps: i64, ba
 /// `aten::logsumexp(Tensor self, int[1] dim, bool keepdim=False) -> Tensor`
 #[inline]
 pub fn f_logsumexp(self_: &Tensor, dim: &[i64], keepdim: bool) -> Result<Tensor, TorchError> {
-    call_tensor(1071, "aten::logsumexp", &[Arg::Tensor(self_), Arg::Ints(dim.to_vec()), Arg::Boolean(keepdim)], Vec::new())
+    call_tensor_flat(1071, "aten::logsumexp", [Arg::Tensor(self_), Arg::Ints(dim.to_vec()), Arg::Boolean(keepdim)])
 }
 /// `aten::logsumexp(Tensor self, int[1] dim, bool keepdim=False) -> Tensor`; panics with torch's message.
 #[inline]
@@ -11798,7 +11655,7 @@ pub fn lstm_cell(input: &Tensor, hx: &[&Tensor], w_ih: &Tensor, w_hh: &Tensor, b
 /// `aten::lt.Tensor(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_lt(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1075, "aten::lt.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(1075, "aten::lt.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::lt.Tensor(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -11808,7 +11665,7 @@ pub fn lt(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::lt.Scalar(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f_lt_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(1076, "aten::lt.Scalar", &[Arg::Tensor(self_), other.into().arg()], Vec::new())
+    call_tensor_flat(1076, "aten::lt.Scalar", [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::lt.Scalar(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -11818,7 +11675,7 @@ pub fn lt_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
 /// `aten::lt_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`
 #[inline]
 pub fn f_lt_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(1077, "aten::lt_.Scalar", &[Arg::Tensor(self_), other.into().arg()], Vec::new())
+    call_tensor_flat(1077, "aten::lt_.Scalar", [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::lt_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -11828,7 +11685,7 @@ pub fn lt_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
 /// `aten::lt_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_lt_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1078, "aten::lt_.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(1078, "aten::lt_.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::lt_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -11838,7 +11695,7 @@ pub fn lt_(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::lu_solve(Tensor self, Tensor LU_data, Tensor LU_pivots) -> Tensor`
 #[inline]
 pub fn f_lu_solve(self_: &Tensor, LU_data: &Tensor, LU_pivots: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1079, "aten::lu_solve", &[Arg::Tensor(self_), Arg::Tensor(LU_data), Arg::Tensor(LU_pivots)], Vec::new())
+    call_tensor_flat(1079, "aten::lu_solve", [Arg::Tensor(self_), Arg::Tensor(LU_data), Arg::Tensor(LU_pivots)])
 }
 /// `aten::lu_solve(Tensor self, Tensor LU_data, Tensor LU_pivots) -> Tensor`; panics with torch's message.
 #[inline]
@@ -11859,7 +11716,7 @@ pub fn lu_unpack(LU_data: &Tensor, LU_pivots: &Tensor, unpack_data: bool, unpack
 /// `aten::mH(Tensor(a) self) -> Tensor(a)`
 #[inline]
 pub fn f_mH(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1081, "aten::mH", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1081, "aten::mH", [Arg::Tensor(self_)])
 }
 /// `aten::mH(Tensor(a) self) -> Tensor(a)`; panics with torch's message.
 #[inline]
@@ -11869,7 +11726,7 @@ pub fn mH(self_: &Tensor) -> Tensor {
 /// `aten::mT(Tensor(a) self) -> Tensor(a)`
 #[inline]
 pub fn f_mT(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1082, "aten::mT", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1082, "aten::mT", [Arg::Tensor(self_)])
 }
 /// `aten::mT(Tensor(a) self) -> Tensor(a)`; panics with torch's message.
 #[inline]
@@ -11889,7 +11746,7 @@ pub fn margin_ranking_loss(input1: &Tensor, input2: &Tensor, target: &Tensor, ma
 /// `aten::masked_fill.Scalar(Tensor self, Tensor mask, Scalar value) -> Tensor`
 #[inline]
 pub fn f_masked_fill_scalar(self_: &Tensor, mask: &Tensor, value: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(1084, "aten::masked_fill.Scalar", &[Arg::Tensor(self_), Arg::Tensor(mask), value.into().arg()], Vec::new())
+    call_tensor_flat(1084, "aten::masked_fill.Scalar", [Arg::Tensor(self_), Arg::Tensor(mask), value.into().arg()])
 }
 /// `aten::masked_fill.Scalar(Tensor self, Tensor mask, Scalar value) -> Tensor`; panics with torch's message.
 #[inline]
@@ -11899,7 +11756,7 @@ pub fn masked_fill_scalar(self_: &Tensor, mask: &Tensor, value: impl Into<Scalar
 /// `aten::masked_fill.Tensor(Tensor self, Tensor mask, Tensor value) -> Tensor`
 #[inline]
 pub fn f_masked_fill(self_: &Tensor, mask: &Tensor, value: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1085, "aten::masked_fill.Tensor", &[Arg::Tensor(self_), Arg::Tensor(mask), Arg::Tensor(value)], Vec::new())
+    call_tensor_flat(1085, "aten::masked_fill.Tensor", [Arg::Tensor(self_), Arg::Tensor(mask), Arg::Tensor(value)])
 }
 /// `aten::masked_fill.Tensor(Tensor self, Tensor mask, Tensor value) -> Tensor`; panics with torch's message.
 #[inline]
@@ -11909,7 +11766,7 @@ pub fn masked_fill(self_: &Tensor, mask: &Tensor, value: &Tensor) -> Tensor {
 /// `aten::masked_fill_.Scalar(Tensor(a!) self, Tensor mask, Scalar value) -> Tensor(a!)`
 #[inline]
 pub fn f_masked_fill_scalar_(self_: &Tensor, mask: &Tensor, value: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(1086, "aten::masked_fill_.Scalar", &[Arg::Tensor(self_), Arg::Tensor(mask), value.into().arg()], Vec::new())
+    call_tensor_flat(1086, "aten::masked_fill_.Scalar", [Arg::Tensor(self_), Arg::Tensor(mask), value.into().arg()])
 }
 /// `aten::masked_fill_.Scalar(Tensor(a!) self, Tensor mask, Scalar value) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -11919,7 +11776,7 @@ pub fn masked_fill_scalar_(self_: &Tensor, mask: &Tensor, value: impl Into<Scala
 /// `aten::masked_fill_.Tensor(Tensor(a!) self, Tensor mask, Tensor value) -> Tensor(a!)`
 #[inline]
 pub fn f_masked_fill_(self_: &Tensor, mask: &Tensor, value: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1087, "aten::masked_fill_.Tensor", &[Arg::Tensor(self_), Arg::Tensor(mask), Arg::Tensor(value)], Vec::new())
+    call_tensor_flat(1087, "aten::masked_fill_.Tensor", [Arg::Tensor(self_), Arg::Tensor(mask), Arg::Tensor(value)])
 }
 /// `aten::masked_fill_.Tensor(Tensor(a!) self, Tensor mask, Tensor value) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -11929,7 +11786,7 @@ pub fn masked_fill_(self_: &Tensor, mask: &Tensor, value: &Tensor) -> Tensor {
 /// `aten::masked_scatter(Tensor self, Tensor mask, Tensor source) -> Tensor`
 #[inline]
 pub fn f_masked_scatter(self_: &Tensor, mask: &Tensor, source: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1088, "aten::masked_scatter", &[Arg::Tensor(self_), Arg::Tensor(mask), Arg::Tensor(source)], Vec::new())
+    call_tensor_flat(1088, "aten::masked_scatter", [Arg::Tensor(self_), Arg::Tensor(mask), Arg::Tensor(source)])
 }
 /// `aten::masked_scatter(Tensor self, Tensor mask, Tensor source) -> Tensor`; panics with torch's message.
 #[inline]
@@ -11939,7 +11796,7 @@ pub fn masked_scatter(self_: &Tensor, mask: &Tensor, source: &Tensor) -> Tensor 
 /// `aten::masked_scatter_(Tensor(a!) self, Tensor mask, Tensor source) -> Tensor(a!)`
 #[inline]
 pub fn f_masked_scatter_(self_: &Tensor, mask: &Tensor, source: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1089, "aten::masked_scatter_", &[Arg::Tensor(self_), Arg::Tensor(mask), Arg::Tensor(source)], Vec::new())
+    call_tensor_flat(1089, "aten::masked_scatter_", [Arg::Tensor(self_), Arg::Tensor(mask), Arg::Tensor(source)])
 }
 /// `aten::masked_scatter_(Tensor(a!) self, Tensor mask, Tensor source) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -11949,7 +11806,7 @@ pub fn masked_scatter_(self_: &Tensor, mask: &Tensor, source: &Tensor) -> Tensor
 /// `aten::masked_select(Tensor self, Tensor mask) -> Tensor`
 #[inline]
 pub fn f_masked_select(self_: &Tensor, mask: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1090, "aten::masked_select", &[Arg::Tensor(self_), Arg::Tensor(mask)], Vec::new())
+    call_tensor_flat(1090, "aten::masked_select", [Arg::Tensor(self_), Arg::Tensor(mask)])
 }
 /// `aten::masked_select(Tensor self, Tensor mask) -> Tensor`; panics with torch's message.
 #[inline]
@@ -11959,7 +11816,7 @@ pub fn masked_select(self_: &Tensor, mask: &Tensor) -> Tensor {
 /// `aten::matmul(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_matmul(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1091, "aten::matmul", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(1091, "aten::matmul", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::matmul(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -11969,7 +11826,7 @@ pub fn matmul(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::matrix_H(Tensor(a) self) -> Tensor(a)`
 #[inline]
 pub fn f_matrix_H(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1092, "aten::matrix_H", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1092, "aten::matrix_H", [Arg::Tensor(self_)])
 }
 /// `aten::matrix_H(Tensor(a) self) -> Tensor(a)`; panics with torch's message.
 #[inline]
@@ -11979,7 +11836,7 @@ pub fn matrix_H(self_: &Tensor) -> Tensor {
 /// `aten::matrix_exp(Tensor self) -> Tensor`
 #[inline]
 pub fn f_matrix_exp(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1093, "aten::matrix_exp", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1093, "aten::matrix_exp", [Arg::Tensor(self_)])
 }
 /// `aten::matrix_exp(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -11989,7 +11846,7 @@ pub fn matrix_exp(self_: &Tensor) -> Tensor {
 /// `aten::matrix_power(Tensor self, int n) -> Tensor`
 #[inline]
 pub fn f_matrix_power(self_: &Tensor, n: i64) -> Result<Tensor, TorchError> {
-    call_tensor(1094, "aten::matrix_power", &[Arg::Tensor(self_), Arg::Int(n)], Vec::new())
+    call_tensor_flat(1094, "aten::matrix_power", [Arg::Tensor(self_), Arg::Int(n)])
 }
 /// `aten::matrix_power(Tensor self, int n) -> Tensor`; panics with torch's message.
 #[inline]
@@ -11999,7 +11856,7 @@ pub fn matrix_power(self_: &Tensor, n: i64) -> Tensor {
 /// `aten::max.other(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_max_other(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1095, "aten::max.other", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(1095, "aten::max.other", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::max.other(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -12009,7 +11866,7 @@ pub fn max_other(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::max(Tensor self) -> Tensor`
 #[inline]
 pub fn f_max(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1096, "aten::max", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1096, "aten::max", [Arg::Tensor(self_)])
 }
 /// `aten::max(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -12093,7 +11950,7 @@ pub fn max_pool3d_with_indices(self_: &Tensor, kernel_size: &[i64], stride: &[i6
 /// `aten::max_unpool2d(Tensor self, Tensor indices, SymInt[2] output_size) -> Tensor`
 #[inline]
 pub fn f_max_unpool2d(self_: &Tensor, indices: &Tensor, output_size: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor(1104, "aten::max_unpool2d", &[Arg::Tensor(self_), Arg::Tensor(indices), Arg::Ints(output_size.to_vec())], Vec::new())
+    call_tensor_flat(1104, "aten::max_unpool2d", [Arg::Tensor(self_), Arg::Tensor(indices), Arg::Ints(output_size.to_vec())])
 }
 /// `aten::max_unpool2d(Tensor self, Tensor indices, SymInt[2] output_size) -> Tensor`; panics with torch's message.
 #[inline]
@@ -12113,7 +11970,7 @@ pub fn max_unpool3d(self_: &Tensor, indices: &Tensor, output_size: &[i64], strid
 /// `aten::maximum(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_maximum(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1106, "aten::maximum", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(1106, "aten::maximum", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::maximum(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -12123,9 +11980,7 @@ pub fn maximum(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::mean(Tensor self, *, ScalarType? dtype=None) -> Tensor`
 #[inline]
 pub fn f_mean(self_: &Tensor, dtype: Option<Dtype>) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    if let Some(v) = dtype { kw.push(("dtype", Arg::Dtype(v))); }
-    call_tensor(1107, "aten::mean", &[Arg::Tensor(self_)], kw)
+    call_tensor_flat(1107, "aten::mean", [Arg::Tensor(self_), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
 }
 /// `aten::mean(Tensor self, *, ScalarType? dtype=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -12135,9 +11990,7 @@ pub fn mean(self_: &Tensor, dtype: Option<Dtype>) -> Tensor {
 /// `aten::mean.dim(Tensor self, int[1]? dim, bool keepdim=False, *, ScalarType? dtype=None) -> Tensor`
 #[inline]
 pub fn f_mean_dim(self_: &Tensor, dim: Option<&[i64]>, keepdim: bool, dtype: Option<Dtype>) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    if let Some(v) = dtype { kw.push(("dtype", Arg::Dtype(v))); }
-    call_tensor(1108, "aten::mean.dim", &[Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(keepdim)], kw)
+    call_tensor_flat(1108, "aten::mean.dim", [Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(keepdim), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
 }
 /// `aten::mean.dim(Tensor self, int[1]? dim, bool keepdim=False, *, ScalarType? dtype=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -12147,7 +12000,7 @@ pub fn mean_dim(self_: &Tensor, dim: Option<&[i64]>, keepdim: bool, dtype: Optio
 /// `aten::median(Tensor self) -> Tensor`
 #[inline]
 pub fn f_median(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1109, "aten::median", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1109, "aten::median", [Arg::Tensor(self_)])
 }
 /// `aten::median(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -12192,7 +12045,7 @@ pub fn meshgrid_indexing(tensors: &[&Tensor], indexing: &str) -> Vec<Tensor> {
 /// `aten::min.other(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_min_other(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1113, "aten::min.other", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(1113, "aten::min.other", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::min.other(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -12202,7 +12055,7 @@ pub fn min_other(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::min(Tensor self) -> Tensor`
 #[inline]
 pub fn f_min(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1114, "aten::min", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1114, "aten::min", [Arg::Tensor(self_)])
 }
 /// `aten::min(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -12223,7 +12076,7 @@ pub fn min_dim(self_: &Tensor, dim: i64, keepdim: bool) -> (Tensor, Tensor) {
 /// `aten::minimum(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_minimum(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1116, "aten::minimum", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(1116, "aten::minimum", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::minimum(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -12327,7 +12180,7 @@ pub fn miopen_rnn(input: &Tensor, weight: &[&Tensor], weight_stride0: i64, hx: &
 /// `aten::mish(Tensor self) -> Tensor`
 #[inline]
 pub fn f_mish(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1126, "aten::mish", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1126, "aten::mish", [Arg::Tensor(self_)])
 }
 /// `aten::mish(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -12337,7 +12190,7 @@ pub fn mish(self_: &Tensor) -> Tensor {
 /// `aten::mish_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_mish_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1127, "aten::mish_", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1127, "aten::mish_", [Arg::Tensor(self_)])
 }
 /// `aten::mish_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -12347,7 +12200,7 @@ pub fn mish_(self_: &Tensor) -> Tensor {
 /// `aten::mm(Tensor self, Tensor mat2) -> Tensor`
 #[inline]
 pub fn f_mm(self_: &Tensor, mat2: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1128, "aten::mm", &[Arg::Tensor(self_), Arg::Tensor(mat2)], Vec::new())
+    call_tensor_flat(1128, "aten::mm", [Arg::Tensor(self_), Arg::Tensor(mat2)])
 }
 /// `aten::mm(Tensor self, Tensor mat2) -> Tensor`; panics with torch's message.
 #[inline]
@@ -12357,7 +12210,7 @@ pub fn mm(self_: &Tensor, mat2: &Tensor) -> Tensor {
 /// `aten::mm.dtype(Tensor self, Tensor mat2, ScalarType out_dtype) -> Tensor`
 #[inline]
 pub fn f_mm_dtype(self_: &Tensor, mat2: &Tensor, out_dtype: Dtype) -> Result<Tensor, TorchError> {
-    call_tensor(1129, "aten::mm.dtype", &[Arg::Tensor(self_), Arg::Tensor(mat2), Arg::Dtype(out_dtype)], Vec::new())
+    call_tensor_flat(1129, "aten::mm.dtype", [Arg::Tensor(self_), Arg::Tensor(mat2), Arg::Dtype(out_dtype)])
 }
 /// `aten::mm.dtype(Tensor self, Tensor mat2, ScalarType out_dtype) -> Tensor`; panics with torch's message.
 #[inline]
@@ -12378,7 +12231,7 @@ pub fn mode(self_: &Tensor, dim: i64, keepdim: bool) -> (Tensor, Tensor) {
 /// `aten::moveaxis.intlist(Tensor(a) self, int[] source, int[] destination) -> Tensor(a)`
 #[inline]
 pub fn f_moveaxis_intlist(self_: &Tensor, source: &[i64], destination: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor(1131, "aten::moveaxis.intlist", &[Arg::Tensor(self_), Arg::Ints(source.to_vec()), Arg::Ints(destination.to_vec())], Vec::new())
+    call_tensor_flat(1131, "aten::moveaxis.intlist", [Arg::Tensor(self_), Arg::Ints(source.to_vec()), Arg::Ints(destination.to_vec())])
 }
 /// `aten::moveaxis.intlist(Tensor(a) self, int[] source, int[] destination) -> Tensor(a)`; panics with torch's message.
 #[inline]
@@ -12388,7 +12241,7 @@ pub fn moveaxis_intlist(self_: &Tensor, source: &[i64], destination: &[i64]) -> 
 /// `aten::moveaxis.int(Tensor(a) self, int source, int destination) -> Tensor(a)`
 #[inline]
 pub fn f_moveaxis(self_: &Tensor, source: i64, destination: i64) -> Result<Tensor, TorchError> {
-    call_tensor(1132, "aten::moveaxis.int", &[Arg::Tensor(self_), Arg::Int(source), Arg::Int(destination)], Vec::new())
+    call_tensor_flat(1132, "aten::moveaxis.int", [Arg::Tensor(self_), Arg::Int(source), Arg::Int(destination)])
 }
 /// `aten::moveaxis.int(Tensor(a) self, int source, int destination) -> Tensor(a)`; panics with torch's message.
 #[inline]
@@ -12398,7 +12251,7 @@ pub fn moveaxis(self_: &Tensor, source: i64, destination: i64) -> Tensor {
 /// `aten::movedim.int(Tensor(a) self, int source, int destination) -> Tensor(a)`
 #[inline]
 pub fn f_movedim(self_: &Tensor, source: i64, destination: i64) -> Result<Tensor, TorchError> {
-    call_tensor(1133, "aten::movedim.int", &[Arg::Tensor(self_), Arg::Int(source), Arg::Int(destination)], Vec::new())
+    call_tensor_flat(1133, "aten::movedim.int", [Arg::Tensor(self_), Arg::Int(source), Arg::Int(destination)])
 }
 /// `aten::movedim.int(Tensor(a) self, int source, int destination) -> Tensor(a)`; panics with torch's message.
 #[inline]
@@ -12408,7 +12261,7 @@ pub fn movedim(self_: &Tensor, source: i64, destination: i64) -> Tensor {
 /// `aten::movedim.intlist(Tensor(a) self, int[] source, int[] destination) -> Tensor(a)`
 #[inline]
 pub fn f_movedim_intlist(self_: &Tensor, source: &[i64], destination: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor(1134, "aten::movedim.intlist", &[Arg::Tensor(self_), Arg::Ints(source.to_vec()), Arg::Ints(destination.to_vec())], Vec::new())
+    call_tensor_flat(1134, "aten::movedim.intlist", [Arg::Tensor(self_), Arg::Ints(source.to_vec()), Arg::Ints(destination.to_vec())])
 }
 /// `aten::movedim.intlist(Tensor(a) self, int[] source, int[] destination) -> Tensor(a)`; panics with torch's message.
 #[inline]
@@ -12418,7 +12271,7 @@ pub fn movedim_intlist(self_: &Tensor, source: &[i64], destination: &[i64]) -> T
 /// `aten::mse_loss(Tensor self, Tensor target, int reduction=1) -> Tensor`
 #[inline]
 pub fn f_mse_loss(self_: &Tensor, target: &Tensor, reduction: i64) -> Result<Tensor, TorchError> {
-    call_tensor(1135, "aten::mse_loss", &[Arg::Tensor(self_), Arg::Tensor(target), Arg::Int(reduction)], Vec::new())
+    call_tensor_flat(1135, "aten::mse_loss", [Arg::Tensor(self_), Arg::Tensor(target), Arg::Int(reduction)])
 }
 /// `aten::mse_loss(Tensor self, Tensor target, int reduction=1) -> Tensor`; panics with torch's message.
 #[inline]
@@ -12428,7 +12281,7 @@ pub fn mse_loss(self_: &Tensor, target: &Tensor, reduction: i64) -> Tensor {
 /// `aten::msort(Tensor self) -> Tensor`
 #[inline]
 pub fn f_msort(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1136, "aten::msort", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1136, "aten::msort", [Arg::Tensor(self_)])
 }
 /// `aten::msort(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -12438,7 +12291,7 @@ pub fn msort(self_: &Tensor) -> Tensor {
 /// `aten::mul.Tensor(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_mul(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1137, "aten::mul.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(1137, "aten::mul.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::mul.Tensor(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -12448,7 +12301,7 @@ pub fn mul(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::mul.Scalar(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f_mul_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(1138, "aten::mul.Scalar", &[Arg::Tensor(self_), other.into().arg()], Vec::new())
+    call_tensor_flat(1138, "aten::mul.Scalar", [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::mul.Scalar(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -12458,7 +12311,7 @@ pub fn mul_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
 /// `aten::mul_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_mul_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1139, "aten::mul_.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(1139, "aten::mul_.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::mul_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -12468,7 +12321,7 @@ pub fn mul_(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::mul_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`
 #[inline]
 pub fn f_mul_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(1140, "aten::mul_.Scalar", &[Arg::Tensor(self_), other.into().arg()], Vec::new())
+    call_tensor_flat(1140, "aten::mul_.Scalar", [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::mul_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -12488,7 +12341,7 @@ pub fn multi_margin_loss(self_: &Tensor, target: &Tensor, p: impl Into<Scalar>, 
 /// `aten::multilabel_margin_loss(Tensor self, Tensor target, int reduction=1) -> Tensor`
 #[inline]
 pub fn f_multilabel_margin_loss(self_: &Tensor, target: &Tensor, reduction: i64) -> Result<Tensor, TorchError> {
-    call_tensor(1142, "aten::multilabel_margin_loss", &[Arg::Tensor(self_), Arg::Tensor(target), Arg::Int(reduction)], Vec::new())
+    call_tensor_flat(1142, "aten::multilabel_margin_loss", [Arg::Tensor(self_), Arg::Tensor(target), Arg::Int(reduction)])
 }
 /// `aten::multilabel_margin_loss(Tensor self, Tensor target, int reduction=1) -> Tensor`; panics with torch's message.
 #[inline]
@@ -12509,7 +12362,7 @@ pub fn multilabel_margin_loss_forward(self_: &Tensor, target: &Tensor, reduction
 /// `aten::multinomial(Tensor self, SymInt num_samples, bool replacement=False, *, Generator? generator=None) -> Tensor`
 #[inline]
 pub fn f_multinomial(self_: &Tensor, num_samples: i64, replacement: bool) -> Result<Tensor, TorchError> {
-    call_tensor(1144, "aten::multinomial", &[Arg::Tensor(self_), Arg::Int(num_samples), Arg::Boolean(replacement)], Vec::new())
+    call_tensor_flat(1144, "aten::multinomial", [Arg::Tensor(self_), Arg::Int(num_samples), Arg::Boolean(replacement), Arg::None])
 }
 /// `aten::multinomial(Tensor self, SymInt num_samples, bool replacement=False, *, Generator? generator=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -12519,7 +12372,7 @@ pub fn multinomial(self_: &Tensor, num_samples: i64, replacement: bool) -> Tenso
 /// `aten::multiply.Tensor(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_multiply(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1145, "aten::multiply.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(1145, "aten::multiply.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::multiply.Tensor(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -12529,7 +12382,7 @@ pub fn multiply(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::multiply.Scalar(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f_multiply_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(1146, "aten::multiply.Scalar", &[Arg::Tensor(self_), other.into().arg()], Vec::new())
+    call_tensor_flat(1146, "aten::multiply.Scalar", [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::multiply.Scalar(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -12539,7 +12392,7 @@ pub fn multiply_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
 /// `aten::multiply_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_multiply_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1147, "aten::multiply_.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(1147, "aten::multiply_.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::multiply_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -12549,7 +12402,7 @@ pub fn multiply_(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::multiply_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`
 #[inline]
 pub fn f_multiply_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(1148, "aten::multiply_.Scalar", &[Arg::Tensor(self_), other.into().arg()], Vec::new())
+    call_tensor_flat(1148, "aten::multiply_.Scalar", [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::multiply_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -12559,7 +12412,7 @@ pub fn multiply_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
 /// `aten::mv(Tensor self, Tensor vec) -> Tensor`
 #[inline]
 pub fn f_mv(self_: &Tensor, vec: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1149, "aten::mv", &[Arg::Tensor(self_), Arg::Tensor(vec)], Vec::new())
+    call_tensor_flat(1149, "aten::mv", [Arg::Tensor(self_), Arg::Tensor(vec)])
 }
 /// `aten::mv(Tensor self, Tensor vec) -> Tensor`; panics with torch's message.
 #[inline]
@@ -12569,7 +12422,7 @@ pub fn mv(self_: &Tensor, vec: &Tensor) -> Tensor {
 /// `aten::mvlgamma(Tensor self, int p) -> Tensor`
 #[inline]
 pub fn f_mvlgamma(self_: &Tensor, p: i64) -> Result<Tensor, TorchError> {
-    call_tensor(1150, "aten::mvlgamma", &[Arg::Tensor(self_), Arg::Int(p)], Vec::new())
+    call_tensor_flat(1150, "aten::mvlgamma", [Arg::Tensor(self_), Arg::Int(p)])
 }
 /// `aten::mvlgamma(Tensor self, int p) -> Tensor`; panics with torch's message.
 #[inline]
@@ -12579,7 +12432,7 @@ pub fn mvlgamma(self_: &Tensor, p: i64) -> Tensor {
 /// `aten::mvlgamma_(Tensor(a!) self, int p) -> Tensor(a!)`
 #[inline]
 pub fn f_mvlgamma_(self_: &Tensor, p: i64) -> Result<Tensor, TorchError> {
-    call_tensor(1151, "aten::mvlgamma_", &[Arg::Tensor(self_), Arg::Int(p)], Vec::new())
+    call_tensor_flat(1151, "aten::mvlgamma_", [Arg::Tensor(self_), Arg::Int(p)])
 }
 /// `aten::mvlgamma_(Tensor(a!) self, int p) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -12589,7 +12442,7 @@ pub fn mvlgamma_(self_: &Tensor, p: i64) -> Tensor {
 /// `aten::nan_to_num(Tensor self, float? nan=None, float? posinf=None, float? neginf=None) -> Tensor`
 #[inline]
 pub fn f_nan_to_num(self_: &Tensor, nan: Option<f64>, posinf: Option<f64>, neginf: Option<f64>) -> Result<Tensor, TorchError> {
-    call_tensor(1152, "aten::nan_to_num", &[Arg::Tensor(self_), nan.map_or(Arg::None, |v| Arg::Float(v)), posinf.map_or(Arg::None, |v| Arg::Float(v)), neginf.map_or(Arg::None, |v| Arg::Float(v))], Vec::new())
+    call_tensor_flat(1152, "aten::nan_to_num", [Arg::Tensor(self_), nan.map_or(Arg::None, |v| Arg::Float(v)), posinf.map_or(Arg::None, |v| Arg::Float(v)), neginf.map_or(Arg::None, |v| Arg::Float(v))])
 }
 /// `aten::nan_to_num(Tensor self, float? nan=None, float? posinf=None, float? neginf=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -12599,7 +12452,7 @@ pub fn nan_to_num(self_: &Tensor, nan: Option<f64>, posinf: Option<f64>, neginf:
 /// `aten::nan_to_num_(Tensor(a!) self, float? nan=None, float? posinf=None, float? neginf=None) -> Tensor(a!)`
 #[inline]
 pub fn f_nan_to_num_(self_: &Tensor, nan: Option<f64>, posinf: Option<f64>, neginf: Option<f64>) -> Result<Tensor, TorchError> {
-    call_tensor(1153, "aten::nan_to_num_", &[Arg::Tensor(self_), nan.map_or(Arg::None, |v| Arg::Float(v)), posinf.map_or(Arg::None, |v| Arg::Float(v)), neginf.map_or(Arg::None, |v| Arg::Float(v))], Vec::new())
+    call_tensor_flat(1153, "aten::nan_to_num_", [Arg::Tensor(self_), nan.map_or(Arg::None, |v| Arg::Float(v)), posinf.map_or(Arg::None, |v| Arg::Float(v)), neginf.map_or(Arg::None, |v| Arg::Float(v))])
 }
 /// `aten::nan_to_num_(Tensor(a!) self, float? nan=None, float? posinf=None, float? neginf=None) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -12609,9 +12462,7 @@ pub fn nan_to_num_(self_: &Tensor, nan: Option<f64>, posinf: Option<f64>, neginf
 /// `aten::nanmean(Tensor self, int[1]? dim=None, bool keepdim=False, *, ScalarType? dtype=None) -> Tensor`
 #[inline]
 pub fn f_nanmean(self_: &Tensor, dim: Option<&[i64]>, keepdim: bool, dtype: Option<Dtype>) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    if let Some(v) = dtype { kw.push(("dtype", Arg::Dtype(v))); }
-    call_tensor(1154, "aten::nanmean", &[Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(keepdim)], kw)
+    call_tensor_flat(1154, "aten::nanmean", [Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(keepdim), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
 }
 /// `aten::nanmean(Tensor self, int[1]? dim=None, bool keepdim=False, *, ScalarType? dtype=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -12621,7 +12472,7 @@ pub fn nanmean(self_: &Tensor, dim: Option<&[i64]>, keepdim: bool, dtype: Option
 /// `aten::nanmedian(Tensor self) -> Tensor`
 #[inline]
 pub fn f_nanmedian(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1155, "aten::nanmedian", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1155, "aten::nanmedian", [Arg::Tensor(self_)])
 }
 /// `aten::nanmedian(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -12666,9 +12517,7 @@ pub fn nanquantile_scalar(self_: &Tensor, q: f64, dim: Option<i64>, keepdim: boo
 /// `aten::nansum(Tensor self, int[1]? dim=None, bool keepdim=False, *, ScalarType? dtype=None) -> Tensor`
 #[inline]
 pub fn f_nansum(self_: &Tensor, dim: Option<&[i64]>, keepdim: bool, dtype: Option<Dtype>) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    if let Some(v) = dtype { kw.push(("dtype", Arg::Dtype(v))); }
-    call_tensor(1159, "aten::nansum", &[Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(keepdim)], kw)
+    call_tensor_flat(1159, "aten::nansum", [Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(keepdim), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
 }
 /// `aten::nansum(Tensor self, int[1]? dim=None, bool keepdim=False, *, ScalarType? dtype=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -12678,7 +12527,7 @@ pub fn nansum(self_: &Tensor, dim: Option<&[i64]>, keepdim: bool, dtype: Option<
 /// `aten::narrow(Tensor(a) self, int dim, SymInt start, SymInt length) -> Tensor(a)`
 #[inline]
 pub fn f_narrow(self_: &Tensor, dim: i64, start: i64, length: i64) -> Result<Tensor, TorchError> {
-    call_tensor(1160, "aten::narrow", &[Arg::Tensor(self_), Arg::Int(dim), Arg::Int(start), Arg::Int(length)], Vec::new())
+    call_tensor_flat(1160, "aten::narrow", [Arg::Tensor(self_), Arg::Int(dim), Arg::Int(start), Arg::Int(length)])
 }
 /// `aten::narrow(Tensor(a) self, int dim, SymInt start, SymInt length) -> Tensor(a)`; panics with torch's message.
 #[inline]
@@ -12688,7 +12537,7 @@ pub fn narrow(self_: &Tensor, dim: i64, start: i64, length: i64) -> Tensor {
 /// `aten::narrow.Tensor(Tensor(a) self, int dim, Tensor start, SymInt length) -> Tensor(a)`
 #[inline]
 pub fn f_narrow_tensor(self_: &Tensor, dim: i64, start: &Tensor, length: i64) -> Result<Tensor, TorchError> {
-    call_tensor(1161, "aten::narrow.Tensor", &[Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(start), Arg::Int(length)], Vec::new())
+    call_tensor_flat(1161, "aten::narrow.Tensor", [Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(start), Arg::Int(length)])
 }
 /// `aten::narrow.Tensor(Tensor(a) self, int dim, Tensor start, SymInt length) -> Tensor(a)`; panics with torch's message.
 #[inline]
@@ -12698,7 +12547,7 @@ pub fn narrow_tensor(self_: &Tensor, dim: i64, start: &Tensor, length: i64) -> T
 /// `aten::narrow_copy(Tensor self, int dim, SymInt start, SymInt length) -> Tensor`
 #[inline]
 pub fn f_narrow_copy(self_: &Tensor, dim: i64, start: i64, length: i64) -> Result<Tensor, TorchError> {
-    call_tensor(1162, "aten::narrow_copy", &[Arg::Tensor(self_), Arg::Int(dim), Arg::Int(start), Arg::Int(length)], Vec::new())
+    call_tensor_flat(1162, "aten::narrow_copy", [Arg::Tensor(self_), Arg::Int(dim), Arg::Int(start), Arg::Int(length)])
 }
 /// `aten::narrow_copy(Tensor self, int dim, SymInt start, SymInt length) -> Tensor`; panics with torch's message.
 #[inline]
@@ -12719,7 +12568,7 @@ pub fn native_batch_norm(input: &Tensor, weight: Option<&Tensor>, bias: Option<&
 /// `aten::native_channel_shuffle(Tensor self, SymInt groups) -> Tensor`
 #[inline]
 pub fn f_native_channel_shuffle(self_: &Tensor, groups: i64) -> Result<Tensor, TorchError> {
-    call_tensor(1164, "aten::native_channel_shuffle", &[Arg::Tensor(self_), Arg::Int(groups)], Vec::new())
+    call_tensor_flat(1164, "aten::native_channel_shuffle", [Arg::Tensor(self_), Arg::Int(groups)])
 }
 /// `aten::native_channel_shuffle(Tensor self, SymInt groups) -> Tensor`; panics with torch's message.
 #[inline]
@@ -12762,7 +12611,7 @@ pub fn native_layer_norm(input: &Tensor, normalized_shape: &[i64], weight: Optio
 /// `aten::native_norm(Tensor self, Scalar p=2) -> Tensor`
 #[inline]
 pub fn f_native_norm(self_: &Tensor, p: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(1168, "aten::native_norm", &[Arg::Tensor(self_), p.into().arg()], Vec::new())
+    call_tensor_flat(1168, "aten::native_norm", [Arg::Tensor(self_), p.into().arg()])
 }
 /// `aten::native_norm(Tensor self, Scalar p=2) -> Tensor`; panics with torch's message.
 #[inline]
@@ -12782,7 +12631,7 @@ pub fn native_norm_scalaropt_dim_dtype(self_: &Tensor, p: Option<Scalar>, dim: &
 /// `aten::ne.Tensor(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_ne(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1170, "aten::ne.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(1170, "aten::ne.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::ne.Tensor(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -12792,7 +12641,7 @@ pub fn ne(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::ne.Scalar(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f_ne_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(1171, "aten::ne.Scalar", &[Arg::Tensor(self_), other.into().arg()], Vec::new())
+    call_tensor_flat(1171, "aten::ne.Scalar", [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::ne.Scalar(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -12802,7 +12651,7 @@ pub fn ne_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
 /// `aten::ne_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`
 #[inline]
 pub fn f_ne_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(1172, "aten::ne_.Scalar", &[Arg::Tensor(self_), other.into().arg()], Vec::new())
+    call_tensor_flat(1172, "aten::ne_.Scalar", [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::ne_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -12812,7 +12661,7 @@ pub fn ne_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
 /// `aten::ne_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_ne_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1173, "aten::ne_.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(1173, "aten::ne_.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::ne_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -12822,7 +12671,7 @@ pub fn ne_(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::neg(Tensor self) -> Tensor`
 #[inline]
 pub fn f_neg(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1174, "aten::neg", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1174, "aten::neg", [Arg::Tensor(self_)])
 }
 /// `aten::neg(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -12832,7 +12681,7 @@ pub fn neg(self_: &Tensor) -> Tensor {
 /// `aten::neg_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_neg_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1175, "aten::neg_", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1175, "aten::neg_", [Arg::Tensor(self_)])
 }
 /// `aten::neg_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -12842,7 +12691,7 @@ pub fn neg_(self_: &Tensor) -> Tensor {
 /// `aten::negative(Tensor self) -> Tensor`
 #[inline]
 pub fn f_negative(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1176, "aten::negative", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1176, "aten::negative", [Arg::Tensor(self_)])
 }
 /// `aten::negative(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -12852,7 +12701,7 @@ pub fn negative(self_: &Tensor) -> Tensor {
 /// `aten::negative_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_negative_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1177, "aten::negative_", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1177, "aten::negative_", [Arg::Tensor(self_)])
 }
 /// `aten::negative_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -12862,7 +12711,7 @@ pub fn negative_(self_: &Tensor) -> Tensor {
 /// `aten::nested_to_padded_tensor(Tensor self, float padding, int[]? output_size=None) -> Tensor`
 #[inline]
 pub fn f_nested_to_padded_tensor(self_: &Tensor, padding: f64, output_size: Option<&[i64]>) -> Result<Tensor, TorchError> {
-    call_tensor(1178, "aten::nested_to_padded_tensor", &[Arg::Tensor(self_), Arg::Float(padding), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec()))], Vec::new())
+    call_tensor_flat(1178, "aten::nested_to_padded_tensor", [Arg::Tensor(self_), Arg::Float(padding), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec()))])
 }
 /// `aten::nested_to_padded_tensor(Tensor self, float padding, int[]? output_size=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -12947,7 +12796,7 @@ pub fn new_zeros(self_: &Tensor, size: &[i64], dtype: Option<Dtype>, layout: Opt
 /// `aten::nextafter(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_nextafter(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1184, "aten::nextafter", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(1184, "aten::nextafter", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::nextafter(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -12957,7 +12806,7 @@ pub fn nextafter(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::nextafter_(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_nextafter_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1185, "aten::nextafter_", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(1185, "aten::nextafter_", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::nextafter_(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -13019,7 +12868,7 @@ pub fn nll_loss_nd(self_: &Tensor, target: &Tensor, weight: Option<&Tensor>, red
 /// `aten::nonzero(Tensor self) -> Tensor`
 #[inline]
 pub fn f_nonzero(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1191, "aten::nonzero", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1191, "aten::nonzero", [Arg::Tensor(self_)])
 }
 /// `aten::nonzero(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -13040,10 +12889,7 @@ pub fn nonzero_numpy(self_: &Tensor) -> Vec<Tensor> {
 /// `aten::nonzero_static(Tensor self, *, SymInt size, int fill_value=-1) -> Tensor`
 #[inline]
 pub fn f_nonzero_static(self_: &Tensor, size: i64, fill_value: i64) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    kw.push(("size", Arg::Int(size)));
-    kw.push(("fill_value", Arg::Int(fill_value)));
-    call_tensor(1193, "aten::nonzero_static", &[Arg::Tensor(self_)], kw)
+    call_tensor_flat(1193, "aten::nonzero_static", [Arg::Tensor(self_), Arg::Int(size), Arg::Int(fill_value)])
 }
 /// `aten::nonzero_static(Tensor self, *, SymInt size, int fill_value=-1) -> Tensor`; panics with torch's message.
 #[inline]
@@ -13053,7 +12899,7 @@ pub fn nonzero_static(self_: &Tensor, size: i64, fill_value: i64) -> Tensor {
 /// `aten::norm.Scalar(Tensor self, Scalar p=2) -> Tensor`
 #[inline]
 pub fn f_norm_scalar(self_: &Tensor, p: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(1194, "aten::norm.Scalar", &[Arg::Tensor(self_), p.into().arg()], Vec::new())
+    call_tensor_flat(1194, "aten::norm.Scalar", [Arg::Tensor(self_), p.into().arg()])
 }
 /// `aten::norm.Scalar(Tensor self, Scalar p=2) -> Tensor`; panics with torch's message.
 #[inline]
@@ -13063,7 +12909,7 @@ pub fn norm_scalar(self_: &Tensor, p: impl Into<Scalar>) -> Tensor {
 /// `aten::norm.ScalarOpt_dim(Tensor self, Scalar? p, int[1] dim, bool keepdim=False) -> Tensor`
 #[inline]
 pub fn f_norm_scalaropt_dim(self_: &Tensor, p: Option<Scalar>, dim: &[i64], keepdim: bool) -> Result<Tensor, TorchError> {
-    call_tensor(1195, "aten::norm.ScalarOpt_dim", &[Arg::Tensor(self_), p.map_or(Arg::None, |v| v.arg()), Arg::Ints(dim.to_vec()), Arg::Boolean(keepdim)], Vec::new())
+    call_tensor_flat(1195, "aten::norm.ScalarOpt_dim", [Arg::Tensor(self_), p.map_or(Arg::None, |v| v.arg()), Arg::Ints(dim.to_vec()), Arg::Boolean(keepdim)])
 }
 /// `aten::norm.ScalarOpt_dim(Tensor self, Scalar? p, int[1] dim, bool keepdim=False) -> Tensor`; panics with torch's message.
 #[inline]
@@ -13085,9 +12931,7 @@ pub fn norm_scalaropt_dim_dtype(self_: &Tensor, p: Option<Scalar>, dim: &[i64], 
 /// `aten::norm.ScalarOpt_dtype(Tensor self, Scalar? p, *, ScalarType dtype) -> Tensor`
 #[inline]
 pub fn f_norm_scalaropt_dtype(self_: &Tensor, p: Option<Scalar>, dtype: Dtype) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    kw.push(("dtype", Arg::Dtype(dtype)));
-    call_tensor(1197, "aten::norm.ScalarOpt_dtype", &[Arg::Tensor(self_), p.map_or(Arg::None, |v| v.arg())], kw)
+    call_tensor_flat(1197, "aten::norm.ScalarOpt_dtype", [Arg::Tensor(self_), p.map_or(Arg::None, |v| v.arg()), Arg::Dtype(dtype)])
 }
 /// `aten::norm.ScalarOpt_dtype(Tensor self, Scalar? p, *, ScalarType dtype) -> Tensor`; panics with torch's message.
 #[inline]
@@ -13097,7 +12941,7 @@ pub fn norm_scalaropt_dtype(self_: &Tensor, p: Option<Scalar>, dtype: Dtype) -> 
 /// `aten::norm_except_dim(Tensor v, int pow=2, int dim=0) -> Tensor`
 #[inline]
 pub fn f_norm_except_dim(v: &Tensor, pow: i64, dim: i64) -> Result<Tensor, TorchError> {
-    call_tensor(1198, "aten::norm_except_dim", &[Arg::Tensor(v), Arg::Int(pow), Arg::Int(dim)], Vec::new())
+    call_tensor_flat(1198, "aten::norm_except_dim", [Arg::Tensor(v), Arg::Int(pow), Arg::Int(dim)])
 }
 /// `aten::norm_except_dim(Tensor v, int pow=2, int dim=0) -> Tensor`; panics with torch's message.
 #[inline]
@@ -13107,7 +12951,7 @@ pub fn norm_except_dim(v: &Tensor, pow: i64, dim: i64) -> Tensor {
 /// `aten::normal.Tensor_float(Tensor mean, float std=1., *, Generator? generator=None) -> Tensor`
 #[inline]
 pub fn f_normal_tensor_float(mean: &Tensor, std: f64) -> Result<Tensor, TorchError> {
-    call_tensor(1199, "aten::normal.Tensor_float", &[Arg::Tensor(mean), Arg::Float(std)], Vec::new())
+    call_tensor_flat(1199, "aten::normal.Tensor_float", [Arg::Tensor(mean), Arg::Float(std), Arg::None])
 }
 /// `aten::normal.Tensor_float(Tensor mean, float std=1., *, Generator? generator=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -13117,7 +12961,7 @@ pub fn normal_tensor_float(mean: &Tensor, std: f64) -> Tensor {
 /// `aten::normal.float_Tensor(float mean, Tensor std, *, Generator? generator=None) -> Tensor`
 #[inline]
 pub fn f_normal_float_tensor(mean: f64, std: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1200, "aten::normal.float_Tensor", &[Arg::Float(mean), Arg::Tensor(std)], Vec::new())
+    call_tensor_flat(1200, "aten::normal.float_Tensor", [Arg::Float(mean), Arg::Tensor(std), Arg::None])
 }
 /// `aten::normal.float_Tensor(float mean, Tensor std, *, Generator? generator=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -13127,7 +12971,7 @@ pub fn normal_float_tensor(mean: f64, std: &Tensor) -> Tensor {
 /// `aten::normal.Tensor_Tensor(Tensor mean, Tensor std, *, Generator? generator=None) -> Tensor`
 #[inline]
 pub fn f_normal_tensor_tensor(mean: &Tensor, std: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1201, "aten::normal.Tensor_Tensor", &[Arg::Tensor(mean), Arg::Tensor(std)], Vec::new())
+    call_tensor_flat(1201, "aten::normal.Tensor_Tensor", [Arg::Tensor(mean), Arg::Tensor(std), Arg::None])
 }
 /// `aten::normal.Tensor_Tensor(Tensor mean, Tensor std, *, Generator? generator=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -13152,7 +12996,7 @@ pub fn normal_float_float(mean: f64, std: f64, size: &[i64], dtype: Option<Dtype
 /// `aten::normal_(Tensor(a!) self, float mean=0., float std=1., *, Generator? generator=None) -> Tensor(a!)`
 #[inline]
 pub fn f_normal_(self_: &Tensor, mean: f64, std: f64) -> Result<Tensor, TorchError> {
-    call_tensor(1203, "aten::normal_", &[Arg::Tensor(self_), Arg::Float(mean), Arg::Float(std)], Vec::new())
+    call_tensor_flat(1203, "aten::normal_", [Arg::Tensor(self_), Arg::Float(mean), Arg::Float(std), Arg::None])
 }
 /// `aten::normal_(Tensor(a!) self, float mean=0., float std=1., *, Generator? generator=None) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -13162,7 +13006,7 @@ pub fn normal_(self_: &Tensor, mean: f64, std: f64) -> Tensor {
 /// `aten::normal_functional(Tensor self, float mean=0., float std=1., *, Generator? generator=None) -> Tensor`
 #[inline]
 pub fn f_normal_functional(self_: &Tensor, mean: f64, std: f64) -> Result<Tensor, TorchError> {
-    call_tensor(1204, "aten::normal_functional", &[Arg::Tensor(self_), Arg::Float(mean), Arg::Float(std)], Vec::new())
+    call_tensor_flat(1204, "aten::normal_functional", [Arg::Tensor(self_), Arg::Float(mean), Arg::Float(std), Arg::None])
 }
 /// `aten::normal_functional(Tensor self, float mean=0., float std=1., *, Generator? generator=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -13172,7 +13016,7 @@ pub fn normal_functional(self_: &Tensor, mean: f64, std: f64) -> Tensor {
 /// `aten::not_equal.Tensor(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_not_equal(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1205, "aten::not_equal.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(1205, "aten::not_equal.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::not_equal.Tensor(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -13182,7 +13026,7 @@ pub fn not_equal(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::not_equal.Scalar(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f_not_equal_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(1206, "aten::not_equal.Scalar", &[Arg::Tensor(self_), other.into().arg()], Vec::new())
+    call_tensor_flat(1206, "aten::not_equal.Scalar", [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::not_equal.Scalar(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -13192,7 +13036,7 @@ pub fn not_equal_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
 /// `aten::not_equal_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`
 #[inline]
 pub fn f_not_equal_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(1207, "aten::not_equal_.Scalar", &[Arg::Tensor(self_), other.into().arg()], Vec::new())
+    call_tensor_flat(1207, "aten::not_equal_.Scalar", [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::not_equal_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -13202,7 +13046,7 @@ pub fn not_equal_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
 /// `aten::not_equal_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_not_equal_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1208, "aten::not_equal_.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(1208, "aten::not_equal_.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::not_equal_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -13212,7 +13056,7 @@ pub fn not_equal_(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::nuclear_norm(Tensor self, bool keepdim=False) -> Tensor`
 #[inline]
 pub fn f_nuclear_norm(self_: &Tensor, keepdim: bool) -> Result<Tensor, TorchError> {
-    call_tensor(1209, "aten::nuclear_norm", &[Arg::Tensor(self_), Arg::Boolean(keepdim)], Vec::new())
+    call_tensor_flat(1209, "aten::nuclear_norm", [Arg::Tensor(self_), Arg::Boolean(keepdim)])
 }
 /// `aten::nuclear_norm(Tensor self, bool keepdim=False) -> Tensor`; panics with torch's message.
 #[inline]
@@ -13222,7 +13066,7 @@ pub fn nuclear_norm(self_: &Tensor, keepdim: bool) -> Tensor {
 /// `aten::nuclear_norm.dim(Tensor self, int[2] dim, bool keepdim=False) -> Tensor`
 #[inline]
 pub fn f_nuclear_norm_dim(self_: &Tensor, dim: &[i64], keepdim: bool) -> Result<Tensor, TorchError> {
-    call_tensor(1210, "aten::nuclear_norm.dim", &[Arg::Tensor(self_), Arg::Ints(dim.to_vec()), Arg::Boolean(keepdim)], Vec::new())
+    call_tensor_flat(1210, "aten::nuclear_norm.dim", [Arg::Tensor(self_), Arg::Ints(dim.to_vec()), Arg::Boolean(keepdim)])
 }
 /// `aten::nuclear_norm.dim(Tensor self, int[2] dim, bool keepdim=False) -> Tensor`; panics with torch's message.
 #[inline]
@@ -13243,7 +13087,7 @@ pub fn numel(self_: &Tensor) -> i64 {
 /// `aten::numpy_T(Tensor(a) self) -> Tensor(a)`
 #[inline]
 pub fn f_numpy_T(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1212, "aten::numpy_T", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1212, "aten::numpy_T", [Arg::Tensor(self_)])
 }
 /// `aten::numpy_T(Tensor(a) self) -> Tensor(a)`; panics with torch's message.
 #[inline]
@@ -13253,7 +13097,7 @@ pub fn numpy_T(self_: &Tensor) -> Tensor {
 /// `aten::one_hot(Tensor self, int num_classes=-1) -> Tensor`
 #[inline]
 pub fn f_one_hot(self_: &Tensor, num_classes: i64) -> Result<Tensor, TorchError> {
-    call_tensor(1213, "aten::one_hot", &[Arg::Tensor(self_), Arg::Int(num_classes)], Vec::new())
+    call_tensor_flat(1213, "aten::one_hot", [Arg::Tensor(self_), Arg::Int(num_classes)])
 }
 /// `aten::one_hot(Tensor self, int num_classes=-1) -> Tensor`; panics with torch's message.
 #[inline]
@@ -13294,7 +13138,7 @@ pub fn ones_like(self_: &Tensor, dtype: Option<Dtype>, layout: Option<i64>, devi
 /// `aten::orgqr(Tensor self, Tensor input2) -> Tensor`
 #[inline]
 pub fn f_orgqr(self_: &Tensor, input2: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1216, "aten::orgqr", &[Arg::Tensor(self_), Arg::Tensor(input2)], Vec::new())
+    call_tensor_flat(1216, "aten::orgqr", [Arg::Tensor(self_), Arg::Tensor(input2)])
 }
 /// `aten::orgqr(Tensor self, Tensor input2) -> Tensor`; panics with torch's message.
 #[inline]
@@ -13314,7 +13158,7 @@ pub fn ormqr(self_: &Tensor, input2: &Tensor, input3: &Tensor, left: bool, trans
 /// `aten::outer(Tensor self, Tensor vec2) -> Tensor`
 #[inline]
 pub fn f_outer(self_: &Tensor, vec2: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1218, "aten::outer", &[Arg::Tensor(self_), Arg::Tensor(vec2)], Vec::new())
+    call_tensor_flat(1218, "aten::outer", [Arg::Tensor(self_), Arg::Tensor(vec2)])
 }
 /// `aten::outer(Tensor self, Tensor vec2) -> Tensor`; panics with torch's message.
 #[inline]
@@ -13335,7 +13179,7 @@ pub fn output_nr(self_: &Tensor) -> i64 {
 /// `aten::pad(Tensor self, SymInt[] pad, str mode="constant", float? value=None) -> Tensor`
 #[inline]
 pub fn f_pad(self_: &Tensor, pad: &[i64], mode: &str, value: Option<f64>) -> Result<Tensor, TorchError> {
-    call_tensor(1220, "aten::pad", &[Arg::Tensor(self_), Arg::Ints(pad.to_vec()), Arg::Str(mode.into()), value.map_or(Arg::None, |v| Arg::Float(v))], Vec::new())
+    call_tensor_flat(1220, "aten::pad", [Arg::Tensor(self_), Arg::Ints(pad.to_vec()), Arg::Str(mode.into()), value.map_or(Arg::None, |v| Arg::Float(v))])
 }
 /// `aten::pad(Tensor self, SymInt[] pad, str mode="constant", float? value=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -13345,7 +13189,7 @@ pub fn pad(self_: &Tensor, pad: &[i64], mode: &str, value: Option<f64>) -> Tenso
 /// `aten::pad_sequence(Tensor[] sequences, bool batch_first=False, float padding_value=0., str padding_side="right") -> Tensor`
 #[inline]
 pub fn f_pad_sequence(sequences: &[&Tensor], batch_first: bool, padding_value: f64, padding_side: &str) -> Result<Tensor, TorchError> {
-    call_tensor(1221, "aten::pad_sequence", &[Arg::Tensors(sequences.iter().map(|t| Some(*t)).collect()), Arg::Boolean(batch_first), Arg::Float(padding_value), Arg::Str(padding_side.into())], Vec::new())
+    call_tensor_flat(1221, "aten::pad_sequence", [Arg::Tensors(sequences.iter().map(|t| Some(*t)).collect()), Arg::Boolean(batch_first), Arg::Float(padding_value), Arg::Str(padding_side.into())])
 }
 /// `aten::pad_sequence(Tensor[] sequences, bool batch_first=False, float padding_value=0., str padding_side="right") -> Tensor`; panics with torch's message.
 #[inline]
@@ -13365,7 +13209,7 @@ pub fn pairwise_distance(x1: &Tensor, x2: &Tensor, p: f64, eps: f64, keepdim: bo
 /// `aten::pdist(Tensor self, float p=2.) -> Tensor`
 #[inline]
 pub fn f_pdist(self_: &Tensor, p: f64) -> Result<Tensor, TorchError> {
-    call_tensor(1223, "aten::pdist", &[Arg::Tensor(self_), Arg::Float(p)], Vec::new())
+    call_tensor_flat(1223, "aten::pdist", [Arg::Tensor(self_), Arg::Float(p)])
 }
 /// `aten::pdist(Tensor self, float p=2.) -> Tensor`; panics with torch's message.
 #[inline]
@@ -13375,7 +13219,7 @@ pub fn pdist(self_: &Tensor, p: f64) -> Tensor {
 /// `aten::permute(Tensor(a) self, int[] dims) -> Tensor(a)`
 #[inline]
 pub fn f_permute(self_: &Tensor, dims: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor(1224, "aten::permute", &[Arg::Tensor(self_), Arg::Ints(dims.to_vec())], Vec::new())
+    call_tensor_flat(1224, "aten::permute", [Arg::Tensor(self_), Arg::Ints(dims.to_vec())])
 }
 /// `aten::permute(Tensor(a) self, int[] dims) -> Tensor(a)`; panics with torch's message.
 #[inline]
@@ -13385,7 +13229,7 @@ pub fn permute(self_: &Tensor, dims: &[i64]) -> Tensor {
 /// `aten::permute_copy(Tensor self, int[] dims) -> Tensor`
 #[inline]
 pub fn f_permute_copy(self_: &Tensor, dims: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor(1225, "aten::permute_copy", &[Arg::Tensor(self_), Arg::Ints(dims.to_vec())], Vec::new())
+    call_tensor_flat(1225, "aten::permute_copy", [Arg::Tensor(self_), Arg::Ints(dims.to_vec())])
 }
 /// `aten::permute_copy(Tensor self, int[] dims) -> Tensor`; panics with torch's message.
 #[inline]
@@ -13395,7 +13239,7 @@ pub fn permute_copy(self_: &Tensor, dims: &[i64]) -> Tensor {
 /// `aten::pinverse(Tensor self, float rcond=1.0000000000000001e-15) -> Tensor`
 #[inline]
 pub fn f_pinverse(self_: &Tensor, rcond: f64) -> Result<Tensor, TorchError> {
-    call_tensor(1226, "aten::pinverse", &[Arg::Tensor(self_), Arg::Float(rcond)], Vec::new())
+    call_tensor_flat(1226, "aten::pinverse", [Arg::Tensor(self_), Arg::Float(rcond)])
 }
 /// `aten::pinverse(Tensor self, float rcond=1.0000000000000001e-15) -> Tensor`; panics with torch's message.
 #[inline]
@@ -13405,7 +13249,7 @@ pub fn pinverse(self_: &Tensor, rcond: f64) -> Tensor {
 /// `aten::pixel_shuffle(Tensor self, int upscale_factor) -> Tensor`
 #[inline]
 pub fn f_pixel_shuffle(self_: &Tensor, upscale_factor: i64) -> Result<Tensor, TorchError> {
-    call_tensor(1227, "aten::pixel_shuffle", &[Arg::Tensor(self_), Arg::Int(upscale_factor)], Vec::new())
+    call_tensor_flat(1227, "aten::pixel_shuffle", [Arg::Tensor(self_), Arg::Int(upscale_factor)])
 }
 /// `aten::pixel_shuffle(Tensor self, int upscale_factor) -> Tensor`; panics with torch's message.
 #[inline]
@@ -13415,7 +13259,7 @@ pub fn pixel_shuffle(self_: &Tensor, upscale_factor: i64) -> Tensor {
 /// `aten::pixel_unshuffle(Tensor self, int downscale_factor) -> Tensor`
 #[inline]
 pub fn f_pixel_unshuffle(self_: &Tensor, downscale_factor: i64) -> Result<Tensor, TorchError> {
-    call_tensor(1228, "aten::pixel_unshuffle", &[Arg::Tensor(self_), Arg::Int(downscale_factor)], Vec::new())
+    call_tensor_flat(1228, "aten::pixel_unshuffle", [Arg::Tensor(self_), Arg::Int(downscale_factor)])
 }
 /// `aten::pixel_unshuffle(Tensor self, int downscale_factor) -> Tensor`; panics with torch's message.
 #[inline]
@@ -13425,7 +13269,7 @@ pub fn pixel_unshuffle(self_: &Tensor, downscale_factor: i64) -> Tensor {
 /// `aten::poisson(Tensor self, Generator? generator=None) -> Tensor`
 #[inline]
 pub fn f_poisson(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1229, "aten::poisson", &[Arg::Tensor(self_), Arg::None], Vec::new())
+    call_tensor_flat(1229, "aten::poisson", [Arg::Tensor(self_), Arg::None])
 }
 /// `aten::poisson(Tensor self, Generator? generator=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -13445,7 +13289,7 @@ pub fn poisson_nll_loss(input: &Tensor, target: &Tensor, log_input: bool, full: 
 /// `aten::polar(Tensor abs, Tensor angle) -> Tensor`
 #[inline]
 pub fn f_polar(abs: &Tensor, angle: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1231, "aten::polar", &[Arg::Tensor(abs), Arg::Tensor(angle)], Vec::new())
+    call_tensor_flat(1231, "aten::polar", [Arg::Tensor(abs), Arg::Tensor(angle)])
 }
 /// `aten::polar(Tensor abs, Tensor angle) -> Tensor`; panics with torch's message.
 #[inline]
@@ -13455,7 +13299,7 @@ pub fn polar(abs: &Tensor, angle: &Tensor) -> Tensor {
 /// `aten::polygamma(int n, Tensor self) -> Tensor`
 #[inline]
 pub fn f_polygamma(n: i64, self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1232, "aten::polygamma", &[Arg::Int(n), Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1232, "aten::polygamma", [Arg::Int(n), Arg::Tensor(self_)])
 }
 /// `aten::polygamma(int n, Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -13465,7 +13309,7 @@ pub fn polygamma(n: i64, self_: &Tensor) -> Tensor {
 /// `aten::polygamma_(Tensor(a!) self, int n) -> Tensor(a!)`
 #[inline]
 pub fn f_polygamma_(self_: &Tensor, n: i64) -> Result<Tensor, TorchError> {
-    call_tensor(1233, "aten::polygamma_", &[Arg::Tensor(self_), Arg::Int(n)], Vec::new())
+    call_tensor_flat(1233, "aten::polygamma_", [Arg::Tensor(self_), Arg::Int(n)])
 }
 /// `aten::polygamma_(Tensor(a!) self, int n) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -13475,7 +13319,7 @@ pub fn polygamma_(self_: &Tensor, n: i64) -> Tensor {
 /// `aten::positive(Tensor(a) self) -> Tensor(a)`
 #[inline]
 pub fn f_positive(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1234, "aten::positive", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1234, "aten::positive", [Arg::Tensor(self_)])
 }
 /// `aten::positive(Tensor(a) self) -> Tensor(a)`; panics with torch's message.
 #[inline]
@@ -13485,7 +13329,7 @@ pub fn positive(self_: &Tensor) -> Tensor {
 /// `aten::pow.Tensor_Tensor(Tensor self, Tensor exponent) -> Tensor`
 #[inline]
 pub fn f_pow_tensor_tensor(self_: &Tensor, exponent: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1235, "aten::pow.Tensor_Tensor", &[Arg::Tensor(self_), Arg::Tensor(exponent)], Vec::new())
+    call_tensor_flat(1235, "aten::pow.Tensor_Tensor", [Arg::Tensor(self_), Arg::Tensor(exponent)])
 }
 /// `aten::pow.Tensor_Tensor(Tensor self, Tensor exponent) -> Tensor`; panics with torch's message.
 #[inline]
@@ -13495,7 +13339,7 @@ pub fn pow_tensor_tensor(self_: &Tensor, exponent: &Tensor) -> Tensor {
 /// `aten::pow.Tensor_Scalar(Tensor self, Scalar exponent) -> Tensor`
 #[inline]
 pub fn f_pow_tensor_scalar(self_: &Tensor, exponent: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(1236, "aten::pow.Tensor_Scalar", &[Arg::Tensor(self_), exponent.into().arg()], Vec::new())
+    call_tensor_flat(1236, "aten::pow.Tensor_Scalar", [Arg::Tensor(self_), exponent.into().arg()])
 }
 /// `aten::pow.Tensor_Scalar(Tensor self, Scalar exponent) -> Tensor`; panics with torch's message.
 #[inline]
@@ -13505,7 +13349,7 @@ pub fn pow_tensor_scalar(self_: &Tensor, exponent: impl Into<Scalar>) -> Tensor 
 /// `aten::pow.Scalar(Scalar self, Tensor exponent) -> Tensor`
 #[inline]
 pub fn f_pow_scalar(self_: impl Into<Scalar>, exponent: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1237, "aten::pow.Scalar", &[self_.into().arg(), Arg::Tensor(exponent)], Vec::new())
+    call_tensor_flat(1237, "aten::pow.Scalar", [self_.into().arg(), Arg::Tensor(exponent)])
 }
 /// `aten::pow.Scalar(Scalar self, Tensor exponent) -> Tensor`; panics with torch's message.
 #[inline]
@@ -13515,7 +13359,7 @@ pub fn pow_scalar(self_: impl Into<Scalar>, exponent: &Tensor) -> Tensor {
 /// `aten::pow_.Scalar(Tensor(a!) self, Scalar exponent) -> Tensor(a!)`
 #[inline]
 pub fn f_pow_scalar_(self_: &Tensor, exponent: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(1238, "aten::pow_.Scalar", &[Arg::Tensor(self_), exponent.into().arg()], Vec::new())
+    call_tensor_flat(1238, "aten::pow_.Scalar", [Arg::Tensor(self_), exponent.into().arg()])
 }
 /// `aten::pow_.Scalar(Tensor(a!) self, Scalar exponent) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -13525,7 +13369,7 @@ pub fn pow_scalar_(self_: &Tensor, exponent: impl Into<Scalar>) -> Tensor {
 /// `aten::pow_.Tensor(Tensor(a!) self, Tensor exponent) -> Tensor(a!)`
 #[inline]
 pub fn f_pow_(self_: &Tensor, exponent: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1239, "aten::pow_.Tensor", &[Arg::Tensor(self_), Arg::Tensor(exponent)], Vec::new())
+    call_tensor_flat(1239, "aten::pow_.Tensor", [Arg::Tensor(self_), Arg::Tensor(exponent)])
 }
 /// `aten::pow_.Tensor(Tensor(a!) self, Tensor exponent) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -13535,7 +13379,7 @@ pub fn pow_(self_: &Tensor, exponent: &Tensor) -> Tensor {
 /// `aten::prelu(Tensor self, Tensor weight) -> Tensor`
 #[inline]
 pub fn f_prelu(self_: &Tensor, weight: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1240, "aten::prelu", &[Arg::Tensor(self_), Arg::Tensor(weight)], Vec::new())
+    call_tensor_flat(1240, "aten::prelu", [Arg::Tensor(self_), Arg::Tensor(weight)])
 }
 /// `aten::prelu(Tensor self, Tensor weight) -> Tensor`; panics with torch's message.
 #[inline]
@@ -13545,9 +13389,7 @@ pub fn prelu(self_: &Tensor, weight: &Tensor) -> Tensor {
 /// `aten::prod(Tensor self, *, ScalarType? dtype=None) -> Tensor`
 #[inline]
 pub fn f_prod(self_: &Tensor, dtype: Option<Dtype>) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    if let Some(v) = dtype { kw.push(("dtype", Arg::Dtype(v))); }
-    call_tensor(1241, "aten::prod", &[Arg::Tensor(self_)], kw)
+    call_tensor_flat(1241, "aten::prod", [Arg::Tensor(self_), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
 }
 /// `aten::prod(Tensor self, *, ScalarType? dtype=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -13557,9 +13399,7 @@ pub fn prod(self_: &Tensor, dtype: Option<Dtype>) -> Tensor {
 /// `aten::prod.dim_int(Tensor self, int dim, bool keepdim=False, *, ScalarType? dtype=None) -> Tensor`
 #[inline]
 pub fn f_prod_dim_int(self_: &Tensor, dim: i64, keepdim: bool, dtype: Option<Dtype>) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    if let Some(v) = dtype { kw.push(("dtype", Arg::Dtype(v))); }
-    call_tensor(1242, "aten::prod.dim_int", &[Arg::Tensor(self_), Arg::Int(dim), Arg::Boolean(keepdim)], kw)
+    call_tensor_flat(1242, "aten::prod.dim_int", [Arg::Tensor(self_), Arg::Int(dim), Arg::Boolean(keepdim), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
 }
 /// `aten::prod.dim_int(Tensor self, int dim, bool keepdim=False, *, ScalarType? dtype=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -13580,7 +13420,7 @@ pub fn promote_types(type1: Dtype, type2: Dtype) -> i64 {
 /// `aten::put(Tensor self, Tensor index, Tensor source, bool accumulate=False) -> Tensor`
 #[inline]
 pub fn f_put(self_: &Tensor, index: &Tensor, source: &Tensor, accumulate: bool) -> Result<Tensor, TorchError> {
-    call_tensor(1244, "aten::put", &[Arg::Tensor(self_), Arg::Tensor(index), Arg::Tensor(source), Arg::Boolean(accumulate)], Vec::new())
+    call_tensor_flat(1244, "aten::put", [Arg::Tensor(self_), Arg::Tensor(index), Arg::Tensor(source), Arg::Boolean(accumulate)])
 }
 /// `aten::put(Tensor self, Tensor index, Tensor source, bool accumulate=False) -> Tensor`; panics with torch's message.
 #[inline]
@@ -13590,7 +13430,7 @@ pub fn put(self_: &Tensor, index: &Tensor, source: &Tensor, accumulate: bool) ->
 /// `aten::put_(Tensor(a!) self, Tensor index, Tensor source, bool accumulate=False) -> Tensor(a!)`
 #[inline]
 pub fn f_put_(self_: &Tensor, index: &Tensor, source: &Tensor, accumulate: bool) -> Result<Tensor, TorchError> {
-    call_tensor(1245, "aten::put_", &[Arg::Tensor(self_), Arg::Tensor(index), Arg::Tensor(source), Arg::Boolean(accumulate)], Vec::new())
+    call_tensor_flat(1245, "aten::put_", [Arg::Tensor(self_), Arg::Tensor(index), Arg::Tensor(source), Arg::Boolean(accumulate)])
 }
 /// `aten::put_(Tensor(a!) self, Tensor index, Tensor source, bool accumulate=False) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -13611,7 +13451,7 @@ pub fn q_per_channel_axis(self_: &Tensor) -> i64 {
 /// `aten::q_per_channel_scales(Tensor self) -> Tensor`
 #[inline]
 pub fn f_q_per_channel_scales(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1247, "aten::q_per_channel_scales", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1247, "aten::q_per_channel_scales", [Arg::Tensor(self_)])
 }
 /// `aten::q_per_channel_scales(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -13621,7 +13461,7 @@ pub fn q_per_channel_scales(self_: &Tensor) -> Tensor {
 /// `aten::q_per_channel_zero_points(Tensor self) -> Tensor`
 #[inline]
 pub fn f_q_per_channel_zero_points(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1248, "aten::q_per_channel_zero_points", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1248, "aten::q_per_channel_zero_points", [Arg::Tensor(self_)])
 }
 /// `aten::q_per_channel_zero_points(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -13698,7 +13538,7 @@ pub fn quantize_per_channel(self_: &Tensor, scales: &Tensor, zero_points: &Tenso
 /// `aten::quantize_per_tensor(Tensor self, float scale, int zero_point, ScalarType dtype) -> Tensor`
 #[inline]
 pub fn f_quantize_per_tensor(self_: &Tensor, scale: f64, zero_point: i64, dtype: Dtype) -> Result<Tensor, TorchError> {
-    call_tensor(1255, "aten::quantize_per_tensor", &[Arg::Tensor(self_), Arg::Float(scale), Arg::Int(zero_point), Arg::Dtype(dtype)], Vec::new())
+    call_tensor_flat(1255, "aten::quantize_per_tensor", [Arg::Tensor(self_), Arg::Float(scale), Arg::Int(zero_point), Arg::Dtype(dtype)])
 }
 /// `aten::quantize_per_tensor(Tensor self, float scale, int zero_point, ScalarType dtype) -> Tensor`; panics with torch's message.
 #[inline]
@@ -13708,7 +13548,7 @@ pub fn quantize_per_tensor(self_: &Tensor, scale: f64, zero_point: i64, dtype: D
 /// `aten::quantize_per_tensor.tensor_qparams(Tensor self, Tensor scale, Tensor zero_point, ScalarType dtype) -> Tensor`
 #[inline]
 pub fn f_quantize_per_tensor_tensor_qparams(self_: &Tensor, scale: &Tensor, zero_point: &Tensor, dtype: Dtype) -> Result<Tensor, TorchError> {
-    call_tensor(1256, "aten::quantize_per_tensor.tensor_qparams", &[Arg::Tensor(self_), Arg::Tensor(scale), Arg::Tensor(zero_point), Arg::Dtype(dtype)], Vec::new())
+    call_tensor_flat(1256, "aten::quantize_per_tensor.tensor_qparams", [Arg::Tensor(self_), Arg::Tensor(scale), Arg::Tensor(zero_point), Arg::Dtype(dtype)])
 }
 /// `aten::quantize_per_tensor.tensor_qparams(Tensor self, Tensor scale, Tensor zero_point, ScalarType dtype) -> Tensor`; panics with torch's message.
 #[inline]
@@ -13729,7 +13569,7 @@ pub fn quantize_per_tensor_tensors(tensors: &[&Tensor], scales: &Tensor, zero_po
 /// `aten::quantize_per_tensor_dynamic(Tensor self, ScalarType dtype, bool reduce_range) -> Tensor`
 #[inline]
 pub fn f_quantize_per_tensor_dynamic(self_: &Tensor, dtype: Dtype, reduce_range: bool) -> Result<Tensor, TorchError> {
-    call_tensor(1258, "aten::quantize_per_tensor_dynamic", &[Arg::Tensor(self_), Arg::Dtype(dtype), Arg::Boolean(reduce_range)], Vec::new())
+    call_tensor_flat(1258, "aten::quantize_per_tensor_dynamic", [Arg::Tensor(self_), Arg::Dtype(dtype), Arg::Boolean(reduce_range)])
 }
 /// `aten::quantize_per_tensor_dynamic(Tensor self, ScalarType dtype, bool reduce_range) -> Tensor`; panics with torch's message.
 #[inline]
@@ -13870,7 +13710,7 @@ pub fn quantized_rnn_tanh_cell(input: &Tensor, hx: &Tensor, w_ih: &Tensor, w_hh:
 /// `aten::rad2deg(Tensor self) -> Tensor`
 #[inline]
 pub fn f_rad2deg(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1271, "aten::rad2deg", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1271, "aten::rad2deg", [Arg::Tensor(self_)])
 }
 /// `aten::rad2deg(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -13880,7 +13720,7 @@ pub fn rad2deg(self_: &Tensor) -> Tensor {
 /// `aten::rad2deg_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_rad2deg_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1272, "aten::rad2deg_", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1272, "aten::rad2deg_", [Arg::Tensor(self_)])
 }
 /// `aten::rad2deg_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -14170,7 +14010,7 @@ pub fn randn_like_generator(self_: &Tensor, dtype: Option<Dtype>, layout: Option
 /// `aten::random.from(Tensor self, int from, int? to, *, Generator? generator=None) -> Tensor`
 #[inline]
 pub fn f_random_from(self_: &Tensor, from: i64, to: Option<i64>) -> Result<Tensor, TorchError> {
-    call_tensor(1291, "aten::random.from", &[Arg::Tensor(self_), Arg::Int(from), to.map_or(Arg::None, |v| Arg::Int(v))], Vec::new())
+    call_tensor_flat(1291, "aten::random.from", [Arg::Tensor(self_), Arg::Int(from), to.map_or(Arg::None, |v| Arg::Int(v)), Arg::None])
 }
 /// `aten::random.from(Tensor self, int from, int? to, *, Generator? generator=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -14180,7 +14020,7 @@ pub fn random_from(self_: &Tensor, from: i64, to: Option<i64>) -> Tensor {
 /// `aten::random.to(Tensor self, int to, *, Generator? generator=None) -> Tensor`
 #[inline]
 pub fn f_random_to(self_: &Tensor, to: i64) -> Result<Tensor, TorchError> {
-    call_tensor(1292, "aten::random.to", &[Arg::Tensor(self_), Arg::Int(to)], Vec::new())
+    call_tensor_flat(1292, "aten::random.to", [Arg::Tensor(self_), Arg::Int(to), Arg::None])
 }
 /// `aten::random.to(Tensor self, int to, *, Generator? generator=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -14190,7 +14030,7 @@ pub fn random_to(self_: &Tensor, to: i64) -> Tensor {
 /// `aten::random(Tensor self, *, Generator? generator=None) -> Tensor`
 #[inline]
 pub fn f_random(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1293, "aten::random", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1293, "aten::random", [Arg::Tensor(self_), Arg::None])
 }
 /// `aten::random(Tensor self, *, Generator? generator=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -14200,7 +14040,7 @@ pub fn random(self_: &Tensor) -> Tensor {
 /// `aten::random_.from(Tensor(a!) self, int from, int? to, *, Generator? generator=None) -> Tensor(a!)`
 #[inline]
 pub fn f_random_from_(self_: &Tensor, from: i64, to: Option<i64>) -> Result<Tensor, TorchError> {
-    call_tensor(1294, "aten::random_.from", &[Arg::Tensor(self_), Arg::Int(from), to.map_or(Arg::None, |v| Arg::Int(v))], Vec::new())
+    call_tensor_flat(1294, "aten::random_.from", [Arg::Tensor(self_), Arg::Int(from), to.map_or(Arg::None, |v| Arg::Int(v)), Arg::None])
 }
 /// `aten::random_.from(Tensor(a!) self, int from, int? to, *, Generator? generator=None) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -14210,7 +14050,7 @@ pub fn random_from_(self_: &Tensor, from: i64, to: Option<i64>) -> Tensor {
 /// `aten::random_.to(Tensor(a!) self, int to, *, Generator? generator=None) -> Tensor(a!)`
 #[inline]
 pub fn f_random_to_(self_: &Tensor, to: i64) -> Result<Tensor, TorchError> {
-    call_tensor(1295, "aten::random_.to", &[Arg::Tensor(self_), Arg::Int(to)], Vec::new())
+    call_tensor_flat(1295, "aten::random_.to", [Arg::Tensor(self_), Arg::Int(to), Arg::None])
 }
 /// `aten::random_.to(Tensor(a!) self, int to, *, Generator? generator=None) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -14220,7 +14060,7 @@ pub fn random_to_(self_: &Tensor, to: i64) -> Tensor {
 /// `aten::random_(Tensor(a!) self, *, Generator? generator=None) -> Tensor(a!)`
 #[inline]
 pub fn f_random_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1296, "aten::random_", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1296, "aten::random_", [Arg::Tensor(self_), Arg::None])
 }
 /// `aten::random_(Tensor(a!) self, *, Generator? generator=None) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -14290,7 +14130,7 @@ pub fn range(start: impl Into<Scalar>, end: impl Into<Scalar>, dtype: Option<Dty
 /// `aten::ravel(Tensor(a) self) -> Tensor(a)`
 #[inline]
 pub fn f_ravel(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1301, "aten::ravel", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1301, "aten::ravel", [Arg::Tensor(self_)])
 }
 /// `aten::ravel(Tensor(a) self) -> Tensor(a)`; panics with torch's message.
 #[inline]
@@ -14300,7 +14140,7 @@ pub fn ravel(self_: &Tensor) -> Tensor {
 /// `aten::real(Tensor(a) self) -> Tensor(a)`
 #[inline]
 pub fn f_real(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1302, "aten::real", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1302, "aten::real", [Arg::Tensor(self_)])
 }
 /// `aten::real(Tensor(a) self) -> Tensor(a)`; panics with torch's message.
 #[inline]
@@ -14310,7 +14150,7 @@ pub fn real(self_: &Tensor) -> Tensor {
 /// `aten::reciprocal(Tensor self) -> Tensor`
 #[inline]
 pub fn f_reciprocal(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1303, "aten::reciprocal", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1303, "aten::reciprocal", [Arg::Tensor(self_)])
 }
 /// `aten::reciprocal(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -14320,7 +14160,7 @@ pub fn reciprocal(self_: &Tensor) -> Tensor {
 /// `aten::reciprocal_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_reciprocal_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1304, "aten::reciprocal_", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1304, "aten::reciprocal_", [Arg::Tensor(self_)])
 }
 /// `aten::reciprocal_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -14330,7 +14170,7 @@ pub fn reciprocal_(self_: &Tensor) -> Tensor {
 /// `aten::reflection_pad1d(Tensor self, SymInt[2] padding) -> Tensor`
 #[inline]
 pub fn f_reflection_pad1d(self_: &Tensor, padding: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor(1305, "aten::reflection_pad1d", &[Arg::Tensor(self_), Arg::Ints(padding.to_vec())], Vec::new())
+    call_tensor_flat(1305, "aten::reflection_pad1d", [Arg::Tensor(self_), Arg::Ints(padding.to_vec())])
 }
 /// `aten::reflection_pad1d(Tensor self, SymInt[2] padding) -> Tensor`; panics with torch's message.
 #[inline]
@@ -14340,7 +14180,7 @@ pub fn reflection_pad1d(self_: &Tensor, padding: &[i64]) -> Tensor {
 /// `aten::reflection_pad2d(Tensor self, SymInt[4] padding) -> Tensor`
 #[inline]
 pub fn f_reflection_pad2d(self_: &Tensor, padding: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor(1306, "aten::reflection_pad2d", &[Arg::Tensor(self_), Arg::Ints(padding.to_vec())], Vec::new())
+    call_tensor_flat(1306, "aten::reflection_pad2d", [Arg::Tensor(self_), Arg::Ints(padding.to_vec())])
 }
 /// `aten::reflection_pad2d(Tensor self, SymInt[4] padding) -> Tensor`; panics with torch's message.
 #[inline]
@@ -14350,7 +14190,7 @@ pub fn reflection_pad2d(self_: &Tensor, padding: &[i64]) -> Tensor {
 /// `aten::reflection_pad3d(Tensor self, SymInt[6] padding) -> Tensor`
 #[inline]
 pub fn f_reflection_pad3d(self_: &Tensor, padding: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor(1307, "aten::reflection_pad3d", &[Arg::Tensor(self_), Arg::Ints(padding.to_vec())], Vec::new())
+    call_tensor_flat(1307, "aten::reflection_pad3d", [Arg::Tensor(self_), Arg::Ints(padding.to_vec())])
 }
 /// `aten::reflection_pad3d(Tensor self, SymInt[6] padding) -> Tensor`; panics with torch's message.
 #[inline]
@@ -14360,7 +14200,7 @@ pub fn reflection_pad3d(self_: &Tensor, padding: &[i64]) -> Tensor {
 /// `aten::relu(Tensor self) -> Tensor`
 #[inline]
 pub fn f_relu(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1308, "aten::relu", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1308, "aten::relu", [Arg::Tensor(self_)])
 }
 /// `aten::relu(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -14370,7 +14210,7 @@ pub fn relu(self_: &Tensor) -> Tensor {
 /// `aten::relu6(Tensor self) -> Tensor`
 #[inline]
 pub fn f_relu6(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1309, "aten::relu6", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1309, "aten::relu6", [Arg::Tensor(self_)])
 }
 /// `aten::relu6(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -14380,7 +14220,7 @@ pub fn relu6(self_: &Tensor) -> Tensor {
 /// `aten::relu6_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_relu6_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1310, "aten::relu6_", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1310, "aten::relu6_", [Arg::Tensor(self_)])
 }
 /// `aten::relu6_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -14390,7 +14230,7 @@ pub fn relu6_(self_: &Tensor) -> Tensor {
 /// `aten::relu_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_relu_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1311, "aten::relu_", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1311, "aten::relu_", [Arg::Tensor(self_)])
 }
 /// `aten::relu_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -14400,7 +14240,7 @@ pub fn relu_(self_: &Tensor) -> Tensor {
 /// `aten::remainder.Tensor(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_remainder(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1312, "aten::remainder.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(1312, "aten::remainder.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::remainder.Tensor(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -14410,7 +14250,7 @@ pub fn remainder(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::remainder.Scalar(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f_remainder_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(1313, "aten::remainder.Scalar", &[Arg::Tensor(self_), other.into().arg()], Vec::new())
+    call_tensor_flat(1313, "aten::remainder.Scalar", [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::remainder.Scalar(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -14420,7 +14260,7 @@ pub fn remainder_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
 /// `aten::remainder.Scalar_Tensor(Scalar self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_remainder_scalar_tensor(self_: impl Into<Scalar>, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1314, "aten::remainder.Scalar_Tensor", &[self_.into().arg(), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(1314, "aten::remainder.Scalar_Tensor", [self_.into().arg(), Arg::Tensor(other)])
 }
 /// `aten::remainder.Scalar_Tensor(Scalar self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -14430,7 +14270,7 @@ pub fn remainder_scalar_tensor(self_: impl Into<Scalar>, other: &Tensor) -> Tens
 /// `aten::remainder_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_remainder_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1315, "aten::remainder_.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(1315, "aten::remainder_.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::remainder_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -14440,7 +14280,7 @@ pub fn remainder_(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::remainder_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`
 #[inline]
 pub fn f_remainder_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(1316, "aten::remainder_.Scalar", &[Arg::Tensor(self_), other.into().arg()], Vec::new())
+    call_tensor_flat(1316, "aten::remainder_.Scalar", [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::remainder_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -14450,7 +14290,7 @@ pub fn remainder_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
 /// `aten::renorm(Tensor self, Scalar p, int dim, Scalar maxnorm) -> Tensor`
 #[inline]
 pub fn f_renorm(self_: &Tensor, p: impl Into<Scalar>, dim: i64, maxnorm: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(1317, "aten::renorm", &[Arg::Tensor(self_), p.into().arg(), Arg::Int(dim), maxnorm.into().arg()], Vec::new())
+    call_tensor_flat(1317, "aten::renorm", [Arg::Tensor(self_), p.into().arg(), Arg::Int(dim), maxnorm.into().arg()])
 }
 /// `aten::renorm(Tensor self, Scalar p, int dim, Scalar maxnorm) -> Tensor`; panics with torch's message.
 #[inline]
@@ -14460,7 +14300,7 @@ pub fn renorm(self_: &Tensor, p: impl Into<Scalar>, dim: i64, maxnorm: impl Into
 /// `aten::renorm_(Tensor(a!) self, Scalar p, int dim, Scalar maxnorm) -> Tensor(a!)`
 #[inline]
 pub fn f_renorm_(self_: &Tensor, p: impl Into<Scalar>, dim: i64, maxnorm: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(1318, "aten::renorm_", &[Arg::Tensor(self_), p.into().arg(), Arg::Int(dim), maxnorm.into().arg()], Vec::new())
+    call_tensor_flat(1318, "aten::renorm_", [Arg::Tensor(self_), p.into().arg(), Arg::Int(dim), maxnorm.into().arg()])
 }
 /// `aten::renorm_(Tensor(a!) self, Scalar p, int dim, Scalar maxnorm) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -14470,7 +14310,7 @@ pub fn renorm_(self_: &Tensor, p: impl Into<Scalar>, dim: i64, maxnorm: impl Int
 /// `aten::repeat(Tensor self, SymInt[] repeats) -> Tensor`
 #[inline]
 pub fn f_repeat(self_: &Tensor, repeats: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor(1319, "aten::repeat", &[Arg::Tensor(self_), Arg::Ints(repeats.to_vec())], Vec::new())
+    call_tensor_flat(1319, "aten::repeat", [Arg::Tensor(self_), Arg::Ints(repeats.to_vec())])
 }
 /// `aten::repeat(Tensor self, SymInt[] repeats) -> Tensor`; panics with torch's message.
 #[inline]
@@ -14480,9 +14320,7 @@ pub fn repeat(self_: &Tensor, repeats: &[i64]) -> Tensor {
 /// `aten::repeat_interleave.Tensor(Tensor repeats, *, SymInt? output_size=None) -> Tensor`
 #[inline]
 pub fn f_repeat_interleave(repeats: &Tensor, output_size: Option<i64>) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    if let Some(v) = output_size { kw.push(("output_size", Arg::Int(v))); }
-    call_tensor(1320, "aten::repeat_interleave.Tensor", &[Arg::Tensor(repeats)], kw)
+    call_tensor_flat(1320, "aten::repeat_interleave.Tensor", [Arg::Tensor(repeats), output_size.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::repeat_interleave.Tensor(Tensor repeats, *, SymInt? output_size=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -14492,9 +14330,7 @@ pub fn repeat_interleave(repeats: &Tensor, output_size: Option<i64>) -> Tensor {
 /// `aten::repeat_interleave.self_Tensor(Tensor self, Tensor repeats, int? dim=None, *, SymInt? output_size=None) -> Tensor`
 #[inline]
 pub fn f_repeat_interleave_self_tensor(self_: &Tensor, repeats: &Tensor, dim: Option<i64>, output_size: Option<i64>) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    if let Some(v) = output_size { kw.push(("output_size", Arg::Int(v))); }
-    call_tensor(1321, "aten::repeat_interleave.self_Tensor", &[Arg::Tensor(self_), Arg::Tensor(repeats), dim.map_or(Arg::None, |v| Arg::Int(v))], kw)
+    call_tensor_flat(1321, "aten::repeat_interleave.self_Tensor", [Arg::Tensor(self_), Arg::Tensor(repeats), dim.map_or(Arg::None, |v| Arg::Int(v)), output_size.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::repeat_interleave.self_Tensor(Tensor self, Tensor repeats, int? dim=None, *, SymInt? output_size=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -14504,9 +14340,7 @@ pub fn repeat_interleave_self_tensor(self_: &Tensor, repeats: &Tensor, dim: Opti
 /// `aten::repeat_interleave.self_int(Tensor self, SymInt repeats, int? dim=None, *, SymInt? output_size=None) -> Tensor`
 #[inline]
 pub fn f_repeat_interleave_self_int(self_: &Tensor, repeats: i64, dim: Option<i64>, output_size: Option<i64>) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    if let Some(v) = output_size { kw.push(("output_size", Arg::Int(v))); }
-    call_tensor(1322, "aten::repeat_interleave.self_int", &[Arg::Tensor(self_), Arg::Int(repeats), dim.map_or(Arg::None, |v| Arg::Int(v))], kw)
+    call_tensor_flat(1322, "aten::repeat_interleave.self_int", [Arg::Tensor(self_), Arg::Int(repeats), dim.map_or(Arg::None, |v| Arg::Int(v)), output_size.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::repeat_interleave.self_int(Tensor self, SymInt repeats, int? dim=None, *, SymInt? output_size=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -14516,7 +14350,7 @@ pub fn repeat_interleave_self_int(self_: &Tensor, repeats: i64, dim: Option<i64>
 /// `aten::replication_pad1d(Tensor self, SymInt[2] padding) -> Tensor`
 #[inline]
 pub fn f_replication_pad1d(self_: &Tensor, padding: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor(1323, "aten::replication_pad1d", &[Arg::Tensor(self_), Arg::Ints(padding.to_vec())], Vec::new())
+    call_tensor_flat(1323, "aten::replication_pad1d", [Arg::Tensor(self_), Arg::Ints(padding.to_vec())])
 }
 /// `aten::replication_pad1d(Tensor self, SymInt[2] padding) -> Tensor`; panics with torch's message.
 #[inline]
@@ -14526,7 +14360,7 @@ pub fn replication_pad1d(self_: &Tensor, padding: &[i64]) -> Tensor {
 /// `aten::replication_pad2d(Tensor self, SymInt[4] padding) -> Tensor`
 #[inline]
 pub fn f_replication_pad2d(self_: &Tensor, padding: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor(1324, "aten::replication_pad2d", &[Arg::Tensor(self_), Arg::Ints(padding.to_vec())], Vec::new())
+    call_tensor_flat(1324, "aten::replication_pad2d", [Arg::Tensor(self_), Arg::Ints(padding.to_vec())])
 }
 /// `aten::replication_pad2d(Tensor self, SymInt[4] padding) -> Tensor`; panics with torch's message.
 #[inline]
@@ -14536,7 +14370,7 @@ pub fn replication_pad2d(self_: &Tensor, padding: &[i64]) -> Tensor {
 /// `aten::replication_pad3d(Tensor self, SymInt[6] padding) -> Tensor`
 #[inline]
 pub fn f_replication_pad3d(self_: &Tensor, padding: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor(1325, "aten::replication_pad3d", &[Arg::Tensor(self_), Arg::Ints(padding.to_vec())], Vec::new())
+    call_tensor_flat(1325, "aten::replication_pad3d", [Arg::Tensor(self_), Arg::Ints(padding.to_vec())])
 }
 /// `aten::replication_pad3d(Tensor self, SymInt[6] padding) -> Tensor`; panics with torch's message.
 #[inline]
@@ -14546,7 +14380,7 @@ pub fn replication_pad3d(self_: &Tensor, padding: &[i64]) -> Tensor {
 /// `aten::requires_grad_(Tensor(a!) self, bool requires_grad=True) -> Tensor(a!)`
 #[inline]
 pub fn f_requires_grad_(self_: &Tensor, requires_grad: bool) -> Result<Tensor, TorchError> {
-    call_tensor(1326, "aten::requires_grad_", &[Arg::Tensor(self_), Arg::Boolean(requires_grad)], Vec::new())
+    call_tensor_flat(1326, "aten::requires_grad_", [Arg::Tensor(self_), Arg::Boolean(requires_grad)])
 }
 /// `aten::requires_grad_(Tensor(a!) self, bool requires_grad=True) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -14556,7 +14390,7 @@ pub fn requires_grad_(self_: &Tensor, requires_grad: bool) -> Tensor {
 /// `aten::reshape(Tensor(a) self, SymInt[] shape) -> Tensor(a)`
 #[inline]
 pub fn f_reshape(self_: &Tensor, shape: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor(1327, "aten::reshape", &[Arg::Tensor(self_), Arg::Ints(shape.to_vec())], Vec::new())
+    call_tensor_flat(1327, "aten::reshape", [Arg::Tensor(self_), Arg::Ints(shape.to_vec())])
 }
 /// `aten::reshape(Tensor(a) self, SymInt[] shape) -> Tensor(a)`; panics with torch's message.
 #[inline]
@@ -14566,7 +14400,7 @@ pub fn reshape(self_: &Tensor, shape: &[i64]) -> Tensor {
 /// `aten::reshape_as(Tensor(a) self, Tensor other) -> Tensor(a)`
 #[inline]
 pub fn f_reshape_as(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1328, "aten::reshape_as", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(1328, "aten::reshape_as", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::reshape_as(Tensor(a) self, Tensor other) -> Tensor(a)`; panics with torch's message.
 #[inline]
@@ -14576,9 +14410,7 @@ pub fn reshape_as(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::resize(Tensor self, SymInt[] size, *, MemoryFormat? memory_format=None) -> Tensor`
 #[inline]
 pub fn f_resize(self_: &Tensor, size: &[i64], memory_format: Option<i64>) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    if let Some(v) = memory_format { kw.push(("memory_format", Arg::Int(v))); }
-    call_tensor(1329, "aten::resize", &[Arg::Tensor(self_), Arg::Ints(size.to_vec())], kw)
+    call_tensor_flat(1329, "aten::resize", [Arg::Tensor(self_), Arg::Ints(size.to_vec()), memory_format.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::resize(Tensor self, SymInt[] size, *, MemoryFormat? memory_format=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -14588,9 +14420,7 @@ pub fn resize(self_: &Tensor, size: &[i64], memory_format: Option<i64>) -> Tenso
 /// `aten::resize_(Tensor(a!) self, SymInt[] size, *, MemoryFormat? memory_format=None) -> Tensor(a!)`
 #[inline]
 pub fn f_resize_(self_: &Tensor, size: &[i64], memory_format: Option<i64>) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    if let Some(v) = memory_format { kw.push(("memory_format", Arg::Int(v))); }
-    call_tensor(1330, "aten::resize_", &[Arg::Tensor(self_), Arg::Ints(size.to_vec())], kw)
+    call_tensor_flat(1330, "aten::resize_", [Arg::Tensor(self_), Arg::Ints(size.to_vec()), memory_format.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::resize_(Tensor(a!) self, SymInt[] size, *, MemoryFormat? memory_format=None) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -14600,9 +14430,7 @@ pub fn resize_(self_: &Tensor, size: &[i64], memory_format: Option<i64>) -> Tens
 /// `aten::resize_as(Tensor self, Tensor the_template, *, MemoryFormat? memory_format=None) -> Tensor`
 #[inline]
 pub fn f_resize_as(self_: &Tensor, the_template: &Tensor, memory_format: Option<i64>) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    if let Some(v) = memory_format { kw.push(("memory_format", Arg::Int(v))); }
-    call_tensor(1331, "aten::resize_as", &[Arg::Tensor(self_), Arg::Tensor(the_template)], kw)
+    call_tensor_flat(1331, "aten::resize_as", [Arg::Tensor(self_), Arg::Tensor(the_template), memory_format.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::resize_as(Tensor self, Tensor the_template, *, MemoryFormat? memory_format=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -14612,9 +14440,7 @@ pub fn resize_as(self_: &Tensor, the_template: &Tensor, memory_format: Option<i6
 /// `aten::resize_as_(Tensor(a!) self, Tensor the_template, *, MemoryFormat? memory_format=None) -> Tensor(a!)`
 #[inline]
 pub fn f_resize_as_(self_: &Tensor, the_template: &Tensor, memory_format: Option<i64>) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    if let Some(v) = memory_format { kw.push(("memory_format", Arg::Int(v))); }
-    call_tensor(1332, "aten::resize_as_", &[Arg::Tensor(self_), Arg::Tensor(the_template)], kw)
+    call_tensor_flat(1332, "aten::resize_as_", [Arg::Tensor(self_), Arg::Tensor(the_template), memory_format.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::resize_as_(Tensor(a!) self, Tensor the_template, *, MemoryFormat? memory_format=None) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -14624,7 +14450,7 @@ pub fn resize_as_(self_: &Tensor, the_template: &Tensor, memory_format: Option<i
 /// `aten::resize_as_sparse(Tensor self, Tensor the_template) -> Tensor`
 #[inline]
 pub fn f_resize_as_sparse(self_: &Tensor, the_template: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1333, "aten::resize_as_sparse", &[Arg::Tensor(self_), Arg::Tensor(the_template)], Vec::new())
+    call_tensor_flat(1333, "aten::resize_as_sparse", [Arg::Tensor(self_), Arg::Tensor(the_template)])
 }
 /// `aten::resize_as_sparse(Tensor self, Tensor the_template) -> Tensor`; panics with torch's message.
 #[inline]
@@ -14634,7 +14460,7 @@ pub fn resize_as_sparse(self_: &Tensor, the_template: &Tensor) -> Tensor {
 /// `aten::resize_as_sparse_(Tensor(a!) self, Tensor the_template) -> Tensor(a!)`
 #[inline]
 pub fn f_resize_as_sparse_(self_: &Tensor, the_template: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1334, "aten::resize_as_sparse_", &[Arg::Tensor(self_), Arg::Tensor(the_template)], Vec::new())
+    call_tensor_flat(1334, "aten::resize_as_sparse_", [Arg::Tensor(self_), Arg::Tensor(the_template)])
 }
 /// `aten::resize_as_sparse_(Tensor(a!) self, Tensor the_template) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -14644,7 +14470,7 @@ pub fn resize_as_sparse_(self_: &Tensor, the_template: &Tensor) -> Tensor {
 /// `aten::resolve_conj(Tensor(a) self) -> Tensor(a)`
 #[inline]
 pub fn f_resolve_conj(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1335, "aten::resolve_conj", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1335, "aten::resolve_conj", [Arg::Tensor(self_)])
 }
 /// `aten::resolve_conj(Tensor(a) self) -> Tensor(a)`; panics with torch's message.
 #[inline]
@@ -14654,7 +14480,7 @@ pub fn resolve_conj(self_: &Tensor) -> Tensor {
 /// `aten::resolve_neg(Tensor(a) self) -> Tensor(a)`
 #[inline]
 pub fn f_resolve_neg(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1336, "aten::resolve_neg", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1336, "aten::resolve_neg", [Arg::Tensor(self_)])
 }
 /// `aten::resolve_neg(Tensor(a) self) -> Tensor(a)`; panics with torch's message.
 #[inline]
@@ -14730,7 +14556,7 @@ pub fn retains_grad(self_: &Tensor) -> bool {
 /// `aten::rms_norm(Tensor input, SymInt[] normalized_shape, Tensor? weight=None, float? eps=None) -> Tensor`
 #[inline]
 pub fn f_rms_norm(input: &Tensor, normalized_shape: &[i64], weight: Option<&Tensor>, eps: Option<f64>) -> Result<Tensor, TorchError> {
-    call_tensor(1343, "aten::rms_norm", &[Arg::Tensor(input), Arg::Ints(normalized_shape.to_vec()), weight.map_or(Arg::None, |v| Arg::Tensor(v)), eps.map_or(Arg::None, |v| Arg::Float(v))], Vec::new())
+    call_tensor_flat(1343, "aten::rms_norm", [Arg::Tensor(input), Arg::Ints(normalized_shape.to_vec()), weight.map_or(Arg::None, |v| Arg::Tensor(v)), eps.map_or(Arg::None, |v| Arg::Float(v))])
 }
 /// `aten::rms_norm(Tensor input, SymInt[] normalized_shape, Tensor? weight=None, float? eps=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -14804,7 +14630,7 @@ pub fn rnn_tanh_cell(input: &Tensor, hx: &Tensor, w_ih: &Tensor, w_hh: &Tensor, 
 /// `aten::roll(Tensor self, SymInt[1] shifts, int[1] dims=[]) -> Tensor`
 #[inline]
 pub fn f_roll(self_: &Tensor, shifts: &[i64], dims: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor(1350, "aten::roll", &[Arg::Tensor(self_), Arg::Ints(shifts.to_vec()), Arg::Ints(dims.to_vec())], Vec::new())
+    call_tensor_flat(1350, "aten::roll", [Arg::Tensor(self_), Arg::Ints(shifts.to_vec()), Arg::Ints(dims.to_vec())])
 }
 /// `aten::roll(Tensor self, SymInt[1] shifts, int[1] dims=[]) -> Tensor`; panics with torch's message.
 #[inline]
@@ -14814,7 +14640,7 @@ pub fn roll(self_: &Tensor, shifts: &[i64], dims: &[i64]) -> Tensor {
 /// `aten::rot90(Tensor self, int k=1, int[] dims=[0, 1]) -> Tensor`
 #[inline]
 pub fn f_rot90(self_: &Tensor, k: i64, dims: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor(1351, "aten::rot90", &[Arg::Tensor(self_), Arg::Int(k), Arg::Ints(dims.to_vec())], Vec::new())
+    call_tensor_flat(1351, "aten::rot90", [Arg::Tensor(self_), Arg::Int(k), Arg::Ints(dims.to_vec())])
 }
 /// `aten::rot90(Tensor self, int k=1, int[] dims=[0, 1]) -> Tensor`; panics with torch's message.
 #[inline]
@@ -14824,7 +14650,7 @@ pub fn rot90(self_: &Tensor, k: i64, dims: &[i64]) -> Tensor {
 /// `aten::round(Tensor self) -> Tensor`
 #[inline]
 pub fn f_round(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1352, "aten::round", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1352, "aten::round", [Arg::Tensor(self_)])
 }
 /// `aten::round(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -14834,9 +14660,7 @@ pub fn round(self_: &Tensor) -> Tensor {
 /// `aten::round.decimals(Tensor self, *, int decimals) -> Tensor`
 #[inline]
 pub fn f_round_decimals(self_: &Tensor, decimals: i64) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    kw.push(("decimals", Arg::Int(decimals)));
-    call_tensor(1353, "aten::round.decimals", &[Arg::Tensor(self_)], kw)
+    call_tensor_flat(1353, "aten::round.decimals", [Arg::Tensor(self_), Arg::Int(decimals)])
 }
 /// `aten::round.decimals(Tensor self, *, int decimals) -> Tensor`; panics with torch's message.
 #[inline]
@@ -14846,7 +14670,7 @@ pub fn round_decimals(self_: &Tensor, decimals: i64) -> Tensor {
 /// `aten::round_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_round_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1354, "aten::round_", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1354, "aten::round_", [Arg::Tensor(self_)])
 }
 /// `aten::round_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -14856,9 +14680,7 @@ pub fn round_(self_: &Tensor) -> Tensor {
 /// `aten::round_.decimals(Tensor(a!) self, *, int decimals) -> Tensor(a!)`
 #[inline]
 pub fn f_round_decimals_(self_: &Tensor, decimals: i64) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    kw.push(("decimals", Arg::Int(decimals)));
-    call_tensor(1355, "aten::round_.decimals", &[Arg::Tensor(self_)], kw)
+    call_tensor_flat(1355, "aten::round_.decimals", [Arg::Tensor(self_), Arg::Int(decimals)])
 }
 /// `aten::round_.decimals(Tensor(a!) self, *, int decimals) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -14868,7 +14690,7 @@ pub fn round_decimals_(self_: &Tensor, decimals: i64) -> Tensor {
 /// `aten::row_indices(Tensor(a) self) -> Tensor(a)`
 #[inline]
 pub fn f_row_indices(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1356, "aten::row_indices", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1356, "aten::row_indices", [Arg::Tensor(self_)])
 }
 /// `aten::row_indices(Tensor(a) self) -> Tensor(a)`; panics with torch's message.
 #[inline]
@@ -14878,7 +14700,7 @@ pub fn row_indices(self_: &Tensor) -> Tensor {
 /// `aten::row_indices_copy(Tensor self) -> Tensor`
 #[inline]
 pub fn f_row_indices_copy(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1357, "aten::row_indices_copy", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1357, "aten::row_indices_copy", [Arg::Tensor(self_)])
 }
 /// `aten::row_indices_copy(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -14888,7 +14710,7 @@ pub fn row_indices_copy(self_: &Tensor) -> Tensor {
 /// `aten::row_stack(Tensor[] tensors) -> Tensor`
 #[inline]
 pub fn f_row_stack(tensors: &[&Tensor]) -> Result<Tensor, TorchError> {
-    call_tensor(1358, "aten::row_stack", &[Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect())], Vec::new())
+    call_tensor_flat(1358, "aten::row_stack", [Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect())])
 }
 /// `aten::row_stack(Tensor[] tensors) -> Tensor`; panics with torch's message.
 #[inline]
@@ -14949,7 +14771,7 @@ pub fn rrelu_with_noise_functional(self_: &Tensor, noise: &Tensor, lower: impl I
 /// `aten::rsqrt(Tensor self) -> Tensor`
 #[inline]
 pub fn f_rsqrt(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1364, "aten::rsqrt", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1364, "aten::rsqrt", [Arg::Tensor(self_)])
 }
 /// `aten::rsqrt(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -14959,7 +14781,7 @@ pub fn rsqrt(self_: &Tensor) -> Tensor {
 /// `aten::rsqrt_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_rsqrt_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1365, "aten::rsqrt_", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1365, "aten::rsqrt_", [Arg::Tensor(self_)])
 }
 /// `aten::rsqrt_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -14969,9 +14791,7 @@ pub fn rsqrt_(self_: &Tensor) -> Tensor {
 /// `aten::rsub.Tensor(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor`
 #[inline]
 pub fn f_rsub(self_: &Tensor, other: &Tensor, alpha: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    kw.push(("alpha", alpha.into().arg()));
-    call_tensor(1366, "aten::rsub.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], kw)
+    call_tensor_flat(1366, "aten::rsub.Tensor", [Arg::Tensor(self_), Arg::Tensor(other), alpha.into().arg()])
 }
 /// `aten::rsub.Tensor(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor`; panics with torch's message.
 #[inline]
@@ -14981,7 +14801,7 @@ pub fn rsub(self_: &Tensor, other: &Tensor, alpha: impl Into<Scalar>) -> Tensor 
 /// `aten::rsub.Scalar(Tensor self, Scalar other, Scalar alpha=1) -> Tensor`
 #[inline]
 pub fn f_rsub_scalar(self_: &Tensor, other: impl Into<Scalar>, alpha: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(1367, "aten::rsub.Scalar", &[Arg::Tensor(self_), other.into().arg(), alpha.into().arg()], Vec::new())
+    call_tensor_flat(1367, "aten::rsub.Scalar", [Arg::Tensor(self_), other.into().arg(), alpha.into().arg()])
 }
 /// `aten::rsub.Scalar(Tensor self, Scalar other, Scalar alpha=1) -> Tensor`; panics with torch's message.
 #[inline]
@@ -15019,7 +14839,7 @@ pub fn scaled_dot_product_attention(query: &Tensor, key: &Tensor, value: &Tensor
 /// `aten::scatter.value(Tensor self, int dim, Tensor index, Scalar value) -> Tensor`
 #[inline]
 pub fn f_scatter_value(self_: &Tensor, dim: i64, index: &Tensor, value: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(1370, "aten::scatter.value", &[Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index), value.into().arg()], Vec::new())
+    call_tensor_flat(1370, "aten::scatter.value", [Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index), value.into().arg()])
 }
 /// `aten::scatter.value(Tensor self, int dim, Tensor index, Scalar value) -> Tensor`; panics with torch's message.
 #[inline]
@@ -15029,7 +14849,7 @@ pub fn scatter_value(self_: &Tensor, dim: i64, index: &Tensor, value: impl Into<
 /// `aten::scatter.src(Tensor self, int dim, Tensor index, Tensor src) -> Tensor`
 #[inline]
 pub fn f_scatter_src(self_: &Tensor, dim: i64, index: &Tensor, src: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1371, "aten::scatter.src", &[Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index), Arg::Tensor(src)], Vec::new())
+    call_tensor_flat(1371, "aten::scatter.src", [Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index), Arg::Tensor(src)])
 }
 /// `aten::scatter.src(Tensor self, int dim, Tensor index, Tensor src) -> Tensor`; panics with torch's message.
 #[inline]
@@ -15063,7 +14883,7 @@ pub fn scatter_value_reduce(self_: &Tensor, dim: i64, index: &Tensor, value: imp
 /// `aten::scatter_.src(Tensor(a!) self, int dim, Tensor index, Tensor src) -> Tensor(a!)`
 #[inline]
 pub fn f_scatter_src_(self_: &Tensor, dim: i64, index: &Tensor, src: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1374, "aten::scatter_.src", &[Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index), Arg::Tensor(src)], Vec::new())
+    call_tensor_flat(1374, "aten::scatter_.src", [Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index), Arg::Tensor(src)])
 }
 /// `aten::scatter_.src(Tensor(a!) self, int dim, Tensor index, Tensor src) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -15073,7 +14893,7 @@ pub fn scatter_src_(self_: &Tensor, dim: i64, index: &Tensor, src: &Tensor) -> T
 /// `aten::scatter_.value(Tensor(a!) self, int dim, Tensor index, Scalar value) -> Tensor(a!)`
 #[inline]
 pub fn f_scatter_value_(self_: &Tensor, dim: i64, index: &Tensor, value: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(1375, "aten::scatter_.value", &[Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index), value.into().arg()], Vec::new())
+    call_tensor_flat(1375, "aten::scatter_.value", [Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index), value.into().arg()])
 }
 /// `aten::scatter_.value(Tensor(a!) self, int dim, Tensor index, Scalar value) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -15107,7 +14927,7 @@ pub fn scatter_value_reduce_(self_: &Tensor, dim: i64, index: &Tensor, value: im
 /// `aten::scatter_add(Tensor self, int dim, Tensor index, Tensor src) -> Tensor`
 #[inline]
 pub fn f_scatter_add(self_: &Tensor, dim: i64, index: &Tensor, src: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1378, "aten::scatter_add", &[Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index), Arg::Tensor(src)], Vec::new())
+    call_tensor_flat(1378, "aten::scatter_add", [Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index), Arg::Tensor(src)])
 }
 /// `aten::scatter_add(Tensor self, int dim, Tensor index, Tensor src) -> Tensor`; panics with torch's message.
 #[inline]
@@ -15117,7 +14937,7 @@ pub fn scatter_add(self_: &Tensor, dim: i64, index: &Tensor, src: &Tensor) -> Te
 /// `aten::scatter_add_(Tensor(a!) self, int dim, Tensor index, Tensor src) -> Tensor(a!)`
 #[inline]
 pub fn f_scatter_add_(self_: &Tensor, dim: i64, index: &Tensor, src: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1379, "aten::scatter_add_", &[Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index), Arg::Tensor(src)], Vec::new())
+    call_tensor_flat(1379, "aten::scatter_add_", [Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index), Arg::Tensor(src)])
 }
 /// `aten::scatter_add_(Tensor(a!) self, int dim, Tensor index, Tensor src) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -15174,7 +14994,7 @@ pub fn segment_reduce(data: &Tensor, reduce: &str, lengths: Option<&Tensor>, ind
 /// `aten::select.int(Tensor(a) self, int dim, SymInt index) -> Tensor(a)`
 #[inline]
 pub fn f_select(self_: &Tensor, dim: i64, index: i64) -> Result<Tensor, TorchError> {
-    call_tensor(1383, "aten::select.int", &[Arg::Tensor(self_), Arg::Int(dim), Arg::Int(index)], Vec::new())
+    call_tensor_flat(1383, "aten::select.int", [Arg::Tensor(self_), Arg::Int(dim), Arg::Int(index)])
 }
 /// `aten::select.int(Tensor(a) self, int dim, SymInt index) -> Tensor(a)`; panics with torch's message.
 #[inline]
@@ -15184,7 +15004,7 @@ pub fn select(self_: &Tensor, dim: i64, index: i64) -> Tensor {
 /// `aten::select_copy.int(Tensor self, int dim, SymInt index) -> Tensor`
 #[inline]
 pub fn f_select_copy(self_: &Tensor, dim: i64, index: i64) -> Result<Tensor, TorchError> {
-    call_tensor(1384, "aten::select_copy.int", &[Arg::Tensor(self_), Arg::Int(dim), Arg::Int(index)], Vec::new())
+    call_tensor_flat(1384, "aten::select_copy.int", [Arg::Tensor(self_), Arg::Int(dim), Arg::Int(index)])
 }
 /// `aten::select_copy.int(Tensor self, int dim, SymInt index) -> Tensor`; panics with torch's message.
 #[inline]
@@ -15194,7 +15014,7 @@ pub fn select_copy(self_: &Tensor, dim: i64, index: i64) -> Tensor {
 /// `aten::select_scatter(Tensor self, Tensor src, int dim, SymInt index) -> Tensor`
 #[inline]
 pub fn f_select_scatter(self_: &Tensor, src: &Tensor, dim: i64, index: i64) -> Result<Tensor, TorchError> {
-    call_tensor(1385, "aten::select_scatter", &[Arg::Tensor(self_), Arg::Tensor(src), Arg::Int(dim), Arg::Int(index)], Vec::new())
+    call_tensor_flat(1385, "aten::select_scatter", [Arg::Tensor(self_), Arg::Tensor(src), Arg::Int(dim), Arg::Int(index)])
 }
 /// `aten::select_scatter(Tensor self, Tensor src, int dim, SymInt index) -> Tensor`; panics with torch's message.
 #[inline]
@@ -15204,7 +15024,7 @@ pub fn select_scatter(self_: &Tensor, src: &Tensor, dim: i64, index: i64) -> Ten
 /// `aten::selu(Tensor self) -> Tensor`
 #[inline]
 pub fn f_selu(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1386, "aten::selu", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1386, "aten::selu", [Arg::Tensor(self_)])
 }
 /// `aten::selu(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -15214,7 +15034,7 @@ pub fn selu(self_: &Tensor) -> Tensor {
 /// `aten::selu_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_selu_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1387, "aten::selu_", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1387, "aten::selu_", [Arg::Tensor(self_)])
 }
 /// `aten::selu_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -15224,7 +15044,7 @@ pub fn selu_(self_: &Tensor) -> Tensor {
 /// `aten::set.source_Tensor(Tensor self, Tensor source) -> Tensor`
 #[inline]
 pub fn f_set_source_tensor(self_: &Tensor, source: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1388, "aten::set.source_Tensor", &[Arg::Tensor(self_), Arg::Tensor(source)], Vec::new())
+    call_tensor_flat(1388, "aten::set.source_Tensor", [Arg::Tensor(self_), Arg::Tensor(source)])
 }
 /// `aten::set.source_Tensor(Tensor self, Tensor source) -> Tensor`; panics with torch's message.
 #[inline]
@@ -15234,7 +15054,7 @@ pub fn set_source_tensor(self_: &Tensor, source: &Tensor) -> Tensor {
 /// `aten::set(Tensor self) -> Tensor`
 #[inline]
 pub fn f_set(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1389, "aten::set", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1389, "aten::set", [Arg::Tensor(self_)])
 }
 /// `aten::set(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -15244,7 +15064,7 @@ pub fn set(self_: &Tensor) -> Tensor {
 /// `aten::set_.source_Tensor(Tensor(a!) self, Tensor source) -> Tensor(a!)`
 #[inline]
 pub fn f_set_source_tensor_(self_: &Tensor, source: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1390, "aten::set_.source_Tensor", &[Arg::Tensor(self_), Arg::Tensor(source)], Vec::new())
+    call_tensor_flat(1390, "aten::set_.source_Tensor", [Arg::Tensor(self_), Arg::Tensor(source)])
 }
 /// `aten::set_.source_Tensor(Tensor(a!) self, Tensor source) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -15254,7 +15074,7 @@ pub fn set_source_tensor_(self_: &Tensor, source: &Tensor) -> Tensor {
 /// `aten::set_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_set_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1391, "aten::set_", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1391, "aten::set_", [Arg::Tensor(self_)])
 }
 /// `aten::set_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -15285,7 +15105,7 @@ pub fn set_data(self_: &Tensor, new_data: &Tensor) -> () {
 /// `aten::sgn(Tensor self) -> Tensor`
 #[inline]
 pub fn f_sgn(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1394, "aten::sgn", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1394, "aten::sgn", [Arg::Tensor(self_)])
 }
 /// `aten::sgn(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -15295,7 +15115,7 @@ pub fn sgn(self_: &Tensor) -> Tensor {
 /// `aten::sgn_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_sgn_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1395, "aten::sgn_", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1395, "aten::sgn_", [Arg::Tensor(self_)])
 }
 /// `aten::sgn_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -15305,7 +15125,7 @@ pub fn sgn_(self_: &Tensor) -> Tensor {
 /// `aten::sigmoid(Tensor self) -> Tensor`
 #[inline]
 pub fn f_sigmoid(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1396, "aten::sigmoid", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1396, "aten::sigmoid", [Arg::Tensor(self_)])
 }
 /// `aten::sigmoid(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -15315,7 +15135,7 @@ pub fn sigmoid(self_: &Tensor) -> Tensor {
 /// `aten::sigmoid_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_sigmoid_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1397, "aten::sigmoid_", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1397, "aten::sigmoid_", [Arg::Tensor(self_)])
 }
 /// `aten::sigmoid_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -15325,7 +15145,7 @@ pub fn sigmoid_(self_: &Tensor) -> Tensor {
 /// `aten::sign(Tensor self) -> Tensor`
 #[inline]
 pub fn f_sign(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1398, "aten::sign", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1398, "aten::sign", [Arg::Tensor(self_)])
 }
 /// `aten::sign(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -15335,7 +15155,7 @@ pub fn sign(self_: &Tensor) -> Tensor {
 /// `aten::sign_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_sign_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1399, "aten::sign_", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1399, "aten::sign_", [Arg::Tensor(self_)])
 }
 /// `aten::sign_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -15345,7 +15165,7 @@ pub fn sign_(self_: &Tensor) -> Tensor {
 /// `aten::signbit(Tensor self) -> Tensor`
 #[inline]
 pub fn f_signbit(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1400, "aten::signbit", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1400, "aten::signbit", [Arg::Tensor(self_)])
 }
 /// `aten::signbit(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -15355,7 +15175,7 @@ pub fn signbit(self_: &Tensor) -> Tensor {
 /// `aten::silu(Tensor self) -> Tensor`
 #[inline]
 pub fn f_silu(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1401, "aten::silu", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1401, "aten::silu", [Arg::Tensor(self_)])
 }
 /// `aten::silu(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -15365,7 +15185,7 @@ pub fn silu(self_: &Tensor) -> Tensor {
 /// `aten::silu_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_silu_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1402, "aten::silu_", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1402, "aten::silu_", [Arg::Tensor(self_)])
 }
 /// `aten::silu_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -15375,7 +15195,7 @@ pub fn silu_(self_: &Tensor) -> Tensor {
 /// `aten::sin(Tensor self) -> Tensor`
 #[inline]
 pub fn f_sin(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1403, "aten::sin", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1403, "aten::sin", [Arg::Tensor(self_)])
 }
 /// `aten::sin(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -15385,7 +15205,7 @@ pub fn sin(self_: &Tensor) -> Tensor {
 /// `aten::sin_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_sin_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1404, "aten::sin_", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1404, "aten::sin_", [Arg::Tensor(self_)])
 }
 /// `aten::sin_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -15395,7 +15215,7 @@ pub fn sin_(self_: &Tensor) -> Tensor {
 /// `aten::sinc(Tensor self) -> Tensor`
 #[inline]
 pub fn f_sinc(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1405, "aten::sinc", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1405, "aten::sinc", [Arg::Tensor(self_)])
 }
 /// `aten::sinc(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -15405,7 +15225,7 @@ pub fn sinc(self_: &Tensor) -> Tensor {
 /// `aten::sinc_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_sinc_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1406, "aten::sinc_", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1406, "aten::sinc_", [Arg::Tensor(self_)])
 }
 /// `aten::sinc_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -15415,7 +15235,7 @@ pub fn sinc_(self_: &Tensor) -> Tensor {
 /// `aten::sinh(Tensor self) -> Tensor`
 #[inline]
 pub fn f_sinh(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1407, "aten::sinh", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1407, "aten::sinh", [Arg::Tensor(self_)])
 }
 /// `aten::sinh(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -15425,7 +15245,7 @@ pub fn sinh(self_: &Tensor) -> Tensor {
 /// `aten::sinh_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_sinh_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1408, "aten::sinh_", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1408, "aten::sinh_", [Arg::Tensor(self_)])
 }
 /// `aten::sinh_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -15557,7 +15377,7 @@ pub fn slow_conv_transpose3d(self_: &Tensor, weight: &Tensor, kernel_size: &[i64
 /// `aten::smm(Tensor self, Tensor mat2) -> Tensor`
 #[inline]
 pub fn f_smm(self_: &Tensor, mat2: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1421, "aten::smm", &[Arg::Tensor(self_), Arg::Tensor(mat2)], Vec::new())
+    call_tensor_flat(1421, "aten::smm", [Arg::Tensor(self_), Arg::Tensor(mat2)])
 }
 /// `aten::smm(Tensor self, Tensor mat2) -> Tensor`; panics with torch's message.
 #[inline]
@@ -15567,7 +15387,7 @@ pub fn smm(self_: &Tensor, mat2: &Tensor) -> Tensor {
 /// `aten::smooth_l1_loss(Tensor self, Tensor target, int reduction=1, float beta=1.) -> Tensor`
 #[inline]
 pub fn f_smooth_l1_loss(self_: &Tensor, target: &Tensor, reduction: i64, beta: f64) -> Result<Tensor, TorchError> {
-    call_tensor(1422, "aten::smooth_l1_loss", &[Arg::Tensor(self_), Arg::Tensor(target), Arg::Int(reduction), Arg::Float(beta)], Vec::new())
+    call_tensor_flat(1422, "aten::smooth_l1_loss", [Arg::Tensor(self_), Arg::Tensor(target), Arg::Int(reduction), Arg::Float(beta)])
 }
 /// `aten::smooth_l1_loss(Tensor self, Tensor target, int reduction=1, float beta=1.) -> Tensor`; panics with torch's message.
 #[inline]
@@ -15577,7 +15397,7 @@ pub fn smooth_l1_loss(self_: &Tensor, target: &Tensor, reduction: i64, beta: f64
 /// `aten::soft_margin_loss(Tensor self, Tensor target, int reduction=1) -> Tensor`
 #[inline]
 pub fn f_soft_margin_loss(self_: &Tensor, target: &Tensor, reduction: i64) -> Result<Tensor, TorchError> {
-    call_tensor(1423, "aten::soft_margin_loss", &[Arg::Tensor(self_), Arg::Tensor(target), Arg::Int(reduction)], Vec::new())
+    call_tensor_flat(1423, "aten::soft_margin_loss", [Arg::Tensor(self_), Arg::Tensor(target), Arg::Int(reduction)])
 }
 /// `aten::soft_margin_loss(Tensor self, Tensor target, int reduction=1) -> Tensor`; panics with torch's message.
 #[inline]
@@ -15587,7 +15407,7 @@ pub fn soft_margin_loss(self_: &Tensor, target: &Tensor, reduction: i64) -> Tens
 /// `aten::softmax.int(Tensor self, int dim, ScalarType? dtype=None) -> Tensor`
 #[inline]
 pub fn f_softmax(self_: &Tensor, dim: i64, dtype: Option<Dtype>) -> Result<Tensor, TorchError> {
-    call_tensor(1424, "aten::softmax.int", &[Arg::Tensor(self_), Arg::Int(dim), dtype.map_or(Arg::None, |v| Arg::Dtype(v))], Vec::new())
+    call_tensor_flat(1424, "aten::softmax.int", [Arg::Tensor(self_), Arg::Int(dim), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
 }
 /// `aten::softmax.int(Tensor self, int dim, ScalarType? dtype=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -15597,7 +15417,7 @@ pub fn softmax(self_: &Tensor, dim: i64, dtype: Option<Dtype>) -> Tensor {
 /// `aten::softplus(Tensor self, Scalar beta=1, Scalar threshold=20) -> Tensor`
 #[inline]
 pub fn f_softplus(self_: &Tensor, beta: impl Into<Scalar>, threshold: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(1425, "aten::softplus", &[Arg::Tensor(self_), beta.into().arg(), threshold.into().arg()], Vec::new())
+    call_tensor_flat(1425, "aten::softplus", [Arg::Tensor(self_), beta.into().arg(), threshold.into().arg()])
 }
 /// `aten::softplus(Tensor self, Scalar beta=1, Scalar threshold=20) -> Tensor`; panics with torch's message.
 #[inline]
@@ -15607,7 +15427,7 @@ pub fn softplus(self_: &Tensor, beta: impl Into<Scalar>, threshold: impl Into<Sc
 /// `aten::softshrink(Tensor self, Scalar lambd=0.5) -> Tensor`
 #[inline]
 pub fn f_softshrink(self_: &Tensor, lambd: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(1426, "aten::softshrink", &[Arg::Tensor(self_), lambd.into().arg()], Vec::new())
+    call_tensor_flat(1426, "aten::softshrink", [Arg::Tensor(self_), lambd.into().arg()])
 }
 /// `aten::softshrink(Tensor self, Scalar lambd=0.5) -> Tensor`; panics with torch's message.
 #[inline]
@@ -15643,7 +15463,7 @@ pub fn sort_stable(self_: &Tensor, stable: Option<bool>, dim: i64, descending: b
 /// `aten::special_airy_ai(Tensor x) -> Tensor`
 #[inline]
 pub fn f_special_airy_ai(x: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1429, "aten::special_airy_ai", &[Arg::Tensor(x)], Vec::new())
+    call_tensor_flat(1429, "aten::special_airy_ai", [Arg::Tensor(x)])
 }
 /// `aten::special_airy_ai(Tensor x) -> Tensor`; panics with torch's message.
 #[inline]
@@ -15653,7 +15473,7 @@ pub fn special_airy_ai(x: &Tensor) -> Tensor {
 /// `aten::special_bessel_j0(Tensor self) -> Tensor`
 #[inline]
 pub fn f_special_bessel_j0(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1430, "aten::special_bessel_j0", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1430, "aten::special_bessel_j0", [Arg::Tensor(self_)])
 }
 /// `aten::special_bessel_j0(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -15663,7 +15483,7 @@ pub fn special_bessel_j0(self_: &Tensor) -> Tensor {
 /// `aten::special_bessel_j1(Tensor self) -> Tensor`
 #[inline]
 pub fn f_special_bessel_j1(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1431, "aten::special_bessel_j1", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1431, "aten::special_bessel_j1", [Arg::Tensor(self_)])
 }
 /// `aten::special_bessel_j1(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -15673,7 +15493,7 @@ pub fn special_bessel_j1(self_: &Tensor) -> Tensor {
 /// `aten::special_bessel_y0(Tensor self) -> Tensor`
 #[inline]
 pub fn f_special_bessel_y0(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1432, "aten::special_bessel_y0", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1432, "aten::special_bessel_y0", [Arg::Tensor(self_)])
 }
 /// `aten::special_bessel_y0(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -15683,7 +15503,7 @@ pub fn special_bessel_y0(self_: &Tensor) -> Tensor {
 /// `aten::special_bessel_y1(Tensor self) -> Tensor`
 #[inline]
 pub fn f_special_bessel_y1(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1433, "aten::special_bessel_y1", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1433, "aten::special_bessel_y1", [Arg::Tensor(self_)])
 }
 /// `aten::special_bessel_y1(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -15693,7 +15513,7 @@ pub fn special_bessel_y1(self_: &Tensor) -> Tensor {
 /// `aten::special_chebyshev_polynomial_t(Tensor x, Tensor n) -> Tensor`
 #[inline]
 pub fn f_special_chebyshev_polynomial_t(x: &Tensor, n: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1434, "aten::special_chebyshev_polynomial_t", &[Arg::Tensor(x), Arg::Tensor(n)], Vec::new())
+    call_tensor_flat(1434, "aten::special_chebyshev_polynomial_t", [Arg::Tensor(x), Arg::Tensor(n)])
 }
 /// `aten::special_chebyshev_polynomial_t(Tensor x, Tensor n) -> Tensor`; panics with torch's message.
 #[inline]
@@ -15703,7 +15523,7 @@ pub fn special_chebyshev_polynomial_t(x: &Tensor, n: &Tensor) -> Tensor {
 /// `aten::special_chebyshev_polynomial_t.x_scalar(Scalar x, Tensor n) -> Tensor`
 #[inline]
 pub fn f_special_chebyshev_polynomial_t_x_scalar(x: impl Into<Scalar>, n: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1435, "aten::special_chebyshev_polynomial_t.x_scalar", &[x.into().arg(), Arg::Tensor(n)], Vec::new())
+    call_tensor_flat(1435, "aten::special_chebyshev_polynomial_t.x_scalar", [x.into().arg(), Arg::Tensor(n)])
 }
 /// `aten::special_chebyshev_polynomial_t.x_scalar(Scalar x, Tensor n) -> Tensor`; panics with torch's message.
 #[inline]
@@ -15713,7 +15533,7 @@ pub fn special_chebyshev_polynomial_t_x_scalar(x: impl Into<Scalar>, n: &Tensor)
 /// `aten::special_chebyshev_polynomial_t.n_scalar(Tensor x, Scalar n) -> Tensor`
 #[inline]
 pub fn f_special_chebyshev_polynomial_t_n_scalar(x: &Tensor, n: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(1436, "aten::special_chebyshev_polynomial_t.n_scalar", &[Arg::Tensor(x), n.into().arg()], Vec::new())
+    call_tensor_flat(1436, "aten::special_chebyshev_polynomial_t.n_scalar", [Arg::Tensor(x), n.into().arg()])
 }
 /// `aten::special_chebyshev_polynomial_t.n_scalar(Tensor x, Scalar n) -> Tensor`; panics with torch's message.
 #[inline]
@@ -15723,7 +15543,7 @@ pub fn special_chebyshev_polynomial_t_n_scalar(x: &Tensor, n: impl Into<Scalar>)
 /// `aten::special_chebyshev_polynomial_u(Tensor x, Tensor n) -> Tensor`
 #[inline]
 pub fn f_special_chebyshev_polynomial_u(x: &Tensor, n: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1437, "aten::special_chebyshev_polynomial_u", &[Arg::Tensor(x), Arg::Tensor(n)], Vec::new())
+    call_tensor_flat(1437, "aten::special_chebyshev_polynomial_u", [Arg::Tensor(x), Arg::Tensor(n)])
 }
 /// `aten::special_chebyshev_polynomial_u(Tensor x, Tensor n) -> Tensor`; panics with torch's message.
 #[inline]
@@ -15733,7 +15553,7 @@ pub fn special_chebyshev_polynomial_u(x: &Tensor, n: &Tensor) -> Tensor {
 /// `aten::special_chebyshev_polynomial_u.x_scalar(Scalar x, Tensor n) -> Tensor`
 #[inline]
 pub fn f_special_chebyshev_polynomial_u_x_scalar(x: impl Into<Scalar>, n: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1438, "aten::special_chebyshev_polynomial_u.x_scalar", &[x.into().arg(), Arg::Tensor(n)], Vec::new())
+    call_tensor_flat(1438, "aten::special_chebyshev_polynomial_u.x_scalar", [x.into().arg(), Arg::Tensor(n)])
 }
 /// `aten::special_chebyshev_polynomial_u.x_scalar(Scalar x, Tensor n) -> Tensor`; panics with torch's message.
 #[inline]
@@ -15743,7 +15563,7 @@ pub fn special_chebyshev_polynomial_u_x_scalar(x: impl Into<Scalar>, n: &Tensor)
 /// `aten::special_chebyshev_polynomial_u.n_scalar(Tensor x, Scalar n) -> Tensor`
 #[inline]
 pub fn f_special_chebyshev_polynomial_u_n_scalar(x: &Tensor, n: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(1439, "aten::special_chebyshev_polynomial_u.n_scalar", &[Arg::Tensor(x), n.into().arg()], Vec::new())
+    call_tensor_flat(1439, "aten::special_chebyshev_polynomial_u.n_scalar", [Arg::Tensor(x), n.into().arg()])
 }
 /// `aten::special_chebyshev_polynomial_u.n_scalar(Tensor x, Scalar n) -> Tensor`; panics with torch's message.
 #[inline]
@@ -15753,7 +15573,7 @@ pub fn special_chebyshev_polynomial_u_n_scalar(x: &Tensor, n: impl Into<Scalar>)
 /// `aten::special_chebyshev_polynomial_v(Tensor x, Tensor n) -> Tensor`
 #[inline]
 pub fn f_special_chebyshev_polynomial_v(x: &Tensor, n: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1440, "aten::special_chebyshev_polynomial_v", &[Arg::Tensor(x), Arg::Tensor(n)], Vec::new())
+    call_tensor_flat(1440, "aten::special_chebyshev_polynomial_v", [Arg::Tensor(x), Arg::Tensor(n)])
 }
 /// `aten::special_chebyshev_polynomial_v(Tensor x, Tensor n) -> Tensor`; panics with torch's message.
 #[inline]
@@ -15763,7 +15583,7 @@ pub fn special_chebyshev_polynomial_v(x: &Tensor, n: &Tensor) -> Tensor {
 /// `aten::special_chebyshev_polynomial_v.x_scalar(Scalar x, Tensor n) -> Tensor`
 #[inline]
 pub fn f_special_chebyshev_polynomial_v_x_scalar(x: impl Into<Scalar>, n: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1441, "aten::special_chebyshev_polynomial_v.x_scalar", &[x.into().arg(), Arg::Tensor(n)], Vec::new())
+    call_tensor_flat(1441, "aten::special_chebyshev_polynomial_v.x_scalar", [x.into().arg(), Arg::Tensor(n)])
 }
 /// `aten::special_chebyshev_polynomial_v.x_scalar(Scalar x, Tensor n) -> Tensor`; panics with torch's message.
 #[inline]
@@ -15773,7 +15593,7 @@ pub fn special_chebyshev_polynomial_v_x_scalar(x: impl Into<Scalar>, n: &Tensor)
 /// `aten::special_chebyshev_polynomial_v.n_scalar(Tensor x, Scalar n) -> Tensor`
 #[inline]
 pub fn f_special_chebyshev_polynomial_v_n_scalar(x: &Tensor, n: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(1442, "aten::special_chebyshev_polynomial_v.n_scalar", &[Arg::Tensor(x), n.into().arg()], Vec::new())
+    call_tensor_flat(1442, "aten::special_chebyshev_polynomial_v.n_scalar", [Arg::Tensor(x), n.into().arg()])
 }
 /// `aten::special_chebyshev_polynomial_v.n_scalar(Tensor x, Scalar n) -> Tensor`; panics with torch's message.
 #[inline]
@@ -15783,7 +15603,7 @@ pub fn special_chebyshev_polynomial_v_n_scalar(x: &Tensor, n: impl Into<Scalar>)
 /// `aten::special_chebyshev_polynomial_w(Tensor x, Tensor n) -> Tensor`
 #[inline]
 pub fn f_special_chebyshev_polynomial_w(x: &Tensor, n: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1443, "aten::special_chebyshev_polynomial_w", &[Arg::Tensor(x), Arg::Tensor(n)], Vec::new())
+    call_tensor_flat(1443, "aten::special_chebyshev_polynomial_w", [Arg::Tensor(x), Arg::Tensor(n)])
 }
 /// `aten::special_chebyshev_polynomial_w(Tensor x, Tensor n) -> Tensor`; panics with torch's message.
 #[inline]
@@ -15793,7 +15613,7 @@ pub fn special_chebyshev_polynomial_w(x: &Tensor, n: &Tensor) -> Tensor {
 /// `aten::special_chebyshev_polynomial_w.x_scalar(Scalar x, Tensor n) -> Tensor`
 #[inline]
 pub fn f_special_chebyshev_polynomial_w_x_scalar(x: impl Into<Scalar>, n: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1444, "aten::special_chebyshev_polynomial_w.x_scalar", &[x.into().arg(), Arg::Tensor(n)], Vec::new())
+    call_tensor_flat(1444, "aten::special_chebyshev_polynomial_w.x_scalar", [x.into().arg(), Arg::Tensor(n)])
 }
 /// `aten::special_chebyshev_polynomial_w.x_scalar(Scalar x, Tensor n) -> Tensor`; panics with torch's message.
 #[inline]
@@ -15803,7 +15623,7 @@ pub fn special_chebyshev_polynomial_w_x_scalar(x: impl Into<Scalar>, n: &Tensor)
 /// `aten::special_chebyshev_polynomial_w.n_scalar(Tensor x, Scalar n) -> Tensor`
 #[inline]
 pub fn f_special_chebyshev_polynomial_w_n_scalar(x: &Tensor, n: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(1445, "aten::special_chebyshev_polynomial_w.n_scalar", &[Arg::Tensor(x), n.into().arg()], Vec::new())
+    call_tensor_flat(1445, "aten::special_chebyshev_polynomial_w.n_scalar", [Arg::Tensor(x), n.into().arg()])
 }
 /// `aten::special_chebyshev_polynomial_w.n_scalar(Tensor x, Scalar n) -> Tensor`; panics with torch's message.
 #[inline]
@@ -15813,7 +15633,7 @@ pub fn special_chebyshev_polynomial_w_n_scalar(x: &Tensor, n: impl Into<Scalar>)
 /// `aten::special_digamma(Tensor self) -> Tensor`
 #[inline]
 pub fn f_special_digamma(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1446, "aten::special_digamma", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1446, "aten::special_digamma", [Arg::Tensor(self_)])
 }
 /// `aten::special_digamma(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -15823,7 +15643,7 @@ pub fn special_digamma(self_: &Tensor) -> Tensor {
 /// `aten::special_entr(Tensor self) -> Tensor`
 #[inline]
 pub fn f_special_entr(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1447, "aten::special_entr", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1447, "aten::special_entr", [Arg::Tensor(self_)])
 }
 /// `aten::special_entr(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -15833,7 +15653,7 @@ pub fn special_entr(self_: &Tensor) -> Tensor {
 /// `aten::special_erf(Tensor self) -> Tensor`
 #[inline]
 pub fn f_special_erf(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1448, "aten::special_erf", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1448, "aten::special_erf", [Arg::Tensor(self_)])
 }
 /// `aten::special_erf(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -15843,7 +15663,7 @@ pub fn special_erf(self_: &Tensor) -> Tensor {
 /// `aten::special_erfc(Tensor self) -> Tensor`
 #[inline]
 pub fn f_special_erfc(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1449, "aten::special_erfc", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1449, "aten::special_erfc", [Arg::Tensor(self_)])
 }
 /// `aten::special_erfc(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -15853,7 +15673,7 @@ pub fn special_erfc(self_: &Tensor) -> Tensor {
 /// `aten::special_erfcx(Tensor self) -> Tensor`
 #[inline]
 pub fn f_special_erfcx(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1450, "aten::special_erfcx", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1450, "aten::special_erfcx", [Arg::Tensor(self_)])
 }
 /// `aten::special_erfcx(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -15863,7 +15683,7 @@ pub fn special_erfcx(self_: &Tensor) -> Tensor {
 /// `aten::special_erfinv(Tensor self) -> Tensor`
 #[inline]
 pub fn f_special_erfinv(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1451, "aten::special_erfinv", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1451, "aten::special_erfinv", [Arg::Tensor(self_)])
 }
 /// `aten::special_erfinv(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -15873,7 +15693,7 @@ pub fn special_erfinv(self_: &Tensor) -> Tensor {
 /// `aten::special_exp2(Tensor self) -> Tensor`
 #[inline]
 pub fn f_special_exp2(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1452, "aten::special_exp2", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1452, "aten::special_exp2", [Arg::Tensor(self_)])
 }
 /// `aten::special_exp2(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -15883,7 +15703,7 @@ pub fn special_exp2(self_: &Tensor) -> Tensor {
 /// `aten::special_expit(Tensor self) -> Tensor`
 #[inline]
 pub fn f_special_expit(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1453, "aten::special_expit", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1453, "aten::special_expit", [Arg::Tensor(self_)])
 }
 /// `aten::special_expit(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -15893,7 +15713,7 @@ pub fn special_expit(self_: &Tensor) -> Tensor {
 /// `aten::special_expm1(Tensor self) -> Tensor`
 #[inline]
 pub fn f_special_expm1(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1454, "aten::special_expm1", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1454, "aten::special_expm1", [Arg::Tensor(self_)])
 }
 /// `aten::special_expm1(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -15903,7 +15723,7 @@ pub fn special_expm1(self_: &Tensor) -> Tensor {
 /// `aten::special_gammainc(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_special_gammainc(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1455, "aten::special_gammainc", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(1455, "aten::special_gammainc", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::special_gammainc(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -15913,7 +15733,7 @@ pub fn special_gammainc(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::special_gammaincc(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_special_gammaincc(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1456, "aten::special_gammaincc", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(1456, "aten::special_gammaincc", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::special_gammaincc(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -15923,7 +15743,7 @@ pub fn special_gammaincc(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::special_gammaln(Tensor self) -> Tensor`
 #[inline]
 pub fn f_special_gammaln(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1457, "aten::special_gammaln", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1457, "aten::special_gammaln", [Arg::Tensor(self_)])
 }
 /// `aten::special_gammaln(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -15933,7 +15753,7 @@ pub fn special_gammaln(self_: &Tensor) -> Tensor {
 /// `aten::special_hermite_polynomial_h(Tensor x, Tensor n) -> Tensor`
 #[inline]
 pub fn f_special_hermite_polynomial_h(x: &Tensor, n: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1458, "aten::special_hermite_polynomial_h", &[Arg::Tensor(x), Arg::Tensor(n)], Vec::new())
+    call_tensor_flat(1458, "aten::special_hermite_polynomial_h", [Arg::Tensor(x), Arg::Tensor(n)])
 }
 /// `aten::special_hermite_polynomial_h(Tensor x, Tensor n) -> Tensor`; panics with torch's message.
 #[inline]
@@ -15943,7 +15763,7 @@ pub fn special_hermite_polynomial_h(x: &Tensor, n: &Tensor) -> Tensor {
 /// `aten::special_hermite_polynomial_h.x_scalar(Scalar x, Tensor n) -> Tensor`
 #[inline]
 pub fn f_special_hermite_polynomial_h_x_scalar(x: impl Into<Scalar>, n: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1459, "aten::special_hermite_polynomial_h.x_scalar", &[x.into().arg(), Arg::Tensor(n)], Vec::new())
+    call_tensor_flat(1459, "aten::special_hermite_polynomial_h.x_scalar", [x.into().arg(), Arg::Tensor(n)])
 }
 /// `aten::special_hermite_polynomial_h.x_scalar(Scalar x, Tensor n) -> Tensor`; panics with torch's message.
 #[inline]
@@ -15953,7 +15773,7 @@ pub fn special_hermite_polynomial_h_x_scalar(x: impl Into<Scalar>, n: &Tensor) -
 /// `aten::special_hermite_polynomial_h.n_scalar(Tensor x, Scalar n) -> Tensor`
 #[inline]
 pub fn f_special_hermite_polynomial_h_n_scalar(x: &Tensor, n: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(1460, "aten::special_hermite_polynomial_h.n_scalar", &[Arg::Tensor(x), n.into().arg()], Vec::new())
+    call_tensor_flat(1460, "aten::special_hermite_polynomial_h.n_scalar", [Arg::Tensor(x), n.into().arg()])
 }
 /// `aten::special_hermite_polynomial_h.n_scalar(Tensor x, Scalar n) -> Tensor`; panics with torch's message.
 #[inline]
@@ -15963,7 +15783,7 @@ pub fn special_hermite_polynomial_h_n_scalar(x: &Tensor, n: impl Into<Scalar>) -
 /// `aten::special_hermite_polynomial_he(Tensor x, Tensor n) -> Tensor`
 #[inline]
 pub fn f_special_hermite_polynomial_he(x: &Tensor, n: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1461, "aten::special_hermite_polynomial_he", &[Arg::Tensor(x), Arg::Tensor(n)], Vec::new())
+    call_tensor_flat(1461, "aten::special_hermite_polynomial_he", [Arg::Tensor(x), Arg::Tensor(n)])
 }
 /// `aten::special_hermite_polynomial_he(Tensor x, Tensor n) -> Tensor`; panics with torch's message.
 #[inline]
@@ -15973,7 +15793,7 @@ pub fn special_hermite_polynomial_he(x: &Tensor, n: &Tensor) -> Tensor {
 /// `aten::special_hermite_polynomial_he.x_scalar(Scalar x, Tensor n) -> Tensor`
 #[inline]
 pub fn f_special_hermite_polynomial_he_x_scalar(x: impl Into<Scalar>, n: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1462, "aten::special_hermite_polynomial_he.x_scalar", &[x.into().arg(), Arg::Tensor(n)], Vec::new())
+    call_tensor_flat(1462, "aten::special_hermite_polynomial_he.x_scalar", [x.into().arg(), Arg::Tensor(n)])
 }
 /// `aten::special_hermite_polynomial_he.x_scalar(Scalar x, Tensor n) -> Tensor`; panics with torch's message.
 #[inline]
@@ -15983,7 +15803,7 @@ pub fn special_hermite_polynomial_he_x_scalar(x: impl Into<Scalar>, n: &Tensor) 
 /// `aten::special_hermite_polynomial_he.n_scalar(Tensor x, Scalar n) -> Tensor`
 #[inline]
 pub fn f_special_hermite_polynomial_he_n_scalar(x: &Tensor, n: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(1463, "aten::special_hermite_polynomial_he.n_scalar", &[Arg::Tensor(x), n.into().arg()], Vec::new())
+    call_tensor_flat(1463, "aten::special_hermite_polynomial_he.n_scalar", [Arg::Tensor(x), n.into().arg()])
 }
 /// `aten::special_hermite_polynomial_he.n_scalar(Tensor x, Scalar n) -> Tensor`; panics with torch's message.
 #[inline]
@@ -15993,7 +15813,7 @@ pub fn special_hermite_polynomial_he_n_scalar(x: &Tensor, n: impl Into<Scalar>) 
 /// `aten::special_i0(Tensor self) -> Tensor`
 #[inline]
 pub fn f_special_i0(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1464, "aten::special_i0", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1464, "aten::special_i0", [Arg::Tensor(self_)])
 }
 /// `aten::special_i0(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -16003,7 +15823,7 @@ pub fn special_i0(self_: &Tensor) -> Tensor {
 /// `aten::special_i0e(Tensor self) -> Tensor`
 #[inline]
 pub fn f_special_i0e(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1465, "aten::special_i0e", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1465, "aten::special_i0e", [Arg::Tensor(self_)])
 }
 /// `aten::special_i0e(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -16013,7 +15833,7 @@ pub fn special_i0e(self_: &Tensor) -> Tensor {
 /// `aten::special_i1(Tensor self) -> Tensor`
 #[inline]
 pub fn f_special_i1(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1466, "aten::special_i1", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1466, "aten::special_i1", [Arg::Tensor(self_)])
 }
 /// `aten::special_i1(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -16023,7 +15843,7 @@ pub fn special_i1(self_: &Tensor) -> Tensor {
 /// `aten::special_i1e(Tensor self) -> Tensor`
 #[inline]
 pub fn f_special_i1e(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1467, "aten::special_i1e", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1467, "aten::special_i1e", [Arg::Tensor(self_)])
 }
 /// `aten::special_i1e(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -16033,7 +15853,7 @@ pub fn special_i1e(self_: &Tensor) -> Tensor {
 /// `aten::special_laguerre_polynomial_l(Tensor x, Tensor n) -> Tensor`
 #[inline]
 pub fn f_special_laguerre_polynomial_l(x: &Tensor, n: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1468, "aten::special_laguerre_polynomial_l", &[Arg::Tensor(x), Arg::Tensor(n)], Vec::new())
+    call_tensor_flat(1468, "aten::special_laguerre_polynomial_l", [Arg::Tensor(x), Arg::Tensor(n)])
 }
 /// `aten::special_laguerre_polynomial_l(Tensor x, Tensor n) -> Tensor`; panics with torch's message.
 #[inline]
@@ -16043,7 +15863,7 @@ pub fn special_laguerre_polynomial_l(x: &Tensor, n: &Tensor) -> Tensor {
 /// `aten::special_laguerre_polynomial_l.x_scalar(Scalar x, Tensor n) -> Tensor`
 #[inline]
 pub fn f_special_laguerre_polynomial_l_x_scalar(x: impl Into<Scalar>, n: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1469, "aten::special_laguerre_polynomial_l.x_scalar", &[x.into().arg(), Arg::Tensor(n)], Vec::new())
+    call_tensor_flat(1469, "aten::special_laguerre_polynomial_l.x_scalar", [x.into().arg(), Arg::Tensor(n)])
 }
 /// `aten::special_laguerre_polynomial_l.x_scalar(Scalar x, Tensor n) -> Tensor`; panics with torch's message.
 #[inline]
@@ -16053,7 +15873,7 @@ pub fn special_laguerre_polynomial_l_x_scalar(x: impl Into<Scalar>, n: &Tensor) 
 /// `aten::special_laguerre_polynomial_l.n_scalar(Tensor x, Scalar n) -> Tensor`
 #[inline]
 pub fn f_special_laguerre_polynomial_l_n_scalar(x: &Tensor, n: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(1470, "aten::special_laguerre_polynomial_l.n_scalar", &[Arg::Tensor(x), n.into().arg()], Vec::new())
+    call_tensor_flat(1470, "aten::special_laguerre_polynomial_l.n_scalar", [Arg::Tensor(x), n.into().arg()])
 }
 /// `aten::special_laguerre_polynomial_l.n_scalar(Tensor x, Scalar n) -> Tensor`; panics with torch's message.
 #[inline]
@@ -16063,7 +15883,7 @@ pub fn special_laguerre_polynomial_l_n_scalar(x: &Tensor, n: impl Into<Scalar>) 
 /// `aten::special_legendre_polynomial_p(Tensor x, Tensor n) -> Tensor`
 #[inline]
 pub fn f_special_legendre_polynomial_p(x: &Tensor, n: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1471, "aten::special_legendre_polynomial_p", &[Arg::Tensor(x), Arg::Tensor(n)], Vec::new())
+    call_tensor_flat(1471, "aten::special_legendre_polynomial_p", [Arg::Tensor(x), Arg::Tensor(n)])
 }
 /// `aten::special_legendre_polynomial_p(Tensor x, Tensor n) -> Tensor`; panics with torch's message.
 #[inline]
@@ -16073,7 +15893,7 @@ pub fn special_legendre_polynomial_p(x: &Tensor, n: &Tensor) -> Tensor {
 /// `aten::special_legendre_polynomial_p.x_scalar(Scalar x, Tensor n) -> Tensor`
 #[inline]
 pub fn f_special_legendre_polynomial_p_x_scalar(x: impl Into<Scalar>, n: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1472, "aten::special_legendre_polynomial_p.x_scalar", &[x.into().arg(), Arg::Tensor(n)], Vec::new())
+    call_tensor_flat(1472, "aten::special_legendre_polynomial_p.x_scalar", [x.into().arg(), Arg::Tensor(n)])
 }
 /// `aten::special_legendre_polynomial_p.x_scalar(Scalar x, Tensor n) -> Tensor`; panics with torch's message.
 #[inline]
@@ -16083,7 +15903,7 @@ pub fn special_legendre_polynomial_p_x_scalar(x: impl Into<Scalar>, n: &Tensor) 
 /// `aten::special_legendre_polynomial_p.n_scalar(Tensor x, Scalar n) -> Tensor`
 #[inline]
 pub fn f_special_legendre_polynomial_p_n_scalar(x: &Tensor, n: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(1473, "aten::special_legendre_polynomial_p.n_scalar", &[Arg::Tensor(x), n.into().arg()], Vec::new())
+    call_tensor_flat(1473, "aten::special_legendre_polynomial_p.n_scalar", [Arg::Tensor(x), n.into().arg()])
 }
 /// `aten::special_legendre_polynomial_p.n_scalar(Tensor x, Scalar n) -> Tensor`; panics with torch's message.
 #[inline]
@@ -16093,7 +15913,7 @@ pub fn special_legendre_polynomial_p_n_scalar(x: &Tensor, n: impl Into<Scalar>) 
 /// `aten::special_log1p(Tensor self) -> Tensor`
 #[inline]
 pub fn f_special_log1p(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1474, "aten::special_log1p", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1474, "aten::special_log1p", [Arg::Tensor(self_)])
 }
 /// `aten::special_log1p(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -16103,7 +15923,7 @@ pub fn special_log1p(self_: &Tensor) -> Tensor {
 /// `aten::special_log_ndtr(Tensor self) -> Tensor`
 #[inline]
 pub fn f_special_log_ndtr(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1475, "aten::special_log_ndtr", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1475, "aten::special_log_ndtr", [Arg::Tensor(self_)])
 }
 /// `aten::special_log_ndtr(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -16113,9 +15933,7 @@ pub fn special_log_ndtr(self_: &Tensor) -> Tensor {
 /// `aten::special_log_softmax(Tensor self, int dim, *, ScalarType? dtype=None) -> Tensor`
 #[inline]
 pub fn f_special_log_softmax(self_: &Tensor, dim: i64, dtype: Option<Dtype>) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    if let Some(v) = dtype { kw.push(("dtype", Arg::Dtype(v))); }
-    call_tensor(1476, "aten::special_log_softmax", &[Arg::Tensor(self_), Arg::Int(dim)], kw)
+    call_tensor_flat(1476, "aten::special_log_softmax", [Arg::Tensor(self_), Arg::Int(dim), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
 }
 /// `aten::special_log_softmax(Tensor self, int dim, *, ScalarType? dtype=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -16125,7 +15943,7 @@ pub fn special_log_softmax(self_: &Tensor, dim: i64, dtype: Option<Dtype>) -> Te
 /// `aten::special_logit(Tensor self, float? eps=None) -> Tensor`
 #[inline]
 pub fn f_special_logit(self_: &Tensor, eps: Option<f64>) -> Result<Tensor, TorchError> {
-    call_tensor(1477, "aten::special_logit", &[Arg::Tensor(self_), eps.map_or(Arg::None, |v| Arg::Float(v))], Vec::new())
+    call_tensor_flat(1477, "aten::special_logit", [Arg::Tensor(self_), eps.map_or(Arg::None, |v| Arg::Float(v))])
 }
 /// `aten::special_logit(Tensor self, float? eps=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -16135,7 +15953,7 @@ pub fn special_logit(self_: &Tensor, eps: Option<f64>) -> Tensor {
 /// `aten::special_logsumexp(Tensor self, int[1] dim, bool keepdim=False) -> Tensor`
 #[inline]
 pub fn f_special_logsumexp(self_: &Tensor, dim: &[i64], keepdim: bool) -> Result<Tensor, TorchError> {
-    call_tensor(1478, "aten::special_logsumexp", &[Arg::Tensor(self_), Arg::Ints(dim.to_vec()), Arg::Boolean(keepdim)], Vec::new())
+    call_tensor_flat(1478, "aten::special_logsumexp", [Arg::Tensor(self_), Arg::Ints(dim.to_vec()), Arg::Boolean(keepdim)])
 }
 /// `aten::special_logsumexp(Tensor self, int[1] dim, bool keepdim=False) -> Tensor`; panics with torch's message.
 #[inline]
@@ -16145,7 +15963,7 @@ pub fn special_logsumexp(self_: &Tensor, dim: &[i64], keepdim: bool) -> Tensor {
 /// `aten::special_modified_bessel_i0(Tensor self) -> Tensor`
 #[inline]
 pub fn f_special_modified_bessel_i0(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1479, "aten::special_modified_bessel_i0", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1479, "aten::special_modified_bessel_i0", [Arg::Tensor(self_)])
 }
 /// `aten::special_modified_bessel_i0(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -16155,7 +15973,7 @@ pub fn special_modified_bessel_i0(self_: &Tensor) -> Tensor {
 /// `aten::special_modified_bessel_i1(Tensor self) -> Tensor`
 #[inline]
 pub fn f_special_modified_bessel_i1(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1480, "aten::special_modified_bessel_i1", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1480, "aten::special_modified_bessel_i1", [Arg::Tensor(self_)])
 }
 /// `aten::special_modified_bessel_i1(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -16165,7 +15983,7 @@ pub fn special_modified_bessel_i1(self_: &Tensor) -> Tensor {
 /// `aten::special_modified_bessel_k0(Tensor self) -> Tensor`
 #[inline]
 pub fn f_special_modified_bessel_k0(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1481, "aten::special_modified_bessel_k0", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1481, "aten::special_modified_bessel_k0", [Arg::Tensor(self_)])
 }
 /// `aten::special_modified_bessel_k0(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -16175,7 +15993,7 @@ pub fn special_modified_bessel_k0(self_: &Tensor) -> Tensor {
 /// `aten::special_modified_bessel_k1(Tensor self) -> Tensor`
 #[inline]
 pub fn f_special_modified_bessel_k1(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1482, "aten::special_modified_bessel_k1", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1482, "aten::special_modified_bessel_k1", [Arg::Tensor(self_)])
 }
 /// `aten::special_modified_bessel_k1(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -16185,7 +16003,7 @@ pub fn special_modified_bessel_k1(self_: &Tensor) -> Tensor {
 /// `aten::special_multigammaln(Tensor self, int p) -> Tensor`
 #[inline]
 pub fn f_special_multigammaln(self_: &Tensor, p: i64) -> Result<Tensor, TorchError> {
-    call_tensor(1483, "aten::special_multigammaln", &[Arg::Tensor(self_), Arg::Int(p)], Vec::new())
+    call_tensor_flat(1483, "aten::special_multigammaln", [Arg::Tensor(self_), Arg::Int(p)])
 }
 /// `aten::special_multigammaln(Tensor self, int p) -> Tensor`; panics with torch's message.
 #[inline]
@@ -16195,7 +16013,7 @@ pub fn special_multigammaln(self_: &Tensor, p: i64) -> Tensor {
 /// `aten::special_ndtr(Tensor self) -> Tensor`
 #[inline]
 pub fn f_special_ndtr(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1484, "aten::special_ndtr", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1484, "aten::special_ndtr", [Arg::Tensor(self_)])
 }
 /// `aten::special_ndtr(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -16205,7 +16023,7 @@ pub fn special_ndtr(self_: &Tensor) -> Tensor {
 /// `aten::special_ndtri(Tensor self) -> Tensor`
 #[inline]
 pub fn f_special_ndtri(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1485, "aten::special_ndtri", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1485, "aten::special_ndtri", [Arg::Tensor(self_)])
 }
 /// `aten::special_ndtri(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -16215,7 +16033,7 @@ pub fn special_ndtri(self_: &Tensor) -> Tensor {
 /// `aten::special_polygamma(int n, Tensor self) -> Tensor`
 #[inline]
 pub fn f_special_polygamma(n: i64, self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1486, "aten::special_polygamma", &[Arg::Int(n), Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1486, "aten::special_polygamma", [Arg::Int(n), Arg::Tensor(self_)])
 }
 /// `aten::special_polygamma(int n, Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -16225,7 +16043,7 @@ pub fn special_polygamma(n: i64, self_: &Tensor) -> Tensor {
 /// `aten::special_psi(Tensor self) -> Tensor`
 #[inline]
 pub fn f_special_psi(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1487, "aten::special_psi", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1487, "aten::special_psi", [Arg::Tensor(self_)])
 }
 /// `aten::special_psi(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -16235,9 +16053,7 @@ pub fn special_psi(self_: &Tensor) -> Tensor {
 /// `aten::special_round(Tensor self, *, int decimals=0) -> Tensor`
 #[inline]
 pub fn f_special_round(self_: &Tensor, decimals: i64) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    kw.push(("decimals", Arg::Int(decimals)));
-    call_tensor(1488, "aten::special_round", &[Arg::Tensor(self_)], kw)
+    call_tensor_flat(1488, "aten::special_round", [Arg::Tensor(self_), Arg::Int(decimals)])
 }
 /// `aten::special_round(Tensor self, *, int decimals=0) -> Tensor`; panics with torch's message.
 #[inline]
@@ -16247,7 +16063,7 @@ pub fn special_round(self_: &Tensor, decimals: i64) -> Tensor {
 /// `aten::special_scaled_modified_bessel_k0(Tensor x) -> Tensor`
 #[inline]
 pub fn f_special_scaled_modified_bessel_k0(x: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1489, "aten::special_scaled_modified_bessel_k0", &[Arg::Tensor(x)], Vec::new())
+    call_tensor_flat(1489, "aten::special_scaled_modified_bessel_k0", [Arg::Tensor(x)])
 }
 /// `aten::special_scaled_modified_bessel_k0(Tensor x) -> Tensor`; panics with torch's message.
 #[inline]
@@ -16257,7 +16073,7 @@ pub fn special_scaled_modified_bessel_k0(x: &Tensor) -> Tensor {
 /// `aten::special_scaled_modified_bessel_k1(Tensor x) -> Tensor`
 #[inline]
 pub fn f_special_scaled_modified_bessel_k1(x: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1490, "aten::special_scaled_modified_bessel_k1", &[Arg::Tensor(x)], Vec::new())
+    call_tensor_flat(1490, "aten::special_scaled_modified_bessel_k1", [Arg::Tensor(x)])
 }
 /// `aten::special_scaled_modified_bessel_k1(Tensor x) -> Tensor`; panics with torch's message.
 #[inline]
@@ -16267,7 +16083,7 @@ pub fn special_scaled_modified_bessel_k1(x: &Tensor) -> Tensor {
 /// `aten::special_shifted_chebyshev_polynomial_t(Tensor x, Tensor n) -> Tensor`
 #[inline]
 pub fn f_special_shifted_chebyshev_polynomial_t(x: &Tensor, n: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1491, "aten::special_shifted_chebyshev_polynomial_t", &[Arg::Tensor(x), Arg::Tensor(n)], Vec::new())
+    call_tensor_flat(1491, "aten::special_shifted_chebyshev_polynomial_t", [Arg::Tensor(x), Arg::Tensor(n)])
 }
 /// `aten::special_shifted_chebyshev_polynomial_t(Tensor x, Tensor n) -> Tensor`; panics with torch's message.
 #[inline]
@@ -16277,7 +16093,7 @@ pub fn special_shifted_chebyshev_polynomial_t(x: &Tensor, n: &Tensor) -> Tensor 
 /// `aten::special_shifted_chebyshev_polynomial_t.x_scalar(Scalar x, Tensor n) -> Tensor`
 #[inline]
 pub fn f_special_shifted_chebyshev_polynomial_t_x_scalar(x: impl Into<Scalar>, n: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1492, "aten::special_shifted_chebyshev_polynomial_t.x_scalar", &[x.into().arg(), Arg::Tensor(n)], Vec::new())
+    call_tensor_flat(1492, "aten::special_shifted_chebyshev_polynomial_t.x_scalar", [x.into().arg(), Arg::Tensor(n)])
 }
 /// `aten::special_shifted_chebyshev_polynomial_t.x_scalar(Scalar x, Tensor n) -> Tensor`; panics with torch's message.
 #[inline]
@@ -16287,7 +16103,7 @@ pub fn special_shifted_chebyshev_polynomial_t_x_scalar(x: impl Into<Scalar>, n: 
 /// `aten::special_shifted_chebyshev_polynomial_t.n_scalar(Tensor x, Scalar n) -> Tensor`
 #[inline]
 pub fn f_special_shifted_chebyshev_polynomial_t_n_scalar(x: &Tensor, n: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(1493, "aten::special_shifted_chebyshev_polynomial_t.n_scalar", &[Arg::Tensor(x), n.into().arg()], Vec::new())
+    call_tensor_flat(1493, "aten::special_shifted_chebyshev_polynomial_t.n_scalar", [Arg::Tensor(x), n.into().arg()])
 }
 /// `aten::special_shifted_chebyshev_polynomial_t.n_scalar(Tensor x, Scalar n) -> Tensor`; panics with torch's message.
 #[inline]
@@ -16297,7 +16113,7 @@ pub fn special_shifted_chebyshev_polynomial_t_n_scalar(x: &Tensor, n: impl Into<
 /// `aten::special_shifted_chebyshev_polynomial_u(Tensor x, Tensor n) -> Tensor`
 #[inline]
 pub fn f_special_shifted_chebyshev_polynomial_u(x: &Tensor, n: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1494, "aten::special_shifted_chebyshev_polynomial_u", &[Arg::Tensor(x), Arg::Tensor(n)], Vec::new())
+    call_tensor_flat(1494, "aten::special_shifted_chebyshev_polynomial_u", [Arg::Tensor(x), Arg::Tensor(n)])
 }
 /// `aten::special_shifted_chebyshev_polynomial_u(Tensor x, Tensor n) -> Tensor`; panics with torch's message.
 #[inline]
@@ -16307,7 +16123,7 @@ pub fn special_shifted_chebyshev_polynomial_u(x: &Tensor, n: &Tensor) -> Tensor 
 /// `aten::special_shifted_chebyshev_polynomial_u.x_scalar(Scalar x, Tensor n) -> Tensor`
 #[inline]
 pub fn f_special_shifted_chebyshev_polynomial_u_x_scalar(x: impl Into<Scalar>, n: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1495, "aten::special_shifted_chebyshev_polynomial_u.x_scalar", &[x.into().arg(), Arg::Tensor(n)], Vec::new())
+    call_tensor_flat(1495, "aten::special_shifted_chebyshev_polynomial_u.x_scalar", [x.into().arg(), Arg::Tensor(n)])
 }
 /// `aten::special_shifted_chebyshev_polynomial_u.x_scalar(Scalar x, Tensor n) -> Tensor`; panics with torch's message.
 #[inline]
@@ -16317,7 +16133,7 @@ pub fn special_shifted_chebyshev_polynomial_u_x_scalar(x: impl Into<Scalar>, n: 
 /// `aten::special_shifted_chebyshev_polynomial_u.n_scalar(Tensor x, Scalar n) -> Tensor`
 #[inline]
 pub fn f_special_shifted_chebyshev_polynomial_u_n_scalar(x: &Tensor, n: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(1496, "aten::special_shifted_chebyshev_polynomial_u.n_scalar", &[Arg::Tensor(x), n.into().arg()], Vec::new())
+    call_tensor_flat(1496, "aten::special_shifted_chebyshev_polynomial_u.n_scalar", [Arg::Tensor(x), n.into().arg()])
 }
 /// `aten::special_shifted_chebyshev_polynomial_u.n_scalar(Tensor x, Scalar n) -> Tensor`; panics with torch's message.
 #[inline]
@@ -16327,7 +16143,7 @@ pub fn special_shifted_chebyshev_polynomial_u_n_scalar(x: &Tensor, n: impl Into<
 /// `aten::special_shifted_chebyshev_polynomial_v(Tensor x, Tensor n) -> Tensor`
 #[inline]
 pub fn f_special_shifted_chebyshev_polynomial_v(x: &Tensor, n: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1497, "aten::special_shifted_chebyshev_polynomial_v", &[Arg::Tensor(x), Arg::Tensor(n)], Vec::new())
+    call_tensor_flat(1497, "aten::special_shifted_chebyshev_polynomial_v", [Arg::Tensor(x), Arg::Tensor(n)])
 }
 /// `aten::special_shifted_chebyshev_polynomial_v(Tensor x, Tensor n) -> Tensor`; panics with torch's message.
 #[inline]
@@ -16337,7 +16153,7 @@ pub fn special_shifted_chebyshev_polynomial_v(x: &Tensor, n: &Tensor) -> Tensor 
 /// `aten::special_shifted_chebyshev_polynomial_v.x_scalar(Scalar x, Tensor n) -> Tensor`
 #[inline]
 pub fn f_special_shifted_chebyshev_polynomial_v_x_scalar(x: impl Into<Scalar>, n: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1498, "aten::special_shifted_chebyshev_polynomial_v.x_scalar", &[x.into().arg(), Arg::Tensor(n)], Vec::new())
+    call_tensor_flat(1498, "aten::special_shifted_chebyshev_polynomial_v.x_scalar", [x.into().arg(), Arg::Tensor(n)])
 }
 /// `aten::special_shifted_chebyshev_polynomial_v.x_scalar(Scalar x, Tensor n) -> Tensor`; panics with torch's message.
 #[inline]
@@ -16347,7 +16163,7 @@ pub fn special_shifted_chebyshev_polynomial_v_x_scalar(x: impl Into<Scalar>, n: 
 /// `aten::special_shifted_chebyshev_polynomial_v.n_scalar(Tensor x, Scalar n) -> Tensor`
 #[inline]
 pub fn f_special_shifted_chebyshev_polynomial_v_n_scalar(x: &Tensor, n: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(1499, "aten::special_shifted_chebyshev_polynomial_v.n_scalar", &[Arg::Tensor(x), n.into().arg()], Vec::new())
+    call_tensor_flat(1499, "aten::special_shifted_chebyshev_polynomial_v.n_scalar", [Arg::Tensor(x), n.into().arg()])
 }
 /// `aten::special_shifted_chebyshev_polynomial_v.n_scalar(Tensor x, Scalar n) -> Tensor`; panics with torch's message.
 #[inline]
@@ -16357,7 +16173,7 @@ pub fn special_shifted_chebyshev_polynomial_v_n_scalar(x: &Tensor, n: impl Into<
 /// `aten::special_shifted_chebyshev_polynomial_w(Tensor x, Tensor n) -> Tensor`
 #[inline]
 pub fn f_special_shifted_chebyshev_polynomial_w(x: &Tensor, n: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1500, "aten::special_shifted_chebyshev_polynomial_w", &[Arg::Tensor(x), Arg::Tensor(n)], Vec::new())
+    call_tensor_flat(1500, "aten::special_shifted_chebyshev_polynomial_w", [Arg::Tensor(x), Arg::Tensor(n)])
 }
 /// `aten::special_shifted_chebyshev_polynomial_w(Tensor x, Tensor n) -> Tensor`; panics with torch's message.
 #[inline]
@@ -16367,7 +16183,7 @@ pub fn special_shifted_chebyshev_polynomial_w(x: &Tensor, n: &Tensor) -> Tensor 
 /// `aten::special_shifted_chebyshev_polynomial_w.x_scalar(Scalar x, Tensor n) -> Tensor`
 #[inline]
 pub fn f_special_shifted_chebyshev_polynomial_w_x_scalar(x: impl Into<Scalar>, n: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1501, "aten::special_shifted_chebyshev_polynomial_w.x_scalar", &[x.into().arg(), Arg::Tensor(n)], Vec::new())
+    call_tensor_flat(1501, "aten::special_shifted_chebyshev_polynomial_w.x_scalar", [x.into().arg(), Arg::Tensor(n)])
 }
 /// `aten::special_shifted_chebyshev_polynomial_w.x_scalar(Scalar x, Tensor n) -> Tensor`; panics with torch's message.
 #[inline]
@@ -16377,7 +16193,7 @@ pub fn special_shifted_chebyshev_polynomial_w_x_scalar(x: impl Into<Scalar>, n: 
 /// `aten::special_shifted_chebyshev_polynomial_w.n_scalar(Tensor x, Scalar n) -> Tensor`
 #[inline]
 pub fn f_special_shifted_chebyshev_polynomial_w_n_scalar(x: &Tensor, n: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(1502, "aten::special_shifted_chebyshev_polynomial_w.n_scalar", &[Arg::Tensor(x), n.into().arg()], Vec::new())
+    call_tensor_flat(1502, "aten::special_shifted_chebyshev_polynomial_w.n_scalar", [Arg::Tensor(x), n.into().arg()])
 }
 /// `aten::special_shifted_chebyshev_polynomial_w.n_scalar(Tensor x, Scalar n) -> Tensor`; panics with torch's message.
 #[inline]
@@ -16387,7 +16203,7 @@ pub fn special_shifted_chebyshev_polynomial_w_n_scalar(x: &Tensor, n: impl Into<
 /// `aten::special_sinc(Tensor self) -> Tensor`
 #[inline]
 pub fn f_special_sinc(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1503, "aten::special_sinc", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1503, "aten::special_sinc", [Arg::Tensor(self_)])
 }
 /// `aten::special_sinc(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -16397,7 +16213,7 @@ pub fn special_sinc(self_: &Tensor) -> Tensor {
 /// `aten::special_softmax(Tensor self, int dim, ScalarType? dtype=None) -> Tensor`
 #[inline]
 pub fn f_special_softmax(self_: &Tensor, dim: i64, dtype: Option<Dtype>) -> Result<Tensor, TorchError> {
-    call_tensor(1504, "aten::special_softmax", &[Arg::Tensor(self_), Arg::Int(dim), dtype.map_or(Arg::None, |v| Arg::Dtype(v))], Vec::new())
+    call_tensor_flat(1504, "aten::special_softmax", [Arg::Tensor(self_), Arg::Int(dim), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
 }
 /// `aten::special_softmax(Tensor self, int dim, ScalarType? dtype=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -16407,7 +16223,7 @@ pub fn special_softmax(self_: &Tensor, dim: i64, dtype: Option<Dtype>) -> Tensor
 /// `aten::special_spherical_bessel_j0(Tensor x) -> Tensor`
 #[inline]
 pub fn f_special_spherical_bessel_j0(x: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1505, "aten::special_spherical_bessel_j0", &[Arg::Tensor(x)], Vec::new())
+    call_tensor_flat(1505, "aten::special_spherical_bessel_j0", [Arg::Tensor(x)])
 }
 /// `aten::special_spherical_bessel_j0(Tensor x) -> Tensor`; panics with torch's message.
 #[inline]
@@ -16417,7 +16233,7 @@ pub fn special_spherical_bessel_j0(x: &Tensor) -> Tensor {
 /// `aten::special_xlog1py(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_special_xlog1py(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1506, "aten::special_xlog1py", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(1506, "aten::special_xlog1py", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::special_xlog1py(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -16427,7 +16243,7 @@ pub fn special_xlog1py(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::special_xlog1py.other_scalar(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f_special_xlog1py_other_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(1507, "aten::special_xlog1py.other_scalar", &[Arg::Tensor(self_), other.into().arg()], Vec::new())
+    call_tensor_flat(1507, "aten::special_xlog1py.other_scalar", [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::special_xlog1py.other_scalar(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -16437,7 +16253,7 @@ pub fn special_xlog1py_other_scalar(self_: &Tensor, other: impl Into<Scalar>) ->
 /// `aten::special_xlog1py.self_scalar(Scalar self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_special_xlog1py_self_scalar(self_: impl Into<Scalar>, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1508, "aten::special_xlog1py.self_scalar", &[self_.into().arg(), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(1508, "aten::special_xlog1py.self_scalar", [self_.into().arg(), Arg::Tensor(other)])
 }
 /// `aten::special_xlog1py.self_scalar(Scalar self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -16447,7 +16263,7 @@ pub fn special_xlog1py_self_scalar(self_: impl Into<Scalar>, other: &Tensor) -> 
 /// `aten::special_xlogy(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_special_xlogy(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1509, "aten::special_xlogy", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(1509, "aten::special_xlogy", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::special_xlogy(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -16457,7 +16273,7 @@ pub fn special_xlogy(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::special_xlogy.other_scalar(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f_special_xlogy_other_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(1510, "aten::special_xlogy.other_scalar", &[Arg::Tensor(self_), other.into().arg()], Vec::new())
+    call_tensor_flat(1510, "aten::special_xlogy.other_scalar", [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::special_xlogy.other_scalar(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -16467,7 +16283,7 @@ pub fn special_xlogy_other_scalar(self_: &Tensor, other: impl Into<Scalar>) -> T
 /// `aten::special_xlogy.self_scalar(Scalar self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_special_xlogy_self_scalar(self_: impl Into<Scalar>, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1511, "aten::special_xlogy.self_scalar", &[self_.into().arg(), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(1511, "aten::special_xlogy.self_scalar", [self_.into().arg(), Arg::Tensor(other)])
 }
 /// `aten::special_xlogy.self_scalar(Scalar self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -16477,7 +16293,7 @@ pub fn special_xlogy_self_scalar(self_: impl Into<Scalar>, other: &Tensor) -> Te
 /// `aten::special_zeta(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_special_zeta(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1512, "aten::special_zeta", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(1512, "aten::special_zeta", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::special_zeta(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -16487,7 +16303,7 @@ pub fn special_zeta(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::special_zeta.other_scalar(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f_special_zeta_other_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(1513, "aten::special_zeta.other_scalar", &[Arg::Tensor(self_), other.into().arg()], Vec::new())
+    call_tensor_flat(1513, "aten::special_zeta.other_scalar", [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::special_zeta.other_scalar(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -16497,7 +16313,7 @@ pub fn special_zeta_other_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Te
 /// `aten::special_zeta.self_scalar(Scalar self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_special_zeta_self_scalar(self_: impl Into<Scalar>, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1514, "aten::special_zeta.self_scalar", &[self_.into().arg(), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(1514, "aten::special_zeta.self_scalar", [self_.into().arg(), Arg::Tensor(other)])
 }
 /// `aten::special_zeta.self_scalar(Scalar self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -16562,7 +16378,7 @@ pub fn split_with_sizes_copy(self_: &Tensor, split_sizes: &[i64], dim: i64) -> V
 /// `aten::sqrt(Tensor self) -> Tensor`
 #[inline]
 pub fn f_sqrt(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1520, "aten::sqrt", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1520, "aten::sqrt", [Arg::Tensor(self_)])
 }
 /// `aten::sqrt(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -16572,7 +16388,7 @@ pub fn sqrt(self_: &Tensor) -> Tensor {
 /// `aten::sqrt_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_sqrt_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1521, "aten::sqrt_", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1521, "aten::sqrt_", [Arg::Tensor(self_)])
 }
 /// `aten::sqrt_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -16582,7 +16398,7 @@ pub fn sqrt_(self_: &Tensor) -> Tensor {
 /// `aten::square(Tensor self) -> Tensor`
 #[inline]
 pub fn f_square(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1522, "aten::square", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1522, "aten::square", [Arg::Tensor(self_)])
 }
 /// `aten::square(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -16592,7 +16408,7 @@ pub fn square(self_: &Tensor) -> Tensor {
 /// `aten::square_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_square_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1523, "aten::square_", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1523, "aten::square_", [Arg::Tensor(self_)])
 }
 /// `aten::square_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -16602,7 +16418,7 @@ pub fn square_(self_: &Tensor) -> Tensor {
 /// `aten::squeeze(Tensor(a) self) -> Tensor(a)`
 #[inline]
 pub fn f_squeeze(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1524, "aten::squeeze", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1524, "aten::squeeze", [Arg::Tensor(self_)])
 }
 /// `aten::squeeze(Tensor(a) self) -> Tensor(a)`; panics with torch's message.
 #[inline]
@@ -16612,7 +16428,7 @@ pub fn squeeze(self_: &Tensor) -> Tensor {
 /// `aten::squeeze.dim(Tensor(a) self, int dim) -> Tensor(a)`
 #[inline]
 pub fn f_squeeze_dim(self_: &Tensor, dim: i64) -> Result<Tensor, TorchError> {
-    call_tensor(1525, "aten::squeeze.dim", &[Arg::Tensor(self_), Arg::Int(dim)], Vec::new())
+    call_tensor_flat(1525, "aten::squeeze.dim", [Arg::Tensor(self_), Arg::Int(dim)])
 }
 /// `aten::squeeze.dim(Tensor(a) self, int dim) -> Tensor(a)`; panics with torch's message.
 #[inline]
@@ -16622,7 +16438,7 @@ pub fn squeeze_dim(self_: &Tensor, dim: i64) -> Tensor {
 /// `aten::squeeze.dims(Tensor(a) self, int[] dim) -> Tensor(a)`
 #[inline]
 pub fn f_squeeze_dims(self_: &Tensor, dim: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor(1526, "aten::squeeze.dims", &[Arg::Tensor(self_), Arg::Ints(dim.to_vec())], Vec::new())
+    call_tensor_flat(1526, "aten::squeeze.dims", [Arg::Tensor(self_), Arg::Ints(dim.to_vec())])
 }
 /// `aten::squeeze.dims(Tensor(a) self, int[] dim) -> Tensor(a)`; panics with torch's message.
 #[inline]
@@ -16632,7 +16448,7 @@ pub fn squeeze_dims(self_: &Tensor, dim: &[i64]) -> Tensor {
 /// `aten::squeeze_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_squeeze_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1527, "aten::squeeze_", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1527, "aten::squeeze_", [Arg::Tensor(self_)])
 }
 /// `aten::squeeze_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -16642,7 +16458,7 @@ pub fn squeeze_(self_: &Tensor) -> Tensor {
 /// `aten::squeeze_.dim(Tensor(a!) self, int dim) -> Tensor(a!)`
 #[inline]
 pub fn f_squeeze_dim_(self_: &Tensor, dim: i64) -> Result<Tensor, TorchError> {
-    call_tensor(1528, "aten::squeeze_.dim", &[Arg::Tensor(self_), Arg::Int(dim)], Vec::new())
+    call_tensor_flat(1528, "aten::squeeze_.dim", [Arg::Tensor(self_), Arg::Int(dim)])
 }
 /// `aten::squeeze_.dim(Tensor(a!) self, int dim) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -16652,7 +16468,7 @@ pub fn squeeze_dim_(self_: &Tensor, dim: i64) -> Tensor {
 /// `aten::squeeze_.dims(Tensor(a!) self, int[] dim) -> Tensor(a!)`
 #[inline]
 pub fn f_squeeze_dims_(self_: &Tensor, dim: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor(1529, "aten::squeeze_.dims", &[Arg::Tensor(self_), Arg::Ints(dim.to_vec())], Vec::new())
+    call_tensor_flat(1529, "aten::squeeze_.dims", [Arg::Tensor(self_), Arg::Ints(dim.to_vec())])
 }
 /// `aten::squeeze_.dims(Tensor(a!) self, int[] dim) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -16662,7 +16478,7 @@ pub fn squeeze_dims_(self_: &Tensor, dim: &[i64]) -> Tensor {
 /// `aten::squeeze_copy(Tensor self) -> Tensor`
 #[inline]
 pub fn f_squeeze_copy(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1530, "aten::squeeze_copy", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1530, "aten::squeeze_copy", [Arg::Tensor(self_)])
 }
 /// `aten::squeeze_copy(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -16672,7 +16488,7 @@ pub fn squeeze_copy(self_: &Tensor) -> Tensor {
 /// `aten::squeeze_copy.dim(Tensor self, int dim) -> Tensor`
 #[inline]
 pub fn f_squeeze_copy_dim(self_: &Tensor, dim: i64) -> Result<Tensor, TorchError> {
-    call_tensor(1531, "aten::squeeze_copy.dim", &[Arg::Tensor(self_), Arg::Int(dim)], Vec::new())
+    call_tensor_flat(1531, "aten::squeeze_copy.dim", [Arg::Tensor(self_), Arg::Int(dim)])
 }
 /// `aten::squeeze_copy.dim(Tensor self, int dim) -> Tensor`; panics with torch's message.
 #[inline]
@@ -16682,7 +16498,7 @@ pub fn squeeze_copy_dim(self_: &Tensor, dim: i64) -> Tensor {
 /// `aten::squeeze_copy.dims(Tensor self, int[] dim) -> Tensor`
 #[inline]
 pub fn f_squeeze_copy_dims(self_: &Tensor, dim: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor(1532, "aten::squeeze_copy.dims", &[Arg::Tensor(self_), Arg::Ints(dim.to_vec())], Vec::new())
+    call_tensor_flat(1532, "aten::squeeze_copy.dims", [Arg::Tensor(self_), Arg::Ints(dim.to_vec())])
 }
 /// `aten::squeeze_copy.dims(Tensor self, int[] dim) -> Tensor`; panics with torch's message.
 #[inline]
@@ -16705,7 +16521,7 @@ pub fn sspaddmm(self_: &Tensor, mat1: &Tensor, mat2: &Tensor, beta: impl Into<Sc
 /// `aten::stack(Tensor[] tensors, int dim=0) -> Tensor`
 #[inline]
 pub fn f_stack(tensors: &[&Tensor], dim: i64) -> Result<Tensor, TorchError> {
-    call_tensor(1534, "aten::stack", &[Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect()), Arg::Int(dim)], Vec::new())
+    call_tensor_flat(1534, "aten::stack", [Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect()), Arg::Int(dim)])
 }
 /// `aten::stack(Tensor[] tensors, int dim=0) -> Tensor`; panics with torch's message.
 #[inline]
@@ -16715,7 +16531,7 @@ pub fn stack(tensors: &[&Tensor], dim: i64) -> Tensor {
 /// `aten::std(Tensor self, bool unbiased=True) -> Tensor`
 #[inline]
 pub fn f_std(self_: &Tensor, unbiased: bool) -> Result<Tensor, TorchError> {
-    call_tensor(1535, "aten::std", &[Arg::Tensor(self_), Arg::Boolean(unbiased)], Vec::new())
+    call_tensor_flat(1535, "aten::std", [Arg::Tensor(self_), Arg::Boolean(unbiased)])
 }
 /// `aten::std(Tensor self, bool unbiased=True) -> Tensor`; panics with torch's message.
 #[inline]
@@ -16725,7 +16541,7 @@ pub fn std(self_: &Tensor, unbiased: bool) -> Tensor {
 /// `aten::std.dim(Tensor self, int[1]? dim, bool unbiased=True, bool keepdim=False) -> Tensor`
 #[inline]
 pub fn f_std_dim(self_: &Tensor, dim: Option<&[i64]>, unbiased: bool, keepdim: bool) -> Result<Tensor, TorchError> {
-    call_tensor(1536, "aten::std.dim", &[Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(unbiased), Arg::Boolean(keepdim)], Vec::new())
+    call_tensor_flat(1536, "aten::std.dim", [Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(unbiased), Arg::Boolean(keepdim)])
 }
 /// `aten::std.dim(Tensor self, int[1]? dim, bool unbiased=True, bool keepdim=False) -> Tensor`; panics with torch's message.
 #[inline]
@@ -16735,10 +16551,7 @@ pub fn std_dim(self_: &Tensor, dim: Option<&[i64]>, unbiased: bool, keepdim: boo
 /// `aten::std.correction(Tensor self, int[1]? dim=None, *, Scalar? correction=None, bool keepdim=False) -> Tensor`
 #[inline]
 pub fn f_std_correction(self_: &Tensor, dim: Option<&[i64]>, correction: Option<Scalar>, keepdim: bool) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    if let Some(v) = correction { kw.push(("correction", v.arg())); }
-    kw.push(("keepdim", Arg::Boolean(keepdim)));
-    call_tensor(1537, "aten::std.correction", &[Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec()))], kw)
+    call_tensor_flat(1537, "aten::std.correction", [Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), correction.map_or(Arg::None, |v| v.arg()), Arg::Boolean(keepdim)])
 }
 /// `aten::std.correction(Tensor self, int[1]? dim=None, *, Scalar? correction=None, bool keepdim=False) -> Tensor`; panics with torch's message.
 #[inline]
@@ -16826,9 +16639,7 @@ pub fn stride(self_: &Tensor, dim: i64) -> i64 {
 /// `aten::sub.Tensor(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor`
 #[inline]
 pub fn f_sub(self_: &Tensor, other: &Tensor, alpha: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    kw.push(("alpha", alpha.into().arg()));
-    call_tensor(1545, "aten::sub.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], kw)
+    call_tensor_flat(1545, "aten::sub.Tensor", [Arg::Tensor(self_), Arg::Tensor(other), alpha.into().arg()])
 }
 /// `aten::sub.Tensor(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor`; panics with torch's message.
 #[inline]
@@ -16838,7 +16649,7 @@ pub fn sub(self_: &Tensor, other: &Tensor, alpha: impl Into<Scalar>) -> Tensor {
 /// `aten::sub.Scalar(Tensor self, Scalar other, Scalar alpha=1) -> Tensor`
 #[inline]
 pub fn f_sub_scalar(self_: &Tensor, other: impl Into<Scalar>, alpha: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(1546, "aten::sub.Scalar", &[Arg::Tensor(self_), other.into().arg(), alpha.into().arg()], Vec::new())
+    call_tensor_flat(1546, "aten::sub.Scalar", [Arg::Tensor(self_), other.into().arg(), alpha.into().arg()])
 }
 /// `aten::sub.Scalar(Tensor self, Scalar other, Scalar alpha=1) -> Tensor`; panics with torch's message.
 #[inline]
@@ -16848,9 +16659,7 @@ pub fn sub_scalar(self_: &Tensor, other: impl Into<Scalar>, alpha: impl Into<Sca
 /// `aten::sub_.Tensor(Tensor(a!) self, Tensor other, *, Scalar alpha=1) -> Tensor(a!)`
 #[inline]
 pub fn f_sub_(self_: &Tensor, other: &Tensor, alpha: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    kw.push(("alpha", alpha.into().arg()));
-    call_tensor(1547, "aten::sub_.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], kw)
+    call_tensor_flat(1547, "aten::sub_.Tensor", [Arg::Tensor(self_), Arg::Tensor(other), alpha.into().arg()])
 }
 /// `aten::sub_.Tensor(Tensor(a!) self, Tensor other, *, Scalar alpha=1) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -16860,7 +16669,7 @@ pub fn sub_(self_: &Tensor, other: &Tensor, alpha: impl Into<Scalar>) -> Tensor 
 /// `aten::sub_.Scalar(Tensor(a!) self, Scalar other, Scalar alpha=1) -> Tensor(a!)`
 #[inline]
 pub fn f_sub_scalar_(self_: &Tensor, other: impl Into<Scalar>, alpha: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(1548, "aten::sub_.Scalar", &[Arg::Tensor(self_), other.into().arg(), alpha.into().arg()], Vec::new())
+    call_tensor_flat(1548, "aten::sub_.Scalar", [Arg::Tensor(self_), other.into().arg(), alpha.into().arg()])
 }
 /// `aten::sub_.Scalar(Tensor(a!) self, Scalar other, Scalar alpha=1) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -16870,9 +16679,7 @@ pub fn sub_scalar_(self_: &Tensor, other: impl Into<Scalar>, alpha: impl Into<Sc
 /// `aten::subtract.Tensor(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor`
 #[inline]
 pub fn f_subtract(self_: &Tensor, other: &Tensor, alpha: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    kw.push(("alpha", alpha.into().arg()));
-    call_tensor(1549, "aten::subtract.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], kw)
+    call_tensor_flat(1549, "aten::subtract.Tensor", [Arg::Tensor(self_), Arg::Tensor(other), alpha.into().arg()])
 }
 /// `aten::subtract.Tensor(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor`; panics with torch's message.
 #[inline]
@@ -16882,7 +16689,7 @@ pub fn subtract(self_: &Tensor, other: &Tensor, alpha: impl Into<Scalar>) -> Ten
 /// `aten::subtract.Scalar(Tensor self, Scalar other, Scalar alpha=1) -> Tensor`
 #[inline]
 pub fn f_subtract_scalar(self_: &Tensor, other: impl Into<Scalar>, alpha: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(1550, "aten::subtract.Scalar", &[Arg::Tensor(self_), other.into().arg(), alpha.into().arg()], Vec::new())
+    call_tensor_flat(1550, "aten::subtract.Scalar", [Arg::Tensor(self_), other.into().arg(), alpha.into().arg()])
 }
 /// `aten::subtract.Scalar(Tensor self, Scalar other, Scalar alpha=1) -> Tensor`; panics with torch's message.
 #[inline]
@@ -16892,9 +16699,7 @@ pub fn subtract_scalar(self_: &Tensor, other: impl Into<Scalar>, alpha: impl Int
 /// `aten::subtract_.Tensor(Tensor(a!) self, Tensor other, *, Scalar alpha=1) -> Tensor(a!)`
 #[inline]
 pub fn f_subtract_(self_: &Tensor, other: &Tensor, alpha: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    kw.push(("alpha", alpha.into().arg()));
-    call_tensor(1551, "aten::subtract_.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], kw)
+    call_tensor_flat(1551, "aten::subtract_.Tensor", [Arg::Tensor(self_), Arg::Tensor(other), alpha.into().arg()])
 }
 /// `aten::subtract_.Tensor(Tensor(a!) self, Tensor other, *, Scalar alpha=1) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -16904,7 +16709,7 @@ pub fn subtract_(self_: &Tensor, other: &Tensor, alpha: impl Into<Scalar>) -> Te
 /// `aten::subtract_.Scalar(Tensor(a!) self, Scalar other, Scalar alpha=1) -> Tensor(a!)`
 #[inline]
 pub fn f_subtract_scalar_(self_: &Tensor, other: impl Into<Scalar>, alpha: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(1552, "aten::subtract_.Scalar", &[Arg::Tensor(self_), other.into().arg(), alpha.into().arg()], Vec::new())
+    call_tensor_flat(1552, "aten::subtract_.Scalar", [Arg::Tensor(self_), other.into().arg(), alpha.into().arg()])
 }
 /// `aten::subtract_.Scalar(Tensor(a!) self, Scalar other, Scalar alpha=1) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -16914,9 +16719,7 @@ pub fn subtract_scalar_(self_: &Tensor, other: impl Into<Scalar>, alpha: impl In
 /// `aten::sum.dim_IntList(Tensor self, int[1]? dim, bool keepdim=False, *, ScalarType? dtype=None) -> Tensor`
 #[inline]
 pub fn f_sum_dim_intlist(self_: &Tensor, dim: Option<&[i64]>, keepdim: bool, dtype: Option<Dtype>) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    if let Some(v) = dtype { kw.push(("dtype", Arg::Dtype(v))); }
-    call_tensor(1553, "aten::sum.dim_IntList", &[Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(keepdim)], kw)
+    call_tensor_flat(1553, "aten::sum.dim_IntList", [Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(keepdim), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
 }
 /// `aten::sum.dim_IntList(Tensor self, int[1]? dim, bool keepdim=False, *, ScalarType? dtype=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -16926,9 +16729,7 @@ pub fn sum_dim_intlist(self_: &Tensor, dim: Option<&[i64]>, keepdim: bool, dtype
 /// `aten::sum(Tensor self, *, ScalarType? dtype=None) -> Tensor`
 #[inline]
 pub fn f_sum(self_: &Tensor, dtype: Option<Dtype>) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    if let Some(v) = dtype { kw.push(("dtype", Arg::Dtype(v))); }
-    call_tensor(1554, "aten::sum", &[Arg::Tensor(self_)], kw)
+    call_tensor_flat(1554, "aten::sum", [Arg::Tensor(self_), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
 }
 /// `aten::sum(Tensor self, *, ScalarType? dtype=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -16938,7 +16739,7 @@ pub fn sum(self_: &Tensor, dtype: Option<Dtype>) -> Tensor {
 /// `aten::sum_to_size(Tensor self, SymInt[] size) -> Tensor`
 #[inline]
 pub fn f_sum_to_size(self_: &Tensor, size: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor(1555, "aten::sum_to_size", &[Arg::Tensor(self_), Arg::Ints(size.to_vec())], Vec::new())
+    call_tensor_flat(1555, "aten::sum_to_size", [Arg::Tensor(self_), Arg::Ints(size.to_vec())])
 }
 /// `aten::sum_to_size(Tensor self, SymInt[] size) -> Tensor`; panics with torch's message.
 #[inline]
@@ -16959,7 +16760,7 @@ pub fn svd(self_: &Tensor, some: bool, compute_uv: bool) -> (Tensor, Tensor, Ten
 /// `aten::swapaxes(Tensor(a) self, int axis0, int axis1) -> Tensor(a)`
 #[inline]
 pub fn f_swapaxes(self_: &Tensor, axis0: i64, axis1: i64) -> Result<Tensor, TorchError> {
-    call_tensor(1557, "aten::swapaxes", &[Arg::Tensor(self_), Arg::Int(axis0), Arg::Int(axis1)], Vec::new())
+    call_tensor_flat(1557, "aten::swapaxes", [Arg::Tensor(self_), Arg::Int(axis0), Arg::Int(axis1)])
 }
 /// `aten::swapaxes(Tensor(a) self, int axis0, int axis1) -> Tensor(a)`; panics with torch's message.
 #[inline]
@@ -16969,7 +16770,7 @@ pub fn swapaxes(self_: &Tensor, axis0: i64, axis1: i64) -> Tensor {
 /// `aten::swapaxes_(Tensor(a!) self, int axis0, int axis1) -> Tensor(a!)`
 #[inline]
 pub fn f_swapaxes_(self_: &Tensor, axis0: i64, axis1: i64) -> Result<Tensor, TorchError> {
-    call_tensor(1558, "aten::swapaxes_", &[Arg::Tensor(self_), Arg::Int(axis0), Arg::Int(axis1)], Vec::new())
+    call_tensor_flat(1558, "aten::swapaxes_", [Arg::Tensor(self_), Arg::Int(axis0), Arg::Int(axis1)])
 }
 /// `aten::swapaxes_(Tensor(a!) self, int axis0, int axis1) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -16979,7 +16780,7 @@ pub fn swapaxes_(self_: &Tensor, axis0: i64, axis1: i64) -> Tensor {
 /// `aten::swapdims(Tensor(a) self, int dim0, int dim1) -> Tensor(a)`
 #[inline]
 pub fn f_swapdims(self_: &Tensor, dim0: i64, dim1: i64) -> Result<Tensor, TorchError> {
-    call_tensor(1559, "aten::swapdims", &[Arg::Tensor(self_), Arg::Int(dim0), Arg::Int(dim1)], Vec::new())
+    call_tensor_flat(1559, "aten::swapdims", [Arg::Tensor(self_), Arg::Int(dim0), Arg::Int(dim1)])
 }
 /// `aten::swapdims(Tensor(a) self, int dim0, int dim1) -> Tensor(a)`; panics with torch's message.
 #[inline]
@@ -16989,7 +16790,7 @@ pub fn swapdims(self_: &Tensor, dim0: i64, dim1: i64) -> Tensor {
 /// `aten::swapdims_(Tensor(a!) self, int dim0, int dim1) -> Tensor(a!)`
 #[inline]
 pub fn f_swapdims_(self_: &Tensor, dim0: i64, dim1: i64) -> Result<Tensor, TorchError> {
-    call_tensor(1560, "aten::swapdims_", &[Arg::Tensor(self_), Arg::Int(dim0), Arg::Int(dim1)], Vec::new())
+    call_tensor_flat(1560, "aten::swapdims_", [Arg::Tensor(self_), Arg::Int(dim0), Arg::Int(dim1)])
 }
 /// `aten::swapdims_(Tensor(a!) self, int dim0, int dim1) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -17071,7 +16872,7 @@ pub fn sym_stride(self_: &Tensor, dim: i64) -> i64 {
 /// `aten::t(Tensor(a) self) -> Tensor(a)`
 #[inline]
 pub fn f_t(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1567, "aten::t", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1567, "aten::t", [Arg::Tensor(self_)])
 }
 /// `aten::t(Tensor(a) self) -> Tensor(a)`; panics with torch's message.
 #[inline]
@@ -17081,7 +16882,7 @@ pub fn t(self_: &Tensor) -> Tensor {
 /// `aten::t_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_t_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1568, "aten::t_", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1568, "aten::t_", [Arg::Tensor(self_)])
 }
 /// `aten::t_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -17091,7 +16892,7 @@ pub fn t_(self_: &Tensor) -> Tensor {
 /// `aten::t_copy(Tensor self) -> Tensor`
 #[inline]
 pub fn f_t_copy(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1569, "aten::t_copy", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1569, "aten::t_copy", [Arg::Tensor(self_)])
 }
 /// `aten::t_copy(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -17101,7 +16902,7 @@ pub fn t_copy(self_: &Tensor) -> Tensor {
 /// `aten::take(Tensor self, Tensor index) -> Tensor`
 #[inline]
 pub fn f_take(self_: &Tensor, index: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1570, "aten::take", &[Arg::Tensor(self_), Arg::Tensor(index)], Vec::new())
+    call_tensor_flat(1570, "aten::take", [Arg::Tensor(self_), Arg::Tensor(index)])
 }
 /// `aten::take(Tensor self, Tensor index) -> Tensor`; panics with torch's message.
 #[inline]
@@ -17111,7 +16912,7 @@ pub fn take(self_: &Tensor, index: &Tensor) -> Tensor {
 /// `aten::take_along_dim(Tensor self, Tensor indices, int? dim=None) -> Tensor`
 #[inline]
 pub fn f_take_along_dim(self_: &Tensor, indices: &Tensor, dim: Option<i64>) -> Result<Tensor, TorchError> {
-    call_tensor(1571, "aten::take_along_dim", &[Arg::Tensor(self_), Arg::Tensor(indices), dim.map_or(Arg::None, |v| Arg::Int(v))], Vec::new())
+    call_tensor_flat(1571, "aten::take_along_dim", [Arg::Tensor(self_), Arg::Tensor(indices), dim.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::take_along_dim(Tensor self, Tensor indices, int? dim=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -17121,7 +16922,7 @@ pub fn take_along_dim(self_: &Tensor, indices: &Tensor, dim: Option<i64>) -> Ten
 /// `aten::tan(Tensor self) -> Tensor`
 #[inline]
 pub fn f_tan(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1572, "aten::tan", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1572, "aten::tan", [Arg::Tensor(self_)])
 }
 /// `aten::tan(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -17131,7 +16932,7 @@ pub fn tan(self_: &Tensor) -> Tensor {
 /// `aten::tan_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_tan_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1573, "aten::tan_", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1573, "aten::tan_", [Arg::Tensor(self_)])
 }
 /// `aten::tan_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -17141,7 +16942,7 @@ pub fn tan_(self_: &Tensor) -> Tensor {
 /// `aten::tanh(Tensor self) -> Tensor`
 #[inline]
 pub fn f_tanh(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1574, "aten::tanh", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1574, "aten::tanh", [Arg::Tensor(self_)])
 }
 /// `aten::tanh(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -17151,7 +16952,7 @@ pub fn tanh(self_: &Tensor) -> Tensor {
 /// `aten::tanh_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_tanh_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1575, "aten::tanh_", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1575, "aten::tanh_", [Arg::Tensor(self_)])
 }
 /// `aten::tanh_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -17194,7 +16995,7 @@ pub fn tensor_split_tensor_indices_or_sections(self_: &Tensor, tensor_indices_or
 /// `aten::tensordot(Tensor self, Tensor other, int[] dims_self, int[] dims_other) -> Tensor`
 #[inline]
 pub fn f_tensordot(self_: &Tensor, other: &Tensor, dims_self: &[i64], dims_other: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor(1579, "aten::tensordot", &[Arg::Tensor(self_), Arg::Tensor(other), Arg::Ints(dims_self.to_vec()), Arg::Ints(dims_other.to_vec())], Vec::new())
+    call_tensor_flat(1579, "aten::tensordot", [Arg::Tensor(self_), Arg::Tensor(other), Arg::Ints(dims_self.to_vec()), Arg::Ints(dims_other.to_vec())])
 }
 /// `aten::tensordot(Tensor self, Tensor other, int[] dims_self, int[] dims_other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -17214,7 +17015,7 @@ pub fn thnn_conv2d(self_: &Tensor, weight: &Tensor, kernel_size: &[i64], bias: O
 /// `aten::threshold(Tensor self, Scalar threshold, Scalar value) -> Tensor`
 #[inline]
 pub fn f_threshold(self_: &Tensor, threshold: impl Into<Scalar>, value: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(1581, "aten::threshold", &[Arg::Tensor(self_), threshold.into().arg(), value.into().arg()], Vec::new())
+    call_tensor_flat(1581, "aten::threshold", [Arg::Tensor(self_), threshold.into().arg(), value.into().arg()])
 }
 /// `aten::threshold(Tensor self, Scalar threshold, Scalar value) -> Tensor`; panics with torch's message.
 #[inline]
@@ -17224,7 +17025,7 @@ pub fn threshold(self_: &Tensor, threshold: impl Into<Scalar>, value: impl Into<
 /// `aten::threshold_(Tensor(a!) self, Scalar threshold, Scalar value) -> Tensor(a!)`
 #[inline]
 pub fn f_threshold_(self_: &Tensor, threshold: impl Into<Scalar>, value: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(1582, "aten::threshold_", &[Arg::Tensor(self_), threshold.into().arg(), value.into().arg()], Vec::new())
+    call_tensor_flat(1582, "aten::threshold_", [Arg::Tensor(self_), threshold.into().arg(), value.into().arg()])
 }
 /// `aten::threshold_(Tensor(a!) self, Scalar threshold, Scalar value) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -17234,7 +17035,7 @@ pub fn threshold_(self_: &Tensor, threshold: impl Into<Scalar>, value: impl Into
 /// `aten::tile(Tensor self, SymInt[] dims) -> Tensor`
 #[inline]
 pub fn f_tile(self_: &Tensor, dims: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor(1583, "aten::tile", &[Arg::Tensor(self_), Arg::Ints(dims.to_vec())], Vec::new())
+    call_tensor_flat(1583, "aten::tile", [Arg::Tensor(self_), Arg::Ints(dims.to_vec())])
 }
 /// `aten::tile(Tensor self, SymInt[] dims) -> Tensor`; panics with torch's message.
 #[inline]
@@ -17292,9 +17093,7 @@ pub fn to_dtype_layout(self_: &Tensor, dtype: Option<Dtype>, layout: Option<i64>
 /// `aten::to_dense(Tensor self, ScalarType? dtype=None, *, bool? masked_grad=None) -> Tensor`
 #[inline]
 pub fn f_to_dense(self_: &Tensor, dtype: Option<Dtype>, masked_grad: Option<bool>) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    if let Some(v) = masked_grad { kw.push(("masked_grad", Arg::Boolean(v))); }
-    call_tensor(1588, "aten::to_dense", &[Arg::Tensor(self_), dtype.map_or(Arg::None, |v| Arg::Dtype(v))], kw)
+    call_tensor_flat(1588, "aten::to_dense", [Arg::Tensor(self_), dtype.map_or(Arg::None, |v| Arg::Dtype(v)), masked_grad.map_or(Arg::None, |v| Arg::Boolean(v))])
 }
 /// `aten::to_dense(Tensor self, ScalarType? dtype=None, *, bool? masked_grad=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -17304,7 +17103,7 @@ pub fn to_dense(self_: &Tensor, dtype: Option<Dtype>, masked_grad: Option<bool>)
 /// `aten::to_mkldnn(Tensor self, ScalarType? dtype=None) -> Tensor`
 #[inline]
 pub fn f_to_mkldnn(self_: &Tensor, dtype: Option<Dtype>) -> Result<Tensor, TorchError> {
-    call_tensor(1589, "aten::to_mkldnn", &[Arg::Tensor(self_), dtype.map_or(Arg::None, |v| Arg::Dtype(v))], Vec::new())
+    call_tensor_flat(1589, "aten::to_mkldnn", [Arg::Tensor(self_), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
 }
 /// `aten::to_mkldnn(Tensor self, ScalarType? dtype=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -17314,7 +17113,7 @@ pub fn to_mkldnn(self_: &Tensor, dtype: Option<Dtype>) -> Tensor {
 /// `aten::to_padded_tensor(Tensor self, float padding, SymInt[]? output_size=None) -> Tensor`
 #[inline]
 pub fn f_to_padded_tensor(self_: &Tensor, padding: f64, output_size: Option<&[i64]>) -> Result<Tensor, TorchError> {
-    call_tensor(1590, "aten::to_padded_tensor", &[Arg::Tensor(self_), Arg::Float(padding), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec()))], Vec::new())
+    call_tensor_flat(1590, "aten::to_padded_tensor", [Arg::Tensor(self_), Arg::Float(padding), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec()))])
 }
 /// `aten::to_padded_tensor(Tensor self, float padding, SymInt[]? output_size=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -17324,7 +17123,7 @@ pub fn to_padded_tensor(self_: &Tensor, padding: f64, output_size: Option<&[i64]
 /// `aten::to_sparse.sparse_dim(Tensor self, int sparse_dim) -> Tensor`
 #[inline]
 pub fn f_to_sparse_sparse_dim(self_: &Tensor, sparse_dim: i64) -> Result<Tensor, TorchError> {
-    call_tensor(1591, "aten::to_sparse.sparse_dim", &[Arg::Tensor(self_), Arg::Int(sparse_dim)], Vec::new())
+    call_tensor_flat(1591, "aten::to_sparse.sparse_dim", [Arg::Tensor(self_), Arg::Int(sparse_dim)])
 }
 /// `aten::to_sparse.sparse_dim(Tensor self, int sparse_dim) -> Tensor`; panics with torch's message.
 #[inline]
@@ -17334,11 +17133,7 @@ pub fn to_sparse_sparse_dim(self_: &Tensor, sparse_dim: i64) -> Tensor {
 /// `aten::to_sparse(Tensor self, *, Layout? layout=None, int[2]? blocksize=None, int? dense_dim=None) -> Tensor`
 #[inline]
 pub fn f_to_sparse(self_: &Tensor, layout: Option<i64>, blocksize: Option<&[i64]>, dense_dim: Option<i64>) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    if let Some(v) = layout { kw.push(("layout", Arg::Int(v))); }
-    if let Some(v) = blocksize { kw.push(("blocksize", Arg::Ints(v.to_vec()))); }
-    if let Some(v) = dense_dim { kw.push(("dense_dim", Arg::Int(v))); }
-    call_tensor(1592, "aten::to_sparse", &[Arg::Tensor(self_)], kw)
+    call_tensor_flat(1592, "aten::to_sparse", [Arg::Tensor(self_), layout.map_or(Arg::None, |v| Arg::Int(v)), blocksize.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), dense_dim.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::to_sparse(Tensor self, *, Layout? layout=None, int[2]? blocksize=None, int? dense_dim=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -17348,7 +17143,7 @@ pub fn to_sparse(self_: &Tensor, layout: Option<i64>, blocksize: Option<&[i64]>,
 /// `aten::to_sparse_bsc(Tensor self, int[2] blocksize, int? dense_dim=None) -> Tensor`
 #[inline]
 pub fn f_to_sparse_bsc(self_: &Tensor, blocksize: &[i64], dense_dim: Option<i64>) -> Result<Tensor, TorchError> {
-    call_tensor(1593, "aten::to_sparse_bsc", &[Arg::Tensor(self_), Arg::Ints(blocksize.to_vec()), dense_dim.map_or(Arg::None, |v| Arg::Int(v))], Vec::new())
+    call_tensor_flat(1593, "aten::to_sparse_bsc", [Arg::Tensor(self_), Arg::Ints(blocksize.to_vec()), dense_dim.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::to_sparse_bsc(Tensor self, int[2] blocksize, int? dense_dim=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -17358,7 +17153,7 @@ pub fn to_sparse_bsc(self_: &Tensor, blocksize: &[i64], dense_dim: Option<i64>) 
 /// `aten::to_sparse_bsr(Tensor self, int[2] blocksize, int? dense_dim=None) -> Tensor`
 #[inline]
 pub fn f_to_sparse_bsr(self_: &Tensor, blocksize: &[i64], dense_dim: Option<i64>) -> Result<Tensor, TorchError> {
-    call_tensor(1594, "aten::to_sparse_bsr", &[Arg::Tensor(self_), Arg::Ints(blocksize.to_vec()), dense_dim.map_or(Arg::None, |v| Arg::Int(v))], Vec::new())
+    call_tensor_flat(1594, "aten::to_sparse_bsr", [Arg::Tensor(self_), Arg::Ints(blocksize.to_vec()), dense_dim.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::to_sparse_bsr(Tensor self, int[2] blocksize, int? dense_dim=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -17368,7 +17163,7 @@ pub fn to_sparse_bsr(self_: &Tensor, blocksize: &[i64], dense_dim: Option<i64>) 
 /// `aten::to_sparse_csc(Tensor self, int? dense_dim=None) -> Tensor`
 #[inline]
 pub fn f_to_sparse_csc(self_: &Tensor, dense_dim: Option<i64>) -> Result<Tensor, TorchError> {
-    call_tensor(1595, "aten::to_sparse_csc", &[Arg::Tensor(self_), dense_dim.map_or(Arg::None, |v| Arg::Int(v))], Vec::new())
+    call_tensor_flat(1595, "aten::to_sparse_csc", [Arg::Tensor(self_), dense_dim.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::to_sparse_csc(Tensor self, int? dense_dim=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -17378,7 +17173,7 @@ pub fn to_sparse_csc(self_: &Tensor, dense_dim: Option<i64>) -> Tensor {
 /// `aten::to_sparse_csr(Tensor self, int? dense_dim=None) -> Tensor`
 #[inline]
 pub fn f_to_sparse_csr(self_: &Tensor, dense_dim: Option<i64>) -> Result<Tensor, TorchError> {
-    call_tensor(1596, "aten::to_sparse_csr", &[Arg::Tensor(self_), dense_dim.map_or(Arg::None, |v| Arg::Int(v))], Vec::new())
+    call_tensor_flat(1596, "aten::to_sparse_csr", [Arg::Tensor(self_), dense_dim.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::to_sparse_csr(Tensor self, int? dense_dim=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -17399,7 +17194,7 @@ pub fn topk(self_: &Tensor, k: i64, dim: i64, largest: bool, sorted: bool) -> (T
 /// `aten::trace(Tensor self) -> Tensor`
 #[inline]
 pub fn f_trace(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1598, "aten::trace", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1598, "aten::trace", [Arg::Tensor(self_)])
 }
 /// `aten::trace(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -17409,7 +17204,7 @@ pub fn trace(self_: &Tensor) -> Tensor {
 /// `aten::transpose.int(Tensor(a) self, int dim0, int dim1) -> Tensor(a)`
 #[inline]
 pub fn f_transpose(self_: &Tensor, dim0: i64, dim1: i64) -> Result<Tensor, TorchError> {
-    call_tensor(1599, "aten::transpose.int", &[Arg::Tensor(self_), Arg::Int(dim0), Arg::Int(dim1)], Vec::new())
+    call_tensor_flat(1599, "aten::transpose.int", [Arg::Tensor(self_), Arg::Int(dim0), Arg::Int(dim1)])
 }
 /// `aten::transpose.int(Tensor(a) self, int dim0, int dim1) -> Tensor(a)`; panics with torch's message.
 #[inline]
@@ -17419,7 +17214,7 @@ pub fn transpose(self_: &Tensor, dim0: i64, dim1: i64) -> Tensor {
 /// `aten::transpose_(Tensor(a!) self, int dim0, int dim1) -> Tensor(a!)`
 #[inline]
 pub fn f_transpose_(self_: &Tensor, dim0: i64, dim1: i64) -> Result<Tensor, TorchError> {
-    call_tensor(1600, "aten::transpose_", &[Arg::Tensor(self_), Arg::Int(dim0), Arg::Int(dim1)], Vec::new())
+    call_tensor_flat(1600, "aten::transpose_", [Arg::Tensor(self_), Arg::Int(dim0), Arg::Int(dim1)])
 }
 /// `aten::transpose_(Tensor(a!) self, int dim0, int dim1) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -17429,7 +17224,7 @@ pub fn transpose_(self_: &Tensor, dim0: i64, dim1: i64) -> Tensor {
 /// `aten::transpose_copy.int(Tensor self, int dim0, int dim1) -> Tensor`
 #[inline]
 pub fn f_transpose_copy(self_: &Tensor, dim0: i64, dim1: i64) -> Result<Tensor, TorchError> {
-    call_tensor(1601, "aten::transpose_copy.int", &[Arg::Tensor(self_), Arg::Int(dim0), Arg::Int(dim1)], Vec::new())
+    call_tensor_flat(1601, "aten::transpose_copy.int", [Arg::Tensor(self_), Arg::Int(dim0), Arg::Int(dim1)])
 }
 /// `aten::transpose_copy.int(Tensor self, int dim0, int dim1) -> Tensor`; panics with torch's message.
 #[inline]
@@ -17439,9 +17234,7 @@ pub fn transpose_copy(self_: &Tensor, dim0: i64, dim1: i64) -> Tensor {
 /// `aten::trapezoid.x(Tensor y, Tensor x, *, int dim=-1) -> Tensor`
 #[inline]
 pub fn f_trapezoid_x(y: &Tensor, x: &Tensor, dim: i64) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    kw.push(("dim", Arg::Int(dim)));
-    call_tensor(1602, "aten::trapezoid.x", &[Arg::Tensor(y), Arg::Tensor(x)], kw)
+    call_tensor_flat(1602, "aten::trapezoid.x", [Arg::Tensor(y), Arg::Tensor(x), Arg::Int(dim)])
 }
 /// `aten::trapezoid.x(Tensor y, Tensor x, *, int dim=-1) -> Tensor`; panics with torch's message.
 #[inline]
@@ -17451,10 +17244,7 @@ pub fn trapezoid_x(y: &Tensor, x: &Tensor, dim: i64) -> Tensor {
 /// `aten::trapezoid.dx(Tensor y, *, Scalar dx=1, int dim=-1) -> Tensor`
 #[inline]
 pub fn f_trapezoid_dx(y: &Tensor, dx: impl Into<Scalar>, dim: i64) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    kw.push(("dx", dx.into().arg()));
-    kw.push(("dim", Arg::Int(dim)));
-    call_tensor(1603, "aten::trapezoid.dx", &[Arg::Tensor(y)], kw)
+    call_tensor_flat(1603, "aten::trapezoid.dx", [Arg::Tensor(y), dx.into().arg(), Arg::Int(dim)])
 }
 /// `aten::trapezoid.dx(Tensor y, *, Scalar dx=1, int dim=-1) -> Tensor`; panics with torch's message.
 #[inline]
@@ -17464,9 +17254,7 @@ pub fn trapezoid_dx(y: &Tensor, dx: impl Into<Scalar>, dim: i64) -> Tensor {
 /// `aten::trapz.x(Tensor y, Tensor x, *, int dim=-1) -> Tensor`
 #[inline]
 pub fn f_trapz_x(y: &Tensor, x: &Tensor, dim: i64) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    kw.push(("dim", Arg::Int(dim)));
-    call_tensor(1604, "aten::trapz.x", &[Arg::Tensor(y), Arg::Tensor(x)], kw)
+    call_tensor_flat(1604, "aten::trapz.x", [Arg::Tensor(y), Arg::Tensor(x), Arg::Int(dim)])
 }
 /// `aten::trapz.x(Tensor y, Tensor x, *, int dim=-1) -> Tensor`; panics with torch's message.
 #[inline]
@@ -17476,10 +17264,7 @@ pub fn trapz_x(y: &Tensor, x: &Tensor, dim: i64) -> Tensor {
 /// `aten::trapz.dx(Tensor y, *, float dx=1., int dim=-1) -> Tensor`
 #[inline]
 pub fn f_trapz_dx(y: &Tensor, dx: f64, dim: i64) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    kw.push(("dx", Arg::Float(dx)));
-    kw.push(("dim", Arg::Int(dim)));
-    call_tensor(1605, "aten::trapz.dx", &[Arg::Tensor(y)], kw)
+    call_tensor_flat(1605, "aten::trapz.dx", [Arg::Tensor(y), Arg::Float(dx), Arg::Int(dim)])
 }
 /// `aten::trapz.dx(Tensor y, *, float dx=1., int dim=-1) -> Tensor`; panics with torch's message.
 #[inline]
@@ -17500,7 +17285,7 @@ pub fn triangular_solve(self_: &Tensor, A: &Tensor, upper: bool, transpose: bool
 /// `aten::tril(Tensor self, SymInt diagonal=0) -> Tensor`
 #[inline]
 pub fn f_tril(self_: &Tensor, diagonal: i64) -> Result<Tensor, TorchError> {
-    call_tensor(1607, "aten::tril", &[Arg::Tensor(self_), Arg::Int(diagonal)], Vec::new())
+    call_tensor_flat(1607, "aten::tril", [Arg::Tensor(self_), Arg::Int(diagonal)])
 }
 /// `aten::tril(Tensor self, SymInt diagonal=0) -> Tensor`; panics with torch's message.
 #[inline]
@@ -17510,7 +17295,7 @@ pub fn tril(self_: &Tensor, diagonal: i64) -> Tensor {
 /// `aten::tril_(Tensor(a!) self, SymInt diagonal=0) -> Tensor(a!)`
 #[inline]
 pub fn f_tril_(self_: &Tensor, diagonal: i64) -> Result<Tensor, TorchError> {
-    call_tensor(1608, "aten::tril_", &[Arg::Tensor(self_), Arg::Int(diagonal)], Vec::new())
+    call_tensor_flat(1608, "aten::tril_", [Arg::Tensor(self_), Arg::Int(diagonal)])
 }
 /// `aten::tril_(Tensor(a!) self, SymInt diagonal=0) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -17545,7 +17330,7 @@ pub fn triplet_margin_loss(anchor: &Tensor, positive: &Tensor, negative: &Tensor
 /// `aten::triu(Tensor self, SymInt diagonal=0) -> Tensor`
 #[inline]
 pub fn f_triu(self_: &Tensor, diagonal: i64) -> Result<Tensor, TorchError> {
-    call_tensor(1611, "aten::triu", &[Arg::Tensor(self_), Arg::Int(diagonal)], Vec::new())
+    call_tensor_flat(1611, "aten::triu", [Arg::Tensor(self_), Arg::Int(diagonal)])
 }
 /// `aten::triu(Tensor self, SymInt diagonal=0) -> Tensor`; panics with torch's message.
 #[inline]
@@ -17555,7 +17340,7 @@ pub fn triu(self_: &Tensor, diagonal: i64) -> Tensor {
 /// `aten::triu_(Tensor(a!) self, SymInt diagonal=0) -> Tensor(a!)`
 #[inline]
 pub fn f_triu_(self_: &Tensor, diagonal: i64) -> Result<Tensor, TorchError> {
-    call_tensor(1612, "aten::triu_", &[Arg::Tensor(self_), Arg::Int(diagonal)], Vec::new())
+    call_tensor_flat(1612, "aten::triu_", [Arg::Tensor(self_), Arg::Int(diagonal)])
 }
 /// `aten::triu_(Tensor(a!) self, SymInt diagonal=0) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -17580,7 +17365,7 @@ pub fn triu_indices(row: i64, col: i64, offset: i64, dtype: Option<Dtype>, layou
 /// `aten::true_divide.Tensor(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_true_divide(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1614, "aten::true_divide.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(1614, "aten::true_divide.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::true_divide.Tensor(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -17590,7 +17375,7 @@ pub fn true_divide(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::true_divide.Scalar(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f_true_divide_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(1615, "aten::true_divide.Scalar", &[Arg::Tensor(self_), other.into().arg()], Vec::new())
+    call_tensor_flat(1615, "aten::true_divide.Scalar", [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::true_divide.Scalar(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -17600,7 +17385,7 @@ pub fn true_divide_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
 /// `aten::true_divide_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_true_divide_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1616, "aten::true_divide_.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(1616, "aten::true_divide_.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::true_divide_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -17610,7 +17395,7 @@ pub fn true_divide_(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::true_divide_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`
 #[inline]
 pub fn f_true_divide_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(1617, "aten::true_divide_.Scalar", &[Arg::Tensor(self_), other.into().arg()], Vec::new())
+    call_tensor_flat(1617, "aten::true_divide_.Scalar", [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::true_divide_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -17620,7 +17405,7 @@ pub fn true_divide_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
 /// `aten::trunc(Tensor self) -> Tensor`
 #[inline]
 pub fn f_trunc(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1618, "aten::trunc", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1618, "aten::trunc", [Arg::Tensor(self_)])
 }
 /// `aten::trunc(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -17630,7 +17415,7 @@ pub fn trunc(self_: &Tensor) -> Tensor {
 /// `aten::trunc_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_trunc_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1619, "aten::trunc_", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1619, "aten::trunc_", [Arg::Tensor(self_)])
 }
 /// `aten::trunc_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -17640,7 +17425,7 @@ pub fn trunc_(self_: &Tensor) -> Tensor {
 /// `aten::type_as(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_type_as(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1620, "aten::type_as", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(1620, "aten::type_as", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::type_as(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -17672,7 +17457,7 @@ pub fn unbind_copy(self_: &Tensor, dim: i64) -> Vec<Tensor> {
 /// `aten::unflatten.int(Tensor(a) self, int dim, SymInt[] sizes) -> Tensor(a)`
 #[inline]
 pub fn f_unflatten(self_: &Tensor, dim: i64, sizes: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor(1623, "aten::unflatten.int", &[Arg::Tensor(self_), Arg::Int(dim), Arg::Ints(sizes.to_vec())], Vec::new())
+    call_tensor_flat(1623, "aten::unflatten.int", [Arg::Tensor(self_), Arg::Int(dim), Arg::Ints(sizes.to_vec())])
 }
 /// `aten::unflatten.int(Tensor(a) self, int dim, SymInt[] sizes) -> Tensor(a)`; panics with torch's message.
 #[inline]
@@ -17693,7 +17478,7 @@ pub fn unflatten_dense_tensors(flat: &Tensor, tensors: &[&Tensor]) -> Vec<Tensor
 /// `aten::unfold(Tensor(a) self, int dimension, int size, int step) -> Tensor(a)`
 #[inline]
 pub fn f_unfold(self_: &Tensor, dimension: i64, size: i64, step: i64) -> Result<Tensor, TorchError> {
-    call_tensor(1625, "aten::unfold", &[Arg::Tensor(self_), Arg::Int(dimension), Arg::Int(size), Arg::Int(step)], Vec::new())
+    call_tensor_flat(1625, "aten::unfold", [Arg::Tensor(self_), Arg::Int(dimension), Arg::Int(size), Arg::Int(step)])
 }
 /// `aten::unfold(Tensor(a) self, int dimension, int size, int step) -> Tensor(a)`; panics with torch's message.
 #[inline]
@@ -17703,7 +17488,7 @@ pub fn unfold(self_: &Tensor, dimension: i64, size: i64, step: i64) -> Tensor {
 /// `aten::unfold_copy(Tensor self, int dimension, int size, int step) -> Tensor`
 #[inline]
 pub fn f_unfold_copy(self_: &Tensor, dimension: i64, size: i64, step: i64) -> Result<Tensor, TorchError> {
-    call_tensor(1626, "aten::unfold_copy", &[Arg::Tensor(self_), Arg::Int(dimension), Arg::Int(size), Arg::Int(step)], Vec::new())
+    call_tensor_flat(1626, "aten::unfold_copy", [Arg::Tensor(self_), Arg::Int(dimension), Arg::Int(size), Arg::Int(step)])
 }
 /// `aten::unfold_copy(Tensor self, int dimension, int size, int step) -> Tensor`; panics with torch's message.
 #[inline]
@@ -17713,7 +17498,7 @@ pub fn unfold_copy(self_: &Tensor, dimension: i64, size: i64, step: i64) -> Tens
 /// `aten::uniform(Tensor self, float from=0., float to=1., *, Generator? generator=None) -> Tensor`
 #[inline]
 pub fn f_uniform(self_: &Tensor, from: f64, to: f64) -> Result<Tensor, TorchError> {
-    call_tensor(1627, "aten::uniform", &[Arg::Tensor(self_), Arg::Float(from), Arg::Float(to)], Vec::new())
+    call_tensor_flat(1627, "aten::uniform", [Arg::Tensor(self_), Arg::Float(from), Arg::Float(to), Arg::None])
 }
 /// `aten::uniform(Tensor self, float from=0., float to=1., *, Generator? generator=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -17723,7 +17508,7 @@ pub fn uniform(self_: &Tensor, from: f64, to: f64) -> Tensor {
 /// `aten::uniform_(Tensor(a!) self, float from=0., float to=1., *, Generator? generator=None) -> Tensor(a!)`
 #[inline]
 pub fn f_uniform_(self_: &Tensor, from: f64, to: f64) -> Result<Tensor, TorchError> {
-    call_tensor(1628, "aten::uniform_", &[Arg::Tensor(self_), Arg::Float(from), Arg::Float(to)], Vec::new())
+    call_tensor_flat(1628, "aten::uniform_", [Arg::Tensor(self_), Arg::Float(from), Arg::Float(to), Arg::None])
 }
 /// `aten::uniform_(Tensor(a!) self, float from=0., float to=1., *, Generator? generator=None) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -17799,7 +17584,7 @@ pub fn unsafe_split_with_sizes(self_: &Tensor, split_sizes: &[i64], dim: i64) ->
 /// `aten::unsqueeze(Tensor(a) self, int dim) -> Tensor(a)`
 #[inline]
 pub fn f_unsqueeze(self_: &Tensor, dim: i64) -> Result<Tensor, TorchError> {
-    call_tensor(1635, "aten::unsqueeze", &[Arg::Tensor(self_), Arg::Int(dim)], Vec::new())
+    call_tensor_flat(1635, "aten::unsqueeze", [Arg::Tensor(self_), Arg::Int(dim)])
 }
 /// `aten::unsqueeze(Tensor(a) self, int dim) -> Tensor(a)`; panics with torch's message.
 #[inline]
@@ -17809,7 +17594,7 @@ pub fn unsqueeze(self_: &Tensor, dim: i64) -> Tensor {
 /// `aten::unsqueeze_(Tensor(a!) self, int dim) -> Tensor(a!)`
 #[inline]
 pub fn f_unsqueeze_(self_: &Tensor, dim: i64) -> Result<Tensor, TorchError> {
-    call_tensor(1636, "aten::unsqueeze_", &[Arg::Tensor(self_), Arg::Int(dim)], Vec::new())
+    call_tensor_flat(1636, "aten::unsqueeze_", [Arg::Tensor(self_), Arg::Int(dim)])
 }
 /// `aten::unsqueeze_(Tensor(a!) self, int dim) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -17819,7 +17604,7 @@ pub fn unsqueeze_(self_: &Tensor, dim: i64) -> Tensor {
 /// `aten::unsqueeze_copy(Tensor self, int dim) -> Tensor`
 #[inline]
 pub fn f_unsqueeze_copy(self_: &Tensor, dim: i64) -> Result<Tensor, TorchError> {
-    call_tensor(1637, "aten::unsqueeze_copy", &[Arg::Tensor(self_), Arg::Int(dim)], Vec::new())
+    call_tensor_flat(1637, "aten::unsqueeze_copy", [Arg::Tensor(self_), Arg::Int(dim)])
 }
 /// `aten::unsqueeze_copy(Tensor self, int dim) -> Tensor`; panics with torch's message.
 #[inline]
@@ -17839,7 +17624,7 @@ pub fn upsample_bicubic2d(self_: &Tensor, output_size: &[i64], align_corners: bo
 /// `aten::upsample_bicubic2d.vec(Tensor input, SymInt[]? output_size, bool align_corners, float[]? scale_factors) -> Tensor`
 #[inline]
 pub fn f_upsample_bicubic2d_vec(input: &Tensor, output_size: Option<&[i64]>, align_corners: bool, scale_factors: Option<&[f64]>) -> Result<Tensor, TorchError> {
-    call_tensor(1639, "aten::upsample_bicubic2d.vec", &[Arg::Tensor(input), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(align_corners), scale_factors.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))], Vec::new())
+    call_tensor_flat(1639, "aten::upsample_bicubic2d.vec", [Arg::Tensor(input), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(align_corners), scale_factors.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))])
 }
 /// `aten::upsample_bicubic2d.vec(Tensor input, SymInt[]? output_size, bool align_corners, float[]? scale_factors) -> Tensor`; panics with torch's message.
 #[inline]
@@ -17859,7 +17644,7 @@ pub fn upsample_bilinear2d(self_: &Tensor, output_size: &[i64], align_corners: b
 /// `aten::upsample_bilinear2d.vec(Tensor input, SymInt[]? output_size, bool align_corners, float[]? scale_factors) -> Tensor`
 #[inline]
 pub fn f_upsample_bilinear2d_vec(input: &Tensor, output_size: Option<&[i64]>, align_corners: bool, scale_factors: Option<&[f64]>) -> Result<Tensor, TorchError> {
-    call_tensor(1641, "aten::upsample_bilinear2d.vec", &[Arg::Tensor(input), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(align_corners), scale_factors.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))], Vec::new())
+    call_tensor_flat(1641, "aten::upsample_bilinear2d.vec", [Arg::Tensor(input), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(align_corners), scale_factors.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))])
 }
 /// `aten::upsample_bilinear2d.vec(Tensor input, SymInt[]? output_size, bool align_corners, float[]? scale_factors) -> Tensor`; panics with torch's message.
 #[inline]
@@ -17869,7 +17654,7 @@ pub fn upsample_bilinear2d_vec(input: &Tensor, output_size: Option<&[i64]>, alig
 /// `aten::upsample_linear1d(Tensor self, SymInt[1] output_size, bool align_corners, float? scales=None) -> Tensor`
 #[inline]
 pub fn f_upsample_linear1d(self_: &Tensor, output_size: &[i64], align_corners: bool, scales: Option<f64>) -> Result<Tensor, TorchError> {
-    call_tensor(1642, "aten::upsample_linear1d", &[Arg::Tensor(self_), Arg::Ints(output_size.to_vec()), Arg::Boolean(align_corners), scales.map_or(Arg::None, |v| Arg::Float(v))], Vec::new())
+    call_tensor_flat(1642, "aten::upsample_linear1d", [Arg::Tensor(self_), Arg::Ints(output_size.to_vec()), Arg::Boolean(align_corners), scales.map_or(Arg::None, |v| Arg::Float(v))])
 }
 /// `aten::upsample_linear1d(Tensor self, SymInt[1] output_size, bool align_corners, float? scales=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -17879,7 +17664,7 @@ pub fn upsample_linear1d(self_: &Tensor, output_size: &[i64], align_corners: boo
 /// `aten::upsample_linear1d.vec(Tensor input, SymInt[]? output_size, bool align_corners, float[]? scale_factors) -> Tensor`
 #[inline]
 pub fn f_upsample_linear1d_vec(input: &Tensor, output_size: Option<&[i64]>, align_corners: bool, scale_factors: Option<&[f64]>) -> Result<Tensor, TorchError> {
-    call_tensor(1643, "aten::upsample_linear1d.vec", &[Arg::Tensor(input), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(align_corners), scale_factors.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))], Vec::new())
+    call_tensor_flat(1643, "aten::upsample_linear1d.vec", [Arg::Tensor(input), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(align_corners), scale_factors.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))])
 }
 /// `aten::upsample_linear1d.vec(Tensor input, SymInt[]? output_size, bool align_corners, float[]? scale_factors) -> Tensor`; panics with torch's message.
 #[inline]
@@ -17889,7 +17674,7 @@ pub fn upsample_linear1d_vec(input: &Tensor, output_size: Option<&[i64]>, align_
 /// `aten::upsample_nearest1d(Tensor self, SymInt[1] output_size, float? scales=None) -> Tensor`
 #[inline]
 pub fn f_upsample_nearest1d(self_: &Tensor, output_size: &[i64], scales: Option<f64>) -> Result<Tensor, TorchError> {
-    call_tensor(1644, "aten::upsample_nearest1d", &[Arg::Tensor(self_), Arg::Ints(output_size.to_vec()), scales.map_or(Arg::None, |v| Arg::Float(v))], Vec::new())
+    call_tensor_flat(1644, "aten::upsample_nearest1d", [Arg::Tensor(self_), Arg::Ints(output_size.to_vec()), scales.map_or(Arg::None, |v| Arg::Float(v))])
 }
 /// `aten::upsample_nearest1d(Tensor self, SymInt[1] output_size, float? scales=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -17899,7 +17684,7 @@ pub fn upsample_nearest1d(self_: &Tensor, output_size: &[i64], scales: Option<f6
 /// `aten::upsample_nearest1d.vec(Tensor input, SymInt[]? output_size, float[]? scale_factors) -> Tensor`
 #[inline]
 pub fn f_upsample_nearest1d_vec(input: &Tensor, output_size: Option<&[i64]>, scale_factors: Option<&[f64]>) -> Result<Tensor, TorchError> {
-    call_tensor(1645, "aten::upsample_nearest1d.vec", &[Arg::Tensor(input), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), scale_factors.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))], Vec::new())
+    call_tensor_flat(1645, "aten::upsample_nearest1d.vec", [Arg::Tensor(input), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), scale_factors.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))])
 }
 /// `aten::upsample_nearest1d.vec(Tensor input, SymInt[]? output_size, float[]? scale_factors) -> Tensor`; panics with torch's message.
 #[inline]
@@ -17909,7 +17694,7 @@ pub fn upsample_nearest1d_vec(input: &Tensor, output_size: Option<&[i64]>, scale
 /// `aten::upsample_nearest2d(Tensor self, SymInt[2] output_size, float? scales_h=None, float? scales_w=None) -> Tensor`
 #[inline]
 pub fn f_upsample_nearest2d(self_: &Tensor, output_size: &[i64], scales_h: Option<f64>, scales_w: Option<f64>) -> Result<Tensor, TorchError> {
-    call_tensor(1646, "aten::upsample_nearest2d", &[Arg::Tensor(self_), Arg::Ints(output_size.to_vec()), scales_h.map_or(Arg::None, |v| Arg::Float(v)), scales_w.map_or(Arg::None, |v| Arg::Float(v))], Vec::new())
+    call_tensor_flat(1646, "aten::upsample_nearest2d", [Arg::Tensor(self_), Arg::Ints(output_size.to_vec()), scales_h.map_or(Arg::None, |v| Arg::Float(v)), scales_w.map_or(Arg::None, |v| Arg::Float(v))])
 }
 /// `aten::upsample_nearest2d(Tensor self, SymInt[2] output_size, float? scales_h=None, float? scales_w=None) -> Tensor`; panics with torch's message.
 #[inline]
@@ -17919,7 +17704,7 @@ pub fn upsample_nearest2d(self_: &Tensor, output_size: &[i64], scales_h: Option<
 /// `aten::upsample_nearest2d.vec(Tensor input, SymInt[]? output_size, float[]? scale_factors) -> Tensor`
 #[inline]
 pub fn f_upsample_nearest2d_vec(input: &Tensor, output_size: Option<&[i64]>, scale_factors: Option<&[f64]>) -> Result<Tensor, TorchError> {
-    call_tensor(1647, "aten::upsample_nearest2d.vec", &[Arg::Tensor(input), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), scale_factors.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))], Vec::new())
+    call_tensor_flat(1647, "aten::upsample_nearest2d.vec", [Arg::Tensor(input), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), scale_factors.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))])
 }
 /// `aten::upsample_nearest2d.vec(Tensor input, SymInt[]? output_size, float[]? scale_factors) -> Tensor`; panics with torch's message.
 #[inline]
@@ -17939,7 +17724,7 @@ pub fn upsample_nearest3d(self_: &Tensor, output_size: &[i64], scales_d: Option<
 /// `aten::upsample_nearest3d.vec(Tensor input, SymInt[]? output_size, float[]? scale_factors) -> Tensor`
 #[inline]
 pub fn f_upsample_nearest3d_vec(input: &Tensor, output_size: Option<&[i64]>, scale_factors: Option<&[f64]>) -> Result<Tensor, TorchError> {
-    call_tensor(1649, "aten::upsample_nearest3d.vec", &[Arg::Tensor(input), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), scale_factors.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))], Vec::new())
+    call_tensor_flat(1649, "aten::upsample_nearest3d.vec", [Arg::Tensor(input), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), scale_factors.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))])
 }
 /// `aten::upsample_nearest3d.vec(Tensor input, SymInt[]? output_size, float[]? scale_factors) -> Tensor`; panics with torch's message.
 #[inline]
@@ -17959,7 +17744,7 @@ pub fn upsample_trilinear3d(self_: &Tensor, output_size: &[i64], align_corners: 
 /// `aten::upsample_trilinear3d.vec(Tensor input, SymInt[]? output_size, bool align_corners, float[]? scale_factors) -> Tensor`
 #[inline]
 pub fn f_upsample_trilinear3d_vec(input: &Tensor, output_size: Option<&[i64]>, align_corners: bool, scale_factors: Option<&[f64]>) -> Result<Tensor, TorchError> {
-    call_tensor(1651, "aten::upsample_trilinear3d.vec", &[Arg::Tensor(input), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(align_corners), scale_factors.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))], Vec::new())
+    call_tensor_flat(1651, "aten::upsample_trilinear3d.vec", [Arg::Tensor(input), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(align_corners), scale_factors.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))])
 }
 /// `aten::upsample_trilinear3d.vec(Tensor input, SymInt[]? output_size, bool align_corners, float[]? scale_factors) -> Tensor`; panics with torch's message.
 #[inline]
@@ -17969,7 +17754,7 @@ pub fn upsample_trilinear3d_vec(input: &Tensor, output_size: Option<&[i64]>, ali
 /// `aten::values(Tensor(a) self) -> Tensor(a)`
 #[inline]
 pub fn f_values(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1652, "aten::values", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1652, "aten::values", [Arg::Tensor(self_)])
 }
 /// `aten::values(Tensor(a) self) -> Tensor(a)`; panics with torch's message.
 #[inline]
@@ -17979,7 +17764,7 @@ pub fn values(self_: &Tensor) -> Tensor {
 /// `aten::values_copy(Tensor self) -> Tensor`
 #[inline]
 pub fn f_values_copy(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1653, "aten::values_copy", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1653, "aten::values_copy", [Arg::Tensor(self_)])
 }
 /// `aten::values_copy(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -17989,7 +17774,7 @@ pub fn values_copy(self_: &Tensor) -> Tensor {
 /// `aten::vander(Tensor x, int? N=None, bool increasing=False) -> Tensor`
 #[inline]
 pub fn f_vander(x: &Tensor, N: Option<i64>, increasing: bool) -> Result<Tensor, TorchError> {
-    call_tensor(1654, "aten::vander", &[Arg::Tensor(x), N.map_or(Arg::None, |v| Arg::Int(v)), Arg::Boolean(increasing)], Vec::new())
+    call_tensor_flat(1654, "aten::vander", [Arg::Tensor(x), N.map_or(Arg::None, |v| Arg::Int(v)), Arg::Boolean(increasing)])
 }
 /// `aten::vander(Tensor x, int? N=None, bool increasing=False) -> Tensor`; panics with torch's message.
 #[inline]
@@ -17999,7 +17784,7 @@ pub fn vander(x: &Tensor, N: Option<i64>, increasing: bool) -> Tensor {
 /// `aten::var(Tensor self, bool unbiased=True) -> Tensor`
 #[inline]
 pub fn f_var(self_: &Tensor, unbiased: bool) -> Result<Tensor, TorchError> {
-    call_tensor(1655, "aten::var", &[Arg::Tensor(self_), Arg::Boolean(unbiased)], Vec::new())
+    call_tensor_flat(1655, "aten::var", [Arg::Tensor(self_), Arg::Boolean(unbiased)])
 }
 /// `aten::var(Tensor self, bool unbiased=True) -> Tensor`; panics with torch's message.
 #[inline]
@@ -18009,7 +17794,7 @@ pub fn var(self_: &Tensor, unbiased: bool) -> Tensor {
 /// `aten::var.dim(Tensor self, int[1]? dim, bool unbiased=True, bool keepdim=False) -> Tensor`
 #[inline]
 pub fn f_var_dim(self_: &Tensor, dim: Option<&[i64]>, unbiased: bool, keepdim: bool) -> Result<Tensor, TorchError> {
-    call_tensor(1656, "aten::var.dim", &[Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(unbiased), Arg::Boolean(keepdim)], Vec::new())
+    call_tensor_flat(1656, "aten::var.dim", [Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(unbiased), Arg::Boolean(keepdim)])
 }
 /// `aten::var.dim(Tensor self, int[1]? dim, bool unbiased=True, bool keepdim=False) -> Tensor`; panics with torch's message.
 #[inline]
@@ -18019,10 +17804,7 @@ pub fn var_dim(self_: &Tensor, dim: Option<&[i64]>, unbiased: bool, keepdim: boo
 /// `aten::var.correction(Tensor self, int[1]? dim=None, *, Scalar? correction=None, bool keepdim=False) -> Tensor`
 #[inline]
 pub fn f_var_correction(self_: &Tensor, dim: Option<&[i64]>, correction: Option<Scalar>, keepdim: bool) -> Result<Tensor, TorchError> {
-    let mut kw: Vec<(&str, Arg)> = Vec::new();
-    if let Some(v) = correction { kw.push(("correction", v.arg())); }
-    kw.push(("keepdim", Arg::Boolean(keepdim)));
-    call_tensor(1657, "aten::var.correction", &[Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec()))], kw)
+    call_tensor_flat(1657, "aten::var.correction", [Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), correction.map_or(Arg::None, |v| v.arg()), Arg::Boolean(keepdim)])
 }
 /// `aten::var.correction(Tensor self, int[1]? dim=None, *, Scalar? correction=None, bool keepdim=False) -> Tensor`; panics with torch's message.
 #[inline]
@@ -18068,7 +17850,7 @@ pub fn var_mean_correction(self_: &Tensor, dim: Option<&[i64]>, correction: Opti
 /// `aten::vdot(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_vdot(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1661, "aten::vdot", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(1661, "aten::vdot", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::vdot(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -18078,7 +17860,7 @@ pub fn vdot(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::view(Tensor(a) self, SymInt[] size) -> Tensor(a)`
 #[inline]
 pub fn f_view(self_: &Tensor, size: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor(1662, "aten::view", &[Arg::Tensor(self_), Arg::Ints(size.to_vec())], Vec::new())
+    call_tensor_flat(1662, "aten::view", [Arg::Tensor(self_), Arg::Ints(size.to_vec())])
 }
 /// `aten::view(Tensor(a) self, SymInt[] size) -> Tensor(a)`; panics with torch's message.
 #[inline]
@@ -18088,7 +17870,7 @@ pub fn view(self_: &Tensor, size: &[i64]) -> Tensor {
 /// `aten::view.dtype(Tensor(a) self, ScalarType dtype) -> Tensor(a)`
 #[inline]
 pub fn f_view_dtype(self_: &Tensor, dtype: Dtype) -> Result<Tensor, TorchError> {
-    call_tensor(1663, "aten::view.dtype", &[Arg::Tensor(self_), Arg::Dtype(dtype)], Vec::new())
+    call_tensor_flat(1663, "aten::view.dtype", [Arg::Tensor(self_), Arg::Dtype(dtype)])
 }
 /// `aten::view.dtype(Tensor(a) self, ScalarType dtype) -> Tensor(a)`; panics with torch's message.
 #[inline]
@@ -18098,7 +17880,7 @@ pub fn view_dtype(self_: &Tensor, dtype: Dtype) -> Tensor {
 /// `aten::view_as(Tensor(a) self, Tensor other) -> Tensor(a)`
 #[inline]
 pub fn f_view_as(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1664, "aten::view_as", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(1664, "aten::view_as", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::view_as(Tensor(a) self, Tensor other) -> Tensor(a)`; panics with torch's message.
 #[inline]
@@ -18108,7 +17890,7 @@ pub fn view_as(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::view_as_complex(Tensor(a) self) -> Tensor(a)`
 #[inline]
 pub fn f_view_as_complex(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1665, "aten::view_as_complex", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1665, "aten::view_as_complex", [Arg::Tensor(self_)])
 }
 /// `aten::view_as_complex(Tensor(a) self) -> Tensor(a)`; panics with torch's message.
 #[inline]
@@ -18118,7 +17900,7 @@ pub fn view_as_complex(self_: &Tensor) -> Tensor {
 /// `aten::view_as_complex_copy(Tensor self) -> Tensor`
 #[inline]
 pub fn f_view_as_complex_copy(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1666, "aten::view_as_complex_copy", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1666, "aten::view_as_complex_copy", [Arg::Tensor(self_)])
 }
 /// `aten::view_as_complex_copy(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -18128,7 +17910,7 @@ pub fn view_as_complex_copy(self_: &Tensor) -> Tensor {
 /// `aten::view_as_real(Tensor(a) self) -> Tensor(a)`
 #[inline]
 pub fn f_view_as_real(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1667, "aten::view_as_real", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1667, "aten::view_as_real", [Arg::Tensor(self_)])
 }
 /// `aten::view_as_real(Tensor(a) self) -> Tensor(a)`; panics with torch's message.
 #[inline]
@@ -18138,7 +17920,7 @@ pub fn view_as_real(self_: &Tensor) -> Tensor {
 /// `aten::view_as_real_copy(Tensor self) -> Tensor`
 #[inline]
 pub fn f_view_as_real_copy(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1668, "aten::view_as_real_copy", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1668, "aten::view_as_real_copy", [Arg::Tensor(self_)])
 }
 /// `aten::view_as_real_copy(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -18148,7 +17930,7 @@ pub fn view_as_real_copy(self_: &Tensor) -> Tensor {
 /// `aten::view_copy(Tensor self, SymInt[] size) -> Tensor`
 #[inline]
 pub fn f_view_copy(self_: &Tensor, size: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor(1669, "aten::view_copy", &[Arg::Tensor(self_), Arg::Ints(size.to_vec())], Vec::new())
+    call_tensor_flat(1669, "aten::view_copy", [Arg::Tensor(self_), Arg::Ints(size.to_vec())])
 }
 /// `aten::view_copy(Tensor self, SymInt[] size) -> Tensor`; panics with torch's message.
 #[inline]
@@ -18158,7 +17940,7 @@ pub fn view_copy(self_: &Tensor, size: &[i64]) -> Tensor {
 /// `aten::view_copy.dtype(Tensor self, ScalarType dtype) -> Tensor`
 #[inline]
 pub fn f_view_copy_dtype(self_: &Tensor, dtype: Dtype) -> Result<Tensor, TorchError> {
-    call_tensor(1670, "aten::view_copy.dtype", &[Arg::Tensor(self_), Arg::Dtype(dtype)], Vec::new())
+    call_tensor_flat(1670, "aten::view_copy.dtype", [Arg::Tensor(self_), Arg::Dtype(dtype)])
 }
 /// `aten::view_copy.dtype(Tensor self, ScalarType dtype) -> Tensor`; panics with torch's message.
 #[inline]
@@ -18190,7 +17972,7 @@ pub fn vsplit_array(self_: &Tensor, indices: &[i64]) -> Vec<Tensor> {
 /// `aten::vstack(Tensor[] tensors) -> Tensor`
 #[inline]
 pub fn f_vstack(tensors: &[&Tensor]) -> Result<Tensor, TorchError> {
-    call_tensor(1673, "aten::vstack", &[Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect())], Vec::new())
+    call_tensor_flat(1673, "aten::vstack", [Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect())])
 }
 /// `aten::vstack(Tensor[] tensors) -> Tensor`; panics with torch's message.
 #[inline]
@@ -18200,7 +17982,7 @@ pub fn vstack(tensors: &[&Tensor]) -> Tensor {
 /// `aten::where.self(Tensor condition, Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_where_self(condition: &Tensor, self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1674, "aten::where.self", &[Arg::Tensor(condition), Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(1674, "aten::where.self", [Arg::Tensor(condition), Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::where.self(Tensor condition, Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -18210,7 +17992,7 @@ pub fn where_self(condition: &Tensor, self_: &Tensor, other: &Tensor) -> Tensor 
 /// `aten::where.ScalarOther(Tensor condition, Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f_where_scalarother(condition: &Tensor, self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(1675, "aten::where.ScalarOther", &[Arg::Tensor(condition), Arg::Tensor(self_), other.into().arg()], Vec::new())
+    call_tensor_flat(1675, "aten::where.ScalarOther", [Arg::Tensor(condition), Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::where.ScalarOther(Tensor condition, Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -18220,7 +18002,7 @@ pub fn where_scalarother(condition: &Tensor, self_: &Tensor, other: impl Into<Sc
 /// `aten::where.ScalarSelf(Tensor condition, Scalar self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_where_scalarself(condition: &Tensor, self_: impl Into<Scalar>, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1676, "aten::where.ScalarSelf", &[Arg::Tensor(condition), self_.into().arg(), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(1676, "aten::where.ScalarSelf", [Arg::Tensor(condition), self_.into().arg(), Arg::Tensor(other)])
 }
 /// `aten::where.ScalarSelf(Tensor condition, Scalar self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -18230,7 +18012,7 @@ pub fn where_scalarself(condition: &Tensor, self_: impl Into<Scalar>, other: &Te
 /// `aten::where.Scalar(Tensor condition, Scalar self, Scalar other) -> Tensor`
 #[inline]
 pub fn f_where_scalar(condition: &Tensor, self_: impl Into<Scalar>, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(1677, "aten::where.Scalar", &[Arg::Tensor(condition), self_.into().arg(), other.into().arg()], Vec::new())
+    call_tensor_flat(1677, "aten::where.Scalar", [Arg::Tensor(condition), self_.into().arg(), other.into().arg()])
 }
 /// `aten::where.Scalar(Tensor condition, Scalar self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -18251,7 +18033,7 @@ pub fn r#where(condition: &Tensor) -> Vec<Tensor> {
 /// `aten::xlogy.Tensor(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_xlogy(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1679, "aten::xlogy.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(1679, "aten::xlogy.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::xlogy.Tensor(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -18261,7 +18043,7 @@ pub fn xlogy(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::xlogy.Scalar_Other(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f_xlogy_scalar_other(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(1680, "aten::xlogy.Scalar_Other", &[Arg::Tensor(self_), other.into().arg()], Vec::new())
+    call_tensor_flat(1680, "aten::xlogy.Scalar_Other", [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::xlogy.Scalar_Other(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -18271,7 +18053,7 @@ pub fn xlogy_scalar_other(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
 /// `aten::xlogy.Scalar_Self(Scalar self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_xlogy_scalar_self(self_: impl Into<Scalar>, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1681, "aten::xlogy.Scalar_Self", &[self_.into().arg(), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(1681, "aten::xlogy.Scalar_Self", [self_.into().arg(), Arg::Tensor(other)])
 }
 /// `aten::xlogy.Scalar_Self(Scalar self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
@@ -18281,7 +18063,7 @@ pub fn xlogy_scalar_self(self_: impl Into<Scalar>, other: &Tensor) -> Tensor {
 /// `aten::xlogy_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_xlogy_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1682, "aten::xlogy_.Tensor", &[Arg::Tensor(self_), Arg::Tensor(other)], Vec::new())
+    call_tensor_flat(1682, "aten::xlogy_.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::xlogy_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -18291,7 +18073,7 @@ pub fn xlogy_(self_: &Tensor, other: &Tensor) -> Tensor {
 /// `aten::xlogy_.Scalar_Other(Tensor(a!) self, Scalar other) -> Tensor(a!)`
 #[inline]
 pub fn f_xlogy_scalar_other_(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor(1683, "aten::xlogy_.Scalar_Other", &[Arg::Tensor(self_), other.into().arg()], Vec::new())
+    call_tensor_flat(1683, "aten::xlogy_.Scalar_Other", [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::xlogy_.Scalar_Other(Tensor(a!) self, Scalar other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
@@ -18301,7 +18083,7 @@ pub fn xlogy_scalar_other_(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
 /// `aten::zero(Tensor self) -> Tensor`
 #[inline]
 pub fn f_zero(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1684, "aten::zero", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1684, "aten::zero", [Arg::Tensor(self_)])
 }
 /// `aten::zero(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
@@ -18311,7 +18093,7 @@ pub fn zero(self_: &Tensor) -> Tensor {
 /// `aten::zero_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_zero_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor(1685, "aten::zero_", &[Arg::Tensor(self_)], Vec::new())
+    call_tensor_flat(1685, "aten::zero_", [Arg::Tensor(self_)])
 }
 /// `aten::zero_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]

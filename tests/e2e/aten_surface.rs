@@ -31,6 +31,10 @@ fn a_plugin_catches_op_errors_drives_autograd_and_stays_in_its_budget() {
     has("mm-shapes", &["error: aten::mm: ", "cannot be multiplied"]);
     has("after-error", &["2x2"]);
     has("unknown-op", &["error: ", "no operator aten::no_such_op"]);
+    has("flat-too-many", &["error: ", "at most four arguments"]);
+    has("flat-several-results", &["error: aten::max.dim: ", "return one tensor"]);
+    has("flat-wrong-type", &["error: aten::add.Tensor: ", "argument `other` expects Tensor"]);
+    has("flat-missing", &["error: aten::mm: ", "missing argument `mat2`"]);
     has("grad-before", &["true"]);
     has("grad-once", &["[2.0, 2.0, 2.0]"]);
     has("grad-twice", &["[4.0, 4.0, 4.0]"]);

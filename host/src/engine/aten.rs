@@ -212,24 +212,112 @@ impl Op {
         kwargs: &[(&str, Arg<'_>)],
         generator: Option<&mut Generator>,
     ) -> Result<Results, String> {
-        if generator.is_some() && !self.takes_generator() && self.seeded() {
-            if let Some(sibling) = self.with_generator() {
-                return sibling.call_drawing(args, kwargs, generator);
-            }
-            return Err(format!(
+        self.invoke(args, false, kwargs, generator)
+    }
+
+    /// As [`call_drawing`](Self::call_drawing), with `args` the schema's first arguments in
+    /// its order, keyword-only ones included (what a binding generated from the schema
+    /// passes), and no named ones.
+    pub fn call_in_order(&self, args: &[Arg<'_>], generator: Option<&mut Generator>) -> Result<Results, String> {
+        self.invoke(args, true, &[], generator)
+    }
+
+    /// As [`call_in_order`](Self::call_in_order), for an operator that returns one tensor:
+    /// that tensor (no result list: the plugins' commonest call).
+    pub fn call_tensor_in_order(&self, args: &[Arg<'_>], generator: Option<&mut Generator>) -> Result<Tensor, String> {
+        let one = |mut r: Results| match (r.len(), r.pop()) {
+            (1, Some(Value::Tensor(t))) => Ok(t),
+            _ => Err(format!("{}: call-tensor is for operators that return one tensor ({})", self.name, self.schema)),
+        };
+        if self.returns != 1 {
+            return one(self.call_in_order(args, generator)?);
+        }
+        let generator = match self.redirect(generator) {
+            Redirect::Here(g) => g,
+            Redirect::Sibling(sibling, g) => return one(sibling.from_order(&self.schema, args, g)?),
+            Redirect::Refused(e) => return Err(e),
+        };
+        let mut out = [RawValue::NONE];
+        let n = self.raw_call(args, true, &[], generator, &mut out)?;
+        if n == 1 && out[0].tag == TENSOR && !out[0].p.is_null() {
+            // SAFETY: a fresh `at::Tensor*` from the call, taken once.
+            return Ok(unsafe { Tensor::from_ptr(std::mem::replace(&mut out[0].p, std::ptr::null_mut()).cast()) });
+        }
+        // SAFETY: what the call returned, released once.
+        unsafe { lthost_values_release(out.as_mut_ptr(), n as i64) };
+        Err(format!("{}: call-tensor is for operators that return one tensor ({})", self.name, self.schema))
+    }
+
+    fn invoke(
+        &self,
+        args: &[Arg<'_>],
+        in_order: bool,
+        kwargs: &[(&str, Arg<'_>)],
+        generator: Option<&mut Generator>,
+    ) -> Result<Results, String> {
+        let generator = match self.redirect(generator) {
+            Redirect::Here(g) => g,
+            Redirect::Sibling(sibling, g) if in_order => return sibling.from_order(&self.schema, args, g),
+            Redirect::Sibling(sibling, g) => return sibling.invoke(args, false, kwargs, g),
+            Redirect::Refused(e) => return Err(e),
+        };
+        let mut out: SmallVec<[RawValue; 4]> = SmallVec::new();
+        out.resize_with(self.returns, || RawValue::NONE);
+        let n = self.raw_call(args, in_order, kwargs, generator, &mut out)?;
+        let results = &mut out[..n];
+        let values = results.iter_mut().map(take_value).collect();
+        // SAFETY: the tensors were taken (their pointers nulled); the rest is freed here, once.
+        unsafe { lthost_values_release(results.as_mut_ptr(), n as i64) };
+        Ok(values)
+    }
+
+    /// Where a call drawing from `generator` runs: here, on the sibling that takes a generator
+    /// (this op draws from the process's generator, which a worker must not), or nowhere.
+    fn redirect<'g>(&self, generator: Option<&'g mut Generator>) -> Redirect<'_, 'g> {
+        if generator.is_none() || self.takes_generator() || !self.seeded() {
+            return Redirect::Here(generator);
+        }
+        match self.with_generator() {
+            Some(sibling) => Redirect::Sibling(sibling, generator),
+            None => Redirect::Refused(format!(
                 "{}: draws from the process's generator and no overload takes one of its own, so a DataLoader \
                  worker (which draws only from its own generator, for reproducible passes) cannot call it; \
                  draw the randomness with an op that takes `generator` (aten::bernoulli.p, aten::rand.generator)",
                 self.name
-            ));
+            )),
         }
+    }
+
+    /// Calls this op with `args` given in the order of `schema` (another overload's): the
+    /// keyword-only ones by name.
+    fn from_order(&self, schema: &str, args: &[Arg<'_>], generator: Option<&mut Generator>) -> Result<Results, String> {
+        let (positional, named) = by_name(schema, args);
+        let named: SmallVec<[(&str, Arg<'_>); 4]> = named.iter().map(|(n, a)| (n.as_str(), a.clone())).collect();
+        self.invoke(&positional, false, &named, generator)
+    }
+
+    /// The C++ call: results written to `out` (room for the schema's returns), their count
+    /// returned; the caller takes or releases them.
+    fn raw_call(
+        &self,
+        args: &[Arg<'_>],
+        in_order: bool,
+        kwargs: &[(&str, Arg<'_>)],
+        generator: Option<&mut Generator>,
+        out: &mut [RawValue],
+    ) -> Result<usize, String> {
         let gen = generator.map_or(std::ptr::null_mut(), |g| g.as_ptr());
         let mut keep = Keep::default();
-        let raw_args: SmallVec<[RawValue; 8]> = args.iter().map(|v| keep.raw(v)).collect();
-        let names: SmallVec<[RawName; 4]> =
-            kwargs.iter().map(|(n, _)| RawName { p: n.as_ptr().cast(), len: n.len() as i64 }).collect();
-        let raw_kw: SmallVec<[RawValue; 4]> = kwargs.iter().map(|(_, v)| keep.raw(v)).collect();
-        let mut out: SmallVec<[RawValue; 4]> = (0..self.returns).map(|_| RawValue::NONE).collect();
+        let mut raw_args: SmallVec<[RawValue; 4]> = SmallVec::new();
+        for v in args {
+            raw_args.push(keep.raw(v));
+        }
+        let mut names: SmallVec<[RawName; 4]> = SmallVec::new();
+        let mut raw_kw: SmallVec<[RawValue; 4]> = SmallVec::new();
+        for (n, v) in kwargs {
+            names.push(RawName { p: n.as_ptr().cast(), len: n.len() as i64 });
+            raw_kw.push(keep.raw(v));
+        }
         let mut n_out: i64 = 0;
         let mut err: *mut c_char = std::ptr::null_mut();
         // SAFETY: every pointer in the raw values points into `args`, `kwargs` or `keep`, all
@@ -239,6 +327,7 @@ impl Op {
                 self.handle,
                 raw_args.as_ptr(),
                 raw_args.len() as i64,
+                in_order,
                 names.as_ptr(),
                 raw_kw.as_ptr(),
                 raw_kw.len() as i64,
@@ -252,17 +341,48 @@ impl Op {
         if rc != 0 {
             return Err(format!("{}: {}", self.name, take_error(err)));
         }
-        let results = &mut out[..n_out as usize];
-        let values = results.iter_mut().map(take_value).collect();
-        // SAFETY: the tensors were taken (their pointers nulled); the rest is freed here, once.
-        unsafe { lthost_values_release(results.as_mut_ptr(), n_out) };
-        Ok(values)
+        Ok(n_out as usize)
     }
+}
+
+/// Where a call runs (see [`Op::redirect`]).
+enum Redirect<'o, 'g> {
+    Here(Option<&'g mut Generator>),
+    Sibling(&'o Op, Option<&'g mut Generator>),
+    Refused(String),
 }
 
 /// A schema's arguments as written, without the keyword-only marker and (with
 /// `drop_generator`) without its `Generator?` argument: what two overloads compare by.
 fn arguments(schema: &str, drop_generator: bool) -> Vec<String> {
+    let mut args = written_arguments(schema);
+    args.retain(|a| a != "*" && !(drop_generator && a.starts_with("Generator?")));
+    args
+}
+
+/// `args` given in `schema`'s order, keyword-only ones included, as positional ones and the
+/// keyword-only ones by name: how they go to an overload whose order differs (the sibling
+/// that takes a generator has it among the keyword-only arguments).
+fn by_name<'a>(schema: &str, args: &[Arg<'a>]) -> (Vec<Arg<'a>>, Vec<(String, Arg<'a>)>) {
+    let written = written_arguments(schema);
+    let kw_start = written.iter().position(|a| a == "*").unwrap_or(written.len());
+    let names = written.iter().filter(|a| *a != "*").map(|a| {
+        let decl = a.split('=').next().unwrap_or(a);
+        decl.rsplit(' ').next().unwrap_or(decl).to_string()
+    });
+    let (mut positional, mut named) = (Vec::new(), Vec::new());
+    for (k, (name, arg)) in names.zip(args).enumerate() {
+        if k < kw_start {
+            positional.push(arg.clone());
+        } else {
+            named.push((name, arg.clone()));
+        }
+    }
+    (positional, named)
+}
+
+/// A schema's arguments as written, the keyword-only marker `*` included.
+fn written_arguments(schema: &str) -> Vec<String> {
     let Some(open) = schema.find('(') else { return Vec::new() };
     let mut depth = 0usize;
     let mut args = Vec::new();
@@ -282,7 +402,7 @@ fn arguments(schema: &str, drop_generator: bool) -> Vec<String> {
         cur.push(c);
     }
     args.push(cur.trim().to_string());
-    args.retain(|a| !a.is_empty() && a != "*" && !(drop_generator && a.starts_with("Generator?")));
+    args.retain(|a| !a.is_empty());
     args
 }
 
@@ -391,6 +511,7 @@ extern "C" {
         op: *mut c_void,
         args: *const RawValue,
         nargs: i64,
+        in_order: bool,
         kw_names: *const RawName,
         kw_values: *const RawValue,
         nkw: i64,
@@ -546,6 +667,76 @@ mod tests {
         let neg = Op::find("aten::neg").expect("found");
         assert!(!neg.seeded());
         assert!(neg.call_drawing(&[Arg::Tensor(&x)], &[], Some(&mut a)).is_ok());
+    }
+
+    #[test]
+    fn in_order_calls_fill_keyword_only_arguments_by_position() {
+        let x = Tensor::from_slice(&[1.0f32, 2.0]);
+        let add = Op::find("aten::add.Tensor").expect("found");
+        // `alpha` is keyword-only: positional in a plain call is refused, in order it is taken.
+        let args = [Arg::Tensor(&x), Arg::Tensor(&x), Arg::Float(3.0)];
+        assert!(add.call_drawing(&args, &[], None).expect_err("keyword-only").contains("keyword-only"));
+        let y = t(add.call_in_order(&args, None).expect("called").remove(0));
+        assert!(y.equal(&Tensor::from_slice(&[4.0f32, 8.0])));
+        // Fewer arguments than the schema has: the rest take their defaults.
+        let y = t(add.call_in_order(&args[..2], None).expect("called").remove(0));
+        assert!(y.equal(&Tensor::from_slice(&[2.0f32, 4.0])));
+        // To the generator-taking sibling (a worker's draw) keyword-only ones go by name.
+        let draw = |gen: &mut Generator| {
+            let op = Op::find("aten::rand").expect("found");
+            let args = [Arg::Ints(&[3]), Arg::Int(i64::from(Kind::Double as i32))];
+            t(op.call_in_order(&args, Some(gen)).expect("drawn").remove(0))
+        };
+        let mut a = Generator::seeded(5).expect("generator");
+        let mut b = Generator::seeded(5).expect("generator");
+        let (u, v) = (draw(&mut a), draw(&mut b));
+        assert_eq!(u.kind(), Kind::Double);
+        assert!(u.equal(&v), "the worker's generator, the same draw");
+    }
+
+    #[test]
+    fn unboxed_shapes_give_the_boxed_results() {
+        // Each shape called unboxed, against tch (torch's C++ API) on the same inputs: a wrong
+        // C++ type in the table would give garbage or crash here.
+        let x = Tensor::from_slice(&[1.0f32, -2.0, 3.0, -4.0]).reshape([2, 2]).set_requires_grad(true);
+        let w = Tensor::from_slice(&[0.5f32, 1.5, -1.0, 2.0]).reshape([2, 2]);
+        let b = Tensor::from_slice(&[0.25f32, -0.25]);
+        let run =
+            |op: &str, args: &[Arg<'_>]| t(Op::find(op).expect("found").call_in_order(args, None).expect(op).remove(0));
+        let same =
+            |a: Tensor, b: Tensor, what: &str| assert!(a.allclose(&b, 0.0, 0.0, false), "{what}: {a:?} vs {b:?}");
+        same(run("aten::neg", &[Arg::Tensor(&x)]), x.neg(), "T");
+        same(run("aten::mm", &[Arg::Tensor(&x), Arg::Tensor(&w)]), x.mm(&w), "TT");
+        same(run("aten::mul.Scalar", &[Arg::Tensor(&x), Arg::Float(2.5)]), x.g_mul_scalar(2.5), "TS");
+        same(run("aten::squeeze.dim", &[Arg::Tensor(&x), Arg::Int(0)]), x.squeeze_dim(0), "TI");
+        same(run("aten::sub.Tensor", &[Arg::Tensor(&x), Arg::Tensor(&w), Arg::Int(2)]), x.g_sub(&(&w * 2)), "TTS");
+        same(run("aten::add.Scalar", &[Arg::Tensor(&x), Arg::Int(1), Arg::Int(3)]), x.g_add_scalar(3), "TSS");
+        same(
+            run("aten::where.self", &[Arg::Tensor(&x.gt(0)), Arg::Tensor(&x), Arg::Tensor(&w)]),
+            x.where_self(&x.gt(0), &w),
+            "TTT",
+        );
+        same(run("aten::linear", &[Arg::Tensor(&x), Arg::Tensor(&w), Arg::Tensor(&b)]), x.linear(&w, Some(&b)), "TTo");
+        same(
+            run("aten::linear", &[Arg::Tensor(&x), Arg::Tensor(&w), Arg::None]),
+            x.linear::<Tensor>(&w, None),
+            "TTo none",
+        );
+        same(run("aten::transpose.int", &[Arg::Tensor(&x), Arg::Int(0), Arg::Int(1)]), x.transpose(0, 1), "TII");
+        same(
+            run("aten::_softmax", &[Arg::Tensor(&x), Arg::Int(1), Arg::Bool(false)]),
+            x.softmax(1, Kind::Float),
+            "TIB",
+        );
+        let sm = run("aten::softmax.int", &[Arg::Tensor(&x), Arg::Int(1), Arg::Int(i64::from(Kind::Double as i32))]);
+        same(sm, x.softmax(1, Kind::Double), "TId");
+        same(run("aten::dropout", &[Arg::Tensor(&x), Arg::Float(0.5), Arg::Bool(false)]), x.shallow_clone(), "TFB");
+        // Autograd records through the unboxed call as through the boxed one.
+        let y = run("aten::mul.Tensor", &[Arg::Tensor(&x), Arg::Tensor(&x)]);
+        run("aten::sum", &[Arg::Tensor(&y)]).backward();
+        same(x.grad(), &x * 2, "grad");
+        // A number where a tensor goes stays a wrapped number (float32 * 2 is float32).
+        assert_eq!(run("aten::mul.Tensor", &[Arg::Tensor(&w), Arg::Int(2)]).kind(), Kind::Float);
     }
 
     #[test]

@@ -73,6 +73,16 @@ impl PluginState {
         let results = op.call_drawing(&args, &kwargs, self.generator.as_mut());
         Ok((op, results))
     }
+
+    /// The one tensor an operator's results should be, as a handle for the plugin.
+    fn one_tensor(&mut self, op: &Op, mut results: Results) -> R<Result<Resource<Tensor>, String>> {
+        match (results.len(), results.pop()) {
+            (1, Some(AValue::Tensor(t))) => Ok(Ok(self.push(t, op.name())?)),
+            _ => {
+                Ok(Err(format!("{}: call-tensor is for operators that return one tensor ({})", op.name(), op.schema())))
+            }
+        }
+    }
 }
 
 impl aten::HostOp for PluginState {
@@ -112,15 +122,37 @@ impl aten::HostOp for PluginState {
         args: Vec<Arg>,
         kwargs: Vec<(String, Arg)>,
     ) -> R<Result<Resource<Tensor>, String>> {
-        let (op, mut results) = match self.run_op(&this, &args, &kwargs)? {
-            (op, Ok(r)) => (op, r),
-            (_, Err(e)) => return Ok(Err(e)),
+        match self.run_op(&this, &args, &kwargs)? {
+            (op, Ok(r)) => self.one_tensor(&op, r),
+            (_, Err(e)) => Ok(Err(e)),
+        }
+    }
+
+    fn call_tensor_flat(
+        &mut self,
+        this: Resource<Arc<Op>>,
+        n: u8,
+        a: Arg,
+        b: Arg,
+        c: Arg,
+        d: Arg,
+    ) -> R<Result<Resource<Tensor>, String>> {
+        let all = [a, b, c, d];
+        let Some(given) = all.get(..usize::from(n)) else {
+            return Ok(Err(format!("call-tensor-flat takes at most four arguments, got n = {n}")));
         };
-        match (results.len(), results.pop()) {
-            (1, Some(AValue::Tensor(t))) => Ok(Ok(self.push(t, op.name())?)),
-            _ => {
-                Ok(Err(format!("{}: call-tensor is for operators that return one tensor ({})", op.name(), op.schema())))
-            }
+        let op = Arc::clone(self.get(&this, "op.call")?);
+        let name = op.name();
+        crate::plugin::panic_guard::set_op(name);
+        let mut args: SmallVec<[AArg<'_>; 4]> = SmallVec::new();
+        for g in given {
+            args.push(arg(&self.table, g, name)?);
+        }
+        let result = op.call_tensor_in_order(&args, self.generator.as_mut());
+        drop(args);
+        match result {
+            Ok(t) => Ok(Ok(self.push(t, name)?)),
+            Err(e) => Ok(Err(e)),
         }
     }
 

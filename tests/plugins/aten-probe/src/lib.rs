@@ -26,6 +26,17 @@ fn probe_errors() {
     report("mm-shapes", err_text(aten::f_mm(&a, &a)));
     report("after-error", aten::mm(&a, &aten::t(&a)).shape().iter().map(i64::to_string).collect::<Vec<_>>().join("x"));
     report("unknown-op", err_text(aten::op("aten::no_such_op")));
+    // The flat call, misused as only a hand-written caller can: errors, not traps.
+    use lthost_sdk::bindings::lt::plugin::aten::Arg;
+    let flat = |name: &str, n: u8, args: [Arg<'_>; 4]| {
+        let op = aten::op(name)?;
+        op.call_tensor_flat(n, &args[0], &args[1], &args[2], &args[3]).map_err(TorchError)
+    };
+    let none = || [Arg::Tensor(&a), Arg::None, Arg::None, Arg::None];
+    report("flat-too-many", err_text(flat("aten::neg", 9, none())));
+    report("flat-several-results", err_text(flat("aten::max.dim", 2, [Arg::Tensor(&a), Arg::Int(0), Arg::None, Arg::None])));
+    report("flat-wrong-type", err_text(flat("aten::add.Tensor", 3, [Arg::Tensor(&a), Arg::Str("x".into()), Arg::None, Arg::None])));
+    report("flat-missing", err_text(flat("aten::mm", 1, none())));
 }
 
 fn probe_grad() {
