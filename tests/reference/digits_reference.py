@@ -7,6 +7,8 @@ runs lthost's digits plugin with the same seed and compares — shuffling, dropo
 validation runs draw from the generator in the same order in both.
 
     .venv/bin/python tests/reference/digits_reference.py tests/reference/digits.json
+
+`--accelerator=cuda` runs it on the GPU (tools/gpu-check.sh compares lthost on the same GPU).
 """
 
 import csv
@@ -55,13 +57,13 @@ class DigitsMlp(L.LightningModule):
         return torch.optim.Adam(self.parameters(), lr=0.003)
 
 
-def run(seed):
+def run(seed, accelerator):
     torch.manual_seed(seed)
     model = DigitsMlp()
     d = load_file(os.path.join(ROOT, "plugins/digits-mlp/data/digits.safetensors"))
     split = lambda name: TensorDataset(d[f"{name}_images"].float() / 16.0, d[f"{name}_labels"])
     with tempfile.TemporaryDirectory() as root:
-        trainer = L.Trainer(max_epochs=EPOCHS, accelerator="cpu", devices=1, logger=L.pytorch.loggers.CSVLogger(root, name="lightning_logs"),
+        trainer = L.Trainer(max_epochs=EPOCHS, accelerator=accelerator, devices=1, logger=L.pytorch.loggers.CSVLogger(root, name="lightning_logs"),
                             log_every_n_steps=1, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                             default_root_dir=root)
         trainer.fit(model, DataLoader(split("train"), batch_size=32, shuffle=True), DataLoader(split("val"), batch_size=32))
@@ -73,12 +75,15 @@ def run(seed):
     }
 
 
-def main(path):
-    out = {"lightning": L.__version__, "torch": torch.__version__, "epochs": EPOCHS, "seeds": {str(s): run(s) for s in SEEDS}}
+def main(path, accelerator="cpu"):
+    out = {"lightning": L.__version__, "torch": torch.__version__, "epochs": EPOCHS, "accelerator": accelerator,
+           "seeds": {str(s): run(s, accelerator) for s in SEEDS}}
     with open(path, "w") as f:
         json.dump(out, f, indent=1)
     print(f"wrote {path}: lightning {L.__version__}, seeds {SEEDS}")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "tests/reference/digits.json")
+    args = [a for a in sys.argv[1:] if not a.startswith("--accelerator")]
+    acc = next((a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--accelerator=")), "cpu")
+    main(args[0] if args else "tests/reference/digits.json", acc)
