@@ -12,6 +12,8 @@ keepdim=True)`, each argument converted to the type its schema declares.
 import contextlib
 
 from componentize_py_types import Err
+
+from . import _handles  # noqa: F401  (host handles dropped without a weakref.finalize each)
 from wit_world.imports import aten as _a
 from wit_world.imports.tensor import Tensor
 from wit_world.imports.types import Dtype

@@ -256,10 +256,11 @@ def convert(code, v, optional, lenient):
 class _Overload:
     """One schema, prepared for binding Python arguments."""
 
-    __slots__ = ("qual", "positional", "by_name", "required", "inplace")
+    __slots__ = ("qual", "positional", "by_name", "required", "inplace", "one")
 
-    def __init__(self, qual, params):
+    def __init__(self, qual, params, one):
         self.qual = qual
+        self.one = one
         self.positional = [p for p in params if not p[2]]
         self.by_name = {p[0]: p for p in params}
         self.required = [p[0] for p in params if not p[3]]
@@ -315,7 +316,7 @@ def overloads(name):
         table = _schemas.OPS.get(name)
         if table is None:
             return None
-        o = _overloads[name] = [_Overload(q, p) for q, p in table]
+        o = _overloads[name] = [_Overload(q, p, one) for q, p, one in table]
     return o
 
 
@@ -334,6 +335,26 @@ def run(qual, args, kwargs):
     return _result([None if isinstance(v, _a.Value_None_) else v.value for v in out])
 
 
+def run_one(qual, args, kwargs):
+    """As `run`, for an operator that returns one tensor: no result list to build."""
+    try:
+        return wrap(_aten.op(qual).call_tensor(args, kwargs))
+    except Err as e:
+        raise RuntimeError(e.value) from None
+
+
+_returns_one = {}
+
+
+def _one(qual):
+    """Whether operator `qual` returns one tensor."""
+    one = _returns_one.get(qual)
+    if one is None:
+        table = _schemas.OPS.get(qual[len("aten::") :].split(".")[0], ())
+        one = _returns_one[qual] = any(q == qual and o for q, _, o in table)
+    return one
+
+
 def call(name, args, kwargs):
     """torch's `name(*args, **kwargs)` on ATen: the first overload the arguments fit exactly,
     else the first they fit with torch's conversions (a number for a tensor, a 0-dim tensor
@@ -345,7 +366,7 @@ def call(name, args, kwargs):
         for o in ovs:
             bound = o.bind(args, kwargs, lenient)
             if bound is not None:
-                r = run(o.qual, bound[0], bound[1])
+                r = run_one(o.qual, bound[0], bound[1]) if o.one else run(o.qual, bound[0], bound[1])
                 if o.inplace and args and isinstance(args[0], Tensor):
                     return args[0]
                 return r
@@ -355,6 +376,8 @@ def call(name, args, kwargs):
 
 def direct(qual, *args):
     """Calls operator `qual` with already converted positional arguments (the hot paths)."""
+    if _one(qual):
+        return run_one(qual, list(args), [])
     return run(qual, list(args), [])
 
 

@@ -312,4 +312,32 @@ def run(torch):
 
     check("transformer_encoder", lambda: encoder(False))
     check("transformer_encoder_norm_first", lambda: encoder(True))
+
+    def finalizers():
+        # weakref.finalize as Python has it (lthost's SDK gives tensor handles a cheaper
+        # finalizer and must leave every other use alone): fires once, on collection or call,
+        # not after detach; a tensor kept alive by one keeps its value.
+        import gc
+        import weakref
+
+        class Obj:
+            pass
+
+        fired = []
+        a, b, c = Obj(), Obj(), Obj()
+        fa = weakref.finalize(a, fired.append, "a")
+        fb = weakref.finalize(b, fired.append, "b")
+        weakref.finalize(c, fired.append, "c").detach()
+        keep = torch.arange(4.0) * 2
+        kb = weakref.finalize(b, lambda t: fired.append(t.sum().item()), keep)
+        alive = [fa.alive, fb.alive, kb.alive]
+        del a, c
+        gc.collect()
+        fb()
+        fb()
+        del b
+        gc.collect()
+        return [alive, fired, fa.alive, fb.alive, isinstance(fa, weakref.finalize)]
+
+    check("weakref_finalize", finalizers)
     return out

@@ -45,7 +45,9 @@ impl log::Host for PluginState {
             )
             .into());
         }
-        let v = t.shallow_clone();
+        // Detached, as Lightning's self.log keeps values: a logged loss must not keep its
+        // step's autograd graph alive until the epoch's mean is taken.
+        let v = t.f_detach().map_err(|e| OpError::torch("log", e))?;
         self.ctx.log(&name, v, options(&o))?;
         Ok(())
     }

@@ -147,7 +147,7 @@ class LightningModule(nn.Module):
             return self._log_metric(name, value, prog_bar, logger, on_step, on_epoch)
         opts = _log.LogOptions(bool(prog_bar), True if logger is None else bool(logger), on_step, on_epoch, reduce, batch_size)
         if isinstance(value, torch.Tensor):
-            _log.log(name, value.detach()._h, opts)
+            _log.log(name, value._h, opts)  # the host keeps it detached, as Lightning does
         else:
             _log.log_scalar(name, float(value), opts)
 
