@@ -34,8 +34,14 @@ fn probe_errors() {
     };
     let none = || [Arg::Tensor(&a), Arg::None, Arg::None, Arg::None];
     report("flat-too-many", err_text(flat("aten::neg", 9, none())));
-    report("flat-several-results", err_text(flat("aten::max.dim", 2, [Arg::Tensor(&a), Arg::Int(0), Arg::None, Arg::None])));
-    report("flat-wrong-type", err_text(flat("aten::add.Tensor", 3, [Arg::Tensor(&a), Arg::Str("x".into()), Arg::None, Arg::None])));
+    report(
+        "flat-several-results",
+        err_text(flat("aten::max.dim", 2, [Arg::Tensor(&a), Arg::Int(0), Arg::None, Arg::None])),
+    );
+    report(
+        "flat-wrong-type",
+        err_text(flat("aten::add.Tensor", 3, [Arg::Tensor(&a), Arg::Str("x".into()), Arg::None, Arg::None])),
+    );
     report("flat-missing", err_text(flat("aten::mm", 1, none())));
 }
 
