@@ -80,6 +80,10 @@ pub struct RunContext {
     pub current_epoch: u64,
     pub global_step: u64,
     pub max_epochs: Option<u64>,
+    /// The fit's loop numbers (`trainer.fit-numbers`), set once its data is.
+    pub fit_numbers: FitNumbers,
+    /// Whether the training batch being processed is its epoch's last.
+    pub is_last_batch: bool,
     /// The values logged by the hook that is running; the loop drains them.
     pub logs: Vec<LogRecord>,
     /// The read-only directory the plugin was granted, if any.
@@ -90,6 +94,18 @@ pub struct RunContext {
     pub optim: Option<OptimizerSet>,
     /// Every metric name logged so far in the run (bounded: [`MAX_METRIC_NAMES`]).
     pub metric_names: std::collections::BTreeSet<String>,
+}
+
+/// A fit's loop numbers as Lightning's Trainer exposes them (`trainer.num_training_batches`,
+/// ...): what plugins compute `estimated_stepping_batches` from.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct FitNumbers {
+    pub max_steps: Option<u64>,
+    pub num_training_batches: u64,
+    pub num_val_batches: u64,
+    pub accumulate_grad_batches: u64,
+    pub log_every_n_steps: u64,
+    pub check_val_every_n_epoch: Option<u64>,
 }
 
 /// The longest metric name, in bytes.
@@ -121,6 +137,8 @@ impl Default for RunContext {
             current_epoch: 0,
             global_step: 0,
             max_epochs: None,
+            fit_numbers: FitNumbers::default(),
+            is_last_batch: false,
             logs: Vec::new(),
             data_dir: None,
             current_hook: None,

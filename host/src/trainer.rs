@@ -306,8 +306,17 @@ impl<'c> Trainer<'c> {
             && self.ckpt_path.is_none()
             && ![Limit::Batches(0), Limit::Fraction(0.0)].contains(&self.cfg.limit_val_batches);
         let (train, val, limits) = self.fit_data(data, &mut p.ctx, "`fit` needs one", sanity_first)?;
-        // `trainer.max_epochs` as plugins read it from `setup` and `configure_optimizers` on.
+        // `trainer.max_epochs` and the loop numbers as plugins read them from `setup` and
+        // `configure_optimizers` on.
         p.ctx.max_epochs = limits.max_epochs;
+        p.ctx.fit_numbers = crate::context::FitNumbers {
+            max_steps: limits.max_steps,
+            num_training_batches: limits.train_batches as u64,
+            num_val_batches: limits.val_batches as u64,
+            accumulate_grad_batches: limits.accumulate,
+            log_every_n_steps: self.cfg.log_every_n_steps,
+            check_val_every_n_epoch: limits.check_val_every_n_epoch,
+        };
         let logger = self.logger(limits.logger, &p.hparams)?;
         let summary = self.cfg.enable_model_summary;
         let device = p.ctx.device;

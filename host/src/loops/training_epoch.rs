@@ -97,6 +97,7 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: Option<&DataLoader>
         st.batch_progress.reset_current();
     }
     st.train_results.reset();
+    st.ctx.is_last_batch = false;
     st.ctx.stage = Stage::Fit;
     st.ctx.training = true;
     st.bar.on_train_epoch_start(st.ctx.current_epoch, total);
@@ -120,6 +121,7 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: Option<&DataLoader>
         let idx = i + start;
         let i = Some(idx as u64);
         let last = idx + 1 == total;
+        st.ctx.is_last_batch = last;
         st.batch_progress.increment_ready();
         // Step-level values are this batch's only.
         st.train_results.clear_step();

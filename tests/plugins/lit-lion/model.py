@@ -1,7 +1,8 @@
 """A user-written optimizer in a Lightning file: Lion (Chen et al., 2023, "Symbolic Discovery
 of Optimization Algorithms"), a `torch.optim.Optimizer` subclass whose `step` is tensor code
 with per-parameter state, driving a small MLP with weight decay on the weights only and a
-cosine schedule. lthost runs the step in the plugin (the host steps it where it steps its own
+cosine schedule; it logs `trainer.estimated_stepping_batches` and counts the batches that
+`trainer.is_last_batch` marks. lthost runs the step in the plugin (the host steps it where it steps its own
 optimizers) and keeps its state in checkpoints; the same file runs in Lightning 2.6.6
 (tests/reference/lightning_files_reference.py)."""
 
@@ -53,6 +54,9 @@ class LionMlp(L.LightningModule):
         x, y = batch
         loss = F.mse_loss(self.net(x), y)
         self.log("train_loss", loss)
+        self.last_batches = getattr(self, "last_batches", 0) + int(self.trainer.is_last_batch)
+        self.log("last_batches", float(self.last_batches))
+        self.log("stepping_batches", self.stepping_batches)
         return loss
 
     def validation_step(self, batch, batch_idx):
@@ -63,6 +67,9 @@ class LionMlp(L.LightningModule):
         decay = [p for n, p in self.named_parameters() if n.endswith("weight")]
         no_decay = [p for n, p in self.named_parameters() if not n.endswith("weight")]
         opt = Lion([{"params": decay}, {"params": no_decay, "weight_decay": 0.0}], lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        # What OneCycleLR's total_steps is set from in Lightning's docs (logged, not used: a
+        # one-cycle schedule made for 2 epochs cannot resume into 4, in Lightning either).
+        self.stepping_batches = float(self.trainer.estimated_stepping_batches)
         return {"optimizer": opt, "lr_scheduler": torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=4)}
 
 

@@ -48,6 +48,22 @@ impl trainer::Host for PluginState {
     fn max_epochs(&mut self) -> R<Option<u64>> {
         Ok(self.ctx.max_epochs)
     }
+
+    fn fit_numbers(&mut self) -> R<trainer::LoopNumbers> {
+        let n = self.ctx.fit_numbers;
+        Ok(trainer::LoopNumbers {
+            max_steps: n.max_steps,
+            num_training_batches: n.num_training_batches,
+            num_val_batches: n.num_val_batches,
+            accumulate_grad_batches: n.accumulate_grad_batches,
+            log_every_n_steps: n.log_every_n_steps,
+            check_val_every_n_epoch: n.check_val_every_n_epoch,
+        })
+    }
+
+    fn is_last_batch(&mut self) -> R<bool> {
+        Ok(self.ctx.is_last_batch)
+    }
 }
 
 impl crate::plugin::bindings::types::Host for PluginState {}

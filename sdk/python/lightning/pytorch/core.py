@@ -52,6 +52,46 @@ class _TrainerState:
     def is_global_zero(self):
         return True
 
+    @property
+    def is_last_batch(self):
+        return _trainer.is_last_batch()
+
+    @property
+    def max_steps(self):
+        m = _trainer.fit_numbers().max_steps
+        return -1 if m is None else m
+
+    @property
+    def num_training_batches(self):
+        return _trainer.fit_numbers().num_training_batches
+
+    @property
+    def num_val_batches(self):
+        return [_trainer.fit_numbers().num_val_batches]
+
+    @property
+    def accumulate_grad_batches(self):
+        return _trainer.fit_numbers().accumulate_grad_batches
+
+    @property
+    def log_every_n_steps(self):
+        return _trainer.fit_numbers().log_every_n_steps
+
+    @property
+    def check_val_every_n_epoch(self):
+        return _trainer.fit_numbers().check_val_every_n_epoch
+
+    @property
+    def estimated_stepping_batches(self):
+        """Lightning's estimate of the optimizer steps a fit makes (OneCycleLR's total_steps):
+        the batches per epoch over accumulation, rounded up, times max_epochs, capped by
+        max_steps."""
+        n = _trainer.fit_numbers()
+        if self.max_epochs == -1:
+            return float("inf") if n.max_steps is None else n.max_steps
+        steps = -(-n.num_training_batches // max(n.accumulate_grad_batches, 1)) * max(self.max_epochs, 1)
+        return steps if n.max_steps is None else min(steps, n.max_steps)
+
     global_rank = local_rank = node_rank = 0
     world_size = num_devices = num_nodes = 1
 
