@@ -227,7 +227,7 @@ impl Op {
     pub fn call_tensor_in_order(&self, args: &[Arg<'_>], generator: Option<&mut Generator>) -> Result<Tensor, String> {
         let one = |mut r: Results| match (r.len(), r.pop()) {
             (1, Some(Value::Tensor(t))) => Ok(t),
-            _ => Err(format!("{}: call-tensor is for operators that return one tensor ({})", self.name, self.schema)),
+            _ => Err(self.not_one_tensor()),
         };
         if self.returns != 1 {
             return one(self.call_in_order(args, generator)?);
@@ -245,7 +245,12 @@ impl Op {
         }
         // SAFETY: what the call returned, released once.
         unsafe { lthost_values_release(out.as_mut_ptr(), n as i64) };
-        Err(format!("{}: call-tensor is for operators that return one tensor ({})", self.name, self.schema))
+        Err(self.not_one_tensor())
+    }
+
+    /// The error of a one-tensor call of an operator that returns something else.
+    pub fn not_one_tensor(&self) -> String {
+        format!("{}: call-tensor is for operators that return one tensor ({})", self.name, self.schema)
     }
 
     fn invoke(
@@ -709,6 +714,7 @@ mod tests {
         same(run("aten::mm", &[Arg::Tensor(&x), Arg::Tensor(&w)]), x.mm(&w), "TT");
         same(run("aten::mul.Scalar", &[Arg::Tensor(&x), Arg::Float(2.5)]), x.g_mul_scalar(2.5), "TS");
         same(run("aten::squeeze.dim", &[Arg::Tensor(&x), Arg::Int(0)]), x.squeeze_dim(0), "TI");
+        same(run("aten::tril", &[Arg::Tensor(&x), Arg::Int(-1)]), x.tril(-1), "TY");
         same(run("aten::sub.Tensor", &[Arg::Tensor(&x), Arg::Tensor(&w), Arg::Int(2)]), x.g_sub(&(&w * 2)), "TTS");
         same(run("aten::add.Scalar", &[Arg::Tensor(&x), Arg::Int(1), Arg::Int(3)]), x.g_add_scalar(3), "TSS");
         same(

@@ -78,9 +78,7 @@ impl PluginState {
     fn one_tensor(&mut self, op: &Op, mut results: Results) -> R<Result<Resource<Tensor>, String>> {
         match (results.len(), results.pop()) {
             (1, Some(AValue::Tensor(t))) => Ok(Ok(self.push(t, op.name())?)),
-            _ => {
-                Ok(Err(format!("{}: call-tensor is for operators that return one tensor ({})", op.name(), op.schema())))
-            }
+            _ => Ok(Err(op.not_one_tensor())),
         }
     }
 }
