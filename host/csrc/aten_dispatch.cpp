@@ -447,6 +447,9 @@ bool lthost_op_seeded(void* op) {
   return static_cast<LtOp*>(op)->handle.hasTag(at::Tag::nondeterministic_seeded);
 }
 
+// Whether the operator is called unboxed (its argument shape is one of SHAPES).
+bool lthost_op_unboxed(void* op) { return static_cast<LtOp*>(op)->fast != nullptr; }
+
 // The number of values the operator returns (its schema's returns).
 int64_t lthost_op_returns(void* op) {
   return static_cast<int64_t>(static_cast<LtOp*>(op)->handle.schema().returns().size());

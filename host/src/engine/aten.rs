@@ -173,6 +173,13 @@ impl Op {
         self.seeded
     }
 
+    /// Whether it is called unboxed (its arguments have one of the shapes
+    /// `host/csrc/aten_dispatch.cpp` calls so), rather than boxed.
+    pub fn unboxed(&self) -> bool {
+        // SAFETY: a live handle.
+        unsafe { lthost_op_unboxed(self.handle) }
+    }
+
     /// The overload of the same operator that takes a generator, for one that does not:
     /// the overload whose arguments are this one's plus `Generator? generator` (`aten::randn`
     /// → `aten::randn.generator`, `aten::rand.out` → `aten::rand.generator_out`), found on
@@ -512,6 +519,7 @@ extern "C" {
     fn lthost_op_schema(op: *mut c_void) -> *mut c_char;
     fn lthost_op_returns(op: *mut c_void) -> i64;
     fn lthost_op_seeded(op: *mut c_void) -> bool;
+    fn lthost_op_unboxed(op: *mut c_void) -> bool;
     fn lthost_op_call(
         op: *mut c_void,
         args: *const RawValue,
@@ -706,8 +714,11 @@ mod tests {
         let x = Tensor::from_slice(&[1.0f32, -2.0, 3.0, -4.0]).reshape([2, 2]).set_requires_grad(true);
         let w = Tensor::from_slice(&[0.5f32, 1.5, -1.0, 2.0]).reshape([2, 2]);
         let b = Tensor::from_slice(&[0.25f32, -0.25]);
-        let run =
-            |op: &str, args: &[Arg<'_>]| t(Op::find(op).expect("found").call_in_order(args, None).expect(op).remove(0));
+        let run = |op: &str, args: &[Arg<'_>]| {
+            let found = Op::find(op).expect("found");
+            assert!(found.unboxed() || op == "aten::sum", "{op} is called unboxed");
+            t(found.call_in_order(args, None).expect(op).remove(0))
+        };
         let same =
             |a: Tensor, b: Tensor, what: &str| assert!(a.allclose(&b, 0.0, 0.0, false), "{what}: {a:?} vs {b:?}");
         same(run("aten::neg", &[Arg::Tensor(&x)]), x.neg(), "T");
@@ -741,6 +752,9 @@ mod tests {
         let y = run("aten::mul.Tensor", &[Arg::Tensor(&x), Arg::Tensor(&x)]);
         run("aten::sum", &[Arg::Tensor(&y)]).backward();
         same(x.grad(), &x * 2, "grad");
+        // Outside the shapes: boxed, as every other operator.
+        assert!(!Op::find("aten::conv2d").expect("found").unboxed());
+        assert!(!Op::find("aten::add_.Tensor").expect("found").unboxed(), "in-place ops are boxed");
         // A number where a tensor goes stays a wrapped number (float32 * 2 is float32).
         assert_eq!(run("aten::mul.Tensor", &[Arg::Tensor(&w), Arg::Int(2)]).kind(), Kind::Float);
     }
