@@ -84,6 +84,8 @@ pub struct RunContext {
     pub fit_numbers: FitNumbers,
     /// Whether the training batch being processed is its epoch's last.
     pub is_last_batch: bool,
+    /// The batch being processed (shallow copies), for the batch hooks; empty between batches.
+    pub batch: Vec<Tensor>,
     /// The values logged by the hook that is running; the loop drains them.
     pub logs: Vec<LogRecord>,
     /// The read-only directory the plugin was granted, if any.
@@ -139,6 +141,7 @@ impl Default for RunContext {
             max_epochs: None,
             fit_numbers: FitNumbers::default(),
             is_last_batch: false,
+            batch: Vec::new(),
             logs: Vec::new(),
             data_dir: None,
             current_hook: None,

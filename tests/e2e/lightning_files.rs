@@ -235,6 +235,11 @@ fn the_torch_package_answers_as_torch_does() {
             .expect("json");
     let d = tempfile::tempdir().expect("tempdir");
     let run = fit(d.path(), "torch-probe", &want["seed"], &["--max-epochs", "1"]);
+    // What the file handed to the host stays the file's: the dataset's tensor (given twice),
+    // the returned loss, which on_train_batch_end sees as outputs["loss"], with the batch.
+    let kept = run.stderr.lines().find_map(|l| l.split_once("torch-probe-kept: ").map(|(_, j)| j));
+    let kept: Vec<f64> = serde_json::from_str(kept.expect("the kept line")).expect("json");
+    assert!(kept.len() == 3 && kept[0] == kept[1] && kept[2] == 4.0, "{kept:?}");
     let mut got = serde_json::Map::new();
     for line in run.stderr.lines().filter_map(|l| l.split_once("torch-probe: ").map(|(_, j)| j)) {
         let one: serde_json::Map<String, Value> = serde_json::from_str(line).expect("a check's json");

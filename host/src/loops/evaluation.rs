@@ -102,6 +102,7 @@ pub fn run(
         last_bs = batch.first().map(|t| t.size()[0]).unwrap_or(1);
         st.eval_batches += 1;
         st.batch_size = Some(last_bs);
+        st.ctx.batch = batch.iter().map(tch::Tensor::shallow_clone).collect();
         st.hook(h.batch_start, i)?;
         st.ctx.current_hook = Some(h.step);
         let out = match stage {
@@ -111,6 +112,7 @@ pub fn run(
         st.ctx.current_hook = None;
         out?;
         st.hook(h.batch_end, i)?;
+        st.ctx.batch.clear();
         results.add(std::mem::take(&mut st.ctx.logs), last_bs)?;
         st.bar.on_eval_batch_end();
     }

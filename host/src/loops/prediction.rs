@@ -31,12 +31,14 @@ pub fn run(
         st.hook(Hook::OnAfterBatchTransfer, i)?;
         st.eval_batches += 1;
         st.batch_size = batch.first().map(|t| t.size()[0]);
+        st.ctx.batch = batch.iter().map(tch::Tensor::shallow_clone).collect();
         st.hook(Hook::OnPredictBatchStart, i)?;
         st.ctx.current_hook = Some(Hook::PredictStep);
         let pred = st.module.predict_step(&mut st.ctx, &batch, idx as u64);
         st.ctx.current_hook = None;
         sink(pred?)?;
         st.hook(Hook::OnPredictBatchEnd, i)?;
+        st.ctx.batch.clear();
         st.bar.on_eval_batch_end();
     }
     st.hook(Hook::OnPredictEpochEnd, None)?;

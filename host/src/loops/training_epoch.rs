@@ -131,7 +131,9 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: Option<&DataLoader>
         last_bs = batch.first().map(|t| t.size()[0]).unwrap_or(1);
         st.batch_size = Some(last_bs);
         st.stepping = !automatic || (idx as u64 + 1) % st.limits.accumulate == 0 || last;
+        st.ctx.batch = batch.iter().map(Tensor::shallow_clone).collect();
         if st.hook(Hook::OnTrainBatchStart, i)? == -1 {
+            st.ctx.batch.clear();
             break;
         }
         st.batch_progress.increment_started();
@@ -162,6 +164,7 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: Option<&DataLoader>
         st.batch_loss = loss.as_ref().map(Tensor::shallow_clone);
         st.hook(Hook::OnTrainBatchEnd, i)?;
         st.batch_loss = None;
+        st.ctx.batch.clear();
         st.train_results.add(std::mem::take(&mut st.ctx.logs), last_bs)?;
         batches += 1;
         st.check_time();

@@ -337,7 +337,42 @@ def _loss(out):
         out = out["loss"]
     if not isinstance(out, torch.Tensor):
         raise RuntimeError(f"training_step must return a tensor, a dict with 'loss', or None; it returned {type(out).__name__}")
-    return out._h
+    # A handle of its own for the host: returning one moves it, and the loss stays the
+    # file's (kept in an attribute, passed to on_before_backward and on_train_batch_end).
+    return out._h.share()
+
+
+# The last step's output per split: what the batch-end hooks get as `outputs` (a training
+# step's made into Lightning's form only when a hook asks for it).
+_OUTPUTS = {}
+
+
+def _train_loss(m):
+    """The loss as Lightning's backward gets it (on_before_backward): divided by
+    accumulate_grad_batches in automatic optimization."""
+    out = _OUTPUTS.get("train")
+    loss = out.get("loss") if isinstance(out, dict) else out
+    if not isinstance(loss, torch.Tensor) or not m.automatic_optimization:
+        return loss
+    acc = _trainer.fit_numbers().accumulate_grad_batches
+    return loss / acc if acc > 1 else loss
+
+
+def _outputs(m, split):
+    """Lightning's `outputs` of the last step: for a training step in automatic optimization
+    {"loss": the loss detached, as backward got it, **the step's other keys} ({} when it
+    returned None); in manual optimization the step's output (a tensor as {"loss": it});
+    for the other steps what they returned."""
+    out = _OUTPUTS.get(split)
+    if split != "train":
+        return out
+    if not m.automatic_optimization:
+        return out if isinstance(out, dict) else ({} if out is None else {"loss": out})
+    loss = _train_loss(m)
+    if not isinstance(loss, torch.Tensor):
+        return {}
+    extra = {k: v for k, v in out.items() if k not in ("loss", "hiddens")} if isinstance(out, dict) else {}
+    return {"loss": loss.detach().clone(), **extra}
 
 
 _HOOK_ARGS = {
@@ -419,17 +454,18 @@ class LightningModule(_exports.LightningModule):
         fn = getattr(m, name, None)
         if fn is None:
             return 0
+        split = next((s for k, s in _HOOK_SPLITS if k in name), None)
         if kind == "stage":
             r = fn(_STAGES[stage])
         elif kind == "batch":
-            r = fn(None, batch_idx)
+            r = fn(_batch(_trainer.current_batch(), split), batch_idx)
         elif kind == "outputs_batch":
-            r = fn(None, None, batch_idx)
+            r = fn(_outputs(m, split), _batch(_trainer.current_batch(), split), batch_idx)
         elif kind == "optimizer":
             opts = m._lt_optimizers
             r = fn(opts[0] if opts else None)
         elif kind == "loss":
-            r = fn(None)
+            r = fn(_train_loss(m))
         else:
             r = fn()
         return -1 if r == -1 else 0
@@ -439,31 +475,32 @@ class LightningModule(_exports.LightningModule):
         m = _module()
         _core._WHERE.update(split="train", in_step=True)
         _training(m)
-        return _loss(_step(m, "training_step", _batch(batch, "train"), batch_idx))
+        out = _OUTPUTS["train"] = _step(m, "training_step", _batch(batch, "train"), batch_idx)
+        return _loss(out)
 
     @reported
     def validation_step(self, batch, batch_idx):
         m = _module()
         _core._WHERE.update(split="val", in_step=True)
         _evaluating(m)
-        _step(m, "validation_step", _batch(batch, "val"), batch_idx)
+        _OUTPUTS["val"] = _step(m, "validation_step", _batch(batch, "val"), batch_idx)
 
     @reported
     def test_step(self, batch, batch_idx):
         m = _module()
         _core._WHERE.update(split="test", in_step=True)
         _evaluating(m)
-        _step(m, "test_step", _batch(batch, "test"), batch_idx)
+        _OUTPUTS["test"] = _step(m, "test_step", _batch(batch, "test"), batch_idx)
 
     @reported
     def predict_step(self, batch, batch_idx):
         m = _module()
         _core._WHERE.update(split="predict", in_step=True)
         _evaluating(m)
-        out = _step(m, "predict_step", _batch(batch, "predict"), batch_idx)
+        out = _OUTPUTS["predict"] = _step(m, "predict_step", _batch(batch, "predict"), batch_idx)
         if not isinstance(out, torch.Tensor):
             raise Err(f"predict_step returned {type(out).__name__}; lthost collects one tensor per batch")
-        return out._h
+        return out._h.share()  # the file may keep its predictions
 
 
 def _lr_scheduler(index):

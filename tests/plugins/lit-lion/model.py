@@ -1,8 +1,8 @@
 """A user-written optimizer in a Lightning file: Lion (Chen et al., 2023, "Symbolic Discovery
 of Optimization Algorithms"), a `torch.optim.Optimizer` subclass whose `step` is tensor code
 with per-parameter state, driving a small MLP with weight decay on the weights only and a
-cosine schedule; it logs `trainer.estimated_stepping_batches` and counts the batches that
-`trainer.is_last_batch` marks. lthost runs the step in the plugin (the host steps it where it steps its own
+cosine schedule; it logs `trainer.estimated_stepping_batches`, counts the batches that
+`trainer.is_last_batch` marks and logs what the batch hooks get. lthost runs the step in the plugin (the host steps it where it steps its own
 optimizers) and keeps its state in checkpoints; the same file runs in Lightning 2.6.6
 (tests/reference/lightning_files_reference.py)."""
 
@@ -61,7 +61,23 @@ class LionMlp(L.LightningModule):
 
     def validation_step(self, batch, batch_idx):
         x, y = batch
-        self.log("val_loss", F.mse_loss(self.net(x), y))
+        loss = F.mse_loss(self.net(x), y)
+        self.log("val_loss", loss)
+        return loss
+
+    # The batch hooks get the batch, the step's outputs and the loss as Lightning passes them.
+    def on_train_batch_start(self, batch, batch_idx):
+        self.batch_rows = batch[0].shape[0]
+
+    def on_before_backward(self, loss):
+        self.log("backward_loss", loss)
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        self.log("outputs_loss", outputs["loss"])
+        self.log("batch_target_mean", batch[1].mean() + self.batch_rows)
+
+    def on_validation_batch_end(self, outputs, batch, batch_idx, dataloader_idx=0):
+        self.log("val_outputs", outputs * batch[0].shape[0])
 
     def configure_optimizers(self):
         decay = [p for n, p in self.named_parameters() if n.endswith("weight")]

@@ -22,16 +22,25 @@ class TorchProbe(L.LightningModule):
             torch.from_numpy([1.0])
         for name, result in checks.run(torch).items():  # a line each: plugin output lines are capped
             print("torch-probe: " + json.dumps({name: result}), file=sys.stderr)
-        self.layer = torch.nn.Linear(2, 1)
+        self.layer = torch.nn.Linear(2, 2)
 
     def training_step(self, batch, batch_idx):
         x, y = batch
         if self.unsupported_in == "step":
             x = torch.from_numpy(x)
-        return torch.nn.functional.mse_loss(self.layer(x), y)
+        # The file keeps what it handed to the host: its dataset's tensors (one of them twice,
+        # as an autoencoder's TensorDataset(x, x)) and the loss it returns.
+        kept = self.data.tensors[0] + self.data.tensors[1]
+        self.loss = torch.nn.functional.mse_loss(self.layer(x), y) + 0 * kept.sum()
+        return self.loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        print("torch-probe-kept: " + json.dumps([self.loss.item(), outputs["loss"].item(), batch[0].shape[0]]), file=sys.stderr)
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.1)
 
     def train_dataloader(self):
-        return DataLoader(TensorDataset(torch.ones(4, 2), torch.zeros(4, 1)), batch_size=4)
+        x = torch.ones(4, 2)
+        self.data = TensorDataset(x, x)
+        return DataLoader(self.data, batch_size=4)

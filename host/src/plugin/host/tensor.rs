@@ -528,6 +528,11 @@ impl tensor::HostTensor for PluginState {
         Ok(out)
     }
 
+    fn share(&mut self, this: H) -> R<H> {
+        let t = self.tensor(&this, "share")?.shallow_clone();
+        Ok(self.push(t, "share")?)
+    }
+
     fn shape(&mut self, this: H) -> R<Vec<i64>> {
         Ok(self.tensor(&this, "shape")?.size())
     }

@@ -64,6 +64,15 @@ impl trainer::Host for PluginState {
     fn is_last_batch(&mut self) -> R<bool> {
         Ok(self.ctx.is_last_batch)
     }
+
+    fn current_batch(&mut self) -> R<Vec<wasmtime::component::Resource<tch::Tensor>>> {
+        let batch: Vec<tch::Tensor> = self.ctx.batch.iter().map(tch::Tensor::shallow_clone).collect();
+        let mut out = Vec::with_capacity(batch.len());
+        for t in batch {
+            out.push(self.push(t, "current_batch")?);
+        }
+        Ok(out)
+    }
 }
 
 impl crate::plugin::bindings::types::Host for PluginState {}

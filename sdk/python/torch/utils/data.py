@@ -223,7 +223,8 @@ class DataLoader:
         """(the host's dataset record, the batch structure)."""
         cols, structure = columns(self.dataset)
         sampler = None if self.sampler is None else self.sampler._wit(dm)
-        return dm.Dataset([c._h for c in cols], self.batch_size, self.shuffle, self.drop_last, sampler), structure
+        # Handles of the host's own (returning one moves it): the file keeps its tensors.
+        return dm.Dataset([c._h.share() for c in cols], self.batch_size, self.shuffle, self.drop_last, sampler), structure
 
 
 def get_worker_info():
