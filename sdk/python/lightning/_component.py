@@ -398,6 +398,7 @@ _HOOK_SPLITS = (("train", "train"), ("validation", "val"), ("test", "test"), ("p
 
 class LightningModule(_exports.LightningModule):
     def configure(self, hparams):
+        torch._core.RUNNING[0] = True
         cls = _classes.get("module")
         if cls is None:
             raise Err("no LightningModule in this component (lthost build finds it in the file)")
@@ -602,6 +603,7 @@ def _data_source():
 
 class DataModule(_exports.DataModule):
     def setup(self, stage, hparams):
+        torch._core.RUNNING[0] = True
         cls = _classes.get("data")
         try:
             if cls is None:

@@ -156,12 +156,18 @@ def set_default_dtype(d):
 
 
 def manual_seed(seed):
-    """The run's generator is seeded by lthost (`--seed`, the run config's `seed`), as
-    Lightning's seed_everything does; a call in the plugin (at build time or in a hook) does
-    not reseed it, and says so."""
-    import sys
+    """torch.manual_seed: reseeds the run's generator (a DataLoader worker's own in a worker),
+    from a hook or the module's `__init__` on. At build time (a call at the file's top level)
+    there is no run yet: the run's seed is lthost's `--seed`, and the call says so."""
+    seed = builtins.int(seed)
+    if not (-(1 << 63) <= seed < (1 << 64)):
+        raise RuntimeError(f"Overflow when unpacking long: {seed}")
+    if not _core.RUNNING[0]:
+        import sys
 
-    print(f"torch.manual_seed({seed}) inside a plugin does not reseed the run: its seed is lthost's --seed", file=sys.stderr)
+        print(f"torch.manual_seed({seed}) at build time does not seed the run: its seed is lthost's --seed", file=sys.stderr)
+        return None
+    _aten._a.manual_seed(seed & ((1 << 64) - 1))
     return None
 
 

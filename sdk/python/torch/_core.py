@@ -122,6 +122,11 @@ def unsupported(name, why, base=object):
     return type(short, (base,), {"__init__": __init__, "__qualname__": short})
 
 
+# Whether the run has started (the component adapter sets it when the host first calls in):
+# before, the file's top level runs at build time, with no host to call.
+RUNNING = [False]
+
+
 # ---- wrapping host handles -------------------------------------------------------------
 
 _new = object.__new__

@@ -340,4 +340,13 @@ def run(torch):
         return [alive, fired, fa.alive, fb.alive, isinstance(fa, weakref.finalize)]
 
     check("weakref_finalize", finalizers)
+
+    def seeded():
+        # torch.manual_seed reseeds the generator ops draw from, as in torch.
+        torch.manual_seed(7)
+        a, b = torch.rand(3), torch.randn(2)
+        torch.manual_seed(7)
+        return [a, b, bool((torch.rand(3) == a).all().item()), torch.randint(0, 100, (4,))]
+
+    check("manual_seed", seeded)
     return out

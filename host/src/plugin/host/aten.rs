@@ -187,4 +187,13 @@ impl aten::Host for PluginState {
         self.inference_scopes.0.pop();
         Ok(())
     }
+
+    fn manual_seed(&mut self, seed: u64) -> R<()> {
+        match self.generator.as_mut() {
+            Some(own) => *own = torch_ext::Generator::seeded(seed).map_err(|e| OpError::new("manual_seed", e))?,
+            // torch's own: at::manual_seed takes the seed's 64 bits (u64 through i64).
+            None => tch::manual_seed(seed as i64),
+        }
+        Ok(())
+    }
 }

@@ -303,8 +303,17 @@ class Callback:
 
 
 def seed_everything(seed=None, workers=False, verbose=True):
-    """The run's seed is lthost's `--seed` / the run config's `seed_everything`; a call in the
-    file (at build time) does not change it."""
+    """Lightning's seed_everything from a hook or the module's `__init__` on: torch's generator
+    (`torch.manual_seed`) and Python's `random`. At build time (the file's top level) the
+    run's seed is lthost's `--seed` / the run config's `seed_everything`, which it leaves."""
+    if seed is None:
+        return None
+    import random
+
+    seed = int(seed)
+    torch.manual_seed(seed)
+    if torch._core.RUNNING[0]:
+        random.seed(seed)
     return seed
 
 
