@@ -25,7 +25,12 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 WORK=${GPU_CHECK_DIR:-$ROOT/target/gpu-check}
-rm -rf "$WORK" && mkdir -p "$WORK"
+# Its own directory only: a fresh one, or one it made before (marked .gpu-check).
+if [ -e "$WORK" ] && [ ! -f "$WORK/.gpu-check" ]; then
+    echo "gpu-check: $WORK exists and is not a gpu-check directory; pick another GPU_CHECK_DIR" >&2
+    exit 2
+fi
+rm -rf "$WORK" && mkdir -p "$WORK" && touch "$WORK/.gpu-check"
 FAILED=0
 
 say() { printf '%-10s %-4s %s\n' "$1" "$2" "$3"; [ "$2" = FAIL ] && FAILED=1; return 0; }

@@ -420,6 +420,8 @@ impl<'c> Trainer<'c> {
             }
             Err(e) => {
                 // on_exception: callbacks, OnExceptionCheckpoint, loggers keep what they have.
+                // No batch is being processed any more (a failed one is not handed out).
+                st.ctx.batch.clear();
                 let _ = st.hook(Hook::OnException, None);
                 if self_checkpoint.on_exception {
                     let dir = st.checkpoint.as_ref().map(|c| c.dirpath.clone()).unwrap_or_else(|| st.root_dir.clone());

@@ -303,7 +303,7 @@ impl Op {
     /// Calls this op with `args` given in the order of `schema` (another overload's): the
     /// keyword-only ones by name.
     fn from_order(&self, schema: &str, args: &[Arg<'_>], generator: Option<&mut Generator>) -> Result<Results, String> {
-        let (positional, named) = by_name(schema, args);
+        let (positional, named) = by_name(schema, args)?;
         let named: SmallVec<[(&str, Arg<'_>); 4]> = named.iter().map(|(n, a)| (n.as_str(), a.clone())).collect();
         self.invoke(&positional, false, &named, generator)
     }
@@ -375,8 +375,12 @@ fn arguments(schema: &str, drop_generator: bool) -> Vec<String> {
 /// `args` given in `schema`'s order, keyword-only ones included, as positional ones and the
 /// keyword-only ones by name: how they go to an overload whose order differs (the sibling
 /// that takes a generator has it among the keyword-only arguments).
-fn by_name<'a>(schema: &str, args: &[Arg<'a>]) -> (Vec<Arg<'a>>, Vec<(String, Arg<'a>)>) {
+fn by_name<'a>(schema: &str, args: &[Arg<'a>]) -> Result<(Vec<Arg<'a>>, Vec<(String, Arg<'a>)>), String> {
     let written = written_arguments(schema);
+    let count = written.iter().filter(|a| *a != "*").count();
+    if args.len() > count {
+        return Err(format!("{schema}: takes {count} arguments, got {}", args.len()));
+    }
     let kw_start = written.iter().position(|a| a == "*").unwrap_or(written.len());
     let names = written.iter().filter(|a| *a != "*").map(|a| {
         let decl = a.split('=').next().unwrap_or(a);
@@ -390,7 +394,7 @@ fn by_name<'a>(schema: &str, args: &[Arg<'a>]) -> (Vec<Arg<'a>>, Vec<(String, Ar
             named.push((name, arg.clone()));
         }
     }
-    (positional, named)
+    Ok((positional, named))
 }
 
 /// A schema's arguments as written, the keyword-only marker `*` included.

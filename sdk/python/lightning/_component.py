@@ -361,17 +361,20 @@ def _train_loss(m):
 def _outputs(m, split):
     """Lightning's `outputs` of the last step: for a training step in automatic optimization
     {"loss": the loss detached, as backward got it, **the step's other keys} ({} when it
-    returned None); in manual optimization the step's output (a tensor as {"loss": it});
-    for the other steps what they returned."""
+    returned None); in manual optimization a copy of the step's output (a tensor as
+    {"loss": it}) with "loss" detached; for the other steps what they returned."""
     out = _OUTPUTS.get(split)
     if split != "train":
         return out
     if not m.automatic_optimization:
-        return out if isinstance(out, dict) else ({} if out is None else {"loss": out})
+        extra = dict(out) if isinstance(out, dict) else ({} if out is None else {"loss": out})
+        if isinstance(extra.get("loss"), torch.Tensor):
+            extra["loss"] = extra["loss"].detach()
+        return extra
     loss = _train_loss(m)
     if not isinstance(loss, torch.Tensor):
         return {}
-    extra = {k: v for k, v in out.items() if k not in ("loss", "hiddens")} if isinstance(out, dict) else {}
+    extra = {k: v for k, v in out.items() if k != "loss"} if isinstance(out, dict) else {}
     return {"loss": loss.detach().clone(), **extra}
 
 

@@ -58,6 +58,11 @@ class TwoOptimizers(L.LightningModule):
         head_opt.zero_grad()
         self.log("train_loss", loss)
         self.log("head_loss", head_loss)
+        return {"loss": loss, "head": head_loss}
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        # Manual optimization's outputs: the step's dict, its "loss" detached.
+        self.log("outputs_sum", outputs["loss"] + outputs["head"] + float(outputs["loss"].requires_grad))
 
     def on_train_epoch_end(self):
         self.lr_schedulers()[1].step()

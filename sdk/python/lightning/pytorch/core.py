@@ -306,11 +306,16 @@ def seed_everything(seed=None, workers=False, verbose=True):
     """Lightning's seed_everything from a hook or the module's `__init__` on: torch's generator
     (`torch.manual_seed`) and Python's `random`. At build time (the file's top level) the
     run's seed is lthost's `--seed` / the run config's `seed_everything`, which it leaves."""
-    if seed is None:
-        return None
     import random
+    import sys
 
+    if seed is None:
+        seed = 0  # a plugin has no PL_GLOBAL_SEED: Lightning's default then
+        if verbose:
+            print(f"No seed found, seed set to {seed}", file=sys.stderr)
     seed = int(seed)
+    if not (0 <= seed <= 2**32 - 1):
+        raise ValueError(f"{seed} is not in bounds, numpy accepts from 0 to {2**32 - 1}")
     torch.manual_seed(seed)
     if torch._core.RUNNING[0]:
         random.seed(seed)
