@@ -275,13 +275,11 @@ def generate():
             # generator is None, the run's or a worker's).
             flat = rty == "Tensor" and len(args) <= 4
             in_order = ", ".join(make_arg(a, p) for a, p in args)
-            body = [] if flat else None
             bound.append((count, name, qual, text, f))
             rid = ident(name)
             fid = f"f_{name}"
             doc = text.replace("\\", "\\\\")
-            if body is None:
-                body = [f"    let mut kw: Vec<(&str, Arg)> = Vec::new();"] + kw_lines if kw_lines else []
+            body = [f"    let mut kw: Vec<(&str, Arg)> = Vec::new();"] + kw_lines if kw_lines and not flat else []
             kwarg = "kw" if kw_lines else "Vec::new()"
             lines += [
                 f"/// `{doc}`",

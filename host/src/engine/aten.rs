@@ -232,16 +232,12 @@ impl Op {
     /// As [`call_in_order`](Self::call_in_order), for an operator that returns one tensor:
     /// that tensor (no result list: the plugins' commonest call).
     pub fn call_tensor_in_order(&self, args: &[Arg<'_>], generator: Option<&mut Generator>) -> Result<Tensor, String> {
-        let one = |mut r: Results| match (r.len(), r.pop()) {
-            (1, Some(Value::Tensor(t))) => Ok(t),
-            _ => Err(self.not_one_tensor()),
-        };
         if self.returns != 1 {
-            return one(self.call_in_order(args, generator)?);
+            return self.one_tensor(self.call_in_order(args, generator)?);
         }
         let generator = match self.redirect(generator) {
             Redirect::Here(g) => g,
-            Redirect::Sibling(sibling, g) => return one(sibling.from_order(&self.schema, args, g)?),
+            Redirect::Sibling(sibling, g) => return self.one_tensor(sibling.from_order(&self.schema, args, g)?),
             Redirect::Refused(e) => return Err(e),
         };
         let mut out = [RawValue::NONE];
@@ -255,8 +251,16 @@ impl Op {
         Err(self.not_one_tensor())
     }
 
+    /// The one tensor `results` (of this operator) should be, for a one-tensor call.
+    pub fn one_tensor(&self, mut results: Results) -> Result<Tensor, String> {
+        match (results.len(), results.pop()) {
+            (1, Some(Value::Tensor(t))) => Ok(t),
+            _ => Err(self.not_one_tensor()),
+        }
+    }
+
     /// The error of a one-tensor call of an operator that returns something else.
-    pub fn not_one_tensor(&self) -> String {
+    fn not_one_tensor(&self) -> String {
         format!("{}: call-tensor is for operators that return one tensor ({})", self.name, self.schema)
     }
 

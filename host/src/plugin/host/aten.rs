@@ -73,14 +73,6 @@ impl PluginState {
         let results = op.call_drawing(&args, &kwargs, self.generator.as_mut());
         Ok((op, results))
     }
-
-    /// The one tensor an operator's results should be, as a handle for the plugin.
-    fn one_tensor(&mut self, op: &Op, mut results: Results) -> R<Result<Resource<Tensor>, String>> {
-        match (results.len(), results.pop()) {
-            (1, Some(AValue::Tensor(t))) => Ok(Ok(self.push(t, op.name())?)),
-            _ => Ok(Err(op.not_one_tensor())),
-        }
-    }
 }
 
 impl aten::HostOp for PluginState {
@@ -121,7 +113,10 @@ impl aten::HostOp for PluginState {
         kwargs: Vec<(String, Arg)>,
     ) -> R<Result<Resource<Tensor>, String>> {
         match self.run_op(&this, &args, &kwargs)? {
-            (op, Ok(r)) => self.one_tensor(&op, r),
+            (op, Ok(r)) => match op.one_tensor(r) {
+                Ok(t) => Ok(Ok(self.push(t, op.name())?)),
+                Err(e) => Ok(Err(e)),
+            },
             (_, Err(e)) => Ok(Err(e)),
         }
     }
