@@ -54,7 +54,7 @@ def commit():
     return f"{git('rev-parse', '--short', 'HEAD') or 'unknown'}{' + local changes' if dirty else ''}"
 
 
-def summary(par, logs, start, fetch, wait, langs, host_call):
+def summary(par, logs, start, fetch, wait, langs, transformer, host_call):
     """The headline figures (quoted verbatim by the README)."""
     lines = [
         "## Summary",
@@ -93,6 +93,9 @@ def summary(par, logs, start, fetch, wait, langs, host_call):
         parts.append(f"{r['language']} {ratio_spread([a / b for a, b in zip(r['train'], rust['train'])])}×, {calls:.0f} ns")
     rust_call = median((p - t) / (languages.STEPS * languages.PROBE_CALLS) * 1e9 for p, t in zip(rust["probed"], rust["train"]))
     lines.append(f"| the digits MLP per language: training time vs Rust, one host call | {'; '.join(parts)} (Rust {rust_call:.0f} ns) |")
+    if transformer:
+        py, rs = transformer["train"]["Python"], transformer["train"]["Rust"]
+        lines.append(f"| tiny-transformer as a Lightning file (Python) vs Rust: training time | {ratio_spread([a / b for a, b in zip(py, rs)])}× |")
     if host_call:
         lines.append(host_calls.summary_row(host_call))
     return lines + [""]
@@ -129,11 +132,12 @@ def measure():
     wait = data_path.data_wait_share()
     print("languages…", file=sys.stderr)
     langs = languages.language_costs()
+    transformer = languages.transformer_costs()
     print("host calls…", file=sys.stderr)
     calls = host_calls.call_costs()
     return {"machine": machine(), "commit": commit(), "rounds": parity.ROUNDS, "seconds": time.time() - started,
             "date": time.strftime("%Y-%m-%d"), "parity": {f"{w}/{t}": runs for (w, t), runs in par.items()},
-            "logs": logs, "start": start, "fetch": fetch, "wait": wait, "langs": langs, "calls": calls}
+            "logs": logs, "start": start, "fetch": fetch, "wait": wait, "langs": langs, "transformer": transformer, "calls": calls}
 
 
 def main():
@@ -149,7 +153,8 @@ def main():
     logs, start, fetch, langs = raw["logs"], raw["start"], raw["fetch"], raw["langs"]
     wait = {int(k): v for k, v in raw["wait"].items()}
     calls = raw.get("calls")
-    head = summary(par, logs, start, fetch, wait, langs, calls)
+    transformer = raw.get("transformer")
+    head = summary(par, logs, start, fetch, wait, langs, transformer, calls)
     lines = [
         "# lthost benchmarks",
         "",
@@ -170,7 +175,7 @@ def main():
         f"| cold | {spread(start['cold'], '{:.3f}')} |",
         f"| cached | {spread(start['cached'], '{:.3f}')} |",
         "",
-    ] + data_path.fetch_table(fetch) + data_path.wait_table(wait) + languages.table(langs) + (host_calls.table(calls) if calls else [])
+    ] + data_path.fetch_table(fetch) + data_path.wait_table(wait) + languages.table(langs) + languages.transformer_table(transformer) + (host_calls.table(calls) if calls else [])
     text = "\n".join(lines)
     print(text)
     failed = parity.check(par)

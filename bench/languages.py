@@ -15,6 +15,10 @@ import tempfile
 from common import LTHOST, PLUGINS, ROOT, median, ratio_spread, spread
 
 LANGUAGES = [("Rust", "digits-mlp"), ("Python", "python-digits"), ("JavaScript", "js-digits"), ("C", "c-digits")]
+# make bench's transformer workload in Rust and as a plain Lightning file (same losses:
+# tests/e2e/lightning_files.rs), trained as the parity section trains it.
+TRANSFORMERS = [("Rust", "tiny-transformer"), ("Python", "python-tiny-transformer")]
+TRANSFORMER_EPOCHS = 12
 COLD_RUNS = 3
 RUNS = int(os.environ.get("BENCH_ROUNDS", "10"))
 PROBE_CALLS = 400
@@ -54,6 +58,51 @@ def language_costs():
     for c in caches.values():
         c.cleanup()
     return rows
+
+
+def _transformer_fit(plugin):
+    with tempfile.TemporaryDirectory() as d:
+        out = subprocess.run([LTHOST, "fit", os.path.join(PLUGINS, f"{plugin}.wasm"), "--accelerator", "cpu", "--seed", "42",
+                              "--max-epochs", str(TRANSFORMER_EPOCHS), "--no-progress-bar", "--threads", "1",
+                              "--set", "trainer.enable_checkpointing=false", "--set", "trainer.logger=false"],
+                             cwd=d, capture_output=True, text=True, check=True).stdout
+    steps = int(re.search(r"global steps (\d+)", out).group(1))
+    return float(re.search(r"timer\s+train ([0-9.]+) s", out).group(1)), steps
+
+
+def transformer_costs():
+    """{language: [training seconds]} for tiny-transformer in Rust and Python, alternating
+    round by round (after one dropped run each), and the steps per run."""
+    runs = {lang: [] for lang, _ in TRANSFORMERS}
+    steps = 0
+    for _, plugin in TRANSFORMERS:
+        _transformer_fit(plugin)
+    for i in range(RUNS):
+        for lang, plugin in (TRANSFORMERS if i % 2 == 0 else TRANSFORMERS[::-1]):
+            t, steps = _transformer_fit(plugin)
+            runs[lang].append(t)
+    return {"train": runs, "steps": steps}
+
+
+def transformer_table(t):
+    if not t:
+        return []
+    rust = t["train"]["Rust"]
+    lines = [
+        "## Languages: tiny-transformer in Rust and as a Lightning file (Python)",
+        "",
+        f"plugins/tiny-transformer and plugins/python-tiny-transformer (the same model as a plain Lightning file, built by "
+        f"`lthost build`; same losses), {TRANSFORMER_EPOCHS} epochs = {t['steps']} steps, seed 42, 1 thread, logger off; "
+        f"{RUNS} runs each, alternating, median (min–max), the ratio to Rust taken round by round.",
+        "",
+        "| language | training (s) | per step (ms) | vs Rust |",
+        "|---|---:|---:|---:|",
+    ]
+    for lang, _ in TRANSFORMERS:
+        xs = t["train"][lang]
+        lines.append(f"| {lang} | {spread(xs, '{:.3f}')} | {median(xs) / t['steps'] * 1e3:.2f} | "
+                     f"{ratio_spread([a / b for a, b in zip(xs, rust)])}× |")
+    return lines + [""]
 
 
 def table(rows):

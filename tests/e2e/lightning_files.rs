@@ -90,6 +90,14 @@ fn nanogpt_in_a_lightning_module_with_a_lambda_lr_trains_as_in_lightning() {
     assert_close("lit-nanogpt", "last val_loss", val.expect("val_loss logged"), want_val);
 }
 
+#[test]
+fn the_tiny_transformer_file_trains_as_in_lightning() {
+    // make bench's transformer workload as a Lightning file: nn.MultiheadAttention (torch's
+    // reference path with the averaged weights), LayerNorm, Embedding, data drawn in setup.
+    let (got, _, want) = run_like_lightning("python-tiny-transformer");
+    assert_training_losses("python-tiny-transformer", &got, &want);
+}
+
 /// Trains `name` for `first` of its reference epochs, then resumes from that run's checkpoint
 /// to the reference's epochs: the resumed epochs' losses are the uninterrupted run's.
 fn assert_resumes_exactly(name: &str, first: u64) {

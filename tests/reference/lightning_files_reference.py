@@ -33,6 +33,7 @@ FILES = {
     "lit-mnist": ("LitMNIST", "BandImages", 3),
     "lit-lion": ("LionMlp", "Regression", 4),
     "lit-manual": ("TwoOptimizers", "Data", 2),
+    "python-tiny-transformer": ("TinyTransformer", "Tokens", 2),
 }
 
 

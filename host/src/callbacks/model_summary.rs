@@ -1,7 +1,8 @@
 //! Lightning's ModelSummary (max_depth 1): one row per top-level layer with its type, its
 //! parameter count and its mode, then the totals and the estimated size, as Lightning
 //! prints them. Layer types come from the host's layer constructors; a top-level name
-//! holding several layers is a `Module`, a free parameter a `Parameter`.
+//! holding several layers is its own registered type (Lightning's class name: a
+//! `MultiheadAttention` with its `out_proj` inside) or else `Module`, a free parameter a `Parameter`.
 
 use crate::engine::params::{EntryKind, ParamStore};
 
@@ -40,10 +41,10 @@ pub fn rows(params: &ParamStore) -> Vec<(String, String, i64)> {
     for name in order {
         let under: Vec<&(String, String)> =
             params.modules().iter().filter(|(p, _)| *p == name || p.starts_with(&format!("{name}."))).collect();
-        let kind = match under.as_slice() {
-            [(p, k)] if *p == name => k.to_string(),
-            [] => "Parameter".to_string(),
-            _ => "Module".to_string(),
+        let kind = match under.iter().find(|(p, _)| *p == name) {
+            Some((_, k)) => k.to_string(),
+            None if under.is_empty() => "Parameter".to_string(),
+            None => "Module".to_string(),
         };
         let n = params
             .entries()
@@ -117,17 +118,23 @@ mod tests {
         ps.add_module("enc.0", "Linear");
         ps.add_module("enc.1", "LayerNorm");
         let _ = ps.add_parameter("scale", z(1)).unwrap();
+        let _ = ps.add_parameter("attn.in_proj_weight", z(3)).unwrap();
+        let _ = ps.add_parameter("attn.out_proj.weight", z(2)).unwrap();
+        ps.add_module("attn", "MultiheadAttention");
+        ps.add_module("attn.out_proj", "NonDynamicallyQuantizableLinear");
         let r = rows(&ps);
         assert_eq!(
             r,
             vec![
                 ("fc".into(), "Linear".into(), 6),
                 ("enc".into(), "Module".into(), 4),
+                ("attn".into(), "MultiheadAttention".into(), 5),
                 ("scale".into(), "Parameter".into(), 1)
             ]
         );
         let table = render(&ps);
-        assert!(table.contains("0 | fc    | Linear    | 6      | train"), "{table}");
-        assert!(table.contains("11        Trainable params"), "{table}");
+        assert!(table.contains("0 | fc    | Linear             | 6      | train"), "{table}");
+        assert!(table.contains("2 | attn  | MultiheadAttention | 5      | train"), "{table}");
+        assert!(table.contains("16        Trainable params"), "{table}");
     }
 }
