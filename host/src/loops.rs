@@ -6,6 +6,7 @@ pub mod checkpointing;
 pub mod evaluation;
 pub mod fetchers;
 pub mod fit;
+pub mod interrupter;
 pub mod limits;
 pub mod optimization;
 pub mod prediction;

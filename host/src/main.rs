@@ -441,7 +441,7 @@ fn run(cmd: Command, signal: Arc<AtomicUsize>) -> Result<Option<i32>> {
             );
             let cache = runtime.cache.as_ref().map(|c| c.dir.display().to_string()).unwrap_or_else(|| "off".into());
             println!("  components    {hits} from the cache, {compiled} compiled (cache: {cache})");
-            if let Some((sig, _)) = report.interrupted {
+            if let Some(sig) = report.interrupted {
                 return Ok(Some(128 + sig));
             }
         }

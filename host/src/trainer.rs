@@ -70,8 +70,8 @@ pub struct FitReport {
     pub threads: usize,
     pub seed: u64,
     pub trainable_params: i64,
-    /// A signal stopped the run: (signal, checkpoint written).
-    pub interrupted: Option<(i32, PathBuf)>,
+    /// The signal that stopped the run, if one did.
+    pub interrupted: Option<i32>,
     pub best_model_path: Option<PathBuf>,
     pub last_model_path: Option<PathBuf>,
     /// The checkpoint the run resumed from.
@@ -202,7 +202,7 @@ impl<'c> Trainer<'c> {
             callback_metrics: BTreeMap::new(),
             logged_metrics: BTreeMap::new(),
             progress_bar_metrics: BTreeMap::new(),
-            should_stop: false,
+            interrupter: crate::loops::interrupter::Interrupter::new(self.signal.clone()),
             batches_that_stepped: 0,
             train_results: ResultCollection::default(),
             hparams: p.hparams,
@@ -212,10 +212,7 @@ impl<'c> Trainer<'c> {
             epoch_order: None,
             resume: None,
             resume_order: None,
-            signal: self.signal.clone(),
-            interrupted: None,
             root_dir: self.cfg.default_root_dir.clone(),
-            stop_reason: None,
             timer: Default::default(),
             batch_size: None,
             batch_loss: None,
@@ -406,12 +403,12 @@ impl<'c> Trainer<'c> {
                     Some(pe) => format!("plugin `{}` in hook `{}`", pe.plugin, pe.hook),
                     None => format!("the run ({e:#})"),
                 };
-                if st.interrupted.is_none() {
+                if st.interrupter.interrupted().is_none() {
                     match checkpointing::interrupt_in_hook(&mut st, sig).map_err(|se| se.context(format!("signal {sig} stopped {what}, and saving the run failed")))? {
                         Some(path) => println!("signal {sig} stopped {what}; the run was saved to {} (where its weights are, without the plugin's own state)", path.display()),
                         None => {
                             println!("signal {sig} stopped {what}, outside a training batch; no new checkpoint was written");
-                            st.interrupted = Some((sig, PathBuf::new()));
+                            st.interrupter.interrupt(sig, None);
                         }
                     }
                 }
@@ -443,22 +440,16 @@ impl<'c> Trainer<'c> {
             st.hook(Hook::OnFitEnd, None)?;
             st.hook(Hook::Teardown, None)?;
         }
-        let status = if st.interrupted.is_some() { "interrupted" } else { "success" };
+        let status = if st.interrupter.interrupted().is_some() { "interrupted" } else { "success" };
         if let Some(l) = st.logger.as_mut() {
             l.finalize(status)?;
         }
-        let stop_reason = if let Some((sig, _)) = st.interrupted.as_ref().filter(|(_, p)| p.as_os_str().is_empty()) {
-            format!("signal {sig} received outside a training batch; no checkpoint was written for it")
-        } else if let Some((sig, path)) = &st.interrupted {
-            format!("signal {sig} received; the state was saved to {}", path.display())
+        let stop_reason = if let Some(r) = st.interrupter.reason().filter(|_| st.interrupter.interrupted().is_some()) {
+            r.to_string()
         } else if st.max_steps_reached() {
             format!("`max_steps={}` reached", st.limits.max_steps.unwrap_or(0))
-        } else if let Some(r) = st.early_stopping.as_ref().and_then(|e| e.reason.clone()) {
-            format!("EarlyStopping: {r}")
-        } else if let Some(r) = &st.stop_reason {
-            r.clone()
-        } else if st.should_stop {
-            "a stop was requested (max_time)".to_string()
+        } else if let Some(r) = st.interrupter.reason() {
+            r.to_string()
         } else {
             match st.limits.max_epochs {
                 Some(m) => format!("`max_epochs={m}` reached"),
@@ -478,7 +469,7 @@ impl<'c> Trainer<'c> {
             threads,
             seed,
             trainable_params,
-            interrupted: st.interrupted.clone(),
+            interrupted: st.interrupter.interrupted(),
             best_model_path: st.checkpoint.as_ref().and_then(|c| c.best_model_path.clone()),
             last_model_path: st.checkpoint.as_ref().and_then(|c| c.last_model_path.clone()),
             resumed_from: resume_path,

@@ -110,6 +110,8 @@ struct Outcome {
     global_step: u64,
     epochs: u64,
     metrics: BTreeMap<String, f64>,
+    /// Why fit stopped (empty for evaluation and prediction).
+    stop_reason: String,
 }
 
 impl Outcome {
@@ -141,22 +143,22 @@ fn record_with(
     let mut data = wasm;
     let mut trainer = Trainer::new(quiet(cfg), None).with_callback(Box::new(RecCallback(log.clone())));
     trainer.early_stopping = early_stopping;
-    let (global_step, epochs, metrics) = match entry {
+    let (global_step, epochs, metrics, stop_reason) = match entry {
         Entry::Fit => {
             let r = trainer.fit(&mut module, &mut data as &mut dyn DataModule, &hparams)?;
-            (r.global_step, r.epochs, r.metrics)
+            (r.global_step, r.epochs, r.metrics, r.stop_reason)
         }
         Entry::Eval(stage) => {
             let m = trainer.evaluate(&mut module, &mut data, &hparams, stage)?;
-            (0, 0, m.all)
+            (0, 0, m.all, String::new())
         }
         Entry::Predict => {
             trainer.predict(&mut module, &mut data, &hparams)?;
-            (0, 0, BTreeMap::new())
+            (0, 0, BTreeMap::new(), String::new())
         }
     };
     let calls = log.borrow().clone();
-    Ok(Outcome { calls, global_step, epochs, metrics })
+    Ok(Outcome { calls, global_step, epochs, metrics, stop_reason })
 }
 
 fn lightning() -> Value {
@@ -248,6 +250,17 @@ fn loops_match_lightning_for_every_flag() {
 
 fn fit(cfg: TrainerConfig, hparams: Value) -> Outcome {
     record(cfg, hparams, Entry::Fit).expect("fit")
+}
+
+#[test]
+fn max_time_stops_the_run_and_says_so() {
+    // Lightning's Timer: checked after every batch; the stop is the run's reason, not the
+    // epoch limit it never reached.
+    let cfg = TrainerConfig { max_epochs: Some(1_000_000), max_time: Some("00:00:00:01".into()), ..Default::default() };
+    let out = record(cfg, json!({}), Entry::Fit).expect("fit");
+    assert_eq!(out.stop_reason, "`max_time` reached");
+    assert!(out.epochs > 1 && out.epochs < 1_000_000, "{} epochs", out.epochs);
+    assert_eq!(out.count("on_train_end"), 1);
 }
 
 #[test]

@@ -88,8 +88,7 @@ pub fn interrupt(st: &mut LoopState<'_>, signal: i32, batches_done: usize) -> Re
     let path = signal_path(st, signal);
     save_to(st, &path, pos, true)?;
     // Recorded before the hook: should a plugin be stopped in it, the save above stands.
-    st.interrupted = Some((signal, path));
-    st.should_stop = true;
+    st.interrupter.interrupt(signal, Some(path));
     st.hook(crate::hooks::Hook::OnException, None)?;
     Ok(())
 }
@@ -118,7 +117,6 @@ pub fn interrupt_in_hook(st: &mut LoopState<'_>, signal: i32) -> Result<Option<s
     }
     let path = signal_path(st, signal);
     save_to(st, &path, pos, false)?;
-    st.interrupted = Some((signal, path.clone()));
-    st.should_stop = true;
+    st.interrupter.interrupt(signal, Some(path.clone()));
     Ok(Some(path))
 }

@@ -28,7 +28,7 @@ fn done(st: &LoopState<'_>) -> bool {
     if st.limits.max_epochs.is_some_and(|m| st.epoch_progress.current.processed >= m) {
         return true;
     }
-    st.should_stop && st.can_stop_early()
+    st.interrupter.should_stop() && st.can_stop_early()
 }
 
 pub fn run(st: &mut LoopState<'_>, train: &DataLoader, val: Option<&DataLoader>) -> Result<FitOutcome> {
@@ -40,7 +40,7 @@ pub fn run(st: &mut LoopState<'_>, train: &DataLoader, val: Option<&DataLoader>)
         st.epoch_progress.increment_started();
         let epoch_started = std::time::Instant::now();
         let epoch = training_epoch::run(st, train, val)?;
-        if st.interrupted.is_some() {
+        if st.interrupter.interrupted().is_some() {
             break;
         }
         st.epoch_progress.increment_processed();

@@ -5,9 +5,6 @@ use std::collections::{BTreeMap, HashSet};
 
 use anyhow::Result;
 
-use std::sync::atomic::AtomicUsize;
-use std::sync::Arc;
-
 use crate::callbacks::early_stopping::EarlyStopping;
 use crate::callbacks::model_checkpoint::ModelCheckpoint;
 use crate::callbacks::{Callback, HookInfo, ProgressBar};
@@ -17,6 +14,7 @@ use crate::connectors::logger::ResultCollection;
 use crate::context::RunContext;
 use crate::hooks::{Hook, Owner};
 use crate::loggers::Logger;
+use crate::loops::interrupter::{Interrupter, StopReason};
 use crate::loops::limits::LoopLimits;
 use crate::loops::progress::Progress;
 use crate::module::{DataModule, Module};
@@ -39,8 +37,9 @@ pub struct LoopState<'a> {
     pub callback_metrics: BTreeMap<String, f64>,
     pub logged_metrics: BTreeMap<String, f64>,
     pub progress_bar_metrics: BTreeMap<String, f64>,
-    /// Set by a stopping condition (max_time, a callback); honoured once min_epochs/min_steps are met.
-    pub should_stop: bool,
+    /// Stop requests (max_time, a callback, EarlyStopping; honoured once min_epochs/min_steps
+    /// are met) and signals.
+    pub interrupter: Interrupter,
     /// Lightning's `_batches_that_stepped`: the step written with logged training metrics.
     pub batches_that_stepped: u64,
     /// The training epoch's logged values (hooks inside the epoch add to it).
@@ -56,13 +55,7 @@ pub struct LoopState<'a> {
     /// Where a resumed run continues, and the order of its interrupted epoch.
     pub resume: Option<LoopPosition>,
     pub resume_order: Option<tch::Tensor>,
-    /// A signal received (SIGTERM, SIGINT, SIGUSR1), checked after each batch.
-    pub signal: Option<Arc<AtomicUsize>>,
-    /// Set when a signal stopped the run: (signal, checkpoint written).
-    pub interrupted: Option<(i32, std::path::PathBuf)>,
     pub root_dir: std::path::PathBuf,
-    /// Why a callback asked to stop.
-    pub stop_reason: Option<String>,
     /// Lightning's Timer: wall time per stage, `max_time`'s clock.
     pub timer: crate::callbacks::timer::Timer,
     /// The current batch's size, the training_step's loss, and whether an optimizer step
@@ -125,7 +118,7 @@ impl LoopState<'_> {
             return false;
         }
         let step = if self.ctx.training { self.batches_that_stepped + 1 } else { self.eval_batches };
-        step % n == 0 || self.should_stop
+        step % n == 0 || self.interrupter.should_stop()
     }
 
     fn run_callbacks(&mut self, hook: Hook, batch_idx: Option<u64>) -> Result<()> {
@@ -159,8 +152,7 @@ impl LoopState<'_> {
             if let Some(reason) = action.stop {
                 let reason = crate::plugin::stdio::printable(&reason, false);
                 println!("callback `{name}` requested a stop: {reason}");
-                self.should_stop = true;
-                self.stop_reason = Some(format!("callback `{name}`: {reason}"));
+                self.interrupter.request(StopReason::Callback { name: name.clone(), reason });
             }
             if let Some(n) = action.accumulate_grad_batches {
                 if self.cfg.accumulate_grad_batches != 1 {
@@ -231,10 +223,9 @@ impl LoopState<'_> {
             return Ok(());
         }
         if es.check(&self.callback_metrics)? {
-            if let Some(r) = &es.reason {
-                println!("{r}");
-            }
-            self.should_stop = true;
+            let reason = es.reason.clone().unwrap_or_default();
+            println!("{reason}");
+            self.interrupter.request(StopReason::EarlyStopping(reason));
         }
         Ok(())
     }
@@ -242,7 +233,7 @@ impl LoopState<'_> {
     /// Checks max_time against the Timer's training clock (after every batch, as Lightning).
     pub fn check_time(&mut self) {
         if self.limits.max_time.is_some_and(|t| self.timer.elapsed(crate::context::Stage::Fit) >= t) {
-            self.should_stop = true;
+            self.interrupter.request(StopReason::MaxTime);
         }
     }
 }

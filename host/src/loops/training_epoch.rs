@@ -41,7 +41,7 @@ fn should_validate(st: &LoopState<'_>, val: Option<&DataLoader>, idx: usize) -> 
         return false;
     }
     // Lightning validates when the run is about to stop early (a stop request honoured).
-    if st.should_stop && st.can_stop_early() {
+    if st.interrupter.should_stop() && st.can_stop_early() {
         return true;
     }
     let iteration = match l.check_val_every_n_epoch {
@@ -170,7 +170,7 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: Option<&DataLoader>
         st.check_time();
 
         let every = st.cfg.log_every_n_steps;
-        if stepping && every > 0 && ((st.batches_that_stepped + 1) % every == 0 || st.should_stop) {
+        if stepping && every > 0 && ((st.batches_that_stepped + 1) % every == 0 || st.interrupter.should_stop()) {
             let m = read(&st.train_results.step_metrics(), |r| r.logger);
             let step = st.batches_that_stepped;
             st.log_metrics(&m, step)?;
@@ -230,11 +230,11 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: Option<&DataLoader>
         }
         st.step_pending = false;
         st.in_batch = false;
-        if let Some(sig) = st.signal.as_ref().map(|s| s.load(std::sync::atomic::Ordering::SeqCst)).filter(|&s| s != 0) {
-            checkpointing::interrupt(st, sig as i32, idx + 1)?;
+        if let Some(sig) = st.interrupter.pending_signal() {
+            checkpointing::interrupt(st, sig, idx + 1)?;
             return Ok(EpochOutcome { logged: BTreeMap::new(), prog_bar: BTreeMap::new(), batches });
         }
-        if st.max_steps_reached() || (st.should_stop && st.can_stop_early()) {
+        if st.max_steps_reached() || (st.interrupter.should_stop() && st.can_stop_early()) {
             break;
         }
     }
