@@ -51,8 +51,9 @@ CALLBACK_HOOKS = [
 
 
 class Recorder(L.LightningModule):
-    def __init__(self, calls, samples=16, batch_size=4, skip_at=None, script=None, scheduler=None):
+    def __init__(self, calls, samples=16, batch_size=4, skip_at=None, script=None, scheduler=None, forked=False):
         super().__init__()
+        self.forked = forked
         self.calls, self.samples, self.batch_size, self.skip_at = calls, samples, batch_size, skip_at
         self.scheduler = scheduler
         self.script = script or []
@@ -94,7 +95,7 @@ class Recorder(L.LightningModule):
         x, y = batch
         self.log("val_loss", F.mse_loss(self.layer(x), y))
         if self.current_epoch < len(self.script):
-            self.log("scripted", float(self.script[self.current_epoch]))
+            self.log("scripted", float(self.script[self.current_epoch]), **({"on_step": True, "on_epoch": True} if self.forked else {}))
 
     def test_step(self, batch, batch_idx):
         self.calls.append("test_step")
@@ -212,6 +213,8 @@ EARLY_STOPPING = {
     "es_threshold": ({"max_epochs": 12}, {"script": SCRIPT}, {"monitor": "scripted", "stopping_threshold": 0.75}),
     "es_max_mode": ({"max_epochs": 12}, {"script": SCRIPT}, {"monitor": "scripted", "mode": "max", "patience": 1}),
     "es_min_epochs": ({"max_epochs": 12, "min_epochs": 6}, {"script": SCRIPT}, {"monitor": "scripted", "mode": "max", "patience": 1}),
+    # logged on_step and on_epoch: the monitor names the bare metric (the epoch value).
+    "es_forked_metric": ({"max_epochs": 12}, {"script": SCRIPT, "forked": True}, {"monitor": "scripted", "patience": 2, "min_delta": 0.05}),
 }
 
 

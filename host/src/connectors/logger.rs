@@ -3,7 +3,7 @@
 //! values accumulate on the device (weighted by batch size for means). Reading a value is
 //! the only host sync, and happens only when something shows or writes it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{anyhow, Result};
 use tch::{Kind, Tensor};
@@ -30,6 +30,8 @@ struct EpochAcc {
 pub struct ResultCollection {
     step: BTreeMap<String, (Tensor, Routing)>,
     epoch: BTreeMap<String, EpochAcc>,
+    /// Names logged with both on_step and on_epoch (kept as `name_step` / `name_epoch`).
+    forked: BTreeSet<String>,
 }
 
 fn as_float(t: &Tensor) -> Result<Tensor> {
@@ -42,6 +44,9 @@ impl ResultCollection {
         for r in records {
             let routing = Routing { prog_bar: r.prog_bar, logger: r.logger };
             let both = r.on_step && r.on_epoch;
+            if both {
+                self.forked.insert(r.name.clone());
+            }
             let value = as_float(&r.value)?
                 .f_reshape([])
                 .map_err(|e| anyhow!("logging `{}`: {}", r.name, torch_message(&e)))?;
@@ -105,6 +110,18 @@ impl ResultCollection {
             .collect()
     }
 
+    /// Lightning's `callback_metrics` view of the step values: each one, and a metric logged
+    /// with both on_step and on_epoch also under its bare name (`loss` beside `loss_step`).
+    pub fn step_callback_metrics(&self) -> Vec<(String, Tensor, Routing)> {
+        with_bare_names(self.step_metrics(), &self.forked, "_step")
+    }
+
+    /// As [`Self::step_callback_metrics`], for the epoch values: the bare name holds the
+    /// epoch's value (`val_loss` beside `val_loss_epoch`, what `monitor="val_loss"` reads).
+    pub fn epoch_callback_metrics(&self) -> Vec<(String, Tensor, Routing)> {
+        with_bare_names(self.epoch_metrics(), &self.forked, "_epoch")
+    }
+
     pub fn clear_step(&mut self) {
         self.step.clear();
     }
@@ -112,7 +129,24 @@ impl ResultCollection {
     pub fn reset(&mut self) {
         self.step.clear();
         self.epoch.clear();
+        self.forked.clear();
     }
+}
+
+fn with_bare_names(
+    mut metrics: Vec<(String, Tensor, Routing)>,
+    forked: &BTreeSet<String>,
+    suffix: &str,
+) -> Vec<(String, Tensor, Routing)> {
+    let bare: Vec<_> = metrics
+        .iter()
+        .filter_map(|(k, v, r)| {
+            let name = k.strip_suffix(suffix)?;
+            forked.contains(name).then(|| (name.to_string(), v.shallow_clone(), *r))
+        })
+        .collect();
+    metrics.extend(bare);
+    metrics
 }
 
 /// Reads tensors to numbers: the one place a logged value syncs with the device.
@@ -157,5 +191,21 @@ mod tests {
         rc.add(vec![rec("loss", 3.0, true, true, ReduceFx::Max)], 4).unwrap();
         assert_eq!(read(&rc.step_metrics(), |_| true)["loss_step"], 3.0);
         assert_eq!(read(&rc.epoch_metrics(), |_| true)["loss_epoch"], 3.0);
+        assert!(!read(&rc.epoch_metrics(), |_| true).contains_key("loss"), "loggers get the suffixed names only");
+    }
+
+    #[test]
+    fn callback_metrics_also_carry_a_forked_metrics_bare_name() {
+        // Lightning's callback_metrics: `loss` beside `loss_step` (the step's value) and
+        // `loss_epoch` (the epoch's), so a monitor or a filename template can name `loss`.
+        let mut rc = ResultCollection::default();
+        rc.add(vec![rec("loss", 2.0, true, true, ReduceFx::Mean), rec("acc", 0.5, false, true, ReduceFx::Mean)], 4)
+            .unwrap();
+        rc.add(vec![rec("loss", 4.0, true, true, ReduceFx::Mean)], 4).unwrap();
+        let step = read(&rc.step_callback_metrics(), |_| true);
+        assert_eq!((step["loss"], step["loss_step"]), (4.0, 4.0));
+        let epoch = read(&rc.epoch_callback_metrics(), |_| true);
+        assert_eq!((epoch["loss"], epoch["loss_epoch"], epoch["acc"]), (3.0, 3.0, 0.5));
+        assert!(!epoch.contains_key("acc_epoch"), "only forked metrics get a bare twin");
     }
 }

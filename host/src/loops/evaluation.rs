@@ -128,6 +128,7 @@ pub fn run(
     };
     if stage != Stage::SanityCheck {
         st.callback_metrics.extend(out.all.clone());
+        st.callback_metrics.extend(read(&results.epoch_callback_metrics(), |_| true));
         st.progress_bar_metrics.extend(out.prog_bar.clone());
     }
     st.bar.on_eval_end(&out.prog_bar);

@@ -104,7 +104,10 @@ mod tests {
         assert_eq!(i.interrupted(), None);
         i.interrupt(15, Some(PathBuf::from("x.ckpt")));
         assert_eq!(i.interrupted(), Some(15));
-        assert_eq!(i.reason().map(|r| r.to_string()).as_deref(), Some("signal 15 received; the state was saved to x.ckpt"));
+        assert_eq!(
+            i.reason().map(|r| r.to_string()).as_deref(),
+            Some("signal 15 received; the state was saved to x.ckpt")
+        );
     }
 
     #[test]

@@ -222,7 +222,7 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: Option<&DataLoader>
             // its metrics are logged and a validation run that was due, on the monitored
             // metric's current value (this batch's, for a value logged on the step).
             let mut metrics = st.callback_metrics.clone();
-            metrics.extend(read(&st.train_results.step_metrics(), |_| true));
+            metrics.extend(read(&st.train_results.step_callback_metrics(), |_| true));
             optimization::step_schedulers(st.module, &mut st.ctx, Interval::Step, idx as u64 + 1, true, &metrics)?;
         }
         if stepping {
@@ -249,8 +249,9 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: Option<&DataLoader>
         }
     }
     prog_bar.extend(shown_val);
-    st.callback_metrics.extend(read(&epoch, |_| true));
+    // At the epoch's end a bare name holds the epoch value (Lightning reads on_step=False).
     st.callback_metrics.extend(read(&st.train_results.step_metrics(), |_| true));
+    st.callback_metrics.extend(read(&st.train_results.epoch_callback_metrics(), |_| true));
     st.progress_bar_metrics.extend(prog_bar.clone());
     Ok(EpochOutcome { logged: read(&epoch, |r| r.logger), prog_bar, batches })
 }

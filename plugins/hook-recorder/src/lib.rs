@@ -16,6 +16,9 @@ struct Recorder {
     log_in: String,
     /// A metric sequence by epoch, logged as `scripted` in validation (EarlyStopping tests).
     script: Vec<f64>,
+    /// `scripted` is logged with on_step and on_epoch (`scripted_step` / `scripted_epoch`,
+    /// and the bare name for callbacks).
+    forked: bool,
 }
 
 const ALL: &[Hook] = &[
@@ -78,6 +81,7 @@ impl LightningModule for Recorder {
                 .and_then(|v| v.as_array())
                 .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
                 .unwrap_or_default(),
+            forked: hp.get("forked").and_then(|v| v.as_bool()).unwrap_or(false),
         })
     }
 
@@ -110,7 +114,8 @@ impl LightningModule for Recorder {
         let loss = F::mse_loss(&self.layer.forward(&batch[0]), &batch[1]);
         lg::log("val_loss", &loss);
         if let Some(v) = self.script.get(trainer::current_epoch() as usize) {
-            lg::log_scalar("scripted", *v, lg::options());
+            let forked = self.forked.then_some(true);
+            lg::log_scalar("scripted", *v, lg::Options { on_step: forked, on_epoch: forked, ..lg::options() });
         }
     }
 
