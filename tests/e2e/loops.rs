@@ -242,6 +242,15 @@ fn loops_match_lightning_for_every_flag() {
         if is_fit {
             let want: BTreeMap<&str, u64> = COUNTS.iter().map(|&k| (k, case[k].as_u64().expect("count"))).collect();
             assert_eq!(lthost_counts(&got), want, "{name}: {}", case["trainer"]);
+            // The names callback_metrics hold for the validation-logged `scripted`: after an
+            // evaluation run, epoch values only (a forked one also under its bare name).
+            let want: Vec<&str> = case["scripted_callback_metrics"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+                .unwrap_or_default();
+            let got_names: Vec<&str> =
+                got.metrics.keys().map(String::as_str).filter(|k| k.starts_with("scripted")).collect();
+            assert_eq!(got_names, want, "{name}: callback_metrics");
         }
         checked += 1;
     }

@@ -171,6 +171,7 @@ def run(entry, trainer_args, model_args=None, log_every_n_steps=None, early_stop
         "on_before_backward": count("on_before_backward"),
         "on_train_epoch_end": count("on_train_epoch_end"),
         "train_log_steps": train_log_steps,
+        "scripted_callback_metrics": sorted(k for k in trainer.callback_metrics if k.startswith("scripted")),
     }
 
 

@@ -127,7 +127,8 @@ pub fn run(
         batches,
     };
     if stage != Stage::SanityCheck {
-        st.callback_metrics.extend(out.all.clone());
+        // Lightning's callback_metrics after an evaluation run: its epoch values only (a
+        // step value of the last batch is not one), forked ones under their bare name too.
         st.callback_metrics.extend(read(&results.epoch_callback_metrics(), |_| true));
         st.progress_bar_metrics.extend(out.prog_bar.clone());
     }
