@@ -107,6 +107,7 @@ reference: setup
 	$(PY) tests/reference/engine_reference.py tests/reference/engine.json
 	$(PY) tests/reference/scheduler_reference.py tests/reference/schedulers.json
 	$(PY) tests/reference/lightning_reference.py tests/reference/lightning.json
+	$(PY) tests/reference/checkpoint_reference.py tests/reference/checkpoint.json
 	$(PY) tests/reference/callbacks_reference.py tests/reference/callbacks.json
 	$(PY) tests/reference/data_reference.py tests/reference/data.json
 	$(PY) tests/reference/digits_reference.py tests/reference/digits.json

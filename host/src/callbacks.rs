@@ -11,6 +11,7 @@ pub mod lr_monitor;
 pub mod model_checkpoint;
 pub mod model_summary;
 pub mod progress_bar;
+pub mod py_format;
 pub mod throughput_monitor;
 pub mod timer;
 

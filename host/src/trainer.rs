@@ -203,6 +203,7 @@ impl<'c> Trainer<'c> {
             logged_metrics: BTreeMap::new(),
             progress_bar_metrics: BTreeMap::new(),
             interrupter: crate::loops::interrupter::Interrupter::new(self.signal.clone()),
+            val_has_run: false,
             batches_that_stepped: 0,
             train_results: ResultCollection::default(),
             hparams: p.hparams,
@@ -369,6 +370,9 @@ impl<'c> Trainer<'c> {
                 pos.current_epoch, pos.global_step
             );
             st.resume = Some(pos);
+            if let Some(mc) = st.checkpoint.as_mut() {
+                mc.resumed_from = Some(path.clone());
+            }
         }
         if summary {
             println!("\n{}", model_summary::render(&st.ctx.params));

@@ -7,6 +7,7 @@ mod bad_input;
 mod budget;
 mod builtin_callbacks;
 mod cache;
+mod checkpoint_callback;
 mod checkpoints;
 mod common;
 mod containment;

@@ -15,15 +15,18 @@ use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::callbacks::py_format::{self, Number};
 use crate::run_dir::RunDir;
 
-/// `[checkpoint]` in the run file: ModelCheckpoint's arguments.
+/// `[checkpoint]` in the run file: ModelCheckpoint's arguments, with Lightning's names and
+/// meanings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CheckpointConfig {
     /// Unset: `<log dir>/checkpoints`.
     pub dirpath: Option<PathBuf>,
-    /// Template, e.g. "{epoch}-{step}-{val_loss:.2f}"; unset: "{epoch}-{step}".
+    /// Template with Python format specs, e.g. "{epoch:03d}-{val_loss:.2f}"; unset:
+    /// "{epoch}-{step}".
     pub filename: Option<String>,
     pub monitor: Option<String>,
     /// "min" or "max".
@@ -31,14 +34,22 @@ pub struct CheckpointConfig {
     /// -1: keep all; 0: none (only `last`, if save_last).
     pub save_top_k: i64,
     pub save_last: bool,
-    pub every_n_train_steps: u64,
-    pub every_n_epochs: u64,
-    /// Save at most once per this many seconds of training (checked after each batch).
+    /// The triggers, mutually exclusive as in Lightning. None of the three set: every epoch;
+    /// any one set: the others off (`every_n_train_steps` alone saves no epoch ends), and 0
+    /// means never.
+    pub every_n_train_steps: Option<i64>,
+    pub every_n_epochs: Option<i64>,
+    /// Lightning's `train_time_interval`: save at most once per this many seconds of
+    /// training (checked after each batch).
     pub train_time_interval_s: Option<f64>,
     pub save_weights_only: bool,
     /// Save at the end of the training epoch (true) or of validation (false). Unset: at
     /// the training epoch's end unless the epoch validates, as Lightning decides.
     pub save_on_train_epoch_end: Option<bool>,
+    /// `{epoch}` writes `epoch=3` (true) or `3`.
+    pub auto_insert_metric_name: bool,
+    /// A name that exists gets `-v1`, `-v2`, ... instead of replacing the file.
+    pub enable_version_counter: bool,
     /// Lightning's OnExceptionCheckpoint: when the run fails, save `on_exception.ckpt`.
     pub on_exception: bool,
 }
@@ -52,58 +63,108 @@ impl Default for CheckpointConfig {
             mode: "min".into(),
             save_top_k: 1,
             save_last: false,
-            every_n_train_steps: 0,
-            every_n_epochs: 1,
+            every_n_train_steps: None,
+            every_n_epochs: None,
             train_time_interval_s: None,
             save_weights_only: false,
             save_on_train_epoch_end: None,
+            auto_insert_metric_name: true,
+            enable_version_counter: true,
             on_exception: false,
         }
     }
 }
 
+/// Python's `str(timedelta(seconds=s))`, for Lightning's messages.
+fn timedelta(s: f64) -> String {
+    let whole = s.trunc() as u64;
+    let micros = ((s - s.trunc()) * 1e6).round() as u64;
+    let (h, m, sec) = (whole / 3600, whole / 60 % 60, whole % 60);
+    let days = if h >= 24 { format!("{} day{}, ", h / 24, if h / 24 == 1 { "" } else { "s" }) } else { String::new() };
+    let frac = if micros > 0 { format!(".{micros:06}") } else { String::new() };
+    format!("{days}{}:{m:02}:{sec:02}{frac}", h % 24)
+}
+
 impl CheckpointConfig {
+    /// (every_n_epochs, every_n_train_steps) in effect: Lightning's `__init_triggers`.
+    pub fn triggers(&self) -> (u64, u64) {
+        if self.every_n_train_steps.is_none() && self.every_n_epochs.is_none() && self.train_time_interval_s.is_none() {
+            return (1, 0);
+        }
+        (self.every_n_epochs.unwrap_or(0).max(0) as u64, self.every_n_train_steps.unwrap_or(0).max(0) as u64)
+    }
+
+    /// Refuses what Lightning's ModelCheckpoint refuses, with its messages.
     pub fn validate(&self) -> Result<()> {
         if !matches!(self.mode.as_str(), "min" | "max") {
-            bail!("checkpoint.mode must be \"min\" or \"max\", got {:?}", self.mode);
+            bail!("`mode` can be min, max but got {}", self.mode);
         }
         if self.save_top_k < -1 {
-            bail!("checkpoint.save_top_k must be -1, 0 or a count");
+            bail!("Invalid value for save_top_k={}. Must be >= -1", self.save_top_k);
         }
-        if self.monitor.is_none() && self.save_top_k > 1 {
-            bail!("checkpoint.save_top_k = {} needs a `monitor` (Lightning refuses it too)", self.save_top_k);
+        if let Some(n) = self.every_n_train_steps.filter(|n| *n < 0) {
+            bail!("Invalid value for every_n_train_steps={n}. Must be >= 0");
         }
-        if self.train_time_interval_s.is_some_and(|t| !(t.is_finite() && t > 0.0)) {
-            bail!("checkpoint.train_time_interval_s must be a positive number");
+        if let Some(n) = self.every_n_epochs.filter(|n| *n < 0) {
+            bail!("Invalid value for every_n_epochs={n}. Must be >= 0");
+        }
+        if self.train_time_interval_s.is_some_and(|t| !(t.is_finite() && t >= 0.0)) {
+            bail!("checkpoint.train_time_interval_s must be a number of seconds >= 0");
+        }
+        let (epochs, steps) = self.triggers();
+        if u8::from(steps >= 1) + u8::from(epochs >= 1) + u8::from(self.train_time_interval_s.is_some()) > 1 {
+            let t = self.train_time_interval_s.map(timedelta).unwrap_or_else(|| "None".into());
+            bail!("Combination of parameters every_n_train_steps={steps}, every_n_epochs={epochs} and train_time_interval={t} should be mutually exclusive.");
+        }
+        if self.monitor.is_none() && !matches!(self.save_top_k, -1..=1) {
+            bail!(
+                "ModelCheckpoint(save_top_k={}, monitor=None) is not a valid configuration. No quantity for top_k to track.",
+                self.save_top_k
+            );
         }
         Ok(())
     }
 }
 
-/// Fills a filename template: `{epoch}` → `epoch=3`, `{val_loss:.2f}` → `val_loss=0.12`.
-pub fn format_name(template: &str, metrics: &BTreeMap<String, f64>) -> String {
+/// The numbers a template may name: `epoch` and `step` (and a missing key, as 0) are ints,
+/// metrics floats.
+fn template_value(name: &str, metrics: &BTreeMap<String, f64>) -> Number {
+    match metrics.get(name) {
+        Some(v) if name == "epoch" || name == "step" => Number::Int(*v as i64),
+        Some(v) => Number::Float(*v),
+        None => Number::Int(0),
+    }
+}
+
+/// Fills a filename template as Lightning's `_format_checkpoint_name`: `{epoch}` → `epoch=3`
+/// (or `3` without `auto_insert`), `{val_loss:.2f}` → `val_loss=0.12` (Python format specs),
+/// a key not in `metrics` → 0.
+pub fn format_name(template: &str, metrics: &BTreeMap<String, f64>, auto_insert: bool) -> Result<String> {
     let mut out = String::new();
     let mut rest = template;
     while let Some(open) = rest.find('{') {
         out.push_str(&rest[..open]);
         let Some(close) = rest[open..].find('}') else {
-            out.push_str(&rest[open..]);
-            return out;
+            bail!("checkpoint filename template {template:?}: a `{{` is not closed");
         };
         let inner = &rest[open + 1..open + close];
         let (name, spec) = inner.split_once(':').unwrap_or((inner, ""));
-        let value = metrics.get(name).copied().unwrap_or(0.0);
-        let text = match spec.strip_prefix('.').and_then(|s| s.strip_suffix('f')).and_then(|p| p.parse::<usize>().ok())
-        {
-            Some(p) => format!("{value:.p$}"),
-            None if name == "epoch" || name == "step" => format!("{}", value as i64),
-            None => format!("{value}"),
-        };
-        out.push_str(&format!("{name}={text}"));
+        let text = py_format::format(template_value(name, metrics), spec)
+            .map_err(|e| anyhow::anyhow!("checkpoint filename template {template:?}, `{{{inner}}}`: {e}"))?;
+        if auto_insert {
+            out.push_str(name);
+            out.push('=');
+        }
+        out.push_str(&text);
         rest = &rest[open + close + 1..];
     }
     out.push_str(rest);
-    out
+    Ok(out)
+}
+
+/// A score from a checkpoint's state: a number, or "inf" / "-inf".
+fn score(v: &Value) -> Option<f64> {
+    v.as_f64().or_else(|| v.as_str()?.parse().ok())
 }
 
 /// ModelCheckpoint's state key starts so (Lightning's `ModelCheckpoint{'monitor': …}`).
@@ -112,15 +173,27 @@ pub const STATE_KEY_PREFIX: &str = "ModelCheckpoint";
 pub struct ModelCheckpoint {
     pub cfg: CheckpointConfig,
     pub dirpath: PathBuf,
-    /// Kept checkpoints and their monitored scores.
+    every_n_epochs: u64,
+    every_n_train_steps: u64,
+    /// Lightning's `best_k_models`, in insertion order: kept checkpoints and their scores
+    /// (a NaN score is kept as the worst possible).
     pub best_k: Vec<(PathBuf, f64)>,
+    kth_best_model_path: Option<PathBuf>,
+    kth_value: f64,
     pub best_model_path: Option<PathBuf>,
     pub best_model_score: Option<f64>,
+    current_score: Option<f64>,
     pub last_model_path: Option<PathBuf>,
-    /// The step of the last save (a step is saved once).
-    pub last_saved_step: Option<u64>,
-    /// When the last save happened (train_time_interval).
-    pub last_time: std::time::Instant,
+    /// The global step of the last save (0 before any: nothing is saved before a step).
+    last_global_step_saved: u64,
+    last_checkpoint_saved: Option<PathBuf>,
+    /// When train_time_interval was last checked (set when training starts).
+    last_time_checked: Option<std::time::Instant>,
+    /// A step- or time-triggered save waits for a validation run to produce the monitor.
+    defer_save_until_validation: bool,
+    warned_missing_monitor: bool,
+    /// The checkpoint this run resumed from: never removed.
+    pub resumed_from: Option<PathBuf>,
     /// The checkpoint directory, opened on first use.
     dir: Option<RunDir>,
     /// File names it may remove: those this run wrote in the directory and those a resumed
@@ -128,11 +201,21 @@ pub struct ModelCheckpoint {
     owned: HashSet<String>,
 }
 
-/// What a trigger decided: save these paths (the top-k file and/or `last`).
+/// What a trigger decided: write the checkpoint to these paths (a top-k file and/or
+/// `last`), then remove these.
 #[derive(Debug, Default)]
 pub struct SavePlan {
     pub paths: Vec<PathBuf>,
     pub remove: Vec<PathBuf>,
+}
+
+/// Where a trigger fires: Lightning's `_monitor_candidates` (callback metrics with `epoch`
+/// and `step`), the global step, and whether a validation run has produced metrics in this
+/// fit (`val_loop._has_run`).
+pub struct Moment<'a> {
+    pub metrics: &'a BTreeMap<String, f64>,
+    pub global_step: u64,
+    pub val_has_run: bool,
 }
 
 impl ModelCheckpoint {
@@ -149,15 +232,26 @@ impl ModelCheckpoint {
                 }
             }
         }
+        let (every_n_epochs, every_n_train_steps) = cfg.triggers();
+        let kth_value = if cfg.mode == "max" { f64::NEG_INFINITY } else { f64::INFINITY };
         Ok(ModelCheckpoint {
             cfg,
             dirpath,
+            every_n_epochs,
+            every_n_train_steps,
             best_k: Vec::new(),
+            kth_best_model_path: None,
+            kth_value,
             best_model_path: None,
             best_model_score: None,
+            current_score: None,
             last_model_path: None,
-            last_saved_step: None,
-            last_time: std::time::Instant::now(),
+            last_global_step_saved: 0,
+            last_checkpoint_saved: None,
+            last_time_checked: None,
+            defer_save_until_validation: false,
+            warned_missing_monitor: false,
+            resumed_from: None,
             dir,
             owned: HashSet::new(),
         })
@@ -204,17 +298,6 @@ impl ModelCheckpoint {
         format!("{STATE_KEY_PREFIX}{{'monitor': {:?}, 'mode': {:?}}}", self.cfg.monitor, self.cfg.mode)
     }
 
-    pub fn state(&self) -> Value {
-        let best_k: BTreeMap<String, f64> = self.best_k.iter().map(|(p, s)| (p.display().to_string(), *s)).collect();
-        json!({
-            "dirpath": self.dirpath,
-            "best_model_path": self.best_model_path,
-            "best_model_score": self.best_model_score,
-            "last_model_path": self.last_model_path,
-            "best_k_models": best_k,
-        })
-    }
-
     /// Puts back the kept files from a checkpoint's state. `plugin_sha256`: the running
     /// plugin's; a listed file is kept only if it lies directly in this run's checkpoint
     /// directory and is a checkpoint of that plugin (else it is dropped, with a warning, and
@@ -237,12 +320,17 @@ impl ModelCheckpoint {
             }
         };
         self.best_model_path = s.get("best_model_path").and_then(accept);
-        self.best_model_score = self.best_model_path.as_ref().and(s["best_model_score"].as_f64());
+        self.best_model_score = self.best_model_path.as_ref().and(score(&s["best_model_score"]));
         self.last_model_path = s.get("last_model_path").filter(|v| !v.is_null()).and_then(accept);
         if let Some(m) = s["best_k_models"].as_object() {
-            self.best_k =
-                m.iter().filter_map(|(p, v)| Some((accept(&Value::String(p.clone()))?, v.as_f64()?))).collect();
+            self.best_k = m.iter().filter_map(|(p, v)| Some((accept(&Value::String(p.clone()))?, score(v)?))).collect();
         }
+        self.kth_best_model_path =
+            s["kth_best_model_path"].as_str().map(PathBuf::from).filter(|p| self.score_of(p).is_some());
+        if let Some(v) = self.kth_best_model_path.as_ref().and_then(|p| self.score_of(p)) {
+            self.kth_value = v;
+        }
+        self.current_score = score(&s["current_score"]);
         for p in self
             .best_k
             .iter()
@@ -253,6 +341,24 @@ impl ModelCheckpoint {
         }
     }
 
+    pub fn state(&self) -> Value {
+        // Scores may be ±inf (a NaN is kept as the worst): written as strings JSON can hold.
+        let num = |v: f64| if v.is_finite() { json!(v) } else { json!(v.to_string()) };
+        let best_k: serde_json::Map<String, Value> =
+            self.best_k.iter().map(|(p, s)| (p.display().to_string(), num(*s))).collect();
+        json!({
+            "monitor": self.cfg.monitor,
+            "dirpath": self.dirpath,
+            "best_model_path": self.best_model_path,
+            "best_model_score": self.best_model_score.map(num),
+            "current_score": self.current_score.map(num),
+            "last_model_path": self.last_model_path,
+            "best_k_models": best_k,
+            "kth_best_model_path": self.kth_best_model_path,
+            "kth_value": num(self.kth_value),
+        })
+    }
+
     fn better(&self, a: f64, b: f64) -> bool {
         if self.cfg.mode == "max" {
             a > b
@@ -261,96 +367,268 @@ impl ModelCheckpoint {
         }
     }
 
-    /// Whether `train_time_interval_s` has passed since the last save.
-    pub fn time_is_due(&self) -> bool {
-        self.cfg.train_time_interval_s.is_some_and(|t| self.last_time.elapsed().as_secs_f64() >= t)
-    }
-
-    /// Whether the epoch trigger fires at the training epoch's end (else at validation's
+    /// Whether the epoch triggers fire at the training epoch's end (else at validation's
     /// end). Lightning's default: at the training epoch's end when there is no validation or
     /// validation runs exactly once at the end of every epoch.
     pub fn saves_on_train_epoch_end(&self, validation_at_epoch_end: bool) -> bool {
         self.cfg.save_on_train_epoch_end.unwrap_or(validation_at_epoch_end)
     }
 
-    fn unique(&self, name: &str, keep: &[PathBuf]) -> PathBuf {
+    /// Lightning's `_should_skip_saving_checkpoint` within fit: this step is saved already
+    /// (or no step was taken).
+    fn skips(&self, global_step: u64) -> bool {
+        self.last_global_step_saved == global_step
+    }
+
+    pub fn on_train_start(&mut self) {
+        self.last_time_checked = Some(std::time::Instant::now());
+    }
+
+    /// After every training batch: the step and time triggers. A monitor that does not
+    /// exist yet (or, when `val_follows`, would be stale) defers the save to the end of the
+    /// validation run that produces it.
+    pub fn on_train_batch_end(
+        &mut self,
+        at: &Moment<'_>,
+        automatic: bool,
+        save_on_train_epoch_end: bool,
+        val_follows: bool,
+    ) -> Result<SavePlan> {
+        let mut plan = SavePlan::default();
+        let skip_batch = self.every_n_train_steps < 1 || at.global_step % self.every_n_train_steps != 0;
+        let monitor_missing = self.cfg.monitor.as_ref().is_some_and(|m| !at.metrics.contains_key(m));
+        if !automatic {
+            if skip_batch || self.skips(at.global_step) {
+                return Ok(plan);
+            }
+            if monitor_missing {
+                self.defer_save_until_validation = true;
+                return Ok(plan);
+            }
+            self.save_topk(&mut plan, at)?;
+            self.save_last(&mut plan, at)?;
+            self.last_time_checked = Some(std::time::Instant::now());
+            return Ok(plan);
+        }
+        let now = std::time::Instant::now();
+        let skip_time = match self.cfg.train_time_interval_s {
+            Some(t) => self.last_time_checked.is_none_or(|c| now.duration_since(c).as_secs_f64() < t),
+            None => true,
+        };
+        if skip_batch && skip_time {
+            return Ok(plan);
+        }
+        if !skip_time {
+            self.last_time_checked = Some(now);
+        }
+        if monitor_missing || (self.cfg.monitor.is_some() && !save_on_train_epoch_end && val_follows) {
+            self.defer_save_until_validation = true;
+            return Ok(plan);
+        }
+        if self.skips(at.global_step) {
+            return Ok(plan);
+        }
+        self.save_topk(&mut plan, at)?;
+        self.save_last(&mut plan, at)?;
+        Ok(plan)
+    }
+
+    /// At the training epoch's end (when the epoch triggers fire there): top-k every
+    /// `every_n_epochs` epochs, `last` when this step was saved.
+    pub fn on_train_epoch_end(
+        &mut self,
+        at: &Moment<'_>,
+        epoch: u64,
+        save_on_train_epoch_end: bool,
+    ) -> Result<SavePlan> {
+        let mut plan = SavePlan::default();
+        if self.skips(at.global_step) || !save_on_train_epoch_end {
+            return Ok(plan);
+        }
+        self.epoch_saves(&mut plan, at, epoch)?;
+        Ok(plan)
+    }
+
+    /// At the end of a validation run inside fit (when the epoch triggers fire there, or a
+    /// deferred step save waits for it).
+    pub fn on_validation_end(
+        &mut self,
+        at: &Moment<'_>,
+        epoch: u64,
+        save_on_train_epoch_end: bool,
+    ) -> Result<SavePlan> {
+        let mut plan = SavePlan::default();
+        if self.skips(at.global_step) || save_on_train_epoch_end {
+            return Ok(plan);
+        }
+        if self.defer_save_until_validation {
+            self.save_topk(&mut plan, at)?;
+            self.save_last(&mut plan, at)?;
+            self.defer_save_until_validation = false;
+            return Ok(plan);
+        }
+        self.epoch_saves(&mut plan, at, epoch)?;
+        Ok(plan)
+    }
+
+    /// When training ends: `last` is written if `save_last` is set and nothing was saved.
+    pub fn on_train_end(&mut self, at: &Moment<'_>) -> Result<SavePlan> {
+        let mut plan = SavePlan::default();
+        if self.cfg.save_last && self.last_checkpoint_saved.is_none() {
+            self.save_last(&mut plan, at)?;
+        }
+        Ok(plan)
+    }
+
+    fn epoch_saves(&mut self, plan: &mut SavePlan, at: &Moment<'_>, epoch: u64) -> Result<()> {
+        if self.every_n_epochs >= 1 && (epoch + 1) % self.every_n_epochs == 0 {
+            self.save_topk(plan, at)?;
+        }
+        if self.last_global_step_saved == at.global_step {
+            self.save_last(plan, at)?;
+        }
+        Ok(())
+    }
+
+    fn save(&mut self, plan: &mut SavePlan, path: PathBuf, global_step: u64) {
+        self.last_global_step_saved = global_step;
+        self.last_checkpoint_saved = Some(path.clone());
+        plan.paths.push(path);
+    }
+
+    /// Lightning's `_should_remove_checkpoint`: not the file just written, not the one the
+    /// run resumed from, and inside the checkpoint directory (`remove` checks ownership).
+    fn drop_later(&self, plan: &mut SavePlan, previous: &Path, current: &Path) {
+        let same =
+            |a: &Path, b: &Path| a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y);
+        if previous == current || self.resumed_from.as_deref().is_some_and(|r| same(r, previous)) {
+            return;
+        }
+        if previous.parent() == Some(self.dirpath.as_path()) {
+            plan.remove.push(previous.to_path_buf());
+        }
+    }
+
+    /// `<dirpath>/<name>.ckpt`, versioned `-v1`, `-v2`, ... while a file of that name exists
+    /// (other than `replacing`, which this save supersedes).
+    fn versioned(&self, name: &str, replacing: Option<&Path>) -> PathBuf {
         let mut path = self.dirpath.join(format!("{name}.ckpt"));
         let mut v = 1;
-        while path.symlink_metadata().is_ok() && !keep.contains(&path) {
+        while self.cfg.enable_version_counter && path.symlink_metadata().is_ok() && Some(path.as_path()) != replacing {
             path = self.dirpath.join(format!("{name}-v{v}.ckpt"));
             v += 1;
         }
         path
     }
 
-    /// Decides what to save for a trigger at `metrics` (which include epoch and step).
-    pub fn plan(&mut self, metrics: &BTreeMap<String, f64>) -> Result<SavePlan> {
-        let mut plan = SavePlan::default();
-        let step = metrics.get("step").copied().unwrap_or(0.0) as u64;
-        if self.last_saved_step == Some(step) {
-            return Ok(plan);
+    fn file_name(&self, metrics: &BTreeMap<String, f64>) -> Result<String> {
+        let template = self.cfg.filename.as_deref().unwrap_or("{epoch}-{step}");
+        format_name(template, metrics, self.cfg.auto_insert_metric_name)
+    }
+
+    fn save_topk(&mut self, plan: &mut SavePlan, at: &Moment<'_>) -> Result<()> {
+        if self.cfg.save_top_k == 0 {
+            return Ok(());
         }
-        self.last_saved_step = Some(step);
-        self.last_time = std::time::Instant::now();
-        let template = self.cfg.filename.clone().unwrap_or_else(|| "{epoch}-{step}".into());
-        if self.cfg.save_top_k != 0 {
-            let score = match &self.cfg.monitor {
-                Some(m) => match metrics.get(m) {
-                    Some(v) => Some(*v),
-                    None => {
-                        let known: Vec<&String> = metrics.keys().collect();
-                        bail!("ModelCheckpoint(monitor={m:?}) could not find the monitored key in the returned metrics: {known:?}");
-                    }
-                },
-                None => None,
-            };
-            let keep: Vec<PathBuf> = self.best_k.iter().map(|(p, _)| p.clone()).collect();
-            let path = self.unique(&format_name(&template, metrics), &keep);
-            match score {
-                Some(s) => {
-                    let k = self.cfg.save_top_k;
-                    let full = k >= 0 && self.best_k.len() as i64 >= k;
-                    let worst = self.best_k.iter().enumerate().fold(None::<(usize, f64)>, |w, (i, (_, v))| match w {
-                        Some((_, wv)) if !self.better(wv, *v) => w,
-                        _ => Some((i, *v)),
-                    });
-                    let admit = !full || worst.is_some_and(|(_, wv)| self.better(s, wv));
-                    if admit {
-                        if full {
-                            if let Some((i, _)) = worst {
-                                let (old, _) = self.best_k.remove(i);
-                                plan.remove.push(old);
-                            }
-                        }
-                        self.best_k.push((path.clone(), s));
-                        plan.paths.push(path);
-                    }
-                    if let Some((p, v)) = self.best_k.iter().fold(None::<&(PathBuf, f64)>, |b, e| match b {
-                        Some(bv) if !self.better(e.1, bv.1) => b,
-                        _ => Some(e),
-                    }) {
-                        self.best_model_path = Some(p.clone());
-                        self.best_model_score = Some(*v);
-                    }
-                }
-                None => {
-                    // No monitor: keep the latest only (save_top_k 1) or all (-1).
-                    if self.cfg.save_top_k == 1 {
-                        plan.remove.extend(self.best_k.drain(..).map(|(p, _)| p));
-                    }
-                    self.best_k.push((path.clone(), step as f64));
-                    self.best_model_path = Some(path.clone());
-                    plan.paths.push(path);
-                }
+        let Some(monitor) = self.cfg.monitor.clone() else {
+            // No monitor: the newest file (top 1 replaces the previous one; -1 keeps all).
+            let path = self.versioned(&self.file_name(at.metrics)?, self.best_model_path.as_deref());
+            let previous = self.best_model_path.replace(path.clone());
+            self.save(plan, path.clone(), at.global_step);
+            if let (1, Some(prev)) = (self.cfg.save_top_k, previous) {
+                self.drop_later(plan, &prev, &path);
+            }
+            return Ok(());
+        };
+        let Some(current) = at.metrics.get(&monitor).copied() else {
+            let known: Vec<&String> = at.metrics.keys().collect();
+            let m = format!("`ModelCheckpoint(monitor={monitor:?})` could not find the monitored key in the returned metrics: {known:?}. HINT: Did you call `log({monitor:?}, value)` in the `LightningModule`?");
+            if at.val_has_run {
+                bail!(m);
+            }
+            if !self.warned_missing_monitor {
+                eprintln!("warning: {m}");
+                self.warned_missing_monitor = true;
+            }
+            return Ok(());
+        };
+        let k = self.cfg.save_top_k;
+        let admit = k == -1
+            || (self.best_k.len() as i64) < k
+            || self
+                .kth_best_model_path
+                .as_ref()
+                .and_then(|p| self.score_of(p))
+                .is_some_and(|kth| self.better(current, kth));
+        if admit {
+            self.update_best_and_save(plan, at, current)?;
+        }
+        Ok(())
+    }
+
+    fn score_of(&self, path: &Path) -> Option<f64> {
+        self.best_k.iter().find(|(p, _)| p == path).map(|(_, s)| *s)
+    }
+
+    /// The best (or worst) kept file; the first of equal scores wins, as Python's min/max
+    /// over the dict.
+    fn pick(&self, worst: bool) -> Option<(PathBuf, f64)> {
+        self.best_k
+            .iter()
+            .fold(None::<&(PathBuf, f64)>, |acc, e| match acc {
+                Some(a) if !(if worst { self.better(a.1, e.1) } else { self.better(e.1, a.1) }) => acc,
+                _ => Some(e),
+            })
+            .cloned()
+    }
+
+    fn update_best_and_save(&mut self, plan: &mut SavePlan, at: &Moment<'_>, current: f64) -> Result<()> {
+        let k = if self.cfg.save_top_k == -1 { self.best_k.len() + 1 } else { self.cfg.save_top_k as usize };
+        let mut replaced = None;
+        if self.best_k.len() == k && k > 0 {
+            if let Some(p) = self.kth_best_model_path.clone() {
+                self.best_k.retain(|(q, _)| *q != p);
+                replaced = Some(p);
             }
         }
-        if self.cfg.save_last {
-            let last = self.dirpath.join("last.ckpt");
-            self.last_model_path = Some(last.clone());
-            plan.paths.push(last);
+        // A NaN score is never the best: it is kept as the worst possible.
+        let worst = if self.cfg.mode == "max" { f64::NEG_INFINITY } else { f64::INFINITY };
+        let current = if current.is_nan() { worst } else { current };
+        let path = self.versioned(&self.file_name(at.metrics)?, replaced.as_deref());
+        self.current_score = Some(current);
+        match self.best_k.iter_mut().find(|(p, _)| *p == path) {
+            Some(e) => e.1 = current,
+            None => self.best_k.push((path.clone(), current)),
         }
-        plan.remove.retain(|p| !plan.paths.contains(p));
-        Ok(plan)
+        if self.best_k.len() == k {
+            if let Some((p, v)) = self.pick(true) {
+                self.kth_best_model_path = Some(p);
+                self.kth_value = v;
+            }
+        }
+        if let Some((p, v)) = self.pick(false) {
+            self.best_model_path = Some(p);
+            self.best_model_score = Some(v);
+        }
+        self.save(plan, path.clone(), at.global_step);
+        if let Some(prev) = replaced {
+            self.drop_later(plan, &prev, &path);
+        }
+        Ok(())
+    }
+
+    fn save_last(&mut self, plan: &mut SavePlan, at: &Moment<'_>) -> Result<()> {
+        if !self.cfg.save_last {
+            return Ok(());
+        }
+        let name = format_name("last", at.metrics, false)?;
+        let path = self.versioned(&name, self.last_model_path.as_deref());
+        let previous = self.last_model_path.replace(path.clone());
+        self.save(plan, path.clone(), at.global_step);
+        if let Some(prev) = previous {
+            self.drop_later(plan, &prev, &path);
+        }
+        Ok(())
     }
 }
 
@@ -365,12 +643,15 @@ mod tests {
             ("step".to_string(), 120.0),
             ("val_loss".to_string(), 0.12345),
         ]);
-        assert_eq!(format_name("{epoch}-{step}", &m), "epoch=3-step=120");
-        assert_eq!(format_name("model-{epoch}-{val_loss:.2f}", &m), "model-epoch=3-val_loss=0.12");
+        assert_eq!(format_name("{epoch}-{step}", &m, true).unwrap(), "epoch=3-step=120");
+        assert_eq!(format_name("model-{epoch}-{val_loss:.2f}", &m, true).unwrap(), "model-epoch=3-val_loss=0.12");
+        assert_eq!(format_name("{epoch:03d}-{missing:.1f}", &m, true).unwrap(), "epoch=003-missing=0.0");
+        assert_eq!(format_name("ep{epoch:02d}_{val_loss}", &m, false).unwrap(), "ep03_0.12345");
+        assert!(format_name("{val_loss:d}", &m, true).is_err(), "a float refuses `d`, as in Python");
     }
 
     #[test]
-    fn keeps_the_top_k() {
+    fn keeps_the_top_k_and_never_a_nan_as_best() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = CheckpointConfig {
             dirpath: Some(dir.path().into()),
@@ -379,16 +660,51 @@ mod tests {
             ..CheckpointConfig::default()
         };
         let mut mc = ModelCheckpoint::new(cfg, dir.path()).unwrap();
-        let at = |step: f64, loss: f64| {
-            BTreeMap::from([("epoch".to_string(), 0.0), ("step".to_string(), step), ("loss".to_string(), loss)])
+        let mut epoch = |mc: &mut ModelCheckpoint, step: u64, loss: f64| {
+            let m = BTreeMap::from([
+                ("epoch".to_string(), (step - 1) as f64),
+                ("step".to_string(), step as f64),
+                ("loss".to_string(), loss),
+            ]);
+            let at = Moment { metrics: &m, global_step: step, val_has_run: true };
+            let plan = mc.on_train_epoch_end(&at, step - 1, true).unwrap();
+            for p in &plan.paths {
+                std::fs::write(p, b"x").unwrap();
+            }
+            plan
         };
-        assert_eq!(mc.plan(&at(1.0, 0.5)).unwrap().paths.len(), 1);
-        assert_eq!(mc.plan(&at(2.0, 0.7)).unwrap().paths.len(), 1);
-        let p = mc.plan(&at(3.0, 0.6)).unwrap();
-        assert_eq!(p.paths.len(), 1);
-        assert_eq!(p.remove, vec![dir.path().join("epoch=0-step=2.ckpt")]);
-        assert!(mc.plan(&at(4.0, 0.9)).unwrap().paths.is_empty());
-        assert_eq!(mc.best_model_score, Some(0.5));
-        assert!(mc.plan(&BTreeMap::from([("step".to_string(), 5.0)])).is_err(), "a missing monitor is an error");
+        assert_eq!(epoch(&mut mc, 1, f64::NAN).paths.len(), 1);
+        assert_eq!(epoch(&mut mc, 2, 0.7).paths.len(), 1);
+        assert_eq!(mc.best_model_score, Some(0.7), "the NaN is kept as +inf");
+        let p = epoch(&mut mc, 3, 0.6);
+        assert_eq!(p.remove, vec![dir.path().join("epoch=0-step=1.ckpt")]);
+        assert!(epoch(&mut mc, 4, 0.9).paths.is_empty());
+        assert!(epoch(&mut mc, 5, f64::NAN).paths.is_empty());
+        assert_eq!(mc.best_model_score, Some(0.6));
+        let m = BTreeMap::from([("step".to_string(), 6.0)]);
+        let at = Moment { metrics: &m, global_step: 6, val_has_run: true };
+        assert!(mc.on_train_epoch_end(&at, 5, true).is_err(), "a missing monitor after validation is an error");
+        let at = Moment { metrics: &m, global_step: 7, val_has_run: false };
+        assert!(mc.on_train_epoch_end(&at, 6, true).unwrap().paths.is_empty(), "before any validation: a warning");
+    }
+
+    #[test]
+    fn refuses_what_lightning_refuses() {
+        let c = |f: fn(&mut CheckpointConfig)| {
+            let mut cfg = CheckpointConfig::default();
+            f(&mut cfg);
+            cfg.validate().err().map(|e| e.to_string())
+        };
+        assert_eq!(
+            c(|c| (c.every_n_train_steps, c.every_n_epochs) = (Some(2), Some(1))).as_deref(),
+            Some("Combination of parameters every_n_train_steps=2, every_n_epochs=1 and train_time_interval=None should be mutually exclusive.")
+        );
+        assert!(c(|c| c.train_time_interval_s = Some(90.0)).is_none(), "a time trigger alone turns the epoch one off");
+        assert_eq!(
+            c(|c| (c.train_time_interval_s, c.every_n_epochs) = (Some(90.5), Some(1))).as_deref(),
+            Some("Combination of parameters every_n_train_steps=0, every_n_epochs=1 and train_time_interval=0:01:30.500000 should be mutually exclusive.")
+        );
+        assert_eq!(CheckpointConfig { every_n_train_steps: Some(5), ..Default::default() }.triggers(), (0, 5));
+        assert_eq!(CheckpointConfig::default().triggers(), (1, 0));
     }
 }

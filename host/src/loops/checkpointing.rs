@@ -6,6 +6,7 @@ use std::path::Path;
 
 use anyhow::{Context as _, Result};
 
+use crate::callbacks::model_checkpoint::Moment;
 use crate::checkpoint::{self, LoopPosition};
 use crate::connectors::checkpoint::dump;
 use crate::loops::state::LoopState;
@@ -28,18 +29,44 @@ pub fn position(st: &LoopState<'_>, batches_done: usize, val_pending: bool) -> L
     }
 }
 
-/// Runs ModelCheckpoint for one trigger: decides the files, writes them atomically,
-/// removes the ones that fell out of the top k. `epoch` is the epoch the save belongs to.
-pub fn save(st: &mut LoopState<'_>, epoch: u64, pos: LoopPosition) -> Result<()> {
+/// Which ModelCheckpoint hook a save point is (Lightning calls the callback there).
+#[derive(Debug, Clone, Copy)]
+pub enum Trigger {
+    /// After a training batch; `val_follows`: a validation run comes right after it at the
+    /// epoch's end.
+    TrainBatchEnd {
+        val_follows: bool,
+    },
+    TrainEpochEnd,
+    /// The end of a validation run inside fit.
+    ValidationEnd,
+    TrainEnd,
+}
+
+/// Runs ModelCheckpoint at `trigger`: it decides the files, they are written atomically,
+/// then the ones that fell out of the top k are removed. `epoch` is the epoch the save
+/// belongs to.
+pub fn save(st: &mut LoopState<'_>, trigger: Trigger, epoch: u64, pos: LoopPosition) -> Result<()> {
     let Some(mut mc) = st.checkpoint.take() else { return Ok(()) };
+    // Lightning's monitor candidates: callback_metrics with `epoch` and `step` (a logged
+    // `epoch` or `step` is kept, as an int).
     let mut metrics: BTreeMap<String, f64> = st.callback_metrics.clone();
-    metrics.insert("epoch".into(), epoch as f64);
-    metrics.insert("step".into(), st.ctx.global_step as f64);
-    let plan = mc.plan(&metrics);
+    for (k, v) in [("epoch", epoch), ("step", st.ctx.global_step)] {
+        metrics.entry(k.to_string()).and_modify(|x| *x = x.trunc()).or_insert(v as f64);
+    }
+    let at = Moment { metrics: &metrics, global_step: st.ctx.global_step, val_has_run: st.val_has_run };
+    let on_epoch_end = mc.saves_on_train_epoch_end(st.limits.epoch_end_validation());
+    let automatic = st.ctx.optim.as_ref().is_none_or(|o| o.automatic);
+    let plan = match trigger {
+        Trigger::TrainBatchEnd { val_follows } => mc.on_train_batch_end(&at, automatic, on_epoch_end, val_follows),
+        Trigger::TrainEpochEnd => mc.on_train_epoch_end(&at, epoch, on_epoch_end),
+        Trigger::ValidationEnd => mc.on_validation_end(&at, epoch, on_epoch_end),
+        Trigger::TrainEnd => mc.on_train_end(&at),
+    };
     let weights_only = mc.cfg.save_weights_only;
     st.checkpoint = Some(mc);
     let plan = plan?;
-    if plan.paths.is_empty() {
+    if plan.paths.is_empty() && plan.remove.is_empty() {
         return Ok(());
     }
     let ckpt = dump(st, pos, weights_only, true)?;
@@ -52,7 +79,7 @@ pub fn save(st: &mut LoopState<'_>, epoch: u64, pos: LoopPosition) -> Result<()>
         checkpoint::write(p, &bytes).with_context(|| format!("ModelCheckpoint could not save {}", p.display()))?;
         mc.wrote(p);
     }
-    for p in &plan.remove {
+    for p in plan.remove.iter().filter(|p| !plan.paths.contains(p)) {
         mc.remove(p);
     }
     Ok(())

@@ -90,6 +90,9 @@ pub fn run(
     st.bar.on_eval_start(title, batches, after_training, stage == Stage::SanityCheck);
     st.hook(h.start, None)?;
     st.hook(h.epoch_start, None)?;
+    if stage == Stage::Validate {
+        st.val_has_run = false;
+    }
     results.add(std::mem::take(&mut st.ctx.logs), last_bs)?;
     for (idx, batch) in loader.epoch_from(st.ctx.device, None, 0, st.ctx.current_epoch)?.take(batches).enumerate() {
         let i = Some(idx as u64);
@@ -115,6 +118,9 @@ pub fn run(
         st.ctx.batch.clear();
         results.add(std::mem::take(&mut st.ctx.logs), last_bs)?;
         st.bar.on_eval_batch_end();
+        if stage == Stage::Validate {
+            st.val_has_run = true;
+        }
     }
     st.hook(h.epoch_end, None)?;
     results.add(std::mem::take(&mut st.ctx.logs), last_bs)?;

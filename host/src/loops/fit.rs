@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use anyhow::Result;
 
 use crate::hooks::Hook;
-use crate::loops::checkpointing;
+use crate::loops::checkpointing::{self, Trigger};
 use crate::loops::fetchers::DataLoader;
 use crate::loops::optimization::{self, Interval};
 use crate::loops::state::LoopState;
@@ -35,6 +35,9 @@ pub fn run(st: &mut LoopState<'_>, train: &DataLoader, val: Option<&DataLoader>)
     st.ctx.max_epochs = st.limits.max_epochs;
     let mut outcome = FitOutcome::default();
     st.hook(Hook::OnTrainStart, None)?;
+    if let Some(mc) = st.checkpoint.as_mut() {
+        mc.on_train_start();
+    }
     while !done(st) {
         st.epoch_progress.increment_ready();
         st.epoch_progress.increment_started();
@@ -61,15 +64,15 @@ pub fn run(st: &mut LoopState<'_>, train: &DataLoader, val: Option<&DataLoader>)
         st.ctx.current_epoch += 1;
         outcome.epochs += 1;
         let finished = st.ctx.current_epoch - 1;
-        let on_epoch_end = st.checkpoint.as_ref().is_some_and(|c| {
-            c.saves_on_train_epoch_end(st.limits.epoch_end_validation())
-                && (finished + 1) % c.cfg.every_n_epochs.max(1) == 0
-        });
-        if on_epoch_end {
-            let pos = checkpointing::position(st, 0, false);
-            checkpointing::save(st, finished, pos)?;
-        }
+        let pos = checkpointing::position(st, 0, false);
+        checkpointing::save(st, Trigger::TrainEpochEnd, finished, pos)?;
         outcome.epoch_seconds.push(epoch_started.elapsed().as_secs_f64());
+    }
+    if st.interrupter.interrupted().is_none() {
+        // ModelCheckpoint's on_train_end: `last` if save_last and nothing was saved.
+        let pos = checkpointing::position(st, 0, false);
+        let epoch = st.ctx.current_epoch.saturating_sub(1);
+        checkpointing::save(st, Trigger::TrainEnd, epoch, pos)?;
     }
     st.hook(Hook::OnTrainEnd, None)?;
     Ok(outcome)

@@ -79,6 +79,9 @@ pub struct LoopState<'a> {
     pub in_batch: bool,
     /// A validation is due after the current batch and has not finished.
     pub val_due_pending: bool,
+    /// The latest validation run inside fit got through a batch (Lightning's
+    /// `val_loop._has_run`): from then on a monitor it did not log is an error.
+    pub val_has_run: bool,
 }
 
 impl LoopState<'_> {

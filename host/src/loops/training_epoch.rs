@@ -12,7 +12,7 @@ use tch::Tensor;
 use crate::connectors::logger::read;
 use crate::context::Stage;
 use crate::hooks::Hook;
-use crate::loops::checkpointing;
+use crate::loops::checkpointing::{self, Trigger};
 use crate::loops::evaluation;
 use crate::loops::fetchers::DataLoader;
 use crate::loops::optimization::{self, automatic, Interval, OptimizerSet};
@@ -191,12 +191,11 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: Option<&DataLoader>
         let val_due = val.is_some() && should_validate(st, val, idx);
         st.val_due_pending = val_due;
         let stepped = u64::from(stepping);
-        let every = st.checkpoint.as_ref().map(|c| c.cfg.every_n_train_steps).unwrap_or(0);
-        let timed = st.checkpoint.as_ref().is_some_and(|c| c.time_is_due());
-        if stepping && ((every > 0 && st.ctx.global_step % every == 0) || timed) {
+        {
             let mut pos = checkpointing::position(st, idx + 1, val_due);
             pos.batches_that_stepped += stepped;
-            checkpointing::save(st, st.ctx.current_epoch, pos)?;
+            let trigger = Trigger::TrainBatchEnd { val_follows: last && val_due };
+            checkpointing::save(st, trigger, st.ctx.current_epoch, pos)?;
         }
         if let (Some(v), true) = (val, val_due) {
             let m = evaluation::run(st, v, Stage::Validate, st.limits.val_batches, true)?;
@@ -206,15 +205,9 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: Option<&DataLoader>
             st.ctx.stage = Stage::Fit;
             st.ctx.training = true;
             st.early_stopping_check(false)?;
-            let on_val_end = st.checkpoint.as_ref().is_some_and(|c| {
-                !c.saves_on_train_epoch_end(st.limits.epoch_end_validation())
-                    && (st.ctx.current_epoch + 1) % c.cfg.every_n_epochs.max(1) == 0
-            });
-            if on_val_end {
-                let mut pos = checkpointing::position(st, idx + 1, false);
-                pos.batches_that_stepped += stepped;
-                checkpointing::save(st, st.ctx.current_epoch, pos)?;
-            }
+            let mut pos = checkpointing::position(st, idx + 1, false);
+            pos.batches_that_stepped += stepped;
+            checkpointing::save(st, Trigger::ValidationEnd, st.ctx.current_epoch, pos)?;
         }
         st.val_due_pending = false;
         if automatic && stepping && optim(st)?.has_plateau(Interval::Step) {

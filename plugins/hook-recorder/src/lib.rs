@@ -14,7 +14,8 @@ struct Recorder {
     layer: Linear,
     skip_at: Option<u64>,
     log_in: String,
-    /// A metric sequence by epoch, logged as `scripted` in validation (EarlyStopping tests).
+    /// A metric sequence by epoch, logged as `scripted` in validation (EarlyStopping and
+    /// ModelCheckpoint tests; "nan" for a NaN).
     script: Vec<f64>,
     /// `scripted` is logged with on_step and on_epoch (`scripted_step` / `scripted_epoch`,
     /// and the bare name for callbacks).
@@ -79,7 +80,7 @@ impl LightningModule for Recorder {
             script: hp
                 .get("script")
                 .and_then(|v| v.as_array())
-                .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
+                .map(|a| a.iter().filter_map(|x| x.as_f64().or_else(|| x.as_str()?.parse().ok())).collect())
                 .unwrap_or_default(),
             forked: hp.get("forked").and_then(|v| v.as_bool()).unwrap_or(false),
         })

@@ -1,0 +1,118 @@
+//! ModelCheckpoint against Lightning itself: tests/reference/checkpoint_reference.py runs
+//! Lightning's ModelCheckpoint on its hook-recording model with each configuration; here
+//! lthost's hook-recorder plugin trains with the same `[checkpoint]` and Trainer arguments,
+//! and the files left in the directory, the best and last paths and the best score must be
+//! Lightning's. Covers the triggers (every_n_epochs 0 = never, every_n_train_steps alone,
+//! a step save waiting for a validation-only monitor), a monitor missing before any
+//! validation, NaN scores, Python format specs and auto_insert_metric_name in templates,
+//! `last.ckpt` only when a save happens (and at the end when none did), `-v1` versions on a
+//! rerun, resuming without removing the file resumed from, and the refused combinations.
+
+use std::path::Path;
+
+use lthost::callbacks::model_checkpoint::CheckpointConfig;
+use lthost::config::TrainerConfig;
+use lthost::module::DataModule;
+use lthost::plugin::{self, runtime::Runtime, PluginOptions};
+use lthost::trainer::{FitReport, Trainer};
+use serde_json::{json, Value};
+
+use crate::common::{plugin as plugin_path, repo_root};
+
+fn reference() -> Value {
+    let path = repo_root().join("tests/reference/checkpoint.json");
+    let text = std::fs::read_to_string(&path).expect("run `make reference` (checkpoint.json)");
+    serde_json::from_str(&text).expect("json")
+}
+
+/// Fits hook-recorder into `dir` with Lightning's Trainer and ModelCheckpoint arguments.
+fn fit(dir: &Path, checkpoint: &Value, trainer: &Value, model: &Value, ckpt_path: Option<&Path>) -> FitReport {
+    let mut args = trainer.as_object().cloned().unwrap_or_default();
+    for (k, v) in [
+        ("logger", json!(false)),
+        ("enable_progress_bar", json!(false)),
+        ("enable_model_summary", json!(false)),
+        ("seed", json!(0)),
+        ("accelerator", json!("cpu")),
+        ("threads", json!(1)),
+        ("default_root_dir", json!(dir)),
+    ] {
+        args.insert(k.into(), v);
+    }
+    let cfg: TrainerConfig = serde_json::from_value(Value::Object(args)).expect("Lightning's arguments are lthost's");
+    let mut ckpt: CheckpointConfig = serde_json::from_value(checkpoint.clone()).expect("ModelCheckpoint's arguments");
+    ckpt.dirpath = Some(dir.to_path_buf());
+    let runtime = Runtime::new().expect("runtime");
+    let trust = lthost::artifact::trust::TrustPolicy::load(&[crate::common::trusted_keys()], false).expect("trust");
+    let opts = PluginOptions { trust: std::sync::Arc::new(trust), ..PluginOptions::default() };
+    let wasm = plugin::load(&runtime, &plugin_path("hook-recorder"), &opts).expect("plugin");
+    let mut module = wasm.clone();
+    let mut data = wasm;
+    let mut t = Trainer::new(cfg, None);
+    t.checkpoint = ckpt;
+    t.ckpt_path = ckpt_path.map(|p| p.display().to_string());
+    t.fit(&mut module, &mut data as &mut dyn DataModule, model).unwrap_or_else(|e| panic!("fit: {e:#}"))
+}
+
+fn files(dir: &Path) -> Vec<String> {
+    let mut f: Vec<String> =
+        std::fs::read_dir(dir).expect("dir").flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    f.sort();
+    f
+}
+
+/// The best and last paths a fit reports, by file name.
+fn names(report: &FitReport) -> (Option<String>, Option<String>) {
+    let name = |p: &Option<std::path::PathBuf>| {
+        p.as_ref().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned())
+    };
+    (name(&report.best_model_path), name(&report.last_model_path))
+}
+
+#[test]
+fn model_checkpoint_keeps_the_files_lightning_keeps() {
+    let want = reference();
+    let mut checked = 0;
+    for (name, case) in want["cases"].as_object().expect("cases") {
+        let d = tempfile::tempdir().expect("tempdir");
+        let runs = case["runs"].as_u64().unwrap_or(1);
+        if let Some(from) = case["resume_from"].as_str() {
+            let first = json!({"max_epochs": case["first_epochs"]});
+            fit(d.path(), &case["checkpoint"], &first, &case["model"], None);
+            fit(d.path(), &case["checkpoint"], &case["trainer"], &case["model"], Some(&d.path().join(from)));
+        } else {
+            for _ in 0..runs {
+                fit(d.path(), &case["checkpoint"], &case["trainer"], &case["model"], None);
+            }
+        }
+        let want_files: Vec<String> =
+            case["files"].as_array().expect("files").iter().map(|v| v.as_str().expect("str").to_string()).collect();
+        assert_eq!(files(d.path()), want_files, "{name}: files in the checkpoint directory");
+        checked += 1;
+    }
+    assert!(checked >= 15);
+}
+
+#[test]
+fn model_checkpoint_reports_lightnings_best_and_last() {
+    let want = reference();
+    for name in ["top2_min", "all_max_with_last", "steps_wait_for_the_monitor", "nan_first", "nan_max", "format_specs"]
+    {
+        let case = &want["cases"][name];
+        let d = tempfile::tempdir().expect("tempdir");
+        let report = fit(d.path(), &case["checkpoint"], &case["trainer"], &case["model"], None);
+        let (best, last) = names(&report);
+        assert_eq!(best.as_deref(), case["best_model_path"].as_str(), "{name}: best_model_path");
+        assert_eq!(last.as_deref(), case["last_model_path"].as_str(), "{name}: last_model_path");
+    }
+}
+
+#[test]
+fn model_checkpoint_refuses_what_lightning_refuses() {
+    let want = reference();
+    for (name, case) in want["refused"].as_object().expect("refused") {
+        let cfg: CheckpointConfig = serde_json::from_value(case["checkpoint"].clone()).expect("checkpoint args");
+        let got = cfg.validate().err().map(|e| e.to_string());
+        assert_eq!(got.as_deref(), case["message"].as_str(), "{name}");
+    }
+}

@@ -1,0 +1,114 @@
+"""ModelCheckpoint from Lightning itself: which files each configuration leaves in the
+checkpoint directory, and what it reports as best and last, on the hook-recording model of
+lightning_reference.py (16 samples, batch 4: 4 training steps per epoch; `scripted` is
+logged in validation with the script's value for the epoch). tests/e2e/checkpoint_callback.rs
+runs lthost's hook-recorder plugin with the same settings and compares.
+
+    .venv/bin/python tests/reference/checkpoint_reference.py tests/reference/checkpoint.json
+"""
+
+import json
+import logging
+import os
+import sys
+import tempfile
+import warnings
+
+import torch
+
+import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from lightning_reference import SCRIPT, Recorder  # noqa: E402
+
+warnings.filterwarnings("ignore")
+logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+torch.set_num_threads(1)
+
+# name: (ModelCheckpoint args, trainer args, model args); every run: logger off, the
+# checkpoint directory given, seed 0.
+CASES = {
+    "default": ({}, {"max_epochs": 3}, {}),
+    "top2_min": ({"monitor": "scripted", "save_top_k": 2}, {"max_epochs": 6}, {"script": SCRIPT}),
+    "all_max_with_last": ({"monitor": "scripted", "mode": "max", "save_top_k": -1, "save_last": True}, {"max_epochs": 3}, {"script": SCRIPT}),
+    "no_monitor_keep_all": ({"save_top_k": -1}, {"max_epochs": 3}, {}),
+    "top_0_with_last": ({"save_top_k": 0, "save_last": True}, {"max_epochs": 2}, {}),
+    "every_n_epochs_0_with_last": ({"every_n_epochs": 0, "save_last": True}, {"max_epochs": 3}, {}),
+    "every_2_epochs_with_last": ({"every_n_epochs": 2, "save_last": True}, {"max_epochs": 5}, {}),
+    "every_3_steps": ({"every_n_train_steps": 3, "save_top_k": -1}, {"max_epochs": 2}, {}),
+    "steps_wait_for_the_monitor": ({"every_n_train_steps": 3, "monitor": "scripted", "save_top_k": -1}, {"max_epochs": 3}, {"script": SCRIPT}),
+    "monitor_missing_before_validation": (
+        {"monitor": "scripted", "save_top_k": -1, "save_on_train_epoch_end": True},
+        {"max_epochs": 4, "check_val_every_n_epoch": 2}, {"script": SCRIPT}),
+    "nan_first": ({"monitor": "scripted", "save_top_k": 2}, {"max_epochs": 4}, {"script": ["nan", 0.9, "nan", 0.95]}),
+    "nan_max": ({"monitor": "scripted", "mode": "max"}, {"max_epochs": 3}, {"script": [0.5, "nan", 0.4]}),
+    "format_specs": ({"monitor": "scripted", "filename": "{epoch:03d}-{step:05d}-{scripted:.3f}-{scripted}"}, {"max_epochs": 2}, {"script": SCRIPT}),
+    "no_auto_insert": ({"filename": "ep{epoch:02d}_s{step}", "auto_insert_metric_name": False, "save_top_k": -1}, {"max_epochs": 2}, {}),
+    "missing_template_key": ({"filename": "{epoch}-{nothing:.2f}"}, {"max_epochs": 1}, {}),
+}
+
+# ModelCheckpoint arguments Lightning refuses: the start of its message.
+REFUSED = {
+    "steps_and_epochs": {"every_n_train_steps": 2, "every_n_epochs": 1},
+    "top_k_without_monitor": {"save_top_k": 3},
+    "negative_every_n_epochs": {"every_n_epochs": -1},
+}
+
+
+def _script(values):
+    return [float(v) for v in values]
+
+
+def fit(ckpt_args, trainer_args, model_args, dirpath, ckpt_path=None):
+    torch.manual_seed(0)
+    margs = dict(model_args)
+    if "script" in margs:
+        margs["script"] = _script(margs["script"])
+    model = Recorder([], **margs)
+    mc = ModelCheckpoint(dirpath=dirpath, **ckpt_args)
+    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        default_root_dir=dirpath, callbacks=[mc], **trainer_args)
+    trainer.fit(model, ckpt_path=ckpt_path)
+    name = lambda p: os.path.basename(p) if p else None
+    return {
+        "files": sorted(os.listdir(dirpath)),
+        "best_model_path": name(mc.best_model_path),
+        "best_model_score": None if mc.best_model_score is None else float(mc.best_model_score),
+        "last_model_path": name(mc.last_model_path),
+        "best_k_models": sorted(name(p) for p in mc.best_k_models),
+    }
+
+
+def main(path):
+    out = {"lightning": L.__version__, "cases": {}, "refused": {}}
+    for name, (cargs, targs, margs) in CASES.items():
+        with tempfile.TemporaryDirectory() as d:
+            got = fit(cargs, targs, margs, d)
+        out["cases"][name] = {"checkpoint": cargs, "trainer": targs, "model": margs, **got}
+    # A second run into the same directory: its files are versioned (`-v1`), the first run's kept.
+    args = ({"save_last": True}, {"max_epochs": 2}, {})
+    with tempfile.TemporaryDirectory() as d:
+        fit(*args, d)
+        got = fit(*args, d)
+    out["cases"]["rerun_same_dir"] = {"checkpoint": args[0], "trainer": args[1], "model": args[2], "runs": 2, **got}
+    # Resuming from a kept checkpoint: the file resumed from is never removed.
+    args = ({}, {"max_epochs": 2}, {})
+    with tempfile.TemporaryDirectory() as d:
+        fit(*args, d)
+        got = fit({}, {"max_epochs": 4}, {}, d, ckpt_path=os.path.join(d, "epoch=1-step=8.ckpt"))
+    out["cases"]["resume_keeps_its_source"] = {"checkpoint": {}, "trainer": {"max_epochs": 4}, "model": {},
+                                               "resume_from": "epoch=1-step=8.ckpt", "first_epochs": 2, **got}
+    for name, cargs in REFUSED.items():
+        try:
+            ModelCheckpoint(**cargs)
+            out["refused"][name] = {"checkpoint": cargs, "message": None}
+        except Exception as e:  # noqa: BLE001
+            out["refused"][name] = {"checkpoint": cargs, "message": str(e)}
+    with open(path, "w") as f:
+        json.dump(out, f, indent=1)
+    print(f"wrote {path}: lightning {L.__version__}, {len(out['cases'])} cases")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "tests/reference/checkpoint.json")
