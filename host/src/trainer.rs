@@ -204,6 +204,7 @@ impl<'c> Trainer<'c> {
             progress_bar_metrics: BTreeMap::new(),
             interrupter: crate::loops::interrupter::Interrupter::new(self.signal.clone()),
             val_has_run: false,
+            eval_log_steps: 0,
             batches_that_stepped: 0,
             train_results: ResultCollection::default(),
             hparams: p.hparams,
@@ -511,8 +512,7 @@ impl<'c> Trainer<'c> {
             let loader = Self::loader(data, &mut st.ctx, split, st.cfg.prefetch())?
                 .ok_or_else(|| anyhow!("plugin `{data_name}` provides no {} dataset", split.name()))?;
             let n = LoopLimits::for_stage(st.cfg, stage, loader.num_batches())?;
-            metrics = evaluation::run(&mut st, &loader, stage, n, false)?;
-            st.log_metrics(&metrics.logged, 0)?;
+            metrics = evaluation::run(&mut st, &loader, stage, n, false, Some(0))?;
         }
         st.hook(Hook::Teardown, None)?;
         if let Some(l) = st.logger.as_mut() {

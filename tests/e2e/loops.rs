@@ -369,6 +369,103 @@ fn log_every_n_steps_writes_lightnings_steps() {
     assert_eq!(val_steps, vec![3.0, 7.0]);
 }
 
+/// A logger recording what it is given into the hook log.
+struct RecLogger(Log, std::path::PathBuf);
+
+impl lthost::loggers::Logger for RecLogger {
+    fn name(&self) -> &str {
+        "recorder"
+    }
+    fn version(&self) -> u64 {
+        0
+    }
+    fn log_dir(&self) -> &std::path::Path {
+        &self.1
+    }
+    fn log_hyperparams(&mut self, _: &Value) -> anyhow::Result<()> {
+        Ok(())
+    }
+    fn log_metrics(&mut self, metrics: &BTreeMap<String, f64>, step: u64) -> anyhow::Result<()> {
+        let keys: Vec<&str> = metrics.keys().map(String::as_str).filter(|k| *k != "epoch").collect();
+        self.0.borrow_mut().push(format!("log_metrics {step} {}", keys.join(",")));
+        Ok(())
+    }
+    fn save(&mut self) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn validation_metrics_reach_the_logger_before_on_validation_end() {
+    // Lightning's evaluation loop logs the epoch's values (log_eval_end_metrics) before it
+    // calls on_validation_end, so a callback there sees them in logged_metrics.
+    let runtime = Runtime::new().expect("runtime");
+    let trust = lthost::artifact::trust::TrustPolicy::load(&[crate::common::trusted_keys()], false).expect("trust");
+    let opts = PluginOptions { trust: std::sync::Arc::new(trust), ..PluginOptions::default() };
+    let wasm = plugin::load(&runtime, &plugin_path("hook-recorder"), &opts).expect("plugin");
+    let log: Log = Rc::new(RefCell::new(Vec::new()));
+    let mut module = Rec { inner: wasm.clone(), log: log.clone() };
+    let mut data = wasm;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = TrainerConfig {
+        logger: true,
+        loggers: vec![],
+        max_epochs: Some(1),
+        default_root_dir: dir.path().to_path_buf(),
+        ..quiet(TrainerConfig::default())
+    };
+    let mut trainer = Trainer::new(cfg, None);
+    let (l, d) = (log.clone(), dir.path().to_path_buf());
+    trainer.logger_plugins.push(Box::new(move |_: &std::path::Path, _: u64| {
+        Ok(Box::new(RecLogger(l.clone(), d.clone())) as Box<dyn lthost::loggers::Logger>)
+    }));
+    trainer.fit(&mut module, &mut data as &mut dyn DataModule, &json!({})).expect("fit");
+    let calls = log.borrow().clone();
+    let end = calls.iter().rposition(|c| c == "on_validation_end").expect("a validation ran");
+    let logged =
+        calls.iter().rposition(|c| c.starts_with("log_metrics") && c.contains("val_loss")).expect("val_loss logged");
+    assert!(logged < end, "val_loss reached the logger after on_validation_end: {calls:?}");
+    assert!(calls[logged..end].iter().all(|c| !c.starts_with("on_validation_epoch")), "{calls:?}");
+}
+
+#[test]
+fn evaluation_steps_logged_on_step_get_their_rows_as_in_lightning() {
+    // Lightning's update_eval_step_metrics: a row per validation batch (`val_loss_step`, no
+    // epoch column), its step counting on across the fit's validation runs, and the epoch
+    // row (`val_loss_epoch` with the epoch) written before on_validation_end.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wasm = plugin_path("hook-recorder");
+    let args = [
+        "fit",
+        wasm.to_str().expect("utf-8"),
+        "--max-epochs",
+        "2",
+        "--log-every-n-steps",
+        "1",
+        "--seed",
+        "0",
+        "--no-progress-bar",
+        "--hparams",
+        r#"{"val_on_step": true}"#,
+    ];
+    let run = lthost(dir.path(), &args);
+    assert!(run.ok(), "{}", run.stderr);
+    let rows = read_metrics(&dir.path().join("lightning_logs/version_0"));
+    let got: Vec<Value> = rows
+        .iter()
+        .filter(|r| r.iter().any(|(k, v)| k.starts_with("val_loss") && !v.is_empty()))
+        .map(|r| {
+            let mut keys: Vec<&String> =
+                r.iter().filter(|(k, v)| k.starts_with("val_loss") && !v.is_empty()).map(|(k, _)| k).collect();
+            keys.sort();
+            let step: u64 = r["step"].parse().expect("step");
+            json!([step, keys, r.get("epoch").is_some_and(|e| !e.is_empty())])
+        })
+        .collect();
+    let want = lightning()["cases"]["val_on_step"]["val_rows"].clone();
+    assert_eq!(Value::Array(got), want, "validation rows (step, val_loss columns, has epoch)");
+}
+
 #[test]
 fn gan_trains_with_manual_optimization() {
     let dir = tempfile::tempdir().expect("tempdir");

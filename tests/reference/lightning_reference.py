@@ -51,9 +51,9 @@ CALLBACK_HOOKS = [
 
 
 class Recorder(L.LightningModule):
-    def __init__(self, calls, samples=16, batch_size=4, skip_at=None, script=None, scheduler=None, forked=False):
+    def __init__(self, calls, samples=16, batch_size=4, skip_at=None, script=None, scheduler=None, forked=False, val_on_step=False):
         super().__init__()
-        self.forked = forked
+        self.forked, self.val_on_step = forked, val_on_step
         self.calls, self.samples, self.batch_size, self.skip_at = calls, samples, batch_size, skip_at
         self.scheduler = scheduler
         self.script = script or []
@@ -93,7 +93,7 @@ class Recorder(L.LightningModule):
     def validation_step(self, batch, batch_idx):
         self.calls.append("validation_step")
         x, y = batch
-        self.log("val_loss", F.mse_loss(self.layer(x), y))
+        self.log("val_loss", F.mse_loss(self.layer(x), y), **({"on_step": True} if self.val_on_step else {}))
         if self.current_epoch < len(self.script):
             self.log("scripted", float(self.script[self.current_epoch]), **({"on_step": True, "on_epoch": True} if self.forked else {}))
 
@@ -151,12 +151,16 @@ def run(entry, trainer_args, model_args=None, log_every_n_steps=None, early_stop
             log_every_n_steps=log_every_n_steps or 50, **trainer_args,
         )
         getattr(trainer, entry)(model)
-        train_log_steps = []
+        train_log_steps, val_rows = [], []
         if log_every_n_steps:
             import csv
             with open(os.path.join(trainer.logger.log_dir, "metrics.csv")) as f:
                 rows = list(csv.DictReader(f))
             train_log_steps = [int(r["step"]) for r in rows if r.get("train_loss")]
+            # The rows validation wrote: their step, the val_loss columns they fill, and
+            # whether they carry the epoch.
+            val_rows = [[int(r["step"]), sorted(k for k, v in r.items() if k.startswith("val_loss") and v), bool(r.get("epoch"))]
+                        for r in rows if any(k.startswith("val_loss") and v for k, v in r.items())]
     count = lambda name: sum(1 for c in calls if c == name)
     return {
         "calls": calls,
@@ -171,6 +175,7 @@ def run(entry, trainer_args, model_args=None, log_every_n_steps=None, early_stop
         "on_before_backward": count("on_before_backward"),
         "on_train_epoch_end": count("on_train_epoch_end"),
         "train_log_steps": train_log_steps,
+        "val_rows": val_rows,
         "scripted_callback_metrics": sorted(k for k in trainer.callback_metrics if k.startswith("scripted")),
     }
 
@@ -204,6 +209,7 @@ CASES = {
     "max_time_0_min_steps_6": ("fit", {"max_time": "00:00:00:00", "min_steps": 6}, None, None),
     "skip_at_1": ("fit", {"max_epochs": 3}, {"skip_at": 1}, None),
     "log_every_2": ("fit", {"max_epochs": 2}, None, 2),
+    "val_on_step": ("fit", {"max_epochs": 2}, {"val_on_step": True}, 1),
 }
 
 SCRIPT = [1.0, 0.9, 0.88, 0.87, 0.7, 0.69, 0.68, 0.67, 0.66, 0.65, 0.64, 0.63]

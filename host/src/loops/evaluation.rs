@@ -63,13 +63,16 @@ fn hooks_for(stage: Stage) -> StageHooks {
 }
 
 /// Runs `stage` over the first `batches` batches of `loader`. `after_training`: a validation
-/// run inside fit after training batches (Lightning zeroes the grads first).
+/// run inside fit after training batches (Lightning zeroes the grads first). `log_step`: the
+/// step its epoch values are logged at, before `on_*_end` as in Lightning (None: the sanity
+/// check, which logs nothing). Each step's values logged with on_step get a row of their own.
 pub fn run(
     st: &mut LoopState<'_>,
     loader: &DataLoader,
     stage: Stage,
     batches: usize,
     after_training: bool,
+    log_step: Option<u64>,
 ) -> Result<EvalMetrics> {
     let _grad_off = crate::engine::torch_ext::eval_guard(st.cfg.inference_mode);
     let h = hooks_for(stage);
@@ -107,6 +110,7 @@ pub fn run(
         st.batch_size = Some(last_bs);
         st.ctx.batch = batch.iter().map(tch::Tensor::shallow_clone).collect();
         st.hook(h.batch_start, i)?;
+        results.clear_step();
         st.ctx.current_hook = Some(h.step);
         let out = match stage {
             Stage::Test => st.module.test_step(&mut st.ctx, &batch, idx as u64),
@@ -117,6 +121,11 @@ pub fn run(
         st.hook(h.batch_end, i)?;
         st.ctx.batch.clear();
         results.add(std::mem::take(&mut st.ctx.logs), last_bs)?;
+        if log_step.is_some() {
+            let step = read(&results.step_metrics(), |r| r.logger);
+            st.log_row(&step, st.eval_log_steps, false)?;
+            st.eval_log_steps += 1;
+        }
         st.bar.on_eval_batch_end();
         if stage == Stage::Validate {
             st.val_has_run = true;
@@ -128,7 +137,7 @@ pub fn run(
     metrics.extend(results.step_metrics());
     let out = EvalMetrics {
         all: read(&metrics, |_| true),
-        logged: read(&metrics, |r| r.logger),
+        logged: read(&results.epoch_metrics(), |r| r.logger),
         prog_bar: read(&metrics, |r| r.prog_bar),
         batches,
     };
@@ -139,6 +148,9 @@ pub fn run(
         st.progress_bar_metrics.extend(out.prog_bar.clone());
     }
     st.bar.on_eval_end(&out.prog_bar);
+    if let Some(step) = log_step {
+        st.log_metrics(&out.logged, step)?;
+    }
     st.hook(h.end, None)?;
     if let Some(t) = h.model_train {
         st.hook(t, None)?;
@@ -155,7 +167,7 @@ pub fn sanity_check(st: &mut LoopState<'_>, loader: &DataLoader) -> Result<()> {
         return Ok(());
     }
     st.hook(Hook::OnSanityCheckStart, None)?;
-    run(st, loader, Stage::SanityCheck, steps, false)?;
+    run(st, loader, Stage::SanityCheck, steps, false, None)?;
     st.hook(Hook::OnSanityCheckEnd, None)?;
     Ok(())
 }

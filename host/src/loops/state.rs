@@ -82,6 +82,9 @@ pub struct LoopState<'a> {
     /// The latest validation run inside fit got through a batch (Lightning's
     /// `val_loop._has_run`): from then on a monitor it did not log is an error.
     pub val_has_run: bool,
+    /// Rows written by evaluation steps logged with on_step (Lightning's
+    /// `_seen_batches_per_dataloader`): their step, counting on across a fit's validations.
+    pub eval_log_steps: u64,
 }
 
 impl LoopState<'_> {
@@ -196,11 +199,19 @@ impl LoopState<'_> {
 
     /// Sends metrics to the logger with Lightning's `epoch` column.
     pub fn log_metrics(&mut self, metrics: &BTreeMap<String, f64>, step: u64) -> Result<()> {
+        self.log_row(metrics, step, true)
+    }
+
+    /// Sends metrics to the logger at `step`, with the `epoch` column or without it (an
+    /// evaluation step's row, as Lightning writes it).
+    pub fn log_row(&mut self, metrics: &BTreeMap<String, f64>, step: u64, with_epoch: bool) -> Result<()> {
         if metrics.is_empty() {
             return Ok(());
         }
         let mut m = metrics.clone();
-        m.insert("epoch".into(), self.ctx.current_epoch as f64);
+        if with_epoch {
+            m.insert("epoch".into(), self.ctx.current_epoch as f64);
+        }
         self.logged_metrics.extend(metrics.clone());
         if let Some(l) = self.logger.as_mut() {
             l.log_metrics(&m, step)?;

@@ -105,9 +105,8 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: Option<&DataLoader>
     let pass = loader.epoch_from(st.ctx.device, order, start, st.ctx.current_epoch)?;
     st.epoch_order = pass.order();
     if let (Some(v), true) = (val, resume.as_ref().is_some_and(|p| p.val_pending)) {
-        let m = evaluation::run(st, v, Stage::Validate, st.limits.val_batches, true)?;
         let step = st.batches_that_stepped.saturating_sub(1);
-        st.log_metrics(&m.logged, step)?;
+        let m = evaluation::run(st, v, Stage::Validate, st.limits.val_batches, true, Some(step))?;
         shown_val.extend(m.prog_bar);
         st.ctx.stage = Stage::Fit;
         st.ctx.training = true;
@@ -198,9 +197,8 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: Option<&DataLoader>
             checkpointing::save(st, trigger, st.ctx.current_epoch, pos)?;
         }
         if let (Some(v), true) = (val, val_due) {
-            let m = evaluation::run(st, v, Stage::Validate, st.limits.val_batches, true)?;
             let step = st.batches_that_stepped;
-            st.log_metrics(&m.logged, step)?;
+            let m = evaluation::run(st, v, Stage::Validate, st.limits.val_batches, true, Some(step))?;
             shown_val.extend(m.prog_bar);
             st.ctx.stage = Stage::Fit;
             st.ctx.training = true;

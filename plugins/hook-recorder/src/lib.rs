@@ -20,6 +20,8 @@ struct Recorder {
     /// `scripted` is logged with on_step and on_epoch (`scripted_step` / `scripted_epoch`,
     /// and the bare name for callbacks).
     forked: bool,
+    /// `val_loss` is logged with on_step=True too (per-batch rows of evaluation steps).
+    val_on_step: bool,
 }
 
 const ALL: &[Hook] = &[
@@ -83,6 +85,7 @@ impl LightningModule for Recorder {
                 .map(|a| a.iter().filter_map(|x| x.as_f64().or_else(|| x.as_str()?.parse().ok())).collect())
                 .unwrap_or_default(),
             forked: hp.get("forked").and_then(|v| v.as_bool()).unwrap_or(false),
+            val_on_step: hp.get("val_on_step").and_then(|v| v.as_bool()).unwrap_or(false),
         })
     }
 
@@ -113,7 +116,7 @@ impl LightningModule for Recorder {
 
     fn validation_step(&mut self, batch: Batch, _batch_idx: u64) {
         let loss = F::mse_loss(&self.layer.forward(&batch[0]), &batch[1]);
-        lg::log("val_loss", &loss);
+        lg::log_with("val_loss", &loss, lg::Options { on_step: self.val_on_step.then_some(true), ..lg::options() });
         if let Some(v) = self.script.get(trainer::current_epoch() as usize) {
             let forked = self.forked.then_some(true);
             lg::log_scalar("scripted", *v, lg::Options { on_step: forked, on_epoch: forked, ..lg::options() });
