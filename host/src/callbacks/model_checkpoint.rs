@@ -384,6 +384,17 @@ impl ModelCheckpoint {
         self.last_time_checked = Some(std::time::Instant::now());
     }
 
+    /// Whether the step or time trigger fires at this batch (before anything else is
+    /// looked at: most batches save nothing).
+    pub fn batch_trigger_fires(&self, global_step: u64, automatic: bool) -> bool {
+        let steps = self.every_n_train_steps >= 1 && global_step % self.every_n_train_steps == 0;
+        let time = automatic
+            && self.cfg.train_time_interval_s.is_some_and(|t| {
+                self.last_time_checked.is_some_and(|c| c.elapsed().as_secs_f64() >= t)
+            });
+        steps || time
+    }
+
     /// After every training batch: the step and time triggers. A monitor that does not
     /// exist yet (or, when `val_follows`, would be stale) defers the save to the end of the
     /// validation run that produces it.

@@ -9,6 +9,7 @@ use anyhow::{Context as _, Result};
 use crate::callbacks::model_checkpoint::Moment;
 use crate::checkpoint::{self, LoopPosition};
 use crate::connectors::checkpoint::dump;
+use crate::connectors::logger::read;
 use crate::loops::state::LoopState;
 
 /// The loops' position now. `batches_done`: training batches of the current epoch done
@@ -47,16 +48,24 @@ pub enum Trigger {
 /// then the ones that fell out of the top k are removed. `epoch` is the epoch the save
 /// belongs to.
 pub fn save(st: &mut LoopState<'_>, trigger: Trigger, epoch: u64, pos: LoopPosition) -> Result<()> {
+    let automatic = st.ctx.optim.as_ref().is_none_or(|o| o.automatic);
     let Some(mut mc) = st.checkpoint.take() else { return Ok(()) };
+    if matches!(trigger, Trigger::TrainBatchEnd { .. }) && !mc.batch_trigger_fires(st.ctx.global_step, automatic) {
+        st.checkpoint = Some(mc);
+        return Ok(());
+    }
     // Lightning's monitor candidates: callback_metrics with `epoch` and `step` (a logged
-    // `epoch` or `step` is kept, as an int).
+    // `epoch` or `step` is kept, as an int). Inside the training epoch they hold the current
+    // training step's values (Lightning computes callback_metrics when read).
     let mut metrics: BTreeMap<String, f64> = st.callback_metrics.clone();
+    if matches!(trigger, Trigger::TrainBatchEnd { .. } | Trigger::ValidationEnd) {
+        metrics.extend(read(&st.train_results.step_callback_metrics(), |_| true));
+    }
     for (k, v) in [("epoch", epoch), ("step", st.ctx.global_step)] {
         metrics.entry(k.to_string()).and_modify(|x| *x = x.trunc()).or_insert(v as f64);
     }
     let at = Moment { metrics: &metrics, global_step: st.ctx.global_step, val_has_run: st.val_has_run };
     let on_epoch_end = mc.saves_on_train_epoch_end(st.limits.epoch_end_validation());
-    let automatic = st.ctx.optim.as_ref().is_none_or(|o| o.automatic);
     let plan = match trigger {
         Trigger::TrainBatchEnd { val_follows } => mc.on_train_batch_end(&at, automatic, on_epoch_end, val_follows),
         Trigger::TrainEpochEnd => mc.on_train_epoch_end(&at, epoch, on_epoch_end),
