@@ -467,6 +467,36 @@ fn evaluation_steps_logged_on_step_get_their_rows_as_in_lightning() {
 }
 
 #[test]
+fn a_logged_step_and_epoch_are_the_rows_step_and_epoch() {
+    // Lightning's logger connector: a value logged as `step` becomes the row's step, one
+    // logged as `epoch` stays the row's epoch.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wasm = plugin_path("hook-recorder");
+    let args = [
+        "fit",
+        wasm.to_str().expect("utf-8"),
+        "--max-epochs",
+        "1",
+        "--log-every-n-steps",
+        "2",
+        "--seed",
+        "0",
+        "--no-progress-bar",
+        "--hparams",
+        r#"{"log_step_epoch": true}"#,
+    ];
+    let run = lthost(dir.path(), &args);
+    assert!(run.ok(), "{}", run.stderr);
+    let rows = read_metrics(&dir.path().join("lightning_logs/version_0"));
+    let got: Vec<Value> = rows
+        .iter()
+        .filter(|r| r.get("train_loss").is_some_and(|v| !v.is_empty()))
+        .map(|r| json!([r["step"].parse::<u64>().expect("step"), r["epoch"].parse::<f64>().ok()]))
+        .collect();
+    assert_eq!(Value::Array(got), lightning()["cases"]["logged_step_and_epoch"]["train_rows"]);
+}
+
+#[test]
 fn gan_trains_with_manual_optimization() {
     let dir = tempfile::tempdir().expect("tempdir");
     let run = lthost(

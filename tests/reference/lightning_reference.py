@@ -51,9 +51,9 @@ CALLBACK_HOOKS = [
 
 
 class Recorder(L.LightningModule):
-    def __init__(self, calls, samples=16, batch_size=4, skip_at=None, script=None, scheduler=None, forked=False, val_on_step=False):
+    def __init__(self, calls, samples=16, batch_size=4, skip_at=None, script=None, scheduler=None, forked=False, val_on_step=False, log_step_epoch=False):
         super().__init__()
-        self.forked, self.val_on_step = forked, val_on_step
+        self.forked, self.val_on_step, self.log_step_epoch = forked, val_on_step, log_step_epoch
         self.calls, self.samples, self.batch_size, self.skip_at = calls, samples, batch_size, skip_at
         self.scheduler = scheduler
         self.script = script or []
@@ -88,6 +88,9 @@ class Recorder(L.LightningModule):
         x, y = batch
         loss = F.mse_loss(self.layer(x), y)
         self.log("train_loss", loss)
+        if self.log_step_epoch:
+            self.log("step", float(100 + self.global_step))
+            self.log("epoch", 7.0)
         return loss
 
     def validation_step(self, batch, batch_idx):
@@ -151,12 +154,13 @@ def run(entry, trainer_args, model_args=None, log_every_n_steps=None, early_stop
             log_every_n_steps=log_every_n_steps or 50, **trainer_args,
         )
         getattr(trainer, entry)(model)
-        train_log_steps, val_rows = [], []
+        train_log_steps, val_rows, train_rows = [], [], []
         if log_every_n_steps:
             import csv
             with open(os.path.join(trainer.logger.log_dir, "metrics.csv")) as f:
                 rows = list(csv.DictReader(f))
             train_log_steps = [int(r["step"]) for r in rows if r.get("train_loss")]
+            train_rows = [[int(r["step"]), float(r["epoch"]) if r.get("epoch") else None] for r in rows if r.get("train_loss")]
             # The rows validation wrote: their step, the val_loss columns they fill, and
             # whether they carry the epoch.
             val_rows = [[int(r["step"]), sorted(k for k, v in r.items() if k.startswith("val_loss") and v), bool(r.get("epoch"))]
@@ -176,6 +180,7 @@ def run(entry, trainer_args, model_args=None, log_every_n_steps=None, early_stop
         "on_train_epoch_end": count("on_train_epoch_end"),
         "train_log_steps": train_log_steps,
         "val_rows": val_rows,
+        "train_rows": train_rows,
         "scripted_callback_metrics": sorted(k for k in trainer.callback_metrics if k.startswith("scripted")),
     }
 
@@ -210,6 +215,7 @@ CASES = {
     "skip_at_1": ("fit", {"max_epochs": 3}, {"skip_at": 1}, None),
     "log_every_2": ("fit", {"max_epochs": 2}, None, 2),
     "val_on_step": ("fit", {"max_epochs": 2}, {"val_on_step": True}, 1),
+    "logged_step_and_epoch": ("fit", {"max_epochs": 1}, {"log_step_epoch": True}, 2),
 }
 
 SCRIPT = [1.0, 0.9, 0.88, 0.87, 0.7, 0.69, 0.68, 0.67, 0.66, 0.65, 0.64, 0.63]

@@ -389,9 +389,10 @@ impl ModelCheckpoint {
     pub fn batch_trigger_fires(&self, global_step: u64, automatic: bool) -> bool {
         let steps = self.every_n_train_steps >= 1 && global_step % self.every_n_train_steps == 0;
         let time = automatic
-            && self.cfg.train_time_interval_s.is_some_and(|t| {
-                self.last_time_checked.is_some_and(|c| c.elapsed().as_secs_f64() >= t)
-            });
+            && self
+                .cfg
+                .train_time_interval_s
+                .is_some_and(|t| self.last_time_checked.is_some_and(|c| c.elapsed().as_secs_f64() >= t));
         steps || time
     }
 

@@ -203,14 +203,20 @@ impl LoopState<'_> {
     }
 
     /// Sends metrics to the logger at `step`, with the `epoch` column or without it (an
-    /// evaluation step's row, as Lightning writes it).
+    /// evaluation step's row, as Lightning writes it). As Lightning's, a value the module
+    /// logged as `step` is the row's step and one logged as `epoch` is kept.
     pub fn log_row(&mut self, metrics: &BTreeMap<String, f64>, step: u64, with_epoch: bool) -> Result<()> {
         if metrics.is_empty() {
             return Ok(());
         }
         let mut m = metrics.clone();
+        let logged_step = m.remove("step");
+        let step = match logged_step {
+            Some(s) if with_epoch && s.is_finite() => s.max(0.0) as u64,
+            _ => step,
+        };
         if with_epoch {
-            m.insert("epoch".into(), self.ctx.current_epoch as f64);
+            m.entry("epoch".into()).or_insert(self.ctx.current_epoch as f64);
         }
         self.logged_metrics.extend(metrics.clone());
         if let Some(l) = self.logger.as_mut() {

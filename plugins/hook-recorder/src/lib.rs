@@ -22,6 +22,9 @@ struct Recorder {
     forked: bool,
     /// `val_loss` is logged with on_step=True too (per-batch rows of evaluation steps).
     val_on_step: bool,
+    /// Logs `step` (100 + global step) and `epoch` (7) from training_step: Lightning uses
+    /// them as the row's step and epoch.
+    log_step_epoch: bool,
 }
 
 const ALL: &[Hook] = &[
@@ -86,6 +89,7 @@ impl LightningModule for Recorder {
                 .unwrap_or_default(),
             forked: hp.get("forked").and_then(|v| v.as_bool()).unwrap_or(false),
             val_on_step: hp.get("val_on_step").and_then(|v| v.as_bool()).unwrap_or(false),
+            log_step_epoch: hp.get("log_step_epoch").and_then(|v| v.as_bool()).unwrap_or(false),
         })
     }
 
@@ -111,6 +115,10 @@ impl LightningModule for Recorder {
         self.seen += 1;
         lg::log_scalar("seen", self.seen as f64, lg::options());
         lg::log_scalar("lr", lthost_sdk::optim::manual::lr(0, 0), lg::options());
+        if self.log_step_epoch {
+            lg::log_scalar("step", 100.0 + trainer::global_step() as f64, lg::options());
+            lg::log_scalar("epoch", 7.0, lg::options());
+        }
         Some(loss)
     }
 
