@@ -426,12 +426,12 @@ impl<'c> Trainer<'c> {
                 st.ctx.batch.clear();
                 let _ = st.hook(Hook::OnException, None);
                 if self_checkpoint.on_exception {
-                    let dir = st.checkpoint.as_ref().map(|c| c.dirpath.clone()).unwrap_or_else(|| st.root_dir.clone());
-                    let path = dir.join("on_exception.ckpt");
                     let done = st.batch_progress.current.completed as usize;
                     let pos = checkpointing::position(&st, done, false);
-                    match checkpointing::save_to(&mut st, &path, pos, false) {
-                        Ok(()) => eprintln!("saved the state at the failure to {}", path.display()),
+                    let saved = checkpointing::side_path(&mut st, "on_exception", "on_exception")
+                        .and_then(|path| checkpointing::save_to(&mut st, &path, pos, false).map(|()| path));
+                    match saved {
+                        Ok(path) => eprintln!("saved the state at the failure to {}", path.display()),
                         Err(se) => eprintln!("could not save on_exception.ckpt: {se:#}"),
                     }
                 }

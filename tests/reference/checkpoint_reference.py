@@ -46,6 +46,10 @@ CASES = {
     "format_specs": ({"monitor": "scripted", "filename": "{epoch:03d}-{step:05d}-{scripted:.3f}-{scripted}"}, {"max_epochs": 2}, {"script": SCRIPT}),
     "no_auto_insert": ({"filename": "ep{epoch:02d}_s{step}", "auto_insert_metric_name": False, "save_top_k": -1}, {"max_epochs": 2}, {}),
     "missing_template_key": ({"filename": "{epoch}-{nothing:.2f}"}, {"max_epochs": 1}, {}),
+    # where epoch saves happen: validation every 2 epochs, by an int interval, every batch
+    "val_every_2_epochs": ({"save_top_k": -1}, {"max_epochs": 4, "check_val_every_n_epoch": 2}, {}),
+    "val_check_interval_int_epoch": ({"monitor": "scripted", "save_top_k": -1}, {"max_epochs": 2, "val_check_interval": 4}, {"script": SCRIPT}),
+    "val_check_interval_1": ({"save_top_k": -1}, {"max_epochs": 1, "val_check_interval": 1}, {}),
     # training-step values are monitor candidates at a mid-epoch validation's save
     "train_metric_mid_epoch": ({"monitor": "train_loss", "save_top_k": -1, "filename": "{epoch}-{step}-{train_loss:.3f}"},
                                {"max_epochs": 2, "val_check_interval": 0.5}, {}),

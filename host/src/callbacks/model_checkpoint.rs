@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::callbacks::py_format::{self, Number};
+use crate::config::Limit;
 use crate::run_dir::RunDir;
 
 /// `[checkpoint]` in the run file: ModelCheckpoint's arguments, with Lightning's names and
@@ -143,7 +144,12 @@ pub fn format_name(template: &str, metrics: &BTreeMap<String, f64>, auto_insert:
     let mut out = String::new();
     let mut rest = template;
     while let Some(open) = rest.find('{') {
-        out.push_str(&rest[..open]);
+        out.push_str(&rest[..open].replace("}}", "}"));
+        if rest[open..].starts_with("{{") {
+            out.push('{');
+            rest = &rest[open + 2..];
+            continue;
+        }
         let Some(close) = rest[open..].find('}') else {
             bail!("checkpoint filename template {template:?}: a `{{` is not closed");
         };
@@ -158,7 +164,7 @@ pub fn format_name(template: &str, metrics: &BTreeMap<String, f64>, auto_insert:
         out.push_str(&text);
         rest = &rest[open + close + 1..];
     }
-    out.push_str(rest);
+    out.push_str(&rest.replace("}}", "}"));
     Ok(out)
 }
 
@@ -368,10 +374,27 @@ impl ModelCheckpoint {
     }
 
     /// Whether the epoch triggers fire at the training epoch's end (else at validation's
-    /// end). Lightning's default: at the training epoch's end when there is no validation or
-    /// validation runs exactly once at the end of every epoch.
-    pub fn saves_on_train_epoch_end(&self, validation_at_epoch_end: bool) -> bool {
-        self.cfg.save_on_train_epoch_end.unwrap_or(validation_at_epoch_end)
+    /// end), Lightning's `_should_save_on_train_epoch_end` in its order: set explicitly;
+    /// else not when validation runs every n > 1 epochs or by batch count across epochs;
+    /// else yes without validation; else when `val_check_interval` is 1 (one validation per
+    /// epoch). One difference, a Lightning pain point: without any validation batches lthost
+    /// saves at the epoch's end whatever `check_val_every_n_epoch` says (Lightning would wait
+    /// for a validation that never comes, and never save).
+    pub fn saves_on_train_epoch_end(
+        &self,
+        limits: &crate::loops::limits::LoopLimits,
+        val_check_interval: Limit,
+    ) -> bool {
+        if let Some(b) = self.cfg.save_on_train_epoch_end {
+            return b;
+        }
+        if limits.val_batches == 0 {
+            return true;
+        }
+        if limits.check_val_every_n_epoch != Some(1) {
+            return false;
+        }
+        matches!(val_check_interval, Limit::Fraction(f) if f == 1.0) || val_check_interval == Limit::Batches(1)
     }
 
     /// Lightning's `_should_skip_saving_checkpoint` within fit: this step is saved already
@@ -513,24 +536,49 @@ impl ModelCheckpoint {
     fn drop_later(&self, plan: &mut SavePlan, previous: &Path, current: &Path) {
         let same =
             |a: &Path, b: &Path| a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y);
-        if previous == current || self.resumed_from.as_deref().is_some_and(|r| same(r, previous)) {
+        if same(previous, current) || self.resumed_from.as_deref().is_some_and(|r| same(r, previous)) {
             return;
         }
-        if previous.parent() == Some(self.dirpath.as_path()) {
+        if previous.parent().is_some_and(|p| same(p, &self.dirpath)) {
             plan.remove.push(previous.to_path_buf());
         }
     }
 
     /// `<dirpath>/<name>.ckpt`, versioned `-v1`, `-v2`, ... while a file of that name exists
-    /// (other than `replacing`, which this save supersedes).
-    fn versioned(&self, name: &str, replacing: Option<&Path>) -> PathBuf {
+    /// (other than `replacing`, which this save supersedes). Without the version counter a
+    /// name is reused only for a file this run wrote (or accepted from the checkpoint it
+    /// resumed): any other file is never overwritten. A name is a file in the directory: a
+    /// template that makes a path (`{val/loss}`) is refused.
+    fn versioned(&self, name: &str, replacing: Option<&Path>) -> Result<PathBuf> {
+        if name.contains(['/', '\\']) || name.starts_with('.') || name.is_empty() {
+            bail!("ModelCheckpoint: the checkpoint name {name:?} is not a plain file name (lthost writes checkpoints directly into {}; a metric named with `/` cannot be in the filename template)", self.dirpath.display());
+        }
         let mut path = self.dirpath.join(format!("{name}.ckpt"));
+        if !self.cfg.enable_version_counter {
+            let ours = self.dir.as_ref().and_then(|d| d.name_of(&path)).is_some_and(|n| self.owned.contains(&n));
+            if path.symlink_metadata().is_ok() && !ours && Some(path.as_path()) != replacing {
+                bail!("ModelCheckpoint(enable_version_counter=False) would overwrite {}, which this run did not write; lthost never replaces such a file (remove it, or turn the version counter on)", path.display());
+            }
+            return Ok(path);
+        }
         let mut v = 1;
-        while self.cfg.enable_version_counter && path.symlink_metadata().is_ok() && Some(path.as_path()) != replacing {
+        while path.symlink_metadata().is_ok() && Some(path.as_path()) != replacing {
             path = self.dirpath.join(format!("{name}-v{v}.ckpt"));
             v += 1;
         }
-        path
+        Ok(path)
+    }
+
+    /// Where a checkpoint outside the triggers goes (a signal's `last`, `on_exception`): the
+    /// name, versioned like the triggers' files so no file this run did not write is
+    /// replaced; `last` reuses this run's own `last.ckpt`.
+    pub fn side_path(&mut self, name: &str) -> Result<PathBuf> {
+        let replacing = if name == "last" { self.last_model_path.clone() } else { None };
+        let path = self.versioned(name, replacing.as_deref())?;
+        if name == "last" {
+            self.last_model_path = Some(path.clone());
+        }
+        Ok(path)
     }
 
     fn file_name(&self, metrics: &BTreeMap<String, f64>) -> Result<String> {
@@ -544,7 +592,7 @@ impl ModelCheckpoint {
         }
         let Some(monitor) = self.cfg.monitor.clone() else {
             // No monitor: the newest file (top 1 replaces the previous one; -1 keeps all).
-            let path = self.versioned(&self.file_name(at.metrics)?, self.best_model_path.as_deref());
+            let path = self.versioned(&self.file_name(at.metrics)?, self.best_model_path.as_deref())?;
             let previous = self.best_model_path.replace(path.clone());
             self.save(plan, path.clone(), at.global_step);
             if let (1, Some(prev)) = (self.cfg.save_top_k, previous) {
@@ -606,7 +654,7 @@ impl ModelCheckpoint {
         // A NaN score is never the best: it is kept as the worst possible.
         let worst = if self.cfg.mode == "max" { f64::NEG_INFINITY } else { f64::INFINITY };
         let current = if current.is_nan() { worst } else { current };
-        let path = self.versioned(&self.file_name(at.metrics)?, replaced.as_deref());
+        let path = self.versioned(&self.file_name(at.metrics)?, replaced.as_deref())?;
         self.current_score = Some(current);
         match self.best_k.iter_mut().find(|(p, _)| *p == path) {
             Some(e) => e.1 = current,
@@ -634,7 +682,7 @@ impl ModelCheckpoint {
             return Ok(());
         }
         let name = format_name("last", at.metrics, false)?;
-        let path = self.versioned(&name, self.last_model_path.as_deref());
+        let path = self.versioned(&name, self.last_model_path.as_deref())?;
         let previous = self.last_model_path.replace(path.clone());
         self.save(plan, path.clone(), at.global_step);
         if let Some(prev) = previous {
@@ -698,6 +746,36 @@ mod tests {
         assert!(mc.on_train_epoch_end(&at, 5, true).is_err(), "a missing monitor after validation is an error");
         let at = Moment { metrics: &m, global_step: 7, val_has_run: false };
         assert!(mc.on_train_epoch_end(&at, 6, true).unwrap().paths.is_empty(), "before any validation: a warning");
+    }
+
+    #[test]
+    fn never_replaces_a_file_this_run_did_not_write() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("epoch=0-step=1.ckpt"), b"someone else's").unwrap();
+        let cfg = CheckpointConfig {
+            dirpath: Some(dir.path().into()),
+            enable_version_counter: false,
+            ..CheckpointConfig::default()
+        };
+        let mut mc = ModelCheckpoint::new(cfg, dir.path()).unwrap();
+        let m = BTreeMap::from([("epoch".to_string(), 0.0), ("step".to_string(), 1.0)]);
+        let at = Moment { metrics: &m, global_step: 1, val_has_run: false };
+        let e = mc.on_train_epoch_end(&at, 0, true).unwrap_err().to_string();
+        assert!(e.contains("never replaces"), "{e}");
+        let cfg = CheckpointConfig {
+            dirpath: Some(dir.path().into()),
+            filename: Some("{epoch}/{step}".into()),
+            ..CheckpointConfig::default()
+        };
+        let mut mc = ModelCheckpoint::new(cfg, dir.path()).unwrap();
+        let e = mc.on_train_epoch_end(&at, 0, true).unwrap_err().to_string();
+        assert!(e.contains("not a plain file name"), "{e}");
+        let cfg = CheckpointConfig { dirpath: Some(dir.path().into()), ..CheckpointConfig::default() };
+        let mut mc = ModelCheckpoint::new(cfg, dir.path()).unwrap();
+        let p = mc.on_train_epoch_end(&at, 0, true).unwrap();
+        assert_eq!(p.paths, vec![dir.path().join("epoch=0-step=1-v1.ckpt")], "the counter versions it instead");
+        std::fs::write(dir.path().join("last.ckpt"), b"an earlier run's").unwrap();
+        assert_eq!(mc.side_path("last").unwrap(), dir.path().join("last-v1.ckpt"), "a signal's save too");
     }
 
     #[test]

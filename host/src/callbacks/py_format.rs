@@ -60,9 +60,12 @@ fn parse(spec: &str) -> Result<Spec, String> {
         }
         chars[start..*i].iter().collect::<String>()
     };
+    // Python takes any size; a checkpoint name needs no more than this.
+    const MAX: usize = 1000;
     let w = digits(&mut i);
     if !w.is_empty() {
-        s.width = w.parse().map_err(|_| format!("width too big in format spec {spec:?}"))?;
+        s.width =
+            w.parse().ok().filter(|w| *w <= MAX).ok_or_else(|| format!("width over {MAX} in format spec {spec:?}"))?;
     }
     if let Some(&c) = chars.get(i).filter(|c| matches!(c, ',' | '_')) {
         (s.grouping, i) = (Some(c), i + 1);
@@ -73,7 +76,12 @@ fn parse(spec: &str) -> Result<Spec, String> {
         if p.is_empty() {
             return Err("Format specifier missing precision".into());
         }
-        s.precision = Some(p.parse().map_err(|_| format!("precision too big in format spec {spec:?}"))?);
+        s.precision = Some(
+            p.parse()
+                .ok()
+                .filter(|p| *p <= MAX)
+                .ok_or_else(|| format!("precision over {MAX} in format spec {spec:?}"))?,
+        );
     }
     if i < chars.len() {
         s.kind = Some(chars[i]);
@@ -94,6 +102,20 @@ pub fn format(value: Number, spec: &str) -> Result<String, String> {
                 return Err("Precision not allowed in integer format specifier".into());
             }
             (v < 0, group(&v.unsigned_abs().to_string(), s.grouping))
+        }
+        (Number::Int(v), Some(k @ ('b' | 'o' | 'x' | 'X'))) => {
+            if s.precision.is_some() {
+                return Err("Precision not allowed in integer format specifier".into());
+            }
+            let a = v.unsigned_abs();
+            let digits = match k {
+                'b' => format!("{a:b}"),
+                'o' => format!("{a:o}"),
+                'x' => format!("{a:x}"),
+                _ => format!("{a:X}"),
+            };
+            let prefix = if s.alternate { format!("0{}", if k == 'X' { 'X' } else { k }) } else { String::new() };
+            (v < 0, format!("{prefix}{digits}"))
         }
         (Number::Int(_), Some(k)) if !"eEfFgG%".contains(k) => {
             return Err(format!("Unknown format code '{k}' for object of type 'int'"))
@@ -203,7 +225,9 @@ fn general(a: f64, p: usize, alternate: bool, repr_like: bool, grouping: Option<
             t
         }
     };
-    if -4 <= exp && exp < p as i32 {
+    // Python switches to exponent form at exp >= p for 'g', at exp >= p - 1 without a type.
+    let limit = if repr_like { p as i32 - 1 } else { p as i32 };
+    if -4 <= exp && exp < limit {
         strip(fixed(a, (p as i32 - 1 - exp) as usize, alternate, grouping))
     } else {
         let t = sci(a, p - 1, alternate);
@@ -280,6 +304,15 @@ mod tests {
         assert_eq!(i(-7, "4d"), "  -7");
         assert_eq!(i(1234567, "_d"), "1_234_567");
         assert_eq!(i(3, "^5d"), "  3  ");
+        assert_eq!(f(100.0, ".3"), "1e+02");
+        assert_eq!(f(12.0, ".2"), "1.2e+01");
+        assert_eq!(f(1.0, ".1"), "1e+00");
+        assert_eq!(f(0.5, ".1"), "0.5");
+        assert_eq!(f(9.5, ".1"), "1e+01");
+        assert_eq!(f(0.25, ".2"), "0.25");
+        assert_eq!(i(10, "x"), "a");
+        assert_eq!(i(255, "#X"), "0XFF");
+        assert_eq!(i(5, "b"), "101");
     }
 
     #[test]
@@ -287,5 +320,7 @@ mod tests {
         assert_eq!(format(Number::Float(0.5), "d").unwrap_err(), "Unknown format code 'd' for object of type 'float'");
         assert!(format(Number::Int(1), ".2d").is_err());
         assert!(format(Number::Float(1.0), ".f").is_err());
+        assert!(format(Number::Float(1.0), ".70000f").is_err(), "a precision past the limit is an error, not a panic");
+        assert!(format(Number::Int(1), "99999999999d").is_err());
     }
 }

@@ -260,13 +260,28 @@ pub fn restore_training(st: &mut LoopState<'_>, ckpt: &Checkpoint, shown: &str) 
 /// `--ckpt-path`: `last` (the checkpoint directory's last.ckpt, else the newest
 /// lightning_logs/version_*/checkpoints/last.ckpt), `best` (the best path ModelCheckpoint
 /// recorded in that last checkpoint, if it lies in the same directory), or a path.
+/// The newest of `last.ckpt` and its versions (`last-v1.ckpt`, ...) in `dir`, by
+/// modification time (Lightning's `_find_last_checkpoints` and `max(..., key=mtime)`).
+fn newest_last(dir: &Path) -> Option<PathBuf> {
+    let is_last = |n: &str| {
+        n.strip_suffix(".ckpt").is_some_and(|s| {
+            s == "last"
+                || s.strip_prefix("last-v").is_some_and(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+        })
+    };
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_str().is_some_and(is_last) && e.file_type().is_ok_and(|t| t.is_file()))
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .max_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)))
+        .map(|(_, p)| p)
+}
+
 pub fn resolve(spec: &str, dirpath: Option<&Path>, root: &Path) -> Result<PathBuf> {
     let last = || -> Option<PathBuf> {
-        if let Some(d) = dirpath {
-            let p = d.join("last.ckpt");
-            if p.exists() {
-                return Some(p);
-            }
+        if let Some(p) = dirpath.and_then(newest_last) {
+            return Some(p);
         }
         let logs = root.join("lightning_logs");
         let mut versions: Vec<(u64, PathBuf)> = std::fs::read_dir(&logs)
@@ -275,7 +290,7 @@ pub fn resolve(spec: &str, dirpath: Option<&Path>, root: &Path) -> Result<PathBu
             .filter_map(|e| e.file_name().to_str()?.strip_prefix("version_")?.parse().ok().map(|v: u64| (v, e.path())))
             .collect();
         versions.sort();
-        versions.into_iter().rev().map(|(_, p)| p.join("checkpoints/last.ckpt")).find(|p| p.exists())
+        versions.into_iter().rev().find_map(|(_, p)| newest_last(&p.join("checkpoints")))
     };
     match spec {
         "last" => last().ok_or_else(|| anyhow!("--ckpt-path last: no last.ckpt found (is `save_last` on?)")),

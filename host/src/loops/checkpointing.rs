@@ -58,14 +58,14 @@ pub fn save(st: &mut LoopState<'_>, trigger: Trigger, epoch: u64, pos: LoopPosit
     // `epoch` or `step` is kept, as an int). Inside the training epoch they hold the current
     // training step's values (Lightning computes callback_metrics when read).
     let mut metrics: BTreeMap<String, f64> = st.callback_metrics.clone();
-    if matches!(trigger, Trigger::TrainBatchEnd { .. } | Trigger::ValidationEnd) {
+    if matches!(trigger, Trigger::TrainBatchEnd { .. }) {
         metrics.extend(read(&st.train_results.step_callback_metrics(), |_| true));
     }
     for (k, v) in [("epoch", epoch), ("step", st.ctx.global_step)] {
         metrics.entry(k.to_string()).and_modify(|x| *x = x.trunc()).or_insert(v as f64);
     }
     let at = Moment { metrics: &metrics, global_step: st.ctx.global_step, val_has_run: st.val_has_run };
-    let on_epoch_end = mc.saves_on_train_epoch_end(st.limits.epoch_end_validation());
+    let on_epoch_end = mc.saves_on_train_epoch_end(&st.limits, st.cfg.val_check_interval);
     let plan = match trigger {
         Trigger::TrainBatchEnd { val_follows } => mc.on_train_batch_end(&at, automatic, on_epoch_end, val_follows),
         Trigger::TrainEpochEnd => mc.on_train_epoch_end(&at, epoch, on_epoch_end),
@@ -105,25 +105,40 @@ pub fn save_to(st: &mut LoopState<'_>, path: &Path, pos: LoopPosition, plugin_st
 /// Where a signal's checkpoint goes: SIGUSR1 an HPC checkpoint (`<root>/hpc_ckpt_<n>.ckpt`,
 /// picked up by the next run of this plugin); SIGTERM and SIGINT `last.ckpt` in the
 /// checkpoint directory (or `<root>/interrupted.ckpt`).
-fn signal_path(st: &LoopState<'_>, signal: i32) -> std::path::PathBuf {
+fn signal_path(st: &mut LoopState<'_>, signal: i32) -> Result<std::path::PathBuf> {
     if signal == libc::SIGUSR1 {
         let n = crate::connectors::checkpoint::highest_hpc(&st.root_dir).map_or(1, |n| n + 1);
-        st.root_dir.join(format!("hpc_ckpt_{n}.ckpt"))
-    } else {
-        match &st.checkpoint {
-            Some(mc) => mc.dirpath.join("last.ckpt"),
-            None => st.root_dir.join("interrupted.ckpt"),
-        }
+        return Ok(st.root_dir.join(format!("hpc_ckpt_{n}.ckpt")));
     }
+    side_path(st, "last", "interrupted")
+}
+
+/// Where a save outside ModelCheckpoint's triggers goes: `<stem>.ckpt` in the checkpoint
+/// directory (`<root_stem>.ckpt` in the root without checkpointing), versioned `-v1`, ... so
+/// that no file this run did not write is replaced.
+pub fn side_path(st: &mut LoopState<'_>, stem: &str, root_stem: &str) -> Result<std::path::PathBuf> {
+    if let Some(mc) = st.checkpoint.as_mut() {
+        return mc.side_path(stem);
+    }
+    let mut path = st.root_dir.join(format!("{root_stem}.ckpt"));
+    let mut v = 1;
+    while path.symlink_metadata().is_ok() {
+        path = st.root_dir.join(format!("{root_stem}-v{v}.ckpt"));
+        v += 1;
+    }
+    Ok(path)
 }
 
 /// A signal arrived between steps: the checkpoint is saved (see [`signal_path`]) and the run
 /// stops after the step it finished.
 pub fn interrupt(st: &mut LoopState<'_>, signal: i32, batches_done: usize) -> Result<()> {
     let pos = position(st, batches_done, false);
-    let path = signal_path(st, signal);
+    let path = signal_path(st, signal)?;
     save_to(st, &path, pos, true)?;
     // Recorded before the hook: should a plugin be stopped in it, the save above stands.
+    if let Some(mc) = st.checkpoint.as_mut() {
+        mc.wrote(&path);
+    }
     st.interrupter.interrupt(signal, Some(path));
     st.hook(crate::hooks::Hook::OnException, None)?;
     Ok(())
@@ -151,8 +166,11 @@ pub fn interrupt_in_hook(st: &mut LoopState<'_>, signal: i32) -> Result<Option<s
     if applied && (st.step_pending || stepped) {
         pos.batches_that_stepped += 1;
     }
-    let path = signal_path(st, signal);
+    let path = signal_path(st, signal)?;
     save_to(st, &path, pos, false)?;
+    if let Some(mc) = st.checkpoint.as_mut() {
+        mc.wrote(&path);
+    }
     st.interrupter.interrupt(signal, Some(path.clone()));
     Ok(Some(path))
 }

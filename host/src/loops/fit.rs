@@ -34,6 +34,9 @@ fn done(st: &LoopState<'_>) -> bool {
 pub fn run(st: &mut LoopState<'_>, train: &DataLoader, val: Option<&DataLoader>) -> Result<FitOutcome> {
     st.ctx.max_epochs = st.limits.max_epochs;
     let mut outcome = FitOutcome::default();
+    // Lightning skips the fit loop (and ModelCheckpoint's on_train_end) when there is nothing
+    // to train: max_epochs/max_steps reached already (a finished run resumed), no batches.
+    let nothing_to_train = done(st);
     st.hook(Hook::OnTrainStart, None)?;
     if let Some(mc) = st.checkpoint.as_mut() {
         mc.on_train_start();
@@ -68,7 +71,7 @@ pub fn run(st: &mut LoopState<'_>, train: &DataLoader, val: Option<&DataLoader>)
         checkpointing::save(st, Trigger::TrainEpochEnd, finished, pos)?;
         outcome.epoch_seconds.push(epoch_started.elapsed().as_secs_f64());
     }
-    if st.interrupter.interrupted().is_none() {
+    if st.interrupter.interrupted().is_none() && !nothing_to_train {
         // ModelCheckpoint's on_train_end: `last` if save_last and nothing was saved.
         let pos = checkpointing::position(st, 0, false);
         let epoch = st.ctx.current_epoch.saturating_sub(1);

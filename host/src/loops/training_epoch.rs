@@ -193,10 +193,18 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: Option<&DataLoader>
         {
             let mut pos = checkpointing::position(st, idx + 1, val_due);
             pos.batches_that_stepped += stepped;
-            let trigger = Trigger::TrainBatchEnd { val_follows: last && val_due };
+            // Lightning defers a monitored save at the epoch's last batch when validation is
+            // on for this epoch (whether or not it runs right after this batch).
+            let val_on = st.limits.val_batches > 0
+                && st.limits.check_val_every_n_epoch.is_none_or(|n| (st.ctx.current_epoch + 1) % n.max(1) == 0);
+            let trigger = Trigger::TrainBatchEnd { val_follows: last && val_on };
             checkpointing::save(st, trigger, st.ctx.current_epoch, pos)?;
         }
         if let (Some(v), true) = (val, val_due) {
+            // Lightning's callback_metrics hold this batch's values when validation starts
+            // (its own values then win on a shared name): one read per validation run.
+            let train_step = read(&st.train_results.step_callback_metrics(), |_| true);
+            st.callback_metrics.extend(train_step);
             let step = st.batches_that_stepped;
             let m = evaluation::run(st, v, Stage::Validate, st.limits.val_batches, true, Some(step))?;
             shown_val.extend(m.prog_bar);
