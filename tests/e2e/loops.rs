@@ -497,6 +497,41 @@ fn a_logged_step_and_epoch_are_the_rows_step_and_epoch() {
 }
 
 #[test]
+fn a_skipped_epoch_end_steps_its_schedulers_as_in_lightning() {
+    // -1 from on_train_batch_start makes that batch the epoch's last: Lightning steps the
+    // epoch's StepLR there, so each epoch trains at half the previous rate.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wasm = plugin_path("hook-recorder");
+    let args = [
+        "fit",
+        wasm.to_str().expect("utf-8"),
+        "--max-epochs",
+        "3",
+        "--log-every-n-steps",
+        "1",
+        "--seed",
+        "0",
+        "--no-progress-bar",
+        "--hparams",
+        r#"{"skip_at": 1, "scheduler": "step"}"#,
+    ];
+    let run = lthost(dir.path(), &args);
+    assert!(run.ok(), "{}", run.stderr);
+    let rows = read_metrics(&dir.path().join("lightning_logs/version_0"));
+    let got = column(&rows, "lr");
+    let want: Vec<f64> = lightning()["cases"]["skip_at_1_step_lr"]["lrs"]
+        .as_array()
+        .expect("lrs")
+        .iter()
+        .map(|v| v.as_f64().expect("f64"))
+        .collect();
+    assert_eq!(got.len(), want.len(), "one training step per epoch");
+    for (g, w) in got.iter().zip(&want) {
+        assert!((g - w).abs() < 1e-6, "lr per epoch: lthost {got:?}, Lightning {want:?}");
+    }
+}
+
+#[test]
 fn gan_trains_with_manual_optimization() {
     let dir = tempfile::tempdir().expect("tempdir");
     let run = lthost(

@@ -54,6 +54,7 @@ class Recorder(L.LightningModule):
     def __init__(self, calls, samples=16, batch_size=4, skip_at=None, script=None, scheduler=None, forked=False, val_on_step=False, log_step_epoch=False):
         super().__init__()
         self.forked, self.val_on_step, self.log_step_epoch = forked, val_on_step, log_step_epoch
+        self.lrs = []  # the learning rate each training step ran with
         self.calls, self.samples, self.batch_size, self.skip_at = calls, samples, batch_size, skip_at
         self.scheduler = scheduler
         self.script = script or []
@@ -85,6 +86,7 @@ class Recorder(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         self.calls.append("training_step")
+        self.lrs.append(self.trainer.optimizers[0].param_groups[0]["lr"])
         x, y = batch
         loss = F.mse_loss(self.layer(x), y)
         self.log("train_loss", loss)
@@ -180,6 +182,7 @@ def run(entry, trainer_args, model_args=None, log_every_n_steps=None, early_stop
         "on_train_epoch_end": count("on_train_epoch_end"),
         "train_log_steps": train_log_steps,
         "val_rows": val_rows,
+        "lrs": model.lrs,
         "train_rows": train_rows,
         "scripted_callback_metrics": sorted(k for k in trainer.callback_metrics if k.startswith("scripted")),
     }
@@ -213,6 +216,8 @@ CASES = {
     "max_time_0_min_epochs_2": ("fit", {"max_time": "00:00:00:00", "min_epochs": 2}, None, None),
     "max_time_0_min_steps_6": ("fit", {"max_time": "00:00:00:00", "min_steps": 6}, None, None),
     "skip_at_1": ("fit", {"max_epochs": 3}, {"skip_at": 1}, None),
+    # -1 from on_train_batch_start ends the epoch as its last batch: the epoch's schedulers step
+    "skip_at_1_step_lr": ("fit", {"max_epochs": 3}, {"skip_at": 1, "scheduler": "step"}, None),
     "log_every_2": ("fit", {"max_epochs": 2}, None, 2),
     "val_on_step": ("fit", {"max_epochs": 2}, {"val_on_step": True}, 1),
     "logged_step_and_epoch": ("fit", {"max_epochs": 1}, {"log_step_epoch": True}, 2),

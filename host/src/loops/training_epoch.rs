@@ -133,6 +133,15 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: Option<&DataLoader>
         st.ctx.batch = batch.iter().map(Tensor::shallow_clone).collect();
         if st.hook(Hook::OnTrainBatchStart, i)? == -1 {
             st.ctx.batch.clear();
+            // Lightning makes the skipping batch the epoch's last: its non-plateau schedulers
+            // step there as after any last batch (step-interval ones included), though no
+            // optimizer step ran.
+            if automatic && st.ctx.optim.is_some() {
+                let metrics = st.callback_metrics.clone();
+                optimization::step_schedulers(st.module, &mut st.ctx, Interval::Step, idx as u64 + 1, false, &metrics)?;
+                let epoch = st.ctx.current_epoch + 1;
+                optimization::step_schedulers(st.module, &mut st.ctx, Interval::Epoch, epoch, false, &metrics)?;
+            }
             break;
         }
         st.batch_progress.increment_started();
