@@ -475,7 +475,7 @@ fn lr_find(
     cfg: &lthost::callbacks::lr_finder::LrFindConfig,
     out: &Path,
 ) -> Result<()> {
-    let report = trainer.lr_find(module, data, hparams, cfg)?;
+    let Some(report) = trainer.lr_find(module, data, hparams, cfg)? else { return Ok(()) };
     let r = &report.results;
     std::fs::create_dir_all(out).map_err(|e| anyhow::anyhow!("creating {}: {e}", out.display()))?;
     let png = lthost::plot::lr_plot(&r.lr, &r.loss, cfg.mode == "exponential", report.suggestion.map(|s| s.0))?;

@@ -28,17 +28,19 @@ pub struct LrFindReport {
 }
 
 impl Trainer<'_> {
-    /// Lightning's `Tuner(trainer).lr_find(model, datamodule)`.
+    /// Lightning's `Tuner(trainer).lr_find(model, datamodule)`; None when it is skipped
+    /// (fast_dev_run, with Lightning's warning).
     pub fn lr_find(
         &mut self,
         module: &mut dyn Module,
         data: &mut dyn DataModule,
         hparams: &Value,
         cfg: &LrFindConfig,
-    ) -> Result<LrFindReport> {
+    ) -> Result<Option<LrFindReport>> {
         cfg.validate()?;
         if self.cfg.fast_dev_run.batches().is_some() {
-            bail!("lr_find: fast_dev_run is set; Lightning skips the learning rate finder then, and so does lthost");
+            eprintln!("warning: Skipping learning rate finder since `fast_dev_run` is enabled.");
+            return Ok(None);
         }
         let saved = (
             self.cfg.clone(),
@@ -54,7 +56,7 @@ impl Trainer<'_> {
         self.cfg.enable_progress_bar = false;
         let out = self.range_test(module, data, hparams, cfg);
         (self.cfg, self.builtins, self.early_stopping, self.callbacks) = saved;
-        out
+        out.map(Some)
     }
 
     fn range_test(

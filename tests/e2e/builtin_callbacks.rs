@@ -127,6 +127,18 @@ fn gradient_accumulation_scheduler_steps_like_lightning() {
 }
 
 #[test]
+fn lr_find_is_skipped_with_a_warning_under_fast_dev_run() {
+    // Lightning's Tuner.lr_find returns None with a warning when fast_dev_run is set.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wasm = plugin("parity-rnn");
+    let args = ["lr-find", wasm.to_str().expect("utf-8"), "--output", "out", "--set", "trainer.fast_dev_run=true"];
+    let run = lthost(dir.path(), &args);
+    assert!(run.ok(), "{}", run.stderr);
+    assert!(run.stderr.contains("Skipping learning rate finder since `fast_dev_run` is enabled."), "{}", run.stderr);
+    assert!(!dir.path().join("out").exists(), "nothing written");
+}
+
+#[test]
 fn lr_find_records_and_suggests_what_lightning_does() {
     let reference = reference();
     let cases = [

@@ -196,6 +196,7 @@ CASES = {
     "hooks_test": ("test", {"limit_test_batches": 2}, None, None),
     "hooks_predict": ("predict", {"limit_predict_batches": 2}, None, None),
     "validate_limit_0": ("validate", {"limit_val_batches": 0}, None, None),
+    "validate_overfit_1": ("validate", {"overfit_batches": 1}, None, None),
     "limit_train_3": ("fit", {"max_epochs": 2, "limit_train_batches": 3}, None, None),
     "limit_fractions": ("fit", {"max_epochs": 2, "limit_train_batches": 0.5, "limit_val_batches": 0.25}, None, None),
     "limit_val_0": ("fit", {"max_epochs": 1, "limit_val_batches": 0}, None, None),
@@ -232,6 +233,8 @@ EARLY_STOPPING = {
     "es_max_mode": ({"max_epochs": 12}, {"script": SCRIPT}, {"monitor": "scripted", "mode": "max", "patience": 1}),
     "es_min_epochs": ({"max_epochs": 12, "min_epochs": 6}, {"script": SCRIPT}, {"monitor": "scripted", "mode": "max", "patience": 1}),
     # logged on_step and on_epoch: the monitor names the bare metric (the epoch value).
+    # fast_dev_run turns EarlyStopping off: its monitor is not even looked for
+    "es_fast_dev_run": ({"fast_dev_run": 2}, {}, {"monitor": "not_logged"}),
     "es_forked_metric": ({"max_epochs": 12}, {"script": SCRIPT, "forked": True}, {"monitor": "scripted", "patience": 2, "min_delta": 0.05}),
 }
 

@@ -114,8 +114,12 @@ impl LoopLimits {
         self.val_batches == 0 || (self.val_check_batch == self.train_batches && self.check_val_every_n_epoch == Some(1))
     }
 
-    /// Batches of an evaluation or prediction run.
+    /// Batches of an evaluation or prediction run. overfit_batches is Lightning's
+    /// `limit_val_batches` whenever set, in `validate` too (over fast_dev_run).
     pub fn for_stage(cfg: &TrainerConfig, stage: Stage, len: usize) -> Result<usize> {
+        if matches!(stage, Stage::Validate | Stage::SanityCheck) && !cfg.overfit_batches.is_zero() {
+            return cfg.overfit_batches.apply(len, "overfit_batches");
+        }
         if let Some(n) = fast_dev(cfg) {
             return Ok(len.min(n));
         }

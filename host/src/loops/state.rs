@@ -237,6 +237,10 @@ impl LoopState<'_> {
     /// Runs EarlyStopping if it checks at this point (`at_train_epoch_end` or after a
     /// validation run); a stop is honoured once min_epochs/min_steps are met.
     pub fn early_stopping_check(&mut self, at_train_epoch_end: bool) -> Result<()> {
+        // Lightning's EarlyStopping skips its check under fast_dev_run.
+        if self.cfg.fast_dev_run.batches().is_some() {
+            return Ok(());
+        }
         let has_val = self.limits.val_batches > 0;
         let Some(es) = self.early_stopping.as_mut() else { return Ok(()) };
         if es.cfg.check_on_train_epoch_end.unwrap_or(!has_val) != at_train_epoch_end {
