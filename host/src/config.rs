@@ -84,9 +84,9 @@ impl EveryNEpochs {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainerConfig {
-    /// Stop after this many epochs. Unset: 1000 when neither max_steps nor max_time is set,
-    /// else no epoch limit (Lightning).
-    pub max_epochs: Option<u64>,
+    /// Stop after this many epochs; -1: no epoch limit. Unset: 1000 when neither max_steps
+    /// nor max_time is set, else no epoch limit (Lightning).
+    pub max_epochs: Option<i64>,
     pub min_epochs: Option<u64>,
     /// Stop after this many optimizer steps (-1: no limit).
     pub max_steps: i64,
@@ -210,13 +210,16 @@ impl TrainerConfig {
             return Some(1);
         }
         match (self.max_epochs, self.max_steps, &self.max_time) {
-            (Some(m), _, _) => Some(m),
+            (Some(m), _, _) => u64::try_from(m).ok(),
             (None, -1, None) => Some(1000),
             _ => None,
         }
     }
 
     pub fn validate(&self) -> Result<Accelerator> {
+        if let Some(m) = self.max_epochs.filter(|m| *m < -1) {
+            bail!("`max_epochs` must be a non-negative integer or -1. You passed in {m}.");
+        }
         if self.max_steps < -1 {
             bail!("trainer.max_steps must be -1 (no limit) or a step count, got {}", self.max_steps);
         }
@@ -548,6 +551,13 @@ mod tests {
         assert_eq!(t.effective_max_epochs(), None);
         t.fast_dev_run = FastDevRun::Flag(true);
         assert_eq!(t.effective_max_epochs(), Some(1));
+        let t = TrainerConfig { max_epochs: Some(-1), max_steps: 7, ..Default::default() };
+        assert_eq!(t.effective_max_epochs(), None, "-1: no epoch limit");
+        let bad = TrainerConfig { max_epochs: Some(-2), ..Default::default() };
+        assert_eq!(
+            bad.validate().unwrap_err().to_string(),
+            "`max_epochs` must be a non-negative integer or -1. You passed in -2."
+        );
     }
 
     #[test]

@@ -158,8 +158,9 @@ struct RunArgs {
     /// Directory the plugin may read (read-only).
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    #[arg(long)]
-    max_epochs: Option<u64>,
+    /// -1: no epoch limit (with max_steps or max_time).
+    #[arg(long, allow_negative_numbers = true)]
+    max_epochs: Option<i64>,
     #[arg(long)]
     max_steps: Option<i64>,
     /// auto, cpu or cuda.

@@ -213,6 +213,7 @@ CASES = {
     "overfit_2": ("fit", {"max_epochs": 2, "overfit_batches": 2, "num_sanity_val_steps": 0}, None, None),
     "accumulate_3": ("fit", {"max_epochs": 2, "accumulate_grad_batches": 3}, {"samples": 32}, None),
     "max_steps_5": ("fit", {"max_steps": 5}, None, None),
+    "max_epochs_-1_max_steps_9": ("fit", {"max_epochs": -1, "max_steps": 9}, None, None),
     "max_time_0": ("fit", {"max_time": "00:00:00:00"}, None, None),
     "max_time_0_min_epochs_2": ("fit", {"max_time": "00:00:00:00", "min_epochs": 2}, None, None),
     "max_time_0_min_steps_6": ("fit", {"max_time": "00:00:00:00", "min_steps": 6}, None, None),
