@@ -1,6 +1,7 @@
 //! Run configuration: a TOML file (`--config run.toml`) with `[trainer]`, `[plugin]` and
 //! `[hparams]` tables, overridden by command-line flags. Unknown keys are errors.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -40,6 +41,64 @@ impl Limit {
 
     pub fn is_zero(self) -> bool {
         matches!(self, Limit::Batches(0)) || matches!(self, Limit::Fraction(f) if f == 0.0)
+    }
+}
+
+/// `val_check_interval`: a number of batches or a fraction of the epoch, or a wall-clock
+/// interval (Lightning 2.6): `"DD:HH:MM:SS"` or a table of timedelta's keywords
+/// (`{ minutes = 30 }`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ValCheckInterval {
+    Every(Limit),
+    Time(String),
+    TimeParts(BTreeMap<String, f64>),
+}
+
+impl ValCheckInterval {
+    /// The batch-based interval, None when validation goes by time.
+    pub fn limit(&self) -> Option<Limit> {
+        match self {
+            ValCheckInterval::Every(l) => Some(*l),
+            _ => None,
+        }
+    }
+
+    /// The seconds between validations when they go by time (Lightning's
+    /// `_parse_time_interval_seconds`).
+    pub fn seconds(&self) -> Result<Option<f64>> {
+        match self {
+            ValCheckInterval::Every(_) => Ok(None),
+            ValCheckInterval::Time(s) => Ok(Some(
+                parse_max_time(s)
+                    .map_err(|_| {
+                        anyhow::anyhow!(
+                            "trainer.val_check_interval = {s:?}: expected \"DD:HH:MM:SS\" with integer fields"
+                        )
+                    })?
+                    .as_secs_f64(),
+            )),
+            ValCheckInterval::TimeParts(parts) => {
+                let mut total = 0.0;
+                for (k, v) in parts {
+                    let unit = match k.as_str() {
+                        "weeks" => 604_800.0,
+                        "days" => 86_400.0,
+                        "hours" => 3_600.0,
+                        "minutes" => 60.0,
+                        "seconds" => 1.0,
+                        "milliseconds" => 1e-3,
+                        "microseconds" => 1e-6,
+                        _ => bail!("trainer.val_check_interval: {k:?} is not a timedelta field (weeks, days, hours, minutes, seconds, milliseconds, microseconds)"),
+                    };
+                    total += v * unit;
+                }
+                if !(total.is_finite() && total >= 0.0) {
+                    bail!("trainer.val_check_interval: the interval must be a non-negative time");
+                }
+                Ok(Some(total))
+            }
+        }
     }
 }
 
@@ -98,7 +157,7 @@ pub struct TrainerConfig {
     pub limit_test_batches: Limit,
     pub limit_predict_batches: Limit,
     /// Validate every k batches (integer) or every fraction of an epoch (float).
-    pub val_check_interval: Limit,
+    pub val_check_interval: ValCheckInterval,
     pub check_val_every_n_epoch: EveryNEpochs,
     /// Validation batches run before training (-1: all, 0: none).
     pub num_sanity_val_steps: i64,
@@ -149,7 +208,7 @@ impl Default for TrainerConfig {
             limit_val_batches: Limit::Fraction(1.0),
             limit_test_batches: Limit::Fraction(1.0),
             limit_predict_batches: Limit::Fraction(1.0),
-            val_check_interval: Limit::Fraction(1.0),
+            val_check_interval: ValCheckInterval::Every(Limit::Fraction(1.0)),
             check_val_every_n_epoch: EveryNEpochs::Epochs(1),
             num_sanity_val_steps: 2,
             fast_dev_run: FastDevRun::Flag(false),
@@ -241,16 +300,17 @@ impl TrainerConfig {
         if self.num_sanity_val_steps < -1 {
             bail!("trainer.num_sanity_val_steps must be -1 (all), 0 or a count");
         }
-        if let Limit::Fraction(f) = self.val_check_interval {
+        if let Some(Limit::Fraction(f)) = self.val_check_interval.limit() {
             if !(f > 0.0 && f <= 1.0) {
                 bail!("trainer.val_check_interval = {f}: a fraction must be in (0.0, 1.0]");
             }
         }
-        if self.val_check_interval == Limit::Batches(0) {
+        if self.val_check_interval.limit() == Some(Limit::Batches(0)) {
             bail!("trainer.val_check_interval must be at least 1 batch");
         }
+        self.val_check_interval.seconds()?;
         let every = self.check_val_every_n_epoch.epochs()?;
-        if every.is_none() && !matches!(self.val_check_interval, Limit::Batches(_)) {
+        if every.is_none() && matches!(self.val_check_interval.limit(), Some(Limit::Fraction(_))) {
             bail!("trainer.check_val_every_n_epoch = \"none\" needs an integer val_check_interval (batches across epochs)");
         }
         if let Some(t) = &self.max_time {

@@ -205,6 +205,7 @@ impl<'c> Trainer<'c> {
             interrupter: crate::loops::interrupter::Interrupter::new(self.signal.clone()),
             val_has_run: false,
             eval_log_steps: 0,
+            last_val_time: std::time::Instant::now(),
             batches_that_stepped: 0,
             train_results: ResultCollection::default(),
             hparams: p.hparams,

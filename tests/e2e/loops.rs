@@ -275,7 +275,11 @@ fn max_time_stops_the_run_and_says_so() {
 #[test]
 fn val_check_interval_beyond_the_epoch_is_refused() {
     let err = record(
-        TrainerConfig { max_epochs: Some(1), val_check_interval: Limit::Batches(9), ..TrainerConfig::default() },
+        TrainerConfig {
+            max_epochs: Some(1),
+            val_check_interval: lthost::config::ValCheckInterval::Every(Limit::Batches(9)),
+            ..TrainerConfig::default()
+        },
         json!({"samples": 32}),
         Entry::Fit,
     );

@@ -204,6 +204,9 @@ CASES = {
     "val_check_0.3": ("fit", {"max_epochs": 1, "val_check_interval": 0.3}, {"samples": 40}, None),
     "val_check_3": ("fit", {"max_epochs": 1, "val_check_interval": 3}, {"samples": 32}, None),
     "check_val_every_2": ("fit", {"max_epochs": 4, "check_val_every_n_epoch": 2}, None, None),
+    # by wall-clock time: 0 s validates after every batch, a day never
+    "val_check_time_0": ("fit", {"max_epochs": 1, "val_check_interval": "00:00:00:00"}, None, None),
+    "val_check_time_1_day": ("fit", {"max_epochs": 2, "val_check_interval": "01:00:00:00"}, None, None),
     "check_val_none_5": ("fit", {"max_epochs": 4, "check_val_every_n_epoch": None, "val_check_interval": 5}, None, None),
     "sanity_default": ("fit", {"max_epochs": 1, "limit_train_batches": 1}, None, None),
     "sanity_all": ("fit", {"max_epochs": 1, "limit_train_batches": 1, "num_sanity_val_steps": -1}, None, None),

@@ -374,19 +374,22 @@ impl ModelCheckpoint {
     }
 
     /// Whether the epoch triggers fire at the training epoch's end (else at validation's
-    /// end), Lightning's `_should_save_on_train_epoch_end` in its order: set explicitly;
-    /// else not when validation runs every n > 1 epochs or by batch count across epochs;
-    /// else yes without validation; else when `val_check_interval` is 1 (one validation per
-    /// epoch). One difference, a Lightning pain point: without any validation batches lthost
-    /// saves at the epoch's end whatever `check_val_every_n_epoch` says (Lightning would wait
-    /// for a validation that never comes, and never save).
+    /// end), Lightning's `_should_save_on_train_epoch_end`: as set explicitly; else not when
+    /// validation goes by time or runs every n > 1 epochs (or by batch count across epochs);
+    /// else when `val_check_interval` is 1 (one validation per epoch). One difference, a
+    /// Lightning pain point: without any validation batches lthost saves at the epoch's end
+    /// whatever `check_val_every_n_epoch` says (Lightning would wait for a validation that
+    /// never comes, and never save).
     pub fn saves_on_train_epoch_end(
         &self,
         limits: &crate::loops::limits::LoopLimits,
-        val_check_interval: Limit,
+        val_check_interval: Option<Limit>,
     ) -> bool {
         if let Some(b) = self.cfg.save_on_train_epoch_end {
             return b;
+        }
+        if limits.val_check_seconds.is_some() {
+            return false;
         }
         if limits.val_batches == 0 {
             return true;
@@ -394,7 +397,8 @@ impl ModelCheckpoint {
         if limits.check_val_every_n_epoch != Some(1) {
             return false;
         }
-        matches!(val_check_interval, Limit::Fraction(f) if f == 1.0) || val_check_interval == Limit::Batches(1)
+        matches!(val_check_interval, Some(Limit::Fraction(f)) if f == 1.0)
+            || val_check_interval == Some(Limit::Batches(1))
     }
 
     /// Lightning's `_should_skip_saving_checkpoint` within fit: this step is saved already

@@ -65,7 +65,7 @@ pub fn save(st: &mut LoopState<'_>, trigger: Trigger, epoch: u64, pos: LoopPosit
         metrics.entry(k.to_string()).and_modify(|x| *x = x.trunc()).or_insert(v as f64);
     }
     let at = Moment { metrics: &metrics, global_step: st.ctx.global_step, val_has_run: st.val_has_run };
-    let on_epoch_end = mc.saves_on_train_epoch_end(&st.limits, st.cfg.val_check_interval);
+    let on_epoch_end = mc.saves_on_train_epoch_end(&st.limits, st.cfg.val_check_interval.limit());
     let plan = match trigger {
         Trigger::TrainBatchEnd { val_follows } => mc.on_train_batch_end(&at, automatic, on_epoch_end, val_follows),
         Trigger::TrainEpochEnd => mc.on_train_epoch_end(&at, epoch, on_epoch_end),

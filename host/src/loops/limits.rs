@@ -19,6 +19,9 @@ pub struct LoopLimits {
     /// `check_val_every_n_epoch` is None).
     pub val_check_batch: usize,
     pub check_val_every_n_epoch: Option<u64>,
+    /// Validate when this many seconds passed since training started or the last
+    /// validation (a time-based `val_check_interval`; batch counts then trigger none).
+    pub val_check_seconds: Option<f64>,
     pub max_epochs: Option<u64>,
     pub max_steps: Option<u64>,
     pub min_epochs: u64,
@@ -55,13 +58,16 @@ impl LoopLimits {
             (Some(v), None) => val_limit.apply(v, "limit_val_batches")?,
         };
         let (interval, every) = if dev.is_some() {
-            (Limit::Fraction(1.0), Some(1))
+            (Some(Limit::Fraction(1.0)), Some(1))
         } else {
-            (cfg.val_check_interval, cfg.check_val_every_n_epoch.epochs()?)
+            (cfg.val_check_interval.limit(), cfg.check_val_every_n_epoch.epochs()?)
         };
+        // By time (not under fast_dev_run): no batch count triggers a validation.
+        let val_check_seconds = if dev.is_some() { None } else { cfg.val_check_interval.seconds()? };
         let val_check_batch = match interval {
-            Limit::Fraction(f) => ((train_batches as f64 * f) as usize).max(1),
-            Limit::Batches(k) => {
+            None => usize::MAX,
+            Some(Limit::Fraction(f)) => ((train_batches as f64 * f) as usize).max(1),
+            Some(Limit::Batches(k)) => {
                 let k = k as usize;
                 if every.is_some() && k > train_batches && val_batches > 0 {
                     bail!("val_check_interval ({k}) must be less than or equal to the number of the training batches ({train_batches}); set check_val_every_n_epoch = \"none\" to count batches across epochs");
@@ -96,6 +102,7 @@ impl LoopLimits {
             sanity_steps,
             val_check_batch,
             check_val_every_n_epoch: every,
+            val_check_seconds,
             max_epochs: cfg.effective_max_epochs(),
             max_steps,
             min_epochs,
@@ -111,7 +118,10 @@ impl LoopLimits {
     /// Validation happens once at the end of every epoch (Lightning's condition for
     /// ModelCheckpoint saving at the training epoch's end by default).
     pub fn epoch_end_validation(&self) -> bool {
-        self.val_batches == 0 || (self.val_check_batch == self.train_batches && self.check_val_every_n_epoch == Some(1))
+        self.val_batches == 0
+            || (self.val_check_seconds.is_none()
+                && self.val_check_batch == self.train_batches
+                && self.check_val_every_n_epoch == Some(1))
     }
 
     /// Batches of an evaluation or prediction run. overfit_batches is Lightning's
@@ -138,9 +148,12 @@ mod tests {
 
     #[test]
     fn val_check_interval_as_fraction_and_batches() {
-        let mut cfg = TrainerConfig { val_check_interval: Limit::Fraction(0.3), ..TrainerConfig::default() };
+        let mut cfg = TrainerConfig {
+            val_check_interval: crate::config::ValCheckInterval::Every(Limit::Fraction(0.3)),
+            ..TrainerConfig::default()
+        };
         assert_eq!(LoopLimits::for_fit(&cfg, 10, Some(4)).unwrap().val_check_batch, 3);
-        cfg.val_check_interval = Limit::Batches(11);
+        cfg.val_check_interval = crate::config::ValCheckInterval::Every(Limit::Batches(11));
         assert!(LoopLimits::for_fit(&cfg, 10, Some(4)).is_err());
         cfg.check_val_every_n_epoch = EveryNEpochs::Named("none".into());
         assert_eq!(LoopLimits::for_fit(&cfg, 10, Some(4)).unwrap().val_check_batch, 11);

@@ -85,6 +85,9 @@ pub struct LoopState<'a> {
     /// Rows written by evaluation steps logged with on_step (Lightning's
     /// `_seen_batches_per_dataloader`): their step, counting on across a fit's validations.
     pub eval_log_steps: u64,
+    /// When training started or the last evaluation run ended (a time-based
+    /// val_check_interval counts from it).
+    pub last_val_time: std::time::Instant,
 }
 
 impl LoopState<'_> {

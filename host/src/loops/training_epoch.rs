@@ -44,6 +44,9 @@ fn should_validate(st: &LoopState<'_>, val: Option<&DataLoader>, idx: usize) -> 
     if st.interrupter.should_stop() && st.can_stop_early() {
         return true;
     }
+    if let Some(t) = l.val_check_seconds {
+        return st.last_val_time.elapsed().as_secs_f64() >= t;
+    }
     let iteration = match l.check_val_every_n_epoch {
         None => st.batch_progress.total.ready.saturating_sub(1) as usize,
         Some(_) => idx,
