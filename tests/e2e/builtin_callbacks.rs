@@ -147,6 +147,7 @@ fn lr_find_records_and_suggests_what_lightning_does() {
             "linear_40",
             vec!["--seed", "1", "--mode", "linear", "--num-training", "40", "--min-lr", "1e-4", "--max-lr", "0.5"],
         ),
+        ("accumulate_2", vec!["--seed", "2", "--num-training", "25", "--set", "trainer.accumulate_grad_batches=2"]),
     ];
     for (name, flags) in cases {
         let want = &reference["lr_find"][name];

@@ -68,7 +68,7 @@ ACCUMULATION = {
 }
 
 
-def lr_find(seed, **kwargs):
+def lr_find(seed, trainer_args=None, **kwargs):
     torch.manual_seed(seed)
 
     class Parity(L.LightningModule):
@@ -88,9 +88,9 @@ def lr_find(seed, **kwargs):
     x, y = average_dataset()
     with tempfile.TemporaryDirectory() as root:
         trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                            enable_model_summary=False, default_root_dir=root)
+                            enable_model_summary=False, default_root_dir=root, **(trainer_args or {}))
         finder = Tuner(trainer).lr_find(model, train_dataloaders=DataLoader(TensorDataset(x, y), batch_size=30), **kwargs)
-    return {"args": kwargs, "lr": finder.results["lr"], "loss": finder.results["loss"], "suggestion": finder.suggestion()}
+    return {"args": kwargs, "trainer": trainer_args or {}, "lr": finder.results["lr"], "loss": finder.results["loss"], "suggestion": finder.suggestion()}
 
 
 def main(path):
@@ -103,6 +103,8 @@ def main(path):
                                      **fit([GradientAccumulationScheduler(sched)], targs, margs)}
     out["lr_find"]["exponential"] = lr_find(0)
     out["lr_find"]["linear_40"] = lr_find(1, mode="linear", num_training=40, min_lr=1e-4, max_lr=0.5)
+    # with accumulation: one point per optimizer step, the loss as backward got it (/ 2)
+    out["lr_find"]["accumulate_2"] = lr_find(2, {"accumulate_grad_batches": 2}, num_training=25)
     with open(path, "w") as f:
         json.dump(out, f, indent=1)
     print(f"wrote {path}: lightning {L.__version__}")

@@ -172,7 +172,16 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: Option<&DataLoader>
         st.ctx.global_step = st.ctx.optim.as_ref().map(|o| o.step_progress.total.completed).unwrap_or(0);
         st.batch_progress.increment_processed();
         st.train_results.add(std::mem::take(&mut st.ctx.logs), last_bs)?;
-        st.batch_loss = loss.as_ref().map(Tensor::shallow_clone);
+        // What callbacks get as the step's loss: Lightning's `outputs["loss"]`, divided by
+        // accumulate_grad_batches in automatic optimization (as backward got it).
+        let acc = st.limits.accumulate;
+        st.batch_loss = match &loss {
+            Some(l) if automatic && acc > 1 => {
+                Some(l.f_div_scalar(acc as f64).map_err(|e| anyhow!("loss / {acc}: {e}"))?)
+            }
+            Some(l) => Some(l.shallow_clone()),
+            None => None,
+        };
         st.hook(Hook::OnTrainBatchEnd, i)?;
         st.batch_loss = None;
         st.ctx.batch.clear();
