@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use lthost::loops::fetchers::DataLoader;
+use lthost::data::fetchers::DataLoader;
 use lthost::module::{DatasetSpec, Split};
 use tch::{Device, Kind, Tensor};
 

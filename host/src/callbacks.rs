@@ -20,8 +20,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::context::Stage;
+use crate::engine::optim::OptimizerSet;
 use crate::hooks::Hook;
-use crate::loops::optimization::OptimizerSet;
 pub use progress_bar::ProgressBar;
 
 /// What a callback sees at a hook.

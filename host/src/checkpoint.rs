@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tch::{Device, Kind, Tensor};
 
-use crate::loops::progress::Progress;
+use crate::progress::Progress;
 
 pub const FORMAT: u32 = 1;
 pub const WIT_VERSION: &str = "0.2.0";

@@ -5,10 +5,10 @@ use std::path::PathBuf;
 
 use tch::{Device, Tensor};
 
+use crate::engine::optim::OptimizerSet;
 use crate::engine::params::ParamStore;
 use crate::error::OpError;
 use crate::hooks::Hook;
-use crate::loops::optimization::OptimizerSet;
 
 /// Lightning's `RunningStage`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -4,17 +4,11 @@
 
 pub mod checkpointing;
 pub mod evaluation;
-pub mod fetchers;
 pub mod fit;
 pub mod interrupter;
 pub mod limits;
 pub mod optimization;
 pub mod prediction;
 pub mod prediction_writer;
-pub mod prefetch;
-pub mod progress;
-pub mod sampler;
 pub mod state;
-pub mod stream;
 pub mod training_epoch;
-pub mod workers;

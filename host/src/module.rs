@@ -7,8 +7,8 @@ use tch::Tensor;
 
 use crate::context::{RunContext, Stage};
 use crate::engine::optim::OptimizerConfig;
+use crate::engine::optim::SchedulerSpec;
 use crate::hooks::Hook;
-use crate::loops::optimization::SchedulerSpec;
 
 /// Lightning's LightningModule: the model and its steps.
 pub trait Module {
@@ -128,7 +128,7 @@ pub struct DatasetSpec {
     pub shuffle: bool,
     pub drop_last: bool,
     /// The sampler (None: RandomSampler when `shuffle`, else SequentialSampler).
-    pub sampler: Option<crate::loops::sampler::Sampler>,
+    pub sampler: Option<crate::data::sampler::Sampler>,
 }
 
 /// A source the DataModule produces batch by batch (an IterableDataset yielding batches):

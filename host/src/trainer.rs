@@ -21,16 +21,16 @@ use crate::connectors::accelerator;
 use crate::connectors::checkpoint as ckpt;
 use crate::connectors::logger::ResultCollection;
 use crate::context::{device_name, RunContext, Stage};
+use crate::data::fetchers::DataLoader;
+use crate::engine::optim::OptimizerSet;
 use crate::hooks::Hook;
 use crate::loggers::{CsvLogger, Logger, LoggerGroup, TensorBoardLogger};
 use crate::loops::evaluation::{self, EvalMetrics};
-use crate::loops::fetchers::DataLoader;
 use crate::loops::limits::LoopLimits;
-use crate::loops::optimization::OptimizerSet;
-use crate::loops::progress::Progress;
 use crate::loops::state::LoopState;
 use crate::loops::{checkpointing, fit, prediction};
 use crate::module::{DataModule, Module, Split};
+use crate::progress::Progress;
 
 /// Makes a logger for a run's log directory and version (logger plugins).
 pub type LoggerFactory<'c> = Box<dyn Fn(&std::path::Path, u64) -> Result<Box<dyn Logger>> + 'c>;
@@ -578,7 +578,7 @@ pub(crate) fn optimizer_set(
     st: &LoopState<'_>,
     name: &str,
     optimizers: &[crate::engine::optim::OptimizerConfig],
-    schedulers: &[crate::loops::optimization::SchedulerSpec],
+    schedulers: &[crate::engine::optim::SchedulerSpec],
     automatic: bool,
 ) -> Result<OptimizerSet> {
     let set = OptimizerSet::new(optimizers, schedulers, automatic, &st.ctx.params)

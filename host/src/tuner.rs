@@ -12,9 +12,9 @@ use serde_json::Value;
 use crate::callbacks::lr_finder::{suggestion, LrFindConfig, LrFindResults, LrFinderCallback};
 use crate::config::Limit;
 use crate::context::Stage;
+use crate::engine::optim::{Interval, SchedulerSpec};
 use crate::hooks::Hook;
 use crate::loops::fit;
-use crate::loops::optimization::{Interval, SchedulerSpec};
 use crate::module::{DataModule, Module};
 use crate::trainer::{configure_optimizers, optimizer_set, Trainer};
 

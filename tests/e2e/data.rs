@@ -2,8 +2,8 @@
 //! every pass for each sampler, batch sizes and drop_last, and the generator's state after
 //! three passes (torch.rand values drawn after them) — lthost draws what torch draws.
 
-use lthost::loops::fetchers::DataLoader;
-use lthost::loops::sampler::Sampler;
+use lthost::data::fetchers::DataLoader;
+use lthost::data::sampler::Sampler;
 use lthost::module::{DatasetSpec, Split};
 use serde_json::Value;
 use tch::{Device, Kind, Tensor};

@@ -8,8 +8,8 @@ use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
 use super::{Callback, CallbackAction, HookInfo};
+use crate::engine::optim::{Interval, OptimizerSet};
 use crate::hooks::Hook;
-use crate::loops::optimization::{Interval, OptimizerSet};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

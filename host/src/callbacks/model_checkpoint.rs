@@ -215,6 +215,17 @@ pub struct SavePlan {
     pub remove: Vec<PathBuf>,
 }
 
+/// When validation runs in this fit (what decides where ModelCheckpoint's epoch saves go).
+#[derive(Debug, Clone, Copy)]
+pub struct ValidationSchedule {
+    pub val_batches: usize,
+    pub check_val_every_n_epoch: Option<u64>,
+    /// A time-based val_check_interval.
+    pub by_time: bool,
+    /// The batch-based val_check_interval, as configured.
+    pub val_check_interval: Option<Limit>,
+}
+
 /// Where a trigger fires: Lightning's `_monitor_candidates` (callback metrics with `epoch`
 /// and `step`), the global step, and whether a validation run has produced metrics in this
 /// fit (`val_loop._has_run`).
@@ -380,25 +391,21 @@ impl ModelCheckpoint {
     /// Lightning pain point: without any validation batches lthost saves at the epoch's end
     /// whatever `check_val_every_n_epoch` says (Lightning would wait for a validation that
     /// never comes, and never save).
-    pub fn saves_on_train_epoch_end(
-        &self,
-        limits: &crate::loops::limits::LoopLimits,
-        val_check_interval: Option<Limit>,
-    ) -> bool {
+    pub fn saves_on_train_epoch_end(&self, when: ValidationSchedule) -> bool {
         if let Some(b) = self.cfg.save_on_train_epoch_end {
             return b;
         }
-        if limits.val_check_seconds.is_some() {
+        if when.by_time {
             return false;
         }
-        if limits.val_batches == 0 {
+        if when.val_batches == 0 {
             return true;
         }
-        if limits.check_val_every_n_epoch != Some(1) {
+        if when.check_val_every_n_epoch != Some(1) {
             return false;
         }
-        matches!(val_check_interval, Some(Limit::Fraction(f)) if f == 1.0)
-            || val_check_interval == Some(Limit::Batches(1))
+        matches!(when.val_check_interval, Some(Limit::Fraction(f)) if f == 1.0)
+            || when.val_check_interval == Some(Limit::Batches(1))
     }
 
     /// Lightning's `_should_skip_saving_checkpoint` within fit: this step is saved already

@@ -9,6 +9,7 @@
 pub mod adagrad;
 pub mod adam;
 pub mod in_plugin;
+pub mod optimizer_set;
 pub mod rmsprop;
 pub mod sgd;
 
@@ -19,6 +20,7 @@ use crate::error::{OpError, OpResult};
 pub use adagrad::AdagradConfig;
 pub use adam::AdamConfig;
 pub use in_plugin::{InPlugin, PluginOptimizerConfig};
+pub use optimizer_set::{Interval, OptimizerSet, SchedulerSpec};
 pub use rmsprop::RmspropConfig;
 pub use sgd::SgdConfig;
 

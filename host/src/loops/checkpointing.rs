@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::{Context as _, Result};
 
-use crate::callbacks::model_checkpoint::Moment;
+use crate::callbacks::model_checkpoint::{Moment, ValidationSchedule};
 use crate::checkpoint::{self, LoopPosition};
 use crate::connectors::checkpoint::dump;
 use crate::connectors::logger::read;
@@ -65,7 +65,12 @@ pub fn save(st: &mut LoopState<'_>, trigger: Trigger, epoch: u64, pos: LoopPosit
         metrics.entry(k.to_string()).and_modify(|x| *x = x.trunc()).or_insert(v as f64);
     }
     let at = Moment { metrics: &metrics, global_step: st.ctx.global_step, val_has_run: st.val_has_run };
-    let on_epoch_end = mc.saves_on_train_epoch_end(&st.limits, st.cfg.val_check_interval.limit());
+    let on_epoch_end = mc.saves_on_train_epoch_end(ValidationSchedule {
+        val_batches: st.limits.val_batches,
+        check_val_every_n_epoch: st.limits.check_val_every_n_epoch,
+        by_time: st.limits.val_check_seconds.is_some(),
+        val_check_interval: st.cfg.val_check_interval.limit(),
+    });
     let plan = match trigger {
         Trigger::TrainBatchEnd { val_follows } => mc.on_train_batch_end(&at, automatic, on_epoch_end, val_follows),
         Trigger::TrainEpochEnd => mc.on_train_epoch_end(&at, epoch, on_epoch_end),

@@ -7,8 +7,8 @@ use anyhow::Result;
 
 use crate::connectors::logger::{read, ResultCollection};
 use crate::context::Stage;
+use crate::data::fetchers::DataLoader;
 use crate::hooks::Hook;
-use crate::loops::fetchers::DataLoader;
 use crate::loops::state::LoopState;
 
 #[derive(Debug, Default, Clone)]

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use anyhow::Result;
 
+use crate::data::fetchers::DataLoader;
 use crate::hooks::Hook;
 use crate::loops::checkpointing::{self, Trigger};
-use crate::loops::fetchers::DataLoader;
 use crate::loops::optimization::{self, Interval};
 use crate::loops::state::LoopState;
 use crate::loops::training_epoch;

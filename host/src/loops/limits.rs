@@ -115,15 +115,6 @@ impl LoopLimits {
         })
     }
 
-    /// Validation happens once at the end of every epoch (Lightning's condition for
-    /// ModelCheckpoint saving at the training epoch's end by default).
-    pub fn epoch_end_validation(&self) -> bool {
-        self.val_batches == 0
-            || (self.val_check_seconds.is_none()
-                && self.val_check_batch == self.train_batches
-                && self.check_val_every_n_epoch == Some(1))
-    }
-
     /// Batches of an evaluation or prediction run. overfit_batches is Lightning's
     /// `limit_val_batches` whenever set, in `validate` too (over fast_dev_run).
     pub fn for_stage(cfg: &TrainerConfig, stage: Stage, len: usize) -> Result<usize> {

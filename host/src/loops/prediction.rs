@@ -5,8 +5,8 @@ use anyhow::Result;
 use tch::Tensor;
 
 use crate::context::Stage;
+use crate::data::fetchers::DataLoader;
 use crate::hooks::Hook;
-use crate::loops::fetchers::DataLoader;
 use crate::loops::state::LoopState;
 
 /// Runs `predict_step` over `batches` batches, handing each prediction to `sink` as it

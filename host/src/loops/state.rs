@@ -16,8 +16,8 @@ use crate::hooks::{Hook, Owner};
 use crate::loggers::Logger;
 use crate::loops::interrupter::{Interrupter, StopReason};
 use crate::loops::limits::LoopLimits;
-use crate::loops::progress::Progress;
 use crate::module::{DataModule, Module};
+use crate::progress::Progress;
 
 pub struct LoopState<'a> {
     pub cfg: &'a TrainerConfig,

@@ -11,10 +11,10 @@ use tch::Tensor;
 
 use crate::connectors::logger::read;
 use crate::context::Stage;
+use crate::data::fetchers::DataLoader;
 use crate::hooks::Hook;
 use crate::loops::checkpointing::{self, Trigger};
 use crate::loops::evaluation;
-use crate::loops::fetchers::DataLoader;
 use crate::loops::optimization::{self, automatic, Interval, OptimizerSet};
 use crate::loops::state::LoopState;
 

@@ -3,9 +3,9 @@
 use crate::engine::optim::{
     AdagradConfig, AdamConfig, Algorithm, GroupSpec, OptimizerConfig, RmspropConfig, SgdConfig,
 };
+use crate::engine::optim::{Interval, SchedulerSpec};
 use crate::engine::schedulers::{ChainableKind, OneCycleConfig, PlateauConfig, SchedulerKind};
 use crate::hooks::Hook;
-use crate::loops::optimization::{Interval, SchedulerSpec};
 use crate::module::Optimization;
 use crate::plugin::bindings::lightning_module as wit;
 
@@ -222,8 +222,8 @@ pub const MODULE_HOOKS: &[Hook] = &[
 ];
 
 /// A dataset's sampler as the host's.
-pub fn sampler(s: &crate::plugin::bindings::data_module::Sampler) -> crate::loops::sampler::Sampler {
-    use crate::loops::sampler::Sampler;
+pub fn sampler(s: &crate::plugin::bindings::data_module::Sampler) -> crate::data::sampler::Sampler {
+    use crate::data::sampler::Sampler;
     use crate::plugin::bindings::data_module::Sampler as W;
     match s {
         W::Sequential => Sampler::Sequential,

@@ -3,8 +3,8 @@
 use tch::Tensor;
 use wasmtime::component::Resource;
 
+use crate::engine::optim::OptimizerSet;
 use crate::error::OpError;
-use crate::loops::optimization::OptimizerSet;
 use crate::plugin::bindings::optimization;
 use crate::plugin::state::PluginState;
 

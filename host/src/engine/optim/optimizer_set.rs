@@ -9,7 +9,7 @@ use crate::engine::optim::{Optimizer, OptimizerConfig};
 use crate::engine::params::ParamStore;
 use crate::engine::schedulers::{LrScheduler, SchedulerKind};
 use crate::error::{torch_message, OpError, OpResult};
-use crate::loops::progress::Progress;
+use crate::progress::Progress;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Interval {

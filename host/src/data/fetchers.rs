@@ -5,8 +5,8 @@
 use anyhow::{bail, Result};
 use tch::{Device, Tensor};
 
-use crate::loops::sampler::Sampler;
-use crate::loops::stream::{StreamLoader, StreamPass};
+use crate::data::sampler::Sampler;
+use crate::data::stream::{StreamLoader, StreamPass};
 use crate::module::{DatasetSpec, Split, StreamSpec};
 
 pub struct DataLoader {

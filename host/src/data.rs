@@ -1,0 +1,10 @@
+//! The data path: which rows a pass visits ([`sampler`]), how batches are fetched from a
+//! declared dataset or a plugin's DataLoader ([`fetchers`]), streams of batches a plugin
+//! produces ([`stream`]) with their worker instances ([`workers`]), and batches prefetched
+//! on a thread ([`prefetch`]). The loops drive it; it knows nothing of them.
+
+pub mod fetchers;
+pub mod prefetch;
+pub mod sampler;
+pub mod stream;
+pub mod workers;
