@@ -113,6 +113,10 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: Option<&DataLoader>
         shown_val.extend(m.prog_bar);
         st.ctx.stage = Stage::Fit;
         st.ctx.training = true;
+        // As any validation in fit: EarlyStopping and ModelCheckpoint at its end.
+        st.early_stopping_check(false)?;
+        let pos = checkpointing::position(st, start, false);
+        checkpointing::save(st, Trigger::ValidationEnd, st.ctx.current_epoch, pos)?;
     }
     let mut batches_iter = pass.take(total - start).enumerate();
     loop {
