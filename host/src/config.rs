@@ -601,6 +601,23 @@ mod tests {
     }
 
     #[test]
+    fn a_time_based_val_check_interval_parses_as_lightning() {
+        let t = |v: ValCheckInterval| v.seconds().map_err(|e| e.to_string());
+        assert_eq!(t(ValCheckInterval::Time("01:02:03:04".into())), Ok(Some(93_784.0)));
+        let parts = BTreeMap::from([("hours".to_string(), 2.0), ("minutes".to_string(), 30.0)]);
+        assert_eq!(t(ValCheckInterval::TimeParts(parts)), Ok(Some(9_000.0)));
+        assert_eq!(t(ValCheckInterval::Every(Limit::Batches(3))), Ok(None));
+        assert!(t(ValCheckInterval::Time("1:2".into())).is_err());
+        assert!(t(ValCheckInterval::TimeParts(BTreeMap::from([("fortnights".to_string(), 1.0)]))).is_err());
+        let c: RunConfig = toml::from_str("[trainer]\nval_check_interval = \"00:00:10:00\"\n").unwrap();
+        assert_eq!(c.trainer.val_check_interval.seconds().unwrap(), Some(600.0));
+        let c: RunConfig = toml::from_str("[trainer]\nval_check_interval = { minutes = 1.5 }\n").unwrap();
+        assert_eq!(c.trainer.val_check_interval.seconds().unwrap(), Some(90.0));
+        let c: RunConfig = toml::from_str("[trainer]\nval_check_interval = 0.25\n").unwrap();
+        assert_eq!(c.trainer.val_check_interval.limit(), Some(Limit::Fraction(0.25)));
+    }
+
+    #[test]
     fn max_epochs_defaults_like_lightning() {
         let mut t = TrainerConfig::default();
         assert_eq!(t.effective_max_epochs(), Some(1000));

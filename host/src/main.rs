@@ -158,7 +158,7 @@ struct RunArgs {
     /// Directory the plugin may read (read-only).
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// -1: no epoch limit (with max_steps or max_time).
+    /// -1: no epoch limit (trains until max_steps, max_time or a stop).
     #[arg(long, allow_negative_numbers = true)]
     max_epochs: Option<i64>,
     #[arg(long)]

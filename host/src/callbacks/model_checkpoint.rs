@@ -395,11 +395,11 @@ impl ModelCheckpoint {
         if let Some(b) = self.cfg.save_on_train_epoch_end {
             return b;
         }
-        if when.by_time {
-            return false;
-        }
         if when.val_batches == 0 {
             return true;
+        }
+        if when.by_time {
+            return false;
         }
         if when.check_val_every_n_epoch != Some(1) {
             return false;
@@ -806,6 +806,19 @@ mod tests {
             Some("Combination of parameters every_n_train_steps=0, every_n_epochs=1 and train_time_interval=0:01:30.500000 should be mutually exclusive.")
         );
         assert_eq!(CheckpointConfig { every_n_train_steps: Some(5), ..Default::default() }.triggers(), (0, 5));
+        let mc = ModelCheckpoint::new(CheckpointConfig::default(), Path::new("/nonexistent")).unwrap();
+        let when = |val_batches, every, by_time, interval| ValidationSchedule {
+            val_batches,
+            check_val_every_n_epoch: every,
+            by_time,
+            val_check_interval: interval,
+        };
+        assert!(mc.saves_on_train_epoch_end(when(4, Some(1), false, Some(Limit::Fraction(1.0)))));
+        assert!(!mc.saves_on_train_epoch_end(when(4, Some(1), true, None)), "by time: at validation ends");
+        assert!(!mc.saves_on_train_epoch_end(when(4, Some(2), false, Some(Limit::Fraction(1.0)))));
+        assert!(!mc.saves_on_train_epoch_end(when(4, Some(1), false, Some(Limit::Batches(4)))));
+        assert!(mc.saves_on_train_epoch_end(when(4, Some(1), false, Some(Limit::Batches(1)))));
+        assert!(mc.saves_on_train_epoch_end(when(0, Some(2), true, None)), "no validation: at epoch ends");
         assert_eq!(CheckpointConfig::default().triggers(), (1, 0));
     }
 }

@@ -284,6 +284,7 @@ mod tests {
 
     #[test]
     fn batches_cover_the_data_in_order() {
+        let _rng = crate::engine::torch_ext::global_rng_lock(); // a pass draws from the global generator
         let dl = DataLoader::new(spec(10, 4, false), Split::Train, "t").unwrap();
         assert_eq!(dl.num_batches(), 3);
         let sizes: Vec<i64> = dl.epoch(Device::Cpu).unwrap().map(|b| b.unwrap()[0].size()[0]).collect();
@@ -314,6 +315,7 @@ mod tests {
 
     #[test]
     fn refuses_ragged_columns() {
+        let _rng = crate::engine::torch_ext::global_rng_lock(); // a pass draws from the global generator
         let s = DatasetSpec {
             columns: vec![
                 Tensor::zeros([3], (Kind::Float, Device::Cpu)),

@@ -120,7 +120,8 @@ mod tests {
 
     #[test]
     fn distributed_pads_and_strides_like_torch() {
-        // n = 10, 4 replicas: 3 per rank; padded with 0, 1.
+        let _rng = crate::engine::torch_ext::global_rng_lock(); // a pass draws from the global generator
+                                                                // n = 10, 4 replicas: 3 per rank; padded with 0, 1.
         let s = Sampler::Distributed { num_replicas: 4, rank: 1, shuffle: false, seed: 0, drop_last: false };
         assert_eq!(s.len(10), 3);
         let got = Vec::<i64>::try_from(s.pass(10, 0).unwrap().unwrap()).unwrap();

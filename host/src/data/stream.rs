@@ -247,7 +247,8 @@ mod tests {
 
     #[test]
     fn workers_take_turns_skipping_those_done_and_get_base_plus_id() {
-        // Shares 1, 2, 3: torch's order is w0 w1 w2, w1 w2, w2.
+        let _rng = crate::engine::torch_ext::global_rng_lock(); // a pass draws from the global generator
+                                                                // Shares 1, 2, 3: torch's order is w0 w1 w2, w1 w2, w2.
         let l = loader(3, 6, None);
         let seed = Tensor::from_slice(&[1000i64]);
         let mut p = l.pass(Device::Cpu, Some(&seed), 0, 0).expect("a pass");
@@ -284,6 +285,7 @@ mod tests {
 
     #[test]
     fn a_worker_error_names_the_worker() {
+        let _rng = crate::engine::torch_ext::global_rng_lock(); // a pass draws from the global generator
         let l = loader(2, 3, Some(1));
         let mut p = l.pass(Device::Cpu, None, 0, 0).expect("a pass");
         take(&mut p, 2);
@@ -315,6 +317,7 @@ mod tests {
 
     #[test]
     fn a_scalar_in_a_batch_is_refused() {
+        let _rng = crate::engine::torch_ext::global_rng_lock(); // a pass draws from the global generator
         let l = StreamLoader::new(
             StreamSpec { num_batches: 1, num_workers: 0, main: Box::new(Scalar), workers: None },
             Split::Train,

@@ -562,6 +562,7 @@ mod tests {
 
     #[test]
     fn ops_are_torchs_kernels_with_schema_defaults_and_named_arguments() {
+        let _rng = crate::engine::torch_ext::global_rng_lock(); // tests share the global generator
         let x = Tensor::from_slice(&[1.0f32, -2.0, 3.0, -4.0]).view([2, 2]);
         let mask = x.lt(0.0);
         let got = one(
@@ -592,6 +593,7 @@ mod tests {
 
     #[test]
     fn lists_several_results_and_optional_tensors() {
+        let _rng = crate::engine::torch_ext::global_rng_lock(); // tests share the global generator
         let x = Tensor::arange(10, (Kind::Float, Device::Cpu));
         let parts = Op::find("aten::split_with_sizes")
             .expect("found")
@@ -624,6 +626,7 @@ mod tests {
 
     #[test]
     fn every_registered_aten_operator_resolves_unless_denied() {
+        let _rng = crate::engine::torch_ext::global_rng_lock(); // tests share the global generator
         let names = Op::registered();
         assert!(names.len() > 2000, "libtorch registers thousands of aten operators: {}", names.len());
         let (mut allowed, mut denied) = (0, 0);
@@ -645,6 +648,7 @@ mod tests {
 
     #[test]
     fn autograd_runs_through_generic_calls() {
+        let _rng = crate::engine::torch_ext::global_rng_lock(); // tests share the global generator
         let w = Tensor::from_slice(&[1.0f32, 2.0, 3.0]).set_requires_grad(true);
         let y = one("aten::mul.Scalar", &[Value::Tensor(w.shallow_clone()), Value::Float(3.0)], &[]);
         let s = one("aten::sum", &[Value::Tensor(y)], &[]);
@@ -654,6 +658,7 @@ mod tests {
 
     #[test]
     fn a_generator_of_its_own_reaches_overloads_without_one() {
+        let _rng = crate::engine::torch_ext::global_rng_lock(); // tests share the global generator
         let op = Op::find("aten::randn").expect("found");
         assert!(!op.takes_generator());
         assert_eq!(op.with_generator().expect("a sibling").name(), "aten::randn.generator");
@@ -692,6 +697,7 @@ mod tests {
 
     #[test]
     fn in_order_calls_fill_keyword_only_arguments_by_position() {
+        let _rng = crate::engine::torch_ext::global_rng_lock(); // tests share the global generator
         let x = Tensor::from_slice(&[1.0f32, 2.0]);
         let add = Op::find("aten::add.Tensor").expect("found");
         // `alpha` is keyword-only: positional in a plain call is refused, in order it is taken.
@@ -717,8 +723,9 @@ mod tests {
 
     #[test]
     fn unboxed_shapes_give_the_boxed_results() {
-        // Each shape called unboxed, against tch (torch's C++ API) on the same inputs: a wrong
-        // C++ type in the table would give garbage or crash here.
+        let _rng = crate::engine::torch_ext::global_rng_lock(); // tests share the global generator
+                                                                // Each shape called unboxed, against tch (torch's C++ API) on the same inputs: a wrong
+                                                                // C++ type in the table would give garbage or crash here.
         let x = Tensor::from_slice(&[1.0f32, -2.0, 3.0, -4.0]).reshape([2, 2]).set_requires_grad(true);
         let w = Tensor::from_slice(&[0.5f32, 1.5, -1.0, 2.0]).reshape([2, 2]);
         let b = Tensor::from_slice(&[0.25f32, -0.25]);
@@ -769,6 +776,7 @@ mod tests {
 
     #[test]
     fn errors_are_values_with_torchs_message() {
+        let _rng = crate::engine::torch_ext::global_rng_lock(); // tests share the global generator
         let a = Tensor::ones([2, 3], (Kind::Float, Device::Cpu));
         let err = Op::find("aten::mm")
             .expect("found")

@@ -157,7 +157,6 @@ pub fn run(
     }
     st.ctx.training = was_training;
     st.ctx.stage = was_stage;
-    st.last_val_time = std::time::Instant::now();
     Ok(out)
 }
 

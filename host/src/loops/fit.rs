@@ -37,8 +37,8 @@ pub fn run(st: &mut LoopState<'_>, train: &DataLoader, val: Option<&DataLoader>)
     // Lightning skips the fit loop (and ModelCheckpoint's on_train_end) when there is nothing
     // to train: max_epochs/max_steps reached already (a finished run resumed), no batches.
     let nothing_to_train = done(st);
-    st.hook(Hook::OnTrainStart, None)?;
     st.last_val_time = std::time::Instant::now();
+    st.hook(Hook::OnTrainStart, None)?;
     if let Some(mc) = st.checkpoint.as_mut() {
         mc.on_train_start();
     }

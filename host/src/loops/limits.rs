@@ -48,14 +48,16 @@ impl LoopLimits {
         } else {
             (cfg.limit_train_batches, cfg.limit_val_batches)
         };
+        // overfit_batches sets the train and val limits over fast_dev_run's (Lightning's
+        // `_init_debugging_flags` applies it last); fast_dev_run still sets max_steps.
         let train_batches = match dev {
-            Some(n) => train_len.min(n),
-            None => train_limit.apply(train_len, "limit_train_batches")?,
+            Some(n) if !overfit => train_len.min(n),
+            _ => train_limit.apply(train_len, "limit_train_batches")?,
         };
         let val_batches = match (val_len, dev) {
             (None, _) => 0,
-            (Some(v), Some(n)) => v.min(n),
-            (Some(v), None) => val_limit.apply(v, "limit_val_batches")?,
+            (Some(v), Some(n)) if !overfit => v.min(n),
+            (Some(v), _) => val_limit.apply(v, "limit_val_batches")?,
         };
         let (interval, every) = if dev.is_some() {
             (Some(Limit::Fraction(1.0)), Some(1))

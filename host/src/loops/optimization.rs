@@ -1,6 +1,7 @@
 //! Optimization in the loops: the run's optimizers and schedulers
-//! ([`crate::engine::optim::optimizer_set`]) and the two ways of driving them: automatic (the host runs backward and steps) and manual (the plugin does,
-//! through the `optimization` interface).
+//! ([`crate::engine::optim::optimizer_set`]) and the two ways of driving them: automatic
+//! (the host runs backward and steps) and manual (the plugin does, through the
+//! `optimization` interface).
 
 pub mod automatic;
 

@@ -117,8 +117,12 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: Option<&DataLoader>
         st.early_stopping_check(false)?;
         let pos = checkpointing::position(st, start, false);
         checkpointing::save(st, Trigger::ValidationEnd, st.ctx.current_epoch, pos)?;
+        st.last_val_time = std::time::Instant::now();
     }
-    let mut batches_iter = pass.take(total - start).enumerate();
+    // A stop that validation asked for ends the epoch before another batch (Lightning checks
+    // `done` right after a restarted validation).
+    let stop_now = st.interrupter.should_stop() && st.can_stop_early();
+    let mut batches_iter = pass.take(if stop_now { 0 } else { total - start }).enumerate();
     loop {
         // Time spent waiting for the next batch (gathering it, or for the prefetcher).
         let waited = std::time::Instant::now();
@@ -143,6 +147,9 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: Option<&DataLoader>
             // Lightning makes the skipping batch the epoch's last: its non-plateau schedulers
             // step there as after any last batch (step-interval ones included), though no
             // optimizer step ran.
+            // It counts as ready and processed, never started (Lightning's progress).
+            st.batch_progress.increment_processed();
+            st.ctx.is_last_batch = true;
             if automatic && st.ctx.optim.is_some() {
                 let metrics = st.callback_metrics.clone();
                 optimization::step_schedulers(st.module, &mut st.ctx, Interval::Step, idx as u64 + 1, false, &metrics)?;
@@ -239,6 +246,8 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: Option<&DataLoader>
             let mut pos = checkpointing::position(st, idx + 1, false);
             pos.batches_that_stepped += stepped;
             checkpointing::save(st, Trigger::ValidationEnd, st.ctx.current_epoch, pos)?;
+            // A time-based interval counts from the end of validation's callbacks (Lightning).
+            st.last_val_time = std::time::Instant::now();
         }
         st.val_due_pending = false;
         if automatic && stepping && optim(st)?.has_plateau(Interval::Step) {

@@ -336,7 +336,7 @@ impl OptimizerSet {
     /// Steps the schedulers of `interval` whose frequency divides `index` (Lightning's
     /// `_update_learning_rates`). Plateau schedulers read their monitor from `metrics`.
     /// Returns the plugin's schedulers that are due, with their metric, for the caller to
-    /// step through the module ([`crate::loops::optimization::step_schedulers`]).
+    /// step through the module (the loops' `step_schedulers`).
     pub fn step_schedulers(
         &mut self,
         interval: Interval,
