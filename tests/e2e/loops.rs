@@ -432,29 +432,36 @@ fn validation_metrics_reach_the_logger_before_on_validation_end() {
     assert!(calls[logged..end].iter().all(|c| !c.starts_with("on_validation_epoch")), "{calls:?}");
 }
 
+/// hook-recorder trained by `lthost fit` with `hparams` (seed 0, logging every
+/// `log_every` steps): the rows of its metrics.csv.
+fn recorder_rows(epochs: u64, log_every: u64, hparams: &str) -> Vec<std::collections::HashMap<String, String>> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wasm = plugin_path("hook-recorder");
+    let (epochs, log_every) = (epochs.to_string(), log_every.to_string());
+    let args = [
+        "fit",
+        wasm.to_str().expect("utf-8"),
+        "--max-epochs",
+        &epochs,
+        "--log-every-n-steps",
+        &log_every,
+        "--seed",
+        "0",
+        "--no-progress-bar",
+        "--hparams",
+        hparams,
+    ];
+    let run = lthost(dir.path(), &args);
+    assert!(run.ok(), "{}", run.stderr);
+    read_metrics(&dir.path().join("lightning_logs/version_0"))
+}
+
 #[test]
 fn evaluation_steps_logged_on_step_get_their_rows_as_in_lightning() {
     // Lightning's update_eval_step_metrics: a row per validation batch (`val_loss_step`, no
     // epoch column), its step counting on across the fit's validation runs, and the epoch
     // row (`val_loss_epoch` with the epoch) written before on_validation_end.
-    let dir = tempfile::tempdir().expect("tempdir");
-    let wasm = plugin_path("hook-recorder");
-    let args = [
-        "fit",
-        wasm.to_str().expect("utf-8"),
-        "--max-epochs",
-        "2",
-        "--log-every-n-steps",
-        "1",
-        "--seed",
-        "0",
-        "--no-progress-bar",
-        "--hparams",
-        r#"{"val_on_step": true}"#,
-    ];
-    let run = lthost(dir.path(), &args);
-    assert!(run.ok(), "{}", run.stderr);
-    let rows = read_metrics(&dir.path().join("lightning_logs/version_0"));
+    let rows = recorder_rows(2, 1, r#"{"val_on_step": true}"#);
     let got: Vec<Value> = rows
         .iter()
         .filter(|r| r.iter().any(|(k, v)| k.starts_with("val_loss") && !v.is_empty()))
@@ -474,24 +481,7 @@ fn evaluation_steps_logged_on_step_get_their_rows_as_in_lightning() {
 fn a_logged_step_and_epoch_are_the_rows_step_and_epoch() {
     // Lightning's logger connector: a value logged as `step` becomes the row's step, one
     // logged as `epoch` stays the row's epoch.
-    let dir = tempfile::tempdir().expect("tempdir");
-    let wasm = plugin_path("hook-recorder");
-    let args = [
-        "fit",
-        wasm.to_str().expect("utf-8"),
-        "--max-epochs",
-        "1",
-        "--log-every-n-steps",
-        "2",
-        "--seed",
-        "0",
-        "--no-progress-bar",
-        "--hparams",
-        r#"{"log_step_epoch": true}"#,
-    ];
-    let run = lthost(dir.path(), &args);
-    assert!(run.ok(), "{}", run.stderr);
-    let rows = read_metrics(&dir.path().join("lightning_logs/version_0"));
+    let rows = recorder_rows(1, 2, r#"{"log_step_epoch": true}"#);
     let got: Vec<Value> = rows
         .iter()
         .filter(|r| r.get("train_loss").is_some_and(|v| !v.is_empty()))
@@ -504,24 +494,7 @@ fn a_logged_step_and_epoch_are_the_rows_step_and_epoch() {
 fn a_skipped_epoch_end_steps_its_schedulers_as_in_lightning() {
     // -1 from on_train_batch_start makes that batch the epoch's last: Lightning steps the
     // epoch's StepLR there, so each epoch trains at half the previous rate.
-    let dir = tempfile::tempdir().expect("tempdir");
-    let wasm = plugin_path("hook-recorder");
-    let args = [
-        "fit",
-        wasm.to_str().expect("utf-8"),
-        "--max-epochs",
-        "3",
-        "--log-every-n-steps",
-        "1",
-        "--seed",
-        "0",
-        "--no-progress-bar",
-        "--hparams",
-        r#"{"skip_at": 1, "scheduler": "step"}"#,
-    ];
-    let run = lthost(dir.path(), &args);
-    assert!(run.ok(), "{}", run.stderr);
-    let rows = read_metrics(&dir.path().join("lightning_logs/version_0"));
+    let rows = recorder_rows(3, 1, r#"{"skip_at": 1, "scheduler": "step"}"#);
     let got = column(&rows, "lr");
     let want: Vec<f64> = lightning()["cases"]["skip_at_1_step_lr"]["lrs"]
         .as_array()
