@@ -122,8 +122,11 @@ pub fn run(
         st.ctx.batch.clear();
         results.add(std::mem::take(&mut st.ctx.logs), last_bs)?;
         if log_step.is_some() {
-            let step = read(&results.step_metrics(), |r| r.logger);
-            st.log_row(&step, st.eval_log_steps, false)?;
+            // Read (a device sync per value) only when a logger or a callback plugin sees it.
+            if st.logger.is_some() || !st.callbacks.is_empty() {
+                let step = read(&results.step_metrics(), |r| r.logger);
+                st.log_row(&step, st.eval_log_steps, false)?;
+            }
             st.eval_log_steps += 1;
         }
         st.bar.on_eval_batch_end();
