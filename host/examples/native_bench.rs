@@ -85,6 +85,8 @@ struct Run {
 /// The training loop every workload shares: per epoch, the DataLoader's draws
 /// (`start_epoch`, which returns the number of batches), then per batch the loss
 /// (`loss_of`), backward and the optimizer step; timed per epoch, the loss read at its end.
+// Not inlined, so callgrind can count its instructions alone (`--toggle-collect=native_bench::train*`).
+#[inline(never)]
 fn train(
     epochs: usize,
     opt: &mut Adam,

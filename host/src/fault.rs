@@ -16,14 +16,15 @@ fn target() -> &'static Option<(String, u64)> {
     })
 }
 
-/// Marks one occurrence of `event` (`detail` is only for the message).
-pub fn point(event: &str, detail: &str) {
+/// Marks one occurrence of `event`; `detail` (only for the message) is built only when the
+/// fault fires, so an unarmed point costs no formatting.
+pub fn point(event: &str, detail: impl FnOnce() -> String) {
     let Some((want, n)) = target() else { return };
     if want != event {
         return;
     }
     if COUNT.fetch_add(1, Ordering::SeqCst) + 1 == *n {
-        eprintln!("LTHOST_FAULT: killing the process at {event} #{n} ({detail})");
+        eprintln!("LTHOST_FAULT: killing the process at {event} #{n} ({})", detail());
         // SAFETY: raise(2) with a valid signal number; SIGKILL cannot be caught.
         unsafe {
             libc::raise(libc::SIGKILL);

@@ -128,7 +128,7 @@ fn write_file(path: &Path, contents: &[u8], event: &str, durable: bool) -> Resul
     if durable {
         tmp.as_file().sync_all()?;
     }
-    crate::fault::point(event, &path.to_string_lossy());
+    crate::fault::point(event, || path.to_string_lossy().into_owned());
     tmp.persist(path).with_context(|| format!("writing {}", path.display()))?;
     // The rename itself is durable once the directory is synced.
     if durable {

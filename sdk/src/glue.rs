@@ -1,7 +1,7 @@
 //! The generic glue between the generated export traits and the SDK's traits. The
 //! [`crate::export_plugin!`] macro instantiates it for the plugin's types.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::thread::LocalKey;
 
 use crate::bindings::exports::lt::plugin::data_module::{Dataset, Split, StreamSource, WorkerInfo};
@@ -22,11 +22,42 @@ pub trait Exports {
     fn data_slot() -> &'static LocalKey<RefCell<Option<Self::Data>>>;
 }
 
+/// The trainer's training flag as read during the module hook running now.
+#[derive(Clone, Copy)]
+enum TrainingFlag {
+    /// No module hook is running: every read asks the host.
+    NoHook,
+    /// Inside a module hook, not read yet.
+    Unread,
+    Read(bool),
+}
+
+thread_local! {
+    static TRAINING: Cell<TrainingFlag> = const { Cell::new(TrainingFlag::NoHook) };
+}
+
+/// `trainer.training()`, asked of the host once per module hook: the trainer switches
+/// train/eval mode only between hooks (a host call saved per layer that reads it).
+pub fn training() -> bool {
+    TRAINING.with(|c| match c.get() {
+        TrainingFlag::Read(t) => t,
+        TrainingFlag::NoHook => crate::trainer::training(),
+        TrainingFlag::Unread => {
+            let t = crate::trainer::training();
+            c.set(TrainingFlag::Read(t));
+            t
+        }
+    })
+}
+
 fn with_module<E: Exports, R>(f: impl FnOnce(&mut Instance<E::Module>) -> R) -> R {
     E::module_slot().with(|slot| {
         let mut slot = slot.borrow_mut();
         let inst = slot.as_mut().expect("lthost called a module hook before `configure`");
-        f(inst)
+        TRAINING.with(|c| c.set(TrainingFlag::Unread));
+        let r = f(inst);
+        TRAINING.with(|c| c.set(TrainingFlag::NoHook));
+        r
     })
 }
 

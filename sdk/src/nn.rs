@@ -116,8 +116,9 @@ pub fn empty(shape: &[i64]) -> Tensor {
 }
 
 /// Whether layers run in training mode (the trainer's `model.train()` / `model.eval()`).
+/// The flag changes only between hooks, so inside a module hook it is asked of the host once.
 pub fn training() -> bool {
-    crate::trainer::training()
+    crate::glue::training()
 }
 
 /// F.max_pool2d.

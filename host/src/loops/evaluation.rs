@@ -100,7 +100,7 @@ pub fn run(
     for (idx, batch) in loader.epoch_from(st.ctx.device, None, 0, st.ctx.current_epoch)?.take(batches).enumerate() {
         let i = Some(idx as u64);
         if stage == Stage::Validate {
-            crate::fault::point("val-batch", &format!("validation batch {idx}"));
+            crate::fault::point("val-batch", || format!("validation batch {idx}"));
         }
         st.hook(Hook::OnBeforeBatchTransfer, i)?;
         let batch = batch?;

@@ -75,11 +75,11 @@ fn optimize(st: &mut LoopState<'_>, loss: Option<&Tensor>, idx: usize, stepping:
             optim(st)?.clip(0, value, by_norm)?;
         }
         optimization::step_optimizer(st.module, &mut st.ctx, 0)?;
-        let metrics = st.callback_metrics.clone();
-        optimization::step_schedulers(st.module, &mut st.ctx, Interval::Step, idx as u64 + 1, false, &metrics)?;
+        let metrics = &st.callback_metrics;
+        optimization::step_schedulers(st.module, &mut st.ctx, Interval::Step, idx as u64 + 1, false, metrics)?;
         if last {
             let epoch = st.ctx.current_epoch + 1;
-            optimization::step_schedulers(st.module, &mut st.ctx, Interval::Epoch, epoch, false, &metrics)?;
+            optimization::step_schedulers(st.module, &mut st.ctx, Interval::Epoch, epoch, false, metrics)?;
         }
     }
     Ok(())
@@ -151,10 +151,10 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: Option<&DataLoader>
             st.batch_progress.increment_processed();
             st.ctx.is_last_batch = true;
             if automatic && st.ctx.optim.is_some() {
-                let metrics = st.callback_metrics.clone();
-                optimization::step_schedulers(st.module, &mut st.ctx, Interval::Step, idx as u64 + 1, false, &metrics)?;
+                let metrics = &st.callback_metrics;
+                optimization::step_schedulers(st.module, &mut st.ctx, Interval::Step, idx as u64 + 1, false, metrics)?;
                 let epoch = st.ctx.current_epoch + 1;
-                optimization::step_schedulers(st.module, &mut st.ctx, Interval::Epoch, epoch, false, &metrics)?;
+                optimization::step_schedulers(st.module, &mut st.ctx, Interval::Epoch, epoch, false, metrics)?;
             }
             break;
         }
@@ -174,7 +174,11 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: Option<&DataLoader>
         }
         st.step_pending = stepping;
         if let Some(loss) = &loss {
-            let d = loss.f_detach().and_then(|d| d.f_reshape([])).map_err(|e| anyhow!("reading the loss: {e}"))?;
+            // A 0-dim loss (the usual case) needs no reshape: one op fewer per step.
+            let d = loss
+                .f_detach()
+                .and_then(|d| if d.dim() == 0 { Ok(d) } else { d.f_reshape([]) })
+                .map_err(|e| anyhow!("reading the loss: {e}"))?;
             loss_sum = Some(match loss_sum {
                 Some(s) => s.f_add(&d).map_err(|e| anyhow!("{e}"))?,
                 None => d,
@@ -217,7 +221,8 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: Option<&DataLoader>
         };
         st.bar.on_train_batch_end(shown.as_ref());
         st.batch_progress.increment_completed();
-        crate::fault::point("step", &format!("global step {}", st.ctx.global_step));
+        let global_step = st.ctx.global_step;
+        crate::fault::point("step", || format!("global step {global_step}"));
 
         let val_due = val.is_some() && should_validate(st, val, idx);
         st.val_due_pending = val_due;

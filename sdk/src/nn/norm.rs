@@ -51,7 +51,8 @@ impl BatchNorm {
     pub fn forward(&self, x: &Tensor) -> Tensor {
         let train = training();
         if train {
-            aten::no_grad(|| aten::add_scalar_(&self.num_batches_tracked, 1, 1));
+            // As torch's _BatchNorm: a plain in-place add (an int buffer records no graph).
+            aten::add_scalar_(&self.num_batches_tracked, 1, 1);
         }
         aten::batch_norm(
             x,
