@@ -11,5 +11,6 @@ pub mod layers;
 pub mod memory_budget;
 pub mod optim;
 pub mod params;
+pub mod scalar;
 pub mod schedulers;
 pub mod torch_ext;

@@ -47,8 +47,7 @@ impl ResultCollection {
             if both {
                 self.forked.insert(r.name.clone());
             }
-            let value = as_float(&r.value)?
-                .f_reshape([])
+            let value = crate::engine::scalar::zero_dim(as_float(&r.value)?)
                 .map_err(|e| anyhow!("logging `{}`: {}", r.name, torch_message(&e)))?;
             if r.on_step {
                 let key = if both { format!("{}_step", r.name) } else { r.name.clone() };

@@ -12,6 +12,7 @@ use tch::Tensor;
 use crate::connectors::logger::read;
 use crate::context::Stage;
 use crate::data::fetchers::DataLoader;
+use crate::engine::scalar::zero_dim;
 use crate::hooks::Hook;
 use crate::loops::checkpointing::{self, Trigger};
 use crate::loops::evaluation;
@@ -174,11 +175,7 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: Option<&DataLoader>
         }
         st.step_pending = stepping;
         if let Some(loss) = &loss {
-            // A 0-dim loss (the usual case) needs no reshape: one op fewer per step.
-            let d = loss
-                .f_detach()
-                .and_then(|d| if d.dim() == 0 { Ok(d) } else { d.f_reshape([]) })
-                .map_err(|e| anyhow!("reading the loss: {e}"))?;
+            let d = loss.f_detach().and_then(zero_dim).map_err(|e| anyhow!("reading the loss: {e}"))?;
             loss_sum = Some(match loss_sum {
                 Some(s) => s.f_add(&d).map_err(|e| anyhow!("{e}"))?,
                 None => d,

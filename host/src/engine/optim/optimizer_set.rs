@@ -161,8 +161,7 @@ impl OptimizerSet {
             None => (0..self.params.len()).collect(),
         };
         let inputs: Vec<&Tensor> = targets.iter().map(|&i| &self.params[i]).collect();
-        // A 0-dim loss (the usual case) is the root as it is: no reshape op per step.
-        let root = if loss.dim() == 0 { loss.shallow_clone() } else { op(name, loss.f_reshape([]))? };
+        let root = op(name, crate::engine::scalar::zero_dim(loss.shallow_clone()))?;
         let root = if scale != 1.0 { op(name, root.f_mul_scalar(scale))? } else { root };
         let grads = op(name, Tensor::f_run_backward(&[root], &inputs, false, false))?;
         for (&i, g) in targets.iter().zip(grads) {
