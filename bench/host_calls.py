@@ -39,14 +39,15 @@ def table(c):
         "",
         f"`neg` of a one-element tensor from a Rust guest (tests/plugins/aten-probe, `call_cost`), {len(c['typed'])} rounds of "
         f"{CALLS} calls each way in one instance (the first round dropped), typed then generic within a round; the handle's drop "
-        "is in both. The generic call (the Rust SDK's form for operators of up to four arguments: `op.call-tensor-flat`) "
-        "checks and converts its arguments by the schema, then calls the operator through libtorch's dispatcher, unboxed "
-        "for the commonest argument shapes (`host/csrc/aten_dispatch.cpp`, `SHAPES`), else boxed.",
+        "is in both. The generic call is the Rust SDK's plain form for an operator given only tensors: `aten.apply-unary` "
+        "by the operator's index in the plugin's table, which the host runs on the operator's unboxed kernel through a "
+        "typed handle made at resolve time (`host/csrc/aten_dispatch.cpp`, `direct`); other shapes convert their "
+        "arguments by the schema first (`SHAPES`), the rest are called boxed.",
         "",
         "| path | ns per call |",
         "|---|---:|",
         f"| typed (`tensor.unary(neg)`) | {spread(c['typed'], '{:.0f}')} |",
-        f"| generic (`aten::neg`, `op.call-tensor-flat`) | {spread(c['generic'], '{:.0f}')} |",
+        f"| generic (`aten::neg`, `aten.apply-unary`) | {spread(c['generic'], '{:.0f}')} |",
         f"| generic / typed | {ratio_spread([g / t for g, t in zip(c['generic'], c['typed'])])} |",
         "",
     ]

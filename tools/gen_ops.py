@@ -238,7 +238,7 @@ def generate():
         "",
         "#![allow(clippy::too_many_arguments, clippy::type_complexity, non_snake_case, unused_mut, unused_variables)]",
         "",
-        "use crate::aten::{call, call_tensor, call_tensor_flat, check, Results, Scalar, TorchError};",
+        "use crate::aten::{apply_tensor_flat, call, call_tensor, call_tensor_flat, check, Results, Scalar, TorchError};",
         "use crate::bindings::lt::plugin::aten::Arg;",
         "use crate::{Dtype, Tensor};",
         "",
@@ -275,6 +275,11 @@ def generate():
             # generator is None, the run's or a worker's).
             flat = rty == "Tensor" and len(args) <= 4
             in_order = ", ".join(make_arg(a, p) for a, p in args)
+            # The trailing arguments whose default is None: left out when None, so that an
+            # operator given only tensors takes the host's tensors-only call.
+            keep = len(args)
+            while keep > 0 and (args[keep - 1][1] is None or args[keep - 1][1][2]) and args[keep - 1][0].default == "None":
+                keep -= 1
             bound.append((count, name, qual, text, f))
             rid = ident(name)
             fid = f"f_{name}"
@@ -287,7 +292,7 @@ def generate():
                 f"pub fn {fid}({fn_params}) -> Result<{rty}, TorchError> {{",
                 *body,
                 *(
-                    [f'    call_tensor_flat({count}, "{qual}", [{in_order}])']
+                    [f'    call_tensor_flat({count}, "{qual}", {keep}, [{in_order}])']
                     if flat
                     else [f'    call_tensor({count}, "{qual}", &[{positional}], {kwarg})']
                     if rty == "Tensor"
@@ -297,7 +302,7 @@ def generate():
                 f"/// `{doc}`; panics with torch's message.",
                 "#[inline]",
                 f"pub fn {rid}({fn_params}) -> {rty} {{",
-                f"    check({fid}({fn_args}))",
+                (f'    apply_tensor_flat({count}, "{qual}", {keep}, [{in_order}])' if flat else f"    check({fid}({fn_args}))"),
                 "}",
             ]
             if params and params[0][0].name == "self" and params[0][1][0] == "&Tensor":
@@ -307,6 +312,9 @@ def generate():
                 methods.append((rid, fid, mp, ma, rty, sep, doc))
             count += 1
     lines += [
+        "",
+        "/// How many operators the table above has (the indices the calls pass).",
+        f"pub(crate) const OP_COUNT: usize = {count};",
         "",
         "/// The operators whose first argument is `Tensor self`, as methods (torch's",
         "/// `x.masked_fill(...)`). Methods the `Tensor` type has itself take precedence; these",

@@ -12,6 +12,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -285,6 +286,55 @@ template <typename... A>
 at::Tensor unboxed(const c10::OperatorHandle& op, const torch::jit::Stack& s) {
   return call_unboxed<A...>(op, s, std::index_sequence_for<A...>{});
 }
+
+// The same call with no stack at all, on a typed handle made once (`typed_handle`): argument
+// `i` is the tensor `given[i]` where one is given (only where the schema takes a tensor), else
+// the schema's default `defaults[i]`.
+using Direct = at::Tensor (*)(const void* typed, const at::Tensor* const* given, const c10::IValue* defaults);
+
+template <typename A>
+struct Pick {
+  static decltype(auto) from(const at::Tensor* const* given, const c10::IValue* defaults, size_t i) {
+    return Unbox<A>::from(defaults[i]);
+  }
+};
+template <>
+struct Pick<const at::Tensor&> {
+  static const at::Tensor& from(const at::Tensor* const* given, const c10::IValue* defaults, size_t i) {
+    return given[i] != nullptr ? *given[i] : defaults[i].toTensor();
+  }
+};
+template <>
+struct Pick<const std::optional<at::Tensor>&> {
+  static std::optional<at::Tensor> from(const at::Tensor* const* given, const c10::IValue* defaults, size_t i) {
+    return given[i] != nullptr ? std::optional<at::Tensor>(*given[i]) : defaults[i].toOptional<at::Tensor>();
+  }
+};
+
+template <typename... A>
+using Typed = c10::TypedOperatorHandle<at::Tensor(A...)>;
+
+template <typename... A, size_t... I>
+at::Tensor call_direct(const void* typed, const at::Tensor* const* given, const c10::IValue* defaults,
+                       std::index_sequence<I...>) {
+  return static_cast<const Typed<A...>*>(typed)->call(Pick<A>::from(given, defaults, I)...);
+}
+template <typename... A>
+at::Tensor direct(const void* typed, const at::Tensor* const* given, const c10::IValue* defaults) {
+  return call_direct<A...>(typed, given, defaults, std::index_sequence_for<A...>{});
+}
+
+// The typed handle `direct` calls (checked against torch's C++ signature once, here, rather
+// than on every call as `typed()` does).
+template <typename... A>
+void* typed_handle(const c10::OperatorHandle& op) {
+  return new Typed<A...>(op.typed<at::Tensor(A...)>());
+}
+template <typename... A>
+void drop_typed(void* typed) {
+  delete static_cast<Typed<A...>*>(typed);
+}
+
 template <typename... A>
 void signature(const c10::OperatorHandle& op) {
   op.typed<at::Tensor(A...)>();
@@ -301,24 +351,32 @@ using OptDt = std::optional<at::ScalarType>;
 struct Shape {
   const char* key;
   Unboxed call;
+  Direct direct;
+  void* (*make_typed)(const c10::OperatorHandle&);
+  void (*drop_typed)(void*);
   void (*check)(const c10::OperatorHandle&);  // throws unless torch's C++ signature is this one
 };
+
+#define LTHOST_SHAPE(key, ...) \
+  {key, unboxed<__VA_ARGS__>, direct<__VA_ARGS__>, typed_handle<__VA_ARGS__>, drop_typed<__VA_ARGS__>, signature<__VA_ARGS__>}
 const Shape SHAPES[] = {
-    {"T", unboxed<Ten>, signature<Ten>},
-    {"TT", unboxed<Ten, Ten>, signature<Ten, Ten>},
-    {"TS", unboxed<Ten, Sc>, signature<Ten, Sc>},
-    {"TI", unboxed<Ten, int64_t>, signature<Ten, int64_t>},
-    {"TY", unboxed<Ten, c10::SymInt>, signature<Ten, c10::SymInt>},
-    {"TB", unboxed<Ten, bool>, signature<Ten, bool>},
-    {"TTS", unboxed<Ten, Ten, Sc>, signature<Ten, Ten, Sc>},
-    {"TSS", unboxed<Ten, Sc, Sc>, signature<Ten, Sc, Sc>},
-    {"TTT", unboxed<Ten, Ten, Ten>, signature<Ten, Ten, Ten>},
-    {"TTo", unboxed<Ten, Ten, OptTen>, signature<Ten, Ten, OptTen>},
-    {"TII", unboxed<Ten, int64_t, int64_t>, signature<Ten, int64_t, int64_t>},
-    {"TIB", unboxed<Ten, int64_t, bool>, signature<Ten, int64_t, bool>},
-    {"TId", unboxed<Ten, int64_t, OptDt>, signature<Ten, int64_t, OptDt>},
-    {"TFB", unboxed<Ten, double, bool>, signature<Ten, double, bool>},
+    LTHOST_SHAPE("T", Ten),
+    LTHOST_SHAPE("TT", Ten, Ten),
+    LTHOST_SHAPE("TS", Ten, Sc),
+    LTHOST_SHAPE("TI", Ten, int64_t),
+    LTHOST_SHAPE("TY", Ten, c10::SymInt),
+    LTHOST_SHAPE("TB", Ten, bool),
+    LTHOST_SHAPE("TTS", Ten, Ten, Sc),
+    LTHOST_SHAPE("TSS", Ten, Sc, Sc),
+    LTHOST_SHAPE("TTT", Ten, Ten, Ten),
+    LTHOST_SHAPE("TTo", Ten, Ten, OptTen),
+    LTHOST_SHAPE("TII", Ten, int64_t, int64_t),
+    LTHOST_SHAPE("TIB", Ten, int64_t, bool),
+    LTHOST_SHAPE("TId", Ten, int64_t, OptDt),
+    LTHOST_SHAPE("TFB", Ten, double, bool),
+    LTHOST_SHAPE("Td", Ten, OptDt),
 };
+#undef LTHOST_SHAPE
 
 // An argument's letter: its type as an unboxed kernel takes it, or '?' for one no shape has.
 char letter(const c10::Argument& a) {
@@ -342,9 +400,9 @@ char letter(const c10::Argument& a) {
   }
 }
 
-// The unboxed form of `op`, if its schema has one of SHAPES and returns one tensor (written
-// to none of its arguments), and torch agrees on the C++ signature.
-Unboxed unboxed_form(const c10::OperatorHandle& op) {
+// The shape `op` is called unboxed by, if its schema has one of SHAPES and returns one
+// tensor (written to none of its arguments), and torch agrees on the C++ signature.
+const Shape* unboxed_form(const c10::OperatorHandle& op) {
   const auto& schema = op.schema();
   const auto& rets = schema.returns();
   if (rets.size() != 1 || rets[0].real_type()->kind() != c10::TypeKind::TensorType || schema.is_vararg() ||
@@ -357,7 +415,7 @@ Unboxed unboxed_form(const c10::OperatorHandle& op) {
     if (key != shape.key) continue;
     try {
       shape.check(op);
-      return shape.call;
+      return &shape;
     } catch (const std::exception&) {
       return nullptr;
     }
@@ -365,19 +423,43 @@ Unboxed unboxed_form(const c10::OperatorHandle& op) {
   return nullptr;
 }
 
-// A resolved operator: the dispatcher's handle and, for the shapes above, its unboxed call.
-struct LtOp {
-  c10::OperatorHandle handle;
-  Unboxed fast;
-  bool writes;  // whether it writes to an argument (`Tensor(a!)`)
-};
-
 bool writes_an_argument(const c10::OperatorHandle& op) {
   for (const auto& a : op.schema().arguments()) {
     if (a.alias_info() != nullptr && a.alias_info()->isWrite()) return true;
   }
   return false;
 }
+
+// A resolved operator: the dispatcher's handle and, for the shapes above, its unboxed calls.
+struct LtOp {
+  c10::OperatorHandle handle;
+  Unboxed fast = nullptr;
+  Direct direct = nullptr;
+  std::unique_ptr<void, void (*)(void*)> typed{nullptr, nullptr};  // what `direct` calls
+  bool writes = false;  // whether it writes to an argument (`Tensor(a!)`)
+  // `direct_with[n]`: whether `direct` may be called with the first n arguments given as
+  // tensors: each of them takes a tensor, and every later one has a default.
+  bool direct_with[4] = {false, false, false, false};
+  std::vector<c10::IValue> defaults;  // each argument's default (None where it has none)
+
+  explicit LtOp(const c10::OperatorHandle& op) : handle(op), writes(writes_an_argument(op)) {
+    const Shape* shape = unboxed_form(op);
+    if (shape == nullptr) return;
+    fast = shape->call;
+    direct = shape->direct;
+    typed = std::unique_ptr<void, void (*)(void*)>(shape->make_typed(op), shape->drop_typed);
+    const auto& params = op.schema().arguments();
+    for (const auto& a : params) defaults.push_back(a.default_value() ? *a.default_value() : c10::IValue());
+    for (size_t n = 1; n < 4 && n <= params.size(); ++n) {
+      bool ok = true;
+      for (size_t k = 0; k < params.size(); ++k) {
+        char l = letter(params[k]);
+        ok = ok && (k < n ? (l == 'T' || l == 'o') : params[k].default_value().has_value());
+      }
+      direct_with[n] = ok;
+    }
+  }
+};
 
 }  // namespace
 
@@ -392,7 +474,7 @@ void* lthost_op_find(const char* name, const char* overload, char** err) {
       *err = dup(std::string("no operator ") + name + (overload[0] ? std::string(".") + overload : std::string()));
       return nullptr;
     }
-    return new LtOp{*op, unboxed_form(*op), writes_an_argument(*op)};
+    return new LtOp(*op);
   } catch (const std::exception& e) {
     *err = dup(e.what());
     return nullptr;
@@ -449,6 +531,30 @@ bool lthost_op_seeded(void* op) {
 
 // Whether the operator is called unboxed (its argument shape is one of SHAPES).
 bool lthost_op_unboxed(void* op) { return static_cast<LtOp*>(op)->fast != nullptr; }
+
+// Whether lthost_op_call_direct may be called with `n` tensors.
+bool lthost_op_direct(void* op, int64_t n) {
+  auto* lt = static_cast<LtOp*>(op);
+  return n >= 0 && n < 4 && lt->direct_with[n];
+}
+
+// Calls `op` with the tensors `tensors[0..n]` (`at::Tensor*`) as its first arguments and the
+// rest at their defaults, straight to its unboxed kernel (lthost_op_direct(op, n) must hold).
+// On success (0) `*out` is the result (a new `at::Tensor*`), else (-1) `*err` a message.
+int lthost_op_call_direct(void* op, const void* const* tensors, int64_t n, void** out, char** err) {
+  *out = nullptr;
+  try {
+    auto* lt = static_cast<LtOp*>(op);
+    if (n < 0 || n >= 4 || !lt->direct_with[n]) throw std::runtime_error("not callable with " + std::to_string(n) + " tensors");
+    const at::Tensor* given[4] = {nullptr, nullptr, nullptr, nullptr};
+    for (int64_t k = 0; k < n; ++k) given[k] = static_cast<const at::Tensor*>(tensors[k]);
+    *out = new at::Tensor(lt->direct(lt->typed.get(), given, lt->defaults.data()));
+  } catch (const std::exception& e) {
+    *err = dup(e.what());
+    return -1;
+  }
+  return 0;
+}
 
 // The number of values the operator returns (its schema's returns).
 int64_t lthost_op_returns(void* op) {

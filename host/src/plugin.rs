@@ -17,6 +17,7 @@ pub mod failure;
 pub mod host;
 pub mod interrupt;
 pub mod logger_plugin;
+pub mod op_index;
 pub mod panic_guard;
 pub mod runtime;
 pub mod sandbox;

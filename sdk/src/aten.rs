@@ -6,7 +6,9 @@
 
 use std::cell::RefCell;
 use std::fmt;
+use std::sync::atomic::{AtomicU32, Ordering};
 
+use crate::aten_ops::OP_COUNT;
 pub use crate::aten_ops::*;
 use crate::bindings::lt::plugin::aten::{self as wit, Arg, Op, Value};
 use crate::Tensor;
@@ -114,17 +116,70 @@ pub fn call_tensor(
     with_op(index, name, |op| op.call_tensor(args, &named(kwargs)).map_err(TorchError))
 }
 
+/// The host's index of each operator of the generated table (`u32::MAX`: not asked yet). A
+/// plugin instance is one thread: the atomics are plain loads and stores.
+static INDEXES: [AtomicU32; OP_COUNT] = [const { AtomicU32::new(u32::MAX) }; OP_COUNT];
+
+/// The host's index of operator `index` of the generated table (`name`), asked on first use.
+#[inline]
+fn host_index(index: usize, name: &str) -> Result<u32, TorchError> {
+    let slot = &INDEXES[index];
+    match slot.load(Ordering::Relaxed) {
+        u32::MAX => {
+            let i = wit::index(name).map_err(TorchError)?;
+            slot.store(i, Ordering::Relaxed);
+            Ok(i)
+        }
+        i => Ok(i),
+    }
+}
+
+/// How many of `args` a flat call passes: those after the first `keep` default to None and
+/// are left out when None (so an operator given only tensors can take the host's unboxed call).
+#[inline]
+fn given<const N: usize>(keep: usize, args: &[Arg<'_>; N]) -> usize {
+    let mut n = N;
+    while n > keep && matches!(args[n - 1], Arg::None) {
+        n -= 1;
+    }
+    n
+}
+
 /// Calls operator `index` of the generated table (`name`), one that returns one tensor, with
 /// its first `N` (at most four) arguments in the schema's order, keyword-only ones included:
 /// passed flat, with no list to build on either side.
 #[doc(hidden)]
 #[inline]
-pub fn call_tensor_flat<const N: usize>(index: usize, name: &str, args: [Arg<'_>; N]) -> Result<Tensor, TorchError> {
+pub fn call_tensor_flat<const N: usize>(
+    index: usize,
+    name: &str,
+    keep: usize,
+    args: [Arg<'_>; N],
+) -> Result<Tensor, TorchError> {
     const { assert!(N <= 4, "call_tensor_flat takes at most four arguments") };
-    let mut it = args.into_iter();
-    let mut next = || it.next().unwrap_or(Arg::None);
-    let (a, b, c, d) = (next(), next(), next(), next());
-    with_op(index, name, |op| op.call_tensor_flat(N as u8, &a, &b, &c, &d).map_err(TorchError))
+    let n = given(keep, &args);
+    let op = host_index(index, name)?;
+    let at = |k: usize| if k < n { &args[k] } else { &Arg::None };
+    wit::call_flat(op, n as u8, at(0), at(1), at(2), at(3)).map_err(TorchError)
+}
+
+/// As [`call_tensor_flat`], for the panicking forms: an error ends the hook naming the
+/// operator (the host does what [`raise`] does), so nothing comes back but the tensor.
+#[doc(hidden)]
+#[inline]
+pub fn apply_tensor_flat<const N: usize>(index: usize, name: &str, keep: usize, args: [Arg<'_>; N]) -> Tensor {
+    const { assert!(N <= 4, "apply_tensor_flat takes at most four arguments") };
+    let n = given(keep, &args);
+    let op = check(host_index(index, name));
+    match &args[..n] {
+        [Arg::Tensor(a)] => wit::apply_unary(op, a),
+        [Arg::Tensor(a), Arg::Tensor(b)] => wit::apply_binary(op, a, b),
+        [Arg::Tensor(a), Arg::Tensor(b), Arg::Tensor(c)] => wit::apply_ternary(op, a, b, c),
+        _ => {
+            let at = |k: usize| if k < n { &args[k] } else { &Arg::None };
+            wit::apply_flat(op, n as u8, at(0), at(1), at(2), at(3))
+        }
+    }
 }
 
 /// The value of a `f_` call; an error ends the hook naming the operator ([`raise`]).

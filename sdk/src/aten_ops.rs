@@ -4,279 +4,279 @@
 
 #![allow(clippy::too_many_arguments, clippy::type_complexity, non_snake_case, unused_mut, unused_variables)]
 
-use crate::aten::{call, call_tensor, call_tensor_flat, check, Results, Scalar, TorchError};
+use crate::aten::{apply_tensor_flat, call, call_tensor, call_tensor_flat, check, Results, Scalar, TorchError};
 use crate::bindings::lt::plugin::aten::Arg;
 use crate::{Dtype, Tensor};
 
 /// `aten::__and__.Scalar(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f___and___scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(0, "aten::__and__.Scalar", [Arg::Tensor(self_), other.into().arg()])
+    call_tensor_flat(0, "aten::__and__.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::__and__.Scalar(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn __and___scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
-    check(f___and___scalar(self_, other))
+    apply_tensor_flat(0, "aten::__and__.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::__and__.Tensor(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f___and__(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1, "aten::__and__.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(1, "aten::__and__.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::__and__.Tensor(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn __and__(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f___and__(self_, other))
+    apply_tensor_flat(1, "aten::__and__.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::__iand__.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f___iand__(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(2, "aten::__iand__.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(2, "aten::__iand__.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::__iand__.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn __iand__(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f___iand__(self_, other))
+    apply_tensor_flat(2, "aten::__iand__.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::__iand__.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`
 #[inline]
 pub fn f___iand___scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(3, "aten::__iand__.Scalar", [Arg::Tensor(self_), other.into().arg()])
+    call_tensor_flat(3, "aten::__iand__.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::__iand__.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn __iand___scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
-    check(f___iand___scalar(self_, other))
+    apply_tensor_flat(3, "aten::__iand__.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::__ilshift__.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f___ilshift__(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(4, "aten::__ilshift__.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(4, "aten::__ilshift__.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::__ilshift__.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn __ilshift__(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f___ilshift__(self_, other))
+    apply_tensor_flat(4, "aten::__ilshift__.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::__ilshift__.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`
 #[inline]
 pub fn f___ilshift___scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(5, "aten::__ilshift__.Scalar", [Arg::Tensor(self_), other.into().arg()])
+    call_tensor_flat(5, "aten::__ilshift__.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::__ilshift__.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn __ilshift___scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
-    check(f___ilshift___scalar(self_, other))
+    apply_tensor_flat(5, "aten::__ilshift__.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::__ior__.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f___ior__(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(6, "aten::__ior__.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(6, "aten::__ior__.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::__ior__.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn __ior__(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f___ior__(self_, other))
+    apply_tensor_flat(6, "aten::__ior__.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::__ior__.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`
 #[inline]
 pub fn f___ior___scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(7, "aten::__ior__.Scalar", [Arg::Tensor(self_), other.into().arg()])
+    call_tensor_flat(7, "aten::__ior__.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::__ior__.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn __ior___scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
-    check(f___ior___scalar(self_, other))
+    apply_tensor_flat(7, "aten::__ior__.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::__irshift__.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f___irshift__(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(8, "aten::__irshift__.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(8, "aten::__irshift__.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::__irshift__.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn __irshift__(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f___irshift__(self_, other))
+    apply_tensor_flat(8, "aten::__irshift__.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::__irshift__.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`
 #[inline]
 pub fn f___irshift___scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(9, "aten::__irshift__.Scalar", [Arg::Tensor(self_), other.into().arg()])
+    call_tensor_flat(9, "aten::__irshift__.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::__irshift__.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn __irshift___scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
-    check(f___irshift___scalar(self_, other))
+    apply_tensor_flat(9, "aten::__irshift__.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::__ixor__.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f___ixor__(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(10, "aten::__ixor__.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(10, "aten::__ixor__.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::__ixor__.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn __ixor__(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f___ixor__(self_, other))
+    apply_tensor_flat(10, "aten::__ixor__.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::__ixor__.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`
 #[inline]
 pub fn f___ixor___scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(11, "aten::__ixor__.Scalar", [Arg::Tensor(self_), other.into().arg()])
+    call_tensor_flat(11, "aten::__ixor__.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::__ixor__.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn __ixor___scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
-    check(f___ixor___scalar(self_, other))
+    apply_tensor_flat(11, "aten::__ixor__.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::__lshift__.Tensor(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f___lshift__(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(12, "aten::__lshift__.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(12, "aten::__lshift__.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::__lshift__.Tensor(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn __lshift__(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f___lshift__(self_, other))
+    apply_tensor_flat(12, "aten::__lshift__.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::__lshift__.Scalar(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f___lshift___scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(13, "aten::__lshift__.Scalar", [Arg::Tensor(self_), other.into().arg()])
+    call_tensor_flat(13, "aten::__lshift__.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::__lshift__.Scalar(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn __lshift___scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
-    check(f___lshift___scalar(self_, other))
+    apply_tensor_flat(13, "aten::__lshift__.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::__or__.Tensor(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f___or__(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(14, "aten::__or__.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(14, "aten::__or__.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::__or__.Tensor(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn __or__(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f___or__(self_, other))
+    apply_tensor_flat(14, "aten::__or__.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::__or__.Scalar(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f___or___scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(15, "aten::__or__.Scalar", [Arg::Tensor(self_), other.into().arg()])
+    call_tensor_flat(15, "aten::__or__.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::__or__.Scalar(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn __or___scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
-    check(f___or___scalar(self_, other))
+    apply_tensor_flat(15, "aten::__or__.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::__rshift__.Tensor(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f___rshift__(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(16, "aten::__rshift__.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(16, "aten::__rshift__.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::__rshift__.Tensor(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn __rshift__(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f___rshift__(self_, other))
+    apply_tensor_flat(16, "aten::__rshift__.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::__rshift__.Scalar(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f___rshift___scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(17, "aten::__rshift__.Scalar", [Arg::Tensor(self_), other.into().arg()])
+    call_tensor_flat(17, "aten::__rshift__.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::__rshift__.Scalar(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn __rshift___scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
-    check(f___rshift___scalar(self_, other))
+    apply_tensor_flat(17, "aten::__rshift__.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::__xor__.Tensor(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f___xor__(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(18, "aten::__xor__.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(18, "aten::__xor__.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::__xor__.Tensor(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn __xor__(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f___xor__(self_, other))
+    apply_tensor_flat(18, "aten::__xor__.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::__xor__.Scalar(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f___xor___scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(19, "aten::__xor__.Scalar", [Arg::Tensor(self_), other.into().arg()])
+    call_tensor_flat(19, "aten::__xor__.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::__xor__.Scalar(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn __xor___scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
-    check(f___xor___scalar(self_, other))
+    apply_tensor_flat(19, "aten::__xor__.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::_adaptive_avg_pool2d(Tensor self, SymInt[2] output_size) -> Tensor`
 #[inline]
 pub fn f__adaptive_avg_pool2d(self_: &Tensor, output_size: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor_flat(20, "aten::_adaptive_avg_pool2d", [Arg::Tensor(self_), Arg::Ints(output_size.to_vec())])
+    call_tensor_flat(20, "aten::_adaptive_avg_pool2d", 2, [Arg::Tensor(self_), Arg::Ints(output_size.to_vec())])
 }
 /// `aten::_adaptive_avg_pool2d(Tensor self, SymInt[2] output_size) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _adaptive_avg_pool2d(self_: &Tensor, output_size: &[i64]) -> Tensor {
-    check(f__adaptive_avg_pool2d(self_, output_size))
+    apply_tensor_flat(20, "aten::_adaptive_avg_pool2d", 2, [Arg::Tensor(self_), Arg::Ints(output_size.to_vec())])
 }
 /// `aten::_adaptive_avg_pool3d(Tensor self, SymInt[3] output_size) -> Tensor`
 #[inline]
 pub fn f__adaptive_avg_pool3d(self_: &Tensor, output_size: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor_flat(21, "aten::_adaptive_avg_pool3d", [Arg::Tensor(self_), Arg::Ints(output_size.to_vec())])
+    call_tensor_flat(21, "aten::_adaptive_avg_pool3d", 2, [Arg::Tensor(self_), Arg::Ints(output_size.to_vec())])
 }
 /// `aten::_adaptive_avg_pool3d(Tensor self, SymInt[3] output_size) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _adaptive_avg_pool3d(self_: &Tensor, output_size: &[i64]) -> Tensor {
-    check(f__adaptive_avg_pool3d(self_, output_size))
+    apply_tensor_flat(21, "aten::_adaptive_avg_pool3d", 2, [Arg::Tensor(self_), Arg::Ints(output_size.to_vec())])
 }
 /// `aten::_add_batch_dim(Tensor self, int batch_dim, int level) -> Tensor`
 #[inline]
 pub fn f__add_batch_dim(self_: &Tensor, batch_dim: i64, level: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(22, "aten::_add_batch_dim", [Arg::Tensor(self_), Arg::Int(batch_dim), Arg::Int(level)])
+    call_tensor_flat(22, "aten::_add_batch_dim", 3, [Arg::Tensor(self_), Arg::Int(batch_dim), Arg::Int(level)])
 }
 /// `aten::_add_batch_dim(Tensor self, int batch_dim, int level) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _add_batch_dim(self_: &Tensor, batch_dim: i64, level: i64) -> Tensor {
-    check(f__add_batch_dim(self_, batch_dim, level))
+    apply_tensor_flat(22, "aten::_add_batch_dim", 3, [Arg::Tensor(self_), Arg::Int(batch_dim), Arg::Int(level)])
 }
 /// `aten::_add_relu.Tensor(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor`
 #[inline]
 pub fn f__add_relu(self_: &Tensor, other: &Tensor, alpha: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(23, "aten::_add_relu.Tensor", [Arg::Tensor(self_), Arg::Tensor(other), alpha.into().arg()])
+    call_tensor_flat(23, "aten::_add_relu.Tensor", 3, [Arg::Tensor(self_), Arg::Tensor(other), alpha.into().arg()])
 }
 /// `aten::_add_relu.Tensor(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _add_relu(self_: &Tensor, other: &Tensor, alpha: impl Into<Scalar>) -> Tensor {
-    check(f__add_relu(self_, other, alpha))
+    apply_tensor_flat(23, "aten::_add_relu.Tensor", 3, [Arg::Tensor(self_), Arg::Tensor(other), alpha.into().arg()])
 }
 /// `aten::_add_relu.Scalar(Tensor self, Scalar other, Scalar alpha=1) -> Tensor`
 #[inline]
 pub fn f__add_relu_scalar(self_: &Tensor, other: impl Into<Scalar>, alpha: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(24, "aten::_add_relu.Scalar", [Arg::Tensor(self_), other.into().arg(), alpha.into().arg()])
+    call_tensor_flat(24, "aten::_add_relu.Scalar", 3, [Arg::Tensor(self_), other.into().arg(), alpha.into().arg()])
 }
 /// `aten::_add_relu.Scalar(Tensor self, Scalar other, Scalar alpha=1) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _add_relu_scalar(self_: &Tensor, other: impl Into<Scalar>, alpha: impl Into<Scalar>) -> Tensor {
-    check(f__add_relu_scalar(self_, other, alpha))
+    apply_tensor_flat(24, "aten::_add_relu.Scalar", 3, [Arg::Tensor(self_), other.into().arg(), alpha.into().arg()])
 }
 /// `aten::_add_relu_.Tensor(Tensor(a!) self, Tensor other, *, Scalar alpha=1) -> Tensor(a!)`
 #[inline]
 pub fn f__add_relu_(self_: &Tensor, other: &Tensor, alpha: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(25, "aten::_add_relu_.Tensor", [Arg::Tensor(self_), Arg::Tensor(other), alpha.into().arg()])
+    call_tensor_flat(25, "aten::_add_relu_.Tensor", 3, [Arg::Tensor(self_), Arg::Tensor(other), alpha.into().arg()])
 }
 /// `aten::_add_relu_.Tensor(Tensor(a!) self, Tensor other, *, Scalar alpha=1) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn _add_relu_(self_: &Tensor, other: &Tensor, alpha: impl Into<Scalar>) -> Tensor {
-    check(f__add_relu_(self_, other, alpha))
+    apply_tensor_flat(25, "aten::_add_relu_.Tensor", 3, [Arg::Tensor(self_), Arg::Tensor(other), alpha.into().arg()])
 }
 /// `aten::_add_relu_.Scalar(Tensor(a!) self, Scalar other, Scalar alpha=1) -> Tensor(a!)`
 #[inline]
 pub fn f__add_relu_scalar_(self_: &Tensor, other: impl Into<Scalar>, alpha: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(26, "aten::_add_relu_.Scalar", [Arg::Tensor(self_), other.into().arg(), alpha.into().arg()])
+    call_tensor_flat(26, "aten::_add_relu_.Scalar", 3, [Arg::Tensor(self_), other.into().arg(), alpha.into().arg()])
 }
 /// `aten::_add_relu_.Scalar(Tensor(a!) self, Scalar other, Scalar alpha=1) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn _add_relu_scalar_(self_: &Tensor, other: impl Into<Scalar>, alpha: impl Into<Scalar>) -> Tensor {
-    check(f__add_relu_scalar_(self_, other, alpha))
+    apply_tensor_flat(26, "aten::_add_relu_.Scalar", 3, [Arg::Tensor(self_), other.into().arg(), alpha.into().arg()])
 }
 /// `aten::_addmm_activation(Tensor self, Tensor mat1, Tensor mat2, *, Scalar beta=1, Scalar alpha=1, bool use_gelu=False) -> Tensor`
 #[inline]
@@ -407,12 +407,12 @@ pub fn _assert_tensor_metadata(a: &Tensor, size: Option<&[i64]>, stride: Option<
 /// `aten::_autocast_to_full_precision(Tensor(a) self, bool cuda_enabled, bool cpu_enabled) -> Tensor(a)`
 #[inline]
 pub fn f__autocast_to_full_precision(self_: &Tensor, cuda_enabled: bool, cpu_enabled: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(38, "aten::_autocast_to_full_precision", [Arg::Tensor(self_), Arg::Boolean(cuda_enabled), Arg::Boolean(cpu_enabled)])
+    call_tensor_flat(38, "aten::_autocast_to_full_precision", 3, [Arg::Tensor(self_), Arg::Boolean(cuda_enabled), Arg::Boolean(cpu_enabled)])
 }
 /// `aten::_autocast_to_full_precision(Tensor(a) self, bool cuda_enabled, bool cpu_enabled) -> Tensor(a)`; panics with torch's message.
 #[inline]
 pub fn _autocast_to_full_precision(self_: &Tensor, cuda_enabled: bool, cpu_enabled: bool) -> Tensor {
-    check(f__autocast_to_full_precision(self_, cuda_enabled, cpu_enabled))
+    apply_tensor_flat(38, "aten::_autocast_to_full_precision", 3, [Arg::Tensor(self_), Arg::Boolean(cuda_enabled), Arg::Boolean(cpu_enabled)])
 }
 /// `aten::_autocast_to_reduced_precision(Tensor(a) self, bool cuda_enabled, bool cpu_enabled, ScalarType cuda_dtype, ScalarType cpu_dtype) -> Tensor(a)`
 #[inline]
@@ -471,102 +471,102 @@ pub fn _batch_norm_with_update_functional(input: &Tensor, weight: Option<&Tensor
 /// `aten::_cast_Byte(Tensor self, bool non_blocking=False) -> Tensor`
 #[inline]
 pub fn f__cast_Byte(self_: &Tensor, non_blocking: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(44, "aten::_cast_Byte", [Arg::Tensor(self_), Arg::Boolean(non_blocking)])
+    call_tensor_flat(44, "aten::_cast_Byte", 2, [Arg::Tensor(self_), Arg::Boolean(non_blocking)])
 }
 /// `aten::_cast_Byte(Tensor self, bool non_blocking=False) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _cast_Byte(self_: &Tensor, non_blocking: bool) -> Tensor {
-    check(f__cast_Byte(self_, non_blocking))
+    apply_tensor_flat(44, "aten::_cast_Byte", 2, [Arg::Tensor(self_), Arg::Boolean(non_blocking)])
 }
 /// `aten::_cast_Char(Tensor self, bool non_blocking=False) -> Tensor`
 #[inline]
 pub fn f__cast_Char(self_: &Tensor, non_blocking: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(45, "aten::_cast_Char", [Arg::Tensor(self_), Arg::Boolean(non_blocking)])
+    call_tensor_flat(45, "aten::_cast_Char", 2, [Arg::Tensor(self_), Arg::Boolean(non_blocking)])
 }
 /// `aten::_cast_Char(Tensor self, bool non_blocking=False) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _cast_Char(self_: &Tensor, non_blocking: bool) -> Tensor {
-    check(f__cast_Char(self_, non_blocking))
+    apply_tensor_flat(45, "aten::_cast_Char", 2, [Arg::Tensor(self_), Arg::Boolean(non_blocking)])
 }
 /// `aten::_cast_Double(Tensor self, bool non_blocking=False) -> Tensor`
 #[inline]
 pub fn f__cast_Double(self_: &Tensor, non_blocking: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(46, "aten::_cast_Double", [Arg::Tensor(self_), Arg::Boolean(non_blocking)])
+    call_tensor_flat(46, "aten::_cast_Double", 2, [Arg::Tensor(self_), Arg::Boolean(non_blocking)])
 }
 /// `aten::_cast_Double(Tensor self, bool non_blocking=False) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _cast_Double(self_: &Tensor, non_blocking: bool) -> Tensor {
-    check(f__cast_Double(self_, non_blocking))
+    apply_tensor_flat(46, "aten::_cast_Double", 2, [Arg::Tensor(self_), Arg::Boolean(non_blocking)])
 }
 /// `aten::_cast_Float(Tensor self, bool non_blocking=False) -> Tensor`
 #[inline]
 pub fn f__cast_Float(self_: &Tensor, non_blocking: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(47, "aten::_cast_Float", [Arg::Tensor(self_), Arg::Boolean(non_blocking)])
+    call_tensor_flat(47, "aten::_cast_Float", 2, [Arg::Tensor(self_), Arg::Boolean(non_blocking)])
 }
 /// `aten::_cast_Float(Tensor self, bool non_blocking=False) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _cast_Float(self_: &Tensor, non_blocking: bool) -> Tensor {
-    check(f__cast_Float(self_, non_blocking))
+    apply_tensor_flat(47, "aten::_cast_Float", 2, [Arg::Tensor(self_), Arg::Boolean(non_blocking)])
 }
 /// `aten::_cast_Half(Tensor self, bool non_blocking=False) -> Tensor`
 #[inline]
 pub fn f__cast_Half(self_: &Tensor, non_blocking: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(48, "aten::_cast_Half", [Arg::Tensor(self_), Arg::Boolean(non_blocking)])
+    call_tensor_flat(48, "aten::_cast_Half", 2, [Arg::Tensor(self_), Arg::Boolean(non_blocking)])
 }
 /// `aten::_cast_Half(Tensor self, bool non_blocking=False) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _cast_Half(self_: &Tensor, non_blocking: bool) -> Tensor {
-    check(f__cast_Half(self_, non_blocking))
+    apply_tensor_flat(48, "aten::_cast_Half", 2, [Arg::Tensor(self_), Arg::Boolean(non_blocking)])
 }
 /// `aten::_cast_Int(Tensor self, bool non_blocking=False) -> Tensor`
 #[inline]
 pub fn f__cast_Int(self_: &Tensor, non_blocking: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(49, "aten::_cast_Int", [Arg::Tensor(self_), Arg::Boolean(non_blocking)])
+    call_tensor_flat(49, "aten::_cast_Int", 2, [Arg::Tensor(self_), Arg::Boolean(non_blocking)])
 }
 /// `aten::_cast_Int(Tensor self, bool non_blocking=False) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _cast_Int(self_: &Tensor, non_blocking: bool) -> Tensor {
-    check(f__cast_Int(self_, non_blocking))
+    apply_tensor_flat(49, "aten::_cast_Int", 2, [Arg::Tensor(self_), Arg::Boolean(non_blocking)])
 }
 /// `aten::_cast_Long(Tensor self, bool non_blocking=False) -> Tensor`
 #[inline]
 pub fn f__cast_Long(self_: &Tensor, non_blocking: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(50, "aten::_cast_Long", [Arg::Tensor(self_), Arg::Boolean(non_blocking)])
+    call_tensor_flat(50, "aten::_cast_Long", 2, [Arg::Tensor(self_), Arg::Boolean(non_blocking)])
 }
 /// `aten::_cast_Long(Tensor self, bool non_blocking=False) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _cast_Long(self_: &Tensor, non_blocking: bool) -> Tensor {
-    check(f__cast_Long(self_, non_blocking))
+    apply_tensor_flat(50, "aten::_cast_Long", 2, [Arg::Tensor(self_), Arg::Boolean(non_blocking)])
 }
 /// `aten::_cast_Short(Tensor self, bool non_blocking=False) -> Tensor`
 #[inline]
 pub fn f__cast_Short(self_: &Tensor, non_blocking: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(51, "aten::_cast_Short", [Arg::Tensor(self_), Arg::Boolean(non_blocking)])
+    call_tensor_flat(51, "aten::_cast_Short", 2, [Arg::Tensor(self_), Arg::Boolean(non_blocking)])
 }
 /// `aten::_cast_Short(Tensor self, bool non_blocking=False) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _cast_Short(self_: &Tensor, non_blocking: bool) -> Tensor {
-    check(f__cast_Short(self_, non_blocking))
+    apply_tensor_flat(51, "aten::_cast_Short", 2, [Arg::Tensor(self_), Arg::Boolean(non_blocking)])
 }
 /// `aten::_cdist_forward(Tensor x1, Tensor x2, float p, int? compute_mode) -> Tensor`
 #[inline]
 pub fn f__cdist_forward(x1: &Tensor, x2: &Tensor, p: f64, compute_mode: Option<i64>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(52, "aten::_cdist_forward", [Arg::Tensor(x1), Arg::Tensor(x2), Arg::Float(p), compute_mode.map_or(Arg::None, |v| Arg::Int(v))])
+    call_tensor_flat(52, "aten::_cdist_forward", 4, [Arg::Tensor(x1), Arg::Tensor(x2), Arg::Float(p), compute_mode.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::_cdist_forward(Tensor x1, Tensor x2, float p, int? compute_mode) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _cdist_forward(x1: &Tensor, x2: &Tensor, p: f64, compute_mode: Option<i64>) -> Tensor {
-    check(f__cdist_forward(x1, x2, p, compute_mode))
+    apply_tensor_flat(52, "aten::_cdist_forward", 4, [Arg::Tensor(x1), Arg::Tensor(x2), Arg::Float(p), compute_mode.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::_cholesky_solve_helper(Tensor self, Tensor A, bool upper) -> Tensor`
 #[inline]
 pub fn f__cholesky_solve_helper(self_: &Tensor, A: &Tensor, upper: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(53, "aten::_cholesky_solve_helper", [Arg::Tensor(self_), Arg::Tensor(A), Arg::Boolean(upper)])
+    call_tensor_flat(53, "aten::_cholesky_solve_helper", 3, [Arg::Tensor(self_), Arg::Tensor(A), Arg::Boolean(upper)])
 }
 /// `aten::_cholesky_solve_helper(Tensor self, Tensor A, bool upper) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _cholesky_solve_helper(self_: &Tensor, A: &Tensor, upper: bool) -> Tensor {
-    check(f__cholesky_solve_helper(self_, A, upper))
+    apply_tensor_flat(53, "aten::_cholesky_solve_helper", 3, [Arg::Tensor(self_), Arg::Tensor(A), Arg::Boolean(upper)])
 }
 /// `aten::_choose_qparams_per_tensor(Tensor self, bool reduce_range=False) -> (float, int)`
 #[inline]
@@ -582,82 +582,82 @@ pub fn _choose_qparams_per_tensor(self_: &Tensor, reduce_range: bool) -> (f64, i
 /// `aten::_chunk_cat(Tensor[] tensors, int dim, int num_chunks) -> Tensor`
 #[inline]
 pub fn f__chunk_cat(tensors: &[&Tensor], dim: i64, num_chunks: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(55, "aten::_chunk_cat", [Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect()), Arg::Int(dim), Arg::Int(num_chunks)])
+    call_tensor_flat(55, "aten::_chunk_cat", 3, [Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect()), Arg::Int(dim), Arg::Int(num_chunks)])
 }
 /// `aten::_chunk_cat(Tensor[] tensors, int dim, int num_chunks) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _chunk_cat(tensors: &[&Tensor], dim: i64, num_chunks: i64) -> Tensor {
-    check(f__chunk_cat(tensors, dim, num_chunks))
+    apply_tensor_flat(55, "aten::_chunk_cat", 3, [Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect()), Arg::Int(dim), Arg::Int(num_chunks)])
 }
 /// `aten::_coalesce(Tensor self) -> Tensor`
 #[inline]
 pub fn f__coalesce(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(56, "aten::_coalesce", [Arg::Tensor(self_)])
+    call_tensor_flat(56, "aten::_coalesce", 1, [Arg::Tensor(self_)])
 }
 /// `aten::_coalesce(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _coalesce(self_: &Tensor) -> Tensor {
-    check(f__coalesce(self_))
+    apply_tensor_flat(56, "aten::_coalesce", 1, [Arg::Tensor(self_)])
 }
 /// `aten::_coalesced(Tensor self, bool coalesced) -> Tensor`
 #[inline]
 pub fn f__coalesced(self_: &Tensor, coalesced: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(57, "aten::_coalesced", [Arg::Tensor(self_), Arg::Boolean(coalesced)])
+    call_tensor_flat(57, "aten::_coalesced", 2, [Arg::Tensor(self_), Arg::Boolean(coalesced)])
 }
 /// `aten::_coalesced(Tensor self, bool coalesced) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _coalesced(self_: &Tensor, coalesced: bool) -> Tensor {
-    check(f__coalesced(self_, coalesced))
+    apply_tensor_flat(57, "aten::_coalesced", 2, [Arg::Tensor(self_), Arg::Boolean(coalesced)])
 }
 /// `aten::_coalesced_(Tensor(a!) self, bool coalesced) -> Tensor(a!)`
 #[inline]
 pub fn f__coalesced_(self_: &Tensor, coalesced: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(58, "aten::_coalesced_", [Arg::Tensor(self_), Arg::Boolean(coalesced)])
+    call_tensor_flat(58, "aten::_coalesced_", 2, [Arg::Tensor(self_), Arg::Boolean(coalesced)])
 }
 /// `aten::_coalesced_(Tensor(a!) self, bool coalesced) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn _coalesced_(self_: &Tensor, coalesced: bool) -> Tensor {
-    check(f__coalesced_(self_, coalesced))
+    apply_tensor_flat(58, "aten::_coalesced_", 2, [Arg::Tensor(self_), Arg::Boolean(coalesced)])
 }
 /// `aten::_compute_linear_combination(Tensor input, Tensor coefficients) -> Tensor`
 #[inline]
 pub fn f__compute_linear_combination(input: &Tensor, coefficients: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(59, "aten::_compute_linear_combination", [Arg::Tensor(input), Arg::Tensor(coefficients)])
+    call_tensor_flat(59, "aten::_compute_linear_combination", 2, [Arg::Tensor(input), Arg::Tensor(coefficients)])
 }
 /// `aten::_compute_linear_combination(Tensor input, Tensor coefficients) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _compute_linear_combination(input: &Tensor, coefficients: &Tensor) -> Tensor {
-    check(f__compute_linear_combination(input, coefficients))
+    apply_tensor_flat(59, "aten::_compute_linear_combination", 2, [Arg::Tensor(input), Arg::Tensor(coefficients)])
 }
 /// `aten::_conj(Tensor(a) self) -> Tensor(a)`
 #[inline]
 pub fn f__conj(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(60, "aten::_conj", [Arg::Tensor(self_)])
+    call_tensor_flat(60, "aten::_conj", 1, [Arg::Tensor(self_)])
 }
 /// `aten::_conj(Tensor(a) self) -> Tensor(a)`; panics with torch's message.
 #[inline]
 pub fn _conj(self_: &Tensor) -> Tensor {
-    check(f__conj(self_))
+    apply_tensor_flat(60, "aten::_conj", 1, [Arg::Tensor(self_)])
 }
 /// `aten::_conj_copy(Tensor self) -> Tensor`
 #[inline]
 pub fn f__conj_copy(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(61, "aten::_conj_copy", [Arg::Tensor(self_)])
+    call_tensor_flat(61, "aten::_conj_copy", 1, [Arg::Tensor(self_)])
 }
 /// `aten::_conj_copy(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _conj_copy(self_: &Tensor) -> Tensor {
-    check(f__conj_copy(self_))
+    apply_tensor_flat(61, "aten::_conj_copy", 1, [Arg::Tensor(self_)])
 }
 /// `aten::_conj_physical(Tensor self) -> Tensor`
 #[inline]
 pub fn f__conj_physical(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(62, "aten::_conj_physical", [Arg::Tensor(self_)])
+    call_tensor_flat(62, "aten::_conj_physical", 1, [Arg::Tensor(self_)])
 }
 /// `aten::_conj_physical(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _conj_physical(self_: &Tensor) -> Tensor {
-    check(f__conj_physical(self_))
+    apply_tensor_flat(62, "aten::_conj_physical", 1, [Arg::Tensor(self_)])
 }
 /// `aten::_conv_depthwise2d(Tensor self, Tensor weight, SymInt[2] kernel_size, Tensor? bias, SymInt[2] stride, SymInt[2] padding, SymInt[2] dilation) -> Tensor`
 #[inline]
@@ -672,22 +672,22 @@ pub fn _conv_depthwise2d(self_: &Tensor, weight: &Tensor, kernel_size: &[i64], b
 /// `aten::_convert_indices_from_coo_to_csr(Tensor self, int size, *, bool out_int32=False) -> Tensor`
 #[inline]
 pub fn f__convert_indices_from_coo_to_csr(self_: &Tensor, size: i64, out_int32: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(64, "aten::_convert_indices_from_coo_to_csr", [Arg::Tensor(self_), Arg::Int(size), Arg::Boolean(out_int32)])
+    call_tensor_flat(64, "aten::_convert_indices_from_coo_to_csr", 3, [Arg::Tensor(self_), Arg::Int(size), Arg::Boolean(out_int32)])
 }
 /// `aten::_convert_indices_from_coo_to_csr(Tensor self, int size, *, bool out_int32=False) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _convert_indices_from_coo_to_csr(self_: &Tensor, size: i64, out_int32: bool) -> Tensor {
-    check(f__convert_indices_from_coo_to_csr(self_, size, out_int32))
+    apply_tensor_flat(64, "aten::_convert_indices_from_coo_to_csr", 3, [Arg::Tensor(self_), Arg::Int(size), Arg::Boolean(out_int32)])
 }
 /// `aten::_convert_indices_from_csr_to_coo(Tensor crow_indices, Tensor col_indices, *, bool out_int32=False, bool transpose=False) -> Tensor`
 #[inline]
 pub fn f__convert_indices_from_csr_to_coo(crow_indices: &Tensor, col_indices: &Tensor, out_int32: bool, transpose: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(65, "aten::_convert_indices_from_csr_to_coo", [Arg::Tensor(crow_indices), Arg::Tensor(col_indices), Arg::Boolean(out_int32), Arg::Boolean(transpose)])
+    call_tensor_flat(65, "aten::_convert_indices_from_csr_to_coo", 4, [Arg::Tensor(crow_indices), Arg::Tensor(col_indices), Arg::Boolean(out_int32), Arg::Boolean(transpose)])
 }
 /// `aten::_convert_indices_from_csr_to_coo(Tensor crow_indices, Tensor col_indices, *, bool out_int32=False, bool transpose=False) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _convert_indices_from_csr_to_coo(crow_indices: &Tensor, col_indices: &Tensor, out_int32: bool, transpose: bool) -> Tensor {
-    check(f__convert_indices_from_csr_to_coo(crow_indices, col_indices, out_int32, transpose))
+    apply_tensor_flat(65, "aten::_convert_indices_from_csr_to_coo", 4, [Arg::Tensor(crow_indices), Arg::Tensor(col_indices), Arg::Boolean(out_int32), Arg::Boolean(transpose)])
 }
 /// `aten::_convolution.deprecated(Tensor input, Tensor weight, Tensor? bias, SymInt[] stride, SymInt[] padding, SymInt[] dilation, bool transposed, int[] output_padding, SymInt groups, bool benchmark, bool deterministic, bool cudnn_enabled) -> Tensor`
 #[inline]
@@ -722,22 +722,22 @@ pub fn _convolution_mode(input: &Tensor, weight: &Tensor, bias: Option<&Tensor>,
 /// `aten::_copy_from(Tensor self, Tensor dst, bool non_blocking=False) -> Tensor`
 #[inline]
 pub fn f__copy_from(self_: &Tensor, dst: &Tensor, non_blocking: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(69, "aten::_copy_from", [Arg::Tensor(self_), Arg::Tensor(dst), Arg::Boolean(non_blocking)])
+    call_tensor_flat(69, "aten::_copy_from", 3, [Arg::Tensor(self_), Arg::Tensor(dst), Arg::Boolean(non_blocking)])
 }
 /// `aten::_copy_from(Tensor self, Tensor dst, bool non_blocking=False) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _copy_from(self_: &Tensor, dst: &Tensor, non_blocking: bool) -> Tensor {
-    check(f__copy_from(self_, dst, non_blocking))
+    apply_tensor_flat(69, "aten::_copy_from", 3, [Arg::Tensor(self_), Arg::Tensor(dst), Arg::Boolean(non_blocking)])
 }
 /// `aten::_copy_from_and_resize(Tensor self, Tensor dst) -> Tensor`
 #[inline]
 pub fn f__copy_from_and_resize(self_: &Tensor, dst: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(70, "aten::_copy_from_and_resize", [Arg::Tensor(self_), Arg::Tensor(dst)])
+    call_tensor_flat(70, "aten::_copy_from_and_resize", 2, [Arg::Tensor(self_), Arg::Tensor(dst)])
 }
 /// `aten::_copy_from_and_resize(Tensor self, Tensor dst) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _copy_from_and_resize(self_: &Tensor, dst: &Tensor) -> Tensor {
-    check(f__copy_from_and_resize(self_, dst))
+    apply_tensor_flat(70, "aten::_copy_from_and_resize", 2, [Arg::Tensor(self_), Arg::Tensor(dst)])
 }
 /// `aten::_ctc_loss(Tensor log_probs, Tensor targets, int[] input_lengths, int[] target_lengths, int blank=0, bool zero_infinity=False) -> (Tensor, Tensor)`
 #[inline]
@@ -912,22 +912,22 @@ pub fn _dimV(self_: &Tensor) -> i64 {
 /// `aten::_dim_arange(Tensor like, int dim) -> Tensor`
 #[inline]
 pub fn f__dim_arange(like: &Tensor, dim: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(86, "aten::_dim_arange", [Arg::Tensor(like), Arg::Int(dim)])
+    call_tensor_flat(86, "aten::_dim_arange", 2, [Arg::Tensor(like), Arg::Int(dim)])
 }
 /// `aten::_dim_arange(Tensor like, int dim) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _dim_arange(like: &Tensor, dim: i64) -> Tensor {
-    check(f__dim_arange(like, dim))
+    apply_tensor_flat(86, "aten::_dim_arange", 2, [Arg::Tensor(like), Arg::Int(dim)])
 }
 /// `aten::_dirichlet_grad(Tensor x, Tensor alpha, Tensor total) -> Tensor`
 #[inline]
 pub fn f__dirichlet_grad(x: &Tensor, alpha: &Tensor, total: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(87, "aten::_dirichlet_grad", [Arg::Tensor(x), Arg::Tensor(alpha), Arg::Tensor(total)])
+    call_tensor_flat(87, "aten::_dirichlet_grad", 3, [Arg::Tensor(x), Arg::Tensor(alpha), Arg::Tensor(total)])
 }
 /// `aten::_dirichlet_grad(Tensor x, Tensor alpha, Tensor total) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _dirichlet_grad(x: &Tensor, alpha: &Tensor, total: &Tensor) -> Tensor {
-    check(f__dirichlet_grad(x, alpha, total))
+    apply_tensor_flat(87, "aten::_dirichlet_grad", 3, [Arg::Tensor(x), Arg::Tensor(alpha), Arg::Tensor(total)])
 }
 /// `aten::_efficient_attention_forward(Tensor query, Tensor key, Tensor value, Tensor? bias, Tensor? cu_seqlens_q, Tensor? cu_seqlens_k, SymInt? max_seqlen_q, SymInt? max_seqlen_k, float dropout_p, int custom_mask_type, bool compute_log_sumexp=False, *, float? scale=None, Tensor? seqlen_k=None, int? window_size=None) -> (Tensor output, Tensor logsumexp, Tensor philox_seed, Tensor philox_offset, SymInt max_seqlen_batch_q, SymInt max_seqlen_batch_k)`
 #[inline]
@@ -1021,12 +1021,12 @@ pub fn _empty_per_channel_affine_quantized(size: &[i64], scales: &Tensor, zero_p
 /// `aten::_euclidean_dist(Tensor x1, Tensor x2) -> Tensor`
 #[inline]
 pub fn f__euclidean_dist(x1: &Tensor, x2: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(94, "aten::_euclidean_dist", [Arg::Tensor(x1), Arg::Tensor(x2)])
+    call_tensor_flat(94, "aten::_euclidean_dist", 2, [Arg::Tensor(x1), Arg::Tensor(x2)])
 }
 /// `aten::_euclidean_dist(Tensor x1, Tensor x2) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _euclidean_dist(x1: &Tensor, x2: &Tensor) -> Tensor {
-    check(f__euclidean_dist(x1, x2))
+    apply_tensor_flat(94, "aten::_euclidean_dist", 2, [Arg::Tensor(x1), Arg::Tensor(x2)])
 }
 /// `aten::_fake_quantize_learnable_per_channel_affine(Tensor self, Tensor scale, Tensor zero_point, int axis, int quant_min, int quant_max, float grad_factor=1.) -> Tensor`
 #[inline]
@@ -1062,42 +1062,42 @@ pub fn _fake_quantize_per_tensor_affine_cachemask_tensor_qparams(self_: &Tensor,
 /// `aten::_fft_c2c(Tensor self, SymInt[] dim, int normalization, bool forward) -> Tensor`
 #[inline]
 pub fn f__fft_c2c(self_: &Tensor, dim: &[i64], normalization: i64, forward: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(98, "aten::_fft_c2c", [Arg::Tensor(self_), Arg::Ints(dim.to_vec()), Arg::Int(normalization), Arg::Boolean(forward)])
+    call_tensor_flat(98, "aten::_fft_c2c", 4, [Arg::Tensor(self_), Arg::Ints(dim.to_vec()), Arg::Int(normalization), Arg::Boolean(forward)])
 }
 /// `aten::_fft_c2c(Tensor self, SymInt[] dim, int normalization, bool forward) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _fft_c2c(self_: &Tensor, dim: &[i64], normalization: i64, forward: bool) -> Tensor {
-    check(f__fft_c2c(self_, dim, normalization, forward))
+    apply_tensor_flat(98, "aten::_fft_c2c", 4, [Arg::Tensor(self_), Arg::Ints(dim.to_vec()), Arg::Int(normalization), Arg::Boolean(forward)])
 }
 /// `aten::_fft_c2r(Tensor self, int[] dim, int normalization, SymInt last_dim_size) -> Tensor`
 #[inline]
 pub fn f__fft_c2r(self_: &Tensor, dim: &[i64], normalization: i64, last_dim_size: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(99, "aten::_fft_c2r", [Arg::Tensor(self_), Arg::Ints(dim.to_vec()), Arg::Int(normalization), Arg::Int(last_dim_size)])
+    call_tensor_flat(99, "aten::_fft_c2r", 4, [Arg::Tensor(self_), Arg::Ints(dim.to_vec()), Arg::Int(normalization), Arg::Int(last_dim_size)])
 }
 /// `aten::_fft_c2r(Tensor self, int[] dim, int normalization, SymInt last_dim_size) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _fft_c2r(self_: &Tensor, dim: &[i64], normalization: i64, last_dim_size: i64) -> Tensor {
-    check(f__fft_c2r(self_, dim, normalization, last_dim_size))
+    apply_tensor_flat(99, "aten::_fft_c2r", 4, [Arg::Tensor(self_), Arg::Ints(dim.to_vec()), Arg::Int(normalization), Arg::Int(last_dim_size)])
 }
 /// `aten::_fft_r2c(Tensor self, int[] dim, int normalization, bool onesided) -> Tensor`
 #[inline]
 pub fn f__fft_r2c(self_: &Tensor, dim: &[i64], normalization: i64, onesided: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(100, "aten::_fft_r2c", [Arg::Tensor(self_), Arg::Ints(dim.to_vec()), Arg::Int(normalization), Arg::Boolean(onesided)])
+    call_tensor_flat(100, "aten::_fft_r2c", 4, [Arg::Tensor(self_), Arg::Ints(dim.to_vec()), Arg::Int(normalization), Arg::Boolean(onesided)])
 }
 /// `aten::_fft_r2c(Tensor self, int[] dim, int normalization, bool onesided) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _fft_r2c(self_: &Tensor, dim: &[i64], normalization: i64, onesided: bool) -> Tensor {
-    check(f__fft_r2c(self_, dim, normalization, onesided))
+    apply_tensor_flat(100, "aten::_fft_r2c", 4, [Arg::Tensor(self_), Arg::Ints(dim.to_vec()), Arg::Int(normalization), Arg::Boolean(onesided)])
 }
 /// `aten::_fill_mem_eff_dropout_mask_(Tensor(a!) self, float dropout_p, int seed, int offset) -> Tensor(a!)`
 #[inline]
 pub fn f__fill_mem_eff_dropout_mask_(self_: &Tensor, dropout_p: f64, seed: i64, offset: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(101, "aten::_fill_mem_eff_dropout_mask_", [Arg::Tensor(self_), Arg::Float(dropout_p), Arg::Int(seed), Arg::Int(offset)])
+    call_tensor_flat(101, "aten::_fill_mem_eff_dropout_mask_", 4, [Arg::Tensor(self_), Arg::Float(dropout_p), Arg::Int(seed), Arg::Int(offset)])
 }
 /// `aten::_fill_mem_eff_dropout_mask_(Tensor(a!) self, float dropout_p, int seed, int offset) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn _fill_mem_eff_dropout_mask_(self_: &Tensor, dropout_p: f64, seed: i64, offset: i64) -> Tensor {
-    check(f__fill_mem_eff_dropout_mask_(self_, dropout_p, seed, offset))
+    apply_tensor_flat(101, "aten::_fill_mem_eff_dropout_mask_", 4, [Arg::Tensor(self_), Arg::Float(dropout_p), Arg::Int(seed), Arg::Int(offset)])
 }
 /// `aten::_flash_attention_forward(Tensor query, Tensor key, Tensor value, Tensor? cum_seq_q, Tensor? cum_seq_k, SymInt max_q, SymInt max_k, float dropout_p, bool is_causal, bool return_debug_mask, *, float? scale=None, SymInt? window_size_left=None, SymInt? window_size_right=None, Tensor? seqused_k=None, Tensor? alibi_slopes=None, Tensor? block_table=None, int? num_splits=None) -> (Tensor output, Tensor softmax_logsumexp, Tensor rng_state, Tensor unused, Tensor debug_attn_mask)`
 #[inline]
@@ -1156,12 +1156,12 @@ pub fn _flash_attention_forward_no_dropout_inplace(out: &Tensor, query: &Tensor,
 /// `aten::_foobar(Tensor self, bool arg1=True, bool arg2=True, *, bool arg3=True) -> Tensor`
 #[inline]
 pub fn f__foobar(self_: &Tensor, arg1: bool, arg2: bool, arg3: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(105, "aten::_foobar", [Arg::Tensor(self_), Arg::Boolean(arg1), Arg::Boolean(arg2), Arg::Boolean(arg3)])
+    call_tensor_flat(105, "aten::_foobar", 4, [Arg::Tensor(self_), Arg::Boolean(arg1), Arg::Boolean(arg2), Arg::Boolean(arg3)])
 }
 /// `aten::_foobar(Tensor self, bool arg1=True, bool arg2=True, *, bool arg3=True) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _foobar(self_: &Tensor, arg1: bool, arg2: bool, arg3: bool) -> Tensor {
-    check(f__foobar(self_, arg1, arg2, arg3))
+    apply_tensor_flat(105, "aten::_foobar", 4, [Arg::Tensor(self_), Arg::Boolean(arg1), Arg::Boolean(arg2), Arg::Boolean(arg3)])
 }
 /// `aten::_foreach_abs(Tensor[] self) -> Tensor[]`
 #[inline]
@@ -2544,42 +2544,42 @@ pub fn _foreach_zero_(self_: &[&Tensor]) -> () {
 /// `aten::_functional_assert_async.msg(Tensor self, str assert_msg, Tensor dep_token) -> Tensor`
 #[inline]
 pub fn f__functional_assert_async(self_: &Tensor, assert_msg: &str, dep_token: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(230, "aten::_functional_assert_async.msg", [Arg::Tensor(self_), Arg::Str(assert_msg.into()), Arg::Tensor(dep_token)])
+    call_tensor_flat(230, "aten::_functional_assert_async.msg", 3, [Arg::Tensor(self_), Arg::Str(assert_msg.into()), Arg::Tensor(dep_token)])
 }
 /// `aten::_functional_assert_async.msg(Tensor self, str assert_msg, Tensor dep_token) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _functional_assert_async(self_: &Tensor, assert_msg: &str, dep_token: &Tensor) -> Tensor {
-    check(f__functional_assert_async(self_, assert_msg, dep_token))
+    apply_tensor_flat(230, "aten::_functional_assert_async.msg", 3, [Arg::Tensor(self_), Arg::Str(assert_msg.into()), Arg::Tensor(dep_token)])
 }
 /// `aten::_functional_assert_scalar(Scalar self, str assert_msg, Tensor dep_token) -> Tensor`
 #[inline]
 pub fn f__functional_assert_scalar(self_: impl Into<Scalar>, assert_msg: &str, dep_token: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(231, "aten::_functional_assert_scalar", [self_.into().arg(), Arg::Str(assert_msg.into()), Arg::Tensor(dep_token)])
+    call_tensor_flat(231, "aten::_functional_assert_scalar", 3, [self_.into().arg(), Arg::Str(assert_msg.into()), Arg::Tensor(dep_token)])
 }
 /// `aten::_functional_assert_scalar(Scalar self, str assert_msg, Tensor dep_token) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _functional_assert_scalar(self_: impl Into<Scalar>, assert_msg: &str, dep_token: &Tensor) -> Tensor {
-    check(f__functional_assert_scalar(self_, assert_msg, dep_token))
+    apply_tensor_flat(231, "aten::_functional_assert_scalar", 3, [self_.into().arg(), Arg::Str(assert_msg.into()), Arg::Tensor(dep_token)])
 }
 /// `aten::_functional_sym_constrain_range(Scalar size, int? min, int? max, Tensor dep_token) -> Tensor`
 #[inline]
 pub fn f__functional_sym_constrain_range(size: impl Into<Scalar>, min: Option<i64>, max: Option<i64>, dep_token: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(232, "aten::_functional_sym_constrain_range", [size.into().arg(), min.map_or(Arg::None, |v| Arg::Int(v)), max.map_or(Arg::None, |v| Arg::Int(v)), Arg::Tensor(dep_token)])
+    call_tensor_flat(232, "aten::_functional_sym_constrain_range", 4, [size.into().arg(), min.map_or(Arg::None, |v| Arg::Int(v)), max.map_or(Arg::None, |v| Arg::Int(v)), Arg::Tensor(dep_token)])
 }
 /// `aten::_functional_sym_constrain_range(Scalar size, int? min, int? max, Tensor dep_token) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _functional_sym_constrain_range(size: impl Into<Scalar>, min: Option<i64>, max: Option<i64>, dep_token: &Tensor) -> Tensor {
-    check(f__functional_sym_constrain_range(size, min, max, dep_token))
+    apply_tensor_flat(232, "aten::_functional_sym_constrain_range", 4, [size.into().arg(), min.map_or(Arg::None, |v| Arg::Int(v)), max.map_or(Arg::None, |v| Arg::Int(v)), Arg::Tensor(dep_token)])
 }
 /// `aten::_functional_sym_constrain_range_for_size(Scalar size, int? min, int? max, Tensor dep_token) -> Tensor`
 #[inline]
 pub fn f__functional_sym_constrain_range_for_size(size: impl Into<Scalar>, min: Option<i64>, max: Option<i64>, dep_token: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(233, "aten::_functional_sym_constrain_range_for_size", [size.into().arg(), min.map_or(Arg::None, |v| Arg::Int(v)), max.map_or(Arg::None, |v| Arg::Int(v)), Arg::Tensor(dep_token)])
+    call_tensor_flat(233, "aten::_functional_sym_constrain_range_for_size", 4, [size.into().arg(), min.map_or(Arg::None, |v| Arg::Int(v)), max.map_or(Arg::None, |v| Arg::Int(v)), Arg::Tensor(dep_token)])
 }
 /// `aten::_functional_sym_constrain_range_for_size(Scalar size, int? min, int? max, Tensor dep_token) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _functional_sym_constrain_range_for_size(size: impl Into<Scalar>, min: Option<i64>, max: Option<i64>, dep_token: &Tensor) -> Tensor {
-    check(f__functional_sym_constrain_range_for_size(size, min, max, dep_token))
+    apply_tensor_flat(233, "aten::_functional_sym_constrain_range_for_size", 4, [size.into().arg(), min.map_or(Arg::None, |v| Arg::Int(v)), max.map_or(Arg::None, |v| Arg::Int(v)), Arg::Tensor(dep_token)])
 }
 /// `aten::_fused_adagrad(Tensor[] self, Tensor[] grads, Tensor[] state_sums, Tensor[] state_steps, *, float lr, float lr_decay, float weight_decay, float eps, bool maximize, Tensor? grad_scale=None, Tensor? found_inf=None) -> (Tensor[] self_out, Tensor[] grads_out, Tensor[] state_sums_out, Tensor[] state_steps_out)`
 #[inline]
@@ -2970,22 +2970,22 @@ pub fn _fused_sgd_tensor_lr_(self_: &[&Tensor], grads: &[&Tensor], momentum_buff
 /// `aten::_fw_primal(Tensor(a) self, int level) -> Tensor(a)`
 #[inline]
 pub fn f__fw_primal(self_: &Tensor, level: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(255, "aten::_fw_primal", [Arg::Tensor(self_), Arg::Int(level)])
+    call_tensor_flat(255, "aten::_fw_primal", 2, [Arg::Tensor(self_), Arg::Int(level)])
 }
 /// `aten::_fw_primal(Tensor(a) self, int level) -> Tensor(a)`; panics with torch's message.
 #[inline]
 pub fn _fw_primal(self_: &Tensor, level: i64) -> Tensor {
-    check(f__fw_primal(self_, level))
+    apply_tensor_flat(255, "aten::_fw_primal", 2, [Arg::Tensor(self_), Arg::Int(level)])
 }
 /// `aten::_fw_primal_copy(Tensor self, int level) -> Tensor`
 #[inline]
 pub fn f__fw_primal_copy(self_: &Tensor, level: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(256, "aten::_fw_primal_copy", [Arg::Tensor(self_), Arg::Int(level)])
+    call_tensor_flat(256, "aten::_fw_primal_copy", 2, [Arg::Tensor(self_), Arg::Int(level)])
 }
 /// `aten::_fw_primal_copy(Tensor self, int level) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _fw_primal_copy(self_: &Tensor, level: i64) -> Tensor {
-    check(f__fw_primal_copy(self_, level))
+    apply_tensor_flat(256, "aten::_fw_primal_copy", 2, [Arg::Tensor(self_), Arg::Int(level)])
 }
 /// `aten::_grid_sampler_2d_cpu_fallback(Tensor input, Tensor grid, int interpolation_mode, int padding_mode, bool align_corners) -> Tensor`
 #[inline]
@@ -3061,12 +3061,12 @@ pub fn _histogramdd_from_bin_cts(self_: &Tensor, bins: &[i64], range: Option<&[f
 /// `aten::_histogramdd_from_bin_tensors(Tensor self, Tensor[] bins, *, Tensor? weight=None, bool density=False) -> Tensor`
 #[inline]
 pub fn f__histogramdd_from_bin_tensors(self_: &Tensor, bins: &[&Tensor], weight: Option<&Tensor>, density: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(263, "aten::_histogramdd_from_bin_tensors", [Arg::Tensor(self_), Arg::Tensors(bins.iter().map(|t| Some(*t)).collect()), weight.map_or(Arg::None, |v| Arg::Tensor(v)), Arg::Boolean(density)])
+    call_tensor_flat(263, "aten::_histogramdd_from_bin_tensors", 4, [Arg::Tensor(self_), Arg::Tensors(bins.iter().map(|t| Some(*t)).collect()), weight.map_or(Arg::None, |v| Arg::Tensor(v)), Arg::Boolean(density)])
 }
 /// `aten::_histogramdd_from_bin_tensors(Tensor self, Tensor[] bins, *, Tensor? weight=None, bool density=False) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _histogramdd_from_bin_tensors(self_: &Tensor, bins: &[&Tensor], weight: Option<&Tensor>, density: bool) -> Tensor {
-    check(f__histogramdd_from_bin_tensors(self_, bins, weight, density))
+    apply_tensor_flat(263, "aten::_histogramdd_from_bin_tensors", 4, [Arg::Tensor(self_), Arg::Tensors(bins.iter().map(|t| Some(*t)).collect()), weight.map_or(Arg::None, |v| Arg::Tensor(v)), Arg::Boolean(density)])
 }
 /// `aten::_index_put_impl(Tensor self, Tensor?[] indices, Tensor values, bool accumulate=False, bool unsafe=False) -> Tensor`
 #[inline]
@@ -3081,52 +3081,52 @@ pub fn _index_put_impl(self_: &Tensor, indices: &[Option<&Tensor>], values: &Ten
 /// `aten::_indices(Tensor(a) self) -> Tensor(a)`
 #[inline]
 pub fn f__indices(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(265, "aten::_indices", [Arg::Tensor(self_)])
+    call_tensor_flat(265, "aten::_indices", 1, [Arg::Tensor(self_)])
 }
 /// `aten::_indices(Tensor(a) self) -> Tensor(a)`; panics with torch's message.
 #[inline]
 pub fn _indices(self_: &Tensor) -> Tensor {
-    check(f__indices(self_))
+    apply_tensor_flat(265, "aten::_indices", 1, [Arg::Tensor(self_)])
 }
 /// `aten::_indices_copy(Tensor self) -> Tensor`
 #[inline]
 pub fn f__indices_copy(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(266, "aten::_indices_copy", [Arg::Tensor(self_)])
+    call_tensor_flat(266, "aten::_indices_copy", 1, [Arg::Tensor(self_)])
 }
 /// `aten::_indices_copy(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _indices_copy(self_: &Tensor) -> Tensor {
-    check(f__indices_copy(self_))
+    apply_tensor_flat(266, "aten::_indices_copy", 1, [Arg::Tensor(self_)])
 }
 /// `aten::_int_mm(Tensor self, Tensor mat2) -> Tensor`
 #[inline]
 pub fn f__int_mm(self_: &Tensor, mat2: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(267, "aten::_int_mm", [Arg::Tensor(self_), Arg::Tensor(mat2)])
+    call_tensor_flat(267, "aten::_int_mm", 2, [Arg::Tensor(self_), Arg::Tensor(mat2)])
 }
 /// `aten::_int_mm(Tensor self, Tensor mat2) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _int_mm(self_: &Tensor, mat2: &Tensor) -> Tensor {
-    check(f__int_mm(self_, mat2))
+    apply_tensor_flat(267, "aten::_int_mm", 2, [Arg::Tensor(self_), Arg::Tensor(mat2)])
 }
 /// `aten::_is_all_true(Tensor self) -> Tensor`
 #[inline]
 pub fn f__is_all_true(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(268, "aten::_is_all_true", [Arg::Tensor(self_)])
+    call_tensor_flat(268, "aten::_is_all_true", 1, [Arg::Tensor(self_)])
 }
 /// `aten::_is_all_true(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _is_all_true(self_: &Tensor) -> Tensor {
-    check(f__is_all_true(self_))
+    apply_tensor_flat(268, "aten::_is_all_true", 1, [Arg::Tensor(self_)])
 }
 /// `aten::_is_any_true(Tensor self) -> Tensor`
 #[inline]
 pub fn f__is_any_true(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(269, "aten::_is_any_true", [Arg::Tensor(self_)])
+    call_tensor_flat(269, "aten::_is_any_true", 1, [Arg::Tensor(self_)])
 }
 /// `aten::_is_any_true(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _is_any_true(self_: &Tensor) -> Tensor {
-    check(f__is_any_true(self_))
+    apply_tensor_flat(269, "aten::_is_any_true", 1, [Arg::Tensor(self_)])
 }
 /// `aten::_is_zerotensor(Tensor self) -> bool`
 #[inline]
@@ -3142,22 +3142,22 @@ pub fn _is_zerotensor(self_: &Tensor) -> bool {
 /// `aten::_jagged_to_padded_dense_forward(Tensor values, Tensor[] offsets, SymInt[] max_lengths, float padding_value=0.) -> Tensor`
 #[inline]
 pub fn f__jagged_to_padded_dense_forward(values: &Tensor, offsets: &[&Tensor], max_lengths: &[i64], padding_value: f64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(271, "aten::_jagged_to_padded_dense_forward", [Arg::Tensor(values), Arg::Tensors(offsets.iter().map(|t| Some(*t)).collect()), Arg::Ints(max_lengths.to_vec()), Arg::Float(padding_value)])
+    call_tensor_flat(271, "aten::_jagged_to_padded_dense_forward", 4, [Arg::Tensor(values), Arg::Tensors(offsets.iter().map(|t| Some(*t)).collect()), Arg::Ints(max_lengths.to_vec()), Arg::Float(padding_value)])
 }
 /// `aten::_jagged_to_padded_dense_forward(Tensor values, Tensor[] offsets, SymInt[] max_lengths, float padding_value=0.) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _jagged_to_padded_dense_forward(values: &Tensor, offsets: &[&Tensor], max_lengths: &[i64], padding_value: f64) -> Tensor {
-    check(f__jagged_to_padded_dense_forward(values, offsets, max_lengths, padding_value))
+    apply_tensor_flat(271, "aten::_jagged_to_padded_dense_forward", 4, [Arg::Tensor(values), Arg::Tensors(offsets.iter().map(|t| Some(*t)).collect()), Arg::Ints(max_lengths.to_vec()), Arg::Float(padding_value)])
 }
 /// `aten::_lazy_clone(Tensor self) -> Tensor`
 #[inline]
 pub fn f__lazy_clone(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(272, "aten::_lazy_clone", [Arg::Tensor(self_)])
+    call_tensor_flat(272, "aten::_lazy_clone", 1, [Arg::Tensor(self_)])
 }
 /// `aten::_lazy_clone(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _lazy_clone(self_: &Tensor) -> Tensor {
-    check(f__lazy_clone(self_))
+    apply_tensor_flat(272, "aten::_lazy_clone", 1, [Arg::Tensor(self_)])
 }
 /// `aten::_linalg_check_errors(Tensor info, str api_name, *, bool is_matrix) -> ()`
 #[inline]
@@ -3197,12 +3197,12 @@ pub fn _linalg_eigh(A: &Tensor, UPLO: &str, compute_v: bool) -> (Tensor, Tensor)
 /// `aten::_linalg_eigvals(Tensor self) -> Tensor`
 #[inline]
 pub fn f__linalg_eigvals(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(276, "aten::_linalg_eigvals", [Arg::Tensor(self_)])
+    call_tensor_flat(276, "aten::_linalg_eigvals", 1, [Arg::Tensor(self_)])
 }
 /// `aten::_linalg_eigvals(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _linalg_eigvals(self_: &Tensor) -> Tensor {
-    check(f__linalg_eigvals(self_))
+    apply_tensor_flat(276, "aten::_linalg_eigvals", 1, [Arg::Tensor(self_)])
 }
 /// `aten::_linalg_slogdet(Tensor A) -> (Tensor sign, Tensor logabsdet, Tensor LU, Tensor pivots)`
 #[inline]
@@ -3256,22 +3256,22 @@ pub fn _local_scalar_dense(self_: &Tensor) -> f64 {
 /// `aten::_log_softmax(Tensor self, int dim, bool half_to_float) -> Tensor`
 #[inline]
 pub fn f__log_softmax(self_: &Tensor, dim: i64, half_to_float: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(281, "aten::_log_softmax", [Arg::Tensor(self_), Arg::Int(dim), Arg::Boolean(half_to_float)])
+    call_tensor_flat(281, "aten::_log_softmax", 3, [Arg::Tensor(self_), Arg::Int(dim), Arg::Boolean(half_to_float)])
 }
 /// `aten::_log_softmax(Tensor self, int dim, bool half_to_float) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _log_softmax(self_: &Tensor, dim: i64, half_to_float: bool) -> Tensor {
-    check(f__log_softmax(self_, dim, half_to_float))
+    apply_tensor_flat(281, "aten::_log_softmax", 3, [Arg::Tensor(self_), Arg::Int(dim), Arg::Boolean(half_to_float)])
 }
 /// `aten::_logcumsumexp(Tensor self, int dim) -> Tensor`
 #[inline]
 pub fn f__logcumsumexp(self_: &Tensor, dim: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(282, "aten::_logcumsumexp", [Arg::Tensor(self_), Arg::Int(dim)])
+    call_tensor_flat(282, "aten::_logcumsumexp", 2, [Arg::Tensor(self_), Arg::Int(dim)])
 }
 /// `aten::_logcumsumexp(Tensor self, int dim) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _logcumsumexp(self_: &Tensor, dim: i64) -> Tensor {
-    check(f__logcumsumexp(self_, dim))
+    apply_tensor_flat(282, "aten::_logcumsumexp", 2, [Arg::Tensor(self_), Arg::Int(dim)])
 }
 /// `aten::_lstm_mps(Tensor input, Tensor[] hx, Tensor[] params, bool has_biases, int num_layers, float dropout, bool train, bool bidirectional, bool batch_first) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)`
 #[inline]
@@ -3314,62 +3314,62 @@ pub fn _make_dep_token(dtype: Option<Dtype>, layout: Option<i64>, device: Option
 /// `aten::_make_dual(Tensor(a) primal, Tensor tangent, int level) -> Tensor(a)`
 #[inline]
 pub fn f__make_dual(primal: &Tensor, tangent: &Tensor, level: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(286, "aten::_make_dual", [Arg::Tensor(primal), Arg::Tensor(tangent), Arg::Int(level)])
+    call_tensor_flat(286, "aten::_make_dual", 3, [Arg::Tensor(primal), Arg::Tensor(tangent), Arg::Int(level)])
 }
 /// `aten::_make_dual(Tensor(a) primal, Tensor tangent, int level) -> Tensor(a)`; panics with torch's message.
 #[inline]
 pub fn _make_dual(primal: &Tensor, tangent: &Tensor, level: i64) -> Tensor {
-    check(f__make_dual(primal, tangent, level))
+    apply_tensor_flat(286, "aten::_make_dual", 3, [Arg::Tensor(primal), Arg::Tensor(tangent), Arg::Int(level)])
 }
 /// `aten::_make_dual_copy(Tensor primal, Tensor tangent, int level) -> Tensor`
 #[inline]
 pub fn f__make_dual_copy(primal: &Tensor, tangent: &Tensor, level: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(287, "aten::_make_dual_copy", [Arg::Tensor(primal), Arg::Tensor(tangent), Arg::Int(level)])
+    call_tensor_flat(287, "aten::_make_dual_copy", 3, [Arg::Tensor(primal), Arg::Tensor(tangent), Arg::Int(level)])
 }
 /// `aten::_make_dual_copy(Tensor primal, Tensor tangent, int level) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _make_dual_copy(primal: &Tensor, tangent: &Tensor, level: i64) -> Tensor {
-    check(f__make_dual_copy(primal, tangent, level))
+    apply_tensor_flat(287, "aten::_make_dual_copy", 3, [Arg::Tensor(primal), Arg::Tensor(tangent), Arg::Int(level)])
 }
 /// `aten::_make_per_channel_quantized_tensor(Tensor self, Tensor scale, Tensor zero_point, int axis) -> Tensor`
 #[inline]
 pub fn f__make_per_channel_quantized_tensor(self_: &Tensor, scale: &Tensor, zero_point: &Tensor, axis: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(288, "aten::_make_per_channel_quantized_tensor", [Arg::Tensor(self_), Arg::Tensor(scale), Arg::Tensor(zero_point), Arg::Int(axis)])
+    call_tensor_flat(288, "aten::_make_per_channel_quantized_tensor", 4, [Arg::Tensor(self_), Arg::Tensor(scale), Arg::Tensor(zero_point), Arg::Int(axis)])
 }
 /// `aten::_make_per_channel_quantized_tensor(Tensor self, Tensor scale, Tensor zero_point, int axis) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _make_per_channel_quantized_tensor(self_: &Tensor, scale: &Tensor, zero_point: &Tensor, axis: i64) -> Tensor {
-    check(f__make_per_channel_quantized_tensor(self_, scale, zero_point, axis))
+    apply_tensor_flat(288, "aten::_make_per_channel_quantized_tensor", 4, [Arg::Tensor(self_), Arg::Tensor(scale), Arg::Tensor(zero_point), Arg::Int(axis)])
 }
 /// `aten::_make_per_tensor_quantized_tensor(Tensor self, float scale, int zero_point) -> Tensor`
 #[inline]
 pub fn f__make_per_tensor_quantized_tensor(self_: &Tensor, scale: f64, zero_point: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(289, "aten::_make_per_tensor_quantized_tensor", [Arg::Tensor(self_), Arg::Float(scale), Arg::Int(zero_point)])
+    call_tensor_flat(289, "aten::_make_per_tensor_quantized_tensor", 3, [Arg::Tensor(self_), Arg::Float(scale), Arg::Int(zero_point)])
 }
 /// `aten::_make_per_tensor_quantized_tensor(Tensor self, float scale, int zero_point) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _make_per_tensor_quantized_tensor(self_: &Tensor, scale: f64, zero_point: i64) -> Tensor {
-    check(f__make_per_tensor_quantized_tensor(self_, scale, zero_point))
+    apply_tensor_flat(289, "aten::_make_per_tensor_quantized_tensor", 3, [Arg::Tensor(self_), Arg::Float(scale), Arg::Int(zero_point)])
 }
 /// `aten::_masked_scale(Tensor self, Tensor mask, float scale) -> Tensor`
 #[inline]
 pub fn f__masked_scale(self_: &Tensor, mask: &Tensor, scale: f64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(290, "aten::_masked_scale", [Arg::Tensor(self_), Arg::Tensor(mask), Arg::Float(scale)])
+    call_tensor_flat(290, "aten::_masked_scale", 3, [Arg::Tensor(self_), Arg::Tensor(mask), Arg::Float(scale)])
 }
 /// `aten::_masked_scale(Tensor self, Tensor mask, float scale) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _masked_scale(self_: &Tensor, mask: &Tensor, scale: f64) -> Tensor {
-    check(f__masked_scale(self_, mask, scale))
+    apply_tensor_flat(290, "aten::_masked_scale", 3, [Arg::Tensor(self_), Arg::Tensor(mask), Arg::Float(scale)])
 }
 /// `aten::_masked_softmax(Tensor self, Tensor mask, int? dim=None, int? mask_type=None) -> Tensor`
 #[inline]
 pub fn f__masked_softmax(self_: &Tensor, mask: &Tensor, dim: Option<i64>, mask_type: Option<i64>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(291, "aten::_masked_softmax", [Arg::Tensor(self_), Arg::Tensor(mask), dim.map_or(Arg::None, |v| Arg::Int(v)), mask_type.map_or(Arg::None, |v| Arg::Int(v))])
+    call_tensor_flat(291, "aten::_masked_softmax", 2, [Arg::Tensor(self_), Arg::Tensor(mask), dim.map_or(Arg::None, |v| Arg::Int(v)), mask_type.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::_masked_softmax(Tensor self, Tensor mask, int? dim=None, int? mask_type=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _masked_softmax(self_: &Tensor, mask: &Tensor, dim: Option<i64>, mask_type: Option<i64>) -> Tensor {
-    check(f__masked_softmax(self_, mask, dim, mask_type))
+    apply_tensor_flat(291, "aten::_masked_softmax", 2, [Arg::Tensor(self_), Arg::Tensor(mask), dim.map_or(Arg::None, |v| Arg::Int(v)), mask_type.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::_mixed_dtypes_linear(Tensor input, Tensor weight, Tensor scale, *, Tensor? bias=None, str? activation=None) -> Tensor`
 #[inline]
@@ -3462,32 +3462,32 @@ pub fn _native_multi_head_attention(query: &Tensor, key: &Tensor, value: &Tensor
 /// `aten::_neg_view(Tensor(a) self) -> Tensor(a)`
 #[inline]
 pub fn f__neg_view(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(300, "aten::_neg_view", [Arg::Tensor(self_)])
+    call_tensor_flat(300, "aten::_neg_view", 1, [Arg::Tensor(self_)])
 }
 /// `aten::_neg_view(Tensor(a) self) -> Tensor(a)`; panics with torch's message.
 #[inline]
 pub fn _neg_view(self_: &Tensor) -> Tensor {
-    check(f__neg_view(self_))
+    apply_tensor_flat(300, "aten::_neg_view", 1, [Arg::Tensor(self_)])
 }
 /// `aten::_neg_view_copy(Tensor self) -> Tensor`
 #[inline]
 pub fn f__neg_view_copy(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(301, "aten::_neg_view_copy", [Arg::Tensor(self_)])
+    call_tensor_flat(301, "aten::_neg_view_copy", 1, [Arg::Tensor(self_)])
 }
 /// `aten::_neg_view_copy(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _neg_view_copy(self_: &Tensor) -> Tensor {
-    check(f__neg_view_copy(self_))
+    apply_tensor_flat(301, "aten::_neg_view_copy", 1, [Arg::Tensor(self_)])
 }
 /// `aten::_new_zeros_with_same_feature_meta(Tensor self, Tensor other, *, int self_num_batch_dims=0) -> Tensor`
 #[inline]
 pub fn f__new_zeros_with_same_feature_meta(self_: &Tensor, other: &Tensor, self_num_batch_dims: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(302, "aten::_new_zeros_with_same_feature_meta", [Arg::Tensor(self_), Arg::Tensor(other), Arg::Int(self_num_batch_dims)])
+    call_tensor_flat(302, "aten::_new_zeros_with_same_feature_meta", 3, [Arg::Tensor(self_), Arg::Tensor(other), Arg::Int(self_num_batch_dims)])
 }
 /// `aten::_new_zeros_with_same_feature_meta(Tensor self, Tensor other, *, int self_num_batch_dims=0) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _new_zeros_with_same_feature_meta(self_: &Tensor, other: &Tensor, self_num_batch_dims: i64) -> Tensor {
-    check(f__new_zeros_with_same_feature_meta(self_, other, self_num_batch_dims))
+    apply_tensor_flat(302, "aten::_new_zeros_with_same_feature_meta", 3, [Arg::Tensor(self_), Arg::Tensor(other), Arg::Int(self_num_batch_dims)])
 }
 /// `aten::_nnpack_available() -> bool`
 #[inline]
@@ -3535,22 +3535,22 @@ pub fn _pack_padded_sequence(input: &Tensor, lengths: &Tensor, batch_first: bool
 /// `aten::_pad_circular(Tensor self, SymInt[] pad) -> Tensor`
 #[inline]
 pub fn f__pad_circular(self_: &Tensor, pad: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor_flat(307, "aten::_pad_circular", [Arg::Tensor(self_), Arg::Ints(pad.to_vec())])
+    call_tensor_flat(307, "aten::_pad_circular", 2, [Arg::Tensor(self_), Arg::Ints(pad.to_vec())])
 }
 /// `aten::_pad_circular(Tensor self, SymInt[] pad) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _pad_circular(self_: &Tensor, pad: &[i64]) -> Tensor {
-    check(f__pad_circular(self_, pad))
+    apply_tensor_flat(307, "aten::_pad_circular", 2, [Arg::Tensor(self_), Arg::Ints(pad.to_vec())])
 }
 /// `aten::_pad_enum(Tensor self, SymInt[] pad, int mode, float? value=None) -> Tensor`
 #[inline]
 pub fn f__pad_enum(self_: &Tensor, pad: &[i64], mode: i64, value: Option<f64>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(308, "aten::_pad_enum", [Arg::Tensor(self_), Arg::Ints(pad.to_vec()), Arg::Int(mode), value.map_or(Arg::None, |v| Arg::Float(v))])
+    call_tensor_flat(308, "aten::_pad_enum", 3, [Arg::Tensor(self_), Arg::Ints(pad.to_vec()), Arg::Int(mode), value.map_or(Arg::None, |v| Arg::Float(v))])
 }
 /// `aten::_pad_enum(Tensor self, SymInt[] pad, int mode, float? value=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _pad_enum(self_: &Tensor, pad: &[i64], mode: i64, value: Option<f64>) -> Tensor {
-    check(f__pad_enum(self_, pad, mode, value))
+    apply_tensor_flat(308, "aten::_pad_enum", 3, [Arg::Tensor(self_), Arg::Ints(pad.to_vec()), Arg::Int(mode), value.map_or(Arg::None, |v| Arg::Float(v))])
 }
 /// `aten::_pad_packed_sequence(Tensor data, Tensor batch_sizes, bool batch_first, Scalar padding_value, int total_length) -> (Tensor, Tensor)`
 #[inline]
@@ -3566,92 +3566,92 @@ pub fn _pad_packed_sequence(data: &Tensor, batch_sizes: &Tensor, batch_first: bo
 /// `aten::_padded_dense_to_jagged_forward(Tensor dense, Tensor[] offsets, SymInt? total_L=None) -> Tensor`
 #[inline]
 pub fn f__padded_dense_to_jagged_forward(dense: &Tensor, offsets: &[&Tensor], total_L: Option<i64>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(310, "aten::_padded_dense_to_jagged_forward", [Arg::Tensor(dense), Arg::Tensors(offsets.iter().map(|t| Some(*t)).collect()), total_L.map_or(Arg::None, |v| Arg::Int(v))])
+    call_tensor_flat(310, "aten::_padded_dense_to_jagged_forward", 2, [Arg::Tensor(dense), Arg::Tensors(offsets.iter().map(|t| Some(*t)).collect()), total_L.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::_padded_dense_to_jagged_forward(Tensor dense, Tensor[] offsets, SymInt? total_L=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _padded_dense_to_jagged_forward(dense: &Tensor, offsets: &[&Tensor], total_L: Option<i64>) -> Tensor {
-    check(f__padded_dense_to_jagged_forward(dense, offsets, total_L))
+    apply_tensor_flat(310, "aten::_padded_dense_to_jagged_forward", 2, [Arg::Tensor(dense), Arg::Tensors(offsets.iter().map(|t| Some(*t)).collect()), total_L.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::_pdist_forward(Tensor self, float p=2.) -> Tensor`
 #[inline]
 pub fn f__pdist_forward(self_: &Tensor, p: f64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(311, "aten::_pdist_forward", [Arg::Tensor(self_), Arg::Float(p)])
+    call_tensor_flat(311, "aten::_pdist_forward", 2, [Arg::Tensor(self_), Arg::Float(p)])
 }
 /// `aten::_pdist_forward(Tensor self, float p=2.) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _pdist_forward(self_: &Tensor, p: f64) -> Tensor {
-    check(f__pdist_forward(self_, p))
+    apply_tensor_flat(311, "aten::_pdist_forward", 2, [Arg::Tensor(self_), Arg::Float(p)])
 }
 /// `aten::_philox_key_fold_in(Tensor key, int data) -> Tensor`
 #[inline]
 pub fn f__philox_key_fold_in(key: &Tensor, data: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(312, "aten::_philox_key_fold_in", [Arg::Tensor(key), Arg::Int(data)])
+    call_tensor_flat(312, "aten::_philox_key_fold_in", 2, [Arg::Tensor(key), Arg::Int(data)])
 }
 /// `aten::_philox_key_fold_in(Tensor key, int data) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _philox_key_fold_in(key: &Tensor, data: i64) -> Tensor {
-    check(f__philox_key_fold_in(key, data))
+    apply_tensor_flat(312, "aten::_philox_key_fold_in", 2, [Arg::Tensor(key), Arg::Int(data)])
 }
 /// `aten::_philox_key_split(Tensor key, int num_splits) -> Tensor`
 #[inline]
 pub fn f__philox_key_split(key: &Tensor, num_splits: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(313, "aten::_philox_key_split", [Arg::Tensor(key), Arg::Int(num_splits)])
+    call_tensor_flat(313, "aten::_philox_key_split", 2, [Arg::Tensor(key), Arg::Int(num_splits)])
 }
 /// `aten::_philox_key_split(Tensor key, int num_splits) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _philox_key_split(key: &Tensor, num_splits: i64) -> Tensor {
-    check(f__philox_key_split(key, num_splits))
+    apply_tensor_flat(313, "aten::_philox_key_split", 2, [Arg::Tensor(key), Arg::Int(num_splits)])
 }
 /// `aten::_philox_normal(Tensor self, Tensor key, float mean=0., float std=1.) -> Tensor`
 #[inline]
 pub fn f__philox_normal(self_: &Tensor, key: &Tensor, mean: f64, std: f64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(314, "aten::_philox_normal", [Arg::Tensor(self_), Arg::Tensor(key), Arg::Float(mean), Arg::Float(std)])
+    call_tensor_flat(314, "aten::_philox_normal", 4, [Arg::Tensor(self_), Arg::Tensor(key), Arg::Float(mean), Arg::Float(std)])
 }
 /// `aten::_philox_normal(Tensor self, Tensor key, float mean=0., float std=1.) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _philox_normal(self_: &Tensor, key: &Tensor, mean: f64, std: f64) -> Tensor {
-    check(f__philox_normal(self_, key, mean, std))
+    apply_tensor_flat(314, "aten::_philox_normal", 4, [Arg::Tensor(self_), Arg::Tensor(key), Arg::Float(mean), Arg::Float(std)])
 }
 /// `aten::_philox_normal_(Tensor(a!) self, Tensor key, float mean=0., float std=1.) -> Tensor(a!)`
 #[inline]
 pub fn f__philox_normal_(self_: &Tensor, key: &Tensor, mean: f64, std: f64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(315, "aten::_philox_normal_", [Arg::Tensor(self_), Arg::Tensor(key), Arg::Float(mean), Arg::Float(std)])
+    call_tensor_flat(315, "aten::_philox_normal_", 4, [Arg::Tensor(self_), Arg::Tensor(key), Arg::Float(mean), Arg::Float(std)])
 }
 /// `aten::_philox_normal_(Tensor(a!) self, Tensor key, float mean=0., float std=1.) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn _philox_normal_(self_: &Tensor, key: &Tensor, mean: f64, std: f64) -> Tensor {
-    check(f__philox_normal_(self_, key, mean, std))
+    apply_tensor_flat(315, "aten::_philox_normal_", 4, [Arg::Tensor(self_), Arg::Tensor(key), Arg::Float(mean), Arg::Float(std)])
 }
 /// `aten::_philox_uniform(Tensor self, Tensor key, float low=0., float high=1.) -> Tensor`
 #[inline]
 pub fn f__philox_uniform(self_: &Tensor, key: &Tensor, low: f64, high: f64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(316, "aten::_philox_uniform", [Arg::Tensor(self_), Arg::Tensor(key), Arg::Float(low), Arg::Float(high)])
+    call_tensor_flat(316, "aten::_philox_uniform", 4, [Arg::Tensor(self_), Arg::Tensor(key), Arg::Float(low), Arg::Float(high)])
 }
 /// `aten::_philox_uniform(Tensor self, Tensor key, float low=0., float high=1.) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _philox_uniform(self_: &Tensor, key: &Tensor, low: f64, high: f64) -> Tensor {
-    check(f__philox_uniform(self_, key, low, high))
+    apply_tensor_flat(316, "aten::_philox_uniform", 4, [Arg::Tensor(self_), Arg::Tensor(key), Arg::Float(low), Arg::Float(high)])
 }
 /// `aten::_philox_uniform_(Tensor(a!) self, Tensor key, float low=0., float high=1.) -> Tensor(a!)`
 #[inline]
 pub fn f__philox_uniform_(self_: &Tensor, key: &Tensor, low: f64, high: f64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(317, "aten::_philox_uniform_", [Arg::Tensor(self_), Arg::Tensor(key), Arg::Float(low), Arg::Float(high)])
+    call_tensor_flat(317, "aten::_philox_uniform_", 4, [Arg::Tensor(self_), Arg::Tensor(key), Arg::Float(low), Arg::Float(high)])
 }
 /// `aten::_philox_uniform_(Tensor(a!) self, Tensor key, float low=0., float high=1.) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn _philox_uniform_(self_: &Tensor, key: &Tensor, low: f64, high: f64) -> Tensor {
-    check(f__philox_uniform_(self_, key, low, high))
+    apply_tensor_flat(317, "aten::_philox_uniform_", 4, [Arg::Tensor(self_), Arg::Tensor(key), Arg::Float(low), Arg::Float(high)])
 }
 /// `aten::_prelu_kernel(Tensor self, Tensor weight) -> Tensor`
 #[inline]
 pub fn f__prelu_kernel(self_: &Tensor, weight: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(318, "aten::_prelu_kernel", [Arg::Tensor(self_), Arg::Tensor(weight)])
+    call_tensor_flat(318, "aten::_prelu_kernel", 2, [Arg::Tensor(self_), Arg::Tensor(weight)])
 }
 /// `aten::_prelu_kernel(Tensor self, Tensor weight) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _prelu_kernel(self_: &Tensor, weight: &Tensor) -> Tensor {
-    check(f__prelu_kernel(self_, weight))
+    apply_tensor_flat(318, "aten::_prelu_kernel", 2, [Arg::Tensor(self_), Arg::Tensor(weight)])
 }
 /// `aten::_propagate_xla_data(Tensor input, Tensor output) -> ()`
 #[inline]
@@ -3667,52 +3667,52 @@ pub fn _propagate_xla_data(input: &Tensor, output: &Tensor) -> () {
 /// `aten::_remove_batch_dim(Tensor self, int level, SymInt batch_size, int out_dim) -> Tensor`
 #[inline]
 pub fn f__remove_batch_dim(self_: &Tensor, level: i64, batch_size: i64, out_dim: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(320, "aten::_remove_batch_dim", [Arg::Tensor(self_), Arg::Int(level), Arg::Int(batch_size), Arg::Int(out_dim)])
+    call_tensor_flat(320, "aten::_remove_batch_dim", 4, [Arg::Tensor(self_), Arg::Int(level), Arg::Int(batch_size), Arg::Int(out_dim)])
 }
 /// `aten::_remove_batch_dim(Tensor self, int level, SymInt batch_size, int out_dim) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _remove_batch_dim(self_: &Tensor, level: i64, batch_size: i64, out_dim: i64) -> Tensor {
-    check(f__remove_batch_dim(self_, level, batch_size, out_dim))
+    apply_tensor_flat(320, "aten::_remove_batch_dim", 4, [Arg::Tensor(self_), Arg::Int(level), Arg::Int(batch_size), Arg::Int(out_dim)])
 }
 /// `aten::_reshape_copy(Tensor self, SymInt[] size) -> Tensor`
 #[inline]
 pub fn f__reshape_copy(self_: &Tensor, size: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor_flat(321, "aten::_reshape_copy", [Arg::Tensor(self_), Arg::Ints(size.to_vec())])
+    call_tensor_flat(321, "aten::_reshape_copy", 2, [Arg::Tensor(self_), Arg::Ints(size.to_vec())])
 }
 /// `aten::_reshape_copy(Tensor self, SymInt[] size) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _reshape_copy(self_: &Tensor, size: &[i64]) -> Tensor {
-    check(f__reshape_copy(self_, size))
+    apply_tensor_flat(321, "aten::_reshape_copy", 2, [Arg::Tensor(self_), Arg::Ints(size.to_vec())])
 }
 /// `aten::_reshape_from_tensor(Tensor self, Tensor shape) -> Tensor`
 #[inline]
 pub fn f__reshape_from_tensor(self_: &Tensor, shape: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(322, "aten::_reshape_from_tensor", [Arg::Tensor(self_), Arg::Tensor(shape)])
+    call_tensor_flat(322, "aten::_reshape_from_tensor", 2, [Arg::Tensor(self_), Arg::Tensor(shape)])
 }
 /// `aten::_reshape_from_tensor(Tensor self, Tensor shape) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _reshape_from_tensor(self_: &Tensor, shape: &Tensor) -> Tensor {
-    check(f__reshape_from_tensor(self_, shape))
+    apply_tensor_flat(322, "aten::_reshape_from_tensor", 2, [Arg::Tensor(self_), Arg::Tensor(shape)])
 }
 /// `aten::_resize_output(Tensor self, SymInt[] size, Device device) -> Tensor`
 #[inline]
 pub fn f__resize_output(self_: &Tensor, size: &[i64], device: &str) -> Result<Tensor, TorchError> {
-    call_tensor_flat(323, "aten::_resize_output", [Arg::Tensor(self_), Arg::Ints(size.to_vec()), Arg::Str(device.into())])
+    call_tensor_flat(323, "aten::_resize_output", 3, [Arg::Tensor(self_), Arg::Ints(size.to_vec()), Arg::Str(device.into())])
 }
 /// `aten::_resize_output(Tensor self, SymInt[] size, Device device) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _resize_output(self_: &Tensor, size: &[i64], device: &str) -> Tensor {
-    check(f__resize_output(self_, size, device))
+    apply_tensor_flat(323, "aten::_resize_output", 3, [Arg::Tensor(self_), Arg::Ints(size.to_vec()), Arg::Str(device.into())])
 }
 /// `aten::_resize_output_(Tensor(a!) self, SymInt[] size, Device device) -> Tensor(a!)`
 #[inline]
 pub fn f__resize_output_(self_: &Tensor, size: &[i64], device: &str) -> Result<Tensor, TorchError> {
-    call_tensor_flat(324, "aten::_resize_output_", [Arg::Tensor(self_), Arg::Ints(size.to_vec()), Arg::Str(device.into())])
+    call_tensor_flat(324, "aten::_resize_output_", 3, [Arg::Tensor(self_), Arg::Ints(size.to_vec()), Arg::Str(device.into())])
 }
 /// `aten::_resize_output_(Tensor(a!) self, SymInt[] size, Device device) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn _resize_output_(self_: &Tensor, size: &[i64], device: &str) -> Tensor {
-    check(f__resize_output_(self_, size, device))
+    apply_tensor_flat(324, "aten::_resize_output_", 3, [Arg::Tensor(self_), Arg::Ints(size.to_vec()), Arg::Str(device.into())])
 }
 /// `aten::_rowwise_prune(Tensor weight, Tensor mask, ScalarType compressed_indices_dtype) -> (Tensor, Tensor)`
 #[inline]
@@ -3728,32 +3728,32 @@ pub fn _rowwise_prune(weight: &Tensor, mask: &Tensor, compressed_indices_dtype: 
 /// `aten::_safe_softmax(Tensor self, int dim, ScalarType? dtype=None) -> Tensor`
 #[inline]
 pub fn f__safe_softmax(self_: &Tensor, dim: i64, dtype: Option<Dtype>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(326, "aten::_safe_softmax", [Arg::Tensor(self_), Arg::Int(dim), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
+    call_tensor_flat(326, "aten::_safe_softmax", 2, [Arg::Tensor(self_), Arg::Int(dim), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
 }
 /// `aten::_safe_softmax(Tensor self, int dim, ScalarType? dtype=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _safe_softmax(self_: &Tensor, dim: i64, dtype: Option<Dtype>) -> Tensor {
-    check(f__safe_softmax(self_, dim, dtype))
+    apply_tensor_flat(326, "aten::_safe_softmax", 2, [Arg::Tensor(self_), Arg::Int(dim), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
 }
 /// `aten::_sample_dirichlet(Tensor self, Generator? generator=None) -> Tensor`
 #[inline]
 pub fn f__sample_dirichlet(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(327, "aten::_sample_dirichlet", [Arg::Tensor(self_), Arg::None])
+    call_tensor_flat(327, "aten::_sample_dirichlet", 1, [Arg::Tensor(self_), Arg::None])
 }
 /// `aten::_sample_dirichlet(Tensor self, Generator? generator=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _sample_dirichlet(self_: &Tensor) -> Tensor {
-    check(f__sample_dirichlet(self_))
+    apply_tensor_flat(327, "aten::_sample_dirichlet", 1, [Arg::Tensor(self_), Arg::None])
 }
 /// `aten::_saturate_weight_to_fp16(Tensor weight) -> Tensor`
 #[inline]
 pub fn f__saturate_weight_to_fp16(weight: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(328, "aten::_saturate_weight_to_fp16", [Arg::Tensor(weight)])
+    call_tensor_flat(328, "aten::_saturate_weight_to_fp16", 1, [Arg::Tensor(weight)])
 }
 /// `aten::_saturate_weight_to_fp16(Tensor weight) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _saturate_weight_to_fp16(weight: &Tensor) -> Tensor {
-    check(f__saturate_weight_to_fp16(weight))
+    apply_tensor_flat(328, "aten::_saturate_weight_to_fp16", 1, [Arg::Tensor(weight)])
 }
 /// `aten::_scaled_dot_product_attention_math(Tensor query, Tensor key, Tensor value, Tensor? attn_mask=None, float dropout_p=0., bool is_causal=False, Tensor? dropout_mask=None, *, float? scale=None, bool enable_gqa=False) -> (Tensor, Tensor)`
 #[inline]
@@ -3905,12 +3905,12 @@ pub fn _scaled_mm_v2(self_: &Tensor, mat2: &Tensor, scale_a: &[&Tensor], recipe_
 /// `aten::_shape_as_tensor(Tensor self) -> Tensor`
 #[inline]
 pub fn f__shape_as_tensor(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(341, "aten::_shape_as_tensor", [Arg::Tensor(self_)])
+    call_tensor_flat(341, "aten::_shape_as_tensor", 1, [Arg::Tensor(self_)])
 }
 /// `aten::_shape_as_tensor(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _shape_as_tensor(self_: &Tensor) -> Tensor {
-    check(f__shape_as_tensor(self_))
+    apply_tensor_flat(341, "aten::_shape_as_tensor", 1, [Arg::Tensor(self_)])
 }
 /// `aten::_slow_conv2d_forward(Tensor self, Tensor weight, SymInt[2] kernel_size, Tensor? bias, SymInt[2] stride, SymInt[2] padding) -> Tensor`
 #[inline]
@@ -3946,232 +3946,232 @@ pub fn _sobol_engine_ff_(self_: &Tensor, n: i64, sobolstate: &Tensor, dimension:
 /// `aten::_sobol_engine_initialize_state_(Tensor(a!) self, int dimension) -> Tensor(a!)`
 #[inline]
 pub fn f__sobol_engine_initialize_state_(self_: &Tensor, dimension: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(345, "aten::_sobol_engine_initialize_state_", [Arg::Tensor(self_), Arg::Int(dimension)])
+    call_tensor_flat(345, "aten::_sobol_engine_initialize_state_", 2, [Arg::Tensor(self_), Arg::Int(dimension)])
 }
 /// `aten::_sobol_engine_initialize_state_(Tensor(a!) self, int dimension) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn _sobol_engine_initialize_state_(self_: &Tensor, dimension: i64) -> Tensor {
-    check(f__sobol_engine_initialize_state_(self_, dimension))
+    apply_tensor_flat(345, "aten::_sobol_engine_initialize_state_", 2, [Arg::Tensor(self_), Arg::Int(dimension)])
 }
 /// `aten::_sobol_engine_scramble_(Tensor(a!) self, Tensor ltm, int dimension) -> Tensor(a!)`
 #[inline]
 pub fn f__sobol_engine_scramble_(self_: &Tensor, ltm: &Tensor, dimension: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(346, "aten::_sobol_engine_scramble_", [Arg::Tensor(self_), Arg::Tensor(ltm), Arg::Int(dimension)])
+    call_tensor_flat(346, "aten::_sobol_engine_scramble_", 3, [Arg::Tensor(self_), Arg::Tensor(ltm), Arg::Int(dimension)])
 }
 /// `aten::_sobol_engine_scramble_(Tensor(a!) self, Tensor ltm, int dimension) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn _sobol_engine_scramble_(self_: &Tensor, ltm: &Tensor, dimension: i64) -> Tensor {
-    check(f__sobol_engine_scramble_(self_, ltm, dimension))
+    apply_tensor_flat(346, "aten::_sobol_engine_scramble_", 3, [Arg::Tensor(self_), Arg::Tensor(ltm), Arg::Int(dimension)])
 }
 /// `aten::_softmax(Tensor self, int dim, bool half_to_float) -> Tensor`
 #[inline]
 pub fn f__softmax(self_: &Tensor, dim: i64, half_to_float: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(347, "aten::_softmax", [Arg::Tensor(self_), Arg::Int(dim), Arg::Boolean(half_to_float)])
+    call_tensor_flat(347, "aten::_softmax", 3, [Arg::Tensor(self_), Arg::Int(dim), Arg::Boolean(half_to_float)])
 }
 /// `aten::_softmax(Tensor self, int dim, bool half_to_float) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _softmax(self_: &Tensor, dim: i64, half_to_float: bool) -> Tensor {
-    check(f__softmax(self_, dim, half_to_float))
+    apply_tensor_flat(347, "aten::_softmax", 3, [Arg::Tensor(self_), Arg::Int(dim), Arg::Boolean(half_to_float)])
 }
 /// `aten::_spdiags(Tensor diagonals, Tensor offsets, int[] shape, Layout? layout=None) -> Tensor`
 #[inline]
 pub fn f__spdiags(diagonals: &Tensor, offsets: &Tensor, shape: &[i64], layout: Option<i64>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(348, "aten::_spdiags", [Arg::Tensor(diagonals), Arg::Tensor(offsets), Arg::Ints(shape.to_vec()), layout.map_or(Arg::None, |v| Arg::Int(v))])
+    call_tensor_flat(348, "aten::_spdiags", 3, [Arg::Tensor(diagonals), Arg::Tensor(offsets), Arg::Ints(shape.to_vec()), layout.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::_spdiags(Tensor diagonals, Tensor offsets, int[] shape, Layout? layout=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _spdiags(diagonals: &Tensor, offsets: &Tensor, shape: &[i64], layout: Option<i64>) -> Tensor {
-    check(f__spdiags(diagonals, offsets, shape, layout))
+    apply_tensor_flat(348, "aten::_spdiags", 3, [Arg::Tensor(diagonals), Arg::Tensor(offsets), Arg::Ints(shape.to_vec()), layout.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::_spsolve(Tensor A, Tensor B, *, bool left=True) -> Tensor`
 #[inline]
 pub fn f__spsolve(A: &Tensor, B: &Tensor, left: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(349, "aten::_spsolve", [Arg::Tensor(A), Arg::Tensor(B), Arg::Boolean(left)])
+    call_tensor_flat(349, "aten::_spsolve", 3, [Arg::Tensor(A), Arg::Tensor(B), Arg::Boolean(left)])
 }
 /// `aten::_spsolve(Tensor A, Tensor B, *, bool left=True) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _spsolve(A: &Tensor, B: &Tensor, left: bool) -> Tensor {
-    check(f__spsolve(A, B, left))
+    apply_tensor_flat(349, "aten::_spsolve", 3, [Arg::Tensor(A), Arg::Tensor(B), Arg::Boolean(left)])
 }
 /// `aten::_stack(Tensor[] tensors, int dim=0) -> Tensor`
 #[inline]
 pub fn f__stack(tensors: &[&Tensor], dim: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(350, "aten::_stack", [Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect()), Arg::Int(dim)])
+    call_tensor_flat(350, "aten::_stack", 2, [Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect()), Arg::Int(dim)])
 }
 /// `aten::_stack(Tensor[] tensors, int dim=0) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _stack(tensors: &[&Tensor], dim: i64) -> Tensor {
-    check(f__stack(tensors, dim))
+    apply_tensor_flat(350, "aten::_stack", 2, [Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect()), Arg::Int(dim)])
 }
 /// `aten::_standard_gamma(Tensor self, Generator? generator=None) -> Tensor`
 #[inline]
 pub fn f__standard_gamma(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(351, "aten::_standard_gamma", [Arg::Tensor(self_), Arg::None])
+    call_tensor_flat(351, "aten::_standard_gamma", 1, [Arg::Tensor(self_), Arg::None])
 }
 /// `aten::_standard_gamma(Tensor self, Generator? generator=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _standard_gamma(self_: &Tensor) -> Tensor {
-    check(f__standard_gamma(self_))
+    apply_tensor_flat(351, "aten::_standard_gamma", 1, [Arg::Tensor(self_), Arg::None])
 }
 /// `aten::_standard_gamma_grad(Tensor self, Tensor output) -> Tensor`
 #[inline]
 pub fn f__standard_gamma_grad(self_: &Tensor, output: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(352, "aten::_standard_gamma_grad", [Arg::Tensor(self_), Arg::Tensor(output)])
+    call_tensor_flat(352, "aten::_standard_gamma_grad", 2, [Arg::Tensor(self_), Arg::Tensor(output)])
 }
 /// `aten::_standard_gamma_grad(Tensor self, Tensor output) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _standard_gamma_grad(self_: &Tensor, output: &Tensor) -> Tensor {
-    check(f__standard_gamma_grad(self_, output))
+    apply_tensor_flat(352, "aten::_standard_gamma_grad", 2, [Arg::Tensor(self_), Arg::Tensor(output)])
 }
 /// `aten::_test_ambiguous_defaults.a(Tensor dummy, int a=1, int b=1) -> Tensor`
 #[inline]
 pub fn f__test_ambiguous_defaults_a(dummy: &Tensor, a: i64, b: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(353, "aten::_test_ambiguous_defaults.a", [Arg::Tensor(dummy), Arg::Int(a), Arg::Int(b)])
+    call_tensor_flat(353, "aten::_test_ambiguous_defaults.a", 3, [Arg::Tensor(dummy), Arg::Int(a), Arg::Int(b)])
 }
 /// `aten::_test_ambiguous_defaults.a(Tensor dummy, int a=1, int b=1) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _test_ambiguous_defaults_a(dummy: &Tensor, a: i64, b: i64) -> Tensor {
-    check(f__test_ambiguous_defaults_a(dummy, a, b))
+    apply_tensor_flat(353, "aten::_test_ambiguous_defaults.a", 3, [Arg::Tensor(dummy), Arg::Int(a), Arg::Int(b)])
 }
 /// `aten::_test_ambiguous_defaults.b(Tensor dummy, int a=2, str b="2") -> Tensor`
 #[inline]
 pub fn f__test_ambiguous_defaults_b(dummy: &Tensor, a: i64, b: &str) -> Result<Tensor, TorchError> {
-    call_tensor_flat(354, "aten::_test_ambiguous_defaults.b", [Arg::Tensor(dummy), Arg::Int(a), Arg::Str(b.into())])
+    call_tensor_flat(354, "aten::_test_ambiguous_defaults.b", 3, [Arg::Tensor(dummy), Arg::Int(a), Arg::Str(b.into())])
 }
 /// `aten::_test_ambiguous_defaults.b(Tensor dummy, int a=2, str b="2") -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _test_ambiguous_defaults_b(dummy: &Tensor, a: i64, b: &str) -> Tensor {
-    check(f__test_ambiguous_defaults_b(dummy, a, b))
+    apply_tensor_flat(354, "aten::_test_ambiguous_defaults.b", 3, [Arg::Tensor(dummy), Arg::Int(a), Arg::Str(b.into())])
 }
 /// `aten::_test_autograd_multiple_dispatch.fullcoverage(Tensor self) -> Tensor`
 #[inline]
 pub fn f__test_autograd_multiple_dispatch_fullcoverage(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(355, "aten::_test_autograd_multiple_dispatch.fullcoverage", [Arg::Tensor(self_)])
+    call_tensor_flat(355, "aten::_test_autograd_multiple_dispatch.fullcoverage", 1, [Arg::Tensor(self_)])
 }
 /// `aten::_test_autograd_multiple_dispatch.fullcoverage(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _test_autograd_multiple_dispatch_fullcoverage(self_: &Tensor) -> Tensor {
-    check(f__test_autograd_multiple_dispatch_fullcoverage(self_))
+    apply_tensor_flat(355, "aten::_test_autograd_multiple_dispatch.fullcoverage", 1, [Arg::Tensor(self_)])
 }
 /// `aten::_test_autograd_multiple_dispatch.ntonly(Tensor self, bool b) -> Tensor`
 #[inline]
 pub fn f__test_autograd_multiple_dispatch_ntonly(self_: &Tensor, b: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(356, "aten::_test_autograd_multiple_dispatch.ntonly", [Arg::Tensor(self_), Arg::Boolean(b)])
+    call_tensor_flat(356, "aten::_test_autograd_multiple_dispatch.ntonly", 2, [Arg::Tensor(self_), Arg::Boolean(b)])
 }
 /// `aten::_test_autograd_multiple_dispatch.ntonly(Tensor self, bool b) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _test_autograd_multiple_dispatch_ntonly(self_: &Tensor, b: bool) -> Tensor {
-    check(f__test_autograd_multiple_dispatch_ntonly(self_, b))
+    apply_tensor_flat(356, "aten::_test_autograd_multiple_dispatch.ntonly", 2, [Arg::Tensor(self_), Arg::Boolean(b)])
 }
 /// `aten::_test_autograd_multiple_dispatch_view(Tensor(a) self) -> Tensor(a)`
 #[inline]
 pub fn f__test_autograd_multiple_dispatch_view(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(357, "aten::_test_autograd_multiple_dispatch_view", [Arg::Tensor(self_)])
+    call_tensor_flat(357, "aten::_test_autograd_multiple_dispatch_view", 1, [Arg::Tensor(self_)])
 }
 /// `aten::_test_autograd_multiple_dispatch_view(Tensor(a) self) -> Tensor(a)`; panics with torch's message.
 #[inline]
 pub fn _test_autograd_multiple_dispatch_view(self_: &Tensor) -> Tensor {
-    check(f__test_autograd_multiple_dispatch_view(self_))
+    apply_tensor_flat(357, "aten::_test_autograd_multiple_dispatch_view", 1, [Arg::Tensor(self_)])
 }
 /// `aten::_test_autograd_multiple_dispatch_view_copy(Tensor self) -> Tensor`
 #[inline]
 pub fn f__test_autograd_multiple_dispatch_view_copy(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(358, "aten::_test_autograd_multiple_dispatch_view_copy", [Arg::Tensor(self_)])
+    call_tensor_flat(358, "aten::_test_autograd_multiple_dispatch_view_copy", 1, [Arg::Tensor(self_)])
 }
 /// `aten::_test_autograd_multiple_dispatch_view_copy(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _test_autograd_multiple_dispatch_view_copy(self_: &Tensor) -> Tensor {
-    check(f__test_autograd_multiple_dispatch_view_copy(self_))
+    apply_tensor_flat(358, "aten::_test_autograd_multiple_dispatch_view_copy", 1, [Arg::Tensor(self_)])
 }
 /// `aten::_test_check_tensor(Tensor self) -> Tensor`
 #[inline]
 pub fn f__test_check_tensor(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(359, "aten::_test_check_tensor", [Arg::Tensor(self_)])
+    call_tensor_flat(359, "aten::_test_check_tensor", 1, [Arg::Tensor(self_)])
 }
 /// `aten::_test_check_tensor(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _test_check_tensor(self_: &Tensor) -> Tensor {
-    check(f__test_check_tensor(self_))
+    apply_tensor_flat(359, "aten::_test_check_tensor", 1, [Arg::Tensor(self_)])
 }
 /// `aten::_test_functorch_fallback(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f__test_functorch_fallback(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(360, "aten::_test_functorch_fallback", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(360, "aten::_test_functorch_fallback", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::_test_functorch_fallback(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _test_functorch_fallback(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f__test_functorch_fallback(self_, other))
+    apply_tensor_flat(360, "aten::_test_functorch_fallback", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::_test_optional_filled_intlist(Tensor values, int[2]? addends) -> Tensor`
 #[inline]
 pub fn f__test_optional_filled_intlist(values: &Tensor, addends: Option<&[i64]>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(361, "aten::_test_optional_filled_intlist", [Arg::Tensor(values), addends.map_or(Arg::None, |v| Arg::Ints(v.to_vec()))])
+    call_tensor_flat(361, "aten::_test_optional_filled_intlist", 2, [Arg::Tensor(values), addends.map_or(Arg::None, |v| Arg::Ints(v.to_vec()))])
 }
 /// `aten::_test_optional_filled_intlist(Tensor values, int[2]? addends) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _test_optional_filled_intlist(values: &Tensor, addends: Option<&[i64]>) -> Tensor {
-    check(f__test_optional_filled_intlist(values, addends))
+    apply_tensor_flat(361, "aten::_test_optional_filled_intlist", 2, [Arg::Tensor(values), addends.map_or(Arg::None, |v| Arg::Ints(v.to_vec()))])
 }
 /// `aten::_test_optional_floatlist(Tensor values, float[]? addends) -> Tensor`
 #[inline]
 pub fn f__test_optional_floatlist(values: &Tensor, addends: Option<&[f64]>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(362, "aten::_test_optional_floatlist", [Arg::Tensor(values), addends.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))])
+    call_tensor_flat(362, "aten::_test_optional_floatlist", 2, [Arg::Tensor(values), addends.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))])
 }
 /// `aten::_test_optional_floatlist(Tensor values, float[]? addends) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _test_optional_floatlist(values: &Tensor, addends: Option<&[f64]>) -> Tensor {
-    check(f__test_optional_floatlist(values, addends))
+    apply_tensor_flat(362, "aten::_test_optional_floatlist", 2, [Arg::Tensor(values), addends.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))])
 }
 /// `aten::_test_optional_intlist(Tensor values, int[]? addends) -> Tensor`
 #[inline]
 pub fn f__test_optional_intlist(values: &Tensor, addends: Option<&[i64]>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(363, "aten::_test_optional_intlist", [Arg::Tensor(values), addends.map_or(Arg::None, |v| Arg::Ints(v.to_vec()))])
+    call_tensor_flat(363, "aten::_test_optional_intlist", 2, [Arg::Tensor(values), addends.map_or(Arg::None, |v| Arg::Ints(v.to_vec()))])
 }
 /// `aten::_test_optional_intlist(Tensor values, int[]? addends) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _test_optional_intlist(values: &Tensor, addends: Option<&[i64]>) -> Tensor {
-    check(f__test_optional_intlist(values, addends))
+    apply_tensor_flat(363, "aten::_test_optional_intlist", 2, [Arg::Tensor(values), addends.map_or(Arg::None, |v| Arg::Ints(v.to_vec()))])
 }
 /// `aten::_test_parallel_materialize(Tensor self, int num_parallel, bool skip_first=False) -> Tensor`
 #[inline]
 pub fn f__test_parallel_materialize(self_: &Tensor, num_parallel: i64, skip_first: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(364, "aten::_test_parallel_materialize", [Arg::Tensor(self_), Arg::Int(num_parallel), Arg::Boolean(skip_first)])
+    call_tensor_flat(364, "aten::_test_parallel_materialize", 3, [Arg::Tensor(self_), Arg::Int(num_parallel), Arg::Boolean(skip_first)])
 }
 /// `aten::_test_parallel_materialize(Tensor self, int num_parallel, bool skip_first=False) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _test_parallel_materialize(self_: &Tensor, num_parallel: i64, skip_first: bool) -> Tensor {
-    check(f__test_parallel_materialize(self_, num_parallel, skip_first))
+    apply_tensor_flat(364, "aten::_test_parallel_materialize", 3, [Arg::Tensor(self_), Arg::Int(num_parallel), Arg::Boolean(skip_first)])
 }
 /// `aten::_test_serialization_subcmul(Tensor self, Tensor other, Scalar alpha=1) -> Tensor`
 #[inline]
 pub fn f__test_serialization_subcmul(self_: &Tensor, other: &Tensor, alpha: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(365, "aten::_test_serialization_subcmul", [Arg::Tensor(self_), Arg::Tensor(other), alpha.into().arg()])
+    call_tensor_flat(365, "aten::_test_serialization_subcmul", 3, [Arg::Tensor(self_), Arg::Tensor(other), alpha.into().arg()])
 }
 /// `aten::_test_serialization_subcmul(Tensor self, Tensor other, Scalar alpha=1) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _test_serialization_subcmul(self_: &Tensor, other: &Tensor, alpha: impl Into<Scalar>) -> Tensor {
-    check(f__test_serialization_subcmul(self_, other, alpha))
+    apply_tensor_flat(365, "aten::_test_serialization_subcmul", 3, [Arg::Tensor(self_), Arg::Tensor(other), alpha.into().arg()])
 }
 /// `aten::_test_string_default(Tensor dummy, str a="\\"\\'\\\\", str b="\\"\\'\\\\") -> Tensor`
 #[inline]
 pub fn f__test_string_default(dummy: &Tensor, a: &str, b: &str) -> Result<Tensor, TorchError> {
-    call_tensor_flat(366, "aten::_test_string_default", [Arg::Tensor(dummy), Arg::Str(a.into()), Arg::Str(b.into())])
+    call_tensor_flat(366, "aten::_test_string_default", 3, [Arg::Tensor(dummy), Arg::Str(a.into()), Arg::Str(b.into())])
 }
 /// `aten::_test_string_default(Tensor dummy, str a="\\"\\'\\\\", str b="\\"\\'\\\\") -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _test_string_default(dummy: &Tensor, a: &str, b: &str) -> Tensor {
-    check(f__test_string_default(dummy, a, b))
+    apply_tensor_flat(366, "aten::_test_string_default", 3, [Arg::Tensor(dummy), Arg::Str(a.into()), Arg::Str(b.into())])
 }
 /// `aten::_test_warn_in_autograd(Tensor self) -> Tensor`
 #[inline]
 pub fn f__test_warn_in_autograd(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(367, "aten::_test_warn_in_autograd", [Arg::Tensor(self_)])
+    call_tensor_flat(367, "aten::_test_warn_in_autograd", 1, [Arg::Tensor(self_)])
 }
 /// `aten::_test_warn_in_autograd(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _test_warn_in_autograd(self_: &Tensor) -> Tensor {
-    check(f__test_warn_in_autograd(self_))
+    apply_tensor_flat(367, "aten::_test_warn_in_autograd", 1, [Arg::Tensor(self_)])
 }
 /// `aten::_thnn_fused_gru_cell(Tensor input_gates, Tensor hidden_gates, Tensor hx, Tensor? input_bias=None, Tensor? hidden_bias=None) -> (Tensor, Tensor)`
 #[inline]
@@ -4226,72 +4226,72 @@ pub fn _to_cpu(tensors: &[&Tensor]) -> Vec<Tensor> {
 /// `aten::_to_dense(Tensor self, ScalarType? dtype=None, bool? masked_grad=None) -> Tensor`
 #[inline]
 pub fn f__to_dense(self_: &Tensor, dtype: Option<Dtype>, masked_grad: Option<bool>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(372, "aten::_to_dense", [Arg::Tensor(self_), dtype.map_or(Arg::None, |v| Arg::Dtype(v)), masked_grad.map_or(Arg::None, |v| Arg::Boolean(v))])
+    call_tensor_flat(372, "aten::_to_dense", 1, [Arg::Tensor(self_), dtype.map_or(Arg::None, |v| Arg::Dtype(v)), masked_grad.map_or(Arg::None, |v| Arg::Boolean(v))])
 }
 /// `aten::_to_dense(Tensor self, ScalarType? dtype=None, bool? masked_grad=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _to_dense(self_: &Tensor, dtype: Option<Dtype>, masked_grad: Option<bool>) -> Tensor {
-    check(f__to_dense(self_, dtype, masked_grad))
+    apply_tensor_flat(372, "aten::_to_dense", 1, [Arg::Tensor(self_), dtype.map_or(Arg::None, |v| Arg::Dtype(v)), masked_grad.map_or(Arg::None, |v| Arg::Boolean(v))])
 }
 /// `aten::_to_sparse.sparse_dim(Tensor self, int sparse_dim) -> Tensor`
 #[inline]
 pub fn f__to_sparse_sparse_dim(self_: &Tensor, sparse_dim: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(373, "aten::_to_sparse.sparse_dim", [Arg::Tensor(self_), Arg::Int(sparse_dim)])
+    call_tensor_flat(373, "aten::_to_sparse.sparse_dim", 2, [Arg::Tensor(self_), Arg::Int(sparse_dim)])
 }
 /// `aten::_to_sparse.sparse_dim(Tensor self, int sparse_dim) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _to_sparse_sparse_dim(self_: &Tensor, sparse_dim: i64) -> Tensor {
-    check(f__to_sparse_sparse_dim(self_, sparse_dim))
+    apply_tensor_flat(373, "aten::_to_sparse.sparse_dim", 2, [Arg::Tensor(self_), Arg::Int(sparse_dim)])
 }
 /// `aten::_to_sparse(Tensor self, *, Layout? layout=None, int[2]? blocksize=None, int? dense_dim=None) -> Tensor`
 #[inline]
 pub fn f__to_sparse(self_: &Tensor, layout: Option<i64>, blocksize: Option<&[i64]>, dense_dim: Option<i64>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(374, "aten::_to_sparse", [Arg::Tensor(self_), layout.map_or(Arg::None, |v| Arg::Int(v)), blocksize.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), dense_dim.map_or(Arg::None, |v| Arg::Int(v))])
+    call_tensor_flat(374, "aten::_to_sparse", 1, [Arg::Tensor(self_), layout.map_or(Arg::None, |v| Arg::Int(v)), blocksize.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), dense_dim.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::_to_sparse(Tensor self, *, Layout? layout=None, int[2]? blocksize=None, int? dense_dim=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _to_sparse(self_: &Tensor, layout: Option<i64>, blocksize: Option<&[i64]>, dense_dim: Option<i64>) -> Tensor {
-    check(f__to_sparse(self_, layout, blocksize, dense_dim))
+    apply_tensor_flat(374, "aten::_to_sparse", 1, [Arg::Tensor(self_), layout.map_or(Arg::None, |v| Arg::Int(v)), blocksize.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), dense_dim.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::_to_sparse_bsc(Tensor self, int[2] blocksize, int? dense_dim=None) -> Tensor`
 #[inline]
 pub fn f__to_sparse_bsc(self_: &Tensor, blocksize: &[i64], dense_dim: Option<i64>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(375, "aten::_to_sparse_bsc", [Arg::Tensor(self_), Arg::Ints(blocksize.to_vec()), dense_dim.map_or(Arg::None, |v| Arg::Int(v))])
+    call_tensor_flat(375, "aten::_to_sparse_bsc", 2, [Arg::Tensor(self_), Arg::Ints(blocksize.to_vec()), dense_dim.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::_to_sparse_bsc(Tensor self, int[2] blocksize, int? dense_dim=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _to_sparse_bsc(self_: &Tensor, blocksize: &[i64], dense_dim: Option<i64>) -> Tensor {
-    check(f__to_sparse_bsc(self_, blocksize, dense_dim))
+    apply_tensor_flat(375, "aten::_to_sparse_bsc", 2, [Arg::Tensor(self_), Arg::Ints(blocksize.to_vec()), dense_dim.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::_to_sparse_bsr(Tensor self, int[2] blocksize, int? dense_dim=None) -> Tensor`
 #[inline]
 pub fn f__to_sparse_bsr(self_: &Tensor, blocksize: &[i64], dense_dim: Option<i64>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(376, "aten::_to_sparse_bsr", [Arg::Tensor(self_), Arg::Ints(blocksize.to_vec()), dense_dim.map_or(Arg::None, |v| Arg::Int(v))])
+    call_tensor_flat(376, "aten::_to_sparse_bsr", 2, [Arg::Tensor(self_), Arg::Ints(blocksize.to_vec()), dense_dim.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::_to_sparse_bsr(Tensor self, int[2] blocksize, int? dense_dim=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _to_sparse_bsr(self_: &Tensor, blocksize: &[i64], dense_dim: Option<i64>) -> Tensor {
-    check(f__to_sparse_bsr(self_, blocksize, dense_dim))
+    apply_tensor_flat(376, "aten::_to_sparse_bsr", 2, [Arg::Tensor(self_), Arg::Ints(blocksize.to_vec()), dense_dim.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::_to_sparse_csc(Tensor self, int? dense_dim=None) -> Tensor`
 #[inline]
 pub fn f__to_sparse_csc(self_: &Tensor, dense_dim: Option<i64>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(377, "aten::_to_sparse_csc", [Arg::Tensor(self_), dense_dim.map_or(Arg::None, |v| Arg::Int(v))])
+    call_tensor_flat(377, "aten::_to_sparse_csc", 1, [Arg::Tensor(self_), dense_dim.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::_to_sparse_csc(Tensor self, int? dense_dim=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _to_sparse_csc(self_: &Tensor, dense_dim: Option<i64>) -> Tensor {
-    check(f__to_sparse_csc(self_, dense_dim))
+    apply_tensor_flat(377, "aten::_to_sparse_csc", 1, [Arg::Tensor(self_), dense_dim.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::_to_sparse_csr(Tensor self, int? dense_dim=None) -> Tensor`
 #[inline]
 pub fn f__to_sparse_csr(self_: &Tensor, dense_dim: Option<i64>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(378, "aten::_to_sparse_csr", [Arg::Tensor(self_), dense_dim.map_or(Arg::None, |v| Arg::Int(v))])
+    call_tensor_flat(378, "aten::_to_sparse_csr", 1, [Arg::Tensor(self_), dense_dim.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::_to_sparse_csr(Tensor self, int? dense_dim=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _to_sparse_csr(self_: &Tensor, dense_dim: Option<i64>) -> Tensor {
-    check(f__to_sparse_csr(self_, dense_dim))
+    apply_tensor_flat(378, "aten::_to_sparse_csr", 1, [Arg::Tensor(self_), dense_dim.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::_to_sparse_semi_structured(Tensor dense) -> (Tensor, Tensor)`
 #[inline]
@@ -4348,12 +4348,12 @@ pub fn _triton_multi_head_attention(query: &Tensor, key: &Tensor, value: &Tensor
 /// `aten::_triton_scaled_dot_attention(Tensor q, Tensor k, Tensor v, float dropout_p=0.) -> Tensor`
 #[inline]
 pub fn f__triton_scaled_dot_attention(q: &Tensor, k: &Tensor, v: &Tensor, dropout_p: f64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(384, "aten::_triton_scaled_dot_attention", [Arg::Tensor(q), Arg::Tensor(k), Arg::Tensor(v), Arg::Float(dropout_p)])
+    call_tensor_flat(384, "aten::_triton_scaled_dot_attention", 4, [Arg::Tensor(q), Arg::Tensor(k), Arg::Tensor(v), Arg::Float(dropout_p)])
 }
 /// `aten::_triton_scaled_dot_attention(Tensor q, Tensor k, Tensor v, float dropout_p=0.) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _triton_scaled_dot_attention(q: &Tensor, k: &Tensor, v: &Tensor, dropout_p: f64) -> Tensor {
-    check(f__triton_scaled_dot_attention(q, k, v, dropout_p))
+    apply_tensor_flat(384, "aten::_triton_scaled_dot_attention", 4, [Arg::Tensor(q), Arg::Tensor(k), Arg::Tensor(v), Arg::Float(dropout_p)])
 }
 /// `aten::_unique(Tensor self, bool sorted=True, bool return_inverse=False) -> (Tensor, Tensor)`
 #[inline]
@@ -4391,12 +4391,12 @@ pub fn _unpack_dual(dual: &Tensor, level: i64) -> (Tensor, Tensor) {
 /// `aten::_unsafe_view(Tensor self, SymInt[] size) -> Tensor`
 #[inline]
 pub fn f__unsafe_view(self_: &Tensor, size: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor_flat(388, "aten::_unsafe_view", [Arg::Tensor(self_), Arg::Ints(size.to_vec())])
+    call_tensor_flat(388, "aten::_unsafe_view", 2, [Arg::Tensor(self_), Arg::Ints(size.to_vec())])
 }
 /// `aten::_unsafe_view(Tensor self, SymInt[] size) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _unsafe_view(self_: &Tensor, size: &[i64]) -> Tensor {
-    check(f__unsafe_view(self_, size))
+    apply_tensor_flat(388, "aten::_unsafe_view", 2, [Arg::Tensor(self_), Arg::Ints(size.to_vec())])
 }
 /// `aten::_upsample_bicubic2d_aa(Tensor self, SymInt[2] output_size, bool align_corners, float? scales_h=None, float? scales_w=None) -> Tensor`
 #[inline]
@@ -4411,12 +4411,12 @@ pub fn _upsample_bicubic2d_aa(self_: &Tensor, output_size: &[i64], align_corners
 /// `aten::_upsample_bicubic2d_aa.vec(Tensor input, SymInt[]? output_size, bool align_corners, float[]? scale_factors) -> Tensor`
 #[inline]
 pub fn f__upsample_bicubic2d_aa_vec(input: &Tensor, output_size: Option<&[i64]>, align_corners: bool, scale_factors: Option<&[f64]>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(390, "aten::_upsample_bicubic2d_aa.vec", [Arg::Tensor(input), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(align_corners), scale_factors.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))])
+    call_tensor_flat(390, "aten::_upsample_bicubic2d_aa.vec", 4, [Arg::Tensor(input), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(align_corners), scale_factors.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))])
 }
 /// `aten::_upsample_bicubic2d_aa.vec(Tensor input, SymInt[]? output_size, bool align_corners, float[]? scale_factors) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _upsample_bicubic2d_aa_vec(input: &Tensor, output_size: Option<&[i64]>, align_corners: bool, scale_factors: Option<&[f64]>) -> Tensor {
-    check(f__upsample_bicubic2d_aa_vec(input, output_size, align_corners, scale_factors))
+    apply_tensor_flat(390, "aten::_upsample_bicubic2d_aa.vec", 4, [Arg::Tensor(input), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(align_corners), scale_factors.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))])
 }
 /// `aten::_upsample_bilinear2d_aa(Tensor self, SymInt[2] output_size, bool align_corners, float? scales_h=None, float? scales_w=None) -> Tensor`
 #[inline]
@@ -4431,12 +4431,12 @@ pub fn _upsample_bilinear2d_aa(self_: &Tensor, output_size: &[i64], align_corner
 /// `aten::_upsample_bilinear2d_aa.vec(Tensor input, SymInt[]? output_size, bool align_corners, float[]? scale_factors) -> Tensor`
 #[inline]
 pub fn f__upsample_bilinear2d_aa_vec(input: &Tensor, output_size: Option<&[i64]>, align_corners: bool, scale_factors: Option<&[f64]>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(392, "aten::_upsample_bilinear2d_aa.vec", [Arg::Tensor(input), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(align_corners), scale_factors.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))])
+    call_tensor_flat(392, "aten::_upsample_bilinear2d_aa.vec", 4, [Arg::Tensor(input), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(align_corners), scale_factors.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))])
 }
 /// `aten::_upsample_bilinear2d_aa.vec(Tensor input, SymInt[]? output_size, bool align_corners, float[]? scale_factors) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _upsample_bilinear2d_aa_vec(input: &Tensor, output_size: Option<&[i64]>, align_corners: bool, scale_factors: Option<&[f64]>) -> Tensor {
-    check(f__upsample_bilinear2d_aa_vec(input, output_size, align_corners, scale_factors))
+    apply_tensor_flat(392, "aten::_upsample_bilinear2d_aa.vec", 4, [Arg::Tensor(input), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(align_corners), scale_factors.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))])
 }
 /// `aten::_upsample_lanczos2d_aa(Tensor self, SymInt[2] output_size, bool align_corners, float? scales_h=None, float? scales_w=None) -> Tensor`
 #[inline]
@@ -4451,52 +4451,52 @@ pub fn _upsample_lanczos2d_aa(self_: &Tensor, output_size: &[i64], align_corners
 /// `aten::_upsample_lanczos2d_aa.vec(Tensor input, SymInt[]? output_size, bool align_corners, float[]? scale_factors) -> Tensor`
 #[inline]
 pub fn f__upsample_lanczos2d_aa_vec(input: &Tensor, output_size: Option<&[i64]>, align_corners: bool, scale_factors: Option<&[f64]>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(394, "aten::_upsample_lanczos2d_aa.vec", [Arg::Tensor(input), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(align_corners), scale_factors.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))])
+    call_tensor_flat(394, "aten::_upsample_lanczos2d_aa.vec", 4, [Arg::Tensor(input), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(align_corners), scale_factors.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))])
 }
 /// `aten::_upsample_lanczos2d_aa.vec(Tensor input, SymInt[]? output_size, bool align_corners, float[]? scale_factors) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _upsample_lanczos2d_aa_vec(input: &Tensor, output_size: Option<&[i64]>, align_corners: bool, scale_factors: Option<&[f64]>) -> Tensor {
-    check(f__upsample_lanczos2d_aa_vec(input, output_size, align_corners, scale_factors))
+    apply_tensor_flat(394, "aten::_upsample_lanczos2d_aa.vec", 4, [Arg::Tensor(input), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(align_corners), scale_factors.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))])
 }
 /// `aten::_upsample_nearest_exact1d(Tensor self, SymInt[1] output_size, float? scales=None) -> Tensor`
 #[inline]
 pub fn f__upsample_nearest_exact1d(self_: &Tensor, output_size: &[i64], scales: Option<f64>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(395, "aten::_upsample_nearest_exact1d", [Arg::Tensor(self_), Arg::Ints(output_size.to_vec()), scales.map_or(Arg::None, |v| Arg::Float(v))])
+    call_tensor_flat(395, "aten::_upsample_nearest_exact1d", 2, [Arg::Tensor(self_), Arg::Ints(output_size.to_vec()), scales.map_or(Arg::None, |v| Arg::Float(v))])
 }
 /// `aten::_upsample_nearest_exact1d(Tensor self, SymInt[1] output_size, float? scales=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _upsample_nearest_exact1d(self_: &Tensor, output_size: &[i64], scales: Option<f64>) -> Tensor {
-    check(f__upsample_nearest_exact1d(self_, output_size, scales))
+    apply_tensor_flat(395, "aten::_upsample_nearest_exact1d", 2, [Arg::Tensor(self_), Arg::Ints(output_size.to_vec()), scales.map_or(Arg::None, |v| Arg::Float(v))])
 }
 /// `aten::_upsample_nearest_exact1d.vec(Tensor input, SymInt[]? output_size, float[]? scale_factors) -> Tensor`
 #[inline]
 pub fn f__upsample_nearest_exact1d_vec(input: &Tensor, output_size: Option<&[i64]>, scale_factors: Option<&[f64]>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(396, "aten::_upsample_nearest_exact1d.vec", [Arg::Tensor(input), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), scale_factors.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))])
+    call_tensor_flat(396, "aten::_upsample_nearest_exact1d.vec", 3, [Arg::Tensor(input), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), scale_factors.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))])
 }
 /// `aten::_upsample_nearest_exact1d.vec(Tensor input, SymInt[]? output_size, float[]? scale_factors) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _upsample_nearest_exact1d_vec(input: &Tensor, output_size: Option<&[i64]>, scale_factors: Option<&[f64]>) -> Tensor {
-    check(f__upsample_nearest_exact1d_vec(input, output_size, scale_factors))
+    apply_tensor_flat(396, "aten::_upsample_nearest_exact1d.vec", 3, [Arg::Tensor(input), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), scale_factors.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))])
 }
 /// `aten::_upsample_nearest_exact2d(Tensor self, SymInt[2] output_size, float? scales_h=None, float? scales_w=None) -> Tensor`
 #[inline]
 pub fn f__upsample_nearest_exact2d(self_: &Tensor, output_size: &[i64], scales_h: Option<f64>, scales_w: Option<f64>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(397, "aten::_upsample_nearest_exact2d", [Arg::Tensor(self_), Arg::Ints(output_size.to_vec()), scales_h.map_or(Arg::None, |v| Arg::Float(v)), scales_w.map_or(Arg::None, |v| Arg::Float(v))])
+    call_tensor_flat(397, "aten::_upsample_nearest_exact2d", 2, [Arg::Tensor(self_), Arg::Ints(output_size.to_vec()), scales_h.map_or(Arg::None, |v| Arg::Float(v)), scales_w.map_or(Arg::None, |v| Arg::Float(v))])
 }
 /// `aten::_upsample_nearest_exact2d(Tensor self, SymInt[2] output_size, float? scales_h=None, float? scales_w=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _upsample_nearest_exact2d(self_: &Tensor, output_size: &[i64], scales_h: Option<f64>, scales_w: Option<f64>) -> Tensor {
-    check(f__upsample_nearest_exact2d(self_, output_size, scales_h, scales_w))
+    apply_tensor_flat(397, "aten::_upsample_nearest_exact2d", 2, [Arg::Tensor(self_), Arg::Ints(output_size.to_vec()), scales_h.map_or(Arg::None, |v| Arg::Float(v)), scales_w.map_or(Arg::None, |v| Arg::Float(v))])
 }
 /// `aten::_upsample_nearest_exact2d.vec(Tensor input, SymInt[]? output_size, float[]? scale_factors) -> Tensor`
 #[inline]
 pub fn f__upsample_nearest_exact2d_vec(input: &Tensor, output_size: Option<&[i64]>, scale_factors: Option<&[f64]>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(398, "aten::_upsample_nearest_exact2d.vec", [Arg::Tensor(input), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), scale_factors.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))])
+    call_tensor_flat(398, "aten::_upsample_nearest_exact2d.vec", 3, [Arg::Tensor(input), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), scale_factors.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))])
 }
 /// `aten::_upsample_nearest_exact2d.vec(Tensor input, SymInt[]? output_size, float[]? scale_factors) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _upsample_nearest_exact2d_vec(input: &Tensor, output_size: Option<&[i64]>, scale_factors: Option<&[f64]>) -> Tensor {
-    check(f__upsample_nearest_exact2d_vec(input, output_size, scale_factors))
+    apply_tensor_flat(398, "aten::_upsample_nearest_exact2d.vec", 3, [Arg::Tensor(input), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), scale_factors.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))])
 }
 /// `aten::_upsample_nearest_exact3d(Tensor self, SymInt[3] output_size, float? scales_d=None, float? scales_h=None, float? scales_w=None) -> Tensor`
 #[inline]
@@ -4511,12 +4511,12 @@ pub fn _upsample_nearest_exact3d(self_: &Tensor, output_size: &[i64], scales_d: 
 /// `aten::_upsample_nearest_exact3d.vec(Tensor input, SymInt[]? output_size, float[]? scale_factors) -> Tensor`
 #[inline]
 pub fn f__upsample_nearest_exact3d_vec(input: &Tensor, output_size: Option<&[i64]>, scale_factors: Option<&[f64]>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(400, "aten::_upsample_nearest_exact3d.vec", [Arg::Tensor(input), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), scale_factors.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))])
+    call_tensor_flat(400, "aten::_upsample_nearest_exact3d.vec", 3, [Arg::Tensor(input), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), scale_factors.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))])
 }
 /// `aten::_upsample_nearest_exact3d.vec(Tensor input, SymInt[]? output_size, float[]? scale_factors) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _upsample_nearest_exact3d_vec(input: &Tensor, output_size: Option<&[i64]>, scale_factors: Option<&[f64]>) -> Tensor {
-    check(f__upsample_nearest_exact3d_vec(input, output_size, scale_factors))
+    apply_tensor_flat(400, "aten::_upsample_nearest_exact3d.vec", 3, [Arg::Tensor(input), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), scale_factors.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))])
 }
 /// `aten::_use_cudnn_ctc_loss(Tensor log_probs, Tensor targets, int[] input_lengths, int[] target_lengths, int blank) -> bool`
 #[inline]
@@ -4653,22 +4653,22 @@ pub fn _validate_sparse_csr_tensor_args(crow_indices: &Tensor, col_indices: &Ten
 /// `aten::_values(Tensor(a) self) -> Tensor(a)`
 #[inline]
 pub fn f__values(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(413, "aten::_values", [Arg::Tensor(self_)])
+    call_tensor_flat(413, "aten::_values", 1, [Arg::Tensor(self_)])
 }
 /// `aten::_values(Tensor(a) self) -> Tensor(a)`; panics with torch's message.
 #[inline]
 pub fn _values(self_: &Tensor) -> Tensor {
-    check(f__values(self_))
+    apply_tensor_flat(413, "aten::_values", 1, [Arg::Tensor(self_)])
 }
 /// `aten::_values_copy(Tensor self) -> Tensor`
 #[inline]
 pub fn f__values_copy(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(414, "aten::_values_copy", [Arg::Tensor(self_)])
+    call_tensor_flat(414, "aten::_values_copy", 1, [Arg::Tensor(self_)])
 }
 /// `aten::_values_copy(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _values_copy(self_: &Tensor) -> Tensor {
-    check(f__values_copy(self_))
+    apply_tensor_flat(414, "aten::_values_copy", 1, [Arg::Tensor(self_)])
 }
 /// `aten::_version(Tensor self) -> int`
 #[inline]
@@ -4684,12 +4684,12 @@ pub fn _version(self_: &Tensor) -> i64 {
 /// `aten::_weight_norm(Tensor v, Tensor g, int dim=0) -> Tensor`
 #[inline]
 pub fn f__weight_norm(v: &Tensor, g: &Tensor, dim: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(416, "aten::_weight_norm", [Arg::Tensor(v), Arg::Tensor(g), Arg::Int(dim)])
+    call_tensor_flat(416, "aten::_weight_norm", 3, [Arg::Tensor(v), Arg::Tensor(g), Arg::Int(dim)])
 }
 /// `aten::_weight_norm(Tensor v, Tensor g, int dim=0) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _weight_norm(v: &Tensor, g: &Tensor, dim: i64) -> Tensor {
-    check(f__weight_norm(v, g, dim))
+    apply_tensor_flat(416, "aten::_weight_norm", 3, [Arg::Tensor(v), Arg::Tensor(g), Arg::Int(dim)])
 }
 /// `aten::_weight_norm_interface(Tensor v, Tensor g, int dim=0) -> (Tensor, Tensor)`
 #[inline]
@@ -4705,12 +4705,12 @@ pub fn _weight_norm_interface(v: &Tensor, g: &Tensor, dim: i64) -> (Tensor, Tens
 /// `aten::_wrapped_linear_prepack(Tensor weight, Tensor weight_scale, Tensor weight_zero_point, Tensor bias) -> Tensor`
 #[inline]
 pub fn f__wrapped_linear_prepack(weight: &Tensor, weight_scale: &Tensor, weight_zero_point: &Tensor, bias: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(418, "aten::_wrapped_linear_prepack", [Arg::Tensor(weight), Arg::Tensor(weight_scale), Arg::Tensor(weight_zero_point), Arg::Tensor(bias)])
+    call_tensor_flat(418, "aten::_wrapped_linear_prepack", 4, [Arg::Tensor(weight), Arg::Tensor(weight_scale), Arg::Tensor(weight_zero_point), Arg::Tensor(bias)])
 }
 /// `aten::_wrapped_linear_prepack(Tensor weight, Tensor weight_scale, Tensor weight_zero_point, Tensor bias) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn _wrapped_linear_prepack(weight: &Tensor, weight_scale: &Tensor, weight_zero_point: &Tensor, bias: &Tensor) -> Tensor {
-    check(f__wrapped_linear_prepack(weight, weight_scale, weight_zero_point, bias))
+    apply_tensor_flat(418, "aten::_wrapped_linear_prepack", 4, [Arg::Tensor(weight), Arg::Tensor(weight_scale), Arg::Tensor(weight_zero_point), Arg::Tensor(bias)])
 }
 /// `aten::_wrapped_quantized_linear_prepacked(Tensor input, Tensor input_scale, Tensor input_zero_point, Tensor packed_weight, Tensor output_scale, Tensor output_zero_point, int out_channel) -> Tensor`
 #[inline]
@@ -4725,112 +4725,112 @@ pub fn _wrapped_quantized_linear_prepacked(input: &Tensor, input_scale: &Tensor,
 /// `aten::abs(Tensor self) -> Tensor`
 #[inline]
 pub fn f_abs(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(420, "aten::abs", [Arg::Tensor(self_)])
+    call_tensor_flat(420, "aten::abs", 1, [Arg::Tensor(self_)])
 }
 /// `aten::abs(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn abs(self_: &Tensor) -> Tensor {
-    check(f_abs(self_))
+    apply_tensor_flat(420, "aten::abs", 1, [Arg::Tensor(self_)])
 }
 /// `aten::abs_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_abs_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(421, "aten::abs_", [Arg::Tensor(self_)])
+    call_tensor_flat(421, "aten::abs_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::abs_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn abs_(self_: &Tensor) -> Tensor {
-    check(f_abs_(self_))
+    apply_tensor_flat(421, "aten::abs_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::absolute(Tensor self) -> Tensor`
 #[inline]
 pub fn f_absolute(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(422, "aten::absolute", [Arg::Tensor(self_)])
+    call_tensor_flat(422, "aten::absolute", 1, [Arg::Tensor(self_)])
 }
 /// `aten::absolute(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn absolute(self_: &Tensor) -> Tensor {
-    check(f_absolute(self_))
+    apply_tensor_flat(422, "aten::absolute", 1, [Arg::Tensor(self_)])
 }
 /// `aten::absolute_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_absolute_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(423, "aten::absolute_", [Arg::Tensor(self_)])
+    call_tensor_flat(423, "aten::absolute_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::absolute_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn absolute_(self_: &Tensor) -> Tensor {
-    check(f_absolute_(self_))
+    apply_tensor_flat(423, "aten::absolute_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::acos(Tensor self) -> Tensor`
 #[inline]
 pub fn f_acos(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(424, "aten::acos", [Arg::Tensor(self_)])
+    call_tensor_flat(424, "aten::acos", 1, [Arg::Tensor(self_)])
 }
 /// `aten::acos(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn acos(self_: &Tensor) -> Tensor {
-    check(f_acos(self_))
+    apply_tensor_flat(424, "aten::acos", 1, [Arg::Tensor(self_)])
 }
 /// `aten::acos_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_acos_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(425, "aten::acos_", [Arg::Tensor(self_)])
+    call_tensor_flat(425, "aten::acos_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::acos_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn acos_(self_: &Tensor) -> Tensor {
-    check(f_acos_(self_))
+    apply_tensor_flat(425, "aten::acos_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::acosh(Tensor self) -> Tensor`
 #[inline]
 pub fn f_acosh(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(426, "aten::acosh", [Arg::Tensor(self_)])
+    call_tensor_flat(426, "aten::acosh", 1, [Arg::Tensor(self_)])
 }
 /// `aten::acosh(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn acosh(self_: &Tensor) -> Tensor {
-    check(f_acosh(self_))
+    apply_tensor_flat(426, "aten::acosh", 1, [Arg::Tensor(self_)])
 }
 /// `aten::acosh_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_acosh_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(427, "aten::acosh_", [Arg::Tensor(self_)])
+    call_tensor_flat(427, "aten::acosh_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::acosh_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn acosh_(self_: &Tensor) -> Tensor {
-    check(f_acosh_(self_))
+    apply_tensor_flat(427, "aten::acosh_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::adaptive_avg_pool1d(Tensor self, int[1] output_size) -> Tensor`
 #[inline]
 pub fn f_adaptive_avg_pool1d(self_: &Tensor, output_size: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor_flat(428, "aten::adaptive_avg_pool1d", [Arg::Tensor(self_), Arg::Ints(output_size.to_vec())])
+    call_tensor_flat(428, "aten::adaptive_avg_pool1d", 2, [Arg::Tensor(self_), Arg::Ints(output_size.to_vec())])
 }
 /// `aten::adaptive_avg_pool1d(Tensor self, int[1] output_size) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn adaptive_avg_pool1d(self_: &Tensor, output_size: &[i64]) -> Tensor {
-    check(f_adaptive_avg_pool1d(self_, output_size))
+    apply_tensor_flat(428, "aten::adaptive_avg_pool1d", 2, [Arg::Tensor(self_), Arg::Ints(output_size.to_vec())])
 }
 /// `aten::adaptive_avg_pool2d(Tensor self, SymInt[2] output_size) -> Tensor`
 #[inline]
 pub fn f_adaptive_avg_pool2d(self_: &Tensor, output_size: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor_flat(429, "aten::adaptive_avg_pool2d", [Arg::Tensor(self_), Arg::Ints(output_size.to_vec())])
+    call_tensor_flat(429, "aten::adaptive_avg_pool2d", 2, [Arg::Tensor(self_), Arg::Ints(output_size.to_vec())])
 }
 /// `aten::adaptive_avg_pool2d(Tensor self, SymInt[2] output_size) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn adaptive_avg_pool2d(self_: &Tensor, output_size: &[i64]) -> Tensor {
-    check(f_adaptive_avg_pool2d(self_, output_size))
+    apply_tensor_flat(429, "aten::adaptive_avg_pool2d", 2, [Arg::Tensor(self_), Arg::Ints(output_size.to_vec())])
 }
 /// `aten::adaptive_avg_pool3d(Tensor self, SymInt[3] output_size) -> Tensor`
 #[inline]
 pub fn f_adaptive_avg_pool3d(self_: &Tensor, output_size: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor_flat(430, "aten::adaptive_avg_pool3d", [Arg::Tensor(self_), Arg::Ints(output_size.to_vec())])
+    call_tensor_flat(430, "aten::adaptive_avg_pool3d", 2, [Arg::Tensor(self_), Arg::Ints(output_size.to_vec())])
 }
 /// `aten::adaptive_avg_pool3d(Tensor self, SymInt[3] output_size) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn adaptive_avg_pool3d(self_: &Tensor, output_size: &[i64]) -> Tensor {
-    check(f_adaptive_avg_pool3d(self_, output_size))
+    apply_tensor_flat(430, "aten::adaptive_avg_pool3d", 2, [Arg::Tensor(self_), Arg::Ints(output_size.to_vec())])
 }
 /// `aten::adaptive_max_pool1d(Tensor self, int[1] output_size) -> (Tensor, Tensor)`
 #[inline]
@@ -4868,42 +4868,42 @@ pub fn adaptive_max_pool3d(self_: &Tensor, output_size: &[i64]) -> (Tensor, Tens
 /// `aten::add.Tensor(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor`
 #[inline]
 pub fn f_add(self_: &Tensor, other: &Tensor, alpha: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(434, "aten::add.Tensor", [Arg::Tensor(self_), Arg::Tensor(other), alpha.into().arg()])
+    call_tensor_flat(434, "aten::add.Tensor", 3, [Arg::Tensor(self_), Arg::Tensor(other), alpha.into().arg()])
 }
 /// `aten::add.Tensor(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn add(self_: &Tensor, other: &Tensor, alpha: impl Into<Scalar>) -> Tensor {
-    check(f_add(self_, other, alpha))
+    apply_tensor_flat(434, "aten::add.Tensor", 3, [Arg::Tensor(self_), Arg::Tensor(other), alpha.into().arg()])
 }
 /// `aten::add.Scalar(Tensor self, Scalar other, Scalar alpha=1) -> Tensor`
 #[inline]
 pub fn f_add_scalar(self_: &Tensor, other: impl Into<Scalar>, alpha: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(435, "aten::add.Scalar", [Arg::Tensor(self_), other.into().arg(), alpha.into().arg()])
+    call_tensor_flat(435, "aten::add.Scalar", 3, [Arg::Tensor(self_), other.into().arg(), alpha.into().arg()])
 }
 /// `aten::add.Scalar(Tensor self, Scalar other, Scalar alpha=1) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn add_scalar(self_: &Tensor, other: impl Into<Scalar>, alpha: impl Into<Scalar>) -> Tensor {
-    check(f_add_scalar(self_, other, alpha))
+    apply_tensor_flat(435, "aten::add.Scalar", 3, [Arg::Tensor(self_), other.into().arg(), alpha.into().arg()])
 }
 /// `aten::add_.Tensor(Tensor(a!) self, Tensor other, *, Scalar alpha=1) -> Tensor(a!)`
 #[inline]
 pub fn f_add_(self_: &Tensor, other: &Tensor, alpha: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(436, "aten::add_.Tensor", [Arg::Tensor(self_), Arg::Tensor(other), alpha.into().arg()])
+    call_tensor_flat(436, "aten::add_.Tensor", 3, [Arg::Tensor(self_), Arg::Tensor(other), alpha.into().arg()])
 }
 /// `aten::add_.Tensor(Tensor(a!) self, Tensor other, *, Scalar alpha=1) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn add_(self_: &Tensor, other: &Tensor, alpha: impl Into<Scalar>) -> Tensor {
-    check(f_add_(self_, other, alpha))
+    apply_tensor_flat(436, "aten::add_.Tensor", 3, [Arg::Tensor(self_), Arg::Tensor(other), alpha.into().arg()])
 }
 /// `aten::add_.Scalar(Tensor(a!) self, Scalar other, Scalar alpha=1) -> Tensor(a!)`
 #[inline]
 pub fn f_add_scalar_(self_: &Tensor, other: impl Into<Scalar>, alpha: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(437, "aten::add_.Scalar", [Arg::Tensor(self_), other.into().arg(), alpha.into().arg()])
+    call_tensor_flat(437, "aten::add_.Scalar", 3, [Arg::Tensor(self_), other.into().arg(), alpha.into().arg()])
 }
 /// `aten::add_.Scalar(Tensor(a!) self, Scalar other, Scalar alpha=1) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn add_scalar_(self_: &Tensor, other: impl Into<Scalar>, alpha: impl Into<Scalar>) -> Tensor {
-    check(f_add_scalar_(self_, other, alpha))
+    apply_tensor_flat(437, "aten::add_.Scalar", 3, [Arg::Tensor(self_), other.into().arg(), alpha.into().arg()])
 }
 /// `aten::addbmm(Tensor self, Tensor batch1, Tensor batch2, *, Scalar beta=1, Scalar alpha=1) -> Tensor`
 #[inline]
@@ -4934,42 +4934,42 @@ pub fn addbmm_(self_: &Tensor, batch1: &Tensor, batch2: &Tensor, beta: impl Into
 /// `aten::addcdiv(Tensor self, Tensor tensor1, Tensor tensor2, *, Scalar value=1) -> Tensor`
 #[inline]
 pub fn f_addcdiv(self_: &Tensor, tensor1: &Tensor, tensor2: &Tensor, value: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(440, "aten::addcdiv", [Arg::Tensor(self_), Arg::Tensor(tensor1), Arg::Tensor(tensor2), value.into().arg()])
+    call_tensor_flat(440, "aten::addcdiv", 4, [Arg::Tensor(self_), Arg::Tensor(tensor1), Arg::Tensor(tensor2), value.into().arg()])
 }
 /// `aten::addcdiv(Tensor self, Tensor tensor1, Tensor tensor2, *, Scalar value=1) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn addcdiv(self_: &Tensor, tensor1: &Tensor, tensor2: &Tensor, value: impl Into<Scalar>) -> Tensor {
-    check(f_addcdiv(self_, tensor1, tensor2, value))
+    apply_tensor_flat(440, "aten::addcdiv", 4, [Arg::Tensor(self_), Arg::Tensor(tensor1), Arg::Tensor(tensor2), value.into().arg()])
 }
 /// `aten::addcdiv_(Tensor(a!) self, Tensor tensor1, Tensor tensor2, *, Scalar value=1) -> Tensor(a!)`
 #[inline]
 pub fn f_addcdiv_(self_: &Tensor, tensor1: &Tensor, tensor2: &Tensor, value: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(441, "aten::addcdiv_", [Arg::Tensor(self_), Arg::Tensor(tensor1), Arg::Tensor(tensor2), value.into().arg()])
+    call_tensor_flat(441, "aten::addcdiv_", 4, [Arg::Tensor(self_), Arg::Tensor(tensor1), Arg::Tensor(tensor2), value.into().arg()])
 }
 /// `aten::addcdiv_(Tensor(a!) self, Tensor tensor1, Tensor tensor2, *, Scalar value=1) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn addcdiv_(self_: &Tensor, tensor1: &Tensor, tensor2: &Tensor, value: impl Into<Scalar>) -> Tensor {
-    check(f_addcdiv_(self_, tensor1, tensor2, value))
+    apply_tensor_flat(441, "aten::addcdiv_", 4, [Arg::Tensor(self_), Arg::Tensor(tensor1), Arg::Tensor(tensor2), value.into().arg()])
 }
 /// `aten::addcmul(Tensor self, Tensor tensor1, Tensor tensor2, *, Scalar value=1) -> Tensor`
 #[inline]
 pub fn f_addcmul(self_: &Tensor, tensor1: &Tensor, tensor2: &Tensor, value: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(442, "aten::addcmul", [Arg::Tensor(self_), Arg::Tensor(tensor1), Arg::Tensor(tensor2), value.into().arg()])
+    call_tensor_flat(442, "aten::addcmul", 4, [Arg::Tensor(self_), Arg::Tensor(tensor1), Arg::Tensor(tensor2), value.into().arg()])
 }
 /// `aten::addcmul(Tensor self, Tensor tensor1, Tensor tensor2, *, Scalar value=1) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn addcmul(self_: &Tensor, tensor1: &Tensor, tensor2: &Tensor, value: impl Into<Scalar>) -> Tensor {
-    check(f_addcmul(self_, tensor1, tensor2, value))
+    apply_tensor_flat(442, "aten::addcmul", 4, [Arg::Tensor(self_), Arg::Tensor(tensor1), Arg::Tensor(tensor2), value.into().arg()])
 }
 /// `aten::addcmul_(Tensor(a!) self, Tensor tensor1, Tensor tensor2, *, Scalar value=1) -> Tensor(a!)`
 #[inline]
 pub fn f_addcmul_(self_: &Tensor, tensor1: &Tensor, tensor2: &Tensor, value: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(443, "aten::addcmul_", [Arg::Tensor(self_), Arg::Tensor(tensor1), Arg::Tensor(tensor2), value.into().arg()])
+    call_tensor_flat(443, "aten::addcmul_", 4, [Arg::Tensor(self_), Arg::Tensor(tensor1), Arg::Tensor(tensor2), value.into().arg()])
 }
 /// `aten::addcmul_(Tensor(a!) self, Tensor tensor1, Tensor tensor2, *, Scalar value=1) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn addcmul_(self_: &Tensor, tensor1: &Tensor, tensor2: &Tensor, value: impl Into<Scalar>) -> Tensor {
-    check(f_addcmul_(self_, tensor1, tensor2, value))
+    apply_tensor_flat(443, "aten::addcmul_", 4, [Arg::Tensor(self_), Arg::Tensor(tensor1), Arg::Tensor(tensor2), value.into().arg()])
 }
 /// `aten::addmm(Tensor self, Tensor mat1, Tensor mat2, *, Scalar beta=1, Scalar alpha=1) -> Tensor`
 #[inline]
@@ -5065,72 +5065,72 @@ pub fn addr_(self_: &Tensor, vec1: &Tensor, vec2: &Tensor, beta: impl Into<Scala
 /// `aten::adjoint(Tensor(a) self) -> Tensor(a)`
 #[inline]
 pub fn f_adjoint(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(451, "aten::adjoint", [Arg::Tensor(self_)])
+    call_tensor_flat(451, "aten::adjoint", 1, [Arg::Tensor(self_)])
 }
 /// `aten::adjoint(Tensor(a) self) -> Tensor(a)`; panics with torch's message.
 #[inline]
 pub fn adjoint(self_: &Tensor) -> Tensor {
-    check(f_adjoint(self_))
+    apply_tensor_flat(451, "aten::adjoint", 1, [Arg::Tensor(self_)])
 }
 /// `aten::affine_grid_generator(Tensor theta, SymInt[] size, bool align_corners) -> Tensor`
 #[inline]
 pub fn f_affine_grid_generator(theta: &Tensor, size: &[i64], align_corners: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(452, "aten::affine_grid_generator", [Arg::Tensor(theta), Arg::Ints(size.to_vec()), Arg::Boolean(align_corners)])
+    call_tensor_flat(452, "aten::affine_grid_generator", 3, [Arg::Tensor(theta), Arg::Ints(size.to_vec()), Arg::Boolean(align_corners)])
 }
 /// `aten::affine_grid_generator(Tensor theta, SymInt[] size, bool align_corners) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn affine_grid_generator(theta: &Tensor, size: &[i64], align_corners: bool) -> Tensor {
-    check(f_affine_grid_generator(theta, size, align_corners))
+    apply_tensor_flat(452, "aten::affine_grid_generator", 3, [Arg::Tensor(theta), Arg::Ints(size.to_vec()), Arg::Boolean(align_corners)])
 }
 /// `aten::alias(Tensor(a) self) -> Tensor(a)`
 #[inline]
 pub fn f_alias(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(453, "aten::alias", [Arg::Tensor(self_)])
+    call_tensor_flat(453, "aten::alias", 1, [Arg::Tensor(self_)])
 }
 /// `aten::alias(Tensor(a) self) -> Tensor(a)`; panics with torch's message.
 #[inline]
 pub fn alias(self_: &Tensor) -> Tensor {
-    check(f_alias(self_))
+    apply_tensor_flat(453, "aten::alias", 1, [Arg::Tensor(self_)])
 }
 /// `aten::alias_copy(Tensor self) -> Tensor`
 #[inline]
 pub fn f_alias_copy(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(454, "aten::alias_copy", [Arg::Tensor(self_)])
+    call_tensor_flat(454, "aten::alias_copy", 1, [Arg::Tensor(self_)])
 }
 /// `aten::alias_copy(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn alias_copy(self_: &Tensor) -> Tensor {
-    check(f_alias_copy(self_))
+    apply_tensor_flat(454, "aten::alias_copy", 1, [Arg::Tensor(self_)])
 }
 /// `aten::all(Tensor self) -> Tensor`
 #[inline]
 pub fn f_all(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(455, "aten::all", [Arg::Tensor(self_)])
+    call_tensor_flat(455, "aten::all", 1, [Arg::Tensor(self_)])
 }
 /// `aten::all(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn all(self_: &Tensor) -> Tensor {
-    check(f_all(self_))
+    apply_tensor_flat(455, "aten::all", 1, [Arg::Tensor(self_)])
 }
 /// `aten::all.dim(Tensor self, int dim, bool keepdim=False) -> Tensor`
 #[inline]
 pub fn f_all_dim(self_: &Tensor, dim: i64, keepdim: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(456, "aten::all.dim", [Arg::Tensor(self_), Arg::Int(dim), Arg::Boolean(keepdim)])
+    call_tensor_flat(456, "aten::all.dim", 3, [Arg::Tensor(self_), Arg::Int(dim), Arg::Boolean(keepdim)])
 }
 /// `aten::all.dim(Tensor self, int dim, bool keepdim=False) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn all_dim(self_: &Tensor, dim: i64, keepdim: bool) -> Tensor {
-    check(f_all_dim(self_, dim, keepdim))
+    apply_tensor_flat(456, "aten::all.dim", 3, [Arg::Tensor(self_), Arg::Int(dim), Arg::Boolean(keepdim)])
 }
 /// `aten::all.dims(Tensor self, int[]? dim=None, bool keepdim=False) -> Tensor`
 #[inline]
 pub fn f_all_dims(self_: &Tensor, dim: Option<&[i64]>, keepdim: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(457, "aten::all.dims", [Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(keepdim)])
+    call_tensor_flat(457, "aten::all.dims", 3, [Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(keepdim)])
 }
 /// `aten::all.dims(Tensor self, int[]? dim=None, bool keepdim=False) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn all_dims(self_: &Tensor, dim: Option<&[i64]>, keepdim: bool) -> Tensor {
-    check(f_all_dims(self_, dim, keepdim))
+    apply_tensor_flat(457, "aten::all.dims", 3, [Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(keepdim)])
 }
 /// `aten::allclose(Tensor self, Tensor other, float rtol=1.0000000000000001e-05, float atol=1e-08, bool equal_nan=False) -> bool`
 #[inline]
@@ -5146,42 +5146,42 @@ pub fn allclose(self_: &Tensor, other: &Tensor, rtol: f64, atol: f64, equal_nan:
 /// `aten::alpha_dropout(Tensor input, float p, bool train) -> Tensor`
 #[inline]
 pub fn f_alpha_dropout(input: &Tensor, p: f64, train: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(459, "aten::alpha_dropout", [Arg::Tensor(input), Arg::Float(p), Arg::Boolean(train)])
+    call_tensor_flat(459, "aten::alpha_dropout", 3, [Arg::Tensor(input), Arg::Float(p), Arg::Boolean(train)])
 }
 /// `aten::alpha_dropout(Tensor input, float p, bool train) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn alpha_dropout(input: &Tensor, p: f64, train: bool) -> Tensor {
-    check(f_alpha_dropout(input, p, train))
+    apply_tensor_flat(459, "aten::alpha_dropout", 3, [Arg::Tensor(input), Arg::Float(p), Arg::Boolean(train)])
 }
 /// `aten::alpha_dropout_(Tensor(a!) self, float p, bool train) -> Tensor(a!)`
 #[inline]
 pub fn f_alpha_dropout_(self_: &Tensor, p: f64, train: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(460, "aten::alpha_dropout_", [Arg::Tensor(self_), Arg::Float(p), Arg::Boolean(train)])
+    call_tensor_flat(460, "aten::alpha_dropout_", 3, [Arg::Tensor(self_), Arg::Float(p), Arg::Boolean(train)])
 }
 /// `aten::alpha_dropout_(Tensor(a!) self, float p, bool train) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn alpha_dropout_(self_: &Tensor, p: f64, train: bool) -> Tensor {
-    check(f_alpha_dropout_(self_, p, train))
+    apply_tensor_flat(460, "aten::alpha_dropout_", 3, [Arg::Tensor(self_), Arg::Float(p), Arg::Boolean(train)])
 }
 /// `aten::amax(Tensor self, int[1] dim=[], bool keepdim=False) -> Tensor`
 #[inline]
 pub fn f_amax(self_: &Tensor, dim: &[i64], keepdim: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(461, "aten::amax", [Arg::Tensor(self_), Arg::Ints(dim.to_vec()), Arg::Boolean(keepdim)])
+    call_tensor_flat(461, "aten::amax", 3, [Arg::Tensor(self_), Arg::Ints(dim.to_vec()), Arg::Boolean(keepdim)])
 }
 /// `aten::amax(Tensor self, int[1] dim=[], bool keepdim=False) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn amax(self_: &Tensor, dim: &[i64], keepdim: bool) -> Tensor {
-    check(f_amax(self_, dim, keepdim))
+    apply_tensor_flat(461, "aten::amax", 3, [Arg::Tensor(self_), Arg::Ints(dim.to_vec()), Arg::Boolean(keepdim)])
 }
 /// `aten::amin(Tensor self, int[1] dim=[], bool keepdim=False) -> Tensor`
 #[inline]
 pub fn f_amin(self_: &Tensor, dim: &[i64], keepdim: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(462, "aten::amin", [Arg::Tensor(self_), Arg::Ints(dim.to_vec()), Arg::Boolean(keepdim)])
+    call_tensor_flat(462, "aten::amin", 3, [Arg::Tensor(self_), Arg::Ints(dim.to_vec()), Arg::Boolean(keepdim)])
 }
 /// `aten::amin(Tensor self, int[1] dim=[], bool keepdim=False) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn amin(self_: &Tensor, dim: &[i64], keepdim: bool) -> Tensor {
-    check(f_amin(self_, dim, keepdim))
+    apply_tensor_flat(462, "aten::amin", 3, [Arg::Tensor(self_), Arg::Ints(dim.to_vec()), Arg::Boolean(keepdim)])
 }
 /// `aten::aminmax(Tensor self, *, int? dim=None, bool keepdim=False) -> (Tensor min, Tensor max)`
 #[inline]
@@ -5200,42 +5200,42 @@ pub fn aminmax(self_: &Tensor, dim: Option<i64>, keepdim: bool) -> (Tensor, Tens
 /// `aten::angle(Tensor self) -> Tensor`
 #[inline]
 pub fn f_angle(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(464, "aten::angle", [Arg::Tensor(self_)])
+    call_tensor_flat(464, "aten::angle", 1, [Arg::Tensor(self_)])
 }
 /// `aten::angle(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn angle(self_: &Tensor) -> Tensor {
-    check(f_angle(self_))
+    apply_tensor_flat(464, "aten::angle", 1, [Arg::Tensor(self_)])
 }
 /// `aten::any(Tensor self) -> Tensor`
 #[inline]
 pub fn f_any(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(465, "aten::any", [Arg::Tensor(self_)])
+    call_tensor_flat(465, "aten::any", 1, [Arg::Tensor(self_)])
 }
 /// `aten::any(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn any(self_: &Tensor) -> Tensor {
-    check(f_any(self_))
+    apply_tensor_flat(465, "aten::any", 1, [Arg::Tensor(self_)])
 }
 /// `aten::any.dim(Tensor self, int dim, bool keepdim=False) -> Tensor`
 #[inline]
 pub fn f_any_dim(self_: &Tensor, dim: i64, keepdim: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(466, "aten::any.dim", [Arg::Tensor(self_), Arg::Int(dim), Arg::Boolean(keepdim)])
+    call_tensor_flat(466, "aten::any.dim", 3, [Arg::Tensor(self_), Arg::Int(dim), Arg::Boolean(keepdim)])
 }
 /// `aten::any.dim(Tensor self, int dim, bool keepdim=False) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn any_dim(self_: &Tensor, dim: i64, keepdim: bool) -> Tensor {
-    check(f_any_dim(self_, dim, keepdim))
+    apply_tensor_flat(466, "aten::any.dim", 3, [Arg::Tensor(self_), Arg::Int(dim), Arg::Boolean(keepdim)])
 }
 /// `aten::any.dims(Tensor self, int[]? dim=None, bool keepdim=False) -> Tensor`
 #[inline]
 pub fn f_any_dims(self_: &Tensor, dim: Option<&[i64]>, keepdim: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(467, "aten::any.dims", [Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(keepdim)])
+    call_tensor_flat(467, "aten::any.dims", 3, [Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(keepdim)])
 }
 /// `aten::any.dims(Tensor self, int[]? dim=None, bool keepdim=False) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn any_dims(self_: &Tensor, dim: Option<&[i64]>, keepdim: bool) -> Tensor {
-    check(f_any_dims(self_, dim, keepdim))
+    apply_tensor_flat(467, "aten::any.dims", 3, [Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(keepdim)])
 }
 /// `aten::arange(Scalar end, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`
 #[inline]
@@ -5285,222 +5285,222 @@ pub fn arange_start_step(start: impl Into<Scalar>, end: impl Into<Scalar>, step:
 /// `aten::arccos(Tensor self) -> Tensor`
 #[inline]
 pub fn f_arccos(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(471, "aten::arccos", [Arg::Tensor(self_)])
+    call_tensor_flat(471, "aten::arccos", 1, [Arg::Tensor(self_)])
 }
 /// `aten::arccos(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn arccos(self_: &Tensor) -> Tensor {
-    check(f_arccos(self_))
+    apply_tensor_flat(471, "aten::arccos", 1, [Arg::Tensor(self_)])
 }
 /// `aten::arccos_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_arccos_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(472, "aten::arccos_", [Arg::Tensor(self_)])
+    call_tensor_flat(472, "aten::arccos_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::arccos_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn arccos_(self_: &Tensor) -> Tensor {
-    check(f_arccos_(self_))
+    apply_tensor_flat(472, "aten::arccos_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::arccosh(Tensor self) -> Tensor`
 #[inline]
 pub fn f_arccosh(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(473, "aten::arccosh", [Arg::Tensor(self_)])
+    call_tensor_flat(473, "aten::arccosh", 1, [Arg::Tensor(self_)])
 }
 /// `aten::arccosh(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn arccosh(self_: &Tensor) -> Tensor {
-    check(f_arccosh(self_))
+    apply_tensor_flat(473, "aten::arccosh", 1, [Arg::Tensor(self_)])
 }
 /// `aten::arccosh_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_arccosh_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(474, "aten::arccosh_", [Arg::Tensor(self_)])
+    call_tensor_flat(474, "aten::arccosh_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::arccosh_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn arccosh_(self_: &Tensor) -> Tensor {
-    check(f_arccosh_(self_))
+    apply_tensor_flat(474, "aten::arccosh_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::arcsin(Tensor self) -> Tensor`
 #[inline]
 pub fn f_arcsin(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(475, "aten::arcsin", [Arg::Tensor(self_)])
+    call_tensor_flat(475, "aten::arcsin", 1, [Arg::Tensor(self_)])
 }
 /// `aten::arcsin(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn arcsin(self_: &Tensor) -> Tensor {
-    check(f_arcsin(self_))
+    apply_tensor_flat(475, "aten::arcsin", 1, [Arg::Tensor(self_)])
 }
 /// `aten::arcsin_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_arcsin_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(476, "aten::arcsin_", [Arg::Tensor(self_)])
+    call_tensor_flat(476, "aten::arcsin_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::arcsin_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn arcsin_(self_: &Tensor) -> Tensor {
-    check(f_arcsin_(self_))
+    apply_tensor_flat(476, "aten::arcsin_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::arcsinh(Tensor self) -> Tensor`
 #[inline]
 pub fn f_arcsinh(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(477, "aten::arcsinh", [Arg::Tensor(self_)])
+    call_tensor_flat(477, "aten::arcsinh", 1, [Arg::Tensor(self_)])
 }
 /// `aten::arcsinh(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn arcsinh(self_: &Tensor) -> Tensor {
-    check(f_arcsinh(self_))
+    apply_tensor_flat(477, "aten::arcsinh", 1, [Arg::Tensor(self_)])
 }
 /// `aten::arcsinh_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_arcsinh_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(478, "aten::arcsinh_", [Arg::Tensor(self_)])
+    call_tensor_flat(478, "aten::arcsinh_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::arcsinh_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn arcsinh_(self_: &Tensor) -> Tensor {
-    check(f_arcsinh_(self_))
+    apply_tensor_flat(478, "aten::arcsinh_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::arctan(Tensor self) -> Tensor`
 #[inline]
 pub fn f_arctan(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(479, "aten::arctan", [Arg::Tensor(self_)])
+    call_tensor_flat(479, "aten::arctan", 1, [Arg::Tensor(self_)])
 }
 /// `aten::arctan(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn arctan(self_: &Tensor) -> Tensor {
-    check(f_arctan(self_))
+    apply_tensor_flat(479, "aten::arctan", 1, [Arg::Tensor(self_)])
 }
 /// `aten::arctan2(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_arctan2(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(480, "aten::arctan2", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(480, "aten::arctan2", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::arctan2(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn arctan2(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_arctan2(self_, other))
+    apply_tensor_flat(480, "aten::arctan2", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::arctan2_(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_arctan2_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(481, "aten::arctan2_", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(481, "aten::arctan2_", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::arctan2_(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn arctan2_(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_arctan2_(self_, other))
+    apply_tensor_flat(481, "aten::arctan2_", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::arctan_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_arctan_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(482, "aten::arctan_", [Arg::Tensor(self_)])
+    call_tensor_flat(482, "aten::arctan_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::arctan_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn arctan_(self_: &Tensor) -> Tensor {
-    check(f_arctan_(self_))
+    apply_tensor_flat(482, "aten::arctan_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::arctanh(Tensor self) -> Tensor`
 #[inline]
 pub fn f_arctanh(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(483, "aten::arctanh", [Arg::Tensor(self_)])
+    call_tensor_flat(483, "aten::arctanh", 1, [Arg::Tensor(self_)])
 }
 /// `aten::arctanh(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn arctanh(self_: &Tensor) -> Tensor {
-    check(f_arctanh(self_))
+    apply_tensor_flat(483, "aten::arctanh", 1, [Arg::Tensor(self_)])
 }
 /// `aten::arctanh_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_arctanh_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(484, "aten::arctanh_", [Arg::Tensor(self_)])
+    call_tensor_flat(484, "aten::arctanh_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::arctanh_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn arctanh_(self_: &Tensor) -> Tensor {
-    check(f_arctanh_(self_))
+    apply_tensor_flat(484, "aten::arctanh_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::argmax(Tensor self, int? dim=None, bool keepdim=False) -> Tensor`
 #[inline]
 pub fn f_argmax(self_: &Tensor, dim: Option<i64>, keepdim: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(485, "aten::argmax", [Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Int(v)), Arg::Boolean(keepdim)])
+    call_tensor_flat(485, "aten::argmax", 3, [Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Int(v)), Arg::Boolean(keepdim)])
 }
 /// `aten::argmax(Tensor self, int? dim=None, bool keepdim=False) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn argmax(self_: &Tensor, dim: Option<i64>, keepdim: bool) -> Tensor {
-    check(f_argmax(self_, dim, keepdim))
+    apply_tensor_flat(485, "aten::argmax", 3, [Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Int(v)), Arg::Boolean(keepdim)])
 }
 /// `aten::argmin(Tensor self, int? dim=None, bool keepdim=False) -> Tensor`
 #[inline]
 pub fn f_argmin(self_: &Tensor, dim: Option<i64>, keepdim: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(486, "aten::argmin", [Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Int(v)), Arg::Boolean(keepdim)])
+    call_tensor_flat(486, "aten::argmin", 3, [Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Int(v)), Arg::Boolean(keepdim)])
 }
 /// `aten::argmin(Tensor self, int? dim=None, bool keepdim=False) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn argmin(self_: &Tensor, dim: Option<i64>, keepdim: bool) -> Tensor {
-    check(f_argmin(self_, dim, keepdim))
+    apply_tensor_flat(486, "aten::argmin", 3, [Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Int(v)), Arg::Boolean(keepdim)])
 }
 /// `aten::argsort(Tensor self, int dim=-1, bool descending=False) -> Tensor`
 #[inline]
 pub fn f_argsort(self_: &Tensor, dim: i64, descending: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(487, "aten::argsort", [Arg::Tensor(self_), Arg::Int(dim), Arg::Boolean(descending)])
+    call_tensor_flat(487, "aten::argsort", 3, [Arg::Tensor(self_), Arg::Int(dim), Arg::Boolean(descending)])
 }
 /// `aten::argsort(Tensor self, int dim=-1, bool descending=False) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn argsort(self_: &Tensor, dim: i64, descending: bool) -> Tensor {
-    check(f_argsort(self_, dim, descending))
+    apply_tensor_flat(487, "aten::argsort", 3, [Arg::Tensor(self_), Arg::Int(dim), Arg::Boolean(descending)])
 }
 /// `aten::argsort.stable(Tensor self, *, bool stable, int dim=-1, bool descending=False) -> Tensor`
 #[inline]
 pub fn f_argsort_stable(self_: &Tensor, stable: bool, dim: i64, descending: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(488, "aten::argsort.stable", [Arg::Tensor(self_), Arg::Boolean(stable), Arg::Int(dim), Arg::Boolean(descending)])
+    call_tensor_flat(488, "aten::argsort.stable", 4, [Arg::Tensor(self_), Arg::Boolean(stable), Arg::Int(dim), Arg::Boolean(descending)])
 }
 /// `aten::argsort.stable(Tensor self, *, bool stable, int dim=-1, bool descending=False) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn argsort_stable(self_: &Tensor, stable: bool, dim: i64, descending: bool) -> Tensor {
-    check(f_argsort_stable(self_, stable, dim, descending))
+    apply_tensor_flat(488, "aten::argsort.stable", 4, [Arg::Tensor(self_), Arg::Boolean(stable), Arg::Int(dim), Arg::Boolean(descending)])
 }
 /// `aten::argwhere(Tensor self) -> Tensor`
 #[inline]
 pub fn f_argwhere(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(489, "aten::argwhere", [Arg::Tensor(self_)])
+    call_tensor_flat(489, "aten::argwhere", 1, [Arg::Tensor(self_)])
 }
 /// `aten::argwhere(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn argwhere(self_: &Tensor) -> Tensor {
-    check(f_argwhere(self_))
+    apply_tensor_flat(489, "aten::argwhere", 1, [Arg::Tensor(self_)])
 }
 /// `aten::as_strided(Tensor(a) self, SymInt[] size, SymInt[] stride, SymInt? storage_offset=None) -> Tensor(a)`
 #[inline]
 pub fn f_as_strided(self_: &Tensor, size: &[i64], stride: &[i64], storage_offset: Option<i64>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(490, "aten::as_strided", [Arg::Tensor(self_), Arg::Ints(size.to_vec()), Arg::Ints(stride.to_vec()), storage_offset.map_or(Arg::None, |v| Arg::Int(v))])
+    call_tensor_flat(490, "aten::as_strided", 3, [Arg::Tensor(self_), Arg::Ints(size.to_vec()), Arg::Ints(stride.to_vec()), storage_offset.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::as_strided(Tensor(a) self, SymInt[] size, SymInt[] stride, SymInt? storage_offset=None) -> Tensor(a)`; panics with torch's message.
 #[inline]
 pub fn as_strided(self_: &Tensor, size: &[i64], stride: &[i64], storage_offset: Option<i64>) -> Tensor {
-    check(f_as_strided(self_, size, stride, storage_offset))
+    apply_tensor_flat(490, "aten::as_strided", 3, [Arg::Tensor(self_), Arg::Ints(size.to_vec()), Arg::Ints(stride.to_vec()), storage_offset.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::as_strided_(Tensor(a!) self, SymInt[] size, SymInt[] stride, SymInt? storage_offset=None) -> Tensor(a!)`
 #[inline]
 pub fn f_as_strided_(self_: &Tensor, size: &[i64], stride: &[i64], storage_offset: Option<i64>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(491, "aten::as_strided_", [Arg::Tensor(self_), Arg::Ints(size.to_vec()), Arg::Ints(stride.to_vec()), storage_offset.map_or(Arg::None, |v| Arg::Int(v))])
+    call_tensor_flat(491, "aten::as_strided_", 3, [Arg::Tensor(self_), Arg::Ints(size.to_vec()), Arg::Ints(stride.to_vec()), storage_offset.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::as_strided_(Tensor(a!) self, SymInt[] size, SymInt[] stride, SymInt? storage_offset=None) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn as_strided_(self_: &Tensor, size: &[i64], stride: &[i64], storage_offset: Option<i64>) -> Tensor {
-    check(f_as_strided_(self_, size, stride, storage_offset))
+    apply_tensor_flat(491, "aten::as_strided_", 3, [Arg::Tensor(self_), Arg::Ints(size.to_vec()), Arg::Ints(stride.to_vec()), storage_offset.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::as_strided_copy(Tensor self, SymInt[] size, SymInt[] stride, SymInt? storage_offset=None) -> Tensor`
 #[inline]
 pub fn f_as_strided_copy(self_: &Tensor, size: &[i64], stride: &[i64], storage_offset: Option<i64>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(492, "aten::as_strided_copy", [Arg::Tensor(self_), Arg::Ints(size.to_vec()), Arg::Ints(stride.to_vec()), storage_offset.map_or(Arg::None, |v| Arg::Int(v))])
+    call_tensor_flat(492, "aten::as_strided_copy", 3, [Arg::Tensor(self_), Arg::Ints(size.to_vec()), Arg::Ints(stride.to_vec()), storage_offset.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::as_strided_copy(Tensor self, SymInt[] size, SymInt[] stride, SymInt? storage_offset=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn as_strided_copy(self_: &Tensor, size: &[i64], stride: &[i64], storage_offset: Option<i64>) -> Tensor {
-    check(f_as_strided_copy(self_, size, stride, storage_offset))
+    apply_tensor_flat(492, "aten::as_strided_copy", 3, [Arg::Tensor(self_), Arg::Ints(size.to_vec()), Arg::Ints(stride.to_vec()), storage_offset.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::as_strided_scatter(Tensor self, Tensor src, SymInt[] size, SymInt[] stride, SymInt? storage_offset=None) -> Tensor`
 #[inline]
@@ -5515,112 +5515,112 @@ pub fn as_strided_scatter(self_: &Tensor, src: &Tensor, size: &[i64], stride: &[
 /// `aten::asin(Tensor self) -> Tensor`
 #[inline]
 pub fn f_asin(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(494, "aten::asin", [Arg::Tensor(self_)])
+    call_tensor_flat(494, "aten::asin", 1, [Arg::Tensor(self_)])
 }
 /// `aten::asin(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn asin(self_: &Tensor) -> Tensor {
-    check(f_asin(self_))
+    apply_tensor_flat(494, "aten::asin", 1, [Arg::Tensor(self_)])
 }
 /// `aten::asin_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_asin_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(495, "aten::asin_", [Arg::Tensor(self_)])
+    call_tensor_flat(495, "aten::asin_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::asin_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn asin_(self_: &Tensor) -> Tensor {
-    check(f_asin_(self_))
+    apply_tensor_flat(495, "aten::asin_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::asinh(Tensor self) -> Tensor`
 #[inline]
 pub fn f_asinh(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(496, "aten::asinh", [Arg::Tensor(self_)])
+    call_tensor_flat(496, "aten::asinh", 1, [Arg::Tensor(self_)])
 }
 /// `aten::asinh(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn asinh(self_: &Tensor) -> Tensor {
-    check(f_asinh(self_))
+    apply_tensor_flat(496, "aten::asinh", 1, [Arg::Tensor(self_)])
 }
 /// `aten::asinh_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_asinh_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(497, "aten::asinh_", [Arg::Tensor(self_)])
+    call_tensor_flat(497, "aten::asinh_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::asinh_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn asinh_(self_: &Tensor) -> Tensor {
-    check(f_asinh_(self_))
+    apply_tensor_flat(497, "aten::asinh_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::atan(Tensor self) -> Tensor`
 #[inline]
 pub fn f_atan(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(498, "aten::atan", [Arg::Tensor(self_)])
+    call_tensor_flat(498, "aten::atan", 1, [Arg::Tensor(self_)])
 }
 /// `aten::atan(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn atan(self_: &Tensor) -> Tensor {
-    check(f_atan(self_))
+    apply_tensor_flat(498, "aten::atan", 1, [Arg::Tensor(self_)])
 }
 /// `aten::atan2(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_atan2(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(499, "aten::atan2", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(499, "aten::atan2", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::atan2(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn atan2(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_atan2(self_, other))
+    apply_tensor_flat(499, "aten::atan2", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::atan2_(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_atan2_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(500, "aten::atan2_", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(500, "aten::atan2_", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::atan2_(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn atan2_(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_atan2_(self_, other))
+    apply_tensor_flat(500, "aten::atan2_", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::atan_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_atan_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(501, "aten::atan_", [Arg::Tensor(self_)])
+    call_tensor_flat(501, "aten::atan_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::atan_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn atan_(self_: &Tensor) -> Tensor {
-    check(f_atan_(self_))
+    apply_tensor_flat(501, "aten::atan_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::atanh(Tensor self) -> Tensor`
 #[inline]
 pub fn f_atanh(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(502, "aten::atanh", [Arg::Tensor(self_)])
+    call_tensor_flat(502, "aten::atanh", 1, [Arg::Tensor(self_)])
 }
 /// `aten::atanh(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn atanh(self_: &Tensor) -> Tensor {
-    check(f_atanh(self_))
+    apply_tensor_flat(502, "aten::atanh", 1, [Arg::Tensor(self_)])
 }
 /// `aten::atanh_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_atanh_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(503, "aten::atanh_", [Arg::Tensor(self_)])
+    call_tensor_flat(503, "aten::atanh_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::atanh_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn atanh_(self_: &Tensor) -> Tensor {
-    check(f_atanh_(self_))
+    apply_tensor_flat(503, "aten::atanh_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::atleast_1d(Tensor self) -> Tensor`
 #[inline]
 pub fn f_atleast_1d(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(504, "aten::atleast_1d", [Arg::Tensor(self_)])
+    call_tensor_flat(504, "aten::atleast_1d", 1, [Arg::Tensor(self_)])
 }
 /// `aten::atleast_1d(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn atleast_1d(self_: &Tensor) -> Tensor {
-    check(f_atleast_1d(self_))
+    apply_tensor_flat(504, "aten::atleast_1d", 1, [Arg::Tensor(self_)])
 }
 /// `aten::atleast_1d.Sequence(Tensor[] tensors) -> Tensor[]`
 #[inline]
@@ -5636,12 +5636,12 @@ pub fn atleast_1d_sequence(tensors: &[&Tensor]) -> Vec<Tensor> {
 /// `aten::atleast_2d(Tensor self) -> Tensor`
 #[inline]
 pub fn f_atleast_2d(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(506, "aten::atleast_2d", [Arg::Tensor(self_)])
+    call_tensor_flat(506, "aten::atleast_2d", 1, [Arg::Tensor(self_)])
 }
 /// `aten::atleast_2d(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn atleast_2d(self_: &Tensor) -> Tensor {
-    check(f_atleast_2d(self_))
+    apply_tensor_flat(506, "aten::atleast_2d", 1, [Arg::Tensor(self_)])
 }
 /// `aten::atleast_2d.Sequence(Tensor[] tensors) -> Tensor[]`
 #[inline]
@@ -5657,12 +5657,12 @@ pub fn atleast_2d_sequence(tensors: &[&Tensor]) -> Vec<Tensor> {
 /// `aten::atleast_3d(Tensor self) -> Tensor`
 #[inline]
 pub fn f_atleast_3d(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(508, "aten::atleast_3d", [Arg::Tensor(self_)])
+    call_tensor_flat(508, "aten::atleast_3d", 1, [Arg::Tensor(self_)])
 }
 /// `aten::atleast_3d(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn atleast_3d(self_: &Tensor) -> Tensor {
-    check(f_atleast_3d(self_))
+    apply_tensor_flat(508, "aten::atleast_3d", 1, [Arg::Tensor(self_)])
 }
 /// `aten::atleast_3d.Sequence(Tensor[] tensors) -> Tensor[]`
 #[inline]
@@ -5841,72 +5841,72 @@ pub fn batch_norm_update_stats(input: &Tensor, running_mean: Option<&Tensor>, ru
 /// `aten::bernoulli(Tensor self, *, Generator? generator=None) -> Tensor`
 #[inline]
 pub fn f_bernoulli(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(524, "aten::bernoulli", [Arg::Tensor(self_), Arg::None])
+    call_tensor_flat(524, "aten::bernoulli", 1, [Arg::Tensor(self_), Arg::None])
 }
 /// `aten::bernoulli(Tensor self, *, Generator? generator=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn bernoulli(self_: &Tensor) -> Tensor {
-    check(f_bernoulli(self_))
+    apply_tensor_flat(524, "aten::bernoulli", 1, [Arg::Tensor(self_), Arg::None])
 }
 /// `aten::bernoulli.p(Tensor self, float p, *, Generator? generator=None) -> Tensor`
 #[inline]
 pub fn f_bernoulli_p(self_: &Tensor, p: f64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(525, "aten::bernoulli.p", [Arg::Tensor(self_), Arg::Float(p), Arg::None])
+    call_tensor_flat(525, "aten::bernoulli.p", 2, [Arg::Tensor(self_), Arg::Float(p), Arg::None])
 }
 /// `aten::bernoulli.p(Tensor self, float p, *, Generator? generator=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn bernoulli_p(self_: &Tensor, p: f64) -> Tensor {
-    check(f_bernoulli_p(self_, p))
+    apply_tensor_flat(525, "aten::bernoulli.p", 2, [Arg::Tensor(self_), Arg::Float(p), Arg::None])
 }
 /// `aten::bernoulli.Tensor(Tensor self, Tensor p, *, Generator? generator=None) -> Tensor`
 #[inline]
 pub fn f_bernoulli_tensor(self_: &Tensor, p: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(526, "aten::bernoulli.Tensor", [Arg::Tensor(self_), Arg::Tensor(p), Arg::None])
+    call_tensor_flat(526, "aten::bernoulli.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(p), Arg::None])
 }
 /// `aten::bernoulli.Tensor(Tensor self, Tensor p, *, Generator? generator=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn bernoulli_tensor(self_: &Tensor, p: &Tensor) -> Tensor {
-    check(f_bernoulli_tensor(self_, p))
+    apply_tensor_flat(526, "aten::bernoulli.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(p), Arg::None])
 }
 /// `aten::bernoulli_.Tensor(Tensor(a!) self, Tensor p, *, Generator? generator=None) -> Tensor(a!)`
 #[inline]
 pub fn f_bernoulli_(self_: &Tensor, p: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(527, "aten::bernoulli_.Tensor", [Arg::Tensor(self_), Arg::Tensor(p), Arg::None])
+    call_tensor_flat(527, "aten::bernoulli_.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(p), Arg::None])
 }
 /// `aten::bernoulli_.Tensor(Tensor(a!) self, Tensor p, *, Generator? generator=None) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn bernoulli_(self_: &Tensor, p: &Tensor) -> Tensor {
-    check(f_bernoulli_(self_, p))
+    apply_tensor_flat(527, "aten::bernoulli_.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(p), Arg::None])
 }
 /// `aten::bernoulli_.float(Tensor(a!) self, float p=0.5, *, Generator? generator=None) -> Tensor(a!)`
 #[inline]
 pub fn f_bernoulli_float_(self_: &Tensor, p: f64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(528, "aten::bernoulli_.float", [Arg::Tensor(self_), Arg::Float(p), Arg::None])
+    call_tensor_flat(528, "aten::bernoulli_.float", 2, [Arg::Tensor(self_), Arg::Float(p), Arg::None])
 }
 /// `aten::bernoulli_.float(Tensor(a!) self, float p=0.5, *, Generator? generator=None) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn bernoulli_float_(self_: &Tensor, p: f64) -> Tensor {
-    check(f_bernoulli_float_(self_, p))
+    apply_tensor_flat(528, "aten::bernoulli_.float", 2, [Arg::Tensor(self_), Arg::Float(p), Arg::None])
 }
 /// `aten::bilinear(Tensor input1, Tensor input2, Tensor weight, Tensor? bias=None) -> Tensor`
 #[inline]
 pub fn f_bilinear(input1: &Tensor, input2: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(529, "aten::bilinear", [Arg::Tensor(input1), Arg::Tensor(input2), Arg::Tensor(weight), bias.map_or(Arg::None, |v| Arg::Tensor(v))])
+    call_tensor_flat(529, "aten::bilinear", 3, [Arg::Tensor(input1), Arg::Tensor(input2), Arg::Tensor(weight), bias.map_or(Arg::None, |v| Arg::Tensor(v))])
 }
 /// `aten::bilinear(Tensor input1, Tensor input2, Tensor weight, Tensor? bias=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn bilinear(input1: &Tensor, input2: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Tensor {
-    check(f_bilinear(input1, input2, weight, bias))
+    apply_tensor_flat(529, "aten::bilinear", 3, [Arg::Tensor(input1), Arg::Tensor(input2), Arg::Tensor(weight), bias.map_or(Arg::None, |v| Arg::Tensor(v))])
 }
 /// `aten::binary_cross_entropy(Tensor self, Tensor target, Tensor? weight=None, int reduction=1) -> Tensor`
 #[inline]
 pub fn f_binary_cross_entropy(self_: &Tensor, target: &Tensor, weight: Option<&Tensor>, reduction: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(530, "aten::binary_cross_entropy", [Arg::Tensor(self_), Arg::Tensor(target), weight.map_or(Arg::None, |v| Arg::Tensor(v)), Arg::Int(reduction)])
+    call_tensor_flat(530, "aten::binary_cross_entropy", 4, [Arg::Tensor(self_), Arg::Tensor(target), weight.map_or(Arg::None, |v| Arg::Tensor(v)), Arg::Int(reduction)])
 }
 /// `aten::binary_cross_entropy(Tensor self, Tensor target, Tensor? weight=None, int reduction=1) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn binary_cross_entropy(self_: &Tensor, target: &Tensor, weight: Option<&Tensor>, reduction: i64) -> Tensor {
-    check(f_binary_cross_entropy(self_, target, weight, reduction))
+    apply_tensor_flat(530, "aten::binary_cross_entropy", 4, [Arg::Tensor(self_), Arg::Tensor(target), weight.map_or(Arg::None, |v| Arg::Tensor(v)), Arg::Int(reduction)])
 }
 /// `aten::binary_cross_entropy_with_logits(Tensor self, Tensor target, Tensor? weight=None, Tensor? pos_weight=None, int reduction=1) -> Tensor`
 #[inline]
@@ -5921,292 +5921,292 @@ pub fn binary_cross_entropy_with_logits(self_: &Tensor, target: &Tensor, weight:
 /// `aten::bincount(Tensor self, Tensor? weights=None, SymInt minlength=0) -> Tensor`
 #[inline]
 pub fn f_bincount(self_: &Tensor, weights: Option<&Tensor>, minlength: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(532, "aten::bincount", [Arg::Tensor(self_), weights.map_or(Arg::None, |v| Arg::Tensor(v)), Arg::Int(minlength)])
+    call_tensor_flat(532, "aten::bincount", 3, [Arg::Tensor(self_), weights.map_or(Arg::None, |v| Arg::Tensor(v)), Arg::Int(minlength)])
 }
 /// `aten::bincount(Tensor self, Tensor? weights=None, SymInt minlength=0) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn bincount(self_: &Tensor, weights: Option<&Tensor>, minlength: i64) -> Tensor {
-    check(f_bincount(self_, weights, minlength))
+    apply_tensor_flat(532, "aten::bincount", 3, [Arg::Tensor(self_), weights.map_or(Arg::None, |v| Arg::Tensor(v)), Arg::Int(minlength)])
 }
 /// `aten::binomial(Tensor count, Tensor prob, Generator? generator=None) -> Tensor`
 #[inline]
 pub fn f_binomial(count: &Tensor, prob: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(533, "aten::binomial", [Arg::Tensor(count), Arg::Tensor(prob), Arg::None])
+    call_tensor_flat(533, "aten::binomial", 2, [Arg::Tensor(count), Arg::Tensor(prob), Arg::None])
 }
 /// `aten::binomial(Tensor count, Tensor prob, Generator? generator=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn binomial(count: &Tensor, prob: &Tensor) -> Tensor {
-    check(f_binomial(count, prob))
+    apply_tensor_flat(533, "aten::binomial", 2, [Arg::Tensor(count), Arg::Tensor(prob), Arg::None])
 }
 /// `aten::bitwise_and.Tensor(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_bitwise_and(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(534, "aten::bitwise_and.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(534, "aten::bitwise_and.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::bitwise_and.Tensor(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn bitwise_and(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_bitwise_and(self_, other))
+    apply_tensor_flat(534, "aten::bitwise_and.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::bitwise_and.Scalar(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f_bitwise_and_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(535, "aten::bitwise_and.Scalar", [Arg::Tensor(self_), other.into().arg()])
+    call_tensor_flat(535, "aten::bitwise_and.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::bitwise_and.Scalar(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn bitwise_and_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
-    check(f_bitwise_and_scalar(self_, other))
+    apply_tensor_flat(535, "aten::bitwise_and.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::bitwise_and.Scalar_Tensor(Scalar self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_bitwise_and_scalar_tensor(self_: impl Into<Scalar>, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(536, "aten::bitwise_and.Scalar_Tensor", [self_.into().arg(), Arg::Tensor(other)])
+    call_tensor_flat(536, "aten::bitwise_and.Scalar_Tensor", 2, [self_.into().arg(), Arg::Tensor(other)])
 }
 /// `aten::bitwise_and.Scalar_Tensor(Scalar self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn bitwise_and_scalar_tensor(self_: impl Into<Scalar>, other: &Tensor) -> Tensor {
-    check(f_bitwise_and_scalar_tensor(self_, other))
+    apply_tensor_flat(536, "aten::bitwise_and.Scalar_Tensor", 2, [self_.into().arg(), Arg::Tensor(other)])
 }
 /// `aten::bitwise_and_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_bitwise_and_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(537, "aten::bitwise_and_.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(537, "aten::bitwise_and_.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::bitwise_and_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn bitwise_and_(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_bitwise_and_(self_, other))
+    apply_tensor_flat(537, "aten::bitwise_and_.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::bitwise_and_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`
 #[inline]
 pub fn f_bitwise_and_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(538, "aten::bitwise_and_.Scalar", [Arg::Tensor(self_), other.into().arg()])
+    call_tensor_flat(538, "aten::bitwise_and_.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::bitwise_and_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn bitwise_and_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
-    check(f_bitwise_and_scalar_(self_, other))
+    apply_tensor_flat(538, "aten::bitwise_and_.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::bitwise_left_shift.Tensor(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_bitwise_left_shift(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(539, "aten::bitwise_left_shift.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(539, "aten::bitwise_left_shift.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::bitwise_left_shift.Tensor(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn bitwise_left_shift(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_bitwise_left_shift(self_, other))
+    apply_tensor_flat(539, "aten::bitwise_left_shift.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::bitwise_left_shift.Tensor_Scalar(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f_bitwise_left_shift_tensor_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(540, "aten::bitwise_left_shift.Tensor_Scalar", [Arg::Tensor(self_), other.into().arg()])
+    call_tensor_flat(540, "aten::bitwise_left_shift.Tensor_Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::bitwise_left_shift.Tensor_Scalar(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn bitwise_left_shift_tensor_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
-    check(f_bitwise_left_shift_tensor_scalar(self_, other))
+    apply_tensor_flat(540, "aten::bitwise_left_shift.Tensor_Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::bitwise_left_shift.Scalar_Tensor(Scalar self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_bitwise_left_shift_scalar_tensor(self_: impl Into<Scalar>, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(541, "aten::bitwise_left_shift.Scalar_Tensor", [self_.into().arg(), Arg::Tensor(other)])
+    call_tensor_flat(541, "aten::bitwise_left_shift.Scalar_Tensor", 2, [self_.into().arg(), Arg::Tensor(other)])
 }
 /// `aten::bitwise_left_shift.Scalar_Tensor(Scalar self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn bitwise_left_shift_scalar_tensor(self_: impl Into<Scalar>, other: &Tensor) -> Tensor {
-    check(f_bitwise_left_shift_scalar_tensor(self_, other))
+    apply_tensor_flat(541, "aten::bitwise_left_shift.Scalar_Tensor", 2, [self_.into().arg(), Arg::Tensor(other)])
 }
 /// `aten::bitwise_left_shift_.Tensor_Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`
 #[inline]
 pub fn f_bitwise_left_shift_tensor_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(542, "aten::bitwise_left_shift_.Tensor_Scalar", [Arg::Tensor(self_), other.into().arg()])
+    call_tensor_flat(542, "aten::bitwise_left_shift_.Tensor_Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::bitwise_left_shift_.Tensor_Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn bitwise_left_shift_tensor_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
-    check(f_bitwise_left_shift_tensor_scalar_(self_, other))
+    apply_tensor_flat(542, "aten::bitwise_left_shift_.Tensor_Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::bitwise_left_shift_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_bitwise_left_shift_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(543, "aten::bitwise_left_shift_.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(543, "aten::bitwise_left_shift_.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::bitwise_left_shift_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn bitwise_left_shift_(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_bitwise_left_shift_(self_, other))
+    apply_tensor_flat(543, "aten::bitwise_left_shift_.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::bitwise_not(Tensor self) -> Tensor`
 #[inline]
 pub fn f_bitwise_not(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(544, "aten::bitwise_not", [Arg::Tensor(self_)])
+    call_tensor_flat(544, "aten::bitwise_not", 1, [Arg::Tensor(self_)])
 }
 /// `aten::bitwise_not(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn bitwise_not(self_: &Tensor) -> Tensor {
-    check(f_bitwise_not(self_))
+    apply_tensor_flat(544, "aten::bitwise_not", 1, [Arg::Tensor(self_)])
 }
 /// `aten::bitwise_not_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_bitwise_not_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(545, "aten::bitwise_not_", [Arg::Tensor(self_)])
+    call_tensor_flat(545, "aten::bitwise_not_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::bitwise_not_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn bitwise_not_(self_: &Tensor) -> Tensor {
-    check(f_bitwise_not_(self_))
+    apply_tensor_flat(545, "aten::bitwise_not_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::bitwise_or.Tensor(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_bitwise_or(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(546, "aten::bitwise_or.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(546, "aten::bitwise_or.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::bitwise_or.Tensor(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn bitwise_or(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_bitwise_or(self_, other))
+    apply_tensor_flat(546, "aten::bitwise_or.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::bitwise_or.Scalar(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f_bitwise_or_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(547, "aten::bitwise_or.Scalar", [Arg::Tensor(self_), other.into().arg()])
+    call_tensor_flat(547, "aten::bitwise_or.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::bitwise_or.Scalar(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn bitwise_or_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
-    check(f_bitwise_or_scalar(self_, other))
+    apply_tensor_flat(547, "aten::bitwise_or.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::bitwise_or.Scalar_Tensor(Scalar self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_bitwise_or_scalar_tensor(self_: impl Into<Scalar>, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(548, "aten::bitwise_or.Scalar_Tensor", [self_.into().arg(), Arg::Tensor(other)])
+    call_tensor_flat(548, "aten::bitwise_or.Scalar_Tensor", 2, [self_.into().arg(), Arg::Tensor(other)])
 }
 /// `aten::bitwise_or.Scalar_Tensor(Scalar self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn bitwise_or_scalar_tensor(self_: impl Into<Scalar>, other: &Tensor) -> Tensor {
-    check(f_bitwise_or_scalar_tensor(self_, other))
+    apply_tensor_flat(548, "aten::bitwise_or.Scalar_Tensor", 2, [self_.into().arg(), Arg::Tensor(other)])
 }
 /// `aten::bitwise_or_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_bitwise_or_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(549, "aten::bitwise_or_.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(549, "aten::bitwise_or_.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::bitwise_or_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn bitwise_or_(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_bitwise_or_(self_, other))
+    apply_tensor_flat(549, "aten::bitwise_or_.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::bitwise_or_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`
 #[inline]
 pub fn f_bitwise_or_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(550, "aten::bitwise_or_.Scalar", [Arg::Tensor(self_), other.into().arg()])
+    call_tensor_flat(550, "aten::bitwise_or_.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::bitwise_or_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn bitwise_or_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
-    check(f_bitwise_or_scalar_(self_, other))
+    apply_tensor_flat(550, "aten::bitwise_or_.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::bitwise_right_shift.Tensor(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_bitwise_right_shift(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(551, "aten::bitwise_right_shift.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(551, "aten::bitwise_right_shift.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::bitwise_right_shift.Tensor(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn bitwise_right_shift(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_bitwise_right_shift(self_, other))
+    apply_tensor_flat(551, "aten::bitwise_right_shift.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::bitwise_right_shift.Tensor_Scalar(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f_bitwise_right_shift_tensor_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(552, "aten::bitwise_right_shift.Tensor_Scalar", [Arg::Tensor(self_), other.into().arg()])
+    call_tensor_flat(552, "aten::bitwise_right_shift.Tensor_Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::bitwise_right_shift.Tensor_Scalar(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn bitwise_right_shift_tensor_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
-    check(f_bitwise_right_shift_tensor_scalar(self_, other))
+    apply_tensor_flat(552, "aten::bitwise_right_shift.Tensor_Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::bitwise_right_shift.Scalar_Tensor(Scalar self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_bitwise_right_shift_scalar_tensor(self_: impl Into<Scalar>, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(553, "aten::bitwise_right_shift.Scalar_Tensor", [self_.into().arg(), Arg::Tensor(other)])
+    call_tensor_flat(553, "aten::bitwise_right_shift.Scalar_Tensor", 2, [self_.into().arg(), Arg::Tensor(other)])
 }
 /// `aten::bitwise_right_shift.Scalar_Tensor(Scalar self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn bitwise_right_shift_scalar_tensor(self_: impl Into<Scalar>, other: &Tensor) -> Tensor {
-    check(f_bitwise_right_shift_scalar_tensor(self_, other))
+    apply_tensor_flat(553, "aten::bitwise_right_shift.Scalar_Tensor", 2, [self_.into().arg(), Arg::Tensor(other)])
 }
 /// `aten::bitwise_right_shift_.Tensor_Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`
 #[inline]
 pub fn f_bitwise_right_shift_tensor_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(554, "aten::bitwise_right_shift_.Tensor_Scalar", [Arg::Tensor(self_), other.into().arg()])
+    call_tensor_flat(554, "aten::bitwise_right_shift_.Tensor_Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::bitwise_right_shift_.Tensor_Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn bitwise_right_shift_tensor_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
-    check(f_bitwise_right_shift_tensor_scalar_(self_, other))
+    apply_tensor_flat(554, "aten::bitwise_right_shift_.Tensor_Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::bitwise_right_shift_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_bitwise_right_shift_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(555, "aten::bitwise_right_shift_.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(555, "aten::bitwise_right_shift_.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::bitwise_right_shift_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn bitwise_right_shift_(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_bitwise_right_shift_(self_, other))
+    apply_tensor_flat(555, "aten::bitwise_right_shift_.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::bitwise_xor.Tensor(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_bitwise_xor(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(556, "aten::bitwise_xor.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(556, "aten::bitwise_xor.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::bitwise_xor.Tensor(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn bitwise_xor(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_bitwise_xor(self_, other))
+    apply_tensor_flat(556, "aten::bitwise_xor.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::bitwise_xor.Scalar(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f_bitwise_xor_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(557, "aten::bitwise_xor.Scalar", [Arg::Tensor(self_), other.into().arg()])
+    call_tensor_flat(557, "aten::bitwise_xor.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::bitwise_xor.Scalar(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn bitwise_xor_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
-    check(f_bitwise_xor_scalar(self_, other))
+    apply_tensor_flat(557, "aten::bitwise_xor.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::bitwise_xor.Scalar_Tensor(Scalar self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_bitwise_xor_scalar_tensor(self_: impl Into<Scalar>, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(558, "aten::bitwise_xor.Scalar_Tensor", [self_.into().arg(), Arg::Tensor(other)])
+    call_tensor_flat(558, "aten::bitwise_xor.Scalar_Tensor", 2, [self_.into().arg(), Arg::Tensor(other)])
 }
 /// `aten::bitwise_xor.Scalar_Tensor(Scalar self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn bitwise_xor_scalar_tensor(self_: impl Into<Scalar>, other: &Tensor) -> Tensor {
-    check(f_bitwise_xor_scalar_tensor(self_, other))
+    apply_tensor_flat(558, "aten::bitwise_xor.Scalar_Tensor", 2, [self_.into().arg(), Arg::Tensor(other)])
 }
 /// `aten::bitwise_xor_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_bitwise_xor_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(559, "aten::bitwise_xor_.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(559, "aten::bitwise_xor_.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::bitwise_xor_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn bitwise_xor_(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_bitwise_xor_(self_, other))
+    apply_tensor_flat(559, "aten::bitwise_xor_.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::bitwise_xor_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`
 #[inline]
 pub fn f_bitwise_xor_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(560, "aten::bitwise_xor_.Scalar", [Arg::Tensor(self_), other.into().arg()])
+    call_tensor_flat(560, "aten::bitwise_xor_.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::bitwise_xor_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn bitwise_xor_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
-    check(f_bitwise_xor_scalar_(self_, other))
+    apply_tensor_flat(560, "aten::bitwise_xor_.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::blackman_window(int window_length, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`
 #[inline]
@@ -6241,32 +6241,32 @@ pub fn blackman_window_periodic(window_length: i64, periodic: bool, dtype: Optio
 /// `aten::block_diag(Tensor[] tensors) -> Tensor`
 #[inline]
 pub fn f_block_diag(tensors: &[&Tensor]) -> Result<Tensor, TorchError> {
-    call_tensor_flat(563, "aten::block_diag", [Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect())])
+    call_tensor_flat(563, "aten::block_diag", 1, [Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect())])
 }
 /// `aten::block_diag(Tensor[] tensors) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn block_diag(tensors: &[&Tensor]) -> Tensor {
-    check(f_block_diag(tensors))
+    apply_tensor_flat(563, "aten::block_diag", 1, [Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect())])
 }
 /// `aten::bmm(Tensor self, Tensor mat2) -> Tensor`
 #[inline]
 pub fn f_bmm(self_: &Tensor, mat2: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(564, "aten::bmm", [Arg::Tensor(self_), Arg::Tensor(mat2)])
+    call_tensor_flat(564, "aten::bmm", 2, [Arg::Tensor(self_), Arg::Tensor(mat2)])
 }
 /// `aten::bmm(Tensor self, Tensor mat2) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn bmm(self_: &Tensor, mat2: &Tensor) -> Tensor {
-    check(f_bmm(self_, mat2))
+    apply_tensor_flat(564, "aten::bmm", 2, [Arg::Tensor(self_), Arg::Tensor(mat2)])
 }
 /// `aten::bmm.dtype(Tensor self, Tensor mat2, ScalarType out_dtype) -> Tensor`
 #[inline]
 pub fn f_bmm_dtype(self_: &Tensor, mat2: &Tensor, out_dtype: Dtype) -> Result<Tensor, TorchError> {
-    call_tensor_flat(565, "aten::bmm.dtype", [Arg::Tensor(self_), Arg::Tensor(mat2), Arg::Dtype(out_dtype)])
+    call_tensor_flat(565, "aten::bmm.dtype", 3, [Arg::Tensor(self_), Arg::Tensor(mat2), Arg::Dtype(out_dtype)])
 }
 /// `aten::bmm.dtype(Tensor self, Tensor mat2, ScalarType out_dtype) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn bmm_dtype(self_: &Tensor, mat2: &Tensor, out_dtype: Dtype) -> Tensor {
-    check(f_bmm_dtype(self_, mat2, out_dtype))
+    apply_tensor_flat(565, "aten::bmm.dtype", 3, [Arg::Tensor(self_), Arg::Tensor(mat2), Arg::Dtype(out_dtype)])
 }
 /// `aten::broadcast_tensors(Tensor[] tensors) -> Tensor[]`
 #[inline]
@@ -6282,32 +6282,32 @@ pub fn broadcast_tensors(tensors: &[&Tensor]) -> Vec<Tensor> {
 /// `aten::broadcast_to(Tensor(a) self, SymInt[] size) -> Tensor(a)`
 #[inline]
 pub fn f_broadcast_to(self_: &Tensor, size: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor_flat(567, "aten::broadcast_to", [Arg::Tensor(self_), Arg::Ints(size.to_vec())])
+    call_tensor_flat(567, "aten::broadcast_to", 2, [Arg::Tensor(self_), Arg::Ints(size.to_vec())])
 }
 /// `aten::broadcast_to(Tensor(a) self, SymInt[] size) -> Tensor(a)`; panics with torch's message.
 #[inline]
 pub fn broadcast_to(self_: &Tensor, size: &[i64]) -> Tensor {
-    check(f_broadcast_to(self_, size))
+    apply_tensor_flat(567, "aten::broadcast_to", 2, [Arg::Tensor(self_), Arg::Ints(size.to_vec())])
 }
 /// `aten::bucketize.Tensor(Tensor self, Tensor boundaries, *, bool out_int32=False, bool right=False) -> Tensor`
 #[inline]
 pub fn f_bucketize(self_: &Tensor, boundaries: &Tensor, out_int32: bool, right: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(568, "aten::bucketize.Tensor", [Arg::Tensor(self_), Arg::Tensor(boundaries), Arg::Boolean(out_int32), Arg::Boolean(right)])
+    call_tensor_flat(568, "aten::bucketize.Tensor", 4, [Arg::Tensor(self_), Arg::Tensor(boundaries), Arg::Boolean(out_int32), Arg::Boolean(right)])
 }
 /// `aten::bucketize.Tensor(Tensor self, Tensor boundaries, *, bool out_int32=False, bool right=False) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn bucketize(self_: &Tensor, boundaries: &Tensor, out_int32: bool, right: bool) -> Tensor {
-    check(f_bucketize(self_, boundaries, out_int32, right))
+    apply_tensor_flat(568, "aten::bucketize.Tensor", 4, [Arg::Tensor(self_), Arg::Tensor(boundaries), Arg::Boolean(out_int32), Arg::Boolean(right)])
 }
 /// `aten::bucketize.Scalar(Scalar self, Tensor boundaries, *, bool out_int32=False, bool right=False) -> Tensor`
 #[inline]
 pub fn f_bucketize_scalar(self_: impl Into<Scalar>, boundaries: &Tensor, out_int32: bool, right: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(569, "aten::bucketize.Scalar", [self_.into().arg(), Arg::Tensor(boundaries), Arg::Boolean(out_int32), Arg::Boolean(right)])
+    call_tensor_flat(569, "aten::bucketize.Scalar", 4, [self_.into().arg(), Arg::Tensor(boundaries), Arg::Boolean(out_int32), Arg::Boolean(right)])
 }
 /// `aten::bucketize.Scalar(Scalar self, Tensor boundaries, *, bool out_int32=False, bool right=False) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn bucketize_scalar(self_: impl Into<Scalar>, boundaries: &Tensor, out_int32: bool, right: bool) -> Tensor {
-    check(f_bucketize_scalar(self_, boundaries, out_int32, right))
+    apply_tensor_flat(569, "aten::bucketize.Scalar", 4, [self_.into().arg(), Arg::Tensor(boundaries), Arg::Boolean(out_int32), Arg::Boolean(right)])
 }
 /// `aten::can_cast(ScalarType from_, ScalarType to) -> bool`
 #[inline]
@@ -6323,172 +6323,172 @@ pub fn can_cast(from_: Dtype, to: Dtype) -> bool {
 /// `aten::cartesian_prod(Tensor[] tensors) -> Tensor`
 #[inline]
 pub fn f_cartesian_prod(tensors: &[&Tensor]) -> Result<Tensor, TorchError> {
-    call_tensor_flat(571, "aten::cartesian_prod", [Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect())])
+    call_tensor_flat(571, "aten::cartesian_prod", 1, [Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect())])
 }
 /// `aten::cartesian_prod(Tensor[] tensors) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn cartesian_prod(tensors: &[&Tensor]) -> Tensor {
-    check(f_cartesian_prod(tensors))
+    apply_tensor_flat(571, "aten::cartesian_prod", 1, [Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect())])
 }
 /// `aten::cat(Tensor[] tensors, int dim=0) -> Tensor`
 #[inline]
 pub fn f_cat(tensors: &[&Tensor], dim: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(572, "aten::cat", [Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect()), Arg::Int(dim)])
+    call_tensor_flat(572, "aten::cat", 2, [Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect()), Arg::Int(dim)])
 }
 /// `aten::cat(Tensor[] tensors, int dim=0) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn cat(tensors: &[&Tensor], dim: i64) -> Tensor {
-    check(f_cat(tensors, dim))
+    apply_tensor_flat(572, "aten::cat", 2, [Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect()), Arg::Int(dim)])
 }
 /// `aten::cauchy(Tensor self, float median=0., float sigma=1., *, Generator? generator=None) -> Tensor`
 #[inline]
 pub fn f_cauchy(self_: &Tensor, median: f64, sigma: f64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(573, "aten::cauchy", [Arg::Tensor(self_), Arg::Float(median), Arg::Float(sigma), Arg::None])
+    call_tensor_flat(573, "aten::cauchy", 3, [Arg::Tensor(self_), Arg::Float(median), Arg::Float(sigma), Arg::None])
 }
 /// `aten::cauchy(Tensor self, float median=0., float sigma=1., *, Generator? generator=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn cauchy(self_: &Tensor, median: f64, sigma: f64) -> Tensor {
-    check(f_cauchy(self_, median, sigma))
+    apply_tensor_flat(573, "aten::cauchy", 3, [Arg::Tensor(self_), Arg::Float(median), Arg::Float(sigma), Arg::None])
 }
 /// `aten::cauchy_(Tensor(a!) self, float median=0., float sigma=1., *, Generator? generator=None) -> Tensor(a!)`
 #[inline]
 pub fn f_cauchy_(self_: &Tensor, median: f64, sigma: f64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(574, "aten::cauchy_", [Arg::Tensor(self_), Arg::Float(median), Arg::Float(sigma), Arg::None])
+    call_tensor_flat(574, "aten::cauchy_", 3, [Arg::Tensor(self_), Arg::Float(median), Arg::Float(sigma), Arg::None])
 }
 /// `aten::cauchy_(Tensor(a!) self, float median=0., float sigma=1., *, Generator? generator=None) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn cauchy_(self_: &Tensor, median: f64, sigma: f64) -> Tensor {
-    check(f_cauchy_(self_, median, sigma))
+    apply_tensor_flat(574, "aten::cauchy_", 3, [Arg::Tensor(self_), Arg::Float(median), Arg::Float(sigma), Arg::None])
 }
 /// `aten::ccol_indices(Tensor(a) self) -> Tensor(a)`
 #[inline]
 pub fn f_ccol_indices(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(575, "aten::ccol_indices", [Arg::Tensor(self_)])
+    call_tensor_flat(575, "aten::ccol_indices", 1, [Arg::Tensor(self_)])
 }
 /// `aten::ccol_indices(Tensor(a) self) -> Tensor(a)`; panics with torch's message.
 #[inline]
 pub fn ccol_indices(self_: &Tensor) -> Tensor {
-    check(f_ccol_indices(self_))
+    apply_tensor_flat(575, "aten::ccol_indices", 1, [Arg::Tensor(self_)])
 }
 /// `aten::ccol_indices_copy(Tensor self) -> Tensor`
 #[inline]
 pub fn f_ccol_indices_copy(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(576, "aten::ccol_indices_copy", [Arg::Tensor(self_)])
+    call_tensor_flat(576, "aten::ccol_indices_copy", 1, [Arg::Tensor(self_)])
 }
 /// `aten::ccol_indices_copy(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn ccol_indices_copy(self_: &Tensor) -> Tensor {
-    check(f_ccol_indices_copy(self_))
+    apply_tensor_flat(576, "aten::ccol_indices_copy", 1, [Arg::Tensor(self_)])
 }
 /// `aten::cdist(Tensor x1, Tensor x2, float p=2., int? compute_mode=None) -> Tensor`
 #[inline]
 pub fn f_cdist(x1: &Tensor, x2: &Tensor, p: f64, compute_mode: Option<i64>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(577, "aten::cdist", [Arg::Tensor(x1), Arg::Tensor(x2), Arg::Float(p), compute_mode.map_or(Arg::None, |v| Arg::Int(v))])
+    call_tensor_flat(577, "aten::cdist", 3, [Arg::Tensor(x1), Arg::Tensor(x2), Arg::Float(p), compute_mode.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::cdist(Tensor x1, Tensor x2, float p=2., int? compute_mode=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn cdist(x1: &Tensor, x2: &Tensor, p: f64, compute_mode: Option<i64>) -> Tensor {
-    check(f_cdist(x1, x2, p, compute_mode))
+    apply_tensor_flat(577, "aten::cdist", 3, [Arg::Tensor(x1), Arg::Tensor(x2), Arg::Float(p), compute_mode.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::ceil(Tensor self) -> Tensor`
 #[inline]
 pub fn f_ceil(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(578, "aten::ceil", [Arg::Tensor(self_)])
+    call_tensor_flat(578, "aten::ceil", 1, [Arg::Tensor(self_)])
 }
 /// `aten::ceil(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn ceil(self_: &Tensor) -> Tensor {
-    check(f_ceil(self_))
+    apply_tensor_flat(578, "aten::ceil", 1, [Arg::Tensor(self_)])
 }
 /// `aten::ceil_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_ceil_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(579, "aten::ceil_", [Arg::Tensor(self_)])
+    call_tensor_flat(579, "aten::ceil_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::ceil_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn ceil_(self_: &Tensor) -> Tensor {
-    check(f_ceil_(self_))
+    apply_tensor_flat(579, "aten::ceil_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::celu(Tensor self, Scalar alpha=1.) -> Tensor`
 #[inline]
 pub fn f_celu(self_: &Tensor, alpha: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(580, "aten::celu", [Arg::Tensor(self_), alpha.into().arg()])
+    call_tensor_flat(580, "aten::celu", 2, [Arg::Tensor(self_), alpha.into().arg()])
 }
 /// `aten::celu(Tensor self, Scalar alpha=1.) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn celu(self_: &Tensor, alpha: impl Into<Scalar>) -> Tensor {
-    check(f_celu(self_, alpha))
+    apply_tensor_flat(580, "aten::celu", 2, [Arg::Tensor(self_), alpha.into().arg()])
 }
 /// `aten::celu_(Tensor(a!) self, Scalar alpha=1.) -> Tensor(a!)`
 #[inline]
 pub fn f_celu_(self_: &Tensor, alpha: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(581, "aten::celu_", [Arg::Tensor(self_), alpha.into().arg()])
+    call_tensor_flat(581, "aten::celu_", 2, [Arg::Tensor(self_), alpha.into().arg()])
 }
 /// `aten::celu_(Tensor(a!) self, Scalar alpha=1.) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn celu_(self_: &Tensor, alpha: impl Into<Scalar>) -> Tensor {
-    check(f_celu_(self_, alpha))
+    apply_tensor_flat(581, "aten::celu_", 2, [Arg::Tensor(self_), alpha.into().arg()])
 }
 /// `aten::chain_matmul(Tensor[] matrices) -> Tensor`
 #[inline]
 pub fn f_chain_matmul(matrices: &[&Tensor]) -> Result<Tensor, TorchError> {
-    call_tensor_flat(582, "aten::chain_matmul", [Arg::Tensors(matrices.iter().map(|t| Some(*t)).collect())])
+    call_tensor_flat(582, "aten::chain_matmul", 1, [Arg::Tensors(matrices.iter().map(|t| Some(*t)).collect())])
 }
 /// `aten::chain_matmul(Tensor[] matrices) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn chain_matmul(matrices: &[&Tensor]) -> Tensor {
-    check(f_chain_matmul(matrices))
+    apply_tensor_flat(582, "aten::chain_matmul", 1, [Arg::Tensors(matrices.iter().map(|t| Some(*t)).collect())])
 }
 /// `aten::chalf(Tensor self, *, MemoryFormat? memory_format=None) -> Tensor`
 #[inline]
 pub fn f_chalf(self_: &Tensor, memory_format: Option<i64>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(583, "aten::chalf", [Arg::Tensor(self_), memory_format.map_or(Arg::None, |v| Arg::Int(v))])
+    call_tensor_flat(583, "aten::chalf", 1, [Arg::Tensor(self_), memory_format.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::chalf(Tensor self, *, MemoryFormat? memory_format=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn chalf(self_: &Tensor, memory_format: Option<i64>) -> Tensor {
-    check(f_chalf(self_, memory_format))
+    apply_tensor_flat(583, "aten::chalf", 1, [Arg::Tensor(self_), memory_format.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::channel_shuffle(Tensor self, SymInt groups) -> Tensor`
 #[inline]
 pub fn f_channel_shuffle(self_: &Tensor, groups: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(584, "aten::channel_shuffle", [Arg::Tensor(self_), Arg::Int(groups)])
+    call_tensor_flat(584, "aten::channel_shuffle", 2, [Arg::Tensor(self_), Arg::Int(groups)])
 }
 /// `aten::channel_shuffle(Tensor self, SymInt groups) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn channel_shuffle(self_: &Tensor, groups: i64) -> Tensor {
-    check(f_channel_shuffle(self_, groups))
+    apply_tensor_flat(584, "aten::channel_shuffle", 2, [Arg::Tensor(self_), Arg::Int(groups)])
 }
 /// `aten::cholesky(Tensor self, bool upper=False) -> Tensor`
 #[inline]
 pub fn f_cholesky(self_: &Tensor, upper: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(585, "aten::cholesky", [Arg::Tensor(self_), Arg::Boolean(upper)])
+    call_tensor_flat(585, "aten::cholesky", 2, [Arg::Tensor(self_), Arg::Boolean(upper)])
 }
 /// `aten::cholesky(Tensor self, bool upper=False) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn cholesky(self_: &Tensor, upper: bool) -> Tensor {
-    check(f_cholesky(self_, upper))
+    apply_tensor_flat(585, "aten::cholesky", 2, [Arg::Tensor(self_), Arg::Boolean(upper)])
 }
 /// `aten::cholesky_inverse(Tensor self, bool upper=False) -> Tensor`
 #[inline]
 pub fn f_cholesky_inverse(self_: &Tensor, upper: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(586, "aten::cholesky_inverse", [Arg::Tensor(self_), Arg::Boolean(upper)])
+    call_tensor_flat(586, "aten::cholesky_inverse", 2, [Arg::Tensor(self_), Arg::Boolean(upper)])
 }
 /// `aten::cholesky_inverse(Tensor self, bool upper=False) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn cholesky_inverse(self_: &Tensor, upper: bool) -> Tensor {
-    check(f_cholesky_inverse(self_, upper))
+    apply_tensor_flat(586, "aten::cholesky_inverse", 2, [Arg::Tensor(self_), Arg::Boolean(upper)])
 }
 /// `aten::cholesky_solve(Tensor self, Tensor input2, bool upper=False) -> Tensor`
 #[inline]
 pub fn f_cholesky_solve(self_: &Tensor, input2: &Tensor, upper: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(587, "aten::cholesky_solve", [Arg::Tensor(self_), Arg::Tensor(input2), Arg::Boolean(upper)])
+    call_tensor_flat(587, "aten::cholesky_solve", 3, [Arg::Tensor(self_), Arg::Tensor(input2), Arg::Boolean(upper)])
 }
 /// `aten::cholesky_solve(Tensor self, Tensor input2, bool upper=False) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn cholesky_solve(self_: &Tensor, input2: &Tensor, upper: bool) -> Tensor {
-    check(f_cholesky_solve(self_, input2, upper))
+    apply_tensor_flat(587, "aten::cholesky_solve", 3, [Arg::Tensor(self_), Arg::Tensor(input2), Arg::Boolean(upper)])
 }
 /// `aten::choose_qparams_optimized(Tensor input, int numel, int n_bins, float ratio, int bit_width) -> (Tensor, Tensor)`
 #[inline]
@@ -6515,182 +6515,182 @@ pub fn chunk(self_: &Tensor, chunks: i64, dim: i64) -> Vec<Tensor> {
 /// `aten::clamp(Tensor self, Scalar? min=None, Scalar? max=None) -> Tensor`
 #[inline]
 pub fn f_clamp(self_: &Tensor, min: Option<Scalar>, max: Option<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(590, "aten::clamp", [Arg::Tensor(self_), min.map_or(Arg::None, |v| v.arg()), max.map_or(Arg::None, |v| v.arg())])
+    call_tensor_flat(590, "aten::clamp", 1, [Arg::Tensor(self_), min.map_or(Arg::None, |v| v.arg()), max.map_or(Arg::None, |v| v.arg())])
 }
 /// `aten::clamp(Tensor self, Scalar? min=None, Scalar? max=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn clamp(self_: &Tensor, min: Option<Scalar>, max: Option<Scalar>) -> Tensor {
-    check(f_clamp(self_, min, max))
+    apply_tensor_flat(590, "aten::clamp", 1, [Arg::Tensor(self_), min.map_or(Arg::None, |v| v.arg()), max.map_or(Arg::None, |v| v.arg())])
 }
 /// `aten::clamp.Tensor(Tensor self, Tensor? min=None, Tensor? max=None) -> Tensor`
 #[inline]
 pub fn f_clamp_tensor(self_: &Tensor, min: Option<&Tensor>, max: Option<&Tensor>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(591, "aten::clamp.Tensor", [Arg::Tensor(self_), min.map_or(Arg::None, |v| Arg::Tensor(v)), max.map_or(Arg::None, |v| Arg::Tensor(v))])
+    call_tensor_flat(591, "aten::clamp.Tensor", 1, [Arg::Tensor(self_), min.map_or(Arg::None, |v| Arg::Tensor(v)), max.map_or(Arg::None, |v| Arg::Tensor(v))])
 }
 /// `aten::clamp.Tensor(Tensor self, Tensor? min=None, Tensor? max=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn clamp_tensor(self_: &Tensor, min: Option<&Tensor>, max: Option<&Tensor>) -> Tensor {
-    check(f_clamp_tensor(self_, min, max))
+    apply_tensor_flat(591, "aten::clamp.Tensor", 1, [Arg::Tensor(self_), min.map_or(Arg::None, |v| Arg::Tensor(v)), max.map_or(Arg::None, |v| Arg::Tensor(v))])
 }
 /// `aten::clamp_(Tensor(a!) self, Scalar? min=None, Scalar? max=None) -> Tensor(a!)`
 #[inline]
 pub fn f_clamp_(self_: &Tensor, min: Option<Scalar>, max: Option<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(592, "aten::clamp_", [Arg::Tensor(self_), min.map_or(Arg::None, |v| v.arg()), max.map_or(Arg::None, |v| v.arg())])
+    call_tensor_flat(592, "aten::clamp_", 1, [Arg::Tensor(self_), min.map_or(Arg::None, |v| v.arg()), max.map_or(Arg::None, |v| v.arg())])
 }
 /// `aten::clamp_(Tensor(a!) self, Scalar? min=None, Scalar? max=None) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn clamp_(self_: &Tensor, min: Option<Scalar>, max: Option<Scalar>) -> Tensor {
-    check(f_clamp_(self_, min, max))
+    apply_tensor_flat(592, "aten::clamp_", 1, [Arg::Tensor(self_), min.map_or(Arg::None, |v| v.arg()), max.map_or(Arg::None, |v| v.arg())])
 }
 /// `aten::clamp_.Tensor(Tensor(a!) self, Tensor? min=None, Tensor? max=None) -> Tensor(a!)`
 #[inline]
 pub fn f_clamp_tensor_(self_: &Tensor, min: Option<&Tensor>, max: Option<&Tensor>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(593, "aten::clamp_.Tensor", [Arg::Tensor(self_), min.map_or(Arg::None, |v| Arg::Tensor(v)), max.map_or(Arg::None, |v| Arg::Tensor(v))])
+    call_tensor_flat(593, "aten::clamp_.Tensor", 1, [Arg::Tensor(self_), min.map_or(Arg::None, |v| Arg::Tensor(v)), max.map_or(Arg::None, |v| Arg::Tensor(v))])
 }
 /// `aten::clamp_.Tensor(Tensor(a!) self, Tensor? min=None, Tensor? max=None) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn clamp_tensor_(self_: &Tensor, min: Option<&Tensor>, max: Option<&Tensor>) -> Tensor {
-    check(f_clamp_tensor_(self_, min, max))
+    apply_tensor_flat(593, "aten::clamp_.Tensor", 1, [Arg::Tensor(self_), min.map_or(Arg::None, |v| Arg::Tensor(v)), max.map_or(Arg::None, |v| Arg::Tensor(v))])
 }
 /// `aten::clamp_max(Tensor self, Scalar max) -> Tensor`
 #[inline]
 pub fn f_clamp_max(self_: &Tensor, max: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(594, "aten::clamp_max", [Arg::Tensor(self_), max.into().arg()])
+    call_tensor_flat(594, "aten::clamp_max", 2, [Arg::Tensor(self_), max.into().arg()])
 }
 /// `aten::clamp_max(Tensor self, Scalar max) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn clamp_max(self_: &Tensor, max: impl Into<Scalar>) -> Tensor {
-    check(f_clamp_max(self_, max))
+    apply_tensor_flat(594, "aten::clamp_max", 2, [Arg::Tensor(self_), max.into().arg()])
 }
 /// `aten::clamp_max.Tensor(Tensor self, Tensor max) -> Tensor`
 #[inline]
 pub fn f_clamp_max_tensor(self_: &Tensor, max: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(595, "aten::clamp_max.Tensor", [Arg::Tensor(self_), Arg::Tensor(max)])
+    call_tensor_flat(595, "aten::clamp_max.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(max)])
 }
 /// `aten::clamp_max.Tensor(Tensor self, Tensor max) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn clamp_max_tensor(self_: &Tensor, max: &Tensor) -> Tensor {
-    check(f_clamp_max_tensor(self_, max))
+    apply_tensor_flat(595, "aten::clamp_max.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(max)])
 }
 /// `aten::clamp_max_(Tensor(a!) self, Scalar max) -> Tensor(a!)`
 #[inline]
 pub fn f_clamp_max_(self_: &Tensor, max: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(596, "aten::clamp_max_", [Arg::Tensor(self_), max.into().arg()])
+    call_tensor_flat(596, "aten::clamp_max_", 2, [Arg::Tensor(self_), max.into().arg()])
 }
 /// `aten::clamp_max_(Tensor(a!) self, Scalar max) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn clamp_max_(self_: &Tensor, max: impl Into<Scalar>) -> Tensor {
-    check(f_clamp_max_(self_, max))
+    apply_tensor_flat(596, "aten::clamp_max_", 2, [Arg::Tensor(self_), max.into().arg()])
 }
 /// `aten::clamp_max_.Tensor(Tensor(a!) self, Tensor max) -> Tensor(a!)`
 #[inline]
 pub fn f_clamp_max_tensor_(self_: &Tensor, max: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(597, "aten::clamp_max_.Tensor", [Arg::Tensor(self_), Arg::Tensor(max)])
+    call_tensor_flat(597, "aten::clamp_max_.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(max)])
 }
 /// `aten::clamp_max_.Tensor(Tensor(a!) self, Tensor max) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn clamp_max_tensor_(self_: &Tensor, max: &Tensor) -> Tensor {
-    check(f_clamp_max_tensor_(self_, max))
+    apply_tensor_flat(597, "aten::clamp_max_.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(max)])
 }
 /// `aten::clamp_min(Tensor self, Scalar min) -> Tensor`
 #[inline]
 pub fn f_clamp_min(self_: &Tensor, min: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(598, "aten::clamp_min", [Arg::Tensor(self_), min.into().arg()])
+    call_tensor_flat(598, "aten::clamp_min", 2, [Arg::Tensor(self_), min.into().arg()])
 }
 /// `aten::clamp_min(Tensor self, Scalar min) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn clamp_min(self_: &Tensor, min: impl Into<Scalar>) -> Tensor {
-    check(f_clamp_min(self_, min))
+    apply_tensor_flat(598, "aten::clamp_min", 2, [Arg::Tensor(self_), min.into().arg()])
 }
 /// `aten::clamp_min.Tensor(Tensor self, Tensor min) -> Tensor`
 #[inline]
 pub fn f_clamp_min_tensor(self_: &Tensor, min: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(599, "aten::clamp_min.Tensor", [Arg::Tensor(self_), Arg::Tensor(min)])
+    call_tensor_flat(599, "aten::clamp_min.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(min)])
 }
 /// `aten::clamp_min.Tensor(Tensor self, Tensor min) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn clamp_min_tensor(self_: &Tensor, min: &Tensor) -> Tensor {
-    check(f_clamp_min_tensor(self_, min))
+    apply_tensor_flat(599, "aten::clamp_min.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(min)])
 }
 /// `aten::clamp_min_(Tensor(a!) self, Scalar min) -> Tensor(a!)`
 #[inline]
 pub fn f_clamp_min_(self_: &Tensor, min: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(600, "aten::clamp_min_", [Arg::Tensor(self_), min.into().arg()])
+    call_tensor_flat(600, "aten::clamp_min_", 2, [Arg::Tensor(self_), min.into().arg()])
 }
 /// `aten::clamp_min_(Tensor(a!) self, Scalar min) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn clamp_min_(self_: &Tensor, min: impl Into<Scalar>) -> Tensor {
-    check(f_clamp_min_(self_, min))
+    apply_tensor_flat(600, "aten::clamp_min_", 2, [Arg::Tensor(self_), min.into().arg()])
 }
 /// `aten::clamp_min_.Tensor(Tensor(a!) self, Tensor min) -> Tensor(a!)`
 #[inline]
 pub fn f_clamp_min_tensor_(self_: &Tensor, min: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(601, "aten::clamp_min_.Tensor", [Arg::Tensor(self_), Arg::Tensor(min)])
+    call_tensor_flat(601, "aten::clamp_min_.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(min)])
 }
 /// `aten::clamp_min_.Tensor(Tensor(a!) self, Tensor min) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn clamp_min_tensor_(self_: &Tensor, min: &Tensor) -> Tensor {
-    check(f_clamp_min_tensor_(self_, min))
+    apply_tensor_flat(601, "aten::clamp_min_.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(min)])
 }
 /// `aten::clip(Tensor self, Scalar? min=None, Scalar? max=None) -> Tensor`
 #[inline]
 pub fn f_clip(self_: &Tensor, min: Option<Scalar>, max: Option<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(602, "aten::clip", [Arg::Tensor(self_), min.map_or(Arg::None, |v| v.arg()), max.map_or(Arg::None, |v| v.arg())])
+    call_tensor_flat(602, "aten::clip", 1, [Arg::Tensor(self_), min.map_or(Arg::None, |v| v.arg()), max.map_or(Arg::None, |v| v.arg())])
 }
 /// `aten::clip(Tensor self, Scalar? min=None, Scalar? max=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn clip(self_: &Tensor, min: Option<Scalar>, max: Option<Scalar>) -> Tensor {
-    check(f_clip(self_, min, max))
+    apply_tensor_flat(602, "aten::clip", 1, [Arg::Tensor(self_), min.map_or(Arg::None, |v| v.arg()), max.map_or(Arg::None, |v| v.arg())])
 }
 /// `aten::clip.Tensor(Tensor self, Tensor? min=None, Tensor? max=None) -> Tensor`
 #[inline]
 pub fn f_clip_tensor(self_: &Tensor, min: Option<&Tensor>, max: Option<&Tensor>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(603, "aten::clip.Tensor", [Arg::Tensor(self_), min.map_or(Arg::None, |v| Arg::Tensor(v)), max.map_or(Arg::None, |v| Arg::Tensor(v))])
+    call_tensor_flat(603, "aten::clip.Tensor", 1, [Arg::Tensor(self_), min.map_or(Arg::None, |v| Arg::Tensor(v)), max.map_or(Arg::None, |v| Arg::Tensor(v))])
 }
 /// `aten::clip.Tensor(Tensor self, Tensor? min=None, Tensor? max=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn clip_tensor(self_: &Tensor, min: Option<&Tensor>, max: Option<&Tensor>) -> Tensor {
-    check(f_clip_tensor(self_, min, max))
+    apply_tensor_flat(603, "aten::clip.Tensor", 1, [Arg::Tensor(self_), min.map_or(Arg::None, |v| Arg::Tensor(v)), max.map_or(Arg::None, |v| Arg::Tensor(v))])
 }
 /// `aten::clip_(Tensor(a!) self, Scalar? min=None, Scalar? max=None) -> Tensor(a!)`
 #[inline]
 pub fn f_clip_(self_: &Tensor, min: Option<Scalar>, max: Option<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(604, "aten::clip_", [Arg::Tensor(self_), min.map_or(Arg::None, |v| v.arg()), max.map_or(Arg::None, |v| v.arg())])
+    call_tensor_flat(604, "aten::clip_", 1, [Arg::Tensor(self_), min.map_or(Arg::None, |v| v.arg()), max.map_or(Arg::None, |v| v.arg())])
 }
 /// `aten::clip_(Tensor(a!) self, Scalar? min=None, Scalar? max=None) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn clip_(self_: &Tensor, min: Option<Scalar>, max: Option<Scalar>) -> Tensor {
-    check(f_clip_(self_, min, max))
+    apply_tensor_flat(604, "aten::clip_", 1, [Arg::Tensor(self_), min.map_or(Arg::None, |v| v.arg()), max.map_or(Arg::None, |v| v.arg())])
 }
 /// `aten::clip_.Tensor(Tensor(a!) self, Tensor? min=None, Tensor? max=None) -> Tensor(a!)`
 #[inline]
 pub fn f_clip_tensor_(self_: &Tensor, min: Option<&Tensor>, max: Option<&Tensor>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(605, "aten::clip_.Tensor", [Arg::Tensor(self_), min.map_or(Arg::None, |v| Arg::Tensor(v)), max.map_or(Arg::None, |v| Arg::Tensor(v))])
+    call_tensor_flat(605, "aten::clip_.Tensor", 1, [Arg::Tensor(self_), min.map_or(Arg::None, |v| Arg::Tensor(v)), max.map_or(Arg::None, |v| Arg::Tensor(v))])
 }
 /// `aten::clip_.Tensor(Tensor(a!) self, Tensor? min=None, Tensor? max=None) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn clip_tensor_(self_: &Tensor, min: Option<&Tensor>, max: Option<&Tensor>) -> Tensor {
-    check(f_clip_tensor_(self_, min, max))
+    apply_tensor_flat(605, "aten::clip_.Tensor", 1, [Arg::Tensor(self_), min.map_or(Arg::None, |v| Arg::Tensor(v)), max.map_or(Arg::None, |v| Arg::Tensor(v))])
 }
 /// `aten::clone(Tensor self, *, MemoryFormat? memory_format=None) -> Tensor`
 #[inline]
 pub fn f_clone(self_: &Tensor, memory_format: Option<i64>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(606, "aten::clone", [Arg::Tensor(self_), memory_format.map_or(Arg::None, |v| Arg::Int(v))])
+    call_tensor_flat(606, "aten::clone", 1, [Arg::Tensor(self_), memory_format.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::clone(Tensor self, *, MemoryFormat? memory_format=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn clone(self_: &Tensor, memory_format: Option<i64>) -> Tensor {
-    check(f_clone(self_, memory_format))
+    apply_tensor_flat(606, "aten::clone", 1, [Arg::Tensor(self_), memory_format.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::coalesce(Tensor(a) self) -> Tensor(a)`
 #[inline]
 pub fn f_coalesce(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(607, "aten::coalesce", [Arg::Tensor(self_)])
+    call_tensor_flat(607, "aten::coalesce", 1, [Arg::Tensor(self_)])
 }
 /// `aten::coalesce(Tensor(a) self) -> Tensor(a)`; panics with torch's message.
 #[inline]
 pub fn coalesce(self_: &Tensor) -> Tensor {
-    check(f_coalesce(self_))
+    apply_tensor_flat(607, "aten::coalesce", 1, [Arg::Tensor(self_)])
 }
 /// `aten::col2im(Tensor self, SymInt[2] output_size, int[2] kernel_size, int[2] dilation, int[2] padding, int[2] stride) -> Tensor`
 #[inline]
@@ -6705,122 +6705,122 @@ pub fn col2im(self_: &Tensor, output_size: &[i64], kernel_size: &[i64], dilation
 /// `aten::col_indices(Tensor(a) self) -> Tensor(a)`
 #[inline]
 pub fn f_col_indices(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(609, "aten::col_indices", [Arg::Tensor(self_)])
+    call_tensor_flat(609, "aten::col_indices", 1, [Arg::Tensor(self_)])
 }
 /// `aten::col_indices(Tensor(a) self) -> Tensor(a)`; panics with torch's message.
 #[inline]
 pub fn col_indices(self_: &Tensor) -> Tensor {
-    check(f_col_indices(self_))
+    apply_tensor_flat(609, "aten::col_indices", 1, [Arg::Tensor(self_)])
 }
 /// `aten::col_indices_copy(Tensor self) -> Tensor`
 #[inline]
 pub fn f_col_indices_copy(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(610, "aten::col_indices_copy", [Arg::Tensor(self_)])
+    call_tensor_flat(610, "aten::col_indices_copy", 1, [Arg::Tensor(self_)])
 }
 /// `aten::col_indices_copy(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn col_indices_copy(self_: &Tensor) -> Tensor {
-    check(f_col_indices_copy(self_))
+    apply_tensor_flat(610, "aten::col_indices_copy", 1, [Arg::Tensor(self_)])
 }
 /// `aten::column_stack(Tensor[] tensors) -> Tensor`
 #[inline]
 pub fn f_column_stack(tensors: &[&Tensor]) -> Result<Tensor, TorchError> {
-    call_tensor_flat(611, "aten::column_stack", [Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect())])
+    call_tensor_flat(611, "aten::column_stack", 1, [Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect())])
 }
 /// `aten::column_stack(Tensor[] tensors) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn column_stack(tensors: &[&Tensor]) -> Tensor {
-    check(f_column_stack(tensors))
+    apply_tensor_flat(611, "aten::column_stack", 1, [Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect())])
 }
 /// `aten::combinations(Tensor self, int r=2, bool with_replacement=False) -> Tensor`
 #[inline]
 pub fn f_combinations(self_: &Tensor, r: i64, with_replacement: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(612, "aten::combinations", [Arg::Tensor(self_), Arg::Int(r), Arg::Boolean(with_replacement)])
+    call_tensor_flat(612, "aten::combinations", 3, [Arg::Tensor(self_), Arg::Int(r), Arg::Boolean(with_replacement)])
 }
 /// `aten::combinations(Tensor self, int r=2, bool with_replacement=False) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn combinations(self_: &Tensor, r: i64, with_replacement: bool) -> Tensor {
-    check(f_combinations(self_, r, with_replacement))
+    apply_tensor_flat(612, "aten::combinations", 3, [Arg::Tensor(self_), Arg::Int(r), Arg::Boolean(with_replacement)])
 }
 /// `aten::complex(Tensor real, Tensor imag) -> Tensor`
 #[inline]
 pub fn f_complex(real: &Tensor, imag: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(613, "aten::complex", [Arg::Tensor(real), Arg::Tensor(imag)])
+    call_tensor_flat(613, "aten::complex", 2, [Arg::Tensor(real), Arg::Tensor(imag)])
 }
 /// `aten::complex(Tensor real, Tensor imag) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn complex(real: &Tensor, imag: &Tensor) -> Tensor {
-    check(f_complex(real, imag))
+    apply_tensor_flat(613, "aten::complex", 2, [Arg::Tensor(real), Arg::Tensor(imag)])
 }
 /// `aten::concat(Tensor[] tensors, int dim=0) -> Tensor`
 #[inline]
 pub fn f_concat(tensors: &[&Tensor], dim: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(614, "aten::concat", [Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect()), Arg::Int(dim)])
+    call_tensor_flat(614, "aten::concat", 2, [Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect()), Arg::Int(dim)])
 }
 /// `aten::concat(Tensor[] tensors, int dim=0) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn concat(tensors: &[&Tensor], dim: i64) -> Tensor {
-    check(f_concat(tensors, dim))
+    apply_tensor_flat(614, "aten::concat", 2, [Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect()), Arg::Int(dim)])
 }
 /// `aten::concatenate(Tensor[] tensors, int dim=0) -> Tensor`
 #[inline]
 pub fn f_concatenate(tensors: &[&Tensor], dim: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(615, "aten::concatenate", [Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect()), Arg::Int(dim)])
+    call_tensor_flat(615, "aten::concatenate", 2, [Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect()), Arg::Int(dim)])
 }
 /// `aten::concatenate(Tensor[] tensors, int dim=0) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn concatenate(tensors: &[&Tensor], dim: i64) -> Tensor {
-    check(f_concatenate(tensors, dim))
+    apply_tensor_flat(615, "aten::concatenate", 2, [Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect()), Arg::Int(dim)])
 }
 /// `aten::conj(Tensor(a) self) -> Tensor(a)`
 #[inline]
 pub fn f_conj(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(616, "aten::conj", [Arg::Tensor(self_)])
+    call_tensor_flat(616, "aten::conj", 1, [Arg::Tensor(self_)])
 }
 /// `aten::conj(Tensor(a) self) -> Tensor(a)`; panics with torch's message.
 #[inline]
 pub fn conj(self_: &Tensor) -> Tensor {
-    check(f_conj(self_))
+    apply_tensor_flat(616, "aten::conj", 1, [Arg::Tensor(self_)])
 }
 /// `aten::conj_physical(Tensor self) -> Tensor`
 #[inline]
 pub fn f_conj_physical(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(617, "aten::conj_physical", [Arg::Tensor(self_)])
+    call_tensor_flat(617, "aten::conj_physical", 1, [Arg::Tensor(self_)])
 }
 /// `aten::conj_physical(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn conj_physical(self_: &Tensor) -> Tensor {
-    check(f_conj_physical(self_))
+    apply_tensor_flat(617, "aten::conj_physical", 1, [Arg::Tensor(self_)])
 }
 /// `aten::conj_physical_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_conj_physical_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(618, "aten::conj_physical_", [Arg::Tensor(self_)])
+    call_tensor_flat(618, "aten::conj_physical_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::conj_physical_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn conj_physical_(self_: &Tensor) -> Tensor {
-    check(f_conj_physical_(self_))
+    apply_tensor_flat(618, "aten::conj_physical_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::constant_pad_nd(Tensor self, SymInt[] pad, Scalar value=0) -> Tensor`
 #[inline]
 pub fn f_constant_pad_nd(self_: &Tensor, pad: &[i64], value: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(619, "aten::constant_pad_nd", [Arg::Tensor(self_), Arg::Ints(pad.to_vec()), value.into().arg()])
+    call_tensor_flat(619, "aten::constant_pad_nd", 3, [Arg::Tensor(self_), Arg::Ints(pad.to_vec()), value.into().arg()])
 }
 /// `aten::constant_pad_nd(Tensor self, SymInt[] pad, Scalar value=0) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn constant_pad_nd(self_: &Tensor, pad: &[i64], value: impl Into<Scalar>) -> Tensor {
-    check(f_constant_pad_nd(self_, pad, value))
+    apply_tensor_flat(619, "aten::constant_pad_nd", 3, [Arg::Tensor(self_), Arg::Ints(pad.to_vec()), value.into().arg()])
 }
 /// `aten::contiguous(Tensor(a) self, *, MemoryFormat memory_format=0) -> Tensor(a)`
 #[inline]
 pub fn f_contiguous(self_: &Tensor, memory_format: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(620, "aten::contiguous", [Arg::Tensor(self_), Arg::Int(memory_format)])
+    call_tensor_flat(620, "aten::contiguous", 2, [Arg::Tensor(self_), Arg::Int(memory_format)])
 }
 /// `aten::contiguous(Tensor(a) self, *, MemoryFormat memory_format=0) -> Tensor(a)`; panics with torch's message.
 #[inline]
 pub fn contiguous(self_: &Tensor, memory_format: i64) -> Tensor {
-    check(f_contiguous(self_, memory_format))
+    apply_tensor_flat(620, "aten::contiguous", 2, [Arg::Tensor(self_), Arg::Int(memory_format)])
 }
 /// `aten::conv1d(Tensor input, Tensor weight, Tensor? bias=None, SymInt[1] stride=[1], SymInt[1] padding=[0], SymInt[1] dilation=[1], SymInt groups=1) -> Tensor`
 #[inline]
@@ -6895,12 +6895,12 @@ pub fn conv_depthwise3d(self_: &Tensor, weight: &Tensor, kernel_size: &[i64], bi
 /// `aten::conv_tbc(Tensor self, Tensor weight, Tensor bias, int pad=0) -> Tensor`
 #[inline]
 pub fn f_conv_tbc(self_: &Tensor, weight: &Tensor, bias: &Tensor, pad: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(628, "aten::conv_tbc", [Arg::Tensor(self_), Arg::Tensor(weight), Arg::Tensor(bias), Arg::Int(pad)])
+    call_tensor_flat(628, "aten::conv_tbc", 4, [Arg::Tensor(self_), Arg::Tensor(weight), Arg::Tensor(bias), Arg::Int(pad)])
 }
 /// `aten::conv_tbc(Tensor self, Tensor weight, Tensor bias, int pad=0) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn conv_tbc(self_: &Tensor, weight: &Tensor, bias: &Tensor, pad: i64) -> Tensor {
-    check(f_conv_tbc(self_, weight, bias, pad))
+    apply_tensor_flat(628, "aten::conv_tbc", 4, [Arg::Tensor(self_), Arg::Tensor(weight), Arg::Tensor(bias), Arg::Int(pad)])
 }
 /// `aten::conv_transpose1d(Tensor input, Tensor weight, Tensor? bias=None, SymInt[1] stride=[1], SymInt[1] padding=[0], SymInt[1] output_padding=[0], SymInt groups=1, SymInt[1] dilation=[1]) -> Tensor`
 #[inline]
@@ -6955,132 +6955,132 @@ pub fn convolution_overrideable(input: &Tensor, weight: &Tensor, bias: Option<&T
 /// `aten::copy(Tensor self, Tensor src, bool non_blocking=False) -> Tensor`
 #[inline]
 pub fn f_copy(self_: &Tensor, src: &Tensor, non_blocking: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(634, "aten::copy", [Arg::Tensor(self_), Arg::Tensor(src), Arg::Boolean(non_blocking)])
+    call_tensor_flat(634, "aten::copy", 3, [Arg::Tensor(self_), Arg::Tensor(src), Arg::Boolean(non_blocking)])
 }
 /// `aten::copy(Tensor self, Tensor src, bool non_blocking=False) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn copy(self_: &Tensor, src: &Tensor, non_blocking: bool) -> Tensor {
-    check(f_copy(self_, src, non_blocking))
+    apply_tensor_flat(634, "aten::copy", 3, [Arg::Tensor(self_), Arg::Tensor(src), Arg::Boolean(non_blocking)])
 }
 /// `aten::copy_(Tensor(a!) self, Tensor src, bool non_blocking=False) -> Tensor(a!)`
 #[inline]
 pub fn f_copy_(self_: &Tensor, src: &Tensor, non_blocking: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(635, "aten::copy_", [Arg::Tensor(self_), Arg::Tensor(src), Arg::Boolean(non_blocking)])
+    call_tensor_flat(635, "aten::copy_", 3, [Arg::Tensor(self_), Arg::Tensor(src), Arg::Boolean(non_blocking)])
 }
 /// `aten::copy_(Tensor(a!) self, Tensor src, bool non_blocking=False) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn copy_(self_: &Tensor, src: &Tensor, non_blocking: bool) -> Tensor {
-    check(f_copy_(self_, src, non_blocking))
+    apply_tensor_flat(635, "aten::copy_", 3, [Arg::Tensor(self_), Arg::Tensor(src), Arg::Boolean(non_blocking)])
 }
 /// `aten::copy_sparse_to_sparse(Tensor self, Tensor src, bool non_blocking=False) -> Tensor`
 #[inline]
 pub fn f_copy_sparse_to_sparse(self_: &Tensor, src: &Tensor, non_blocking: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(636, "aten::copy_sparse_to_sparse", [Arg::Tensor(self_), Arg::Tensor(src), Arg::Boolean(non_blocking)])
+    call_tensor_flat(636, "aten::copy_sparse_to_sparse", 3, [Arg::Tensor(self_), Arg::Tensor(src), Arg::Boolean(non_blocking)])
 }
 /// `aten::copy_sparse_to_sparse(Tensor self, Tensor src, bool non_blocking=False) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn copy_sparse_to_sparse(self_: &Tensor, src: &Tensor, non_blocking: bool) -> Tensor {
-    check(f_copy_sparse_to_sparse(self_, src, non_blocking))
+    apply_tensor_flat(636, "aten::copy_sparse_to_sparse", 3, [Arg::Tensor(self_), Arg::Tensor(src), Arg::Boolean(non_blocking)])
 }
 /// `aten::copy_sparse_to_sparse_(Tensor(a!) self, Tensor src, bool non_blocking=False) -> Tensor(a!)`
 #[inline]
 pub fn f_copy_sparse_to_sparse_(self_: &Tensor, src: &Tensor, non_blocking: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(637, "aten::copy_sparse_to_sparse_", [Arg::Tensor(self_), Arg::Tensor(src), Arg::Boolean(non_blocking)])
+    call_tensor_flat(637, "aten::copy_sparse_to_sparse_", 3, [Arg::Tensor(self_), Arg::Tensor(src), Arg::Boolean(non_blocking)])
 }
 /// `aten::copy_sparse_to_sparse_(Tensor(a!) self, Tensor src, bool non_blocking=False) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn copy_sparse_to_sparse_(self_: &Tensor, src: &Tensor, non_blocking: bool) -> Tensor {
-    check(f_copy_sparse_to_sparse_(self_, src, non_blocking))
+    apply_tensor_flat(637, "aten::copy_sparse_to_sparse_", 3, [Arg::Tensor(self_), Arg::Tensor(src), Arg::Boolean(non_blocking)])
 }
 /// `aten::copysign.Tensor(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_copysign(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(638, "aten::copysign.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(638, "aten::copysign.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::copysign.Tensor(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn copysign(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_copysign(self_, other))
+    apply_tensor_flat(638, "aten::copysign.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::copysign.Scalar(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f_copysign_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(639, "aten::copysign.Scalar", [Arg::Tensor(self_), other.into().arg()])
+    call_tensor_flat(639, "aten::copysign.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::copysign.Scalar(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn copysign_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
-    check(f_copysign_scalar(self_, other))
+    apply_tensor_flat(639, "aten::copysign.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::copysign_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_copysign_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(640, "aten::copysign_.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(640, "aten::copysign_.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::copysign_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn copysign_(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_copysign_(self_, other))
+    apply_tensor_flat(640, "aten::copysign_.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::copysign_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`
 #[inline]
 pub fn f_copysign_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(641, "aten::copysign_.Scalar", [Arg::Tensor(self_), other.into().arg()])
+    call_tensor_flat(641, "aten::copysign_.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::copysign_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn copysign_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
-    check(f_copysign_scalar_(self_, other))
+    apply_tensor_flat(641, "aten::copysign_.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::corrcoef(Tensor self) -> Tensor`
 #[inline]
 pub fn f_corrcoef(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(642, "aten::corrcoef", [Arg::Tensor(self_)])
+    call_tensor_flat(642, "aten::corrcoef", 1, [Arg::Tensor(self_)])
 }
 /// `aten::corrcoef(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn corrcoef(self_: &Tensor) -> Tensor {
-    check(f_corrcoef(self_))
+    apply_tensor_flat(642, "aten::corrcoef", 1, [Arg::Tensor(self_)])
 }
 /// `aten::cos(Tensor self) -> Tensor`
 #[inline]
 pub fn f_cos(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(643, "aten::cos", [Arg::Tensor(self_)])
+    call_tensor_flat(643, "aten::cos", 1, [Arg::Tensor(self_)])
 }
 /// `aten::cos(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn cos(self_: &Tensor) -> Tensor {
-    check(f_cos(self_))
+    apply_tensor_flat(643, "aten::cos", 1, [Arg::Tensor(self_)])
 }
 /// `aten::cos_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_cos_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(644, "aten::cos_", [Arg::Tensor(self_)])
+    call_tensor_flat(644, "aten::cos_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::cos_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn cos_(self_: &Tensor) -> Tensor {
-    check(f_cos_(self_))
+    apply_tensor_flat(644, "aten::cos_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::cosh(Tensor self) -> Tensor`
 #[inline]
 pub fn f_cosh(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(645, "aten::cosh", [Arg::Tensor(self_)])
+    call_tensor_flat(645, "aten::cosh", 1, [Arg::Tensor(self_)])
 }
 /// `aten::cosh(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn cosh(self_: &Tensor) -> Tensor {
-    check(f_cosh(self_))
+    apply_tensor_flat(645, "aten::cosh", 1, [Arg::Tensor(self_)])
 }
 /// `aten::cosh_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_cosh_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(646, "aten::cosh_", [Arg::Tensor(self_)])
+    call_tensor_flat(646, "aten::cosh_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::cosh_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn cosh_(self_: &Tensor) -> Tensor {
-    check(f_cosh_(self_))
+    apply_tensor_flat(646, "aten::cosh_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::cosine_embedding_loss(Tensor input1, Tensor input2, Tensor target, float margin=0., int reduction=1) -> Tensor`
 #[inline]
@@ -7095,52 +7095,52 @@ pub fn cosine_embedding_loss(input1: &Tensor, input2: &Tensor, target: &Tensor, 
 /// `aten::cosine_similarity(Tensor x1, Tensor x2, int dim=1, float eps=1e-08) -> Tensor`
 #[inline]
 pub fn f_cosine_similarity(x1: &Tensor, x2: &Tensor, dim: i64, eps: f64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(648, "aten::cosine_similarity", [Arg::Tensor(x1), Arg::Tensor(x2), Arg::Int(dim), Arg::Float(eps)])
+    call_tensor_flat(648, "aten::cosine_similarity", 4, [Arg::Tensor(x1), Arg::Tensor(x2), Arg::Int(dim), Arg::Float(eps)])
 }
 /// `aten::cosine_similarity(Tensor x1, Tensor x2, int dim=1, float eps=1e-08) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn cosine_similarity(x1: &Tensor, x2: &Tensor, dim: i64, eps: f64) -> Tensor {
-    check(f_cosine_similarity(x1, x2, dim, eps))
+    apply_tensor_flat(648, "aten::cosine_similarity", 4, [Arg::Tensor(x1), Arg::Tensor(x2), Arg::Int(dim), Arg::Float(eps)])
 }
 /// `aten::count_nonzero(Tensor self, int? dim=None) -> Tensor`
 #[inline]
 pub fn f_count_nonzero(self_: &Tensor, dim: Option<i64>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(649, "aten::count_nonzero", [Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Int(v))])
+    call_tensor_flat(649, "aten::count_nonzero", 1, [Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::count_nonzero(Tensor self, int? dim=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn count_nonzero(self_: &Tensor, dim: Option<i64>) -> Tensor {
-    check(f_count_nonzero(self_, dim))
+    apply_tensor_flat(649, "aten::count_nonzero", 1, [Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::count_nonzero.dim_IntList(Tensor self, int[] dim) -> Tensor`
 #[inline]
 pub fn f_count_nonzero_dim_intlist(self_: &Tensor, dim: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor_flat(650, "aten::count_nonzero.dim_IntList", [Arg::Tensor(self_), Arg::Ints(dim.to_vec())])
+    call_tensor_flat(650, "aten::count_nonzero.dim_IntList", 2, [Arg::Tensor(self_), Arg::Ints(dim.to_vec())])
 }
 /// `aten::count_nonzero.dim_IntList(Tensor self, int[] dim) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn count_nonzero_dim_intlist(self_: &Tensor, dim: &[i64]) -> Tensor {
-    check(f_count_nonzero_dim_intlist(self_, dim))
+    apply_tensor_flat(650, "aten::count_nonzero.dim_IntList", 2, [Arg::Tensor(self_), Arg::Ints(dim.to_vec())])
 }
 /// `aten::cov(Tensor self, *, int correction=1, Tensor? fweights=None, Tensor? aweights=None) -> Tensor`
 #[inline]
 pub fn f_cov(self_: &Tensor, correction: i64, fweights: Option<&Tensor>, aweights: Option<&Tensor>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(651, "aten::cov", [Arg::Tensor(self_), Arg::Int(correction), fweights.map_or(Arg::None, |v| Arg::Tensor(v)), aweights.map_or(Arg::None, |v| Arg::Tensor(v))])
+    call_tensor_flat(651, "aten::cov", 2, [Arg::Tensor(self_), Arg::Int(correction), fweights.map_or(Arg::None, |v| Arg::Tensor(v)), aweights.map_or(Arg::None, |v| Arg::Tensor(v))])
 }
 /// `aten::cov(Tensor self, *, int correction=1, Tensor? fweights=None, Tensor? aweights=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn cov(self_: &Tensor, correction: i64, fweights: Option<&Tensor>, aweights: Option<&Tensor>) -> Tensor {
-    check(f_cov(self_, correction, fweights, aweights))
+    apply_tensor_flat(651, "aten::cov", 2, [Arg::Tensor(self_), Arg::Int(correction), fweights.map_or(Arg::None, |v| Arg::Tensor(v)), aweights.map_or(Arg::None, |v| Arg::Tensor(v))])
 }
 /// `aten::cross(Tensor self, Tensor other, int? dim=None) -> Tensor`
 #[inline]
 pub fn f_cross(self_: &Tensor, other: &Tensor, dim: Option<i64>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(652, "aten::cross", [Arg::Tensor(self_), Arg::Tensor(other), dim.map_or(Arg::None, |v| Arg::Int(v))])
+    call_tensor_flat(652, "aten::cross", 2, [Arg::Tensor(self_), Arg::Tensor(other), dim.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::cross(Tensor self, Tensor other, int? dim=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn cross(self_: &Tensor, other: &Tensor, dim: Option<i64>) -> Tensor {
-    check(f_cross(self_, other, dim))
+    apply_tensor_flat(652, "aten::cross", 2, [Arg::Tensor(self_), Arg::Tensor(other), dim.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::cross_entropy_loss(Tensor self, Tensor target, Tensor? weight=None, int reduction=1, SymInt ignore_index=-100, float label_smoothing=0.) -> Tensor`
 #[inline]
@@ -7155,22 +7155,22 @@ pub fn cross_entropy_loss(self_: &Tensor, target: &Tensor, weight: Option<&Tenso
 /// `aten::crow_indices(Tensor(a) self) -> Tensor(a)`
 #[inline]
 pub fn f_crow_indices(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(654, "aten::crow_indices", [Arg::Tensor(self_)])
+    call_tensor_flat(654, "aten::crow_indices", 1, [Arg::Tensor(self_)])
 }
 /// `aten::crow_indices(Tensor(a) self) -> Tensor(a)`; panics with torch's message.
 #[inline]
 pub fn crow_indices(self_: &Tensor) -> Tensor {
-    check(f_crow_indices(self_))
+    apply_tensor_flat(654, "aten::crow_indices", 1, [Arg::Tensor(self_)])
 }
 /// `aten::crow_indices_copy(Tensor self) -> Tensor`
 #[inline]
 pub fn f_crow_indices_copy(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(655, "aten::crow_indices_copy", [Arg::Tensor(self_)])
+    call_tensor_flat(655, "aten::crow_indices_copy", 1, [Arg::Tensor(self_)])
 }
 /// `aten::crow_indices_copy(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn crow_indices_copy(self_: &Tensor) -> Tensor {
-    check(f_crow_indices_copy(self_))
+    apply_tensor_flat(655, "aten::crow_indices_copy", 1, [Arg::Tensor(self_)])
 }
 /// `aten::ctc_loss.IntList(Tensor log_probs, Tensor targets, int[] input_lengths, int[] target_lengths, int blank=0, int reduction=1, bool zero_infinity=False) -> Tensor`
 #[inline]
@@ -7256,12 +7256,12 @@ pub fn cudnn_convolution_transpose(self_: &Tensor, weight: &Tensor, padding: &[i
 /// `aten::cudnn_grid_sampler(Tensor self, Tensor grid) -> Tensor output`
 #[inline]
 pub fn f_cudnn_grid_sampler(self_: &Tensor, grid: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(664, "aten::cudnn_grid_sampler", [Arg::Tensor(self_), Arg::Tensor(grid)])
+    call_tensor_flat(664, "aten::cudnn_grid_sampler", 2, [Arg::Tensor(self_), Arg::Tensor(grid)])
 }
 /// `aten::cudnn_grid_sampler(Tensor self, Tensor grid) -> Tensor output`; panics with torch's message.
 #[inline]
 pub fn cudnn_grid_sampler(self_: &Tensor, grid: &Tensor) -> Tensor {
-    check(f_cudnn_grid_sampler(self_, grid))
+    apply_tensor_flat(664, "aten::cudnn_grid_sampler", 2, [Arg::Tensor(self_), Arg::Tensor(grid)])
 }
 /// `aten::cudnn_is_acceptable(Tensor self) -> bool`
 #[inline]
@@ -7299,92 +7299,92 @@ pub fn cummin(self_: &Tensor, dim: i64) -> (Tensor, Tensor) {
 /// `aten::cumprod(Tensor self, int dim, *, ScalarType? dtype=None) -> Tensor`
 #[inline]
 pub fn f_cumprod(self_: &Tensor, dim: i64, dtype: Option<Dtype>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(668, "aten::cumprod", [Arg::Tensor(self_), Arg::Int(dim), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
+    call_tensor_flat(668, "aten::cumprod", 2, [Arg::Tensor(self_), Arg::Int(dim), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
 }
 /// `aten::cumprod(Tensor self, int dim, *, ScalarType? dtype=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn cumprod(self_: &Tensor, dim: i64, dtype: Option<Dtype>) -> Tensor {
-    check(f_cumprod(self_, dim, dtype))
+    apply_tensor_flat(668, "aten::cumprod", 2, [Arg::Tensor(self_), Arg::Int(dim), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
 }
 /// `aten::cumprod_(Tensor(a!) self, int dim, *, ScalarType? dtype=None) -> Tensor(a!)`
 #[inline]
 pub fn f_cumprod_(self_: &Tensor, dim: i64, dtype: Option<Dtype>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(669, "aten::cumprod_", [Arg::Tensor(self_), Arg::Int(dim), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
+    call_tensor_flat(669, "aten::cumprod_", 2, [Arg::Tensor(self_), Arg::Int(dim), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
 }
 /// `aten::cumprod_(Tensor(a!) self, int dim, *, ScalarType? dtype=None) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn cumprod_(self_: &Tensor, dim: i64, dtype: Option<Dtype>) -> Tensor {
-    check(f_cumprod_(self_, dim, dtype))
+    apply_tensor_flat(669, "aten::cumprod_", 2, [Arg::Tensor(self_), Arg::Int(dim), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
 }
 /// `aten::cumsum(Tensor self, int dim, *, ScalarType? dtype=None) -> Tensor`
 #[inline]
 pub fn f_cumsum(self_: &Tensor, dim: i64, dtype: Option<Dtype>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(670, "aten::cumsum", [Arg::Tensor(self_), Arg::Int(dim), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
+    call_tensor_flat(670, "aten::cumsum", 2, [Arg::Tensor(self_), Arg::Int(dim), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
 }
 /// `aten::cumsum(Tensor self, int dim, *, ScalarType? dtype=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn cumsum(self_: &Tensor, dim: i64, dtype: Option<Dtype>) -> Tensor {
-    check(f_cumsum(self_, dim, dtype))
+    apply_tensor_flat(670, "aten::cumsum", 2, [Arg::Tensor(self_), Arg::Int(dim), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
 }
 /// `aten::cumsum_(Tensor(a!) self, int dim, *, ScalarType? dtype=None) -> Tensor(a!)`
 #[inline]
 pub fn f_cumsum_(self_: &Tensor, dim: i64, dtype: Option<Dtype>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(671, "aten::cumsum_", [Arg::Tensor(self_), Arg::Int(dim), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
+    call_tensor_flat(671, "aten::cumsum_", 2, [Arg::Tensor(self_), Arg::Int(dim), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
 }
 /// `aten::cumsum_(Tensor(a!) self, int dim, *, ScalarType? dtype=None) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn cumsum_(self_: &Tensor, dim: i64, dtype: Option<Dtype>) -> Tensor {
-    check(f_cumsum_(self_, dim, dtype))
+    apply_tensor_flat(671, "aten::cumsum_", 2, [Arg::Tensor(self_), Arg::Int(dim), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
 }
 /// `aten::cumulative_trapezoid.x(Tensor y, Tensor x, *, int dim=-1) -> Tensor`
 #[inline]
 pub fn f_cumulative_trapezoid_x(y: &Tensor, x: &Tensor, dim: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(672, "aten::cumulative_trapezoid.x", [Arg::Tensor(y), Arg::Tensor(x), Arg::Int(dim)])
+    call_tensor_flat(672, "aten::cumulative_trapezoid.x", 3, [Arg::Tensor(y), Arg::Tensor(x), Arg::Int(dim)])
 }
 /// `aten::cumulative_trapezoid.x(Tensor y, Tensor x, *, int dim=-1) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn cumulative_trapezoid_x(y: &Tensor, x: &Tensor, dim: i64) -> Tensor {
-    check(f_cumulative_trapezoid_x(y, x, dim))
+    apply_tensor_flat(672, "aten::cumulative_trapezoid.x", 3, [Arg::Tensor(y), Arg::Tensor(x), Arg::Int(dim)])
 }
 /// `aten::cumulative_trapezoid.dx(Tensor y, *, Scalar dx=1, int dim=-1) -> Tensor`
 #[inline]
 pub fn f_cumulative_trapezoid_dx(y: &Tensor, dx: impl Into<Scalar>, dim: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(673, "aten::cumulative_trapezoid.dx", [Arg::Tensor(y), dx.into().arg(), Arg::Int(dim)])
+    call_tensor_flat(673, "aten::cumulative_trapezoid.dx", 3, [Arg::Tensor(y), dx.into().arg(), Arg::Int(dim)])
 }
 /// `aten::cumulative_trapezoid.dx(Tensor y, *, Scalar dx=1, int dim=-1) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn cumulative_trapezoid_dx(y: &Tensor, dx: impl Into<Scalar>, dim: i64) -> Tensor {
-    check(f_cumulative_trapezoid_dx(y, dx, dim))
+    apply_tensor_flat(673, "aten::cumulative_trapezoid.dx", 3, [Arg::Tensor(y), dx.into().arg(), Arg::Int(dim)])
 }
 /// `aten::data(Tensor self) -> Tensor`
 #[inline]
 pub fn f_data(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(674, "aten::data", [Arg::Tensor(self_)])
+    call_tensor_flat(674, "aten::data", 1, [Arg::Tensor(self_)])
 }
 /// `aten::data(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn data(self_: &Tensor) -> Tensor {
-    check(f_data(self_))
+    apply_tensor_flat(674, "aten::data", 1, [Arg::Tensor(self_)])
 }
 /// `aten::deg2rad(Tensor self) -> Tensor`
 #[inline]
 pub fn f_deg2rad(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(675, "aten::deg2rad", [Arg::Tensor(self_)])
+    call_tensor_flat(675, "aten::deg2rad", 1, [Arg::Tensor(self_)])
 }
 /// `aten::deg2rad(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn deg2rad(self_: &Tensor) -> Tensor {
-    check(f_deg2rad(self_))
+    apply_tensor_flat(675, "aten::deg2rad", 1, [Arg::Tensor(self_)])
 }
 /// `aten::deg2rad_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_deg2rad_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(676, "aten::deg2rad_", [Arg::Tensor(self_)])
+    call_tensor_flat(676, "aten::deg2rad_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::deg2rad_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn deg2rad_(self_: &Tensor) -> Tensor {
-    check(f_deg2rad_(self_))
+    apply_tensor_flat(676, "aten::deg2rad_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::dense_dim(Tensor self) -> int`
 #[inline]
@@ -7400,12 +7400,12 @@ pub fn dense_dim(self_: &Tensor) -> i64 {
 /// `aten::dequantize.self(Tensor self) -> Tensor`
 #[inline]
 pub fn f_dequantize_self(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(678, "aten::dequantize.self", [Arg::Tensor(self_)])
+    call_tensor_flat(678, "aten::dequantize.self", 1, [Arg::Tensor(self_)])
 }
 /// `aten::dequantize.self(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn dequantize_self(self_: &Tensor) -> Tensor {
-    check(f_dequantize_self(self_))
+    apply_tensor_flat(678, "aten::dequantize.self", 1, [Arg::Tensor(self_)])
 }
 /// `aten::dequantize.tensors(Tensor[] tensors) -> Tensor[]`
 #[inline]
@@ -7421,92 +7421,92 @@ pub fn dequantize_tensors(tensors: &[&Tensor]) -> Vec<Tensor> {
 /// `aten::det(Tensor self) -> Tensor`
 #[inline]
 pub fn f_det(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(680, "aten::det", [Arg::Tensor(self_)])
+    call_tensor_flat(680, "aten::det", 1, [Arg::Tensor(self_)])
 }
 /// `aten::det(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn det(self_: &Tensor) -> Tensor {
-    check(f_det(self_))
+    apply_tensor_flat(680, "aten::det", 1, [Arg::Tensor(self_)])
 }
 /// `aten::detach(Tensor(a) self) -> Tensor(a)`
 #[inline]
 pub fn f_detach(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(681, "aten::detach", [Arg::Tensor(self_)])
+    call_tensor_flat(681, "aten::detach", 1, [Arg::Tensor(self_)])
 }
 /// `aten::detach(Tensor(a) self) -> Tensor(a)`; panics with torch's message.
 #[inline]
 pub fn detach(self_: &Tensor) -> Tensor {
-    check(f_detach(self_))
+    apply_tensor_flat(681, "aten::detach", 1, [Arg::Tensor(self_)])
 }
 /// `aten::detach_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_detach_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(682, "aten::detach_", [Arg::Tensor(self_)])
+    call_tensor_flat(682, "aten::detach_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::detach_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn detach_(self_: &Tensor) -> Tensor {
-    check(f_detach_(self_))
+    apply_tensor_flat(682, "aten::detach_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::detach_copy(Tensor self) -> Tensor`
 #[inline]
 pub fn f_detach_copy(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(683, "aten::detach_copy", [Arg::Tensor(self_)])
+    call_tensor_flat(683, "aten::detach_copy", 1, [Arg::Tensor(self_)])
 }
 /// `aten::detach_copy(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn detach_copy(self_: &Tensor) -> Tensor {
-    check(f_detach_copy(self_))
+    apply_tensor_flat(683, "aten::detach_copy", 1, [Arg::Tensor(self_)])
 }
 /// `aten::diag(Tensor self, int diagonal=0) -> Tensor`
 #[inline]
 pub fn f_diag(self_: &Tensor, diagonal: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(684, "aten::diag", [Arg::Tensor(self_), Arg::Int(diagonal)])
+    call_tensor_flat(684, "aten::diag", 2, [Arg::Tensor(self_), Arg::Int(diagonal)])
 }
 /// `aten::diag(Tensor self, int diagonal=0) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn diag(self_: &Tensor, diagonal: i64) -> Tensor {
-    check(f_diag(self_, diagonal))
+    apply_tensor_flat(684, "aten::diag", 2, [Arg::Tensor(self_), Arg::Int(diagonal)])
 }
 /// `aten::diag_embed(Tensor self, int offset=0, int dim1=-2, int dim2=-1) -> Tensor`
 #[inline]
 pub fn f_diag_embed(self_: &Tensor, offset: i64, dim1: i64, dim2: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(685, "aten::diag_embed", [Arg::Tensor(self_), Arg::Int(offset), Arg::Int(dim1), Arg::Int(dim2)])
+    call_tensor_flat(685, "aten::diag_embed", 4, [Arg::Tensor(self_), Arg::Int(offset), Arg::Int(dim1), Arg::Int(dim2)])
 }
 /// `aten::diag_embed(Tensor self, int offset=0, int dim1=-2, int dim2=-1) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn diag_embed(self_: &Tensor, offset: i64, dim1: i64, dim2: i64) -> Tensor {
-    check(f_diag_embed(self_, offset, dim1, dim2))
+    apply_tensor_flat(685, "aten::diag_embed", 4, [Arg::Tensor(self_), Arg::Int(offset), Arg::Int(dim1), Arg::Int(dim2)])
 }
 /// `aten::diagflat(Tensor self, int offset=0) -> Tensor`
 #[inline]
 pub fn f_diagflat(self_: &Tensor, offset: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(686, "aten::diagflat", [Arg::Tensor(self_), Arg::Int(offset)])
+    call_tensor_flat(686, "aten::diagflat", 2, [Arg::Tensor(self_), Arg::Int(offset)])
 }
 /// `aten::diagflat(Tensor self, int offset=0) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn diagflat(self_: &Tensor, offset: i64) -> Tensor {
-    check(f_diagflat(self_, offset))
+    apply_tensor_flat(686, "aten::diagflat", 2, [Arg::Tensor(self_), Arg::Int(offset)])
 }
 /// `aten::diagonal(Tensor(a) self, int offset=0, int dim1=0, int dim2=1) -> Tensor(a)`
 #[inline]
 pub fn f_diagonal(self_: &Tensor, offset: i64, dim1: i64, dim2: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(687, "aten::diagonal", [Arg::Tensor(self_), Arg::Int(offset), Arg::Int(dim1), Arg::Int(dim2)])
+    call_tensor_flat(687, "aten::diagonal", 4, [Arg::Tensor(self_), Arg::Int(offset), Arg::Int(dim1), Arg::Int(dim2)])
 }
 /// `aten::diagonal(Tensor(a) self, int offset=0, int dim1=0, int dim2=1) -> Tensor(a)`; panics with torch's message.
 #[inline]
 pub fn diagonal(self_: &Tensor, offset: i64, dim1: i64, dim2: i64) -> Tensor {
-    check(f_diagonal(self_, offset, dim1, dim2))
+    apply_tensor_flat(687, "aten::diagonal", 4, [Arg::Tensor(self_), Arg::Int(offset), Arg::Int(dim1), Arg::Int(dim2)])
 }
 /// `aten::diagonal_copy(Tensor self, int offset=0, int dim1=0, int dim2=1) -> Tensor`
 #[inline]
 pub fn f_diagonal_copy(self_: &Tensor, offset: i64, dim1: i64, dim2: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(688, "aten::diagonal_copy", [Arg::Tensor(self_), Arg::Int(offset), Arg::Int(dim1), Arg::Int(dim2)])
+    call_tensor_flat(688, "aten::diagonal_copy", 4, [Arg::Tensor(self_), Arg::Int(offset), Arg::Int(dim1), Arg::Int(dim2)])
 }
 /// `aten::diagonal_copy(Tensor self, int offset=0, int dim1=0, int dim2=1) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn diagonal_copy(self_: &Tensor, offset: i64, dim1: i64, dim2: i64) -> Tensor {
-    check(f_diagonal_copy(self_, offset, dim1, dim2))
+    apply_tensor_flat(688, "aten::diagonal_copy", 4, [Arg::Tensor(self_), Arg::Int(offset), Arg::Int(dim1), Arg::Int(dim2)])
 }
 /// `aten::diagonal_scatter(Tensor self, Tensor src, int offset=0, int dim1=0, int dim2=1) -> Tensor`
 #[inline]
@@ -7531,22 +7531,22 @@ pub fn diff(self_: &Tensor, n: i64, dim: i64, prepend: Option<&Tensor>, append: 
 /// `aten::digamma(Tensor self) -> Tensor`
 #[inline]
 pub fn f_digamma(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(691, "aten::digamma", [Arg::Tensor(self_)])
+    call_tensor_flat(691, "aten::digamma", 1, [Arg::Tensor(self_)])
 }
 /// `aten::digamma(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn digamma(self_: &Tensor) -> Tensor {
-    check(f_digamma(self_))
+    apply_tensor_flat(691, "aten::digamma", 1, [Arg::Tensor(self_)])
 }
 /// `aten::digamma_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_digamma_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(692, "aten::digamma_", [Arg::Tensor(self_)])
+    call_tensor_flat(692, "aten::digamma_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::digamma_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn digamma_(self_: &Tensor) -> Tensor {
-    check(f_digamma_(self_))
+    apply_tensor_flat(692, "aten::digamma_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::dim(Tensor self) -> int`
 #[inline]
@@ -7562,202 +7562,202 @@ pub fn dim(self_: &Tensor) -> i64 {
 /// `aten::dist(Tensor self, Tensor other, Scalar p=2) -> Tensor`
 #[inline]
 pub fn f_dist(self_: &Tensor, other: &Tensor, p: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(694, "aten::dist", [Arg::Tensor(self_), Arg::Tensor(other), p.into().arg()])
+    call_tensor_flat(694, "aten::dist", 3, [Arg::Tensor(self_), Arg::Tensor(other), p.into().arg()])
 }
 /// `aten::dist(Tensor self, Tensor other, Scalar p=2) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn dist(self_: &Tensor, other: &Tensor, p: impl Into<Scalar>) -> Tensor {
-    check(f_dist(self_, other, p))
+    apply_tensor_flat(694, "aten::dist", 3, [Arg::Tensor(self_), Arg::Tensor(other), p.into().arg()])
 }
 /// `aten::div.Tensor(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_div(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(695, "aten::div.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(695, "aten::div.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::div.Tensor(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn div(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_div(self_, other))
+    apply_tensor_flat(695, "aten::div.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::div.Scalar(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f_div_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(696, "aten::div.Scalar", [Arg::Tensor(self_), other.into().arg()])
+    call_tensor_flat(696, "aten::div.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::div.Scalar(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn div_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
-    check(f_div_scalar(self_, other))
+    apply_tensor_flat(696, "aten::div.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::div.Tensor_mode(Tensor self, Tensor other, *, str? rounding_mode) -> Tensor`
 #[inline]
 pub fn f_div_tensor_mode(self_: &Tensor, other: &Tensor, rounding_mode: Option<&str>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(697, "aten::div.Tensor_mode", [Arg::Tensor(self_), Arg::Tensor(other), rounding_mode.map_or(Arg::None, |v| Arg::Str(v.into()))])
+    call_tensor_flat(697, "aten::div.Tensor_mode", 3, [Arg::Tensor(self_), Arg::Tensor(other), rounding_mode.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::div.Tensor_mode(Tensor self, Tensor other, *, str? rounding_mode) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn div_tensor_mode(self_: &Tensor, other: &Tensor, rounding_mode: Option<&str>) -> Tensor {
-    check(f_div_tensor_mode(self_, other, rounding_mode))
+    apply_tensor_flat(697, "aten::div.Tensor_mode", 3, [Arg::Tensor(self_), Arg::Tensor(other), rounding_mode.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::div.Scalar_mode(Tensor self, Scalar other, *, str? rounding_mode) -> Tensor`
 #[inline]
 pub fn f_div_scalar_mode(self_: &Tensor, other: impl Into<Scalar>, rounding_mode: Option<&str>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(698, "aten::div.Scalar_mode", [Arg::Tensor(self_), other.into().arg(), rounding_mode.map_or(Arg::None, |v| Arg::Str(v.into()))])
+    call_tensor_flat(698, "aten::div.Scalar_mode", 3, [Arg::Tensor(self_), other.into().arg(), rounding_mode.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::div.Scalar_mode(Tensor self, Scalar other, *, str? rounding_mode) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn div_scalar_mode(self_: &Tensor, other: impl Into<Scalar>, rounding_mode: Option<&str>) -> Tensor {
-    check(f_div_scalar_mode(self_, other, rounding_mode))
+    apply_tensor_flat(698, "aten::div.Scalar_mode", 3, [Arg::Tensor(self_), other.into().arg(), rounding_mode.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::div_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_div_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(699, "aten::div_.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(699, "aten::div_.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::div_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn div_(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_div_(self_, other))
+    apply_tensor_flat(699, "aten::div_.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::div_.Tensor_mode(Tensor(a!) self, Tensor other, *, str? rounding_mode) -> Tensor(a!)`
 #[inline]
 pub fn f_div_tensor_mode_(self_: &Tensor, other: &Tensor, rounding_mode: Option<&str>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(700, "aten::div_.Tensor_mode", [Arg::Tensor(self_), Arg::Tensor(other), rounding_mode.map_or(Arg::None, |v| Arg::Str(v.into()))])
+    call_tensor_flat(700, "aten::div_.Tensor_mode", 3, [Arg::Tensor(self_), Arg::Tensor(other), rounding_mode.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::div_.Tensor_mode(Tensor(a!) self, Tensor other, *, str? rounding_mode) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn div_tensor_mode_(self_: &Tensor, other: &Tensor, rounding_mode: Option<&str>) -> Tensor {
-    check(f_div_tensor_mode_(self_, other, rounding_mode))
+    apply_tensor_flat(700, "aten::div_.Tensor_mode", 3, [Arg::Tensor(self_), Arg::Tensor(other), rounding_mode.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::div_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`
 #[inline]
 pub fn f_div_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(701, "aten::div_.Scalar", [Arg::Tensor(self_), other.into().arg()])
+    call_tensor_flat(701, "aten::div_.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::div_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn div_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
-    check(f_div_scalar_(self_, other))
+    apply_tensor_flat(701, "aten::div_.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::div_.Scalar_mode(Tensor(a!) self, Scalar other, *, str? rounding_mode) -> Tensor(a!)`
 #[inline]
 pub fn f_div_scalar_mode_(self_: &Tensor, other: impl Into<Scalar>, rounding_mode: Option<&str>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(702, "aten::div_.Scalar_mode", [Arg::Tensor(self_), other.into().arg(), rounding_mode.map_or(Arg::None, |v| Arg::Str(v.into()))])
+    call_tensor_flat(702, "aten::div_.Scalar_mode", 3, [Arg::Tensor(self_), other.into().arg(), rounding_mode.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::div_.Scalar_mode(Tensor(a!) self, Scalar other, *, str? rounding_mode) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn div_scalar_mode_(self_: &Tensor, other: impl Into<Scalar>, rounding_mode: Option<&str>) -> Tensor {
-    check(f_div_scalar_mode_(self_, other, rounding_mode))
+    apply_tensor_flat(702, "aten::div_.Scalar_mode", 3, [Arg::Tensor(self_), other.into().arg(), rounding_mode.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::divide.Tensor(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_divide(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(703, "aten::divide.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(703, "aten::divide.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::divide.Tensor(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn divide(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_divide(self_, other))
+    apply_tensor_flat(703, "aten::divide.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::divide.Scalar(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f_divide_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(704, "aten::divide.Scalar", [Arg::Tensor(self_), other.into().arg()])
+    call_tensor_flat(704, "aten::divide.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::divide.Scalar(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn divide_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
-    check(f_divide_scalar(self_, other))
+    apply_tensor_flat(704, "aten::divide.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::divide.Tensor_mode(Tensor self, Tensor other, *, str? rounding_mode) -> Tensor`
 #[inline]
 pub fn f_divide_tensor_mode(self_: &Tensor, other: &Tensor, rounding_mode: Option<&str>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(705, "aten::divide.Tensor_mode", [Arg::Tensor(self_), Arg::Tensor(other), rounding_mode.map_or(Arg::None, |v| Arg::Str(v.into()))])
+    call_tensor_flat(705, "aten::divide.Tensor_mode", 3, [Arg::Tensor(self_), Arg::Tensor(other), rounding_mode.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::divide.Tensor_mode(Tensor self, Tensor other, *, str? rounding_mode) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn divide_tensor_mode(self_: &Tensor, other: &Tensor, rounding_mode: Option<&str>) -> Tensor {
-    check(f_divide_tensor_mode(self_, other, rounding_mode))
+    apply_tensor_flat(705, "aten::divide.Tensor_mode", 3, [Arg::Tensor(self_), Arg::Tensor(other), rounding_mode.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::divide.Scalar_mode(Tensor self, Scalar other, *, str? rounding_mode) -> Tensor`
 #[inline]
 pub fn f_divide_scalar_mode(self_: &Tensor, other: impl Into<Scalar>, rounding_mode: Option<&str>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(706, "aten::divide.Scalar_mode", [Arg::Tensor(self_), other.into().arg(), rounding_mode.map_or(Arg::None, |v| Arg::Str(v.into()))])
+    call_tensor_flat(706, "aten::divide.Scalar_mode", 3, [Arg::Tensor(self_), other.into().arg(), rounding_mode.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::divide.Scalar_mode(Tensor self, Scalar other, *, str? rounding_mode) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn divide_scalar_mode(self_: &Tensor, other: impl Into<Scalar>, rounding_mode: Option<&str>) -> Tensor {
-    check(f_divide_scalar_mode(self_, other, rounding_mode))
+    apply_tensor_flat(706, "aten::divide.Scalar_mode", 3, [Arg::Tensor(self_), other.into().arg(), rounding_mode.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::divide_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_divide_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(707, "aten::divide_.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(707, "aten::divide_.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::divide_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn divide_(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_divide_(self_, other))
+    apply_tensor_flat(707, "aten::divide_.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::divide_.Tensor_mode(Tensor(a!) self, Tensor other, *, str? rounding_mode) -> Tensor(a!)`
 #[inline]
 pub fn f_divide_tensor_mode_(self_: &Tensor, other: &Tensor, rounding_mode: Option<&str>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(708, "aten::divide_.Tensor_mode", [Arg::Tensor(self_), Arg::Tensor(other), rounding_mode.map_or(Arg::None, |v| Arg::Str(v.into()))])
+    call_tensor_flat(708, "aten::divide_.Tensor_mode", 3, [Arg::Tensor(self_), Arg::Tensor(other), rounding_mode.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::divide_.Tensor_mode(Tensor(a!) self, Tensor other, *, str? rounding_mode) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn divide_tensor_mode_(self_: &Tensor, other: &Tensor, rounding_mode: Option<&str>) -> Tensor {
-    check(f_divide_tensor_mode_(self_, other, rounding_mode))
+    apply_tensor_flat(708, "aten::divide_.Tensor_mode", 3, [Arg::Tensor(self_), Arg::Tensor(other), rounding_mode.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::divide_.Scalar_mode(Tensor(a!) self, Scalar other, *, str? rounding_mode) -> Tensor(a!)`
 #[inline]
 pub fn f_divide_scalar_mode_(self_: &Tensor, other: impl Into<Scalar>, rounding_mode: Option<&str>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(709, "aten::divide_.Scalar_mode", [Arg::Tensor(self_), other.into().arg(), rounding_mode.map_or(Arg::None, |v| Arg::Str(v.into()))])
+    call_tensor_flat(709, "aten::divide_.Scalar_mode", 3, [Arg::Tensor(self_), other.into().arg(), rounding_mode.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::divide_.Scalar_mode(Tensor(a!) self, Scalar other, *, str? rounding_mode) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn divide_scalar_mode_(self_: &Tensor, other: impl Into<Scalar>, rounding_mode: Option<&str>) -> Tensor {
-    check(f_divide_scalar_mode_(self_, other, rounding_mode))
+    apply_tensor_flat(709, "aten::divide_.Scalar_mode", 3, [Arg::Tensor(self_), other.into().arg(), rounding_mode.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::divide_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`
 #[inline]
 pub fn f_divide_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(710, "aten::divide_.Scalar", [Arg::Tensor(self_), other.into().arg()])
+    call_tensor_flat(710, "aten::divide_.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::divide_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn divide_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
-    check(f_divide_scalar_(self_, other))
+    apply_tensor_flat(710, "aten::divide_.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::dot(Tensor self, Tensor tensor) -> Tensor`
 #[inline]
 pub fn f_dot(self_: &Tensor, tensor: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(711, "aten::dot", [Arg::Tensor(self_), Arg::Tensor(tensor)])
+    call_tensor_flat(711, "aten::dot", 2, [Arg::Tensor(self_), Arg::Tensor(tensor)])
 }
 /// `aten::dot(Tensor self, Tensor tensor) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn dot(self_: &Tensor, tensor: &Tensor) -> Tensor {
-    check(f_dot(self_, tensor))
+    apply_tensor_flat(711, "aten::dot", 2, [Arg::Tensor(self_), Arg::Tensor(tensor)])
 }
 /// `aten::dropout(Tensor input, float p, bool train) -> Tensor`
 #[inline]
 pub fn f_dropout(input: &Tensor, p: f64, train: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(712, "aten::dropout", [Arg::Tensor(input), Arg::Float(p), Arg::Boolean(train)])
+    call_tensor_flat(712, "aten::dropout", 3, [Arg::Tensor(input), Arg::Float(p), Arg::Boolean(train)])
 }
 /// `aten::dropout(Tensor input, float p, bool train) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn dropout(input: &Tensor, p: f64, train: bool) -> Tensor {
-    check(f_dropout(input, p, train))
+    apply_tensor_flat(712, "aten::dropout", 3, [Arg::Tensor(input), Arg::Float(p), Arg::Boolean(train)])
 }
 /// `aten::dropout_(Tensor(a!) self, float p, bool train) -> Tensor(a!)`
 #[inline]
 pub fn f_dropout_(self_: &Tensor, p: f64, train: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(713, "aten::dropout_", [Arg::Tensor(self_), Arg::Float(p), Arg::Boolean(train)])
+    call_tensor_flat(713, "aten::dropout_", 3, [Arg::Tensor(self_), Arg::Float(p), Arg::Boolean(train)])
 }
 /// `aten::dropout_(Tensor(a!) self, float p, bool train) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn dropout_(self_: &Tensor, p: f64, train: bool) -> Tensor {
-    check(f_dropout_(self_, p, train))
+    apply_tensor_flat(713, "aten::dropout_", 3, [Arg::Tensor(self_), Arg::Float(p), Arg::Boolean(train)])
 }
 /// `aten::dsplit.int(Tensor(a -> *) self, int sections) -> Tensor(a)[]`
 #[inline]
@@ -7784,42 +7784,42 @@ pub fn dsplit_array(self_: &Tensor, indices: &[i64]) -> Vec<Tensor> {
 /// `aten::dstack(Tensor[] tensors) -> Tensor`
 #[inline]
 pub fn f_dstack(tensors: &[&Tensor]) -> Result<Tensor, TorchError> {
-    call_tensor_flat(716, "aten::dstack", [Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect())])
+    call_tensor_flat(716, "aten::dstack", 1, [Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect())])
 }
 /// `aten::dstack(Tensor[] tensors) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn dstack(tensors: &[&Tensor]) -> Tensor {
-    check(f_dstack(tensors))
+    apply_tensor_flat(716, "aten::dstack", 1, [Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect())])
 }
 /// `aten::einsum(str equation, Tensor[] tensors, *, int[]? path=None) -> Tensor`
 #[inline]
 pub fn f_einsum(equation: &str, tensors: &[&Tensor], path: Option<&[i64]>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(717, "aten::einsum", [Arg::Str(equation.into()), Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect()), path.map_or(Arg::None, |v| Arg::Ints(v.to_vec()))])
+    call_tensor_flat(717, "aten::einsum", 2, [Arg::Str(equation.into()), Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect()), path.map_or(Arg::None, |v| Arg::Ints(v.to_vec()))])
 }
 /// `aten::einsum(str equation, Tensor[] tensors, *, int[]? path=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn einsum(equation: &str, tensors: &[&Tensor], path: Option<&[i64]>) -> Tensor {
-    check(f_einsum(equation, tensors, path))
+    apply_tensor_flat(717, "aten::einsum", 2, [Arg::Str(equation.into()), Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect()), path.map_or(Arg::None, |v| Arg::Ints(v.to_vec()))])
 }
 /// `aten::elu(Tensor self, Scalar alpha=1, Scalar scale=1, Scalar input_scale=1) -> Tensor`
 #[inline]
 pub fn f_elu(self_: &Tensor, alpha: impl Into<Scalar>, scale: impl Into<Scalar>, input_scale: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(718, "aten::elu", [Arg::Tensor(self_), alpha.into().arg(), scale.into().arg(), input_scale.into().arg()])
+    call_tensor_flat(718, "aten::elu", 4, [Arg::Tensor(self_), alpha.into().arg(), scale.into().arg(), input_scale.into().arg()])
 }
 /// `aten::elu(Tensor self, Scalar alpha=1, Scalar scale=1, Scalar input_scale=1) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn elu(self_: &Tensor, alpha: impl Into<Scalar>, scale: impl Into<Scalar>, input_scale: impl Into<Scalar>) -> Tensor {
-    check(f_elu(self_, alpha, scale, input_scale))
+    apply_tensor_flat(718, "aten::elu", 4, [Arg::Tensor(self_), alpha.into().arg(), scale.into().arg(), input_scale.into().arg()])
 }
 /// `aten::elu_(Tensor(a!) self, Scalar alpha=1, Scalar scale=1, Scalar input_scale=1) -> Tensor(a!)`
 #[inline]
 pub fn f_elu_(self_: &Tensor, alpha: impl Into<Scalar>, scale: impl Into<Scalar>, input_scale: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(719, "aten::elu_", [Arg::Tensor(self_), alpha.into().arg(), scale.into().arg(), input_scale.into().arg()])
+    call_tensor_flat(719, "aten::elu_", 4, [Arg::Tensor(self_), alpha.into().arg(), scale.into().arg(), input_scale.into().arg()])
 }
 /// `aten::elu_(Tensor(a!) self, Scalar alpha=1, Scalar scale=1, Scalar input_scale=1) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn elu_(self_: &Tensor, alpha: impl Into<Scalar>, scale: impl Into<Scalar>, input_scale: impl Into<Scalar>) -> Tensor {
-    check(f_elu_(self_, alpha, scale, input_scale))
+    apply_tensor_flat(719, "aten::elu_", 4, [Arg::Tensor(self_), alpha.into().arg(), scale.into().arg(), input_scale.into().arg()])
 }
 /// `aten::embedding(Tensor weight, Tensor indices, SymInt padding_idx=-1, bool scale_grad_by_freq=False, bool sparse=False) -> Tensor`
 #[inline]
@@ -7856,22 +7856,22 @@ pub fn embedding_bag_padding_idx(weight: &Tensor, indices: &Tensor, offsets: &Te
 /// `aten::embedding_renorm(Tensor self, Tensor indices, float max_norm, float norm_type) -> Tensor`
 #[inline]
 pub fn f_embedding_renorm(self_: &Tensor, indices: &Tensor, max_norm: f64, norm_type: f64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(723, "aten::embedding_renorm", [Arg::Tensor(self_), Arg::Tensor(indices), Arg::Float(max_norm), Arg::Float(norm_type)])
+    call_tensor_flat(723, "aten::embedding_renorm", 4, [Arg::Tensor(self_), Arg::Tensor(indices), Arg::Float(max_norm), Arg::Float(norm_type)])
 }
 /// `aten::embedding_renorm(Tensor self, Tensor indices, float max_norm, float norm_type) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn embedding_renorm(self_: &Tensor, indices: &Tensor, max_norm: f64, norm_type: f64) -> Tensor {
-    check(f_embedding_renorm(self_, indices, max_norm, norm_type))
+    apply_tensor_flat(723, "aten::embedding_renorm", 4, [Arg::Tensor(self_), Arg::Tensor(indices), Arg::Float(max_norm), Arg::Float(norm_type)])
 }
 /// `aten::embedding_renorm_(Tensor(a!) self, Tensor indices, float max_norm, float norm_type) -> Tensor(a!)`
 #[inline]
 pub fn f_embedding_renorm_(self_: &Tensor, indices: &Tensor, max_norm: f64, norm_type: f64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(724, "aten::embedding_renorm_", [Arg::Tensor(self_), Arg::Tensor(indices), Arg::Float(max_norm), Arg::Float(norm_type)])
+    call_tensor_flat(724, "aten::embedding_renorm_", 4, [Arg::Tensor(self_), Arg::Tensor(indices), Arg::Float(max_norm), Arg::Float(norm_type)])
 }
 /// `aten::embedding_renorm_(Tensor(a!) self, Tensor indices, float max_norm, float norm_type) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn embedding_renorm_(self_: &Tensor, indices: &Tensor, max_norm: f64, norm_type: f64) -> Tensor {
-    check(f_embedding_renorm_(self_, indices, max_norm, norm_type))
+    apply_tensor_flat(724, "aten::embedding_renorm_", 4, [Arg::Tensor(self_), Arg::Tensor(indices), Arg::Float(max_norm), Arg::Float(norm_type)])
 }
 /// `aten::empty.memory_format(SymInt[] size, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None, MemoryFormat? memory_format=None) -> Tensor`
 #[inline]
@@ -7954,42 +7954,42 @@ pub fn empty_strided(size: &[i64], stride: &[i64], dtype: Option<Dtype>, layout:
 /// `aten::eq.Tensor(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_eq(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(730, "aten::eq.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(730, "aten::eq.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::eq.Tensor(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn eq(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_eq(self_, other))
+    apply_tensor_flat(730, "aten::eq.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::eq.Scalar(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f_eq_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(731, "aten::eq.Scalar", [Arg::Tensor(self_), other.into().arg()])
+    call_tensor_flat(731, "aten::eq.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::eq.Scalar(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn eq_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
-    check(f_eq_scalar(self_, other))
+    apply_tensor_flat(731, "aten::eq.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::eq_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`
 #[inline]
 pub fn f_eq_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(732, "aten::eq_.Scalar", [Arg::Tensor(self_), other.into().arg()])
+    call_tensor_flat(732, "aten::eq_.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::eq_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn eq_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
-    check(f_eq_scalar_(self_, other))
+    apply_tensor_flat(732, "aten::eq_.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::eq_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_eq_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(733, "aten::eq_.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(733, "aten::eq_.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::eq_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn eq_(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_eq_(self_, other))
+    apply_tensor_flat(733, "aten::eq_.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::equal(Tensor self, Tensor other) -> bool`
 #[inline]
@@ -8005,172 +8005,172 @@ pub fn equal(self_: &Tensor, other: &Tensor) -> bool {
 /// `aten::erf(Tensor self) -> Tensor`
 #[inline]
 pub fn f_erf(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(735, "aten::erf", [Arg::Tensor(self_)])
+    call_tensor_flat(735, "aten::erf", 1, [Arg::Tensor(self_)])
 }
 /// `aten::erf(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn erf(self_: &Tensor) -> Tensor {
-    check(f_erf(self_))
+    apply_tensor_flat(735, "aten::erf", 1, [Arg::Tensor(self_)])
 }
 /// `aten::erf_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_erf_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(736, "aten::erf_", [Arg::Tensor(self_)])
+    call_tensor_flat(736, "aten::erf_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::erf_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn erf_(self_: &Tensor) -> Tensor {
-    check(f_erf_(self_))
+    apply_tensor_flat(736, "aten::erf_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::erfc(Tensor self) -> Tensor`
 #[inline]
 pub fn f_erfc(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(737, "aten::erfc", [Arg::Tensor(self_)])
+    call_tensor_flat(737, "aten::erfc", 1, [Arg::Tensor(self_)])
 }
 /// `aten::erfc(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn erfc(self_: &Tensor) -> Tensor {
-    check(f_erfc(self_))
+    apply_tensor_flat(737, "aten::erfc", 1, [Arg::Tensor(self_)])
 }
 /// `aten::erfc_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_erfc_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(738, "aten::erfc_", [Arg::Tensor(self_)])
+    call_tensor_flat(738, "aten::erfc_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::erfc_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn erfc_(self_: &Tensor) -> Tensor {
-    check(f_erfc_(self_))
+    apply_tensor_flat(738, "aten::erfc_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::erfinv(Tensor self) -> Tensor`
 #[inline]
 pub fn f_erfinv(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(739, "aten::erfinv", [Arg::Tensor(self_)])
+    call_tensor_flat(739, "aten::erfinv", 1, [Arg::Tensor(self_)])
 }
 /// `aten::erfinv(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn erfinv(self_: &Tensor) -> Tensor {
-    check(f_erfinv(self_))
+    apply_tensor_flat(739, "aten::erfinv", 1, [Arg::Tensor(self_)])
 }
 /// `aten::erfinv_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_erfinv_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(740, "aten::erfinv_", [Arg::Tensor(self_)])
+    call_tensor_flat(740, "aten::erfinv_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::erfinv_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn erfinv_(self_: &Tensor) -> Tensor {
-    check(f_erfinv_(self_))
+    apply_tensor_flat(740, "aten::erfinv_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::exp(Tensor self) -> Tensor`
 #[inline]
 pub fn f_exp(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(741, "aten::exp", [Arg::Tensor(self_)])
+    call_tensor_flat(741, "aten::exp", 1, [Arg::Tensor(self_)])
 }
 /// `aten::exp(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn exp(self_: &Tensor) -> Tensor {
-    check(f_exp(self_))
+    apply_tensor_flat(741, "aten::exp", 1, [Arg::Tensor(self_)])
 }
 /// `aten::exp2(Tensor self) -> Tensor`
 #[inline]
 pub fn f_exp2(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(742, "aten::exp2", [Arg::Tensor(self_)])
+    call_tensor_flat(742, "aten::exp2", 1, [Arg::Tensor(self_)])
 }
 /// `aten::exp2(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn exp2(self_: &Tensor) -> Tensor {
-    check(f_exp2(self_))
+    apply_tensor_flat(742, "aten::exp2", 1, [Arg::Tensor(self_)])
 }
 /// `aten::exp2_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_exp2_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(743, "aten::exp2_", [Arg::Tensor(self_)])
+    call_tensor_flat(743, "aten::exp2_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::exp2_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn exp2_(self_: &Tensor) -> Tensor {
-    check(f_exp2_(self_))
+    apply_tensor_flat(743, "aten::exp2_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::exp_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_exp_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(744, "aten::exp_", [Arg::Tensor(self_)])
+    call_tensor_flat(744, "aten::exp_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::exp_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn exp_(self_: &Tensor) -> Tensor {
-    check(f_exp_(self_))
+    apply_tensor_flat(744, "aten::exp_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::expand(Tensor(a) self, SymInt[] size, *, bool implicit=False) -> Tensor(a)`
 #[inline]
 pub fn f_expand(self_: &Tensor, size: &[i64], implicit: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(745, "aten::expand", [Arg::Tensor(self_), Arg::Ints(size.to_vec()), Arg::Boolean(implicit)])
+    call_tensor_flat(745, "aten::expand", 3, [Arg::Tensor(self_), Arg::Ints(size.to_vec()), Arg::Boolean(implicit)])
 }
 /// `aten::expand(Tensor(a) self, SymInt[] size, *, bool implicit=False) -> Tensor(a)`; panics with torch's message.
 #[inline]
 pub fn expand(self_: &Tensor, size: &[i64], implicit: bool) -> Tensor {
-    check(f_expand(self_, size, implicit))
+    apply_tensor_flat(745, "aten::expand", 3, [Arg::Tensor(self_), Arg::Ints(size.to_vec()), Arg::Boolean(implicit)])
 }
 /// `aten::expand_as(Tensor(a) self, Tensor other) -> Tensor(a)`
 #[inline]
 pub fn f_expand_as(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(746, "aten::expand_as", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(746, "aten::expand_as", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::expand_as(Tensor(a) self, Tensor other) -> Tensor(a)`; panics with torch's message.
 #[inline]
 pub fn expand_as(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_expand_as(self_, other))
+    apply_tensor_flat(746, "aten::expand_as", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::expand_copy(Tensor self, SymInt[] size, *, bool implicit=False) -> Tensor`
 #[inline]
 pub fn f_expand_copy(self_: &Tensor, size: &[i64], implicit: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(747, "aten::expand_copy", [Arg::Tensor(self_), Arg::Ints(size.to_vec()), Arg::Boolean(implicit)])
+    call_tensor_flat(747, "aten::expand_copy", 3, [Arg::Tensor(self_), Arg::Ints(size.to_vec()), Arg::Boolean(implicit)])
 }
 /// `aten::expand_copy(Tensor self, SymInt[] size, *, bool implicit=False) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn expand_copy(self_: &Tensor, size: &[i64], implicit: bool) -> Tensor {
-    check(f_expand_copy(self_, size, implicit))
+    apply_tensor_flat(747, "aten::expand_copy", 3, [Arg::Tensor(self_), Arg::Ints(size.to_vec()), Arg::Boolean(implicit)])
 }
 /// `aten::expm1(Tensor self) -> Tensor`
 #[inline]
 pub fn f_expm1(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(748, "aten::expm1", [Arg::Tensor(self_)])
+    call_tensor_flat(748, "aten::expm1", 1, [Arg::Tensor(self_)])
 }
 /// `aten::expm1(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn expm1(self_: &Tensor) -> Tensor {
-    check(f_expm1(self_))
+    apply_tensor_flat(748, "aten::expm1", 1, [Arg::Tensor(self_)])
 }
 /// `aten::expm1_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_expm1_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(749, "aten::expm1_", [Arg::Tensor(self_)])
+    call_tensor_flat(749, "aten::expm1_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::expm1_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn expm1_(self_: &Tensor) -> Tensor {
-    check(f_expm1_(self_))
+    apply_tensor_flat(749, "aten::expm1_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::exponential(Tensor self, float lambd=1., *, Generator? generator=None) -> Tensor`
 #[inline]
 pub fn f_exponential(self_: &Tensor, lambd: f64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(750, "aten::exponential", [Arg::Tensor(self_), Arg::Float(lambd), Arg::None])
+    call_tensor_flat(750, "aten::exponential", 2, [Arg::Tensor(self_), Arg::Float(lambd), Arg::None])
 }
 /// `aten::exponential(Tensor self, float lambd=1., *, Generator? generator=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn exponential(self_: &Tensor, lambd: f64) -> Tensor {
-    check(f_exponential(self_, lambd))
+    apply_tensor_flat(750, "aten::exponential", 2, [Arg::Tensor(self_), Arg::Float(lambd), Arg::None])
 }
 /// `aten::exponential_(Tensor(a!) self, float lambd=1., *, Generator? generator=None) -> Tensor(a!)`
 #[inline]
 pub fn f_exponential_(self_: &Tensor, lambd: f64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(751, "aten::exponential_", [Arg::Tensor(self_), Arg::Float(lambd), Arg::None])
+    call_tensor_flat(751, "aten::exponential_", 2, [Arg::Tensor(self_), Arg::Float(lambd), Arg::None])
 }
 /// `aten::exponential_(Tensor(a!) self, float lambd=1., *, Generator? generator=None) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn exponential_(self_: &Tensor, lambd: f64) -> Tensor {
-    check(f_exponential_(self_, lambd))
+    apply_tensor_flat(751, "aten::exponential_", 2, [Arg::Tensor(self_), Arg::Float(lambd), Arg::None])
 }
 /// `aten::eye(SymInt n, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`
 #[inline]
@@ -8257,62 +8257,62 @@ pub fn fake_quantize_per_tensor_affine_cachemask(self_: &Tensor, scale: f64, zer
 /// `aten::feature_alpha_dropout(Tensor input, float p, bool train) -> Tensor`
 #[inline]
 pub fn f_feature_alpha_dropout(input: &Tensor, p: f64, train: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(759, "aten::feature_alpha_dropout", [Arg::Tensor(input), Arg::Float(p), Arg::Boolean(train)])
+    call_tensor_flat(759, "aten::feature_alpha_dropout", 3, [Arg::Tensor(input), Arg::Float(p), Arg::Boolean(train)])
 }
 /// `aten::feature_alpha_dropout(Tensor input, float p, bool train) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn feature_alpha_dropout(input: &Tensor, p: f64, train: bool) -> Tensor {
-    check(f_feature_alpha_dropout(input, p, train))
+    apply_tensor_flat(759, "aten::feature_alpha_dropout", 3, [Arg::Tensor(input), Arg::Float(p), Arg::Boolean(train)])
 }
 /// `aten::feature_alpha_dropout_(Tensor(a!) self, float p, bool train) -> Tensor(a!)`
 #[inline]
 pub fn f_feature_alpha_dropout_(self_: &Tensor, p: f64, train: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(760, "aten::feature_alpha_dropout_", [Arg::Tensor(self_), Arg::Float(p), Arg::Boolean(train)])
+    call_tensor_flat(760, "aten::feature_alpha_dropout_", 3, [Arg::Tensor(self_), Arg::Float(p), Arg::Boolean(train)])
 }
 /// `aten::feature_alpha_dropout_(Tensor(a!) self, float p, bool train) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn feature_alpha_dropout_(self_: &Tensor, p: f64, train: bool) -> Tensor {
-    check(f_feature_alpha_dropout_(self_, p, train))
+    apply_tensor_flat(760, "aten::feature_alpha_dropout_", 3, [Arg::Tensor(self_), Arg::Float(p), Arg::Boolean(train)])
 }
 /// `aten::feature_dropout(Tensor input, float p, bool train) -> Tensor`
 #[inline]
 pub fn f_feature_dropout(input: &Tensor, p: f64, train: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(761, "aten::feature_dropout", [Arg::Tensor(input), Arg::Float(p), Arg::Boolean(train)])
+    call_tensor_flat(761, "aten::feature_dropout", 3, [Arg::Tensor(input), Arg::Float(p), Arg::Boolean(train)])
 }
 /// `aten::feature_dropout(Tensor input, float p, bool train) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn feature_dropout(input: &Tensor, p: f64, train: bool) -> Tensor {
-    check(f_feature_dropout(input, p, train))
+    apply_tensor_flat(761, "aten::feature_dropout", 3, [Arg::Tensor(input), Arg::Float(p), Arg::Boolean(train)])
 }
 /// `aten::feature_dropout_(Tensor(a!) self, float p, bool train) -> Tensor(a!)`
 #[inline]
 pub fn f_feature_dropout_(self_: &Tensor, p: f64, train: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(762, "aten::feature_dropout_", [Arg::Tensor(self_), Arg::Float(p), Arg::Boolean(train)])
+    call_tensor_flat(762, "aten::feature_dropout_", 3, [Arg::Tensor(self_), Arg::Float(p), Arg::Boolean(train)])
 }
 /// `aten::feature_dropout_(Tensor(a!) self, float p, bool train) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn feature_dropout_(self_: &Tensor, p: f64, train: bool) -> Tensor {
-    check(f_feature_dropout_(self_, p, train))
+    apply_tensor_flat(762, "aten::feature_dropout_", 3, [Arg::Tensor(self_), Arg::Float(p), Arg::Boolean(train)])
 }
 /// `aten::fft_fft(Tensor self, SymInt? n=None, int dim=-1, str? norm=None) -> Tensor`
 #[inline]
 pub fn f_fft_fft(self_: &Tensor, n: Option<i64>, dim: i64, norm: Option<&str>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(763, "aten::fft_fft", [Arg::Tensor(self_), n.map_or(Arg::None, |v| Arg::Int(v)), Arg::Int(dim), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
+    call_tensor_flat(763, "aten::fft_fft", 3, [Arg::Tensor(self_), n.map_or(Arg::None, |v| Arg::Int(v)), Arg::Int(dim), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::fft_fft(Tensor self, SymInt? n=None, int dim=-1, str? norm=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn fft_fft(self_: &Tensor, n: Option<i64>, dim: i64, norm: Option<&str>) -> Tensor {
-    check(f_fft_fft(self_, n, dim, norm))
+    apply_tensor_flat(763, "aten::fft_fft", 3, [Arg::Tensor(self_), n.map_or(Arg::None, |v| Arg::Int(v)), Arg::Int(dim), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::fft_fft2(Tensor self, SymInt[1]? s=None, int[1] dim=[-2, -1], str? norm=None) -> Tensor`
 #[inline]
 pub fn f_fft_fft2(self_: &Tensor, s: Option<&[i64]>, dim: &[i64], norm: Option<&str>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(764, "aten::fft_fft2", [Arg::Tensor(self_), s.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Ints(dim.to_vec()), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
+    call_tensor_flat(764, "aten::fft_fft2", 3, [Arg::Tensor(self_), s.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Ints(dim.to_vec()), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::fft_fft2(Tensor self, SymInt[1]? s=None, int[1] dim=[-2, -1], str? norm=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn fft_fft2(self_: &Tensor, s: Option<&[i64]>, dim: &[i64], norm: Option<&str>) -> Tensor {
-    check(f_fft_fft2(self_, s, dim, norm))
+    apply_tensor_flat(764, "aten::fft_fft2", 3, [Arg::Tensor(self_), s.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Ints(dim.to_vec()), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::fft_fftfreq(int n, float d=1., *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`
 #[inline]
@@ -8332,172 +8332,172 @@ pub fn fft_fftfreq(n: i64, d: f64, dtype: Option<Dtype>, layout: Option<i64>, de
 /// `aten::fft_fftn(Tensor self, SymInt[1]? s=None, int[1]? dim=None, str? norm=None) -> Tensor`
 #[inline]
 pub fn f_fft_fftn(self_: &Tensor, s: Option<&[i64]>, dim: Option<&[i64]>, norm: Option<&str>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(766, "aten::fft_fftn", [Arg::Tensor(self_), s.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
+    call_tensor_flat(766, "aten::fft_fftn", 1, [Arg::Tensor(self_), s.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::fft_fftn(Tensor self, SymInt[1]? s=None, int[1]? dim=None, str? norm=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn fft_fftn(self_: &Tensor, s: Option<&[i64]>, dim: Option<&[i64]>, norm: Option<&str>) -> Tensor {
-    check(f_fft_fftn(self_, s, dim, norm))
+    apply_tensor_flat(766, "aten::fft_fftn", 1, [Arg::Tensor(self_), s.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::fft_fftshift(Tensor self, int[1]? dim=None) -> Tensor`
 #[inline]
 pub fn f_fft_fftshift(self_: &Tensor, dim: Option<&[i64]>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(767, "aten::fft_fftshift", [Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec()))])
+    call_tensor_flat(767, "aten::fft_fftshift", 1, [Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec()))])
 }
 /// `aten::fft_fftshift(Tensor self, int[1]? dim=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn fft_fftshift(self_: &Tensor, dim: Option<&[i64]>) -> Tensor {
-    check(f_fft_fftshift(self_, dim))
+    apply_tensor_flat(767, "aten::fft_fftshift", 1, [Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec()))])
 }
 /// `aten::fft_hfft(Tensor self, SymInt? n=None, int dim=-1, str? norm=None) -> Tensor`
 #[inline]
 pub fn f_fft_hfft(self_: &Tensor, n: Option<i64>, dim: i64, norm: Option<&str>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(768, "aten::fft_hfft", [Arg::Tensor(self_), n.map_or(Arg::None, |v| Arg::Int(v)), Arg::Int(dim), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
+    call_tensor_flat(768, "aten::fft_hfft", 3, [Arg::Tensor(self_), n.map_or(Arg::None, |v| Arg::Int(v)), Arg::Int(dim), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::fft_hfft(Tensor self, SymInt? n=None, int dim=-1, str? norm=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn fft_hfft(self_: &Tensor, n: Option<i64>, dim: i64, norm: Option<&str>) -> Tensor {
-    check(f_fft_hfft(self_, n, dim, norm))
+    apply_tensor_flat(768, "aten::fft_hfft", 3, [Arg::Tensor(self_), n.map_or(Arg::None, |v| Arg::Int(v)), Arg::Int(dim), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::fft_hfft2(Tensor self, SymInt[1]? s=None, int[1] dim=[-2, -1], str? norm=None) -> Tensor`
 #[inline]
 pub fn f_fft_hfft2(self_: &Tensor, s: Option<&[i64]>, dim: &[i64], norm: Option<&str>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(769, "aten::fft_hfft2", [Arg::Tensor(self_), s.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Ints(dim.to_vec()), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
+    call_tensor_flat(769, "aten::fft_hfft2", 3, [Arg::Tensor(self_), s.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Ints(dim.to_vec()), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::fft_hfft2(Tensor self, SymInt[1]? s=None, int[1] dim=[-2, -1], str? norm=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn fft_hfft2(self_: &Tensor, s: Option<&[i64]>, dim: &[i64], norm: Option<&str>) -> Tensor {
-    check(f_fft_hfft2(self_, s, dim, norm))
+    apply_tensor_flat(769, "aten::fft_hfft2", 3, [Arg::Tensor(self_), s.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Ints(dim.to_vec()), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::fft_hfftn(Tensor self, SymInt[1]? s=None, int[1]? dim=None, str? norm=None) -> Tensor`
 #[inline]
 pub fn f_fft_hfftn(self_: &Tensor, s: Option<&[i64]>, dim: Option<&[i64]>, norm: Option<&str>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(770, "aten::fft_hfftn", [Arg::Tensor(self_), s.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
+    call_tensor_flat(770, "aten::fft_hfftn", 1, [Arg::Tensor(self_), s.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::fft_hfftn(Tensor self, SymInt[1]? s=None, int[1]? dim=None, str? norm=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn fft_hfftn(self_: &Tensor, s: Option<&[i64]>, dim: Option<&[i64]>, norm: Option<&str>) -> Tensor {
-    check(f_fft_hfftn(self_, s, dim, norm))
+    apply_tensor_flat(770, "aten::fft_hfftn", 1, [Arg::Tensor(self_), s.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::fft_ifft(Tensor self, SymInt? n=None, int dim=-1, str? norm=None) -> Tensor`
 #[inline]
 pub fn f_fft_ifft(self_: &Tensor, n: Option<i64>, dim: i64, norm: Option<&str>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(771, "aten::fft_ifft", [Arg::Tensor(self_), n.map_or(Arg::None, |v| Arg::Int(v)), Arg::Int(dim), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
+    call_tensor_flat(771, "aten::fft_ifft", 3, [Arg::Tensor(self_), n.map_or(Arg::None, |v| Arg::Int(v)), Arg::Int(dim), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::fft_ifft(Tensor self, SymInt? n=None, int dim=-1, str? norm=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn fft_ifft(self_: &Tensor, n: Option<i64>, dim: i64, norm: Option<&str>) -> Tensor {
-    check(f_fft_ifft(self_, n, dim, norm))
+    apply_tensor_flat(771, "aten::fft_ifft", 3, [Arg::Tensor(self_), n.map_or(Arg::None, |v| Arg::Int(v)), Arg::Int(dim), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::fft_ifft2(Tensor self, SymInt[1]? s=None, int[1] dim=[-2, -1], str? norm=None) -> Tensor`
 #[inline]
 pub fn f_fft_ifft2(self_: &Tensor, s: Option<&[i64]>, dim: &[i64], norm: Option<&str>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(772, "aten::fft_ifft2", [Arg::Tensor(self_), s.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Ints(dim.to_vec()), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
+    call_tensor_flat(772, "aten::fft_ifft2", 3, [Arg::Tensor(self_), s.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Ints(dim.to_vec()), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::fft_ifft2(Tensor self, SymInt[1]? s=None, int[1] dim=[-2, -1], str? norm=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn fft_ifft2(self_: &Tensor, s: Option<&[i64]>, dim: &[i64], norm: Option<&str>) -> Tensor {
-    check(f_fft_ifft2(self_, s, dim, norm))
+    apply_tensor_flat(772, "aten::fft_ifft2", 3, [Arg::Tensor(self_), s.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Ints(dim.to_vec()), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::fft_ifftn(Tensor self, SymInt[1]? s=None, int[1]? dim=None, str? norm=None) -> Tensor`
 #[inline]
 pub fn f_fft_ifftn(self_: &Tensor, s: Option<&[i64]>, dim: Option<&[i64]>, norm: Option<&str>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(773, "aten::fft_ifftn", [Arg::Tensor(self_), s.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
+    call_tensor_flat(773, "aten::fft_ifftn", 1, [Arg::Tensor(self_), s.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::fft_ifftn(Tensor self, SymInt[1]? s=None, int[1]? dim=None, str? norm=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn fft_ifftn(self_: &Tensor, s: Option<&[i64]>, dim: Option<&[i64]>, norm: Option<&str>) -> Tensor {
-    check(f_fft_ifftn(self_, s, dim, norm))
+    apply_tensor_flat(773, "aten::fft_ifftn", 1, [Arg::Tensor(self_), s.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::fft_ifftshift(Tensor self, int[1]? dim=None) -> Tensor`
 #[inline]
 pub fn f_fft_ifftshift(self_: &Tensor, dim: Option<&[i64]>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(774, "aten::fft_ifftshift", [Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec()))])
+    call_tensor_flat(774, "aten::fft_ifftshift", 1, [Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec()))])
 }
 /// `aten::fft_ifftshift(Tensor self, int[1]? dim=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn fft_ifftshift(self_: &Tensor, dim: Option<&[i64]>) -> Tensor {
-    check(f_fft_ifftshift(self_, dim))
+    apply_tensor_flat(774, "aten::fft_ifftshift", 1, [Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec()))])
 }
 /// `aten::fft_ihfft(Tensor self, SymInt? n=None, int dim=-1, str? norm=None) -> Tensor`
 #[inline]
 pub fn f_fft_ihfft(self_: &Tensor, n: Option<i64>, dim: i64, norm: Option<&str>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(775, "aten::fft_ihfft", [Arg::Tensor(self_), n.map_or(Arg::None, |v| Arg::Int(v)), Arg::Int(dim), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
+    call_tensor_flat(775, "aten::fft_ihfft", 3, [Arg::Tensor(self_), n.map_or(Arg::None, |v| Arg::Int(v)), Arg::Int(dim), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::fft_ihfft(Tensor self, SymInt? n=None, int dim=-1, str? norm=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn fft_ihfft(self_: &Tensor, n: Option<i64>, dim: i64, norm: Option<&str>) -> Tensor {
-    check(f_fft_ihfft(self_, n, dim, norm))
+    apply_tensor_flat(775, "aten::fft_ihfft", 3, [Arg::Tensor(self_), n.map_or(Arg::None, |v| Arg::Int(v)), Arg::Int(dim), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::fft_ihfft2(Tensor self, SymInt[1]? s=None, int[1] dim=[-2, -1], str? norm=None) -> Tensor`
 #[inline]
 pub fn f_fft_ihfft2(self_: &Tensor, s: Option<&[i64]>, dim: &[i64], norm: Option<&str>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(776, "aten::fft_ihfft2", [Arg::Tensor(self_), s.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Ints(dim.to_vec()), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
+    call_tensor_flat(776, "aten::fft_ihfft2", 3, [Arg::Tensor(self_), s.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Ints(dim.to_vec()), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::fft_ihfft2(Tensor self, SymInt[1]? s=None, int[1] dim=[-2, -1], str? norm=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn fft_ihfft2(self_: &Tensor, s: Option<&[i64]>, dim: &[i64], norm: Option<&str>) -> Tensor {
-    check(f_fft_ihfft2(self_, s, dim, norm))
+    apply_tensor_flat(776, "aten::fft_ihfft2", 3, [Arg::Tensor(self_), s.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Ints(dim.to_vec()), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::fft_ihfftn(Tensor self, SymInt[1]? s=None, int[1]? dim=None, str? norm=None) -> Tensor`
 #[inline]
 pub fn f_fft_ihfftn(self_: &Tensor, s: Option<&[i64]>, dim: Option<&[i64]>, norm: Option<&str>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(777, "aten::fft_ihfftn", [Arg::Tensor(self_), s.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
+    call_tensor_flat(777, "aten::fft_ihfftn", 1, [Arg::Tensor(self_), s.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::fft_ihfftn(Tensor self, SymInt[1]? s=None, int[1]? dim=None, str? norm=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn fft_ihfftn(self_: &Tensor, s: Option<&[i64]>, dim: Option<&[i64]>, norm: Option<&str>) -> Tensor {
-    check(f_fft_ihfftn(self_, s, dim, norm))
+    apply_tensor_flat(777, "aten::fft_ihfftn", 1, [Arg::Tensor(self_), s.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::fft_irfft(Tensor self, SymInt? n=None, int dim=-1, str? norm=None) -> Tensor`
 #[inline]
 pub fn f_fft_irfft(self_: &Tensor, n: Option<i64>, dim: i64, norm: Option<&str>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(778, "aten::fft_irfft", [Arg::Tensor(self_), n.map_or(Arg::None, |v| Arg::Int(v)), Arg::Int(dim), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
+    call_tensor_flat(778, "aten::fft_irfft", 3, [Arg::Tensor(self_), n.map_or(Arg::None, |v| Arg::Int(v)), Arg::Int(dim), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::fft_irfft(Tensor self, SymInt? n=None, int dim=-1, str? norm=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn fft_irfft(self_: &Tensor, n: Option<i64>, dim: i64, norm: Option<&str>) -> Tensor {
-    check(f_fft_irfft(self_, n, dim, norm))
+    apply_tensor_flat(778, "aten::fft_irfft", 3, [Arg::Tensor(self_), n.map_or(Arg::None, |v| Arg::Int(v)), Arg::Int(dim), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::fft_irfft2(Tensor self, SymInt[1]? s=None, int[1] dim=[-2, -1], str? norm=None) -> Tensor`
 #[inline]
 pub fn f_fft_irfft2(self_: &Tensor, s: Option<&[i64]>, dim: &[i64], norm: Option<&str>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(779, "aten::fft_irfft2", [Arg::Tensor(self_), s.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Ints(dim.to_vec()), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
+    call_tensor_flat(779, "aten::fft_irfft2", 3, [Arg::Tensor(self_), s.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Ints(dim.to_vec()), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::fft_irfft2(Tensor self, SymInt[1]? s=None, int[1] dim=[-2, -1], str? norm=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn fft_irfft2(self_: &Tensor, s: Option<&[i64]>, dim: &[i64], norm: Option<&str>) -> Tensor {
-    check(f_fft_irfft2(self_, s, dim, norm))
+    apply_tensor_flat(779, "aten::fft_irfft2", 3, [Arg::Tensor(self_), s.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Ints(dim.to_vec()), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::fft_irfftn(Tensor self, SymInt[1]? s=None, int[1]? dim=None, str? norm=None) -> Tensor`
 #[inline]
 pub fn f_fft_irfftn(self_: &Tensor, s: Option<&[i64]>, dim: Option<&[i64]>, norm: Option<&str>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(780, "aten::fft_irfftn", [Arg::Tensor(self_), s.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
+    call_tensor_flat(780, "aten::fft_irfftn", 1, [Arg::Tensor(self_), s.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::fft_irfftn(Tensor self, SymInt[1]? s=None, int[1]? dim=None, str? norm=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn fft_irfftn(self_: &Tensor, s: Option<&[i64]>, dim: Option<&[i64]>, norm: Option<&str>) -> Tensor {
-    check(f_fft_irfftn(self_, s, dim, norm))
+    apply_tensor_flat(780, "aten::fft_irfftn", 1, [Arg::Tensor(self_), s.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::fft_rfft(Tensor self, SymInt? n=None, int dim=-1, str? norm=None) -> Tensor`
 #[inline]
 pub fn f_fft_rfft(self_: &Tensor, n: Option<i64>, dim: i64, norm: Option<&str>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(781, "aten::fft_rfft", [Arg::Tensor(self_), n.map_or(Arg::None, |v| Arg::Int(v)), Arg::Int(dim), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
+    call_tensor_flat(781, "aten::fft_rfft", 3, [Arg::Tensor(self_), n.map_or(Arg::None, |v| Arg::Int(v)), Arg::Int(dim), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::fft_rfft(Tensor self, SymInt? n=None, int dim=-1, str? norm=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn fft_rfft(self_: &Tensor, n: Option<i64>, dim: i64, norm: Option<&str>) -> Tensor {
-    check(f_fft_rfft(self_, n, dim, norm))
+    apply_tensor_flat(781, "aten::fft_rfft", 3, [Arg::Tensor(self_), n.map_or(Arg::None, |v| Arg::Int(v)), Arg::Int(dim), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::fft_rfft2(Tensor self, SymInt[1]? s=None, int[1] dim=[-2, -1], str? norm=None) -> Tensor`
 #[inline]
 pub fn f_fft_rfft2(self_: &Tensor, s: Option<&[i64]>, dim: &[i64], norm: Option<&str>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(782, "aten::fft_rfft2", [Arg::Tensor(self_), s.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Ints(dim.to_vec()), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
+    call_tensor_flat(782, "aten::fft_rfft2", 3, [Arg::Tensor(self_), s.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Ints(dim.to_vec()), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::fft_rfft2(Tensor self, SymInt[1]? s=None, int[1] dim=[-2, -1], str? norm=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn fft_rfft2(self_: &Tensor, s: Option<&[i64]>, dim: &[i64], norm: Option<&str>) -> Tensor {
-    check(f_fft_rfft2(self_, s, dim, norm))
+    apply_tensor_flat(782, "aten::fft_rfft2", 3, [Arg::Tensor(self_), s.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Ints(dim.to_vec()), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::fft_rfftfreq(int n, float d=1., *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`
 #[inline]
@@ -8517,322 +8517,322 @@ pub fn fft_rfftfreq(n: i64, d: f64, dtype: Option<Dtype>, layout: Option<i64>, d
 /// `aten::fft_rfftn(Tensor self, SymInt[1]? s=None, int[1]? dim=None, str? norm=None) -> Tensor`
 #[inline]
 pub fn f_fft_rfftn(self_: &Tensor, s: Option<&[i64]>, dim: Option<&[i64]>, norm: Option<&str>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(784, "aten::fft_rfftn", [Arg::Tensor(self_), s.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
+    call_tensor_flat(784, "aten::fft_rfftn", 1, [Arg::Tensor(self_), s.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::fft_rfftn(Tensor self, SymInt[1]? s=None, int[1]? dim=None, str? norm=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn fft_rfftn(self_: &Tensor, s: Option<&[i64]>, dim: Option<&[i64]>, norm: Option<&str>) -> Tensor {
-    check(f_fft_rfftn(self_, s, dim, norm))
+    apply_tensor_flat(784, "aten::fft_rfftn", 1, [Arg::Tensor(self_), s.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), norm.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::fill.Scalar(Tensor self, Scalar value) -> Tensor`
 #[inline]
 pub fn f_fill_scalar(self_: &Tensor, value: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(785, "aten::fill.Scalar", [Arg::Tensor(self_), value.into().arg()])
+    call_tensor_flat(785, "aten::fill.Scalar", 2, [Arg::Tensor(self_), value.into().arg()])
 }
 /// `aten::fill.Scalar(Tensor self, Scalar value) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn fill_scalar(self_: &Tensor, value: impl Into<Scalar>) -> Tensor {
-    check(f_fill_scalar(self_, value))
+    apply_tensor_flat(785, "aten::fill.Scalar", 2, [Arg::Tensor(self_), value.into().arg()])
 }
 /// `aten::fill.Tensor(Tensor self, Tensor value) -> Tensor`
 #[inline]
 pub fn f_fill(self_: &Tensor, value: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(786, "aten::fill.Tensor", [Arg::Tensor(self_), Arg::Tensor(value)])
+    call_tensor_flat(786, "aten::fill.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(value)])
 }
 /// `aten::fill.Tensor(Tensor self, Tensor value) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn fill(self_: &Tensor, value: &Tensor) -> Tensor {
-    check(f_fill(self_, value))
+    apply_tensor_flat(786, "aten::fill.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(value)])
 }
 /// `aten::fill_.Scalar(Tensor(a!) self, Scalar value) -> Tensor(a!)`
 #[inline]
 pub fn f_fill_scalar_(self_: &Tensor, value: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(787, "aten::fill_.Scalar", [Arg::Tensor(self_), value.into().arg()])
+    call_tensor_flat(787, "aten::fill_.Scalar", 2, [Arg::Tensor(self_), value.into().arg()])
 }
 /// `aten::fill_.Scalar(Tensor(a!) self, Scalar value) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn fill_scalar_(self_: &Tensor, value: impl Into<Scalar>) -> Tensor {
-    check(f_fill_scalar_(self_, value))
+    apply_tensor_flat(787, "aten::fill_.Scalar", 2, [Arg::Tensor(self_), value.into().arg()])
 }
 /// `aten::fill_.Tensor(Tensor(a!) self, Tensor value) -> Tensor(a!)`
 #[inline]
 pub fn f_fill_(self_: &Tensor, value: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(788, "aten::fill_.Tensor", [Arg::Tensor(self_), Arg::Tensor(value)])
+    call_tensor_flat(788, "aten::fill_.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(value)])
 }
 /// `aten::fill_.Tensor(Tensor(a!) self, Tensor value) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn fill_(self_: &Tensor, value: &Tensor) -> Tensor {
-    check(f_fill_(self_, value))
+    apply_tensor_flat(788, "aten::fill_.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(value)])
 }
 /// `aten::fill_diagonal_(Tensor(a!) self, Scalar fill_value, bool wrap=False) -> Tensor(a!)`
 #[inline]
 pub fn f_fill_diagonal_(self_: &Tensor, fill_value: impl Into<Scalar>, wrap: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(789, "aten::fill_diagonal_", [Arg::Tensor(self_), fill_value.into().arg(), Arg::Boolean(wrap)])
+    call_tensor_flat(789, "aten::fill_diagonal_", 3, [Arg::Tensor(self_), fill_value.into().arg(), Arg::Boolean(wrap)])
 }
 /// `aten::fill_diagonal_(Tensor(a!) self, Scalar fill_value, bool wrap=False) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn fill_diagonal_(self_: &Tensor, fill_value: impl Into<Scalar>, wrap: bool) -> Tensor {
-    check(f_fill_diagonal_(self_, fill_value, wrap))
+    apply_tensor_flat(789, "aten::fill_diagonal_", 3, [Arg::Tensor(self_), fill_value.into().arg(), Arg::Boolean(wrap)])
 }
 /// `aten::fix(Tensor self) -> Tensor`
 #[inline]
 pub fn f_fix(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(790, "aten::fix", [Arg::Tensor(self_)])
+    call_tensor_flat(790, "aten::fix", 1, [Arg::Tensor(self_)])
 }
 /// `aten::fix(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn fix(self_: &Tensor) -> Tensor {
-    check(f_fix(self_))
+    apply_tensor_flat(790, "aten::fix", 1, [Arg::Tensor(self_)])
 }
 /// `aten::fix_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_fix_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(791, "aten::fix_", [Arg::Tensor(self_)])
+    call_tensor_flat(791, "aten::fix_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::fix_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn fix_(self_: &Tensor) -> Tensor {
-    check(f_fix_(self_))
+    apply_tensor_flat(791, "aten::fix_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::flatten.using_ints(Tensor(a) self, int start_dim=0, int end_dim=-1) -> Tensor(a)`
 #[inline]
 pub fn f_flatten(self_: &Tensor, start_dim: i64, end_dim: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(792, "aten::flatten.using_ints", [Arg::Tensor(self_), Arg::Int(start_dim), Arg::Int(end_dim)])
+    call_tensor_flat(792, "aten::flatten.using_ints", 3, [Arg::Tensor(self_), Arg::Int(start_dim), Arg::Int(end_dim)])
 }
 /// `aten::flatten.using_ints(Tensor(a) self, int start_dim=0, int end_dim=-1) -> Tensor(a)`; panics with torch's message.
 #[inline]
 pub fn flatten(self_: &Tensor, start_dim: i64, end_dim: i64) -> Tensor {
-    check(f_flatten(self_, start_dim, end_dim))
+    apply_tensor_flat(792, "aten::flatten.using_ints", 3, [Arg::Tensor(self_), Arg::Int(start_dim), Arg::Int(end_dim)])
 }
 /// `aten::flatten_dense_tensors(Tensor[] tensors) -> Tensor`
 #[inline]
 pub fn f_flatten_dense_tensors(tensors: &[&Tensor]) -> Result<Tensor, TorchError> {
-    call_tensor_flat(793, "aten::flatten_dense_tensors", [Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect())])
+    call_tensor_flat(793, "aten::flatten_dense_tensors", 1, [Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect())])
 }
 /// `aten::flatten_dense_tensors(Tensor[] tensors) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn flatten_dense_tensors(tensors: &[&Tensor]) -> Tensor {
-    check(f_flatten_dense_tensors(tensors))
+    apply_tensor_flat(793, "aten::flatten_dense_tensors", 1, [Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect())])
 }
 /// `aten::flip(Tensor self, int[] dims) -> Tensor`
 #[inline]
 pub fn f_flip(self_: &Tensor, dims: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor_flat(794, "aten::flip", [Arg::Tensor(self_), Arg::Ints(dims.to_vec())])
+    call_tensor_flat(794, "aten::flip", 2, [Arg::Tensor(self_), Arg::Ints(dims.to_vec())])
 }
 /// `aten::flip(Tensor self, int[] dims) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn flip(self_: &Tensor, dims: &[i64]) -> Tensor {
-    check(f_flip(self_, dims))
+    apply_tensor_flat(794, "aten::flip", 2, [Arg::Tensor(self_), Arg::Ints(dims.to_vec())])
 }
 /// `aten::fliplr(Tensor self) -> Tensor`
 #[inline]
 pub fn f_fliplr(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(795, "aten::fliplr", [Arg::Tensor(self_)])
+    call_tensor_flat(795, "aten::fliplr", 1, [Arg::Tensor(self_)])
 }
 /// `aten::fliplr(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn fliplr(self_: &Tensor) -> Tensor {
-    check(f_fliplr(self_))
+    apply_tensor_flat(795, "aten::fliplr", 1, [Arg::Tensor(self_)])
 }
 /// `aten::flipud(Tensor self) -> Tensor`
 #[inline]
 pub fn f_flipud(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(796, "aten::flipud", [Arg::Tensor(self_)])
+    call_tensor_flat(796, "aten::flipud", 1, [Arg::Tensor(self_)])
 }
 /// `aten::flipud(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn flipud(self_: &Tensor) -> Tensor {
-    check(f_flipud(self_))
+    apply_tensor_flat(796, "aten::flipud", 1, [Arg::Tensor(self_)])
 }
 /// `aten::float_power.Tensor_Tensor(Tensor self, Tensor exponent) -> Tensor`
 #[inline]
 pub fn f_float_power_tensor_tensor(self_: &Tensor, exponent: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(797, "aten::float_power.Tensor_Tensor", [Arg::Tensor(self_), Arg::Tensor(exponent)])
+    call_tensor_flat(797, "aten::float_power.Tensor_Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(exponent)])
 }
 /// `aten::float_power.Tensor_Tensor(Tensor self, Tensor exponent) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn float_power_tensor_tensor(self_: &Tensor, exponent: &Tensor) -> Tensor {
-    check(f_float_power_tensor_tensor(self_, exponent))
+    apply_tensor_flat(797, "aten::float_power.Tensor_Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(exponent)])
 }
 /// `aten::float_power.Tensor_Scalar(Tensor self, Scalar exponent) -> Tensor`
 #[inline]
 pub fn f_float_power_tensor_scalar(self_: &Tensor, exponent: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(798, "aten::float_power.Tensor_Scalar", [Arg::Tensor(self_), exponent.into().arg()])
+    call_tensor_flat(798, "aten::float_power.Tensor_Scalar", 2, [Arg::Tensor(self_), exponent.into().arg()])
 }
 /// `aten::float_power.Tensor_Scalar(Tensor self, Scalar exponent) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn float_power_tensor_scalar(self_: &Tensor, exponent: impl Into<Scalar>) -> Tensor {
-    check(f_float_power_tensor_scalar(self_, exponent))
+    apply_tensor_flat(798, "aten::float_power.Tensor_Scalar", 2, [Arg::Tensor(self_), exponent.into().arg()])
 }
 /// `aten::float_power.Scalar(Scalar self, Tensor exponent) -> Tensor`
 #[inline]
 pub fn f_float_power_scalar(self_: impl Into<Scalar>, exponent: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(799, "aten::float_power.Scalar", [self_.into().arg(), Arg::Tensor(exponent)])
+    call_tensor_flat(799, "aten::float_power.Scalar", 2, [self_.into().arg(), Arg::Tensor(exponent)])
 }
 /// `aten::float_power.Scalar(Scalar self, Tensor exponent) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn float_power_scalar(self_: impl Into<Scalar>, exponent: &Tensor) -> Tensor {
-    check(f_float_power_scalar(self_, exponent))
+    apply_tensor_flat(799, "aten::float_power.Scalar", 2, [self_.into().arg(), Arg::Tensor(exponent)])
 }
 /// `aten::float_power_.Tensor(Tensor(a!) self, Tensor exponent) -> Tensor(a!)`
 #[inline]
 pub fn f_float_power_(self_: &Tensor, exponent: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(800, "aten::float_power_.Tensor", [Arg::Tensor(self_), Arg::Tensor(exponent)])
+    call_tensor_flat(800, "aten::float_power_.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(exponent)])
 }
 /// `aten::float_power_.Tensor(Tensor(a!) self, Tensor exponent) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn float_power_(self_: &Tensor, exponent: &Tensor) -> Tensor {
-    check(f_float_power_(self_, exponent))
+    apply_tensor_flat(800, "aten::float_power_.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(exponent)])
 }
 /// `aten::float_power_.Scalar(Tensor(a!) self, Scalar exponent) -> Tensor(a!)`
 #[inline]
 pub fn f_float_power_scalar_(self_: &Tensor, exponent: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(801, "aten::float_power_.Scalar", [Arg::Tensor(self_), exponent.into().arg()])
+    call_tensor_flat(801, "aten::float_power_.Scalar", 2, [Arg::Tensor(self_), exponent.into().arg()])
 }
 /// `aten::float_power_.Scalar(Tensor(a!) self, Scalar exponent) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn float_power_scalar_(self_: &Tensor, exponent: impl Into<Scalar>) -> Tensor {
-    check(f_float_power_scalar_(self_, exponent))
+    apply_tensor_flat(801, "aten::float_power_.Scalar", 2, [Arg::Tensor(self_), exponent.into().arg()])
 }
 /// `aten::floor(Tensor self) -> Tensor`
 #[inline]
 pub fn f_floor(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(802, "aten::floor", [Arg::Tensor(self_)])
+    call_tensor_flat(802, "aten::floor", 1, [Arg::Tensor(self_)])
 }
 /// `aten::floor(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn floor(self_: &Tensor) -> Tensor {
-    check(f_floor(self_))
+    apply_tensor_flat(802, "aten::floor", 1, [Arg::Tensor(self_)])
 }
 /// `aten::floor_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_floor_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(803, "aten::floor_", [Arg::Tensor(self_)])
+    call_tensor_flat(803, "aten::floor_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::floor_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn floor_(self_: &Tensor) -> Tensor {
-    check(f_floor_(self_))
+    apply_tensor_flat(803, "aten::floor_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::floor_divide(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_floor_divide(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(804, "aten::floor_divide", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(804, "aten::floor_divide", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::floor_divide(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn floor_divide(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_floor_divide(self_, other))
+    apply_tensor_flat(804, "aten::floor_divide", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::floor_divide.Scalar(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f_floor_divide_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(805, "aten::floor_divide.Scalar", [Arg::Tensor(self_), other.into().arg()])
+    call_tensor_flat(805, "aten::floor_divide.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::floor_divide.Scalar(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn floor_divide_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
-    check(f_floor_divide_scalar(self_, other))
+    apply_tensor_flat(805, "aten::floor_divide.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::floor_divide_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_floor_divide_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(806, "aten::floor_divide_.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(806, "aten::floor_divide_.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::floor_divide_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn floor_divide_(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_floor_divide_(self_, other))
+    apply_tensor_flat(806, "aten::floor_divide_.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::floor_divide_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`
 #[inline]
 pub fn f_floor_divide_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(807, "aten::floor_divide_.Scalar", [Arg::Tensor(self_), other.into().arg()])
+    call_tensor_flat(807, "aten::floor_divide_.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::floor_divide_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn floor_divide_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
-    check(f_floor_divide_scalar_(self_, other))
+    apply_tensor_flat(807, "aten::floor_divide_.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::fmax(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_fmax(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(808, "aten::fmax", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(808, "aten::fmax", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::fmax(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn fmax(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_fmax(self_, other))
+    apply_tensor_flat(808, "aten::fmax", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::fmin(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_fmin(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(809, "aten::fmin", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(809, "aten::fmin", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::fmin(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn fmin(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_fmin(self_, other))
+    apply_tensor_flat(809, "aten::fmin", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::fmod.Tensor(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_fmod(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(810, "aten::fmod.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(810, "aten::fmod.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::fmod.Tensor(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn fmod(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_fmod(self_, other))
+    apply_tensor_flat(810, "aten::fmod.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::fmod.Scalar(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f_fmod_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(811, "aten::fmod.Scalar", [Arg::Tensor(self_), other.into().arg()])
+    call_tensor_flat(811, "aten::fmod.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::fmod.Scalar(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn fmod_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
-    check(f_fmod_scalar(self_, other))
+    apply_tensor_flat(811, "aten::fmod.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::fmod_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_fmod_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(812, "aten::fmod_.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(812, "aten::fmod_.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::fmod_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn fmod_(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_fmod_(self_, other))
+    apply_tensor_flat(812, "aten::fmod_.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::fmod_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`
 #[inline]
 pub fn f_fmod_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(813, "aten::fmod_.Scalar", [Arg::Tensor(self_), other.into().arg()])
+    call_tensor_flat(813, "aten::fmod_.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::fmod_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn fmod_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
-    check(f_fmod_scalar_(self_, other))
+    apply_tensor_flat(813, "aten::fmod_.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::frac(Tensor self) -> Tensor`
 #[inline]
 pub fn f_frac(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(814, "aten::frac", [Arg::Tensor(self_)])
+    call_tensor_flat(814, "aten::frac", 1, [Arg::Tensor(self_)])
 }
 /// `aten::frac(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn frac(self_: &Tensor) -> Tensor {
-    check(f_frac(self_))
+    apply_tensor_flat(814, "aten::frac", 1, [Arg::Tensor(self_)])
 }
 /// `aten::frac_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_frac_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(815, "aten::frac_", [Arg::Tensor(self_)])
+    call_tensor_flat(815, "aten::frac_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::frac_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn frac_(self_: &Tensor) -> Tensor {
-    check(f_frac_(self_))
+    apply_tensor_flat(815, "aten::frac_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::fractional_max_pool2d(Tensor self, int[2] kernel_size, int[2] output_size, Tensor random_samples) -> (Tensor, Tensor)`
 #[inline]
@@ -8870,12 +8870,12 @@ pub fn frexp(self_: &Tensor) -> (Tensor, Tensor) {
 /// `aten::frobenius_norm.dim(Tensor self, int[1] dim, bool keepdim=False) -> Tensor`
 #[inline]
 pub fn f_frobenius_norm(self_: &Tensor, dim: &[i64], keepdim: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(819, "aten::frobenius_norm.dim", [Arg::Tensor(self_), Arg::Ints(dim.to_vec()), Arg::Boolean(keepdim)])
+    call_tensor_flat(819, "aten::frobenius_norm.dim", 3, [Arg::Tensor(self_), Arg::Ints(dim.to_vec()), Arg::Boolean(keepdim)])
 }
 /// `aten::frobenius_norm.dim(Tensor self, int[1] dim, bool keepdim=False) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn frobenius_norm(self_: &Tensor, dim: &[i64], keepdim: bool) -> Tensor {
-    check(f_frobenius_norm(self_, dim, keepdim))
+    apply_tensor_flat(819, "aten::frobenius_norm.dim", 3, [Arg::Tensor(self_), Arg::Ints(dim.to_vec()), Arg::Boolean(keepdim)])
 }
 /// `aten::full(SymInt[] size, Scalar fill_value, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`
 #[inline]
@@ -8921,112 +8921,112 @@ pub fn fused_moving_avg_obs_fake_quant(self_: &Tensor, observer_on: &Tensor, fak
 /// `aten::gather(Tensor self, int dim, Tensor index, *, bool sparse_grad=False) -> Tensor`
 #[inline]
 pub fn f_gather(self_: &Tensor, dim: i64, index: &Tensor, sparse_grad: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(823, "aten::gather", [Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index), Arg::Boolean(sparse_grad)])
+    call_tensor_flat(823, "aten::gather", 4, [Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index), Arg::Boolean(sparse_grad)])
 }
 /// `aten::gather(Tensor self, int dim, Tensor index, *, bool sparse_grad=False) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn gather(self_: &Tensor, dim: i64, index: &Tensor, sparse_grad: bool) -> Tensor {
-    check(f_gather(self_, dim, index, sparse_grad))
+    apply_tensor_flat(823, "aten::gather", 4, [Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index), Arg::Boolean(sparse_grad)])
 }
 /// `aten::gcd(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_gcd(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(824, "aten::gcd", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(824, "aten::gcd", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::gcd(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn gcd(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_gcd(self_, other))
+    apply_tensor_flat(824, "aten::gcd", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::gcd_(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_gcd_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(825, "aten::gcd_", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(825, "aten::gcd_", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::gcd_(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn gcd_(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_gcd_(self_, other))
+    apply_tensor_flat(825, "aten::gcd_", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::ge.Tensor(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_ge(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(826, "aten::ge.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(826, "aten::ge.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::ge.Tensor(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn ge(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_ge(self_, other))
+    apply_tensor_flat(826, "aten::ge.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::ge.Scalar(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f_ge_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(827, "aten::ge.Scalar", [Arg::Tensor(self_), other.into().arg()])
+    call_tensor_flat(827, "aten::ge.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::ge.Scalar(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn ge_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
-    check(f_ge_scalar(self_, other))
+    apply_tensor_flat(827, "aten::ge.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::ge_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`
 #[inline]
 pub fn f_ge_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(828, "aten::ge_.Scalar", [Arg::Tensor(self_), other.into().arg()])
+    call_tensor_flat(828, "aten::ge_.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::ge_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn ge_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
-    check(f_ge_scalar_(self_, other))
+    apply_tensor_flat(828, "aten::ge_.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::ge_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_ge_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(829, "aten::ge_.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(829, "aten::ge_.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::ge_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn ge_(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_ge_(self_, other))
+    apply_tensor_flat(829, "aten::ge_.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::gelu(Tensor self, *, str approximate="none") -> Tensor`
 #[inline]
 pub fn f_gelu(self_: &Tensor, approximate: &str) -> Result<Tensor, TorchError> {
-    call_tensor_flat(830, "aten::gelu", [Arg::Tensor(self_), Arg::Str(approximate.into())])
+    call_tensor_flat(830, "aten::gelu", 2, [Arg::Tensor(self_), Arg::Str(approximate.into())])
 }
 /// `aten::gelu(Tensor self, *, str approximate="none") -> Tensor`; panics with torch's message.
 #[inline]
 pub fn gelu(self_: &Tensor, approximate: &str) -> Tensor {
-    check(f_gelu(self_, approximate))
+    apply_tensor_flat(830, "aten::gelu", 2, [Arg::Tensor(self_), Arg::Str(approximate.into())])
 }
 /// `aten::gelu_(Tensor(a!) self, *, str approximate="none") -> Tensor(a!)`
 #[inline]
 pub fn f_gelu_(self_: &Tensor, approximate: &str) -> Result<Tensor, TorchError> {
-    call_tensor_flat(831, "aten::gelu_", [Arg::Tensor(self_), Arg::Str(approximate.into())])
+    call_tensor_flat(831, "aten::gelu_", 2, [Arg::Tensor(self_), Arg::Str(approximate.into())])
 }
 /// `aten::gelu_(Tensor(a!) self, *, str approximate="none") -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn gelu_(self_: &Tensor, approximate: &str) -> Tensor {
-    check(f_gelu_(self_, approximate))
+    apply_tensor_flat(831, "aten::gelu_", 2, [Arg::Tensor(self_), Arg::Str(approximate.into())])
 }
 /// `aten::geometric(Tensor self, float p, *, Generator? generator=None) -> Tensor`
 #[inline]
 pub fn f_geometric(self_: &Tensor, p: f64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(832, "aten::geometric", [Arg::Tensor(self_), Arg::Float(p), Arg::None])
+    call_tensor_flat(832, "aten::geometric", 2, [Arg::Tensor(self_), Arg::Float(p), Arg::None])
 }
 /// `aten::geometric(Tensor self, float p, *, Generator? generator=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn geometric(self_: &Tensor, p: f64) -> Tensor {
-    check(f_geometric(self_, p))
+    apply_tensor_flat(832, "aten::geometric", 2, [Arg::Tensor(self_), Arg::Float(p), Arg::None])
 }
 /// `aten::geometric_(Tensor(a!) self, float p, *, Generator? generator=None) -> Tensor(a!)`
 #[inline]
 pub fn f_geometric_(self_: &Tensor, p: f64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(833, "aten::geometric_", [Arg::Tensor(self_), Arg::Float(p), Arg::None])
+    call_tensor_flat(833, "aten::geometric_", 2, [Arg::Tensor(self_), Arg::Float(p), Arg::None])
 }
 /// `aten::geometric_(Tensor(a!) self, float p, *, Generator? generator=None) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn geometric_(self_: &Tensor, p: f64) -> Tensor {
-    check(f_geometric_(self_, p))
+    apply_tensor_flat(833, "aten::geometric_", 2, [Arg::Tensor(self_), Arg::Float(p), Arg::None])
 }
 /// `aten::geqrf(Tensor self) -> (Tensor a, Tensor tau)`
 #[inline]
@@ -9042,12 +9042,12 @@ pub fn geqrf(self_: &Tensor) -> (Tensor, Tensor) {
 /// `aten::ger(Tensor self, Tensor vec2) -> Tensor`
 #[inline]
 pub fn f_ger(self_: &Tensor, vec2: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(835, "aten::ger", [Arg::Tensor(self_), Arg::Tensor(vec2)])
+    call_tensor_flat(835, "aten::ger", 2, [Arg::Tensor(self_), Arg::Tensor(vec2)])
 }
 /// `aten::ger(Tensor self, Tensor vec2) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn ger(self_: &Tensor, vec2: &Tensor) -> Tensor {
-    check(f_ger(self_, vec2))
+    apply_tensor_flat(835, "aten::ger", 2, [Arg::Tensor(self_), Arg::Tensor(vec2)])
 }
 /// `aten::get_device(Tensor self) -> int`
 #[inline]
@@ -9063,22 +9063,22 @@ pub fn get_device(self_: &Tensor) -> i64 {
 /// `aten::glu(Tensor self, int dim=-1) -> Tensor`
 #[inline]
 pub fn f_glu(self_: &Tensor, dim: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(837, "aten::glu", [Arg::Tensor(self_), Arg::Int(dim)])
+    call_tensor_flat(837, "aten::glu", 2, [Arg::Tensor(self_), Arg::Int(dim)])
 }
 /// `aten::glu(Tensor self, int dim=-1) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn glu(self_: &Tensor, dim: i64) -> Tensor {
-    check(f_glu(self_, dim))
+    apply_tensor_flat(837, "aten::glu", 2, [Arg::Tensor(self_), Arg::Int(dim)])
 }
 /// `aten::glu_jvp(Tensor glu, Tensor x, Tensor dx, int dim) -> Tensor`
 #[inline]
 pub fn f_glu_jvp(glu: &Tensor, x: &Tensor, dx: &Tensor, dim: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(838, "aten::glu_jvp", [Arg::Tensor(glu), Arg::Tensor(x), Arg::Tensor(dx), Arg::Int(dim)])
+    call_tensor_flat(838, "aten::glu_jvp", 4, [Arg::Tensor(glu), Arg::Tensor(x), Arg::Tensor(dx), Arg::Int(dim)])
 }
 /// `aten::glu_jvp(Tensor glu, Tensor x, Tensor dx, int dim) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn glu_jvp(glu: &Tensor, x: &Tensor, dx: &Tensor, dim: i64) -> Tensor {
-    check(f_glu_jvp(glu, x, dx, dim))
+    apply_tensor_flat(838, "aten::glu_jvp", 4, [Arg::Tensor(glu), Arg::Tensor(x), Arg::Tensor(dx), Arg::Int(dim)])
 }
 /// `aten::gradient.scalarint(Tensor self, *, Scalar? spacing=None, int? dim=None, int edge_order=1) -> Tensor[]`
 #[inline]
@@ -9157,82 +9157,82 @@ pub fn gradient_tensorarray(self_: &Tensor, spacing: &[&Tensor], dim: &[i64], ed
 /// `aten::greater.Tensor(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_greater(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(844, "aten::greater.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(844, "aten::greater.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::greater.Tensor(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn greater(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_greater(self_, other))
+    apply_tensor_flat(844, "aten::greater.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::greater.Scalar(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f_greater_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(845, "aten::greater.Scalar", [Arg::Tensor(self_), other.into().arg()])
+    call_tensor_flat(845, "aten::greater.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::greater.Scalar(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn greater_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
-    check(f_greater_scalar(self_, other))
+    apply_tensor_flat(845, "aten::greater.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::greater_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`
 #[inline]
 pub fn f_greater_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(846, "aten::greater_.Scalar", [Arg::Tensor(self_), other.into().arg()])
+    call_tensor_flat(846, "aten::greater_.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::greater_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn greater_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
-    check(f_greater_scalar_(self_, other))
+    apply_tensor_flat(846, "aten::greater_.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::greater_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_greater_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(847, "aten::greater_.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(847, "aten::greater_.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::greater_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn greater_(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_greater_(self_, other))
+    apply_tensor_flat(847, "aten::greater_.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::greater_equal.Tensor(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_greater_equal(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(848, "aten::greater_equal.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(848, "aten::greater_equal.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::greater_equal.Tensor(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn greater_equal(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_greater_equal(self_, other))
+    apply_tensor_flat(848, "aten::greater_equal.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::greater_equal.Scalar(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f_greater_equal_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(849, "aten::greater_equal.Scalar", [Arg::Tensor(self_), other.into().arg()])
+    call_tensor_flat(849, "aten::greater_equal.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::greater_equal.Scalar(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn greater_equal_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
-    check(f_greater_equal_scalar(self_, other))
+    apply_tensor_flat(849, "aten::greater_equal.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::greater_equal_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`
 #[inline]
 pub fn f_greater_equal_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(850, "aten::greater_equal_.Scalar", [Arg::Tensor(self_), other.into().arg()])
+    call_tensor_flat(850, "aten::greater_equal_.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::greater_equal_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn greater_equal_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
-    check(f_greater_equal_scalar_(self_, other))
+    apply_tensor_flat(850, "aten::greater_equal_.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::greater_equal_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_greater_equal_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(851, "aten::greater_equal_.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(851, "aten::greater_equal_.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::greater_equal_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn greater_equal_(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_greater_equal_(self_, other))
+    apply_tensor_flat(851, "aten::greater_equal_.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::grid_sampler(Tensor input, Tensor grid, int interpolation_mode, int padding_mode, bool align_corners) -> Tensor`
 #[inline]
@@ -9309,42 +9309,42 @@ pub fn gru_cell(input: &Tensor, hx: &Tensor, w_ih: &Tensor, w_hh: &Tensor, b_ih:
 /// `aten::gt.Tensor(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_gt(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(859, "aten::gt.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(859, "aten::gt.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::gt.Tensor(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn gt(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_gt(self_, other))
+    apply_tensor_flat(859, "aten::gt.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::gt.Scalar(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f_gt_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(860, "aten::gt.Scalar", [Arg::Tensor(self_), other.into().arg()])
+    call_tensor_flat(860, "aten::gt.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::gt.Scalar(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn gt_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
-    check(f_gt_scalar(self_, other))
+    apply_tensor_flat(860, "aten::gt.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::gt_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`
 #[inline]
 pub fn f_gt_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(861, "aten::gt_.Scalar", [Arg::Tensor(self_), other.into().arg()])
+    call_tensor_flat(861, "aten::gt_.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::gt_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn gt_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
-    check(f_gt_scalar_(self_, other))
+    apply_tensor_flat(861, "aten::gt_.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::gt_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_gt_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(862, "aten::gt_.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(862, "aten::gt_.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::gt_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn gt_(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_gt_(self_, other))
+    apply_tensor_flat(862, "aten::gt_.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::hamming_window(int window_length, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`
 #[inline]
@@ -9439,122 +9439,122 @@ pub fn hann_window_periodic(window_length: i64, periodic: bool, dtype: Option<Dt
 /// `aten::hardshrink(Tensor self, Scalar lambd=0.5) -> Tensor`
 #[inline]
 pub fn f_hardshrink(self_: &Tensor, lambd: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(869, "aten::hardshrink", [Arg::Tensor(self_), lambd.into().arg()])
+    call_tensor_flat(869, "aten::hardshrink", 2, [Arg::Tensor(self_), lambd.into().arg()])
 }
 /// `aten::hardshrink(Tensor self, Scalar lambd=0.5) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn hardshrink(self_: &Tensor, lambd: impl Into<Scalar>) -> Tensor {
-    check(f_hardshrink(self_, lambd))
+    apply_tensor_flat(869, "aten::hardshrink", 2, [Arg::Tensor(self_), lambd.into().arg()])
 }
 /// `aten::hardsigmoid(Tensor self) -> Tensor`
 #[inline]
 pub fn f_hardsigmoid(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(870, "aten::hardsigmoid", [Arg::Tensor(self_)])
+    call_tensor_flat(870, "aten::hardsigmoid", 1, [Arg::Tensor(self_)])
 }
 /// `aten::hardsigmoid(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn hardsigmoid(self_: &Tensor) -> Tensor {
-    check(f_hardsigmoid(self_))
+    apply_tensor_flat(870, "aten::hardsigmoid", 1, [Arg::Tensor(self_)])
 }
 /// `aten::hardsigmoid_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_hardsigmoid_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(871, "aten::hardsigmoid_", [Arg::Tensor(self_)])
+    call_tensor_flat(871, "aten::hardsigmoid_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::hardsigmoid_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn hardsigmoid_(self_: &Tensor) -> Tensor {
-    check(f_hardsigmoid_(self_))
+    apply_tensor_flat(871, "aten::hardsigmoid_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::hardswish(Tensor self) -> Tensor`
 #[inline]
 pub fn f_hardswish(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(872, "aten::hardswish", [Arg::Tensor(self_)])
+    call_tensor_flat(872, "aten::hardswish", 1, [Arg::Tensor(self_)])
 }
 /// `aten::hardswish(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn hardswish(self_: &Tensor) -> Tensor {
-    check(f_hardswish(self_))
+    apply_tensor_flat(872, "aten::hardswish", 1, [Arg::Tensor(self_)])
 }
 /// `aten::hardswish_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_hardswish_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(873, "aten::hardswish_", [Arg::Tensor(self_)])
+    call_tensor_flat(873, "aten::hardswish_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::hardswish_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn hardswish_(self_: &Tensor) -> Tensor {
-    check(f_hardswish_(self_))
+    apply_tensor_flat(873, "aten::hardswish_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::hardtanh(Tensor self, Scalar min_val=-1, Scalar max_val=1) -> Tensor`
 #[inline]
 pub fn f_hardtanh(self_: &Tensor, min_val: impl Into<Scalar>, max_val: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(874, "aten::hardtanh", [Arg::Tensor(self_), min_val.into().arg(), max_val.into().arg()])
+    call_tensor_flat(874, "aten::hardtanh", 3, [Arg::Tensor(self_), min_val.into().arg(), max_val.into().arg()])
 }
 /// `aten::hardtanh(Tensor self, Scalar min_val=-1, Scalar max_val=1) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn hardtanh(self_: &Tensor, min_val: impl Into<Scalar>, max_val: impl Into<Scalar>) -> Tensor {
-    check(f_hardtanh(self_, min_val, max_val))
+    apply_tensor_flat(874, "aten::hardtanh", 3, [Arg::Tensor(self_), min_val.into().arg(), max_val.into().arg()])
 }
 /// `aten::hardtanh_(Tensor(a!) self, Scalar min_val=-1, Scalar max_val=1) -> Tensor(a!)`
 #[inline]
 pub fn f_hardtanh_(self_: &Tensor, min_val: impl Into<Scalar>, max_val: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(875, "aten::hardtanh_", [Arg::Tensor(self_), min_val.into().arg(), max_val.into().arg()])
+    call_tensor_flat(875, "aten::hardtanh_", 3, [Arg::Tensor(self_), min_val.into().arg(), max_val.into().arg()])
 }
 /// `aten::hardtanh_(Tensor(a!) self, Scalar min_val=-1, Scalar max_val=1) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn hardtanh_(self_: &Tensor, min_val: impl Into<Scalar>, max_val: impl Into<Scalar>) -> Tensor {
-    check(f_hardtanh_(self_, min_val, max_val))
+    apply_tensor_flat(875, "aten::hardtanh_", 3, [Arg::Tensor(self_), min_val.into().arg(), max_val.into().arg()])
 }
 /// `aten::hash_tensor(Tensor self, int[1] dim=[], *, bool keepdim=False, int mode=0) -> Tensor`
 #[inline]
 pub fn f_hash_tensor(self_: &Tensor, dim: &[i64], keepdim: bool, mode: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(876, "aten::hash_tensor", [Arg::Tensor(self_), Arg::Ints(dim.to_vec()), Arg::Boolean(keepdim), Arg::Int(mode)])
+    call_tensor_flat(876, "aten::hash_tensor", 4, [Arg::Tensor(self_), Arg::Ints(dim.to_vec()), Arg::Boolean(keepdim), Arg::Int(mode)])
 }
 /// `aten::hash_tensor(Tensor self, int[1] dim=[], *, bool keepdim=False, int mode=0) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn hash_tensor(self_: &Tensor, dim: &[i64], keepdim: bool, mode: i64) -> Tensor {
-    check(f_hash_tensor(self_, dim, keepdim, mode))
+    apply_tensor_flat(876, "aten::hash_tensor", 4, [Arg::Tensor(self_), Arg::Ints(dim.to_vec()), Arg::Boolean(keepdim), Arg::Int(mode)])
 }
 /// `aten::heaviside(Tensor self, Tensor values) -> Tensor`
 #[inline]
 pub fn f_heaviside(self_: &Tensor, values: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(877, "aten::heaviside", [Arg::Tensor(self_), Arg::Tensor(values)])
+    call_tensor_flat(877, "aten::heaviside", 2, [Arg::Tensor(self_), Arg::Tensor(values)])
 }
 /// `aten::heaviside(Tensor self, Tensor values) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn heaviside(self_: &Tensor, values: &Tensor) -> Tensor {
-    check(f_heaviside(self_, values))
+    apply_tensor_flat(877, "aten::heaviside", 2, [Arg::Tensor(self_), Arg::Tensor(values)])
 }
 /// `aten::heaviside_(Tensor(a!) self, Tensor values) -> Tensor(a!)`
 #[inline]
 pub fn f_heaviside_(self_: &Tensor, values: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(878, "aten::heaviside_", [Arg::Tensor(self_), Arg::Tensor(values)])
+    call_tensor_flat(878, "aten::heaviside_", 2, [Arg::Tensor(self_), Arg::Tensor(values)])
 }
 /// `aten::heaviside_(Tensor(a!) self, Tensor values) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn heaviside_(self_: &Tensor, values: &Tensor) -> Tensor {
-    check(f_heaviside_(self_, values))
+    apply_tensor_flat(878, "aten::heaviside_", 2, [Arg::Tensor(self_), Arg::Tensor(values)])
 }
 /// `aten::hinge_embedding_loss(Tensor self, Tensor target, float margin=1., int reduction=1) -> Tensor`
 #[inline]
 pub fn f_hinge_embedding_loss(self_: &Tensor, target: &Tensor, margin: f64, reduction: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(879, "aten::hinge_embedding_loss", [Arg::Tensor(self_), Arg::Tensor(target), Arg::Float(margin), Arg::Int(reduction)])
+    call_tensor_flat(879, "aten::hinge_embedding_loss", 4, [Arg::Tensor(self_), Arg::Tensor(target), Arg::Float(margin), Arg::Int(reduction)])
 }
 /// `aten::hinge_embedding_loss(Tensor self, Tensor target, float margin=1., int reduction=1) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn hinge_embedding_loss(self_: &Tensor, target: &Tensor, margin: f64, reduction: i64) -> Tensor {
-    check(f_hinge_embedding_loss(self_, target, margin, reduction))
+    apply_tensor_flat(879, "aten::hinge_embedding_loss", 4, [Arg::Tensor(self_), Arg::Tensor(target), Arg::Float(margin), Arg::Int(reduction)])
 }
 /// `aten::histc(Tensor self, int bins=100, Scalar min=0, Scalar max=0) -> Tensor`
 #[inline]
 pub fn f_histc(self_: &Tensor, bins: i64, min: impl Into<Scalar>, max: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(880, "aten::histc", [Arg::Tensor(self_), Arg::Int(bins), min.into().arg(), max.into().arg()])
+    call_tensor_flat(880, "aten::histc", 4, [Arg::Tensor(self_), Arg::Int(bins), min.into().arg(), max.into().arg()])
 }
 /// `aten::histc(Tensor self, int bins=100, Scalar min=0, Scalar max=0) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn histc(self_: &Tensor, bins: i64, min: impl Into<Scalar>, max: impl Into<Scalar>) -> Tensor {
-    check(f_histc(self_, bins, min, max))
+    apply_tensor_flat(880, "aten::histc", 4, [Arg::Tensor(self_), Arg::Int(bins), min.into().arg(), max.into().arg()])
 }
 /// `aten::histogram.bins_tensor(Tensor self, Tensor bins, *, Tensor? weight=None, bool density=False) -> (Tensor hist, Tensor bin_edges)`
 #[inline]
@@ -9643,112 +9643,112 @@ pub fn hsplit_array(self_: &Tensor, indices: &[i64]) -> Vec<Tensor> {
 /// `aten::hspmm(Tensor mat1, Tensor mat2) -> Tensor`
 #[inline]
 pub fn f_hspmm(mat1: &Tensor, mat2: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(888, "aten::hspmm", [Arg::Tensor(mat1), Arg::Tensor(mat2)])
+    call_tensor_flat(888, "aten::hspmm", 2, [Arg::Tensor(mat1), Arg::Tensor(mat2)])
 }
 /// `aten::hspmm(Tensor mat1, Tensor mat2) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn hspmm(mat1: &Tensor, mat2: &Tensor) -> Tensor {
-    check(f_hspmm(mat1, mat2))
+    apply_tensor_flat(888, "aten::hspmm", 2, [Arg::Tensor(mat1), Arg::Tensor(mat2)])
 }
 /// `aten::hstack(Tensor[] tensors) -> Tensor`
 #[inline]
 pub fn f_hstack(tensors: &[&Tensor]) -> Result<Tensor, TorchError> {
-    call_tensor_flat(889, "aten::hstack", [Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect())])
+    call_tensor_flat(889, "aten::hstack", 1, [Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect())])
 }
 /// `aten::hstack(Tensor[] tensors) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn hstack(tensors: &[&Tensor]) -> Tensor {
-    check(f_hstack(tensors))
+    apply_tensor_flat(889, "aten::hstack", 1, [Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect())])
 }
 /// `aten::huber_loss(Tensor self, Tensor target, int reduction=1, float delta=1.) -> Tensor`
 #[inline]
 pub fn f_huber_loss(self_: &Tensor, target: &Tensor, reduction: i64, delta: f64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(890, "aten::huber_loss", [Arg::Tensor(self_), Arg::Tensor(target), Arg::Int(reduction), Arg::Float(delta)])
+    call_tensor_flat(890, "aten::huber_loss", 4, [Arg::Tensor(self_), Arg::Tensor(target), Arg::Int(reduction), Arg::Float(delta)])
 }
 /// `aten::huber_loss(Tensor self, Tensor target, int reduction=1, float delta=1.) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn huber_loss(self_: &Tensor, target: &Tensor, reduction: i64, delta: f64) -> Tensor {
-    check(f_huber_loss(self_, target, reduction, delta))
+    apply_tensor_flat(890, "aten::huber_loss", 4, [Arg::Tensor(self_), Arg::Tensor(target), Arg::Int(reduction), Arg::Float(delta)])
 }
 /// `aten::hypot(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_hypot(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(891, "aten::hypot", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(891, "aten::hypot", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::hypot(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn hypot(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_hypot(self_, other))
+    apply_tensor_flat(891, "aten::hypot", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::hypot_(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_hypot_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(892, "aten::hypot_", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(892, "aten::hypot_", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::hypot_(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn hypot_(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_hypot_(self_, other))
+    apply_tensor_flat(892, "aten::hypot_", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::i0(Tensor self) -> Tensor`
 #[inline]
 pub fn f_i0(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(893, "aten::i0", [Arg::Tensor(self_)])
+    call_tensor_flat(893, "aten::i0", 1, [Arg::Tensor(self_)])
 }
 /// `aten::i0(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn i0(self_: &Tensor) -> Tensor {
-    check(f_i0(self_))
+    apply_tensor_flat(893, "aten::i0", 1, [Arg::Tensor(self_)])
 }
 /// `aten::i0_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_i0_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(894, "aten::i0_", [Arg::Tensor(self_)])
+    call_tensor_flat(894, "aten::i0_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::i0_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn i0_(self_: &Tensor) -> Tensor {
-    check(f_i0_(self_))
+    apply_tensor_flat(894, "aten::i0_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::igamma(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_igamma(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(895, "aten::igamma", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(895, "aten::igamma", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::igamma(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn igamma(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_igamma(self_, other))
+    apply_tensor_flat(895, "aten::igamma", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::igamma_(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_igamma_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(896, "aten::igamma_", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(896, "aten::igamma_", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::igamma_(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn igamma_(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_igamma_(self_, other))
+    apply_tensor_flat(896, "aten::igamma_", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::igammac(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_igammac(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(897, "aten::igammac", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(897, "aten::igammac", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::igammac(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn igammac(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_igammac(self_, other))
+    apply_tensor_flat(897, "aten::igammac", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::igammac_(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_igammac_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(898, "aten::igammac_", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(898, "aten::igammac_", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::igammac_(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn igammac_(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_igammac_(self_, other))
+    apply_tensor_flat(898, "aten::igammac_", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::im2col(Tensor self, int[2] kernel_size, int[2] dilation, int[2] padding, int[2] stride) -> Tensor`
 #[inline]
@@ -9763,22 +9763,22 @@ pub fn im2col(self_: &Tensor, kernel_size: &[i64], dilation: &[i64], padding: &[
 /// `aten::imag(Tensor(a) self) -> Tensor(a)`
 #[inline]
 pub fn f_imag(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(900, "aten::imag", [Arg::Tensor(self_)])
+    call_tensor_flat(900, "aten::imag", 1, [Arg::Tensor(self_)])
 }
 /// `aten::imag(Tensor(a) self) -> Tensor(a)`; panics with torch's message.
 #[inline]
 pub fn imag(self_: &Tensor) -> Tensor {
-    check(f_imag(self_))
+    apply_tensor_flat(900, "aten::imag", 1, [Arg::Tensor(self_)])
 }
 /// `aten::index.Tensor(Tensor self, Tensor?[] indices) -> Tensor`
 #[inline]
 pub fn f_index(self_: &Tensor, indices: &[Option<&Tensor>]) -> Result<Tensor, TorchError> {
-    call_tensor_flat(901, "aten::index.Tensor", [Arg::Tensor(self_), Arg::Tensors(indices.to_vec())])
+    call_tensor_flat(901, "aten::index.Tensor", 2, [Arg::Tensor(self_), Arg::Tensors(indices.to_vec())])
 }
 /// `aten::index.Tensor(Tensor self, Tensor?[] indices) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn index(self_: &Tensor, indices: &[Option<&Tensor>]) -> Tensor {
-    check(f_index(self_, indices))
+    apply_tensor_flat(901, "aten::index.Tensor", 2, [Arg::Tensor(self_), Arg::Tensors(indices.to_vec())])
 }
 /// `aten::index_add(Tensor self, int dim, Tensor index, Tensor source, *, Scalar alpha=1) -> Tensor`
 #[inline]
@@ -9807,82 +9807,82 @@ pub fn index_add_(self_: &Tensor, dim: i64, index: &Tensor, source: &Tensor, alp
 /// `aten::index_copy(Tensor self, int dim, Tensor index, Tensor source) -> Tensor`
 #[inline]
 pub fn f_index_copy(self_: &Tensor, dim: i64, index: &Tensor, source: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(904, "aten::index_copy", [Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index), Arg::Tensor(source)])
+    call_tensor_flat(904, "aten::index_copy", 4, [Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index), Arg::Tensor(source)])
 }
 /// `aten::index_copy(Tensor self, int dim, Tensor index, Tensor source) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn index_copy(self_: &Tensor, dim: i64, index: &Tensor, source: &Tensor) -> Tensor {
-    check(f_index_copy(self_, dim, index, source))
+    apply_tensor_flat(904, "aten::index_copy", 4, [Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index), Arg::Tensor(source)])
 }
 /// `aten::index_copy_(Tensor(a!) self, int dim, Tensor index, Tensor source) -> Tensor(a!)`
 #[inline]
 pub fn f_index_copy_(self_: &Tensor, dim: i64, index: &Tensor, source: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(905, "aten::index_copy_", [Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index), Arg::Tensor(source)])
+    call_tensor_flat(905, "aten::index_copy_", 4, [Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index), Arg::Tensor(source)])
 }
 /// `aten::index_copy_(Tensor(a!) self, int dim, Tensor index, Tensor source) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn index_copy_(self_: &Tensor, dim: i64, index: &Tensor, source: &Tensor) -> Tensor {
-    check(f_index_copy_(self_, dim, index, source))
+    apply_tensor_flat(905, "aten::index_copy_", 4, [Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index), Arg::Tensor(source)])
 }
 /// `aten::index_fill.int_Tensor(Tensor self, int dim, Tensor index, Tensor value) -> Tensor`
 #[inline]
 pub fn f_index_fill_int_tensor(self_: &Tensor, dim: i64, index: &Tensor, value: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(906, "aten::index_fill.int_Tensor", [Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index), Arg::Tensor(value)])
+    call_tensor_flat(906, "aten::index_fill.int_Tensor", 4, [Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index), Arg::Tensor(value)])
 }
 /// `aten::index_fill.int_Tensor(Tensor self, int dim, Tensor index, Tensor value) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn index_fill_int_tensor(self_: &Tensor, dim: i64, index: &Tensor, value: &Tensor) -> Tensor {
-    check(f_index_fill_int_tensor(self_, dim, index, value))
+    apply_tensor_flat(906, "aten::index_fill.int_Tensor", 4, [Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index), Arg::Tensor(value)])
 }
 /// `aten::index_fill.int_Scalar(Tensor self, int dim, Tensor index, Scalar value) -> Tensor`
 #[inline]
 pub fn f_index_fill_int_scalar(self_: &Tensor, dim: i64, index: &Tensor, value: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(907, "aten::index_fill.int_Scalar", [Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index), value.into().arg()])
+    call_tensor_flat(907, "aten::index_fill.int_Scalar", 4, [Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index), value.into().arg()])
 }
 /// `aten::index_fill.int_Scalar(Tensor self, int dim, Tensor index, Scalar value) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn index_fill_int_scalar(self_: &Tensor, dim: i64, index: &Tensor, value: impl Into<Scalar>) -> Tensor {
-    check(f_index_fill_int_scalar(self_, dim, index, value))
+    apply_tensor_flat(907, "aten::index_fill.int_Scalar", 4, [Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index), value.into().arg()])
 }
 /// `aten::index_fill_.int_Tensor(Tensor(a!) self, int dim, Tensor index, Tensor value) -> Tensor(a!)`
 #[inline]
 pub fn f_index_fill_int_tensor_(self_: &Tensor, dim: i64, index: &Tensor, value: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(908, "aten::index_fill_.int_Tensor", [Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index), Arg::Tensor(value)])
+    call_tensor_flat(908, "aten::index_fill_.int_Tensor", 4, [Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index), Arg::Tensor(value)])
 }
 /// `aten::index_fill_.int_Tensor(Tensor(a!) self, int dim, Tensor index, Tensor value) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn index_fill_int_tensor_(self_: &Tensor, dim: i64, index: &Tensor, value: &Tensor) -> Tensor {
-    check(f_index_fill_int_tensor_(self_, dim, index, value))
+    apply_tensor_flat(908, "aten::index_fill_.int_Tensor", 4, [Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index), Arg::Tensor(value)])
 }
 /// `aten::index_fill_.int_Scalar(Tensor(a!) self, int dim, Tensor index, Scalar value) -> Tensor(a!)`
 #[inline]
 pub fn f_index_fill_int_scalar_(self_: &Tensor, dim: i64, index: &Tensor, value: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(909, "aten::index_fill_.int_Scalar", [Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index), value.into().arg()])
+    call_tensor_flat(909, "aten::index_fill_.int_Scalar", 4, [Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index), value.into().arg()])
 }
 /// `aten::index_fill_.int_Scalar(Tensor(a!) self, int dim, Tensor index, Scalar value) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn index_fill_int_scalar_(self_: &Tensor, dim: i64, index: &Tensor, value: impl Into<Scalar>) -> Tensor {
-    check(f_index_fill_int_scalar_(self_, dim, index, value))
+    apply_tensor_flat(909, "aten::index_fill_.int_Scalar", 4, [Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index), value.into().arg()])
 }
 /// `aten::index_put(Tensor self, Tensor?[] indices, Tensor values, bool accumulate=False) -> Tensor`
 #[inline]
 pub fn f_index_put(self_: &Tensor, indices: &[Option<&Tensor>], values: &Tensor, accumulate: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(910, "aten::index_put", [Arg::Tensor(self_), Arg::Tensors(indices.to_vec()), Arg::Tensor(values), Arg::Boolean(accumulate)])
+    call_tensor_flat(910, "aten::index_put", 4, [Arg::Tensor(self_), Arg::Tensors(indices.to_vec()), Arg::Tensor(values), Arg::Boolean(accumulate)])
 }
 /// `aten::index_put(Tensor self, Tensor?[] indices, Tensor values, bool accumulate=False) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn index_put(self_: &Tensor, indices: &[Option<&Tensor>], values: &Tensor, accumulate: bool) -> Tensor {
-    check(f_index_put(self_, indices, values, accumulate))
+    apply_tensor_flat(910, "aten::index_put", 4, [Arg::Tensor(self_), Arg::Tensors(indices.to_vec()), Arg::Tensor(values), Arg::Boolean(accumulate)])
 }
 /// `aten::index_put_(Tensor(a!) self, Tensor?[] indices, Tensor values, bool accumulate=False) -> Tensor(a!)`
 #[inline]
 pub fn f_index_put_(self_: &Tensor, indices: &[Option<&Tensor>], values: &Tensor, accumulate: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(911, "aten::index_put_", [Arg::Tensor(self_), Arg::Tensors(indices.to_vec()), Arg::Tensor(values), Arg::Boolean(accumulate)])
+    call_tensor_flat(911, "aten::index_put_", 4, [Arg::Tensor(self_), Arg::Tensors(indices.to_vec()), Arg::Tensor(values), Arg::Boolean(accumulate)])
 }
 /// `aten::index_put_(Tensor(a!) self, Tensor?[] indices, Tensor values, bool accumulate=False) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn index_put_(self_: &Tensor, indices: &[Option<&Tensor>], values: &Tensor, accumulate: bool) -> Tensor {
-    check(f_index_put_(self_, indices, values, accumulate))
+    apply_tensor_flat(911, "aten::index_put_", 4, [Arg::Tensor(self_), Arg::Tensors(indices.to_vec()), Arg::Tensor(values), Arg::Boolean(accumulate)])
 }
 /// `aten::index_reduce(Tensor self, int dim, Tensor index, Tensor source, str reduce, *, bool include_self=True) -> Tensor`
 #[inline]
@@ -9911,42 +9911,42 @@ pub fn index_reduce_(self_: &Tensor, dim: i64, index: &Tensor, source: &Tensor, 
 /// `aten::index_select(Tensor self, int dim, Tensor index) -> Tensor`
 #[inline]
 pub fn f_index_select(self_: &Tensor, dim: i64, index: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(914, "aten::index_select", [Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index)])
+    call_tensor_flat(914, "aten::index_select", 3, [Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index)])
 }
 /// `aten::index_select(Tensor self, int dim, Tensor index) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn index_select(self_: &Tensor, dim: i64, index: &Tensor) -> Tensor {
-    check(f_index_select(self_, dim, index))
+    apply_tensor_flat(914, "aten::index_select", 3, [Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index)])
 }
 /// `aten::indices(Tensor(a) self) -> Tensor(a)`
 #[inline]
 pub fn f_indices(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(915, "aten::indices", [Arg::Tensor(self_)])
+    call_tensor_flat(915, "aten::indices", 1, [Arg::Tensor(self_)])
 }
 /// `aten::indices(Tensor(a) self) -> Tensor(a)`; panics with torch's message.
 #[inline]
 pub fn indices(self_: &Tensor) -> Tensor {
-    check(f_indices(self_))
+    apply_tensor_flat(915, "aten::indices", 1, [Arg::Tensor(self_)])
 }
 /// `aten::indices_copy(Tensor self) -> Tensor`
 #[inline]
 pub fn f_indices_copy(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(916, "aten::indices_copy", [Arg::Tensor(self_)])
+    call_tensor_flat(916, "aten::indices_copy", 1, [Arg::Tensor(self_)])
 }
 /// `aten::indices_copy(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn indices_copy(self_: &Tensor) -> Tensor {
-    check(f_indices_copy(self_))
+    apply_tensor_flat(916, "aten::indices_copy", 1, [Arg::Tensor(self_)])
 }
 /// `aten::inner(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_inner(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(917, "aten::inner", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(917, "aten::inner", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::inner(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn inner(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_inner(self_, other))
+    apply_tensor_flat(917, "aten::inner", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::instance_norm(Tensor input, Tensor? weight, Tensor? bias, Tensor? running_mean, Tensor? running_var, bool use_input_stats, float momentum, float eps, bool cudnn_enabled) -> Tensor`
 #[inline]
@@ -9961,22 +9961,22 @@ pub fn instance_norm(input: &Tensor, weight: Option<&Tensor>, bias: Option<&Tens
 /// `aten::int_repr(Tensor self) -> Tensor`
 #[inline]
 pub fn f_int_repr(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(919, "aten::int_repr", [Arg::Tensor(self_)])
+    call_tensor_flat(919, "aten::int_repr", 1, [Arg::Tensor(self_)])
 }
 /// `aten::int_repr(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn int_repr(self_: &Tensor) -> Tensor {
-    check(f_int_repr(self_))
+    apply_tensor_flat(919, "aten::int_repr", 1, [Arg::Tensor(self_)])
 }
 /// `aten::inverse(Tensor self) -> Tensor`
 #[inline]
 pub fn f_inverse(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(920, "aten::inverse", [Arg::Tensor(self_)])
+    call_tensor_flat(920, "aten::inverse", 1, [Arg::Tensor(self_)])
 }
 /// `aten::inverse(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn inverse(self_: &Tensor) -> Tensor {
-    check(f_inverse(self_))
+    apply_tensor_flat(920, "aten::inverse", 1, [Arg::Tensor(self_)])
 }
 /// `aten::is_coalesced(Tensor self) -> bool`
 #[inline]
@@ -10167,92 +10167,92 @@ pub fn isclose(self_: &Tensor, other: &Tensor, rtol: f64, atol: f64, equal_nan: 
 /// `aten::isfinite(Tensor self) -> Tensor`
 #[inline]
 pub fn f_isfinite(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(938, "aten::isfinite", [Arg::Tensor(self_)])
+    call_tensor_flat(938, "aten::isfinite", 1, [Arg::Tensor(self_)])
 }
 /// `aten::isfinite(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn isfinite(self_: &Tensor) -> Tensor {
-    check(f_isfinite(self_))
+    apply_tensor_flat(938, "aten::isfinite", 1, [Arg::Tensor(self_)])
 }
 /// `aten::isin.Tensor_Tensor(Tensor elements, Tensor test_elements, *, bool assume_unique=False, bool invert=False) -> Tensor`
 #[inline]
 pub fn f_isin_tensor_tensor(elements: &Tensor, test_elements: &Tensor, assume_unique: bool, invert: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(939, "aten::isin.Tensor_Tensor", [Arg::Tensor(elements), Arg::Tensor(test_elements), Arg::Boolean(assume_unique), Arg::Boolean(invert)])
+    call_tensor_flat(939, "aten::isin.Tensor_Tensor", 4, [Arg::Tensor(elements), Arg::Tensor(test_elements), Arg::Boolean(assume_unique), Arg::Boolean(invert)])
 }
 /// `aten::isin.Tensor_Tensor(Tensor elements, Tensor test_elements, *, bool assume_unique=False, bool invert=False) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn isin_tensor_tensor(elements: &Tensor, test_elements: &Tensor, assume_unique: bool, invert: bool) -> Tensor {
-    check(f_isin_tensor_tensor(elements, test_elements, assume_unique, invert))
+    apply_tensor_flat(939, "aten::isin.Tensor_Tensor", 4, [Arg::Tensor(elements), Arg::Tensor(test_elements), Arg::Boolean(assume_unique), Arg::Boolean(invert)])
 }
 /// `aten::isin.Tensor_Scalar(Tensor elements, Scalar test_element, *, bool assume_unique=False, bool invert=False) -> Tensor`
 #[inline]
 pub fn f_isin_tensor_scalar(elements: &Tensor, test_element: impl Into<Scalar>, assume_unique: bool, invert: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(940, "aten::isin.Tensor_Scalar", [Arg::Tensor(elements), test_element.into().arg(), Arg::Boolean(assume_unique), Arg::Boolean(invert)])
+    call_tensor_flat(940, "aten::isin.Tensor_Scalar", 4, [Arg::Tensor(elements), test_element.into().arg(), Arg::Boolean(assume_unique), Arg::Boolean(invert)])
 }
 /// `aten::isin.Tensor_Scalar(Tensor elements, Scalar test_element, *, bool assume_unique=False, bool invert=False) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn isin_tensor_scalar(elements: &Tensor, test_element: impl Into<Scalar>, assume_unique: bool, invert: bool) -> Tensor {
-    check(f_isin_tensor_scalar(elements, test_element, assume_unique, invert))
+    apply_tensor_flat(940, "aten::isin.Tensor_Scalar", 4, [Arg::Tensor(elements), test_element.into().arg(), Arg::Boolean(assume_unique), Arg::Boolean(invert)])
 }
 /// `aten::isin.Scalar_Tensor(Scalar element, Tensor test_elements, *, bool assume_unique=False, bool invert=False) -> Tensor`
 #[inline]
 pub fn f_isin_scalar_tensor(element: impl Into<Scalar>, test_elements: &Tensor, assume_unique: bool, invert: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(941, "aten::isin.Scalar_Tensor", [element.into().arg(), Arg::Tensor(test_elements), Arg::Boolean(assume_unique), Arg::Boolean(invert)])
+    call_tensor_flat(941, "aten::isin.Scalar_Tensor", 4, [element.into().arg(), Arg::Tensor(test_elements), Arg::Boolean(assume_unique), Arg::Boolean(invert)])
 }
 /// `aten::isin.Scalar_Tensor(Scalar element, Tensor test_elements, *, bool assume_unique=False, bool invert=False) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn isin_scalar_tensor(element: impl Into<Scalar>, test_elements: &Tensor, assume_unique: bool, invert: bool) -> Tensor {
-    check(f_isin_scalar_tensor(element, test_elements, assume_unique, invert))
+    apply_tensor_flat(941, "aten::isin.Scalar_Tensor", 4, [element.into().arg(), Arg::Tensor(test_elements), Arg::Boolean(assume_unique), Arg::Boolean(invert)])
 }
 /// `aten::isinf(Tensor self) -> Tensor`
 #[inline]
 pub fn f_isinf(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(942, "aten::isinf", [Arg::Tensor(self_)])
+    call_tensor_flat(942, "aten::isinf", 1, [Arg::Tensor(self_)])
 }
 /// `aten::isinf(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn isinf(self_: &Tensor) -> Tensor {
-    check(f_isinf(self_))
+    apply_tensor_flat(942, "aten::isinf", 1, [Arg::Tensor(self_)])
 }
 /// `aten::isnan(Tensor self) -> Tensor`
 #[inline]
 pub fn f_isnan(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(943, "aten::isnan", [Arg::Tensor(self_)])
+    call_tensor_flat(943, "aten::isnan", 1, [Arg::Tensor(self_)])
 }
 /// `aten::isnan(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn isnan(self_: &Tensor) -> Tensor {
-    check(f_isnan(self_))
+    apply_tensor_flat(943, "aten::isnan", 1, [Arg::Tensor(self_)])
 }
 /// `aten::isneginf(Tensor self) -> Tensor`
 #[inline]
 pub fn f_isneginf(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(944, "aten::isneginf", [Arg::Tensor(self_)])
+    call_tensor_flat(944, "aten::isneginf", 1, [Arg::Tensor(self_)])
 }
 /// `aten::isneginf(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn isneginf(self_: &Tensor) -> Tensor {
-    check(f_isneginf(self_))
+    apply_tensor_flat(944, "aten::isneginf", 1, [Arg::Tensor(self_)])
 }
 /// `aten::isposinf(Tensor self) -> Tensor`
 #[inline]
 pub fn f_isposinf(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(945, "aten::isposinf", [Arg::Tensor(self_)])
+    call_tensor_flat(945, "aten::isposinf", 1, [Arg::Tensor(self_)])
 }
 /// `aten::isposinf(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn isposinf(self_: &Tensor) -> Tensor {
-    check(f_isposinf(self_))
+    apply_tensor_flat(945, "aten::isposinf", 1, [Arg::Tensor(self_)])
 }
 /// `aten::isreal(Tensor self) -> Tensor`
 #[inline]
 pub fn f_isreal(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(946, "aten::isreal", [Arg::Tensor(self_)])
+    call_tensor_flat(946, "aten::isreal", 1, [Arg::Tensor(self_)])
 }
 /// `aten::isreal(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn isreal(self_: &Tensor) -> Tensor {
-    check(f_isreal(self_))
+    apply_tensor_flat(946, "aten::isreal", 1, [Arg::Tensor(self_)])
 }
 /// `aten::istft(Tensor self, int n_fft, int? hop_length=None, int? win_length=None, Tensor? window=None, bool center=True, bool normalized=False, bool? onesided=None, int? length=None, bool return_complex=False) -> Tensor`
 #[inline]
@@ -10323,22 +10323,22 @@ pub fn kaiser_window_beta(window_length: i64, periodic: bool, beta: f64, dtype: 
 /// `aten::kl_div(Tensor self, Tensor target, int reduction=1, *, bool log_target=False) -> Tensor`
 #[inline]
 pub fn f_kl_div(self_: &Tensor, target: &Tensor, reduction: i64, log_target: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(952, "aten::kl_div", [Arg::Tensor(self_), Arg::Tensor(target), Arg::Int(reduction), Arg::Boolean(log_target)])
+    call_tensor_flat(952, "aten::kl_div", 4, [Arg::Tensor(self_), Arg::Tensor(target), Arg::Int(reduction), Arg::Boolean(log_target)])
 }
 /// `aten::kl_div(Tensor self, Tensor target, int reduction=1, *, bool log_target=False) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn kl_div(self_: &Tensor, target: &Tensor, reduction: i64, log_target: bool) -> Tensor {
-    check(f_kl_div(self_, target, reduction, log_target))
+    apply_tensor_flat(952, "aten::kl_div", 4, [Arg::Tensor(self_), Arg::Tensor(target), Arg::Int(reduction), Arg::Boolean(log_target)])
 }
 /// `aten::kron(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_kron(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(953, "aten::kron", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(953, "aten::kron", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::kron(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn kron(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_kron(self_, other))
+    apply_tensor_flat(953, "aten::kron", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::kthvalue(Tensor self, SymInt k, int dim=-1, bool keepdim=False) -> (Tensor values, Tensor indices)`
 #[inline]
@@ -10354,12 +10354,12 @@ pub fn kthvalue(self_: &Tensor, k: i64, dim: i64, keepdim: bool) -> (Tensor, Ten
 /// `aten::l1_loss(Tensor self, Tensor target, int reduction=1) -> Tensor`
 #[inline]
 pub fn f_l1_loss(self_: &Tensor, target: &Tensor, reduction: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(955, "aten::l1_loss", [Arg::Tensor(self_), Arg::Tensor(target), Arg::Int(reduction)])
+    call_tensor_flat(955, "aten::l1_loss", 3, [Arg::Tensor(self_), Arg::Tensor(target), Arg::Int(reduction)])
 }
 /// `aten::l1_loss(Tensor self, Tensor target, int reduction=1) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn l1_loss(self_: &Tensor, target: &Tensor, reduction: i64) -> Tensor {
-    check(f_l1_loss(self_, target, reduction))
+    apply_tensor_flat(955, "aten::l1_loss", 3, [Arg::Tensor(self_), Arg::Tensor(target), Arg::Int(reduction)])
 }
 /// `aten::layer_norm(Tensor input, SymInt[] normalized_shape, Tensor? weight=None, Tensor? bias=None, float eps=1.0000000000000001e-05, bool cudnn_enable=True) -> Tensor`
 #[inline]
@@ -10374,272 +10374,272 @@ pub fn layer_norm(input: &Tensor, normalized_shape: &[i64], weight: Option<&Tens
 /// `aten::lcm(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_lcm(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(957, "aten::lcm", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(957, "aten::lcm", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::lcm(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn lcm(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_lcm(self_, other))
+    apply_tensor_flat(957, "aten::lcm", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::lcm_(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_lcm_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(958, "aten::lcm_", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(958, "aten::lcm_", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::lcm_(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn lcm_(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_lcm_(self_, other))
+    apply_tensor_flat(958, "aten::lcm_", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::ldexp.Tensor(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_ldexp(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(959, "aten::ldexp.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(959, "aten::ldexp.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::ldexp.Tensor(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn ldexp(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_ldexp(self_, other))
+    apply_tensor_flat(959, "aten::ldexp.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::ldexp_(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_ldexp_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(960, "aten::ldexp_", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(960, "aten::ldexp_", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::ldexp_(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn ldexp_(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_ldexp_(self_, other))
+    apply_tensor_flat(960, "aten::ldexp_", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::le.Tensor(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_le(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(961, "aten::le.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(961, "aten::le.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::le.Tensor(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn le(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_le(self_, other))
+    apply_tensor_flat(961, "aten::le.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::le.Scalar(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f_le_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(962, "aten::le.Scalar", [Arg::Tensor(self_), other.into().arg()])
+    call_tensor_flat(962, "aten::le.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::le.Scalar(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn le_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
-    check(f_le_scalar(self_, other))
+    apply_tensor_flat(962, "aten::le.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::le_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`
 #[inline]
 pub fn f_le_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(963, "aten::le_.Scalar", [Arg::Tensor(self_), other.into().arg()])
+    call_tensor_flat(963, "aten::le_.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::le_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn le_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
-    check(f_le_scalar_(self_, other))
+    apply_tensor_flat(963, "aten::le_.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::le_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_le_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(964, "aten::le_.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(964, "aten::le_.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::le_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn le_(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_le_(self_, other))
+    apply_tensor_flat(964, "aten::le_.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::leaky_relu(Tensor self, Scalar negative_slope=0.01) -> Tensor`
 #[inline]
 pub fn f_leaky_relu(self_: &Tensor, negative_slope: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(965, "aten::leaky_relu", [Arg::Tensor(self_), negative_slope.into().arg()])
+    call_tensor_flat(965, "aten::leaky_relu", 2, [Arg::Tensor(self_), negative_slope.into().arg()])
 }
 /// `aten::leaky_relu(Tensor self, Scalar negative_slope=0.01) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn leaky_relu(self_: &Tensor, negative_slope: impl Into<Scalar>) -> Tensor {
-    check(f_leaky_relu(self_, negative_slope))
+    apply_tensor_flat(965, "aten::leaky_relu", 2, [Arg::Tensor(self_), negative_slope.into().arg()])
 }
 /// `aten::leaky_relu_(Tensor(a!) self, Scalar negative_slope=0.01) -> Tensor(a!)`
 #[inline]
 pub fn f_leaky_relu_(self_: &Tensor, negative_slope: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(966, "aten::leaky_relu_", [Arg::Tensor(self_), negative_slope.into().arg()])
+    call_tensor_flat(966, "aten::leaky_relu_", 2, [Arg::Tensor(self_), negative_slope.into().arg()])
 }
 /// `aten::leaky_relu_(Tensor(a!) self, Scalar negative_slope=0.01) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn leaky_relu_(self_: &Tensor, negative_slope: impl Into<Scalar>) -> Tensor {
-    check(f_leaky_relu_(self_, negative_slope))
+    apply_tensor_flat(966, "aten::leaky_relu_", 2, [Arg::Tensor(self_), negative_slope.into().arg()])
 }
 /// `aten::lerp.Scalar(Tensor self, Tensor end, Scalar weight) -> Tensor`
 #[inline]
 pub fn f_lerp_scalar(self_: &Tensor, end: &Tensor, weight: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(967, "aten::lerp.Scalar", [Arg::Tensor(self_), Arg::Tensor(end), weight.into().arg()])
+    call_tensor_flat(967, "aten::lerp.Scalar", 3, [Arg::Tensor(self_), Arg::Tensor(end), weight.into().arg()])
 }
 /// `aten::lerp.Scalar(Tensor self, Tensor end, Scalar weight) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn lerp_scalar(self_: &Tensor, end: &Tensor, weight: impl Into<Scalar>) -> Tensor {
-    check(f_lerp_scalar(self_, end, weight))
+    apply_tensor_flat(967, "aten::lerp.Scalar", 3, [Arg::Tensor(self_), Arg::Tensor(end), weight.into().arg()])
 }
 /// `aten::lerp.Tensor(Tensor self, Tensor end, Tensor weight) -> Tensor`
 #[inline]
 pub fn f_lerp(self_: &Tensor, end: &Tensor, weight: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(968, "aten::lerp.Tensor", [Arg::Tensor(self_), Arg::Tensor(end), Arg::Tensor(weight)])
+    call_tensor_flat(968, "aten::lerp.Tensor", 3, [Arg::Tensor(self_), Arg::Tensor(end), Arg::Tensor(weight)])
 }
 /// `aten::lerp.Tensor(Tensor self, Tensor end, Tensor weight) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn lerp(self_: &Tensor, end: &Tensor, weight: &Tensor) -> Tensor {
-    check(f_lerp(self_, end, weight))
+    apply_tensor_flat(968, "aten::lerp.Tensor", 3, [Arg::Tensor(self_), Arg::Tensor(end), Arg::Tensor(weight)])
 }
 /// `aten::lerp_.Scalar(Tensor(a!) self, Tensor end, Scalar weight) -> Tensor(a!)`
 #[inline]
 pub fn f_lerp_scalar_(self_: &Tensor, end: &Tensor, weight: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(969, "aten::lerp_.Scalar", [Arg::Tensor(self_), Arg::Tensor(end), weight.into().arg()])
+    call_tensor_flat(969, "aten::lerp_.Scalar", 3, [Arg::Tensor(self_), Arg::Tensor(end), weight.into().arg()])
 }
 /// `aten::lerp_.Scalar(Tensor(a!) self, Tensor end, Scalar weight) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn lerp_scalar_(self_: &Tensor, end: &Tensor, weight: impl Into<Scalar>) -> Tensor {
-    check(f_lerp_scalar_(self_, end, weight))
+    apply_tensor_flat(969, "aten::lerp_.Scalar", 3, [Arg::Tensor(self_), Arg::Tensor(end), weight.into().arg()])
 }
 /// `aten::lerp_.Tensor(Tensor(a!) self, Tensor end, Tensor weight) -> Tensor(a!)`
 #[inline]
 pub fn f_lerp_(self_: &Tensor, end: &Tensor, weight: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(970, "aten::lerp_.Tensor", [Arg::Tensor(self_), Arg::Tensor(end), Arg::Tensor(weight)])
+    call_tensor_flat(970, "aten::lerp_.Tensor", 3, [Arg::Tensor(self_), Arg::Tensor(end), Arg::Tensor(weight)])
 }
 /// `aten::lerp_.Tensor(Tensor(a!) self, Tensor end, Tensor weight) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn lerp_(self_: &Tensor, end: &Tensor, weight: &Tensor) -> Tensor {
-    check(f_lerp_(self_, end, weight))
+    apply_tensor_flat(970, "aten::lerp_.Tensor", 3, [Arg::Tensor(self_), Arg::Tensor(end), Arg::Tensor(weight)])
 }
 /// `aten::less.Tensor(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_less(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(971, "aten::less.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(971, "aten::less.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::less.Tensor(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn less(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_less(self_, other))
+    apply_tensor_flat(971, "aten::less.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::less.Scalar(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f_less_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(972, "aten::less.Scalar", [Arg::Tensor(self_), other.into().arg()])
+    call_tensor_flat(972, "aten::less.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::less.Scalar(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn less_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
-    check(f_less_scalar(self_, other))
+    apply_tensor_flat(972, "aten::less.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::less_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`
 #[inline]
 pub fn f_less_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(973, "aten::less_.Scalar", [Arg::Tensor(self_), other.into().arg()])
+    call_tensor_flat(973, "aten::less_.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::less_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn less_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
-    check(f_less_scalar_(self_, other))
+    apply_tensor_flat(973, "aten::less_.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::less_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_less_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(974, "aten::less_.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(974, "aten::less_.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::less_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn less_(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_less_(self_, other))
+    apply_tensor_flat(974, "aten::less_.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::less_equal.Tensor(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_less_equal(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(975, "aten::less_equal.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(975, "aten::less_equal.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::less_equal.Tensor(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn less_equal(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_less_equal(self_, other))
+    apply_tensor_flat(975, "aten::less_equal.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::less_equal.Scalar(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f_less_equal_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(976, "aten::less_equal.Scalar", [Arg::Tensor(self_), other.into().arg()])
+    call_tensor_flat(976, "aten::less_equal.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::less_equal.Scalar(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn less_equal_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
-    check(f_less_equal_scalar(self_, other))
+    apply_tensor_flat(976, "aten::less_equal.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::less_equal_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`
 #[inline]
 pub fn f_less_equal_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(977, "aten::less_equal_.Scalar", [Arg::Tensor(self_), other.into().arg()])
+    call_tensor_flat(977, "aten::less_equal_.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::less_equal_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn less_equal_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
-    check(f_less_equal_scalar_(self_, other))
+    apply_tensor_flat(977, "aten::less_equal_.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::less_equal_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_less_equal_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(978, "aten::less_equal_.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(978, "aten::less_equal_.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::less_equal_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn less_equal_(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_less_equal_(self_, other))
+    apply_tensor_flat(978, "aten::less_equal_.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::lgamma(Tensor self) -> Tensor`
 #[inline]
 pub fn f_lgamma(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(979, "aten::lgamma", [Arg::Tensor(self_)])
+    call_tensor_flat(979, "aten::lgamma", 1, [Arg::Tensor(self_)])
 }
 /// `aten::lgamma(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn lgamma(self_: &Tensor) -> Tensor {
-    check(f_lgamma(self_))
+    apply_tensor_flat(979, "aten::lgamma", 1, [Arg::Tensor(self_)])
 }
 /// `aten::lgamma_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_lgamma_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(980, "aten::lgamma_", [Arg::Tensor(self_)])
+    call_tensor_flat(980, "aten::lgamma_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::lgamma_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn lgamma_(self_: &Tensor) -> Tensor {
-    check(f_lgamma_(self_))
+    apply_tensor_flat(980, "aten::lgamma_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::lift(Tensor self) -> Tensor`
 #[inline]
 pub fn f_lift(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(981, "aten::lift", [Arg::Tensor(self_)])
+    call_tensor_flat(981, "aten::lift", 1, [Arg::Tensor(self_)])
 }
 /// `aten::lift(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn lift(self_: &Tensor) -> Tensor {
-    check(f_lift(self_))
+    apply_tensor_flat(981, "aten::lift", 1, [Arg::Tensor(self_)])
 }
 /// `aten::lift_fresh(Tensor(a) self) -> Tensor(a)`
 #[inline]
 pub fn f_lift_fresh(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(982, "aten::lift_fresh", [Arg::Tensor(self_)])
+    call_tensor_flat(982, "aten::lift_fresh", 1, [Arg::Tensor(self_)])
 }
 /// `aten::lift_fresh(Tensor(a) self) -> Tensor(a)`; panics with torch's message.
 #[inline]
 pub fn lift_fresh(self_: &Tensor) -> Tensor {
-    check(f_lift_fresh(self_))
+    apply_tensor_flat(982, "aten::lift_fresh", 1, [Arg::Tensor(self_)])
 }
 /// `aten::lift_fresh_copy(Tensor self) -> Tensor`
 #[inline]
 pub fn f_lift_fresh_copy(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(983, "aten::lift_fresh_copy", [Arg::Tensor(self_)])
+    call_tensor_flat(983, "aten::lift_fresh_copy", 1, [Arg::Tensor(self_)])
 }
 /// `aten::lift_fresh_copy(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn lift_fresh_copy(self_: &Tensor) -> Tensor {
-    check(f_lift_fresh_copy(self_))
+    apply_tensor_flat(983, "aten::lift_fresh_copy", 1, [Arg::Tensor(self_)])
 }
 /// `aten::linalg__powsum(Tensor self, Scalar ord=2, int[1]? dim=None, bool keepdim=False, *, ScalarType? dtype=None) -> Tensor`
 #[inline]
@@ -10656,12 +10656,12 @@ pub fn linalg__powsum(self_: &Tensor, ord: impl Into<Scalar>, dim: Option<&[i64]
 /// `aten::linalg_cholesky(Tensor self, *, bool upper=False) -> Tensor`
 #[inline]
 pub fn f_linalg_cholesky(self_: &Tensor, upper: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(985, "aten::linalg_cholesky", [Arg::Tensor(self_), Arg::Boolean(upper)])
+    call_tensor_flat(985, "aten::linalg_cholesky", 2, [Arg::Tensor(self_), Arg::Boolean(upper)])
 }
 /// `aten::linalg_cholesky(Tensor self, *, bool upper=False) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn linalg_cholesky(self_: &Tensor, upper: bool) -> Tensor {
-    check(f_linalg_cholesky(self_, upper))
+    apply_tensor_flat(985, "aten::linalg_cholesky", 2, [Arg::Tensor(self_), Arg::Boolean(upper)])
 }
 /// `aten::linalg_cholesky_ex(Tensor self, *, bool upper=False, bool check_errors=False) -> (Tensor L, Tensor info)`
 #[inline]
@@ -10680,52 +10680,52 @@ pub fn linalg_cholesky_ex(self_: &Tensor, upper: bool, check_errors: bool) -> (T
 /// `aten::linalg_cond(Tensor self, Scalar? p=None) -> Tensor`
 #[inline]
 pub fn f_linalg_cond(self_: &Tensor, p: Option<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(987, "aten::linalg_cond", [Arg::Tensor(self_), p.map_or(Arg::None, |v| v.arg())])
+    call_tensor_flat(987, "aten::linalg_cond", 1, [Arg::Tensor(self_), p.map_or(Arg::None, |v| v.arg())])
 }
 /// `aten::linalg_cond(Tensor self, Scalar? p=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn linalg_cond(self_: &Tensor, p: Option<Scalar>) -> Tensor {
-    check(f_linalg_cond(self_, p))
+    apply_tensor_flat(987, "aten::linalg_cond", 1, [Arg::Tensor(self_), p.map_or(Arg::None, |v| v.arg())])
 }
 /// `aten::linalg_cond.p_str(Tensor self, str p) -> Tensor`
 #[inline]
 pub fn f_linalg_cond_p_str(self_: &Tensor, p: &str) -> Result<Tensor, TorchError> {
-    call_tensor_flat(988, "aten::linalg_cond.p_str", [Arg::Tensor(self_), Arg::Str(p.into())])
+    call_tensor_flat(988, "aten::linalg_cond.p_str", 2, [Arg::Tensor(self_), Arg::Str(p.into())])
 }
 /// `aten::linalg_cond.p_str(Tensor self, str p) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn linalg_cond_p_str(self_: &Tensor, p: &str) -> Tensor {
-    check(f_linalg_cond_p_str(self_, p))
+    apply_tensor_flat(988, "aten::linalg_cond.p_str", 2, [Arg::Tensor(self_), Arg::Str(p.into())])
 }
 /// `aten::linalg_cross(Tensor self, Tensor other, *, int dim=-1) -> Tensor`
 #[inline]
 pub fn f_linalg_cross(self_: &Tensor, other: &Tensor, dim: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(989, "aten::linalg_cross", [Arg::Tensor(self_), Arg::Tensor(other), Arg::Int(dim)])
+    call_tensor_flat(989, "aten::linalg_cross", 3, [Arg::Tensor(self_), Arg::Tensor(other), Arg::Int(dim)])
 }
 /// `aten::linalg_cross(Tensor self, Tensor other, *, int dim=-1) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn linalg_cross(self_: &Tensor, other: &Tensor, dim: i64) -> Tensor {
-    check(f_linalg_cross(self_, other, dim))
+    apply_tensor_flat(989, "aten::linalg_cross", 3, [Arg::Tensor(self_), Arg::Tensor(other), Arg::Int(dim)])
 }
 /// `aten::linalg_det(Tensor A) -> Tensor`
 #[inline]
 pub fn f_linalg_det(A: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(990, "aten::linalg_det", [Arg::Tensor(A)])
+    call_tensor_flat(990, "aten::linalg_det", 1, [Arg::Tensor(A)])
 }
 /// `aten::linalg_det(Tensor A) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn linalg_det(A: &Tensor) -> Tensor {
-    check(f_linalg_det(A))
+    apply_tensor_flat(990, "aten::linalg_det", 1, [Arg::Tensor(A)])
 }
 /// `aten::linalg_diagonal(Tensor(a) A, *, int offset=0, int dim1=-2, int dim2=-1) -> Tensor(a)`
 #[inline]
 pub fn f_linalg_diagonal(A: &Tensor, offset: i64, dim1: i64, dim2: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(991, "aten::linalg_diagonal", [Arg::Tensor(A), Arg::Int(offset), Arg::Int(dim1), Arg::Int(dim2)])
+    call_tensor_flat(991, "aten::linalg_diagonal", 4, [Arg::Tensor(A), Arg::Int(offset), Arg::Int(dim1), Arg::Int(dim2)])
 }
 /// `aten::linalg_diagonal(Tensor(a) A, *, int offset=0, int dim1=-2, int dim2=-1) -> Tensor(a)`; panics with torch's message.
 #[inline]
 pub fn linalg_diagonal(A: &Tensor, offset: i64, dim1: i64, dim2: i64) -> Tensor {
-    check(f_linalg_diagonal(A, offset, dim1, dim2))
+    apply_tensor_flat(991, "aten::linalg_diagonal", 4, [Arg::Tensor(A), Arg::Int(offset), Arg::Int(dim1), Arg::Int(dim2)])
 }
 /// `aten::linalg_eig(Tensor self) -> (Tensor eigenvalues, Tensor eigenvectors)`
 #[inline]
@@ -10752,42 +10752,42 @@ pub fn linalg_eigh(self_: &Tensor, UPLO: &str) -> (Tensor, Tensor) {
 /// `aten::linalg_eigvals(Tensor self) -> Tensor`
 #[inline]
 pub fn f_linalg_eigvals(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(994, "aten::linalg_eigvals", [Arg::Tensor(self_)])
+    call_tensor_flat(994, "aten::linalg_eigvals", 1, [Arg::Tensor(self_)])
 }
 /// `aten::linalg_eigvals(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn linalg_eigvals(self_: &Tensor) -> Tensor {
-    check(f_linalg_eigvals(self_))
+    apply_tensor_flat(994, "aten::linalg_eigvals", 1, [Arg::Tensor(self_)])
 }
 /// `aten::linalg_eigvalsh(Tensor self, str UPLO="L") -> Tensor`
 #[inline]
 pub fn f_linalg_eigvalsh(self_: &Tensor, UPLO: &str) -> Result<Tensor, TorchError> {
-    call_tensor_flat(995, "aten::linalg_eigvalsh", [Arg::Tensor(self_), Arg::Str(UPLO.into())])
+    call_tensor_flat(995, "aten::linalg_eigvalsh", 2, [Arg::Tensor(self_), Arg::Str(UPLO.into())])
 }
 /// `aten::linalg_eigvalsh(Tensor self, str UPLO="L") -> Tensor`; panics with torch's message.
 #[inline]
 pub fn linalg_eigvalsh(self_: &Tensor, UPLO: &str) -> Tensor {
-    check(f_linalg_eigvalsh(self_, UPLO))
+    apply_tensor_flat(995, "aten::linalg_eigvalsh", 2, [Arg::Tensor(self_), Arg::Str(UPLO.into())])
 }
 /// `aten::linalg_householder_product(Tensor input, Tensor tau) -> Tensor`
 #[inline]
 pub fn f_linalg_householder_product(input: &Tensor, tau: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(996, "aten::linalg_householder_product", [Arg::Tensor(input), Arg::Tensor(tau)])
+    call_tensor_flat(996, "aten::linalg_householder_product", 2, [Arg::Tensor(input), Arg::Tensor(tau)])
 }
 /// `aten::linalg_householder_product(Tensor input, Tensor tau) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn linalg_householder_product(input: &Tensor, tau: &Tensor) -> Tensor {
-    check(f_linalg_householder_product(input, tau))
+    apply_tensor_flat(996, "aten::linalg_householder_product", 2, [Arg::Tensor(input), Arg::Tensor(tau)])
 }
 /// `aten::linalg_inv(Tensor A) -> Tensor`
 #[inline]
 pub fn f_linalg_inv(A: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(997, "aten::linalg_inv", [Arg::Tensor(A)])
+    call_tensor_flat(997, "aten::linalg_inv", 1, [Arg::Tensor(A)])
 }
 /// `aten::linalg_inv(Tensor A) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn linalg_inv(A: &Tensor) -> Tensor {
-    check(f_linalg_inv(A))
+    apply_tensor_flat(997, "aten::linalg_inv", 1, [Arg::Tensor(A)])
 }
 /// `aten::linalg_inv_ex(Tensor A, *, bool check_errors=False) -> (Tensor inverse, Tensor info)`
 #[inline]
@@ -10832,12 +10832,12 @@ pub fn linalg_ldl_factor_ex(self_: &Tensor, hermitian: bool, check_errors: bool)
 /// `aten::linalg_ldl_solve(Tensor LD, Tensor pivots, Tensor B, *, bool hermitian=False) -> Tensor`
 #[inline]
 pub fn f_linalg_ldl_solve(LD: &Tensor, pivots: &Tensor, B: &Tensor, hermitian: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1001, "aten::linalg_ldl_solve", [Arg::Tensor(LD), Arg::Tensor(pivots), Arg::Tensor(B), Arg::Boolean(hermitian)])
+    call_tensor_flat(1001, "aten::linalg_ldl_solve", 4, [Arg::Tensor(LD), Arg::Tensor(pivots), Arg::Tensor(B), Arg::Boolean(hermitian)])
 }
 /// `aten::linalg_ldl_solve(Tensor LD, Tensor pivots, Tensor B, *, bool hermitian=False) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn linalg_ldl_solve(LD: &Tensor, pivots: &Tensor, B: &Tensor, hermitian: bool) -> Tensor {
-    check(f_linalg_ldl_solve(LD, pivots, B, hermitian))
+    apply_tensor_flat(1001, "aten::linalg_ldl_solve", 4, [Arg::Tensor(LD), Arg::Tensor(pivots), Arg::Tensor(B), Arg::Boolean(hermitian)])
 }
 /// `aten::linalg_lstsq(Tensor self, Tensor b, float? rcond=None, *, str? driver=None) -> (Tensor solution, Tensor residuals, Tensor rank, Tensor singular_values)`
 #[inline]
@@ -10908,22 +10908,22 @@ pub fn linalg_lu_solve(LU: &Tensor, pivots: &Tensor, B: &Tensor, left: bool, adj
 /// `aten::linalg_matmul(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_linalg_matmul(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1007, "aten::linalg_matmul", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(1007, "aten::linalg_matmul", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::linalg_matmul(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn linalg_matmul(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_linalg_matmul(self_, other))
+    apply_tensor_flat(1007, "aten::linalg_matmul", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::linalg_matrix_exp(Tensor self) -> Tensor`
 #[inline]
 pub fn f_linalg_matrix_exp(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1008, "aten::linalg_matrix_exp", [Arg::Tensor(self_)])
+    call_tensor_flat(1008, "aten::linalg_matrix_exp", 1, [Arg::Tensor(self_)])
 }
 /// `aten::linalg_matrix_exp(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn linalg_matrix_exp(self_: &Tensor) -> Tensor {
-    check(f_linalg_matrix_exp(self_))
+    apply_tensor_flat(1008, "aten::linalg_matrix_exp", 1, [Arg::Tensor(self_)])
 }
 /// `aten::linalg_matrix_norm(Tensor self, Scalar ord, int[] dim=[-2, -1], bool keepdim=False, *, ScalarType? dtype=None) -> Tensor`
 #[inline]
@@ -10952,62 +10952,62 @@ pub fn linalg_matrix_norm_str_ord(self_: &Tensor, ord: &str, dim: &[i64], keepdi
 /// `aten::linalg_matrix_power(Tensor self, int n) -> Tensor`
 #[inline]
 pub fn f_linalg_matrix_power(self_: &Tensor, n: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1011, "aten::linalg_matrix_power", [Arg::Tensor(self_), Arg::Int(n)])
+    call_tensor_flat(1011, "aten::linalg_matrix_power", 2, [Arg::Tensor(self_), Arg::Int(n)])
 }
 /// `aten::linalg_matrix_power(Tensor self, int n) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn linalg_matrix_power(self_: &Tensor, n: i64) -> Tensor {
-    check(f_linalg_matrix_power(self_, n))
+    apply_tensor_flat(1011, "aten::linalg_matrix_power", 2, [Arg::Tensor(self_), Arg::Int(n)])
 }
 /// `aten::linalg_matrix_rank(Tensor self, float tol, bool hermitian=False) -> Tensor`
 #[inline]
 pub fn f_linalg_matrix_rank(self_: &Tensor, tol: f64, hermitian: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1012, "aten::linalg_matrix_rank", [Arg::Tensor(self_), Arg::Float(tol), Arg::Boolean(hermitian)])
+    call_tensor_flat(1012, "aten::linalg_matrix_rank", 3, [Arg::Tensor(self_), Arg::Float(tol), Arg::Boolean(hermitian)])
 }
 /// `aten::linalg_matrix_rank(Tensor self, float tol, bool hermitian=False) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn linalg_matrix_rank(self_: &Tensor, tol: f64, hermitian: bool) -> Tensor {
-    check(f_linalg_matrix_rank(self_, tol, hermitian))
+    apply_tensor_flat(1012, "aten::linalg_matrix_rank", 3, [Arg::Tensor(self_), Arg::Float(tol), Arg::Boolean(hermitian)])
 }
 /// `aten::linalg_matrix_rank.tol_tensor(Tensor input, Tensor tol, bool hermitian=False) -> Tensor`
 #[inline]
 pub fn f_linalg_matrix_rank_tol_tensor(input: &Tensor, tol: &Tensor, hermitian: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1013, "aten::linalg_matrix_rank.tol_tensor", [Arg::Tensor(input), Arg::Tensor(tol), Arg::Boolean(hermitian)])
+    call_tensor_flat(1013, "aten::linalg_matrix_rank.tol_tensor", 3, [Arg::Tensor(input), Arg::Tensor(tol), Arg::Boolean(hermitian)])
 }
 /// `aten::linalg_matrix_rank.tol_tensor(Tensor input, Tensor tol, bool hermitian=False) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn linalg_matrix_rank_tol_tensor(input: &Tensor, tol: &Tensor, hermitian: bool) -> Tensor {
-    check(f_linalg_matrix_rank_tol_tensor(input, tol, hermitian))
+    apply_tensor_flat(1013, "aten::linalg_matrix_rank.tol_tensor", 3, [Arg::Tensor(input), Arg::Tensor(tol), Arg::Boolean(hermitian)])
 }
 /// `aten::linalg_matrix_rank.atol_rtol_tensor(Tensor input, *, Tensor? atol=None, Tensor? rtol=None, bool hermitian=False) -> Tensor`
 #[inline]
 pub fn f_linalg_matrix_rank_atol_rtol_tensor(input: &Tensor, atol: Option<&Tensor>, rtol: Option<&Tensor>, hermitian: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1014, "aten::linalg_matrix_rank.atol_rtol_tensor", [Arg::Tensor(input), atol.map_or(Arg::None, |v| Arg::Tensor(v)), rtol.map_or(Arg::None, |v| Arg::Tensor(v)), Arg::Boolean(hermitian)])
+    call_tensor_flat(1014, "aten::linalg_matrix_rank.atol_rtol_tensor", 4, [Arg::Tensor(input), atol.map_or(Arg::None, |v| Arg::Tensor(v)), rtol.map_or(Arg::None, |v| Arg::Tensor(v)), Arg::Boolean(hermitian)])
 }
 /// `aten::linalg_matrix_rank.atol_rtol_tensor(Tensor input, *, Tensor? atol=None, Tensor? rtol=None, bool hermitian=False) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn linalg_matrix_rank_atol_rtol_tensor(input: &Tensor, atol: Option<&Tensor>, rtol: Option<&Tensor>, hermitian: bool) -> Tensor {
-    check(f_linalg_matrix_rank_atol_rtol_tensor(input, atol, rtol, hermitian))
+    apply_tensor_flat(1014, "aten::linalg_matrix_rank.atol_rtol_tensor", 4, [Arg::Tensor(input), atol.map_or(Arg::None, |v| Arg::Tensor(v)), rtol.map_or(Arg::None, |v| Arg::Tensor(v)), Arg::Boolean(hermitian)])
 }
 /// `aten::linalg_matrix_rank.atol_rtol_float(Tensor self, *, float? atol=None, float? rtol=None, bool hermitian=False) -> Tensor`
 #[inline]
 pub fn f_linalg_matrix_rank_atol_rtol_float(self_: &Tensor, atol: Option<f64>, rtol: Option<f64>, hermitian: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1015, "aten::linalg_matrix_rank.atol_rtol_float", [Arg::Tensor(self_), atol.map_or(Arg::None, |v| Arg::Float(v)), rtol.map_or(Arg::None, |v| Arg::Float(v)), Arg::Boolean(hermitian)])
+    call_tensor_flat(1015, "aten::linalg_matrix_rank.atol_rtol_float", 4, [Arg::Tensor(self_), atol.map_or(Arg::None, |v| Arg::Float(v)), rtol.map_or(Arg::None, |v| Arg::Float(v)), Arg::Boolean(hermitian)])
 }
 /// `aten::linalg_matrix_rank.atol_rtol_float(Tensor self, *, float? atol=None, float? rtol=None, bool hermitian=False) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn linalg_matrix_rank_atol_rtol_float(self_: &Tensor, atol: Option<f64>, rtol: Option<f64>, hermitian: bool) -> Tensor {
-    check(f_linalg_matrix_rank_atol_rtol_float(self_, atol, rtol, hermitian))
+    apply_tensor_flat(1015, "aten::linalg_matrix_rank.atol_rtol_float", 4, [Arg::Tensor(self_), atol.map_or(Arg::None, |v| Arg::Float(v)), rtol.map_or(Arg::None, |v| Arg::Float(v)), Arg::Boolean(hermitian)])
 }
 /// `aten::linalg_multi_dot(Tensor[] tensors) -> Tensor`
 #[inline]
 pub fn f_linalg_multi_dot(tensors: &[&Tensor]) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1016, "aten::linalg_multi_dot", [Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect())])
+    call_tensor_flat(1016, "aten::linalg_multi_dot", 1, [Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect())])
 }
 /// `aten::linalg_multi_dot(Tensor[] tensors) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn linalg_multi_dot(tensors: &[&Tensor]) -> Tensor {
-    check(f_linalg_multi_dot(tensors))
+    apply_tensor_flat(1016, "aten::linalg_multi_dot", 1, [Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect())])
 }
 /// `aten::linalg_norm(Tensor self, Scalar? ord=None, int[1]? dim=None, bool keepdim=False, *, ScalarType? dtype=None) -> Tensor`
 #[inline]
@@ -11036,42 +11036,42 @@ pub fn linalg_norm_ord_str(self_: &Tensor, ord: &str, dim: Option<&[i64]>, keepd
 /// `aten::linalg_pinv(Tensor self, float rcond, bool hermitian=False) -> Tensor`
 #[inline]
 pub fn f_linalg_pinv(self_: &Tensor, rcond: f64, hermitian: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1019, "aten::linalg_pinv", [Arg::Tensor(self_), Arg::Float(rcond), Arg::Boolean(hermitian)])
+    call_tensor_flat(1019, "aten::linalg_pinv", 3, [Arg::Tensor(self_), Arg::Float(rcond), Arg::Boolean(hermitian)])
 }
 /// `aten::linalg_pinv(Tensor self, float rcond, bool hermitian=False) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn linalg_pinv(self_: &Tensor, rcond: f64, hermitian: bool) -> Tensor {
-    check(f_linalg_pinv(self_, rcond, hermitian))
+    apply_tensor_flat(1019, "aten::linalg_pinv", 3, [Arg::Tensor(self_), Arg::Float(rcond), Arg::Boolean(hermitian)])
 }
 /// `aten::linalg_pinv.atol_rtol_float(Tensor self, *, float? atol=None, float? rtol=None, bool hermitian=False) -> Tensor`
 #[inline]
 pub fn f_linalg_pinv_atol_rtol_float(self_: &Tensor, atol: Option<f64>, rtol: Option<f64>, hermitian: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1020, "aten::linalg_pinv.atol_rtol_float", [Arg::Tensor(self_), atol.map_or(Arg::None, |v| Arg::Float(v)), rtol.map_or(Arg::None, |v| Arg::Float(v)), Arg::Boolean(hermitian)])
+    call_tensor_flat(1020, "aten::linalg_pinv.atol_rtol_float", 4, [Arg::Tensor(self_), atol.map_or(Arg::None, |v| Arg::Float(v)), rtol.map_or(Arg::None, |v| Arg::Float(v)), Arg::Boolean(hermitian)])
 }
 /// `aten::linalg_pinv.atol_rtol_float(Tensor self, *, float? atol=None, float? rtol=None, bool hermitian=False) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn linalg_pinv_atol_rtol_float(self_: &Tensor, atol: Option<f64>, rtol: Option<f64>, hermitian: bool) -> Tensor {
-    check(f_linalg_pinv_atol_rtol_float(self_, atol, rtol, hermitian))
+    apply_tensor_flat(1020, "aten::linalg_pinv.atol_rtol_float", 4, [Arg::Tensor(self_), atol.map_or(Arg::None, |v| Arg::Float(v)), rtol.map_or(Arg::None, |v| Arg::Float(v)), Arg::Boolean(hermitian)])
 }
 /// `aten::linalg_pinv.atol_rtol_tensor(Tensor self, *, Tensor? atol=None, Tensor? rtol=None, bool hermitian=False) -> Tensor`
 #[inline]
 pub fn f_linalg_pinv_atol_rtol_tensor(self_: &Tensor, atol: Option<&Tensor>, rtol: Option<&Tensor>, hermitian: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1021, "aten::linalg_pinv.atol_rtol_tensor", [Arg::Tensor(self_), atol.map_or(Arg::None, |v| Arg::Tensor(v)), rtol.map_or(Arg::None, |v| Arg::Tensor(v)), Arg::Boolean(hermitian)])
+    call_tensor_flat(1021, "aten::linalg_pinv.atol_rtol_tensor", 4, [Arg::Tensor(self_), atol.map_or(Arg::None, |v| Arg::Tensor(v)), rtol.map_or(Arg::None, |v| Arg::Tensor(v)), Arg::Boolean(hermitian)])
 }
 /// `aten::linalg_pinv.atol_rtol_tensor(Tensor self, *, Tensor? atol=None, Tensor? rtol=None, bool hermitian=False) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn linalg_pinv_atol_rtol_tensor(self_: &Tensor, atol: Option<&Tensor>, rtol: Option<&Tensor>, hermitian: bool) -> Tensor {
-    check(f_linalg_pinv_atol_rtol_tensor(self_, atol, rtol, hermitian))
+    apply_tensor_flat(1021, "aten::linalg_pinv.atol_rtol_tensor", 4, [Arg::Tensor(self_), atol.map_or(Arg::None, |v| Arg::Tensor(v)), rtol.map_or(Arg::None, |v| Arg::Tensor(v)), Arg::Boolean(hermitian)])
 }
 /// `aten::linalg_pinv.rcond_tensor(Tensor self, Tensor rcond, bool hermitian=False) -> Tensor`
 #[inline]
 pub fn f_linalg_pinv_rcond_tensor(self_: &Tensor, rcond: &Tensor, hermitian: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1022, "aten::linalg_pinv.rcond_tensor", [Arg::Tensor(self_), Arg::Tensor(rcond), Arg::Boolean(hermitian)])
+    call_tensor_flat(1022, "aten::linalg_pinv.rcond_tensor", 3, [Arg::Tensor(self_), Arg::Tensor(rcond), Arg::Boolean(hermitian)])
 }
 /// `aten::linalg_pinv.rcond_tensor(Tensor self, Tensor rcond, bool hermitian=False) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn linalg_pinv_rcond_tensor(self_: &Tensor, rcond: &Tensor, hermitian: bool) -> Tensor {
-    check(f_linalg_pinv_rcond_tensor(self_, rcond, hermitian))
+    apply_tensor_flat(1022, "aten::linalg_pinv.rcond_tensor", 3, [Arg::Tensor(self_), Arg::Tensor(rcond), Arg::Boolean(hermitian)])
 }
 /// `aten::linalg_qr(Tensor A, str mode="reduced") -> (Tensor Q, Tensor R)`
 #[inline]
@@ -11098,12 +11098,12 @@ pub fn linalg_slogdet(A: &Tensor) -> (Tensor, Tensor) {
 /// `aten::linalg_solve(Tensor A, Tensor B, *, bool left=True) -> Tensor`
 #[inline]
 pub fn f_linalg_solve(A: &Tensor, B: &Tensor, left: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1025, "aten::linalg_solve", [Arg::Tensor(A), Arg::Tensor(B), Arg::Boolean(left)])
+    call_tensor_flat(1025, "aten::linalg_solve", 3, [Arg::Tensor(A), Arg::Tensor(B), Arg::Boolean(left)])
 }
 /// `aten::linalg_solve(Tensor A, Tensor B, *, bool left=True) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn linalg_solve(A: &Tensor, B: &Tensor, left: bool) -> Tensor {
-    check(f_linalg_solve(A, B, left))
+    apply_tensor_flat(1025, "aten::linalg_solve", 3, [Arg::Tensor(A), Arg::Tensor(B), Arg::Boolean(left)])
 }
 /// `aten::linalg_solve_ex(Tensor A, Tensor B, *, bool left=True, bool check_errors=False) -> (Tensor result, Tensor info)`
 #[inline]
@@ -11149,52 +11149,52 @@ pub fn linalg_svd(A: &Tensor, full_matrices: bool, driver: Option<&str>) -> (Ten
 /// `aten::linalg_svdvals(Tensor A, *, str? driver=None) -> Tensor`
 #[inline]
 pub fn f_linalg_svdvals(A: &Tensor, driver: Option<&str>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1029, "aten::linalg_svdvals", [Arg::Tensor(A), driver.map_or(Arg::None, |v| Arg::Str(v.into()))])
+    call_tensor_flat(1029, "aten::linalg_svdvals", 1, [Arg::Tensor(A), driver.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::linalg_svdvals(Tensor A, *, str? driver=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn linalg_svdvals(A: &Tensor, driver: Option<&str>) -> Tensor {
-    check(f_linalg_svdvals(A, driver))
+    apply_tensor_flat(1029, "aten::linalg_svdvals", 1, [Arg::Tensor(A), driver.map_or(Arg::None, |v| Arg::Str(v.into()))])
 }
 /// `aten::linalg_tensorinv(Tensor self, int ind=2) -> Tensor`
 #[inline]
 pub fn f_linalg_tensorinv(self_: &Tensor, ind: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1030, "aten::linalg_tensorinv", [Arg::Tensor(self_), Arg::Int(ind)])
+    call_tensor_flat(1030, "aten::linalg_tensorinv", 2, [Arg::Tensor(self_), Arg::Int(ind)])
 }
 /// `aten::linalg_tensorinv(Tensor self, int ind=2) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn linalg_tensorinv(self_: &Tensor, ind: i64) -> Tensor {
-    check(f_linalg_tensorinv(self_, ind))
+    apply_tensor_flat(1030, "aten::linalg_tensorinv", 2, [Arg::Tensor(self_), Arg::Int(ind)])
 }
 /// `aten::linalg_tensorsolve(Tensor self, Tensor other, int[]? dims=None) -> Tensor`
 #[inline]
 pub fn f_linalg_tensorsolve(self_: &Tensor, other: &Tensor, dims: Option<&[i64]>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1031, "aten::linalg_tensorsolve", [Arg::Tensor(self_), Arg::Tensor(other), dims.map_or(Arg::None, |v| Arg::Ints(v.to_vec()))])
+    call_tensor_flat(1031, "aten::linalg_tensorsolve", 2, [Arg::Tensor(self_), Arg::Tensor(other), dims.map_or(Arg::None, |v| Arg::Ints(v.to_vec()))])
 }
 /// `aten::linalg_tensorsolve(Tensor self, Tensor other, int[]? dims=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn linalg_tensorsolve(self_: &Tensor, other: &Tensor, dims: Option<&[i64]>) -> Tensor {
-    check(f_linalg_tensorsolve(self_, other, dims))
+    apply_tensor_flat(1031, "aten::linalg_tensorsolve", 2, [Arg::Tensor(self_), Arg::Tensor(other), dims.map_or(Arg::None, |v| Arg::Ints(v.to_vec()))])
 }
 /// `aten::linalg_vander(Tensor x, *, SymInt? N=None) -> Tensor`
 #[inline]
 pub fn f_linalg_vander(x: &Tensor, N: Option<i64>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1032, "aten::linalg_vander", [Arg::Tensor(x), N.map_or(Arg::None, |v| Arg::Int(v))])
+    call_tensor_flat(1032, "aten::linalg_vander", 1, [Arg::Tensor(x), N.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::linalg_vander(Tensor x, *, SymInt? N=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn linalg_vander(x: &Tensor, N: Option<i64>) -> Tensor {
-    check(f_linalg_vander(x, N))
+    apply_tensor_flat(1032, "aten::linalg_vander", 1, [Arg::Tensor(x), N.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::linalg_vecdot(Tensor x, Tensor y, *, int dim=-1) -> Tensor`
 #[inline]
 pub fn f_linalg_vecdot(x: &Tensor, y: &Tensor, dim: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1033, "aten::linalg_vecdot", [Arg::Tensor(x), Arg::Tensor(y), Arg::Int(dim)])
+    call_tensor_flat(1033, "aten::linalg_vecdot", 3, [Arg::Tensor(x), Arg::Tensor(y), Arg::Int(dim)])
 }
 /// `aten::linalg_vecdot(Tensor x, Tensor y, *, int dim=-1) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn linalg_vecdot(x: &Tensor, y: &Tensor, dim: i64) -> Tensor {
-    check(f_linalg_vecdot(x, y, dim))
+    apply_tensor_flat(1033, "aten::linalg_vecdot", 3, [Arg::Tensor(x), Arg::Tensor(y), Arg::Int(dim)])
 }
 /// `aten::linalg_vector_norm(Tensor self, Scalar ord=2, int[1]? dim=None, bool keepdim=False, *, ScalarType? dtype=None) -> Tensor`
 #[inline]
@@ -11211,12 +11211,12 @@ pub fn linalg_vector_norm(self_: &Tensor, ord: impl Into<Scalar>, dim: Option<&[
 /// `aten::linear(Tensor input, Tensor weight, Tensor? bias=None) -> Tensor`
 #[inline]
 pub fn f_linear(input: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1035, "aten::linear", [Arg::Tensor(input), Arg::Tensor(weight), bias.map_or(Arg::None, |v| Arg::Tensor(v))])
+    call_tensor_flat(1035, "aten::linear", 2, [Arg::Tensor(input), Arg::Tensor(weight), bias.map_or(Arg::None, |v| Arg::Tensor(v))])
 }
 /// `aten::linear(Tensor input, Tensor weight, Tensor? bias=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn linear(input: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Tensor {
-    check(f_linear(input, weight, bias))
+    apply_tensor_flat(1035, "aten::linear", 2, [Arg::Tensor(input), Arg::Tensor(weight), bias.map_or(Arg::None, |v| Arg::Tensor(v))])
 }
 /// `aten::linspace.Tensor_Tensor(Tensor start, Tensor end, int steps, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`
 #[inline]
@@ -11281,112 +11281,112 @@ pub fn linspace(start: impl Into<Scalar>, end: impl Into<Scalar>, steps: i64, dt
 /// `aten::log(Tensor self) -> Tensor`
 #[inline]
 pub fn f_log(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1040, "aten::log", [Arg::Tensor(self_)])
+    call_tensor_flat(1040, "aten::log", 1, [Arg::Tensor(self_)])
 }
 /// `aten::log(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn log(self_: &Tensor) -> Tensor {
-    check(f_log(self_))
+    apply_tensor_flat(1040, "aten::log", 1, [Arg::Tensor(self_)])
 }
 /// `aten::log10(Tensor self) -> Tensor`
 #[inline]
 pub fn f_log10(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1041, "aten::log10", [Arg::Tensor(self_)])
+    call_tensor_flat(1041, "aten::log10", 1, [Arg::Tensor(self_)])
 }
 /// `aten::log10(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn log10(self_: &Tensor) -> Tensor {
-    check(f_log10(self_))
+    apply_tensor_flat(1041, "aten::log10", 1, [Arg::Tensor(self_)])
 }
 /// `aten::log10_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_log10_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1042, "aten::log10_", [Arg::Tensor(self_)])
+    call_tensor_flat(1042, "aten::log10_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::log10_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn log10_(self_: &Tensor) -> Tensor {
-    check(f_log10_(self_))
+    apply_tensor_flat(1042, "aten::log10_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::log1p(Tensor self) -> Tensor`
 #[inline]
 pub fn f_log1p(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1043, "aten::log1p", [Arg::Tensor(self_)])
+    call_tensor_flat(1043, "aten::log1p", 1, [Arg::Tensor(self_)])
 }
 /// `aten::log1p(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn log1p(self_: &Tensor) -> Tensor {
-    check(f_log1p(self_))
+    apply_tensor_flat(1043, "aten::log1p", 1, [Arg::Tensor(self_)])
 }
 /// `aten::log1p_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_log1p_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1044, "aten::log1p_", [Arg::Tensor(self_)])
+    call_tensor_flat(1044, "aten::log1p_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::log1p_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn log1p_(self_: &Tensor) -> Tensor {
-    check(f_log1p_(self_))
+    apply_tensor_flat(1044, "aten::log1p_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::log2(Tensor self) -> Tensor`
 #[inline]
 pub fn f_log2(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1045, "aten::log2", [Arg::Tensor(self_)])
+    call_tensor_flat(1045, "aten::log2", 1, [Arg::Tensor(self_)])
 }
 /// `aten::log2(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn log2(self_: &Tensor) -> Tensor {
-    check(f_log2(self_))
+    apply_tensor_flat(1045, "aten::log2", 1, [Arg::Tensor(self_)])
 }
 /// `aten::log2_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_log2_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1046, "aten::log2_", [Arg::Tensor(self_)])
+    call_tensor_flat(1046, "aten::log2_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::log2_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn log2_(self_: &Tensor) -> Tensor {
-    check(f_log2_(self_))
+    apply_tensor_flat(1046, "aten::log2_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::log_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_log_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1047, "aten::log_", [Arg::Tensor(self_)])
+    call_tensor_flat(1047, "aten::log_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::log_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn log_(self_: &Tensor) -> Tensor {
-    check(f_log_(self_))
+    apply_tensor_flat(1047, "aten::log_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::log_normal(Tensor self, float mean=1., float std=2., *, Generator? generator=None) -> Tensor`
 #[inline]
 pub fn f_log_normal(self_: &Tensor, mean: f64, std: f64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1048, "aten::log_normal", [Arg::Tensor(self_), Arg::Float(mean), Arg::Float(std), Arg::None])
+    call_tensor_flat(1048, "aten::log_normal", 3, [Arg::Tensor(self_), Arg::Float(mean), Arg::Float(std), Arg::None])
 }
 /// `aten::log_normal(Tensor self, float mean=1., float std=2., *, Generator? generator=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn log_normal(self_: &Tensor, mean: f64, std: f64) -> Tensor {
-    check(f_log_normal(self_, mean, std))
+    apply_tensor_flat(1048, "aten::log_normal", 3, [Arg::Tensor(self_), Arg::Float(mean), Arg::Float(std), Arg::None])
 }
 /// `aten::log_normal_(Tensor(a!) self, float mean=1., float std=2., *, Generator? generator=None) -> Tensor(a!)`
 #[inline]
 pub fn f_log_normal_(self_: &Tensor, mean: f64, std: f64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1049, "aten::log_normal_", [Arg::Tensor(self_), Arg::Float(mean), Arg::Float(std), Arg::None])
+    call_tensor_flat(1049, "aten::log_normal_", 3, [Arg::Tensor(self_), Arg::Float(mean), Arg::Float(std), Arg::None])
 }
 /// `aten::log_normal_(Tensor(a!) self, float mean=1., float std=2., *, Generator? generator=None) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn log_normal_(self_: &Tensor, mean: f64, std: f64) -> Tensor {
-    check(f_log_normal_(self_, mean, std))
+    apply_tensor_flat(1049, "aten::log_normal_", 3, [Arg::Tensor(self_), Arg::Float(mean), Arg::Float(std), Arg::None])
 }
 /// `aten::log_sigmoid(Tensor self) -> Tensor`
 #[inline]
 pub fn f_log_sigmoid(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1050, "aten::log_sigmoid", [Arg::Tensor(self_)])
+    call_tensor_flat(1050, "aten::log_sigmoid", 1, [Arg::Tensor(self_)])
 }
 /// `aten::log_sigmoid(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn log_sigmoid(self_: &Tensor) -> Tensor {
-    check(f_log_sigmoid(self_))
+    apply_tensor_flat(1050, "aten::log_sigmoid", 1, [Arg::Tensor(self_)])
 }
 /// `aten::log_sigmoid_forward(Tensor self) -> (Tensor output, Tensor buffer)`
 #[inline]
@@ -11402,152 +11402,152 @@ pub fn log_sigmoid_forward(self_: &Tensor) -> (Tensor, Tensor) {
 /// `aten::log_softmax.int(Tensor self, int dim, ScalarType? dtype=None) -> Tensor`
 #[inline]
 pub fn f_log_softmax(self_: &Tensor, dim: i64, dtype: Option<Dtype>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1052, "aten::log_softmax.int", [Arg::Tensor(self_), Arg::Int(dim), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
+    call_tensor_flat(1052, "aten::log_softmax.int", 2, [Arg::Tensor(self_), Arg::Int(dim), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
 }
 /// `aten::log_softmax.int(Tensor self, int dim, ScalarType? dtype=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn log_softmax(self_: &Tensor, dim: i64, dtype: Option<Dtype>) -> Tensor {
-    check(f_log_softmax(self_, dim, dtype))
+    apply_tensor_flat(1052, "aten::log_softmax.int", 2, [Arg::Tensor(self_), Arg::Int(dim), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
 }
 /// `aten::logaddexp(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_logaddexp(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1053, "aten::logaddexp", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(1053, "aten::logaddexp", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::logaddexp(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn logaddexp(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_logaddexp(self_, other))
+    apply_tensor_flat(1053, "aten::logaddexp", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::logaddexp2(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_logaddexp2(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1054, "aten::logaddexp2", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(1054, "aten::logaddexp2", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::logaddexp2(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn logaddexp2(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_logaddexp2(self_, other))
+    apply_tensor_flat(1054, "aten::logaddexp2", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::logcumsumexp(Tensor self, int dim) -> Tensor`
 #[inline]
 pub fn f_logcumsumexp(self_: &Tensor, dim: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1055, "aten::logcumsumexp", [Arg::Tensor(self_), Arg::Int(dim)])
+    call_tensor_flat(1055, "aten::logcumsumexp", 2, [Arg::Tensor(self_), Arg::Int(dim)])
 }
 /// `aten::logcumsumexp(Tensor self, int dim) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn logcumsumexp(self_: &Tensor, dim: i64) -> Tensor {
-    check(f_logcumsumexp(self_, dim))
+    apply_tensor_flat(1055, "aten::logcumsumexp", 2, [Arg::Tensor(self_), Arg::Int(dim)])
 }
 /// `aten::logdet(Tensor self) -> Tensor`
 #[inline]
 pub fn f_logdet(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1056, "aten::logdet", [Arg::Tensor(self_)])
+    call_tensor_flat(1056, "aten::logdet", 1, [Arg::Tensor(self_)])
 }
 /// `aten::logdet(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn logdet(self_: &Tensor) -> Tensor {
-    check(f_logdet(self_))
+    apply_tensor_flat(1056, "aten::logdet", 1, [Arg::Tensor(self_)])
 }
 /// `aten::logical_and(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_logical_and(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1057, "aten::logical_and", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(1057, "aten::logical_and", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::logical_and(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn logical_and(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_logical_and(self_, other))
+    apply_tensor_flat(1057, "aten::logical_and", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::logical_and_(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_logical_and_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1058, "aten::logical_and_", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(1058, "aten::logical_and_", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::logical_and_(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn logical_and_(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_logical_and_(self_, other))
+    apply_tensor_flat(1058, "aten::logical_and_", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::logical_not(Tensor self) -> Tensor`
 #[inline]
 pub fn f_logical_not(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1059, "aten::logical_not", [Arg::Tensor(self_)])
+    call_tensor_flat(1059, "aten::logical_not", 1, [Arg::Tensor(self_)])
 }
 /// `aten::logical_not(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn logical_not(self_: &Tensor) -> Tensor {
-    check(f_logical_not(self_))
+    apply_tensor_flat(1059, "aten::logical_not", 1, [Arg::Tensor(self_)])
 }
 /// `aten::logical_not_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_logical_not_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1060, "aten::logical_not_", [Arg::Tensor(self_)])
+    call_tensor_flat(1060, "aten::logical_not_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::logical_not_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn logical_not_(self_: &Tensor) -> Tensor {
-    check(f_logical_not_(self_))
+    apply_tensor_flat(1060, "aten::logical_not_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::logical_or(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_logical_or(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1061, "aten::logical_or", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(1061, "aten::logical_or", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::logical_or(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn logical_or(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_logical_or(self_, other))
+    apply_tensor_flat(1061, "aten::logical_or", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::logical_or_(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_logical_or_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1062, "aten::logical_or_", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(1062, "aten::logical_or_", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::logical_or_(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn logical_or_(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_logical_or_(self_, other))
+    apply_tensor_flat(1062, "aten::logical_or_", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::logical_xor(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_logical_xor(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1063, "aten::logical_xor", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(1063, "aten::logical_xor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::logical_xor(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn logical_xor(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_logical_xor(self_, other))
+    apply_tensor_flat(1063, "aten::logical_xor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::logical_xor_(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_logical_xor_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1064, "aten::logical_xor_", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(1064, "aten::logical_xor_", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::logical_xor_(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn logical_xor_(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_logical_xor_(self_, other))
+    apply_tensor_flat(1064, "aten::logical_xor_", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::logit(Tensor self, float? eps=None) -> Tensor`
 #[inline]
 pub fn f_logit(self_: &Tensor, eps: Option<f64>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1065, "aten::logit", [Arg::Tensor(self_), eps.map_or(Arg::None, |v| Arg::Float(v))])
+    call_tensor_flat(1065, "aten::logit", 1, [Arg::Tensor(self_), eps.map_or(Arg::None, |v| Arg::Float(v))])
 }
 /// `aten::logit(Tensor self, float? eps=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn logit(self_: &Tensor, eps: Option<f64>) -> Tensor {
-    check(f_logit(self_, eps))
+    apply_tensor_flat(1065, "aten::logit", 1, [Arg::Tensor(self_), eps.map_or(Arg::None, |v| Arg::Float(v))])
 }
 /// `aten::logit_(Tensor(a!) self, float? eps=None) -> Tensor(a!)`
 #[inline]
 pub fn f_logit_(self_: &Tensor, eps: Option<f64>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1066, "aten::logit_", [Arg::Tensor(self_), eps.map_or(Arg::None, |v| Arg::Float(v))])
+    call_tensor_flat(1066, "aten::logit_", 1, [Arg::Tensor(self_), eps.map_or(Arg::None, |v| Arg::Float(v))])
 }
 /// `aten::logit_(Tensor(a!) self, float? eps=None) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn logit_(self_: &Tensor, eps: Option<f64>) -> Tensor {
-    check(f_logit_(self_, eps))
+    apply_tensor_flat(1066, "aten::logit_", 1, [Arg::Tensor(self_), eps.map_or(Arg::None, |v| Arg::Float(v))])
 }
 /// `aten::logspace.Tensor_Tensor(Tensor start, Tensor end, int steps, float base=10., *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`
 #[inline]
@@ -11612,12 +11612,12 @@ pub fn logspace(start: impl Into<Scalar>, end: impl Into<Scalar>, steps: i64, ba
 /// `aten::logsumexp(Tensor self, int[1] dim, bool keepdim=False) -> Tensor`
 #[inline]
 pub fn f_logsumexp(self_: &Tensor, dim: &[i64], keepdim: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1071, "aten::logsumexp", [Arg::Tensor(self_), Arg::Ints(dim.to_vec()), Arg::Boolean(keepdim)])
+    call_tensor_flat(1071, "aten::logsumexp", 3, [Arg::Tensor(self_), Arg::Ints(dim.to_vec()), Arg::Boolean(keepdim)])
 }
 /// `aten::logsumexp(Tensor self, int[1] dim, bool keepdim=False) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn logsumexp(self_: &Tensor, dim: &[i64], keepdim: bool) -> Tensor {
-    check(f_logsumexp(self_, dim, keepdim))
+    apply_tensor_flat(1071, "aten::logsumexp", 3, [Arg::Tensor(self_), Arg::Ints(dim.to_vec()), Arg::Boolean(keepdim)])
 }
 /// `aten::lstm.input(Tensor input, Tensor[] hx, Tensor[] params, bool has_biases, int num_layers, float dropout, bool train, bool bidirectional, bool batch_first) -> (Tensor, Tensor, Tensor)`
 #[inline]
@@ -11655,52 +11655,52 @@ pub fn lstm_cell(input: &Tensor, hx: &[&Tensor], w_ih: &Tensor, w_hh: &Tensor, b
 /// `aten::lt.Tensor(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_lt(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1075, "aten::lt.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(1075, "aten::lt.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::lt.Tensor(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn lt(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_lt(self_, other))
+    apply_tensor_flat(1075, "aten::lt.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::lt.Scalar(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f_lt_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1076, "aten::lt.Scalar", [Arg::Tensor(self_), other.into().arg()])
+    call_tensor_flat(1076, "aten::lt.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::lt.Scalar(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn lt_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
-    check(f_lt_scalar(self_, other))
+    apply_tensor_flat(1076, "aten::lt.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::lt_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`
 #[inline]
 pub fn f_lt_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1077, "aten::lt_.Scalar", [Arg::Tensor(self_), other.into().arg()])
+    call_tensor_flat(1077, "aten::lt_.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::lt_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn lt_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
-    check(f_lt_scalar_(self_, other))
+    apply_tensor_flat(1077, "aten::lt_.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::lt_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_lt_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1078, "aten::lt_.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(1078, "aten::lt_.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::lt_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn lt_(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_lt_(self_, other))
+    apply_tensor_flat(1078, "aten::lt_.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::lu_solve(Tensor self, Tensor LU_data, Tensor LU_pivots) -> Tensor`
 #[inline]
 pub fn f_lu_solve(self_: &Tensor, LU_data: &Tensor, LU_pivots: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1079, "aten::lu_solve", [Arg::Tensor(self_), Arg::Tensor(LU_data), Arg::Tensor(LU_pivots)])
+    call_tensor_flat(1079, "aten::lu_solve", 3, [Arg::Tensor(self_), Arg::Tensor(LU_data), Arg::Tensor(LU_pivots)])
 }
 /// `aten::lu_solve(Tensor self, Tensor LU_data, Tensor LU_pivots) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn lu_solve(self_: &Tensor, LU_data: &Tensor, LU_pivots: &Tensor) -> Tensor {
-    check(f_lu_solve(self_, LU_data, LU_pivots))
+    apply_tensor_flat(1079, "aten::lu_solve", 3, [Arg::Tensor(self_), Arg::Tensor(LU_data), Arg::Tensor(LU_pivots)])
 }
 /// `aten::lu_unpack(Tensor LU_data, Tensor LU_pivots, bool unpack_data=True, bool unpack_pivots=True) -> (Tensor P, Tensor L, Tensor U)`
 #[inline]
@@ -11716,22 +11716,22 @@ pub fn lu_unpack(LU_data: &Tensor, LU_pivots: &Tensor, unpack_data: bool, unpack
 /// `aten::mH(Tensor(a) self) -> Tensor(a)`
 #[inline]
 pub fn f_mH(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1081, "aten::mH", [Arg::Tensor(self_)])
+    call_tensor_flat(1081, "aten::mH", 1, [Arg::Tensor(self_)])
 }
 /// `aten::mH(Tensor(a) self) -> Tensor(a)`; panics with torch's message.
 #[inline]
 pub fn mH(self_: &Tensor) -> Tensor {
-    check(f_mH(self_))
+    apply_tensor_flat(1081, "aten::mH", 1, [Arg::Tensor(self_)])
 }
 /// `aten::mT(Tensor(a) self) -> Tensor(a)`
 #[inline]
 pub fn f_mT(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1082, "aten::mT", [Arg::Tensor(self_)])
+    call_tensor_flat(1082, "aten::mT", 1, [Arg::Tensor(self_)])
 }
 /// `aten::mT(Tensor(a) self) -> Tensor(a)`; panics with torch's message.
 #[inline]
 pub fn mT(self_: &Tensor) -> Tensor {
-    check(f_mT(self_))
+    apply_tensor_flat(1082, "aten::mT", 1, [Arg::Tensor(self_)])
 }
 /// `aten::margin_ranking_loss(Tensor input1, Tensor input2, Tensor target, float margin=0., int reduction=1) -> Tensor`
 #[inline]
@@ -11746,132 +11746,132 @@ pub fn margin_ranking_loss(input1: &Tensor, input2: &Tensor, target: &Tensor, ma
 /// `aten::masked_fill.Scalar(Tensor self, Tensor mask, Scalar value) -> Tensor`
 #[inline]
 pub fn f_masked_fill_scalar(self_: &Tensor, mask: &Tensor, value: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1084, "aten::masked_fill.Scalar", [Arg::Tensor(self_), Arg::Tensor(mask), value.into().arg()])
+    call_tensor_flat(1084, "aten::masked_fill.Scalar", 3, [Arg::Tensor(self_), Arg::Tensor(mask), value.into().arg()])
 }
 /// `aten::masked_fill.Scalar(Tensor self, Tensor mask, Scalar value) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn masked_fill_scalar(self_: &Tensor, mask: &Tensor, value: impl Into<Scalar>) -> Tensor {
-    check(f_masked_fill_scalar(self_, mask, value))
+    apply_tensor_flat(1084, "aten::masked_fill.Scalar", 3, [Arg::Tensor(self_), Arg::Tensor(mask), value.into().arg()])
 }
 /// `aten::masked_fill.Tensor(Tensor self, Tensor mask, Tensor value) -> Tensor`
 #[inline]
 pub fn f_masked_fill(self_: &Tensor, mask: &Tensor, value: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1085, "aten::masked_fill.Tensor", [Arg::Tensor(self_), Arg::Tensor(mask), Arg::Tensor(value)])
+    call_tensor_flat(1085, "aten::masked_fill.Tensor", 3, [Arg::Tensor(self_), Arg::Tensor(mask), Arg::Tensor(value)])
 }
 /// `aten::masked_fill.Tensor(Tensor self, Tensor mask, Tensor value) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn masked_fill(self_: &Tensor, mask: &Tensor, value: &Tensor) -> Tensor {
-    check(f_masked_fill(self_, mask, value))
+    apply_tensor_flat(1085, "aten::masked_fill.Tensor", 3, [Arg::Tensor(self_), Arg::Tensor(mask), Arg::Tensor(value)])
 }
 /// `aten::masked_fill_.Scalar(Tensor(a!) self, Tensor mask, Scalar value) -> Tensor(a!)`
 #[inline]
 pub fn f_masked_fill_scalar_(self_: &Tensor, mask: &Tensor, value: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1086, "aten::masked_fill_.Scalar", [Arg::Tensor(self_), Arg::Tensor(mask), value.into().arg()])
+    call_tensor_flat(1086, "aten::masked_fill_.Scalar", 3, [Arg::Tensor(self_), Arg::Tensor(mask), value.into().arg()])
 }
 /// `aten::masked_fill_.Scalar(Tensor(a!) self, Tensor mask, Scalar value) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn masked_fill_scalar_(self_: &Tensor, mask: &Tensor, value: impl Into<Scalar>) -> Tensor {
-    check(f_masked_fill_scalar_(self_, mask, value))
+    apply_tensor_flat(1086, "aten::masked_fill_.Scalar", 3, [Arg::Tensor(self_), Arg::Tensor(mask), value.into().arg()])
 }
 /// `aten::masked_fill_.Tensor(Tensor(a!) self, Tensor mask, Tensor value) -> Tensor(a!)`
 #[inline]
 pub fn f_masked_fill_(self_: &Tensor, mask: &Tensor, value: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1087, "aten::masked_fill_.Tensor", [Arg::Tensor(self_), Arg::Tensor(mask), Arg::Tensor(value)])
+    call_tensor_flat(1087, "aten::masked_fill_.Tensor", 3, [Arg::Tensor(self_), Arg::Tensor(mask), Arg::Tensor(value)])
 }
 /// `aten::masked_fill_.Tensor(Tensor(a!) self, Tensor mask, Tensor value) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn masked_fill_(self_: &Tensor, mask: &Tensor, value: &Tensor) -> Tensor {
-    check(f_masked_fill_(self_, mask, value))
+    apply_tensor_flat(1087, "aten::masked_fill_.Tensor", 3, [Arg::Tensor(self_), Arg::Tensor(mask), Arg::Tensor(value)])
 }
 /// `aten::masked_scatter(Tensor self, Tensor mask, Tensor source) -> Tensor`
 #[inline]
 pub fn f_masked_scatter(self_: &Tensor, mask: &Tensor, source: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1088, "aten::masked_scatter", [Arg::Tensor(self_), Arg::Tensor(mask), Arg::Tensor(source)])
+    call_tensor_flat(1088, "aten::masked_scatter", 3, [Arg::Tensor(self_), Arg::Tensor(mask), Arg::Tensor(source)])
 }
 /// `aten::masked_scatter(Tensor self, Tensor mask, Tensor source) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn masked_scatter(self_: &Tensor, mask: &Tensor, source: &Tensor) -> Tensor {
-    check(f_masked_scatter(self_, mask, source))
+    apply_tensor_flat(1088, "aten::masked_scatter", 3, [Arg::Tensor(self_), Arg::Tensor(mask), Arg::Tensor(source)])
 }
 /// `aten::masked_scatter_(Tensor(a!) self, Tensor mask, Tensor source) -> Tensor(a!)`
 #[inline]
 pub fn f_masked_scatter_(self_: &Tensor, mask: &Tensor, source: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1089, "aten::masked_scatter_", [Arg::Tensor(self_), Arg::Tensor(mask), Arg::Tensor(source)])
+    call_tensor_flat(1089, "aten::masked_scatter_", 3, [Arg::Tensor(self_), Arg::Tensor(mask), Arg::Tensor(source)])
 }
 /// `aten::masked_scatter_(Tensor(a!) self, Tensor mask, Tensor source) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn masked_scatter_(self_: &Tensor, mask: &Tensor, source: &Tensor) -> Tensor {
-    check(f_masked_scatter_(self_, mask, source))
+    apply_tensor_flat(1089, "aten::masked_scatter_", 3, [Arg::Tensor(self_), Arg::Tensor(mask), Arg::Tensor(source)])
 }
 /// `aten::masked_select(Tensor self, Tensor mask) -> Tensor`
 #[inline]
 pub fn f_masked_select(self_: &Tensor, mask: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1090, "aten::masked_select", [Arg::Tensor(self_), Arg::Tensor(mask)])
+    call_tensor_flat(1090, "aten::masked_select", 2, [Arg::Tensor(self_), Arg::Tensor(mask)])
 }
 /// `aten::masked_select(Tensor self, Tensor mask) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn masked_select(self_: &Tensor, mask: &Tensor) -> Tensor {
-    check(f_masked_select(self_, mask))
+    apply_tensor_flat(1090, "aten::masked_select", 2, [Arg::Tensor(self_), Arg::Tensor(mask)])
 }
 /// `aten::matmul(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_matmul(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1091, "aten::matmul", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(1091, "aten::matmul", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::matmul(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn matmul(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_matmul(self_, other))
+    apply_tensor_flat(1091, "aten::matmul", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::matrix_H(Tensor(a) self) -> Tensor(a)`
 #[inline]
 pub fn f_matrix_H(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1092, "aten::matrix_H", [Arg::Tensor(self_)])
+    call_tensor_flat(1092, "aten::matrix_H", 1, [Arg::Tensor(self_)])
 }
 /// `aten::matrix_H(Tensor(a) self) -> Tensor(a)`; panics with torch's message.
 #[inline]
 pub fn matrix_H(self_: &Tensor) -> Tensor {
-    check(f_matrix_H(self_))
+    apply_tensor_flat(1092, "aten::matrix_H", 1, [Arg::Tensor(self_)])
 }
 /// `aten::matrix_exp(Tensor self) -> Tensor`
 #[inline]
 pub fn f_matrix_exp(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1093, "aten::matrix_exp", [Arg::Tensor(self_)])
+    call_tensor_flat(1093, "aten::matrix_exp", 1, [Arg::Tensor(self_)])
 }
 /// `aten::matrix_exp(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn matrix_exp(self_: &Tensor) -> Tensor {
-    check(f_matrix_exp(self_))
+    apply_tensor_flat(1093, "aten::matrix_exp", 1, [Arg::Tensor(self_)])
 }
 /// `aten::matrix_power(Tensor self, int n) -> Tensor`
 #[inline]
 pub fn f_matrix_power(self_: &Tensor, n: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1094, "aten::matrix_power", [Arg::Tensor(self_), Arg::Int(n)])
+    call_tensor_flat(1094, "aten::matrix_power", 2, [Arg::Tensor(self_), Arg::Int(n)])
 }
 /// `aten::matrix_power(Tensor self, int n) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn matrix_power(self_: &Tensor, n: i64) -> Tensor {
-    check(f_matrix_power(self_, n))
+    apply_tensor_flat(1094, "aten::matrix_power", 2, [Arg::Tensor(self_), Arg::Int(n)])
 }
 /// `aten::max.other(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_max_other(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1095, "aten::max.other", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(1095, "aten::max.other", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::max.other(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn max_other(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_max_other(self_, other))
+    apply_tensor_flat(1095, "aten::max.other", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::max(Tensor self) -> Tensor`
 #[inline]
 pub fn f_max(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1096, "aten::max", [Arg::Tensor(self_)])
+    call_tensor_flat(1096, "aten::max", 1, [Arg::Tensor(self_)])
 }
 /// `aten::max(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn max(self_: &Tensor) -> Tensor {
-    check(f_max(self_))
+    apply_tensor_flat(1096, "aten::max", 1, [Arg::Tensor(self_)])
 }
 /// `aten::max.dim(Tensor self, int dim, bool keepdim=False) -> (Tensor values, Tensor indices)`
 #[inline]
@@ -11950,12 +11950,12 @@ pub fn max_pool3d_with_indices(self_: &Tensor, kernel_size: &[i64], stride: &[i6
 /// `aten::max_unpool2d(Tensor self, Tensor indices, SymInt[2] output_size) -> Tensor`
 #[inline]
 pub fn f_max_unpool2d(self_: &Tensor, indices: &Tensor, output_size: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1104, "aten::max_unpool2d", [Arg::Tensor(self_), Arg::Tensor(indices), Arg::Ints(output_size.to_vec())])
+    call_tensor_flat(1104, "aten::max_unpool2d", 3, [Arg::Tensor(self_), Arg::Tensor(indices), Arg::Ints(output_size.to_vec())])
 }
 /// `aten::max_unpool2d(Tensor self, Tensor indices, SymInt[2] output_size) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn max_unpool2d(self_: &Tensor, indices: &Tensor, output_size: &[i64]) -> Tensor {
-    check(f_max_unpool2d(self_, indices, output_size))
+    apply_tensor_flat(1104, "aten::max_unpool2d", 3, [Arg::Tensor(self_), Arg::Tensor(indices), Arg::Ints(output_size.to_vec())])
 }
 /// `aten::max_unpool3d(Tensor self, Tensor indices, SymInt[3] output_size, int[3] stride, int[3] padding) -> Tensor`
 #[inline]
@@ -11970,42 +11970,42 @@ pub fn max_unpool3d(self_: &Tensor, indices: &Tensor, output_size: &[i64], strid
 /// `aten::maximum(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_maximum(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1106, "aten::maximum", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(1106, "aten::maximum", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::maximum(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn maximum(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_maximum(self_, other))
+    apply_tensor_flat(1106, "aten::maximum", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::mean(Tensor self, *, ScalarType? dtype=None) -> Tensor`
 #[inline]
 pub fn f_mean(self_: &Tensor, dtype: Option<Dtype>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1107, "aten::mean", [Arg::Tensor(self_), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
+    call_tensor_flat(1107, "aten::mean", 1, [Arg::Tensor(self_), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
 }
 /// `aten::mean(Tensor self, *, ScalarType? dtype=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn mean(self_: &Tensor, dtype: Option<Dtype>) -> Tensor {
-    check(f_mean(self_, dtype))
+    apply_tensor_flat(1107, "aten::mean", 1, [Arg::Tensor(self_), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
 }
 /// `aten::mean.dim(Tensor self, int[1]? dim, bool keepdim=False, *, ScalarType? dtype=None) -> Tensor`
 #[inline]
 pub fn f_mean_dim(self_: &Tensor, dim: Option<&[i64]>, keepdim: bool, dtype: Option<Dtype>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1108, "aten::mean.dim", [Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(keepdim), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
+    call_tensor_flat(1108, "aten::mean.dim", 3, [Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(keepdim), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
 }
 /// `aten::mean.dim(Tensor self, int[1]? dim, bool keepdim=False, *, ScalarType? dtype=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn mean_dim(self_: &Tensor, dim: Option<&[i64]>, keepdim: bool, dtype: Option<Dtype>) -> Tensor {
-    check(f_mean_dim(self_, dim, keepdim, dtype))
+    apply_tensor_flat(1108, "aten::mean.dim", 3, [Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(keepdim), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
 }
 /// `aten::median(Tensor self) -> Tensor`
 #[inline]
 pub fn f_median(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1109, "aten::median", [Arg::Tensor(self_)])
+    call_tensor_flat(1109, "aten::median", 1, [Arg::Tensor(self_)])
 }
 /// `aten::median(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn median(self_: &Tensor) -> Tensor {
-    check(f_median(self_))
+    apply_tensor_flat(1109, "aten::median", 1, [Arg::Tensor(self_)])
 }
 /// `aten::median.dim(Tensor self, int dim, bool keepdim=False) -> (Tensor values, Tensor indices)`
 #[inline]
@@ -12045,22 +12045,22 @@ pub fn meshgrid_indexing(tensors: &[&Tensor], indexing: &str) -> Vec<Tensor> {
 /// `aten::min.other(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_min_other(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1113, "aten::min.other", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(1113, "aten::min.other", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::min.other(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn min_other(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_min_other(self_, other))
+    apply_tensor_flat(1113, "aten::min.other", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::min(Tensor self) -> Tensor`
 #[inline]
 pub fn f_min(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1114, "aten::min", [Arg::Tensor(self_)])
+    call_tensor_flat(1114, "aten::min", 1, [Arg::Tensor(self_)])
 }
 /// `aten::min(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn min(self_: &Tensor) -> Tensor {
-    check(f_min(self_))
+    apply_tensor_flat(1114, "aten::min", 1, [Arg::Tensor(self_)])
 }
 /// `aten::min.dim(Tensor self, int dim, bool keepdim=False) -> (Tensor values, Tensor indices)`
 #[inline]
@@ -12076,12 +12076,12 @@ pub fn min_dim(self_: &Tensor, dim: i64, keepdim: bool) -> (Tensor, Tensor) {
 /// `aten::minimum(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_minimum(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1116, "aten::minimum", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(1116, "aten::minimum", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::minimum(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn minimum(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_minimum(self_, other))
+    apply_tensor_flat(1116, "aten::minimum", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::miopen_batch_norm(Tensor input, Tensor weight, Tensor? bias, Tensor? running_mean, Tensor? running_var, bool training, float exponential_average_factor, float epsilon) -> (Tensor, Tensor, Tensor)`
 #[inline]
@@ -12180,42 +12180,42 @@ pub fn miopen_rnn(input: &Tensor, weight: &[&Tensor], weight_stride0: i64, hx: &
 /// `aten::mish(Tensor self) -> Tensor`
 #[inline]
 pub fn f_mish(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1126, "aten::mish", [Arg::Tensor(self_)])
+    call_tensor_flat(1126, "aten::mish", 1, [Arg::Tensor(self_)])
 }
 /// `aten::mish(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn mish(self_: &Tensor) -> Tensor {
-    check(f_mish(self_))
+    apply_tensor_flat(1126, "aten::mish", 1, [Arg::Tensor(self_)])
 }
 /// `aten::mish_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_mish_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1127, "aten::mish_", [Arg::Tensor(self_)])
+    call_tensor_flat(1127, "aten::mish_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::mish_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn mish_(self_: &Tensor) -> Tensor {
-    check(f_mish_(self_))
+    apply_tensor_flat(1127, "aten::mish_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::mm(Tensor self, Tensor mat2) -> Tensor`
 #[inline]
 pub fn f_mm(self_: &Tensor, mat2: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1128, "aten::mm", [Arg::Tensor(self_), Arg::Tensor(mat2)])
+    call_tensor_flat(1128, "aten::mm", 2, [Arg::Tensor(self_), Arg::Tensor(mat2)])
 }
 /// `aten::mm(Tensor self, Tensor mat2) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn mm(self_: &Tensor, mat2: &Tensor) -> Tensor {
-    check(f_mm(self_, mat2))
+    apply_tensor_flat(1128, "aten::mm", 2, [Arg::Tensor(self_), Arg::Tensor(mat2)])
 }
 /// `aten::mm.dtype(Tensor self, Tensor mat2, ScalarType out_dtype) -> Tensor`
 #[inline]
 pub fn f_mm_dtype(self_: &Tensor, mat2: &Tensor, out_dtype: Dtype) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1129, "aten::mm.dtype", [Arg::Tensor(self_), Arg::Tensor(mat2), Arg::Dtype(out_dtype)])
+    call_tensor_flat(1129, "aten::mm.dtype", 3, [Arg::Tensor(self_), Arg::Tensor(mat2), Arg::Dtype(out_dtype)])
 }
 /// `aten::mm.dtype(Tensor self, Tensor mat2, ScalarType out_dtype) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn mm_dtype(self_: &Tensor, mat2: &Tensor, out_dtype: Dtype) -> Tensor {
-    check(f_mm_dtype(self_, mat2, out_dtype))
+    apply_tensor_flat(1129, "aten::mm.dtype", 3, [Arg::Tensor(self_), Arg::Tensor(mat2), Arg::Dtype(out_dtype)])
 }
 /// `aten::mode(Tensor self, int dim=-1, bool keepdim=False) -> (Tensor values, Tensor indices)`
 #[inline]
@@ -12231,102 +12231,102 @@ pub fn mode(self_: &Tensor, dim: i64, keepdim: bool) -> (Tensor, Tensor) {
 /// `aten::moveaxis.intlist(Tensor(a) self, int[] source, int[] destination) -> Tensor(a)`
 #[inline]
 pub fn f_moveaxis_intlist(self_: &Tensor, source: &[i64], destination: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1131, "aten::moveaxis.intlist", [Arg::Tensor(self_), Arg::Ints(source.to_vec()), Arg::Ints(destination.to_vec())])
+    call_tensor_flat(1131, "aten::moveaxis.intlist", 3, [Arg::Tensor(self_), Arg::Ints(source.to_vec()), Arg::Ints(destination.to_vec())])
 }
 /// `aten::moveaxis.intlist(Tensor(a) self, int[] source, int[] destination) -> Tensor(a)`; panics with torch's message.
 #[inline]
 pub fn moveaxis_intlist(self_: &Tensor, source: &[i64], destination: &[i64]) -> Tensor {
-    check(f_moveaxis_intlist(self_, source, destination))
+    apply_tensor_flat(1131, "aten::moveaxis.intlist", 3, [Arg::Tensor(self_), Arg::Ints(source.to_vec()), Arg::Ints(destination.to_vec())])
 }
 /// `aten::moveaxis.int(Tensor(a) self, int source, int destination) -> Tensor(a)`
 #[inline]
 pub fn f_moveaxis(self_: &Tensor, source: i64, destination: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1132, "aten::moveaxis.int", [Arg::Tensor(self_), Arg::Int(source), Arg::Int(destination)])
+    call_tensor_flat(1132, "aten::moveaxis.int", 3, [Arg::Tensor(self_), Arg::Int(source), Arg::Int(destination)])
 }
 /// `aten::moveaxis.int(Tensor(a) self, int source, int destination) -> Tensor(a)`; panics with torch's message.
 #[inline]
 pub fn moveaxis(self_: &Tensor, source: i64, destination: i64) -> Tensor {
-    check(f_moveaxis(self_, source, destination))
+    apply_tensor_flat(1132, "aten::moveaxis.int", 3, [Arg::Tensor(self_), Arg::Int(source), Arg::Int(destination)])
 }
 /// `aten::movedim.int(Tensor(a) self, int source, int destination) -> Tensor(a)`
 #[inline]
 pub fn f_movedim(self_: &Tensor, source: i64, destination: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1133, "aten::movedim.int", [Arg::Tensor(self_), Arg::Int(source), Arg::Int(destination)])
+    call_tensor_flat(1133, "aten::movedim.int", 3, [Arg::Tensor(self_), Arg::Int(source), Arg::Int(destination)])
 }
 /// `aten::movedim.int(Tensor(a) self, int source, int destination) -> Tensor(a)`; panics with torch's message.
 #[inline]
 pub fn movedim(self_: &Tensor, source: i64, destination: i64) -> Tensor {
-    check(f_movedim(self_, source, destination))
+    apply_tensor_flat(1133, "aten::movedim.int", 3, [Arg::Tensor(self_), Arg::Int(source), Arg::Int(destination)])
 }
 /// `aten::movedim.intlist(Tensor(a) self, int[] source, int[] destination) -> Tensor(a)`
 #[inline]
 pub fn f_movedim_intlist(self_: &Tensor, source: &[i64], destination: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1134, "aten::movedim.intlist", [Arg::Tensor(self_), Arg::Ints(source.to_vec()), Arg::Ints(destination.to_vec())])
+    call_tensor_flat(1134, "aten::movedim.intlist", 3, [Arg::Tensor(self_), Arg::Ints(source.to_vec()), Arg::Ints(destination.to_vec())])
 }
 /// `aten::movedim.intlist(Tensor(a) self, int[] source, int[] destination) -> Tensor(a)`; panics with torch's message.
 #[inline]
 pub fn movedim_intlist(self_: &Tensor, source: &[i64], destination: &[i64]) -> Tensor {
-    check(f_movedim_intlist(self_, source, destination))
+    apply_tensor_flat(1134, "aten::movedim.intlist", 3, [Arg::Tensor(self_), Arg::Ints(source.to_vec()), Arg::Ints(destination.to_vec())])
 }
 /// `aten::mse_loss(Tensor self, Tensor target, int reduction=1) -> Tensor`
 #[inline]
 pub fn f_mse_loss(self_: &Tensor, target: &Tensor, reduction: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1135, "aten::mse_loss", [Arg::Tensor(self_), Arg::Tensor(target), Arg::Int(reduction)])
+    call_tensor_flat(1135, "aten::mse_loss", 3, [Arg::Tensor(self_), Arg::Tensor(target), Arg::Int(reduction)])
 }
 /// `aten::mse_loss(Tensor self, Tensor target, int reduction=1) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn mse_loss(self_: &Tensor, target: &Tensor, reduction: i64) -> Tensor {
-    check(f_mse_loss(self_, target, reduction))
+    apply_tensor_flat(1135, "aten::mse_loss", 3, [Arg::Tensor(self_), Arg::Tensor(target), Arg::Int(reduction)])
 }
 /// `aten::msort(Tensor self) -> Tensor`
 #[inline]
 pub fn f_msort(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1136, "aten::msort", [Arg::Tensor(self_)])
+    call_tensor_flat(1136, "aten::msort", 1, [Arg::Tensor(self_)])
 }
 /// `aten::msort(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn msort(self_: &Tensor) -> Tensor {
-    check(f_msort(self_))
+    apply_tensor_flat(1136, "aten::msort", 1, [Arg::Tensor(self_)])
 }
 /// `aten::mul.Tensor(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_mul(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1137, "aten::mul.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(1137, "aten::mul.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::mul.Tensor(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn mul(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_mul(self_, other))
+    apply_tensor_flat(1137, "aten::mul.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::mul.Scalar(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f_mul_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1138, "aten::mul.Scalar", [Arg::Tensor(self_), other.into().arg()])
+    call_tensor_flat(1138, "aten::mul.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::mul.Scalar(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn mul_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
-    check(f_mul_scalar(self_, other))
+    apply_tensor_flat(1138, "aten::mul.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::mul_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_mul_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1139, "aten::mul_.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(1139, "aten::mul_.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::mul_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn mul_(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_mul_(self_, other))
+    apply_tensor_flat(1139, "aten::mul_.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::mul_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`
 #[inline]
 pub fn f_mul_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1140, "aten::mul_.Scalar", [Arg::Tensor(self_), other.into().arg()])
+    call_tensor_flat(1140, "aten::mul_.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::mul_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn mul_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
-    check(f_mul_scalar_(self_, other))
+    apply_tensor_flat(1140, "aten::mul_.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::multi_margin_loss(Tensor self, Tensor target, Scalar p=1, Scalar margin=1, Tensor? weight=None, int reduction=1) -> Tensor`
 #[inline]
@@ -12341,12 +12341,12 @@ pub fn multi_margin_loss(self_: &Tensor, target: &Tensor, p: impl Into<Scalar>, 
 /// `aten::multilabel_margin_loss(Tensor self, Tensor target, int reduction=1) -> Tensor`
 #[inline]
 pub fn f_multilabel_margin_loss(self_: &Tensor, target: &Tensor, reduction: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1142, "aten::multilabel_margin_loss", [Arg::Tensor(self_), Arg::Tensor(target), Arg::Int(reduction)])
+    call_tensor_flat(1142, "aten::multilabel_margin_loss", 3, [Arg::Tensor(self_), Arg::Tensor(target), Arg::Int(reduction)])
 }
 /// `aten::multilabel_margin_loss(Tensor self, Tensor target, int reduction=1) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn multilabel_margin_loss(self_: &Tensor, target: &Tensor, reduction: i64) -> Tensor {
-    check(f_multilabel_margin_loss(self_, target, reduction))
+    apply_tensor_flat(1142, "aten::multilabel_margin_loss", 3, [Arg::Tensor(self_), Arg::Tensor(target), Arg::Int(reduction)])
 }
 /// `aten::multilabel_margin_loss_forward(Tensor self, Tensor target, int reduction) -> (Tensor output, Tensor is_target)`
 #[inline]
@@ -12362,122 +12362,122 @@ pub fn multilabel_margin_loss_forward(self_: &Tensor, target: &Tensor, reduction
 /// `aten::multinomial(Tensor self, SymInt num_samples, bool replacement=False, *, Generator? generator=None) -> Tensor`
 #[inline]
 pub fn f_multinomial(self_: &Tensor, num_samples: i64, replacement: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1144, "aten::multinomial", [Arg::Tensor(self_), Arg::Int(num_samples), Arg::Boolean(replacement), Arg::None])
+    call_tensor_flat(1144, "aten::multinomial", 3, [Arg::Tensor(self_), Arg::Int(num_samples), Arg::Boolean(replacement), Arg::None])
 }
 /// `aten::multinomial(Tensor self, SymInt num_samples, bool replacement=False, *, Generator? generator=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn multinomial(self_: &Tensor, num_samples: i64, replacement: bool) -> Tensor {
-    check(f_multinomial(self_, num_samples, replacement))
+    apply_tensor_flat(1144, "aten::multinomial", 3, [Arg::Tensor(self_), Arg::Int(num_samples), Arg::Boolean(replacement), Arg::None])
 }
 /// `aten::multiply.Tensor(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_multiply(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1145, "aten::multiply.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(1145, "aten::multiply.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::multiply.Tensor(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn multiply(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_multiply(self_, other))
+    apply_tensor_flat(1145, "aten::multiply.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::multiply.Scalar(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f_multiply_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1146, "aten::multiply.Scalar", [Arg::Tensor(self_), other.into().arg()])
+    call_tensor_flat(1146, "aten::multiply.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::multiply.Scalar(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn multiply_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
-    check(f_multiply_scalar(self_, other))
+    apply_tensor_flat(1146, "aten::multiply.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::multiply_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_multiply_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1147, "aten::multiply_.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(1147, "aten::multiply_.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::multiply_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn multiply_(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_multiply_(self_, other))
+    apply_tensor_flat(1147, "aten::multiply_.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::multiply_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`
 #[inline]
 pub fn f_multiply_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1148, "aten::multiply_.Scalar", [Arg::Tensor(self_), other.into().arg()])
+    call_tensor_flat(1148, "aten::multiply_.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::multiply_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn multiply_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
-    check(f_multiply_scalar_(self_, other))
+    apply_tensor_flat(1148, "aten::multiply_.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::mv(Tensor self, Tensor vec) -> Tensor`
 #[inline]
 pub fn f_mv(self_: &Tensor, vec: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1149, "aten::mv", [Arg::Tensor(self_), Arg::Tensor(vec)])
+    call_tensor_flat(1149, "aten::mv", 2, [Arg::Tensor(self_), Arg::Tensor(vec)])
 }
 /// `aten::mv(Tensor self, Tensor vec) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn mv(self_: &Tensor, vec: &Tensor) -> Tensor {
-    check(f_mv(self_, vec))
+    apply_tensor_flat(1149, "aten::mv", 2, [Arg::Tensor(self_), Arg::Tensor(vec)])
 }
 /// `aten::mvlgamma(Tensor self, int p) -> Tensor`
 #[inline]
 pub fn f_mvlgamma(self_: &Tensor, p: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1150, "aten::mvlgamma", [Arg::Tensor(self_), Arg::Int(p)])
+    call_tensor_flat(1150, "aten::mvlgamma", 2, [Arg::Tensor(self_), Arg::Int(p)])
 }
 /// `aten::mvlgamma(Tensor self, int p) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn mvlgamma(self_: &Tensor, p: i64) -> Tensor {
-    check(f_mvlgamma(self_, p))
+    apply_tensor_flat(1150, "aten::mvlgamma", 2, [Arg::Tensor(self_), Arg::Int(p)])
 }
 /// `aten::mvlgamma_(Tensor(a!) self, int p) -> Tensor(a!)`
 #[inline]
 pub fn f_mvlgamma_(self_: &Tensor, p: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1151, "aten::mvlgamma_", [Arg::Tensor(self_), Arg::Int(p)])
+    call_tensor_flat(1151, "aten::mvlgamma_", 2, [Arg::Tensor(self_), Arg::Int(p)])
 }
 /// `aten::mvlgamma_(Tensor(a!) self, int p) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn mvlgamma_(self_: &Tensor, p: i64) -> Tensor {
-    check(f_mvlgamma_(self_, p))
+    apply_tensor_flat(1151, "aten::mvlgamma_", 2, [Arg::Tensor(self_), Arg::Int(p)])
 }
 /// `aten::nan_to_num(Tensor self, float? nan=None, float? posinf=None, float? neginf=None) -> Tensor`
 #[inline]
 pub fn f_nan_to_num(self_: &Tensor, nan: Option<f64>, posinf: Option<f64>, neginf: Option<f64>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1152, "aten::nan_to_num", [Arg::Tensor(self_), nan.map_or(Arg::None, |v| Arg::Float(v)), posinf.map_or(Arg::None, |v| Arg::Float(v)), neginf.map_or(Arg::None, |v| Arg::Float(v))])
+    call_tensor_flat(1152, "aten::nan_to_num", 1, [Arg::Tensor(self_), nan.map_or(Arg::None, |v| Arg::Float(v)), posinf.map_or(Arg::None, |v| Arg::Float(v)), neginf.map_or(Arg::None, |v| Arg::Float(v))])
 }
 /// `aten::nan_to_num(Tensor self, float? nan=None, float? posinf=None, float? neginf=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn nan_to_num(self_: &Tensor, nan: Option<f64>, posinf: Option<f64>, neginf: Option<f64>) -> Tensor {
-    check(f_nan_to_num(self_, nan, posinf, neginf))
+    apply_tensor_flat(1152, "aten::nan_to_num", 1, [Arg::Tensor(self_), nan.map_or(Arg::None, |v| Arg::Float(v)), posinf.map_or(Arg::None, |v| Arg::Float(v)), neginf.map_or(Arg::None, |v| Arg::Float(v))])
 }
 /// `aten::nan_to_num_(Tensor(a!) self, float? nan=None, float? posinf=None, float? neginf=None) -> Tensor(a!)`
 #[inline]
 pub fn f_nan_to_num_(self_: &Tensor, nan: Option<f64>, posinf: Option<f64>, neginf: Option<f64>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1153, "aten::nan_to_num_", [Arg::Tensor(self_), nan.map_or(Arg::None, |v| Arg::Float(v)), posinf.map_or(Arg::None, |v| Arg::Float(v)), neginf.map_or(Arg::None, |v| Arg::Float(v))])
+    call_tensor_flat(1153, "aten::nan_to_num_", 1, [Arg::Tensor(self_), nan.map_or(Arg::None, |v| Arg::Float(v)), posinf.map_or(Arg::None, |v| Arg::Float(v)), neginf.map_or(Arg::None, |v| Arg::Float(v))])
 }
 /// `aten::nan_to_num_(Tensor(a!) self, float? nan=None, float? posinf=None, float? neginf=None) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn nan_to_num_(self_: &Tensor, nan: Option<f64>, posinf: Option<f64>, neginf: Option<f64>) -> Tensor {
-    check(f_nan_to_num_(self_, nan, posinf, neginf))
+    apply_tensor_flat(1153, "aten::nan_to_num_", 1, [Arg::Tensor(self_), nan.map_or(Arg::None, |v| Arg::Float(v)), posinf.map_or(Arg::None, |v| Arg::Float(v)), neginf.map_or(Arg::None, |v| Arg::Float(v))])
 }
 /// `aten::nanmean(Tensor self, int[1]? dim=None, bool keepdim=False, *, ScalarType? dtype=None) -> Tensor`
 #[inline]
 pub fn f_nanmean(self_: &Tensor, dim: Option<&[i64]>, keepdim: bool, dtype: Option<Dtype>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1154, "aten::nanmean", [Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(keepdim), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
+    call_tensor_flat(1154, "aten::nanmean", 3, [Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(keepdim), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
 }
 /// `aten::nanmean(Tensor self, int[1]? dim=None, bool keepdim=False, *, ScalarType? dtype=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn nanmean(self_: &Tensor, dim: Option<&[i64]>, keepdim: bool, dtype: Option<Dtype>) -> Tensor {
-    check(f_nanmean(self_, dim, keepdim, dtype))
+    apply_tensor_flat(1154, "aten::nanmean", 3, [Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(keepdim), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
 }
 /// `aten::nanmedian(Tensor self) -> Tensor`
 #[inline]
 pub fn f_nanmedian(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1155, "aten::nanmedian", [Arg::Tensor(self_)])
+    call_tensor_flat(1155, "aten::nanmedian", 1, [Arg::Tensor(self_)])
 }
 /// `aten::nanmedian(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn nanmedian(self_: &Tensor) -> Tensor {
-    check(f_nanmedian(self_))
+    apply_tensor_flat(1155, "aten::nanmedian", 1, [Arg::Tensor(self_)])
 }
 /// `aten::nanmedian.dim(Tensor self, int dim, bool keepdim=False) -> (Tensor values, Tensor indices)`
 #[inline]
@@ -12517,42 +12517,42 @@ pub fn nanquantile_scalar(self_: &Tensor, q: f64, dim: Option<i64>, keepdim: boo
 /// `aten::nansum(Tensor self, int[1]? dim=None, bool keepdim=False, *, ScalarType? dtype=None) -> Tensor`
 #[inline]
 pub fn f_nansum(self_: &Tensor, dim: Option<&[i64]>, keepdim: bool, dtype: Option<Dtype>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1159, "aten::nansum", [Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(keepdim), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
+    call_tensor_flat(1159, "aten::nansum", 3, [Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(keepdim), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
 }
 /// `aten::nansum(Tensor self, int[1]? dim=None, bool keepdim=False, *, ScalarType? dtype=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn nansum(self_: &Tensor, dim: Option<&[i64]>, keepdim: bool, dtype: Option<Dtype>) -> Tensor {
-    check(f_nansum(self_, dim, keepdim, dtype))
+    apply_tensor_flat(1159, "aten::nansum", 3, [Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(keepdim), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
 }
 /// `aten::narrow(Tensor(a) self, int dim, SymInt start, SymInt length) -> Tensor(a)`
 #[inline]
 pub fn f_narrow(self_: &Tensor, dim: i64, start: i64, length: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1160, "aten::narrow", [Arg::Tensor(self_), Arg::Int(dim), Arg::Int(start), Arg::Int(length)])
+    call_tensor_flat(1160, "aten::narrow", 4, [Arg::Tensor(self_), Arg::Int(dim), Arg::Int(start), Arg::Int(length)])
 }
 /// `aten::narrow(Tensor(a) self, int dim, SymInt start, SymInt length) -> Tensor(a)`; panics with torch's message.
 #[inline]
 pub fn narrow(self_: &Tensor, dim: i64, start: i64, length: i64) -> Tensor {
-    check(f_narrow(self_, dim, start, length))
+    apply_tensor_flat(1160, "aten::narrow", 4, [Arg::Tensor(self_), Arg::Int(dim), Arg::Int(start), Arg::Int(length)])
 }
 /// `aten::narrow.Tensor(Tensor(a) self, int dim, Tensor start, SymInt length) -> Tensor(a)`
 #[inline]
 pub fn f_narrow_tensor(self_: &Tensor, dim: i64, start: &Tensor, length: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1161, "aten::narrow.Tensor", [Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(start), Arg::Int(length)])
+    call_tensor_flat(1161, "aten::narrow.Tensor", 4, [Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(start), Arg::Int(length)])
 }
 /// `aten::narrow.Tensor(Tensor(a) self, int dim, Tensor start, SymInt length) -> Tensor(a)`; panics with torch's message.
 #[inline]
 pub fn narrow_tensor(self_: &Tensor, dim: i64, start: &Tensor, length: i64) -> Tensor {
-    check(f_narrow_tensor(self_, dim, start, length))
+    apply_tensor_flat(1161, "aten::narrow.Tensor", 4, [Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(start), Arg::Int(length)])
 }
 /// `aten::narrow_copy(Tensor self, int dim, SymInt start, SymInt length) -> Tensor`
 #[inline]
 pub fn f_narrow_copy(self_: &Tensor, dim: i64, start: i64, length: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1162, "aten::narrow_copy", [Arg::Tensor(self_), Arg::Int(dim), Arg::Int(start), Arg::Int(length)])
+    call_tensor_flat(1162, "aten::narrow_copy", 4, [Arg::Tensor(self_), Arg::Int(dim), Arg::Int(start), Arg::Int(length)])
 }
 /// `aten::narrow_copy(Tensor self, int dim, SymInt start, SymInt length) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn narrow_copy(self_: &Tensor, dim: i64, start: i64, length: i64) -> Tensor {
-    check(f_narrow_copy(self_, dim, start, length))
+    apply_tensor_flat(1162, "aten::narrow_copy", 4, [Arg::Tensor(self_), Arg::Int(dim), Arg::Int(start), Arg::Int(length)])
 }
 /// `aten::native_batch_norm(Tensor input, Tensor? weight, Tensor? bias, Tensor? running_mean, Tensor? running_var, bool training, float momentum, float eps) -> (Tensor, Tensor, Tensor)`
 #[inline]
@@ -12568,12 +12568,12 @@ pub fn native_batch_norm(input: &Tensor, weight: Option<&Tensor>, bias: Option<&
 /// `aten::native_channel_shuffle(Tensor self, SymInt groups) -> Tensor`
 #[inline]
 pub fn f_native_channel_shuffle(self_: &Tensor, groups: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1164, "aten::native_channel_shuffle", [Arg::Tensor(self_), Arg::Int(groups)])
+    call_tensor_flat(1164, "aten::native_channel_shuffle", 2, [Arg::Tensor(self_), Arg::Int(groups)])
 }
 /// `aten::native_channel_shuffle(Tensor self, SymInt groups) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn native_channel_shuffle(self_: &Tensor, groups: i64) -> Tensor {
-    check(f_native_channel_shuffle(self_, groups))
+    apply_tensor_flat(1164, "aten::native_channel_shuffle", 2, [Arg::Tensor(self_), Arg::Int(groups)])
 }
 /// `aten::native_dropout(Tensor input, float p, bool? train) -> (Tensor, Tensor)`
 #[inline]
@@ -12611,12 +12611,12 @@ pub fn native_layer_norm(input: &Tensor, normalized_shape: &[i64], weight: Optio
 /// `aten::native_norm(Tensor self, Scalar p=2) -> Tensor`
 #[inline]
 pub fn f_native_norm(self_: &Tensor, p: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1168, "aten::native_norm", [Arg::Tensor(self_), p.into().arg()])
+    call_tensor_flat(1168, "aten::native_norm", 2, [Arg::Tensor(self_), p.into().arg()])
 }
 /// `aten::native_norm(Tensor self, Scalar p=2) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn native_norm(self_: &Tensor, p: impl Into<Scalar>) -> Tensor {
-    check(f_native_norm(self_, p))
+    apply_tensor_flat(1168, "aten::native_norm", 2, [Arg::Tensor(self_), p.into().arg()])
 }
 /// `aten::native_norm.ScalarOpt_dim_dtype(Tensor self, Scalar? p, int[1] dim, bool keepdim, ScalarType? dtype) -> Tensor`
 #[inline]
@@ -12631,92 +12631,92 @@ pub fn native_norm_scalaropt_dim_dtype(self_: &Tensor, p: Option<Scalar>, dim: &
 /// `aten::ne.Tensor(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_ne(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1170, "aten::ne.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(1170, "aten::ne.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::ne.Tensor(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn ne(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_ne(self_, other))
+    apply_tensor_flat(1170, "aten::ne.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::ne.Scalar(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f_ne_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1171, "aten::ne.Scalar", [Arg::Tensor(self_), other.into().arg()])
+    call_tensor_flat(1171, "aten::ne.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::ne.Scalar(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn ne_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
-    check(f_ne_scalar(self_, other))
+    apply_tensor_flat(1171, "aten::ne.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::ne_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`
 #[inline]
 pub fn f_ne_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1172, "aten::ne_.Scalar", [Arg::Tensor(self_), other.into().arg()])
+    call_tensor_flat(1172, "aten::ne_.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::ne_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn ne_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
-    check(f_ne_scalar_(self_, other))
+    apply_tensor_flat(1172, "aten::ne_.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::ne_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_ne_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1173, "aten::ne_.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(1173, "aten::ne_.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::ne_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn ne_(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_ne_(self_, other))
+    apply_tensor_flat(1173, "aten::ne_.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::neg(Tensor self) -> Tensor`
 #[inline]
 pub fn f_neg(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1174, "aten::neg", [Arg::Tensor(self_)])
+    call_tensor_flat(1174, "aten::neg", 1, [Arg::Tensor(self_)])
 }
 /// `aten::neg(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn neg(self_: &Tensor) -> Tensor {
-    check(f_neg(self_))
+    apply_tensor_flat(1174, "aten::neg", 1, [Arg::Tensor(self_)])
 }
 /// `aten::neg_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_neg_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1175, "aten::neg_", [Arg::Tensor(self_)])
+    call_tensor_flat(1175, "aten::neg_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::neg_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn neg_(self_: &Tensor) -> Tensor {
-    check(f_neg_(self_))
+    apply_tensor_flat(1175, "aten::neg_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::negative(Tensor self) -> Tensor`
 #[inline]
 pub fn f_negative(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1176, "aten::negative", [Arg::Tensor(self_)])
+    call_tensor_flat(1176, "aten::negative", 1, [Arg::Tensor(self_)])
 }
 /// `aten::negative(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn negative(self_: &Tensor) -> Tensor {
-    check(f_negative(self_))
+    apply_tensor_flat(1176, "aten::negative", 1, [Arg::Tensor(self_)])
 }
 /// `aten::negative_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_negative_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1177, "aten::negative_", [Arg::Tensor(self_)])
+    call_tensor_flat(1177, "aten::negative_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::negative_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn negative_(self_: &Tensor) -> Tensor {
-    check(f_negative_(self_))
+    apply_tensor_flat(1177, "aten::negative_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::nested_to_padded_tensor(Tensor self, float padding, int[]? output_size=None) -> Tensor`
 #[inline]
 pub fn f_nested_to_padded_tensor(self_: &Tensor, padding: f64, output_size: Option<&[i64]>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1178, "aten::nested_to_padded_tensor", [Arg::Tensor(self_), Arg::Float(padding), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec()))])
+    call_tensor_flat(1178, "aten::nested_to_padded_tensor", 2, [Arg::Tensor(self_), Arg::Float(padding), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec()))])
 }
 /// `aten::nested_to_padded_tensor(Tensor self, float padding, int[]? output_size=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn nested_to_padded_tensor(self_: &Tensor, padding: f64, output_size: Option<&[i64]>) -> Tensor {
-    check(f_nested_to_padded_tensor(self_, padding, output_size))
+    apply_tensor_flat(1178, "aten::nested_to_padded_tensor", 2, [Arg::Tensor(self_), Arg::Float(padding), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec()))])
 }
 /// `aten::new_empty(Tensor self, SymInt[] size, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`
 #[inline]
@@ -12796,22 +12796,22 @@ pub fn new_zeros(self_: &Tensor, size: &[i64], dtype: Option<Dtype>, layout: Opt
 /// `aten::nextafter(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_nextafter(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1184, "aten::nextafter", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(1184, "aten::nextafter", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::nextafter(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn nextafter(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_nextafter(self_, other))
+    apply_tensor_flat(1184, "aten::nextafter", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::nextafter_(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_nextafter_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1185, "aten::nextafter_", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(1185, "aten::nextafter_", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::nextafter_(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn nextafter_(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_nextafter_(self_, other))
+    apply_tensor_flat(1185, "aten::nextafter_", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::nll_loss(Tensor self, Tensor target, Tensor? weight=None, int reduction=1, SymInt ignore_index=-100) -> Tensor`
 #[inline]
@@ -12868,12 +12868,12 @@ pub fn nll_loss_nd(self_: &Tensor, target: &Tensor, weight: Option<&Tensor>, red
 /// `aten::nonzero(Tensor self) -> Tensor`
 #[inline]
 pub fn f_nonzero(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1191, "aten::nonzero", [Arg::Tensor(self_)])
+    call_tensor_flat(1191, "aten::nonzero", 1, [Arg::Tensor(self_)])
 }
 /// `aten::nonzero(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn nonzero(self_: &Tensor) -> Tensor {
-    check(f_nonzero(self_))
+    apply_tensor_flat(1191, "aten::nonzero", 1, [Arg::Tensor(self_)])
 }
 /// `aten::nonzero_numpy(Tensor self) -> Tensor[]`
 #[inline]
@@ -12889,32 +12889,32 @@ pub fn nonzero_numpy(self_: &Tensor) -> Vec<Tensor> {
 /// `aten::nonzero_static(Tensor self, *, SymInt size, int fill_value=-1) -> Tensor`
 #[inline]
 pub fn f_nonzero_static(self_: &Tensor, size: i64, fill_value: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1193, "aten::nonzero_static", [Arg::Tensor(self_), Arg::Int(size), Arg::Int(fill_value)])
+    call_tensor_flat(1193, "aten::nonzero_static", 3, [Arg::Tensor(self_), Arg::Int(size), Arg::Int(fill_value)])
 }
 /// `aten::nonzero_static(Tensor self, *, SymInt size, int fill_value=-1) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn nonzero_static(self_: &Tensor, size: i64, fill_value: i64) -> Tensor {
-    check(f_nonzero_static(self_, size, fill_value))
+    apply_tensor_flat(1193, "aten::nonzero_static", 3, [Arg::Tensor(self_), Arg::Int(size), Arg::Int(fill_value)])
 }
 /// `aten::norm.Scalar(Tensor self, Scalar p=2) -> Tensor`
 #[inline]
 pub fn f_norm_scalar(self_: &Tensor, p: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1194, "aten::norm.Scalar", [Arg::Tensor(self_), p.into().arg()])
+    call_tensor_flat(1194, "aten::norm.Scalar", 2, [Arg::Tensor(self_), p.into().arg()])
 }
 /// `aten::norm.Scalar(Tensor self, Scalar p=2) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn norm_scalar(self_: &Tensor, p: impl Into<Scalar>) -> Tensor {
-    check(f_norm_scalar(self_, p))
+    apply_tensor_flat(1194, "aten::norm.Scalar", 2, [Arg::Tensor(self_), p.into().arg()])
 }
 /// `aten::norm.ScalarOpt_dim(Tensor self, Scalar? p, int[1] dim, bool keepdim=False) -> Tensor`
 #[inline]
 pub fn f_norm_scalaropt_dim(self_: &Tensor, p: Option<Scalar>, dim: &[i64], keepdim: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1195, "aten::norm.ScalarOpt_dim", [Arg::Tensor(self_), p.map_or(Arg::None, |v| v.arg()), Arg::Ints(dim.to_vec()), Arg::Boolean(keepdim)])
+    call_tensor_flat(1195, "aten::norm.ScalarOpt_dim", 4, [Arg::Tensor(self_), p.map_or(Arg::None, |v| v.arg()), Arg::Ints(dim.to_vec()), Arg::Boolean(keepdim)])
 }
 /// `aten::norm.ScalarOpt_dim(Tensor self, Scalar? p, int[1] dim, bool keepdim=False) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn norm_scalaropt_dim(self_: &Tensor, p: Option<Scalar>, dim: &[i64], keepdim: bool) -> Tensor {
-    check(f_norm_scalaropt_dim(self_, p, dim, keepdim))
+    apply_tensor_flat(1195, "aten::norm.ScalarOpt_dim", 4, [Arg::Tensor(self_), p.map_or(Arg::None, |v| v.arg()), Arg::Ints(dim.to_vec()), Arg::Boolean(keepdim)])
 }
 /// `aten::norm.ScalarOpt_dim_dtype(Tensor self, Scalar? p, int[1] dim, bool keepdim, *, ScalarType dtype) -> Tensor`
 #[inline]
@@ -12931,52 +12931,52 @@ pub fn norm_scalaropt_dim_dtype(self_: &Tensor, p: Option<Scalar>, dim: &[i64], 
 /// `aten::norm.ScalarOpt_dtype(Tensor self, Scalar? p, *, ScalarType dtype) -> Tensor`
 #[inline]
 pub fn f_norm_scalaropt_dtype(self_: &Tensor, p: Option<Scalar>, dtype: Dtype) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1197, "aten::norm.ScalarOpt_dtype", [Arg::Tensor(self_), p.map_or(Arg::None, |v| v.arg()), Arg::Dtype(dtype)])
+    call_tensor_flat(1197, "aten::norm.ScalarOpt_dtype", 3, [Arg::Tensor(self_), p.map_or(Arg::None, |v| v.arg()), Arg::Dtype(dtype)])
 }
 /// `aten::norm.ScalarOpt_dtype(Tensor self, Scalar? p, *, ScalarType dtype) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn norm_scalaropt_dtype(self_: &Tensor, p: Option<Scalar>, dtype: Dtype) -> Tensor {
-    check(f_norm_scalaropt_dtype(self_, p, dtype))
+    apply_tensor_flat(1197, "aten::norm.ScalarOpt_dtype", 3, [Arg::Tensor(self_), p.map_or(Arg::None, |v| v.arg()), Arg::Dtype(dtype)])
 }
 /// `aten::norm_except_dim(Tensor v, int pow=2, int dim=0) -> Tensor`
 #[inline]
 pub fn f_norm_except_dim(v: &Tensor, pow: i64, dim: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1198, "aten::norm_except_dim", [Arg::Tensor(v), Arg::Int(pow), Arg::Int(dim)])
+    call_tensor_flat(1198, "aten::norm_except_dim", 3, [Arg::Tensor(v), Arg::Int(pow), Arg::Int(dim)])
 }
 /// `aten::norm_except_dim(Tensor v, int pow=2, int dim=0) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn norm_except_dim(v: &Tensor, pow: i64, dim: i64) -> Tensor {
-    check(f_norm_except_dim(v, pow, dim))
+    apply_tensor_flat(1198, "aten::norm_except_dim", 3, [Arg::Tensor(v), Arg::Int(pow), Arg::Int(dim)])
 }
 /// `aten::normal.Tensor_float(Tensor mean, float std=1., *, Generator? generator=None) -> Tensor`
 #[inline]
 pub fn f_normal_tensor_float(mean: &Tensor, std: f64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1199, "aten::normal.Tensor_float", [Arg::Tensor(mean), Arg::Float(std), Arg::None])
+    call_tensor_flat(1199, "aten::normal.Tensor_float", 2, [Arg::Tensor(mean), Arg::Float(std), Arg::None])
 }
 /// `aten::normal.Tensor_float(Tensor mean, float std=1., *, Generator? generator=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn normal_tensor_float(mean: &Tensor, std: f64) -> Tensor {
-    check(f_normal_tensor_float(mean, std))
+    apply_tensor_flat(1199, "aten::normal.Tensor_float", 2, [Arg::Tensor(mean), Arg::Float(std), Arg::None])
 }
 /// `aten::normal.float_Tensor(float mean, Tensor std, *, Generator? generator=None) -> Tensor`
 #[inline]
 pub fn f_normal_float_tensor(mean: f64, std: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1200, "aten::normal.float_Tensor", [Arg::Float(mean), Arg::Tensor(std), Arg::None])
+    call_tensor_flat(1200, "aten::normal.float_Tensor", 2, [Arg::Float(mean), Arg::Tensor(std), Arg::None])
 }
 /// `aten::normal.float_Tensor(float mean, Tensor std, *, Generator? generator=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn normal_float_tensor(mean: f64, std: &Tensor) -> Tensor {
-    check(f_normal_float_tensor(mean, std))
+    apply_tensor_flat(1200, "aten::normal.float_Tensor", 2, [Arg::Float(mean), Arg::Tensor(std), Arg::None])
 }
 /// `aten::normal.Tensor_Tensor(Tensor mean, Tensor std, *, Generator? generator=None) -> Tensor`
 #[inline]
 pub fn f_normal_tensor_tensor(mean: &Tensor, std: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1201, "aten::normal.Tensor_Tensor", [Arg::Tensor(mean), Arg::Tensor(std), Arg::None])
+    call_tensor_flat(1201, "aten::normal.Tensor_Tensor", 2, [Arg::Tensor(mean), Arg::Tensor(std), Arg::None])
 }
 /// `aten::normal.Tensor_Tensor(Tensor mean, Tensor std, *, Generator? generator=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn normal_tensor_tensor(mean: &Tensor, std: &Tensor) -> Tensor {
-    check(f_normal_tensor_tensor(mean, std))
+    apply_tensor_flat(1201, "aten::normal.Tensor_Tensor", 2, [Arg::Tensor(mean), Arg::Tensor(std), Arg::None])
 }
 /// `aten::normal.float_float(float mean, float std, SymInt[] size, *, Generator? generator=None, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`
 #[inline]
@@ -12996,82 +12996,82 @@ pub fn normal_float_float(mean: f64, std: f64, size: &[i64], dtype: Option<Dtype
 /// `aten::normal_(Tensor(a!) self, float mean=0., float std=1., *, Generator? generator=None) -> Tensor(a!)`
 #[inline]
 pub fn f_normal_(self_: &Tensor, mean: f64, std: f64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1203, "aten::normal_", [Arg::Tensor(self_), Arg::Float(mean), Arg::Float(std), Arg::None])
+    call_tensor_flat(1203, "aten::normal_", 3, [Arg::Tensor(self_), Arg::Float(mean), Arg::Float(std), Arg::None])
 }
 /// `aten::normal_(Tensor(a!) self, float mean=0., float std=1., *, Generator? generator=None) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn normal_(self_: &Tensor, mean: f64, std: f64) -> Tensor {
-    check(f_normal_(self_, mean, std))
+    apply_tensor_flat(1203, "aten::normal_", 3, [Arg::Tensor(self_), Arg::Float(mean), Arg::Float(std), Arg::None])
 }
 /// `aten::normal_functional(Tensor self, float mean=0., float std=1., *, Generator? generator=None) -> Tensor`
 #[inline]
 pub fn f_normal_functional(self_: &Tensor, mean: f64, std: f64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1204, "aten::normal_functional", [Arg::Tensor(self_), Arg::Float(mean), Arg::Float(std), Arg::None])
+    call_tensor_flat(1204, "aten::normal_functional", 3, [Arg::Tensor(self_), Arg::Float(mean), Arg::Float(std), Arg::None])
 }
 /// `aten::normal_functional(Tensor self, float mean=0., float std=1., *, Generator? generator=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn normal_functional(self_: &Tensor, mean: f64, std: f64) -> Tensor {
-    check(f_normal_functional(self_, mean, std))
+    apply_tensor_flat(1204, "aten::normal_functional", 3, [Arg::Tensor(self_), Arg::Float(mean), Arg::Float(std), Arg::None])
 }
 /// `aten::not_equal.Tensor(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_not_equal(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1205, "aten::not_equal.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(1205, "aten::not_equal.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::not_equal.Tensor(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn not_equal(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_not_equal(self_, other))
+    apply_tensor_flat(1205, "aten::not_equal.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::not_equal.Scalar(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f_not_equal_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1206, "aten::not_equal.Scalar", [Arg::Tensor(self_), other.into().arg()])
+    call_tensor_flat(1206, "aten::not_equal.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::not_equal.Scalar(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn not_equal_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
-    check(f_not_equal_scalar(self_, other))
+    apply_tensor_flat(1206, "aten::not_equal.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::not_equal_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`
 #[inline]
 pub fn f_not_equal_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1207, "aten::not_equal_.Scalar", [Arg::Tensor(self_), other.into().arg()])
+    call_tensor_flat(1207, "aten::not_equal_.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::not_equal_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn not_equal_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
-    check(f_not_equal_scalar_(self_, other))
+    apply_tensor_flat(1207, "aten::not_equal_.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::not_equal_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_not_equal_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1208, "aten::not_equal_.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(1208, "aten::not_equal_.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::not_equal_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn not_equal_(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_not_equal_(self_, other))
+    apply_tensor_flat(1208, "aten::not_equal_.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::nuclear_norm(Tensor self, bool keepdim=False) -> Tensor`
 #[inline]
 pub fn f_nuclear_norm(self_: &Tensor, keepdim: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1209, "aten::nuclear_norm", [Arg::Tensor(self_), Arg::Boolean(keepdim)])
+    call_tensor_flat(1209, "aten::nuclear_norm", 2, [Arg::Tensor(self_), Arg::Boolean(keepdim)])
 }
 /// `aten::nuclear_norm(Tensor self, bool keepdim=False) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn nuclear_norm(self_: &Tensor, keepdim: bool) -> Tensor {
-    check(f_nuclear_norm(self_, keepdim))
+    apply_tensor_flat(1209, "aten::nuclear_norm", 2, [Arg::Tensor(self_), Arg::Boolean(keepdim)])
 }
 /// `aten::nuclear_norm.dim(Tensor self, int[2] dim, bool keepdim=False) -> Tensor`
 #[inline]
 pub fn f_nuclear_norm_dim(self_: &Tensor, dim: &[i64], keepdim: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1210, "aten::nuclear_norm.dim", [Arg::Tensor(self_), Arg::Ints(dim.to_vec()), Arg::Boolean(keepdim)])
+    call_tensor_flat(1210, "aten::nuclear_norm.dim", 3, [Arg::Tensor(self_), Arg::Ints(dim.to_vec()), Arg::Boolean(keepdim)])
 }
 /// `aten::nuclear_norm.dim(Tensor self, int[2] dim, bool keepdim=False) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn nuclear_norm_dim(self_: &Tensor, dim: &[i64], keepdim: bool) -> Tensor {
-    check(f_nuclear_norm_dim(self_, dim, keepdim))
+    apply_tensor_flat(1210, "aten::nuclear_norm.dim", 3, [Arg::Tensor(self_), Arg::Ints(dim.to_vec()), Arg::Boolean(keepdim)])
 }
 /// `aten::numel(Tensor self) -> int`
 #[inline]
@@ -13087,22 +13087,22 @@ pub fn numel(self_: &Tensor) -> i64 {
 /// `aten::numpy_T(Tensor(a) self) -> Tensor(a)`
 #[inline]
 pub fn f_numpy_T(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1212, "aten::numpy_T", [Arg::Tensor(self_)])
+    call_tensor_flat(1212, "aten::numpy_T", 1, [Arg::Tensor(self_)])
 }
 /// `aten::numpy_T(Tensor(a) self) -> Tensor(a)`; panics with torch's message.
 #[inline]
 pub fn numpy_T(self_: &Tensor) -> Tensor {
-    check(f_numpy_T(self_))
+    apply_tensor_flat(1212, "aten::numpy_T", 1, [Arg::Tensor(self_)])
 }
 /// `aten::one_hot(Tensor self, int num_classes=-1) -> Tensor`
 #[inline]
 pub fn f_one_hot(self_: &Tensor, num_classes: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1213, "aten::one_hot", [Arg::Tensor(self_), Arg::Int(num_classes)])
+    call_tensor_flat(1213, "aten::one_hot", 2, [Arg::Tensor(self_), Arg::Int(num_classes)])
 }
 /// `aten::one_hot(Tensor self, int num_classes=-1) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn one_hot(self_: &Tensor, num_classes: i64) -> Tensor {
-    check(f_one_hot(self_, num_classes))
+    apply_tensor_flat(1213, "aten::one_hot", 2, [Arg::Tensor(self_), Arg::Int(num_classes)])
 }
 /// `aten::ones(SymInt[] size, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`
 #[inline]
@@ -13138,12 +13138,12 @@ pub fn ones_like(self_: &Tensor, dtype: Option<Dtype>, layout: Option<i64>, devi
 /// `aten::orgqr(Tensor self, Tensor input2) -> Tensor`
 #[inline]
 pub fn f_orgqr(self_: &Tensor, input2: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1216, "aten::orgqr", [Arg::Tensor(self_), Arg::Tensor(input2)])
+    call_tensor_flat(1216, "aten::orgqr", 2, [Arg::Tensor(self_), Arg::Tensor(input2)])
 }
 /// `aten::orgqr(Tensor self, Tensor input2) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn orgqr(self_: &Tensor, input2: &Tensor) -> Tensor {
-    check(f_orgqr(self_, input2))
+    apply_tensor_flat(1216, "aten::orgqr", 2, [Arg::Tensor(self_), Arg::Tensor(input2)])
 }
 /// `aten::ormqr(Tensor self, Tensor input2, Tensor input3, bool left=True, bool transpose=False) -> Tensor`
 #[inline]
@@ -13158,12 +13158,12 @@ pub fn ormqr(self_: &Tensor, input2: &Tensor, input3: &Tensor, left: bool, trans
 /// `aten::outer(Tensor self, Tensor vec2) -> Tensor`
 #[inline]
 pub fn f_outer(self_: &Tensor, vec2: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1218, "aten::outer", [Arg::Tensor(self_), Arg::Tensor(vec2)])
+    call_tensor_flat(1218, "aten::outer", 2, [Arg::Tensor(self_), Arg::Tensor(vec2)])
 }
 /// `aten::outer(Tensor self, Tensor vec2) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn outer(self_: &Tensor, vec2: &Tensor) -> Tensor {
-    check(f_outer(self_, vec2))
+    apply_tensor_flat(1218, "aten::outer", 2, [Arg::Tensor(self_), Arg::Tensor(vec2)])
 }
 /// `aten::output_nr(Tensor self) -> int`
 #[inline]
@@ -13179,22 +13179,22 @@ pub fn output_nr(self_: &Tensor) -> i64 {
 /// `aten::pad(Tensor self, SymInt[] pad, str mode="constant", float? value=None) -> Tensor`
 #[inline]
 pub fn f_pad(self_: &Tensor, pad: &[i64], mode: &str, value: Option<f64>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1220, "aten::pad", [Arg::Tensor(self_), Arg::Ints(pad.to_vec()), Arg::Str(mode.into()), value.map_or(Arg::None, |v| Arg::Float(v))])
+    call_tensor_flat(1220, "aten::pad", 3, [Arg::Tensor(self_), Arg::Ints(pad.to_vec()), Arg::Str(mode.into()), value.map_or(Arg::None, |v| Arg::Float(v))])
 }
 /// `aten::pad(Tensor self, SymInt[] pad, str mode="constant", float? value=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn pad(self_: &Tensor, pad: &[i64], mode: &str, value: Option<f64>) -> Tensor {
-    check(f_pad(self_, pad, mode, value))
+    apply_tensor_flat(1220, "aten::pad", 3, [Arg::Tensor(self_), Arg::Ints(pad.to_vec()), Arg::Str(mode.into()), value.map_or(Arg::None, |v| Arg::Float(v))])
 }
 /// `aten::pad_sequence(Tensor[] sequences, bool batch_first=False, float padding_value=0., str padding_side="right") -> Tensor`
 #[inline]
 pub fn f_pad_sequence(sequences: &[&Tensor], batch_first: bool, padding_value: f64, padding_side: &str) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1221, "aten::pad_sequence", [Arg::Tensors(sequences.iter().map(|t| Some(*t)).collect()), Arg::Boolean(batch_first), Arg::Float(padding_value), Arg::Str(padding_side.into())])
+    call_tensor_flat(1221, "aten::pad_sequence", 4, [Arg::Tensors(sequences.iter().map(|t| Some(*t)).collect()), Arg::Boolean(batch_first), Arg::Float(padding_value), Arg::Str(padding_side.into())])
 }
 /// `aten::pad_sequence(Tensor[] sequences, bool batch_first=False, float padding_value=0., str padding_side="right") -> Tensor`; panics with torch's message.
 #[inline]
 pub fn pad_sequence(sequences: &[&Tensor], batch_first: bool, padding_value: f64, padding_side: &str) -> Tensor {
-    check(f_pad_sequence(sequences, batch_first, padding_value, padding_side))
+    apply_tensor_flat(1221, "aten::pad_sequence", 4, [Arg::Tensors(sequences.iter().map(|t| Some(*t)).collect()), Arg::Boolean(batch_first), Arg::Float(padding_value), Arg::Str(padding_side.into())])
 }
 /// `aten::pairwise_distance(Tensor x1, Tensor x2, float p=2., float eps=9.9999999999999995e-07, bool keepdim=False) -> Tensor`
 #[inline]
@@ -13209,72 +13209,72 @@ pub fn pairwise_distance(x1: &Tensor, x2: &Tensor, p: f64, eps: f64, keepdim: bo
 /// `aten::pdist(Tensor self, float p=2.) -> Tensor`
 #[inline]
 pub fn f_pdist(self_: &Tensor, p: f64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1223, "aten::pdist", [Arg::Tensor(self_), Arg::Float(p)])
+    call_tensor_flat(1223, "aten::pdist", 2, [Arg::Tensor(self_), Arg::Float(p)])
 }
 /// `aten::pdist(Tensor self, float p=2.) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn pdist(self_: &Tensor, p: f64) -> Tensor {
-    check(f_pdist(self_, p))
+    apply_tensor_flat(1223, "aten::pdist", 2, [Arg::Tensor(self_), Arg::Float(p)])
 }
 /// `aten::permute(Tensor(a) self, int[] dims) -> Tensor(a)`
 #[inline]
 pub fn f_permute(self_: &Tensor, dims: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1224, "aten::permute", [Arg::Tensor(self_), Arg::Ints(dims.to_vec())])
+    call_tensor_flat(1224, "aten::permute", 2, [Arg::Tensor(self_), Arg::Ints(dims.to_vec())])
 }
 /// `aten::permute(Tensor(a) self, int[] dims) -> Tensor(a)`; panics with torch's message.
 #[inline]
 pub fn permute(self_: &Tensor, dims: &[i64]) -> Tensor {
-    check(f_permute(self_, dims))
+    apply_tensor_flat(1224, "aten::permute", 2, [Arg::Tensor(self_), Arg::Ints(dims.to_vec())])
 }
 /// `aten::permute_copy(Tensor self, int[] dims) -> Tensor`
 #[inline]
 pub fn f_permute_copy(self_: &Tensor, dims: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1225, "aten::permute_copy", [Arg::Tensor(self_), Arg::Ints(dims.to_vec())])
+    call_tensor_flat(1225, "aten::permute_copy", 2, [Arg::Tensor(self_), Arg::Ints(dims.to_vec())])
 }
 /// `aten::permute_copy(Tensor self, int[] dims) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn permute_copy(self_: &Tensor, dims: &[i64]) -> Tensor {
-    check(f_permute_copy(self_, dims))
+    apply_tensor_flat(1225, "aten::permute_copy", 2, [Arg::Tensor(self_), Arg::Ints(dims.to_vec())])
 }
 /// `aten::pinverse(Tensor self, float rcond=1.0000000000000001e-15) -> Tensor`
 #[inline]
 pub fn f_pinverse(self_: &Tensor, rcond: f64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1226, "aten::pinverse", [Arg::Tensor(self_), Arg::Float(rcond)])
+    call_tensor_flat(1226, "aten::pinverse", 2, [Arg::Tensor(self_), Arg::Float(rcond)])
 }
 /// `aten::pinverse(Tensor self, float rcond=1.0000000000000001e-15) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn pinverse(self_: &Tensor, rcond: f64) -> Tensor {
-    check(f_pinverse(self_, rcond))
+    apply_tensor_flat(1226, "aten::pinverse", 2, [Arg::Tensor(self_), Arg::Float(rcond)])
 }
 /// `aten::pixel_shuffle(Tensor self, int upscale_factor) -> Tensor`
 #[inline]
 pub fn f_pixel_shuffle(self_: &Tensor, upscale_factor: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1227, "aten::pixel_shuffle", [Arg::Tensor(self_), Arg::Int(upscale_factor)])
+    call_tensor_flat(1227, "aten::pixel_shuffle", 2, [Arg::Tensor(self_), Arg::Int(upscale_factor)])
 }
 /// `aten::pixel_shuffle(Tensor self, int upscale_factor) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn pixel_shuffle(self_: &Tensor, upscale_factor: i64) -> Tensor {
-    check(f_pixel_shuffle(self_, upscale_factor))
+    apply_tensor_flat(1227, "aten::pixel_shuffle", 2, [Arg::Tensor(self_), Arg::Int(upscale_factor)])
 }
 /// `aten::pixel_unshuffle(Tensor self, int downscale_factor) -> Tensor`
 #[inline]
 pub fn f_pixel_unshuffle(self_: &Tensor, downscale_factor: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1228, "aten::pixel_unshuffle", [Arg::Tensor(self_), Arg::Int(downscale_factor)])
+    call_tensor_flat(1228, "aten::pixel_unshuffle", 2, [Arg::Tensor(self_), Arg::Int(downscale_factor)])
 }
 /// `aten::pixel_unshuffle(Tensor self, int downscale_factor) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn pixel_unshuffle(self_: &Tensor, downscale_factor: i64) -> Tensor {
-    check(f_pixel_unshuffle(self_, downscale_factor))
+    apply_tensor_flat(1228, "aten::pixel_unshuffle", 2, [Arg::Tensor(self_), Arg::Int(downscale_factor)])
 }
 /// `aten::poisson(Tensor self, Generator? generator=None) -> Tensor`
 #[inline]
 pub fn f_poisson(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1229, "aten::poisson", [Arg::Tensor(self_), Arg::None])
+    call_tensor_flat(1229, "aten::poisson", 1, [Arg::Tensor(self_), Arg::None])
 }
 /// `aten::poisson(Tensor self, Generator? generator=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn poisson(self_: &Tensor) -> Tensor {
-    check(f_poisson(self_))
+    apply_tensor_flat(1229, "aten::poisson", 1, [Arg::Tensor(self_), Arg::None])
 }
 /// `aten::poisson_nll_loss(Tensor input, Tensor target, bool log_input, bool full, float eps, int reduction) -> Tensor`
 #[inline]
@@ -13289,122 +13289,122 @@ pub fn poisson_nll_loss(input: &Tensor, target: &Tensor, log_input: bool, full: 
 /// `aten::polar(Tensor abs, Tensor angle) -> Tensor`
 #[inline]
 pub fn f_polar(abs: &Tensor, angle: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1231, "aten::polar", [Arg::Tensor(abs), Arg::Tensor(angle)])
+    call_tensor_flat(1231, "aten::polar", 2, [Arg::Tensor(abs), Arg::Tensor(angle)])
 }
 /// `aten::polar(Tensor abs, Tensor angle) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn polar(abs: &Tensor, angle: &Tensor) -> Tensor {
-    check(f_polar(abs, angle))
+    apply_tensor_flat(1231, "aten::polar", 2, [Arg::Tensor(abs), Arg::Tensor(angle)])
 }
 /// `aten::polygamma(int n, Tensor self) -> Tensor`
 #[inline]
 pub fn f_polygamma(n: i64, self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1232, "aten::polygamma", [Arg::Int(n), Arg::Tensor(self_)])
+    call_tensor_flat(1232, "aten::polygamma", 2, [Arg::Int(n), Arg::Tensor(self_)])
 }
 /// `aten::polygamma(int n, Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn polygamma(n: i64, self_: &Tensor) -> Tensor {
-    check(f_polygamma(n, self_))
+    apply_tensor_flat(1232, "aten::polygamma", 2, [Arg::Int(n), Arg::Tensor(self_)])
 }
 /// `aten::polygamma_(Tensor(a!) self, int n) -> Tensor(a!)`
 #[inline]
 pub fn f_polygamma_(self_: &Tensor, n: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1233, "aten::polygamma_", [Arg::Tensor(self_), Arg::Int(n)])
+    call_tensor_flat(1233, "aten::polygamma_", 2, [Arg::Tensor(self_), Arg::Int(n)])
 }
 /// `aten::polygamma_(Tensor(a!) self, int n) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn polygamma_(self_: &Tensor, n: i64) -> Tensor {
-    check(f_polygamma_(self_, n))
+    apply_tensor_flat(1233, "aten::polygamma_", 2, [Arg::Tensor(self_), Arg::Int(n)])
 }
 /// `aten::positive(Tensor(a) self) -> Tensor(a)`
 #[inline]
 pub fn f_positive(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1234, "aten::positive", [Arg::Tensor(self_)])
+    call_tensor_flat(1234, "aten::positive", 1, [Arg::Tensor(self_)])
 }
 /// `aten::positive(Tensor(a) self) -> Tensor(a)`; panics with torch's message.
 #[inline]
 pub fn positive(self_: &Tensor) -> Tensor {
-    check(f_positive(self_))
+    apply_tensor_flat(1234, "aten::positive", 1, [Arg::Tensor(self_)])
 }
 /// `aten::pow.Tensor_Tensor(Tensor self, Tensor exponent) -> Tensor`
 #[inline]
 pub fn f_pow_tensor_tensor(self_: &Tensor, exponent: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1235, "aten::pow.Tensor_Tensor", [Arg::Tensor(self_), Arg::Tensor(exponent)])
+    call_tensor_flat(1235, "aten::pow.Tensor_Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(exponent)])
 }
 /// `aten::pow.Tensor_Tensor(Tensor self, Tensor exponent) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn pow_tensor_tensor(self_: &Tensor, exponent: &Tensor) -> Tensor {
-    check(f_pow_tensor_tensor(self_, exponent))
+    apply_tensor_flat(1235, "aten::pow.Tensor_Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(exponent)])
 }
 /// `aten::pow.Tensor_Scalar(Tensor self, Scalar exponent) -> Tensor`
 #[inline]
 pub fn f_pow_tensor_scalar(self_: &Tensor, exponent: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1236, "aten::pow.Tensor_Scalar", [Arg::Tensor(self_), exponent.into().arg()])
+    call_tensor_flat(1236, "aten::pow.Tensor_Scalar", 2, [Arg::Tensor(self_), exponent.into().arg()])
 }
 /// `aten::pow.Tensor_Scalar(Tensor self, Scalar exponent) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn pow_tensor_scalar(self_: &Tensor, exponent: impl Into<Scalar>) -> Tensor {
-    check(f_pow_tensor_scalar(self_, exponent))
+    apply_tensor_flat(1236, "aten::pow.Tensor_Scalar", 2, [Arg::Tensor(self_), exponent.into().arg()])
 }
 /// `aten::pow.Scalar(Scalar self, Tensor exponent) -> Tensor`
 #[inline]
 pub fn f_pow_scalar(self_: impl Into<Scalar>, exponent: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1237, "aten::pow.Scalar", [self_.into().arg(), Arg::Tensor(exponent)])
+    call_tensor_flat(1237, "aten::pow.Scalar", 2, [self_.into().arg(), Arg::Tensor(exponent)])
 }
 /// `aten::pow.Scalar(Scalar self, Tensor exponent) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn pow_scalar(self_: impl Into<Scalar>, exponent: &Tensor) -> Tensor {
-    check(f_pow_scalar(self_, exponent))
+    apply_tensor_flat(1237, "aten::pow.Scalar", 2, [self_.into().arg(), Arg::Tensor(exponent)])
 }
 /// `aten::pow_.Scalar(Tensor(a!) self, Scalar exponent) -> Tensor(a!)`
 #[inline]
 pub fn f_pow_scalar_(self_: &Tensor, exponent: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1238, "aten::pow_.Scalar", [Arg::Tensor(self_), exponent.into().arg()])
+    call_tensor_flat(1238, "aten::pow_.Scalar", 2, [Arg::Tensor(self_), exponent.into().arg()])
 }
 /// `aten::pow_.Scalar(Tensor(a!) self, Scalar exponent) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn pow_scalar_(self_: &Tensor, exponent: impl Into<Scalar>) -> Tensor {
-    check(f_pow_scalar_(self_, exponent))
+    apply_tensor_flat(1238, "aten::pow_.Scalar", 2, [Arg::Tensor(self_), exponent.into().arg()])
 }
 /// `aten::pow_.Tensor(Tensor(a!) self, Tensor exponent) -> Tensor(a!)`
 #[inline]
 pub fn f_pow_(self_: &Tensor, exponent: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1239, "aten::pow_.Tensor", [Arg::Tensor(self_), Arg::Tensor(exponent)])
+    call_tensor_flat(1239, "aten::pow_.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(exponent)])
 }
 /// `aten::pow_.Tensor(Tensor(a!) self, Tensor exponent) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn pow_(self_: &Tensor, exponent: &Tensor) -> Tensor {
-    check(f_pow_(self_, exponent))
+    apply_tensor_flat(1239, "aten::pow_.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(exponent)])
 }
 /// `aten::prelu(Tensor self, Tensor weight) -> Tensor`
 #[inline]
 pub fn f_prelu(self_: &Tensor, weight: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1240, "aten::prelu", [Arg::Tensor(self_), Arg::Tensor(weight)])
+    call_tensor_flat(1240, "aten::prelu", 2, [Arg::Tensor(self_), Arg::Tensor(weight)])
 }
 /// `aten::prelu(Tensor self, Tensor weight) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn prelu(self_: &Tensor, weight: &Tensor) -> Tensor {
-    check(f_prelu(self_, weight))
+    apply_tensor_flat(1240, "aten::prelu", 2, [Arg::Tensor(self_), Arg::Tensor(weight)])
 }
 /// `aten::prod(Tensor self, *, ScalarType? dtype=None) -> Tensor`
 #[inline]
 pub fn f_prod(self_: &Tensor, dtype: Option<Dtype>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1241, "aten::prod", [Arg::Tensor(self_), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
+    call_tensor_flat(1241, "aten::prod", 1, [Arg::Tensor(self_), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
 }
 /// `aten::prod(Tensor self, *, ScalarType? dtype=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn prod(self_: &Tensor, dtype: Option<Dtype>) -> Tensor {
-    check(f_prod(self_, dtype))
+    apply_tensor_flat(1241, "aten::prod", 1, [Arg::Tensor(self_), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
 }
 /// `aten::prod.dim_int(Tensor self, int dim, bool keepdim=False, *, ScalarType? dtype=None) -> Tensor`
 #[inline]
 pub fn f_prod_dim_int(self_: &Tensor, dim: i64, keepdim: bool, dtype: Option<Dtype>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1242, "aten::prod.dim_int", [Arg::Tensor(self_), Arg::Int(dim), Arg::Boolean(keepdim), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
+    call_tensor_flat(1242, "aten::prod.dim_int", 3, [Arg::Tensor(self_), Arg::Int(dim), Arg::Boolean(keepdim), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
 }
 /// `aten::prod.dim_int(Tensor self, int dim, bool keepdim=False, *, ScalarType? dtype=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn prod_dim_int(self_: &Tensor, dim: i64, keepdim: bool, dtype: Option<Dtype>) -> Tensor {
-    check(f_prod_dim_int(self_, dim, keepdim, dtype))
+    apply_tensor_flat(1242, "aten::prod.dim_int", 3, [Arg::Tensor(self_), Arg::Int(dim), Arg::Boolean(keepdim), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
 }
 /// `aten::promote_types(ScalarType type1, ScalarType type2) -> ScalarType`
 #[inline]
@@ -13420,22 +13420,22 @@ pub fn promote_types(type1: Dtype, type2: Dtype) -> i64 {
 /// `aten::put(Tensor self, Tensor index, Tensor source, bool accumulate=False) -> Tensor`
 #[inline]
 pub fn f_put(self_: &Tensor, index: &Tensor, source: &Tensor, accumulate: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1244, "aten::put", [Arg::Tensor(self_), Arg::Tensor(index), Arg::Tensor(source), Arg::Boolean(accumulate)])
+    call_tensor_flat(1244, "aten::put", 4, [Arg::Tensor(self_), Arg::Tensor(index), Arg::Tensor(source), Arg::Boolean(accumulate)])
 }
 /// `aten::put(Tensor self, Tensor index, Tensor source, bool accumulate=False) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn put(self_: &Tensor, index: &Tensor, source: &Tensor, accumulate: bool) -> Tensor {
-    check(f_put(self_, index, source, accumulate))
+    apply_tensor_flat(1244, "aten::put", 4, [Arg::Tensor(self_), Arg::Tensor(index), Arg::Tensor(source), Arg::Boolean(accumulate)])
 }
 /// `aten::put_(Tensor(a!) self, Tensor index, Tensor source, bool accumulate=False) -> Tensor(a!)`
 #[inline]
 pub fn f_put_(self_: &Tensor, index: &Tensor, source: &Tensor, accumulate: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1245, "aten::put_", [Arg::Tensor(self_), Arg::Tensor(index), Arg::Tensor(source), Arg::Boolean(accumulate)])
+    call_tensor_flat(1245, "aten::put_", 4, [Arg::Tensor(self_), Arg::Tensor(index), Arg::Tensor(source), Arg::Boolean(accumulate)])
 }
 /// `aten::put_(Tensor(a!) self, Tensor index, Tensor source, bool accumulate=False) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn put_(self_: &Tensor, index: &Tensor, source: &Tensor, accumulate: bool) -> Tensor {
-    check(f_put_(self_, index, source, accumulate))
+    apply_tensor_flat(1245, "aten::put_", 4, [Arg::Tensor(self_), Arg::Tensor(index), Arg::Tensor(source), Arg::Boolean(accumulate)])
 }
 /// `aten::q_per_channel_axis(Tensor self) -> int`
 #[inline]
@@ -13451,22 +13451,22 @@ pub fn q_per_channel_axis(self_: &Tensor) -> i64 {
 /// `aten::q_per_channel_scales(Tensor self) -> Tensor`
 #[inline]
 pub fn f_q_per_channel_scales(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1247, "aten::q_per_channel_scales", [Arg::Tensor(self_)])
+    call_tensor_flat(1247, "aten::q_per_channel_scales", 1, [Arg::Tensor(self_)])
 }
 /// `aten::q_per_channel_scales(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn q_per_channel_scales(self_: &Tensor) -> Tensor {
-    check(f_q_per_channel_scales(self_))
+    apply_tensor_flat(1247, "aten::q_per_channel_scales", 1, [Arg::Tensor(self_)])
 }
 /// `aten::q_per_channel_zero_points(Tensor self) -> Tensor`
 #[inline]
 pub fn f_q_per_channel_zero_points(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1248, "aten::q_per_channel_zero_points", [Arg::Tensor(self_)])
+    call_tensor_flat(1248, "aten::q_per_channel_zero_points", 1, [Arg::Tensor(self_)])
 }
 /// `aten::q_per_channel_zero_points(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn q_per_channel_zero_points(self_: &Tensor) -> Tensor {
-    check(f_q_per_channel_zero_points(self_))
+    apply_tensor_flat(1248, "aten::q_per_channel_zero_points", 1, [Arg::Tensor(self_)])
 }
 /// `aten::q_scale(Tensor self) -> float`
 #[inline]
@@ -13538,22 +13538,22 @@ pub fn quantize_per_channel(self_: &Tensor, scales: &Tensor, zero_points: &Tenso
 /// `aten::quantize_per_tensor(Tensor self, float scale, int zero_point, ScalarType dtype) -> Tensor`
 #[inline]
 pub fn f_quantize_per_tensor(self_: &Tensor, scale: f64, zero_point: i64, dtype: Dtype) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1255, "aten::quantize_per_tensor", [Arg::Tensor(self_), Arg::Float(scale), Arg::Int(zero_point), Arg::Dtype(dtype)])
+    call_tensor_flat(1255, "aten::quantize_per_tensor", 4, [Arg::Tensor(self_), Arg::Float(scale), Arg::Int(zero_point), Arg::Dtype(dtype)])
 }
 /// `aten::quantize_per_tensor(Tensor self, float scale, int zero_point, ScalarType dtype) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn quantize_per_tensor(self_: &Tensor, scale: f64, zero_point: i64, dtype: Dtype) -> Tensor {
-    check(f_quantize_per_tensor(self_, scale, zero_point, dtype))
+    apply_tensor_flat(1255, "aten::quantize_per_tensor", 4, [Arg::Tensor(self_), Arg::Float(scale), Arg::Int(zero_point), Arg::Dtype(dtype)])
 }
 /// `aten::quantize_per_tensor.tensor_qparams(Tensor self, Tensor scale, Tensor zero_point, ScalarType dtype) -> Tensor`
 #[inline]
 pub fn f_quantize_per_tensor_tensor_qparams(self_: &Tensor, scale: &Tensor, zero_point: &Tensor, dtype: Dtype) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1256, "aten::quantize_per_tensor.tensor_qparams", [Arg::Tensor(self_), Arg::Tensor(scale), Arg::Tensor(zero_point), Arg::Dtype(dtype)])
+    call_tensor_flat(1256, "aten::quantize_per_tensor.tensor_qparams", 4, [Arg::Tensor(self_), Arg::Tensor(scale), Arg::Tensor(zero_point), Arg::Dtype(dtype)])
 }
 /// `aten::quantize_per_tensor.tensor_qparams(Tensor self, Tensor scale, Tensor zero_point, ScalarType dtype) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn quantize_per_tensor_tensor_qparams(self_: &Tensor, scale: &Tensor, zero_point: &Tensor, dtype: Dtype) -> Tensor {
-    check(f_quantize_per_tensor_tensor_qparams(self_, scale, zero_point, dtype))
+    apply_tensor_flat(1256, "aten::quantize_per_tensor.tensor_qparams", 4, [Arg::Tensor(self_), Arg::Tensor(scale), Arg::Tensor(zero_point), Arg::Dtype(dtype)])
 }
 /// `aten::quantize_per_tensor.tensors(Tensor[] tensors, Tensor scales, Tensor zero_points, ScalarType dtype) -> Tensor[]`
 #[inline]
@@ -13569,12 +13569,12 @@ pub fn quantize_per_tensor_tensors(tensors: &[&Tensor], scales: &Tensor, zero_po
 /// `aten::quantize_per_tensor_dynamic(Tensor self, ScalarType dtype, bool reduce_range) -> Tensor`
 #[inline]
 pub fn f_quantize_per_tensor_dynamic(self_: &Tensor, dtype: Dtype, reduce_range: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1258, "aten::quantize_per_tensor_dynamic", [Arg::Tensor(self_), Arg::Dtype(dtype), Arg::Boolean(reduce_range)])
+    call_tensor_flat(1258, "aten::quantize_per_tensor_dynamic", 3, [Arg::Tensor(self_), Arg::Dtype(dtype), Arg::Boolean(reduce_range)])
 }
 /// `aten::quantize_per_tensor_dynamic(Tensor self, ScalarType dtype, bool reduce_range) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn quantize_per_tensor_dynamic(self_: &Tensor, dtype: Dtype, reduce_range: bool) -> Tensor {
-    check(f_quantize_per_tensor_dynamic(self_, dtype, reduce_range))
+    apply_tensor_flat(1258, "aten::quantize_per_tensor_dynamic", 3, [Arg::Tensor(self_), Arg::Dtype(dtype), Arg::Boolean(reduce_range)])
 }
 /// `aten::quantized_batch_norm(Tensor input, Tensor? weight, Tensor? bias, Tensor mean, Tensor var, float eps, float output_scale, int output_zero_point) -> Tensor`
 #[inline]
@@ -13710,22 +13710,22 @@ pub fn quantized_rnn_tanh_cell(input: &Tensor, hx: &Tensor, w_ih: &Tensor, w_hh:
 /// `aten::rad2deg(Tensor self) -> Tensor`
 #[inline]
 pub fn f_rad2deg(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1271, "aten::rad2deg", [Arg::Tensor(self_)])
+    call_tensor_flat(1271, "aten::rad2deg", 1, [Arg::Tensor(self_)])
 }
 /// `aten::rad2deg(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn rad2deg(self_: &Tensor) -> Tensor {
-    check(f_rad2deg(self_))
+    apply_tensor_flat(1271, "aten::rad2deg", 1, [Arg::Tensor(self_)])
 }
 /// `aten::rad2deg_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_rad2deg_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1272, "aten::rad2deg_", [Arg::Tensor(self_)])
+    call_tensor_flat(1272, "aten::rad2deg_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::rad2deg_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn rad2deg_(self_: &Tensor) -> Tensor {
-    check(f_rad2deg_(self_))
+    apply_tensor_flat(1272, "aten::rad2deg_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::rand(SymInt[] size, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`
 #[inline]
@@ -14010,62 +14010,62 @@ pub fn randn_like_generator(self_: &Tensor, dtype: Option<Dtype>, layout: Option
 /// `aten::random.from(Tensor self, int from, int? to, *, Generator? generator=None) -> Tensor`
 #[inline]
 pub fn f_random_from(self_: &Tensor, from: i64, to: Option<i64>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1291, "aten::random.from", [Arg::Tensor(self_), Arg::Int(from), to.map_or(Arg::None, |v| Arg::Int(v)), Arg::None])
+    call_tensor_flat(1291, "aten::random.from", 3, [Arg::Tensor(self_), Arg::Int(from), to.map_or(Arg::None, |v| Arg::Int(v)), Arg::None])
 }
 /// `aten::random.from(Tensor self, int from, int? to, *, Generator? generator=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn random_from(self_: &Tensor, from: i64, to: Option<i64>) -> Tensor {
-    check(f_random_from(self_, from, to))
+    apply_tensor_flat(1291, "aten::random.from", 3, [Arg::Tensor(self_), Arg::Int(from), to.map_or(Arg::None, |v| Arg::Int(v)), Arg::None])
 }
 /// `aten::random.to(Tensor self, int to, *, Generator? generator=None) -> Tensor`
 #[inline]
 pub fn f_random_to(self_: &Tensor, to: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1292, "aten::random.to", [Arg::Tensor(self_), Arg::Int(to), Arg::None])
+    call_tensor_flat(1292, "aten::random.to", 2, [Arg::Tensor(self_), Arg::Int(to), Arg::None])
 }
 /// `aten::random.to(Tensor self, int to, *, Generator? generator=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn random_to(self_: &Tensor, to: i64) -> Tensor {
-    check(f_random_to(self_, to))
+    apply_tensor_flat(1292, "aten::random.to", 2, [Arg::Tensor(self_), Arg::Int(to), Arg::None])
 }
 /// `aten::random(Tensor self, *, Generator? generator=None) -> Tensor`
 #[inline]
 pub fn f_random(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1293, "aten::random", [Arg::Tensor(self_), Arg::None])
+    call_tensor_flat(1293, "aten::random", 1, [Arg::Tensor(self_), Arg::None])
 }
 /// `aten::random(Tensor self, *, Generator? generator=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn random(self_: &Tensor) -> Tensor {
-    check(f_random(self_))
+    apply_tensor_flat(1293, "aten::random", 1, [Arg::Tensor(self_), Arg::None])
 }
 /// `aten::random_.from(Tensor(a!) self, int from, int? to, *, Generator? generator=None) -> Tensor(a!)`
 #[inline]
 pub fn f_random_from_(self_: &Tensor, from: i64, to: Option<i64>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1294, "aten::random_.from", [Arg::Tensor(self_), Arg::Int(from), to.map_or(Arg::None, |v| Arg::Int(v)), Arg::None])
+    call_tensor_flat(1294, "aten::random_.from", 3, [Arg::Tensor(self_), Arg::Int(from), to.map_or(Arg::None, |v| Arg::Int(v)), Arg::None])
 }
 /// `aten::random_.from(Tensor(a!) self, int from, int? to, *, Generator? generator=None) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn random_from_(self_: &Tensor, from: i64, to: Option<i64>) -> Tensor {
-    check(f_random_from_(self_, from, to))
+    apply_tensor_flat(1294, "aten::random_.from", 3, [Arg::Tensor(self_), Arg::Int(from), to.map_or(Arg::None, |v| Arg::Int(v)), Arg::None])
 }
 /// `aten::random_.to(Tensor(a!) self, int to, *, Generator? generator=None) -> Tensor(a!)`
 #[inline]
 pub fn f_random_to_(self_: &Tensor, to: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1295, "aten::random_.to", [Arg::Tensor(self_), Arg::Int(to), Arg::None])
+    call_tensor_flat(1295, "aten::random_.to", 2, [Arg::Tensor(self_), Arg::Int(to), Arg::None])
 }
 /// `aten::random_.to(Tensor(a!) self, int to, *, Generator? generator=None) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn random_to_(self_: &Tensor, to: i64) -> Tensor {
-    check(f_random_to_(self_, to))
+    apply_tensor_flat(1295, "aten::random_.to", 2, [Arg::Tensor(self_), Arg::Int(to), Arg::None])
 }
 /// `aten::random_(Tensor(a!) self, *, Generator? generator=None) -> Tensor(a!)`
 #[inline]
 pub fn f_random_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1296, "aten::random_", [Arg::Tensor(self_), Arg::None])
+    call_tensor_flat(1296, "aten::random_", 1, [Arg::Tensor(self_), Arg::None])
 }
 /// `aten::random_(Tensor(a!) self, *, Generator? generator=None) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn random_(self_: &Tensor) -> Tensor {
-    check(f_random_(self_))
+    apply_tensor_flat(1296, "aten::random_", 1, [Arg::Tensor(self_), Arg::None])
 }
 /// `aten::randperm(SymInt n, *, ScalarType? dtype=4, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`
 #[inline]
@@ -14130,362 +14130,362 @@ pub fn range(start: impl Into<Scalar>, end: impl Into<Scalar>, dtype: Option<Dty
 /// `aten::ravel(Tensor(a) self) -> Tensor(a)`
 #[inline]
 pub fn f_ravel(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1301, "aten::ravel", [Arg::Tensor(self_)])
+    call_tensor_flat(1301, "aten::ravel", 1, [Arg::Tensor(self_)])
 }
 /// `aten::ravel(Tensor(a) self) -> Tensor(a)`; panics with torch's message.
 #[inline]
 pub fn ravel(self_: &Tensor) -> Tensor {
-    check(f_ravel(self_))
+    apply_tensor_flat(1301, "aten::ravel", 1, [Arg::Tensor(self_)])
 }
 /// `aten::real(Tensor(a) self) -> Tensor(a)`
 #[inline]
 pub fn f_real(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1302, "aten::real", [Arg::Tensor(self_)])
+    call_tensor_flat(1302, "aten::real", 1, [Arg::Tensor(self_)])
 }
 /// `aten::real(Tensor(a) self) -> Tensor(a)`; panics with torch's message.
 #[inline]
 pub fn real(self_: &Tensor) -> Tensor {
-    check(f_real(self_))
+    apply_tensor_flat(1302, "aten::real", 1, [Arg::Tensor(self_)])
 }
 /// `aten::reciprocal(Tensor self) -> Tensor`
 #[inline]
 pub fn f_reciprocal(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1303, "aten::reciprocal", [Arg::Tensor(self_)])
+    call_tensor_flat(1303, "aten::reciprocal", 1, [Arg::Tensor(self_)])
 }
 /// `aten::reciprocal(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn reciprocal(self_: &Tensor) -> Tensor {
-    check(f_reciprocal(self_))
+    apply_tensor_flat(1303, "aten::reciprocal", 1, [Arg::Tensor(self_)])
 }
 /// `aten::reciprocal_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_reciprocal_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1304, "aten::reciprocal_", [Arg::Tensor(self_)])
+    call_tensor_flat(1304, "aten::reciprocal_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::reciprocal_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn reciprocal_(self_: &Tensor) -> Tensor {
-    check(f_reciprocal_(self_))
+    apply_tensor_flat(1304, "aten::reciprocal_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::reflection_pad1d(Tensor self, SymInt[2] padding) -> Tensor`
 #[inline]
 pub fn f_reflection_pad1d(self_: &Tensor, padding: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1305, "aten::reflection_pad1d", [Arg::Tensor(self_), Arg::Ints(padding.to_vec())])
+    call_tensor_flat(1305, "aten::reflection_pad1d", 2, [Arg::Tensor(self_), Arg::Ints(padding.to_vec())])
 }
 /// `aten::reflection_pad1d(Tensor self, SymInt[2] padding) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn reflection_pad1d(self_: &Tensor, padding: &[i64]) -> Tensor {
-    check(f_reflection_pad1d(self_, padding))
+    apply_tensor_flat(1305, "aten::reflection_pad1d", 2, [Arg::Tensor(self_), Arg::Ints(padding.to_vec())])
 }
 /// `aten::reflection_pad2d(Tensor self, SymInt[4] padding) -> Tensor`
 #[inline]
 pub fn f_reflection_pad2d(self_: &Tensor, padding: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1306, "aten::reflection_pad2d", [Arg::Tensor(self_), Arg::Ints(padding.to_vec())])
+    call_tensor_flat(1306, "aten::reflection_pad2d", 2, [Arg::Tensor(self_), Arg::Ints(padding.to_vec())])
 }
 /// `aten::reflection_pad2d(Tensor self, SymInt[4] padding) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn reflection_pad2d(self_: &Tensor, padding: &[i64]) -> Tensor {
-    check(f_reflection_pad2d(self_, padding))
+    apply_tensor_flat(1306, "aten::reflection_pad2d", 2, [Arg::Tensor(self_), Arg::Ints(padding.to_vec())])
 }
 /// `aten::reflection_pad3d(Tensor self, SymInt[6] padding) -> Tensor`
 #[inline]
 pub fn f_reflection_pad3d(self_: &Tensor, padding: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1307, "aten::reflection_pad3d", [Arg::Tensor(self_), Arg::Ints(padding.to_vec())])
+    call_tensor_flat(1307, "aten::reflection_pad3d", 2, [Arg::Tensor(self_), Arg::Ints(padding.to_vec())])
 }
 /// `aten::reflection_pad3d(Tensor self, SymInt[6] padding) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn reflection_pad3d(self_: &Tensor, padding: &[i64]) -> Tensor {
-    check(f_reflection_pad3d(self_, padding))
+    apply_tensor_flat(1307, "aten::reflection_pad3d", 2, [Arg::Tensor(self_), Arg::Ints(padding.to_vec())])
 }
 /// `aten::relu(Tensor self) -> Tensor`
 #[inline]
 pub fn f_relu(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1308, "aten::relu", [Arg::Tensor(self_)])
+    call_tensor_flat(1308, "aten::relu", 1, [Arg::Tensor(self_)])
 }
 /// `aten::relu(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn relu(self_: &Tensor) -> Tensor {
-    check(f_relu(self_))
+    apply_tensor_flat(1308, "aten::relu", 1, [Arg::Tensor(self_)])
 }
 /// `aten::relu6(Tensor self) -> Tensor`
 #[inline]
 pub fn f_relu6(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1309, "aten::relu6", [Arg::Tensor(self_)])
+    call_tensor_flat(1309, "aten::relu6", 1, [Arg::Tensor(self_)])
 }
 /// `aten::relu6(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn relu6(self_: &Tensor) -> Tensor {
-    check(f_relu6(self_))
+    apply_tensor_flat(1309, "aten::relu6", 1, [Arg::Tensor(self_)])
 }
 /// `aten::relu6_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_relu6_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1310, "aten::relu6_", [Arg::Tensor(self_)])
+    call_tensor_flat(1310, "aten::relu6_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::relu6_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn relu6_(self_: &Tensor) -> Tensor {
-    check(f_relu6_(self_))
+    apply_tensor_flat(1310, "aten::relu6_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::relu_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_relu_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1311, "aten::relu_", [Arg::Tensor(self_)])
+    call_tensor_flat(1311, "aten::relu_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::relu_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn relu_(self_: &Tensor) -> Tensor {
-    check(f_relu_(self_))
+    apply_tensor_flat(1311, "aten::relu_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::remainder.Tensor(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_remainder(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1312, "aten::remainder.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(1312, "aten::remainder.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::remainder.Tensor(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn remainder(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_remainder(self_, other))
+    apply_tensor_flat(1312, "aten::remainder.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::remainder.Scalar(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f_remainder_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1313, "aten::remainder.Scalar", [Arg::Tensor(self_), other.into().arg()])
+    call_tensor_flat(1313, "aten::remainder.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::remainder.Scalar(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn remainder_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
-    check(f_remainder_scalar(self_, other))
+    apply_tensor_flat(1313, "aten::remainder.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::remainder.Scalar_Tensor(Scalar self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_remainder_scalar_tensor(self_: impl Into<Scalar>, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1314, "aten::remainder.Scalar_Tensor", [self_.into().arg(), Arg::Tensor(other)])
+    call_tensor_flat(1314, "aten::remainder.Scalar_Tensor", 2, [self_.into().arg(), Arg::Tensor(other)])
 }
 /// `aten::remainder.Scalar_Tensor(Scalar self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn remainder_scalar_tensor(self_: impl Into<Scalar>, other: &Tensor) -> Tensor {
-    check(f_remainder_scalar_tensor(self_, other))
+    apply_tensor_flat(1314, "aten::remainder.Scalar_Tensor", 2, [self_.into().arg(), Arg::Tensor(other)])
 }
 /// `aten::remainder_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_remainder_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1315, "aten::remainder_.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(1315, "aten::remainder_.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::remainder_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn remainder_(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_remainder_(self_, other))
+    apply_tensor_flat(1315, "aten::remainder_.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::remainder_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`
 #[inline]
 pub fn f_remainder_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1316, "aten::remainder_.Scalar", [Arg::Tensor(self_), other.into().arg()])
+    call_tensor_flat(1316, "aten::remainder_.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::remainder_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn remainder_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
-    check(f_remainder_scalar_(self_, other))
+    apply_tensor_flat(1316, "aten::remainder_.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::renorm(Tensor self, Scalar p, int dim, Scalar maxnorm) -> Tensor`
 #[inline]
 pub fn f_renorm(self_: &Tensor, p: impl Into<Scalar>, dim: i64, maxnorm: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1317, "aten::renorm", [Arg::Tensor(self_), p.into().arg(), Arg::Int(dim), maxnorm.into().arg()])
+    call_tensor_flat(1317, "aten::renorm", 4, [Arg::Tensor(self_), p.into().arg(), Arg::Int(dim), maxnorm.into().arg()])
 }
 /// `aten::renorm(Tensor self, Scalar p, int dim, Scalar maxnorm) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn renorm(self_: &Tensor, p: impl Into<Scalar>, dim: i64, maxnorm: impl Into<Scalar>) -> Tensor {
-    check(f_renorm(self_, p, dim, maxnorm))
+    apply_tensor_flat(1317, "aten::renorm", 4, [Arg::Tensor(self_), p.into().arg(), Arg::Int(dim), maxnorm.into().arg()])
 }
 /// `aten::renorm_(Tensor(a!) self, Scalar p, int dim, Scalar maxnorm) -> Tensor(a!)`
 #[inline]
 pub fn f_renorm_(self_: &Tensor, p: impl Into<Scalar>, dim: i64, maxnorm: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1318, "aten::renorm_", [Arg::Tensor(self_), p.into().arg(), Arg::Int(dim), maxnorm.into().arg()])
+    call_tensor_flat(1318, "aten::renorm_", 4, [Arg::Tensor(self_), p.into().arg(), Arg::Int(dim), maxnorm.into().arg()])
 }
 /// `aten::renorm_(Tensor(a!) self, Scalar p, int dim, Scalar maxnorm) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn renorm_(self_: &Tensor, p: impl Into<Scalar>, dim: i64, maxnorm: impl Into<Scalar>) -> Tensor {
-    check(f_renorm_(self_, p, dim, maxnorm))
+    apply_tensor_flat(1318, "aten::renorm_", 4, [Arg::Tensor(self_), p.into().arg(), Arg::Int(dim), maxnorm.into().arg()])
 }
 /// `aten::repeat(Tensor self, SymInt[] repeats) -> Tensor`
 #[inline]
 pub fn f_repeat(self_: &Tensor, repeats: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1319, "aten::repeat", [Arg::Tensor(self_), Arg::Ints(repeats.to_vec())])
+    call_tensor_flat(1319, "aten::repeat", 2, [Arg::Tensor(self_), Arg::Ints(repeats.to_vec())])
 }
 /// `aten::repeat(Tensor self, SymInt[] repeats) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn repeat(self_: &Tensor, repeats: &[i64]) -> Tensor {
-    check(f_repeat(self_, repeats))
+    apply_tensor_flat(1319, "aten::repeat", 2, [Arg::Tensor(self_), Arg::Ints(repeats.to_vec())])
 }
 /// `aten::repeat_interleave.Tensor(Tensor repeats, *, SymInt? output_size=None) -> Tensor`
 #[inline]
 pub fn f_repeat_interleave(repeats: &Tensor, output_size: Option<i64>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1320, "aten::repeat_interleave.Tensor", [Arg::Tensor(repeats), output_size.map_or(Arg::None, |v| Arg::Int(v))])
+    call_tensor_flat(1320, "aten::repeat_interleave.Tensor", 1, [Arg::Tensor(repeats), output_size.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::repeat_interleave.Tensor(Tensor repeats, *, SymInt? output_size=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn repeat_interleave(repeats: &Tensor, output_size: Option<i64>) -> Tensor {
-    check(f_repeat_interleave(repeats, output_size))
+    apply_tensor_flat(1320, "aten::repeat_interleave.Tensor", 1, [Arg::Tensor(repeats), output_size.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::repeat_interleave.self_Tensor(Tensor self, Tensor repeats, int? dim=None, *, SymInt? output_size=None) -> Tensor`
 #[inline]
 pub fn f_repeat_interleave_self_tensor(self_: &Tensor, repeats: &Tensor, dim: Option<i64>, output_size: Option<i64>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1321, "aten::repeat_interleave.self_Tensor", [Arg::Tensor(self_), Arg::Tensor(repeats), dim.map_or(Arg::None, |v| Arg::Int(v)), output_size.map_or(Arg::None, |v| Arg::Int(v))])
+    call_tensor_flat(1321, "aten::repeat_interleave.self_Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(repeats), dim.map_or(Arg::None, |v| Arg::Int(v)), output_size.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::repeat_interleave.self_Tensor(Tensor self, Tensor repeats, int? dim=None, *, SymInt? output_size=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn repeat_interleave_self_tensor(self_: &Tensor, repeats: &Tensor, dim: Option<i64>, output_size: Option<i64>) -> Tensor {
-    check(f_repeat_interleave_self_tensor(self_, repeats, dim, output_size))
+    apply_tensor_flat(1321, "aten::repeat_interleave.self_Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(repeats), dim.map_or(Arg::None, |v| Arg::Int(v)), output_size.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::repeat_interleave.self_int(Tensor self, SymInt repeats, int? dim=None, *, SymInt? output_size=None) -> Tensor`
 #[inline]
 pub fn f_repeat_interleave_self_int(self_: &Tensor, repeats: i64, dim: Option<i64>, output_size: Option<i64>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1322, "aten::repeat_interleave.self_int", [Arg::Tensor(self_), Arg::Int(repeats), dim.map_or(Arg::None, |v| Arg::Int(v)), output_size.map_or(Arg::None, |v| Arg::Int(v))])
+    call_tensor_flat(1322, "aten::repeat_interleave.self_int", 2, [Arg::Tensor(self_), Arg::Int(repeats), dim.map_or(Arg::None, |v| Arg::Int(v)), output_size.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::repeat_interleave.self_int(Tensor self, SymInt repeats, int? dim=None, *, SymInt? output_size=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn repeat_interleave_self_int(self_: &Tensor, repeats: i64, dim: Option<i64>, output_size: Option<i64>) -> Tensor {
-    check(f_repeat_interleave_self_int(self_, repeats, dim, output_size))
+    apply_tensor_flat(1322, "aten::repeat_interleave.self_int", 2, [Arg::Tensor(self_), Arg::Int(repeats), dim.map_or(Arg::None, |v| Arg::Int(v)), output_size.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::replication_pad1d(Tensor self, SymInt[2] padding) -> Tensor`
 #[inline]
 pub fn f_replication_pad1d(self_: &Tensor, padding: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1323, "aten::replication_pad1d", [Arg::Tensor(self_), Arg::Ints(padding.to_vec())])
+    call_tensor_flat(1323, "aten::replication_pad1d", 2, [Arg::Tensor(self_), Arg::Ints(padding.to_vec())])
 }
 /// `aten::replication_pad1d(Tensor self, SymInt[2] padding) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn replication_pad1d(self_: &Tensor, padding: &[i64]) -> Tensor {
-    check(f_replication_pad1d(self_, padding))
+    apply_tensor_flat(1323, "aten::replication_pad1d", 2, [Arg::Tensor(self_), Arg::Ints(padding.to_vec())])
 }
 /// `aten::replication_pad2d(Tensor self, SymInt[4] padding) -> Tensor`
 #[inline]
 pub fn f_replication_pad2d(self_: &Tensor, padding: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1324, "aten::replication_pad2d", [Arg::Tensor(self_), Arg::Ints(padding.to_vec())])
+    call_tensor_flat(1324, "aten::replication_pad2d", 2, [Arg::Tensor(self_), Arg::Ints(padding.to_vec())])
 }
 /// `aten::replication_pad2d(Tensor self, SymInt[4] padding) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn replication_pad2d(self_: &Tensor, padding: &[i64]) -> Tensor {
-    check(f_replication_pad2d(self_, padding))
+    apply_tensor_flat(1324, "aten::replication_pad2d", 2, [Arg::Tensor(self_), Arg::Ints(padding.to_vec())])
 }
 /// `aten::replication_pad3d(Tensor self, SymInt[6] padding) -> Tensor`
 #[inline]
 pub fn f_replication_pad3d(self_: &Tensor, padding: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1325, "aten::replication_pad3d", [Arg::Tensor(self_), Arg::Ints(padding.to_vec())])
+    call_tensor_flat(1325, "aten::replication_pad3d", 2, [Arg::Tensor(self_), Arg::Ints(padding.to_vec())])
 }
 /// `aten::replication_pad3d(Tensor self, SymInt[6] padding) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn replication_pad3d(self_: &Tensor, padding: &[i64]) -> Tensor {
-    check(f_replication_pad3d(self_, padding))
+    apply_tensor_flat(1325, "aten::replication_pad3d", 2, [Arg::Tensor(self_), Arg::Ints(padding.to_vec())])
 }
 /// `aten::requires_grad_(Tensor(a!) self, bool requires_grad=True) -> Tensor(a!)`
 #[inline]
 pub fn f_requires_grad_(self_: &Tensor, requires_grad: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1326, "aten::requires_grad_", [Arg::Tensor(self_), Arg::Boolean(requires_grad)])
+    call_tensor_flat(1326, "aten::requires_grad_", 2, [Arg::Tensor(self_), Arg::Boolean(requires_grad)])
 }
 /// `aten::requires_grad_(Tensor(a!) self, bool requires_grad=True) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn requires_grad_(self_: &Tensor, requires_grad: bool) -> Tensor {
-    check(f_requires_grad_(self_, requires_grad))
+    apply_tensor_flat(1326, "aten::requires_grad_", 2, [Arg::Tensor(self_), Arg::Boolean(requires_grad)])
 }
 /// `aten::reshape(Tensor(a) self, SymInt[] shape) -> Tensor(a)`
 #[inline]
 pub fn f_reshape(self_: &Tensor, shape: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1327, "aten::reshape", [Arg::Tensor(self_), Arg::Ints(shape.to_vec())])
+    call_tensor_flat(1327, "aten::reshape", 2, [Arg::Tensor(self_), Arg::Ints(shape.to_vec())])
 }
 /// `aten::reshape(Tensor(a) self, SymInt[] shape) -> Tensor(a)`; panics with torch's message.
 #[inline]
 pub fn reshape(self_: &Tensor, shape: &[i64]) -> Tensor {
-    check(f_reshape(self_, shape))
+    apply_tensor_flat(1327, "aten::reshape", 2, [Arg::Tensor(self_), Arg::Ints(shape.to_vec())])
 }
 /// `aten::reshape_as(Tensor(a) self, Tensor other) -> Tensor(a)`
 #[inline]
 pub fn f_reshape_as(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1328, "aten::reshape_as", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(1328, "aten::reshape_as", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::reshape_as(Tensor(a) self, Tensor other) -> Tensor(a)`; panics with torch's message.
 #[inline]
 pub fn reshape_as(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_reshape_as(self_, other))
+    apply_tensor_flat(1328, "aten::reshape_as", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::resize(Tensor self, SymInt[] size, *, MemoryFormat? memory_format=None) -> Tensor`
 #[inline]
 pub fn f_resize(self_: &Tensor, size: &[i64], memory_format: Option<i64>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1329, "aten::resize", [Arg::Tensor(self_), Arg::Ints(size.to_vec()), memory_format.map_or(Arg::None, |v| Arg::Int(v))])
+    call_tensor_flat(1329, "aten::resize", 2, [Arg::Tensor(self_), Arg::Ints(size.to_vec()), memory_format.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::resize(Tensor self, SymInt[] size, *, MemoryFormat? memory_format=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn resize(self_: &Tensor, size: &[i64], memory_format: Option<i64>) -> Tensor {
-    check(f_resize(self_, size, memory_format))
+    apply_tensor_flat(1329, "aten::resize", 2, [Arg::Tensor(self_), Arg::Ints(size.to_vec()), memory_format.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::resize_(Tensor(a!) self, SymInt[] size, *, MemoryFormat? memory_format=None) -> Tensor(a!)`
 #[inline]
 pub fn f_resize_(self_: &Tensor, size: &[i64], memory_format: Option<i64>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1330, "aten::resize_", [Arg::Tensor(self_), Arg::Ints(size.to_vec()), memory_format.map_or(Arg::None, |v| Arg::Int(v))])
+    call_tensor_flat(1330, "aten::resize_", 2, [Arg::Tensor(self_), Arg::Ints(size.to_vec()), memory_format.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::resize_(Tensor(a!) self, SymInt[] size, *, MemoryFormat? memory_format=None) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn resize_(self_: &Tensor, size: &[i64], memory_format: Option<i64>) -> Tensor {
-    check(f_resize_(self_, size, memory_format))
+    apply_tensor_flat(1330, "aten::resize_", 2, [Arg::Tensor(self_), Arg::Ints(size.to_vec()), memory_format.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::resize_as(Tensor self, Tensor the_template, *, MemoryFormat? memory_format=None) -> Tensor`
 #[inline]
 pub fn f_resize_as(self_: &Tensor, the_template: &Tensor, memory_format: Option<i64>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1331, "aten::resize_as", [Arg::Tensor(self_), Arg::Tensor(the_template), memory_format.map_or(Arg::None, |v| Arg::Int(v))])
+    call_tensor_flat(1331, "aten::resize_as", 2, [Arg::Tensor(self_), Arg::Tensor(the_template), memory_format.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::resize_as(Tensor self, Tensor the_template, *, MemoryFormat? memory_format=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn resize_as(self_: &Tensor, the_template: &Tensor, memory_format: Option<i64>) -> Tensor {
-    check(f_resize_as(self_, the_template, memory_format))
+    apply_tensor_flat(1331, "aten::resize_as", 2, [Arg::Tensor(self_), Arg::Tensor(the_template), memory_format.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::resize_as_(Tensor(a!) self, Tensor the_template, *, MemoryFormat? memory_format=None) -> Tensor(a!)`
 #[inline]
 pub fn f_resize_as_(self_: &Tensor, the_template: &Tensor, memory_format: Option<i64>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1332, "aten::resize_as_", [Arg::Tensor(self_), Arg::Tensor(the_template), memory_format.map_or(Arg::None, |v| Arg::Int(v))])
+    call_tensor_flat(1332, "aten::resize_as_", 2, [Arg::Tensor(self_), Arg::Tensor(the_template), memory_format.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::resize_as_(Tensor(a!) self, Tensor the_template, *, MemoryFormat? memory_format=None) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn resize_as_(self_: &Tensor, the_template: &Tensor, memory_format: Option<i64>) -> Tensor {
-    check(f_resize_as_(self_, the_template, memory_format))
+    apply_tensor_flat(1332, "aten::resize_as_", 2, [Arg::Tensor(self_), Arg::Tensor(the_template), memory_format.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::resize_as_sparse(Tensor self, Tensor the_template) -> Tensor`
 #[inline]
 pub fn f_resize_as_sparse(self_: &Tensor, the_template: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1333, "aten::resize_as_sparse", [Arg::Tensor(self_), Arg::Tensor(the_template)])
+    call_tensor_flat(1333, "aten::resize_as_sparse", 2, [Arg::Tensor(self_), Arg::Tensor(the_template)])
 }
 /// `aten::resize_as_sparse(Tensor self, Tensor the_template) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn resize_as_sparse(self_: &Tensor, the_template: &Tensor) -> Tensor {
-    check(f_resize_as_sparse(self_, the_template))
+    apply_tensor_flat(1333, "aten::resize_as_sparse", 2, [Arg::Tensor(self_), Arg::Tensor(the_template)])
 }
 /// `aten::resize_as_sparse_(Tensor(a!) self, Tensor the_template) -> Tensor(a!)`
 #[inline]
 pub fn f_resize_as_sparse_(self_: &Tensor, the_template: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1334, "aten::resize_as_sparse_", [Arg::Tensor(self_), Arg::Tensor(the_template)])
+    call_tensor_flat(1334, "aten::resize_as_sparse_", 2, [Arg::Tensor(self_), Arg::Tensor(the_template)])
 }
 /// `aten::resize_as_sparse_(Tensor(a!) self, Tensor the_template) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn resize_as_sparse_(self_: &Tensor, the_template: &Tensor) -> Tensor {
-    check(f_resize_as_sparse_(self_, the_template))
+    apply_tensor_flat(1334, "aten::resize_as_sparse_", 2, [Arg::Tensor(self_), Arg::Tensor(the_template)])
 }
 /// `aten::resolve_conj(Tensor(a) self) -> Tensor(a)`
 #[inline]
 pub fn f_resolve_conj(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1335, "aten::resolve_conj", [Arg::Tensor(self_)])
+    call_tensor_flat(1335, "aten::resolve_conj", 1, [Arg::Tensor(self_)])
 }
 /// `aten::resolve_conj(Tensor(a) self) -> Tensor(a)`; panics with torch's message.
 #[inline]
 pub fn resolve_conj(self_: &Tensor) -> Tensor {
-    check(f_resolve_conj(self_))
+    apply_tensor_flat(1335, "aten::resolve_conj", 1, [Arg::Tensor(self_)])
 }
 /// `aten::resolve_neg(Tensor(a) self) -> Tensor(a)`
 #[inline]
 pub fn f_resolve_neg(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1336, "aten::resolve_neg", [Arg::Tensor(self_)])
+    call_tensor_flat(1336, "aten::resolve_neg", 1, [Arg::Tensor(self_)])
 }
 /// `aten::resolve_neg(Tensor(a) self) -> Tensor(a)`; panics with torch's message.
 #[inline]
 pub fn resolve_neg(self_: &Tensor) -> Tensor {
-    check(f_resolve_neg(self_))
+    apply_tensor_flat(1336, "aten::resolve_neg", 1, [Arg::Tensor(self_)])
 }
 /// `aten::result_type.Tensor(Tensor tensor, Tensor other) -> ScalarType`
 #[inline]
@@ -14556,12 +14556,12 @@ pub fn retains_grad(self_: &Tensor) -> bool {
 /// `aten::rms_norm(Tensor input, SymInt[] normalized_shape, Tensor? weight=None, float? eps=None) -> Tensor`
 #[inline]
 pub fn f_rms_norm(input: &Tensor, normalized_shape: &[i64], weight: Option<&Tensor>, eps: Option<f64>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1343, "aten::rms_norm", [Arg::Tensor(input), Arg::Ints(normalized_shape.to_vec()), weight.map_or(Arg::None, |v| Arg::Tensor(v)), eps.map_or(Arg::None, |v| Arg::Float(v))])
+    call_tensor_flat(1343, "aten::rms_norm", 2, [Arg::Tensor(input), Arg::Ints(normalized_shape.to_vec()), weight.map_or(Arg::None, |v| Arg::Tensor(v)), eps.map_or(Arg::None, |v| Arg::Float(v))])
 }
 /// `aten::rms_norm(Tensor input, SymInt[] normalized_shape, Tensor? weight=None, float? eps=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn rms_norm(input: &Tensor, normalized_shape: &[i64], weight: Option<&Tensor>, eps: Option<f64>) -> Tensor {
-    check(f_rms_norm(input, normalized_shape, weight, eps))
+    apply_tensor_flat(1343, "aten::rms_norm", 2, [Arg::Tensor(input), Arg::Ints(normalized_shape.to_vec()), weight.map_or(Arg::None, |v| Arg::Tensor(v)), eps.map_or(Arg::None, |v| Arg::Float(v))])
 }
 /// `aten::rnn_relu.input(Tensor input, Tensor hx, Tensor[] params, bool has_biases, int num_layers, float dropout, bool train, bool bidirectional, bool batch_first) -> (Tensor, Tensor)`
 #[inline]
@@ -14630,92 +14630,92 @@ pub fn rnn_tanh_cell(input: &Tensor, hx: &Tensor, w_ih: &Tensor, w_hh: &Tensor, 
 /// `aten::roll(Tensor self, SymInt[1] shifts, int[1] dims=[]) -> Tensor`
 #[inline]
 pub fn f_roll(self_: &Tensor, shifts: &[i64], dims: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1350, "aten::roll", [Arg::Tensor(self_), Arg::Ints(shifts.to_vec()), Arg::Ints(dims.to_vec())])
+    call_tensor_flat(1350, "aten::roll", 3, [Arg::Tensor(self_), Arg::Ints(shifts.to_vec()), Arg::Ints(dims.to_vec())])
 }
 /// `aten::roll(Tensor self, SymInt[1] shifts, int[1] dims=[]) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn roll(self_: &Tensor, shifts: &[i64], dims: &[i64]) -> Tensor {
-    check(f_roll(self_, shifts, dims))
+    apply_tensor_flat(1350, "aten::roll", 3, [Arg::Tensor(self_), Arg::Ints(shifts.to_vec()), Arg::Ints(dims.to_vec())])
 }
 /// `aten::rot90(Tensor self, int k=1, int[] dims=[0, 1]) -> Tensor`
 #[inline]
 pub fn f_rot90(self_: &Tensor, k: i64, dims: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1351, "aten::rot90", [Arg::Tensor(self_), Arg::Int(k), Arg::Ints(dims.to_vec())])
+    call_tensor_flat(1351, "aten::rot90", 3, [Arg::Tensor(self_), Arg::Int(k), Arg::Ints(dims.to_vec())])
 }
 /// `aten::rot90(Tensor self, int k=1, int[] dims=[0, 1]) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn rot90(self_: &Tensor, k: i64, dims: &[i64]) -> Tensor {
-    check(f_rot90(self_, k, dims))
+    apply_tensor_flat(1351, "aten::rot90", 3, [Arg::Tensor(self_), Arg::Int(k), Arg::Ints(dims.to_vec())])
 }
 /// `aten::round(Tensor self) -> Tensor`
 #[inline]
 pub fn f_round(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1352, "aten::round", [Arg::Tensor(self_)])
+    call_tensor_flat(1352, "aten::round", 1, [Arg::Tensor(self_)])
 }
 /// `aten::round(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn round(self_: &Tensor) -> Tensor {
-    check(f_round(self_))
+    apply_tensor_flat(1352, "aten::round", 1, [Arg::Tensor(self_)])
 }
 /// `aten::round.decimals(Tensor self, *, int decimals) -> Tensor`
 #[inline]
 pub fn f_round_decimals(self_: &Tensor, decimals: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1353, "aten::round.decimals", [Arg::Tensor(self_), Arg::Int(decimals)])
+    call_tensor_flat(1353, "aten::round.decimals", 2, [Arg::Tensor(self_), Arg::Int(decimals)])
 }
 /// `aten::round.decimals(Tensor self, *, int decimals) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn round_decimals(self_: &Tensor, decimals: i64) -> Tensor {
-    check(f_round_decimals(self_, decimals))
+    apply_tensor_flat(1353, "aten::round.decimals", 2, [Arg::Tensor(self_), Arg::Int(decimals)])
 }
 /// `aten::round_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_round_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1354, "aten::round_", [Arg::Tensor(self_)])
+    call_tensor_flat(1354, "aten::round_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::round_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn round_(self_: &Tensor) -> Tensor {
-    check(f_round_(self_))
+    apply_tensor_flat(1354, "aten::round_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::round_.decimals(Tensor(a!) self, *, int decimals) -> Tensor(a!)`
 #[inline]
 pub fn f_round_decimals_(self_: &Tensor, decimals: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1355, "aten::round_.decimals", [Arg::Tensor(self_), Arg::Int(decimals)])
+    call_tensor_flat(1355, "aten::round_.decimals", 2, [Arg::Tensor(self_), Arg::Int(decimals)])
 }
 /// `aten::round_.decimals(Tensor(a!) self, *, int decimals) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn round_decimals_(self_: &Tensor, decimals: i64) -> Tensor {
-    check(f_round_decimals_(self_, decimals))
+    apply_tensor_flat(1355, "aten::round_.decimals", 2, [Arg::Tensor(self_), Arg::Int(decimals)])
 }
 /// `aten::row_indices(Tensor(a) self) -> Tensor(a)`
 #[inline]
 pub fn f_row_indices(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1356, "aten::row_indices", [Arg::Tensor(self_)])
+    call_tensor_flat(1356, "aten::row_indices", 1, [Arg::Tensor(self_)])
 }
 /// `aten::row_indices(Tensor(a) self) -> Tensor(a)`; panics with torch's message.
 #[inline]
 pub fn row_indices(self_: &Tensor) -> Tensor {
-    check(f_row_indices(self_))
+    apply_tensor_flat(1356, "aten::row_indices", 1, [Arg::Tensor(self_)])
 }
 /// `aten::row_indices_copy(Tensor self) -> Tensor`
 #[inline]
 pub fn f_row_indices_copy(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1357, "aten::row_indices_copy", [Arg::Tensor(self_)])
+    call_tensor_flat(1357, "aten::row_indices_copy", 1, [Arg::Tensor(self_)])
 }
 /// `aten::row_indices_copy(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn row_indices_copy(self_: &Tensor) -> Tensor {
-    check(f_row_indices_copy(self_))
+    apply_tensor_flat(1357, "aten::row_indices_copy", 1, [Arg::Tensor(self_)])
 }
 /// `aten::row_stack(Tensor[] tensors) -> Tensor`
 #[inline]
 pub fn f_row_stack(tensors: &[&Tensor]) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1358, "aten::row_stack", [Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect())])
+    call_tensor_flat(1358, "aten::row_stack", 1, [Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect())])
 }
 /// `aten::row_stack(Tensor[] tensors) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn row_stack(tensors: &[&Tensor]) -> Tensor {
-    check(f_row_stack(tensors))
+    apply_tensor_flat(1358, "aten::row_stack", 1, [Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect())])
 }
 /// `aten::rrelu(Tensor self, Scalar lower=0.125, Scalar upper=0.33333333333333331, bool training=False, Generator? generator=None) -> Tensor`
 #[inline]
@@ -14771,42 +14771,42 @@ pub fn rrelu_with_noise_functional(self_: &Tensor, noise: &Tensor, lower: impl I
 /// `aten::rsqrt(Tensor self) -> Tensor`
 #[inline]
 pub fn f_rsqrt(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1364, "aten::rsqrt", [Arg::Tensor(self_)])
+    call_tensor_flat(1364, "aten::rsqrt", 1, [Arg::Tensor(self_)])
 }
 /// `aten::rsqrt(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn rsqrt(self_: &Tensor) -> Tensor {
-    check(f_rsqrt(self_))
+    apply_tensor_flat(1364, "aten::rsqrt", 1, [Arg::Tensor(self_)])
 }
 /// `aten::rsqrt_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_rsqrt_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1365, "aten::rsqrt_", [Arg::Tensor(self_)])
+    call_tensor_flat(1365, "aten::rsqrt_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::rsqrt_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn rsqrt_(self_: &Tensor) -> Tensor {
-    check(f_rsqrt_(self_))
+    apply_tensor_flat(1365, "aten::rsqrt_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::rsub.Tensor(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor`
 #[inline]
 pub fn f_rsub(self_: &Tensor, other: &Tensor, alpha: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1366, "aten::rsub.Tensor", [Arg::Tensor(self_), Arg::Tensor(other), alpha.into().arg()])
+    call_tensor_flat(1366, "aten::rsub.Tensor", 3, [Arg::Tensor(self_), Arg::Tensor(other), alpha.into().arg()])
 }
 /// `aten::rsub.Tensor(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn rsub(self_: &Tensor, other: &Tensor, alpha: impl Into<Scalar>) -> Tensor {
-    check(f_rsub(self_, other, alpha))
+    apply_tensor_flat(1366, "aten::rsub.Tensor", 3, [Arg::Tensor(self_), Arg::Tensor(other), alpha.into().arg()])
 }
 /// `aten::rsub.Scalar(Tensor self, Scalar other, Scalar alpha=1) -> Tensor`
 #[inline]
 pub fn f_rsub_scalar(self_: &Tensor, other: impl Into<Scalar>, alpha: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1367, "aten::rsub.Scalar", [Arg::Tensor(self_), other.into().arg(), alpha.into().arg()])
+    call_tensor_flat(1367, "aten::rsub.Scalar", 3, [Arg::Tensor(self_), other.into().arg(), alpha.into().arg()])
 }
 /// `aten::rsub.Scalar(Tensor self, Scalar other, Scalar alpha=1) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn rsub_scalar(self_: &Tensor, other: impl Into<Scalar>, alpha: impl Into<Scalar>) -> Tensor {
-    check(f_rsub_scalar(self_, other, alpha))
+    apply_tensor_flat(1367, "aten::rsub.Scalar", 3, [Arg::Tensor(self_), other.into().arg(), alpha.into().arg()])
 }
 /// `aten::scalar_tensor(Scalar s, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`
 #[inline]
@@ -14839,22 +14839,22 @@ pub fn scaled_dot_product_attention(query: &Tensor, key: &Tensor, value: &Tensor
 /// `aten::scatter.value(Tensor self, int dim, Tensor index, Scalar value) -> Tensor`
 #[inline]
 pub fn f_scatter_value(self_: &Tensor, dim: i64, index: &Tensor, value: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1370, "aten::scatter.value", [Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index), value.into().arg()])
+    call_tensor_flat(1370, "aten::scatter.value", 4, [Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index), value.into().arg()])
 }
 /// `aten::scatter.value(Tensor self, int dim, Tensor index, Scalar value) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn scatter_value(self_: &Tensor, dim: i64, index: &Tensor, value: impl Into<Scalar>) -> Tensor {
-    check(f_scatter_value(self_, dim, index, value))
+    apply_tensor_flat(1370, "aten::scatter.value", 4, [Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index), value.into().arg()])
 }
 /// `aten::scatter.src(Tensor self, int dim, Tensor index, Tensor src) -> Tensor`
 #[inline]
 pub fn f_scatter_src(self_: &Tensor, dim: i64, index: &Tensor, src: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1371, "aten::scatter.src", [Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index), Arg::Tensor(src)])
+    call_tensor_flat(1371, "aten::scatter.src", 4, [Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index), Arg::Tensor(src)])
 }
 /// `aten::scatter.src(Tensor self, int dim, Tensor index, Tensor src) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn scatter_src(self_: &Tensor, dim: i64, index: &Tensor, src: &Tensor) -> Tensor {
-    check(f_scatter_src(self_, dim, index, src))
+    apply_tensor_flat(1371, "aten::scatter.src", 4, [Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index), Arg::Tensor(src)])
 }
 /// `aten::scatter.reduce(Tensor self, int dim, Tensor index, Tensor src, *, str reduce) -> Tensor`
 #[inline]
@@ -14883,22 +14883,22 @@ pub fn scatter_value_reduce(self_: &Tensor, dim: i64, index: &Tensor, value: imp
 /// `aten::scatter_.src(Tensor(a!) self, int dim, Tensor index, Tensor src) -> Tensor(a!)`
 #[inline]
 pub fn f_scatter_src_(self_: &Tensor, dim: i64, index: &Tensor, src: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1374, "aten::scatter_.src", [Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index), Arg::Tensor(src)])
+    call_tensor_flat(1374, "aten::scatter_.src", 4, [Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index), Arg::Tensor(src)])
 }
 /// `aten::scatter_.src(Tensor(a!) self, int dim, Tensor index, Tensor src) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn scatter_src_(self_: &Tensor, dim: i64, index: &Tensor, src: &Tensor) -> Tensor {
-    check(f_scatter_src_(self_, dim, index, src))
+    apply_tensor_flat(1374, "aten::scatter_.src", 4, [Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index), Arg::Tensor(src)])
 }
 /// `aten::scatter_.value(Tensor(a!) self, int dim, Tensor index, Scalar value) -> Tensor(a!)`
 #[inline]
 pub fn f_scatter_value_(self_: &Tensor, dim: i64, index: &Tensor, value: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1375, "aten::scatter_.value", [Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index), value.into().arg()])
+    call_tensor_flat(1375, "aten::scatter_.value", 4, [Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index), value.into().arg()])
 }
 /// `aten::scatter_.value(Tensor(a!) self, int dim, Tensor index, Scalar value) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn scatter_value_(self_: &Tensor, dim: i64, index: &Tensor, value: impl Into<Scalar>) -> Tensor {
-    check(f_scatter_value_(self_, dim, index, value))
+    apply_tensor_flat(1375, "aten::scatter_.value", 4, [Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index), value.into().arg()])
 }
 /// `aten::scatter_.reduce(Tensor(a!) self, int dim, Tensor index, Tensor src, *, str reduce) -> Tensor(a!)`
 #[inline]
@@ -14927,22 +14927,22 @@ pub fn scatter_value_reduce_(self_: &Tensor, dim: i64, index: &Tensor, value: im
 /// `aten::scatter_add(Tensor self, int dim, Tensor index, Tensor src) -> Tensor`
 #[inline]
 pub fn f_scatter_add(self_: &Tensor, dim: i64, index: &Tensor, src: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1378, "aten::scatter_add", [Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index), Arg::Tensor(src)])
+    call_tensor_flat(1378, "aten::scatter_add", 4, [Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index), Arg::Tensor(src)])
 }
 /// `aten::scatter_add(Tensor self, int dim, Tensor index, Tensor src) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn scatter_add(self_: &Tensor, dim: i64, index: &Tensor, src: &Tensor) -> Tensor {
-    check(f_scatter_add(self_, dim, index, src))
+    apply_tensor_flat(1378, "aten::scatter_add", 4, [Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index), Arg::Tensor(src)])
 }
 /// `aten::scatter_add_(Tensor(a!) self, int dim, Tensor index, Tensor src) -> Tensor(a!)`
 #[inline]
 pub fn f_scatter_add_(self_: &Tensor, dim: i64, index: &Tensor, src: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1379, "aten::scatter_add_", [Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index), Arg::Tensor(src)])
+    call_tensor_flat(1379, "aten::scatter_add_", 4, [Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index), Arg::Tensor(src)])
 }
 /// `aten::scatter_add_(Tensor(a!) self, int dim, Tensor index, Tensor src) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn scatter_add_(self_: &Tensor, dim: i64, index: &Tensor, src: &Tensor) -> Tensor {
-    check(f_scatter_add_(self_, dim, index, src))
+    apply_tensor_flat(1379, "aten::scatter_add_", 4, [Arg::Tensor(self_), Arg::Int(dim), Arg::Tensor(index), Arg::Tensor(src)])
 }
 /// `aten::searchsorted.Tensor(Tensor sorted_sequence, Tensor self, *, bool out_int32=False, bool right=False, str? side=None, Tensor? sorter=None) -> Tensor`
 #[inline]
@@ -14994,92 +14994,92 @@ pub fn segment_reduce(data: &Tensor, reduce: &str, lengths: Option<&Tensor>, ind
 /// `aten::select.int(Tensor(a) self, int dim, SymInt index) -> Tensor(a)`
 #[inline]
 pub fn f_select(self_: &Tensor, dim: i64, index: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1383, "aten::select.int", [Arg::Tensor(self_), Arg::Int(dim), Arg::Int(index)])
+    call_tensor_flat(1383, "aten::select.int", 3, [Arg::Tensor(self_), Arg::Int(dim), Arg::Int(index)])
 }
 /// `aten::select.int(Tensor(a) self, int dim, SymInt index) -> Tensor(a)`; panics with torch's message.
 #[inline]
 pub fn select(self_: &Tensor, dim: i64, index: i64) -> Tensor {
-    check(f_select(self_, dim, index))
+    apply_tensor_flat(1383, "aten::select.int", 3, [Arg::Tensor(self_), Arg::Int(dim), Arg::Int(index)])
 }
 /// `aten::select_copy.int(Tensor self, int dim, SymInt index) -> Tensor`
 #[inline]
 pub fn f_select_copy(self_: &Tensor, dim: i64, index: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1384, "aten::select_copy.int", [Arg::Tensor(self_), Arg::Int(dim), Arg::Int(index)])
+    call_tensor_flat(1384, "aten::select_copy.int", 3, [Arg::Tensor(self_), Arg::Int(dim), Arg::Int(index)])
 }
 /// `aten::select_copy.int(Tensor self, int dim, SymInt index) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn select_copy(self_: &Tensor, dim: i64, index: i64) -> Tensor {
-    check(f_select_copy(self_, dim, index))
+    apply_tensor_flat(1384, "aten::select_copy.int", 3, [Arg::Tensor(self_), Arg::Int(dim), Arg::Int(index)])
 }
 /// `aten::select_scatter(Tensor self, Tensor src, int dim, SymInt index) -> Tensor`
 #[inline]
 pub fn f_select_scatter(self_: &Tensor, src: &Tensor, dim: i64, index: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1385, "aten::select_scatter", [Arg::Tensor(self_), Arg::Tensor(src), Arg::Int(dim), Arg::Int(index)])
+    call_tensor_flat(1385, "aten::select_scatter", 4, [Arg::Tensor(self_), Arg::Tensor(src), Arg::Int(dim), Arg::Int(index)])
 }
 /// `aten::select_scatter(Tensor self, Tensor src, int dim, SymInt index) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn select_scatter(self_: &Tensor, src: &Tensor, dim: i64, index: i64) -> Tensor {
-    check(f_select_scatter(self_, src, dim, index))
+    apply_tensor_flat(1385, "aten::select_scatter", 4, [Arg::Tensor(self_), Arg::Tensor(src), Arg::Int(dim), Arg::Int(index)])
 }
 /// `aten::selu(Tensor self) -> Tensor`
 #[inline]
 pub fn f_selu(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1386, "aten::selu", [Arg::Tensor(self_)])
+    call_tensor_flat(1386, "aten::selu", 1, [Arg::Tensor(self_)])
 }
 /// `aten::selu(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn selu(self_: &Tensor) -> Tensor {
-    check(f_selu(self_))
+    apply_tensor_flat(1386, "aten::selu", 1, [Arg::Tensor(self_)])
 }
 /// `aten::selu_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_selu_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1387, "aten::selu_", [Arg::Tensor(self_)])
+    call_tensor_flat(1387, "aten::selu_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::selu_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn selu_(self_: &Tensor) -> Tensor {
-    check(f_selu_(self_))
+    apply_tensor_flat(1387, "aten::selu_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::set.source_Tensor(Tensor self, Tensor source) -> Tensor`
 #[inline]
 pub fn f_set_source_tensor(self_: &Tensor, source: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1388, "aten::set.source_Tensor", [Arg::Tensor(self_), Arg::Tensor(source)])
+    call_tensor_flat(1388, "aten::set.source_Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(source)])
 }
 /// `aten::set.source_Tensor(Tensor self, Tensor source) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn set_source_tensor(self_: &Tensor, source: &Tensor) -> Tensor {
-    check(f_set_source_tensor(self_, source))
+    apply_tensor_flat(1388, "aten::set.source_Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(source)])
 }
 /// `aten::set(Tensor self) -> Tensor`
 #[inline]
 pub fn f_set(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1389, "aten::set", [Arg::Tensor(self_)])
+    call_tensor_flat(1389, "aten::set", 1, [Arg::Tensor(self_)])
 }
 /// `aten::set(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn set(self_: &Tensor) -> Tensor {
-    check(f_set(self_))
+    apply_tensor_flat(1389, "aten::set", 1, [Arg::Tensor(self_)])
 }
 /// `aten::set_.source_Tensor(Tensor(a!) self, Tensor source) -> Tensor(a!)`
 #[inline]
 pub fn f_set_source_tensor_(self_: &Tensor, source: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1390, "aten::set_.source_Tensor", [Arg::Tensor(self_), Arg::Tensor(source)])
+    call_tensor_flat(1390, "aten::set_.source_Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(source)])
 }
 /// `aten::set_.source_Tensor(Tensor(a!) self, Tensor source) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn set_source_tensor_(self_: &Tensor, source: &Tensor) -> Tensor {
-    check(f_set_source_tensor_(self_, source))
+    apply_tensor_flat(1390, "aten::set_.source_Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(source)])
 }
 /// `aten::set_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_set_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1391, "aten::set_", [Arg::Tensor(self_)])
+    call_tensor_flat(1391, "aten::set_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::set_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn set_(self_: &Tensor) -> Tensor {
-    check(f_set_(self_))
+    apply_tensor_flat(1391, "aten::set_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::set_.source_Tensor_storage_offset(Tensor(a!) self, Tensor source, SymInt storage_offset, SymInt[] size, SymInt[] stride=[]) -> Tensor(a!)`
 #[inline]
@@ -15105,152 +15105,152 @@ pub fn set_data(self_: &Tensor, new_data: &Tensor) -> () {
 /// `aten::sgn(Tensor self) -> Tensor`
 #[inline]
 pub fn f_sgn(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1394, "aten::sgn", [Arg::Tensor(self_)])
+    call_tensor_flat(1394, "aten::sgn", 1, [Arg::Tensor(self_)])
 }
 /// `aten::sgn(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn sgn(self_: &Tensor) -> Tensor {
-    check(f_sgn(self_))
+    apply_tensor_flat(1394, "aten::sgn", 1, [Arg::Tensor(self_)])
 }
 /// `aten::sgn_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_sgn_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1395, "aten::sgn_", [Arg::Tensor(self_)])
+    call_tensor_flat(1395, "aten::sgn_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::sgn_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn sgn_(self_: &Tensor) -> Tensor {
-    check(f_sgn_(self_))
+    apply_tensor_flat(1395, "aten::sgn_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::sigmoid(Tensor self) -> Tensor`
 #[inline]
 pub fn f_sigmoid(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1396, "aten::sigmoid", [Arg::Tensor(self_)])
+    call_tensor_flat(1396, "aten::sigmoid", 1, [Arg::Tensor(self_)])
 }
 /// `aten::sigmoid(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn sigmoid(self_: &Tensor) -> Tensor {
-    check(f_sigmoid(self_))
+    apply_tensor_flat(1396, "aten::sigmoid", 1, [Arg::Tensor(self_)])
 }
 /// `aten::sigmoid_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_sigmoid_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1397, "aten::sigmoid_", [Arg::Tensor(self_)])
+    call_tensor_flat(1397, "aten::sigmoid_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::sigmoid_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn sigmoid_(self_: &Tensor) -> Tensor {
-    check(f_sigmoid_(self_))
+    apply_tensor_flat(1397, "aten::sigmoid_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::sign(Tensor self) -> Tensor`
 #[inline]
 pub fn f_sign(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1398, "aten::sign", [Arg::Tensor(self_)])
+    call_tensor_flat(1398, "aten::sign", 1, [Arg::Tensor(self_)])
 }
 /// `aten::sign(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn sign(self_: &Tensor) -> Tensor {
-    check(f_sign(self_))
+    apply_tensor_flat(1398, "aten::sign", 1, [Arg::Tensor(self_)])
 }
 /// `aten::sign_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_sign_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1399, "aten::sign_", [Arg::Tensor(self_)])
+    call_tensor_flat(1399, "aten::sign_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::sign_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn sign_(self_: &Tensor) -> Tensor {
-    check(f_sign_(self_))
+    apply_tensor_flat(1399, "aten::sign_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::signbit(Tensor self) -> Tensor`
 #[inline]
 pub fn f_signbit(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1400, "aten::signbit", [Arg::Tensor(self_)])
+    call_tensor_flat(1400, "aten::signbit", 1, [Arg::Tensor(self_)])
 }
 /// `aten::signbit(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn signbit(self_: &Tensor) -> Tensor {
-    check(f_signbit(self_))
+    apply_tensor_flat(1400, "aten::signbit", 1, [Arg::Tensor(self_)])
 }
 /// `aten::silu(Tensor self) -> Tensor`
 #[inline]
 pub fn f_silu(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1401, "aten::silu", [Arg::Tensor(self_)])
+    call_tensor_flat(1401, "aten::silu", 1, [Arg::Tensor(self_)])
 }
 /// `aten::silu(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn silu(self_: &Tensor) -> Tensor {
-    check(f_silu(self_))
+    apply_tensor_flat(1401, "aten::silu", 1, [Arg::Tensor(self_)])
 }
 /// `aten::silu_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_silu_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1402, "aten::silu_", [Arg::Tensor(self_)])
+    call_tensor_flat(1402, "aten::silu_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::silu_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn silu_(self_: &Tensor) -> Tensor {
-    check(f_silu_(self_))
+    apply_tensor_flat(1402, "aten::silu_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::sin(Tensor self) -> Tensor`
 #[inline]
 pub fn f_sin(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1403, "aten::sin", [Arg::Tensor(self_)])
+    call_tensor_flat(1403, "aten::sin", 1, [Arg::Tensor(self_)])
 }
 /// `aten::sin(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn sin(self_: &Tensor) -> Tensor {
-    check(f_sin(self_))
+    apply_tensor_flat(1403, "aten::sin", 1, [Arg::Tensor(self_)])
 }
 /// `aten::sin_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_sin_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1404, "aten::sin_", [Arg::Tensor(self_)])
+    call_tensor_flat(1404, "aten::sin_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::sin_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn sin_(self_: &Tensor) -> Tensor {
-    check(f_sin_(self_))
+    apply_tensor_flat(1404, "aten::sin_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::sinc(Tensor self) -> Tensor`
 #[inline]
 pub fn f_sinc(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1405, "aten::sinc", [Arg::Tensor(self_)])
+    call_tensor_flat(1405, "aten::sinc", 1, [Arg::Tensor(self_)])
 }
 /// `aten::sinc(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn sinc(self_: &Tensor) -> Tensor {
-    check(f_sinc(self_))
+    apply_tensor_flat(1405, "aten::sinc", 1, [Arg::Tensor(self_)])
 }
 /// `aten::sinc_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_sinc_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1406, "aten::sinc_", [Arg::Tensor(self_)])
+    call_tensor_flat(1406, "aten::sinc_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::sinc_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn sinc_(self_: &Tensor) -> Tensor {
-    check(f_sinc_(self_))
+    apply_tensor_flat(1406, "aten::sinc_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::sinh(Tensor self) -> Tensor`
 #[inline]
 pub fn f_sinh(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1407, "aten::sinh", [Arg::Tensor(self_)])
+    call_tensor_flat(1407, "aten::sinh", 1, [Arg::Tensor(self_)])
 }
 /// `aten::sinh(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn sinh(self_: &Tensor) -> Tensor {
-    check(f_sinh(self_))
+    apply_tensor_flat(1407, "aten::sinh", 1, [Arg::Tensor(self_)])
 }
 /// `aten::sinh_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_sinh_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1408, "aten::sinh_", [Arg::Tensor(self_)])
+    call_tensor_flat(1408, "aten::sinh_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::sinh_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn sinh_(self_: &Tensor) -> Tensor {
-    check(f_sinh_(self_))
+    apply_tensor_flat(1408, "aten::sinh_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::size.int(Tensor self, int dim) -> int`
 #[inline]
@@ -15377,62 +15377,62 @@ pub fn slow_conv_transpose3d(self_: &Tensor, weight: &Tensor, kernel_size: &[i64
 /// `aten::smm(Tensor self, Tensor mat2) -> Tensor`
 #[inline]
 pub fn f_smm(self_: &Tensor, mat2: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1421, "aten::smm", [Arg::Tensor(self_), Arg::Tensor(mat2)])
+    call_tensor_flat(1421, "aten::smm", 2, [Arg::Tensor(self_), Arg::Tensor(mat2)])
 }
 /// `aten::smm(Tensor self, Tensor mat2) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn smm(self_: &Tensor, mat2: &Tensor) -> Tensor {
-    check(f_smm(self_, mat2))
+    apply_tensor_flat(1421, "aten::smm", 2, [Arg::Tensor(self_), Arg::Tensor(mat2)])
 }
 /// `aten::smooth_l1_loss(Tensor self, Tensor target, int reduction=1, float beta=1.) -> Tensor`
 #[inline]
 pub fn f_smooth_l1_loss(self_: &Tensor, target: &Tensor, reduction: i64, beta: f64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1422, "aten::smooth_l1_loss", [Arg::Tensor(self_), Arg::Tensor(target), Arg::Int(reduction), Arg::Float(beta)])
+    call_tensor_flat(1422, "aten::smooth_l1_loss", 4, [Arg::Tensor(self_), Arg::Tensor(target), Arg::Int(reduction), Arg::Float(beta)])
 }
 /// `aten::smooth_l1_loss(Tensor self, Tensor target, int reduction=1, float beta=1.) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn smooth_l1_loss(self_: &Tensor, target: &Tensor, reduction: i64, beta: f64) -> Tensor {
-    check(f_smooth_l1_loss(self_, target, reduction, beta))
+    apply_tensor_flat(1422, "aten::smooth_l1_loss", 4, [Arg::Tensor(self_), Arg::Tensor(target), Arg::Int(reduction), Arg::Float(beta)])
 }
 /// `aten::soft_margin_loss(Tensor self, Tensor target, int reduction=1) -> Tensor`
 #[inline]
 pub fn f_soft_margin_loss(self_: &Tensor, target: &Tensor, reduction: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1423, "aten::soft_margin_loss", [Arg::Tensor(self_), Arg::Tensor(target), Arg::Int(reduction)])
+    call_tensor_flat(1423, "aten::soft_margin_loss", 3, [Arg::Tensor(self_), Arg::Tensor(target), Arg::Int(reduction)])
 }
 /// `aten::soft_margin_loss(Tensor self, Tensor target, int reduction=1) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn soft_margin_loss(self_: &Tensor, target: &Tensor, reduction: i64) -> Tensor {
-    check(f_soft_margin_loss(self_, target, reduction))
+    apply_tensor_flat(1423, "aten::soft_margin_loss", 3, [Arg::Tensor(self_), Arg::Tensor(target), Arg::Int(reduction)])
 }
 /// `aten::softmax.int(Tensor self, int dim, ScalarType? dtype=None) -> Tensor`
 #[inline]
 pub fn f_softmax(self_: &Tensor, dim: i64, dtype: Option<Dtype>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1424, "aten::softmax.int", [Arg::Tensor(self_), Arg::Int(dim), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
+    call_tensor_flat(1424, "aten::softmax.int", 2, [Arg::Tensor(self_), Arg::Int(dim), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
 }
 /// `aten::softmax.int(Tensor self, int dim, ScalarType? dtype=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn softmax(self_: &Tensor, dim: i64, dtype: Option<Dtype>) -> Tensor {
-    check(f_softmax(self_, dim, dtype))
+    apply_tensor_flat(1424, "aten::softmax.int", 2, [Arg::Tensor(self_), Arg::Int(dim), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
 }
 /// `aten::softplus(Tensor self, Scalar beta=1, Scalar threshold=20) -> Tensor`
 #[inline]
 pub fn f_softplus(self_: &Tensor, beta: impl Into<Scalar>, threshold: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1425, "aten::softplus", [Arg::Tensor(self_), beta.into().arg(), threshold.into().arg()])
+    call_tensor_flat(1425, "aten::softplus", 3, [Arg::Tensor(self_), beta.into().arg(), threshold.into().arg()])
 }
 /// `aten::softplus(Tensor self, Scalar beta=1, Scalar threshold=20) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn softplus(self_: &Tensor, beta: impl Into<Scalar>, threshold: impl Into<Scalar>) -> Tensor {
-    check(f_softplus(self_, beta, threshold))
+    apply_tensor_flat(1425, "aten::softplus", 3, [Arg::Tensor(self_), beta.into().arg(), threshold.into().arg()])
 }
 /// `aten::softshrink(Tensor self, Scalar lambd=0.5) -> Tensor`
 #[inline]
 pub fn f_softshrink(self_: &Tensor, lambd: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1426, "aten::softshrink", [Arg::Tensor(self_), lambd.into().arg()])
+    call_tensor_flat(1426, "aten::softshrink", 2, [Arg::Tensor(self_), lambd.into().arg()])
 }
 /// `aten::softshrink(Tensor self, Scalar lambd=0.5) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn softshrink(self_: &Tensor, lambd: impl Into<Scalar>) -> Tensor {
-    check(f_softshrink(self_, lambd))
+    apply_tensor_flat(1426, "aten::softshrink", 2, [Arg::Tensor(self_), lambd.into().arg()])
 }
 /// `aten::sort(Tensor self, int dim=-1, bool descending=False) -> (Tensor values, Tensor indices)`
 #[inline]
@@ -15463,862 +15463,862 @@ pub fn sort_stable(self_: &Tensor, stable: Option<bool>, dim: i64, descending: b
 /// `aten::special_airy_ai(Tensor x) -> Tensor`
 #[inline]
 pub fn f_special_airy_ai(x: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1429, "aten::special_airy_ai", [Arg::Tensor(x)])
+    call_tensor_flat(1429, "aten::special_airy_ai", 1, [Arg::Tensor(x)])
 }
 /// `aten::special_airy_ai(Tensor x) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_airy_ai(x: &Tensor) -> Tensor {
-    check(f_special_airy_ai(x))
+    apply_tensor_flat(1429, "aten::special_airy_ai", 1, [Arg::Tensor(x)])
 }
 /// `aten::special_bessel_j0(Tensor self) -> Tensor`
 #[inline]
 pub fn f_special_bessel_j0(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1430, "aten::special_bessel_j0", [Arg::Tensor(self_)])
+    call_tensor_flat(1430, "aten::special_bessel_j0", 1, [Arg::Tensor(self_)])
 }
 /// `aten::special_bessel_j0(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_bessel_j0(self_: &Tensor) -> Tensor {
-    check(f_special_bessel_j0(self_))
+    apply_tensor_flat(1430, "aten::special_bessel_j0", 1, [Arg::Tensor(self_)])
 }
 /// `aten::special_bessel_j1(Tensor self) -> Tensor`
 #[inline]
 pub fn f_special_bessel_j1(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1431, "aten::special_bessel_j1", [Arg::Tensor(self_)])
+    call_tensor_flat(1431, "aten::special_bessel_j1", 1, [Arg::Tensor(self_)])
 }
 /// `aten::special_bessel_j1(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_bessel_j1(self_: &Tensor) -> Tensor {
-    check(f_special_bessel_j1(self_))
+    apply_tensor_flat(1431, "aten::special_bessel_j1", 1, [Arg::Tensor(self_)])
 }
 /// `aten::special_bessel_y0(Tensor self) -> Tensor`
 #[inline]
 pub fn f_special_bessel_y0(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1432, "aten::special_bessel_y0", [Arg::Tensor(self_)])
+    call_tensor_flat(1432, "aten::special_bessel_y0", 1, [Arg::Tensor(self_)])
 }
 /// `aten::special_bessel_y0(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_bessel_y0(self_: &Tensor) -> Tensor {
-    check(f_special_bessel_y0(self_))
+    apply_tensor_flat(1432, "aten::special_bessel_y0", 1, [Arg::Tensor(self_)])
 }
 /// `aten::special_bessel_y1(Tensor self) -> Tensor`
 #[inline]
 pub fn f_special_bessel_y1(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1433, "aten::special_bessel_y1", [Arg::Tensor(self_)])
+    call_tensor_flat(1433, "aten::special_bessel_y1", 1, [Arg::Tensor(self_)])
 }
 /// `aten::special_bessel_y1(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_bessel_y1(self_: &Tensor) -> Tensor {
-    check(f_special_bessel_y1(self_))
+    apply_tensor_flat(1433, "aten::special_bessel_y1", 1, [Arg::Tensor(self_)])
 }
 /// `aten::special_chebyshev_polynomial_t(Tensor x, Tensor n) -> Tensor`
 #[inline]
 pub fn f_special_chebyshev_polynomial_t(x: &Tensor, n: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1434, "aten::special_chebyshev_polynomial_t", [Arg::Tensor(x), Arg::Tensor(n)])
+    call_tensor_flat(1434, "aten::special_chebyshev_polynomial_t", 2, [Arg::Tensor(x), Arg::Tensor(n)])
 }
 /// `aten::special_chebyshev_polynomial_t(Tensor x, Tensor n) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_chebyshev_polynomial_t(x: &Tensor, n: &Tensor) -> Tensor {
-    check(f_special_chebyshev_polynomial_t(x, n))
+    apply_tensor_flat(1434, "aten::special_chebyshev_polynomial_t", 2, [Arg::Tensor(x), Arg::Tensor(n)])
 }
 /// `aten::special_chebyshev_polynomial_t.x_scalar(Scalar x, Tensor n) -> Tensor`
 #[inline]
 pub fn f_special_chebyshev_polynomial_t_x_scalar(x: impl Into<Scalar>, n: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1435, "aten::special_chebyshev_polynomial_t.x_scalar", [x.into().arg(), Arg::Tensor(n)])
+    call_tensor_flat(1435, "aten::special_chebyshev_polynomial_t.x_scalar", 2, [x.into().arg(), Arg::Tensor(n)])
 }
 /// `aten::special_chebyshev_polynomial_t.x_scalar(Scalar x, Tensor n) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_chebyshev_polynomial_t_x_scalar(x: impl Into<Scalar>, n: &Tensor) -> Tensor {
-    check(f_special_chebyshev_polynomial_t_x_scalar(x, n))
+    apply_tensor_flat(1435, "aten::special_chebyshev_polynomial_t.x_scalar", 2, [x.into().arg(), Arg::Tensor(n)])
 }
 /// `aten::special_chebyshev_polynomial_t.n_scalar(Tensor x, Scalar n) -> Tensor`
 #[inline]
 pub fn f_special_chebyshev_polynomial_t_n_scalar(x: &Tensor, n: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1436, "aten::special_chebyshev_polynomial_t.n_scalar", [Arg::Tensor(x), n.into().arg()])
+    call_tensor_flat(1436, "aten::special_chebyshev_polynomial_t.n_scalar", 2, [Arg::Tensor(x), n.into().arg()])
 }
 /// `aten::special_chebyshev_polynomial_t.n_scalar(Tensor x, Scalar n) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_chebyshev_polynomial_t_n_scalar(x: &Tensor, n: impl Into<Scalar>) -> Tensor {
-    check(f_special_chebyshev_polynomial_t_n_scalar(x, n))
+    apply_tensor_flat(1436, "aten::special_chebyshev_polynomial_t.n_scalar", 2, [Arg::Tensor(x), n.into().arg()])
 }
 /// `aten::special_chebyshev_polynomial_u(Tensor x, Tensor n) -> Tensor`
 #[inline]
 pub fn f_special_chebyshev_polynomial_u(x: &Tensor, n: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1437, "aten::special_chebyshev_polynomial_u", [Arg::Tensor(x), Arg::Tensor(n)])
+    call_tensor_flat(1437, "aten::special_chebyshev_polynomial_u", 2, [Arg::Tensor(x), Arg::Tensor(n)])
 }
 /// `aten::special_chebyshev_polynomial_u(Tensor x, Tensor n) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_chebyshev_polynomial_u(x: &Tensor, n: &Tensor) -> Tensor {
-    check(f_special_chebyshev_polynomial_u(x, n))
+    apply_tensor_flat(1437, "aten::special_chebyshev_polynomial_u", 2, [Arg::Tensor(x), Arg::Tensor(n)])
 }
 /// `aten::special_chebyshev_polynomial_u.x_scalar(Scalar x, Tensor n) -> Tensor`
 #[inline]
 pub fn f_special_chebyshev_polynomial_u_x_scalar(x: impl Into<Scalar>, n: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1438, "aten::special_chebyshev_polynomial_u.x_scalar", [x.into().arg(), Arg::Tensor(n)])
+    call_tensor_flat(1438, "aten::special_chebyshev_polynomial_u.x_scalar", 2, [x.into().arg(), Arg::Tensor(n)])
 }
 /// `aten::special_chebyshev_polynomial_u.x_scalar(Scalar x, Tensor n) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_chebyshev_polynomial_u_x_scalar(x: impl Into<Scalar>, n: &Tensor) -> Tensor {
-    check(f_special_chebyshev_polynomial_u_x_scalar(x, n))
+    apply_tensor_flat(1438, "aten::special_chebyshev_polynomial_u.x_scalar", 2, [x.into().arg(), Arg::Tensor(n)])
 }
 /// `aten::special_chebyshev_polynomial_u.n_scalar(Tensor x, Scalar n) -> Tensor`
 #[inline]
 pub fn f_special_chebyshev_polynomial_u_n_scalar(x: &Tensor, n: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1439, "aten::special_chebyshev_polynomial_u.n_scalar", [Arg::Tensor(x), n.into().arg()])
+    call_tensor_flat(1439, "aten::special_chebyshev_polynomial_u.n_scalar", 2, [Arg::Tensor(x), n.into().arg()])
 }
 /// `aten::special_chebyshev_polynomial_u.n_scalar(Tensor x, Scalar n) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_chebyshev_polynomial_u_n_scalar(x: &Tensor, n: impl Into<Scalar>) -> Tensor {
-    check(f_special_chebyshev_polynomial_u_n_scalar(x, n))
+    apply_tensor_flat(1439, "aten::special_chebyshev_polynomial_u.n_scalar", 2, [Arg::Tensor(x), n.into().arg()])
 }
 /// `aten::special_chebyshev_polynomial_v(Tensor x, Tensor n) -> Tensor`
 #[inline]
 pub fn f_special_chebyshev_polynomial_v(x: &Tensor, n: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1440, "aten::special_chebyshev_polynomial_v", [Arg::Tensor(x), Arg::Tensor(n)])
+    call_tensor_flat(1440, "aten::special_chebyshev_polynomial_v", 2, [Arg::Tensor(x), Arg::Tensor(n)])
 }
 /// `aten::special_chebyshev_polynomial_v(Tensor x, Tensor n) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_chebyshev_polynomial_v(x: &Tensor, n: &Tensor) -> Tensor {
-    check(f_special_chebyshev_polynomial_v(x, n))
+    apply_tensor_flat(1440, "aten::special_chebyshev_polynomial_v", 2, [Arg::Tensor(x), Arg::Tensor(n)])
 }
 /// `aten::special_chebyshev_polynomial_v.x_scalar(Scalar x, Tensor n) -> Tensor`
 #[inline]
 pub fn f_special_chebyshev_polynomial_v_x_scalar(x: impl Into<Scalar>, n: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1441, "aten::special_chebyshev_polynomial_v.x_scalar", [x.into().arg(), Arg::Tensor(n)])
+    call_tensor_flat(1441, "aten::special_chebyshev_polynomial_v.x_scalar", 2, [x.into().arg(), Arg::Tensor(n)])
 }
 /// `aten::special_chebyshev_polynomial_v.x_scalar(Scalar x, Tensor n) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_chebyshev_polynomial_v_x_scalar(x: impl Into<Scalar>, n: &Tensor) -> Tensor {
-    check(f_special_chebyshev_polynomial_v_x_scalar(x, n))
+    apply_tensor_flat(1441, "aten::special_chebyshev_polynomial_v.x_scalar", 2, [x.into().arg(), Arg::Tensor(n)])
 }
 /// `aten::special_chebyshev_polynomial_v.n_scalar(Tensor x, Scalar n) -> Tensor`
 #[inline]
 pub fn f_special_chebyshev_polynomial_v_n_scalar(x: &Tensor, n: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1442, "aten::special_chebyshev_polynomial_v.n_scalar", [Arg::Tensor(x), n.into().arg()])
+    call_tensor_flat(1442, "aten::special_chebyshev_polynomial_v.n_scalar", 2, [Arg::Tensor(x), n.into().arg()])
 }
 /// `aten::special_chebyshev_polynomial_v.n_scalar(Tensor x, Scalar n) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_chebyshev_polynomial_v_n_scalar(x: &Tensor, n: impl Into<Scalar>) -> Tensor {
-    check(f_special_chebyshev_polynomial_v_n_scalar(x, n))
+    apply_tensor_flat(1442, "aten::special_chebyshev_polynomial_v.n_scalar", 2, [Arg::Tensor(x), n.into().arg()])
 }
 /// `aten::special_chebyshev_polynomial_w(Tensor x, Tensor n) -> Tensor`
 #[inline]
 pub fn f_special_chebyshev_polynomial_w(x: &Tensor, n: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1443, "aten::special_chebyshev_polynomial_w", [Arg::Tensor(x), Arg::Tensor(n)])
+    call_tensor_flat(1443, "aten::special_chebyshev_polynomial_w", 2, [Arg::Tensor(x), Arg::Tensor(n)])
 }
 /// `aten::special_chebyshev_polynomial_w(Tensor x, Tensor n) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_chebyshev_polynomial_w(x: &Tensor, n: &Tensor) -> Tensor {
-    check(f_special_chebyshev_polynomial_w(x, n))
+    apply_tensor_flat(1443, "aten::special_chebyshev_polynomial_w", 2, [Arg::Tensor(x), Arg::Tensor(n)])
 }
 /// `aten::special_chebyshev_polynomial_w.x_scalar(Scalar x, Tensor n) -> Tensor`
 #[inline]
 pub fn f_special_chebyshev_polynomial_w_x_scalar(x: impl Into<Scalar>, n: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1444, "aten::special_chebyshev_polynomial_w.x_scalar", [x.into().arg(), Arg::Tensor(n)])
+    call_tensor_flat(1444, "aten::special_chebyshev_polynomial_w.x_scalar", 2, [x.into().arg(), Arg::Tensor(n)])
 }
 /// `aten::special_chebyshev_polynomial_w.x_scalar(Scalar x, Tensor n) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_chebyshev_polynomial_w_x_scalar(x: impl Into<Scalar>, n: &Tensor) -> Tensor {
-    check(f_special_chebyshev_polynomial_w_x_scalar(x, n))
+    apply_tensor_flat(1444, "aten::special_chebyshev_polynomial_w.x_scalar", 2, [x.into().arg(), Arg::Tensor(n)])
 }
 /// `aten::special_chebyshev_polynomial_w.n_scalar(Tensor x, Scalar n) -> Tensor`
 #[inline]
 pub fn f_special_chebyshev_polynomial_w_n_scalar(x: &Tensor, n: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1445, "aten::special_chebyshev_polynomial_w.n_scalar", [Arg::Tensor(x), n.into().arg()])
+    call_tensor_flat(1445, "aten::special_chebyshev_polynomial_w.n_scalar", 2, [Arg::Tensor(x), n.into().arg()])
 }
 /// `aten::special_chebyshev_polynomial_w.n_scalar(Tensor x, Scalar n) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_chebyshev_polynomial_w_n_scalar(x: &Tensor, n: impl Into<Scalar>) -> Tensor {
-    check(f_special_chebyshev_polynomial_w_n_scalar(x, n))
+    apply_tensor_flat(1445, "aten::special_chebyshev_polynomial_w.n_scalar", 2, [Arg::Tensor(x), n.into().arg()])
 }
 /// `aten::special_digamma(Tensor self) -> Tensor`
 #[inline]
 pub fn f_special_digamma(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1446, "aten::special_digamma", [Arg::Tensor(self_)])
+    call_tensor_flat(1446, "aten::special_digamma", 1, [Arg::Tensor(self_)])
 }
 /// `aten::special_digamma(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_digamma(self_: &Tensor) -> Tensor {
-    check(f_special_digamma(self_))
+    apply_tensor_flat(1446, "aten::special_digamma", 1, [Arg::Tensor(self_)])
 }
 /// `aten::special_entr(Tensor self) -> Tensor`
 #[inline]
 pub fn f_special_entr(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1447, "aten::special_entr", [Arg::Tensor(self_)])
+    call_tensor_flat(1447, "aten::special_entr", 1, [Arg::Tensor(self_)])
 }
 /// `aten::special_entr(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_entr(self_: &Tensor) -> Tensor {
-    check(f_special_entr(self_))
+    apply_tensor_flat(1447, "aten::special_entr", 1, [Arg::Tensor(self_)])
 }
 /// `aten::special_erf(Tensor self) -> Tensor`
 #[inline]
 pub fn f_special_erf(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1448, "aten::special_erf", [Arg::Tensor(self_)])
+    call_tensor_flat(1448, "aten::special_erf", 1, [Arg::Tensor(self_)])
 }
 /// `aten::special_erf(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_erf(self_: &Tensor) -> Tensor {
-    check(f_special_erf(self_))
+    apply_tensor_flat(1448, "aten::special_erf", 1, [Arg::Tensor(self_)])
 }
 /// `aten::special_erfc(Tensor self) -> Tensor`
 #[inline]
 pub fn f_special_erfc(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1449, "aten::special_erfc", [Arg::Tensor(self_)])
+    call_tensor_flat(1449, "aten::special_erfc", 1, [Arg::Tensor(self_)])
 }
 /// `aten::special_erfc(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_erfc(self_: &Tensor) -> Tensor {
-    check(f_special_erfc(self_))
+    apply_tensor_flat(1449, "aten::special_erfc", 1, [Arg::Tensor(self_)])
 }
 /// `aten::special_erfcx(Tensor self) -> Tensor`
 #[inline]
 pub fn f_special_erfcx(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1450, "aten::special_erfcx", [Arg::Tensor(self_)])
+    call_tensor_flat(1450, "aten::special_erfcx", 1, [Arg::Tensor(self_)])
 }
 /// `aten::special_erfcx(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_erfcx(self_: &Tensor) -> Tensor {
-    check(f_special_erfcx(self_))
+    apply_tensor_flat(1450, "aten::special_erfcx", 1, [Arg::Tensor(self_)])
 }
 /// `aten::special_erfinv(Tensor self) -> Tensor`
 #[inline]
 pub fn f_special_erfinv(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1451, "aten::special_erfinv", [Arg::Tensor(self_)])
+    call_tensor_flat(1451, "aten::special_erfinv", 1, [Arg::Tensor(self_)])
 }
 /// `aten::special_erfinv(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_erfinv(self_: &Tensor) -> Tensor {
-    check(f_special_erfinv(self_))
+    apply_tensor_flat(1451, "aten::special_erfinv", 1, [Arg::Tensor(self_)])
 }
 /// `aten::special_exp2(Tensor self) -> Tensor`
 #[inline]
 pub fn f_special_exp2(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1452, "aten::special_exp2", [Arg::Tensor(self_)])
+    call_tensor_flat(1452, "aten::special_exp2", 1, [Arg::Tensor(self_)])
 }
 /// `aten::special_exp2(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_exp2(self_: &Tensor) -> Tensor {
-    check(f_special_exp2(self_))
+    apply_tensor_flat(1452, "aten::special_exp2", 1, [Arg::Tensor(self_)])
 }
 /// `aten::special_expit(Tensor self) -> Tensor`
 #[inline]
 pub fn f_special_expit(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1453, "aten::special_expit", [Arg::Tensor(self_)])
+    call_tensor_flat(1453, "aten::special_expit", 1, [Arg::Tensor(self_)])
 }
 /// `aten::special_expit(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_expit(self_: &Tensor) -> Tensor {
-    check(f_special_expit(self_))
+    apply_tensor_flat(1453, "aten::special_expit", 1, [Arg::Tensor(self_)])
 }
 /// `aten::special_expm1(Tensor self) -> Tensor`
 #[inline]
 pub fn f_special_expm1(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1454, "aten::special_expm1", [Arg::Tensor(self_)])
+    call_tensor_flat(1454, "aten::special_expm1", 1, [Arg::Tensor(self_)])
 }
 /// `aten::special_expm1(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_expm1(self_: &Tensor) -> Tensor {
-    check(f_special_expm1(self_))
+    apply_tensor_flat(1454, "aten::special_expm1", 1, [Arg::Tensor(self_)])
 }
 /// `aten::special_gammainc(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_special_gammainc(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1455, "aten::special_gammainc", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(1455, "aten::special_gammainc", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::special_gammainc(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_gammainc(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_special_gammainc(self_, other))
+    apply_tensor_flat(1455, "aten::special_gammainc", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::special_gammaincc(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_special_gammaincc(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1456, "aten::special_gammaincc", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(1456, "aten::special_gammaincc", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::special_gammaincc(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_gammaincc(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_special_gammaincc(self_, other))
+    apply_tensor_flat(1456, "aten::special_gammaincc", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::special_gammaln(Tensor self) -> Tensor`
 #[inline]
 pub fn f_special_gammaln(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1457, "aten::special_gammaln", [Arg::Tensor(self_)])
+    call_tensor_flat(1457, "aten::special_gammaln", 1, [Arg::Tensor(self_)])
 }
 /// `aten::special_gammaln(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_gammaln(self_: &Tensor) -> Tensor {
-    check(f_special_gammaln(self_))
+    apply_tensor_flat(1457, "aten::special_gammaln", 1, [Arg::Tensor(self_)])
 }
 /// `aten::special_hermite_polynomial_h(Tensor x, Tensor n) -> Tensor`
 #[inline]
 pub fn f_special_hermite_polynomial_h(x: &Tensor, n: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1458, "aten::special_hermite_polynomial_h", [Arg::Tensor(x), Arg::Tensor(n)])
+    call_tensor_flat(1458, "aten::special_hermite_polynomial_h", 2, [Arg::Tensor(x), Arg::Tensor(n)])
 }
 /// `aten::special_hermite_polynomial_h(Tensor x, Tensor n) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_hermite_polynomial_h(x: &Tensor, n: &Tensor) -> Tensor {
-    check(f_special_hermite_polynomial_h(x, n))
+    apply_tensor_flat(1458, "aten::special_hermite_polynomial_h", 2, [Arg::Tensor(x), Arg::Tensor(n)])
 }
 /// `aten::special_hermite_polynomial_h.x_scalar(Scalar x, Tensor n) -> Tensor`
 #[inline]
 pub fn f_special_hermite_polynomial_h_x_scalar(x: impl Into<Scalar>, n: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1459, "aten::special_hermite_polynomial_h.x_scalar", [x.into().arg(), Arg::Tensor(n)])
+    call_tensor_flat(1459, "aten::special_hermite_polynomial_h.x_scalar", 2, [x.into().arg(), Arg::Tensor(n)])
 }
 /// `aten::special_hermite_polynomial_h.x_scalar(Scalar x, Tensor n) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_hermite_polynomial_h_x_scalar(x: impl Into<Scalar>, n: &Tensor) -> Tensor {
-    check(f_special_hermite_polynomial_h_x_scalar(x, n))
+    apply_tensor_flat(1459, "aten::special_hermite_polynomial_h.x_scalar", 2, [x.into().arg(), Arg::Tensor(n)])
 }
 /// `aten::special_hermite_polynomial_h.n_scalar(Tensor x, Scalar n) -> Tensor`
 #[inline]
 pub fn f_special_hermite_polynomial_h_n_scalar(x: &Tensor, n: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1460, "aten::special_hermite_polynomial_h.n_scalar", [Arg::Tensor(x), n.into().arg()])
+    call_tensor_flat(1460, "aten::special_hermite_polynomial_h.n_scalar", 2, [Arg::Tensor(x), n.into().arg()])
 }
 /// `aten::special_hermite_polynomial_h.n_scalar(Tensor x, Scalar n) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_hermite_polynomial_h_n_scalar(x: &Tensor, n: impl Into<Scalar>) -> Tensor {
-    check(f_special_hermite_polynomial_h_n_scalar(x, n))
+    apply_tensor_flat(1460, "aten::special_hermite_polynomial_h.n_scalar", 2, [Arg::Tensor(x), n.into().arg()])
 }
 /// `aten::special_hermite_polynomial_he(Tensor x, Tensor n) -> Tensor`
 #[inline]
 pub fn f_special_hermite_polynomial_he(x: &Tensor, n: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1461, "aten::special_hermite_polynomial_he", [Arg::Tensor(x), Arg::Tensor(n)])
+    call_tensor_flat(1461, "aten::special_hermite_polynomial_he", 2, [Arg::Tensor(x), Arg::Tensor(n)])
 }
 /// `aten::special_hermite_polynomial_he(Tensor x, Tensor n) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_hermite_polynomial_he(x: &Tensor, n: &Tensor) -> Tensor {
-    check(f_special_hermite_polynomial_he(x, n))
+    apply_tensor_flat(1461, "aten::special_hermite_polynomial_he", 2, [Arg::Tensor(x), Arg::Tensor(n)])
 }
 /// `aten::special_hermite_polynomial_he.x_scalar(Scalar x, Tensor n) -> Tensor`
 #[inline]
 pub fn f_special_hermite_polynomial_he_x_scalar(x: impl Into<Scalar>, n: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1462, "aten::special_hermite_polynomial_he.x_scalar", [x.into().arg(), Arg::Tensor(n)])
+    call_tensor_flat(1462, "aten::special_hermite_polynomial_he.x_scalar", 2, [x.into().arg(), Arg::Tensor(n)])
 }
 /// `aten::special_hermite_polynomial_he.x_scalar(Scalar x, Tensor n) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_hermite_polynomial_he_x_scalar(x: impl Into<Scalar>, n: &Tensor) -> Tensor {
-    check(f_special_hermite_polynomial_he_x_scalar(x, n))
+    apply_tensor_flat(1462, "aten::special_hermite_polynomial_he.x_scalar", 2, [x.into().arg(), Arg::Tensor(n)])
 }
 /// `aten::special_hermite_polynomial_he.n_scalar(Tensor x, Scalar n) -> Tensor`
 #[inline]
 pub fn f_special_hermite_polynomial_he_n_scalar(x: &Tensor, n: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1463, "aten::special_hermite_polynomial_he.n_scalar", [Arg::Tensor(x), n.into().arg()])
+    call_tensor_flat(1463, "aten::special_hermite_polynomial_he.n_scalar", 2, [Arg::Tensor(x), n.into().arg()])
 }
 /// `aten::special_hermite_polynomial_he.n_scalar(Tensor x, Scalar n) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_hermite_polynomial_he_n_scalar(x: &Tensor, n: impl Into<Scalar>) -> Tensor {
-    check(f_special_hermite_polynomial_he_n_scalar(x, n))
+    apply_tensor_flat(1463, "aten::special_hermite_polynomial_he.n_scalar", 2, [Arg::Tensor(x), n.into().arg()])
 }
 /// `aten::special_i0(Tensor self) -> Tensor`
 #[inline]
 pub fn f_special_i0(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1464, "aten::special_i0", [Arg::Tensor(self_)])
+    call_tensor_flat(1464, "aten::special_i0", 1, [Arg::Tensor(self_)])
 }
 /// `aten::special_i0(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_i0(self_: &Tensor) -> Tensor {
-    check(f_special_i0(self_))
+    apply_tensor_flat(1464, "aten::special_i0", 1, [Arg::Tensor(self_)])
 }
 /// `aten::special_i0e(Tensor self) -> Tensor`
 #[inline]
 pub fn f_special_i0e(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1465, "aten::special_i0e", [Arg::Tensor(self_)])
+    call_tensor_flat(1465, "aten::special_i0e", 1, [Arg::Tensor(self_)])
 }
 /// `aten::special_i0e(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_i0e(self_: &Tensor) -> Tensor {
-    check(f_special_i0e(self_))
+    apply_tensor_flat(1465, "aten::special_i0e", 1, [Arg::Tensor(self_)])
 }
 /// `aten::special_i1(Tensor self) -> Tensor`
 #[inline]
 pub fn f_special_i1(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1466, "aten::special_i1", [Arg::Tensor(self_)])
+    call_tensor_flat(1466, "aten::special_i1", 1, [Arg::Tensor(self_)])
 }
 /// `aten::special_i1(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_i1(self_: &Tensor) -> Tensor {
-    check(f_special_i1(self_))
+    apply_tensor_flat(1466, "aten::special_i1", 1, [Arg::Tensor(self_)])
 }
 /// `aten::special_i1e(Tensor self) -> Tensor`
 #[inline]
 pub fn f_special_i1e(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1467, "aten::special_i1e", [Arg::Tensor(self_)])
+    call_tensor_flat(1467, "aten::special_i1e", 1, [Arg::Tensor(self_)])
 }
 /// `aten::special_i1e(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_i1e(self_: &Tensor) -> Tensor {
-    check(f_special_i1e(self_))
+    apply_tensor_flat(1467, "aten::special_i1e", 1, [Arg::Tensor(self_)])
 }
 /// `aten::special_laguerre_polynomial_l(Tensor x, Tensor n) -> Tensor`
 #[inline]
 pub fn f_special_laguerre_polynomial_l(x: &Tensor, n: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1468, "aten::special_laguerre_polynomial_l", [Arg::Tensor(x), Arg::Tensor(n)])
+    call_tensor_flat(1468, "aten::special_laguerre_polynomial_l", 2, [Arg::Tensor(x), Arg::Tensor(n)])
 }
 /// `aten::special_laguerre_polynomial_l(Tensor x, Tensor n) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_laguerre_polynomial_l(x: &Tensor, n: &Tensor) -> Tensor {
-    check(f_special_laguerre_polynomial_l(x, n))
+    apply_tensor_flat(1468, "aten::special_laguerre_polynomial_l", 2, [Arg::Tensor(x), Arg::Tensor(n)])
 }
 /// `aten::special_laguerre_polynomial_l.x_scalar(Scalar x, Tensor n) -> Tensor`
 #[inline]
 pub fn f_special_laguerre_polynomial_l_x_scalar(x: impl Into<Scalar>, n: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1469, "aten::special_laguerre_polynomial_l.x_scalar", [x.into().arg(), Arg::Tensor(n)])
+    call_tensor_flat(1469, "aten::special_laguerre_polynomial_l.x_scalar", 2, [x.into().arg(), Arg::Tensor(n)])
 }
 /// `aten::special_laguerre_polynomial_l.x_scalar(Scalar x, Tensor n) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_laguerre_polynomial_l_x_scalar(x: impl Into<Scalar>, n: &Tensor) -> Tensor {
-    check(f_special_laguerre_polynomial_l_x_scalar(x, n))
+    apply_tensor_flat(1469, "aten::special_laguerre_polynomial_l.x_scalar", 2, [x.into().arg(), Arg::Tensor(n)])
 }
 /// `aten::special_laguerre_polynomial_l.n_scalar(Tensor x, Scalar n) -> Tensor`
 #[inline]
 pub fn f_special_laguerre_polynomial_l_n_scalar(x: &Tensor, n: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1470, "aten::special_laguerre_polynomial_l.n_scalar", [Arg::Tensor(x), n.into().arg()])
+    call_tensor_flat(1470, "aten::special_laguerre_polynomial_l.n_scalar", 2, [Arg::Tensor(x), n.into().arg()])
 }
 /// `aten::special_laguerre_polynomial_l.n_scalar(Tensor x, Scalar n) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_laguerre_polynomial_l_n_scalar(x: &Tensor, n: impl Into<Scalar>) -> Tensor {
-    check(f_special_laguerre_polynomial_l_n_scalar(x, n))
+    apply_tensor_flat(1470, "aten::special_laguerre_polynomial_l.n_scalar", 2, [Arg::Tensor(x), n.into().arg()])
 }
 /// `aten::special_legendre_polynomial_p(Tensor x, Tensor n) -> Tensor`
 #[inline]
 pub fn f_special_legendre_polynomial_p(x: &Tensor, n: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1471, "aten::special_legendre_polynomial_p", [Arg::Tensor(x), Arg::Tensor(n)])
+    call_tensor_flat(1471, "aten::special_legendre_polynomial_p", 2, [Arg::Tensor(x), Arg::Tensor(n)])
 }
 /// `aten::special_legendre_polynomial_p(Tensor x, Tensor n) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_legendre_polynomial_p(x: &Tensor, n: &Tensor) -> Tensor {
-    check(f_special_legendre_polynomial_p(x, n))
+    apply_tensor_flat(1471, "aten::special_legendre_polynomial_p", 2, [Arg::Tensor(x), Arg::Tensor(n)])
 }
 /// `aten::special_legendre_polynomial_p.x_scalar(Scalar x, Tensor n) -> Tensor`
 #[inline]
 pub fn f_special_legendre_polynomial_p_x_scalar(x: impl Into<Scalar>, n: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1472, "aten::special_legendre_polynomial_p.x_scalar", [x.into().arg(), Arg::Tensor(n)])
+    call_tensor_flat(1472, "aten::special_legendre_polynomial_p.x_scalar", 2, [x.into().arg(), Arg::Tensor(n)])
 }
 /// `aten::special_legendre_polynomial_p.x_scalar(Scalar x, Tensor n) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_legendre_polynomial_p_x_scalar(x: impl Into<Scalar>, n: &Tensor) -> Tensor {
-    check(f_special_legendre_polynomial_p_x_scalar(x, n))
+    apply_tensor_flat(1472, "aten::special_legendre_polynomial_p.x_scalar", 2, [x.into().arg(), Arg::Tensor(n)])
 }
 /// `aten::special_legendre_polynomial_p.n_scalar(Tensor x, Scalar n) -> Tensor`
 #[inline]
 pub fn f_special_legendre_polynomial_p_n_scalar(x: &Tensor, n: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1473, "aten::special_legendre_polynomial_p.n_scalar", [Arg::Tensor(x), n.into().arg()])
+    call_tensor_flat(1473, "aten::special_legendre_polynomial_p.n_scalar", 2, [Arg::Tensor(x), n.into().arg()])
 }
 /// `aten::special_legendre_polynomial_p.n_scalar(Tensor x, Scalar n) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_legendre_polynomial_p_n_scalar(x: &Tensor, n: impl Into<Scalar>) -> Tensor {
-    check(f_special_legendre_polynomial_p_n_scalar(x, n))
+    apply_tensor_flat(1473, "aten::special_legendre_polynomial_p.n_scalar", 2, [Arg::Tensor(x), n.into().arg()])
 }
 /// `aten::special_log1p(Tensor self) -> Tensor`
 #[inline]
 pub fn f_special_log1p(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1474, "aten::special_log1p", [Arg::Tensor(self_)])
+    call_tensor_flat(1474, "aten::special_log1p", 1, [Arg::Tensor(self_)])
 }
 /// `aten::special_log1p(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_log1p(self_: &Tensor) -> Tensor {
-    check(f_special_log1p(self_))
+    apply_tensor_flat(1474, "aten::special_log1p", 1, [Arg::Tensor(self_)])
 }
 /// `aten::special_log_ndtr(Tensor self) -> Tensor`
 #[inline]
 pub fn f_special_log_ndtr(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1475, "aten::special_log_ndtr", [Arg::Tensor(self_)])
+    call_tensor_flat(1475, "aten::special_log_ndtr", 1, [Arg::Tensor(self_)])
 }
 /// `aten::special_log_ndtr(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_log_ndtr(self_: &Tensor) -> Tensor {
-    check(f_special_log_ndtr(self_))
+    apply_tensor_flat(1475, "aten::special_log_ndtr", 1, [Arg::Tensor(self_)])
 }
 /// `aten::special_log_softmax(Tensor self, int dim, *, ScalarType? dtype=None) -> Tensor`
 #[inline]
 pub fn f_special_log_softmax(self_: &Tensor, dim: i64, dtype: Option<Dtype>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1476, "aten::special_log_softmax", [Arg::Tensor(self_), Arg::Int(dim), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
+    call_tensor_flat(1476, "aten::special_log_softmax", 2, [Arg::Tensor(self_), Arg::Int(dim), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
 }
 /// `aten::special_log_softmax(Tensor self, int dim, *, ScalarType? dtype=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_log_softmax(self_: &Tensor, dim: i64, dtype: Option<Dtype>) -> Tensor {
-    check(f_special_log_softmax(self_, dim, dtype))
+    apply_tensor_flat(1476, "aten::special_log_softmax", 2, [Arg::Tensor(self_), Arg::Int(dim), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
 }
 /// `aten::special_logit(Tensor self, float? eps=None) -> Tensor`
 #[inline]
 pub fn f_special_logit(self_: &Tensor, eps: Option<f64>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1477, "aten::special_logit", [Arg::Tensor(self_), eps.map_or(Arg::None, |v| Arg::Float(v))])
+    call_tensor_flat(1477, "aten::special_logit", 1, [Arg::Tensor(self_), eps.map_or(Arg::None, |v| Arg::Float(v))])
 }
 /// `aten::special_logit(Tensor self, float? eps=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_logit(self_: &Tensor, eps: Option<f64>) -> Tensor {
-    check(f_special_logit(self_, eps))
+    apply_tensor_flat(1477, "aten::special_logit", 1, [Arg::Tensor(self_), eps.map_or(Arg::None, |v| Arg::Float(v))])
 }
 /// `aten::special_logsumexp(Tensor self, int[1] dim, bool keepdim=False) -> Tensor`
 #[inline]
 pub fn f_special_logsumexp(self_: &Tensor, dim: &[i64], keepdim: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1478, "aten::special_logsumexp", [Arg::Tensor(self_), Arg::Ints(dim.to_vec()), Arg::Boolean(keepdim)])
+    call_tensor_flat(1478, "aten::special_logsumexp", 3, [Arg::Tensor(self_), Arg::Ints(dim.to_vec()), Arg::Boolean(keepdim)])
 }
 /// `aten::special_logsumexp(Tensor self, int[1] dim, bool keepdim=False) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_logsumexp(self_: &Tensor, dim: &[i64], keepdim: bool) -> Tensor {
-    check(f_special_logsumexp(self_, dim, keepdim))
+    apply_tensor_flat(1478, "aten::special_logsumexp", 3, [Arg::Tensor(self_), Arg::Ints(dim.to_vec()), Arg::Boolean(keepdim)])
 }
 /// `aten::special_modified_bessel_i0(Tensor self) -> Tensor`
 #[inline]
 pub fn f_special_modified_bessel_i0(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1479, "aten::special_modified_bessel_i0", [Arg::Tensor(self_)])
+    call_tensor_flat(1479, "aten::special_modified_bessel_i0", 1, [Arg::Tensor(self_)])
 }
 /// `aten::special_modified_bessel_i0(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_modified_bessel_i0(self_: &Tensor) -> Tensor {
-    check(f_special_modified_bessel_i0(self_))
+    apply_tensor_flat(1479, "aten::special_modified_bessel_i0", 1, [Arg::Tensor(self_)])
 }
 /// `aten::special_modified_bessel_i1(Tensor self) -> Tensor`
 #[inline]
 pub fn f_special_modified_bessel_i1(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1480, "aten::special_modified_bessel_i1", [Arg::Tensor(self_)])
+    call_tensor_flat(1480, "aten::special_modified_bessel_i1", 1, [Arg::Tensor(self_)])
 }
 /// `aten::special_modified_bessel_i1(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_modified_bessel_i1(self_: &Tensor) -> Tensor {
-    check(f_special_modified_bessel_i1(self_))
+    apply_tensor_flat(1480, "aten::special_modified_bessel_i1", 1, [Arg::Tensor(self_)])
 }
 /// `aten::special_modified_bessel_k0(Tensor self) -> Tensor`
 #[inline]
 pub fn f_special_modified_bessel_k0(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1481, "aten::special_modified_bessel_k0", [Arg::Tensor(self_)])
+    call_tensor_flat(1481, "aten::special_modified_bessel_k0", 1, [Arg::Tensor(self_)])
 }
 /// `aten::special_modified_bessel_k0(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_modified_bessel_k0(self_: &Tensor) -> Tensor {
-    check(f_special_modified_bessel_k0(self_))
+    apply_tensor_flat(1481, "aten::special_modified_bessel_k0", 1, [Arg::Tensor(self_)])
 }
 /// `aten::special_modified_bessel_k1(Tensor self) -> Tensor`
 #[inline]
 pub fn f_special_modified_bessel_k1(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1482, "aten::special_modified_bessel_k1", [Arg::Tensor(self_)])
+    call_tensor_flat(1482, "aten::special_modified_bessel_k1", 1, [Arg::Tensor(self_)])
 }
 /// `aten::special_modified_bessel_k1(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_modified_bessel_k1(self_: &Tensor) -> Tensor {
-    check(f_special_modified_bessel_k1(self_))
+    apply_tensor_flat(1482, "aten::special_modified_bessel_k1", 1, [Arg::Tensor(self_)])
 }
 /// `aten::special_multigammaln(Tensor self, int p) -> Tensor`
 #[inline]
 pub fn f_special_multigammaln(self_: &Tensor, p: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1483, "aten::special_multigammaln", [Arg::Tensor(self_), Arg::Int(p)])
+    call_tensor_flat(1483, "aten::special_multigammaln", 2, [Arg::Tensor(self_), Arg::Int(p)])
 }
 /// `aten::special_multigammaln(Tensor self, int p) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_multigammaln(self_: &Tensor, p: i64) -> Tensor {
-    check(f_special_multigammaln(self_, p))
+    apply_tensor_flat(1483, "aten::special_multigammaln", 2, [Arg::Tensor(self_), Arg::Int(p)])
 }
 /// `aten::special_ndtr(Tensor self) -> Tensor`
 #[inline]
 pub fn f_special_ndtr(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1484, "aten::special_ndtr", [Arg::Tensor(self_)])
+    call_tensor_flat(1484, "aten::special_ndtr", 1, [Arg::Tensor(self_)])
 }
 /// `aten::special_ndtr(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_ndtr(self_: &Tensor) -> Tensor {
-    check(f_special_ndtr(self_))
+    apply_tensor_flat(1484, "aten::special_ndtr", 1, [Arg::Tensor(self_)])
 }
 /// `aten::special_ndtri(Tensor self) -> Tensor`
 #[inline]
 pub fn f_special_ndtri(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1485, "aten::special_ndtri", [Arg::Tensor(self_)])
+    call_tensor_flat(1485, "aten::special_ndtri", 1, [Arg::Tensor(self_)])
 }
 /// `aten::special_ndtri(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_ndtri(self_: &Tensor) -> Tensor {
-    check(f_special_ndtri(self_))
+    apply_tensor_flat(1485, "aten::special_ndtri", 1, [Arg::Tensor(self_)])
 }
 /// `aten::special_polygamma(int n, Tensor self) -> Tensor`
 #[inline]
 pub fn f_special_polygamma(n: i64, self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1486, "aten::special_polygamma", [Arg::Int(n), Arg::Tensor(self_)])
+    call_tensor_flat(1486, "aten::special_polygamma", 2, [Arg::Int(n), Arg::Tensor(self_)])
 }
 /// `aten::special_polygamma(int n, Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_polygamma(n: i64, self_: &Tensor) -> Tensor {
-    check(f_special_polygamma(n, self_))
+    apply_tensor_flat(1486, "aten::special_polygamma", 2, [Arg::Int(n), Arg::Tensor(self_)])
 }
 /// `aten::special_psi(Tensor self) -> Tensor`
 #[inline]
 pub fn f_special_psi(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1487, "aten::special_psi", [Arg::Tensor(self_)])
+    call_tensor_flat(1487, "aten::special_psi", 1, [Arg::Tensor(self_)])
 }
 /// `aten::special_psi(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_psi(self_: &Tensor) -> Tensor {
-    check(f_special_psi(self_))
+    apply_tensor_flat(1487, "aten::special_psi", 1, [Arg::Tensor(self_)])
 }
 /// `aten::special_round(Tensor self, *, int decimals=0) -> Tensor`
 #[inline]
 pub fn f_special_round(self_: &Tensor, decimals: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1488, "aten::special_round", [Arg::Tensor(self_), Arg::Int(decimals)])
+    call_tensor_flat(1488, "aten::special_round", 2, [Arg::Tensor(self_), Arg::Int(decimals)])
 }
 /// `aten::special_round(Tensor self, *, int decimals=0) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_round(self_: &Tensor, decimals: i64) -> Tensor {
-    check(f_special_round(self_, decimals))
+    apply_tensor_flat(1488, "aten::special_round", 2, [Arg::Tensor(self_), Arg::Int(decimals)])
 }
 /// `aten::special_scaled_modified_bessel_k0(Tensor x) -> Tensor`
 #[inline]
 pub fn f_special_scaled_modified_bessel_k0(x: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1489, "aten::special_scaled_modified_bessel_k0", [Arg::Tensor(x)])
+    call_tensor_flat(1489, "aten::special_scaled_modified_bessel_k0", 1, [Arg::Tensor(x)])
 }
 /// `aten::special_scaled_modified_bessel_k0(Tensor x) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_scaled_modified_bessel_k0(x: &Tensor) -> Tensor {
-    check(f_special_scaled_modified_bessel_k0(x))
+    apply_tensor_flat(1489, "aten::special_scaled_modified_bessel_k0", 1, [Arg::Tensor(x)])
 }
 /// `aten::special_scaled_modified_bessel_k1(Tensor x) -> Tensor`
 #[inline]
 pub fn f_special_scaled_modified_bessel_k1(x: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1490, "aten::special_scaled_modified_bessel_k1", [Arg::Tensor(x)])
+    call_tensor_flat(1490, "aten::special_scaled_modified_bessel_k1", 1, [Arg::Tensor(x)])
 }
 /// `aten::special_scaled_modified_bessel_k1(Tensor x) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_scaled_modified_bessel_k1(x: &Tensor) -> Tensor {
-    check(f_special_scaled_modified_bessel_k1(x))
+    apply_tensor_flat(1490, "aten::special_scaled_modified_bessel_k1", 1, [Arg::Tensor(x)])
 }
 /// `aten::special_shifted_chebyshev_polynomial_t(Tensor x, Tensor n) -> Tensor`
 #[inline]
 pub fn f_special_shifted_chebyshev_polynomial_t(x: &Tensor, n: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1491, "aten::special_shifted_chebyshev_polynomial_t", [Arg::Tensor(x), Arg::Tensor(n)])
+    call_tensor_flat(1491, "aten::special_shifted_chebyshev_polynomial_t", 2, [Arg::Tensor(x), Arg::Tensor(n)])
 }
 /// `aten::special_shifted_chebyshev_polynomial_t(Tensor x, Tensor n) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_shifted_chebyshev_polynomial_t(x: &Tensor, n: &Tensor) -> Tensor {
-    check(f_special_shifted_chebyshev_polynomial_t(x, n))
+    apply_tensor_flat(1491, "aten::special_shifted_chebyshev_polynomial_t", 2, [Arg::Tensor(x), Arg::Tensor(n)])
 }
 /// `aten::special_shifted_chebyshev_polynomial_t.x_scalar(Scalar x, Tensor n) -> Tensor`
 #[inline]
 pub fn f_special_shifted_chebyshev_polynomial_t_x_scalar(x: impl Into<Scalar>, n: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1492, "aten::special_shifted_chebyshev_polynomial_t.x_scalar", [x.into().arg(), Arg::Tensor(n)])
+    call_tensor_flat(1492, "aten::special_shifted_chebyshev_polynomial_t.x_scalar", 2, [x.into().arg(), Arg::Tensor(n)])
 }
 /// `aten::special_shifted_chebyshev_polynomial_t.x_scalar(Scalar x, Tensor n) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_shifted_chebyshev_polynomial_t_x_scalar(x: impl Into<Scalar>, n: &Tensor) -> Tensor {
-    check(f_special_shifted_chebyshev_polynomial_t_x_scalar(x, n))
+    apply_tensor_flat(1492, "aten::special_shifted_chebyshev_polynomial_t.x_scalar", 2, [x.into().arg(), Arg::Tensor(n)])
 }
 /// `aten::special_shifted_chebyshev_polynomial_t.n_scalar(Tensor x, Scalar n) -> Tensor`
 #[inline]
 pub fn f_special_shifted_chebyshev_polynomial_t_n_scalar(x: &Tensor, n: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1493, "aten::special_shifted_chebyshev_polynomial_t.n_scalar", [Arg::Tensor(x), n.into().arg()])
+    call_tensor_flat(1493, "aten::special_shifted_chebyshev_polynomial_t.n_scalar", 2, [Arg::Tensor(x), n.into().arg()])
 }
 /// `aten::special_shifted_chebyshev_polynomial_t.n_scalar(Tensor x, Scalar n) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_shifted_chebyshev_polynomial_t_n_scalar(x: &Tensor, n: impl Into<Scalar>) -> Tensor {
-    check(f_special_shifted_chebyshev_polynomial_t_n_scalar(x, n))
+    apply_tensor_flat(1493, "aten::special_shifted_chebyshev_polynomial_t.n_scalar", 2, [Arg::Tensor(x), n.into().arg()])
 }
 /// `aten::special_shifted_chebyshev_polynomial_u(Tensor x, Tensor n) -> Tensor`
 #[inline]
 pub fn f_special_shifted_chebyshev_polynomial_u(x: &Tensor, n: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1494, "aten::special_shifted_chebyshev_polynomial_u", [Arg::Tensor(x), Arg::Tensor(n)])
+    call_tensor_flat(1494, "aten::special_shifted_chebyshev_polynomial_u", 2, [Arg::Tensor(x), Arg::Tensor(n)])
 }
 /// `aten::special_shifted_chebyshev_polynomial_u(Tensor x, Tensor n) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_shifted_chebyshev_polynomial_u(x: &Tensor, n: &Tensor) -> Tensor {
-    check(f_special_shifted_chebyshev_polynomial_u(x, n))
+    apply_tensor_flat(1494, "aten::special_shifted_chebyshev_polynomial_u", 2, [Arg::Tensor(x), Arg::Tensor(n)])
 }
 /// `aten::special_shifted_chebyshev_polynomial_u.x_scalar(Scalar x, Tensor n) -> Tensor`
 #[inline]
 pub fn f_special_shifted_chebyshev_polynomial_u_x_scalar(x: impl Into<Scalar>, n: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1495, "aten::special_shifted_chebyshev_polynomial_u.x_scalar", [x.into().arg(), Arg::Tensor(n)])
+    call_tensor_flat(1495, "aten::special_shifted_chebyshev_polynomial_u.x_scalar", 2, [x.into().arg(), Arg::Tensor(n)])
 }
 /// `aten::special_shifted_chebyshev_polynomial_u.x_scalar(Scalar x, Tensor n) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_shifted_chebyshev_polynomial_u_x_scalar(x: impl Into<Scalar>, n: &Tensor) -> Tensor {
-    check(f_special_shifted_chebyshev_polynomial_u_x_scalar(x, n))
+    apply_tensor_flat(1495, "aten::special_shifted_chebyshev_polynomial_u.x_scalar", 2, [x.into().arg(), Arg::Tensor(n)])
 }
 /// `aten::special_shifted_chebyshev_polynomial_u.n_scalar(Tensor x, Scalar n) -> Tensor`
 #[inline]
 pub fn f_special_shifted_chebyshev_polynomial_u_n_scalar(x: &Tensor, n: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1496, "aten::special_shifted_chebyshev_polynomial_u.n_scalar", [Arg::Tensor(x), n.into().arg()])
+    call_tensor_flat(1496, "aten::special_shifted_chebyshev_polynomial_u.n_scalar", 2, [Arg::Tensor(x), n.into().arg()])
 }
 /// `aten::special_shifted_chebyshev_polynomial_u.n_scalar(Tensor x, Scalar n) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_shifted_chebyshev_polynomial_u_n_scalar(x: &Tensor, n: impl Into<Scalar>) -> Tensor {
-    check(f_special_shifted_chebyshev_polynomial_u_n_scalar(x, n))
+    apply_tensor_flat(1496, "aten::special_shifted_chebyshev_polynomial_u.n_scalar", 2, [Arg::Tensor(x), n.into().arg()])
 }
 /// `aten::special_shifted_chebyshev_polynomial_v(Tensor x, Tensor n) -> Tensor`
 #[inline]
 pub fn f_special_shifted_chebyshev_polynomial_v(x: &Tensor, n: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1497, "aten::special_shifted_chebyshev_polynomial_v", [Arg::Tensor(x), Arg::Tensor(n)])
+    call_tensor_flat(1497, "aten::special_shifted_chebyshev_polynomial_v", 2, [Arg::Tensor(x), Arg::Tensor(n)])
 }
 /// `aten::special_shifted_chebyshev_polynomial_v(Tensor x, Tensor n) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_shifted_chebyshev_polynomial_v(x: &Tensor, n: &Tensor) -> Tensor {
-    check(f_special_shifted_chebyshev_polynomial_v(x, n))
+    apply_tensor_flat(1497, "aten::special_shifted_chebyshev_polynomial_v", 2, [Arg::Tensor(x), Arg::Tensor(n)])
 }
 /// `aten::special_shifted_chebyshev_polynomial_v.x_scalar(Scalar x, Tensor n) -> Tensor`
 #[inline]
 pub fn f_special_shifted_chebyshev_polynomial_v_x_scalar(x: impl Into<Scalar>, n: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1498, "aten::special_shifted_chebyshev_polynomial_v.x_scalar", [x.into().arg(), Arg::Tensor(n)])
+    call_tensor_flat(1498, "aten::special_shifted_chebyshev_polynomial_v.x_scalar", 2, [x.into().arg(), Arg::Tensor(n)])
 }
 /// `aten::special_shifted_chebyshev_polynomial_v.x_scalar(Scalar x, Tensor n) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_shifted_chebyshev_polynomial_v_x_scalar(x: impl Into<Scalar>, n: &Tensor) -> Tensor {
-    check(f_special_shifted_chebyshev_polynomial_v_x_scalar(x, n))
+    apply_tensor_flat(1498, "aten::special_shifted_chebyshev_polynomial_v.x_scalar", 2, [x.into().arg(), Arg::Tensor(n)])
 }
 /// `aten::special_shifted_chebyshev_polynomial_v.n_scalar(Tensor x, Scalar n) -> Tensor`
 #[inline]
 pub fn f_special_shifted_chebyshev_polynomial_v_n_scalar(x: &Tensor, n: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1499, "aten::special_shifted_chebyshev_polynomial_v.n_scalar", [Arg::Tensor(x), n.into().arg()])
+    call_tensor_flat(1499, "aten::special_shifted_chebyshev_polynomial_v.n_scalar", 2, [Arg::Tensor(x), n.into().arg()])
 }
 /// `aten::special_shifted_chebyshev_polynomial_v.n_scalar(Tensor x, Scalar n) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_shifted_chebyshev_polynomial_v_n_scalar(x: &Tensor, n: impl Into<Scalar>) -> Tensor {
-    check(f_special_shifted_chebyshev_polynomial_v_n_scalar(x, n))
+    apply_tensor_flat(1499, "aten::special_shifted_chebyshev_polynomial_v.n_scalar", 2, [Arg::Tensor(x), n.into().arg()])
 }
 /// `aten::special_shifted_chebyshev_polynomial_w(Tensor x, Tensor n) -> Tensor`
 #[inline]
 pub fn f_special_shifted_chebyshev_polynomial_w(x: &Tensor, n: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1500, "aten::special_shifted_chebyshev_polynomial_w", [Arg::Tensor(x), Arg::Tensor(n)])
+    call_tensor_flat(1500, "aten::special_shifted_chebyshev_polynomial_w", 2, [Arg::Tensor(x), Arg::Tensor(n)])
 }
 /// `aten::special_shifted_chebyshev_polynomial_w(Tensor x, Tensor n) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_shifted_chebyshev_polynomial_w(x: &Tensor, n: &Tensor) -> Tensor {
-    check(f_special_shifted_chebyshev_polynomial_w(x, n))
+    apply_tensor_flat(1500, "aten::special_shifted_chebyshev_polynomial_w", 2, [Arg::Tensor(x), Arg::Tensor(n)])
 }
 /// `aten::special_shifted_chebyshev_polynomial_w.x_scalar(Scalar x, Tensor n) -> Tensor`
 #[inline]
 pub fn f_special_shifted_chebyshev_polynomial_w_x_scalar(x: impl Into<Scalar>, n: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1501, "aten::special_shifted_chebyshev_polynomial_w.x_scalar", [x.into().arg(), Arg::Tensor(n)])
+    call_tensor_flat(1501, "aten::special_shifted_chebyshev_polynomial_w.x_scalar", 2, [x.into().arg(), Arg::Tensor(n)])
 }
 /// `aten::special_shifted_chebyshev_polynomial_w.x_scalar(Scalar x, Tensor n) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_shifted_chebyshev_polynomial_w_x_scalar(x: impl Into<Scalar>, n: &Tensor) -> Tensor {
-    check(f_special_shifted_chebyshev_polynomial_w_x_scalar(x, n))
+    apply_tensor_flat(1501, "aten::special_shifted_chebyshev_polynomial_w.x_scalar", 2, [x.into().arg(), Arg::Tensor(n)])
 }
 /// `aten::special_shifted_chebyshev_polynomial_w.n_scalar(Tensor x, Scalar n) -> Tensor`
 #[inline]
 pub fn f_special_shifted_chebyshev_polynomial_w_n_scalar(x: &Tensor, n: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1502, "aten::special_shifted_chebyshev_polynomial_w.n_scalar", [Arg::Tensor(x), n.into().arg()])
+    call_tensor_flat(1502, "aten::special_shifted_chebyshev_polynomial_w.n_scalar", 2, [Arg::Tensor(x), n.into().arg()])
 }
 /// `aten::special_shifted_chebyshev_polynomial_w.n_scalar(Tensor x, Scalar n) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_shifted_chebyshev_polynomial_w_n_scalar(x: &Tensor, n: impl Into<Scalar>) -> Tensor {
-    check(f_special_shifted_chebyshev_polynomial_w_n_scalar(x, n))
+    apply_tensor_flat(1502, "aten::special_shifted_chebyshev_polynomial_w.n_scalar", 2, [Arg::Tensor(x), n.into().arg()])
 }
 /// `aten::special_sinc(Tensor self) -> Tensor`
 #[inline]
 pub fn f_special_sinc(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1503, "aten::special_sinc", [Arg::Tensor(self_)])
+    call_tensor_flat(1503, "aten::special_sinc", 1, [Arg::Tensor(self_)])
 }
 /// `aten::special_sinc(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_sinc(self_: &Tensor) -> Tensor {
-    check(f_special_sinc(self_))
+    apply_tensor_flat(1503, "aten::special_sinc", 1, [Arg::Tensor(self_)])
 }
 /// `aten::special_softmax(Tensor self, int dim, ScalarType? dtype=None) -> Tensor`
 #[inline]
 pub fn f_special_softmax(self_: &Tensor, dim: i64, dtype: Option<Dtype>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1504, "aten::special_softmax", [Arg::Tensor(self_), Arg::Int(dim), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
+    call_tensor_flat(1504, "aten::special_softmax", 2, [Arg::Tensor(self_), Arg::Int(dim), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
 }
 /// `aten::special_softmax(Tensor self, int dim, ScalarType? dtype=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_softmax(self_: &Tensor, dim: i64, dtype: Option<Dtype>) -> Tensor {
-    check(f_special_softmax(self_, dim, dtype))
+    apply_tensor_flat(1504, "aten::special_softmax", 2, [Arg::Tensor(self_), Arg::Int(dim), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
 }
 /// `aten::special_spherical_bessel_j0(Tensor x) -> Tensor`
 #[inline]
 pub fn f_special_spherical_bessel_j0(x: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1505, "aten::special_spherical_bessel_j0", [Arg::Tensor(x)])
+    call_tensor_flat(1505, "aten::special_spherical_bessel_j0", 1, [Arg::Tensor(x)])
 }
 /// `aten::special_spherical_bessel_j0(Tensor x) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_spherical_bessel_j0(x: &Tensor) -> Tensor {
-    check(f_special_spherical_bessel_j0(x))
+    apply_tensor_flat(1505, "aten::special_spherical_bessel_j0", 1, [Arg::Tensor(x)])
 }
 /// `aten::special_xlog1py(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_special_xlog1py(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1506, "aten::special_xlog1py", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(1506, "aten::special_xlog1py", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::special_xlog1py(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_xlog1py(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_special_xlog1py(self_, other))
+    apply_tensor_flat(1506, "aten::special_xlog1py", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::special_xlog1py.other_scalar(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f_special_xlog1py_other_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1507, "aten::special_xlog1py.other_scalar", [Arg::Tensor(self_), other.into().arg()])
+    call_tensor_flat(1507, "aten::special_xlog1py.other_scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::special_xlog1py.other_scalar(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_xlog1py_other_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
-    check(f_special_xlog1py_other_scalar(self_, other))
+    apply_tensor_flat(1507, "aten::special_xlog1py.other_scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::special_xlog1py.self_scalar(Scalar self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_special_xlog1py_self_scalar(self_: impl Into<Scalar>, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1508, "aten::special_xlog1py.self_scalar", [self_.into().arg(), Arg::Tensor(other)])
+    call_tensor_flat(1508, "aten::special_xlog1py.self_scalar", 2, [self_.into().arg(), Arg::Tensor(other)])
 }
 /// `aten::special_xlog1py.self_scalar(Scalar self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_xlog1py_self_scalar(self_: impl Into<Scalar>, other: &Tensor) -> Tensor {
-    check(f_special_xlog1py_self_scalar(self_, other))
+    apply_tensor_flat(1508, "aten::special_xlog1py.self_scalar", 2, [self_.into().arg(), Arg::Tensor(other)])
 }
 /// `aten::special_xlogy(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_special_xlogy(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1509, "aten::special_xlogy", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(1509, "aten::special_xlogy", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::special_xlogy(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_xlogy(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_special_xlogy(self_, other))
+    apply_tensor_flat(1509, "aten::special_xlogy", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::special_xlogy.other_scalar(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f_special_xlogy_other_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1510, "aten::special_xlogy.other_scalar", [Arg::Tensor(self_), other.into().arg()])
+    call_tensor_flat(1510, "aten::special_xlogy.other_scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::special_xlogy.other_scalar(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_xlogy_other_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
-    check(f_special_xlogy_other_scalar(self_, other))
+    apply_tensor_flat(1510, "aten::special_xlogy.other_scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::special_xlogy.self_scalar(Scalar self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_special_xlogy_self_scalar(self_: impl Into<Scalar>, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1511, "aten::special_xlogy.self_scalar", [self_.into().arg(), Arg::Tensor(other)])
+    call_tensor_flat(1511, "aten::special_xlogy.self_scalar", 2, [self_.into().arg(), Arg::Tensor(other)])
 }
 /// `aten::special_xlogy.self_scalar(Scalar self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_xlogy_self_scalar(self_: impl Into<Scalar>, other: &Tensor) -> Tensor {
-    check(f_special_xlogy_self_scalar(self_, other))
+    apply_tensor_flat(1511, "aten::special_xlogy.self_scalar", 2, [self_.into().arg(), Arg::Tensor(other)])
 }
 /// `aten::special_zeta(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_special_zeta(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1512, "aten::special_zeta", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(1512, "aten::special_zeta", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::special_zeta(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_zeta(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_special_zeta(self_, other))
+    apply_tensor_flat(1512, "aten::special_zeta", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::special_zeta.other_scalar(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f_special_zeta_other_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1513, "aten::special_zeta.other_scalar", [Arg::Tensor(self_), other.into().arg()])
+    call_tensor_flat(1513, "aten::special_zeta.other_scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::special_zeta.other_scalar(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_zeta_other_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
-    check(f_special_zeta_other_scalar(self_, other))
+    apply_tensor_flat(1513, "aten::special_zeta.other_scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::special_zeta.self_scalar(Scalar self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_special_zeta_self_scalar(self_: impl Into<Scalar>, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1514, "aten::special_zeta.self_scalar", [self_.into().arg(), Arg::Tensor(other)])
+    call_tensor_flat(1514, "aten::special_zeta.self_scalar", 2, [self_.into().arg(), Arg::Tensor(other)])
 }
 /// `aten::special_zeta.self_scalar(Scalar self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn special_zeta_self_scalar(self_: impl Into<Scalar>, other: &Tensor) -> Tensor {
-    check(f_special_zeta_self_scalar(self_, other))
+    apply_tensor_flat(1514, "aten::special_zeta.self_scalar", 2, [self_.into().arg(), Arg::Tensor(other)])
 }
 /// `aten::split.Tensor(Tensor(a -> *) self, SymInt split_size, int dim=0) -> Tensor(a)[]`
 #[inline]
@@ -16378,132 +16378,132 @@ pub fn split_with_sizes_copy(self_: &Tensor, split_sizes: &[i64], dim: i64) -> V
 /// `aten::sqrt(Tensor self) -> Tensor`
 #[inline]
 pub fn f_sqrt(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1520, "aten::sqrt", [Arg::Tensor(self_)])
+    call_tensor_flat(1520, "aten::sqrt", 1, [Arg::Tensor(self_)])
 }
 /// `aten::sqrt(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn sqrt(self_: &Tensor) -> Tensor {
-    check(f_sqrt(self_))
+    apply_tensor_flat(1520, "aten::sqrt", 1, [Arg::Tensor(self_)])
 }
 /// `aten::sqrt_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_sqrt_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1521, "aten::sqrt_", [Arg::Tensor(self_)])
+    call_tensor_flat(1521, "aten::sqrt_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::sqrt_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn sqrt_(self_: &Tensor) -> Tensor {
-    check(f_sqrt_(self_))
+    apply_tensor_flat(1521, "aten::sqrt_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::square(Tensor self) -> Tensor`
 #[inline]
 pub fn f_square(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1522, "aten::square", [Arg::Tensor(self_)])
+    call_tensor_flat(1522, "aten::square", 1, [Arg::Tensor(self_)])
 }
 /// `aten::square(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn square(self_: &Tensor) -> Tensor {
-    check(f_square(self_))
+    apply_tensor_flat(1522, "aten::square", 1, [Arg::Tensor(self_)])
 }
 /// `aten::square_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_square_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1523, "aten::square_", [Arg::Tensor(self_)])
+    call_tensor_flat(1523, "aten::square_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::square_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn square_(self_: &Tensor) -> Tensor {
-    check(f_square_(self_))
+    apply_tensor_flat(1523, "aten::square_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::squeeze(Tensor(a) self) -> Tensor(a)`
 #[inline]
 pub fn f_squeeze(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1524, "aten::squeeze", [Arg::Tensor(self_)])
+    call_tensor_flat(1524, "aten::squeeze", 1, [Arg::Tensor(self_)])
 }
 /// `aten::squeeze(Tensor(a) self) -> Tensor(a)`; panics with torch's message.
 #[inline]
 pub fn squeeze(self_: &Tensor) -> Tensor {
-    check(f_squeeze(self_))
+    apply_tensor_flat(1524, "aten::squeeze", 1, [Arg::Tensor(self_)])
 }
 /// `aten::squeeze.dim(Tensor(a) self, int dim) -> Tensor(a)`
 #[inline]
 pub fn f_squeeze_dim(self_: &Tensor, dim: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1525, "aten::squeeze.dim", [Arg::Tensor(self_), Arg::Int(dim)])
+    call_tensor_flat(1525, "aten::squeeze.dim", 2, [Arg::Tensor(self_), Arg::Int(dim)])
 }
 /// `aten::squeeze.dim(Tensor(a) self, int dim) -> Tensor(a)`; panics with torch's message.
 #[inline]
 pub fn squeeze_dim(self_: &Tensor, dim: i64) -> Tensor {
-    check(f_squeeze_dim(self_, dim))
+    apply_tensor_flat(1525, "aten::squeeze.dim", 2, [Arg::Tensor(self_), Arg::Int(dim)])
 }
 /// `aten::squeeze.dims(Tensor(a) self, int[] dim) -> Tensor(a)`
 #[inline]
 pub fn f_squeeze_dims(self_: &Tensor, dim: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1526, "aten::squeeze.dims", [Arg::Tensor(self_), Arg::Ints(dim.to_vec())])
+    call_tensor_flat(1526, "aten::squeeze.dims", 2, [Arg::Tensor(self_), Arg::Ints(dim.to_vec())])
 }
 /// `aten::squeeze.dims(Tensor(a) self, int[] dim) -> Tensor(a)`; panics with torch's message.
 #[inline]
 pub fn squeeze_dims(self_: &Tensor, dim: &[i64]) -> Tensor {
-    check(f_squeeze_dims(self_, dim))
+    apply_tensor_flat(1526, "aten::squeeze.dims", 2, [Arg::Tensor(self_), Arg::Ints(dim.to_vec())])
 }
 /// `aten::squeeze_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_squeeze_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1527, "aten::squeeze_", [Arg::Tensor(self_)])
+    call_tensor_flat(1527, "aten::squeeze_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::squeeze_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn squeeze_(self_: &Tensor) -> Tensor {
-    check(f_squeeze_(self_))
+    apply_tensor_flat(1527, "aten::squeeze_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::squeeze_.dim(Tensor(a!) self, int dim) -> Tensor(a!)`
 #[inline]
 pub fn f_squeeze_dim_(self_: &Tensor, dim: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1528, "aten::squeeze_.dim", [Arg::Tensor(self_), Arg::Int(dim)])
+    call_tensor_flat(1528, "aten::squeeze_.dim", 2, [Arg::Tensor(self_), Arg::Int(dim)])
 }
 /// `aten::squeeze_.dim(Tensor(a!) self, int dim) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn squeeze_dim_(self_: &Tensor, dim: i64) -> Tensor {
-    check(f_squeeze_dim_(self_, dim))
+    apply_tensor_flat(1528, "aten::squeeze_.dim", 2, [Arg::Tensor(self_), Arg::Int(dim)])
 }
 /// `aten::squeeze_.dims(Tensor(a!) self, int[] dim) -> Tensor(a!)`
 #[inline]
 pub fn f_squeeze_dims_(self_: &Tensor, dim: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1529, "aten::squeeze_.dims", [Arg::Tensor(self_), Arg::Ints(dim.to_vec())])
+    call_tensor_flat(1529, "aten::squeeze_.dims", 2, [Arg::Tensor(self_), Arg::Ints(dim.to_vec())])
 }
 /// `aten::squeeze_.dims(Tensor(a!) self, int[] dim) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn squeeze_dims_(self_: &Tensor, dim: &[i64]) -> Tensor {
-    check(f_squeeze_dims_(self_, dim))
+    apply_tensor_flat(1529, "aten::squeeze_.dims", 2, [Arg::Tensor(self_), Arg::Ints(dim.to_vec())])
 }
 /// `aten::squeeze_copy(Tensor self) -> Tensor`
 #[inline]
 pub fn f_squeeze_copy(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1530, "aten::squeeze_copy", [Arg::Tensor(self_)])
+    call_tensor_flat(1530, "aten::squeeze_copy", 1, [Arg::Tensor(self_)])
 }
 /// `aten::squeeze_copy(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn squeeze_copy(self_: &Tensor) -> Tensor {
-    check(f_squeeze_copy(self_))
+    apply_tensor_flat(1530, "aten::squeeze_copy", 1, [Arg::Tensor(self_)])
 }
 /// `aten::squeeze_copy.dim(Tensor self, int dim) -> Tensor`
 #[inline]
 pub fn f_squeeze_copy_dim(self_: &Tensor, dim: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1531, "aten::squeeze_copy.dim", [Arg::Tensor(self_), Arg::Int(dim)])
+    call_tensor_flat(1531, "aten::squeeze_copy.dim", 2, [Arg::Tensor(self_), Arg::Int(dim)])
 }
 /// `aten::squeeze_copy.dim(Tensor self, int dim) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn squeeze_copy_dim(self_: &Tensor, dim: i64) -> Tensor {
-    check(f_squeeze_copy_dim(self_, dim))
+    apply_tensor_flat(1531, "aten::squeeze_copy.dim", 2, [Arg::Tensor(self_), Arg::Int(dim)])
 }
 /// `aten::squeeze_copy.dims(Tensor self, int[] dim) -> Tensor`
 #[inline]
 pub fn f_squeeze_copy_dims(self_: &Tensor, dim: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1532, "aten::squeeze_copy.dims", [Arg::Tensor(self_), Arg::Ints(dim.to_vec())])
+    call_tensor_flat(1532, "aten::squeeze_copy.dims", 2, [Arg::Tensor(self_), Arg::Ints(dim.to_vec())])
 }
 /// `aten::squeeze_copy.dims(Tensor self, int[] dim) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn squeeze_copy_dims(self_: &Tensor, dim: &[i64]) -> Tensor {
-    check(f_squeeze_copy_dims(self_, dim))
+    apply_tensor_flat(1532, "aten::squeeze_copy.dims", 2, [Arg::Tensor(self_), Arg::Ints(dim.to_vec())])
 }
 /// `aten::sspaddmm(Tensor self, Tensor mat1, Tensor mat2, *, Scalar beta=1, Scalar alpha=1) -> Tensor`
 #[inline]
@@ -16521,42 +16521,42 @@ pub fn sspaddmm(self_: &Tensor, mat1: &Tensor, mat2: &Tensor, beta: impl Into<Sc
 /// `aten::stack(Tensor[] tensors, int dim=0) -> Tensor`
 #[inline]
 pub fn f_stack(tensors: &[&Tensor], dim: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1534, "aten::stack", [Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect()), Arg::Int(dim)])
+    call_tensor_flat(1534, "aten::stack", 2, [Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect()), Arg::Int(dim)])
 }
 /// `aten::stack(Tensor[] tensors, int dim=0) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn stack(tensors: &[&Tensor], dim: i64) -> Tensor {
-    check(f_stack(tensors, dim))
+    apply_tensor_flat(1534, "aten::stack", 2, [Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect()), Arg::Int(dim)])
 }
 /// `aten::std(Tensor self, bool unbiased=True) -> Tensor`
 #[inline]
 pub fn f_std(self_: &Tensor, unbiased: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1535, "aten::std", [Arg::Tensor(self_), Arg::Boolean(unbiased)])
+    call_tensor_flat(1535, "aten::std", 2, [Arg::Tensor(self_), Arg::Boolean(unbiased)])
 }
 /// `aten::std(Tensor self, bool unbiased=True) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn std(self_: &Tensor, unbiased: bool) -> Tensor {
-    check(f_std(self_, unbiased))
+    apply_tensor_flat(1535, "aten::std", 2, [Arg::Tensor(self_), Arg::Boolean(unbiased)])
 }
 /// `aten::std.dim(Tensor self, int[1]? dim, bool unbiased=True, bool keepdim=False) -> Tensor`
 #[inline]
 pub fn f_std_dim(self_: &Tensor, dim: Option<&[i64]>, unbiased: bool, keepdim: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1536, "aten::std.dim", [Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(unbiased), Arg::Boolean(keepdim)])
+    call_tensor_flat(1536, "aten::std.dim", 4, [Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(unbiased), Arg::Boolean(keepdim)])
 }
 /// `aten::std.dim(Tensor self, int[1]? dim, bool unbiased=True, bool keepdim=False) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn std_dim(self_: &Tensor, dim: Option<&[i64]>, unbiased: bool, keepdim: bool) -> Tensor {
-    check(f_std_dim(self_, dim, unbiased, keepdim))
+    apply_tensor_flat(1536, "aten::std.dim", 4, [Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(unbiased), Arg::Boolean(keepdim)])
 }
 /// `aten::std.correction(Tensor self, int[1]? dim=None, *, Scalar? correction=None, bool keepdim=False) -> Tensor`
 #[inline]
 pub fn f_std_correction(self_: &Tensor, dim: Option<&[i64]>, correction: Option<Scalar>, keepdim: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1537, "aten::std.correction", [Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), correction.map_or(Arg::None, |v| v.arg()), Arg::Boolean(keepdim)])
+    call_tensor_flat(1537, "aten::std.correction", 4, [Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), correction.map_or(Arg::None, |v| v.arg()), Arg::Boolean(keepdim)])
 }
 /// `aten::std.correction(Tensor self, int[1]? dim=None, *, Scalar? correction=None, bool keepdim=False) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn std_correction(self_: &Tensor, dim: Option<&[i64]>, correction: Option<Scalar>, keepdim: bool) -> Tensor {
-    check(f_std_correction(self_, dim, correction, keepdim))
+    apply_tensor_flat(1537, "aten::std.correction", 4, [Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), correction.map_or(Arg::None, |v| v.arg()), Arg::Boolean(keepdim)])
 }
 /// `aten::std_mean(Tensor self, bool unbiased=True) -> (Tensor, Tensor)`
 #[inline]
@@ -16639,112 +16639,112 @@ pub fn stride(self_: &Tensor, dim: i64) -> i64 {
 /// `aten::sub.Tensor(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor`
 #[inline]
 pub fn f_sub(self_: &Tensor, other: &Tensor, alpha: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1545, "aten::sub.Tensor", [Arg::Tensor(self_), Arg::Tensor(other), alpha.into().arg()])
+    call_tensor_flat(1545, "aten::sub.Tensor", 3, [Arg::Tensor(self_), Arg::Tensor(other), alpha.into().arg()])
 }
 /// `aten::sub.Tensor(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn sub(self_: &Tensor, other: &Tensor, alpha: impl Into<Scalar>) -> Tensor {
-    check(f_sub(self_, other, alpha))
+    apply_tensor_flat(1545, "aten::sub.Tensor", 3, [Arg::Tensor(self_), Arg::Tensor(other), alpha.into().arg()])
 }
 /// `aten::sub.Scalar(Tensor self, Scalar other, Scalar alpha=1) -> Tensor`
 #[inline]
 pub fn f_sub_scalar(self_: &Tensor, other: impl Into<Scalar>, alpha: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1546, "aten::sub.Scalar", [Arg::Tensor(self_), other.into().arg(), alpha.into().arg()])
+    call_tensor_flat(1546, "aten::sub.Scalar", 3, [Arg::Tensor(self_), other.into().arg(), alpha.into().arg()])
 }
 /// `aten::sub.Scalar(Tensor self, Scalar other, Scalar alpha=1) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn sub_scalar(self_: &Tensor, other: impl Into<Scalar>, alpha: impl Into<Scalar>) -> Tensor {
-    check(f_sub_scalar(self_, other, alpha))
+    apply_tensor_flat(1546, "aten::sub.Scalar", 3, [Arg::Tensor(self_), other.into().arg(), alpha.into().arg()])
 }
 /// `aten::sub_.Tensor(Tensor(a!) self, Tensor other, *, Scalar alpha=1) -> Tensor(a!)`
 #[inline]
 pub fn f_sub_(self_: &Tensor, other: &Tensor, alpha: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1547, "aten::sub_.Tensor", [Arg::Tensor(self_), Arg::Tensor(other), alpha.into().arg()])
+    call_tensor_flat(1547, "aten::sub_.Tensor", 3, [Arg::Tensor(self_), Arg::Tensor(other), alpha.into().arg()])
 }
 /// `aten::sub_.Tensor(Tensor(a!) self, Tensor other, *, Scalar alpha=1) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn sub_(self_: &Tensor, other: &Tensor, alpha: impl Into<Scalar>) -> Tensor {
-    check(f_sub_(self_, other, alpha))
+    apply_tensor_flat(1547, "aten::sub_.Tensor", 3, [Arg::Tensor(self_), Arg::Tensor(other), alpha.into().arg()])
 }
 /// `aten::sub_.Scalar(Tensor(a!) self, Scalar other, Scalar alpha=1) -> Tensor(a!)`
 #[inline]
 pub fn f_sub_scalar_(self_: &Tensor, other: impl Into<Scalar>, alpha: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1548, "aten::sub_.Scalar", [Arg::Tensor(self_), other.into().arg(), alpha.into().arg()])
+    call_tensor_flat(1548, "aten::sub_.Scalar", 3, [Arg::Tensor(self_), other.into().arg(), alpha.into().arg()])
 }
 /// `aten::sub_.Scalar(Tensor(a!) self, Scalar other, Scalar alpha=1) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn sub_scalar_(self_: &Tensor, other: impl Into<Scalar>, alpha: impl Into<Scalar>) -> Tensor {
-    check(f_sub_scalar_(self_, other, alpha))
+    apply_tensor_flat(1548, "aten::sub_.Scalar", 3, [Arg::Tensor(self_), other.into().arg(), alpha.into().arg()])
 }
 /// `aten::subtract.Tensor(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor`
 #[inline]
 pub fn f_subtract(self_: &Tensor, other: &Tensor, alpha: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1549, "aten::subtract.Tensor", [Arg::Tensor(self_), Arg::Tensor(other), alpha.into().arg()])
+    call_tensor_flat(1549, "aten::subtract.Tensor", 3, [Arg::Tensor(self_), Arg::Tensor(other), alpha.into().arg()])
 }
 /// `aten::subtract.Tensor(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn subtract(self_: &Tensor, other: &Tensor, alpha: impl Into<Scalar>) -> Tensor {
-    check(f_subtract(self_, other, alpha))
+    apply_tensor_flat(1549, "aten::subtract.Tensor", 3, [Arg::Tensor(self_), Arg::Tensor(other), alpha.into().arg()])
 }
 /// `aten::subtract.Scalar(Tensor self, Scalar other, Scalar alpha=1) -> Tensor`
 #[inline]
 pub fn f_subtract_scalar(self_: &Tensor, other: impl Into<Scalar>, alpha: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1550, "aten::subtract.Scalar", [Arg::Tensor(self_), other.into().arg(), alpha.into().arg()])
+    call_tensor_flat(1550, "aten::subtract.Scalar", 3, [Arg::Tensor(self_), other.into().arg(), alpha.into().arg()])
 }
 /// `aten::subtract.Scalar(Tensor self, Scalar other, Scalar alpha=1) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn subtract_scalar(self_: &Tensor, other: impl Into<Scalar>, alpha: impl Into<Scalar>) -> Tensor {
-    check(f_subtract_scalar(self_, other, alpha))
+    apply_tensor_flat(1550, "aten::subtract.Scalar", 3, [Arg::Tensor(self_), other.into().arg(), alpha.into().arg()])
 }
 /// `aten::subtract_.Tensor(Tensor(a!) self, Tensor other, *, Scalar alpha=1) -> Tensor(a!)`
 #[inline]
 pub fn f_subtract_(self_: &Tensor, other: &Tensor, alpha: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1551, "aten::subtract_.Tensor", [Arg::Tensor(self_), Arg::Tensor(other), alpha.into().arg()])
+    call_tensor_flat(1551, "aten::subtract_.Tensor", 3, [Arg::Tensor(self_), Arg::Tensor(other), alpha.into().arg()])
 }
 /// `aten::subtract_.Tensor(Tensor(a!) self, Tensor other, *, Scalar alpha=1) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn subtract_(self_: &Tensor, other: &Tensor, alpha: impl Into<Scalar>) -> Tensor {
-    check(f_subtract_(self_, other, alpha))
+    apply_tensor_flat(1551, "aten::subtract_.Tensor", 3, [Arg::Tensor(self_), Arg::Tensor(other), alpha.into().arg()])
 }
 /// `aten::subtract_.Scalar(Tensor(a!) self, Scalar other, Scalar alpha=1) -> Tensor(a!)`
 #[inline]
 pub fn f_subtract_scalar_(self_: &Tensor, other: impl Into<Scalar>, alpha: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1552, "aten::subtract_.Scalar", [Arg::Tensor(self_), other.into().arg(), alpha.into().arg()])
+    call_tensor_flat(1552, "aten::subtract_.Scalar", 3, [Arg::Tensor(self_), other.into().arg(), alpha.into().arg()])
 }
 /// `aten::subtract_.Scalar(Tensor(a!) self, Scalar other, Scalar alpha=1) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn subtract_scalar_(self_: &Tensor, other: impl Into<Scalar>, alpha: impl Into<Scalar>) -> Tensor {
-    check(f_subtract_scalar_(self_, other, alpha))
+    apply_tensor_flat(1552, "aten::subtract_.Scalar", 3, [Arg::Tensor(self_), other.into().arg(), alpha.into().arg()])
 }
 /// `aten::sum.dim_IntList(Tensor self, int[1]? dim, bool keepdim=False, *, ScalarType? dtype=None) -> Tensor`
 #[inline]
 pub fn f_sum_dim_intlist(self_: &Tensor, dim: Option<&[i64]>, keepdim: bool, dtype: Option<Dtype>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1553, "aten::sum.dim_IntList", [Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(keepdim), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
+    call_tensor_flat(1553, "aten::sum.dim_IntList", 3, [Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(keepdim), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
 }
 /// `aten::sum.dim_IntList(Tensor self, int[1]? dim, bool keepdim=False, *, ScalarType? dtype=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn sum_dim_intlist(self_: &Tensor, dim: Option<&[i64]>, keepdim: bool, dtype: Option<Dtype>) -> Tensor {
-    check(f_sum_dim_intlist(self_, dim, keepdim, dtype))
+    apply_tensor_flat(1553, "aten::sum.dim_IntList", 3, [Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(keepdim), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
 }
 /// `aten::sum(Tensor self, *, ScalarType? dtype=None) -> Tensor`
 #[inline]
 pub fn f_sum(self_: &Tensor, dtype: Option<Dtype>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1554, "aten::sum", [Arg::Tensor(self_), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
+    call_tensor_flat(1554, "aten::sum", 1, [Arg::Tensor(self_), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
 }
 /// `aten::sum(Tensor self, *, ScalarType? dtype=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn sum(self_: &Tensor, dtype: Option<Dtype>) -> Tensor {
-    check(f_sum(self_, dtype))
+    apply_tensor_flat(1554, "aten::sum", 1, [Arg::Tensor(self_), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
 }
 /// `aten::sum_to_size(Tensor self, SymInt[] size) -> Tensor`
 #[inline]
 pub fn f_sum_to_size(self_: &Tensor, size: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1555, "aten::sum_to_size", [Arg::Tensor(self_), Arg::Ints(size.to_vec())])
+    call_tensor_flat(1555, "aten::sum_to_size", 2, [Arg::Tensor(self_), Arg::Ints(size.to_vec())])
 }
 /// `aten::sum_to_size(Tensor self, SymInt[] size) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn sum_to_size(self_: &Tensor, size: &[i64]) -> Tensor {
-    check(f_sum_to_size(self_, size))
+    apply_tensor_flat(1555, "aten::sum_to_size", 2, [Arg::Tensor(self_), Arg::Ints(size.to_vec())])
 }
 /// `aten::svd(Tensor self, bool some=True, bool compute_uv=True) -> (Tensor U, Tensor S, Tensor V)`
 #[inline]
@@ -16760,42 +16760,42 @@ pub fn svd(self_: &Tensor, some: bool, compute_uv: bool) -> (Tensor, Tensor, Ten
 /// `aten::swapaxes(Tensor(a) self, int axis0, int axis1) -> Tensor(a)`
 #[inline]
 pub fn f_swapaxes(self_: &Tensor, axis0: i64, axis1: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1557, "aten::swapaxes", [Arg::Tensor(self_), Arg::Int(axis0), Arg::Int(axis1)])
+    call_tensor_flat(1557, "aten::swapaxes", 3, [Arg::Tensor(self_), Arg::Int(axis0), Arg::Int(axis1)])
 }
 /// `aten::swapaxes(Tensor(a) self, int axis0, int axis1) -> Tensor(a)`; panics with torch's message.
 #[inline]
 pub fn swapaxes(self_: &Tensor, axis0: i64, axis1: i64) -> Tensor {
-    check(f_swapaxes(self_, axis0, axis1))
+    apply_tensor_flat(1557, "aten::swapaxes", 3, [Arg::Tensor(self_), Arg::Int(axis0), Arg::Int(axis1)])
 }
 /// `aten::swapaxes_(Tensor(a!) self, int axis0, int axis1) -> Tensor(a!)`
 #[inline]
 pub fn f_swapaxes_(self_: &Tensor, axis0: i64, axis1: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1558, "aten::swapaxes_", [Arg::Tensor(self_), Arg::Int(axis0), Arg::Int(axis1)])
+    call_tensor_flat(1558, "aten::swapaxes_", 3, [Arg::Tensor(self_), Arg::Int(axis0), Arg::Int(axis1)])
 }
 /// `aten::swapaxes_(Tensor(a!) self, int axis0, int axis1) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn swapaxes_(self_: &Tensor, axis0: i64, axis1: i64) -> Tensor {
-    check(f_swapaxes_(self_, axis0, axis1))
+    apply_tensor_flat(1558, "aten::swapaxes_", 3, [Arg::Tensor(self_), Arg::Int(axis0), Arg::Int(axis1)])
 }
 /// `aten::swapdims(Tensor(a) self, int dim0, int dim1) -> Tensor(a)`
 #[inline]
 pub fn f_swapdims(self_: &Tensor, dim0: i64, dim1: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1559, "aten::swapdims", [Arg::Tensor(self_), Arg::Int(dim0), Arg::Int(dim1)])
+    call_tensor_flat(1559, "aten::swapdims", 3, [Arg::Tensor(self_), Arg::Int(dim0), Arg::Int(dim1)])
 }
 /// `aten::swapdims(Tensor(a) self, int dim0, int dim1) -> Tensor(a)`; panics with torch's message.
 #[inline]
 pub fn swapdims(self_: &Tensor, dim0: i64, dim1: i64) -> Tensor {
-    check(f_swapdims(self_, dim0, dim1))
+    apply_tensor_flat(1559, "aten::swapdims", 3, [Arg::Tensor(self_), Arg::Int(dim0), Arg::Int(dim1)])
 }
 /// `aten::swapdims_(Tensor(a!) self, int dim0, int dim1) -> Tensor(a!)`
 #[inline]
 pub fn f_swapdims_(self_: &Tensor, dim0: i64, dim1: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1560, "aten::swapdims_", [Arg::Tensor(self_), Arg::Int(dim0), Arg::Int(dim1)])
+    call_tensor_flat(1560, "aten::swapdims_", 3, [Arg::Tensor(self_), Arg::Int(dim0), Arg::Int(dim1)])
 }
 /// `aten::swapdims_(Tensor(a!) self, int dim0, int dim1) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn swapdims_(self_: &Tensor, dim0: i64, dim1: i64) -> Tensor {
-    check(f_swapdims_(self_, dim0, dim1))
+    apply_tensor_flat(1560, "aten::swapdims_", 3, [Arg::Tensor(self_), Arg::Int(dim0), Arg::Int(dim1)])
 }
 /// `aten::sym_constrain_range(Scalar size, *, int? min=None, int? max=None) -> ()`
 #[inline]
@@ -16872,92 +16872,92 @@ pub fn sym_stride(self_: &Tensor, dim: i64) -> i64 {
 /// `aten::t(Tensor(a) self) -> Tensor(a)`
 #[inline]
 pub fn f_t(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1567, "aten::t", [Arg::Tensor(self_)])
+    call_tensor_flat(1567, "aten::t", 1, [Arg::Tensor(self_)])
 }
 /// `aten::t(Tensor(a) self) -> Tensor(a)`; panics with torch's message.
 #[inline]
 pub fn t(self_: &Tensor) -> Tensor {
-    check(f_t(self_))
+    apply_tensor_flat(1567, "aten::t", 1, [Arg::Tensor(self_)])
 }
 /// `aten::t_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_t_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1568, "aten::t_", [Arg::Tensor(self_)])
+    call_tensor_flat(1568, "aten::t_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::t_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn t_(self_: &Tensor) -> Tensor {
-    check(f_t_(self_))
+    apply_tensor_flat(1568, "aten::t_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::t_copy(Tensor self) -> Tensor`
 #[inline]
 pub fn f_t_copy(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1569, "aten::t_copy", [Arg::Tensor(self_)])
+    call_tensor_flat(1569, "aten::t_copy", 1, [Arg::Tensor(self_)])
 }
 /// `aten::t_copy(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn t_copy(self_: &Tensor) -> Tensor {
-    check(f_t_copy(self_))
+    apply_tensor_flat(1569, "aten::t_copy", 1, [Arg::Tensor(self_)])
 }
 /// `aten::take(Tensor self, Tensor index) -> Tensor`
 #[inline]
 pub fn f_take(self_: &Tensor, index: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1570, "aten::take", [Arg::Tensor(self_), Arg::Tensor(index)])
+    call_tensor_flat(1570, "aten::take", 2, [Arg::Tensor(self_), Arg::Tensor(index)])
 }
 /// `aten::take(Tensor self, Tensor index) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn take(self_: &Tensor, index: &Tensor) -> Tensor {
-    check(f_take(self_, index))
+    apply_tensor_flat(1570, "aten::take", 2, [Arg::Tensor(self_), Arg::Tensor(index)])
 }
 /// `aten::take_along_dim(Tensor self, Tensor indices, int? dim=None) -> Tensor`
 #[inline]
 pub fn f_take_along_dim(self_: &Tensor, indices: &Tensor, dim: Option<i64>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1571, "aten::take_along_dim", [Arg::Tensor(self_), Arg::Tensor(indices), dim.map_or(Arg::None, |v| Arg::Int(v))])
+    call_tensor_flat(1571, "aten::take_along_dim", 2, [Arg::Tensor(self_), Arg::Tensor(indices), dim.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::take_along_dim(Tensor self, Tensor indices, int? dim=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn take_along_dim(self_: &Tensor, indices: &Tensor, dim: Option<i64>) -> Tensor {
-    check(f_take_along_dim(self_, indices, dim))
+    apply_tensor_flat(1571, "aten::take_along_dim", 2, [Arg::Tensor(self_), Arg::Tensor(indices), dim.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::tan(Tensor self) -> Tensor`
 #[inline]
 pub fn f_tan(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1572, "aten::tan", [Arg::Tensor(self_)])
+    call_tensor_flat(1572, "aten::tan", 1, [Arg::Tensor(self_)])
 }
 /// `aten::tan(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn tan(self_: &Tensor) -> Tensor {
-    check(f_tan(self_))
+    apply_tensor_flat(1572, "aten::tan", 1, [Arg::Tensor(self_)])
 }
 /// `aten::tan_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_tan_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1573, "aten::tan_", [Arg::Tensor(self_)])
+    call_tensor_flat(1573, "aten::tan_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::tan_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn tan_(self_: &Tensor) -> Tensor {
-    check(f_tan_(self_))
+    apply_tensor_flat(1573, "aten::tan_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::tanh(Tensor self) -> Tensor`
 #[inline]
 pub fn f_tanh(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1574, "aten::tanh", [Arg::Tensor(self_)])
+    call_tensor_flat(1574, "aten::tanh", 1, [Arg::Tensor(self_)])
 }
 /// `aten::tanh(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn tanh(self_: &Tensor) -> Tensor {
-    check(f_tanh(self_))
+    apply_tensor_flat(1574, "aten::tanh", 1, [Arg::Tensor(self_)])
 }
 /// `aten::tanh_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_tanh_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1575, "aten::tanh_", [Arg::Tensor(self_)])
+    call_tensor_flat(1575, "aten::tanh_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::tanh_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn tanh_(self_: &Tensor) -> Tensor {
-    check(f_tanh_(self_))
+    apply_tensor_flat(1575, "aten::tanh_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::tensor_split.sections(Tensor(a -> *) self, SymInt sections, int dim=0) -> Tensor(a)[]`
 #[inline]
@@ -16995,12 +16995,12 @@ pub fn tensor_split_tensor_indices_or_sections(self_: &Tensor, tensor_indices_or
 /// `aten::tensordot(Tensor self, Tensor other, int[] dims_self, int[] dims_other) -> Tensor`
 #[inline]
 pub fn f_tensordot(self_: &Tensor, other: &Tensor, dims_self: &[i64], dims_other: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1579, "aten::tensordot", [Arg::Tensor(self_), Arg::Tensor(other), Arg::Ints(dims_self.to_vec()), Arg::Ints(dims_other.to_vec())])
+    call_tensor_flat(1579, "aten::tensordot", 4, [Arg::Tensor(self_), Arg::Tensor(other), Arg::Ints(dims_self.to_vec()), Arg::Ints(dims_other.to_vec())])
 }
 /// `aten::tensordot(Tensor self, Tensor other, int[] dims_self, int[] dims_other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn tensordot(self_: &Tensor, other: &Tensor, dims_self: &[i64], dims_other: &[i64]) -> Tensor {
-    check(f_tensordot(self_, other, dims_self, dims_other))
+    apply_tensor_flat(1579, "aten::tensordot", 4, [Arg::Tensor(self_), Arg::Tensor(other), Arg::Ints(dims_self.to_vec()), Arg::Ints(dims_other.to_vec())])
 }
 /// `aten::thnn_conv2d(Tensor self, Tensor weight, SymInt[2] kernel_size, Tensor? bias=None, SymInt[2] stride=[1, 1], SymInt[2] padding=[0, 0]) -> Tensor`
 #[inline]
@@ -17015,32 +17015,32 @@ pub fn thnn_conv2d(self_: &Tensor, weight: &Tensor, kernel_size: &[i64], bias: O
 /// `aten::threshold(Tensor self, Scalar threshold, Scalar value) -> Tensor`
 #[inline]
 pub fn f_threshold(self_: &Tensor, threshold: impl Into<Scalar>, value: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1581, "aten::threshold", [Arg::Tensor(self_), threshold.into().arg(), value.into().arg()])
+    call_tensor_flat(1581, "aten::threshold", 3, [Arg::Tensor(self_), threshold.into().arg(), value.into().arg()])
 }
 /// `aten::threshold(Tensor self, Scalar threshold, Scalar value) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn threshold(self_: &Tensor, threshold: impl Into<Scalar>, value: impl Into<Scalar>) -> Tensor {
-    check(f_threshold(self_, threshold, value))
+    apply_tensor_flat(1581, "aten::threshold", 3, [Arg::Tensor(self_), threshold.into().arg(), value.into().arg()])
 }
 /// `aten::threshold_(Tensor(a!) self, Scalar threshold, Scalar value) -> Tensor(a!)`
 #[inline]
 pub fn f_threshold_(self_: &Tensor, threshold: impl Into<Scalar>, value: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1582, "aten::threshold_", [Arg::Tensor(self_), threshold.into().arg(), value.into().arg()])
+    call_tensor_flat(1582, "aten::threshold_", 3, [Arg::Tensor(self_), threshold.into().arg(), value.into().arg()])
 }
 /// `aten::threshold_(Tensor(a!) self, Scalar threshold, Scalar value) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn threshold_(self_: &Tensor, threshold: impl Into<Scalar>, value: impl Into<Scalar>) -> Tensor {
-    check(f_threshold_(self_, threshold, value))
+    apply_tensor_flat(1582, "aten::threshold_", 3, [Arg::Tensor(self_), threshold.into().arg(), value.into().arg()])
 }
 /// `aten::tile(Tensor self, SymInt[] dims) -> Tensor`
 #[inline]
 pub fn f_tile(self_: &Tensor, dims: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1583, "aten::tile", [Arg::Tensor(self_), Arg::Ints(dims.to_vec())])
+    call_tensor_flat(1583, "aten::tile", 2, [Arg::Tensor(self_), Arg::Ints(dims.to_vec())])
 }
 /// `aten::tile(Tensor self, SymInt[] dims) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn tile(self_: &Tensor, dims: &[i64]) -> Tensor {
-    check(f_tile(self_, dims))
+    apply_tensor_flat(1583, "aten::tile", 2, [Arg::Tensor(self_), Arg::Ints(dims.to_vec())])
 }
 /// `aten::to.device(Tensor(a) self, Device device, ScalarType dtype, bool non_blocking=False, bool copy=False, MemoryFormat? memory_format=None) -> Tensor(a)`
 #[inline]
@@ -17093,92 +17093,92 @@ pub fn to_dtype_layout(self_: &Tensor, dtype: Option<Dtype>, layout: Option<i64>
 /// `aten::to_dense(Tensor self, ScalarType? dtype=None, *, bool? masked_grad=None) -> Tensor`
 #[inline]
 pub fn f_to_dense(self_: &Tensor, dtype: Option<Dtype>, masked_grad: Option<bool>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1588, "aten::to_dense", [Arg::Tensor(self_), dtype.map_or(Arg::None, |v| Arg::Dtype(v)), masked_grad.map_or(Arg::None, |v| Arg::Boolean(v))])
+    call_tensor_flat(1588, "aten::to_dense", 1, [Arg::Tensor(self_), dtype.map_or(Arg::None, |v| Arg::Dtype(v)), masked_grad.map_or(Arg::None, |v| Arg::Boolean(v))])
 }
 /// `aten::to_dense(Tensor self, ScalarType? dtype=None, *, bool? masked_grad=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn to_dense(self_: &Tensor, dtype: Option<Dtype>, masked_grad: Option<bool>) -> Tensor {
-    check(f_to_dense(self_, dtype, masked_grad))
+    apply_tensor_flat(1588, "aten::to_dense", 1, [Arg::Tensor(self_), dtype.map_or(Arg::None, |v| Arg::Dtype(v)), masked_grad.map_or(Arg::None, |v| Arg::Boolean(v))])
 }
 /// `aten::to_mkldnn(Tensor self, ScalarType? dtype=None) -> Tensor`
 #[inline]
 pub fn f_to_mkldnn(self_: &Tensor, dtype: Option<Dtype>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1589, "aten::to_mkldnn", [Arg::Tensor(self_), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
+    call_tensor_flat(1589, "aten::to_mkldnn", 1, [Arg::Tensor(self_), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
 }
 /// `aten::to_mkldnn(Tensor self, ScalarType? dtype=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn to_mkldnn(self_: &Tensor, dtype: Option<Dtype>) -> Tensor {
-    check(f_to_mkldnn(self_, dtype))
+    apply_tensor_flat(1589, "aten::to_mkldnn", 1, [Arg::Tensor(self_), dtype.map_or(Arg::None, |v| Arg::Dtype(v))])
 }
 /// `aten::to_padded_tensor(Tensor self, float padding, SymInt[]? output_size=None) -> Tensor`
 #[inline]
 pub fn f_to_padded_tensor(self_: &Tensor, padding: f64, output_size: Option<&[i64]>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1590, "aten::to_padded_tensor", [Arg::Tensor(self_), Arg::Float(padding), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec()))])
+    call_tensor_flat(1590, "aten::to_padded_tensor", 2, [Arg::Tensor(self_), Arg::Float(padding), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec()))])
 }
 /// `aten::to_padded_tensor(Tensor self, float padding, SymInt[]? output_size=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn to_padded_tensor(self_: &Tensor, padding: f64, output_size: Option<&[i64]>) -> Tensor {
-    check(f_to_padded_tensor(self_, padding, output_size))
+    apply_tensor_flat(1590, "aten::to_padded_tensor", 2, [Arg::Tensor(self_), Arg::Float(padding), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec()))])
 }
 /// `aten::to_sparse.sparse_dim(Tensor self, int sparse_dim) -> Tensor`
 #[inline]
 pub fn f_to_sparse_sparse_dim(self_: &Tensor, sparse_dim: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1591, "aten::to_sparse.sparse_dim", [Arg::Tensor(self_), Arg::Int(sparse_dim)])
+    call_tensor_flat(1591, "aten::to_sparse.sparse_dim", 2, [Arg::Tensor(self_), Arg::Int(sparse_dim)])
 }
 /// `aten::to_sparse.sparse_dim(Tensor self, int sparse_dim) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn to_sparse_sparse_dim(self_: &Tensor, sparse_dim: i64) -> Tensor {
-    check(f_to_sparse_sparse_dim(self_, sparse_dim))
+    apply_tensor_flat(1591, "aten::to_sparse.sparse_dim", 2, [Arg::Tensor(self_), Arg::Int(sparse_dim)])
 }
 /// `aten::to_sparse(Tensor self, *, Layout? layout=None, int[2]? blocksize=None, int? dense_dim=None) -> Tensor`
 #[inline]
 pub fn f_to_sparse(self_: &Tensor, layout: Option<i64>, blocksize: Option<&[i64]>, dense_dim: Option<i64>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1592, "aten::to_sparse", [Arg::Tensor(self_), layout.map_or(Arg::None, |v| Arg::Int(v)), blocksize.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), dense_dim.map_or(Arg::None, |v| Arg::Int(v))])
+    call_tensor_flat(1592, "aten::to_sparse", 1, [Arg::Tensor(self_), layout.map_or(Arg::None, |v| Arg::Int(v)), blocksize.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), dense_dim.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::to_sparse(Tensor self, *, Layout? layout=None, int[2]? blocksize=None, int? dense_dim=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn to_sparse(self_: &Tensor, layout: Option<i64>, blocksize: Option<&[i64]>, dense_dim: Option<i64>) -> Tensor {
-    check(f_to_sparse(self_, layout, blocksize, dense_dim))
+    apply_tensor_flat(1592, "aten::to_sparse", 1, [Arg::Tensor(self_), layout.map_or(Arg::None, |v| Arg::Int(v)), blocksize.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), dense_dim.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::to_sparse_bsc(Tensor self, int[2] blocksize, int? dense_dim=None) -> Tensor`
 #[inline]
 pub fn f_to_sparse_bsc(self_: &Tensor, blocksize: &[i64], dense_dim: Option<i64>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1593, "aten::to_sparse_bsc", [Arg::Tensor(self_), Arg::Ints(blocksize.to_vec()), dense_dim.map_or(Arg::None, |v| Arg::Int(v))])
+    call_tensor_flat(1593, "aten::to_sparse_bsc", 2, [Arg::Tensor(self_), Arg::Ints(blocksize.to_vec()), dense_dim.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::to_sparse_bsc(Tensor self, int[2] blocksize, int? dense_dim=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn to_sparse_bsc(self_: &Tensor, blocksize: &[i64], dense_dim: Option<i64>) -> Tensor {
-    check(f_to_sparse_bsc(self_, blocksize, dense_dim))
+    apply_tensor_flat(1593, "aten::to_sparse_bsc", 2, [Arg::Tensor(self_), Arg::Ints(blocksize.to_vec()), dense_dim.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::to_sparse_bsr(Tensor self, int[2] blocksize, int? dense_dim=None) -> Tensor`
 #[inline]
 pub fn f_to_sparse_bsr(self_: &Tensor, blocksize: &[i64], dense_dim: Option<i64>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1594, "aten::to_sparse_bsr", [Arg::Tensor(self_), Arg::Ints(blocksize.to_vec()), dense_dim.map_or(Arg::None, |v| Arg::Int(v))])
+    call_tensor_flat(1594, "aten::to_sparse_bsr", 2, [Arg::Tensor(self_), Arg::Ints(blocksize.to_vec()), dense_dim.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::to_sparse_bsr(Tensor self, int[2] blocksize, int? dense_dim=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn to_sparse_bsr(self_: &Tensor, blocksize: &[i64], dense_dim: Option<i64>) -> Tensor {
-    check(f_to_sparse_bsr(self_, blocksize, dense_dim))
+    apply_tensor_flat(1594, "aten::to_sparse_bsr", 2, [Arg::Tensor(self_), Arg::Ints(blocksize.to_vec()), dense_dim.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::to_sparse_csc(Tensor self, int? dense_dim=None) -> Tensor`
 #[inline]
 pub fn f_to_sparse_csc(self_: &Tensor, dense_dim: Option<i64>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1595, "aten::to_sparse_csc", [Arg::Tensor(self_), dense_dim.map_or(Arg::None, |v| Arg::Int(v))])
+    call_tensor_flat(1595, "aten::to_sparse_csc", 1, [Arg::Tensor(self_), dense_dim.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::to_sparse_csc(Tensor self, int? dense_dim=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn to_sparse_csc(self_: &Tensor, dense_dim: Option<i64>) -> Tensor {
-    check(f_to_sparse_csc(self_, dense_dim))
+    apply_tensor_flat(1595, "aten::to_sparse_csc", 1, [Arg::Tensor(self_), dense_dim.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::to_sparse_csr(Tensor self, int? dense_dim=None) -> Tensor`
 #[inline]
 pub fn f_to_sparse_csr(self_: &Tensor, dense_dim: Option<i64>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1596, "aten::to_sparse_csr", [Arg::Tensor(self_), dense_dim.map_or(Arg::None, |v| Arg::Int(v))])
+    call_tensor_flat(1596, "aten::to_sparse_csr", 1, [Arg::Tensor(self_), dense_dim.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::to_sparse_csr(Tensor self, int? dense_dim=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn to_sparse_csr(self_: &Tensor, dense_dim: Option<i64>) -> Tensor {
-    check(f_to_sparse_csr(self_, dense_dim))
+    apply_tensor_flat(1596, "aten::to_sparse_csr", 1, [Arg::Tensor(self_), dense_dim.map_or(Arg::None, |v| Arg::Int(v))])
 }
 /// `aten::topk(Tensor self, SymInt k, int dim=-1, bool largest=True, bool sorted=True) -> (Tensor values, Tensor indices)`
 #[inline]
@@ -17194,82 +17194,82 @@ pub fn topk(self_: &Tensor, k: i64, dim: i64, largest: bool, sorted: bool) -> (T
 /// `aten::trace(Tensor self) -> Tensor`
 #[inline]
 pub fn f_trace(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1598, "aten::trace", [Arg::Tensor(self_)])
+    call_tensor_flat(1598, "aten::trace", 1, [Arg::Tensor(self_)])
 }
 /// `aten::trace(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn trace(self_: &Tensor) -> Tensor {
-    check(f_trace(self_))
+    apply_tensor_flat(1598, "aten::trace", 1, [Arg::Tensor(self_)])
 }
 /// `aten::transpose.int(Tensor(a) self, int dim0, int dim1) -> Tensor(a)`
 #[inline]
 pub fn f_transpose(self_: &Tensor, dim0: i64, dim1: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1599, "aten::transpose.int", [Arg::Tensor(self_), Arg::Int(dim0), Arg::Int(dim1)])
+    call_tensor_flat(1599, "aten::transpose.int", 3, [Arg::Tensor(self_), Arg::Int(dim0), Arg::Int(dim1)])
 }
 /// `aten::transpose.int(Tensor(a) self, int dim0, int dim1) -> Tensor(a)`; panics with torch's message.
 #[inline]
 pub fn transpose(self_: &Tensor, dim0: i64, dim1: i64) -> Tensor {
-    check(f_transpose(self_, dim0, dim1))
+    apply_tensor_flat(1599, "aten::transpose.int", 3, [Arg::Tensor(self_), Arg::Int(dim0), Arg::Int(dim1)])
 }
 /// `aten::transpose_(Tensor(a!) self, int dim0, int dim1) -> Tensor(a!)`
 #[inline]
 pub fn f_transpose_(self_: &Tensor, dim0: i64, dim1: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1600, "aten::transpose_", [Arg::Tensor(self_), Arg::Int(dim0), Arg::Int(dim1)])
+    call_tensor_flat(1600, "aten::transpose_", 3, [Arg::Tensor(self_), Arg::Int(dim0), Arg::Int(dim1)])
 }
 /// `aten::transpose_(Tensor(a!) self, int dim0, int dim1) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn transpose_(self_: &Tensor, dim0: i64, dim1: i64) -> Tensor {
-    check(f_transpose_(self_, dim0, dim1))
+    apply_tensor_flat(1600, "aten::transpose_", 3, [Arg::Tensor(self_), Arg::Int(dim0), Arg::Int(dim1)])
 }
 /// `aten::transpose_copy.int(Tensor self, int dim0, int dim1) -> Tensor`
 #[inline]
 pub fn f_transpose_copy(self_: &Tensor, dim0: i64, dim1: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1601, "aten::transpose_copy.int", [Arg::Tensor(self_), Arg::Int(dim0), Arg::Int(dim1)])
+    call_tensor_flat(1601, "aten::transpose_copy.int", 3, [Arg::Tensor(self_), Arg::Int(dim0), Arg::Int(dim1)])
 }
 /// `aten::transpose_copy.int(Tensor self, int dim0, int dim1) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn transpose_copy(self_: &Tensor, dim0: i64, dim1: i64) -> Tensor {
-    check(f_transpose_copy(self_, dim0, dim1))
+    apply_tensor_flat(1601, "aten::transpose_copy.int", 3, [Arg::Tensor(self_), Arg::Int(dim0), Arg::Int(dim1)])
 }
 /// `aten::trapezoid.x(Tensor y, Tensor x, *, int dim=-1) -> Tensor`
 #[inline]
 pub fn f_trapezoid_x(y: &Tensor, x: &Tensor, dim: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1602, "aten::trapezoid.x", [Arg::Tensor(y), Arg::Tensor(x), Arg::Int(dim)])
+    call_tensor_flat(1602, "aten::trapezoid.x", 3, [Arg::Tensor(y), Arg::Tensor(x), Arg::Int(dim)])
 }
 /// `aten::trapezoid.x(Tensor y, Tensor x, *, int dim=-1) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn trapezoid_x(y: &Tensor, x: &Tensor, dim: i64) -> Tensor {
-    check(f_trapezoid_x(y, x, dim))
+    apply_tensor_flat(1602, "aten::trapezoid.x", 3, [Arg::Tensor(y), Arg::Tensor(x), Arg::Int(dim)])
 }
 /// `aten::trapezoid.dx(Tensor y, *, Scalar dx=1, int dim=-1) -> Tensor`
 #[inline]
 pub fn f_trapezoid_dx(y: &Tensor, dx: impl Into<Scalar>, dim: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1603, "aten::trapezoid.dx", [Arg::Tensor(y), dx.into().arg(), Arg::Int(dim)])
+    call_tensor_flat(1603, "aten::trapezoid.dx", 3, [Arg::Tensor(y), dx.into().arg(), Arg::Int(dim)])
 }
 /// `aten::trapezoid.dx(Tensor y, *, Scalar dx=1, int dim=-1) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn trapezoid_dx(y: &Tensor, dx: impl Into<Scalar>, dim: i64) -> Tensor {
-    check(f_trapezoid_dx(y, dx, dim))
+    apply_tensor_flat(1603, "aten::trapezoid.dx", 3, [Arg::Tensor(y), dx.into().arg(), Arg::Int(dim)])
 }
 /// `aten::trapz.x(Tensor y, Tensor x, *, int dim=-1) -> Tensor`
 #[inline]
 pub fn f_trapz_x(y: &Tensor, x: &Tensor, dim: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1604, "aten::trapz.x", [Arg::Tensor(y), Arg::Tensor(x), Arg::Int(dim)])
+    call_tensor_flat(1604, "aten::trapz.x", 3, [Arg::Tensor(y), Arg::Tensor(x), Arg::Int(dim)])
 }
 /// `aten::trapz.x(Tensor y, Tensor x, *, int dim=-1) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn trapz_x(y: &Tensor, x: &Tensor, dim: i64) -> Tensor {
-    check(f_trapz_x(y, x, dim))
+    apply_tensor_flat(1604, "aten::trapz.x", 3, [Arg::Tensor(y), Arg::Tensor(x), Arg::Int(dim)])
 }
 /// `aten::trapz.dx(Tensor y, *, float dx=1., int dim=-1) -> Tensor`
 #[inline]
 pub fn f_trapz_dx(y: &Tensor, dx: f64, dim: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1605, "aten::trapz.dx", [Arg::Tensor(y), Arg::Float(dx), Arg::Int(dim)])
+    call_tensor_flat(1605, "aten::trapz.dx", 3, [Arg::Tensor(y), Arg::Float(dx), Arg::Int(dim)])
 }
 /// `aten::trapz.dx(Tensor y, *, float dx=1., int dim=-1) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn trapz_dx(y: &Tensor, dx: f64, dim: i64) -> Tensor {
-    check(f_trapz_dx(y, dx, dim))
+    apply_tensor_flat(1605, "aten::trapz.dx", 3, [Arg::Tensor(y), Arg::Float(dx), Arg::Int(dim)])
 }
 /// `aten::triangular_solve(Tensor self, Tensor A, bool upper=True, bool transpose=False, bool unitriangular=False) -> (Tensor solution, Tensor cloned_coefficient)`
 #[inline]
@@ -17285,22 +17285,22 @@ pub fn triangular_solve(self_: &Tensor, A: &Tensor, upper: bool, transpose: bool
 /// `aten::tril(Tensor self, SymInt diagonal=0) -> Tensor`
 #[inline]
 pub fn f_tril(self_: &Tensor, diagonal: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1607, "aten::tril", [Arg::Tensor(self_), Arg::Int(diagonal)])
+    call_tensor_flat(1607, "aten::tril", 2, [Arg::Tensor(self_), Arg::Int(diagonal)])
 }
 /// `aten::tril(Tensor self, SymInt diagonal=0) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn tril(self_: &Tensor, diagonal: i64) -> Tensor {
-    check(f_tril(self_, diagonal))
+    apply_tensor_flat(1607, "aten::tril", 2, [Arg::Tensor(self_), Arg::Int(diagonal)])
 }
 /// `aten::tril_(Tensor(a!) self, SymInt diagonal=0) -> Tensor(a!)`
 #[inline]
 pub fn f_tril_(self_: &Tensor, diagonal: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1608, "aten::tril_", [Arg::Tensor(self_), Arg::Int(diagonal)])
+    call_tensor_flat(1608, "aten::tril_", 2, [Arg::Tensor(self_), Arg::Int(diagonal)])
 }
 /// `aten::tril_(Tensor(a!) self, SymInt diagonal=0) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn tril_(self_: &Tensor, diagonal: i64) -> Tensor {
-    check(f_tril_(self_, diagonal))
+    apply_tensor_flat(1608, "aten::tril_", 2, [Arg::Tensor(self_), Arg::Int(diagonal)])
 }
 /// `aten::tril_indices(int row, int col, int offset=0, *, ScalarType? dtype=4, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`
 #[inline]
@@ -17330,22 +17330,22 @@ pub fn triplet_margin_loss(anchor: &Tensor, positive: &Tensor, negative: &Tensor
 /// `aten::triu(Tensor self, SymInt diagonal=0) -> Tensor`
 #[inline]
 pub fn f_triu(self_: &Tensor, diagonal: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1611, "aten::triu", [Arg::Tensor(self_), Arg::Int(diagonal)])
+    call_tensor_flat(1611, "aten::triu", 2, [Arg::Tensor(self_), Arg::Int(diagonal)])
 }
 /// `aten::triu(Tensor self, SymInt diagonal=0) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn triu(self_: &Tensor, diagonal: i64) -> Tensor {
-    check(f_triu(self_, diagonal))
+    apply_tensor_flat(1611, "aten::triu", 2, [Arg::Tensor(self_), Arg::Int(diagonal)])
 }
 /// `aten::triu_(Tensor(a!) self, SymInt diagonal=0) -> Tensor(a!)`
 #[inline]
 pub fn f_triu_(self_: &Tensor, diagonal: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1612, "aten::triu_", [Arg::Tensor(self_), Arg::Int(diagonal)])
+    call_tensor_flat(1612, "aten::triu_", 2, [Arg::Tensor(self_), Arg::Int(diagonal)])
 }
 /// `aten::triu_(Tensor(a!) self, SymInt diagonal=0) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn triu_(self_: &Tensor, diagonal: i64) -> Tensor {
-    check(f_triu_(self_, diagonal))
+    apply_tensor_flat(1612, "aten::triu_", 2, [Arg::Tensor(self_), Arg::Int(diagonal)])
 }
 /// `aten::triu_indices(int row, int col, int offset=0, *, ScalarType? dtype=4, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`
 #[inline]
@@ -17365,72 +17365,72 @@ pub fn triu_indices(row: i64, col: i64, offset: i64, dtype: Option<Dtype>, layou
 /// `aten::true_divide.Tensor(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_true_divide(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1614, "aten::true_divide.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(1614, "aten::true_divide.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::true_divide.Tensor(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn true_divide(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_true_divide(self_, other))
+    apply_tensor_flat(1614, "aten::true_divide.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::true_divide.Scalar(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f_true_divide_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1615, "aten::true_divide.Scalar", [Arg::Tensor(self_), other.into().arg()])
+    call_tensor_flat(1615, "aten::true_divide.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::true_divide.Scalar(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn true_divide_scalar(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
-    check(f_true_divide_scalar(self_, other))
+    apply_tensor_flat(1615, "aten::true_divide.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::true_divide_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_true_divide_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1616, "aten::true_divide_.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(1616, "aten::true_divide_.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::true_divide_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn true_divide_(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_true_divide_(self_, other))
+    apply_tensor_flat(1616, "aten::true_divide_.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::true_divide_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`
 #[inline]
 pub fn f_true_divide_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1617, "aten::true_divide_.Scalar", [Arg::Tensor(self_), other.into().arg()])
+    call_tensor_flat(1617, "aten::true_divide_.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::true_divide_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn true_divide_scalar_(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
-    check(f_true_divide_scalar_(self_, other))
+    apply_tensor_flat(1617, "aten::true_divide_.Scalar", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::trunc(Tensor self) -> Tensor`
 #[inline]
 pub fn f_trunc(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1618, "aten::trunc", [Arg::Tensor(self_)])
+    call_tensor_flat(1618, "aten::trunc", 1, [Arg::Tensor(self_)])
 }
 /// `aten::trunc(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn trunc(self_: &Tensor) -> Tensor {
-    check(f_trunc(self_))
+    apply_tensor_flat(1618, "aten::trunc", 1, [Arg::Tensor(self_)])
 }
 /// `aten::trunc_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_trunc_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1619, "aten::trunc_", [Arg::Tensor(self_)])
+    call_tensor_flat(1619, "aten::trunc_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::trunc_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn trunc_(self_: &Tensor) -> Tensor {
-    check(f_trunc_(self_))
+    apply_tensor_flat(1619, "aten::trunc_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::type_as(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_type_as(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1620, "aten::type_as", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(1620, "aten::type_as", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::type_as(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn type_as(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_type_as(self_, other))
+    apply_tensor_flat(1620, "aten::type_as", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::unbind.int(Tensor(a -> *) self, int dim=0) -> Tensor(a)[]`
 #[inline]
@@ -17457,12 +17457,12 @@ pub fn unbind_copy(self_: &Tensor, dim: i64) -> Vec<Tensor> {
 /// `aten::unflatten.int(Tensor(a) self, int dim, SymInt[] sizes) -> Tensor(a)`
 #[inline]
 pub fn f_unflatten(self_: &Tensor, dim: i64, sizes: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1623, "aten::unflatten.int", [Arg::Tensor(self_), Arg::Int(dim), Arg::Ints(sizes.to_vec())])
+    call_tensor_flat(1623, "aten::unflatten.int", 3, [Arg::Tensor(self_), Arg::Int(dim), Arg::Ints(sizes.to_vec())])
 }
 /// `aten::unflatten.int(Tensor(a) self, int dim, SymInt[] sizes) -> Tensor(a)`; panics with torch's message.
 #[inline]
 pub fn unflatten(self_: &Tensor, dim: i64, sizes: &[i64]) -> Tensor {
-    check(f_unflatten(self_, dim, sizes))
+    apply_tensor_flat(1623, "aten::unflatten.int", 3, [Arg::Tensor(self_), Arg::Int(dim), Arg::Ints(sizes.to_vec())])
 }
 /// `aten::unflatten_dense_tensors(Tensor flat, Tensor[] tensors) -> Tensor[]`
 #[inline]
@@ -17478,42 +17478,42 @@ pub fn unflatten_dense_tensors(flat: &Tensor, tensors: &[&Tensor]) -> Vec<Tensor
 /// `aten::unfold(Tensor(a) self, int dimension, int size, int step) -> Tensor(a)`
 #[inline]
 pub fn f_unfold(self_: &Tensor, dimension: i64, size: i64, step: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1625, "aten::unfold", [Arg::Tensor(self_), Arg::Int(dimension), Arg::Int(size), Arg::Int(step)])
+    call_tensor_flat(1625, "aten::unfold", 4, [Arg::Tensor(self_), Arg::Int(dimension), Arg::Int(size), Arg::Int(step)])
 }
 /// `aten::unfold(Tensor(a) self, int dimension, int size, int step) -> Tensor(a)`; panics with torch's message.
 #[inline]
 pub fn unfold(self_: &Tensor, dimension: i64, size: i64, step: i64) -> Tensor {
-    check(f_unfold(self_, dimension, size, step))
+    apply_tensor_flat(1625, "aten::unfold", 4, [Arg::Tensor(self_), Arg::Int(dimension), Arg::Int(size), Arg::Int(step)])
 }
 /// `aten::unfold_copy(Tensor self, int dimension, int size, int step) -> Tensor`
 #[inline]
 pub fn f_unfold_copy(self_: &Tensor, dimension: i64, size: i64, step: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1626, "aten::unfold_copy", [Arg::Tensor(self_), Arg::Int(dimension), Arg::Int(size), Arg::Int(step)])
+    call_tensor_flat(1626, "aten::unfold_copy", 4, [Arg::Tensor(self_), Arg::Int(dimension), Arg::Int(size), Arg::Int(step)])
 }
 /// `aten::unfold_copy(Tensor self, int dimension, int size, int step) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn unfold_copy(self_: &Tensor, dimension: i64, size: i64, step: i64) -> Tensor {
-    check(f_unfold_copy(self_, dimension, size, step))
+    apply_tensor_flat(1626, "aten::unfold_copy", 4, [Arg::Tensor(self_), Arg::Int(dimension), Arg::Int(size), Arg::Int(step)])
 }
 /// `aten::uniform(Tensor self, float from=0., float to=1., *, Generator? generator=None) -> Tensor`
 #[inline]
 pub fn f_uniform(self_: &Tensor, from: f64, to: f64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1627, "aten::uniform", [Arg::Tensor(self_), Arg::Float(from), Arg::Float(to), Arg::None])
+    call_tensor_flat(1627, "aten::uniform", 3, [Arg::Tensor(self_), Arg::Float(from), Arg::Float(to), Arg::None])
 }
 /// `aten::uniform(Tensor self, float from=0., float to=1., *, Generator? generator=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn uniform(self_: &Tensor, from: f64, to: f64) -> Tensor {
-    check(f_uniform(self_, from, to))
+    apply_tensor_flat(1627, "aten::uniform", 3, [Arg::Tensor(self_), Arg::Float(from), Arg::Float(to), Arg::None])
 }
 /// `aten::uniform_(Tensor(a!) self, float from=0., float to=1., *, Generator? generator=None) -> Tensor(a!)`
 #[inline]
 pub fn f_uniform_(self_: &Tensor, from: f64, to: f64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1628, "aten::uniform_", [Arg::Tensor(self_), Arg::Float(from), Arg::Float(to), Arg::None])
+    call_tensor_flat(1628, "aten::uniform_", 3, [Arg::Tensor(self_), Arg::Float(from), Arg::Float(to), Arg::None])
 }
 /// `aten::uniform_(Tensor(a!) self, float from=0., float to=1., *, Generator? generator=None) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn uniform_(self_: &Tensor, from: f64, to: f64) -> Tensor {
-    check(f_uniform_(self_, from, to))
+    apply_tensor_flat(1628, "aten::uniform_", 3, [Arg::Tensor(self_), Arg::Float(from), Arg::Float(to), Arg::None])
 }
 /// `aten::unique_consecutive(Tensor self, bool return_inverse=False, bool return_counts=False, int? dim=None) -> (Tensor, Tensor, Tensor)`
 #[inline]
@@ -17584,32 +17584,32 @@ pub fn unsafe_split_with_sizes(self_: &Tensor, split_sizes: &[i64], dim: i64) ->
 /// `aten::unsqueeze(Tensor(a) self, int dim) -> Tensor(a)`
 #[inline]
 pub fn f_unsqueeze(self_: &Tensor, dim: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1635, "aten::unsqueeze", [Arg::Tensor(self_), Arg::Int(dim)])
+    call_tensor_flat(1635, "aten::unsqueeze", 2, [Arg::Tensor(self_), Arg::Int(dim)])
 }
 /// `aten::unsqueeze(Tensor(a) self, int dim) -> Tensor(a)`; panics with torch's message.
 #[inline]
 pub fn unsqueeze(self_: &Tensor, dim: i64) -> Tensor {
-    check(f_unsqueeze(self_, dim))
+    apply_tensor_flat(1635, "aten::unsqueeze", 2, [Arg::Tensor(self_), Arg::Int(dim)])
 }
 /// `aten::unsqueeze_(Tensor(a!) self, int dim) -> Tensor(a!)`
 #[inline]
 pub fn f_unsqueeze_(self_: &Tensor, dim: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1636, "aten::unsqueeze_", [Arg::Tensor(self_), Arg::Int(dim)])
+    call_tensor_flat(1636, "aten::unsqueeze_", 2, [Arg::Tensor(self_), Arg::Int(dim)])
 }
 /// `aten::unsqueeze_(Tensor(a!) self, int dim) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn unsqueeze_(self_: &Tensor, dim: i64) -> Tensor {
-    check(f_unsqueeze_(self_, dim))
+    apply_tensor_flat(1636, "aten::unsqueeze_", 2, [Arg::Tensor(self_), Arg::Int(dim)])
 }
 /// `aten::unsqueeze_copy(Tensor self, int dim) -> Tensor`
 #[inline]
 pub fn f_unsqueeze_copy(self_: &Tensor, dim: i64) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1637, "aten::unsqueeze_copy", [Arg::Tensor(self_), Arg::Int(dim)])
+    call_tensor_flat(1637, "aten::unsqueeze_copy", 2, [Arg::Tensor(self_), Arg::Int(dim)])
 }
 /// `aten::unsqueeze_copy(Tensor self, int dim) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn unsqueeze_copy(self_: &Tensor, dim: i64) -> Tensor {
-    check(f_unsqueeze_copy(self_, dim))
+    apply_tensor_flat(1637, "aten::unsqueeze_copy", 2, [Arg::Tensor(self_), Arg::Int(dim)])
 }
 /// `aten::upsample_bicubic2d(Tensor self, SymInt[2] output_size, bool align_corners, float? scales_h=None, float? scales_w=None) -> Tensor`
 #[inline]
@@ -17624,12 +17624,12 @@ pub fn upsample_bicubic2d(self_: &Tensor, output_size: &[i64], align_corners: bo
 /// `aten::upsample_bicubic2d.vec(Tensor input, SymInt[]? output_size, bool align_corners, float[]? scale_factors) -> Tensor`
 #[inline]
 pub fn f_upsample_bicubic2d_vec(input: &Tensor, output_size: Option<&[i64]>, align_corners: bool, scale_factors: Option<&[f64]>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1639, "aten::upsample_bicubic2d.vec", [Arg::Tensor(input), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(align_corners), scale_factors.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))])
+    call_tensor_flat(1639, "aten::upsample_bicubic2d.vec", 4, [Arg::Tensor(input), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(align_corners), scale_factors.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))])
 }
 /// `aten::upsample_bicubic2d.vec(Tensor input, SymInt[]? output_size, bool align_corners, float[]? scale_factors) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn upsample_bicubic2d_vec(input: &Tensor, output_size: Option<&[i64]>, align_corners: bool, scale_factors: Option<&[f64]>) -> Tensor {
-    check(f_upsample_bicubic2d_vec(input, output_size, align_corners, scale_factors))
+    apply_tensor_flat(1639, "aten::upsample_bicubic2d.vec", 4, [Arg::Tensor(input), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(align_corners), scale_factors.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))])
 }
 /// `aten::upsample_bilinear2d(Tensor self, SymInt[2] output_size, bool align_corners, float? scales_h=None, float? scales_w=None) -> Tensor`
 #[inline]
@@ -17644,72 +17644,72 @@ pub fn upsample_bilinear2d(self_: &Tensor, output_size: &[i64], align_corners: b
 /// `aten::upsample_bilinear2d.vec(Tensor input, SymInt[]? output_size, bool align_corners, float[]? scale_factors) -> Tensor`
 #[inline]
 pub fn f_upsample_bilinear2d_vec(input: &Tensor, output_size: Option<&[i64]>, align_corners: bool, scale_factors: Option<&[f64]>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1641, "aten::upsample_bilinear2d.vec", [Arg::Tensor(input), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(align_corners), scale_factors.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))])
+    call_tensor_flat(1641, "aten::upsample_bilinear2d.vec", 4, [Arg::Tensor(input), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(align_corners), scale_factors.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))])
 }
 /// `aten::upsample_bilinear2d.vec(Tensor input, SymInt[]? output_size, bool align_corners, float[]? scale_factors) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn upsample_bilinear2d_vec(input: &Tensor, output_size: Option<&[i64]>, align_corners: bool, scale_factors: Option<&[f64]>) -> Tensor {
-    check(f_upsample_bilinear2d_vec(input, output_size, align_corners, scale_factors))
+    apply_tensor_flat(1641, "aten::upsample_bilinear2d.vec", 4, [Arg::Tensor(input), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(align_corners), scale_factors.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))])
 }
 /// `aten::upsample_linear1d(Tensor self, SymInt[1] output_size, bool align_corners, float? scales=None) -> Tensor`
 #[inline]
 pub fn f_upsample_linear1d(self_: &Tensor, output_size: &[i64], align_corners: bool, scales: Option<f64>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1642, "aten::upsample_linear1d", [Arg::Tensor(self_), Arg::Ints(output_size.to_vec()), Arg::Boolean(align_corners), scales.map_or(Arg::None, |v| Arg::Float(v))])
+    call_tensor_flat(1642, "aten::upsample_linear1d", 3, [Arg::Tensor(self_), Arg::Ints(output_size.to_vec()), Arg::Boolean(align_corners), scales.map_or(Arg::None, |v| Arg::Float(v))])
 }
 /// `aten::upsample_linear1d(Tensor self, SymInt[1] output_size, bool align_corners, float? scales=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn upsample_linear1d(self_: &Tensor, output_size: &[i64], align_corners: bool, scales: Option<f64>) -> Tensor {
-    check(f_upsample_linear1d(self_, output_size, align_corners, scales))
+    apply_tensor_flat(1642, "aten::upsample_linear1d", 3, [Arg::Tensor(self_), Arg::Ints(output_size.to_vec()), Arg::Boolean(align_corners), scales.map_or(Arg::None, |v| Arg::Float(v))])
 }
 /// `aten::upsample_linear1d.vec(Tensor input, SymInt[]? output_size, bool align_corners, float[]? scale_factors) -> Tensor`
 #[inline]
 pub fn f_upsample_linear1d_vec(input: &Tensor, output_size: Option<&[i64]>, align_corners: bool, scale_factors: Option<&[f64]>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1643, "aten::upsample_linear1d.vec", [Arg::Tensor(input), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(align_corners), scale_factors.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))])
+    call_tensor_flat(1643, "aten::upsample_linear1d.vec", 4, [Arg::Tensor(input), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(align_corners), scale_factors.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))])
 }
 /// `aten::upsample_linear1d.vec(Tensor input, SymInt[]? output_size, bool align_corners, float[]? scale_factors) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn upsample_linear1d_vec(input: &Tensor, output_size: Option<&[i64]>, align_corners: bool, scale_factors: Option<&[f64]>) -> Tensor {
-    check(f_upsample_linear1d_vec(input, output_size, align_corners, scale_factors))
+    apply_tensor_flat(1643, "aten::upsample_linear1d.vec", 4, [Arg::Tensor(input), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(align_corners), scale_factors.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))])
 }
 /// `aten::upsample_nearest1d(Tensor self, SymInt[1] output_size, float? scales=None) -> Tensor`
 #[inline]
 pub fn f_upsample_nearest1d(self_: &Tensor, output_size: &[i64], scales: Option<f64>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1644, "aten::upsample_nearest1d", [Arg::Tensor(self_), Arg::Ints(output_size.to_vec()), scales.map_or(Arg::None, |v| Arg::Float(v))])
+    call_tensor_flat(1644, "aten::upsample_nearest1d", 2, [Arg::Tensor(self_), Arg::Ints(output_size.to_vec()), scales.map_or(Arg::None, |v| Arg::Float(v))])
 }
 /// `aten::upsample_nearest1d(Tensor self, SymInt[1] output_size, float? scales=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn upsample_nearest1d(self_: &Tensor, output_size: &[i64], scales: Option<f64>) -> Tensor {
-    check(f_upsample_nearest1d(self_, output_size, scales))
+    apply_tensor_flat(1644, "aten::upsample_nearest1d", 2, [Arg::Tensor(self_), Arg::Ints(output_size.to_vec()), scales.map_or(Arg::None, |v| Arg::Float(v))])
 }
 /// `aten::upsample_nearest1d.vec(Tensor input, SymInt[]? output_size, float[]? scale_factors) -> Tensor`
 #[inline]
 pub fn f_upsample_nearest1d_vec(input: &Tensor, output_size: Option<&[i64]>, scale_factors: Option<&[f64]>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1645, "aten::upsample_nearest1d.vec", [Arg::Tensor(input), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), scale_factors.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))])
+    call_tensor_flat(1645, "aten::upsample_nearest1d.vec", 3, [Arg::Tensor(input), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), scale_factors.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))])
 }
 /// `aten::upsample_nearest1d.vec(Tensor input, SymInt[]? output_size, float[]? scale_factors) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn upsample_nearest1d_vec(input: &Tensor, output_size: Option<&[i64]>, scale_factors: Option<&[f64]>) -> Tensor {
-    check(f_upsample_nearest1d_vec(input, output_size, scale_factors))
+    apply_tensor_flat(1645, "aten::upsample_nearest1d.vec", 3, [Arg::Tensor(input), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), scale_factors.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))])
 }
 /// `aten::upsample_nearest2d(Tensor self, SymInt[2] output_size, float? scales_h=None, float? scales_w=None) -> Tensor`
 #[inline]
 pub fn f_upsample_nearest2d(self_: &Tensor, output_size: &[i64], scales_h: Option<f64>, scales_w: Option<f64>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1646, "aten::upsample_nearest2d", [Arg::Tensor(self_), Arg::Ints(output_size.to_vec()), scales_h.map_or(Arg::None, |v| Arg::Float(v)), scales_w.map_or(Arg::None, |v| Arg::Float(v))])
+    call_tensor_flat(1646, "aten::upsample_nearest2d", 2, [Arg::Tensor(self_), Arg::Ints(output_size.to_vec()), scales_h.map_or(Arg::None, |v| Arg::Float(v)), scales_w.map_or(Arg::None, |v| Arg::Float(v))])
 }
 /// `aten::upsample_nearest2d(Tensor self, SymInt[2] output_size, float? scales_h=None, float? scales_w=None) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn upsample_nearest2d(self_: &Tensor, output_size: &[i64], scales_h: Option<f64>, scales_w: Option<f64>) -> Tensor {
-    check(f_upsample_nearest2d(self_, output_size, scales_h, scales_w))
+    apply_tensor_flat(1646, "aten::upsample_nearest2d", 2, [Arg::Tensor(self_), Arg::Ints(output_size.to_vec()), scales_h.map_or(Arg::None, |v| Arg::Float(v)), scales_w.map_or(Arg::None, |v| Arg::Float(v))])
 }
 /// `aten::upsample_nearest2d.vec(Tensor input, SymInt[]? output_size, float[]? scale_factors) -> Tensor`
 #[inline]
 pub fn f_upsample_nearest2d_vec(input: &Tensor, output_size: Option<&[i64]>, scale_factors: Option<&[f64]>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1647, "aten::upsample_nearest2d.vec", [Arg::Tensor(input), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), scale_factors.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))])
+    call_tensor_flat(1647, "aten::upsample_nearest2d.vec", 3, [Arg::Tensor(input), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), scale_factors.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))])
 }
 /// `aten::upsample_nearest2d.vec(Tensor input, SymInt[]? output_size, float[]? scale_factors) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn upsample_nearest2d_vec(input: &Tensor, output_size: Option<&[i64]>, scale_factors: Option<&[f64]>) -> Tensor {
-    check(f_upsample_nearest2d_vec(input, output_size, scale_factors))
+    apply_tensor_flat(1647, "aten::upsample_nearest2d.vec", 3, [Arg::Tensor(input), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), scale_factors.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))])
 }
 /// `aten::upsample_nearest3d(Tensor self, SymInt[3] output_size, float? scales_d=None, float? scales_h=None, float? scales_w=None) -> Tensor`
 #[inline]
@@ -17724,12 +17724,12 @@ pub fn upsample_nearest3d(self_: &Tensor, output_size: &[i64], scales_d: Option<
 /// `aten::upsample_nearest3d.vec(Tensor input, SymInt[]? output_size, float[]? scale_factors) -> Tensor`
 #[inline]
 pub fn f_upsample_nearest3d_vec(input: &Tensor, output_size: Option<&[i64]>, scale_factors: Option<&[f64]>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1649, "aten::upsample_nearest3d.vec", [Arg::Tensor(input), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), scale_factors.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))])
+    call_tensor_flat(1649, "aten::upsample_nearest3d.vec", 3, [Arg::Tensor(input), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), scale_factors.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))])
 }
 /// `aten::upsample_nearest3d.vec(Tensor input, SymInt[]? output_size, float[]? scale_factors) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn upsample_nearest3d_vec(input: &Tensor, output_size: Option<&[i64]>, scale_factors: Option<&[f64]>) -> Tensor {
-    check(f_upsample_nearest3d_vec(input, output_size, scale_factors))
+    apply_tensor_flat(1649, "aten::upsample_nearest3d.vec", 3, [Arg::Tensor(input), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), scale_factors.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))])
 }
 /// `aten::upsample_trilinear3d(Tensor self, SymInt[3] output_size, bool align_corners, float? scales_d=None, float? scales_h=None, float? scales_w=None) -> Tensor`
 #[inline]
@@ -17744,72 +17744,72 @@ pub fn upsample_trilinear3d(self_: &Tensor, output_size: &[i64], align_corners: 
 /// `aten::upsample_trilinear3d.vec(Tensor input, SymInt[]? output_size, bool align_corners, float[]? scale_factors) -> Tensor`
 #[inline]
 pub fn f_upsample_trilinear3d_vec(input: &Tensor, output_size: Option<&[i64]>, align_corners: bool, scale_factors: Option<&[f64]>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1651, "aten::upsample_trilinear3d.vec", [Arg::Tensor(input), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(align_corners), scale_factors.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))])
+    call_tensor_flat(1651, "aten::upsample_trilinear3d.vec", 4, [Arg::Tensor(input), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(align_corners), scale_factors.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))])
 }
 /// `aten::upsample_trilinear3d.vec(Tensor input, SymInt[]? output_size, bool align_corners, float[]? scale_factors) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn upsample_trilinear3d_vec(input: &Tensor, output_size: Option<&[i64]>, align_corners: bool, scale_factors: Option<&[f64]>) -> Tensor {
-    check(f_upsample_trilinear3d_vec(input, output_size, align_corners, scale_factors))
+    apply_tensor_flat(1651, "aten::upsample_trilinear3d.vec", 4, [Arg::Tensor(input), output_size.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(align_corners), scale_factors.map_or(Arg::None, |v| Arg::Floats(v.to_vec()))])
 }
 /// `aten::values(Tensor(a) self) -> Tensor(a)`
 #[inline]
 pub fn f_values(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1652, "aten::values", [Arg::Tensor(self_)])
+    call_tensor_flat(1652, "aten::values", 1, [Arg::Tensor(self_)])
 }
 /// `aten::values(Tensor(a) self) -> Tensor(a)`; panics with torch's message.
 #[inline]
 pub fn values(self_: &Tensor) -> Tensor {
-    check(f_values(self_))
+    apply_tensor_flat(1652, "aten::values", 1, [Arg::Tensor(self_)])
 }
 /// `aten::values_copy(Tensor self) -> Tensor`
 #[inline]
 pub fn f_values_copy(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1653, "aten::values_copy", [Arg::Tensor(self_)])
+    call_tensor_flat(1653, "aten::values_copy", 1, [Arg::Tensor(self_)])
 }
 /// `aten::values_copy(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn values_copy(self_: &Tensor) -> Tensor {
-    check(f_values_copy(self_))
+    apply_tensor_flat(1653, "aten::values_copy", 1, [Arg::Tensor(self_)])
 }
 /// `aten::vander(Tensor x, int? N=None, bool increasing=False) -> Tensor`
 #[inline]
 pub fn f_vander(x: &Tensor, N: Option<i64>, increasing: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1654, "aten::vander", [Arg::Tensor(x), N.map_or(Arg::None, |v| Arg::Int(v)), Arg::Boolean(increasing)])
+    call_tensor_flat(1654, "aten::vander", 3, [Arg::Tensor(x), N.map_or(Arg::None, |v| Arg::Int(v)), Arg::Boolean(increasing)])
 }
 /// `aten::vander(Tensor x, int? N=None, bool increasing=False) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn vander(x: &Tensor, N: Option<i64>, increasing: bool) -> Tensor {
-    check(f_vander(x, N, increasing))
+    apply_tensor_flat(1654, "aten::vander", 3, [Arg::Tensor(x), N.map_or(Arg::None, |v| Arg::Int(v)), Arg::Boolean(increasing)])
 }
 /// `aten::var(Tensor self, bool unbiased=True) -> Tensor`
 #[inline]
 pub fn f_var(self_: &Tensor, unbiased: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1655, "aten::var", [Arg::Tensor(self_), Arg::Boolean(unbiased)])
+    call_tensor_flat(1655, "aten::var", 2, [Arg::Tensor(self_), Arg::Boolean(unbiased)])
 }
 /// `aten::var(Tensor self, bool unbiased=True) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn var(self_: &Tensor, unbiased: bool) -> Tensor {
-    check(f_var(self_, unbiased))
+    apply_tensor_flat(1655, "aten::var", 2, [Arg::Tensor(self_), Arg::Boolean(unbiased)])
 }
 /// `aten::var.dim(Tensor self, int[1]? dim, bool unbiased=True, bool keepdim=False) -> Tensor`
 #[inline]
 pub fn f_var_dim(self_: &Tensor, dim: Option<&[i64]>, unbiased: bool, keepdim: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1656, "aten::var.dim", [Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(unbiased), Arg::Boolean(keepdim)])
+    call_tensor_flat(1656, "aten::var.dim", 4, [Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(unbiased), Arg::Boolean(keepdim)])
 }
 /// `aten::var.dim(Tensor self, int[1]? dim, bool unbiased=True, bool keepdim=False) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn var_dim(self_: &Tensor, dim: Option<&[i64]>, unbiased: bool, keepdim: bool) -> Tensor {
-    check(f_var_dim(self_, dim, unbiased, keepdim))
+    apply_tensor_flat(1656, "aten::var.dim", 4, [Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), Arg::Boolean(unbiased), Arg::Boolean(keepdim)])
 }
 /// `aten::var.correction(Tensor self, int[1]? dim=None, *, Scalar? correction=None, bool keepdim=False) -> Tensor`
 #[inline]
 pub fn f_var_correction(self_: &Tensor, dim: Option<&[i64]>, correction: Option<Scalar>, keepdim: bool) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1657, "aten::var.correction", [Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), correction.map_or(Arg::None, |v| v.arg()), Arg::Boolean(keepdim)])
+    call_tensor_flat(1657, "aten::var.correction", 4, [Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), correction.map_or(Arg::None, |v| v.arg()), Arg::Boolean(keepdim)])
 }
 /// `aten::var.correction(Tensor self, int[1]? dim=None, *, Scalar? correction=None, bool keepdim=False) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn var_correction(self_: &Tensor, dim: Option<&[i64]>, correction: Option<Scalar>, keepdim: bool) -> Tensor {
-    check(f_var_correction(self_, dim, correction, keepdim))
+    apply_tensor_flat(1657, "aten::var.correction", 4, [Arg::Tensor(self_), dim.map_or(Arg::None, |v| Arg::Ints(v.to_vec())), correction.map_or(Arg::None, |v| v.arg()), Arg::Boolean(keepdim)])
 }
 /// `aten::var_mean(Tensor self, bool unbiased=True) -> (Tensor, Tensor)`
 #[inline]
@@ -17850,102 +17850,102 @@ pub fn var_mean_correction(self_: &Tensor, dim: Option<&[i64]>, correction: Opti
 /// `aten::vdot(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_vdot(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1661, "aten::vdot", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(1661, "aten::vdot", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::vdot(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn vdot(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_vdot(self_, other))
+    apply_tensor_flat(1661, "aten::vdot", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::view(Tensor(a) self, SymInt[] size) -> Tensor(a)`
 #[inline]
 pub fn f_view(self_: &Tensor, size: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1662, "aten::view", [Arg::Tensor(self_), Arg::Ints(size.to_vec())])
+    call_tensor_flat(1662, "aten::view", 2, [Arg::Tensor(self_), Arg::Ints(size.to_vec())])
 }
 /// `aten::view(Tensor(a) self, SymInt[] size) -> Tensor(a)`; panics with torch's message.
 #[inline]
 pub fn view(self_: &Tensor, size: &[i64]) -> Tensor {
-    check(f_view(self_, size))
+    apply_tensor_flat(1662, "aten::view", 2, [Arg::Tensor(self_), Arg::Ints(size.to_vec())])
 }
 /// `aten::view.dtype(Tensor(a) self, ScalarType dtype) -> Tensor(a)`
 #[inline]
 pub fn f_view_dtype(self_: &Tensor, dtype: Dtype) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1663, "aten::view.dtype", [Arg::Tensor(self_), Arg::Dtype(dtype)])
+    call_tensor_flat(1663, "aten::view.dtype", 2, [Arg::Tensor(self_), Arg::Dtype(dtype)])
 }
 /// `aten::view.dtype(Tensor(a) self, ScalarType dtype) -> Tensor(a)`; panics with torch's message.
 #[inline]
 pub fn view_dtype(self_: &Tensor, dtype: Dtype) -> Tensor {
-    check(f_view_dtype(self_, dtype))
+    apply_tensor_flat(1663, "aten::view.dtype", 2, [Arg::Tensor(self_), Arg::Dtype(dtype)])
 }
 /// `aten::view_as(Tensor(a) self, Tensor other) -> Tensor(a)`
 #[inline]
 pub fn f_view_as(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1664, "aten::view_as", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(1664, "aten::view_as", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::view_as(Tensor(a) self, Tensor other) -> Tensor(a)`; panics with torch's message.
 #[inline]
 pub fn view_as(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_view_as(self_, other))
+    apply_tensor_flat(1664, "aten::view_as", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::view_as_complex(Tensor(a) self) -> Tensor(a)`
 #[inline]
 pub fn f_view_as_complex(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1665, "aten::view_as_complex", [Arg::Tensor(self_)])
+    call_tensor_flat(1665, "aten::view_as_complex", 1, [Arg::Tensor(self_)])
 }
 /// `aten::view_as_complex(Tensor(a) self) -> Tensor(a)`; panics with torch's message.
 #[inline]
 pub fn view_as_complex(self_: &Tensor) -> Tensor {
-    check(f_view_as_complex(self_))
+    apply_tensor_flat(1665, "aten::view_as_complex", 1, [Arg::Tensor(self_)])
 }
 /// `aten::view_as_complex_copy(Tensor self) -> Tensor`
 #[inline]
 pub fn f_view_as_complex_copy(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1666, "aten::view_as_complex_copy", [Arg::Tensor(self_)])
+    call_tensor_flat(1666, "aten::view_as_complex_copy", 1, [Arg::Tensor(self_)])
 }
 /// `aten::view_as_complex_copy(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn view_as_complex_copy(self_: &Tensor) -> Tensor {
-    check(f_view_as_complex_copy(self_))
+    apply_tensor_flat(1666, "aten::view_as_complex_copy", 1, [Arg::Tensor(self_)])
 }
 /// `aten::view_as_real(Tensor(a) self) -> Tensor(a)`
 #[inline]
 pub fn f_view_as_real(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1667, "aten::view_as_real", [Arg::Tensor(self_)])
+    call_tensor_flat(1667, "aten::view_as_real", 1, [Arg::Tensor(self_)])
 }
 /// `aten::view_as_real(Tensor(a) self) -> Tensor(a)`; panics with torch's message.
 #[inline]
 pub fn view_as_real(self_: &Tensor) -> Tensor {
-    check(f_view_as_real(self_))
+    apply_tensor_flat(1667, "aten::view_as_real", 1, [Arg::Tensor(self_)])
 }
 /// `aten::view_as_real_copy(Tensor self) -> Tensor`
 #[inline]
 pub fn f_view_as_real_copy(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1668, "aten::view_as_real_copy", [Arg::Tensor(self_)])
+    call_tensor_flat(1668, "aten::view_as_real_copy", 1, [Arg::Tensor(self_)])
 }
 /// `aten::view_as_real_copy(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn view_as_real_copy(self_: &Tensor) -> Tensor {
-    check(f_view_as_real_copy(self_))
+    apply_tensor_flat(1668, "aten::view_as_real_copy", 1, [Arg::Tensor(self_)])
 }
 /// `aten::view_copy(Tensor self, SymInt[] size) -> Tensor`
 #[inline]
 pub fn f_view_copy(self_: &Tensor, size: &[i64]) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1669, "aten::view_copy", [Arg::Tensor(self_), Arg::Ints(size.to_vec())])
+    call_tensor_flat(1669, "aten::view_copy", 2, [Arg::Tensor(self_), Arg::Ints(size.to_vec())])
 }
 /// `aten::view_copy(Tensor self, SymInt[] size) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn view_copy(self_: &Tensor, size: &[i64]) -> Tensor {
-    check(f_view_copy(self_, size))
+    apply_tensor_flat(1669, "aten::view_copy", 2, [Arg::Tensor(self_), Arg::Ints(size.to_vec())])
 }
 /// `aten::view_copy.dtype(Tensor self, ScalarType dtype) -> Tensor`
 #[inline]
 pub fn f_view_copy_dtype(self_: &Tensor, dtype: Dtype) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1670, "aten::view_copy.dtype", [Arg::Tensor(self_), Arg::Dtype(dtype)])
+    call_tensor_flat(1670, "aten::view_copy.dtype", 2, [Arg::Tensor(self_), Arg::Dtype(dtype)])
 }
 /// `aten::view_copy.dtype(Tensor self, ScalarType dtype) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn view_copy_dtype(self_: &Tensor, dtype: Dtype) -> Tensor {
-    check(f_view_copy_dtype(self_, dtype))
+    apply_tensor_flat(1670, "aten::view_copy.dtype", 2, [Arg::Tensor(self_), Arg::Dtype(dtype)])
 }
 /// `aten::vsplit.int(Tensor(a -> *) self, int sections) -> Tensor(a)[]`
 #[inline]
@@ -17972,52 +17972,52 @@ pub fn vsplit_array(self_: &Tensor, indices: &[i64]) -> Vec<Tensor> {
 /// `aten::vstack(Tensor[] tensors) -> Tensor`
 #[inline]
 pub fn f_vstack(tensors: &[&Tensor]) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1673, "aten::vstack", [Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect())])
+    call_tensor_flat(1673, "aten::vstack", 1, [Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect())])
 }
 /// `aten::vstack(Tensor[] tensors) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn vstack(tensors: &[&Tensor]) -> Tensor {
-    check(f_vstack(tensors))
+    apply_tensor_flat(1673, "aten::vstack", 1, [Arg::Tensors(tensors.iter().map(|t| Some(*t)).collect())])
 }
 /// `aten::where.self(Tensor condition, Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_where_self(condition: &Tensor, self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1674, "aten::where.self", [Arg::Tensor(condition), Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(1674, "aten::where.self", 3, [Arg::Tensor(condition), Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::where.self(Tensor condition, Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn where_self(condition: &Tensor, self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_where_self(condition, self_, other))
+    apply_tensor_flat(1674, "aten::where.self", 3, [Arg::Tensor(condition), Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::where.ScalarOther(Tensor condition, Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f_where_scalarother(condition: &Tensor, self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1675, "aten::where.ScalarOther", [Arg::Tensor(condition), Arg::Tensor(self_), other.into().arg()])
+    call_tensor_flat(1675, "aten::where.ScalarOther", 3, [Arg::Tensor(condition), Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::where.ScalarOther(Tensor condition, Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn where_scalarother(condition: &Tensor, self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
-    check(f_where_scalarother(condition, self_, other))
+    apply_tensor_flat(1675, "aten::where.ScalarOther", 3, [Arg::Tensor(condition), Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::where.ScalarSelf(Tensor condition, Scalar self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_where_scalarself(condition: &Tensor, self_: impl Into<Scalar>, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1676, "aten::where.ScalarSelf", [Arg::Tensor(condition), self_.into().arg(), Arg::Tensor(other)])
+    call_tensor_flat(1676, "aten::where.ScalarSelf", 3, [Arg::Tensor(condition), self_.into().arg(), Arg::Tensor(other)])
 }
 /// `aten::where.ScalarSelf(Tensor condition, Scalar self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn where_scalarself(condition: &Tensor, self_: impl Into<Scalar>, other: &Tensor) -> Tensor {
-    check(f_where_scalarself(condition, self_, other))
+    apply_tensor_flat(1676, "aten::where.ScalarSelf", 3, [Arg::Tensor(condition), self_.into().arg(), Arg::Tensor(other)])
 }
 /// `aten::where.Scalar(Tensor condition, Scalar self, Scalar other) -> Tensor`
 #[inline]
 pub fn f_where_scalar(condition: &Tensor, self_: impl Into<Scalar>, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1677, "aten::where.Scalar", [Arg::Tensor(condition), self_.into().arg(), other.into().arg()])
+    call_tensor_flat(1677, "aten::where.Scalar", 3, [Arg::Tensor(condition), self_.into().arg(), other.into().arg()])
 }
 /// `aten::where.Scalar(Tensor condition, Scalar self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn where_scalar(condition: &Tensor, self_: impl Into<Scalar>, other: impl Into<Scalar>) -> Tensor {
-    check(f_where_scalar(condition, self_, other))
+    apply_tensor_flat(1677, "aten::where.Scalar", 3, [Arg::Tensor(condition), self_.into().arg(), other.into().arg()])
 }
 /// `aten::where(Tensor condition) -> Tensor[]`
 #[inline]
@@ -18033,72 +18033,72 @@ pub fn r#where(condition: &Tensor) -> Vec<Tensor> {
 /// `aten::xlogy.Tensor(Tensor self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_xlogy(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1679, "aten::xlogy.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(1679, "aten::xlogy.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::xlogy.Tensor(Tensor self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn xlogy(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_xlogy(self_, other))
+    apply_tensor_flat(1679, "aten::xlogy.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::xlogy.Scalar_Other(Tensor self, Scalar other) -> Tensor`
 #[inline]
 pub fn f_xlogy_scalar_other(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1680, "aten::xlogy.Scalar_Other", [Arg::Tensor(self_), other.into().arg()])
+    call_tensor_flat(1680, "aten::xlogy.Scalar_Other", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::xlogy.Scalar_Other(Tensor self, Scalar other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn xlogy_scalar_other(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
-    check(f_xlogy_scalar_other(self_, other))
+    apply_tensor_flat(1680, "aten::xlogy.Scalar_Other", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::xlogy.Scalar_Self(Scalar self, Tensor other) -> Tensor`
 #[inline]
 pub fn f_xlogy_scalar_self(self_: impl Into<Scalar>, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1681, "aten::xlogy.Scalar_Self", [self_.into().arg(), Arg::Tensor(other)])
+    call_tensor_flat(1681, "aten::xlogy.Scalar_Self", 2, [self_.into().arg(), Arg::Tensor(other)])
 }
 /// `aten::xlogy.Scalar_Self(Scalar self, Tensor other) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn xlogy_scalar_self(self_: impl Into<Scalar>, other: &Tensor) -> Tensor {
-    check(f_xlogy_scalar_self(self_, other))
+    apply_tensor_flat(1681, "aten::xlogy.Scalar_Self", 2, [self_.into().arg(), Arg::Tensor(other)])
 }
 /// `aten::xlogy_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`
 #[inline]
 pub fn f_xlogy_(self_: &Tensor, other: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1682, "aten::xlogy_.Tensor", [Arg::Tensor(self_), Arg::Tensor(other)])
+    call_tensor_flat(1682, "aten::xlogy_.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::xlogy_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn xlogy_(self_: &Tensor, other: &Tensor) -> Tensor {
-    check(f_xlogy_(self_, other))
+    apply_tensor_flat(1682, "aten::xlogy_.Tensor", 2, [Arg::Tensor(self_), Arg::Tensor(other)])
 }
 /// `aten::xlogy_.Scalar_Other(Tensor(a!) self, Scalar other) -> Tensor(a!)`
 #[inline]
 pub fn f_xlogy_scalar_other_(self_: &Tensor, other: impl Into<Scalar>) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1683, "aten::xlogy_.Scalar_Other", [Arg::Tensor(self_), other.into().arg()])
+    call_tensor_flat(1683, "aten::xlogy_.Scalar_Other", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::xlogy_.Scalar_Other(Tensor(a!) self, Scalar other) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn xlogy_scalar_other_(self_: &Tensor, other: impl Into<Scalar>) -> Tensor {
-    check(f_xlogy_scalar_other_(self_, other))
+    apply_tensor_flat(1683, "aten::xlogy_.Scalar_Other", 2, [Arg::Tensor(self_), other.into().arg()])
 }
 /// `aten::zero(Tensor self) -> Tensor`
 #[inline]
 pub fn f_zero(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1684, "aten::zero", [Arg::Tensor(self_)])
+    call_tensor_flat(1684, "aten::zero", 1, [Arg::Tensor(self_)])
 }
 /// `aten::zero(Tensor self) -> Tensor`; panics with torch's message.
 #[inline]
 pub fn zero(self_: &Tensor) -> Tensor {
-    check(f_zero(self_))
+    apply_tensor_flat(1684, "aten::zero", 1, [Arg::Tensor(self_)])
 }
 /// `aten::zero_(Tensor(a!) self) -> Tensor(a!)`
 #[inline]
 pub fn f_zero_(self_: &Tensor) -> Result<Tensor, TorchError> {
-    call_tensor_flat(1685, "aten::zero_", [Arg::Tensor(self_)])
+    call_tensor_flat(1685, "aten::zero_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::zero_(Tensor(a!) self) -> Tensor(a!)`; panics with torch's message.
 #[inline]
 pub fn zero_(self_: &Tensor) -> Tensor {
-    check(f_zero_(self_))
+    apply_tensor_flat(1685, "aten::zero_", 1, [Arg::Tensor(self_)])
 }
 /// `aten::zeros(SymInt[] size, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor`
 #[inline]
@@ -18131,6 +18131,9 @@ pub fn f_zeros_like(self_: &Tensor, dtype: Option<Dtype>, layout: Option<i64>, d
 pub fn zeros_like(self_: &Tensor, dtype: Option<Dtype>, layout: Option<i64>, device: Option<&str>, pin_memory: Option<bool>, memory_format: Option<i64>) -> Tensor {
     check(f_zeros_like(self_, dtype, layout, device, pin_memory, memory_format))
 }
+
+/// How many operators the table above has (the indices the calls pass).
+pub(crate) const OP_COUNT: usize = 1688;
 
 /// The operators whose first argument is `Tensor self`, as methods (torch's
 /// `x.masked_fill(...)`). Methods the `Tensor` type has itself take precedence; these

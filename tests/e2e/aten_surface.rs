@@ -35,6 +35,10 @@ fn a_plugin_catches_op_errors_drives_autograd_and_stays_in_its_budget() {
     has("flat-several-results", &["error: aten::max.dim: ", "return one tensor"]);
     has("flat-wrong-type", &["error: aten::add.Tensor: ", "argument `other` expects Tensor"]);
     has("flat-missing", &["error: aten::mm: ", "missing argument `mat2`"]);
+    has("index-denied", &["error: ", "aten::from_file", "not allowed"]);
+    has("index-same", &["true"]);
+    has("binary-wrong-type", &["error: aten::pow.Tensor_Scalar: ", "argument `exponent`"]);
+    has("ternary-addmm", &["[4.0, 4.0, 4.0, 4.0]"]);
     has("grad-before", &["true"]);
     has("grad-once", &["[2.0, 2.0, 2.0]"]);
     has("grad-twice", &["[4.0, 4.0, 4.0]"]);

@@ -17,6 +17,11 @@ use crate::common::repo_root;
 
 /// Gradient tensors compared with torch's (the count the test prints).
 static GRADS_COMPARED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+/// Calls also made through the tensors-only path ([`Op::call_on_tensors`], the generated
+/// bindings' call for an operator given only tensors) and compared with torch's.
+static DIRECT_COMPARED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+/// Of those, the calls that went straight to the operator's unboxed kernel.
+static UNBOXED_COMPARED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// The share of OpInfos (with at least one recorded call) whose every call must match.
 const GOAL: f64 = 0.95;
@@ -156,6 +161,24 @@ fn replay(case: &Json) -> Option<String> {
     if let Some(m) = got.iter().zip(want).find_map(|(g, w)| mismatch(g, w)) {
         return Some(format!("{name}: {m}"));
     }
+    // Given only tensors (and no named arguments), the same call through the tensors-only
+    // path must give the same result.
+    let tensors: Vec<&Tensor> =
+        args.iter().filter_map(|a| if let Value::Tensor(t) = a { Some(t) } else { None }).collect();
+    let one_tensor = want.len() == 1 && want[0]["t"].as_str() == Some("tensor");
+    if (1..=3).contains(&args.len()) && tensors.len() == args.len() && kw.is_empty() && one_tensor {
+        let direct = match op.call_on_tensors(&tensors, None) {
+            Ok(t) => Value::Tensor(t),
+            Err(e) => return Some(format!("{name} given only tensors: {e}")),
+        };
+        if let Some(m) = mismatch(&direct, &want[0]) {
+            return Some(format!("{name} given only tensors: {m}"));
+        }
+        DIRECT_COMPARED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if op.direct_with(tensors.len()) {
+            UNBOXED_COMPARED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
     if with_grads {
         return gradients(&args, &got, &case["grads"]).map(|m| format!("{name} backward: {m}"));
     }
@@ -244,14 +267,17 @@ fn opinfo_samples_give_torchs_results_through_the_generic_call() {
     let skipped = r["skipped"].as_object().expect("skipped").len();
     println!(
         "OpInfo: {} entries; {skipped} without a replayable CPU call; {} call a denied operator; {total} replayed \
-         ({} calls to {} ATen overloads): {passing} pass, {} fail; calls {calls_ok}/{} match; {} gradients compared",
+         ({} calls to {} ATen overloads): {passing} pass, {} fail; calls {calls_ok}/{} match; {} gradients compared; \
+         {} calls also given only tensors ({} of them straight to the unboxed kernel)",
         r["opinfos"],
         denied.len(),
         cases.len(),
         cases.iter().map(|c| c["op"].as_str().expect("op")).collect::<std::collections::BTreeSet<_>>().len(),
         failing.len(),
         cases.len(),
-        GRADS_COMPARED.load(std::sync::atomic::Ordering::Relaxed)
+        GRADS_COMPARED.load(std::sync::atomic::Ordering::Relaxed),
+        DIRECT_COMPARED.load(std::sync::atomic::Ordering::Relaxed),
+        UNBOXED_COMPARED.load(std::sync::atomic::Ordering::Relaxed)
     );
     for (name, why) in &denied {
         println!("  denied: {name}: {why}");

@@ -731,7 +731,7 @@ mod tests {
             ..CheckpointConfig::default()
         };
         let mut mc = ModelCheckpoint::new(cfg, dir.path()).unwrap();
-        let mut epoch = |mc: &mut ModelCheckpoint, step: u64, loss: f64| {
+        let epoch = |mc: &mut ModelCheckpoint, step: u64, loss: f64| {
             let m = BTreeMap::from([
                 ("epoch".to_string(), (step - 1) as f64),
                 ("step".to_string(), step as f64),

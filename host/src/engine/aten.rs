@@ -5,7 +5,9 @@
 //! called with [`Value`]s; missing arguments take the schema's defaults, named ones go by
 //! name, one int stands for an `int[N]` list; errors come back as values with torch's message.
 
+use std::collections::HashMap;
 use std::ffi::{c_char, c_void, CString};
+use std::sync::{Mutex, OnceLock};
 
 use smallvec::SmallVec;
 use tch::Tensor;
@@ -91,6 +93,9 @@ pub struct Op {
     returns: usize,
     /// Whether torch tags it `nondeterministic_seeded` (it draws random numbers).
     seeded: bool,
+    /// `direct[n]`: whether a call given its first `n` arguments as tensors (the rest taking
+    /// their defaults) goes straight to the unboxed kernel ([`Op::call_on_tensors`]).
+    direct: [bool; 4],
     /// The overload that takes a generator, for one that does not (`aten::randn` →
     /// `aten::randn.generator`), found on first need.
     drawing: std::sync::OnceLock<Option<Box<Op>>>,
@@ -139,8 +144,24 @@ impl Op {
         let takes_generator = schema.contains("Generator?");
         // SAFETY: a live handle.
         let (returns, seeded) = unsafe { (lthost_op_returns(handle) as usize, lthost_op_seeded(handle)) };
+        // SAFETY: a live handle.
+        let direct = [0, 1, 2, 3].map(|n| unsafe { lthost_op_direct(handle, n) });
         let name = qualified.to_string();
-        Ok(Op { handle, name, schema, takes_generator, returns, seeded, drawing: std::sync::OnceLock::new() })
+        Ok(Op { handle, name, schema, takes_generator, returns, seeded, direct, drawing: std::sync::OnceLock::new() })
+    }
+
+    /// [`Op::find`], once per name for the whole process: operators are immutable, so every
+    /// plugin instance (workers' too) shares one, kept for the run (at most one per operator
+    /// libtorch has). A refusal is not kept.
+    pub fn interned(qualified: &str) -> Result<&'static Op, String> {
+        static FOUND: OnceLock<Mutex<HashMap<String, &'static Op>>> = OnceLock::new();
+        let mut found = FOUND.get_or_init(Default::default).lock().map_err(|_| "the operator table is poisoned")?;
+        if let Some(op) = found.get(qualified) {
+            return Ok(op);
+        }
+        let op: &'static Op = Box::leak(Box::new(Op::find(qualified)?));
+        found.insert(qualified.to_string(), op);
+        Ok(op)
     }
 
     /// Every `aten::` operator registered with libtorch's dispatcher (`aten::name[.overload]`),
@@ -249,6 +270,33 @@ impl Op {
         // SAFETY: what the call returned, released once.
         unsafe { lthost_values_release(out.as_mut_ptr(), n as i64) };
         Err(self.not_one_tensor())
+    }
+
+    /// Whether a call given `n` tensors goes straight to the unboxed kernel
+    /// ([`call_on_tensors`](Self::call_on_tensors)).
+    pub fn direct_with(&self, n: usize) -> bool {
+        self.direct.get(n).copied().unwrap_or(false)
+    }
+
+    /// As [`call_tensor_in_order`](Self::call_tensor_in_order) with `tensors` as the first
+    /// arguments: where the schema allows, straight to the unboxed kernel with nothing to
+    /// convert (a typed C++ call, as torch's `at::neg` makes), else as any other call.
+    pub fn call_on_tensors(&self, tensors: &[&Tensor], generator: Option<&mut Generator>) -> Result<Tensor, String> {
+        if !self.direct_with(tensors.len()) || (generator.is_some() && self.seeded) {
+            let args: SmallVec<[Arg<'_>; 4]> = tensors.iter().map(|t| Arg::Tensor(t)).collect();
+            return self.call_tensor_in_order(&args, generator);
+        }
+        let ptrs: SmallVec<[*const c_void; 4]> = tensors.iter().map(|t| t.as_ptr() as *const c_void).collect();
+        let mut out: *mut c_void = std::ptr::null_mut();
+        let mut err: *mut c_char = std::ptr::null_mut();
+        // SAFETY: the pointers are live tensors borrowed for the call; a fresh `at::Tensor*`
+        // or a message comes back, each taken once.
+        let rc = unsafe { lthost_op_call_direct(self.handle, ptrs.as_ptr(), ptrs.len() as i64, &mut out, &mut err) };
+        if rc != 0 || out.is_null() {
+            return Err(format!("{}: {}", self.name, take_error(err)));
+        }
+        // SAFETY: as above.
+        Ok(unsafe { Tensor::from_ptr(out.cast()) })
     }
 
     /// The one tensor `results` (of this operator) should be, for a one-tensor call.
@@ -528,6 +576,14 @@ extern "C" {
     fn lthost_op_returns(op: *mut c_void) -> i64;
     fn lthost_op_seeded(op: *mut c_void) -> bool;
     fn lthost_op_unboxed(op: *mut c_void) -> bool;
+    fn lthost_op_direct(op: *mut c_void, n: i64) -> bool;
+    fn lthost_op_call_direct(
+        op: *mut c_void,
+        tensors: *const *const c_void,
+        n: i64,
+        out: *mut *mut c_void,
+        err: *mut *mut c_char,
+    ) -> i32;
     fn lthost_op_call(
         op: *mut c_void,
         args: *const RawValue,

@@ -230,6 +230,7 @@ impl Admitted {
             data_declined: self.data_declined,
             inference_scopes: Default::default(),
             deadline: None,
+            ops: Default::default(),
             disk: crate::plugin::disk_quota::DiskQuota::new(name, self.disk_quota_bytes / share as u64),
         };
         let mut store = Store::new(&runtime.engine, state);

@@ -32,6 +32,8 @@ pub struct PluginState {
     pub deadline: Option<std::time::Instant>,
     /// The bytes it may still write into its writable grants.
     pub disk: Arc<crate::plugin::disk_quota::DiskQuota>,
+    /// The operators it called by index (`aten.index`).
+    pub ops: crate::plugin::op_index::OpIndex,
 }
 
 /// Inference-mode guards a hook entered. A guard belongs to the thread it was made on; the

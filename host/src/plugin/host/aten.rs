@@ -121,34 +121,6 @@ impl aten::HostOp for PluginState {
         }
     }
 
-    fn call_tensor_flat(
-        &mut self,
-        this: Resource<Arc<Op>>,
-        n: u8,
-        a: Arg,
-        b: Arg,
-        c: Arg,
-        d: Arg,
-    ) -> R<Result<Resource<Tensor>, String>> {
-        let all = [a, b, c, d];
-        let Some(given) = all.get(..usize::from(n)) else {
-            return Ok(Err(format!("call-tensor-flat takes at most four arguments, got n = {n}")));
-        };
-        let op = Arc::clone(self.get(&this, "op.call")?);
-        let name = op.name();
-        crate::plugin::panic_guard::set_op(name);
-        let mut args: SmallVec<[AArg<'_>; 4]> = SmallVec::new();
-        for g in given {
-            args.push(arg(&self.table, g, name)?);
-        }
-        let result = op.call_tensor_in_order(&args, self.generator.as_mut());
-        drop(args);
-        match result {
-            Ok(t) => Ok(Ok(self.push(t, name)?)),
-            Err(e) => Ok(Err(e)),
-        }
-    }
-
     fn drop(&mut self, rep: Resource<Arc<Op>>) -> R<()> {
         self.table.delete(rep)?;
         self.budget.handles = self.budget.handles.saturating_sub(1);
@@ -156,7 +128,99 @@ impl aten::HostOp for PluginState {
     }
 }
 
+impl PluginState {
+    /// The operator at index `op` (`aten.index`): a bad index traps, as a bad handle does.
+    fn indexed(&self, op: u32) -> OpResult<&'static Op> {
+        let found = self.ops.get(op).ok_or_else(|| OpError::new("aten.call", format!("no operator at index {op}")))?;
+        crate::plugin::panic_guard::set_op(found.name());
+        Ok(found)
+    }
+
+    /// Calls the operator at index `op` with tensors `given` as its first arguments, the rest
+    /// taking their defaults: the result as a handle, or torch's error.
+    fn call_on_tensors(&mut self, op: u32, given: &[&Resource<Tensor>]) -> R<Result<Resource<Tensor>, String>> {
+        let op = self.indexed(op)?;
+        let mut tensors: SmallVec<[&Tensor; 3]> = SmallVec::new();
+        for h in given {
+            tensors.push(tensor_in(&self.table, h, op.name())?);
+        }
+        let result = op.call_on_tensors(&tensors, self.generator.as_mut());
+        drop(tensors);
+        match result {
+            Ok(t) => Ok(Ok(self.push(t, op.name())?)),
+            Err(e) => Ok(Err(e)),
+        }
+    }
+
+    /// As [`call_on_tensors`](Self::call_on_tensors) with the first `n` of `args` (at most
+    /// four), of any kind.
+    fn call_flat_args(&mut self, op: u32, n: u8, args: [Arg; 4]) -> R<Result<Resource<Tensor>, String>> {
+        let Some(given) = args.get(..usize::from(n)) else {
+            return Ok(Err(format!("call-flat takes at most four arguments, got n = {n}")));
+        };
+        let mut handles: SmallVec<[&Resource<Tensor>; 4]> = SmallVec::new();
+        for g in given {
+            if let Arg::Tensor(h) = g {
+                handles.push(h);
+            }
+        }
+        if handles.len() == given.len() && given.len() < 4 {
+            return self.call_on_tensors(op, &handles);
+        }
+        let op = self.indexed(op)?;
+        let mut args: SmallVec<[AArg<'_>; 4]> = SmallVec::new();
+        for g in given {
+            args.push(arg(&self.table, g, op.name())?);
+        }
+        let result = op.call_tensor_in_order(&args, self.generator.as_mut());
+        drop(args);
+        match result {
+            Ok(t) => Ok(Ok(self.push(t, op.name())?)),
+            Err(e) => Ok(Err(e)),
+        }
+    }
+}
+
+/// An `apply-*` call's result: torch's error ends the hook naming the operator, as `raise`.
+fn applied(r: R<Result<Resource<Tensor>, String>>) -> R<Resource<Tensor>> {
+    r?.map_err(|e| {
+        let (op, message) = e.split_once(": ").unwrap_or(("aten", e.as_str()));
+        OpError::new(op, message).into()
+    })
+}
+
 impl aten::Host for PluginState {
+    fn index(&mut self, name: String) -> R<Result<u32, String>> {
+        crate::plugin::panic_guard::set_op("aten.index");
+        Ok(self.ops.index(&name))
+    }
+
+    fn call_flat(&mut self, op: u32, n: u8, a: Arg, b: Arg, c: Arg, d: Arg) -> R<Result<Resource<Tensor>, String>> {
+        self.call_flat_args(op, n, [a, b, c, d])
+    }
+
+    fn apply_flat(&mut self, op: u32, n: u8, a: Arg, b: Arg, c: Arg, d: Arg) -> R<Resource<Tensor>> {
+        applied(self.call_flat_args(op, n, [a, b, c, d]))
+    }
+
+    fn apply_unary(&mut self, op: u32, a: Resource<Tensor>) -> R<Resource<Tensor>> {
+        applied(self.call_on_tensors(op, &[&a]))
+    }
+
+    fn apply_binary(&mut self, op: u32, a: Resource<Tensor>, b: Resource<Tensor>) -> R<Resource<Tensor>> {
+        applied(self.call_on_tensors(op, &[&a, &b]))
+    }
+
+    fn apply_ternary(
+        &mut self,
+        op: u32,
+        a: Resource<Tensor>,
+        b: Resource<Tensor>,
+        c: Resource<Tensor>,
+    ) -> R<Resource<Tensor>> {
+        applied(self.call_on_tensors(op, &[&a, &b, &c]))
+    }
+
     fn raise(&mut self, op: String, message: String) -> R<()> {
         let cut = |s: &str, n: usize| s.chars().take(n).collect::<String>();
         Err(OpError::new(cut(&op, 200), cut(&message, 64 * 1024)).into())

@@ -27,10 +27,10 @@ fn probe_errors() {
     report("after-error", aten::mm(&a, &aten::t(&a)).shape().iter().map(i64::to_string).collect::<Vec<_>>().join("x"));
     report("unknown-op", err_text(aten::op("aten::no_such_op")));
     // The flat call, misused as only a hand-written caller can: errors, not traps.
-    use lthost_sdk::bindings::lt::plugin::aten::Arg;
+    use lthost_sdk::bindings::lt::plugin::aten::{self as wit, Arg};
     let flat = |name: &str, n: u8, args: [Arg<'_>; 4]| {
-        let op = aten::op(name)?;
-        op.call_tensor_flat(n, &args[0], &args[1], &args[2], &args[3]).map_err(TorchError)
+        let op = wit::index(name).map_err(TorchError)?;
+        wit::call_flat(op, n, &args[0], &args[1], &args[2], &args[3]).map_err(TorchError)
     };
     let none = || [Arg::Tensor(&a), Arg::None, Arg::None, Arg::None];
     report("flat-too-many", err_text(flat("aten::neg", 9, none())));
@@ -43,6 +43,21 @@ fn probe_errors() {
         err_text(flat("aten::add.Tensor", 3, [Arg::Tensor(&a), Arg::Str("x".into()), Arg::None, Arg::None])),
     );
     report("flat-missing", err_text(flat("aten::mm", 1, none())));
+    // Given only tensors, the host calls the kernel unboxed where the schema allows (addmm's
+    // scalars at their defaults) and otherwise errs as any call; one name, one index.
+    report("index-denied", err_text(wit::index("aten::from_file").map_err(TorchError)));
+    report("index-same", wit::index("aten::neg") == wit::index("aten::neg"));
+    let (c, b) = (aten::ones(&[2, 2], None, None, None, None), aten::ones(&[3, 2], None, None, None, None));
+    let tensors = |name: &str, ts: &[&Tensor]| {
+        let op = wit::index(name).map_err(TorchError)?;
+        let at = |k: usize| ts.get(k).map_or(Arg::None, |t| Arg::Tensor(t));
+        wit::call_flat(op, ts.len() as u8, &at(0), &at(1), &at(2), &at(3)).map_err(TorchError)
+    };
+    report("binary-wrong-type", err_text(tensors("aten::pow.Tensor_Scalar", &[&a, &a])));
+    match tensors("aten::addmm", &[&c, &a, &b]) {
+        Ok(t) => report("ternary-addmm", format!("{:?}", t.to_f32_list())),
+        Err(e) => report("ternary-addmm", format!("error: {e}")),
+    }
 }
 
 fn probe_grad() {
