@@ -113,10 +113,10 @@ impl aten::HostOp for PluginState {
         kwargs: Vec<(String, Arg)>,
     ) -> R<Result<Resource<Tensor>, String>> {
         match self.run_op(&this, &args, &kwargs)? {
-            (op, Ok(r)) => match op.one_tensor(r) {
-                Ok(t) => Ok(Ok(self.push(t, op.name())?)),
-                Err(e) => Ok(Err(e)),
-            },
+            (op, Ok(r)) => {
+                let one = op.one_tensor(r);
+                self.hand_over(op.name(), one)
+            }
             (_, Err(e)) => Ok(Err(e)),
         }
     }
@@ -146,10 +146,7 @@ impl PluginState {
         }
         let result = op.call_on_tensors(&tensors, self.generator.as_mut());
         drop(tensors);
-        match result {
-            Ok(t) => Ok(Ok(self.push(t, op.name())?)),
-            Err(e) => Ok(Err(e)),
-        }
+        self.hand_over(op.name(), result)
     }
 
     /// As [`call_on_tensors`](Self::call_on_tensors) with the first `n` of `args` (at most
@@ -174,8 +171,13 @@ impl PluginState {
         }
         let result = op.call_tensor_in_order(&args, self.generator.as_mut());
         drop(args);
+        self.hand_over(op.name(), result)
+    }
+
+    /// Operator `op`'s tensor as a new handle of the guest's, or torch's error as a value.
+    fn hand_over(&mut self, op: &str, result: Result<Tensor, String>) -> R<Result<Resource<Tensor>, String>> {
         match result {
-            Ok(t) => Ok(Ok(self.push(t, op.name())?)),
+            Ok(t) => Ok(Ok(self.push(t, op)?)),
             Err(e) => Ok(Err(e)),
         }
     }
