@@ -265,6 +265,41 @@ def run(torch):
 
     check("metrics", metrics)
 
+    def metrics_top_k():
+        import torchmetrics
+
+        preds = torch.tensor([[0.1, 0.5, 0.3, 0.1], [0.6, 0.1, 0.2, 0.1], [0.2, 0.2, 0.5, 0.1], [0.3, 0.35, 0.25, 0.1], [0.1, 0.2, 0.3, 0.4]])
+        target = torch.tensor([2, 0, 3, 0, 1])
+        out = []
+        for average in ("micro", "macro", "weighted", "none"):
+            for name in ("Accuracy", "Precision", "Recall", "F1Score"):
+                m = getattr(torchmetrics, name)(task="multiclass", num_classes=4, top_k=2, average=average)
+                m.update(preds, target)
+                out.append([name, average, m.compute()])
+        ignored = torchmetrics.Accuracy(task="multiclass", num_classes=4, top_k=2, average="macro", ignore_index=1)
+        ignored.update(preds, target)
+        outside = torchmetrics.Recall(task="multiclass", num_classes=4, top_k=3, average="macro", ignore_index=-1)
+        outside.update(preds, torch.tensor([2, -1, 3, 0, 1]))
+        return out + [ignored.compute(), outside.compute()]
+
+    check("metrics_top_k", metrics_top_k)
+
+    def metrics_multilabel():
+        import torchmetrics
+
+        preds = [torch.tensor([[0.9, 0.2, 0.7], [0.3, 0.8, 0.4], [0.6, 0.6, 0.1]]), torch.tensor([[-1.0, 2.0, 0.5], [3.0, -2.0, -0.1]])]
+        target = [torch.tensor([[1, 0, 1], [0, 1, 1], [1, 0, 0]]), torch.tensor([[0, 1, 1], [1, 0, 0]])]
+        out = []
+        for average in ("micro", "macro", "weighted", "none"):
+            for name in ("Accuracy", "Precision", "Recall", "F1Score"):
+                m = getattr(torchmetrics, name)(task="multilabel", num_labels=3, average=average)
+                out.append([name, average, [m(p, t) for p, t in zip(preds, target)], m.compute()])
+        ignored = torchmetrics.F1Score(task="multilabel", num_labels=3, threshold=0.3, average="macro", ignore_index=-1)
+        ignored.update(preds[0], torch.tensor([[1, -1, 1], [0, 1, -1], [1, 0, 0]]))
+        return out + [ignored.compute()]
+
+    check("metrics_multilabel", metrics_multilabel)
+
     def grads(module, loss):
         loss.backward()
         return [[n, p.grad.sum().item(), p.grad.abs().max().item()] for n, p in module.named_parameters()]
@@ -312,6 +347,30 @@ def run(torch):
 
     check("transformer_encoder", lambda: encoder(False))
     check("transformer_encoder_norm_first", lambda: encoder(True))
+
+    def decoder(norm_first):
+        layer = nn.TransformerDecoderLayer(8, 2, dim_feedforward=16, dropout=0.0, batch_first=True, norm_first=norm_first)
+        dec = nn.TransformerDecoder(layer, 2, norm=nn.LayerNorm(8))
+        tgt, mem = torch.randn(3, 5, 8), torch.randn(3, 4, 8)
+        mask = nn.Transformer.generate_square_subsequent_mask(5)
+        pad = torch.zeros(3, 4, dtype=torch.bool)
+        pad[1, 3:] = True
+        y = dec(tgt, mem, tgt_mask=mask)
+        z = dec(tgt, mem, memory_key_padding_mask=pad, tgt_is_causal=False)
+        names = [n for n, _ in dec.named_parameters()]
+        return [names, y, z.sum().item(), grads(dec, y.pow(2).mean() + z.mean())]
+
+    check("transformer_decoder", lambda: decoder(False))
+    check("transformer_decoder_norm_first", lambda: decoder(True))
+
+    def transformer():
+        model = nn.Transformer(d_model=8, nhead=2, num_encoder_layers=1, num_decoder_layers=2, dim_feedforward=16, dropout=0.0)
+        src, tgt = torch.randn(4, 2, 8), torch.randn(3, 2, 8)
+        out = model(src, tgt, tgt_mask=nn.Transformer.generate_square_subsequent_mask(3))
+        names = [n for n, _ in model.named_parameters()]
+        return [names, out, grads(model, out.pow(2).sum())]
+
+    check("transformer", transformer)
 
     def finalizers():
         # weakref.finalize as Python has it (lthost's SDK gives tensor handles a cheaper

@@ -6,4 +6,11 @@ from .layers import Identity, Linear  # noqa: F401
 from .module import Module, ModuleDict, ModuleList, ParameterDict, ParameterList, Sequential  # noqa: F401
 from .parameter import Buffer, Parameter  # noqa: F401
 from .recurrent import GRU, LSTM, RNN, RNNBase  # noqa: F401
-from .transformer import MultiheadAttention, Transformer, TransformerEncoder, TransformerEncoderLayer  # noqa: F401
+from .transformer import (  # noqa: F401
+    MultiheadAttention,
+    Transformer,
+    TransformerDecoder,
+    TransformerDecoderLayer,
+    TransformerEncoder,
+    TransformerEncoderLayer,
+)
