@@ -33,7 +33,26 @@ fn run_like_lightning(name: &str) -> (Vec<f64>, Option<f64>, Value) {
     let want = reference(name);
     let d = tempfile::tempdir().expect("tempdir");
     let epochs = want["epochs"].to_string();
-    fit(d.path(), name, &want["seed"], &["--max-epochs", &epochs, "--log-every-n-steps", "1"]);
+    let mut args = vec!["--max-epochs".to_string(), epochs, "--log-every-n-steps".into(), "1".into()];
+    // The reference's ModelCheckpoint, where it has one: the same checkpoint files.
+    let checkpoint = want["checkpoint"].as_object();
+    for (k, v) in checkpoint.into_iter().flatten() {
+        let v = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+        args.extend(["--set".to_string(), format!("checkpoint.{k}={v}")]);
+    }
+    if checkpoint.is_some() {
+        args.extend(["--set".to_string(), "checkpoint.dirpath=ck".to_string()]);
+    }
+    fit(d.path(), name, &want["seed"], &args.iter().map(String::as_str).collect::<Vec<_>>());
+    if checkpoint.is_some() {
+        let mut saved: Vec<String> = std::fs::read_dir(d.path().join("ck"))
+            .expect("the checkpoint dir")
+            .map(|e| e.expect("an entry").file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".ckpt"))
+            .collect();
+        saved.sort();
+        assert_eq!(serde_json::json!(saved), want["checkpoints"], "{name}: checkpoint files");
+    }
     let rows = read_metrics(&d.path().join("lightning_logs/version_0"));
     let last = want["last"].as_object().expect("the reference's last values");
     let mut columns: Vec<&String> = rows.first().map(|r| r.keys().collect()).unwrap_or_default();
@@ -153,7 +172,9 @@ fn manual_optimization_with_the_plugins_optimizers_and_schedulers_trains_and_res
 #[test]
 fn lightnings_mnist_example_with_torchmetrics_accuracy_trains_as_in_lightning() {
     // Accuracy objects: updated in validation (logged at the epoch's end from compute()),
-    // called per step in training (train_acc_step, and train_acc_epoch from compute()).
+    // called per step in training (train_acc_step, and train_acc_epoch from compute()); the
+    // reference's ModelCheckpoint monitors the bare `train_acc` (Lightning's callback_metrics
+    // hold a metric logged on_step and on_epoch under its bare name too): the same files.
     let (got, val, want) = run_like_lightning("lit-mnist");
     assert_training_losses("lit-mnist", &got, &want);
     let want_val = want["last_val_loss"].as_f64().expect("a validation loss");

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,6 +38,13 @@ FILES = {
 }
 
 
+# name: ModelCheckpoint arguments: the files whose checkpoint names are compared too (a
+# torchmetrics object logged on_step and on_epoch, monitored by its bare name).
+CHECKPOINTS = {
+    "lit-mnist": {"monitor": "train_acc", "mode": "max", "filename": "{epoch}-{train_acc:.4f}", "save_top_k": 2},
+}
+
+
 def run(name, cls_name, data_name, epochs):
     path = ROOT / "plugins" / name / "model.py"
     if not path.exists():
@@ -48,15 +56,19 @@ def run(name, cls_name, data_name, epochs):
     model = getattr(module, cls_name)()
     data = getattr(module, data_name)() if data_name else None
     with tempfile.TemporaryDirectory() as d:
+        checkpoint = CHECKPOINTS.get(name)
+        callbacks = [ModelCheckpoint(dirpath=Path(d) / "ck", **checkpoint)] if checkpoint else []
         trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=CSVLogger(d), log_every_n_steps=1,
-                            enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False)
+                            enable_progress_bar=False, enable_checkpointing=bool(checkpoint), enable_model_summary=False,
+                            callbacks=callbacks)
         trainer.fit(model, datamodule=data)
         rows = list(csv.DictReader(open(Path(trainer.logger.log_dir) / "metrics.csv")))
+        saved = sorted(p.name for p in (Path(d) / "ck").glob("*.ckpt")) if checkpoint else None
     train = {int(r["step"]): float(r["train_loss"]) for r in rows if r.get("train_loss")}
     val = [float(r["val_loss"]) for r in rows if r.get("val_loss")]
     last = {k: float(v) for r in rows for k, v in r.items() if k not in ("epoch", "step") and v}
     return {"seed": SEED, "epochs": epochs, "train_loss": [train[k] for k in sorted(train)], "last_val_loss": val[-1] if val else None,
-            "last": last}
+            "last": last, "checkpoint": checkpoint, "checkpoints": saved}
 
 
 def main(path):

@@ -119,7 +119,12 @@ def flush_metrics(module, split):
     logged = _LOGGED_METRICS.pop(split, {})
     for name, (metric, epoch_name, prog_bar, logger, on_epoch) in logged.items():
         if on_epoch:
-            module.log(epoch_name, metric.compute(), prog_bar=prog_bar, logger=logger, on_step=False, on_epoch=True)
+            value = metric.compute()
+            module.log(epoch_name, value, prog_bar=prog_bar, logger=logger, on_step=False, on_epoch=True)
+            if epoch_name != name:
+                # Lightning's callback_metrics also hold a forked metric under its bare name
+                # (the epoch's value now), for monitors and checkpoint names; not logged.
+                module.log(name, value, prog_bar=False, logger=False, on_step=False, on_epoch=True)
         metric.reset()
 
 
@@ -205,6 +210,9 @@ class LightningModule(nn.Module):
             if metric._forward_cache is None:
                 raise RuntimeError(f"self.log({name!r}, {type(metric).__name__}, on_step=True): call the metric (`metric(preds, target)`) in this step first; `update` alone gives no step value")
             self.log(f"{name}_step" if on_epoch else name, metric._forward_cache, prog_bar, logger, on_step=True, on_epoch=False)
+            if on_epoch and stepwise:
+                # The bare name in training's callback_metrics holds the step's value (Lightning).
+                self.log(name, metric._forward_cache, False, False, on_step=True, on_epoch=False)
         epoch_name = f"{name}_epoch" if on_step else name
         _LOGGED_METRICS.setdefault(split, {})[name] = (metric, epoch_name, prog_bar, logger, on_epoch)
 
