@@ -174,7 +174,10 @@ fn admit_with(
     let wasi_only = std::ptr::eq(linker, &runtime.wasi_linker);
     let pre = linker.instantiate_pre(&component).map_err(|e| match wasi_only {
         true => anyhow!("plugin `{name}`: a logger or callback plugin is given WASI only (its world imports no tensors, layers or trainer state), and it imports more: {e}"),
-        false => anyhow!("plugin `{name}`: imports something lthost does not provide (this host speaks lt:plugin@0.2.0): {e}"),
+        false => anyhow!(
+            "plugin `{name}`: imports something lthost does not provide (this host speaks lt:plugin@0.2.0; a plugin \
+             built with another lthost's SDK needs rebuilding with this one's): {e}"
+        ),
     })?;
     Ok(Admitted {
         name,
