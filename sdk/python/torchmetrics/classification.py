@@ -19,6 +19,12 @@ def _safe_divide(num, denom):
 
 
 class _StatScores(Metric):
+    def _check(self, multidim_average, average="micro"):
+        if multidim_average != "global":
+            raise NotImplementedError("torchmetrics multidim_average='samplewise' is not supported by lthost")
+        if average not in _AVERAGES:
+            raise ValueError(f"Expected argument `average` to be one of {_AVERAGES}, but got {average}")
+
     def _stat_states(self, size):
         for s in ("tp", "fp", "tn", "fn"):
             self.add_state(s, torch.zeros(size, dtype=torch.long), dist_reduce_fx="sum")
@@ -27,8 +33,7 @@ class _StatScores(Metric):
 class _BinaryStatScores(_StatScores):
     def __init__(self, threshold=0.5, multidim_average="global", ignore_index=None, validate_args=True, **kwargs):
         super().__init__(**kwargs)
-        if multidim_average != "global":
-            raise NotImplementedError("torchmetrics multidim_average='samplewise' is not supported by lthost")
+        self._check(multidim_average)
         self.threshold, self.ignore_index = threshold, ignore_index
         self._stat_states(())
 
@@ -52,10 +57,7 @@ class _MulticlassStatScores(_StatScores):
         super().__init__(**kwargs)
         if not isinstance(top_k, int) or top_k < 1:
             raise ValueError(f"Expected argument `top_k` to be an integer larger than or equal to 1, but got {top_k}")
-        if multidim_average != "global":
-            raise NotImplementedError("torchmetrics multidim_average='samplewise' is not supported by lthost")
-        if average not in _AVERAGES:
-            raise ValueError(f"Expected argument `average` to be one of {_AVERAGES}, but got {average}")
+        self._check(multidim_average, average)
         if not isinstance(num_classes, int) or num_classes < 2:
             raise ValueError(f"Expected argument `num_classes` to be an integer larger than 1, but got {num_classes}")
         if top_k > num_classes:
@@ -133,12 +135,11 @@ class _MulticlassStatScores(_StatScores):
 
 
 class _MultilabelStatScores(_StatScores):
+    top_k = 1
+
     def __init__(self, num_labels, threshold=0.5, average="macro", multidim_average="global", ignore_index=None, validate_args=True, **kwargs):
         super().__init__(**kwargs)
-        if multidim_average != "global":
-            raise NotImplementedError("torchmetrics multidim_average='samplewise' is not supported by lthost")
-        if average not in _AVERAGES:
-            raise ValueError(f"Expected argument `average` to be one of {_AVERAGES}, but got {average}")
+        self._check(multidim_average, average)
         if not isinstance(num_labels, int) or num_labels < 2:
             raise ValueError(f"Expected argument `num_labels` to be an integer larger than 1, but got {num_labels}")
         self.num_labels, self.threshold, self.average, self.ignore_index = num_labels, threshold, average, ignore_index
@@ -237,26 +238,21 @@ class BinaryRecall(_BinaryStatScores):
 
 
 class _PrecisionRecall(_StatScores):
-    """tp / (tp + fp) for precision, tp / (tp + fn) for recall, per class or label."""
-
-    def _other(self):
-        raise NotImplementedError
+    """tp / (tp + fp) for precision, tp / (tp + fn) for recall (`_other`), per class or label."""
 
     def compute(self):
-        other = self._other()
+        other = getattr(self, self._other)
         if self.average == "micro":
             return _safe_divide(self.tp.sum(0), (self.tp + other).sum(0))
-        return self._reduce(_safe_divide(self.tp, self.tp + other), getattr(self, "top_k", 1))
+        return self._reduce(_safe_divide(self.tp, self.tp + other), self.top_k)
 
 
 class _Precision(_PrecisionRecall):
-    def _other(self):
-        return self.fp
+    _other = "fp"
 
 
 class _Recall(_PrecisionRecall):
-    def _other(self):
-        return self.fn
+    _other = "fn"
 
 
 class MulticlassPrecision(_Precision, _MulticlassStatScores):

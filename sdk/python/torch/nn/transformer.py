@@ -244,9 +244,7 @@ class TransformerEncoder(Module):
     def forward(self, src, mask=None, src_key_padding_mask=None, is_causal=None):
         src_key_padding_mask = _canonical_mask(src_key_padding_mask, src.dtype)
         mask = _canonical_mask(mask, src.dtype)
-        first = self.layers[0] if len(self.layers) else None
-        batch_first = first is not None and first.self_attn.batch_first
-        is_causal = _is_causal_mask(mask, is_causal, _seq_len(src, batch_first))
+        is_causal = _is_causal_mask(mask, is_causal, _seq_len(src, self.layers))
         out = src
         for mod in self.layers:
             out = mod(out, src_mask=mask, is_causal=is_causal, src_key_padding_mask=src_key_padding_mask)
@@ -305,9 +303,7 @@ class TransformerDecoder(Module):
         self.num_layers, self.norm = num_layers, norm
 
     def forward(self, tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None, memory_key_padding_mask=None, tgt_is_causal=None, memory_is_causal=False):
-        first = self.layers[0] if len(self.layers) else None
-        batch_first = first is not None and first.self_attn.batch_first
-        tgt_is_causal = _is_causal_mask(tgt_mask, tgt_is_causal, _seq_len(tgt, batch_first))
+        tgt_is_causal = _is_causal_mask(tgt_mask, tgt_is_causal, _seq_len(tgt, self.layers))
         out = tgt
         for mod in self.layers:
             out = mod(out, memory, tgt_mask=tgt_mask, memory_mask=memory_mask, tgt_key_padding_mask=tgt_key_padding_mask,
@@ -315,8 +311,10 @@ class TransformerDecoder(Module):
         return self.norm(out) if self.norm is not None else out
 
 
-def _seq_len(x, batch_first):
-    """The sequence length of an (unbatched or batched) input, as torch reads it."""
+def _seq_len(x, layers):
+    """The sequence length of an (unbatched or batched) input to a stack of `layers`, as torch
+    reads it (batch-first as the first layer's attention is)."""
+    batch_first = len(layers) > 0 and layers[0].self_attn.batch_first
     return x.size(1 if batch_first and x.dim() == 3 else 0)
 
 
