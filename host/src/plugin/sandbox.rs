@@ -245,9 +245,13 @@ impl Admitted {
 }
 
 /// Starts a hook's time: the epoch deadline (guest code) and the wall-clock deadline that
-/// host ops and guest sleeps watch, both `ticks` from now.
+/// host ops and guest sleeps watch, `ticks` ticks from now (the epoch one tick later).
 pub(crate) fn arm(store: &mut Store<PluginState>, ticks: u64) {
-    store.set_epoch_deadline(ticks);
+    // The ticker's first tick comes anywhere within a tick of now, so `ticks` ticks can end up
+    // to one tick before `ticks * TICK`: the epoch (which stops guest code) is armed one tick
+    // later, so the op deadline below always passes first and an op that overran names itself
+    // rather than the guest code after it; guest code still stops within a tick of the limit.
+    store.set_epoch_deadline(ticks.saturating_add(1));
     let limit = crate::plugin::runtime::TICK.saturating_mul(u32::try_from(ticks).unwrap_or(u32::MAX));
     store.data_mut().deadline = std::time::Instant::now().checked_add(limit);
 }
