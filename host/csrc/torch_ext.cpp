@@ -111,6 +111,22 @@ void* lthost_generator_new(uint64_t seed) {
   }
 }
 
+// A CPU generator in the state `torch.get_rng_state()` gave (null on failure or a bad state).
+void* lthost_generator_from_state(const uint8_t* data, int64_t len) {
+  try {
+    auto* g = new at::Generator(at::make_generator<at::CPUGeneratorImpl>());
+    try {
+      restore_state(*g, data, len);
+    } catch (...) {
+      delete g;
+      return nullptr;
+    }
+    return g;
+  } catch (...) {
+    return nullptr;
+  }
+}
+
 void lthost_generator_free(void* gen) { delete static_cast<at::Generator*>(gen); }
 
 // Fills `n` contiguous elements at `data` from `gen` as torch.rand / randn / randint /

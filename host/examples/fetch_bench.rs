@@ -24,6 +24,7 @@ fn main() -> anyhow::Result<()> {
             shuffle: true,
             drop_last: false,
             sampler: None,
+            items: None,
         };
         let mut dl = DataLoader::new(spec, Split::Train, "bench")?;
         dl.set_prefetch(depth);

@@ -120,8 +120,8 @@ impl Split {
     }
 }
 
-/// A dataset as columns of equal length along dim 0, and how to batch it.
-#[derive(Debug)]
+/// A dataset as columns of equal length along dim 0 (or a map-style dataset the DataModule
+/// reads item by item, `items`), and how to batch it.
 pub struct DatasetSpec {
     pub columns: Vec<Tensor>,
     pub batch_size: usize,
@@ -129,6 +129,27 @@ pub struct DatasetSpec {
     pub drop_last: bool,
     /// The sampler (None: RandomSampler when `shuffle`, else SequentialSampler).
     pub sampler: Option<crate::data::sampler::Sampler>,
+    /// A map-style dataset: its items make the batches (`columns` empty).
+    pub items: Option<ItemSpec>,
+}
+
+/// A map-style dataset the DataModule reads item by item (torch's `__getitem__` and
+/// `collate_fn`, every pass), `len` items, fetched as DataLoader workers would.
+pub struct ItemSpec {
+    pub len: u64,
+    pub num_workers: u32,
+    pub fetcher: Box<dyn ItemFetcher>,
+}
+
+/// Makes batches of a map-style dataset's items.
+pub trait ItemFetcher {
+    /// The batch of items `indices`, the random ops drawing from `generator` (a DataLoader
+    /// worker's, lent for the call and given back) or, when None, from the run's generator.
+    fn fetch(
+        &mut self,
+        indices: &[u64],
+        generator: &mut Option<crate::engine::torch_ext::Generator>,
+    ) -> Result<Vec<Tensor>>;
 }
 
 /// A source the DataModule produces batch by batch (an IterableDataset yielding batches):

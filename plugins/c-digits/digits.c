@@ -127,6 +127,8 @@ bool exports_lt_plugin_data_module_dataloader(exports_lt_plugin_data_module_spli
   ret->shuffle = split == EXPORTS_LT_PLUGIN_DATA_MODULE_SPLIT_TRAIN;
   ret->drop_last = false;
   ret->sampler.is_some = false;
+  ret->items.is_some = false;
+  ret->num_workers = 0;
   return true;
 }
 
@@ -140,6 +142,12 @@ bool exports_lt_plugin_data_module_start_pass(exports_lt_plugin_data_module_spli
 bool exports_lt_plugin_data_module_next_batch(exports_lt_plugin_data_module_split_t split, exports_lt_plugin_data_module_option_list_own_tensor_t *ret, plugin_string_t *err) {
   ret->is_some = false;
   return true;
+}
+
+bool exports_lt_plugin_data_module_fetch(exports_lt_plugin_data_module_split_t split, plugin_list_u64_t *indices, exports_lt_plugin_data_module_list_own_tensor_t *ret, plugin_string_t *err) {
+  plugin_list_u64_free(indices);
+  plugin_string_dup(err, "this DataModule has no items to fetch");
+  return false;
 }
 
 bool exports_lt_plugin_data_module_save_state(plugin_list_u8_t *ret) { return false; }

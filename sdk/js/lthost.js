@@ -177,7 +177,7 @@ export class Dataset {
     Object.assign(this, { columns, batchSize, shuffle, dropLast });
   }
   record() {
-    return { columns: this.columns, batchSize: this.batchSize, shuffle: this.shuffle, dropLast: this.dropLast, sampler: undefined };
+    return { columns: this.columns, batchSize: this.batchSize, shuffle: this.shuffle, dropLast: this.dropLast, sampler: undefined, items: undefined, numWorkers: 0 };
   }
 }
 
@@ -249,6 +249,7 @@ export function exportPlugin(ModuleClass, DataClass) {
     streaming() { return undefined; },
     startPass() { throw "this DataModule has no stream"; },
     nextBatch() { return undefined; },
+    fetch() { throw "this DataModule has no items to fetch"; },
     saveState() { return live(data, "state_dict").stateDict(); },
     loadState(state) {
       try {

@@ -155,6 +155,10 @@ pub fn next_batch<E: Exports>(split: Split) -> Result<Option<Batch>, String> {
     with_data::<E, _>(|d| d.next_batch(split))?
 }
 
+pub fn fetch<E: Exports>(split: Split, indices: Vec<u64>) -> Result<Batch, String> {
+    with_data::<E, _>(|d| d.fetch(split, indices))?
+}
+
 /// Implements the generated export traits for the macro's type.
 #[doc(hidden)]
 #[macro_export]
@@ -213,6 +217,9 @@ macro_rules! __glue_impls {
             }
             fn next_batch(split: $crate::Split) -> Result<Option<$crate::Batch>, String> {
                 $crate::glue::next_batch::<$ty>(split)
+            }
+            fn fetch(split: $crate::Split, indices: Vec<u64>) -> Result<$crate::Batch, String> {
+                $crate::glue::fetch::<$ty>(split, indices)
             }
         }
     };

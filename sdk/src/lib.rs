@@ -151,6 +151,11 @@ pub trait DataModule: Sized + 'static {
     fn next_batch(&mut self, _split: Split) -> Result<Option<Batch>, String> {
         Ok(None)
     }
+    /// The batch of items `indices` of `split`'s map-style dataset (a [`Dataset`] with
+    /// `items` set): each item read and the items collated, every pass.
+    fn fetch(&mut self, split: Split, _indices: Vec<u64>) -> Result<Batch, String> {
+        Err(format!("this DataModule has no {split:?} items to fetch"))
+    }
     /// Lightning's `state_dict`: bytes kept in checkpoints.
     fn state_dict(&self) -> Option<Vec<u8>> {
         None
@@ -172,7 +177,7 @@ impl DataModule for NoData {
 
 /// Builds a dataset record: columns batched along dim 0.
 pub fn dataset(columns: Vec<Tensor>, batch_size: u32, shuffle: bool) -> Dataset {
-    Dataset { columns, batch_size, shuffle, drop_last: false, sampler: None }
+    Dataset { columns, batch_size, shuffle, drop_last: false, sampler: None, items: None, num_workers: 0 }
 }
 
 pub mod prelude {

@@ -49,6 +49,7 @@ fn samplers_visit_the_rows_torch_visits_and_draw_what_torch_draws() {
                 shuffle: case["shuffle"].as_bool().unwrap_or(false),
                 drop_last: case["drop_last"].as_bool().unwrap_or(false),
                 sampler: sampler(case, &weights),
+                items: None,
             };
             let loader = DataLoader::new(spec, Split::Train, "test").expect("a loader");
             for (epoch, want_pass) in want["passes"].as_array().expect("passes").iter().enumerate() {
@@ -70,8 +71,14 @@ fn samplers_visit_the_rows_torch_visits_and_draw_what_torch_draws() {
 #[test]
 fn bad_samplers_are_refused_with_the_reason() {
     let col = || vec![Tensor::arange(4, (Kind::Int64, Device::Cpu))];
-    let spec =
-        |s: Sampler| DatasetSpec { columns: col(), batch_size: 2, shuffle: false, drop_last: false, sampler: Some(s) };
+    let spec = |s: Sampler| DatasetSpec {
+        columns: col(),
+        batch_size: 2,
+        shuffle: false,
+        drop_last: false,
+        sampler: Some(s),
+        items: None,
+    };
     let e = DataLoader::new(
         spec(Sampler::Weighted { weights: vec![1.0; 3], num_samples: 2, replacement: true }),
         Split::Train,

@@ -182,6 +182,19 @@ fn lightnings_mnist_example_with_torchmetrics_accuracy_trains_as_in_lightning() 
 }
 
 #[test]
+fn a_map_style_dataset_is_read_item_by_item_every_epoch_as_torch_reads_it() {
+    // __getitem__ adds fresh noise to each item every epoch; the training DataLoader has its
+    // own collate_fn (a dict batch with a list of names) and two workers, whose noise comes
+    // from torch's per-worker generators; validation's noise from the run's generator. The
+    // losses are Lightning's only if every item is read every pass, with the right generator.
+    let (got, val, want) = run_like_lightning("lit-augment");
+    assert_training_losses("lit-augment", &got, &want);
+    let want_val = want["last_val_loss"].as_f64().expect("a validation loss");
+    assert_close("lit-augment", "last val_loss", val.expect("val_loss logged"), want_val);
+    assert_resumes_exactly("lit-augment", 2);
+}
+
+#[test]
 fn a_resnet_with_multistep_lr_trains_as_in_lightning() {
     // BatchNorm, Nesterov SGD with weight decay, and MultiStepLR at epochs 1 and 2.
     let (got, val, want) = run_like_lightning("lit-resnet");

@@ -35,6 +35,7 @@ FILES = {
     "lit-lion": ("LionMlp", "Regression", 4),
     "lit-manual": ("TwoOptimizers", "Data", 2),
     "python-tiny-transformer": ("TinyTransformer", "Tokens", 2),
+    "lit-augment": ("Classifier", "Points", 3),
 }
 
 

@@ -1,10 +1,12 @@
 //! Data fetchers: a [`DataLoader`] batches a [`DatasetSpec`]'s columns along dim 0 in its
-//! sampler's order (gathering rows with `index_select`, no per-sample copies), or takes a
-//! streaming source's batches ([`super::stream`]), and moves each batch to the run's device.
+//! sampler's order (gathering rows with `index_select`, no per-sample copies), or asks the
+//! DataModule for the items of each batch ([`super::items`]), or takes a streaming source's
+//! batches ([`super::stream`]), and moves each batch to the run's device.
 
 use anyhow::{bail, Result};
 use tch::{Device, Tensor};
 
+use crate::data::items::{ItemPass, Items};
 use crate::data::sampler::Sampler;
 use crate::data::stream::{StreamLoader, StreamPass};
 use crate::module::{DatasetSpec, Split, StreamSpec};
@@ -13,6 +15,8 @@ pub struct DataLoader {
     pub split: Split,
     /// A streaming source's loader; None: the rows below.
     stream: Option<StreamLoader>,
+    /// A map-style dataset read item by item; None: the columns.
+    items: Option<Items>,
     columns: Vec<Tensor>,
     /// Rows in the dataset.
     len: i64,
@@ -25,13 +29,21 @@ pub struct DataLoader {
 impl DataLoader {
     pub fn new(spec: DatasetSpec, split: Split, source: &str) -> Result<Self> {
         let name = split.name();
-        if spec.columns.is_empty() {
-            bail!("{source}: the {name} dataset has no columns");
-        }
         if spec.batch_size == 0 {
             bail!("{source}: the {name} dataset has batch size 0");
         }
-        let mut len = None;
+        let items = match spec.items {
+            Some(_) if !spec.columns.is_empty() => bail!("{source}: the {name} dataset has both columns and items"),
+            Some(i) => Some(Items {
+                len: i64::try_from(i.len)
+                    .map_err(|_| anyhow::anyhow!("{source}: the {name} dataset declares {} items", i.len))?,
+                num_workers: i.num_workers,
+                fetcher: std::cell::RefCell::new(i.fetcher),
+            }),
+            None if spec.columns.is_empty() => bail!("{source}: the {name} dataset has no columns"),
+            None => None,
+        };
+        let mut len = items.as_ref().map(|i| i.len);
         for (i, c) in spec.columns.iter().enumerate() {
             if c.dim() == 0 {
                 bail!("{source}: column {i} of the {name} dataset is a scalar; columns are batched along dim 0");
@@ -51,6 +63,7 @@ impl DataLoader {
         Ok(DataLoader {
             split,
             stream: None,
+            items,
             columns: spec.columns,
             len,
             batch_size: spec.batch_size as i64,
@@ -67,6 +80,7 @@ impl DataLoader {
         Ok(DataLoader {
             split,
             stream: Some(stream),
+            items: None,
             columns: Vec::new(),
             len,
             batch_size: 1,
@@ -135,25 +149,40 @@ impl DataLoader {
                 source: Source::Stream(Box::new(pass)),
             });
         }
-        let order = match order {
+        let (base_seed, order) = match order {
             Some(o) => {
                 if o.size() != [self.samples()] {
                     bail!("the saved data order has {:?} entries, this pass has {}", o.size(), self.samples());
                 }
-                Some(o)
+                (None, Some(o))
             }
-            None if start == 0 => self
-                .sampler
-                .pass(self.len, epoch)
-                .map_err(|e| anyhow::anyhow!("sampling the {} data: {e}", self.split.name()))?,
+            None if start == 0 => {
+                let (base, order) = self
+                    .sampler
+                    .pass(self.len, epoch)
+                    .map_err(|e| anyhow::anyhow!("sampling the {} data: {e}", self.split.name()))?;
+                (Some(base), order)
+            }
             None if self.sampler.is_random() => {
                 bail!("resuming the {} data mid-pass needs the saved order of its random sampler", self.split.name())
             }
             None => match &self.sampler {
-                Sampler::Sequential => None,
-                s => s.pass(self.len, epoch)?,
+                Sampler::Sequential => (None, None),
+                s => (None, s.pass(self.len, epoch)?.1),
             },
         };
+        if let Some(items) = &self.items {
+            let pass = ItemPass::new(
+                items,
+                order.as_ref().map(Tensor::shallow_clone),
+                self.batch_size,
+                self.samples(),
+                device,
+                base_seed,
+                self.split.name(),
+            )?;
+            return Ok(EpochBatches { loader: self, order, next: start, source: Source::Items(Box::new(pass)) });
+        }
         let plan = BatchPlan {
             columns: self.columns.iter().map(Tensor::shallow_clone).collect(),
             order: order.as_ref().map(Tensor::shallow_clone),
@@ -236,6 +265,8 @@ enum Source<'a> {
     Ahead(super::prefetch::Prefetcher),
     /// Made by the plugin (or its workers).
     Stream(Box<StreamPass<'a>>),
+    /// Items fetched from the plugin.
+    Items(Box<ItemPass<'a>>),
 }
 
 impl EpochBatches<'_> {
@@ -259,6 +290,7 @@ impl Iterator for EpochBatches<'_> {
             Source::Inline(plan) => plan.batch(i),
             Source::Ahead(p) => p.next_batch(),
             Source::Stream(p) => p.next_batch(),
+            Source::Items(p) => p.batch(i),
         };
         Some(b.map_err(|e| anyhow::anyhow!("fetching {} batch {i}: {e:#}", self.loader.split.name())))
     }
@@ -279,6 +311,7 @@ mod tests {
             shuffle: false,
             drop_last,
             sampler: None,
+            items: None,
         }
     }
 
@@ -325,6 +358,7 @@ mod tests {
             shuffle: false,
             drop_last: false,
             sampler: None,
+            items: None,
         };
         let err = DataLoader::new(s, Split::Val, "p").err().unwrap().to_string();
         assert!(err.contains("differ in length"), "{err}");

@@ -77,9 +77,14 @@ impl Sampler {
         !matches!(self, Sampler::Sequential | Sampler::Distributed { shuffle: false, .. })
     }
 
-    /// One pass's indices (None: 0..n in order), after the iterator's base-seed draw.
-    pub fn pass(&self, n: i64, epoch: u64) -> Result<Option<Tensor>> {
-        torch_ext::draw_seed().map_err(anyhow::Error::msg)?;
+    /// One pass: the DataLoader iterator's base seed (drawn first, as torch does) and the
+    /// pass's indices (None: 0..n in order).
+    pub fn pass(&self, n: i64, epoch: u64) -> Result<(i64, Option<Tensor>)> {
+        let base = torch_ext::draw_seed().map_err(anyhow::Error::msg)?;
+        Ok((base, self.order(n, epoch)?))
+    }
+
+    fn order(&self, n: i64, epoch: u64) -> Result<Option<Tensor>> {
         Ok(match self {
             Sampler::Sequential => None,
             Sampler::Random => {
@@ -124,13 +129,13 @@ mod tests {
                                                                 // n = 10, 4 replicas: 3 per rank; padded with 0, 1.
         let s = Sampler::Distributed { num_replicas: 4, rank: 1, shuffle: false, seed: 0, drop_last: false };
         assert_eq!(s.len(10), 3);
-        let got = Vec::<i64>::try_from(s.pass(10, 0).unwrap().unwrap()).unwrap();
+        let got = Vec::<i64>::try_from(s.pass(10, 0).unwrap().1.unwrap()).unwrap();
         assert_eq!(got, vec![1, 5, 9]);
         let s = Sampler::Distributed { num_replicas: 4, rank: 3, shuffle: false, seed: 0, drop_last: false };
-        assert_eq!(Vec::<i64>::try_from(s.pass(10, 0).unwrap().unwrap()).unwrap(), vec![3, 7, 1]);
+        assert_eq!(Vec::<i64>::try_from(s.pass(10, 0).unwrap().1.unwrap()).unwrap(), vec![3, 7, 1]);
         let s = Sampler::Distributed { num_replicas: 4, rank: 3, shuffle: false, seed: 0, drop_last: true };
         assert_eq!(s.len(10), 2);
-        assert_eq!(Vec::<i64>::try_from(s.pass(10, 0).unwrap().unwrap()).unwrap(), vec![3, 7]);
+        assert_eq!(Vec::<i64>::try_from(s.pass(10, 0).unwrap().1.unwrap()).unwrap(), vec![3, 7]);
         assert!(Sampler::Distributed { num_replicas: 2, rank: 2, shuffle: false, seed: 0, drop_last: false }
             .validate(4)
             .is_err());

@@ -82,6 +82,7 @@ extern "C" {
     fn lthost_randperm_seeded(n: i64, seed: i64, out: *mut i64) -> i64;
     fn lthost_generator_new(seed: u64) -> *mut std::ffi::c_void;
     fn lthost_generator_free(gen: *mut std::ffi::c_void);
+    fn lthost_generator_from_state(data: *const u8, len: i64) -> *mut std::ffi::c_void;
     fn lthost_add_alpha(
         a: *const std::ffi::c_void,
         b: *const std::ffi::c_void,
@@ -286,6 +287,18 @@ impl Generator {
         let ptr = unsafe { lthost_generator_new(seed) };
         if ptr.is_null() {
             return Err(format!("creating a CPU generator seeded {seed} failed"));
+        }
+        Ok(Generator { ptr })
+    }
+
+    /// A generator in the CPU generator state `state` (from [`cpu_rng_state`]): it draws
+    /// what the run's generator drew from there.
+    pub fn from_state(state: &[u8]) -> Result<Generator, String> {
+        // SAFETY: libtorch copies `len` bytes from `data`; returns a heap-allocated
+        // at::Generator (null on failure), freed in Drop.
+        let ptr = unsafe { lthost_generator_from_state(state.as_ptr(), state.len() as i64) };
+        if ptr.is_null() {
+            return Err(format!("libtorch refused a CPU generator state of {} bytes", state.len()));
         }
         Ok(Generator { ptr })
     }

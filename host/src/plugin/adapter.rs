@@ -49,8 +49,21 @@ pub(super) struct Inner {
     /// swapped into the lent context for each call.
     data_dir: Option<PathBuf>,
     /// The DataModule's `setup` arguments and restored state, for its worker instances.
-    pub(super) setup_args: Option<(Stage, String)>,
+    pub(super) setup_args: Option<SetupArgs>,
     pub(super) data_state: Option<Vec<u8>>,
+}
+
+/// What a DataModule's `setup` was called with, for its DataLoader worker instances.
+#[derive(Clone)]
+pub(super) struct SetupArgs {
+    pub stage: Stage,
+    pub hparams: String,
+    /// The run's CPU generator state when `setup` was called: a worker's `setup` draws from
+    /// a generator in this state, so it makes the plugin's random data (a forked torch worker
+    /// holds the main process's dataset).
+    pub rng: Vec<u8>,
+    /// The state the DataModule was restored to (`load_state_dict`).
+    pub state: Option<Vec<u8>>,
 }
 
 /// A loaded plugin; clones share one instance (a component may be model and data at once).
@@ -128,9 +141,9 @@ impl WasmPlugin {
     }
 
     /// What the DataModule's `setup` was called with, and the state it was restored to.
-    pub(super) fn setup_args(&self) -> Option<(Stage, String, Option<Vec<u8>>)> {
+    pub(super) fn setup_args(&self) -> Option<SetupArgs> {
         let inner = self.inner.borrow();
-        inner.setup_args.clone().map(|(stage, hp)| (stage, hp, inner.data_state.clone()))
+        inner.setup_args.clone().map(|a| SetupArgs { state: inner.data_state.clone(), ..a })
     }
 
     pub(super) fn inner_mut(&self) -> std::cell::RefMut<'_, Inner> {

@@ -1,9 +1,10 @@
 //! A plugin's DataModule as the loops see it: datasets the host batches, and streaming
 //! sources — its own instance making batches between steps, or worker instances of the same
 //! admitted component, each in a store of its own (sharing the plugin's limits) on its
-//! worker's thread, `setup` and restored as the plugin was, with a generator of its own
-//! (seeded with the worker's id for `setup`, then base_seed + id for each pass, as torch
-//! seeds its DataLoader workers).
+//! worker's thread, `setup` and restored as the plugin was, with a generator of its own (in
+//! the state the plugin's `setup` drew from, so a worker makes the same random data as a
+//! forked torch worker holds; then base_seed + id for each pass, as torch seeds its
+//! DataLoader workers) — and map-style datasets' items, fetched by the plugin's instance.
 
 use std::sync::Arc;
 
@@ -12,9 +13,11 @@ use serde_json::Value;
 use tch::{Device, Tensor};
 
 use crate::context::{RunContext, Stage};
-use crate::engine::torch_ext::Generator;
-use crate::module::{BatchSource, DataModule, DatasetSpec, Module, Split, StreamSpec, WorkerFactory, WorkerInfo};
-use crate::plugin::adapter::{instantiate, WasmPlugin};
+use crate::engine::torch_ext::{self, Generator};
+use crate::module::{
+    BatchSource, DataModule, DatasetSpec, ItemFetcher, ItemSpec, Module, Split, StreamSpec, WorkerFactory, WorkerInfo,
+};
+use crate::plugin::adapter::{instantiate, SetupArgs, WasmPlugin};
 use crate::plugin::bindings::data_module::{
     Split as WitSplit, StreamSource as WitStreamSource, WorkerInfo as WitWorkerInfo,
 };
@@ -108,12 +111,51 @@ impl BatchSource for PluginStream {
     }
 }
 
+/// The items of a map-style dataset, fetched by the plugin's own instance.
+struct PluginItems {
+    plugin: WasmPlugin,
+    split: Split,
+    /// What the instance's calls are lent (on the CPU; the loop moves batches).
+    ctx: RunContext,
+}
+
+impl ItemFetcher for PluginItems {
+    fn fetch(&mut self, indices: &[u64], generator: &mut Option<Generator>) -> Result<Vec<Tensor>> {
+        let hook = format!("{}_dataloader.fetch", self.split.name());
+        let split = wit_split(self.split);
+        let lent = generator.take();
+        let mut back = None;
+        let out = self.plugin.call(&mut self.ctx, &hook, Device::Cpu, |inner| {
+            // A worker's generator for this batch's random ops, given back after.
+            let run = std::mem::replace(&mut inner.store.data_mut().generator, lent);
+            let got = match WasmPlugin::data_guest(inner) {
+                Ok(g) => g.clone().call_fetch(&mut inner.store, split, indices),
+                Err(e) => Err(e),
+            };
+            back = std::mem::replace(&mut inner.store.data_mut().generator, run);
+            match got? {
+                Ok(handles) => {
+                    let mut batch = Vec::with_capacity(handles.len());
+                    for h in handles {
+                        batch.push(WasmPlugin::take_tensor(inner, h)?);
+                    }
+                    Ok(Ok(batch))
+                }
+                Err(m) => Ok(Err(m)),
+            }
+        });
+        *generator = back;
+        out?.map_err(|m| self.plugin.err(&hook, None, m))
+    }
+}
+
 /// Makes worker instances of an admitted component.
 struct PluginWorkers {
     runtime: Arc<Runtime>,
     admitted: Arc<Admitted>,
-    /// The stage and hyper-parameters of the plugin's `setup`, the state it was restored to.
-    setup: (Stage, String, Option<Vec<u8>>),
+    /// The plugin's `setup`: its arguments, the generator state it drew from, the state it
+    /// was restored to.
+    setup: SetupArgs,
     split: Split,
     /// How many workers share the plugin's limits.
     share: usize,
@@ -123,16 +165,17 @@ impl WorkerFactory for PluginWorkers {
     fn spawn(&self, id: u32) -> Result<Box<dyn BatchSource>> {
         let mut plugin = instantiate(&self.runtime, &self.admitted, self.share)?;
         // Random ops in the worker's `setup` must not draw from the run's generator (another
-        // thread's): the worker's own, seeded with its id, until the first pass reseeds it.
+        // thread's): the worker's own, in the state the plugin's `setup` started from (so it
+        // makes the same random data), until the first pass reseeds it.
+        let setup = &self.setup;
         plugin.inner_mut().store.data_mut().generator =
-            Some(Generator::seeded(u64::from(id)).map_err(|e| anyhow!("DataLoader worker {id}: {e}"))?);
+            Some(Generator::from_state(&setup.rng).map_err(|e| anyhow!("DataLoader worker {id}: {e}"))?);
         let mut ctx = RunContext::default();
-        let (stage, hp, state) = &self.setup;
-        let hparams: serde_json::Value =
-            serde_json::from_str(hp).map_err(|e| anyhow!("DataLoader worker {id}: hyper-parameters: {e}"))?;
+        let hparams: serde_json::Value = serde_json::from_str(&setup.hparams)
+            .map_err(|e| anyhow!("DataLoader worker {id}: hyper-parameters: {e}"))?;
         let mut ready = || -> Result<()> {
-            DataModule::setup(&mut plugin, &mut ctx, *stage, &hparams)?;
-            if let Some(s) = state {
+            DataModule::setup(&mut plugin, &mut ctx, setup.stage, &hparams)?;
+            if let Some(s) = &setup.state {
                 DataModule::load_state(&mut plugin, &mut ctx, s)?;
             }
             // The plugin's own instance was asked for the stream before its workers started.
@@ -159,7 +202,8 @@ impl DataModule for WasmPlugin {
 
     fn setup(&mut self, ctx: &mut RunContext, stage: Stage, hparams: &Value) -> Result<()> {
         let text = hparams.to_string();
-        self.inner_mut().setup_args = Some((stage, text.clone()));
+        let rng = torch_ext::cpu_rng_state().map_err(|e| anyhow!("setup: {e}"))?;
+        self.inner_mut().setup_args = Some(SetupArgs { stage, hparams: text.clone(), rng, state: None });
         let out = self.call(ctx, "setup", Device::Cpu, |inner| {
             let g = WasmPlugin::data_guest(inner)?.clone();
             g.call_setup(&mut inner.store, stage_out(stage), &text)
@@ -194,15 +238,26 @@ impl DataModule for WasmPlugin {
                 columns.push(WasmPlugin::take_tensor(inner, c)?);
             }
             let sampler = ds.sampler.as_ref().map(convert::sampler);
-            Ok(Some(DatasetSpec {
-                columns,
-                batch_size: ds.batch_size as usize,
-                shuffle: ds.shuffle,
-                drop_last: ds.drop_last,
-                sampler,
-            }))
+            Ok(Some((
+                DatasetSpec {
+                    columns,
+                    batch_size: ds.batch_size as usize,
+                    shuffle: ds.shuffle,
+                    drop_last: ds.drop_last,
+                    sampler,
+                    items: None,
+                },
+                ds.items.map(|len| (len, ds.num_workers)),
+            )))
         })?;
-        Ok(spec)
+        Ok(spec.map(|(mut spec, items)| {
+            spec.items = items.map(|(len, num_workers)| ItemSpec {
+                len,
+                num_workers,
+                fetcher: Box::new(PluginItems { plugin: self.clone(), split, ctx: RunContext::default() }),
+            });
+            spec
+        }))
     }
 
     fn stream(&mut self, ctx: &mut RunContext, split: Split) -> Result<Option<StreamSpec>> {

@@ -24,6 +24,10 @@ from .pytorch.core import LightningModule as _UserModule
 _classes = {}
 _live = {}
 _structure = {}
+# Per split, the user's DataLoader (its items and streams are made when the host asks).
+_loaders = {}
+# Per split, the batches of the stream's pass under way.
+_passes = {}
 _STAGES = {Stage.FIT: "fit", Stage.VALIDATE: "validate", Stage.TEST: "test", Stage.PREDICT: "predict", Stage.SANITY_CHECK: "fit"}
 _SPLITS = {_dm.Split.TRAIN: "train", _dm.Split.VAL: "val", _dm.Split.TEST: "test", _dm.Split.PREDICT: "predict"}
 
@@ -597,6 +601,30 @@ class PluginOptimizers(_exports.PluginOptimizers):
             raise Err(f"{type(o).__name__}.load_state_dict: {describe(e)}")
 
 
+def _user_loader(name):
+    """The DataLoader the user's `{name}_dataloader` returns (None: no such split), kept for
+    the items and streams asked for later."""
+    make = getattr(_data_source(), f"{name}_dataloader", None)
+    loader = None if make is None else make()
+    if loader is None:
+        return None
+    if isinstance(loader, (list, tuple)):
+        if len(loader) != 1:
+            raise Err(f"{name}_dataloader returned {len(loader)} DataLoaders; lthost takes one per split")
+        loader = loader[0]
+    if not isinstance(loader, _data.DataLoader):
+        raise Err(f"{name}_dataloader must return a torch.utils.data.DataLoader, not {type(loader).__name__}")
+    _loaders[name] = loader
+    return loader
+
+
+def _handed_over(name, leaves, structure):
+    """A made batch's tensors for the host, its structure kept for the step it goes to."""
+    _structure[name] = structure
+    # New handles: the batch's tensors may be the dataset's own, which it keeps.
+    return [t._h.share() for t in leaves]
+
+
 def _data_source():
     d = _live.get("data")
     if d is None:
@@ -624,16 +652,9 @@ class DataModule(_exports.DataModule):
     @reported
     def dataloader(self, split):
         name = _SPLITS[split]
-        make = getattr(_data_source(), f"{name}_dataloader", None)
-        loader = None if make is None else make()
-        if loader is None:
-            return None
-        if isinstance(loader, (list, tuple)):
-            if len(loader) != 1:
-                raise Err(f"{name}_dataloader returned {len(loader)} DataLoaders; lthost takes one per split")
-            loader = loader[0]
-        if not isinstance(loader, _data.DataLoader):
-            raise Err(f"{name}_dataloader must return a torch.utils.data.DataLoader, not {type(loader).__name__}")
+        loader = _user_loader(name)
+        if loader is None or isinstance(loader.dataset, _data.IterableDataset):
+            return None  # an IterableDataset: the host asks for the stream next
         try:
             record, structure = loader.record(_dm)
         except (TypeError, ValueError, NotImplementedError, RuntimeError) as e:
@@ -641,15 +662,51 @@ class DataModule(_exports.DataModule):
         _structure[name] = structure
         return record
 
+    def fetch(self, split, indices):
+        name = _SPLITS[split]
+        loader = _loaders.get(name)
+        if loader is None:
+            raise Err(f"lthost asked for {name} items before {name}_dataloader")
+        try:
+            leaves, structure = loader.fetch(indices)
+        except Exception as e:  # noqa: BLE001  (the user's __getitem__ and collate_fn may raise anything)
+            raise Err(f"{name} DataLoader: {describe(e)}")
+        return _handed_over(name, leaves, structure)
+
     @reported
     def streaming(self, split):
-        return None
+        name = _SPLITS[split]
+        # A worker instance is asked for the stream without `dataloader` first.
+        loader = _loaders[name] if name in _loaders else _user_loader(name)
+        if loader is None or not isinstance(loader.dataset, _data.IterableDataset):
+            return None
+        try:
+            batches = len(loader)
+        except TypeError:
+            raise Err(f"{name}_dataloader: lthost needs the number of batches per pass of a DataLoader over an IterableDataset: give {type(loader.dataset).__name__} a __len__") from None
+        return _dm.StreamSource(batches, loader.num_workers)
 
     def start_pass(self, split, worker):
-        raise Err("this DataModule has no stream")
+        name = _SPLITS[split]
+        loader = _loaders.get(name)
+        if loader is None:
+            raise Err(f"lthost asked for a {name} pass before {name}_dataloader")
+        info = _data.WorkerInfo(worker.id, worker.num_workers, worker.seed, loader.dataset) if worker.num_workers else None
+        try:
+            _passes[name] = loader.start_pass(info)
+        except Exception as e:  # noqa: BLE001  (the user's __iter__ may raise anything)
+            raise Err(f"{name} DataLoader: {describe(e)}")
 
     def next_batch(self, split):
-        return None
+        name = _SPLITS[split]
+        batches = _passes.get(name)
+        if batches is None:
+            raise Err(f"lthost asked for a {name} batch before its pass began")
+        try:
+            batch = next(batches, None)
+        except Exception as e:  # noqa: BLE001  (the user's __iter__ and collate_fn may raise anything)
+            raise Err(f"{name} DataLoader: {describe(e)}")
+        return None if batch is None else _handed_over(name, *batch)
 
     @reported
     def save_state(self):

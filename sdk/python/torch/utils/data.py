@@ -1,9 +1,11 @@
 """torch.utils.data: Dataset, TensorDataset, Subset, random_split, the samplers and
-DataLoader. A DataLoader becomes the host's batching of columns (the host draws torch's
-sampler orders from the run's generator): a TensorDataset's tensors are the columns; any
-other map-style dataset is read item by item once, when its DataLoader is handed to the
-host, and its items collated into columns as `default_collate` would (so `__getitem__`
-runs once per item per run, not once per epoch)."""
+DataLoader. The host draws torch's sampler orders from the run's generator. A TensorDataset
+(or a Subset of one) collated by `default_collate` becomes the host's batching of columns:
+its tensors are the columns, gathered a batch at a time. Any other map-style dataset, or a
+`collate_fn` of the user's, is read as torch reads it: every pass, the host hands each
+batch's indices to the plugin, which calls `__getitem__` per item and `collate_fn` on the
+items (`DataLoader.fetch`); with `num_workers`, batch i draws its random numbers from
+worker i mod N's generator, seeded as torch seeds its workers."""
 
 import math
 
@@ -156,6 +158,16 @@ def default_collate(batch):
     raise TypeError(f"default_collate: batch must contain tensors, numbers, dicts or lists; found {type(elem).__name__}")
 
 
+class _Kept:
+    """A value of a fetched batch that is not a tensor (a string, a number left as it is by
+    a collate_fn): it stays in the plugin, in the batch's structure."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+
 def _flatten(tree, leaves):
     """The structure of a collated batch (tensors replaced by their index in `leaves`)."""
     if isinstance(tree, _core.Tensor):
@@ -165,19 +177,22 @@ def _flatten(tree, leaves):
         return {k: _flatten(v, leaves) for k, v in tree.items()}
     if isinstance(tree, (list, tuple)):
         return [_flatten(v, leaves) for v in tree]
-    raise TypeError(f"a batch cannot hold a {type(tree).__name__}")
+    return _Kept(tree)
 
 
 def unflatten(structure, leaves):
     if isinstance(structure, int):
         return leaves[structure]
+    if isinstance(structure, _Kept):
+        return structure.value
     if isinstance(structure, dict):
         return {k: unflatten(v, leaves) for k, v in structure.items()}
     return [unflatten(v, leaves) for v in structure]
 
 
 def columns(dataset):
-    """(column tensors, the structure of one batch)."""
+    """(column tensors, the structure of one batch) of a TensorDataset or a Subset of one;
+    None for any other dataset (read item by item)."""
     if isinstance(dataset, TensorDataset):
         return list(dataset.tensors), list(range(len(dataset.tensors)))
     if isinstance(dataset, Subset) and isinstance(dataset.dataset, TensorDataset):
@@ -185,14 +200,7 @@ def columns(dataset):
 
         idx = tensor(dataset.indices, dtype=_core.int64)
         return [t.index_select(0, idx) for t in dataset.dataset.tensors], list(range(len(dataset.dataset.tensors)))
-    if isinstance(dataset, IterableDataset):
-        raise NotImplementedError("DataLoader over an IterableDataset is not supported by lthost's torch package yet (write a LightningDataModule stream)")
-    n = len(dataset)
-    if n == 0:
-        raise ValueError("a DataLoader's dataset is empty")
-    leaves = []
-    structure = _flatten(default_collate([dataset[i] for i in range(n)]), leaves)
-    return leaves, structure
+    return None
 
 
 class DataLoader:
@@ -201,16 +209,19 @@ class DataLoader:
     def __init__(self, dataset, batch_size=1, shuffle=None, sampler=None, batch_sampler=None, num_workers=0, collate_fn=None, pin_memory=False, drop_last=False, timeout=0, worker_init_fn=None, multiprocessing_context=None, generator=None, *, prefetch_factor=None, persistent_workers=False, pin_memory_device="", in_order=True):
         if batch_sampler is not None:
             raise NotImplementedError("DataLoader(batch_sampler=...) is not supported by lthost")
-        if collate_fn is not None and collate_fn is not default_collate:
-            raise NotImplementedError("DataLoader(collate_fn=...) is not supported by lthost (batches are collated as default_collate does)")
         if batch_size is None:
             raise NotImplementedError("DataLoader(batch_size=None) is not supported by lthost")
         if generator is not None:
             raise NotImplementedError("DataLoader(generator=...): lthost's samplers draw from the run's generator")
         if sampler is not None and shuffle:
             raise ValueError("sampler option is mutually exclusive with shuffle")
+        if isinstance(dataset, IterableDataset) and shuffle:
+            raise ValueError(f"DataLoader with IterableDataset: expected unspecified shuffle option, but got shuffle={shuffle}")
+        if isinstance(dataset, IterableDataset) and sampler is not None:
+            raise ValueError(f"DataLoader with IterableDataset: expected unspecified sampler option, but got sampler={sampler}")
         self.dataset, self.batch_size, self.shuffle, self.sampler, self.drop_last = dataset, batch_size, bool(shuffle), sampler, drop_last
         self.num_workers = num_workers
+        self.collate_fn = default_collate if collate_fn is None else collate_fn
 
     def __len__(self):
         n = len(self.dataset) if not isinstance(self.sampler, WeightedRandomSampler) else self.sampler.num_samples
@@ -220,12 +231,59 @@ class DataLoader:
         raise NotImplementedError("iterating a DataLoader inside a plugin: the host iterates it (return it from a *_dataloader hook)")
 
     def record(self, dm):
-        """(the host's dataset record, the batch structure)."""
-        cols, structure = columns(self.dataset)
+        """A map-style dataset's (host dataset record, batch structure; None: each fetched
+        batch's)."""
         sampler = None if self.sampler is None else self.sampler._wit(dm)
-        # Handles of the host's own (returning one moves it): the file keeps its tensors.
-        return dm.Dataset([c._h.share() for c in cols], self.batch_size, self.shuffle, self.drop_last, sampler), structure
+        cols = columns(self.dataset) if self.collate_fn is default_collate else None
+        if cols is not None:
+            # Handles of the host's own (returning one moves it): the file keeps its tensors.
+            handles = [c._h.share() for c in cols[0]]
+            return dm.Dataset(handles, self.batch_size, self.shuffle, self.drop_last, sampler, None, 0), cols[1]
+        if len(self.dataset) == 0:
+            raise ValueError("a DataLoader's dataset is empty")
+        return dm.Dataset([], self.batch_size, self.shuffle, self.drop_last, sampler, len(self.dataset), self.num_workers), None
+
+    def start_pass(self, worker_info):
+        """A pass over an IterableDataset in this instance (worker `worker_info`, None in the
+        main process): its batches, each (tensors, structure), made as torch's fetcher makes
+        them (`batch_size` items, then `collate_fn`; a short last one dropped with
+        `drop_last`), with `get_worker_info()` answering for the worker."""
+        global _worker_info
+        _worker_info = worker_info
+        items = iter(self.dataset)
+        while True:
+            batch = []
+            for item in items:
+                batch.append(item)
+                if len(batch) == self.batch_size:
+                    break
+            if not batch or (self.drop_last and len(batch) < self.batch_size):
+                return
+            leaves = []
+            structure = _flatten(self.collate_fn(batch), leaves)
+            yield leaves, structure
+
+    def fetch(self, indices):
+        """The batch of items `indices` as torch's fetcher makes it (`__getitem__` per item,
+        then `collate_fn`): (its tensors, its structure)."""
+        leaves = []
+        structure = _flatten(self.collate_fn([self.dataset[i] for i in indices]), leaves)
+        return leaves, structure
+
+
+class WorkerInfo:
+    """torch.utils.data.get_worker_info()'s answer inside a DataLoader worker."""
+
+    def __init__(self, id, num_workers, seed, dataset):
+        self.id, self.num_workers, self.seed, self.dataset = id, num_workers, seed, dataset
+
+    def __repr__(self):
+        return f"WorkerInfo(id={self.id}, num_workers={self.num_workers}, seed={self.seed}, dataset={self.dataset!r})"
+
+
+_worker_info = None
 
 
 def get_worker_info():
-    return None
+    """The worker this instance is (a stream's DataLoader worker), None in the main process."""
+    return _worker_info

@@ -1,0 +1,84 @@
+"""A map-style Dataset read as torch reads it: `__getitem__` adds fresh noise to every item
+each epoch (random augmentation), the training DataLoader has its own `collate_fn` (a dict
+batch carrying the items' names, which are not tensors) and two workers, whose noise comes
+from torch's per-worker generators. Validation is an IterableDataset sharded between two
+workers by `get_worker_info()`. lthost fetches each batch's items from the plugin every
+pass, and streams the validation batches from worker instances; the same file runs in Lightning 2.6.6
+(tests/reference/lightning_files_reference.py)."""
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
+
+
+class NoisyPoints(Dataset):
+    def __init__(self, x, y, noise):
+        self.x, self.y, self.noise = x, y, noise
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return {"x": self.x[i] + self.noise * torch.randn(self.x.shape[1]), "y": self.y[i], "name": f"point-{i}"}
+
+
+def collate(items):
+    return {
+        "x": torch.stack([it["x"] for it in items]),
+        "y": torch.stack([it["y"] for it in items]),
+        "names": [it["name"] for it in items],
+    }
+
+
+class Classifier(L.LightningModule):
+    def __init__(self, lr=0.05):
+        super().__init__()
+        self.save_hyperparameters()
+        self.net = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 3))
+
+    def training_step(self, batch, batch_idx):
+        loss = F.cross_entropy(self.net(batch["x"]), batch["y"])
+        self.log("train_loss", loss)
+        self.log("batch_names", float(len(batch["names"])))
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("val_loss", F.cross_entropy(self.net(x), y))
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=self.hparams.lr, momentum=0.9)
+
+
+class Points(L.LightningDataModule):
+    def setup(self, stage):
+        x = torch.randn(300, 8)
+        y = (x[:, 0] > 0).long() + (x[:, 1] > 0.5).long()
+        self.train = NoisyPoints(x[:240], y[:240], 0.3)
+        self.val = NoisyPoints(x[240:], y[240:], 0.3)
+
+    def train_dataloader(self):
+        return DataLoader(self.train, batch_size=16, shuffle=True, collate_fn=collate, num_workers=2)
+
+    def val_dataloader(self):
+        return DataLoader(PointStream(self.val), batch_size=16, num_workers=2)
+
+
+class PointStream(IterableDataset):
+    """The validation points as a stream, sharded between the DataLoader's workers, each
+    item with noise from its worker's generator; (x, y) tuples, collated by default_collate."""
+
+    def __init__(self, points):
+        self.points = points
+
+    def __len__(self):
+        return len(self.points)
+
+    def __iter__(self):
+        info = get_worker_info()
+        start, step = (0, 1) if info is None else (info.id, info.num_workers)
+        for i in range(start, len(self.points), step):
+            item = self.points[i]
+            yield item["x"], item["y"]
