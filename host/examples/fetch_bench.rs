@@ -25,6 +25,7 @@ fn main() -> anyhow::Result<()> {
             drop_last: false,
             sampler: None,
             items: None,
+            persistent_workers: false,
         };
         let mut dl = DataLoader::new(spec, Split::Train, "bench")?;
         dl.set_prefetch(depth);

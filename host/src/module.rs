@@ -131,6 +131,9 @@ pub struct DatasetSpec {
     pub sampler: Option<crate::data::sampler::Sampler>,
     /// A map-style dataset: its items make the batches (`columns` empty).
     pub items: Option<ItemSpec>,
+    /// DataLoader workers that persist (`persistent_workers`): the iterator's base seed is
+    /// drawn on the first pass only, and the workers keep their generators.
+    pub persistent_workers: bool,
 }
 
 /// A map-style dataset the DataModule reads item by item (torch's `__getitem__` and
@@ -150,6 +153,9 @@ pub trait ItemFetcher {
         indices: &[u64],
         generator: &mut Option<crate::engine::torch_ext::Generator>,
     ) -> Result<Vec<Tensor>>;
+    /// A new pass's batches of indices from the DataModule's own sampler (its random draws
+    /// from the run's generator).
+    fn sample(&mut self) -> Result<Vec<Vec<u64>>>;
 }
 
 /// A source the DataModule produces batch by batch (an IterableDataset yielding batches):

@@ -129,6 +129,7 @@ bool exports_lt_plugin_data_module_dataloader(exports_lt_plugin_data_module_spli
   ret->sampler.is_some = false;
   ret->items.is_some = false;
   ret->num_workers = 0;
+  ret->persistent_workers = false;
   return true;
 }
 
@@ -147,6 +148,11 @@ bool exports_lt_plugin_data_module_next_batch(exports_lt_plugin_data_module_spli
 bool exports_lt_plugin_data_module_fetch(exports_lt_plugin_data_module_split_t split, plugin_list_u64_t *indices, exports_lt_plugin_data_module_list_own_tensor_t *ret, plugin_string_t *err) {
   plugin_list_u64_free(indices);
   plugin_string_dup(err, "this DataModule has no items to fetch");
+  return false;
+}
+
+bool exports_lt_plugin_data_module_sample(exports_lt_plugin_data_module_split_t split, plugin_list_list_u64_t *ret, plugin_string_t *err) {
+  plugin_string_dup(err, "this DataModule has no sampler of its own");
   return false;
 }
 

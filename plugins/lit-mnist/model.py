@@ -88,7 +88,9 @@ class BandImages(L.LightningDataModule):
         self.mnist_train, self.mnist_val, self.mnist_test = random_split(full, [1000, 100, 100], generator=torch.Generator().manual_seed(42))
 
     def train_dataloader(self):
-        return DataLoader(self.mnist_train, batch_size=self.batch_size, shuffle=True)
+        # Persistent workers: torch draws the DataLoader iterator's base seed on the first
+        # epoch only (from the second, the shuffled order depends on it).
+        return DataLoader(self.mnist_train, batch_size=self.batch_size, shuffle=True, num_workers=2, persistent_workers=True)
 
     def val_dataloader(self):
         return DataLoader(self.mnist_val, batch_size=self.batch_size)

@@ -177,7 +177,7 @@ export class Dataset {
     Object.assign(this, { columns, batchSize, shuffle, dropLast });
   }
   record() {
-    return { columns: this.columns, batchSize: this.batchSize, shuffle: this.shuffle, dropLast: this.dropLast, sampler: undefined, items: undefined, numWorkers: 0 };
+    return { columns: this.columns, batchSize: this.batchSize, shuffle: this.shuffle, dropLast: this.dropLast, sampler: undefined, items: undefined, numWorkers: 0, persistentWorkers: false };
   }
 }
 
@@ -250,6 +250,7 @@ export function exportPlugin(ModuleClass, DataClass) {
     startPass() { throw "this DataModule has no stream"; },
     nextBatch() { return undefined; },
     fetch() { throw "this DataModule has no items to fetch"; },
+    sample() { throw "this DataModule has no sampler of its own"; },
     saveState() { return live(data, "state_dict").stateDict(); },
     loadState(state) {
       try {

@@ -159,6 +159,10 @@ pub fn fetch<E: Exports>(split: Split, indices: Vec<u64>) -> Result<Batch, Strin
     with_data::<E, _>(|d| d.fetch(split, indices))?
 }
 
+pub fn sample<E: Exports>(split: Split) -> Result<Vec<Vec<u64>>, String> {
+    with_data::<E, _>(|d| d.sample(split))?
+}
+
 /// Implements the generated export traits for the macro's type.
 #[doc(hidden)]
 #[macro_export]
@@ -220,6 +224,9 @@ macro_rules! __glue_impls {
             }
             fn fetch(split: $crate::Split, indices: Vec<u64>) -> Result<$crate::Batch, String> {
                 $crate::glue::fetch::<$ty>(split, indices)
+            }
+            fn sample(split: $crate::Split) -> Result<Vec<Vec<u64>>, String> {
+                $crate::glue::sample::<$ty>(split)
             }
         }
     };

@@ -156,6 +156,11 @@ pub trait DataModule: Sized + 'static {
     fn fetch(&mut self, split: Split, _indices: Vec<u64>) -> Result<Batch, String> {
         Err(format!("this DataModule has no {split:?} items to fetch"))
     }
+    /// A new pass's batches of indices of `split`'s own sampler (a [`Dataset`] whose sampler
+    /// is `Sampler::Plugin`), drawing from the run's generator.
+    fn sample(&mut self, split: Split) -> Result<Vec<Vec<u64>>, String> {
+        Err(format!("this DataModule has no {split:?} sampler of its own"))
+    }
     /// Lightning's `state_dict`: bytes kept in checkpoints.
     fn state_dict(&self) -> Option<Vec<u8>> {
         None
@@ -177,7 +182,16 @@ impl DataModule for NoData {
 
 /// Builds a dataset record: columns batched along dim 0.
 pub fn dataset(columns: Vec<Tensor>, batch_size: u32, shuffle: bool) -> Dataset {
-    Dataset { columns, batch_size, shuffle, drop_last: false, sampler: None, items: None, num_workers: 0 }
+    Dataset {
+        columns,
+        batch_size,
+        shuffle,
+        drop_last: false,
+        sampler: None,
+        items: None,
+        num_workers: 0,
+        persistent_workers: false,
+    }
 }
 
 pub mod prelude {

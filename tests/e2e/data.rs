@@ -50,6 +50,7 @@ fn samplers_visit_the_rows_torch_visits_and_draw_what_torch_draws() {
                 drop_last: case["drop_last"].as_bool().unwrap_or(false),
                 sampler: sampler(case, &weights),
                 items: None,
+                persistent_workers: false,
             };
             let loader = DataLoader::new(spec, Split::Train, "test").expect("a loader");
             for (epoch, want_pass) in want["passes"].as_array().expect("passes").iter().enumerate() {
@@ -78,6 +79,7 @@ fn bad_samplers_are_refused_with_the_reason() {
         drop_last: false,
         sampler: Some(s),
         items: None,
+        persistent_workers: false,
     };
     let e = DataLoader::new(
         spec(Sampler::Weighted { weights: vec![1.0; 3], num_samples: 2, replacement: true }),

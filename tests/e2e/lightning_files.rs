@@ -194,6 +194,56 @@ fn a_map_style_dataset_is_read_item_by_item_every_epoch_as_torch_reads_it() {
     assert_resumes_exactly("lit-augment", 2);
 }
 
+/// lit-augment with a checkpoint every step, killed at `fault` (or not), resumed from
+/// `last` when `resume`: the last checkpoint's weights.
+fn augment_weights(dir: &std::path::Path, fault: Option<&str>, resume: bool) -> lthost::checkpoint::Checkpoint {
+    let wasm = plugin("lit-augment");
+    let mut args = vec![
+        "fit",
+        wasm.to_str().expect("utf-8"),
+        "--accelerator",
+        "cpu",
+        "--seed",
+        "42",
+        "--no-progress-bar",
+        "--max-epochs",
+        "3",
+    ];
+    args.extend(["--set", "checkpoint.save_last=true", "--set", "checkpoint.save_top_k=0"]);
+    args.extend(["--set", "checkpoint.every_n_train_steps=1", "--set", "checkpoint.dirpath=ck"]);
+    if resume {
+        args.extend(["--ckpt-path", "last"]);
+    }
+    let mut cmd = crate::common::command(env!("CARGO_BIN_EXE_lthost"), dir);
+    if let Some(f) = fault {
+        cmd.env("LTHOST_FAULT", f);
+    }
+    let out = cmd.args(&args).output().expect("lthost runs");
+    if fault.is_some() {
+        assert_eq!(out.status.code(), None, "killed at {fault:?}: {}", String::from_utf8_lossy(&out.stderr));
+    } else {
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    lthost::checkpoint::load(&dir.join("ck/last.ckpt")).expect("the last checkpoint")
+}
+
+#[test]
+fn random_items_fetched_by_workers_resume_mid_epoch_exactly() {
+    // Killed mid-epoch (15 steps an epoch): the kept order ends with the pass's base seed, so
+    // the workers' generators restart from it and the batches already trained on are fetched
+    // again to bring them where they were; the weights end bit-identical.
+    let full_dir = tempfile::tempdir().expect("tempdir");
+    let want = augment_weights(full_dir.path(), None, false);
+    for fault in ["step:5", "step:22"] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        augment_weights(dir.path(), Some(fault), false);
+        let got = augment_weights(dir.path(), None, true);
+        for (k, t) in want.tensors.iter().filter(|(k, _)| k.starts_with("state_dict.")) {
+            assert!(got.tensors[k].equal(t), "{fault}: `{k}` differs from the uninterrupted run");
+        }
+    }
+}
+
 #[test]
 fn a_resnet_with_multistep_lr_trains_as_in_lightning() {
     // BatchNorm, Nesterov SGD with weight decay, and MultiStepLR at epochs 1 and 2.

@@ -6,9 +6,10 @@
 use anyhow::{bail, Result};
 use tch::{Device, Tensor};
 
-use crate::data::items::{ItemPass, Items};
+use crate::data::items::{chunks, ItemPass, Items};
 use crate::data::sampler::Sampler;
 use crate::data::stream::{StreamLoader, StreamPass};
+use crate::engine::torch_ext;
 use crate::module::{DatasetSpec, Split, StreamSpec};
 
 pub struct DataLoader {
@@ -24,6 +25,10 @@ pub struct DataLoader {
     sampler: Sampler,
     drop_last: bool,
     prefetch: usize,
+    /// Persistent DataLoader workers: only the first pass draws a base seed.
+    persistent: bool,
+    /// Passes begun so far.
+    passes: std::cell::Cell<u64>,
 }
 
 impl DataLoader {
@@ -39,6 +44,9 @@ impl DataLoader {
                     .map_err(|_| anyhow::anyhow!("{source}: the {name} dataset declares {} items", i.len))?,
                 num_workers: i.num_workers,
                 fetcher: std::cell::RefCell::new(i.fetcher),
+                source: format!("{source}: the {name} items"),
+                persistent: spec.persistent_workers,
+                kept_workers: std::cell::RefCell::new(Vec::new()),
             }),
             None if spec.columns.is_empty() => bail!("{source}: the {name} dataset has no columns"),
             None => None,
@@ -58,6 +66,9 @@ impl DataLoader {
             }
         }
         let len = len.unwrap_or(0);
+        if matches!(spec.sampler, Some(Sampler::Plugin { .. })) && items.is_none() {
+            bail!("{source}: the {name} dataset's sampler is the plugin's own, which needs a dataset of items");
+        }
         let sampler = spec.sampler.unwrap_or(if spec.shuffle { Sampler::Random } else { Sampler::Sequential });
         sampler.validate(len).map_err(|e| anyhow::anyhow!("{source}: the {name} dataset: {e}"))?;
         Ok(DataLoader {
@@ -70,6 +81,8 @@ impl DataLoader {
             sampler,
             drop_last: spec.drop_last,
             prefetch: 0,
+            persistent: spec.persistent_workers,
+            passes: std::cell::Cell::new(0),
         })
     }
 
@@ -87,6 +100,8 @@ impl DataLoader {
             sampler: Sampler::Sequential,
             drop_last: false,
             prefetch: 0,
+            persistent: false,
+            passes: std::cell::Cell::new(0),
         })
     }
 
@@ -120,6 +135,9 @@ impl DataLoader {
         if let Some(st) = &self.stream {
             return st.num_batches();
         }
+        if let Sampler::Plugin { batches } = self.sampler {
+            return batches as usize;
+        }
         let s = self.samples();
         let n = if self.drop_last { s / self.batch_size } else { (s + self.batch_size - 1) / self.batch_size };
         n as usize
@@ -149,40 +167,10 @@ impl DataLoader {
                 source: Source::Stream(Box::new(pass)),
             });
         }
-        let (base_seed, order) = match order {
-            Some(o) => {
-                if o.size() != [self.samples()] {
-                    bail!("the saved data order has {:?} entries, this pass has {}", o.size(), self.samples());
-                }
-                (None, Some(o))
-            }
-            None if start == 0 => {
-                let (base, order) = self
-                    .sampler
-                    .pass(self.len, epoch)
-                    .map_err(|e| anyhow::anyhow!("sampling the {} data: {e}", self.split.name()))?;
-                (Some(base), order)
-            }
-            None if self.sampler.is_random() => {
-                bail!("resuming the {} data mid-pass needs the saved order of its random sampler", self.split.name())
-            }
-            None => match &self.sampler {
-                Sampler::Sequential => (None, None),
-                s => (None, s.pass(self.len, epoch)?.1),
-            },
-        };
         if let Some(items) = &self.items {
-            let pass = ItemPass::new(
-                items,
-                order.as_ref().map(Tensor::shallow_clone),
-                self.batch_size,
-                self.samples(),
-                device,
-                base_seed,
-                self.split.name(),
-            )?;
-            return Ok(EpochBatches { loader: self, order, next: start, source: Source::Items(Box::new(pass)) });
+            return self.item_pass(items, device, order, start, epoch);
         }
+        let (_, order) = self.pass_order(order, start, epoch)?;
         let plan = BatchPlan {
             columns: self.columns.iter().map(Tensor::shallow_clone).collect(),
             order: order.as_ref().map(Tensor::shallow_clone),
@@ -197,6 +185,99 @@ impl DataLoader {
             Source::Inline(plan)
         };
         Ok(EpochBatches { loader: self, order, next: start, source })
+    }
+
+    /// Whether a new pass draws the DataLoader iterator's base seed: every pass, or with
+    /// persistent workers the first one only (torch keeps that iterator and its workers).
+    fn draws_base_seed(&self) -> bool {
+        let first = self.passes.replace(self.passes.get() + 1) == 0;
+        first || !self.persistent
+    }
+
+    /// The pass's base seed (None: not drawn, a resumed pass) and order (None: 0..len):
+    /// `saved` if given, else a new one from the sampler.
+    fn pass_order(&self, saved: Option<Tensor>, start: usize, epoch: u64) -> Result<(Option<i64>, Option<Tensor>)> {
+        let draws = self.draws_base_seed();
+        Ok(match saved {
+            Some(o) => {
+                if o.size() != [self.samples()] {
+                    bail!("the saved data order has {:?} entries, this pass has {}", o.size(), self.samples());
+                }
+                (None, Some(o))
+            }
+            None if start == 0 && !draws => (None, self.sampler.order(self.len, epoch)?),
+            None if start == 0 => {
+                let (base, order) = self
+                    .sampler
+                    .pass(self.len, epoch)
+                    .map_err(|e| anyhow::anyhow!("sampling the {} data: {e}", self.split.name()))?;
+                (Some(base), order)
+            }
+            None if self.sampler.is_random() => {
+                bail!("resuming the {} data mid-pass needs the saved order of its random sampler", self.split.name())
+            }
+            None => match &self.sampler {
+                Sampler::Sequential => (None, None),
+                s => (None, s.pass(self.len, epoch)?.1),
+            },
+        })
+    }
+
+    /// A pass over a map-style dataset's items, from batch `start`: in the batches a resumed
+    /// pass kept (`saved`, with its base seed), else in new ones — the host sampler's order in
+    /// batches, or the DataModule's own sampler's batches.
+    fn item_pass<'a>(
+        &'a self,
+        items: &'a Items,
+        device: Device,
+        saved: Option<Tensor>,
+        start: usize,
+        epoch: u64,
+    ) -> Result<EpochBatches<'a>> {
+        let name = self.split.name();
+        let kept = saved.as_ref().map(ItemPass::restore).transpose()?.flatten();
+        let (base, batches) = match (kept, &self.sampler) {
+            (Some((base, batches)), _) => (Some(base), batches),
+            (None, Sampler::Plugin { .. }) => {
+                if start > 0 {
+                    bail!("resuming the {name} data mid-pass needs the saved batches of its sampler");
+                }
+                // The iterator's base seed first, then the file's sampler, as torch draws them.
+                let base = match self.draws_base_seed() {
+                    true => Some(torch_ext::draw_seed().map_err(anyhow::Error::msg)?),
+                    false => None,
+                };
+                (base, items.fetcher.borrow_mut().sample()?)
+            }
+            (None, _) => {
+                let (base, order) = self.pass_order(saved, start, epoch)?;
+                (base, chunks(order.as_ref(), self.samples(), self.batch_size, self.num_batches())?)
+            }
+        };
+        if batches.len() != self.num_batches() {
+            bail!(
+                "{}: the {name} sampler gave {} batches, its length says {}",
+                items.source,
+                batches.len(),
+                self.num_batches()
+            );
+        }
+        if self.persistent && items.num_workers > 0 && start > 0 {
+            println!("note: the {name} DataLoader's persistent workers keep generators a checkpoint does not hold; they restart from the pass's seed, so items that draw random numbers may differ from the interrupted run's after the first epoch");
+        }
+        let plan = ItemPass::new(items, batches, base, device, name)?;
+        let order = Some(plan.kept()?);
+        let replay = items.num_workers > 0 && base.is_some();
+        let mut pass = EpochBatches { loader: self, order, next: 0, source: Source::Items(Box::new(plan)) };
+        if replay {
+            // The batches already trained on are fetched again: each advances its worker's
+            // generator as it did (without workers the run's generator was restored past them).
+            for _ in 0..start {
+                pass.next().transpose()?;
+            }
+        }
+        pass.next = start;
+        Ok(pass)
     }
 
     /// Batches a background thread prepares ahead (0: none, gathered when asked for).
@@ -242,13 +323,29 @@ impl BatchPlan {
                 Some(ix) => c.f_index_select(0, ix)?,
                 None => c.f_narrow(0, start, size)?,
             };
-            out.push(match self.device {
-                Device::Cpu => part,
-                d => part.f_pin_memory(d)?.f_to_device_(d, part.kind(), true, false)?,
-            });
+            out.push(to_device(part, self.device)?);
         }
         Ok(out)
     }
+}
+
+/// A batch the plugin made (`what` names it in errors): at least one tensor, none a
+/// scalar, moved to `device` (through pinned memory, without blocking, for CUDA).
+pub(super) fn made_batch(batch: Vec<Tensor>, device: Device, what: &dyn Fn() -> String) -> Result<Vec<Tensor>> {
+    if batch.is_empty() {
+        bail!("{} has no tensors", what());
+    }
+    if let Some(k) = batch.iter().position(|t| t.dim() == 0) {
+        bail!("tensor {k} of {} is a scalar; a batch's tensors have the batch along dim 0", what());
+    }
+    batch.into_iter().map(|t| to_device(t, device)).collect()
+}
+
+fn to_device(t: Tensor, device: Device) -> Result<Tensor> {
+    Ok(match device {
+        Device::Cpu => t,
+        d => t.f_pin_memory(d)?.f_to_device_(d, t.kind(), true, false)?,
+    })
 }
 
 pub struct EpochBatches<'a> {
@@ -312,6 +409,7 @@ mod tests {
             drop_last,
             sampler: None,
             items: None,
+            persistent_workers: false,
         }
     }
 
@@ -359,6 +457,7 @@ mod tests {
             drop_last: false,
             sampler: None,
             items: None,
+            persistent_workers: false,
         };
         let err = DataLoader::new(s, Split::Val, "p").err().unwrap().to_string();
         assert!(err.contains("differ in length"), "{err}");

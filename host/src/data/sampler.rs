@@ -8,6 +8,7 @@
 //!   seeded with it.
 //! - Weighted: WeightedRandomSampler — `multinomial(weights, num_samples, replacement)` on
 //!   the run's generator.
+//! - Plugin: the DataModule's own sampler, asked for each pass's batches of indices.
 //! - Distributed: DistributedSampler — `randperm(n)` seeded `seed + epoch` (or 0..n),
 //!   padded by repeating the start (or cut, `drop_last`) to a multiple of `num_replicas`,
 //!   then every `num_replicas`-th index from `rank`.
@@ -24,8 +25,23 @@ use crate::engine::torch_ext;
 pub enum Sampler {
     Sequential,
     Random,
-    Weighted { weights: Vec<f64>, num_samples: i64, replacement: bool },
-    Distributed { num_replicas: i64, rank: i64, shuffle: bool, seed: i64, drop_last: bool },
+    Weighted {
+        weights: Vec<f64>,
+        num_samples: i64,
+        replacement: bool,
+    },
+    Distributed {
+        num_replicas: i64,
+        rank: i64,
+        shuffle: bool,
+        seed: i64,
+        drop_last: bool,
+    },
+    /// The DataModule's own (a Sampler or batch_sampler of a Lightning file): it gives each
+    /// pass's `batches` batches of indices itself ([`crate::data::items`]).
+    Plugin {
+        batches: u64,
+    },
 }
 
 impl Sampler {
@@ -61,7 +77,7 @@ impl Sampler {
     /// Samples per pass.
     pub fn len(&self, n: i64) -> i64 {
         match self {
-            Sampler::Sequential | Sampler::Random => n,
+            Sampler::Sequential | Sampler::Random | Sampler::Plugin { .. } => n,
             Sampler::Weighted { num_samples, .. } => *num_samples,
             Sampler::Distributed { num_replicas, drop_last, .. } => {
                 if *drop_last && n % num_replicas != 0 {
@@ -84,9 +100,11 @@ impl Sampler {
         Ok((base, self.order(n, epoch)?))
     }
 
-    fn order(&self, n: i64, epoch: u64) -> Result<Option<Tensor>> {
+    /// One pass's indices without the base-seed draw (a DataLoader whose persistent
+    /// workers drew it on their first pass).
+    pub fn order(&self, n: i64, epoch: u64) -> Result<Option<Tensor>> {
         Ok(match self {
-            Sampler::Sequential => None,
+            Sampler::Sequential | Sampler::Plugin { .. } => None,
             Sampler::Random => {
                 let seed = torch_ext::draw_seed().map_err(anyhow::Error::msg)?;
                 Some(Tensor::f_from_slice(&torch_ext::randperm_seeded(n, seed).map_err(anyhow::Error::msg)?)?)

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Result};
 use tch::{Device, Kind, Tensor};
 
+use super::fetchers::made_batch;
 use super::workers::{Delivery, WorkerPool};
 use crate::engine::torch_ext;
 use crate::module::{BatchSource, Split, StreamSpec, WorkerFactory, WorkerInfo};
@@ -157,20 +158,8 @@ impl StreamPass<'_> {
                 l.num_batches
             );
         };
-        if batch.is_empty() {
-            bail!("{}: batch {i} of the {} stream has no tensors", l.source, l.split.name());
-        }
-        if let Some(k) = batch.iter().position(|t| t.dim() == 0) {
-            bail!("{}: tensor {k} of batch {i} of the {} stream is a scalar; a batch's tensors have the batch along dim 0", l.source, l.split.name());
-        }
         self.made += 1;
-        batch
-            .into_iter()
-            .map(|t| match self.device {
-                Device::Cpu => Ok(t),
-                d => Ok(t.f_pin_memory(d)?.f_to_device_(d, t.kind(), true, false)?),
-            })
-            .collect()
+        made_batch(batch, self.device, &|| format!("{}: batch {i} of the {} stream", l.source, l.split.name()))
     }
 }
 

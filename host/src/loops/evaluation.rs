@@ -102,13 +102,14 @@ pub fn run(
         if stage == Stage::Validate {
             crate::fault::point("val-batch", || format!("validation batch {idx}"));
         }
-        st.hook(Hook::OnBeforeBatchTransfer, i)?;
         let batch = batch?;
+        // The batch-transfer hooks see this batch (and a Lightning file may replace it there).
+        st.ctx.batch = batch.iter().map(tch::Tensor::shallow_clone).collect();
+        st.hook(Hook::OnBeforeBatchTransfer, i)?;
         st.hook(Hook::OnAfterBatchTransfer, i)?;
         last_bs = batch.first().map(|t| t.size()[0]).unwrap_or(1);
         st.eval_batches += 1;
         st.batch_size = Some(last_bs);
-        st.ctx.batch = batch.iter().map(tch::Tensor::shallow_clone).collect();
         st.hook(h.batch_start, i)?;
         results.clear_step();
         st.ctx.current_hook = Some(h.step);

@@ -26,12 +26,13 @@ pub fn run(
     st.hook(Hook::OnPredictEpochStart, None)?;
     for (idx, batch) in loader.epoch_from(st.ctx.device, None, 0, st.ctx.current_epoch)?.take(batches).enumerate() {
         let i = Some(idx as u64);
-        st.hook(Hook::OnBeforeBatchTransfer, i)?;
         let batch = batch?;
+        // The batch-transfer hooks see this batch (and a Lightning file may replace it there).
+        st.ctx.batch = batch.iter().map(tch::Tensor::shallow_clone).collect();
+        st.hook(Hook::OnBeforeBatchTransfer, i)?;
         st.hook(Hook::OnAfterBatchTransfer, i)?;
         st.eval_batches += 1;
         st.batch_size = batch.first().map(|t| t.size()[0]);
-        st.ctx.batch = batch.iter().map(tch::Tensor::shallow_clone).collect();
         st.hook(Hook::OnPredictBatchStart, i)?;
         st.ctx.current_hook = Some(Hook::PredictStep);
         let pred = st.module.predict_step(&mut st.ctx, &batch, idx as u64);

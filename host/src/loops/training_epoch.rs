@@ -136,13 +136,14 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: Option<&DataLoader>
         st.batch_progress.increment_ready();
         // Step-level values are this batch's only.
         st.train_results.clear_step();
-        st.hook(Hook::OnBeforeBatchTransfer, i)?;
         let batch = batch?;
+        // The batch-transfer hooks see this batch (and a Lightning file may replace it there).
+        st.ctx.batch = batch.iter().map(Tensor::shallow_clone).collect();
+        st.hook(Hook::OnBeforeBatchTransfer, i)?;
         st.hook(Hook::OnAfterBatchTransfer, i)?;
         last_bs = batch.first().map(|t| t.size()[0]).unwrap_or(1);
         st.batch_size = Some(last_bs);
         st.stepping = !automatic || (idx as u64 + 1) % st.limits.accumulate == 0 || last;
-        st.ctx.batch = batch.iter().map(Tensor::shallow_clone).collect();
         if st.hook(Hook::OnTrainBatchStart, i)? == -1 {
             st.ctx.batch.clear();
             // Lightning makes the skipping batch the epoch's last: its non-plateau schedulers

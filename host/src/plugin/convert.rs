@@ -240,5 +240,6 @@ pub fn sampler(s: &crate::plugin::bindings::data_module::Sampler) -> crate::data
             seed: d.seed.min(i64::MAX as u64) as i64,
             drop_last: d.drop_last,
         },
+        W::Plugin(batches) => Sampler::Plugin { batches: *batches },
     }
 }

@@ -147,6 +147,22 @@ impl ItemFetcher for PluginItems {
         *generator = back;
         out?.map_err(|m| self.plugin.err(&hook, None, m))
     }
+
+    fn sample(&mut self) -> Result<Vec<Vec<u64>>> {
+        self.sample_batches()
+    }
+}
+
+impl PluginItems {
+    fn sample_batches(&mut self) -> Result<Vec<Vec<u64>>> {
+        let hook = format!("{}_dataloader.sample", self.split.name());
+        let split = wit_split(self.split);
+        let out = self.plugin.call(&mut self.ctx, &hook, Device::Cpu, |inner| {
+            let g = WasmPlugin::data_guest(inner)?.clone();
+            g.call_sample(&mut inner.store, split)
+        })?;
+        out.map_err(|m| self.plugin.err(&hook, None, m))
+    }
 }
 
 /// Makes worker instances of an admitted component.
@@ -246,6 +262,7 @@ impl DataModule for WasmPlugin {
                     drop_last: ds.drop_last,
                     sampler,
                     items: None,
+                    persistent_workers: ds.persistent_workers,
                 },
                 ds.items.map(|len| (len, ds.num_workers)),
             )))

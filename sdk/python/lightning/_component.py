@@ -161,7 +161,7 @@ def _register(model):
 # refused when it is built, rather than silently not run.
 _NOT_CALLED = (
     "optimizer_step", "optimizer_zero_grad", "configure_gradient_clipping", "lr_scheduler_step", "backward",
-    "on_before_batch_transfer", "on_after_batch_transfer", "transfer_batch_to_device", "configure_callbacks",
+    "configure_callbacks",
 )
 
 
@@ -292,11 +292,57 @@ def _sched_config(s, monitor):
 
 # ---- batches ----
 def _batch(batch, split):
+    """The file's batch: the host's tensors in the structure the DataLoader made, or what the
+    batch-transfer hooks made of it."""
+    replaced = _transferred.get(split)
+    if replaced is not None:
+        return replaced
     leaves = [torch._core.wrap(h) for h in batch]
     structure = _structure.get(split)
     if structure is None:
         return leaves
     return _data.unflatten(structure, leaves)
+
+
+# Per split, the current batch as the batch-transfer hooks returned it.
+_transferred = {}
+_TRANSFER_HOOKS = ("on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer")
+_STAGE_SPLITS = {Stage.FIT: "train", Stage.VALIDATE: "val", Stage.SANITY_CHECK: "val", Stage.TEST: "test", Stage.PREDICT: "predict"}
+
+
+def _transfer_hook(name):
+    """The file's override of batch hook `name`, as Lightning picks it: the DataModule's when
+    it overrides the hook, else the LightningModule's; None when neither does. (Asked before
+    the DataModule exists too: by class.)"""
+    data_cls, module_cls = _classes.get("data"), _classes.get("module")
+    if data_cls is not None and getattr(data_cls, name) is not getattr(_UserData, name):
+        return lambda *args: getattr(_data_source(), name)(*args)
+    if module_cls is not None and getattr(module_cls, name) is not getattr(_UserModule, name):
+        return lambda *args: getattr(_module(), name)(*args)
+    return None
+
+
+def _transfer(m, hook, split):
+    """Lightning's batch transfer around the host's: before, `on_before_batch_transfer` then
+    `transfer_batch_to_device` (to the run's device); after, `on_after_batch_transfer`. The
+    batch they return is the one the step and the batch hooks get."""
+    before = hook == _lm.Hook.ON_BEFORE_BATCH_TRANSFER
+    _transferred.pop(split, None)
+    batch = None if before else _pending.pop(split, None)
+    if batch is None:
+        batch = _batch(_trainer.current_batch(), split)
+    for name in _TRANSFER_HOOKS[:2] if before else _TRANSFER_HOOKS[2:]:
+        fn = _transfer_hook(name)
+        if fn is not None:
+            batch = fn(batch, m.device, 0) if name == "transfer_batch_to_device" else fn(batch, 0)
+    if before:
+        _pending[split] = batch
+    else:
+        _transferred[split] = batch
+
+
+# Per split, the batch between the two transfer hooks.
+_pending = {}
 
 
 _saved_modes = {}
@@ -443,11 +489,17 @@ class LightningModule(_exports.LightningModule):
     def implemented_hooks(self):
         cls = type(_module())
         own = [h for h in _lm.Hook if hasattr(cls, h.name.lower()) and getattr(cls, h.name.lower()) is not getattr(_UserModule, h.name.lower(), None)]
+        if any(_transfer_hook(name) is not None for name in _TRANSFER_HOOKS):
+            # The host calls these two around each batch; the file's chain runs in them.
+            own += [h for h in (_lm.Hook.ON_BEFORE_BATCH_TRANSFER, _lm.Hook.ON_AFTER_BATCH_TRANSFER) if h not in own]
         return own + [h for h in _EPOCH_ENDS if h not in own]  # logged Metric objects are computed there
 
     @reported
     def on_hook(self, hook, stage, batch_idx):
         m = _module()
+        if hook in (_lm.Hook.ON_BEFORE_BATCH_TRANSFER, _lm.Hook.ON_AFTER_BATCH_TRANSFER):
+            _transfer(m, hook, _STAGE_SPLITS[stage])
+            return 0
         name = hook.name.lower()
         split = next((s for k, s in _HOOK_SPLITS if k in name), None)
         _core._WHERE.update(split=split, in_step="batch" in name)
@@ -672,6 +724,16 @@ class DataModule(_exports.DataModule):
         except Exception as e:  # noqa: BLE001  (the user's __getitem__ and collate_fn may raise anything)
             raise Err(f"{name} DataLoader: {describe(e)}")
         return _handed_over(name, leaves, structure)
+
+    def sample(self, split):
+        name = _SPLITS[split]
+        loader = _loaders.get(name)
+        if loader is None:
+            raise Err(f"lthost asked for {name} indices before {name}_dataloader")
+        try:
+            return loader.sample()
+        except Exception as e:  # noqa: BLE001  (the user's sampler may raise anything)
+            raise Err(f"{name} DataLoader's sampler: {describe(e)}")
 
     @reported
     def streaming(self, split):

@@ -1,16 +1,19 @@
 """A map-style Dataset read as torch reads it: `__getitem__` adds fresh noise to every item
-each epoch (random augmentation), the training DataLoader has its own `collate_fn` (a dict
-batch carrying the items' names, which are not tensors) and two workers, whose noise comes
-from torch's per-worker generators. Validation is an IterableDataset sharded between two
-workers by `get_worker_info()`. lthost fetches each batch's items from the plugin every
-pass, and streams the validation batches from worker instances; the same file runs in Lightning 2.6.6
+each epoch (random augmentation); the training DataLoader has a batch sampler of the file's
+own, its own `collate_fn` (a dict batch carrying the items' names, which are not tensors)
+and two workers, whose noise comes from torch's per-worker generators. Validation is an
+IterableDataset sharded between two workers by `get_worker_info()`. The DataModule's
+`on_before_batch_transfer` turns its (x, y) batches into dicts; the module's
+`on_after_batch_transfer` scales the training inputs by a random factor. lthost fetches
+each batch's items from the plugin every pass and streams the validation batches from
+worker instances; the same file runs in Lightning 2.6.6
 (tests/reference/lightning_files_reference.py)."""
 
 import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler, get_worker_info
 
 
 class NoisyPoints(Dataset):
@@ -45,8 +48,13 @@ class Classifier(L.LightningModule):
         return loss
 
     def validation_step(self, batch, batch_idx):
-        x, y = batch
-        self.log("val_loss", F.cross_entropy(self.net(x), y))
+        self.log("val_loss", F.cross_entropy(self.net(batch["x"]), batch["y"]))
+
+    def on_after_batch_transfer(self, batch, dataloader_idx):
+        # Augmentation on the device, in training only (Lightning's documented use).
+        if self.trainer.training:
+            batch["x"] = batch["x"] * (1 + 0.1 * torch.rand(1))
+        return batch
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=self.hparams.lr, momentum=0.9)
@@ -60,10 +68,33 @@ class Points(L.LightningDataModule):
         self.val = NoisyPoints(x[240:], y[240:], 0.3)
 
     def train_dataloader(self):
-        return DataLoader(self.train, batch_size=16, shuffle=True, collate_fn=collate, num_workers=2)
+        return DataLoader(self.train, batch_sampler=LabelSortedBatches(self.train, 16), collate_fn=collate, num_workers=2)
 
     def val_dataloader(self):
         return DataLoader(PointStream(self.val), batch_size=16, num_workers=2)
+
+    def on_before_batch_transfer(self, batch, dataloader_idx):
+        # The validation batches (x, y) become dicts, as the training batches are.
+        if isinstance(batch, (list, tuple)):
+            x, y = batch
+            return {"x": x, "y": y}
+        return batch
+
+
+class LabelSortedBatches(Sampler):
+    """A batch sampler of the file's own: a random permutation (from the run's generator, in
+    the main process) cut into batches, each batch's indices ordered by label."""
+
+    def __init__(self, points, batch_size):
+        self.points, self.batch_size = points, batch_size
+
+    def __len__(self):
+        return (len(self.points) + self.batch_size - 1) // self.batch_size
+
+    def __iter__(self):
+        order = torch.randperm(len(self.points)).tolist()
+        for k in range(0, len(order), self.batch_size):
+            yield sorted(order[k : k + self.batch_size], key=lambda i: (int(self.points.y[i]), i))
 
 
 class PointStream(IterableDataset):

@@ -137,7 +137,35 @@ def _reduce_name(fx):
     raise NotImplementedError(f"self.log(reduce_fx={fx!r}): lthost reduces by mean, sum, max or min")
 
 
-class LightningModule(nn.Module):
+def _to_device(batch, device):
+    """Lightning's move_data_to_device: every tensor of `batch` (nested in lists, tuples and
+    dicts) moved to `device`; anything else as it is."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device)
+    if isinstance(batch, dict):
+        return type(batch)((k, _to_device(v, device)) for k, v in batch.items())
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):
+        return type(batch)(*(_to_device(v, device) for v in batch))
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to_device(v, device) for v in batch)
+    return batch
+
+
+class _DataHooks:
+    """The batch-transfer hooks LightningModule and LightningDataModule share (Lightning's
+    DataHooks): each returns the batch, the default transfer moves its tensors."""
+
+    def on_before_batch_transfer(self, batch, dataloader_idx):
+        return batch
+
+    def transfer_batch_to_device(self, batch, device, dataloader_idx):
+        return _to_device(batch, device)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx):
+        return batch
+
+
+class LightningModule(_DataHooks, nn.Module):
     """Lightning's LightningModule. `self.hparams` holds the run's hyper-parameters (the
     `__init__` arguments, over their defaults) before `__init__` runs."""
 
@@ -269,7 +297,7 @@ class LightningModule(nn.Module):
         pass
 
 
-class LightningDataModule:
+class LightningDataModule(_DataHooks):
     """Lightning's LightningDataModule: `*_dataloader` return torch DataLoaders."""
 
     def __init__(self, *args, **kwargs):

@@ -98,11 +98,20 @@ def random_split(dataset, lengths, generator=None):
 
 
 class Sampler:
+    """torch's Sampler. A subclass of the file's own (its `__iter__` giving indices) is asked
+    for each pass's indices in the plugin, as torch's main process asks it."""
+
     def __init__(self, data_source=None):
         self.data_source = data_source
 
 
 class SequentialSampler(Sampler):
+    def __iter__(self):
+        return iter(range(len(self.data_source)))
+
+    def __len__(self):
+        return len(self.data_source)
+
     def _wit(self, dm):
         return dm.Sampler_Sequential()
 
@@ -113,8 +122,42 @@ class RandomSampler(Sampler):
         if replacement or num_samples is not None or generator is not None:
             raise NotImplementedError("RandomSampler(replacement/num_samples/generator) is not supported by lthost")
 
+    def __iter__(self):
+        # torch's draws: a seed from the run's generator, then randperm from a generator
+        # seeded with it.
+        from .. import Generator, empty, int64
+
+        seed = int(empty((), dtype=int64).random_().item())
+        return iter(Generator().manual_seed(seed)._randperm(len(self.data_source)).tolist())
+
+    def __len__(self):
+        return len(self.data_source)
+
     def _wit(self, dm):
         return dm.Sampler_Random()
+
+
+class BatchSampler(Sampler):
+    """torch's BatchSampler: the indices of `sampler` in lists of `batch_size`."""
+
+    def __init__(self, sampler, batch_size, drop_last):
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size <= 0:
+            raise ValueError(f"batch_size should be a positive integer value, but got batch_size={batch_size}")
+        self.sampler, self.batch_size, self.drop_last = sampler, batch_size, drop_last
+
+    def __iter__(self):
+        batch = []
+        for i in self.sampler:
+            batch.append(i)
+            if len(batch) == self.batch_size:
+                yield batch
+                batch = []
+        if batch and not self.drop_last:
+            yield batch
+
+    def __len__(self):
+        n = len(self.sampler)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
 
 class WeightedRandomSampler(Sampler):
@@ -136,6 +179,11 @@ class DistributedSampler(Sampler):
 
     def _wit(self, dm):
         return dm.Sampler_Distributed(dm.DistributedSampler(self.num_replicas, self.rank, self.shuffle, self.seed, self.drop_last))
+
+
+# The samplers the host runs (drawing as torch does); any other, a subclass included, runs in
+# the plugin.
+_HOST_SAMPLERS = (SequentialSampler, RandomSampler, WeightedRandomSampler, DistributedSampler)
 
 
 def default_collate(batch):
@@ -204,12 +252,16 @@ def columns(dataset):
 
 
 class DataLoader:
-    """torch's DataLoader, batched by the host: batch_size, shuffle, drop_last, sampler."""
+    """torch's DataLoader: batch_size, shuffle, drop_last, sampler, batch_sampler, collate_fn,
+    num_workers. The host samples and batches; a sampler or batch_sampler of the file's own
+    gives each pass's indices from the plugin."""
 
     def __init__(self, dataset, batch_size=1, shuffle=None, sampler=None, batch_sampler=None, num_workers=0, collate_fn=None, pin_memory=False, drop_last=False, timeout=0, worker_init_fn=None, multiprocessing_context=None, generator=None, *, prefetch_factor=None, persistent_workers=False, pin_memory_device="", in_order=True):
         if batch_sampler is not None:
-            raise NotImplementedError("DataLoader(batch_sampler=...) is not supported by lthost")
-        if batch_size is None:
+            if batch_size != 1 or shuffle or sampler is not None or drop_last:
+                raise ValueError("batch_sampler option is mutually exclusive with batch_size, shuffle, sampler, and drop_last")
+            batch_size = None
+        elif batch_size is None:
             raise NotImplementedError("DataLoader(batch_size=None) is not supported by lthost")
         if generator is not None:
             raise NotImplementedError("DataLoader(generator=...): lthost's samplers draw from the run's generator")
@@ -220,12 +272,22 @@ class DataLoader:
         if isinstance(dataset, IterableDataset) and sampler is not None:
             raise ValueError(f"DataLoader with IterableDataset: expected unspecified sampler option, but got sampler={sampler}")
         self.dataset, self.batch_size, self.shuffle, self.sampler, self.drop_last = dataset, batch_size, bool(shuffle), sampler, drop_last
+        if persistent_workers and num_workers == 0:
+            raise ValueError("persistent_workers option needs num_workers > 0")
+        self.batch_sampler = batch_sampler
         self.num_workers = num_workers
+        self.persistent_workers = bool(persistent_workers)
         self.collate_fn = default_collate if collate_fn is None else collate_fn
 
     def __len__(self):
-        n = len(self.dataset) if not isinstance(self.sampler, WeightedRandomSampler) else self.sampler.num_samples
+        if self.batch_sampler is not None:
+            return len(self.batch_sampler)
+        n = len(self.sampler) if self._own_sampler() else len(self.dataset) if not isinstance(self.sampler, WeightedRandomSampler) else self.sampler.num_samples
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def _own_sampler(self):
+        """Whether the indices come from the file's own sampler (run in the plugin)."""
+        return self.batch_sampler is not None or (self.sampler is not None and type(self.sampler) not in _HOST_SAMPLERS)
 
     def __iter__(self):
         raise NotImplementedError("iterating a DataLoader inside a plugin: the host iterates it (return it from a *_dataloader hook)")
@@ -233,15 +295,22 @@ class DataLoader:
     def record(self, dm):
         """A map-style dataset's (host dataset record, batch structure; None: each fetched
         batch's)."""
-        sampler = None if self.sampler is None else self.sampler._wit(dm)
-        cols = columns(self.dataset) if self.collate_fn is default_collate else None
+        own = self._own_sampler()
+        sampler = dm.Sampler_Plugin(len(self)) if own else None if self.sampler is None else self.sampler._wit(dm)
+        cols = columns(self.dataset) if self.collate_fn is default_collate and not own else None
         if cols is not None:
             # Handles of the host's own (returning one moves it): the file keeps its tensors.
             handles = [c._h.share() for c in cols[0]]
-            return dm.Dataset(handles, self.batch_size, self.shuffle, self.drop_last, sampler, None, 0), cols[1]
+            return dm.Dataset(handles, self.batch_size, self.shuffle, self.drop_last, sampler, None, 0, self.persistent_workers), cols[1]
         if len(self.dataset) == 0:
             raise ValueError("a DataLoader's dataset is empty")
-        return dm.Dataset([], self.batch_size, self.shuffle, self.drop_last, sampler, len(self.dataset), self.num_workers), None
+        return dm.Dataset([], self.batch_size or 1, self.shuffle, self.drop_last, sampler, len(self.dataset), self.num_workers, self.persistent_workers), None
+
+    def sample(self):
+        """A pass's batches of indices from the file's own sampler or batch_sampler."""
+        if self.batch_sampler is not None:
+            return [[int(i) for i in b] for b in self.batch_sampler]
+        return [[int(i) for i in b] for b in BatchSampler(self.sampler, self.batch_size, self.drop_last)]
 
     def start_pass(self, worker_info):
         """A pass over an IterableDataset in this instance (worker `worker_info`, None in the
