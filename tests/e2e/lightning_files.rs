@@ -245,6 +245,33 @@ fn random_items_fetched_by_workers_resume_mid_epoch_exactly() {
 }
 
 #[test]
+fn an_item_that_fails_to_load_names_the_split_the_error_and_the_users_line() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let wasm = plugin("lit-augment");
+    let source = std::fs::read_to_string(repo_root().join("tests/plugins/lit-augment/model.py")).expect("model.py");
+    let line = source.lines().position(|l| l.contains("raise IndexError")).expect("the raise") + 1;
+    let run = lthost(
+        d.path(),
+        &[
+            "fit",
+            wasm.to_str().expect("utf-8"),
+            "--accelerator",
+            "cpu",
+            "--max-epochs",
+            "1",
+            "--no-progress-bar",
+            "--hparams",
+            r#"{"broken_item": 7}"#,
+        ],
+    );
+    run.assert_fails_with(&[
+        "train_dataloader.fetch",
+        "train DataLoader: IndexError: item 7 is broken",
+        &format!("model.py, line {line}, in __getitem__"),
+    ]);
+}
+
+#[test]
 fn a_resnet_with_multistep_lr_trains_as_in_lightning() {
     // BatchNorm, Nesterov SGD with weight decay, and MultiStepLR at epochs 1 and 2.
     let (got, val, want) = run_like_lightning("lit-resnet");

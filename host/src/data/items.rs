@@ -56,7 +56,11 @@ impl<'a> ItemPass<'a> {
         split: &str,
     ) -> Result<Self> {
         if let Some((i, ix)) = batches.iter().flatten().enumerate().find(|(_, &ix)| ix >= items.len as u64) {
-            bail!("{}: index {ix} (the pass's {i}th) is out of range for {} items", items.source, items.len);
+            bail!(
+                "{}: the sampler gave index {ix} (position {i} of the pass), out of range for {} items",
+                items.source,
+                items.len
+            );
         }
         let kept = std::mem::take(&mut *items.kept_workers.borrow_mut());
         let workers = match base_seed {
@@ -269,6 +273,11 @@ mod tests {
             .expect("a loader");
         let err = dl.epoch(tch::Device::Cpu).err().expect("refused").to_string();
         assert!(err.contains("gave 4 batches, its length says 5"), "{err}");
+        // So is an index past the dataset's end.
+        let dl = DataLoader::new(spec(5, 0, 1, false, Some(Sampler::Plugin { batches: 4 })), Split::Train, "t")
+            .expect("a loader");
+        let err = dl.epoch(tch::Device::Cpu).err().expect("refused").to_string();
+        assert!(err.contains("gave index 9 (position 0 of the pass), out of range for 5 items"), "{err}");
     }
 
     #[test]

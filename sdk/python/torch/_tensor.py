@@ -162,11 +162,13 @@ class Tensor:
     def item(self):
         if self.numel() != 1:
             raise RuntimeError(f"a Tensor with {self.numel()} elements cannot be converted to Scalar")
-        v = self._h.item()
         d = self.dtype
-        if d is _core.bool_:
-            return v != 0
-        return builtins.int(v) if not d.is_floating_point else v
+        if d.is_floating_point:
+            return self._h.item()
+        # Integers from their bytes: the host's `item` is a float64, which rounds an int64
+        # past 2**53 (a seed drawn with `random_()`, as torch's samplers draw theirs).
+        v = struct.unpack(f"<{_UNPACK[d.name]}", self.contiguous()._h.to_bytes()[: d.itemsize])[0]
+        return builtins.bool(v) if d is _core.bool_ else v
 
     def tolist(self):
         d = self.dtype

@@ -13,17 +13,19 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler, get_worker_info
+from torch.utils.data import DataLoader, Dataset, IterableDataset, RandomSampler, Sampler, get_worker_info
 
 
 class NoisyPoints(Dataset):
-    def __init__(self, x, y, noise):
-        self.x, self.y, self.noise = x, y, noise
+    def __init__(self, x, y, noise, broken=-1):
+        self.x, self.y, self.noise, self.broken = x, y, noise, broken
 
     def __len__(self):
         return len(self.y)
 
     def __getitem__(self, i):
+        if i == self.broken:
+            raise IndexError(f"item {i} is broken")
         return {"x": self.x[i] + self.noise * torch.randn(self.x.shape[1]), "y": self.y[i], "name": f"point-{i}"}
 
 
@@ -61,10 +63,14 @@ class Classifier(L.LightningModule):
 
 
 class Points(L.LightningDataModule):
+    def __init__(self, broken_item=-1):
+        super().__init__()
+        self.broken_item = broken_item  # an item whose __getitem__ raises (for lthost's error test)
+
     def setup(self, stage):
         x = torch.randn(300, 8)
         y = (x[:, 0] > 0).long() + (x[:, 1] > 0.5).long()
-        self.train = NoisyPoints(x[:240], y[:240], 0.3)
+        self.train = NoisyPoints(x[:240], y[:240], 0.3, self.broken_item)
         self.val = NoisyPoints(x[240:], y[240:], 0.3)
 
     def train_dataloader(self):
@@ -82,8 +88,8 @@ class Points(L.LightningDataModule):
 
 
 class LabelSortedBatches(Sampler):
-    """A batch sampler of the file's own: a random permutation (from the run's generator, in
-    the main process) cut into batches, each batch's indices ordered by label."""
+    """A batch sampler of the file's own: torch's RandomSampler (its draws from the run's
+    generator, in the main process) cut into batches, each batch's indices ordered by label."""
 
     def __init__(self, points, batch_size):
         self.points, self.batch_size = points, batch_size
@@ -92,7 +98,7 @@ class LabelSortedBatches(Sampler):
         return (len(self.points) + self.batch_size - 1) // self.batch_size
 
     def __iter__(self):
-        order = torch.randperm(len(self.points)).tolist()
+        order = list(RandomSampler(self.points))
         for k in range(0, len(order), self.batch_size):
             yield sorted(order[k : k + self.batch_size], key=lambda i: (int(self.points.y[i]), i))
 

@@ -38,6 +38,8 @@ def run(torch):
     check("shape", lambda: [list(x.shape), x.size(1), x.ndim, x.dim(), x.numel(), str(x.dtype)])
     check("view_varargs", lambda: x.view(4, 6))
     check("view_tuple", lambda: x.view((6, 4)).shape)
+    # Past 2**53 a float64 rounds: int64 items come back exact (samplers draw such seeds).
+    check("item_int64_exact", lambda: [torch.tensor(2**62 + 1).item(), torch.tensor([-(2**53) - 1]).item(), torch.tensor(True).item()])
     check("view_minus_one", lambda: x.view(-1, 8))
     check("reshape", lambda: f.reshape(3, -1))
     check("permute", lambda: x.permute(2, 0, 1))
