@@ -116,10 +116,6 @@ impl<'a> ItemPass<'a> {
         Ok(Some((base, batches)))
     }
 
-    pub fn len(&self) -> usize {
-        self.batches.len()
-    }
-
     /// Batch `i`: its indices fetched from the DataModule, moved to the device.
     pub fn batch(&mut self, i: usize) -> Result<Vec<Tensor>> {
         let mut none = None;

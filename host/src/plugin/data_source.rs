@@ -11,13 +11,14 @@ use std::sync::Arc;
 use anyhow::{anyhow, Result};
 use serde_json::Value;
 use tch::{Device, Tensor};
+use wasmtime::component::Resource;
 
 use crate::context::{RunContext, Stage};
 use crate::engine::torch_ext::{self, Generator};
 use crate::module::{
     BatchSource, DataModule, DatasetSpec, ItemFetcher, ItemSpec, Module, Split, StreamSpec, WorkerFactory, WorkerInfo,
 };
-use crate::plugin::adapter::{instantiate, SetupArgs, WasmPlugin};
+use crate::plugin::adapter::{instantiate, Inner, SetupArgs, WasmPlugin};
 use crate::plugin::bindings::data_module::{
     Split as WitSplit, StreamSource as WitStreamSource, WorkerInfo as WitWorkerInfo,
 };
@@ -96,13 +97,7 @@ impl BatchSource for PluginStream {
         let out = self.plugin.call(&mut self.ctx, &hook, Device::Cpu, |inner| {
             let g = WasmPlugin::data_guest(inner)?.clone();
             match g.call_next_batch(&mut inner.store, split)? {
-                Ok(Some(handles)) => {
-                    let mut batch = Vec::with_capacity(handles.len());
-                    for h in handles {
-                        batch.push(WasmPlugin::take_tensor(inner, h)?);
-                    }
-                    Ok(Ok(Some(batch)))
-                }
+                Ok(Some(handles)) => Ok(Ok(Some(take_tensors(inner, handles)?))),
                 Ok(None) => Ok(Ok(None)),
                 Err(m) => Ok(Err(m)),
             }
@@ -134,13 +129,7 @@ impl ItemFetcher for PluginItems {
             };
             back = std::mem::replace(&mut inner.store.data_mut().generator, run);
             match got? {
-                Ok(handles) => {
-                    let mut batch = Vec::with_capacity(handles.len());
-                    for h in handles {
-                        batch.push(WasmPlugin::take_tensor(inner, h)?);
-                    }
-                    Ok(Ok(batch))
-                }
+                Ok(handles) => Ok(Ok(take_tensors(inner, handles)?)),
                 Err(m) => Ok(Err(m)),
             }
         });
@@ -149,12 +138,6 @@ impl ItemFetcher for PluginItems {
     }
 
     fn sample(&mut self) -> Result<Vec<Vec<u64>>> {
-        self.sample_batches()
-    }
-}
-
-impl PluginItems {
-    fn sample_batches(&mut self) -> Result<Vec<Vec<u64>>> {
         let hook = format!("{}_dataloader.sample", self.split.name());
         let split = wit_split(self.split);
         let out = self.plugin.call(&mut self.ctx, &hook, Device::Cpu, |inner| {
@@ -200,6 +183,11 @@ impl WorkerFactory for PluginWorkers {
         ready().map_err(|e| anyhow!("DataLoader worker {id}: {e:#}"))?;
         Ok(Box::new(PluginStream { plugin, split: self.split, worker: Some(id), ctx }))
     }
+}
+
+/// The host's tensors behind handles a plugin handed over (the handles end).
+fn take_tensors(inner: &mut Inner, handles: Vec<Resource<Tensor>>) -> wasmtime::Result<Vec<Tensor>> {
+    handles.into_iter().map(|h| WasmPlugin::take_tensor(inner, h)).collect()
 }
 
 pub(super) fn wit_split(split: Split) -> WitSplit {
@@ -249,10 +237,7 @@ impl DataModule for WasmPlugin {
         let spec = self.call(ctx, &hook, Device::Cpu, |inner| {
             let g = WasmPlugin::data_guest(inner)?.clone();
             let Some(ds) = g.call_dataloader(&mut inner.store, wit_split)? else { return Ok(None) };
-            let mut columns = Vec::with_capacity(ds.columns.len());
-            for c in ds.columns {
-                columns.push(WasmPlugin::take_tensor(inner, c)?);
-            }
+            let columns = take_tensors(inner, ds.columns)?;
             let sampler = ds.sampler.as_ref().map(convert::sampler);
             Ok(Some((
                 DatasetSpec {

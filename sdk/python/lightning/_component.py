@@ -670,6 +670,14 @@ def _user_loader(name):
     return loader
 
 
+def _kept_loader(name, what):
+    """The split's DataLoader `{name}_dataloader` returned, for `what` the host asks of it."""
+    loader = _loaders.get(name)
+    if loader is None:
+        raise Err(f"lthost asked for {what} before {name}_dataloader")
+    return loader
+
+
 def _handed_over(name, leaves, structure):
     """A made batch's tensors for the host, its structure kept for the step it goes to."""
     _structure[name] = structure
@@ -716,9 +724,7 @@ class DataModule(_exports.DataModule):
 
     def fetch(self, split, indices):
         name = _SPLITS[split]
-        loader = _loaders.get(name)
-        if loader is None:
-            raise Err(f"lthost asked for {name} items before {name}_dataloader")
+        loader = _kept_loader(name, f"{name} items")
         try:
             leaves, structure = loader.fetch(indices)
         except Exception as e:  # noqa: BLE001  (the user's __getitem__ and collate_fn may raise anything)
@@ -727,9 +733,7 @@ class DataModule(_exports.DataModule):
 
     def sample(self, split):
         name = _SPLITS[split]
-        loader = _loaders.get(name)
-        if loader is None:
-            raise Err(f"lthost asked for {name} indices before {name}_dataloader")
+        loader = _kept_loader(name, f"{name} indices")
         try:
             return loader.sample()
         except Exception as e:  # noqa: BLE001  (the user's sampler may raise anything)
@@ -750,9 +754,7 @@ class DataModule(_exports.DataModule):
 
     def start_pass(self, split, worker):
         name = _SPLITS[split]
-        loader = _loaders.get(name)
-        if loader is None:
-            raise Err(f"lthost asked for a {name} pass before {name}_dataloader")
+        loader = _kept_loader(name, f"a {name} pass")
         info = _data.WorkerInfo(worker.id, worker.num_workers, worker.seed, loader.dataset) if worker.num_workers else None
         try:
             _passes[name] = loader.start_pass(info)

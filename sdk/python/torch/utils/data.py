@@ -282,7 +282,12 @@ class DataLoader:
     def __len__(self):
         if self.batch_sampler is not None:
             return len(self.batch_sampler)
-        n = len(self.sampler) if self._own_sampler() else len(self.dataset) if not isinstance(self.sampler, WeightedRandomSampler) else self.sampler.num_samples
+        if self._own_sampler():
+            n = len(self.sampler)
+        elif isinstance(self.sampler, WeightedRandomSampler):
+            n = self.sampler.num_samples
+        else:
+            n = len(self.dataset)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def _own_sampler(self):
