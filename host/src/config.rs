@@ -23,7 +23,18 @@ pub enum Limit {
 
 impl Limit {
     /// How many of `n` batches this limit allows: `min(n, k)` or `int(n * f)`, as Lightning.
+    /// Of [`UNBOUNDED`](crate::module::UNBOUNDED) batches (a stream of unknown length) only
+    /// an int or 1.0 can be taken, as Lightning refuses any other fraction.
     pub fn apply(self, n: usize, what: &str) -> Result<usize> {
+        if n == crate::module::UNBOUNDED {
+            return match self {
+                Limit::Batches(k) => Ok(usize::try_from(k).unwrap_or(n)),
+                Limit::Fraction(f) if f == 1.0 => Ok(n),
+                Limit::Fraction(f) => bail!(
+                    "{what} = {f}: a DataLoader of unknown length (an IterableDataset without __len__) takes `{what}` as 1.0 or an int (a number of batches), as Lightning does"
+                ),
+            };
+        }
         match self {
             Limit::Batches(k) => Ok(n.min(k as usize)),
             Limit::Fraction(f) => {

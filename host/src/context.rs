@@ -92,6 +92,9 @@ pub struct RunContext {
     pub data_dir: Option<PathBuf>,
     /// The hook running now (decides where `self.log` is allowed and its defaults).
     pub current_hook: Option<Hook>,
+    /// In automatic optimization, the plugin-run optimizer whose step is running: Lightning's
+    /// closure may re-run training_step, zero that optimizer's gradients and backward.
+    pub closure_of: Option<usize>,
     /// Optimizers and schedulers, once `configure_optimizers` ran.
     pub optim: Option<OptimizerSet>,
     /// Every metric name logged so far in the run (bounded: [`MAX_METRIC_NAMES`]).
@@ -103,8 +106,9 @@ pub struct RunContext {
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct FitNumbers {
     pub max_steps: Option<u64>,
-    pub num_training_batches: u64,
-    pub num_val_batches: u64,
+    /// None: inf (a stream of unknown length, not limited by an integer).
+    pub num_training_batches: Option<u64>,
+    pub num_val_batches: Option<u64>,
     pub accumulate_grad_batches: u64,
     pub log_every_n_steps: u64,
     pub check_val_every_n_epoch: Option<u64>,
@@ -145,6 +149,7 @@ impl Default for RunContext {
             logs: Vec::new(),
             data_dir: None,
             current_hook: None,
+            closure_of: None,
             optim: None,
             metric_names: Default::default(),
         }

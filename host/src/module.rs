@@ -158,11 +158,20 @@ pub trait ItemFetcher {
     fn sample(&mut self) -> Result<Vec<Vec<u64>>>;
 }
 
+/// Batches per pass of a loader that cannot say how many it makes (a stream without a
+/// length): Lightning's `float("inf")`; its passes run until the source ends.
+pub const UNBOUNDED: usize = usize::MAX;
+
+/// `n` batches as Lightning's loop numbers give them: None for [`UNBOUNDED`] (inf).
+pub fn sized(n: usize) -> Option<u64> {
+    (n != UNBOUNDED).then_some(n as u64)
+}
+
 /// A source the DataModule produces batch by batch (an IterableDataset yielding batches):
-/// `num_batches` per pass, made by `main` (num_workers 0) or by `num_workers` instances
-/// that `workers` makes on their own threads.
+/// `num_batches` per pass (None: unknown, until the source ends), made by `main`
+/// (num_workers 0) or by `num_workers` instances that `workers` makes on their own threads.
 pub struct StreamSpec {
-    pub num_batches: u64,
+    pub num_batches: Option<u64>,
     pub num_workers: u32,
     pub main: Box<dyn BatchSource>,
     pub workers: Option<std::sync::Arc<dyn WorkerFactory>>,

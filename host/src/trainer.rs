@@ -311,8 +311,8 @@ impl<'c> Trainer<'c> {
         p.ctx.max_epochs = limits.max_epochs;
         p.ctx.fit_numbers = crate::context::FitNumbers {
             max_steps: limits.max_steps,
-            num_training_batches: limits.train_batches as u64,
-            num_val_batches: limits.val_batches as u64,
+            num_training_batches: crate::module::sized(limits.train_batches),
+            num_val_batches: crate::module::sized(limits.val_batches),
             accumulate_grad_batches: limits.accumulate,
             log_every_n_steps: self.cfg.log_every_n_steps,
             check_val_every_n_epoch: limits.check_val_every_n_epoch,

@@ -43,7 +43,12 @@ fn run_like_lightning(name: &str) -> (Vec<f64>, Option<f64>, Value) {
     if checkpoint.is_some() {
         args.extend(["--set".to_string(), "checkpoint.dirpath=ck".to_string()]);
     }
-    fit(d.path(), name, &want["seed"], &args.iter().map(String::as_str).collect::<Vec<_>>());
+    // A variant of a file: its plugin, with the reference's hyperparameters.
+    if !want["hparams"].is_null() {
+        args.extend(["--hparams".to_string(), want["hparams"].to_string()]);
+    }
+    let file = want["plugin"].as_str().expect("the reference's plugin");
+    fit(d.path(), file, &want["seed"], &args.iter().map(String::as_str).collect::<Vec<_>>());
     if checkpoint.is_some() {
         let mut saved: Vec<String> = std::fs::read_dir(d.path().join("ck"))
             .expect("the checkpoint dir")
@@ -269,6 +274,45 @@ fn an_item_that_fails_to_load_names_the_split_the_error_and_the_users_line() {
         "train DataLoader: IndexError: item 7 is broken",
         &format!("model.py, line {line}, in __getitem__"),
     ]);
+}
+
+#[test]
+fn iterable_datasets_without_a_length_run_each_pass_until_they_end_as_in_lightning() {
+    // Passes end where the data says; the training stream's noise is drawn between the steps'
+    // dropout draws, so the losses are Lightning's only if each batch is made one ahead, as
+    // Lightning's fetcher makes them for a DataLoader without a length. The file checks the
+    // loop numbers (num_training_batches inf, estimated_stepping_batches -1) and is_last_batch.
+    let (got, val, want) = run_like_lightning("lit-stream");
+    assert_training_losses("lit-stream", &got, &want);
+    let want_val = want["last_val_loss"].as_f64().expect("a validation loss");
+    assert_close("lit-stream", "last val_loss", val.expect("val_loss logged"), want_val);
+    // An int limit takes that many batches a pass; a fraction of an unknown length is refused
+    // as Lightning refuses it.
+    let d = tempfile::tempdir().expect("tempdir");
+    let limited = ["--max-epochs", "3", "--log-every-n-steps", "1", "--set", "trainer.limit_train_batches=5"];
+    fit(d.path(), "lit-stream", &want["seed"], &limited);
+    let steps = column(&read_metrics(&d.path().join("lightning_logs/version_0")), "train_loss");
+    assert_eq!(steps.len(), 15, "5 batches in each of 3 epochs");
+    let wasm = plugin("lit-stream");
+    let half =
+        ["fit", wasm.to_str().expect("utf-8"), "--accelerator", "cpu", "--set", "trainer.limit_train_batches=0.5"];
+    lthost(d.path(), &half).assert_fails_with(&["limit_train_batches = 0.5", "unknown length", "1.0 or an int"]);
+}
+
+#[test]
+fn lbfgs_re_evaluates_lightnings_closure_in_automatic_and_manual_optimization_as_in_lightning() {
+    // Returned from configure_optimizers, LBFGS calls Lightning's closure up to max_iter times
+    // a step: the first evaluation is the host's training_step and backward, the others re-run
+    // them in the plugin (train_loss is the last evaluation's, as Lightning logs it). Stepped
+    // by the file with its own closure (manual), each evaluation's gradients are read afresh.
+    for name in ["lit-lbfgs", "lit-lbfgs-manual"] {
+        let (got, val, want) = run_like_lightning(name);
+        assert_training_losses(name, &got, &want);
+        let want_val = want["last_val_loss"].as_f64().expect("a validation loss");
+        assert_close(name, "last val_loss", val.expect("val_loss logged"), want_val);
+    }
+    // Its history (lists of tensors) goes into the checkpoint and comes back.
+    assert_resumes_exactly("lit-lbfgs", 1);
 }
 
 #[test]

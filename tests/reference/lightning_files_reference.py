@@ -36,6 +36,13 @@ FILES = {
     "lit-manual": ("TwoOptimizers", "Data", 2),
     "python-tiny-transformer": ("TinyTransformer", "Tokens", 2),
     "lit-augment": ("Classifier", "Points", 3),
+    "lit-stream": ("StreamModel", "Streams", 3),
+    "lit-lbfgs": ("CurveFit", "Curve", 2),
+}
+
+# A run of a file above with hyperparameters of its own: name: (the file's name, hparams).
+VARIANTS = {
+    "lit-lbfgs-manual": ("lit-lbfgs", {"manual": True}),
 }
 
 
@@ -46,7 +53,7 @@ CHECKPOINTS = {
 }
 
 
-def run(name, cls_name, data_name, epochs):
+def run(name, cls_name, data_name, epochs, hparams=None):
     path = ROOT / "plugins" / name / "model.py"
     if not path.exists():
         path = ROOT / "tests" / "plugins" / name / "model.py"
@@ -54,7 +61,7 @@ def run(name, cls_name, data_name, epochs):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     L.seed_everything(SEED, verbose=False)
-    model = getattr(module, cls_name)()
+    model = getattr(module, cls_name)(**(hparams or {}))
     data = getattr(module, data_name)() if data_name else None
     with tempfile.TemporaryDirectory() as d:
         checkpoint = CHECKPOINTS.get(name)
@@ -68,7 +75,7 @@ def run(name, cls_name, data_name, epochs):
     train = {int(r["step"]): float(r["train_loss"]) for r in rows if r.get("train_loss")}
     val = [float(r["val_loss"]) for r in rows if r.get("val_loss")]
     last = {k: float(v) for r in rows for k, v in r.items() if k not in ("epoch", "step") and v}
-    return {"seed": SEED, "epochs": epochs, "train_loss": [train[k] for k in sorted(train)], "last_val_loss": val[-1] if val else None,
+    return {"seed": SEED, "epochs": epochs, "plugin": name, "hparams": hparams, "train_loss": [train[k] for k in sorted(train)], "last_val_loss": val[-1] if val else None,
             "last": last, "checkpoint": checkpoint, "checkpoints": saved}
 
 
@@ -79,6 +86,8 @@ def main(path):
     out = {"lightning": L.__version__, "torch": torch.__version__.split("+")[0]}
     for name, (cls_name, data_name, epochs) in FILES.items():
         out[name] = run(name, cls_name, data_name, epochs)
+    for name, (file, hparams) in VARIANTS.items():
+        out[name] = run(file, *FILES[file], hparams)
     Path(path).write_text(json.dumps(out, indent=1) + "\n")
 
 

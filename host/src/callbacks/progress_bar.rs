@@ -182,6 +182,19 @@ impl ProgressBar {
             shown.push_str(", ");
             shown.push_str(&fmt_metrics(m));
         }
+        if bar.total == crate::module::UNBOUNDED {
+            // A loader of unknown length: a count, as tqdm shows an iterator without a total.
+            let cr = if self.tty { "\r" } else { "" };
+            let clear = if self.tty { "\x1b[K" } else { "" };
+            return format!(
+                "{cr}{}: {}it [{}, {:.2}it/s{}]{clear}",
+                bar.title,
+                bar.done,
+                fmt_time(elapsed),
+                rate,
+                shown
+            );
+        }
         if self.tty {
             let frac = if bar.total == 0 { 1.0 } else { bar.done as f64 / bar.total as f64 };
             let width = 20;
@@ -228,5 +241,18 @@ mod tests {
         assert_eq!(due, vec![9, 19, 29]);
         let line = bar.line(&bar.train, None);
         assert!(!line.contains('\r') && !line.contains('\x1b'), "{line:?}");
+    }
+
+    #[test]
+    fn a_loader_of_unknown_length_shows_a_count() {
+        for tty in [false, true] {
+            let mut bar = ProgressBar::with_config(true, &ProgressBarConfig { every_n_steps: 10, terminal: Some(tty) });
+            bar.on_train_epoch_start(2, crate::module::UNBOUNDED);
+            for _ in 0..12 {
+                bar.on_train_batch_end(None);
+            }
+            let line = bar.line(&bar.train, None);
+            assert!(line.contains("Epoch 2: 12it [") && !line.contains('%'), "{line:?}");
+        }
     }
 }

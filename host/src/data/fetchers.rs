@@ -89,7 +89,7 @@ impl DataLoader {
     /// A loader over a streaming source.
     pub fn streaming(spec: StreamSpec, split: Split, source: &str) -> Result<Self> {
         let stream = StreamLoader::new(spec, split, source)?;
-        let len = stream.num_batches() as i64;
+        let len = i64::try_from(stream.num_batches()).unwrap_or(i64::MAX);
         Ok(DataLoader {
             split,
             stream: Some(stream),
@@ -131,6 +131,8 @@ impl DataLoader {
         self.sampler.len(self.len)
     }
 
+    /// Batches per pass; [`UNBOUNDED`](crate::module::UNBOUNDED) for a stream of unknown
+    /// length.
     pub fn num_batches(&self) -> usize {
         if let Some(st) = &self.stream {
             return st.num_batches();
@@ -386,7 +388,15 @@ impl Iterator for EpochBatches<'_> {
         let b = match &mut self.source {
             Source::Inline(plan) => plan.batch(i),
             Source::Ahead(p) => p.next_batch(),
-            Source::Stream(p) => p.next_batch(),
+            Source::Stream(p) => match p.next_batch() {
+                Ok(Some(b)) => Ok(b),
+                Ok(None) => {
+                    // A stream of unknown length ended: so does the pass.
+                    self.next = crate::module::UNBOUNDED;
+                    return None;
+                }
+                Err(e) => Err(e),
+            },
             Source::Items(p) => p.batch(i),
         };
         Some(b.map_err(|e| anyhow::anyhow!("fetching {} batch {i}: {e:#}", self.loader.split.name())))

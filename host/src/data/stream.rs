@@ -25,7 +25,8 @@ use crate::module::{BatchSource, Split, StreamSpec, WorkerFactory, WorkerInfo};
 
 pub struct StreamLoader {
     split: Split,
-    num_batches: usize,
+    /// None: unknown; a pass runs until the source ends.
+    num_batches: Option<usize>,
     num_workers: u32,
     main: RefCell<Box<dyn BatchSource>>,
     factory: Option<Arc<dyn WorkerFactory>>,
@@ -47,8 +48,15 @@ impl StreamLoader {
         if spec.num_workers > 64 {
             bail!("{source}: the {} stream asks for {} workers; at most 64", split.name(), spec.num_workers);
         }
-        let num_batches = usize::try_from(spec.num_batches)
-            .map_err(|_| anyhow!("{source}: the {} stream declares {} batches", split.name(), spec.num_batches))?;
+        let num_batches = match spec.num_batches {
+            Some(n) => Some(
+                usize::try_from(n)
+                    .ok()
+                    .filter(|&n| n != crate::module::UNBOUNDED)
+                    .ok_or_else(|| anyhow!("{source}: the {} stream declares {n} batches", split.name()))?,
+            ),
+            None => None,
+        };
         Ok(StreamLoader {
             split,
             num_batches,
@@ -60,8 +68,9 @@ impl StreamLoader {
         })
     }
 
+    /// Batches per pass; [`UNBOUNDED`](crate::module::UNBOUNDED) when the source did not say.
     pub fn num_batches(&self) -> usize {
-        self.num_batches
+        self.num_batches.unwrap_or(crate::module::UNBOUNDED)
     }
 
     pub fn num_workers(&self) -> u32 {
@@ -108,8 +117,12 @@ impl StreamLoader {
                 }
                 Feed::Workers { .. } => None,
             };
-            for _ in 0..start {
-                pass.next_batch()?;
+            for i in 0..start {
+                if pass.next_batch()?.is_none() {
+                    bail!(
+                        "resuming the {name} stream: it ended after {i} batches, before the {start} already trained on"
+                    );
+                }
             }
             if let Some(state) = rng {
                 torch_ext::set_cpu_rng_state(&state).map_err(anyhow::Error::msg)?;
@@ -141,9 +154,9 @@ impl StreamPass<'_> {
         Tensor::from_slice(&[self.base]).to_kind(Kind::Int64)
     }
 
-    /// The next batch on the run's device; an error if the pass ends before its declared
-    /// length.
-    pub fn next_batch(&mut self) -> Result<Vec<Tensor>> {
+    /// The next batch on the run's device; None when a stream of unknown length ends (one
+    /// that declared its length and ends sooner is an error).
+    pub fn next_batch(&mut self) -> Result<Option<Vec<Tensor>>> {
         let l = self.loader;
         let i = self.made;
         let got = match &mut self.feed {
@@ -151,15 +164,16 @@ impl StreamPass<'_> {
             Feed::Workers { receivers, next } => next_from_workers(receivers, next)?,
         };
         let Some(batch) = got else {
+            let Some(declared) = l.num_batches else { return Ok(None) };
             bail!(
-                "{}: the {} stream ended after {i} batches, but declares {} per pass (num-batches)",
+                "{}: the {} stream ended after {i} batches, but declares {declared} per pass (num-batches)",
                 l.source,
                 l.split.name(),
-                l.num_batches
             );
         };
         self.made += 1;
         made_batch(batch, self.device, &|| format!("{}: batch {i} of the {} stream", l.source, l.split.name()))
+            .map(Some)
     }
 }
 
@@ -223,7 +237,7 @@ mod tests {
         }
     }
 
-    fn loader(workers: u32, batches: u64, fail_at: Option<i64>) -> StreamLoader {
+    fn loader(workers: u32, batches: Option<u64>, fail_at: Option<i64>) -> StreamLoader {
         let main = Box::new(Counting { id: 0, made: 0, left: 0, seed: 0, fail_at: None });
         let spec =
             StreamSpec { num_batches: batches, num_workers: workers, main, workers: Some(Arc::new(Factory(fail_at))) };
@@ -231,14 +245,16 @@ mod tests {
     }
 
     fn take(pass: &mut StreamPass<'_>, n: usize) -> Vec<Vec<i64>> {
-        (0..n).map(|_| Vec::<i64>::try_from(&pass.next_batch().expect("a batch")[0]).expect("ints")).collect()
+        (0..n)
+            .map(|_| Vec::<i64>::try_from(&pass.next_batch().expect("a batch").expect("not ended")[0]).expect("ints"))
+            .collect()
     }
 
     #[test]
     fn workers_take_turns_skipping_those_done_and_get_base_plus_id() {
         let _rng = crate::engine::torch_ext::global_rng_lock(); // a pass draws from the global generator
                                                                 // Shares 1, 2, 3: torch's order is w0 w1 w2, w1 w2, w2.
-        let l = loader(3, 6, None);
+        let l = loader(3, Some(6), None);
         let seed = Tensor::from_slice(&[1000i64]);
         let mut p = l.pass(Device::Cpu, Some(&seed), 0, 0).expect("a pass");
         let got = take(&mut p, 6);
@@ -261,9 +277,24 @@ mod tests {
     }
 
     #[test]
+    fn a_stream_of_unknown_length_ends_with_its_source() {
+        let _rng = crate::engine::torch_ext::global_rng_lock();
+        let l = loader(3, None, None);
+        assert_eq!(l.num_batches(), crate::module::UNBOUNDED);
+        let seed = Tensor::from_slice(&[7i64]);
+        let mut p = l.pass(Device::Cpu, Some(&seed), 0, 0).expect("a pass");
+        assert_eq!(take(&mut p, 6).len(), 6);
+        assert!(p.next_batch().expect("no error at the end").is_none());
+        drop(p);
+        // A resume past the source's end is refused, naming both counts.
+        let err = l.pass(Device::Cpu, Some(&seed), 7, 0).err().expect("past the end").to_string();
+        assert!(err.contains("ended after 6 batches, before the 7"), "{err}");
+    }
+
+    #[test]
     fn the_main_instance_makes_the_batches_without_workers() {
         let _rng = crate::engine::torch_ext::global_rng_lock();
-        let l = loader(0, 1, None);
+        let l = loader(0, Some(1), None);
         tch::manual_seed(3);
         let want = torch_ext::draw_seed().expect("a seed");
         tch::manual_seed(3);
@@ -275,14 +306,14 @@ mod tests {
     #[test]
     fn a_worker_error_names_the_worker() {
         let _rng = crate::engine::torch_ext::global_rng_lock(); // a pass draws from the global generator
-        let l = loader(2, 3, Some(1));
+        let l = loader(2, Some(3), Some(1));
         let mut p = l.pass(Device::Cpu, None, 0, 0).expect("a pass");
         take(&mut p, 2);
         let err = format!("{:#}", p.next_batch().err().expect("worker 1 fails"));
         assert!(err.contains("DataLoader worker 1") && err.contains("shard 1 is unreadable"), "{err}");
         assert!(StreamLoader::new(
             StreamSpec {
-                num_batches: 1,
+                num_batches: Some(1),
                 num_workers: 2,
                 main: Box::new(Counting { id: 0, made: 0, left: 0, seed: 0, fail_at: None }),
                 workers: None
@@ -308,7 +339,7 @@ mod tests {
     fn a_scalar_in_a_batch_is_refused() {
         let _rng = crate::engine::torch_ext::global_rng_lock(); // a pass draws from the global generator
         let l = StreamLoader::new(
-            StreamSpec { num_batches: 1, num_workers: 0, main: Box::new(Scalar), workers: None },
+            StreamSpec { num_batches: Some(1), num_workers: 0, main: Box::new(Scalar), workers: None },
             Split::Train,
             "plugin `p`",
         )

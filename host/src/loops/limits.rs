@@ -8,6 +8,7 @@ use anyhow::{bail, Result};
 
 use crate::config::{parse_max_time, Limit, TrainerConfig};
 use crate::context::Stage;
+use crate::module::UNBOUNDED;
 
 #[derive(Debug, Clone)]
 pub struct LoopLimits {
@@ -18,6 +19,9 @@ pub struct LoopLimits {
     /// Validate when (batch index + 1) is a multiple of this (counted across epochs when
     /// `check_val_every_n_epoch` is None).
     pub val_check_batch: usize,
+    /// Validate after each pass's last batch: a train loader of unknown length with
+    /// `val_check_interval` 1.0 (Lightning's `val_check_batch = inf`).
+    pub val_at_pass_end: bool,
     pub check_val_every_n_epoch: Option<u64>,
     /// Validate when this many seconds passed since training started or the last
     /// validation (a time-based `val_check_interval`; batch counts then trigger none).
@@ -68,6 +72,12 @@ impl LoopLimits {
         let val_check_seconds = if dev.is_some() { None } else { cfg.val_check_interval.seconds()? };
         let val_check_batch = match interval {
             None => usize::MAX,
+            // A train loader of unknown length validates at each pass's end (1.0) or every k
+            // batches (an int), as Lightning; a fraction of it means nothing.
+            Some(Limit::Fraction(f)) if train_len == UNBOUNDED && f != 1.0 => bail!(
+                "val_check_interval = {f}: with a train DataLoader of unknown length (an IterableDataset without __len__) it must be time based, 1.0 or an int (validate every k training batches), as Lightning requires"
+            ),
+            Some(Limit::Fraction(_)) if train_len == UNBOUNDED => UNBOUNDED,
             Some(Limit::Fraction(f)) => ((train_batches as f64 * f) as usize).max(1),
             Some(Limit::Batches(k)) => {
                 let k = k as usize;
@@ -77,6 +87,7 @@ impl LoopLimits {
                 k.max(1)
             }
         };
+        let val_at_pass_end = train_len == UNBOUNDED && interval == Some(Limit::Fraction(1.0));
         let sanity_steps = if dev.is_some() || val_batches == 0 {
             0
         } else if cfg.num_sanity_val_steps < 0 {
@@ -103,6 +114,7 @@ impl LoopLimits {
             val_batches,
             sanity_steps,
             val_check_batch,
+            val_at_pass_end,
             check_val_every_n_epoch: every,
             val_check_seconds,
             max_epochs: cfg.effective_max_epochs(),
@@ -150,6 +162,31 @@ mod tests {
         assert!(LoopLimits::for_fit(&cfg, 10, Some(4)).is_err());
         cfg.check_val_every_n_epoch = EveryNEpochs::Named("none".into());
         assert_eq!(LoopLimits::for_fit(&cfg, 10, Some(4)).unwrap().val_check_batch, 11);
+    }
+
+    #[test]
+    fn a_train_loader_of_unknown_length_takes_ints_and_one_point_zero() {
+        let mut cfg = TrainerConfig::default();
+        let l = LoopLimits::for_fit(&cfg, UNBOUNDED, Some(UNBOUNDED)).unwrap();
+        assert_eq!(
+            (l.train_batches, l.val_batches, l.sanity_steps, l.val_at_pass_end),
+            (UNBOUNDED, UNBOUNDED, 2, true)
+        );
+        cfg.limit_train_batches = Limit::Batches(7);
+        let l = LoopLimits::for_fit(&cfg, UNBOUNDED, Some(3)).unwrap();
+        assert_eq!((l.train_batches, l.val_batches, l.val_at_pass_end), (7, 3, true));
+        cfg.limit_train_batches = Limit::Fraction(0.5);
+        let err = LoopLimits::for_fit(&cfg, UNBOUNDED, None).unwrap_err().to_string();
+        assert!(err.contains("limit_train_batches = 0.5") && err.contains("1.0 or an int"), "{err}");
+        cfg.limit_train_batches = Limit::Fraction(1.0);
+        cfg.val_check_interval = crate::config::ValCheckInterval::Every(Limit::Fraction(0.25));
+        let err = LoopLimits::for_fit(&cfg, UNBOUNDED, Some(3)).unwrap_err().to_string();
+        assert!(err.contains("val_check_interval = 0.25"), "{err}");
+        cfg.val_check_interval = crate::config::ValCheckInterval::Every(Limit::Batches(5));
+        let l = LoopLimits::for_fit(&cfg, UNBOUNDED, Some(3)).unwrap();
+        assert_eq!((l.val_check_batch, l.val_at_pass_end), (5, false));
+        // A sized train loader is untouched by any of this.
+        assert!(!LoopLimits::for_fit(&TrainerConfig::default(), 10, Some(3)).unwrap().val_at_pass_end);
     }
 
     #[test]

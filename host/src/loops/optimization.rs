@@ -51,7 +51,14 @@ pub fn run_plugin_scheduler(
 pub fn step_optimizer(module: &mut dyn Module, ctx: &mut RunContext, i: usize) -> Result<()> {
     let optim = ctx.optim.as_mut().ok_or_else(|| anyhow!("internal: no optimizers configured"))?;
     if optim.optimizers.get(i).is_some_and(|o| o.in_plugin()) {
-        module.plugin_optimizer(ctx, i, OptimizerCall::Step)?;
+        // Its step may call Lightning's closure, which runs training_step again (LBFGS): what
+        // that logs is training_step's, as in Lightning.
+        let hook = ctx.current_hook.replace(crate::hooks::Hook::TrainingStep);
+        ctx.closure_of = Some(i);
+        let stepped = module.plugin_optimizer(ctx, i, OptimizerCall::Step);
+        ctx.current_hook = hook;
+        ctx.closure_of = None;
+        stepped?;
     }
     let optim = ctx.optim.as_mut().ok_or_else(|| anyhow!("internal: no optimizers configured"))?;
     optim.step(i)?;

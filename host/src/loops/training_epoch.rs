@@ -32,7 +32,7 @@ fn optim<'s>(st: &'s mut LoopState<'_>) -> Result<&'s mut OptimizerSet> {
     st.ctx.optim.as_mut().ok_or_else(|| anyhow!("internal: no optimizers configured"))
 }
 
-fn should_validate(st: &LoopState<'_>, val: Option<&DataLoader>, idx: usize) -> bool {
+fn should_validate(st: &LoopState<'_>, val: Option<&DataLoader>, idx: usize, last: bool) -> bool {
     let l = &st.limits;
     if val.is_none() || l.val_batches == 0 {
         return false;
@@ -40,6 +40,9 @@ fn should_validate(st: &LoopState<'_>, val: Option<&DataLoader>, idx: usize) -> 
     let epoch_ok = l.check_val_every_n_epoch.is_none_or(|n| (st.ctx.current_epoch + 1) % n == 0);
     if !epoch_ok {
         return false;
+    }
+    if l.val_at_pass_end && last {
+        return true;
     }
     // Lightning validates when the run is about to stop early (a stop request honoured).
     if st.interrupter.should_stop() && st.can_stop_early() {
@@ -123,7 +126,11 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: Option<&DataLoader>
     // A stop that validation asked for ends the epoch before another batch (Lightning checks
     // `done` right after a restarted validation).
     let stop_now = st.interrupter.should_stop() && st.can_stop_early();
-    let mut batches_iter = pass.take(if stop_now { 0 } else { total - start }).enumerate();
+    let mut batches_iter = pass.take(if stop_now { 0 } else { total.saturating_sub(start) }).enumerate().peekable();
+    // A pass of unknown length knows its last batch by looking one ahead, as Lightning's
+    // prefetching fetcher does for a DataLoader without a length (the next batch is made
+    // before this one's hooks and step); a sized pass never fetches ahead.
+    let unknown_length = loader.num_batches() == crate::module::UNBOUNDED;
     loop {
         // Time spent waiting for the next batch (gathering it, or for the prefetcher).
         let waited = std::time::Instant::now();
@@ -131,7 +138,13 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: Option<&DataLoader>
         st.data_wait += waited.elapsed();
         let idx = i + start;
         let i = Some(idx as u64);
-        let last = idx + 1 == total;
+        let last = idx + 1 == total
+            || (unknown_length && {
+                let ahead = std::time::Instant::now();
+                let end = batches_iter.peek().is_none();
+                st.data_wait += ahead.elapsed();
+                end
+            });
         st.ctx.is_last_batch = last;
         st.batch_progress.increment_ready();
         // Step-level values are this batch's only.
@@ -222,7 +235,7 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: Option<&DataLoader>
         let global_step = st.ctx.global_step;
         crate::fault::point("step", || format!("global step {global_step}"));
 
-        let val_due = val.is_some() && should_validate(st, val, idx);
+        let val_due = val.is_some() && should_validate(st, val, idx, last);
         st.val_due_pending = val_due;
         let stepped = u64::from(stepping);
         {

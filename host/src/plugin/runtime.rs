@@ -37,6 +37,10 @@ impl Runtime {
         config.epoch_interruption(true);
         // Deep recursion in a plugin ends in a "call stack exhausted" trap, not a crash.
         config.max_wasm_stack(STACK_BYTES);
+        // `LTHOST_PERFMAP=1`: /tmp/perf-<pid>.map names the plugins' functions for `perf`.
+        if std::env::var_os("LTHOST_PERFMAP").is_some() {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("wasmtime engine: {e:?}"))?;
         let mut wasi_linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut wasi_linker).map_err(|e| anyhow::anyhow!("linking WASI: {e:?}"))?;

@@ -111,7 +111,7 @@ impl DataModule for Data {
         }
         let n = self.workers();
         let total: u64 = if n == 0 { self.share(0) } else { (0..n).map(|w| self.share(w)).sum() };
-        Some(StreamSource { num_batches: total + self.hp.u64_or("extra_declared", 0), num_workers: n as u32 })
+        Some(StreamSource { num_batches: Some(total + self.hp.u64_or("extra_declared", 0)), num_workers: n as u32 })
     }
 
     fn start_pass(&mut self, _split: Split, worker: WorkerInfo) -> Result<(), String> {

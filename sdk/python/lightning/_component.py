@@ -13,6 +13,7 @@ from torch.utils import data as _data
 from wit_world import exports as _exports
 from wit_world.exports import data_module as _dm
 from wit_world.exports import lightning_module as _lm
+from wit_world.imports import optimization as _opt
 from wit_world.imports import parameters as _params
 from wit_world.imports import trainer as _trainer
 from wit_world.imports.types import Stage
@@ -408,6 +409,44 @@ def _train_loss(m):
     return loss / acc if acc > 1 else loss
 
 
+def _takes_closure(optimizer):
+    params = inspect.signature(type(optimizer).step).parameters.values()
+    return any(p.name == "closure" or p.kind == p.VAR_KEYWORD for p in params)
+
+
+# The training batch (as the step got it) and its index, for Lightning's closure to re-run.
+_TRAIN_BATCH = {}
+
+
+class _AutomaticClosure:
+    """Lightning's closure in automatic optimization, for an optimizer the plugin runs: the
+    first call is the batch's training_step and backward, which the host already ran (their
+    loss, detached, as backward got it); each later call (an optimizer that re-evaluates,
+    such as LBFGS) runs training_step on the batch again, zeroes the optimizer's gradients
+    (on an accumulation window's first batch, as Lightning) and backward, in that order."""
+
+    def __init__(self, index):
+        self.index, self.calls = index, 0
+
+    def __call__(self):
+        m = _module()
+        self.calls += 1
+        if self.calls == 1:
+            loss = _train_loss(m)
+        else:
+            batch, batch_idx = _TRAIN_BATCH["batch"], _TRAIN_BATCH["idx"]
+            _core._WHERE.update(split="train", in_step=True)
+            with torch.enable_grad():
+                out = _OUTPUTS["train"] = _step(m, "training_step", batch, batch_idx)
+                loss = _train_loss(m)
+                acc = _trainer.fit_numbers().accumulate_grad_batches
+                if batch_idx % max(acc, 1) == 0:
+                    _opt.zero_grad(self.index)
+                if loss is not None:
+                    _opt.manual_backward(loss._h)
+        return None if loss is None else loss.detach().clone()
+
+
 def _outputs(m, split):
     """Lightning's `outputs` of the last step: for a training step in automatic optimization
     {"loss": the loss detached, as backward got it, **the step's other keys} ({} when it
@@ -535,7 +574,9 @@ class LightningModule(_exports.LightningModule):
         m = _module()
         _core._WHERE.update(split="train", in_step=True)
         _training(m)
-        out = _OUTPUTS["train"] = _step(m, "training_step", _batch(batch, "train"), batch_idx)
+        batch = _TRAIN_BATCH["batch"] = _batch(batch, "train")
+        _TRAIN_BATCH["idx"] = batch_idx
+        out = _OUTPUTS["train"] = _step(m, "training_step", batch, batch_idx)
         return _loss(out)
 
     @reported
@@ -605,6 +646,10 @@ class LrSchedulers(_exports.LrSchedulers):
         s.optimizer._pull()
 
 
+# A tensor's place in a saved optimizer state list (the tensor itself is saved by name).
+_TENSOR = "<tensor>"
+
+
 def _plugin_optimizer(index):
     opts = _module()._lt_optimizers
     if index >= len(opts) or opts[index].in_host():
@@ -619,7 +664,10 @@ class PluginOptimizers(_exports.PluginOptimizers):
     def step(self, index):
         o = _plugin_optimizer(index)
         try:
-            o.step()
+            if _takes_closure(o):  # as Lightning calls it: `optimizer.step(closure=...)`
+                o.step(closure=_AutomaticClosure(index))
+            else:
+                o.step()
         except Exception as e:  # noqa: BLE001  (the user's step may raise anything)
             raise Err(f"{type(o).__name__}.step(): {describe(e)}")
 
@@ -632,6 +680,12 @@ class PluginOptimizers(_exports.PluginOptimizers):
             for name, v in s.items():
                 if isinstance(v, torch.Tensor):
                     tensors.append((f"{k}.{name}", v.detach()._h))
+                elif isinstance(v, (list, tuple)) and any(isinstance(x, torch.Tensor) for x in v):
+                    # A list holding tensors (LBFGS's history): each tensor by its place.
+                    for i, x in enumerate(v):
+                        if isinstance(x, torch.Tensor):
+                            tensors.append((f"{k}.{name}.{i}", x.detach()._h))
+                    rest["state"].setdefault(str(k), {})[name] = [_TENSOR if isinstance(x, torch.Tensor) else x for x in v]
                 else:
                     rest["state"].setdefault(str(k), {})[name] = v
             rest["state"].setdefault(str(k), {})
@@ -648,6 +702,10 @@ class PluginOptimizers(_exports.PluginOptimizers):
             for name, h in tensors:
                 k, key = name.split(".", 1)
                 state.setdefault(int(k), {})[key] = torch._core.wrap(h)
+            for s in state.values():
+                for name, v in list(s.items()):
+                    if isinstance(v, list) and _TENSOR in v:
+                        s[name] = [s.pop(f"{name}.{i}") if x == _TENSOR else x for i, x in enumerate(v)]
             o.load_state_dict({"state": state, "param_groups": saved["param_groups"]})
         except Exception as e:  # noqa: BLE001
             raise Err(f"{type(o).__name__}.load_state_dict: {describe(e)}")
@@ -748,8 +806,8 @@ class DataModule(_exports.DataModule):
             return None
         try:
             batches = len(loader)
-        except TypeError:
-            raise Err(f"{name}_dataloader: lthost needs the number of batches per pass of a DataLoader over an IterableDataset: give {type(loader.dataset).__name__} a __len__") from None
+        except TypeError:  # no __len__: each pass runs until the dataset's iterator ends
+            batches = None
         return _dm.StreamSource(batches, loader.num_workers)
 
     def start_pass(self, split, worker):

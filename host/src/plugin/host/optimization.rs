@@ -11,9 +11,20 @@ use crate::plugin::state::PluginState;
 type R<T> = wasmtime::Result<T>;
 
 impl PluginState {
+    /// The optimizer set for a call of Lightning's closure (re-run by a plugin-run optimizer's
+    /// step in automatic optimization, such as LBFGS): `zero_grad` of that optimizer, backward.
+    fn closure_optim(&mut self, op: &str, index: Option<usize>) -> Result<&mut OptimizerSet, OpError> {
+        let in_closure = self.ctx.closure_of.is_some_and(|r| index.is_none_or(|i| i == r));
+        self.optim_set(op, in_closure)
+    }
+
     fn optim(&mut self, op: &str) -> Result<&mut OptimizerSet, OpError> {
+        self.optim_set(op, false)
+    }
+
+    fn optim_set(&mut self, op: &str, in_closure: bool) -> Result<&mut OptimizerSet, OpError> {
         match self.ctx.optim.as_mut() {
-            Some(o) if !o.automatic => Ok(o),
+            Some(o) if !o.automatic || in_closure => Ok(o),
             Some(_) => Err(OpError::new(
                 op,
                 "manual optimization calls need `automatic-optimization = false` in configure-optimizers",
@@ -27,7 +38,7 @@ impl optimization::Host for PluginState {
     fn manual_backward(&mut self, loss: Resource<Tensor>) -> R<()> {
         let op = "manual_backward";
         let l = self.tensor(&loss, op)?.shallow_clone();
-        self.optim(op)?.backward(&l, 1.0)?;
+        self.closure_optim(op, None)?.backward(&l, 1.0)?;
         Ok(())
     }
 
@@ -36,7 +47,7 @@ impl optimization::Host for PluginState {
     }
 
     fn zero_grad(&mut self, index: u32) -> R<()> {
-        Ok(self.optim("optimizer.zero_grad")?.zero_grad(index as usize)?)
+        Ok(self.closure_optim("optimizer.zero_grad", Some(index as usize))?.zero_grad(index as usize)?)
     }
 
     fn toggle(&mut self, index: u32) -> R<()> {

@@ -63,11 +63,13 @@ class _TrainerState:
 
     @property
     def num_training_batches(self):
-        return _trainer.fit_numbers().num_training_batches
+        n = _trainer.fit_numbers().num_training_batches
+        return float("inf") if n is None else n  # a DataLoader of unknown length
 
     @property
     def num_val_batches(self):
-        return [_trainer.fit_numbers().num_val_batches]
+        n = _trainer.fit_numbers().num_val_batches
+        return [float("inf") if n is None else n]
 
     @property
     def accumulate_grad_batches(self):
@@ -89,6 +91,8 @@ class _TrainerState:
         n = _trainer.fit_numbers()
         if self.max_epochs == -1:
             return float("inf") if n.max_steps is None else n.max_steps
+        if n.num_training_batches is None:  # a DataLoader of unknown length: Lightning's max_steps
+            return self.max_steps
         steps = -(-n.num_training_batches // max(n.accumulate_grad_batches, 1)) * max(self.max_epochs, 1)
         return steps if n.max_steps is None else min(steps, n.max_steps)
 

@@ -1,5 +1,7 @@
 """torch.optim: the optimizers the host runs with torch's update rules, taking parameters
-and parameter groups as torch does; `lr_scheduler` has the schedulers the host runs."""
+and parameter groups as torch does, and LBFGS, run in the plugin; `lr_scheduler` has the
+schedulers."""
 
 from . import lr_scheduler  # noqa: F401
+from .lbfgs import LBFGS  # noqa: F401
 from .optimizer import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop  # noqa: F401

@@ -81,11 +81,18 @@ class Optimizer:
                 g["momentum"] = m
 
     def step(self, closure=None):
+        """The host's update; with a closure, torch's contract: the closure first (with grad
+        enabled: the loss and its gradients), its loss returned."""
+        loss = None
         if closure is not None:
-            raise NotImplementedError("optimizer.step(closure) is not supported by lthost (LBFGS-style closures)")
+            from .. import enable_grad
+
+            with enable_grad():
+                loss = closure()
         if self._schedulers:  # manual optimization: what `scheduler.step()` set applies now
             self._push(any(s._cycles_momentum for s in self._schedulers))
         optimization.step(self._bound("step"))
+        return loss
 
     def zero_grad(self, set_to_none=True):
         optimization.zero_grad(self._bound("zero_grad"))
@@ -178,6 +185,24 @@ class _State(dict):
         return v
 
 
+def _refreshing_closure(args, kwargs, take_grads):
+    """The step's arguments with its closure (first positional or `closure=`) made to read
+    the host's gradients again after each evaluation: `.grad` is live in torch, and an
+    optimizer that re-evaluates (LBFGS) must see the new ones."""
+    closure = kwargs.get("closure", args[0] if args else None)
+    if closure is None:
+        return args, kwargs
+
+    def evaluate(*a, **k):
+        out = closure(*a, **k)
+        take_grads()
+        return out
+
+    if "closure" in kwargs:
+        return args, {**kwargs, "closure": evaluate}
+    return (evaluate, *args[1:]), kwargs
+
+
 def _plugin_step(step):
     """A user optimizer's `step` as the host runs it: each parameter's `.grad` the host's
     accumulated gradient, under no_grad, with the groups' rates as the host has them (in manual
@@ -198,9 +223,13 @@ def _plugin_step(step):
         else:  # the host's: what the plugin's schedulers pushed, or the LR finder's
             self._pull()
         params = [p for g in self.param_groups for p in g["params"]]
-        grads = optimization.grads(self._index)
-        for p, g in zip(params, grads):
-            p.__dict__["_lt_grad"] = None if g is None else _core.wrap(g)
+
+        def take_grads():
+            for p, g in zip(params, optimization.grads(self._index)):
+                p.__dict__["_lt_grad"] = None if g is None else _core.wrap(g)
+
+        take_grads()
+        args, kwargs = _refreshing_closure(args, kwargs, take_grads)
         try:
             with no_grad():
                 out = step(self, *args, **kwargs)
