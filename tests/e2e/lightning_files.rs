@@ -305,7 +305,8 @@ fn lbfgs_re_evaluates_lightnings_closure_in_automatic_and_manual_optimization_as
     // a step: the first evaluation is the host's training_step and backward, the others re-run
     // them in the plugin (train_loss is the last evaluation's, as Lightning logs it). Stepped
     // by the file with its own closure (manual), each evaluation's gradients are read afresh.
-    for name in ["lit-lbfgs", "lit-lbfgs-manual"] {
+    // With the strong-Wolfe line search, its trial steps are torch's.
+    for name in ["lit-lbfgs", "lit-lbfgs-manual", "lit-lbfgs-wolfe"] {
         let (got, val, want) = run_like_lightning(name);
         assert_training_losses(name, &got, &want);
         let want_val = want["last_val_loss"].as_f64().expect("a validation loss");

@@ -43,6 +43,7 @@ FILES = {
 # A run of a file above with hyperparameters of its own: name: (the file's name, hparams).
 VARIANTS = {
     "lit-lbfgs-manual": ("lit-lbfgs", {"manual": True}),
+    "lit-lbfgs-wolfe": ("lit-lbfgs", {"line_search": "strong_wolfe"}),
 }
 
 

@@ -1,8 +1,8 @@
 """torch.optim.LBFGS in a LightningModule, both ways Lightning documents it: returned from
 `configure_optimizers` (automatic optimization: Lightning's closure re-runs training_step and
 backward at each of LBFGS's evaluations) and, with `manual=True`, stepped by the file with a
-closure of its own (`opt.step(closure=closure)`). A small curve fit whose losses depend on
-every evaluation the optimizer makes."""
+closure of its own (`opt.step(closure=closure)`); with `line_search="strong_wolfe"`, LBFGS's
+line search. A small curve fit whose losses depend on every evaluation the optimizer makes."""
 
 import lightning as L
 import torch
@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 
 class CurveFit(L.LightningModule):
-    def __init__(self, manual=False, lr=0.5):
+    def __init__(self, manual=False, lr=0.5, line_search=None):
         super().__init__()
         self.save_hyperparameters()
         self.automatic_optimization = not manual
@@ -42,7 +42,7 @@ class CurveFit(L.LightningModule):
         self.log("val_loss", self.loss(batch))
 
     def configure_optimizers(self):
-        return torch.optim.LBFGS(self.parameters(), lr=self.hparams.lr, max_iter=4, history_size=3)
+        return torch.optim.LBFGS(self.parameters(), lr=self.hparams.lr, max_iter=4, history_size=3, line_search_fn=self.hparams.line_search)
 
 
 class Curve(L.LightningDataModule):

@@ -4,7 +4,9 @@ file's own closure (Lightning's documented pattern), in automatic optimization L
 closure, which re-runs the batch's training_step and backward (lthost's first evaluation is
 the one the host already made). The gradients it reads are the host's, fresh after each
 evaluation. Numerically torch's algorithm: the same ops on the same flat vectors, in the same
-order, so the same seed gives torch's iterates. The strong-Wolfe line search is not provided."""
+order (tensors where torch has tensors, Python floats where it has floats), so the same seed
+gives torch's iterates, with a fixed step (`line_search_fn=None`) or the strong-Wolfe line
+search (bracketing, then zooming with cubic interpolation)."""
 
 from .. import cat, enable_grad, zeros
 from .optimizer import Optimizer
@@ -14,10 +16,8 @@ class LBFGS(Optimizer):
     def __init__(self, params, lr=1, max_iter=20, max_eval=None, tolerance_grad=1e-7, tolerance_change=1e-9, history_size=100, line_search_fn=None):
         if not 0.0 <= float(lr):
             raise ValueError(f"Invalid learning rate: {lr}")
-        if line_search_fn is not None:
-            if line_search_fn != "strong_wolfe":
-                raise RuntimeError("only 'strong_wolfe' is supported")
-            raise NotImplementedError("LBFGS(line_search_fn='strong_wolfe') is not supported by lthost; use line_search_fn=None")
+        if line_search_fn not in (None, "strong_wolfe"):
+            raise RuntimeError("only 'strong_wolfe' is supported")
         max_eval = max_iter * 5 // 4 if max_eval is None else max_eval
         defaults = dict(lr=lr, max_iter=max_iter, max_eval=max_eval, tolerance_grad=tolerance_grad, tolerance_change=tolerance_change,
                         history_size=history_size, line_search_fn=line_search_fn)
@@ -104,19 +104,130 @@ class LBFGS(Optimizer):
                 t = (first if first < 1.0 else 1.0) * lr
             else:
                 t = lr
-            if g.dot(d) > -tol_change:
+            gtd = g.dot(d)
+            if gtd > -tol_change:
                 break
-            self._move(t, d)
-            moved = 0
-            if it != max_iter:
-                loss = float(evaluate())
-                g = self._flat_grad()
-                moved = 1
+            moved, optimal = 0, False
+            if group["line_search_fn"] == "strong_wolfe":
+                start = [p.clone() for p in self._params()]
+
+                def trial(step):
+                    """The loss and gradient at start + step·d; the parameters back at start."""
+                    self._move(step, d)
+                    f = float(evaluate())
+                    grad = self._flat_grad()
+                    for p, p0 in zip(self._params(), start):
+                        p.copy_(p0)
+                    return f, grad
+
+                loss, g, t, moved = _strong_wolfe(trial, t, d, loss, g, gtd, max_evals=max_eval - evals)
+                self._move(t, d)
+                optimal = g.abs().max() <= tol_grad
+            else:
+                self._move(t, d)
+                if it != max_iter:
+                    loss = float(evaluate())
+                    g = self._flat_grad()
+                    optimal = g.abs().max() <= tol_grad
+                    moved = 1
             evals += moved
             state["func_evals"] += moved
-            if it == max_iter or evals >= max_eval or (moved and g.abs().max() <= tol_grad):
+            if it == max_iter or evals >= max_eval or optimal:
                 break
             if d.mul(t).abs().max() <= tol_change or abs(loss - prev_loss) < tol_change:
                 break
         state.update(d=d, t=t, old_dirs=dirs, old_stps=steps, ro=rho, H_diag=h_diag, prev_flat_grad=prev_g, prev_loss=prev_loss)
         return orig_loss
+
+
+def _cubic_min(x1, f1, g1, x2, f2, g2, bounds=None):
+    """The minimiser of the cubic through (x1, f1) and (x2, f2) with slopes g1, g2, clamped to
+    `bounds` (default: between the two points); their midpoint when the cubic has none."""
+    lo, hi = bounds if bounds is not None else ((x1, x2) if x1 <= x2 else (x2, x1))
+    d1 = g1 + g2 - 3 * (f1 - f2) / (x1 - x2)
+    disc = d1**2 - g1 * g2
+    if not disc >= 0:
+        return (lo + hi) / 2.0
+    d2 = disc.sqrt()
+    if x1 <= x2:
+        x = x2 - (x2 - x1) * ((g2 + d2 - d1) / (g2 - g1 + 2 * d2))
+    else:
+        x = x1 - (x1 - x2) * ((g1 + d2 - d1) / (g1 - g2 + 2 * d2))
+    return min(max(x, lo), hi)
+
+
+class _Point:
+    """A trial step of the line search: its step, loss, gradient and slope along d."""
+
+    __slots__ = ("t", "f", "g", "gtd")
+
+    def __init__(self, t, f, g, gtd):
+        self.t, self.f, self.g, self.gtd = t, f, g, gtd
+
+
+def _strong_wolfe(trial, t, d, f, g, gtd, c1=1e-4, c2=0.9, tolerance_change=1e-9, max_evals=25):
+    """A step along d meeting the strong Wolfe conditions (sufficient decrease c1, curvature c2),
+    from `t`: brackets one by growing the step (cubic extrapolation), then narrows the bracket
+    by cubic interpolation, nudging a trial that makes too little progress away from the ends.
+    (loss, gradient, step, evaluations) at the step taken."""
+    scale = d.abs().max()
+    origin = _Point(0, f, g.clone(), gtd)
+    f_new, g_new = trial(t)
+    evals, rounds = 1, 0
+    gtd_new = g_new.dot(d)
+    prev = origin
+    ends, found = None, False
+    # Bracketing.
+    while rounds < max_evals:
+        if f_new > (f + c1 * t * gtd) or (rounds > 1 and f_new >= prev.f):
+            ends = [prev, _Point(t, f_new, g_new.clone(), gtd_new)]
+            break
+        if abs(gtd_new) <= -c2 * gtd:
+            ends, found = [_Point(t, f_new, g_new, None)], True
+            break
+        if gtd_new >= 0:
+            ends = [prev, _Point(t, f_new, g_new.clone(), gtd_new)]
+            break
+        low, high = t + 0.01 * (t - prev.t), t * 10
+        here = t
+        t = _cubic_min(prev.t, prev.f, prev.gtd, t, f_new, gtd_new, bounds=(low, high))
+        prev = _Point(here, f_new, g_new.clone(), gtd_new)
+        f_new, g_new = trial(t)
+        evals += 1
+        gtd_new = g_new.dot(d)
+        rounds += 1
+    if rounds == max_evals:
+        ends = [_Point(0, f, g, None), _Point(t, f_new, g_new, None)]
+    # Zoom.
+    stalled = False
+    lo, hi = (0, 1) if ends[0].f <= ends[-1].f else (1, 0)
+    while not found and rounds < max_evals:
+        a, b = ends[0], ends[1]
+        if abs(b.t - a.t) * scale < tolerance_change:
+            break
+        t = _cubic_min(a.t, a.f, a.gtd, b.t, b.f, b.gtd)
+        top, bottom = max(a.t, b.t), min(a.t, b.t)
+        eps = 0.1 * (top - bottom)
+        if min(top - t, t - bottom) < eps:
+            if stalled or t >= top or t <= bottom:
+                t = top - eps if abs(t - top) < abs(t - bottom) else bottom + eps
+                stalled = False
+            else:
+                stalled = True
+        else:
+            stalled = False
+        f_new, g_new = trial(t)
+        evals += 1
+        gtd_new = g_new.dot(d)
+        rounds += 1
+        if f_new > (f + c1 * t * gtd) or f_new >= ends[lo].f:
+            ends[hi] = _Point(t, f_new, g_new.clone(), gtd_new)
+            lo, hi = (0, 1) if ends[0].f <= ends[1].f else (1, 0)
+        else:
+            if abs(gtd_new) <= -c2 * gtd:
+                found = True
+            elif gtd_new * (ends[hi].t - ends[lo].t) >= 0:
+                ends[hi] = ends[lo]
+            ends[lo] = _Point(t, f_new, g_new.clone(), gtd_new)
+    best = ends[lo]
+    return best.f, best.g, best.t, evals
