@@ -2,8 +2,10 @@
 torchmetrics 1.9's formats and reductions: binary (probabilities or logits, thresholded),
 multiclass (labels or scores; `top_k > 1` counts a sample right when its target is among its
 top k scores, as 1.9 does) and multilabel (probabilities or logits per label, thresholded),
-global, averaged `micro`, `macro` (multiclass: classes never seen in targets or predictions
-left out), `weighted` or `none`."""
+averaged `micro`, `macro` (multiclass: classes never seen in targets or predictions left out),
+`weighted` or `none`; the extra dimensions `...` of `(N, ...)` inputs `global` (flattened into
+the batch) or `samplewise` (one score per sample: the counts kept per sample, as lists
+concatenated at `compute`)."""
 
 import torch
 
@@ -20,14 +22,51 @@ def _safe_divide(num, denom):
 
 class _StatScores(Metric):
     def _check(self, multidim_average, average="micro"):
-        if multidim_average != "global":
-            raise NotImplementedError("torchmetrics multidim_average='samplewise' is not supported by lthost")
+        if multidim_average not in ("global", "samplewise"):
+            raise ValueError(f"Expected argument `multidim_average` to be one of ('global', 'samplewise'), but got {multidim_average}")
         if average not in _AVERAGES:
             raise ValueError(f"Expected argument `average` to be one of {_AVERAGES}, but got {average}")
+        self.multidim_average = multidim_average
+
+    @property
+    def _samplewise(self):
+        return self.multidim_average == "samplewise"
 
     def _stat_states(self, size):
         for s in ("tp", "fp", "tn", "fn"):
-            self.add_state(s, torch.zeros(size, dtype=torch.long), dist_reduce_fx="sum")
+            if self._samplewise:
+                self.add_state(s, [], dist_reduce_fx="cat")
+            else:
+                self.add_state(s, torch.zeros(size, dtype=torch.long), dist_reduce_fx="sum")
+
+    def _add(self, tp, fp, tn, fn):
+        """One update's counts: appended per sample (samplewise), else summed."""
+        for name, v in (("tp", tp), ("fp", fp), ("tn", tn), ("fn", fn)):
+            if self._samplewise:
+                getattr(self, name).append(v)
+            else:
+                setattr(self, name, getattr(self, name) + v)
+
+    def _counts(self):
+        """(tp, fp, tn, fn): samplewise, the samples' counts concatenated (a sample's 0-dim
+        count as one row)."""
+        if not self._samplewise:
+            return self.tp, self.fp, self.tn, self.fn
+        out = []
+        for xs in (self.tp, self.fp, self.tn, self.fn):
+            if not xs:
+                raise ValueError("No samples to concatenate")
+            out.append(torch.cat([x.unsqueeze(0) if x.ndim == 0 else x for x in xs], 0))
+        return tuple(out)
+
+    @property
+    def _class_dim(self):
+        """The dimension a micro average sums over (classes or labels)."""
+        return 1 if self._samplewise else 0
+
+    def _at_least(self, preds, ndim):
+        if self._samplewise and preds.ndim < ndim:
+            raise ValueError(f"Expected input to be at least {ndim}D when multidim_average is set to `samplewise`")
 
 
 class _BinaryStatScores(_StatScores):
@@ -38,10 +77,20 @@ class _BinaryStatScores(_StatScores):
         self._stat_states(())
 
     def update(self, preds, target):
+        self._at_least(preds, 2)
         if preds.is_floating_point():
             if not bool(((preds >= 0) & (preds <= 1)).all()):
                 preds = preds.sigmoid()
             preds = preds > self.threshold
+        if self._samplewise:
+            preds, target = preds.reshape(preds.shape[0], -1), target.reshape(target.shape[0], -1)
+            if self.ignore_index is not None:
+                target = target.clone()
+                target[target == self.ignore_index] = -1
+            preds, target = preds.long(), target.long()
+            self._add(*(((target == preds) & (target == 1)).sum([1]).squeeze(), ((target != preds) & (target == 0)).sum([1]).squeeze(),
+                        ((target == preds) & (target == 0)).sum([1]).squeeze(), ((target != preds) & (target == 1)).sum([1]).squeeze()))
+            return
         preds, target = preds.long().flatten(), target.long().flatten()
         if self.ignore_index is not None:
             keep = target != self.ignore_index
@@ -66,11 +115,15 @@ class _MulticlassStatScores(_StatScores):
         self._stat_states(1 if average == "micro" and top_k == 1 else num_classes)
 
     def update(self, preds, target):
+        self._at_least(preds, 3 if preds.is_floating_point() and preds.ndim == target.ndim + 1 else 2)
         if self.top_k > 1:
-            self._update_top_k(preds, target)
+            self._update_one_hot(preds, target)
             return
         if preds.is_floating_point() and preds.ndim == target.ndim + 1:
             preds = preds.argmax(dim=1)
+        if self._samplewise:
+            self._update_one_hot(preds.reshape(preds.shape[0], -1), target)
+            return
         preds, target = preds.flatten().long(), target.flatten().long()
         if self.ignore_index is not None:
             keep = target != self.ignore_index
@@ -93,44 +146,51 @@ class _MulticlassStatScores(_StatScores):
         self.fn += fn
         self.tn += confmat.sum() - (fp + fn + tp)
 
-    def _update_top_k(self, preds, target):
-        """Scores (N, C, ...) against labels (N, ...): one-hot, each sample's target where it is
-        among its top k scores, else its top score; an ignored target counts nowhere."""
-        if not preds.is_floating_point() or preds.ndim != target.ndim + 1:
+    def _update_one_hot(self, preds, target):
+        """Per class, one-hot: scores (N, C, ...) with top_k > 1 (each sample's target where it
+        is among its top k scores, else its top score), or labels (N, L) samplewise, against
+        labels (N, ...); an ignored target counts nowhere. Summed over the samples too unless
+        samplewise."""
+        c, ignore, k = self.num_classes, self.ignore_index, self.top_k
+        if k > 1 and (not preds.is_floating_point() or preds.ndim != target.ndim + 1):
             raise ValueError("torchmetrics `top_k > 1` expects floating scores with one more dimension than the target")
-        c, ignore = self.num_classes, self.ignore_index
-        preds, target = preds.reshape(*preds.shape[:2], -1), target.reshape(target.shape[0], -1)
+        if k > 1:
+            preds = preds.reshape(*preds.shape[:2], -1)
+        target = target.reshape(target.shape[0], -1)
         inside = ignore is not None and 0 <= ignore <= c - 1
         if ignore is not None and not inside:
             preds, target = preds.clone(), target.clone()
             idx = target == ignore
             target[idx] = c
-            preds[idx.unsqueeze(1).repeat(1, c, 1)] = c
-        top = preds.topk(k=self.top_k, dim=1).indices
-        hit = (top == target.unsqueeze(1)).any(dim=1)
-        chosen = torch.where(hit, target, top[:, 0])
+            preds[idx.unsqueeze(1).repeat(1, c, 1) if preds.ndim > target.ndim else idx] = c
         width = c + 1 if ignore is not None and not inside else c
-        preds_oh = torch.zeros(*chosen.shape, c, dtype=torch.int32).scatter_(-1, chosen.unsqueeze(-1), 1)
+        if k > 1:
+            top = preds.topk(k=k, dim=1).indices
+            hit = (top == target.unsqueeze(1)).any(dim=1)
+            chosen = torch.where(hit, target, top[:, 0])
+            preds_oh = torch.zeros(*chosen.shape, c, dtype=torch.int32).scatter_(-1, chosen.unsqueeze(-1), 1)
+        else:
+            preds_oh = torch.nn.functional.one_hot(preds.long(), width)
         target_oh = torch.nn.functional.one_hot(target.long(), width)
         if ignore is not None:
             if inside:
                 target_oh[target == ignore, :] = -1
             else:
+                preds_oh = preds_oh[..., :-1] if k == 1 else preds_oh
                 target_oh = target_oh[..., :-1]
                 target_oh[target == c, :] = -1
-        self.tp += ((target_oh == preds_oh) & (target_oh == 1)).sum([0, 1])
-        self.fn += ((target_oh != preds_oh) & (target_oh == 1)).sum([0, 1])
-        self.fp += ((target_oh != preds_oh) & (target_oh == 0)).sum([0, 1])
-        self.tn += ((target_oh == preds_oh) & (target_oh == 0)).sum([0, 1])
+        dims = [1] if self._samplewise else [0, 1]
+        self._add(((target_oh == preds_oh) & (target_oh == 1)).sum(dims), ((target_oh != preds_oh) & (target_oh == 0)).sum(dims),
+                  ((target_oh == preds_oh) & (target_oh == 0)).sum(dims), ((target_oh != preds_oh) & (target_oh == 1)).sum(dims))
 
-    def _reduce(self, score, top_k=1):
+    def _reduce(self, score, tp, fp, fn, top_k=1):
         if self.average in ("none", None):
             return score
         if self.average == "weighted":
-            weights = (self.tp + self.fn).float()
+            weights = (tp + fn).float()
         else:
             weights = torch.ones_like(score)
-            weights[self.tp + self.fp + self.fn == 0 if top_k == 1 else self.tp + self.fn == 0] = 0.0
+            weights[tp + fp + fn == 0 if top_k == 1 else tp + fn == 0] = 0.0
         return _safe_divide(weights * score, weights.sum(-1, keepdim=True)).sum(-1)
 
 
@@ -146,6 +206,7 @@ class _MultilabelStatScores(_StatScores):
         self._stat_states(num_labels)
 
     def update(self, preds, target):
+        self._at_least(preds, 3)
         if preds.is_floating_point():
             if not bool(((preds >= 0) & (preds <= 1)).all()):
                 preds = preds.sigmoid()
@@ -156,15 +217,14 @@ class _MultilabelStatScores(_StatScores):
             target = target.clone()
             target[idx] = -1
         preds, target = preds.long(), target.long()
-        self.tp += ((target == preds) & (target == 1)).sum([0, -1]).squeeze()
-        self.fn += ((target != preds) & (target == 1)).sum([0, -1]).squeeze()
-        self.fp += ((target != preds) & (target == 0)).sum([0, -1]).squeeze()
-        self.tn += ((target == preds) & (target == 0)).sum([0, -1]).squeeze()
+        dims = [-1] if self._samplewise else [0, -1]
+        self._add(((target == preds) & (target == 1)).sum(dims).squeeze(), ((target != preds) & (target == 0)).sum(dims).squeeze(),
+                  ((target == preds) & (target == 0)).sum(dims).squeeze(), ((target != preds) & (target == 1)).sum(dims).squeeze())
 
-    def _reduce(self, score, top_k=1):
+    def _reduce(self, score, tp, fp, fn, top_k=1):
         if self.average in ("none", None):
             return score
-        weights = (self.tp + self.fn).float() if self.average == "weighted" else torch.ones_like(score)
+        weights = (tp + fn).float() if self.average == "weighted" else torch.ones_like(score)
         return _safe_divide(weights * score, weights.sum(-1, keepdim=True)).sum(-1)
 
 
@@ -172,27 +232,31 @@ class BinaryAccuracy(_BinaryStatScores):
     higher_is_better = True
 
     def compute(self):
-        return _safe_divide(self.tp + self.tn, self.tp + self.tn + self.fp + self.fn)
+        tp, fp, tn, fn = self._counts()
+        return _safe_divide(tp + tn, tp + tn + fp + fn)
 
 
 class MulticlassAccuracy(_MulticlassStatScores):
     higher_is_better = True
 
     def compute(self):
+        tp, fp, _, fn = self._counts()
         if self.average == "micro":
-            return _safe_divide(self.tp.sum(0), (self.tp + self.fn).sum(0))
-        return self._reduce(_safe_divide(self.tp, self.tp + self.fn), self.top_k)
+            d = self._class_dim
+            return _safe_divide(tp.sum(d), tp.sum(d) + fn.sum(d))
+        return self._reduce(_safe_divide(tp, tp + fn), tp, fp, fn, self.top_k)
 
 
 class MultilabelAccuracy(_MultilabelStatScores):
     higher_is_better = True
 
     def compute(self):
-        tp, fp, tn, fn = self.tp, self.fp, self.tn, self.fn
+        tp, fp, tn, fn = self._counts()
         if self.average == "micro":
-            tp, fp, tn, fn = tp.sum(0), fp.sum(0), tn.sum(0), fn.sum(0)
+            d = self._class_dim
+            tp, fp, tn, fn = tp.sum(d), fp.sum(d), tn.sum(d), fn.sum(d)
             return _safe_divide(tp + tn, tp + tn + fp + fn)
-        return self._reduce(_safe_divide(tp + tn, tp + tn + fp + fn))
+        return self._reduce(_safe_divide(tp + tn, tp + tn + fp + fn), tp, fp, fn)
 
 
 def _f_beta(tp, fp, fn, beta=1.0):
@@ -204,7 +268,8 @@ class BinaryF1Score(_BinaryStatScores):
     higher_is_better = True
 
     def compute(self):
-        return _f_beta(self.tp, self.fp, self.fn)
+        tp, fp, _, fn = self._counts()
+        return _f_beta(tp, fp, fn)
 
 
 class _F1(_StatScores):
@@ -214,9 +279,11 @@ class _F1(_StatScores):
     higher_is_better = True
 
     def compute(self):
+        tp, fp, _, fn = self._counts()
         if self.average == "micro":
-            return _f_beta(self.tp.sum(0), self.fp.sum(0), self.fn.sum(0))
-        return self._reduce(_f_beta(self.tp, self.fp, self.fn))
+            d = self._class_dim
+            return _f_beta(tp.sum(d), fp.sum(d), fn.sum(d))
+        return self._reduce(_f_beta(tp, fp, fn), tp, fp, fn)
 
 
 class MulticlassF1Score(_F1, _MulticlassStatScores):
@@ -229,22 +296,26 @@ class MultilabelF1Score(_F1, _MultilabelStatScores):
 
 class BinaryPrecision(_BinaryStatScores):
     def compute(self):
-        return _safe_divide(self.tp, self.tp + self.fp)
+        tp, fp, _, _ = self._counts()
+        return _safe_divide(tp, tp + fp)
 
 
 class BinaryRecall(_BinaryStatScores):
     def compute(self):
-        return _safe_divide(self.tp, self.tp + self.fn)
+        tp, _, _, fn = self._counts()
+        return _safe_divide(tp, tp + fn)
 
 
 class _PrecisionRecall(_StatScores):
     """tp / (tp + fp) for precision, tp / (tp + fn) for recall (`_other`), per class or label."""
 
     def compute(self):
-        other = getattr(self, self._other)
+        tp, fp, _, fn = self._counts()
+        other = fp if self._other == "fp" else fn
         if self.average == "micro":
-            return _safe_divide(self.tp.sum(0), (self.tp + other).sum(0))
-        return self._reduce(_safe_divide(self.tp, self.tp + other), self.top_k)
+            d = self._class_dim
+            return _safe_divide(tp.sum(d), tp.sum(d) + other.sum(d))
+        return self._reduce(_safe_divide(tp, tp + other), tp, fp, fn, self.top_k)
 
 
 class _Precision(_PrecisionRecall):

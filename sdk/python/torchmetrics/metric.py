@@ -24,6 +24,7 @@ class Metric(nn.Module):
         self._forward_cache = None
         self._update_count = 0
         self.update = self._wrap_update(self.update)  # counts updates, runs without grad
+        self.compute = self._wrap_compute(self.compute)  # a one-element result as a scalar
 
     def add_state(self, name, default, dist_reduce_fx=None, persistent=False):
         if not isinstance(default, torch.Tensor) and default != []:
@@ -93,7 +94,25 @@ class Metric(nn.Module):
 
         return wrapped
 
+    def _wrap_compute(self, compute):
+        def wrapped(*args, **kwargs):
+            return _squeeze_scalars(compute(*args, **kwargs))
+
+        return wrapped
+
     def clone(self):
         import copy
 
         return copy.deepcopy(self)
+
+
+def _squeeze_scalars(value):
+    """torchmetrics' compute results: every one-element tensor (in lists, tuples, dicts too)
+    made 0-dim."""
+    if isinstance(value, torch.Tensor):
+        return value.squeeze() if value.numel() == 1 else value
+    if isinstance(value, (list, tuple)):
+        return type(value)(_squeeze_scalars(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _squeeze_scalars(v) for k, v in value.items()}
+    return value

@@ -302,6 +302,58 @@ def run(torch):
 
     check("metrics_multilabel", metrics_multilabel)
 
+    def metrics_samplewise():
+        import torchmetrics
+
+        counter = [0]
+
+        def scores(*shape):  # deterministic, varied values (no generator needed)
+            counter[0] += 1
+            n = 1
+            for s in shape:
+                n *= s
+            return (torch.arange(n).float() * (0.7 + counter[0]) + counter[0]).sin().reshape(*shape) * 3
+
+        def labels(k, *shape):
+            return (scores(*shape) * 7).abs().long() % k
+
+        out = []
+        # Binary (N, 2, 3), logits, an ignored target; two updates (the per-sample lists grow).
+        for name in ("Accuracy", "Precision", "Recall", "F1Score"):
+            m = getattr(torchmetrics, name)(task="binary", multidim_average="samplewise", ignore_index=-1)
+            for n in (3, 1):
+                target = labels(2, n, 2, 3)
+                target[0, 0, 0] = -1
+                out.append([name, m(scores(n, 2, 3), target)])
+            out.append(m.compute())
+        # Multiclass scores (N, C, L), top 1 and top 2, every average, an ignored class inside
+        # and a label outside.
+        for average in ("micro", "macro", "weighted", "none"):
+            for top_k, ignore in ((1, None), (2, None), (1, 2), (1, -1)):
+                for name in ("Accuracy", "Precision", "Recall", "F1Score"):
+                    m = getattr(torchmetrics, name)(task="multiclass", num_classes=4, top_k=top_k, average=average, multidim_average="samplewise", ignore_index=ignore)
+                    target = labels(4, 3, 5)
+                    if ignore == -1:
+                        target[1, 2] = -1
+                    m.update(scores(3, 4, 5), target)
+                    out.append([name, average, top_k, ignore, m.compute()])
+        # Multiclass labels (N, L).
+        m = torchmetrics.Accuracy(task="multiclass", num_classes=3, average="macro", multidim_average="samplewise")
+        m.update(labels(3, 4, 6), labels(3, 4, 6))
+        out.append(m.compute())
+        # Multilabel (N, labels, L).
+        for average in ("micro", "macro", "weighted", "none"):
+            for name in ("Accuracy", "Precision", "Recall", "F1Score"):
+                m = getattr(torchmetrics, name)(task="multilabel", num_labels=3, average=average, multidim_average="samplewise")
+                out.append([name, average, m(scores(2, 3, 4).sigmoid(), labels(2, 2, 3, 4)), m.compute()])
+        try:
+            torchmetrics.Accuracy(task="binary", multidim_average="samplewise").update(scores(4), labels(2, 4))
+        except ValueError as e:
+            out.append(str(e))
+        return out
+
+    check("metrics_samplewise", metrics_samplewise)
+
     def grads(module, loss):
         loss.backward()
         return [[n, p.grad.sum().item(), p.grad.abs().max().item()] for n, p in module.named_parameters()]
