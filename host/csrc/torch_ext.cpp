@@ -129,6 +129,25 @@ void* lthost_generator_from_state(const uint8_t* data, int64_t len) {
 
 void lthost_generator_free(void* gen) { delete static_cast<at::Generator*>(gen); }
 
+// A generator's state, as lthost_rng_state gives the default one's (-1 on failure).
+int64_t lthost_generator_state(void* gen, uint8_t* out, int64_t capacity) {
+  try {
+    return copy_state(*static_cast<at::Generator*>(gen), out, capacity);
+  } catch (...) {
+    return -1;
+  }
+}
+
+// Puts a generator in state `data` (0; -1 when libtorch refuses it).
+int64_t lthost_generator_set_state(void* gen, const uint8_t* data, int64_t len) {
+  try {
+    restore_state(*static_cast<at::Generator*>(gen), data, len);
+    return 0;
+  } catch (...) {
+    return -1;
+  }
+}
+
 // Fills `n` contiguous elements at `data` from `gen` as torch.rand / randn / randint /
 // randperm do on a fresh tensor: kind 0 uniform_(0, 1) and 1 normal_(0, 1) on float32,
 // 2 random_(low, high) and 3 randperm(n) on int64. 0 on success, -1 on failure.

@@ -83,6 +83,8 @@ extern "C" {
     fn lthost_generator_new(seed: u64) -> *mut std::ffi::c_void;
     fn lthost_generator_free(gen: *mut std::ffi::c_void);
     fn lthost_generator_from_state(data: *const u8, len: i64) -> *mut std::ffi::c_void;
+    fn lthost_generator_state(gen: *mut std::ffi::c_void, out: *mut u8, capacity: i64) -> i64;
+    fn lthost_generator_set_state(gen: *mut std::ffi::c_void, data: *const u8, len: i64) -> i64;
     fn lthost_add_alpha(
         a: *const std::ffi::c_void,
         b: *const std::ffi::c_void,
@@ -132,15 +134,18 @@ pub fn randperm_seeded(n: i64, seed: i64) -> Result<Vec<i64>, String> {
 
 /// A generator's state: `cuda_index` < 0 is the CPU generator.
 fn rng_state(cuda_index: i64, name: &str) -> Result<Vec<u8>, String> {
-    // SAFETY: a null buffer asks for the size only.
-    let n = unsafe { lthost_rng_state(cuda_index, std::ptr::null_mut(), 0) };
+    // SAFETY: `read` copies at most `capacity` bytes into `out` (a null `out`: the size only).
+    read_state(|out, capacity| unsafe { lthost_rng_state(cuda_index, out, capacity) }, name)
+}
+
+/// A generator state through `read(out, capacity)` (the state's size; the bytes when they fit).
+fn read_state(read: impl Fn(*mut u8, i64) -> i64, name: &str) -> Result<Vec<u8>, String> {
+    let n = read(std::ptr::null_mut(), 0);
     if n < 0 {
         return Err(format!("reading the {name} generator state failed"));
     }
     let mut buf = vec![0u8; n as usize];
-    // SAFETY: `buf` holds the `n` bytes libtorch reported.
-    let m = unsafe { lthost_rng_state(cuda_index, buf.as_mut_ptr(), n) };
-    if m != n {
+    if read(buf.as_mut_ptr(), n) != n {
         return Err(format!("the {name} generator state changed size while being read"));
     }
     Ok(buf)
@@ -301,6 +306,23 @@ impl Generator {
             return Err(format!("libtorch refused a CPU generator state of {} bytes", state.len()));
         }
         Ok(Generator { ptr })
+    }
+
+    /// Its state, as [`cpu_rng_state`] gives the run's generator's.
+    pub fn state(&mut self) -> Result<Vec<u8>, String> {
+        let ptr = self.ptr;
+        // SAFETY: `ptr` is this live generator; libtorch copies at most `capacity` bytes.
+        read_state(|out, capacity| unsafe { lthost_generator_state(ptr, out, capacity) }, "worker")
+    }
+
+    /// Puts it in `state` (from [`Generator::state`] or [`cpu_rng_state`]).
+    pub fn set_state(&mut self, state: &[u8]) -> Result<(), String> {
+        // SAFETY: libtorch copies `len` bytes from `data`, which `state` provides.
+        let r = unsafe { lthost_generator_set_state(self.ptr, state.as_ptr(), state.len() as i64) };
+        if r != 0 {
+            return Err(format!("libtorch refused a CPU generator state of {} bytes", state.len()));
+        }
+        Ok(())
     }
 
     /// A new CPU tensor of `shape` drawn from this generator.

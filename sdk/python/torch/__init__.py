@@ -5,9 +5,11 @@ host (autograd, dtype promotion, views and in-place semantics are torch's own). 
 naming the API."""
 
 import builtins
+import contextlib
 import functools
 import struct
 
+from componentize_py_types import Err
 from lthost import aten as _aten
 from wit_world.imports.tensor import Tensor as _Handle
 
@@ -345,25 +347,79 @@ def load(path, map_location=None, weights_only=True):
     return {k: _core.wrap(v) for k, v in _Handle.load(path)}
 
 
+# torch's seed of a new torch.Generator().
+_DEFAULT_SEED = 67280421310721
+
+
+def get_rng_state():
+    """torch.get_rng_state: the CPU state of the generator random ops draw from (the run's, or
+    a DataLoader worker's own), as a uint8 tensor."""
+    return tensor(list(_aten._a.get_rng_state()), dtype=uint8)
+
+
+def set_rng_state(new_state):
+    """torch.set_rng_state: a state `get_rng_state` (or `Generator.get_state`) gave."""
+    _set_state(bytes(new_state.tolist()))
+
+
+def _set_state(state):
+    try:
+        _aten._a.set_rng_state(state)
+    except Err as e:
+        raise RuntimeError(e.value) from None
+
+
 class Generator:
-    """torch.Generator, for one seeded permutation (`random_split(..., generator=
-    torch.Generator().manual_seed(42))`); other random ops draw from the run's generator."""
+    """torch.Generator (CPU): a generator state of the plugin's own. Its draws (`generator=g`
+    in random ops, `nn.init`, `random_split`) run on the generator random ops draw from, put in
+    this state for them and read back after, so they are torch's and leave the run's
+    generator where it was."""
 
     def __init__(self, device="cpu"):
-        self._seed, self._used = None, False
+        if str(device) != "cpu":
+            raise NotImplementedError(f"torch.Generator(device={str(device)!r}): a plugin's generators are CPU ones")
+        self.device = _core.device("cpu")
+        self._seed, self._state = _DEFAULT_SEED, None
 
     def manual_seed(self, seed):
-        self._seed, self._used = builtins.int(seed), False
+        self._seed, self._state = builtins.int(seed), None
         return self
 
     def initial_seed(self):
         return self._seed
 
-    def _randperm(self, n):
-        if self._seed is None or self._used:
-            raise NotImplementedError("a torch.Generator draws one seeded permutation in lthost; other draws use the run's generator")
-        self._used = True
-        return _core.wrap(_Handle.randperm_seeded(n, self._seed))
+    def seed(self):
+        raise NotImplementedError("torch.Generator.seed() (a nondeterministic seed): use manual_seed")
+
+    def get_state(self):
+        return tensor(list(self._current()), dtype=uint8)
+
+    def set_state(self, new_state):
+        self._state = bytes(new_state.tolist())
+        return self
+
+    def _current(self):
+        """Its state (a seeded one made the first time: torch.manual_seed's, in the host)."""
+        if self._state is None:
+            if not _core.RUNNING[0]:
+                raise RuntimeError("a torch.Generator draws once the run has started, not at build time")
+            saved = _aten._a.get_rng_state()
+            _aten._a.manual_seed(self._seed & ((1 << 64) - 1))
+            self._state = _aten._a.get_rng_state()
+            _set_state(saved)
+        return self._state
+
+    @contextlib.contextmanager
+    def _drawing(self):
+        """Random ops inside draw from this generator."""
+        state = self._current()
+        saved = _aten._a.get_rng_state()
+        _set_state(state)
+        try:
+            yield self
+        finally:
+            self._state = _aten._a.get_rng_state()
+            _set_state(saved)
 
 
 from . import _indexing, cuda, linalg, nn, optim, utils  # noqa: E402,F401  (they use the names above)

@@ -367,6 +367,12 @@ def call(name, args, kwargs):
     ovs = overloads(name)
     if ovs is None:
         raise AttributeError(f"torch has no operator {name!r} that plugins may call")
+    if "generator" in kwargs:  # a torch.Generator: the op draws from its state
+        kwargs = dict(kwargs)
+        g = kwargs.pop("generator")
+        if g is not None:
+            with g._drawing():
+                return call(name, args, kwargs)
     for lenient in (False, True):
         for o in ovs:
             bound = o.bind(args, kwargs, lenient)

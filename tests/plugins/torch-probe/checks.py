@@ -354,6 +354,30 @@ def run(torch):
 
     check("metrics_samplewise", metrics_samplewise)
 
+    def generators():
+        from torch.utils.data import random_split
+
+        torch.manual_seed(11)
+        g = torch.Generator().manual_seed(7)
+        drawn = [torch.randn(3, generator=g), torch.rand(2, generator=g), torch.randint(0, 10, (4,), generator=g), torch.randperm(5, generator=g)]
+        saved = g.get_state()
+        again = [torch.randn(2, generator=g)]
+        g.set_state(saved)
+        again.append(torch.randn(2, generator=g))
+        run = torch.rand(2)  # the run's generator, untouched by g's draws
+        state = torch.get_rng_state()
+        first = torch.rand(3)
+        torch.set_rng_state(state)
+        fresh = torch.Generator()
+        init = nn.init.normal_(torch.empty(4), generator=torch.Generator().manual_seed(3))
+        kaiming = nn.init.kaiming_uniform_(torch.empty(2, 3), generator=torch.Generator().manual_seed(3))
+        split = torch.Generator().manual_seed(42)
+        parts = [list(s.indices) for s in random_split(range(10), [0.6, 0.4], generator=split)]
+        parts += [list(s.indices) for s in random_split(range(6), [3, 3], generator=split)]
+        return [drawn, again, run, first, torch.rand(3), state.shape, fresh.initial_seed(), torch.rand(2, generator=fresh), g.initial_seed(), init, kaiming, parts]
+
+    check("generators", generators)
+
     def grads(module, loss):
         loss.backward()
         return [[n, p.grad.sum().item(), p.grad.abs().max().item()] for n, p in module.named_parameters()]

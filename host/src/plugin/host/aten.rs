@@ -249,6 +249,21 @@ impl aten::Host for PluginState {
         Ok(())
     }
 
+    fn get_rng_state(&mut self) -> R<Vec<u8>> {
+        let state = match self.generator.as_mut() {
+            Some(own) => own.state(),
+            None => torch_ext::cpu_rng_state(),
+        };
+        Ok(state.map_err(|e| OpError::new("get_rng_state", e))?)
+    }
+
+    fn set_rng_state(&mut self, state: Vec<u8>) -> R<Result<(), String>> {
+        Ok(match self.generator.as_mut() {
+            Some(own) => own.set_state(&state),
+            None => torch_ext::set_cpu_rng_state(&state),
+        })
+    }
+
     fn manual_seed(&mut self, seed: u64) -> R<()> {
         match self.generator.as_mut() {
             Some(own) => *own = torch_ext::Generator::seeded(seed).map_err(|e| OpError::new("manual_seed", e))?,

@@ -1,9 +1,27 @@
 """torch.nn.init: the same draws, in the same order, as torch's (so a seed gives torch's
-weights); every function works in place under no_grad and returns the tensor."""
+weights); every function works in place under no_grad and returns the tensor; with
+`generator=g` (a torch.Generator) its draws come from g."""
 
+import functools
+import inspect
 import math
 
 from .. import _core, no_grad
+
+
+def _drawn(fn):
+    """`fn(..., generator=g)` drawing from torch.Generator g (None: the run's generator)."""
+    at = list(inspect.signature(fn).parameters).index("generator")
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        g = kwargs.get("generator", args[at] if len(args) > at else None)
+        if g is None:
+            return fn(*args, **kwargs)
+        with g._drawing():
+            return fn(*args, **kwargs)
+
+    return run
 
 
 def calculate_gain(nonlinearity, param=None):
@@ -37,12 +55,14 @@ def _fan(tensor, mode):
     return fan_in if mode == "fan_in" else fan_out
 
 
+@_drawn
 def uniform_(tensor, a=0.0, b=1.0, generator=None):
     with no_grad():
         _core.direct("aten::uniform_", _core.T(tensor), _core.F(a), _core.F(b))
     return tensor
 
 
+@_drawn
 def normal_(tensor, mean=0.0, std=1.0, generator=None):
     with no_grad():
         _core.direct("aten::normal_", _core.T(tensor), _core.F(mean), _core.F(std))
@@ -73,17 +93,20 @@ def eye_(tensor):
     return tensor
 
 
+@_drawn
 def xavier_uniform_(tensor, gain=1.0, generator=None):
     fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor)
     a = math.sqrt(3.0) * gain * math.sqrt(2.0 / float(fan_in + fan_out))
     return uniform_(tensor, -a, a)
 
 
+@_drawn
 def xavier_normal_(tensor, gain=1.0, generator=None):
     fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor)
     return normal_(tensor, 0.0, gain * math.sqrt(2.0 / float(fan_in + fan_out)))
 
 
+@_drawn
 def kaiming_uniform_(tensor, a=0, mode="fan_in", nonlinearity="leaky_relu", generator=None):
     if 0 in tensor.shape:
         return tensor
@@ -92,12 +115,14 @@ def kaiming_uniform_(tensor, a=0, mode="fan_in", nonlinearity="leaky_relu", gene
     return uniform_(tensor, -bound, bound)
 
 
+@_drawn
 def kaiming_normal_(tensor, a=0, mode="fan_in", nonlinearity="leaky_relu", generator=None):
     if 0 in tensor.shape:
         return tensor
     return normal_(tensor, 0.0, calculate_gain(nonlinearity, a) / math.sqrt(_fan(tensor, mode)))
 
 
+@_drawn
 def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0, generator=None):
     """torch 2.13's method: redraws out-of-range normals when [a, b] holds more than 30% of
     the mass, else accepts or rejects uniform candidates by the density (the Rust SDK's
@@ -150,6 +175,7 @@ def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0, generator=None):
     return tensor
 
 
+@_drawn
 def orthogonal_(tensor, gain=1, generator=None):
     rows = tensor.shape[0]
     cols = tensor.numel() // max(rows, 1)

@@ -74,7 +74,7 @@ class ConcatDataset(Dataset):
 
 def random_split(dataset, lengths, generator=None):
     """torch's random_split: fractions become counts (the remainder spread round-robin); the
-    order is `randperm` from `generator` (a seeded torch.Generator) or the run's generator."""
+    order is `randperm` from `generator` (a torch.Generator) or the run's generator."""
     n = len(dataset)
     if math.isclose(sum(lengths), 1) and sum(lengths) <= 1:
         counts = [int(math.floor(n * frac)) for frac in lengths]
@@ -84,12 +84,9 @@ def random_split(dataset, lengths, generator=None):
         counts = list(lengths)
     if sum(counts) != n:
         raise ValueError("Sum of input lengths does not equal the length of the input dataset!")
-    if generator is None:
-        from .. import randperm
+    from .. import randperm
 
-        order = randperm(n).tolist()
-    else:
-        order = generator._randperm(n).tolist()
+    order = randperm(n, generator=generator).tolist()
     out, start = [], 0
     for c in counts:
         out.append(Subset(dataset, order[start : start + c]))
@@ -125,10 +122,10 @@ class RandomSampler(Sampler):
     def __iter__(self):
         # torch's draws: a seed from the run's generator, then randperm from a generator
         # seeded with it.
-        from .. import Generator, empty, int64
+        from .. import Generator, empty, int64, randperm
 
         seed = int(empty((), dtype=int64).random_().item())
-        return iter(Generator().manual_seed(seed)._randperm(len(self.data_source)).tolist())
+        return iter(randperm(len(self.data_source), generator=Generator().manual_seed(seed)).tolist())
 
     def __len__(self):
         return len(self.data_source)
