@@ -409,9 +409,17 @@ def _train_loss(m):
     return loss / acc if acc > 1 else loss
 
 
+# Per optimizer class, whether its `step` takes a closure (asked at every step: kept).
+_TAKES_CLOSURE = {}
+
+
 def _takes_closure(optimizer):
-    params = inspect.signature(type(optimizer).step).parameters.values()
-    return any(p.name == "closure" or p.kind == p.VAR_KEYWORD for p in params)
+    cls = type(optimizer)
+    takes = _TAKES_CLOSURE.get(cls)
+    if takes is None:
+        params = inspect.signature(cls.step).parameters.values()
+        takes = _TAKES_CLOSURE[cls] = any(p.name == "closure" or p.kind == p.VAR_KEYWORD for p in params)
+    return takes
 
 
 # The training batch (as the step got it) and its index, for Lightning's closure to re-run.
