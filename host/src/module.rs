@@ -153,9 +153,10 @@ pub trait ItemFetcher {
         indices: &[u64],
         generator: &mut Option<crate::engine::torch_ext::Generator>,
     ) -> Result<Vec<Tensor>>;
-    /// A new pass's batches of indices from the DataModule's own sampler (its random draws
-    /// from the run's generator).
-    fn sample(&mut self) -> Result<Vec<Vec<u64>>>;
+    /// A new pass of the DataModule's own sampler, its draws in torch's order: the
+    /// DataLoader iterator's base seed first when `base_seed` (returned; from the
+    /// DataLoader's own generator, else the run's), then the pass's batches of indices.
+    fn sample(&mut self, base_seed: bool) -> Result<(Option<i64>, Vec<Vec<u64>>)>;
 }
 
 /// Batches per pass of a loader that cannot say how many it makes (a stream without a

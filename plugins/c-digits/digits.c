@@ -151,7 +151,7 @@ bool exports_lt_plugin_data_module_fetch(exports_lt_plugin_data_module_split_t s
   return false;
 }
 
-bool exports_lt_plugin_data_module_sample(exports_lt_plugin_data_module_split_t split, plugin_list_list_u64_t *ret, plugin_string_t *err) {
+bool exports_lt_plugin_data_module_sample(exports_lt_plugin_data_module_split_t split, bool base_seed, exports_lt_plugin_data_module_sampled_pass_t *ret, plugin_string_t *err) {
   plugin_string_dup(err, "this DataModule has no sampler of its own");
   return false;
 }

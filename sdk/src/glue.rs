@@ -4,7 +4,7 @@
 use std::cell::{Cell, RefCell};
 use std::thread::LocalKey;
 
-use crate::bindings::exports::lt::plugin::data_module::{Dataset, Split, StreamSource, WorkerInfo};
+use crate::bindings::exports::lt::plugin::data_module::{Dataset, SampledPass, Split, StreamSource, WorkerInfo};
 use crate::bindings::exports::lt::plugin::lightning_module::{Hook, Optimization as WitOptimization};
 use crate::bindings::lt::plugin::types::Stage;
 use crate::{Batch, DataModule, Hparams, LightningModule, Tensor};
@@ -159,8 +159,16 @@ pub fn fetch<E: Exports>(split: Split, indices: Vec<u64>) -> Result<Batch, Strin
     with_data::<E, _>(|d| d.fetch(split, indices))?
 }
 
-pub fn sample<E: Exports>(split: Split) -> Result<Vec<Vec<u64>>, String> {
-    with_data::<E, _>(|d| d.sample(split))?
+/// A pass of the split's own sampler: the DataLoader iterator's base seed first when asked
+/// (torch's `torch.empty((), dtype=torch.int64).random_()`, from the run's generator), then
+/// the sampler's batches.
+pub fn sample<E: Exports>(split: Split, base_seed: bool) -> Result<SampledPass, String> {
+    let base_seed = base_seed.then(|| {
+        let t = crate::aten_ops::empty(&[], Some(crate::Dtype::Int64), None, None, None, None);
+        crate::aten_ops::random_(&t).to_i64_list()[0]
+    });
+    let batches = with_data::<E, _>(|d| d.sample(split))??;
+    Ok(SampledPass { base_seed, batches })
 }
 
 /// Implements the generated export traits for the macro's type.
@@ -225,8 +233,8 @@ macro_rules! __glue_impls {
             fn fetch(split: $crate::Split, indices: Vec<u64>) -> Result<$crate::Batch, String> {
                 $crate::glue::fetch::<$ty>(split, indices)
             }
-            fn sample(split: $crate::Split) -> Result<Vec<Vec<u64>>, String> {
-                $crate::glue::sample::<$ty>(split)
+            fn sample(split: $crate::Split, base_seed: bool) -> Result<$crate::SampledPass, String> {
+                $crate::glue::sample::<$ty>(split, base_seed)
             }
         }
     };

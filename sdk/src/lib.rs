@@ -44,7 +44,7 @@ pub mod optim;
 pub mod transforms;
 
 pub use bindings::exports::lt::plugin::data_module::{
-    Dataset, DistributedSampler, Sampler, Split, StreamSource, WeightedSampler, WorkerInfo,
+    Dataset, DistributedSampler, SampledPass, Sampler, Split, StreamSource, WeightedSampler, WorkerInfo,
 };
 pub use bindings::exports::lt::plugin::lightning_module::Hook;
 pub use bindings::lt::plugin::tensor::{BinaryOp, CompareOp, CsvColumn, ReduceOp, Tensor, UnaryOp};
@@ -157,7 +157,8 @@ pub trait DataModule: Sized + 'static {
         Err(format!("this DataModule has no {split:?} items to fetch"))
     }
     /// A new pass's batches of indices of `split`'s own sampler (a [`Dataset`] whose sampler
-    /// is `Sampler::Plugin`), drawing from the run's generator.
+    /// is `Sampler::Plugin`), drawing from the run's generator (after the DataLoader
+    /// iterator's base seed, which the SDK draws as torch does).
     fn sample(&mut self, split: Split) -> Result<Vec<Vec<u64>>, String> {
         Err(format!("this DataModule has no {split:?} sampler of its own"))
     }

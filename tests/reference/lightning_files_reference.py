@@ -11,6 +11,7 @@ tests/e2e/lightning_files.rs to compare lthost's runs of the same files with. Ru
 
 import csv
 import importlib.util
+import inspect
 import json
 import logging
 import sys
@@ -44,6 +45,11 @@ FILES = {
 VARIANTS = {
     "lit-lbfgs-manual": ("lit-lbfgs", {"manual": True}),
     "lit-lbfgs-wolfe": ("lit-lbfgs", {"line_search": "strong_wolfe"}),
+    "lit-augment-generator": ("lit-augment", {"sampling": "generator"}),
+    "lit-augment-tensors": ("lit-augment", {"sampling": "tensors"}),
+    "lit-augment-replacement": ("lit-augment", {"sampling": "replacement"}),
+    "lit-augment-subset": ("lit-augment", {"sampling": "subset"}),
+    "lit-augment-weighted": ("lit-augment", {"sampling": "weighted"}),
 }
 
 
@@ -54,6 +60,12 @@ CHECKPOINTS = {
 }
 
 
+def made(cls, hparams):
+    """`cls` made with the hyperparameters its __init__ takes (lthost gives each class its own)."""
+    takes = inspect.signature(cls.__init__).parameters
+    return cls(**{k: v for k, v in (hparams or {}).items() if k in takes})
+
+
 def run(name, cls_name, data_name, epochs, hparams=None):
     path = ROOT / "plugins" / name / "model.py"
     if not path.exists():
@@ -62,8 +74,8 @@ def run(name, cls_name, data_name, epochs, hparams=None):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     L.seed_everything(SEED, verbose=False)
-    model = getattr(module, cls_name)(**(hparams or {}))
-    data = getattr(module, data_name)() if data_name else None
+    model = made(getattr(module, cls_name), hparams)
+    data = made(getattr(module, data_name), hparams) if data_name else None
     with tempfile.TemporaryDirectory() as d:
         checkpoint = CHECKPOINTS.get(name)
         callbacks = [ModelCheckpoint(dirpath=Path(d) / "ck", **checkpoint)] if checkpoint else []

@@ -9,7 +9,6 @@ use tch::{Device, Tensor};
 use crate::data::items::{chunks, ItemPass, Items};
 use crate::data::sampler::Sampler;
 use crate::data::stream::{StreamLoader, StreamPass};
-use crate::engine::torch_ext;
 use crate::module::{DatasetSpec, Split, StreamSpec};
 
 pub struct DataLoader {
@@ -244,12 +243,9 @@ impl DataLoader {
                 if start > 0 {
                     bail!("resuming the {name} data mid-pass needs the saved batches of its sampler");
                 }
-                // The iterator's base seed first, then the file's sampler, as torch draws them.
-                let base = match self.draws_base_seed() {
-                    true => Some(torch_ext::draw_seed().map_err(anyhow::Error::msg)?),
-                    false => None,
-                };
-                (base, items.fetcher.borrow_mut().sample()?)
+                // The plugin draws the iterator's base seed and then its sampler's indices, as
+                // torch does, from the generators the file gave them.
+                items.fetcher.borrow_mut().sample(self.draws_base_seed())?
             }
             (None, _) => {
                 let (base, order) = self.pass_order(saved, start, epoch)?;

@@ -171,11 +171,13 @@ mod tests {
             Ok(vec![tch::Tensor::from_slice(&ix), drawn])
         }
 
-        /// Its own sampler: the items backwards, in batches of 3 (one draw from the run's
-        /// generator first, as a random sampler would).
-        fn sample(&mut self) -> anyhow::Result<Vec<Vec<u64>>> {
-            tch::Tensor::rand([1], (Kind::Float, tch::Device::Cpu));
-            Ok((0..10u64).rev().collect::<Vec<_>>().chunks(3).map(<[u64]>::to_vec).collect())
+        /// Its own sampler: the base seed from the run's generator when asked, then the items
+        /// backwards, in batches of 3 (one draw from the run's generator first, as a random
+        /// sampler would).
+        fn sample(&mut self, base_seed: bool) -> anyhow::Result<(Option<i64>, Vec<Vec<u64>>)> {
+            let base = base_seed.then(torch_ext::draw_seed).transpose().map_err(anyhow::Error::msg)?;
+            let _ = tch::Tensor::rand([1], (Kind::Float, tch::Device::Cpu));
+            Ok((base, (0..10u64).rev().collect::<Vec<_>>().chunks(3).map(<[u64]>::to_vec).collect()))
         }
     }
 

@@ -137,14 +137,19 @@ impl ItemFetcher for PluginItems {
         out?.map_err(|m| self.plugin.err(&hook, None, m))
     }
 
-    fn sample(&mut self) -> Result<Vec<Vec<u64>>> {
+    fn sample(&mut self, base_seed: bool) -> Result<(Option<i64>, Vec<Vec<u64>>)> {
         let hook = format!("{}_dataloader.sample", self.split.name());
         let split = wit_split(self.split);
         let out = self.plugin.call(&mut self.ctx, &hook, Device::Cpu, |inner| {
             let g = WasmPlugin::data_guest(inner)?.clone();
-            g.call_sample(&mut inner.store, split)
+            g.call_sample(&mut inner.store, split, base_seed)
         })?;
-        out.map_err(|m| self.plugin.err(&hook, None, m))
+        let pass = out.map_err(|m| self.plugin.err(&hook, None, m))?;
+        match (base_seed, pass.base_seed) {
+            (true, None) => Err(self.plugin.err(&hook, None, "asked for the pass's base seed, it gave none".into())),
+            // A seed it was not asked for is not one torch would have drawn: not used.
+            (drew, seed) => Ok((seed.filter(|_| drew), pass.batches)),
+        }
     }
 }
 

@@ -797,13 +797,14 @@ class DataModule(_exports.DataModule):
             raise Err(f"{name} DataLoader: {describe(e)}")
         return _handed_over(name, leaves, structure)
 
-    def sample(self, split):
+    def sample(self, split, base_seed):
         name = _SPLITS[split]
         loader = _kept_loader(name, f"{name} indices")
         try:
-            return loader.sample()
+            seed, batches = loader.sample(base_seed)
         except Exception as e:  # noqa: BLE001  (the user's sampler may raise anything)
             raise Err(f"{name} DataLoader's sampler: {describe(e)}")
+        return _dm.SampledPass(seed, batches)
 
     @reported
     def streaming(self, split):

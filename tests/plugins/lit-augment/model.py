@@ -7,13 +7,29 @@ IterableDataset sharded between two workers by `get_worker_info()`. The DataModu
 `on_after_batch_transfer` scales the training inputs by a random factor. lthost fetches
 each batch's items from the plugin every pass and streams the validation batches from
 worker instances; the same file runs in Lightning 2.6.6
-(tests/reference/lightning_files_reference.py)."""
+(tests/reference/lightning_files_reference.py).
+
+`sampling` picks the training DataLoader's sampling instead (each against Lightning too):
+"generator", a DataLoader with a generator of the file's (its RandomSampler and its
+iterator's base seed, which seeds the workers, draw from it); "tensors", a TensorDataset
+shuffled by such a generator; "replacement", RandomSampler(replacement=True, num_samples);
+"subset", SubsetRandomSampler; "weighted", WeightedRandomSampler with its own generator."""
 
 import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, IterableDataset, RandomSampler, Sampler, get_worker_info
+from torch.utils.data import (
+    DataLoader,
+    Dataset,
+    IterableDataset,
+    RandomSampler,
+    Sampler,
+    SubsetRandomSampler,
+    TensorDataset,
+    WeightedRandomSampler,
+    get_worker_info,
+)
 
 
 class NoisyPoints(Dataset):
@@ -46,7 +62,7 @@ class Classifier(L.LightningModule):
     def training_step(self, batch, batch_idx):
         loss = F.cross_entropy(self.net(batch["x"]), batch["y"])
         self.log("train_loss", loss)
-        self.log("batch_names", float(len(batch["names"])))
+        self.log("batch_names", float(len(batch.get("names", []))))
         return loss
 
     def validation_step(self, batch, batch_idx):
@@ -63,17 +79,32 @@ class Classifier(L.LightningModule):
 
 
 class Points(L.LightningDataModule):
-    def __init__(self, broken_item=-1):
+    def __init__(self, broken_item=-1, sampling="labels"):
         super().__init__()
         self.broken_item = broken_item  # an item whose __getitem__ raises (for lthost's error test)
+        self.sampling = sampling
 
     def setup(self, stage):
         x = torch.randn(300, 8)
         y = (x[:, 0] > 0).long() + (x[:, 1] > 0.5).long()
         self.train = NoisyPoints(x[:240], y[:240], 0.3, self.broken_item)
         self.val = NoisyPoints(x[240:], y[240:], 0.3)
+        self.tensors = TensorDataset(x[:240], y[:240])
 
     def train_dataloader(self):
+        points = dict(batch_size=16, collate_fn=collate, num_workers=2)
+        if self.sampling == "generator":
+            return DataLoader(self.train, shuffle=True, generator=torch.Generator().manual_seed(7), **points)
+        if self.sampling == "tensors":
+            return DataLoader(self.tensors, batch_size=16, shuffle=True, generator=torch.Generator().manual_seed(7))
+        if self.sampling == "replacement":
+            return DataLoader(self.train, sampler=RandomSampler(self.train, replacement=True, num_samples=200), **points)
+        if self.sampling == "subset":
+            return DataLoader(self.train, sampler=SubsetRandomSampler(range(0, 240, 2)), **points)
+        if self.sampling == "weighted":
+            weights = 1.0 + (self.train.y == 0).float()
+            sampler = WeightedRandomSampler(weights, 160, generator=torch.Generator().manual_seed(3))
+            return DataLoader(self.train, sampler=sampler, **points)
         return DataLoader(self.train, batch_sampler=LabelSortedBatches(self.train, 16), collate_fn=collate, num_workers=2)
 
     def val_dataloader(self):

@@ -7,6 +7,7 @@ batch's indices to the plugin, which calls `__getitem__` per item and `collate_f
 items (`DataLoader.fetch`); with `num_workers`, batch i draws its random numbers from
 worker i mod N's generator, seeded as torch seeds its workers."""
 
+import itertools
 import math
 
 from .. import _core
@@ -114,24 +115,65 @@ class SequentialSampler(Sampler):
 
 
 class RandomSampler(Sampler):
+    """torch's RandomSampler. Without a generator of its own it draws a seed from the run's
+    generator and permutes (or, with `replacement`, draws `randint`s 32 at a time) from a
+    generator seeded with it; with `generator` it draws from that one."""
+
     def __init__(self, data_source, replacement=False, num_samples=None, generator=None):
         super().__init__(data_source)
-        if replacement or num_samples is not None or generator is not None:
-            raise NotImplementedError("RandomSampler(replacement/num_samples/generator) is not supported by lthost")
+        self.replacement, self._num_samples, self.generator = replacement, num_samples, generator
+        if not isinstance(replacement, bool):
+            raise TypeError(f"replacement should be a boolean value, but got replacement={replacement}")
+        if not isinstance(self.num_samples, int) or isinstance(self.num_samples, bool) or self.num_samples <= 0:
+            raise ValueError(f"num_samples should be a positive integer value, but got num_samples={self.num_samples}")
+
+    @property
+    def num_samples(self):
+        return len(self.data_source) if self._num_samples is None else self._num_samples
 
     def __iter__(self):
-        # torch's draws: a seed from the run's generator, then randperm from a generator
-        # seeded with it.
-        from .. import Generator, empty, int64, randperm
+        from .. import Generator, empty, int64, randint, randperm
 
-        seed = int(empty((), dtype=int64).random_().item())
-        return iter(randperm(len(self.data_source), generator=Generator().manual_seed(seed)).tolist())
+        n = len(self.data_source)
+        if self.generator is None:
+            generator = Generator().manual_seed(int(empty((), dtype=int64).random_().item()))
+        else:
+            generator = self.generator
+        if self.replacement:
+            for _ in range(self.num_samples // 32):
+                yield from randint(high=n, size=(32,), dtype=int64, generator=generator).tolist()
+            yield from randint(high=n, size=(self.num_samples % 32,), dtype=int64, generator=generator).tolist()
+        else:
+            for _ in range(self.num_samples // n):
+                yield from randperm(n, generator=generator).tolist()
+            yield from randperm(n, generator=generator).tolist()[: self.num_samples % n]
 
     def __len__(self):
-        return len(self.data_source)
+        return self.num_samples
+
+    def _in_host(self):
+        return not self.replacement and self._num_samples is None and self.generator is None
 
     def _wit(self, dm):
         return dm.Sampler_Random()
+
+
+class SubsetRandomSampler(Sampler):
+    """torch's SubsetRandomSampler: `indices` in the order of one `randperm` (from `generator`,
+    else the run's generator)."""
+
+    def __init__(self, indices, generator=None):
+        super().__init__(None)
+        self.indices, self.generator = indices, generator
+
+    def __iter__(self):
+        from .. import randperm
+
+        for i in randperm(len(self.indices), generator=self.generator).tolist():
+            yield self.indices[i]
+
+    def __len__(self):
+        return len(self.indices)
 
 
 class BatchSampler(Sampler):
@@ -158,10 +200,29 @@ class BatchSampler(Sampler):
 
 
 class WeightedRandomSampler(Sampler):
+    """torch's WeightedRandomSampler: one `multinomial` draw a pass (the host's, from the
+    run's generator; the plugin's from `generator` when it has one)."""
+
     def __init__(self, weights, num_samples, replacement=True, generator=None):
         super().__init__(None)
+        if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples <= 0:
+            raise ValueError(f"num_samples should be a positive integer value, but got num_samples={num_samples}")
+        if not isinstance(replacement, bool):
+            raise ValueError(f"replacement should be a boolean value, but got replacement={replacement}")
         self.weights = [float(w) for w in (weights.tolist() if isinstance(weights, _core.Tensor) else weights)]
-        self.num_samples, self.replacement = num_samples, replacement
+        self.num_samples, self.replacement, self.generator = num_samples, replacement, generator
+
+    def __iter__(self):
+        from .. import float64, multinomial, tensor
+
+        drawn = multinomial(tensor(self.weights, dtype=float64), self.num_samples, self.replacement, generator=self.generator)
+        return iter(drawn.tolist())
+
+    def __len__(self):
+        return self.num_samples
+
+    def _in_host(self):
+        return self.generator is None
 
     def _wit(self, dm):
         return dm.Sampler_Weighted(dm.WeightedSampler(self.weights, self.num_samples, self.replacement))
@@ -178,9 +239,13 @@ class DistributedSampler(Sampler):
         return dm.Sampler_Distributed(dm.DistributedSampler(self.num_replicas, self.rank, self.shuffle, self.seed, self.drop_last))
 
 
-# The samplers the host runs (drawing as torch does); any other, a subclass included, runs in
-# the plugin.
+# The samplers the host runs (drawing as torch does), unless given a generator of the file's
+# (`_in_host`); any other, a subclass included, runs in the plugin.
 _HOST_SAMPLERS = (SequentialSampler, RandomSampler, WeightedRandomSampler, DistributedSampler)
+
+
+def _in_host(sampler):
+    return type(sampler) in _HOST_SAMPLERS and getattr(sampler, "_in_host", lambda: True)()
 
 
 def default_collate(batch):
@@ -260,14 +325,18 @@ class DataLoader:
             batch_size = None
         elif batch_size is None:
             raise NotImplementedError("DataLoader(batch_size=None) is not supported by lthost")
-        if generator is not None:
-            raise NotImplementedError("DataLoader(generator=...): lthost's samplers draw from the run's generator")
         if sampler is not None and shuffle:
             raise ValueError("sampler option is mutually exclusive with shuffle")
         if isinstance(dataset, IterableDataset) and shuffle:
             raise ValueError(f"DataLoader with IterableDataset: expected unspecified shuffle option, but got shuffle={shuffle}")
         if isinstance(dataset, IterableDataset) and sampler is not None:
             raise ValueError(f"DataLoader with IterableDataset: expected unspecified sampler option, but got sampler={sampler}")
+        if isinstance(dataset, IterableDataset) and generator is not None:
+            raise NotImplementedError("DataLoader(IterableDataset, generator=...): lthost draws a stream's base seed from the run's generator")
+        if shuffle and sampler is None and batch_sampler is None and generator is not None:
+            # torch's: the DataLoader's generator is its RandomSampler's.
+            sampler = RandomSampler(dataset, generator=generator)
+        self.generator = generator
         self.dataset, self.batch_size, self.shuffle, self.sampler, self.drop_last = dataset, batch_size, bool(shuffle), sampler, drop_last
         if persistent_workers and num_workers == 0:
             raise ValueError("persistent_workers option needs num_workers > 0")
@@ -288,8 +357,9 @@ class DataLoader:
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def _own_sampler(self):
-        """Whether the indices come from the file's own sampler (run in the plugin)."""
-        return self.batch_sampler is not None or (self.sampler is not None and type(self.sampler) not in _HOST_SAMPLERS)
+        """Whether the pass's draws run in the plugin: a sampler of the file's own, or a
+        generator of the file's (the DataLoader's, for its base seed, or a sampler's)."""
+        return self.batch_sampler is not None or self.generator is not None or (self.sampler is not None and not _in_host(self.sampler))
 
     def __iter__(self):
         raise NotImplementedError("iterating a DataLoader inside a plugin: the host iterates it (return it from a *_dataloader hook)")
@@ -308,11 +378,31 @@ class DataLoader:
             raise ValueError("a DataLoader's dataset is empty")
         return dm.Dataset([], self.batch_size or 1, self.shuffle, self.drop_last, sampler, len(self.dataset), self.num_workers, self.persistent_workers), None
 
-    def sample(self):
-        """A pass's batches of indices from the file's own sampler or batch_sampler."""
+    def sample(self, base_seed):
+        """A pass drawn as torch's DataLoader iterator draws it: its base seed (when
+        `base_seed`; from the DataLoader's generator, else the run's), then the batches of
+        indices of the batch_sampler, or of the sampler cut into batches: (seed, batches).
+
+        The sampler is asked as Lightning's loop asks the iterator: for its length's batches
+        and no further without workers, so a sampler drawing lazily (RandomSampler's last
+        `randperm`, taken when it is asked past its end) leaves its generator where torch's
+        does; with workers to the end, as torch's worker iterator asks ahead of the batches."""
+        seed = None
+        if base_seed:
+            from .. import empty, int64
+
+            seed = int(empty((), dtype=int64).random_(generator=self.generator).item())
         if self.batch_sampler is not None:
-            return [[int(i) for i in b] for b in self.batch_sampler]
-        return [[int(i) for i in b] for b in BatchSampler(self.sampler, self.batch_size, self.drop_last)]
+            batches = iter(self.batch_sampler)
+        else:
+            sampler = self.sampler
+            if sampler is None:
+                sampler = RandomSampler(self.dataset) if self.shuffle else SequentialSampler(self.dataset)
+            batches = iter(BatchSampler(sampler, self.batch_size, self.drop_last))
+        taken = [[int(i) for i in b] for b in itertools.islice(batches, len(self))]
+        if self.num_workers > 0:
+            taken += [[int(i) for i in b] for b in batches]
+        return seed, taken
 
     def start_pass(self, worker_info):
         """A pass over an IterableDataset in this instance (worker `worker_info`, None in the
