@@ -146,12 +146,14 @@ pub struct ItemSpec {
 
 /// Makes batches of a map-style dataset's items.
 pub trait ItemFetcher {
-    /// The batch of items `indices`, the random ops drawing from `generator` (a DataLoader
-    /// worker's, lent for the call and given back) or, when None, from the run's generator.
+    /// The batch of items `indices`, the random ops drawing from `generator` (DataLoader
+    /// worker `worker`'s, lent for the call and given back) or, when None, from the run's
+    /// generator.
     fn fetch(
         &mut self,
         indices: &[u64],
         generator: &mut Option<crate::engine::torch_ext::Generator>,
+        worker: Option<WorkerInfo>,
     ) -> Result<Vec<Tensor>>;
     /// A new pass of the DataModule's own sampler, its draws in torch's order: the
     /// DataLoader iterator's base seed first when `base_seed` (returned; from the

@@ -145,7 +145,7 @@ bool exports_lt_plugin_data_module_next_batch(exports_lt_plugin_data_module_spli
   return true;
 }
 
-bool exports_lt_plugin_data_module_fetch(exports_lt_plugin_data_module_split_t split, plugin_list_u64_t *indices, exports_lt_plugin_data_module_list_own_tensor_t *ret, plugin_string_t *err) {
+bool exports_lt_plugin_data_module_fetch(exports_lt_plugin_data_module_split_t split, plugin_list_u64_t *indices, exports_lt_plugin_data_module_worker_info_t *maybe_worker, exports_lt_plugin_data_module_list_own_tensor_t *ret, plugin_string_t *err) {
   plugin_list_u64_free(indices);
   plugin_string_dup(err, "this DataModule has no items to fetch");
   return false;

@@ -230,7 +230,11 @@ macro_rules! __glue_impls {
             fn next_batch(split: $crate::Split) -> Result<Option<$crate::Batch>, String> {
                 $crate::glue::next_batch::<$ty>(split)
             }
-            fn fetch(split: $crate::Split, indices: Vec<u64>) -> Result<$crate::Batch, String> {
+            fn fetch(
+                split: $crate::Split,
+                indices: Vec<u64>,
+                _worker: Option<$crate::WorkerInfo>,
+            ) -> Result<$crate::Batch, String> {
                 $crate::glue::fetch::<$ty>(split, indices)
             }
             fn sample(split: $crate::Split, base_seed: bool) -> Result<$crate::SampledPass, String> {

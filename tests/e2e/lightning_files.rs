@@ -216,6 +216,21 @@ fn samplers_and_dataloaders_drawing_from_generators_of_the_files_own_draw_as_in_
     }
 }
 
+#[test]
+fn dataloader_workers_start_as_torchs_do_with_their_worker_init_fn_and_lightnings_seeding() {
+    // Items that draw from torch's and Python's generators and read get_worker_info(), made by
+    // two workers: after seed_everything(workers=True) (Lightning's worker_init_fn reseeds both
+    // generators of every worker, the validation stream's too), with a worker_init_fn of the
+    // file's (run at each worker's start: every pass, or once with persistent workers).
+    for sampling in ["seed-workers", "worker-init", "persistent"] {
+        let name = format!("lit-augment-{sampling}");
+        let (got, val, want) = run_like_lightning(&name);
+        assert_training_losses(&name, &got, &want);
+        let want_val = want["last_val_loss"].as_f64().expect("a validation loss");
+        assert_close(&name, "last val_loss", val.expect("val_loss logged"), want_val);
+    }
+}
+
 /// lit-augment with a checkpoint every step, killed at `fault` (or not), resumed from
 /// `last` when `resume`: the last checkpoint's weights.
 fn augment_weights(dir: &std::path::Path, fault: Option<&str>, resume: bool) -> lthost::checkpoint::Checkpoint {

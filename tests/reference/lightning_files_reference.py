@@ -50,6 +50,9 @@ VARIANTS = {
     "lit-augment-replacement": ("lit-augment", {"sampling": "replacement"}),
     "lit-augment-subset": ("lit-augment", {"sampling": "subset"}),
     "lit-augment-weighted": ("lit-augment", {"sampling": "weighted"}),
+    "lit-augment-seed-workers": ("lit-augment", {"sampling": "seed_workers"}),
+    "lit-augment-worker-init": ("lit-augment", {"sampling": "worker_init"}),
+    "lit-augment-persistent": ("lit-augment", {"sampling": "persistent"}),
 }
 
 

@@ -45,7 +45,7 @@ impl DataLoader {
                 fetcher: std::cell::RefCell::new(i.fetcher),
                 source: format!("{source}: the {name} items"),
                 persistent: spec.persistent_workers,
-                kept_workers: std::cell::RefCell::new(Vec::new()),
+                kept_workers: std::cell::RefCell::new((Vec::new(), 0)),
             }),
             None if spec.columns.is_empty() => bail!("{source}: the {name} dataset has no columns"),
             None => None,
@@ -263,7 +263,7 @@ impl DataLoader {
         if self.persistent && items.num_workers > 0 && start > 0 {
             println!("note: the {name} DataLoader's persistent workers keep generators a checkpoint does not hold; they restart from the pass's seed, so items that draw random numbers may differ from the interrupted run's after the first epoch");
         }
-        let plan = ItemPass::new(items, batches, base, device, name)?;
+        let plan = ItemPass::new(items, batches, base, device, name, epoch)?;
         let order = Some(plan.kept()?);
         let replay = items.num_workers > 0 && base.is_some();
         let mut pass = EpochBatches { loader: self, order, next: 0, source: Source::Items(Box::new(plan)) };

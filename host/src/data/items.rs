@@ -16,7 +16,7 @@ use tch::{Device, Tensor};
 
 use super::fetchers::made_batch;
 use crate::engine::torch_ext::Generator;
-use crate::module::ItemFetcher;
+use crate::module::{ItemFetcher, WorkerInfo};
 
 /// A split's map-style dataset, as the loader keeps it.
 pub struct Items {
@@ -25,9 +25,10 @@ pub struct Items {
     pub fetcher: RefCell<Box<dyn ItemFetcher>>,
     /// Who makes them, for errors (`plugin `x`: the train items`).
     pub source: String,
-    /// Persistent workers: their generators, kept from one pass to the next.
+    /// Persistent workers: their generators, kept from one pass to the next, with the base
+    /// seed they were started from.
     pub persistent: bool,
-    pub kept_workers: RefCell<Vec<Option<Generator>>>,
+    pub kept_workers: RefCell<(Vec<Option<Generator>>, i64)>,
 }
 
 /// One pass over the items: its batches of indices, and the workers' generators.
@@ -39,6 +40,9 @@ pub struct ItemPass<'a> {
     device: Device,
     /// Worker w's generator (none without workers: the run's generator).
     workers: Vec<Option<Generator>>,
+    /// The base seed the workers were started from (worker w's seed is it + w).
+    workers_base: i64,
+    epoch: u64,
 }
 
 /// The first value of a kept item pass (a data order holds no negative index).
@@ -54,6 +58,7 @@ impl<'a> ItemPass<'a> {
         base_seed: Option<i64>,
         device: Device,
         split: &str,
+        epoch: u64,
     ) -> Result<Self> {
         if let Some((i, ix)) = batches.iter().flatten().enumerate().find(|(_, &ix)| ix >= items.len as u64) {
             bail!(
@@ -62,23 +67,24 @@ impl<'a> ItemPass<'a> {
                 items.len
             );
         }
-        let kept = std::mem::take(&mut *items.kept_workers.borrow_mut());
-        let workers = match base_seed {
+        let (kept, kept_base) = std::mem::take(&mut *items.kept_workers.borrow_mut());
+        let (workers, workers_base) = match base_seed {
             // Persistent workers go on with their generators (no new base seed was drawn).
-            None if !kept.is_empty() => kept,
+            None if !kept.is_empty() => (kept, kept_base),
             _ => {
                 if base_seed.is_none() && items.num_workers > 0 {
                     println!("note: the {split} DataLoader's workers are reseeded on the resumed pass, so items that draw random numbers may differ from the interrupted run's");
                 }
                 let base = base_seed.unwrap_or(0);
-                (0..items.num_workers)
+                let workers = (0..items.num_workers)
                     .map(|w| {
                         Generator::seeded(base.wrapping_add(i64::from(w)) as u64).map(Some).map_err(|e| anyhow!(e))
                     })
-                    .collect::<Result<_>>()?
+                    .collect::<Result<_>>()?;
+                (workers, base)
             }
         };
-        Ok(ItemPass { items, batches, base_seed, device, workers })
+        Ok(ItemPass { items, batches, base_seed, device, workers, workers_base, epoch })
     }
 
     /// What a resumed pass needs, as one int64 tensor: `[-1, base seed, batches, each
@@ -116,15 +122,21 @@ impl<'a> ItemPass<'a> {
         Ok(Some((base, batches)))
     }
 
-    /// Batch `i`: its indices fetched from the DataModule, moved to the device.
+    /// Batch `i`: its indices fetched from the DataModule (by worker i mod N), moved to the
+    /// device.
     pub fn batch(&mut self, i: usize) -> Result<Vec<Tensor>> {
         let mut none = None;
-        let generator = match self.workers.len() {
-            0 => &mut none,
-            n => &mut self.workers[i % n],
+        let (generator, worker) = match self.workers.len() {
+            0 => (&mut none, None),
+            n => {
+                let id = (i % n) as u32;
+                let seed = self.workers_base.wrapping_add(i64::from(id)) as u64;
+                let info = WorkerInfo { id, num_workers: n as u32, seed, epoch: self.epoch };
+                (&mut self.workers[i % n], Some(info))
+            }
         };
         let indices = self.batches.get(i).ok_or_else(|| anyhow!("{}: no batch {i}", self.items.source))?;
-        let batch = self.items.fetcher.borrow_mut().fetch(indices, generator)?;
+        let batch = self.items.fetcher.borrow_mut().fetch(indices, generator, worker)?;
         made_batch(batch, self.device, &|| format!("{}, batch {i}", self.items.source))
     }
 }
@@ -133,7 +145,7 @@ impl Drop for ItemPass<'_> {
     /// Persistent workers keep their generators for the next pass.
     fn drop(&mut self) {
         if self.items.persistent {
-            *self.items.kept_workers.borrow_mut() = std::mem::take(&mut self.workers);
+            *self.items.kept_workers.borrow_mut() = (std::mem::take(&mut self.workers), self.workers_base);
         }
     }
 }
@@ -155,20 +167,26 @@ mod tests {
     use crate::data::fetchers::DataLoader;
     use crate::data::sampler::Sampler;
     use crate::engine::torch_ext::{self, Draw, Generator};
-    use crate::module::{DatasetSpec, ItemFetcher, ItemSpec, Split};
+    use crate::module::{DatasetSpec, ItemFetcher, ItemSpec, Split, WorkerInfo};
 
     /// Each batch: its indices, and one number drawn from the generator it is lent (the
     /// run's when none).
     struct Indices;
 
     impl ItemFetcher for Indices {
-        fn fetch(&mut self, indices: &[u64], generator: &mut Option<Generator>) -> anyhow::Result<Vec<tch::Tensor>> {
+        fn fetch(
+            &mut self,
+            indices: &[u64],
+            generator: &mut Option<Generator>,
+            worker: Option<WorkerInfo>,
+        ) -> anyhow::Result<Vec<tch::Tensor>> {
             let ix: Vec<i64> = indices.iter().map(|&i| i as i64).collect();
             let drawn = match generator {
                 Some(g) => g.draw(Draw::Rand, &[1]).map_err(anyhow::Error::msg)?,
                 None => tch::Tensor::rand([1], (Kind::Float, tch::Device::Cpu)),
             };
-            Ok(vec![tch::Tensor::from_slice(&ix), drawn])
+            let who = worker.map_or([-1, -1, -1], |w| [i64::from(w.id), i64::from(w.num_workers), w.seed as i64]);
+            Ok(vec![tch::Tensor::from_slice(&ix), drawn, tch::Tensor::from_slice(&who)])
         }
 
         /// Its own sampler: the base seed from the run's generator when asked, then the items
@@ -229,6 +247,8 @@ mod tests {
             assert_eq!(Vec::<i64>::try_from(&b[0]).expect("ints"), want[i], "batch {i}: the sampler's indices");
             let drawn = worker[i % 2].draw(Draw::Rand, &[1]).expect("a draw");
             assert_eq!(b[1].double_value(&[0]), drawn.double_value(&[0]), "batch {i}: worker {}'s generator", i % 2);
+            let who = vec![(i % 2) as i64, 2, base + (i % 2) as i64];
+            assert_eq!(Vec::<i64>::try_from(&b[2]).expect("ints"), who, "batch {i}: fetched as worker i mod 2");
         }
         // Resumed at batch 2 from the order the pass keeps (ending with its base seed): the
         // skipped batches are fetched again, so batch 2 draws what it drew.

@@ -115,16 +115,23 @@ struct PluginItems {
 }
 
 impl ItemFetcher for PluginItems {
-    fn fetch(&mut self, indices: &[u64], generator: &mut Option<Generator>) -> Result<Vec<Tensor>> {
+    fn fetch(
+        &mut self,
+        indices: &[u64],
+        generator: &mut Option<Generator>,
+        worker: Option<WorkerInfo>,
+    ) -> Result<Vec<Tensor>> {
         let hook = format!("{}_dataloader.fetch", self.split.name());
         let split = wit_split(self.split);
+        let worker =
+            worker.map(|w| WitWorkerInfo { id: w.id, num_workers: w.num_workers, seed: w.seed, epoch: w.epoch });
         let lent = generator.take();
         let mut back = None;
         let out = self.plugin.call(&mut self.ctx, &hook, Device::Cpu, |inner| {
             // A worker's generator for this batch's random ops, given back after.
             let run = std::mem::replace(&mut inner.store.data_mut().generator, lent);
             let got = match WasmPlugin::data_guest(inner) {
-                Ok(g) => g.clone().call_fetch(&mut inner.store, split, indices),
+                Ok(g) => g.clone().call_fetch(&mut inner.store, split, indices, worker),
                 Err(e) => Err(e),
             };
             back = std::mem::replace(&mut inner.store.data_mut().generator, run);

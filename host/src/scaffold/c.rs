@@ -95,7 +95,7 @@ exports_lt_plugin_lightning_module_own_tensor_t exports_lt_plugin_lightning_modu
 bool exports_lt_plugin_data_module_streaming(exports_lt_plugin_data_module_split_t split, exports_lt_plugin_data_module_stream_source_t *ret) { return false; }
 bool exports_lt_plugin_data_module_start_pass(exports_lt_plugin_data_module_split_t split, exports_lt_plugin_data_module_worker_info_t *worker, plugin_string_t *err) { plugin_string_dup(err, "no stream"); return false; }
 bool exports_lt_plugin_data_module_next_batch(exports_lt_plugin_data_module_split_t split, exports_lt_plugin_data_module_option_list_own_tensor_t *ret, plugin_string_t *err) { ret->is_some = false; return true; }
-bool exports_lt_plugin_data_module_fetch(exports_lt_plugin_data_module_split_t split, plugin_list_u64_t *indices, exports_lt_plugin_data_module_list_own_tensor_t *ret, plugin_string_t *err) { plugin_list_u64_free(indices); plugin_string_dup(err, "no items"); return false; }
+bool exports_lt_plugin_data_module_fetch(exports_lt_plugin_data_module_split_t split, plugin_list_u64_t *indices, exports_lt_plugin_data_module_worker_info_t *maybe_worker, exports_lt_plugin_data_module_list_own_tensor_t *ret, plugin_string_t *err) { plugin_list_u64_free(indices); plugin_string_dup(err, "no items"); return false; }
 bool exports_lt_plugin_data_module_sample(exports_lt_plugin_data_module_split_t split, bool base_seed, exports_lt_plugin_data_module_sampled_pass_t *ret, plugin_string_t *err) { plugin_string_dup(err, "no sampler"); return false; }
 bool exports_lt_plugin_data_module_save_state(plugin_list_u8_t *ret) { return false; }
 bool exports_lt_plugin_data_module_load_state(plugin_list_u8_t *state, plugin_string_t *err) { plugin_list_u8_free(state); return true; }

@@ -788,11 +788,11 @@ class DataModule(_exports.DataModule):
         _structure[name] = structure
         return record
 
-    def fetch(self, split, indices):
+    def fetch(self, split, indices, worker):
         name = _SPLITS[split]
         loader = _kept_loader(name, f"{name} items")
         try:
-            leaves, structure = loader.fetch(indices)
+            leaves, structure = loader.fetch(indices, worker)
         except Exception as e:  # noqa: BLE001  (the user's __getitem__ and collate_fn may raise anything)
             raise Err(f"{name} DataLoader: {describe(e)}")
         return _handed_over(name, leaves, structure)

@@ -173,6 +173,69 @@ def manual_seed(seed):
     return None
 
 
+def initial_seed():
+    """torch.initial_seed: the seed of the generator random ops draw from (the run's, or in a
+    DataLoader worker its own: base seed + id, or what it was last seeded with), read from the
+    first 8 bytes of its state as torch keeps it there."""
+    if not _core.RUNNING[0]:
+        raise RuntimeError("torch.initial_seed() at build time (the file's top level): the run's seed is lthost's --seed")
+    return builtins.int.from_bytes(builtins.bytes(_aten._a.get_rng_state()[:8]), "little")
+
+
+def seed():
+    raise NotImplementedError("torch.seed() (a nondeterministic seed): a run's numbers come from its seed; use torch.manual_seed")
+
+
+# ---- settings a Lightning file makes ---------------------------------------------------------
+# Kept and read back; the host runs libtorch's defaults (float32 matmuls at "highest", its own
+# thread count, no deterministic-algorithm checks), and a setting that would differ says so.
+
+_settings = {"float32_matmul_precision": "highest", "deterministic": False}
+
+
+def set_float32_matmul_precision(precision):
+    if precision not in ("highest", "high", "medium"):
+        import sys
+
+        print(f"warning: {precision} is not one of 'highest', 'high', or 'medium'; the call has no effect (torch's)", file=sys.stderr)
+        return
+    if precision != "highest":
+        from .backends import _note
+
+        _note("torch.set_float32_matmul_precision", precision)
+    _settings["float32_matmul_precision"] = precision
+
+
+def get_float32_matmul_precision():
+    return _settings["float32_matmul_precision"]
+
+
+def use_deterministic_algorithms(mode, *, warn_only=False):
+    if mode:
+        from .backends import _note
+
+        _note("torch.use_deterministic_algorithms", builtins.bool(mode))
+    _settings["deterministic"] = builtins.bool(mode)
+
+
+def are_deterministic_algorithms_enabled():
+    return _settings["deterministic"]
+
+
+def set_num_threads(n):
+    """The run's libtorch threads are lthost's (`--threads`): a file's call leaves them."""
+    from .backends import _note
+
+    _note("torch.set_num_threads", n, "the run's threads are lthost's --threads")
+
+
+def compile(model=None, **kwargs):  # noqa: A001
+    """torch.compile: lthost runs the model as written (eager); as a decorator too."""
+    if model is None:
+        return lambda m: m
+    return model
+
+
 # ---- making tensors ----------------------------------------------------------------------
 
 _PACK = {"float32": "f", "float64": "d", "float16": "e", "int64": "q", "int32": "i", "uint8": "B", "bool": "?"}
@@ -422,5 +485,5 @@ class Generator:
             _set_state(saved)
 
 
-from . import _indexing, cuda, linalg, nn, optim, utils  # noqa: E402,F401  (they use the names above)
+from . import _indexing, backends, cuda, linalg, nn, optim, utils  # noqa: E402,F401  (they use the names above)
 from .nn import functional  # noqa: E402,F401

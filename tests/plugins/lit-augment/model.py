@@ -13,7 +13,14 @@ worker instances; the same file runs in Lightning 2.6.6
 "generator", a DataLoader with a generator of the file's (its RandomSampler and its
 iterator's base seed, which seeds the workers, draw from it); "tensors", a TensorDataset
 shuffled by such a generator; "replacement", RandomSampler(replacement=True, num_samples);
-"subset", SubsetRandomSampler; "weighted", WeightedRandomSampler with its own generator."""
+"subset", SubsetRandomSampler; "weighted", WeightedRandomSampler with its own generator.
+With workers seeded as Lightning seeds them ("seed_workers": `seed_everything(workers=True)`,
+whose worker_init_fn Lightning adds to every DataLoader, validation's stream included) or by
+a worker_init_fn of the file's ("worker_init", and "persistent" with persistent workers, whose
+worker_init_fn runs once), items also draw from Python's `random`, shifted by their worker's
+`get_worker_info().id`."""
+
+import random
 
 import lightning as L
 import torch
@@ -33,8 +40,8 @@ from torch.utils.data import (
 
 
 class NoisyPoints(Dataset):
-    def __init__(self, x, y, noise, broken=-1):
-        self.x, self.y, self.noise, self.broken = x, y, noise, broken
+    def __init__(self, x, y, noise, broken=-1, jitter=0.0):
+        self.x, self.y, self.noise, self.broken, self.jitter = x, y, noise, broken, jitter
 
     def __len__(self):
         return len(self.y)
@@ -42,7 +49,10 @@ class NoisyPoints(Dataset):
     def __getitem__(self, i):
         if i == self.broken:
             raise IndexError(f"item {i} is broken")
-        return {"x": self.x[i] + self.noise * torch.randn(self.x.shape[1]), "y": self.y[i], "name": f"point-{i}"}
+        x = self.x[i] + self.noise * torch.randn(self.x.shape[1])
+        if self.jitter:
+            x = x + self.jitter * (random.random() + get_worker_info().id)
+        return {"x": x, "y": self.y[i], "name": f"point-{i}"}
 
 
 def collate(items):
@@ -83,11 +93,14 @@ class Points(L.LightningDataModule):
         super().__init__()
         self.broken_item = broken_item  # an item whose __getitem__ raises (for lthost's error test)
         self.sampling = sampling
+        if sampling == "seed_workers":
+            L.seed_everything(42, workers=True)
 
     def setup(self, stage):
         x = torch.randn(300, 8)
         y = (x[:, 0] > 0).long() + (x[:, 1] > 0.5).long()
-        self.train = NoisyPoints(x[:240], y[:240], 0.3, self.broken_item)
+        jitter = 0.1 if self.sampling in ("seed_workers", "worker_init", "persistent") else 0.0
+        self.train = NoisyPoints(x[:240], y[:240], 0.3, self.broken_item, jitter)
         self.val = NoisyPoints(x[240:], y[240:], 0.3)
         self.tensors = TensorDataset(x[:240], y[:240])
 
@@ -101,6 +114,12 @@ class Points(L.LightningDataModule):
             return DataLoader(self.train, sampler=RandomSampler(self.train, replacement=True, num_samples=200), **points)
         if self.sampling == "subset":
             return DataLoader(self.train, sampler=SubsetRandomSampler(range(0, 240, 2)), **points)
+        if self.sampling == "seed_workers":
+            return DataLoader(self.train, shuffle=True, **points)
+        if self.sampling == "worker_init":
+            return DataLoader(self.train, shuffle=True, worker_init_fn=reseed, **points)
+        if self.sampling == "persistent":
+            return DataLoader(self.train, shuffle=True, worker_init_fn=reseed, persistent_workers=True, **points)
         if self.sampling == "weighted":
             weights = 1.0 + (self.train.y == 0).float()
             sampler = WeightedRandomSampler(weights, 160, generator=torch.Generator().manual_seed(3))
@@ -116,6 +135,13 @@ class Points(L.LightningDataModule):
             x, y = batch
             return {"x": x, "y": y}
         return batch
+
+
+def reseed(worker_id):
+    """A worker_init_fn: torch's and Python's generators of the worker from its seed."""
+    seed = torch.initial_seed()
+    torch.manual_seed((seed * 3 + worker_id) % 2**63)
+    random.seed(seed + 11)
 
 
 class LabelSortedBatches(Sampler):

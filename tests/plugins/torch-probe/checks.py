@@ -374,9 +374,45 @@ def run(torch):
         split = torch.Generator().manual_seed(42)
         parts = [list(s.indices) for s in random_split(range(10), [0.6, 0.4], generator=split)]
         parts += [list(s.indices) for s in random_split(range(6), [3, 3], generator=split)]
-        return [drawn, again, run, first, torch.rand(3), state.shape, fresh.initial_seed(), torch.rand(2, generator=fresh), g.initial_seed(), init, kaiming, parts]
+        return [drawn, again, run, first, torch.rand(3), state.shape, fresh.initial_seed(), torch.rand(2, generator=fresh), g.initial_seed(), init, kaiming, parts, torch.initial_seed()]
 
     check("generators", generators)
+
+    def samplers():
+        from torch.utils.data import RandomSampler, SubsetRandomSampler, WeightedRandomSampler
+
+        g = torch.Generator().manual_seed(5)
+        data = range(10)
+        torch.manual_seed(3)
+        return [
+            list(RandomSampler(data, generator=g)),
+            list(RandomSampler(data, replacement=True, num_samples=40, generator=g)),
+            list(RandomSampler(data, num_samples=25, generator=g)),
+            list(RandomSampler(data, replacement=True, num_samples=7)),
+            list(SubsetRandomSampler([3, 5, 7, 9], generator=g)),
+            list(SubsetRandomSampler([3, 5, 7, 9])),
+            list(WeightedRandomSampler([0.1, 0.5, 2.0, 1.0], 6, generator=g)),
+            list(WeightedRandomSampler([0.1, 0.5, 2.0, 1.0], 3, replacement=False, generator=g)),
+            torch.rand(2),
+        ]
+
+    check("samplers", samplers)
+
+    def settings():
+        torch.set_float32_matmul_precision("high")
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cudnn.deterministic = True
+        torch.use_deterministic_algorithms(True)
+        model = nn.Linear(2, 2)
+        read = [torch.get_float32_matmul_precision(), torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic,
+                torch.are_deterministic_algorithms_enabled(), torch.backends.mps.is_available(), torch.backends.cuda.matmul.allow_tf32]
+        torch.set_float32_matmul_precision("highest")
+        torch.backends.cudnn.benchmark = torch.backends.cudnn.deterministic = False
+        torch.use_deterministic_algorithms(False)
+        torch.set_float32_matmul_precision("low")  # torch warns and leaves it
+        return read + [model(torch.ones(1, 2)).shape, torch.get_float32_matmul_precision()]
+
+    check("settings", settings)
 
     def grads(module, loss):
         loss.backward()

@@ -1,6 +1,9 @@
 """LightningModule, LightningDataModule and Callback as Lightning users write them; the
 Trainer is lthost itself (its options come from the run's config and command line)."""
 
+import functools
+import random
+
 import torch
 from torch import nn
 from wit_world.imports import log as _log
@@ -346,7 +349,6 @@ def seed_everything(seed=None, workers=False, verbose=True):
     """Lightning's seed_everything from a hook or the module's `__init__` on: torch's generator
     (`torch.manual_seed`) and Python's `random`. At build time (the file's top level) the
     run's seed is lthost's `--seed` / the run config's `seed_everything`, which it leaves."""
-    import random
     import sys
 
     if seed is None:
@@ -359,7 +361,35 @@ def seed_everything(seed=None, workers=False, verbose=True):
     torch.manual_seed(seed)
     if torch._core.RUNNING[0]:
         random.seed(seed)
+    # Lightning's PL_SEED_WORKERS: its worker_init_fn for DataLoaders without one.
+    torch.utils.data.SEED_WORKERS[0] = functools.partial(pl_worker_init_function, rank=0) if workers else None
     return seed
+
+
+def pl_worker_init_function(worker_id, rank=None):
+    """Lightning's worker_init_fn after `seed_everything(workers=True)`: the worker's base seed
+    (torch.initial_seed() - id) mixed with its id and rank into four 64-bit seeds (a MurmurHash3
+    finalizer, then an LCG), the first reseeding torch's generator, the next two Python's
+    `random` (numpy is not in a plugin)."""
+    base = torch.initial_seed() - worker_id
+    seeds = _seed_sequence(base, worker_id, 0 if rank is None else rank, 4)
+    torch.manual_seed(seeds[0])
+    random.seed((seeds[1] << 32) | seeds[2])
+
+
+def _seed_sequence(base, worker_id, rank, count):
+    mask = (1 << 64) - 1
+    x = (base << 32) | (worker_id << 16) | rank
+    x ^= x >> 33
+    x = (x * 0xFF51AFD7ED558CCD) & mask
+    x ^= x >> 33
+    x = (x * 0xC4CEB9FE1A85EC53) & mask
+    x ^= x >> 33
+    out = []
+    for _ in range(count):
+        x = (x * 6364136223846793005 + 1) & mask
+        out.append(x)
+    return out
 
 
 class Trainer:

@@ -5,10 +5,12 @@ its tensors are the columns, gathered a batch at a time. Any other map-style dat
 `collate_fn` of the user's, is read as torch reads it: every pass, the host hands each
 batch's indices to the plugin, which calls `__getitem__` per item and `collate_fn` on the
 items (`DataLoader.fetch`); with `num_workers`, batch i draws its random numbers from
-worker i mod N's generator, seeded as torch seeds its workers."""
+worker i mod N's generator, seeded as torch seeds its workers (Python's `random` too, and the worker_init_fn runs at each
+worker's start)."""
 
 import itertools
 import math
+import random
 
 from .. import _core
 
@@ -342,6 +344,10 @@ class DataLoader:
             raise ValueError("persistent_workers option needs num_workers > 0")
         self.batch_sampler = batch_sampler
         self.num_workers = num_workers
+        self.worker_init_fn = worker_init_fn
+        # Worker id: (its seed, its Python `random` state), for the workers of a map-style
+        # dataset reproduced in this instance.
+        self._workers = {}
         self.persistent_workers = bool(persistent_workers)
         self.collate_fn = default_collate if collate_fn is None else collate_fn
 
@@ -404,13 +410,25 @@ class DataLoader:
             taken += [[int(i) for i in b] for b in batches]
         return seed, taken
 
+    def _init_fn(self):
+        """The worker_init_fn: the file's, else Lightning's when `seed_everything(workers=True)`
+        asked for it (Lightning adds it to a DataLoader that has none)."""
+        return self.worker_init_fn if self.worker_init_fn is not None else SEED_WORKERS[0]
+
     def start_pass(self, worker_info):
         """A pass over an IterableDataset in this instance (worker `worker_info`, None in the
         main process): its batches, each (tensors, structure), made as torch's fetcher makes
         them (`batch_size` items, then `collate_fn`; a short last one dropped with
-        `drop_last`), with `get_worker_info()` answering for the worker."""
+        `drop_last`), with `get_worker_info()` answering for the worker. A worker starts as
+        torch starts one (each pass): Python's `random` seeded with its seed, then the
+        worker_init_fn, then `iter(dataset)`."""
         global _worker_info
         _worker_info = worker_info
+        if worker_info is not None:
+            random.seed(worker_info.seed)
+            init = self._init_fn()
+            if init is not None:
+                init(worker_info.id)
         items = iter(self.dataset)
         while True:
             batch = []
@@ -424,9 +442,33 @@ class DataLoader:
             structure = _flatten(self.collate_fn(batch), leaves)
             yield leaves, structure
 
-    def fetch(self, indices):
+    def fetch(self, indices, worker=None):
         """The batch of items `indices` as torch's fetcher makes it (`__getitem__` per item,
-        then `collate_fn`): (its tensors, its structure)."""
+        then `collate_fn`): (its tensors, its structure). With `worker` (id, num_workers,
+        seed), as that DataLoader worker: `get_worker_info()` answers for it and Python's
+        `random` is its own; at a worker's start (a new seed: a new pass, unless its workers
+        persist) `random` is seeded with its seed and the worker_init_fn runs, as in torch."""
+        global _worker_info
+        if worker is None:
+            return self._fetch(indices)
+        main = random.getstate()
+        _worker_info = WorkerInfo(worker.id, worker.num_workers, worker.seed, self.dataset)
+        try:
+            seen = self._workers.get(worker.id)
+            if seen is None or seen[0] != worker.seed:
+                random.seed(worker.seed)
+                init = self._init_fn()
+                if init is not None:
+                    init(worker.id)
+            else:
+                random.setstate(seen[1])
+            return self._fetch(indices)
+        finally:
+            self._workers[worker.id] = (worker.seed, random.getstate())
+            random.setstate(main)
+            _worker_info = None
+
+    def _fetch(self, indices):
         leaves = []
         structure = _flatten(self.collate_fn([self.dataset[i] for i in indices]), leaves)
         return leaves, structure
@@ -443,6 +485,10 @@ class WorkerInfo:
 
 
 _worker_info = None
+
+# Lightning's worker_init_fn for DataLoaders without one, once `seed_everything(workers=True)`
+# ran (its PL_SEED_WORKERS); None: none.
+SEED_WORKERS = [None]
 
 
 def get_worker_info():
