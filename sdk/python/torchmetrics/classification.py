@@ -367,3 +367,7 @@ Accuracy = _task("Accuracy", BinaryAccuracy, MulticlassAccuracy, MultilabelAccur
 F1Score = _task("F1Score", BinaryF1Score, MulticlassF1Score, MultilabelF1Score)
 Precision = _task("Precision", BinaryPrecision, MulticlassPrecision, MultilabelPrecision)
 Recall = _task("Recall", BinaryRecall, MulticlassRecall, MultilabelRecall)
+
+
+# The AUROC family lives in .auroc (it keeps scores, not stat scores); torchmetrics names them here.
+from .auroc import AUROC, BinaryAUROC, MulticlassAUROC, MultilabelAUROC  # noqa: E402,F401

@@ -354,6 +354,55 @@ def run(torch):
 
     check("metrics_samplewise", metrics_samplewise)
 
+    def metrics_auroc():
+        import torchmetrics
+        from torchmetrics.classification import BinaryAUROC, MulticlassAUROC, MultilabelAUROC
+
+        counter = [0]
+
+        def scores(*shape, ties=False):  # deterministic, varied values (no generator needed)
+            counter[0] += 1
+            n = 1
+            for s in shape:
+                n *= s
+            v = (torch.arange(n).float() * (0.7 + counter[0]) + counter[0]).sin().reshape(*shape) * 3
+            return (v * 2).round() / 2 if ties else v
+
+        def labels(k, *shape):
+            return (scores(*shape) * 7).abs().long() % k
+
+        out = []
+        # Binary: logits with ties, probabilities, an ignored target, max_fpr; forward then compute.
+        for kw in ({}, {"max_fpr": 0.5}, {"ignore_index": -1}):
+            m = BinaryAUROC(**kw)
+            for n, probs in ((12, False), (9, True)):
+                preds = scores(n, ties=True)
+                target = labels(2, n)
+                target[0] = -1 if kw.get("ignore_index") else target[0]
+                out.append(m(preds.sigmoid() if probs else preds, target))
+            out.append(m.compute())
+        # Multiclass (N, C) and (N, C, L) logits, every average, a class absent from the targets.
+        for average in ("macro", "weighted", "none"):
+            m = torchmetrics.AUROC(task="multiclass", num_classes=4, average=average)
+            out.append(m(scores(10, 4), labels(3, 10)))
+            out.append(m(scores(3, 4, 2, ties=True), labels(4, 3, 2)))
+            out.append(m.compute())
+        ignored = MulticlassAUROC(num_classes=3, ignore_index=-1)
+        target = labels(3, 8)
+        target[2] = -1
+        out.append(ignored(scores(8, 3).softmax(1), target))
+        # Multilabel, every average, an ignored label entry.
+        for average in ("micro", "macro", "weighted", "none"):
+            m = MultilabelAUROC(num_labels=3, average=average, ignore_index=-1)
+            target = labels(2, 9, 3)
+            target[1, 2] = -1
+            out.append(m(scores(9, 3, ties=True), target))
+            out.append(m(scores(5, 3).sigmoid(), labels(2, 5, 3)))
+            out.append(m.compute())
+        return out
+
+    check("metrics_auroc", metrics_auroc)
+
     def generators():
         from torch.utils.data import random_split
 
