@@ -358,6 +358,18 @@ fn a_resnet_with_multistep_lr_trains_as_in_lightning() {
 }
 
 #[test]
+fn an_ordinary_lightning_classifier_trains_as_in_lightning() {
+    // Top-level precision settings, random_split fractions, torchmetrics F1/accuracy/AUROC
+    // objects through log_dict, the lr read from self.optimizers(), a no_grad validation_step
+    // collecting outputs, AdamW parameter groups and ReduceLROnPlateau on val_loss: every
+    // metrics.csv column's last value is Lightning's.
+    let (got, val, want) = run_like_lightning("lit-classifier");
+    assert_training_losses("lit-classifier", &got, &want);
+    let want_val = want["last_val_loss"].as_f64().expect("a validation loss");
+    assert_close("lit-classifier", "last val_loss", val.expect("val_loss logged"), want_val);
+}
+
+#[test]
 fn an_unsupported_torch_api_names_itself_and_the_users_line() {
     // In __init__ (an export with an error result) and in training_step (one without: the
     // exception ends the hook through trainer.fail); either way the API and the line.

@@ -39,6 +39,7 @@ FILES = {
     "lit-augment": ("Classifier", "Points", 3),
     "lit-stream": ("StreamModel", "Streams", 3),
     "lit-lbfgs": ("CurveFit", "Curve", 2),
+    "lit-classifier": ("LitClassifier", "Blobs", 3),
 }
 
 # A run of a file above with hyperparameters of its own: name: (the file's name, hparams).

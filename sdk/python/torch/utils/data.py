@@ -5,8 +5,8 @@ its tensors are the columns, gathered a batch at a time. Any other map-style dat
 `collate_fn` of the user's, is read as torch reads it: every pass, the host hands each
 batch's indices to the plugin, which calls `__getitem__` per item and `collate_fn` on the
 items (`DataLoader.fetch`); with `num_workers`, batch i draws its random numbers from
-worker i mod N's generator, seeded as torch seeds its workers (Python's `random` too, and the worker_init_fn runs at each
-worker's start)."""
+worker i mod N's generator, seeded as torch seeds its workers (Python's `random` too), and
+the worker_init_fn runs at each worker's start."""
 
 import itertools
 import math
