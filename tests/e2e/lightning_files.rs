@@ -202,12 +202,12 @@ fn a_map_style_dataset_is_read_item_by_item_every_epoch_as_torch_reads_it() {
 #[test]
 fn samplers_and_dataloaders_drawing_from_generators_of_the_files_own_draw_as_in_lightning() {
     // DataLoader(shuffle=True, generator=g): its RandomSampler and its iterator's base seed
-    // (which seeds the two workers) draw from g and the run's generator is left alone; the same
-    // for a shuffled TensorDataset without workers (where torch's sampler is not asked past the
+    // (which seeds the two workers) draw from g and the run's generator is left alone (without
+    // shuffling, the base seed only); the same for a shuffled TensorDataset without workers (where torch's sampler is not asked past the
     // pass's last batch, so g skips the trailing randperm it takes with workers);
     // RandomSampler(replacement=True, num_samples); SubsetRandomSampler; WeightedRandomSampler
     // with its own generator.
-    for sampling in ["generator", "tensors", "replacement", "subset", "weighted"] {
+    for sampling in ["generator", "sequential", "tensors", "replacement", "subset", "weighted"] {
         let name = format!("lit-augment-{sampling}");
         let (got, val, want) = run_like_lightning(&name);
         assert_training_losses(&name, &got, &want);

@@ -47,6 +47,7 @@ VARIANTS = {
     "lit-lbfgs-manual": ("lit-lbfgs", {"manual": True}),
     "lit-lbfgs-wolfe": ("lit-lbfgs", {"line_search": "strong_wolfe"}),
     "lit-augment-generator": ("lit-augment", {"sampling": "generator"}),
+    "lit-augment-sequential": ("lit-augment", {"sampling": "sequential"}),
     "lit-augment-tensors": ("lit-augment", {"sampling": "tensors"}),
     "lit-augment-replacement": ("lit-augment", {"sampling": "replacement"}),
     "lit-augment-subset": ("lit-augment", {"sampling": "subset"}),

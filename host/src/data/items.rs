@@ -90,7 +90,8 @@ impl<'a> ItemPass<'a> {
     /// What a resumed pass needs, as one int64 tensor: `[-1, base seed, batches, each
     /// batch's size..., the indices...]`.
     pub fn kept(&self) -> Result<Tensor> {
-        let mut v = vec![KEPT, self.base_seed.unwrap_or(0), self.batches.len() as i64];
+        // A persistent workers' later pass drew no base seed: the one they started from.
+        let mut v = vec![KEPT, self.base_seed.unwrap_or(self.workers_base), self.batches.len() as i64];
         v.extend(self.batches.iter().map(|b| b.len() as i64));
         v.extend(self.batches.iter().flatten().map(|&i| i as i64));
         Ok(Tensor::f_from_slice(&v)?)

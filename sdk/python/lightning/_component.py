@@ -732,6 +732,7 @@ def _user_loader(name):
         loader = loader[0]
     if not isinstance(loader, _data.DataLoader):
         raise Err(f"{name}_dataloader must return a torch.utils.data.DataLoader, not {type(loader).__name__}")
+    loader.auto_add_worker_init_fn()
     _loaders[name] = loader
     return loader
 

@@ -29,8 +29,10 @@ def _roc(preds, target, pos_label=1):
     fps = 1 + ends - tps
     tps = torch.cat([torch.zeros(1, dtype=tps.dtype), tps])
     fps = torch.cat([torch.zeros(1, dtype=fps.dtype), fps])
-    fpr = fps / fps[-1] if fps[-1] > 0 else torch.zeros_like(fps)
-    tpr = tps / tps[-1] if tps[-1] > 0 else torch.zeros_like(tps)
+    # No negatives (positives): a zero rate, in the scores' dtype (torchmetrics' zeros_like of
+    # the thresholds).
+    fpr = fps / fps[-1] if fps[-1] > 0 else torch.zeros(fps.shape, dtype=preds.dtype)
+    tpr = tps / tps[-1] if tps[-1] > 0 else torch.zeros(tps.shape, dtype=preds.dtype)
     return fpr, tpr
 
 

@@ -11,7 +11,8 @@ worker instances; the same file runs in Lightning 2.6.6
 
 `sampling` picks the training DataLoader's sampling instead (each against Lightning too):
 "generator", a DataLoader with a generator of the file's (its RandomSampler and its
-iterator's base seed, which seeds the workers, draw from it); "tensors", a TensorDataset
+iterator's base seed, which seeds the workers, draw from it; "sequential", the same without
+shuffling: only the base seed); "tensors", a TensorDataset
 shuffled by such a generator; "replacement", RandomSampler(replacement=True, num_samples);
 "subset", SubsetRandomSampler; "weighted", WeightedRandomSampler with its own generator.
 With workers seeded as Lightning seeds them ("seed_workers": `seed_everything(workers=True)`,
@@ -108,6 +109,8 @@ class Points(L.LightningDataModule):
         points = dict(batch_size=16, collate_fn=collate, num_workers=2)
         if self.sampling == "generator":
             return DataLoader(self.train, shuffle=True, generator=torch.Generator().manual_seed(7), **points)
+        if self.sampling == "sequential":
+            return DataLoader(self.train, generator=torch.Generator().manual_seed(7), **points)
         if self.sampling == "tensors":
             return DataLoader(self.tensors, batch_size=16, shuffle=True, generator=torch.Generator().manual_seed(7))
         if self.sampling == "replacement":

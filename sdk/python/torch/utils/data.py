@@ -335,15 +335,18 @@ class DataLoader:
             raise ValueError(f"DataLoader with IterableDataset: expected unspecified sampler option, but got sampler={sampler}")
         if isinstance(dataset, IterableDataset) and generator is not None:
             raise NotImplementedError("DataLoader(IterableDataset, generator=...): lthost draws a stream's base seed from the run's generator")
-        if shuffle and sampler is None and batch_sampler is None and generator is not None:
-            # torch's: the DataLoader's generator is its RandomSampler's.
-            sampler = RandomSampler(dataset, generator=generator)
+        if sampler is None and batch_sampler is None and generator is not None:
+            # torch's samplers: the DataLoader's generator is its RandomSampler's.
+            sampler = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
+        if generator is not None and isinstance(sampler, DistributedSampler):
+            raise NotImplementedError("DataLoader(sampler=DistributedSampler(...), generator=...): lthost's DistributedSampler runs in the host, which draws the base seed from the run's generator")
         self.generator = generator
         self.dataset, self.batch_size, self.shuffle, self.sampler, self.drop_last = dataset, batch_size, bool(shuffle), sampler, drop_last
         if persistent_workers and num_workers == 0:
             raise ValueError("persistent_workers option needs num_workers > 0")
         self.batch_sampler = batch_sampler
         self.num_workers = num_workers
+        self.prefetch_factor = (2 if num_workers > 0 else None) if prefetch_factor is None else prefetch_factor
         self.worker_init_fn = worker_init_fn
         # Worker id: (its seed, its Python `random` state), for the workers of a map-style
         # dataset reproduced in this instance.
@@ -389,10 +392,11 @@ class DataLoader:
         `base_seed`; from the DataLoader's generator, else the run's), then the batches of
         indices of the batch_sampler, or of the sampler cut into batches: (seed, batches).
 
-        The sampler is asked as Lightning's loop asks the iterator: for its length's batches
-        and no further without workers, so a sampler drawing lazily (RandomSampler's last
-        `randperm`, taken when it is asked past its end) leaves its generator where torch's
-        does; with workers to the end, as torch's worker iterator asks ahead of the batches."""
+        The sampler is asked as torch's iterator asks it when Lightning takes the pass's
+        batches: for their number without workers, `prefetch_factor * num_workers` more with
+        workers (asked ahead; the extra ones are not kept), so a sampler drawing lazily
+        (RandomSampler's last `randperm`, taken when it is asked past its end) leaves its
+        generator where torch's does, and one without an end is not read to it."""
         seed = None
         if base_seed:
             from .. import empty, int64
@@ -405,15 +409,16 @@ class DataLoader:
             if sampler is None:
                 sampler = RandomSampler(self.dataset) if self.shuffle else SequentialSampler(self.dataset)
             batches = iter(BatchSampler(sampler, self.batch_size, self.drop_last))
-        taken = [[int(i) for i in b] for b in itertools.islice(batches, len(self))]
-        if self.num_workers > 0:
-            taken += [[int(i) for i in b] for b in batches]
-        return seed, taken
+        n = len(self)
+        ahead = self.prefetch_factor * self.num_workers if self.num_workers > 0 else 0
+        taken = [[int(i) for i in b] for b in itertools.islice(batches, n + ahead)]
+        return seed, taken[:n]
 
-    def _init_fn(self):
-        """The worker_init_fn: the file's, else Lightning's when `seed_everything(workers=True)`
-        asked for it (Lightning adds it to a DataLoader that has none)."""
-        return self.worker_init_fn if self.worker_init_fn is not None else SEED_WORKERS[0]
+    def auto_add_worker_init_fn(self):
+        """Lightning's `_auto_add_worker_init_fn`, when the trainer takes the loader: after
+        `seed_everything(workers=True)`, its worker_init_fn on a DataLoader that has none."""
+        if self.worker_init_fn is None and SEED_WORKERS[0] is not None:
+            self.worker_init_fn = SEED_WORKERS[0]
 
     def start_pass(self, worker_info):
         """A pass over an IterableDataset in this instance (worker `worker_info`, None in the
@@ -426,7 +431,7 @@ class DataLoader:
         _worker_info = worker_info
         if worker_info is not None:
             random.seed(worker_info.seed)
-            init = self._init_fn()
+            init = self.worker_init_fn
             if init is not None:
                 init(worker_info.id)
         items = iter(self.dataset)
@@ -457,7 +462,7 @@ class DataLoader:
             seen = self._workers.get(worker.id)
             if seen is None or seen[0] != worker.seed:
                 random.seed(worker.seed)
-                init = self._init_fn()
+                init = self.worker_init_fn
                 if init is not None:
                     init(worker.id)
             else:
