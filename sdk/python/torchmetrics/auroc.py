@@ -19,6 +19,14 @@ def _probabilities(preds, normalize):
     return preds.sigmoid() if normalize == "sigmoid" else preds.softmax(1)
 
 
+def _without(preds, target, ignore_index):
+    """The entries whose target is not `ignore_index`."""
+    if ignore_index is None:
+        return preds, target
+    kept = target != ignore_index
+    return preds[kept], target[kept]
+
+
 def _roc(preds, target, pos_label=1):
     """(fpr, tpr) at each distinct score, from (0, 0)."""
     order = torch.argsort(preds, descending=True)
@@ -60,6 +68,15 @@ def _reduce(areas, average, weights):
     return (areas[kept] * weights).sum()
 
 
+def _checked(name, n, average, averages):
+    """torchmetrics' argument checks of a multiclass/multilabel AUROC: (n, average)."""
+    if not isinstance(n, int) or n < 2:
+        raise ValueError(f"Expected argument `{name}` to be an integer larger than 1, but got {n}")
+    if average not in averages:
+        raise ValueError(f"Expected argument `average` to be one of {averages}, but got {average}")
+    return n, average
+
+
 class _Curve(Metric):
     is_differentiable = False
     higher_is_better = True
@@ -91,9 +108,7 @@ class BinaryAUROC(_Curve):
 
     def update(self, preds, target):
         preds, target = preds.flatten(), target.flatten()
-        if self.ignore_index is not None:
-            kept = target != self.ignore_index
-            preds, target = preds[kept], target[kept]
+        preds, target = _without(preds, target, self.ignore_index)
         self._keep(_probabilities(preds, "sigmoid"), target)
 
     def compute(self):
@@ -104,18 +119,12 @@ class BinaryAUROC(_Curve):
 class MulticlassAUROC(_Curve):
     def __init__(self, num_classes, average="macro", thresholds=None, ignore_index=None, validate_args=True, **kwargs):
         super().__init__(thresholds, ignore_index, validate_args, **kwargs)
-        if not isinstance(num_classes, int) or num_classes < 2:
-            raise ValueError(f"Expected argument `num_classes` to be an integer larger than 1, but got {num_classes}")
-        if average not in ("macro", "weighted", "none", None):
-            raise ValueError(f"Expected argument `average` to be one of ('macro', 'weighted', 'none', None), but got {average}")
-        self.num_classes, self.average = num_classes, average
+        self.num_classes, self.average = _checked("num_classes", num_classes, average, ("macro", "weighted", "none", None))
 
     def update(self, preds, target):
         preds = preds.transpose(0, 1).reshape(self.num_classes, -1).T
         target = target.flatten()
-        if self.ignore_index is not None:
-            kept = target != self.ignore_index
-            preds, target = preds[kept], target[kept]
+        preds, target = _without(preds, target, self.ignore_index)
         self._keep(_probabilities(preds, "softmax"), target)
 
     def compute(self):
@@ -127,11 +136,7 @@ class MulticlassAUROC(_Curve):
 class MultilabelAUROC(_Curve):
     def __init__(self, num_labels, average="macro", thresholds=None, ignore_index=None, validate_args=True, **kwargs):
         super().__init__(thresholds, ignore_index, validate_args, **kwargs)
-        if not isinstance(num_labels, int) or num_labels < 2:
-            raise ValueError(f"Expected argument `num_labels` to be an integer larger than 1, but got {num_labels}")
-        if average not in ("micro", "macro", "weighted", "none", None):
-            raise ValueError(f"Expected argument `average` to be one of ('micro', 'macro', 'weighted', 'none', None), but got {average}")
-        self.num_labels, self.average = num_labels, average
+        self.num_labels, self.average = _checked("num_labels", num_labels, average, ("micro", "macro", "weighted", "none", None))
 
     def update(self, preds, target):
         preds = preds.transpose(0, 1).reshape(self.num_labels, -1).T
@@ -142,18 +147,10 @@ class MultilabelAUROC(_Curve):
         preds, target = self._state()
         ignore = self.ignore_index
         if self.average == "micro":
-            preds, target = preds.flatten(), target.flatten()
-            if ignore is not None:
-                kept = target != ignore
-                preds, target = preds[kept], target[kept]
-            return _area(preds, target)
+            return _area(*_without(preds.flatten(), target.flatten(), ignore))
         areas = []
         for label in range(self.num_labels):
-            p, t = preds[:, label], target[:, label]
-            if ignore is not None:
-                kept = t != ignore
-                p, t = p[kept], t[kept]
-            areas.append(_area(p, t))
+            areas.append(_area(*_without(preds[:, label], target[:, label], ignore)))
         return _reduce(torch.stack(areas), self.average, (target == 1).sum(0).float())
 
 

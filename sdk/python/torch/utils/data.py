@@ -430,10 +430,7 @@ class DataLoader:
         global _worker_info
         _worker_info = worker_info
         if worker_info is not None:
-            random.seed(worker_info.seed)
-            init = self.worker_init_fn
-            if init is not None:
-                init(worker_info.id)
+            self._start_worker(worker_info.id, worker_info.seed)
         items = iter(self.dataset)
         while True:
             batch = []
@@ -461,10 +458,7 @@ class DataLoader:
         try:
             seen = self._workers.get(worker.id)
             if seen is None or seen[0] != worker.seed:
-                random.seed(worker.seed)
-                init = self.worker_init_fn
-                if init is not None:
-                    init(worker.id)
+                self._start_worker(worker.id, worker.seed)
             else:
                 random.setstate(seen[1])
             return self._fetch(indices)
@@ -472,6 +466,13 @@ class DataLoader:
             self._workers[worker.id] = (worker.seed, random.getstate())
             random.setstate(main)
             _worker_info = None
+
+    def _start_worker(self, worker_id, seed):
+        """What torch's worker loop does before it reads: Python's `random` seeded with the
+        worker's seed (its torch generator is the host's, seeded so), then worker_init_fn."""
+        random.seed(seed)
+        if self.worker_init_fn is not None:
+            self.worker_init_fn(worker_id)
 
     def _fetch(self, indices):
         leaves = []
