@@ -234,6 +234,7 @@ impl Admitted {
             inference_scopes: Default::default(),
             deadline: None,
             ops: Default::default(),
+            last_op_error: None,
             disk: crate::plugin::disk_quota::DiskQuota::new(name, self.disk_quota_bytes / share as u64),
         };
         let mut store = Store::new(&runtime.engine, state);

@@ -34,6 +34,8 @@ pub struct PluginState {
     pub disk: Arc<crate::plugin::disk_quota::DiskQuota>,
     /// The operators it called by index (`aten.index`).
     pub ops: crate::plugin::op_index::OpIndex,
+    /// The error of its last failed `aten.try-*` call, until `aten.last-error` takes it.
+    pub last_op_error: Option<String>,
 }
 
 /// Inference-mode guards a hook entered. A guard belongs to the thread it was made on; the

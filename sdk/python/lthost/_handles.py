@@ -19,40 +19,38 @@ _drop_resource = componentize_py_runtime.drop_resource
 _finalize = weakref.finalize
 
 
-class _HandleDrop:
-    """The finalizer of one host handle: `func(*args)` once, when this object dies or is
-    called, unless detached first (what componentize-py does on `with` exit and when a
-    handle moves back to the host)."""
+class _HandleDrop(list):
+    """The finalizer of one host handle, `[func, args]`: `func(*args)` once, when this object
+    dies or is called, unless detached first (what componentize-py does on `with` exit and
+    when a handle moves back to the host). A list, so that making one runs no Python code."""
 
-    __slots__ = ("func", "args")
-
-    def __init__(self, func, args):
-        self.func, self.args = func, args
+    __slots__ = ()
 
     def __call__(self, _=None):
-        func, self.func = self.func, None
+        func, self[0] = self[0], None
         if func is not None:
-            return func(*self.args)
+            return func(*self[1])
 
     def detach(self):
-        func, self.func = self.func, None
+        func, self[0] = self[0], None
         if func is None:
             return None
-        return (None, func, self.args, {})
+        return (None, func, self[1], {})
 
     def peek(self):
-        return None if self.func is None else (None, self.func, self.args, {})
+        return None if self[0] is None else (None, self[0], self[1], {})
 
     @property
     def alive(self):
-        return self.func is not None
+        return self[0] is not None
 
     atexit = False
 
     def __del__(self):
-        func, self.func = self.func, None
+        func = self[0]
         if func is not None:
-            func(*self.args)
+            self[0] = None
+            func(*self[1])
 
 
 class finalize(_finalize):
@@ -62,7 +60,7 @@ class finalize(_finalize):
 
     def __new__(cls, obj, func, /, *args, **kwargs):
         if func is _drop_resource and not kwargs:
-            return _HandleDrop(func, args)
+            return _HandleDrop((func, args))
         return super().__new__(cls)
 
 

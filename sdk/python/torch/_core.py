@@ -171,9 +171,10 @@ def _tensor_arg(v):
 
 def _scalar_arg(v):
     if isinstance(v, builtins.bool):
-        return _a.Arg_Boolean(v)
+        return _TRUE if v else _FALSE
     if isinstance(v, builtins.int):
-        return _a.Arg_Int(v)
+        a = _INTS.get(v)
+        return _a.Arg_Int(v) if a is None else a
     return _a.Arg_Float(builtins.float(v))
 
 
@@ -194,7 +195,7 @@ def convert(code, v, optional, lenient):
         return _NONE if optional else None
     if code == "T":
         if isinstance(v, Tensor):
-            return _a.Arg_Tensor(v._h)
+            return v._h
         if lenient and isinstance(v, _number):
             return _scalar_arg(v)  # a wrapped number, as torch makes one
         return None
@@ -206,7 +207,8 @@ def convert(code, v, optional, lenient):
         return None
     if code == "i":
         if _is_int(v):
-            return _a.Arg_Int(v)
+            a = _INTS.get(v)
+            return _a.Arg_Int(v) if a is None else a
         if isinstance(v, (memory_format, layout)):
             return _a.Arg_Int(v.value)
         if lenient and isinstance(v, Tensor) and v.dim() == 0:
@@ -219,7 +221,7 @@ def convert(code, v, optional, lenient):
             return _a.Arg_Float(v.item())
         return None
     if code == "b":
-        return _a.Arg_Boolean(v) if isinstance(v, builtins.bool) else None
+        return (_TRUE if v else _FALSE) if isinstance(v, builtins.bool) else None
     if code == "d":
         return _a.Arg_Dtype(v._wit) if isinstance(v, dtype) else None
     if code == "s":
@@ -261,7 +263,7 @@ def convert(code, v, optional, lenient):
 class _Overload:
     """One schema, prepared for binding Python arguments."""
 
-    __slots__ = ("qual", "positional", "by_name", "required", "inplace", "one")
+    __slots__ = ("qual", "positional", "by_name", "required", "need", "inplace", "one")
 
     def __init__(self, qual, params, one):
         self.qual = qual
@@ -269,6 +271,11 @@ class _Overload:
         self.positional = [p for p in params if not p[2]]
         self.by_name = {p[0]: p for p in params}
         self.required = [p[0] for p in params if not p[3]]
+        # How many positional arguments a call without keywords needs (more than it can
+        # take when a keyword-only parameter is required).
+        self.need = max([i + 1 for i, p in enumerate(self.positional) if not p[3]], default=0)
+        if any(p[2] and not p[3] for p in params):
+            self.need = len(self.positional) + 1
         base = qual[len("aten::") :].split(".")[0]
         self.inplace = base.endswith("_") and not base.endswith("__")
 
@@ -291,6 +298,8 @@ class _Overload:
             if a is None:
                 return None
             out.append(a)
+        if not kwargs:
+            return (out, ()) if n >= self.need else None
         kw = []
         for name, v in kwargs.items():
             p = self.by_name.get(name)
@@ -331,21 +340,67 @@ def _describe(args, kwargs):
     return ", ".join(parts)
 
 
+# ---- calling an operator ----------------------------------------------------------------
+# Arguments are converted values: a tensor is its host handle, anything else an `Arg`. An
+# operator returning one tensor is called by its index in the host's table, the cheapest
+# calls componentize-py makes: tensors alone (one to three) pass as handles, up to four
+# arguments of any kind flat, more as a list.
+
+_index = {}
+_try_unary, _try_binary, _try_ternary, _try_flat, _try_method = _a.try_unary, _a.try_binary, _a.try_ternary, _a.try_flat, _a.try_method
+_Arg_Tensor = _a.Arg_Tensor
+_PAD = ((_NONE,) * 4, (_NONE,) * 3, (_NONE,) * 2, (_NONE,), ())
+
+
+def _op_index(qual):
+    try:
+        i = _index[qual] = _a.index(qual)
+    except Err as e:
+        raise RuntimeError(e.value) from None
+    return i
+
+
+def _lifted(args):
+    """Converted values as the `Arg`s a list call takes (a tensor's handle as an Arg)."""
+    return [_Arg_Tensor(v) if type(v) is _Handle else v for v in args]
+
+
 def run(qual, args, kwargs):
     """Calls the resolved operator `qual` with converted arguments: its wrapped result(s)."""
     try:
-        out = _aten.op(qual).call(args, kwargs)
+        out = _aten.op(qual).call(_lifted(args), [(k, _Arg_Tensor(v) if type(v) is _Handle else v) for k, v in kwargs])
     except Err as e:
         raise RuntimeError(e.value) from None
     return _result([None if isinstance(v, _a.Value_None_) else v.value for v in out])
 
 
-def run_one(qual, args, kwargs):
-    """As `run`, for an operator that returns one tensor: no result list to build."""
+def run_one(qual, args, kwargs=()):
+    """As `run`, for an operator that returns one tensor."""
+    n = len(args)
     try:
-        return wrap(_aten.op(qual).call_tensor(args, kwargs))
+        if kwargs or n > 4:
+            h = _aten.op(qual).call_tensor(_lifted(args), [(k, _Arg_Tensor(v) if type(v) is _Handle else v) for k, v in kwargs])
+        else:
+            i = _index.get(qual)
+            if i is None:
+                i = _op_index(qual)
+            if n == 1 and type(args[0]) is _Handle:
+                h = _try_unary(i, args[0])
+            elif n == 2 and type(args[0]) is _Handle and type(args[1]) is _Handle:
+                h = _try_binary(i, args[0], args[1])
+            elif n == 3 and type(args[0]) is _Handle and type(args[1]) is _Handle and type(args[2]) is _Handle:
+                h = _try_ternary(i, args[0], args[1], args[2])
+            elif n and type(args[0]) is _Handle:
+                h = _try_method(i, n, args[0], *[_Arg_Tensor(v) if type(v) is _Handle else v for v in args[1:]], *_PAD[n])
+            else:
+                h = _try_flat(i, n, *[_Arg_Tensor(v) if type(v) is _Handle else v for v in args], *_PAD[n])
+            if h is None:
+                raise RuntimeError(_a.last_error())
     except Err as e:
         raise RuntimeError(e.value) from None
+    t = _new(Tensor)
+    t._h = h
+    return t
 
 
 _returns_one = {}
@@ -360,40 +415,147 @@ def _one(qual):
     return one
 
 
+# The overload the exact pass chose, by what decided it: the operator's name and the
+# arguments' types (keyword names and types after the positional ones). Where a list is
+# among them its items' types decide too: the types alone then map to `_BY_ITEMS`.
+_chosen = {}
+_BY_ITEMS = object()
+
+
+def _items_key(key, args, kwargs):
+    """`key` with each list's item types, or None when a list holds a tensor (whose value
+    decides whether it is an int)."""
+    parts = []
+    for v in (*args, *kwargs.values()):
+        if isinstance(v, (list, tuple)):
+            items = tuple(map(type, v))
+            if any(issubclass(t, Tensor) for t in items):
+                return None
+            parts.append(items)
+    return (*key, *parts)
+
+
+def _plan(o, args):
+    """How the exact pass converts `args` (no keywords) for overload `o`, for later calls
+    with the same types: a letter per argument (`h` a tensor's handle, `i` an int, `f` a
+    float, `b` a bool, `n` None) and where torch's trailing size ints start (-1: none);
+    None when an argument needs more than these."""
+    pos = o.positional
+    pack = -1
+    if len(args) > len(pos):  # `x.view(2, 3)`: as `bind` packs them
+        pack = len(args)
+        while pack > 0 and _is_int(args[pack - 1]):
+            pack -= 1
+        args = args[:pack]
+    kinds = []
+    for p, v in zip(pos, args):
+        code, t = p[1], type(v)
+        if v is None:
+            kinds.append("n")
+        elif code == "T" and isinstance(v, Tensor):
+            kinds.append("h")
+        elif t is builtins.bool and code in "SbT":  # T: a number for a tensor (torch's wrapping)
+            kinds.append("b")
+        elif t is builtins.int and code in "SiTI":  # I: one int for a list of ints
+            kinds.append("i")
+        elif (t is builtins.float and code in "SfT") or (t is builtins.int and code == "f"):
+            kinds.append("f")
+        else:
+            return None
+    return "".join(kinds), pack
+
+
+def _typed_only(ovs, args, kwargs):
+    """Whether torch's conversions, trying overloads `ovs`, looked at no tensor's value: no
+    tensor among the arguments was offered where a number goes (a 0-dim one fits there)."""
+    for o in ovs:
+        pos = o.positional
+        for i, v in enumerate(args):
+            if isinstance(v, Tensor) and i < len(pos) and pos[i][1] != "T":
+                return False
+        for k, v in kwargs.items():
+            if isinstance(v, Tensor) and k in o.by_name and o.by_name[k][1] != "T":
+                return False
+    return True
+
+
 def call(name, args, kwargs):
     """torch's `name(*args, **kwargs)` on ATen: the first overload the arguments fit exactly,
     else the first they fit with torch's conversions (a number for a tensor, a 0-dim tensor
     for a number, one int for a list of ints)."""
+    if kwargs:
+        if "generator" in kwargs:  # a torch.Generator: the op draws from its state
+            kwargs = dict(kwargs)
+            g = kwargs.pop("generator")
+            if g is not None:
+                with g._drawing():
+                    return call(name, args, kwargs)
+        key = (name, *map(type, args), *kwargs, *map(type, kwargs.values()))
+    else:
+        key = (name, *map(type, args))
+    hit = _chosen.get(key)
+    if hit is _BY_ITEMS:
+        items = _items_key(key, args, kwargs)
+        hit = None if items is None else _chosen.get(items)
+    if hit is not None:
+        o, plan = hit
+        if plan is not None:  # converted as the plan says, with no Python call per argument
+            kinds, pack = plan
+            out = []
+            for k, v in zip(kinds, args):
+                if k == "h":
+                    out.append(v._h)
+                elif k == "i":
+                    a = _INTS.get(v)
+                    out.append(_a.Arg_Int(v) if a is None else a)
+                elif k == "n":
+                    out.append(_NONE)
+                elif k == "f":
+                    out.append(_a.Arg_Float(builtins.float(v)))
+                else:
+                    out.append(_TRUE if v else _FALSE)
+            if pack >= 0:
+                out.append(_a.Arg_Ints(list(args[pack:])))
+            r = run_one(o.qual, out) if o.one else run(o.qual, out, ())
+            return args[0] if o.inplace and args and isinstance(args[0], Tensor) else r
+        bound = o.bind(args, kwargs, False)
+        if bound is not None:
+            return _run_bound(o, args, bound)
     ovs = overloads(name)
     if ovs is None:
         raise AttributeError(f"torch has no operator {name!r} that plugins may call")
-    if "generator" in kwargs:  # a torch.Generator: the op draws from its state
-        kwargs = dict(kwargs)
-        g = kwargs.pop("generator")
-        if g is not None:
-            with g._drawing():
-                return call(name, args, kwargs)
     for lenient in (False, True):
-        for o in ovs:
+        for idx, o in enumerate(ovs):
             bound = o.bind(args, kwargs, lenient)
             if bound is not None:
-                r = run_one(o.qual, bound[0], bound[1]) if o.one else run(o.qual, bound[0], bound[1])
-                if o.inplace and args and isinstance(args[0], Tensor):
-                    return args[0]
-                return r
+                if len(_chosen) < 8192 and (not lenient or _typed_only(ovs[: idx + 1], args, kwargs)):
+                    if any(isinstance(v, (list, tuple)) for v in (*args, *kwargs.values())):
+                        _chosen[key] = _BY_ITEMS
+                        key = _items_key(key, args, kwargs)
+                    if key is not None:
+                        _chosen[key] = (o, None if kwargs else _plan(o, args))
+                return _run_bound(o, args, bound)
     expected = "\n".join(f"  {o.qual}({', '.join(p[0] for p in o.by_name.values())})" for o in ovs)
     raise TypeError(f"{name}() received an invalid combination of arguments - got ({_describe(args, kwargs)}), expected one of:\n{expected}")
 
 
+def _run_bound(o, args, bound):
+    r = run_one(o.qual, bound[0], bound[1]) if o.one else run(o.qual, bound[0], bound[1])
+    if o.inplace and args and isinstance(args[0], Tensor):
+        return args[0]
+    return r
+
+
 def direct(qual, *args):
     """Calls operator `qual` with already converted positional arguments (the hot paths)."""
-    if _one(qual):
-        return run_one(qual, list(args), [])
-    return run(qual, list(args), [])
+    one = _returns_one.get(qual)
+    if one or (one is None and _one(qual)):
+        return run_one(qual, args)
+    return run(qual, args, ())
 
 
 def T(t):
-    return _a.Arg_Tensor(t._h)
+    return t._h
 
 
 def I(xs):
@@ -404,12 +566,18 @@ def F(x):
     return _a.Arg_Float(builtins.float(x))
 
 
+# Arguments are never changed once made: the common ones are made once.
+_INTS = {i: _a.Arg_Int(i) for i in range(-128, 1025)}
+_TRUE, _FALSE = _a.Arg_Boolean(True), _a.Arg_Boolean(False)
+
+
 def Int(x):
-    return _a.Arg_Int(builtins.int(x))
+    a = _INTS.get(x)
+    return _a.Arg_Int(builtins.int(x)) if a is None else a
 
 
 def B(x):
-    return _a.Arg_Boolean(builtins.bool(x))
+    return _TRUE if x else _FALSE
 
 
 def S(x):
@@ -420,4 +588,4 @@ NONE = _NONE
 
 
 def opt_T(t):
-    return _NONE if t is None else _a.Arg_Tensor(t._h)
+    return _NONE if t is None else t._h

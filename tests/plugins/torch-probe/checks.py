@@ -571,4 +571,24 @@ def run(torch):
         return [a, b, bool((torch.rand(3) == a).all().item()), torch.randint(0, 100, (4,))]
 
     check("manual_seed", seeded)
+
+    def overload_cache():
+        # lthost's SDK remembers the overload torch's rules chose for the arguments' types
+        # (a list's item types too) and reuses it: the same op called again with other types,
+        # and with a 0-dim tensor where a number goes (a value, which is never remembered).
+        a = torch.arange(6.0).view(2, 3)
+        t0, t1 = torch.tensor(2.0), torch.tensor([0.5, 1.0, 3.0])
+        out = [a + o for o in (1, 1.5, True, a, t0, 2, a.long(), t0, 1)]
+        out += [a.view(6), a.view(3, 2), a.view([6]), a.view(-1), a.view((3, 2)), a.view(2, -1)]
+        out += [a.sum(1), a.sum([0, 1]), a.sum((1,), keepdim=True), a.sum(1), a.sum(dim=0)]
+        out += [torch.where(a > 2, a, 0.0), torch.where(a > 2, a, t0), torch.where(a > 2, a, 0.0)]
+        out += [a.pow(2), a.pow(t0), a.pow(2.5), a.long().pow(2), 2 ** a]
+        out += [a.clamp(t1, t1 + 1), a.clamp(0, 4), a.clamp(min=1.0), a.clamp(t0, t1), a.clamp(0, 4)]
+        out += [a.mul(t0), a.mul(3), a.mul(t1), a.div(t0), a.div(2), a.div(2, rounding_mode="floor")]
+        out += [a.expand(2, 2, 3), a.permute(1, 0), a.permute([1, 0]), a.transpose(0, 1), a.unsqueeze(0).shape]
+        out += [a.new_zeros(2), a.masked_fill(a > 2, -1.0), a.masked_fill(a > 2, t0), a.masked_fill(a > 3, -1)]
+        out += [a.view([3, 2]) for _ in range(3)] + [a.sum([1], keepdim=True) for _ in range(3)]
+        return out
+
+    check("overload_cache", overload_cache)
     return out

@@ -174,6 +174,17 @@ impl PluginState {
         self.hand_over(op.name(), result)
     }
 
+    /// A `try-*` call's result: the tensor, or none with torch's error kept for `last-error`.
+    fn kept_error(&mut self, r: R<Result<Resource<Tensor>, String>>) -> R<Option<Resource<Tensor>>> {
+        match r? {
+            Ok(t) => Ok(Some(t)),
+            Err(e) => {
+                self.last_op_error = Some(e);
+                Ok(None)
+            }
+        }
+    }
+
     /// Operator `op`'s tensor as a new handle of the guest's, or torch's error as a value.
     fn hand_over(&mut self, op: &str, result: Result<Tensor, String>) -> R<Result<Resource<Tensor>, String>> {
         match result {
@@ -221,6 +232,49 @@ impl aten::Host for PluginState {
         c: Resource<Tensor>,
     ) -> R<Resource<Tensor>> {
         applied(self.call_on_tensors(op, &[&a, &b, &c]))
+    }
+
+    fn try_flat(&mut self, op: u32, n: u8, a: Arg, b: Arg, c: Arg, d: Arg) -> R<Option<Resource<Tensor>>> {
+        let r = self.call_flat_args(op, n, [a, b, c, d]);
+        self.kept_error(r)
+    }
+
+    fn try_method(
+        &mut self,
+        op: u32,
+        n: u8,
+        a: Resource<Tensor>,
+        b: Arg,
+        c: Arg,
+        d: Arg,
+    ) -> R<Option<Resource<Tensor>>> {
+        let r = self.call_flat_args(op, n, [Arg::Tensor(a), b, c, d]);
+        self.kept_error(r)
+    }
+
+    fn try_unary(&mut self, op: u32, a: Resource<Tensor>) -> R<Option<Resource<Tensor>>> {
+        let r = self.call_on_tensors(op, &[&a]);
+        self.kept_error(r)
+    }
+
+    fn try_binary(&mut self, op: u32, a: Resource<Tensor>, b: Resource<Tensor>) -> R<Option<Resource<Tensor>>> {
+        let r = self.call_on_tensors(op, &[&a, &b]);
+        self.kept_error(r)
+    }
+
+    fn try_ternary(
+        &mut self,
+        op: u32,
+        a: Resource<Tensor>,
+        b: Resource<Tensor>,
+        c: Resource<Tensor>,
+    ) -> R<Option<Resource<Tensor>>> {
+        let r = self.call_on_tensors(op, &[&a, &b, &c]);
+        self.kept_error(r)
+    }
+
+    fn last_error(&mut self) -> R<String> {
+        Ok(self.last_op_error.take().unwrap_or_default())
     }
 
     fn raise(&mut self, op: String, message: String) -> R<()> {

@@ -24,7 +24,7 @@ def _list(v, n):
 
 # ---- linear, convolution, embedding ----
 def linear(input, weight, bias=None):
-    return direct("aten::linear", T(input), T(weight), opt_T(bias))
+    return direct("aten::linear", input._h, weight._h, NONE if bias is None else bias._h)
 
 
 def bilinear(input1, input2, weight, bias=None):
@@ -62,6 +62,8 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0, sca
         raise NotImplementedError("F.embedding(max_norm=...) is not supported by lthost")
     if padding_idx is not None and padding_idx < 0:
         padding_idx += weight.shape[0]
+    if padding_idx is None and not scale_grad_by_freq and not sparse:
+        return direct("aten::embedding", T(weight), T(input))  # the rest are the schema's defaults
     return direct("aten::embedding", T(weight), T(input), Int(-1 if padding_idx is None else padding_idx), B(scale_grad_by_freq), B(sparse))
 
 
@@ -82,7 +84,7 @@ def relu6(input, inplace=False):
 
 
 def gelu(input, approximate="none"):
-    return _core.run("aten::gelu", [T(input)], [("approximate", _core._a.Arg_Str(approximate))])
+    return direct("aten::gelu", T(input), _core._a.Arg_Str(approximate))
 
 
 def silu(input, inplace=False):
@@ -195,6 +197,8 @@ def alpha_dropout(input, p=0.5, training=False, inplace=False):
 
 # ---- normalisation ----
 def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
+    if eps == 1e-5:  # the schema's default, as `cudnn_enable`'s
+        return direct("aten::layer_norm", T(input), I(_list(normalized_shape, 1)), opt_T(weight), opt_T(bias))
     return direct("aten::layer_norm", T(input), I(_list(normalized_shape, 1)), opt_T(weight), opt_T(bias), F(eps), B(True))
 
 
@@ -221,6 +225,8 @@ def normalize(input, p=2.0, dim=1, eps=1e-12, out=None):
 
 # ---- losses ----
 def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean", label_smoothing=0.0):
+    if weight is None and size_average is None and reduce is None and reduction == "mean" and ignore_index == -100 and label_smoothing == 0.0:
+        return direct("aten::cross_entropy_loss", T(input), T(target))  # the rest are the schema's defaults
     return direct("aten::cross_entropy_loss", T(input), T(target), opt_T(weight), _reduction(reduction, size_average, reduce), Int(ignore_index), F(label_smoothing))
 
 
@@ -258,8 +264,8 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
 
 def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_target=False):
     if reduction == "batchmean":
-        return _core.run("aten::kl_div", [T(input), T(target), Int(2)], [("log_target", B(log_target))]) / input.shape[0]
-    return _core.run("aten::kl_div", [T(input), T(target), _reduction(reduction, size_average, reduce)], [("log_target", B(log_target))])
+        return _core.run_one("aten::kl_div", (T(input), T(target), Int(2)), [("log_target", B(log_target))]) / input.shape[0]
+    return _core.run_one("aten::kl_div", (T(input), T(target), _reduction(reduction, size_average, reduce)), [("log_target", B(log_target))])
 
 
 def cosine_similarity(x1, x2, dim=1, eps=1e-8):
@@ -307,7 +313,7 @@ def adaptive_max_pool2d(input, output_size, return_indices=False):
 
 
 def pad(input, pad, mode="constant", value=None):
-    return _core.run("aten::pad", [T(input), I(pad), _core._a.Arg_Str(mode), NONE if value is None else F(value)], [])
+    return direct("aten::pad", T(input), I(pad), _core._a.Arg_Str(mode), NONE if value is None else F(value))
 
 
 def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corners=None, recompute_scale_factor=None, antialias=False):
@@ -336,7 +342,7 @@ def unfold(input, kernel_size, dilation=1, padding=0, stride=1):
 
 def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
     kw = [("enable_gqa", B(enable_gqa))] + ([] if scale is None else [("scale", F(scale))])
-    return _core.run("aten::scaled_dot_product_attention", [T(query), T(key), T(value), opt_T(attn_mask), F(dropout_p), B(is_causal)], kw)
+    return _core.run_one("aten::scaled_dot_product_attention", (T(query), T(key), T(value), opt_T(attn_mask), F(dropout_p), B(is_causal)), kw)
 
 
 def multi_head_attention_forward(*args, **kwargs):
