@@ -415,9 +415,10 @@ def _one(qual):
     return one
 
 
-# The overload the exact pass chose, by what decided it: the operator's name and the
-# arguments' types (keyword names and types after the positional ones). Where a list is
-# among them its items' types decide too: the types alone then map to `_BY_ITEMS`.
+# The overload torch's rules chose (and whether with their conversions), by what decided
+# it: the operator's name and the arguments' types (keyword names and types after the
+# positional ones). Where a list is among them its items' types decide too: the types alone
+# then map to `_BY_ITEMS`.
 _chosen = {}
 _BY_ITEMS = object()
 
@@ -498,7 +499,7 @@ def call(name, args, kwargs):
         items = _items_key(key, args, kwargs)
         hit = None if items is None else _chosen.get(items)
     if hit is not None:
-        o, plan = hit
+        o, plan, lenient = hit
         if plan is not None:  # converted as the plan says, with no Python call per argument
             kinds, pack = plan
             out = []
@@ -518,7 +519,7 @@ def call(name, args, kwargs):
                 out.append(_a.Arg_Ints(list(args[pack:])))
             r = run_one(o.qual, out) if o.one else run(o.qual, out, ())
             return args[0] if o.inplace and args and isinstance(args[0], Tensor) else r
-        bound = o.bind(args, kwargs, False)
+        bound = o.bind(args, kwargs, lenient)
         if bound is not None:
             return _run_bound(o, args, bound)
     ovs = overloads(name)
@@ -533,7 +534,7 @@ def call(name, args, kwargs):
                         _chosen[key] = _BY_ITEMS
                         key = _items_key(key, args, kwargs)
                     if key is not None:
-                        _chosen[key] = (o, None if kwargs else _plan(o, args))
+                        _chosen[key] = (o, None if kwargs else _plan(o, args), lenient)
                 return _run_bound(o, args, bound)
     expected = "\n".join(f"  {o.qual}({', '.join(p[0] for p in o.by_name.values())})" for o in ovs)
     raise TypeError(f"{name}() received an invalid combination of arguments - got ({_describe(args, kwargs)}), expected one of:\n{expected}")

@@ -588,6 +588,7 @@ def run(torch):
         out += [a.expand(2, 2, 3), a.permute(1, 0), a.permute([1, 0]), a.transpose(0, 1), a.unsqueeze(0).shape]
         out += [a.new_zeros(2), a.masked_fill(a > 2, -1.0), a.masked_fill(a > 2, t0), a.masked_fill(a > 3, -1)]
         out += [a.view([3, 2]) for _ in range(3)] + [a.sum([1], keepdim=True) for _ in range(3)]
+        out += [a.sum(1, keepdim=True) for _ in range(3)] + [a.mean(-1, keepdim=True) for _ in range(3)]
         return out
 
     check("overload_cache", overload_cache)
