@@ -106,6 +106,44 @@ impl RunDir {
             .collect()
     }
 
+    /// Makes `name` a symlink to `target`, a plain name in this directory (the link stays
+    /// inside it, and is relative, as Lightning's `save_last="link"` makes it). What is at
+    /// `name` is replaced atomically (the link is made under a temporary name and renamed
+    /// over it); a directory there is not replaced (an error).
+    pub fn link(&self, name: &str, target: &str) -> std::io::Result<()> {
+        let plain = |n: &str| plain_name(OsStr::new(n)).is_some();
+        if !plain(name) || !plain(target) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("a link {name:?} -> {target:?} must join two plain names in {}", self.path.display()),
+            ));
+        }
+        let tmp = format!("{}{}-link-{name}", crate::loggers::TEMP_PREFIX, std::process::id());
+        if self.dir.symlink_metadata(&tmp).is_ok() {
+            self.remove_link(&tmp)?;
+        }
+        self.dir.symlink(target, &tmp)?;
+        self.dir.rename(&tmp, &self.dir, name).inspect_err(|_| {
+            let _ = self.dir.remove_file(&tmp);
+        })
+    }
+
+    /// Whether `name` here is a symlink (not followed).
+    pub fn is_link(&self, name: &str) -> bool {
+        self.dir.symlink_metadata(name).is_ok_and(|m| m.file_type().is_symlink())
+    }
+
+    /// The regular file directly in this directory that the symlink `name` names (a link
+    /// made by [`RunDir::link`]); None for anything else (a file, a link leading elsewhere).
+    pub fn link_target(&self, name: &str) -> Option<String> {
+        if !self.is_link(name) {
+            return None;
+        }
+        let target = self.dir.read_link_contents(name).ok()?;
+        let target = plain_name(target.as_os_str())?;
+        self.is_file(target).then(|| target.to_string())
+    }
+
     /// Removes a symlink `name` (whatever it points to, it is not followed).
     pub fn remove_link(&self, name: &str) -> std::io::Result<()> {
         if !self.dir.symlink_metadata(name)?.file_type().is_symlink() {
@@ -129,6 +167,28 @@ mod tests {
         assert_eq!(d.name_of(&t.path().join("ckpts/sub/a.ckpt")), None);
         assert_eq!(d.name_of(Path::new("/etc/passwd")), None);
         assert_eq!(d.name_of(&t.path().join("ckpts")), None);
+    }
+
+    #[test]
+    fn links_join_plain_names_inside_and_replace_atomically() {
+        let t = tempfile::tempdir().unwrap();
+        let d = RunDir::open(&t.path().join("ckpts")).unwrap();
+        std::fs::write(t.path().join("ckpts/a.ckpt"), b"a").unwrap();
+        std::fs::write(t.path().join("ckpts/b.ckpt"), b"b").unwrap();
+        d.link("last.ckpt", "a.ckpt").unwrap();
+        assert_eq!(std::fs::read_link(t.path().join("ckpts/last.ckpt")).unwrap(), Path::new("a.ckpt"));
+        assert_eq!(d.link_target("last.ckpt").as_deref(), Some("a.ckpt"));
+        d.link("last.ckpt", "b.ckpt").unwrap();
+        assert_eq!(std::fs::read(t.path().join("ckpts/last.ckpt")).unwrap(), b"b");
+        assert!(d.link("x.ckpt", "../a.ckpt").is_err() && d.link("../x.ckpt", "a.ckpt").is_err());
+        std::fs::create_dir(t.path().join("ckpts/dir.ckpt")).unwrap();
+        assert!(d.link("dir.ckpt", "a.ckpt").is_err(), "a directory is not replaced");
+        // A link leading out of the directory, or to a link, is no checkpoint of it.
+        std::os::unix::fs::symlink(t.path().join("ckpts/a.ckpt"), t.path().join("ckpts/abs.ckpt")).unwrap();
+        assert_eq!(d.link_target("abs.ckpt"), None);
+        assert_eq!(d.link_target("a.ckpt"), None);
+        let left: Vec<String> = d.entries().into_iter().map(|(n, _)| n).filter(|n| n.starts_with('.')).collect();
+        assert!(left.is_empty(), "no temporary link left: {left:?}");
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! a step save waiting for a validation-only monitor), a monitor missing before any
 //! validation, NaN scores, Python format specs and auto_insert_metric_name in templates,
 //! `last.ckpt` only when a save happens (and at the end when none did), `-v1` versions on a
-//! rerun, resuming without removing the file resumed from, and the refused combinations.
+//! rerun, resuming without removing the file resumed from, `save_last="link"` (last.ckpt a
+//! relative symlink to the newest checkpoint, compared link by link), and the refused
+//! combinations.
 
 use std::path::Path;
 
@@ -54,6 +56,18 @@ fn fit(dir: &Path, checkpoint: &Value, trainer: &Value, model: &Value, ckpt_path
     t.fit(&mut module, &mut data as &mut dyn DataModule, model).unwrap_or_else(|e| panic!("fit: {e:#}"))
 }
 
+/// The symlinks in `dir` and what each names (`save_last="link"`).
+fn links(dir: &Path) -> Value {
+    let mut m = serde_json::Map::new();
+    for e in std::fs::read_dir(dir).expect("dir").flatten() {
+        if e.file_type().expect("type").is_symlink() {
+            let target = std::fs::read_link(e.path()).expect("link");
+            m.insert(e.file_name().to_string_lossy().into_owned(), json!(target.to_string_lossy()));
+        }
+    }
+    Value::Object(m)
+}
+
 fn files(dir: &Path) -> Vec<String> {
     let mut f: Vec<String> =
         std::fs::read_dir(dir).expect("dir").flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
@@ -88,16 +102,27 @@ fn model_checkpoint_keeps_the_files_lightning_keeps() {
         let want_files: Vec<String> =
             case["files"].as_array().expect("files").iter().map(|v| v.as_str().expect("str").to_string()).collect();
         assert_eq!(files(d.path()), want_files, "{name}: files in the checkpoint directory");
+        let want_links = case.get("links").cloned().unwrap_or_else(|| json!({}));
+        assert_eq!(links(d.path()), want_links, "{name}: symlinks (save_last=\"link\") and what they name");
         checked += 1;
     }
-    assert!(checked >= 15);
+    assert!(checked >= 22);
 }
 
 #[test]
 fn model_checkpoint_reports_lightnings_best_and_last() {
     let want = reference();
-    for name in ["top2_min", "all_max_with_last", "steps_wait_for_the_monitor", "nan_first", "nan_max", "format_specs"]
-    {
+    for name in [
+        "top2_min",
+        "all_max_with_last",
+        "steps_wait_for_the_monitor",
+        "nan_first",
+        "nan_max",
+        "format_specs",
+        "link_top2",
+        "link_top_0",
+        "link_steps_wait_for_the_monitor",
+    ] {
         let case = &want["cases"][name];
         let d = tempfile::tempdir().expect("tempdir");
         let report = fit(d.path(), &case["checkpoint"], &case["trainer"], &case["model"], None);
@@ -115,4 +140,20 @@ fn model_checkpoint_refuses_what_lightning_refuses() {
         let got = cfg.validate().err().map(|e| e.to_string());
         assert_eq!(got.as_deref(), case["message"].as_str(), "{name}");
     }
+}
+
+#[test]
+fn resuming_from_a_save_last_link_continues_from_the_checkpoint_it_names() {
+    // `--ckpt-path last` with save_last="link": last.ckpt is a link to epoch=1-step=8.ckpt,
+    // which is what resumes; that file is kept (never removed after a resume, lthost's rule)
+    // and last.ckpt follows the newest save.
+    let d = tempfile::tempdir().expect("tempdir");
+    let ck = json!({"save_last": "link"});
+    fit(d.path(), &ck, &json!({"max_epochs": 2}), &json!({}), None);
+    assert_eq!(links(d.path()), json!({"last.ckpt": "epoch=1-step=8.ckpt"}));
+    // `last` is the spec `--ckpt-path last` passes.
+    let report = fit(d.path(), &ck, &json!({"max_epochs": 4}), &json!({}), Some(Path::new("last")));
+    assert_eq!(report.global_step, 16, "resumed at step 8 and trained epochs 2 and 3");
+    assert_eq!(files(d.path()), ["epoch=1-step=8.ckpt", "epoch=3-step=16.ckpt", "last.ckpt"]);
+    assert_eq!(links(d.path()), json!({"last.ckpt": "epoch=3-step=16.ckpt"}));
 }

@@ -108,6 +108,34 @@ fn a_checkpoint_cannot_make_lthost_remove_files_outside_the_run() {
 }
 
 #[test]
+fn a_planted_last_link_is_neither_followed_nor_replaced() {
+    // save_last="link" in a directory where someone left `last.ckpt` as a symlink to a file
+    // outside it: the run links `last-v1.ckpt` instead, `--ckpt-path last` does not take the
+    // stranger's link, and the file it names is untouched.
+    let d = tempfile::tempdir().expect("tempdir");
+    let root = d.path();
+    let victim = victim_in(root);
+    let dir = root.join("ck");
+    std::fs::create_dir(&dir).expect("dir");
+    std::os::unix::fs::symlink(&victim, dir.join("last.ckpt")).expect("planted link");
+    let link = ["--set", "checkpoint.save_last=link", "--checkpoint-dir", dir.to_str().expect("utf-8")];
+    let run = fit(root, &[&["--max-epochs", "2"][..], &link].concat());
+    assert!(run.ok(), "{}", run.stderr);
+    assert_eq!(std::fs::read_link(dir.join("last.ckpt")).expect("still the planted link"), victim);
+    assert_eq!(
+        std::fs::read_link(dir.join("last-v1.ckpt")).expect("this run's link"),
+        Path::new("epoch=1-step=10.ckpt")
+    );
+    assert_eq!(std::fs::read(&victim).expect("victim"), VICTIM);
+    // A resume through `last`: the run's own link is taken (the newest), never the planted one.
+    let run = fit(root, &[&["--max-epochs", "3", "--ckpt-path", "last"][..], &link].concat());
+    assert!(run.ok(), "{}", run.stderr);
+    assert_eq!(std::fs::read_link(dir.join("last-v1.ckpt")).expect("re-pointed"), Path::new("epoch=2-step=15.ckpt"));
+    assert_eq!(std::fs::read_link(dir.join("last.ckpt")).expect("untouched"), victim);
+    assert_eq!(std::fs::read(&victim).expect("victim"), VICTIM);
+}
+
+#[test]
 fn auto_resume_takes_only_this_plugins_hpc_checkpoint_and_says_so() {
     let d = tempfile::tempdir().expect("tempdir");
     let root = d.path();

@@ -53,6 +53,14 @@ CASES = {
     # training-step values are monitor candidates at a mid-epoch validation's save
     "train_metric_mid_epoch": ({"monitor": "train_loss", "save_top_k": -1, "filename": "{epoch}-{step}-{train_loss:.3f}"},
                                {"max_epochs": 2, "val_check_interval": 0.5}, {}),
+    # save_last="link": last.ckpt a relative symlink to the newest checkpoint saved
+    "link_top2": ({"monitor": "scripted", "save_top_k": 2, "save_last": "link"}, {"max_epochs": 6}, {"script": SCRIPT}),
+    "link_no_monitor": ({"save_last": "link"}, {"max_epochs": 3}, {}),
+    "link_top_0": ({"save_top_k": 0, "save_last": "link"}, {"max_epochs": 2}, {}),
+    "link_every_3_steps": ({"every_n_train_steps": 3, "save_top_k": -1, "save_last": "link"}, {"max_epochs": 2}, {}),
+    "link_steps_wait_for_the_monitor": ({"every_n_train_steps": 3, "monitor": "scripted", "save_last": "link"},
+                                        {"max_epochs": 3}, {"script": SCRIPT}),
+    "link_every_2_epochs": ({"every_n_epochs": 2, "save_last": "link"}, {"max_epochs": 5}, {}),
 }
 
 # ModelCheckpoint arguments Lightning refuses: the start of its message.
@@ -80,6 +88,7 @@ def fit(ckpt_args, trainer_args, model_args, dirpath, ckpt_path=None):
     name = lambda p: os.path.basename(p) if p else None
     return {
         "files": sorted(os.listdir(dirpath)),
+        "links": {f: os.readlink(os.path.join(dirpath, f)) for f in sorted(os.listdir(dirpath)) if os.path.islink(os.path.join(dirpath, f))},
         "best_model_path": name(mc.best_model_path),
         "best_model_score": None if mc.best_model_score is None else float(mc.best_model_score),
         "last_model_path": name(mc.last_model_path),
@@ -99,6 +108,11 @@ def main(path):
         fit(*args, d)
         got = fit(*args, d)
     out["cases"]["rerun_same_dir"] = {"checkpoint": args[0], "trainer": args[1], "model": args[2], "runs": 2, **got}
+    args = ({"save_last": "link"}, {"max_epochs": 2}, {})
+    with tempfile.TemporaryDirectory() as d:
+        fit(*args, d)
+        got = fit(*args, d)
+    out["cases"]["rerun_same_dir_link"] = {"checkpoint": args[0], "trainer": args[1], "model": args[2], "runs": 2, **got}
     # Resuming from a kept checkpoint: the file resumed from is never removed.
     args = ({}, {"max_epochs": 2}, {})
     with tempfile.TemporaryDirectory() as d:

@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context as _, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -34,7 +34,9 @@ pub struct CheckpointConfig {
     pub mode: String,
     /// -1: keep all; 0: none (only `last`, if save_last).
     pub save_top_k: i64,
-    pub save_last: bool,
+    /// `true`: `last.ckpt` is saved whenever a checkpoint is; `"link"`: it is a relative
+    /// symlink to the newest checkpoint saved (a full save only before any other was).
+    pub save_last: SaveLast,
     /// The triggers, mutually exclusive as in Lightning. None of the three set: every epoch;
     /// any one set: the others off (`every_n_train_steps` alone saves no epoch ends), and 0
     /// means never.
@@ -63,7 +65,7 @@ impl Default for CheckpointConfig {
             monitor: None,
             mode: "min".into(),
             save_top_k: 1,
-            save_last: false,
+            save_last: SaveLast::No,
             every_n_train_steps: None,
             every_n_epochs: None,
             train_time_interval_s: None,
@@ -72,6 +74,41 @@ impl Default for CheckpointConfig {
             auto_insert_metric_name: true,
             enable_version_counter: true,
             on_exception: false,
+        }
+    }
+}
+
+/// Lightning's `save_last`: `false`, `true` or `"link"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SaveLast {
+    #[default]
+    No,
+    Yes,
+    Link,
+}
+
+impl Serialize for SaveLast {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            SaveLast::No => s.serialize_bool(false),
+            SaveLast::Yes => s.serialize_bool(true),
+            SaveLast::Link => s.serialize_str("link"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SaveLast {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Flag(bool),
+            Word(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Flag(b) => Ok(if b { SaveLast::Yes } else { SaveLast::No }),
+            Raw::Word(w) if w == "link" => Ok(SaveLast::Link),
+            Raw::Word(w) => Err(serde::de::Error::custom(format!("save_last is true, false or \"link\", not {w:?}"))),
         }
     }
 }
@@ -212,6 +249,8 @@ pub struct ModelCheckpoint {
 #[derive(Debug, Default)]
 pub struct SavePlan {
     pub paths: Vec<PathBuf>,
+    /// `save_last="link"`: (the link, the checkpoint it names), made after the saves.
+    pub links: Vec<(PathBuf, PathBuf)>,
     pub remove: Vec<PathBuf>,
 }
 
@@ -244,8 +283,8 @@ impl ModelCheckpoint {
         // the finished files are whole. Only those of processes that are gone are removed.
         if let Some(d) = &dir {
             for (name, link) in d.entries() {
-                if !link && crate::loggers::is_stale_temp(&name) {
-                    let _ = d.remove(&name);
+                if crate::loggers::is_stale_temp(&name) {
+                    let _ = if link { d.remove_link(&name) } else { d.remove(&name) };
                 }
             }
         }
@@ -289,6 +328,29 @@ impl ModelCheckpoint {
         }
     }
 
+    /// Makes `link` (`last.ckpt`) a relative symlink to `target`, both in the checkpoint
+    /// directory: it replaces only what this run wrote or accepted from the checkpoint it
+    /// resumed ([`Self::versioned`] picked the name), never another file.
+    pub fn link(&mut self, link: &Path, target: &Path) -> Result<()> {
+        self.run_dir()?;
+        let Some(dir) = self.dir.as_ref() else { bail!("internal: no checkpoint directory") };
+        let (Some(name), Some(to)) = (dir.name_of(link), dir.name_of(target)) else {
+            bail!(
+                "ModelCheckpoint: {} and {} are not both in {}",
+                link.display(),
+                target.display(),
+                self.dirpath.display()
+            );
+        };
+        let taken = dir.is_link(&name) || link.symlink_metadata().is_ok();
+        if taken && !self.owned.contains(&name) {
+            bail!("ModelCheckpoint(save_last=\"link\") would replace {}, which this run did not write; lthost never replaces such a file", link.display());
+        }
+        dir.link(&name, &to).with_context(|| format!("ModelCheckpoint could not link {} to {to}", link.display()))?;
+        self.owned.insert(name);
+        Ok(())
+    }
+
     /// Removes a checkpoint that fell out of the top k: only a regular file directly in the
     /// directory that this run wrote or a resumed checkpoint listed (and [`load_state`]
     /// checked). Anything else is left alone with a warning.
@@ -299,7 +361,8 @@ impl ModelCheckpoint {
         let Some(dir) = self.dir.as_ref() else { return };
         match dir.name_of(path) {
             Some(name) if self.owned.contains(&name) => {
-                if let Err(e) = dir.remove(&name) {
+                let removed = if dir.is_link(&name) { dir.remove_link(&name) } else { dir.remove(&name) };
+                if let Err(e) = removed {
                     if e.kind() != std::io::ErrorKind::NotFound {
                         eprintln!("warning: ModelCheckpoint did not remove {}: {e}", path.display());
                     }
@@ -323,8 +386,10 @@ impl ModelCheckpoint {
         let dir = RunDir::open_existing(&self.dirpath);
         let accept = |v: &Value| -> Option<PathBuf> {
             let p = PathBuf::from(v.as_str()?);
+            // A `save_last="link"` link is taken for the checkpoint it names beside it.
             let ok = dir.as_ref().and_then(|d| Some((d, d.name_of(&p)?))).is_some_and(|(d, name)| {
-                crate::checkpoint::read_meta(d, &name).is_ok_and(|m| m.plugin_sha256 == plugin_sha256)
+                let file = d.link_target(&name).unwrap_or(name);
+                crate::checkpoint::read_meta(d, &file).is_ok_and(|m| m.plugin_sha256 == plugin_sha256)
             });
             if !ok {
                 eprintln!("warning: the checkpoint's ModelCheckpoint state names {}, which is not a checkpoint of this plugin in {}; it is ignored", p.display(), self.dirpath.display());
@@ -520,7 +585,7 @@ impl ModelCheckpoint {
     /// When training ends: `last` is written if `save_last` is set and nothing was saved.
     pub fn on_train_end(&mut self, at: &Moment<'_>) -> Result<SavePlan> {
         let mut plan = SavePlan::default();
-        if self.cfg.save_last && self.last_checkpoint_saved.is_none() {
+        if self.cfg.save_last != SaveLast::No && self.last_checkpoint_saved.is_none() {
             self.save_last(&mut plan, at)?;
         }
         Ok(plan)
@@ -530,7 +595,10 @@ impl ModelCheckpoint {
         if self.every_n_epochs >= 1 && (epoch + 1) % self.every_n_epochs == 0 {
             self.save_topk(plan, at)?;
         }
-        if self.last_global_step_saved == at.global_step {
+        // `last` follows a save made now; a link is refreshed at every epoch save point once
+        // any checkpoint exists (Lightning).
+        let linking = self.cfg.save_last == SaveLast::Link && self.last_checkpoint_saved.is_some();
+        if self.last_global_step_saved == at.global_step || linking {
             self.save_last(plan, at)?;
         }
         Ok(())
@@ -689,13 +757,21 @@ impl ModelCheckpoint {
     }
 
     fn save_last(&mut self, plan: &mut SavePlan, at: &Moment<'_>) -> Result<()> {
-        if !self.cfg.save_last {
+        if self.cfg.save_last == SaveLast::No {
             return Ok(());
         }
         let name = format_name("last", at.metrics, false)?;
         let path = self.versioned(&name, self.last_model_path.as_deref())?;
         let previous = self.last_model_path.replace(path.clone());
-        self.save(plan, path.clone(), at.global_step);
+        match self.last_checkpoint_saved.clone() {
+            // Lightning links to the newest checkpoint saved, when there is one to link to.
+            Some(target) if self.cfg.save_last == SaveLast::Link && self.cfg.save_top_k != 0 => {
+                if target != path {
+                    plan.links.push((path.clone(), target));
+                }
+            }
+            _ => self.save(plan, path.clone(), at.global_step),
+        }
         if let Some(prev) = previous {
             self.drop_later(plan, &prev, &path);
         }

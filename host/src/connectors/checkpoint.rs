@@ -269,11 +269,21 @@ fn newest_last(dir: &Path) -> Option<PathBuf> {
                 || s.strip_prefix("last-v").is_some_and(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
         })
     };
-    std::fs::read_dir(dir)
-        .ok()?
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_str().is_some_and(is_last) && e.file_type().is_ok_and(|t| t.is_file()))
-        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+    let run_dir = RunDir::open_existing(dir)?;
+    run_dir
+        .entries()
+        .into_iter()
+        .filter(|(name, _)| is_last(name))
+        .filter_map(|(name, link)| {
+            // A `save_last="link"` link stands for the checkpoint it names beside it (that
+            // file is what resumes, and what ModelCheckpoint then never removes).
+            let file = match link {
+                true => run_dir.link_target(&name)?,
+                false => Some(name).filter(|n| run_dir.is_file(n))?,
+            };
+            let path = dir.join(file);
+            Some((std::fs::symlink_metadata(&path).ok()?.modified().ok()?, path))
+        })
         .max_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)))
         .map(|(_, p)| p)
 }

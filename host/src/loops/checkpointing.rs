@@ -80,20 +80,26 @@ pub fn save(st: &mut LoopState<'_>, trigger: Trigger, epoch: u64, pos: LoopPosit
     let weights_only = mc.cfg.save_weights_only;
     st.checkpoint = Some(mc);
     let plan = plan?;
-    if plan.paths.is_empty() && plan.remove.is_empty() {
+    if plan.paths.is_empty() && plan.links.is_empty() && plan.remove.is_empty() {
         return Ok(());
     }
-    let ckpt = dump(st, pos, weights_only, true)?;
+    let ckpt = if plan.paths.is_empty() { None } else { Some(dump(st, pos, weights_only, true)?) };
     let Some(mc) = st.checkpoint.as_mut() else { return Ok(()) };
     mc.run_dir()?;
-    // Serialised and checked once for every path; a save that fails, or whose bytes would not
-    // load, ends the run before any older checkpoint is removed.
-    let bytes = checkpoint::to_checked_vec(&ckpt).context("ModelCheckpoint could not save")?;
-    for p in &plan.paths {
-        checkpoint::write(p, &bytes).with_context(|| format!("ModelCheckpoint could not save {}", p.display()))?;
-        mc.wrote(p);
+    if let Some(ckpt) = ckpt {
+        // Serialised and checked once for every path; a save that fails, or whose bytes would
+        // not load, ends the run before any older checkpoint is removed.
+        let bytes = checkpoint::to_checked_vec(&ckpt).context("ModelCheckpoint could not save")?;
+        for p in &plan.paths {
+            checkpoint::write(p, &bytes).with_context(|| format!("ModelCheckpoint could not save {}", p.display()))?;
+            mc.wrote(p);
+        }
     }
-    for p in plan.remove.iter().filter(|p| !plan.paths.contains(p)) {
+    for (link, target) in &plan.links {
+        mc.link(link, target)?;
+    }
+    let kept = |p: &&std::path::PathBuf| !plan.paths.contains(p) && !plan.links.iter().any(|(l, t)| l == *p || t == *p);
+    for p in plan.remove.iter().filter(kept) {
         mc.remove(p);
     }
     Ok(())
