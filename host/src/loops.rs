@@ -10,5 +10,6 @@ pub mod limits;
 pub mod optimization;
 pub mod prediction;
 pub mod prediction_writer;
+pub mod reload;
 pub mod state;
 pub mod training_epoch;

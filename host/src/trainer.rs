@@ -155,25 +155,6 @@ impl<'c> Trainer<'c> {
         Ok(Prepared { ctx, hparams: effective, seed, threads, module_hooks })
     }
 
-    pub(crate) fn loader(
-        data: &mut dyn DataModule,
-        ctx: &mut RunContext,
-        split: Split,
-        prefetch: usize,
-    ) -> Result<Option<DataLoader>> {
-        let name = data.name().to_string();
-        let source = format!("plugin `{name}`");
-        if let Some(spec) = data.dataset(ctx, split)? {
-            let mut dl = DataLoader::new(spec, split, &source)?;
-            dl.set_prefetch(prefetch);
-            return Ok(Some(dl));
-        }
-        match data.stream(ctx, split)? {
-            Some(spec) => Ok(Some(DataLoader::streaming(spec, split, &source)?)),
-            None => Ok(None),
-        }
-    }
-
     pub(crate) fn state<'a>(
         &'a mut self,
         module: &'a mut dyn Module,
@@ -206,6 +187,7 @@ impl<'c> Trainer<'c> {
             val_has_run: false,
             eval_log_steps: 0,
             last_val_time: std::time::Instant::now(),
+            reloads: Default::default(),
             batches_that_stepped: 0,
             train_results: ResultCollection::default(),
             hparams: p.hparams,
@@ -273,7 +255,7 @@ impl<'c> Trainer<'c> {
         let data_name = data.name().to_string();
         let start =
             if sanity_first { Some(crate::engine::torch_ext::cpu_rng_state().map_err(|e| anyhow!(e))?) } else { None };
-        let mut train = Self::loader(data, ctx, Split::Train, self.cfg.prefetch())?
+        let mut train = DataLoader::from_plugin(data, ctx, Split::Train, self.cfg.prefetch())?
             .ok_or_else(|| anyhow!("plugin `{data_name}` provides no train dataset: {why}"))?;
         if train.is_empty() {
             bail!("plugin `{data_name}`: the train dataset is empty");
@@ -282,11 +264,11 @@ impl<'c> Trainer<'c> {
             Some(start) => {
                 let after_train = crate::engine::torch_ext::cpu_rng_state().map_err(|e| anyhow!(e))?;
                 crate::engine::torch_ext::set_cpu_rng_state(&start).map_err(|e| anyhow!(e))?;
-                let val = Self::loader(data, ctx, Split::Val, self.cfg.prefetch());
+                let val = DataLoader::from_plugin(data, ctx, Split::Val, self.cfg.prefetch());
                 crate::engine::torch_ext::set_cpu_rng_state(&after_train).map_err(|e| anyhow!(e))?;
                 val?
             }
-            None => Self::loader(data, ctx, Split::Val, self.cfg.prefetch())?,
+            None => DataLoader::from_plugin(data, ctx, Split::Val, self.cfg.prefetch())?,
         };
         let limits = LoopLimits::for_fit(&self.cfg, train.num_batches(), val.as_ref().map(DataLoader::num_batches))?;
         if !limits.shuffle_train {
@@ -397,8 +379,16 @@ impl<'c> Trainer<'c> {
                 crate::engine::torch_ext::set_cuda_rng_state(i, &s).map_err(|e| anyhow!(e))?;
             }
         }
+        // Lightning counts the sanity check's validation loader as loaded in the first epoch
+        // only when that epoch validates (`_should_check_val_epoch`).
+        let epoch = st.ctx.current_epoch;
+        let sanity_ran = val.is_some() && resume_path.is_none() && st.limits.sanity_steps > 0;
+        let first_validates = st.limits.check_val_every_n_epoch.is_none_or(|n| (epoch + 1) % n.max(1) == 0);
+        let every = st.cfg.reload_dataloaders_every_n_epochs.max(0) as u64;
+        st.reloads = crate::loops::reload::Reloads::new(every, epoch, !sanity_ran || first_validates);
+        let (mut train, mut val) = (train, val);
         let mut stopped_in_hook = false;
-        let outcome = match fit::run(&mut st, &train, val.as_ref()) {
+        let outcome = match fit::run(&mut st, &mut train, &mut val) {
             Ok(o) => o,
             Err(e) if crate::plugin::interrupt::signalled() != 0 => {
                 // A signal stopped a plugin mid-hook. Inside a training batch the run is saved
@@ -510,7 +500,7 @@ impl<'c> Trainer<'c> {
         st.hook(Hook::ConfigureModel, None)?;
         let mut metrics = EvalMetrics::default();
         if !disabled {
-            let loader = Self::loader(data, &mut st.ctx, split, st.cfg.prefetch())?
+            let loader = DataLoader::from_plugin(data, &mut st.ctx, split, st.cfg.prefetch())?
                 .ok_or_else(|| anyhow!("plugin `{data_name}` provides no {} dataset", split.name()))?;
             let n = LoopLimits::for_stage(st.cfg, stage, loader.num_batches())?;
             metrics = evaluation::run(&mut st, &loader, stage, n, false, Some(0))?;
@@ -555,7 +545,7 @@ impl<'c> Trainer<'c> {
         restore_weights(&mut st, ckpt_spec.as_deref(), dirpath.as_deref())?;
         st.hook(Hook::Setup, None)?;
         st.hook(Hook::ConfigureModel, None)?;
-        let loader = Self::loader(data, &mut st.ctx, Split::Predict, st.cfg.prefetch())?
+        let loader = DataLoader::from_plugin(data, &mut st.ctx, Split::Predict, st.cfg.prefetch())?
             .ok_or_else(|| anyhow!("plugin `{data_name}` provides no predict dataset"))?;
         let n = LoopLimits::for_stage(st.cfg, Stage::Predict, loader.num_batches())?;
         prediction::run(&mut st, &loader, n, sink)?;

@@ -90,7 +90,8 @@ impl Trainer<'_> {
             strict: true,
         };
         st.ctx.optim = Some(optimizer_set(&st, &name, &opt.optimizers, &[spec], true)?);
-        fit::run(&mut st, &train, val.as_ref())?;
+        let (mut train, mut val) = (train, val);
+        fit::run(&mut st, &mut train, &mut val)?;
         st.hook(Hook::Teardown, None)?;
         let steps = st.ctx.global_step;
         drop(st);

@@ -47,6 +47,10 @@ fn run_like_lightning(name: &str) -> (Vec<f64>, Option<f64>, Value) {
     if !want["hparams"].is_null() {
         args.extend(["--hparams".to_string(), want["hparams"].to_string()]);
     }
+    // ... and its Trainer arguments.
+    for (k, v) in want["trainer"].as_object().into_iter().flatten() {
+        args.extend(["--set".to_string(), format!("trainer.{k}={v}")]);
+    }
     let file = want["plugin"].as_str().expect("the reference's plugin");
     fit(d.path(), file, &want["seed"], &args.iter().map(String::as_str).collect::<Vec<_>>());
     if checkpoint.is_some() {
@@ -228,6 +232,28 @@ fn dataloader_workers_start_as_torchs_do_with_their_worker_init_fn_and_lightning
         assert_training_losses(&name, &got, &want);
         let want_val = want["last_val_loss"].as_f64().expect("a validation loss");
         assert_close(&name, "last val_loss", val.expect("val_loss logged"), want_val);
+    }
+}
+
+#[test]
+fn dataloaders_reloaded_every_epoch_grow_with_the_epoch_as_in_lightning() {
+    // reload_dataloaders_every_n_epochs=1 with DataLoaders built from trainer.current_epoch:
+    // 5, 10 and 15 training steps, validation over 20, 40 and 60 points; the train loader
+    // asked for again before each epoch's hooks (with the iterator Lightning makes and drops
+    // there drawing its base seed), the validation loader at each epoch's validation.
+    // Every 2 epochs: the loaders of epoch 0 serve epoch 1 too (5 + 5 + 15 steps). With
+    // validation every 2 epochs the sanity check's loader does not count for epoch 0, so
+    // epoch 1's validation asks again (over 40 points).
+    for (name, steps) in [
+        ("lit-augment-curriculum", 30),
+        ("lit-augment-curriculum-every-2", 25),
+        ("lit-augment-curriculum-val-every-2", 30),
+    ] {
+        let (got, val, want) = run_like_lightning(name);
+        assert_eq!(got.len(), steps, "{name}: training steps");
+        assert_training_losses(name, &got, &want);
+        let want_val = want["last_val_loss"].as_f64().expect("a validation loss");
+        assert_close(name, "last val_loss", val.expect("val_loss logged"), want_val);
     }
 }
 

@@ -42,7 +42,8 @@ FILES = {
     "lit-classifier": ("LitClassifier", "Blobs", 3),
 }
 
-# A run of a file above with hyperparameters of its own: name: (the file's name, hparams).
+# A run of a file above with hyperparameters of its own: name: (the file's name, hparams[,
+# Trainer arguments of its own]).
 VARIANTS = {
     "lit-lbfgs-manual": ("lit-lbfgs", {"manual": True}),
     "lit-lbfgs-wolfe": ("lit-lbfgs", {"line_search": "strong_wolfe"}),
@@ -55,6 +56,10 @@ VARIANTS = {
     "lit-augment-seed-workers": ("lit-augment", {"sampling": "seed_workers"}),
     "lit-augment-worker-init": ("lit-augment", {"sampling": "worker_init"}),
     "lit-augment-persistent": ("lit-augment", {"sampling": "persistent"}),
+    "lit-augment-curriculum": ("lit-augment", {"sampling": "curriculum"}, {"reload_dataloaders_every_n_epochs": 1}),
+    "lit-augment-curriculum-every-2": ("lit-augment", {"sampling": "curriculum"}, {"reload_dataloaders_every_n_epochs": 2}),
+    "lit-augment-curriculum-val-every-2": ("lit-augment", {"sampling": "curriculum"},
+                                           {"reload_dataloaders_every_n_epochs": 1, "check_val_every_n_epoch": 2}),
 }
 
 
@@ -71,7 +76,7 @@ def made(cls, hparams):
     return cls(**{k: v for k, v in (hparams or {}).items() if k in takes})
 
 
-def run(name, cls_name, data_name, epochs, hparams=None):
+def run(name, cls_name, data_name, epochs, hparams=None, trainer_args=None):
     path = ROOT / "plugins" / name / "model.py"
     if not path.exists():
         path = ROOT / "tests" / "plugins" / name / "model.py"
@@ -86,14 +91,14 @@ def run(name, cls_name, data_name, epochs, hparams=None):
         callbacks = [ModelCheckpoint(dirpath=Path(d) / "ck", **checkpoint)] if checkpoint else []
         trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=CSVLogger(d), log_every_n_steps=1,
                             enable_progress_bar=False, enable_checkpointing=bool(checkpoint), enable_model_summary=False,
-                            callbacks=callbacks)
+                            callbacks=callbacks, **(trainer_args or {}))
         trainer.fit(model, datamodule=data)
         rows = list(csv.DictReader(open(Path(trainer.logger.log_dir) / "metrics.csv")))
         saved = sorted(p.name for p in (Path(d) / "ck").glob("*.ckpt")) if checkpoint else None
     train = {int(r["step"]): float(r["train_loss"]) for r in rows if r.get("train_loss")}
     val = [float(r["val_loss"]) for r in rows if r.get("val_loss")]
     last = {k: float(v) for r in rows for k, v in r.items() if k not in ("epoch", "step") and v}
-    return {"seed": SEED, "epochs": epochs, "plugin": name, "hparams": hparams, "train_loss": [train[k] for k in sorted(train)], "last_val_loss": val[-1] if val else None,
+    return {"seed": SEED, "epochs": epochs, "plugin": name, "hparams": hparams, "trainer": trainer_args, "train_loss": [train[k] for k in sorted(train)], "last_val_loss": val[-1] if val else None,
             "last": last, "checkpoint": checkpoint, "checkpoints": saved}
 
 
@@ -104,8 +109,8 @@ def main(path):
     out = {"lightning": L.__version__, "torch": torch.__version__.split("+")[0]}
     for name, (cls_name, data_name, epochs) in FILES.items():
         out[name] = run(name, cls_name, data_name, epochs)
-    for name, (file, hparams) in VARIANTS.items():
-        out[name] = run(file, *FILES[file], hparams)
+    for name, (file, hparams, *trainer_args) in VARIANTS.items():
+        out[name] = run(file, *FILES[file], hparams, *trainer_args)
     Path(path).write_text(json.dumps(out, indent=1) + "\n")
 
 

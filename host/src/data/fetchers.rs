@@ -6,10 +6,12 @@
 use anyhow::{bail, Result};
 use tch::{Device, Tensor};
 
+use crate::context::RunContext;
 use crate::data::items::{chunks, ItemPass, Items};
 use crate::data::sampler::Sampler;
 use crate::data::stream::{StreamLoader, StreamPass};
-use crate::module::{DatasetSpec, Split, StreamSpec};
+use crate::engine::torch_ext;
+use crate::module::{DataModule, DatasetSpec, Split, StreamSpec};
 
 pub struct DataLoader {
     pub split: Split,
@@ -31,6 +33,44 @@ pub struct DataLoader {
 }
 
 impl DataLoader {
+    /// The DataModule's loader for `split` (None: it has no such split): its dataset, else its
+    /// stream; `prefetch` batches gathered ahead on a thread.
+    pub fn from_plugin(
+        data: &mut dyn DataModule,
+        ctx: &mut RunContext,
+        split: Split,
+        prefetch: usize,
+    ) -> Result<Option<DataLoader>> {
+        let source = format!("plugin `{}`", data.name());
+        if let Some(spec) = data.dataset(ctx, split)? {
+            let mut dl = DataLoader::new(spec, split, &source)?;
+            dl.set_prefetch(prefetch);
+            return Ok(Some(dl));
+        }
+        match data.stream(ctx, split)? {
+            Some(spec) => Ok(Some(DataLoader::streaming(spec, split, &source)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The random draws of an iterator made and dropped at once, as Lightning's fit loop
+    /// makes one when it reloads the train DataLoader (`FitLoop.setup_data`, under
+    /// `reload_dataloaders_every_n_epochs`) before the epoch makes its own: the base seed,
+    /// and with workers the sampler's first draws (they prefetch indices). With persistent
+    /// workers torch keeps that iterator, so the pass after it draws no base seed. A sampler
+    /// of the file's (it draws in the plugin) is not asked: there the draws differ.
+    pub fn discard_iterator(&self) -> Result<()> {
+        if matches!(self.sampler, Sampler::Plugin { .. }) {
+            return Ok(());
+        }
+        self.passes.set(self.passes.get() + 1);
+        torch_ext::draw_seed().map_err(anyhow::Error::msg)?;
+        if self.items.as_ref().is_some_and(|i| i.num_workers > 0) {
+            self.sampler.order(self.len, 0)?;
+        }
+        Ok(())
+    }
+
     pub fn new(spec: DatasetSpec, split: Split, source: &str) -> Result<Self> {
         let name = split.name();
         if spec.batch_size == 0 {

@@ -10,7 +10,7 @@ use crate::hooks::Hook;
 use crate::loops::checkpointing::{self, Trigger};
 use crate::loops::optimization::{self, Interval};
 use crate::loops::state::LoopState;
-use crate::loops::training_epoch;
+use crate::loops::{reload, training_epoch};
 
 #[derive(Debug, Default)]
 pub struct FitOutcome {
@@ -31,7 +31,7 @@ fn done(st: &LoopState<'_>) -> bool {
     st.interrupter.should_stop() && st.can_stop_early()
 }
 
-pub fn run(st: &mut LoopState<'_>, train: &DataLoader, val: Option<&DataLoader>) -> Result<FitOutcome> {
+pub fn run(st: &mut LoopState<'_>, train: &mut DataLoader, val: &mut Option<DataLoader>) -> Result<FitOutcome> {
     st.ctx.max_epochs = st.limits.max_epochs;
     let mut outcome = FitOutcome::default();
     // Lightning skips the fit loop (and ModelCheckpoint's on_train_end) when there is nothing
@@ -43,6 +43,9 @@ pub fn run(st: &mut LoopState<'_>, train: &DataLoader, val: Option<&DataLoader>)
         mc.on_train_start();
     }
     while !done(st) {
+        // A DataLoader due again is asked for before the epoch's hooks (Lightning's
+        // `FitLoop.on_advance_start`).
+        reload::train(st, train)?;
         st.epoch_progress.increment_ready();
         st.epoch_progress.increment_started();
         let epoch_started = std::time::Instant::now();

@@ -88,6 +88,8 @@ pub struct LoopState<'a> {
     /// When training started or the last evaluation run ended (a time-based
     /// val_check_interval counts from it).
     pub last_val_time: std::time::Instant,
+    /// When the DataLoaders were last asked for (`reload_dataloaders_every_n_epochs`).
+    pub reloads: crate::loops::reload::Reloads,
 }
 
 impl LoopState<'_> {

@@ -17,6 +17,7 @@ use crate::hooks::Hook;
 use crate::loops::checkpointing::{self, Trigger};
 use crate::loops::evaluation;
 use crate::loops::optimization::{self, automatic, Interval, OptimizerSet};
+use crate::loops::reload;
 use crate::loops::state::LoopState;
 
 /// What an epoch leaves for the progress bar and the summary.
@@ -89,7 +90,7 @@ fn optimize(st: &mut LoopState<'_>, loss: Option<&Tensor>, idx: usize, stepping:
     Ok(())
 }
 
-pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: Option<&DataLoader>) -> Result<EpochOutcome> {
+pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: &mut Option<DataLoader>) -> Result<EpochOutcome> {
     let total = st.limits.train_batches;
     let automatic = st.ctx.optim.as_ref().is_some_and(|o| o.automatic);
     let mut loss_sum: Option<Tensor> = None;
@@ -111,7 +112,7 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: Option<&DataLoader>
     st.hook(Hook::OnTrainEpochStart, None)?;
     let pass = loader.epoch_from(st.ctx.device, order, start, st.ctx.current_epoch)?;
     st.epoch_order = pass.order();
-    if let (Some(v), true) = (val, resume.as_ref().is_some_and(|p| p.val_pending)) {
+    if let (Some(v), true) = (val.as_ref(), resume.as_ref().is_some_and(|p| p.val_pending)) {
         let step = st.batches_that_stepped.saturating_sub(1);
         let m = evaluation::run(st, v, Stage::Validate, st.limits.val_batches, true, Some(step))?;
         shown_val.extend(m.prog_bar);
@@ -235,7 +236,7 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: Option<&DataLoader>
         let global_step = st.ctx.global_step;
         crate::fault::point("step", || format!("global step {global_step}"));
 
-        let val_due = val.is_some() && should_validate(st, val, idx, last);
+        let val_due = val.is_some() && should_validate(st, val.as_ref(), idx, last);
         st.val_due_pending = val_due;
         let stepped = u64::from(stepping);
         {
@@ -248,13 +249,17 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: Option<&DataLoader>
             let trigger = Trigger::TrainBatchEnd { val_follows: last && val_on };
             checkpointing::save(st, trigger, st.ctx.current_epoch, pos)?;
         }
-        if let (Some(v), true) = (val, val_due) {
+        if val_due {
             // Lightning's callback_metrics hold this batch's values when validation starts
             // (its own values then win on a shared name): one read per validation run.
             let train_step = read(&st.train_results.step_callback_metrics(), |_| true);
             st.callback_metrics.extend(train_step);
+            reload::val(st, val)?;
             let step = st.batches_that_stepped;
-            let m = evaluation::run(st, v, Stage::Validate, st.limits.val_batches, true, Some(step))?;
+            let m = match val.as_ref() {
+                Some(v) => evaluation::run(st, v, Stage::Validate, st.limits.val_batches, true, Some(step))?,
+                None => Default::default(),
+            };
             shown_val.extend(m.prog_bar);
             st.ctx.stage = Stage::Fit;
             st.ctx.training = true;

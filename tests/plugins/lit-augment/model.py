@@ -19,7 +19,9 @@ With workers seeded as Lightning seeds them ("seed_workers": `seed_everything(wo
 whose worker_init_fn Lightning adds to every DataLoader, validation's stream included) or by
 a worker_init_fn of the file's ("worker_init", and "persistent" with persistent workers, whose
 worker_init_fn runs once), items also draw from Python's `random`, shifted by their worker's
-`get_worker_info().id`."""
+`get_worker_info().id`. "curriculum" (run with `reload_dataloaders_every_n_epochs=1`)
+grows both DataLoaders with `self.trainer.current_epoch`: 80 more shuffled training points
+and 20 more validation points each epoch."""
 
 import random
 
@@ -33,6 +35,7 @@ from torch.utils.data import (
     IterableDataset,
     RandomSampler,
     Sampler,
+    Subset,
     SubsetRandomSampler,
     TensorDataset,
     WeightedRandomSampler,
@@ -104,9 +107,13 @@ class Points(L.LightningDataModule):
         self.train = NoisyPoints(x[:240], y[:240], 0.3, self.broken_item, jitter)
         self.val = NoisyPoints(x[240:], y[240:], 0.3)
         self.tensors = TensorDataset(x[:240], y[:240])
+        self.val_tensors = TensorDataset(x[240:], y[240:])
 
     def train_dataloader(self):
         points = dict(batch_size=16, collate_fn=collate, num_workers=2)
+        if self.sampling == "curriculum":
+            n = 80 * min(3, self.trainer.current_epoch + 1)
+            return DataLoader(Subset(self.tensors, range(n)), batch_size=16, shuffle=True)
         if self.sampling == "generator":
             return DataLoader(self.train, shuffle=True, generator=torch.Generator().manual_seed(7), **points)
         if self.sampling == "sequential":
@@ -130,6 +137,8 @@ class Points(L.LightningDataModule):
         return DataLoader(self.train, batch_sampler=LabelSortedBatches(self.train, 16), collate_fn=collate, num_workers=2)
 
     def val_dataloader(self):
+        if self.sampling == "curriculum":
+            return DataLoader(Subset(self.val_tensors, range(20 * (self.trainer.current_epoch + 1))), batch_size=16)
         return DataLoader(PointStream(self.val), batch_size=16, num_workers=2)
 
     def on_before_batch_transfer(self, batch, dataloader_idx):

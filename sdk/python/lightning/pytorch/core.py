@@ -310,6 +310,12 @@ class LightningDataModule(_DataHooks):
     def __init__(self, *args, **kwargs):
         pass
 
+    @property
+    def trainer(self):
+        """The run's state, read-only (a DataLoader may depend on `trainer.current_epoch`
+        with `reload_dataloaders_every_n_epochs`)."""
+        return _TRAINER
+
     def prepare_data(self):
         pass
 
