@@ -379,14 +379,8 @@ impl<'c> Trainer<'c> {
                 crate::engine::torch_ext::set_cuda_rng_state(i, &s).map_err(|e| anyhow!(e))?;
             }
         }
-        // Lightning counts the sanity check's validation loader as loaded in the first epoch
-        // only when that epoch validates (`_should_check_val_epoch`).
-        let epoch = st.ctx.current_epoch;
-        let sanity_ran = val.is_some() && resume_path.is_none() && st.limits.sanity_steps > 0;
-        let first_validates = st.limits.check_val_every_n_epoch.is_none_or(|n| (epoch + 1) % n.max(1) == 0);
-        let every = st.cfg.reload_dataloaders_every_n_epochs.max(0) as u64;
-        st.reloads = crate::loops::reload::Reloads::new(every, epoch, !sanity_ran || first_validates);
         let (mut train, mut val) = (train, val);
+        crate::loops::reload::start(&mut st, &mut train, &mut val)?;
         let mut stopped_in_hook = false;
         let outcome = match fit::run(&mut st, &mut train, &mut val) {
             Ok(o) => o,

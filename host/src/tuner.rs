@@ -91,6 +91,7 @@ impl Trainer<'_> {
         };
         st.ctx.optim = Some(optimizer_set(&st, &name, &opt.optimizers, &[spec], true)?);
         let (mut train, mut val) = (train, val);
+        crate::loops::reload::start(&mut st, &mut train, &mut val)?;
         fit::run(&mut st, &mut train, &mut val)?;
         st.hook(Hook::Teardown, None)?;
         let steps = st.ctx.global_step;

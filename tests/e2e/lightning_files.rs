@@ -241,19 +241,59 @@ fn dataloaders_reloaded_every_epoch_grow_with_the_epoch_as_in_lightning() {
     // 5, 10 and 15 training steps, validation over 20, 40 and 60 points; the train loader
     // asked for again before each epoch's hooks (with the iterator Lightning makes and drops
     // there drawing its base seed), the validation loader at each epoch's validation.
-    // Every 2 epochs: the loaders of epoch 0 serve epoch 1 too (5 + 5 + 15 steps). With
-    // validation every 2 epochs the sanity check's loader does not count for epoch 0, so
-    // epoch 1's validation asks again (over 40 points).
+    // Every 2 epochs: the loaders of epoch 0 serve epoch 1 too (5 + 5 + 15 steps). Every 2
+    // epochs with validation every 2 epochs (and no sanity check): the validation loader made
+    // at the start does not count for epoch 0, so epoch 1's validation asks again (over 40
+    // points, not the start's 20).
     for (name, steps) in [
         ("lit-augment-curriculum", 30),
         ("lit-augment-curriculum-every-2", 25),
-        ("lit-augment-curriculum-val-every-2", 30),
+        ("lit-augment-curriculum-val-every-2", 25),
     ] {
         let (got, val, want) = run_like_lightning(name);
         assert_eq!(got.len(), steps, "{name}: training steps");
         assert_training_losses(name, &got, &want);
         let want_val = want["last_val_loss"].as_f64().expect("a validation loss");
         assert_close(name, "last val_loss", val.expect("val_loss logged"), want_val);
+    }
+}
+
+#[test]
+fn a_run_resumed_with_reloaded_dataloaders_trains_the_epochs_the_whole_run_trains() {
+    // lit-augment-curriculum stopped after 2 epochs (at the end of the second, and after the
+    // third's first batch) and resumed to 3: the loaders are asked for again after the
+    // restore, seeing the epoch the checkpoint counts as current, so the resumed steps train
+    // on the points the whole run (Lightning's) trains on, with its losses.
+    let want = reference("lit-augment-curriculum");
+    let all: Vec<f64> =
+        want["train_loss"].as_array().expect("losses").iter().map(|v| v.as_f64().expect("f64")).collect();
+    let hp = want["hparams"].to_string();
+    for (first, at) in [(&["--max-epochs", "2"][..], 15), (&["--max-steps", "16"][..], 16)] {
+        let d = tempfile::tempdir().expect("tempdir");
+        let common = [
+            "--hparams",
+            &hp,
+            "--set",
+            "trainer.reload_dataloaders_every_n_epochs=1",
+            "--log-every-n-steps",
+            "1",
+            "--set",
+            "checkpoint.save_last=true",
+            "--set",
+            "checkpoint.every_n_train_steps=1",
+        ];
+        fit(d.path(), "lit-augment", &want["seed"], &[first, &common].concat());
+        fit(
+            d.path(),
+            "lit-augment",
+            &want["seed"],
+            &[&["--max-epochs", "3", "--ckpt-path", "last"][..], &common].concat(),
+        );
+        let got = column(&read_metrics(&d.path().join("lightning_logs/version_1")), "train_loss");
+        assert_eq!(got.len(), all.len() - at, "resumed after step {at}: the remaining steps");
+        for (step, (g, w)) in got.iter().zip(&all[at..]).enumerate() {
+            assert_close("lit-augment-curriculum resumed", &format!("step {}", step + at), *g, *w);
+        }
     }
 }
 

@@ -59,7 +59,8 @@ VARIANTS = {
     "lit-augment-curriculum": ("lit-augment", {"sampling": "curriculum"}, {"reload_dataloaders_every_n_epochs": 1}),
     "lit-augment-curriculum-every-2": ("lit-augment", {"sampling": "curriculum"}, {"reload_dataloaders_every_n_epochs": 2}),
     "lit-augment-curriculum-val-every-2": ("lit-augment", {"sampling": "curriculum"},
-                                           {"reload_dataloaders_every_n_epochs": 1, "check_val_every_n_epoch": 2}),
+                                           {"reload_dataloaders_every_n_epochs": 2, "check_val_every_n_epoch": 2,
+                                            "num_sanity_val_steps": 0}),
 }
 
 

@@ -57,10 +57,13 @@ impl DataLoader {
     /// makes one when it reloads the train DataLoader (`FitLoop.setup_data`, under
     /// `reload_dataloaders_every_n_epochs`) before the epoch makes its own: the base seed,
     /// and with workers the sampler's first draws (they prefetch indices). With persistent
-    /// workers torch keeps that iterator, so the pass after it draws no base seed. A sampler
-    /// of the file's (it draws in the plugin) is not asked: there the draws differ.
+    /// workers torch keeps that iterator, so the pass after it draws no base seed. Not
+    /// reproduced (nothing drawn here, the pass draws as any first pass): a sampler of the
+    /// file's (it draws in the plugin), and persistent item workers (torch's kept ones were
+    /// started by the dropped iterator, and have fetched ahead).
     pub fn discard_iterator(&self) -> Result<()> {
-        if matches!(self.sampler, Sampler::Plugin { .. }) {
+        let persistent_workers = self.persistent && self.items.as_ref().is_some_and(|i| i.num_workers > 0);
+        if matches!(self.sampler, Sampler::Plugin { .. }) || persistent_workers {
             return Ok(());
         }
         self.passes.set(self.passes.get() + 1);

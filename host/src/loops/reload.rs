@@ -6,6 +6,7 @@
 
 use anyhow::{anyhow, Result};
 
+use crate::context::Stage;
 use crate::data::fetchers::DataLoader;
 use crate::loops::limits::LoopLimits;
 use crate::loops::state::LoopState;
@@ -21,16 +22,86 @@ pub struct Reloads {
 }
 
 impl Reloads {
-    /// At the start of fit in `epoch`, the loaders just made. `val_counted`: the validation
-    /// loader counts as made in `epoch` (Lightning does not count the one a sanity check
-    /// asked for when `epoch` itself does not validate).
-    pub fn new(every: u64, epoch: u64, val_counted: bool) -> Reloads {
-        Reloads { every, train_at: Some(epoch), val_at: val_counted.then_some(epoch) }
+    /// Whether DataLoaders are asked for again at all.
+    pub fn on(&self) -> bool {
+        self.every > 0
     }
 
     fn due(&self, at: Option<u64>, epoch: u64) -> bool {
         self.every > 0 && at.is_none_or(|a| epoch.saturating_sub(a) >= self.every)
     }
+}
+
+/// Lightning's `_should_check_val_epoch` for `epoch`.
+fn validates(st: &LoopState<'_>, epoch: u64) -> bool {
+    st.limits.check_val_every_n_epoch.is_none_or(|n| (epoch + 1) % n.max(1) == 0)
+}
+
+/// At the start of fit, once a checkpoint is restored: when the loaders count as asked for.
+/// Lightning asks for the train loader as the fit loop starts and for the validation loader
+/// there only when that epoch validates (a sanity check's counts the same way). A resumed
+/// run is asked again, as Lightning asks after the restore, seeing the epoch the checkpoint
+/// counts as current (the finished one, for a save at an epoch's end): lthost made its
+/// loaders before restoring. Those are the resumed epoch's loaders (no iterator dropped).
+pub fn start(st: &mut LoopState<'_>, train: &mut DataLoader, val: &mut Option<DataLoader>) -> Result<()> {
+    let every = st.cfg.reload_dataloaders_every_n_epochs.max(0) as u64;
+    let epoch = st.ctx.current_epoch;
+    let seen = match st.resume.as_ref() {
+        Some(p) if every > 0 && p.batches_done_in_epoch == 0 => epoch.saturating_sub(1),
+        Some(_) if every > 0 => epoch,
+        _ => {
+            st.reloads = Reloads { every, train_at: Some(epoch), val_at: validates(st, epoch).then_some(epoch) };
+            return Ok(());
+        }
+    };
+    let val_now = validates(st, seen);
+    st.ctx.current_epoch = seen;
+    let asked = ask_train(st, train).and_then(|_| if val_now { ask_val(st, val) } else { Ok(()) });
+    st.ctx.current_epoch = epoch;
+    asked?;
+    st.reloads = Reloads { every, train_at: Some(seen), val_at: val_now.then_some(seen) };
+    Ok(())
+}
+
+/// The DataModule's train loader, asked for now; the loop numbers follow its length.
+/// Returns its batches.
+fn ask_train(st: &mut LoopState<'_>, train: &mut DataLoader) -> Result<usize> {
+    let Some(data) = st.data.as_deref_mut() else { return Ok(st.limits.train_batches) };
+    let name = data.name().to_string();
+    let mut fresh = DataLoader::from_plugin(data, &mut st.ctx, Split::Train, st.cfg.prefetch())?.ok_or_else(|| {
+        anyhow!("plugin `{name}` provides no train dataset when asked again (reload_dataloaders_every_n_epochs)")
+    })?;
+    // Lightning checks an int val_check_interval against the new length whenever validation
+    // is on (`limit_val_batches > 0`), whatever the validation loader's length.
+    let val_on = (st.limits.val_batches > 0).then_some(1usize << 40);
+    let limits = LoopLimits::for_fit(st.cfg, fresh.num_batches(), val_on)?;
+    if !limits.shuffle_train {
+        fresh.set_shuffle(false);
+    }
+    st.limits.train_batches = limits.train_batches;
+    st.limits.val_check_batch = limits.val_check_batch;
+    st.limits.val_at_pass_end = limits.val_at_pass_end;
+    st.ctx.fit_numbers.num_training_batches = crate::module::sized(limits.train_batches);
+    if st.limits.val_check_seconds.is_some() {
+        // A time-based interval counts from here again (Lightning's `setup_data`).
+        st.last_val_time = std::time::Instant::now();
+    }
+    *train = fresh;
+    Ok(limits.train_batches)
+}
+
+/// The DataModule's validation loader, asked for now; the loop numbers follow its length.
+fn ask_val(st: &mut LoopState<'_>, val: &mut Option<DataLoader>) -> Result<()> {
+    let Some(data) = st.data.as_deref_mut() else { return Ok(()) };
+    let fresh = DataLoader::from_plugin(data, &mut st.ctx, Split::Val, st.cfg.prefetch())?;
+    let batches = match &fresh {
+        Some(v) => LoopLimits::for_stage(st.cfg, Stage::Validate, v.num_batches())?,
+        None => 0,
+    };
+    st.limits.val_batches = batches;
+    st.ctx.fit_numbers.num_val_batches = crate::module::sized(batches);
+    *val = fresh;
+    Ok(())
 }
 
 /// At an epoch's start: a new train DataLoader when one is due. Lightning makes an iterator
@@ -41,24 +112,11 @@ pub fn train(st: &mut LoopState<'_>, train: &mut DataLoader) -> Result<()> {
     if !st.reloads.due(st.reloads.train_at, epoch) || st.cfg.limit_train_batches.is_zero() {
         return Ok(());
     }
-    let Some(data) = st.data.as_deref_mut() else { return Ok(()) };
-    let name = data.name().to_string();
-    let mut fresh = DataLoader::from_plugin(data, &mut st.ctx, Split::Train, st.cfg.prefetch())?.ok_or_else(|| {
-        anyhow!("plugin `{name}` provides no train dataset when asked again (reload_dataloaders_every_n_epochs)")
-    })?;
-    let limits = LoopLimits::for_fit(st.cfg, fresh.num_batches(), None)?;
-    if !limits.shuffle_train {
-        fresh.set_shuffle(false);
-    }
-    fresh.discard_iterator()?;
-    st.limits.train_batches = limits.train_batches;
-    st.limits.val_check_batch = limits.val_check_batch;
-    st.limits.val_at_pass_end = limits.val_at_pass_end;
-    st.ctx.fit_numbers.num_training_batches = crate::module::sized(limits.train_batches);
-    if limits.train_batches > 0 {
+    let batches = ask_train(st, train)?;
+    train.discard_iterator()?;
+    if batches > 0 {
         st.reloads.train_at = Some(epoch);
     }
-    *train = fresh;
     Ok(())
 }
 
@@ -68,15 +126,7 @@ pub fn val(st: &mut LoopState<'_>, val: &mut Option<DataLoader>) -> Result<()> {
     if !st.reloads.due(st.reloads.val_at, epoch) || st.cfg.limit_val_batches.is_zero() {
         return Ok(());
     }
-    let Some(data) = st.data.as_deref_mut() else { return Ok(()) };
-    let fresh = DataLoader::from_plugin(data, &mut st.ctx, Split::Val, st.cfg.prefetch())?;
-    let batches = match &fresh {
-        Some(v) => LoopLimits::for_stage(st.cfg, crate::context::Stage::Validate, v.num_batches())?,
-        None => 0,
-    };
-    st.limits.val_batches = batches;
-    st.ctx.fit_numbers.num_val_batches = crate::module::sized(batches);
+    ask_val(st, val)?;
     st.reloads.val_at = Some(epoch);
-    *val = fresh;
     Ok(())
 }

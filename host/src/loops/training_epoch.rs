@@ -35,7 +35,8 @@ fn optim<'s>(st: &'s mut LoopState<'_>) -> Result<&'s mut OptimizerSet> {
 
 fn should_validate(st: &LoopState<'_>, val: Option<&DataLoader>, idx: usize, last: bool) -> bool {
     let l = &st.limits;
-    if val.is_none() || l.val_batches == 0 {
+    // With reloads a loader that is empty now may not be at the next validation.
+    if val.is_none() || (l.val_batches == 0 && !st.reloads.on()) {
         return false;
     }
     let epoch_ok = l.check_val_every_n_epoch.is_none_or(|n| (st.ctx.current_epoch + 1) % n == 0);
@@ -250,16 +251,17 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: &mut Option<DataLoa
             checkpointing::save(st, trigger, st.ctx.current_epoch, pos)?;
         }
         if val_due {
+            reload::val(st, val)?;
+        }
+        // A validation loader reloaded empty skips the run, its hooks and saves (Lightning's
+        // `val_loop.skip`).
+        if let (Some(v), true) = (val.as_ref(), val_due && st.limits.val_batches > 0) {
             // Lightning's callback_metrics hold this batch's values when validation starts
             // (its own values then win on a shared name): one read per validation run.
             let train_step = read(&st.train_results.step_callback_metrics(), |_| true);
             st.callback_metrics.extend(train_step);
-            reload::val(st, val)?;
             let step = st.batches_that_stepped;
-            let m = match val.as_ref() {
-                Some(v) => evaluation::run(st, v, Stage::Validate, st.limits.val_batches, true, Some(step))?,
-                None => Default::default(),
-            };
+            let m = evaluation::run(st, v, Stage::Validate, st.limits.val_batches, true, Some(step))?;
             shown_val.extend(m.prog_bar);
             st.ctx.stage = Stage::Fit;
             st.ctx.training = true;
