@@ -12,6 +12,7 @@ pub mod model_checkpoint;
 pub mod model_summary;
 pub mod progress_bar;
 pub mod py_format;
+pub mod state_key;
 pub mod throughput_monitor;
 pub mod timer;
 

@@ -104,6 +104,12 @@ fn model_checkpoint_keeps_the_files_lightning_keeps() {
         assert_eq!(files(d.path()), want_files, "{name}: files in the checkpoint directory");
         let want_links = case.get("links").cloned().unwrap_or_else(|| json!({}));
         assert_eq!(links(d.path()), want_links, "{name}: symlinks (save_last=\"link\") and what they name");
+        // ModelCheckpoint's state is kept under Lightning's state key (monitor, mode, triggers).
+        if let Some(file) = files(d.path()).into_iter().find(|f| !d.path().join(f).is_symlink()) {
+            let meta = lthost::checkpoint::load(&d.path().join(&file)).expect("a checkpoint").meta;
+            let key = meta.callbacks.keys().find(|k| k.starts_with("ModelCheckpoint")).cloned();
+            assert_eq!(key.as_deref(), case["state_key"].as_str(), "{name}: ModelCheckpoint's state key");
+        }
         checked += 1;
     }
     assert!(checked >= 22);

@@ -178,7 +178,7 @@ fn plugin_names_cannot_take_the_hosts_keys_or_directories() {
     let d = tempfile::tempdir().expect("tempdir");
     let root = d.path();
     // A callback plugin named as ModelCheckpoint's state key, a logger named `checkpoints`.
-    let key = "ModelCheckpoint{'monitor': None, 'mode': \"min\"}";
+    let key = "ModelCheckpoint{'monitor': None, 'mode': 'min', 'every_n_train_steps': 0, 'every_n_epochs': 1, 'train_time_interval': None}";
     let cb = root.join(format!("{key}.wasm"));
     std::fs::copy(plugin("loss-guard-callback"), &cb).expect("copy");
     let logger = root.join("checkpoints.wasm");

@@ -88,6 +88,7 @@ def fit(ckpt_args, trainer_args, model_args, dirpath, ckpt_path=None):
     name = lambda p: os.path.basename(p) if p else None
     return {
         "files": sorted(os.listdir(dirpath)),
+        "state_key": mc.state_key,
         "links": {f: os.readlink(os.path.join(dirpath, f)) for f in sorted(os.listdir(dirpath)) if os.path.islink(os.path.join(dirpath, f))},
         "best_model_path": name(mc.best_model_path),
         "best_model_score": None if mc.best_model_score is None else float(mc.best_model_score),

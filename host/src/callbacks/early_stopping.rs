@@ -50,6 +50,19 @@ pub struct EarlyStopping {
 }
 
 impl EarlyStopping {
+    /// Lightning's `EarlyStopping.state_key`.
+    pub fn state_key(&self) -> String {
+        use crate::callbacks::state_key::{state_key, PyValue};
+        let kwargs =
+            [("monitor", PyValue::Str(self.cfg.monitor.clone())), ("mode", PyValue::Str(self.cfg.mode.clone()))];
+        state_key("EarlyStopping", &kwargs)
+    }
+
+    /// The key older lthost checkpoints used (see [`Self::state_key`]).
+    pub fn legacy_state_key(&self) -> String {
+        format!("EarlyStopping{{'monitor': {:?}}}", self.cfg.monitor)
+    }
+
     pub fn new(cfg: EarlyStoppingConfig) -> Result<Self> {
         if cfg.monitor.is_empty() {
             bail!("early_stopping.monitor is required");

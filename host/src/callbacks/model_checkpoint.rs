@@ -374,7 +374,26 @@ impl ModelCheckpoint {
         }
     }
 
+    /// Lightning's `ModelCheckpoint.state_key`: the monitor, mode and triggers in effect.
     pub fn state_key(&self) -> String {
+        use crate::callbacks::state_key::{state_key, PyValue};
+        let monitor = self.cfg.monitor.clone().map_or(PyValue::None, PyValue::Str);
+        let time = self.cfg.train_time_interval_s.map_or(PyValue::None, PyValue::Timedelta);
+        state_key(
+            STATE_KEY_PREFIX,
+            &[
+                ("monitor", monitor),
+                ("mode", PyValue::Str(self.cfg.mode.clone())),
+                ("every_n_train_steps", PyValue::Int(self.every_n_train_steps as i64)),
+                ("every_n_epochs", PyValue::Int(self.every_n_epochs as i64)),
+                ("train_time_interval", time),
+            ],
+        )
+    }
+
+    /// The key older lthost checkpoints kept this state under (Rust's `Debug` forms, no
+    /// triggers), read when a checkpoint has none under [`Self::state_key`].
+    pub fn legacy_state_key(&self) -> String {
         format!("{STATE_KEY_PREFIX}{{'monitor': {:?}, 'mode': {:?}}}", self.cfg.monitor, self.cfg.mode)
     }
 

@@ -87,7 +87,7 @@ pub fn dump(
             meta.callbacks.insert(mc.state_key(), mc.state());
         }
         if let Some(es) = &st.early_stopping {
-            meta.callbacks.insert(format!("EarlyStopping{{'monitor': {:?}}}", es.cfg.monitor), es.state());
+            meta.callbacks.insert(es.state_key(), es.state());
         }
         meta.callbacks.insert("Timer".into(), st.timer.state());
         for cb in &mut st.callbacks {
@@ -236,13 +236,17 @@ pub fn restore_training(st: &mut LoopState<'_>, ckpt: &Checkpoint, shown: &str) 
         let bytes = Vec::<u8>::try_from(state).map_err(|e| anyhow!("checkpoint {shown}: datamodule state: {e}"))?;
         d.load_state(&mut st.ctx, &bytes)?;
     }
+    // A built-in callback's state is restored only into one configured the same way (its
+    // Lightning state key); checkpoints of older lthost versions kept it under their own key.
+    let saved =
+        |key: String, legacy: String| ckpt.meta.callbacks.get(&key).or_else(|| ckpt.meta.callbacks.get(&legacy));
     if let Some(mc) = st.checkpoint.as_mut() {
-        if let Some(s) = ckpt.meta.callbacks.get(&mc.state_key()) {
+        if let Some(s) = saved(mc.state_key(), mc.legacy_state_key()) {
             mc.load_state(s, &st.plugin_sha256);
         }
     }
     if let Some(es) = st.early_stopping.as_mut() {
-        if let Some(s) = ckpt.meta.callbacks.get(&format!("EarlyStopping{{'monitor': {:?}}}", es.cfg.monitor)) {
+        if let Some(s) = saved(es.state_key(), es.legacy_state_key()) {
             es.load_state(s);
         }
     }
