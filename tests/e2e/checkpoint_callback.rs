@@ -117,25 +117,21 @@ fn model_checkpoint_keeps_the_files_lightning_keeps() {
 
 #[test]
 fn model_checkpoint_reports_lightnings_best_and_last() {
+    // Every single-run case: the best and last paths Lightning's ModelCheckpoint reports.
     let want = reference();
-    for name in [
-        "top2_min",
-        "all_max_with_last",
-        "steps_wait_for_the_monitor",
-        "nan_first",
-        "nan_max",
-        "format_specs",
-        "link_top2",
-        "link_top_0",
-        "link_steps_wait_for_the_monitor",
-    ] {
-        let case = &want["cases"][name];
+    let mut checked = 0;
+    for (name, case) in want["cases"].as_object().expect("cases") {
+        if case.get("runs").is_some() || case.get("resume_from").is_some() {
+            continue;
+        }
         let d = tempfile::tempdir().expect("tempdir");
         let report = fit(d.path(), &case["checkpoint"], &case["trainer"], &case["model"], None);
         let (best, last) = names(&report);
         assert_eq!(best.as_deref(), case["best_model_path"].as_str(), "{name}: best_model_path");
         assert_eq!(last.as_deref(), case["last_model_path"].as_str(), "{name}: last_model_path");
+        checked += 1;
     }
+    assert!(checked >= 40);
 }
 
 #[test]

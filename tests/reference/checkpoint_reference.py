@@ -61,6 +61,29 @@ CASES = {
     "link_steps_wait_for_the_monitor": ({"every_n_train_steps": 3, "monitor": "scripted", "save_last": "link"},
                                         {"max_epochs": 3}, {"script": SCRIPT}),
     "link_every_2_epochs": ({"every_n_epochs": 2, "save_last": "link"}, {"max_epochs": 5}, {}),
+    # from Lightning's own tests (tests_pytorch/checkpointing/test_model_checkpoint.py; the
+    # survey in docs/lightning-tests/test_model_checkpoint.md)
+    "empty_filename": ({"filename": ""}, {"max_epochs": 2}, {}),
+    "same_name_no_monitor": ({"filename": "model"}, {"max_epochs": 4, "limit_val_batches": 0}, {}),
+    "every_1_epochs_all": ({"every_n_epochs": 1, "save_top_k": -1, "filename": "{epoch}"}, {"max_epochs": 5}, {}),
+    "every_2_epochs_all": ({"every_n_epochs": 2, "save_top_k": -1, "filename": "{epoch}"}, {"max_epochs": 5}, {}),
+    "every_3_epochs_all": ({"every_n_epochs": 3, "save_top_k": -1, "filename": "{epoch}"}, {"max_epochs": 5}, {}),
+    "monitor_epoch_all": ({"monitor": "epoch", "mode": "max", "save_top_k": -1, "filename": "{epoch}"}, {"max_epochs": 3}, {}),
+    "nan_first_top1_min": ({"monitor": "scripted"}, {"max_epochs": 4}, {"script": ["nan", 8, 7, 5]}),
+    "nan_first_top1_max": ({"monitor": "scripted", "mode": "max"}, {"max_epochs": 4}, {"script": ["nan", 5, 7, 8]}),
+    "vci_0.2_all": ({"monitor": "scripted", "mode": "max", "save_top_k": -1}, {"max_epochs": 1, "val_check_interval": 0.2},
+                    {"samples": 40, "script": [0.5]}),
+    "vci_0.42": ({"monitor": "scripted", "save_top_k": -1, "filename": "{scripted:.4f}-{epoch}"},
+                 {"max_epochs": 3, "val_check_interval": 0.42, "num_sanity_val_steps": 0}, {"samples": 48, "script": [0.5, 0.4, 0.3]}),
+    "val_every_2_monitor_epoch": ({"monitor": "epoch", "save_top_k": -1, "filename": "{epoch}"},
+                                  {"max_epochs": 5, "check_val_every_n_epoch": 2, "num_sanity_val_steps": 0}, {}),
+    "nothing": ({"save_top_k": 0}, {"max_epochs": 2}, {}),
+    "last_no_val_no_epoch_end": ({"save_last": True, "save_on_train_epoch_end": False}, {"max_epochs": 2, "limit_val_batches": 0}, {}),
+    "last_only_when_saved": ({"monitor": "scripted", "filename": "best-{epoch}-{scripted:.2f}", "save_last": True, "save_top_k": 1,
+                              "every_n_epochs": 1, "save_on_train_epoch_end": False}, {"max_epochs": 4}, {"script": [1.0, 1.1, 0.8, 1.3]}),
+    "last_only_when_saved_link": ({"monitor": "scripted", "filename": "best-{epoch}-{scripted:.2f}", "save_last": "link", "save_top_k": 1,
+                                   "every_n_epochs": 1, "save_on_train_epoch_end": False}, {"max_epochs": 4}, {"script": [1.0, 1.1, 0.8, 1.3]}),
+    "all_no_monitor_last": ({"save_top_k": -1, "save_last": True}, {"max_epochs": 2}, {}),
 }
 
 # ModelCheckpoint arguments Lightning refuses: the start of its message.
@@ -68,6 +91,9 @@ REFUSED = {
     "steps_and_epochs": {"every_n_train_steps": 2, "every_n_epochs": 1},
     "top_k_without_monitor": {"save_top_k": 3},
     "negative_every_n_epochs": {"every_n_epochs": -1},
+    "negative_every_n_train_steps": {"every_n_train_steps": -3},
+    "negative_top_k": {"save_top_k": -3},
+    "unknown_mode": {"mode": "unknown_option"},
 }
 
 

@@ -680,7 +680,8 @@ impl ModelCheckpoint {
     }
 
     fn file_name(&self, metrics: &BTreeMap<String, f64>) -> Result<String> {
-        let template = self.cfg.filename.as_deref().unwrap_or("{epoch}-{step}");
+        // Unset or empty: Lightning's default (`if not filename`).
+        let template = self.cfg.filename.as_deref().filter(|t| !t.is_empty()).unwrap_or("{epoch}-{step}");
         format_name(template, metrics, self.cfg.auto_insert_metric_name)
     }
 
