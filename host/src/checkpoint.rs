@@ -38,6 +38,10 @@ pub struct LoopPosition {
     pub batches_done_in_epoch: u64,
     /// A validation run was due after the last batch and had not run yet.
     pub val_pending: bool,
+    /// Saved at a training epoch's end (Lightning's `on_train_epoch_end`, where its loops
+    /// count that epoch processed but not yet completed: `current_epoch` is one less there).
+    #[serde(default)]
+    pub at_epoch_end: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

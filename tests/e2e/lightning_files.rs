@@ -260,15 +260,18 @@ fn dataloaders_reloaded_every_epoch_grow_with_the_epoch_as_in_lightning() {
 
 #[test]
 fn a_run_resumed_with_reloaded_dataloaders_trains_the_epochs_the_whole_run_trains() {
-    // lit-augment-curriculum stopped after 2 epochs (at the end of the second, and after the
-    // third's first batch) and resumed to 3: the loaders are asked for again after the
-    // restore, seeing the epoch the checkpoint counts as current, so the resumed steps train
-    // on the points the whole run (Lightning's) trains on, with its losses.
+    // lit-augment-curriculum stopped after 2 epochs and resumed to 3: from the checkpoint
+    // saved at the second epoch's end (the loaders asked for again after the restore seeing
+    // epoch 1, so epoch 2 asks again, with the iterator Lightning drops) and from the one
+    // after the third epoch's first batch (seeing epoch 2). The resumed steps train on the
+    // points the whole run (Lightning's) trains on, with its losses.
     let want = reference("lit-augment-curriculum");
     let all: Vec<f64> =
         want["train_loss"].as_array().expect("losses").iter().map(|v| v.as_f64().expect("f64")).collect();
     let hp = want["hparams"].to_string();
-    for (first, at) in [(&["--max-epochs", "2"][..], 15), (&["--max-steps", "16"][..], 16)] {
+    let epoch_end = ["--max-epochs", "2", "--set", "checkpoint.save_on_train_epoch_end=true"];
+    let mid_epoch = ["--max-steps", "16", "--set", "checkpoint.every_n_train_steps=1"];
+    for (first, at) in [(&epoch_end[..], 15), (&mid_epoch[..], 16)] {
         let d = tempfile::tempdir().expect("tempdir");
         let common = [
             "--hparams",
@@ -279,16 +282,10 @@ fn a_run_resumed_with_reloaded_dataloaders_trains_the_epochs_the_whole_run_train
             "1",
             "--set",
             "checkpoint.save_last=true",
-            "--set",
-            "checkpoint.every_n_train_steps=1",
         ];
         fit(d.path(), "lit-augment", &want["seed"], &[first, &common].concat());
-        fit(
-            d.path(),
-            "lit-augment",
-            &want["seed"],
-            &[&["--max-epochs", "3", "--ckpt-path", "last"][..], &common].concat(),
-        );
+        let resume = ["--max-epochs", "3", "--ckpt-path", "last"];
+        fit(d.path(), "lit-augment", &want["seed"], &[&resume[..], &first[2..], &common].concat());
         let got = column(&read_metrics(&d.path().join("lightning_logs/version_1")), "train_loss");
         assert_eq!(got.len(), all.len() - at, "resumed after step {at}: the remaining steps");
         for (step, (g, w)) in got.iter().zip(&all[at..]).enumerate() {

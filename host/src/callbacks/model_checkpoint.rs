@@ -146,8 +146,9 @@ impl CheckpointConfig {
         if let Some(n) = self.every_n_epochs.filter(|n| *n < 0) {
             bail!("Invalid value for every_n_epochs={n}. Must be >= 0");
         }
-        if self.train_time_interval_s.is_some_and(|t| !(t.is_finite() && t >= 0.0)) {
-            bail!("checkpoint.train_time_interval_s must be a number of seconds >= 0");
+        // At most Python's `timedelta.max` (999999999 days), which Lightning's interval is.
+        if self.train_time_interval_s.is_some_and(|t| !(t.is_finite() && (0.0..8.64e13).contains(&t))) {
+            bail!("checkpoint.train_time_interval_s must be a number of seconds >= 0 and below 999999999 days");
         }
         let (epochs, steps) = self.triggers();
         if u8::from(steps >= 1) + u8::from(epochs >= 1) + u8::from(self.train_time_interval_s.is_some()) > 1 {

@@ -55,7 +55,8 @@ pub fn repr_str(s: &str) -> String {
 /// Python's `repr` of `timedelta(seconds=s)`: `datetime.timedelta(days=1, seconds=5,
 /// microseconds=250000)`, the zero fields left out (`datetime.timedelta(0)` when all are).
 fn repr_timedelta(s: f64) -> String {
-    let micros = (s * 1e6).round() as i128;
+    // timedelta rounds to the microsecond half to even.
+    let micros = (s * 1e6).round_ties_even() as i128;
     let (days, rest) = (micros.div_euclid(86_400_000_000), micros.rem_euclid(86_400_000_000));
     let (secs, us) = (rest / 1_000_000, rest % 1_000_000);
     let parts: Vec<String> = [("days", days), ("seconds", secs), ("microseconds", us)]
@@ -96,6 +97,8 @@ mod tests {
         assert_eq!(repr_timedelta(0.0), "datetime.timedelta(0)");
         assert_eq!(repr_timedelta(90_000.0), "datetime.timedelta(days=1, seconds=3600)");
         assert_eq!(repr_timedelta(1.5), "datetime.timedelta(seconds=1, microseconds=500000)");
+        assert_eq!(repr_timedelta(2.5e-6), "datetime.timedelta(microseconds=2)");
+        assert_eq!(repr_timedelta(5e-7), "datetime.timedelta(0)");
         assert_eq!(repr_str("it's"), "\"it's\"");
         assert_eq!(repr_str("a'b\"c"), "'a\\'b\"c'");
         assert_eq!(repr_str("tab\there\\"), "'tab\\there\\\\'");

@@ -27,6 +27,7 @@ pub fn position(st: &LoopState<'_>, batches_done: usize, val_pending: bool) -> L
         scheduler_steps: o.map(|o| o.scheduler_steps).unwrap_or(0),
         batches_done_in_epoch: batches_done as u64,
         val_pending,
+        at_epoch_end: false,
     }
 }
 

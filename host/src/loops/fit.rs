@@ -71,7 +71,8 @@ pub fn run(st: &mut LoopState<'_>, train: &mut DataLoader, val: &mut Option<Data
         st.ctx.current_epoch += 1;
         outcome.epochs += 1;
         let finished = st.ctx.current_epoch - 1;
-        let pos = checkpointing::position(st, 0, false);
+        let mut pos = checkpointing::position(st, 0, false);
+        pos.at_epoch_end = true;
         checkpointing::save(st, Trigger::TrainEpochEnd, finished, pos)?;
         outcome.epoch_seconds.push(epoch_started.elapsed().as_secs_f64());
     }

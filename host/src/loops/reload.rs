@@ -22,13 +22,13 @@ pub struct Reloads {
 }
 
 impl Reloads {
-    /// Whether DataLoaders are asked for again at all.
-    pub fn on(&self) -> bool {
-        self.every > 0
-    }
-
     fn due(&self, at: Option<u64>, epoch: u64) -> bool {
         self.every > 0 && at.is_none_or(|a| epoch.saturating_sub(a) >= self.every)
+    }
+
+    /// Whether the validation loader is asked for again at `epoch`'s next validation.
+    pub fn val_due(&self, epoch: u64) -> bool {
+        self.due(self.val_at, epoch)
     }
 }
 
@@ -40,26 +40,33 @@ fn validates(st: &LoopState<'_>, epoch: u64) -> bool {
 /// At the start of fit, once a checkpoint is restored: when the loaders count as asked for.
 /// Lightning asks for the train loader as the fit loop starts and for the validation loader
 /// there only when that epoch validates (a sanity check's counts the same way). A resumed
-/// run is asked again, as Lightning asks after the restore, seeing the epoch the checkpoint
-/// counts as current (the finished one, for a save at an epoch's end): lthost made its
-/// loaders before restoring. Those are the resumed epoch's loaders (no iterator dropped).
+/// run is asked again, as Lightning asks after the restore (lthost made its loaders before
+/// restoring): the train loader seeing the epoch the checkpoint counts as current (the
+/// finished one, for a save at an epoch's end: Lightning's `setup_data` runs before its
+/// loops complete that epoch), the validation loader the epoch that resumes. Those are the
+/// resumed epoch's loaders (no iterator dropped).
 pub fn start(st: &mut LoopState<'_>, train: &mut DataLoader, val: &mut Option<DataLoader>) -> Result<()> {
     let every = st.cfg.reload_dataloaders_every_n_epochs.max(0) as u64;
     let epoch = st.ctx.current_epoch;
+    let val_now = validates(st, epoch);
     let seen = match st.resume.as_ref() {
-        Some(p) if every > 0 && p.batches_done_in_epoch == 0 => epoch.saturating_sub(1),
+        Some(p) if every > 0 && p.at_epoch_end => epoch.saturating_sub(1),
         Some(_) if every > 0 => epoch,
         _ => {
-            st.reloads = Reloads { every, train_at: Some(epoch), val_at: validates(st, epoch).then_some(epoch) };
+            st.reloads = Reloads { every, train_at: Some(epoch), val_at: val_now.then_some(epoch) };
             return Ok(());
         }
     };
-    let val_now = validates(st, seen);
-    st.ctx.current_epoch = seen;
-    let asked = ask_train(st, train).and_then(|_| if val_now { ask_val(st, val) } else { Ok(()) });
-    st.ctx.current_epoch = epoch;
-    asked?;
-    st.reloads = Reloads { every, train_at: Some(seen), val_at: val_now.then_some(seen) };
+    if !st.cfg.limit_train_batches.is_zero() {
+        st.ctx.current_epoch = seen;
+        let asked = ask_train(st, train);
+        st.ctx.current_epoch = epoch;
+        asked?;
+    }
+    if val_now && !st.cfg.limit_val_batches.is_zero() {
+        ask_val(st, val)?;
+    }
+    st.reloads = Reloads { every, train_at: Some(seen), val_at: val_now.then_some(epoch) };
     Ok(())
 }
 
@@ -73,7 +80,7 @@ fn ask_train(st: &mut LoopState<'_>, train: &mut DataLoader) -> Result<usize> {
     })?;
     // Lightning checks an int val_check_interval against the new length whenever validation
     // is on (`limit_val_batches > 0`), whatever the validation loader's length.
-    let val_on = (st.limits.val_batches > 0).then_some(1usize << 40);
+    let val_on = (!st.cfg.limit_val_batches.is_zero()).then_some(1usize << 40);
     let limits = LoopLimits::for_fit(st.cfg, fresh.num_batches(), val_on)?;
     if !limits.shuffle_train {
         fresh.set_shuffle(false);

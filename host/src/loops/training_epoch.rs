@@ -35,8 +35,8 @@ fn optim<'s>(st: &'s mut LoopState<'_>) -> Result<&'s mut OptimizerSet> {
 
 fn should_validate(st: &LoopState<'_>, val: Option<&DataLoader>, idx: usize, last: bool) -> bool {
     let l = &st.limits;
-    // With reloads a loader that is empty now may not be at the next validation.
-    if val.is_none() || (l.val_batches == 0 && !st.reloads.on()) {
+    // A loader that is empty now may not be once asked for again.
+    if val.is_none() || (l.val_batches == 0 && !st.reloads.val_due(st.ctx.current_epoch)) {
         return false;
     }
     let epoch_ok = l.check_val_every_n_epoch.is_none_or(|n| (st.ctx.current_epoch + 1) % n == 0);
@@ -113,7 +113,8 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: &mut Option<DataLoa
     st.hook(Hook::OnTrainEpochStart, None)?;
     let pass = loader.epoch_from(st.ctx.device, order, start, st.ctx.current_epoch)?;
     st.epoch_order = pass.order();
-    if let (Some(v), true) = (val.as_ref(), resume.as_ref().is_some_and(|p| p.val_pending)) {
+    let pending = resume.as_ref().is_some_and(|p| p.val_pending) && st.limits.val_batches > 0;
+    if let (Some(v), true) = (val.as_ref(), pending) {
         let step = st.batches_that_stepped.saturating_sub(1);
         let m = evaluation::run(st, v, Stage::Validate, st.limits.val_batches, true, Some(step))?;
         shown_val.extend(m.prog_bar);
