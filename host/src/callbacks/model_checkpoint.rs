@@ -343,8 +343,7 @@ impl ModelCheckpoint {
                 self.dirpath.display()
             );
         };
-        let taken = dir.is_link(&name) || link.symlink_metadata().is_ok();
-        if taken && !self.owned.contains(&name) {
+        if link.symlink_metadata().is_ok() && !self.owned.contains(&name) {
             bail!("ModelCheckpoint(save_last=\"link\") would replace {}, which this run did not write; lthost never replaces such a file", link.display());
         }
         dir.link(&name, &to).with_context(|| format!("ModelCheckpoint could not link {} to {to}", link.display()))?;

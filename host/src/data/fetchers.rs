@@ -62,13 +62,13 @@ impl DataLoader {
     /// file's (it draws in the plugin), and persistent item workers (torch's kept ones were
     /// started by the dropped iterator, and have fetched ahead).
     pub fn discard_iterator(&self) -> Result<()> {
-        let persistent_workers = self.persistent && self.items.as_ref().is_some_and(|i| i.num_workers > 0);
-        if matches!(self.sampler, Sampler::Plugin { .. }) || persistent_workers {
+        let workers = self.items.as_ref().is_some_and(|i| i.num_workers > 0);
+        if matches!(self.sampler, Sampler::Plugin { .. }) || (self.persistent && workers) {
             return Ok(());
         }
         self.passes.set(self.passes.get() + 1);
         torch_ext::draw_seed().map_err(anyhow::Error::msg)?;
-        if self.items.as_ref().is_some_and(|i| i.num_workers > 0) {
+        if workers {
             self.sampler.order(self.len, 0)?;
         }
         Ok(())

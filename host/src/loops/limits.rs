@@ -131,6 +131,11 @@ impl LoopLimits {
 
     /// Batches of an evaluation or prediction run. overfit_batches is Lightning's
     /// `limit_val_batches` whenever set, in `validate` too (over fast_dev_run).
+    /// Whether `epoch` validates at all (Lightning's `_should_check_val_epoch`).
+    pub fn validates_in(&self, epoch: u64) -> bool {
+        self.check_val_every_n_epoch.is_none_or(|n| (epoch + 1) % n.max(1) == 0)
+    }
+
     pub fn for_stage(cfg: &TrainerConfig, stage: Stage, len: usize) -> Result<usize> {
         if matches!(stage, Stage::Validate | Stage::SanityCheck) && !cfg.overfit_batches.is_zero() {
             return cfg.overfit_batches.apply(len, "overfit_batches");

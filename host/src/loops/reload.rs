@@ -32,11 +32,6 @@ impl Reloads {
     }
 }
 
-/// Lightning's `_should_check_val_epoch` for `epoch`.
-fn validates(st: &LoopState<'_>, epoch: u64) -> bool {
-    st.limits.check_val_every_n_epoch.is_none_or(|n| (epoch + 1) % n.max(1) == 0)
-}
-
 /// At the start of fit, once a checkpoint is restored: when the loaders count as asked for.
 /// Lightning asks for the train loader as the fit loop starts and for the validation loader
 /// there only when that epoch validates (a sanity check's counts the same way). A resumed
@@ -48,7 +43,7 @@ fn validates(st: &LoopState<'_>, epoch: u64) -> bool {
 pub fn start(st: &mut LoopState<'_>, train: &mut DataLoader, val: &mut Option<DataLoader>) -> Result<()> {
     let every = st.cfg.reload_dataloaders_every_n_epochs.max(0) as u64;
     let epoch = st.ctx.current_epoch;
-    let val_now = validates(st, epoch);
+    let val_now = st.limits.validates_in(epoch);
     let seen = match st.resume.as_ref() {
         Some(p) if every > 0 && p.at_epoch_end => epoch.saturating_sub(1),
         Some(_) if every > 0 => epoch,

@@ -39,8 +39,7 @@ fn should_validate(st: &LoopState<'_>, val: Option<&DataLoader>, idx: usize, las
     if val.is_none() || (l.val_batches == 0 && !st.reloads.val_due(st.ctx.current_epoch)) {
         return false;
     }
-    let epoch_ok = l.check_val_every_n_epoch.is_none_or(|n| (st.ctx.current_epoch + 1) % n == 0);
-    if !epoch_ok {
+    if !l.validates_in(st.ctx.current_epoch) {
         return false;
     }
     if l.val_at_pass_end && last {
@@ -246,8 +245,7 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: &mut Option<DataLoa
             pos.batches_that_stepped += stepped;
             // Lightning defers a monitored save at the epoch's last batch when validation is
             // on for this epoch (whether or not it runs right after this batch).
-            let val_on = st.limits.val_batches > 0
-                && st.limits.check_val_every_n_epoch.is_none_or(|n| (st.ctx.current_epoch + 1) % n.max(1) == 0);
+            let val_on = st.limits.val_batches > 0 && st.limits.validates_in(st.ctx.current_epoch);
             let trigger = Trigger::TrainBatchEnd { val_follows: last && val_on };
             checkpointing::save(st, trigger, st.ctx.current_epoch, pos)?;
         }
