@@ -120,6 +120,7 @@ reference: setup
 	$(PY) tests/reference/init_reference.py tests/reference/init.json
 	$(PY) tests/reference/layers_reference.py tests/reference/layers.json
 	$(PY) tests/reference/lightning_files_reference.py tests/reference/lightning_files.json
+	$(PY) tests/reference/native_reference.py tests/reference/native.json
 	$(PY) tests/reference/torch_api_reference.py tests/reference/torch_api.json
 
 # Performance side by side (see bench/bench.py); writes bench/results.md.

@@ -27,5 +27,7 @@ pub mod progress;
 pub mod run_dir;
 pub mod scaffold;
 pub mod startup;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod trainer;
 pub mod tuner;

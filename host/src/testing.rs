@@ -1,0 +1,202 @@
+//! A native (non-WASM) LightningModule and DataModule for in-file loop tests: the loops
+//! drive them through the same [`Module`] and [`DataModule`] traits a plugin's adapter
+//! implements, so loop logic is tested in the unit-test binary without building a plugin.
+//!
+//! [`Regression`] is a linear model `y = x·wᵀ + b` trained with SGD (momentum, weight
+//! decay) on an MSE loss, logging `train_loss` on step and epoch and `val_loss`; it records
+//! every hook the loops call and can end each epoch at a batch (`on_train_batch_start`
+//! returning -1). [`Points`] is a shuffled dataset of 16 points, batch 4, and 8 validation
+//! points. Everything random is drawn from the run's seeded generator, in the order its
+//! Lightning twin (tests/reference/native_reference.py) draws: the weight, then the points.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::{Mutex, MutexGuard};
+
+use anyhow::{anyhow, Result};
+use serde_json::Value;
+use tch::{Kind, Tensor};
+
+use crate::context::{LogOptions, ReduceFx, RunContext, Stage};
+use crate::engine::optim::sgd::SgdConfig;
+use crate::engine::optim::{Algorithm, OptimizerConfig};
+use crate::hooks::Hook;
+use crate::module::{DataModule, DatasetSpec, Module, Optimization, Split};
+
+/// Runs share libtorch's global generator and thread settings: one at a time.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The module hooks [`Regression`] implements (and records).
+pub const RECORDED: [Hook; 20] = [
+    Hook::Setup,
+    Hook::Teardown,
+    Hook::OnFitStart,
+    Hook::OnFitEnd,
+    Hook::OnTrainStart,
+    Hook::OnTrainEnd,
+    Hook::OnTrainEpochStart,
+    Hook::OnTrainEpochEnd,
+    Hook::OnTrainBatchStart,
+    Hook::OnTrainBatchEnd,
+    Hook::OnValidationStart,
+    Hook::OnValidationEnd,
+    Hook::OnValidationEpochStart,
+    Hook::OnValidationEpochEnd,
+    Hook::OnValidationBatchStart,
+    Hook::OnValidationBatchEnd,
+    Hook::OnBeforeZeroGrad,
+    Hook::OnBeforeBackward,
+    Hook::OnAfterBackward,
+    Hook::OnBeforeOptimizerStep,
+];
+
+/// The hooks a run called, in order (`training_step` and the other steps included).
+pub type CallLog = Rc<RefCell<Vec<String>>>;
+
+pub struct Regression {
+    pub calls: CallLog,
+    /// `on_train_batch_start` returns -1 at this batch index, every epoch.
+    pub end_epoch_at: Option<u64>,
+    /// Every training step's loss.
+    pub losses: Vec<f64>,
+    params: Option<(Tensor, Tensor)>,
+}
+
+impl Regression {
+    pub fn new() -> Self {
+        Regression { calls: CallLog::default(), end_epoch_at: None, losses: Vec::new(), params: None }
+    }
+
+    /// The weight and bias as they are now (copies).
+    pub fn weights(&self) -> Vec<Tensor> {
+        self.params.iter().flat_map(|(w, b)| [w.detach().copy(), b.detach().copy()]).collect()
+    }
+
+    fn call(&self, name: &str) {
+        self.calls.borrow_mut().push(name.to_string());
+    }
+
+    fn loss(&self, batch: &[Tensor]) -> Result<Tensor> {
+        let (w, b) = self.params.as_ref().ok_or_else(|| anyhow!("configure did not run"))?;
+        let [x, y] = batch else { return Err(anyhow!("a batch is (x, y), got {} tensors", batch.len())) };
+        let pred = x.f_matmul(&w.f_tr()?)?.f_add(b)?;
+        Ok(pred.f_sub(y)?.f_square()?.f_mean(Kind::Float)?)
+    }
+
+    fn log(ctx: &mut RunContext, name: &str, value: &Tensor) -> Result<()> {
+        let opts = LogOptions {
+            prog_bar: false,
+            logger: true,
+            on_step: None,
+            on_epoch: Some(true),
+            reduce_fx: ReduceFx::Mean,
+            batch_size: None,
+        };
+        ctx.log(name, value.f_detach()?, opts).map_err(|e| anyhow!(e))
+    }
+}
+
+impl Module for Regression {
+    fn name(&self) -> &str {
+        "regression"
+    }
+
+    fn configure(&mut self, ctx: &mut RunContext, hparams: &Value) -> Result<Value> {
+        let w = Tensor::f_randn([1, 3], (Kind::Float, ctx.device))?.f_mul_scalar(0.1)?;
+        let w = ctx.params.add_parameter("linear.weight", w)?;
+        let b = ctx.params.add_parameter("linear.bias", Tensor::f_zeros([1], (Kind::Float, ctx.device))?)?;
+        self.params = Some((w, b));
+        Ok(hparams.clone())
+    }
+
+    fn configure_optimizers(&mut self, _ctx: &mut RunContext) -> Result<Optimization> {
+        let sgd = SgdConfig { lr: 0.05, momentum: 0.9, dampening: 0.0, weight_decay: 1e-3, nesterov: false };
+        Ok(OptimizerConfig::from(Algorithm::Sgd(sgd)).into())
+    }
+
+    fn training_step(&mut self, ctx: &mut RunContext, batch: &[Tensor], _batch_idx: u64) -> Result<Option<Tensor>> {
+        self.call("training_step");
+        let loss = self.loss(batch)?;
+        Self::log(ctx, "train_loss", &loss)?;
+        self.losses.push(loss.f_double_value(&[])?);
+        Ok(Some(loss))
+    }
+
+    fn validation_step(&mut self, ctx: &mut RunContext, batch: &[Tensor], _batch_idx: u64) -> Result<()> {
+        self.call("validation_step");
+        let loss = self.loss(batch)?;
+        Self::log(ctx, "val_loss", &loss)
+    }
+
+    fn test_step(&mut self, ctx: &mut RunContext, batch: &[Tensor], _batch_idx: u64) -> Result<()> {
+        self.call("test_step");
+        let loss = self.loss(batch)?;
+        Self::log(ctx, "test_loss", &loss)
+    }
+
+    fn predict_step(&mut self, _ctx: &mut RunContext, batch: &[Tensor], _batch_idx: u64) -> Result<Tensor> {
+        self.call("predict_step");
+        let (w, b) = self.params.as_ref().ok_or_else(|| anyhow!("configure did not run"))?;
+        Ok(batch[0].f_matmul(&w.f_tr()?)?.f_add(b)?)
+    }
+
+    fn implemented_hooks(&mut self, _ctx: &mut RunContext) -> Result<Vec<Hook>> {
+        Ok(RECORDED.to_vec())
+    }
+
+    fn hook(&mut self, _ctx: &mut RunContext, hook: Hook, batch_idx: Option<u64>) -> Result<i32> {
+        self.call(hook.name());
+        let end = hook == Hook::OnTrainBatchStart && batch_idx.is_some() && batch_idx == self.end_epoch_at;
+        Ok(if end { -1 } else { 0 })
+    }
+}
+
+/// 16 training points (batch 4, shuffled) and 8 validation points of `y = x·[1, -2, 0.5] + 0.3`
+/// with noise, drawn at `setup`.
+#[derive(Default)]
+pub struct Points {
+    train: Option<(Tensor, Tensor)>,
+    val: Option<(Tensor, Tensor)>,
+}
+
+fn points(n: i64) -> Result<(Tensor, Tensor)> {
+    let x = Tensor::f_randn([n, 3], (Kind::Float, tch::Device::Cpu))?;
+    let w = Tensor::f_from_slice(&[1.0f32, -2.0, 0.5])?.f_reshape([3, 1])?;
+    let noise = Tensor::f_randn([n, 1], (Kind::Float, tch::Device::Cpu))?.f_mul_scalar(0.1)?;
+    let y = x.f_matmul(&w)?.f_add_scalar(0.3)?.f_add(&noise)?;
+    Ok((x, y))
+}
+
+impl DataModule for Points {
+    fn name(&self) -> &str {
+        "points"
+    }
+
+    fn setup(&mut self, _ctx: &mut RunContext, _stage: Stage, _hparams: &Value) -> Result<()> {
+        if self.train.is_none() {
+            self.train = Some(points(16)?);
+            self.val = Some(points(8)?);
+        }
+        Ok(())
+    }
+
+    fn dataset(&mut self, _ctx: &mut RunContext, split: Split) -> Result<Option<DatasetSpec>> {
+        let (data, shuffle) = match split {
+            Split::Train => (&self.train, true),
+            Split::Val | Split::Test | Split::Predict => (&self.val, false),
+        };
+        let Some((x, y)) = data else { return Ok(None) };
+        Ok(Some(DatasetSpec {
+            columns: vec![x.shallow_clone(), y.shallow_clone()],
+            batch_size: 4,
+            shuffle,
+            drop_last: false,
+            sampler: None,
+            items: None,
+            persistent_workers: false,
+        }))
+    }
+}
