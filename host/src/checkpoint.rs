@@ -20,12 +20,14 @@ use tch::{Device, Kind, Tensor};
 
 use crate::progress::Progress;
 
-pub const FORMAT: u32 = 1;
+/// Format 2 keeps the loops' state dicts under `loops`; format 1 (read still) kept a flat
+/// `position`.
+pub const FORMAT: u32 = 2;
 pub const WIT_VERSION: &str = "0.2.0";
 
-/// The loops' position: enough to resume exactly where the run stopped.
+/// The loops' position as format 1 wrote it (the loops now write their state dicts).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct LoopPosition {
+pub struct FlatPosition {
     pub current_epoch: u64,
     pub global_step: u64,
     pub epoch_progress: Progress,
@@ -52,7 +54,18 @@ pub struct Meta {
     pub plugin: String,
     pub plugin_sha256: String,
     pub weights_only: bool,
-    pub position: LoopPosition,
+    /// The epoch and optimizer step the run had reached.
+    #[serde(default)]
+    pub current_epoch: u64,
+    #[serde(default)]
+    pub global_step: u64,
+    /// The loops' state dicts (Lightning's `checkpoint["loops"]` layout): enough to resume
+    /// exactly where the run stopped.
+    #[serde(default)]
+    pub loops: serde_json::Map<String, Value>,
+    /// Format 1's position.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<FlatPosition>,
     pub hparams: Value,
     pub optimizers: Vec<Value>,
     pub schedulers: Vec<Value>,
@@ -216,8 +229,8 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
         .ok_or_else(|| anyhow!("checkpoint {shown} has no lthost metadata: not an lthost checkpoint"))?;
     let meta: Meta =
         serde_json::from_str(text).map_err(|e| anyhow!("checkpoint {shown}: metadata is not valid ({e})"))?;
-    if meta.format != FORMAT {
-        bail!("checkpoint {shown} has format {}, this lthost reads format {FORMAT}", meta.format);
+    if !(1..=FORMAT).contains(&meta.format) || (meta.format == 1) != meta.position.is_some() {
+        bail!("checkpoint {shown} has format {}, this lthost reads formats 1 to {FORMAT}", meta.format);
     }
     let mut meta = meta;
     let mut tensors = BTreeMap::new();

@@ -12,4 +12,5 @@ pub mod prediction;
 pub mod prediction_writer;
 pub mod reload;
 pub mod state;
+pub mod state_dict;
 pub mod training_epoch;

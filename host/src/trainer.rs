@@ -30,7 +30,6 @@ use crate::loops::limits::LoopLimits;
 use crate::loops::state::LoopState;
 use crate::loops::{checkpointing, fit, prediction};
 use crate::module::{DataModule, Module, Split};
-use crate::progress::Progress;
 
 /// Makes a logger for a run's log directory and version (logger plugins).
 pub type LoggerFactory<'c> = Box<dyn Fn(&std::path::Path, u64) -> Result<Box<dyn Logger>> + 'c>;
@@ -178,8 +177,8 @@ impl<'c> Trainer<'c> {
             module_hooks: p.module_hooks,
             logger,
             bar,
-            epoch_progress: Progress::default(),
-            batch_progress: Progress::default(),
+            loops: Default::default(),
+            fitting: false,
             callback_metrics: BTreeMap::new(),
             logged_metrics: BTreeMap::new(),
             progress_bar_metrics: BTreeMap::new(),
@@ -188,21 +187,18 @@ impl<'c> Trainer<'c> {
             eval_log_steps: 0,
             last_val_time: std::time::Instant::now(),
             reloads: Default::default(),
-            batches_that_stepped: 0,
             train_results: ResultCollection::default(),
             hparams: p.hparams,
             plugin_sha256: self.plugin_sha256.clone(),
             checkpoint: None,
             early_stopping: None,
             epoch_order: None,
-            resume: None,
             resume_order: None,
             root_dir: self.cfg.default_root_dir.clone(),
             timer: Default::default(),
             batch_size: None,
             batch_loss: None,
             stepping: false,
-            eval_batches: 0,
             first_step: None,
             steps_at_batch_start: 0,
             step_pending: false,
@@ -306,6 +302,7 @@ impl<'c> Trainer<'c> {
         let self_early_stopping = self.early_stopping.clone();
         let ckpt_spec = self.ckpt_path.clone();
         let mut st = self.state(module, Some(data), p, limits, logger)?;
+        st.fitting = true;
         st.hook(Hook::Setup, None)?;
         st.hook(Hook::ConfigureModel, None)?;
         let (opt, name) = configure_optimizers(&mut st)?;
@@ -353,7 +350,6 @@ impl<'c> Trainer<'c> {
                 "Restored the training state from {shown} (epoch {}, global step {})",
                 pos.current_epoch, pos.global_step
             );
-            st.resume = Some(pos);
             if let Some(mc) = st.checkpoint.as_mut() {
                 mc.resumed_from = Some(path.clone());
             }
@@ -411,7 +407,7 @@ impl<'c> Trainer<'c> {
                 st.ctx.batch.clear();
                 let _ = st.hook(Hook::OnException, None);
                 if self_checkpoint.on_exception {
-                    let done = st.batch_progress.current.completed as usize;
+                    let done = st.loops.fit_loop.epoch_loop.batch_progress.current.completed as usize;
                     let pos = checkpointing::position(&st, done, false);
                     let saved = checkpointing::side_path(&mut st, "on_exception", "on_exception")
                         .and_then(|path| checkpointing::save_to(&mut st, &path, pos, false).map(|()| path));

@@ -72,6 +72,7 @@ impl Trainer<'_> {
         let results = finder.results.clone();
         self.callbacks = vec![Box::new(finder)];
         let mut st = self.state(module, Some(data), p, limits, None)?;
+        st.fitting = true;
         st.hook(Hook::Setup, None)?;
         st.hook(Hook::ConfigureModel, None)?;
         let (opt, name) = configure_optimizers(&mut st)?;

@@ -123,18 +123,14 @@ fn sigterm_saves_and_exits_143_then_resumes() {
     assert!(rest.iter().any(|l| l.contains("signal 15 received")), "{rest:?}");
     let last = dir.path().join("ckpt/last.ckpt");
     let c = checkpoint::load(&last).expect("saved on SIGTERM");
-    assert!(c.meta.position.global_step > 0);
+    assert!(c.meta.global_step > 0);
     let resumed = fit_with(
         dir.path(),
         None,
-        &["--ckpt-path", "last", "--max-epochs", "200", "--max-steps", &(c.meta.position.global_step + 5).to_string()],
+        &["--ckpt-path", "last", "--max-epochs", "200", "--max-steps", &(c.meta.global_step + 5).to_string()],
     );
     assert!(resumed.ok(), "{}", resumed.stderr);
-    assert!(
-        resumed.stdout.contains(&format!("global steps {}", c.meta.position.global_step + 5)),
-        "{}",
-        resumed.stdout
-    );
+    assert!(resumed.stdout.contains(&format!("global steps {}", c.meta.global_step + 5)), "{}", resumed.stdout);
 }
 
 #[test]
@@ -144,14 +140,11 @@ fn sigusr1_saves_an_hpc_checkpoint_the_next_run_resumes() {
     assert_eq!(code, Some(128 + libc::SIGUSR1), "{rest:?}");
     let hpc = dir.path().join("hpc_ckpt_1.ckpt");
     let saved = checkpoint::load(&hpc).expect("an HPC checkpoint");
-    let next = fit_with(
-        dir.path(),
-        None,
-        &["--max-epochs", "200", "--max-steps", &(saved.meta.position.global_step + 3).to_string()],
-    );
+    let next =
+        fit_with(dir.path(), None, &["--max-epochs", "200", "--max-steps", &(saved.meta.global_step + 3).to_string()]);
     assert!(next.ok(), "{}", next.stderr);
     assert!(next.stdout.contains("hpc_ckpt_1.ckpt"), "resumed by itself: {}", next.stdout);
-    assert!(next.stdout.contains(&format!("global steps {}", saved.meta.position.global_step + 3)), "{}", next.stdout);
+    assert!(next.stdout.contains(&format!("global steps {}", saved.meta.global_step + 3)), "{}", next.stdout);
 }
 
 #[test]

@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Result};
 use tch::{Kind, Tensor};
 
-use crate::checkpoint::{self, Checkpoint, LoopPosition, Meta};
+use crate::checkpoint::{self, Checkpoint, Meta};
 use crate::context::RunContext;
 use crate::engine::torch_ext;
+use crate::loops::checkpointing::LoopPosition;
 use crate::loops::state::LoopState;
 use crate::module::{OptimizerCall, SchedulerCall};
 use crate::run_dir::RunDir;
@@ -41,7 +42,9 @@ pub fn dump(
         plugin: st.module.name().into(),
         plugin_sha256: st.plugin_sha256.clone(),
         weights_only,
-        position,
+        current_epoch: position.current_epoch,
+        global_step: position.global_step,
+        loops: position.state_dict(),
         hparams: st.hparams.clone(),
         ..Meta::default()
     };
@@ -78,7 +81,7 @@ pub fn dump(
             let rng = torch_ext::cuda_rng_state(i).map_err(|e| anyhow!(e))?;
             tensors.insert(format!("rng.cuda.{i}"), Tensor::from_slice(&rng));
         }
-        if meta.position.batches_done_in_epoch > 0 {
+        if position.restart().batches_done > 0 {
             if let Some(order) = &st.epoch_order {
                 tensors.insert("loops.train_order".into(), order.shallow_clone());
             }
@@ -199,13 +202,13 @@ pub fn restore_training(st: &mut LoopState<'_>, ckpt: &Checkpoint, shown: &str) 
     let in_plugin = o.plugin_schedulers();
     let optimizer_states: Vec<(usize, crate::module::PluginOptimizerState)> =
         o.plugin_optimizers().into_iter().filter_map(|i| Some((i, o.optimizers[i].plugin_state()?))).collect();
-    let p = &ckpt.meta.position;
-    o.step_progress = p.step_progress;
-    o.zero_grad_progress = p.zero_grad_progress;
-    o.scheduler_steps = p.scheduler_steps;
-    st.epoch_progress = p.epoch_progress;
-    st.batch_progress = p.batch_progress;
-    st.batches_that_stepped = p.batches_that_stepped;
+    let p = LoopPosition::from_meta(&ckpt.meta).map_err(|e| anyhow!("checkpoint {shown}: {e}"))?;
+    o.progress = p.optimization;
+    // The fit loop resumes from its state (its `restart` says where); a validation loop's
+    // counts start afresh in the new process, as the evaluation loops' do.
+    let mut fit_loop = p.loops.fit_loop.clone();
+    fit_loop.epoch_loop.val_loop = std::mem::take(&mut st.loops.fit_loop.epoch_loop.val_loop);
+    st.loops.fit_loop = fit_loop;
     st.ctx.current_epoch = p.current_epoch;
     st.ctx.global_step = p.global_step;
     for (i, (tensors, rest)) in &optimizer_states {
@@ -258,7 +261,7 @@ pub fn restore_training(st: &mut LoopState<'_>, ckpt: &Checkpoint, shown: &str) 
             cb.load_state(s)?;
         }
     }
-    Ok(p.clone())
+    Ok(p)
 }
 
 /// `--ckpt-path`: `last` (the checkpoint directory's last.ckpt, else the newest

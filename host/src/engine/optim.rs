@@ -20,7 +20,7 @@ use crate::error::{OpError, OpResult};
 pub use adagrad::AdagradConfig;
 pub use adam::AdamConfig;
 pub use in_plugin::{InPlugin, PluginOptimizerConfig};
-pub use optimizer_set::{Interval, OptimizerSet, SchedulerSpec};
+pub use optimizer_set::{Interval, OptimizationProgress, OptimizerSet, SchedulerSpec};
 pub use rmsprop::RmspropConfig;
 pub use sgd::SgdConfig;
 

@@ -7,27 +7,95 @@ use std::path::Path;
 use anyhow::{Context as _, Result};
 
 use crate::callbacks::model_checkpoint::{Moment, ValidationSchedule};
-use crate::checkpoint::{self, LoopPosition};
+use crate::checkpoint;
 use crate::connectors::checkpoint::dump;
 use crate::connectors::logger::read;
+use crate::engine::optim::OptimizationProgress;
 use crate::loops::state::LoopState;
+use crate::loops::state_dict::{Loops, StateDict};
+use crate::loops::training_epoch::Restart;
+
+/// What a checkpoint records of the loops: their state (the training epoch loop's `restart`
+/// saying where a resumed run continues), the optimizer set's progress, the epoch and step.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LoopPosition {
+    pub current_epoch: u64,
+    pub global_step: u64,
+    pub loops: Loops,
+    pub optimization: OptimizationProgress,
+}
+
+/// Where the optimizer set's progress goes in the fit loop's state dict.
+const OPTIM_PROGRESS: &str = "epoch_loop.optim_progress";
+
+impl LoopPosition {
+    pub fn restart(&self) -> Restart {
+        self.loops.fit_loop.epoch_loop.restart.unwrap_or_default()
+    }
+
+    pub fn restart_mut(&mut self) -> &mut Restart {
+        self.loops.fit_loop.epoch_loop.restart.get_or_insert_with(Restart::default)
+    }
+
+    /// The loops' state dicts (the optimizer set's progress in the fit loop's, beside the
+    /// training epoch loop's own), as checkpoints keep them.
+    pub fn state_dict(&self) -> StateDict {
+        let mut sd = self.loops.state_dict();
+        if let Some(serde_json::Value::Object(fit)) = sd.get_mut("fit_loop") {
+            fit.insert(OPTIM_PROGRESS.into(), serde_json::to_value(self.optimization).unwrap_or_default());
+        }
+        sd
+    }
+
+    /// The position a checkpoint's metadata records (format 1: the flat `position`).
+    pub fn from_meta(meta: &checkpoint::Meta) -> Result<LoopPosition> {
+        if let Some(p) = &meta.position {
+            return Ok(LoopPosition::from_format_1(p));
+        }
+        let mut loops = Loops::default();
+        loops.load_state_dict(&meta.loops)?;
+        let optim = meta.loops.get("fit_loop").and_then(|f| f.get(OPTIM_PROGRESS));
+        let optim = optim.ok_or_else(|| anyhow::anyhow!("the loops' state has no `fit_loop.{OPTIM_PROGRESS}`"))?;
+        let optimization = serde_json::from_value(optim.clone())
+            .map_err(|e| anyhow::anyhow!("the loops' `fit_loop.{OPTIM_PROGRESS}`: {e}"))?;
+        Ok(LoopPosition { current_epoch: meta.current_epoch, global_step: meta.global_step, loops, optimization })
+    }
+
+    fn from_format_1(p: &checkpoint::FlatPosition) -> LoopPosition {
+        let mut pos = LoopPosition {
+            current_epoch: p.current_epoch,
+            global_step: p.global_step,
+            optimization: OptimizationProgress {
+                step: p.step_progress,
+                zero_grad: p.zero_grad_progress,
+                scheduler_steps: p.scheduler_steps,
+            },
+            ..LoopPosition::default()
+        };
+        let fit = &mut pos.loops.fit_loop;
+        fit.epoch_progress = p.epoch_progress;
+        fit.epoch_loop.batch_progress = p.batch_progress;
+        fit.epoch_loop.batches_that_stepped = p.batches_that_stepped;
+        fit.epoch_loop.restart = Some(Restart {
+            batches_done: p.batches_done_in_epoch,
+            val_pending: p.val_pending,
+            at_epoch_end: p.at_epoch_end,
+        });
+        pos
+    }
+}
 
 /// The loops' position now. `batches_done`: training batches of the current epoch done
 /// (0 at an epoch boundary); `val_pending`: a validation run is due and has not run.
 pub fn position(st: &LoopState<'_>, batches_done: usize, val_pending: bool) -> LoopPosition {
-    let o = st.ctx.optim.as_ref();
+    let mut loops = st.loops.clone();
+    loops.fit_loop.epoch_loop.restart =
+        Some(Restart { batches_done: batches_done as u64, val_pending, at_epoch_end: false });
     LoopPosition {
         current_epoch: st.ctx.current_epoch,
         global_step: st.ctx.global_step,
-        epoch_progress: st.epoch_progress,
-        batch_progress: st.batch_progress,
-        step_progress: o.map(|o| o.step_progress).unwrap_or_default(),
-        zero_grad_progress: o.map(|o| o.zero_grad_progress).unwrap_or_default(),
-        batches_that_stepped: st.batches_that_stepped,
-        scheduler_steps: o.map(|o| o.scheduler_steps).unwrap_or(0),
-        batches_done_in_epoch: batches_done as u64,
-        val_pending,
-        at_epoch_end: false,
+        loops,
+        optimization: st.ctx.optim.as_ref().map(|o| o.progress).unwrap_or_default(),
     }
 }
 
@@ -166,18 +234,19 @@ pub fn interrupt_in_hook(st: &mut LoopState<'_>, signal: i32) -> Result<Option<s
     if !st.in_batch {
         return Ok(None);
     }
-    let bp = st.batch_progress.current;
-    let steps_now = st.ctx.optim.as_ref().map(|o| o.step_progress.total.completed).unwrap_or(0);
+    let bp = st.loops.fit_loop.epoch_loop.batch_progress.current;
+    let steps_now = st.ctx.optim.as_ref().map(|o| o.progress.step.total.completed).unwrap_or(0);
     let stepped = steps_now > st.steps_at_batch_start;
     let applied = bp.processed >= bp.started || stepped;
     let done = if applied { bp.started } else { bp.completed };
     let val_pending = applied && st.val_due_pending;
     let mut pos = position(st, done as usize, val_pending);
-    pos.batch_progress = pos.batch_progress.settled_at(done);
-    pos.global_step = steps_now;
+    let epoch_loop = &mut pos.loops.fit_loop.epoch_loop;
+    epoch_loop.batch_progress = epoch_loop.batch_progress.settled_at(done);
     if applied && (st.step_pending || stepped) {
-        pos.batches_that_stepped += 1;
+        epoch_loop.batches_that_stepped += 1;
     }
+    pos.global_step = steps_now;
     let path = signal_path(st, signal)?;
     save_to(st, &path, pos, false)?;
     if let Some(mc) = st.checkpoint.as_mut() {
@@ -185,4 +254,96 @@ pub fn interrupt_in_hook(st: &mut LoopState<'_>, signal: i32) -> Result<Option<s
     }
     st.interrupter.interrupt(signal, Some(path.clone()));
     Ok(Some(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::progress::Progress;
+
+    fn counted(n: u64) -> Progress {
+        let mut p = Progress::default();
+        for _ in 0..n {
+            p.increment_ready();
+            p.increment_started();
+            p.increment_processed();
+            p.increment_completed();
+        }
+        p
+    }
+
+    fn saved_mid_epoch() -> LoopPosition {
+        let mut pos = LoopPosition { current_epoch: 2, global_step: 9, ..LoopPosition::default() };
+        let fit = &mut pos.loops.fit_loop;
+        fit.epoch_progress = counted(3);
+        fit.epoch_loop.batch_progress = counted(9);
+        fit.epoch_loop.batches_that_stepped = 9;
+        fit.epoch_loop.val_loop.batch_progress = counted(4);
+        fit.epoch_loop.restart = Some(Restart { batches_done: 1, val_pending: true, at_epoch_end: false });
+        pos.loops.test_loop.batch_progress = counted(2);
+        pos.optimization = OptimizationProgress { step: counted(9), zero_grad: counted(9), scheduler_steps: 2 };
+        pos
+    }
+
+    #[test]
+    fn the_loops_state_dict_has_lightnings_layout_and_loads_back() {
+        let pos = saved_mid_epoch();
+        let sd = pos.state_dict();
+        let loops: Vec<&str> = sd.keys().map(String::as_str).collect();
+        assert_eq!(loops, ["fit_loop", "predict_loop", "test_loop", "validate_loop"]);
+        let fit = sd["fit_loop"].as_object().expect("fit_loop");
+        let mut keys: Vec<&str> = fit.keys().map(String::as_str).collect();
+        keys.sort();
+        // Lightning's keys where the concept is Lightning's; the optimizer set's progress in one.
+        assert_eq!(
+            keys,
+            [
+                "epoch_loop.batch_progress",
+                "epoch_loop.optim_progress",
+                "epoch_loop.state_dict",
+                "epoch_loop.val_loop.batch_progress",
+                "epoch_loop.val_loop.state_dict",
+                "epoch_progress",
+                "state_dict",
+            ]
+        );
+        assert_eq!(fit["epoch_loop.state_dict"]["_batches_that_stepped"], 9);
+        assert_eq!(fit["epoch_loop.batch_progress"]["total"]["completed"], 9);
+        assert_eq!(sd["test_loop"]["batch_progress"]["current"]["ready"], 2);
+        let meta = checkpoint::Meta { current_epoch: 2, global_step: 9, loops: sd, ..Default::default() };
+        assert_eq!(LoopPosition::from_meta(&meta).expect("loads"), pos);
+        // A key missing is an error naming it, not a default.
+        let mut broken = meta.clone();
+        if let Some(serde_json::Value::Object(fit)) = broken.loops.get_mut("fit_loop") {
+            fit.remove("epoch_loop.batch_progress");
+        }
+        let err = LoopPosition::from_meta(&broken).expect_err("refused").to_string();
+        assert!(err.contains("epoch_loop.batch_progress"), "{err}");
+    }
+
+    #[test]
+    fn a_format_1_position_resumes_at_the_same_place() {
+        let want = saved_mid_epoch();
+        let fit = &want.loops.fit_loop;
+        let flat = checkpoint::FlatPosition {
+            current_epoch: 2,
+            global_step: 9,
+            epoch_progress: fit.epoch_progress,
+            batch_progress: fit.epoch_loop.batch_progress,
+            step_progress: want.optimization.step,
+            zero_grad_progress: want.optimization.zero_grad,
+            batches_that_stepped: 9,
+            scheduler_steps: 2,
+            batches_done_in_epoch: 1,
+            val_pending: true,
+            at_epoch_end: false,
+        };
+        let meta = checkpoint::Meta { format: 1, position: Some(flat), ..Default::default() };
+        let got = LoopPosition::from_meta(&meta).expect("format 1");
+        assert_eq!(got.optimization, want.optimization);
+        assert_eq!(got.loops.fit_loop.epoch_progress, fit.epoch_progress);
+        assert_eq!(got.loops.fit_loop.epoch_loop.batch_progress, fit.epoch_loop.batch_progress);
+        assert_eq!(got.restart(), want.restart());
+        assert_eq!((got.current_epoch, got.global_step), (2, 9));
+    }
 }

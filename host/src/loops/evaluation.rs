@@ -10,6 +10,24 @@ use crate::context::Stage;
 use crate::data::fetchers::DataLoader;
 use crate::hooks::Hook;
 use crate::loops::state::LoopState;
+use crate::loops::state_dict::Stateful;
+use crate::progress::Progress;
+
+/// Lightning's `_EvaluationLoop` state: its batches' progress (`total.ready` counts every
+/// batch this loop started in the run; `current` the latest run's).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EvaluationLoop {
+    pub batch_progress: Progress,
+}
+
+impl Stateful for EvaluationLoop {
+    fn trackers(&self) -> Vec<(&'static str, &Progress)> {
+        vec![("batch_progress", &self.batch_progress)]
+    }
+    fn trackers_mut(&mut self) -> Vec<(&'static str, &mut Progress)> {
+        vec![("batch_progress", &mut self.batch_progress)]
+    }
+}
 
 #[derive(Debug, Default, Clone)]
 pub struct EvalMetrics {
@@ -85,6 +103,7 @@ pub fn run(
         st.hook(Hook::OnValidationModelZeroGrad, None)?;
     }
     st.hook(h.model_eval, None)?;
+    st.eval_loop(stage).batch_progress.reset_current();
     let title = match stage {
         Stage::SanityCheck => "Sanity Checking DataLoader 0",
         Stage::Test => "Testing DataLoader 0",
@@ -108,7 +127,8 @@ pub fn run(
         st.hook(Hook::OnBeforeBatchTransfer, i)?;
         st.hook(Hook::OnAfterBatchTransfer, i)?;
         last_bs = batch.first().map(|t| t.size()[0]).unwrap_or(1);
-        st.eval_batches += 1;
+        st.eval_loop(stage).batch_progress.increment_ready();
+        st.eval_loop(stage).batch_progress.increment_started();
         st.batch_size = Some(last_bs);
         st.hook(h.batch_start, i)?;
         results.clear_step();
@@ -119,6 +139,7 @@ pub fn run(
         };
         st.ctx.current_hook = None;
         out?;
+        st.eval_loop(stage).batch_progress.increment_processed();
         st.hook(h.batch_end, i)?;
         st.ctx.batch.clear();
         results.add(std::mem::take(&mut st.ctx.logs), last_bs)?;
@@ -131,6 +152,7 @@ pub fn run(
             st.eval_log_steps += 1;
         }
         st.bar.on_eval_batch_end();
+        st.eval_loop(stage).batch_progress.increment_completed();
         if stage == Stage::Validate {
             st.val_has_run = true;
         }

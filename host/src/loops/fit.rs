@@ -9,8 +9,33 @@ use crate::data::fetchers::DataLoader;
 use crate::hooks::Hook;
 use crate::loops::checkpointing::{self, Trigger};
 use crate::loops::optimization::{self, Interval};
+use crate::loops::reload;
 use crate::loops::state::LoopState;
-use crate::loops::{reload, training_epoch};
+use crate::loops::state_dict::Stateful;
+use crate::loops::training_epoch::{self, TrainingEpochLoop};
+use crate::progress::Progress;
+
+/// Lightning's `_FitLoop` state: its epochs' progress and the training epoch loop under it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FitLoop {
+    pub epoch_progress: Progress,
+    pub epoch_loop: TrainingEpochLoop,
+}
+
+impl Stateful for FitLoop {
+    fn trackers(&self) -> Vec<(&'static str, &Progress)> {
+        vec![("epoch_progress", &self.epoch_progress)]
+    }
+    fn trackers_mut(&mut self) -> Vec<(&'static str, &mut Progress)> {
+        vec![("epoch_progress", &mut self.epoch_progress)]
+    }
+    fn children(&self) -> Vec<(&'static str, &dyn Stateful)> {
+        vec![("epoch_loop", &self.epoch_loop)]
+    }
+    fn children_mut(&mut self) -> Vec<(&'static str, &mut dyn Stateful)> {
+        vec![("epoch_loop", &mut self.epoch_loop)]
+    }
+}
 
 #[derive(Debug, Default)]
 pub struct FitOutcome {
@@ -25,7 +50,7 @@ fn done(st: &LoopState<'_>) -> bool {
     if st.limits.train_batches == 0 || st.max_steps_reached() {
         return true;
     }
-    if st.limits.max_epochs.is_some_and(|m| st.epoch_progress.current.processed >= m) {
+    if st.limits.max_epochs.is_some_and(|m| st.loops.fit_loop.epoch_progress.current.processed >= m) {
         return true;
     }
     st.interrupter.should_stop() && st.can_stop_early()
@@ -46,15 +71,15 @@ pub fn run(st: &mut LoopState<'_>, train: &mut DataLoader, val: &mut Option<Data
         // A DataLoader due again is asked for before the epoch's hooks (Lightning's
         // `FitLoop.on_advance_start`).
         reload::train(st, train)?;
-        st.epoch_progress.increment_ready();
-        st.epoch_progress.increment_started();
+        st.loops.fit_loop.epoch_progress.increment_ready();
+        st.loops.fit_loop.epoch_progress.increment_started();
         let epoch_started = std::time::Instant::now();
         let epoch = training_epoch::run(st, train, val)?;
         if st.interrupter.interrupted().is_some() {
             break;
         }
-        st.epoch_progress.increment_processed();
-        let step = st.batches_that_stepped.saturating_sub(1);
+        st.loops.fit_loop.epoch_progress.increment_processed();
+        let step = st.loops.fit_loop.epoch_loop.batches_that_stepped.saturating_sub(1);
         st.log_metrics(&epoch.logged, step)?;
         st.early_stopping_check(true)?;
         let metrics = st.callback_metrics.clone();
@@ -67,12 +92,12 @@ pub fn run(st: &mut LoopState<'_>, train: &mut DataLoader, val: &mut Option<Data
             l.save()?;
         }
         outcome.last_epoch = epoch.prog_bar;
-        st.epoch_progress.increment_completed();
+        st.loops.fit_loop.epoch_progress.increment_completed();
         st.ctx.current_epoch += 1;
         outcome.epochs += 1;
         let finished = st.ctx.current_epoch - 1;
         let mut pos = checkpointing::position(st, 0, false);
-        pos.at_epoch_end = true;
+        pos.restart_mut().at_epoch_end = true;
         checkpointing::save(st, Trigger::TrainEpochEnd, finished, pos)?;
         outcome.epoch_seconds.push(epoch_started.elapsed().as_secs_f64());
     }

@@ -22,6 +22,7 @@ pub fn run(
     st.ctx.training = false;
     st.hook(Hook::OnPredictModelEval, None)?;
     st.bar.on_eval_start("Predicting DataLoader 0", batches, false, false);
+    st.loops.predict_loop.batch_progress.reset_current();
     st.hook(Hook::OnPredictStart, None)?;
     st.hook(Hook::OnPredictEpochStart, None)?;
     for (idx, batch) in loader.epoch_from(st.ctx.device, None, 0, st.ctx.current_epoch)?.take(batches).enumerate() {
@@ -31,16 +32,19 @@ pub fn run(
         st.ctx.batch = batch.iter().map(tch::Tensor::shallow_clone).collect();
         st.hook(Hook::OnBeforeBatchTransfer, i)?;
         st.hook(Hook::OnAfterBatchTransfer, i)?;
-        st.eval_batches += 1;
+        st.loops.predict_loop.batch_progress.increment_ready();
+        st.loops.predict_loop.batch_progress.increment_started();
         st.batch_size = batch.first().map(|t| t.size()[0]);
         st.hook(Hook::OnPredictBatchStart, i)?;
         st.ctx.current_hook = Some(Hook::PredictStep);
         let pred = st.module.predict_step(&mut st.ctx, &batch, idx as u64);
         st.ctx.current_hook = None;
         sink(pred?)?;
+        st.loops.predict_loop.batch_progress.increment_processed();
         st.hook(Hook::OnPredictBatchEnd, i)?;
         st.ctx.batch.clear();
         st.bar.on_eval_batch_end();
+        st.loops.predict_loop.batch_progress.increment_completed();
     }
     st.hook(Hook::OnPredictEpochEnd, None)?;
     st.bar.on_eval_end(&Default::default());

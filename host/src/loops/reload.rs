@@ -44,8 +44,8 @@ pub fn start(st: &mut LoopState<'_>, train: &mut DataLoader, val: &mut Option<Da
     let every = st.cfg.reload_dataloaders_every_n_epochs.max(0) as u64;
     let epoch = st.ctx.current_epoch;
     let val_now = st.limits.validates_in(epoch);
-    let seen = match st.resume.as_ref() {
-        Some(p) if every > 0 && p.at_epoch_end => epoch.saturating_sub(1),
+    let seen = match st.loops.fit_loop.epoch_loop.restart.as_ref() {
+        Some(r) if every > 0 && r.at_epoch_end => epoch.saturating_sub(1),
         Some(_) if every > 0 => epoch,
         _ => {
             st.reloads = Reloads { every, train_at: Some(epoch), val_at: val_now.then_some(epoch) };

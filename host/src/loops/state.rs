@@ -8,16 +8,16 @@ use anyhow::Result;
 use crate::callbacks::early_stopping::EarlyStopping;
 use crate::callbacks::model_checkpoint::ModelCheckpoint;
 use crate::callbacks::{Callback, HookInfo, ProgressBar};
-use crate::checkpoint::LoopPosition;
 use crate::config::TrainerConfig;
 use crate::connectors::logger::ResultCollection;
 use crate::context::RunContext;
 use crate::hooks::{Hook, Owner};
 use crate::loggers::Logger;
+use crate::loops::evaluation::EvaluationLoop;
 use crate::loops::interrupter::{Interrupter, StopReason};
 use crate::loops::limits::LoopLimits;
+use crate::loops::state_dict::Loops;
 use crate::module::{DataModule, Module};
-use crate::progress::Progress;
 
 pub struct LoopState<'a> {
     pub cfg: &'a TrainerConfig,
@@ -31,8 +31,10 @@ pub struct LoopState<'a> {
     pub module_hooks: HashSet<Hook>,
     pub logger: Option<Box<dyn Logger>>,
     pub bar: ProgressBar,
-    pub epoch_progress: Progress,
-    pub batch_progress: Progress,
+    /// The loops' progress (each loop owns its own and its children's; checkpoints walk it).
+    pub loops: Loops,
+    /// Fit is running (its validation is the training epoch loop's `val_loop`).
+    pub fitting: bool,
     /// Lightning's `callback_metrics`, `logged_metrics`, `progress_bar_metrics`.
     pub callback_metrics: BTreeMap<String, f64>,
     pub logged_metrics: BTreeMap<String, f64>,
@@ -40,8 +42,6 @@ pub struct LoopState<'a> {
     /// Stop requests (max_time, a callback, EarlyStopping; honoured once min_epochs/min_steps
     /// are met) and signals.
     pub interrupter: Interrupter,
-    /// Lightning's `_batches_that_stepped`: the step written with logged training metrics.
-    pub batches_that_stepped: u64,
     /// The training epoch's logged values (hooks inside the epoch add to it).
     pub train_results: ResultCollection,
     pub hparams: serde_json::Value,
@@ -52,8 +52,8 @@ pub struct LoopState<'a> {
     pub early_stopping: Option<EarlyStopping>,
     /// The current epoch's data order (saved so a resumed epoch sees the same batches).
     pub epoch_order: Option<tch::Tensor>,
-    /// Where a resumed run continues, and the order of its interrupted epoch.
-    pub resume: Option<LoopPosition>,
+    /// The order of a resumed run's interrupted epoch (where it continues is the training
+    /// epoch loop's `restart`).
     pub resume_order: Option<tch::Tensor>,
     pub root_dir: std::path::PathBuf,
     /// Lightning's Timer: wall time per stage, `max_time`'s clock.
@@ -63,8 +63,6 @@ pub struct LoopState<'a> {
     pub batch_size: Option<i64>,
     pub batch_loss: Option<tch::Tensor>,
     pub stepping: bool,
-    /// Batches started in the current evaluation loop (Lightning's `total.ready`).
-    pub eval_batches: u64,
     /// The process's age when the first training step began (start-up time).
     pub first_step: Option<std::time::Duration>,
     /// Time the training loop waited for batches.
@@ -121,6 +119,11 @@ impl LoopState<'_> {
         result
     }
 
+    /// The evaluation loop running `stage` now.
+    pub fn eval_loop(&mut self, stage: crate::context::Stage) -> &mut EvaluationLoop {
+        self.loops.evaluation(stage, self.fitting)
+    }
+
     /// Lightning's `should_update_logs`: in training, `(batches_that_stepped + 1)` is a
     /// multiple of `log_every_n_steps`; in evaluation, the batches seen are; or a stop is due.
     pub fn should_update_logs(&self) -> bool {
@@ -128,7 +131,10 @@ impl LoopState<'_> {
         if n == 0 {
             return false;
         }
-        let step = if self.ctx.training { self.batches_that_stepped + 1 } else { self.eval_batches };
+        let step = match self.ctx.training {
+            true => self.loops.fit_loop.epoch_loop.batches_that_stepped + 1,
+            false => self.loops.evaluation_batches(self.ctx.stage, self.fitting),
+        };
         step % n == 0 || self.interrupter.should_stop()
     }
 
@@ -141,8 +147,11 @@ impl LoopState<'_> {
             global_step: self.ctx.global_step,
             callback_metrics: &self.callback_metrics,
             logged_metrics: &self.logged_metrics,
-            batches_that_stepped: self.batches_that_stepped,
-            total_batches: if self.ctx.training { self.batch_progress.total.ready } else { self.eval_batches },
+            batches_that_stepped: self.loops.fit_loop.epoch_loop.batches_that_stepped,
+            total_batches: match self.ctx.training {
+                true => self.loops.fit_loop.epoch_loop.batch_progress.total.ready,
+                false => self.loops.evaluation_batches(self.ctx.stage, self.fitting),
+            },
             batch_size: if batch_hook { self.batch_size } else { None },
             should_update_logs: self.should_update_logs(),
             stepping: self.stepping,
@@ -176,7 +185,7 @@ impl LoopState<'_> {
                 if action.metrics_are_callback_metrics {
                     self.callback_metrics.extend(m.clone());
                 }
-                let step = action.metrics_step.unwrap_or(self.batches_that_stepped);
+                let step = action.metrics_step.unwrap_or(self.loops.fit_loop.epoch_loop.batches_that_stepped);
                 if let Some(l) = self.logger.as_mut() {
                     l.log_metrics(&m, step)?;
                 }
@@ -232,7 +241,8 @@ impl LoopState<'_> {
 
     /// min_epochs and min_steps are met: a stop request may end the run.
     pub fn can_stop_early(&self) -> bool {
-        self.epoch_progress.current.processed >= self.limits.min_epochs && self.ctx.global_step >= self.limits.min_steps
+        self.loops.fit_loop.epoch_progress.current.processed >= self.limits.min_epochs
+            && self.ctx.global_step >= self.limits.min_steps
     }
 
     pub fn max_steps_reached(&self) -> bool {

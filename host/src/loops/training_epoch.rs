@@ -15,10 +15,69 @@ use crate::data::fetchers::DataLoader;
 use crate::engine::scalar::zero_dim;
 use crate::hooks::Hook;
 use crate::loops::checkpointing::{self, Trigger};
-use crate::loops::evaluation;
+use crate::loops::evaluation::{self, EvaluationLoop};
 use crate::loops::optimization::{self, automatic, Interval, OptimizerSet};
 use crate::loops::reload;
 use crate::loops::state::LoopState;
+use crate::loops::state_dict::{field, Stateful};
+use crate::progress::Progress;
+
+/// Lightning's `_TrainingEpochLoop` state: its batches' progress, `_batches_that_stepped`,
+/// the validation loop it runs, and where a restored epoch resumes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TrainingEpochLoop {
+    pub batch_progress: Progress,
+    /// Lightning's `_batches_that_stepped`: the step written with logged training metrics.
+    pub batches_that_stepped: u64,
+    pub val_loop: EvaluationLoop,
+    /// Set by a restored checkpoint (Lightning's `restarting`); the first epoch takes it.
+    pub restart: Option<Restart>,
+}
+
+/// Where a restored run resumes inside the training epoch.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Restart {
+    /// Training batches of the current epoch already done (0: at an epoch boundary).
+    pub batches_done: u64,
+    /// A validation run was due after the last batch and had not run yet.
+    pub val_pending: bool,
+    /// Saved at a training epoch's end (Lightning's `on_train_epoch_end`, where its loops
+    /// count that epoch processed but not yet completed: `current_epoch` is one less there).
+    pub at_epoch_end: bool,
+}
+
+impl Stateful for TrainingEpochLoop {
+    fn own_state(&self) -> serde_json::Value {
+        let r = self.restart.unwrap_or_default();
+        serde_json::json!({
+            "_batches_that_stepped": self.batches_that_stepped,
+            "batches_done": r.batches_done,
+            "val_pending": r.val_pending,
+            "at_epoch_end": r.at_epoch_end,
+        })
+    }
+    fn load_own_state(&mut self, state: &serde_json::Value) -> Result<()> {
+        self.batches_that_stepped = field(state, "_batches_that_stepped")?;
+        self.restart = Some(Restart {
+            batches_done: field(state, "batches_done")?,
+            val_pending: field(state, "val_pending")?,
+            at_epoch_end: field(state, "at_epoch_end")?,
+        });
+        Ok(())
+    }
+    fn trackers(&self) -> Vec<(&'static str, &Progress)> {
+        vec![("batch_progress", &self.batch_progress)]
+    }
+    fn trackers_mut(&mut self) -> Vec<(&'static str, &mut Progress)> {
+        vec![("batch_progress", &mut self.batch_progress)]
+    }
+    fn children(&self) -> Vec<(&'static str, &dyn Stateful)> {
+        vec![("val_loop", &self.val_loop)]
+    }
+    fn children_mut(&mut self) -> Vec<(&'static str, &mut dyn Stateful)> {
+        vec![("val_loop", &mut self.val_loop)]
+    }
+}
 
 /// What an epoch leaves for the progress bar and the summary.
 pub struct EpochOutcome {
@@ -53,7 +112,7 @@ fn should_validate(st: &LoopState<'_>, val: Option<&DataLoader>, idx: usize, las
         return st.last_val_time.elapsed().as_secs_f64() >= t;
     }
     let iteration = match l.check_val_every_n_epoch {
-        None => st.batch_progress.total.ready.saturating_sub(1) as usize,
+        None => st.loops.fit_loop.epoch_loop.batch_progress.total.ready.saturating_sub(1) as usize,
         Some(_) => idx,
     };
     (iteration + 1) % l.val_check_batch == 0
@@ -98,11 +157,11 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: &mut Option<DataLoa
     let mut last_bs = 1;
     let mut shown_val: BTreeMap<String, f64> = BTreeMap::new();
     // A resumed epoch continues after its last completed batch, in the same data order.
-    let resume = st.resume.take();
-    let start = resume.as_ref().map(|p| p.batches_done_in_epoch as usize).unwrap_or(0).min(total);
+    let resume = st.loops.fit_loop.epoch_loop.restart.take();
+    let start = resume.as_ref().map(|r| r.batches_done as usize).unwrap_or(0).min(total);
     let order = if start > 0 { st.resume_order.take() } else { None };
     if start == 0 {
-        st.batch_progress.reset_current();
+        st.loops.fit_loop.epoch_loop.batch_progress.reset_current();
     }
     st.train_results.reset();
     st.ctx.is_last_batch = false;
@@ -112,9 +171,9 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: &mut Option<DataLoa
     st.hook(Hook::OnTrainEpochStart, None)?;
     let pass = loader.epoch_from(st.ctx.device, order, start, st.ctx.current_epoch)?;
     st.epoch_order = pass.order();
-    let pending = resume.as_ref().is_some_and(|p| p.val_pending) && st.limits.val_batches > 0;
+    let pending = resume.as_ref().is_some_and(|r| r.val_pending) && st.limits.val_batches > 0;
     if let (Some(v), true) = (val.as_ref(), pending) {
-        let step = st.batches_that_stepped.saturating_sub(1);
+        let step = st.loops.fit_loop.epoch_loop.batches_that_stepped.saturating_sub(1);
         let m = evaluation::run(st, v, Stage::Validate, st.limits.val_batches, true, Some(step))?;
         shown_val.extend(m.prog_bar);
         st.ctx.stage = Stage::Fit;
@@ -148,7 +207,7 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: &mut Option<DataLoa
                 end
             });
         st.ctx.is_last_batch = last;
-        st.batch_progress.increment_ready();
+        st.loops.fit_loop.epoch_loop.batch_progress.increment_ready();
         // Step-level values are this batch's only.
         st.train_results.clear_step();
         let batch = batch?;
@@ -165,7 +224,7 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: &mut Option<DataLoa
             // step there as after any last batch (step-interval ones included), though no
             // optimizer step ran.
             // It counts as ready and processed, never started (Lightning's progress).
-            st.batch_progress.increment_processed();
+            st.loops.fit_loop.epoch_loop.batch_progress.increment_processed();
             st.ctx.is_last_batch = true;
             if automatic && st.ctx.optim.is_some() {
                 let metrics = &st.callback_metrics;
@@ -175,9 +234,9 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: &mut Option<DataLoa
             }
             break;
         }
-        st.batch_progress.increment_started();
+        st.loops.fit_loop.epoch_loop.batch_progress.increment_started();
         st.in_batch = true;
-        st.steps_at_batch_start = st.ctx.optim.as_ref().map(|o| o.step_progress.total.completed).unwrap_or(0);
+        st.steps_at_batch_start = st.ctx.optim.as_ref().map(|o| o.progress.step.total.completed).unwrap_or(0);
         if st.first_step.is_none() {
             st.first_step = crate::startup::since_process_start();
         }
@@ -197,8 +256,8 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: &mut Option<DataLoa
                 None => d,
             });
         }
-        st.ctx.global_step = st.ctx.optim.as_ref().map(|o| o.step_progress.total.completed).unwrap_or(0);
-        st.batch_progress.increment_processed();
+        st.ctx.global_step = st.ctx.optim.as_ref().map(|o| o.progress.step.total.completed).unwrap_or(0);
+        st.loops.fit_loop.epoch_loop.batch_progress.increment_processed();
         st.train_results.add(std::mem::take(&mut st.ctx.logs), last_bs)?;
         // What callbacks get as the step's loss: Lightning's `outputs["loss"]`, divided by
         // accumulate_grad_batches in automatic optimization (as backward got it).
@@ -218,9 +277,12 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: &mut Option<DataLoa
         st.check_time();
 
         let every = st.cfg.log_every_n_steps;
-        if stepping && every > 0 && ((st.batches_that_stepped + 1) % every == 0 || st.interrupter.should_stop()) {
+        if stepping
+            && every > 0
+            && ((st.loops.fit_loop.epoch_loop.batches_that_stepped + 1) % every == 0 || st.interrupter.should_stop())
+        {
             let m = read(&st.train_results.step_metrics(), |r| r.logger);
-            let step = st.batches_that_stepped;
+            let step = st.loops.fit_loop.epoch_loop.batches_that_stepped;
             st.log_metrics(&m, step)?;
         }
         let shown = if st.bar.wants_refresh() {
@@ -233,7 +295,7 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: &mut Option<DataLoa
             None
         };
         st.bar.on_train_batch_end(shown.as_ref());
-        st.batch_progress.increment_completed();
+        st.loops.fit_loop.epoch_loop.batch_progress.increment_completed();
         let global_step = st.ctx.global_step;
         crate::fault::point("step", || format!("global step {global_step}"));
 
@@ -242,7 +304,7 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: &mut Option<DataLoa
         let stepped = u64::from(stepping);
         {
             let mut pos = checkpointing::position(st, idx + 1, val_due);
-            pos.batches_that_stepped += stepped;
+            pos.loops.fit_loop.epoch_loop.batches_that_stepped += stepped;
             // Lightning defers a monitored save at the epoch's last batch when validation is
             // on for this epoch (whether or not it runs right after this batch).
             let val_on = st.limits.val_batches > 0 && st.limits.validates_in(st.ctx.current_epoch);
@@ -259,14 +321,14 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: &mut Option<DataLoa
             // (its own values then win on a shared name): one read per validation run.
             let train_step = read(&st.train_results.step_callback_metrics(), |_| true);
             st.callback_metrics.extend(train_step);
-            let step = st.batches_that_stepped;
+            let step = st.loops.fit_loop.epoch_loop.batches_that_stepped;
             let m = evaluation::run(st, v, Stage::Validate, st.limits.val_batches, true, Some(step))?;
             shown_val.extend(m.prog_bar);
             st.ctx.stage = Stage::Fit;
             st.ctx.training = true;
             st.early_stopping_check(false)?;
             let mut pos = checkpointing::position(st, idx + 1, false);
-            pos.batches_that_stepped += stepped;
+            pos.loops.fit_loop.epoch_loop.batches_that_stepped += stepped;
             checkpointing::save(st, Trigger::ValidationEnd, st.ctx.current_epoch, pos)?;
             // A time-based interval counts from the end of validation's callbacks (Lightning).
             st.last_val_time = std::time::Instant::now();
@@ -281,7 +343,7 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: &mut Option<DataLoa
             optimization::step_schedulers(st.module, &mut st.ctx, Interval::Step, idx as u64 + 1, true, &metrics)?;
         }
         if stepping {
-            st.batches_that_stepped += 1;
+            st.loops.fit_loop.epoch_loop.batches_that_stepped += 1;
         }
         st.step_pending = false;
         st.in_batch = false;

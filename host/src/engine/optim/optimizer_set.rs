@@ -43,9 +43,17 @@ pub struct OptimizerSet {
     members: Vec<Vec<usize>>,
     grads: Vec<Option<Tensor>>,
     toggled: Option<usize>,
-    /// Optimizer steps and zero_grad calls (Lightning's optimizer progress).
-    pub step_progress: Progress,
-    pub zero_grad_progress: Progress,
+    pub progress: OptimizationProgress,
+}
+
+/// Optimizer steps, zero_grad calls and scheduler steps (Lightning's `optim_progress` and
+/// `scheduler_progress`). The optimizer set keeps them, not the training epoch loop whose
+/// state they are part of, because a plugin's own `optimizer.step()` (manual optimization)
+/// reaches the set and not the loop; the loops' state dict takes them from here.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct OptimizationProgress {
+    pub step: Progress,
+    pub zero_grad: Progress,
     pub scheduler_steps: u64,
 }
 
@@ -119,9 +127,7 @@ impl OptimizerSet {
             members,
             grads,
             toggled: None,
-            step_progress: Progress::default(),
-            zero_grad_progress: Progress::default(),
-            scheduler_steps: 0,
+            progress: OptimizationProgress::default(),
         })
     }
 
@@ -208,26 +214,26 @@ impl OptimizerSet {
     /// counted here.
     pub fn step(&mut self, i: usize) -> OpResult<()> {
         self.check(i, "optimizer.step")?;
-        self.step_progress.increment_ready();
-        self.step_progress.increment_started();
+        self.progress.step.increment_ready();
+        self.progress.step.increment_started();
         if !self.optimizers[i].in_plugin() {
             let grads = self.grads_of(i);
             self.optimizers[i].step(&grads)?;
         }
-        self.step_progress.increment_processed();
-        self.step_progress.increment_completed();
+        self.progress.step.increment_processed();
+        self.progress.step.increment_completed();
         Ok(())
     }
 
     pub fn zero_grad(&mut self, i: usize) -> OpResult<()> {
         self.check(i, "optimizer.zero_grad")?;
-        self.zero_grad_progress.increment_ready();
-        self.zero_grad_progress.increment_started();
+        self.progress.zero_grad.increment_ready();
+        self.progress.zero_grad.increment_started();
         for &p in &self.members[i] {
             self.grads[p] = None;
         }
-        self.zero_grad_progress.increment_processed();
-        self.zero_grad_progress.increment_completed();
+        self.progress.zero_grad.increment_processed();
+        self.progress.zero_grad.increment_completed();
         Ok(())
     }
 
@@ -319,7 +325,7 @@ impl OptimizerSet {
         };
         let opt = &mut self.optimizers[e.spec.optimizer];
         e.scheduler.step(opt.as_mut(), metric).map_err(|m| OpError::new(name, m))?;
-        self.scheduler_steps += 1;
+        self.progress.scheduler_steps += 1;
         Ok(())
     }
 
@@ -363,7 +369,7 @@ impl OptimizerSet {
                 },
                 _ => None,
             };
-            self.scheduler_steps += 1;
+            self.progress.scheduler_steps += 1;
             if e.scheduler.in_plugin() {
                 in_plugin.push((i, metric));
                 continue;
