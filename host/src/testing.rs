@@ -160,6 +160,9 @@ impl Module for Regression {
 pub struct Points {
     train: Option<(Tensor, Tensor)>,
     val: Option<(Tensor, Tensor)>,
+    /// Fail when the train dataset is asked for this many times (a reload that breaks).
+    pub fail_at_train_ask: Option<usize>,
+    train_asks: usize,
 }
 
 fn points(n: i64) -> Result<(Tensor, Tensor)> {
@@ -184,6 +187,12 @@ impl DataModule for Points {
     }
 
     fn dataset(&mut self, _ctx: &mut RunContext, split: Split) -> Result<Option<DatasetSpec>> {
+        if split == Split::Train {
+            self.train_asks += 1;
+            if self.fail_at_train_ask == Some(self.train_asks) {
+                anyhow::bail!("the train dataset failed when asked for the {}th time", self.train_asks);
+            }
+        }
         let (data, shuffle) = match split {
             Split::Train => (&self.train, true),
             Split::Val | Split::Test | Split::Predict => (&self.val, false),

@@ -72,6 +72,10 @@ pub struct FitReport {
     /// The signal that stopped the run, if one did.
     pub interrupted: Option<i32>,
     pub best_model_path: Option<PathBuf>,
+    /// EarlyStopping's `stopped_epoch` (0 when it did not stop the run) and its reason (the
+    /// name of Lightning's `EarlyStoppingReason`), when configured.
+    pub stopped_epoch: Option<u64>,
+    pub stopping_reason: Option<&'static str>,
     pub last_model_path: Option<PathBuf>,
     /// The checkpoint the run resumed from.
     pub resumed_from: Option<PathBuf>,
@@ -346,6 +350,14 @@ impl<'c> Trainer<'c> {
             let c = checkpoint::load(path)?;
             ckpt::restore_model(&mut st.ctx, &c, &shown)?;
             let pos = ckpt::restore_training(&mut st, &c, &shown)?;
+            // Lightning's `restore_loops`: its current epoch (the finished one, for a save at an
+            // epoch's end) past max_epochs is refused.
+            let epoch = pos.current_epoch - u64::from(pos.restart().at_epoch_end).min(pos.current_epoch);
+            if let Some(max) = st.limits.max_epochs.filter(|m| epoch > *m) {
+                bail!(
+                    "You restored a checkpoint with current_epoch={epoch}, but you have set Trainer(max_epochs={max})."
+                );
+            }
             println!(
                 "Restored the training state from {shown} (epoch {}, global step {})",
                 pos.current_epoch, pos.global_step
@@ -407,7 +419,12 @@ impl<'c> Trainer<'c> {
                 st.ctx.batch.clear();
                 let _ = st.hook(Hook::OnException, None);
                 if self_checkpoint.on_exception {
-                    let done = st.loops.fit_loop.epoch_loop.batch_progress.current.completed as usize;
+                    // Batches of the epoch under way; none between epochs (the last one's
+                    // count stays in the tracker until the next epoch starts).
+                    let epochs = st.loops.fit_loop.epoch_progress.current;
+                    let in_epoch = epochs.started > epochs.completed;
+                    let bp = st.loops.fit_loop.epoch_loop.batch_progress.current;
+                    let done = if in_epoch { bp.completed as usize } else { 0 };
                     let pos = checkpointing::position(&st, done, false);
                     let saved = checkpointing::side_path(&mut st, "on_exception", "on_exception")
                         .and_then(|path| checkpointing::save_to(&mut st, &path, pos, false).map(|()| path));
@@ -457,6 +474,8 @@ impl<'c> Trainer<'c> {
             trainable_params,
             interrupted: st.interrupter.interrupted(),
             best_model_path: st.checkpoint.as_ref().and_then(|c| c.best_model_path.clone()),
+            stopped_epoch: st.early_stopping.as_ref().map(|es| es.stopped_epoch),
+            stopping_reason: st.early_stopping.as_ref().map(|es| es.stopping_reason.name()),
             last_model_path: st.checkpoint.as_ref().and_then(|c| c.last_model_path.clone()),
             resumed_from: resume_path,
             stage_times: st.timer.report(),

@@ -112,6 +112,9 @@ struct Outcome {
     metrics: BTreeMap<String, f64>,
     /// Why fit stopped (empty for evaluation and prediction).
     stop_reason: String,
+    /// EarlyStopping's `stopped_epoch` and reason, when configured.
+    stopped_epoch: Option<u64>,
+    stopping_reason: Option<&'static str>,
 }
 
 impl Outcome {
@@ -143,22 +146,22 @@ fn record_with(
     let mut data = wasm;
     let mut trainer = Trainer::new(quiet(cfg), None).with_callback(Box::new(RecCallback(log.clone())));
     trainer.early_stopping = early_stopping;
-    let (global_step, epochs, metrics, stop_reason) = match entry {
+    let (global_step, epochs, metrics, stop_reason, (stopped_epoch, stopping_reason)) = match entry {
         Entry::Fit => {
             let r = trainer.fit(&mut module, &mut data as &mut dyn DataModule, &hparams)?;
-            (r.global_step, r.epochs, r.metrics, r.stop_reason)
+            (r.global_step, r.epochs, r.metrics, r.stop_reason, (r.stopped_epoch, r.stopping_reason))
         }
         Entry::Eval(stage) => {
             let m = trainer.evaluate(&mut module, &mut data, &hparams, stage)?;
-            (0, 0, m.all, String::new())
+            (0, 0, m.all, String::new(), (None, None))
         }
         Entry::Predict => {
             trainer.predict(&mut module, &mut data, &hparams)?;
-            (0, 0, BTreeMap::new(), String::new())
+            (0, 0, BTreeMap::new(), String::new(), (None, None))
         }
     };
     let calls = log.borrow().clone();
-    Ok(Outcome { calls, global_step, epochs, metrics, stop_reason })
+    Ok(Outcome { calls, global_step, epochs, metrics, stop_reason, stopped_epoch, stopping_reason })
 }
 
 fn lightning() -> Value {
@@ -251,6 +254,13 @@ fn loops_match_lightning_for_every_flag() {
             let got_names: Vec<&str> =
                 got.metrics.keys().map(String::as_str).filter(|k| k.starts_with("scripted")).collect();
             assert_eq!(got_names, want, "{name}: callback_metrics");
+            // EarlyStopping: where (its stopped_epoch) and why it stopped.
+            assert_eq!(got.stopped_epoch, case["stopped_epoch"].as_u64(), "{name}: EarlyStopping's stopped_epoch");
+            assert_eq!(
+                got.stopping_reason,
+                case["stopping_reason"].as_str(),
+                "{name}: EarlyStopping's stopping_reason"
+            );
         }
         checked += 1;
     }

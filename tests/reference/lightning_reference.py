@@ -147,12 +147,13 @@ def run(entry, trainer_args, model_args=None, log_every_n_steps=None, early_stop
     calls = []
     torch.manual_seed(0)
     model = Recorder(calls, **(model_args or {}))
+    es = [L.pytorch.callbacks.EarlyStopping(**early_stopping)] if early_stopping else []
     with tempfile.TemporaryDirectory() as root:
         logger = L.pytorch.loggers.CSVLogger(root, name="lightning_logs") if log_every_n_steps else False
         trainer = L.Trainer(
             accelerator="cpu", devices=1, logger=logger, enable_checkpointing=False, enable_progress_bar=False,
             enable_model_summary=False, default_root_dir=root,
-            callbacks=[RecordingCallback(calls)] + ([L.pytorch.callbacks.EarlyStopping(**early_stopping)] if early_stopping else []),
+            callbacks=[RecordingCallback(calls)] + es,
             log_every_n_steps=log_every_n_steps or 50, **trainer_args,
         )
         getattr(trainer, entry)(model)
@@ -185,6 +186,8 @@ def run(entry, trainer_args, model_args=None, log_every_n_steps=None, early_stop
         "lrs": model.lrs,
         "train_rows": train_rows,
         "scripted_callback_metrics": sorted(k for k in trainer.callback_metrics if k.startswith("scripted")),
+        "stopped_epoch": es[0].stopped_epoch if es else None,
+        "stopping_reason": es[0].stopping_reason.name if es else None,
     }
 
 
@@ -240,6 +243,26 @@ EARLY_STOPPING = {
     # fast_dev_run turns EarlyStopping off: its monitor is not even looked for
     "es_fast_dev_run": ({"fast_dev_run": 2}, {}, {"monitor": "not_logged"}),
     "es_forked_metric": ({"max_epochs": 12}, {"script": SCRIPT, "forked": True}, {"monitor": "scripted", "patience": 2, "min_delta": 0.05}),
+    # Lightning's tests_pytorch/callbacks/test_early_stopping.py, ported (docs/lightning-tests/test_early_stopping.md).
+    # test_early_stopping_patience and test_early_stopping_patience_train (with validation_step)
+    **{f"es_patience_{name}{'_train_end' if train_end else ''}": (
+        {"max_epochs": 10, "num_sanity_val_steps": 0}, {"script": script},
+        {"monitor": "scripted", "patience": patience, **({"check_on_train_epoch_end": True} if train_end else {})})
+       for name, script, patience in (("flat", [6, 5, 5, 5, 5, 5], 3), ("1_steps", [6, 5, 4, 4, 3, 3], 1), ("bounce", [6, 5, 6, 5, 5, 5], 3))
+       for train_end in (False, True)},
+    # test_early_stopping_thresholds
+    "es_default_patience_rebound": ({"max_epochs": 20}, {"script": [8, 4, 2, 3, 4, 5, 8, 10]}, {"monitor": "scripted"}),
+    "es_stopping_threshold_2.9": ({"max_epochs": 20}, {"script": [9, 8, 7, 6, 5, 6, 4, 3, 2, 1]}, {"monitor": "scripted", "stopping_threshold": 2.9}),
+    "es_divergence_15.9": ({"max_epochs": 20}, {"script": [9, 4, 2, 16, 32, 64]}, {"monitor": "scripted", "divergence_threshold": 15.9}),
+    # test_early_stopping_on_non_finite_monitor
+    "es_inf": ({"max_epochs": 10}, {"script": [4, 3, "inf", 2, 1]}, {"monitor": "scripted", "check_finite": True}),
+    "es_nan": ({"max_epochs": 10}, {"script": [4, 3, "nan", 2, 1]}, {"monitor": "scripted", "check_finite": True}),
+    # test_early_stopping_reasons (the reason and stopped_epoch of each)
+    "es_reason_patience": ({"max_epochs": 10}, {"script": [10.0] * 10}, {"monitor": "scripted", "patience": 2}),
+    "es_reason_threshold": ({"max_epochs": 10}, {"script": [5.0, 3.0, 1.0, 0.5] + [0.1] * 6}, {"monitor": "scripted", "stopping_threshold": 0.6}),
+    "es_reason_divergence": ({"max_epochs": 10}, {"script": [1.0, 2.0, 5.0, 10.0] + [15.0] * 6}, {"monitor": "scripted", "divergence_threshold": 8.0}),
+    "es_reason_nan": ({"max_epochs": 10}, {"script": [1.0, 0.5] + ["nan"] * 8}, {"monitor": "scripted", "check_finite": True}),
+    "es_reason_not_stopped": ({"max_epochs": 3}, {"script": [5.0, 4.0, 3.0]}, {"monitor": "scripted", "patience": 3}),
 }
 
 

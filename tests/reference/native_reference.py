@@ -1,6 +1,6 @@
 """The native test module (host/src/testing.rs: `Regression` on `Points`) written as a
 LightningModule and LightningDataModule and trained by Lightning itself: the losses, the
-final weights and where EarlyStopping stops, for the in-file loop tests
+final weights, and where and why EarlyStopping stops, for the in-file loop tests
 (host/src/loops/fit.rs) to compare with. Same draws in the same order: the weight at
 `__init__`, the points at `setup`, the samplers' seeds from the global generator.
 
@@ -9,14 +9,16 @@ final weights and where EarlyStopping stops, for the in-file loop tests
 
 import json
 import logging
+import os
 import sys
+import tempfile
 import warnings
 
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 import lightning as L
-from lightning.pytorch.callbacks import EarlyStopping
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
 warnings.filterwarnings("ignore")
 logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
@@ -73,6 +75,29 @@ CASES = {
     "early_stopping_min_epochs": ({"max_epochs": 30, "min_epochs": 12}, {"monitor": "val_loss", "patience": 2, "min_delta": 0.05}),
     "early_stopping_on_train_epoch_end": ({"max_epochs": 30}, {"monitor": "train_loss_epoch", "patience": 1, "min_delta": 0.05, "check_on_train_epoch_end": True}),
     "early_stopping_threshold": ({"max_epochs": 30}, {"monitor": "val_loss", "stopping_threshold": 0.05}),
+    # Lightning's tests_pytorch/callbacks/test_early_stopping.py, ported (docs/lightning-tests/test_early_stopping.md):
+    # test_early_stopping_no_extraneous_invocations: unset check_on_train_epoch_end with validation once per epoch
+    # checks at the training epoch's end (the training metrics are the epoch's there)
+    "es_train_epoch_metric_default_check": ({"max_epochs": 30}, {"monitor": "train_loss_epoch", "patience": 1, "min_delta": 0.05}),
+    "es_train_loss_default_check": ({"max_epochs": 12}, {"monitor": "train_loss", "patience": 3}),
+    # test_early_stopping_no_val_step (no validation; overfit_batches)
+    "es_no_val_patience_0": ({"max_epochs": 10, "limit_val_batches": 0},
+                             {"monitor": "train_loss", "min_delta": 0.1, "patience": 0, "check_on_train_epoch_end": True}),
+    "es_overfit_patience_0": ({"max_epochs": 10, "overfit_batches": 0.5},
+                              {"monitor": "train_loss", "min_delta": 0.1, "patience": 0, "check_on_train_epoch_end": True}),
+    # test_early_stopping_thresholds (divergence)
+    "es_divergence_max": ({"max_epochs": 30}, {"monitor": "val_loss", "mode": "max", "divergence_threshold": 0.5}),
+    # test_min_epochs_min_steps_global_step: a threshold every check passes stands in for the test's mocked stop
+    **{f"es_min_{b}b_{e}e_{s}s": ({"limit_val_batches": 0, "min_epochs": e, "min_steps": s, **({"limit_train_batches": b} if b < 4 else {})},
+                                  {"monitor": "train_loss", "stopping_threshold": 1e9})
+       for b in (3, 4) for (e, s) in ((0, 10), (2, 0), (1, 10), (3, 10))},
+    # test_check_on_train_epoch_end_smart_handling: several validations per epoch, or not every epoch, check after them
+    "es_vci_0.5_third_check": ({"max_epochs": 10, "val_check_interval": 0.5}, {"monitor": "val_loss", "mode": "max", "patience": 2}),
+    "es_check_val_every_2": ({"max_epochs": 5, "check_val_every_n_epoch": 2}, {"monitor": "val_loss", "patience": 1}),
+    "es_vci_0.5_no_val": ({"max_epochs": 4, "val_check_interval": 0.5, "limit_val_batches": 0},
+                          {"monitor": "train_loss_epoch", "mode": "max", "patience": 1}),
+    # min_delta's sign as Lightning applies it (a negative one makes any value within it an improvement)
+    "es_negative_min_delta": ({"max_epochs": 30}, {"monitor": "val_loss", "patience": 2, "min_delta": -0.2}),
 }
 
 
@@ -89,14 +114,54 @@ def run(trainer_args, es_args):
         "global_step": trainer.global_step,
         "current_epoch": trainer.current_epoch,
         "stopped_epoch": callbacks[0].stopped_epoch if callbacks else None,
+        "stopping_reason": callbacks[0].stopping_reason.name if callbacks else None,
         "train_losses": model.train_losses,
         "weights": model.weight.detach().flatten().tolist() + model.bias.detach().tolist(),
         "callback_metrics": {k: float(v) for k, v in trainer.callback_metrics.items()},
     }
 
 
+QUIET = dict(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False)
+
+
+def checkpoints():
+    """test_resume_early_stopping_from_checkpoint: EarlyStopping's state in each epoch's
+    checkpoint (patience 5, every epoch kept as `{epoch}`); resuming from those files with
+    max_epochs=1 (past it is refused, at it nothing trains), and with patience 1."""
+    es_args = {"monitor": "val_loss", "patience": 5}
+    with tempfile.TemporaryDirectory() as d:
+        L.seed_everything(0, verbose=False)
+        es = EarlyStopping(**es_args)
+        mc = ModelCheckpoint(dirpath=d, save_top_k=-1, filename="{epoch}")
+        trainer = L.Trainer(max_epochs=4, callbacks=[es, mc], **QUIET)
+        trainer.fit(Regression(), datamodule=Points())
+        states = {}
+        for f in sorted(os.listdir(d)):
+            state = torch.load(os.path.join(d, f), weights_only=False)["callbacks"][es.state_key]
+            states[f] = {k: float(v) if torch.is_tensor(v) else v for k, v in state.items()}
+        resumes = {}
+        for f in ("epoch=1.ckpt", "epoch=2.ckpt"):
+            L.seed_everything(0, verbose=False)
+            trainer = L.Trainer(max_epochs=1, enable_checkpointing=False, **QUIET)
+            try:
+                trainer.fit(Regression(), datamodule=Points(), ckpt_path=os.path.join(d, f))
+                resumes[f] = {"error": None, "global_step": trainer.global_step}
+            except Exception as e:  # noqa: BLE001
+                resumes[f] = {"error": str(e)}
+        # A resumed EarlyStopping takes the saved patience (5), not its own (1).
+        L.seed_everything(0, verbose=False)
+        es1 = EarlyStopping(monitor="val_loss", patience=1)
+        trainer = L.Trainer(max_epochs=20, callbacks=[es1], enable_checkpointing=False, **QUIET)
+        trainer.fit(Regression(), datamodule=Points(), ckpt_path=os.path.join(d, "epoch=1.ckpt"))
+        patience = {"global_step": trainer.global_step, "current_epoch": trainer.current_epoch,
+                    "stopped_epoch": es1.stopped_epoch, "patience": es1.patience}
+    return {"early_stopping": es_args, "state_key": es.state_key, "states": states, "resume_with_max_epochs_1": resumes,
+            "resume_with_patience_1": patience}
+
+
 def main(path):
-    out = {"lightning": L.__version__, "cases": {name: run(*case) for name, case in CASES.items()}}
+    out = {"lightning": L.__version__, "cases": {name: run(*case) for name, case in CASES.items()},
+           "checkpoints": checkpoints()}
     with open(path, "w") as f:
         json.dump(out, f, indent=1)
     print(f"wrote {path}: lightning {L.__version__}, {len(out['cases'])} cases")

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::config::{Limit, ValCheckInterval};
+
 /// `[early_stopping]` in the run file; absent: no early stopping.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -20,8 +22,8 @@ pub struct EarlyStoppingConfig {
     pub check_finite: bool,
     pub stopping_threshold: Option<f64>,
     pub divergence_threshold: Option<f64>,
-    /// Check at the training epoch's end (true) or after validation (false). Unset: after
-    /// validation when there is validation.
+    /// Check at the training epoch's end (true) or after each validation run (false). Unset:
+    /// Lightning's rule ([`EarlyStopping::checks_on_train_epoch_end`]).
     pub check_on_train_epoch_end: Option<bool>,
 }
 
@@ -45,8 +47,42 @@ pub struct EarlyStopping {
     pub cfg: EarlyStoppingConfig,
     pub best: f64,
     pub wait_count: u64,
+    /// The epoch whose check stopped the run (Lightning's `stopped_epoch`; 0 until then).
+    pub stopped_epoch: u64,
     /// Why the run was stopped, once it was.
     pub reason: Option<String>,
+    pub stopping_reason: StoppingReason,
+}
+
+/// Lightning's `EarlyStoppingReason` (its values are Lightning's, in checkpoints).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum StoppingReason {
+    #[default]
+    NotStopped = 0,
+    StoppingThreshold = 1,
+    DivergenceThreshold = 2,
+    PatienceExhausted = 3,
+    NonFiniteMetric = 4,
+}
+
+impl StoppingReason {
+    fn from_value(v: u64) -> Option<Self> {
+        use StoppingReason::*;
+        [NotStopped, StoppingThreshold, DivergenceThreshold, PatienceExhausted, NonFiniteMetric]
+            .get(v as usize)
+            .copied()
+    }
+
+    /// The name Lightning's enum member has.
+    pub fn name(self) -> &'static str {
+        match self {
+            StoppingReason::NotStopped => "NOT_STOPPED",
+            StoppingReason::StoppingThreshold => "STOPPING_THRESHOLD",
+            StoppingReason::DivergenceThreshold => "DIVERGENCE_THRESHOLD",
+            StoppingReason::PatienceExhausted => "PATIENCE_EXHAUSTED",
+            StoppingReason::NonFiniteMetric => "NON_FINITE_METRIC",
+        }
+    }
 }
 
 impl EarlyStopping {
@@ -71,10 +107,18 @@ impl EarlyStopping {
             bail!("early_stopping.mode must be \"min\" or \"max\"");
         }
         let best = if cfg.mode == "min" { f64::INFINITY } else { f64::NEG_INFINITY };
-        Ok(EarlyStopping { cfg, best, wait_count: 0, reason: None })
+        Ok(EarlyStopping {
+            cfg,
+            best,
+            wait_count: 0,
+            stopped_epoch: 0,
+            reason: None,
+            stopping_reason: StoppingReason::NotStopped,
+        })
     }
 
-    fn better(&self, a: f64, b: f64) -> bool {
+    /// Lightning's `monitor_op`, in float32 as Lightning compares its logged tensors.
+    fn better(&self, a: f32, b: f32) -> bool {
         if self.cfg.mode == "min" {
             a < b
         } else {
@@ -82,8 +126,25 @@ impl EarlyStopping {
         }
     }
 
-    /// Lightning's `_evaluate_stopping_criteria`; returns true when the run should stop.
-    pub fn check(&mut self, metrics: &BTreeMap<String, f64>) -> Result<bool> {
+    /// Where Lightning checks when `check_on_train_epoch_end` is unset (its `setup`): at the
+    /// training epoch's end when validation runs once per epoch at its end
+    /// (`val_check_interval == 1.0`, which an int 1 also equals, and
+    /// `check_val_every_n_epoch == 1`), else after each validation run.
+    pub fn checks_on_train_epoch_end(
+        &self,
+        val_check_interval: &ValCheckInterval,
+        every_n_epochs: Option<u64>,
+    ) -> bool {
+        let once_per_epoch = matches!(
+            val_check_interval,
+            ValCheckInterval::Every(Limit::Fraction(f)) if *f == 1.0
+        ) || matches!(val_check_interval, ValCheckInterval::Every(Limit::Batches(1)));
+        self.cfg.check_on_train_epoch_end.unwrap_or(once_per_epoch && every_n_epochs == Some(1))
+    }
+
+    /// Lightning's `_run_early_stopping_check` at `epoch`; returns true when the run should
+    /// stop.
+    pub fn check(&mut self, metrics: &BTreeMap<String, f64>, epoch: u64) -> Result<bool> {
         let Some(&current) = metrics.get(&self.cfg.monitor) else {
             if self.cfg.strict {
                 let known: Vec<&String> = metrics.keys().collect();
@@ -95,43 +156,74 @@ impl EarlyStopping {
             return Ok(false);
         };
         let m = &self.cfg.monitor;
-        // torch's sign convention: min_delta counts towards improvement in `mode`'s direction.
-        let delta = if self.cfg.mode == "min" { -self.cfg.min_delta.abs() } else { self.cfg.min_delta.abs() };
-        let stop = if self.cfg.check_finite && !current.is_finite() {
-            Some(format!("Monitored metric {m} = {current} is not finite. Previous best value was {:.3}. Signaling Trainer to stop.", self.best))
-        } else if self.cfg.stopping_threshold.is_some_and(|t| self.better(current, t)) {
-            Some(format!(
-                "Stopping threshold reached: {m} = {current} {} {}. Signaling Trainer to stop.",
-                if self.cfg.mode == "min" { "<" } else { ">" },
-                self.cfg.stopping_threshold.unwrap_or_default()
-            ))
-        } else if self.cfg.divergence_threshold.is_some_and(|t| self.better(-current, -t)) {
-            Some(format!("Divergence threshold reached: {m} = {current}. Signaling Trainer to stop."))
-        } else if self.better(current - delta, self.best) {
-            self.best = current;
+        let order = if self.cfg.mode == "min" { "<" } else { ">" };
+        // Lightning's sign convention, as it is (a negative min_delta included): the delta
+        // counts towards improvement in `mode`'s direction.
+        let delta = if self.cfg.mode == "min" { -self.cfg.min_delta } else { self.cfg.min_delta } as f32;
+        let now = current as f32;
+        let (stop, reason) = if self.cfg.check_finite && !now.is_finite() {
+            let why = format!("Monitored metric {m} = {current} is not finite. Previous best value was {:.3}. Signaling Trainer to stop.", self.best);
+            (Some(why), StoppingReason::NonFiniteMetric)
+        } else if let Some(t) = self.cfg.stopping_threshold.filter(|t| self.better(now, *t as f32)) {
+            let why = format!("Stopping threshold reached: {m} = {current} {order} {t}. Signaling Trainer to stop.");
+            (Some(why), StoppingReason::StoppingThreshold)
+        } else if let Some(t) = self.cfg.divergence_threshold.filter(|t| self.better(-now, -*t as f32)) {
+            let why = format!("Divergence threshold reached: {m} = {current} {order} {t}. Signaling Trainer to stop.");
+            (Some(why), StoppingReason::DivergenceThreshold)
+        } else if self.better(now - delta, self.best as f32) {
+            self.best = f64::from(now);
             self.wait_count = 0;
-            None
+            (None, self.stopping_reason)
         } else {
             self.wait_count += 1;
-            (self.wait_count >= self.cfg.patience)
-                .then(|| format!("Monitored metric {m} did not improve in the last {} records. Best score: {:.3}. Signaling Trainer to stop.", self.wait_count, self.best))
+            let why = (self.wait_count >= self.cfg.patience)
+                .then(|| format!("Monitored metric {m} did not improve in the last {} records. Best score: {:.3}. Signaling Trainer to stop.", self.wait_count, self.best));
+            let reason = if why.is_some() { StoppingReason::PatienceExhausted } else { self.stopping_reason };
+            (why, reason)
         };
+        self.stopping_reason = reason;
         let stopping = stop.is_some();
         if stopping {
+            self.stopped_epoch = epoch;
             self.reason = stop;
         }
         Ok(stopping)
     }
 
+    /// Lightning's `state_dict` (a non-finite best score as the string Python writes for it,
+    /// `"inf"`, `"-inf"` or `"nan"`: JSON has no infinity).
     pub fn state(&self) -> serde_json::Value {
-        serde_json::json!({"best_score": if self.best.is_finite() { serde_json::json!(self.best) } else { serde_json::Value::Null }, "wait_count": self.wait_count})
+        let best = match self.best {
+            b if b.is_finite() => serde_json::json!(b),
+            b if b.is_nan() => serde_json::json!("nan"),
+            b if b > 0.0 => serde_json::json!("inf"),
+            _ => serde_json::json!("-inf"),
+        };
+        serde_json::json!({
+            "wait_count": self.wait_count,
+            "stopped_epoch": self.stopped_epoch,
+            "best_score": best,
+            "patience": self.cfg.patience,
+            "stopping_reason": self.stopping_reason as u64,
+            "stopping_reason_message": self.reason,
+        })
     }
 
+    /// Lightning's `load_state_dict`: the saved patience replaces the configured one, as in
+    /// Lightning; a state older lthost versions wrote (best score and wait count) loads too.
     pub fn load_state(&mut self, s: &serde_json::Value) {
-        if let Some(b) = s["best_score"].as_f64() {
-            self.best = b;
+        match &s["best_score"] {
+            serde_json::Value::Number(n) => self.best = n.as_f64().unwrap_or(self.best),
+            serde_json::Value::String(t) => self.best = t.parse().unwrap_or(self.best),
+            _ => {}
         }
         self.wait_count = s["wait_count"].as_u64().unwrap_or(0);
+        self.stopped_epoch = s["stopped_epoch"].as_u64().unwrap_or(0);
+        if let Some(p) = s["patience"].as_u64() {
+            self.cfg.patience = p;
+        }
+        self.stopping_reason = s["stopping_reason"].as_u64().and_then(StoppingReason::from_value).unwrap_or_default();
+        self.reason = s["stopping_reason_message"].as_str().map(str::to_string);
     }
 }
 
@@ -143,6 +235,12 @@ mod tests {
         BTreeMap::from([("loss".to_string(), v)])
     }
 
+    impl EarlyStopping {
+        fn check_at(&mut self, m: &BTreeMap<String, f64>) -> Result<bool> {
+            self.check(m, 0)
+        }
+    }
+
     #[test]
     fn patience_min_delta_and_thresholds() {
         let mut es = EarlyStopping::new(EarlyStoppingConfig {
@@ -152,27 +250,30 @@ mod tests {
             ..EarlyStoppingConfig::default()
         })
         .unwrap();
-        assert!(!es.check(&at(1.0)).unwrap());
-        assert!(!es.check(&at(0.95)).unwrap(), "not better by min_delta: wait 1");
-        assert!(es.check(&at(0.95)).unwrap(), "wait 2 = patience");
+        assert!(!es.check_at(&at(1.0)).unwrap());
+        assert!(!es.check_at(&at(0.95)).unwrap(), "not better by min_delta: wait 1");
+        assert!(es.check_at(&at(0.95)).unwrap(), "wait 2 = patience");
         let mut es = EarlyStopping::new(EarlyStoppingConfig {
             monitor: "loss".into(),
             stopping_threshold: Some(0.5),
             ..EarlyStoppingConfig::default()
         })
         .unwrap();
-        assert!(es.check(&at(0.4)).unwrap());
+        assert!(es.check_at(&at(0.4)).unwrap());
         let mut es = EarlyStopping::new(EarlyStoppingConfig {
             monitor: "loss".into(),
             divergence_threshold: Some(5.0),
             ..EarlyStoppingConfig::default()
         })
         .unwrap();
-        assert!(es.check(&at(6.0)).unwrap());
+        assert!(es.check_at(&at(6.0)).unwrap());
         let mut es =
             EarlyStopping::new(EarlyStoppingConfig { monitor: "loss".into(), ..EarlyStoppingConfig::default() })
                 .unwrap();
-        assert!(es.check(&at(f64::NAN)).unwrap());
-        assert!(es.check(&BTreeMap::new()).is_err(), "strict");
+        assert!(es.check_at(&at(f64::NAN)).unwrap());
+        assert!(es.check_at(&BTreeMap::new()).is_err(), "strict");
+        let unknown =
+            EarlyStoppingConfig { monitor: "loss".into(), mode: "unknown_option".into(), ..Default::default() };
+        assert!(EarlyStopping::new(unknown).is_err(), "Lightning's test_early_stopping_mode_options");
     }
 }

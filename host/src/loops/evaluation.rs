@@ -195,5 +195,7 @@ pub fn sanity_check(st: &mut LoopState<'_>, loader: &DataLoader) -> Result<()> {
     st.hook(Hook::OnSanityCheckStart, None)?;
     run(st, loader, Stage::SanityCheck, steps, false, None)?;
     st.hook(Hook::OnSanityCheckEnd, None)?;
+    // Lightning's `_reset_progress(val_loop)`: the sanity check's batches are not counted.
+    st.loops.fit_loop.epoch_loop.val_loop = EvaluationLoop::default();
     Ok(())
 }

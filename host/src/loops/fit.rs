@@ -115,6 +115,7 @@ pub fn run(st: &mut LoopState<'_>, train: &mut DataLoader, val: &mut Option<Data
 mod tests {
     use std::path::Path;
 
+    use crate::callbacks::early_stopping::EarlyStoppingConfig;
     use crate::callbacks::model_checkpoint::CheckpointConfig;
     use crate::config::{Limit, TrainerConfig, ValCheckInterval};
     use crate::testing::{serial, Points, Regression};
@@ -211,12 +212,16 @@ mod tests {
         // trained by Lightning 2.6.6 with the same Trainer and EarlyStopping arguments.
         let want = reference();
         let cases = want["cases"].as_object().expect("cases");
-        assert!(cases.len() >= 5);
+        assert!(cases.len() >= 22);
         for (name, case) in cases {
             let _one = serial();
             let dir = tempfile::tempdir().expect("tempdir");
             let mut args = case["trainer"].as_object().cloned().expect("trainer args");
-            for (k, v) in serde_json::to_value(quiet(dir.path(), 1)).expect("config").as_object().expect("config") {
+            for (k, v) in serde_json::to_value(TrainerConfig { max_epochs: None, ..quiet(dir.path(), 1) })
+                .expect("config")
+                .as_object()
+                .expect("config")
+            {
                 args.entry(k.clone()).or_insert(v.clone());
             }
             let cfg: TrainerConfig = serde_json::from_value(args.into()).expect("Lightning's Trainer arguments");
@@ -226,8 +231,15 @@ mod tests {
             }
             let mut m = Regression::new();
             let report = t.fit(&mut m, &mut Points::default(), &serde_json::json!({})).expect("fit");
-            assert_eq!(report.global_step, case["global_step"], "{name}: global_step");
+            assert_eq!(report.global_step, case["global_step"], "{name}: global_step ({})", report.stop_reason);
             assert_eq!(report.epochs, case["current_epoch"], "{name}: epochs run");
+            assert_eq!(report.stopped_epoch, case["stopped_epoch"].as_u64(), "{name}: EarlyStopping's stopped_epoch");
+            // Why EarlyStopping stopped (its last check's reason, even one that min_epochs held off).
+            assert_eq!(
+                report.stopping_reason,
+                case["stopping_reason"].as_str(),
+                "{name}: EarlyStopping's stopping_reason"
+            );
             let losses: Vec<f64> = serde_json::from_value(case["train_losses"].clone()).expect("losses");
             assert_eq!(m.losses.len(), losses.len(), "{name}: training steps");
             for (i, (got, want)) in m.losses.iter().zip(&losses).enumerate() {
@@ -246,6 +258,87 @@ mod tests {
                 assert!(got.is_some_and(|g| close(g, v)), "{name}: {k} = {got:?} (Lightning {v})");
             }
         }
+    }
+
+    #[test]
+    fn early_stopping_state_rides_in_checkpoints_and_resumes_as_in_lightning() {
+        // Lightning's test_resume_early_stopping_from_checkpoint, on the native twin.
+        let want = reference()["checkpoints"].clone();
+        let _one = serial();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let saves = dir.path().join("saves");
+        let es: EarlyStoppingConfig = serde_json::from_value(want["early_stopping"].clone()).expect("EarlyStopping");
+        let every_epoch = CheckpointConfig {
+            dirpath: Some(saves.clone()),
+            save_top_k: -1,
+            filename: Some("{epoch}".into()),
+            ..CheckpointConfig::default()
+        };
+        let mut t = Trainer::new(TrainerConfig { enable_checkpointing: true, ..quiet(dir.path(), 4) }, None);
+        t.checkpoint = every_epoch;
+        t.early_stopping = Some(es);
+        t.fit(&mut Regression::new(), &mut Points::default(), &serde_json::json!({})).expect("fit");
+        let key = want["state_key"].as_str().expect("key");
+        let states = want["states"].as_object().expect("states");
+        assert_eq!(states.len(), 4);
+        for (file, state) in states {
+            let meta = crate::checkpoint::load(&saves.join(file)).unwrap_or_else(|e| panic!("{file}: {e:#}")).meta;
+            let got = meta.callbacks.get(key).unwrap_or_else(|| panic!("{file}: no state under {key}"));
+            for k in ["wait_count", "stopped_epoch", "patience", "stopping_reason", "stopping_reason_message"] {
+                assert_eq!(got[k], state[k], "{file}: EarlyStopping's {k}");
+            }
+            let (g, w) = (got["best_score"].as_f64().expect("best"), state["best_score"].as_f64().expect("best"));
+            assert!(close(g, w), "{file}: best_score {g} (Lightning {w})");
+        }
+        // Resuming with max_epochs=1: from the end of epoch 2 refused, from epoch 1's nothing trains.
+        for (file, r) in want["resume_with_max_epochs_1"].as_object().expect("resumes") {
+            let root = tempfile::tempdir().expect("tempdir");
+            let mut t = Trainer::new(quiet(root.path(), 1), None);
+            t.ckpt_path = Some(saves.join(file).display().to_string());
+            match (t.fit(&mut Regression::new(), &mut Points::default(), &serde_json::json!({})), r["error"].as_str()) {
+                (Ok(report), None) => assert_eq!(report.global_step, r["global_step"], "{file}"),
+                (Err(e), Some(msg)) => assert_eq!(e.to_string(), msg, "{file}"),
+                (got, want) => panic!("{file}: {:?}, Lightning: {want:?}", got.map(|r| r.global_step)),
+            }
+        }
+        // A resumed EarlyStopping takes the patience it saved.
+        let r = &want["resume_with_patience_1"];
+        let root = tempfile::tempdir().expect("tempdir");
+        let mut t = Trainer::new(quiet(root.path(), 20), None);
+        t.ckpt_path = Some(saves.join("epoch=1.ckpt").display().to_string());
+        t.early_stopping = Some(EarlyStoppingConfig { patience: 1, ..want_es(&want) });
+        let report = t.fit(&mut Regression::new(), &mut Points::default(), &serde_json::json!({})).expect("resume");
+        assert_eq!(report.global_step, r["global_step"]);
+        assert_eq!(report.epochs + 2, r["current_epoch"], "two epochs were done before the resume");
+        assert_eq!(report.stopped_epoch, r["stopped_epoch"].as_u64());
+    }
+
+    fn want_es(want: &serde_json::Value) -> EarlyStoppingConfig {
+        serde_json::from_value(want["early_stopping"].clone()).expect("EarlyStopping")
+    }
+
+    #[test]
+    fn a_failure_between_epochs_saves_a_position_at_the_next_epochs_start() {
+        // The DataModule fails when asked again for epoch 2's loader: the on_exception checkpoint
+        // resumes epoch 2 from its first batch (not past as many batches as epoch 1 had).
+        let _one = serial();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg =
+            TrainerConfig { reload_dataloaders_every_n_epochs: 1, enable_checkpointing: true, ..quiet(dir.path(), 4) };
+        let mut t = Trainer::new(cfg, None);
+        t.checkpoint = CheckpointConfig {
+            dirpath: Some(dir.path().join("ck")),
+            on_exception: true,
+            ..CheckpointConfig::default()
+        };
+        let mut data = Points::default();
+        data.fail_at_train_ask = Some(3);
+        let err = t.fit(&mut Regression::new(), &mut data, &serde_json::json!({})).expect_err("the reload fails");
+        assert!(format!("{err:#}").contains("3th time"), "{err:#}");
+        let meta = crate::checkpoint::load(&dir.path().join("ck/on_exception.ckpt")).expect("on_exception.ckpt").meta;
+        let pos = crate::loops::checkpointing::LoopPosition::from_meta(&meta).expect("position");
+        assert_eq!((pos.current_epoch, pos.global_step), (2, 8));
+        assert_eq!(pos.restart().batches_done, 0);
     }
 
     #[test]

@@ -133,7 +133,8 @@ impl LoopState<'_> {
         }
         let step = match self.ctx.training {
             true => self.loops.fit_loop.epoch_loop.batches_that_stepped + 1,
-            false => self.loops.evaluation_batches(self.ctx.stage, self.fitting),
+            // The running evaluation loop's batches this run (Lightning's `current.ready`).
+            false => self.loops.evaluation_progress(self.ctx.stage, self.fitting).current.ready,
         };
         step % n == 0 || self.interrupter.should_stop()
     }
@@ -150,7 +151,7 @@ impl LoopState<'_> {
             batches_that_stepped: self.loops.fit_loop.epoch_loop.batches_that_stepped,
             total_batches: match self.ctx.training {
                 true => self.loops.fit_loop.epoch_loop.batch_progress.total.ready,
-                false => self.loops.evaluation_batches(self.ctx.stage, self.fitting),
+                false => self.loops.evaluation_progress(self.ctx.stage, self.fitting).total.ready,
             },
             batch_size: if batch_hook { self.batch_size } else { None },
             should_update_logs: self.should_update_logs(),
@@ -256,12 +257,13 @@ impl LoopState<'_> {
         if self.cfg.fast_dev_run.batches().is_some() {
             return Ok(());
         }
-        let has_val = self.limits.val_batches > 0;
+        let every_n_epochs = self.limits.check_val_every_n_epoch;
+        let epoch = self.ctx.current_epoch;
         let Some(es) = self.early_stopping.as_mut() else { return Ok(()) };
-        if es.cfg.check_on_train_epoch_end.unwrap_or(!has_val) != at_train_epoch_end {
+        if es.checks_on_train_epoch_end(&self.cfg.val_check_interval, every_n_epochs) != at_train_epoch_end {
             return Ok(());
         }
-        if es.check(&self.callback_metrics)? {
+        if es.check(&self.callback_metrics, epoch)? {
             let reason = es.reason.clone().unwrap_or_default();
             println!("{reason}");
             self.interrupter.request(StopReason::EarlyStopping(reason));

@@ -34,15 +34,15 @@ impl Loops {
         }
     }
 
-    /// Batches the evaluation loop running `stage` has started (Lightning's `total.ready`).
-    pub fn evaluation_batches(&self, stage: Stage, fitting: bool) -> u64 {
+    /// The evaluation loop running `stage`, to read.
+    pub fn evaluation_progress(&self, stage: Stage, fitting: bool) -> &Progress {
         let l = match stage {
             Stage::Test => &self.test_loop,
             Stage::Predict => &self.predict_loop,
             _ if fitting => &self.fit_loop.epoch_loop.val_loop,
             _ => &self.validate_loop,
         };
-        l.batch_progress.total.ready
+        &l.batch_progress
     }
 
     fn named(&self) -> [(&'static str, &dyn Stateful); 4] {
