@@ -11,6 +11,7 @@ pub mod optimization;
 pub mod prediction;
 pub mod prediction_writer;
 pub mod reload;
+pub mod run_state;
 pub mod state;
 pub mod state_dict;
 pub mod training_epoch;

@@ -15,6 +15,7 @@ pub mod data_source;
 pub mod disk_quota;
 pub mod failure;
 pub mod host;
+pub mod instance;
 pub mod interrupt;
 pub mod logger_plugin;
 pub mod op_index;

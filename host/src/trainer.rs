@@ -349,7 +349,7 @@ impl<'c> Trainer<'c> {
             let shown = path.display().to_string();
             let c = checkpoint::load(path)?;
             ckpt::restore_model(&mut st.ctx, &c, &shown)?;
-            let pos = ckpt::restore_training(&mut st, &c, &shown)?;
+            let pos = crate::loops::run_state::restore_training(&mut st, &c, &shown)?;
             // Lightning's `restore_loops`: its current epoch (the finished one, for a save at an
             // epoch's end) past max_epochs is refused.
             let epoch = pos.current_epoch - u64::from(pos.restart().at_epoch_end).min(pos.current_epoch);

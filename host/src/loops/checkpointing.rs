@@ -8,9 +8,9 @@ use anyhow::{Context as _, Result};
 
 use crate::callbacks::model_checkpoint::{Moment, ValidationSchedule};
 use crate::checkpoint;
-use crate::connectors::checkpoint::dump;
 use crate::connectors::logger::read;
 use crate::engine::optim::OptimizationProgress;
+use crate::loops::run_state::dump;
 use crate::loops::state::LoopState;
 use crate::loops::state_dict::{Loops, StateDict};
 use crate::loops::training_epoch::Restart;

@@ -11,7 +11,6 @@ use anyhow::{anyhow, bail, Result};
 use serde_json::Value;
 use tch::{Device, Tensor};
 use wasmtime::component::{Instance, Resource};
-use wasmtime::Store;
 use wasmtime_wasi::FsPerms;
 
 use crate::context::{RunContext, Stage};
@@ -23,28 +22,24 @@ use crate::plugin::bindings::lightning_module;
 use crate::plugin::bindings::lr_schedulers;
 use crate::plugin::bindings::plugin_optimizers;
 use crate::plugin::convert;
-use crate::plugin::failure::describe;
 use crate::plugin::host::trainer::stage_out;
+use crate::plugin::instance::{enter, HasInstance, PluginInstance};
 use crate::plugin::runtime::Runtime;
 use crate::plugin::sandbox::{admit, Admitted, PluginOptions};
-use crate::plugin::state::PluginState;
 
 /// The WIT interfaces a plugin may export, as the host looks them up.
 pub const MODULE_EXPORT: &str = "lt:plugin/lightning-module@0.2.0";
 pub const DATAMODULE_EXPORT: &str = "lt:plugin/data-module@0.2.0";
 
 pub(super) struct Inner {
-    name: String,
-    pub(super) store: Store<PluginState>,
+    /// The store, the hook deadline, poisoning after a trap.
+    pub(super) instance: PluginInstance,
     module: Option<lightning_module::Guest>,
     data: Option<data_module::Guest>,
     /// The schedulers the plugin runs (a Lightning file's), when it exports them.
     schedulers: Option<lr_schedulers::Guest>,
     /// The optimizers the plugin runs (a Lightning file's own), when it exports them.
     optimizers: Option<plugin_optimizers::Guest>,
-    deadline_ticks: u64,
-    /// Set once a call has failed: a trapped instance must not be entered again.
-    poisoned: bool,
     /// The data directory this plugin was granted (its manifest may decline the run's);
     /// swapped into the lent context for each call.
     data_dir: Option<PathBuf>,
@@ -64,6 +59,12 @@ pub(super) struct SetupArgs {
     pub rng: Vec<u8>,
     /// The state the DataModule was restored to (`load_state_dict`).
     pub state: Option<Vec<u8>>,
+}
+
+impl HasInstance for Inner {
+    fn instance(&mut self) -> &mut PluginInstance {
+        &mut self.instance
+    }
 }
 
 /// A loaded plugin; clones share one instance (a component may be model and data at once).
@@ -109,14 +110,11 @@ pub(crate) fn instantiate(runtime: &Arc<Runtime>, admitted: &Arc<Admitted>, shar
     let schedulers = sched_idx.map(|i| i.load(&mut store, &instance)).transpose().map_err(failed)?;
     let optimizers = optim_idx.map(|i| i.load(&mut store, &instance)).transpose().map_err(failed)?;
     let inner = Inner {
-        name: name.clone(),
-        store,
+        instance: PluginInstance::new(name.clone(), store, admitted.deadline_ticks),
         module,
         data,
         schedulers,
         optimizers,
-        deadline_ticks: admitted.deadline_ticks,
-        poisoned: false,
         data_dir: admitted.data_dir.clone(),
         setup_args: None,
         data_state: None,
@@ -167,53 +165,17 @@ impl WasmPlugin {
         f: impl FnOnce(&mut Inner) -> wasmtime::Result<T>,
     ) -> Result<T, PluginError> {
         let mut inner = self.inner.borrow_mut();
-        if inner.poisoned {
-            return Err(PluginError {
-                plugin: self.name.clone(),
-                hook: hook.into(),
-                op: None,
-                detail: "the plugin already failed in an earlier hook".into(),
-                backtrace: None,
-            });
+        if inner.instance.poisoned() {
+            return Err(inner.instance.refused(hook));
         }
-        let ticks = inner.deadline_ticks;
-        crate::plugin::sandbox::arm(&mut inner.store, ticks);
         let mut lent = std::mem::take(ctx);
         lent.creation_device = creation_device;
         std::mem::swap(&mut lent.data_dir, &mut inner.data_dir);
-        inner.store.data_mut().ctx = lent;
-        // Every CPU allocation made during the call is charged to the plugin.
-        let memory = Arc::clone(&inner.store.data().budget.memory);
-        let charging = memory.charge();
-        // The plugin may switch grad mode (`set-grad-enabled`); the hook's end puts back the
-        // trainer's.
-        let grad_mode = crate::engine::torch_ext::grad_enabled();
-        let result = crate::plugin::panic_guard::guarded(|| f(&mut inner));
-        while inner.store.data_mut().inference_scopes.0.pop().is_some() {}
-        crate::engine::torch_ext::set_grad_enabled(grad_mode);
-        drop(charging);
-        inner.store.data_mut().deadline = None;
-        let result = match result {
-            Ok(r) => r,
-            Err(caught) => {
-                *ctx = std::mem::take(&mut inner.store.data_mut().ctx);
-                std::mem::swap(&mut ctx.data_dir, &mut inner.data_dir);
-                inner.poisoned = true;
-                return Err(PluginError {
-                    plugin: self.name.clone(),
-                    hook: hook.into(),
-                    op: caught.op,
-                    detail: caught.message,
-                    backtrace: None,
-                });
-            }
-        };
-        *ctx = std::mem::take(&mut inner.store.data_mut().ctx);
+        inner.instance.store.data_mut().ctx = lent;
+        let result = enter(&mut *inner, hook, f);
+        *ctx = std::mem::take(&mut inner.instance.store.data_mut().ctx);
         std::mem::swap(&mut ctx.data_dir, &mut inner.data_dir);
-        result.map_err(|e| {
-            inner.poisoned = true;
-            describe(&inner.name, hook, e)
-        })
+        result
     }
 
     pub(super) fn err(&self, hook: &str, op: Option<&str>, detail: String) -> anyhow::Error {
@@ -230,12 +192,19 @@ impl WasmPlugin {
     fn lend_batch(inner: &mut Inner, batch: &[Tensor]) -> wasmtime::Result<Vec<Resource<Tensor>>> {
         batch
             .iter()
-            .map(|t| inner.store.data_mut().push(t.shallow_clone(), "batch").map_err(|e| wasmtime::format_err!("{e}")))
+            .map(|t| {
+                inner
+                    .instance
+                    .store
+                    .data_mut()
+                    .push(t.shallow_clone(), "batch")
+                    .map_err(|e| wasmtime::format_err!("{e}"))
+            })
             .collect()
     }
 
     pub(super) fn take_tensor(inner: &mut Inner, r: Resource<Tensor>) -> wasmtime::Result<Tensor> {
-        let state = inner.store.data_mut();
+        let state = inner.instance.store.data_mut();
         let t = state.table.delete(r)?;
         state.release(&t);
         Ok(t)
@@ -256,8 +225,8 @@ impl WasmPlugin {
             let handles = Self::lend_batch(inner, batch)?;
             let g = Self::module_guest(inner)?.clone();
             match hook_name.as_str() {
-                "validation_step" => g.call_validation_step(&mut inner.store, &handles, idx),
-                _ => g.call_test_step(&mut inner.store, &handles, idx),
+                "validation_step" => g.call_validation_step(&mut inner.instance.store, &handles, idx),
+                _ => g.call_test_step(&mut inner.instance.store, &handles, idx),
             }
         })?;
         Ok(())
@@ -274,7 +243,7 @@ impl Module for WasmPlugin {
         let dev = ctx.device;
         let out = self.call(ctx, "configure", dev, |inner| {
             let g = Self::module_guest(inner)?.clone();
-            g.call_configure(&mut inner.store, &text)
+            g.call_configure(&mut inner.instance.store, &text)
         })?;
         let effective = out.map_err(|msg| {
             self.err("configure", None, format!("building the module from its hyper-parameters failed: {msg}"))
@@ -287,7 +256,7 @@ impl Module for WasmPlugin {
         let dev = ctx.device;
         let o = self.call(ctx, "configure_optimizers", dev, |inner| {
             let g = Self::module_guest(inner)?.clone();
-            g.call_configure_optimizers(&mut inner.store)
+            g.call_configure_optimizers(&mut inner.instance.store)
         })?;
         convert::optimization(&o).map_err(|m| self.err("configure_optimizers", None, m))
     }
@@ -297,7 +266,7 @@ impl Module for WasmPlugin {
         Ok(self.call(ctx, "training_step", dev, |inner| {
             let handles = Self::lend_batch(inner, batch)?;
             let g = Self::module_guest(inner)?.clone();
-            match g.call_training_step(&mut inner.store, &handles, idx)? {
+            match g.call_training_step(&mut inner.instance.store, &handles, idx)? {
                 Some(loss) => Ok(Some(Self::take_tensor(inner, loss)?)),
                 None => Ok(None),
             }
@@ -320,7 +289,7 @@ impl Module for WasmPlugin {
         let dev = ctx.device;
         Ok(self.call(ctx, "on_save_checkpoint", dev, |inner| {
             let g = Self::module_guest(inner)?.clone();
-            g.call_save_state(&mut inner.store)
+            g.call_save_state(&mut inner.instance.store)
         })?)
     }
 
@@ -328,7 +297,7 @@ impl Module for WasmPlugin {
         let dev = ctx.device;
         let out = self.call(ctx, "on_load_checkpoint", dev, |inner| {
             let g = Self::module_guest(inner)?.clone();
-            g.call_load_state(&mut inner.store, state)
+            g.call_load_state(&mut inner.instance.store, state)
         })?;
         out.map_err(|m| self.err("on_load_checkpoint", None, m))
     }
@@ -357,8 +326,8 @@ impl Module for WasmPlugin {
                 )
             })?;
             Ok(match call {
-                OptimizerCall::Step => g.call_step(&mut inner.store, i)?.map(|_| None),
-                OptimizerCall::State => match g.call_state(&mut inner.store, i)? {
+                OptimizerCall::Step => g.call_step(&mut inner.instance.store, i)?.map(|_| None),
+                OptimizerCall::State => match g.call_state(&mut inner.instance.store, i)? {
                     Ok((named, rest)) => {
                         let mut tensors = Vec::with_capacity(named.len());
                         for (n, r) in named {
@@ -372,13 +341,14 @@ impl Module for WasmPlugin {
                     let mut lent = Vec::with_capacity(tensors.len());
                     for (n, t) in tensors {
                         let r = inner
+                            .instance
                             .store
                             .data_mut()
                             .push(t.shallow_clone(), "optimizer state")
                             .map_err(|e| wasmtime::format_err!("{e}"))?;
                         lent.push((n.clone(), r));
                     }
-                    g.call_load_state(&mut inner.store, i, &lent, rest)?.map(|_| None)
+                    g.call_load_state(&mut inner.instance.store, i, &lent, rest)?.map(|_| None)
                 }
             })
         })?;
@@ -399,7 +369,7 @@ impl Module for WasmPlugin {
                     "the plugin asked for a scheduler it runs itself, but exports no `lt:plugin/lr-schedulers`"
                 )
             })?;
-            let s = &mut inner.store;
+            let s = &mut inner.instance.store;
             Ok(match call {
                 SchedulerCall::Start => g.call_start(s, i)?.map(Some),
                 SchedulerCall::Step(metric) => g.call_step(s, i, metric)?.map(Some),
@@ -415,7 +385,7 @@ impl Module for WasmPlugin {
         Ok(self.call(ctx, "predict_step", dev, |inner| {
             let handles = Self::lend_batch(inner, batch)?;
             let g = Self::module_guest(inner)?.clone();
-            let out = g.call_predict_step(&mut inner.store, &handles, idx)?;
+            let out = g.call_predict_step(&mut inner.instance.store, &handles, idx)?;
             Self::take_tensor(inner, out)
         })?)
     }
@@ -426,13 +396,9 @@ impl WasmPlugin {
         let dev = ctx.device;
         let list = self.call(ctx, "implemented_hooks", dev, |inner| {
             let g = Self::module_guest(inner)?.clone();
-            g.call_implemented_hooks(&mut inner.store)
+            g.call_implemented_hooks(&mut inner.instance.store)
         })?;
-        Ok(convert::MODULE_HOOKS
-            .iter()
-            .copied()
-            .filter(|h| convert::hook_out(*h).is_some_and(|w| list.contains(&w)))
-            .collect())
+        Ok(Hook::ALL.iter().copied().filter(|h| convert::hook_out(*h).is_some_and(|w| list.contains(&w))).collect())
     }
 
     fn module_hook(&mut self, ctx: &mut RunContext, hook: Hook, batch_idx: Option<u64>) -> Result<i32> {
@@ -441,7 +407,7 @@ impl WasmPlugin {
         let stage = stage_out(ctx.stage);
         Ok(self.call(ctx, hook.name(), dev, |inner| {
             let g = Self::module_guest(inner)?.clone();
-            g.call_on_hook(&mut inner.store, w, stage, batch_idx)
+            g.call_on_hook(&mut inner.instance.store, w, stage, batch_idx)
         })?)
     }
 }

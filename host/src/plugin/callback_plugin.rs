@@ -7,27 +7,21 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, Result};
 use serde_json::Value;
-use wasmtime::Store;
 
 use crate::callbacks::{Callback, CallbackAction, HookInfo};
 use crate::hooks::Hook;
 use crate::plugin::bindings::callback;
-use crate::plugin::failure::describe;
 use crate::plugin::host::trainer::stage_out;
+use crate::plugin::instance::{enter, PluginInstance};
 use crate::plugin::runtime::Runtime;
 use crate::plugin::sandbox::{sandbox, PluginOptions, Sandboxed};
-use crate::plugin::state::PluginState;
 
 pub const CALLBACK_EXPORT: &str = "lt:plugin/callback@0.2.0";
 
 pub struct WasmCallback {
-    name: String,
-    store: Store<PluginState>,
+    instance: PluginInstance,
     guest: callback::Guest,
     hooks: HashSet<String>,
-    deadline_ticks: u64,
-    /// Set once a call trapped: a trapped instance is not entered again.
-    poisoned: bool,
 }
 
 pub fn load_callback(runtime: &Arc<Runtime>, path: &Path, opts: &PluginOptions) -> Result<WasmCallback> {
@@ -36,19 +30,18 @@ pub fn load_callback(runtime: &Arc<Runtime>, path: &Path, opts: &PluginOptions) 
         .map_err(|_| anyhow!("plugin `{name}`: exports no `{CALLBACK_EXPORT}`, so it is not a callback"))?;
     let instance = crate::plugin::sandbox::instantiate(&mut store, &pre, &name, deadline_ticks)?;
     let guest = idx.load(&mut store, &instance).map_err(|e| anyhow!("plugin `{name}`: {e}"))?;
-    crate::plugin::sandbox::arm(&mut store, deadline_ticks);
-    let hooks =
-        guest.call_hooks(&mut store).map_err(|e| anyhow!("{}", describe(&name, "hooks", e)))?.into_iter().collect();
-    Ok(WasmCallback { name, store, guest, hooks, deadline_ticks, poisoned: false })
+    let mut instance = PluginInstance::new(name, store, deadline_ticks);
+    let hooks = enter(&mut instance, "hooks", |i| guest.call_hooks(&mut i.store))?.into_iter().collect();
+    Ok(WasmCallback { instance, guest, hooks })
 }
 
 impl Callback for WasmCallback {
     fn name(&self) -> &str {
-        &self.name
+        &self.instance.name
     }
 
     fn state_key(&self) -> String {
-        format!("plugin:{}", self.name)
+        format!("plugin:{}", self.instance.name)
     }
 
     fn on_hook(&mut self, hook: Hook, info: &HookInfo<'_>) -> Result<CallbackAction> {
@@ -69,50 +62,45 @@ impl Callback for WasmCallback {
                 _ => None,
             },
         };
-        crate::plugin::sandbox::arm(&mut self.store, self.deadline_ticks);
-        if self.poisoned {
-            anyhow::bail!("callback plugin `{}` already failed in an earlier hook", self.name);
+        let name = &self.instance.name;
+        if self.instance.poisoned() {
+            anyhow::bail!("callback plugin `{name}` already failed in an earlier hook");
         }
-        let out = self.guest.call_on_hook(&mut self.store, hook.name(), &wit_info);
-        self.poisoned |= out.is_err();
-        let out = out.map_err(|e| anyhow!("{}", describe(&self.name, hook.name(), e)))?;
-        let r = out.map_err(|m| anyhow!("callback plugin `{}` failed in `{}`: {m}", self.name, hook.name()))?;
+        let guest = &self.guest;
+        let out = enter(&mut self.instance, hook.name(), |i| guest.call_on_hook(&mut i.store, hook.name(), &wit_info))?;
+        let name = &self.instance.name;
+        let r = out.map_err(|m| anyhow!("callback plugin `{name}` failed in `{}`: {m}", hook.name()))?;
         Ok(CallbackAction { stop: r.stop, logs: r.logs, ..CallbackAction::default() })
     }
 
     /// The plugin's state for a checkpoint, under a fresh deadline; a failure fails the save
     /// (a checkpoint silently missing it would resume differently).
     fn state(&mut self) -> Result<Option<Value>> {
-        crate::plugin::sandbox::arm(&mut self.store, self.deadline_ticks);
-        if self.poisoned {
+        if self.instance.poisoned() {
             // Only reached when the run is being saved after a signal stopped this plugin.
-            eprintln!("warning: callback plugin `{}` was stopped mid-hook; its state is not saved", self.name);
+            eprintln!("warning: callback plugin `{}` was stopped mid-hook; its state is not saved", self.instance.name);
             return Ok(None);
         }
-        let text = self.guest.call_save_state(&mut self.store);
-        self.poisoned |= text.is_err();
-        let text = text.map_err(|e| anyhow!("{}", describe(&self.name, "state_dict", e)))?;
+        let guest = &self.guest;
+        let text = enter(&mut self.instance, "state_dict", |i| guest.call_save_state(&mut i.store))?;
         let Some(text) = text else { return Ok(None) };
+        let name = &self.instance.name;
         if text.len() > crate::checkpoint::MAX_STATE_BYTES {
             anyhow::bail!(
-                "callback plugin `{}`: its state is {} MiB, over the {} MiB a callback state may take",
-                self.name,
+                "callback plugin `{name}`: its state is {} MiB, over the {} MiB a callback state may take",
                 text.len() >> 20,
                 crate::checkpoint::MAX_STATE_BYTES >> 20
             );
         }
         serde_json::from_str(&text)
             .map(Some)
-            .map_err(|e| anyhow!("callback plugin `{}`: its state (state_dict) is not JSON ({e})", self.name))
+            .map_err(|e| anyhow!("callback plugin `{name}`: its state (state_dict) is not JSON ({e})"))
     }
 
     fn load_state(&mut self, state: &Value) -> Result<()> {
         let text = state.to_string();
-        crate::plugin::sandbox::arm(&mut self.store, self.deadline_ticks);
-        let out = self
-            .guest
-            .call_load_state(&mut self.store, &text)
-            .map_err(|e| anyhow!("{}", describe(&self.name, "load_state_dict", e)))?;
-        out.map_err(|m| anyhow!("callback plugin `{}` failed in `load_state_dict`: {m}", self.name))
+        let guest = &self.guest;
+        let out = enter(&mut self.instance, "load_state_dict", |i| guest.call_load_state(&mut i.store, &text))?;
+        out.map_err(|m| anyhow!("callback plugin `{}` failed in `load_state_dict`: {m}", self.instance.name))
     }
 }

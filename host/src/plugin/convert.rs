@@ -120,106 +120,20 @@ pub fn optimization(o: &wit::Optimization) -> Result<Optimization, String> {
     Ok(Optimization { optimizers, schedulers, automatic: o.automatic_optimization })
 }
 
-/// The WIT hook for a host hook, where the module has one.
-pub fn hook_out(h: Hook) -> Option<wit::Hook> {
-    use wit::Hook as W;
-    Some(match h {
-        Hook::Setup => W::Setup,
-        Hook::Teardown => W::Teardown,
-        Hook::ConfigureModel => W::ConfigureModel,
-        Hook::OnFitStart => W::OnFitStart,
-        Hook::OnFitEnd => W::OnFitEnd,
-        Hook::OnTrainStart => W::OnTrainStart,
-        Hook::OnTrainEnd => W::OnTrainEnd,
-        Hook::OnTrainEpochStart => W::OnTrainEpochStart,
-        Hook::OnTrainEpochEnd => W::OnTrainEpochEnd,
-        Hook::OnTrainBatchStart => W::OnTrainBatchStart,
-        Hook::OnTrainBatchEnd => W::OnTrainBatchEnd,
-        Hook::OnValidationStart => W::OnValidationStart,
-        Hook::OnValidationEnd => W::OnValidationEnd,
-        Hook::OnValidationEpochStart => W::OnValidationEpochStart,
-        Hook::OnValidationEpochEnd => W::OnValidationEpochEnd,
-        Hook::OnValidationBatchStart => W::OnValidationBatchStart,
-        Hook::OnValidationBatchEnd => W::OnValidationBatchEnd,
-        Hook::OnValidationModelEval => W::OnValidationModelEval,
-        Hook::OnValidationModelTrain => W::OnValidationModelTrain,
-        Hook::OnValidationModelZeroGrad => W::OnValidationModelZeroGrad,
-        Hook::OnTestStart => W::OnTestStart,
-        Hook::OnTestEnd => W::OnTestEnd,
-        Hook::OnTestEpochStart => W::OnTestEpochStart,
-        Hook::OnTestEpochEnd => W::OnTestEpochEnd,
-        Hook::OnTestBatchStart => W::OnTestBatchStart,
-        Hook::OnTestBatchEnd => W::OnTestBatchEnd,
-        Hook::OnTestModelEval => W::OnTestModelEval,
-        Hook::OnTestModelTrain => W::OnTestModelTrain,
-        Hook::OnPredictStart => W::OnPredictStart,
-        Hook::OnPredictEnd => W::OnPredictEnd,
-        Hook::OnPredictEpochStart => W::OnPredictEpochStart,
-        Hook::OnPredictEpochEnd => W::OnPredictEpochEnd,
-        Hook::OnPredictBatchStart => W::OnPredictBatchStart,
-        Hook::OnPredictBatchEnd => W::OnPredictBatchEnd,
-        Hook::OnPredictModelEval => W::OnPredictModelEval,
-        Hook::OnBeforeBatchTransfer => W::OnBeforeBatchTransfer,
-        Hook::OnAfterBatchTransfer => W::OnAfterBatchTransfer,
-        Hook::OnBeforeZeroGrad => W::OnBeforeZeroGrad,
-        Hook::OnBeforeBackward => W::OnBeforeBackward,
-        Hook::OnAfterBackward => W::OnAfterBackward,
-        Hook::OnBeforeOptimizerStep => W::OnBeforeOptimizerStep,
-        Hook::ConfigureOptimizers
-        | Hook::OnException
-        | Hook::OnSanityCheckStart
-        | Hook::OnSanityCheckEnd
-        | Hook::TrainingStep
-        | Hook::ValidationStep
-        | Hook::TestStep
-        | Hook::PredictStep => return None,
-    })
+/// The WIT `hook` a module implements `h` through (the hook table's `wit` rows: a variant of
+/// the same name); None for the hooks the host runs another way.
+macro_rules! wit_mapping {
+    ($($hook:ident $name:literal $owner:ident $log:ident $wit:ident;)*) => {
+        pub fn hook_out(h: Hook) -> Option<wit::Hook> {
+            match h {
+                $(Hook::$hook => wit_mapping!(@one $hook $wit),)*
+            }
+        }
+    };
+    (@one $hook:ident wit) => { Some(wit::Hook::$hook) };
+    (@one $hook:ident host) => { None };
 }
-
-/// All host hooks a module can implement (for mapping the module's list back).
-pub const MODULE_HOOKS: &[Hook] = &[
-    Hook::Setup,
-    Hook::Teardown,
-    Hook::ConfigureModel,
-    Hook::OnFitStart,
-    Hook::OnFitEnd,
-    Hook::OnTrainStart,
-    Hook::OnTrainEnd,
-    Hook::OnTrainEpochStart,
-    Hook::OnTrainEpochEnd,
-    Hook::OnTrainBatchStart,
-    Hook::OnTrainBatchEnd,
-    Hook::OnValidationStart,
-    Hook::OnValidationEnd,
-    Hook::OnValidationEpochStart,
-    Hook::OnValidationEpochEnd,
-    Hook::OnValidationBatchStart,
-    Hook::OnValidationBatchEnd,
-    Hook::OnValidationModelEval,
-    Hook::OnValidationModelTrain,
-    Hook::OnValidationModelZeroGrad,
-    Hook::OnTestStart,
-    Hook::OnTestEnd,
-    Hook::OnTestEpochStart,
-    Hook::OnTestEpochEnd,
-    Hook::OnTestBatchStart,
-    Hook::OnTestBatchEnd,
-    Hook::OnTestModelEval,
-    Hook::OnTestModelTrain,
-    Hook::OnPredictStart,
-    Hook::OnPredictEnd,
-    Hook::OnPredictEpochStart,
-    Hook::OnPredictEpochEnd,
-    Hook::OnPredictBatchStart,
-    Hook::OnPredictBatchEnd,
-    Hook::OnPredictModelEval,
-    Hook::OnBeforeBatchTransfer,
-    Hook::OnAfterBatchTransfer,
-    Hook::OnBeforeZeroGrad,
-    Hook::OnBeforeBackward,
-    Hook::OnAfterBackward,
-    Hook::OnBeforeOptimizerStep,
-];
+crate::hooks::hook_table!(wit_mapping);
 
 /// A dataset's sampler as the host's.
 pub fn sampler(s: &crate::plugin::bindings::data_module::Sampler) -> crate::data::sampler::Sampler {

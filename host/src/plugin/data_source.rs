@@ -47,7 +47,7 @@ impl WasmPlugin {
         let hook = format!("{}_stream", split.name());
         Ok(self.call(ctx, &hook, Device::Cpu, |inner| {
             let g = Self::data_guest(inner)?.clone();
-            g.call_streaming(&mut inner.store, wit_split(split))
+            g.call_streaming(&mut inner.instance.store, wit_split(split))
         })?)
     }
 }
@@ -83,10 +83,10 @@ impl BatchSource for PluginStream {
         let info = WitWorkerInfo { id: w.id, num_workers: w.num_workers, seed: w.seed, epoch: w.epoch };
         let out = self.plugin.call(&mut self.ctx, &hook, Device::Cpu, |inner| {
             if generator.is_some() {
-                inner.store.data_mut().generator = generator;
+                inner.instance.store.data_mut().generator = generator;
             }
             let g = WasmPlugin::data_guest(inner)?.clone();
-            g.call_start_pass(&mut inner.store, split, info)
+            g.call_start_pass(&mut inner.instance.store, split, info)
         })?;
         out.map_err(|m| self.plugin.err(&hook, None, m))
     }
@@ -96,7 +96,7 @@ impl BatchSource for PluginStream {
         let split = wit_split(self.split);
         let out = self.plugin.call(&mut self.ctx, &hook, Device::Cpu, |inner| {
             let g = WasmPlugin::data_guest(inner)?.clone();
-            match g.call_next_batch(&mut inner.store, split)? {
+            match g.call_next_batch(&mut inner.instance.store, split)? {
                 Ok(Some(handles)) => Ok(Ok(Some(take_tensors(inner, handles)?))),
                 Ok(None) => Ok(Ok(None)),
                 Err(m) => Ok(Err(m)),
@@ -129,12 +129,12 @@ impl ItemFetcher for PluginItems {
         let mut back = None;
         let out = self.plugin.call(&mut self.ctx, &hook, Device::Cpu, |inner| {
             // A worker's generator for this batch's random ops, given back after.
-            let run = std::mem::replace(&mut inner.store.data_mut().generator, lent);
+            let run = std::mem::replace(&mut inner.instance.store.data_mut().generator, lent);
             let got = match WasmPlugin::data_guest(inner) {
-                Ok(g) => g.clone().call_fetch(&mut inner.store, split, indices, worker),
+                Ok(g) => g.clone().call_fetch(&mut inner.instance.store, split, indices, worker),
                 Err(e) => Err(e),
             };
-            back = std::mem::replace(&mut inner.store.data_mut().generator, run);
+            back = std::mem::replace(&mut inner.instance.store.data_mut().generator, run);
             match got? {
                 Ok(handles) => Ok(Ok(take_tensors(inner, handles)?)),
                 Err(m) => Ok(Err(m)),
@@ -149,7 +149,7 @@ impl ItemFetcher for PluginItems {
         let split = wit_split(self.split);
         let out = self.plugin.call(&mut self.ctx, &hook, Device::Cpu, |inner| {
             let g = WasmPlugin::data_guest(inner)?.clone();
-            g.call_sample(&mut inner.store, split, base_seed)
+            g.call_sample(&mut inner.instance.store, split, base_seed)
         })?;
         let pass = out.map_err(|m| self.plugin.err(&hook, None, m))?;
         match (base_seed, pass.base_seed) {
@@ -179,7 +179,7 @@ impl WorkerFactory for PluginWorkers {
         // thread's): the worker's own, in the state the plugin's `setup` started from (so it
         // makes the same random data), until the first pass reseeds it.
         let setup = &self.setup;
-        plugin.inner_mut().store.data_mut().generator =
+        plugin.inner_mut().instance.store.data_mut().generator =
             Some(Generator::from_state(&setup.rng).map_err(|e| anyhow!("DataLoader worker {id}: {e}"))?);
         let mut ctx = RunContext::default();
         let hparams: serde_json::Value = serde_json::from_str(&setup.hparams)
@@ -222,7 +222,7 @@ impl DataModule for WasmPlugin {
         self.inner_mut().setup_args = Some(SetupArgs { stage, hparams: text.clone(), rng, state: None });
         let out = self.call(ctx, "setup", Device::Cpu, |inner| {
             let g = WasmPlugin::data_guest(inner)?.clone();
-            g.call_setup(&mut inner.store, stage_out(stage), &text)
+            g.call_setup(&mut inner.instance.store, stage_out(stage), &text)
         })?;
         out.map_err(|msg| self.err("setup", None, msg))
     }
@@ -230,7 +230,7 @@ impl DataModule for WasmPlugin {
     fn save_state(&mut self, ctx: &mut RunContext) -> Result<Option<Vec<u8>>> {
         Ok(self.call(ctx, "datamodule.state_dict", Device::Cpu, |inner| {
             let g = WasmPlugin::data_guest(inner)?.clone();
-            g.call_save_state(&mut inner.store)
+            g.call_save_state(&mut inner.instance.store)
         })?)
     }
 
@@ -238,7 +238,7 @@ impl DataModule for WasmPlugin {
         self.inner_mut().data_state = Some(state.to_vec());
         let out = self.call(ctx, "datamodule.load_state_dict", Device::Cpu, |inner| {
             let g = WasmPlugin::data_guest(inner)?.clone();
-            g.call_load_state(&mut inner.store, state)
+            g.call_load_state(&mut inner.instance.store, state)
         })?;
         out.map_err(|m| self.err("datamodule.load_state_dict", None, m))
     }
@@ -248,7 +248,7 @@ impl DataModule for WasmPlugin {
         let hook = format!("{}_dataloader", split.name());
         let spec = self.call(ctx, &hook, Device::Cpu, |inner| {
             let g = WasmPlugin::data_guest(inner)?.clone();
-            let Some(ds) = g.call_dataloader(&mut inner.store, wit_split)? else { return Ok(None) };
+            let Some(ds) = g.call_dataloader(&mut inner.instance.store, wit_split)? else { return Ok(None) };
             let columns = take_tensors(inner, ds.columns)?;
             let sampler = ds.sampler.as_ref().map(convert::sampler);
             Ok(Some((

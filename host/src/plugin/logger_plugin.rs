@@ -15,7 +15,7 @@ use wasmtime_wasi::FsPerms;
 
 use crate::loggers::Logger;
 use crate::plugin::bindings::logger;
-use crate::plugin::failure::describe;
+use crate::plugin::instance::{enter, PluginInstance};
 use crate::plugin::runtime::Runtime;
 use crate::plugin::sandbox::{sandbox, PluginOptions, Sandboxed};
 use crate::plugin::state::PluginState;
@@ -23,18 +23,14 @@ use crate::plugin::state::PluginState;
 pub const LOGGER_EXPORT: &str = "lt:plugin/logger@0.2.0";
 
 pub struct WasmLogger {
-    name: String,
+    instance: PluginInstance,
     /// Its own directory (`/logs`).
     dir: PathBuf,
     /// The run's version directory it lives in: what the run sees as its log dir (never the
     /// plugin's own, or a run logging only to a plugin would keep its checkpoints there).
     version_dir: PathBuf,
     version: u64,
-    store: Store<PluginState>,
     guest: logger::Guest,
-    deadline_ticks: u64,
-    /// Set once a call trapped: a trapped instance is not entered again.
-    poisoned: bool,
 }
 
 /// The directory logger plugins' own directories go in, inside the log directory.
@@ -58,14 +54,11 @@ pub fn load_logger(
     let instance = crate::plugin::sandbox::instantiate(&mut store, &pre, &name, deadline_ticks)?;
     let guest = idx.load(&mut store, &instance).map_err(|e| anyhow!("plugin `{name}`: {e}"))?;
     Ok(WasmLogger {
-        name,
+        instance: PluginInstance::new(name, store, deadline_ticks),
         dir,
         version_dir: log_dir.to_path_buf(),
         version,
-        store,
         guest,
-        deadline_ticks,
-        poisoned: false,
     })
 }
 
@@ -75,29 +68,24 @@ impl WasmLogger {
         hook: &str,
         f: impl FnOnce(&logger::Guest, &mut Store<PluginState>) -> wasmtime::Result<Result<(), String>>,
     ) -> Result<()> {
-        if self.poisoned {
+        let name = &self.instance.name;
+        if self.instance.poisoned() {
             if hook == "finalize" {
                 // The run is ending after a signal stopped this plugin mid-call.
-                eprintln!("warning: logger plugin `{}` was stopped mid-call; it is not finalized", self.name);
+                eprintln!("warning: logger plugin `{name}` was stopped mid-call; it is not finalized");
                 return Ok(());
             }
-            anyhow::bail!("logger plugin `{}` already failed in an earlier call", self.name);
+            anyhow::bail!("logger plugin `{name}` already failed in an earlier call");
         }
-        crate::plugin::sandbox::arm(&mut self.store, self.deadline_ticks);
-        match f(&self.guest, &mut self.store) {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(msg)) => Err(anyhow!("logger plugin `{}` failed in `{hook}`: {msg}", self.name)),
-            Err(e) => {
-                self.poisoned = true;
-                Err(anyhow!("{}", describe(&self.name, hook, e)))
-            }
-        }
+        let guest = &self.guest;
+        let out = enter(&mut self.instance, hook, |i| f(guest, &mut i.store))?;
+        out.map_err(|msg| anyhow!("logger plugin `{}` failed in `{hook}`: {msg}", self.instance.name))
     }
 }
 
 impl Logger for WasmLogger {
     fn name(&self) -> &str {
-        &self.name
+        &self.instance.name
     }
     fn version(&self) -> u64 {
         self.version
@@ -125,7 +113,7 @@ impl Logger for WasmLogger {
 impl Drop for WasmLogger {
     fn drop(&mut self) {
         if let Ok(d) = cap_std::fs::Dir::open_ambient_dir(&self.dir, cap_std::ambient_authority()) {
-            remove_symlinks(&self.name, &d, &self.dir, 0);
+            remove_symlinks(&self.instance.name, &d, &self.dir, 0);
         }
     }
 }
