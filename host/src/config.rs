@@ -168,7 +168,8 @@ pub struct TrainerConfig {
     pub limit_test_batches: Limit,
     pub limit_predict_batches: Limit,
     /// Validate every k batches (integer) or every fraction of an epoch (float).
-    pub val_check_interval: ValCheckInterval,
+    /// None: not given (Lightning's None: once per epoch, `1.0`).
+    pub val_check_interval: Option<ValCheckInterval>,
     pub check_val_every_n_epoch: EveryNEpochs,
     /// Validation batches run before training (-1: all, 0: none).
     pub num_sanity_val_steps: i64,
@@ -210,6 +211,13 @@ pub struct TrainerConfig {
     pub reload_dataloaders_every_n_epochs: i64,
 }
 
+impl TrainerConfig {
+    /// `val_check_interval`, Lightning's default (`1.0`: once per epoch) when not given.
+    pub fn val_check_interval(&self) -> ValCheckInterval {
+        self.val_check_interval.clone().unwrap_or(ValCheckInterval::Every(Limit::Fraction(1.0)))
+    }
+}
+
 impl Default for TrainerConfig {
     fn default() -> Self {
         TrainerConfig {
@@ -222,7 +230,7 @@ impl Default for TrainerConfig {
             limit_val_batches: Limit::Fraction(1.0),
             limit_test_batches: Limit::Fraction(1.0),
             limit_predict_batches: Limit::Fraction(1.0),
-            val_check_interval: ValCheckInterval::Every(Limit::Fraction(1.0)),
+            val_check_interval: None,
             check_val_every_n_epoch: EveryNEpochs::Epochs(1),
             num_sanity_val_steps: 2,
             fast_dev_run: FastDevRun::Flag(false),
@@ -321,17 +329,22 @@ impl TrainerConfig {
         if self.num_sanity_val_steps < -1 {
             bail!("trainer.num_sanity_val_steps must be -1 (all), 0 or a count");
         }
-        if let Some(Limit::Fraction(f)) = self.val_check_interval.limit() {
+        let vci = self.val_check_interval();
+        if let Some(Limit::Fraction(f)) = vci.limit() {
             if !(f > 0.0 && f <= 1.0) {
                 bail!("trainer.val_check_interval = {f}: a fraction must be in (0.0, 1.0]");
             }
         }
-        if self.val_check_interval.limit() == Some(Limit::Batches(0)) {
+        if vci.limit() == Some(Limit::Batches(0)) {
             bail!("trainer.val_check_interval must be at least 1 batch");
         }
-        self.val_check_interval.seconds()?;
+        vci.seconds()?;
         let every = self.check_val_every_n_epoch.epochs()?;
-        if every.is_none() && matches!(self.val_check_interval.limit(), Some(Limit::Fraction(_))) {
+        // Lightning refuses a fraction given with check_val_every_n_epoch=None; left unset, the
+        // interval is a whole epoch, counted across epochs.
+        let given_fraction =
+            matches!(self.val_check_interval.as_ref().and_then(|v| v.limit()), Some(Limit::Fraction(_)));
+        if every.is_none() && given_fraction {
             bail!("trainer.check_val_every_n_epoch = \"none\" needs an integer val_check_interval (batches across epochs)");
         }
         if let Some(t) = &self.max_time {
@@ -631,11 +644,18 @@ mod tests {
         assert!(t(ValCheckInterval::Time("1:2".into())).is_err());
         assert!(t(ValCheckInterval::TimeParts(BTreeMap::from([("fortnights".to_string(), 1.0)]))).is_err());
         let c: RunConfig = toml::from_str("[trainer]\nval_check_interval = \"00:00:10:00\"\n").unwrap();
-        assert_eq!(c.trainer.val_check_interval.seconds().unwrap(), Some(600.0));
+        assert_eq!(c.trainer.val_check_interval().seconds().unwrap(), Some(600.0));
         let c: RunConfig = toml::from_str("[trainer]\nval_check_interval = { minutes = 1.5 }\n").unwrap();
-        assert_eq!(c.trainer.val_check_interval.seconds().unwrap(), Some(90.0));
+        assert_eq!(c.trainer.val_check_interval().seconds().unwrap(), Some(90.0));
+        // check_val_every_n_epoch = "none": with the interval unset (a whole epoch, counted
+        // across epochs) accepted, with a fraction given refused (Lightning's data connector).
+        let c: RunConfig = toml::from_str("[trainer]\ncheck_val_every_n_epoch = \"none\"\n").unwrap();
+        assert!(c.trainer.validate().is_ok());
+        let c: RunConfig =
+            toml::from_str("[trainer]\ncheck_val_every_n_epoch = \"none\"\nval_check_interval = 0.5\n").unwrap();
+        assert!(c.trainer.validate().is_err());
         let c: RunConfig = toml::from_str("[trainer]\nval_check_interval = 0.25\n").unwrap();
-        assert_eq!(c.trainer.val_check_interval.limit(), Some(Limit::Fraction(0.25)));
+        assert_eq!(c.trainer.val_check_interval().limit(), Some(Limit::Fraction(0.25)));
     }
 
     #[test]

@@ -260,7 +260,7 @@ impl<'c> Trainer<'c> {
         if train.is_empty() {
             bail!("plugin `{data_name}`: the train dataset is empty");
         }
-        let val = match start {
+        let mut val = match start {
             Some(start) => {
                 let after_train = crate::engine::torch_ext::cpu_rng_state().map_err(|e| anyhow!(e))?;
                 crate::engine::torch_ext::set_cpu_rng_state(&start).map_err(|e| anyhow!(e))?;
@@ -271,8 +271,13 @@ impl<'c> Trainer<'c> {
             None => DataLoader::from_plugin(data, ctx, Split::Val, self.cfg.prefetch())?,
         };
         let limits = LoopLimits::for_fit(&self.cfg, train.num_batches(), val.as_ref().map(DataLoader::num_batches))?;
+        // overfit_batches: the same batches every epoch, validation's too (Lightning's
+        // `_resolve_overfit_batches` for both loaders).
         if !limits.shuffle_train {
             train.set_shuffle(false);
+            if let Some(v) = val.as_mut() {
+                v.set_shuffle(false);
+            }
         }
         Ok((train, val, limits))
     }
@@ -496,7 +501,7 @@ impl<'c> Trainer<'c> {
     ) -> Result<EvalMetrics> {
         let split = if stage == Stage::Test { Split::Test } else { Split::Val };
         let p = self.prepare(module, data, hparams, stage)?;
-        let limits = LoopLimits::for_fit(&self.cfg, 1, None)?;
+        let limits = LoopLimits::for_evaluation(&self.cfg)?;
         let logger = self.logger(limits.logger, &p.hparams)?;
         let data_name = data.name().to_string();
         let limit = if stage == Stage::Test { self.cfg.limit_test_batches } else { self.cfg.limit_val_batches };
@@ -512,7 +517,7 @@ impl<'c> Trainer<'c> {
             let loader = DataLoader::from_plugin(data, &mut st.ctx, split, st.cfg.prefetch())?
                 .ok_or_else(|| anyhow!("plugin `{data_name}` provides no {} dataset", split.name()))?;
             let n = LoopLimits::for_stage(st.cfg, stage, loader.num_batches())?;
-            metrics = evaluation::run(&mut st, &loader, stage, n, false, Some(0))?;
+            metrics = evaluation::run(&mut st, &loader, stage, n, evaluation::During::Own, Some(0))?;
         }
         st.hook(Hook::Teardown, None)?;
         if let Some(l) = st.logger.as_mut() {
@@ -546,7 +551,7 @@ impl<'c> Trainer<'c> {
         sink: &mut dyn FnMut(Tensor) -> Result<()>,
     ) -> Result<()> {
         let p = self.prepare(module, data, hparams, Stage::Predict)?;
-        let limits = LoopLimits::for_fit(&self.cfg, 1, None)?;
+        let limits = LoopLimits::for_evaluation(&self.cfg)?;
         let data_name = data.name().to_string();
         let ckpt_spec = self.ckpt_path.clone();
         let dirpath = self.checkpoint.dirpath.clone();

@@ -84,6 +84,9 @@ CASES = {
     "last_only_when_saved_link": ({"monitor": "scripted", "filename": "best-{epoch}-{scripted:.2f}", "save_last": "link", "save_top_k": 1,
                                    "every_n_epochs": 1, "save_on_train_epoch_end": False}, {"max_epochs": 4}, {"script": [1.0, 1.1, 0.8, 1.3]}),
     "all_no_monitor_last": ({"save_top_k": -1, "save_last": True}, {"max_epochs": 2}, {}),
+    # test_callbacks_and_logger_not_called_with_fastdevrun: fast_dev_run saves nothing
+    "fast_dev_run_4": ({}, {"fast_dev_run": 4}, {"samples": 32}),  # files [], best None, last None
+    "fast_dev_run_4_every_step": ({"save_top_k": -1, "every_n_train_steps": 1}, {"fast_dev_run": 4}, {"samples": 32}),  # files []
 }
 
 # ModelCheckpoint arguments Lightning refuses: the start of its message.

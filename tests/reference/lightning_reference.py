@@ -229,6 +229,43 @@ CASES = {
     "log_every_2": ("fit", {"max_epochs": 2}, None, 2),
     "val_on_step": ("fit", {"max_epochs": 2}, {"val_on_step": True}, 1),
     "logged_step_and_epoch": ("fit", {"max_epochs": 1}, {"log_step_epoch": True}, 2),
+    # Lightning's tests_pytorch/trainer/flags/, ported (docs/lightning-tests/trainer_flags.md).
+    # test_val_check_interval (12 batches)
+    **{f"vci_third_{e}_epochs": ("fit", {"max_epochs": e, "val_check_interval": 1 / 3}, {"samples": 48}, None) for e in (1, 2, 3)},  # 12/38/3/1/12/1, 24/74/6/1/24/2, 36/110/9/1/36/3
+    "vci_quarter_3_epochs": ("fit", {"max_epochs": 3, "val_check_interval": 0.25}, {"samples": 48}, None),  # 36/146/12/1/36/3
+    # test_val_check_interval_info_message: int 1 is every batch, 1.0 every epoch
+    "vci_int_1": ("fit", {"max_epochs": 1, "val_check_interval": 1}, None, None),  # 4/18/4/1/4/1
+    "vci_float_1.0": ("fit", {"max_epochs": 1, "val_check_interval": 1.0}, None, None),  # 4/6/1/1/4/1
+    # test_validation_check_interval_exceed_data_length_correct (4 batches of 1, batches counted across epochs)
+    "vci_3_across_epochs": ("fit", {"max_steps": 12, "val_check_interval": 3, "check_val_every_n_epoch": None, "num_sanity_val_steps": 0,
+                                    "limit_val_batches": 1}, {"samples": 4, "batch_size": 1}, None),  # 12/4/4/0/12/3
+    "vci_3_across_epochs_accumulate_2": ("fit", {"max_steps": 6, "val_check_interval": 3, "check_val_every_n_epoch": None, "num_sanity_val_steps": 0,
+                                                 "limit_val_batches": 1, "accumulate_grad_batches": 2}, {"samples": 4, "batch_size": 1}, None),  # 12/4/2/0/6/3
+    # not in the test file: on_validation_model_zero_grad is skipped for a validation inside an accumulation window
+    "accumulate_2_vci_3": ("fit", {"max_epochs": 1, "accumulate_grad_batches": 2, "val_check_interval": 3}, {"samples": 32}, None),  # 8/18/1/1/4/1 (2 validations)
+    # test_val_check_interval_float_with_none_check_val_every_n_epoch: None with vci unset is accepted (difference 2)
+    "check_val_none_default_vci": ("fit", {"max_epochs": 3, "check_val_every_n_epoch": None}, None, None),  # 12/14/3/1/12/3
+    # test_time_and_epoch_gated_val_check (proxies: 0 s, every batch of the gated epochs)
+    "val_check_time_0_every_2": ("fit", {"max_epochs": 4, "val_check_interval": "00:00:00:00", "check_val_every_n_epoch": 2}, None, None),  # 16/34/8/1/16/4
+    "val_check_time_0_none": ("fit", {"max_epochs": 2, "val_check_interval": "00:00:00:00", "check_val_every_n_epoch": None}, None, None),  # 8/34/8/1/8/2
+    # test_check_val_every_n_epoch, test_check_val_every_n_epoch_with_max_steps
+    **{f"cven_2_{e}_epochs": ("fit", {"max_epochs": e, "check_val_every_n_epoch": 2, "num_sanity_val_steps": 0, "limit_val_batches": 2}, None, None)
+       for e in (1, 4, 5)},  # 4/0/0/0/4/1, 16/4/2/0/16/4, 20/4/2/0/20/5
+    "cven_3_max_steps_8": ("fit", {"max_steps": 8, "check_val_every_n_epoch": 3, "num_sanity_val_steps": 0}, {"samples": 2, "batch_size": 1}, None),  # 8/2/1/0/8/4
+    # test_num_dataloader_batches, test_eval_limit_batches (12 batches: 0.1 -> 1, 10 -> 10)
+    "limit_100": ("fit", {"max_epochs": 1, "limit_train_batches": 100, "limit_val_batches": 100}, None, None),  # 4/6/1/1/4/1
+    "limit_7": ("fit", {"max_epochs": 1, "limit_train_batches": 7, "limit_val_batches": 7}, {"samples": 48}, None),  # 7/9/1/1/7/1
+    **{f"hooks_{e}_limit_{v}": (e, {f"limit_{k}_batches": v}, {"samples": 48}, None)
+       for e, k in (("validate", "val"), ("test", "test"), ("predict", "predict")) for v in (0.1, 10)},  # 1 or 10 steps (23/86, 23/86, 22/85 calls)
+    # test_callbacks_and_logger_not_called_with_fastdevrun
+    "fast_dev_run_4_vci_2": ("fit", {"fast_dev_run": 4, "val_check_interval": 2}, {"samples": 32}, None),  # 4/4/1/0/4/1
+    "hooks_test_fast_dev_run_4": ("test", {"fast_dev_run": 4}, {"samples": 32}, None),  # 4 test steps (44 calls)
+    # test_overfit_basic (10 batches; validation takes the same limit), test_overfit_batch_limits_eval
+    **{f"overfit_{v}": ("fit", {"max_epochs": 1, "overfit_batches": v}, {"samples": 40}, None) for v in (1, 2, 0.1, 0.25, 1.0)},
+    # 1/2/1/1/1/1, 2/4/1/1/2/1, 1/2/1/1/1/1, 2/4/1/1/2/1, 10/12/1/1/10/1
+    "validate_overfit_0.25": ("validate", {"overfit_batches": 0.25}, {"samples": 40}, None),  # 2 validation steps (30 calls)
+    "hooks_test_overfit_1": ("test", {"overfit_batches": 1}, None, None),  # 4 test steps: not limited (44 calls)
+    "hooks_predict_overfit_1": ("predict", {"overfit_batches": 1}, None, None),  # 4 predict steps (43 calls)
 }
 
 SCRIPT = [1.0, 0.9, 0.88, 0.87, 0.7, 0.69, 0.68, 0.67, 0.66, 0.65, 0.64, 0.63]

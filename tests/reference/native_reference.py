@@ -98,6 +98,27 @@ CASES = {
                           {"monitor": "train_loss_epoch", "mode": "max", "patience": 1}),
     # min_delta's sign as Lightning applies it (a negative one makes any value within it an improvement)
     "es_negative_min_delta": ({"max_epochs": 30}, {"monitor": "val_loss", "patience": 2, "min_delta": -0.2}),
+    # Lightning's tests_pytorch/trainer/flags/, ported (docs/lightning-tests/trainer_flags.md).
+    # test_min_max_steps_epochs (on 4 batches: max_steps 20 -> 10, min_steps 10 -> 6); a max_steps stop inside an epoch counts it
+    "mm_max_steps_10": ({"max_steps": 10}, None),  # 10/3/10
+    "mm_max_epochs_3_max_steps_10": ({"max_epochs": 3, "max_steps": 10}, None),  # 10/3/10
+    "mm_min_steps_6_max_steps_10": ({"min_steps": 6, "max_steps": 10}, None),  # 10/3/10
+    "mm_min_epochs_1_max_epochs_3": ({"min_epochs": 1, "max_epochs": 3}, None),  # 12/3/12
+    "mm_min_epochs_1_max_steps_10": ({"min_epochs": 1, "max_steps": 10}, None),  # 10/3/10
+    "mm_max_epochs_3_min_steps_6": ({"max_epochs": 3, "min_steps": 6}, None),  # 12/3/12
+    # not in the test file: the max limits win over the min ones (FitLoop.done)
+    "mm_max_epochs_1_min_steps_6": ({"max_epochs": 1, "min_steps": 6}, None),  # 4/1/4
+    "mm_max_epochs_1_min_epochs_3": ({"max_epochs": 1, "min_epochs": 3}, None),  # 4/1/4
+    # test_max_epochs_not_set_warning: max_epochs unset (1000), a stop after the first batch
+    "max_epochs_unset_stop_at_1": ({"limit_train_batches": 1},
+                                   {"monitor": "train_loss", "stopping_threshold": 1e9, "check_on_train_epoch_end": True}),  # 1/1/1, stopped_epoch 0, STOPPING_THRESHOLD
+    # test_val_check_interval (1/3 of 4 batches: a validation after every batch)
+    "vci_third_3_epochs": ({"max_epochs": 3, "val_check_interval": 1 / 3}, None),  # 12/3/12
+    # test_overfit_batch_limits_train: the train data unshuffled
+    "overfit_1.0": ({"max_epochs": 3, "overfit_batches": 1.0}, None),  # 12/3/12 (first loss 2.7916, shuffled 5.3296)
+    "overfit_2": ({"max_epochs": 3, "overfit_batches": 2}, None),  # 6/3/6
+    # test_num_dataloader_batches: a limit above the loader's length
+    "limit_train_7_val_100": ({"max_epochs": 2, "limit_train_batches": 7, "limit_val_batches": 100}, None),  # 8/2/8
 }
 
 

@@ -138,7 +138,7 @@ pub fn save(st: &mut LoopState<'_>, trigger: Trigger, epoch: u64, pos: LoopPosit
         val_batches: st.limits.val_batches,
         check_val_every_n_epoch: st.limits.check_val_every_n_epoch,
         by_time: st.limits.val_check_seconds.is_some(),
-        val_check_interval: st.cfg.val_check_interval.limit(),
+        val_check_interval: st.cfg.val_check_interval().limit(),
     });
     let plan = match trigger {
         Trigger::TrainBatchEnd { val_follows } => mc.on_train_batch_end(&at, automatic, on_epoch_end, val_follows),

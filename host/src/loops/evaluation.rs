@@ -80,8 +80,17 @@ fn hooks_for(stage: Stage) -> StageHooks {
     }
 }
 
-/// Runs `stage` over the first `batches` batches of `loader`. `after_training`: a validation
-/// run inside fit after training batches (Lightning zeroes the grads first). `log_step`: the
+/// Where an evaluation run happens.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum During {
+    /// Its own (validate, test, the sanity check).
+    Own,
+    /// Inside fit after training batches; `zero_grad`: the batch ended an accumulation window,
+    /// so Lightning zeroes the grads first (`on_validation_model_zero_grad`).
+    Fit { zero_grad: bool },
+}
+
+/// Runs `stage` over the first `batches` batches of `loader`, `during` its own run or fit. `log_step`: the
 /// step its epoch values are logged at, before `on_*_end` as in Lightning (None: the sanity
 /// check, which logs nothing). Each step's values logged with on_step get a row of their own.
 pub fn run(
@@ -89,7 +98,7 @@ pub fn run(
     loader: &DataLoader,
     stage: Stage,
     batches: usize,
-    after_training: bool,
+    during: During,
     log_step: Option<u64>,
 ) -> Result<EvalMetrics> {
     let _grad_off = crate::engine::torch_ext::eval_guard(st.cfg.inference_mode);
@@ -99,7 +108,8 @@ pub fn run(
     st.ctx.training = false;
     let mut results = ResultCollection::default();
     let mut last_bs = 1;
-    if after_training {
+    let after_training = matches!(during, During::Fit { .. });
+    if during == (During::Fit { zero_grad: true }) {
         st.hook(Hook::OnValidationModelZeroGrad, None)?;
     }
     st.hook(h.model_eval, None)?;
@@ -193,7 +203,7 @@ pub fn sanity_check(st: &mut LoopState<'_>, loader: &DataLoader) -> Result<()> {
         return Ok(());
     }
     st.hook(Hook::OnSanityCheckStart, None)?;
-    run(st, loader, Stage::SanityCheck, steps, false, None)?;
+    run(st, loader, Stage::SanityCheck, steps, During::Own, None)?;
     st.hook(Hook::OnSanityCheckEnd, None)?;
     // Lightning's `_reset_progress(val_loop)`: the sanity check's batches are not counted.
     st.loops.fit_loop.epoch_loop.val_loop = EvaluationLoop::default();

@@ -163,7 +163,7 @@ mod tests {
         // Three epochs of four shuffled batches, validating after every second batch (so some
         // saves are made with a validation due), a checkpoint after every step.
         let cfg = |root: &Path| TrainerConfig {
-            val_check_interval: ValCheckInterval::Every(Limit::Fraction(0.5)),
+            val_check_interval: Some(ValCheckInterval::Every(Limit::Fraction(0.5))),
             ..quiet(root, 3)
         };
         let every_step = CheckpointConfig {

@@ -66,10 +66,10 @@ impl LoopLimits {
         let (interval, every) = if dev.is_some() {
             (Some(Limit::Fraction(1.0)), Some(1))
         } else {
-            (cfg.val_check_interval.limit(), cfg.check_val_every_n_epoch.epochs()?)
+            (cfg.val_check_interval().limit(), cfg.check_val_every_n_epoch.epochs()?)
         };
         // By time (not under fast_dev_run): no batch count triggers a validation.
-        let val_check_seconds = if dev.is_some() { None } else { cfg.val_check_interval.seconds()? };
+        let val_check_seconds = if dev.is_some() { None } else { cfg.val_check_interval().seconds()? };
         let val_check_batch = match interval {
             None => usize::MAX,
             // A train loader of unknown length validates at each pass's end (1.0) or every k
@@ -81,7 +81,8 @@ impl LoopLimits {
             Some(Limit::Fraction(f)) => ((train_batches as f64 * f) as usize).max(1),
             Some(Limit::Batches(k)) => {
                 let k = k as usize;
-                if every.is_some() && k > train_batches && val_batches > 0 {
+                // Lightning refuses it by the limit set, whatever the validation loader holds.
+                if every.is_some() && k > train_batches && !val_limit.is_zero() {
                     bail!("val_check_interval ({k}) must be less than or equal to the number of the training batches ({train_batches}); set check_val_every_n_epoch = \"none\" to count batches across epochs");
                 }
                 k.max(1)
@@ -136,6 +137,20 @@ impl LoopLimits {
         self.check_val_every_n_epoch.is_none_or(|n| (epoch + 1) % n.max(1) == 0)
     }
 
+    /// The limits of a validate, test or predict run: fit's settings that only concern
+    /// training (its batch limit, overfit_batches, val_check_interval) play no part there, as
+    /// in Lightning (a fraction of a training loader that does not exist is no error).
+    pub fn for_evaluation(cfg: &TrainerConfig) -> Result<LoopLimits> {
+        let eval_only = TrainerConfig {
+            limit_train_batches: Limit::Batches(1),
+            overfit_batches: Limit::Batches(0),
+            val_check_interval: None,
+            check_val_every_n_epoch: crate::config::EveryNEpochs::Epochs(1),
+            ..cfg.clone()
+        };
+        LoopLimits::for_fit(&eval_only, 1, None)
+    }
+
     pub fn for_stage(cfg: &TrainerConfig, stage: Stage, len: usize) -> Result<usize> {
         if matches!(stage, Stage::Validate | Stage::SanityCheck) && !cfg.overfit_batches.is_zero() {
             return cfg.overfit_batches.apply(len, "overfit_batches");
@@ -159,12 +174,14 @@ mod tests {
     #[test]
     fn val_check_interval_as_fraction_and_batches() {
         let mut cfg = TrainerConfig {
-            val_check_interval: crate::config::ValCheckInterval::Every(Limit::Fraction(0.3)),
+            val_check_interval: Some(crate::config::ValCheckInterval::Every(Limit::Fraction(0.3))),
             ..TrainerConfig::default()
         };
         assert_eq!(LoopLimits::for_fit(&cfg, 10, Some(4)).unwrap().val_check_batch, 3);
-        cfg.val_check_interval = crate::config::ValCheckInterval::Every(Limit::Batches(11));
+        cfg.val_check_interval = Some(crate::config::ValCheckInterval::Every(Limit::Batches(11)));
         assert!(LoopLimits::for_fit(&cfg, 10, Some(4)).is_err());
+        // Refused by the limit set, even with no validation loader (Lightning's fit loop).
+        assert!(LoopLimits::for_fit(&cfg, 10, None).is_err());
         cfg.check_val_every_n_epoch = EveryNEpochs::Named("none".into());
         assert_eq!(LoopLimits::for_fit(&cfg, 10, Some(4)).unwrap().val_check_batch, 11);
     }
@@ -184,10 +201,10 @@ mod tests {
         let err = LoopLimits::for_fit(&cfg, UNBOUNDED, None).unwrap_err().to_string();
         assert!(err.contains("limit_train_batches = 0.5") && err.contains("1.0 or an int"), "{err}");
         cfg.limit_train_batches = Limit::Fraction(1.0);
-        cfg.val_check_interval = crate::config::ValCheckInterval::Every(Limit::Fraction(0.25));
+        cfg.val_check_interval = Some(crate::config::ValCheckInterval::Every(Limit::Fraction(0.25)));
         let err = LoopLimits::for_fit(&cfg, UNBOUNDED, Some(3)).unwrap_err().to_string();
         assert!(err.contains("val_check_interval = 0.25"), "{err}");
-        cfg.val_check_interval = crate::config::ValCheckInterval::Every(Limit::Batches(5));
+        cfg.val_check_interval = Some(crate::config::ValCheckInterval::Every(Limit::Batches(5)));
         let l = LoopLimits::for_fit(&cfg, UNBOUNDED, Some(3)).unwrap();
         assert_eq!((l.val_check_batch, l.val_at_pass_end), (5, false));
         // A sized train loader is untouched by any of this.

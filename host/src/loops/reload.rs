@@ -95,7 +95,10 @@ fn ask_train(st: &mut LoopState<'_>, train: &mut DataLoader) -> Result<usize> {
 /// The DataModule's validation loader, asked for now; the loop numbers follow its length.
 fn ask_val(st: &mut LoopState<'_>, val: &mut Option<DataLoader>) -> Result<()> {
     let Some(data) = st.data.as_deref_mut() else { return Ok(()) };
-    let fresh = DataLoader::from_plugin(data, &mut st.ctx, Split::Val, st.cfg.prefetch())?;
+    let mut fresh = DataLoader::from_plugin(data, &mut st.ctx, Split::Val, st.cfg.prefetch())?;
+    if let (Some(v), false) = (fresh.as_mut(), st.limits.shuffle_train) {
+        v.set_shuffle(false);
+    }
     let batches = match &fresh {
         Some(v) => LoopLimits::for_stage(st.cfg, Stage::Validate, v.num_batches())?,
         None => 0,

@@ -260,7 +260,7 @@ impl LoopState<'_> {
         let every_n_epochs = self.limits.check_val_every_n_epoch;
         let epoch = self.ctx.current_epoch;
         let Some(es) = self.early_stopping.as_mut() else { return Ok(()) };
-        if es.checks_on_train_epoch_end(&self.cfg.val_check_interval, every_n_epochs) != at_train_epoch_end {
+        if es.checks_on_train_epoch_end(&self.cfg.val_check_interval(), every_n_epochs) != at_train_epoch_end {
             return Ok(());
         }
         if es.check(&self.callback_metrics, epoch)? {

@@ -174,7 +174,8 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: &mut Option<DataLoa
     let pending = resume.as_ref().is_some_and(|r| r.val_pending) && st.limits.val_batches > 0;
     if let (Some(v), true) = (val.as_ref(), pending) {
         let step = st.loops.fit_loop.epoch_loop.batches_that_stepped.saturating_sub(1);
-        let m = evaluation::run(st, v, Stage::Validate, st.limits.val_batches, true, Some(step))?;
+        let during = evaluation::During::Fit { zero_grad: true };
+        let m = evaluation::run(st, v, Stage::Validate, st.limits.val_batches, during, Some(step))?;
         shown_val.extend(m.prog_bar);
         st.ctx.stage = Stage::Fit;
         st.ctx.training = true;
@@ -322,7 +323,10 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: &mut Option<DataLoa
             let train_step = read(&st.train_results.step_callback_metrics(), |_| true);
             st.callback_metrics.extend(train_step);
             let step = st.loops.fit_loop.epoch_loop.batches_that_stepped;
-            let m = evaluation::run(st, v, Stage::Validate, st.limits.val_batches, true, Some(step))?;
+            // Lightning zeroes the grads before it only outside an accumulation window
+            // (`on_validation_model_zero_grad` when `not _should_accumulate()`).
+            let during = evaluation::During::Fit { zero_grad: stepping };
+            let m = evaluation::run(st, v, Stage::Validate, st.limits.val_batches, during, Some(step))?;
             shown_val.extend(m.prog_bar);
             st.ctx.stage = Stage::Fit;
             st.ctx.training = true;
