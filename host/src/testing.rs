@@ -20,7 +20,7 @@ use tch::{Kind, Tensor};
 use crate::context::{LogOptions, ReduceFx, RunContext, Stage};
 use crate::engine::optim::sgd::SgdConfig;
 use crate::engine::optim::{Algorithm, OptimizerConfig};
-use crate::hooks::Hook;
+use crate::hooks::{Hook, Owner};
 use crate::module::{DataModule, DatasetSpec, Module, Optimization, Split};
 
 /// Runs share libtorch's global generator and thread settings: one at a time.
@@ -28,30 +28,6 @@ pub fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
-
-/// The module hooks [`Regression`] implements (and records).
-pub const RECORDED: [Hook; 20] = [
-    Hook::Setup,
-    Hook::Teardown,
-    Hook::OnFitStart,
-    Hook::OnFitEnd,
-    Hook::OnTrainStart,
-    Hook::OnTrainEnd,
-    Hook::OnTrainEpochStart,
-    Hook::OnTrainEpochEnd,
-    Hook::OnTrainBatchStart,
-    Hook::OnTrainBatchEnd,
-    Hook::OnValidationStart,
-    Hook::OnValidationEnd,
-    Hook::OnValidationEpochStart,
-    Hook::OnValidationEpochEnd,
-    Hook::OnValidationBatchStart,
-    Hook::OnValidationBatchEnd,
-    Hook::OnBeforeZeroGrad,
-    Hook::OnBeforeBackward,
-    Hook::OnAfterBackward,
-    Hook::OnBeforeOptimizerStep,
-];
 
 /// The hooks a run called, in order (`training_step` and the other steps included).
 pub type CallLog = Rc<RefCell<Vec<String>>>;
@@ -144,7 +120,8 @@ impl Module for Regression {
     }
 
     fn implemented_hooks(&mut self, _ctx: &mut RunContext) -> Result<Vec<Hook>> {
-        Ok(RECORDED.to_vec())
+        // Every hook modules and callbacks share (Lightning's ModelHooks), recorded.
+        Ok(Hook::ALL.iter().copied().filter(|h| h.owner() == Owner::Both).collect())
     }
 
     fn hook(&mut self, _ctx: &mut RunContext, hook: Hook, batch_idx: Option<u64>) -> Result<i32> {

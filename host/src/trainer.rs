@@ -270,15 +270,15 @@ impl<'c> Trainer<'c> {
             }
             None => DataLoader::from_plugin(data, ctx, Split::Val, self.cfg.prefetch())?,
         };
-        let limits = LoopLimits::for_fit(&self.cfg, train.num_batches(), val.as_ref().map(DataLoader::num_batches))?;
         // overfit_batches: the same batches every epoch, validation's too (Lightning's
-        // `_resolve_overfit_batches` for both loaders).
-        if !limits.shuffle_train {
+        // `_resolve_overfit_batches` for both loaders), counted with the sequential sampler.
+        if !self.cfg.overfit_batches.is_zero() {
             train.set_shuffle(false);
             if let Some(v) = val.as_mut() {
                 v.set_shuffle(false);
             }
         }
+        let limits = LoopLimits::for_fit(&self.cfg, train.num_batches(), val.as_ref().map(DataLoader::num_batches))?;
         Ok((train, val, limits))
     }
 

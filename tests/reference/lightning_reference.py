@@ -266,6 +266,16 @@ CASES = {
     "validate_overfit_0.25": ("validate", {"overfit_batches": 0.25}, {"samples": 40}, None),  # 2 validation steps (30 calls)
     "hooks_test_overfit_1": ("test", {"overfit_batches": 1}, None, None),  # 4 test steps: not limited (44 calls)
     "hooks_predict_overfit_1": ("predict", {"overfit_batches": 1}, None, None),  # 4 predict steps (43 calls)
+    # Lightning's tests_pytorch/loops/, ported (docs/lightning-tests/loops.md): -1 from on_train_batch_start
+    # (test_training_loop.py), accumulation with in-epoch validation and limit_val_batches 0 (test_loops.py)
+    "skip_at_5_limit_10": ("fit", {"max_epochs": 2, "limit_train_batches": 10}, {"samples": 48, "skip_at": 5}, None),
+    "skip_at_12_limit_10": ("fit", {"max_epochs": 4, "limit_train_batches": 10}, {"samples": 48, "skip_at": 12}, None),
+    "skip_at_1_accumulate_2": ("fit", {"max_epochs": 2, "accumulate_grad_batches": 2}, {"skip_at": 1}, None),
+    "skip_at_3_vci_0.5": ("fit", {"max_epochs": 2, "val_check_interval": 0.5}, {"skip_at": 3}, None),
+    "accumulate_3_vci_2": ("fit", {"max_epochs": 1, "limit_train_batches": 6, "limit_val_batches": 1, "accumulate_grad_batches": 3,
+                                   "val_check_interval": 2, "num_sanity_val_steps": 0}, {"samples": 24}, None),
+    **{f"limit_val_{v}_vci_10": ("fit", {"max_epochs": 1, "limit_train_batches": 5, "val_check_interval": 10, "limit_val_batches": v},
+                                 {"samples": 20}, None) for v in (0, 0.0)},
 }
 
 SCRIPT = [1.0, 0.9, 0.88, 0.87, 0.7, 0.69, 0.68, 0.67, 0.66, 0.65, 0.64, 0.63]
@@ -300,6 +310,11 @@ EARLY_STOPPING = {
     "es_reason_divergence": ({"max_epochs": 10}, {"script": [1.0, 2.0, 5.0, 10.0] + [15.0] * 6}, {"monitor": "scripted", "divergence_threshold": 8.0}),
     "es_reason_nan": ({"max_epochs": 10}, {"script": [1.0, 0.5] + ["nan"] * 8}, {"monitor": "scripted", "check_finite": True}),
     "es_reason_not_stopped": ({"max_epochs": 3}, {"script": [5.0, 4.0, 3.0]}, {"monitor": "scripted", "patience": 3}),
+    # test_should_stop_triggers_validation_once (tests_pytorch/loops/test_training_loop.py): a stop held off by
+    # min_steps / min_epochs still validates once per epoch
+    **{f"es_stop_triggers_val_{k}_3": ({"max_epochs": 3, k: 3, "limit_train_batches": 2, "limit_val_batches": 2, "num_sanity_val_steps": 0}, {},
+                                       {"monitor": "train_loss", "check_on_train_epoch_end": True, "stopping_threshold": 100})
+       for k in ("min_steps", "min_epochs")},
 }
 
 

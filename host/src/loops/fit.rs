@@ -71,8 +71,13 @@ pub fn run(st: &mut LoopState<'_>, train: &mut DataLoader, val: &mut Option<Data
         // A DataLoader due again is asked for before the epoch's hooks (Lightning's
         // `FitLoop.on_advance_start`).
         reload::train(st, train)?;
-        st.loops.fit_loop.epoch_progress.increment_ready();
-        st.loops.fit_loop.epoch_progress.increment_started();
+        // A run restored inside an epoch continues that epoch: it is counted as started
+        // already (Lightning skips these increments when restarting mid-epoch).
+        let epochs = &mut st.loops.fit_loop.epoch_progress;
+        if epochs.current.started == epochs.current.completed {
+            epochs.increment_ready();
+            epochs.increment_started();
+        }
         let epoch_started = std::time::Instant::now();
         let epoch = training_epoch::run(st, train, val)?;
         if st.interrupter.interrupted().is_some() {
@@ -116,7 +121,7 @@ mod tests {
     use std::path::Path;
 
     use crate::callbacks::early_stopping::EarlyStoppingConfig;
-    use crate::callbacks::model_checkpoint::CheckpointConfig;
+    use crate::callbacks::model_checkpoint::{CheckpointConfig, SaveLast};
     use crate::config::{Limit, TrainerConfig, ValCheckInterval};
     use crate::testing::{serial, Points, Regression};
     use crate::trainer::{FitReport, Trainer};
@@ -166,23 +171,30 @@ mod tests {
             val_check_interval: Some(ValCheckInterval::Every(Limit::Fraction(0.5))),
             ..quiet(root, 3)
         };
-        let every_step = CheckpointConfig {
-            dirpath: Some(saves.clone()),
+        let every_step = |dir: &Path| CheckpointConfig {
+            dirpath: Some(dir.to_path_buf()),
             every_n_train_steps: Some(1),
             save_top_k: -1,
+            save_last: SaveLast::Yes,
             ..CheckpointConfig::default()
         };
         let mut straight = Regression::new();
-        let report = fit(cfg(dir.path()), &mut straight, Some(every_step), None);
+        let report = fit(cfg(dir.path()), &mut straight, Some(every_step(&saves)), None);
         assert_eq!(report.global_step, 12);
         let want = straight.weights();
+        let last = |dir: &Path| {
+            let meta = crate::checkpoint::load(&dir.join("last.ckpt")).expect("last.ckpt").meta;
+            crate::loops::checkpointing::LoopPosition::from_meta(&meta).expect("position")
+        };
+        let want_loops = last(&saves);
         let mut files: Vec<_> = std::fs::read_dir(&saves).expect("saves").flatten().map(|e| e.path()).collect();
+        files.retain(|f| !f.ends_with("last.ckpt"));
         files.sort();
         assert_eq!(files.len(), 12, "one checkpoint per step: {files:?}");
         for file in &files {
             let root = tempfile::tempdir().expect("tempdir");
             let mut resumed = Regression::new();
-            let r = fit(cfg(root.path()), &mut resumed, None, Some(file));
+            let r = fit(cfg(root.path()), &mut resumed, Some(every_step(&root.path().join("ck"))), Some(file));
             assert_eq!(r.global_step, 12, "resumed from {}", file.display());
             for (got, want) in resumed.weights().iter().zip(&want) {
                 assert!(got.equal(want), "resumed from {}: {got:?} != {want:?}", file.display());
@@ -192,6 +204,17 @@ mod tests {
             let step: usize =
                 name.split("step=").nth(1).and_then(|s| s.split(['.', '-']).next()?.parse().ok()).unwrap();
             assert_eq!(count(&resumed, "training_step"), 12 - step, "resumed from {name}");
+            // The loops' state at the last step's save is the uninterrupted run's (epochs counted
+            // once). A run resumed from that very save trains nothing and saves at its end.
+            if step == 12 {
+                continue;
+            }
+            let got = last(&root.path().join("ck"));
+            assert_eq!(got.loops.fit_loop.epoch_progress, want_loops.loops.fit_loop.epoch_progress, "{name}");
+            let (g, w) = (&got.loops.fit_loop.epoch_loop, &want_loops.loops.fit_loop.epoch_loop);
+            assert_eq!(g.batch_progress.total, w.batch_progress.total, "{name}");
+            assert_eq!(g.batches_that_stepped, w.batches_that_stepped, "{name}");
+            assert_eq!(got.optimization, want_loops.optimization, "{name}");
         }
     }
 

@@ -82,7 +82,8 @@ impl LoopLimits {
             Some(Limit::Batches(k)) => {
                 let k = k as usize;
                 // Lightning refuses it by the limit set, whatever the validation loader holds.
-                if every.is_some() && k > train_batches && !val_limit.is_zero() {
+                // (Nothing to train, nothing to refuse: Lightning returns before the check.)
+                if every.is_some() && k > train_batches && train_batches > 0 && !val_limit.is_zero() {
                     bail!("val_check_interval ({k}) must be less than or equal to the number of the training batches ({train_batches}); set check_val_every_n_epoch = \"none\" to count batches across epochs");
                 }
                 k.max(1)

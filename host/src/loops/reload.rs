@@ -76,10 +76,10 @@ fn ask_train(st: &mut LoopState<'_>, train: &mut DataLoader) -> Result<usize> {
     // Lightning checks an int val_check_interval against the new length whenever validation
     // is on (`limit_val_batches > 0`), whatever the validation loader's length.
     let val_on = (!st.cfg.limit_val_batches.is_zero()).then_some(1usize << 40);
-    let limits = LoopLimits::for_fit(st.cfg, fresh.num_batches(), val_on)?;
-    if !limits.shuffle_train {
+    if !st.limits.shuffle_train {
         fresh.set_shuffle(false);
     }
+    let limits = LoopLimits::for_fit(st.cfg, fresh.num_batches(), val_on)?;
     st.limits.train_batches = limits.train_batches;
     st.limits.val_check_batch = limits.val_check_batch;
     st.limits.val_at_pass_end = limits.val_at_pass_end;

@@ -131,10 +131,13 @@ impl LoopState<'_> {
         if n == 0 {
             return false;
         }
-        let step = match self.ctx.training {
-            true => self.loops.fit_loop.epoch_loop.batches_that_stepped + 1,
+        // Lightning's active loop: the fit loop while fit trains (its hooks outside the
+        // batches included), else the evaluation loop that runs.
+        let step = if self.ctx.stage == crate::context::Stage::Fit {
+            self.loops.fit_loop.epoch_loop.batches_that_stepped + 1
+        } else {
             // The running evaluation loop's batches this run (Lightning's `current.ready`).
-            false => self.loops.evaluation_progress(self.ctx.stage, self.fitting).current.ready,
+            self.loops.evaluation_progress(self.ctx.stage, self.fitting).current.ready
         };
         step % n == 0 || self.interrupter.should_stop()
     }

@@ -32,6 +32,8 @@ pub struct TrainingEpochLoop {
     pub val_loop: EvaluationLoop,
     /// Set by a restored checkpoint (Lightning's `restarting`); the first epoch takes it.
     pub restart: Option<Restart>,
+    /// Lightning's warning that `training_step` returned None was given (once a run).
+    pub warned_none_loss: bool,
 }
 
 /// Where a restored run resumes inside the training epoch.
@@ -162,6 +164,9 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: &mut Option<DataLoa
     let order = if start > 0 { st.resume_order.take() } else { None };
     if start == 0 {
         st.loops.fit_loop.epoch_loop.batch_progress.reset_current();
+        // The validation loop counts the batches it saw this epoch (Lightning resets its
+        // total at each epoch's start: it validates several times per epoch).
+        st.loops.fit_loop.epoch_loop.val_loop.batch_progress.total = crate::progress::Counter::default();
     }
     st.train_results.reset();
     st.ctx.is_last_batch = false;
@@ -245,6 +250,10 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: &mut Option<DataLoa
         let loss = st.module.training_step(&mut st.ctx, &batch, idx as u64);
         st.ctx.current_hook = None;
         let loss = loss?;
+        if automatic && loss.is_none() && !st.loops.fit_loop.epoch_loop.warned_none_loss {
+            st.loops.fit_loop.epoch_loop.warned_none_loss = true;
+            eprintln!("warning: `training_step` returned `None`. If this was on purpose, ignore this warning...");
+        }
         let stepping = !automatic || (idx as u64 + 1) % st.limits.accumulate == 0 || last;
         if automatic {
             optimize(st, loss.as_ref(), idx, stepping, last)?;
