@@ -13,8 +13,9 @@ use crate::loops::state::LoopState;
 use crate::loops::state_dict::Stateful;
 use crate::progress::Progress;
 
-/// Lightning's `_EvaluationLoop` state: its batches' progress (`total.ready` counts every
-/// batch this loop started in the run; `current` the latest run's).
+/// Lightning's `_EvaluationLoop` state: its batches' progress (`current`: the latest run's;
+/// `total`: every run's, for fit's validation loop those of the current epoch, the sanity
+/// check's not counted).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EvaluationLoop {
     pub batch_progress: Progress,
