@@ -19,7 +19,7 @@ fn median_and_range(mut xs: Vec<f64>) -> (f64, f64, f64) {
     (m, xs[0], xs[xs.len() - 1])
 }
 
-fn main() -> Result<(), String> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     tch::set_num_threads(1);
     let a = Tensor::ones([4], (Kind::Float, Device::Cpu));
     let b = Tensor::ones([4], (Kind::Float, Device::Cpu));

@@ -210,10 +210,8 @@ fn mnist_cnn(epochs: usize) -> Result<Run> {
     let order = std::cell::RefCell::new(Tensor::empty([0], (Kind::Int64, Device::Cpu)));
     let start_epoch = || {
         // RandomSampler: a seed from the run's generator, then randperm with a generator seeded by it.
-        let seed = lthost::engine::torch_ext::draw_seed().map_err(anyhow::Error::msg)?;
-        *order.borrow_mut() = Tensor::from_slice(
-            &lthost::engine::torch_ext::randperm_seeded(train_rows, seed).map_err(anyhow::Error::msg)?,
-        );
+        let seed = lthost::engine::torch_ext::draw_seed()?;
+        *order.borrow_mut() = Tensor::from_slice(&lthost::engine::torch_ext::randperm_seeded(train_rows, seed)?);
         Ok((train_rows + 63) / 64)
     };
     train(epochs, &mut opt, start_epoch, |i| {

@@ -82,6 +82,12 @@ pub trait Callback {
         self.name().to_string()
     }
     fn on_hook(&mut self, hook: Hook, info: &HookInfo<'_>) -> anyhow::Result<CallbackAction>;
+    /// A run restored inside an epoch continues it without calling `on_train_epoch_start`
+    /// again (Lightning's restart): a callback whose epoch start sets the loop up (the
+    /// accumulation factor) sets it up here instead.
+    fn on_train_epoch_resumed(&mut self, _info: &HookInfo<'_>) -> anyhow::Result<CallbackAction> {
+        Ok(CallbackAction::default())
+    }
     /// State kept in checkpoints under the callback's name (Lightning's `state_dict`).
     fn state(&mut self) -> anyhow::Result<Option<serde_json::Value>> {
         Ok(None)

@@ -156,11 +156,19 @@ impl Default for RunContext {
     }
 }
 
-impl RunContext {
+/// The part of a [`RunContext`] that `self.log` writes: the running hook (its rules), the values
+/// it logged so far and the run's metric names.
+pub struct LogTarget<'a> {
+    pub hook: Option<Hook>,
+    pub logs: &'a mut Vec<LogRecord>,
+    pub metric_names: &'a mut std::collections::BTreeSet<String>,
+}
+
+impl LogTarget<'_> {
     /// Records a `self.log` call, with Lightning's rules for the running hook: where logging
     /// is allowed, which on_step/on_epoch values are, and their defaults.
     pub fn log(&mut self, name: &str, value: Tensor, opts: LogOptions) -> Result<(), OpError> {
-        let hook = self.current_hook.map(Hook::name).unwrap_or("this hook");
+        let hook = self.hook.map(Hook::name).unwrap_or("this hook");
         check_metric_name(name)?;
         if !self.metric_names.contains(name) {
             if self.metric_names.len() >= MAX_METRIC_NAMES {
@@ -180,7 +188,7 @@ impl RunContext {
                 format!("`{hook}` logged more than {MAX_LOGS_PER_HOOK} values in one call"),
             ));
         }
-        let Some(rule) = self.current_hook.and_then(Hook::log_rule) else {
+        let Some(rule) = self.hook.and_then(Hook::log_rule) else {
             return Err(OpError::new("log", format!("you can't `self.log({name:?})` inside `{hook}`")));
         };
         let on_step = opts.on_step.unwrap_or(rule.default_on_step);
@@ -208,6 +216,18 @@ impl RunContext {
             batch_size: opts.batch_size,
         });
         Ok(())
+    }
+}
+
+impl RunContext {
+    /// Records a `self.log` call (see [`LogTarget::log`]).
+    pub fn log(&mut self, name: &str, value: Tensor, opts: LogOptions) -> Result<(), OpError> {
+        self.log_target().log(name, value, opts)
+    }
+
+    /// Where the running hook's `self.log` calls go, apart from the rest of the context.
+    pub fn log_target(&mut self) -> LogTarget<'_> {
+        LogTarget { hook: self.current_hook, logs: &mut self.logs, metric_names: &mut self.metric_names }
     }
 
     /// A string naming a device the way torch prints it.

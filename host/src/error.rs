@@ -1,4 +1,5 @@
-//! The errors lthost reports: an op that libtorch refused ([`OpError`]) and a plugin hook
+//! The errors lthost reports: an op that could not run ([`OpError`], the engine's one error
+//! type: a libtorch call, an optimizer or scheduler step, a state restored) and a plugin hook
 //! that failed ([`PluginError`]), which names the plugin, the hook and the op.
 
 use std::fmt;
@@ -22,6 +23,16 @@ pub struct GuestFailure(pub String);
 impl OpError {
     pub fn new(op: impl Into<String>, detail: impl Into<String>) -> Self {
         OpError { op: op.into(), detail: detail.into() }
+    }
+
+    /// The error as a plugin receives it in a value (`aten`'s `result<_, string>`): `op: detail`,
+    /// which the SDKs split to raise torch's exception with torch's text.
+    /// An error of no op (a call the guest made wrong) is its detail alone.
+    pub fn message(&self) -> String {
+        if self.op.is_empty() {
+            return self.detail.clone();
+        }
+        format!("{}: {}", self.op, self.detail)
     }
 
     /// Wraps a libtorch error, keeping its message and dropping the C++ stack dump.

@@ -14,6 +14,7 @@ pub mod convert;
 pub mod data_source;
 pub mod disk_quota;
 pub mod failure;
+pub mod handles;
 pub mod host;
 pub mod instance;
 pub mod interrupt;
@@ -24,6 +25,7 @@ pub mod runtime;
 pub mod sandbox;
 pub mod state;
 pub mod stdio;
+pub mod views;
 
 pub use adapter::{load, WasmPlugin};
 pub use sandbox::PluginOptions;

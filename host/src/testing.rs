@@ -18,8 +18,10 @@ use serde_json::Value;
 use tch::{Kind, Tensor};
 
 use crate::context::{LogOptions, ReduceFx, RunContext, Stage};
+use crate::engine::optim::optimizer_set::{Interval, SchedulerSpec};
 use crate::engine::optim::sgd::SgdConfig;
 use crate::engine::optim::{Algorithm, OptimizerConfig};
+use crate::engine::schedulers::{PlateauConfig, SchedulerKind};
 use crate::hooks::{Hook, Owner};
 use crate::module::{DataModule, DatasetSpec, Module, Optimization, Split};
 
@@ -36,6 +38,13 @@ pub struct Regression {
     pub calls: CallLog,
     /// `on_train_batch_start` returns -1 at this batch index, every epoch.
     pub end_epoch_at: Option<u64>,
+    /// An epoch-interval ReduceLROnPlateau (factor 0.5, patience 0, torch's other defaults) on
+    /// this metric.
+    pub plateau_on: Option<&'static str>,
+    /// `training_step` returns None (after logging its loss) at even batch indices.
+    pub none_even: bool,
+    /// `validation_step` fails at this (epoch, batch index).
+    pub fail_validation_at: Option<(u64, u64)>,
     /// Every training step's loss.
     pub losses: Vec<f64>,
     params: Option<(Tensor, Tensor)>,
@@ -43,7 +52,15 @@ pub struct Regression {
 
 impl Regression {
     pub fn new() -> Self {
-        Regression { calls: CallLog::default(), end_epoch_at: None, losses: Vec::new(), params: None }
+        Regression {
+            calls: CallLog::default(),
+            end_epoch_at: None,
+            fail_validation_at: None,
+            none_even: false,
+            plateau_on: None,
+            losses: Vec::new(),
+            params: None,
+        }
     }
 
     /// The weight and bias as they are now (copies).
@@ -90,19 +107,43 @@ impl Module for Regression {
 
     fn configure_optimizers(&mut self, _ctx: &mut RunContext) -> Result<Optimization> {
         let sgd = SgdConfig { lr: 0.05, momentum: 0.9, dampening: 0.0, weight_decay: 1e-3, nesterov: false };
-        Ok(OptimizerConfig::from(Algorithm::Sgd(sgd)).into())
+        let mut o: Optimization = OptimizerConfig::from(Algorithm::Sgd(sgd)).into();
+        if let Some(monitor) = self.plateau_on {
+            let plateau = PlateauConfig {
+                mode_min: true,
+                factor: 0.5,
+                patience: 0,
+                threshold: 1e-4,
+                threshold_rel: true,
+                cooldown: 0,
+                min_lr: 0.0,
+                eps: 1e-8,
+            };
+            o.schedulers.push(SchedulerSpec {
+                kind: SchedulerKind::ReduceOnPlateau(plateau),
+                optimizer: 0,
+                interval: Interval::Epoch,
+                frequency: 1,
+                monitor: Some(monitor.to_string()),
+                strict: true,
+            });
+        }
+        Ok(o)
     }
 
-    fn training_step(&mut self, ctx: &mut RunContext, batch: &[Tensor], _batch_idx: u64) -> Result<Option<Tensor>> {
+    fn training_step(&mut self, ctx: &mut RunContext, batch: &[Tensor], batch_idx: u64) -> Result<Option<Tensor>> {
         self.call("training_step");
         let loss = self.loss(batch)?;
         Self::log(ctx, "train_loss", &loss)?;
         self.losses.push(loss.f_double_value(&[])?);
-        Ok(Some(loss))
+        Ok(if self.none_even && batch_idx % 2 == 0 { None } else { Some(loss) })
     }
 
-    fn validation_step(&mut self, ctx: &mut RunContext, batch: &[Tensor], _batch_idx: u64) -> Result<()> {
+    fn validation_step(&mut self, ctx: &mut RunContext, batch: &[Tensor], batch_idx: u64) -> Result<()> {
         self.call("validation_step");
+        if self.fail_validation_at == Some((ctx.current_epoch, batch_idx)) {
+            return Err(anyhow!("validation_step fails at epoch {}, batch {batch_idx}", ctx.current_epoch));
+        }
         let loss = self.loss(batch)?;
         Self::log(ctx, "val_loss", &loss)
     }

@@ -253,8 +253,7 @@ impl<'c> Trainer<'c> {
         sanity_first: bool,
     ) -> Result<(DataLoader, Option<DataLoader>, LoopLimits)> {
         let data_name = data.name().to_string();
-        let start =
-            if sanity_first { Some(crate::engine::torch_ext::cpu_rng_state().map_err(|e| anyhow!(e))?) } else { None };
+        let start = if sanity_first { Some(crate::engine::torch_ext::cpu_rng_state()?) } else { None };
         let mut train = DataLoader::from_plugin(data, ctx, Split::Train, self.cfg.prefetch())?
             .ok_or_else(|| anyhow!("plugin `{data_name}` provides no train dataset: {why}"))?;
         if train.is_empty() {
@@ -262,10 +261,10 @@ impl<'c> Trainer<'c> {
         }
         let mut val = match start {
             Some(start) => {
-                let after_train = crate::engine::torch_ext::cpu_rng_state().map_err(|e| anyhow!(e))?;
-                crate::engine::torch_ext::set_cpu_rng_state(&start).map_err(|e| anyhow!(e))?;
+                let after_train = crate::engine::torch_ext::cpu_rng_state()?;
+                crate::engine::torch_ext::set_cpu_rng_state(&start)?;
                 let val = DataLoader::from_plugin(data, ctx, Split::Val, self.cfg.prefetch());
-                crate::engine::torch_ext::set_cpu_rng_state(&after_train).map_err(|e| anyhow!(e))?;
+                crate::engine::torch_ext::set_cpu_rng_state(&after_train)?;
                 val?
             }
             None => DataLoader::from_plugin(data, ctx, Split::Val, self.cfg.prefetch())?,
@@ -381,15 +380,15 @@ impl<'c> Trainer<'c> {
         if let (Some(v), None) = (&val, &resume_path) {
             // Lightning runs the sanity check under `isolate_rng()`: whatever it draws (the
             // validation iterator's seed, a plugin's randomness) leaves training's stream alone.
-            let saved = crate::engine::torch_ext::cpu_rng_state().map_err(|e| anyhow!(e))?;
+            let saved = crate::engine::torch_ext::cpu_rng_state()?;
             let saved_cuda = match device {
-                Device::Cuda(i) => Some((i, crate::engine::torch_ext::cuda_rng_state(i).map_err(|e| anyhow!(e))?)),
+                Device::Cuda(i) => Some((i, crate::engine::torch_ext::cuda_rng_state(i)?)),
                 _ => None,
             };
             evaluation::sanity_check(&mut st, v)?;
-            crate::engine::torch_ext::set_cpu_rng_state(&saved).map_err(|e| anyhow!(e))?;
+            crate::engine::torch_ext::set_cpu_rng_state(&saved)?;
             if let Some((i, s)) = saved_cuda {
-                crate::engine::torch_ext::set_cuda_rng_state(i, &s).map_err(|e| anyhow!(e))?;
+                crate::engine::torch_ext::set_cuda_rng_state(i, &s)?;
             }
         }
         let (mut train, mut val) = (train, val);
@@ -423,14 +422,24 @@ impl<'c> Trainer<'c> {
                 // No batch is being processed any more (a failed one is not handed out).
                 st.ctx.batch.clear();
                 let _ = st.hook(Hook::OnException, None);
+                // Batches of the epoch under way; none between epochs (the last one's count
+                // stays in the tracker until the next epoch starts).
+                let epochs = st.loops.fit_loop.epoch_progress.current;
+                let in_epoch = epochs.started > epochs.completed;
+                let bp = st.loops.fit_loop.epoch_loop.batch_progress.current;
+                let done = if in_epoch { bp.completed as usize } else { 0 };
+                // A validation the failure cut is due again (Lightning finishes it).
+                let mut pos = checkpointing::position(&st, done, in_epoch && st.val_due_pending);
+                // A batch that completed and stepped but failed after (in its validation):
+                // its step counts, as in the saves after it.
+                if in_epoch && st.step_pending && bp.completed == bp.started {
+                    pos.loops.fit_loop.epoch_loop.batches_that_stepped += 1;
+                }
+                let epoch = st.ctx.current_epoch;
+                if let Err(se) = checkpointing::save(&mut st, checkpointing::Trigger::Exception, epoch, pos.clone()) {
+                    eprintln!("ModelCheckpoint could not save at the failure: {se:#}");
+                }
                 if self_checkpoint.on_exception {
-                    // Batches of the epoch under way; none between epochs (the last one's
-                    // count stays in the tracker until the next epoch starts).
-                    let epochs = st.loops.fit_loop.epoch_progress.current;
-                    let in_epoch = epochs.started > epochs.completed;
-                    let bp = st.loops.fit_loop.epoch_loop.batch_progress.current;
-                    let done = if in_epoch { bp.completed as usize } else { 0 };
-                    let pos = checkpointing::position(&st, done, false);
                     let saved = checkpointing::side_path(&mut st, "on_exception", "on_exception")
                         .and_then(|path| checkpointing::save_to(&mut st, &path, pos, false).map(|()| path));
                     match saved {
@@ -586,7 +595,7 @@ pub(crate) fn optimizer_set(
     automatic: bool,
 ) -> Result<OptimizerSet> {
     let set = OptimizerSet::new(optimizers, schedulers, automatic, &st.ctx.params)
-        .map_err(|e| anyhow!("plugin `{name}`, hook `configure_optimizers`: {e}"))?;
+        .map_err(|e| anyhow!("plugin `{name}`, hook `configure_optimizers`: {}", e.detail))?;
     if st.ctx.params.parameters().is_empty() {
         bail!("plugin `{name}` registered no trainable parameters: nothing to optimize");
     }

@@ -137,7 +137,7 @@ fn replay(case: &Json) -> Option<String> {
     let name = case["op"].as_str().expect("op");
     let op = match Op::find(name) {
         Ok(op) => op,
-        Err(e) => return Some(e),
+        Err(e) => return Some(e.detail),
     };
     // Where torch has gradients, the floating tensor arguments are leaves requiring grad, and
     // the one call gives both the values and the graph to differentiate.
@@ -152,7 +152,7 @@ fn replay(case: &Json) -> Option<String> {
     let kw: Vec<(&str, Value)> = names.into_iter().map(String::as_str).zip(values).collect();
     let got = match op.call(&args, &kw) {
         Ok(got) => got,
-        Err(e) => return Some(e),
+        Err(e) => return Some(e.message()),
     };
     let want = case["out"].as_array().expect("out");
     if got.len() != want.len() {

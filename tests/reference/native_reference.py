@@ -1,6 +1,6 @@
 """The native test module (host/src/testing.rs: `Regression` on `Points`) written as a
 LightningModule and LightningDataModule and trained by Lightning itself: the losses, the
-final weights, and where and why EarlyStopping stops, for the in-file loop tests
+final weights, where and why EarlyStopping stops, and the hooks a resumed run calls, for the in-file loop tests
 (host/src/loops/fit.rs) to compare with. Same draws in the same order: the weight at
 `__init__`, the points at `setup`, the samplers' seeds from the global generator.
 
@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 import lightning as L
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, OnExceptionCheckpoint
 
 warnings.filterwarnings("ignore")
 logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
@@ -31,6 +31,7 @@ class Regression(L.LightningModule):
         self.weight = torch.nn.Parameter(torch.randn(1, 3) * 0.1)
         self.bias = torch.nn.Parameter(torch.zeros(1))
         self.train_losses = []
+        self.none_even = False  # training_step returns None at even batch indices
 
     def loss(self, batch):
         x, y = batch
@@ -40,6 +41,8 @@ class Regression(L.LightningModule):
         loss = self.loss(batch)
         self.log("train_loss", loss, on_epoch=True)
         self.train_losses.append(loss.item())
+        if self.none_even and batch_idx % 2 == 0:
+            return None
         return loss
 
     def validation_step(self, batch, batch_idx):
@@ -119,12 +122,18 @@ CASES = {
     "overfit_2": ({"max_epochs": 3, "overfit_batches": 2}, None),  # 6/3/6
     # test_num_dataloader_batches: a limit above the loader's length
     "limit_train_7_val_100": ({"max_epochs": 2, "limit_train_batches": 7, "limit_val_batches": 100}, None),  # 8/2/8
+    # Lightning's tests_pytorch/loops (docs/lightning-tests/loops.md rows 36-37): a None from training_step skips its
+    # backward only; the step is counted and the optimizer steps (SGD skips the parameters without grads)
+    "none_even": ({"max_epochs": 2}, None, {"none_even": True}),
+    "none_even_accumulate_2": ({"max_epochs": 2, "accumulate_grad_batches": 2}, None, {"none_even": True}),
 }
 
 
-def run(trainer_args, es_args):
+def run(trainer_args, es_args, module_args=None):
     L.seed_everything(0, verbose=False)
     model = Regression()
+    for k, v in (module_args or {}).items():
+        setattr(model, k, v)
     callbacks = [EarlyStopping(**es_args)] if es_args else []
     trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, callbacks=callbacks, **trainer_args)
@@ -132,6 +141,7 @@ def run(trainer_args, es_args):
     return {
         "trainer": trainer_args,
         "early_stopping": es_args,
+        "module": module_args,
         "global_step": trainer.global_step,
         "current_epoch": trainer.current_epoch,
         "stopped_epoch": callbacks[0].stopped_epoch if callbacks else None,
@@ -180,9 +190,131 @@ def checkpoints():
             "resume_with_patience_1": patience}
 
 
+class Counted(Regression):
+    """Regression counting the hooks the resume cases compare."""
+
+    HOOKS = ("on_train_epoch_start", "on_train_epoch_end", "on_validation_start")
+
+    def __init__(self):
+        super().__init__()
+        self.counts = {h: 0 for h in (*self.HOOKS, "training_step", "validation_step")}
+        self.fail_val_at = None
+
+    def on_train_epoch_start(self):
+        self.counts["on_train_epoch_start"] += 1
+
+    def on_train_epoch_end(self):
+        self.counts["on_train_epoch_end"] += 1
+
+    def on_validation_start(self):
+        self.counts["on_validation_start"] += 1
+
+    def on_train_end(self):
+        self.batches_that_stepped = self.trainer.fit_loop.epoch_loop._batches_that_stepped
+
+    def training_step(self, batch, batch_idx):
+        self.counts["training_step"] += 1
+        return super().training_step(batch, batch_idx)
+
+    def validation_step(self, batch, batch_idx):
+        self.counts["validation_step"] += 1
+        if self.fail_val_at == (self.current_epoch, batch_idx):
+            raise RuntimeError(f"validation_step fails at {self.fail_val_at}")
+        return super().validation_step(batch, batch_idx)
+
+
+# Lightning's tests_pytorch/loops resume cases (docs/lightning-tests/loops.md, RS-a..d): a first fit
+# saves checkpoints, a second resumes from one; the hooks the resumed run calls. name: (first fit's
+# Trainer arguments, its ModelCheckpoint's (`on_exception`: Lightning's OnExceptionCheckpoint), the file resumed
+# from, the resumed run's max_epochs, and the (epoch, batch) where the first fit's validation_step fails).
+RESUMES = {
+    "rs_a_mid_epoch": ({"max_epochs": 2}, {"every_n_train_steps": 2, "save_top_k": -1}, "epoch=0-step=2.ckpt", 2),
+    "rs_b_last_batch_val_due": ({"max_epochs": 2}, {"every_n_train_steps": 2, "save_top_k": -1}, "epoch=0-step=4.ckpt", 2),
+    "rs_c_validation_end": ({"max_epochs": 1}, {"save_last": True}, "last.ckpt", 2),
+    "rs_d_epoch_end_no_val": ({"max_epochs": 2, "limit_val_batches": 0}, {"save_top_k": -1}, "epoch=0-step=4.ckpt", 2),
+    "rs_e_failure_in_mid_epoch_validation": ({"max_epochs": 1, "val_check_interval": 0.5}, {"on_exception": True},
+                                             "on_exception.ckpt", 1, (0, 1)),
+    "rs_f_failure_in_epoch_end_validation": ({"max_epochs": 1}, {"on_exception": True}, "on_exception.ckpt", 1, (0, 1)),
+    # ModelCheckpoint(save_on_exception=True): the template's file and last.ckpt at the failure
+    "rs_g_save_on_exception": ({"max_epochs": 1, "val_check_interval": 0.5},
+                               {"save_on_exception": True, "save_last": True}, "epoch=0-step=2.ckpt", 1, (0, 1)),
+}
+
+
+def resumes():
+    out = {}
+    for name, (first, mc_args, file, max_epochs, *fail) in RESUMES.items():
+        with tempfile.TemporaryDirectory() as d, tempfile.TemporaryDirectory() as root:
+            L.seed_everything(0, verbose=False)
+            if mc_args.get("on_exception"):
+                mc = OnExceptionCheckpoint(dirpath=d)
+            else:
+                mc = ModelCheckpoint(dirpath=d, **mc_args)
+            trainer = L.Trainer(num_sanity_val_steps=0, callbacks=[mc], default_root_dir=root, **QUIET, **first)
+            model = Counted()
+            model.fail_val_at = fail[0] if fail else None
+            try:
+                trainer.fit(model, datamodule=Points())
+            except RuntimeError:
+                assert fail, name
+            saved = sorted(os.listdir(d))
+            L.seed_everything(0, verbose=False)
+            model = Counted()
+            resume = {k: v for k, v in first.items() if k != "max_epochs"}
+            trainer = L.Trainer(max_epochs=max_epochs, num_sanity_val_steps=0, enable_checkpointing=False, **QUIET,
+                                **resume)
+            trainer.fit(model, datamodule=Points(), ckpt_path=os.path.join(d, file))
+            out[name] = {"first": first, "checkpoint": mc_args, "file": file, "max_epochs": max_epochs, "saved": saved,
+                         "fail_val_at": fail[0] if fail else None,
+                         "counts": model.counts, "global_step": trainer.global_step,
+                         "batches_that_stepped": model.batches_that_stepped,
+                         "current_epoch": trainer.current_epoch}
+    return out
+
+
+class PlateauRegression(Regression):
+    """Regression with an epoch-interval ReduceLROnPlateau (factor 0.5, patience 0) on `monitor`."""
+
+    def __init__(self, monitor):
+        super().__init__()
+        self.monitor = monitor
+
+    def configure_optimizers(self):
+        opt = super().configure_optimizers()
+        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=0)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": plateau, "monitor": self.monitor, "interval": "epoch"}}
+
+
+class SchedulerState(L.Callback):
+    def on_train_end(self, trainer, pl_module):
+        s = trainer.lr_scheduler_configs[0].scheduler
+        self.state = {"last_epoch": s.last_epoch, "num_bad_epochs": s.num_bad_epochs, "best": float(s.best),
+                      "lr": trainer.optimizers[0].param_groups[0]["lr"]}
+
+
+# An epoch-interval ReduceLROnPlateau steps after an epoch that reached its last batch, not after one cut short
+# (loops.md difference 4). name: (Trainer arguments, the monitored metric).
+PLATEAU = {
+    "plateau_3_epochs": ({"max_epochs": 3, "val_check_interval": 0.5}, "val_loss"),
+    "plateau_max_steps_cut": ({"max_steps": 6, "val_check_interval": 0.5}, "val_loss"),
+    "plateau_train_loss_cut": ({"max_steps": 10, "limit_val_batches": 0}, "train_loss_epoch"),
+}
+
+
+def plateaus():
+    out = {}
+    for name, (args, monitor) in PLATEAU.items():
+        L.seed_everything(0, verbose=False)
+        cb = SchedulerState()
+        trainer = L.Trainer(enable_checkpointing=False, callbacks=[cb], **QUIET, **args)
+        trainer.fit(PlateauRegression(monitor), datamodule=Points())
+        out[name] = {"trainer": args, "monitor": monitor, "global_step": trainer.global_step, "scheduler": cb.state}
+    return out
+
+
 def main(path):
     out = {"lightning": L.__version__, "cases": {name: run(*case) for name, case in CASES.items()},
-           "checkpoints": checkpoints()}
+           "checkpoints": checkpoints(), "resumes": resumes(), "plateaus": plateaus()}
     with open(path, "w") as f:
         json.dump(out, f, indent=1)
     print(f"wrote {path}: lightning {L.__version__}, {len(out['cases'])} cases")

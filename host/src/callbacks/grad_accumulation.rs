@@ -70,6 +70,15 @@ impl Callback for GradientAccumulationScheduler {
             _ => Ok(CallbackAction::default()),
         }
     }
+
+    /// The resumed epoch's factor, which its skipped `on_train_epoch_start` would have set
+    /// (Lightning's, working in that hook only, does not set it on a resume inside an epoch).
+    fn on_train_epoch_resumed(&mut self, info: &HookInfo<'_>) -> Result<CallbackAction> {
+        Ok(CallbackAction {
+            accumulate_grad_batches: Some(self.factor(info.current_epoch)),
+            ..CallbackAction::default()
+        })
+    }
 }
 
 #[cfg(test)]

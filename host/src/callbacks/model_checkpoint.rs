@@ -55,6 +55,9 @@ pub struct CheckpointConfig {
     pub enable_version_counter: bool,
     /// Lightning's OnExceptionCheckpoint: when the run fails, save `on_exception.ckpt`.
     pub on_exception: bool,
+    /// When the run fails, save a checkpoint named by `filename` (and `last`), unless this
+    /// step is saved already (Lightning's `save_on_exception`).
+    pub save_on_exception: bool,
 }
 
 impl Default for CheckpointConfig {
@@ -74,6 +77,7 @@ impl Default for CheckpointConfig {
             auto_insert_metric_name: true,
             enable_version_counter: true,
             on_exception: false,
+            save_on_exception: false,
         }
     }
 }
@@ -607,6 +611,20 @@ impl ModelCheckpoint {
         if self.cfg.save_last != SaveLast::No && self.last_checkpoint_saved.is_none() {
             self.save_last(&mut plan, at)?;
         }
+        Ok(plan)
+    }
+
+    /// When the run fails (`save_on_exception`): a checkpoint named by the template, outside
+    /// the top k, and `last`; nothing during the sanity check or when this step is saved.
+    pub fn on_exception(&mut self, at: &Moment<'_>, sanity_checking: bool) -> Result<SavePlan> {
+        let mut plan = SavePlan::default();
+        if !self.cfg.save_on_exception || sanity_checking || self.skips(at.global_step) {
+            return Ok(plan);
+        }
+        let name = self.file_name(at.metrics)?;
+        let path = self.versioned(&name, None)?;
+        self.save(&mut plan, path, at.global_step);
+        self.save_last(&mut plan, at)?;
         Ok(plan)
     }
 

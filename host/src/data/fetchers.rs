@@ -67,7 +67,7 @@ impl DataLoader {
             return Ok(());
         }
         self.passes.set(self.passes.get() + 1);
-        torch_ext::draw_seed().map_err(anyhow::Error::msg)?;
+        torch_ext::draw_seed()?;
         if workers {
             self.sampler.order(self.len, 0)?;
         }

@@ -78,7 +78,7 @@ impl<'a> ItemPass<'a> {
                 let base = base_seed.unwrap_or(0);
                 let workers = (0..items.num_workers)
                     .map(|w| {
-                        Generator::seeded(base.wrapping_add(i64::from(w)) as u64).map(Some).map_err(|e| anyhow!(e))
+                        Generator::seeded(base.wrapping_add(i64::from(w)) as u64).map(Some).map_err(anyhow::Error::from)
                     })
                     .collect::<Result<_>>()?;
                 (workers, base)
@@ -183,7 +183,7 @@ mod tests {
         ) -> anyhow::Result<Vec<tch::Tensor>> {
             let ix: Vec<i64> = indices.iter().map(|&i| i as i64).collect();
             let drawn = match generator {
-                Some(g) => g.draw(Draw::Rand, &[1]).map_err(anyhow::Error::msg)?,
+                Some(g) => g.draw(Draw::Rand, &[1])?,
                 None => tch::Tensor::rand([1], (Kind::Float, tch::Device::Cpu)),
             };
             let who = worker.map_or([-1, -1, -1], |w| [i64::from(w.id), i64::from(w.num_workers), w.seed as i64]);
@@ -194,7 +194,7 @@ mod tests {
         /// backwards, in batches of 3 (one draw from the run's generator first, as a random
         /// sampler would).
         fn sample(&mut self, base_seed: bool) -> anyhow::Result<(Option<i64>, Vec<Vec<u64>>)> {
-            let base = base_seed.then(torch_ext::draw_seed).transpose().map_err(anyhow::Error::msg)?;
+            let base = base_seed.then(torch_ext::draw_seed).transpose()?;
             let _ = tch::Tensor::rand([1], (Kind::Float, tch::Device::Cpu));
             Ok((base, (0..10u64).rev().collect::<Vec<_>>().chunks(3).map(<[u64]>::to_vec).collect()))
         }

@@ -96,7 +96,7 @@ impl Sampler {
     /// One pass: the DataLoader iterator's base seed (drawn first, as torch does) and the
     /// pass's indices (None: 0..n in order).
     pub fn pass(&self, n: i64, epoch: u64) -> Result<(i64, Option<Tensor>)> {
-        let base = torch_ext::draw_seed().map_err(anyhow::Error::msg)?;
+        let base = torch_ext::draw_seed()?;
         Ok((base, self.order(n, epoch)?))
     }
 
@@ -106,19 +106,16 @@ impl Sampler {
         Ok(match self {
             Sampler::Sequential | Sampler::Plugin { .. } => None,
             Sampler::Random => {
-                let seed = torch_ext::draw_seed().map_err(anyhow::Error::msg)?;
-                Some(Tensor::f_from_slice(&torch_ext::randperm_seeded(n, seed).map_err(anyhow::Error::msg)?)?)
+                let seed = torch_ext::draw_seed()?;
+                Some(Tensor::f_from_slice(&torch_ext::randperm_seeded(n, seed)?)?)
             }
             Sampler::Weighted { weights, num_samples, replacement } => {
                 let w = Tensor::f_from_slice(weights)?;
                 Some(w.f_multinomial(*num_samples, *replacement)?.f_to_kind(Kind::Int64)?)
             }
             Sampler::Distributed { num_replicas, rank, shuffle, seed, drop_last } => {
-                let mut idx: Vec<i64> = if *shuffle {
-                    torch_ext::randperm_seeded(n, seed + epoch as i64).map_err(anyhow::Error::msg)?
-                } else {
-                    (0..n).collect()
-                };
+                let mut idx: Vec<i64> =
+                    if *shuffle { torch_ext::randperm_seeded(n, seed + epoch as i64)? } else { (0..n).collect() };
                 let per = self.len(n);
                 let total = per * num_replicas;
                 if !drop_last {

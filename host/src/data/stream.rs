@@ -91,7 +91,7 @@ impl StreamLoader {
                 }
             }
             None if start > 0 => bail!("resuming the {name} stream mid-pass needs its saved base seed"),
-            None => torch_ext::draw_seed().map_err(anyhow::Error::msg)?,
+            None => torch_ext::draw_seed()?,
         };
         let feed = if self.num_workers == 0 {
             let info = WorkerInfo { id: 0, num_workers: 0, seed: base as u64, epoch };
@@ -113,7 +113,7 @@ impl StreamLoader {
             let rng = match pass.feed {
                 Feed::Main => {
                     println!("note: the {name} stream is replayed up to batch {start} in the plugin's own instance (num_workers 0), drawing from the run's generator, so random batches may differ from the interrupted run's; streams with workers resume exactly");
-                    Some(torch_ext::cpu_rng_state().map_err(anyhow::Error::msg)?)
+                    Some(torch_ext::cpu_rng_state()?)
                 }
                 Feed::Workers { .. } => None,
             };
@@ -125,7 +125,7 @@ impl StreamLoader {
                 }
             }
             if let Some(state) = rng {
-                torch_ext::set_cpu_rng_state(&state).map_err(anyhow::Error::msg)?;
+                torch_ext::set_cpu_rng_state(&state)?;
             }
         }
         Ok(pass)

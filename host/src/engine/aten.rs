@@ -14,6 +14,7 @@ use tch::Tensor;
 
 use super::aten_denylist;
 use super::torch_ext::{take_error, take_string, Generator};
+use crate::error::{OpError, OpResult};
 
 /// An argument or result of an operator call.
 #[derive(Debug)]
@@ -123,21 +124,25 @@ impl std::fmt::Debug for Op {
 impl Op {
     /// The operator `qualified` (`aten::name` or `aten::name.overload`), unless the denylist
     /// refuses it or libtorch has no such operator.
-    pub fn find(qualified: &str) -> Result<Op, String> {
+    pub fn find(qualified: &str) -> OpResult<Op> {
         let Some(base) = qualified.strip_prefix("aten::") else {
-            return Err(format!("`{qualified}`: only operators of the `aten` namespace can be called"));
+            return Err(OpError::new(
+                qualified,
+                format!("`{qualified}`: only operators of the `aten` namespace can be called"),
+            ));
         };
         let (name, overload) = base.split_once('.').unwrap_or((base, ""));
         if let Some(reason) = aten_denylist::refusal(name, overload) {
-            return Err(format!("`{qualified}` is not allowed in a plugin: {reason}"));
+            return Err(OpError::new(qualified, format!("`{qualified}` is not allowed in a plugin: {reason}")));
         }
-        let c_name = CString::new(format!("aten::{name}")).map_err(|_| "an operator name with a NUL".to_string())?;
-        let c_overload = CString::new(overload).map_err(|_| "an overload name with a NUL".to_string())?;
+        let c_name = CString::new(format!("aten::{name}"))
+            .map_err(|_| OpError::new(qualified, "an operator name with a NUL"))?;
+        let c_overload = CString::new(overload).map_err(|_| OpError::new(qualified, "an overload name with a NUL"))?;
         let mut err: *mut c_char = std::ptr::null_mut();
         // SAFETY: NUL-terminated strings live for the call; a handle or a message comes back.
         let handle = unsafe { lthost_op_find(c_name.as_ptr(), c_overload.as_ptr(), &mut err) };
         if handle.is_null() {
-            return Err(take_error(err));
+            return Err(OpError::new(qualified, take_error(err)));
         }
         // SAFETY: a live handle; the schema string is malloc'd and taken by take_string.
         let schema = unsafe { take_string(lthost_op_schema(handle)) };
@@ -153,9 +158,12 @@ impl Op {
     /// [`Op::find`], once per name for the whole process: operators are immutable, so every
     /// plugin instance (workers' too) shares one, kept for the run (at most one per operator
     /// libtorch has). A refusal is not kept.
-    pub fn interned(qualified: &str) -> Result<&'static Op, String> {
+    pub fn interned(qualified: &str) -> OpResult<&'static Op> {
         static FOUND: OnceLock<Mutex<HashMap<String, &'static Op>>> = OnceLock::new();
-        let mut found = FOUND.get_or_init(Default::default).lock().map_err(|_| "the operator table is poisoned")?;
+        let mut found = FOUND
+            .get_or_init(Default::default)
+            .lock()
+            .map_err(|_| OpError::new(qualified, "the operator table is poisoned"))?;
         if let Some(op) = found.get(qualified) {
             return Ok(op);
         }
@@ -225,7 +233,7 @@ impl Op {
 
     /// Calls the operator with positional `args` and named `kwargs`; its results in order.
     /// Random operators draw from torch's default generator.
-    pub fn call(&self, args: &[Value], kwargs: &[(&str, Value)]) -> Result<Vec<Value>, String> {
+    pub fn call(&self, args: &[Value], kwargs: &[(&str, Value)]) -> OpResult<Vec<Value>> {
         let args: SmallVec<[Arg<'_>; 8]> = args.iter().map(Value::as_arg).collect();
         let kwargs: SmallVec<[(&str, Arg<'_>); 4]> = kwargs.iter().map(|(n, v)| (*n, v.as_arg())).collect();
         Ok(self.call_drawing(&args, &kwargs, None)?.into_vec())
@@ -239,20 +247,20 @@ impl Op {
         args: &[Arg<'_>],
         kwargs: &[(&str, Arg<'_>)],
         generator: Option<&mut Generator>,
-    ) -> Result<Results, String> {
+    ) -> OpResult<Results> {
         self.invoke(args, false, kwargs, generator)
     }
 
     /// As [`call_drawing`](Self::call_drawing), with `args` the schema's first arguments in
     /// its order, keyword-only ones included (what a binding generated from the schema
     /// passes), and no named ones.
-    pub fn call_in_order(&self, args: &[Arg<'_>], generator: Option<&mut Generator>) -> Result<Results, String> {
+    pub fn call_in_order(&self, args: &[Arg<'_>], generator: Option<&mut Generator>) -> OpResult<Results> {
         self.invoke(args, true, &[], generator)
     }
 
     /// As [`call_in_order`](Self::call_in_order), for an operator that returns one tensor:
     /// that tensor (no result list: the plugins' commonest call).
-    pub fn call_tensor_in_order(&self, args: &[Arg<'_>], generator: Option<&mut Generator>) -> Result<Tensor, String> {
+    pub fn call_tensor_in_order(&self, args: &[Arg<'_>], generator: Option<&mut Generator>) -> OpResult<Tensor> {
         if self.returns != 1 {
             return self.one_tensor(self.call_in_order(args, generator)?);
         }
@@ -281,7 +289,7 @@ impl Op {
     /// As [`call_tensor_in_order`](Self::call_tensor_in_order) with `tensors` as the first
     /// arguments: where the schema allows, straight to the unboxed kernel with nothing to
     /// convert (a typed C++ call, as torch's `at::neg` makes), else as any other call.
-    pub fn call_on_tensors(&self, tensors: &[&Tensor], generator: Option<&mut Generator>) -> Result<Tensor, String> {
+    pub fn call_on_tensors(&self, tensors: &[&Tensor], generator: Option<&mut Generator>) -> OpResult<Tensor> {
         if !self.direct_with(tensors.len()) || (generator.is_some() && self.seeded) {
             let args: SmallVec<[Arg<'_>; 4]> = tensors.iter().map(|t| Arg::Tensor(t)).collect();
             return self.call_tensor_in_order(&args, generator);
@@ -293,14 +301,14 @@ impl Op {
         // or a message comes back, each taken once.
         let rc = unsafe { lthost_op_call_direct(self.handle, ptrs.as_ptr(), ptrs.len() as i64, &mut out, &mut err) };
         if rc != 0 || out.is_null() {
-            return Err(format!("{}: {}", self.name, take_error(err)));
+            return Err(OpError::new(&self.name, take_error(err)));
         }
         // SAFETY: as above.
         Ok(unsafe { Tensor::from_ptr(out.cast()) })
     }
 
     /// The one tensor `results` (of this operator) should be, for a one-tensor call.
-    pub fn one_tensor(&self, mut results: Results) -> Result<Tensor, String> {
+    pub fn one_tensor(&self, mut results: Results) -> OpResult<Tensor> {
         match (results.len(), results.pop()) {
             (1, Some(Value::Tensor(t))) => Ok(t),
             _ => Err(self.not_one_tensor()),
@@ -308,8 +316,8 @@ impl Op {
     }
 
     /// The error of a one-tensor call of an operator that returns something else.
-    fn not_one_tensor(&self) -> String {
-        format!("{}: call-tensor is for operators that return one tensor ({})", self.name, self.schema)
+    fn not_one_tensor(&self) -> OpError {
+        OpError::new(&self.name, format!("call-tensor is for operators that return one tensor ({})", self.schema))
     }
 
     fn invoke(
@@ -318,7 +326,7 @@ impl Op {
         in_order: bool,
         kwargs: &[(&str, Arg<'_>)],
         generator: Option<&mut Generator>,
-    ) -> Result<Results, String> {
+    ) -> OpResult<Results> {
         let generator = match self.redirect(generator) {
             Redirect::Here(g) => g,
             Redirect::Sibling(sibling, g) if in_order => return sibling.from_order(&self.schema, args, g),
@@ -343,18 +351,18 @@ impl Op {
         }
         match self.with_generator() {
             Some(sibling) => Redirect::Sibling(sibling, generator),
-            None => Redirect::Refused(format!(
-                "{}: draws from the process's generator and no overload takes one of its own, so a DataLoader \
+            None => Redirect::Refused(OpError::new(
+                &self.name,
+                "draws from the process's generator and no overload takes one of its own, so a DataLoader \
                  worker (which draws only from its own generator, for reproducible passes) cannot call it; \
                  draw the randomness with an op that takes `generator` (aten::bernoulli.p, aten::rand.generator)",
-                self.name
             )),
         }
     }
 
     /// Calls this op with `args` given in the order of `schema` (another overload's): the
     /// keyword-only ones by name.
-    fn from_order(&self, schema: &str, args: &[Arg<'_>], generator: Option<&mut Generator>) -> Result<Results, String> {
+    fn from_order(&self, schema: &str, args: &[Arg<'_>], generator: Option<&mut Generator>) -> OpResult<Results> {
         let (positional, named) = by_name(schema, args)?;
         let named: SmallVec<[(&str, Arg<'_>); 4]> = named.iter().map(|(n, a)| (n.as_str(), a.clone())).collect();
         self.invoke(&positional, false, &named, generator)
@@ -369,7 +377,7 @@ impl Op {
         kwargs: &[(&str, Arg<'_>)],
         generator: Option<&mut Generator>,
         out: &mut [RawValue],
-    ) -> Result<usize, String> {
+    ) -> OpResult<usize> {
         let gen = generator.map_or(std::ptr::null_mut(), |g| g.as_ptr());
         let mut keep = Keep::default();
         let mut raw_args: SmallVec<[RawValue; 4]> = SmallVec::new();
@@ -403,7 +411,7 @@ impl Op {
             )
         };
         if rc != 0 {
-            return Err(format!("{}: {}", self.name, take_error(err)));
+            return Err(OpError::new(&self.name, take_error(err)));
         }
         Ok(n_out as usize)
     }
@@ -413,7 +421,7 @@ impl Op {
 enum Redirect<'o, 'g> {
     Here(Option<&'g mut Generator>),
     Sibling(&'o Op, Option<&'g mut Generator>),
-    Refused(String),
+    Refused(OpError),
 }
 
 /// A schema's arguments as written, without the keyword-only marker and (with
@@ -427,11 +435,11 @@ fn arguments(schema: &str, drop_generator: bool) -> Vec<String> {
 /// `args` given in `schema`'s order, keyword-only ones included, as positional ones and the
 /// keyword-only ones by name: how they go to an overload whose order differs (the sibling
 /// that takes a generator has it among the keyword-only arguments).
-fn by_name<'a>(schema: &str, args: &[Arg<'a>]) -> Result<(Vec<Arg<'a>>, Vec<(String, Arg<'a>)>), String> {
+fn by_name<'a>(schema: &str, args: &[Arg<'a>]) -> OpResult<(Vec<Arg<'a>>, Vec<(String, Arg<'a>)>)> {
     let written = written_arguments(schema);
     let count = written.iter().filter(|a| *a != "*").count();
     if args.len() > count {
-        return Err(format!("{schema}: takes {count} arguments, got {}", args.len()));
+        return Err(OpError::new(schema, format!("takes {count} arguments, got {}", args.len())));
     }
     let kw_start = written.iter().position(|a| a == "*").unwrap_or(written.len());
     let names = written.iter().filter(|a| *a != "*").map(|a| {
@@ -693,7 +701,7 @@ mod tests {
                     allowed += 1;
                 }
                 Err(e) => {
-                    assert!(e.contains("not allowed in a plugin"), "{n}: {e}");
+                    assert!(e.detail.contains("not allowed in a plugin"), "{n}: {e}");
                     denied += 1;
                 }
             }
@@ -744,7 +752,7 @@ mod tests {
         let err = dropout
             .call_drawing(&[Arg::Tensor(&x), Arg::Float(0.5), Arg::Bool(true)], &[], Some(&mut a))
             .expect_err("refused in a worker");
-        assert!(err.starts_with("aten::dropout: ") && err.contains("DataLoader worker"), "{err}");
+        assert!(err.op == "aten::dropout" && err.detail.contains("DataLoader worker"), "{err}");
         // Deterministic ops run with a worker's generator as everywhere.
         let neg = Op::find("aten::neg").expect("found");
         assert!(!neg.seeded());
@@ -758,7 +766,7 @@ mod tests {
         let add = Op::find("aten::add.Tensor").expect("found");
         // `alpha` is keyword-only: positional in a plain call is refused, in order it is taken.
         let args = [Arg::Tensor(&x), Arg::Tensor(&x), Arg::Float(3.0)];
-        assert!(add.call_drawing(&args, &[], None).expect_err("keyword-only").contains("keyword-only"));
+        assert!(add.call_drawing(&args, &[], None).expect_err("keyword-only").detail.contains("keyword-only"));
         let y = t(add.call_in_order(&args, None).expect("called").remove(0));
         assert!(y.equal(&Tensor::from_slice(&[4.0f32, 8.0])));
         // Fewer arguments than the schema has: the rest take their defaults.
@@ -838,22 +846,25 @@ mod tests {
             .expect("found")
             .call(&[Value::Tensor(a.shallow_clone()), Value::Tensor(a.shallow_clone())], &[])
             .expect_err("shapes");
-        assert!(err.starts_with("aten::mm: ") && err.contains("cannot be multiplied"), "{err}");
-        assert!(!err.contains("Exception raised from"), "{err}");
+        assert!(err.op == "aten::mm" && err.detail.contains("cannot be multiplied"), "{err}");
+        assert!(!err.detail.contains("Exception raised from"), "{err}");
         let err = Op::find("aten::add.Tensor")
             .expect("found")
             .call(&[Value::Tensor(a.shallow_clone()), Value::Ints(vec![1, 2])], &[])
             .expect_err("type");
-        assert!(err.contains("argument `other` expects Tensor, got a list of ints"), "{err}");
+        assert!(err.detail.contains("argument `other` expects Tensor, got a list of ints"), "{err}");
         let err = Op::find("aten::add.Tensor")
             .expect("found")
             .call(&[Value::Tensor(a.shallow_clone()), Value::Tensor(a.shallow_clone())], &[("beta", Value::Int(1))])
             .expect_err("name");
-        assert!(err.contains("no argument `beta`"), "{err}");
+        assert!(err.detail.contains("no argument `beta`"), "{err}");
         let err = Op::find("aten::mm").expect("found").call(&[Value::Tensor(a)], &[]).expect_err("missing");
-        assert!(err.contains("missing argument `mat2`"), "{err}");
-        assert!(Op::find("aten::no_such_op").expect_err("unknown").contains("no operator aten::no_such_op"));
-        assert!(Op::find("prim::Constant").expect_err("namespace").contains("only operators of the `aten` namespace"));
-        assert!(Op::find("aten::from_file").expect_err("denied").contains("not allowed in a plugin"));
+        assert!(err.detail.contains("missing argument `mat2`"), "{err}");
+        assert!(Op::find("aten::no_such_op").expect_err("unknown").detail.contains("no operator aten::no_such_op"));
+        assert!(Op::find("prim::Constant")
+            .expect_err("namespace")
+            .detail
+            .contains("only operators of the `aten` namespace"));
+        assert!(Op::find("aten::from_file").expect_err("denied").detail.contains("not allowed in a plugin"));
     }
 }

@@ -107,7 +107,7 @@ pub trait Optimizer: Send {
         &mut self,
         tensors: &std::collections::HashMap<String, Tensor>,
         meta: &serde_json::Value,
-    ) -> Result<(), String>;
+    ) -> OpResult<()>;
 }
 
 struct Group<R: UpdateRule> {
@@ -211,7 +211,7 @@ impl<R: UpdateRule> Optimizer for Grouped<R> {
         &mut self,
         tensors: &std::collections::HashMap<String, Tensor>,
         meta: &serde_json::Value,
-    ) -> Result<(), String> {
+    ) -> OpResult<()> {
         let groups = saved_groups(meta, self.name, self.groups.len())?;
         for (gi, (g, saved)) in self.groups.iter_mut().zip(groups).enumerate() {
             if let Some(lr) = saved["lr"].as_f64() {
@@ -227,13 +227,18 @@ impl<R: UpdateRule> Optimizer for Grouped<R> {
                     continue;
                 };
                 let get = |n: &str| tensors.get(&format!("{key}.{n}")).map(Tensor::shallow_clone);
-                let loaded = R::load(step, &get).ok_or_else(|| format!("optimizer state `{key}` is incomplete"))?;
+                let loaded = R::load(step, &get).ok_or_else(|| {
+                    OpError::new("optimizer.load_state_dict", format!("optimizer state `{key}` is incomplete"))
+                })?;
                 for (n, t) in R::save(&loaded).1 {
                     if t.size() != p.size() {
-                        return Err(format!(
-                            "optimizer state `{key}.{n}` has shape {:?}, the parameter {:?}",
-                            t.size(),
-                            p.size()
+                        return Err(OpError::new(
+                            "optimizer.load_state_dict",
+                            format!(
+                                "optimizer state `{key}.{n}` has shape {:?}, the parameter {:?}",
+                                t.size(),
+                                p.size()
+                            ),
                         ));
                     }
                 }
@@ -250,13 +255,21 @@ pub(crate) fn saved_groups<'m>(
     meta: &'m serde_json::Value,
     name: &str,
     groups: usize,
-) -> Result<&'m Vec<serde_json::Value>, String> {
+) -> OpResult<&'m Vec<serde_json::Value>> {
     if meta["name"].as_str() != Some(name) {
-        return Err(format!("the checkpoint holds {} state, this run uses {name}", meta["name"]));
+        return Err(OpError::new(
+            "optimizer.load_state_dict",
+            format!("the checkpoint holds {} state, this run uses {name}", meta["name"]),
+        ));
     }
-    let saved = meta["groups"].as_array().ok_or("optimizer metadata without groups")?;
+    let saved = meta["groups"]
+        .as_array()
+        .ok_or_else(|| OpError::new("optimizer.load_state_dict", "optimizer metadata without groups"))?;
     if saved.len() != groups {
-        return Err(format!("the checkpoint's optimizer has {} parameter groups, this run's {groups}", saved.len()));
+        return Err(OpError::new(
+            "optimizer.load_state_dict",
+            format!("the checkpoint's optimizer has {} parameter groups, this run's {groups}", saved.len()),
+        ));
     }
     Ok(saved)
 }
@@ -317,8 +330,13 @@ impl OptimizerConfig {
     }
 
     /// Checks the settings torch.optim would refuse.
-    pub fn validate(&self) -> Result<(), String> {
-        let bad = |what: &str| Err(format!("invalid {what} in {:?} (torch.optim refuses it)", self.algorithm));
+    pub fn validate(&self) -> OpResult<()> {
+        let bad = |what: &str| {
+            Err(OpError::new(
+                "configure_optimizers",
+                format!("invalid {what} in {:?} (torch.optim refuses it)", self.algorithm),
+            ))
+        };
         let ok_lr = |lr: f64| lr.is_finite() && lr >= 0.0;
         let nonneg = |x: f64| x.is_finite() && x >= 0.0;
         match &self.algorithm {
@@ -364,7 +382,7 @@ impl OptimizerConfig {
         }
         for g in &self.groups {
             if g.params.is_empty() {
-                return Err("a parameter group names no parameters".into());
+                return Err(OpError::new("configure_optimizers", "a parameter group names no parameters"));
             }
             if g.lr.is_some_and(|lr| !ok_lr(lr)) || g.weight_decay.is_some_and(|w| !nonneg(w)) {
                 return bad("group lr or weight decay");
@@ -381,11 +399,13 @@ pub(crate) fn t(name: &str, r: Result<Tensor, tch::TchError>) -> OpResult<Tensor
 
 /// torch's `a.add(b, alpha=alpha)` (fused, rounded once), as torch.optim's updates use it.
 pub(crate) fn add_alpha(name: &str, a: &Tensor, b: &Tensor, alpha: f64) -> OpResult<Tensor> {
-    crate::engine::torch_ext::add_alpha(a, b, alpha).map_err(|e| OpError::new(format!("optimizer.step({name})"), e))
+    crate::engine::torch_ext::add_alpha(a, b, alpha)
+        .map_err(|e| OpError::new(format!("optimizer.step({name})"), e.detail))
 }
 
 /// torch's in-place `a.add_(b, alpha=alpha)` (a parameter or a state buffer keeps its
 /// storage).
 pub(crate) fn add_alpha_(name: &str, a: &Tensor, b: &Tensor, alpha: f64) -> OpResult<()> {
-    crate::engine::torch_ext::add_alpha_(a, b, alpha).map_err(|e| OpError::new(format!("optimizer.step({name})"), e))
+    crate::engine::torch_ext::add_alpha_(a, b, alpha)
+        .map_err(|e| OpError::new(format!("optimizer.step({name})"), e.detail))
 }

@@ -9,11 +9,18 @@ pub mod plateau;
 pub mod range_test;
 
 use crate::engine::optim::Optimizer;
+use crate::error::OpResult;
 pub use chainable::{Chainable, ChainableKind};
 pub use in_plugin::InPlugin;
 pub use one_cycle::{OneCycle, OneCycleConfig};
 pub use plateau::{Plateau, PlateauConfig};
 pub use range_test::{RangeTest, RangeTestConfig};
+
+/// The ops a scheduler's errors name: building it (from `configure_optimizers`), stepping it,
+/// restoring its checkpointed state.
+pub(crate) const BUILD: &str = "configure_optimizers";
+pub(crate) const STEP: &str = "lr_scheduler.step";
+pub(crate) const LOAD: &str = "lr_scheduler.load_state_dict";
 
 /// What `configure_optimizers` asks for.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,7 +40,7 @@ pub enum SchedulerKind {
 pub trait LrScheduler: Send {
     fn name(&self) -> &'static str;
     /// torch's `scheduler.step()`; `metric` is the monitored value (ReduceLROnPlateau only).
-    fn step(&mut self, opt: &mut dyn Optimizer, metric: Option<f64>) -> Result<(), String>;
+    fn step(&mut self, opt: &mut dyn Optimizer, metric: Option<f64>) -> OpResult<()>;
     fn is_plateau(&self) -> bool {
         false
     }
@@ -46,12 +53,12 @@ pub trait LrScheduler: Send {
     fn keep_state(&mut self, _state: String) {}
     /// The scheduler's state for checkpoints (torch's `scheduler.state_dict()`).
     fn state(&self) -> serde_json::Value;
-    fn load_state(&mut self, state: &serde_json::Value) -> Result<(), String>;
+    fn load_state(&mut self, state: &serde_json::Value) -> OpResult<()>;
 }
 
 impl SchedulerKind {
     /// Creates the scheduler; like torch, this performs the initial step.
-    pub fn build(&self, opt: &mut dyn Optimizer) -> Result<Box<dyn LrScheduler>, String> {
+    pub fn build(&self, opt: &mut dyn Optimizer) -> OpResult<Box<dyn LrScheduler>> {
         Ok(match self {
             SchedulerKind::Chainable(k) => Box::new(Chainable::new(k.clone(), opt)?),
             SchedulerKind::OneCycle(c) => Box::new(OneCycle::new(c.clone(), opt)?),

@@ -1,27 +1,30 @@
-//! libtorch switches tch does not expose (see `host/csrc/torch_ext.cpp`).
+//! libtorch switches tch does not expose (see `host/csrc/torch_ext.cpp`). A failed call is an
+//! [`OpError`] naming the torch function.
+
+use crate::error::{OpError, OpResult};
 
 /// torch's `a.add(b, alpha=alpha)`: one fused kernel, rounded once (tch offers only
 /// `alpha = 1`); what torch.optim's updates use.
-pub fn add_alpha(a: &tch::Tensor, b: &tch::Tensor, alpha: f64) -> Result<tch::Tensor, String> {
+pub fn add_alpha(a: &tch::Tensor, b: &tch::Tensor, alpha: f64) -> OpResult<tch::Tensor> {
     let mut err: *mut std::ffi::c_char = std::ptr::null_mut();
     // SAFETY: both pointers are live tensors for the call; the result is a new heap tensor
     // (owned by the returned Tensor) or null with a malloc'd message.
     let out = unsafe { lthost_add_alpha(a.as_ptr().cast(), b.as_ptr().cast(), alpha, &mut err) };
     if out.is_null() {
-        return Err(take_error(err));
+        return Err(OpError::new("add", take_error(err)));
     }
     // SAFETY: a fresh `at::Tensor*` the C++ side allocated for us.
     Ok(unsafe { tch::Tensor::from_ptr(out.cast()) })
 }
 
 /// torch's in-place `a.add_(b, alpha=alpha)`: the same fused kernel, into `a`'s storage.
-pub fn add_alpha_(a: &tch::Tensor, b: &tch::Tensor, alpha: f64) -> Result<(), String> {
+pub fn add_alpha_(a: &tch::Tensor, b: &tch::Tensor, alpha: f64) -> OpResult<()> {
     let mut err: *mut std::ffi::c_char = std::ptr::null_mut();
     // SAFETY: live tensors for the call; `add_` writes `a`'s storage, not the handle (a const
     // method in ATen, as tch's own in-place ops on a shared `Tensor`).
     let rc = unsafe { lthost_add_alpha_(a.as_ptr().cast(), b.as_ptr().cast(), alpha, &mut err) };
     if rc != 0 {
-        return Err(take_error(err));
+        return Err(OpError::new("add_", take_error(err)));
     }
     Ok(())
 }
@@ -108,74 +111,77 @@ extern "C" {
 }
 
 /// `torch.empty((), dtype=torch.int64).random_().item()` on the default CPU generator.
-pub fn draw_seed() -> Result<i64, String> {
+pub fn draw_seed() -> OpResult<i64> {
     let mut v = 0i64;
     // SAFETY: libtorch writes one i64 into `v`.
     let r = unsafe { lthost_draw_seed(&mut v) };
     if r != 0 {
-        return Err("drawing a seed from the CPU generator failed".into());
+        return Err(OpError::new("seed", "drawing a seed from the CPU generator failed"));
     }
     Ok(v)
 }
 
 /// `torch.randperm(n, generator=torch.Generator().manual_seed(seed))`.
-pub fn randperm_seeded(n: i64, seed: i64) -> Result<Vec<i64>, String> {
+pub fn randperm_seeded(n: i64, seed: i64) -> OpResult<Vec<i64>> {
     if n < 0 {
-        return Err(format!("randperm of {n} elements"));
+        return Err(OpError::new("randperm", format!("a negative size, {n}")));
     }
     let mut out = vec![0i64; n as usize];
     // SAFETY: libtorch writes exactly `n` i64 values into `out`, which holds `n`.
     let r = unsafe { lthost_randperm_seeded(n, seed, out.as_mut_ptr()) };
     if r != 0 {
-        return Err(format!("randperm({n}) with seed {seed} failed"));
+        return Err(OpError::new("randperm", format!("randperm({n}) with seed {seed} failed")));
     }
     Ok(out)
 }
 
 /// A generator's state: `cuda_index` < 0 is the CPU generator.
-fn rng_state(cuda_index: i64, name: &str) -> Result<Vec<u8>, String> {
+fn rng_state(cuda_index: i64, name: &str) -> OpResult<Vec<u8>> {
     // SAFETY: `read` copies at most `capacity` bytes into `out` (a null `out`: the size only).
     read_state(|out, capacity| unsafe { lthost_rng_state(cuda_index, out, capacity) }, name)
 }
 
 /// A generator state through `read(out, capacity)` (the state's size; the bytes when they fit).
-fn read_state(read: impl Fn(*mut u8, i64) -> i64, name: &str) -> Result<Vec<u8>, String> {
+fn read_state(read: impl Fn(*mut u8, i64) -> i64, name: &str) -> OpResult<Vec<u8>> {
     let n = read(std::ptr::null_mut(), 0);
     if n < 0 {
-        return Err(format!("reading the {name} generator state failed"));
+        return Err(OpError::new("get_rng_state", format!("reading the {name} generator state failed")));
     }
     let mut buf = vec![0u8; n as usize];
     if read(buf.as_mut_ptr(), n) != n {
-        return Err(format!("the {name} generator state changed size while being read"));
+        return Err(OpError::new("get_rng_state", format!("the {name} generator state changed size while being read")));
     }
     Ok(buf)
 }
 
-fn set_rng_state(cuda_index: i64, state: &[u8], name: &str) -> Result<(), String> {
+fn set_rng_state(cuda_index: i64, state: &[u8], name: &str) -> OpResult<()> {
     // SAFETY: libtorch copies `len` bytes from `data`, which `state` provides.
     let r = unsafe { lthost_set_rng_state(cuda_index, state.as_ptr(), state.len() as i64) };
     if r != 0 {
-        return Err(format!("libtorch refused a {name} generator state of {} bytes", state.len()));
+        return Err(OpError::new(
+            "set_rng_state",
+            format!("libtorch refused a {name} generator state of {} bytes", state.len()),
+        ));
     }
     Ok(())
 }
 
 /// The CPU generator's state, as `torch.get_rng_state()` returns it.
-pub fn cpu_rng_state() -> Result<Vec<u8>, String> {
+pub fn cpu_rng_state() -> OpResult<Vec<u8>> {
     rng_state(-1, "CPU")
 }
 
 /// Restores a state from [`cpu_rng_state`] (`torch.set_rng_state`).
-pub fn set_cpu_rng_state(state: &[u8]) -> Result<(), String> {
+pub fn set_cpu_rng_state(state: &[u8]) -> OpResult<()> {
     set_rng_state(-1, state, "CPU")
 }
 
 /// CUDA device `index`'s generator state (`torch.cuda.get_rng_state(index)`).
-pub fn cuda_rng_state(index: usize) -> Result<Vec<u8>, String> {
+pub fn cuda_rng_state(index: usize) -> OpResult<Vec<u8>> {
     rng_state(index as i64, &format!("cuda:{index}"))
 }
 
-pub fn set_cuda_rng_state(index: usize, state: &[u8]) -> Result<(), String> {
+pub fn set_cuda_rng_state(index: usize, state: &[u8]) -> OpResult<()> {
     set_rng_state(index as i64, state, &format!("cuda:{index}"))
 }
 
@@ -192,13 +198,13 @@ pub fn deterministic() -> bool {
 }
 
 /// `t.grad = grad` (None clears it); torch's checks: same dtype, device and size.
-pub fn set_grad(t: &tch::Tensor, grad: Option<&tch::Tensor>) -> Result<(), String> {
+pub fn set_grad(t: &tch::Tensor, grad: Option<&tch::Tensor>) -> OpResult<()> {
     let mut err: *mut std::ffi::c_char = std::ptr::null_mut();
     let g = grad.map_or(std::ptr::null(), |g| g.as_ptr().cast());
     // SAFETY: live tensors (or null) for the call; the grad slot belongs to `t`'s impl.
     let rc = unsafe { lthost_set_grad(t.as_ptr().cast(), g, &mut err) };
     if rc != 0 {
-        return Err(take_error(err));
+        return Err(OpError::new("grad", take_error(err)));
     }
     Ok(())
 }
@@ -209,14 +215,14 @@ pub fn backward(
     gradient: Option<&tch::Tensor>,
     retain_graph: bool,
     create_graph: bool,
-) -> Result<(), String> {
+) -> OpResult<()> {
     let mut err: *mut std::ffi::c_char = std::ptr::null_mut();
     let g = gradient.map_or(std::ptr::null(), |g| g.as_ptr().cast());
     // SAFETY: live tensors (or null) for the call.
     let rc =
         unsafe { lthost_backward(t.as_ptr().cast(), g, i32::from(retain_graph), i32::from(create_graph), &mut err) };
     if rc != 0 {
-        return Err(take_error(err));
+        return Err(OpError::new("backward", take_error(err)));
     }
     Ok(())
 }
@@ -287,46 +293,52 @@ impl Generator {
         self.ptr
     }
 
-    pub fn seeded(seed: u64) -> Result<Generator, String> {
+    pub fn seeded(seed: u64) -> OpResult<Generator> {
         // SAFETY: returns a heap-allocated at::Generator (null on failure), freed in Drop.
         let ptr = unsafe { lthost_generator_new(seed) };
         if ptr.is_null() {
-            return Err(format!("creating a CPU generator seeded {seed} failed"));
+            return Err(OpError::new("manual_seed", format!("creating a CPU generator seeded {seed} failed")));
         }
         Ok(Generator { ptr })
     }
 
     /// A generator in the CPU generator state `state` (from [`cpu_rng_state`]): it draws
     /// what the run's generator drew from there.
-    pub fn from_state(state: &[u8]) -> Result<Generator, String> {
+    pub fn from_state(state: &[u8]) -> OpResult<Generator> {
         // SAFETY: libtorch copies `len` bytes from `data`; returns a heap-allocated
         // at::Generator (null on failure), freed in Drop.
         let ptr = unsafe { lthost_generator_from_state(state.as_ptr(), state.len() as i64) };
         if ptr.is_null() {
-            return Err(format!("libtorch refused a CPU generator state of {} bytes", state.len()));
+            return Err(OpError::new(
+                "set_rng_state",
+                format!("libtorch refused a CPU generator state of {} bytes", state.len()),
+            ));
         }
         Ok(Generator { ptr })
     }
 
     /// Its state, as [`cpu_rng_state`] gives the run's generator's.
-    pub fn state(&mut self) -> Result<Vec<u8>, String> {
+    pub fn state(&mut self) -> OpResult<Vec<u8>> {
         let ptr = self.ptr;
         // SAFETY: `ptr` is this live generator; libtorch copies at most `capacity` bytes.
         read_state(|out, capacity| unsafe { lthost_generator_state(ptr, out, capacity) }, "worker")
     }
 
     /// Puts it in `state` (from [`Generator::state`] or [`cpu_rng_state`]).
-    pub fn set_state(&mut self, state: &[u8]) -> Result<(), String> {
+    pub fn set_state(&mut self, state: &[u8]) -> OpResult<()> {
         // SAFETY: libtorch copies `len` bytes from `data`, which `state` provides.
         let r = unsafe { lthost_generator_set_state(self.ptr, state.as_ptr(), state.len() as i64) };
         if r != 0 {
-            return Err(format!("libtorch refused a CPU generator state of {} bytes", state.len()));
+            return Err(OpError::new(
+                "set_rng_state",
+                format!("libtorch refused a CPU generator state of {} bytes", state.len()),
+            ));
         }
         Ok(())
     }
 
     /// A new CPU tensor of `shape` drawn from this generator.
-    pub fn draw(&mut self, what: Draw, shape: &[i64]) -> Result<tch::Tensor, String> {
+    pub fn draw(&mut self, what: Draw, shape: &[i64]) -> OpResult<tch::Tensor> {
         let (kind, code, low, high) = match what {
             Draw::Rand => (tch::Kind::Float, 0, 0, 0),
             Draw::Randn => (tch::Kind::Float, 1, 0, 0),
@@ -335,10 +347,10 @@ impl Generator {
         };
         if let Draw::Randint(l, h) = what {
             if l >= h {
-                return Err(format!("randint: low {l} must be below high {h}"));
+                return Err(OpError::new("randint", format!("low {l} must be below high {h}")));
             }
         }
-        let t = tch::Tensor::f_empty(shape, (kind, tch::Device::Cpu)).map_err(|e| e.to_string())?;
+        let t = tch::Tensor::f_empty(shape, (kind, tch::Device::Cpu)).map_err(|e| OpError::torch("generator", e))?;
         let n = t.numel() as i64;
         if n == 0 {
             return Ok(t);
@@ -347,7 +359,7 @@ impl Generator {
         // fills for `code`; it outlives the call.
         let r = unsafe { lthost_generator_fill(self.ptr, code, t.data_ptr(), n, low, high) };
         if r != 0 {
-            return Err(format!("drawing {what:?} of shape {shape:?} failed"));
+            return Err(OpError::new("generator", format!("drawing {what:?} of shape {shape:?} failed")));
         }
         Ok(t)
     }

@@ -111,6 +111,8 @@ pub enum Trigger {
     /// The end of a validation run inside fit.
     ValidationEnd,
     TrainEnd,
+    /// The run failed (ModelCheckpoint's `on_exception`).
+    Exception,
 }
 
 /// Runs ModelCheckpoint at `trigger`: it decides the files, they are written atomically,
@@ -145,6 +147,7 @@ pub fn save(st: &mut LoopState<'_>, trigger: Trigger, epoch: u64, pos: LoopPosit
         Trigger::TrainEpochEnd => mc.on_train_epoch_end(&at, epoch, on_epoch_end),
         Trigger::ValidationEnd => mc.on_validation_end(&at, epoch, on_epoch_end),
         Trigger::TrainEnd => mc.on_train_end(&at),
+        Trigger::Exception => mc.on_exception(&at, st.ctx.stage == crate::context::Stage::SanityCheck),
     };
     let weights_only = mc.cfg.save_weights_only;
     st.checkpoint = Some(mc);
@@ -152,7 +155,10 @@ pub fn save(st: &mut LoopState<'_>, trigger: Trigger, epoch: u64, pos: LoopPosit
     if plan.paths.is_empty() && plan.links.is_empty() && plan.remove.is_empty() {
         return Ok(());
     }
-    let ckpt = if plan.paths.is_empty() { None } else { Some(dump(st, pos, weights_only, true)?) };
+    // A failed run's plugin may not be entered again (a trap poisons its instance): its own
+    // state is not saved then, as in on_exception.ckpt.
+    let plugin_state = !matches!(trigger, Trigger::Exception);
+    let ckpt = if plan.paths.is_empty() { None } else { Some(dump(st, pos, weights_only, plugin_state)?) };
     let Some(mc) = st.checkpoint.as_mut() else { return Ok(()) };
     mc.run_dir()?;
     if let Some(ckpt) = ckpt {

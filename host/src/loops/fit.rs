@@ -89,7 +89,7 @@ pub fn run(st: &mut LoopState<'_>, train: &mut DataLoader, val: &mut Option<Data
         st.early_stopping_check(true)?;
         let metrics = st.callback_metrics.clone();
         let next = st.ctx.current_epoch + 1;
-        if st.ctx.optim.as_ref().is_some_and(|o| o.automatic) {
+        if epoch.completed_here && st.ctx.optim.as_ref().is_some_and(|o| o.automatic) {
             optimization::step_schedulers(st.module, &mut st.ctx, Interval::Epoch, next, true, &metrics)?;
         }
         st.bar.on_train_epoch_end(&epoch.prog_bar);

@@ -134,6 +134,19 @@ impl LoopLimits {
     /// Batches of an evaluation or prediction run. overfit_batches is Lightning's
     /// `limit_val_batches` whenever set, in `validate` too (over fast_dev_run).
     /// Whether `epoch` validates at all (Lightning's `_should_check_val_epoch`).
+    /// The training progress bar's total for an epoch starting at `global_step`: the epoch's
+    /// batches or, with no epoch limit and `max_steps` (Lightning's `max_epochs=-1`), the
+    /// steps left when fewer (Lightning's `total_train_batches`); UNBOUNDED: unknown.
+    pub fn train_bar_total(&self, global_step: u64) -> usize {
+        match (self.max_epochs, self.max_steps) {
+            (None, Some(m)) if m > 0 => {
+                let left = usize::try_from(m.saturating_sub(global_step)).unwrap_or(UNBOUNDED);
+                self.train_batches.min(left)
+            }
+            _ => self.train_batches,
+        }
+    }
+
     pub fn validates_in(&self, epoch: u64) -> bool {
         self.check_val_every_n_epoch.is_none_or(|n| (epoch + 1) % n.max(1) == 0)
     }
@@ -171,6 +184,20 @@ impl LoopLimits {
 mod tests {
     use super::*;
     use crate::config::{EveryNEpochs, FastDevRun};
+
+    #[test]
+    fn the_train_bar_counts_the_steps_left_without_an_epoch_limit() {
+        // Lightning's test_tqdm_total_steps_with_iterator_no_length: an iterator of unknown
+        // length, max_epochs=-1, max_steps 7: the bar's total is 7 (then what is left).
+        let cfg = TrainerConfig { max_epochs: Some(-1), max_steps: 7, ..TrainerConfig::default() };
+        let l = LoopLimits::for_fit(&cfg, UNBOUNDED, None).unwrap();
+        assert_eq!((l.train_bar_total(0), l.train_bar_total(5)), (7, 2));
+        let sized = LoopLimits::for_fit(&cfg, 4, None).unwrap();
+        assert_eq!((sized.train_bar_total(0), sized.train_bar_total(5)), (4, 2));
+        // An epoch limit: the epoch's batches, as Lightning.
+        let cfg = TrainerConfig { max_epochs: Some(3), max_steps: 7, ..TrainerConfig::default() };
+        assert_eq!(LoopLimits::for_fit(&cfg, 4, None).unwrap().train_bar_total(5), 4);
+    }
 
     #[test]
     fn val_check_interval_as_fraction_and_batches() {

@@ -25,7 +25,7 @@ pub fn step_schedulers(
     metrics: &BTreeMap<String, f64>,
 ) -> Result<()> {
     let optim = ctx.optim.as_mut().ok_or_else(|| anyhow!("internal: no optimizers configured"))?;
-    let due = optim.step_schedulers(interval, index, plateau, metrics).map_err(|e| anyhow!(e))?;
+    let due = optim.step_schedulers(interval, index, plateau, metrics).map_err(|e| anyhow!(e.detail))?;
     for (i, metric) in due {
         run_plugin_scheduler(module, ctx, i, SchedulerCall::Step(metric))?;
     }

@@ -73,10 +73,10 @@ pub fn dump(
             meta.schedulers = o.schedulers.iter().map(|s| s.scheduler.state()).collect();
         }
 
-        let rng = torch_ext::cpu_rng_state().map_err(|e| anyhow!(e))?;
+        let rng = torch_ext::cpu_rng_state()?;
         tensors.insert("rng.cpu".into(), Tensor::from_slice(&rng));
         if let tch::Device::Cuda(i) = st.ctx.device {
-            let rng = torch_ext::cuda_rng_state(i).map_err(|e| anyhow!(e))?;
+            let rng = torch_ext::cuda_rng_state(i)?;
             tensors.insert(format!("rng.cuda.{i}"), Tensor::from_slice(&rng));
         }
         if position.restart().batches_done > 0 {
@@ -148,10 +148,10 @@ pub fn restore_training(st: &mut LoopState<'_>, ckpt: &Checkpoint, shown: &str) 
             .iter()
             .filter_map(|(n, t)| n.strip_prefix(&prefix).map(|s| (s.to_string(), t.shallow_clone())))
             .collect();
-        opt.load_state_dict(&ts, meta).map_err(|e| anyhow!("checkpoint {shown}, optimizer {k}: {e}"))?;
+        opt.load_state_dict(&ts, meta).map_err(|e| anyhow!("checkpoint {shown}, optimizer {k}: {}", e.detail))?;
     }
     for (s, state) in o.schedulers.iter_mut().zip(&ckpt.meta.schedulers) {
-        s.scheduler.load_state(state).map_err(|e| anyhow!("checkpoint {shown}: {e}"))?;
+        s.scheduler.load_state(state).map_err(|e| anyhow!("checkpoint {shown}: {}", e.detail))?;
     }
     let in_plugin = o.plugin_schedulers();
     let optimizer_states: Vec<(usize, crate::module::PluginOptimizerState)> =
@@ -176,12 +176,12 @@ pub fn restore_training(st: &mut LoopState<'_>, ckpt: &Checkpoint, shown: &str) 
     let rng = ckpt.tensors.get("rng.cpu").ok_or_else(|| anyhow!("checkpoint {shown} has no generator state"))?;
     let bytes = Vec::<u8>::try_from(&rng.f_to_kind(Kind::Uint8)?)
         .map_err(|e| anyhow!("checkpoint {shown}: generator state: {e}"))?;
-    torch_ext::set_cpu_rng_state(&bytes).map_err(|e| anyhow!("checkpoint {shown}: {e}"))?;
+    torch_ext::set_cpu_rng_state(&bytes).map_err(|e| anyhow!("checkpoint {shown}: {}", e.detail))?;
     if let tch::Device::Cuda(i) = st.ctx.device {
         if let Some(rng) = ckpt.tensors.get(&format!("rng.cuda.{i}")) {
             let bytes =
                 Vec::<u8>::try_from(rng).map_err(|e| anyhow!("checkpoint {shown}: cuda generator state: {e}"))?;
-            torch_ext::set_cuda_rng_state(i, &bytes).map_err(|e| anyhow!("checkpoint {shown}: {e}"))?;
+            torch_ext::set_cuda_rng_state(i, &bytes).map_err(|e| anyhow!("checkpoint {shown}: {}", e.detail))?;
         }
     }
     st.resume_order = ckpt.tensors.get("loops.train_order").map(Tensor::shallow_clone);

@@ -7,7 +7,7 @@ use anyhow::Result;
 
 use crate::callbacks::early_stopping::EarlyStopping;
 use crate::callbacks::model_checkpoint::ModelCheckpoint;
-use crate::callbacks::{Callback, HookInfo, ProgressBar};
+use crate::callbacks::{Callback, CallbackAction, HookInfo, ProgressBar};
 use crate::config::TrainerConfig;
 use crate::connectors::logger::ResultCollection;
 use crate::context::RunContext;
@@ -143,6 +143,25 @@ impl LoopState<'_> {
     }
 
     fn run_callbacks(&mut self, hook: Hook, batch_idx: Option<u64>) -> Result<()> {
+        self.callbacks_act(hook, batch_idx, |cb, info| cb.on_hook(hook, info))
+    }
+
+    /// Continues an epoch restored inside it: its `on_train_epoch_start` ran before the
+    /// checkpoint, so neither the module nor any callback gets it again (Lightning), but the
+    /// callbacks that set the loop up at an epoch's start do so
+    /// ([`Callback::on_train_epoch_resumed`]).
+    pub fn resume_train_epoch(&mut self) -> Result<()> {
+        self.callbacks_act(Hook::OnTrainEpochStart, None, |cb, info| cb.on_train_epoch_resumed(info))
+    }
+
+    /// Calls `call` on every callback for `hook`, then applies what they asked for (a stop,
+    /// the accumulation factor, metrics, logged values).
+    fn callbacks_act(
+        &mut self,
+        hook: Hook,
+        batch_idx: Option<u64>,
+        mut call: impl FnMut(&mut dyn Callback, &HookInfo<'_>) -> Result<CallbackAction>,
+    ) -> Result<()> {
         let batch_hook = batch_idx.is_some();
         let info = HookInfo {
             stage: self.ctx.stage,
@@ -167,8 +186,7 @@ impl LoopState<'_> {
         let mut actions = Vec::new();
         for cb in &mut self.callbacks {
             let name = cb.name().to_string();
-            let action = cb
-                .on_hook(hook, &info)
+            let action = call(cb.as_mut(), &info)
                 .map_err(|e| anyhow::anyhow!("callback `{name}`, hook `{}`: {e:#}", hook.name()))?;
             actions.push((name, action));
         }

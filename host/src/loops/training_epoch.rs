@@ -88,6 +88,11 @@ pub struct EpochOutcome {
     /// For the progress bar: prog-bar metrics, validation's, and the epoch's mean loss.
     pub prog_bar: BTreeMap<String, f64>,
     pub batches: usize,
+    /// It reached its last batch (or a batch that ended it with -1) in this process: an
+    /// epoch resumed from inside, or cut short, does not step epoch-interval
+    /// ReduceLROnPlateau (Lightning's `_num_ready_batches_reached` and `restarting`: the
+    /// monitored metric of a partial epoch is not the epoch's).
+    pub completed_here: bool,
 }
 
 fn optim<'s>(st: &'s mut LoopState<'_>) -> Result<&'s mut OptimizerSet> {
@@ -172,15 +177,24 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: &mut Option<DataLoa
     st.ctx.is_last_batch = false;
     st.ctx.stage = Stage::Fit;
     st.ctx.training = true;
-    st.bar.on_train_epoch_start(st.ctx.current_epoch, total);
-    st.hook(Hook::OnTrainEpochStart, None)?;
+    st.bar.on_train_epoch_start(st.ctx.current_epoch, st.limits.train_bar_total(st.ctx.global_step));
+    // A run restored inside this epoch ran its on_train_epoch_start before the checkpoint.
+    let resumed = resume.is_some_and(|r| r.batches_done > 0);
+    if resumed {
+        st.resume_train_epoch()?;
+    } else {
+        st.hook(Hook::OnTrainEpochStart, None)?;
+    }
     let pass = loader.epoch_from(st.ctx.device, order, start, st.ctx.current_epoch)?;
     st.epoch_order = pass.order();
     let pending = resume.as_ref().is_some_and(|r| r.val_pending) && st.limits.val_batches > 0;
     if let (Some(v), true) = (val.as_ref(), pending) {
         let step = st.loops.fit_loop.epoch_loop.batches_that_stepped.saturating_sub(1);
         let during = evaluation::During::Fit { zero_grad: true };
+        // Due until it finishes: a failure or a signal inside it saves it as due again.
+        st.val_due_pending = true;
         let m = evaluation::run(st, v, Stage::Validate, st.limits.val_batches, during, Some(step))?;
+        st.val_due_pending = false;
         shown_val.extend(m.prog_bar);
         st.ctx.stage = Stage::Fit;
         st.ctx.training = true;
@@ -336,6 +350,8 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: &mut Option<DataLoa
             // (`on_validation_model_zero_grad` when `not _should_accumulate()`).
             let during = evaluation::During::Fit { zero_grad: stepping };
             let m = evaluation::run(st, v, Stage::Validate, st.limits.val_batches, during, Some(step))?;
+            // Finished: a failure after it (EarlyStopping, the save) does not run it again.
+            st.val_due_pending = false;
             shown_val.extend(m.prog_bar);
             st.ctx.stage = Stage::Fit;
             st.ctx.training = true;
@@ -362,7 +378,12 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: &mut Option<DataLoa
         st.in_batch = false;
         if let Some(sig) = st.interrupter.pending_signal() {
             checkpointing::interrupt(st, sig, idx + 1)?;
-            return Ok(EpochOutcome { logged: BTreeMap::new(), prog_bar: BTreeMap::new(), batches });
+            return Ok(EpochOutcome {
+                logged: BTreeMap::new(),
+                prog_bar: BTreeMap::new(),
+                batches,
+                completed_here: false,
+            });
         }
         if st.max_steps_reached() || (st.interrupter.should_stop() && st.can_stop_early()) {
             break;
@@ -383,5 +404,6 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: &mut Option<DataLoa
     st.callback_metrics.extend(read(&st.train_results.step_metrics(), |_| true));
     st.callback_metrics.extend(read(&st.train_results.epoch_callback_metrics(), |_| true));
     st.progress_bar_metrics.extend(prog_bar.clone());
-    Ok(EpochOutcome { logged: read(&epoch, |r| r.logger), prog_bar, batches })
+    let completed_here = st.ctx.is_last_batch && !resumed;
+    Ok(EpochOutcome { logged: read(&epoch, |r| r.logger), prog_bar, batches, completed_here })
 }

@@ -197,6 +197,7 @@ impl WasmPlugin {
                     .instance
                     .store
                     .data_mut()
+                    .handles()
                     .push(t.shallow_clone(), "batch")
                     .map_err(|e| wasmtime::format_err!("{e}"))
             })
@@ -204,10 +205,7 @@ impl WasmPlugin {
     }
 
     pub(super) fn take_tensor(inner: &mut Inner, r: Resource<Tensor>) -> wasmtime::Result<Tensor> {
-        let state = inner.instance.store.data_mut();
-        let t = state.table.delete(r)?;
-        state.release(&t);
-        Ok(t)
+        inner.instance.store.data_mut().handles().take(r)
     }
 
     fn module_guest(inner: &Inner) -> wasmtime::Result<&lightning_module::Guest> {
@@ -344,6 +342,7 @@ impl Module for WasmPlugin {
                             .instance
                             .store
                             .data_mut()
+                            .handles()
                             .push(t.shallow_clone(), "optimizer state")
                             .map_err(|e| wasmtime::format_err!("{e}"))?;
                         lent.push((n.clone(), r));

@@ -3,10 +3,8 @@
 //! `tch::Tensor` in the store's resource table, an `op` handle a resolved ATen operator
 //! ([`engine::aten::Op`](crate::engine::aten::Op)).
 //!
-//! ```ignore
-//! let mut linker = Linker::new(&engine);
-//! bindings::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
-//! ```
+//! Each import interface is registered on its own view of the store: see
+//! [`views::add_to_linker`](crate::plugin::views::add_to_linker).
 
 wasmtime::component::bindgen!({
     path: "../wit",

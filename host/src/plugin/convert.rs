@@ -100,7 +100,7 @@ fn scheduler(s: &wit::Scheduler) -> SchedulerKind {
 pub fn optimization(o: &wit::Optimization) -> Result<Optimization, String> {
     let optimizers: Vec<OptimizerConfig> = o.optimizers.iter().map(optimizer).collect();
     for c in &optimizers {
-        c.validate()?;
+        c.validate().map_err(|e| e.detail)?;
     }
     let schedulers = o
         .lr_schedulers

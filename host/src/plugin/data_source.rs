@@ -75,7 +75,7 @@ impl BatchSource for PluginStream {
     fn start_pass(&mut self, w: WorkerInfo) -> Result<()> {
         let hook = self.hook("start_pass");
         let generator = if self.worker.is_some() {
-            Some(Generator::seeded(w.seed).map_err(|e| anyhow!("{hook}: {e}"))?)
+            Some(Generator::seeded(w.seed).map_err(|e| anyhow!("{hook}: {}", e.detail))?)
         } else {
             None
         };
@@ -180,7 +180,7 @@ impl WorkerFactory for PluginWorkers {
         // makes the same random data), until the first pass reseeds it.
         let setup = &self.setup;
         plugin.inner_mut().instance.store.data_mut().generator =
-            Some(Generator::from_state(&setup.rng).map_err(|e| anyhow!("DataLoader worker {id}: {e}"))?);
+            Some(Generator::from_state(&setup.rng).map_err(|e| anyhow!("DataLoader worker {id}: {}", e.detail))?);
         let mut ctx = RunContext::default();
         let hparams: serde_json::Value = serde_json::from_str(&setup.hparams)
             .map_err(|e| anyhow!("DataLoader worker {id}: hyper-parameters: {e}"))?;
@@ -218,7 +218,7 @@ impl DataModule for WasmPlugin {
 
     fn setup(&mut self, ctx: &mut RunContext, stage: Stage, hparams: &Value) -> Result<()> {
         let text = hparams.to_string();
-        let rng = torch_ext::cpu_rng_state().map_err(|e| anyhow!("setup: {e}"))?;
+        let rng = torch_ext::cpu_rng_state().map_err(|e| anyhow!("setup: {}", e.detail))?;
         self.inner_mut().setup_args = Some(SetupArgs { stage, hparams: text.clone(), rng, state: None });
         let out = self.call(ctx, "setup", Device::Cpu, |inner| {
             let g = WasmPlugin::data_guest(inner)?.clone();

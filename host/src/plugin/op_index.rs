@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use crate::engine::aten::Op;
+use crate::error::{OpError, OpResult};
 
 /// Every name resolves once, so the table never holds more than the allowed operators.
 #[derive(Default)]
@@ -15,12 +16,12 @@ pub struct OpIndex {
 impl OpIndex {
     /// The index of operator `name`, resolving it on first use; the denylist's or libtorch's
     /// refusal otherwise (nothing is added).
-    pub fn index(&mut self, name: &str) -> Result<u32, String> {
+    pub fn index(&mut self, name: &str) -> OpResult<u32> {
         if let Some(&i) = self.by_name.get(name) {
             return Ok(i);
         }
         let op = Op::interned(name)?;
-        let i = u32::try_from(self.ops.len()).map_err(|_| "too many operators".to_string())?;
+        let i = u32::try_from(self.ops.len()).map_err(|_| OpError::new(name, "too many operators"))?;
         self.ops.push(op);
         self.by_name.insert(name.to_string(), i);
         Ok(i)

@@ -5,10 +5,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine};
 
-use crate::plugin::bindings::Host_ as HostWorld;
 use crate::plugin::state::PluginState;
 
 /// The most stack a plugin's WebAssembly may use.
@@ -52,8 +51,7 @@ impl Runtime {
         super::interrupt::add_to_linker(&mut linker).map_err(|e| anyhow::anyhow!("linking WASI clocks: {e:?}"))?;
         super::disk_quota::add_to_linker(&mut linker)
             .map_err(|e| anyhow::anyhow!("linking WASI file writes: {e:?}"))?;
-        HostWorld::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
-            .map_err(|e| anyhow::anyhow!("linking lt:plugin: {e:?}"))?;
+        super::views::add_to_linker(&mut linker).map_err(|e| anyhow::anyhow!("linking lt:plugin: {e:?}"))?;
         start_ticker(&engine);
         let cache = super::cache::ComponentCache::from_env();
         Ok(Arc::new(Runtime {

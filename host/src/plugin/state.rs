@@ -1,8 +1,9 @@
 //! The data a plugin's wasmtime store holds: its resource table, its WASI context (which
 //! grants nothing but a read-only data directory and the standard streams), its limits, and
-//! the [`RunContext`] lent to it for the duration of a hook.
+//! the [`RunContext`] lent to it for the duration of a hook. Host interfaces never see it
+//! whole: each is implemented on its own view of it ([`crate::plugin::views`]).
 
-use wasmtime::component::{Resource, ResourceTable};
+use wasmtime::component::ResourceTable;
 use wasmtime::StoreLimits;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -10,7 +11,7 @@ use std::sync::Arc;
 
 use crate::context::RunContext;
 use crate::engine::memory_budget::MemoryBudget;
-use crate::error::OpError;
+use crate::plugin::handles::Handles;
 
 pub struct PluginState {
     pub table: ResourceTable,
@@ -70,90 +71,15 @@ impl Budget {
     }
 }
 
-fn mib(b: u64) -> u64 {
-    b >> 20
-}
-
 impl WasiView for PluginState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
     }
 }
 
-/// The tensor behind a guest handle in `table`, or an error naming the op that was given a
-/// bad one (for a caller that borrows the table apart from the rest of the state).
-pub fn tensor_in<'a>(
-    table: &'a ResourceTable,
-    handle: &Resource<tch::Tensor>,
-    op: &str,
-) -> Result<&'a tch::Tensor, OpError> {
-    table.get(handle).map_err(|e| OpError::new(op, format!("bad tensor handle {}: {e}", handle.rep())))
-}
-
 impl PluginState {
-    /// The tensor behind a guest handle, or an error naming the op that was given a bad one.
-    pub fn tensor(&self, handle: &Resource<tch::Tensor>, op: &str) -> Result<&tch::Tensor, OpError> {
-        crate::plugin::panic_guard::set_op(op);
-        tensor_in(&self.table, handle, op)
-    }
-
-    /// Hands a new tensor to the guest, within the handle bound (its memory was charged when
-    /// libtorch allocated it).
-    pub fn push(&mut self, t: tch::Tensor, op: &str) -> Result<Resource<tch::Tensor>, OpError> {
-        self.admit(op, 0)?;
-        if let Some(d) = self.deadline {
-            let now = std::time::Instant::now();
-            if now > d {
-                return Err(OpError::new(
-                    op,
-                    format!(
-                        "this op ended {:.1} s past the hook's time limit (hook_timeout_s); the hook was stopped",
-                        (now - d).as_secs_f64()
-                    ),
-                ));
-            }
-        }
-        let r = self.table.push(t).map_err(|e| OpError::new(op, format!("resource table: {e}")))?;
-        self.budget.handles += 1;
-        Ok(r)
-    }
-
-    fn admit(&self, op: &str, bytes: u64) -> Result<(), OpError> {
-        let b = &self.budget;
-        if b.handles >= b.max_handles {
-            return Err(OpError::new(op, format!("the plugin holds {} live handles, its limit (plugin.max_live_handles): drop the ones it no longer needs", b.handles)));
-        }
-        let (used, limit) = (b.memory.used(), b.memory.limit());
-        if used.saturating_add(bytes) > limit {
-            return Err(OpError::new(
-                op,
-                format!("{} MiB more would bring the plugin's tensor memory to {} MiB, over its budget of {} MiB (plugin.tensor_memory_limit_mb)", mib(bytes), mib(used.saturating_add(bytes)), mib(limit)),
-            ));
-        }
-        Ok(())
-    }
-
-    /// Refuses early a new tensor of `elements` elements that the budget cannot hold even
-    /// at one byte each (the allocator refuses exactly, when libtorch allocates).
-    pub fn check_alloc(&self, op: &str, elements: i64) -> Result<(), OpError> {
-        crate::plugin::panic_guard::set_op(op);
-        self.admit(op, elements.max(0) as u64)
-    }
-
-    /// A tensor handle the guest gave back or dropped.
-    pub fn release(&mut self, _t: &tch::Tensor) {
-        self.budget.handles = self.budget.handles.saturating_sub(1);
-    }
-
-    /// A host resource (a layer) behind a guest handle.
-    pub fn get<T: 'static>(&self, handle: &Resource<T>, op: &str) -> Result<&T, OpError> {
-        self.table.get(handle).map_err(|e| OpError::new(op, format!("bad handle {}: {e}", handle.rep())))
-    }
-
-    pub fn push_any<T: Send + 'static>(&mut self, v: T, op: &str) -> Result<Resource<T>, OpError> {
-        self.admit(op, 0)?;
-        let r = self.table.push(v).map_err(|e| OpError::new(op, format!("resource table: {e}")))?;
-        self.budget.handles += 1;
-        Ok(r)
+    /// The guest's handles: what every host interface's view starts from.
+    pub fn handles(&mut self) -> Handles<'_> {
+        Handles { table: &mut self.table, budget: &mut self.budget, deadline: self.deadline }
     }
 }

@@ -94,7 +94,7 @@ impl Optimizer for InPlugin {
         (tensors, serde_json::json!({"name": self.cfg.name, "groups": groups, "plugin_state": rest}))
     }
 
-    fn load_state_dict(&mut self, tensors: &HashMap<String, Tensor>, meta: &serde_json::Value) -> Result<(), String> {
+    fn load_state_dict(&mut self, tensors: &HashMap<String, Tensor>, meta: &serde_json::Value) -> OpResult<()> {
         let groups = crate::engine::optim::saved_groups(meta, &self.cfg.name, self.groups.len())?;
         for (g, saved) in self.groups.iter_mut().zip(groups) {
             if let Some(lr) = saved["lr"].as_f64() {
@@ -104,9 +104,12 @@ impl Optimizer for InPlugin {
                 g.2 = saved["momentum"].as_f64().or(g.2);
             }
         }
-        let rest = meta["plugin_state"]
-            .as_str()
-            .ok_or_else(|| format!("the checkpoint holds no state of the plugin's for its {}", self.cfg.name))?;
+        let rest = meta["plugin_state"].as_str().ok_or_else(|| {
+            OpError::new(
+                "optimizer.load_state_dict",
+                format!("the checkpoint holds no state of the plugin's for its {}", self.cfg.name),
+            )
+        })?;
         let mut named: Vec<(String, Tensor)> = tensors.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect();
         named.sort_by(|a, b| a.0.cmp(&b.0));
         self.state = Some((named, rest.to_string()));

@@ -62,19 +62,17 @@ fn op<T>(name: &str, r: Result<T, tch::TchError>) -> OpResult<T> {
 }
 
 impl OptimizerSet {
-    pub fn new(
-        cfgs: &[OptimizerConfig],
-        specs: &[SchedulerSpec],
-        automatic: bool,
-        ps: &ParamStore,
-    ) -> Result<Self, String> {
+    pub fn new(cfgs: &[OptimizerConfig], specs: &[SchedulerSpec], automatic: bool, ps: &ParamStore) -> OpResult<Self> {
         if cfgs.is_empty() {
-            return Err("configure_optimizers returned no optimizer".into());
+            return Err(OpError::new("configure_optimizers", "configure_optimizers returned no optimizer"));
         }
         if automatic && cfgs.len() > 1 {
-            return Err(format!(
-                "{} optimizers need manual optimization (automatic-optimization = false), as in Lightning",
-                cfgs.len()
+            return Err(OpError::new(
+                "configure_optimizers",
+                format!(
+                    "{} optimizers need manual optimization (automatic-optimization = false), as in Lightning",
+                    cfgs.len()
+                ),
             ));
         }
         let mut optimizers: Vec<Box<dyn Optimizer>> = Vec::new();
@@ -82,7 +80,7 @@ impl OptimizerSet {
         let mut members = Vec::new();
         for cfg in cfgs {
             cfg.validate()?;
-            let opt = cfg.build(ps).map_err(|e| e.detail)?;
+            let opt = cfg.build(ps)?;
             let mut idx = Vec::new();
             for p in opt.params() {
                 // The same tensor in two optimizers is one parameter; empty tensors (null
@@ -105,15 +103,21 @@ impl OptimizerSet {
         let mut schedulers = Vec::new();
         for spec in specs {
             let Some(opt) = optimizers.get_mut(spec.optimizer) else {
-                return Err(format!("lr scheduler for optimizer {} of {}", spec.optimizer, cfgs.len()));
+                return Err(OpError::new(
+                    "configure_optimizers",
+                    format!("lr scheduler for optimizer {} of {}", spec.optimizer, cfgs.len()),
+                ));
             };
             if spec.frequency == 0 {
-                return Err("lr scheduler frequency must be at least 1".into());
+                return Err(OpError::new("configure_optimizers", "lr scheduler frequency must be at least 1"));
             }
             let is_plateau = matches!(spec.kind, SchedulerKind::ReduceOnPlateau(_))
                 || matches!(spec.kind, SchedulerKind::Plugin { monitors: true, .. });
             if is_plateau && spec.monitor.is_none() {
-                return Err("ReduceLROnPlateau needs a `monitor` metric, as in Lightning".into());
+                return Err(OpError::new(
+                    "configure_optimizers",
+                    "ReduceLROnPlateau needs a `monitor` metric, as in Lightning",
+                ));
             }
             let scheduler = spec.kind.build(opt.as_mut())?;
             schedulers.push(SchedulerEntry { spec: spec.clone(), scheduler });
@@ -324,7 +328,7 @@ impl OptimizerSet {
             ));
         };
         let opt = &mut self.optimizers[e.spec.optimizer];
-        e.scheduler.step(opt.as_mut(), metric).map_err(|m| OpError::new(name, m))?;
+        e.scheduler.step(opt.as_mut(), metric)?;
         self.progress.scheduler_steps += 1;
         Ok(())
     }
@@ -349,7 +353,7 @@ impl OptimizerSet {
         index: u64,
         plateau: bool,
         metrics: &std::collections::BTreeMap<String, f64>,
-    ) -> Result<Vec<(usize, Option<f64>)>, String> {
+    ) -> OpResult<Vec<(usize, Option<f64>)>> {
         let mut in_plugin = Vec::new();
         for (i, e) in self.schedulers.iter_mut().enumerate() {
             if e.spec.interval != interval || e.scheduler.is_plateau() != plateau || index % e.spec.frequency != 0 {
@@ -360,7 +364,7 @@ impl OptimizerSet {
                     Some(v) => Some(*v),
                     None if e.spec.strict => {
                         let known: Vec<&String> = metrics.keys().collect();
-                        return Err(format!("ReduceLROnPlateau conditioned on metric `{m}` which is not available; available metrics are: {known:?}. Set `strict` to false to skip the step instead"));
+                        return Err(OpError::new("lr_scheduler.step", format!("ReduceLROnPlateau conditioned on metric `{m}` which is not available; available metrics are: {known:?}. Set `strict` to false to skip the step instead")));
                     }
                     None => {
                         eprintln!("warning: ReduceLROnPlateau conditioned on metric `{m}`, which is not available: skipping this step");

@@ -4,7 +4,9 @@
 use std::f64::consts::PI;
 
 use super::LrScheduler;
+use super::{BUILD, LOAD};
 use crate::engine::optim::Optimizer;
+use crate::error::{OpError, OpResult};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum ChainableKind {
@@ -22,20 +24,23 @@ pub struct Chainable {
 }
 
 impl Chainable {
-    pub fn new(kind: ChainableKind, opt: &mut dyn Optimizer) -> Result<Self, String> {
+    pub fn new(kind: ChainableKind, opt: &mut dyn Optimizer) -> OpResult<Self> {
         match &kind {
             ChainableKind::Step { step_size, .. } if *step_size <= 0 => {
-                return Err("StepLR: step_size must be positive".into())
+                return Err(OpError::new(BUILD, "StepLR: step_size must be positive"))
             }
             ChainableKind::CosineAnnealing { t_max, .. } if *t_max <= 0 => {
-                return Err("CosineAnnealingLR: T_max must be positive".into())
+                return Err(OpError::new(BUILD, "CosineAnnealingLR: T_max must be positive"))
             }
             ChainableKind::Linear { start_factor, end_factor, total_iters } => {
                 if !(*start_factor > 0.0 && *start_factor <= 1.0)
                     || !(0.0..=1.0).contains(end_factor)
                     || *total_iters <= 0
                 {
-                    return Err("LinearLR: start_factor in (0, 1], end_factor in [0, 1], total_iters > 0".into());
+                    return Err(OpError::new(
+                        BUILD,
+                        "LinearLR: start_factor in (0, 1], end_factor in [0, 1], total_iters > 0",
+                    ));
                 }
             }
             ChainableKind::MultiStep { gamma, .. }
@@ -43,10 +48,10 @@ impl Chainable {
             | ChainableKind::Step { gamma, .. }
                 if !(gamma.is_finite() && *gamma > 0.0) =>
             {
-                return Err("scheduler gamma must be a positive number".into());
+                return Err(OpError::new(BUILD, "scheduler gamma must be a positive number"));
             }
             ChainableKind::CosineAnnealing { eta_min, .. } if !eta_min.is_finite() => {
-                return Err("CosineAnnealingLR: eta_min must be finite".into())
+                return Err(OpError::new(BUILD, "CosineAnnealingLR: eta_min must be finite"))
             }
             _ => {}
         }
@@ -123,14 +128,15 @@ impl LrScheduler for Chainable {
         serde_json::json!({"last_epoch": self.last_epoch, "base_lrs": self.base_lrs})
     }
 
-    fn load_state(&mut self, s: &serde_json::Value) -> Result<(), String> {
-        self.last_epoch = s["last_epoch"].as_i64().ok_or("scheduler state without last_epoch")?;
-        self.base_lrs =
-            serde_json::from_value(s["base_lrs"].clone()).map_err(|e| format!("scheduler base_lrs: {e}"))?;
+    fn load_state(&mut self, s: &serde_json::Value) -> OpResult<()> {
+        self.last_epoch =
+            s["last_epoch"].as_i64().ok_or_else(|| OpError::new(LOAD, "scheduler state without last_epoch"))?;
+        self.base_lrs = serde_json::from_value(s["base_lrs"].clone())
+            .map_err(|e| OpError::new(LOAD, format!("scheduler base_lrs: {e}")))?;
         Ok(())
     }
 
-    fn step(&mut self, opt: &mut dyn Optimizer, _metric: Option<f64>) -> Result<(), String> {
+    fn step(&mut self, opt: &mut dyn Optimizer, _metric: Option<f64>) -> OpResult<()> {
         self.last_epoch += 1;
         for g in 0..opt.num_groups() {
             let base = self.base_lrs.get(g).copied().unwrap_or_else(|| opt.lr(g));

@@ -3,8 +3,10 @@
 //! module, which hands back the scheduler's state after each step (kept here, so that a
 //! checkpoint written after the plugin failed still holds it).
 
+use super::{LOAD, STEP};
 use crate::engine::optim::Optimizer;
 use crate::engine::schedulers::LrScheduler;
+use crate::error::{OpError, OpResult};
 
 pub struct InPlugin {
     pub name: String,
@@ -18,8 +20,8 @@ impl LrScheduler for InPlugin {
         "plugin scheduler"
     }
 
-    fn step(&mut self, _opt: &mut dyn Optimizer, _metric: Option<f64>) -> Result<(), String> {
-        Err(format!("{} runs in the plugin: call its step() there", self.name))
+    fn step(&mut self, _opt: &mut dyn Optimizer, _metric: Option<f64>) -> OpResult<()> {
+        Err(OpError::new(STEP, format!("{} runs in the plugin: call its step() there", self.name)))
     }
 
     fn is_plateau(&self) -> bool {
@@ -39,13 +41,15 @@ impl LrScheduler for InPlugin {
     }
 
     /// Keeps the text; the caller hands it to the plugin.
-    fn load_state(&mut self, state: &serde_json::Value) -> Result<(), String> {
+    fn load_state(&mut self, state: &serde_json::Value) -> OpResult<()> {
         match state {
             serde_json::Value::String(s) => {
                 self.state = Some(s.clone());
                 Ok(())
             }
-            _ => Err(format!("the checkpoint holds no state of the plugin's for its {}", self.name)),
+            _ => {
+                Err(OpError::new(LOAD, format!("the checkpoint holds no state of the plugin's for its {}", self.name)))
+            }
         }
     }
 }

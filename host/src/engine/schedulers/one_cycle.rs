@@ -4,7 +4,9 @@
 use std::f64::consts::PI;
 
 use super::LrScheduler;
+use super::{BUILD, LOAD, STEP};
 use crate::engine::optim::Optimizer;
+use crate::error::{OpError, OpResult};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct OneCycleConfig {
@@ -42,7 +44,7 @@ pub struct OneCycle {
 }
 
 impl OneCycle {
-    pub fn new(cfg: OneCycleConfig, opt: &mut dyn Optimizer) -> Result<Self, String> {
+    pub fn new(cfg: OneCycleConfig, opt: &mut dyn Optimizer) -> OpResult<Self> {
         let finite_pos = |x: f64| x.is_finite() && x > 0.0;
         if cfg.total_steps <= 0
             || !(0.0..=1.0).contains(&cfg.pct_start)
@@ -50,12 +52,13 @@ impl OneCycle {
             || !finite_pos(cfg.div_factor)
             || !finite_pos(cfg.final_div_factor)
         {
-            return Err(
-                "OneCycleLR: total_steps > 0, pct_start in [0, 1], max_lr, div_factor and final_div_factor > 0".into(),
-            );
+            return Err(OpError::new(
+                BUILD,
+                "OneCycleLR: total_steps > 0, pct_start in [0, 1], max_lr, div_factor and final_div_factor > 0",
+            ));
         }
         if cfg.cycle_momentum && !((0.0..1.0).contains(&cfg.base_momentum) && (0.0..1.0).contains(&cfg.max_momentum)) {
-            return Err("OneCycleLR: base_momentum and max_momentum must be in [0, 1)".into());
+            return Err(OpError::new(BUILD, "OneCycleLR: base_momentum and max_momentum must be in [0, 1)"));
         }
         let n = cfg.total_steps as f64;
         let p = cfg.pct_start;
@@ -73,9 +76,12 @@ impl OneCycle {
         };
         if cfg.cycle_momentum {
             if (0..opt.num_groups()).any(|g| opt.momentum(g).is_none()) {
-                return Err(format!(
-                    "OneCycleLR: {} has no momentum or beta1 to cycle (set cycle_momentum = false)",
-                    opt.name()
+                return Err(OpError::new(
+                    BUILD,
+                    format!(
+                        "OneCycleLR: {} has no momentum or beta1 to cycle (set cycle_momentum = false)",
+                        opt.name()
+                    ),
                 ));
             }
             for g in 0..opt.num_groups() {
@@ -106,18 +112,19 @@ impl LrScheduler for OneCycle {
         serde_json::json!({"last_epoch": self.last_epoch})
     }
 
-    fn load_state(&mut self, s: &serde_json::Value) -> Result<(), String> {
-        self.last_epoch = s["last_epoch"].as_i64().ok_or("scheduler state without last_epoch")?;
+    fn load_state(&mut self, s: &serde_json::Value) -> OpResult<()> {
+        self.last_epoch =
+            s["last_epoch"].as_i64().ok_or_else(|| OpError::new(LOAD, "scheduler state without last_epoch"))?;
         Ok(())
     }
 
-    fn step(&mut self, opt: &mut dyn Optimizer, _metric: Option<f64>) -> Result<(), String> {
+    fn step(&mut self, opt: &mut dyn Optimizer, _metric: Option<f64>) -> OpResult<()> {
         self.last_epoch += 1;
         let step = self.last_epoch as f64;
         if self.last_epoch > self.cfg.total_steps {
-            return Err(format!(
-                "OneCycleLR: tried to step {} times; total_steps is {}",
-                self.last_epoch, self.cfg.total_steps
+            return Err(OpError::new(
+                STEP,
+                format!("OneCycleLR: tried to step {} times; total_steps is {}", self.last_epoch, self.cfg.total_steps),
             ));
         }
         let c = &self.cfg;
@@ -133,7 +140,7 @@ impl LrScheduler for OneCycle {
         for (i, ph) in self.phases.iter().enumerate() {
             if step <= ph.end_step || i == last {
                 if ph.end_step - start == 0.0 {
-                    return Err(format!("OneCycleLR: phase {i} has no steps (total_steps {}, pct_start {}); torch divides by zero here too", c.total_steps, c.pct_start));
+                    return Err(OpError::new(STEP, format!("OneCycleLR: phase {i} has no steps (total_steps {}, pct_start {}); torch divides by zero here too", c.total_steps, c.pct_start)));
                 }
                 let pct = (step - start) / (ph.end_step - start);
                 let lr = self.anneal(lr_at(ph.lr.0), lr_at(ph.lr.1), pct);

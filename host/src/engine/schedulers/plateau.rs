@@ -1,7 +1,9 @@
 //! ReduceLROnPlateau: cut the rate by `factor` when the monitored metric stops improving.
 
 use super::LrScheduler;
+use super::{BUILD, LOAD, STEP};
 use crate::engine::optim::Optimizer;
+use crate::error::{OpError, OpResult};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlateauConfig {
@@ -26,9 +28,9 @@ pub struct Plateau {
 }
 
 impl Plateau {
-    pub fn new(cfg: PlateauConfig, _opt: &mut dyn Optimizer) -> Result<Self, String> {
+    pub fn new(cfg: PlateauConfig, _opt: &mut dyn Optimizer) -> OpResult<Self> {
         if cfg.factor >= 1.0 {
-            return Err("ReduceLROnPlateau: factor must be < 1.0".into());
+            return Err(OpError::new(BUILD, "ReduceLROnPlateau: factor must be < 1.0"));
         }
         let best = if cfg.mode_min { f64::INFINITY } else { f64::NEG_INFINITY };
         Ok(Plateau { cfg, best, num_bad_epochs: 0, cooldown_counter: 0, last_epoch: 0 })
@@ -59,16 +61,21 @@ impl LrScheduler for Plateau {
         serde_json::json!({"best": best, "num_bad_epochs": self.num_bad_epochs, "cooldown_counter": self.cooldown_counter, "last_epoch": self.last_epoch})
     }
 
-    fn load_state(&mut self, s: &serde_json::Value) -> Result<(), String> {
+    fn load_state(&mut self, s: &serde_json::Value) -> OpResult<()> {
         self.best = s["best"].as_f64().unwrap_or(if self.cfg.mode_min { f64::INFINITY } else { f64::NEG_INFINITY });
-        self.num_bad_epochs = s["num_bad_epochs"].as_i64().ok_or("plateau state without num_bad_epochs")?;
-        self.cooldown_counter = s["cooldown_counter"].as_i64().ok_or("plateau state without cooldown_counter")?;
+        self.num_bad_epochs =
+            s["num_bad_epochs"].as_i64().ok_or_else(|| OpError::new(LOAD, "plateau state without num_bad_epochs"))?;
+        self.cooldown_counter = s["cooldown_counter"]
+            .as_i64()
+            .ok_or_else(|| OpError::new(LOAD, "plateau state without cooldown_counter"))?;
         self.last_epoch = s["last_epoch"].as_i64().unwrap_or(0);
         Ok(())
     }
 
-    fn step(&mut self, opt: &mut dyn Optimizer, metric: Option<f64>) -> Result<(), String> {
-        let Some(current) = metric else { return Err("ReduceLROnPlateau needs a monitored metric".into()) };
+    fn step(&mut self, opt: &mut dyn Optimizer, metric: Option<f64>) -> OpResult<()> {
+        let Some(current) = metric else {
+            return Err(OpError::new(STEP, "ReduceLROnPlateau needs a monitored metric"));
+        };
         self.last_epoch += 1;
         if self.is_better(current) {
             self.best = current;

@@ -3,7 +3,9 @@
 //! is `min * (max / min) ^ ((k + 1) / n)`, or `min + (k + 1) / n * (max - min)` linearly.
 
 use super::LrScheduler;
+use super::{BUILD, LOAD};
 use crate::engine::optim::Optimizer;
+use crate::error::{OpError, OpResult};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RangeTestConfig {
@@ -20,9 +22,9 @@ pub struct RangeTest {
 
 impl RangeTest {
     /// Sets every group to `min_lr` and performs the initial step, as torch schedulers do.
-    pub fn new(cfg: RangeTestConfig, opt: &mut dyn Optimizer) -> Result<Self, String> {
+    pub fn new(cfg: RangeTestConfig, opt: &mut dyn Optimizer) -> OpResult<Self> {
         if !(cfg.min_lr > 0.0 && cfg.max_lr > cfg.min_lr && cfg.num_iter > 0) {
-            return Err("range test: need 0 < min_lr < max_lr and num_iter > 0".into());
+            return Err(OpError::new(BUILD, "range test: need 0 < min_lr < max_lr and num_iter > 0"));
         }
         let mut s = RangeTest { cfg, last_epoch: -1 };
         s.advance(opt);
@@ -50,15 +52,16 @@ impl LrScheduler for RangeTest {
     fn name(&self) -> &'static str {
         "LRFinder"
     }
-    fn step(&mut self, opt: &mut dyn Optimizer, _metric: Option<f64>) -> Result<(), String> {
+    fn step(&mut self, opt: &mut dyn Optimizer, _metric: Option<f64>) -> OpResult<()> {
         self.advance(opt);
         Ok(())
     }
     fn state(&self) -> serde_json::Value {
         serde_json::json!({ "last_epoch": self.last_epoch })
     }
-    fn load_state(&mut self, state: &serde_json::Value) -> Result<(), String> {
-        self.last_epoch = state["last_epoch"].as_i64().ok_or("range test state without last_epoch")?;
+    fn load_state(&mut self, state: &serde_json::Value) -> OpResult<()> {
+        self.last_epoch =
+            state["last_epoch"].as_i64().ok_or_else(|| OpError::new(LOAD, "range test state without last_epoch"))?;
         Ok(())
     }
 }

@@ -13,8 +13,9 @@ use crate::engine::aten::{Arg as AArg, Op, Results, Value as AValue};
 use crate::engine::torch_ext;
 use crate::error::{OpError, OpResult};
 use crate::plugin::bindings::aten::{self, Arg, Value};
+use crate::plugin::handles::tensor_in;
 use crate::plugin::host::tensor::dtype_in;
-use crate::plugin::state::{tensor_in, PluginState};
+use crate::plugin::views::AtenView;
 
 type R<T> = wasmtime::Result<T>;
 
@@ -38,11 +39,11 @@ fn arg<'a>(table: &'a ResourceTable, a: &'a Arg, op: &str) -> OpResult<AArg<'a>>
     })
 }
 
-impl PluginState {
+impl AtenView<'_> {
     fn give(&mut self, v: AValue, op: &str) -> OpResult<Value> {
         Ok(match v {
             AValue::None => Value::None,
-            AValue::Tensor(t) => Value::Tensor(self.push(t, op)?),
+            AValue::Tensor(t) => Value::Tensor(self.handles.push(t, op)?),
             AValue::Int(i) => Value::Int(i),
             AValue::Float(f) => Value::Float(f),
             AValue::Bool(b) => Value::Boolean(b),
@@ -50,7 +51,7 @@ impl PluginState {
             AValue::Floats(xs) => Value::Floats(xs),
             AValue::Bools(xs) => Value::Bools(xs),
             AValue::Tensors(ts) => Value::Tensors(
-                ts.into_iter().map(|t| t.map(|t| self.push(t, op)).transpose()).collect::<OpResult<_>>()?,
+                ts.into_iter().map(|t| t.map(|t| self.handles.push(t, op)).transpose()).collect::<OpResult<_>>()?,
             ),
             AValue::Str(s) => Value::Str(s),
         })
@@ -62,34 +63,34 @@ impl PluginState {
         this: &Resource<Arc<Op>>,
         args: &[Arg],
         kwargs: &[(String, Arg)],
-    ) -> OpResult<(Arc<Op>, Result<Results, String>)> {
-        let op = Arc::clone(self.get(this, "op.call")?);
+    ) -> OpResult<(Arc<Op>, OpResult<Results>)> {
+        let op = Arc::clone(self.handles.get(this, "op.call")?);
         let name = op.name();
         crate::plugin::panic_guard::set_op(name);
-        let table = &self.table;
+        let table = &self.handles.table;
         let args: SmallVec<[AArg<'_>; 8]> = args.iter().map(|a| arg(table, a, name)).collect::<OpResult<_>>()?;
         let kwargs: SmallVec<[(&str, AArg<'_>); 4]> =
             kwargs.iter().map(|(n, a)| Ok((n.as_str(), arg(table, a, name)?))).collect::<OpResult<_>>()?;
-        let results = op.call_drawing(&args, &kwargs, self.generator.as_mut());
+        let results = op.call_drawing(&args, &kwargs, self.generator.as_deref_mut());
         Ok((op, results))
     }
 }
 
-impl aten::HostOp for PluginState {
+impl aten::HostOp for AtenView<'_> {
     fn resolve(&mut self, name: String) -> R<Result<Resource<Arc<Op>>, String>> {
         crate::plugin::panic_guard::set_op("aten.resolve");
         match Op::find(&name) {
-            Ok(op) => Ok(Ok(self.push_any(Arc::new(op), "aten.resolve")?)),
-            Err(e) => Ok(Err(e)),
+            Ok(op) => Ok(Ok(self.handles.push_any(Arc::new(op), "aten.resolve")?)),
+            Err(e) => Ok(Err(e.detail)),
         }
     }
 
     fn name(&mut self, this: Resource<Arc<Op>>) -> R<String> {
-        Ok(self.get(&this, "op.name")?.name().to_string())
+        Ok(self.handles.get(&this, "op.name")?.name().to_string())
     }
 
     fn schema(&mut self, this: Resource<Arc<Op>>) -> R<String> {
-        Ok(self.get(&this, "op.schema")?.schema().to_string())
+        Ok(self.handles.get(&this, "op.schema")?.schema().to_string())
     }
 
     fn call(
@@ -100,7 +101,7 @@ impl aten::HostOp for PluginState {
     ) -> R<Result<Vec<Value>, String>> {
         let (op, results) = match self.run_op(&this, &args, &kwargs)? {
             (op, Ok(r)) => (op, r),
-            (_, Err(e)) => return Ok(Err(e)),
+            (_, Err(e)) => return Ok(Err(e.message())),
         };
         let out = results.into_iter().map(|v| self.give(v, op.name())).collect::<OpResult<Vec<_>>>()?;
         Ok(Ok(out))
@@ -115,20 +116,19 @@ impl aten::HostOp for PluginState {
         match self.run_op(&this, &args, &kwargs)? {
             (op, Ok(r)) => {
                 let one = op.one_tensor(r);
-                self.hand_over(op.name(), one)
+                Ok(self.hand_over(op.name(), one)?.map_err(|e| e.message()))
             }
-            (_, Err(e)) => Ok(Err(e)),
+            (_, Err(e)) => Ok(Err(e.message())),
         }
     }
 
     fn drop(&mut self, rep: Resource<Arc<Op>>) -> R<()> {
-        self.table.delete(rep)?;
-        self.budget.handles = self.budget.handles.saturating_sub(1);
+        self.handles.take(rep)?;
         Ok(())
     }
 }
 
-impl PluginState {
+impl AtenView<'_> {
     /// The operator at index `op` (`aten.index`): a bad index traps, as a bad handle does.
     fn indexed(&self, op: u32) -> OpResult<&'static Op> {
         let found = self.ops.get(op).ok_or_else(|| OpError::new("aten.call", format!("no operator at index {op}")))?;
@@ -138,22 +138,22 @@ impl PluginState {
 
     /// Calls the operator at index `op` with tensors `given` as its first arguments, the rest
     /// taking their defaults: the result as a handle, or torch's error.
-    fn call_on_tensors(&mut self, op: u32, given: &[&Resource<Tensor>]) -> R<Result<Resource<Tensor>, String>> {
+    fn call_on_tensors(&mut self, op: u32, given: &[&Resource<Tensor>]) -> R<OpResult<Resource<Tensor>>> {
         let op = self.indexed(op)?;
         let mut tensors: SmallVec<[&Tensor; 3]> = SmallVec::new();
         for h in given {
-            tensors.push(tensor_in(&self.table, h, op.name())?);
+            tensors.push(tensor_in(&self.handles.table, h, op.name())?);
         }
-        let result = op.call_on_tensors(&tensors, self.generator.as_mut());
+        let result = op.call_on_tensors(&tensors, self.generator.as_deref_mut());
         drop(tensors);
         self.hand_over(op.name(), result)
     }
 
     /// As [`call_on_tensors`](Self::call_on_tensors) with the first `n` of `args` (at most
     /// four), of any kind.
-    fn call_flat_args(&mut self, op: u32, n: u8, args: [Arg; 4]) -> R<Result<Resource<Tensor>, String>> {
+    fn call_flat_args(&mut self, op: u32, n: u8, args: [Arg; 4]) -> R<OpResult<Resource<Tensor>>> {
         let Some(given) = args.get(..usize::from(n)) else {
-            return Ok(Err(format!("call-flat takes at most four arguments, got n = {n}")));
+            return Ok(Err(OpError::new("", format!("call-flat takes at most four arguments, got n = {n}"))));
         };
         let mut handles: SmallVec<[&Resource<Tensor>; 4]> = SmallVec::new();
         for g in given {
@@ -167,49 +167,51 @@ impl PluginState {
         let op = self.indexed(op)?;
         let mut args: SmallVec<[AArg<'_>; 4]> = SmallVec::new();
         for g in given {
-            args.push(arg(&self.table, g, op.name())?);
+            args.push(arg(&self.handles.table, g, op.name())?);
         }
-        let result = op.call_tensor_in_order(&args, self.generator.as_mut());
+        let result = op.call_tensor_in_order(&args, self.generator.as_deref_mut());
         drop(args);
         self.hand_over(op.name(), result)
     }
 
     /// A `try-*` call's result: the tensor, or none with torch's error kept for `last-error`.
-    fn kept_error(&mut self, r: R<Result<Resource<Tensor>, String>>) -> R<Option<Resource<Tensor>>> {
+    fn kept_error(&mut self, r: R<OpResult<Resource<Tensor>>>) -> R<Option<Resource<Tensor>>> {
         match r? {
             Ok(t) => Ok(Some(t)),
             Err(e) => {
-                self.last_op_error = Some(e);
+                *self.last_op_error = Some(e.message());
                 Ok(None)
             }
         }
     }
 
     /// Operator `op`'s tensor as a new handle of the guest's, or torch's error as a value.
-    fn hand_over(&mut self, op: &str, result: Result<Tensor, String>) -> R<Result<Resource<Tensor>, String>> {
+    fn hand_over(&mut self, op: &str, result: OpResult<Tensor>) -> R<OpResult<Resource<Tensor>>> {
         match result {
-            Ok(t) => Ok(Ok(self.push(t, op)?)),
+            Ok(t) => Ok(Ok(self.handles.push(t, op)?)),
             Err(e) => Ok(Err(e)),
         }
     }
 }
 
 /// An `apply-*` call's result: torch's error ends the hook naming the operator, as `raise`.
-fn applied(r: R<Result<Resource<Tensor>, String>>) -> R<Resource<Tensor>> {
-    r?.map_err(|e| {
-        let (op, message) = e.split_once(": ").unwrap_or(("aten", e.as_str()));
-        OpError::new(op, message).into()
+fn applied(r: R<OpResult<Resource<Tensor>>>) -> R<Resource<Tensor>> {
+    r?.map_err(|mut e| {
+        if e.op.is_empty() {
+            e.op = "aten".into();
+        }
+        e.into()
     })
 }
 
-impl aten::Host for PluginState {
+impl aten::Host for AtenView<'_> {
     fn index(&mut self, name: String) -> R<Result<u32, String>> {
         crate::plugin::panic_guard::set_op("aten.index");
-        Ok(self.ops.index(&name))
+        Ok(self.ops.index(&name).map_err(|e| e.detail))
     }
 
     fn call_flat(&mut self, op: u32, n: u8, a: Arg, b: Arg, c: Arg, d: Arg) -> R<Result<Resource<Tensor>, String>> {
-        self.call_flat_args(op, n, [a, b, c, d])
+        Ok(self.call_flat_args(op, n, [a, b, c, d])?.map_err(|e| e.message()))
     }
 
     fn apply_flat(&mut self, op: u32, n: u8, a: Arg, b: Arg, c: Arg, d: Arg) -> R<Resource<Tensor>> {
@@ -304,23 +306,24 @@ impl aten::Host for PluginState {
     }
 
     fn get_rng_state(&mut self) -> R<Vec<u8>> {
-        let state = match self.generator.as_mut() {
+        let state = match self.generator.as_deref_mut() {
             Some(own) => own.state(),
             None => torch_ext::cpu_rng_state(),
         };
-        Ok(state.map_err(|e| OpError::new("get_rng_state", e))?)
+        Ok(state?)
     }
 
     fn set_rng_state(&mut self, state: Vec<u8>) -> R<Result<(), String>> {
-        Ok(match self.generator.as_mut() {
+        Ok(match self.generator.as_deref_mut() {
             Some(own) => own.set_state(&state),
             None => torch_ext::set_cpu_rng_state(&state),
-        })
+        }
+        .map_err(|e| e.detail))
     }
 
     fn manual_seed(&mut self, seed: u64) -> R<()> {
-        match self.generator.as_mut() {
-            Some(own) => *own = torch_ext::Generator::seeded(seed).map_err(|e| OpError::new("manual_seed", e))?,
+        match self.generator.as_deref_mut() {
+            Some(own) => *own = torch_ext::Generator::seeded(seed)?,
             // torch's own: at::manual_seed takes the seed's 64 bits (u64 through i64).
             None => tch::manual_seed(seed as i64),
         }

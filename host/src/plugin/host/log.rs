@@ -6,7 +6,8 @@ use wasmtime::component::Resource;
 use crate::context::{LogOptions, ReduceFx};
 use crate::error::OpError;
 use crate::plugin::bindings::log::{self, LogOptions as WitLogOptions, ReduceFx as WitReduceFx};
-use crate::plugin::state::PluginState;
+use crate::plugin::handles::tensor_in;
+use crate::plugin::views::LogView;
 
 type R<T> = wasmtime::Result<T>;
 
@@ -34,10 +35,11 @@ fn check_name(name: &str, o: &WitLogOptions) -> Result<(), OpError> {
     Ok(())
 }
 
-impl log::Host for PluginState {
+impl log::Host for LogView<'_> {
     fn log(&mut self, name: String, value: Resource<Tensor>, o: WitLogOptions) -> R<()> {
         check_name(&name, &o)?;
-        let t = self.tensor(&value, "log")?;
+        crate::plugin::panic_guard::set_op("log");
+        let t = tensor_in(self.table, &value, "log")?;
         if t.numel() != 1 {
             return Err(OpError::new(
                 "log",
@@ -48,7 +50,7 @@ impl log::Host for PluginState {
         // Detached, as Lightning's self.log keeps values: a logged loss must not keep its
         // step's autograd graph alive until the epoch's mean is taken.
         let v = t.f_detach().map_err(|e| OpError::torch("log", e))?;
-        self.ctx.log(&name, v, options(&o))?;
+        self.target.log(&name, v, options(&o))?;
         Ok(())
     }
 
@@ -57,7 +59,7 @@ impl log::Host for PluginState {
         let v = Tensor::f_from_slice(&[value as f32])
             .and_then(|t| t.f_reshape([]))
             .map_err(|e| OpError::torch("log", e))?;
-        self.ctx.log(&name, v, options(&o))?;
+        self.target.log(&name, v, options(&o))?;
         Ok(())
     }
 }

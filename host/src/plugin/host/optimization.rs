@@ -6,15 +6,15 @@ use wasmtime::component::Resource;
 use crate::engine::optim::OptimizerSet;
 use crate::error::OpError;
 use crate::plugin::bindings::optimization;
-use crate::plugin::state::PluginState;
+use crate::plugin::views::OptimizationView;
 
 type R<T> = wasmtime::Result<T>;
 
-impl PluginState {
+impl OptimizationView<'_> {
     /// The optimizer set for a call of Lightning's closure (re-run by a plugin-run optimizer's
     /// step in automatic optimization, such as LBFGS): `zero_grad` of that optimizer, backward.
     fn closure_optim(&mut self, op: &str, index: Option<usize>) -> Result<&mut OptimizerSet, OpError> {
-        let in_closure = self.ctx.closure_of.is_some_and(|r| index.is_none_or(|i| i == r));
+        let in_closure = self.closure_of.is_some_and(|r| index.is_none_or(|i| i == r));
         self.optim_set(op, in_closure)
     }
 
@@ -23,7 +23,7 @@ impl PluginState {
     }
 
     fn optim_set(&mut self, op: &str, in_closure: bool) -> Result<&mut OptimizerSet, OpError> {
-        match self.ctx.optim.as_mut() {
+        match self.optim.as_deref_mut() {
             Some(o) if !o.automatic || in_closure => Ok(o),
             Some(_) => Err(OpError::new(
                 op,
@@ -34,10 +34,10 @@ impl PluginState {
     }
 }
 
-impl optimization::Host for PluginState {
+impl optimization::Host for OptimizationView<'_> {
     fn manual_backward(&mut self, loss: Resource<Tensor>) -> R<()> {
         let op = "manual_backward";
-        let l = self.tensor(&loss, op)?.shallow_clone();
+        let l = self.handles.tensor(&loss, op)?.shallow_clone();
         self.closure_optim(op, None)?.backward(&l, 1.0)?;
         Ok(())
     }
@@ -64,36 +64,36 @@ impl optimization::Host for PluginState {
 
     fn lr(&mut self, index: u32, group: u32) -> R<f64> {
         let op = "optimizer.lr";
-        let o = self.ctx.optim.as_ref().ok_or_else(|| OpError::new(op, "no optimizers yet"))?;
+        let o = self.optim.as_deref().ok_or_else(|| OpError::new(op, "no optimizers yet"))?;
         Ok(o.lr(index as usize, group as usize)?)
     }
 
     fn set_lr(&mut self, index: u32, group: u32, lr: f64) -> R<()> {
         let op = "optimizer.set_lr";
-        let o = self.ctx.optim.as_mut().ok_or_else(|| OpError::new(op, "no optimizers yet"))?;
+        let o = self.optim.as_deref_mut().ok_or_else(|| OpError::new(op, "no optimizers yet"))?;
         Ok(o.set_lr(index as usize, group as usize, lr)?)
     }
 
     fn momentum(&mut self, index: u32, group: u32) -> R<Option<f64>> {
         let op = "optimizer.momentum";
-        let o = self.ctx.optim.as_ref().ok_or_else(|| OpError::new(op, "no optimizers yet"))?;
+        let o = self.optim.as_deref().ok_or_else(|| OpError::new(op, "no optimizers yet"))?;
         Ok(o.momentum(index as usize, group as usize)?)
     }
 
     fn grads(&mut self, index: u32) -> R<Vec<Option<Resource<Tensor>>>> {
         let op = "optimizer.grads";
-        let o = self.ctx.optim.as_ref().ok_or_else(|| OpError::new(op, "no optimizers yet"))?;
+        let o = self.optim.as_deref().ok_or_else(|| OpError::new(op, "no optimizers yet"))?;
         let grads = o.checked_grads_of(index as usize)?;
         let mut out = Vec::with_capacity(grads.len());
         for g in grads {
-            out.push(if g.defined() { Some(self.push(g, "grad")?) } else { None });
+            out.push(if g.defined() { Some(self.handles.push(g, "grad")?) } else { None });
         }
         Ok(out)
     }
 
     fn set_momentum(&mut self, index: u32, group: u32, momentum: f64) -> R<()> {
         let op = "optimizer.set_momentum";
-        let o = self.ctx.optim.as_mut().ok_or_else(|| OpError::new(op, "no optimizers yet"))?;
+        let o = self.optim.as_deref_mut().ok_or_else(|| OpError::new(op, "no optimizers yet"))?;
         Ok(o.set_momentum(index as usize, group as usize, momentum)?)
     }
 }

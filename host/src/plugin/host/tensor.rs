@@ -13,7 +13,7 @@ use crate::engine::torch_ext::Draw;
 use crate::error::{torch_message, OpError, OpResult};
 use crate::plugin::bindings::tensor::{self, BinaryOp, CompareOp, ReduceOp, UnaryOp};
 use crate::plugin::bindings::types::{Dtype, Reduction};
-use crate::plugin::state::PluginState;
+use crate::plugin::views::TensorView;
 
 type R<T> = wasmtime::Result<T>;
 type H = Resource<Tensor>;
@@ -159,14 +159,14 @@ fn parse_safetensors(bytes: &[u8]) -> Result<Vec<(String, Tensor)>, String> {
     Ok(out)
 }
 
-impl PluginState {
+impl TensorView<'_> {
     fn dev(&self) -> Device {
-        self.ctx.creation_device
+        self.device
     }
 
     fn new_tensor(&mut self, op: &str, t: Result<Tensor, tch::TchError>) -> R<H> {
         let t = run(op, &[], t)?;
-        Ok(self.push(t, op)?)
+        Ok(self.handles.push(t, op)?)
     }
 
     /// A random tensor: from this instance's own generator if it has one (a DataLoader
@@ -179,9 +179,9 @@ impl PluginState {
         default: impl FnOnce() -> Result<Tensor, tch::TchError>,
     ) -> R<H> {
         let dev = self.dev();
-        let t = match self.generator.as_mut() {
+        let t = match self.generator.as_deref_mut() {
             Some(g) => {
-                let t = g.draw(what, shape).map_err(|e| OpError::new(op, e))?;
+                let t = g.draw(what, shape).map_err(|e| OpError::new(op, e.detail))?;
                 if dev == Device::Cpu {
                     Ok(t)
                 } else {
@@ -194,9 +194,9 @@ impl PluginState {
     }
 
     fn unary_with(&mut self, this: &H, op: &str, f: impl FnOnce(&Tensor) -> Result<Tensor, tch::TchError>) -> R<H> {
-        let a = self.tensor(this, op)?;
+        let a = self.handles.tensor(this, op)?;
         let out = run(op, &[a], f(a))?;
-        Ok(self.push(out, op)?)
+        Ok(self.handles.push(out, op)?)
     }
 
     fn binary_with(
@@ -206,14 +206,14 @@ impl PluginState {
         op: &str,
         f: impl FnOnce(&Tensor, &Tensor) -> Result<Tensor, tch::TchError>,
     ) -> R<H> {
-        let a = self.tensor(this, op)?;
-        let b = self.tensor(other, op)?;
+        let a = self.handles.tensor(this, op)?;
+        let b = self.handles.tensor(other, op)?;
         let out = run(op, &[a, b], f(a, b))?;
-        Ok(self.push(out, op)?)
+        Ok(self.handles.push(out, op)?)
     }
 
     fn many(&self, handles: &[H], op: &str) -> OpResult<Vec<Tensor>> {
-        handles.iter().map(|h| self.tensor(h, op).map(Tensor::shallow_clone)).collect()
+        handles.iter().map(|h| self.handles.tensor(h, op).map(Tensor::shallow_clone)).collect()
     }
 }
 
@@ -295,11 +295,11 @@ fn reduce(a: &Tensor, op: ReduceOp, dims: &[i64], keepdim: bool) -> Result<Tenso
     }
 }
 
-impl tensor::HostTensor for PluginState {
+impl tensor::HostTensor for TensorView<'_> {
     fn from_bytes(&mut self, data: Vec<u8>, dtype: Dtype, shape: Vec<i64>) -> R<H> {
         let op = "from_bytes";
         check_shape(op, &shape)?;
-        self.check_alloc(op, shape.iter().product())?;
+        self.handles.check_alloc(op, shape.iter().product())?;
         let d = dtype_in(dtype);
         let numel: i64 = shape.iter().product();
         if data.len() as i64 != numel * d.size() as i64 {
@@ -323,7 +323,7 @@ impl tensor::HostTensor for PluginState {
     fn from_f32(&mut self, data: Vec<f32>, shape: Vec<i64>) -> R<H> {
         let op = "from_f32";
         check_shape(op, &shape)?;
-        self.check_alloc(op, shape.iter().product())?;
+        self.handles.check_alloc(op, shape.iter().product())?;
         if data.len() as i64 != shape.iter().product::<i64>() {
             return Err(OpError::new(op, format!("{} values do not fill shape {shape:?}", data.len())).into());
         }
@@ -337,7 +337,7 @@ impl tensor::HostTensor for PluginState {
     fn from_i64(&mut self, data: Vec<i64>, shape: Vec<i64>) -> R<H> {
         let op = "from_i64";
         check_shape(op, &shape)?;
-        self.check_alloc(op, shape.iter().product())?;
+        self.handles.check_alloc(op, shape.iter().product())?;
         if data.len() as i64 != shape.iter().product::<i64>() {
             return Err(OpError::new(op, format!("{} values do not fill shape {shape:?}", data.len())).into());
         }
@@ -350,21 +350,21 @@ impl tensor::HostTensor for PluginState {
 
     fn zeros(&mut self, shape: Vec<i64>, dtype: Dtype) -> R<H> {
         check_shape("zeros", &shape)?;
-        self.check_alloc("zeros", shape.iter().product())?;
+        self.handles.check_alloc("zeros", shape.iter().product())?;
         let o = (dtype_in(dtype).kind(), self.dev());
         self.new_tensor("zeros", Tensor::f_zeros(&shape, o))
     }
 
     fn ones(&mut self, shape: Vec<i64>, dtype: Dtype) -> R<H> {
         check_shape("ones", &shape)?;
-        self.check_alloc("ones", shape.iter().product())?;
+        self.handles.check_alloc("ones", shape.iter().product())?;
         let o = (dtype_in(dtype).kind(), self.dev());
         self.new_tensor("ones", Tensor::f_ones(&shape, o))
     }
 
     fn full(&mut self, shape: Vec<i64>, value: f64, dtype: Dtype) -> R<H> {
         check_shape("full", &shape)?;
-        self.check_alloc("full", shape.iter().product())?;
+        self.handles.check_alloc("full", shape.iter().product())?;
         let o = (dtype_in(dtype).kind(), self.dev());
         self.new_tensor("full", Tensor::f_full(&shape, value, o))
     }
@@ -375,45 +375,46 @@ impl tensor::HostTensor for PluginState {
             return Err(OpError::new(op, format!("bad range {start}..{end} step {step}")).into());
         }
         let d = dtype_in(dtype);
-        self.check_alloc(op, (((end - start) / step).ceil().max(0.0) as i64).saturating_mul(d.size() as i64))?;
+        self.handles
+            .check_alloc(op, (((end - start) / step).ceil().max(0.0) as i64).saturating_mul(d.size() as i64))?;
         let o = (d.kind(), self.dev());
         self.new_tensor(op, Tensor::f_arange_start_step(start, end, step, o))
     }
 
     fn rand(&mut self, shape: Vec<i64>) -> R<H> {
         check_shape("rand", &shape)?;
-        self.check_alloc("rand", shape.iter().product())?;
+        self.handles.check_alloc("rand", shape.iter().product())?;
         let o = (Kind::Float, self.dev());
         self.random("rand", Draw::Rand, &shape, || Tensor::f_rand(&shape, o))
     }
 
     fn randn(&mut self, shape: Vec<i64>) -> R<H> {
         check_shape("randn", &shape)?;
-        self.check_alloc("randn", shape.iter().product())?;
+        self.handles.check_alloc("randn", shape.iter().product())?;
         let o = (Kind::Float, self.dev());
         self.random("randn", Draw::Randn, &shape, || Tensor::f_randn(&shape, o))
     }
 
     fn randint(&mut self, low: i64, high: i64, shape: Vec<i64>) -> R<H> {
         check_shape("randint", &shape)?;
-        self.check_alloc("randint", shape.iter().product())?;
+        self.handles.check_alloc("randint", shape.iter().product())?;
         let o = (Kind::Int64, self.dev());
         self.random("randint", Draw::Randint(low, high), &shape, || Tensor::f_randint_low(low, high, &shape, o))
     }
 
     fn randperm(&mut self, n: i64) -> R<H> {
         check_shape("randperm", &[n])?;
-        self.check_alloc("randperm", [n].iter().product())?;
+        self.handles.check_alloc("randperm", [n].iter().product())?;
         let o = (Kind::Int64, self.dev());
         self.random("randperm", Draw::Randperm, &[n], || Tensor::f_randperm(n, o))
     }
 
     fn randperm_seeded(&mut self, n: i64, seed: u64) -> R<H> {
         check_shape("randperm_seeded", &[n])?;
-        self.check_alloc("randperm_seeded", n)?;
+        self.handles.check_alloc("randperm_seeded", n)?;
         let t = crate::engine::torch_ext::Generator::seeded(seed)
             .and_then(|mut g| g.draw(Draw::Randperm, &[n]))
-            .map_err(|e| OpError::new("randperm_seeded", e))?;
+            .map_err(|e| OpError::new("randperm_seeded", e.detail))?;
         let dev = self.dev();
         self.new_tensor("randperm_seeded", if dev == Device::Cpu { Ok(t) } else { t.f_to_device(dev) })
     }
@@ -422,21 +423,21 @@ impl tensor::HostTensor for PluginState {
         let ts = self.many(&tensors, "cat")?;
         let refs: Vec<&Tensor> = ts.iter().collect();
         let out = run("cat", &refs, Tensor::f_cat(&ts, dim))?;
-        Ok(self.push(out, "cat")?)
+        Ok(self.handles.push(out, "cat")?)
     }
 
     fn stack(&mut self, tensors: Vec<H>, dim: i64) -> R<H> {
         let ts = self.many(&tensors, "stack")?;
         let refs: Vec<&Tensor> = ts.iter().collect();
         let out = run("stack", &refs, Tensor::f_stack(&ts, dim))?;
-        Ok(self.push(out, "stack")?)
+        Ok(self.handles.push(out, "stack")?)
     }
 
     fn load(&mut self, path: String) -> R<Vec<(String, H)>> {
         let op = "load";
         // The path is checked before anything else (a refused path says so, whatever its
         // extension).
-        data_file(self.ctx.data_dir.as_deref(), self.data_declined, &path)?;
+        data_file(self.data_dir, self.data_declined, &path)?;
         let full = Path::new(&path);
         let ext = full.extension().and_then(|e| e.to_str()).unwrap_or("");
         let file = full.file_name().and_then(|s| s.to_str()).unwrap_or("").trim_end_matches(".gz");
@@ -451,9 +452,9 @@ impl tensor::HostTensor for PluginState {
         // What the budget has left bounds the bytes read and the bytes inflated.
         // The bytes read (and inflated) are charged to the budget while they are held, and the
         // tensors made from them as they are made: a load never takes more than the budget.
-        let memory = Arc::clone(&self.budget.memory);
+        let memory = Arc::clone(&self.handles.budget.memory);
         let room = |m: &MemoryBudget| m.limit().saturating_sub(m.used());
-        let bytes = read_data_file(self.ctx.data_dir.as_deref(), self.data_declined, &path, room(&memory))?;
+        let bytes = read_data_file(self.data_dir, self.data_declined, &path, room(&memory))?;
         let _read = hold(&memory, bytes.len(), op, &path)?;
         let named = if file.ends_with("-ubyte") || file.ends_with(".idx") {
             let bytes = crate::datasets::idx::unpack(bytes, ext == "gz", room(&memory)).map_err(io)?;
@@ -475,7 +476,7 @@ impl tensor::HostTensor for PluginState {
         }
         for (name, t) in named {
             let t = run(op, &[], t.f_to_device(dev))?;
-            out.push((name, self.push(t, op)?));
+            out.push((name, self.handles.push(t, op)?));
         }
         Ok(out)
     }
@@ -488,7 +489,7 @@ impl tensor::HostTensor for PluginState {
         delimiter: String,
     ) -> R<Vec<(String, H)>> {
         let op = "load_csv";
-        data_file(self.ctx.data_dir.as_deref(), self.data_declined, &path).map_err(|e| OpError::new(op, e.detail))?;
+        data_file(self.data_dir, self.data_declined, &path).map_err(|e| OpError::new(op, e.detail))?;
         let mut chars = delimiter.chars();
         let (Some(delim), None) = (chars.next(), chars.next()) else {
             return Err(
@@ -499,14 +500,10 @@ impl tensor::HostTensor for PluginState {
             .iter()
             .map(|c| crate::datasets::csv::Column { name: c.name.clone(), kind: dtype_in(c.dtype).kind() })
             .collect();
-        let memory = Arc::clone(&self.budget.memory);
-        let bytes = read_data_file(
-            self.ctx.data_dir.as_deref(),
-            self.data_declined,
-            &path,
-            memory.limit().saturating_sub(memory.used()),
-        )
-        .map_err(|e| OpError::new(op, e.detail))?;
+        let memory = Arc::clone(&self.handles.budget.memory);
+        let bytes =
+            read_data_file(self.data_dir, self.data_declined, &path, memory.limit().saturating_sub(memory.used()))
+                .map_err(|e| OpError::new(op, e.detail))?;
         let _read = hold(&memory, bytes.len(), op, &path)?;
         // The parsed values: at most one per two bytes of text (a cell and its delimiter), 8
         // bytes each; a column is read once.
@@ -523,39 +520,39 @@ impl tensor::HostTensor for PluginState {
         let mut out = Vec::with_capacity(parsed.len());
         for (name, t) in parsed {
             let t = run(op, &[], t.f_to_device(dev))?;
-            out.push((name, self.push(t, op)?));
+            out.push((name, self.handles.push(t, op)?));
         }
         Ok(out)
     }
 
     fn share(&mut self, this: H) -> R<H> {
-        let t = self.tensor(&this, "share")?.shallow_clone();
-        Ok(self.push(t, "share")?)
+        let t = self.handles.tensor(&this, "share")?.shallow_clone();
+        Ok(self.handles.push(t, "share")?)
     }
 
     fn shape(&mut self, this: H) -> R<Vec<i64>> {
-        Ok(self.tensor(&this, "shape")?.size())
+        Ok(self.handles.tensor(&this, "shape")?.size())
     }
 
     fn dtype(&mut self, this: H) -> R<Dtype> {
-        let k = self.tensor(&this, "dtype")?.kind();
+        let k = self.handles.tensor(&this, "dtype")?.kind();
         Ok(dtype_out(k, "dtype")?)
     }
 
     fn device(&mut self, this: H) -> R<String> {
-        Ok(crate::context::device_name(self.tensor(&this, "device")?.device()))
+        Ok(crate::context::device_name(self.handles.tensor(&this, "device")?.device()))
     }
 
     fn numel(&mut self, this: H) -> R<i64> {
-        Ok(self.tensor(&this, "numel")?.numel() as i64)
+        Ok(self.handles.tensor(&this, "numel")?.numel() as i64)
     }
 
     fn requires_grad(&mut self, this: H) -> R<bool> {
-        Ok(self.tensor(&this, "requires_grad")?.requires_grad())
+        Ok(self.handles.tensor(&this, "requires_grad")?.requires_grad())
     }
 
     fn set_requires_grad(&mut self, this: H, requires_grad: bool) -> R<Result<(), String>> {
-        let t = self.tensor(&this, "requires_grad_")?;
+        let t = self.handles.tensor(&this, "requires_grad_")?;
         // torch's Python binding refuses this before the C++ call does nothing.
         if !requires_grad && !t.f_is_leaf().unwrap_or(true) {
             return Ok(Err("requires_grad_: you can only change requires_grad flags of leaf variables. If you want to use a computed variable in a subgraph that doesn't require differentiation use var_no_grad = var.detach().".into()));
@@ -564,17 +561,17 @@ impl tensor::HostTensor for PluginState {
     }
 
     fn grad(&mut self, this: H) -> R<Option<H>> {
-        let g = self.tensor(&this, "grad")?.grad();
+        let g = self.handles.tensor(&this, "grad")?.grad();
         if !g.defined() {
             return Ok(None);
         }
-        Ok(Some(self.push(g, "grad")?))
+        Ok(Some(self.handles.push(g, "grad")?))
     }
 
     fn set_grad(&mut self, this: H, grad: Option<H>) -> R<Result<(), String>> {
-        let t = self.tensor(&this, "grad")?;
-        let g = grad.as_ref().map(|g| self.tensor(g, "grad")).transpose()?;
-        Ok(crate::engine::torch_ext::set_grad(t, g).map_err(|e| format!("grad: {e}")))
+        let t = self.handles.tensor(&this, "grad")?;
+        let g = grad.as_ref().map(|g| self.handles.tensor(g, "grad")).transpose()?;
+        Ok(crate::engine::torch_ext::set_grad(t, g).map_err(|e| e.message()))
     }
 
     fn backward(
@@ -584,14 +581,14 @@ impl tensor::HostTensor for PluginState {
         retain_graph: bool,
         create_graph: bool,
     ) -> R<Result<(), String>> {
-        let t = self.tensor(&this, "backward")?;
-        let g = gradient.as_ref().map(|g| self.tensor(g, "backward")).transpose()?;
-        Ok(crate::engine::torch_ext::backward(t, g, retain_graph, create_graph).map_err(|e| format!("backward: {e}")))
+        let t = self.handles.tensor(&this, "backward")?;
+        let g = gradient.as_ref().map(|g| self.handles.tensor(g, "backward")).transpose()?;
+        Ok(crate::engine::torch_ext::backward(t, g, retain_graph, create_graph).map_err(|e| e.message()))
     }
 
     fn to_bytes(&mut self, this: H) -> R<Vec<u8>> {
         let op = "to_bytes";
-        let t = self.tensor(&this, op)?;
+        let t = self.handles.tensor(&this, op)?;
         let cpu = run(op, &[t], t.f_to_device(Device::Cpu).and_then(|c| c.f_contiguous()))?;
         let n = cpu.numel();
         let mut buf = vec![0u8; n * cpu.kind().elt_size_in_bytes()];
@@ -601,7 +598,7 @@ impl tensor::HostTensor for PluginState {
 
     fn to_f32_list(&mut self, this: H) -> R<Vec<f32>> {
         let op = "to_f32_list";
-        let t = self.tensor(&this, op)?;
+        let t = self.handles.tensor(&this, op)?;
         let cpu = run(
             op,
             &[t],
@@ -615,7 +612,7 @@ impl tensor::HostTensor for PluginState {
 
     fn to_i64_list(&mut self, this: H) -> R<Vec<i64>> {
         let op = "to_i64_list";
-        let t = self.tensor(&this, op)?;
+        let t = self.handles.tensor(&this, op)?;
         let cpu = run(
             op,
             &[t],
@@ -628,7 +625,7 @@ impl tensor::HostTensor for PluginState {
     }
 
     fn item(&mut self, this: H) -> R<f64> {
-        let t = self.tensor(&this, "item")?;
+        let t = self.handles.tensor(&this, "item")?;
         if t.numel() != 1 {
             return Err(OpError::new(
                 "item",
@@ -722,9 +719,10 @@ impl tensor::HostTensor for PluginState {
 
     fn where_self(&mut self, this: H, condition: H, other: H) -> R<H> {
         let op = "where";
-        let (a, c, b) = (self.tensor(&this, op)?, self.tensor(&condition, op)?, self.tensor(&other, op)?);
+        let (a, c, b) =
+            (self.handles.tensor(&this, op)?, self.handles.tensor(&condition, op)?, self.handles.tensor(&other, op)?);
         let out = run(op, &[a, c, b], a.f_where_self(c, b))?;
-        Ok(self.push(out, op)?)
+        Ok(self.handles.push(out, op)?)
     }
 
     fn clamp(&mut self, this: H, min: Option<f64>, max: Option<f64>) -> R<H> {
@@ -781,7 +779,7 @@ impl tensor::HostTensor for PluginState {
 
     fn chunk(&mut self, this: H, chunks: i64, dim: i64) -> R<Vec<H>> {
         let op = "chunk";
-        let a = self.tensor(&this, op)?;
+        let a = self.handles.tensor(&this, op)?;
         if chunks <= 0 {
             return Err(OpError::new(op, format!("chunks must be positive, got {chunks}")).into());
         }
@@ -796,7 +794,7 @@ impl tensor::HostTensor for PluginState {
             .map_err(|e| OpError::new(op, format!("input {:?}: {}", a.size(), torch_message(&e))))?;
         let mut out = Vec::with_capacity(parts.len());
         for p in parts {
-            out.push(self.push(p, op)?);
+            out.push(self.handles.push(p, op)?);
         }
         Ok(out)
     }
@@ -822,20 +820,19 @@ impl tensor::HostTensor for PluginState {
     }
 
     fn dropout(&mut self, this: H, p: f64) -> R<H> {
-        let training = self.ctx.training;
-        let a = self.tensor(&this, "dropout")?;
+        let training = self.training;
+        let a = self.handles.tensor(&this, "dropout")?;
         let out = layers::dropout(a, p, training)?;
-        Ok(self.push(out, "dropout")?)
+        Ok(self.handles.push(out, "dropout")?)
     }
 
     fn drop(&mut self, rep: H) -> R<()> {
-        let t = self.table.delete(rep)?;
-        self.release(&t);
+        drop(self.handles.take(rep)?);
         Ok(())
     }
 }
 
-impl tensor::Host for PluginState {
+impl tensor::Host for TensorView<'_> {
     fn cross_entropy(&mut self, input: H, target: H, r: Reduction, label_smoothing: f64) -> R<H> {
         self.binary_with(&input, &target, "cross_entropy", |x, y| {
             x.f_cross_entropy_loss(y, None::<Tensor>, reduction(r), -100, label_smoothing)

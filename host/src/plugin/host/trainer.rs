@@ -3,7 +3,7 @@
 use crate::context::Stage;
 use crate::plugin::bindings::trainer;
 use crate::plugin::bindings::types::Stage as WitStage;
-use crate::plugin::state::PluginState;
+use crate::plugin::views::TrainerView;
 
 type R<T> = wasmtime::Result<T>;
 
@@ -17,21 +17,21 @@ pub fn stage_out(s: Stage) -> WitStage {
     }
 }
 
-impl trainer::Host for PluginState {
+impl trainer::Host for TrainerView<'_> {
     fn current_epoch(&mut self) -> R<u64> {
-        Ok(self.ctx.current_epoch)
+        Ok(self.run.current_epoch)
     }
     fn global_step(&mut self) -> R<u64> {
-        Ok(self.ctx.global_step)
+        Ok(self.run.global_step)
     }
     fn current_stage(&mut self) -> R<WitStage> {
-        Ok(stage_out(self.ctx.stage))
+        Ok(stage_out(self.run.stage))
     }
     fn training(&mut self) -> R<bool> {
-        Ok(self.ctx.training)
+        Ok(self.run.training)
     }
     fn device(&mut self) -> R<String> {
-        Ok(self.ctx.device_name())
+        Ok(self.run.device_name())
     }
     fn fail(&mut self, message: String) -> R<()> {
         let mut message = message;
@@ -46,11 +46,11 @@ impl trainer::Host for PluginState {
     }
 
     fn max_epochs(&mut self) -> R<Option<u64>> {
-        Ok(self.ctx.max_epochs)
+        Ok(self.run.max_epochs)
     }
 
     fn fit_numbers(&mut self) -> R<trainer::LoopNumbers> {
-        let n = self.ctx.fit_numbers;
+        let n = self.run.fit_numbers;
         Ok(trainer::LoopNumbers {
             max_steps: n.max_steps,
             num_training_batches: n.num_training_batches,
@@ -62,17 +62,15 @@ impl trainer::Host for PluginState {
     }
 
     fn is_last_batch(&mut self) -> R<bool> {
-        Ok(self.ctx.is_last_batch)
+        Ok(self.run.is_last_batch)
     }
 
     fn current_batch(&mut self) -> R<Vec<wasmtime::component::Resource<tch::Tensor>>> {
-        let batch: Vec<tch::Tensor> = self.ctx.batch.iter().map(tch::Tensor::shallow_clone).collect();
+        let batch: Vec<tch::Tensor> = self.run.batch.iter().map(tch::Tensor::shallow_clone).collect();
         let mut out = Vec::with_capacity(batch.len());
         for t in batch {
-            out.push(self.push(t, "current_batch")?);
+            out.push(self.handles.push(t, "current_batch")?);
         }
         Ok(out)
     }
 }
-
-impl crate::plugin::bindings::types::Host for PluginState {}
