@@ -340,7 +340,7 @@ impl<'c> Trainer<'c> {
             st.early_stopping = Some(crate::callbacks::early_stopping::EarlyStopping::new(es.clone())?);
         }
         let resume_path = match &ckpt_spec {
-            Some(spec) => Some(ckpt::resolve(spec, self_checkpoint.dirpath.as_deref(), &st.root_dir)?),
+            Some(spec) => Some(ckpt::resolve(spec, self_checkpoint.resolved_dirpath().as_deref(), &st.root_dir)?),
             None => {
                 let found = ckpt::latest_hpc(&st.root_dir, &st.plugin_sha256);
                 if let Some(p) = &found {
@@ -516,7 +516,7 @@ impl<'c> Trainer<'c> {
         let limit = if stage == Stage::Test { self.cfg.limit_test_batches } else { self.cfg.limit_val_batches };
         let disabled = limit.is_zero() && self.cfg.fast_dev_run.batches().is_none();
         let ckpt_spec = self.ckpt_path.clone();
-        let dirpath = self.checkpoint.dirpath.clone();
+        let dirpath = self.checkpoint.resolved_dirpath();
         let mut st = self.state(module, None, p, limits, logger)?;
         restore_weights(&mut st, ckpt_spec.as_deref(), dirpath.as_deref())?;
         st.hook(Hook::Setup, None)?;
@@ -563,7 +563,7 @@ impl<'c> Trainer<'c> {
         let limits = LoopLimits::for_evaluation(&self.cfg)?;
         let data_name = data.name().to_string();
         let ckpt_spec = self.ckpt_path.clone();
-        let dirpath = self.checkpoint.dirpath.clone();
+        let dirpath = self.checkpoint.resolved_dirpath();
         let mut st = self.state(module, None, p, limits, None)?;
         restore_weights(&mut st, ckpt_spec.as_deref(), dirpath.as_deref())?;
         st.hook(Hook::Setup, None)?;

@@ -312,9 +312,79 @@ def plateaus():
     return out
 
 
+class StopAt(L.Callback):
+    """Sets `trainer.should_stop` once, at the end of training batch `batch` of epoch `epoch`."""
+
+    def __init__(self, epoch, batch):
+        self.at = (epoch, batch)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if (trainer.current_epoch, batch_idx) == self.at:
+            trainer.should_stop = True
+
+
+# Lightning's tests_pytorch/loops test_should_stop_mid_epoch (docs/lightning-tests/loops.md, CB): a stop asked for
+# inside an epoch ends it after a validation, or once min_epochs/min_steps allow. name: (Trainer arguments, the
+# (epoch, batch) where a callback asks to stop).
+STOPS = {
+    "stop_mid_epoch": ({"max_epochs": 3}, (0, 1)),
+    "stop_at_last_batch": ({"max_epochs": 3}, (0, 3)),
+    "stop_mid_epoch_min_epochs_2": ({"max_epochs": 4, "min_epochs": 2}, (0, 1)),
+    "stop_mid_epoch_min_steps_6": ({"max_epochs": 4, "min_steps": 6}, (0, 1)),
+}
+
+
+def stops():
+    out = {}
+    for name, (args, at) in STOPS.items():
+        L.seed_everything(0, verbose=False)
+        model = Counted()
+        trainer = L.Trainer(enable_checkpointing=False, callbacks=[StopAt(*at)], **QUIET, **args)
+        trainer.fit(model, datamodule=Points())
+        out[name] = {"trainer": args, "at": at, "global_step": trainer.global_step, "current_epoch": trainer.current_epoch,
+                     "counts": model.counts, "train_losses": model.train_losses}
+    return out
+
+
+class MetricsAt(L.Callback):
+    """What `trainer.callback_metrics` hold at each epoch-end hook."""
+
+    def __init__(self):
+        self.seen = []
+
+    def keep(self, trainer, hook):
+        self.seen.append({"hook": hook, "epoch": trainer.current_epoch,
+                          "metrics": {k: float(v) for k, v in trainer.callback_metrics.items()}})
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self.keep(trainer, "on_train_epoch_end")
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        self.keep(trainer, "on_validation_epoch_end")
+
+
+# Lightning's tests_pytorch/trainer/logging_ (docs/lightning-tests/logging.md, difference 1): callbacks read this
+# epoch's values at the epoch-end hooks. name: Trainer arguments.
+METRICS_AT = {
+    "metrics_at_epoch_ends": {"max_epochs": 2, "val_check_interval": 0.5},
+}
+
+
+def metrics_at():
+    out = {}
+    for name, args in METRICS_AT.items():
+        L.seed_everything(0, verbose=False)
+        cb = MetricsAt()
+        trainer = L.Trainer(enable_checkpointing=False, callbacks=[cb], **QUIET, **args)
+        trainer.fit(Regression(), datamodule=Points())
+        out[name] = {"trainer": args, "seen": cb.seen}
+    return out
+
+
 def main(path):
     out = {"lightning": L.__version__, "cases": {name: run(*case) for name, case in CASES.items()},
-           "checkpoints": checkpoints(), "resumes": resumes(), "plateaus": plateaus()}
+           "checkpoints": checkpoints(), "resumes": resumes(), "plateaus": plateaus(), "stops": stops(),
+           "metrics_at": metrics_at()}
     with open(path, "w") as f:
         json.dump(out, f, indent=1)
     print(f"wrote {path}: lightning {L.__version__}, {len(out['cases'])} cases")

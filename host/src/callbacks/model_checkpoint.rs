@@ -136,6 +136,21 @@ impl CheckpointConfig {
         (self.every_n_epochs.unwrap_or(0).max(0) as u64, self.every_n_train_steps.unwrap_or(0).max(0) as u64)
     }
 
+    /// `dirpath` with a leading `~` expanded to the user's home directory (Lightning's
+    /// `os.path.expanduser`); unset: None.
+    pub fn resolved_dirpath(&self) -> Option<PathBuf> {
+        let d = self.dirpath.as_ref()?;
+        let home = || std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from);
+        let mut parts = d.components();
+        match parts.next() {
+            Some(std::path::Component::Normal(first)) if first == "~" => match home() {
+                Some(h) => Some(h.join(parts.as_path())),
+                None => Some(d.clone()),
+            },
+            _ => Some(d.clone()),
+        }
+    }
+
     /// Refuses what Lightning's ModelCheckpoint refuses, with its messages.
     pub fn validate(&self) -> Result<()> {
         if !matches!(self.mode.as_str(), "min" | "max") {
@@ -282,7 +297,7 @@ pub struct Moment<'a> {
 impl ModelCheckpoint {
     pub fn new(cfg: CheckpointConfig, default_dir: &Path) -> Result<Self> {
         cfg.validate()?;
-        let dirpath = cfg.dirpath.clone().unwrap_or_else(|| default_dir.join("checkpoints"));
+        let dirpath = cfg.resolved_dirpath().unwrap_or_else(|| default_dir.join("checkpoints"));
         let dir = RunDir::open_existing(&dirpath);
         // A process killed mid-write leaves its temp file (lthost's own prefix, with its pid);
         // the finished files are whole. Only those of processes that are gone are removed.
@@ -901,6 +916,19 @@ mod tests {
         assert_eq!(p.paths, vec![dir.path().join("epoch=0-step=1-v1.ckpt")], "the counter versions it instead");
         std::fs::write(dir.path().join("last.ckpt"), b"an earlier run's").unwrap();
         assert_eq!(mc.side_path("last").unwrap(), dir.path().join("last-v1.ckpt"), "a signal's save too");
+    }
+
+    #[test]
+    fn a_dirpath_under_home_is_expanded() {
+        let at =
+            |d: &str| CheckpointConfig { dirpath: Some(d.into()), ..CheckpointConfig::default() }.resolved_dirpath();
+        let home = PathBuf::from(std::env::var_os("HOME").expect("HOME"));
+        assert_eq!(at("~/runs/ckpt"), Some(home.join("runs/ckpt")));
+        assert_eq!(at("~"), Some(home));
+        // Only a leading `~` component: `~user`, a `~` inside and relative paths stay.
+        assert_eq!(at("~other/x"), Some(PathBuf::from("~other/x")));
+        assert_eq!(at("a/~/b"), Some(PathBuf::from("a/~/b")));
+        assert_eq!(CheckpointConfig::default().resolved_dirpath(), None);
     }
 
     #[test]

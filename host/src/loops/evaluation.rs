@@ -168,7 +168,15 @@ pub fn run(
             st.val_has_run = true;
         }
     }
+    // Lightning's callback_metrics are computed when read, its epoch's end reached before the
+    // epoch-end hooks: they hold this run's epoch values there (a sanity run's only until it
+    // ends).
+    let before_sanity = (stage == Stage::SanityCheck).then(|| st.callback_metrics.clone());
+    st.callback_metrics.extend(read(&results.epoch_callback_metrics(), |_| true));
     st.hook(h.epoch_end, None)?;
+    if let Some(m) = before_sanity {
+        st.callback_metrics = m;
+    }
     results.add(std::mem::take(&mut st.ctx.logs), last_bs)?;
     let mut metrics = results.epoch_metrics();
     metrics.extend(results.step_metrics());

@@ -410,3 +410,99 @@ fn an_epoch_cut_short_does_not_step_reduce_lr_on_plateau() {
         assert!(close(lr, s["lr"].as_f64().expect("lr")), "{name}: lr {lr}, Lightning {}", s["lr"]);
     }
 }
+
+/// Asks to stop once, at the end of training batch `.1` of epoch `.0`.
+struct StopAt(u64, u64);
+
+impl crate::callbacks::Callback for StopAt {
+    fn name(&self) -> &str {
+        "StopAt"
+    }
+    fn on_hook(
+        &mut self,
+        hook: crate::hooks::Hook,
+        info: &crate::callbacks::HookInfo<'_>,
+    ) -> anyhow::Result<crate::callbacks::CallbackAction> {
+        let here = hook == crate::hooks::Hook::OnTrainBatchEnd
+            && info.current_epoch == self.0
+            && info.batch_idx == Some(self.1);
+        Ok(crate::callbacks::CallbackAction { stop: here.then(|| "asked".into()), ..Default::default() })
+    }
+}
+
+#[test]
+fn a_stop_asked_inside_an_epoch_ends_it_as_in_lightning() {
+    // tests/reference/native_reference.py `stops()`: Lightning's test_should_stop_mid_epoch and
+    // its min_epochs/min_steps variants.
+    let want = reference();
+    let cases = want["stops"].as_object().expect("stops");
+    assert_eq!(cases.len(), 4);
+    for (name, case) in cases {
+        let _one = serial();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut t = Trainer::new(lightning_config(dir.path(), case["trainer"].as_object().expect("args")), None);
+        let at: Vec<u64> = serde_json::from_value(case["at"].clone()).expect("at");
+        t.callbacks.push(Box::new(StopAt(at[0], at[1])));
+        let mut m = Regression::new();
+        let report = t.fit(&mut m, &mut Points::default(), &serde_json::json!({})).expect("fit");
+        assert_eq!(report.global_step, case["global_step"], "{name}: global_step");
+        assert_eq!(report.epochs, case["current_epoch"], "{name}: current_epoch");
+        for (hook, n) in case["counts"].as_object().expect("counts") {
+            assert_eq!(count(&m, hook) as u64, n.as_u64().expect("count"), "{name}: {hook}");
+        }
+        let losses: Vec<f64> = serde_json::from_value(case["train_losses"].clone()).expect("losses");
+        assert_eq!(m.losses.len(), losses.len(), "{name}: training steps");
+        assert!(m.losses.iter().zip(&losses).all(|(g, w)| close(*g, *w)), "{name}: {:?} vs {losses:?}", m.losses);
+    }
+}
+
+/// What callback_metrics hold at each epoch-end hook: (hook, epoch, metrics).
+type Seen = std::rc::Rc<std::cell::RefCell<Vec<(String, u64, std::collections::BTreeMap<String, f64>)>>>;
+
+struct MetricsAt(Seen);
+
+impl crate::callbacks::Callback for MetricsAt {
+    fn name(&self) -> &str {
+        "MetricsAt"
+    }
+    fn on_hook(
+        &mut self,
+        hook: crate::hooks::Hook,
+        info: &crate::callbacks::HookInfo<'_>,
+    ) -> anyhow::Result<crate::callbacks::CallbackAction> {
+        use crate::hooks::Hook;
+        if matches!(hook, Hook::OnTrainEpochEnd | Hook::OnValidationEpochEnd) {
+            let kept = (hook.name().to_string(), info.current_epoch, info.callback_metrics.clone());
+            self.0.borrow_mut().push(kept);
+        }
+        Ok(crate::callbacks::CallbackAction::default())
+    }
+}
+
+#[test]
+fn callbacks_read_this_epochs_values_at_its_end_hooks() {
+    // tests/reference/native_reference.py `metrics_at()`: trainer.callback_metrics at every
+    // on_train_epoch_end and on_validation_epoch_end (the sanity check's included).
+    let want = reference();
+    for (name, case) in want["metrics_at"].as_object().expect("metrics_at") {
+        let _one = serial();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut t = Trainer::new(lightning_config(dir.path(), case["trainer"].as_object().expect("args")), None);
+        let seen = Seen::default();
+        t.callbacks.push(Box::new(MetricsAt(std::rc::Rc::clone(&seen))));
+        t.fit(&mut Regression::new(), &mut Points::default(), &serde_json::json!({})).expect("fit");
+        let want = case["seen"].as_array().expect("seen");
+        let got = seen.borrow();
+        assert_eq!(got.len(), want.len(), "{name}: epoch-end hooks");
+        for (i, ((hook, epoch, metrics), w)) in got.iter().zip(want).enumerate() {
+            assert_eq!((hook.as_str(), *epoch), (w["hook"].as_str().expect("hook"), w["epoch"].as_u64().expect("e")));
+            let w = w["metrics"].as_object().expect("metrics");
+            let keys: Vec<&String> = metrics.keys().collect();
+            assert_eq!(keys, w.keys().collect::<Vec<_>>(), "{name}: #{i} {hook} at epoch {epoch}");
+            for (k, v) in w {
+                let v = v.as_f64().expect("f64");
+                assert!(close(metrics[k], v), "{name}: #{i} {hook}: {k} = {} (Lightning {v})", metrics[k]);
+            }
+        }
+    }
+}
