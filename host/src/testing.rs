@@ -43,6 +43,8 @@ pub struct Regression {
     pub plateau_on: Option<&'static str>,
     /// `training_step` returns None (after logging its loss) at even batch indices.
     pub none_even: bool,
+    /// `training_step` logs `step` = 10 · global_step + 1, on the step only.
+    pub log_step: bool,
     /// `validation_step` fails at this (epoch, batch index).
     pub fail_validation_at: Option<(u64, u64)>,
     /// Every training step's loss.
@@ -57,6 +59,7 @@ impl Regression {
             end_epoch_at: None,
             fail_validation_at: None,
             none_even: false,
+            log_step: false,
             plateau_on: None,
             losses: Vec::new(),
             params: None,
@@ -135,6 +138,18 @@ impl Module for Regression {
         self.call("training_step");
         let loss = self.loss(batch)?;
         Self::log(ctx, "train_loss", &loss)?;
+        if self.log_step {
+            let step = Tensor::f_from_slice(&[10.0 * ctx.global_step as f32 + 1.0])?.f_reshape([])?;
+            let opts = LogOptions {
+                prog_bar: false,
+                logger: true,
+                on_step: None,
+                on_epoch: Some(false),
+                reduce_fx: ReduceFx::Mean,
+                batch_size: None,
+            };
+            ctx.log("step", step, opts).map_err(|e| anyhow!(e))?;
+        }
         self.losses.push(loss.f_double_value(&[])?);
         Ok(if self.none_even && batch_idx % 2 == 0 { None } else { Some(loss) })
     }

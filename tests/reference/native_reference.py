@@ -32,6 +32,7 @@ class Regression(L.LightningModule):
         self.bias = torch.nn.Parameter(torch.zeros(1))
         self.train_losses = []
         self.none_even = False  # training_step returns None at even batch indices
+        self.log_step = False  # training_step logs `step` (10 * global_step + 1), on the step only
 
     def loss(self, batch):
         x, y = batch
@@ -40,6 +41,8 @@ class Regression(L.LightningModule):
     def training_step(self, batch, batch_idx):
         loss = self.loss(batch)
         self.log("train_loss", loss, on_epoch=True)
+        if self.log_step:
+            self.log("step", float(10 * self.global_step + 1))
         self.train_losses.append(loss.item())
         if self.none_even and batch_idx % 2 == 0:
             return None
@@ -381,10 +384,39 @@ def metrics_at():
     return out
 
 
+# The CSV logger's rows (docs/lightning-tests/logging.md): each row's step, epoch and values. name: (Trainer arguments,
+# module attributes).
+ROWS = {
+    "rows_plain": ({"max_epochs": 2, "log_every_n_steps": 2, "val_check_interval": 0.5}, {}),
+    # a logged `step` is the row's step, and such a row has no epoch column (Lightning's log_metrics)
+    "rows_logged_step": ({"max_epochs": 2, "log_every_n_steps": 2}, {"log_step": True}),
+}
+
+
+def rows():
+    from lightning.pytorch.loggers import CSVLogger
+    out = {}
+    for name, (args, module_args) in ROWS.items():
+        with tempfile.TemporaryDirectory() as d:
+            L.seed_everything(0, verbose=False)
+            model = Regression()
+            for k, v in module_args.items():
+                setattr(model, k, v)
+            logger = CSVLogger(d, name="lightning_logs")
+            trainer = L.Trainer(enable_checkpointing=False, logger=logger, enable_progress_bar=False,
+                                enable_model_summary=False, accelerator="cpu", devices=1, **args)
+            trainer.fit(model, datamodule=Points())
+            import csv
+            with open(os.path.join(logger.log_dir, "metrics.csv")) as f:
+                table = [{k: float(v) for k, v in r.items() if v != ""} for r in csv.DictReader(f)]
+        out[name] = {"trainer": args, "module": module_args, "rows": table}
+    return out
+
+
 def main(path):
     out = {"lightning": L.__version__, "cases": {name: run(*case) for name, case in CASES.items()},
            "checkpoints": checkpoints(), "resumes": resumes(), "plateaus": plateaus(), "stops": stops(),
-           "metrics_at": metrics_at()}
+           "metrics_at": metrics_at(), "rows": rows()}
     with open(path, "w") as f:
         json.dump(out, f, indent=1)
     print(f"wrote {path}: lightning {L.__version__}, {len(out['cases'])} cases")

@@ -246,13 +246,16 @@ impl LoopState<'_> {
             return Ok(());
         }
         let mut m = metrics.clone();
-        let logged_step = m.remove("step");
-        let step = match logged_step {
-            Some(s) if with_epoch && s.is_finite() => s.max(0.0) as u64,
-            _ => step,
-        };
+        let mut step = step;
         if with_epoch {
-            m.entry("epoch".into()).or_insert(self.ctx.current_epoch as f64);
+            // Lightning's log_metrics without a step: a logged `step` is the row's step (and
+            // the row gets no epoch column of its own), else the current epoch is added.
+            match m.remove("step").filter(|s| s.is_finite()) {
+                Some(s) => step = s.max(0.0) as u64,
+                None => {
+                    m.entry("epoch".into()).or_insert(self.ctx.current_epoch as f64);
+                }
+            }
         }
         self.logged_metrics.extend(metrics.clone());
         if let Some(l) = self.logger.as_mut() {

@@ -506,3 +506,47 @@ fn callbacks_read_this_epochs_values_at_its_end_hooks() {
         }
     }
 }
+
+/// A metrics.csv as rows of its non-empty cells.
+fn csv_rows(path: &Path) -> Vec<std::collections::BTreeMap<String, f64>> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().expect("a header").split(',').collect();
+    lines
+        .map(|l| {
+            header
+                .iter()
+                .zip(l.split(','))
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(k, v)| (k.to_string(), v.parse::<f64>().unwrap_or_else(|e| panic!("{k}={v}: {e}"))))
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn the_csv_loggers_rows_are_lightnings() {
+    // tests/reference/native_reference.py `rows()`: Lightning's CSVLogger rows (step, epoch,
+    // values), a logged `step` included.
+    let want = reference();
+    for (name, case) in want["rows"].as_object().expect("rows") {
+        let _one = serial();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut cfg = lightning_config(dir.path(), case["trainer"].as_object().expect("args"));
+        cfg.logger = true;
+        let mut t = Trainer::new(cfg, None);
+        let mut m = Regression::new();
+        m.log_step = case["module"]["log_step"].as_bool().unwrap_or(false);
+        let report = t.fit(&mut m, &mut Points::default(), &serde_json::json!({})).expect("fit");
+        let got = csv_rows(&report.log_dir.expect("a log dir").join("metrics.csv"));
+        let want = case["rows"].as_array().expect("rows");
+        assert_eq!(got.len(), want.len(), "{name}: rows {got:?}");
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            let w = w.as_object().expect("row");
+            assert_eq!(g.keys().collect::<Vec<_>>(), w.keys().collect::<Vec<_>>(), "{name}: row {i}");
+            for (k, v) in w {
+                assert!(close(g[k], v.as_f64().expect("f64")), "{name}: row {i} {k} = {} (Lightning {v})", g[k]);
+            }
+        }
+    }
+}
