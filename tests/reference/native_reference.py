@@ -350,14 +350,18 @@ def stops():
 
 
 class MetricsAt(L.Callback):
-    """What `trainer.callback_metrics` hold at each epoch-end hook."""
+    """What `trainer.callback_metrics` and `logged_metrics` hold at each epoch-end hook and at the end."""
 
     def __init__(self):
         self.seen = []
 
     def keep(self, trainer, hook):
         self.seen.append({"hook": hook, "epoch": trainer.current_epoch,
-                          "metrics": {k: float(v) for k, v in trainer.callback_metrics.items()}})
+                          "metrics": {k: float(v) for k, v in trainer.callback_metrics.items()},
+                          "logged": {k: float(v) for k, v in trainer.logged_metrics.items()}})
+
+    def on_train_end(self, trainer, pl_module):
+        self.keep(trainer, "on_train_end")
 
     def on_train_epoch_end(self, trainer, pl_module):
         self.keep(trainer, "on_train_epoch_end")
@@ -370,6 +374,8 @@ class MetricsAt(L.Callback):
 # epoch's values at the epoch-end hooks. name: Trainer arguments.
 METRICS_AT = {
     "metrics_at_epoch_ends": {"max_epochs": 2, "val_check_interval": 0.5},
+    # logged_metrics between logger rows (logging.md row 7, difference 2)
+    "metrics_at_no_rows": {"max_epochs": 1, "limit_val_batches": 0, "log_every_n_steps": 50},
 }
 
 

@@ -32,9 +32,11 @@ impl Stateful for EvaluationLoop {
 
 #[derive(Debug, Default, Clone)]
 pub struct EvalMetrics {
-    /// Everything logged (for callbacks and the summary).
+    /// Everything logged: the epoch values and the last batch's step values, `logger=False`
+    /// ones included.
     pub all: BTreeMap<String, f64>,
-    /// What goes to the loggers.
+    /// What goes to the loggers: Lightning's `trainer.validate`/`test` results, and the table
+    /// `lthost validate`/`test` prints.
     pub logged: BTreeMap<String, f64>,
     /// What the progress bar shows.
     pub prog_bar: BTreeMap<String, f64>,
@@ -171,11 +173,13 @@ pub fn run(
     // Lightning's callback_metrics are computed when read, its epoch's end reached before the
     // epoch-end hooks: they hold this run's epoch values there (a sanity run's only until it
     // ends).
-    let before_sanity = (stage == Stage::SanityCheck).then(|| st.callback_metrics.clone());
+    let before_sanity = (stage == Stage::SanityCheck).then(|| (st.callback_metrics.clone(), st.logged_metrics.clone()));
     st.callback_metrics.extend(read(&results.epoch_callback_metrics(), |_| true));
+    st.logged_metrics.extend(read(&results.epoch_metrics(), |r| r.logger));
     st.hook(h.epoch_end, None)?;
-    if let Some(m) = before_sanity {
-        st.callback_metrics = m;
+    if let Some((callback, logged)) = before_sanity {
+        st.callback_metrics = callback;
+        st.logged_metrics = logged;
     }
     results.add(std::mem::take(&mut st.ctx.logs), last_bs)?;
     let mut metrics = results.epoch_metrics();

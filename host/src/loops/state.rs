@@ -96,8 +96,11 @@ impl LoopState<'_> {
     pub fn hook(&mut self, hook: Hook, batch_idx: Option<u64>) -> Result<i32> {
         if hook.owner() != Owner::Module && !self.callbacks.is_empty() && hook == Hook::OnTrainBatchEnd {
             // Callbacks see this batch's values: the one host sync, and only with callbacks.
+            // (Lightning computes callback_metrics and logged_metrics when read.)
             let step = crate::connectors::logger::read(&self.train_results.step_callback_metrics(), |_| true);
             self.callback_metrics.extend(step);
+            let logged = crate::connectors::logger::read(&self.train_results.step_metrics(), |r| r.logger);
+            self.logged_metrics.extend(logged);
         }
         tracing::trace!(
             hook = hook.name(),

@@ -393,6 +393,7 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: &mut Option<DataLoa
     // epoch end reached before on_train_epoch_end); again after it, with what it logged.
     st.callback_metrics.extend(read(&st.train_results.step_metrics(), |_| true));
     st.callback_metrics.extend(read(&st.train_results.epoch_callback_metrics(), |_| true));
+    st.logged_metrics.extend(read(&st.train_results.epoch_metrics(), |r| r.logger));
     st.hook(Hook::OnTrainEpochEnd, None)?;
     st.train_results.add(std::mem::take(&mut st.ctx.logs), last_bs)?;
     let epoch = st.train_results.epoch_metrics();

@@ -1,0 +1,104 @@
+//! What callbacks and loggers get beside Lightning's: callback_metrics and logged_metrics at
+//! the epoch-end hooks, the CSV logger's rows.
+use super::*;
+
+/// What callback_metrics and logged_metrics hold at each epoch-end hook and at the end:
+/// (hook, epoch, callback_metrics, logged_metrics).
+type Metrics = std::collections::BTreeMap<String, f64>;
+type Seen = std::rc::Rc<std::cell::RefCell<Vec<(String, u64, Metrics, Metrics)>>>;
+
+struct MetricsAt(Seen);
+
+impl crate::callbacks::Callback for MetricsAt {
+    fn name(&self) -> &str {
+        "MetricsAt"
+    }
+    fn on_hook(
+        &mut self,
+        hook: crate::hooks::Hook,
+        info: &crate::callbacks::HookInfo<'_>,
+    ) -> anyhow::Result<crate::callbacks::CallbackAction> {
+        use crate::hooks::Hook;
+        if matches!(hook, Hook::OnTrainEpochEnd | Hook::OnValidationEpochEnd | Hook::OnTrainEnd) {
+            let (callback, logged) = (info.callback_metrics.clone(), info.logged_metrics.clone());
+            let kept = (hook.name().to_string(), info.current_epoch, callback, logged);
+            self.0.borrow_mut().push(kept);
+        }
+        Ok(crate::callbacks::CallbackAction::default())
+    }
+}
+
+#[test]
+fn callbacks_read_this_epochs_values_at_its_end_hooks() {
+    // tests/reference/native_reference.py `metrics_at()`: trainer.callback_metrics and
+    // logged_metrics at every on_train_epoch_end and on_validation_epoch_end (the sanity
+    // check's included) and at on_train_end.
+    let want = reference();
+    for (name, case) in want["metrics_at"].as_object().expect("metrics_at") {
+        let _one = serial();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut t = Trainer::new(lightning_config(dir.path(), case["trainer"].as_object().expect("args")), None);
+        let seen = Seen::default();
+        t.callbacks.push(Box::new(MetricsAt(std::rc::Rc::clone(&seen))));
+        t.fit(&mut Regression::new(), &mut Points::default(), &serde_json::json!({})).expect("fit");
+        let want = case["seen"].as_array().expect("seen");
+        let got = seen.borrow();
+        assert_eq!(got.len(), want.len(), "{name}: epoch-end hooks");
+        for (i, ((hook, epoch, callback, logged), w)) in got.iter().zip(want).enumerate() {
+            assert_eq!((hook.as_str(), *epoch), (w["hook"].as_str().expect("hook"), w["epoch"].as_u64().expect("e")));
+            for (which, metrics) in [("metrics", callback), ("logged", logged)] {
+                let w = w[which].as_object().expect("metrics");
+                let keys: Vec<&String> = metrics.keys().collect();
+                assert_eq!(keys, w.keys().collect::<Vec<_>>(), "{name}: #{i} {hook} at epoch {epoch}: {which}");
+                for (k, v) in w {
+                    let v = v.as_f64().expect("f64");
+                    assert!(close(metrics[k], v), "{name}: #{i} {hook}: {which} {k} = {} (Lightning {v})", metrics[k]);
+                }
+            }
+        }
+    }
+}
+
+/// A metrics.csv as rows of its non-empty cells.
+fn csv_rows(path: &Path) -> Vec<std::collections::BTreeMap<String, f64>> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().expect("a header").split(',').collect();
+    lines
+        .map(|l| {
+            header
+                .iter()
+                .zip(l.split(','))
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(k, v)| (k.to_string(), v.parse::<f64>().unwrap_or_else(|e| panic!("{k}={v}: {e}"))))
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn the_csv_loggers_rows_are_lightnings() {
+    // tests/reference/native_reference.py `rows()`: Lightning's CSVLogger rows (step, epoch,
+    // values), a logged `step` included.
+    let want = reference();
+    for (name, case) in want["rows"].as_object().expect("rows") {
+        let _one = serial();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut cfg = lightning_config(dir.path(), case["trainer"].as_object().expect("args"));
+        cfg.logger = true;
+        let mut t = Trainer::new(cfg, None);
+        let mut m = Regression::new();
+        m.log_step = case["module"]["log_step"].as_bool().unwrap_or(false);
+        let report = t.fit(&mut m, &mut Points::default(), &serde_json::json!({})).expect("fit");
+        let got = csv_rows(&report.log_dir.expect("a log dir").join("metrics.csv"));
+        let want = case["rows"].as_array().expect("rows");
+        assert_eq!(got.len(), want.len(), "{name}: rows {got:?}");
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            let w = w.as_object().expect("row");
+            assert_eq!(g.keys().collect::<Vec<_>>(), w.keys().collect::<Vec<_>>(), "{name}: row {i}");
+            for (k, v) in w {
+                assert!(close(g[k], v.as_f64().expect("f64")), "{name}: row {i} {k} = {} (Lightning {v})", g[k]);
+            }
+        }
+    }
+}

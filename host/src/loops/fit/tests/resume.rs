@@ -1,0 +1,67 @@
+//! Resumed runs beside Lightning's: the hooks they call (Lightning's resume cases RS-a..g).
+use super::*;
+
+#[test]
+fn a_resumed_run_calls_the_hooks_lightning_does() {
+    // tests/reference/native_reference.py `resumes()`: Lightning's resume cases (loops.md RS-a..d).
+    // lthost differs where a checkpoint predates the end of its epoch (taken at the last batch's
+    // end with a validation due): lthost runs that validation and finishes the epoch (its
+    // on_train_epoch_end and epoch metrics, as the uninterrupted run does); Lightning counts the
+    // epoch done without them and also skips the next epoch's on_train_epoch_start.
+    // (case, count, lthost minus Lightning):
+    let differs: &[(&str, &str, i64)] = &[
+        ("rs_b_last_batch_val_due", "on_train_epoch_start", 1),
+        ("rs_b_last_batch_val_due", "on_train_epoch_end", 1),
+        ("rs_b_last_batch_val_due", "on_validation_start", 1),
+        ("rs_b_last_batch_val_due", "validation_step", 2),
+        // A validation cut by a failure runs again from its first batch (its epoch mean is
+        // the uninterrupted run's); Lightning continues it from the failed batch.
+        ("rs_e_failure_in_mid_epoch_validation", "validation_step", 1),
+        ("rs_f_failure_in_epoch_end_validation", "validation_step", 1),
+        ("rs_g_save_on_exception", "validation_step", 1),
+    ];
+    let want = reference();
+    let cases = want["resumes"].as_object().expect("resumes");
+    assert_eq!(cases.len(), 7);
+    for (name, case) in cases {
+        let _one = serial();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let saves = dir.path().join("saves");
+        let mut first = case["first"].as_object().cloned().expect("first fit's arguments");
+        first.insert("num_sanity_val_steps".into(), 0.into());
+        let mut checkpoint: CheckpointConfig =
+            serde_json::from_value(case["checkpoint"].clone()).expect("ModelCheckpoint's arguments");
+        checkpoint.dirpath = Some(saves.clone());
+        let fails =
+            case["fail_val_at"].as_array().map(|a| (a[0].as_u64().expect("epoch"), a[1].as_u64().expect("batch")));
+        let mut m = Regression::new();
+        m.fail_validation_at = fails;
+        let first_fit = try_fit(lightning_config(dir.path(), &first), &mut m, Some(checkpoint), None);
+        assert_eq!(first_fit.is_err(), fails.is_some(), "{name}: the first fit fails where asked");
+        let mut saved: Vec<String> = std::fs::read_dir(&saves)
+            .expect("saves")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into())
+            .collect();
+        saved.sort();
+        assert_eq!(serde_json::to_value(&saved).expect("names"), case["saved"], "{name}: the first fit's files");
+        first.insert("max_epochs".into(), case["max_epochs"].clone());
+        let root = tempfile::tempdir().expect("tempdir");
+        let mut m = Regression::new();
+        let file = saves.join(case["file"].as_str().expect("file"));
+        let mut t = Trainer::new(lightning_config(root.path(), &first), None);
+        t.ckpt_path = Some(file.display().to_string());
+        let end = AtTrainEnd::attach(&mut t);
+        let report = t.fit(&mut m, &mut Points::default(), &serde_json::json!({})).expect("resumed fit");
+        assert_eq!(report.global_step, case["global_step"], "{name}: global_step");
+        // The step logged values get: after a resume from inside a batch's validation, that
+        // batch's step counts once.
+        let stepped = end.borrow().as_ref().map(|e| e.batches_that_stepped);
+        assert_eq!(stepped, case["batches_that_stepped"].as_u64(), "{name}: _batches_that_stepped");
+        for (hook, n) in case["counts"].as_object().expect("counts") {
+            let delta = differs.iter().find(|d| d.0 == name && d.1 == hook).map_or(0, |d| d.2);
+            let want = n.as_i64().expect("count") + delta;
+            assert_eq!(count(&m, hook) as i64, want, "{name}: {hook} (Lightning {n}, lthost's difference {delta})");
+        }
+    }
+}
