@@ -1,9 +1,13 @@
 //! The fit loop's tests on the native module (`crate::testing`), beside its Lightning twin.
+use std::cell::RefCell;
 use std::path::Path;
+use std::rc::Rc;
 
 use crate::callbacks::early_stopping::EarlyStoppingConfig;
 use crate::callbacks::model_checkpoint::{CheckpointConfig, SaveLast};
+use crate::callbacks::{Callback, CallbackAction, HookInfo};
 use crate::config::{Limit, TrainerConfig, ValCheckInterval};
+use crate::hooks::Hook;
 use crate::testing::{serial, Points, Regression};
 use crate::trainer::{FitReport, Trainer};
 
@@ -282,6 +286,11 @@ fn lightning_config(dir: &Path, args: &serde_json::Map<String, serde_json::Value
     serde_json::from_value(all).expect("Lightning's Trainer arguments")
 }
 
+/// A Trainer with a reference case's Lightning Trainer arguments (`case["trainer"]`).
+fn twin_trainer(dir: &Path, case: &serde_json::Value) -> Trainer<'static> {
+    Trainer::new(lightning_config(dir, case["trainer"].as_object().expect("Trainer arguments")), None)
+}
+
 /// What a run leaves at `on_train_end`.
 #[derive(Default)]
 struct TrainEnd {
@@ -290,35 +299,33 @@ struct TrainEnd {
     scheduler: Option<(serde_json::Value, f64)>,
 }
 
-/// Keeps [`TrainEnd`].
-struct AtTrainEnd(std::rc::Rc<std::cell::RefCell<Option<TrainEnd>>>);
+/// A host callback made of a closure: the tests' probes.
+struct Probe<F>(F);
 
-impl AtTrainEnd {
-    fn attach(t: &mut Trainer) -> std::rc::Rc<std::cell::RefCell<Option<TrainEnd>>> {
-        let kept = std::rc::Rc::default();
-        t.callbacks.push(Box::new(AtTrainEnd(std::rc::Rc::clone(&kept))));
-        kept
+impl<F: FnMut(Hook, &HookInfo<'_>) -> anyhow::Result<CallbackAction>> Callback for Probe<F> {
+    fn name(&self) -> &str {
+        "Probe"
+    }
+    fn on_hook(&mut self, hook: Hook, info: &HookInfo<'_>) -> anyhow::Result<CallbackAction> {
+        (self.0)(hook, info)
     }
 }
 
-impl crate::callbacks::Callback for AtTrainEnd {
-    fn name(&self) -> &str {
-        "AtTrainEnd"
-    }
-    fn on_hook(
-        &mut self,
-        hook: crate::hooks::Hook,
-        info: &crate::callbacks::HookInfo<'_>,
-    ) -> anyhow::Result<crate::callbacks::CallbackAction> {
-        if hook == crate::hooks::Hook::OnTrainEnd {
+/// What `t`'s run leaves at `on_train_end`, once it ran.
+fn at_train_end(t: &mut Trainer) -> Rc<RefCell<Option<TrainEnd>>> {
+    let kept: Rc<RefCell<Option<TrainEnd>>> = Rc::default();
+    let into = Rc::clone(&kept);
+    t.callbacks.push(Box::new(Probe(move |hook, info: &HookInfo<'_>| {
+        if hook == Hook::OnTrainEnd {
             let scheduler = match info.optim {
                 Some(o) if !o.schedulers.is_empty() => Some((o.schedulers[0].scheduler.state(), o.lr(0, 0)?)),
                 _ => None,
             };
-            *self.0.borrow_mut() = Some(TrainEnd { batches_that_stepped: info.batches_that_stepped, scheduler });
+            *into.borrow_mut() = Some(TrainEnd { batches_that_stepped: info.batches_that_stepped, scheduler });
         }
-        Ok(crate::callbacks::CallbackAction::default())
-    }
+        Ok(CallbackAction::default())
+    })));
+    kept
 }
 
 mod epoch_ends;

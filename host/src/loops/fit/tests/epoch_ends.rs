@@ -12,8 +12,8 @@ fn an_epoch_cut_short_does_not_step_reduce_lr_on_plateau() {
     for (name, case) in cases {
         let _one = serial();
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut t = Trainer::new(lightning_config(dir.path(), case["trainer"].as_object().expect("args")), None);
-        let state = AtTrainEnd::attach(&mut t);
+        let mut t = twin_trainer(dir.path(), case);
+        let state = at_train_end(&mut t);
         let mut m = Regression::new();
         m.plateau_on = Some(if case["monitor"] == "val_loss" { "val_loss" } else { "train_loss_epoch" });
         let report = t.fit(&mut m, &mut Points::default(), &serde_json::json!({})).expect("fit");
@@ -27,25 +27,6 @@ fn an_epoch_cut_short_does_not_step_reduce_lr_on_plateau() {
     }
 }
 
-/// Asks to stop once, at the end of training batch `.1` of epoch `.0`.
-struct StopAt(u64, u64);
-
-impl crate::callbacks::Callback for StopAt {
-    fn name(&self) -> &str {
-        "StopAt"
-    }
-    fn on_hook(
-        &mut self,
-        hook: crate::hooks::Hook,
-        info: &crate::callbacks::HookInfo<'_>,
-    ) -> anyhow::Result<crate::callbacks::CallbackAction> {
-        let here = hook == crate::hooks::Hook::OnTrainBatchEnd
-            && info.current_epoch == self.0
-            && info.batch_idx == Some(self.1);
-        Ok(crate::callbacks::CallbackAction { stop: here.then(|| "asked".into()), ..Default::default() })
-    }
-}
-
 #[test]
 fn a_stop_asked_inside_an_epoch_ends_it_as_in_lightning() {
     // tests/reference/native_reference.py `stops()`: Lightning's test_should_stop_mid_epoch and
@@ -56,9 +37,13 @@ fn a_stop_asked_inside_an_epoch_ends_it_as_in_lightning() {
     for (name, case) in cases {
         let _one = serial();
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut t = Trainer::new(lightning_config(dir.path(), case["trainer"].as_object().expect("args")), None);
+        let mut t = twin_trainer(dir.path(), case);
         let at: Vec<u64> = serde_json::from_value(case["at"].clone()).expect("at");
-        t.callbacks.push(Box::new(StopAt(at[0], at[1])));
+        // Asks to stop once, at the end of that training batch.
+        t.callbacks.push(Box::new(Probe(move |hook, info: &HookInfo<'_>| {
+            let here = hook == Hook::OnTrainBatchEnd && info.current_epoch == at[0] && info.batch_idx == Some(at[1]);
+            Ok(CallbackAction { stop: here.then(|| "asked".into()), ..CallbackAction::default() })
+        })));
         let mut m = Regression::new();
         let report = t.fit(&mut m, &mut Points::default(), &serde_json::json!({})).expect("fit");
         assert_eq!(report.global_step, case["global_step"], "{name}: global_step");

@@ -5,28 +5,7 @@ use super::*;
 /// What callback_metrics and logged_metrics hold at each epoch-end hook and at the end:
 /// (hook, epoch, callback_metrics, logged_metrics).
 type Metrics = std::collections::BTreeMap<String, f64>;
-type Seen = std::rc::Rc<std::cell::RefCell<Vec<(String, u64, Metrics, Metrics)>>>;
-
-struct MetricsAt(Seen);
-
-impl crate::callbacks::Callback for MetricsAt {
-    fn name(&self) -> &str {
-        "MetricsAt"
-    }
-    fn on_hook(
-        &mut self,
-        hook: crate::hooks::Hook,
-        info: &crate::callbacks::HookInfo<'_>,
-    ) -> anyhow::Result<crate::callbacks::CallbackAction> {
-        use crate::hooks::Hook;
-        if matches!(hook, Hook::OnTrainEpochEnd | Hook::OnValidationEpochEnd | Hook::OnTrainEnd) {
-            let (callback, logged) = (info.callback_metrics.clone(), info.logged_metrics.clone());
-            let kept = (hook.name().to_string(), info.current_epoch, callback, logged);
-            self.0.borrow_mut().push(kept);
-        }
-        Ok(crate::callbacks::CallbackAction::default())
-    }
-}
+type Seen = Rc<RefCell<Vec<(String, u64, Metrics, Metrics)>>>;
 
 #[test]
 fn callbacks_read_this_epochs_values_at_its_end_hooks() {
@@ -37,9 +16,16 @@ fn callbacks_read_this_epochs_values_at_its_end_hooks() {
     for (name, case) in want["metrics_at"].as_object().expect("metrics_at") {
         let _one = serial();
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut t = Trainer::new(lightning_config(dir.path(), case["trainer"].as_object().expect("args")), None);
+        let mut t = twin_trainer(dir.path(), case);
         let seen = Seen::default();
-        t.callbacks.push(Box::new(MetricsAt(std::rc::Rc::clone(&seen))));
+        let into = Rc::clone(&seen);
+        t.callbacks.push(Box::new(Probe(move |hook, info: &HookInfo<'_>| {
+            if matches!(hook, Hook::OnTrainEpochEnd | Hook::OnValidationEpochEnd | Hook::OnTrainEnd) {
+                let (callback, logged) = (info.callback_metrics.clone(), info.logged_metrics.clone());
+                into.borrow_mut().push((hook.name().to_string(), info.current_epoch, callback, logged));
+            }
+            Ok(CallbackAction::default())
+        })));
         t.fit(&mut Regression::new(), &mut Points::default(), &serde_json::json!({})).expect("fit");
         let want = case["seen"].as_array().expect("seen");
         let got = seen.borrow();

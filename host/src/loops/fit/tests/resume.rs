@@ -51,7 +51,7 @@ fn a_resumed_run_calls_the_hooks_lightning_does() {
         let file = saves.join(case["file"].as_str().expect("file"));
         let mut t = Trainer::new(lightning_config(root.path(), &first), None);
         t.ckpt_path = Some(file.display().to_string());
-        let end = AtTrainEnd::attach(&mut t);
+        let end = at_train_end(&mut t);
         let report = t.fit(&mut m, &mut Points::default(), &serde_json::json!({})).expect("resumed fit");
         assert_eq!(report.global_step, case["global_step"], "{name}: global_step");
         // The step logged values get: after a resume from inside a batch's validation, that
