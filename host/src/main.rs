@@ -449,7 +449,9 @@ fn run(cmd: Command, signal: Arc<AtomicUsize>) -> Result<Option<i32>> {
         Stage::Validate | Stage::Test => {
             let m = trainer.evaluate(&mut module, &mut data, &hparams, stage)?;
             let title = if stage == Stage::Test { "Test metric" } else { "Validate metric" };
-            println!("\n{title:<24} DataLoader 0");
+            if !m.logged.is_empty() {
+                println!("\n{title:<24} DataLoader 0");
+            }
             // Lightning's results table: the epoch values sent to the loggers.
             for (k, v) in &m.logged {
                 println!("{k:<24} {v}");

@@ -429,7 +429,8 @@ impl<'c> Trainer<'c> {
                 let bp = st.loops.fit_loop.epoch_loop.batch_progress.current;
                 let done = if in_epoch { bp.completed as usize } else { 0 };
                 // A validation the failure cut is due again (Lightning finishes it).
-                let mut pos = checkpointing::position(&st, done, in_epoch && st.val_due_pending);
+                let completed = bp.completed == bp.started;
+                let mut pos = checkpointing::position(&st, done, in_epoch && completed && st.val_due_pending);
                 // A batch that completed and stepped but failed after (in its validation):
                 // its step counts, as in the saves after it.
                 if in_epoch && st.step_pending && bp.completed == bp.started {

@@ -363,6 +363,13 @@ class MetricsAt(L.Callback):
     def on_train_end(self, trainer, pl_module):
         self.keep(trainer, "on_train_end")
 
+    def on_sanity_check_end(self, trainer, pl_module):
+        self.keep(trainer, "on_sanity_check_end")
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if (trainer.current_epoch, batch_idx) == (0, 0):  # the sanity run's values are gone (test_sanity_metrics_are_reset)
+            self.keep(trainer, "on_train_batch_start")
+
     def on_train_epoch_end(self, trainer, pl_module):
         self.keep(trainer, "on_train_epoch_end")
 

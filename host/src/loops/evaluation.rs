@@ -171,16 +171,10 @@ pub fn run(
         }
     }
     // Lightning's callback_metrics are computed when read, its epoch's end reached before the
-    // epoch-end hooks: they hold this run's epoch values there (a sanity run's only until it
-    // ends).
-    let before_sanity = (stage == Stage::SanityCheck).then(|| (st.callback_metrics.clone(), st.logged_metrics.clone()));
+    // epoch-end hooks: they hold this run's epoch values there.
     st.callback_metrics.extend(read(&results.epoch_callback_metrics(), |_| true));
     st.logged_metrics.extend(read(&results.epoch_metrics(), |r| r.logger));
     st.hook(h.epoch_end, None)?;
-    if let Some((callback, logged)) = before_sanity {
-        st.callback_metrics = callback;
-        st.logged_metrics = logged;
-    }
     results.add(std::mem::take(&mut st.ctx.logs), last_bs)?;
     let mut metrics = results.epoch_metrics();
     metrics.extend(results.step_metrics());
@@ -190,12 +184,11 @@ pub fn run(
         prog_bar: read(&metrics, |r| r.prog_bar),
         batches,
     };
-    if stage != Stage::SanityCheck {
-        // Lightning's callback_metrics after an evaluation run: its epoch values only (a
-        // step value of the last batch is not one), forked ones under their bare name too.
-        st.callback_metrics.extend(read(&results.epoch_callback_metrics(), |_| true));
-        st.progress_bar_metrics.extend(out.prog_bar.clone());
-    }
+    // Lightning's callback_metrics after an evaluation run: its epoch values only (a step
+    // value of the last batch is not one), forked ones under their bare name too (a sanity
+    // run's until the sanity check ends).
+    st.callback_metrics.extend(read(&results.epoch_callback_metrics(), |_| true));
+    st.progress_bar_metrics.extend(out.prog_bar.clone());
     st.bar.on_eval_end(&out.prog_bar);
     if let Some(step) = log_step {
         st.log_metrics(&out.logged, step)?;
@@ -215,9 +208,13 @@ pub fn sanity_check(st: &mut LoopState<'_>, loader: &DataLoader) -> Result<()> {
     if steps == 0 {
         return Ok(());
     }
+    // Lightning's `reset_metrics` before and after: the sanity run's values are seen by its
+    // own hooks only.
+    st.clear_metrics();
     st.hook(Hook::OnSanityCheckStart, None)?;
     run(st, loader, Stage::SanityCheck, steps, During::Own, None)?;
     st.hook(Hook::OnSanityCheckEnd, None)?;
+    st.clear_metrics();
     // Lightning's `_reset_progress(val_loop)`: the sanity check's batches are not counted.
     st.loops.fit_loop.epoch_loop.val_loop = EvaluationLoop::default();
     Ok(())

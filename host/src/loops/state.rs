@@ -96,11 +96,7 @@ impl LoopState<'_> {
     pub fn hook(&mut self, hook: Hook, batch_idx: Option<u64>) -> Result<i32> {
         if hook.owner() != Owner::Module && !self.callbacks.is_empty() && hook == Hook::OnTrainBatchEnd {
             // Callbacks see this batch's values: the one host sync, and only with callbacks.
-            // (Lightning computes callback_metrics and logged_metrics when read.)
-            let step = crate::connectors::logger::read(&self.train_results.step_callback_metrics(), |_| true);
-            self.callback_metrics.extend(step);
-            let logged = crate::connectors::logger::read(&self.train_results.step_metrics(), |r| r.logger);
-            self.logged_metrics.extend(logged);
+            self.take_step_metrics();
         }
         tracing::trace!(
             hook = hook.name(),
@@ -120,6 +116,23 @@ impl LoopState<'_> {
         let result = self.module.hook(&mut self.ctx, hook, batch_idx);
         self.ctx.current_hook = previous;
         result
+    }
+
+    /// The training step's values into callback_metrics (bare names of forked ones too) and
+    /// logged_metrics, each value read once (Lightning computes both when read).
+    pub fn take_step_metrics(&mut self) {
+        let values = crate::connectors::logger::read(&self.train_results.step_callback_metrics(), |_| true);
+        let logged = self.train_results.step_metrics().into_iter().filter(|(_, _, r)| r.logger);
+        let logged: Vec<(String, f64)> = logged.filter_map(|(k, _, _)| values.get(&k).map(|v| (k, *v))).collect();
+        self.logged_metrics.extend(logged);
+        self.callback_metrics.extend(values);
+    }
+
+    /// Lightning's `reset_metrics`: callback, logged and progress-bar metrics emptied.
+    pub fn clear_metrics(&mut self) {
+        self.callback_metrics.clear();
+        self.logged_metrics.clear();
+        self.progress_bar_metrics.clear();
     }
 
     /// The evaluation loop running `stage` now.
@@ -251,9 +264,11 @@ impl LoopState<'_> {
         let mut m = metrics.clone();
         let mut step = step;
         if with_epoch {
-            // Lightning's log_metrics without a step: a logged `step` is the row's step (and
-            // the row gets no epoch column of its own), else the current epoch is added.
-            match m.remove("step").filter(|s| s.is_finite()) {
+            // Lightning's log_metrics without a step (training and epoch rows): a logged `step`
+            // is the row's step (and the row gets no epoch column of its own), else the current
+            // epoch is added. A negative one is written as 0 (steps are unsigned here).
+            match m.remove("step") {
+                Some(s) if !s.is_finite() => anyhow::bail!("a logged `step` must be a finite number, got {s}"),
                 Some(s) => step = s.max(0.0) as u64,
                 None => {
                     m.entry("epoch".into()).or_insert(self.ctx.current_epoch as f64);

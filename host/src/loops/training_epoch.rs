@@ -293,6 +293,9 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: &mut Option<DataLoa
             Some(l) => Some(l.shallow_clone()),
             None => None,
         };
+        // A signal that stops a plugin inside this hook counts the batch done: a validation
+        // due after it is due then too.
+        st.val_due_pending = val.is_some() && should_validate(st, val.as_ref(), idx, last);
         st.hook(Hook::OnTrainBatchEnd, i)?;
         st.batch_loss = None;
         st.ctx.batch.clear();
@@ -343,8 +346,7 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: &mut Option<DataLoa
         if let (Some(v), true) = (val.as_ref(), val_due && st.limits.val_batches > 0) {
             // Lightning's callback_metrics hold this batch's values when validation starts
             // (its own values then win on a shared name): one read per validation run.
-            let train_step = read(&st.train_results.step_callback_metrics(), |_| true);
-            st.callback_metrics.extend(train_step);
+            st.take_step_metrics();
             let step = st.loops.fit_loop.epoch_loop.batches_that_stepped;
             // Lightning zeroes the grads before it only outside an accumulation window
             // (`on_validation_model_zero_grad` when `not _should_accumulate()`).
@@ -391,6 +393,7 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: &mut Option<DataLoa
     }
     // What callback_metrics hold at the epoch's end (Lightning computes them when read, its
     // epoch end reached before on_train_epoch_end); again after it, with what it logged.
+    st.take_step_metrics();
     st.callback_metrics.extend(read(&st.train_results.step_metrics(), |_| true));
     st.callback_metrics.extend(read(&st.train_results.epoch_callback_metrics(), |_| true));
     st.logged_metrics.extend(read(&st.train_results.epoch_metrics(), |r| r.logger));

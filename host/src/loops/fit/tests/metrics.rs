@@ -11,7 +11,8 @@ type Seen = Rc<RefCell<Vec<(String, u64, Metrics, Metrics)>>>;
 fn callbacks_read_this_epochs_values_at_its_end_hooks() {
     // tests/reference/native_reference.py `metrics_at()`: trainer.callback_metrics and
     // logged_metrics at every on_train_epoch_end and on_validation_epoch_end (the sanity
-    // check's included) and at on_train_end.
+    // check's included), at on_sanity_check_end, at the first on_train_batch_start (the sanity
+    // run's values gone: Lightning's test_sanity_metrics_are_reset) and at on_train_end.
     let want = reference();
     for (name, case) in want["metrics_at"].as_object().expect("metrics_at") {
         let _one = serial();
@@ -20,7 +21,9 @@ fn callbacks_read_this_epochs_values_at_its_end_hooks() {
         let seen = Seen::default();
         let into = Rc::clone(&seen);
         t.callbacks.push(Box::new(Probe(move |hook, info: &HookInfo<'_>| {
-            if matches!(hook, Hook::OnTrainEpochEnd | Hook::OnValidationEpochEnd | Hook::OnTrainEnd) {
+            let first_batch = hook == Hook::OnTrainBatchStart && (info.current_epoch, info.batch_idx) == (0, Some(0));
+            let end = matches!(hook, Hook::OnTrainEpochEnd | Hook::OnValidationEpochEnd | Hook::OnTrainEnd);
+            if end || first_batch || hook == Hook::OnSanityCheckEnd {
                 let (callback, logged) = (info.callback_metrics.clone(), info.logged_metrics.clone());
                 into.borrow_mut().push((hook.name().to_string(), info.current_epoch, callback, logged));
             }
