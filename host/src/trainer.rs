@@ -433,7 +433,7 @@ impl<'c> Trainer<'c> {
                 let mut pos = checkpointing::position(&st, done, in_epoch && completed && st.val_due_pending);
                 // A batch that completed and stepped but failed after (in its validation):
                 // its step counts, as in the saves after it.
-                if in_epoch && st.step_pending && bp.completed == bp.started {
+                if in_epoch && st.step_pending && completed {
                     pos.loops.fit_loop.epoch_loop.batches_that_stepped += 1;
                 }
                 let epoch = st.ctx.current_epoch;

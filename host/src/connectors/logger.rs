@@ -121,6 +121,24 @@ impl ResultCollection {
         with_bare_names(self.epoch_metrics(), &self.forked, "_epoch")
     }
 
+    /// The step values read once each: Lightning's callback view of them (forked ones under
+    /// their bare name too, as [`Self::step_callback_metrics`]) and those for the loggers.
+    pub fn read_step(&self) -> (BTreeMap<String, f64>, BTreeMap<String, f64>) {
+        let (mut callback, mut logged) = (BTreeMap::new(), BTreeMap::new());
+        for (k, (v, r)) in &self.step {
+            let Ok(x) = v.f_double_value(&[]) else { continue };
+            if r.logger {
+                logged.insert(k.clone(), x);
+            }
+            callback.insert(k.clone(), x);
+            // After the key itself: `name_step` sorts after `name`, so the bare name wins.
+            if let Some(name) = k.strip_suffix("_step").filter(|n| self.forked.contains(*n)) {
+                callback.insert(name.to_string(), x);
+            }
+        }
+        (callback, logged)
+    }
+
     pub fn clear_step(&mut self) {
         self.step.clear();
     }

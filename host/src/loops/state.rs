@@ -121,11 +121,9 @@ impl LoopState<'_> {
     /// The training step's values into callback_metrics (bare names of forked ones too) and
     /// logged_metrics, each value read once (Lightning computes both when read).
     pub fn take_step_metrics(&mut self) {
-        let values = crate::connectors::logger::read(&self.train_results.step_callback_metrics(), |_| true);
-        let logged = self.train_results.step_metrics().into_iter().filter(|(_, _, r)| r.logger);
-        let logged: Vec<(String, f64)> = logged.filter_map(|(k, _, _)| values.get(&k).map(|v| (k, *v))).collect();
+        let (callback, logged) = self.train_results.read_step();
         self.logged_metrics.extend(logged);
-        self.callback_metrics.extend(values);
+        self.callback_metrics.extend(callback);
     }
 
     /// Lightning's `reset_metrics`: callback, logged and progress-bar metrics emptied.

@@ -394,7 +394,6 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: &mut Option<DataLoa
     // What callback_metrics hold at the epoch's end (Lightning computes them when read, its
     // epoch end reached before on_train_epoch_end); again after it, with what it logged.
     st.take_step_metrics();
-    st.callback_metrics.extend(read(&st.train_results.step_metrics(), |_| true));
     st.callback_metrics.extend(read(&st.train_results.epoch_callback_metrics(), |_| true));
     st.logged_metrics.extend(read(&st.train_results.epoch_metrics(), |r| r.logger));
     st.hook(Hook::OnTrainEpochEnd, None)?;
