@@ -21,6 +21,22 @@ void lthost_set_deterministic(int enabled) {
 
 int lthost_deterministic() { return at::globalContext().deterministicAlgorithms() ? 1 : 0; }
 
+// torch.set_float32_matmul_precision / get_float32_matmul_precision: 0 "highest", 1 "high",
+// 2 "medium" (the caller checks the name).
+void lthost_set_matmul_precision(int level) {
+  at::globalContext().setFloat32MatmulPrecision(level == 2 ? "medium" : level == 1 ? "high" : "highest");
+}
+int lthost_matmul_precision() {
+  switch (at::globalContext().float32MatmulPrecision()) {
+    case at::Float32MatmulPrecision::MEDIUM:
+      return 2;
+    case at::Float32MatmulPrecision::HIGH:
+      return 1;
+    default:
+      return 0;
+  }
+}
+
 void* lthost_inference_mode_enter(int enabled) { return new c10::InferenceMode(enabled != 0); }
 
 void lthost_inference_mode_exit(void* guard) { delete static_cast<c10::InferenceMode*>(guard); }

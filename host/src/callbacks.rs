@@ -30,6 +30,8 @@ pub use progress_bar::ProgressBar;
 pub struct HookInfo<'a> {
     pub stage: Stage,
     pub batch_idx: Option<u64>,
+    /// The batch's DataLoader when its split has several (Lightning's `dataloader_idx`).
+    pub dataloader_idx: Option<u32>,
     pub current_epoch: u64,
     pub global_step: u64,
     /// Lightning's `trainer.callback_metrics`.

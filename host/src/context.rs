@@ -47,6 +47,8 @@ pub enum ReduceFx {
 #[derive(Debug)]
 pub struct LogRecord {
     pub name: String,
+    /// The hook that logged it (Lightning's `fx`).
+    pub hook: Option<Hook>,
     pub value: Tensor,
     pub prog_bar: bool,
     pub logger: bool,
@@ -54,7 +56,26 @@ pub struct LogRecord {
     pub on_epoch: bool,
     pub reduce_fx: ReduceFx,
     pub batch_size: Option<u32>,
+    /// The DataLoader it was logged under, when its split has several (Lightning's
+    /// `_Metadata.dataloader_idx`, kept whether or not the name carries it).
+    pub dataloader_idx: Option<u32>,
+    /// Whether the name gets `/dataloader_idx_<i>` (Lightning's `add_dataloader_idx`).
+    pub add_dataloader_idx: bool,
 }
+
+impl LogRecord {
+    /// The name as the results show it: `name` (or its forked `name_step`/`name_epoch`,
+    /// `fork`) with the DataLoader's suffix when it gets one (Lightning's `_forked_name`).
+    pub fn shown(&self, fork: &str) -> String {
+        match (self.add_dataloader_idx, self.dataloader_idx) {
+            (true, Some(i)) => format!("{}{fork}{DATALOADER_SUFFIX}{i}", self.name),
+            _ => format!("{}{fork}", self.name),
+        }
+    }
+}
+
+/// Lightning's `DATALOADER_SUFFIX`, before the index.
+pub const DATALOADER_SUFFIX: &str = "/dataloader_idx_";
 
 /// Options as the plugin gave them; `None` takes Lightning's default for the hook.
 #[derive(Debug, Clone, Copy)]
@@ -65,6 +86,8 @@ pub struct LogOptions {
     pub on_epoch: Option<bool>,
     pub reduce_fx: ReduceFx,
     pub batch_size: Option<u32>,
+    /// Lightning's `add_dataloader_idx` (true by default).
+    pub add_dataloader_idx: bool,
 }
 
 pub struct RunContext {
@@ -99,16 +122,20 @@ pub struct RunContext {
     pub optim: Option<OptimizerSet>,
     /// Every metric name logged so far in the run (bounded: [`MAX_METRIC_NAMES`]).
     pub metric_names: std::collections::BTreeSet<String>,
+    /// Lightning's `dataloader_idx` of the evaluation batch being processed, when its split
+    /// has several DataLoaders (`_current_dataloader_idx`); None otherwise.
+    pub dataloader_idx: Option<u32>,
 }
 
 /// A fit's loop numbers as Lightning's Trainer exposes them (`trainer.num_training_batches`,
 /// ...): what plugins compute `estimated_stepping_batches` from.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct FitNumbers {
     pub max_steps: Option<u64>,
     /// None: inf (a stream of unknown length, not limited by an integer).
     pub num_training_batches: Option<u64>,
-    pub num_val_batches: Option<u64>,
+    /// Per validation DataLoader (None: inf).
+    pub num_val_batches: Vec<Option<u64>>,
     pub accumulate_grad_batches: u64,
     pub log_every_n_steps: u64,
     pub check_val_every_n_epoch: Option<u64>,
@@ -152,6 +179,7 @@ impl Default for RunContext {
             closure_of: None,
             optim: None,
             metric_names: Default::default(),
+            dataloader_idx: None,
         }
     }
 }
@@ -162,6 +190,8 @@ pub struct LogTarget<'a> {
     pub hook: Option<Hook>,
     pub logs: &'a mut Vec<LogRecord>,
     pub metric_names: &'a mut std::collections::BTreeSet<String>,
+    /// The batch's DataLoader when its split has several.
+    pub dataloader_idx: Option<u32>,
 }
 
 impl LogTarget<'_> {
@@ -170,17 +200,29 @@ impl LogTarget<'_> {
     pub fn log(&mut self, name: &str, value: Tensor, opts: LogOptions) -> Result<(), OpError> {
         let hook = self.hook.map(Hook::name).unwrap_or("this hook");
         check_metric_name(name)?;
-        if !self.metric_names.contains(name) {
+        // Lightning keeps users from writing the DataLoader's index into a name themselves.
+        if opts.add_dataloader_idx && name.contains(DATALOADER_SUFFIX) {
+            return Err(OpError::new(
+                "log",
+                format!("You called `self.log` with the key `{name}` but it should not contain information about `dataloader_idx` when `add_dataloader_idx=True`"),
+            ));
+        }
+        let shown = match (opts.add_dataloader_idx, self.dataloader_idx) {
+            (true, Some(i)) => format!("{name}{DATALOADER_SUFFIX}{i}"),
+            _ => name.to_string(),
+        };
+        check_metric_name(&shown)?;
+        if !self.metric_names.contains(&shown) {
             if self.metric_names.len() >= MAX_METRIC_NAMES {
                 return Err(OpError::new(
                     "log",
                     format!(
-                        "`{name}` would be the run's {}th metric name; a run may log at most {MAX_METRIC_NAMES}",
+                        "`{shown}` would be the run's {}th metric name; a run may log at most {MAX_METRIC_NAMES}",
                         MAX_METRIC_NAMES + 1
                     ),
                 ));
             }
-            self.metric_names.insert(name.to_string());
+            self.metric_names.insert(shown);
         }
         if self.logs.len() >= MAX_LOGS_PER_HOOK {
             return Err(OpError::new(
@@ -207,6 +249,7 @@ impl LogTarget<'_> {
         }
         self.logs.push(LogRecord {
             name: name.to_string(),
+            hook: self.hook,
             value: value.f_detach().map_err(|e| OpError::torch("log", e))?,
             prog_bar: opts.prog_bar,
             logger: opts.logger,
@@ -214,6 +257,8 @@ impl LogTarget<'_> {
             on_epoch,
             reduce_fx: opts.reduce_fx,
             batch_size: opts.batch_size,
+            dataloader_idx: self.dataloader_idx,
+            add_dataloader_idx: opts.add_dataloader_idx,
         });
         Ok(())
     }
@@ -227,7 +272,12 @@ impl RunContext {
 
     /// Where the running hook's `self.log` calls go, apart from the rest of the context.
     pub fn log_target(&mut self) -> LogTarget<'_> {
-        LogTarget { hook: self.current_hook, logs: &mut self.logs, metric_names: &mut self.metric_names }
+        LogTarget {
+            hook: self.current_hook,
+            logs: &mut self.logs,
+            metric_names: &mut self.metric_names,
+            dataloader_idx: self.dataloader_idx,
+        }
     }
 
     /// A string naming a device the way torch prints it.

@@ -449,19 +449,13 @@ fn run(cmd: Command, signal: Arc<AtomicUsize>) -> Result<Option<i32>> {
         Stage::Validate | Stage::Test => {
             let m = trainer.evaluate(&mut module, &mut data, &hparams, stage)?;
             let title = if stage == Stage::Test { "Test metric" } else { "Validate metric" };
-            if !m.logged.is_empty() {
-                println!("\n{title:<24} DataLoader 0");
-            }
-            // Lightning's results table: the epoch values sent to the loggers.
-            for (k, v) in &m.logged {
-                println!("{k:<24} {v}");
-            }
+            print!("{}", lthost::loops::evaluation::results_table(title, &m.per_dataloader));
         }
         Stage::Predict | Stage::SanityCheck => {
             // Each prediction goes to disk as it comes: memory holds one batch.
             let dir = cfg.trainer.default_root_dir.clone();
             let mut writer = lthost::loops::prediction_writer::PredictionWriter::new(&dir)?;
-            trainer.predict_into(&mut module, &mut data, &hparams, &mut |t| writer.push(&t))?;
+            trainer.predict_into(&mut module, &mut data, &hparams, &mut |p| writer.push_prediction(&p))?;
             let n = writer.finish("predictions.safetensors")?;
             let path = dir.join("predictions.safetensors");
             println!("wrote {n} batches of predictions to {}", path.display());

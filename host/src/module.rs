@@ -206,9 +206,12 @@ pub trait WorkerFactory: Send + Sync {
 pub trait DataModule {
     fn name(&self) -> &str;
     fn setup(&mut self, ctx: &mut RunContext, stage: Stage, hparams: &Value) -> Result<()>;
-    fn dataset(&mut self, ctx: &mut RunContext, split: Split) -> Result<Option<DatasetSpec>>;
-    /// The split's streaming source, asked for when `dataset` gives none.
-    fn stream(&mut self, _ctx: &mut RunContext, _split: Split) -> Result<Option<StreamSpec>> {
+    /// DataLoader `index` of the split (Lightning's list of `val_dataloader()`s): the loops
+    /// ask 0, 1, ... until neither this nor [`DataModule::stream`] gives one; index 0 asks
+    /// the DataModule anew. The train split has one.
+    fn dataset(&mut self, ctx: &mut RunContext, split: Split, index: u32) -> Result<Option<DatasetSpec>>;
+    /// DataLoader `index`'s streaming source, asked for when `dataset` gives none.
+    fn stream(&mut self, _ctx: &mut RunContext, _split: Split, _index: u32) -> Result<Option<StreamSpec>> {
         Ok(None)
     }
     /// Lightning's `state_dict`: bytes kept in checkpoints.

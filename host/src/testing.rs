@@ -47,6 +47,11 @@ pub struct Regression {
     pub log_step: bool,
     /// `validation_step` fails at this (epoch, batch index).
     pub fail_validation_at: Option<(u64, u64)>,
+    /// `validation_step` logs `val_loss` on the step too.
+    pub val_on_step: bool,
+    /// With several validation DataLoaders, `validation_step` also logs `val_rows_<i>` (the
+    /// batch's rows, summed) with `add_dataloader_idx=False`.
+    pub loader_names: bool,
     /// Every training step's loss.
     pub losses: Vec<f64>,
     params: Option<(Tensor, Tensor)>,
@@ -58,6 +63,8 @@ impl Regression {
             calls: CallLog::default(),
             end_epoch_at: None,
             fail_validation_at: None,
+            val_on_step: false,
+            loader_names: false,
             none_even: false,
             log_step: false,
             plateau_on: None,
@@ -82,16 +89,21 @@ impl Regression {
         Ok(pred.f_sub(y)?.f_square()?.f_mean(Kind::Float)?)
     }
 
-    fn log(ctx: &mut RunContext, name: &str, value: &Tensor) -> Result<()> {
-        let opts = LogOptions {
+    /// `self.log(name, value, on_epoch=True)`'s options.
+    fn epoch_options() -> LogOptions {
+        LogOptions {
             prog_bar: false,
             logger: true,
             on_step: None,
             on_epoch: Some(true),
             reduce_fx: ReduceFx::Mean,
             batch_size: None,
-        };
-        ctx.log(name, value.f_detach()?, opts).map_err(|e| anyhow!(e))
+            add_dataloader_idx: true,
+        }
+    }
+
+    fn log(ctx: &mut RunContext, name: &str, value: &Tensor) -> Result<()> {
+        ctx.log(name, value.f_detach()?, Self::epoch_options()).map_err(|e| anyhow!(e))
     }
 }
 
@@ -147,6 +159,7 @@ impl Module for Regression {
                 on_epoch: Some(false),
                 reduce_fx: ReduceFx::Mean,
                 batch_size: None,
+                add_dataloader_idx: true,
             };
             ctx.log("step", step, opts).map_err(|e| anyhow!(e))?;
         }
@@ -160,7 +173,18 @@ impl Module for Regression {
             return Err(anyhow!("validation_step fails at epoch {}, batch {batch_idx}", ctx.current_epoch));
         }
         let loss = self.loss(batch)?;
-        Self::log(ctx, "val_loss", &loss)
+        if self.val_on_step {
+            let opts = LogOptions { on_step: Some(true), ..Self::epoch_options() };
+            ctx.log("val_loss", loss.f_detach()?, opts).map_err(|e| anyhow!(e))?;
+        } else {
+            Self::log(ctx, "val_loss", &loss)?;
+        }
+        if let (true, Some(i)) = (self.loader_names, ctx.dataloader_idx) {
+            let rows = Tensor::f_from_slice(&[batch[0].size()[0] as f32])?.f_reshape([])?;
+            let opts = LogOptions { reduce_fx: ReduceFx::Sum, add_dataloader_idx: false, ..Self::epoch_options() };
+            ctx.log(&format!("val_rows_{i}"), rows, opts).map_err(|e| anyhow!(e))?;
+        }
+        Ok(())
     }
 
     fn test_step(&mut self, ctx: &mut RunContext, batch: &[Tensor], _batch_idx: u64) -> Result<()> {
@@ -188,11 +212,15 @@ impl Module for Regression {
 }
 
 /// 16 training points (batch 4, shuffled) and 8 validation points of `y = x·[1, -2, 0.5] + 0.3`
-/// with noise, drawn at `setup`.
+/// with noise, drawn at `setup`; with `second_val`, a second validation (and test, predict)
+/// DataLoader of that many points, batch 3, drawn after them.
 #[derive(Default)]
 pub struct Points {
     train: Option<(Tensor, Tensor)>,
     val: Option<(Tensor, Tensor)>,
+    val2: Option<(Tensor, Tensor)>,
+    /// The second evaluation DataLoader's points.
+    pub second_val: Option<i64>,
     /// Fail when the train dataset is asked for this many times (a reload that breaks).
     pub fail_at_train_ask: Option<usize>,
     train_asks: usize,
@@ -206,6 +234,13 @@ fn points(n: i64) -> Result<(Tensor, Tensor)> {
     Ok((x, y))
 }
 
+impl Points {
+    /// With a second evaluation DataLoader of `n` points (none: one DataLoader per split).
+    pub fn with_second_val(n: Option<i64>) -> Self {
+        Points { second_val: n, ..Points::default() }
+    }
+}
+
 impl DataModule for Points {
     fn name(&self) -> &str {
         "points"
@@ -215,11 +250,28 @@ impl DataModule for Points {
         if self.train.is_none() {
             self.train = Some(points(16)?);
             self.val = Some(points(8)?);
+            if let Some(n) = self.second_val {
+                self.val2 = Some(points(n)?);
+            }
         }
         Ok(())
     }
 
-    fn dataset(&mut self, _ctx: &mut RunContext, split: Split) -> Result<Option<DatasetSpec>> {
+    fn dataset(&mut self, _ctx: &mut RunContext, split: Split, index: u32) -> Result<Option<DatasetSpec>> {
+        if index > 0 {
+            let Some((x, y)) = self.val2.as_ref().filter(|_| index == 1 && split != Split::Train) else {
+                return Ok(None);
+            };
+            return Ok(Some(DatasetSpec {
+                columns: vec![x.shallow_clone(), y.shallow_clone()],
+                batch_size: 3,
+                shuffle: false,
+                drop_last: false,
+                sampler: None,
+                items: None,
+                persistent_workers: false,
+            }));
+        }
         if split == Split::Train {
             self.train_asks += 1;
             if self.fail_at_train_ask == Some(self.train_asks) {

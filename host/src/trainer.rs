@@ -188,7 +188,7 @@ impl<'c> Trainer<'c> {
             progress_bar_metrics: BTreeMap::new(),
             interrupter: crate::loops::interrupter::Interrupter::new(self.signal.clone()),
             val_has_run: false,
-            eval_log_steps: 0,
+            eval_log_steps: Vec::new(),
             last_val_time: std::time::Instant::now(),
             reloads: Default::default(),
             train_results: ResultCollection::default(),
@@ -251,10 +251,10 @@ impl<'c> Trainer<'c> {
         ctx: &mut RunContext,
         why: &str,
         sanity_first: bool,
-    ) -> Result<(DataLoader, Option<DataLoader>, LoopLimits)> {
+    ) -> Result<(DataLoader, Vec<DataLoader>, LoopLimits)> {
         let data_name = data.name().to_string();
         let start = if sanity_first { Some(crate::engine::torch_ext::cpu_rng_state()?) } else { None };
-        let mut train = DataLoader::from_plugin(data, ctx, Split::Train, self.cfg.prefetch())?
+        let mut train = DataLoader::from_plugin(data, ctx, Split::Train, 0, self.cfg.prefetch())?
             .ok_or_else(|| anyhow!("plugin `{data_name}` provides no train dataset: {why}"))?;
         if train.is_empty() {
             bail!("plugin `{data_name}`: the train dataset is empty");
@@ -263,21 +263,22 @@ impl<'c> Trainer<'c> {
             Some(start) => {
                 let after_train = crate::engine::torch_ext::cpu_rng_state()?;
                 crate::engine::torch_ext::set_cpu_rng_state(&start)?;
-                let val = DataLoader::from_plugin(data, ctx, Split::Val, self.cfg.prefetch());
+                let val = DataLoader::all_from_plugin(data, ctx, Split::Val, self.cfg.prefetch());
                 crate::engine::torch_ext::set_cpu_rng_state(&after_train)?;
                 val?
             }
-            None => DataLoader::from_plugin(data, ctx, Split::Val, self.cfg.prefetch())?,
+            None => DataLoader::all_from_plugin(data, ctx, Split::Val, self.cfg.prefetch())?,
         };
         // overfit_batches: the same batches every epoch, validation's too (Lightning's
         // `_resolve_overfit_batches` for both loaders), counted with the sequential sampler.
         if !self.cfg.overfit_batches.is_zero() {
             train.set_shuffle(false);
-            if let Some(v) = val.as_mut() {
+            for v in &mut val {
                 v.set_shuffle(false);
             }
         }
-        let limits = LoopLimits::for_fit(&self.cfg, train.num_batches(), val.as_ref().map(DataLoader::num_batches))?;
+        let val_lens: Vec<usize> = val.iter().map(DataLoader::num_batches).collect();
+        let limits = LoopLimits::for_fit(&self.cfg, train.num_batches(), &val_lens)?;
         Ok((train, val, limits))
     }
 
@@ -298,7 +299,7 @@ impl<'c> Trainer<'c> {
         p.ctx.fit_numbers = crate::context::FitNumbers {
             max_steps: limits.max_steps,
             num_training_batches: crate::module::sized(limits.train_batches),
-            num_val_batches: crate::module::sized(limits.val_batches),
+            num_val_batches: limits.val_batches.iter().map(|&b| crate::module::sized(b)).collect(),
             accumulate_grad_batches: limits.accumulate,
             log_every_n_steps: self.cfg.log_every_n_steps,
             check_val_every_n_epoch: limits.check_val_every_n_epoch,
@@ -377,7 +378,7 @@ impl<'c> Trainer<'c> {
         let trainable_params = st.ctx.params.num_parameters();
         st.hook(Hook::OnFitStart, None)?;
         st.check_time();
-        if let (Some(v), None) = (&val, &resume_path) {
+        if let (false, None) = (val.is_empty(), &resume_path) {
             // Lightning runs the sanity check under `isolate_rng()`: whatever it draws (the
             // validation iterator's seed, a plugin's randomness) leaves training's stream alone.
             let saved = crate::engine::torch_ext::cpu_rng_state()?;
@@ -385,7 +386,7 @@ impl<'c> Trainer<'c> {
                 Device::Cuda(i) => Some((i, crate::engine::torch_ext::cuda_rng_state(i)?)),
                 _ => None,
             };
-            evaluation::sanity_check(&mut st, v)?;
+            evaluation::sanity_check(&mut st, &val)?;
             crate::engine::torch_ext::set_cpu_rng_state(&saved)?;
             if let Some((i, s)) = saved_cuda {
                 crate::engine::torch_ext::set_cuda_rng_state(i, &s)?;
@@ -524,10 +525,19 @@ impl<'c> Trainer<'c> {
         st.hook(Hook::ConfigureModel, None)?;
         let mut metrics = EvalMetrics::default();
         if !disabled {
-            let loader = DataLoader::from_plugin(data, &mut st.ctx, split, st.cfg.prefetch())?
-                .ok_or_else(|| anyhow!("plugin `{data_name}` provides no {} dataset", split.name()))?;
-            let n = LoopLimits::for_stage(st.cfg, stage, loader.num_batches())?;
-            metrics = evaluation::run(&mut st, &loader, stage, n, evaluation::During::Own, Some(0))?;
+            let loaders = DataLoader::all_from_plugin(data, &mut st.ctx, split, st.cfg.prefetch())?;
+            if loaders.is_empty() {
+                bail!("plugin `{data_name}` provides no {} dataset", split.name());
+            }
+            let n = loaders
+                .iter()
+                .map(|l| LoopLimits::for_stage(st.cfg, stage, l.num_batches()))
+                .collect::<Result<Vec<usize>>>()?;
+            if stage == Stage::Validate {
+                // Lightning's `trainer.num_val_batches` in validate: the validate loop's own.
+                st.ctx.fit_numbers.num_val_batches = n.iter().map(|&b| crate::module::sized(b)).collect();
+            }
+            metrics = evaluation::run(&mut st, &loaders, stage, &n, evaluation::During::Own, Some(0))?;
         }
         st.hook(Hook::Teardown, None)?;
         if let Some(l) = st.logger.as_mut() {
@@ -536,8 +546,8 @@ impl<'c> Trainer<'c> {
         Ok(metrics)
     }
 
-    /// Lightning's `trainer.predict`, collecting the predictions in memory (see
-    /// [`Trainer::predict_into`] to stream them instead).
+    /// Lightning's `trainer.predict`, collecting the predictions in memory, every DataLoader's
+    /// in order (see [`Trainer::predict_into`] to stream them instead).
     pub fn predict(
         &mut self,
         module: &mut dyn Module,
@@ -545,8 +555,8 @@ impl<'c> Trainer<'c> {
         hparams: &Value,
     ) -> Result<Vec<Tensor>> {
         let mut out = Vec::new();
-        self.predict_into(module, data, hparams, &mut |t| {
-            out.push(t);
+        self.predict_into(module, data, hparams, &mut |p| {
+            out.push(p.tensor);
             Ok(())
         })?;
         Ok(out)
@@ -558,7 +568,7 @@ impl<'c> Trainer<'c> {
         module: &mut dyn Module,
         data: &mut dyn DataModule,
         hparams: &Value,
-        sink: &mut dyn FnMut(Tensor) -> Result<()>,
+        sink: &mut dyn FnMut(prediction::Prediction) -> Result<()>,
     ) -> Result<()> {
         let p = self.prepare(module, data, hparams, Stage::Predict)?;
         let limits = LoopLimits::for_evaluation(&self.cfg)?;
@@ -569,10 +579,15 @@ impl<'c> Trainer<'c> {
         restore_weights(&mut st, ckpt_spec.as_deref(), dirpath.as_deref())?;
         st.hook(Hook::Setup, None)?;
         st.hook(Hook::ConfigureModel, None)?;
-        let loader = DataLoader::from_plugin(data, &mut st.ctx, Split::Predict, st.cfg.prefetch())?
-            .ok_or_else(|| anyhow!("plugin `{data_name}` provides no predict dataset"))?;
-        let n = LoopLimits::for_stage(st.cfg, Stage::Predict, loader.num_batches())?;
-        prediction::run(&mut st, &loader, n, sink)?;
+        let loaders = DataLoader::all_from_plugin(data, &mut st.ctx, Split::Predict, st.cfg.prefetch())?;
+        if loaders.is_empty() {
+            bail!("plugin `{data_name}` provides no predict dataset");
+        }
+        let n = loaders
+            .iter()
+            .map(|l| LoopLimits::for_stage(st.cfg, Stage::Predict, l.num_batches()))
+            .collect::<Result<Vec<usize>>>()?;
+        prediction::run(&mut st, &loaders, &n, sink)?;
         st.hook(Hook::Teardown, None)?;
         Ok(())
     }

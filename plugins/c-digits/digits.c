@@ -106,7 +106,8 @@ bool exports_lt_plugin_data_module_setup(exports_lt_plugin_data_module_stage_t s
   return true;
 }
 
-bool exports_lt_plugin_data_module_dataloader(exports_lt_plugin_data_module_split_t split, exports_lt_plugin_data_module_dataset_t *ret) {
+bool exports_lt_plugin_data_module_dataloader(exports_lt_plugin_data_module_split_t split, uint32_t index, exports_lt_plugin_data_module_dataset_t *ret) {
+  if (index > 0) return false;  // one DataLoader per split
   const char *name = split == EXPORTS_LT_PLUGIN_DATA_MODULE_SPLIT_TRAIN ? "train" : split == EXPORTS_LT_PLUGIN_DATA_MODULE_SPLIT_VAL ? "val" : "test";
   char key[32];
   lt_tensor images, labels;
@@ -133,25 +134,25 @@ bool exports_lt_plugin_data_module_dataloader(exports_lt_plugin_data_module_spli
   return true;
 }
 
-bool exports_lt_plugin_data_module_streaming(exports_lt_plugin_data_module_split_t split, exports_lt_plugin_data_module_stream_source_t *ret) { return false; }
+bool exports_lt_plugin_data_module_streaming(exports_lt_plugin_data_module_split_t split, uint32_t index, exports_lt_plugin_data_module_stream_source_t *ret) { return false; }
 
-bool exports_lt_plugin_data_module_start_pass(exports_lt_plugin_data_module_split_t split, exports_lt_plugin_data_module_worker_info_t *worker, plugin_string_t *err) {
+bool exports_lt_plugin_data_module_start_pass(exports_lt_plugin_data_module_split_t split, uint32_t index, exports_lt_plugin_data_module_worker_info_t *worker, plugin_string_t *err) {
   plugin_string_dup(err, "this DataModule has no stream");
   return false;
 }
 
-bool exports_lt_plugin_data_module_next_batch(exports_lt_plugin_data_module_split_t split, exports_lt_plugin_data_module_option_list_own_tensor_t *ret, plugin_string_t *err) {
+bool exports_lt_plugin_data_module_next_batch(exports_lt_plugin_data_module_split_t split, uint32_t index, exports_lt_plugin_data_module_option_list_own_tensor_t *ret, plugin_string_t *err) {
   ret->is_some = false;
   return true;
 }
 
-bool exports_lt_plugin_data_module_fetch(exports_lt_plugin_data_module_split_t split, plugin_list_u64_t *indices, exports_lt_plugin_data_module_worker_info_t *maybe_worker, exports_lt_plugin_data_module_list_own_tensor_t *ret, plugin_string_t *err) {
+bool exports_lt_plugin_data_module_fetch(exports_lt_plugin_data_module_split_t split, uint32_t index, plugin_list_u64_t *indices, exports_lt_plugin_data_module_worker_info_t *maybe_worker, exports_lt_plugin_data_module_list_own_tensor_t *ret, plugin_string_t *err) {
   plugin_list_u64_free(indices);
   plugin_string_dup(err, "this DataModule has no items to fetch");
   return false;
 }
 
-bool exports_lt_plugin_data_module_sample(exports_lt_plugin_data_module_split_t split, bool base_seed, exports_lt_plugin_data_module_sampled_pass_t *ret, plugin_string_t *err) {
+bool exports_lt_plugin_data_module_sample(exports_lt_plugin_data_module_split_t split, uint32_t index, bool base_seed, exports_lt_plugin_data_module_sampled_pass_t *ret, plugin_string_t *err) {
   plugin_string_dup(err, "this DataModule has no sampler of its own");
   return false;
 }

@@ -278,7 +278,7 @@ static inline lt_tensor lt_dropout_forward(lt_dropout_t *d, lt_tensor x) {
 static inline void lt_log(const char *name, lt_tensor value, bool prog_bar) {
   plugin_string_t n;
   plugin_string_set(&n, name);
-  lt_plugin_log_log_options_t o = {.prog_bar = prog_bar, .logger = true, .reduce_fx = LT_PLUGIN_LOG_REDUCE_FX_MEAN};
+  lt_plugin_log_log_options_t o = {.prog_bar = prog_bar, .logger = true, .reduce_fx = LT_PLUGIN_LOG_REDUCE_FX_MEAN, .add_dataloader_idx = true};
   lt_plugin_log_log(&n, lt_b(value), &o);
 }
 

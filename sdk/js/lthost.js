@@ -151,8 +151,8 @@ export class LightningModule {
       },
     });
   }
-  log(name, value, { progBar = false, logger = true, onStep, onEpoch, reduceFx = "mean", batchSize } = {}) {
-    const opts = { progBar, logger, onStep, onEpoch, reduceFx: REDUCE[reduceFx], batchSize };
+  log(name, value, { progBar = false, logger = true, onStep, onEpoch, reduceFx = "mean", batchSize, addDataloaderIdx = true } = {}) {
+    const opts = { progBar, logger, onStep, onEpoch, reduceFx: REDUCE[reduceFx], batchSize, addDataloaderIdx };
     if (typeof value === "number") logScalar(name, value, opts);
     else wlog(name, value, opts);
   }
@@ -195,6 +195,8 @@ const SPLITS = { train: "trainDataloader", val: "valDataloader", test: "testData
 // hyper-parameters merged over its `defaults`.
 export function exportPlugin(ModuleClass, DataClass) {
   let module, data;
+  // The split's datasets as its method returned them (index 0 asks again).
+  let loaders = [];
   const live = (x, what) => {
     if (x === undefined) throw new Error(`lthost called ${what} too early`);
     return x;
@@ -242,8 +244,10 @@ export function exportPlugin(ModuleClass, DataClass) {
         throw `${DataClass.name}.setup: ${e}`;
       }
     },
-    dataloader(split) {
-      const ds = live(data, "dataloader")[SPLITS[split]]();
+    dataloader(split, index) {
+      // A method may return a list of datasets (Lightning's several val_dataloaders).
+      if (index === 0) loaders = [].concat(live(data, "dataloader")[SPLITS[split]]() ?? []);
+      const ds = loaders[index];
       return ds === undefined ? undefined : ds.record();
     },
     streaming() { return undefined; },

@@ -123,17 +123,30 @@ pub fn data_load_state<E: Exports>(state: Vec<u8>) -> Result<(), String> {
     })
 }
 
-pub fn dataset<E: Exports>(split: Split) -> Option<Dataset> {
-    E::data_slot().with(|slot| {
+thread_local! {
+    /// The split's DataLoaders after the first, from the answer index 0 got (the host asks
+    /// 1, 2, ... right after it).
+    static MORE_DATASETS: std::cell::RefCell<Vec<Option<Dataset>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+pub fn dataset<E: Exports>(split: Split, index: u32) -> Option<Dataset> {
+    if index > 0 {
+        return MORE_DATASETS.with(|m| m.borrow_mut().get_mut(index as usize - 1).and_then(Option::take));
+    }
+    let all = E::data_slot().with(|slot| {
         let mut slot = slot.borrow_mut();
         let data = slot.as_mut().expect("lthost asked for a dataset before `setup`");
         match split {
-            Split::Train => data.train_dataset(),
-            Split::Val => data.val_dataset(),
-            Split::Test => data.test_dataset(),
-            Split::Predict => data.predict_dataset(),
+            Split::Train => data.train_dataset().into_iter().collect(),
+            Split::Val => data.val_datasets(),
+            Split::Test => data.test_datasets(),
+            Split::Predict => data.predict_datasets(),
         }
-    })
+    });
+    let mut all = all.into_iter().map(Some);
+    let first = all.next().flatten();
+    MORE_DATASETS.with(|m| *m.borrow_mut() = all.collect());
+    first
 }
 
 fn with_data<E: Exports, R>(f: impl FnOnce(&mut E::Data) -> R) -> Result<R, String> {
@@ -143,26 +156,41 @@ fn with_data<E: Exports, R>(f: impl FnOnce(&mut E::Data) -> R) -> Result<R, Stri
     })
 }
 
-pub fn stream<E: Exports>(split: Split) -> Option<StreamSource> {
+/// The split's stream: its first DataLoader only (the SDK's further ones are columns).
+pub fn stream<E: Exports>(split: Split, index: u32) -> Option<StreamSource> {
+    if index > 0 {
+        return None;
+    }
     with_data::<E, _>(|d| d.stream(split)).ok().flatten()
 }
 
-pub fn start_pass<E: Exports>(split: Split, worker: WorkerInfo) -> Result<(), String> {
+fn first_only(split: Split, index: u32, what: &str) -> Result<(), String> {
+    match index {
+        0 => Ok(()),
+        i => Err(format!("{split:?} DataLoader {i}: the Rust SDK makes {what} for a split's first DataLoader only")),
+    }
+}
+
+pub fn start_pass<E: Exports>(split: Split, index: u32, worker: WorkerInfo) -> Result<(), String> {
+    first_only(split, index, "streams")?;
     with_data::<E, _>(|d| d.start_pass(split, worker))?
 }
 
-pub fn next_batch<E: Exports>(split: Split) -> Result<Option<Batch>, String> {
+pub fn next_batch<E: Exports>(split: Split, index: u32) -> Result<Option<Batch>, String> {
+    first_only(split, index, "streams")?;
     with_data::<E, _>(|d| d.next_batch(split))?
 }
 
-pub fn fetch<E: Exports>(split: Split, indices: Vec<u64>) -> Result<Batch, String> {
+pub fn fetch<E: Exports>(split: Split, index: u32, indices: Vec<u64>) -> Result<Batch, String> {
+    first_only(split, index, "items")?;
     with_data::<E, _>(|d| d.fetch(split, indices))?
 }
 
 /// A pass of the split's own sampler: the DataLoader iterator's base seed first when asked
 /// (torch's `torch.empty((), dtype=torch.int64).random_()`, from the run's generator), then
 /// the sampler's batches.
-pub fn sample<E: Exports>(split: Split, base_seed: bool) -> Result<SampledPass, String> {
+pub fn sample<E: Exports>(split: Split, index: u32, base_seed: bool) -> Result<SampledPass, String> {
+    first_only(split, index, "samplers")?;
     let base_seed = base_seed.then(|| {
         let t = crate::aten_ops::empty(&[], Some(crate::Dtype::Int64), None, None, None, None);
         crate::aten_ops::random_(&t).to_i64_list()[0]
@@ -218,27 +246,28 @@ macro_rules! __glue_impls {
             fn load_state(state: Vec<u8>) -> Result<(), String> {
                 $crate::glue::data_load_state::<$ty>(state)
             }
-            fn dataloader(split: $crate::Split) -> Option<$crate::Dataset> {
-                $crate::glue::dataset::<$ty>(split)
+            fn dataloader(split: $crate::Split, index: u32) -> Option<$crate::Dataset> {
+                $crate::glue::dataset::<$ty>(split, index)
             }
-            fn streaming(split: $crate::Split) -> Option<$crate::StreamSource> {
-                $crate::glue::stream::<$ty>(split)
+            fn streaming(split: $crate::Split, index: u32) -> Option<$crate::StreamSource> {
+                $crate::glue::stream::<$ty>(split, index)
             }
-            fn start_pass(split: $crate::Split, worker: $crate::WorkerInfo) -> Result<(), String> {
-                $crate::glue::start_pass::<$ty>(split, worker)
+            fn start_pass(split: $crate::Split, index: u32, worker: $crate::WorkerInfo) -> Result<(), String> {
+                $crate::glue::start_pass::<$ty>(split, index, worker)
             }
-            fn next_batch(split: $crate::Split) -> Result<Option<$crate::Batch>, String> {
-                $crate::glue::next_batch::<$ty>(split)
+            fn next_batch(split: $crate::Split, index: u32) -> Result<Option<$crate::Batch>, String> {
+                $crate::glue::next_batch::<$ty>(split, index)
             }
             fn fetch(
                 split: $crate::Split,
+                index: u32,
                 indices: Vec<u64>,
                 _worker: Option<$crate::WorkerInfo>,
             ) -> Result<$crate::Batch, String> {
-                $crate::glue::fetch::<$ty>(split, indices)
+                $crate::glue::fetch::<$ty>(split, index, indices)
             }
-            fn sample(split: $crate::Split, base_seed: bool) -> Result<$crate::SampledPass, String> {
-                $crate::glue::sample::<$ty>(split, base_seed)
+            fn sample(split: $crate::Split, index: u32, base_seed: bool) -> Result<$crate::SampledPass, String> {
+                $crate::glue::sample::<$ty>(split, index, base_seed)
             }
         }
     };

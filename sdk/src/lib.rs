@@ -137,6 +137,21 @@ pub trait DataModule: Sized + 'static {
     fn predict_dataset(&mut self) -> Option<Dataset> {
         None
     }
+    /// Several validation DataLoaders (Lightning's list of `val_dataloader()`s): the steps and
+    /// batch hooks of the i-th see `trainer::dataloader_idx()` Some(i), and what they log is
+    /// named `<name>/dataloader_idx_<i>`. Default: `val_dataset`'s one. The ones after the
+    /// first are batched from their columns (no stream, items or own sampler).
+    fn val_datasets(&mut self) -> Vec<Dataset> {
+        self.val_dataset().into_iter().collect()
+    }
+    /// As [`DataModule::val_datasets`], for test.
+    fn test_datasets(&mut self) -> Vec<Dataset> {
+        self.test_dataset().into_iter().collect()
+    }
+    /// As [`DataModule::val_datasets`], for predict.
+    fn predict_datasets(&mut self) -> Vec<Dataset> {
+        self.predict_dataset().into_iter().collect()
+    }
     /// A streaming source for `split` (asked when its dataset is None): batches this
     /// DataModule makes itself, `num_workers` instances of it at once.
     fn stream(&mut self, _split: Split) -> Option<StreamSource> {

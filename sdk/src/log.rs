@@ -14,6 +14,7 @@ pub fn options() -> LogOptions {
         on_epoch: None,
         reduce_fx: ReduceFx::Mean,
         batch_size: None,
+        add_dataloader_idx: true,
     }
 }
 

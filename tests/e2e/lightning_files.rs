@@ -432,6 +432,78 @@ fn an_ordinary_lightning_classifier_trains_as_in_lightning() {
     assert_close("lit-classifier", "last val_loss", val.expect("val_loss logged"), want_val);
 }
 
+/// The results table `lthost validate`/`test` printed: per DataLoader column, metric → value
+/// (Lightning's `_print_results` layout: 24-wide name, then one 25-wide column each).
+fn results_table(stdout: &str, title: &str) -> Vec<std::collections::BTreeMap<String, f64>> {
+    let mut lines = stdout.lines().skip_while(|l| !l.starts_with(title));
+    let header = lines.next().unwrap_or_else(|| panic!("no `{title}` table in {stdout}"));
+    let columns = header.matches("DataLoader ").count();
+    let mut out = vec![std::collections::BTreeMap::new(); columns];
+    for line in lines.take_while(|l| !l.trim().is_empty()) {
+        let name = line[..24.min(line.len())].trim().to_string();
+        for (i, col) in out.iter_mut().enumerate() {
+            let cell = line.get(25 + 25 * i..(50 + 25 * i).min(line.len())).unwrap_or("").trim();
+            if !cell.is_empty() {
+                col.insert(name.clone(), cell.parse::<f64>().unwrap_or_else(|e| panic!("{line}: {e}")));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn several_validation_and_test_dataloaders_log_and_report_as_in_lightning() {
+    // A list of validation DataLoaders and a dict of test ones, steps and batch hooks taking
+    // `dataloader_idx`: the training losses, every metrics.csv column (`val_loss_step/
+    // dataloader_idx_1`, the unsuffixed `val_acc_1`) and `lthost validate`/`test`'s table,
+    // one column per DataLoader, as Lightning's results.
+    let (got, _, want) = run_like_lightning("lit-multi-val");
+    assert_training_losses("lit-multi-val", &got, &want);
+    let wasm = plugin("lit-multi-val");
+    let seed = want["seed"].to_string();
+    for (stage, title) in [("validate", "Validate metric"), ("test", "Test metric")] {
+        let d = tempfile::tempdir().expect("tempdir");
+        let args = [stage, wasm.to_str().expect("utf-8"), "--accelerator", "cpu", "--seed", &seed, "--no-progress-bar"];
+        let run = lthost(d.path(), &args);
+        assert!(run.ok(), "{stage}: {}", run.stderr);
+        let table = results_table(&run.stdout, title);
+        let results = want["results"][stage].as_array().expect("Lightning's results");
+        assert_eq!(table.len(), results.len(), "{stage}: one column per DataLoader\n{}", run.stdout);
+        for (i, (col, w)) in table.iter().zip(results).enumerate() {
+            let w: std::collections::BTreeMap<String, f64> = w
+                .as_object()
+                .expect("a result")
+                .iter()
+                .map(|(k, v)| {
+                    (k.split("/dataloader_idx_").next().expect("a name").to_string(), v.as_f64().expect("f64"))
+                })
+                .collect();
+            assert_eq!(col.keys().collect::<Vec<_>>(), w.keys().collect::<Vec<_>>(), "{stage} DataLoader {i}");
+            for (k, v) in &w {
+                assert_close("lit-multi-val", &format!("{stage} DataLoader {i} {k}"), col[k], *v);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_step_whose_signature_does_not_fit_the_dataloaders_is_refused_as_lightning_refuses_it() {
+    // Lightning's test_invalid_dataloader_idx_raises_step: no `dataloader_idx` beside several
+    // validation DataLoaders, a required one beside a single DataLoader; Lightning's message.
+    for name in ["lit-multi-val-no-idx", "lit-multi-val-required-idx"] {
+        let want = reference(name);
+        let d = tempfile::tempdir().expect("tempdir");
+        let wasm = plugin(want["plugin"].as_str().expect("plugin"));
+        let hparams = want["hparams"].to_string();
+        let args =
+            ["fit", wasm.to_str().expect("utf-8"), "--accelerator", "cpu", "--no-progress-bar", "--hparams", &hparams];
+        let run = lthost(d.path(), &args);
+        assert!(!run.ok(), "{name}: fitted");
+        let msg = want["error"].as_str().expect("Lightning's message");
+        assert!(run.stderr.contains(msg), "{name}: {}\n(Lightning: {msg})", run.stderr);
+    }
+}
+
 #[test]
 fn an_unsupported_torch_api_names_itself_and_the_users_line() {
     // In __init__ (an export with an error result) and in training_step (one without: the

@@ -40,7 +40,11 @@ FILES = {
     "lit-stream": ("StreamModel", "Streams", 3),
     "lit-lbfgs": ("CurveFit", "Curve", 2),
     "lit-classifier": ("LitClassifier", "Blobs", 3),
+    "lit-multi-val": ("MultiVal", "TwoSets", 2),
 }
+
+# The files whose trainer.validate/test results (a fresh model, seeded) are compared too: one dict per DataLoader.
+EVALUATES = ("lit-multi-val",)
 
 # A run of a file above with hyperparameters of its own: name: (the file's name, hparams[,
 # Trainer arguments of its own]).
@@ -99,8 +103,31 @@ def run(name, cls_name, data_name, epochs, hparams=None, trainer_args=None):
     train = {int(r["step"]): float(r["train_loss"]) for r in rows if r.get("train_loss")}
     val = [float(r["val_loss"]) for r in rows if r.get("val_loss")]
     last = {k: float(v) for r in rows for k, v in r.items() if k not in ("epoch", "step") and v}
-    return {"seed": SEED, "epochs": epochs, "plugin": name, "hparams": hparams, "trainer": trainer_args, "train_loss": [train[k] for k in sorted(train)], "last_val_loss": val[-1] if val else None,
+    results = {}
+    if name in EVALUATES:
+        for stage in ("validate", "test"):
+            L.seed_everything(SEED, verbose=False)
+            model = made(getattr(module, cls_name), hparams)
+            data = made(getattr(module, data_name), hparams) if data_name else None
+            t = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False)
+            results[stage] = [{k: float(v) for k, v in r.items()} for r in getattr(t, stage)(model, datamodule=data, verbose=False)]
+    return {"seed": SEED, "epochs": epochs, "results": results, "plugin": name, "hparams": hparams, "trainer": trainer_args, "train_loss": [train[k] for k in sorted(train)], "last_val_loss": val[-1] if val else None,
             "last": last, "checkpoint": checkpoint, "checkpoints": saved}
+
+
+# Lightning files Lightning refuses to fit: name: (file, hparams), the message of the RuntimeError it raises.
+REFUSED = {
+    "lit-multi-val-no-idx": ("lit-multi-val", {"signature": "no_idx"}),
+    "lit-multi-val-required-idx": ("lit-multi-val", {"signature": "required_idx", "val_loaders": 1}),
+}
+
+
+def refused(file, hparams):
+    try:
+        run(file, *FILES[file], hparams)
+    except RuntimeError as e:
+        return {"plugin": file, "hparams": hparams, "error": str(e)}
+    raise AssertionError(f"{file} {hparams}: Lightning fitted it")
 
 
 def main(path):
@@ -112,6 +139,8 @@ def main(path):
         out[name] = run(name, cls_name, data_name, epochs)
     for name, (file, hparams, *trainer_args) in VARIANTS.items():
         out[name] = run(file, *FILES[file], hparams, *trainer_args)
+    for name, (file, hparams) in REFUSED.items():
+        out[name] = refused(file, hparams)
     Path(path).write_text(json.dumps(out, indent=1) + "\n")
 
 

@@ -33,6 +33,8 @@ class Regression(L.LightningModule):
         self.train_losses = []
         self.none_even = False  # training_step returns None at even batch indices
         self.log_step = False  # training_step logs `step` (10 * global_step + 1), on the step only
+        self.val_on_step = False  # validation_step logs val_loss on the step too
+        self.loader_names = False  # with several DataLoaders, also `val_rows_<i>` (add_dataloader_idx=False)
 
     def loss(self, batch):
         x, y = batch
@@ -48,8 +50,14 @@ class Regression(L.LightningModule):
             return None
         return loss
 
-    def validation_step(self, batch, batch_idx):
-        self.log("val_loss", self.loss(batch), on_epoch=True)
+    def validation_step(self, batch, batch_idx, dataloader_idx=0):
+        self.log("val_loss", self.loss(batch), on_epoch=True, **({"on_step": True} if self.val_on_step else {}))
+        if self.loader_names and self.trainer.num_val_batches and len(self.trainer.num_val_batches) > 1:
+            self.log(f"val_rows_{dataloader_idx}", float(len(batch[0])), on_epoch=True, reduce_fx="sum",
+                     add_dataloader_idx=False)
+
+    def test_step(self, batch, batch_idx, dataloader_idx=0):
+        self.log("test_loss", self.loss(batch), on_epoch=True)
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-3)
@@ -62,16 +70,25 @@ def points(n):
 
 
 class Points(L.LightningDataModule):
+    def __init__(self, second_val=None):
+        super().__init__()
+        self.second_val = second_val  # a second evaluation DataLoader of this many points, batch 3
+
     def setup(self, stage):
         if not hasattr(self, "train"):
             self.train = points(16)
             self.val = points(8)
+            if self.second_val:
+                self.val2 = points(self.second_val)
 
     def train_dataloader(self):
         return DataLoader(TensorDataset(*self.train), batch_size=4, shuffle=True)
 
     def val_dataloader(self):
-        return DataLoader(TensorDataset(*self.val), batch_size=4)
+        first = DataLoader(TensorDataset(*self.val), batch_size=4)
+        return [first, DataLoader(TensorDataset(*self.val2), batch_size=3)] if self.second_val else first
+
+    test_dataloader = val_dataloader
 
 
 # name: Trainer arguments (beyond max_epochs) and EarlyStopping's, or None.
@@ -129,18 +146,23 @@ CASES = {
     # backward only; the step is counted and the optimizer steps (SGD skips the parameters without grads)
     "none_even": ({"max_epochs": 2}, None, {"none_even": True}),
     "none_even_accumulate_2": ({"max_epochs": 2, "accumulate_grad_batches": 2}, None, {"none_even": True}),
+    # two validation DataLoaders: EarlyStopping on the second's `val_loss/dataloader_idx_1`
+    "es_second_val_loader": ({"max_epochs": 30}, {"monitor": "val_loss/dataloader_idx_1", "patience": 2, "min_delta": 0.05},
+                             {"second_val": 6}),
 }
 
 
 def run(trainer_args, es_args, module_args=None):
     L.seed_everything(0, verbose=False)
     model = Regression()
-    for k, v in (module_args or {}).items():
+    attrs = dict(module_args or {})
+    second_val = attrs.pop("second_val", None)  # the DataModule's: a second validation DataLoader
+    for k, v in attrs.items():
         setattr(model, k, v)
     callbacks = [EarlyStopping(**es_args)] if es_args else []
     trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, callbacks=callbacks, **trainer_args)
-    trainer.fit(model, datamodule=Points())
+    trainer.fit(model, datamodule=Points(second_val))
     return {
         "trainer": trainer_args,
         "early_stopping": es_args,
@@ -426,10 +448,52 @@ def rows():
     return out
 
 
+# Several evaluation DataLoaders (Lightning's sequential CombinedLoader): the names with `/dataloader_idx_<i>`, the
+# rows and callback metrics a fit leaves, trainer.validate/test's results per DataLoader. name: (Trainer arguments,
+# module attributes, the second DataLoader's points).
+DATALOADERS = {
+    "two_val_loaders": ({"max_epochs": 2, "val_check_interval": 0.5, "log_every_n_steps": 2},
+                        {"val_on_step": True, "loader_names": True}, 6),
+    "two_val_loaders_limited": ({"max_epochs": 1, "limit_val_batches": 1, "num_sanity_val_steps": 1}, {}, 5),
+}
+
+
+def dataloaders():
+    import csv
+    from lightning.pytorch.loggers import CSVLogger
+    out = {}
+    for name, (args, module_args, second) in DATALOADERS.items():
+        with tempfile.TemporaryDirectory() as d:
+            L.seed_everything(0, verbose=False)
+            model = Regression()
+            for k, v in module_args.items():
+                setattr(model, k, v)
+            cb = MetricsAt()
+            logger = CSVLogger(d, name="lightning_logs")
+            trainer = L.Trainer(enable_checkpointing=False, logger=logger, callbacks=[cb], enable_progress_bar=False,
+                                enable_model_summary=False, accelerator="cpu", devices=1, **args)
+            trainer.fit(model, datamodule=Points(second))
+            with open(os.path.join(logger.log_dir, "metrics.csv")) as f:
+                table = [{k: float(v) for k, v in r.items() if v != ""} for r in csv.DictReader(f)]
+            case = {"trainer": args, "module": module_args, "second_val": second, "rows": table, "seen": cb.seen,
+                    "train_losses": model.train_losses,
+                    "callback_metrics": {k: float(v) for k, v in trainer.callback_metrics.items()}}
+            for stage in ("validate", "test"):
+                L.seed_everything(0, verbose=False)
+                model = Regression()
+                for k, v in module_args.items():
+                    setattr(model, k, v)
+                t = L.Trainer(**QUIET, **{k: v for k, v in args.items() if k.startswith("limit_")})
+                results = getattr(t, stage)(model, datamodule=Points(second), verbose=False)
+                case[stage] = [{k: float(v) for k, v in r.items()} for r in results]
+        out[name] = case
+    return out
+
+
 def main(path):
     out = {"lightning": L.__version__, "cases": {name: run(*case) for name, case in CASES.items()},
            "checkpoints": checkpoints(), "resumes": resumes(), "plateaus": plateaus(), "stops": stops(),
-           "metrics_at": metrics_at(), "rows": rows()}
+           "metrics_at": metrics_at(), "rows": rows(), "dataloaders": dataloaders()}
     with open(path, "w") as f:
         json.dump(out, f, indent=1)
     print(f"wrote {path}: lightning {L.__version__}, {len(out['cases'])} cases")

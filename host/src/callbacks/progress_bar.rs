@@ -141,6 +141,18 @@ impl ProgressBar {
         }
     }
 
+    /// The run moves on to its next DataLoader (`Validation DataLoader 1`, its own total), as
+    /// Lightning's bar resets at a DataLoader change. A closed top-level run's line is kept:
+    /// the previous DataLoader's is written.
+    pub fn on_eval_dataloader(&mut self, title: &str, total: usize) {
+        let Some(bar) = self.eval.take() else { return };
+        if self.enabled && !self.nested && !self.transient {
+            let line = self.line(&bar, None);
+            self.emit(&line, true);
+        }
+        self.eval = Some(Bar::new(title.to_string(), total));
+    }
+
     pub fn on_eval_batch_end(&mut self) {
         let Some(bar) = self.eval.as_mut() else { return };
         bar.done += 1;

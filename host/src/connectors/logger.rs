@@ -3,13 +3,14 @@
 //! values accumulate on the device (weighted by batch size for means). Reading a value is
 //! the only host sync, and happens only when something shows or writes it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use anyhow::{anyhow, Result};
 use tch::{Kind, Tensor};
 
 use crate::context::{LogRecord, ReduceFx};
 use crate::error::torch_message;
+use crate::hooks::Hook;
 
 /// Where a metric goes.
 #[derive(Debug, Clone, Copy, Default)]
@@ -23,15 +24,27 @@ struct EpochAcc {
     weight: f64,
     reduce: ReduceFx,
     routing: Routing,
+    meta: Meta,
+}
+
+/// What a logged value's entry keeps of how it was logged.
+#[derive(Clone, PartialEq)]
+struct Meta {
+    /// A forked metric's bare name (`val_loss` for `val_loss_epoch`, with the DataLoader's
+    /// suffix when it has one): callbacks see the value under it too.
+    bare: Option<String>,
+    /// The DataLoader it was logged under (Lightning's `_Metadata.dataloader_idx`).
+    dataloader: Option<u32>,
 }
 
 /// The values logged in one loop (training or an evaluation run).
 #[derive(Default)]
 pub struct ResultCollection {
-    step: BTreeMap<String, (Tensor, Routing)>,
+    step: BTreeMap<String, (Tensor, Routing, Meta)>,
     epoch: BTreeMap<String, EpochAcc>,
-    /// Names logged with both on_step and on_epoch (kept as `name_step` / `name_epoch`).
-    forked: BTreeSet<String>,
+    /// The DataLoader each (hook, name) was first logged under: Lightning's registered
+    /// metadata, which a later call in that hook must match.
+    registered: BTreeMap<(Option<&'static str>, String), Option<u32>>,
 }
 
 fn as_float(t: &Tensor) -> Result<Tensor> {
@@ -44,17 +57,33 @@ impl ResultCollection {
         for r in records {
             let routing = Routing { prog_bar: r.prog_bar, logger: r.logger };
             let both = r.on_step && r.on_epoch;
-            if both {
-                self.forked.insert(r.name.clone());
+            let bare = both.then(|| r.shown(""));
+            let meta = Meta { bare, dataloader: r.dataloader_idx };
+            // Lightning's metadata check: one name, with add_dataloader_idx=False, from two
+            // DataLoaders in one hook (its key is the hook and the name; the index differs).
+            match self.registered.get(&(r.hook.map(Hook::name), r.shown(""))) {
+                Some(first) if *first != r.dataloader_idx => {
+                    return Err(anyhow!(
+                        "You called `self.log({}, ...)` twice in `{}` with different arguments (from DataLoader {} and then {}, with `add_dataloader_idx=False`). This is not allowed",
+                        r.name,
+                        r.hook.map_or("this hook", Hook::name),
+                        first.map_or("none".into(), |i| i.to_string()),
+                        r.dataloader_idx.map_or("none".into(), |i| i.to_string()),
+                    ));
+                }
+                Some(_) => {}
+                None => {
+                    self.registered.insert((r.hook.map(Hook::name), r.shown("")), r.dataloader_idx);
+                }
             }
             let value = crate::engine::scalar::zero_dim(as_float(&r.value)?)
                 .map_err(|e| anyhow!("logging `{}`: {}", r.name, torch_message(&e)))?;
             if r.on_step {
-                let key = if both { format!("{}_step", r.name) } else { r.name.clone() };
-                self.step.insert(key, (value.shallow_clone(), routing));
+                let key = r.shown(if both { "_step" } else { "" });
+                self.step.insert(key, (value.shallow_clone(), routing, meta.clone()));
             }
             if r.on_epoch {
-                let key = if both { format!("{}_epoch", r.name) } else { r.name.clone() };
+                let key = r.shown(if both { "_epoch" } else { "" });
                 let w = r.batch_size.map(|b| b as f64).unwrap_or(batch_size as f64);
                 let err = |e: tch::TchError| anyhow!("logging `{}`: {}", r.name, torch_message(&e));
                 let contrib = if r.reduce_fx == ReduceFx::Mean {
@@ -64,7 +93,8 @@ impl ResultCollection {
                 };
                 match self.epoch.get_mut(&key) {
                     None => {
-                        self.epoch.insert(key, EpochAcc { value: contrib, weight: w, reduce: r.reduce_fx, routing });
+                        let acc = EpochAcc { value: contrib, weight: w, reduce: r.reduce_fx, routing, meta };
+                        self.epoch.insert(key, acc);
                     }
                     Some(acc) if acc.reduce != r.reduce_fx => {
                         return Err(anyhow!(
@@ -91,51 +121,74 @@ impl ResultCollection {
 
     /// The latest step values (still tensors).
     pub fn step_metrics(&self) -> Vec<(String, Tensor, Routing)> {
-        self.step.iter().map(|(k, (v, r))| (k.clone(), v.shallow_clone(), *r)).collect()
+        self.step.iter().map(|(k, (v, r, _))| (k.clone(), v.shallow_clone(), *r)).collect()
     }
 
     /// Epoch values reduced (still tensors).
     pub fn epoch_metrics(&self) -> Vec<(String, Tensor, Routing)> {
-        self.epoch
-            .iter()
-            .map(|(k, a)| {
-                let v = if a.reduce == ReduceFx::Mean && a.weight > 0.0 {
-                    a.value.f_div_scalar(a.weight).unwrap_or_else(|_| a.value.shallow_clone())
-                } else {
-                    a.value.shallow_clone()
-                };
-                (k.clone(), v, a.routing)
-            })
-            .collect()
+        self.epoch.iter().map(|(k, a)| (k.clone(), a.reduced(), a.routing)).collect()
+    }
+
+    /// The epoch values logged under DataLoader `dataloader` (None: outside any, or with a
+    /// single DataLoader): Lightning's results while `results.dataloader_idx` is that, what
+    /// `trainer.validate` returns for each DataLoader.
+    pub fn epoch_metrics_of(&self, dataloader: Option<u32>) -> Vec<(String, Tensor, Routing)> {
+        let of = self.epoch.iter().filter(|(_, a)| a.meta.dataloader == dataloader);
+        of.map(|(k, a)| (k.clone(), a.reduced(), a.routing)).collect()
     }
 
     /// Lightning's `callback_metrics` view of the step values: each one, and a metric logged
     /// with both on_step and on_epoch also under its bare name (`loss` beside `loss_step`).
     pub fn step_callback_metrics(&self) -> Vec<(String, Tensor, Routing)> {
-        with_bare_names(self.step_metrics(), &self.forked, "_step")
+        let mut out = self.step_metrics();
+        for (v, r, m) in self.step.values() {
+            if let Some(bare) = &m.bare {
+                out.push((bare.clone(), v.shallow_clone(), *r));
+            }
+        }
+        out
     }
 
     /// As [`Self::step_callback_metrics`], for the epoch values: the bare name holds the
     /// epoch's value (`val_loss` beside `val_loss_epoch`, what `monitor="val_loss"` reads).
     pub fn epoch_callback_metrics(&self) -> Vec<(String, Tensor, Routing)> {
-        with_bare_names(self.epoch_metrics(), &self.forked, "_epoch")
+        self.epoch_callback_view(|_| true)
+    }
+
+    /// As [`Self::epoch_callback_metrics`], for the values logged under DataLoader
+    /// `dataloader` only (see [`Self::epoch_metrics_of`]).
+    pub fn epoch_callback_metrics_of(&self, dataloader: Option<u32>) -> Vec<(String, Tensor, Routing)> {
+        self.epoch_callback_view(|m| m.dataloader == dataloader)
+    }
+
+    fn epoch_callback_view(&self, keep: impl Fn(&Meta) -> bool) -> Vec<(String, Tensor, Routing)> {
+        let kept: Vec<_> = self.epoch.iter().filter(|(_, a)| keep(&a.meta)).collect();
+        let mut out: Vec<_> = kept.iter().map(|(k, a)| ((*k).clone(), a.reduced(), a.routing)).collect();
+        for (_, a) in kept {
+            if let Some(bare) = &a.meta.bare {
+                out.push((bare.clone(), a.reduced(), a.routing));
+            }
+        }
+        out
     }
 
     /// The step values read once each: Lightning's callback view of them (forked ones under
     /// their bare name too, as [`Self::step_callback_metrics`]) and those for the loggers.
     pub fn read_step(&self) -> (BTreeMap<String, f64>, BTreeMap<String, f64>) {
         let (mut callback, mut logged) = (BTreeMap::new(), BTreeMap::new());
-        for (k, (v, r)) in &self.step {
+        let mut bare = Vec::new();
+        for (k, (v, r, m)) in &self.step {
             let Ok(x) = v.f_double_value(&[]) else { continue };
             if r.logger {
                 logged.insert(k.clone(), x);
             }
             callback.insert(k.clone(), x);
-            // After the key itself: `name_step` sorts after `name`, so the bare name wins.
-            if let Some(name) = k.strip_suffix("_step").filter(|n| self.forked.contains(*n)) {
-                callback.insert(name.to_string(), x);
+            if let Some(name) = &m.bare {
+                bare.push((name.clone(), x));
             }
         }
+        // After the keys themselves: the bare name wins over a value logged under that name.
+        callback.extend(bare);
         (callback, logged)
     }
 
@@ -146,24 +199,18 @@ impl ResultCollection {
     pub fn reset(&mut self) {
         self.step.clear();
         self.epoch.clear();
-        self.forked.clear();
+        self.registered.clear();
     }
 }
 
-fn with_bare_names(
-    mut metrics: Vec<(String, Tensor, Routing)>,
-    forked: &BTreeSet<String>,
-    suffix: &str,
-) -> Vec<(String, Tensor, Routing)> {
-    let bare: Vec<_> = metrics
-        .iter()
-        .filter_map(|(k, v, r)| {
-            let name = k.strip_suffix(suffix)?;
-            forked.contains(name).then(|| (name.to_string(), v.shallow_clone(), *r))
-        })
-        .collect();
-    metrics.extend(bare);
-    metrics
+impl EpochAcc {
+    fn reduced(&self) -> Tensor {
+        if self.reduce == ReduceFx::Mean && self.weight > 0.0 {
+            self.value.f_div_scalar(self.weight).unwrap_or_else(|_| self.value.shallow_clone())
+        } else {
+            self.value.shallow_clone()
+        }
+    }
 }
 
 /// Reads tensors to numbers: the one place a logged value syncs with the device.
@@ -182,6 +229,7 @@ mod tests {
     fn rec(name: &str, v: f64, on_step: bool, on_epoch: bool, reduce: ReduceFx) -> LogRecord {
         LogRecord {
             name: name.into(),
+            hook: Some(Hook::ValidationStep),
             value: Tensor::from(v),
             prog_bar: true,
             logger: true,
@@ -189,6 +237,8 @@ mod tests {
             on_epoch,
             reduce_fx: reduce,
             batch_size: None,
+            dataloader_idx: None,
+            add_dataloader_idx: true,
         }
     }
 
@@ -224,5 +274,38 @@ mod tests {
         let epoch = read(&rc.epoch_callback_metrics(), |_| true);
         assert_eq!((epoch["loss"], epoch["loss_epoch"], epoch["acc"]), (3.0, 3.0, 0.5));
         assert!(!epoch.contains_key("acc_epoch"), "only forked metrics get a bare twin");
+    }
+
+    #[test]
+    fn a_dataloaders_values_carry_its_suffix_after_the_fork() {
+        // Lightning's `_forked_name`: `val_loss_epoch/dataloader_idx_1`, bare
+        // `val_loss/dataloader_idx_1`; each DataLoader's epoch values apart.
+        let mut rc = ResultCollection::default();
+        let dl = |name: &str, v: f64, i: u32, add: bool| LogRecord {
+            dataloader_idx: Some(i),
+            add_dataloader_idx: add,
+            ..rec(name, v, true, true, ReduceFx::Mean)
+        };
+        rc.add(vec![dl("val_loss", 2.0, 0, true), dl("acc_0", 0.5, 0, false)], 4).unwrap();
+        rc.add(vec![dl("val_loss", 4.0, 1, true)], 4).unwrap();
+        let epoch = read(&rc.epoch_callback_metrics(), |_| true);
+        assert_eq!(epoch["val_loss_epoch/dataloader_idx_0"], 2.0);
+        assert_eq!(epoch["val_loss/dataloader_idx_1"], 4.0);
+        assert_eq!(epoch["acc_0"], 0.5, "add_dataloader_idx=False keeps the name as given");
+        let of1: Vec<String> = rc.epoch_metrics_of(Some(1)).into_iter().map(|(k, _, _)| k).collect();
+        assert_eq!(of1, ["val_loss_epoch/dataloader_idx_1"]);
+        let of0 = read(&rc.epoch_metrics_of(Some(0)), |_| true);
+        assert_eq!(of0.keys().collect::<Vec<_>>(), ["acc_0_epoch", "val_loss_epoch/dataloader_idx_0"]);
+        // The same unsuffixed name from another DataLoader in the same hook is refused, as
+        // Lightning refuses it (on the step alone too); from another hook it is another metric.
+        let err = rc.add(vec![dl("acc_0", 0.1, 1, false)], 4).unwrap_err().to_string();
+        assert!(err.contains("twice in `validation_step` with different arguments"), "{err}");
+        let step_only = LogRecord { on_epoch: false, ..dl("seen", 1.0, 0, false) };
+        rc.add(vec![step_only], 4).unwrap();
+        let err = rc.add(vec![LogRecord { on_epoch: false, ..dl("seen", 1.0, 1, false) }], 4).unwrap_err();
+        assert!(err.to_string().contains("twice in"), "{err}");
+        let at_epoch_end =
+            LogRecord { hook: Some(Hook::OnValidationEpochEnd), dataloader_idx: None, ..dl("acc_0", 1.0, 0, false) };
+        rc.add(vec![at_epoch_end], 1).expect("another hook's");
     }
 }

@@ -32,25 +32,47 @@ pub struct DataLoader {
     passes: std::cell::Cell<u64>,
 }
 
+/// The most DataLoaders one split may have.
+pub const MAX_DATALOADERS: usize = 256;
+
 impl DataLoader {
-    /// The DataModule's loader for `split` (None: it has no such split): its dataset, else its
-    /// stream; `prefetch` batches gathered ahead on a thread.
+    /// DataLoader `index` of the DataModule's `split` (None: it has no such loader): its
+    /// dataset, else its stream; `prefetch` batches gathered ahead on a thread.
     pub fn from_plugin(
         data: &mut dyn DataModule,
         ctx: &mut RunContext,
         split: Split,
+        index: u32,
         prefetch: usize,
     ) -> Result<Option<DataLoader>> {
         let source = format!("plugin `{}`", data.name());
-        if let Some(spec) = data.dataset(ctx, split)? {
+        if let Some(spec) = data.dataset(ctx, split, index)? {
             let mut dl = DataLoader::new(spec, split, &source)?;
             dl.set_prefetch(prefetch);
             return Ok(Some(dl));
         }
-        match data.stream(ctx, split)? {
+        match data.stream(ctx, split, index)? {
             Some(spec) => Ok(Some(DataLoader::streaming(spec, split, &source)?)),
             None => Ok(None),
         }
+    }
+
+    /// Every DataLoader of an evaluation or prediction split, in order (Lightning's list of
+    /// `val_dataloader()`s run one after the other; empty: no such split).
+    pub fn all_from_plugin(
+        data: &mut dyn DataModule,
+        ctx: &mut RunContext,
+        split: Split,
+        prefetch: usize,
+    ) -> Result<Vec<DataLoader>> {
+        let mut loaders = Vec::new();
+        while let Some(dl) = DataLoader::from_plugin(data, ctx, split, loaders.len() as u32, prefetch)? {
+            if loaders.len() == MAX_DATALOADERS {
+                bail!("plugin `{}` gives more than {MAX_DATALOADERS} {} DataLoaders", data.name(), split.name());
+            }
+            loaders.push(dl);
+        }
+        Ok(loaders)
     }
 
     /// The random draws of an iterator made and dropped at once, as Lightning's fit loop

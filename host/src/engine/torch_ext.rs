@@ -67,6 +67,8 @@ pub(crate) fn global_rng_lock() -> std::sync::MutexGuard<'static, ()> {
 extern "C" {
     fn lthost_set_deterministic(enabled: i32);
     fn lthost_deterministic() -> i32;
+    fn lthost_set_matmul_precision(level: i32);
+    fn lthost_matmul_precision() -> i32;
     fn lthost_inference_mode_enter(enabled: i32) -> *mut std::ffi::c_void;
     fn lthost_inference_mode_exit(guard: *mut std::ffi::c_void);
     fn lthost_grad_set_enabled(enabled: i32) -> i32;
@@ -195,6 +197,31 @@ pub fn set_deterministic(enabled: bool) {
 pub fn deterministic() -> bool {
     // SAFETY: reads a flag in libtorch's global context.
     unsafe { lthost_deterministic() != 0 }
+}
+
+/// torch's float32 matmul precisions, in the order libtorch numbers them.
+const MATMUL_PRECISIONS: [&str; 3] = ["highest", "high", "medium"];
+
+/// `torch.set_float32_matmul_precision(precision)`: libtorch's global setting, for the rest of
+/// the process (on a CPU with bf16 units, oneDNN matmuls may then compute in bfloat16, as
+/// torch's do).
+pub fn set_float32_matmul_precision(precision: &str) -> Result<(), OpError> {
+    let Some(level) = MATMUL_PRECISIONS.iter().position(|p| *p == precision) else {
+        return Err(OpError::new(
+            "set_float32_matmul_precision",
+            format!("{precision:?} is not one of 'highest', 'high' or 'medium'"),
+        ));
+    };
+    // SAFETY: sets a value in libtorch's global context; no pointers involved.
+    unsafe { lthost_set_matmul_precision(level as i32) };
+    Ok(())
+}
+
+/// `torch.get_float32_matmul_precision()`.
+pub fn float32_matmul_precision() -> &'static str {
+    // SAFETY: reads a value in libtorch's global context.
+    let level = unsafe { lthost_matmul_precision() };
+    MATMUL_PRECISIONS.get(level as usize).copied().unwrap_or("highest")
 }
 
 /// `t.grad = grad` (None clears it); torch's checks: same dtype, device and size.

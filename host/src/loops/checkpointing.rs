@@ -137,7 +137,7 @@ pub fn save(st: &mut LoopState<'_>, trigger: Trigger, epoch: u64, pos: LoopPosit
     }
     let at = Moment { metrics: &metrics, global_step: st.ctx.global_step, val_has_run: st.val_has_run };
     let on_epoch_end = mc.saves_on_train_epoch_end(ValidationSchedule {
-        val_batches: st.limits.val_batches,
+        val_batches: st.limits.val_batches.iter().fold(0usize, |a, &b| a.saturating_add(b)),
         check_val_every_n_epoch: st.limits.check_val_every_n_epoch,
         by_time: st.limits.val_check_seconds.is_some(),
         val_check_interval: st.cfg.val_check_interval().limit(),

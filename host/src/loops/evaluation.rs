@@ -35,9 +35,11 @@ pub struct EvalMetrics {
     /// Everything logged: the epoch values and the last batch's step values, `logger=False`
     /// ones included.
     pub all: BTreeMap<String, f64>,
-    /// What goes to the loggers: Lightning's `trainer.validate`/`test` results, and the table
-    /// `lthost validate`/`test` prints.
+    /// What goes to the loggers: every DataLoader's epoch values, one row.
     pub logged: BTreeMap<String, f64>,
+    /// Lightning's `trainer.validate`/`test` results, one per DataLoader (what was logged
+    /// under it, and what the epoch hooks logged): the table `lthost validate`/`test` prints.
+    pub per_dataloader: Vec<BTreeMap<String, f64>>,
     /// What the progress bar shows.
     pub prog_bar: BTreeMap<String, f64>,
     pub batches: usize,
@@ -93,14 +95,17 @@ pub enum During {
     Fit { zero_grad: bool },
 }
 
-/// Runs `stage` over the first `batches` batches of `loader`, `during` its own run or fit. `log_step`: the
-/// step its epoch values are logged at, before `on_*_end` as in Lightning (None: the sanity
-/// check, which logs nothing). Each step's values logged with on_step get a row of their own.
+/// Runs `stage` over each of `loaders` in turn (its first `batches[i]` batches), `during` its
+/// own run or fit. `log_step`: the step its epoch values are logged at, before `on_*_end` as
+/// in Lightning (None: the sanity check, which logs nothing). Each step's values logged with
+/// on_step get a row of their own. With several DataLoaders, the steps and batch hooks see
+/// `dataloader_idx`, and what is logged there is named and reduced per DataLoader
+/// (`val_loss/dataloader_idx_1`), Lightning's sequential CombinedLoader.
 pub fn run(
     st: &mut LoopState<'_>,
-    loader: &DataLoader,
+    loaders: &[DataLoader],
     stage: Stage,
-    batches: usize,
+    batches: &[usize],
     during: During,
     log_step: Option<u64>,
 ) -> Result<EvalMetrics> {
@@ -117,77 +122,93 @@ pub fn run(
     }
     st.hook(h.model_eval, None)?;
     st.eval_loop(stage).batch_progress.reset_current();
-    let title = match stage {
-        Stage::SanityCheck => "Sanity Checking DataLoader 0",
-        Stage::Test => "Testing DataLoader 0",
-        _ => "Validation DataLoader 0",
+    let title = |i: usize| match stage {
+        Stage::SanityCheck => format!("Sanity Checking DataLoader {i}"),
+        Stage::Test => format!("Testing DataLoader {i}"),
+        _ => format!("Validation DataLoader {i}"),
     };
-    st.bar.on_eval_start(title, batches, after_training, stage == Stage::SanityCheck);
+    let first = batches.iter().position(|&b| b > 0).unwrap_or(0);
+    st.bar.on_eval_start(
+        &title(first),
+        batches.get(first).copied().unwrap_or(0),
+        after_training,
+        stage == Stage::SanityCheck,
+    );
     st.hook(h.start, None)?;
     st.hook(h.epoch_start, None)?;
     if stage == Stage::Validate {
         st.val_has_run = false;
     }
     results.add(std::mem::take(&mut st.ctx.logs), last_bs)?;
-    for (idx, batch) in loader.epoch_from(st.ctx.device, None, 0, st.ctx.current_epoch)?.take(batches).enumerate() {
-        let i = Some(idx as u64);
-        if stage == Stage::Validate {
-            crate::fault::point("val-batch", || format!("validation batch {idx}"));
+    let several = loaders.len() > 1;
+    let mut per_dataloader = Vec::with_capacity(loaders.len());
+    for (dl, loader) in loaders.iter().enumerate() {
+        let n = batches.get(dl).copied().unwrap_or(0);
+        if n == 0 {
+            // Lightning's sequential CombinedLoader makes an iterator of a DataLoader limited to
+            // nothing (its draws) and moves on.
+            loader.discard_iterator()?;
+            per_dataloader.push(BTreeMap::new());
+            continue;
         }
-        let batch = batch?;
-        // The batch-transfer hooks see this batch (and a Lightning file may replace it there).
-        st.ctx.batch = batch.iter().map(tch::Tensor::shallow_clone).collect();
-        st.hook(Hook::OnBeforeBatchTransfer, i)?;
-        st.hook(Hook::OnAfterBatchTransfer, i)?;
-        last_bs = batch.first().map(|t| t.size()[0]).unwrap_or(1);
-        st.eval_loop(stage).batch_progress.increment_ready();
-        st.eval_loop(stage).batch_progress.increment_started();
-        st.batch_size = Some(last_bs);
-        st.hook(h.batch_start, i)?;
-        results.clear_step();
-        st.ctx.current_hook = Some(h.step);
-        let out = match stage {
-            Stage::Test => st.module.test_step(&mut st.ctx, &batch, idx as u64),
-            _ => st.module.validation_step(&mut st.ctx, &batch, idx as u64),
-        };
-        st.ctx.current_hook = None;
-        out?;
-        st.eval_loop(stage).batch_progress.increment_processed();
-        st.hook(h.batch_end, i)?;
-        st.ctx.batch.clear();
-        results.add(std::mem::take(&mut st.ctx.logs), last_bs)?;
-        if log_step.is_some() {
-            // Read (a device sync per value) only when a logger or a callback plugin sees it.
-            if st.logger.is_some() || !st.callbacks.is_empty() {
-                let step = read(&results.step_metrics(), |r| r.logger);
-                st.log_row(&step, st.eval_log_steps, false)?;
+        if dl != first {
+            st.bar.on_eval_dataloader(&title(dl), n);
+        }
+        let dataloader_idx = several.then_some(dl as u32);
+        st.ctx.dataloader_idx = dataloader_idx;
+        let ran = run_dataloader(st, loader, stage, n, &h, &mut results, &mut last_bs, dl, log_step);
+        st.ctx.dataloader_idx = None;
+        ran?;
+        if several {
+            // Lightning's `_store_dataloader_outputs`: this DataLoader's epoch values reach
+            // callback_metrics and logged_metrics when the next one starts (not in a sanity
+            // check). One DataLoader's are read with the epoch's below.
+            let logged = read(&results.epoch_metrics_of(dataloader_idx), |r| r.logger);
+            if log_step.is_some() {
+                st.callback_metrics.extend(read(&results.epoch_callback_metrics_of(dataloader_idx), |_| true));
+                st.logged_metrics.extend(logged.clone());
             }
-            st.eval_log_steps += 1;
-        }
-        st.bar.on_eval_batch_end();
-        st.eval_loop(stage).batch_progress.increment_completed();
-        if stage == Stage::Validate {
-            st.val_has_run = true;
+            per_dataloader.push(logged);
         }
     }
     // Lightning's callback_metrics are computed when read, its epoch's end reached before the
-    // epoch-end hooks: they hold this run's epoch values there.
-    st.callback_metrics.extend(read(&results.epoch_callback_metrics(), |_| true));
-    st.logged_metrics.extend(read(&results.epoch_metrics(), |r| r.logger));
+    // epoch-end hooks: they hold this run's epoch values there (those logged outside any
+    // DataLoader: each DataLoader's came in as it ended).
+    st.callback_metrics.extend(read(&results.epoch_callback_metrics_of(None), |_| true));
+    st.logged_metrics.extend(read(&results.epoch_metrics_of(None), |r| r.logger));
     st.hook(h.epoch_end, None)?;
     results.add(std::mem::take(&mut st.ctx.logs), last_bs)?;
+    // What was logged outside any DataLoader (the epoch hooks) goes with each one's results.
+    let outside = read(&results.epoch_metrics_of(None), |r| r.logger);
+    if several {
+        for (k, v) in outside {
+            // A name that carries a DataLoader's suffix itself (an SDK's torchmetrics object
+            // computed at the epoch's end) is that DataLoader's.
+            match loader_of(&k).filter(|&j| j < per_dataloader.len()) {
+                Some(j) => {
+                    per_dataloader[j].insert(k, v);
+                }
+                None => per_dataloader.iter_mut().for_each(|m| {
+                    m.insert(k.clone(), v);
+                }),
+            }
+        }
+    } else {
+        per_dataloader = vec![outside];
+    }
     let mut metrics = results.epoch_metrics();
     metrics.extend(results.step_metrics());
     let out = EvalMetrics {
         all: read(&metrics, |_| true),
         logged: read(&results.epoch_metrics(), |r| r.logger),
+        per_dataloader,
         prog_bar: read(&metrics, |r| r.prog_bar),
-        batches,
+        batches: batches.iter().fold(0usize, |a, &b| a.saturating_add(b)),
     };
     // Lightning's callback_metrics after an evaluation run: its epoch values only (a step
     // value of the last batch is not one), forked ones under their bare name too (a sanity
     // run's until the sanity check ends).
-    st.callback_metrics.extend(read(&results.epoch_callback_metrics(), |_| true));
+    st.callback_metrics.extend(read(&results.epoch_callback_metrics_of(None), |_| true));
     st.progress_bar_metrics.extend(out.prog_bar.clone());
     st.bar.on_eval_end(&out.prog_bar);
     if let Some(step) = log_step {
@@ -202,17 +223,124 @@ pub fn run(
     Ok(out)
 }
 
+/// The step DataLoader `dl`'s next row is written at (Lightning's
+/// `_seen_batches_per_dataloader`: each DataLoader's rows count on their own).
+fn eval_log_step(st: &mut LoopState<'_>, dl: usize) -> u64 {
+    if st.eval_log_steps.len() <= dl {
+        st.eval_log_steps.resize(dl + 1, 0);
+    }
+    st.eval_log_steps[dl]
+}
+
+/// The first `n` batches of DataLoader `dl`, with the batch hooks around each step.
+#[allow(clippy::too_many_arguments)]
+fn run_dataloader(
+    st: &mut LoopState<'_>,
+    loader: &DataLoader,
+    stage: Stage,
+    n: usize,
+    h: &StageHooks,
+    results: &mut ResultCollection,
+    last_bs: &mut i64,
+    dl: usize,
+    log_step: Option<u64>,
+) -> Result<()> {
+    for (idx, batch) in loader.epoch_from(st.ctx.device, None, 0, st.ctx.current_epoch)?.take(n).enumerate() {
+        let i = Some(idx as u64);
+        if stage == Stage::Validate {
+            crate::fault::point("val-batch", || format!("validation batch {idx}"));
+        }
+        let batch = batch?;
+        // The batch-transfer hooks see this batch (and a Lightning file may replace it there).
+        st.ctx.batch = batch.iter().map(tch::Tensor::shallow_clone).collect();
+        st.hook(Hook::OnBeforeBatchTransfer, i)?;
+        st.hook(Hook::OnAfterBatchTransfer, i)?;
+        *last_bs = batch.first().map(|t| t.size()[0]).unwrap_or(1);
+        st.eval_loop(stage).batch_progress.increment_ready();
+        st.eval_loop(stage).batch_progress.increment_started();
+        st.batch_size = Some(*last_bs);
+        st.hook(h.batch_start, i)?;
+        results.clear_step();
+        st.ctx.current_hook = Some(h.step);
+        let out = match stage {
+            Stage::Test => st.module.test_step(&mut st.ctx, &batch, idx as u64),
+            _ => st.module.validation_step(&mut st.ctx, &batch, idx as u64),
+        };
+        st.ctx.current_hook = None;
+        out?;
+        st.eval_loop(stage).batch_progress.increment_processed();
+        st.hook(h.batch_end, i)?;
+        st.ctx.batch.clear();
+        results.add(std::mem::take(&mut st.ctx.logs), *last_bs)?;
+        // Read (a device sync per value) only when a logger or a callback sees it.
+        let rows = log_step.is_some() && st.logger.is_some();
+        if rows || !st.callbacks.is_empty() {
+            let step = read(&results.step_metrics(), |r| r.logger);
+            // Lightning's `on_batch_end`: logged_metrics hold the batch's values (a sanity
+            // check's too), whether or not a row is written.
+            st.logged_metrics.extend(step.clone());
+            if log_step.is_some() {
+                let at = eval_log_step(st, dl);
+                st.log_row(&step, at, false)?;
+            }
+        }
+        if log_step.is_some() {
+            let next = eval_log_step(st, dl) + 1;
+            st.eval_log_steps[dl] = next;
+        }
+        st.bar.on_eval_batch_end();
+        st.eval_loop(stage).batch_progress.increment_completed();
+        if stage == Stage::Validate {
+            st.val_has_run = true;
+        }
+    }
+    Ok(())
+}
+
+/// The DataLoader a name's `/dataloader_idx_<i>` suffix names, if it has one.
+fn loader_of(name: &str) -> Option<usize> {
+    name.rsplit_once(crate::context::DATALOADER_SUFFIX)?.1.parse().ok()
+}
+
+/// Lightning's results table (`_print_results`): a row per metric, its DataLoader suffix
+/// taken off, a column per DataLoader (blank where one has no such value); empty when
+/// nothing was logged.
+pub fn results_table(title: &str, per_dataloader: &[BTreeMap<String, f64>]) -> String {
+    let bare = |k: &str| k.split(crate::context::DATALOADER_SUFFIX).next().unwrap_or(k).to_string();
+    let columns: Vec<BTreeMap<String, f64>> =
+        per_dataloader.iter().map(|m| m.iter().map(|(k, v)| (bare(k), *v)).collect()).collect();
+    let names: std::collections::BTreeSet<&String> = columns.iter().flat_map(|m| m.keys()).collect();
+    if names.is_empty() {
+        return String::new();
+    }
+    let mut out = format!("\n{title:<24}");
+    for i in 0..columns.len() {
+        out.push_str(&format!(" {:<24}", format!("DataLoader {i}")));
+    }
+    out = out.trim_end().to_string() + "\n";
+    for name in names {
+        let mut line = format!("{name:<24}");
+        for m in &columns {
+            let v = m.get(name).map(|v| v.to_string()).unwrap_or_default();
+            line.push_str(&format!(" {v:<24}"));
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
 /// The sanity check: a short validation run before training whose results are discarded.
-pub fn sanity_check(st: &mut LoopState<'_>, loader: &DataLoader) -> Result<()> {
-    let steps = st.limits.sanity_steps;
-    if steps == 0 {
+pub fn sanity_check(st: &mut LoopState<'_>, loaders: &[DataLoader]) -> Result<()> {
+    if !st.limits.sanity_checks() {
         return Ok(());
     }
+    let steps = st.limits.sanity_steps.clone();
     // Lightning's `reset_metrics` before and after: the sanity run's values are seen by its
     // own hooks only.
     st.clear_metrics();
     st.hook(Hook::OnSanityCheckStart, None)?;
-    run(st, loader, Stage::SanityCheck, steps, During::Own, None)?;
+    run(st, loaders, Stage::SanityCheck, &steps, During::Own, None)?;
     st.hook(Hook::OnSanityCheckEnd, None)?;
     st.clear_metrics();
     // Lightning's `_reset_progress(val_loop)`: the sanity check's batches are not counted.

@@ -56,7 +56,7 @@ fn done(st: &LoopState<'_>) -> bool {
     st.interrupter.should_stop() && st.can_stop_early()
 }
 
-pub fn run(st: &mut LoopState<'_>, train: &mut DataLoader, val: &mut Option<DataLoader>) -> Result<FitOutcome> {
+pub fn run(st: &mut LoopState<'_>, train: &mut DataLoader, val: &mut Vec<DataLoader>) -> Result<FitOutcome> {
     st.ctx.max_epochs = st.limits.max_epochs;
     let mut outcome = FitOutcome::default();
     // Lightning skips the fit loop (and ModelCheckpoint's on_train_end) when there is nothing

@@ -13,9 +13,12 @@ use crate::module::UNBOUNDED;
 #[derive(Debug, Clone)]
 pub struct LoopLimits {
     pub train_batches: usize,
-    /// 0: no validation.
-    pub val_batches: usize,
-    pub sanity_steps: usize,
+    /// Per validation DataLoader (Lightning's `num_val_batches`); none, or all 0: no validation.
+    pub val_batches: Vec<usize>,
+    /// Per validation DataLoader, the sanity check's batches.
+    pub sanity_steps: Vec<usize>,
+    /// The sanity check's batches per DataLoader at most (`num_sanity_val_steps`; -1: all).
+    pub sanity_cap: usize,
     /// Validate when (batch index + 1) is a multiple of this (counted across epochs when
     /// `check_val_every_n_epoch` is None).
     pub val_check_batch: usize,
@@ -43,8 +46,9 @@ fn fast_dev(cfg: &TrainerConfig) -> Option<usize> {
 }
 
 impl LoopLimits {
-    /// `train_len`/`val_len`: batches in the train and val dataloaders (None: no val data).
-    pub fn for_fit(cfg: &TrainerConfig, train_len: usize, val_len: Option<usize>) -> Result<Self> {
+    /// `train_len`/`val_lens`: batches in the train DataLoader and in each validation one
+    /// (none: no validation data).
+    pub fn for_fit(cfg: &TrainerConfig, train_len: usize, val_lens: &[usize]) -> Result<Self> {
         let overfit = !cfg.overfit_batches.is_zero();
         let dev = fast_dev(cfg);
         let (train_limit, val_limit) = if overfit {
@@ -58,11 +62,14 @@ impl LoopLimits {
             Some(n) if !overfit => train_len.min(n),
             _ => train_limit.apply(train_len, "limit_train_batches")?,
         };
-        let val_batches = match (val_len, dev) {
-            (None, _) => 0,
-            (Some(v), Some(n)) if !overfit => v.min(n),
-            (Some(v), _) => val_limit.apply(v, "limit_val_batches")?,
-        };
+        // Each DataLoader limited on its own, as Lightning's `_parse_num_batches` per loader.
+        let val_batches = val_lens
+            .iter()
+            .map(|&v| match dev {
+                Some(n) if !overfit => Ok(v.min(n)),
+                _ => val_limit.apply(v, "limit_val_batches"),
+            })
+            .collect::<Result<Vec<usize>>>()?;
         let (interval, every) = if dev.is_some() {
             (Some(Limit::Fraction(1.0)), Some(1))
         } else {
@@ -90,13 +97,12 @@ impl LoopLimits {
             }
         };
         let val_at_pass_end = train_len == UNBOUNDED && interval == Some(Limit::Fraction(1.0));
-        let sanity_steps = if dev.is_some() || val_batches == 0 {
-            0
-        } else if cfg.num_sanity_val_steps < 0 {
-            val_batches
-        } else {
-            (cfg.num_sanity_val_steps as usize).min(val_batches)
+        let sanity_cap = match cfg.num_sanity_val_steps {
+            _ if dev.is_some() => 0,
+            n if n < 0 => usize::MAX,
+            n => n as usize,
         };
+        let sanity_steps = val_batches.iter().map(|&v| v.min(sanity_cap)).collect();
         let max_steps = match dev {
             Some(n) => Some(n as u64),
             None if cfg.max_steps >= 0 => Some(cfg.max_steps as u64),
@@ -115,6 +121,7 @@ impl LoopLimits {
             train_batches,
             val_batches,
             sanity_steps,
+            sanity_cap,
             val_check_batch,
             val_at_pass_end,
             check_val_every_n_epoch: every,
@@ -162,7 +169,18 @@ impl LoopLimits {
             check_val_every_n_epoch: crate::config::EveryNEpochs::Epochs(1),
             ..cfg.clone()
         };
-        LoopLimits::for_fit(&eval_only, 1, None)
+        LoopLimits::for_fit(&eval_only, 1, &[])
+    }
+
+    /// Whether a fit validates at all: some validation DataLoader has batches (Lightning's
+    /// `skip` is `sum(max_batches) == 0`).
+    pub fn validates(&self) -> bool {
+        self.val_batches.iter().any(|&b| b > 0)
+    }
+
+    /// Whether the sanity check runs (Lightning: `num_sanity_val_steps > 0` and not `skip`).
+    pub fn sanity_checks(&self) -> bool {
+        self.sanity_steps.iter().any(|&b| b > 0)
     }
 
     pub fn for_stage(cfg: &TrainerConfig, stage: Stage, len: usize) -> Result<usize> {
@@ -190,13 +208,13 @@ mod tests {
         // Lightning's test_tqdm_total_steps_with_iterator_no_length: an iterator of unknown
         // length, max_epochs=-1, max_steps 7: the bar's total is 7 (then what is left).
         let cfg = TrainerConfig { max_epochs: Some(-1), max_steps: 7, ..TrainerConfig::default() };
-        let l = LoopLimits::for_fit(&cfg, UNBOUNDED, None).unwrap();
+        let l = LoopLimits::for_fit(&cfg, UNBOUNDED, &[]).unwrap();
         assert_eq!((l.train_bar_total(0), l.train_bar_total(5)), (7, 2));
-        let sized = LoopLimits::for_fit(&cfg, 4, None).unwrap();
+        let sized = LoopLimits::for_fit(&cfg, 4, &[]).unwrap();
         assert_eq!((sized.train_bar_total(0), sized.train_bar_total(5)), (4, 2));
         // An epoch limit: the epoch's batches, as Lightning.
         let cfg = TrainerConfig { max_epochs: Some(3), max_steps: 7, ..TrainerConfig::default() };
-        assert_eq!(LoopLimits::for_fit(&cfg, 4, None).unwrap().train_bar_total(5), 4);
+        assert_eq!(LoopLimits::for_fit(&cfg, 4, &[]).unwrap().train_bar_total(5), 4);
     }
 
     #[test]
@@ -205,47 +223,62 @@ mod tests {
             val_check_interval: Some(crate::config::ValCheckInterval::Every(Limit::Fraction(0.3))),
             ..TrainerConfig::default()
         };
-        assert_eq!(LoopLimits::for_fit(&cfg, 10, Some(4)).unwrap().val_check_batch, 3);
+        assert_eq!(LoopLimits::for_fit(&cfg, 10, &[4]).unwrap().val_check_batch, 3);
         cfg.val_check_interval = Some(crate::config::ValCheckInterval::Every(Limit::Batches(11)));
-        assert!(LoopLimits::for_fit(&cfg, 10, Some(4)).is_err());
+        assert!(LoopLimits::for_fit(&cfg, 10, &[4]).is_err());
         // Refused by the limit set, even with no validation loader (Lightning's fit loop).
-        assert!(LoopLimits::for_fit(&cfg, 10, None).is_err());
+        assert!(LoopLimits::for_fit(&cfg, 10, &[]).is_err());
         cfg.check_val_every_n_epoch = EveryNEpochs::Named("none".into());
-        assert_eq!(LoopLimits::for_fit(&cfg, 10, Some(4)).unwrap().val_check_batch, 11);
+        assert_eq!(LoopLimits::for_fit(&cfg, 10, &[4]).unwrap().val_check_batch, 11);
     }
 
     #[test]
     fn a_train_loader_of_unknown_length_takes_ints_and_one_point_zero() {
         let mut cfg = TrainerConfig::default();
-        let l = LoopLimits::for_fit(&cfg, UNBOUNDED, Some(UNBOUNDED)).unwrap();
+        let l = LoopLimits::for_fit(&cfg, UNBOUNDED, &[UNBOUNDED]).unwrap();
         assert_eq!(
             (l.train_batches, l.val_batches, l.sanity_steps, l.val_at_pass_end),
-            (UNBOUNDED, UNBOUNDED, 2, true)
+            (UNBOUNDED, vec![UNBOUNDED], vec![2], true)
         );
         cfg.limit_train_batches = Limit::Batches(7);
-        let l = LoopLimits::for_fit(&cfg, UNBOUNDED, Some(3)).unwrap();
-        assert_eq!((l.train_batches, l.val_batches, l.val_at_pass_end), (7, 3, true));
+        let l = LoopLimits::for_fit(&cfg, UNBOUNDED, &[3]).unwrap();
+        assert_eq!((l.train_batches, l.val_batches, l.val_at_pass_end), (7, vec![3], true));
         cfg.limit_train_batches = Limit::Fraction(0.5);
-        let err = LoopLimits::for_fit(&cfg, UNBOUNDED, None).unwrap_err().to_string();
+        let err = LoopLimits::for_fit(&cfg, UNBOUNDED, &[]).unwrap_err().to_string();
         assert!(err.contains("limit_train_batches = 0.5") && err.contains("1.0 or an int"), "{err}");
         cfg.limit_train_batches = Limit::Fraction(1.0);
         cfg.val_check_interval = Some(crate::config::ValCheckInterval::Every(Limit::Fraction(0.25)));
-        let err = LoopLimits::for_fit(&cfg, UNBOUNDED, Some(3)).unwrap_err().to_string();
+        let err = LoopLimits::for_fit(&cfg, UNBOUNDED, &[3]).unwrap_err().to_string();
         assert!(err.contains("val_check_interval = 0.25"), "{err}");
         cfg.val_check_interval = Some(crate::config::ValCheckInterval::Every(Limit::Batches(5)));
-        let l = LoopLimits::for_fit(&cfg, UNBOUNDED, Some(3)).unwrap();
+        let l = LoopLimits::for_fit(&cfg, UNBOUNDED, &[3]).unwrap();
         assert_eq!((l.val_check_batch, l.val_at_pass_end), (5, false));
         // A sized train loader is untouched by any of this.
-        assert!(!LoopLimits::for_fit(&TrainerConfig::default(), 10, Some(3)).unwrap().val_at_pass_end);
+        assert!(!LoopLimits::for_fit(&TrainerConfig::default(), 10, &[3]).unwrap().val_at_pass_end);
     }
 
     #[test]
     fn fast_dev_run_limits_everything() {
         let cfg = TrainerConfig { fast_dev_run: FastDevRun::Batches(3), ..TrainerConfig::default() };
-        let l = LoopLimits::for_fit(&cfg, 10, Some(10)).unwrap();
+        let l = LoopLimits::for_fit(&cfg, 10, &[10]).unwrap();
         assert_eq!(
             (l.train_batches, l.val_batches, l.sanity_steps, l.max_steps, l.max_epochs, l.logger),
-            (3, 3, 0, Some(3), Some(1), false)
+            (3, vec![3], vec![0], Some(3), Some(1), false)
         );
+    }
+
+    #[test]
+    fn each_validation_dataloader_is_limited_on_its_own() {
+        // Lightning's `_parse_num_batches` per DataLoader; the sanity check takes
+        // min(num_sanity_val_steps, batches) of each.
+        let cfg = TrainerConfig { limit_val_batches: Limit::Fraction(0.5), ..TrainerConfig::default() };
+        let l = LoopLimits::for_fit(&cfg, 10, &[4, 0, 6]).unwrap();
+        assert_eq!((l.val_batches.clone(), l.sanity_steps.clone()), (vec![2, 0, 3], vec![2, 0, 2]));
+        assert!(l.validates() && l.sanity_checks());
+        let cfg = TrainerConfig { limit_val_batches: Limit::Batches(3), ..TrainerConfig::default() };
+        let l = LoopLimits::for_fit(&cfg, 10, &[4, 1]).unwrap();
+        assert_eq!(l.val_batches, [3, 1]);
+        let none = LoopLimits::for_fit(&cfg, 10, &[0, 0]).unwrap();
+        assert!(!none.validates() && !none.sanity_checks());
     }
 }

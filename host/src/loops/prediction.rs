@@ -9,23 +9,64 @@ use crate::data::fetchers::DataLoader;
 use crate::hooks::Hook;
 use crate::loops::state::LoopState;
 
-/// Runs `predict_step` over `batches` batches, handing each prediction to `sink` as it
-/// comes (the loop keeps none).
+/// One batch's prediction: which DataLoader (when the split has several) and batch made it.
+pub struct Prediction {
+    pub dataloader_idx: Option<u32>,
+    pub batch_idx: u64,
+    pub tensor: Tensor,
+}
+
+/// Runs `predict_step` over each of `loaders` in turn (its first `batches[i]` batches),
+/// handing each prediction to `sink` as it comes (the loop keeps none).
 pub fn run(
     st: &mut LoopState<'_>,
-    loader: &DataLoader,
-    batches: usize,
-    sink: &mut dyn FnMut(Tensor) -> Result<()>,
+    loaders: &[DataLoader],
+    batches: &[usize],
+    sink: &mut dyn FnMut(Prediction) -> Result<()>,
 ) -> Result<()> {
     let _grad_off = crate::engine::torch_ext::eval_guard(st.cfg.inference_mode);
     st.ctx.stage = Stage::Predict;
     st.ctx.training = false;
     st.hook(Hook::OnPredictModelEval, None)?;
-    st.bar.on_eval_start("Predicting DataLoader 0", batches, false, false);
+    let first = batches.iter().position(|&b| b > 0).unwrap_or(0);
+    st.bar.on_eval_start(
+        &format!("Predicting DataLoader {first}"),
+        batches.get(first).copied().unwrap_or(0),
+        false,
+        false,
+    );
     st.loops.predict_loop.batch_progress.reset_current();
     st.hook(Hook::OnPredictStart, None)?;
     st.hook(Hook::OnPredictEpochStart, None)?;
-    for (idx, batch) in loader.epoch_from(st.ctx.device, None, 0, st.ctx.current_epoch)?.take(batches).enumerate() {
+    let several = loaders.len() > 1;
+    for (dl, loader) in loaders.iter().enumerate() {
+        let n = batches.get(dl).copied().unwrap_or(0);
+        if n == 0 {
+            // An iterator made and dropped, as Lightning's sequential CombinedLoader makes one.
+            loader.discard_iterator()?;
+            continue;
+        }
+        if dl != first {
+            st.bar.on_eval_dataloader(&format!("Predicting DataLoader {dl}"), n);
+        }
+        st.ctx.dataloader_idx = several.then_some(dl as u32);
+        let ran = run_dataloader(st, loader, n, sink);
+        st.ctx.dataloader_idx = None;
+        ran?;
+    }
+    st.hook(Hook::OnPredictEpochEnd, None)?;
+    st.bar.on_eval_end(&Default::default());
+    st.hook(Hook::OnPredictEnd, None)?;
+    Ok(())
+}
+
+fn run_dataloader(
+    st: &mut LoopState<'_>,
+    loader: &DataLoader,
+    n: usize,
+    sink: &mut dyn FnMut(Prediction) -> Result<()>,
+) -> Result<()> {
+    for (idx, batch) in loader.epoch_from(st.ctx.device, None, 0, st.ctx.current_epoch)?.take(n).enumerate() {
         let i = Some(idx as u64);
         let batch = batch?;
         // The batch-transfer hooks see this batch (and a Lightning file may replace it there).
@@ -39,15 +80,12 @@ pub fn run(
         st.ctx.current_hook = Some(Hook::PredictStep);
         let pred = st.module.predict_step(&mut st.ctx, &batch, idx as u64);
         st.ctx.current_hook = None;
-        sink(pred?)?;
+        sink(Prediction { dataloader_idx: st.ctx.dataloader_idx, batch_idx: idx as u64, tensor: pred? })?;
         st.loops.predict_loop.batch_progress.increment_processed();
         st.hook(Hook::OnPredictBatchEnd, i)?;
         st.ctx.batch.clear();
         st.bar.on_eval_batch_end();
         st.loops.predict_loop.batch_progress.increment_completed();
     }
-    st.hook(Hook::OnPredictEpochEnd, None)?;
-    st.bar.on_eval_end(&Default::default());
-    st.hook(Hook::OnPredictEnd, None)?;
     Ok(())
 }

@@ -46,6 +46,21 @@ impl PredictionWriter {
 
     /// Appends the next batch's prediction (`batch_<i>`).
     pub fn push(&mut self, t: &Tensor) -> Result<()> {
+        let name = format!("batch_{}", self.count);
+        self.push_named(name, t)
+    }
+
+    /// Appends a prediction: `batch_<i>`, or `dataloader_<d>.batch_<i>` with several
+    /// DataLoaders (Lightning's list of lists).
+    pub fn push_prediction(&mut self, p: &crate::loops::prediction::Prediction) -> Result<()> {
+        let name = match p.dataloader_idx {
+            Some(d) => format!("dataloader_{d}.batch_{}", p.batch_idx),
+            None => format!("batch_{}", p.batch_idx),
+        };
+        self.push_named(name, &p.tensor)
+    }
+
+    fn push_named(&mut self, name: String, t: &Tensor) -> Result<()> {
         let i = self.count;
         let cpu = t
             .f_detach()
@@ -58,7 +73,7 @@ impl PredictionWriter {
         self.data.write_all(&bytes).context("writing predictions")?;
         let end = self.offset + bytes.len() as u64;
         self.header.insert(
-            format!("batch_{i}"),
+            name,
             json!({"dtype": dtype_name(cpu.kind())?, "shape": cpu.size(), "data_offsets": [self.offset, end]}),
         );
         self.offset = end;

@@ -40,7 +40,7 @@ impl Reloads {
 /// finished one, for a save at an epoch's end: Lightning's `setup_data` runs before its
 /// loops complete that epoch), the validation loader the epoch that resumes. Those are the
 /// resumed epoch's loaders (no iterator dropped).
-pub fn start(st: &mut LoopState<'_>, train: &mut DataLoader, val: &mut Option<DataLoader>) -> Result<()> {
+pub fn start(st: &mut LoopState<'_>, train: &mut DataLoader, val: &mut Vec<DataLoader>) -> Result<()> {
     let every = st.cfg.reload_dataloaders_every_n_epochs.max(0) as u64;
     let epoch = st.ctx.current_epoch;
     let val_now = st.limits.validates_in(epoch);
@@ -70,12 +70,13 @@ pub fn start(st: &mut LoopState<'_>, train: &mut DataLoader, val: &mut Option<Da
 fn ask_train(st: &mut LoopState<'_>, train: &mut DataLoader) -> Result<usize> {
     let Some(data) = st.data.as_deref_mut() else { return Ok(st.limits.train_batches) };
     let name = data.name().to_string();
-    let mut fresh = DataLoader::from_plugin(data, &mut st.ctx, Split::Train, st.cfg.prefetch())?.ok_or_else(|| {
-        anyhow!("plugin `{name}` provides no train dataset when asked again (reload_dataloaders_every_n_epochs)")
-    })?;
+    let mut fresh =
+        DataLoader::from_plugin(data, &mut st.ctx, Split::Train, 0, st.cfg.prefetch())?.ok_or_else(|| {
+            anyhow!("plugin `{name}` provides no train dataset when asked again (reload_dataloaders_every_n_epochs)")
+        })?;
     // Lightning checks an int val_check_interval against the new length whenever validation
     // is on (`limit_val_batches > 0`), whatever the validation loader's length.
-    let val_on = (!st.cfg.limit_val_batches.is_zero()).then_some(1usize << 40);
+    let val_on: &[usize] = if st.cfg.limit_val_batches.is_zero() { &[] } else { &[1 << 40] };
     if !st.limits.shuffle_train {
         fresh.set_shuffle(false);
     }
@@ -92,19 +93,23 @@ fn ask_train(st: &mut LoopState<'_>, train: &mut DataLoader) -> Result<usize> {
     Ok(limits.train_batches)
 }
 
-/// The DataModule's validation loader, asked for now; the loop numbers follow its length.
-fn ask_val(st: &mut LoopState<'_>, val: &mut Option<DataLoader>) -> Result<()> {
+/// The DataModule's validation loaders, asked for now; the loop numbers follow their lengths.
+fn ask_val(st: &mut LoopState<'_>, val: &mut Vec<DataLoader>) -> Result<()> {
     let Some(data) = st.data.as_deref_mut() else { return Ok(()) };
-    let mut fresh = DataLoader::from_plugin(data, &mut st.ctx, Split::Val, st.cfg.prefetch())?;
-    if let (Some(v), false) = (fresh.as_mut(), st.limits.shuffle_train) {
-        v.set_shuffle(false);
+    let mut fresh = DataLoader::all_from_plugin(data, &mut st.ctx, Split::Val, st.cfg.prefetch())?;
+    let mut batches = Vec::with_capacity(fresh.len());
+    for v in &mut fresh {
+        if !st.limits.shuffle_train {
+            v.set_shuffle(false);
+        }
+        batches.push(LoopLimits::for_stage(st.cfg, Stage::Validate, v.num_batches())?);
     }
-    let batches = match &fresh {
-        Some(v) => LoopLimits::for_stage(st.cfg, Stage::Validate, v.num_batches())?,
-        None => 0,
-    };
+    let cap = st.limits.sanity_cap;
+    st.limits.sanity_steps = batches.iter().map(|&b| b.min(cap)).collect();
+    st.ctx.fit_numbers.num_val_batches = batches.iter().map(|&b| crate::module::sized(b)).collect();
     st.limits.val_batches = batches;
-    st.ctx.fit_numbers.num_val_batches = crate::module::sized(batches);
+    // Lightning's `_seen_batches_per_dataloader` starts over with new loaders.
+    st.eval_log_steps.clear();
     *val = fresh;
     Ok(())
 }
@@ -126,7 +131,7 @@ pub fn train(st: &mut LoopState<'_>, train: &mut DataLoader) -> Result<()> {
 }
 
 /// Before a validation run inside fit: a new validation DataLoader when one is due.
-pub fn val(st: &mut LoopState<'_>, val: &mut Option<DataLoader>) -> Result<()> {
+pub fn val(st: &mut LoopState<'_>, val: &mut Vec<DataLoader>) -> Result<()> {
     let epoch = st.ctx.current_epoch;
     if !st.reloads.due(st.reloads.val_at, epoch) || st.cfg.limit_val_batches.is_zero() {
         return Ok(());

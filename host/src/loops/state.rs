@@ -81,8 +81,9 @@ pub struct LoopState<'a> {
     /// `val_loop._has_run`): from then on a monitor it did not log is an error.
     pub val_has_run: bool,
     /// Rows written by evaluation steps logged with on_step (Lightning's
-    /// `_seen_batches_per_dataloader`): their step, counting on across a fit's validations.
-    pub eval_log_steps: u64,
+    /// `_seen_batches_per_dataloader`): each DataLoader's step, counting on across a fit's
+    /// validations until its loaders are asked for again.
+    pub eval_log_steps: Vec<u64>,
     /// When training started or the last evaluation run ended (a time-based
     /// val_check_interval counts from it).
     pub last_val_time: std::time::Instant,
@@ -180,6 +181,7 @@ impl LoopState<'_> {
         let info = HookInfo {
             stage: self.ctx.stage,
             batch_idx,
+            dataloader_idx: if batch_hook { self.ctx.dataloader_idx } else { None },
             current_epoch: self.ctx.current_epoch,
             global_step: self.ctx.global_step,
             callback_metrics: &self.callback_metrics,
@@ -239,6 +241,7 @@ impl LoopState<'_> {
                     on_epoch: None,
                     reduce_fx: crate::context::ReduceFx::Mean,
                     batch_size: None,
+                    add_dataloader_idx: true,
                 };
                 self.ctx.log(&k, t, opts).map_err(|e| anyhow::anyhow!("callback `{name}`: {e}"))?;
             }

@@ -99,10 +99,10 @@ fn optim<'s>(st: &'s mut LoopState<'_>) -> Result<&'s mut OptimizerSet> {
     st.ctx.optim.as_mut().ok_or_else(|| anyhow!("internal: no optimizers configured"))
 }
 
-fn should_validate(st: &LoopState<'_>, val: Option<&DataLoader>, idx: usize, last: bool) -> bool {
+fn should_validate(st: &LoopState<'_>, val: &[DataLoader], idx: usize, last: bool) -> bool {
     let l = &st.limits;
     // A loader that is empty now may not be once asked for again.
-    if val.is_none() || (l.val_batches == 0 && !st.reloads.val_due(st.ctx.current_epoch)) {
+    if val.is_empty() || (!l.validates() && !st.reloads.val_due(st.ctx.current_epoch)) {
         return false;
     }
     if !l.validates_in(st.ctx.current_epoch) {
@@ -156,7 +156,7 @@ fn optimize(st: &mut LoopState<'_>, loss: Option<&Tensor>, idx: usize, stepping:
     Ok(())
 }
 
-pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: &mut Option<DataLoader>) -> Result<EpochOutcome> {
+pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: &mut Vec<DataLoader>) -> Result<EpochOutcome> {
     let total = st.limits.train_batches;
     let automatic = st.ctx.optim.as_ref().is_some_and(|o| o.automatic);
     let mut loss_sum: Option<Tensor> = None;
@@ -187,13 +187,14 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: &mut Option<DataLoa
     }
     let pass = loader.epoch_from(st.ctx.device, order, start, st.ctx.current_epoch)?;
     st.epoch_order = pass.order();
-    let pending = resume.as_ref().is_some_and(|r| r.val_pending) && st.limits.val_batches > 0;
-    if let (Some(v), true) = (val.as_ref(), pending) {
+    let pending = resume.as_ref().is_some_and(|r| r.val_pending) && st.limits.validates();
+    if pending {
         let step = st.loops.fit_loop.epoch_loop.batches_that_stepped.saturating_sub(1);
         let during = evaluation::During::Fit { zero_grad: true };
         // Due until it finishes: a failure or a signal inside it saves it as due again.
         st.val_due_pending = true;
-        let m = evaluation::run(st, v, Stage::Validate, st.limits.val_batches, during, Some(step))?;
+        let batches = st.limits.val_batches.clone();
+        let m = evaluation::run(st, val, Stage::Validate, &batches, during, Some(step))?;
         st.val_due_pending = false;
         shown_val.extend(m.prog_bar);
         st.ctx.stage = Stage::Fit;
@@ -295,7 +296,7 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: &mut Option<DataLoa
         };
         // A signal that stops a plugin inside this hook counts the batch done: a validation
         // due after it is due then too.
-        st.val_due_pending = val.is_some() && should_validate(st, val.as_ref(), idx, last);
+        st.val_due_pending = should_validate(st, val, idx, last);
         st.hook(Hook::OnTrainBatchEnd, i)?;
         st.batch_loss = None;
         st.ctx.batch.clear();
@@ -326,7 +327,7 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: &mut Option<DataLoa
         let global_step = st.ctx.global_step;
         crate::fault::point("step", || format!("global step {global_step}"));
 
-        let val_due = val.is_some() && should_validate(st, val.as_ref(), idx, last);
+        let val_due = should_validate(st, val, idx, last);
         st.val_due_pending = val_due;
         let stepped = u64::from(stepping);
         {
@@ -334,7 +335,7 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: &mut Option<DataLoa
             pos.loops.fit_loop.epoch_loop.batches_that_stepped += stepped;
             // Lightning defers a monitored save at the epoch's last batch when validation is
             // on for this epoch (whether or not it runs right after this batch).
-            let val_on = st.limits.val_batches > 0 && st.limits.validates_in(st.ctx.current_epoch);
+            let val_on = st.limits.validates() && st.limits.validates_in(st.ctx.current_epoch);
             let trigger = Trigger::TrainBatchEnd { val_follows: last && val_on };
             checkpointing::save(st, trigger, st.ctx.current_epoch, pos)?;
         }
@@ -343,7 +344,7 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: &mut Option<DataLoa
         }
         // A validation loader reloaded empty skips the run, its hooks and saves (Lightning's
         // `val_loop.skip`).
-        if let (Some(v), true) = (val.as_ref(), val_due && st.limits.val_batches > 0) {
+        if val_due && st.limits.validates() {
             // Lightning's callback_metrics hold this batch's values when validation starts
             // (its own values then win on a shared name): one read per validation run.
             st.take_step_metrics();
@@ -351,7 +352,8 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: &mut Option<DataLoa
             // Lightning zeroes the grads before it only outside an accumulation window
             // (`on_validation_model_zero_grad` when `not _should_accumulate()`).
             let during = evaluation::During::Fit { zero_grad: stepping };
-            let m = evaluation::run(st, v, Stage::Validate, st.limits.val_batches, during, Some(step))?;
+            let batches = st.limits.val_batches.clone();
+            let m = evaluation::run(st, val, Stage::Validate, &batches, during, Some(step))?;
             // Finished: a failure after it (EarlyStopping, the save) does not run it again.
             st.val_due_pending = false;
             shown_val.extend(m.prog_bar);

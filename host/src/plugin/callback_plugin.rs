@@ -51,6 +51,7 @@ impl Callback for WasmCallback {
         let wit_info = callback::HookInfo {
             stage: stage_out(info.stage),
             batch_idx: info.batch_idx,
+            dataloader_idx: info.dataloader_idx,
             current_epoch: info.current_epoch,
             global_step: info.global_step,
             metrics: info.callback_metrics.iter().map(|(k, v)| (k.clone(), *v)).collect(),

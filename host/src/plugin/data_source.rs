@@ -28,26 +28,27 @@ use crate::plugin::runtime::Runtime;
 use crate::plugin::sandbox::Admitted;
 
 impl WasmPlugin {
-    /// The split's stream, if the plugin declares one.
-    pub(super) fn stream_spec(&mut self, ctx: &mut RunContext, split: Split) -> Result<Option<StreamSpec>> {
-        let Some(s) = self.declared_stream(ctx, split)? else { return Ok(None) };
+    /// DataLoader `index` of the split's stream, if the plugin declares one.
+    pub(super) fn stream_spec(&mut self, ctx: &mut RunContext, split: Split, index: u32) -> Result<Option<StreamSpec>> {
+        let Some(s) = self.declared_stream(ctx, split, index)? else { return Ok(None) };
         let workers: Option<Arc<dyn WorkerFactory>> = match (s.num_workers, self.origin(), self.setup_args()) {
             (0, _, _) => None,
             (n, Some((runtime, admitted)), Some(setup)) => {
-                Some(Arc::new(PluginWorkers { runtime, admitted, setup, split, share: n as usize }))
+                Some(Arc::new(PluginWorkers { runtime, admitted, setup, split, index, share: n as usize }))
             }
             _ => None,
         };
-        let main = Box::new(PluginStream { plugin: self.clone(), split, worker: None, ctx: RunContext::default() });
+        let main =
+            Box::new(PluginStream { plugin: self.clone(), split, index, worker: None, ctx: RunContext::default() });
         Ok(Some(StreamSpec { num_batches: s.num_batches, num_workers: s.num_workers, main, workers }))
     }
 
-    /// The guest's `streaming(split)`: what it declares.
-    fn declared_stream(&mut self, ctx: &mut RunContext, split: Split) -> Result<Option<WitStreamSource>> {
-        let hook = format!("{}_stream", split.name());
+    /// The guest's `streaming(split, index)`: what it declares.
+    fn declared_stream(&mut self, ctx: &mut RunContext, split: Split, index: u32) -> Result<Option<WitStreamSource>> {
+        let hook = format!("{}_stream", loader_name(split, index));
         Ok(self.call(ctx, &hook, Device::Cpu, |inner| {
             let g = Self::data_guest(inner)?.clone();
-            g.call_streaming(&mut inner.instance.store, wit_split(split))
+            g.call_streaming(&mut inner.instance.store, wit_split(split), index)
         })?)
     }
 }
@@ -56,6 +57,8 @@ impl WasmPlugin {
 struct PluginStream {
     plugin: WasmPlugin,
     split: Split,
+    /// Which of the split's DataLoaders.
+    index: u32,
     /// A worker instance's id (its random ops draw from its own generator).
     worker: Option<u32>,
     /// What the instance's calls are lent (on the CPU; the loop moves batches).
@@ -65,8 +68,8 @@ struct PluginStream {
 impl PluginStream {
     fn hook(&self, what: &str) -> String {
         match self.worker {
-            Some(i) => format!("{}_stream.{what} (worker {i})", self.split.name()),
-            None => format!("{}_stream.{what}", self.split.name()),
+            Some(i) => format!("{}_stream.{what} (worker {i})", loader_name(self.split, self.index)),
+            None => format!("{}_stream.{what}", loader_name(self.split, self.index)),
         }
     }
 }
@@ -86,17 +89,17 @@ impl BatchSource for PluginStream {
                 inner.instance.store.data_mut().generator = generator;
             }
             let g = WasmPlugin::data_guest(inner)?.clone();
-            g.call_start_pass(&mut inner.instance.store, split, info)
+            g.call_start_pass(&mut inner.instance.store, split, self.index, info)
         })?;
         out.map_err(|m| self.plugin.err(&hook, None, m))
     }
 
     fn next_batch(&mut self) -> Result<Option<Vec<Tensor>>> {
         let hook = self.hook("next_batch");
-        let split = wit_split(self.split);
+        let (split, index) = (wit_split(self.split), self.index);
         let out = self.plugin.call(&mut self.ctx, &hook, Device::Cpu, |inner| {
             let g = WasmPlugin::data_guest(inner)?.clone();
-            match g.call_next_batch(&mut inner.instance.store, split)? {
+            match g.call_next_batch(&mut inner.instance.store, split, index)? {
                 Ok(Some(handles)) => Ok(Ok(Some(take_tensors(inner, handles)?))),
                 Ok(None) => Ok(Ok(None)),
                 Err(m) => Ok(Err(m)),
@@ -110,6 +113,8 @@ impl BatchSource for PluginStream {
 struct PluginItems {
     plugin: WasmPlugin,
     split: Split,
+    /// Which of the split's DataLoaders.
+    index: u32,
     /// What the instance's calls are lent (on the CPU; the loop moves batches).
     ctx: RunContext,
 }
@@ -121,8 +126,8 @@ impl ItemFetcher for PluginItems {
         generator: &mut Option<Generator>,
         worker: Option<WorkerInfo>,
     ) -> Result<Vec<Tensor>> {
-        let hook = format!("{}_dataloader.fetch", self.split.name());
-        let split = wit_split(self.split);
+        let hook = format!("{}_dataloader.fetch", loader_name(self.split, self.index));
+        let (split, index) = (wit_split(self.split), self.index);
         let worker =
             worker.map(|w| WitWorkerInfo { id: w.id, num_workers: w.num_workers, seed: w.seed, epoch: w.epoch });
         let lent = generator.take();
@@ -131,7 +136,7 @@ impl ItemFetcher for PluginItems {
             // A worker's generator for this batch's random ops, given back after.
             let run = std::mem::replace(&mut inner.instance.store.data_mut().generator, lent);
             let got = match WasmPlugin::data_guest(inner) {
-                Ok(g) => g.clone().call_fetch(&mut inner.instance.store, split, indices, worker),
+                Ok(g) => g.clone().call_fetch(&mut inner.instance.store, split, index, indices, worker),
                 Err(e) => Err(e),
             };
             back = std::mem::replace(&mut inner.instance.store.data_mut().generator, run);
@@ -145,11 +150,11 @@ impl ItemFetcher for PluginItems {
     }
 
     fn sample(&mut self, base_seed: bool) -> Result<(Option<i64>, Vec<Vec<u64>>)> {
-        let hook = format!("{}_dataloader.sample", self.split.name());
-        let split = wit_split(self.split);
+        let hook = format!("{}_dataloader.sample", loader_name(self.split, self.index));
+        let (split, index) = (wit_split(self.split), self.index);
         let out = self.plugin.call(&mut self.ctx, &hook, Device::Cpu, |inner| {
             let g = WasmPlugin::data_guest(inner)?.clone();
-            g.call_sample(&mut inner.instance.store, split, base_seed)
+            g.call_sample(&mut inner.instance.store, split, index, base_seed)
         })?;
         let pass = out.map_err(|m| self.plugin.err(&hook, None, m))?;
         match (base_seed, pass.base_seed) {
@@ -168,6 +173,7 @@ struct PluginWorkers {
     /// was restored to.
     setup: SetupArgs,
     split: Split,
+    index: u32,
     /// How many workers share the plugin's limits.
     share: usize,
 }
@@ -190,16 +196,24 @@ impl WorkerFactory for PluginWorkers {
                 DataModule::load_state(&mut plugin, &mut ctx, s)?;
             }
             // The plugin's own instance was asked for the stream before its workers started.
-            plugin.declared_stream(&mut ctx, self.split).map(|_| ())
+            plugin.declared_stream(&mut ctx, self.split, self.index).map(|_| ())
         };
         ready().map_err(|e| anyhow!("DataLoader worker {id}: {e:#}"))?;
-        Ok(Box::new(PluginStream { plugin, split: self.split, worker: Some(id), ctx }))
+        Ok(Box::new(PluginStream { plugin, split: self.split, index: self.index, worker: Some(id), ctx }))
     }
 }
 
 /// The host's tensors behind handles a plugin handed over (the handles end).
 fn take_tensors(inner: &mut Inner, handles: Vec<Resource<Tensor>>) -> wasmtime::Result<Vec<Tensor>> {
     handles.into_iter().map(|h| WasmPlugin::take_tensor(inner, h)).collect()
+}
+
+/// How errors name DataLoader `index` of a split: `val` for the first, `val[1]` after it.
+fn loader_name(split: Split, index: u32) -> String {
+    match index {
+        0 => split.name().to_string(),
+        i => format!("{}[{i}]", split.name()),
+    }
 }
 
 pub(super) fn wit_split(split: Split) -> WitSplit {
@@ -243,12 +257,12 @@ impl DataModule for WasmPlugin {
         out.map_err(|m| self.err("datamodule.load_state_dict", None, m))
     }
 
-    fn dataset(&mut self, ctx: &mut RunContext, split: Split) -> Result<Option<DatasetSpec>> {
+    fn dataset(&mut self, ctx: &mut RunContext, split: Split, index: u32) -> Result<Option<DatasetSpec>> {
         let wit_split = wit_split(split);
-        let hook = format!("{}_dataloader", split.name());
+        let hook = format!("{}_dataloader", loader_name(split, index));
         let spec = self.call(ctx, &hook, Device::Cpu, |inner| {
             let g = WasmPlugin::data_guest(inner)?.clone();
-            let Some(ds) = g.call_dataloader(&mut inner.instance.store, wit_split)? else { return Ok(None) };
+            let Some(ds) = g.call_dataloader(&mut inner.instance.store, wit_split, index)? else { return Ok(None) };
             let columns = take_tensors(inner, ds.columns)?;
             let sampler = ds.sampler.as_ref().map(convert::sampler);
             Ok(Some((
@@ -268,13 +282,13 @@ impl DataModule for WasmPlugin {
             spec.items = items.map(|(len, num_workers)| ItemSpec {
                 len,
                 num_workers,
-                fetcher: Box::new(PluginItems { plugin: self.clone(), split, ctx: RunContext::default() }),
+                fetcher: Box::new(PluginItems { plugin: self.clone(), split, index, ctx: RunContext::default() }),
             });
             spec
         }))
     }
 
-    fn stream(&mut self, ctx: &mut RunContext, split: Split) -> Result<Option<StreamSpec>> {
-        self.stream_spec(ctx, split)
+    fn stream(&mut self, ctx: &mut RunContext, split: Split, index: u32) -> Result<Option<StreamSpec>> {
+        self.stream_spec(ctx, split, index)
     }
 }

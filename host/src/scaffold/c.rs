@@ -68,7 +68,8 @@ bool exports_lt_plugin_data_module_setup(exports_lt_plugin_data_module_stage_t s
   return true;
 }
 
-bool exports_lt_plugin_data_module_dataloader(exports_lt_plugin_data_module_split_t split, exports_lt_plugin_data_module_dataset_t *ret) {
+bool exports_lt_plugin_data_module_dataloader(exports_lt_plugin_data_module_split_t split, uint32_t index, exports_lt_plugin_data_module_dataset_t *ret) {
+  if (index > 0) return false;  // one DataLoader per split
   int i = split == EXPORTS_LT_PLUGIN_DATA_MODULE_SPLIT_TRAIN ? 0 : split == EXPORTS_LT_PLUGIN_DATA_MODULE_SPLIT_VAL ? 1 : -1;
   if (i < 0 || xs[i].__handle == 0) return false;
   lt_tensor *cols = malloc(2 * sizeof *cols);
@@ -92,11 +93,11 @@ exports_lt_plugin_lightning_module_own_tensor_t exports_lt_plugin_lightning_modu
   lt_batch_free(batch);
   return p;
 }
-bool exports_lt_plugin_data_module_streaming(exports_lt_plugin_data_module_split_t split, exports_lt_plugin_data_module_stream_source_t *ret) { return false; }
-bool exports_lt_plugin_data_module_start_pass(exports_lt_plugin_data_module_split_t split, exports_lt_plugin_data_module_worker_info_t *worker, plugin_string_t *err) { plugin_string_dup(err, "no stream"); return false; }
-bool exports_lt_plugin_data_module_next_batch(exports_lt_plugin_data_module_split_t split, exports_lt_plugin_data_module_option_list_own_tensor_t *ret, plugin_string_t *err) { ret->is_some = false; return true; }
-bool exports_lt_plugin_data_module_fetch(exports_lt_plugin_data_module_split_t split, plugin_list_u64_t *indices, exports_lt_plugin_data_module_worker_info_t *maybe_worker, exports_lt_plugin_data_module_list_own_tensor_t *ret, plugin_string_t *err) { plugin_list_u64_free(indices); plugin_string_dup(err, "no items"); return false; }
-bool exports_lt_plugin_data_module_sample(exports_lt_plugin_data_module_split_t split, bool base_seed, exports_lt_plugin_data_module_sampled_pass_t *ret, plugin_string_t *err) { plugin_string_dup(err, "no sampler"); return false; }
+bool exports_lt_plugin_data_module_streaming(exports_lt_plugin_data_module_split_t split, uint32_t index, exports_lt_plugin_data_module_stream_source_t *ret) { return false; }
+bool exports_lt_plugin_data_module_start_pass(exports_lt_plugin_data_module_split_t split, uint32_t index, exports_lt_plugin_data_module_worker_info_t *worker, plugin_string_t *err) { plugin_string_dup(err, "no stream"); return false; }
+bool exports_lt_plugin_data_module_next_batch(exports_lt_plugin_data_module_split_t split, uint32_t index, exports_lt_plugin_data_module_option_list_own_tensor_t *ret, plugin_string_t *err) { ret->is_some = false; return true; }
+bool exports_lt_plugin_data_module_fetch(exports_lt_plugin_data_module_split_t split, uint32_t index, plugin_list_u64_t *indices, exports_lt_plugin_data_module_worker_info_t *maybe_worker, exports_lt_plugin_data_module_list_own_tensor_t *ret, plugin_string_t *err) { plugin_list_u64_free(indices); plugin_string_dup(err, "no items"); return false; }
+bool exports_lt_plugin_data_module_sample(exports_lt_plugin_data_module_split_t split, uint32_t index, bool base_seed, exports_lt_plugin_data_module_sampled_pass_t *ret, plugin_string_t *err) { plugin_string_dup(err, "no sampler"); return false; }
 bool exports_lt_plugin_data_module_save_state(plugin_list_u8_t *ret) { return false; }
 bool exports_lt_plugin_data_module_load_state(plugin_list_u8_t *state, plugin_string_t *err) { plugin_list_u8_free(state); return true; }
 "#;

@@ -24,11 +24,22 @@ from .pytorch.core import LightningModule as _UserModule
 
 _classes = {}
 _live = {}
+# Per DataLoader (`_key`), the structure of its batches.
 _structure = {}
-# Per split, the user's DataLoader (its items and streams are made when the host asks).
+# Per DataLoader (`_key`), the user's (its items and streams are made when the host asks).
 _loaders = {}
-# Per split, the batches of the stream's pass under way.
+# Per DataLoader (`_key`), the batches of the stream's pass under way.
 _passes = {}
+
+
+def _key(name, index):
+    """A split's DataLoader `index`: `val` for the first (Lightning's only one, mostly), `val:1` after."""
+    return name if not index else f"{name}:{index}"
+
+
+def _current(split):
+    """The key of the DataLoader the batch being processed comes from."""
+    return _key(split, _trainer.dataloader_idx() or 0)
 _STAGES = {Stage.FIT: "fit", Stage.VALIDATE: "validate", Stage.TEST: "test", Stage.PREDICT: "predict", Stage.SANITY_CHECK: "fit"}
 _SPLITS = {_dm.Split.TRAIN: "train", _dm.Split.VAL: "val", _dm.Split.TEST: "test", _dm.Split.PREDICT: "predict"}
 
@@ -299,7 +310,7 @@ def _batch(batch, split):
     if replaced is not None:
         return replaced
     leaves = [torch._core.wrap(h) for h in batch]
-    structure = _structure.get(split)
+    structure = _structure.get(_current(split))
     if structure is None:
         return leaves
     return _data.unflatten(structure, leaves)
@@ -335,7 +346,8 @@ def _transfer(m, hook, split):
     for name in _TRANSFER_HOOKS[:2] if before else _TRANSFER_HOOKS[2:]:
         fn = _transfer_hook(name)
         if fn is not None:
-            batch = fn(batch, m.device, 0) if name == "transfer_batch_to_device" else fn(batch, 0)
+            dl = _trainer.dataloader_idx() or 0
+            batch = fn(batch, m.device, dl) if name == "transfer_batch_to_device" else fn(batch, dl)
     if before:
         _pending[split] = batch
     else:
@@ -366,16 +378,45 @@ def _training(model):
 
 
 _takes_idx = {}
+# Per hook or step, whether it takes `dataloader_idx` and whether without a default.
+_dl_params = {}
+_PREFIXES = {"validation": "val", "test": "test", "predict": "predict"}
+
+
+def _dataloader_idx(model, name):
+    """The `dataloader_idx` Lightning passes hook or step `name`: the batch's DataLoader when
+    its split has several (None with one), after Lightning's check of the signature: with
+    several DataLoaders it must take `dataloader_idx`; with one, give it a default."""
+    dl = _trainer.dataloader_idx()
+    sig = _dl_params.get(name)
+    if sig is None:
+        fn = getattr(model, name)
+        spec = inspect.getfullargspec(getattr(fn, "__wrapped__", fn))
+        params = inspect.signature(fn).parameters
+        required = "dataloader_idx" in params and params["dataloader_idx"].default is inspect.Parameter.empty
+        sig = _dl_params[name] = ("dataloader_idx" in spec.args[1:] or spec.varargs is not None, required)
+    present, required = sig
+    prefix = next((p for k, p in _PREFIXES.items() if k in name), "val")
+    if dl is None and present:
+        if required:
+            raise RuntimeError(f"You provided only a single `{prefix}_dataloader`, but have included `dataloader_idx` in `{type(model).__name__}.{name}()`. Either remove the argument or give it a default value i.e. `dataloader_idx=0`.")
+    elif dl is not None and not present:
+        raise RuntimeError(f"You provided multiple `{prefix}_dataloader`, but no `dataloader_idx` argument in `{type(model).__name__}.{name}()`. Try adding `dataloader_idx=0` to its signature.")
+    return dl
 
 
 def _step(model, name, batch, batch_idx):
-    """Calls `model.<name>(batch, batch_idx)`, or `(batch)` when the step takes no index (as
-    Lightning looks at the signature)."""
+    """Calls `model.<name>(batch, batch_idx)` (with `dataloader_idx` when the split has several
+    DataLoaders), or `(batch)` when the step takes no index (as Lightning looks at the
+    signature)."""
     fn = getattr(model, name)
     takes = _takes_idx.get(name)
     if takes is None:
         params = [p for p in inspect.signature(fn).parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)]
         takes = _takes_idx[name] = len(params) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in params)
+    dl = None if name == "training_step" else _dataloader_idx(model, name)
+    if dl is not None:
+        return fn(batch, batch_idx, dl)
     return fn(batch, batch_idx) if takes else fn(batch)
 
 
@@ -499,6 +540,7 @@ _HOOK_SPLITS = (("train", "train"), ("validation", "val"), ("test", "test"), ("p
 class LightningModule(_exports.LightningModule):
     def configure(self, hparams):
         torch._core.RUNNING[0] = True
+        torch._apply_settings()
         cls = _classes.get("module")
         if cls is None:
             raise Err("no LightningModule in this component (lthost build finds it in the file)")
@@ -565,9 +607,11 @@ class LightningModule(_exports.LightningModule):
         if kind == "stage":
             r = fn(_STAGES[stage])
         elif kind == "batch":
-            r = fn(_batch(_trainer.current_batch(), split), batch_idx)
+            dl = () if split == "train" or _dataloader_idx(m, name) is None else (_trainer.dataloader_idx(),)
+            r = fn(_batch(_trainer.current_batch(), split), batch_idx, *dl)
         elif kind == "outputs_batch":
-            r = fn(_outputs(m, split), _batch(_trainer.current_batch(), split), batch_idx)
+            dl = () if split == "train" or _dataloader_idx(m, name) is None else (_trainer.dataloader_idx(),)
+            r = fn(_outputs(m, split), _batch(_trainer.current_batch(), split), batch_idx, *dl)
         elif kind == "optimizer":
             opts = m._lt_optimizers
             r = fn(opts[0] if opts else None)
@@ -719,35 +763,40 @@ class PluginOptimizers(_exports.PluginOptimizers):
             raise Err(f"{type(o).__name__}.load_state_dict: {describe(e)}")
 
 
-def _user_loader(name):
-    """The DataLoader the user's `{name}_dataloader` returns (None: no such split), kept for
-    the items and streams asked for later."""
+def _user_loaders(name):
+    """The DataLoaders the user's `{name}_dataloader` returns (a list, tuple or dict of them: Lightning's
+    sequential CombinedLoader; none: no such split), kept for the items and streams asked for later."""
+    for k in [k for k in _loaders if k == name or k.startswith(f"{name}:")]:
+        del _loaders[k]
     make = getattr(_data_source(), f"{name}_dataloader", None)
-    loader = None if make is None else make()
-    if loader is None:
-        return None
-    if isinstance(loader, (list, tuple)):
-        if len(loader) != 1:
-            raise Err(f"{name}_dataloader returned {len(loader)} DataLoaders; lthost takes one per split")
-        loader = loader[0]
-    if not isinstance(loader, _data.DataLoader):
-        raise Err(f"{name}_dataloader must return a torch.utils.data.DataLoader, not {type(loader).__name__}")
-    loader.auto_add_worker_init_fn()
-    _loaders[name] = loader
-    return loader
+    loaders = None if make is None else make()
+    if loaders is None:
+        return []
+    if isinstance(loaders, dict):
+        loaders = list(loaders.values())
+    elif not isinstance(loaders, (list, tuple)):
+        loaders = [loaders]
+    if name == "train" and len(loaders) != 1:
+        raise Err(f"train_dataloader returned {len(loaders)} DataLoaders; lthost trains on one")
+    for i, loader in enumerate(loaders):
+        if not isinstance(loader, _data.DataLoader):
+            raise Err(f"{name}_dataloader must return torch.utils.data.DataLoaders, not {type(loader).__name__}")
+        loader.auto_add_worker_init_fn()
+        _loaders[_key(name, i)] = loader
+    return loaders
 
 
-def _kept_loader(name, what):
-    """The split's DataLoader `{name}_dataloader` returned, for `what` the host asks of it."""
-    loader = _loaders.get(name)
+def _kept_loader(name, index, what):
+    """DataLoader `index` of those `{name}_dataloader` returned, for `what` the host asks of it."""
+    loader = _loaders.get(_key(name, index))
     if loader is None:
         raise Err(f"lthost asked for {what} before {name}_dataloader")
     return loader
 
 
-def _handed_over(name, leaves, structure):
+def _handed_over(key, leaves, structure):
     """A made batch's tensors for the host, its structure kept for the step it goes to."""
-    _structure[name] = structure
+    _structure[key] = structure
     # New handles: the batch's tensors may be the dataset's own, which it keeps.
     return [t._h.share() for t in leaves]
 
@@ -777,30 +826,32 @@ class DataModule(_exports.DataModule):
         _live["data"] = d
 
     @reported
-    def dataloader(self, split):
+    def dataloader(self, split, index):
         name = _SPLITS[split]
-        loader = _user_loader(name)
+        if index == 0:
+            _user_loaders(name)  # asked anew: `{name}_dataloader()` runs
+        loader = _loaders.get(_key(name, index))
         if loader is None or isinstance(loader.dataset, _data.IterableDataset):
             return None  # an IterableDataset: the host asks for the stream next
         try:
             record, structure = loader.record(_dm)
         except (TypeError, ValueError, NotImplementedError, RuntimeError) as e:
             raise Err(f"{name}_dataloader: {e}")
-        _structure[name] = structure
+        _structure[_key(name, index)] = structure
         return record
 
-    def fetch(self, split, indices, worker):
+    def fetch(self, split, index, indices, worker):
         name = _SPLITS[split]
-        loader = _kept_loader(name, f"{name} items")
+        loader = _kept_loader(name, index, f"{name} items")
         try:
             leaves, structure = loader.fetch(indices, worker)
         except Exception as e:  # noqa: BLE001  (the user's __getitem__ and collate_fn may raise anything)
             raise Err(f"{name} DataLoader: {describe(e)}")
-        return _handed_over(name, leaves, structure)
+        return _handed_over(_key(name, index), leaves, structure)
 
-    def sample(self, split, base_seed):
+    def sample(self, split, index, base_seed):
         name = _SPLITS[split]
-        loader = _kept_loader(name, f"{name} indices")
+        loader = _kept_loader(name, index, f"{name} indices")
         try:
             seed, batches = loader.sample(base_seed)
         except Exception as e:  # noqa: BLE001  (the user's sampler may raise anything)
@@ -808,10 +859,12 @@ class DataModule(_exports.DataModule):
         return _dm.SampledPass(seed, batches)
 
     @reported
-    def streaming(self, split):
+    def streaming(self, split, index):
         name = _SPLITS[split]
         # A worker instance is asked for the stream without `dataloader` first.
-        loader = _loaders[name] if name in _loaders else _user_loader(name)
+        if name not in _loaders:
+            _user_loaders(name)
+        loader = _loaders.get(_key(name, index))
         if loader is None or not isinstance(loader.dataset, _data.IterableDataset):
             return None
         try:
@@ -820,25 +873,25 @@ class DataModule(_exports.DataModule):
             batches = None
         return _dm.StreamSource(batches, loader.num_workers)
 
-    def start_pass(self, split, worker):
+    def start_pass(self, split, index, worker):
         name = _SPLITS[split]
-        loader = _kept_loader(name, f"a {name} pass")
+        loader = _kept_loader(name, index, f"a {name} pass")
         info = _data.WorkerInfo(worker.id, worker.num_workers, worker.seed, loader.dataset) if worker.num_workers else None
         try:
-            _passes[name] = loader.start_pass(info)
+            _passes[_key(name, index)] = loader.start_pass(info)
         except Exception as e:  # noqa: BLE001  (the user's __iter__ may raise anything)
             raise Err(f"{name} DataLoader: {describe(e)}")
 
-    def next_batch(self, split):
+    def next_batch(self, split, index):
         name = _SPLITS[split]
-        batches = _passes.get(name)
+        batches = _passes.get(_key(name, index))
         if batches is None:
             raise Err(f"lthost asked for a {name} batch before its pass began")
         try:
             batch = next(batches, None)
         except Exception as e:  # noqa: BLE001  (the user's __iter__ and collate_fn may raise anything)
             raise Err(f"{name} DataLoader: {describe(e)}")
-        return None if batch is None else _handed_over(name, *batch)
+        return None if batch is None else _handed_over(_key(name, index), *batch)
 
     @reported
     def save_state(self):

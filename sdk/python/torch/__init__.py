@@ -187,8 +187,9 @@ def seed():
 
 
 # ---- settings a Lightning file makes ---------------------------------------------------------
-# Kept and read back; the host runs libtorch's defaults (float32 matmuls at "highest", its own
-# thread count, no deterministic-algorithm checks), and a setting that would differ says so.
+# Kept and read back; the host runs libtorch's defaults (its own thread count, no
+# deterministic-algorithm checks), and a setting that would differ says so. The float32
+# matmul precision is applied, as torch applies it: libtorch's global setting for the run.
 
 _settings = {"float32_matmul_precision": "highest", "deterministic": False}
 
@@ -199,11 +200,15 @@ def set_float32_matmul_precision(precision):
 
         print(f"warning: {precision} is not one of 'highest', 'high', or 'medium'; the call has no effect (torch's)", file=sys.stderr)
         return
-    if precision != "highest":
-        from .backends import _note
-
-        _note("torch.set_float32_matmul_precision", precision)
     _settings["float32_matmul_precision"] = precision
+    if _core.RUNNING[0]:
+        _aten._a.set_float32_matmul_precision(precision)
+
+
+def _apply_settings():
+    """As the run starts: the settings the file made at build time (its top level) applied."""
+    if _settings["float32_matmul_precision"] != "highest":
+        _aten._a.set_float32_matmul_precision(_settings["float32_matmul_precision"])
 
 
 def get_float32_matmul_precision():

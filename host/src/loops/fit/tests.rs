@@ -147,7 +147,8 @@ fn the_native_module_trains_as_its_lightning_twin() {
         }
         let mut m = Regression::new();
         m.none_even = case["module"]["none_even"].as_bool().unwrap_or(false);
-        let report = t.fit(&mut m, &mut Points::default(), &serde_json::json!({})).expect("fit");
+        let mut data = Points::with_second_val(case["module"]["second_val"].as_i64());
+        let report = t.fit(&mut m, &mut data, &serde_json::json!({})).expect("fit");
         assert_eq!(report.global_step, case["global_step"], "{name}: global_step ({})", report.stop_reason);
         assert_eq!(report.epochs, case["current_epoch"], "{name}: epochs run");
         assert_eq!(report.stopped_epoch, case["stopped_epoch"].as_u64(), "{name}: EarlyStopping's stopped_epoch");
@@ -328,6 +329,7 @@ fn at_train_end(t: &mut Trainer) -> Rc<RefCell<Option<TrainEnd>>> {
     kept
 }
 
+mod dataloaders;
 mod epoch_ends;
 mod metrics;
 mod resume;

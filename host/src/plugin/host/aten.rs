@@ -321,6 +321,10 @@ impl aten::Host for AtenView<'_> {
         .map_err(|e| e.detail))
     }
 
+    fn set_float32_matmul_precision(&mut self, precision: String) -> R<Result<(), String>> {
+        Ok(torch_ext::set_float32_matmul_precision(&precision).map_err(|e| e.detail))
+    }
+
     fn manual_seed(&mut self, seed: u64) -> R<()> {
         match self.generator.as_deref_mut() {
             Some(own) => *own = torch_ext::Generator::seeded(seed)?,

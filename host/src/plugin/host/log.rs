@@ -24,6 +24,7 @@ fn options(o: &WitLogOptions) -> LogOptions {
             WitReduceFx::Min => ReduceFx::Min,
         },
         batch_size: o.batch_size,
+        add_dataloader_idx: o.add_dataloader_idx,
     }
 }
 

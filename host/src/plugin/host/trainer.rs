@@ -50,7 +50,7 @@ impl trainer::Host for TrainerView<'_> {
     }
 
     fn fit_numbers(&mut self) -> R<trainer::LoopNumbers> {
-        let n = self.run.fit_numbers;
+        let n = self.run.fit_numbers.clone();
         Ok(trainer::LoopNumbers {
             max_steps: n.max_steps,
             num_training_batches: n.num_training_batches,
@@ -59,6 +59,10 @@ impl trainer::Host for TrainerView<'_> {
             log_every_n_steps: n.log_every_n_steps,
             check_val_every_n_epoch: n.check_val_every_n_epoch,
         })
+    }
+
+    fn dataloader_idx(&mut self) -> R<Option<u32>> {
+        Ok(self.run.dataloader_idx)
     }
 
     fn is_last_batch(&mut self) -> R<bool> {

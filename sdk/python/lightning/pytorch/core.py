@@ -71,8 +71,7 @@ class _TrainerState:
 
     @property
     def num_val_batches(self):
-        n = _trainer.fit_numbers().num_val_batches
-        return [float("inf") if n is None else n]
+        return [float("inf") if n is None else n for n in _trainer.fit_numbers().num_val_batches]
 
     @property
     def accumulate_grad_batches(self):
@@ -124,24 +123,35 @@ def flush_metrics(module, split):
     """Lightning's end of an epoch for the Metric objects logged in it: each logged with
     on_epoch gets `compute()` as its epoch value, and every one is `reset()`."""
     logged = _LOGGED_METRICS.pop(split, {})
-    for name, (metric, epoch_name, prog_bar, logger, on_epoch) in logged.items():
+    for (name, dl), (metric, epoch_name, prog_bar, logger, on_epoch) in logged.items():
+        # Logged under one of several DataLoaders: its name carries it (Lightning's suffix).
+        suffix = "" if dl is None else f"/dataloader_idx_{dl}"
         if on_epoch:
             value = metric.compute()
-            module.log(epoch_name, value, prog_bar=prog_bar, logger=logger, on_step=False, on_epoch=True)
+            module.log(epoch_name + suffix, value, prog_bar=prog_bar, logger=logger, on_step=False, on_epoch=True, add_dataloader_idx=False)
             if epoch_name != name:
                 # Lightning's callback_metrics also hold a forked metric under its bare name
                 # (the epoch's value now), for monitors and checkpoint names; not logged.
-                module.log(name, value, prog_bar=False, logger=False, on_step=False, on_epoch=True)
+                module.log(name + suffix, value, prog_bar=False, logger=False, on_step=False, on_epoch=True, add_dataloader_idx=False)
         metric.reset()
 
 
+class MisconfigurationException(Exception):
+    """Lightning's exception for a setting it cannot use."""
+
+
 def _reduce_name(fx):
-    if isinstance(fx, str):
-        return fx
-    name = getattr(fx, "__name__", "")
+    """Lightning's `_parse_reduce_fx`: a name in any case ("avg" is the mean), or torch's
+    mean, sum, max or min; anything else is refused with Lightning's message."""
+    name = fx.lower() if isinstance(fx, str) else getattr(fx, "__name__", "")
+    name = "mean" if name == "avg" else name
     if name in _REDUCE:
         return name
-    raise NotImplementedError(f"self.log(reduce_fx={fx!r}): lthost reduces by mean, sum, max or min")
+    raise MisconfigurationException(
+        "Only `self.log(..., reduce_fx={min,max,mean,sum})` are supported."
+        " If you need a custom reduction, please log a `torchmetrics.Metric` instance instead."
+        f" Found: {fx}"
+    )
 
 
 def _to_device(batch, device):
@@ -220,40 +230,40 @@ class LightningModule(_DataHooks, nn.Module):
 
     # ---- logging ----
     def log(self, name, value, prog_bar=False, logger=None, on_step=None, on_epoch=None, reduce_fx="mean", enable_graph=False, sync_dist=False, sync_dist_group=None, add_dataloader_idx=True, batch_size=None, metric_attribute=None, rank_zero_only=False):
-        reduce = _REDUCE.get(_reduce_name(reduce_fx))
-        if reduce is None:
-            raise NotImplementedError(f"self.log(reduce_fx={reduce_fx!r})")
+        reduce = _REDUCE[_reduce_name(reduce_fx)]
         if _is_metric(value):
-            return self._log_metric(name, value, prog_bar, logger, on_step, on_epoch)
-        opts = _log.LogOptions(bool(prog_bar), True if logger is None else bool(logger), on_step, on_epoch, reduce, batch_size)
+            return self._log_metric(name, value, prog_bar, logger, on_step, on_epoch, add_dataloader_idx)
+        opts = _log.LogOptions(bool(prog_bar), True if logger is None else bool(logger), on_step, on_epoch, reduce, batch_size, bool(add_dataloader_idx))
         if isinstance(value, torch.Tensor):
             _log.log(name, value._h, opts)  # the host keeps it detached, as Lightning does
         else:
             _log.log_scalar(name, float(value), opts)
 
-    def _log_metric(self, name, metric, prog_bar, logger, on_step, on_epoch):
+    def _log_metric(self, name, metric, prog_bar, logger, on_step, on_epoch, add_dataloader_idx=True):
         """A torchmetrics Metric, as Lightning logs one: on_step, the value of this step's
         `metric(...)` call (as `name_step` when also on_epoch); on_epoch, `compute()` when the
         epoch ends (as `name_epoch` when also on_step); reset then."""
         split = _WHERE["split"]
         if split is None or not _WHERE["in_step"]:
-            return self.log(name, metric.compute(), prog_bar, logger, on_step, on_epoch)
+            return self.log(name, metric.compute(), prog_bar, logger, on_step, on_epoch, add_dataloader_idx=add_dataloader_idx)
         stepwise = split == "train"
         on_step = stepwise if on_step is None else bool(on_step)
         on_epoch = (not stepwise) if on_epoch is None else bool(on_epoch)
         if on_step:
             if metric._forward_cache is None:
                 raise RuntimeError(f"self.log({name!r}, {type(metric).__name__}, on_step=True): call the metric (`metric(preds, target)`) in this step first; `update` alone gives no step value")
-            self.log(f"{name}_step" if on_epoch else name, metric._forward_cache, prog_bar, logger, on_step=True, on_epoch=False)
+            self.log(f"{name}_step" if on_epoch else name, metric._forward_cache, prog_bar, logger, on_step=True, on_epoch=False, add_dataloader_idx=add_dataloader_idx)
             if on_epoch and stepwise:
                 # The bare name in training's callback_metrics holds the step's value (Lightning).
                 self.log(name, metric._forward_cache, False, False, on_step=True, on_epoch=False)
         epoch_name = f"{name}_epoch" if on_step else name
-        _LOGGED_METRICS.setdefault(split, {})[name] = (metric, epoch_name, prog_bar, logger, on_epoch)
+        # One entry per DataLoader the metric is logged under (Lightning's key holds its index).
+        dl = _trainer.dataloader_idx() if add_dataloader_idx else None
+        _LOGGED_METRICS.setdefault(split, {})[(name, dl)] = (metric, epoch_name, prog_bar, logger, on_epoch)
 
     def log_dict(self, dictionary, prog_bar=False, logger=None, on_step=None, on_epoch=None, reduce_fx="mean", enable_graph=False, sync_dist=False, sync_dist_group=None, add_dataloader_idx=True, batch_size=None, rank_zero_only=False):
         for k, v in dictionary.items():
-            self.log(k, v, prog_bar, logger, on_step, on_epoch, reduce_fx, batch_size=batch_size)
+            self.log(k, v, prog_bar, logger, on_step, on_epoch, reduce_fx, add_dataloader_idx=add_dataloader_idx, batch_size=batch_size)
 
     def save_hyperparameters(self, *args, ignore=None, frame=None, logger=True):
         """lthost saves the run's effective hyper-parameters (`self.hparams`) as hparams.yaml."""

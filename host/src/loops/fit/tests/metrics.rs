@@ -4,8 +4,23 @@ use super::*;
 
 /// What callback_metrics and logged_metrics hold at each epoch-end hook and at the end:
 /// (hook, epoch, callback_metrics, logged_metrics).
-type Metrics = std::collections::BTreeMap<String, f64>;
-type Seen = Rc<RefCell<Vec<(String, u64, Metrics, Metrics)>>>;
+pub(super) type Metrics = std::collections::BTreeMap<String, f64>;
+pub(super) type Seen = Rc<RefCell<Vec<(String, u64, Metrics, Metrics)>>>;
+
+/// Records into `seen` what the reference's `MetricsAt` keeps: callback_metrics and
+/// logged_metrics at every epoch-end hook (the sanity check's included), at
+/// on_sanity_check_end, at the first on_train_batch_start and at on_train_end.
+pub(super) fn recorder(seen: Seen) -> impl Callback {
+    Probe(move |hook, info: &HookInfo<'_>| {
+        let first_batch = hook == Hook::OnTrainBatchStart && (info.current_epoch, info.batch_idx) == (0, Some(0));
+        let end = matches!(hook, Hook::OnTrainEpochEnd | Hook::OnValidationEpochEnd | Hook::OnTrainEnd);
+        if end || first_batch || hook == Hook::OnSanityCheckEnd {
+            let (callback, logged) = (info.callback_metrics.clone(), info.logged_metrics.clone());
+            seen.borrow_mut().push((hook.name().to_string(), info.current_epoch, callback, logged));
+        }
+        Ok(CallbackAction::default())
+    })
+}
 
 #[test]
 fn callbacks_read_this_epochs_values_at_its_end_hooks() {
@@ -19,16 +34,7 @@ fn callbacks_read_this_epochs_values_at_its_end_hooks() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut t = twin_trainer(dir.path(), case);
         let seen = Seen::default();
-        let into = Rc::clone(&seen);
-        t.callbacks.push(Box::new(Probe(move |hook, info: &HookInfo<'_>| {
-            let first_batch = hook == Hook::OnTrainBatchStart && (info.current_epoch, info.batch_idx) == (0, Some(0));
-            let end = matches!(hook, Hook::OnTrainEpochEnd | Hook::OnValidationEpochEnd | Hook::OnTrainEnd);
-            if end || first_batch || hook == Hook::OnSanityCheckEnd {
-                let (callback, logged) = (info.callback_metrics.clone(), info.logged_metrics.clone());
-                into.borrow_mut().push((hook.name().to_string(), info.current_epoch, callback, logged));
-            }
-            Ok(CallbackAction::default())
-        })));
+        t.callbacks.push(Box::new(recorder(Rc::clone(&seen))));
         t.fit(&mut Regression::new(), &mut Points::default(), &serde_json::json!({})).expect("fit");
         let want = case["seen"].as_array().expect("seen");
         let got = seen.borrow();
@@ -49,7 +55,7 @@ fn callbacks_read_this_epochs_values_at_its_end_hooks() {
 }
 
 /// A metrics.csv as rows of its non-empty cells.
-fn csv_rows(path: &Path) -> Vec<std::collections::BTreeMap<String, f64>> {
+pub(super) fn csv_rows(path: &Path) -> Vec<std::collections::BTreeMap<String, f64>> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().expect("a header").split(',').collect();
