@@ -72,6 +72,10 @@ pub struct FitReport {
     /// The signal that stopped the run, if one did.
     pub interrupted: Option<i32>,
     pub best_model_path: Option<PathBuf>,
+    /// ModelCheckpoint's `best_model_score` and `best_k_models` (each kept checkpoint and its
+    /// score), when checkpointing.
+    pub best_model_score: Option<f64>,
+    pub best_k_models: Vec<(PathBuf, f64)>,
     /// EarlyStopping's `stopped_epoch` (0 when it did not stop the run) and its reason (the
     /// name of Lightning's `EarlyStoppingReason`), when configured.
     pub stopped_epoch: Option<u64>,
@@ -490,6 +494,8 @@ impl<'c> Trainer<'c> {
             trainable_params,
             interrupted: st.interrupter.interrupted(),
             best_model_path: st.checkpoint.as_ref().and_then(|c| c.best_model_path.clone()),
+            best_model_score: st.checkpoint.as_ref().and_then(|c| c.best_model_score),
+            best_k_models: st.checkpoint.as_ref().map(|c| c.best_k.clone()).unwrap_or_default(),
             stopped_epoch: st.early_stopping.as_ref().map(|es| es.stopped_epoch),
             stopping_reason: st.early_stopping.as_ref().map(|es| es.stopping_reason.name()),
             last_model_path: st.checkpoint.as_ref().and_then(|c| c.last_model_path.clone()),
@@ -546,17 +552,21 @@ impl<'c> Trainer<'c> {
         Ok(metrics)
     }
 
-    /// Lightning's `trainer.predict`, collecting the predictions in memory, every DataLoader's
-    /// in order (see [`Trainer::predict_into`] to stream them instead).
+    /// Lightning's `trainer.predict`, collecting the predictions in memory: one list per
+    /// DataLoader, its batches' in order (see [`Trainer::predict_into`] to stream them instead).
     pub fn predict(
         &mut self,
         module: &mut dyn Module,
         data: &mut dyn DataModule,
         hparams: &Value,
-    ) -> Result<Vec<Tensor>> {
-        let mut out = Vec::new();
+    ) -> Result<Vec<Vec<Tensor>>> {
+        let mut out: Vec<Vec<Tensor>> = Vec::new();
         self.predict_into(module, data, hparams, &mut |p| {
-            out.push(p.tensor);
+            let dl = p.dataloader_idx.unwrap_or(0) as usize;
+            if out.len() <= dl {
+                out.resize_with(dl + 1, Vec::new);
+            }
+            out[dl].push(p.tensor);
             Ok(())
         })?;
         Ok(out)

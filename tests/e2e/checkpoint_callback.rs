@@ -1,8 +1,8 @@
 //! ModelCheckpoint against Lightning itself: tests/reference/checkpoint_reference.py runs
 //! Lightning's ModelCheckpoint on its hook-recording model with each configuration; here
 //! lthost's hook-recorder plugin trains with the same `[checkpoint]` and Trainer arguments,
-//! and the files left in the directory, the best and last paths and the best score must be
-//! Lightning's. Covers the triggers (every_n_epochs 0 = never, every_n_train_steps alone,
+//! and the files left in the directory, the best and last paths, the best score and
+//! `best_k_models` (each kept file's score) must be Lightning's. Covers the triggers (every_n_epochs 0 = never, every_n_train_steps alone,
 //! a step save waiting for a validation-only monitor), a monitor missing before any
 //! validation, NaN scores, Python format specs and auto_insert_metric_name in templates,
 //! `last.ckpt` only when a save happens (and at the end when none did), `-v1` versions on a
@@ -129,9 +129,105 @@ fn model_checkpoint_reports_lightnings_best_and_last() {
         let (best, last) = names(&report);
         assert_eq!(best.as_deref(), case["best_model_path"].as_str(), "{name}: best_model_path");
         assert_eq!(last.as_deref(), case["last_model_path"].as_str(), "{name}: last_model_path");
+        assert!(
+            same_score(report.best_model_score, &case["best_model_score"]),
+            "{name}: best_model_score {:?} (Lightning {})",
+            report.best_model_score,
+            case["best_model_score"]
+        );
+        let kept: std::collections::BTreeMap<String, f64> = report
+            .best_k_models
+            .iter()
+            .map(|(p, v)| (p.file_name().expect("a file").to_string_lossy().into_owned(), *v))
+            .collect();
+        let want = case["best_k_models"].as_object().expect("best_k_models");
+        assert_eq!(kept.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>(), "{name}: best_k_models");
+        for (file, v) in want {
+            assert!(same_score(Some(kept[file]), v), "{name}: best_k_models[{file}] = {} (Lightning {v})", kept[file]);
+        }
+        for (file, w) in case["contents"].as_object().expect("contents") {
+            same_contents(&format!("{name}: {file}"), &d.path().join(file), w);
+        }
         checked += 1;
     }
     assert!(checked >= 40);
+}
+
+/// A checkpoint file's epoch, global step and ModelCheckpoint state (paths by file name)
+/// against what Lightning's file of that name holds (`contents` in checkpoint.json).
+fn same_contents(what: &str, path: &Path, want: &Value) {
+    let meta = lthost::checkpoint::load(path).unwrap_or_else(|e| panic!("{what}: {e:#}")).meta;
+    // lthost's `current_epoch` is where a resumed run starts: the next epoch after a save at
+    // an epoch's end; the epoch the save was made in is Lightning's `epoch`.
+    let pos = lthost::loops::checkpointing::LoopPosition::from_meta(&meta).expect("the loops' state");
+    let epoch = meta.current_epoch - u64::from(pos.restart().at_epoch_end);
+    assert_eq!(
+        (json!(epoch), json!(meta.global_step)),
+        (want["epoch"].clone(), want["global_step"].clone()),
+        "{what}: epoch, global_step"
+    );
+    let state = meta.callbacks.iter().find(|(k, _)| k.starts_with("ModelCheckpoint")).map(|(_, v)| v.clone());
+    let want = want["model_checkpoint"].as_object().expect("its ModelCheckpoint state");
+    let Some(state) = state else {
+        assert!(want.is_empty(), "{what}: no ModelCheckpoint state");
+        return;
+    };
+    let base = |v: &Value| -> Value {
+        match v.as_str().filter(|p| !p.is_empty()) {
+            Some(p) => json!(Path::new(p).file_name().expect("a file").to_string_lossy()),
+            None => Value::Null,
+        }
+    };
+    let score = |v: &Value| match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.parse::<f64>().ok(),
+        _ => None,
+    };
+    // Not `last_model_path`: Lightning writes a top-k file before it sets the last path, so
+    // the first one's state has none; lthost writes one state to both (docs/trainer-contract.md).
+    for key in ["best_model_path", "kth_best_model_path"] {
+        assert_eq!(base(&state[key]), want[key], "{what}: ModelCheckpoint {key}");
+    }
+    for key in ["best_model_score", "current_score", "kth_value"] {
+        assert!(
+            same_score(score(&state[key]), &want[key]),
+            "{what}: ModelCheckpoint {key} {} (Lightning {})",
+            state[key],
+            want[key]
+        );
+    }
+    let kept: std::collections::BTreeMap<String, Value> = state["best_k_models"]
+        .as_object()
+        .expect("best_k_models")
+        .iter()
+        .map(|(p, v)| (base(&json!(p)).as_str().expect("a name").to_string(), v.clone()))
+        .collect();
+    let want_k = want["best_k_models"].as_object().expect("best_k_models");
+    assert_eq!(
+        kept.keys().collect::<Vec<_>>(),
+        want_k.keys().collect::<Vec<_>>(),
+        "{what}: ModelCheckpoint best_k_models"
+    );
+    for (f, v) in want_k {
+        assert!(same_score(score(&kept[f]), v), "{what}: best_k_models[{f}] {} (Lightning {v})", kept[f]);
+    }
+}
+
+/// A score against the reference's (a number, or "inf"/"-inf"/"nan" as text, or null):
+/// equal to float32 precision, NaN equal to NaN.
+fn same_score(got: Option<f64>, want: &Value) -> bool {
+    let want = match want {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.parse::<f64>().ok(),
+        _ => None,
+    };
+    match (got, want) {
+        (None, None) => true,
+        (Some(g), Some(w)) if g.is_nan() || w.is_nan() => g.is_nan() && w.is_nan(),
+        (Some(g), Some(w)) if g.is_infinite() || w.is_infinite() => g == w,
+        (Some(g), Some(w)) => (g - w).abs() <= 1e-6 * w.abs().max(1.0),
+        _ => false,
+    }
 }
 
 #[test]

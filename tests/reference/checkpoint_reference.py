@@ -8,6 +8,7 @@ runs lthost's hook-recorder plugin with the same settings and compares.
 """
 
 import json
+import math
 import logging
 import os
 import sys
@@ -71,6 +72,9 @@ CASES = {
     "monitor_epoch_all": ({"monitor": "epoch", "mode": "max", "save_top_k": -1, "filename": "{epoch}"}, {"max_epochs": 3}, {}),
     "nan_first_top1_min": ({"monitor": "scripted"}, {"max_epochs": 4}, {"script": ["nan", 8, 7, 5]}),
     "nan_first_top1_max": ({"monitor": "scripted", "mode": "max"}, {"max_epochs": 4}, {"script": ["nan", 5, 7, 8]}),
+    # test_current_score_when_nan: only NaN scores (best_model_score and best_k_models compared)
+    "nan_only_min": ({"monitor": "scripted"}, {"max_epochs": 1}, {"script": ["nan"]}),
+    "nan_only_max": ({"monitor": "scripted", "mode": "max"}, {"max_epochs": 1}, {"script": ["nan"]}),
     "vci_0.2_all": ({"monitor": "scripted", "mode": "max", "save_top_k": -1}, {"max_epochs": 1, "val_check_interval": 0.2},
                     {"samples": 40, "script": [0.5]}),
     "vci_0.42": ({"monitor": "scripted", "save_top_k": -1, "filename": "{scripted:.4f}-{epoch}"},
@@ -104,6 +108,36 @@ def _script(values):
     return [float(v) for v in values]
 
 
+def _score(v):
+    """A score as JSON can hold it: a number, or "inf", "-inf", "nan" (json.dump would write
+    Infinity/NaN, which JSON readers refuse)."""
+    v = float(v)
+    return v if math.isfinite(v) else str(v)
+
+
+def contents(dirpath):
+    """Per checkpoint file (links left out): its epoch and global step and the ModelCheckpoint
+    state it holds, paths as file names, scores as `_score` writes them, "" as None."""
+    out = {}
+    for f in sorted(os.listdir(dirpath)):
+        path = os.path.join(dirpath, f)
+        if os.path.islink(path):
+            continue
+        c = torch.load(path, weights_only=False)
+        states = [v for k, v in c["callbacks"].items() if k.startswith("ModelCheckpoint")]
+        base = lambda p: os.path.basename(p) if p else None
+        num = lambda v: None if v is None else _score(v)
+        mc = {}
+        if states:
+            s = states[0]
+            mc = {"best_model_path": base(s["best_model_path"]), "best_model_score": num(s["best_model_score"]),
+                  "current_score": num(s["current_score"]), "last_model_path": base(s["last_model_path"]),
+                  "best_k_models": {base(p): _score(v) for p, v in sorted(s["best_k_models"].items())},
+                  "kth_best_model_path": base(s["kth_best_model_path"]), "kth_value": num(s["kth_value"])}
+        out[f] = {"epoch": c["epoch"], "global_step": c["global_step"], "model_checkpoint": mc}
+    return out
+
+
 def fit(ckpt_args, trainer_args, model_args, dirpath, ckpt_path=None):
     torch.manual_seed(0)
     margs = dict(model_args)
@@ -116,13 +150,14 @@ def fit(ckpt_args, trainer_args, model_args, dirpath, ckpt_path=None):
     trainer.fit(model, ckpt_path=ckpt_path)
     name = lambda p: os.path.basename(p) if p else None
     return {
+        "contents": contents(dirpath),
         "files": sorted(os.listdir(dirpath)),
         "state_key": mc.state_key,
         "links": {f: os.readlink(os.path.join(dirpath, f)) for f in sorted(os.listdir(dirpath)) if os.path.islink(os.path.join(dirpath, f))},
         "best_model_path": name(mc.best_model_path),
-        "best_model_score": None if mc.best_model_score is None else float(mc.best_model_score),
+        "best_model_score": None if mc.best_model_score is None else _score(mc.best_model_score),
         "last_model_path": name(mc.last_model_path),
-        "best_k_models": sorted(name(p) for p in mc.best_k_models),
+        "best_k_models": {name(p): _score(v) for p, v in sorted(mc.best_k_models.items())},
     }
 
 

@@ -142,6 +142,9 @@ pub fn run(
     results.add(std::mem::take(&mut st.ctx.logs), last_bs)?;
     let several = loaders.len() > 1;
     let mut per_dataloader = Vec::with_capacity(loaders.len());
+    // Each DataLoader's last step values for the progress bar (Lightning keeps them all: their
+    // names differ by the suffix).
+    let mut prog_bar = BTreeMap::new();
     for (dl, loader) in loaders.iter().enumerate() {
         let n = batches.get(dl).copied().unwrap_or(0);
         if n == 0 {
@@ -169,6 +172,7 @@ pub fn run(
                 st.logged_metrics.extend(logged.clone());
             }
             per_dataloader.push(logged);
+            prog_bar.extend(read(&results.step_metrics(), |r| r.prog_bar));
         }
     }
     // Lightning's callback_metrics are computed when read, its epoch's end reached before the
@@ -198,11 +202,12 @@ pub fn run(
     }
     let mut metrics = results.epoch_metrics();
     metrics.extend(results.step_metrics());
+    prog_bar.extend(read(&metrics, |r| r.prog_bar));
     let out = EvalMetrics {
         all: read(&metrics, |_| true),
         logged: read(&results.epoch_metrics(), |r| r.logger),
         per_dataloader,
-        prog_bar: read(&metrics, |r| r.prog_bar),
+        prog_bar,
         batches: batches.iter().fold(0usize, |a, &b| a.saturating_add(b)),
     };
     // Lightning's callback_metrics after an evaluation run: its epoch values only (a step

@@ -99,3 +99,17 @@ fn a_name_may_not_carry_the_dataloader_index_itself() {
     assert!(err.message().contains("should not contain information about `dataloader_idx`"), "{}", err.message());
     ctx.log("foo/dataloader_idx_0", tch::Tensor::from(1.0), opts(false)).expect("the user's name");
 }
+
+#[test]
+fn predict_gives_each_dataloaders_predictions_as_lightnings_list_of_lists() {
+    // Lightning's `trainer.predict` with two predict DataLoaders returns a list per DataLoader
+    // (8 points in batches of 4, then 6 in batches of 3), `predict_step` called for each batch.
+    let _one = serial();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut t = Trainer::new(quiet(dir.path(), 1), None);
+    let mut m = Regression::new();
+    let out = t.predict(&mut m, &mut Points::with_second_val(Some(6)), &serde_json::json!({})).expect("predict");
+    let sizes: Vec<Vec<i64>> = out.iter().map(|l| l.iter().map(|t| t.size()[0]).collect()).collect();
+    assert_eq!(sizes, [vec![4, 4], vec![3, 3]]);
+    assert_eq!(m.calls.borrow().iter().filter(|c| *c == "predict_step").count(), 4);
+}
