@@ -49,6 +49,9 @@ pub struct Regression {
     pub fail_validation_at: Option<(u64, u64)>,
     /// `validation_step` logs `val_loss` on the step too.
     pub val_on_step: bool,
+    /// `training_step` logs `dup` = 1.0 and `on_train_batch_end` `dup` = 3.0 with this
+    /// reduction, both on step and epoch: one name from two hooks.
+    pub dup_hooks: Option<ReduceFx>,
     /// With several validation DataLoaders, `validation_step` also logs `val_rows_<i>` (the
     /// batch's rows, summed) with `add_dataloader_idx=False`.
     pub loader_names: bool,
@@ -64,6 +67,7 @@ impl Regression {
             end_epoch_at: None,
             fail_validation_at: None,
             val_on_step: false,
+            dup_hooks: None,
             loader_names: false,
             none_even: false,
             log_step: false,
@@ -100,6 +104,13 @@ impl Regression {
             batch_size: None,
             add_dataloader_idx: true,
         }
+    }
+
+    /// `self.log(name, value, on_epoch=True, reduce_fx=reduce)` of a number.
+    fn log_value(ctx: &mut RunContext, name: &str, value: f32, reduce: ReduceFx) -> Result<()> {
+        let t = Tensor::f_from_slice(&[value])?.f_reshape([])?;
+        let opts = LogOptions { reduce_fx: reduce, ..Self::epoch_options() };
+        ctx.log(name, t, opts).map_err(|e| anyhow!(e))
     }
 
     fn log(ctx: &mut RunContext, name: &str, value: &Tensor) -> Result<()> {
@@ -163,6 +174,9 @@ impl Module for Regression {
             };
             ctx.log("step", step, opts).map_err(|e| anyhow!(e))?;
         }
+        if self.dup_hooks.is_some() {
+            Self::log_value(ctx, "dup", 1.0, ReduceFx::Mean)?;
+        }
         self.losses.push(loss.f_double_value(&[])?);
         Ok(if self.none_even && batch_idx % 2 == 0 { None } else { Some(loss) })
     }
@@ -204,8 +218,11 @@ impl Module for Regression {
         Ok(Hook::ALL.iter().copied().filter(|h| h.owner() == Owner::Both).collect())
     }
 
-    fn hook(&mut self, _ctx: &mut RunContext, hook: Hook, batch_idx: Option<u64>) -> Result<i32> {
+    fn hook(&mut self, ctx: &mut RunContext, hook: Hook, batch_idx: Option<u64>) -> Result<i32> {
         self.call(hook.name());
+        if let (Some(reduce), Hook::OnTrainBatchEnd) = (self.dup_hooks, hook) {
+            Self::log_value(ctx, "dup", 3.0, reduce)?;
+        }
         let end = hook == Hook::OnTrainBatchStart && batch_idx.is_some() && batch_idx == self.end_epoch_at;
         Ok(if end { -1 } else { 0 })
     }

@@ -35,6 +35,7 @@ class Regression(L.LightningModule):
         self.log_step = False  # training_step logs `step` (10 * global_step + 1), on the step only
         self.val_on_step = False  # validation_step logs val_loss on the step too
         self.loader_names = False  # with several DataLoaders, also `val_rows_<i>` (add_dataloader_idx=False)
+        self.dup_hooks = None  # "mean"/"sum": `dup` logged by training_step (1.0) and on_train_batch_end (3.0)
 
     def loss(self, batch):
         x, y = batch
@@ -45,6 +46,8 @@ class Regression(L.LightningModule):
         self.log("train_loss", loss, on_epoch=True)
         if self.log_step:
             self.log("step", float(10 * self.global_step + 1))
+        if self.dup_hooks:
+            self.log("dup", 1.0, on_epoch=True)
         self.train_losses.append(loss.item())
         if self.none_even and batch_idx % 2 == 0:
             return None
@@ -55,6 +58,10 @@ class Regression(L.LightningModule):
         if self.loader_names and self.trainer.num_val_batches and len(self.trainer.num_val_batches) > 1:
             self.log(f"val_rows_{dataloader_idx}", float(len(batch[0])), on_epoch=True, reduce_fx="sum",
                      add_dataloader_idx=False)
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        if self.dup_hooks:
+            self.log("dup", 3.0, on_epoch=True, reduce_fx=self.dup_hooks)
 
     def test_step(self, batch, batch_idx, dataloader_idx=0):
         self.log("test_loss", self.loss(batch), on_epoch=True)
@@ -146,6 +153,8 @@ CASES = {
     # backward only; the step is counted and the optimizer steps (SGD skips the parameters without grads)
     "none_even": ({"max_epochs": 2}, None, {"none_even": True}),
     "none_even_accumulate_2": ({"max_epochs": 2, "accumulate_grad_batches": 2}, None, {"none_even": True}),
+    # one name from two hooks (logging.md differences 3, 4): callback_metrics hold the later-registered one's
+    "dup_hooks_sum": ({"max_epochs": 2}, None, {"dup_hooks": "sum"}),
     # two validation DataLoaders: EarlyStopping on the second's `val_loss/dataloader_idx_1`
     "es_second_val_loader": ({"max_epochs": 30}, {"monitor": "val_loss/dataloader_idx_1", "patience": 2, "min_delta": 0.05},
                              {"second_val": 6}),
@@ -425,6 +434,9 @@ ROWS = {
     "rows_plain": ({"max_epochs": 2, "log_every_n_steps": 2, "val_check_interval": 0.5}, {}),
     # a logged `step` is the row's step, and such a row has no epoch column (Lightning's log_metrics)
     "rows_logged_step": ({"max_epochs": 2, "log_every_n_steps": 2}, {"log_step": True}),
+    # one name from two hooks is two metrics; the later one's value is read (logging.md differences 3, 4)
+    "rows_dup_hooks_mean": ({"max_epochs": 2, "log_every_n_steps": 2}, {"dup_hooks": "mean"}),
+    "rows_dup_hooks_sum": ({"max_epochs": 2, "log_every_n_steps": 2}, {"dup_hooks": "sum"}),
 }
 
 

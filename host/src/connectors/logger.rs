@@ -19,32 +19,66 @@ pub struct Routing {
     pub logger: bool,
 }
 
-struct EpochAcc {
-    value: Tensor,
-    weight: f64,
-    reduce: ReduceFx,
-    routing: Routing,
-    meta: Meta,
-}
-
-/// What a logged value's entry keeps of how it was logged.
-#[derive(Clone, PartialEq)]
+/// How a value was logged: Lightning's `_Metadata`, which every later call of the same hook
+/// and name must repeat.
+#[derive(Debug, Clone, Copy, PartialEq)]
 struct Meta {
-    /// A forked metric's bare name (`val_loss` for `val_loss_epoch`, with the DataLoader's
-    /// suffix when it has one): callbacks see the value under it too.
-    bare: Option<String>,
+    routing: (bool, bool),
+    on_step: bool,
+    on_epoch: bool,
+    reduce: ReduceFx,
+    add_dataloader_idx: bool,
     /// The DataLoader it was logged under (Lightning's `_Metadata.dataloader_idx`).
     dataloader: Option<u32>,
 }
 
-/// The values logged in one loop (training or an evaluation run).
+/// One logged metric, Lightning's `_ResultMetric`: keyed by the hook that logs it and its
+/// name (with the DataLoader's suffix), so one name from two hooks is two metrics.
+struct Entry {
+    name: String,
+    /// `/dataloader_idx_<i>` when the name carries its DataLoader, else empty.
+    suffix: String,
+    meta: Meta,
+    /// This batch's value (on_step).
+    step: Option<Tensor>,
+    /// The epoch's accumulated value and the weight of a mean (on_epoch).
+    epoch: Option<(Tensor, f64)>,
+}
+
+impl Entry {
+    fn routing(&self) -> Routing {
+        Routing { prog_bar: self.meta.routing.0, logger: self.meta.routing.1 }
+    }
+
+    /// Lightning's `_forked_name`: `name_step`/`name_epoch` for a metric logged on both, the
+    /// DataLoader's suffix after it.
+    fn shown(&self, fork: &str) -> String {
+        let fork = if self.meta.on_step && self.meta.on_epoch { fork } else { "" };
+        format!("{}{fork}{}", self.name, self.suffix)
+    }
+
+    /// The name callbacks also see a forked metric under (`val_loss` beside `val_loss_epoch`).
+    fn bare(&self) -> Option<String> {
+        (self.meta.on_step && self.meta.on_epoch).then(|| format!("{}{}", self.name, self.suffix))
+    }
+
+    fn reduced(&self) -> Option<Tensor> {
+        let (value, weight) = self.epoch.as_ref()?;
+        Some(if self.meta.reduce == ReduceFx::Mean && *weight > 0.0 {
+            value.f_div_scalar(*weight).unwrap_or_else(|_| value.shallow_clone())
+        } else {
+            value.shallow_clone()
+        })
+    }
+}
+
+/// The values logged in one loop (training or an evaluation run), in the order their metrics
+/// were first logged: where two share a shown name, the later one's value is read (as
+/// Lightning's dict of results gives it).
 #[derive(Default)]
 pub struct ResultCollection {
-    step: BTreeMap<String, (Tensor, Routing, Meta)>,
-    epoch: BTreeMap<String, EpochAcc>,
-    /// The DataLoader each (hook, name) was first logged under: Lightning's registered
-    /// metadata, which a later call in that hook must match.
-    registered: BTreeMap<(Option<&'static str>, String), Option<u32>>,
+    entries: Vec<Entry>,
+    index: BTreeMap<(Option<&'static str>, String), usize>,
 }
 
 fn as_float(t: &Tensor) -> Result<Tensor> {
@@ -55,65 +89,62 @@ impl ResultCollection {
     /// Takes what a hook logged. `batch_size` weights epoch means (Lightning's default).
     pub fn add(&mut self, records: Vec<LogRecord>, batch_size: i64) -> Result<()> {
         for r in records {
-            let routing = Routing { prog_bar: r.prog_bar, logger: r.logger };
-            let both = r.on_step && r.on_epoch;
-            let bare = both.then(|| r.shown(""));
-            let meta = Meta { bare, dataloader: r.dataloader_idx };
-            // Lightning's metadata check: one name, with add_dataloader_idx=False, from two
-            // DataLoaders in one hook (its key is the hook and the name; the index differs).
-            match self.registered.get(&(r.hook.map(Hook::name), r.shown(""))) {
-                Some(first) if *first != r.dataloader_idx => {
-                    return Err(anyhow!(
-                        "You called `self.log({}, ...)` twice in `{}` with different arguments (from DataLoader {} and then {}, with `add_dataloader_idx=False`). This is not allowed",
-                        r.name,
-                        r.hook.map_or("this hook", Hook::name),
-                        first.map_or("none".into(), |i| i.to_string()),
-                        r.dataloader_idx.map_or("none".into(), |i| i.to_string()),
-                    ));
-                }
-                Some(_) => {}
+            let meta = Meta {
+                routing: (r.prog_bar, r.logger),
+                on_step: r.on_step,
+                on_epoch: r.on_epoch,
+                reduce: r.reduce_fx,
+                add_dataloader_idx: r.add_dataloader_idx,
+                dataloader: r.dataloader_idx,
+            };
+            let hook = r.hook.map(Hook::name);
+            let key = (hook, r.shown(""));
+            let i = match self.index.get(&key) {
+                Some(&i) => i,
                 None => {
-                    self.registered.insert((r.hook.map(Hook::name), r.shown("")), r.dataloader_idx);
+                    let suffix = match (r.add_dataloader_idx, r.dataloader_idx) {
+                        (true, Some(d)) => format!("{}{d}", crate::context::DATALOADER_SUFFIX),
+                        _ => String::new(),
+                    };
+                    self.entries.push(Entry { name: r.name.clone(), suffix, meta, step: None, epoch: None });
+                    self.index.insert(key, self.entries.len() - 1);
+                    self.entries.len() - 1
                 }
+            };
+            let e = &mut self.entries[i];
+            if e.meta != meta {
+                // Lightning's metadata check (result.py): a hook logs one name one way.
+                return Err(anyhow!(
+                    "You called `self.log({}, ...)` twice in `{}` with different arguments. This is not allowed",
+                    r.name,
+                    hook.unwrap_or("this hook"),
+                ));
             }
             let value = crate::engine::scalar::zero_dim(as_float(&r.value)?)
-                .map_err(|e| anyhow!("logging `{}`: {}", r.name, torch_message(&e)))?;
+                .map_err(|err| anyhow!("logging `{}`: {}", r.name, torch_message(&err)))?;
             if r.on_step {
-                let key = r.shown(if both { "_step" } else { "" });
-                self.step.insert(key, (value.shallow_clone(), routing, meta.clone()));
+                e.step = Some(value.shallow_clone());
             }
             if r.on_epoch {
-                let key = r.shown(if both { "_epoch" } else { "" });
                 let w = r.batch_size.map(|b| b as f64).unwrap_or(batch_size as f64);
-                let err = |e: tch::TchError| anyhow!("logging `{}`: {}", r.name, torch_message(&e));
+                let err = |err: tch::TchError| anyhow!("logging `{}`: {}", r.name, torch_message(&err));
                 let contrib = if r.reduce_fx == ReduceFx::Mean {
                     value.f_mul_scalar(w).map_err(err)?
                 } else {
                     value.shallow_clone()
                 };
-                match self.epoch.get_mut(&key) {
-                    None => {
-                        let acc = EpochAcc { value: contrib, weight: w, reduce: r.reduce_fx, routing, meta };
-                        self.epoch.insert(key, acc);
-                    }
-                    Some(acc) if acc.reduce != r.reduce_fx => {
-                        return Err(anyhow!(
-                            "`{}` was logged with reduce_fx {:?} and then {:?}; one metric has one reduction",
-                            r.name,
-                            acc.reduce,
-                            r.reduce_fx
-                        ));
-                    }
-                    Some(acc) => {
-                        acc.value = match acc.reduce {
-                            ReduceFx::Mean | ReduceFx::Sum => acc.value.f_add(&contrib),
-                            ReduceFx::Max => acc.value.f_maximum(&contrib),
-                            ReduceFx::Min => acc.value.f_minimum(&contrib),
+                e.epoch = Some(match e.epoch.take() {
+                    None => (contrib, w),
+                    Some((acc, weight)) => {
+                        let acc = match r.reduce_fx {
+                            ReduceFx::Mean | ReduceFx::Sum => acc.f_add(&contrib),
+                            ReduceFx::Max => acc.f_maximum(&contrib),
+                            ReduceFx::Min => acc.f_minimum(&contrib),
                         }
                         .map_err(err)?;
-                        acc.weight += w;
+                        (acc, weight + w)
                     }
-                }
+                });
             }
         }
         Ok(())
@@ -121,30 +152,33 @@ impl ResultCollection {
 
     /// The latest step values (still tensors).
     pub fn step_metrics(&self) -> Vec<(String, Tensor, Routing)> {
-        self.step.iter().map(|(k, (v, r, _))| (k.clone(), v.shallow_clone(), *r)).collect()
+        let with =
+            self.entries.iter().filter_map(|e| Some((e.shown("_step"), e.step.as_ref()?.shallow_clone(), e.routing())));
+        with.collect()
     }
 
     /// Epoch values reduced (still tensors).
     pub fn epoch_metrics(&self) -> Vec<(String, Tensor, Routing)> {
-        self.epoch.iter().map(|(k, a)| (k.clone(), a.reduced(), a.routing)).collect()
+        self.epoch_view(|_| true, false)
     }
 
     /// The epoch values logged under DataLoader `dataloader` (None: outside any, or with a
     /// single DataLoader): Lightning's results while `results.dataloader_idx` is that, what
     /// `trainer.validate` returns for each DataLoader.
     pub fn epoch_metrics_of(&self, dataloader: Option<u32>) -> Vec<(String, Tensor, Routing)> {
-        let of = self.epoch.iter().filter(|(_, a)| a.meta.dataloader == dataloader);
-        of.map(|(k, a)| (k.clone(), a.reduced(), a.routing)).collect()
+        self.epoch_view(|m| m.dataloader == dataloader, false)
     }
 
     /// Lightning's `callback_metrics` view of the step values: each one, and a metric logged
     /// with both on_step and on_epoch also under its bare name (`loss` beside `loss_step`).
     pub fn step_callback_metrics(&self) -> Vec<(String, Tensor, Routing)> {
-        let mut out = self.step_metrics();
-        for (v, r, m) in self.step.values() {
-            if let Some(bare) = &m.bare {
-                out.push((bare.clone(), v.shallow_clone(), *r));
+        let mut out = Vec::new();
+        for e in &self.entries {
+            let Some(v) = &e.step else { continue };
+            if let Some(bare) = e.bare() {
+                out.push((bare, v.shallow_clone(), e.routing()));
             }
+            out.push((e.shown("_step"), v.shallow_clone(), e.routing()));
         }
         out
     }
@@ -152,22 +186,25 @@ impl ResultCollection {
     /// As [`Self::step_callback_metrics`], for the epoch values: the bare name holds the
     /// epoch's value (`val_loss` beside `val_loss_epoch`, what `monitor="val_loss"` reads).
     pub fn epoch_callback_metrics(&self) -> Vec<(String, Tensor, Routing)> {
-        self.epoch_callback_view(|_| true)
+        self.epoch_view(|_| true, true)
     }
 
     /// As [`Self::epoch_callback_metrics`], for the values logged under DataLoader
     /// `dataloader` only (see [`Self::epoch_metrics_of`]).
     pub fn epoch_callback_metrics_of(&self, dataloader: Option<u32>) -> Vec<(String, Tensor, Routing)> {
-        self.epoch_callback_view(|m| m.dataloader == dataloader)
+        self.epoch_view(|m| m.dataloader == dataloader, true)
     }
 
-    fn epoch_callback_view(&self, keep: impl Fn(&Meta) -> bool) -> Vec<(String, Tensor, Routing)> {
-        let kept: Vec<_> = self.epoch.iter().filter(|(_, a)| keep(&a.meta)).collect();
-        let mut out: Vec<_> = kept.iter().map(|(k, a)| ((*k).clone(), a.reduced(), a.routing)).collect();
-        for (_, a) in kept {
-            if let Some(bare) = &a.meta.bare {
-                out.push((bare.clone(), a.reduced(), a.routing));
+    /// The epoch values of the metrics `keep` takes, in Lightning's order (with their bare
+    /// names first when `bare`).
+    fn epoch_view(&self, keep: impl Fn(&Meta) -> bool, bare: bool) -> Vec<(String, Tensor, Routing)> {
+        let mut out = Vec::new();
+        for e in self.entries.iter().filter(|e| keep(&e.meta)) {
+            let Some(v) = e.reduced() else { continue };
+            if let Some(name) = e.bare().filter(|_| bare) {
+                out.push((name, v.shallow_clone(), e.routing()));
             }
+            out.push((e.shown("_epoch"), v, e.routing()));
         }
         out
     }
@@ -176,40 +213,29 @@ impl ResultCollection {
     /// their bare name too, as [`Self::step_callback_metrics`]) and those for the loggers.
     pub fn read_step(&self) -> (BTreeMap<String, f64>, BTreeMap<String, f64>) {
         let (mut callback, mut logged) = (BTreeMap::new(), BTreeMap::new());
-        let mut bare = Vec::new();
-        for (k, (v, r, m)) in &self.step {
-            let Ok(x) = v.f_double_value(&[]) else { continue };
-            if r.logger {
-                logged.insert(k.clone(), x);
+        for e in &self.entries {
+            let Some(Ok(x)) = e.step.as_ref().map(|v| v.f_double_value(&[])) else { continue };
+            let name = e.shown("_step");
+            if e.meta.routing.1 {
+                logged.insert(name.clone(), x);
             }
-            callback.insert(k.clone(), x);
-            if let Some(name) = &m.bare {
-                bare.push((name.clone(), x));
+            if let Some(bare) = e.bare() {
+                callback.insert(bare, x);
             }
+            callback.insert(name, x);
         }
-        // After the keys themselves: the bare name wins over a value logged under that name.
-        callback.extend(bare);
         (callback, logged)
     }
 
     pub fn clear_step(&mut self) {
-        self.step.clear();
+        for e in &mut self.entries {
+            e.step = None;
+        }
     }
 
     pub fn reset(&mut self) {
-        self.step.clear();
-        self.epoch.clear();
-        self.registered.clear();
-    }
-}
-
-impl EpochAcc {
-    fn reduced(&self) -> Tensor {
-        if self.reduce == ReduceFx::Mean && self.weight > 0.0 {
-            self.value.f_div_scalar(self.weight).unwrap_or_else(|_| self.value.shallow_clone())
-        } else {
-            self.value.shallow_clone()
-        }
+        self.entries.clear();
+        self.index.clear();
     }
 }
 
@@ -307,5 +333,26 @@ mod tests {
         let at_epoch_end =
             LogRecord { hook: Some(Hook::OnValidationEpochEnd), dataloader_idx: None, ..dl("acc_0", 1.0, 0, false) };
         rc.add(vec![at_epoch_end], 1).expect("another hook's");
+    }
+
+    #[test]
+    fn one_name_from_two_hooks_is_two_metrics_and_the_later_one_is_read() {
+        // Lightning keys its results by hook and name (logging.md differences 3 and 4): `dup`
+        // in training_step (1.0, mean) and in on_train_batch_end (3.0, sum) are two metrics;
+        // the one logged first in the epoch comes first, so the other's value is read.
+        let mut rc = ResultCollection::default();
+        let at = |hook, v, reduce| LogRecord { hook: Some(hook), ..rec("dup", v, false, true, reduce) };
+        for _ in 0..4 {
+            rc.add(vec![at(Hook::TrainingStep, 1.0, ReduceFx::Mean)], 4).unwrap();
+            rc.add(vec![at(Hook::OnTrainBatchEnd, 3.0, ReduceFx::Sum)], 4).unwrap();
+        }
+        assert_eq!(read(&rc.epoch_metrics(), |_| true)["dup"], 12.0);
+        // One hook logging one name another way is refused, with Lightning's message.
+        let err = rc.add(vec![LogRecord { prog_bar: false, ..at(Hook::TrainingStep, 1.0, ReduceFx::Mean) }], 4);
+        let err = err.unwrap_err().to_string();
+        assert!(
+            err.contains("You called `self.log(dup, ...)` twice in `training_step` with different arguments"),
+            "{err}"
+        );
     }
 }

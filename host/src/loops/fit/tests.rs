@@ -145,8 +145,7 @@ fn the_native_module_trains_as_its_lightning_twin() {
         if !case["early_stopping"].is_null() {
             t.early_stopping = Some(serde_json::from_value(case["early_stopping"].clone()).expect("EarlyStopping"));
         }
-        let mut m = Regression::new();
-        m.none_even = case["module"]["none_even"].as_bool().unwrap_or(false);
+        let mut m = twin_module(&case["module"]);
         let mut data = Points::with_second_val(case["module"]["second_val"].as_i64());
         let report = t.fit(&mut m, &mut data, &serde_json::json!({})).expect("fit");
         assert_eq!(report.global_step, case["global_step"], "{name}: global_step ({})", report.stop_reason);
@@ -285,6 +284,19 @@ fn lightning_config(dir: &Path, args: &serde_json::Map<String, serde_json::Value
         map.insert(k.clone(), v.clone());
     }
     serde_json::from_value(all).expect("Lightning's Trainer arguments")
+}
+
+/// The native module with a reference case's module attributes (`case["module"]`).
+fn twin_module(args: &serde_json::Value) -> Regression {
+    let mut m = Regression::new();
+    m.none_even = args["none_even"].as_bool().unwrap_or(false);
+    m.log_step = args["log_step"].as_bool().unwrap_or(false);
+    m.dup_hooks = match args["dup_hooks"].as_str() {
+        Some("sum") => Some(crate::context::ReduceFx::Sum),
+        Some(_) => Some(crate::context::ReduceFx::Mean),
+        None => None,
+    };
+    m
 }
 
 /// A Trainer with a reference case's Lightning Trainer arguments (`case["trainer"]`).

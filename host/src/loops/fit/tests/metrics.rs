@@ -82,8 +82,7 @@ fn the_csv_loggers_rows_are_lightnings() {
         let mut cfg = lightning_config(dir.path(), case["trainer"].as_object().expect("args"));
         cfg.logger = true;
         let mut t = Trainer::new(cfg, None);
-        let mut m = Regression::new();
-        m.log_step = case["module"]["log_step"].as_bool().unwrap_or(false);
+        let mut m = twin_module(&case["module"]);
         let report = t.fit(&mut m, &mut Points::default(), &serde_json::json!({})).expect("fit");
         let got = csv_rows(&report.log_dir.expect("a log dir").join("metrics.csv"));
         let want = case["rows"].as_array().expect("rows");
