@@ -52,6 +52,8 @@ pub struct Regression {
     /// `training_step` logs `dup` = 1.0 and `on_train_batch_end` `dup` = 3.0 with this
     /// reduction, both on step and epoch: one name from two hooks.
     pub dup_hooks: Option<ReduceFx>,
+    /// `training_step` (on the step) and `validation_step` both log the loss as `shared`.
+    pub shared_name: bool,
     /// With several validation DataLoaders, `validation_step` also logs `val_rows_<i>` (the
     /// batch's rows, summed) with `add_dataloader_idx=False`.
     pub loader_names: bool,
@@ -68,6 +70,7 @@ impl Regression {
             fail_validation_at: None,
             val_on_step: false,
             dup_hooks: None,
+            shared_name: false,
             loader_names: false,
             none_even: false,
             log_step: false,
@@ -177,6 +180,10 @@ impl Module for Regression {
         if self.dup_hooks.is_some() {
             Self::log_value(ctx, "dup", 1.0, ReduceFx::Mean)?;
         }
+        if self.shared_name {
+            let opts = LogOptions { on_epoch: None, ..Self::epoch_options() };
+            ctx.log("shared", loss.f_detach()?, opts).map_err(|e| anyhow!(e))?;
+        }
         self.losses.push(loss.f_double_value(&[])?);
         Ok(if self.none_even && batch_idx % 2 == 0 { None } else { Some(loss) })
     }
@@ -192,6 +199,9 @@ impl Module for Regression {
             ctx.log("val_loss", loss.f_detach()?, opts).map_err(|e| anyhow!(e))?;
         } else {
             Self::log(ctx, "val_loss", &loss)?;
+        }
+        if self.shared_name {
+            Self::log(ctx, "shared", &loss)?;
         }
         if let (true, Some(i)) = (self.loader_names, ctx.dataloader_idx) {
             let rows = Tensor::f_from_slice(&[batch[0].size()[0] as f32])?.f_reshape([])?;

@@ -561,7 +561,7 @@ impl<'c> Trainer<'c> {
         hparams: &Value,
     ) -> Result<Vec<Vec<Tensor>>> {
         let mut out: Vec<Vec<Tensor>> = Vec::new();
-        self.predict_into(module, data, hparams, &mut |p| {
+        let loaders = self.predict_into(module, data, hparams, &mut |p| {
             let dl = p.dataloader_idx.unwrap_or(0) as usize;
             if out.len() <= dl {
                 out.resize_with(dl + 1, Vec::new);
@@ -569,17 +569,20 @@ impl<'c> Trainer<'c> {
             out[dl].push(p.tensor);
             Ok(())
         })?;
+        // A DataLoader without batches has its (empty) list too.
+        out.resize_with(loaders.max(out.len()), Vec::new);
         Ok(out)
     }
 
-    /// `trainer.predict`, handing each batch's prediction to `sink` as it comes.
+    /// `trainer.predict`, handing each batch's prediction to `sink` as it comes; returns the
+    /// number of DataLoaders.
     pub fn predict_into(
         &mut self,
         module: &mut dyn Module,
         data: &mut dyn DataModule,
         hparams: &Value,
         sink: &mut dyn FnMut(prediction::Prediction) -> Result<()>,
-    ) -> Result<()> {
+    ) -> Result<usize> {
         let p = self.prepare(module, data, hparams, Stage::Predict)?;
         let limits = LoopLimits::for_evaluation(&self.cfg)?;
         let data_name = data.name().to_string();
@@ -599,7 +602,7 @@ impl<'c> Trainer<'c> {
             .collect::<Result<Vec<usize>>>()?;
         prediction::run(&mut st, &loaders, &n, sink)?;
         st.hook(Hook::Teardown, None)?;
-        Ok(())
+        Ok(loaders.len())
     }
 }
 

@@ -36,6 +36,7 @@ class Regression(L.LightningModule):
         self.val_on_step = False  # validation_step logs val_loss on the step too
         self.loader_names = False  # with several DataLoaders, also `val_rows_<i>` (add_dataloader_idx=False)
         self.dup_hooks = None  # "mean"/"sum": `dup` logged by training_step (1.0) and on_train_batch_end (3.0)
+        self.shared_name = False  # `shared`: the loss, by training_step (on the step) and validation_step
 
     def loss(self, batch):
         x, y = batch
@@ -48,6 +49,8 @@ class Regression(L.LightningModule):
             self.log("step", float(10 * self.global_step + 1))
         if self.dup_hooks:
             self.log("dup", 1.0, on_epoch=True)
+        if self.shared_name:
+            self.log("shared", loss)
         self.train_losses.append(loss.item())
         if self.none_even and batch_idx % 2 == 0:
             return None
@@ -55,6 +58,8 @@ class Regression(L.LightningModule):
 
     def validation_step(self, batch, batch_idx, dataloader_idx=0):
         self.log("val_loss", self.loss(batch), on_epoch=True, **({"on_step": True} if self.val_on_step else {}))
+        if self.shared_name:
+            self.log("shared", self.loss(batch))
         if self.loader_names and self.trainer.num_val_batches and len(self.trainer.num_val_batches) > 1:
             self.log(f"val_rows_{dataloader_idx}", float(len(batch[0])), on_epoch=True, reduce_fx="sum",
                      add_dataloader_idx=False)
@@ -155,6 +160,9 @@ CASES = {
     "none_even_accumulate_2": ({"max_epochs": 2, "accumulate_grad_batches": 2}, None, {"none_even": True}),
     # one name from two hooks (logging.md differences 3, 4): callback_metrics hold the later-registered one's
     "dup_hooks_sum": ({"max_epochs": 2}, None, {"dup_hooks": "sum"}),
+    # a training step value and a validation value under one name: the epoch's end keeps validation's (EarlyStopping
+    # checks there)
+    "es_shared_name": ({"max_epochs": 30}, {"monitor": "shared", "patience": 2, "min_delta": 0.05}, {"shared_name": True}),
     # two validation DataLoaders: EarlyStopping on the second's `val_loss/dataloader_idx_1`
     "es_second_val_loader": ({"max_epochs": 30}, {"monitor": "val_loss/dataloader_idx_1", "patience": 2, "min_delta": 0.05},
                              {"second_val": 6}),

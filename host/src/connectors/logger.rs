@@ -240,12 +240,15 @@ impl ResultCollection {
 }
 
 /// Reads tensors to numbers: the one place a logged value syncs with the device.
+/// Where two share a name, the later one's value is kept (the order results give them).
 pub fn read(metrics: &[(String, Tensor, Routing)], keep: impl Fn(&Routing) -> bool) -> BTreeMap<String, f64> {
-    metrics
-        .iter()
-        .filter(|(_, _, r)| keep(r))
-        .filter_map(|(k, v, _)| v.f_double_value(&[]).ok().map(|x| (k.clone(), x)))
-        .collect()
+    let mut out = BTreeMap::new();
+    for (k, v, _) in metrics.iter().filter(|(_, _, r)| keep(r)) {
+        if let Ok(x) = v.f_double_value(&[]) {
+            out.insert(k.clone(), x);
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -213,10 +213,14 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: &mut Vec<DataLoader
     // prefetching fetcher does for a DataLoader without a length (the next batch is made
     // before this one's hooks and step); a sized pass never fetches ahead.
     let unknown_length = loader.num_batches() == crate::module::UNBOUNDED;
+    // A validation ran after the latest batch: callback_metrics took that batch's values
+    // before it, and its own since.
+    let mut validated_after_batch = false;
     loop {
         // Time spent waiting for the next batch (gathering it, or for the prefetcher).
         let waited = std::time::Instant::now();
         let Some((i, batch)) = batches_iter.next() else { break };
+        validated_after_batch = false;
         st.data_wait += waited.elapsed();
         let idx = i + start;
         let i = Some(idx as u64);
@@ -354,6 +358,7 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: &mut Vec<DataLoader
             let during = evaluation::During::Fit { zero_grad: stepping };
             let batches = st.limits.val_batches.clone();
             let m = evaluation::run(st, val, Stage::Validate, &batches, during, Some(step))?;
+            validated_after_batch = true;
             // Finished: a failure after it (EarlyStopping, the save) does not run it again.
             st.val_due_pending = false;
             shown_val.extend(m.prog_bar);
@@ -394,8 +399,12 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: &mut Vec<DataLoader
         }
     }
     // What callback_metrics hold at the epoch's end (Lightning computes them when read, its
-    // epoch end reached before on_train_epoch_end); again after it, with what it logged.
-    st.take_step_metrics();
+    // epoch end reached before on_train_epoch_end); again after it, with what it logged. The
+    // last batch's step values came in at its end (Lightning's `on_batch_end`): a validation
+    // after it keeps its own values under a shared name (the epoch end reads on_step=False).
+    if !validated_after_batch {
+        st.take_step_metrics();
+    }
     st.callback_metrics.extend(read(&st.train_results.epoch_callback_metrics(), |_| true));
     st.logged_metrics.extend(read(&st.train_results.epoch_metrics(), |r| r.logger));
     st.hook(Hook::OnTrainEpochEnd, None)?;
@@ -410,7 +419,6 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: &mut Vec<DataLoader
     }
     prog_bar.extend(shown_val);
     // At the epoch's end a bare name holds the epoch value (Lightning reads on_step=False).
-    st.callback_metrics.extend(read(&st.train_results.step_metrics(), |_| true));
     st.callback_metrics.extend(read(&st.train_results.epoch_callback_metrics(), |_| true));
     st.progress_bar_metrics.extend(prog_bar.clone());
     let completed_here = st.ctx.is_last_batch && !resumed;

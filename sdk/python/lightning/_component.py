@@ -592,6 +592,7 @@ class LightningModule(_exports.LightningModule):
         name = hook.name.lower()
         split = next((s for k, s in _HOOK_SPLITS if k in name), None)
         _core._WHERE.update(split=split, in_step="batch" in name)
+        _core._HOOK_LOGGED.clear()
         r = self._user_hook(m, name, stage, batch_idx)
         if hook in _EPOCH_ENDS:
             _core.flush_metrics(m, _EPOCH_ENDS[hook])

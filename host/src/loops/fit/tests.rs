@@ -291,6 +291,7 @@ fn twin_module(args: &serde_json::Value) -> Regression {
     let mut m = Regression::new();
     m.none_even = args["none_even"].as_bool().unwrap_or(false);
     m.log_step = args["log_step"].as_bool().unwrap_or(false);
+    m.shared_name = args["shared_name"].as_bool().unwrap_or(false);
     m.dup_hooks = match args["dup_hooks"].as_str() {
         Some("sum") => Some(crate::context::ReduceFx::Sum),
         Some(_) => Some(crate::context::ReduceFx::Mean),

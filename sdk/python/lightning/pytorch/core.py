@@ -113,6 +113,9 @@ _TRAINER = _TrainerState()
 _WHERE = {"split": None, "in_step": False}
 # Metric objects logged this epoch, per split: name -> (metric, epoch name, prog_bar, logger, on_epoch).
 _LOGGED_METRICS = {}
+# The names the running hook logged (an epoch-end hook's own value of a name wins over a Metric
+# object's epoch value, as Lightning's later-registered key does).
+_HOOK_LOGGED = set()
 
 
 def _is_metric(value):
@@ -126,7 +129,7 @@ def flush_metrics(module, split):
     for (name, dl), (metric, epoch_name, prog_bar, logger, on_epoch) in logged.items():
         # Logged under one of several DataLoaders: its name carries it (Lightning's suffix).
         suffix = "" if dl is None else f"/dataloader_idx_{dl}"
-        if on_epoch:
+        if on_epoch and epoch_name + suffix not in _HOOK_LOGGED:
             value = metric.compute()
             module.log(epoch_name + suffix, value, prog_bar=prog_bar, logger=logger, on_step=False, on_epoch=True, add_dataloader_idx=False)
             if epoch_name != name:
@@ -231,6 +234,7 @@ class LightningModule(_DataHooks, nn.Module):
     # ---- logging ----
     def log(self, name, value, prog_bar=False, logger=None, on_step=None, on_epoch=None, reduce_fx="mean", enable_graph=False, sync_dist=False, sync_dist_group=None, add_dataloader_idx=True, batch_size=None, metric_attribute=None, rank_zero_only=False):
         reduce = _REDUCE[_reduce_name(reduce_fx)]
+        _HOOK_LOGGED.add(name)
         if _is_metric(value):
             return self._log_metric(name, value, prog_bar, logger, on_step, on_epoch, add_dataloader_idx)
         opts = _log.LogOptions(bool(prog_bar), True if logger is None else bool(logger), on_step, on_epoch, reduce, batch_size, bool(add_dataloader_idx))
