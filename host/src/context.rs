@@ -67,15 +67,21 @@ impl LogRecord {
     /// The name as the results show it: `name` (or its forked `name_step`/`name_epoch`,
     /// `fork`) with the DataLoader's suffix when it gets one (Lightning's `_forked_name`).
     pub fn shown(&self, fork: &str) -> String {
-        match (self.add_dataloader_idx, self.dataloader_idx) {
-            (true, Some(i)) => format!("{}{fork}{DATALOADER_SUFFIX}{i}", self.name),
-            _ => format!("{}{fork}", self.name),
-        }
+        format!("{}{fork}{}", self.name, dataloader_suffix(self.add_dataloader_idx, self.dataloader_idx))
     }
 }
 
 /// Lightning's `DATALOADER_SUFFIX`, before the index.
 pub const DATALOADER_SUFFIX: &str = "/dataloader_idx_";
+
+/// `/dataloader_idx_<i>` for a value logged under DataLoader i with `add_dataloader_idx`,
+/// else nothing.
+pub fn dataloader_suffix(add_dataloader_idx: bool, dataloader_idx: Option<u32>) -> String {
+    match (add_dataloader_idx, dataloader_idx) {
+        (true, Some(i)) => format!("{DATALOADER_SUFFIX}{i}"),
+        _ => String::new(),
+    }
+}
 
 /// Options as the plugin gave them; `None` takes Lightning's default for the hook.
 #[derive(Debug, Clone, Copy)]
@@ -207,10 +213,7 @@ impl LogTarget<'_> {
                 format!("You called `self.log` with the key `{name}` but it should not contain information about `dataloader_idx` when `add_dataloader_idx=True`"),
             ));
         }
-        let shown = match (opts.add_dataloader_idx, self.dataloader_idx) {
-            (true, Some(i)) => format!("{name}{DATALOADER_SUFFIX}{i}"),
-            _ => name.to_string(),
-        };
+        let shown = format!("{name}{}", dataloader_suffix(opts.add_dataloader_idx, self.dataloader_idx));
         check_metric_name(&shown)?;
         if !self.metric_names.contains(&shown) {
             if self.metric_names.len() >= MAX_METRIC_NAMES {

@@ -12,6 +12,7 @@ pub mod prediction;
 pub mod prediction_writer;
 pub mod reload;
 pub mod run_state;
+pub mod sequential;
 pub mod state;
 pub mod state_dict;
 pub mod training_epoch;

@@ -531,14 +531,7 @@ impl<'c> Trainer<'c> {
         st.hook(Hook::ConfigureModel, None)?;
         let mut metrics = EvalMetrics::default();
         if !disabled {
-            let loaders = DataLoader::all_from_plugin(data, &mut st.ctx, split, st.cfg.prefetch())?;
-            if loaders.is_empty() {
-                bail!("plugin `{data_name}` provides no {} dataset", split.name());
-            }
-            let n = loaders
-                .iter()
-                .map(|l| LoopLimits::for_stage(st.cfg, stage, l.num_batches()))
-                .collect::<Result<Vec<usize>>>()?;
+            let (loaders, n) = stage_loaders(&mut st, data, &data_name, split, stage)?;
             if stage == Stage::Validate {
                 // Lightning's `trainer.num_val_batches` in validate: the validate loop's own.
                 st.ctx.fit_numbers.num_val_batches = n.iter().map(|&b| crate::module::sized(b)).collect();
@@ -592,18 +585,29 @@ impl<'c> Trainer<'c> {
         restore_weights(&mut st, ckpt_spec.as_deref(), dirpath.as_deref())?;
         st.hook(Hook::Setup, None)?;
         st.hook(Hook::ConfigureModel, None)?;
-        let loaders = DataLoader::all_from_plugin(data, &mut st.ctx, Split::Predict, st.cfg.prefetch())?;
-        if loaders.is_empty() {
-            bail!("plugin `{data_name}` provides no predict dataset");
-        }
-        let n = loaders
-            .iter()
-            .map(|l| LoopLimits::for_stage(st.cfg, Stage::Predict, l.num_batches()))
-            .collect::<Result<Vec<usize>>>()?;
+        let (loaders, n) = stage_loaders(&mut st, data, &data_name, Split::Predict, Stage::Predict)?;
         prediction::run(&mut st, &loaders, &n, sink)?;
         st.hook(Hook::Teardown, None)?;
         Ok(loaders.len())
     }
+}
+
+/// A validate, test or predict run's DataLoaders (the split must have one) and the batches
+/// each runs, after the stage's limits.
+fn stage_loaders(
+    st: &mut LoopState<'_>,
+    data: &mut dyn DataModule,
+    data_name: &str,
+    split: Split,
+    stage: Stage,
+) -> Result<(Vec<DataLoader>, Vec<usize>)> {
+    let loaders = DataLoader::all_from_plugin(data, &mut st.ctx, split, st.cfg.prefetch())?;
+    if loaders.is_empty() {
+        bail!("plugin `{data_name}` provides no {} dataset", split.name());
+    }
+    let batches =
+        loaders.iter().map(|l| LoopLimits::for_stage(st.cfg, stage, l.num_batches())).collect::<Result<_>>()?;
+    Ok((loaders, batches))
 }
 
 /// The module's `configure_optimizers` (logging allowed as in that hook), and its name.

@@ -102,10 +102,7 @@ impl ResultCollection {
             let i = match self.index.get(&key) {
                 Some(&i) => i,
                 None => {
-                    let suffix = match (r.add_dataloader_idx, r.dataloader_idx) {
-                        (true, Some(d)) => format!("{}{d}", crate::context::DATALOADER_SUFFIX),
-                        _ => String::new(),
-                    };
+                    let suffix = crate::context::dataloader_suffix(r.add_dataloader_idx, r.dataloader_idx);
                     self.entries.push(Entry { name: r.name.clone(), suffix, meta, step: None, epoch: None });
                     self.index.insert(key, self.entries.len() - 1);
                     self.entries.len() - 1

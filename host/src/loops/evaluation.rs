@@ -9,6 +9,7 @@ use crate::connectors::logger::{read, ResultCollection};
 use crate::context::Stage;
 use crate::data::fetchers::DataLoader;
 use crate::hooks::Hook;
+use crate::loops::sequential;
 use crate::loops::state::LoopState;
 use crate::loops::state_dict::Stateful;
 use crate::progress::Progress;
@@ -127,7 +128,7 @@ pub fn run(
         Stage::Test => format!("Testing DataLoader {i}"),
         _ => format!("Validation DataLoader {i}"),
     };
-    let first = batches.iter().position(|&b| b > 0).unwrap_or(0);
+    let first = sequential::first_with_batches(batches);
     st.bar.on_eval_start(
         &title(first),
         batches.get(first).copied().unwrap_or(0),
@@ -141,40 +142,27 @@ pub fn run(
     }
     results.add(std::mem::take(&mut st.ctx.logs), last_bs)?;
     let several = loaders.len() > 1;
-    let mut per_dataloader = Vec::with_capacity(loaders.len());
+    let mut per_dataloader = vec![BTreeMap::new(); loaders.len()];
     // Each DataLoader's last step values for the progress bar (Lightning keeps them all: their
     // names differ by the suffix).
     let mut prog_bar = BTreeMap::new();
-    for (dl, loader) in loaders.iter().enumerate() {
-        let n = batches.get(dl).copied().unwrap_or(0);
-        if n == 0 {
-            // Lightning's sequential CombinedLoader makes an iterator of a DataLoader limited to
-            // nothing (its draws) and moves on.
-            loader.discard_iterator()?;
-            per_dataloader.push(BTreeMap::new());
-            continue;
-        }
-        if dl != first {
-            st.bar.on_eval_dataloader(&title(dl), n);
-        }
-        let dataloader_idx = several.then_some(dl as u32);
-        st.ctx.dataloader_idx = dataloader_idx;
-        let ran = run_dataloader(st, loader, stage, n, &h, &mut results, &mut last_bs, dl, log_step);
-        st.ctx.dataloader_idx = None;
-        ran?;
+    sequential::for_each(st, loaders, batches, title, |st, dl, loader, n| {
+        run_dataloader(st, loader, stage, n, &h, &mut results, &mut last_bs, dl, log_step)?;
         if several {
             // Lightning's `_store_dataloader_outputs`: this DataLoader's epoch values reach
             // callback_metrics and logged_metrics when the next one starts (not in a sanity
             // check). One DataLoader's are read with the epoch's below.
-            let logged = read(&results.epoch_metrics_of(dataloader_idx), |r| r.logger);
+            let of = Some(dl as u32);
+            let logged = read(&results.epoch_metrics_of(of), |r| r.logger);
             if log_step.is_some() {
-                st.callback_metrics.extend(read(&results.epoch_callback_metrics_of(dataloader_idx), |_| true));
+                st.callback_metrics.extend(read(&results.epoch_callback_metrics_of(of), |_| true));
                 st.logged_metrics.extend(logged.clone());
             }
-            per_dataloader.push(logged);
+            per_dataloader[dl] = logged;
             prog_bar.extend(read(&results.step_metrics(), |r| r.prog_bar));
         }
-    }
+        Ok(())
+    })?;
     // Lightning's callback_metrics are computed when read, its epoch's end reached before the
     // epoch-end hooks: they hold this run's epoch values there (those logged outside any
     // DataLoader: each DataLoader's came in as it ended).
@@ -228,15 +216,6 @@ pub fn run(
     Ok(out)
 }
 
-/// The step DataLoader `dl`'s next row is written at (Lightning's
-/// `_seen_batches_per_dataloader`: each DataLoader's rows count on their own).
-fn eval_log_step(st: &mut LoopState<'_>, dl: usize) -> u64 {
-    if st.eval_log_steps.len() <= dl {
-        st.eval_log_steps.resize(dl + 1, 0);
-    }
-    st.eval_log_steps[dl]
-}
-
 /// The first `n` batches of DataLoader `dl`, with the batch hooks around each step.
 #[allow(clippy::too_many_arguments)]
 fn run_dataloader(
@@ -250,6 +229,10 @@ fn run_dataloader(
     dl: usize,
     log_step: Option<u64>,
 ) -> Result<()> {
+    // Lightning's `_seen_batches_per_dataloader`: each DataLoader's rows count on their own.
+    if st.eval_log_steps.len() <= dl {
+        st.eval_log_steps.resize(dl + 1, 0);
+    }
     for (idx, batch) in loader.epoch_from(st.ctx.device, None, 0, st.ctx.current_epoch)?.take(n).enumerate() {
         let i = Some(idx as u64);
         if stage == Stage::Validate {
@@ -282,16 +265,14 @@ fn run_dataloader(
         if rows || !st.callbacks.is_empty() {
             let step = read(&results.step_metrics(), |r| r.logger);
             // Lightning's `on_batch_end`: logged_metrics hold the batch's values (a sanity
-            // check's too), whether or not a row is written.
-            st.logged_metrics.extend(step.clone());
-            if log_step.is_some() {
-                let at = eval_log_step(st, dl);
-                st.log_row(&step, at, false)?;
+            // check's too), whether or not a row is written (`log_row` keeps them).
+            match log_step {
+                Some(_) => st.log_row(&step, st.eval_log_steps.get(dl).copied().unwrap_or(0), false)?,
+                None => st.logged_metrics.extend(step),
             }
         }
-        if log_step.is_some() {
-            let next = eval_log_step(st, dl) + 1;
-            st.eval_log_steps[dl] = next;
+        if let (Some(_), Some(seen)) = (log_step, st.eval_log_steps.get_mut(dl)) {
+            *seen += 1;
         }
         st.bar.on_eval_batch_end();
         st.eval_loop(stage).batch_progress.increment_completed();

@@ -7,6 +7,7 @@ use tch::Tensor;
 use crate::context::Stage;
 use crate::data::fetchers::DataLoader;
 use crate::hooks::Hook;
+use crate::loops::sequential;
 use crate::loops::state::LoopState;
 
 /// One batch's prediction: which DataLoader (when the split has several) and batch made it.
@@ -28,7 +29,7 @@ pub fn run(
     st.ctx.stage = Stage::Predict;
     st.ctx.training = false;
     st.hook(Hook::OnPredictModelEval, None)?;
-    let first = batches.iter().position(|&b| b > 0).unwrap_or(0);
+    let first = sequential::first_with_batches(batches);
     st.bar.on_eval_start(
         &format!("Predicting DataLoader {first}"),
         batches.get(first).copied().unwrap_or(0),
@@ -38,22 +39,8 @@ pub fn run(
     st.loops.predict_loop.batch_progress.reset_current();
     st.hook(Hook::OnPredictStart, None)?;
     st.hook(Hook::OnPredictEpochStart, None)?;
-    let several = loaders.len() > 1;
-    for (dl, loader) in loaders.iter().enumerate() {
-        let n = batches.get(dl).copied().unwrap_or(0);
-        if n == 0 {
-            // An iterator made and dropped, as Lightning's sequential CombinedLoader makes one.
-            loader.discard_iterator()?;
-            continue;
-        }
-        if dl != first {
-            st.bar.on_eval_dataloader(&format!("Predicting DataLoader {dl}"), n);
-        }
-        st.ctx.dataloader_idx = several.then_some(dl as u32);
-        let ran = run_dataloader(st, loader, n, sink);
-        st.ctx.dataloader_idx = None;
-        ran?;
-    }
+    let title = |dl| format!("Predicting DataLoader {dl}");
+    sequential::for_each(st, loaders, batches, title, |st, _, loader, n| run_dataloader(st, loader, n, sink))?;
     st.hook(Hook::OnPredictEpochEnd, None)?;
     st.bar.on_eval_end(&Default::default());
     st.hook(Hook::OnPredictEnd, None)?;

@@ -607,12 +607,10 @@ class LightningModule(_exports.LightningModule):
         split = next((s for k, s in _HOOK_SPLITS if k in name), None)
         if kind == "stage":
             r = fn(_STAGES[stage])
-        elif kind == "batch":
-            dl = () if split == "train" or _dataloader_idx(m, name) is None else (_trainer.dataloader_idx(),)
-            r = fn(_batch(_trainer.current_batch(), split), batch_idx, *dl)
-        elif kind == "outputs_batch":
-            dl = () if split == "train" or _dataloader_idx(m, name) is None else (_trainer.dataloader_idx(),)
-            r = fn(_outputs(m, split), _batch(_trainer.current_batch(), split), batch_idx, *dl)
+        elif kind in ("batch", "outputs_batch"):
+            dl = None if split == "train" else _dataloader_idx(m, name)
+            args = (_batch(_trainer.current_batch(), split), batch_idx, *(() if dl is None else (dl,)))
+            r = fn(*args) if kind == "batch" else fn(_outputs(m, split), *args)
         elif kind == "optimizer":
             opts = m._lt_optimizers
             r = fn(opts[0] if opts else None)
