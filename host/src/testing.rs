@@ -57,6 +57,9 @@ pub struct Regression {
     /// With several validation DataLoaders, `validation_step` also logs `val_rows_<i>` (the
     /// batch's rows, summed) with `add_dataloader_idx=False`.
     pub loader_names: bool,
+    /// `training_step` logs `sparse` = batch_idx + 0.5 (on the step) at odd batch indices
+    /// only, `validation_step` logs `val_sparse` = 1.5 (on the step) at batch 0 only.
+    pub sparse_log: bool,
     /// Every training step's loss.
     pub losses: Vec<f64>,
     params: Option<(Tensor, Tensor)>,
@@ -74,6 +77,7 @@ impl Regression {
             loader_names: false,
             none_even: false,
             log_step: false,
+            sparse_log: false,
             plateau_on: None,
             losses: Vec::new(),
             params: None,
@@ -113,6 +117,13 @@ impl Regression {
     fn log_value(ctx: &mut RunContext, name: &str, value: f32, reduce: ReduceFx) -> Result<()> {
         let t = Tensor::f_from_slice(&[value])?.f_reshape([])?;
         let opts = LogOptions { reduce_fx: reduce, ..Self::epoch_options() };
+        ctx.log(name, t, opts).map_err(|e| anyhow!(e))
+    }
+
+    /// `self.log(name, value, on_step=True, on_epoch=False)` of a number.
+    fn log_on_step(ctx: &mut RunContext, name: &str, value: f32) -> Result<()> {
+        let t = Tensor::f_from_slice(&[value])?.f_reshape([])?;
+        let opts = LogOptions { on_step: Some(true), on_epoch: Some(false), ..Self::epoch_options() };
         ctx.log(name, t, opts).map_err(|e| anyhow!(e))
     }
 
@@ -184,6 +195,9 @@ impl Module for Regression {
             let opts = LogOptions { on_epoch: None, ..Self::epoch_options() };
             ctx.log("shared", loss.f_detach()?, opts).map_err(|e| anyhow!(e))?;
         }
+        if self.sparse_log && batch_idx % 2 == 1 {
+            Self::log_on_step(ctx, "sparse", batch_idx as f32 + 0.5)?;
+        }
         self.losses.push(loss.f_double_value(&[])?);
         Ok(if self.none_even && batch_idx % 2 == 0 { None } else { Some(loss) })
     }
@@ -202,6 +216,9 @@ impl Module for Regression {
         }
         if self.shared_name {
             Self::log(ctx, "shared", &loss)?;
+        }
+        if self.sparse_log && batch_idx == 0 {
+            Self::log_on_step(ctx, "val_sparse", 1.5)?;
         }
         if let (true, Some(i)) = (self.loader_names, ctx.dataloader_idx) {
             let rows = Tensor::f_from_slice(&[batch[0].size()[0] as f32])?.f_reshape([])?;

@@ -37,6 +37,7 @@ class Regression(L.LightningModule):
         self.loader_names = False  # with several DataLoaders, also `val_rows_<i>` (add_dataloader_idx=False)
         self.dup_hooks = None  # "mean"/"sum": `dup` logged by training_step (1.0) and on_train_batch_end (3.0)
         self.shared_name = False  # `shared`: the loss, by training_step (on the step) and validation_step
+        self.sparse_log = False  # `sparse` at odd training batches, `val_sparse` at validation batch 0 (on the step)
 
     def loss(self, batch):
         x, y = batch
@@ -51,6 +52,8 @@ class Regression(L.LightningModule):
             self.log("dup", 1.0, on_epoch=True)
         if self.shared_name:
             self.log("shared", loss)
+        if self.sparse_log and batch_idx % 2 == 1:
+            self.log("sparse", float(batch_idx) + 0.5)
         self.train_losses.append(loss.item())
         if self.none_even and batch_idx % 2 == 0:
             return None
@@ -60,6 +63,8 @@ class Regression(L.LightningModule):
         self.log("val_loss", self.loss(batch), on_epoch=True, **({"on_step": True} if self.val_on_step else {}))
         if self.shared_name:
             self.log("shared", self.loss(batch))
+        if self.sparse_log and batch_idx == 0:
+            self.log("val_sparse", 1.5, on_step=True, on_epoch=False)
         if self.loader_names and self.trainer.num_val_batches and len(self.trainer.num_val_batches) > 1:
             self.log(f"val_rows_{dataloader_idx}", float(len(batch[0])), on_epoch=True, reduce_fx="sum",
                      add_dataloader_idx=False)
@@ -445,6 +450,9 @@ ROWS = {
     # one name from two hooks is two metrics; the later one's value is read (logging.md differences 3, 4)
     "rows_dup_hooks_mean": ({"max_epochs": 2, "log_every_n_steps": 2}, {"dup_hooks": "mean"}),
     "rows_dup_hooks_sum": ({"max_epochs": 2, "log_every_n_steps": 2}, {"dup_hooks": "sum"}),
+    # a value logged at some batches only stays in the rows of the later ones (Lightning's forward cache), in
+    # training and in validation steps alike
+    "rows_sparse": ({"max_epochs": 2, "log_every_n_steps": 1, "val_check_interval": 0.5}, {"sparse_log": True}),
 }
 
 

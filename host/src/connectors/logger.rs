@@ -1,7 +1,9 @@
 //! Lightning's logger connector and result collection. Logged values arrive as tensors and
-//! stay tensors: step values are kept until a logger or the progress bar reads them, epoch
-//! values accumulate on the device (weighted by batch size for means). Reading a value is
-//! the only host sync, and happens only when something shows or writes it.
+//! stay tensors: a step value is kept until the metric is logged again or the loop's results
+//! are reset (Lightning's forward cache: a row shows the latest value of every metric logged
+//! so far in the epoch), epoch values accumulate on the device (weighted by batch size for
+//! means) in the value's float32/float64 dtype, as Lightning's `_ResultMetric` does. Reading a
+//! value is the only host sync, and happens only when something shows or writes it.
 
 use std::collections::BTreeMap;
 
@@ -62,9 +64,12 @@ impl Entry {
         (self.meta.on_step && self.meta.on_epoch).then(|| format!("{}{}", self.name, self.suffix))
     }
 
+    /// Lightning's `_ResultMetric.compute`: a mean is the weighted sum divided by the summed
+    /// batch sizes in the sum's dtype (float32 for float32 values: a float64 division would
+    /// round differently).
     fn reduced(&self) -> Option<Tensor> {
         let (value, weight) = self.epoch.as_ref()?;
-        Some(if self.meta.reduce == ReduceFx::Mean && *weight > 0.0 {
+        Some(if self.meta.reduce == ReduceFx::Mean {
             value.f_div_scalar(*weight).unwrap_or_else(|_| value.shallow_clone())
         } else {
             value.shallow_clone()
@@ -81,8 +86,13 @@ pub struct ResultCollection {
     index: BTreeMap<(Option<&'static str>, String), usize>,
 }
 
+/// Lightning's `_ResultMetric.update`: a value stays float32 or float64; any other dtype
+/// (an integer, a half) becomes float32 (the default dtype).
 fn as_float(t: &Tensor) -> Result<Tensor> {
-    t.f_to_kind(Kind::Double).map_err(|e| anyhow!("logging: {}", torch_message(&e)))
+    match t.f_kind() {
+        Ok(Kind::Float | Kind::Double) => Ok(t.shallow_clone()),
+        _ => t.f_to_kind(Kind::Float).map_err(|e| anyhow!("logging: {}", torch_message(&e))),
+    }
 }
 
 impl ResultCollection {
@@ -147,11 +157,20 @@ impl ResultCollection {
         Ok(())
     }
 
-    /// The latest step values (still tensors).
+    /// The latest step values (still tensors): each metric's last, whichever batch logged it.
     pub fn step_metrics(&self) -> Vec<(String, Tensor, Routing)> {
-        let with =
-            self.entries.iter().filter_map(|e| Some((e.shown("_step"), e.step.as_ref()?.shallow_clone(), e.routing())));
-        with.collect()
+        self.step_view(|_| true)
+    }
+
+    /// The latest step values logged under DataLoader `dataloader` (Lightning's `valid_items`
+    /// while `results.dataloader_idx` is that): an evaluation batch's row.
+    pub fn step_metrics_of(&self, dataloader: Option<u32>) -> Vec<(String, Tensor, Routing)> {
+        self.step_view(|m| m.dataloader == dataloader)
+    }
+
+    fn step_view(&self, keep: impl Fn(&Meta) -> bool) -> Vec<(String, Tensor, Routing)> {
+        let entries = self.entries.iter().filter(|e| keep(&e.meta));
+        entries.filter_map(|e| Some((e.shown("_step"), e.step.as_ref()?.shallow_clone(), e.routing()))).collect()
     }
 
     /// Epoch values reduced (still tensors).
@@ -224,12 +243,6 @@ impl ResultCollection {
         (callback, logged)
     }
 
-    pub fn clear_step(&mut self) {
-        for e in &mut self.entries {
-            e.step = None;
-        }
-    }
-
     pub fn reset(&mut self) {
         self.entries.clear();
         self.index.clear();
@@ -275,6 +288,25 @@ mod tests {
         rc.add(vec![rec("acc", 0.0, false, true, ReduceFx::Mean)], 10).unwrap();
         let m = read(&rc.epoch_metrics(), |_| true);
         assert!((m["acc"] - 0.75).abs() < 1e-12);
+    }
+
+    #[test]
+    fn epoch_values_are_reduced_in_the_logged_float32_as_lightnings() {
+        // Lightning's `_ResultMetric`: `value + v * batch_size` then `/ cumulated_batch_size`,
+        // in float32 for float32 values; an integer value becomes float32 first.
+        let mut rc = ResultCollection::default();
+        let f32_rec = |v: f32, reduce| LogRecord { value: Tensor::from(v), ..rec("m", 0.0, false, true, reduce) };
+        for (v, bs) in [(0.1f32, 3), (0.7, 5), (0.3, 7)] {
+            rc.add(vec![f32_rec(v, ReduceFx::Mean)], bs).unwrap();
+        }
+        let want = (0.1f32 * 3.0 + 0.7 * 5.0 + 0.3 * 7.0) / 15.0;
+        let got = rc.epoch_metrics().remove(0).1;
+        assert_eq!(got.kind(), Kind::Float);
+        assert_eq!(got.double_value(&[]), f64::from(want), "the float64 mean would be {}", (0.3 + 3.5 + 2.1) / 15.0);
+        let mut ints = ResultCollection::default();
+        let int_rec = LogRecord { value: Tensor::from(3i64), ..rec("n", 0.0, true, true, ReduceFx::Sum) };
+        ints.add(vec![int_rec], 4).unwrap();
+        assert_eq!(ints.step_metrics()[0].1.kind(), Kind::Float);
     }
 
     #[test]

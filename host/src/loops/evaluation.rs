@@ -33,7 +33,7 @@ impl Stateful for EvaluationLoop {
 
 #[derive(Debug, Default, Clone)]
 pub struct EvalMetrics {
-    /// Everything logged: the epoch values and the last batch's step values, `logger=False`
+    /// Everything logged: the epoch values and each metric's latest step value, `logger=False`
     /// ones included.
     pub all: BTreeMap<String, f64>,
     /// What goes to the loggers: every DataLoader's epoch values, one row.
@@ -248,7 +248,6 @@ fn run_dataloader(
         st.eval_loop(stage).batch_progress.increment_started();
         st.batch_size = Some(*last_bs);
         st.hook(h.batch_start, i)?;
-        results.clear_step();
         st.ctx.current_hook = Some(h.step);
         let out = match stage {
             Stage::Test => st.module.test_step(&mut st.ctx, &batch, idx as u64),
@@ -263,7 +262,9 @@ fn run_dataloader(
         // Read (a device sync per value) only when a logger or a callback sees it.
         let rows = log_step.is_some() && st.logger.is_some();
         if rows || !st.callbacks.is_empty() {
-            let step = read(&results.step_metrics(), |r| r.logger);
+            // Every value this DataLoader's batches logged so far in the run, each its latest
+            // (Lightning's forward cache: a value logged at an earlier batch stays in the row).
+            let step = read(&results.step_metrics_of(st.ctx.dataloader_idx), |r| r.logger);
             // Lightning's `on_batch_end`: logged_metrics hold the batch's values (a sanity
             // check's too), whether or not a row is written (`log_row` keeps them).
             match log_step {

@@ -233,8 +233,6 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: &mut Vec<DataLoader
             });
         st.ctx.is_last_batch = last;
         st.loops.fit_loop.epoch_loop.batch_progress.increment_ready();
-        // Step-level values are this batch's only.
-        st.train_results.clear_step();
         let batch = batch?;
         // The batch-transfer hooks see this batch (and a Lightning file may replace it there).
         st.ctx.batch = batch.iter().map(Tensor::shallow_clone).collect();

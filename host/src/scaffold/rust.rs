@@ -79,7 +79,9 @@ export_plugin!(Model, Data);
 "#;
 
 /// The SDK's dependencies, as the workspace's Cargo.toml has them (a unit test keeps them so).
-const SDK_DEPENDENCIES: &str = "wit-bindgen = \"0.61\"\nserde_json = \"1\"\n";
+// serde_json's exact float parsing: an hparam such as `lr` is the double Python reads.
+const SDK_DEPENDENCIES: &str =
+    "wit-bindgen = \"0.61\"\nserde_json = { version = \"1\", features = [\"float_roundtrip\"] }\n";
 
 pub fn files(name: &str) -> Template {
     let crate_name = name.replace('-', "_");

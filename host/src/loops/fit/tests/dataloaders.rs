@@ -5,13 +5,13 @@ use super::metrics::{csv_rows, Metrics, Seen};
 use super::*;
 use crate::context::Stage;
 
-/// `got` has exactly `want`'s keys, each value within [`close`].
+/// `got` has exactly `want`'s keys, each value [`exact`]ly Lightning's.
 fn same(what: &str, got: &Metrics, want: &serde_json::Value) {
     let want = want.as_object().expect("metrics");
     assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>(), "{what}");
     for (k, v) in want {
         let v = v.as_f64().expect("f64");
-        assert!(close(got[k], v), "{what}: {k} = {} (Lightning {v})", got[k]);
+        assert!(exact(got[k], v), "{what}: {k} = {} (Lightning {v})", got[k]);
     }
 }
 
@@ -43,7 +43,7 @@ fn several_evaluation_dataloaders_run_as_lightnings() {
         let report = t.fit(&mut m, &mut data(case), &serde_json::json!({})).expect("fit");
         let losses: Vec<f64> = serde_json::from_value(case["train_losses"].clone()).expect("losses");
         assert_eq!(m.losses.len(), losses.len(), "{name}: training steps");
-        assert!(m.losses.iter().zip(&losses).all(|(g, w)| close(*g, *w)), "{name}: losses {:?}", m.losses);
+        assert!(m.losses.iter().zip(&losses).all(|(g, w)| exact(*g, *w)), "{name}: losses {:?}", m.losses);
         let mut end = report.metrics.clone();
         // FitReport.metrics adds the bar's `loss` (logging.md difference 9).
         end.remove("loss");

@@ -22,8 +22,8 @@ fn an_epoch_cut_short_does_not_step_reduce_lr_on_plateau() {
         let s = &case["scheduler"];
         assert_eq!(got["last_epoch"], s["last_epoch"], "{name}: the plateau's steps");
         assert_eq!(got["num_bad_epochs"], s["num_bad_epochs"], "{name}");
-        assert!(close(got["best"].as_f64().expect("best"), s["best"].as_f64().expect("best")), "{name}: best {got}");
-        assert!(close(lr, s["lr"].as_f64().expect("lr")), "{name}: lr {lr}, Lightning {}", s["lr"]);
+        assert!(exact(got["best"].as_f64().expect("best"), s["best"].as_f64().expect("best")), "{name}: best {got}");
+        assert!(exact(lr, s["lr"].as_f64().expect("lr")), "{name}: lr {lr}, Lightning {}", s["lr"]);
     }
 }
 
@@ -53,6 +53,6 @@ fn a_stop_asked_inside_an_epoch_ends_it_as_in_lightning() {
         }
         let losses: Vec<f64> = serde_json::from_value(case["train_losses"].clone()).expect("losses");
         assert_eq!(m.losses.len(), losses.len(), "{name}: training steps");
-        assert!(m.losses.iter().zip(&losses).all(|(g, w)| close(*g, *w)), "{name}: {:?} vs {losses:?}", m.losses);
+        assert!(m.losses.iter().zip(&losses).all(|(g, w)| exact(*g, *w)), "{name}: {:?} vs {losses:?}", m.losses);
     }
 }

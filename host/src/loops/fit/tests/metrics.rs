@@ -47,7 +47,7 @@ fn callbacks_read_this_epochs_values_at_its_end_hooks() {
                 assert_eq!(keys, w.keys().collect::<Vec<_>>(), "{name}: #{i} {hook} at epoch {epoch}: {which}");
                 for (k, v) in w {
                     let v = v.as_f64().expect("f64");
-                    assert!(close(metrics[k], v), "{name}: #{i} {hook}: {which} {k} = {} (Lightning {v})", metrics[k]);
+                    assert!(exact(metrics[k], v), "{name}: #{i} {hook}: {which} {k} = {} (Lightning {v})", metrics[k]);
                 }
             }
         }
@@ -91,7 +91,8 @@ fn the_csv_loggers_rows_are_lightnings() {
             let w = w.as_object().expect("row");
             assert_eq!(g.keys().collect::<Vec<_>>(), w.keys().collect::<Vec<_>>(), "{name}: row {i}");
             for (k, v) in w {
-                assert!(close(g[k], v.as_f64().expect("f64")), "{name}: row {i} {k} = {} (Lightning {v})", g[k]);
+                let v = v.as_f64().expect("f64");
+                assert!(exact(g[k], v), "{name}: row {i} {k} = {} (Lightning {v})", g[k]);
             }
         }
     }
