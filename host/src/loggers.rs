@@ -2,6 +2,7 @@
 //! (`<root>/lightning_logs/version_N/{metrics.csv,hparams.yaml}`).
 
 pub mod csv;
+pub mod python_text;
 pub mod tensorboard;
 
 use std::collections::BTreeMap;
@@ -139,25 +140,9 @@ fn write_file(path: &Path, contents: &[u8], event: &str, durable: bool) -> Resul
     Ok(())
 }
 
-/// hparams as YAML (the subset JSON values need): what Lightning's `hparams.yaml` holds.
+/// hparams as Lightning's `hparams.yaml` holds them (`yaml.dump`, see [`python_text`]).
 pub fn to_yaml(v: &Value) -> String {
-    fn scalar(v: &Value) -> String {
-        match v {
-            Value::String(s) => serde_json::to_string(s).unwrap_or_default(),
-            Value::Null => "null".into(),
-            other => other.to_string(),
-        }
-    }
-    match v {
-        Value::Object(map) if map.is_empty() => "{}\n".into(),
-        Value::Object(map) => map
-            .iter()
-            .map(|(k, v)| {
-                format!("{}: {}\n", serde_json::to_string(k).unwrap_or_default().trim_matches('"'), scalar(v))
-            })
-            .collect(),
-        other => format!("{}\n", scalar(other)),
-    }
+    python_text::yaml_dump(v)
 }
 
 #[cfg(test)]
@@ -175,7 +160,7 @@ mod tests {
 
     #[test]
     fn yaml_of_flat_hparams() {
-        let v = serde_json::json!({"lr": 0.01, "name": "mlp", "layers": [1, 2]});
-        assert_eq!(to_yaml(&v), "layers: [1,2]\nlr: 0.01\nname: \"mlp\"\n");
+        let v = serde_json::json!({"lr": 0.01, "name": "mlp", "layers": [1, 2], "eps": 1e-8});
+        assert_eq!(to_yaml(&v), "eps: 1.0e-08\nlayers:\n- 1\n- 2\nlr: 0.01\nname: mlp\n");
     }
 }

@@ -134,9 +134,9 @@ struct LrFindArgs {
     /// exponential or linear.
     #[arg(long)]
     mode: Option<String>,
-    /// Stop once the smoothed loss passes this many times the best; 0 never stops.
+    /// Stop once the smoothed loss passes this many times the best; "none" never stops.
     #[arg(long)]
-    early_stop_threshold: Option<f64>,
+    early_stop_threshold: Option<String>,
     /// Where lr_find.png and lr_find.json go (default: the run's default_root_dir).
     #[arg(long)]
     output: Option<PathBuf>,
@@ -236,6 +236,8 @@ impl RunArgs {
         if let Some(v) = &self.default_root_dir {
             t.default_root_dir = v.clone();
         }
+        // Lightning's `default_root_dir` expands `~` (the run file's or the flag's).
+        t.default_root_dir = lthost::run_dir::expand_home(&t.default_root_dir);
         if let Some(v) = self.log_every_n_steps {
             t.log_every_n_steps = v;
         }
@@ -426,8 +428,15 @@ fn run(cmd: Command, signal: Arc<AtomicUsize>) -> Result<Option<i32>> {
         if let Some(v) = &a.mode {
             lf.mode = v.clone();
         }
-        if let Some(v) = a.early_stop_threshold {
-            lf.early_stop_threshold = (v != 0.0).then_some(v);
+        match a.early_stop_threshold.as_deref() {
+            Some(v) if v.eq_ignore_ascii_case("none") => lf.early_stop_threshold = None,
+            Some(v) => {
+                let t = v
+                    .parse::<f64>()
+                    .map_err(|_| anyhow::anyhow!("--early-stop-threshold {v:?}: expected a number or \"none\""))?;
+                lf.early_stop_threshold = Some(t);
+            }
+            None => {}
         }
         let out = a.output.clone().unwrap_or_else(|| cfg.trainer.default_root_dir.clone());
         return lr_find(&mut trainer, &mut module, &mut data, &hparams, &lf, &out).map(|()| None);
@@ -482,7 +491,7 @@ fn lr_find(
     let json = serde_json::json!({
         "lr": r.lr, "loss": r.loss,
         "suggestion": report.suggestion.map(|s| s.1), "suggestion_index": report.suggestion.map(|s| s.0),
-        "steps": report.steps, "config": cfg,
+        "steps": report.steps, "seed": report.seed, "config": cfg,
     });
     let json_path = out.join("lr_find.json");
     lthost::loggers::write_atomic(&json_path, serde_json::to_string_pretty(&json)?.as_bytes())?;
@@ -495,9 +504,12 @@ fn lr_find(
             report.steps
         ),
         None => println!(
-            "Learning rate finder: {} steps; too few points for a suggestion (increase num_training or the data)",
+            "Learning rate finder: {} steps. Failed to compute suggestion for learning rate because there are not enough points. Increase the loop iteration limits or the size of your dataset/dataloader.",
             report.steps
         ),
+    }
+    if trainer.cfg.seed.is_none() {
+        println!("The search ran with seed {0}; `lthost fit --seed {0}` starts from the same weights.", report.seed);
     }
     println!("wrote {} and {}", png_path.display(), json_path.display());
     Ok(())

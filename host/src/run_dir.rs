@@ -16,6 +16,17 @@ pub struct RunDir {
     dir: Dir,
 }
 
+/// `path` with a leading `~` component expanded to the user's home directory (Python's
+/// `os.path.expanduser`, which Lightning applies to `default_root_dir` and checkpoint
+/// `dirpath`); unchanged without `~` or without `$HOME`.
+pub fn expand_home(path: &Path) -> PathBuf {
+    let mut parts = path.components();
+    match (parts.next(), std::env::var_os("HOME").filter(|h| !h.is_empty())) {
+        (Some(Component::Normal(first)), Some(home)) if first == "~" => PathBuf::from(home).join(parts.as_path()),
+        _ => path.to_path_buf(),
+    }
+}
+
 /// `path` made absolute without resolving symlinks (the comparison is on names only; the
 /// directory handle does the resolving, contained).
 fn absolute(path: &Path) -> PathBuf {

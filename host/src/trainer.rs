@@ -97,13 +97,14 @@ pub struct FitReport {
 pub(crate) struct Prepared {
     pub(crate) ctx: RunContext,
     hparams: Value,
-    seed: u64,
+    pub(crate) seed: u64,
     threads: usize,
     module_hooks: HashSet<Hook>,
 }
 
 impl<'c> Trainer<'c> {
-    pub fn new(cfg: TrainerConfig, data_dir: Option<PathBuf>) -> Self {
+    pub fn new(mut cfg: TrainerConfig, data_dir: Option<PathBuf>) -> Self {
+        cfg.default_root_dir = crate::run_dir::expand_home(&cfg.default_root_dir);
         Trainer {
             cfg,
             data_dir,
@@ -216,7 +217,7 @@ impl<'c> Trainer<'c> {
         })
     }
 
-    fn logger(&self, enabled: bool, hparams: &Value) -> Result<Option<Box<dyn Logger>>> {
+    fn logger(&self, enabled: bool) -> Result<Option<Box<dyn Logger>>> {
         if !enabled
             || (!self.cfg.loggers.iter().any(|l| l == "csv" || l == "tensorboard") && self.logger_plugins.is_empty())
         {
@@ -237,9 +238,7 @@ impl<'c> Trainer<'c> {
         for make in &self.logger_plugins {
             group.push(make(&dir, version)?);
         }
-        let mut l = LoggerGroup(group);
-        l.log_hyperparams(hparams)?;
-        Ok(Some(Box::new(l)))
+        Ok(Some(Box::new(LoggerGroup(group))))
     }
 
     /// A fit's dataloaders (train is required: `why` says what for) and the loop limits their
@@ -308,7 +307,7 @@ impl<'c> Trainer<'c> {
             log_every_n_steps: self.cfg.log_every_n_steps,
             check_val_every_n_epoch: limits.check_val_every_n_epoch,
         };
-        let logger = self.logger(limits.logger, &p.hparams)?;
+        let logger = self.logger(limits.logger)?;
         let summary = self.cfg.enable_model_summary;
         let device = p.ctx.device;
         let self_checkpoint = self.checkpoint.clone();
@@ -316,195 +315,206 @@ impl<'c> Trainer<'c> {
         let ckpt_spec = self.ckpt_path.clone();
         let mut st = self.state(module, Some(data), p, limits, logger)?;
         st.fitting = true;
-        st.hook(Hook::Setup, None)?;
-        st.hook(Hook::ConfigureModel, None)?;
-        let (opt, name) = configure_optimizers(&mut st)?;
-        if !opt.automatic && (st.cfg.accumulate_grad_batches > 1 || st.cfg.gradient_clip_val.is_some_and(|v| v > 0.0)) {
-            bail!("plugin `{name}` uses manual optimization: accumulate_grad_batches and gradient_clip_val are automatic-optimization settings (Lightning refuses them too); accumulate or clip in the plugin");
-        }
-        let set = optimizer_set(&st, &name, &opt.optimizers, &opt.schedulers, opt.automatic)?;
-        let in_plugin = set.plugin_schedulers();
-        st.ctx.optim = Some(set);
-        for i in in_plugin {
-            crate::loops::optimization::run_plugin_scheduler(
-                st.module,
-                &mut st.ctx,
-                i,
-                crate::module::SchedulerCall::Start,
-            )?;
-        }
-        let opt_names: Vec<String> = match &st.ctx.optim {
-            Some(set) => set.optimizers.iter().map(|o| format!("{} (lr={})", o.name(), o.lr(0))).collect(),
-            None => Vec::new(),
-        };
-        if st.cfg.enable_checkpointing && st.cfg.fast_dev_run.batches().is_none() {
-            let dir = st.logger.as_ref().map(|l| l.log_dir().to_path_buf()).unwrap_or_else(|| st.root_dir.clone());
-            st.checkpoint = Some(ModelCheckpoint::new(self_checkpoint.clone(), &dir)?);
-        }
-        if let Some(es) = &self_early_stopping {
-            st.early_stopping = Some(crate::callbacks::early_stopping::EarlyStopping::new(es.clone())?);
-        }
-        let resume_path = match &ckpt_spec {
-            Some(spec) => Some(ckpt::resolve(spec, self_checkpoint.resolved_dirpath().as_deref(), &st.root_dir)?),
-            None => {
-                let found = ckpt::latest_hpc(&st.root_dir, &st.plugin_sha256);
-                if let Some(p) = &found {
-                    println!("Auto-resuming from the HPC checkpoint {} (written by this plugin; pass --ckpt-path to choose another)", p.display());
-                }
-                found
+        // Whatever fails from here on (set-up, the sanity check, the loops, the end hooks) calls
+        // on_exception and finalizes the loggers with "failed", as Lightning's `_interrupt`.
+        let mut exception_hooked = false;
+        let run = (|| -> Result<FitReport> {
+            st.hook(Hook::Setup, None)?;
+            st.hook(Hook::ConfigureModel, None)?;
+            let (opt, name) = configure_optimizers(&mut st)?;
+            if !opt.automatic
+                && (st.cfg.accumulate_grad_batches > 1 || st.cfg.gradient_clip_val.is_some_and(|v| v > 0.0))
+            {
+                bail!("plugin `{name}` uses manual optimization: accumulate_grad_batches and gradient_clip_val are automatic-optimization settings (Lightning refuses them too); accumulate or clip in the plugin");
             }
-        };
-        if let Some(path) = &resume_path {
-            let shown = path.display().to_string();
-            let c = checkpoint::load(path)?;
-            ckpt::restore_model(&mut st.ctx, &c, &shown)?;
-            let pos = crate::loops::run_state::restore_training(&mut st, &c, &shown)?;
-            // Lightning's `restore_loops`: its current epoch (the finished one, for a save at an
-            // epoch's end) past max_epochs is refused.
-            let epoch = pos.current_epoch - u64::from(pos.restart().at_epoch_end).min(pos.current_epoch);
-            if let Some(max) = st.limits.max_epochs.filter(|m| epoch > *m) {
-                bail!(
+            let set = optimizer_set(&st, &name, &opt.optimizers, &opt.schedulers, opt.automatic)?;
+            let in_plugin = set.plugin_schedulers();
+            st.ctx.optim = Some(set);
+            for i in in_plugin {
+                crate::loops::optimization::run_plugin_scheduler(
+                    st.module,
+                    &mut st.ctx,
+                    i,
+                    crate::module::SchedulerCall::Start,
+                )?;
+            }
+            let opt_names: Vec<String> = match &st.ctx.optim {
+                Some(set) => set.optimizers.iter().map(|o| format!("{} (lr={})", o.name(), o.lr(0))).collect(),
+                None => Vec::new(),
+            };
+            if st.cfg.enable_checkpointing && st.cfg.fast_dev_run.batches().is_none() {
+                let dir = st.logger.as_ref().map(|l| l.log_dir().to_path_buf()).unwrap_or_else(|| st.root_dir.clone());
+                st.checkpoint = Some(ModelCheckpoint::new(self_checkpoint.clone(), &dir)?);
+            }
+            if let Some(es) = &self_early_stopping {
+                st.early_stopping = Some(crate::callbacks::early_stopping::EarlyStopping::new(es.clone())?);
+            }
+            let resume_path = match &ckpt_spec {
+                Some(spec) => Some(ckpt::resolve(spec, self_checkpoint.resolved_dirpath().as_deref(), &st.root_dir)?),
+                None => {
+                    let found = ckpt::latest_hpc(&st.root_dir, &st.plugin_sha256);
+                    if let Some(p) = &found {
+                        println!("Auto-resuming from the HPC checkpoint {} (written by this plugin; pass --ckpt-path to choose another)", p.display());
+                    }
+                    found
+                }
+            };
+            if let Some(path) = &resume_path {
+                let shown = path.display().to_string();
+                let c = checkpoint::load(path)?;
+                ckpt::restore_model(&mut st.ctx, &c, &shown)?;
+                let pos = crate::loops::run_state::restore_training(&mut st, &c, &shown)?;
+                // Lightning's `restore_loops`: its current epoch (the finished one, for a save at an
+                // epoch's end) past max_epochs is refused.
+                let epoch = pos.current_epoch - u64::from(pos.restart().at_epoch_end).min(pos.current_epoch);
+                if let Some(max) = st.limits.max_epochs.filter(|m| epoch > *m) {
+                    bail!(
                     "You restored a checkpoint with current_epoch={epoch}, but you have set Trainer(max_epochs={max})."
                 );
+                }
+                println!(
+                    "Restored the training state from {shown} (epoch {}, global step {})",
+                    pos.current_epoch, pos.global_step
+                );
+                if let Some(mc) = st.checkpoint.as_mut() {
+                    mc.resumed_from = Some(path.clone());
+                }
             }
-            println!(
-                "Restored the training state from {shown} (epoch {}, global step {})",
-                pos.current_epoch, pos.global_step
-            );
-            if let Some(mc) = st.checkpoint.as_mut() {
-                mc.resumed_from = Some(path.clone());
+            if summary {
+                println!("\n{}", model_summary::render(&st.ctx.params));
             }
-        }
-        if summary {
-            println!("\n{}", model_summary::render(&st.ctx.params));
-        }
-        println!("Optimizer: {}", opt_names.join(", "));
-        let trainable_params = st.ctx.params.num_parameters();
-        st.hook(Hook::OnFitStart, None)?;
-        st.check_time();
-        if let (false, None) = (val.is_empty(), &resume_path) {
-            // Lightning runs the sanity check under `isolate_rng()`: whatever it draws (the
-            // validation iterator's seed, a plugin's randomness) leaves training's stream alone.
-            let saved = crate::engine::torch_ext::cpu_rng_state()?;
-            let saved_cuda = match device {
-                Device::Cuda(i) => Some((i, crate::engine::torch_ext::cuda_rng_state(i)?)),
-                _ => None,
-            };
-            evaluation::sanity_check(&mut st, &val)?;
-            crate::engine::torch_ext::set_cpu_rng_state(&saved)?;
-            if let Some((i, s)) = saved_cuda {
-                crate::engine::torch_ext::set_cuda_rng_state(i, &s)?;
-            }
-        }
-        let (mut train, mut val) = (train, val);
-        crate::loops::reload::start(&mut st, &mut train, &mut val)?;
-        let mut stopped_in_hook = false;
-        let outcome = match fit::run(&mut st, &mut train, &mut val) {
-            Ok(o) => o,
-            Err(e) if crate::plugin::interrupt::signalled() != 0 => {
-                // A signal stopped a plugin mid-hook. Inside a training batch the run is saved
-                // where its weights are; elsewhere (epoch ends, set-up, a save already under
-                // way) no checkpoint is written rather than one whose position might be off.
-                let sig = crate::plugin::interrupt::signalled() as i32;
-                let what = match e.downcast_ref::<crate::error::PluginError>() {
-                    Some(pe) => format!("plugin `{}` in hook `{}`", pe.plugin, pe.hook),
-                    None => format!("the run ({e:#})"),
+            println!("Optimizer: {}", opt_names.join(", "));
+            let trainable_params = st.ctx.params.num_parameters();
+            st.hook(Hook::OnFitStart, None)?;
+            // Lightning's `_log_hyperparams`, after on_fit_start.
+            st.log_hyperparams()?;
+            st.check_time();
+            if let (false, None) = (val.is_empty(), &resume_path) {
+                // Lightning runs the sanity check under `isolate_rng()`: whatever it draws (the
+                // validation iterator's seed, a plugin's randomness) leaves training's stream alone.
+                let saved = crate::engine::torch_ext::cpu_rng_state()?;
+                let saved_cuda = match device {
+                    Device::Cuda(i) => Some((i, crate::engine::torch_ext::cuda_rng_state(i)?)),
+                    _ => None,
                 };
-                if st.interrupter.interrupted().is_none() {
-                    match checkpointing::interrupt_in_hook(&mut st, sig).map_err(|se| se.context(format!("signal {sig} stopped {what}, and saving the run failed")))? {
+                evaluation::sanity_check(&mut st, &val)?;
+                crate::engine::torch_ext::set_cpu_rng_state(&saved)?;
+                if let Some((i, s)) = saved_cuda {
+                    crate::engine::torch_ext::set_cuda_rng_state(i, &s)?;
+                }
+            }
+            let (mut train, mut val) = (train, val);
+            crate::loops::reload::start(&mut st, &mut train, &mut val)?;
+            let mut stopped_in_hook = false;
+            let outcome = match fit::run(&mut st, &mut train, &mut val) {
+                Ok(o) => o,
+                Err(e) if crate::plugin::interrupt::signalled() != 0 => {
+                    // A signal stopped a plugin mid-hook. Inside a training batch the run is saved
+                    // where its weights are; elsewhere (epoch ends, set-up, a save already under
+                    // way) no checkpoint is written rather than one whose position might be off.
+                    let sig = crate::plugin::interrupt::signalled() as i32;
+                    let what = match e.downcast_ref::<crate::error::PluginError>() {
+                        Some(pe) => format!("plugin `{}` in hook `{}`", pe.plugin, pe.hook),
+                        None => format!("the run ({e:#})"),
+                    };
+                    if st.interrupter.interrupted().is_none() {
+                        match checkpointing::interrupt_in_hook(&mut st, sig).map_err(|se| se.context(format!("signal {sig} stopped {what}, and saving the run failed")))? {
                         Some(path) => println!("signal {sig} stopped {what}; the run was saved to {} (where its weights are, without the plugin's own state)", path.display()),
                         None => {
                             println!("signal {sig} stopped {what}, outside a training batch; no new checkpoint was written");
                             st.interrupter.interrupt(sig, None);
                         }
                     }
-                }
-                stopped_in_hook = true;
-                fit::FitOutcome::default()
-            }
-            Err(e) => {
-                // on_exception: callbacks, OnExceptionCheckpoint, loggers keep what they have.
-                // No batch is being processed any more (a failed one is not handed out).
-                st.ctx.batch.clear();
-                let _ = st.hook(Hook::OnException, None);
-                // Batches of the epoch under way; none between epochs (the last one's count
-                // stays in the tracker until the next epoch starts).
-                let epochs = st.loops.fit_loop.epoch_progress.current;
-                let in_epoch = epochs.started > epochs.completed;
-                let bp = st.loops.fit_loop.epoch_loop.batch_progress.current;
-                let done = if in_epoch { bp.completed as usize } else { 0 };
-                // A validation the failure cut is due again (Lightning finishes it).
-                let completed = bp.completed == bp.started;
-                let mut pos = checkpointing::position(&st, done, in_epoch && completed && st.val_due_pending);
-                // A batch that completed and stepped but failed after (in its validation):
-                // its step counts, as in the saves after it.
-                if in_epoch && st.step_pending && completed {
-                    pos.loops.fit_loop.epoch_loop.batches_that_stepped += 1;
-                }
-                let epoch = st.ctx.current_epoch;
-                if let Err(se) = checkpointing::save(&mut st, checkpointing::Trigger::Exception, epoch, pos.clone()) {
-                    eprintln!("ModelCheckpoint could not save at the failure: {se:#}");
-                }
-                if self_checkpoint.on_exception {
-                    let saved = checkpointing::side_path(&mut st, "on_exception", "on_exception")
-                        .and_then(|path| checkpointing::save_to(&mut st, &path, pos, false).map(|()| path));
-                    match saved {
-                        Ok(path) => eprintln!("saved the state at the failure to {}", path.display()),
-                        Err(se) => eprintln!("could not save on_exception.ckpt: {se:#}"),
                     }
+                    stopped_in_hook = true;
+                    fit::FitOutcome::default()
                 }
-                if let Some(l) = st.logger.as_mut() {
-                    let _ = l.finalize("failed");
+                Err(e) => {
+                    // on_exception: callbacks, OnExceptionCheckpoint, loggers keep what they have.
+                    // No batch is being processed any more (a failed one is not handed out).
+                    st.ctx.batch.clear();
+                    let _ = st.hook(Hook::OnException, None);
+                    // Batches of the epoch under way; none between epochs (the last one's count
+                    // stays in the tracker until the next epoch starts).
+                    let epochs = st.loops.fit_loop.epoch_progress.current;
+                    let in_epoch = epochs.started > epochs.completed;
+                    let bp = st.loops.fit_loop.epoch_loop.batch_progress.current;
+                    let done = if in_epoch { bp.completed as usize } else { 0 };
+                    // A validation the failure cut is due again (Lightning finishes it).
+                    let completed = bp.completed == bp.started;
+                    let mut pos = checkpointing::position(&st, done, in_epoch && completed && st.val_due_pending);
+                    // A batch that completed and stepped but failed after (in its validation):
+                    // its step counts, as in the saves after it.
+                    if in_epoch && st.step_pending && completed {
+                        pos.loops.fit_loop.epoch_loop.batches_that_stepped += 1;
+                    }
+                    let epoch = st.ctx.current_epoch;
+                    if let Err(se) = checkpointing::save(&mut st, checkpointing::Trigger::Exception, epoch, pos.clone())
+                    {
+                        eprintln!("ModelCheckpoint could not save at the failure: {se:#}");
+                    }
+                    if self_checkpoint.on_exception {
+                        let saved = checkpointing::side_path(&mut st, "on_exception", "on_exception")
+                            .and_then(|path| checkpointing::save_to(&mut st, &path, pos, false).map(|()| path));
+                        match saved {
+                            Ok(path) => eprintln!("saved the state at the failure to {}", path.display()),
+                            Err(se) => eprintln!("could not save on_exception.ckpt: {se:#}"),
+                        }
+                    }
+                    exception_hooked = true;
+                    return Err(e);
                 }
-                return Err(e);
+            };
+            if !stopped_in_hook {
+                st.hook(Hook::OnFitEnd, None)?;
+                st.hook(Hook::Teardown, None)?;
             }
-        };
-        if !stopped_in_hook {
-            st.hook(Hook::OnFitEnd, None)?;
-            st.hook(Hook::Teardown, None)?;
-        }
-        let status = if st.interrupter.interrupted().is_some() { "interrupted" } else { "success" };
-        if let Some(l) = st.logger.as_mut() {
-            l.finalize(status)?;
-        }
-        let stop_reason = if let Some(r) = st.interrupter.reason().filter(|_| st.interrupter.interrupted().is_some()) {
-            r.to_string()
-        } else if st.max_steps_reached() {
-            format!("`max_steps={}` reached", st.limits.max_steps.unwrap_or(0))
-        } else if let Some(r) = st.interrupter.reason() {
-            r.to_string()
-        } else {
-            match st.limits.max_epochs {
-                Some(m) => format!("`max_epochs={m}` reached"),
-                None => "the data ran out".to_string(),
+            let status = if st.interrupter.interrupted().is_some() { "interrupted" } else { "success" };
+            let log_dir = st.logger.as_ref().map(|l| l.log_dir().to_path_buf());
+            if let Some(mut l) = st.logger.take() {
+                l.finalize(status)?;
             }
-        };
-        let mut metrics = st.callback_metrics.clone();
-        metrics.extend(outcome.last_epoch);
-        Ok(FitReport {
-            epochs: outcome.epochs,
-            global_step: st.ctx.global_step,
-            stop_reason,
-            metrics,
-            elapsed: started.elapsed(),
-            log_dir: st.logger.as_ref().map(|l| l.log_dir().to_path_buf()),
-            device,
-            threads,
-            seed,
-            trainable_params,
-            interrupted: st.interrupter.interrupted(),
-            best_model_path: st.checkpoint.as_ref().and_then(|c| c.best_model_path.clone()),
-            best_model_score: st.checkpoint.as_ref().and_then(|c| c.best_model_score),
-            best_k_models: st.checkpoint.as_ref().map(|c| c.best_k.clone()).unwrap_or_default(),
-            stopped_epoch: st.early_stopping.as_ref().map(|es| es.stopped_epoch),
-            stopping_reason: st.early_stopping.as_ref().map(|es| es.stopping_reason.name()),
-            last_model_path: st.checkpoint.as_ref().and_then(|c| c.last_model_path.clone()),
-            resumed_from: resume_path,
-            stage_times: st.timer.report(),
-            first_step: st.first_step,
-            data_wait: st.data_wait,
-            epoch_seconds: outcome.epoch_seconds,
-        })
+            let stop_reason =
+                if let Some(r) = st.interrupter.reason().filter(|_| st.interrupter.interrupted().is_some()) {
+                    r.to_string()
+                } else if st.max_steps_reached() {
+                    format!("`max_steps={}` reached", st.limits.max_steps.unwrap_or(0))
+                } else if let Some(r) = st.interrupter.reason() {
+                    r.to_string()
+                } else {
+                    match st.limits.max_epochs {
+                        Some(m) => format!("`max_epochs={m}` reached"),
+                        None => "the data ran out".to_string(),
+                    }
+                };
+            let mut metrics = st.callback_metrics.clone();
+            metrics.extend(outcome.last_epoch);
+            Ok(FitReport {
+                epochs: outcome.epochs,
+                global_step: st.ctx.global_step,
+                stop_reason,
+                metrics,
+                elapsed: started.elapsed(),
+                log_dir,
+                device,
+                threads,
+                seed,
+                trainable_params,
+                interrupted: st.interrupter.interrupted(),
+                best_model_path: st.checkpoint.as_ref().and_then(|c| c.best_model_path.clone()),
+                best_model_score: st.checkpoint.as_ref().and_then(|c| c.best_model_score),
+                best_k_models: st.checkpoint.as_ref().map(|c| c.best_k.clone()).unwrap_or_default(),
+                stopped_epoch: st.early_stopping.as_ref().map(|es| es.stopped_epoch),
+                stopping_reason: st.early_stopping.as_ref().map(|es| es.stopping_reason.name()),
+                last_model_path: st.checkpoint.as_ref().and_then(|c| c.last_model_path.clone()),
+                resumed_from: resume_path,
+                stage_times: st.timer.report(),
+                first_step: st.first_step,
+                data_wait: st.data_wait,
+                epoch_seconds: outcome.epoch_seconds,
+            })
+        })();
+        run.map_err(|e| failed(&mut st, e, exception_hooked))
     }
 
     /// Lightning's `trainer.validate` / `trainer.test` on the model as configured: prints
@@ -519,30 +529,34 @@ impl<'c> Trainer<'c> {
         let split = if stage == Stage::Test { Split::Test } else { Split::Val };
         let p = self.prepare(module, data, hparams, stage)?;
         let limits = LoopLimits::for_evaluation(&self.cfg)?;
-        let logger = self.logger(limits.logger, &p.hparams)?;
+        let logger = self.logger(limits.logger)?;
         let data_name = data.name().to_string();
         let limit = if stage == Stage::Test { self.cfg.limit_test_batches } else { self.cfg.limit_val_batches };
         let disabled = limit.is_zero() && self.cfg.fast_dev_run.batches().is_none();
         let ckpt_spec = self.ckpt_path.clone();
         let dirpath = self.checkpoint.resolved_dirpath();
         let mut st = self.state(module, None, p, limits, logger)?;
-        restore_weights(&mut st, ckpt_spec.as_deref(), dirpath.as_deref())?;
-        st.hook(Hook::Setup, None)?;
-        st.hook(Hook::ConfigureModel, None)?;
-        let mut metrics = EvalMetrics::default();
-        if !disabled {
-            let (loaders, n) = stage_loaders(&mut st, data, &data_name, split, stage)?;
-            if stage == Stage::Validate {
-                // Lightning's `trainer.num_val_batches` in validate: the validate loop's own.
-                st.ctx.fit_numbers.num_val_batches = n.iter().map(|&b| crate::module::sized(b)).collect();
+        let run = (|| -> Result<EvalMetrics> {
+            restore_weights(&mut st, ckpt_spec.as_deref(), dirpath.as_deref())?;
+            st.hook(Hook::Setup, None)?;
+            st.hook(Hook::ConfigureModel, None)?;
+            st.log_hyperparams()?;
+            let mut metrics = EvalMetrics::default();
+            if !disabled {
+                let (loaders, n) = stage_loaders(&mut st, data, &data_name, split, stage)?;
+                if stage == Stage::Validate {
+                    // Lightning's `trainer.num_val_batches` in validate: the validate loop's own.
+                    st.ctx.fit_numbers.num_val_batches = n.iter().map(|&b| crate::module::sized(b)).collect();
+                }
+                metrics = evaluation::run(&mut st, &loaders, stage, &n, evaluation::During::Own, Some(0))?;
             }
-            metrics = evaluation::run(&mut st, &loaders, stage, &n, evaluation::During::Own, Some(0))?;
-        }
-        st.hook(Hook::Teardown, None)?;
-        if let Some(l) = st.logger.as_mut() {
-            l.finalize("success")?;
-        }
-        Ok(metrics)
+            st.hook(Hook::Teardown, None)?;
+            if let Some(mut l) = st.logger.take() {
+                l.finalize("success")?;
+            }
+            Ok(metrics)
+        })();
+        run.map_err(|e| failed(&mut st, e, false))
     }
 
     /// Lightning's `trainer.predict`, collecting the predictions in memory: one list per
@@ -590,6 +604,20 @@ impl<'c> Trainer<'c> {
         st.hook(Hook::Teardown, None)?;
         Ok(loaders.len())
     }
+}
+
+/// Lightning's `_interrupt` for a run that failed: the callbacks' `on_exception` (unless the
+/// fit loop's own failure handling called it), then every logger finalized with "failed" (a
+/// CSV logger writes the rows it holds). Gives the error back.
+fn failed(st: &mut LoopState<'_>, e: anyhow::Error, exception_hooked: bool) -> anyhow::Error {
+    if !exception_hooked {
+        st.ctx.batch.clear();
+        let _ = st.hook(Hook::OnException, None);
+    }
+    if let Some(mut l) = st.logger.take() {
+        let _ = l.finalize("failed");
+    }
+    e
 }
 
 /// A validate, test or predict run's DataLoaders (the split must have one) and the batches

@@ -25,6 +25,8 @@ pub struct LrFindReport {
     pub suggestion: Option<(usize, f64)>,
     /// Optimizer steps taken (fewer than `num_training` when the loss diverged).
     pub steps: u64,
+    /// The run's seed: a fit with it starts from the weights the search started from.
+    pub seed: u64,
 }
 
 impl Trainer<'_> {
@@ -42,12 +44,19 @@ impl Trainer<'_> {
             eprintln!("warning: Skipping learning rate finder since `fast_dev_run` is enabled.");
             return Ok(None);
         }
+        if self.ckpt_path.is_some() {
+            bail!("lr-find searches from the plugin's own initial weights: --ckpt-path is not taken (Lightning's Tuner.lr_find has no ckpt_path)");
+        }
         let saved = (
             self.cfg.clone(),
             std::mem::take(&mut self.builtins),
             self.early_stopping.take(),
             std::mem::take(&mut self.callbacks),
         );
+        // Lightning keeps the max_epochs its Trainer resolved (1000 when no limit was given) and
+        // swaps out every callback, the Timer's max_time with them.
+        self.cfg.max_epochs = Some(self.cfg.effective_max_epochs().map_or(-1, |m| i64::try_from(m).unwrap_or(-1)));
+        self.cfg.max_time = None;
         self.cfg.max_steps = cfg.num_training as i64;
         self.cfg.limit_val_batches = Limit::Batches(cfg.num_training);
         self.cfg.num_sanity_val_steps = 0;
@@ -67,6 +76,7 @@ impl Trainer<'_> {
         cfg: &LrFindConfig,
     ) -> Result<LrFindReport> {
         let mut p = self.prepare(module, data, hparams, Stage::Fit)?;
+        let seed = p.seed;
         let (train, val, limits) = self.fit_data(data, &mut p.ctx, "lr_find trains, so it needs one", false)?;
         let finder = LrFinderCallback::new(cfg, self.cfg.accumulate_grad_batches);
         let results = finder.results.clone();
@@ -77,7 +87,7 @@ impl Trainer<'_> {
         st.hook(Hook::ConfigureModel, None)?;
         let (opt, name) = configure_optimizers(&mut st)?;
         if opt.optimizers.len() != 1 {
-            bail!("plugin `{name}`: `configure_optimizers` returned {} optimizers, but the learning rate finder only works with a single optimizer (as in Lightning)", opt.optimizers.len());
+            bail!("plugin `{name}`: `model.configure_optimizers()` returned {}, but learning rate finder only works with single optimizer", opt.optimizers.len());
         }
         if !opt.automatic {
             bail!("plugin `{name}` uses manual optimization: the learning rate finder steps the optimizer itself, so it needs automatic optimization");
@@ -99,6 +109,6 @@ impl Trainer<'_> {
         drop(st);
         let results = results.borrow().clone();
         let suggestion = suggestion(&results, 10, 1).map_err(|e| anyhow!("lr_find suggestion: {e}"))?;
-        Ok(LrFindReport { results, suggestion, steps })
+        Ok(LrFindReport { results, suggestion, steps, seed })
     }
 }

@@ -148,6 +148,9 @@ fn lr_find_records_and_suggests_what_lightning_does() {
             vec!["--seed", "1", "--mode", "linear", "--num-training", "40", "--min-lr", "1e-4", "--max-lr", "0.5"],
         ),
         ("accumulate_2", vec!["--seed", "2", "--num-training", "25", "--set", "trainer.accumulate_grad_batches=2"]),
+        ("no_early_stop", vec!["--seed", "3", "--num-training", "60", "--early-stop-threshold", "none"]),
+        ("threshold_0", vec!["--seed", "4", "--num-training", "30", "--set", "lr_find.early_stop_threshold=0"]),
+        ("max_time_0", vec!["--seed", "5", "--num-training", "20", "--set", "trainer.max_time=\"00:00:00:00\""]),
     ];
     for (name, flags) in cases {
         let want = &reference["lr_find"][name];
@@ -181,7 +184,10 @@ fn lr_find_records_and_suggests_what_lightning_does() {
             assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0), "{name} step {i}: smoothed loss {a} vs Lightning {b}");
         }
         assert_eq!(got["suggestion"].as_f64(), want["suggestion"].as_f64(), "{name}: suggested lr");
-        assert!(run.stdout.contains("suggested lr ="), "{}", run.stdout);
+        if want["suggestion"].is_number() {
+            assert!(run.stdout.contains("suggested lr ="), "{}", run.stdout);
+        }
+        assert_eq!(got["seed"].as_u64(), flags.get(1).and_then(|s| s.parse().ok()), "{name}: the seed in lr_find.json");
         let png = std::fs::read(dir.path().join("out/lr_find.png")).expect("lr_find.png");
         assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 2000, "a PNG plot");
     }

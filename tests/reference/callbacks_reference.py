@@ -105,6 +105,11 @@ def main(path):
     out["lr_find"]["linear_40"] = lr_find(1, mode="linear", num_training=40, min_lr=1e-4, max_lr=0.5)
     # with accumulation: one point per optimizer step, the loss as backward got it (/ 2)
     out["lr_find"]["accumulate_2"] = lr_find(2, {"accumulate_grad_batches": 2}, num_training=25)
+    # early_stop_threshold None: every step; 0: stops at the second point (docs/lightning-tests/tuner.md difference 3)
+    out["lr_find"]["no_early_stop"] = lr_find(3, num_training=60, early_stop_threshold=None)
+    out["lr_find"]["threshold_0"] = lr_find(4, num_training=30, early_stop_threshold=0)
+    # max_time does not cut the search (the Timer is swapped out with every other callback; difference 6)
+    out["lr_find"]["max_time_0"] = lr_find(5, {"max_time": "00:00:00:00"}, num_training=20)
     with open(path, "w") as f:
         json.dump(out, f, indent=1)
     print(f"wrote {path}: lightning {L.__version__}")

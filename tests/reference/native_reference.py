@@ -518,10 +518,56 @@ def dataloaders():
     return out
 
 
+class Exceptions(L.Callback):
+    def __init__(self):
+        self.seen = 0
+
+    def on_exception(self, trainer, pl_module, exception):
+        self.seen += 1
+
+
+# A run that fails (Lightning's `_interrupt`): the callbacks' on_exception calls and the rows the CSV logger wrote
+# (`finalize("failed")` saves what it holds). name: (Trainer function, Trainer arguments, the (epoch, batch) where
+# validation_step, logging val_loss on the step too, fails).
+FAILURES = {
+    "validate_fails_at_batch_1": ("validate", {}, (0, 1)),
+    "fit_fails_in_the_sanity_check": ("fit", {"max_epochs": 1}, (0, 1)),
+    "fit_fails_in_the_second_validation": ("fit", {"max_epochs": 3, "log_every_n_steps": 1}, (1, 1)),
+}
+
+
+def failures():
+    import csv
+    from lightning.pytorch.loggers import CSVLogger
+    out = {}
+    for name, (fn, args, at) in FAILURES.items():
+        with tempfile.TemporaryDirectory() as d:
+            L.seed_everything(0, verbose=False)
+            model = Counted()
+            model.val_on_step = True
+            model.fail_val_at = at
+            cb = Exceptions()
+            logger = CSVLogger(d, name="lightning_logs")
+            trainer = L.Trainer(enable_checkpointing=False, logger=logger, callbacks=[cb], enable_progress_bar=False,
+                                enable_model_summary=False, accelerator="cpu", devices=1, **args)
+            try:
+                getattr(trainer, fn)(model, datamodule=Points())
+                raise AssertionError(f"{name}: the run did not fail")
+            except RuntimeError as e:
+                assert "fails at" in str(e), e
+            path = os.path.join(logger.log_dir, "metrics.csv")
+            rows = []
+            if os.path.exists(path):
+                with open(path) as f:
+                    rows = [{k: float(v) for k, v in r.items() if v != ""} for r in csv.DictReader(f)]
+        out[name] = {"fn": fn, "trainer": args, "fail_at": list(at), "rows": rows, "on_exception": cb.seen}
+    return out
+
+
 def main(path):
     out = {"lightning": L.__version__, "cases": {name: run(*case) for name, case in CASES.items()},
            "checkpoints": checkpoints(), "resumes": resumes(), "plateaus": plateaus(), "stops": stops(),
-           "metrics_at": metrics_at(), "rows": rows(), "dataloaders": dataloaders()}
+           "metrics_at": metrics_at(), "rows": rows(), "dataloaders": dataloaders(), "failures": failures()}
     with open(path, "w") as f:
         json.dump(out, f, indent=1)
     print(f"wrote {path}: lightning {L.__version__}, {len(out['cases'])} cases")

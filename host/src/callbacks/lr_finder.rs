@@ -24,8 +24,27 @@ pub struct LrFindConfig {
     pub num_training: u64,
     /// "exponential" or "linear".
     pub mode: String,
-    /// Stop once the smoothed loss exceeds this many times the best; unset: never.
+    /// Stop once the smoothed loss exceeds this many times the best; `"none"` (None): never,
+    /// as Lightning's `early_stop_threshold=None`.
+    #[serde(deserialize_with = "threshold_or_none")]
     pub early_stop_threshold: Option<f64>,
+}
+
+/// A number, or "none" (TOML has no null).
+fn threshold_or_none<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<f64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Threshold {
+        Number(f64),
+        Named(String),
+    }
+    match Threshold::deserialize(d)? {
+        Threshold::Number(v) => Ok(Some(v)),
+        Threshold::Named(s) if s.eq_ignore_ascii_case("none") => Ok(None),
+        Threshold::Named(s) => {
+            Err(serde::de::Error::custom(format!("early_stop_threshold = {s:?}: expected a number or \"none\"")))
+        }
+    }
 }
 
 impl Default for LrFindConfig {
@@ -61,8 +80,9 @@ impl LrFindConfig {
         if !matches!(self.mode.as_str(), "exponential" | "linear") {
             bail!("lr_find: mode = {:?}: expected \"exponential\" or \"linear\"", self.mode);
         }
-        if self.early_stop_threshold.is_some_and(|t| !(t.is_finite() && t > 0.0)) {
-            bail!("lr_find: early_stop_threshold must be a positive number");
+        // Lightning takes any threshold (0 stops at the second point a positive loss gives).
+        if self.early_stop_threshold.is_some_and(f64::is_nan) {
+            bail!("lr_find: early_stop_threshold must be a number or \"none\"");
         }
         Ok(())
     }
@@ -181,6 +201,19 @@ fn gradient(f: &Tensor, x: &Tensor) -> Result<Tensor, tch::TchError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_run_file_turns_early_stopping_off_with_none() {
+        // Lightning's `early_stop_threshold=None`; any number is taken, 0 included.
+        let cfg = crate::config::RunConfig::load(None, &["lr_find.early_stop_threshold=\"none\"".into()]).unwrap();
+        assert_eq!(cfg.lr_find.early_stop_threshold, None);
+        let cfg = crate::config::RunConfig::load(None, &["lr_find.early_stop_threshold=0".into()]).unwrap();
+        assert_eq!(cfg.lr_find.early_stop_threshold, Some(0.0));
+        cfg.lr_find.validate().unwrap();
+        assert_eq!(crate::config::RunConfig::load(None, &[]).unwrap().lr_find.early_stop_threshold, Some(4.0));
+        let bad = crate::config::RunConfig::load(None, &["lr_find.early_stop_threshold=\"never\"".into()]);
+        assert!(bad.is_err_and(|e| e.to_string().contains("expected a number or \"none\"")));
+    }
 
     #[test]
     fn gradient_matches_numpy_on_uneven_spacing() {

@@ -139,16 +139,7 @@ impl CheckpointConfig {
     /// `dirpath` with a leading `~` expanded to the user's home directory (Lightning's
     /// `os.path.expanduser`); unset: None.
     pub fn resolved_dirpath(&self) -> Option<PathBuf> {
-        let d = self.dirpath.as_ref()?;
-        let home = || std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from);
-        let mut parts = d.components();
-        match parts.next() {
-            Some(std::path::Component::Normal(first)) if first == "~" => match home() {
-                Some(h) => Some(h.join(parts.as_path())),
-                None => Some(d.clone()),
-            },
-            _ => Some(d.clone()),
-        }
+        self.dirpath.as_deref().map(crate::run_dir::expand_home)
     }
 
     /// Refuses what Lightning's ModelCheckpoint refuses, with its messages.

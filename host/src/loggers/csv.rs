@@ -1,8 +1,10 @@
 //! Lightning's CSVLogger: one row per `log_metrics` call, the header the sorted union of
-//! all keys, empty cells where a row lacks a key. A save appends the new rows; only when
-//! new keys widened the header is the file rewritten whole (atomically), as Lightning's
-//! `_ExperimentWriter` does — so a save costs the new rows, not rows × keys. Metric names
-//! are checked where they are logged (no commas, quotes or control characters).
+//! all keys, empty cells where a row lacks a key, numbers as Python writes them (`1.0`,
+//! `1e-07`, `nan`). A save appends the new rows and forgets them; only when new keys widened
+//! the header is the file read back and rewritten whole (atomically), as Lightning's
+//! `_ExperimentWriter` does — so a save costs the new rows, not rows × keys, and memory holds
+//! one epoch's rows, not the run's. Metric names are checked where they are logged (no
+//! commas, quotes or control characters).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -10,15 +12,16 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result};
 use serde_json::Value;
 
+use super::python_text::float_repr;
 use super::{next_version, replace_file, to_yaml, write_atomic, Logger};
 
 pub struct CsvLogger {
     dir: PathBuf,
     version: u64,
+    /// Rows logged since the last save.
     rows: Vec<BTreeMap<String, f64>>,
     keys: BTreeSet<String>,
-    /// Rows already in the file, and the header it has.
-    written: usize,
+    /// The header the file has (empty: no file yet).
     header: Vec<String>,
 }
 
@@ -35,30 +38,47 @@ impl CsvLogger {
 
     /// A logger writing into an existing version directory.
     pub fn at(dir: PathBuf, version: u64) -> Self {
-        CsvLogger { dir, version, rows: Vec::new(), keys: BTreeSet::new(), written: 0, header: Vec::new() }
+        CsvLogger { dir, version, rows: Vec::new(), keys: BTreeSet::new(), header: Vec::new() }
     }
 
-    /// The header line and the rows from `from` on, in the current header's columns.
-    fn render(&self, from: usize, header: bool) -> String {
-        let keys: Vec<&String> = self.keys.iter().collect();
+    /// The unsaved rows in the current header's columns.
+    fn render(&self) -> String {
         let mut out = String::new();
-        if header {
-            out = keys.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(",");
-            out.push('\n');
-        }
-        for row in &self.rows[from..] {
-            let cells: Vec<String> = keys
-                .iter()
-                .map(|k| match row.get(*k) {
-                    Some(v) if *k == "step" || *k == "epoch" => format!("{}", *v as i64),
-                    Some(v) => format!("{v}"),
-                    None => String::new(),
-                })
-                .collect();
+        for row in &self.rows {
+            let cells: Vec<String> =
+                self.keys.iter().map(|k| row.get(k).map(|v| cell(k, *v)).unwrap_or_default()).collect();
             out.push_str(&cells.join(","));
             out.push('\n');
         }
         out
+    }
+
+    /// The file's rows so far in the (wider) current header's columns: Lightning's
+    /// `_rewrite_with_new_header`. Cells are moved as written, never re-read as numbers.
+    fn widened(&self, path: &Path) -> Result<String> {
+        let mut out = self.keys.iter().map(String::as_str).collect::<Vec<_>>().join(",");
+        out.push('\n');
+        if self.header.is_empty() {
+            return Ok(out);
+        }
+        let old = std::fs::read_to_string(path).with_context(|| format!("reading {} back", path.display()))?;
+        for line in old.lines().skip(1) {
+            let row: BTreeMap<&str, &str> = self.header.iter().map(String::as_str).zip(line.split(',')).collect();
+            let cells: Vec<&str> = self.keys.iter().map(|k| row.get(k.as_str()).copied().unwrap_or("")).collect();
+            out.push_str(&cells.join(","));
+            out.push('\n');
+        }
+        Ok(out)
+    }
+}
+
+/// A cell as Lightning's writer gets it: `step` and the trainer's `epoch` are ints, every
+/// other value a Python float (`str(v)`); a logged fractional `epoch` keeps its fraction.
+fn cell(key: &str, v: f64) -> String {
+    let whole = v.is_finite() && v.fract() == 0.0 && v.abs() < 9.0e15;
+    match key {
+        "step" | "epoch" if whole => format!("{}", v as i64),
+        _ => float_repr(v),
     }
 }
 
@@ -89,25 +109,26 @@ impl Logger for CsvLogger {
 
     fn save(&mut self) -> Result<()> {
         use std::io::Write as _;
-        if self.rows.len() == self.written {
+        if self.rows.is_empty() {
             return Ok(());
         }
         let path = self.dir.join("metrics.csv");
-        let same_header = self.written > 0
+        let same_header = !self.header.is_empty()
             && self.keys.len() == self.header.len()
             && self.keys.iter().zip(&self.header).all(|(a, b)| a == b);
         if same_header {
-            let text = self.render(self.written, false);
+            let text = self.render();
             let mut f = std::fs::OpenOptions::new()
                 .append(true)
                 .open(&path)
                 .with_context(|| format!("appending to {}", path.display()))?;
             f.write_all(text.as_bytes()).with_context(|| format!("appending to {}", path.display()))?;
         } else {
-            replace_file(&path, self.render(0, true).as_bytes())?;
+            let text = self.widened(&path)? + &self.render();
+            replace_file(&path, text.as_bytes())?;
             self.header = self.keys.iter().cloned().collect();
         }
-        self.written = self.rows.len();
+        self.rows.clear();
         Ok(())
     }
 }
@@ -141,6 +162,13 @@ mod tests {
             "epoch,lr,step,train_loss,val_acc\n0,,49,0.5,\n0,,99,,0.9\n1,,149,0.25,\n,0.1,150,,\n"
         );
         assert_eq!(std::fs::read_to_string(dir.join("hparams.yaml")).unwrap(), "lr: 0.1\n");
+        assert!(l.rows.is_empty(), "saved rows are not kept");
+        // Python's float text (Lightning's writer), a logged fractional epoch kept.
+        l.log_metrics(&BTreeMap::from([("lr".to_string(), 1e-7), ("epoch".to_string(), 0.5)]), 151).unwrap();
+        l.log_metrics(&BTreeMap::from([("lr".to_string(), 1.0), ("train_loss".to_string(), f64::NAN)]), 152).unwrap();
+        l.save().unwrap();
+        let text = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+        assert!(text.ends_with(",0.1,150,,\n0.5,1e-07,151,,\n,1.0,152,nan,\n"), "{text}");
         assert_eq!(CsvLogger::new(root.path()).unwrap().version(), 1);
     }
 }

@@ -127,6 +127,15 @@ impl LoopState<'_> {
         self.callback_metrics.extend(callback);
     }
 
+    /// Lightning's `_log_hyperparams`: the run's hparams to every logger (after on_fit_start
+    /// in a fit, after set-up in validate/test).
+    pub fn log_hyperparams(&mut self) -> Result<()> {
+        if let Some(l) = self.logger.as_mut() {
+            l.log_hyperparams(&self.hparams)?;
+        }
+        Ok(())
+    }
+
     /// Lightning's `reset_metrics`: callback, logged and progress-bar metrics emptied.
     pub fn clear_metrics(&mut self) {
         self.callback_metrics.clear();

@@ -97,3 +97,49 @@ fn the_csv_loggers_rows_are_lightnings() {
         }
     }
 }
+
+#[test]
+fn a_failed_run_calls_on_exception_and_writes_the_rows_it_holds() {
+    // tests/reference/native_reference.py `failures()`: Lightning's `_interrupt` calls the
+    // callbacks' on_exception wherever the run fails (here in validate, in the sanity check and
+    // in a fit's validation) and finalizes the loggers with "failed": the CSV logger writes the
+    // rows logged before the failure.
+    let want = reference();
+    for (name, case) in want["failures"].as_object().expect("failures") {
+        let _one = serial();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut cfg = lightning_config(dir.path(), case["trainer"].as_object().expect("args"));
+        cfg.logger = true;
+        let mut t = Trainer::new(cfg, None);
+        let seen = Rc::new(RefCell::new(0u64));
+        let counter = Rc::clone(&seen);
+        t.callbacks.push(Box::new(Probe(move |hook, _: &HookInfo<'_>| {
+            if hook == Hook::OnException {
+                *counter.borrow_mut() += 1;
+            }
+            Ok(CallbackAction::default())
+        })));
+        let mut m = Regression::new();
+        m.val_on_step = true;
+        let at: Vec<u64> = case["fail_at"].as_array().expect("fail_at").iter().filter_map(|v| v.as_u64()).collect();
+        m.fail_validation_at = Some((at[0], at[1]));
+        let hparams = serde_json::json!({});
+        let failed = match case["fn"].as_str() {
+            Some("fit") => t.fit(&mut m, &mut Points::default(), &hparams).err(),
+            _ => t.evaluate(&mut m, &mut Points::default(), &hparams, crate::context::Stage::Validate).err(),
+        };
+        assert!(failed.is_some_and(|e| format!("{e:#}").contains("fails at")), "{name}: the run did not fail");
+        assert_eq!(Some(*seen.borrow()), case["on_exception"].as_u64(), "{name}: on_exception calls");
+        let csv = dir.path().join("lightning_logs/version_0/metrics.csv");
+        let got = if csv.exists() { csv_rows(&csv) } else { Vec::new() };
+        let want = case["rows"].as_array().expect("rows");
+        assert_eq!(got.len(), want.len(), "{name}: rows {got:?}");
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            let w = w.as_object().expect("row");
+            assert_eq!(g.keys().collect::<Vec<_>>(), w.keys().collect::<Vec<_>>(), "{name}: row {i}");
+            for (k, v) in w {
+                assert!(exact(g[k], v.as_f64().expect("f64")), "{name}: row {i} {k} = {} (Lightning {v})", g[k]);
+            }
+        }
+    }
+}
