@@ -234,21 +234,25 @@ impl LogTarget<'_> {
             ));
         }
         let Some(rule) = self.hook.and_then(Hook::log_rule) else {
-            return Err(OpError::new("log", format!("you can't `self.log({name:?})` inside `{hook}`")));
+            return Err(OpError::new("log", format!("You can't `self.log()` inside `{hook}`.")));
         };
         let on_step = opts.on_step.unwrap_or(rule.default_on_step);
         let on_epoch = opts.on_epoch.unwrap_or(rule.default_on_epoch);
-        if !rule.on_step.contains(&on_step) || !rule.on_epoch.contains(&on_epoch) {
-            return Err(OpError::new(
-                "log",
-                format!("you can't `self.log({name:?}, on_step={on_step}, on_epoch={on_epoch})` inside `{hook}`; allowed: on_step in {:?}, on_epoch in {:?}", rule.on_step, rule.on_epoch),
-            ));
+        // Lightning's `_FxValidator.check_logging_levels` and `_ResultCollection.log` messages.
+        for (arg, value, allowed) in [("on_step", on_step, rule.on_step), ("on_epoch", on_epoch, rule.on_epoch)] {
+            if !allowed.contains(&value) {
+                return Err(OpError::new(
+                    "log",
+                    format!(
+                        "You can't `self.log({arg}={})` inside `{hook}`, must be one of {}.",
+                        py_bool(value),
+                        py_tuple(allowed)
+                    ),
+                ));
+            }
         }
         if !on_step && !on_epoch {
-            return Err(OpError::new(
-                "log",
-                format!("`self.log({name:?}, on_step=False, on_epoch=False)` logs nothing"),
-            ));
+            return Err(OpError::new("log", "`self.log(on_step=False, on_epoch=False)` is not useful."));
         }
         self.logs.push(LogRecord {
             name: name.to_string(),
@@ -264,6 +268,22 @@ impl LogTarget<'_> {
             add_dataloader_idx: opts.add_dataloader_idx,
         });
         Ok(())
+    }
+}
+
+fn py_bool(b: bool) -> &'static str {
+    if b {
+        "True"
+    } else {
+        "False"
+    }
+}
+
+/// A tuple of bools as Python prints it: `(False,)`, `(False, True)`.
+fn py_tuple(values: &[bool]) -> String {
+    match values {
+        [one] => format!("({},)", py_bool(*one)),
+        many => format!("({})", many.iter().map(|b| py_bool(*b)).collect::<Vec<_>>().join(", ")),
     }
 }
 
@@ -309,5 +329,33 @@ mod tests {
         for good in ["train_loss", "val/acc", "lr-Adam/pg1", "loss (x)"] {
             assert!(check_metric_name(good).is_ok(), "{good:?}");
         }
+    }
+
+    #[test]
+    fn refused_logging_says_what_lightning_says() {
+        // Lightning 2.6.6's fx_validator.py and result.py messages.
+        let mut ctx = RunContext::default();
+        let mut refused = |hook: Hook, on_step: Option<bool>, on_epoch: Option<bool>| {
+            ctx.current_hook = Some(hook);
+            let opts = LogOptions {
+                prog_bar: false,
+                logger: true,
+                on_step,
+                on_epoch,
+                reduce_fx: ReduceFx::Mean,
+                batch_size: None,
+                add_dataloader_idx: true,
+            };
+            ctx.log("x", Tensor::from(1.0f32), opts).err().map(|e| e.to_string()).unwrap_or_default()
+        };
+        let m = refused(Hook::OnTrainEpochEnd, Some(true), None);
+        assert!(
+            m.contains("You can't `self.log(on_step=True)` inside `on_train_epoch_end`, must be one of (False,)."),
+            "{m}"
+        );
+        let m = refused(Hook::TrainingStep, Some(false), Some(false));
+        assert!(m.contains("`self.log(on_step=False, on_epoch=False)` is not useful."), "{m}");
+        let m = refused(Hook::Setup, None, None);
+        assert!(m.contains("You can't `self.log()` inside `setup`."), "{m}");
     }
 }

@@ -172,7 +172,7 @@ impl<'c> Trainer<'c> {
         logger: Option<Box<dyn Logger>>,
     ) -> Result<LoopState<'a>> {
         let mut bar = ProgressBar::with_config(self.cfg.enable_progress_bar, &self.progress_bar);
-        bar.version = logger.as_ref().map(|l| l.version()).unwrap_or(0);
+        bar.version = logger.as_ref().map(|l| l.version());
         let mut callbacks: Vec<Box<dyn Callback + 'c>> =
             self.builtins.build()?.into_iter().map(|c| c as Box<dyn Callback + 'c>).collect();
         callbacks.append(&mut self.callbacks);

@@ -453,6 +453,11 @@ ROWS = {
     # a value logged at some batches only stays in the rows of the later ones (Lightning's forward cache), in
     # training and in validation steps alike
     "rows_sparse": ({"max_epochs": 2, "log_every_n_steps": 1, "val_check_interval": 0.5}, {"sparse_log": True}),
+    # gradient accumulation: rows at the batches that step only (docs/lightning-tests/loggers.md row 26), the last
+    # batch of an epoch stepping whatever the window
+    "rows_accumulate": ({"max_epochs": 3, "accumulate_grad_batches": 3, "log_every_n_steps": 1}, {"sparse_log": True}),
+    # training_step returning None at even batches: no step there, the logged values still in the rows
+    "rows_none_even": ({"max_epochs": 2, "log_every_n_steps": 1}, {"none_even": True}),
 }
 
 

@@ -55,7 +55,8 @@ pub struct ProgressBar {
     nested: bool,
     /// The eval bar disappears when done (the sanity check).
     transient: bool,
-    pub version: u64,
+    /// The logger's version (`v_num`); None without a logger (Lightning shows no v_num then).
+    pub version: Option<u64>,
 }
 
 fn fmt_metrics(m: &BTreeMap<String, f64>) -> String {
@@ -90,7 +91,7 @@ impl ProgressBar {
             eval: None,
             nested: false,
             transient: false,
-            version: 0,
+            version: None,
         }
     }
 
@@ -189,7 +190,10 @@ impl ProgressBar {
         let elapsed = bar.started.elapsed();
         let rate = bar.done as f64 / elapsed.as_secs_f64().max(1e-9);
         let is_train = std::ptr::eq(bar, &self.train);
-        let mut shown = if is_train { format!(", v_num={}", self.version) } else { String::new() };
+        let mut shown = match self.version.filter(|_| is_train) {
+            Some(v) => format!(", v_num={v}"),
+            None => String::new(),
+        };
         if let Some(m) = metrics.filter(|m| !m.is_empty()) {
             shown.push_str(", ");
             shown.push_str(&fmt_metrics(m));

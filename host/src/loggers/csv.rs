@@ -1,10 +1,11 @@
 //! Lightning's CSVLogger: one row per `log_metrics` call, the header the sorted union of
 //! all keys, empty cells where a row lacks a key, numbers as Python writes them (`1.0`,
-//! `1e-07`, `nan`). A save appends the new rows and forgets them; only when new keys widened
-//! the header is the file read back and rewritten whole (atomically), as Lightning's
-//! `_ExperimentWriter` does — so a save costs the new rows, not rows × keys, and memory holds
-//! one epoch's rows, not the run's. Metric names are checked where they are logged (no
-//! commas, quotes or control characters).
+//! `1e-07`, `nan`). Each row is written when it is logged (Lightning's Trainer saves after
+//! every `log_metrics`), appended through a handle kept open, and forgotten; only when new
+//! keys widened the header is the file read back and rewritten whole (atomically), as
+//! Lightning's `_ExperimentWriter` does — so a row costs one small write, not rows × keys,
+//! and a killed run keeps every row it logged. Metric names are checked where they are
+//! logged (no commas, quotes or control characters).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -23,6 +24,8 @@ pub struct CsvLogger {
     keys: BTreeSet<String>,
     /// The header the file has (empty: no file yet).
     header: Vec<String>,
+    /// metrics.csv opened for appending (None until the next append after a rewrite).
+    file: Option<std::fs::File>,
 }
 
 impl CsvLogger {
@@ -38,7 +41,7 @@ impl CsvLogger {
 
     /// A logger writing into an existing version directory.
     pub fn at(dir: PathBuf, version: u64) -> Self {
-        CsvLogger { dir, version, rows: Vec::new(), keys: BTreeSet::new(), header: Vec::new() }
+        CsvLogger { dir, version, rows: Vec::new(), keys: BTreeSet::new(), header: Vec::new(), file: None }
     }
 
     /// The unsaved rows in the current header's columns.
@@ -104,7 +107,7 @@ impl Logger for CsvLogger {
         row.insert("step".into(), step as f64);
         self.keys.extend(row.keys().cloned());
         self.rows.push(row);
-        Ok(())
+        self.save()
     }
 
     fn save(&mut self) -> Result<()> {
@@ -118,13 +121,17 @@ impl Logger for CsvLogger {
             && self.keys.iter().zip(&self.header).all(|(a, b)| a == b);
         if same_header {
             let text = self.render();
-            let mut f = std::fs::OpenOptions::new()
-                .append(true)
-                .open(&path)
-                .with_context(|| format!("appending to {}", path.display()))?;
-            f.write_all(text.as_bytes()).with_context(|| format!("appending to {}", path.display()))?;
+            if self.file.is_none() {
+                let f = std::fs::OpenOptions::new().append(true).open(&path);
+                self.file = Some(f.with_context(|| format!("appending to {}", path.display()))?);
+            }
+            if let Some(f) = self.file.as_mut() {
+                f.write_all(text.as_bytes()).with_context(|| format!("appending to {}", path.display()))?;
+            }
         } else {
             let text = self.widened(&path)? + &self.render();
+            // The new file replaces the one the handle holds.
+            self.file = None;
             replace_file(&path, text.as_bytes())?;
             self.header = self.keys.iter().cloned().collect();
         }
@@ -141,11 +148,13 @@ mod tests {
     fn writes_lightning_layout() {
         let root = tempfile::tempdir().unwrap();
         let mut l = CsvLogger::new(root.path()).unwrap();
+        let dir = root.path().join("lightning_logs/version_0");
+        // Each row is in the file once logged, as after Lightning's save per log_metrics.
         l.log_metrics(&BTreeMap::from([("train_loss".to_string(), 0.5), ("epoch".to_string(), 0.0)]), 49).unwrap();
+        assert_eq!(std::fs::read_to_string(dir.join("metrics.csv")).unwrap(), "epoch,step,train_loss\n0,49,0.5\n");
         l.log_metrics(&BTreeMap::from([("val_acc".to_string(), 0.9), ("epoch".to_string(), 0.0)]), 99).unwrap();
         l.save().unwrap();
         l.log_hyperparams(&serde_json::json!({"lr": 0.1})).unwrap();
-        let dir = root.path().join("lightning_logs/version_0");
         let csv = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
         assert_eq!(csv, "epoch,step,train_loss,val_acc\n0,49,0.5,\n0,99,,0.9\n");
         // Same keys: appended; a new key: rewritten with the wider header.
@@ -162,7 +171,7 @@ mod tests {
             "epoch,lr,step,train_loss,val_acc\n0,,49,0.5,\n0,,99,,0.9\n1,,149,0.25,\n,0.1,150,,\n"
         );
         assert_eq!(std::fs::read_to_string(dir.join("hparams.yaml")).unwrap(), "lr: 0.1\n");
-        assert!(l.rows.is_empty(), "saved rows are not kept");
+        assert!(l.rows.is_empty(), "written rows are not kept");
         // Python's float text (Lightning's writer), a logged fractional epoch kept.
         l.log_metrics(&BTreeMap::from([("lr".to_string(), 1e-7), ("epoch".to_string(), 0.5)]), 151).unwrap();
         l.log_metrics(&BTreeMap::from([("lr".to_string(), 1.0), ("train_loss".to_string(), f64::NAN)]), 152).unwrap();
