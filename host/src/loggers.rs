@@ -62,13 +62,18 @@ pub trait Logger {
     }
 }
 
-/// The next free `version_N` under `root/name` (Lightning's numbering).
+/// The next free `version_N` under `root/name`, numbered as Lightning's `_get_next_version`:
+/// one past the largest N of the directories named `version_N…` (the text between the first
+/// and second `_` all digits: `version_3_old` counts as 3), files ignored.
 pub fn next_version(dir: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
     entries
         .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
         .filter_map(|e| {
-            e.file_name().to_str().and_then(|n| n.strip_prefix("version_")).and_then(|v| v.parse::<u64>().ok())
+            let name = e.file_name().to_str()?.to_string();
+            let n = name.strip_prefix("version_")?.split('_').next()?.to_string();
+            (!n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())).then(|| n.parse::<u64>().ok()).flatten()
         })
         .map(|v| v + 1)
         .max()
@@ -156,6 +161,12 @@ mod tests {
         std::fs::create_dir(d.path().join("version_0")).unwrap();
         std::fs::create_dir(d.path().join("version_3")).unwrap();
         assert_eq!(next_version(d.path()), 4);
+        // Lightning's reading: a directory `version_5_old` is version 5; a file `version_9` and a
+        // directory `version_x` are not versions.
+        std::fs::create_dir(d.path().join("version_5_old")).unwrap();
+        std::fs::write(d.path().join("version_9"), b"").unwrap();
+        std::fs::create_dir(d.path().join("version_x")).unwrap();
+        assert_eq!(next_version(d.path()), 6);
     }
 
     #[test]

@@ -595,3 +595,34 @@ fn the_torch_package_answers_as_torch_does() {
     same(&got, want, "checks", &mut diffs);
     assert!(diffs.is_empty(), "lthost's torch differs from torch:\n{}", diffs.join("\n"));
 }
+
+#[test]
+fn lr_find_on_lightning_files_records_and_suggests_what_lightnings_tuner_does() {
+    // tests/reference/lightning_files_reference.py `LR_FINDS`: `Tuner(trainer).lr_find` on the
+    // unmodified files (early stopping off for lit-boring; lit-mnist's stops early), seeded as
+    // `lthost lr-find --seed` is.
+    for name in ["lr-find-lit-boring", "lr-find-lit-mnist"] {
+        let want = reference(name);
+        let d = tempfile::tempdir().expect("tempdir");
+        let wasm = plugin(want["plugin"].as_str().expect("plugin"));
+        let seed = want["seed"].to_string();
+        let mut args = vec!["lr-find".to_string(), wasm.to_string_lossy().into_owned(), "--accelerator".into()];
+        args.extend(["cpu".into(), "--seed".into(), seed, "--output".into(), "out".into()]);
+        for (k, v) in want["args"].as_object().expect("lr_find's arguments") {
+            let v = if v.is_null() { "none".to_string() } else { v.to_string() };
+            args.extend([format!("--{}", k.replace('_', "-")), v]);
+        }
+        let run = lthost(d.path(), &args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(run.ok(), "{name}: {}", run.stderr);
+        let text = std::fs::read_to_string(d.path().join("out/lr_find.json")).expect("lr_find.json");
+        let got: Value = serde_json::from_str(&text).expect("JSON");
+        let list = |v: &Value| -> Vec<f64> { v.as_array().expect("a list").iter().filter_map(Value::as_f64).collect() };
+        assert_eq!(list(&got["lr"]), list(&want["lr"]), "{name}: learning rates");
+        let (loss, want_loss) = (list(&got["loss"]), list(&want["loss"]));
+        assert_eq!(loss.len(), want_loss.len(), "{name}: points");
+        for (i, (g, w)) in loss.iter().zip(&want_loss).enumerate() {
+            assert_close(name, &format!("smoothed loss {i}"), *g, *w);
+        }
+        assert_eq!(got["suggestion"], want["suggestion"], "{name}: suggestion");
+    }
+}

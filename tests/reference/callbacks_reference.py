@@ -93,6 +93,35 @@ def lr_find(seed, trainer_args=None, **kwargs):
     return {"args": kwargs, "trainer": trainer_args or {}, "lr": finder.results["lr"], "loss": finder.results["loss"], "suggestion": finder.suggestion()}
 
 
+def suggestions():
+    """Lightning's `_LRFinder.suggestion` on literal results (tests_pytorch/tuner/test_lr_finder.py:
+    test_suggestion_not_enough_finite_points, test_suggestion_with_non_finite_values, test_gradient_correctness)."""
+    import math
+    from lightning.pytorch.tuner.lr_finder import _LRFinder
+    nan, inf = float("nan"), float("inf")
+    cases = [([], 0, 0), ([], 10, 1), ([0, 1, 2], 0, 2), ([0, 1, 2], 1, 1), ([0, 1, 2], 0, 1), ([0, 1, 2, 3], 1, 1),
+             ([nan, 1, inf, 3, 4, 5, 6, 7, 8, 9, 10], 0, 1), ([nan, 1, inf, 3, 4, 5, 6, 7, 8, 9, 10], 4, 1),
+             ([0, 3, 1, 2], 0, 0), ([5.0, 4.0, 1e39, 2.0, 0.5], 0, 1)]
+    out = []
+    for losses, begin, end in cases:
+        out.append({"lr": [float(i) for i in range(len(losses))], "loss": [float(v) for v in losses], "skip_begin": begin,
+                    "skip_end": end})
+    # the steepest descent of sin over [0, 2pi] is at pi
+    xs = torch.linspace(0, 2 * math.pi, steps=1000).tolist()
+    out.append({"lr": xs, "loss": [math.sin(x) for x in xs], "skip_begin": 2, "skip_end": 2})
+    # a NaN over the last loss of a real search changes nothing (skip_end drops it)
+    ys = [math.cos(x) + 0.1 * x for x in xs[:120]]
+    out.append({"lr": xs[:120], "loss": ys[:-1] + [nan], "skip_begin": 10, "skip_end": 1})
+    for case in out:
+        finder = _LRFinder(mode="linear", lr_min=1e-8, lr_max=1.0, num_training=max(1, len(case["lr"])))
+        finder.results = {"lr": case["lr"], "loss": case["loss"]}
+        case["suggestion"] = finder.suggestion(skip_begin=case["skip_begin"], skip_end=case["skip_end"])
+        case["index"] = finder._optimal_idx
+        # JSON has no NaN or inf: those losses as strings ("nan", "inf"), which Rust's f64 parser reads
+        case["loss"] = [v if math.isfinite(v) else repr(v) for v in case["loss"]]
+    return out
+
+
 def main(path):
     out = {"lightning": L.__version__, "torch": torch.__version__, "lr_monitor": {}, "accumulation": {}, "lr_find": {}}
     for name, (args, targs, margs, every) in LR_MONITOR.items():
@@ -110,6 +139,7 @@ def main(path):
     out["lr_find"]["threshold_0"] = lr_find(4, num_training=30, early_stop_threshold=0)
     # max_time does not cut the search (the Timer is swapped out with every other callback; difference 6)
     out["lr_find"]["max_time_0"] = lr_find(5, {"max_time": "00:00:00:00"}, num_training=20)
+    out["suggestions"] = suggestions()
     with open(path, "w") as f:
         json.dump(out, f, indent=1)
     print(f"wrote {path}: lightning {L.__version__}")

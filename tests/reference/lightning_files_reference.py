@@ -75,19 +75,50 @@ CHECKPOINTS = {
 }
 
 
+# `Tuner(trainer).lr_find` on a file (docs/lightning-tests/tuner.md, portable case 1): name: (the file, lr_find's
+# arguments). update_attr=False: lthost reports the suggestion without applying it.
+LR_FINDS = {
+    "lr-find-lit-boring": ("lit-boring", {"num_training": 30, "early_stop_threshold": None}),
+    "lr-find-lit-mnist": ("lit-mnist", {"num_training": 40, "min_lr": 1e-5}),
+}
+
+
 def made(cls, hparams):
     """`cls` made with the hyperparameters its __init__ takes (lthost gives each class its own)."""
     takes = inspect.signature(cls.__init__).parameters
     return cls(**{k: v for k, v in (hparams or {}).items() if k in takes})
 
 
-def run(name, cls_name, data_name, epochs, hparams=None, trainer_args=None):
+def load(name):
     path = ROOT / "plugins" / name / "model.py"
     if not path.exists():
         path = ROOT / "tests" / "plugins" / name / "model.py"
     spec = importlib.util.spec_from_file_location(f"lightning_file_{name.replace('-', '_')}", path)
     module = importlib.util.module_from_spec(spec)
+    # Each lthost run is a process of its own: a file that sets torch's float32 matmul precision
+    # when imported (lit-classifier) must not leave it set for the files run after it here.
+    torch.set_float32_matmul_precision("highest")
     spec.loader.exec_module(module)
+    return module
+
+
+def lr_find(name, kwargs):
+    from lightning.pytorch.tuner import Tuner
+    cls_name, data_name, _ = FILES[name]
+    module = load(name)
+    L.seed_everything(SEED, verbose=False)
+    model = made(getattr(module, cls_name), None)
+    data = made(getattr(module, data_name), None) if data_name else None
+    with tempfile.TemporaryDirectory() as d:
+        trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                            enable_checkpointing=False, enable_model_summary=False, default_root_dir=d)
+        finder = Tuner(trainer).lr_find(model, datamodule=data, update_attr=False, **kwargs)
+    return {"plugin": name, "seed": SEED, "args": kwargs, "lr": finder.results["lr"], "loss": finder.results["loss"],
+            "suggestion": finder.suggestion()}
+
+
+def run(name, cls_name, data_name, epochs, hparams=None, trainer_args=None):
+    module = load(name)
     L.seed_everything(SEED, verbose=False)
     model = made(getattr(module, cls_name), hparams)
     data = made(getattr(module, data_name), hparams) if data_name else None
@@ -141,6 +172,8 @@ def main(path):
         out[name] = run(file, *FILES[file], hparams, *trainer_args)
     for name, (file, hparams) in REFUSED.items():
         out[name] = refused(file, hparams)
+    for name, (file, kwargs) in LR_FINDS.items():
+        out[name] = lr_find(file, kwargs)
     Path(path).write_text(json.dumps(out, indent=1) + "\n")
 
 

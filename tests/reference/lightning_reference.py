@@ -51,13 +51,14 @@ CALLBACK_HOOKS = [
 
 
 class Recorder(L.LightningModule):
-    def __init__(self, calls, samples=16, batch_size=4, skip_at=None, script=None, scheduler=None, forked=False, val_on_step=False, log_step_epoch=False):
+    def __init__(self, calls, samples=16, batch_size=4, skip_at=None, script=None, scheduler=None, forked=False, val_on_step=False, log_step_epoch=False, script_at="validation_step"):
         super().__init__()
         self.forked, self.val_on_step, self.log_step_epoch = forked, val_on_step, log_step_epoch
         self.lrs = []  # the learning rate each training step ran with
         self.calls, self.samples, self.batch_size, self.skip_at = calls, samples, batch_size, skip_at
         self.scheduler = scheduler
         self.script = script or []
+        self.script_at = script_at  # where `scripted` is logged: validation_step or on_train_epoch_end
         self.calls.append("configure")
         self.layer = nn.Linear(4, 1)
 
@@ -99,7 +100,7 @@ class Recorder(L.LightningModule):
         self.calls.append("validation_step")
         x, y = batch
         self.log("val_loss", F.mse_loss(self.layer(x), y), **({"on_step": True} if self.val_on_step else {}))
-        if self.current_epoch < len(self.script):
+        if self.script_at == "validation_step" and self.current_epoch < len(self.script):
             self.log("scripted", float(self.script[self.current_epoch]), **({"on_step": True, "on_epoch": True} if self.forked else {}))
 
     def test_step(self, batch, batch_idx):
@@ -118,6 +119,8 @@ def _module_hook(name):
         out = getattr(super(Recorder, self), name)(*args, **kwargs)
         if name == "on_train_batch_start" and self.skip_at is not None and args[1] == self.skip_at:
             return -1
+        if name == "on_train_epoch_end" and self.script_at == "on_train_epoch_end" and self.current_epoch < len(self.script):
+            self.log("scripted", float(self.script[self.current_epoch]))
         return out
 
     return hook
@@ -297,6 +300,11 @@ EARLY_STOPPING = {
         {"monitor": "scripted", "patience": patience, **({"check_on_train_epoch_end": True} if train_end else {})})
        for name, script, patience in (("flat", [6, 5, 5, 5, 5, 5], 3), ("1_steps", [6, 5, 4, 4, 3, 3], 1), ("bounce", [6, 5, 6, 5, 5, 5], 3))
        for train_end in (False, True)},
+    # test_early_stopping_patience_train without validation_step: `scripted` logged in on_train_epoch_end
+    **{f"es_patience_{name}_train_end_no_val": (
+        {"max_epochs": 10, "num_sanity_val_steps": 0, "limit_val_batches": 0}, {"script": script, "script_at": "on_train_epoch_end"},
+        {"monitor": "scripted", "patience": patience, "check_on_train_epoch_end": True})
+       for name, script, patience in (("flat", [6, 5, 5, 5, 5, 5], 3), ("1_steps", [6, 5, 4, 4, 3, 3], 1), ("bounce", [6, 5, 6, 5, 5, 5], 3))},
     # test_early_stopping_thresholds
     "es_default_patience_rebound": ({"max_epochs": 20}, {"script": [8, 4, 2, 3, 4, 5, 8, 10]}, {"monitor": "scripted"}),
     "es_stopping_threshold_2.9": ({"max_epochs": 20}, {"script": [9, 8, 7, 6, 5, 6, 4, 3, 2, 1]}, {"monitor": "scripted", "stopping_threshold": 2.9}),

@@ -162,10 +162,12 @@ impl Callback for LrFinderCallback {
 /// steepest negative slope, or None with fewer than two usable points.
 pub fn suggestion(r: &LrFindResults, skip_begin: usize, skip_end: usize) -> Result<Option<(usize, f64)>> {
     let n = r.loss.len().min(r.lr.len());
-    if n <= skip_begin + skip_end {
+    // Python's `[skip_begin:-skip_end]`: nothing when skip_end is 0.
+    if skip_end == 0 || n <= skip_begin + skip_end {
         return Ok(None);
     }
-    let idx: Vec<usize> = (skip_begin..n - skip_end).filter(|&i| r.loss[i].is_finite()).collect();
+    // Finite as the float32 Lightning's `torch.tensor(losses)` makes of them.
+    let idx: Vec<usize> = (skip_begin..n - skip_end).filter(|&i| (r.loss[i] as f32).is_finite()).collect();
     if idx.len() < 2 {
         return Ok(None);
     }
@@ -201,6 +203,35 @@ fn gradient(f: &Tensor, x: &Tensor) -> Result<Tensor, tch::TchError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn suggestions_are_lightnings() {
+        // tests/reference/callbacks_reference.py `suggestions()`: Lightning's `_LRFinder.suggestion`
+        // on test_lr_finder.py's literal results (too few finite points, NaN and inf, skip_end 0,
+        // sin's steepest descent at pi, a float32 overflow).
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/reference/callbacks.json");
+        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e} (run `make reference`)"));
+        let reference: serde_json::Value = serde_json::from_str(&text).expect("callbacks.json");
+        let number = |v: &serde_json::Value| match v {
+            serde_json::Value::String(s) => s.parse::<f64>().expect("nan or inf"),
+            v => v.as_f64().expect("a number"),
+        };
+        for (i, case) in reference["suggestions"].as_array().expect("suggestions").iter().enumerate() {
+            let results = LrFindResults {
+                lr: case["lr"].as_array().expect("lr").iter().map(number).collect(),
+                loss: case["loss"].as_array().expect("loss").iter().map(number).collect(),
+            };
+            let skip = |k: &str| case[k].as_u64().expect("skip") as usize;
+            let got = suggestion(&results, skip("skip_begin"), skip("skip_end")).expect("suggestion");
+            let want = case["index"].as_u64().map(|i| (i as usize, number(&case["suggestion"])));
+            assert_eq!(
+                got,
+                want,
+                "case {i}: {:?}",
+                &case["loss"].to_string()[..60.min(case["loss"].to_string().len())]
+            );
+        }
+    }
 
     #[test]
     fn the_run_file_turns_early_stopping_off_with_none() {

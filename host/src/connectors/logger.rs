@@ -387,4 +387,135 @@ mod tests {
             "{err}"
         );
     }
+
+    #[test]
+    fn tensor_values_reduce_and_route_as_lightnings_result_collection_test() {
+        // Lightning's test_result_collection_on_tensor_with_mean_reduction
+        // (tests_pytorch/trainer/logging_/test_logger_connector.py): values 1..9 (int64, made
+        // float32) with batch sizes v², logged from training_step under every combination of
+        // on_step, on_epoch, prog_bar and logger; its literal dicts below.
+        let mut ctx = crate::context::RunContext::default();
+        let mut rc = ResultCollection::default();
+        for v in 1..=9i64 {
+            for prog_bar in [false, true] {
+                for logger in [false, true] {
+                    for (on_step, on_epoch) in [(true, true), (false, true), (true, false), (false, false)] {
+                        let mut name = "loss".to_string();
+                        for (on, part) in [
+                            (on_step, "_on_step"),
+                            (on_epoch, "_on_epoch"),
+                            (prog_bar, "_prog_bar"),
+                            (logger, "_logger"),
+                        ] {
+                            if on {
+                                name.push_str(part);
+                            }
+                        }
+                        let opts = crate::context::LogOptions {
+                            prog_bar,
+                            logger,
+                            on_step: Some(on_step),
+                            on_epoch: Some(on_epoch),
+                            reduce_fx: ReduceFx::Mean,
+                            batch_size: Some((v * v) as u32),
+                            add_dataloader_idx: true,
+                        };
+                        ctx.current_hook = Some(Hook::TrainingStep);
+                        let logged = ctx.log(&name, Tensor::from(v), opts);
+                        if !on_step && !on_epoch {
+                            assert!(logged.is_err_and(|e| e.to_string().contains("on_step=False, on_epoch=False")));
+                        } else {
+                            logged.unwrap();
+                        }
+                    }
+                }
+            }
+            rc.add(std::mem::take(&mut ctx.logs), 1).unwrap();
+        }
+        let keys = |m: &BTreeMap<String, f64>, want: f64| {
+            assert!(m.values().all(|&x| x == want), "{m:?}");
+            m.keys().cloned().collect::<Vec<_>>()
+        };
+        let sorted = |names: &[&str]| {
+            let mut v: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+            v.sort();
+            v
+        };
+        let (step_callback, step_log) = rc.read_step();
+        let step_pbar = read(&rc.step_metrics(), |r| r.prog_bar);
+        let last = 9.0;
+        assert_eq!(
+            keys(&step_pbar, last),
+            sorted(&[
+                "loss_on_step_on_epoch_prog_bar_step",
+                "loss_on_step_on_epoch_prog_bar_logger_step",
+                "loss_on_step_prog_bar",
+                "loss_on_step_prog_bar_logger"
+            ])
+        );
+        assert_eq!(
+            keys(&step_log, last),
+            sorted(&[
+                "loss_on_step_on_epoch_logger_step",
+                "loss_on_step_logger",
+                "loss_on_step_on_epoch_prog_bar_logger_step",
+                "loss_on_step_prog_bar_logger"
+            ])
+        );
+        assert_eq!(
+            keys(&step_callback, last),
+            sorted(&[
+                "loss_on_step",
+                "loss_on_step_logger",
+                "loss_on_step_on_epoch",
+                "loss_on_step_on_epoch_logger",
+                "loss_on_step_on_epoch_logger_step",
+                "loss_on_step_on_epoch_prog_bar",
+                "loss_on_step_on_epoch_prog_bar_logger",
+                "loss_on_step_on_epoch_prog_bar_logger_step",
+                "loss_on_step_on_epoch_prog_bar_step",
+                "loss_on_step_on_epoch_step",
+                "loss_on_step_prog_bar",
+                "loss_on_step_prog_bar_logger"
+            ])
+        );
+        // Σv³ / Σv² accumulated and divided in float32, as Lightning's `_ResultMetric`.
+        let mean = f64::from(2025f32 / 285f32);
+        let epoch = rc.epoch_metrics();
+        assert_eq!(
+            keys(&read(&epoch, |r| r.prog_bar), mean),
+            sorted(&[
+                "loss_on_epoch_prog_bar",
+                "loss_on_epoch_prog_bar_logger",
+                "loss_on_step_on_epoch_prog_bar_epoch",
+                "loss_on_step_on_epoch_prog_bar_logger_epoch"
+            ])
+        );
+        assert_eq!(
+            keys(&read(&epoch, |r| r.logger), mean),
+            sorted(&[
+                "loss_on_epoch_logger",
+                "loss_on_epoch_prog_bar_logger",
+                "loss_on_step_on_epoch_logger_epoch",
+                "loss_on_step_on_epoch_prog_bar_logger_epoch"
+            ])
+        );
+        assert_eq!(
+            keys(&read(&rc.epoch_callback_metrics(), |_| true), mean),
+            sorted(&[
+                "loss_on_epoch",
+                "loss_on_epoch_logger",
+                "loss_on_epoch_prog_bar",
+                "loss_on_epoch_prog_bar_logger",
+                "loss_on_step_on_epoch",
+                "loss_on_step_on_epoch_epoch",
+                "loss_on_step_on_epoch_logger",
+                "loss_on_step_on_epoch_logger_epoch",
+                "loss_on_step_on_epoch_prog_bar",
+                "loss_on_step_on_epoch_prog_bar_epoch",
+                "loss_on_step_on_epoch_prog_bar_logger",
+                "loss_on_step_on_epoch_prog_bar_logger_epoch"
+            ])
+        );
+    }
 }

@@ -17,6 +17,8 @@ struct Recorder {
     /// A metric sequence by epoch, logged as `scripted` in validation (EarlyStopping and
     /// ModelCheckpoint tests; "nan" for a NaN).
     script: Vec<f64>,
+    /// Where `scripted` is logged: "validation_step" (the default) or "on_train_epoch_end".
+    script_at: String,
     /// `scripted` is logged with on_step and on_epoch (`scripted_step` / `scripted_epoch`,
     /// and the bare name for callbacks).
     forked: bool,
@@ -87,6 +89,7 @@ impl LightningModule for Recorder {
                 .and_then(|v| v.as_array())
                 .map(|a| a.iter().filter_map(|x| x.as_f64().or_else(|| x.as_str()?.parse().ok())).collect())
                 .unwrap_or_default(),
+            script_at: hp.str_or("script_at", "validation_step").to_string(),
             forked: hp.get("forked").and_then(|v| v.as_bool()).unwrap_or(false),
             val_on_step: hp.get("val_on_step").and_then(|v| v.as_bool()).unwrap_or(false),
             log_step_epoch: hp.get("log_step_epoch").and_then(|v| v.as_bool()).unwrap_or(false),
@@ -125,7 +128,9 @@ impl LightningModule for Recorder {
     fn validation_step(&mut self, batch: Batch, _batch_idx: u64) {
         let loss = F::mse_loss(&self.layer.forward(&batch[0]), &batch[1]);
         lg::log_with("val_loss", &loss, lg::Options { on_step: self.val_on_step.then_some(true), ..lg::options() });
-        if let Some(v) = self.script.get(trainer::current_epoch() as usize) {
+        if let Some(v) =
+            self.script.get(trainer::current_epoch() as usize).filter(|_| self.script_at == "validation_step")
+        {
             let forked = self.forked.then_some(true);
             lg::log_scalar("scripted", *v, lg::Options { on_step: forked, on_epoch: forked, ..lg::options() });
         }
@@ -157,6 +162,11 @@ impl LightningModule for Recorder {
     fn on_hook(&mut self, hook: Hook, _stage: Stage, batch_idx: Option<u64>) -> i32 {
         if hook_name(hook) == self.log_in {
             lg::log_scalar("from_hook", 1.0, lg::options());
+        }
+        if hook == Hook::OnTrainEpochEnd && self.script_at == "on_train_epoch_end" {
+            if let Some(v) = self.script.get(trainer::current_epoch() as usize) {
+                lg::log_scalar("scripted", *v, lg::options());
+            }
         }
         if hook == Hook::OnTrainBatchStart && batch_idx.is_some() && batch_idx == self.skip_at {
             return -1;
