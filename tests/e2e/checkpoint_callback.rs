@@ -29,6 +29,9 @@ fn reference() -> Value {
 
 /// Fits hook-recorder into `dir` with Lightning's Trainer and ModelCheckpoint arguments.
 fn fit(dir: &Path, checkpoint: &Value, trainer: &Value, model: &Value, ckpt_path: Option<&Path>) -> FitReport {
+    // The run seeds and draws from this process's global generator: one at a time (two tests'
+    // fits interleaving their draws gave another run's data, now and then).
+    let _rng = crate::common::global_rng();
     let mut args = trainer.as_object().cloned().unwrap_or_default();
     for (k, v) in [
         ("logger", json!(false)),
@@ -43,7 +46,10 @@ fn fit(dir: &Path, checkpoint: &Value, trainer: &Value, model: &Value, ckpt_path
     }
     let cfg: TrainerConfig = serde_json::from_value(Value::Object(args)).expect("Lightning's arguments are lthost's");
     let mut ckpt: CheckpointConfig = serde_json::from_value(checkpoint.clone()).expect("ModelCheckpoint's arguments");
-    ckpt.dirpath = Some(dir.to_path_buf());
+    // `"dirpath": null`: ModelCheckpoint's default directory (see [`listed`]).
+    if !checkpoint.get("dirpath").is_some_and(Value::is_null) {
+        ckpt.dirpath = Some(dir.to_path_buf());
+    }
     let runtime = Runtime::new().expect("runtime");
     let trust = lthost::artifact::trust::TrustPolicy::load(&[crate::common::trusted_keys()], false).expect("trust");
     let opts = PluginOptions { trust: std::sync::Arc::new(trust), ..PluginOptions::default() };
@@ -54,6 +60,15 @@ fn fit(dir: &Path, checkpoint: &Value, trainer: &Value, model: &Value, ckpt_path
     t.checkpoint = ckpt;
     t.ckpt_path = ckpt_path.map(|p| p.display().to_string());
     t.fit(&mut module, &mut data as &mut dyn DataModule, model).unwrap_or_else(|e| panic!("fit: {e:#}"))
+}
+
+/// Where a case's checkpoints are: `dir`, or with `"dirpath": null` ModelCheckpoint's default
+/// `<default_root_dir>/checkpoints` (no logger).
+fn listed(dir: &Path, checkpoint: &Value) -> std::path::PathBuf {
+    match checkpoint.get("dirpath") {
+        Some(Value::Null) => dir.join("checkpoints"),
+        _ => dir.to_path_buf(),
+    }
 }
 
 /// The symlinks in `dir` and what each names (`save_last="link"`).
@@ -101,12 +116,13 @@ fn model_checkpoint_keeps_the_files_lightning_keeps() {
         }
         let want_files: Vec<String> =
             case["files"].as_array().expect("files").iter().map(|v| v.as_str().expect("str").to_string()).collect();
-        assert_eq!(files(d.path()), want_files, "{name}: files in the checkpoint directory");
+        let dir = listed(d.path(), &case["checkpoint"]);
+        assert_eq!(files(&dir), want_files, "{name}: files in the checkpoint directory");
         let want_links = case.get("links").cloned().unwrap_or_else(|| json!({}));
-        assert_eq!(links(d.path()), want_links, "{name}: symlinks (save_last=\"link\") and what they name");
+        assert_eq!(links(&dir), want_links, "{name}: symlinks (save_last=\"link\") and what they name");
         // ModelCheckpoint's state is kept under Lightning's state key (monitor, mode, triggers).
-        if let Some(file) = files(d.path()).into_iter().find(|f| !d.path().join(f).is_symlink()) {
-            let meta = lthost::checkpoint::load(&d.path().join(&file)).expect("a checkpoint").meta;
+        if let Some(file) = files(&dir).into_iter().find(|f| !dir.join(f).is_symlink()) {
+            let meta = lthost::checkpoint::load(&dir.join(&file)).expect("a checkpoint").meta;
             let key = meta.callbacks.keys().find(|k| k.starts_with("ModelCheckpoint")).cloned();
             assert_eq!(key.as_deref(), case["state_key"].as_str(), "{name}: ModelCheckpoint's state key");
         }
@@ -146,7 +162,7 @@ fn model_checkpoint_reports_lightnings_best_and_last() {
             assert!(same_score(Some(kept[file]), v), "{name}: best_k_models[{file}] = {} (Lightning {v})", kept[file]);
         }
         for (file, w) in case["contents"].as_object().expect("contents") {
-            same_contents(&format!("{name}: {file}"), &d.path().join(file), w);
+            same_contents(&format!("{name}: {file}"), &listed(d.path(), &case["checkpoint"]).join(file), w);
         }
         checked += 1;
     }

@@ -137,6 +137,8 @@ fn record_with(
     entry: Entry,
     early_stopping: Option<EarlyStoppingConfig>,
 ) -> anyhow::Result<Outcome> {
+    // The run seeds and draws from this process's global generator: one at a time.
+    let _rng = crate::common::global_rng();
     let runtime = Runtime::new()?;
     let trust = lthost::artifact::trust::TrustPolicy::load(&[crate::common::trusted_keys()], false)?;
     let opts = PluginOptions { trust: std::sync::Arc::new(trust), ..PluginOptions::default() };

@@ -31,6 +31,10 @@ torch.set_num_threads(1)
 # checkpoint directory given, seed 0.
 CASES = {
     "default": ({}, {"max_epochs": 3}, {}),
+    # test_model_checkpoint.md extension D: no dirpath, so `<default_root_dir>/checkpoints` (no logger)
+    "default_dirpath": ({"dirpath": None}, {"max_epochs": 2}, {}),
+    "default_dirpath_top_2_last": ({"dirpath": None, "monitor": "scripted", "save_top_k": 2, "save_last": True},
+                                   {"max_epochs": 4}, {"script": SCRIPT}),
     "top2_min": ({"monitor": "scripted", "save_top_k": 2}, {"max_epochs": 6}, {"script": SCRIPT}),
     "all_max_with_last": ({"monitor": "scripted", "mode": "max", "save_top_k": -1, "save_last": True}, {"max_epochs": 3}, {"script": SCRIPT}),
     "no_monitor_keep_all": ({"save_top_k": -1}, {"max_epochs": 3}, {}),
@@ -144,10 +148,15 @@ def fit(ckpt_args, trainer_args, model_args, dirpath, ckpt_path=None):
     if "script" in margs:
         margs["script"] = _script(margs["script"])
     model = Recorder([], **margs)
-    mc = ModelCheckpoint(dirpath=dirpath, **ckpt_args)
+    # `"dirpath": None`: ModelCheckpoint's own default, `<default_root_dir>/checkpoints` without a logger
+    default_dir = "dirpath" in ckpt_args and ckpt_args["dirpath"] is None
+    cargs = {k: v for k, v in ckpt_args.items() if k != "dirpath"}
+    mc = ModelCheckpoint(**cargs) if default_dir else ModelCheckpoint(dirpath=dirpath, **cargs)
     trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
                         default_root_dir=dirpath, callbacks=[mc], **trainer_args)
     trainer.fit(model, ckpt_path=ckpt_path)
+    if default_dir:
+        dirpath = os.path.join(dirpath, "checkpoints")
     name = lambda p: os.path.basename(p) if p else None
     return {
         "contents": contents(dirpath),
