@@ -60,6 +60,9 @@ pub struct Regression {
     /// `training_step` logs `sparse` = batch_idx + 0.5 (on the step) at odd batch indices
     /// only, `validation_step` logs `val_sparse` = 1.5 (on the step) at batch 0 only.
     pub sparse_log: bool,
+    /// `training_step` logs `foo` and `validation_step` `bar` = batch_idx, on the epoch only,
+    /// reduced by this.
+    pub reduce_probe: Option<ReduceFx>,
     /// Every training step's loss.
     pub losses: Vec<f64>,
     params: Option<(Tensor, Tensor)>,
@@ -78,6 +81,7 @@ impl Regression {
             none_even: false,
             log_step: false,
             sparse_log: false,
+            reduce_probe: None,
             plateau_on: None,
             losses: Vec::new(),
             params: None,
@@ -117,6 +121,13 @@ impl Regression {
     fn log_value(ctx: &mut RunContext, name: &str, value: f32, reduce: ReduceFx) -> Result<()> {
         let t = Tensor::f_from_slice(&[value])?.f_reshape([])?;
         let opts = LogOptions { reduce_fx: reduce, ..Self::epoch_options() };
+        ctx.log(name, t, opts).map_err(|e| anyhow!(e))
+    }
+
+    /// `self.log(name, value, on_step=False, on_epoch=True, reduce_fx=reduce)` of a number.
+    fn log_epoch_only(ctx: &mut RunContext, name: &str, value: f32, reduce: ReduceFx) -> Result<()> {
+        let t = Tensor::f_from_slice(&[value])?.f_reshape([])?;
+        let opts = LogOptions { reduce_fx: reduce, on_step: Some(false), ..Self::epoch_options() };
         ctx.log(name, t, opts).map_err(|e| anyhow!(e))
     }
 
@@ -198,6 +209,9 @@ impl Module for Regression {
         if self.sparse_log && batch_idx % 2 == 1 {
             Self::log_on_step(ctx, "sparse", batch_idx as f32 + 0.5)?;
         }
+        if let Some(reduce) = self.reduce_probe {
+            Self::log_epoch_only(ctx, "foo", batch_idx as f32, reduce)?;
+        }
         self.losses.push(loss.f_double_value(&[])?);
         Ok(if self.none_even && batch_idx % 2 == 0 { None } else { Some(loss) })
     }
@@ -219,6 +233,9 @@ impl Module for Regression {
         }
         if self.sparse_log && batch_idx == 0 {
             Self::log_on_step(ctx, "val_sparse", 1.5)?;
+        }
+        if let Some(reduce) = self.reduce_probe {
+            Self::log_epoch_only(ctx, "bar", batch_idx as f32, reduce)?;
         }
         if let (true, Some(i)) = (self.loader_names, ctx.dataloader_idx) {
             let rows = Tensor::f_from_slice(&[batch[0].size()[0] as f32])?.f_reshape([])?;

@@ -38,6 +38,7 @@ class Regression(L.LightningModule):
         self.dup_hooks = None  # "mean"/"sum": `dup` logged by training_step (1.0) and on_train_batch_end (3.0)
         self.shared_name = False  # `shared`: the loss, by training_step (on the step) and validation_step
         self.sparse_log = False  # `sparse` at odd training batches, `val_sparse` at validation batch 0 (on the step)
+        self.reduce_probe = None  # "min"/"max"/"sum"/"mean": `foo` (training) and `bar` (validation) = batch_idx, epoch only
 
     def loss(self, batch):
         x, y = batch
@@ -54,6 +55,8 @@ class Regression(L.LightningModule):
             self.log("shared", loss)
         if self.sparse_log and batch_idx % 2 == 1:
             self.log("sparse", float(batch_idx) + 0.5)
+        if self.reduce_probe:
+            self.log("foo", float(batch_idx), on_step=False, on_epoch=True, reduce_fx=self.reduce_probe)
         self.train_losses.append(loss.item())
         if self.none_even and batch_idx % 2 == 0:
             return None
@@ -65,6 +68,8 @@ class Regression(L.LightningModule):
             self.log("shared", self.loss(batch))
         if self.sparse_log and batch_idx == 0:
             self.log("val_sparse", 1.5, on_step=True, on_epoch=False)
+        if self.reduce_probe:
+            self.log("bar", float(batch_idx), on_step=False, on_epoch=True, reduce_fx=self.reduce_probe)
         if self.loader_names and self.trainer.num_val_batches and len(self.trainer.num_val_batches) > 1:
             self.log(f"val_rows_{dataloader_idx}", float(len(batch[0])), on_epoch=True, reduce_fx="sum",
                      add_dataloader_idx=False)
@@ -458,6 +463,10 @@ ROWS = {
     "rows_accumulate": ({"max_epochs": 3, "accumulate_grad_batches": 3, "log_every_n_steps": 1}, {"sparse_log": True}),
     # training_step returning None at even batches: no step there, the logged values still in the rows
     "rows_none_even": ({"max_epochs": 2, "log_every_n_steps": 1}, {"none_even": True}),
+    # test__training_step__log_max_reduce_fx (logging.md row 13): batch_idx reduced over the epoch by min, max, sum and
+    # mean, in training and validation
+    **{f"rows_reduce_{fx}": ({"max_epochs": 2, "log_every_n_steps": 2}, {"reduce_probe": fx})
+       for fx in ("min", "max", "sum", "mean")},
 }
 
 

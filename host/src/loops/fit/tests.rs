@@ -295,6 +295,13 @@ fn twin_module(args: &serde_json::Value) -> Regression {
     m.log_step = args["log_step"].as_bool().unwrap_or(false);
     m.shared_name = args["shared_name"].as_bool().unwrap_or(false);
     m.sparse_log = args["sparse_log"].as_bool().unwrap_or(false);
+    m.reduce_probe = match args["reduce_probe"].as_str() {
+        Some("min") => Some(crate::context::ReduceFx::Min),
+        Some("max") => Some(crate::context::ReduceFx::Max),
+        Some("sum") => Some(crate::context::ReduceFx::Sum),
+        Some(_) => Some(crate::context::ReduceFx::Mean),
+        None => None,
+    };
     m.dup_hooks = match args["dup_hooks"].as_str() {
         Some("sum") => Some(crate::context::ReduceFx::Sum),
         Some(_) => Some(crate::context::ReduceFx::Mean),
