@@ -257,7 +257,9 @@ impl LogTarget<'_> {
         self.logs.push(LogRecord {
             name: name.to_string(),
             hook: self.hook,
-            value: value.f_detach().map_err(|e| OpError::torch("log", e))?,
+            // A copy, as Lightning's `value.clone()`: the plugin may change its tensor in place
+            // (an optimizer step, `add_`) after logging it.
+            value: value.f_detach_copy().map_err(|e| OpError::torch("log", e))?,
             prog_bar: opts.prog_bar,
             logger: opts.logger,
             on_step,

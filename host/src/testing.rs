@@ -60,6 +60,8 @@ pub struct Regression {
     /// `training_step` logs `sparse` = batch_idx + 0.5 (on the step) at odd batch indices
     /// only, `validation_step` logs `val_sparse` = 1.5 (on the step) at batch 0 only.
     pub sparse_log: bool,
+    /// `on_validation_epoch_end` logs this as `epoch_value`.
+    pub epoch_end_value: Option<f32>,
     /// `training_step` logs `foo` and `validation_step` `bar` = batch_idx, on the epoch only,
     /// reduced by this.
     pub reduce_probe: Option<ReduceFx>,
@@ -82,6 +84,7 @@ impl Regression {
             log_step: false,
             sparse_log: false,
             reduce_probe: None,
+            epoch_end_value: None,
             plateau_on: None,
             losses: Vec::new(),
             params: None,
@@ -264,6 +267,9 @@ impl Module for Regression {
 
     fn hook(&mut self, ctx: &mut RunContext, hook: Hook, batch_idx: Option<u64>) -> Result<i32> {
         self.call(hook.name());
+        if let (Some(v), Hook::OnValidationEpochEnd) = (self.epoch_end_value, hook) {
+            Self::log_value(ctx, "epoch_value", v, ReduceFx::Mean)?;
+        }
         if let (Some(reduce), Hook::OnTrainBatchEnd) = (self.dup_hooks, hook) {
             Self::log_value(ctx, "dup", 3.0, reduce)?;
         }

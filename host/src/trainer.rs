@@ -213,6 +213,7 @@ impl<'c> Trainer<'c> {
             step_pending: false,
             in_batch: false,
             val_due_pending: false,
+            on_exception_called: false,
             data_wait: Duration::ZERO,
         })
     }
@@ -317,7 +318,6 @@ impl<'c> Trainer<'c> {
         st.fitting = true;
         // Whatever fails from here on (set-up, the sanity check, the loops, the end hooks) calls
         // on_exception and finalizes the loggers with "failed", as Lightning's `_interrupt`.
-        let mut exception_hooked = false;
         let run = (|| -> Result<FitReport> {
             st.hook(Hook::Setup, None)?;
             st.hook(Hook::ConfigureModel, None)?;
@@ -461,7 +461,6 @@ impl<'c> Trainer<'c> {
                             Err(se) => eprintln!("could not save on_exception.ckpt: {se:#}"),
                         }
                     }
-                    exception_hooked = true;
                     return Err(e);
                 }
             };
@@ -514,7 +513,7 @@ impl<'c> Trainer<'c> {
                 epoch_seconds: outcome.epoch_seconds,
             })
         })();
-        run.map_err(|e| failed(&mut st, e, exception_hooked))
+        run.map_err(|e| failed(&mut st, e))
     }
 
     /// Lightning's `trainer.validate` / `trainer.test` on the model as configured: prints
@@ -556,7 +555,7 @@ impl<'c> Trainer<'c> {
             }
             Ok(metrics)
         })();
-        run.map_err(|e| failed(&mut st, e, false))
+        run.map_err(|e| failed(&mut st, e))
     }
 
     /// Lightning's `trainer.predict`, collecting the predictions in memory: one list per
@@ -606,11 +605,11 @@ impl<'c> Trainer<'c> {
     }
 }
 
-/// Lightning's `_interrupt` for a run that failed: the callbacks' `on_exception` (unless the
-/// fit loop's own failure handling called it), then every logger finalized with "failed" (a
-/// CSV logger writes the rows it holds). Gives the error back.
-fn failed(st: &mut LoopState<'_>, e: anyhow::Error, exception_hooked: bool) -> anyhow::Error {
-    if !exception_hooked {
+/// Lightning's `_interrupt` for a run that failed: the callbacks' `on_exception` (unless it ran
+/// already: the fit loop's failure handling, a signal's save), then every logger finalized with
+/// "failed". Gives the error back.
+fn failed(st: &mut LoopState<'_>, e: anyhow::Error) -> anyhow::Error {
+    if !st.on_exception_called {
         st.ctx.batch.clear();
         let _ = st.hook(Hook::OnException, None);
     }

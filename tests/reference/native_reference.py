@@ -38,6 +38,7 @@ class Regression(L.LightningModule):
         self.dup_hooks = None  # "mean"/"sum": `dup` logged by training_step (1.0) and on_train_batch_end (3.0)
         self.shared_name = False  # `shared`: the loss, by training_step (on the step) and validation_step
         self.sparse_log = False  # `sparse` at odd training batches, `val_sparse` at validation batch 0 (on the step)
+        self.epoch_end_value = None  # logged as `epoch_value` in on_validation_epoch_end
         self.reduce_probe = None  # "min"/"max"/"sum"/"mean": `foo` (training) and `bar` (validation) = batch_idx, epoch only
 
     def loss(self, batch):
@@ -73,6 +74,10 @@ class Regression(L.LightningModule):
         if self.loader_names and self.trainer.num_val_batches and len(self.trainer.num_val_batches) > 1:
             self.log(f"val_rows_{dataloader_idx}", float(len(batch[0])), on_epoch=True, reduce_fx="sum",
                      add_dataloader_idx=False)
+
+    def on_validation_epoch_end(self):
+        if self.epoch_end_value is not None:
+            self.log("epoch_value", self.epoch_end_value)
 
     def on_train_batch_end(self, outputs, batch, batch_idx):
         if self.dup_hooks:
@@ -497,6 +502,8 @@ DATALOADERS = {
     "two_val_loaders": ({"max_epochs": 2, "val_check_interval": 0.5, "log_every_n_steps": 2},
                         {"val_on_step": True, "loader_names": True}, 6),
     "two_val_loaders_limited": ({"max_epochs": 1, "limit_val_batches": 1, "num_sanity_val_steps": 1}, {}, 5),
+    # a value logged at the epoch's end weighs 1, not the last batch's size (3 here; float32 v * 3 / 3 != v)
+    "two_val_loaders_epoch_hook": ({"max_epochs": 1, "val_check_interval": 0.5}, {"epoch_end_value": 0.7837985754013062}, 6),
 }
 
 

@@ -138,7 +138,7 @@ impl Callback for LrFinderCallback {
                 };
                 let step = info.global_step;
                 self.avg_loss = self.beta * self.avg_loss + (1.0 - self.beta) * loss;
-                let smoothed = self.avg_loss / (1.0 - self.beta.powi(step as i32 + 1));
+                let smoothed = self.avg_loss / (1.0 - self.beta.powf(step as f64 + 1.0));
                 if let Some(t) = self.threshold {
                     if step > 1 && smoothed > t * self.best_loss {
                         action.stop = Some(format!(

@@ -70,7 +70,10 @@ impl Entry {
     fn reduced(&self) -> Option<Tensor> {
         let (value, weight) = self.epoch.as_ref()?;
         Some(if self.meta.reduce == ReduceFx::Mean {
-            value.f_div_scalar(*weight).unwrap_or_else(|_| value.shallow_clone())
+            // By an int64 tensor on the value's device, as Lightning's `cumulated_batch_size`:
+            // CUDA divides by a CPU scalar as a multiplication by its reciprocal (an ulp off).
+            let total = Tensor::from(*weight as i64).f_to_device(value.device());
+            total.and_then(|t| value.f_div(&t)).unwrap_or_else(|_| value.shallow_clone())
         } else {
             value.shallow_clone()
         })

@@ -155,6 +155,10 @@ fn double_quoted(s: &str) -> String {
             '\x1B' => out.push_str("\\e"),
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
+            '\u{85}' => out.push_str("\\N"),
+            '\u{A0}' => out.push_str("\\_"),
+            '\u{2028}' => out.push_str("\\L"),
+            '\u{2029}' => out.push_str("\\P"),
             ' '..='~' => out.push(c),
             c if (c as u32) <= 0xFF => out.push_str(&format!("\\x{:02X}", c as u32)),
             c if (c as u32) <= 0xFFFF => out.push_str(&format!("\\u{:04X}", c as u32)),
@@ -288,9 +292,13 @@ fn is_date(s: &str) -> bool {
     if y.len() != 4 || !y.chars().all(|c| c.is_ascii_digit()) || !two(m) {
         return false;
     }
+    // `(?:[Tt]|[ \t]+)`: one letter, or spaces and tabs, not both.
     let Some(sep) = rest.find(['t', 'T', ' ', '\t']) else { return false };
-    let (d, time) = (&rest[..sep], rest[sep..].trim_start_matches([' ', '\t']));
-    let time = time.strip_prefix(['t', 'T']).unwrap_or(time);
+    let (d, after) = (&rest[..sep], &rest[sep..]);
+    let time = match after.strip_prefix(['t', 'T']) {
+        Some(t) => t,
+        None => after.trim_start_matches([' ', '\t']),
+    };
     two(d) && time_of_day(time)
 }
 
@@ -369,6 +377,8 @@ mod tests {
         let want = "'1': one\nbig: 1.0e+16\ncolon: 'a: b'\ndash: -x\ndt: '2020-01-01'\nelist: []\nempty: {}\nemptystr: ''\neps: 1.0e-08\nflag: true\nhash: 'a #b'\nint_big: 12345678901234567890\nlayers:\n- 64\n- 32\nlr: 1.0e-06\nlst:\n- a: 1\n  b: 2\n- - 1\n  - 2\n- s\nn: 3\nname: mlp\nneg: -2.5\nnested:\n  a: 1\n  b:\n    c: x\nnone: null\nnum: '1.5'\npath: /tmp/x-y_z.ckpt\nquote: it's\nsp: ' lead'\nstar: '*x'\nt: 00:01:02\ntilde: '~'\n'true': 1\nuni: \"\\xE9\"\nwd: 0.01\nwhole: 2.0\n'yes': 'yes'\n";
         assert_eq!(yaml_dump(&hparams), want);
         assert_eq!(yaml_dump(&serde_json::json!({})), "{}\n");
+        let breaks = serde_json::json!({"k": "a\u{85}b\u{a0}c\u{2028}d\u{2029}"});
+        assert_eq!(yaml_dump(&breaks), "k: \"a\\Nb\\_c\\Ld\\P\"\n");
     }
 
     #[test]
@@ -392,7 +402,7 @@ mod tests {
         ] {
             assert!(resolves_as_other_type(s), "{s}");
         }
-        for s in ["1e5", "0.5.1", "abc", "00:01:02", "1.5e3", "v1", "2020-1-1", "-.5"] {
+        for s in ["1e5", "0.5.1", "abc", "00:01:02", "1.5e3", "v1", "2020-1-1", "-.5", "2001-12-14 t21:59:43"] {
             assert!(!resolves_as_other_type(s), "{s}");
         }
     }

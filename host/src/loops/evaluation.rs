@@ -169,9 +169,13 @@ pub fn run(
     st.callback_metrics.extend(read(&results.epoch_callback_metrics_of(None), |_| true));
     st.logged_metrics.extend(read(&results.epoch_metrics_of(None), |r| r.logger));
     st.hook(h.epoch_end, None)?;
-    results.add(std::mem::take(&mut st.ctx.logs), last_bs)?;
+    // Lightning drops the batch at each batch's end: what an epoch hook logs weighs 1.
+    results.add(std::mem::take(&mut st.ctx.logs), 1)?;
     // What was logged outside any DataLoader (the epoch hooks) goes with each one's results.
     let outside = read(&results.epoch_metrics_of(None), |r| r.logger);
+    // Lightning's `on_epoch_end` after the epoch-end hooks: logged_metrics take them, in a sanity
+    // check too (only the loggers skip its values).
+    st.logged_metrics.extend(outside.clone());
     if several {
         for (k, v) in outside {
             // A name that carries a DataLoader's suffix itself (an SDK's torchmetrics object

@@ -77,6 +77,8 @@ pub struct LoopState<'a> {
     pub in_batch: bool,
     /// A validation is due after the current batch and has not finished.
     pub val_due_pending: bool,
+    /// `on_exception` ran (Lightning's `_interrupt` calls it once per run).
+    pub on_exception_called: bool,
     /// The latest validation run inside fit got through a batch (Lightning's
     /// `val_loop._has_run`): from then on a monitor it did not log is an error.
     pub val_has_run: bool,
@@ -95,6 +97,9 @@ impl LoopState<'_> {
     /// Calls `hook` on every callback, then on the module (if it implements it): Lightning's
     /// order. Returns the module's answer (-1 from on_train_batch_start skips the epoch).
     pub fn hook(&mut self, hook: Hook, batch_idx: Option<u64>) -> Result<i32> {
+        if hook == Hook::OnException {
+            self.on_exception_called = true;
+        }
         if hook.owner() != Owner::Module && !self.callbacks.is_empty() && hook == Hook::OnTrainBatchEnd {
             // Callbacks see this batch's values: the one host sync, and only with callbacks.
             self.take_step_metrics();

@@ -161,7 +161,6 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: &mut Vec<DataLoader
     let automatic = st.ctx.optim.as_ref().is_some_and(|o| o.automatic);
     let mut loss_sum: Option<Tensor> = None;
     let mut batches = 0usize;
-    let mut last_bs = 1;
     let mut shown_val: BTreeMap<String, f64> = BTreeMap::new();
     // A resumed epoch continues after its last completed batch, in the same data order.
     let resume = st.loops.fit_loop.epoch_loop.restart.take();
@@ -185,6 +184,9 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: &mut Vec<DataLoader
     } else {
         st.hook(Hook::OnTrainEpochStart, None)?;
     }
+    // What on_train_start and on_train_epoch_start logged weighs 1 (no batch yet: Lightning's
+    // `_extract_batch_size` without `results.batch`).
+    st.train_results.add(std::mem::take(&mut st.ctx.logs), 1)?;
     let pass = loader.epoch_from(st.ctx.device, order, start, st.ctx.current_epoch)?;
     st.epoch_order = pass.order();
     let pending = resume.as_ref().is_some_and(|r| r.val_pending) && st.limits.validates();
@@ -238,7 +240,7 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: &mut Vec<DataLoader
         st.ctx.batch = batch.iter().map(Tensor::shallow_clone).collect();
         st.hook(Hook::OnBeforeBatchTransfer, i)?;
         st.hook(Hook::OnAfterBatchTransfer, i)?;
-        last_bs = batch.first().map(|t| t.size()[0]).unwrap_or(1);
+        let last_bs = batch.first().map(|t| t.size()[0]).unwrap_or(1);
         st.batch_size = Some(last_bs);
         st.stepping = !automatic || (idx as u64 + 1) % st.limits.accumulate == 0 || last;
         if st.hook(Hook::OnTrainBatchStart, i)? == -1 {
@@ -406,7 +408,8 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: &mut Vec<DataLoader
     st.callback_metrics.extend(read(&st.train_results.epoch_callback_metrics(), |_| true));
     st.logged_metrics.extend(read(&st.train_results.epoch_metrics(), |r| r.logger));
     st.hook(Hook::OnTrainEpochEnd, None)?;
-    st.train_results.add(std::mem::take(&mut st.ctx.logs), last_bs)?;
+    // Lightning drops the batch at each batch's end: what an epoch hook logs weighs 1.
+    st.train_results.add(std::mem::take(&mut st.ctx.logs), 1)?;
     let epoch = st.train_results.epoch_metrics();
     let mut prog_bar = read(&st.train_results.step_metrics(), |r| r.prog_bar);
     prog_bar.extend(read(&epoch, |r| r.prog_bar));

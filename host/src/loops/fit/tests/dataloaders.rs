@@ -19,6 +19,7 @@ fn module(case: &serde_json::Value) -> Regression {
     let mut m = Regression::new();
     m.val_on_step = case["module"]["val_on_step"].as_bool().unwrap_or(false);
     m.loader_names = case["module"]["loader_names"].as_bool().unwrap_or(false);
+    m.epoch_end_value = case["module"]["epoch_end_value"].as_f64().map(|v| v as f32);
     m
 }
 
