@@ -84,20 +84,23 @@ fn the_csv_loggers_rows_are_lightnings() {
         let mut t = Trainer::new(cfg, None);
         let mut m = twin_module(&case["module"]);
         let report = t.fit(&mut m, &mut Points::default(), &serde_json::json!({})).expect("fit");
-        let got = csv_rows(&report.log_dir.expect("a log dir").join("metrics.csv"));
-        let want = case["rows"].as_array().expect("rows");
-        assert_eq!(got.len(), want.len(), "{name}: rows {got:?}");
-        for (i, (g, w)) in got.iter().zip(want).enumerate() {
-            let w = w.as_object().expect("row");
-            assert_eq!(g.keys().collect::<Vec<_>>(), w.keys().collect::<Vec<_>>(), "{name}: row {i}");
-            for (k, v) in w {
-                let v = v.as_f64().expect("f64");
-                assert!(exact(g[k], v), "{name}: row {i} {k} = {} (Lightning {v})", g[k]);
-            }
-        }
+        same_rows(name, &csv_rows(&report.log_dir.expect("a log dir").join("metrics.csv")), &case["rows"]);
     }
 }
 
+/// `got`'s rows are Lightning's (`want`, a reference case's rows): the same cells, to the bit.
+pub(super) fn same_rows(name: &str, got: &[std::collections::BTreeMap<String, f64>], want: &serde_json::Value) {
+    let want = want.as_array().expect("rows");
+    assert_eq!(got.len(), want.len(), "{name}: rows {got:?}");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        let w = w.as_object().expect("row");
+        assert_eq!(g.keys().collect::<Vec<_>>(), w.keys().collect::<Vec<_>>(), "{name}: row {i}");
+        for (k, v) in w {
+            let v = v.as_f64().expect("f64");
+            assert!(exact(g[k], v), "{name}: row {i} {k} = {} (Lightning {v})", g[k]);
+        }
+    }
+}
 #[test]
 fn a_failed_run_calls_on_exception_and_writes_the_rows_it_holds() {
     // tests/reference/native_reference.py `failures()`: Lightning's `_interrupt` calls the
@@ -132,14 +135,6 @@ fn a_failed_run_calls_on_exception_and_writes_the_rows_it_holds() {
         assert_eq!(Some(*seen.borrow()), case["on_exception"].as_u64(), "{name}: on_exception calls");
         let csv = dir.path().join("lightning_logs/version_0/metrics.csv");
         let got = if csv.exists() { csv_rows(&csv) } else { Vec::new() };
-        let want = case["rows"].as_array().expect("rows");
-        assert_eq!(got.len(), want.len(), "{name}: rows {got:?}");
-        for (i, (g, w)) in got.iter().zip(want).enumerate() {
-            let w = w.as_object().expect("row");
-            assert_eq!(g.keys().collect::<Vec<_>>(), w.keys().collect::<Vec<_>>(), "{name}: row {i}");
-            for (k, v) in w {
-                assert!(exact(g[k], v.as_f64().expect("f64")), "{name}: row {i} {k} = {} (Lightning {v})", g[k]);
-            }
-        }
+        same_rows(name, &got, &case["rows"]);
     }
 }
