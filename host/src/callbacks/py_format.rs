@@ -241,7 +241,19 @@ fn general(a: f64, p: usize, alternate: bool, repr_like: bool, grouping: Option<
     }
 }
 
-/// Python's `repr(float)`: the shortest digits that read back, in decimal when
+/// Python's `repr(float)` (and `str`): `1.0`, `1e-07`, `-0.0`, `nan`, `-inf`.
+pub fn repr_float(v: f64) -> String {
+    if v.is_nan() {
+        return "nan".into();
+    }
+    let sign = if v.is_sign_negative() { "-" } else { "" };
+    if v.is_infinite() {
+        return format!("{sign}inf");
+    }
+    format!("{sign}{}", repr(v.abs(), None))
+}
+
+/// Python's `repr(float)` of |x|: the shortest digits that read back, in decimal when
 /// 1e-4 <= |x| < 1e16, else `d.ddde±XX`.
 fn repr(a: f64, grouping: Option<char>) -> String {
     let t = format!("{a:e}");

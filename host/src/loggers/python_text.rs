@@ -1,43 +1,11 @@
 //! Numbers and hyperparameters as Lightning's loggers write them: Python's `repr` of a float
-//! (metrics.csv's cells) and PyYAML's `yaml.dump` of the hparams (hparams.yaml), so a file
-//! reads back as the same values in Python (`1e-06`, never the string `'1e-6'`) and its text
-//! is Lightning's.
+//! (metrics.csv's cells; `py_format::repr_float`, shared with checkpoint names) and PyYAML's
+//! `yaml.dump` of the hparams (hparams.yaml), so a file reads back as the same values in
+//! Python (`1.0e-06`, never the string `'1e-6'`) and its text is Lightning's.
 
 use serde_json::{Map, Value};
 
-/// Python's `repr(float)`: the shortest digits that read back as `v`, positional from 1e-4 up
-/// to 1e16 (`0.0001`, `2.0`), else with an exponent (`1e-05`, `1.5e+16`); `nan`, `inf`.
-pub fn float_repr(v: f64) -> String {
-    if v.is_nan() {
-        return "nan".into();
-    }
-    if v.is_infinite() {
-        return if v > 0.0 { "inf" } else { "-inf" }.into();
-    }
-    // Rust's `{:e}` gives the same shortest round-trip digits: `d[.ddd]e<exp>`.
-    let sci = format!("{v:e}");
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((sci.as_str(), "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    let (sign, mantissa) = mantissa.strip_prefix('-').map_or(("", mantissa), |m| ("-", m));
-    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
-    if !(-4..16).contains(&exp) {
-        let (first, rest) = digits.split_at(1);
-        let frac = if rest.is_empty() { String::new() } else { format!(".{rest}") };
-        let esign = if exp < 0 { '-' } else { '+' };
-        return format!("{sign}{first}{frac}e{esign}{:02}", exp.unsigned_abs());
-    }
-    let point = exp + 1; // digits before the decimal point
-    let (int, frac) = if point <= 0 {
-        ("0".to_string(), format!("{}{digits}", "0".repeat(point.unsigned_abs() as usize)))
-    } else if point as usize >= digits.len() {
-        (format!("{digits}{}", "0".repeat(point as usize - digits.len())), String::new())
-    } else {
-        let (i, f) = digits.split_at(point as usize);
-        (i.to_string(), f.to_string())
-    };
-    let frac = if frac.is_empty() { "0".to_string() } else { frac };
-    format!("{sign}{int}.{frac}")
-}
+pub use crate::callbacks::py_format::repr_float as float_repr;
 
 /// `yaml.dump(hparams)` as PyYAML writes it (block style, keys sorted, Python's floats with a
 /// `.` as YAML 1.1 needs, strings quoted only where a plain one would read as another value).
