@@ -159,7 +159,8 @@ pub fn run(
                 st.logged_metrics.extend(logged.clone());
             }
             per_dataloader[dl] = logged;
-            prog_bar.extend(read(&results.step_metrics(), |r| r.prog_bar));
+            // This DataLoader's (step values persist: the earlier ones were read already).
+            prog_bar.extend(read(&results.step_metrics_of(of), |r| r.prog_bar));
         }
         Ok(())
     })?;
