@@ -494,6 +494,8 @@ pub struct RunConfig {
     pub progress_bar: crate::callbacks::progress_bar::ProgressBarConfig,
     /// `lthost lr-find`'s arguments.
     pub lr_find: crate::callbacks::lr_finder::LrFindConfig,
+    /// The built-in loggers' arguments (`[loggers.csv]`, `[loggers.tensorboard]`).
+    pub loggers: crate::loggers::LoggersConfig,
     /// Passed to the plugin's `configure` as a JSON object.
     pub hparams: serde_json::Map<String, Value>,
 }
@@ -559,7 +561,24 @@ impl RunConfig {
         cfg.checkpoint.validate()?;
         cfg.callbacks.build()?;
         cfg.lr_find.validate()?;
+        cfg.loggers.validate()?;
         Ok(cfg)
+    }
+
+    /// A `[loggers.<kind>]` table is for a logger the run uses (checked once the command
+    /// line has said which).
+    pub fn check_loggers(&self) -> Result<()> {
+        for (kind, given) in [("csv", self.loggers.csv.is_some()), ("tensorboard", self.loggers.tensorboard.is_some())]
+        {
+            if given && !self.trainer.loggers.iter().any(|l| l == kind) {
+                bail!(
+                    "[loggers.{kind}] is set but the run's loggers {:?} do not include it (add \"{kind}\" to \
+                     trainer.loggers, or pass --logger {kind})",
+                    self.trainer.loggers
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Merges `--hparams` (a JSON object) over the file's `[hparams]`.

@@ -17,6 +17,7 @@ pub mod engine;
 pub mod error;
 pub mod fault;
 pub mod hooks;
+pub mod hparams;
 pub mod lightning_build;
 pub mod loggers;
 pub mod loops;

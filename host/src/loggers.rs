@@ -1,7 +1,9 @@
 //! Experiment loggers. The CSV logger writes Lightning's layout
-//! (`<root>/lightning_logs/version_N/{metrics.csv,hparams.yaml}`).
+//! (`<root>/lightning_logs/version_N/{metrics.csv,hparams.yaml}`); [`options`] says where
+//! each built-in logger writes.
 
 pub mod csv;
+pub mod options;
 pub mod python_text;
 pub mod tensorboard;
 
@@ -12,17 +14,30 @@ use anyhow::{Context as _, Result};
 use serde_json::Value;
 
 pub use csv::CsvLogger;
+pub use options::{LoggerOptions, LoggersConfig, Version};
 pub use tensorboard::TensorBoardLogger;
 
-/// Several loggers at once (Lightning's `logger=[...]`); the first names the run.
+/// Several loggers at once (Lightning's `logger=[...]`); the first names the run and its
+/// directory holds the checkpoints.
 pub struct LoggerGroup(pub Vec<Box<dyn Logger>>);
 
 impl Logger for LoggerGroup {
     fn name(&self) -> &str {
         self.0.first().map(|l| l.name()).unwrap_or("lightning_logs")
     }
-    fn version(&self) -> u64 {
-        self.0.first().map(|l| l.version()).unwrap_or(0)
+    /// Lightning's `_version`: one logger's version, or the distinct versions joined by `_`.
+    fn version(&self) -> Version {
+        let mut seen: Vec<String> = Vec::new();
+        for v in self.0.iter().map(|l| l.version().to_string()) {
+            if !seen.contains(&v) {
+                seen.push(v);
+            }
+        }
+        match (self.0.len(), seen.len()) {
+            (0, _) => Version::Number(0),
+            (_, 1) => self.0[0].version(),
+            _ => Version::Name(seen.join("_")),
+        }
     }
     fn log_dir(&self) -> &Path {
         self.0.first().map(|l| l.log_dir()).unwrap_or(Path::new("."))
@@ -50,7 +65,7 @@ impl Logger for LoggerGroup {
 
 pub trait Logger {
     fn name(&self) -> &str;
-    fn version(&self) -> u64;
+    fn version(&self) -> Version;
     fn log_dir(&self) -> &Path;
     fn log_hyperparams(&mut self, hparams: &Value) -> Result<()>;
     fn log_metrics(&mut self, metrics: &BTreeMap<String, f64>, step: u64) -> Result<()>;
@@ -60,6 +75,14 @@ pub trait Logger {
     fn finalize(&mut self, _status: &str) -> Result<()> {
         self.save()
     }
+}
+
+/// Lightning's `_add_prefix`: every key as `<prefix>-<key>`; no prefix: as they are.
+pub fn prefixed(metrics: &BTreeMap<String, f64>, prefix: &str) -> BTreeMap<String, f64> {
+    if prefix.is_empty() {
+        return metrics.clone();
+    }
+    metrics.iter().map(|(k, v)| (format!("{prefix}-{k}"), *v)).collect()
 }
 
 /// The next free `version_N` under `root/name`, numbered as Lightning's `_get_next_version`:

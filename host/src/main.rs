@@ -366,6 +366,7 @@ fn run(cmd: Command, signal: Arc<AtomicUsize>) -> Result<Option<i32>> {
         }
     };
     let mut cfg = args.config()?;
+    cfg.check_loggers()?;
     let name = plugin_name(&args.plugin);
     if let Some(h) = &args.hparams {
         cfg.merge_hparams_json(h).map_err(|e| anyhow::anyhow!("plugin `{name}`, hook `configure`: {e}"))?;
@@ -399,6 +400,11 @@ fn run(cmd: Command, signal: Arc<AtomicUsize>) -> Result<Option<i32>> {
     trainer.early_stopping = cfg.early_stopping.clone();
     trainer.builtins = cfg.callbacks.clone();
     trainer.progress_bar = cfg.progress_bar.clone();
+    trainer.loggers = cfg.loggers.clone();
+    trainer.slurm_job_id = lthost::loggers::options::slurm_job_id(
+        std::env::var("SLURM_JOB_ID").ok().as_deref(),
+        std::env::var("SLURM_JOB_NAME").ok().as_deref(),
+    );
     for p in cfg.callbacks.plugins.iter().chain(&args.callback) {
         trainer.callbacks.push(Box::new(plugin::callback_plugin::load_callback(&runtime, p, &opts)?));
     }
@@ -406,7 +412,7 @@ fn run(cmd: Command, signal: Arc<AtomicUsize>) -> Result<Option<i32>> {
         cfg.trainer.loggers.iter().filter(|l| l.ends_with(".wasm")).map(PathBuf::from).collect();
     for p in wasm_loggers.iter().chain(&args.logger_plugin) {
         let (rt, p, o) = (runtime.clone(), p.clone(), opts.clone());
-        trainer.logger_plugins.push(Box::new(move |dir: &Path, version: u64| {
+        trainer.logger_plugins.push(Box::new(move |dir: &Path, version: &lthost::loggers::Version| {
             Ok(Box::new(plugin::logger_plugin::load_logger(&rt, &p, &o, dir, version)?)
                 as Box<dyn lthost::loggers::Logger>)
         }));

@@ -9,12 +9,14 @@ use crate::context::{RunContext, Stage};
 use crate::engine::optim::OptimizerConfig;
 use crate::engine::optim::SchedulerSpec;
 use crate::hooks::Hook;
+use crate::hparams::SavedHparams;
 
 /// Lightning's LightningModule: the model and its steps.
 pub trait Module {
     fn name(&self) -> &str;
-    /// Builds the layers; returns the effective hyper-parameters.
-    fn configure(&mut self, ctx: &mut RunContext, hparams: &Value) -> Result<Value>;
+    /// Builds the layers from the run's hyper-parameters; returns what the module saved
+    /// (Lightning's `save_hyperparameters`).
+    fn configure(&mut self, ctx: &mut RunContext, hparams: &Value) -> Result<SavedHparams>;
     fn configure_optimizers(&mut self, ctx: &mut RunContext) -> Result<Optimization>;
     /// Returns the loss (None: skip this batch's optimization, or manual optimization).
     fn training_step(&mut self, ctx: &mut RunContext, batch: &[Tensor], batch_idx: u64) -> Result<Option<Tensor>>;
@@ -205,7 +207,8 @@ pub trait WorkerFactory: Send + Sync {
 /// Lightning's LightningDataModule.
 pub trait DataModule {
     fn name(&self) -> &str;
-    fn setup(&mut self, ctx: &mut RunContext, stage: Stage, hparams: &Value) -> Result<()>;
+    /// Returns what the DataModule saved (`save_hyperparameters`; the default: nothing).
+    fn setup(&mut self, ctx: &mut RunContext, stage: Stage, hparams: &Value) -> Result<SavedHparams>;
     /// DataLoader `index` of the split (Lightning's list of `val_dataloader()`s): the loops
     /// ask 0, 1, ... until neither this nor [`DataModule::stream`] gives one; index 0 asks
     /// the DataModule anew. The train split has one.

@@ -23,6 +23,7 @@ use crate::engine::optim::sgd::SgdConfig;
 use crate::engine::optim::{Algorithm, OptimizerConfig};
 use crate::engine::schedulers::{PlateauConfig, SchedulerKind};
 use crate::hooks::{Hook, Owner};
+use crate::hparams::SavedHparams;
 use crate::module::{DataModule, DatasetSpec, Module, Optimization, Split};
 
 /// Runs share libtorch's global generator and thread settings: one at a time.
@@ -151,12 +152,12 @@ impl Module for Regression {
         "regression"
     }
 
-    fn configure(&mut self, ctx: &mut RunContext, hparams: &Value) -> Result<Value> {
+    fn configure(&mut self, ctx: &mut RunContext, hparams: &Value) -> Result<SavedHparams> {
         let w = Tensor::f_randn([1, 3], (Kind::Float, ctx.device))?.f_mul_scalar(0.1)?;
         let w = ctx.params.add_parameter("linear.weight", w)?;
         let b = ctx.params.add_parameter("linear.bias", Tensor::f_zeros([1], (Kind::Float, ctx.device))?)?;
         self.params = Some((w, b));
-        Ok(hparams.clone())
+        Ok(SavedHparams::logged(hparams))
     }
 
     fn configure_optimizers(&mut self, _ctx: &mut RunContext) -> Result<Optimization> {
@@ -313,7 +314,7 @@ impl DataModule for Points {
         "points"
     }
 
-    fn setup(&mut self, _ctx: &mut RunContext, _stage: Stage, _hparams: &Value) -> Result<()> {
+    fn setup(&mut self, _ctx: &mut RunContext, _stage: Stage, _hparams: &Value) -> Result<SavedHparams> {
         if self.train.is_none() {
             self.train = Some(points(16)?);
             self.val = Some(points(8)?);
@@ -321,7 +322,7 @@ impl DataModule for Points {
                 self.val2 = Some(points(n)?);
             }
         }
-        Ok(())
+        Ok(SavedHparams::default())
     }
 
     fn dataset(&mut self, _ctx: &mut RunContext, split: Split, index: u32) -> Result<Option<DatasetSpec>> {

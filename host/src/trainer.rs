@@ -2,7 +2,7 @@
 //! the data, the logger, the callbacks) and hands it to the loops, calling the set-up and
 //! tear-down hooks in Lightning's order: `fit`, `validate`, `test`, `predict`.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -24,7 +24,9 @@ use crate::context::{device_name, RunContext, Stage};
 use crate::data::fetchers::DataLoader;
 use crate::engine::optim::OptimizerSet;
 use crate::hooks::Hook;
-use crate::loggers::{CsvLogger, Logger, LoggerGroup, TensorBoardLogger};
+use crate::hparams::SavedHparams;
+use crate::loggers::options::{locate, next_free};
+use crate::loggers::{CsvLogger, Logger, LoggerGroup, LoggerOptions, LoggersConfig, TensorBoardLogger, Version};
 use crate::loops::evaluation::{self, EvalMetrics};
 use crate::loops::limits::LoopLimits;
 use crate::loops::state::LoopState;
@@ -32,7 +34,7 @@ use crate::loops::{checkpointing, fit, prediction};
 use crate::module::{DataModule, Module, Split};
 
 /// Makes a logger for a run's log directory and version (logger plugins).
-pub type LoggerFactory<'c> = Box<dyn Fn(&std::path::Path, u64) -> Result<Box<dyn Logger>> + 'c>;
+pub type LoggerFactory<'c> = Box<dyn Fn(&std::path::Path, &Version) -> Result<Box<dyn Logger>> + 'c>;
 
 pub struct Trainer<'c> {
     pub cfg: TrainerConfig,
@@ -44,6 +46,11 @@ pub struct Trainer<'c> {
     pub early_stopping: Option<crate::callbacks::early_stopping::EarlyStoppingConfig>,
     /// Logger plugins, built for the run's log directory and version.
     pub logger_plugins: Vec<LoggerFactory<'c>>,
+    /// The built-in loggers' arguments (`[loggers.csv]`, `[loggers.tensorboard]`).
+    pub loggers: LoggersConfig,
+    /// The SLURM job's id (`loggers::options::slurm_job_id`), set by the binary: the version
+    /// of a built-in logger given no table, as Lightning's default logger takes it.
+    pub slurm_job_id: Option<u64>,
     /// Set by the binary's signal handlers (SIGTERM, SIGINT, SIGUSR1).
     pub signal: Option<Arc<AtomicUsize>>,
     /// The directory the plugins were granted (reads through `tensor.load`).
@@ -96,7 +103,8 @@ pub struct FitReport {
 /// A run's set-up, shared by every entry point.
 pub(crate) struct Prepared {
     pub(crate) ctx: RunContext,
-    hparams: Value,
+    hparams: SavedHparams,
+    data_hparams: SavedHparams,
     pub(crate) seed: u64,
     threads: usize,
     module_hooks: HashSet<Hook>,
@@ -115,6 +123,8 @@ impl<'c> Trainer<'c> {
             signal: None,
             early_stopping: None,
             logger_plugins: Vec::new(),
+            loggers: LoggersConfig::default(),
+            slurm_job_id: None,
             builtins: Default::default(),
             progress_bar: Default::default(),
         }
@@ -157,10 +167,10 @@ impl<'c> Trainer<'c> {
         let mut ctx =
             RunContext { device, creation_device: device, data_dir: self.data_dir.clone(), ..RunContext::default() };
         ctx.stage = stage;
-        let effective = module.configure(&mut ctx, hparams)?;
+        let saved = module.configure(&mut ctx, hparams)?;
         let module_hooks = module.implemented_hooks(&mut ctx)?.into_iter().collect();
-        data.setup(&mut ctx, stage, hparams)?;
-        Ok(Prepared { ctx, hparams: effective, seed, threads, module_hooks })
+        let data_hparams = data.setup(&mut ctx, stage, hparams)?;
+        Ok(Prepared { ctx, hparams: saved, data_hparams, seed, threads, module_hooks })
     }
 
     pub(crate) fn state<'a>(
@@ -172,7 +182,11 @@ impl<'c> Trainer<'c> {
         logger: Option<Box<dyn Logger>>,
     ) -> Result<LoopState<'a>> {
         let mut bar = ProgressBar::with_config(self.cfg.enable_progress_bar, &self.progress_bar);
-        bar.version = logger.as_ref().map(|l| l.version());
+        // Lightning's bar shows the last 4 characters of a string version.
+        bar.version = logger.as_ref().map(|l| match l.version() {
+            Version::Number(n) => n.to_string(),
+            Version::Name(s) => s.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect(),
+        });
         let mut callbacks: Vec<Box<dyn Callback + 'c>> =
             self.builtins.build()?.into_iter().map(|c| c as Box<dyn Callback + 'c>).collect();
         callbacks.append(&mut self.callbacks);
@@ -198,6 +212,7 @@ impl<'c> Trainer<'c> {
             reloads: Default::default(),
             train_results: ResultCollection::default(),
             hparams: p.hparams,
+            data_hparams: p.data_hparams,
             plugin_sha256: self.plugin_sha256.clone(),
             checkpoint: None,
             early_stopping: None,
@@ -224,20 +239,43 @@ impl<'c> Trainer<'c> {
         {
             return Ok(None);
         }
-        // One version directory for every logger of the run.
-        let csv = CsvLogger::new(&self.cfg.default_root_dir)?;
-        let (dir, version) = (csv.log_dir().to_path_buf(), csv.version());
+        // Loggers numbering versions in one directory share one version (lthost's choice:
+        // Lightning's number theirs one after the other, version_0 and version_1).
+        let mut shared: HashMap<PathBuf, Version> = HashMap::new();
+        let mut auto =
+            |root: &std::path::Path| shared.entry(root.to_path_buf()).or_insert_with(|| next_free(root)).clone();
+        // A built-in logger given no `[loggers.<kind>]` table takes a SLURM job's id as its
+        // version, as Lightning's default logger does, so a requeued job logs on where it was.
+        let slurm = self.slurm_job_id;
+        let root = &self.cfg.default_root_dir;
         let mut group: Vec<Box<dyn Logger>> = Vec::new();
-        for name in &self.cfg.loggers {
-            match name.as_str() {
-                "tensorboard" => group.push(Box::new(TensorBoardLogger::new(&dir, version)?)),
-                "csv" => group.push(Box::new(CsvLogger::at(dir.clone(), version))),
-                // Logger plugins (.wasm) come in through `logger_plugins`.
-                _ => {}
+        for kind in &self.cfg.loggers {
+            // Logger plugins (.wasm) come in through `logger_plugins`.
+            let given = match kind.as_str() {
+                "csv" => &self.loggers.csv,
+                "tensorboard" => &self.loggers.tensorboard,
+                _ => continue,
+            };
+            let mut opts = given.clone().unwrap_or_default();
+            if given.is_none() {
+                opts.version = slurm.map(Version::Number);
+            }
+            let at = locate(&opts, root, &mut auto)?;
+            match kind.as_str() {
+                "csv" => group.push(Box::new(CsvLogger::open(at, &opts)?)),
+                _ => group.push(Box::new(TensorBoardLogger::new(at, &opts)?)),
             }
         }
+        // Logger plugins live in the first logger's directory, or in the default one's.
+        let (dir, version) = match group.first() {
+            Some(l) => (l.log_dir().to_path_buf(), l.version()),
+            None => {
+                let at = locate(&LoggerOptions::default(), root, &mut auto)?;
+                (at.dir, at.version)
+            }
+        };
         for make in &self.logger_plugins {
-            group.push(make(&dir, version)?);
+            group.push(make(&dir, &version)?);
         }
         Ok(Some(Box::new(LoggerGroup(group))))
     }

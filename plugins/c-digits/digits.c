@@ -17,7 +17,7 @@ static lt_tensor forward(lt_tensor x) {
   return lt_linear_forward(&out, lt_dropout_forward(&dropout, h));
 }
 
-bool exports_lt_plugin_lightning_module_configure(plugin_string_t *hparams, plugin_string_t *ret, plugin_string_t *err) {
+bool exports_lt_plugin_lightning_module_configure(plugin_string_t *hparams, exports_lt_plugin_lightning_module_saved_hparams_t *ret, plugin_string_t *err) {
   double width = lt_hparam(hparams, "hidden", 128), p = lt_hparam(hparams, "dropout", 0.1);
   lr = lt_hparam(hparams, "lr", 0.003);
   probe_calls = (int)lt_hparam(hparams, "probe_calls", 0);
@@ -32,7 +32,9 @@ bool exports_lt_plugin_lightning_module_configure(plugin_string_t *hparams, plug
   out = lt_linear("out", (uint32_t)width, 10, true);
   char json[256];
   snprintf(json, sizeof json, "{\"hidden\": %d, \"dropout\": %g, \"lr\": %g, \"batch_size\": %d}", (int)width, p, lr, (int)bs);
-  plugin_string_dup(ret, json);
+  // Saved and logged, as `save_hyperparameters()` in a Lightning module's __init__.
+  plugin_string_dup(&ret->hparams, json);
+  ret->log = true;
   return true;
 }
 
@@ -97,12 +99,15 @@ exports_lt_plugin_lightning_module_own_tensor_t exports_lt_plugin_lightning_modu
 }
 
 // digits.safetensors from the granted data directory: uint8 pixels 0..16, int64 labels.
-bool exports_lt_plugin_data_module_setup(exports_lt_plugin_data_module_stage_t stage, plugin_string_t *hparams, plugin_string_t *err) {
+bool exports_lt_plugin_data_module_setup(exports_lt_plugin_data_module_stage_t stage, plugin_string_t *hparams, exports_lt_plugin_data_module_saved_hparams_t *ret, plugin_string_t *err) {
   batch_size = (uint32_t)lt_hparam(hparams, "batch_size", 32);
   plugin_string_free(hparams);
   plugin_string_t file;
   plugin_string_set(&file, "digits.safetensors");
   lt_plugin_tensor_static_tensor_load(&file, &splits);
+  // The DataModule saves nothing of its own (the module's set holds every key).
+  plugin_string_dup(&ret->hparams, "{}");
+  ret->log = false;
   return true;
 }
 

@@ -210,7 +210,8 @@ export function exportPlugin(ModuleClass, DataClass) {
         throw `${ModuleClass.name}: ${e}`;
       }
       module.hparams = hp;
-      return JSON.stringify(hp);
+      // Saved and logged, as `save_hyperparameters()` in a Lightning module's __init__.
+      return { hparams: JSON.stringify(hp), log: true };
     },
     configureOptimizers() {
       const o = live(module, "configure_optimizers").configureOptimizers();
@@ -243,6 +244,8 @@ export function exportPlugin(ModuleClass, DataClass) {
       } catch (e) {
         throw `${DataClass.name}.setup: ${e}`;
       }
+      // The DataModule saves nothing of its own: the module's set holds every given key.
+      return { hparams: "{}", log: false };
     },
     dataloader(split, index) {
       // A method may return a list of datasets (Lightning's several val_dataloaders).

@@ -6,6 +6,7 @@ use std::thread::LocalKey;
 
 use crate::bindings::exports::lt::plugin::data_module::{Dataset, SampledPass, Split, StreamSource, WorkerInfo};
 use crate::bindings::exports::lt::plugin::lightning_module::{Hook, Optimization as WitOptimization};
+pub use crate::bindings::lt::plugin::types::SavedHparams;
 use crate::bindings::lt::plugin::types::Stage;
 use crate::{Batch, DataModule, Hparams, LightningModule, Tensor};
 
@@ -61,12 +62,14 @@ fn with_module<E: Exports, R>(f: impl FnOnce(&mut Instance<E::Module>) -> R) -> 
     })
 }
 
-pub fn configure<E: Exports>(hparams: String) -> Result<String, String> {
+/// A Rust module saves, and logs, all of its hyper-parameters: its defaults merged with
+/// every given key (Lightning's `save_hyperparameters()` in `__init__`).
+pub fn configure<E: Exports>(hparams: String) -> Result<SavedHparams, String> {
     let hp = Hparams::merged(E::Module::default_hparams(), &hparams)?;
     let module = E::Module::configure(&hp)?;
     let effective = hp.to_json();
     E::module_slot().with(|s| *s.borrow_mut() = Some(Instance { module, hparams: hp }));
-    Ok(effective)
+    Ok(SavedHparams { hparams: effective, log: true })
 }
 
 pub fn configure_optimizers<E: Exports>() -> WitOptimization {
@@ -105,11 +108,12 @@ pub fn on_hook<E: Exports>(hook: Hook, stage: Stage, batch_idx: Option<u64>) -> 
     with_module::<E, _>(|i| i.module.on_hook(hook, stage, batch_idx))
 }
 
-pub fn setup<E: Exports>(stage: Stage, hparams: String) -> Result<(), String> {
+/// A Rust DataModule saves nothing of its own: the module's set already holds every given key.
+pub fn setup<E: Exports>(stage: Stage, hparams: String) -> Result<SavedHparams, String> {
     let hp = Hparams::merged(serde_json::json!({}), &hparams)?;
     let data = E::Data::setup(stage, &hp)?;
     E::data_slot().with(|s| *s.borrow_mut() = Some(data));
-    Ok(())
+    Ok(SavedHparams { hparams: "{}".into(), log: false })
 }
 
 pub fn data_save_state<E: Exports>() -> Option<Vec<u8>> {
@@ -205,7 +209,7 @@ pub fn sample<E: Exports>(split: Split, index: u32, base_seed: bool) -> Result<S
 macro_rules! __glue_impls {
     ($ty:ident) => {
         impl $crate::bindings::exports::lt::plugin::lightning_module::Guest for $ty {
-            fn configure(hparams: String) -> Result<String, String> {
+            fn configure(hparams: String) -> Result<$crate::glue::SavedHparams, String> {
                 $crate::glue::configure::<$ty>(hparams)
             }
             fn configure_optimizers() -> $crate::bindings::exports::lt::plugin::lightning_module::Optimization {
@@ -237,7 +241,7 @@ macro_rules! __glue_impls {
             }
         }
         impl $crate::bindings::exports::lt::plugin::data_module::Guest for $ty {
-            fn setup(stage: $crate::Stage, hparams: String) -> Result<(), String> {
+            fn setup(stage: $crate::Stage, hparams: String) -> Result<$crate::glue::SavedHparams, String> {
                 $crate::glue::setup::<$ty>(stage, hparams)
             }
             fn save_state() -> Option<Vec<u8>> {

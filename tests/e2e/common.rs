@@ -61,6 +61,9 @@ pub fn command(program: impl AsRef<std::ffi::OsStr>, cwd: &Path) -> Command {
     let mut c = Command::new(program);
     c.current_dir(cwd)
         .env_remove("LD_LIBRARY_PATH")
+        // A test run inside a SLURM job must not log into the job id's version directory.
+        .env_remove("SLURM_JOB_ID")
+        .env_remove("SLURM_JOB_NAME")
         .env("LTHOST_TRUSTED_KEYS", trusted_keys())
         .env("LTHOST_CACHE_DIR", component_cache());
     c

@@ -62,7 +62,12 @@ fn run_like_lightning(name: &str) -> (Vec<f64>, Option<f64>, Value) {
         saved.sort();
         assert_eq!(serde_json::json!(saved), want["checkpoints"], "{name}: checkpoint files");
     }
-    let rows = read_metrics(&d.path().join("lightning_logs/version_0"));
+    let log_dir = d.path().join("lightning_logs/version_0");
+    // What save_hyperparameters saved for the loggers (module and DataModule), as
+    // Lightning's CSVLogger writes it, or no hparams.yaml where Lightning writes none.
+    let hparams = std::fs::read_to_string(log_dir.join("hparams.yaml")).ok();
+    assert_eq!(hparams.as_deref(), want["hparams_yaml"].as_str(), "{name}: hparams.yaml");
+    let rows = read_metrics(&log_dir);
     let last = want["last"].as_object().expect("the reference's last values");
     let mut columns: Vec<&String> = rows.first().map(|r| r.keys().collect()).unwrap_or_default();
     columns.retain(|c| *c != "epoch" && *c != "step");
@@ -487,10 +492,34 @@ fn several_validation_and_test_dataloaders_log_and_report_as_in_lightning() {
 }
 
 #[test]
-fn a_step_whose_signature_does_not_fit_the_dataloaders_is_refused_as_lightning_refuses_it() {
+fn save_hyperparameters_chooses_what_the_loggers_get_as_in_lightning() {
+    // All arguments, `ignore=`, names, a dict, `logger=False`, no call, a base class's call
+    // (the subclass's arguments too), a DataModule's, and both merged; hparams.yaml compared
+    // as text by `run_like_lightning`.
+    for name in [
+        "lit-hparams",
+        "lit-hparams-ignore",
+        "lit-hparams-names",
+        "lit-hparams-nolog",
+        "lit-hparams-none",
+        "lit-hparams-dict",
+        "lit-hparams-inherited",
+        "lit-hparams-inherited-ignore",
+        "lit-hparams-data",
+        "lit-hparams-both",
+        "lit-hparams-data-nolog",
+    ] {
+        let (losses, _, want) = run_like_lightning(name);
+        assert_training_losses(name, &losses, &want);
+    }
+}
+
+#[test]
+fn a_file_lightning_refuses_to_fit_is_refused_with_lightnings_message() {
     // Lightning's test_invalid_dataloader_idx_raises_step: no `dataloader_idx` beside several
     // validation DataLoaders, a required one beside a single DataLoader; Lightning's message.
-    for name in ["lit-multi-val-no-idx", "lit-multi-val-required-idx"] {
+    // Also a module and a DataModule that log one hyper-parameter with two values.
+    for name in ["lit-multi-val-no-idx", "lit-multi-val-required-idx", "lit-hparams-conflict"] {
         let want = reference(name);
         let d = tempfile::tempdir().expect("tempdir");
         let wasm = plugin(want["plugin"].as_str().expect("plugin"));
@@ -625,4 +654,123 @@ fn lr_find_on_lightning_files_records_and_suggests_what_lightnings_tuner_does() 
         }
         assert_eq!(got["suggestion"], want["suggestion"], "{name}: suggestion");
     }
+}
+
+#[test]
+fn the_tensorboard_logger_writes_what_lightnings_writes() {
+    // Lightning's TensorBoardLogger on the same file: every scalar (hp_metric -1 at step 0
+    // when hyper-parameters are logged, epoch, the losses) at the same steps, the hparams
+    // plugin's data (flattened, sanitized, bools as numbers, the session's end) and
+    // hparams.yaml; with nothing saved, none of the hparams data and an hparams.yaml of `{}`.
+    for name in ["lit-hparams-tensorboard", "lit-hparams-tensorboard-none"] {
+        let want = reference(name);
+        let d = tempfile::tempdir().expect("tempdir");
+        let hparams = want["hparams"].to_string();
+        let epochs = want["epochs"].to_string();
+        let args =
+            ["--logger", "tensorboard", "--hparams", &hparams, "--max-epochs", &epochs, "--log-every-n-steps", "1"];
+        fit(d.path(), want["plugin"].as_str().expect("plugin"), &want["seed"], &args);
+        let log_dir = d.path().join("lightning_logs/version_0");
+        let out = std::process::Command::new(repo_root().join(".venv/bin/python"))
+            .arg(repo_root().join("tests/reference/read_tensorboard.py"))
+            .arg(&log_dir)
+            .output()
+            .expect("python runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let got: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        let w = &want["read"];
+        for key in ["hparams", "hparam_infos", "metrics", "session_end"] {
+            assert_eq!(got[key], w[key], "{name}: {key}");
+        }
+        let (got_scalars, want_scalars) = (got["scalars"].as_object(), w["scalars"].as_object().expect("scalars"));
+        let got_scalars = got_scalars.expect("scalars");
+        assert_eq!(got_scalars.keys().collect::<Vec<_>>(), want_scalars.keys().collect::<Vec<_>>(), "{name}: tags");
+        for (tag, series) in want_scalars {
+            let (g, w) = (got_scalars[tag].as_array().expect("points"), series.as_array().expect("points"));
+            assert_eq!(g.len(), w.len(), "{name}: {tag} points");
+            for (g, w) in g.iter().zip(w) {
+                assert_eq!(g[0], w[0], "{name}: {tag} steps");
+                assert_close(name, tag, g[1].as_f64().expect("value"), w[1].as_f64().expect("value"));
+            }
+        }
+        let yaml = std::fs::read_to_string(log_dir.join("hparams.yaml")).expect("hparams.yaml");
+        assert_eq!(Some(yaml.as_str()), want["hparams_yaml"].as_str(), "{name}: hparams.yaml");
+    }
+}
+
+#[test]
+fn loggers_made_with_lightnings_arguments_write_where_lightnings_write() {
+    // [loggers.csv] / [loggers.tensorboard] with save_dir, name ("" too), an int or string
+    // version, prefix and default_hp_metric, against Lightning's CSVLogger and
+    // TensorBoardLogger made with the same arguments: every file the run writes (the
+    // checkpoint in the first logger's directory), each metrics.csv's header, v_num.
+    for name in ["loggers-csv-named", "loggers-tensorboard-unnamed", "loggers-two"] {
+        let want = reference(name);
+        let d = tempfile::tempdir().expect("tempdir");
+        let loggers = want["loggers"].as_object().expect("loggers");
+        let kinds: Vec<&str> = loggers.keys().map(String::as_str).collect();
+        let mut args = vec!["--logger".to_string(), kinds.join(","), "--max-epochs".into(), "1".into()];
+        args.extend(["--log-every-n-steps".to_string(), "1".into()]);
+        for (kind, opts) in loggers {
+            for (k, v) in opts.as_object().expect("arguments") {
+                args.extend(["--set".to_string(), format!("loggers.{kind}.{k}={v}")]);
+            }
+        }
+        let wasm = plugin("lit-hparams");
+        let seed = want["seed"].to_string();
+        let mut all = vec!["fit", wasm.to_str().expect("utf-8"), "--accelerator", "cpu", "--seed", &seed];
+        all.extend(args.iter().map(String::as_str));
+        let run = lthost(d.path(), &all);
+        assert!(run.ok(), "{name}: {}", run.stderr);
+        let mut files = Vec::new();
+        let mut stack = vec![d.path().to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            for e in std::fs::read_dir(&dir).expect("a directory").flatten() {
+                let path = e.path();
+                if path.is_dir() {
+                    stack.push(path);
+                    continue;
+                }
+                let rel = path.strip_prefix(d.path()).expect("below").to_string_lossy().into_owned();
+                files.push(match rel.split_once("events.out.tfevents.") {
+                    Some((dir, _)) => format!("{dir}events.out.tfevents"),
+                    None => rel,
+                });
+            }
+        }
+        files.sort();
+        assert_eq!(serde_json::json!(files), want["files"], "{name}: files");
+        for (file, header) in want["headers"].as_object().expect("headers") {
+            let text = std::fs::read_to_string(d.path().join(file)).expect("metrics.csv");
+            assert_eq!(Some(text.lines().next().unwrap_or("")), header.as_str(), "{name}: {file} header");
+        }
+        let v_num = format!("v_num={}", want["v_num"].as_str().expect("v_num"));
+        assert!(run.stdout.contains(&v_num), "{name}: {v_num} in\n{}", run.stdout);
+    }
+}
+
+#[test]
+fn a_requeued_slurm_job_logs_on_in_its_job_ids_version() {
+    // Lightning's default logger takes SLURMEnvironment.job_id() as its version (not in an
+    // interactive allocation, nor for a logger made with arguments); the job requeued logs
+    // on in the same directory, where lthost keeps the first run's rows (Lightning's
+    // CSVLogger deletes them).
+    let d = tempfile::tempdir().expect("tempdir");
+    let wasm = plugin("lit-hparams");
+    let args = ["fit", wasm.to_str().expect("utf-8"), "--accelerator", "cpu", "--no-progress-bar", "--max-epochs", "1"];
+    let fit_in = |job_name: &str, extra: &[&str]| {
+        let mut cmd = crate::common::command(env!("CARGO_BIN_EXE_lthost"), d.path());
+        cmd.args(args).args(["--log-every-n-steps", "1"]).args(extra);
+        let out = cmd.env("SLURM_JOB_ID", "4242").env("SLURM_JOB_NAME", job_name).output().expect("lthost runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    fit_in("train", &[]);
+    fit_in("train", &[]);
+    let rows = read_metrics(&d.path().join("lightning_logs/version_4242"));
+    assert_eq!(column(&rows, "train_loss").len(), 8, "both runs' rows, four steps each");
+    fit_in("interactive", &[]);
+    // One past the largest, as Lightning's `_get_next_version`.
+    assert!(d.path().join("lightning_logs/version_4243/metrics.csv").exists(), "an interactive job numbers versions");
+    fit_in("train", &["--set", "loggers.csv.name=exp"]);
+    assert!(d.path().join("exp/version_0/metrics.csv").exists(), "a logger made with arguments numbers versions");
 }

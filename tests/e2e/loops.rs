@@ -15,6 +15,7 @@ use lthost::callbacks::{Callback, CallbackAction, HookInfo};
 use lthost::config::{Limit, TrainerConfig};
 use lthost::context::{RunContext, Stage};
 use lthost::hooks::Hook;
+use lthost::hparams::SavedHparams;
 use lthost::module::{DataModule, Module, Optimization};
 use lthost::plugin::{self, runtime::Runtime, PluginOptions, WasmPlugin};
 use lthost::trainer::Trainer;
@@ -41,7 +42,7 @@ impl Module for Rec {
     fn name(&self) -> &str {
         "hook-recorder"
     }
-    fn configure(&mut self, ctx: &mut RunContext, hp: &Value) -> anyhow::Result<Value> {
+    fn configure(&mut self, ctx: &mut RunContext, hp: &Value) -> anyhow::Result<SavedHparams> {
         self.push("configure");
         self.inner.configure(ctx, hp)
     }
@@ -392,8 +393,8 @@ impl lthost::loggers::Logger for RecLogger {
     fn name(&self) -> &str {
         "recorder"
     }
-    fn version(&self) -> u64 {
-        0
+    fn version(&self) -> lthost::loggers::Version {
+        lthost::loggers::Version::Number(0)
     }
     fn log_dir(&self) -> &std::path::Path {
         &self.1
@@ -432,7 +433,7 @@ fn validation_metrics_reach_the_logger_before_on_validation_end() {
     };
     let mut trainer = Trainer::new(cfg, None);
     let (l, d) = (log.clone(), dir.path().to_path_buf());
-    trainer.logger_plugins.push(Box::new(move |_: &std::path::Path, _: u64| {
+    trainer.logger_plugins.push(Box::new(move |_: &std::path::Path, _: &lthost::loggers::Version| {
         Ok(Box::new(RecLogger(l.clone(), d.clone())) as Box<dyn lthost::loggers::Logger>)
     }));
     trainer.fit(&mut module, &mut data as &mut dyn DataModule, &json!({})).expect("fit");

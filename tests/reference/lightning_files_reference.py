@@ -21,10 +21,12 @@ from pathlib import Path
 
 import lightning as L
 import torch
+import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "reference"))
 SEED = 42
 # name: (LightningModule, LightningDataModule, epochs)
 FILES = {
@@ -41,6 +43,7 @@ FILES = {
     "lit-lbfgs": ("CurveFit", "Curve", 2),
     "lit-classifier": ("LitClassifier", "Blobs", 3),
     "lit-multi-val": ("MultiVal", "TwoSets", 2),
+    "lit-hparams": ("Regressor", "Points", 1),
 }
 
 # The files whose trainer.validate/test results (a fresh model, seeded) are compared too: one dict per DataLoader.
@@ -49,6 +52,17 @@ EVALUATES = ("lit-multi-val",)
 # A run of a file above with hyperparameters of its own: name: (the file's name, hparams[,
 # Trainer arguments of its own]).
 VARIANTS = {
+    # save_hyperparameters: which hyper-parameters reach hparams.yaml (module, base class, DataModule).
+    "lit-hparams-ignore": ("lit-hparams", {"save": "ignore"}),
+    "lit-hparams-names": ("lit-hparams", {"save": "names"}),
+    "lit-hparams-nolog": ("lit-hparams", {"save": "nolog"}),
+    "lit-hparams-none": ("lit-hparams", {"save": "none"}),
+    "lit-hparams-dict": ("lit-hparams", {"save": "dict"}),
+    "lit-hparams-inherited": ("lit-hparams", {"save": "inherited"}),
+    "lit-hparams-inherited-ignore": ("lit-hparams", {"save": "inherited-ignore"}),
+    "lit-hparams-data": ("lit-hparams", {"save": "none", "data_save": "all"}),
+    "lit-hparams-both": ("lit-hparams", {"data_save": "all", "lr": 0.1}),
+    "lit-hparams-data-nolog": ("lit-hparams", {"data_save": "nolog"}),
     "lit-lbfgs-manual": ("lit-lbfgs", {"manual": True}),
     "lit-lbfgs-wolfe": ("lit-lbfgs", {"line_search": "strong_wolfe"}),
     "lit-augment-generator": ("lit-augment", {"sampling": "generator"}),
@@ -130,6 +144,11 @@ def run(name, cls_name, data_name, epochs, hparams=None, trainer_args=None):
                             callbacks=callbacks, **(trainer_args or {}))
         trainer.fit(model, datamodule=data)
         rows = list(csv.DictReader(open(Path(trainer.logger.log_dir) / "metrics.csv")))
+        hparams_file = Path(trainer.logger.log_dir) / "hparams.yaml"
+        # yaml.dump of what the file loads as, a tuple as a list: lthost's hyper-parameters are
+        # JSON, which has no tuple (Lightning writes `!!python/tuple`).
+        hparams_yaml = (yaml.dump(json.loads(json.dumps(yaml.full_load(hparams_file.read_text()))))
+                        if hparams_file.exists() else None)
         saved = sorted(p.name for p in (Path(d) / "ck").glob("*.ckpt")) if checkpoint else None
     train = {int(r["step"]): float(r["train_loss"]) for r in rows if r.get("train_loss")}
     val = [float(r["val_loss"]) for r in rows if r.get("val_loss")]
@@ -143,13 +162,81 @@ def run(name, cls_name, data_name, epochs, hparams=None, trainer_args=None):
             t = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False)
             results[stage] = [{k: float(v) for k, v in r.items()} for r in getattr(t, stage)(model, datamodule=data, verbose=False)]
     return {"seed": SEED, "epochs": epochs, "results": results, "plugin": name, "hparams": hparams, "trainer": trainer_args, "train_loss": [train[k] for k in sorted(train)], "last_val_loss": val[-1] if val else None,
-            "last": last, "checkpoint": checkpoint, "checkpoints": saved}
+            "last": last, "checkpoint": checkpoint, "checkpoints": saved, "hparams_yaml": hparams_yaml}
+
+
+# Runs with Lightning's TensorBoardLogger: name: (file, hparams). What the event file holds
+# (read_tensorboard.py: every scalar, hp_metric included, and the hparams plugin's data) and
+# hparams.yaml.
+TENSORBOARD = {
+    # A module and a DataModule that log, with a list, None, and a nested dict (flattened).
+    "lit-hparams-tensorboard": ("lit-hparams", {"data_save": "all", "lr": 0.1, "flags": [1, 2], "tag": None,
+                                                "opts": {"depth": {"n": 2}, "on": True}}),
+    # Nothing saved: no hp_metric, no hparams data, and an hparams.yaml of `{}`.
+    "lit-hparams-tensorboard-none": ("lit-hparams", {"save": "none"}),
+}
+
+
+def tensorboard_run(file, hparams):
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    from read_tensorboard import read
+    cls_name, data_name, epochs = FILES[file]
+    module = load(file)
+    L.seed_everything(SEED, verbose=False)
+    model = made(getattr(module, cls_name), hparams)
+    data = made(getattr(module, data_name), hparams)
+    with tempfile.TemporaryDirectory() as d:
+        trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=TensorBoardLogger(d),
+                            log_every_n_steps=1, enable_progress_bar=False, enable_checkpointing=False,
+                            enable_model_summary=False)
+        trainer.fit(model, datamodule=data)
+        return {"plugin": file, "hparams": hparams, "seed": SEED, "epochs": epochs, "read": read(trainer.logger.log_dir),
+                "hparams_yaml": (Path(trainer.logger.log_dir) / "hparams.yaml").read_text()}
+
+
+# Loggers made with Lightning's arguments (lthost's [loggers.csv] / [loggers.tensorboard]):
+# name: {kind: arguments}, a save_dir relative to the run's directory. Recorded: every file the
+# run writes (an event file's time, host and pid left out), each metrics.csv's header, the bar's
+# v_num (a string version's last 4 characters).
+LOGGER_OPTIONS = {
+    "loggers-csv-named": {"csv": {"name": "exp", "version": "run-a", "prefix": "tmp"}},
+    "loggers-tensorboard-unnamed": {"tensorboard": {"name": "", "version": 3, "prefix": "p",
+                                                    "default_hp_metric": False}},
+    "loggers-two": {"csv": {"save_dir": "logs", "name": "c"},
+                    "tensorboard": {"save_dir": "logs", "name": "t", "version": 7}},
+}
+
+
+def logger_options_run(loggers):
+    from lightning.pytorch.callbacks.progress.progress_bar import get_standard_metrics
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+    module = load("lit-hparams")
+    L.seed_everything(SEED, verbose=False)
+    model, data = made(module.Regressor, None), made(module.Points, None)
+    with tempfile.TemporaryDirectory() as d:
+        made_loggers = []
+        for kind, args in loggers.items():
+            args = dict(args)
+            save_dir = Path(d) / args.pop("save_dir", "")
+            made_loggers.append((CSVLogger if kind == "csv" else TensorBoardLogger)(save_dir, **args))
+        trainer = L.Trainer(max_epochs=1, accelerator="cpu", devices=1, logger=made_loggers, log_every_n_steps=1,
+                            enable_progress_bar=False, enable_model_summary=False, default_root_dir=d)
+        trainer.fit(model, datamodule=data)
+        files = sorted(str(p.relative_to(d)) for p in Path(d).rglob("*") if p.is_file())
+        files = [f.split("events.out.tfevents.")[0] + "events.out.tfevents" if "events.out.tfevents." in f else f
+                 for f in files]
+        headers = {f: (Path(d) / f).read_text().splitlines()[0] for f in files if f.endswith("metrics.csv")}
+        return {"loggers": loggers, "seed": SEED, "files": files, "headers": headers,
+                "v_num": str(get_standard_metrics(trainer)["v_num"])}
 
 
 # Lightning files Lightning refuses to fit: name: (file, hparams), the message of the RuntimeError it raises.
 REFUSED = {
     "lit-multi-val-no-idx": ("lit-multi-val", {"signature": "no_idx"}),
     "lit-multi-val-required-idx": ("lit-multi-val", {"signature": "required_idx", "val_loaders": 1}),
+    # The module and the DataModule both log `lr`, with different values.
+    "lit-hparams-conflict": ("lit-hparams", {"data_save": "all"}),
 }
 
 
@@ -170,6 +257,10 @@ def main(path):
         out[name] = run(name, cls_name, data_name, epochs)
     for name, (file, hparams, *trainer_args) in VARIANTS.items():
         out[name] = run(file, *FILES[file], hparams, *trainer_args)
+    for name, (file, hparams) in TENSORBOARD.items():
+        out[name] = tensorboard_run(file, hparams)
+    for name, loggers in LOGGER_OPTIONS.items():
+        out[name] = logger_options_run(loggers)
     for name, (file, hparams) in REFUSED.items():
         out[name] = refused(file, hparams)
     for name, (file, kwargs) in LR_FINDS.items():

@@ -56,7 +56,7 @@ pub struct ProgressBar {
     /// The eval bar disappears when done (the sanity check).
     transient: bool,
     /// The logger's version (`v_num`); None without a logger (Lightning shows no v_num then).
-    pub version: Option<u64>,
+    pub version: Option<String>,
 }
 
 fn fmt_metrics(m: &BTreeMap<String, f64>) -> String {
@@ -190,7 +190,7 @@ impl ProgressBar {
         let elapsed = bar.started.elapsed();
         let rate = bar.done as f64 / elapsed.as_secs_f64().max(1e-9);
         let is_train = std::ptr::eq(bar, &self.train);
-        let mut shown = match self.version.filter(|_| is_train) {
+        let mut shown = match self.version.as_ref().filter(|_| is_train) {
             Some(v) => format!(", v_num={v}"),
             None => String::new(),
         };

@@ -13,12 +13,16 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result};
 use serde_json::Value;
 
+use super::options::{locate, next_free, LogLocation, LoggerOptions, Version};
 use super::python_text::float_repr;
-use super::{next_version, replace_file, to_yaml, write_atomic, Logger};
+use super::{prefixed, replace_file, to_yaml, write_atomic, Logger};
 
 pub struct CsvLogger {
     dir: PathBuf,
-    version: u64,
+    name: String,
+    version: Version,
+    /// Lightning's `prefix`: put before every metric key.
+    prefix: String,
     /// Rows logged since the last save.
     rows: Vec<BTreeMap<String, f64>>,
     keys: BTreeSet<String>,
@@ -31,17 +35,35 @@ pub struct CsvLogger {
 impl CsvLogger {
     /// A logger writing to `root/lightning_logs/version_N`, N the next free number.
     pub fn new(root: &Path) -> Result<Self> {
-        let base = root.join("lightning_logs");
-        std::fs::create_dir_all(&base).with_context(|| format!("creating {}", base.display()))?;
-        let version = next_version(&base);
-        let dir = base.join(format!("version_{version}"));
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        Ok(CsvLogger::at(dir, version))
+        let opts = LoggerOptions::default();
+        CsvLogger::open(locate(&opts, root, &mut |r| next_free(r))?, &opts)
     }
 
-    /// A logger writing into an existing version directory.
-    pub fn at(dir: PathBuf, version: u64) -> Self {
-        CsvLogger { dir, version, rows: Vec::new(), keys: BTreeSet::new(), header: Vec::new(), file: None }
+    /// A logger writing into `at`'s directory. A metrics.csv already there (a version given
+    /// again, a requeued SLURM job) is continued: its rows are kept and new ones appended,
+    /// where Lightning deletes it.
+    pub fn open(at: LogLocation, opts: &LoggerOptions) -> Result<Self> {
+        let path = at.dir.join("metrics.csv");
+        let header: Vec<String> = match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                text.lines().next().unwrap_or("").split(',').filter(|k| !k.is_empty()).map(String::from).collect()
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        if !header.is_empty() {
+            eprintln!("note: {} exists: its rows are kept and this run's appended", path.display());
+        }
+        Ok(CsvLogger {
+            dir: at.dir,
+            name: opts.name.clone(),
+            version: at.version,
+            prefix: opts.prefix.clone(),
+            rows: Vec::new(),
+            keys: header.iter().cloned().collect(),
+            header,
+            file: None,
+        })
     }
 
     /// The unsaved rows in the current header's columns.
@@ -87,23 +109,39 @@ fn cell(key: &str, v: f64) -> String {
 
 impl Logger for CsvLogger {
     fn name(&self) -> &str {
-        "lightning_logs"
+        &self.name
     }
 
-    fn version(&self) -> u64 {
-        self.version
+    fn version(&self) -> Version {
+        self.version.clone()
     }
 
     fn log_dir(&self) -> &Path {
         &self.dir
     }
 
+    /// hparams.yaml, as Lightning's `save_hparams_to_yaml`; one an earlier run left in a
+    /// version directory given again is kept when it holds the same text, and otherwise
+    /// refused (lthost never overwrites a file it did not write).
     fn log_hyperparams(&mut self, hparams: &Value) -> Result<()> {
-        write_atomic(&self.dir.join("hparams.yaml"), to_yaml(hparams).as_bytes())
+        let path = self.dir.join("hparams.yaml");
+        let text = to_yaml(hparams);
+        match std::fs::read(&path) {
+            Ok(old) if old == text.as_bytes() => return Ok(()),
+            Ok(_) => anyhow::bail!(
+                "{} holds an earlier run's other hyper-parameters; lthost does not overwrite it: give the logger \
+                 another version (loggers.csv.version; without a [loggers.csv] table a SLURM job's id is the \
+                 version) or move the file",
+                path.display()
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+        write_atomic(&path, text.as_bytes())
     }
 
     fn log_metrics(&mut self, metrics: &BTreeMap<String, f64>, step: u64) -> Result<()> {
-        let mut row = metrics.clone();
+        let mut row = prefixed(metrics, &self.prefix);
         row.insert("step".into(), step as f64);
         self.keys.extend(row.keys().cloned());
         self.rows.push(row);
@@ -178,6 +216,25 @@ mod tests {
         l.save().unwrap();
         let text = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
         assert!(text.ends_with(",0.1,150,,\n0.5,1e-07,151,,\n,1.0,152,nan,\n"), "{text}");
-        assert_eq!(CsvLogger::new(root.path()).unwrap().version(), 1);
+        assert_eq!(CsvLogger::new(root.path()).unwrap().version(), Version::Number(1));
+    }
+
+    #[test]
+    fn a_version_given_again_continues_its_file() -> Result<()> {
+        let root = tempfile::tempdir()?;
+        let opts = LoggerOptions { version: Some(Version::Number(0)), prefix: "tmp".into(), ..Default::default() };
+        let dir = root.path().join("lightning_logs/version_0");
+        for (step, key) in [(0, "a"), (1, "b")] {
+            let mut l = CsvLogger::open(locate(&opts, root.path(), &mut |r| next_free(r))?, &opts)?;
+            l.log_metrics(&BTreeMap::from([(key.to_string(), 1.0)]), step)?;
+            l.log_hyperparams(&serde_json::json!({"lr": 0.1}))?;
+        }
+        // The first run's row is kept (Lightning deletes the file), the header widened.
+        assert_eq!(std::fs::read_to_string(dir.join("metrics.csv"))?, "step,tmp-a,tmp-b\n0,1.0,\n1,,1.0\n");
+        // Other hyper-parameters would overwrite the first run's hparams.yaml: refused.
+        let mut l = CsvLogger::open(locate(&opts, root.path(), &mut |r| next_free(r))?, &opts)?;
+        assert!(l.log_hyperparams(&serde_json::json!({"lr": 0.2})).is_err());
+        assert_eq!(std::fs::read_to_string(dir.join("hparams.yaml"))?, "lr: 0.1\n");
+        Ok(())
     }
 }

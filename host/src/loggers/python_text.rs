@@ -24,6 +24,54 @@ pub fn yaml_dump(v: &Value) -> String {
     out
 }
 
+/// Python's `repr` of the value `json.loads` gives (`None`, `True`, `1.0`, `'a'`, `[1, 2]`,
+/// `{'a': 1}`): what Lightning's `_sanitize_params` (`str(v)`) makes of a list or None
+/// for TensorBoard's hparams.
+pub fn repr(v: &Value) -> String {
+    match v {
+        Value::Null => "None".into(),
+        Value::Bool(true) => "True".into(),
+        Value::Bool(false) => "False".into(),
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if n.is_f64() => float_repr(f),
+            _ => n.to_string(),
+        },
+        Value::String(s) => str_repr(s),
+        Value::Array(items) => format!("[{}]", items.iter().map(repr).collect::<Vec<_>>().join(", ")),
+        Value::Object(m) => {
+            format!(
+                "{{{}}}",
+                m.iter().map(|(k, v)| format!("{}: {}", str_repr(k), repr(v))).collect::<Vec<_>>().join(", ")
+            )
+        }
+    }
+}
+
+/// Python's `repr` of a str: single quotes unless the text holds one and no double quote;
+/// backslash escapes for the quote, `\\`, `\n`, `\r`, `\t` and other control characters.
+pub fn str_repr(s: &str) -> String {
+    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+    let mut out = String::from(quote);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if (c as u32) < 0x20 || (0x7f..=0xa0).contains(&(c as u32)) => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+    out
+}
+
 fn mapping(m: &Map<String, Value>, indent: usize, out: &mut String, first_on_line: bool) {
     let mut keys: Vec<&String> = m.keys().collect();
     keys.sort();
@@ -347,6 +395,22 @@ mod tests {
         assert_eq!(yaml_dump(&serde_json::json!({})), "{}\n");
         let breaks = serde_json::json!({"k": "a\u{85}b\u{a0}c\u{2028}d\u{2029}"});
         assert_eq!(yaml_dump(&breaks), "k: \"a\\Nb\\_c\\Ld\\P\"\n");
+    }
+
+    #[test]
+    fn values_read_as_pythons_repr() {
+        // `repr(json.loads(text))` in the project venv's CPython.
+        let cases = [
+            (r#"[1, 2.0, "a", null, true, {"k": [false]}]"#, "[1, 2.0, 'a', None, True, {'k': [False]}]"),
+            (r#""it's""#, r#""it's""#),
+            (r#""a\\b'\"c""#, r#"'a\\b\'"c'"#),
+            (r#""tab\there\u0001\u00e9""#, "'tab\\there\\x01é'"),
+            ("1e-06", "1e-06"),
+        ];
+        for (text, want) in cases {
+            let v: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+            assert_eq!(repr(&v), want, "{text}");
+        }
     }
 
     #[test]

@@ -1,8 +1,11 @@
 //! Lightning's TensorBoardLogger: real TensorBoard event files
 //! (`events.out.tfevents.<time>.<host>.<pid>.0`): TFRecord framing (length, masked CRC32C of
 //! the length, the record, masked CRC32C of the record) around `Event` protobufs holding
-//! scalar summaries, and the hparams plugin's session-start summary; `hparams.yaml` beside
-//! them as Lightning writes it. The protobufs are encoded by hand (a few fields only).
+//! scalar summaries and the hparams plugin's summaries ([`hparams`]); `hparams.yaml` beside
+//! them, written at the first save as Lightning does. The protobufs are encoded by hand (a
+//! few fields only).
+
+mod hparams;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -10,9 +13,10 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
-use super::{to_yaml, write_atomic, Logger};
+use super::options::{LogLocation, LoggerOptions, Version};
+use super::{prefixed, to_yaml, write_atomic, Logger};
 
 /// CRC-32C (Castagnoli), bitwise; records are small.
 pub fn crc32c(data: &[u8]) -> u32 {
@@ -93,64 +97,57 @@ fn scalar_value(tag: &str, v: f64) -> Vec<u8> {
     val
 }
 
-/// google.protobuf.Value for one hyper-parameter (number, string or bool).
-fn hparam_value(v: &Value) -> Vec<u8> {
-    let mut out = Vec::new();
-    match v {
-        Value::Number(n) => pb::double(&mut out, 2, n.as_f64().unwrap_or(0.0)),
-        Value::Bool(b) => pb::int(&mut out, 4, i64::from(*b)),
-        Value::String(s) => pb::bytes(&mut out, 3, s.as_bytes()),
-        other => pb::bytes(&mut out, 3, other.to_string().as_bytes()),
-    }
-    out
-}
-
-/// The hparams plugin's session-start summary value (what torch's `hparams()` writes).
-fn hparams_value(hparams: &Value) -> Vec<u8> {
-    let mut start = Vec::new();
-    if let Value::Object(map) = hparams {
-        for (k, v) in map {
-            let mut entry = Vec::new();
-            pb::bytes(&mut entry, 1, k.as_bytes());
-            pb::bytes(&mut entry, 2, &hparam_value(v));
-            pb::bytes(&mut start, 1, &entry);
-        }
-    }
-    let mut plugin_data = Vec::new();
-    pb::int(&mut plugin_data, 1, 0);
-    pb::bytes(&mut plugin_data, 3, &start);
-    let mut pd = Vec::new();
-    pb::bytes(&mut pd, 1, b"hparams");
-    pb::bytes(&mut pd, 2, &plugin_data);
-    let mut meta = Vec::new();
-    pb::bytes(&mut meta, 1, &pd);
-    let mut val = Vec::new();
-    pb::bytes(&mut val, 1, b"_hparams_/session_start_info");
-    pb::bytes(&mut val, 9, &meta);
-    val
-}
-
 pub struct TensorBoardLogger {
     dir: PathBuf,
-    version: u64,
+    name: String,
+    version: Version,
+    /// Lightning's `prefix`: put before every scalar's tag.
+    prefix: String,
+    /// Lightning's `default_hp_metric`.
+    default_hp_metric: bool,
     file: File,
     path: PathBuf,
+    /// Every hyper-parameter logged so far (Lightning's `self.hparams`), for hparams.yaml.
+    hparams: Map<String, Value>,
+    /// hparams.yaml is written at the first save when the directory has none (an earlier
+    /// run's, in a version given again, is kept), as Lightning writes it.
+    yaml_checked: bool,
 }
 
 impl TensorBoardLogger {
-    /// Writes into `dir` (a `lightning_logs/version_N` directory).
-    pub fn new(dir: &Path, version: u64) -> Result<Self> {
+    /// Writes a new event file into `at`'s directory.
+    pub fn new(at: LogLocation, opts: &LoggerOptions) -> Result<Self> {
+        let dir = at.dir.as_path();
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let host = std::fs::read_to_string("/etc/hostname")
             .map(|h| h.trim().to_string())
             .unwrap_or_else(|_| "localhost".into());
         let path = dir.join(format!("events.out.tfevents.{secs}.{host}.{}.0", std::process::id()));
-        let file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
-        let mut l = TensorBoardLogger { dir: dir.to_path_buf(), version, file, path };
+        let file = File::options()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        let mut l = TensorBoardLogger {
+            dir: dir.to_path_buf(),
+            name: opts.name.clone(),
+            version: at.version,
+            prefix: opts.prefix.clone(),
+            default_hp_metric: opts.default_hp_metric.unwrap_or(true),
+            file,
+            path,
+            hparams: Map::new(),
+            yaml_checked: false,
+        };
         let first = event(0, |e| pb::bytes(e, 3, b"brain.Event:2"));
         l.write(&first)?;
         Ok(l)
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        self.file.flush()?;
+        self.file.sync_data().with_context(|| format!("syncing {}", self.path.display()))
     }
 
     fn write(&mut self, record: &[u8]) -> Result<()> {
@@ -160,28 +157,34 @@ impl TensorBoardLogger {
 
 impl Logger for TensorBoardLogger {
     fn name(&self) -> &str {
-        "lightning_logs"
+        &self.name
     }
-    fn version(&self) -> u64 {
-        self.version
+    fn version(&self) -> Version {
+        self.version.clone()
     }
     fn log_dir(&self) -> &Path {
         &self.dir
     }
+    /// Lightning's `log_hyperparams`: with `default_hp_metric` the scalar `hp_metric` -1 at
+    /// step 0, then the experiment, session-start and session-end summaries; without it only
+    /// hparams.yaml gets them.
     fn log_hyperparams(&mut self, hparams: &Value) -> Result<()> {
-        let rec = event(0, |e| {
-            let mut summary = Vec::new();
-            pb::bytes(&mut summary, 1, &hparams_value(hparams));
-            pb::bytes(e, 5, &summary);
-        });
-        self.write(&rec)?;
-        write_atomic(&self.dir.join("hparams.yaml"), to_yaml(hparams).as_bytes())
+        let given = hparams.as_object().cloned().unwrap_or_default();
+        self.hparams.extend(given.clone());
+        if !self.default_hp_metric {
+            return Ok(());
+        }
+        self.log_metrics(&BTreeMap::from([("hp_metric".to_string(), -1.0)]), 0)?;
+        for summary in hparams::summaries(&hparams::flattened(&given), &["hp_metric"]) {
+            self.write(&event(0, |e| pb::bytes(e, 5, &summary)))?;
+        }
+        Ok(())
     }
     fn log_metrics(&mut self, metrics: &BTreeMap<String, f64>, step: u64) -> Result<()> {
         // Every key, `epoch` included, as Lightning's TensorBoardLogger charts them.
         let rec = event(step as i64, |e| {
             let mut summary = Vec::new();
-            for (k, v) in metrics {
+            for (k, v) in &prefixed(metrics, &self.prefix) {
                 pb::bytes(&mut summary, 1, &scalar_value(k, *v));
             }
             pb::bytes(e, 5, &summary);
@@ -189,8 +192,24 @@ impl Logger for TensorBoardLogger {
         self.write(&rec)
     }
     fn save(&mut self) -> Result<()> {
-        self.file.flush()?;
-        self.file.sync_data().with_context(|| format!("syncing {}", self.path.display()))
+        self.flush()?;
+        if !self.yaml_checked {
+            let path = self.dir.join("hparams.yaml");
+            if !path.exists() {
+                write_atomic(&path, to_yaml(&Value::Object(self.hparams.clone())).as_bytes())?;
+            }
+            self.yaml_checked = true;
+        }
+        Ok(())
+    }
+    /// The events are flushed; hparams.yaml is saved only for a run that succeeded, as
+    /// Lightning's TensorBoardLogger.finalize saves.
+    fn finalize(&mut self, status: &str) -> Result<()> {
+        if status == "success" {
+            self.save()
+        } else {
+            self.flush()
+        }
     }
 }
 

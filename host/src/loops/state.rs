@@ -12,6 +12,7 @@ use crate::config::TrainerConfig;
 use crate::connectors::logger::ResultCollection;
 use crate::context::RunContext;
 use crate::hooks::{Hook, Owner};
+use crate::hparams::SavedHparams;
 use crate::loggers::Logger;
 use crate::loops::evaluation::EvaluationLoop;
 use crate::loops::interrupter::{Interrupter, StopReason};
@@ -44,7 +45,10 @@ pub struct LoopState<'a> {
     pub interrupter: Interrupter,
     /// The training epoch's logged values (hooks inside the epoch add to it).
     pub train_results: ResultCollection,
-    pub hparams: serde_json::Value,
+    /// What the module saved (`save_hyperparameters`): logged, and written into checkpoints.
+    pub hparams: SavedHparams,
+    /// What the DataModule saved: logged beside the module's.
+    pub data_hparams: SavedHparams,
     pub plugin_sha256: String,
     /// ModelCheckpoint, when checkpointing is on.
     pub checkpoint: Option<ModelCheckpoint>,
@@ -132,11 +136,23 @@ impl LoopState<'_> {
         self.callback_metrics.extend(callback);
     }
 
-    /// Lightning's `_log_hyperparams`: the run's hparams to every logger (after on_fit_start
-    /// in a fit, after set-up in validate/test).
+    /// Lightning's `_log_hyperparams` (after on_fit_start in a fit, after set-up in
+    /// validate/test): what the module and DataModule saved to log, to every logger, then
+    /// each logger saves. Nothing to log (no `save_hyperparameters(logger=True)`): no
+    /// `log_hyperparams` call.
     pub fn log_hyperparams(&mut self) -> Result<()> {
+        // Lightning returns at once without loggers; under fast_dev_run its DummyLogger still
+        // takes them (so a conflict is refused there too).
+        let dummy = self.cfg.logger && self.cfg.fast_dev_run.batches().is_some();
+        if self.logger.is_none() && !dummy {
+            return Ok(());
+        }
+        let logged = crate::hparams::to_log(&self.hparams, &self.data_hparams)?;
         if let Some(l) = self.logger.as_mut() {
-            l.log_hyperparams(&self.hparams)?;
+            if let Some(h) = &logged {
+                l.log_hyperparams(h)?;
+            }
+            l.save()?;
         }
         Ok(())
     }

@@ -16,6 +16,7 @@ use wasmtime_wasi::FsPerms;
 use crate::context::{RunContext, Stage};
 use crate::error::PluginError;
 use crate::hooks::Hook;
+use crate::hparams::SavedHparams;
 use crate::module::{Module, Optimization, OptimizerCall, PluginOptimizerState, SchedulerCall};
 use crate::plugin::bindings::data_module;
 use crate::plugin::bindings::lightning_module;
@@ -236,18 +237,18 @@ impl Module for WasmPlugin {
         &self.name
     }
 
-    fn configure(&mut self, ctx: &mut RunContext, hparams: &Value) -> Result<Value> {
+    fn configure(&mut self, ctx: &mut RunContext, hparams: &Value) -> Result<SavedHparams> {
         let text = hparams.to_string();
         let dev = ctx.device;
         let out = self.call(ctx, "configure", dev, |inner| {
             let g = Self::module_guest(inner)?.clone();
             g.call_configure(&mut inner.instance.store, &text)
         })?;
-        let effective = out.map_err(|msg| {
+        let saved = out.map_err(|msg| {
             self.err("configure", None, format!("building the module from its hyper-parameters failed: {msg}"))
         })?;
-        serde_json::from_str(&effective)
-            .map_err(|e| self.err("configure", None, format!("returned hyper-parameters that are not valid JSON: {e}")))
+        SavedHparams::from_json(&saved.hparams, saved.log)
+            .map_err(|e| self.err("configure", None, format!("returned {e}")))
     }
 
     fn configure_optimizers(&mut self, ctx: &mut RunContext) -> Result<Optimization> {

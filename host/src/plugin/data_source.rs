@@ -15,6 +15,7 @@ use wasmtime::component::Resource;
 
 use crate::context::{RunContext, Stage};
 use crate::engine::torch_ext::{self, Generator};
+use crate::hparams::SavedHparams;
 use crate::module::{
     BatchSource, DataModule, DatasetSpec, ItemFetcher, ItemSpec, Module, Split, StreamSpec, WorkerFactory, WorkerInfo,
 };
@@ -230,7 +231,7 @@ impl DataModule for WasmPlugin {
         Module::name(self)
     }
 
-    fn setup(&mut self, ctx: &mut RunContext, stage: Stage, hparams: &Value) -> Result<()> {
+    fn setup(&mut self, ctx: &mut RunContext, stage: Stage, hparams: &Value) -> Result<SavedHparams> {
         let text = hparams.to_string();
         let rng = torch_ext::cpu_rng_state().map_err(|e| anyhow!("setup: {}", e.detail))?;
         self.inner_mut().setup_args = Some(SetupArgs { stage, hparams: text.clone(), rng, state: None });
@@ -238,7 +239,8 @@ impl DataModule for WasmPlugin {
             let g = WasmPlugin::data_guest(inner)?.clone();
             g.call_setup(&mut inner.instance.store, stage_out(stage), &text)
         })?;
-        out.map_err(|msg| self.err("setup", None, msg))
+        let saved = out.map_err(|msg| self.err("setup", None, msg))?;
+        SavedHparams::from_json(&saved.hparams, saved.log).map_err(|e| self.err("setup", None, format!("returned {e}")))
     }
 
     fn save_state(&mut self, ctx: &mut RunContext) -> Result<Option<Vec<u8>>> {

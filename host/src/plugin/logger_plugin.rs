@@ -13,7 +13,7 @@ use serde_json::Value;
 use wasmtime::Store;
 use wasmtime_wasi::FsPerms;
 
-use crate::loggers::Logger;
+use crate::loggers::{Logger, Version};
 use crate::plugin::bindings::logger;
 use crate::plugin::instance::{enter, PluginInstance};
 use crate::plugin::runtime::Runtime;
@@ -29,7 +29,7 @@ pub struct WasmLogger {
     /// The run's version directory it lives in: what the run sees as its log dir (never the
     /// plugin's own, or a run logging only to a plugin would keep its checkpoints there).
     version_dir: PathBuf,
-    version: u64,
+    version: Version,
     guest: logger::Guest,
 }
 
@@ -42,7 +42,7 @@ pub fn load_logger(
     path: &Path,
     opts: &PluginOptions,
     log_dir: &Path,
-    version: u64,
+    version: &Version,
 ) -> Result<WasmLogger> {
     let stem = path.file_stem().and_then(crate::run_dir::plain_name).unwrap_or("logger").to_string();
     let dir = log_dir.join(PLUGIN_LOG_DIRS).join(&stem);
@@ -57,7 +57,7 @@ pub fn load_logger(
         instance: PluginInstance::new(name, store, deadline_ticks),
         dir,
         version_dir: log_dir.to_path_buf(),
-        version,
+        version: version.clone(),
         guest,
     })
 }
@@ -87,8 +87,8 @@ impl Logger for WasmLogger {
     fn name(&self) -> &str {
         &self.instance.name
     }
-    fn version(&self) -> u64 {
-        self.version
+    fn version(&self) -> Version {
+        self.version.clone()
     }
     fn log_dir(&self) -> &Path {
         &self.version_dir

@@ -15,7 +15,7 @@ static lt_tensor xs[2], ys[2];
 
 static lt_tensor forward(lt_tensor x) { return lt_linear_forward(&out, lt_relu(lt_linear_forward(&hidden, x))); }
 
-bool exports_lt_plugin_lightning_module_configure(plugin_string_t *hparams, plugin_string_t *ret, plugin_string_t *err) {
+bool exports_lt_plugin_lightning_module_configure(plugin_string_t *hparams, exports_lt_plugin_lightning_module_saved_hparams_t *ret, plugin_string_t *err) {
   lr = lt_hparam(hparams, "lr", 0.01);
   int width = (int)lt_hparam(hparams, "hidden", 32);
   plugin_string_free(hparams);
@@ -27,7 +27,9 @@ bool exports_lt_plugin_lightning_module_configure(plugin_string_t *hparams, plug
   out = lt_linear("out", (uint32_t)width, 1, true);
   char json[128];
   snprintf(json, sizeof json, "{\"lr\": %g, \"hidden\": %d}", lr, width);
-  plugin_string_dup(ret, json);
+  // Saved and logged, as `save_hyperparameters()` in a Lightning module's __init__.
+  plugin_string_dup(&ret->hparams, json);
+  ret->log = true;
   return true;
 }
 
@@ -55,7 +57,7 @@ void exports_lt_plugin_lightning_module_validation_step(exports_lt_plugin_lightn
   lt_batch_free(batch);
 }
 
-bool exports_lt_plugin_data_module_setup(exports_lt_plugin_data_module_stage_t stage, plugin_string_t *hparams, plugin_string_t *err) {
+bool exports_lt_plugin_data_module_setup(exports_lt_plugin_data_module_stage_t stage, plugin_string_t *hparams, exports_lt_plugin_data_module_saved_hparams_t *ret, plugin_string_t *err) {
   int64_t n = (int64_t)lt_hparam(hparams, "samples", 512);
   batch_size = (uint32_t)lt_hparam(hparams, "batch_size", 32);
   plugin_string_free(hparams);
@@ -65,6 +67,9 @@ bool exports_lt_plugin_data_module_setup(exports_lt_plugin_data_module_stage_t s
     ys[i] = lt_release(lt_mul_scalar(lt_sum_dim(xs[i], 1, true), 0.5));
     lt_scope_end(mark);
   }
+  // The DataModule saves nothing of its own (the module's set holds every key).
+  plugin_string_dup(&ret->hparams, "{}");
+  ret->log = false;
   return true;
 }
 

@@ -5,6 +5,7 @@
 import functools
 import inspect
 import json
+import math
 import traceback
 
 import torch
@@ -16,7 +17,7 @@ from wit_world.exports import lightning_module as _lm
 from wit_world.imports import optimization as _opt
 from wit_world.imports import parameters as _params
 from wit_world.imports import trainer as _trainer
-from wit_world.imports.types import Stage
+from wit_world.imports.types import SavedHparams, Stage
 
 from .pytorch import core as _core
 from .pytorch.core import LightningDataModule as _UserData
@@ -42,19 +43,6 @@ def _current(split):
     return _key(split, _trainer.dataloader_idx() or 0)
 _STAGES = {Stage.FIT: "fit", Stage.VALIDATE: "validate", Stage.TEST: "test", Stage.PREDICT: "predict", Stage.SANITY_CHECK: "fit"}
 _SPLITS = {_dm.Split.TRAIN: "train", _dm.Split.VAL: "val", _dm.Split.TEST: "test", _dm.Split.PREDICT: "predict"}
-
-
-class Hparams(dict):
-    """`self.hparams`: a dict with attribute access (Lightning's AttributeDict)."""
-
-    def __getattr__(self, k):
-        try:
-            return self[k]
-        except KeyError as e:
-            raise AttributeError(k) from e
-
-    def __setattr__(self, k, v):
-        self[k] = v
 
 
 def describe(e):
@@ -129,9 +117,31 @@ def _instantiate(cls, hparams):
     if missing:
         raise TypeError(f"{cls.__name__}.__init__ needs {', '.join(missing)}: give them as hyper-parameters (--hparams)")
     obj = cls.__new__(cls)
-    obj.__dict__["hparams"] = Hparams(effective)
     obj.__init__(**effective)
-    return obj, effective
+    return obj
+
+
+def _json_safe(v):
+    """`v` as JSON holds it: a non-finite float, and anything JSON has no form for (a tuple
+    stays a list), as its repr."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return repr(v)
+    if isinstance(v, dict):
+        return {str(k): _json_safe(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_json_safe(x) for x in v]
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    return repr(v)
+
+
+def _saved(obj):
+    """What `obj` saved with `save_hyperparameters` (Lightning's `hparams_initial`) as JSON,
+    and whether the loggers get it; nothing, not logged, for `None`."""
+    if obj is None:
+        return SavedHparams(hparams="{}", log=False)
+    log = bool(obj.__dict__.get("_log_hyperparams", False))
+    return SavedHparams(hparams=json.dumps(_json_safe(dict(obj.hparams_initial))), log=log)
 
 
 def _register(model):
@@ -546,13 +556,13 @@ class LightningModule(_exports.LightningModule):
             raise Err("no LightningModule in this component (lthost build finds it in the file)")
         try:
             _refuse_unsupported(cls)
-            m, effective = _instantiate(cls, hparams)
+            m = _instantiate(cls, hparams)
             _register(m)
-            text = json.dumps(effective, default=repr)
+            saved = _saved(m)
         except Exception as e:  # noqa: BLE001  (the user's __init__ may raise anything)
             raise Err(f"{cls.__name__}: {describe(e)}")
         _live["module"] = m
-        return text
+        return saved
 
     @reported
     def configure_optimizers(self):
@@ -817,12 +827,14 @@ class DataModule(_exports.DataModule):
                 if d is None:
                     raise RuntimeError("no LightningDataModule in this component, and the LightningModule is not built yet")
             else:
-                d, _ = _instantiate(cls, hparams)
+                d = _instantiate(cls, hparams)
                 d.prepare_data()
                 d.setup(_STAGES[stage])
+            saved = _saved(d if cls is not None else None)
         except Exception as e:  # noqa: BLE001  (the user's setup may raise anything)
             raise Err(f"{(cls or type(self)).__name__}.setup: {describe(e)}")
         _live["data"] = d
+        return saved
 
     @reported
     def dataloader(self, split, index):

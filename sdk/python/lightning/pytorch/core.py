@@ -11,6 +11,8 @@ from wit_world.imports import optimization as _opt
 from wit_world.imports import trainer as _trainer
 from wit_world.imports.types import Stage
 
+from ._hparams import HyperparametersMixin
+
 _REDUCE = {"mean": _log.ReduceFx.MEAN, "sum": _log.ReduceFx.SUM, "max": _log.ReduceFx.MAX, "min": _log.ReduceFx.MIN}
 _STAGE_NAMES = {Stage.FIT: "fit", Stage.VALIDATE: "validate", Stage.TEST: "test", Stage.PREDICT: "predict", Stage.SANITY_CHECK: "fit"}
 
@@ -185,19 +187,14 @@ class _DataHooks:
         return batch
 
 
-class LightningModule(_DataHooks, nn.Module):
-    """Lightning's LightningModule. `self.hparams` holds the run's hyper-parameters (the
-    `__init__` arguments, over their defaults) before `__init__` runs."""
+class LightningModule(_DataHooks, HyperparametersMixin, nn.Module):
+    """Lightning's LightningModule. `self.hparams` holds what `save_hyperparameters` saved."""
 
     def __init__(self, *args, **kwargs):
         super().__init__()
         self.__dict__.setdefault("automatic_optimization", True)
         self.__dict__.setdefault("_lt_optimizers", [])
         self.__dict__.setdefault("_lt_schedulers", [])
-        if "hparams" not in self.__dict__:
-            from lightning._component import Hparams
-
-            self.__dict__["hparams"] = Hparams({})
 
     # ---- the run's state ----
     @property
@@ -269,9 +266,6 @@ class LightningModule(_DataHooks, nn.Module):
         for k, v in dictionary.items():
             self.log(k, v, prog_bar, logger, on_step, on_epoch, reduce_fx, add_dataloader_idx=add_dataloader_idx, batch_size=batch_size)
 
-    def save_hyperparameters(self, *args, ignore=None, frame=None, logger=True):
-        """lthost saves the run's effective hyper-parameters (`self.hparams`) as hparams.yaml."""
-
     # ---- optimization ----
     def configure_optimizers(self):
         raise NotImplementedError("configure_optimizers")
@@ -318,7 +312,7 @@ class LightningModule(_DataHooks, nn.Module):
         pass
 
 
-class LightningDataModule(_DataHooks):
+class LightningDataModule(_DataHooks, HyperparametersMixin):
     """Lightning's LightningDataModule: `*_dataloader` return torch DataLoaders."""
 
     def __init__(self, *args, **kwargs):
@@ -355,9 +349,6 @@ class LightningDataModule(_DataHooks):
         return {}
 
     def load_state_dict(self, state_dict):
-        pass
-
-    def save_hyperparameters(self, *args, **kwargs):
         pass
 
 

@@ -1,0 +1,71 @@
+"""`save_hyperparameters` as Lightning files call it, chosen by the `save` and `data_save`
+hyper-parameters: which of them reach hparams.yaml, and when Lightning refuses to merge a
+module's and a DataModule's (tests/e2e/lightning_files.rs against Lightning 2.6.6)."""
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import lightning as L
+
+
+class Base(L.LightningModule):
+    def __init__(self, lr=0.1, save="all"):
+        super().__init__()
+        if save in ("inherited", "inherited-ignore"):
+            # Saves the subclass's arguments too: Lightning walks up to the most specific __init__.
+            self.save_hyperparameters()
+
+
+class Regressor(Base):
+    def __init__(self, lr=0.1, hidden=4, tag="mlp", save="all", flags=(1, 2), opts=None):
+        super().__init__(lr, save)
+        if save == "all":
+            self.save_hyperparameters()
+        elif save == "ignore":
+            self.save_hyperparameters(ignore=["hidden", "flags"])
+        elif save == "inherited-ignore":
+            # Drops what the base class saved under these names too.
+            self.save_hyperparameters(ignore=("hidden", "flags"))
+        elif save == "names":
+            self.save_hyperparameters("lr", "tag")
+        elif save == "nolog":
+            self.save_hyperparameters(logger=False)
+        elif save == "dict":
+            self.save_hyperparameters({"width": hidden * 2, "note": "from a dict"})
+        self.net = nn.Sequential(nn.Linear(3, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+        self.lr = lr
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = nn.functional.mse_loss(self.net(x), y)
+        self.log("train_loss", loss)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("val_loss", nn.functional.mse_loss(self.net(x), y))
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=self.lr)
+
+
+class Points(L.LightningDataModule):
+    def __init__(self, batch_size=8, data_save="none", lr=0.2):
+        super().__init__()
+        if data_save == "all":
+            self.save_hyperparameters()
+        elif data_save == "nolog":
+            self.save_hyperparameters(logger=False)
+        self.batch_size = batch_size
+
+    def setup(self, stage):
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(32, 3, generator=g)
+        self.points = TensorDataset(x, x.sum(1, keepdim=True))
+
+    def train_dataloader(self):
+        return DataLoader(self.points, batch_size=self.batch_size)
+
+    def val_dataloader(self):
+        return DataLoader(self.points, batch_size=self.batch_size)
