@@ -32,3 +32,4 @@ pub mod startup;
 pub(crate) mod testing;
 pub mod trainer;
 pub mod tuner;
+pub mod warnings;

@@ -502,7 +502,8 @@ impl<'c> Trainer<'c> {
                     return Err(e);
                 }
             };
-            if !stopped_in_hook {
+            // After a signal, on_exception was the last hook (Lightning's `_interrupt`).
+            if !stopped_in_hook && st.interrupter.interrupted().is_none() {
                 st.hook(Hook::OnFitEnd, None)?;
                 st.hook(Hook::Teardown, None)?;
             }

@@ -554,3 +554,47 @@ fn gan_trains_with_manual_optimization() {
         lr[479]
     );
 }
+
+/// Sends itself a "signal" (the binary's handlers set the same flag) after training batch 2.
+struct SignalAt(std::sync::Arc<std::sync::atomic::AtomicUsize>, Log);
+
+impl Callback for SignalAt {
+    fn name(&self) -> &str {
+        "signal-at"
+    }
+    fn on_hook(&mut self, hook: Hook, info: &HookInfo<'_>) -> anyhow::Result<CallbackAction> {
+        self.1.borrow_mut().push(format!("Callback.{}", hook.name()));
+        if hook == Hook::OnTrainBatchEnd && info.batch_idx == Some(2) {
+            self.0.store(libc::SIGTERM as usize, std::sync::atomic::Ordering::SeqCst);
+        }
+        Ok(CallbackAction::default())
+    }
+}
+
+#[test]
+fn a_signal_ends_the_run_with_on_exception_and_no_end_hooks() {
+    // Lightning raises SIGTERMException (fit_loop.py `on_advance_end`; KeyboardInterrupt for
+    // SIGINT) and `_interrupt` calls on_exception (trainer/call.py): on_train_end, on_fit_end
+    // and teardown do not run. lthost saves after the step it finished, then the same.
+    let _rng = crate::common::global_rng();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runtime = Runtime::new().expect("runtime");
+    let trust = lthost::artifact::trust::TrustPolicy::load(&[crate::common::trusted_keys()], false).expect("trust");
+    let opts = PluginOptions { trust: std::sync::Arc::new(trust), ..PluginOptions::default() };
+    let wasm = plugin::load(&runtime, &plugin_path("hook-recorder"), &opts).expect("plugin");
+    let log: Log = Rc::new(RefCell::new(Vec::new()));
+    let mut module = Rec { inner: wasm.clone(), log: log.clone() };
+    let mut data = wasm;
+    let cfg =
+        TrainerConfig { max_epochs: Some(2), default_root_dir: dir.path().to_path_buf(), ..TrainerConfig::default() };
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut trainer = Trainer::new(quiet(cfg), None).with_callback(Box::new(SignalAt(flag.clone(), log.clone())));
+    trainer.signal = Some(flag);
+    let r = trainer.fit(&mut module, &mut data as &mut dyn DataModule, &json!({})).expect("fit");
+    assert_eq!(r.interrupted, Some(libc::SIGTERM));
+    let calls = log.borrow().clone();
+    let after = &calls[calls.iter().rposition(|c| c == "on_train_batch_end").expect("a batch end") + 1..];
+    assert_eq!(after, ["Callback.on_exception".to_string()], "hooks after the signal: {after:?}");
+    // Without checkpointing the run is saved beside the logs.
+    assert!(dir.path().join("interrupted.ckpt").exists(), "the run saved at the signal");
+}

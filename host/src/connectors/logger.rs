@@ -89,6 +89,17 @@ pub struct ResultCollection {
     index: BTreeMap<(Option<&'static str>, String), usize>,
 }
 
+/// Lightning's warning (`_ResultMetric.update`) when a logged tensor is not floating point.
+fn warn_not_floating(name: &str, hook: &str) {
+    let name = crate::loggers::python_text::str_repr(name);
+    crate::warnings::warn_once(&format!(
+        "You called `self.log({name}, ...)` in your `{hook}` but the value needs to be floating to be reduced. \
+         Converting it to torch.float32. You can silence this warning by converting the value to floating point \
+         yourself. If you don't intend to reduce the value (for instance when logging the global step or epoch) \
+         then you can use `self.logger.log_metrics({{{name}: ...}})` instead."
+    ));
+}
+
 /// Lightning's `_ResultMetric.update`: a value stays float32 or float64; any other dtype
 /// (an integer, a half) becomes float32 (the default dtype).
 fn as_float(t: &Tensor) -> Result<Tensor> {
@@ -129,6 +140,9 @@ impl ResultCollection {
                     r.name,
                     hook.unwrap_or("this hook"),
                 ));
+            }
+            if !r.value.f_is_floating_point().unwrap_or(true) {
+                warn_not_floating(&r.name, hook.unwrap_or("this hook"));
             }
             let value = crate::engine::scalar::zero_dim(as_float(&r.value)?)
                 .map_err(|err| anyhow!("logging `{}`: {}", r.name, torch_message(&err)))?;
@@ -310,6 +324,14 @@ mod tests {
         let int_rec = LogRecord { value: Tensor::from(3i64), ..rec("n", 0.0, true, true, ReduceFx::Sum) };
         ints.add(vec![int_rec], 4).unwrap();
         assert_eq!(ints.step_metrics()[0].1.kind(), Kind::Float);
+        // ... with Lightning's warning, said once (saying it again now is refused).
+        let hook = rec("n", 0.0, true, true, ReduceFx::Sum).hook.map(Hook::name).unwrap_or("this hook");
+        assert!(!crate::warnings::warn_once(&format!(
+            "You called `self.log('n', ...)` in your `{hook}` but the value needs to be floating to be reduced. \
+             Converting it to torch.float32. You can silence this warning by converting the value to floating point \
+             yourself. If you don't intend to reduce the value (for instance when logging the global step or epoch) \
+             then you can use `self.logger.log_metrics({{'n': ...}})` instead."
+        )));
     }
 
     #[test]

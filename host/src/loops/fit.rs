@@ -112,7 +112,11 @@ pub fn run(st: &mut LoopState<'_>, train: &mut DataLoader, val: &mut Vec<DataLoa
         let epoch = st.ctx.current_epoch.saturating_sub(1);
         checkpointing::save(st, Trigger::TrainEnd, epoch, pos)?;
     }
-    st.hook(Hook::OnTrainEnd, None)?;
+    // A signal ends the run as Lightning's SIGTERMException / KeyboardInterrupt does: with
+    // on_exception (called when it was saved), not the end hooks.
+    if st.interrupter.interrupted().is_none() {
+        st.hook(Hook::OnTrainEnd, None)?;
+    }
     Ok(outcome)
 }
 
