@@ -491,7 +491,12 @@ fn lr_find(
     let Some(report) = trainer.lr_find(module, data, hparams, cfg)? else { return Ok(()) };
     let r = &report.results;
     std::fs::create_dir_all(out).map_err(|e| anyhow::anyhow!("creating {}: {e}", out.display()))?;
-    let png = lthost::plot::lr_plot(&r.lr, &r.loss, cfg.mode == "exponential", report.suggestion.map(|s| s.0))?;
+    let png = lthost::plot::lr_plot(
+        &r.lr,
+        &r.loss,
+        cfg.mode.eq_ignore_ascii_case("exponential"),
+        report.suggestion.map(|s| s.0),
+    )?;
     let png_path = out.join("lr_find.png");
     lthost::loggers::write_atomic(&png_path, &png)?;
     let json = serde_json::json!({

@@ -151,6 +151,26 @@ fn lr_find_records_and_suggests_what_lightning_does() {
         ("no_early_stop", vec!["--seed", "3", "--num-training", "60", "--early-stop-threshold", "none"]),
         ("threshold_0", vec!["--seed", "4", "--num-training", "30", "--set", "lr_find.early_stop_threshold=0"]),
         ("max_time_0", vec!["--seed", "5", "--num-training", "20", "--set", "trainer.max_time=\"00:00:00:00\""]),
+        (
+            "downward",
+            vec![
+                "--seed",
+                "6",
+                "--num-training",
+                "20",
+                "--min-lr",
+                "0.5",
+                "--max-lr",
+                "1e-4",
+                "--early-stop-threshold",
+                "none",
+            ],
+        ),
+        ("one_step", vec!["--seed", "7", "--num-training", "1"]),
+        (
+            "mode_case",
+            vec!["--seed", "8", "--mode", "Linear", "--num-training", "20", "--min-lr", "1e-3", "--max-lr", "0.1"],
+        ),
     ];
     for (name, flags) in cases {
         let want = &reference["lr_find"][name];

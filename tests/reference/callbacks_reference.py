@@ -139,6 +139,10 @@ def main(path):
     out["lr_find"]["threshold_0"] = lr_find(4, num_training=30, early_stop_threshold=0)
     # max_time does not cut the search (the Timer is swapped out with every other callback; difference 6)
     out["lr_find"]["max_time_0"] = lr_find(5, {"max_time": "00:00:00:00"}, num_training=20)
+    # Lightning's checks only (difference 2): bounds in either order sweep down, a single step, the mode in any case
+    out["lr_find"]["downward"] = lr_find(6, num_training=20, min_lr=0.5, max_lr=1e-4, early_stop_threshold=None)
+    out["lr_find"]["one_step"] = lr_find(7, num_training=1)
+    out["lr_find"]["mode_case"] = lr_find(8, mode="Linear", num_training=20, min_lr=1e-3, max_lr=0.1)
     out["suggestions"] = suggestions()
     with open(path, "w") as f:
         json.dump(out, f, indent=1)

@@ -63,22 +63,34 @@ impl LrFindConfig {
     /// The schedule that replaces the plugin's schedulers during the search.
     pub fn schedule(&self) -> crate::engine::schedulers::SchedulerKind {
         crate::engine::schedulers::SchedulerKind::RangeTest(crate::engine::schedulers::RangeTestConfig {
-            exponential: self.mode == "exponential",
+            exponential: self.mode.eq_ignore_ascii_case("exponential"),
             min_lr: self.min_lr,
             max_lr: self.max_lr,
             num_iter: self.num_training,
         })
     }
 
+    /// Lightning's checks: the mode in any case (its callback lower-cases it); bounds in
+    /// either order (min_lr above max_lr sweeps down) and a single step are searched as
+    /// Lightning searches them; only bounds its formula cannot use are refused.
     pub fn validate(&self) -> Result<()> {
-        if !(self.min_lr.is_finite() && self.max_lr.is_finite() && self.min_lr > 0.0 && self.max_lr > self.min_lr) {
-            bail!("lr_find: need 0 < min_lr < max_lr (got min_lr = {}, max_lr = {})", self.min_lr, self.max_lr);
+        let mode = self.mode.to_ascii_lowercase();
+        if !matches!(mode.as_str(), "linear" | "exponential") {
+            bail!("lr_find: mode = {:?}: `mode` should be either of ('linear', 'exponential')", self.mode);
         }
-        if self.num_training < 2 {
-            bail!("lr_find: num_training must be at least 2");
+        if !(self.min_lr.is_finite() && self.max_lr.is_finite()) {
+            bail!("lr_find: min_lr and max_lr must be finite (got {} and {})", self.min_lr, self.max_lr);
         }
-        if !matches!(self.mode.as_str(), "exponential" | "linear") {
-            bail!("lr_find: mode = {:?}: expected \"exponential\" or \"linear\"", self.mode);
+        if mode == "exponential" && !(self.min_lr > 0.0 && self.max_lr > 0.0) {
+            bail!(
+                "lr_find: the exponential sweep needs min_lr and max_lr above 0 (got {} and {}); mode = \"linear\" \
+                 takes any bounds",
+                self.min_lr,
+                self.max_lr
+            );
+        }
+        if self.num_training < 1 {
+            bail!("lr_find: num_training must be at least 1");
         }
         // Lightning takes any threshold (0 stops at the second point a positive loss gives).
         if self.early_stop_threshold.is_some_and(f64::is_nan) {
@@ -203,6 +215,38 @@ fn gradient(f: &Tensor, x: &Tensor) -> Result<Tensor, tch::TchError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn arguments_are_checked_as_lightning_checks_them() {
+        let cfg = |min_lr: f64, max_lr: f64, num_training: u64, mode: &str| LrFindConfig {
+            min_lr,
+            max_lr,
+            num_training,
+            mode: mode.into(),
+            ..LrFindConfig::default()
+        };
+        // Taken, as Lightning takes them: a downward sweep, one step, the mode in any case, a
+        // linear sweep from 0.
+        for ok in [
+            cfg(1.0, 1e-8, 3, "exponential"),
+            cfg(1e-8, 1.0, 1, "exponential"),
+            cfg(1e-3, 0.1, 20, "Linear"),
+            cfg(0.0, 0.1, 5, "linear"),
+        ] {
+            assert!(ok.validate().is_ok(), "{ok:?}");
+        }
+        // Refused: no steps, an unknown mode (Lightning's message), bounds the formula cannot use.
+        for bad in [
+            cfg(1e-8, 1.0, 0, "exponential"),
+            cfg(1e-8, 1.0, 5, "cosine"),
+            cfg(0.0, 1.0, 5, "exponential"),
+            cfg(f64::NAN, 1.0, 5, "linear"),
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
+        let e = cfg(1e-8, 1.0, 5, "cosine").validate().map_err(|e| e.to_string()).err().unwrap_or_default();
+        assert!(e.contains("`mode` should be either of ('linear', 'exponential')"), "{e}");
+    }
 
     #[test]
     fn suggestions_are_lightnings() {

@@ -23,8 +23,12 @@ pub struct RangeTest {
 impl RangeTest {
     /// Sets every group to `min_lr` and performs the initial step, as torch schedulers do.
     pub fn new(cfg: RangeTestConfig, opt: &mut dyn Optimizer) -> OpResult<Self> {
-        if !(cfg.min_lr > 0.0 && cfg.max_lr > cfg.min_lr && cfg.num_iter > 0) {
-            return Err(OpError::new(BUILD, "range test: need 0 < min_lr < max_lr and num_iter > 0"));
+        let bounded = cfg.min_lr.is_finite() && cfg.max_lr.is_finite();
+        if !bounded || (cfg.exponential && !(cfg.min_lr > 0.0 && cfg.max_lr > 0.0)) || cfg.num_iter == 0 {
+            return Err(OpError::new(
+                BUILD,
+                "range test: need finite bounds (above 0 when exponential) and num_iter > 0",
+            ));
         }
         let mut s = RangeTest { cfg, last_epoch: -1 };
         s.advance(opt);
