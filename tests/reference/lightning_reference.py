@@ -51,8 +51,9 @@ CALLBACK_HOOKS = [
 
 
 class Recorder(L.LightningModule):
-    def __init__(self, calls, samples=16, batch_size=4, skip_at=None, script=None, scheduler=None, forked=False, val_on_step=False, log_step_epoch=False, script_at="validation_step"):
+    def __init__(self, calls, samples=16, batch_size=4, skip_at=None, script=None, scheduler=None, forked=False, val_on_step=False, log_step_epoch=False, script_at="validation_step", none_even=False):
         super().__init__()
+        self.none_even = none_even  # training_step returns None at even batch indices (after logging)
         self.forked, self.val_on_step, self.log_step_epoch = forked, val_on_step, log_step_epoch
         self.lrs = []  # the learning rate each training step ran with
         self.calls, self.samples, self.batch_size, self.skip_at = calls, samples, batch_size, skip_at
@@ -94,6 +95,8 @@ class Recorder(L.LightningModule):
         if self.log_step_epoch:
             self.log("step", float(100 + self.global_step))
             self.log("epoch", 7.0)
+        if self.none_even and batch_idx % 2 == 0:
+            return None
         return loss
 
     def validation_step(self, batch, batch_idx):
@@ -227,6 +230,10 @@ CASES = {
     "max_time_0_min_epochs_2": ("fit", {"max_time": "00:00:00:00", "min_epochs": 2}, None, None),
     "max_time_0_min_steps_6": ("fit", {"max_time": "00:00:00:00", "min_steps": 6}, None, None),
     "skip_at_1": ("fit", {"max_epochs": 3}, {"skip_at": 1}, None),
+    # training_step returns None at even batches: the optimizer still steps (Lightning's closure
+    # returns None, backward is skipped); with accumulation too (loops.md row 37)
+    "none_even": ("fit", {"max_epochs": 2}, {"none_even": True}, None),
+    "none_even_accumulate_2": ("fit", {"max_epochs": 2, "accumulate_grad_batches": 2}, {"none_even": True}, None),
     # -1 from on_train_batch_start ends the epoch as its last batch: the epoch's schedulers step
     "skip_at_1_step_lr": ("fit", {"max_epochs": 3}, {"skip_at": 1, "scheduler": "step"}, None),
     "log_every_2": ("fit", {"max_epochs": 2}, None, 2),

@@ -2,7 +2,8 @@
 //! which hooks the host calls, in which order, and count steps, batches and validation runs.
 //! Hyper-parameters: `skip_at` (on_train_batch_start returns -1 at that batch index),
 //! `log_in` (a hook name where the module calls `self.log`, to test Lightning's rules),
-//! `samples`, `batch_size`, `lr`, `scheduler` ("step" or "plateau").
+//! `samples`, `batch_size`, `lr`, `scheduler` ("step" or "plateau"), `none_even`
+//! (training_step returns None at even batch indices).
 
 use lthost_sdk::log::{self as lg};
 use lthost_sdk::nn::Linear;
@@ -27,6 +28,8 @@ struct Recorder {
     /// Logs `step` (100 + global step) and `epoch` (7) from training_step: Lightning uses
     /// them as the row's step and epoch.
     log_step_epoch: bool,
+    /// training_step returns None at even batch indices (after logging).
+    none_even: bool,
 }
 
 const ALL: &[Hook] = &[
@@ -93,6 +96,7 @@ impl LightningModule for Recorder {
             forked: hp.get("forked").and_then(|v| v.as_bool()).unwrap_or(false),
             val_on_step: hp.get("val_on_step").and_then(|v| v.as_bool()).unwrap_or(false),
             log_step_epoch: hp.get("log_step_epoch").and_then(|v| v.as_bool()).unwrap_or(false),
+            none_even: hp.get("none_even").and_then(|v| v.as_bool()).unwrap_or(false),
         })
     }
 
@@ -112,7 +116,7 @@ impl LightningModule for Recorder {
         }
     }
 
-    fn training_step(&mut self, batch: Batch, _batch_idx: u64) -> Option<Tensor> {
+    fn training_step(&mut self, batch: Batch, batch_idx: u64) -> Option<Tensor> {
         let loss = F::mse_loss(&self.layer.forward(&batch[0]), &batch[1]);
         lg::log_prog_bar("train_loss", &loss);
         self.seen += 1;
@@ -121,6 +125,9 @@ impl LightningModule for Recorder {
         if self.log_step_epoch {
             lg::log_scalar("step", 100.0 + trainer::global_step() as f64, lg::options());
             lg::log_scalar("epoch", 7.0, lg::options());
+        }
+        if self.none_even && batch_idx % 2 == 0 {
+            return None;
         }
         Some(loss)
     }
