@@ -42,6 +42,9 @@ impl Logger for LoggerGroup {
     fn log_dir(&self) -> &Path {
         self.0.first().map(|l| l.log_dir()).unwrap_or(Path::new("."))
     }
+    fn version_dir(&self) -> &Path {
+        self.0.first().map(|l| l.version_dir()).unwrap_or(Path::new("."))
+    }
     fn log_hyperparams(&mut self, hparams: &Value) -> Result<()> {
         self.0.iter_mut().try_for_each(|l| l.log_hyperparams(hparams))
     }
@@ -66,7 +69,13 @@ impl Logger for LoggerGroup {
 pub trait Logger {
     fn name(&self) -> &str;
     fn version(&self) -> Version;
+    /// Where the logger writes (TensorBoard's `sub_dir` included: Lightning's `log_dir`).
     fn log_dir(&self) -> &Path;
+    /// `<save_dir>/<name>/<version>`: where the checkpoints go when this logger is the first
+    /// (Lightning's ModelCheckpoint leaves out TensorBoard's `sub_dir`).
+    fn version_dir(&self) -> &Path {
+        self.log_dir()
+    }
     fn log_hyperparams(&mut self, hparams: &Value) -> Result<()>;
     fn log_metrics(&mut self, metrics: &BTreeMap<String, f64>, step: u64) -> Result<()>;
     /// Writes what is buffered.

@@ -268,7 +268,7 @@ impl<'c> Trainer<'c> {
         }
         // Logger plugins live in the first logger's directory, or in the default one's.
         let (dir, version) = match group.first() {
-            Some(l) => (l.log_dir().to_path_buf(), l.version()),
+            Some(l) => (l.version_dir().to_path_buf(), l.version()),
             None => {
                 let at = locate(&LoggerOptions::default(), root, &mut auto)?;
                 (at.dir, at.version)
@@ -381,7 +381,8 @@ impl<'c> Trainer<'c> {
                 None => Vec::new(),
             };
             if st.cfg.enable_checkpointing && st.cfg.fast_dev_run.batches().is_none() {
-                let dir = st.logger.as_ref().map(|l| l.log_dir().to_path_buf()).unwrap_or_else(|| st.root_dir.clone());
+                let dir =
+                    st.logger.as_ref().map(|l| l.version_dir().to_path_buf()).unwrap_or_else(|| st.root_dir.clone());
                 st.checkpoint = Some(ModelCheckpoint::new(self_checkpoint.clone(), &dir)?);
             }
             if let Some(es) = &self_early_stopping {

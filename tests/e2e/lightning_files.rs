@@ -704,11 +704,12 @@ fn loggers_made_with_lightnings_arguments_write_where_lightnings_write() {
     // version, prefix and default_hp_metric, against Lightning's CSVLogger and
     // TensorBoardLogger made with the same arguments: every file the run writes (the
     // checkpoint in the first logger's directory), each metrics.csv's header, v_num.
-    for name in ["loggers-csv-named", "loggers-tensorboard-unnamed", "loggers-two"] {
+    for name in ["loggers-csv-named", "loggers-tensorboard-unnamed", "loggers-two", "loggers-tensorboard-sub-dir"] {
         let want = reference(name);
         let d = tempfile::tempdir().expect("tempdir");
         let loggers = want["loggers"].as_object().expect("loggers");
-        let kinds: Vec<&str> = loggers.keys().map(String::as_str).collect();
+        // Lightning's list order (the first logger's directory holds the checkpoints).
+        let kinds: Vec<&str> = want["order"].as_array().expect("order").iter().filter_map(Value::as_str).collect();
         let mut args = vec!["--logger".to_string(), kinds.join(","), "--max-epochs".into(), "1".into()];
         args.extend(["--log-every-n-steps".to_string(), "1".into()]);
         for (kind, opts) in loggers {

@@ -204,7 +204,9 @@ LOGGER_OPTIONS = {
     "loggers-tensorboard-unnamed": {"tensorboard": {"name": "", "version": 3, "prefix": "p",
                                                     "default_hp_metric": False}},
     "loggers-two": {"csv": {"save_dir": "logs", "name": "c"},
-                    "tensorboard": {"save_dir": "logs", "name": "t", "version": 7}},
+                    "tensorboard": {"save_dir": "logs", "name": "t", "version": 7, "sub_dir": "sub"}},
+    # TensorBoard first, with a sub_dir: its files go there, the checkpoints stay in the version directory.
+    "loggers-tensorboard-sub-dir": {"tensorboard": {"sub_dir": "a/b"}, "csv": {"name": "c"}},
 }
 
 
@@ -227,7 +229,7 @@ def logger_options_run(loggers):
         files = [f.split("events.out.tfevents.")[0] + "events.out.tfevents" if "events.out.tfevents." in f else f
                  for f in files]
         headers = {f: (Path(d) / f).read_text().splitlines()[0] for f in files if f.endswith("metrics.csv")}
-        return {"loggers": loggers, "seed": SEED, "files": files, "headers": headers,
+        return {"loggers": loggers, "order": list(loggers), "seed": SEED, "files": files, "headers": headers,
                 "v_num": str(get_standard_metrics(trainer)["v_num"])}
 
 

@@ -76,6 +76,9 @@ pub struct LoggerOptions {
     pub prefix: String,
     /// TensorBoard's `default_hp_metric`: `hp_metric` -1 logged with the hyper-parameters.
     pub default_hp_metric: Option<bool>,
+    /// TensorBoard's `sub_dir`: its files go in `<version dir>/<sub_dir>` (checkpoints stay
+    /// in the version directory).
+    pub sub_dir: Option<String>,
 }
 
 impl Default for LoggerOptions {
@@ -86,6 +89,7 @@ impl Default for LoggerOptions {
             version: None,
             prefix: String::new(),
             default_hp_metric: None,
+            sub_dir: None,
         }
     }
 }
@@ -105,6 +109,12 @@ impl LoggersConfig {
             let Some(o) = opts else { continue };
             if kind == "csv" && o.default_hp_metric.is_some() {
                 bail!("loggers.csv.default_hp_metric: TensorBoard's argument (the CSV logger has no hp_metric)");
+            }
+            if let Some(s) = &o.sub_dir {
+                if kind == "csv" {
+                    bail!("loggers.csv.sub_dir: TensorBoard's argument (the CSV logger has none)");
+                }
+                relative_dir(&format!("loggers.{kind}.sub_dir"), s, true)?;
             }
             relative_dir(&format!("loggers.{kind}.name"), &o.name, true)?;
             if let Some(Version::Name(v)) = &o.version {
@@ -220,6 +230,16 @@ mod tests {
             tensorboard: None,
         };
         assert!(csv_hp.validate().is_err());
+        let sub = |kind: &str, s: &str| {
+            let o = Some(LoggerOptions { sub_dir: Some(s.into()), ..Default::default() });
+            let cfg = if kind == "csv" {
+                LoggersConfig { csv: o, tensorboard: None }
+            } else {
+                LoggersConfig { csv: None, tensorboard: o }
+            };
+            cfg.validate().is_ok()
+        };
+        assert!(sub("tensorboard", "a/b") && !sub("tensorboard", "../x") && !sub("csv", "a"));
     }
 
     #[test]

@@ -98,7 +98,9 @@ fn scalar_value(tag: &str, v: f64) -> Vec<u8> {
 }
 
 pub struct TensorBoardLogger {
+    /// The version directory, with `sub_dir` when given.
     dir: PathBuf,
+    version_dir: PathBuf,
     name: String,
     version: Version,
     /// Lightning's `prefix`: put before every scalar's tag.
@@ -117,7 +119,11 @@ pub struct TensorBoardLogger {
 impl TensorBoardLogger {
     /// Writes a new event file into `at`'s directory.
     pub fn new(at: LogLocation, opts: &LoggerOptions) -> Result<Self> {
-        let dir = at.dir.as_path();
+        let dir = match &opts.sub_dir {
+            Some(s) => at.dir.join(s),
+            None => at.dir.clone(),
+        };
+        let dir = dir.as_path();
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let host = std::fs::read_to_string("/etc/hostname")
@@ -131,6 +137,7 @@ impl TensorBoardLogger {
             .with_context(|| format!("creating {}", path.display()))?;
         let mut l = TensorBoardLogger {
             dir: dir.to_path_buf(),
+            version_dir: at.dir.clone(),
             name: opts.name.clone(),
             version: at.version,
             prefix: opts.prefix.clone(),
@@ -164,6 +171,9 @@ impl Logger for TensorBoardLogger {
     }
     fn log_dir(&self) -> &Path {
         &self.dir
+    }
+    fn version_dir(&self) -> &Path {
+        &self.version_dir
     }
     /// Lightning's `log_hyperparams`: with `default_hp_metric` the scalar `hp_metric` -1 at
     /// step 0, then the experiment, session-start and session-end summaries; without it only
