@@ -229,6 +229,7 @@ impl<'c> Trainer<'c> {
             in_batch: false,
             val_due_pending: false,
             on_exception_called: false,
+            on_exception_ckpt: false,
             data_wait: Duration::ZERO,
         })
     }
@@ -354,6 +355,7 @@ impl<'c> Trainer<'c> {
         let ckpt_spec = self.ckpt_path.clone();
         let mut st = self.state(module, Some(data), p, limits, logger)?;
         st.fitting = true;
+        st.on_exception_ckpt = self_checkpoint.on_exception;
         // Whatever fails from here on (set-up, the sanity check, the loops, the end hooks) calls
         // on_exception and finalizes the loggers with "failed", as Lightning's `_interrupt`.
         let run = (|| -> Result<FitReport> {
@@ -487,19 +489,7 @@ impl<'c> Trainer<'c> {
                     if in_epoch && st.step_pending && completed {
                         pos.loops.fit_loop.epoch_loop.batches_that_stepped += 1;
                     }
-                    let epoch = st.ctx.current_epoch;
-                    if let Err(se) = checkpointing::save(&mut st, checkpointing::Trigger::Exception, epoch, pos.clone())
-                    {
-                        eprintln!("ModelCheckpoint could not save at the failure: {se:#}");
-                    }
-                    if self_checkpoint.on_exception {
-                        let saved = checkpointing::side_path(&mut st, "on_exception", "on_exception")
-                            .and_then(|path| checkpointing::save_to(&mut st, &path, pos, false).map(|()| path));
-                        match saved {
-                            Ok(path) => eprintln!("saved the state at the failure to {}", path.display()),
-                            Err(se) => eprintln!("could not save on_exception.ckpt: {se:#}"),
-                        }
-                    }
+                    save_at_failure(&mut st, self_checkpoint.on_exception, pos);
                     return Err(e);
                 }
             };
@@ -652,11 +642,37 @@ fn failed(st: &mut LoopState<'_>, e: anyhow::Error) -> anyhow::Error {
     if !st.on_exception_called {
         st.ctx.batch.clear();
         let _ = st.hook(Hook::OnException, None);
+        // A fit that failed outside its loop (the sanity check, on_fit_start, the end hooks)
+        // once its optimizers exist: ModelCheckpoint's and OnExceptionCheckpoint's
+        // on_exception save, as the loop's failures do (Lightning calls them for any).
+        if st.fitting && st.ctx.optim.is_some() {
+            let pos = checkpointing::position(st, 0, false);
+            let on_exception = st.on_exception_ckpt;
+            save_at_failure(st, on_exception, pos);
+        }
     }
     if let Some(mut l) = st.logger.take() {
         let _ = l.finalize("failed");
     }
     e
+}
+
+/// Lightning's ModelCheckpoint.on_exception (`save_on_exception`: not during the sanity
+/// check) and OnExceptionCheckpoint (`on_exception`): the run as it stood at the failure.
+/// A save that fails is reported; the run's own error is what the caller returns.
+fn save_at_failure(st: &mut LoopState<'_>, on_exception_ckpt: bool, pos: checkpointing::LoopPosition) {
+    let epoch = st.ctx.current_epoch;
+    if let Err(se) = checkpointing::save(st, checkpointing::Trigger::Exception, epoch, pos.clone()) {
+        eprintln!("ModelCheckpoint could not save at the failure: {se:#}");
+    }
+    if on_exception_ckpt {
+        let saved = checkpointing::side_path(st, "on_exception", "on_exception")
+            .and_then(|path| checkpointing::save_to(st, &path, pos, false).map(|()| path));
+        match saved {
+            Ok(path) => eprintln!("saved the state at the failure to {}", path.display()),
+            Err(se) => eprintln!("could not save on_exception.ckpt: {se:#}"),
+        }
+    }
 }
 
 /// A validate, test or predict run's DataLoaders (the split must have one) and the batches

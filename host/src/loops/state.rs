@@ -83,6 +83,9 @@ pub struct LoopState<'a> {
     pub val_due_pending: bool,
     /// `on_exception` ran (Lightning's `_interrupt` calls it once per run).
     pub on_exception_called: bool,
+    /// OnExceptionCheckpoint (`[checkpoint] on_exception`): a fit that fails saves
+    /// `on_exception.ckpt`.
+    pub on_exception_ckpt: bool,
     /// The latest validation run inside fit got through a batch (Lightning's
     /// `val_loop._has_run`): from then on a monitor it did not log is an error.
     pub val_has_run: bool,

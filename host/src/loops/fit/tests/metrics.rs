@@ -114,6 +114,8 @@ fn a_failed_run_calls_on_exception_and_writes_the_rows_it_holds() {
         let mut cfg = lightning_config(dir.path(), case["trainer"].as_object().expect("args"));
         cfg.logger = true;
         let mut t = Trainer::new(cfg, None);
+        // OnExceptionCheckpoint: Lightning saves wherever on_exception runs in a fit.
+        t.checkpoint.on_exception = true;
         let seen = Rc::new(RefCell::new(0u64));
         let counter = Rc::clone(&seen);
         t.callbacks.push(Box::new(Probe(move |hook, _: &HookInfo<'_>| {
@@ -133,6 +135,13 @@ fn a_failed_run_calls_on_exception_and_writes_the_rows_it_holds() {
         };
         assert!(failed.is_some_and(|e| format!("{e:#}").contains("fails at")), "{name}: the run did not fail");
         assert_eq!(Some(*seen.borrow()), case["on_exception"].as_u64(), "{name}: on_exception calls");
+        if case["fn"].as_str() == Some("fit") {
+            let saved = crate::checkpoint::load(&dir.path().join("on_exception.ckpt"));
+            assert!(
+                saved.is_ok_and(|c| c.tensors.contains_key("state_dict.linear.weight")),
+                "{name}: on_exception.ckpt"
+            );
+        }
         let csv = dir.path().join("lightning_logs/version_0/metrics.csv");
         let got = if csv.exists() { csv_rows(&csv) } else { Vec::new() };
         same_rows(name, &got, &case["rows"]);
