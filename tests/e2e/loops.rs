@@ -264,6 +264,10 @@ fn loops_match_lightning_for_every_flag() {
                 case["stopping_reason"].as_str(),
                 "{name}: EarlyStopping's stopping_reason"
             );
+            // ... and its message, word for word (numbers as Python prints them).
+            if let Some(msg) = case["stopping_reason_message"].as_str() {
+                assert_eq!(got.stop_reason, format!("EarlyStopping: {msg}"), "{name}: the stop message");
+            }
         }
         checked += 1;
     }

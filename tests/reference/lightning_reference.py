@@ -194,6 +194,7 @@ def run(entry, trainer_args, model_args=None, log_every_n_steps=None, early_stop
         "scripted_callback_metrics": sorted(k for k in trainer.callback_metrics if k.startswith("scripted")),
         "stopped_epoch": es[0].stopped_epoch if es else None,
         "stopping_reason": es[0].stopping_reason.name if es else None,
+        "stopping_reason_message": es[0].stopping_reason_message if es else None,
     }
 
 

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::callbacks::py_format::{repr_float, PyNumber};
 use crate::config::{Limit, ValCheckInterval};
 
 /// `[early_stopping]` in the run file; absent: no early stopping.
@@ -20,11 +21,17 @@ pub struct EarlyStoppingConfig {
     /// A missing monitor is an error (true) or skips the check (false).
     pub strict: bool,
     pub check_finite: bool,
-    pub stopping_threshold: Option<f64>,
-    pub divergence_threshold: Option<f64>,
+    /// Printed as given (Lightning's message prints `100` for an int, `100.0` for a float).
+    pub stopping_threshold: Option<PyNumber>,
+    pub divergence_threshold: Option<PyNumber>,
     /// Check at the training epoch's end (true) or after each validation run (false). Unset:
     /// Lightning's rule ([`EarlyStopping::checks_on_train_epoch_end`]).
     pub check_on_train_epoch_end: Option<bool>,
+    /// Lightning's `verbose`: each improvement and stop is said (on stderr, as Lightning's
+    /// logger says it).
+    pub verbose: bool,
+    /// Lightning's `log_rank_zero_only`: with one process there is only rank 0 to say it.
+    pub log_rank_zero_only: bool,
 }
 
 impl Default for EarlyStoppingConfig {
@@ -39,6 +46,8 @@ impl Default for EarlyStoppingConfig {
             stopping_threshold: None,
             divergence_threshold: None,
             check_on_train_epoch_end: None,
+            verbose: false,
+            log_rank_zero_only: false,
         }
     }
 }
@@ -52,6 +61,8 @@ pub struct EarlyStopping {
     /// Why the run was stopped, once it was.
     pub reason: Option<String>,
     pub stopping_reason: StoppingReason,
+    /// The last improvement message (Lightning's `_improvement_message`), said when verbose.
+    pub last_message: Option<String>,
 }
 
 /// Lightning's `EarlyStoppingReason` (its values are Lightning's, in checkpoints).
@@ -114,6 +125,7 @@ impl EarlyStopping {
             stopped_epoch: 0,
             reason: None,
             stopping_reason: StoppingReason::NotStopped,
+            last_message: None,
         })
     }
 
@@ -161,16 +173,33 @@ impl EarlyStopping {
         // counts towards improvement in `mode`'s direction.
         let delta = if self.cfg.mode == "min" { -self.cfg.min_delta } else { self.cfg.min_delta } as f32;
         let now = current as f32;
+        // Values as Python prints them (Lightning's f-strings of a float32 tensor and floats).
+        let shown = repr_float(f64::from(now));
         let (stop, reason) = if self.cfg.check_finite && !now.is_finite() {
-            let why = format!("Monitored metric {m} = {current} is not finite. Previous best value was {:.3}. Signaling Trainer to stop.", self.best);
+            let why = format!("Monitored metric {m} = {shown} is not finite. Previous best value was {:.3}. Signaling Trainer to stop.", self.best);
             (Some(why), StoppingReason::NonFiniteMetric)
-        } else if let Some(t) = self.cfg.stopping_threshold.filter(|t| self.better(now, *t as f32)) {
-            let why = format!("Stopping threshold reached: {m} = {current} {order} {t}. Signaling Trainer to stop.");
+        } else if let Some(t) = self.cfg.stopping_threshold.filter(|t| self.better(now, t.value as f32)) {
+            let why = format!("Stopping threshold reached: {m} = {shown} {order} {t}. Signaling Trainer to stop.");
             (Some(why), StoppingReason::StoppingThreshold)
-        } else if let Some(t) = self.cfg.divergence_threshold.filter(|t| self.better(-now, -*t as f32)) {
-            let why = format!("Divergence threshold reached: {m} = {current} {order} {t}. Signaling Trainer to stop.");
+        } else if let Some(t) = self.cfg.divergence_threshold.filter(|t| self.better(-now, -t.value as f32)) {
+            let why = format!("Divergence threshold reached: {m} = {shown} {order} {t}. Signaling Trainer to stop.");
             (Some(why), StoppingReason::DivergenceThreshold)
         } else if self.better(now - delta, self.best as f32) {
+            // Lightning's `_improvement_message`, said when verbose.
+            let said = if self.best.is_finite() {
+                format!(
+                    "Metric {m} improved by {:.3} >= min_delta = {}. New best score: {:.3}",
+                    (self.best as f32 - now).abs(),
+                    repr_float(self.cfg.min_delta.abs()),
+                    now
+                )
+            } else {
+                format!("Metric {m} improved. New best score: {now:.3}")
+            };
+            if self.cfg.verbose {
+                eprintln!("{said}");
+            }
+            self.last_message = Some(said);
             self.best = f64::from(now);
             self.wait_count = 0;
             (None, self.stopping_reason)
@@ -242,6 +271,38 @@ mod tests {
     }
 
     #[test]
+    fn messages_are_lightnings() -> Result<()> {
+        // `EarlyStopping(monitor="val_loss", min_delta=0.1, patience=2)._evaluate_stopping_criteria`
+        // over these values, in the project venv (Lightning 2.6.6).
+        let mut es = EarlyStopping::new(EarlyStoppingConfig {
+            monitor: "val_loss".into(),
+            min_delta: 0.1,
+            patience: 2,
+            ..Default::default()
+        })?;
+        let want = [
+            (1.0, Some("Metric val_loss improved. New best score: 1.000")),
+            (0.85, Some("Metric val_loss improved by 0.150 >= min_delta = 0.1. New best score: 0.850")),
+            (0.8, None),
+            (0.7, Some("Metric val_loss improved by 0.150 >= min_delta = 0.1. New best score: 0.700")),
+            (0.65, None),
+        ];
+        for (v, msg) in want {
+            es.last_message = None;
+            let m = BTreeMap::from([("val_loss".to_string(), f64::from(v as f32))]);
+            assert!(!es.check(&m, 0)?);
+            assert_eq!(es.last_message.as_deref(), msg, "{v}");
+        }
+        let m = BTreeMap::from([("val_loss".to_string(), f64::from(0.64f32))]);
+        assert!(es.check(&m, 0)?);
+        assert_eq!(
+            es.reason.as_deref(),
+            Some("Monitored metric val_loss did not improve in the last 2 records. Best score: 0.700. Signaling Trainer to stop.")
+        );
+        Ok(())
+    }
+
+    #[test]
     fn patience_min_delta_and_thresholds() {
         let mut es = EarlyStopping::new(EarlyStoppingConfig {
             monitor: "loss".into(),
@@ -255,14 +316,14 @@ mod tests {
         assert!(es.check_at(&at(0.95)).unwrap(), "wait 2 = patience");
         let mut es = EarlyStopping::new(EarlyStoppingConfig {
             monitor: "loss".into(),
-            stopping_threshold: Some(0.5),
+            stopping_threshold: Some(PyNumber::float(0.5)),
             ..EarlyStoppingConfig::default()
         })
         .unwrap();
         assert!(es.check_at(&at(0.4)).unwrap());
         let mut es = EarlyStopping::new(EarlyStoppingConfig {
             monitor: "loss".into(),
-            divergence_threshold: Some(5.0),
+            divergence_threshold: Some(PyNumber::float(5.0)),
             ..EarlyStoppingConfig::default()
         })
         .unwrap();

@@ -241,6 +241,62 @@ fn general(a: f64, p: usize, alternate: bool, repr_like: bool, grouping: Option<
     }
 }
 
+/// A number from a run file as Python holds it: an int stays an int (`100`), a float a float
+/// (`100.0`), so a message prints it as Lightning's f-string prints the argument.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PyNumber {
+    pub value: f64,
+    pub int: bool,
+}
+
+impl PyNumber {
+    pub fn float(value: f64) -> Self {
+        PyNumber { value, int: false }
+    }
+}
+
+impl std::fmt::Display for PyNumber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.int {
+            write!(f, "{}", self.value as i64)
+        } else {
+            f.write_str(&repr_float(self.value))
+        }
+    }
+}
+
+impl serde::Serialize for PyNumber {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.int {
+            s.serialize_i64(self.value as i64)
+        } else {
+            s.serialize_f64(self.value)
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PyNumber {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = PyNumber;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a number")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<PyNumber, E> {
+                Ok(PyNumber { value: v as f64, int: true })
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<PyNumber, E> {
+                Ok(PyNumber { value: v as f64, int: true })
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<PyNumber, E> {
+                Ok(PyNumber::float(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// Python's `repr(float)` (and `str`): `1.0`, `1e-07`, `-0.0`, `nan`, `-inf`.
 pub fn repr_float(v: f64) -> String {
     if v.is_nan() {

@@ -2,7 +2,8 @@
 //! reason behind it. max_time, a callback's request and EarlyStopping ask for a stop, which
 //! the loops honour once min_epochs/min_steps are met; a signal interrupts (the run is saved
 //! and stops after the step it finished, or where a plugin was stopped mid-hook). The first
-//! request is the one reported; a signal overrides any request.
+//! request is the one reported (EarlyStopping's latest message, when it asks again); a
+//! signal overrides any request.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -51,10 +52,15 @@ impl Interrupter {
         Interrupter { reason: None, signal }
     }
 
-    /// Asks the loops to stop (kept if a stop was already asked for: the first one counts).
+    /// Asks the loops to stop (kept if a stop was already asked for: the first one counts;
+    /// EarlyStopping asking again, while min_epochs/min_steps hold the run, brings its
+    /// newer message, as Lightning's `stopping_reason_message` is the last check's).
     pub fn request(&mut self, reason: StopReason) {
-        if self.reason.is_none() {
-            self.reason = Some(reason);
+        match (&self.reason, &reason) {
+            (None, _) | (Some(StopReason::EarlyStopping(_)), StopReason::EarlyStopping(_)) => {
+                self.reason = Some(reason)
+            }
+            _ => {}
         }
     }
 
