@@ -58,6 +58,8 @@ pub struct CheckpointConfig {
     /// When the run fails, save a checkpoint named by `filename` (and `last`), unless this
     /// step is saved already (Lightning's `save_on_exception`).
     pub save_on_exception: bool,
+    /// Lightning's `verbose`: each top-k decision is said (on stderr, in Lightning's words).
+    pub verbose: bool,
 }
 
 impl Default for CheckpointConfig {
@@ -78,6 +80,7 @@ impl Default for CheckpointConfig {
             enable_version_counter: true,
             on_exception: false,
             save_on_exception: false,
+            verbose: false,
         }
     }
 }
@@ -246,6 +249,8 @@ pub struct ModelCheckpoint {
     /// A step- or time-triggered save waits for a validation run to produce the monitor.
     defer_save_until_validation: bool,
     warned_missing_monitor: bool,
+    /// What `verbose` said, in order.
+    pub said: Vec<String>,
     /// The checkpoint this run resumed from: never removed.
     pub resumed_from: Option<PathBuf>,
     /// The checkpoint directory, opened on first use.
@@ -318,6 +323,7 @@ impl ModelCheckpoint {
             last_time_checked: None,
             defer_save_until_validation: false,
             warned_missing_monitor: false,
+            said: Vec::new(),
             resumed_from: None,
             dir,
             owned: HashSet::new(),
@@ -745,8 +751,22 @@ impl ModelCheckpoint {
                 .is_some_and(|kth| self.better(current, kth));
         if admit {
             self.update_best_and_save(plan, at, current)?;
+        } else {
+            let m = crate::loggers::python_text::str_repr(&monitor);
+            self.say(at, format!("{m} was not in top {k}"));
         }
         Ok(())
+    }
+
+    /// Lightning's `rank_zero_info` under `verbose`: "Epoch {epoch}, global step {step}: ...".
+    fn say(&mut self, at: &Moment<'_>, what: String) {
+        if !self.cfg.verbose {
+            return;
+        }
+        let int = |k: &str| at.metrics.get(k).copied().unwrap_or(0.0) as i64;
+        let line = format!("Epoch {}, global step {}: {what}", int("epoch"), int("step"));
+        eprintln!("{line}");
+        self.said.push(line);
     }
 
     fn score_of(&self, path: &Path) -> Option<f64> {
@@ -792,6 +812,15 @@ impl ModelCheckpoint {
         if let Some((p, v)) = self.pick(false) {
             self.best_model_path = Some(p);
             self.best_model_score = Some(v);
+        }
+        if self.cfg.verbose {
+            let monitor = self.cfg.monitor.as_deref().unwrap_or_default();
+            let (m, f) = (
+                crate::loggers::python_text::str_repr(monitor),
+                crate::loggers::python_text::str_repr(&path.to_string_lossy()),
+            );
+            let best = self.best_model_score.unwrap_or(current);
+            self.say(at, format!("{m} reached {current:.5} (best {best:.5}), saving model to {f} as top {k}"));
         }
         self.save(plan, path.clone(), at.global_step);
         if let Some(prev) = replaced {
@@ -864,6 +893,7 @@ mod tests {
             }
             plan
         };
+        mc.cfg.verbose = true;
         assert_eq!(epoch(&mut mc, 1, f64::NAN).paths.len(), 1);
         assert_eq!(epoch(&mut mc, 2, 0.7).paths.len(), 1);
         assert_eq!(mc.best_model_score, Some(0.7), "the NaN is kept as +inf");
@@ -872,6 +902,19 @@ mod tests {
         assert!(epoch(&mut mc, 4, 0.9).paths.is_empty());
         assert!(epoch(&mut mc, 5, f64::NAN).paths.is_empty());
         assert_eq!(mc.best_model_score, Some(0.6));
+        // Lightning's verbose lines for these five epochs (its f-strings: `{current:0.5f}`, the
+        // monitor and the path as Python's repr).
+        let d = dir.path().display();
+        assert_eq!(
+            mc.said,
+            [
+                format!("Epoch 0, global step 1: 'loss' reached inf (best inf), saving model to '{d}/epoch=0-step=1.ckpt' as top 2"),
+                format!("Epoch 1, global step 2: 'loss' reached 0.70000 (best 0.70000), saving model to '{d}/epoch=1-step=2.ckpt' as top 2"),
+                format!("Epoch 2, global step 3: 'loss' reached 0.60000 (best 0.60000), saving model to '{d}/epoch=2-step=3.ckpt' as top 2"),
+                "Epoch 3, global step 4: 'loss' was not in top 2".to_string(),
+                "Epoch 4, global step 5: 'loss' was not in top 2".to_string(),
+            ]
+        );
         let m = BTreeMap::from([("step".to_string(), 6.0)]);
         let at = Moment { metrics: &m, global_step: 6, val_has_run: true };
         assert!(mc.on_train_epoch_end(&at, 5, true).is_err(), "a missing monitor after validation is an error");
