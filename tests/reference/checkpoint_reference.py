@@ -92,6 +92,9 @@ CASES = {
     "last_only_when_saved_link": ({"monitor": "scripted", "filename": "best-{epoch}-{scripted:.2f}", "save_last": "link", "save_top_k": 1,
                                    "every_n_epochs": 1, "save_on_train_epoch_end": False}, {"max_epochs": 4}, {"script": [1.0, 1.1, 0.8, 1.3]}),
     "all_no_monitor_last": ({"save_top_k": -1, "save_last": True}, {"max_epochs": 2}, {}),
+    # test_model_checkpoint_save_last_checkpoint_contents: last.ckpt holds epoch=2.ckpt's state
+    "last_contents_top_3": ({"monitor": "scripted", "filename": "{epoch}", "save_top_k": 3, "save_last": True},
+                            {"max_epochs": 3}, {"script": SCRIPT}),
     # test_callbacks_and_logger_not_called_with_fastdevrun: fast_dev_run saves nothing
     "fast_dev_run_4": ({}, {"fast_dev_run": 4}, {"samples": 32}),  # files [], best None, last None
     "fast_dev_run_4_every_step": ({"save_top_k": -1, "every_n_train_steps": 1}, {"fast_dev_run": 4}, {"samples": 32}),  # files []
