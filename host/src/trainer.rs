@@ -643,12 +643,22 @@ fn failed(st: &mut LoopState<'_>, e: anyhow::Error) -> anyhow::Error {
         st.ctx.batch.clear();
         let _ = st.hook(Hook::OnException, None);
         // A fit that failed outside its loop (the sanity check, on_fit_start, the end hooks)
-        // once its optimizers exist: ModelCheckpoint's and OnExceptionCheckpoint's
-        // on_exception save, as the loop's failures do (Lightning calls them for any).
-        if st.fitting && st.ctx.optim.is_some() {
-            let pos = checkpointing::position(st, 0, false);
-            let on_exception = st.on_exception_ckpt;
-            save_at_failure(st, on_exception, pos);
+        // once its optimizers exist: OnExceptionCheckpoint's save (a file of its own), at the
+        // position the loops hold: a resume not yet taken up keeps its restart point.
+        // ModelCheckpoint's `save_on_exception` is left out here: Lightning skips it when the
+        // step is saved already, which before the loop (step 0, or the step resumed from)
+        // and after it (the last epoch's save) it is, and it would replace the `last.ckpt`
+        // a run resumed from.
+        if st.fitting && st.ctx.optim.is_some() && st.on_exception_ckpt {
+            let pos = match st.loops.fit_loop.epoch_loop.restart.clone() {
+                Some(r) => {
+                    let mut pos = checkpointing::position(st, r.batches_done as usize, r.val_pending);
+                    *pos.restart_mut() = r;
+                    pos
+                }
+                None => checkpointing::position(st, 0, false),
+            };
+            on_exception_checkpoint(st, pos);
         }
     }
     if let Some(mut l) = st.logger.take() {
@@ -658,20 +668,26 @@ fn failed(st: &mut LoopState<'_>, e: anyhow::Error) -> anyhow::Error {
 }
 
 /// Lightning's ModelCheckpoint.on_exception (`save_on_exception`: not during the sanity
-/// check) and OnExceptionCheckpoint (`on_exception`): the run as it stood at the failure.
-/// A save that fails is reported; the run's own error is what the caller returns.
+/// check) and OnExceptionCheckpoint (`on_exception`) for a failure inside the fit loop: the
+/// run as it stood. A save that fails is reported; the run's own error is what the caller
+/// returns.
 fn save_at_failure(st: &mut LoopState<'_>, on_exception_ckpt: bool, pos: checkpointing::LoopPosition) {
     let epoch = st.ctx.current_epoch;
     if let Err(se) = checkpointing::save(st, checkpointing::Trigger::Exception, epoch, pos.clone()) {
         eprintln!("ModelCheckpoint could not save at the failure: {se:#}");
     }
     if on_exception_ckpt {
-        let saved = checkpointing::side_path(st, "on_exception", "on_exception")
-            .and_then(|path| checkpointing::save_to(st, &path, pos, false).map(|()| path));
-        match saved {
-            Ok(path) => eprintln!("saved the state at the failure to {}", path.display()),
-            Err(se) => eprintln!("could not save on_exception.ckpt: {se:#}"),
-        }
+        on_exception_checkpoint(st, pos);
+    }
+}
+
+/// OnExceptionCheckpoint's save: `on_exception.ckpt` (`-vN` beside one that exists).
+fn on_exception_checkpoint(st: &mut LoopState<'_>, pos: checkpointing::LoopPosition) {
+    let saved = checkpointing::side_path(st, "on_exception", "on_exception")
+        .and_then(|path| checkpointing::save_to(st, &path, pos, false).map(|()| path));
+    match saved {
+        Ok(path) => eprintln!("saved the state at the failure to {}", path.display()),
+        Err(se) => eprintln!("could not save on_exception.ckpt: {se:#}"),
     }
 }
 

@@ -14,7 +14,8 @@ use crate::config::{Limit, ValCheckInterval};
 #[serde(deny_unknown_fields, default)]
 pub struct EarlyStoppingConfig {
     pub monitor: String,
-    pub min_delta: f64,
+    /// Printed as given (an int stays an int in Lightning's improvement message).
+    pub min_delta: PyNumber,
     pub patience: u64,
     /// "min" or "max".
     pub mode: String,
@@ -38,7 +39,7 @@ impl Default for EarlyStoppingConfig {
     fn default() -> Self {
         EarlyStoppingConfig {
             monitor: String::new(),
-            min_delta: 0.0,
+            min_delta: PyNumber::float(0.0),
             patience: 3,
             mode: "min".into(),
             strict: true,
@@ -171,7 +172,7 @@ impl EarlyStopping {
         let order = if self.cfg.mode == "min" { "<" } else { ">" };
         // Lightning's sign convention, as it is (a negative min_delta included): the delta
         // counts towards improvement in `mode`'s direction.
-        let delta = if self.cfg.mode == "min" { -self.cfg.min_delta } else { self.cfg.min_delta } as f32;
+        let delta = if self.cfg.mode == "min" { -self.cfg.min_delta.value } else { self.cfg.min_delta.value } as f32;
         let now = current as f32;
         // Values as Python prints them (Lightning's f-strings of a float32 tensor and floats).
         let shown = repr_float(f64::from(now));
@@ -190,7 +191,7 @@ impl EarlyStopping {
                 format!(
                     "Metric {m} improved by {:.3} >= min_delta = {}. New best score: {:.3}",
                     (self.best as f32 - now).abs(),
-                    repr_float(self.cfg.min_delta.abs()),
+                    self.cfg.min_delta.abs(),
                     now
                 )
             } else {
@@ -276,7 +277,7 @@ mod tests {
         // over these values, in the project venv (Lightning 2.6.6).
         let mut es = EarlyStopping::new(EarlyStoppingConfig {
             monitor: "val_loss".into(),
-            min_delta: 0.1,
+            min_delta: PyNumber::float(0.1),
             patience: 2,
             ..Default::default()
         })?;
@@ -295,6 +296,16 @@ mod tests {
         }
         let m = BTreeMap::from([("val_loss".to_string(), f64::from(0.64f32))]);
         assert!(es.check(&m, 0)?);
+        // An int min_delta prints as one (Lightning keeps the argument's type: `min_delta = 1`).
+        let cfg: EarlyStoppingConfig = serde_json::from_value(serde_json::json!({"monitor": "m", "min_delta": 1}))?;
+        let mut es_int = EarlyStopping::new(cfg)?;
+        for v in [9.0, 5.0] {
+            es_int.check(&BTreeMap::from([("m".to_string(), v)]), 0)?;
+        }
+        assert_eq!(
+            es_int.last_message.as_deref(),
+            Some("Metric m improved by 4.000 >= min_delta = 1. New best score: 5.000")
+        );
         assert_eq!(
             es.reason.as_deref(),
             Some("Monitored metric val_loss did not improve in the last 2 records. Best score: 0.700. Signaling Trainer to stop.")
@@ -307,7 +318,7 @@ mod tests {
         let mut es = EarlyStopping::new(EarlyStoppingConfig {
             monitor: "loss".into(),
             patience: 2,
-            min_delta: 0.1,
+            min_delta: PyNumber::float(0.1),
             ..EarlyStoppingConfig::default()
         })
         .unwrap();

@@ -81,10 +81,11 @@ impl LrFindConfig {
         if !(self.min_lr.is_finite() && self.max_lr.is_finite()) {
             bail!("lr_find: min_lr and max_lr must be finite (got {} and {})", self.min_lr, self.max_lr);
         }
-        if mode == "exponential" && !(self.min_lr > 0.0 && self.max_lr > 0.0) {
+        // Lightning's `min_lr * (max_lr / min_lr) ** r`: min_lr divides, a negative ratio has no power.
+        if mode == "exponential" && !(self.min_lr > 0.0 && self.max_lr >= 0.0) {
             bail!(
-                "lr_find: the exponential sweep needs min_lr and max_lr above 0 (got {} and {}); mode = \"linear\" \
-                 takes any bounds",
+                "lr_find: the exponential sweep needs min_lr above 0 and max_lr at least 0 (got {} and {}); mode = \
+                 \"linear\" takes any bounds",
                 self.min_lr,
                 self.max_lr
             );
@@ -232,6 +233,7 @@ mod tests {
             cfg(1e-8, 1.0, 1, "exponential"),
             cfg(1e-3, 0.1, 20, "Linear"),
             cfg(0.0, 0.1, 5, "linear"),
+            cfg(1e-3, 0.0, 5, "exponential"),
         ] {
             assert!(ok.validate().is_ok(), "{ok:?}");
         }
@@ -240,6 +242,7 @@ mod tests {
             cfg(1e-8, 1.0, 0, "exponential"),
             cfg(1e-8, 1.0, 5, "cosine"),
             cfg(0.0, 1.0, 5, "exponential"),
+            cfg(1e-3, -1.0, 5, "exponential"),
             cfg(f64::NAN, 1.0, 5, "linear"),
         ] {
             assert!(bad.validate().is_err(), "{bad:?}");

@@ -246,31 +246,38 @@ fn general(a: f64, p: usize, alternate: bool, repr_like: bool, grouping: Option<
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PyNumber {
     pub value: f64,
-    pub int: bool,
+    /// The int as given (exact: Python's ints have no size limit, a run file's up to 64 bits).
+    pub int: Option<i128>,
 }
 
 impl PyNumber {
     pub fn float(value: f64) -> Self {
-        PyNumber { value, int: false }
+        PyNumber { value, int: None }
+    }
+
+    /// Python's `abs`: an int stays an int.
+    pub fn abs(self) -> Self {
+        PyNumber { value: self.value.abs(), int: self.int.map(i128::abs) }
     }
 }
 
 impl std::fmt::Display for PyNumber {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.int {
-            write!(f, "{}", self.value as i64)
-        } else {
-            f.write_str(&repr_float(self.value))
+        match self.int {
+            Some(i) => write!(f, "{i}"),
+            None => f.write_str(&repr_float(self.value)),
         }
     }
 }
 
 impl serde::Serialize for PyNumber {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        if self.int {
-            s.serialize_i64(self.value as i64)
-        } else {
-            s.serialize_f64(self.value)
+        match self.int {
+            Some(i) => match i64::try_from(i) {
+                Ok(v) => s.serialize_i64(v),
+                Err(_) => s.serialize_f64(self.value),
+            },
+            None => s.serialize_f64(self.value),
         }
     }
 }
@@ -284,10 +291,10 @@ impl<'de> serde::Deserialize<'de> for PyNumber {
                 f.write_str("a number")
             }
             fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<PyNumber, E> {
-                Ok(PyNumber { value: v as f64, int: true })
+                Ok(PyNumber { value: v as f64, int: Some(i128::from(v)) })
             }
             fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<PyNumber, E> {
-                Ok(PyNumber { value: v as f64, int: true })
+                Ok(PyNumber { value: v as f64, int: Some(i128::from(v)) })
             }
             fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<PyNumber, E> {
                 Ok(PyNumber::float(v))

@@ -113,7 +113,8 @@ pub fn run(st: &mut LoopState<'_>, train: &mut DataLoader, val: &mut Vec<DataLoa
         checkpointing::save(st, Trigger::TrainEnd, epoch, pos)?;
     }
     // A signal ends the run as Lightning's SIGTERMException / KeyboardInterrupt does: with
-    // on_exception (called when it was saved), not the end hooks.
+    // on_exception (called when it was saved), not the end hooks (SIGUSR1, lthost's save and
+    // exit for a requeue, too: Lightning's job is ended by SLURM after its save).
     if st.interrupter.interrupted().is_none() {
         st.hook(Hook::OnTrainEnd, None)?;
     }

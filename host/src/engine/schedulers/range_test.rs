@@ -24,7 +24,7 @@ impl RangeTest {
     /// Sets every group to `min_lr` and performs the initial step, as torch schedulers do.
     pub fn new(cfg: RangeTestConfig, opt: &mut dyn Optimizer) -> OpResult<Self> {
         let bounded = cfg.min_lr.is_finite() && cfg.max_lr.is_finite();
-        if !bounded || (cfg.exponential && !(cfg.min_lr > 0.0 && cfg.max_lr > 0.0)) || cfg.num_iter == 0 {
+        if !bounded || (cfg.exponential && !(cfg.min_lr > 0.0 && cfg.max_lr >= 0.0)) || cfg.num_iter == 0 {
             return Err(OpError::new(
                 BUILD,
                 "range test: need finite bounds (above 0 when exponential) and num_iter > 0",
