@@ -5,7 +5,7 @@
 use anyhow::{bail, Result};
 use serde_json::{Map, Value};
 
-use crate::loggers::python_text::str_repr;
+use crate::callbacks::py_format::repr_str;
 
 /// What a module or DataModule saved: Lightning's `hparams_initial`, and its
 /// `save_hyperparameters(logger=...)`. The default is what an object that never called
@@ -49,7 +49,7 @@ pub fn to_log(module: &SavedHparams, data: &SavedHparams) -> Result<Option<Value
                 .hparams
                 .iter()
                 .filter(|(k, v)| data.hparams.get(*k).is_some_and(|d| d != *v))
-                .map(|(k, _)| str_repr(k))
+                .map(|(k, _)| repr_str(k))
                 .collect();
             if !inconsistent.is_empty() {
                 bail!(

@@ -86,12 +86,13 @@ pub trait Logger {
     }
 }
 
-/// Lightning's `_add_prefix`: every key as `<prefix>-<key>`; no prefix: as they are.
-pub fn prefixed(metrics: &BTreeMap<String, f64>, prefix: &str) -> BTreeMap<String, f64> {
+/// Lightning's `_add_prefix`: every key as `<prefix>-<key>`; no prefix: as they are (not
+/// copied: a row is logged every step).
+pub fn prefixed<'m>(metrics: &'m BTreeMap<String, f64>, prefix: &str) -> std::borrow::Cow<'m, BTreeMap<String, f64>> {
     if prefix.is_empty() {
-        return metrics.clone();
+        return std::borrow::Cow::Borrowed(metrics);
     }
-    metrics.iter().map(|(k, v)| (format!("{prefix}-{k}"), *v)).collect()
+    std::borrow::Cow::Owned(metrics.iter().map(|(k, v)| (format!("{prefix}-{k}"), *v)).collect())
 }
 
 /// The next free `version_N` under `root/name`, numbered as Lightning's `_get_next_version`:

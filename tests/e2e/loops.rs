@@ -128,6 +128,17 @@ impl Outcome {
     }
 }
 
+/// The hook-recorder plugin as the module (recording every call into the log) and as the
+/// DataModule.
+fn recorder() -> anyhow::Result<(Rec, WasmPlugin, Log)> {
+    let runtime = Runtime::new()?;
+    let trust = lthost::artifact::trust::TrustPolicy::load(&[crate::common::trusted_keys()], false)?;
+    let opts = PluginOptions { trust: std::sync::Arc::new(trust), ..PluginOptions::default() };
+    let wasm = plugin::load(&runtime, &plugin_path("hook-recorder"), &opts)?;
+    let log: Log = Rc::new(RefCell::new(Vec::new()));
+    Ok((Rec { inner: wasm.clone(), log: log.clone() }, wasm, log))
+}
+
 fn record(cfg: TrainerConfig, hparams: Value, entry: Entry) -> anyhow::Result<Outcome> {
     record_with(cfg, hparams, entry, None)
 }
@@ -140,13 +151,7 @@ fn record_with(
 ) -> anyhow::Result<Outcome> {
     // The run seeds and draws from this process's global generator: one at a time.
     let _rng = crate::common::global_rng();
-    let runtime = Runtime::new()?;
-    let trust = lthost::artifact::trust::TrustPolicy::load(&[crate::common::trusted_keys()], false)?;
-    let opts = PluginOptions { trust: std::sync::Arc::new(trust), ..PluginOptions::default() };
-    let wasm = plugin::load(&runtime, &plugin_path("hook-recorder"), &opts)?;
-    let log: Log = Rc::new(RefCell::new(Vec::new()));
-    let mut module = Rec { inner: wasm.clone(), log: log.clone() };
-    let mut data = wasm;
+    let (mut module, mut data, log) = recorder()?;
     let mut trainer = Trainer::new(quiet(cfg), None).with_callback(Box::new(RecCallback(log.clone())));
     trainer.early_stopping = early_stopping;
     let (global_step, epochs, metrics, stop_reason, (stopped_epoch, stopping_reason)) = match entry {
@@ -420,13 +425,7 @@ impl lthost::loggers::Logger for RecLogger {
 fn validation_metrics_reach_the_logger_before_on_validation_end() {
     // Lightning's evaluation loop logs the epoch's values (log_eval_end_metrics) before it
     // calls on_validation_end, so a callback there sees them in logged_metrics.
-    let runtime = Runtime::new().expect("runtime");
-    let trust = lthost::artifact::trust::TrustPolicy::load(&[crate::common::trusted_keys()], false).expect("trust");
-    let opts = PluginOptions { trust: std::sync::Arc::new(trust), ..PluginOptions::default() };
-    let wasm = plugin::load(&runtime, &plugin_path("hook-recorder"), &opts).expect("plugin");
-    let log: Log = Rc::new(RefCell::new(Vec::new()));
-    let mut module = Rec { inner: wasm.clone(), log: log.clone() };
-    let mut data = wasm;
+    let (mut module, mut data, log) = recorder().expect("hook-recorder");
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = TrainerConfig {
         logger: true,
@@ -582,13 +581,7 @@ fn a_signal_ends_the_run_with_on_exception_and_no_end_hooks() {
     // and teardown do not run. lthost saves after the step it finished, then the same.
     let _rng = crate::common::global_rng();
     let dir = tempfile::tempdir().expect("tempdir");
-    let runtime = Runtime::new().expect("runtime");
-    let trust = lthost::artifact::trust::TrustPolicy::load(&[crate::common::trusted_keys()], false).expect("trust");
-    let opts = PluginOptions { trust: std::sync::Arc::new(trust), ..PluginOptions::default() };
-    let wasm = plugin::load(&runtime, &plugin_path("hook-recorder"), &opts).expect("plugin");
-    let log: Log = Rc::new(RefCell::new(Vec::new()));
-    let mut module = Rec { inner: wasm.clone(), log: log.clone() };
-    let mut data = wasm;
+    let (mut module, mut data, log) = recorder().expect("hook-recorder");
     let cfg =
         TrainerConfig { max_epochs: Some(2), default_root_dir: dir.path().to_path_buf(), ..TrainerConfig::default() };
     let flag = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));

@@ -752,7 +752,7 @@ impl ModelCheckpoint {
         if admit {
             self.update_best_and_save(plan, at, current)?;
         } else {
-            let m = crate::loggers::python_text::str_repr(&monitor);
+            let m = crate::callbacks::py_format::repr_str(&monitor);
             self.say(at, format!("{m} was not in top {k}"));
         }
         Ok(())
@@ -816,8 +816,8 @@ impl ModelCheckpoint {
         if self.cfg.verbose {
             let monitor = self.cfg.monitor.as_deref().unwrap_or_default();
             let (m, f) = (
-                crate::loggers::python_text::str_repr(monitor),
-                crate::loggers::python_text::str_repr(&path.to_string_lossy()),
+                crate::callbacks::py_format::repr_str(monitor),
+                crate::callbacks::py_format::repr_str(&path.to_string_lossy()),
             );
             let best = self.best_model_score.unwrap_or(current);
             self.say(at, format!("{m} reached {current:.5} (best {best:.5}), saving model to {f} as top {k}"));

@@ -241,6 +241,32 @@ fn general(a: f64, p: usize, alternate: bool, repr_like: bool, grouping: Option<
     }
 }
 
+/// Python's `repr` of a str: single quotes, or double ones when the text holds a single
+/// quote and no double one; backslashes, the quote and the characters Python does not
+/// print (controls, DEL to NBSP) escaped.
+pub fn repr_str(s: &str) -> String {
+    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+    let mut out = String::from(quote);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if (c as u32) < 0x20 || (0x7f..=0xa0).contains(&(c as u32)) => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+    out
+}
+
 /// A number from a run file as Python holds it: an int stays an int (`100`), a float a float
 /// (`100.0`), so a message prints it as Lightning's f-string prints the argument.
 #[derive(Debug, Clone, Copy, PartialEq)]

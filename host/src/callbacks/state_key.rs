@@ -4,6 +4,8 @@
 //! callback's state under its key, so state is restored only into a callback configured
 //! the same way (a changed trigger starts a ModelCheckpoint afresh, as in Lightning).
 
+use crate::callbacks::py_format::repr_str;
+
 /// A keyword argument's value, as Python would hold it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PyValue {
@@ -27,29 +29,6 @@ fn repr(v: &PyValue) -> String {
         PyValue::None => "None".into(),
         PyValue::Timedelta(s) => repr_timedelta(*s),
     }
-}
-
-/// Python's `repr` of a str: single quotes, or double ones when the text holds a single
-/// quote and no double one; backslashes, the quote and control characters escaped.
-pub fn repr_str(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
-    let mut out = String::from(quote);
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push(quote);
-    out
 }
 
 /// Python's `repr` of `timedelta(seconds=s)`: `datetime.timedelta(days=1, seconds=5,

@@ -91,7 +91,7 @@ pub struct ResultCollection {
 
 /// Lightning's warning (`_ResultMetric.update`) when a logged tensor is not floating point.
 fn warn_not_floating(name: &str, hook: &str) {
-    let name = crate::loggers::python_text::str_repr(name);
+    let name = crate::callbacks::py_format::repr_str(name);
     crate::warnings::warn_once(&format!(
         "You called `self.log({name}, ...)` in your `{hook}` but the value needs to be floating to be reduced. \
          Converting it to torch.float32. You can silence this warning by converting the value to floating point \

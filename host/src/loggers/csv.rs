@@ -141,7 +141,7 @@ impl Logger for CsvLogger {
     }
 
     fn log_metrics(&mut self, metrics: &BTreeMap<String, f64>, step: u64) -> Result<()> {
-        let mut row = prefixed(metrics, &self.prefix);
+        let mut row = prefixed(metrics, &self.prefix).into_owned();
         row.insert("step".into(), step as f64);
         self.keys.extend(row.keys().cloned());
         self.rows.push(row);

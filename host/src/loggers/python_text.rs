@@ -6,6 +6,7 @@
 use serde_json::{Map, Value};
 
 pub use crate::callbacks::py_format::repr_float as float_repr;
+use crate::callbacks::py_format::repr_str;
 
 /// `yaml.dump(hparams)` as PyYAML writes it (block style, keys sorted, Python's floats with a
 /// `.` as YAML 1.1 needs, strings quoted only where a plain one would read as another value).
@@ -36,40 +37,15 @@ pub fn repr(v: &Value) -> String {
             Some(f) if n.is_f64() => float_repr(f),
             _ => n.to_string(),
         },
-        Value::String(s) => str_repr(s),
+        Value::String(s) => repr_str(s),
         Value::Array(items) => format!("[{}]", items.iter().map(repr).collect::<Vec<_>>().join(", ")),
         Value::Object(m) => {
             format!(
                 "{{{}}}",
-                m.iter().map(|(k, v)| format!("{}: {}", str_repr(k), repr(v))).collect::<Vec<_>>().join(", ")
+                m.iter().map(|(k, v)| format!("{}: {}", repr_str(k), repr(v))).collect::<Vec<_>>().join(", ")
             )
         }
     }
-}
-
-/// Python's `repr` of a str: single quotes unless the text holds one and no double quote;
-/// backslash escapes for the quote, `\\`, `\n`, `\r`, `\t` and other control characters.
-pub fn str_repr(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
-    let mut out = String::from(quote);
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if (c as u32) < 0x20 || (0x7f..=0xa0).contains(&(c as u32)) => {
-                out.push_str(&format!("\\x{:02x}", c as u32))
-            }
-            c => out.push(c),
-        }
-    }
-    out.push(quote);
-    out
 }
 
 fn mapping(m: &Map<String, Value>, indent: usize, out: &mut String, first_on_line: bool) {

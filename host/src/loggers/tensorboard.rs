@@ -194,7 +194,7 @@ impl Logger for TensorBoardLogger {
         // Every key, `epoch` included, as Lightning's TensorBoardLogger charts them.
         let rec = event(step as i64, |e| {
             let mut summary = Vec::new();
-            for (k, v) in &prefixed(metrics, &self.prefix) {
+            for (k, v) in prefixed(metrics, &self.prefix).iter() {
                 pb::bytes(&mut summary, 1, &scalar_value(k, *v));
             }
             pb::bytes(e, 5, &summary);
