@@ -229,7 +229,10 @@ impl<'c> Trainer<'c> {
             in_batch: false,
             val_due_pending: false,
             on_exception_called: false,
-            on_exception_ckpt: false,
+            on_exception_dir: self
+                .checkpoint
+                .on_exception
+                .then(|| self.checkpoint.resolved_dirpath().unwrap_or_else(|| self.cfg.default_root_dir.clone())),
             data_wait: Duration::ZERO,
         })
     }
@@ -355,7 +358,6 @@ impl<'c> Trainer<'c> {
         let ckpt_spec = self.ckpt_path.clone();
         let mut st = self.state(module, Some(data), p, limits, logger)?;
         st.fitting = true;
-        st.on_exception_ckpt = self_checkpoint.on_exception;
         // Whatever fails from here on (set-up, the sanity check, the loops, the end hooks) calls
         // on_exception and finalizes the loggers with "failed", as Lightning's `_interrupt`.
         let run = (|| -> Result<FitReport> {
@@ -489,7 +491,9 @@ impl<'c> Trainer<'c> {
                     if in_epoch && st.step_pending && completed {
                         pos.loops.fit_loop.epoch_loop.batches_that_stepped += 1;
                     }
-                    save_at_failure(&mut st, self_checkpoint.on_exception, pos);
+                    // ModelCheckpoint's `save_on_exception` (not during the sanity check) and
+                    // OnExceptionCheckpoint: the run as it stood.
+                    checkpointing::exception_saves(&mut st, pos, false);
                     return Err(e);
                 }
             };
@@ -625,13 +629,16 @@ impl<'c> Trainer<'c> {
         let ckpt_spec = self.ckpt_path.clone();
         let dirpath = self.checkpoint.resolved_dirpath();
         let mut st = self.state(module, None, p, limits, None)?;
-        restore_weights(&mut st, ckpt_spec.as_deref(), dirpath.as_deref())?;
-        st.hook(Hook::Setup, None)?;
-        st.hook(Hook::ConfigureModel, None)?;
-        let (loaders, n) = stage_loaders(&mut st, data, &data_name, Split::Predict, Stage::Predict)?;
-        prediction::run(&mut st, &loaders, &n, sink)?;
-        st.hook(Hook::Teardown, None)?;
-        Ok(loaders.len())
+        let run = (|| -> Result<usize> {
+            restore_weights(&mut st, ckpt_spec.as_deref(), dirpath.as_deref())?;
+            st.hook(Hook::Setup, None)?;
+            st.hook(Hook::ConfigureModel, None)?;
+            let (loaders, n) = stage_loaders(&mut st, data, &data_name, Split::Predict, Stage::Predict)?;
+            prediction::run(&mut st, &loaders, &n, sink)?;
+            st.hook(Hook::Teardown, None)?;
+            Ok(loaders.len())
+        })();
+        run.map_err(|e| failed(&mut st, e))
     }
 }
 
@@ -642,14 +649,16 @@ fn failed(st: &mut LoopState<'_>, e: anyhow::Error) -> anyhow::Error {
     if !st.on_exception_called {
         st.ctx.batch.clear();
         let _ = st.hook(Hook::OnException, None);
-        // A fit that failed outside its loop (the sanity check, on_fit_start, the end hooks)
-        // once its optimizers exist: OnExceptionCheckpoint's save (a file of its own), at the
-        // position the loops hold: a resume not yet taken up keeps its restart point.
+        // OnExceptionCheckpoint's save (a file of its own), at the position the loops hold (a
+        // resume not yet taken up keeps its restart point): for validate, test and predict as
+        // in Lightning (the weights and the loops, no optimizer), and for a fit that failed
+        // outside its loop (the sanity check, on_fit_start, the end hooks) once its
+        // optimizers exist.
         // ModelCheckpoint's `save_on_exception` is left out here: Lightning skips it when the
         // step is saved already, which before the loop (step 0, or the step resumed from)
         // and after it (the last epoch's save) it is, and it would replace the `last.ckpt`
         // a run resumed from.
-        if st.fitting && st.ctx.optim.is_some() && st.on_exception_ckpt {
+        if st.on_exception_dir.is_some() && (!st.fitting || st.ctx.optim.is_some()) {
             let pos = match st.loops.fit_loop.epoch_loop.restart.clone() {
                 Some(r) => {
                     let mut pos = checkpointing::position(st, r.batches_done as usize, r.val_pending);
@@ -658,37 +667,13 @@ fn failed(st: &mut LoopState<'_>, e: anyhow::Error) -> anyhow::Error {
                 }
                 None => checkpointing::position(st, 0, false),
             };
-            on_exception_checkpoint(st, pos);
+            checkpointing::on_exception_checkpoint(st, pos, false);
         }
     }
     if let Some(mut l) = st.logger.take() {
         let _ = l.finalize("failed");
     }
     e
-}
-
-/// Lightning's ModelCheckpoint.on_exception (`save_on_exception`: not during the sanity
-/// check) and OnExceptionCheckpoint (`on_exception`) for a failure inside the fit loop: the
-/// run as it stood. A save that fails is reported; the run's own error is what the caller
-/// returns.
-fn save_at_failure(st: &mut LoopState<'_>, on_exception_ckpt: bool, pos: checkpointing::LoopPosition) {
-    let epoch = st.ctx.current_epoch;
-    if let Err(se) = checkpointing::save(st, checkpointing::Trigger::Exception, epoch, pos.clone()) {
-        eprintln!("ModelCheckpoint could not save at the failure: {se:#}");
-    }
-    if on_exception_ckpt {
-        on_exception_checkpoint(st, pos);
-    }
-}
-
-/// OnExceptionCheckpoint's save: `on_exception.ckpt` (`-vN` beside one that exists).
-fn on_exception_checkpoint(st: &mut LoopState<'_>, pos: checkpointing::LoopPosition) {
-    let saved = checkpointing::side_path(st, "on_exception", "on_exception")
-        .and_then(|path| checkpointing::save_to(st, &path, pos, false).map(|()| path));
-    match saved {
-        Ok(path) => eprintln!("saved the state at the failure to {}", path.display()),
-        Err(se) => eprintln!("could not save on_exception.ckpt: {se:#}"),
-    }
 }
 
 /// A validate, test or predict run's DataLoaders (the split must have one) and the batches

@@ -10,6 +10,7 @@ final weights, where and why EarlyStopping stops, and the hooks a resumed run ca
 import json
 import logging
 import os
+import signal
 import sys
 import tempfile
 import warnings
@@ -256,6 +257,13 @@ class Counted(Regression):
         super().__init__()
         self.counts = {h: 0 for h in (*self.HOOKS, "training_step", "validation_step")}
         self.fail_val_at = None
+        self.sigterm_at = None
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        # SIGTERM as a scheduler sends it: Lightning's handler notes it, and the loop raises
+        # SIGTERMException at the end of this batch (training_epoch_loop `on_advance_end`).
+        if self.sigterm_at == (self.current_epoch, batch_idx):
+            os.kill(os.getpid(), signal.SIGTERM)
 
     def on_train_epoch_start(self):
         self.counts["on_train_epoch_start"] += 1
@@ -295,7 +303,15 @@ RESUMES = {
     # ModelCheckpoint(save_on_exception=True): the template's file and last.ckpt at the failure
     "rs_g_save_on_exception": ({"max_epochs": 1, "val_check_interval": 0.5},
                                {"save_on_exception": True, "save_last": True}, "epoch=0-step=2.ckpt", 1, (0, 1)),
+    # SIGTERM after the second batch (Lightning's SIGTERMException reaches on_exception): what
+    # OnExceptionCheckpoint and ModelCheckpoint(save_on_exception=True) save, and the run resumed from it
+    "rs_h_sigterm_on_exception": ({"max_epochs": 2}, {"on_exception": True}, "on_exception.ckpt", 2),
+    "rs_i_sigterm_save_on_exception": ({"max_epochs": 2}, {"save_on_exception": True, "save_last": True},
+                                       "epoch=0-step=2.ckpt", 2),
 }
+
+# The resume cases whose first fit gets SIGTERM, and at which (epoch, training batch).
+SIGTERM_AT = {"rs_h_sigterm_on_exception": (0, 1), "rs_i_sigterm_save_on_exception": (0, 1)}
 
 
 def resumes():
@@ -310,10 +326,13 @@ def resumes():
             trainer = L.Trainer(num_sanity_val_steps=0, callbacks=[mc], default_root_dir=root, **QUIET, **first)
             model = Counted()
             model.fail_val_at = fail[0] if fail else None
+            model.sigterm_at = SIGTERM_AT.get(name)
             try:
                 trainer.fit(model, datamodule=Points())
             except RuntimeError:
                 assert fail, name
+            except SystemExit:  # SIGTERMException
+                assert model.sigterm_at, name
             saved = sorted(os.listdir(d))
             L.seed_everything(0, verbose=False)
             model = Counted()
@@ -322,7 +341,7 @@ def resumes():
                                 **resume)
             trainer.fit(model, datamodule=Points(), ckpt_path=os.path.join(d, file))
             out[name] = {"first": first, "checkpoint": mc_args, "file": file, "max_epochs": max_epochs, "saved": saved,
-                         "fail_val_at": fail[0] if fail else None,
+                         "fail_val_at": fail[0] if fail else None, "sigterm_at": SIGTERM_AT.get(name),
                          "counts": model.counts, "global_step": trainer.global_step,
                          "batches_that_stepped": model.batches_that_stepped,
                          "current_epoch": trainer.current_epoch}
@@ -569,7 +588,10 @@ def failures():
             model.fail_val_at = at
             cb = Exceptions()
             logger = CSVLogger(d, name="lightning_logs")
-            trainer = L.Trainer(enable_checkpointing=False, logger=logger, callbacks=[cb], enable_progress_bar=False,
+            # OnExceptionCheckpoint saves wherever on_exception runs, validate included
+            saves = os.path.join(d, "saves")
+            oe = OnExceptionCheckpoint(dirpath=saves)
+            trainer = L.Trainer(logger=logger, callbacks=[cb, oe], enable_progress_bar=False,
                                 enable_model_summary=False, accelerator="cpu", devices=1, **args)
             try:
                 getattr(trainer, fn)(model, datamodule=Points())
@@ -581,7 +603,15 @@ def failures():
             if os.path.exists(path):
                 with open(path) as f:
                     rows = [{k: float(v) for k, v in r.items() if v != ""} for r in csv.DictReader(f)]
-        out[name] = {"fn": fn, "trainer": args, "fail_at": list(at), "rows": rows, "on_exception": cb.seen}
+            saved = {}
+            for f in sorted(os.listdir(saves)) if os.path.isdir(saves) else []:
+                c = torch.load(os.path.join(saves, f), weights_only=False)
+                loop = "fit_loop" if fn == "fit" else "validate_loop"
+                progress = c["loops"][loop]["epoch_loop.val_loop.batch_progress" if fn == "fit" else "batch_progress"]
+                saved[f] = {"epoch": c["epoch"], "global_step": c["global_step"],
+                            "optimizers": len(c.get("optimizer_states", [])), "val_batch_progress": progress["total"]}
+        out[name] = {"fn": fn, "trainer": args, "fail_at": list(at), "rows": rows, "on_exception": cb.seen,
+                     "saved": saved}
     return out
 
 

@@ -111,8 +111,12 @@ pub enum Trigger {
     /// The end of a validation run inside fit.
     ValidationEnd,
     TrainEnd,
-    /// The run failed (ModelCheckpoint's `on_exception`).
-    Exception,
+    /// The run failed or a signal ended it (ModelCheckpoint's `on_exception`); `plugin_state`:
+    /// the plugin can still be asked for its own state (a signal between steps), which after a
+    /// failure it cannot (a trap poisons its instance).
+    Exception {
+        plugin_state: bool,
+    },
 }
 
 /// Runs ModelCheckpoint at `trigger`: it decides the files, they are written atomically,
@@ -147,7 +151,7 @@ pub fn save(st: &mut LoopState<'_>, trigger: Trigger, epoch: u64, pos: LoopPosit
         Trigger::TrainEpochEnd => mc.on_train_epoch_end(&at, epoch, on_epoch_end),
         Trigger::ValidationEnd => mc.on_validation_end(&at, epoch, on_epoch_end),
         Trigger::TrainEnd => mc.on_train_end(&at),
-        Trigger::Exception => mc.on_exception(&at, st.ctx.stage == crate::context::Stage::SanityCheck),
+        Trigger::Exception { .. } => mc.on_exception(&at, st.ctx.stage == crate::context::Stage::SanityCheck),
     };
     let weights_only = mc.cfg.save_weights_only;
     st.checkpoint = Some(mc);
@@ -155,9 +159,10 @@ pub fn save(st: &mut LoopState<'_>, trigger: Trigger, epoch: u64, pos: LoopPosit
     if plan.paths.is_empty() && plan.links.is_empty() && plan.remove.is_empty() {
         return Ok(());
     }
-    // A failed run's plugin may not be entered again (a trap poisons its instance): its own
-    // state is not saved then, as in on_exception.ckpt.
-    let plugin_state = !matches!(trigger, Trigger::Exception);
+    let plugin_state = match trigger {
+        Trigger::Exception { plugin_state } => plugin_state,
+        _ => true,
+    };
     let ckpt = if plan.paths.is_empty() { None } else { Some(dump(st, pos, weights_only, plugin_state)?) };
     let Some(mc) = st.checkpoint.as_mut() else { return Ok(()) };
     mc.run_dir()?;
@@ -202,17 +207,22 @@ fn signal_path(st: &mut LoopState<'_>, signal: i32) -> Result<std::path::PathBuf
 /// Where a save outside ModelCheckpoint's triggers goes: `<stem>.ckpt` in the checkpoint
 /// directory (`<root_stem>.ckpt` in the root without checkpointing), versioned `-v1`, ... so
 /// that no file this run did not write is replaced.
-pub fn side_path(st: &mut LoopState<'_>, stem: &str, root_stem: &str) -> Result<std::path::PathBuf> {
+fn side_path(st: &mut LoopState<'_>, stem: &str, root_stem: &str) -> Result<std::path::PathBuf> {
     if let Some(mc) = st.checkpoint.as_mut() {
         return mc.side_path(stem);
     }
-    let mut path = st.root_dir.join(format!("{root_stem}.ckpt"));
+    Ok(free_name(&st.root_dir, root_stem))
+}
+
+/// `<stem>.ckpt` in `dir`, or the first of `<stem>-v1.ckpt`, ... that does not exist.
+fn free_name(dir: &Path, stem: &str) -> std::path::PathBuf {
+    let mut path = dir.join(format!("{stem}.ckpt"));
     let mut v = 1;
     while path.symlink_metadata().is_ok() {
-        path = st.root_dir.join(format!("{root_stem}-v{v}.ckpt"));
+        path = dir.join(format!("{stem}-v{v}.ckpt"));
         v += 1;
     }
-    Ok(path)
+    path
 }
 
 /// A signal arrived between steps: the checkpoint is saved (see [`signal_path`]) and the run
@@ -220,14 +230,56 @@ pub fn side_path(st: &mut LoopState<'_>, stem: &str, root_stem: &str) -> Result<
 pub fn interrupt(st: &mut LoopState<'_>, signal: i32, batches_done: usize) -> Result<()> {
     let pos = position(st, batches_done, false);
     let path = signal_path(st, signal)?;
-    save_to(st, &path, pos, true)?;
+    save_to(st, &path, pos.clone(), true)?;
     // Recorded before the hook: should a plugin be stopped in it, the save above stands.
     if let Some(mc) = st.checkpoint.as_mut() {
         mc.wrote(&path);
     }
     st.interrupter.interrupt(signal, Some(path));
+    if reaches_on_exception(signal) {
+        exception_saves(st, pos, true);
+    }
     st.hook(crate::hooks::Hook::OnException, None)?;
     Ok(())
+}
+
+/// SIGTERM and SIGINT reach the on_exception saves, as Lightning's SIGTERMException and
+/// KeyboardInterrupt do; SIGUSR1 (lthost's requeue save) does not: Lightning's requeue handler
+/// raises nothing.
+fn reaches_on_exception(signal: i32) -> bool {
+    signal != libc::SIGUSR1
+}
+
+/// Lightning's on_exception saves: ModelCheckpoint's (`save_on_exception`) and
+/// OnExceptionCheckpoint's (`[checkpoint] on_exception`), at `pos`. A save that fails is
+/// reported; the run's own outcome stands.
+pub fn exception_saves(st: &mut LoopState<'_>, pos: LoopPosition, plugin_state: bool) {
+    let epoch = st.ctx.current_epoch;
+    if let Err(se) = save(st, Trigger::Exception { plugin_state }, epoch, pos.clone()) {
+        eprintln!("ModelCheckpoint could not save on the exception: {se:#}");
+    }
+    if st.on_exception_dir.is_some() {
+        on_exception_checkpoint(st, pos, plugin_state);
+    }
+}
+
+/// OnExceptionCheckpoint's save: `on_exception.ckpt` (`-vN` beside one that exists).
+pub fn on_exception_checkpoint(st: &mut LoopState<'_>, pos: LoopPosition, plugin_state: bool) {
+    let path = match (st.checkpoint.as_mut(), &st.on_exception_dir) {
+        (Some(mc), _) => mc.side_path("on_exception"),
+        (None, Some(dir)) => Ok(free_name(dir, "on_exception")),
+        (None, None) => return,
+    };
+    let saved = path.and_then(|path| save_to(st, &path, pos, plugin_state).map(|()| path));
+    match saved {
+        Ok(path) => {
+            if let Some(mc) = st.checkpoint.as_mut() {
+                mc.wrote(&path);
+            }
+            eprintln!("saved the state at the exception to {}", path.display())
+        }
+        Err(se) => eprintln!("could not save on_exception.ckpt: {se:#}"),
+    }
 }
 
 /// A signal stopped a plugin inside a hook (the epoch jump). Inside a training batch the run
@@ -254,11 +306,14 @@ pub fn interrupt_in_hook(st: &mut LoopState<'_>, signal: i32) -> Result<Option<s
     }
     pos.global_step = steps_now;
     let path = signal_path(st, signal)?;
-    save_to(st, &path, pos, false)?;
+    save_to(st, &path, pos.clone(), false)?;
     if let Some(mc) = st.checkpoint.as_mut() {
         mc.wrote(&path);
     }
     st.interrupter.interrupt(signal, Some(path.clone()));
+    if reaches_on_exception(signal) {
+        exception_saves(st, pos, false);
+    }
     Ok(Some(path))
 }
 

@@ -83,9 +83,10 @@ pub struct LoopState<'a> {
     pub val_due_pending: bool,
     /// `on_exception` ran (Lightning's `_interrupt` calls it once per run).
     pub on_exception_called: bool,
-    /// OnExceptionCheckpoint (`[checkpoint] on_exception`): a fit that fails saves
-    /// `on_exception.ckpt`.
-    pub on_exception_ckpt: bool,
+    /// OnExceptionCheckpoint (`[checkpoint] on_exception`): a run that fails (or a signal)
+    /// saves `on_exception.ckpt`, in ModelCheckpoint's directory when the run has one, else in
+    /// this one (the configured `dirpath`, or the root).
+    pub on_exception_dir: Option<std::path::PathBuf>,
     /// The latest validation run inside fit got through a batch (Lightning's
     /// `val_loop._has_run`): from then on a monitor it did not log is an error.
     pub val_has_run: bool,

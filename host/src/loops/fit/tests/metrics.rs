@@ -114,8 +114,9 @@ fn a_failed_run_calls_on_exception_and_writes_the_rows_it_holds() {
         let mut cfg = lightning_config(dir.path(), case["trainer"].as_object().expect("args"));
         cfg.logger = true;
         let mut t = Trainer::new(cfg, None);
-        // OnExceptionCheckpoint: Lightning saves wherever on_exception runs in a fit.
+        // OnExceptionCheckpoint: Lightning saves wherever on_exception runs.
         t.checkpoint.on_exception = true;
+        t.checkpoint.dirpath = Some(dir.path().join("saves"));
         let seen = Rc::new(RefCell::new(0u64));
         let counter = Rc::clone(&seen);
         t.callbacks.push(Box::new(Probe(move |hook, _: &HookInfo<'_>| {
@@ -135,12 +136,27 @@ fn a_failed_run_calls_on_exception_and_writes_the_rows_it_holds() {
         };
         assert!(failed.is_some_and(|e| format!("{e:#}").contains("fails at")), "{name}: the run did not fail");
         assert_eq!(Some(*seen.borrow()), case["on_exception"].as_u64(), "{name}: on_exception calls");
-        if case["fn"].as_str() == Some("fit") {
-            let saved = crate::checkpoint::load(&dir.path().join("on_exception.ckpt"));
-            assert!(
-                saved.is_ok_and(|c| c.tensors.contains_key("state_dict.linear.weight")),
-                "{name}: on_exception.ckpt"
-            );
+        // What OnExceptionCheckpoint saved, in validate too: Lightning's file, its step and
+        // epoch, optimizers, and the validation loop's progress at the failure.
+        let saves = dir.path().join("saves");
+        let mut files: Vec<String> = std::fs::read_dir(&saves)
+            .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        files.sort();
+        let want_files: Vec<&String> = case["saved"].as_object().expect("saved").keys().collect();
+        assert_eq!(files.iter().collect::<Vec<_>>(), want_files, "{name}: OnExceptionCheckpoint's files");
+        for (file, want) in case["saved"].as_object().expect("saved") {
+            let c = crate::checkpoint::load(&saves.join(file)).expect("a whole checkpoint");
+            assert!(c.tensors.contains_key("state_dict.linear.weight"), "{name}: {file} holds the weights");
+            assert_eq!(c.meta.current_epoch, want["epoch"], "{name}: {file} epoch");
+            assert_eq!(c.meta.global_step, want["global_step"], "{name}: {file} global_step");
+            assert_eq!(c.meta.optimizers.len() as u64, want["optimizers"], "{name}: {file} optimizers");
+            let progress = if case["fn"] == "fit" {
+                &c.meta.loops["fit_loop"]["epoch_loop.val_loop.batch_progress"]
+            } else {
+                &c.meta.loops["validate_loop"]["batch_progress"]
+            };
+            assert_eq!(progress["total"], want["val_batch_progress"], "{name}: {file} validation progress");
         }
         let csv = dir.path().join("lightning_logs/version_0/metrics.csv");
         let got = if csv.exists() { csv_rows(&csv) } else { Vec::new() };

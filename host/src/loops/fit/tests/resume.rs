@@ -20,9 +20,12 @@ fn a_resumed_run_calls_the_hooks_lightning_does() {
         ("rs_f_failure_in_epoch_end_validation", "validation_step", 1),
         ("rs_g_save_on_exception", "validation_step", 1),
     ];
+    // lthost's own save at a signal (`last.ckpt` in the checkpoint directory), beside what
+    // Lightning's on_exception saves; Lightning saves nothing of its own then.
+    let signal_saves: &[(&str, &str)] = &[("rs_h_sigterm_on_exception", "last.ckpt")];
     let want = reference();
     let cases = want["resumes"].as_object().expect("resumes");
-    assert_eq!(cases.len(), 7);
+    assert_eq!(cases.len(), 9);
     for (name, case) in cases {
         let _one = serial();
         let dir = tempfile::tempdir().expect("tempdir");
@@ -34,15 +37,40 @@ fn a_resumed_run_calls_the_hooks_lightning_does() {
         checkpoint.dirpath = Some(saves.clone());
         let fails =
             case["fail_val_at"].as_array().map(|a| (a[0].as_u64().expect("epoch"), a[1].as_u64().expect("batch")));
+        let sigterm_at =
+            case["sigterm_at"].as_array().map(|a| (a[0].as_u64().expect("epoch"), a[1].as_u64().expect("batch")));
         let mut m = Regression::new();
         m.fail_validation_at = fails;
-        let first_fit = try_fit(lightning_config(dir.path(), &first), &mut m, Some(checkpoint), None);
+        let mut t = Trainer::new(lightning_config(dir.path(), &first), None);
+        t.cfg.enable_checkpointing = true;
+        t.checkpoint = checkpoint;
+        if let Some(at) = sigterm_at {
+            // SIGTERM arriving in on_train_batch_end, as the Lightning twin sends it.
+            let flag = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            t.signal = Some(flag.clone());
+            t.callbacks.push(Box::new(Probe(move |hook, info: &HookInfo<'_>| {
+                if hook == Hook::OnTrainBatchEnd && Some((info.current_epoch, info.batch_idx.unwrap_or(0))) == Some(at)
+                {
+                    flag.store(libc::SIGTERM as usize, std::sync::atomic::Ordering::SeqCst);
+                }
+                Ok(CallbackAction::default())
+            })));
+        }
+        let first_fit = t.fit(&mut m, &mut Points::default(), &serde_json::json!({}));
         assert_eq!(first_fit.is_err(), fails.is_some(), "{name}: the first fit fails where asked");
+        if sigterm_at.is_some() {
+            let report = first_fit.expect("an interrupted fit");
+            assert_eq!(report.interrupted, Some(libc::SIGTERM), "{name}: the signal ended the run");
+        }
         let mut saved: Vec<String> = std::fs::read_dir(&saves)
             .expect("saves")
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into())
             .collect();
+        for (_, own) in signal_saves.iter().filter(|(n, _)| n == name) {
+            assert!(saved.iter().any(|f| f == own), "{name}: lthost's signal save {own} in {saved:?}");
+            saved.retain(|f| f != own);
+        }
         saved.sort();
         assert_eq!(serde_json::to_value(&saved).expect("names"), case["saved"], "{name}: the first fit's files");
         first.insert("max_epochs".into(), case["max_epochs"].clone());
