@@ -202,6 +202,10 @@ struct RunArgs {
     /// Where ModelCheckpoint writes (overrides `[checkpoint] dirpath`).
     #[arg(long)]
     checkpoint_dir: Option<PathBuf>,
+    /// fit: run the learning-rate finder first and train with its suggestion (Lightning's
+    /// `Tuner(trainer).lr_find(model)` then `trainer.fit(model)`; settings from `[lr_find]`).
+    #[arg(long)]
+    lr_find: bool,
     /// Override a run-file setting, e.g. `--set trainer.max_epochs=3` (repeatable).
     #[arg(long = "set", value_name = "TABLE.KEY=VALUE")]
     sets: Vec<String>,
@@ -447,9 +451,16 @@ fn run(cmd: Command, signal: Arc<AtomicUsize>) -> Result<Option<i32>> {
         let out = a.output.clone().unwrap_or_else(|| cfg.trainer.default_root_dir.clone());
         return lr_find(&mut trainer, &mut module, &mut data, &hparams, &lf, &out).map(|()| None);
     }
+    if args.lr_find && !matches!(cmd, Command::Run(_) | Command::Fit(_)) {
+        anyhow::bail!("--lr-find tunes a fit: it is taken by `lthost fit` (and `run`) only");
+    }
     match stage {
         Stage::Fit => {
-            let report = trainer.fit(&mut module, &mut data, &hparams)?;
+            let report = if args.lr_find {
+                trainer.fit_after_lr_find(&mut module, &mut data, &hparams, &cfg.lr_find)?.1
+            } else {
+                trainer.fit(&mut module, &mut data, &hparams)?
+            };
             println!("\n{}", report.render(&name));
             let (hits, compiled) = (
                 runtime.hits.load(std::sync::atomic::Ordering::Relaxed),
@@ -506,19 +517,7 @@ fn lr_find(
     });
     let json_path = out.join("lr_find.json");
     lthost::loggers::write_atomic(&json_path, serde_json::to_string_pretty(&json)?.as_bytes())?;
-    if report.steps < cfg.num_training {
-        println!("LR finder stopped early after {} steps due to diverging loss.", report.steps);
-    }
-    match report.suggestion {
-        Some((i, lr)) => println!(
-            "Learning rate finder: {} steps; suggested lr = {lr} (steepest descent of the loss, step {i})",
-            report.steps
-        ),
-        None => println!(
-            "Learning rate finder: {} steps. Failed to compute suggestion for learning rate because there are not enough points. Increase the loop iteration limits or the size of your dataset/dataloader.",
-            report.steps
-        ),
-    }
+    report.print(cfg);
     if trainer.cfg.seed.is_none() {
         println!("The search ran with seed {0}; `lthost fit --seed {0}` starts from the same weights.", report.seed);
     }

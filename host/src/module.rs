@@ -31,6 +31,15 @@ pub trait Module {
     fn load_state(&mut self, _ctx: &mut RunContext, _state: &[u8]) -> Result<()> {
         Ok(())
     }
+    /// Lightning's `lightning_hasattr`: an attribute `name`, or a key of the module's
+    /// hyper-parameters (the learning-rate finder's lookup). None by default.
+    fn has_attr(&mut self, _ctx: &mut RunContext, _name: &str) -> Result<bool> {
+        Ok(false)
+    }
+    /// Lightning's `lightning_setattr` wherever [`Module::has_attr`] finds `name`.
+    fn set_attr(&mut self, _ctx: &mut RunContext, _name: &str, _value: f64) -> Result<()> {
+        Ok(())
+    }
     /// The hooks the module implements; the loops call [`Module::hook`] for these only.
     fn implemented_hooks(&mut self, _ctx: &mut RunContext) -> Result<Vec<Hook>> {
         Ok(Vec::new())
@@ -216,6 +225,14 @@ pub trait DataModule {
     /// DataLoader `index`'s streaming source, asked for when `dataset` gives none.
     fn stream(&mut self, _ctx: &mut RunContext, _split: Split, _index: u32) -> Result<Option<StreamSpec>> {
         Ok(None)
+    }
+    /// Lightning's `lightning_hasattr` on the DataModule (see [`Module::has_attr`]).
+    fn has_attr(&mut self, _ctx: &mut RunContext, _name: &str) -> Result<bool> {
+        Ok(false)
+    }
+    /// Lightning's `lightning_setattr` on the DataModule.
+    fn set_attr(&mut self, _ctx: &mut RunContext, _name: &str, _value: f64) -> Result<()> {
+        Ok(())
     }
     /// Lightning's `state_dict`: bytes kept in checkpoints.
     fn save_state(&mut self, _ctx: &mut RunContext) -> Result<Option<Vec<u8>>> {

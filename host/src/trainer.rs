@@ -103,11 +103,11 @@ pub struct FitReport {
 /// A run's set-up, shared by every entry point.
 pub(crate) struct Prepared {
     pub(crate) ctx: RunContext,
-    hparams: SavedHparams,
-    data_hparams: SavedHparams,
+    pub(crate) hparams: SavedHparams,
+    pub(crate) data_hparams: SavedHparams,
     pub(crate) seed: u64,
-    threads: usize,
-    module_hooks: HashSet<Hook>,
+    pub(crate) threads: usize,
+    pub(crate) module_hooks: HashSet<Hook>,
 }
 
 impl<'c> Trainer<'c> {
@@ -331,7 +331,19 @@ impl<'c> Trainer<'c> {
     /// Lightning's `trainer.fit(model, datamodule)`.
     pub fn fit(&mut self, module: &mut dyn Module, data: &mut dyn DataModule, hparams: &Value) -> Result<FitReport> {
         let started = Instant::now();
-        let mut p = self.prepare(module, data, hparams, Stage::Fit)?;
+        let p = self.prepare(module, data, hparams, Stage::Fit)?;
+        self.fit_prepared(module, data, p, started)
+    }
+
+    /// The fit of a module and DataModule configured already (`p`), from the generator's
+    /// state as it is: after [`Trainer::prepare`], or after a learning-rate search.
+    pub(crate) fn fit_prepared(
+        &mut self,
+        module: &mut dyn Module,
+        data: &mut dyn DataModule,
+        mut p: Prepared,
+        started: Instant,
+    ) -> Result<FitReport> {
         let (seed, threads) = (p.seed, p.threads);
         // Whether a sanity check will run (as `LoopLimits` and the resume below decide it).
         let sanity_first = self.cfg.num_sanity_val_steps != 0
@@ -381,7 +393,11 @@ impl<'c> Trainer<'c> {
                 )?;
             }
             let opt_names: Vec<String> = match &st.ctx.optim {
-                Some(set) => set.optimizers.iter().map(|o| format!("{} (lr={})", o.name(), o.lr(0))).collect(),
+                Some(set) => set
+                    .optimizers
+                    .iter()
+                    .map(|o| format!("{} (lr={})", o.name(), crate::callbacks::py_format::repr_float(o.lr(0))))
+                    .collect(),
                 None => Vec::new(),
             };
             if st.cfg.enable_checkpointing && st.cfg.fast_dev_run.batches().is_none() {

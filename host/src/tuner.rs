@@ -6,17 +6,23 @@
 //! would keep is written; the results are the learning rates, smoothed losses and the
 //! suggestion (see `callbacks/lr_finder.rs`).
 
+use std::collections::HashSet;
+use std::time::Instant;
+
 use anyhow::{anyhow, bail, Result};
 use serde_json::Value;
+use tch::Tensor;
 
 use crate::callbacks::lr_finder::{suggestion, LrFindConfig, LrFindResults, LrFinderCallback};
 use crate::config::Limit;
-use crate::context::Stage;
+use crate::context::{RunContext, Stage};
 use crate::engine::optim::{Interval, SchedulerSpec};
+use crate::engine::torch_ext;
 use crate::hooks::Hook;
+use crate::hparams::SavedHparams;
 use crate::loops::fit;
 use crate::module::{DataModule, Module};
-use crate::trainer::{configure_optimizers, optimizer_set, Trainer};
+use crate::trainer::{configure_optimizers, optimizer_set, FitReport, Prepared, Trainer};
 
 #[derive(Debug)]
 pub struct LrFindReport {
@@ -29,7 +35,70 @@ pub struct LrFindReport {
     pub seed: u64,
 }
 
-impl Trainer<'_> {
+impl LrFindReport {
+    /// What the search found, in Lightning's words where it has them.
+    pub fn print(&self, cfg: &LrFindConfig) {
+        if self.steps < cfg.num_training {
+            println!("LR finder stopped early after {} steps due to diverging loss.", self.steps);
+        }
+        match self.suggestion {
+            Some((i, lr)) => println!(
+                "Learning rate finder: {} steps; suggested lr = {} (steepest descent of the loss, step {i})",
+                self.steps,
+                crate::callbacks::py_format::repr_float(lr)
+            ),
+            None => println!(
+                "Learning rate finder: {} steps. Failed to compute suggestion for learning rate because there are not enough points. Increase the loop iteration limits or the size of your dataset/dataloader.",
+                self.steps
+            ),
+        }
+    }
+}
+
+/// The Trainer settings a search replaces, put back after it.
+type Settings<'c> = (
+    crate::config::TrainerConfig,
+    crate::callbacks::BuiltinCallbacks,
+    Option<crate::callbacks::early_stopping::EarlyStoppingConfig>,
+    Vec<Box<dyn crate::callbacks::Callback + 'c>>,
+);
+
+/// What a search leaves for the fit that follows it on the same objects.
+struct Searched {
+    ctx: RunContext,
+    hparams: SavedHparams,
+    module_hooks: HashSet<Hook>,
+    /// The field the suggestion goes into (Lightning's `attr_name`), when looked up.
+    attr: Option<String>,
+    /// The generators as the search found them (Lightning runs it under `isolate_rng`).
+    rng: RngState,
+}
+
+/// The generators' states (CPU, and the run's CUDA device).
+struct RngState {
+    cpu: Vec<u8>,
+    cuda: Option<(usize, Vec<u8>)>,
+}
+
+impl RngState {
+    fn now(device: tch::Device) -> Result<RngState> {
+        let cuda = match device {
+            tch::Device::Cuda(i) => Some((i, torch_ext::cuda_rng_state(i)?)),
+            _ => None,
+        };
+        Ok(RngState { cpu: torch_ext::cpu_rng_state()?, cuda })
+    }
+
+    fn restore(&self) -> Result<()> {
+        torch_ext::set_cpu_rng_state(&self.cpu)?;
+        if let Some((i, s)) = &self.cuda {
+            torch_ext::set_cuda_rng_state(*i, s)?;
+        }
+        Ok(())
+    }
+}
+
+impl<'c> Trainer<'c> {
     /// Lightning's `Tuner(trainer).lr_find(model, datamodule)`; None when it is skipped
     /// (fast_dev_run, with Lightning's warning).
     pub fn lr_find(
@@ -39,22 +108,99 @@ impl Trainer<'_> {
         hparams: &Value,
         cfg: &LrFindConfig,
     ) -> Result<Option<LrFindReport>> {
+        if !self.may_search(cfg)? {
+            return Ok(None);
+        }
+        let p = self.prepare(module, data, hparams, Stage::Fit)?;
+        let saved = self.search_settings(cfg);
+        let out = self.range_test(module, data, p, cfg, None);
+        self.restore_settings(saved);
+        out.map(|(report, _)| Some(report))
+    }
+
+    /// Lightning's `Tuner(trainer).lr_find(model, datamodule, update_attr=True, attr_name=…)`
+    /// and then `trainer.fit(model, datamodule)`, on the same objects: the search starts from
+    /// the configured module; its weights and buffers are put back after it (Lightning's
+    /// checkpoint restore), the suggestion is set on the module and DataModule wherever they
+    /// hold the field (`lightning_setattr`: an attribute or a hyper-parameter), and the fit
+    /// follows without re-seeding, from the generators as they were before the search
+    /// (Lightning's LearningRateFinder searches under `isolate_rng`), asking the DataModule's
+    /// `setup` again as Lightning's second fit does.
+    /// A module holding none of the fields is refused before the search, with Lightning's
+    /// message. Under fast_dev_run the search is skipped, as Lightning skips it.
+    pub fn fit_after_lr_find(
+        &mut self,
+        module: &mut dyn Module,
+        data: &mut dyn DataModule,
+        hparams: &Value,
+        cfg: &LrFindConfig,
+    ) -> Result<(Option<LrFindReport>, FitReport)> {
+        let started = Instant::now();
+        if !self.may_search(cfg)? {
+            return Ok((None, self.fit(module, data, hparams)?));
+        }
+        let p = self.prepare(module, data, hparams, Stage::Fit)?;
+        let (seed, threads) = (p.seed, p.threads);
+        let snapshot = weights(&p.ctx)?;
+        let saved = self.search_settings(cfg);
+        let out = self.range_test(module, data, p, cfg, Some(&cfg.attr_name));
+        self.restore_settings(saved);
+        let (report, searched) = out?;
+        report.print(cfg);
+        let Searched { ctx: used, hparams: module_hparams, module_hooks, attr, rng } = searched;
+        // Lightning's LearningRateFinder searches under `isolate_rng`: the fit draws from the
+        // generators as they were before the search.
+        rng.restore()?;
+        let mut ctx = RunContext {
+            params: used.params,
+            device: used.device,
+            creation_device: used.creation_device,
+            data_dir: used.data_dir,
+            stage: Stage::Fit,
+            ..RunContext::default()
+        };
+        put_back(&ctx, &snapshot)?;
+        let applied = match (attr, report.suggestion) {
+            (Some(attr), Some((_, lr))) => Some((attr, lr)),
+            _ => None,
+        };
+        if let Some((attr, lr)) = &applied {
+            module.set_attr(&mut ctx, attr, *lr)?;
+        }
+        // Lightning's second fit sets the DataModule up again (from the generator's state
+        // now); the suggestion stays on it.
+        let data_hparams = data.setup(&mut ctx, Stage::Fit, hparams)?;
+        if let Some((attr, lr)) = &applied {
+            data.set_attr(&mut ctx, attr, *lr)?;
+            println!("Learning rate set to {}", crate::callbacks::py_format::repr_float(*lr));
+        }
+        let p = Prepared { ctx, hparams: module_hparams, data_hparams, seed, threads, module_hooks };
+        let fit = self.fit_prepared(module, data, p, started)?;
+        Ok((Some(report), fit))
+    }
+
+    /// The checks before any search; false: skipped (fast_dev_run, with Lightning's warning).
+    fn may_search(&self, cfg: &LrFindConfig) -> Result<bool> {
         cfg.validate()?;
         if self.cfg.fast_dev_run.batches().is_some() {
             eprintln!("warning: Skipping learning rate finder since `fast_dev_run` is enabled.");
-            return Ok(None);
+            return Ok(false);
         }
         if self.ckpt_path.is_some() {
             bail!("lr-find searches from the plugin's own initial weights: --ckpt-path is not taken (Lightning's Tuner.lr_find has no ckpt_path)");
         }
+        Ok(true)
+    }
+
+    /// Lightning keeps the max_epochs its Trainer resolved (1000 when no limit was given) and
+    /// swaps out every callback, the Timer's max_time with them; returns what it replaced.
+    fn search_settings(&mut self, cfg: &LrFindConfig) -> Settings<'c> {
         let saved = (
             self.cfg.clone(),
             std::mem::take(&mut self.builtins),
             self.early_stopping.take(),
             std::mem::take(&mut self.callbacks),
         );
-        // Lightning keeps the max_epochs its Trainer resolved (1000 when no limit was given) and
-        // swaps out every callback, the Timer's max_time with them.
         self.cfg.max_epochs = Some(self.cfg.effective_max_epochs().map_or(-1, |m| i64::try_from(m).unwrap_or(-1)));
         self.cfg.max_time = None;
         self.cfg.max_steps = cfg.num_training as i64;
@@ -63,21 +209,29 @@ impl Trainer<'_> {
         self.cfg.logger = false;
         self.cfg.enable_checkpointing = false;
         self.cfg.enable_progress_bar = false;
-        let out = self.range_test(module, data, hparams, cfg);
-        (self.cfg, self.builtins, self.early_stopping, self.callbacks) = saved;
-        out.map(Some)
+        saved
     }
 
+    fn restore_settings(&mut self, saved: Settings<'c>) {
+        (self.cfg, self.builtins, self.early_stopping, self.callbacks) = saved;
+    }
+
+    /// The search on a configured module (`p`). `attr_name`: look up the field the
+    /// suggestion goes into (Lightning's `_determine_lr_attr_name`, after the set-up hooks
+    /// and before any step).
     fn range_test(
         &mut self,
         module: &mut dyn Module,
         data: &mut dyn DataModule,
-        hparams: &Value,
+        mut p: Prepared,
         cfg: &LrFindConfig,
-    ) -> Result<LrFindReport> {
-        let mut p = self.prepare(module, data, hparams, Stage::Fit)?;
+        attr_name: Option<&str>,
+    ) -> Result<(LrFindReport, Searched)> {
         let seed = p.seed;
+        let device = p.ctx.device;
+        let before_data = RngState::now(device)?;
         let (train, val, limits) = self.fit_data(data, &mut p.ctx, "lr_find trains, so it needs one", false)?;
+        let after_data = RngState::now(device)?;
         let finder = LrFinderCallback::new(cfg, self.cfg.accumulate_grad_batches);
         let results = finder.results.clone();
         self.callbacks = vec![Box::new(finder)];
@@ -86,6 +240,15 @@ impl Trainer<'_> {
         st.hook(Hook::Setup, None)?;
         st.hook(Hook::ConfigureModel, None)?;
         let (opt, name) = configure_optimizers(&mut st)?;
+        let attr = match attr_name {
+            Some(given) => Some(lr_attr(&mut st, given)?),
+            None => None,
+        };
+        // Where Lightning's `isolate_rng` starts (on_fit_start, after these hooks and before
+        // the search asks for its DataLoaders, which lthost asked for first): the state after
+        // the hooks when asking for the DataLoaders drew nothing, else the state before them
+        // (then what the set-up hooks drew is not kept).
+        let rng = if before_data.cpu == after_data.cpu { RngState::now(device)? } else { before_data };
         if opt.optimizers.len() != 1 {
             bail!("plugin `{name}`: `model.configure_optimizers()` returned {}, but learning rate finder only works with single optimizer", opt.optimizers.len());
         }
@@ -106,9 +269,72 @@ impl Trainer<'_> {
         fit::run(&mut st, &mut train, &mut val)?;
         st.hook(Hook::Teardown, None)?;
         let steps = st.ctx.global_step;
+        let searched = Searched {
+            ctx: std::mem::take(&mut st.ctx),
+            hparams: std::mem::take(&mut st.hparams),
+            module_hooks: std::mem::take(&mut st.module_hooks),
+            attr,
+            rng,
+        };
         drop(st);
         let results = results.borrow().clone();
         let suggestion = suggestion(&results, 10, 1).map_err(|e| anyhow!("lr_find suggestion: {e}"))?;
-        Ok(LrFindReport { results, suggestion, steps, seed })
+        Ok((LrFindReport { results, suggestion, steps, seed }, searched))
     }
+}
+
+/// Lightning's `_determine_lr_attr_name`: the given name, else `lr`, else `learning_rate`,
+/// on the module or the DataModule (an attribute or a hyper-parameter), with its messages.
+fn lr_attr(st: &mut crate::loops::state::LoopState<'_>, given: &str) -> Result<String> {
+    let names: Vec<&str> = if given.is_empty() { vec!["lr", "learning_rate"] } else { vec![given] };
+    for name in names {
+        let mut found = st.module.has_attr(&mut st.ctx, name)?;
+        if !found {
+            if let Some(d) = st.data.as_deref_mut() {
+                found = d.has_attr(&mut st.ctx, name)?;
+            }
+        }
+        if found {
+            return Ok(name.to_string());
+        }
+    }
+    if given.is_empty() {
+        bail!("When using the learning rate finder, either `model` or `model.hparams` should have one of these fields: ('lr', 'learning_rate'). If your model has a different name for the learning rate, set it with `.lr_find(attr_name=...)`. (lthost: `[lr_find] attr_name`)");
+    }
+    bail!("The attribute name for the learning rate was set to {given}, but could not find this as a field in `model` or `model.hparams`.")
+}
+
+/// The module's stored weights and buffers (Lightning's checkpoint before the search).
+fn weights(ctx: &RunContext) -> Result<Vec<Tensor>> {
+    tch::no_grad(|| {
+        stored(ctx)
+            .iter()
+            .map(|t| {
+                let mut copy = t.f_zeros_like()?;
+                copy.f_copy_(t)?;
+                Ok(copy)
+            })
+            .collect()
+    })
+}
+
+/// Puts [`weights`] back (Lightning's restore after the search).
+fn put_back(ctx: &RunContext, snapshot: &[Tensor]) -> Result<()> {
+    tch::no_grad(|| -> Result<()> {
+        for (t, saved) in stored(ctx).into_iter().zip(snapshot) {
+            t.shallow_clone().f_copy_(saved)?;
+        }
+        Ok(())
+    })
+}
+
+/// The persistent entries a checkpoint stores (each tied tensor once).
+fn stored(ctx: &RunContext) -> Vec<Tensor> {
+    let params = &ctx.params;
+    params
+        .entries()
+        .iter()
+        .filter(|e| e.persistent && params.tied_to(e).is_none())
+        .map(|e| e.tensor.shallow_clone())
+        .collect()
 }

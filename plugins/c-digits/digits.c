@@ -49,6 +49,22 @@ void exports_lt_plugin_lightning_module_configure_optimizers(exports_lt_plugin_l
   ret->automatic_optimization = true;
 }
 
+// Lightning's lightning_hasattr / lightning_setattr: the learning rate is the one field the
+// learning-rate finder may set (read by configure_optimizers).
+static bool is_lr(plugin_string_t *name) { return name->len == 2 && memcmp(name->ptr, "lr", 2) == 0; }
+
+bool exports_lt_plugin_lightning_module_has_attr(plugin_string_t *name) {
+  bool found = is_lr(name);
+  plugin_string_free(name);
+  return found;
+}
+
+bool exports_lt_plugin_lightning_module_set_attr(plugin_string_t *name, double value, plugin_string_t *err) {
+  if (is_lr(name)) lr = value;
+  plugin_string_free(name);
+  return true;
+}
+
 bool exports_lt_plugin_lightning_module_save_state(plugin_list_u8_t *ret) { return false; }
 
 bool exports_lt_plugin_lightning_module_load_state(plugin_list_u8_t *state, plugin_string_t *err) {
@@ -160,6 +176,16 @@ bool exports_lt_plugin_data_module_fetch(exports_lt_plugin_data_module_split_t s
 bool exports_lt_plugin_data_module_sample(exports_lt_plugin_data_module_split_t split, uint32_t index, bool base_seed, exports_lt_plugin_data_module_sampled_pass_t *ret, plugin_string_t *err) {
   plugin_string_dup(err, "this DataModule has no sampler of its own");
   return false;
+}
+
+bool exports_lt_plugin_data_module_has_attr(plugin_string_t *name) {
+  plugin_string_free(name);
+  return false;
+}
+
+bool exports_lt_plugin_data_module_set_attr(plugin_string_t *name, double value, plugin_string_t *err) {
+  plugin_string_free(name);
+  return true;
 }
 
 bool exports_lt_plugin_data_module_save_state(plugin_list_u8_t *ret) { return false; }

@@ -191,6 +191,15 @@ export const optim = {
 const STAGES = { fit: "fit", validate: "validate", test: "test", predict: "predict", "sanity-check": "fit" };
 const SPLITS = { train: "trainDataloader", val: "valDataloader", test: "testDataloader", predict: "predictDataloader" };
 
+// Lightning's lightning_hasattr / lightning_setattr on one object: a property of its own, or
+// a key of its hyper-parameters (both are set).
+const hasAttr = (x, name) => x !== undefined && (name in x || (x.hparams !== undefined && name in x.hparams));
+const setAttr = (x, name, value) => {
+  if (x === undefined) return;
+  if (name in x) x[name] = value;
+  if (x.hparams !== undefined && name in x.hparams) x.hparams[name] = value;
+};
+
 // The component's exports, calling the given classes. Each class takes the run's
 // hyper-parameters merged over its `defaults`.
 export function exportPlugin(ModuleClass, DataClass) {
@@ -227,6 +236,8 @@ export function exportPlugin(ModuleClass, DataClass) {
       }
     },
     implementedHooks() { return []; },
+    hasAttr(name) { return hasAttr(module, name); },
+    setAttr(name, value) { setAttr(module, name, value); },
     onHook() { return 0; },
     trainingStep(batch, batchIdx) { return inScope(batch, () => live(module, "training_step").trainingStep(batch, Number(batchIdx))); },
     validationStep(batch, batchIdx) { inScope(batch, () => live(module, "validation_step").validationStep(batch, Number(batchIdx))); },
@@ -258,6 +269,8 @@ export function exportPlugin(ModuleClass, DataClass) {
     nextBatch() { return undefined; },
     fetch() { throw "this DataModule has no items to fetch"; },
     sample() { throw "this DataModule has no sampler of its own"; },
+    hasAttr(name) { return hasAttr(data, name); },
+    setAttr(name, value) { setAttr(data, name, value); },
     saveState() { return live(data, "state_dict").stateDict(); },
     loadState(state) {
       try {

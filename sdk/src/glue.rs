@@ -104,6 +104,26 @@ pub fn implemented_hooks<E: Exports>() -> Vec<Hook> {
     E::Module::hooks()
 }
 
+/// Lightning's `lightning_hasattr` on a Rust module: a key of its hyper-parameters (the
+/// defaults merged with the given ones, which `configure_optimizers` reads).
+pub fn has_attr<E: Exports>(name: String) -> bool {
+    E::module_slot().with(|slot| slot.borrow().as_ref().is_some_and(|i| i.hparams.0.contains_key(&name)))
+}
+
+/// Lightning's `lightning_setattr` on a Rust module: the hyper-parameter `configure_optimizers`
+/// reads next.
+pub fn set_attr<E: Exports>(name: String, value: f64) -> Result<(), String> {
+    E::module_slot().with(|slot| match slot.borrow_mut().as_mut() {
+        Some(i) => {
+            if i.hparams.0.contains_key(&name) {
+                i.hparams.0.insert(name, serde_json::json!(value));
+            }
+            Ok(())
+        }
+        None => Err("set_attr before configure".into()),
+    })
+}
+
 pub fn on_hook<E: Exports>(hook: Hook, stage: Stage, batch_idx: Option<u64>) -> i32 {
     with_module::<E, _>(|i| i.module.on_hook(hook, stage, batch_idx))
 }
@@ -239,10 +259,24 @@ macro_rules! __glue_impls {
             fn on_hook(hook: $crate::Hook, stage: $crate::Stage, batch_idx: Option<u64>) -> i32 {
                 $crate::glue::on_hook::<$ty>(hook, stage, batch_idx)
             }
+            fn has_attr(name: String) -> bool {
+                $crate::glue::has_attr::<$ty>(name)
+            }
+            fn set_attr(name: String, value: f64) -> Result<(), String> {
+                $crate::glue::set_attr::<$ty>(name, value)
+            }
         }
         impl $crate::bindings::exports::lt::plugin::data_module::Guest for $ty {
             fn setup(stage: $crate::Stage, hparams: String) -> Result<$crate::glue::SavedHparams, String> {
                 $crate::glue::setup::<$ty>(stage, hparams)
+            }
+            // A Rust DataModule saves no hyper-parameters of its own (the module's set holds
+            // every given key): nothing to find.
+            fn has_attr(_name: String) -> bool {
+                false
+            }
+            fn set_attr(_name: String, _value: f64) -> Result<(), String> {
+                Ok(())
             }
             fn save_state() -> Option<Vec<u8>> {
                 $crate::glue::data_save_state::<$ty>()

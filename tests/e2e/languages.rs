@@ -61,6 +61,33 @@ fn the_digits_mlp_gives_identical_losses_in_every_language() {
 }
 
 #[test]
+fn fit_after_lr_find_sets_the_same_lr_and_trains_the_same_in_every_language() {
+    // `--lr-find`: each SDK answers the WIT's `has-attr("lr")` and `set-attr` (Rust: its
+    // hyper-parameter; Python: `self.hparams.lr`; JavaScript: `this.hparams.lr`; C: its `lr`),
+    // so the same search sets the same lr, and the fit after it gives the same losses.
+    let mut runs = Vec::new();
+    for name in LANGUAGES {
+        let d = tempfile::tempdir().expect("tempdir");
+        let run = fit(d.path(), name, &["--lr-find", "--set", "lr_find.num_training=30"]);
+        assert!(run.ok(), "{name}: {}", run.stderr);
+        let set: Vec<&str> = run
+            .stdout
+            .lines()
+            .filter(|l| l.starts_with("Learning rate set to") || l.starts_with("Optimizer:"))
+            .collect();
+        assert_eq!(set.len(), 2, "{name}: the suggestion set and used: {}", run.stdout);
+        let rows = read_metrics(&d.path().join("lightning_logs/version_0"));
+        let losses: Vec<String> = rows.iter().filter_map(|r| r.get("train_loss").cloned()).collect();
+        runs.push((name, set.join("\n"), losses));
+    }
+    let (first, want_set, want_losses) = &runs[0];
+    for (name, set, losses) in &runs[1..] {
+        assert_eq!(set, want_set, "{name} vs {first}");
+        assert_eq!(losses, want_losses, "{name} vs {first}: training losses");
+    }
+}
+
+#[test]
 fn a_guest_failure_is_a_clear_error_in_every_language() {
     let d = tempfile::tempdir().expect("tempdir");
     for name in LANGUAGES {

@@ -51,8 +51,32 @@ fn run_like_lightning(name: &str) -> (Vec<f64>, Option<f64>, Value) {
     for (k, v) in want["trainer"].as_object().into_iter().flatten() {
         args.extend(["--set".to_string(), format!("trainer.{k}={v}")]);
     }
+    // `Tuner(trainer).lr_find` first, on the same objects: `--lr-find` with its arguments.
+    if let Some(kwargs) = want["lr_find"].as_object() {
+        args.push("--lr-find".into());
+        for (k, v) in kwargs {
+            let v = if v.is_null() { "\"none\"".to_string() } else { v.to_string() };
+            args.extend(["--set".to_string(), format!("lr_find.{k}={v}")]);
+        }
+    }
     let file = want["plugin"].as_str().expect("the reference's plugin");
-    fit(d.path(), file, &want["seed"], &args.iter().map(String::as_str).collect::<Vec<_>>());
+    let run = fit(d.path(), file, &want["seed"], &args.iter().map(String::as_str).collect::<Vec<_>>());
+    if want["lr_find"].is_object() {
+        // The suggestion, set where Lightning set it: the optimizer the fit configured uses it.
+        let number_after = |prefix: &str| -> Option<f64> {
+            let at = run.stdout.find(prefix)? + prefix.len();
+            let rest = &run.stdout[at..];
+            let end = rest.find(|c: char| !(c.is_ascii_digit() || "+-.e".contains(c))).unwrap_or(rest.len());
+            rest[..end].parse().ok()
+        };
+        assert_eq!(number_after("Learning rate set to "), want["suggestion"].as_f64(), "{name}: {}", run.stdout);
+        let lr = want["set_to"].as_f64();
+        assert_eq!(
+            number_after("Optimizer: SGD (lr=").or(number_after("Optimizer: Adam (lr=")),
+            lr,
+            "{name}: the optimizer's lr"
+        );
+    }
     if checkpoint.is_some() {
         let mut saved: Vec<String> = std::fs::read_dir(d.path().join("ck"))
             .expect("the checkpoint dir")
@@ -654,6 +678,30 @@ fn lr_find_on_lightning_files_records_and_suggests_what_lightnings_tuner_does() 
         }
         assert_eq!(got["suggestion"], want["suggestion"], "{name}: suggestion");
     }
+}
+
+#[test]
+fn a_fit_after_lr_find_trains_as_lightnings_tuner_then_fit() {
+    // tests/reference/lightning_files_reference.py `LR_FIND_FITS`: `Tuner(trainer).lr_find` with
+    // update_attr=True, then `trainer.fit` on the same model, DataModule and Trainer: the
+    // suggestion lands in the module's attribute (lit-mnist's `learning_rate`) or attribute and
+    // hyper-parameters (lit-hparams' `lr`, the DataModule's too), the fit starts from the
+    // initial weights with the generators as they were before the search (Lightning's
+    // isolate_rng; lit-mnist's DataModule draws its images again in setup, from there), and
+    // hparams.yaml keeps the initial values.
+    for name in ["lr-find-fit-lit-mnist", "lr-find-fit-lit-hparams"] {
+        let (got, _, want) = run_like_lightning(name);
+        assert_training_losses(name, &got, &want);
+    }
+    // A module without any of the fields is refused before any step, with Lightning's words.
+    let want = reference("lr-find-fit-lit-boring");
+    let d = tempfile::tempdir().expect("tempdir");
+    let wasm = plugin("lit-boring");
+    let run = lthost(d.path(), &["fit", wasm.to_str().expect("utf-8"), "--accelerator", "cpu", "--lr-find"]);
+    assert!(!run.ok(), "refused");
+    let words = want["error"].as_str().expect("Lightning's error");
+    assert!(run.stderr.contains(words), "{}", run.stderr);
+    assert!(!d.path().join("lightning_logs").exists() || !run.stdout.contains("Epoch"), "no training");
 }
 
 #[test]

@@ -131,17 +131,27 @@ def lr_find(name, kwargs):
             "suggestion": finder.suggestion()}
 
 
-def run(name, cls_name, data_name, epochs, hparams=None, trainer_args=None):
+def run(name, cls_name, data_name, epochs, hparams=None, trainer_args=None, lr_find=None):
+    """A fit of the file as lthost runs it; `lr_find`: `(lr_find's arguments, the field it sets)`:
+    `Tuner(trainer).lr_find` (update_attr=True) first, on the same model, DataModule and Trainer."""
     module = load(name)
     L.seed_everything(SEED, verbose=False)
     model = made(getattr(module, cls_name), hparams)
     data = made(getattr(module, data_name), hparams) if data_name else None
+    tuned = {}
     with tempfile.TemporaryDirectory() as d:
         checkpoint = CHECKPOINTS.get(name)
         callbacks = [ModelCheckpoint(dirpath=Path(d) / "ck", **checkpoint)] if checkpoint else []
         trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=CSVLogger(d), log_every_n_steps=1,
                             enable_progress_bar=False, enable_checkpointing=bool(checkpoint), enable_model_summary=False,
                             callbacks=callbacks, **(trainer_args or {}))
+        if lr_find is not None:
+            from lightning.pytorch.tuner import Tuner
+            kwargs, field = lr_find
+            finder = Tuner(trainer).lr_find(model, datamodule=data, **kwargs)
+            tuned = {"lr_find": kwargs, "suggestion": finder.suggestion(), "lr": finder.results["lr"],
+                     "loss": finder.results["loss"], "field": field, "set_to": getattr(model, field),
+                     "data_hparams": dict(data.hparams) if data is not None else None}
         trainer.fit(model, datamodule=data)
         rows = list(csv.DictReader(open(Path(trainer.logger.log_dir) / "metrics.csv")))
         hparams_file = Path(trainer.logger.log_dir) / "hparams.yaml"
@@ -162,7 +172,7 @@ def run(name, cls_name, data_name, epochs, hparams=None, trainer_args=None):
             t = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False)
             results[stage] = [{k: float(v) for k, v in r.items()} for r in getattr(t, stage)(model, datamodule=data, verbose=False)]
     return {"seed": SEED, "epochs": epochs, "results": results, "plugin": name, "hparams": hparams, "trainer": trainer_args, "train_loss": [train[k] for k in sorted(train)], "last_val_loss": val[-1] if val else None,
-            "last": last, "checkpoint": checkpoint, "checkpoints": saved, "hparams_yaml": hparams_yaml}
+            "last": last, "checkpoint": checkpoint, "checkpoints": saved, "hparams_yaml": hparams_yaml, **tuned}
 
 
 # Runs with Lightning's TensorBoardLogger: name: (file, hparams). What the event file holds
@@ -242,10 +252,28 @@ REFUSED = {
 }
 
 
-def refused(file, hparams):
+# `Tuner(trainer).lr_find(model, datamodule)` with its default update_attr=True, then
+# `trainer.fit(model, datamodule)` on the same objects (`lthost fit --lr-find`): name: (the file,
+# hparams, lr_find's arguments, the field it sets, max_epochs: the search's limit too).
+LR_FIND_FITS = {
+    # `learning_rate`: an attribute of the module (no save_hyperparameters).
+    "lr-find-fit-lit-mnist": ("lit-mnist", None, {"num_training": 40, "min_lr": 1e-5}, "learning_rate", 3),
+    # `lr`: the module's attribute and hyper-parameter, and the DataModule's hyper-parameter;
+    # hparams.yaml keeps the initial values (Lightning logs hparams_initial).
+    "lr-find-fit-lit-hparams": ("lit-hparams", {"data_save": "all", "lr": 0.1},
+                                {"num_training": 30, "max_lr": 0.05, "early_stop_threshold": None}, "lr", 8),
+}
+
+# lr_find refused before any step: name: (the file, hparams). BoringModel holds no lr field.
+LR_FIND_REFUSED = {
+    "lr-find-fit-lit-boring": ("lit-boring", None),
+}
+
+
+def refused(file, hparams, lr_find=None):
     try:
-        run(file, *FILES[file], hparams)
-    except RuntimeError as e:
+        run(file, *FILES[file], hparams, None, lr_find)
+    except (RuntimeError, AttributeError) as e:
         return {"plugin": file, "hparams": hparams, "error": str(e)}
     raise AssertionError(f"{file} {hparams}: Lightning fitted it")
 
@@ -267,6 +295,11 @@ def main(path):
         out[name] = refused(file, hparams)
     for name, (file, kwargs) in LR_FINDS.items():
         out[name] = lr_find(file, kwargs)
+    for name, (file, hparams, kwargs, field, epochs) in LR_FIND_FITS.items():
+        cls_name, data_name, _ = FILES[file]
+        out[name] = run(file, cls_name, data_name, epochs, hparams, None, (kwargs, field))
+    for name, (file, hparams) in LR_FIND_REFUSED.items():
+        out[name] = refused(file, hparams, ({}, None))
     Path(path).write_text(json.dumps(out, indent=1) + "\n")
 
 

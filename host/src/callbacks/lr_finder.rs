@@ -28,6 +28,9 @@ pub struct LrFindConfig {
     /// as Lightning's `early_stop_threshold=None`.
     #[serde(deserialize_with = "threshold_or_none")]
     pub early_stop_threshold: Option<f64>,
+    /// The field `lthost fit --lr-find` sets to the suggestion (Lightning's `attr_name`);
+    /// empty: `lr`, else `learning_rate`, as Lightning looks them up.
+    pub attr_name: String,
 }
 
 /// A number, or "none" (TOML has no null).
@@ -55,6 +58,7 @@ impl Default for LrFindConfig {
             num_training: 100,
             mode: "exponential".into(),
             early_stop_threshold: Some(4.0),
+            attr_name: String::new(),
         }
     }
 }

@@ -284,6 +284,23 @@ impl Module for WasmPlugin {
         self.module_hooks(ctx)
     }
 
+    fn has_attr(&mut self, ctx: &mut RunContext, name: &str) -> Result<bool> {
+        let dev = ctx.device;
+        Ok(self.call(ctx, "lightning_hasattr", dev, |inner| {
+            let g = Self::module_guest(inner)?.clone();
+            g.call_has_attr(&mut inner.instance.store, name)
+        })?)
+    }
+
+    fn set_attr(&mut self, ctx: &mut RunContext, name: &str, value: f64) -> Result<()> {
+        let dev = ctx.device;
+        let out = self.call(ctx, "lightning_setattr", dev, |inner| {
+            let g = Self::module_guest(inner)?.clone();
+            g.call_set_attr(&mut inner.instance.store, name, value)
+        })?;
+        out.map_err(|m| self.err("lightning_setattr", None, m))
+    }
+
     fn save_state(&mut self, ctx: &mut RunContext) -> Result<Option<Vec<u8>>> {
         let dev = ctx.device;
         Ok(self.call(ctx, "on_save_checkpoint", dev, |inner| {

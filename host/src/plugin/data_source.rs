@@ -243,6 +243,21 @@ impl DataModule for WasmPlugin {
         SavedHparams::from_json(&saved.hparams, saved.log).map_err(|e| self.err("setup", None, format!("returned {e}")))
     }
 
+    fn has_attr(&mut self, ctx: &mut RunContext, name: &str) -> Result<bool> {
+        Ok(self.call(ctx, "datamodule.lightning_hasattr", Device::Cpu, |inner| {
+            let g = WasmPlugin::data_guest(inner)?.clone();
+            g.call_has_attr(&mut inner.instance.store, name)
+        })?)
+    }
+
+    fn set_attr(&mut self, ctx: &mut RunContext, name: &str, value: f64) -> Result<()> {
+        let out = self.call(ctx, "datamodule.lightning_setattr", Device::Cpu, |inner| {
+            let g = WasmPlugin::data_guest(inner)?.clone();
+            g.call_set_attr(&mut inner.instance.store, name, value)
+        })?;
+        out.map_err(|m| self.err("datamodule.lightning_setattr", None, m))
+    }
+
     fn save_state(&mut self, ctx: &mut RunContext) -> Result<Option<Vec<u8>>> {
         Ok(self.call(ctx, "datamodule.state_dict", Device::Cpu, |inner| {
             let g = WasmPlugin::data_guest(inner)?.clone();

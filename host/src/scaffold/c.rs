@@ -86,6 +86,8 @@ bool exports_lt_plugin_data_module_dataloader(exports_lt_plugin_data_module_spli
 }
 
 // The hooks this template does not use.
+bool exports_lt_plugin_lightning_module_has_attr(plugin_string_t *name) { plugin_string_free(name); return false; }
+bool exports_lt_plugin_lightning_module_set_attr(plugin_string_t *name, double value, plugin_string_t *err) { plugin_string_free(name); return true; }
 bool exports_lt_plugin_lightning_module_save_state(plugin_list_u8_t *ret) { return false; }
 bool exports_lt_plugin_lightning_module_load_state(plugin_list_u8_t *state, plugin_string_t *err) { plugin_list_u8_free(state); return true; }
 void exports_lt_plugin_lightning_module_implemented_hooks(exports_lt_plugin_lightning_module_list_hook_t *ret) { *ret = (exports_lt_plugin_lightning_module_list_hook_t){NULL, 0}; }
@@ -103,6 +105,8 @@ bool exports_lt_plugin_data_module_start_pass(exports_lt_plugin_data_module_spli
 bool exports_lt_plugin_data_module_next_batch(exports_lt_plugin_data_module_split_t split, uint32_t index, exports_lt_plugin_data_module_option_list_own_tensor_t *ret, plugin_string_t *err) { ret->is_some = false; return true; }
 bool exports_lt_plugin_data_module_fetch(exports_lt_plugin_data_module_split_t split, uint32_t index, plugin_list_u64_t *indices, exports_lt_plugin_data_module_worker_info_t *maybe_worker, exports_lt_plugin_data_module_list_own_tensor_t *ret, plugin_string_t *err) { plugin_list_u64_free(indices); plugin_string_dup(err, "no items"); return false; }
 bool exports_lt_plugin_data_module_sample(exports_lt_plugin_data_module_split_t split, uint32_t index, bool base_seed, exports_lt_plugin_data_module_sampled_pass_t *ret, plugin_string_t *err) { plugin_string_dup(err, "no sampler"); return false; }
+bool exports_lt_plugin_data_module_has_attr(plugin_string_t *name) { plugin_string_free(name); return false; }
+bool exports_lt_plugin_data_module_set_attr(plugin_string_t *name, double value, plugin_string_t *err) { plugin_string_free(name); return true; }
 bool exports_lt_plugin_data_module_save_state(plugin_list_u8_t *ret) { return false; }
 bool exports_lt_plugin_data_module_load_state(plugin_list_u8_t *state, plugin_string_t *err) { plugin_list_u8_free(state); return true; }
 "#;

@@ -193,6 +193,19 @@ def _refuse_unsupported(cls):
             raise NotImplementedError(f"{cls.__name__}.{name}: lthost does not call this LightningModule hook yet")
 
 
+def _has_attr(obj, name):
+    """Lightning's `lightning_hasattr` for one object: an attribute, or a key of its hparams."""
+    return hasattr(obj, name) or (hasattr(obj, "hparams") and name in obj.hparams)
+
+
+def _set_attr(obj, name, value):
+    """Lightning's `lightning_setattr` for one object: every holder `_has_attr` finds."""
+    if hasattr(obj, name):
+        setattr(obj, name, value)
+    if hasattr(obj, "hparams") and name in obj.hparams:
+        obj.hparams[name] = value
+
+
 def _module():
     m = _live.get("module")
     if m is None:
@@ -585,6 +598,16 @@ class LightningModule(_exports.LightningModule):
             raise Err(f"on_load_checkpoint: {describe(e)}")
 
     @reported
+    def has_attr(self, name):
+        return _has_attr(_module(), name)
+
+    def set_attr(self, name, value):
+        try:
+            _set_attr(_module(), name, value)
+        except Exception as e:  # noqa: BLE001  (a user's property setter may raise anything)
+            raise Err(f"setting {name}: {describe(e)}")
+
+    @reported
     def implemented_hooks(self):
         cls = type(_module())
         own = [h for h in _lm.Hook if hasattr(cls, h.name.lower()) and getattr(cls, h.name.lower()) is not getattr(_UserModule, h.name.lower(), None)]
@@ -903,6 +926,20 @@ class DataModule(_exports.DataModule):
         except Exception as e:  # noqa: BLE001  (the user's __iter__ and collate_fn may raise anything)
             raise Err(f"{name} DataLoader: {describe(e)}")
         return None if batch is None else _handed_over(_key(name, index), *batch)
+
+    @reported
+    def has_attr(self, name):
+        # A file without a LightningDataModule has none (Lightning's trainer.datamodule is None).
+        d = _live.get("data")
+        return isinstance(d, _UserData) and _has_attr(d, name)
+
+    def set_attr(self, name, value):
+        d = _live.get("data")
+        if isinstance(d, _UserData):
+            try:
+                _set_attr(d, name, value)
+            except Exception as e:  # noqa: BLE001
+                raise Err(f"setting {name}: {describe(e)}")
 
     @reported
     def save_state(self):
