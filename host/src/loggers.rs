@@ -17,6 +17,21 @@ pub use csv::CsvLogger;
 pub use options::{LoggerOptions, LoggersConfig, Version};
 pub use tensorboard::TensorBoardLogger;
 
+/// What a logger's `after_save_checkpoint` is told: ModelCheckpoint's state when it has
+/// written a file, files by their names in the checkpoint directory ("" for none; a logger
+/// plugin is not told where the host keeps them).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckpointSaved {
+    /// The file just written.
+    pub saved: String,
+    pub monitor: Option<String>,
+    pub save_top_k: i64,
+    pub best_model_path: String,
+    pub best_model_score: Option<f64>,
+    pub last_model_path: String,
+    pub best_k_models: Vec<(String, f64)>,
+}
+
 /// Several loggers at once (Lightning's `logger=[...]`); the first names the run and its
 /// directory holds the checkpoints.
 pub struct LoggerGroup(pub Vec<Box<dyn Logger>>);
@@ -54,6 +69,9 @@ impl Logger for LoggerGroup {
     fn save(&mut self) -> Result<()> {
         self.0.iter_mut().try_for_each(|l| l.save())
     }
+    fn after_save_checkpoint(&mut self, saved: &CheckpointSaved) -> Result<()> {
+        self.0.iter_mut().try_for_each(|l| l.after_save_checkpoint(saved))
+    }
     /// Every logger is finalized even when one fails; the first error is returned.
     fn finalize(&mut self, status: &str) -> Result<()> {
         let mut first = None;
@@ -80,6 +98,11 @@ pub trait Logger {
     fn log_metrics(&mut self, metrics: &BTreeMap<String, f64>, step: u64) -> Result<()>;
     /// Writes what is buffered.
     fn save(&mut self) -> Result<()>;
+    /// Lightning's `after_save_checkpoint`: ModelCheckpoint wrote a file (the built-in
+    /// loggers do nothing, as Lightning's CSV and TensorBoard loggers).
+    fn after_save_checkpoint(&mut self, _saved: &CheckpointSaved) -> Result<()> {
+        Ok(())
+    }
     /// The run ended: "success", "failed" or "interrupted" (Lightning's `finalize`).
     fn finalize(&mut self, _status: &str) -> Result<()> {
         self.save()

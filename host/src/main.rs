@@ -369,6 +369,11 @@ fn run(cmd: Command, signal: Arc<AtomicUsize>) -> Result<Option<i32>> {
             return Ok(None);
         }
     };
+    if args.lr_find && !matches!(cmd, Command::Run(_) | Command::Fit(_)) {
+        anyhow::bail!(
+            "--lr-find tunes a fit: `lthost fit` (and `run`) take it; `lthost lr-find` searches without fitting"
+        );
+    }
     let mut cfg = args.config()?;
     cfg.check_loggers()?;
     let name = plugin_name(&args.plugin);
@@ -450,9 +455,6 @@ fn run(cmd: Command, signal: Arc<AtomicUsize>) -> Result<Option<i32>> {
         }
         let out = a.output.clone().unwrap_or_else(|| cfg.trainer.default_root_dir.clone());
         return lr_find(&mut trainer, &mut module, &mut data, &hparams, &lf, &out).map(|()| None);
-    }
-    if args.lr_find && !matches!(cmd, Command::Run(_) | Command::Fit(_)) {
-        anyhow::bail!("--lr-find tunes a fit: it is taken by `lthost fit` (and `run`) only");
     }
     match stage {
         Stage::Fit => {

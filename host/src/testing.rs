@@ -48,6 +48,8 @@ pub struct Regression {
     pub log_step: bool,
     /// `validation_step` fails at this (epoch, batch index).
     pub fail_validation_at: Option<(u64, u64)>,
+    /// SGD's learning rate: the module's `lr` field (the learning-rate finder sets it).
+    pub lr: f64,
     /// `validation_step` logs `val_loss` on the step too.
     pub val_on_step: bool,
     /// `training_step` logs `dup` = 1.0 and `on_train_batch_end` `dup` = 3.0 with this
@@ -77,6 +79,7 @@ impl Regression {
             calls: CallLog::default(),
             end_epoch_at: None,
             fail_validation_at: None,
+            lr: 0.05,
             val_on_step: false,
             dup_hooks: None,
             shared_name: false,
@@ -160,8 +163,19 @@ impl Module for Regression {
         Ok(SavedHparams::logged(hparams))
     }
 
+    fn has_attr(&mut self, _ctx: &mut RunContext, name: &str) -> Result<bool> {
+        Ok(name == "lr")
+    }
+
+    fn set_attr(&mut self, _ctx: &mut RunContext, name: &str, value: f64) -> Result<()> {
+        if name == "lr" {
+            self.lr = value;
+        }
+        Ok(())
+    }
+
     fn configure_optimizers(&mut self, _ctx: &mut RunContext) -> Result<Optimization> {
-        let sgd = SgdConfig { lr: 0.05, momentum: 0.9, dampening: 0.0, weight_decay: 1e-3, nesterov: false };
+        let sgd = SgdConfig { lr: self.lr, momentum: 0.9, dampening: 0.0, weight_decay: 1e-3, nesterov: false };
         let mut o: Optimization = OptimizerConfig::from(Algorithm::Sgd(sgd)).into();
         if let Some(monitor) = self.plateau_on {
             let plateau = PlateauConfig {

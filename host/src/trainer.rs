@@ -108,6 +108,9 @@ pub(crate) struct Prepared {
     pub(crate) seed: u64,
     pub(crate) threads: usize,
     pub(crate) module_hooks: HashSet<Hook>,
+    /// The module's hyper-parameters for checkpoints when they differ from what it saved
+    /// (the learning-rate finder's suggestion set in them).
+    pub(crate) checkpoint_hparams: Option<serde_json::Map<String, Value>>,
 }
 
 impl<'c> Trainer<'c> {
@@ -170,7 +173,7 @@ impl<'c> Trainer<'c> {
         let saved = module.configure(&mut ctx, hparams)?;
         let module_hooks = module.implemented_hooks(&mut ctx)?.into_iter().collect();
         let data_hparams = data.setup(&mut ctx, stage, hparams)?;
-        Ok(Prepared { ctx, hparams: saved, data_hparams, seed, threads, module_hooks })
+        Ok(Prepared { ctx, hparams: saved, data_hparams, seed, threads, module_hooks, checkpoint_hparams: None })
     }
 
     pub(crate) fn state<'a>(
@@ -211,6 +214,8 @@ impl<'c> Trainer<'c> {
             last_val_time: std::time::Instant::now(),
             reloads: Default::default(),
             train_results: ResultCollection::default(),
+            checkpoint_hparams: p.checkpoint_hparams.unwrap_or_else(|| p.hparams.hparams.clone()),
+            searching: false,
             hparams: p.hparams,
             data_hparams: p.data_hparams,
             plugin_sha256: self.plugin_sha256.clone(),

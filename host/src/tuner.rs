@@ -72,6 +72,13 @@ struct Searched {
     attr: Option<String>,
     /// The generators as the search found them (Lightning runs it under `isolate_rng`).
     rng: RngState,
+    /// The module's stored weights and buffers as the search found them (Lightning's
+    /// checkpoint at on_fit_start, after the set-up hooks).
+    weights: Vec<(String, Tensor)>,
+    /// What that checkpoint also asks: the module's `on_save_checkpoint` and the DataModule's
+    /// `state_dict`, handed back after the search (`on_load_checkpoint`, `load_state_dict`).
+    module_state: Option<Vec<u8>>,
+    data_state: Option<Vec<u8>>,
 }
 
 /// The generators' states (CPU, and the run's CUDA device).
@@ -141,13 +148,13 @@ impl<'c> Trainer<'c> {
         }
         let p = self.prepare(module, data, hparams, Stage::Fit)?;
         let (seed, threads) = (p.seed, p.threads);
-        let snapshot = weights(&p.ctx)?;
         let saved = self.search_settings(cfg);
         let out = self.range_test(module, data, p, cfg, Some(&cfg.attr_name));
         self.restore_settings(saved);
         let (report, searched) = out?;
         report.print(cfg);
-        let Searched { ctx: used, hparams: module_hparams, module_hooks, attr, rng } = searched;
+        let Searched { ctx: used, hparams: module_hparams, module_hooks, attr, rng, weights, module_state, data_state } =
+            searched;
         // Lightning's LearningRateFinder searches under `isolate_rng`: the fit draws from the
         // generators as they were before the search.
         rng.restore()?;
@@ -159,22 +166,30 @@ impl<'c> Trainer<'c> {
             stage: Stage::Fit,
             ..RunContext::default()
         };
-        put_back(&ctx, &snapshot)?;
-        let applied = match (attr, report.suggestion) {
-            (Some(attr), Some((_, lr))) => Some((attr, lr)),
-            _ => None,
-        };
-        if let Some((attr, lr)) = &applied {
-            module.set_attr(&mut ctx, attr, *lr)?;
+        put_back(&ctx, &weights)?;
+        if let Some(state) = &module_state {
+            module.load_state(&mut ctx, state)?;
         }
-        // Lightning's second fit sets the DataModule up again (from the generator's state
-        // now); the suggestion stays on it.
+        if let Some(state) = &data_state {
+            data.load_state(&mut ctx, state)?;
+        }
+        let mut checkpoint_hparams = None;
+        if let (Some(attr), Some((_, lr))) = (&attr, report.suggestion) {
+            module.set_attr(&mut ctx, attr, lr)?;
+            data.set_attr(&mut ctx, attr, lr)?;
+            println!("Learning rate set to {}", crate::callbacks::py_format::repr_float(lr));
+            // Checkpoints hold the module's `hparams` as they are now (hparams.yaml the
+            // initial ones).
+            if module_hparams.hparams.contains_key(attr) {
+                let mut now = module_hparams.hparams.clone();
+                now.insert(attr.clone(), serde_json::json!(lr));
+                checkpoint_hparams = Some(now);
+            }
+        }
+        // Lightning's second fit sets the DataModule up again, from the generators now.
         let data_hparams = data.setup(&mut ctx, Stage::Fit, hparams)?;
-        if let Some((attr, lr)) = &applied {
-            data.set_attr(&mut ctx, attr, *lr)?;
-            println!("Learning rate set to {}", crate::callbacks::py_format::repr_float(*lr));
-        }
-        let p = Prepared { ctx, hparams: module_hparams, data_hparams, seed, threads, module_hooks };
+        let p =
+            Prepared { ctx, hparams: module_hparams, data_hparams, seed, threads, module_hooks, checkpoint_hparams };
         let fit = self.fit_prepared(module, data, p, started)?;
         Ok((Some(report), fit))
     }
@@ -237,6 +252,7 @@ impl<'c> Trainer<'c> {
         self.callbacks = vec![Box::new(finder)];
         let mut st = self.state(module, Some(data), p, limits, None)?;
         st.fitting = true;
+        st.searching = true;
         st.hook(Hook::Setup, None)?;
         st.hook(Hook::ConfigureModel, None)?;
         let (opt, name) = configure_optimizers(&mut st)?;
@@ -249,6 +265,17 @@ impl<'c> Trainer<'c> {
         // the hooks when asking for the DataLoaders drew nothing, else the state before them
         // (then what the set-up hooks drew is not kept).
         let rng = if before_data.cpu == after_data.cpu { RngState::now(device)? } else { before_data };
+        let weights = weights(&st.ctx)?;
+        let (module_state, data_state) = if attr_name.is_some() {
+            let m = st.module.save_state(&mut st.ctx)?;
+            let d = match st.data.as_deref_mut() {
+                Some(d) => d.save_state(&mut st.ctx)?,
+                None => None,
+            };
+            (m, d)
+        } else {
+            (None, None)
+        };
         if opt.optimizers.len() != 1 {
             bail!("plugin `{name}`: `model.configure_optimizers()` returned {}, but learning rate finder only works with single optimizer", opt.optimizers.len());
         }
@@ -267,6 +294,9 @@ impl<'c> Trainer<'c> {
         let (mut train, mut val) = (train, val);
         crate::loops::reload::start(&mut st, &mut train, &mut val)?;
         fit::run(&mut st, &mut train, &mut val)?;
+        if let Some(sig) = st.interrupter.interrupted() {
+            bail!("signal {sig} stopped the learning-rate search; nothing was trained or saved");
+        }
         st.hook(Hook::Teardown, None)?;
         let steps = st.ctx.global_step;
         let searched = Searched {
@@ -275,6 +305,9 @@ impl<'c> Trainer<'c> {
             module_hooks: std::mem::take(&mut st.module_hooks),
             attr,
             rng,
+            weights,
+            module_state,
+            data_state,
         };
         drop(st);
         let results = results.borrow().clone();
@@ -304,37 +337,115 @@ fn lr_attr(st: &mut crate::loops::state::LoopState<'_>, given: &str) -> Result<S
     bail!("The attribute name for the learning rate was set to {given}, but could not find this as a field in `model` or `model.hparams`.")
 }
 
-/// The module's stored weights and buffers (Lightning's checkpoint before the search).
-fn weights(ctx: &RunContext) -> Result<Vec<Tensor>> {
+/// The module's stored weights and buffers, by name (Lightning's checkpoint before the
+/// search).
+fn weights(ctx: &RunContext) -> Result<Vec<(String, Tensor)>> {
     tch::no_grad(|| {
         stored(ctx)
-            .iter()
-            .map(|t| {
+            .into_iter()
+            .map(|(name, t)| {
                 let mut copy = t.f_zeros_like()?;
-                copy.f_copy_(t)?;
-                Ok(copy)
+                copy.f_copy_(&t)?;
+                Ok((name, copy))
             })
             .collect()
     })
 }
 
-/// Puts [`weights`] back (Lightning's restore after the search).
-fn put_back(ctx: &RunContext, snapshot: &[Tensor]) -> Result<()> {
+/// Puts [`weights`] back (Lightning's restore after the search); the module must hold the
+/// same entries, as a checkpoint restore requires.
+fn put_back(ctx: &RunContext, snapshot: &[(String, Tensor)]) -> Result<()> {
+    let now = stored(ctx);
+    let names = |v: &[(String, Tensor)]| v.iter().map(|(n, t)| (n.clone(), t.size())).collect::<Vec<_>>();
+    if names(&now) != names(snapshot) {
+        bail!("the module's parameters and buffers changed during the learning-rate search (before: {:?}; after: {:?}): its weights cannot be put back", names(snapshot), names(&now));
+    }
     tch::no_grad(|| -> Result<()> {
-        for (t, saved) in stored(ctx).into_iter().zip(snapshot) {
+        for ((_, t), (_, saved)) in now.into_iter().zip(snapshot) {
             t.shallow_clone().f_copy_(saved)?;
         }
         Ok(())
     })
 }
 
-/// The persistent entries a checkpoint stores (each tied tensor once).
-fn stored(ctx: &RunContext) -> Vec<Tensor> {
+/// The persistent entries a checkpoint stores (each tied tensor once), by name.
+fn stored(ctx: &RunContext) -> Vec<(String, Tensor)> {
     let params = &ctx.params;
     params
         .entries()
         .iter()
         .filter(|e| e.persistent && params.tied_to(e).is_none())
-        .map(|e| e.tensor.shallow_clone())
+        .map(|e| (e.name.clone(), e.tensor.shallow_clone()))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{serial, Points, Regression};
+
+    fn config(dir: &std::path::Path) -> crate::config::TrainerConfig {
+        crate::config::TrainerConfig {
+            max_epochs: Some(10),
+            logger: false,
+            enable_checkpointing: false,
+            enable_progress_bar: false,
+            enable_model_summary: false,
+            seed: Some(0),
+            accelerator: "cpu".into(),
+            threads: Some(1),
+            default_root_dir: dir.to_path_buf(),
+            ..Default::default()
+        }
+    }
+
+    fn search() -> LrFindConfig {
+        LrFindConfig { num_training: 30, early_stop_threshold: None, ..LrFindConfig::default() }
+    }
+
+    #[test]
+    fn the_suggestion_reaches_the_optimizer_the_fit_configures() {
+        let _one = serial();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut t = Trainer::new(config(dir.path()), None);
+        let mut m = Regression::new();
+        let (report, fit) =
+            t.fit_after_lr_find(&mut m, &mut Points::default(), &serde_json::json!({}), &search()).expect("fit");
+        let lr = report.and_then(|r| r.suggestion).map(|s| s.1).expect("a suggestion");
+        assert_eq!(m.lr, lr, "set on the module");
+        assert!(fit.global_step > 0);
+    }
+
+    #[test]
+    fn a_signal_during_the_search_ends_it_with_nothing_trained_or_saved() {
+        let _one = serial();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut t = Trainer::new(config(dir.path()), None);
+        t.checkpoint.on_exception = true;
+        t.signal = Some(std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(libc::SIGTERM as usize)));
+        let mut m = Regression::new();
+        let err = t
+            .fit_after_lr_find(&mut m, &mut Points::default(), &serde_json::json!({}), &search())
+            .expect_err("stopped")
+            .to_string();
+        assert!(err.contains("signal 15 stopped the learning-rate search"), "{err}");
+        assert_eq!(m.lr, 0.05, "no suggestion applied");
+        let left: Vec<_> = std::fs::read_dir(dir.path()).expect("dir").flatten().map(|e| e.file_name()).collect();
+        assert!(left.is_empty(), "nothing written: {left:?}");
+    }
+
+    #[test]
+    fn a_module_without_a_learning_rate_field_is_refused_with_lightnings_words() {
+        let _one = serial();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut t = Trainer::new(config(dir.path()), None);
+        let mut m = Regression::new();
+        let cfg = LrFindConfig { attr_name: "my_lr".into(), ..search() };
+        let err =
+            t.fit_after_lr_find(&mut m, &mut Points::default(), &serde_json::json!({}), &cfg).expect_err("refused");
+        assert_eq!(
+            err.to_string(),
+            "The attribute name for the learning rate was set to my_lr, but could not find this as a field in `model` or `model.hparams`."
+        );
+    }
 }

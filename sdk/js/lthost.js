@@ -203,7 +203,7 @@ const setAttr = (x, name, value) => {
 // The component's exports, calling the given classes. Each class takes the run's
 // hyper-parameters merged over its `defaults`.
 export function exportPlugin(ModuleClass, DataClass) {
-  let module, data;
+  let module, data, dataHparams;
   // The split's datasets as its method returned them (index 0 asks again).
   let loaders = [];
   const live = (x, what) => {
@@ -249,8 +249,13 @@ export function exportPlugin(ModuleClass, DataClass) {
       if (!DataClass) throw "no LightningDataModule was exported";
       const hp = { ...(DataClass.defaults ?? {}), ...JSON.parse(hparams) };
       try {
-        data = new DataClass(hp);
-        data.hparams = hp;
+        // Set up again with the same hyper-parameters (a fit after the learning-rate search):
+        // the same object, as Lightning's second `trainer.fit(model, dm)`.
+        if (!(data instanceof DataClass) || dataHparams !== hparams) {
+          data = new DataClass(hp);
+          data.hparams = hp;
+        }
+        dataHparams = hparams;
         data.setup(STAGES[stage]);
       } catch (e) {
         throw `${DataClass.name}.setup: ${e}`;

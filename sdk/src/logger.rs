@@ -12,6 +12,9 @@ pub mod bindings {
     });
 }
 
+/// ModelCheckpoint's state after it wrote a file ([`Logger::after_save_checkpoint`]).
+pub use bindings::exports::lt::plugin::logger::CheckpointCallback;
+
 /// Lightning's Logger. Every method but `new`, `name` and `log_metrics` has a default.
 pub trait Logger: Sized + 'static {
     fn new() -> Self;
@@ -25,6 +28,10 @@ pub trait Logger: Sized + 'static {
     }
     /// "success", "failed" or "interrupted".
     fn finalize(&mut self, _status: &str) -> Result<(), String> {
+        Ok(())
+    }
+    /// Lightning's `after_save_checkpoint`: ModelCheckpoint wrote `checkpoint.saved`.
+    fn after_save_checkpoint(&mut self, _checkpoint: &CheckpointCallback) -> Result<(), String> {
         Ok(())
     }
 }
@@ -60,6 +67,9 @@ macro_rules! export_logger {
             }
             fn finalize(status: String) -> Result<(), String> {
                 __with_logger(|l| $crate::logger::Logger::finalize(l, &status))
+            }
+            fn after_save_checkpoint(checkpoint: $crate::logger::CheckpointCallback) -> Result<(), String> {
+                __with_logger(|l| $crate::logger::Logger::after_save_checkpoint(l, &checkpoint))
             }
         }
         $crate::logger::bindings::export_logger_raw!(__LtLogger with_types_in $crate::logger::bindings);

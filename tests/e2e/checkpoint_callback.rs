@@ -29,6 +29,51 @@ fn reference() -> Value {
 
 /// Fits hook-recorder into `dir` with Lightning's Trainer and ModelCheckpoint arguments.
 fn fit(dir: &Path, checkpoint: &Value, trainer: &Value, model: &Value, ckpt_path: Option<&Path>) -> FitReport {
+    fit_logging(dir, checkpoint, trainer, model, ckpt_path, None)
+}
+
+type Told = std::rc::Rc<std::cell::RefCell<Vec<lthost::loggers::CheckpointSaved>>>;
+
+/// A logger keeping what ModelCheckpoint tells its loggers after each save.
+struct Recording {
+    dir: std::path::PathBuf,
+    told: Told,
+}
+
+impl lthost::loggers::Logger for Recording {
+    fn name(&self) -> &str {
+        "recording"
+    }
+    fn version(&self) -> lthost::loggers::Version {
+        lthost::loggers::Version::Number(0)
+    }
+    fn log_dir(&self) -> &Path {
+        &self.dir
+    }
+    fn log_hyperparams(&mut self, _: &Value) -> anyhow::Result<()> {
+        Ok(())
+    }
+    fn log_metrics(&mut self, _: &std::collections::BTreeMap<String, f64>, _: u64) -> anyhow::Result<()> {
+        Ok(())
+    }
+    fn save(&mut self) -> anyhow::Result<()> {
+        Ok(())
+    }
+    fn after_save_checkpoint(&mut self, saved: &lthost::loggers::CheckpointSaved) -> anyhow::Result<()> {
+        self.told.borrow_mut().push(saved.clone());
+        Ok(())
+    }
+}
+
+/// [`fit`], with a [`Recording`] logger as the run's only logger when `told` is given.
+fn fit_logging(
+    dir: &Path,
+    checkpoint: &Value,
+    trainer: &Value,
+    model: &Value,
+    ckpt_path: Option<&Path>,
+    told: Option<Told>,
+) -> FitReport {
     // The run seeds and draws from this process's global generator: one at a time (two tests'
     // fits interleaving their draws gave another run's data, now and then).
     let _rng = crate::common::global_rng();
@@ -57,6 +102,13 @@ fn fit(dir: &Path, checkpoint: &Value, trainer: &Value, model: &Value, ckpt_path
     let mut module = wasm.clone();
     let mut data = wasm;
     let mut t = Trainer::new(cfg, None);
+    if let Some(told) = told {
+        t.cfg.logger = true;
+        t.cfg.loggers = Vec::new();
+        t.logger_plugins.push(Box::new(move |dir: &Path, _: &lthost::loggers::Version| {
+            Ok(Box::new(Recording { dir: dir.to_path_buf(), told: told.clone() }) as Box<dyn lthost::loggers::Logger>)
+        }));
+    }
     t.checkpoint = ckpt;
     t.ckpt_path = ckpt_path.map(|p| p.display().to_string());
     t.fit(&mut module, &mut data as &mut dyn DataModule, model).unwrap_or_else(|e| panic!("fit: {e:#}"))
@@ -167,6 +219,46 @@ fn model_checkpoint_reports_lightnings_best_and_last() {
         checked += 1;
     }
     assert!(checked >= 40);
+}
+
+#[test]
+fn model_checkpoint_tells_its_loggers_what_lightnings_tells_them() {
+    // Every single-run case with a directory of its own: Lightning's loggers get
+    // `after_save_checkpoint` after each file ModelCheckpoint writes (a top-k file, last.ckpt,
+    // the file of a failure; not a link), with its best and last paths, best score and
+    // `best_k_models` then (a top-k file is written before `last_model_path` moves).
+    let want = reference();
+    let mut checked = 0;
+    for (name, case) in want["cases"].as_object().expect("cases") {
+        let Some(calls) = case.get("after_save_checkpoint").and_then(Value::as_array) else { continue };
+        if case.get("runs").is_some() || case.get("resume_from").is_some() {
+            continue;
+        }
+        let d = tempfile::tempdir().expect("tempdir");
+        let told = Told::default();
+        fit_logging(d.path(), &case["checkpoint"], &case["trainer"], &case["model"], None, Some(told.clone()));
+        let got = told.borrow();
+        assert_eq!(got.len(), calls.len(), "{name}: after_save_checkpoint calls: {got:?}");
+        for (i, (g, w)) in got.iter().zip(calls).enumerate() {
+            let what = format!("{name}: call {i}");
+            assert_eq!(g.best_model_path, w["best_model_path"].as_str().unwrap_or_default(), "{what}: best");
+            assert_eq!(g.last_model_path, w["last_model_path"].as_str().unwrap_or_default(), "{what}: last");
+            assert!(same_score(g.best_model_score, &w["best_model_score"]), "{what}: best score {g:?}");
+            let kept: std::collections::BTreeMap<&str, f64> =
+                g.best_k_models.iter().map(|(p, v)| (p.as_str(), *v)).collect();
+            let want_k = w["best_k_models"].as_object().expect("best_k_models");
+            assert_eq!(
+                kept.keys().copied().collect::<Vec<_>>(),
+                want_k.keys().map(String::as_str).collect::<Vec<_>>(),
+                "{what}: best_k_models"
+            );
+            for (file, v) in want_k {
+                assert!(same_score(Some(kept[file.as_str()]), v), "{what}: best_k_models[{file}]");
+            }
+        }
+        checked += 1;
+    }
+    assert!(checked >= 40, "{checked} cases");
 }
 
 /// A checkpoint file's epoch, global step and ModelCheckpoint state (paths by file name)

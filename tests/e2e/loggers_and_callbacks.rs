@@ -66,9 +66,20 @@ fn a_logger_plugin_writes_only_in_its_directory() {
     let out = dir.path().join("lightning_logs/version_0/plugins/jsonl-logger");
     let lines = std::fs::read_to_string(out.join("metrics.jsonl")).expect("metrics.jsonl");
     let rows = read_metrics(&dir.path().join("lightning_logs/version_0"));
-    assert_eq!(lines.lines().count(), rows.len(), "one JSON line per CSV row");
-    let first: serde_json::Value = serde_json::from_str(lines.lines().next().expect("a line")).expect("JSON");
-    assert!(first["metrics"]["train_loss"].is_number(), "{first}");
+    let parsed: Vec<serde_json::Value> = lines.lines().map(|l| serde_json::from_str(l).expect("JSON")).collect();
+    let (told, metrics): (Vec<_>, Vec<_>) = parsed.iter().partition(|v| v.get("checkpoint").is_some());
+    assert_eq!(metrics.len(), rows.len(), "one JSON line per CSV row");
+    assert!(metrics[0]["metrics"]["train_loss"].is_number(), "{}", metrics[0]);
+    // ModelCheckpoint's `after_save_checkpoint` reached the plugin through the WIT: one call
+    // per file written, the last naming the checkpoint the run keeps.
+    let kept: Vec<String> = std::fs::read_dir(dir.path().join("lightning_logs/version_0/checkpoints"))
+        .expect("checkpoints")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    let last = &told.last().expect("after_save_checkpoint was called")["checkpoint"];
+    assert_eq!(told.len(), 2, "one save per epoch: {told:?}");
+    assert_eq!(kept, [last["best_model_path"].as_str().expect("best")], "{last}");
+    assert_eq!(last["saved"], last["best_model_path"], "{last}");
     assert!(std::fs::read_to_string(out.join("hparams.json")).expect("hparams.json").contains("\"lr\":0.003"));
     // Writing anywhere else fails inside the sandbox: the run ends with the logger's error.
     let escape = dir.path().join("escaped.txt");

@@ -19,6 +19,7 @@ import torch
 
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers.logger import Logger
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lightning_reference import SCRIPT, Recorder  # noqa: E402
@@ -145,6 +146,37 @@ def contents(dirpath):
     return out
 
 
+class Recording(Logger):
+    """A logger that keeps what ModelCheckpoint hands `after_save_checkpoint` at each call, files
+    by their names (as lthost's loggers get them)."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    @property
+    def name(self):
+        return "recording"
+
+    @property
+    def version(self):
+        return 0
+
+    def log_hyperparams(self, params, *args, **kwargs):
+        pass
+
+    def log_metrics(self, metrics, step=None):
+        pass
+
+    def after_save_checkpoint(self, checkpoint_callback):
+        cb = checkpoint_callback
+        base = lambda p: os.path.basename(p) if p else ""
+        self.calls.append({"best_model_path": base(cb.best_model_path),
+                           "best_model_score": None if cb.best_model_score is None else _score(cb.best_model_score),
+                           "last_model_path": base(cb.last_model_path),
+                           "best_k_models": {base(p): _score(v) for p, v in sorted(cb.best_k_models.items())}})
+
+
 def fit(ckpt_args, trainer_args, model_args, dirpath, ckpt_path=None):
     torch.manual_seed(0)
     margs = dict(model_args)
@@ -155,8 +187,11 @@ def fit(ckpt_args, trainer_args, model_args, dirpath, ckpt_path=None):
     default_dir = "dirpath" in ckpt_args and ckpt_args["dirpath"] is None
     cargs = {k: v for k, v in ckpt_args.items() if k != "dirpath"}
     mc = ModelCheckpoint(**cargs) if default_dir else ModelCheckpoint(dirpath=dirpath, **cargs)
-    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
-                        default_root_dir=dirpath, callbacks=[mc], **trainer_args)
+    # With the directory given, a logger changes nothing ModelCheckpoint decides: it records
+    # what the loggers are told after each save.
+    recording = None if default_dir else Recording()
+    trainer = L.Trainer(accelerator="cpu", devices=1, logger=recording or False, enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=dirpath, callbacks=[mc], **trainer_args)
     trainer.fit(model, ckpt_path=ckpt_path)
     if default_dir:
         dirpath = os.path.join(dirpath, "checkpoints")
@@ -170,6 +205,7 @@ def fit(ckpt_args, trainer_args, model_args, dirpath, ckpt_path=None):
         "best_model_score": None if mc.best_model_score is None else _score(mc.best_model_score),
         "last_model_path": name(mc.last_model_path),
         "best_k_models": {name(p): _score(v) for p, v in sorted(mc.best_k_models.items())},
+        **({"after_save_checkpoint": recording.calls} if recording is not None else {}),
     }
 
 

@@ -458,6 +458,24 @@ impl ModelCheckpoint {
         }
     }
 
+    /// What the loggers' `after_save_checkpoint` is told once `saved` is written. `last`: the
+    /// last-model path then (Lightning writes a top-k file before it moves `last_model_path`
+    /// to the `last.ckpt` written after it).
+    pub fn saved_state(&self, saved: &Path, last: Option<&Path>) -> crate::loggers::CheckpointSaved {
+        let name = |p: Option<&Path>| {
+            p.and_then(Path::file_name).map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+        };
+        crate::loggers::CheckpointSaved {
+            saved: name(Some(saved)),
+            monitor: self.cfg.monitor.clone(),
+            save_top_k: self.cfg.save_top_k,
+            best_model_path: name(self.best_model_path.as_deref()),
+            best_model_score: self.best_model_score,
+            last_model_path: name(last),
+            best_k_models: self.best_k.iter().map(|(p, s)| (name(Some(p)), *s)).collect(),
+        }
+    }
+
     pub fn state(&self) -> Value {
         // Scores may be ±inf (a NaN is kept as the worst): written as strings JSON can hold.
         let num = |v: f64| if v.is_finite() { json!(v) } else { json!(v.to_string()) };

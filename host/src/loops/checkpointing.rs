@@ -125,6 +125,7 @@ pub enum Trigger {
 pub fn save(st: &mut LoopState<'_>, trigger: Trigger, epoch: u64, pos: LoopPosition) -> Result<()> {
     let automatic = st.ctx.optim.as_ref().is_none_or(|o| o.automatic);
     let Some(mut mc) = st.checkpoint.take() else { return Ok(()) };
+    let last_before = mc.last_model_path.clone();
     if matches!(trigger, Trigger::TrainBatchEnd { .. }) && !mc.batch_trigger_fires(st.ctx.global_step, automatic) {
         st.checkpoint = Some(mc);
         return Ok(());
@@ -173,6 +174,12 @@ pub fn save(st: &mut LoopState<'_>, trigger: Trigger, epoch: u64, pos: LoopPosit
         for p in &plan.paths {
             checkpoint::write(p, &bytes).with_context(|| format!("ModelCheckpoint could not save {}", p.display()))?;
             mc.wrote(p);
+            // Lightning's `_save_checkpoint` tells the loggers after each file.
+            let last = if mc.last_model_path.as_ref() == Some(p) { Some(p.as_path()) } else { last_before.as_deref() };
+            let saved = mc.saved_state(p, last);
+            if let Some(l) = st.logger.as_mut() {
+                l.after_save_checkpoint(&saved)?;
+            }
         }
     }
     for (link, target) in &plan.links {
@@ -228,6 +235,10 @@ fn free_name(dir: &Path, stem: &str) -> std::path::PathBuf {
 /// A signal arrived between steps: the checkpoint is saved (see [`signal_path`]) and the run
 /// stops after the step it finished.
 pub fn interrupt(st: &mut LoopState<'_>, signal: i32, batches_done: usize) -> Result<()> {
+    if st.searching {
+        st.interrupter.interrupt(signal, None);
+        return Ok(());
+    }
     let pos = position(st, batches_done, false);
     let path = signal_path(st, signal)?;
     save_to(st, &path, pos.clone(), true)?;
@@ -236,11 +247,12 @@ pub fn interrupt(st: &mut LoopState<'_>, signal: i32, batches_done: usize) -> Re
         mc.wrote(&path);
     }
     st.interrupter.interrupt(signal, Some(path));
+    // Lightning calls the user's callbacks first, the checkpoint callbacks last.
+    let hooked = st.hook(crate::hooks::Hook::OnException, None);
     if reaches_on_exception(signal) {
         exception_saves(st, pos, true);
     }
-    st.hook(crate::hooks::Hook::OnException, None)?;
-    Ok(())
+    hooked.map(|_| ())
 }
 
 /// SIGTERM and SIGINT reach the on_exception saves, as Lightning's SIGTERMException and

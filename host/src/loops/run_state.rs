@@ -43,7 +43,7 @@ pub fn dump(
         current_epoch: position.current_epoch,
         global_step: position.global_step,
         loops: position.state_dict(),
-        hparams: serde_json::Value::Object(st.hparams.hparams.clone()),
+        hparams: serde_json::Value::Object(st.checkpoint_hparams.clone()),
         ..Meta::default()
     };
     if !weights_only {

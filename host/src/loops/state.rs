@@ -45,8 +45,14 @@ pub struct LoopState<'a> {
     pub interrupter: Interrupter,
     /// The training epoch's logged values (hooks inside the epoch add to it).
     pub train_results: ResultCollection,
-    /// What the module saved (`save_hyperparameters`): logged, and written into checkpoints.
+    /// What the module saved (`save_hyperparameters`): logged (Lightning's `hparams_initial`).
     pub hparams: SavedHparams,
+    /// The module's hyper-parameters as checkpoints hold them (Lightning's `hparams`): what it
+    /// saved, with what the learning-rate finder set since.
+    pub checkpoint_hparams: serde_json::Map<String, serde_json::Value>,
+    /// A learning-rate search runs: a signal stops it without saving (its weights are put
+    /// back after it anyway), as Lightning's search has only its own callback attached.
+    pub searching: bool,
     /// What the DataModule saved: logged beside the module's.
     pub data_hparams: SavedHparams,
     pub plugin_sha256: String,

@@ -13,7 +13,7 @@ use serde_json::Value;
 use wasmtime::Store;
 use wasmtime_wasi::FsPerms;
 
-use crate::loggers::{Logger, Version};
+use crate::loggers::{CheckpointSaved, Logger, Version};
 use crate::plugin::bindings::logger;
 use crate::plugin::instance::{enter, PluginInstance};
 use crate::plugin::runtime::Runtime;
@@ -106,6 +106,18 @@ impl Logger for WasmLogger {
     }
     fn finalize(&mut self, status: &str) -> Result<()> {
         self.call("finalize", |g, s| g.call_finalize(s, status))
+    }
+    fn after_save_checkpoint(&mut self, saved: &CheckpointSaved) -> Result<()> {
+        let c = logger::CheckpointCallback {
+            saved: saved.saved.clone(),
+            monitor: saved.monitor.clone(),
+            save_top_k: saved.save_top_k,
+            best_model_path: saved.best_model_path.clone(),
+            best_model_score: saved.best_model_score,
+            last_model_path: saved.last_model_path.clone(),
+            best_k_models: saved.best_k_models.clone(),
+        };
+        self.call("after_save_checkpoint", |g, s| g.call_after_save_checkpoint(s, &c))
     }
 }
 

@@ -1,5 +1,6 @@
-//! A logger plugin: one JSON object per `log_metrics` call in `/logs/metrics.jsonl`, the
-//! hyper-parameters in `/logs/hparams.json`. `/logs` is the only place it may write.
+//! A logger plugin: one JSON object per `log_metrics` call in `/logs/metrics.jsonl` (and one
+//! per checkpoint ModelCheckpoint wrote, `{"checkpoint": ...}`), the hyper-parameters in
+//! `/logs/hparams.json`. `/logs` is the only place it may write.
 //! A hyper-parameter `escape_to` makes it try to write there too, and `fill_mb` makes it
 //! write that many MiB into `/logs/fill.bin`, `symlink_to` makes it leave a symlink
 //! `/logs/link` pointing there (the sandbox tests: its grant, its quota, its leftovers).
@@ -7,7 +8,7 @@
 use std::io::Write as _;
 
 use lthost_sdk::export_logger;
-use lthost_sdk::logger::Logger;
+use lthost_sdk::logger::{CheckpointCallback, Logger};
 use lthost_sdk::serde_json::{self, json, Value};
 
 struct Jsonl {
@@ -43,6 +44,19 @@ impl Logger for Jsonl {
     fn log_metrics(&mut self, step: u64, metrics: &[(String, f64)]) -> Result<(), String> {
         let map: serde_json::Map<String, Value> = metrics.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
         self.lines.push(json!({"step": step, "metrics": map}).to_string());
+        Ok(())
+    }
+
+    /// Lightning's `after_save_checkpoint`: which file, and ModelCheckpoint's best and last.
+    fn after_save_checkpoint(&mut self, c: &CheckpointCallback) -> Result<(), String> {
+        let best_k: serde_json::Map<String, Value> =
+            c.best_k_models.iter().map(|(p, s)| (p.clone(), json!(s))).collect();
+        let line = json!({"checkpoint": {
+            "saved": c.saved, "monitor": c.monitor, "save_top_k": c.save_top_k,
+            "best_model_path": c.best_model_path, "best_model_score": c.best_model_score,
+            "last_model_path": c.last_model_path, "best_k_models": best_k,
+        }});
+        self.lines.push(line.to_string());
         Ok(())
     }
 

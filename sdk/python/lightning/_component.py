@@ -850,9 +850,14 @@ class DataModule(_exports.DataModule):
                 if d is None:
                     raise RuntimeError("no LightningDataModule in this component, and the LightningModule is not built yet")
             else:
-                d = _instantiate(cls, hparams)
+                # Set up again with the same hyper-parameters (a fit after the learning-rate
+                # search): the same object, as Lightning's second `trainer.fit(model, dm)`.
+                d = _live.get("data")
+                if not isinstance(d, cls) or _live.get("data_hparams") != hparams:
+                    d = _instantiate(cls, hparams)
                 d.prepare_data()
                 d.setup(_STAGES[stage])
+                _live["data_hparams"] = hparams
             saved = _saved(d if cls is not None else None)
         except Exception as e:  # noqa: BLE001  (the user's setup may raise anything)
             raise Err(f"{(cls or type(self)).__name__}.setup: {describe(e)}")
