@@ -166,13 +166,15 @@ impl<'c> Trainer<'c> {
             stage: Stage::Fit,
             ..RunContext::default()
         };
-        put_back(&ctx, &weights)?;
-        if let Some(state) = &module_state {
-            module.load_state(&mut ctx, state)?;
-        }
+        // Lightning's restore order: the DataModule's state, the module's
+        // `on_load_checkpoint`, then the weights.
         if let Some(state) = &data_state {
             data.load_state(&mut ctx, state)?;
         }
+        if let Some(state) = &module_state {
+            module.load_state(&mut ctx, state)?;
+        }
+        put_back(&ctx, &weights)?;
         let mut checkpoint_hparams = None;
         if let (Some(attr), Some((_, lr))) = (&attr, report.suggestion) {
             module.set_attr(&mut ctx, attr, lr)?;

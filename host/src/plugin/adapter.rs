@@ -45,21 +45,25 @@ pub(super) struct Inner {
     /// swapped into the lent context for each call.
     data_dir: Option<PathBuf>,
     /// The DataModule's `setup` arguments and restored state, for its worker instances.
-    pub(super) setup_args: Option<SetupArgs>,
-    pub(super) data_state: Option<Vec<u8>>,
+    /// The DataModule's `setup` and `load_state` calls, in order, for its worker instances.
+    pub(super) setup_log: Vec<SetupStep>,
 }
 
-/// What a DataModule's `setup` was called with, for its DataLoader worker instances.
+/// A call that made the DataModule what it is, replayed in order by its DataLoader worker
+/// instances (a forked torch worker holds the main process's object): usually one `setup`
+/// (then `load_state` on a resume); after a learning-rate search, the set-up, its state put
+/// back, and the fit's set-up again.
 #[derive(Clone)]
-pub(super) struct SetupArgs {
-    pub stage: Stage,
-    pub hparams: String,
-    /// The run's CPU generator state when `setup` was called: a worker's `setup` draws from
-    /// a generator in this state, so it makes the plugin's random data (a forked torch worker
-    /// holds the main process's dataset).
-    pub rng: Vec<u8>,
+pub(super) enum SetupStep {
+    Setup {
+        stage: Stage,
+        hparams: String,
+        /// The run's CPU generator state when `setup` was called: a worker's `setup` draws
+        /// from a generator in this state, so it makes the plugin's random data.
+        rng: Vec<u8>,
+    },
     /// The state the DataModule was restored to (`load_state_dict`).
-    pub state: Option<Vec<u8>>,
+    LoadState(Vec<u8>),
 }
 
 impl HasInstance for Inner {
@@ -117,8 +121,7 @@ pub(crate) fn instantiate(runtime: &Arc<Runtime>, admitted: &Arc<Admitted>, shar
         schedulers,
         optimizers,
         data_dir: admitted.data_dir.clone(),
-        setup_args: None,
-        data_state: None,
+        setup_log: Vec::new(),
     };
     Ok(WasmPlugin {
         inner: Rc::new(RefCell::new(inner)),
@@ -139,10 +142,10 @@ impl WasmPlugin {
         self.origin.clone()
     }
 
-    /// What the DataModule's `setup` was called with, and the state it was restored to.
-    pub(super) fn setup_args(&self) -> Option<SetupArgs> {
-        let inner = self.inner.borrow();
-        inner.setup_args.clone().map(|a| SetupArgs { state: inner.data_state.clone(), ..a })
+    /// The DataModule's `setup` and `load_state` calls so far (none: not set up).
+    pub(super) fn setup_log(&self) -> Option<Vec<SetupStep>> {
+        let log = &self.inner.borrow().setup_log;
+        (!log.is_empty()).then(|| log.clone())
     }
 
     pub(super) fn inner_mut(&self) -> std::cell::RefMut<'_, Inner> {

@@ -19,7 +19,7 @@ use crate::hparams::SavedHparams;
 use crate::module::{
     BatchSource, DataModule, DatasetSpec, ItemFetcher, ItemSpec, Module, Split, StreamSpec, WorkerFactory, WorkerInfo,
 };
-use crate::plugin::adapter::{instantiate, Inner, SetupArgs, WasmPlugin};
+use crate::plugin::adapter::{instantiate, Inner, SetupStep, WasmPlugin};
 use crate::plugin::bindings::data_module::{
     Split as WitSplit, StreamSource as WitStreamSource, WorkerInfo as WitWorkerInfo,
 };
@@ -32,7 +32,7 @@ impl WasmPlugin {
     /// DataLoader `index` of the split's stream, if the plugin declares one.
     pub(super) fn stream_spec(&mut self, ctx: &mut RunContext, split: Split, index: u32) -> Result<Option<StreamSpec>> {
         let Some(s) = self.declared_stream(ctx, split, index)? else { return Ok(None) };
-        let workers: Option<Arc<dyn WorkerFactory>> = match (s.num_workers, self.origin(), self.setup_args()) {
+        let workers: Option<Arc<dyn WorkerFactory>> = match (s.num_workers, self.origin(), self.setup_log()) {
             (0, _, _) => None,
             (n, Some((runtime, admitted)), Some(setup)) => {
                 Some(Arc::new(PluginWorkers { runtime, admitted, setup, split, index, share: n as usize }))
@@ -170,9 +170,9 @@ impl ItemFetcher for PluginItems {
 struct PluginWorkers {
     runtime: Arc<Runtime>,
     admitted: Arc<Admitted>,
-    /// The plugin's `setup`: its arguments, the generator state it drew from, the state it
-    /// was restored to.
-    setup: SetupArgs,
+    /// The plugin's `setup` calls (arguments, the generator state each drew from) and the
+    /// states it was restored to, in order.
+    setup: Vec<SetupStep>,
     split: Split,
     index: u32,
     /// How many workers share the plugin's limits.
@@ -185,16 +185,19 @@ impl WorkerFactory for PluginWorkers {
         // Random ops in the worker's `setup` must not draw from the run's generator (another
         // thread's): the worker's own, in the state the plugin's `setup` started from (so it
         // makes the same random data), until the first pass reseeds it.
-        let setup = &self.setup;
-        plugin.inner_mut().instance.store.data_mut().generator =
-            Some(Generator::from_state(&setup.rng).map_err(|e| anyhow!("DataLoader worker {id}: {}", e.detail))?);
         let mut ctx = RunContext::default();
-        let hparams: serde_json::Value = serde_json::from_str(&setup.hparams)
-            .map_err(|e| anyhow!("DataLoader worker {id}: hyper-parameters: {e}"))?;
         let mut ready = || -> Result<()> {
-            DataModule::setup(&mut plugin, &mut ctx, setup.stage, &hparams)?;
-            if let Some(s) = &setup.state {
-                DataModule::load_state(&mut plugin, &mut ctx, s)?;
+            for step in &self.setup {
+                match step {
+                    SetupStep::Setup { stage, hparams, rng } => {
+                        plugin.inner_mut().instance.store.data_mut().generator =
+                            Some(Generator::from_state(rng).map_err(|e| anyhow!("{}", e.detail))?);
+                        let hparams: serde_json::Value =
+                            serde_json::from_str(hparams).map_err(|e| anyhow!("hyper-parameters: {e}"))?;
+                        DataModule::setup(&mut plugin, &mut ctx, *stage, &hparams)?;
+                    }
+                    SetupStep::LoadState(s) => DataModule::load_state(&mut plugin, &mut ctx, s)?,
+                }
             }
             // The plugin's own instance was asked for the stream before its workers started.
             plugin.declared_stream(&mut ctx, self.split, self.index).map(|_| ())
@@ -234,7 +237,7 @@ impl DataModule for WasmPlugin {
     fn setup(&mut self, ctx: &mut RunContext, stage: Stage, hparams: &Value) -> Result<SavedHparams> {
         let text = hparams.to_string();
         let rng = torch_ext::cpu_rng_state().map_err(|e| anyhow!("setup: {}", e.detail))?;
-        self.inner_mut().setup_args = Some(SetupArgs { stage, hparams: text.clone(), rng, state: None });
+        self.inner_mut().setup_log.push(SetupStep::Setup { stage, hparams: text.clone(), rng });
         let out = self.call(ctx, "setup", Device::Cpu, |inner| {
             let g = WasmPlugin::data_guest(inner)?.clone();
             g.call_setup(&mut inner.instance.store, stage_out(stage), &text)
@@ -266,7 +269,7 @@ impl DataModule for WasmPlugin {
     }
 
     fn load_state(&mut self, ctx: &mut RunContext, state: &[u8]) -> Result<()> {
-        self.inner_mut().data_state = Some(state.to_vec());
+        self.inner_mut().setup_log.push(SetupStep::LoadState(state.to_vec()));
         let out = self.call(ctx, "datamodule.load_state_dict", Device::Cpu, |inner| {
             let g = WasmPlugin::data_guest(inner)?.clone();
             g.call_load_state(&mut inner.instance.store, state)

@@ -70,9 +70,10 @@ impl WasmLogger {
     ) -> Result<()> {
         let name = &self.instance.name;
         if self.instance.poisoned() {
-            if hook == "finalize" {
-                // The run is ending after a signal stopped this plugin mid-call.
-                eprintln!("warning: logger plugin `{name}` was stopped mid-call; it is not finalized");
+            if hook == "finalize" || hook == "after_save_checkpoint" {
+                // The run is ending (or saving) after a signal stopped this plugin mid-call:
+                // the saves go on without it.
+                eprintln!("warning: logger plugin `{name}` was stopped mid-call; it is not told `{hook}`");
                 return Ok(());
             }
             anyhow::bail!("logger plugin `{name}` already failed in an earlier call");
