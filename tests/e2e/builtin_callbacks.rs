@@ -139,6 +139,52 @@ fn lr_find_is_skipped_with_a_warning_under_fast_dev_run() {
 }
 
 #[test]
+fn lr_find_twice_gives_the_same_results_and_a_failed_search_leaves_no_file() {
+    // docs/lightning-tests/tuner.md row 14 (test_multiple_lr_find_calls_gives_same_results:
+    // max_epochs 2, limit_train 10, limit_val 2): two searches, the same numbers, each longer
+    // than 10 points.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wasm = plugin("parity-rnn");
+    let w = wasm.to_str().expect("utf-8");
+    let mut seen = Vec::new();
+    for out in ["a", "b"] {
+        let args = [
+            "lr-find",
+            w,
+            "--seed",
+            "3",
+            "--output",
+            out,
+            "--set",
+            "trainer.max_epochs=2",
+            "--set",
+            "trainer.limit_train_batches=10",
+            "--set",
+            "trainer.limit_val_batches=2",
+            "--early-stop-threshold",
+            "none",
+        ];
+        let run = lthost(dir.path(), &args);
+        assert!(run.ok(), "{}", run.stderr);
+        let text = std::fs::read_to_string(dir.path().join(out).join("lr_find.json")).expect("lr_find.json");
+        let v: Value = serde_json::from_str(&text).expect("JSON");
+        assert!(v["lr"].as_array().expect("lrs").len() > 10, "{text}");
+        seen.push(text);
+    }
+    assert_eq!(seen[0], seen[1], "two searches, one result");
+    // Row 25 (test_lr_finder_checkpoint_cleanup_on_error): a training_step that fails ends the
+    // search with its error, and nothing is left behind (lthost writes no checkpoint for the
+    // search, and lr_find.json only on success).
+    let failed = tempfile::tempdir().expect("tempdir");
+    let faulty = plugin("faulty");
+    let args = ["lr-find", faulty.to_str().expect("utf-8"), "--output", "out", "--hparams", r#"{"fault": "matmul"}"#];
+    let run = lthost(failed.path(), &args);
+    run.assert_fails_with(&["training_step"]);
+    let left: Vec<_> = std::fs::read_dir(failed.path()).expect("dir").flatten().map(|e| e.file_name()).collect();
+    assert!(left.is_empty(), "nothing written: {left:?}");
+}
+
+#[test]
 fn lr_find_records_and_suggests_what_lightning_does() {
     let reference = reference();
     let cases = [
