@@ -4,7 +4,9 @@
 //! progress bar are off, validation is limited to `num_training` batches, and training
 //! stops after `num_training` optimizer steps or when the loss diverges. Nothing the run
 //! would keep is written; the results are the learning rates, smoothed losses and the
-//! suggestion (see `callbacks/lr_finder.rs`).
+//! suggestion (see `callbacks/lr_finder.rs`). `lthost fit --lr-find` searches the same way on
+//! the configured module, puts its state back, sets the suggestion where the module or
+//! DataModule holds the field, and fits ([`Trainer::fit_after_lr_find`]).
 
 use std::collections::HashSet;
 use std::time::Instant;
