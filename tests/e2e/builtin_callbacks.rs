@@ -217,6 +217,23 @@ fn lr_find_records_and_suggests_what_lightning_does() {
             "mode_case",
             vec!["--seed", "8", "--mode", "Linear", "--num-training", "20", "--min-lr", "1e-3", "--max-lr", "0.1"],
         ),
+        (
+            "adagrad_linear",
+            vec![
+                "--seed",
+                "9",
+                "--mode",
+                "linear",
+                "--num-training",
+                "40",
+                "--min-lr",
+                "1e-4",
+                "--max-lr",
+                "0.5",
+                "--hparams",
+                r#"{"optimizer": "adagrad"}"#,
+            ],
+        ),
     ];
     for (name, flags) in cases {
         let want = &reference["lr_find"][name];

@@ -68,7 +68,7 @@ ACCUMULATION = {
 }
 
 
-def lr_find(seed, trainer_args=None, **kwargs):
+def lr_find(seed, trainer_args=None, optimizer="adam", **kwargs):
     torch.manual_seed(seed)
 
     class Parity(L.LightningModule):
@@ -82,6 +82,8 @@ def lr_find(seed, trainer_args=None, **kwargs):
             return F.mse_loss(self.net(x), y)
 
         def configure_optimizers(self):
+            if optimizer == "adagrad":
+                return torch.optim.Adagrad(self.parameters(), lr=self.lr)
             return torch.optim.Adam(self.parameters(), lr=self.lr)
 
     model = Parity()
@@ -90,7 +92,7 @@ def lr_find(seed, trainer_args=None, **kwargs):
         trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                             enable_model_summary=False, default_root_dir=root, **(trainer_args or {}))
         finder = Tuner(trainer).lr_find(model, train_dataloaders=DataLoader(TensorDataset(x, y), batch_size=30), **kwargs)
-    return {"args": kwargs, "trainer": trainer_args or {}, "lr": finder.results["lr"], "loss": finder.results["loss"], "suggestion": finder.suggestion()}
+    return {"args": kwargs, "trainer": trainer_args or {}, "optimizer": optimizer, "lr": finder.results["lr"], "loss": finder.results["loss"], "suggestion": finder.suggestion()}
 
 
 def suggestions():
@@ -143,6 +145,9 @@ def main(path):
     out["lr_find"]["downward"] = lr_find(6, num_training=20, min_lr=0.5, max_lr=1e-4, early_stop_threshold=None)
     out["lr_find"]["one_step"] = lr_find(7, num_training=1)
     out["lr_find"]["mode_case"] = lr_find(8, mode="Linear", num_training=20, min_lr=1e-3, max_lr=0.1)
+    # tuner.md row 6 (test_call_to_trainer_method): Adagrad, linear mode
+    out["lr_find"]["adagrad_linear"] = lr_find(9, optimizer="adagrad", mode="linear", num_training=40, min_lr=1e-4,
+                                               max_lr=0.5)
     out["suggestions"] = suggestions()
     with open(path, "w") as f:
         json.dump(out, f, indent=1)

@@ -35,6 +35,7 @@ impl LightningModule for ParityRnn {
         let lr = hp.f64_or("lr", 0.02);
         let optimizer = match hp.str_or("optimizer", "adam") {
             "sgd" => Optimizer::sgd(lr),
+            "adagrad" => Optimizer::adagrad(lr),
             _ => Optimizer::adam(lr),
         };
         let Some(plateau) = hp.get("plateau") else { return optimizer.into() };
