@@ -35,6 +35,23 @@ pub fn serial() -> MutexGuard<'static, ()> {
 /// The hooks a run called, in order (`training_step` and the other steps included).
 pub type CallLog = Rc<RefCell<Vec<String>>>;
 
+/// A Trainer configuration for in-file tests: `max_epochs`, seed 0, one CPU thread, nothing
+/// written or shown but what a test turns on.
+pub fn quiet(dir: &std::path::Path, max_epochs: i64) -> crate::config::TrainerConfig {
+    crate::config::TrainerConfig {
+        max_epochs: Some(max_epochs),
+        logger: false,
+        enable_checkpointing: false,
+        enable_progress_bar: false,
+        enable_model_summary: false,
+        seed: Some(0),
+        accelerator: "cpu".into(),
+        threads: Some(1),
+        default_root_dir: dir.to_path_buf(),
+        ..crate::config::TrainerConfig::default()
+    }
+}
+
 pub struct Regression {
     pub calls: CallLog,
     /// `on_train_batch_start` returns -1 at this batch index, every epoch.

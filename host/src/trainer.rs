@@ -456,16 +456,9 @@ impl<'c> Trainer<'c> {
             if let (false, None) = (val.is_empty(), &resume_path) {
                 // Lightning runs the sanity check under `isolate_rng()`: whatever it draws (the
                 // validation iterator's seed, a plugin's randomness) leaves training's stream alone.
-                let saved = crate::engine::torch_ext::cpu_rng_state()?;
-                let saved_cuda = match device {
-                    Device::Cuda(i) => Some((i, crate::engine::torch_ext::cuda_rng_state(i)?)),
-                    _ => None,
-                };
+                let saved = crate::engine::torch_ext::RngState::now(device)?;
                 evaluation::sanity_check(&mut st, &val)?;
-                crate::engine::torch_ext::set_cpu_rng_state(&saved)?;
-                if let Some((i, s)) = saved_cuda {
-                    crate::engine::torch_ext::set_cuda_rng_state(i, &s)?;
-                }
+                saved.restore()?;
             }
             let (mut train, mut val) = (train, val);
             crate::loops::reload::start(&mut st, &mut train, &mut val)?;

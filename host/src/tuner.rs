@@ -19,7 +19,7 @@ use crate::callbacks::lr_finder::{suggestion, LrFindConfig, LrFindResults, LrFin
 use crate::config::Limit;
 use crate::context::{RunContext, Stage};
 use crate::engine::optim::{Interval, SchedulerSpec};
-use crate::engine::torch_ext;
+use crate::engine::torch_ext::RngState;
 use crate::hooks::Hook;
 use crate::hparams::SavedHparams;
 use crate::loops::fit;
@@ -81,30 +81,6 @@ struct Searched {
     /// `state_dict`, handed back after the search (`on_load_checkpoint`, `load_state_dict`).
     module_state: Option<Vec<u8>>,
     data_state: Option<Vec<u8>>,
-}
-
-/// The generators' states (CPU, and the run's CUDA device).
-struct RngState {
-    cpu: Vec<u8>,
-    cuda: Option<(usize, Vec<u8>)>,
-}
-
-impl RngState {
-    fn now(device: tch::Device) -> Result<RngState> {
-        let cuda = match device {
-            tch::Device::Cuda(i) => Some((i, torch_ext::cuda_rng_state(i)?)),
-            _ => None,
-        };
-        Ok(RngState { cpu: torch_ext::cpu_rng_state()?, cuda })
-    }
-
-    fn restore(&self) -> Result<()> {
-        torch_ext::set_cpu_rng_state(&self.cpu)?;
-        if let Some((i, s)) = &self.cuda {
-            torch_ext::set_cuda_rng_state(*i, s)?;
-        }
-        Ok(())
-    }
 }
 
 impl<'c> Trainer<'c> {
@@ -372,36 +348,15 @@ fn put_back(ctx: &RunContext, snapshot: &[(String, Tensor)]) -> Result<()> {
     })
 }
 
-/// The persistent entries a checkpoint stores (each tied tensor once), by name.
+/// The entries a checkpoint stores, by name.
 fn stored(ctx: &RunContext) -> Vec<(String, Tensor)> {
-    let params = &ctx.params;
-    params
-        .entries()
-        .iter()
-        .filter(|e| e.persistent && params.tied_to(e).is_none())
-        .map(|e| (e.name.clone(), e.tensor.shallow_clone()))
-        .collect()
+    ctx.params.stored().map(|e| (e.name.clone(), e.tensor.shallow_clone())).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{serial, Points, Regression};
-
-    fn config(dir: &std::path::Path) -> crate::config::TrainerConfig {
-        crate::config::TrainerConfig {
-            max_epochs: Some(10),
-            logger: false,
-            enable_checkpointing: false,
-            enable_progress_bar: false,
-            enable_model_summary: false,
-            seed: Some(0),
-            accelerator: "cpu".into(),
-            threads: Some(1),
-            default_root_dir: dir.to_path_buf(),
-            ..Default::default()
-        }
-    }
+    use crate::testing::{quiet, serial, Points, Regression};
 
     fn search() -> LrFindConfig {
         LrFindConfig { num_training: 30, early_stop_threshold: None, ..LrFindConfig::default() }
@@ -411,7 +366,7 @@ mod tests {
     fn the_suggestion_reaches_the_optimizer_the_fit_configures() {
         let _one = serial();
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut t = Trainer::new(config(dir.path()), None);
+        let mut t = Trainer::new(quiet(dir.path(), 10), None);
         let mut m = Regression::new();
         let (report, fit) =
             t.fit_after_lr_find(&mut m, &mut Points::default(), &serde_json::json!({}), &search()).expect("fit");
@@ -424,7 +379,7 @@ mod tests {
     fn a_signal_during_the_search_ends_it_with_nothing_trained_or_saved() {
         let _one = serial();
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut t = Trainer::new(config(dir.path()), None);
+        let mut t = Trainer::new(quiet(dir.path(), 10), None);
         t.checkpoint.on_exception = true;
         t.signal = Some(std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(libc::SIGTERM as usize)));
         let mut m = Regression::new();
@@ -442,7 +397,7 @@ mod tests {
     fn a_module_without_a_learning_rate_field_is_refused_with_lightnings_words() {
         let _one = serial();
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut t = Trainer::new(config(dir.path()), None);
+        let mut t = Trainer::new(quiet(dir.path(), 10), None);
         let mut m = Regression::new();
         let cfg = LrFindConfig { attr_name: "my_lr".into(), ..search() };
         let err =

@@ -22,8 +22,7 @@ pub fn restore_model(ctx: &mut RunContext, ckpt: &Checkpoint, shown: &str) -> Re
         ckpt.tensors.iter().filter_map(|(k, t)| k.strip_prefix(STATE_DICT).map(|n| (n, t))).collect();
     let mut missing = Vec::new();
     let mut mismatched = Vec::new();
-    let stored = |e: &&crate::engine::params::Entry| e.persistent && ctx.params.tied_to(e).is_none();
-    for e in ctx.params.entries().iter().filter(stored) {
+    for e in ctx.params.stored() {
         match saved.get(e.name.as_str()) {
             None => missing.push(e.name.clone()),
             Some(t) if t.size() != e.tensor.size() => {
@@ -49,7 +48,7 @@ pub fn restore_model(ctx: &mut RunContext, ckpt: &Checkpoint, shown: &str) -> Re
         );
     }
     tch::no_grad(|| -> Result<()> {
-        for e in ctx.params.entries().iter().filter(stored) {
+        for e in ctx.params.stored() {
             if let Some(src) = saved.get(e.name.as_str()) {
                 let src = src.f_to_kind(e.tensor.kind())?.f_to_device(e.tensor.device())?;
                 e.tensor.shallow_clone().f_copy_(&src)?;

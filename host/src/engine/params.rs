@@ -127,6 +127,12 @@ impl ParamStore {
         &self.entries
     }
 
+    /// The entries a checkpoint stores: the persistent ones, each tied tensor once (under its
+    /// first path).
+    pub fn stored(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.iter().filter(|e| e.persistent && self.tied_to(e).is_none())
+    }
+
     /// The earlier path a tied entry shares its tensor with (None: it is the first).
     pub fn tied_to(&self, entry: &Entry) -> Option<&str> {
         self.entries

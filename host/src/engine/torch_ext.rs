@@ -187,6 +187,32 @@ pub fn set_cuda_rng_state(index: usize, state: &[u8]) -> OpResult<()> {
     set_rng_state(index as i64, state, &format!("cuda:{index}"))
 }
 
+/// The generators' states: the CPU's, and the run's CUDA device's (what Lightning's
+/// `isolate_rng` saves and puts back).
+#[derive(Debug, Clone)]
+pub struct RngState {
+    pub cpu: Vec<u8>,
+    pub cuda: Option<(usize, Vec<u8>)>,
+}
+
+impl RngState {
+    pub fn now(device: tch::Device) -> OpResult<RngState> {
+        let cuda = match device {
+            tch::Device::Cuda(i) => Some((i, cuda_rng_state(i)?)),
+            _ => None,
+        };
+        Ok(RngState { cpu: cpu_rng_state()?, cuda })
+    }
+
+    pub fn restore(&self) -> OpResult<()> {
+        set_cpu_rng_state(&self.cpu)?;
+        if let Some((i, s)) = &self.cuda {
+            set_cuda_rng_state(*i, s)?;
+        }
+        Ok(())
+    }
+}
+
 /// `torch.use_deterministic_algorithms(enabled)`: ops without a deterministic
 /// implementation then raise instead of running.
 pub fn set_deterministic(enabled: bool) {

@@ -8,23 +8,8 @@ use crate::callbacks::model_checkpoint::{CheckpointConfig, SaveLast};
 use crate::callbacks::{Callback, CallbackAction, HookInfo};
 use crate::config::{Limit, TrainerConfig, ValCheckInterval};
 use crate::hooks::Hook;
-use crate::testing::{serial, Points, Regression};
+use crate::testing::{quiet, serial, Points, Regression};
 use crate::trainer::{FitReport, Trainer};
-
-fn quiet(dir: &Path, max_epochs: i64) -> TrainerConfig {
-    TrainerConfig {
-        max_epochs: Some(max_epochs),
-        logger: false,
-        enable_checkpointing: false,
-        enable_progress_bar: false,
-        enable_model_summary: false,
-        seed: Some(0),
-        accelerator: "cpu".into(),
-        threads: Some(1),
-        default_root_dir: dir.to_path_buf(),
-        ..TrainerConfig::default()
-    }
-}
 
 fn fit(
     cfg: TrainerConfig,
