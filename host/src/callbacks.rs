@@ -3,6 +3,7 @@
 //! ThroughputMonitor, DeviceStatsMonitor, GradientAccumulationScheduler and the Timer
 //! (EarlyStopping and ModelCheckpoint are driven by the loops at Lightning's points).
 
+pub mod batch_size_finder;
 pub mod device_stats_monitor;
 pub mod early_stopping;
 pub mod grad_accumulation;

@@ -494,6 +494,8 @@ pub struct RunConfig {
     pub progress_bar: crate::callbacks::progress_bar::ProgressBarConfig,
     /// `lthost lr-find`'s arguments.
     pub lr_find: crate::callbacks::lr_finder::LrFindConfig,
+    /// `lthost fit --scale-batch-size`'s arguments (Lightning's `Tuner.scale_batch_size`).
+    pub scale_batch_size: crate::callbacks::batch_size_finder::BatchSizeConfig,
     /// The built-in loggers' arguments (`[loggers.csv]`, `[loggers.tensorboard]`).
     pub loggers: crate::loggers::LoggersConfig,
     /// Passed to the plugin's `configure` as a JSON object.
@@ -561,6 +563,7 @@ impl RunConfig {
         cfg.checkpoint.validate()?;
         cfg.callbacks.build()?;
         cfg.lr_find.validate()?;
+        cfg.scale_batch_size.validate()?;
         cfg.loggers.validate()?;
         Ok(cfg)
     }

@@ -206,6 +206,11 @@ struct RunArgs {
     /// `Tuner(trainer).lr_find(model)` then `trainer.fit(model)`; settings from `[lr_find]`).
     #[arg(long)]
     lr_find: bool,
+    /// fit: run the batch-size finder first and train with the size it finds (Lightning's
+    /// `Tuner(trainer).scale_batch_size(model)` then `trainer.fit(model)`; settings from
+    /// `[scale_batch_size]`).
+    #[arg(long)]
+    scale_batch_size: bool,
     /// Override a run-file setting, e.g. `--set trainer.max_epochs=3` (repeatable).
     #[arg(long = "set", value_name = "TABLE.KEY=VALUE")]
     sets: Vec<String>,
@@ -374,6 +379,12 @@ fn run(cmd: Command, signal: Arc<AtomicUsize>) -> Result<Option<i32>> {
             "--lr-find tunes a fit: `lthost fit` (and `run`) take it; `lthost lr-find` searches without fitting"
         );
     }
+    if args.scale_batch_size && !matches!(cmd, Command::Run(_) | Command::Fit(_)) {
+        anyhow::bail!("--scale-batch-size tunes a fit: `lthost fit` (and `run`) take it");
+    }
+    if args.scale_batch_size && args.lr_find {
+        anyhow::bail!("--scale-batch-size and --lr-find: one search per fit (run the batch-size search, set the size it prints, then --lr-find)");
+    }
     let mut cfg = args.config()?;
     cfg.check_loggers()?;
     let name = plugin_name(&args.plugin);
@@ -460,6 +471,8 @@ fn run(cmd: Command, signal: Arc<AtomicUsize>) -> Result<Option<i32>> {
         Stage::Fit => {
             let report = if args.lr_find {
                 trainer.fit_after_lr_find(&mut module, &mut data, &hparams, &cfg.lr_find)?.1
+            } else if args.scale_batch_size {
+                trainer.fit_after_scale_batch_size(&mut module, &mut data, &hparams, &cfg.scale_batch_size)?.1
             } else {
                 trainer.fit(&mut module, &mut data, &hparams)?
             };

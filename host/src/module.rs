@@ -37,8 +37,13 @@ pub trait Module {
         Ok(false)
     }
     /// Lightning's `lightning_setattr` wherever [`Module::has_attr`] finds `name`.
-    fn set_attr(&mut self, _ctx: &mut RunContext, _name: &str, _value: f64) -> Result<()> {
+    fn set_attr(&mut self, _ctx: &mut RunContext, _name: &str, _value: AttrValue) -> Result<()> {
         Ok(())
+    }
+    /// Lightning's `lightning_getattr` on the module: the number it holds under `name` (its
+    /// hyper-parameter's over its attribute's); None when it holds none.
+    fn get_attr(&mut self, _ctx: &mut RunContext, _name: &str) -> Result<Option<AttrValue>> {
+        Ok(None)
     }
     /// The hooks the module implements; the loops call [`Module::hook`] for these only.
     fn implemented_hooks(&mut self, _ctx: &mut RunContext) -> Result<Vec<Hook>> {
@@ -127,6 +132,23 @@ impl Split {
             Split::Val => "val",
             Split::Test => "test",
             Split::Predict => "predict",
+        }
+    }
+}
+
+/// A number a module or DataModule holds as an attribute or hyper-parameter (the WIT's
+/// `attr-value`): the learning-rate finder writes a float, the batch-size finder an int.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum AttrValue {
+    Int(i64),
+    Float(f64),
+}
+
+impl AttrValue {
+    pub fn as_f64(self) -> f64 {
+        match self {
+            AttrValue::Int(v) => v as f64,
+            AttrValue::Float(v) => v,
         }
     }
 }
@@ -231,8 +253,12 @@ pub trait DataModule {
         Ok(false)
     }
     /// Lightning's `lightning_setattr` on the DataModule.
-    fn set_attr(&mut self, _ctx: &mut RunContext, _name: &str, _value: f64) -> Result<()> {
+    fn set_attr(&mut self, _ctx: &mut RunContext, _name: &str, _value: AttrValue) -> Result<()> {
         Ok(())
+    }
+    /// Lightning's `lightning_getattr` on the DataModule (see [`Module::get_attr`]).
+    fn get_attr(&mut self, _ctx: &mut RunContext, _name: &str) -> Result<Option<AttrValue>> {
+        Ok(None)
     }
     /// Lightning's `state_dict`: bytes kept in checkpoints.
     fn save_state(&mut self, _ctx: &mut RunContext) -> Result<Option<Vec<u8>>> {

@@ -184,9 +184,9 @@ impl Module for Regression {
         Ok(name == "lr")
     }
 
-    fn set_attr(&mut self, _ctx: &mut RunContext, name: &str, value: f64) -> Result<()> {
+    fn set_attr(&mut self, _ctx: &mut RunContext, name: &str, value: crate::module::AttrValue) -> Result<()> {
         if name == "lr" {
-            self.lr = value;
+            self.lr = value.as_f64();
         }
         Ok(())
     }

@@ -359,14 +359,7 @@ impl<'c> Trainer<'c> {
         // `trainer.max_epochs` and the loop numbers as plugins read them from `setup` and
         // `configure_optimizers` on.
         p.ctx.max_epochs = limits.max_epochs;
-        p.ctx.fit_numbers = crate::context::FitNumbers {
-            max_steps: limits.max_steps,
-            num_training_batches: crate::module::sized(limits.train_batches),
-            num_val_batches: limits.val_batches.iter().map(|&b| crate::module::sized(b)).collect(),
-            accumulate_grad_batches: limits.accumulate,
-            log_every_n_steps: self.cfg.log_every_n_steps,
-            check_val_every_n_epoch: limits.check_val_every_n_epoch,
-        };
+        p.ctx.fit_numbers = fit_numbers(&self.cfg, &limits);
         let logger = self.logger(limits.logger)?;
         let summary = self.cfg.enable_model_summary;
         let device = p.ctx.device;
@@ -653,6 +646,18 @@ impl<'c> Trainer<'c> {
             Ok(loaders.len())
         })();
         run.map_err(|e| failed(&mut st, e))
+    }
+}
+
+/// The loop numbers plugins read (`trainer.num_training_batches`, ...) for `limits`.
+pub(crate) fn fit_numbers(cfg: &TrainerConfig, limits: &LoopLimits) -> crate::context::FitNumbers {
+    crate::context::FitNumbers {
+        max_steps: limits.max_steps,
+        num_training_batches: crate::module::sized(limits.train_batches),
+        num_val_batches: limits.val_batches.iter().map(|&b| crate::module::sized(b)).collect(),
+        accumulate_grad_batches: limits.accumulate,
+        log_every_n_steps: cfg.log_every_n_steps,
+        check_val_every_n_epoch: limits.check_val_every_n_epoch,
     }
 }
 

@@ -23,7 +23,7 @@ use crate::engine::torch_ext::RngState;
 use crate::hooks::Hook;
 use crate::hparams::SavedHparams;
 use crate::loops::fit;
-use crate::module::{DataModule, Module};
+use crate::module::{AttrValue, DataModule, Module};
 use crate::trainer::{configure_optimizers, optimizer_set, FitReport, Prepared, Trainer};
 
 #[derive(Debug)]
@@ -57,8 +57,10 @@ impl LrFindReport {
     }
 }
 
+mod scale_batch_size;
+
 /// The Trainer settings a search replaces, put back after it.
-type Settings<'c> = (
+pub(crate) type Settings<'c> = (
     crate::config::TrainerConfig,
     crate::callbacks::BuiltinCallbacks,
     Option<crate::callbacks::early_stopping::EarlyStoppingConfig>,
@@ -93,11 +95,12 @@ impl<'c> Trainer<'c> {
         hparams: &Value,
         cfg: &LrFindConfig,
     ) -> Result<Option<LrFindReport>> {
-        if !self.may_search(cfg)? {
+        cfg.validate()?;
+        if !self.may_search("learning rate finder")? {
             return Ok(None);
         }
         let p = self.prepare(module, data, hparams, Stage::Fit)?;
-        let saved = self.search_settings(cfg);
+        let saved = self.search_settings(cfg.num_training, cfg.num_training);
         let out = self.range_test(module, data, p, cfg, None);
         self.restore_settings(saved);
         out.map(|(report, _)| Some(report))
@@ -121,12 +124,13 @@ impl<'c> Trainer<'c> {
         cfg: &LrFindConfig,
     ) -> Result<(Option<LrFindReport>, FitReport)> {
         let started = Instant::now();
-        if !self.may_search(cfg)? {
+        cfg.validate()?;
+        if !self.may_search("learning rate finder")? {
             return Ok((None, self.fit(module, data, hparams)?));
         }
         let p = self.prepare(module, data, hparams, Stage::Fit)?;
         let (seed, threads) = (p.seed, p.threads);
-        let saved = self.search_settings(cfg);
+        let saved = self.search_settings(cfg.num_training, cfg.num_training);
         let out = self.range_test(module, data, p, cfg, Some(&cfg.attr_name));
         self.restore_settings(saved);
         let (report, searched) = out?;
@@ -155,8 +159,8 @@ impl<'c> Trainer<'c> {
         put_back(&ctx, &weights)?;
         let mut checkpoint_hparams = None;
         if let (Some(attr), Some((_, lr))) = (&attr, report.suggestion) {
-            module.set_attr(&mut ctx, attr, lr)?;
-            data.set_attr(&mut ctx, attr, lr)?;
+            module.set_attr(&mut ctx, attr, AttrValue::Float(lr))?;
+            data.set_attr(&mut ctx, attr, AttrValue::Float(lr))?;
             println!("Learning rate set to {}", crate::callbacks::py_format::repr_float(lr));
             // Checkpoints hold the module's `hparams` as they are now (hparams.yaml the
             // initial ones).
@@ -174,22 +178,24 @@ impl<'c> Trainer<'c> {
         Ok((Some(report), fit))
     }
 
-    /// The checks before any search; false: skipped (fast_dev_run, with Lightning's warning).
-    fn may_search(&self, cfg: &LrFindConfig) -> Result<bool> {
-        cfg.validate()?;
+    /// The checks before any search; false: skipped (fast_dev_run, with Lightning's warning,
+    /// which names the `finder`).
+    fn may_search(&self, finder: &str) -> Result<bool> {
         if self.cfg.fast_dev_run.batches().is_some() {
-            eprintln!("warning: Skipping learning rate finder since `fast_dev_run` is enabled.");
+            eprintln!("warning: Skipping {finder} since `fast_dev_run` is enabled.");
             return Ok(false);
         }
         if self.ckpt_path.is_some() {
-            bail!("lr-find searches from the plugin's own initial weights: --ckpt-path is not taken (Lightning's Tuner.lr_find has no ckpt_path)");
+            bail!("the {finder} searches from the plugin's own initial weights: --ckpt-path is not taken (Lightning's Tuner has no ckpt_path)");
         }
         Ok(true)
     }
 
-    /// Lightning keeps the max_epochs its Trainer resolved (1000 when no limit was given) and
-    /// swaps out every callback, the Timer's max_time with them; returns what it replaced.
-    fn search_settings(&mut self, cfg: &LrFindConfig) -> Settings<'c> {
+    /// What every search sets: Lightning keeps the max_epochs its Trainer resolved (1000 when
+    /// no limit was given) and swaps out every callback, the Timer's max_time with them, and
+    /// the loggers; a search of `max_steps` optimizer steps validates at most
+    /// `limit_val_batches` batches. Returns what it replaced.
+    pub(crate) fn search_settings(&mut self, max_steps: u64, limit_val_batches: u64) -> Settings<'c> {
         let saved = (
             self.cfg.clone(),
             std::mem::take(&mut self.builtins),
@@ -198,8 +204,8 @@ impl<'c> Trainer<'c> {
         );
         self.cfg.max_epochs = Some(self.cfg.effective_max_epochs().map_or(-1, |m| i64::try_from(m).unwrap_or(-1)));
         self.cfg.max_time = None;
-        self.cfg.max_steps = cfg.num_training as i64;
-        self.cfg.limit_val_batches = Limit::Batches(cfg.num_training);
+        self.cfg.max_steps = i64::try_from(max_steps).unwrap_or(i64::MAX);
+        self.cfg.limit_val_batches = Limit::Batches(limit_val_batches);
         self.cfg.num_sanity_val_steps = 0;
         self.cfg.logger = false;
         self.cfg.enable_checkpointing = false;
@@ -207,7 +213,7 @@ impl<'c> Trainer<'c> {
         saved
     }
 
-    fn restore_settings(&mut self, saved: Settings<'c>) {
+    pub(crate) fn restore_settings(&mut self, saved: Settings<'c>) {
         (self.cfg, self.builtins, self.early_stopping, self.callbacks) = saved;
     }
 
@@ -319,7 +325,7 @@ fn lr_attr(st: &mut crate::loops::state::LoopState<'_>, given: &str) -> Result<S
 
 /// The module's stored weights and buffers, by name (Lightning's checkpoint before the
 /// search).
-fn weights(ctx: &RunContext) -> Result<Vec<(String, Tensor)>> {
+pub(crate) fn weights(ctx: &RunContext) -> Result<Vec<(String, Tensor)>> {
     tch::no_grad(|| {
         stored(ctx)
             .into_iter()
@@ -334,11 +340,11 @@ fn weights(ctx: &RunContext) -> Result<Vec<(String, Tensor)>> {
 
 /// Puts [`weights`] back (Lightning's restore after the search); the module must hold the
 /// same entries, as a checkpoint restore requires.
-fn put_back(ctx: &RunContext, snapshot: &[(String, Tensor)]) -> Result<()> {
+pub(crate) fn put_back(ctx: &RunContext, snapshot: &[(String, Tensor)]) -> Result<()> {
     let now = stored(ctx);
     let names = |v: &[(String, Tensor)]| v.iter().map(|(n, t)| (n.clone(), t.size())).collect::<Vec<_>>();
     if names(&now) != names(snapshot) {
-        bail!("the module's parameters and buffers changed during the learning-rate search (before: {:?}; after: {:?}): its weights cannot be put back", names(snapshot), names(&now));
+        bail!("the module's parameters and buffers changed during the search (before: {:?}; after: {:?}): its weights cannot be put back", names(snapshot), names(&now));
     }
     tch::no_grad(|| -> Result<()> {
         for ((_, t), (_, saved)) in now.into_iter().zip(snapshot) {

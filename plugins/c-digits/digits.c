@@ -59,10 +59,20 @@ bool exports_lt_plugin_lightning_module_has_attr(plugin_string_t *name) {
   return found;
 }
 
-bool exports_lt_plugin_lightning_module_set_attr(plugin_string_t *name, double value, plugin_string_t *err) {
-  if (is_lr(name)) lr = value;
+bool exports_lt_plugin_lightning_module_set_attr(plugin_string_t *name, exports_lt_plugin_lightning_module_attr_value_t *value, plugin_string_t *err) {
+  if (is_lr(name)) lr = value->tag == LT_PLUGIN_TYPES_ATTR_VALUE_INT ? (double)value->val.int_ : value->val.float_;
   plugin_string_free(name);
   return true;
+}
+
+bool exports_lt_plugin_lightning_module_get_attr(plugin_string_t *name, exports_lt_plugin_lightning_module_attr_value_t *ret) {
+  bool found = is_lr(name);
+  plugin_string_free(name);
+  if (found) {
+    ret->tag = LT_PLUGIN_TYPES_ATTR_VALUE_FLOAT;
+    ret->val.float_ = lr;
+  }
+  return found;
 }
 
 bool exports_lt_plugin_lightning_module_save_state(plugin_list_u8_t *ret) { return false; }
@@ -79,12 +89,12 @@ void exports_lt_plugin_lightning_module_implemented_hooks(exports_lt_plugin_ligh
 
 int32_t exports_lt_plugin_lightning_module_on_hook(exports_lt_plugin_lightning_module_hook_t hook, exports_lt_plugin_lightning_module_stage_t stage, uint64_t *maybe_batch_idx) { return 0; }
 
-bool exports_lt_plugin_lightning_module_training_step(exports_lt_plugin_lightning_module_list_own_tensor_t *batch, uint64_t batch_idx, exports_lt_plugin_lightning_module_own_tensor_t *ret) {
+bool exports_lt_plugin_lightning_module_training_step(exports_lt_plugin_lightning_module_list_own_tensor_t *batch, uint64_t batch_idx, exports_lt_plugin_lightning_module_option_own_tensor_t *ret, plugin_string_t *err) {
   for (int i = 0; i < probe_calls; i++) lt_plugin_tensor_method_tensor_numel(lt_b(batch->ptr[0]));
   int mark = lt_scope_begin();
   lt_tensor loss = lt_cross_entropy(forward(batch->ptr[0]), batch->ptr[1]);
   lt_log("train_loss", loss, true);
-  *ret = lt_release(loss);
+  *ret = (exports_lt_plugin_lightning_module_option_own_tensor_t){.is_some = true, .val = lt_release(loss)};
   lt_scope_end(mark);
   lt_batch_free(batch);
   return true;
@@ -102,7 +112,10 @@ static void evaluate(exports_lt_plugin_lightning_module_list_own_tensor_t *batch
   lt_batch_free(batch);
 }
 
-void exports_lt_plugin_lightning_module_validation_step(exports_lt_plugin_lightning_module_list_own_tensor_t *batch, uint64_t batch_idx) { evaluate(batch, "val"); }
+bool exports_lt_plugin_lightning_module_validation_step(exports_lt_plugin_lightning_module_list_own_tensor_t *batch, uint64_t batch_idx, plugin_string_t *err) {
+  evaluate(batch, "val");
+  return true;
+}
 
 void exports_lt_plugin_lightning_module_test_step(exports_lt_plugin_lightning_module_list_own_tensor_t *batch, uint64_t batch_idx) { evaluate(batch, "test"); }
 
@@ -183,9 +196,14 @@ bool exports_lt_plugin_data_module_has_attr(plugin_string_t *name) {
   return false;
 }
 
-bool exports_lt_plugin_data_module_set_attr(plugin_string_t *name, double value, plugin_string_t *err) {
+bool exports_lt_plugin_data_module_set_attr(plugin_string_t *name, exports_lt_plugin_data_module_attr_value_t *value, plugin_string_t *err) {
   plugin_string_free(name);
   return true;
+}
+
+bool exports_lt_plugin_data_module_get_attr(plugin_string_t *name, exports_lt_plugin_data_module_attr_value_t *ret) {
+  plugin_string_free(name);
+  return false;
 }
 
 bool exports_lt_plugin_data_module_save_state(plugin_list_u8_t *ret) { return false; }

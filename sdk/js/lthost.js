@@ -194,10 +194,23 @@ const SPLITS = { train: "trainDataloader", val: "valDataloader", test: "testData
 // Lightning's lightning_hasattr / lightning_setattr on one object: a property of its own, or
 // a key of its hyper-parameters (both are set).
 const hasAttr = (x, name) => x !== undefined && (name in x || (x.hparams !== undefined && name in x.hparams));
-const setAttr = (x, name, value) => {
+// The WIT's `attr-value` ({tag: "int", val: BigInt} or {tag: "float", val}) as a JS number.
+const setAttr = (x, name, attr) => {
   if (x === undefined) return;
+  const value = attr.tag === "int" ? Number(attr.val) : attr.val;
   if (name in x) x[name] = value;
   if (x.hparams !== undefined && name in x.hparams) x.hparams[name] = value;
+};
+
+// Lightning's `lightning_getattr`: the hyper-parameter over the attribute, as the WIT's
+// `attr-value` (an integral number is an int); undefined (none) when neither holds a number.
+const getAttr = (x, name) => {
+  if (x === undefined) return undefined;
+  let value;
+  if (name in x) value = x[name];
+  if (x.hparams !== undefined && name in x.hparams) value = x.hparams[name];
+  if (typeof value !== "number") return undefined;
+  return Number.isInteger(value) ? { tag: "int", val: BigInt(value) } : { tag: "float", val: value };
 };
 
 // The component's exports, calling the given classes. Each class takes the run's
@@ -238,9 +251,24 @@ export function exportPlugin(ModuleClass, DataClass) {
     implementedHooks() { return []; },
     hasAttr(name) { return hasAttr(module, name); },
     setAttr(name, value) { setAttr(module, name, value); },
+    getAttr(name) { return getAttr(module, name); },
     onHook() { return 0; },
-    trainingStep(batch, batchIdx) { return inScope(batch, () => live(module, "training_step").trainingStep(batch, Number(batchIdx))); },
-    validationStep(batch, batchIdx) { inScope(batch, () => live(module, "validation_step").validationStep(batch, Number(batchIdx))); },
+    // The WIT's result: what the step throws becomes its error (a string), and the component
+    // stays usable.
+    trainingStep(batch, batchIdx) {
+      try {
+        return inScope(batch, () => live(module, "training_step").trainingStep(batch, Number(batchIdx)));
+      } catch (e) {
+        throw String(e);
+      }
+    },
+    validationStep(batch, batchIdx) {
+      try {
+        inScope(batch, () => live(module, "validation_step").validationStep(batch, Number(batchIdx)));
+      } catch (e) {
+        throw String(e);
+      }
+    },
     testStep(batch, batchIdx) { inScope(batch, () => live(module, "test_step").testStep(batch, Number(batchIdx))); },
     predictStep(batch, batchIdx) { return inScope(batch, () => live(module, "predict_step").predictStep(batch, Number(batchIdx))); },
   };
@@ -276,6 +304,7 @@ export function exportPlugin(ModuleClass, DataClass) {
     sample() { throw "this DataModule has no sampler of its own"; },
     hasAttr(name) { return hasAttr(data, name); },
     setAttr(name, value) { setAttr(data, name, value); },
+    getAttr(name) { return getAttr(data, name); },
     saveState() { return live(data, "state_dict").stateDict(); },
     loadState(state) {
       try {

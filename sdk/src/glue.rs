@@ -6,8 +6,8 @@ use std::thread::LocalKey;
 
 use crate::bindings::exports::lt::plugin::data_module::{Dataset, SampledPass, Split, StreamSource, WorkerInfo};
 use crate::bindings::exports::lt::plugin::lightning_module::{Hook, Optimization as WitOptimization};
-pub use crate::bindings::lt::plugin::types::SavedHparams;
 use crate::bindings::lt::plugin::types::Stage;
+pub use crate::bindings::lt::plugin::types::{AttrValue, SavedHparams};
 use crate::{Batch, DataModule, Hparams, LightningModule, Tensor};
 
 /// A configured module and the hyper-parameters it was configured with.
@@ -112,15 +112,31 @@ pub fn has_attr<E: Exports>(name: String) -> bool {
 
 /// Lightning's `lightning_setattr` on a Rust module: the hyper-parameter `configure_optimizers`
 /// reads next.
-pub fn set_attr<E: Exports>(name: String, value: f64) -> Result<(), String> {
+pub fn set_attr<E: Exports>(name: String, value: AttrValue) -> Result<(), String> {
     E::module_slot().with(|slot| match slot.borrow_mut().as_mut() {
         Some(i) => {
             if i.hparams.0.contains_key(&name) {
-                i.hparams.0.insert(name, serde_json::json!(value));
+                let value = match value {
+                    AttrValue::Int(v) => serde_json::json!(v),
+                    AttrValue::Float(v) => serde_json::json!(v),
+                };
+                i.hparams.0.insert(name, value);
             }
             Ok(())
         }
         None => Err("set_attr before configure".into()),
+    })
+}
+
+/// Lightning's `lightning_getattr` on a Rust module: the hyper-parameter's number.
+pub fn get_attr<E: Exports>(name: String) -> Option<AttrValue> {
+    E::module_slot().with(|slot| {
+        let slot = slot.borrow();
+        let v = slot.as_ref()?.hparams.0.get(&name)?;
+        match v.as_i64() {
+            Some(i) if !v.is_f64() => Some(AttrValue::Int(i)),
+            _ => v.as_f64().map(AttrValue::Float),
+        }
     })
 }
 
@@ -235,11 +251,13 @@ macro_rules! __glue_impls {
             fn configure_optimizers() -> $crate::bindings::exports::lt::plugin::lightning_module::Optimization {
                 $crate::glue::configure_optimizers::<$ty>()
             }
-            fn training_step(batch: $crate::Batch, batch_idx: u64) -> Option<$crate::Tensor> {
-                $crate::glue::training_step::<$ty>(batch, batch_idx)
+            // A Rust module's failure is a panic (the plugin stops); a step returns normally.
+            fn training_step(batch: $crate::Batch, batch_idx: u64) -> Result<Option<$crate::Tensor>, String> {
+                Ok($crate::glue::training_step::<$ty>(batch, batch_idx))
             }
-            fn validation_step(batch: $crate::Batch, batch_idx: u64) {
-                $crate::glue::validation_step::<$ty>(batch, batch_idx)
+            fn validation_step(batch: $crate::Batch, batch_idx: u64) -> Result<(), String> {
+                $crate::glue::validation_step::<$ty>(batch, batch_idx);
+                Ok(())
             }
             fn test_step(batch: $crate::Batch, batch_idx: u64) {
                 $crate::glue::test_step::<$ty>(batch, batch_idx)
@@ -262,8 +280,11 @@ macro_rules! __glue_impls {
             fn has_attr(name: String) -> bool {
                 $crate::glue::has_attr::<$ty>(name)
             }
-            fn set_attr(name: String, value: f64) -> Result<(), String> {
+            fn set_attr(name: String, value: $crate::glue::AttrValue) -> Result<(), String> {
                 $crate::glue::set_attr::<$ty>(name, value)
+            }
+            fn get_attr(name: String) -> Option<$crate::glue::AttrValue> {
+                $crate::glue::get_attr::<$ty>(name)
             }
         }
         impl $crate::bindings::exports::lt::plugin::data_module::Guest for $ty {
@@ -275,8 +296,11 @@ macro_rules! __glue_impls {
             fn has_attr(_name: String) -> bool {
                 false
             }
-            fn set_attr(_name: String, _value: f64) -> Result<(), String> {
+            fn set_attr(_name: String, _value: $crate::glue::AttrValue) -> Result<(), String> {
                 Ok(())
+            }
+            fn get_attr(_name: String) -> Option<$crate::glue::AttrValue> {
+                None
             }
             fn save_state() -> Option<Vec<u8>> {
                 $crate::glue::data_save_state::<$ty>()

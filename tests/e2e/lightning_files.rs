@@ -59,8 +59,22 @@ fn run_like_lightning(name: &str) -> (Vec<f64>, Option<f64>, Value) {
             args.extend(["--set".to_string(), format!("lr_find.{k}={v}")]);
         }
     }
+    // `Tuner(trainer).scale_batch_size` first: `--scale-batch-size` with its arguments.
+    if let Some(kwargs) = want["scale_batch_size"].as_object() {
+        args.push("--scale-batch-size".into());
+        for (k, v) in kwargs {
+            args.extend(["--set".to_string(), format!("scale_batch_size.{k}={v}")]);
+        }
+    }
     let file = want["plugin"].as_str().expect("the reference's plugin");
     let run = fit(d.path(), file, &want["seed"], &args.iter().map(String::as_str).collect::<Vec<_>>());
+    if let Some(said) = want["said"].as_array() {
+        // Every line Lightning's search logged about batch sizes, in order: each trial's
+        // outcome, the dataset-length and max_val stops, the margin, the size it settled on.
+        let said: Vec<&str> = said.iter().filter_map(Value::as_str).collect();
+        let got: Vec<&str> = run.stdout.lines().filter(|l| l.contains("atch size") || l.contains("margin")).collect();
+        assert_eq!(got, said, "{name}: the search's lines\n{}", run.stdout);
+    }
     if want["lr_find"].is_object() {
         // The suggestion, set where Lightning set it: the optimizer the fit configured uses it.
         let number_after = |prefix: &str| -> Option<f64> {
@@ -702,6 +716,66 @@ fn a_fit_after_lr_find_trains_as_lightnings_tuner_then_fit() {
     let words = want["error"].as_str().expect("Lightning's error");
     assert!(run.stderr.contains(words), "{}", run.stderr);
     assert!(!d.path().join("lightning_logs").exists() || !run.stdout.contains("Epoch"), "no training");
+}
+
+#[test]
+fn a_fit_after_scale_batch_size_trains_as_lightnings_tuner_then_fit() {
+    // tests/reference/lightning_files_reference.py `SCALE_BATCH_SIZE_FITS`:
+    // `Tuner(trainer).scale_batch_size` then `trainer.fit` on the same objects: the same trials
+    // and lines (the first at the DataModule's own size, the dataset-length stop, binsearch's
+    // margin, power mode's max_val stop), the size set on the DataModule's attribute and
+    // hyper-parameter, and the fit's losses from the initial weights with the generators
+    // where the trials left them (lit-autoencoder's DataModule draws its images again).
+    for name in ["scale-fit-lit-autoencoder", "scale-fit-lit-hparams-binsearch", "scale-fit-lit-hparams-max-val"] {
+        let (got, _, want) = run_like_lightning(name);
+        assert_training_losses(name, &got, &want);
+    }
+    // A module and DataModule without the field are refused before any step, in Lightning's words.
+    let want = reference("scale-fit-lit-boring");
+    let d = tempfile::tempdir().expect("tempdir");
+    let wasm = plugin("lit-boring");
+    let run = lthost(d.path(), &["fit", wasm.to_str().expect("utf-8"), "--accelerator", "cpu", "--scale-batch-size"]);
+    assert!(!run.ok(), "refused");
+    let words = want["error"].as_str().expect("Lightning's error");
+    assert!(run.stderr.contains(words), "{}", run.stderr);
+    assert!(!run.stdout.contains("Epoch"), "no training");
+}
+
+#[test]
+fn a_trial_over_the_plugins_tensor_budget_counts_as_out_of_memory() {
+    // lthost-only (Lightning has no tensor budget; its `is_oom_error` is the same rule):
+    // lit-autoencoder under a 6 MiB budget. The trial at 256 is refused inside training_step
+    // (a Python RuntimeError with the budget's message), the plugin stays usable, power mode
+    // halves to 128 and stops (a smaller size ran), and the fit trains at 128 within the budget.
+    let d = tempfile::tempdir().expect("tempdir");
+    let wasm = plugin("lit-autoencoder");
+    let args = [
+        "fit",
+        wasm.to_str().expect("utf-8"),
+        "--accelerator",
+        "cpu",
+        "--seed",
+        "42",
+        "--max-epochs",
+        "1",
+        "--scale-batch-size",
+        "--set",
+        "scale_batch_size.steps_per_trial=2",
+        "--set",
+        "plugin.tensor_memory_limit_mb=6",
+    ];
+    let run = lthost(d.path(), &args);
+    assert!(run.ok(), "{}\n{}", run.stdout, run.stderr);
+    for line in [
+        "Batch size 128 succeeded, trying batch size 256",
+        "Batch size 256 failed, trying batch size 128",
+        "Finished batch size finder, will continue with full run using batch size 128",
+    ] {
+        assert!(run.stdout.lines().any(|l| l == line), "{line}:\n{}", run.stdout);
+    }
+    assert!(run.stderr.contains("over its budget of 6 MiB (plugin.tensor_memory_limit_mb)"), "{}", run.stderr);
+    // 448 images in batches of 128: 4 steps.
+    assert!(run.stdout.contains("(global steps 4)"), "{}", run.stdout);
 }
 
 #[test]

@@ -131,9 +131,40 @@ def lr_find(name, kwargs):
             "suggestion": finder.suggestion()}
 
 
-def run(name, cls_name, data_name, epochs, hparams=None, trainer_args=None, lr_find=None):
+class Lines(logging.Handler):
+    """The messages Lightning logs while it is attached (the tuner's info lines)."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.lines = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
+def scale_batch_size(trainer, model, data, kwargs):
+    """`Tuner(trainer).scale_batch_size` and the lines it logs about batch sizes."""
+    from lightning.pytorch.tuner import Tuner
+    lines = Lines()
+    loggers = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(lines)
+        lg.setLevel(logging.INFO)
+    try:
+        size = Tuner(trainer).scale_batch_size(model, datamodule=data, **kwargs)
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.removeHandler(lines)
+            lg.setLevel(level)
+    said = [line for line in lines.lines if "atch size" in line or "margin" in line]
+    return size, said
+
+
+def run(name, cls_name, data_name, epochs, hparams=None, trainer_args=None, lr_find=None, scale=None):
     """A fit of the file as lthost runs it; `lr_find`: `(lr_find's arguments, the field it sets)`:
-    `Tuner(trainer).lr_find` (update_attr=True) first, on the same model, DataModule and Trainer."""
+    `Tuner(trainer).lr_find` (update_attr=True) first, on the same model, DataModule and Trainer;
+    `scale`: `(scale_batch_size's arguments, the field)`: `Tuner(trainer).scale_batch_size` first."""
     module = load(name)
     L.seed_everything(SEED, verbose=False)
     model = made(getattr(module, cls_name), hparams)
@@ -152,6 +183,12 @@ def run(name, cls_name, data_name, epochs, hparams=None, trainer_args=None, lr_f
             tuned = {"lr_find": kwargs, "suggestion": finder.suggestion(), "lr": finder.results["lr"],
                      "loss": finder.results["loss"], "field": field, "set_to": getattr(model, field),
                      "data_hparams": dict(data.hparams) if data is not None else None}
+        if scale is not None:
+            kwargs, field = scale
+            size, said = scale_batch_size(trainer, model, data, kwargs)
+            holder = data if data is not None and hasattr(data, field) else model
+            tuned = {"scale_batch_size": kwargs, "found": size, "said": said, "field": field,
+                     "set_to": getattr(holder, field)}
         trainer.fit(model, datamodule=data)
         rows = list(csv.DictReader(open(Path(trainer.logger.log_dir) / "metrics.csv")))
         hparams_file = Path(trainer.logger.log_dir) / "hparams.yaml"
@@ -264,16 +301,32 @@ LR_FIND_FITS = {
                                 {"num_training": 30, "max_lr": 0.05, "early_stop_threshold": None}, "lr", 8),
 }
 
+# `Tuner(trainer).scale_batch_size` then `trainer.fit` on the same objects (docs/lightning-tests/tuner.md
+# rows 28, 34, 39, 52): name: (the file, hparams, scale_batch_size's arguments, the field, epochs).
+SCALE_BATCH_SIZE_FITS = {
+    # power: the DataModule's attribute; the first trial at the DataModule's own 32, then 4, 8, ...,
+    # 256, and 512 ≥ the 448 training images ends it. The DataModule's setup draws its images
+    # again for the fit, from the generator after the trials.
+    "scale-fit-lit-autoencoder": ("lit-autoencoder", None, {"steps_per_trial": 2}, "batch_size", 2),
+    # binsearch, max_trials 3: 8 (its own), 4, 8 → 7 with the 5 % margin.
+    "scale-fit-lit-hparams-binsearch": ("lit-hparams", {"data_save": "all", "lr": 0.2},
+                                        {"mode": "binsearch", "max_trials": 3, "steps_per_trial": 1}, "batch_size", 2),
+    # power, init_val 16 and max_val 24: one trial at 8 (its own), then 32 ≥ 24 ends the search
+    # with 32 (power mode can return a size past max_val).
+    "scale-fit-lit-hparams-max-val": ("lit-hparams", None, {"init_val": 16, "max_val": 24}, "batch_size", 1),
+}
+
 # lr_find refused before any step: name: (the file, hparams). BoringModel holds no lr field.
 LR_FIND_REFUSED = {
     "lr-find-fit-lit-boring": ("lit-boring", None),
 }
 
 
-def refused(file, hparams, lr_find=None):
+def refused(file, hparams, lr_find=None, scale=None):
+    from lightning.pytorch.utilities.exceptions import MisconfigurationException
     try:
-        run(file, *FILES[file], hparams, None, lr_find)
-    except (RuntimeError, AttributeError) as e:
+        run(file, *FILES[file], hparams, None, lr_find, scale)
+    except (RuntimeError, AttributeError, MisconfigurationException) as e:
         return {"plugin": file, "hparams": hparams, "error": str(e)}
     raise AssertionError(f"{file} {hparams}: Lightning fitted it")
 
@@ -298,8 +351,13 @@ def main(path):
     for name, (file, hparams, kwargs, field, epochs) in LR_FIND_FITS.items():
         cls_name, data_name, _ = FILES[file]
         out[name] = run(file, cls_name, data_name, epochs, hparams, None, (kwargs, field))
+    for name, (file, hparams, kwargs, field, epochs) in SCALE_BATCH_SIZE_FITS.items():
+        cls_name, data_name, _ = FILES[file]
+        out[name] = run(file, cls_name, data_name, epochs, hparams, None, None, (kwargs, field))
     for name, (file, hparams) in LR_FIND_REFUSED.items():
         out[name] = refused(file, hparams, ({}, None))
+    # BoringModel holds no batch_size either (BatchSizeFinder.setup refuses it).
+    out["scale-fit-lit-boring"] = refused("lit-boring", None, None, ({}, "batch_size"))
     Path(path).write_text(json.dumps(out, indent=1) + "\n")
 
 

@@ -190,6 +190,12 @@ impl DataLoader {
         self.len == 0
     }
 
+    /// The dataset's length as Lightning's `len(dataloader.dataset)` gives it; None for a
+    /// stream (an IterableDataset).
+    pub fn dataset_len(&self) -> Option<u64> {
+        self.stream.is_none().then_some(self.len.max(0) as u64)
+    }
+
     /// Samples per pass (the sampler's length).
     pub fn samples(&self) -> i64 {
         self.sampler.len(self.len)

@@ -17,7 +17,7 @@ use crate::context::{RunContext, Stage};
 use crate::error::PluginError;
 use crate::hooks::Hook;
 use crate::hparams::SavedHparams;
-use crate::module::{Module, Optimization, OptimizerCall, PluginOptimizerState, SchedulerCall};
+use crate::module::{AttrValue, Module, Optimization, OptimizerCall, PluginOptimizerState, SchedulerCall};
 use crate::plugin::bindings::data_module;
 use crate::plugin::bindings::lightning_module;
 use crate::plugin::bindings::lr_schedulers;
@@ -223,15 +223,16 @@ impl WasmPlugin {
     fn eval_step(&self, ctx: &mut RunContext, hook: &str, batch: &[Tensor], idx: u64) -> Result<()> {
         let dev = ctx.device;
         let hook_name = hook.to_string();
-        self.call(ctx, hook, dev, |inner| {
+        let out = self.call(ctx, hook, dev, |inner| {
             let handles = Self::lend_batch(inner, batch)?;
             let g = Self::module_guest(inner)?.clone();
             match hook_name.as_str() {
                 "validation_step" => g.call_validation_step(&mut inner.instance.store, &handles, idx),
-                _ => g.call_test_step(&mut inner.instance.store, &handles, idx),
+                _ => g.call_test_step(&mut inner.instance.store, &handles, idx).map(Ok),
             }
         })?;
-        Ok(())
+        // The step's own failure: the plugin stays usable.
+        out.map_err(|m| self.err(hook, None, m))
     }
 }
 
@@ -265,14 +266,17 @@ impl Module for WasmPlugin {
 
     fn training_step(&mut self, ctx: &mut RunContext, batch: &[Tensor], idx: u64) -> Result<Option<Tensor>> {
         let dev = ctx.device;
-        Ok(self.call(ctx, "training_step", dev, |inner| {
+        let out = self.call(ctx, "training_step", dev, |inner| {
             let handles = Self::lend_batch(inner, batch)?;
             let g = Self::module_guest(inner)?.clone();
             match g.call_training_step(&mut inner.instance.store, &handles, idx)? {
-                Some(loss) => Ok(Some(Self::take_tensor(inner, loss)?)),
-                None => Ok(None),
+                Ok(Some(loss)) => Ok(Ok(Some(Self::take_tensor(inner, loss)?))),
+                Ok(None) => Ok(Ok(None)),
+                Err(m) => Ok(Err(m)),
             }
-        })?)
+        })?;
+        // The step's own failure (an exception it raised): the plugin stays usable.
+        out.map_err(|m| self.err("training_step", None, m))
     }
 
     fn validation_step(&mut self, ctx: &mut RunContext, batch: &[Tensor], idx: u64) -> Result<()> {
@@ -295,13 +299,22 @@ impl Module for WasmPlugin {
         })?)
     }
 
-    fn set_attr(&mut self, ctx: &mut RunContext, name: &str, value: f64) -> Result<()> {
+    fn set_attr(&mut self, ctx: &mut RunContext, name: &str, value: AttrValue) -> Result<()> {
         let dev = ctx.device;
         let out = self.call(ctx, "lightning_setattr", dev, |inner| {
             let g = Self::module_guest(inner)?.clone();
-            g.call_set_attr(&mut inner.instance.store, name, value)
+            g.call_set_attr(&mut inner.instance.store, name, crate::plugin::convert::attr_to_wit(value))
         })?;
         out.map_err(|m| self.err("lightning_setattr", None, m))
+    }
+
+    fn get_attr(&mut self, ctx: &mut RunContext, name: &str) -> Result<Option<AttrValue>> {
+        let dev = ctx.device;
+        let out = self.call(ctx, "lightning_getattr", dev, |inner| {
+            let g = Self::module_guest(inner)?.clone();
+            g.call_get_attr(&mut inner.instance.store, name)
+        })?;
+        Ok(out.map(crate::plugin::convert::attr_from_wit))
     }
 
     fn save_state(&mut self, ctx: &mut RunContext) -> Result<Option<Vec<u8>>> {

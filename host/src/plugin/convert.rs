@@ -157,3 +157,21 @@ pub fn sampler(s: &crate::plugin::bindings::data_module::Sampler) -> crate::data
         W::Plugin(batches) => Sampler::Plugin { batches: *batches },
     }
 }
+
+/// The host's [`AttrValue`](crate::module::AttrValue) as the WIT's `attr-value`.
+pub fn attr_to_wit(v: crate::module::AttrValue) -> crate::plugin::bindings::types::AttrValue {
+    use crate::plugin::bindings::types::AttrValue as W;
+    match v {
+        crate::module::AttrValue::Int(i) => W::Int(i),
+        crate::module::AttrValue::Float(f) => W::Float(f),
+    }
+}
+
+/// The WIT's `attr-value` as the host's.
+pub fn attr_from_wit(v: crate::plugin::bindings::types::AttrValue) -> crate::module::AttrValue {
+    use crate::plugin::bindings::types::AttrValue as W;
+    match v {
+        W::Int(i) => crate::module::AttrValue::Int(i),
+        W::Float(f) => crate::module::AttrValue::Float(f),
+    }
+}

@@ -253,12 +253,20 @@ impl DataModule for WasmPlugin {
         })?)
     }
 
-    fn set_attr(&mut self, ctx: &mut RunContext, name: &str, value: f64) -> Result<()> {
+    fn set_attr(&mut self, ctx: &mut RunContext, name: &str, value: crate::module::AttrValue) -> Result<()> {
         let out = self.call(ctx, "datamodule.lightning_setattr", Device::Cpu, |inner| {
             let g = WasmPlugin::data_guest(inner)?.clone();
-            g.call_set_attr(&mut inner.instance.store, name, value)
+            g.call_set_attr(&mut inner.instance.store, name, crate::plugin::convert::attr_to_wit(value))
         })?;
         out.map_err(|m| self.err("datamodule.lightning_setattr", None, m))
+    }
+
+    fn get_attr(&mut self, ctx: &mut RunContext, name: &str) -> Result<Option<crate::module::AttrValue>> {
+        let out = self.call(ctx, "datamodule.lightning_getattr", Device::Cpu, |inner| {
+            let g = WasmPlugin::data_guest(inner)?.clone();
+            g.call_get_attr(&mut inner.instance.store, name)
+        })?;
+        Ok(out.map(crate::plugin::convert::attr_from_wit))
     }
 
     fn save_state(&mut self, ctx: &mut RunContext) -> Result<Option<Vec<u8>>> {

@@ -40,21 +40,22 @@ void exports_lt_plugin_lightning_module_configure_optimizers(exports_lt_plugin_l
   *ret = (exports_lt_plugin_lightning_module_optimization_t){.optimizers = {o, 1}, .automatic_optimization = true};
 }
 
-bool exports_lt_plugin_lightning_module_training_step(exports_lt_plugin_lightning_module_list_own_tensor_t *batch, uint64_t batch_idx, exports_lt_plugin_lightning_module_own_tensor_t *ret) {
+bool exports_lt_plugin_lightning_module_training_step(exports_lt_plugin_lightning_module_list_own_tensor_t *batch, uint64_t batch_idx, exports_lt_plugin_lightning_module_option_own_tensor_t *ret, plugin_string_t *err) {
   int mark = lt_scope_begin();
   lt_tensor loss = lt_mse_loss(forward(batch->ptr[0]), batch->ptr[1]);
   lt_log("train_loss", loss, true);
-  *ret = lt_release(loss);
+  *ret = (exports_lt_plugin_lightning_module_option_own_tensor_t){.is_some = true, .val = lt_release(loss)};
   lt_scope_end(mark);
   lt_batch_free(batch);
   return true;
 }
 
-void exports_lt_plugin_lightning_module_validation_step(exports_lt_plugin_lightning_module_list_own_tensor_t *batch, uint64_t batch_idx) {
+bool exports_lt_plugin_lightning_module_validation_step(exports_lt_plugin_lightning_module_list_own_tensor_t *batch, uint64_t batch_idx, plugin_string_t *err) {
   int mark = lt_scope_begin();
   lt_log("val_loss", lt_mse_loss(forward(batch->ptr[0]), batch->ptr[1]), true);
   lt_scope_end(mark);
   lt_batch_free(batch);
+  return true;
 }
 
 bool exports_lt_plugin_data_module_setup(exports_lt_plugin_data_module_stage_t stage, plugin_string_t *hparams, exports_lt_plugin_data_module_saved_hparams_t *ret, plugin_string_t *err) {
@@ -87,7 +88,8 @@ bool exports_lt_plugin_data_module_dataloader(exports_lt_plugin_data_module_spli
 
 // The hooks this template does not use.
 bool exports_lt_plugin_lightning_module_has_attr(plugin_string_t *name) { plugin_string_free(name); return false; }
-bool exports_lt_plugin_lightning_module_set_attr(plugin_string_t *name, double value, plugin_string_t *err) { plugin_string_free(name); return true; }
+bool exports_lt_plugin_lightning_module_set_attr(plugin_string_t *name, exports_lt_plugin_lightning_module_attr_value_t *value, plugin_string_t *err) { plugin_string_free(name); return true; }
+bool exports_lt_plugin_lightning_module_get_attr(plugin_string_t *name, exports_lt_plugin_lightning_module_attr_value_t *ret) { plugin_string_free(name); return false; }
 bool exports_lt_plugin_lightning_module_save_state(plugin_list_u8_t *ret) { return false; }
 bool exports_lt_plugin_lightning_module_load_state(plugin_list_u8_t *state, plugin_string_t *err) { plugin_list_u8_free(state); return true; }
 void exports_lt_plugin_lightning_module_implemented_hooks(exports_lt_plugin_lightning_module_list_hook_t *ret) { *ret = (exports_lt_plugin_lightning_module_list_hook_t){NULL, 0}; }
@@ -106,7 +108,8 @@ bool exports_lt_plugin_data_module_next_batch(exports_lt_plugin_data_module_spli
 bool exports_lt_plugin_data_module_fetch(exports_lt_plugin_data_module_split_t split, uint32_t index, plugin_list_u64_t *indices, exports_lt_plugin_data_module_worker_info_t *maybe_worker, exports_lt_plugin_data_module_list_own_tensor_t *ret, plugin_string_t *err) { plugin_list_u64_free(indices); plugin_string_dup(err, "no items"); return false; }
 bool exports_lt_plugin_data_module_sample(exports_lt_plugin_data_module_split_t split, uint32_t index, bool base_seed, exports_lt_plugin_data_module_sampled_pass_t *ret, plugin_string_t *err) { plugin_string_dup(err, "no sampler"); return false; }
 bool exports_lt_plugin_data_module_has_attr(plugin_string_t *name) { plugin_string_free(name); return false; }
-bool exports_lt_plugin_data_module_set_attr(plugin_string_t *name, double value, plugin_string_t *err) { plugin_string_free(name); return true; }
+bool exports_lt_plugin_data_module_set_attr(plugin_string_t *name, exports_lt_plugin_data_module_attr_value_t *value, plugin_string_t *err) { plugin_string_free(name); return true; }
+bool exports_lt_plugin_data_module_get_attr(plugin_string_t *name, exports_lt_plugin_data_module_attr_value_t *ret) { plugin_string_free(name); return false; }
 bool exports_lt_plugin_data_module_save_state(plugin_list_u8_t *ret) { return false; }
 bool exports_lt_plugin_data_module_load_state(plugin_list_u8_t *state, plugin_string_t *err) { plugin_list_u8_free(state); return true; }
 "#;

@@ -17,7 +17,7 @@ from wit_world.exports import lightning_module as _lm
 from wit_world.imports import optimization as _opt
 from wit_world.imports import parameters as _params
 from wit_world.imports import trainer as _trainer
-from wit_world.imports.types import SavedHparams, Stage
+from wit_world.imports.types import AttrValue_Float, AttrValue_Int, SavedHparams, Stage
 
 from .pytorch import core as _core
 from .pytorch.core import LightningDataModule as _UserData
@@ -72,6 +72,24 @@ def reported(export):
             traceback.print_exception(e)
             _trainer.fail(describe(e))
             raise
+
+    return call
+
+
+def stepped(export):
+    """A step export with an error result: an exception fails the step with `describe`'s text
+    and leaves the component usable (the host may go on: the batch-size finder takes an
+    out-of-memory error as a trial that did not fit)."""
+
+    @functools.wraps(export)
+    def call(*args):
+        try:
+            return export(*args)
+        except Err:
+            raise
+        except Exception as e:  # noqa: BLE001  (any uncaught exception of the user's code)
+            traceback.print_exception(e)
+            raise Err(describe(e))
 
     return call
 
@@ -199,11 +217,27 @@ def _has_attr(obj, name):
 
 
 def _set_attr(obj, name, value):
-    """Lightning's `lightning_setattr` for one object: every holder `_has_attr` finds."""
+    """Lightning's `lightning_setattr` for one object: every holder `_has_attr` finds. The
+    host's number arrives as the WIT's `attr-value` (an int stays an int: a batch size)."""
+    value = value.value if isinstance(value, (AttrValue_Int, AttrValue_Float)) else value
     if hasattr(obj, name):
         setattr(obj, name, value)
     if hasattr(obj, "hparams") and name in obj.hparams:
         obj.hparams[name] = value
+
+
+def _get_attr(obj, name):
+    """Lightning's `lightning_getattr` for one object: the last holder's value (the
+    hyper-parameter over the attribute), as the WIT's `attr-value`; None when neither holds
+    a number."""
+    value = None
+    if hasattr(obj, name):
+        value = getattr(obj, name)
+    if hasattr(obj, "hparams") and name in obj.hparams:
+        value = obj.hparams[name]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return AttrValue_Int(value) if isinstance(value, int) else AttrValue_Float(value)
 
 
 def _module():
@@ -607,6 +641,9 @@ class LightningModule(_exports.LightningModule):
         except Exception as e:  # noqa: BLE001  (a user's property setter may raise anything)
             raise Err(f"setting {name}: {describe(e)}")
 
+    def get_attr(self, name):
+        return _get_attr(_module(), name)
+
     @reported
     def implemented_hooks(self):
         cls = type(_module())
@@ -653,7 +690,7 @@ class LightningModule(_exports.LightningModule):
             r = fn()
         return -1 if r == -1 else 0
 
-    @reported
+    @stepped
     def training_step(self, batch, batch_idx):
         m = _module()
         _core._WHERE.update(split="train", in_step=True)
@@ -663,7 +700,7 @@ class LightningModule(_exports.LightningModule):
         out = _OUTPUTS["train"] = _step(m, "training_step", batch, batch_idx)
         return _loss(out)
 
-    @reported
+    @stepped
     def validation_step(self, batch, batch_idx):
         m = _module()
         _core._WHERE.update(split="val", in_step=True)
@@ -945,6 +982,10 @@ class DataModule(_exports.DataModule):
                 _set_attr(d, name, value)
             except Exception as e:  # noqa: BLE001
                 raise Err(f"setting {name}: {describe(e)}")
+
+    def get_attr(self, name):
+        d = _live.get("data")
+        return _get_attr(d, name) if isinstance(d, _UserData) else None
 
     @reported
     def save_state(self):
