@@ -109,6 +109,9 @@ pub struct BuiltinCallbacks {
     pub throughput_monitor: Option<throughput_monitor::ThroughputConfig>,
     pub device_stats_monitor: Option<device_stats_monitor::DeviceStatsConfig>,
     pub gradient_accumulation_scheduler: Option<grad_accumulation::AccumulationConfig>,
+    /// Lightning's `BatchSizeFinder` callback: a batch-size search at the fit's start (run by
+    /// the fit itself, `tuner/scale_batch_size.rs`, not a hook callback).
+    pub batch_size_finder: Option<batch_size_finder::BatchSizeConfig>,
     /// Callback plugins (.wasm), relative to the run file.
     pub plugins: Vec<std::path::PathBuf>,
 }
@@ -128,6 +131,9 @@ impl BuiltinCallbacks {
         }
         if let Some(c) = &self.device_stats_monitor {
             out.push(Box::new(device_stats_monitor::DeviceStatsMonitor::new(c.clone())));
+        }
+        if let Some(c) = &self.batch_size_finder {
+            c.validate()?;
         }
         Ok(out)
     }

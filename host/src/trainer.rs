@@ -194,7 +194,7 @@ impl<'c> Trainer<'c> {
             self.builtins.build()?.into_iter().map(|c| c as Box<dyn Callback + 'c>).collect();
         callbacks.append(&mut self.callbacks);
         Ok(LoopState {
-            cfg: &self.cfg,
+            cfg: self.cfg.clone(),
             limits,
             module,
             data,
@@ -366,6 +366,8 @@ impl<'c> Trainer<'c> {
         let self_checkpoint = self.checkpoint.clone();
         let self_early_stopping = self.early_stopping.clone();
         let ckpt_spec = self.ckpt_path.clone();
+        let batch_size_finder = self.builtins.batch_size_finder.clone();
+        let dev_run = self.cfg.fast_dev_run.batches().is_some();
         let mut st = self.state(module, Some(data), p, limits, logger)?;
         st.fitting = true;
         // Whatever fails from here on (set-up, the sanity check, the loops, the end hooks) calls
@@ -442,6 +444,16 @@ impl<'c> Trainer<'c> {
             }
             println!("Optimizer: {}", opt_names.join(", "));
             let trainable_params = st.ctx.params.num_parameters();
+            let (mut train, mut val) = (train, val);
+            // `[callbacks.batch_size_finder]`: Lightning's BatchSizeFinder searches at
+            // on_fit_start, first of the callbacks; the fit goes on with its loaders.
+            if let Some(finder) = &batch_size_finder {
+                if dev_run {
+                    eprintln!("warning: Skipping batch size scaler since `fast_dev_run` is enabled.");
+                } else {
+                    (train, val) = crate::tuner::scale_batch_size::search_in_fit(&mut st, train, finder)?;
+                }
+            }
             st.hook(Hook::OnFitStart, None)?;
             // Lightning's `_log_hyperparams`, after on_fit_start.
             st.log_hyperparams()?;
@@ -453,7 +465,6 @@ impl<'c> Trainer<'c> {
                 evaluation::sanity_check(&mut st, &val)?;
                 saved.restore()?;
             }
-            let (mut train, mut val) = (train, val);
             crate::loops::reload::start(&mut st, &mut train, &mut val)?;
             let mut stopped_in_hook = false;
             let outcome = match fit::run(&mut st, &mut train, &mut val) {
@@ -709,7 +720,7 @@ fn stage_loaders(
         bail!("plugin `{data_name}` provides no {} dataset", split.name());
     }
     let batches =
-        loaders.iter().map(|l| LoopLimits::for_stage(st.cfg, stage, l.num_batches())).collect::<Result<_>>()?;
+        loaders.iter().map(|l| LoopLimits::for_stage(&st.cfg, stage, l.num_batches())).collect::<Result<_>>()?;
     Ok((loaders, batches))
 }
 

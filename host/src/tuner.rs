@@ -57,7 +57,7 @@ impl LrFindReport {
     }
 }
 
-mod scale_batch_size;
+pub(crate) mod scale_batch_size;
 
 /// The Trainer settings a search replaces, put back after it.
 pub(crate) type Settings<'c> = (
@@ -324,18 +324,17 @@ fn lr_attr(st: &mut crate::loops::state::LoopState<'_>, given: &str) -> Result<S
 }
 
 /// The module's stored weights and buffers, by name (Lightning's checkpoint before the
-/// search).
+/// search), copied to the CPU (as Lightning's is on disk: a copy on the device would take
+/// memory from the search).
 pub(crate) fn weights(ctx: &RunContext) -> Result<Vec<(String, Tensor)>> {
-    tch::no_grad(|| {
-        stored(ctx)
-            .into_iter()
-            .map(|(name, t)| {
-                let mut copy = t.f_zeros_like()?;
-                copy.f_copy_(&t)?;
-                Ok((name, copy))
-            })
-            .collect()
-    })
+    tch::no_grad(|| stored(ctx).into_iter().map(|(name, t)| Ok((name, cpu_copy(&t)?))).collect())
+}
+
+/// A copy of `t` of its own on the CPU.
+pub(crate) fn cpu_copy(t: &Tensor) -> Result<Tensor> {
+    let mut copy = Tensor::f_empty(t.size(), (t.kind(), tch::Device::Cpu))?;
+    copy.f_copy_(t)?;
+    Ok(copy)
 }
 
 /// Puts [`weights`] back (Lightning's restore after the search); the module must hold the

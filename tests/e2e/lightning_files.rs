@@ -66,6 +66,10 @@ fn run_like_lightning(name: &str) -> (Vec<f64>, Option<f64>, Value) {
             args.extend(["--set".to_string(), format!("scale_batch_size.{k}={v}")]);
         }
     }
+    // Lightning's `BatchSizeFinder` callback in the fit: `[callbacks.batch_size_finder]`.
+    for (k, v) in want["batch_size_finder"].as_object().into_iter().flatten() {
+        args.extend(["--set".to_string(), format!("callbacks.batch_size_finder.{k}={v}")]);
+    }
     let file = want["plugin"].as_str().expect("the reference's plugin");
     let run = fit(d.path(), file, &want["seed"], &args.iter().map(String::as_str).collect::<Vec<_>>());
     if let Some(said) = want["said"].as_array() {
@@ -573,8 +577,8 @@ fn a_file_lightning_refuses_to_fit_is_refused_with_lightnings_message() {
 
 #[test]
 fn an_unsupported_torch_api_names_itself_and_the_users_line() {
-    // In __init__ (an export with an error result) and in training_step (one without: the
-    // exception ends the hook through trainer.fail); either way the API and the line.
+    // In __init__ and in training_step (both exports with an error result: the exception
+    // fails the hook as its error); either way the API and the line.
     let d = tempfile::tempdir().expect("tempdir");
     let wasm = plugin("torch-probe");
     let source = std::fs::read_to_string(repo_root().join("tests/plugins/torch-probe/model.py")).expect("model.py");
@@ -726,7 +730,13 @@ fn a_fit_after_scale_batch_size_trains_as_lightnings_tuner_then_fit() {
     // margin, power mode's max_val stop), the size set on the DataModule's attribute and
     // hyper-parameter, and the fit's losses from the initial weights with the generators
     // where the trials left them (lit-autoencoder's DataModule draws its images again).
-    for name in ["scale-fit-lit-autoencoder", "scale-fit-lit-hparams-binsearch", "scale-fit-lit-hparams-max-val"] {
+    for name in [
+        "scale-fit-lit-autoencoder",
+        "scale-fit-lit-hparams-binsearch",
+        "scale-fit-lit-hparams-max-val",
+        "scale-fit-lit-classifier-oom-power",
+        "scale-fit-lit-classifier-oom-binsearch",
+    ] {
         let (got, _, want) = run_like_lightning(name);
         assert_training_losses(name, &got, &want);
     }
@@ -739,6 +749,33 @@ fn a_fit_after_scale_batch_size_trains_as_lightnings_tuner_then_fit() {
     let words = want["error"].as_str().expect("Lightning's error");
     assert!(run.stderr.contains(words), "{}", run.stderr);
     assert!(!run.stdout.contains("Epoch"), "no training");
+}
+
+#[test]
+fn the_batch_size_finder_callback_searches_inside_the_fit_as_lightnings() {
+    // tests/reference/lightning_files_reference.py `BATCH_SIZE_FINDER_FITS`: Lightning's
+    // `BatchSizeFinder` in `Trainer(callbacks=[...])`: the search at on_fit_start, then the
+    // same fit from the initial weights and optimizer state with the loaders at the size
+    // found: the search's lines, every training loss and the last validation loss.
+    for name in ["bsf-fit-lit-autoencoder", "bsf-fit-lit-hparams-binsearch", "bsf-fit-lit-classifier-oom"] {
+        let (got, val, want) = run_like_lightning(name);
+        assert_training_losses(name, &got, &want);
+        let want_val = want["last_val_loss"].as_f64().expect("a validation loss");
+        assert_close(name, "last val_loss", val.expect("val_loss logged"), want_val);
+    }
+    // With the Tuner too: refused, in Lightning's words.
+    let d = tempfile::tempdir().expect("tempdir");
+    let wasm = plugin("lit-autoencoder");
+    let args = [
+        "fit",
+        wasm.to_str().expect("utf-8"),
+        "--scale-batch-size",
+        "--set",
+        "callbacks.batch_size_finder.max_trials=2",
+    ];
+    let run = lthost(d.path(), &args);
+    assert!(!run.ok(), "refused");
+    assert!(run.stderr.contains("Trainer is already configured with a `BatchSizeFinder` callback."), "{}", run.stderr);
 }
 
 #[test]

@@ -142,9 +142,8 @@ class Lines(logging.Handler):
         self.lines.append(record.getMessage())
 
 
-def scale_batch_size(trainer, model, data, kwargs):
-    """`Tuner(trainer).scale_batch_size` and the lines it logs about batch sizes."""
-    from lightning.pytorch.tuner import Tuner
+def logged(fn):
+    """`fn()` and the lines Lightning logs about batch sizes meanwhile."""
     lines = Lines()
     loggers = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric")]
     levels = [lg.level for lg in loggers]
@@ -152,19 +151,25 @@ def scale_batch_size(trainer, model, data, kwargs):
         lg.addHandler(lines)
         lg.setLevel(logging.INFO)
     try:
-        size = Tuner(trainer).scale_batch_size(model, datamodule=data, **kwargs)
+        out = fn()
     finally:
         for lg, level in zip(loggers, levels):
             lg.removeHandler(lines)
             lg.setLevel(level)
-    said = [line for line in lines.lines if "atch size" in line or "margin" in line]
-    return size, said
+    return out, [line for line in lines.lines if "atch size" in line or "margin" in line]
 
 
-def run(name, cls_name, data_name, epochs, hparams=None, trainer_args=None, lr_find=None, scale=None):
+def scale_batch_size(trainer, model, data, kwargs):
+    """`Tuner(trainer).scale_batch_size` and the lines it logs about batch sizes."""
+    from lightning.pytorch.tuner import Tuner
+    return logged(lambda: Tuner(trainer).scale_batch_size(model, datamodule=data, **kwargs))
+
+
+def run(name, cls_name, data_name, epochs, hparams=None, trainer_args=None, lr_find=None, scale=None, bsf=None):
     """A fit of the file as lthost runs it; `lr_find`: `(lr_find's arguments, the field it sets)`:
     `Tuner(trainer).lr_find` (update_attr=True) first, on the same model, DataModule and Trainer;
-    `scale`: `(scale_batch_size's arguments, the field)`: `Tuner(trainer).scale_batch_size` first."""
+    `scale`: `(scale_batch_size's arguments, the field)`: `Tuner(trainer).scale_batch_size` first;
+    `bsf`: `(BatchSizeFinder's arguments, the field)`: the callback in the fit."""
     module = load(name)
     L.seed_everything(SEED, verbose=False)
     model = made(getattr(module, cls_name), hparams)
@@ -173,6 +178,9 @@ def run(name, cls_name, data_name, epochs, hparams=None, trainer_args=None, lr_f
     with tempfile.TemporaryDirectory() as d:
         checkpoint = CHECKPOINTS.get(name)
         callbacks = [ModelCheckpoint(dirpath=Path(d) / "ck", **checkpoint)] if checkpoint else []
+        if bsf is not None:
+            from lightning.pytorch.callbacks import BatchSizeFinder
+            callbacks.append(BatchSizeFinder(**bsf[0]))
         trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=CSVLogger(d), log_every_n_steps=1,
                             enable_progress_bar=False, enable_checkpointing=bool(checkpoint), enable_model_summary=False,
                             callbacks=callbacks, **(trainer_args or {}))
@@ -189,7 +197,13 @@ def run(name, cls_name, data_name, epochs, hparams=None, trainer_args=None, lr_f
             holder = data if data is not None and hasattr(data, field) else model
             tuned = {"scale_batch_size": kwargs, "found": size, "said": said, "field": field,
                      "set_to": getattr(holder, field)}
-        trainer.fit(model, datamodule=data)
+        if bsf is None:
+            trainer.fit(model, datamodule=data)
+        else:
+            _, said = logged(lambda: trainer.fit(model, datamodule=data))
+            kwargs, field = bsf
+            holder = data if data is not None and hasattr(data, field) else model
+            tuned = {"batch_size_finder": kwargs, "said": said, "field": field, "set_to": getattr(holder, field)}
         rows = list(csv.DictReader(open(Path(trainer.logger.log_dir) / "metrics.csv")))
         hparams_file = Path(trainer.logger.log_dir) / "hparams.yaml"
         # yaml.dump of what the file loads as, a tuple as a list: lthost's hyper-parameters are
@@ -314,6 +328,25 @@ SCALE_BATCH_SIZE_FITS = {
     # power, init_val 16 and max_val 24: one trial at 8 (its own), then 32 ≥ 24 ends the search
     # with 32 (power mode can return a size past max_val).
     "scale-fit-lit-hparams-max-val": ("lit-hparams", None, {"init_val": 16, "max_val": 24}, "batch_size", 1),
+    # Out of memory above 40 (the file raises CUDA's message, which Lightning's is_oom_error takes on
+    # any device): power fails at 64 and halves to 32; binsearch bisects to 40 and takes 5 % off.
+    # Dropout and a shuffled loader: the fit after depends on every draw the trials made.
+    "scale-fit-lit-classifier-oom-power": ("lit-classifier", {"oom_above": 40}, {"steps_per_trial": 2}, "batch_size", 2),
+    "scale-fit-lit-classifier-oom-binsearch": ("lit-classifier", {"oom_above": 40},
+                                               {"mode": "binsearch", "steps_per_trial": 2}, "batch_size", 2),
+}
+
+# The `BatchSizeFinder` callback in a fit (`[callbacks.batch_size_finder]`): name: (the file, hparams, its
+# arguments, the field, epochs). The search at on_fit_start, then the same fit at the size found
+# (tuner.md row 41).
+BATCH_SIZE_FINDER_FITS = {
+    "bsf-fit-lit-autoencoder": ("lit-autoencoder", None, {"steps_per_trial": 2, "max_trials": 4}, "batch_size", 2),
+    "bsf-fit-lit-hparams-binsearch": ("lit-hparams", {"data_save": "all", "lr": 0.2},
+                                      {"mode": "binsearch", "max_trials": 3, "steps_per_trial": 1}, "batch_size", 2),
+    # Out of memory above 40 inside the fit: binsearch, then the same fit at 38 (optimizer, plateau
+    # scheduler and metrics as the trials left them put back).
+    "bsf-fit-lit-classifier-oom": ("lit-classifier", {"oom_above": 40}, {"mode": "binsearch", "steps_per_trial": 2},
+                                   "batch_size", 2),
 }
 
 # lr_find refused before any step: name: (the file, hparams). BoringModel holds no lr field.
@@ -354,6 +387,9 @@ def main(path):
     for name, (file, hparams, kwargs, field, epochs) in SCALE_BATCH_SIZE_FITS.items():
         cls_name, data_name, _ = FILES[file]
         out[name] = run(file, cls_name, data_name, epochs, hparams, None, None, (kwargs, field))
+    for name, (file, hparams, kwargs, field, epochs) in BATCH_SIZE_FINDER_FITS.items():
+        cls_name, data_name, _ = FILES[file]
+        out[name] = run(file, cls_name, data_name, epochs, hparams, None, None, None, (kwargs, field))
     for name, (file, hparams) in LR_FIND_REFUSED.items():
         out[name] = refused(file, hparams, ({}, None))
     # BoringModel holds no batch_size either (BatchSizeFinder.setup refuses it).

@@ -68,12 +68,8 @@ impl BatchSizeConfig {
                 crate::callbacks::py_format::repr_float(self.margin)
             );
         }
-        if self.init_val == 0 || self.max_val == 0 {
-            bail!(
-                "scale_batch_size: init_val and max_val must be positive batch sizes (init_val = {}, max_val = {})",
-                self.init_val,
-                self.max_val
-            );
+        if self.init_val == 0 {
+            bail!("scale_batch_size: init_val must be a positive batch size (a DataLoader takes no batch of 0)");
         }
         if self.batch_arg_name.is_empty() {
             bail!("scale_batch_size.batch_arg_name must name the field that holds the batch size");
@@ -216,10 +212,15 @@ fn binsearch(t: &mut dyn Trials, mut size: i64, max_trials: u64, margin: f64, ma
         } else {
             let h = size;
             high = Some(h);
-            (size, _) = adjust(t, Change::To((h + low).div_euclid(2)), Some("failed"), DEFAULT_MAX_VAL)?;
+            let changed;
+            (size, changed) = adjust(t, Change::To((h + low).div_euclid(2)), Some("failed"), DEFAULT_MAX_VAL)?;
             t.reset_dataloaders()?;
             if h - low <= 1 {
                 break;
+            }
+            if !changed {
+                // Lightning would run the same trial again forever.
+                bail!("the batch size {h} ran out of memory and the search cannot lower it (it is as large as the dataset, which ends each change): give a smaller batch size to start from");
             }
         }
     }
@@ -379,6 +380,16 @@ mod tests {
             let err = search(&mut b, &cfg(mode, 3, 2)).expect_err("propagates").to_string();
             assert!(err.contains("not a memory error"), "{err}");
         }
+    }
+
+    #[test]
+    fn binsearch_stops_where_lightnings_would_try_the_same_size_forever() {
+        // The loader's own 64 (as large as the dataset) runs out of memory: the field cannot
+        // change, so the trial would repeat.
+        let mut f = Fake::new(64, 32, Some(64));
+        let err = search(&mut f, &cfg("binsearch", 25, 2)).expect_err("stops").to_string();
+        assert!(err.contains("cannot lower it"), "{err}");
+        assert!(f.tried.len() < 25, "{:?}", f.tried);
     }
 
     #[test]

@@ -80,7 +80,7 @@ fn ask_train(st: &mut LoopState<'_>, train: &mut DataLoader) -> Result<usize> {
     if !st.limits.shuffle_train {
         fresh.set_shuffle(false);
     }
-    let limits = LoopLimits::for_fit(st.cfg, fresh.num_batches(), val_on)?;
+    let limits = LoopLimits::for_fit(&st.cfg, fresh.num_batches(), val_on)?;
     st.limits.train_batches = limits.train_batches;
     st.limits.val_check_batch = limits.val_check_batch;
     st.limits.val_at_pass_end = limits.val_at_pass_end;
@@ -102,7 +102,7 @@ fn ask_val(st: &mut LoopState<'_>, val: &mut Vec<DataLoader>) -> Result<()> {
         if !st.limits.shuffle_train {
             v.set_shuffle(false);
         }
-        batches.push(LoopLimits::for_stage(st.cfg, Stage::Validate, v.num_batches())?);
+        batches.push(LoopLimits::for_stage(&st.cfg, Stage::Validate, v.num_batches())?);
     }
     let cap = st.limits.sanity_cap;
     st.limits.sanity_steps = batches.iter().map(|&b| b.min(cap)).collect();

@@ -21,7 +21,8 @@ use crate::loops::state_dict::Loops;
 use crate::module::{DataModule, Module};
 
 pub struct LoopState<'a> {
-    pub cfg: &'a TrainerConfig,
+    /// The Trainer's settings (a search runs the loops under its own for a while).
+    pub cfg: TrainerConfig,
     pub limits: LoopLimits,
     pub module: &'a mut dyn Module,
     /// The DataModule, during fit (its state goes into checkpoints).

@@ -42,15 +42,20 @@ impl<'c> Trainer<'c> {
     ) -> Result<(Option<i64>, FitReport)> {
         let started = std::time::Instant::now();
         cfg.validate()?;
+        if self.builtins.batch_size_finder.is_some() {
+            bail!("Trainer is already configured with a `BatchSizeFinder` callback.Please remove it if you want to use the Tuner. (lthost: `[callbacks.batch_size_finder]` with `--scale-batch-size`)");
+        }
         if !self.may_search("batch size scaler")? {
             return Ok((None, self.fit(module, data, hparams)?));
         }
         let p = self.prepare(module, data, hparams, Stage::Fit)?;
         let (seed, threads) = (p.seed, p.threads);
         let saved = self.search_settings(cfg.steps_per_trial, cfg.steps_per_trial);
-        // Lightning's `__scale_batch_reset_params`: the whole train loader.
+        // Lightning's `__scale_batch_reset_params`: the whole train loader, and these limits
+        // over overfit_batches' (the loaders stay sequential).
         self.cfg.limit_train_batches = crate::config::Limit::Fraction(1.0);
-        let out = self.batch_size_search(module, data, p, cfg);
+        self.cfg.overfit_batches = crate::config::Limit::Batches(0);
+        let out = self.batch_size_search(module, data, p, cfg, &saved.0);
         self.restore_settings(saved);
         let Searched { size, ctx, hparams: module_hparams, module_hooks } = out?;
         let mut ctx = crate::context::RunContext {
@@ -76,18 +81,29 @@ impl<'c> Trainer<'c> {
     }
 
     /// The search on a configured module (`p`), with the search's settings in `self.cfg`.
+    /// `user`: the Trainer's own settings (the search's are in `self.cfg`).
     fn batch_size_search(
         &mut self,
         module: &mut dyn Module,
         data: &mut dyn DataModule,
         mut p: Prepared,
         cfg: &BatchSizeConfig,
+        user: &crate::config::TrainerConfig,
     ) -> Result<Searched> {
         let data_name = data.name().to_string();
         // The train loader as the field holds it now (Lightning's first `loop.setup_data()`,
         // before `init_val` is set).
-        let train = DataLoader::from_plugin(data, &mut p.ctx, Split::Train, 0, self.cfg.prefetch())?
+        let mut train = DataLoader::from_plugin(data, &mut p.ctx, Split::Train, 0, self.cfg.prefetch())?
             .ok_or_else(|| anyhow!("plugin `{data_name}` provides no train dataset: the batch size finder trains"))?;
+        let overfit = !user.overfit_batches.is_zero();
+        if overfit {
+            train.set_shuffle(false);
+        }
+        // The set-up hooks and `configure_optimizers` see the user's loop numbers (Lightning's
+        // search starts at on_fit_start, after them).
+        let numbers = LoopLimits::for_fit(user, train.num_batches(), &[])?;
+        p.ctx.max_epochs = numbers.max_epochs;
+        p.ctx.fit_numbers = fit_numbers(user, &numbers);
         let limits = LoopLimits::for_fit(&self.cfg, train.num_batches(), &[])?;
         self.callbacks = Vec::new();
         let mut st = self.state(module, Some(data), p, limits, None)?;
@@ -128,7 +144,8 @@ impl<'c> Trainer<'c> {
             epoch: st.ctx.current_epoch,
             step: st.ctx.global_step,
         };
-        let mut trials = FitTrials { st: &mut st, train, val: None, start, name: cfg.batch_arg_name.clone() };
+        let mut trials =
+            FitTrials { st: &mut st, train, used: false, val: None, start, name: cfg.batch_arg_name.clone(), overfit };
         let size = search(&mut trials, cfg)?;
         println!("Finished batch size finder, will continue with full run using batch size {size}");
         // `__scale_batch_restore_params`: the loaders asked for again, at the size found; the
@@ -154,6 +171,104 @@ impl<'c> Trainer<'c> {
             module_hooks: std::mem::take(&mut st.module_hooks),
         })
     }
+}
+
+/// Lightning's `BatchSizeFinder` callback in a fit (`[callbacks.batch_size_finder]`): the
+/// search at on_fit_start, before the other callbacks' and the module's (Lightning puts the
+/// tuner's callbacks first), on the fit's own objects. `train` is the fit's train loader
+/// (made at the field's own size). Around the search the callbacks, loggers, checkpointing,
+/// the progress bar and the fit's limits are set aside, and Lightning's checkpoint before it
+/// is put back after it (weights, optimizers and schedulers, the module's and DataModule's
+/// states, the Timer; not the generators); the fit then goes on with the loaders at the size
+/// found. Returns them.
+pub(crate) fn search_in_fit(
+    st: &mut LoopState<'_>,
+    train: DataLoader,
+    cfg: &BatchSizeConfig,
+) -> Result<(DataLoader, Vec<DataLoader>)> {
+    cfg.validate()?;
+    if !holds(st, &cfg.batch_arg_name)? {
+        bail!(
+            "Field {} not found in `model`, `datamodule`, nor their `hparams` attributes. (lthost: `[callbacks.batch_size_finder] batch_arg_name`)",
+            cfg.batch_arg_name
+        );
+    }
+    let position = crate::loops::checkpointing::position(st, 0, false);
+    let mut saved = crate::loops::run_state::dump(st, position, false, true)?;
+    // The dump shares the live tensors; the snapshot must not move with the trials. It is
+    // kept on the CPU, as Lightning's is on disk (a device copy would take the memory the
+    // trials measure).
+    tch::no_grad(|| -> Result<()> {
+        for t in saved.tensors.values_mut() {
+            *t = super::cpu_copy(t)?;
+        }
+        Ok(())
+    })?;
+    let loops_before = st.loops.clone();
+    let start = Start {
+        loops: st.loops.clone(),
+        progress: st.ctx.optim.as_ref().map(|o| o.progress).unwrap_or_default(),
+        epoch: st.ctx.current_epoch,
+        step: st.ctx.global_step,
+    };
+    // Lightning's `__scale_batch_dump_params` / `__scale_batch_reset_params`.
+    let overfit = !st.cfg.overfit_batches.is_zero();
+    let mut during = st.cfg.clone();
+    during.overfit_batches = crate::config::Limit::Batches(0);
+    during.max_epochs = Some(st.cfg.effective_max_epochs().map_or(-1, |m| i64::try_from(m).unwrap_or(-1)));
+    during.max_time = None;
+    during.max_steps = i64::try_from(cfg.steps_per_trial).unwrap_or(i64::MAX);
+    during.limit_train_batches = crate::config::Limit::Fraction(1.0);
+    during.limit_val_batches = crate::config::Limit::Batches(cfg.steps_per_trial);
+    during.enable_progress_bar = false;
+    let fit_cfg = std::mem::replace(&mut st.cfg, during);
+    let callbacks = std::mem::take(&mut st.callbacks);
+    let logger = st.logger.take();
+    let checkpoint = st.checkpoint.take();
+    let early_stopping = st.early_stopping.take();
+    let bar = std::mem::replace(&mut st.bar, crate::callbacks::ProgressBar::new(false));
+    let (limits, fit_numbers_before) = (st.limits.clone(), st.ctx.fit_numbers.clone());
+    st.searching = true;
+    let found = (|| -> Result<(i64, DataLoader, Vec<DataLoader>)> {
+        let mut trials =
+            FitTrials { st: &mut *st, train, used: false, val: None, start, name: cfg.batch_arg_name.clone(), overfit };
+        let size = search(&mut trials, cfg)?;
+        println!("Finished batch size finder, will continue with full run using batch size {size}");
+        // The loaders asked for again, at the size found: the fit goes on with them (its
+        // first epoch uses the iterator their set-up made).
+        trials.reset_dataloaders()?;
+        let FitTrials { train, val, .. } = trials;
+        Ok((size, train, val.unwrap_or_default()))
+    })();
+    st.searching = false;
+    st.cfg = fit_cfg;
+    st.callbacks = callbacks;
+    st.logger = logger;
+    st.bar = bar;
+    st.limits = limits;
+    st.ctx.fit_numbers = fit_numbers_before;
+    let (_, train, val) = found?;
+    // Lightning's checkpoint restore, without the generators (its restore leaves them).
+    let rng = crate::engine::torch_ext::RngState::now(st.ctx.device)?;
+    crate::connectors::checkpoint::restore_model(&mut st.ctx, &saved, "the batch size finder's snapshot")?;
+    crate::loops::run_state::restore_training(st, &saved, "the batch size finder's snapshot")?;
+    rng.restore()?;
+    // Lightning's `_run_stage` starts with `zero_grad(set_to_none=True)`.
+    if let Some(o) = st.ctx.optim.as_mut() {
+        o.clear_grads();
+    }
+    // The loops as they were (the snapshot's position marks no restart: the fit starts).
+    st.loops = loops_before;
+    st.checkpoint = checkpoint;
+    st.early_stopping = early_stopping;
+    st.epoch_order = None;
+    st.resume_order = None;
+    // The fit's loop numbers follow the new loaders.
+    let lens: Vec<usize> = val.iter().map(DataLoader::num_batches).collect();
+    st.limits = LoopLimits::for_fit(&st.cfg, train.num_batches(), &lens)?;
+    st.ctx.fit_numbers = fit_numbers(&st.cfg, &st.limits);
+    st.eval_log_steps.clear();
+    Ok((train, val))
 }
 
 /// What the search leaves for the fit: the size found and the configured module's context.
@@ -188,10 +303,17 @@ struct Start {
 struct FitTrials<'s, 'a> {
     st: &'s mut LoopState<'a>,
     train: DataLoader,
+    /// A trial ran on `train`. Lightning's `setup_data` makes a new loader's iterator at
+    /// once (its base seed drawn) and the next trial's first epoch uses it; a loader no trial
+    /// used is dropped with its draws made ([`DataLoader::discard_iterator`]).
+    used: bool,
     /// Asked for when the first trial starts (Lightning's fit loop `on_run_start`).
     val: Option<Vec<DataLoader>>,
     start: Start,
     name: String,
+    /// The user's `overfit_batches` is set: the loaders keep a sequential sampler (Lightning's
+    /// `_resolve_overfit_batches`), while the search's limits are its own.
+    overfit: bool,
 }
 
 impl FitTrials<'_, '_> {
@@ -199,8 +321,8 @@ impl FitTrials<'_, '_> {
     fn refresh_limits(&mut self) -> Result<()> {
         let st = &mut *self.st;
         let lens: Vec<usize> = self.val.iter().flatten().map(DataLoader::num_batches).collect();
-        st.limits = LoopLimits::for_fit(st.cfg, self.train.num_batches(), &lens)?;
-        st.ctx.fit_numbers = fit_numbers(st.cfg, &st.limits);
+        st.limits = LoopLimits::for_fit(&st.cfg, self.train.num_batches(), &lens)?;
+        st.ctx.fit_numbers = fit_numbers(&st.cfg, &st.limits);
         st.ctx.max_epochs = st.limits.max_epochs;
         Ok(())
     }
@@ -209,7 +331,7 @@ impl FitTrials<'_, '_> {
         let st = &mut *self.st;
         let Some(d) = st.data.as_deref_mut() else { return Ok(()) };
         let mut val = DataLoader::all_from_plugin(d, &mut st.ctx, Split::Val, st.cfg.prefetch())?;
-        if !st.cfg.overfit_batches.is_zero() {
+        if self.overfit {
             val.iter_mut().for_each(|v| v.set_shuffle(false));
         }
         st.eval_log_steps.clear();
@@ -254,7 +376,10 @@ impl Trials for FitTrials<'_, '_> {
         if self.val.is_none() {
             self.ask_val()?;
         }
+        self.used = true;
         let st = &mut *self.st;
+        // What a failed step logged does not reach the next trial.
+        st.ctx.logs.clear();
         st.loops = self.start.loops.clone();
         if let Some(o) = st.ctx.optim.as_mut() {
             o.progress = self.start.progress;
@@ -276,21 +401,32 @@ impl Trials for FitTrials<'_, '_> {
         }
         match out {
             Ok(_) => Ok(true),
-            Err(e) if out_of_memory(&e) => Ok(false),
+            Err(e) if out_of_memory(&e) => {
+                // Only a plugin that is still usable can go on (a step's error result); one
+                // that stopped (an out-of-memory trap) ends the search with its error.
+                if let Err(gone) = st.module.has_attr(&mut st.ctx, &self.name) {
+                    return Err(e.context(format!("the batch size finder cannot go on: {gone}")));
+                }
+                Ok(false)
+            }
             Err(e) => Err(e),
         }
     }
 
     fn reset_dataloaders(&mut self) -> Result<()> {
+        if !self.used {
+            self.train.discard_iterator()?;
+        }
         let st = &mut *self.st;
         let Some(d) = st.data.as_deref_mut() else { return Ok(()) };
         let name = d.name().to_string();
         let mut train = DataLoader::from_plugin(d, &mut st.ctx, Split::Train, 0, st.cfg.prefetch())?
             .ok_or_else(|| anyhow!("plugin `{name}` provides no train dataset when asked again"))?;
-        if !st.cfg.overfit_batches.is_zero() {
+        if self.overfit {
             train.set_shuffle(false);
         }
         self.train = train;
+        self.used = false;
         self.ask_val()
     }
 

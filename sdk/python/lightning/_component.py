@@ -6,6 +6,7 @@ import functools
 import inspect
 import json
 import math
+import numbers
 import traceback
 
 import torch
@@ -235,9 +236,11 @@ def _get_attr(obj, name):
         value = getattr(obj, name)
     if hasattr(obj, "hparams") and name in obj.hparams:
         value = obj.hparams[name]
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         return None
-    return AttrValue_Int(value) if isinstance(value, int) else AttrValue_Float(value)
+    if isinstance(value, numbers.Integral):
+        return AttrValue_Int(int(value)) if -(2**63) <= int(value) < 2**63 else None
+    return AttrValue_Float(float(value))
 
 
 def _module():
@@ -641,6 +644,7 @@ class LightningModule(_exports.LightningModule):
         except Exception as e:  # noqa: BLE001  (a user's property setter may raise anything)
             raise Err(f"setting {name}: {describe(e)}")
 
+    @reported
     def get_attr(self, name):
         return _get_attr(_module(), name)
 
@@ -983,6 +987,7 @@ class DataModule(_exports.DataModule):
             except Exception as e:  # noqa: BLE001
                 raise Err(f"setting {name}: {describe(e)}")
 
+    @reported
     def get_attr(self, name):
         d = _live.get("data")
         return _get_attr(d, name) if isinstance(d, _UserData) else None

@@ -29,7 +29,7 @@ class Net(nn.Module):
 
 
 class LitClassifier(L.LightningModule):
-    def __init__(self, lr=1e-2, weight_decay=1e-4, n_classes=4):
+    def __init__(self, lr=1e-2, weight_decay=1e-4, n_classes=4, oom_above=None):
         super().__init__()
         self.save_hyperparameters()
         self.model = Net(n_classes=n_classes)
@@ -50,6 +50,9 @@ class LitClassifier(L.LightningModule):
         return loss, logits, y
 
     def training_step(self, batch, batch_idx):
+        if self.hparams.oom_above is not None and len(batch[0]) > self.hparams.oom_above:
+            # What CUDA raises when a batch does not fit: the batch-size finder's cue to go smaller.
+            raise RuntimeError(f"CUDA out of memory. Tried to allocate a batch of {len(batch[0])} (oom_above={self.hparams.oom_above})")
         loss, logits, y = self._shared_step(batch)
         self.train_f1(logits.argmax(dim=-1), y)
         self.log("train_loss", loss, prog_bar=True)

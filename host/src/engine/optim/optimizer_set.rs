@@ -241,6 +241,12 @@ impl OptimizerSet {
         Ok(())
     }
 
+    /// Every parameter's gradient gone (Lightning's `zero_grad(set_to_none=True)` as a stage
+    /// starts), without counting a `zero_grad` call.
+    pub fn clear_grads(&mut self) {
+        self.grads.iter_mut().for_each(|g| *g = None);
+    }
+
     pub fn toggle(&mut self, i: usize) -> OpResult<()> {
         self.check(i, "optimizer.toggle")?;
         self.toggled = Some(i);
