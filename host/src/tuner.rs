@@ -18,6 +18,7 @@ use tch::Tensor;
 use crate::callbacks::lr_finder::{suggestion, LrFindConfig, LrFindResults, LrFinderCallback};
 use crate::config::Limit;
 use crate::context::{RunContext, Stage};
+use crate::data::fetchers::DataLoader;
 use crate::engine::optim::{Interval, SchedulerSpec};
 use crate::engine::torch_ext::RngState;
 use crate::hooks::Hook;
@@ -101,7 +102,7 @@ impl<'c> Trainer<'c> {
         }
         let p = self.prepare(module, data, hparams, Stage::Fit)?;
         let saved = self.search_settings(cfg.num_training, cfg.num_training);
-        let out = self.range_test(module, data, p, cfg, None);
+        let out = self.range_test(module, data, p, cfg, None, &saved.0);
         self.restore_settings(saved);
         out.map(|(report, _)| Some(report))
     }
@@ -131,7 +132,7 @@ impl<'c> Trainer<'c> {
         let p = self.prepare(module, data, hparams, Stage::Fit)?;
         let (seed, threads) = (p.seed, p.threads);
         let saved = self.search_settings(cfg.num_training, cfg.num_training);
-        let out = self.range_test(module, data, p, cfg, Some(&cfg.attr_name));
+        let out = self.range_test(module, data, p, cfg, Some(&cfg.attr_name), &saved.0);
         self.restore_settings(saved);
         let (report, searched) = out?;
         report.print(cfg);
@@ -227,12 +228,19 @@ impl<'c> Trainer<'c> {
         mut p: Prepared,
         cfg: &LrFindConfig,
         attr_name: Option<&str>,
+        user: &crate::config::TrainerConfig,
     ) -> Result<(LrFindReport, Searched)> {
         let seed = p.seed;
         let device = p.ctx.device;
         let before_data = RngState::now(device)?;
         let (train, val, limits) = self.fit_data(data, &mut p.ctx, "lr_find trains, so it needs one", false)?;
         let after_data = RngState::now(device)?;
+        // The set-up hooks and `configure_optimizers` see the user's loop numbers (Lightning's
+        // search starts at on_fit_start, after them).
+        let lens: Vec<usize> = val.iter().map(DataLoader::num_batches).collect();
+        let numbers = crate::loops::limits::LoopLimits::for_fit(user, train.num_batches(), &lens)?;
+        p.ctx.max_epochs = numbers.max_epochs;
+        p.ctx.fit_numbers = crate::trainer::fit_numbers(user, &numbers);
         let finder = LrFinderCallback::new(cfg, self.cfg.accumulate_grad_batches);
         let results = finder.results.clone();
         self.callbacks = vec![Box::new(finder)];
@@ -242,6 +250,9 @@ impl<'c> Trainer<'c> {
         st.hook(Hook::Setup, None)?;
         st.hook(Hook::ConfigureModel, None)?;
         let (opt, name) = configure_optimizers(&mut st)?;
+        // From here the search's own numbers (Lightning's `max_steps` during it).
+        st.ctx.max_epochs = st.limits.max_epochs;
+        st.ctx.fit_numbers = crate::trainer::fit_numbers(&st.cfg, &st.limits);
         let attr = match attr_name {
             Some(given) => Some(lr_attr(&mut st, given)?),
             None => None,
