@@ -112,6 +112,9 @@ pub struct BuiltinCallbacks {
     /// Lightning's `BatchSizeFinder` callback: a batch-size search at the fit's start (run by
     /// the fit itself, `tuner/scale_batch_size.rs`, not a hook callback).
     pub batch_size_finder: Option<batch_size_finder::BatchSizeConfig>,
+    /// Lightning's `LearningRateFinder` callback: a learning-rate search at the fit's start
+    /// (run by the fit itself, `tuner/lr_find_in_fit.rs`).
+    pub learning_rate_finder: Option<lr_finder::LrFindConfig>,
     /// Callback plugins (.wasm), relative to the run file.
     pub plugins: Vec<std::path::PathBuf>,
 }
@@ -133,6 +136,9 @@ impl BuiltinCallbacks {
             out.push(Box::new(device_stats_monitor::DeviceStatsMonitor::new(c.clone())));
         }
         if let Some(c) = &self.batch_size_finder {
+            c.validate()?;
+        }
+        if let Some(c) = &self.learning_rate_finder {
             c.validate()?;
         }
         Ok(out)

@@ -367,6 +367,7 @@ impl<'c> Trainer<'c> {
         let self_early_stopping = self.early_stopping.clone();
         let ckpt_spec = self.ckpt_path.clone();
         let batch_size_finder = self.builtins.batch_size_finder.clone();
+        let lr_finder = self.builtins.learning_rate_finder.clone();
         let dev_run = self.cfg.fast_dev_run.batches().is_some();
         let mut st = self.state(module, Some(data), p, limits, logger)?;
         st.fitting = true;
@@ -452,6 +453,15 @@ impl<'c> Trainer<'c> {
                     eprintln!("warning: Skipping batch size scaler since `fast_dev_run` is enabled.");
                 } else {
                     (train, val) = crate::tuner::scale_batch_size::search_in_fit(&mut st, train, finder)?;
+                }
+            }
+            // `[callbacks.learning_rate_finder]`: Lightning's LearningRateFinder, likewise.
+            if let Some(finder) = &lr_finder {
+                if dev_run {
+                    eprintln!("warning: Skipping learning rate finder since `fast_dev_run` is enabled.");
+                } else {
+                    (train, val) =
+                        crate::tuner::lr_find_in_fit::search_in_fit(&mut st, train, val, &opt, &name, finder)?;
                 }
             }
             st.hook(Hook::OnFitStart, None)?;

@@ -58,6 +58,7 @@ impl LrFindReport {
     }
 }
 
+pub(crate) mod lr_find_in_fit;
 pub(crate) mod scale_batch_size;
 
 /// The Trainer settings a search replaces, put back after it.
@@ -97,6 +98,9 @@ impl<'c> Trainer<'c> {
         cfg: &LrFindConfig,
     ) -> Result<Option<LrFindReport>> {
         cfg.validate()?;
+        if self.builtins.learning_rate_finder.is_some() {
+            bail!("Trainer is already configured with a `LearningRateFinder` callback.Please remove it if you want to use the Tuner. (lthost: `[callbacks.learning_rate_finder]` with `lthost lr-find`)");
+        }
         if !self.may_search("learning rate finder")? {
             return Ok(None);
         }
@@ -126,6 +130,12 @@ impl<'c> Trainer<'c> {
     ) -> Result<(Option<LrFindReport>, FitReport)> {
         let started = Instant::now();
         cfg.validate()?;
+        if !cfg.update_attr {
+            bail!("fit --lr-find applies the suggestion (Lightning's Tuner with update_attr=True); `lthost lr-find` searches without applying it");
+        }
+        if self.builtins.learning_rate_finder.is_some() {
+            bail!("Trainer is already configured with a `LearningRateFinder` callback.Please remove it if you want to use the Tuner. (lthost: `[callbacks.learning_rate_finder]` with `--lr-find`)");
+        }
         if !self.may_search("learning rate finder")? {
             return Ok((None, self.fit(module, data, hparams)?));
         }

@@ -66,6 +66,11 @@ fn run_like_lightning(name: &str) -> (Vec<f64>, Option<f64>, Value) {
             args.extend(["--set".to_string(), format!("scale_batch_size.{k}={v}")]);
         }
     }
+    // Lightning's `LearningRateFinder` callback in the fit: `[callbacks.learning_rate_finder]`.
+    for (k, v) in want["learning_rate_finder"].as_object().into_iter().flatten() {
+        let v = if v.is_null() { "\"none\"".to_string() } else { v.to_string() };
+        args.extend(["--set".to_string(), format!("callbacks.learning_rate_finder.{k}={v}")]);
+    }
     // Lightning's `BatchSizeFinder` callback in the fit: `[callbacks.batch_size_finder]`.
     for (k, v) in want["batch_size_finder"].as_object().into_iter().flatten() {
         args.extend(["--set".to_string(), format!("callbacks.batch_size_finder.{k}={v}")]);
@@ -78,6 +83,12 @@ fn run_like_lightning(name: &str) -> (Vec<f64>, Option<f64>, Value) {
         let said: Vec<&str> = said.iter().filter_map(Value::as_str).collect();
         let got: Vec<&str> = run.stdout.lines().filter(|l| l.contains("atch size") || l.contains("margin")).collect();
         assert_eq!(got, said, "{name}: the search's lines\n{}", run.stdout);
+    }
+    if want["learning_rate_finder"].is_object() {
+        // The callback's suggestion, set where Lightning set it (the field and the groups).
+        let shown = run.stdout.lines().find_map(|l| l.strip_prefix("Learning rate set to "));
+        let shown: Option<f64> = shown.and_then(|v| v.trim().parse().ok());
+        assert_eq!(shown, want["suggestion"].as_f64(), "{name}: {}", run.stdout);
     }
     if want["lr_find"].is_object() {
         // The suggestion, set where Lightning set it: the optimizer the fit configured uses it.
@@ -776,6 +787,33 @@ fn the_batch_size_finder_callback_searches_inside_the_fit_as_lightnings() {
     let run = lthost(d.path(), &args);
     assert!(!run.ok(), "refused");
     assert!(run.stderr.contains("Trainer is already configured with a `BatchSizeFinder` callback."), "{}", run.stderr);
+}
+
+#[test]
+fn the_learning_rate_finder_callback_searches_inside_the_fit_as_lightnings() {
+    // tests/reference/lightning_files_reference.py `LR_FINDER_FITS`: Lightning's
+    // `LearningRateFinder` in `Trainer(callbacks=[...])`: the search at on_fit_start under
+    // isolate_rng, the snapshot put back, the suggestion in the field and the optimizer's
+    // groups (lit-classifier: its plugin-run ReduceLROnPlateau goes on from it), then the same
+    // fit: the suggestion, every training loss, the last validation loss.
+    for name in ["lrf-fit-lit-classifier", "lrf-fit-lit-hparams"] {
+        let (got, val, want) = run_like_lightning(name);
+        assert_training_losses(name, &got, &want);
+        let want_val = want["last_val_loss"].as_f64().expect("a validation loss");
+        assert_close(name, "last val_loss", val.expect("val_loss logged"), want_val);
+    }
+    // With the Tuner too: refused, in Lightning's words.
+    let d = tempfile::tempdir().expect("tempdir");
+    let wasm = plugin("lit-classifier");
+    let args =
+        ["fit", wasm.to_str().expect("utf-8"), "--lr-find", "--set", "callbacks.learning_rate_finder.max_lr=0.1"];
+    let run = lthost(d.path(), &args);
+    assert!(!run.ok(), "refused");
+    assert!(
+        run.stderr.contains("Trainer is already configured with a `LearningRateFinder` callback."),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]

@@ -165,11 +165,12 @@ def scale_batch_size(trainer, model, data, kwargs):
     return logged(lambda: Tuner(trainer).scale_batch_size(model, datamodule=data, **kwargs))
 
 
-def run(name, cls_name, data_name, epochs, hparams=None, trainer_args=None, lr_find=None, scale=None, bsf=None):
+def run(name, cls_name, data_name, epochs, hparams=None, trainer_args=None, lr_find=None, scale=None, bsf=None, lrf=None):
     """A fit of the file as lthost runs it; `lr_find`: `(lr_find's arguments, the field it sets)`:
     `Tuner(trainer).lr_find` (update_attr=True) first, on the same model, DataModule and Trainer;
     `scale`: `(scale_batch_size's arguments, the field)`: `Tuner(trainer).scale_batch_size` first;
-    `bsf`: `(BatchSizeFinder's arguments, the field)`: the callback in the fit."""
+    `bsf`: `(BatchSizeFinder's arguments, the field)`: the callback in the fit; `lrf`:
+    `(LearningRateFinder's arguments, the field)`: that callback in the fit."""
     module = load(name)
     L.seed_everything(SEED, verbose=False)
     model = made(getattr(module, cls_name), hparams)
@@ -181,6 +182,10 @@ def run(name, cls_name, data_name, epochs, hparams=None, trainer_args=None, lr_f
         if bsf is not None:
             from lightning.pytorch.callbacks import BatchSizeFinder
             callbacks.append(BatchSizeFinder(**bsf[0]))
+        if lrf is not None:
+            from lightning.pytorch.callbacks import LearningRateFinder
+            lr_finder = LearningRateFinder(**lrf[0])
+            callbacks.append(lr_finder)
         trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=CSVLogger(d), log_every_n_steps=1,
                             enable_progress_bar=False, enable_checkpointing=bool(checkpoint), enable_model_summary=False,
                             callbacks=callbacks, **(trainer_args or {}))
@@ -197,7 +202,15 @@ def run(name, cls_name, data_name, epochs, hparams=None, trainer_args=None, lr_f
             holder = data if data is not None and hasattr(data, field) else model
             tuned = {"scale_batch_size": kwargs, "found": size, "said": said, "field": field,
                      "set_to": getattr(holder, field)}
-        if bsf is None:
+        if lrf is not None:
+            trainer.fit(model, datamodule=data)
+            kwargs, field = lrf
+            found = lr_finder.optimal_lr
+            tuned = {"learning_rate_finder": kwargs, "suggestion": found.suggestion(), "lr": found.results["lr"],
+                     "loss": found.results["loss"], "field": field,
+                     "set_to": getattr(model, field) if hasattr(model, field) else model.hparams[field],
+                     "optimizer_lr": [g["lr"] for g in trainer.optimizers[0].param_groups]}
+        elif bsf is None:
             trainer.fit(model, datamodule=data)
         else:
             _, said = logged(lambda: trainer.fit(model, datamodule=data))
@@ -349,6 +362,18 @@ BATCH_SIZE_FINDER_FITS = {
                                    "batch_size", 2),
 }
 
+# The `LearningRateFinder` callback in a fit (`[callbacks.learning_rate_finder]`): name: (the file, hparams,
+# its arguments, the field, epochs). The search at on_fit_start under isolate_rng, then the same fit with the
+# suggestion in the field and the optimizer's groups (tuner.md rows 19, 23).
+LR_FINDER_FITS = {
+    # `lr` in the module's hparams; AdamW with two parameter groups, dropout and a shuffled loader.
+    "lrf-fit-lit-classifier": ("lit-classifier", None, {"num_training_steps": 30, "early_stop_threshold": None},
+                               "lr", 2),
+    # `lr` on module and DataModule (attribute and hyper-parameter), SGD.
+    "lrf-fit-lit-hparams": ("lit-hparams", {"data_save": "all", "lr": 0.2},
+                            {"num_training_steps": 20, "max_lr": 0.05, "early_stop_threshold": None}, "lr", 5),
+}
+
 # lr_find refused before any step: name: (the file, hparams). BoringModel holds no lr field.
 LR_FIND_REFUSED = {
     "lr-find-fit-lit-boring": ("lit-boring", None),
@@ -390,6 +415,9 @@ def main(path):
     for name, (file, hparams, kwargs, field, epochs) in BATCH_SIZE_FINDER_FITS.items():
         cls_name, data_name, _ = FILES[file]
         out[name] = run(file, cls_name, data_name, epochs, hparams, None, None, None, (kwargs, field))
+    for name, (file, hparams, kwargs, field, epochs) in LR_FINDER_FITS.items():
+        cls_name, data_name, _ = FILES[file]
+        out[name] = run(file, cls_name, data_name, epochs, hparams, None, None, None, None, (kwargs, field))
     for name, (file, hparams) in LR_FIND_REFUSED.items():
         out[name] = refused(file, hparams, ({}, None))
     # BoringModel holds no batch_size either (BatchSizeFinder.setup refuses it).

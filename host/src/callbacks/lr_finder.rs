@@ -21,6 +21,8 @@ use crate::hooks::Hook;
 pub struct LrFindConfig {
     pub min_lr: f64,
     pub max_lr: f64,
+    /// The optimizer steps of the search (the callback's `num_training_steps`).
+    #[serde(alias = "num_training_steps")]
     pub num_training: u64,
     /// "exponential" or "linear".
     pub mode: String,
@@ -31,6 +33,9 @@ pub struct LrFindConfig {
     /// The field `lthost fit --lr-find` sets to the suggestion (Lightning's `attr_name`);
     /// empty: `lr`, else `learning_rate`, as Lightning looks them up.
     pub attr_name: String,
+    /// Set the suggestion on the field and the optimizers (Lightning's `update_attr`, True by
+    /// default); `[callbacks.learning_rate_finder]` takes false (a search that only reports).
+    pub update_attr: bool,
 }
 
 /// A number, or "none" (TOML has no null).
@@ -59,6 +64,7 @@ impl Default for LrFindConfig {
             mode: "exponential".into(),
             early_stop_threshold: Some(4.0),
             attr_name: String::new(),
+            update_attr: true,
         }
     }
 }

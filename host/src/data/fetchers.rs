@@ -30,6 +30,8 @@ pub struct DataLoader {
     persistent: bool,
     /// Passes begun so far.
     passes: std::cell::Cell<u64>,
+    /// The base seed of an iterator made ahead of its pass ([`DataLoader::make_iterator_now`]).
+    predrawn: std::cell::Cell<Option<i64>>,
 }
 
 /// The most DataLoaders one split may have.
@@ -96,6 +98,20 @@ impl DataLoader {
         Ok(())
     }
 
+    /// Lightning's `FitLoop.setup_data` makes the iterator as it sets the loader up (its base
+    /// seed drawn now); the first pass then uses it without drawing one. Reproduced for a
+    /// loader of columns or items read in the main process (no workers: theirs fetch ahead
+    /// as the iterator is made) with the host's sampler; otherwise nothing is drawn here and
+    /// the pass draws as any first pass.
+    pub fn make_iterator_now(&self) -> Result<()> {
+        let workers = self.items.as_ref().is_some_and(|i| i.num_workers > 0);
+        if self.stream.is_some() || workers || matches!(self.sampler, Sampler::Plugin { .. }) {
+            return Ok(());
+        }
+        self.predrawn.set(Some(torch_ext::draw_seed()?));
+        Ok(())
+    }
+
     pub fn new(spec: DatasetSpec, split: Split, source: &str) -> Result<Self> {
         let name = split.name();
         if spec.batch_size == 0 {
@@ -147,6 +163,7 @@ impl DataLoader {
             prefetch: 0,
             persistent: spec.persistent_workers,
             passes: std::cell::Cell::new(0),
+            predrawn: std::cell::Cell::new(None),
         })
     }
 
@@ -166,6 +183,7 @@ impl DataLoader {
             prefetch: 0,
             persistent: false,
             passes: std::cell::Cell::new(0),
+            predrawn: std::cell::Cell::new(None),
         })
     }
 
@@ -269,6 +287,10 @@ impl DataLoader {
     /// The pass's base seed (None: not drawn, a resumed pass) and order (None: 0..len):
     /// `saved` if given, else a new one from the sampler.
     fn pass_order(&self, saved: Option<Tensor>, start: usize, epoch: u64) -> Result<(Option<i64>, Option<Tensor>)> {
+        if let (Some(base), None, 0) = (self.predrawn.take(), &saved, start) {
+            self.passes.set(self.passes.get() + 1);
+            return Ok((Some(base), self.sampler.order(self.len, epoch)?));
+        }
         let draws = self.draws_base_seed();
         Ok(match saved {
             Some(o) => {
