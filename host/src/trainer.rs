@@ -446,6 +446,9 @@ impl<'c> Trainer<'c> {
             println!("Optimizer: {}", opt_names.join(", "));
             let trainable_params = st.ctx.params.num_parameters();
             let (mut train, mut val) = (train, val);
+            if resume_path.is_some() && (batch_size_finder.is_some() || lr_finder.is_some()) {
+                bail!("a finder callback ([callbacks.batch_size_finder], [callbacks.learning_rate_finder]) searches from the run's start: it is not taken with a resumed run (--ckpt-path or an HPC checkpoint); Lightning drops the checkpoint's training state there");
+            }
             // `[callbacks.batch_size_finder]`: Lightning's BatchSizeFinder searches at
             // on_fit_start, first of the callbacks; the fit goes on with its loaders.
             if let Some(finder) = &batch_size_finder {

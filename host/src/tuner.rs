@@ -339,7 +339,7 @@ fn lr_attr(st: &mut crate::loops::state::LoopState<'_>, given: &str) -> Result<S
         }
     }
     if given.is_empty() {
-        bail!("When using the learning rate finder, either `model` or `model.hparams` should have one of these fields: ('lr', 'learning_rate'). If your model has a different name for the learning rate, set it with `.lr_find(attr_name=...)`. (lthost: `[lr_find] attr_name`)");
+        bail!("When using the learning rate finder, either `model` or `model.hparams` should have one of these fields: ('lr', 'learning_rate'). If your model has a different name for the learning rate, set it with `.lr_find(attr_name=...)`. (lthost: `attr_name` in `[lr_find]` or `[callbacks.learning_rate_finder]`)");
     }
     bail!("The attribute name for the learning rate was set to {given}, but could not find this as a field in `model` or `model.hparams`.")
 }

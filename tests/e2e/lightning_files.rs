@@ -795,8 +795,15 @@ fn the_learning_rate_finder_callback_searches_inside_the_fit_as_lightnings() {
     // `LearningRateFinder` in `Trainer(callbacks=[...])`: the search at on_fit_start under
     // isolate_rng, the snapshot put back, the suggestion in the field and the optimizer's
     // groups (lit-classifier: its plugin-run ReduceLROnPlateau goes on from it), then the same
-    // fit: the suggestion, every training loss, the last validation loss.
-    for name in ["lrf-fit-lit-classifier", "lrf-fit-lit-hparams"] {
+    // fit: the suggestion, every training loss, the last validation loss. A search the
+    // diverging loss stops early does not stop the fit; with both finders (batch size first)
+    // the learning-rate search runs at the size found.
+    for name in [
+        "lrf-fit-lit-classifier",
+        "lrf-fit-lit-hparams",
+        "lrf-fit-lit-hparams-diverging",
+        "finders-both-lit-classifier",
+    ] {
         let (got, val, want) = run_like_lightning(name);
         assert_training_losses(name, &got, &want);
         let want_val = want["last_val_loss"].as_f64().expect("a validation loss");

@@ -372,6 +372,16 @@ LR_FINDER_FITS = {
     # `lr` on module and DataModule (attribute and hyper-parameter), SGD.
     "lrf-fit-lit-hparams": ("lit-hparams", {"data_save": "all", "lr": 0.2},
                             {"num_training_steps": 20, "max_lr": 0.05, "early_stop_threshold": None}, "lr", 5),
+    # The loss diverges after 14 of 20 steps (threshold 4): the search's stop does not stop the fit.
+    "lrf-fit-lit-hparams-diverging": ("lit-hparams", {"data_save": "all", "lr": 0.2},
+                                      {"num_training_steps": 20, "max_lr": 100.0, "min_lr": 1e-3}, "lr", 5),
+}
+
+# Both finder callbacks in one fit, in this list order (lthost's fixed order): the batch-size search,
+# then the learning-rate search at the size found, then the fit.
+BOTH_FINDERS = {
+    "finders-both-lit-classifier": ("lit-classifier", None, {"steps_per_trial": 2, "max_trials": 3},
+                                    {"num_training_steps": 20}, 2),
 }
 
 # lr_find refused before any step: name: (the file, hparams). BoringModel holds no lr field.
@@ -418,6 +428,10 @@ def main(path):
     for name, (file, hparams, kwargs, field, epochs) in LR_FINDER_FITS.items():
         cls_name, data_name, _ = FILES[file]
         out[name] = run(file, cls_name, data_name, epochs, hparams, None, None, None, None, (kwargs, field))
+    for name, (file, hparams, bsf, lrf, epochs) in BOTH_FINDERS.items():
+        cls_name, data_name, _ = FILES[file]
+        out[name] = run(file, cls_name, data_name, epochs, hparams, None, None, None, (bsf, "batch_size"), (lrf, "lr"))
+        out[name]["batch_size_finder"] = bsf
     for name, (file, hparams) in LR_FIND_REFUSED.items():
         out[name] = refused(file, hparams, ({}, None))
     # BoringModel holds no batch_size either (BatchSizeFinder.setup refuses it).

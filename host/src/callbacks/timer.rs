@@ -12,7 +12,7 @@ use crate::hooks::Hook;
 
 const STAGES: [&str; 4] = ["train", "validate", "test", "predict"];
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Timer {
     /// Time counted before this process (restored from a checkpoint), per stage.
     offset: [Duration; 4],

@@ -64,6 +64,14 @@ impl Interrupter {
         }
     }
 
+    /// Forgets a stop request (a tuner's search ended it: Lightning's restore sets
+    /// `should_stop = False`); a signal stays.
+    pub fn withdraw_request(&mut self) {
+        if self.interrupted().is_none() {
+            self.reason = None;
+        }
+    }
+
     /// A signal stopped the run; `saved` is the checkpoint written for it.
     pub fn interrupt(&mut self, signal: i32, saved: Option<PathBuf>) {
         self.reason = Some(StopReason::Signal { signal, saved });

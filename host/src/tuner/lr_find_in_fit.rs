@@ -55,6 +55,8 @@ pub(crate) fn search_in_fit(
         Ok(())
     })?;
     let loops_before = st.loops.clone();
+    // Lightning's Timer is not among the search's callbacks: the search's time is not the fit's.
+    let timer = st.timer.clone();
     let start_steps = st.ctx.global_step;
     // `__lr_finder_dump_params` / `__lr_finder_reset_params`.
     let mut during = st.cfg.clone();
@@ -101,18 +103,34 @@ pub(crate) fn search_in_fit(
     st.limits = limits;
     st.ctx.fit_numbers = numbers;
     st.ctx.optim = fit_set;
-    if let Some(sig) = st.interrupter.interrupted() {
+    st.timer = timer;
+    let signal = st.interrupter.interrupted().or(match crate::plugin::interrupt::signalled() {
+        0 => None,
+        s => Some(s as i32),
+    });
+    if signal.is_some() || ran.is_err() {
+        // The weights as they were before the search (Lightning restores them in a `finally`).
+        crate::connectors::checkpoint::restore_model(&mut st.ctx, &saved, "the learning rate finder's snapshot")?;
+    }
+    if let Some(sig) = signal {
         bail!("signal {sig} stopped the learning-rate search; nothing was trained or saved");
     }
     ran?;
+    // Lightning's restore sets `should_stop = False`: a search that stopped early (the loss
+    // diverged) does not stop the fit.
+    st.interrupter.withdraw_request();
     let results = results.borrow().clone();
     let found = suggestion(&results, 10, 1).map_err(|e| anyhow!("lr_find suggestion: {e}"))?;
     let report = super::LrFindReport { results, suggestion: found, steps, seed: 0 };
     report.print(cfg);
-    // The snapshot put back (not the generators: the isolation puts those back below).
+    // The snapshot put back; not the generators (Lightning's restore leaves them: the loaders
+    // below are set up from where the search left them, and the isolation ends after).
+    let searched = RngState::now(device)?;
     crate::connectors::checkpoint::restore_model(&mut st.ctx, &saved, "the learning rate finder's snapshot")?;
     crate::loops::run_state::restore_training(st, &saved, "the learning rate finder's snapshot")?;
+    searched.restore()?;
     st.loops = loops_before;
+    st.val_has_run = false;
     st.checkpoint = checkpoint;
     st.early_stopping = early_stopping;
     (st.epoch_order, st.resume_order) = (None, None);

@@ -205,6 +205,8 @@ pub(crate) fn search_in_fit(
         Ok(())
     })?;
     let loops_before = st.loops.clone();
+    // Lightning's Timer is not among the search's callbacks: the search's time is not the fit's.
+    let timer = st.timer.clone();
     let start = Start {
         loops: st.loops.clone(),
         progress: st.ctx.optim.as_ref().map(|o| o.progress).unwrap_or_default(),
@@ -247,7 +249,22 @@ pub(crate) fn search_in_fit(
     st.bar = bar;
     st.limits = limits;
     st.ctx.fit_numbers = fit_numbers_before;
-    let (_, train, val) = found?;
+    st.timer = timer;
+    if found.is_err() {
+        // The weights as they were before the search (Lightning restores them in a `finally`).
+        crate::connectors::checkpoint::restore_model(&mut st.ctx, &saved, "the batch size finder's snapshot")?;
+    }
+    let (size, train, val) = found?;
+    st.interrupter.withdraw_request();
+    st.val_has_run = false;
+    // Lightning's `_reset_dataloaders` made the train loader's iterator there (its base seed
+    // drawn now, before anything after the search, such as a learning-rate search, isolates
+    // the generators); the fit's first epoch uses it.
+    train.make_iterator_now()?;
+    // Checkpoints hold the size in the module's hyper-parameters (Lightning's `hparams`).
+    if st.hparams.hparams.contains_key(&cfg.batch_arg_name) {
+        st.checkpoint_hparams.insert(cfg.batch_arg_name.clone(), serde_json::json!(size));
+    }
     // Lightning's checkpoint restore, without the generators (its restore leaves them).
     let rng = crate::engine::torch_ext::RngState::now(st.ctx.device)?;
     crate::connectors::checkpoint::restore_model(&mut st.ctx, &saved, "the batch size finder's snapshot")?;
