@@ -455,7 +455,7 @@ impl<'c> Trainer<'c> {
                 if dev_run {
                     eprintln!("warning: Skipping batch size scaler since `fast_dev_run` is enabled.");
                 } else {
-                    (train, val) = crate::tuner::scale_batch_size::search_in_fit(&mut st, train, finder)?;
+                    (train, val) = crate::tuner::batch_size_in_fit::search_in_fit(&mut st, train, finder)?;
                 }
             }
             // `[callbacks.learning_rate_finder]`: Lightning's LearningRateFinder, likewise.

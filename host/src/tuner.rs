@@ -58,8 +58,10 @@ impl LrFindReport {
     }
 }
 
+pub(crate) mod batch_size_in_fit;
+mod fit_trials;
 pub(crate) mod lr_find_in_fit;
-pub(crate) mod scale_batch_size;
+mod scale_batch_size;
 
 /// The Trainer settings a search replaces, put back after it.
 pub(crate) type Settings<'c> = (

@@ -142,10 +142,9 @@ pub(crate) fn search_in_fit(
     // is asked for again too (Lightning asks at the sanity check, under its own isolation).
     let Some(d) = st.data.as_deref_mut() else { bail!("internal: a fit without its DataModule") };
     let data_name = d.name().to_string();
-    let train = DataLoader::from_plugin(d, &mut st.ctx, Split::Train, 0, st.cfg.prefetch())?
+    let mut train = DataLoader::from_plugin(d, &mut st.ctx, Split::Train, 0, st.cfg.prefetch())?
         .ok_or_else(|| anyhow!("plugin `{data_name}` provides no train dataset when asked again"))?;
     let mut val = DataLoader::all_from_plugin(d, &mut st.ctx, Split::Val, st.cfg.prefetch())?;
-    let mut train = train;
     if !st.cfg.overfit_batches.is_zero() {
         train.set_shuffle(false);
         val.iter_mut().for_each(|v| v.set_shuffle(false));
