@@ -382,17 +382,7 @@ impl<'c> Trainer<'c> {
             {
                 bail!("plugin `{name}` uses manual optimization: accumulate_grad_batches and gradient_clip_val are automatic-optimization settings (Lightning refuses them too); accumulate or clip in the plugin");
             }
-            let set = optimizer_set(&st, &name, &opt.optimizers, &opt.schedulers, opt.automatic)?;
-            let in_plugin = set.plugin_schedulers();
-            st.ctx.optim = Some(set);
-            for i in in_plugin {
-                crate::loops::optimization::run_plugin_scheduler(
-                    st.module,
-                    &mut st.ctx,
-                    i,
-                    crate::module::SchedulerCall::Start,
-                )?;
-            }
+            install_optimizers(&mut st, &name, &opt)?;
             let opt_names: Vec<String> = match &st.ctx.optim {
                 Some(set) => set
                     .optimizers
@@ -671,6 +661,23 @@ impl<'c> Trainer<'c> {
         })();
         run.map_err(|e| failed(&mut st, e))
     }
+}
+
+/// The optimizers and schedulers `configure_optimizers` returned, made and put in the run;
+/// the schedulers the plugin runs started.
+pub(crate) fn install_optimizers(st: &mut LoopState<'_>, name: &str, opt: &crate::module::Optimization) -> Result<()> {
+    let set = optimizer_set(st, name, &opt.optimizers, &opt.schedulers, opt.automatic)?;
+    let in_plugin = set.plugin_schedulers();
+    st.ctx.optim = Some(set);
+    for i in in_plugin {
+        crate::loops::optimization::run_plugin_scheduler(
+            st.module,
+            &mut st.ctx,
+            i,
+            crate::module::SchedulerCall::Start,
+        )?;
+    }
+    Ok(())
 }
 
 /// The loop numbers plugins read (`trainer.num_training_batches`, ...) for `limits`.

@@ -19,7 +19,6 @@ use crate::callbacks::lr_finder::{suggestion, LrFindConfig, LrFindResults, LrFin
 use crate::config::Limit;
 use crate::context::{RunContext, Stage};
 use crate::data::fetchers::DataLoader;
-use crate::engine::optim::{Interval, SchedulerSpec};
 use crate::engine::torch_ext::RngState;
 use crate::hooks::Hook;
 use crate::hparams::SavedHparams;
@@ -62,6 +61,7 @@ pub(crate) mod batch_size_in_fit;
 mod fit_trials;
 pub(crate) mod lr_find_in_fit;
 mod scale_batch_size;
+mod set_aside;
 
 /// The Trainer settings a search replaces, put back after it.
 pub(crate) type Settings<'c> = (
@@ -285,21 +285,8 @@ impl<'c> Trainer<'c> {
         } else {
             (None, None)
         };
-        if opt.optimizers.len() != 1 {
-            bail!("plugin `{name}`: `model.configure_optimizers()` returned {}, but learning rate finder only works with single optimizer", opt.optimizers.len());
-        }
-        if !opt.automatic {
-            bail!("plugin `{name}` uses manual optimization: the learning rate finder steps the optimizer itself, so it needs automatic optimization");
-        }
-        let spec = SchedulerSpec {
-            kind: cfg.schedule(),
-            optimizer: 0,
-            interval: Interval::Step,
-            frequency: 1,
-            monitor: None,
-            strict: true,
-        };
-        st.ctx.optim = Some(optimizer_set(&st, &name, &opt.optimizers, &[spec], true)?);
+        searchable(&opt, &name)?;
+        st.ctx.optim = Some(optimizer_set(&st, &name, &opt.optimizers, &[cfg.search_spec()], true)?);
         let (mut train, mut val) = (train, val);
         crate::loops::reload::start(&mut st, &mut train, &mut val)?;
         fit::run(&mut st, &mut train, &mut val)?;
@@ -344,6 +331,17 @@ fn lr_attr(st: &mut crate::loops::state::LoopState<'_>, given: &str) -> Result<S
         bail!("When using the learning rate finder, either `model` or `model.hparams` should have one of these fields: ('lr', 'learning_rate'). If your model has a different name for the learning rate, set it with `.lr_find(attr_name=...)`. (lthost: `attr_name` in `[lr_find]` or `[callbacks.learning_rate_finder]`)");
     }
     bail!("The attribute name for the learning rate was set to {given}, but could not find this as a field in `model` or `model.hparams`.")
+}
+
+/// Lightning's refusals before a learning-rate search: one optimizer, automatic optimization.
+fn searchable(opt: &crate::module::Optimization, name: &str) -> Result<()> {
+    if opt.optimizers.len() != 1 {
+        bail!("plugin `{name}`: `model.configure_optimizers()` returned {}, but learning rate finder only works with single optimizer", opt.optimizers.len());
+    }
+    if !opt.automatic {
+        bail!("plugin `{name}` uses manual optimization: the learning rate finder steps the optimizer itself, so it needs automatic optimization");
+    }
+    Ok(())
 }
 
 /// The module's stored weights and buffers, by name (Lightning's checkpoint before the

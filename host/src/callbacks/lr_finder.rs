@@ -80,6 +80,19 @@ impl LrFindConfig {
         })
     }
 
+    /// The range schedule on the single optimizer, stepped every optimizer step (Lightning's
+    /// `_exchange_scheduler`).
+    pub fn search_spec(&self) -> crate::engine::optim::SchedulerSpec {
+        crate::engine::optim::SchedulerSpec {
+            kind: self.schedule(),
+            optimizer: 0,
+            interval: crate::engine::optim::Interval::Step,
+            frequency: 1,
+            monitor: None,
+            strict: true,
+        }
+    }
+
     /// Lightning's checks: the mode in any case (its callback lower-cases it); bounds in
     /// either order (min_lr above max_lr sweeps down) and a single step are searched as
     /// Lightning searches them; only bounds its formula cannot use are refused.

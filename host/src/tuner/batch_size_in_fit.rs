@@ -5,6 +5,7 @@
 use anyhow::{bail, Result};
 
 use super::fit_trials::{holds, FitTrials, Start};
+use super::set_aside::SetAside;
 use crate::callbacks::batch_size_finder::{search, BatchSizeConfig, Trials};
 use crate::data::fetchers::DataLoader;
 use crate::loops::limits::LoopLimits;
@@ -31,20 +32,6 @@ pub(crate) fn search_in_fit(
             cfg.batch_arg_name
         );
     }
-    let position = crate::loops::checkpointing::position(st, 0, false);
-    let mut saved = crate::loops::run_state::dump(st, position, false, true)?;
-    // The dump shares the live tensors; the snapshot must not move with the trials. It is
-    // kept on the CPU, as Lightning's is on disk (a device copy would take the memory the
-    // trials measure).
-    tch::no_grad(|| -> Result<()> {
-        for t in saved.tensors.values_mut() {
-            *t = super::cpu_copy(t)?;
-        }
-        Ok(())
-    })?;
-    let loops_before = st.loops.clone();
-    // Lightning's Timer is not among the search's callbacks: the search's time is not the fit's.
-    let timer = st.timer.clone();
     let start = Start {
         loops: st.loops.clone(),
         progress: st.ctx.optim.as_ref().map(|o| o.progress).unwrap_or_default(),
@@ -61,14 +48,7 @@ pub(crate) fn search_in_fit(
     during.limit_train_batches = crate::config::Limit::Fraction(1.0);
     during.limit_val_batches = crate::config::Limit::Batches(cfg.steps_per_trial);
     during.enable_progress_bar = false;
-    let fit_cfg = std::mem::replace(&mut st.cfg, during);
-    let callbacks = std::mem::take(&mut st.callbacks);
-    let logger = st.logger.take();
-    let checkpoint = st.checkpoint.take();
-    let early_stopping = st.early_stopping.take();
-    let bar = std::mem::replace(&mut st.bar, crate::callbacks::ProgressBar::new(false));
-    let (limits, fit_numbers_before) = (st.limits.clone(), st.ctx.fit_numbers.clone());
-    st.searching = true;
+    let mut aside = SetAside::start(st, "batch size finder", during, Vec::new())?;
     let found = (|| -> Result<(i64, DataLoader, Vec<DataLoader>)> {
         let mut trials =
             FitTrials { st: &mut *st, train, used: false, val: None, start, name: cfg.batch_arg_name.clone(), overfit };
@@ -80,21 +60,8 @@ pub(crate) fn search_in_fit(
         let FitTrials { train, val, .. } = trials;
         Ok((size, train, val.unwrap_or_default()))
     })();
-    st.searching = false;
-    st.cfg = fit_cfg;
-    st.callbacks = callbacks;
-    st.logger = logger;
-    st.bar = bar;
-    st.limits = limits;
-    st.ctx.fit_numbers = fit_numbers_before;
-    st.timer = timer;
-    if found.is_err() {
-        // The weights as they were before the search (Lightning restores them in a `finally`).
-        crate::connectors::checkpoint::restore_model(&mut st.ctx, &saved, "the batch size finder's snapshot")?;
-    }
+    aside.end_search(st, found.is_err())?;
     let (size, train, val) = found?;
-    st.interrupter.withdraw_request();
-    st.val_has_run = false;
     // Lightning's `_reset_dataloaders` made the train loader's iterator there (its base seed
     // drawn now, before anything after the search, such as a learning-rate search, isolates
     // the generators); the fit's first epoch uses it.
@@ -103,21 +70,7 @@ pub(crate) fn search_in_fit(
     if st.hparams.hparams.contains_key(&cfg.batch_arg_name) {
         st.checkpoint_hparams.insert(cfg.batch_arg_name.clone(), serde_json::json!(size));
     }
-    // Lightning's checkpoint restore, without the generators (its restore leaves them).
-    let rng = crate::engine::torch_ext::RngState::now(st.ctx.device)?;
-    crate::connectors::checkpoint::restore_model(&mut st.ctx, &saved, "the batch size finder's snapshot")?;
-    crate::loops::run_state::restore_training(st, &saved, "the batch size finder's snapshot")?;
-    rng.restore()?;
-    // Lightning's `_run_stage` starts with `zero_grad(set_to_none=True)`.
-    if let Some(o) = st.ctx.optim.as_mut() {
-        o.clear_grads();
-    }
-    // The loops as they were (the snapshot's position marks no restart: the fit starts).
-    st.loops = loops_before;
-    st.checkpoint = checkpoint;
-    st.early_stopping = early_stopping;
-    st.epoch_order = None;
-    st.resume_order = None;
+    aside.put_back(st)?;
     // The fit's loop numbers follow the new loaders.
     let lens: Vec<usize> = val.iter().map(DataLoader::num_batches).collect();
     st.limits = LoopLimits::for_fit(&st.cfg, train.num_batches(), &lens)?;

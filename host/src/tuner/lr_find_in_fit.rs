@@ -15,9 +15,9 @@
 use anyhow::{anyhow, bail, Result};
 
 use super::lr_attr;
+use super::set_aside::SetAside;
 use crate::callbacks::lr_finder::{suggestion, LrFindConfig, LrFinderCallback};
 use crate::data::fetchers::DataLoader;
-use crate::engine::optim::{Interval, SchedulerSpec};
 use crate::engine::torch_ext::RngState;
 use crate::loops::limits::LoopLimits;
 use crate::loops::state::LoopState;
@@ -39,24 +39,7 @@ pub(crate) fn search_in_fit(
     let device = st.ctx.device;
     let isolated = RngState::now(device)?;
     let attr = if cfg.update_attr { Some(lr_attr(st, &cfg.attr_name)?) } else { None };
-    if opt.optimizers.len() != 1 {
-        bail!("plugin `{name}`: `model.configure_optimizers()` returned {}, but learning rate finder only works with single optimizer", opt.optimizers.len());
-    }
-    if !opt.automatic {
-        bail!("plugin `{name}` uses manual optimization: the learning rate finder steps the optimizer itself, so it needs automatic optimization");
-    }
-    // Lightning's checkpoint before the search, kept on the CPU.
-    let position = crate::loops::checkpointing::position(st, 0, false);
-    let mut saved = crate::loops::run_state::dump(st, position, false, true)?;
-    tch::no_grad(|| -> Result<()> {
-        for t in saved.tensors.values_mut() {
-            *t = super::cpu_copy(t)?;
-        }
-        Ok(())
-    })?;
-    let loops_before = st.loops.clone();
-    // Lightning's Timer is not among the search's callbacks: the search's time is not the fit's.
-    let timer = st.timer.clone();
+    super::searchable(opt, name)?;
     let start_steps = st.ctx.global_step;
     // `__lr_finder_dump_params` / `__lr_finder_reset_params`.
     let mut during = st.cfg.clone();
@@ -64,23 +47,10 @@ pub(crate) fn search_in_fit(
     during.max_steps = i64::try_from(cfg.num_training.saturating_add(start_steps)).unwrap_or(i64::MAX);
     during.limit_val_batches = crate::config::Limit::Batches(cfg.num_training);
     during.enable_progress_bar = false;
-    let fit_cfg = std::mem::replace(&mut st.cfg, during);
     let finder = LrFinderCallback::new(cfg, st.cfg.accumulate_grad_batches);
     let results = finder.results.clone();
-    let callbacks = std::mem::replace(&mut st.callbacks, vec![Box::new(finder)]);
-    let logger = st.logger.take();
-    let checkpoint = st.checkpoint.take();
-    let early_stopping = st.early_stopping.take();
-    let bar = std::mem::replace(&mut st.bar, crate::callbacks::ProgressBar::new(false));
-    let (limits, numbers) = (st.limits.clone(), st.ctx.fit_numbers.clone());
-    let spec = SchedulerSpec {
-        kind: cfg.schedule(),
-        optimizer: 0,
-        interval: Interval::Step,
-        frequency: 1,
-        monitor: None,
-        strict: true,
-    };
+    let mut aside = SetAside::start(st, "learning rate finder", during, vec![Box::new(finder)])?;
+    let spec = cfg.search_spec();
     let search_set = optimizer_set(st, name, &opt.optimizers, &[spec], true);
     let fit_set = st.ctx.optim.take();
     st.searching = true;
@@ -95,48 +65,24 @@ pub(crate) fn search_in_fit(
         Ok(())
     })();
     let steps = st.ctx.global_step.saturating_sub(start_steps);
-    st.searching = false;
-    st.cfg = fit_cfg;
-    st.callbacks = callbacks;
-    st.logger = logger;
-    st.bar = bar;
-    st.limits = limits;
-    st.ctx.fit_numbers = numbers;
     st.ctx.optim = fit_set;
-    st.timer = timer;
     let signal = st.interrupter.interrupted().or(match crate::plugin::interrupt::signalled() {
         0 => None,
         s => Some(s as i32),
     });
-    if signal.is_some() || ran.is_err() {
-        // The weights as they were before the search (Lightning restores them in a `finally`).
-        crate::connectors::checkpoint::restore_model(&mut st.ctx, &saved, "the learning rate finder's snapshot")?;
-    }
+    aside.end_search(st, signal.is_some() || ran.is_err())?;
     if let Some(sig) = signal {
         bail!("signal {sig} stopped the learning-rate search; nothing was trained or saved");
     }
     ran?;
-    // Lightning's restore sets `should_stop = False`: a search that stopped early (the loss
-    // diverged) does not stop the fit.
-    st.interrupter.withdraw_request();
     let results = results.borrow().clone();
     let found = suggestion(&results, 10, 1).map_err(|e| anyhow!("lr_find suggestion: {e}"))?;
     let report = super::LrFindReport { results, suggestion: found, steps, seed: 0 };
     report.print(cfg);
     // The snapshot put back; not the generators (Lightning's restore leaves them: the loaders
-    // below are set up from where the search left them, and the isolation ends after).
-    let searched = RngState::now(device)?;
-    crate::connectors::checkpoint::restore_model(&mut st.ctx, &saved, "the learning rate finder's snapshot")?;
-    crate::loops::run_state::restore_training(st, &saved, "the learning rate finder's snapshot")?;
-    searched.restore()?;
-    st.loops = loops_before;
-    st.val_has_run = false;
-    st.checkpoint = checkpoint;
-    st.early_stopping = early_stopping;
-    (st.epoch_order, st.resume_order) = (None, None);
-    if let Some(o) = st.ctx.optim.as_mut() {
-        o.clear_grads();
-    }
+    // below are set up from where the search left them, and the isolation ends after). A
+    // search the diverging loss stopped does not stop the fit (`should_stop = False`).
+    aside.put_back(st)?;
     // `fit_loop.setup_data()` in the search's `finally`: a new train loader, its iterator made
     // now (its base seed from the generators as the search left them); the validation loader
     // is asked for again too (Lightning asks at the sanity check, under its own isolation).
@@ -167,7 +113,7 @@ pub(crate) fn search_in_fit(
         // again (as a restore does) has the plugin take the host's rates.
         let in_plugin = st.ctx.optim.as_ref().map(|o| o.plugin_schedulers()).unwrap_or_default();
         for i in in_plugin {
-            if let Some(serde_json::Value::String(state)) = saved.meta.schedulers.get(i) {
+            if let Some(state) = aside.scheduler_state(i) {
                 st.module.plugin_scheduler(&mut st.ctx, i, crate::module::SchedulerCall::Load(state))?;
             }
         }

@@ -24,7 +24,7 @@ use crate::data::fetchers::DataLoader;
 use crate::hooks::Hook;
 use crate::loops::limits::LoopLimits;
 use crate::module::{DataModule, Module, Split};
-use crate::trainer::{configure_optimizers, fit_numbers, optimizer_set, FitReport, Prepared, Trainer};
+use crate::trainer::{configure_optimizers, fit_numbers, install_optimizers, FitReport, Prepared, Trainer};
 
 impl<'c> Trainer<'c> {
     /// Lightning's `Tuner(trainer).scale_batch_size(model, datamodule, mode=…, …)` and then
@@ -116,17 +116,7 @@ impl<'c> Trainer<'c> {
         st.hook(Hook::Setup, None)?;
         st.hook(Hook::ConfigureModel, None)?;
         let (opt, name) = configure_optimizers(&mut st)?;
-        let set = optimizer_set(&st, &name, &opt.optimizers, &opt.schedulers, opt.automatic)?;
-        let in_plugin = set.plugin_schedulers();
-        st.ctx.optim = Some(set);
-        for i in in_plugin {
-            crate::loops::optimization::run_plugin_scheduler(
-                st.module,
-                &mut st.ctx,
-                i,
-                crate::module::SchedulerCall::Start,
-            )?;
-        }
+        install_optimizers(&mut st, &name, &opt)?;
         // Lightning's checkpoint before the search: weights, the module's and DataModule's own
         // state, and the loops.
         let snapshot = weights(&st.ctx)?;
