@@ -206,9 +206,9 @@ struct RunArgs {
     /// `Tuner(trainer).lr_find(model)` then `trainer.fit(model)`; settings from `[lr_find]`).
     #[arg(long)]
     lr_find: bool,
-    /// fit: run the batch-size finder first and train with the size it finds (Lightning's
-    /// `Tuner(trainer).scale_batch_size(model)` then `trainer.fit(model)`; settings from
-    /// `[scale_batch_size]`).
+    /// Run the batch-size finder first, then the command at the size it finds (Lightning's
+    /// `Tuner(trainer).scale_batch_size(model, method=…)` then `trainer.fit` / `validate` /
+    /// `test` / `predict`; settings from `[scale_batch_size]`).
     #[arg(long)]
     scale_batch_size: bool,
     /// Override a run-file setting, e.g. `--set trainer.max_epochs=3` (repeatable).
@@ -379,8 +379,8 @@ fn run(cmd: Command, signal: Arc<AtomicUsize>) -> Result<Option<i32>> {
             "--lr-find tunes a fit: `lthost fit` (and `run`) take it; `lthost lr-find` searches without fitting"
         );
     }
-    if args.scale_batch_size && !matches!(cmd, Command::Run(_) | Command::Fit(_)) {
-        anyhow::bail!("--scale-batch-size tunes a fit: `lthost fit` (and `run`) take it");
+    if args.scale_batch_size && matches!(cmd, Command::LrFind(_)) {
+        anyhow::bail!("--scale-batch-size tunes a fit, validate, test or predict run, not `lthost lr-find`");
     }
     if args.scale_batch_size && args.lr_find {
         anyhow::bail!("--scale-batch-size and --lr-find: one search per fit (run the batch-size search, set the size it prints, then --lr-find)");
@@ -488,7 +488,13 @@ fn run(cmd: Command, signal: Arc<AtomicUsize>) -> Result<Option<i32>> {
             }
         }
         Stage::Validate | Stage::Test => {
-            let m = trainer.evaluate(&mut module, &mut data, &hparams, stage)?;
+            let m = if args.scale_batch_size {
+                trainer
+                    .evaluate_after_scale_batch_size(&mut module, &mut data, &hparams, stage, &cfg.scale_batch_size)?
+                    .1
+            } else {
+                trainer.evaluate(&mut module, &mut data, &hparams, stage)?
+            };
             let title = if stage == Stage::Test { "Test metric" } else { "Validate metric" };
             print!("{}", lthost::loops::evaluation::results_table(title, &m.per_dataloader));
         }
@@ -496,7 +502,13 @@ fn run(cmd: Command, signal: Arc<AtomicUsize>) -> Result<Option<i32>> {
             // Each prediction goes to disk as it comes: memory holds one batch.
             let dir = cfg.trainer.default_root_dir.clone();
             let mut writer = lthost::loops::prediction_writer::PredictionWriter::new(&dir)?;
-            trainer.predict_into(&mut module, &mut data, &hparams, &mut |p| writer.push_prediction(&p))?;
+            let mut sink = |p: lthost::loops::prediction::Prediction| writer.push_prediction(&p);
+            if args.scale_batch_size {
+                let cfg = &cfg.scale_batch_size;
+                trainer.predict_into_after_scale_batch_size(&mut module, &mut data, &hparams, cfg, &mut sink)?;
+            } else {
+                trainer.predict_into(&mut module, &mut data, &hparams, &mut sink)?;
+            }
             let n = writer.finish("predictions.safetensors")?;
             let path = dir.join("predictions.safetensors");
             println!("wrote {n} batches of predictions to {}", path.display());
@@ -528,7 +540,7 @@ fn lr_find(
     let json = serde_json::json!({
         "lr": r.lr, "loss": r.loss,
         "suggestion": report.suggestion.map(|s| s.1), "suggestion_index": report.suggestion.map(|s| s.0),
-        "steps": report.steps, "seed": report.seed, "config": cfg,
+        "steps": report.steps, "total_batch_idx": report.total_batch_idx, "seed": report.seed, "config": cfg,
     });
     let json_path = out.join("lr_find.json");
     lthost::loggers::write_atomic(&json_path, serde_json::to_string_pretty(&json)?.as_bytes())?;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
 use serde_json::Value;
-use tch::{Device, Tensor};
+use tch::Device;
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
@@ -27,11 +27,13 @@ use crate::hooks::Hook;
 use crate::hparams::SavedHparams;
 use crate::loggers::options::{locate, next_free};
 use crate::loggers::{CsvLogger, Logger, LoggerGroup, LoggerOptions, LoggersConfig, TensorBoardLogger, Version};
-use crate::loops::evaluation::{self, EvalMetrics};
+use crate::loops::evaluation;
 use crate::loops::limits::LoopLimits;
 use crate::loops::state::LoopState;
-use crate::loops::{checkpointing, fit, prediction};
+use crate::loops::{checkpointing, fit};
 use crate::module::{DataModule, Module, Split};
+
+mod evaluate;
 
 /// Makes a logger for a run's log directory and version (logger plugins).
 pub type LoggerFactory<'c> = Box<dyn Fn(&std::path::Path, &Version) -> Result<Box<dyn Logger>> + 'c>;
@@ -570,97 +572,6 @@ impl<'c> Trainer<'c> {
         })();
         run.map_err(|e| failed(&mut st, e))
     }
-
-    /// Lightning's `trainer.validate` / `trainer.test` on the model as configured: prints
-    /// and returns the metrics, and logs them (step 0) like Lightning.
-    pub fn evaluate(
-        &mut self,
-        module: &mut dyn Module,
-        data: &mut dyn DataModule,
-        hparams: &Value,
-        stage: Stage,
-    ) -> Result<EvalMetrics> {
-        let split = if stage == Stage::Test { Split::Test } else { Split::Val };
-        let p = self.prepare(module, data, hparams, stage)?;
-        let limits = LoopLimits::for_evaluation(&self.cfg)?;
-        let logger = self.logger(limits.logger)?;
-        let data_name = data.name().to_string();
-        let limit = if stage == Stage::Test { self.cfg.limit_test_batches } else { self.cfg.limit_val_batches };
-        let disabled = limit.is_zero() && self.cfg.fast_dev_run.batches().is_none();
-        let ckpt_spec = self.ckpt_path.clone();
-        let dirpath = self.checkpoint.resolved_dirpath();
-        let mut st = self.state(module, None, p, limits, logger)?;
-        let run = (|| -> Result<EvalMetrics> {
-            restore_weights(&mut st, ckpt_spec.as_deref(), dirpath.as_deref())?;
-            st.hook(Hook::Setup, None)?;
-            st.hook(Hook::ConfigureModel, None)?;
-            st.log_hyperparams()?;
-            let mut metrics = EvalMetrics::default();
-            if !disabled {
-                let (loaders, n) = stage_loaders(&mut st, data, &data_name, split, stage)?;
-                if stage == Stage::Validate {
-                    // Lightning's `trainer.num_val_batches` in validate: the validate loop's own.
-                    st.ctx.fit_numbers.num_val_batches = n.iter().map(|&b| crate::module::sized(b)).collect();
-                }
-                metrics = evaluation::run(&mut st, &loaders, stage, &n, evaluation::During::Own, Some(0))?;
-            }
-            st.hook(Hook::Teardown, None)?;
-            if let Some(mut l) = st.logger.take() {
-                l.finalize("success")?;
-            }
-            Ok(metrics)
-        })();
-        run.map_err(|e| failed(&mut st, e))
-    }
-
-    /// Lightning's `trainer.predict`, collecting the predictions in memory: one list per
-    /// DataLoader, its batches' in order (see [`Trainer::predict_into`] to stream them instead).
-    pub fn predict(
-        &mut self,
-        module: &mut dyn Module,
-        data: &mut dyn DataModule,
-        hparams: &Value,
-    ) -> Result<Vec<Vec<Tensor>>> {
-        let mut out: Vec<Vec<Tensor>> = Vec::new();
-        let loaders = self.predict_into(module, data, hparams, &mut |p| {
-            let dl = p.dataloader_idx.unwrap_or(0) as usize;
-            if out.len() <= dl {
-                out.resize_with(dl + 1, Vec::new);
-            }
-            out[dl].push(p.tensor);
-            Ok(())
-        })?;
-        // A DataLoader without batches has its (empty) list too.
-        out.resize_with(loaders.max(out.len()), Vec::new);
-        Ok(out)
-    }
-
-    /// `trainer.predict`, handing each batch's prediction to `sink` as it comes; returns the
-    /// number of DataLoaders.
-    pub fn predict_into(
-        &mut self,
-        module: &mut dyn Module,
-        data: &mut dyn DataModule,
-        hparams: &Value,
-        sink: &mut dyn FnMut(prediction::Prediction) -> Result<()>,
-    ) -> Result<usize> {
-        let p = self.prepare(module, data, hparams, Stage::Predict)?;
-        let limits = LoopLimits::for_evaluation(&self.cfg)?;
-        let data_name = data.name().to_string();
-        let ckpt_spec = self.ckpt_path.clone();
-        let dirpath = self.checkpoint.resolved_dirpath();
-        let mut st = self.state(module, None, p, limits, None)?;
-        let run = (|| -> Result<usize> {
-            restore_weights(&mut st, ckpt_spec.as_deref(), dirpath.as_deref())?;
-            st.hook(Hook::Setup, None)?;
-            st.hook(Hook::ConfigureModel, None)?;
-            let (loaders, n) = stage_loaders(&mut st, data, &data_name, Split::Predict, Stage::Predict)?;
-            prediction::run(&mut st, &loaders, &n, sink)?;
-            st.hook(Hook::Teardown, None)?;
-            Ok(loaders.len())
-        })();
-        run.map_err(|e| failed(&mut st, e))
-    }
 }
 
 /// The optimizers and schedulers `configure_optimizers` returned, made and put in the run;
@@ -726,24 +637,6 @@ fn failed(st: &mut LoopState<'_>, e: anyhow::Error) -> anyhow::Error {
     e
 }
 
-/// A validate, test or predict run's DataLoaders (the split must have one) and the batches
-/// each runs, after the stage's limits.
-fn stage_loaders(
-    st: &mut LoopState<'_>,
-    data: &mut dyn DataModule,
-    data_name: &str,
-    split: Split,
-    stage: Stage,
-) -> Result<(Vec<DataLoader>, Vec<usize>)> {
-    let loaders = DataLoader::all_from_plugin(data, &mut st.ctx, split, st.cfg.prefetch())?;
-    if loaders.is_empty() {
-        bail!("plugin `{data_name}` provides no {} dataset", split.name());
-    }
-    let batches =
-        loaders.iter().map(|l| LoopLimits::for_stage(&st.cfg, stage, l.num_batches())).collect::<Result<_>>()?;
-    Ok((loaders, batches))
-}
-
 /// The module's `configure_optimizers` (logging allowed as in that hook), and its name.
 pub(crate) fn configure_optimizers(st: &mut LoopState<'_>) -> Result<(crate::module::Optimization, String)> {
     st.ctx.current_hook = Some(Hook::ConfigureOptimizers);
@@ -767,17 +660,6 @@ pub(crate) fn optimizer_set(
         bail!("plugin `{name}` registered no trainable parameters: nothing to optimize");
     }
     Ok(set)
-}
-
-/// `--ckpt-path` for validate/test/predict: the model's weights only.
-fn restore_weights(st: &mut LoopState<'_>, spec: Option<&str>, dirpath: Option<&std::path::Path>) -> Result<()> {
-    let Some(spec) = spec else { return Ok(()) };
-    let path = ckpt::resolve(spec, dirpath, &st.root_dir)?;
-    let shown = path.display().to_string();
-    let c = checkpoint::load(&path)?;
-    ckpt::restore_model(&mut st.ctx, &c, &shown)?;
-    println!("Loaded the model weights from {shown}");
-    Ok(())
 }
 
 impl FitReport {

@@ -33,6 +33,9 @@ pub struct LrFindReport {
     pub suggestion: Option<(usize, f64)>,
     /// Optimizer steps taken (fewer than `num_training` when the loss diverged).
     pub steps: u64,
+    /// The last batch's index across epochs (Lightning's `_total_batch_idx`: with gradient
+    /// accumulation, more batches than steps).
+    pub total_batch_idx: i64,
     /// The run's seed: a fit with it starts from the weights the search started from.
     pub seed: u64,
 }
@@ -58,6 +61,7 @@ impl LrFindReport {
 }
 
 pub(crate) mod batch_size_in_fit;
+pub(crate) mod eval_trials;
 mod fit_trials;
 pub(crate) mod lr_find_in_fit;
 mod scale_batch_size;
@@ -295,6 +299,7 @@ impl<'c> Trainer<'c> {
         }
         st.hook(Hook::Teardown, None)?;
         let steps = st.ctx.global_step;
+        let total_batch_idx = total_batch_idx(&st);
         let searched = Searched {
             ctx: std::mem::take(&mut st.ctx),
             hparams: std::mem::take(&mut st.hparams),
@@ -308,8 +313,14 @@ impl<'c> Trainer<'c> {
         drop(st);
         let results = results.borrow().clone();
         let suggestion = suggestion(&results, 10, 1).map_err(|e| anyhow!("lr_find suggestion: {e}"))?;
-        Ok((LrFindReport { results, suggestion, steps, seed }, searched))
+        Ok((LrFindReport { results, suggestion, steps, total_batch_idx, seed }, searched))
     }
+}
+
+/// Lightning's `fit_loop.total_batch_idx`: the batches the fit loop has drawn, less one.
+pub(crate) fn total_batch_idx(st: &crate::loops::state::LoopState<'_>) -> i64 {
+    let ready = st.loops.fit_loop.epoch_loop.batch_progress.total.ready;
+    i64::try_from(ready).unwrap_or(i64::MAX) - 1
 }
 
 /// Lightning's `_determine_lr_attr_name`: the given name, else `lr`, else `learning_rate`,

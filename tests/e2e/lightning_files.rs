@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::common::{column, lthost, plugin, read_metrics, repo_root};
 
-fn reference(name: &str) -> Value {
+pub(crate) fn reference(name: &str) -> Value {
     let path = repo_root().join("tests/reference/lightning_files.json");
     let text = std::fs::read_to_string(&path).expect("run `make reference` (lightning_files.json)");
     let all: Value = serde_json::from_str(&text).expect("json");
@@ -71,6 +71,10 @@ fn run_like_lightning(name: &str) -> (Vec<f64>, Option<f64>, Value) {
         let v = if v.is_null() { "\"none\"".to_string() } else { v.to_string() };
         args.extend(["--set".to_string(), format!("callbacks.learning_rate_finder.{k}={v}")]);
     }
+    // Lightning's `EarlyStopping` beside them: `[early_stopping]`.
+    for (k, v) in want["early_stopping"].as_object().into_iter().flatten() {
+        args.extend(["--set".to_string(), format!("early_stopping.{k}={v}")]);
+    }
     // Lightning's `BatchSizeFinder` callback in the fit: `[callbacks.batch_size_finder]`.
     for (k, v) in want["batch_size_finder"].as_object().into_iter().flatten() {
         args.extend(["--set".to_string(), format!("callbacks.batch_size_finder.{k}={v}")]);
@@ -85,10 +89,12 @@ fn run_like_lightning(name: &str) -> (Vec<f64>, Option<f64>, Value) {
         assert_eq!(got, said, "{name}: the search's lines\n{}", run.stdout);
     }
     if want["learning_rate_finder"].is_object() {
-        // The callback's suggestion, set where Lightning set it (the field and the groups).
+        // The callback's suggestion, set where Lightning set it (the field and the groups);
+        // nowhere with update_attr=False.
         let shown = run.stdout.lines().find_map(|l| l.strip_prefix("Learning rate set to "));
         let shown: Option<f64> = shown.and_then(|v| v.trim().parse().ok());
-        assert_eq!(shown, want["suggestion"].as_f64(), "{name}: {}", run.stdout);
+        let set = want["learning_rate_finder"]["update_attr"].as_bool() != Some(false);
+        assert_eq!(shown, want["suggestion"].as_f64().filter(|_| set), "{name}: {}", run.stdout);
     }
     if want["lr_find"].is_object() {
         // The suggestion, set where Lightning set it: the optimizer the fit configured uses it.
@@ -135,7 +141,7 @@ fn run_like_lightning(name: &str) -> (Vec<f64>, Option<f64>, Value) {
     (column(&rows, "train_loss"), column(&rows, "val_loss").last().copied(), want)
 }
 
-fn assert_close(name: &str, what: &str, got: f64, want: f64) {
+pub(crate) fn assert_close(name: &str, what: &str, got: f64, want: f64) {
     assert!((got - want).abs() <= 1e-5 * want.abs().max(1.0), "{name} {what}: lthost {got}, Lightning {want}");
 }
 
@@ -492,7 +498,7 @@ fn an_ordinary_lightning_classifier_trains_as_in_lightning() {
 
 /// The results table `lthost validate`/`test` printed: per DataLoader column, metric → value
 /// (Lightning's `_print_results` layout: 24-wide name, then one 25-wide column each).
-fn results_table(stdout: &str, title: &str) -> Vec<std::collections::BTreeMap<String, f64>> {
+pub(crate) fn results_table(stdout: &str, title: &str) -> Vec<std::collections::BTreeMap<String, f64>> {
     let mut lines = stdout.lines().skip_while(|l| !l.starts_with(title));
     let header = lines.next().unwrap_or_else(|| panic!("no `{title}` table in {stdout}"));
     let columns = header.matches("DataLoader ").count();
@@ -681,9 +687,10 @@ fn the_torch_package_answers_as_torch_does() {
 #[test]
 fn lr_find_on_lightning_files_records_and_suggests_what_lightnings_tuner_does() {
     // tests/reference/lightning_files_reference.py `LR_FINDS`: `Tuner(trainer).lr_find` on the
-    // unmodified files (early stopping off for lit-boring; lit-mnist's stops early), seeded as
+    // unmodified files (early stopping off for lit-boring; lit-mnist's stops early; with
+    // gradient accumulation, test_accumulation_and_early_stopping), seeded as
     // `lthost lr-find --seed` is.
-    for name in ["lr-find-lit-boring", "lr-find-lit-mnist"] {
+    for name in ["lr-find-lit-boring", "lr-find-lit-mnist", "lr-find-lit-boring-accumulate"] {
         let want = reference(name);
         let d = tempfile::tempdir().expect("tempdir");
         let wasm = plugin(want["plugin"].as_str().expect("plugin"));
@@ -693,6 +700,9 @@ fn lr_find_on_lightning_files_records_and_suggests_what_lightnings_tuner_does() 
         for (k, v) in want["args"].as_object().expect("lr_find's arguments") {
             let v = if v.is_null() { "none".to_string() } else { v.to_string() };
             args.extend([format!("--{}", k.replace('_', "-")), v]);
+        }
+        for (k, v) in want["trainer"].as_object().expect("Trainer arguments") {
+            args.extend(["--set".into(), format!("trainer.{k}={v}")]);
         }
         let run = lthost(d.path(), &args.iter().map(String::as_str).collect::<Vec<_>>());
         assert!(run.ok(), "{name}: {}", run.stderr);
@@ -706,6 +716,8 @@ fn lr_find_on_lightning_files_records_and_suggests_what_lightnings_tuner_does() 
             assert_close(name, &format!("smoothed loss {i}"), *g, *w);
         }
         assert_eq!(got["suggestion"], want["suggestion"], "{name}: suggestion");
+        // The batches the search drew (Lightning's `_total_batch_idx`).
+        assert_eq!(got["total_batch_idx"], want["total_batch_idx"], "{name}: the last batch index");
     }
 }
 
@@ -731,6 +743,16 @@ fn a_fit_after_lr_find_trains_as_lightnings_tuner_then_fit() {
     let words = want["error"].as_str().expect("Lightning's error");
     assert!(run.stderr.contains(words), "{}", run.stderr);
     assert!(!d.path().join("lightning_logs").exists() || !run.stdout.contains("Epoch"), "no training");
+    // Two optimizers (test_error_with_multiple_optimizers): `lthost lr-find` (no update_attr)
+    // is refused with Lightning's words, and writes nothing.
+    let want = reference("lr-find-lit-manual");
+    let d = tempfile::tempdir().expect("tempdir");
+    let wasm = plugin("lit-manual");
+    let run = lthost(d.path(), &["lr-find", wasm.to_str().expect("utf-8"), "--accelerator", "cpu", "--output", "out"]);
+    assert!(!run.ok(), "refused");
+    let words = want["error"].as_str().expect("Lightning's error");
+    assert!(run.stderr.contains(words), "{words}\n{}", run.stderr);
+    assert!(!d.path().join("out").exists(), "nothing written");
 }
 
 #[test]
@@ -797,12 +819,15 @@ fn the_learning_rate_finder_callback_searches_inside_the_fit_as_lightnings() {
     // groups (lit-classifier: its plugin-run ReduceLROnPlateau goes on from it), then the same
     // fit: the suggestion, every training loss, the last validation loss. A search the
     // diverging loss stops early does not stop the fit; with both finders (batch size first)
-    // the learning-rate search runs at the size found.
+    // the learning-rate search runs at the size found. With update_attr=False beside
+    // EarlyStopping (test_lr_finder_with_early_stopping) the search only reports, and
+    // EarlyStopping, set aside during it, ends the fit at Lightning's epoch.
     for name in [
         "lrf-fit-lit-classifier",
         "lrf-fit-lit-hparams",
         "lrf-fit-lit-hparams-diverging",
         "finders-both-lit-classifier",
+        "lrf-fit-lit-classifier-early-stopping",
     ] {
         let (got, val, want) = run_like_lightning(name);
         assert_training_losses(name, &got, &want);

@@ -25,6 +25,7 @@ mod parity;
 mod ports;
 mod schedulers;
 mod signatures;
+mod stage_batch_size;
 mod startup;
 mod streams;
 mod training_options;

@@ -95,6 +95,18 @@ def lr_find(seed, trainer_args=None, optimizer="adam", **kwargs):
     return {"args": kwargs, "trainer": trainer_args or {}, "optimizer": optimizer, "lr": finder.results["lr"], "loss": finder.results["loss"], "suggestion": finder.suggestion()}
 
 
+def lr_find_recorder(model_args, **kwargs):
+    """`Tuner.lr_find` on the hook-recording model (SGD, 4 batches an epoch), seeded as `lthost lr-find --seed 0`."""
+    torch.manual_seed(0)
+    model = Recorder([], **model_args)
+    with tempfile.TemporaryDirectory() as root:
+        trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                            enable_model_summary=False, default_root_dir=root)
+        finder = Tuner(trainer).lr_find(model, update_attr=False, **kwargs)
+    loss = [v if v == v else "nan" for v in finder.results["loss"]]
+    return {"args": kwargs, "model": model_args, "lr": finder.results["lr"], "loss": loss, "suggestion": finder.suggestion()}
+
+
 def suggestions():
     """Lightning's `_LRFinder.suggestion` on literal results (tests_pytorch/tuner/test_lr_finder.py:
     test_suggestion_not_enough_finite_points, test_suggestion_with_non_finite_values, test_gradient_correctness)."""
@@ -114,6 +126,12 @@ def suggestions():
     # a NaN over the last loss of a real search changes nothing (skip_end drops it)
     ys = [math.cos(x) + 0.1 * x for x in xs[:120]]
     out.append({"lr": xs[:120], "loss": ys[:-1] + [nan], "skip_begin": 10, "skip_end": 1})
+    # test_suggestion_parameters_work: skip_begin 10 and 70 on one search's results give different
+    # suggestions (a steep drop at 40, a gentler one at 85)
+    zs = [float(i) for i in range(100)]
+    drops = [1 - math.tanh((i - 40) / 6) - 0.3 * math.tanh((i - 85) / 4) for i in range(100)]
+    for begin in (10, 70):
+        out.append({"lr": zs, "loss": drops, "skip_begin": begin, "skip_end": 1})
     for case in out:
         finder = _LRFinder(mode="linear", lr_min=1e-8, lr_max=1.0, num_training=max(1, len(case["lr"])))
         finder.results = {"lr": case["lr"], "loss": case["loss"]}
@@ -148,6 +166,10 @@ def main(path):
     # tuner.md row 6 (test_call_to_trainer_method): Adagrad, linear mode
     out["lr_find"]["adagrad_linear"] = lr_find(9, optimizer="adagrad", mode="linear", num_training=40, min_lr=1e-4,
                                                max_lr=0.5)
+    # tuner.md row 20 (test_lr_finder_training_step_none_output): training_step returns None at global
+    # steps 5, 12 and 17: NaN there, and a suggestion from the finite points
+    out["lr_find"]["none_output"] = lr_find_recorder({"none_at": [5, 12, 17]}, num_training=20,
+                                                     early_stop_threshold=None)
     out["suggestions"] = suggestions()
     with open(path, "w") as f:
         json.dump(out, f, indent=1)

@@ -90,10 +90,13 @@ CHECKPOINTS = {
 
 
 # `Tuner(trainer).lr_find` on a file (docs/lightning-tests/tuner.md, portable case 1): name: (the file, lr_find's
-# arguments). update_attr=False: lthost reports the suggestion without applying it.
+# arguments, Trainer arguments). update_attr=False: lthost reports the suggestion without applying it.
 LR_FINDS = {
-    "lr-find-lit-boring": ("lit-boring", {"num_training": 30, "early_stop_threshold": None}),
-    "lr-find-lit-mnist": ("lit-mnist", {"num_training": 40, "min_lr": 1e-5}),
+    "lr-find-lit-boring": ("lit-boring", {"num_training": 30, "early_stop_threshold": None}, {}),
+    "lr-find-lit-mnist": ("lit-mnist", {"num_training": 40, "min_lr": 1e-5}, {}),
+    # test_accumulation_and_early_stopping (tuner.md row 8): 100 points over 200 batches, across
+    # the ends of BoringModel's 64-batch epochs, `_total_batch_idx` 199.
+    "lr-find-lit-boring-accumulate": ("lit-boring", {"early_stop_threshold": None}, {"accumulate_grad_batches": 2}),
 }
 
 
@@ -116,7 +119,7 @@ def load(name):
     return module
 
 
-def lr_find(name, kwargs):
+def lr_find(name, kwargs, trainer_args):
     from lightning.pytorch.tuner import Tuner
     cls_name, data_name, _ = FILES[name]
     module = load(name)
@@ -125,10 +128,11 @@ def lr_find(name, kwargs):
     data = made(getattr(module, data_name), None) if data_name else None
     with tempfile.TemporaryDirectory() as d:
         trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
-                            enable_checkpointing=False, enable_model_summary=False, default_root_dir=d)
+                            enable_checkpointing=False, enable_model_summary=False, default_root_dir=d,
+                            **trainer_args)
         finder = Tuner(trainer).lr_find(model, datamodule=data, update_attr=False, **kwargs)
-    return {"plugin": name, "seed": SEED, "args": kwargs, "lr": finder.results["lr"], "loss": finder.results["loss"],
-            "suggestion": finder.suggestion()}
+    return {"plugin": name, "seed": SEED, "args": kwargs, "trainer": trainer_args, "lr": finder.results["lr"],
+            "loss": finder.results["loss"], "suggestion": finder.suggestion(), "total_batch_idx": finder._total_batch_idx}
 
 
 class Lines(logging.Handler):
@@ -165,12 +169,14 @@ def scale_batch_size(trainer, model, data, kwargs):
     return logged(lambda: Tuner(trainer).scale_batch_size(model, datamodule=data, **kwargs))
 
 
-def run(name, cls_name, data_name, epochs, hparams=None, trainer_args=None, lr_find=None, scale=None, bsf=None, lrf=None):
+def run(name, cls_name, data_name, epochs, hparams=None, trainer_args=None, lr_find=None, scale=None, bsf=None, lrf=None,
+        early_stopping=None):
     """A fit of the file as lthost runs it; `lr_find`: `(lr_find's arguments, the field it sets)`:
     `Tuner(trainer).lr_find` (update_attr=True) first, on the same model, DataModule and Trainer;
     `scale`: `(scale_batch_size's arguments, the field)`: `Tuner(trainer).scale_batch_size` first;
     `bsf`: `(BatchSizeFinder's arguments, the field)`: the callback in the fit; `lrf`:
-    `(LearningRateFinder's arguments, the field)`: that callback in the fit."""
+    `(LearningRateFinder's arguments, the field)`: that callback in the fit; `early_stopping`:
+    EarlyStopping's arguments, that callback after them."""
     module = load(name)
     L.seed_everything(SEED, verbose=False)
     model = made(getattr(module, cls_name), hparams)
@@ -186,6 +192,9 @@ def run(name, cls_name, data_name, epochs, hparams=None, trainer_args=None, lr_f
             from lightning.pytorch.callbacks import LearningRateFinder
             lr_finder = LearningRateFinder(**lrf[0])
             callbacks.append(lr_finder)
+        if early_stopping is not None:
+            from lightning.pytorch.callbacks import EarlyStopping
+            callbacks.append(EarlyStopping(**early_stopping))
         trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=CSVLogger(d), log_every_n_steps=1,
                             enable_progress_bar=False, enable_checkpointing=bool(checkpoint), enable_model_summary=False,
                             callbacks=callbacks, **(trainer_args or {}))
@@ -210,6 +219,8 @@ def run(name, cls_name, data_name, epochs, hparams=None, trainer_args=None, lr_f
                      "loss": found.results["loss"], "field": field,
                      "set_to": getattr(model, field) if hasattr(model, field) else model.hparams[field],
                      "optimizer_lr": [g["lr"] for g in trainer.optimizers[0].param_groups]}
+            if early_stopping is not None:
+                tuned |= {"early_stopping": early_stopping, "stopped_epoch": trainer.early_stopping_callback.stopped_epoch}
         elif bsf is None:
             trainer.fit(model, datamodule=data)
         else:
@@ -375,6 +386,16 @@ LR_FINDER_FITS = {
     # The loss diverges after 14 of 20 steps (threshold 4): the search's stop does not stop the fit.
     "lrf-fit-lit-hparams-diverging": ("lit-hparams", {"data_save": "all", "lr": 0.2},
                                       {"num_training_steps": 20, "max_lr": 100.0, "min_lr": 1e-3}, "lr", 5),
+    # test_lr_finder_with_early_stopping (tuner.md row 21): update_attr=False beside EarlyStopping on
+    # val_loss and ReduceLROnPlateau on val_loss: the search only reports, the fit keeps lr 1e-2 and
+    # EarlyStopping (set aside during the search) ends it.
+    "lrf-fit-lit-classifier-early-stopping": ("lit-classifier", None, {"num_training_steps": 20, "update_attr": False},
+                                              "lr", 12),
+}
+
+# EarlyStopping beside a run's other callbacks: name: its arguments.
+EARLY_STOPPING = {
+    "lrf-fit-lit-classifier-early-stopping": {"monitor": "val_loss", "patience": 2, "min_delta": 0.02},
 }
 
 # Both finder callbacks in one fit, in this list order (lthost's fixed order): the batch-size search,
@@ -383,6 +404,54 @@ BOTH_FINDERS = {
     "finders-both-lit-classifier": ("lit-classifier", None, {"steps_per_trial": 2, "max_trials": 3},
                                     {"num_training_steps": 20}, 2),
 }
+
+# The batch-size finder in validate, test and predict (docs/lightning-tests/tuner.md rows 40, 41):
+# name: (the file, hparams, the stage, the finder's arguments, how). "callback": `BatchSizeFinder`
+# in `Trainer(callbacks=[...])`, searching at the stage's start, then that run at the size found;
+# "tuner": `Tuner(trainer).scale_batch_size(method=stage)`, then the stage's own run.
+EVAL_BATCH_SIZE = {
+    # From init_val 2 (the loop asks for its loader again at each trial): 2, 4, 8, 16.
+    "bsf-validate-lit-autoencoder": ("lit-autoencoder", None, "validate", {"max_trials": 4, "steps_per_trial": 2},
+                                     "callback"),
+    # lit-hparams with `noisy`: each loader request draws its points' noise, so the run's data
+    # depends on every loader asked for and every iterator made before it.
+    # The DataModule's attribute and hyper-parameter: 2, 4, 8, 16, then 32, as many as the points, ends it.
+    "bsf-test-lit-hparams": ("lit-hparams", {"data_save": "all", "lr": 0.2, "noisy": True}, "test", {"max_trials": 6},
+                             "callback"),
+    # A predict trial runs every batch (Lightning limits its evaluation loops only).
+    "bsf-predict-lit-hparams": ("lit-hparams", {"noisy": True}, "predict", {"max_trials": 3, "init_val": 4}, "callback"),
+    "scale-validate-lit-hparams-binsearch": ("lit-hparams", {"data_save": "all", "lr": 0.2, "noisy": True}, "validate",
+                                             {"mode": "binsearch", "max_trials": 3, "steps_per_trial": 1}, "tuner"),
+    "scale-predict-lit-hparams": ("lit-hparams", {"noisy": True}, "predict", {"max_trials": 2}, "tuner"),
+}
+
+
+def eval_batch_size_run(file, hparams, stage, kwargs, how):
+    from lightning.pytorch.callbacks import BatchSizeFinder
+    from lightning.pytorch.tuner import Tuner
+    cls_name, data_name, _ = FILES[file]
+    module = load(file)
+    L.seed_everything(SEED, verbose=False)
+    model = made(getattr(module, cls_name), hparams)
+    data = made(getattr(module, data_name), hparams)
+    with tempfile.TemporaryDirectory() as d:
+        callbacks = [BatchSizeFinder(**kwargs)] if how == "callback" else []
+        trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                            enable_model_summary=False, callbacks=callbacks, default_root_dir=d)
+
+        def go():
+            if how == "tuner":
+                Tuner(trainer).scale_batch_size(model, datamodule=data, method=stage, **kwargs)
+            if stage == "predict":
+                return trainer.predict(model, datamodule=data)
+            return getattr(trainer, stage)(model, datamodule=data, verbose=False)
+
+        out, said = logged(go)
+    out_of = {"predictions": [p.tolist() for p in out]} if stage == "predict" else {
+        "results": [{k: float(v) for k, v in r.items()} for r in out]}
+    return {"plugin": file, "seed": SEED, "hparams": hparams, "stage": stage, "how": how, "args": kwargs, "said": said,
+            "set_to": data.batch_size, "data_hparams": dict(data.hparams), **out_of}
+
 
 # lr_find refused before any step: name: (the file, hparams). BoringModel holds no lr field.
 LR_FIND_REFUSED = {
@@ -414,8 +483,8 @@ def main(path):
         out[name] = logger_options_run(loggers)
     for name, (file, hparams) in REFUSED.items():
         out[name] = refused(file, hparams)
-    for name, (file, kwargs) in LR_FINDS.items():
-        out[name] = lr_find(file, kwargs)
+    for name, (file, kwargs, trainer_args) in LR_FINDS.items():
+        out[name] = lr_find(file, kwargs, trainer_args)
     for name, (file, hparams, kwargs, field, epochs) in LR_FIND_FITS.items():
         cls_name, data_name, _ = FILES[file]
         out[name] = run(file, cls_name, data_name, epochs, hparams, None, (kwargs, field))
@@ -427,13 +496,19 @@ def main(path):
         out[name] = run(file, cls_name, data_name, epochs, hparams, None, None, None, (kwargs, field))
     for name, (file, hparams, kwargs, field, epochs) in LR_FINDER_FITS.items():
         cls_name, data_name, _ = FILES[file]
-        out[name] = run(file, cls_name, data_name, epochs, hparams, None, None, None, None, (kwargs, field))
+        out[name] = run(file, cls_name, data_name, epochs, hparams, None, None, None, None, (kwargs, field),
+                        EARLY_STOPPING.get(name))
     for name, (file, hparams, bsf, lrf, epochs) in BOTH_FINDERS.items():
         cls_name, data_name, _ = FILES[file]
         out[name] = run(file, cls_name, data_name, epochs, hparams, None, None, None, (bsf, "batch_size"), (lrf, "lr"))
         out[name]["batch_size_finder"] = bsf
+    for name, (file, hparams, stage, kwargs, how) in EVAL_BATCH_SIZE.items():
+        out[name] = eval_batch_size_run(file, hparams, stage, kwargs, how)
     for name, (file, hparams) in LR_FIND_REFUSED.items():
         out[name] = refused(file, hparams, ({}, None))
+    # test_error_with_multiple_optimizers (tuner.md row 1): two optimizers (manual optimization),
+    # searched without update_attr (`lthost lr-find`): refused before any step.
+    out["lr-find-lit-manual"] = refused("lit-manual", None, ({"update_attr": False}, None))
     # BoringModel holds no batch_size either (BatchSizeFinder.setup refuses it).
     out["scale-fit-lit-boring"] = refused("lit-boring", None, None, ({}, "batch_size"))
     Path(path).write_text(json.dumps(out, indent=1) + "\n")

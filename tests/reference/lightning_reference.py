@@ -51,9 +51,10 @@ CALLBACK_HOOKS = [
 
 
 class Recorder(L.LightningModule):
-    def __init__(self, calls, samples=16, batch_size=4, skip_at=None, script=None, scheduler=None, forked=False, val_on_step=False, log_step_epoch=False, script_at="validation_step", none_even=False):
+    def __init__(self, calls, samples=16, batch_size=4, skip_at=None, script=None, scheduler=None, forked=False, val_on_step=False, log_step_epoch=False, script_at="validation_step", none_even=False, none_at=None):
         super().__init__()
         self.none_even = none_even  # training_step returns None at even batch indices (after logging)
+        self.none_at = none_at or []  # ... and at these global steps
         self.forked, self.val_on_step, self.log_step_epoch = forked, val_on_step, log_step_epoch
         self.lrs = []  # the learning rate each training step ran with
         self.calls, self.samples, self.batch_size, self.skip_at = calls, samples, batch_size, skip_at
@@ -95,7 +96,7 @@ class Recorder(L.LightningModule):
         if self.log_step_epoch:
             self.log("step", float(100 + self.global_step))
             self.log("epoch", 7.0)
-        if self.none_even and batch_idx % 2 == 0:
+        if (self.none_even and batch_idx % 2 == 0) or self.global_step in self.none_at:
             return None
         return loss
 

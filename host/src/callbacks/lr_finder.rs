@@ -278,7 +278,7 @@ mod tests {
     fn suggestions_are_lightnings() {
         // tests/reference/callbacks_reference.py `suggestions()`: Lightning's `_LRFinder.suggestion`
         // on test_lr_finder.py's literal results (too few finite points, NaN and inf, skip_end 0,
-        // sin's steepest descent at pi, a float32 overflow).
+        // sin's steepest descent at pi, a float32 overflow, skip_begin 10 and 70).
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/reference/callbacks.json");
         let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e} (run `make reference`)"));
         let reference: serde_json::Value = serde_json::from_str(&text).expect("callbacks.json");
@@ -286,7 +286,13 @@ mod tests {
             serde_json::Value::String(s) => s.parse::<f64>().expect("nan or inf"),
             v => v.as_f64().expect("a number"),
         };
-        for (i, case) in reference["suggestions"].as_array().expect("suggestions").iter().enumerate() {
+        let cases = reference["suggestions"].as_array().expect("suggestions");
+        // test_suggestion_parameters_work: the last two cases are one search's results with
+        // skip_begin 10 and 70, whose suggestions differ.
+        let [.., early, late] = cases.as_slice() else { panic!("the skip_begin cases") };
+        assert_eq!((early["skip_begin"].as_u64(), late["skip_begin"].as_u64()), (Some(10), Some(70)));
+        assert_ne!(early["index"], late["index"], "skip_begin changes Lightning's suggestion");
+        for (i, case) in cases.iter().enumerate() {
             let results = LrFindResults {
                 lr: case["lr"].as_array().expect("lr").iter().map(number).collect(),
                 loss: case["loss"].as_array().expect("loss").iter().map(number).collect(),

@@ -65,6 +65,7 @@ pub(crate) fn search_in_fit(
         Ok(())
     })();
     let steps = st.ctx.global_step.saturating_sub(start_steps);
+    let total_batch_idx = super::total_batch_idx(st);
     st.ctx.optim = fit_set;
     let signal = st.interrupter.interrupted().or(match crate::plugin::interrupt::signalled() {
         0 => None,
@@ -77,7 +78,7 @@ pub(crate) fn search_in_fit(
     ran?;
     let results = results.borrow().clone();
     let found = suggestion(&results, 10, 1).map_err(|e| anyhow!("lr_find suggestion: {e}"))?;
-    let report = super::LrFindReport { results, suggestion: found, steps, seed: 0 };
+    let report = super::LrFindReport { results, suggestion: found, steps, total_batch_idx, seed: 0 };
     report.print(cfg);
     // The snapshot put back; not the generators (Lightning's restore leaves them: the loaders
     // below are set up from where the search left them, and the isolation ends after). A

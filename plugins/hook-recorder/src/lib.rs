@@ -3,7 +3,8 @@
 //! Hyper-parameters: `skip_at` (on_train_batch_start returns -1 at that batch index),
 //! `log_in` (a hook name where the module calls `self.log`, to test Lightning's rules),
 //! `samples`, `batch_size`, `lr`, `scheduler` ("step" or "plateau"), `none_even`
-//! (training_step returns None at even batch indices).
+//! (training_step returns None at even batch indices), `none_at` (... and at these global
+//! steps).
 
 use lthost_sdk::log::{self as lg};
 use lthost_sdk::nn::Linear;
@@ -30,6 +31,8 @@ struct Recorder {
     log_step_epoch: bool,
     /// training_step returns None at even batch indices (after logging).
     none_even: bool,
+    /// training_step returns None at these global steps (after logging).
+    none_at: Vec<u64>,
 }
 
 const ALL: &[Hook] = &[
@@ -97,6 +100,11 @@ impl LightningModule for Recorder {
             val_on_step: hp.get("val_on_step").and_then(|v| v.as_bool()).unwrap_or(false),
             log_step_epoch: hp.get("log_step_epoch").and_then(|v| v.as_bool()).unwrap_or(false),
             none_even: hp.get("none_even").and_then(|v| v.as_bool()).unwrap_or(false),
+            none_at: hp
+                .get("none_at")
+                .and_then(|v| v.as_array())
+                .map(|a| a.iter().filter_map(|x| x.as_u64()).collect())
+                .unwrap_or_default(),
         })
     }
 
@@ -126,7 +134,7 @@ impl LightningModule for Recorder {
             lg::log_scalar("step", 100.0 + trainer::global_step() as f64, lg::options());
             lg::log_scalar("epoch", 7.0, lg::options());
         }
-        if self.none_even && batch_idx % 2 == 0 {
+        if (self.none_even && batch_idx % 2 == 0) || self.none_at.contains(&trainer::global_step()) {
             return None;
         }
         Some(loss)

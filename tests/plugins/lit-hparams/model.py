@@ -1,6 +1,7 @@
 """`save_hyperparameters` as Lightning files call it, chosen by the `save` and `data_save`
 hyper-parameters: which of them reach hparams.yaml, and when Lightning refuses to merge a
-module's and a DataModule's (tests/e2e/lightning_files.rs against Lightning 2.6.6)."""
+module's and a DataModule's (tests/e2e/lightning_files.rs against Lightning 2.6.6); the
+`batch_size` every DataLoader takes, for the batch-size finder in each stage."""
 
 import torch
 from torch import nn
@@ -46,13 +47,23 @@ class Regressor(Base):
         x, y = batch
         self.log("val_loss", nn.functional.mse_loss(self.net(x), y))
 
+    def test_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("test_loss", nn.functional.mse_loss(self.net(x), y))
+
+    def predict_step(self, batch, batch_idx):
+        return self.net(batch[0])
+
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=self.lr)
 
 
 class Points(L.LightningDataModule):
-    def __init__(self, batch_size=8, data_save="none", lr=0.2):
+    def __init__(self, batch_size=8, data_save="none", lr=0.2, noisy=False):
         super().__init__()
+        # Each evaluation loader draws its points' noise from the global generator when asked
+        # for (as BoringModel's RandomDataset does): what it holds depends on every draw before.
+        self.noisy = noisy
         if data_save == "all":
             self.save_hyperparameters()
         elif data_save == "nolog":
@@ -68,4 +79,16 @@ class Points(L.LightningDataModule):
         return DataLoader(self.points, batch_size=self.batch_size)
 
     def val_dataloader(self):
-        return DataLoader(self.points, batch_size=self.batch_size)
+        return DataLoader(self._evaluated(), batch_size=self.batch_size)
+
+    def _evaluated(self):
+        if not self.noisy:
+            return self.points
+        x, y = self.points.tensors
+        return TensorDataset(x + 0.1 * torch.randn_like(x), y)
+
+    def test_dataloader(self):
+        return DataLoader(self._evaluated(), batch_size=self.batch_size)
+
+    def predict_dataloader(self):
+        return DataLoader(self._evaluated(), batch_size=self.batch_size)
