@@ -23,7 +23,7 @@ use crate::progress::Progress;
 /// Format 2 keeps the loops' state dicts under `loops`; format 1 (read still) kept a flat
 /// `position`.
 pub const FORMAT: u32 = 2;
-pub const WIT_VERSION: &str = "0.2.0";
+pub const WIT_VERSION: &str = "0.3.0";
 
 /// The loops' position as format 1 wrote it (the loops now write their state dicts).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

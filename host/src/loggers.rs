@@ -103,7 +103,8 @@ pub trait Logger {
     fn after_save_checkpoint(&mut self, _saved: &CheckpointSaved) -> Result<()> {
         Ok(())
     }
-    /// The run ended: "success", "failed" or "interrupted" (Lightning's `finalize`).
+    /// The run ended: "success", or "failed" (Lightning's `finalize`; a signal's end too, as
+    /// Lightning's `_interrupt` finalizes with "failed" for KeyboardInterrupt and SIGTERM).
     fn finalize(&mut self, _status: &str) -> Result<()> {
         self.save()
     }

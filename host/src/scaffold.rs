@@ -67,7 +67,7 @@ pub fn init(dir: &Path, lang: &str) -> Result<Vec<PathBuf>> {
     if lang != "python" {
         files.extend(wit_files());
     }
-    files.push(("lthost.toml".into(), format!("name = \"{name}\"\nversion = \"0.1.0\"\nauthors = []\ndescription = \"\"\nwit = \"lt:plugin@0.2.0\"\n{CAPABILITIES}")));
+    files.push(("lthost.toml".into(), format!("name = \"{name}\"\nversion = \"0.1.0\"\nauthors = []\ndescription = \"\"\nwit = \"lt:plugin@0.3.0\"\n{CAPABILITIES}")));
     files.push((
         "run.toml".into(),
         "[trainer]\nmax_epochs = 10\nseed = 0\n\n[hparams]\nlr = 0.01\nhidden = 32\n".to_string(),

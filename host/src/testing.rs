@@ -85,9 +85,61 @@ pub struct Regression {
     /// `training_step` logs `foo` and `validation_step` `bar` = batch_idx, on the epoch only,
     /// reduced by this.
     pub reduce_probe: Option<ReduceFx>,
+    /// What the module logs where (Lightning's logging tests as data): see [`Planned`].
+    pub log_plan: Vec<Planned>,
     /// Every training step's loss.
     pub losses: Vec<f64>,
     params: Option<(Tensor, Tensor)>,
+}
+
+/// One entry of a log plan (docs/lightning-tests/logging.md, harness LP; its Lightning twin's
+/// `log_plan`): `name` logged in the hook or step named `hook`, with `value` and `opts`.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    pub hook: String,
+    pub name: String,
+    pub value: PlanValue,
+    pub opts: LogOptions,
+}
+
+/// What a planned entry logs: a number, or the batch index, current epoch or global step.
+#[derive(Debug, Clone, Copy)]
+pub enum PlanValue {
+    Number(f32),
+    BatchIdx,
+    Epoch,
+    Step,
+}
+
+impl Planned {
+    /// An entry as the reference writes it: `{hook, name, value, on_step?, on_epoch?,
+    /// prog_bar?, logger?, reduce_fx?}`.
+    pub fn from_json(e: &Value) -> Result<Planned> {
+        let text = |k: &str| e[k].as_str().map(str::to_string).ok_or_else(|| anyhow!("plan entry {e}: no `{k}`"));
+        let value = match &e["value"] {
+            Value::String(s) if s == "batch_idx" => PlanValue::BatchIdx,
+            Value::String(s) if s == "epoch" => PlanValue::Epoch,
+            Value::String(s) if s == "step" => PlanValue::Step,
+            v => PlanValue::Number(v.as_f64().ok_or_else(|| anyhow!("plan entry {e}: a value"))? as f32),
+        };
+        let reduce_fx = match e["reduce_fx"].as_str() {
+            None | Some("mean") => ReduceFx::Mean,
+            Some("sum") => ReduceFx::Sum,
+            Some("max") => ReduceFx::Max,
+            Some("min") => ReduceFx::Min,
+            Some(other) => return Err(anyhow!("plan entry {e}: reduce_fx {other}")),
+        };
+        let opts = LogOptions {
+            prog_bar: e["prog_bar"].as_bool().unwrap_or(false),
+            logger: e["logger"].as_bool().unwrap_or(true),
+            on_step: e["on_step"].as_bool(),
+            on_epoch: e["on_epoch"].as_bool(),
+            reduce_fx,
+            batch_size: None,
+            add_dataloader_idx: true,
+        };
+        Ok(Planned { hook: text("hook")?, name: text("name")?, value, opts })
+    }
 }
 
 impl Regression {
@@ -107,6 +159,7 @@ impl Regression {
             reduce_probe: None,
             epoch_end_value: None,
             plateau_on: None,
+            log_plan: Vec::new(),
             losses: Vec::new(),
             params: None,
         }
@@ -165,6 +218,21 @@ impl Regression {
     fn log(ctx: &mut RunContext, name: &str, value: &Tensor) -> Result<()> {
         ctx.log(name, value.f_detach()?, Self::epoch_options()).map_err(|e| anyhow!(e))
     }
+
+    /// Logs what the plan says for `hook` (a hook's or a step's name).
+    fn plan(&self, ctx: &mut RunContext, hook: &str, batch_idx: Option<u64>) -> Result<()> {
+        for e in self.log_plan.iter().filter(|e| e.hook == hook) {
+            let v = match e.value {
+                PlanValue::Number(v) => v,
+                PlanValue::BatchIdx => batch_idx.ok_or_else(|| anyhow!("{hook} has no batch index"))? as f32,
+                PlanValue::Epoch => ctx.current_epoch as f32,
+                PlanValue::Step => ctx.global_step as f32,
+            };
+            let t = Tensor::f_from_slice(&[v])?.f_reshape([])?;
+            ctx.log(&e.name, t, e.opts).map_err(|e| anyhow!(e))?;
+        }
+        Ok(())
+    }
 }
 
 impl Module for Regression {
@@ -220,6 +288,7 @@ impl Module for Regression {
     fn training_step(&mut self, ctx: &mut RunContext, batch: &[Tensor], batch_idx: u64) -> Result<Option<Tensor>> {
         self.call("training_step");
         let loss = self.loss(batch)?;
+        self.plan(ctx, "training_step", Some(batch_idx))?;
         Self::log(ctx, "train_loss", &loss)?;
         if self.log_step {
             let step = Tensor::f_from_slice(&[10.0 * ctx.global_step as f32 + 1.0])?.f_reshape([])?;
@@ -257,6 +326,7 @@ impl Module for Regression {
             return Err(anyhow!("validation_step fails at epoch {}, batch {batch_idx}", ctx.current_epoch));
         }
         let loss = self.loss(batch)?;
+        self.plan(ctx, "validation_step", Some(batch_idx))?;
         if self.val_on_step {
             let opts = LogOptions { on_step: Some(true), ..Self::epoch_options() };
             ctx.log("val_loss", loss.f_detach()?, opts).map_err(|e| anyhow!(e))?;
@@ -280,9 +350,10 @@ impl Module for Regression {
         Ok(())
     }
 
-    fn test_step(&mut self, ctx: &mut RunContext, batch: &[Tensor], _batch_idx: u64) -> Result<()> {
+    fn test_step(&mut self, ctx: &mut RunContext, batch: &[Tensor], batch_idx: u64) -> Result<()> {
         self.call("test_step");
         let loss = self.loss(batch)?;
+        self.plan(ctx, "test_step", Some(batch_idx))?;
         Self::log(ctx, "test_loss", &loss)
     }
 
@@ -299,6 +370,7 @@ impl Module for Regression {
 
     fn hook(&mut self, ctx: &mut RunContext, hook: Hook, batch_idx: Option<u64>) -> Result<i32> {
         self.call(hook.name());
+        self.plan(ctx, hook.name(), batch_idx)?;
         if let (Some(v), Hook::OnValidationEpochEnd) = (self.epoch_end_value, hook) {
             Self::log_value(ctx, "epoch_value", v, ReduceFx::Mean)?;
         }

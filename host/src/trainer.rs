@@ -525,7 +525,9 @@ impl<'c> Trainer<'c> {
                 st.hook(Hook::OnFitEnd, None)?;
                 st.hook(Hook::Teardown, None)?;
             }
-            let status = if st.interrupter.interrupted().is_some() { "interrupted" } else { "success" };
+            // A signal ends as Lightning's `_interrupt` does (SIGTERMException, KeyboardInterrupt):
+            // the loggers finalized with "failed".
+            let status = if st.interrupter.interrupted().is_some() { "failed" } else { "success" };
             let log_dir = st.logger.as_ref().map(|l| l.log_dir().to_path_buf());
             if let Some(mut l) = st.logger.take() {
                 l.finalize(status)?;

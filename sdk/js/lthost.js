@@ -12,11 +12,11 @@
 // Built with componentize-js (`-w wit -n plugin`); s64 values are BigInts at the boundary,
 // which this SDK converts.
 
-import { Tensor, crossEntropy, nllLoss, mseLoss, l1Loss, binaryCrossEntropyWithLogits } from "lt:plugin/tensor@0.2.0";
-import { log as wlog, logScalar } from "lt:plugin/log@0.2.0";
-import { Op, setGradEnabled, raise as raiseOp } from "lt:plugin/aten@0.2.0";
-import { registerParameter, registerModule } from "lt:plugin/parameters@0.2.0";
-import { training } from "lt:plugin/trainer@0.2.0";
+import { Tensor, crossEntropy, nllLoss, mseLoss, l1Loss, binaryCrossEntropyWithLogits } from "lt:plugin/tensor@0.3.0";
+import { log as wlog, logScalar } from "lt:plugin/log@0.3.0";
+import { Op, setGradEnabled, raise as raiseOp } from "lt:plugin/aten@0.3.0";
+import { registerParameter, registerModule } from "lt:plugin/parameters@0.3.0";
+import { training } from "lt:plugin/trainer@0.3.0";
 
 export { Tensor };
 

@@ -1,4 +1,4 @@
-//! Generated guest bindings for `lt:plugin@0.2.0` (world `plugin`). Private to the SDK:
+//! Generated guest bindings for `lt:plugin@0.3.0` (world `plugin`). Private to the SDK:
 //! plugins use the re-exports and [`crate::export_plugin!`].
 
 wit_bindgen::generate!({

@@ -26,7 +26,7 @@ pub trait Logger: Sized + 'static {
     fn save(&mut self) -> Result<(), String> {
         Ok(())
     }
-    /// "success", "failed" or "interrupted".
+    /// "success" or "failed" (a failure or a signal, as Lightning's `finalize`).
     fn finalize(&mut self, _status: &str) -> Result<(), String> {
         Ok(())
     }

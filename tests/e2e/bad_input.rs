@@ -61,7 +61,61 @@ fn a_component_missing_the_exports() {
     lthost(dir.path(), &["run", f.to_str().expect("utf-8"), "--allow-unsigned"]).assert_fails_with(&[
         "plugin `empty`",
         "exports neither",
-        "lt:plugin/lightning-module@0.2.0",
+        "lt:plugin/lightning-module@0.3.0",
+    ]);
+}
+
+/// `component` without its top-level custom sections named `name`.
+fn without_custom_section(component: &[u8], name: &[u8]) -> Vec<u8> {
+    fn leb(b: &[u8], mut i: usize) -> (usize, usize) {
+        let (mut v, mut shift) = (0usize, 0);
+        loop {
+            let x = b[i];
+            i += 1;
+            v |= usize::from(x & 0x7f) << shift;
+            shift += 7;
+            if x < 0x80 {
+                return (v, i);
+            }
+        }
+    }
+    let mut out = component[..8].to_vec();
+    let mut i = 8;
+    while i < component.len() {
+        let (size, start) = leb(component, i + 1);
+        let section = &component[i..start + size];
+        let dropped = component[i] == 0 && {
+            let (len, at) = leb(component, start);
+            &component[at..at + len] == name
+        };
+        if !dropped {
+            out.extend_from_slice(section);
+        }
+        i = start + size;
+    }
+    out
+}
+
+#[test]
+fn a_plugin_built_for_an_older_wit_is_refused_with_the_version() {
+    // A plugin of an older lthost SDK names the interfaces of lt:plugin@0.2.0 (made here from
+    // a built plugin by renaming them and dropping its signature, which no longer matches).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let built = std::fs::read(plugin("parity-mlp")).expect("parity-mlp.wasm");
+    assert!(built.windows(6).any(|w| w == b"@0.3.0"), "the plugin names lt:plugin@0.3.0");
+    let mut old = built;
+    for at in 0..old.len().saturating_sub(5) {
+        if &old[at..at + 6] == b"@0.3.0" {
+            old[at..at + 6].copy_from_slice(b"@0.2.0");
+        }
+    }
+    let f = dir.path().join("old.wasm");
+    std::fs::write(&f, without_custom_section(&old, b"signature")).expect("write");
+    lthost(dir.path(), &["fit", f.to_str().expect("utf-8"), "--allow-unsigned"]).assert_fails_with(&[
+        "plugin `old`",
+        "this host speaks lt:plugin@0.3.0",
+        "needs rebuilding",
+        "lt:plugin/tensor@0.2.0",
     ]);
 }
 

@@ -595,3 +595,62 @@ fn a_signal_ends_the_run_with_on_exception_and_no_end_hooks() {
     // Without checkpointing the run is saved beside the logs.
     assert!(dir.path().join("interrupted.ckpt").exists(), "the run saved at the signal");
 }
+
+/// Records the status each logger of a run is finalized with.
+struct StatusLogger(std::path::PathBuf, Rc<RefCell<Vec<String>>>);
+
+impl lthost::loggers::Logger for StatusLogger {
+    fn name(&self) -> &str {
+        "status"
+    }
+    fn version(&self) -> lthost::loggers::Version {
+        lthost::loggers::Version::Number(0)
+    }
+    fn log_dir(&self) -> &std::path::Path {
+        &self.0
+    }
+    fn log_hyperparams(&mut self, _: &Value) -> anyhow::Result<()> {
+        Ok(())
+    }
+    fn log_metrics(&mut self, _: &BTreeMap<String, f64>, _: u64) -> anyhow::Result<()> {
+        Ok(())
+    }
+    fn save(&mut self) -> anyhow::Result<()> {
+        Ok(())
+    }
+    fn finalize(&mut self, status: &str) -> anyhow::Result<()> {
+        self.1.borrow_mut().push(status.to_string());
+        Ok(())
+    }
+}
+
+#[test]
+fn a_signal_finalizes_the_loggers_as_failed() {
+    // Lightning's `_interrupt` (trainer/call.py) finalizes every logger with "failed" for
+    // SIGTERMException and KeyboardInterrupt alike; a run that ends normally with "success".
+    let _rng = crate::common::global_rng();
+    for (signal_at, want) in [(true, "failed"), (false, "success")] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut module, mut data, log) = recorder().expect("hook-recorder");
+        let cfg = TrainerConfig {
+            max_epochs: Some(1),
+            default_root_dir: dir.path().to_path_buf(),
+            logger: true,
+            ..quiet(TrainerConfig::default())
+        };
+        let flag = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut trainer = Trainer::new(cfg, None);
+        if signal_at {
+            trainer = trainer.with_callback(Box::new(SignalAt(flag.clone(), log.clone())));
+        }
+        trainer.signal = Some(flag);
+        let statuses = Rc::new(RefCell::new(Vec::new()));
+        let seen = statuses.clone();
+        trainer.logger_plugins.push(Box::new(move |d: &std::path::Path, _: &lthost::loggers::Version| {
+            Ok(Box::new(StatusLogger(d.to_path_buf(), seen.clone())) as Box<dyn lthost::loggers::Logger>)
+        }));
+        let r = trainer.fit(&mut module, &mut data as &mut dyn DataModule, &json!({})).expect("fit");
+        assert_eq!(r.interrupted.is_some(), signal_at);
+        assert_eq!(*statuses.borrow(), [want.to_string()], "signal: {signal_at}");
+    }
+}

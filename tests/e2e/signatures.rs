@@ -74,10 +74,10 @@ fn sign_verify_inspect_and_the_trust_policy() {
     for needle in [
         "name        parity-mlp",
         "version     0.1.0",
-        "wit         lt:plugin@0.2.0",
+        "wit         lt:plugin@0.3.0",
         "is a          LightningModule + DataModule",
-        "lt:plugin/lightning-module@0.2.0",
-        "lt:plugin/tensor@0.2.0",
+        "lt:plugin/lightning-module@0.3.0",
+        "lt:plugin/tensor@0.3.0",
         "signatures    2 (embedded)",
         "trust         trusted: signed by",
     ] {

@@ -96,8 +96,32 @@ fn the_batch_size_finder_refuses_several_loaders_and_the_tuner_beside_it() {
     let args = ["validate", wasm.to_str().expect("utf-8"), "--set", "callbacks.batch_size_finder.max_trials=2"];
     let run = lthost(d.path(), &args);
     run.assert_fails_with(&["The Batch size finder cannot be used with multiple val dataloaders."]);
-    // The Tuner beside the callback: Lightning's refusal.
+    // Under fast_dev_run the search is skipped, but the callback's `setup` checks still run.
+    let args = [
+        "validate",
+        wasm.to_str().expect("utf-8"),
+        "--set",
+        "callbacks.batch_size_finder.max_trials=2",
+        "--set",
+        "trainer.fast_dev_run=true",
+    ];
+    let run = lthost(d.path(), &args);
+    run.assert_fails_with(&["The Batch size finder cannot be used with multiple val dataloaders."]);
+    // A stage limited to 0 batches has nothing to search (Lightning's finder fails on an
+    // assertion there): no trial, and the run goes on.
     let wasm = plugin("lit-hparams");
+    let args = [
+        "predict",
+        wasm.to_str().expect("utf-8"),
+        "--set",
+        "callbacks.batch_size_finder.max_trials=3",
+        "--set",
+        "trainer.limit_predict_batches=0",
+    ];
+    let run = lthost(d.path(), &args);
+    assert!(run.ok(), "{}", run.stderr);
+    assert!(!run.stdout.contains("atch size"), "no search: {}", run.stdout);
+    // The Tuner beside the callback: Lightning's refusal.
     let args = [
         "test",
         wasm.to_str().expect("utf-8"),

@@ -41,6 +41,16 @@ class Regression(L.LightningModule):
         self.sparse_log = False  # `sparse` at odd training batches, `val_sparse` at validation batch 0 (on the step)
         self.epoch_end_value = None  # logged as `epoch_value` in on_validation_epoch_end
         self.reduce_probe = None  # "min"/"max"/"sum"/"mean": `foo` (training) and `bar` (validation) = batch_idx, epoch only
+        # A log plan (docs/lightning-tests/logging.md, harness LP): entries {hook, name, value, and any of on_step,
+        # on_epoch, prog_bar, logger, reduce_fx}; `value` a number or "batch_idx", "epoch", "step".
+        self.log_plan = []
+
+    def plan(self, hook, batch_idx=None):
+        for e in self.log_plan:
+            if e["hook"] == hook:
+                v = e["value"]
+                v = {"batch_idx": batch_idx, "epoch": self.current_epoch, "step": self.global_step}[v] if isinstance(v, str) else v
+                self.log(e["name"], float(v), **{k: e[k] for k in ("on_step", "on_epoch", "prog_bar", "logger", "reduce_fx") if k in e})
 
     def loss(self, batch):
         x, y = batch
@@ -48,6 +58,7 @@ class Regression(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         loss = self.loss(batch)
+        self.plan("training_step", batch_idx)
         self.log("train_loss", loss, on_epoch=True)
         if self.log_step:
             self.log("step", float(10 * self.global_step + 1))
@@ -65,6 +76,7 @@ class Regression(L.LightningModule):
         return loss
 
     def validation_step(self, batch, batch_idx, dataloader_idx=0):
+        self.plan("validation_step", batch_idx)
         self.log("val_loss", self.loss(batch), on_epoch=True, **({"on_step": True} if self.val_on_step else {}))
         if self.shared_name:
             self.log("shared", self.loss(batch))
@@ -77,15 +89,39 @@ class Regression(L.LightningModule):
                      add_dataloader_idx=False)
 
     def on_validation_epoch_end(self):
+        self.plan("on_validation_epoch_end")
         if self.epoch_end_value is not None:
             self.log("epoch_value", self.epoch_end_value)
 
     def on_train_batch_end(self, outputs, batch, batch_idx):
+        self.plan("on_train_batch_end", batch_idx)
         if self.dup_hooks:
             self.log("dup", 3.0, on_epoch=True, reduce_fx=self.dup_hooks)
 
     def test_step(self, batch, batch_idx, dataloader_idx=0):
+        self.plan("test_step", batch_idx)
         self.log("test_loss", self.loss(batch), on_epoch=True)
+
+    def on_train_start(self):
+        self.plan("on_train_start")
+
+    def on_train_epoch_start(self):
+        self.plan("on_train_epoch_start")
+
+    def on_train_batch_start(self, batch, batch_idx):
+        self.plan("on_train_batch_start", batch_idx)
+
+    def on_train_epoch_end(self):
+        self.plan("on_train_epoch_end")
+
+    def on_validation_epoch_start(self):
+        self.plan("on_validation_epoch_start")
+
+    def on_validation_batch_start(self, batch, batch_idx, dataloader_idx=0):
+        self.plan("on_validation_batch_start", batch_idx)
+
+    def on_validation_batch_end(self, outputs, batch, batch_idx, dataloader_idx=0):
+        self.plan("on_validation_batch_end", batch_idx)
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-3)
@@ -453,20 +489,110 @@ class MetricsAt(L.Callback):
 # Lightning's tests_pytorch/trainer/logging_ (docs/lightning-tests/logging.md, difference 1): callbacks read this
 # epoch's values at the epoch-end hooks. name: Trainer arguments.
 METRICS_AT = {
-    "metrics_at_epoch_ends": {"max_epochs": 2, "val_check_interval": 0.5},
+    "metrics_at_epoch_ends": ({"max_epochs": 2, "val_check_interval": 0.5}, {}),
     # logged_metrics between logger rows (logging.md row 7, difference 2)
-    "metrics_at_no_rows": {"max_epochs": 1, "limit_val_batches": 0, "log_every_n_steps": 50},
+    "metrics_at_no_rows": ({"max_epochs": 1, "limit_val_batches": 0, "log_every_n_steps": 50}, {}),
 }
+
+
+def planned(hook, names, **options):
+    """Log plan entries: each name logged in `hook` with the value and options given."""
+    return [{"hook": hook, "name": n, **options} for n in names]
+
+
+# Lightning's test_train_loop_logging.py and test_eval_loop_logging.py as log plans (logging.md rows 11, 12, 16, 18,
+# 25, 29-32): what callback_metrics and logged_metrics hold, every value, at each epoch end and at the end.
+FOUR = {"limit_train_batches": 2, "limit_val_batches": 2, "max_epochs": 2, "log_every_n_steps": 1}
+PLANS = {
+    # test__training_step__log: every on_step × on_epoch for the logger and the progress bar
+    "plan_training_step_log": (FOUR, [
+        *planned("training_step", ["default"], value="batch_idx"),
+        {"hook": "training_step", "name": "l_s", "value": "batch_idx", "on_step": True, "on_epoch": False},
+        {"hook": "training_step", "name": "l_e", "value": "batch_idx", "on_step": False, "on_epoch": True},
+        {"hook": "training_step", "name": "l_se", "value": "batch_idx", "on_step": True, "on_epoch": True},
+        {"hook": "training_step", "name": "p_s", "value": "step", "on_step": True, "on_epoch": False, "prog_bar": True,
+         "logger": False},
+        {"hook": "training_step", "name": "p_e", "value": "step", "on_step": False, "on_epoch": True, "prog_bar": True,
+         "logger": False},
+        {"hook": "training_step", "name": "p_se", "value": "step", "on_step": True, "on_epoch": True, "prog_bar": True,
+         "logger": False}]),
+    # test__training_step__epoch_end__log
+    "plan_train_epoch_end_log": (FOUR, [
+        {"hook": "training_step", "name": "a", "value": "batch_idx", "on_step": True, "on_epoch": True},
+        *planned("training_step", ["a1", "a2"], value="step"),
+        {"hook": "on_train_epoch_end", "name": "b1", "value": 1.0},
+        {"hook": "on_train_epoch_end", "name": "b", "value": 2.0, "on_epoch": True, "prog_bar": True}]),
+    # test_logging_sync_dist_true on one device (sync_dist changes nothing there): every reduction
+    "plan_reductions": ({"max_epochs": 1, "limit_train_batches": 3, "limit_val_batches": 3}, [
+        {"hook": "training_step", "name": "foo", "value": 1, "on_step": True, "on_epoch": False, "reduce_fx": "sum"},
+        {"hook": "training_step", "name": "foo_2", "value": 2, "on_step": True, "on_epoch": False, "reduce_fx": "sum"},
+        {"hook": "training_step", "name": "foo_3", "value": 2, "on_step": True, "on_epoch": False, "reduce_fx": "mean"},
+        {"hook": "training_step", "name": "foo_4", "value": 1, "on_step": True, "on_epoch": False, "reduce_fx": "mean"},
+        {"hook": "training_step", "name": "foo_5", "value": "batch_idx", "on_step": True, "on_epoch": False,
+         "reduce_fx": "max"},
+        {"hook": "training_step", "name": "foo_6", "value": 1, "on_step": False, "on_epoch": True, "reduce_fx": "sum"},
+        {"hook": "training_step", "name": "foo_7", "value": 2, "on_step": False, "on_epoch": True, "reduce_fx": "sum"},
+        {"hook": "training_step", "name": "foo_8", "value": 2, "on_step": False, "on_epoch": True, "reduce_fx": "mean"},
+        {"hook": "training_step", "name": "foo_9", "value": 1, "on_step": False, "on_epoch": True, "reduce_fx": "mean"},
+        {"hook": "training_step", "name": "foo_10", "value": "batch_idx", "on_step": False, "on_epoch": True,
+         "reduce_fx": "max"},
+        {"hook": "training_step", "name": "foo_11", "value": "batch_idx", "on_step": True, "on_epoch": True,
+         "reduce_fx": "mean"},
+        {"hook": "validation_step", "name": "bar", "value": 1, "on_step": False, "on_epoch": True, "reduce_fx": "sum"},
+        {"hook": "validation_step", "name": "bar_2", "value": 1, "on_step": False, "on_epoch": True,
+         "reduce_fx": "mean"},
+        {"hook": "validation_step", "name": "bar_3", "value": "batch_idx", "on_step": False, "on_epoch": True,
+         "reduce_fx": "max"}]),
+    # test_progress_bar_metrics_contains_values_on_train_epoch_end (the callback_metrics half)
+    "plan_epoch_values": ({"max_epochs": 2}, [
+        {"hook": "training_step", "name": "foo", "value": "epoch", "on_step": False, "on_epoch": True,
+         "prog_bar": True},
+        {"hook": "on_train_epoch_end", "name": "foo_2", "value": "epoch", "on_epoch": True, "prog_bar": True,
+         "reduce_fx": "sum"}]),
+    # test_on_epoch_logging_with_sum_and_on_batch_start: sums over 3 batches, 3 sanity steps
+    "plan_sums_in_batch_hooks": ({"max_epochs": 1, "limit_train_batches": 3, "limit_val_batches": 3,
+                                  "num_sanity_val_steps": 3}, [
+        {"hook": "on_train_batch_start", "name": "on_train_batch_start", "value": 1.0, "on_step": False,
+         "on_epoch": True, "reduce_fx": "sum"},
+        {"hook": "on_train_batch_end", "name": "on_train_batch_end", "value": 1.0, "on_step": False,
+         "on_epoch": True, "reduce_fx": "sum"},
+        *planned("on_validation_batch_start", ["on_validation_batch_start"], value=1.0, reduce_fx="sum"),
+        *planned("on_validation_batch_end", ["on_validation_batch_end"], value=1.0, reduce_fx="sum"),
+        *planned("on_train_epoch_end", ["on_train_epoch_end"], value=3.0, reduce_fx="mean"),
+        *planned("on_validation_epoch_end", ["on_validation_epoch_end"], value=3.0, reduce_fx="mean")]),
+    # test__validation_step__log
+    "plan_validation_step_log": (FOUR, [
+        {"hook": "training_step", "name": "a", "value": "batch_idx", "on_step": True, "on_epoch": True},
+        *planned("training_step", ["a2"], value=2),
+        {"hook": "validation_step", "name": "b", "value": "batch_idx", "on_step": True, "on_epoch": True}]),
+    # test__validation_step__epoch_end__log
+    "plan_validation_epoch_end_log": (FOUR, [
+        *planned("training_step", ["a"], value="step"),
+        {"hook": "training_step", "name": "b", "value": "batch_idx", "on_step": True, "on_epoch": True},
+        *planned("validation_step", ["c"], value="batch_idx"),
+        {"hook": "validation_step", "name": "d", "value": "batch_idx", "on_step": True, "on_epoch": True},
+        {"hook": "on_validation_epoch_end", "name": "g", "value": 2, "on_epoch": True}]),
+    # test_eval_epoch_logging (1 batch, log every 1, 1 epoch) and test_eval_float_logging
+    "plan_eval_epoch_logging": ({"limit_train_batches": 1, "limit_val_batches": 1, "max_epochs": 1,
+                                 "log_every_n_steps": 1}, [
+        {"hook": "on_validation_epoch_end", "name": "c", "value": 2, "on_epoch": True, "prog_bar": True},
+        *planned("on_validation_epoch_end", ["d/e/f"], value=2),
+        *planned("validation_step", ["a"], value=12.0)]),
+}
+METRICS_AT.update({name: (args, {"log_plan": plan}) for name, (args, plan) in PLANS.items()})
 
 
 def metrics_at():
     out = {}
-    for name, args in METRICS_AT.items():
+    for name, (args, module) in METRICS_AT.items():
         L.seed_everything(0, verbose=False)
         cb = MetricsAt()
         trainer = L.Trainer(enable_checkpointing=False, callbacks=[cb], **QUIET, **args)
-        trainer.fit(Regression(), datamodule=Points())
-        out[name] = {"trainer": args, "seen": cb.seen}
+        model = Regression()
+        for k, v in module.items():
+            setattr(model, k, v)
+        trainer.fit(model, datamodule=Points())
+        out[name] = {"trainer": args, "module": module, "seen": cb.seen}
     return out
 
 
@@ -491,6 +617,14 @@ ROWS = {
     # mean, in training and validation
     **{f"rows_reduce_{fx}": ({"max_epochs": 2, "log_every_n_steps": 2}, {"reduce_probe": fx})
        for fx in ("min", "max", "sum", "mean")},
+    # test_log_metrics_epoch_step_values (logging.md row 26): a forked value's step and epoch rows
+    "rows_forked_value": ({"max_epochs": 2, "limit_train_batches": 2, "limit_val_batches": 0, "log_every_n_steps": 1},
+                          {"log_plan": [{"hook": "training_step", "name": "foo", "value": 0.0, "on_step": True,
+                                         "on_epoch": True}]}),
+    # test_log_on_train_start (logging.md row 27): logged once, in epoch 0's first row
+    "rows_log_on_train_start": ({"max_epochs": 2, "limit_train_batches": 1, "limit_val_batches": 0,
+                                 "log_every_n_steps": 1},
+                                {"log_plan": [{"hook": "on_train_start", "name": "foo", "value": 123}]}),
 }
 
 

@@ -51,7 +51,7 @@ pub fn report(name: &str, bytes: &[u8], detached: Option<&[u8]>, trust: &TrustPo
                 out,
                 "  wit         {}{}",
                 m.wit,
-                if m.wit == manifest::WIT { "" } else { "  (this host speaks lt:plugin@0.2.0)" }
+                if m.wit == manifest::WIT { "" } else { "  (this host speaks lt:plugin@0.3.0)" }
             );
             let caps = if m.capabilities.is_empty() { "none".to_string() } else { m.capabilities.join(", ") };
             let _ = writeln!(out, "  requests    {caps}");

@@ -12,7 +12,7 @@ use super::sections::{custom_section, sections};
 
 pub const SECTION: &str = "lthost-manifest";
 /// The WIT package this host speaks.
-pub const WIT: &str = "lt:plugin@0.2.0";
+pub const WIT: &str = "lt:plugin@0.3.0";
 
 /// What a plugin may ask for; the run grants the intersection with what the user grants.
 pub const CAPABILITIES: &[(&str, &str)] = &[

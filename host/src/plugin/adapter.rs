@@ -29,8 +29,8 @@ use crate::plugin::runtime::Runtime;
 use crate::plugin::sandbox::{admit, Admitted, PluginOptions};
 
 /// The WIT interfaces a plugin may export, as the host looks them up.
-pub const MODULE_EXPORT: &str = "lt:plugin/lightning-module@0.2.0";
-pub const DATAMODULE_EXPORT: &str = "lt:plugin/data-module@0.2.0";
+pub const MODULE_EXPORT: &str = "lt:plugin/lightning-module@0.3.0";
+pub const DATAMODULE_EXPORT: &str = "lt:plugin/data-module@0.3.0";
 
 pub(super) struct Inner {
     /// The store, the hook deadline, poisoning after a trap.
@@ -106,7 +106,7 @@ pub(crate) fn instantiate(runtime: &Arc<Runtime>, admitted: &Arc<Admitted>, shar
     let sched_idx = lr_schedulers::GuestIndices::new(pre).ok();
     let optim_idx = plugin_optimizers::GuestIndices::new(pre).ok();
     if module_idx.is_none() && data_idx.is_none() {
-        bail!("plugin `{name}`: exports neither `{MODULE_EXPORT}` nor `{DATAMODULE_EXPORT}`; is it an lthost plugin built against lt:plugin@0.2.0?");
+        bail!("plugin `{name}`: exports neither `{MODULE_EXPORT}` nor `{DATAMODULE_EXPORT}`; is it an lthost plugin built against lt:plugin@0.3.0?");
     }
     let instance: Instance = crate::plugin::sandbox::instantiate(&mut store, pre, &name, admitted.deadline_ticks)?;
     let failed = |e: wasmtime::Error| anyhow!("plugin `{name}`: {e}");

@@ -16,7 +16,7 @@ use crate::plugin::instance::{enter, PluginInstance};
 use crate::plugin::runtime::Runtime;
 use crate::plugin::sandbox::{sandbox, PluginOptions, Sandboxed};
 
-pub const CALLBACK_EXPORT: &str = "lt:plugin/callback@0.2.0";
+pub const CALLBACK_EXPORT: &str = "lt:plugin/callback@0.3.0";
 
 pub struct WasmCallback {
     instance: PluginInstance,

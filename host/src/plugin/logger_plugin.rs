@@ -20,7 +20,7 @@ use crate::plugin::runtime::Runtime;
 use crate::plugin::sandbox::{sandbox, PluginOptions, Sandboxed};
 use crate::plugin::state::PluginState;
 
-pub const LOGGER_EXPORT: &str = "lt:plugin/logger@0.2.0";
+pub const LOGGER_EXPORT: &str = "lt:plugin/logger@0.3.0";
 
 pub struct WasmLogger {
     instance: PluginInstance,

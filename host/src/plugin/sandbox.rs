@@ -175,7 +175,7 @@ fn admit_with(
     let pre = linker.instantiate_pre(&component).map_err(|e| match wasi_only {
         true => anyhow!("plugin `{name}`: a logger or callback plugin is given WASI only (its world imports no tensors, layers or trainer state), and it imports more: {e}"),
         false => anyhow!(
-            "plugin `{name}`: imports something lthost does not provide (this host speaks lt:plugin@0.2.0; a plugin \
+            "plugin `{name}`: imports something lthost does not provide (this host speaks lt:plugin@0.3.0; a plugin \
              built with another lthost's SDK needs rebuilding with this one's): {e}"
         ),
     })?;

@@ -28,13 +28,24 @@ enum Search<'s> {
     Callback(&'s BatchSizeConfig),
     /// `Tuner.scale_batch_size(method=…)`: a run of its own, then the stage's run.
     Tuner(&'s BatchSizeConfig),
+    /// The callback under fast_dev_run: no search, but its `setup` checks still run.
+    Skipped(&'s BatchSizeConfig),
 }
 
 impl<'s> Search<'s> {
+    /// The search to run.
     fn cfg(self) -> Option<&'s BatchSizeConfig> {
         match self {
-            Search::None => None,
+            Search::None | Search::Skipped(_) => None,
             Search::Callback(c) | Search::Tuner(c) => Some(c),
+        }
+    }
+
+    /// The finder whose `setup` checks the run (the field, a single DataLoader).
+    fn checks(self) -> Option<&'s BatchSizeConfig> {
+        match self {
+            Search::None => None,
+            Search::Callback(c) | Search::Tuner(c) | Search::Skipped(c) => Some(c),
         }
     }
 }
@@ -83,14 +94,15 @@ impl<'c> Trainer<'c> {
         let logger = self.logger(limits.logger)?;
         let limit = if stage == Stage::Test { self.cfg.limit_test_batches } else { self.cfg.limit_val_batches };
         let disabled = limit.is_zero() && self.cfg.fast_dev_run.batches().is_none();
-        // Lightning's loop sets up no data for a stage limited to 0 batches: nothing to search.
+        // A stage limited to 0 batches sets up no data: nothing to search (Lightning's finder
+        // fails on an assertion there).
         let search = if disabled { Search::None } else { search };
         let ckpt_spec = self.ckpt_path.clone();
         let dirpath = self.checkpoint.resolved_dirpath();
         let mut st = self.state(module, None, p, limits, logger)?;
         let run = (|| -> Result<(Option<i64>, EvalMetrics)> {
             restore_weights(&mut st, ckpt_spec.as_deref(), dirpath.as_deref())?;
-            if let Some(cfg) = search.cfg() {
+            if let Some(cfg) = search.checks() {
                 check_setup(&mut st, data, stage, cfg)?;
             }
             st.hook(Hook::Setup, None)?;
@@ -178,12 +190,15 @@ impl<'c> Trainer<'c> {
     ) -> Result<(Option<i64>, usize)> {
         let p = self.prepare(module, data, hparams, Stage::Predict)?;
         let limits = LoopLimits::for_evaluation(&self.cfg)?;
+        // No batches to predict: nothing to search (Lightning's finder fails on an assertion).
+        let disabled = self.cfg.limit_predict_batches.is_zero() && self.cfg.fast_dev_run.batches().is_none();
+        let search = if disabled { Search::None } else { search };
         let ckpt_spec = self.ckpt_path.clone();
         let dirpath = self.checkpoint.resolved_dirpath();
         let mut st = self.state(module, None, p, limits, None)?;
         let run = (|| -> Result<(Option<i64>, usize)> {
             restore_weights(&mut st, ckpt_spec.as_deref(), dirpath.as_deref())?;
-            if let Some(cfg) = search.cfg() {
+            if let Some(cfg) = search.checks() {
                 check_setup(&mut st, data, Stage::Predict, cfg)?;
             }
             st.hook(Hook::Setup, None)?;
@@ -196,13 +211,17 @@ impl<'c> Trainer<'c> {
         run.map_err(|e| failed(&mut st, e))
     }
 
-    /// The search the run does: none under fast_dev_run (Lightning's warning).
+    /// The search the run does: none under fast_dev_run (Lightning's warning; the callback's
+    /// `setup` checks still run).
     fn search<'s>(&self, search: Search<'s>) -> Result<Search<'s>> {
         let Some(cfg) = search.cfg() else { return Ok(search) };
         cfg.validate()?;
         if self.cfg.fast_dev_run.batches().is_some() {
             eprintln!("warning: Skipping batch size scaler since `fast_dev_run` is enabled.");
-            return Ok(Search::None);
+            return Ok(match search {
+                Search::Callback(c) => Search::Skipped(c),
+                _ => Search::None,
+            });
         }
         Ok(search)
     }
@@ -231,11 +250,10 @@ fn searched_loaders(
 ) -> Result<(Vec<DataLoader>, Vec<usize>, Option<i64>)> {
     let (loaders, n) = stage_loaders(st, data, stage)?;
     let Some(cfg) = search.cfg() else { return Ok((loaders, n, None)) };
-    discard_iterators(&loaders)?;
-    let size = search_in_evaluation(st, data, stage, cfg)?;
-    let (loaders, n) = stage_loaders(st, data, stage)?;
-    if let Search::Tuner(_) = search {
-        discard_iterators(&loaders)?;
+    loaders.iter().try_for_each(DataLoader::discard_iterator)?;
+    let tuner = matches!(search, Search::Tuner(_));
+    let (size, loaders) = search_in_evaluation(st, data, stage, cfg, !tuner)?;
+    if tuner {
         st.hook(Hook::Teardown, None)?;
         data.setup(&mut st.ctx, stage, hparams)?;
         st.hook(Hook::Setup, None)?;
@@ -243,12 +261,8 @@ fn searched_loaders(
         let (loaders, n) = stage_loaders(st, data, stage)?;
         return Ok((loaders, n, Some(size)));
     }
+    let n = batches(st, stage, &loaders)?;
     Ok((loaders, n, Some(size)))
-}
-
-/// Iterators made and never used: their draws from the generators taken all the same.
-fn discard_iterators(loaders: &[DataLoader]) -> Result<()> {
-    loaders.iter().try_for_each(DataLoader::discard_iterator)
 }
 
 /// A validate, test or predict run's DataLoaders (the split must have one) and the batches
@@ -267,9 +281,13 @@ fn stage_loaders(
     if loaders.is_empty() {
         bail!("plugin `{}` provides no {} dataset", data.name(), split.name());
     }
-    let batches =
-        loaders.iter().map(|l| LoopLimits::for_stage(&st.cfg, stage, l.num_batches())).collect::<Result<_>>()?;
-    Ok((loaders, batches))
+    let n = batches(st, stage, &loaders)?;
+    Ok((loaders, n))
+}
+
+/// The batches each of `loaders` runs, after the stage's limits.
+fn batches(st: &LoopState<'_>, stage: Stage, loaders: &[DataLoader]) -> Result<Vec<usize>> {
+    loaders.iter().map(|l| LoopLimits::for_stage(&st.cfg, stage, l.num_batches())).collect()
 }
 
 /// `--ckpt-path` for validate/test/predict: the model's weights only.

@@ -5,13 +5,16 @@
 //!
 //! As Lightning's: the search starts where its callback's `on_{stage}_start` runs, with no
 //! callbacks, loggers or progress bar; a validate or test trial runs the loop over at most
-//! `steps_per_trial` batches (a predict trial over every batch: Lightning's limits are set for
-//! its evaluation loop only, which the prediction loop is not), the module's stage hooks
+//! `steps_per_trial` batches (a predict trial over the user's `limit_predict_batches`:
+//! Lightning's limits are set for its evaluation loops only, which the prediction loop is
+//! not), the module's stage hooks
 //! around it, and the loop's progress put back after it. The evaluation loops ask for their
 //! DataLoaders whenever they set up their data, so the loaders are asked for again for the
 //! dataset-length check, at every trial and after every change of size. After the search
-//! the module's weights, its `on_save_checkpoint` state and the DataModule's `state_dict`
-//! are put back (Lightning's checkpoint round trip), and so are the settings and the loops.
+//! the settings and the loops are put back, the loaders asked for once more, and then the
+//! module's weights, its `on_save_checkpoint` state and the DataModule's `state_dict` (Lightning's
+//! checkpoint round trip). What a trial that ran out of memory logged is dropped (Lightning's
+//! results keep it until the next evaluation ends, so it reaches the run's results there).
 
 use anyhow::{bail, Result};
 
@@ -67,14 +70,17 @@ fn holds(st: &mut LoopState<'_>, data: &mut dyn DataModule, name: &str) -> Resul
 }
 
 /// The search in a validate, test or predict run, at its `on_{stage}_start`: returns the size
-/// found, set on every holder of the field, with the run as it was before the search. The
-/// caller asks for the loaders again (Lightning's restore does) and runs the stage with them.
+/// found, set on every holder of the field, and the stage's loaders at that size, with the run
+/// as it was before the search. As Lightning's `finally`: the settings go back, the loop asks
+/// for its loaders and makes their iterator (`keep_iterator`: the run goes on with it; else it
+/// is dropped, as the Tuner's run ends), and then the checkpoint is restored.
 pub(crate) fn search_in_evaluation(
     st: &mut LoopState<'_>,
     data: &mut dyn DataModule,
     stage: Stage,
     cfg: &BatchSizeConfig,
-) -> Result<i64> {
+    keep_iterator: bool,
+) -> Result<(i64, Vec<DataLoader>)> {
     // Lightning's checkpoint before the search.
     let snapshot = weights(&st.ctx)?;
     let module_state = st.module.save_state(&mut st.ctx)?;
@@ -104,9 +110,8 @@ pub(crate) fn search_in_evaluation(
         println!("Finished batch size finder, will continue with full run using batch size {size}");
         Ok(size)
     })();
-    // `__scale_batch_restore_params` and the checkpoint restore (also after a failure, as
-    // Lightning's `finally`): the DataModule's state, the module's `on_load_checkpoint`, then
-    // the weights.
+    // `__scale_batch_restore_params` (also after a failure, as Lightning's `finally`): the
+    // settings back, the loaders asked for again and their iterator made.
     st.cfg = user;
     st.callbacks = callbacks;
     st.logger = logger;
@@ -115,14 +120,31 @@ pub(crate) fn search_in_evaluation(
     st.searching = was_searching;
     st.eval_log_steps.clear();
     st.ctx.logs.clear();
+    let asked = found.and_then(|size| {
+        let loaders = DataLoader::all_from_plugin(data, &mut st.ctx, split_of(stage), st.cfg.prefetch())?;
+        for l in &loaders {
+            if keep_iterator {
+                l.make_iterator_now()?;
+            } else {
+                l.discard_iterator()?;
+            }
+        }
+        Ok((size, loaders))
+    });
+    // Then the checkpoint restore: the DataModule's state, the module's `on_load_checkpoint`,
+    // then the weights; each is tried, and the search's own error comes first.
+    let mut restored = Ok(());
     if let Some(state) = &data_state {
-        data.load_state(&mut st.ctx, state)?;
+        restored = data.load_state(&mut st.ctx, state);
     }
     if let Some(state) = &module_state {
-        st.module.load_state(&mut st.ctx, state)?;
+        let r = st.module.load_state(&mut st.ctx, state);
+        restored = restored.and(r);
     }
-    put_back(&st.ctx, &snapshot)?;
-    found
+    let r = put_back(&st.ctx, &snapshot);
+    let asked = asked?;
+    restored.and(r)?;
+    Ok(asked)
 }
 
 /// The trials on the validate, test or predict loop.

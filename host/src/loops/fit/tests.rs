@@ -292,6 +292,8 @@ fn twin_module(args: &serde_json::Value) -> Regression {
         Some(_) => Some(crate::context::ReduceFx::Mean),
         None => None,
     };
+    let plan = args["log_plan"].as_array().map(Vec::as_slice).unwrap_or_default();
+    m.log_plan = plan.iter().map(|e| crate::testing::Planned::from_json(e).expect("a plan entry")).collect();
     m
 }
 

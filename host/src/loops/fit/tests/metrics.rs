@@ -27,7 +27,9 @@ fn callbacks_read_this_epochs_values_at_its_end_hooks() {
     // tests/reference/native_reference.py `metrics_at()`: trainer.callback_metrics and
     // logged_metrics at every on_train_epoch_end and on_validation_epoch_end (the sanity
     // check's included), at on_sanity_check_end, at the first on_train_batch_start (the sanity
-    // run's values gone: Lightning's test_sanity_metrics_are_reset) and at on_train_end.
+    // run's values gone: Lightning's test_sanity_metrics_are_reset) and at on_train_end. The
+    // `plan_*` cases are Lightning's logging tests as log plans (docs/lightning-tests/
+    // logging.md rows 11, 12, 16, 18, 25, 29-32): every name and value where they are read.
     let want = reference();
     for (name, case) in want["metrics_at"].as_object().expect("metrics_at") {
         let _one = serial();
@@ -35,7 +37,7 @@ fn callbacks_read_this_epochs_values_at_its_end_hooks() {
         let mut t = twin_trainer(dir.path(), case);
         let seen = Seen::default();
         t.callbacks.push(Box::new(recorder(Rc::clone(&seen))));
-        t.fit(&mut Regression::new(), &mut Points::default(), &serde_json::json!({})).expect("fit");
+        t.fit(&mut twin_module(&case["module"]), &mut Points::default(), &serde_json::json!({})).expect("fit");
         let want = case["seen"].as_array().expect("seen");
         let got = seen.borrow();
         assert_eq!(got.len(), want.len(), "{name}: epoch-end hooks");
