@@ -412,6 +412,57 @@ mod tests {
         assert!(fit.global_step > 0);
     }
 
+    /// A user callback that does nothing.
+    struct Quiet;
+
+    impl crate::callbacks::Callback for Quiet {
+        fn name(&self) -> &str {
+            "quiet"
+        }
+        fn on_hook(
+            &mut self,
+            _: crate::hooks::Hook,
+            _: &crate::callbacks::HookInfo<'_>,
+        ) -> Result<crate::callbacks::CallbackAction> {
+            Ok(Default::default())
+        }
+    }
+
+    #[test]
+    fn a_search_leaves_the_trainers_settings_as_they_were() {
+        // Lightning's test_trainer_reset_correctly (tuner.md row 3): the Trainer's settings,
+        // callbacks and early stopping are the same after `lr_find` as before, after a search
+        // that ran and after one that failed.
+        let _one = serial();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut t = Trainer::new(quiet(dir.path(), 10), None);
+        t.cfg.accumulate_grad_batches = 2;
+        t.cfg.max_steps = 7;
+        t.builtins.lr_monitor = Some(Default::default());
+        t.early_stopping = Some(crate::callbacks::early_stopping::EarlyStoppingConfig {
+            monitor: "val_loss".into(),
+            ..Default::default()
+        });
+        t.callbacks.push(Box::new(Quiet));
+        let settings = |t: &Trainer<'_>| {
+            let json = |v: serde_json::Result<serde_json::Value>| v.expect("serializable");
+            (
+                json(serde_json::to_value(&t.cfg)),
+                json(serde_json::to_value(&t.builtins)),
+                json(serde_json::to_value(&t.early_stopping)),
+                t.callbacks.len(),
+            )
+        };
+        let before = settings(&t);
+        let report = t.lr_find(&mut Regression::new(), &mut Points::default(), &serde_json::json!({}), &search());
+        assert!(report.expect("the search").is_some_and(|r| r.steps > 0));
+        assert_eq!(settings(&t), before, "after a search");
+        let bad = LrFindConfig { attr_name: "my_lr".into(), ..search() };
+        let failed = t.fit_after_lr_find(&mut Regression::new(), &mut Points::default(), &serde_json::json!({}), &bad);
+        assert!(failed.is_err(), "refused");
+        assert_eq!(settings(&t), before, "after a failed search");
+    }
+
     #[test]
     fn a_signal_during_the_search_ends_it_with_nothing_trained_or_saved() {
         let _one = serial();

@@ -117,14 +117,17 @@ bool exports_lt_plugin_lightning_module_validation_step(exports_lt_plugin_lightn
   return true;
 }
 
-void exports_lt_plugin_lightning_module_test_step(exports_lt_plugin_lightning_module_list_own_tensor_t *batch, uint64_t batch_idx) { evaluate(batch, "test"); }
+bool exports_lt_plugin_lightning_module_test_step(exports_lt_plugin_lightning_module_list_own_tensor_t *batch, uint64_t batch_idx, plugin_string_t *err) {
+  evaluate(batch, "test");
+  return true;
+}
 
-exports_lt_plugin_lightning_module_own_tensor_t exports_lt_plugin_lightning_module_predict_step(exports_lt_plugin_lightning_module_list_own_tensor_t *batch, uint64_t batch_idx) {
+bool exports_lt_plugin_lightning_module_predict_step(exports_lt_plugin_lightning_module_list_own_tensor_t *batch, uint64_t batch_idx, exports_lt_plugin_lightning_module_own_tensor_t *ret, plugin_string_t *err) {
   int mark = lt_scope_begin();
-  lt_tensor p = lt_release(lt_softmax(forward(batch->ptr[0]), -1));
+  *ret = lt_release(lt_softmax(forward(batch->ptr[0]), -1));
   lt_scope_end(mark);
   lt_batch_free(batch);
-  return p;
+  return true;
 }
 
 // digits.safetensors from the granted data directory: uint8 pixels 0..16, int64 labels.

@@ -269,8 +269,20 @@ export function exportPlugin(ModuleClass, DataClass) {
         throw String(e);
       }
     },
-    testStep(batch, batchIdx) { inScope(batch, () => live(module, "test_step").testStep(batch, Number(batchIdx))); },
-    predictStep(batch, batchIdx) { return inScope(batch, () => live(module, "predict_step").predictStep(batch, Number(batchIdx))); },
+    testStep(batch, batchIdx) {
+      try {
+        inScope(batch, () => live(module, "test_step").testStep(batch, Number(batchIdx)));
+      } catch (e) {
+        throw String(e);
+      }
+    },
+    predictStep(batch, batchIdx) {
+      try {
+        return inScope(batch, () => live(module, "predict_step").predictStep(batch, Number(batchIdx)));
+      } catch (e) {
+        throw String(e);
+      }
+    },
   };
   const dataModule = {
     setup(stage, hparams) {

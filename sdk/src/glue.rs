@@ -259,11 +259,12 @@ macro_rules! __glue_impls {
                 $crate::glue::validation_step::<$ty>(batch, batch_idx);
                 Ok(())
             }
-            fn test_step(batch: $crate::Batch, batch_idx: u64) {
-                $crate::glue::test_step::<$ty>(batch, batch_idx)
+            fn test_step(batch: $crate::Batch, batch_idx: u64) -> Result<(), String> {
+                $crate::glue::test_step::<$ty>(batch, batch_idx);
+                Ok(())
             }
-            fn predict_step(batch: $crate::Batch, batch_idx: u64) -> $crate::Tensor {
-                $crate::glue::predict_step::<$ty>(batch, batch_idx)
+            fn predict_step(batch: $crate::Batch, batch_idx: u64) -> Result<$crate::Tensor, String> {
+                Ok($crate::glue::predict_step::<$ty>(batch, batch_idx))
             }
             fn save_state() -> Option<Vec<u8>> {
                 $crate::glue::save_state::<$ty>()

@@ -123,6 +123,9 @@ class Regression(L.LightningModule):
     def on_validation_batch_end(self, outputs, batch, batch_idx, dataloader_idx=0):
         self.plan("on_validation_batch_end", batch_idx)
 
+    def on_test_epoch_end(self):
+        self.plan("on_test_epoch_end")
+
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-3)
 
@@ -657,6 +660,12 @@ DATALOADERS = {
     "two_val_loaders_limited": ({"max_epochs": 1, "limit_val_batches": 1, "num_sanity_val_steps": 1}, {}, 5),
     # a value logged at the epoch's end weighs 1, not the last batch's size (3 here; float32 v * 3 / 3 != v)
     "two_val_loaders_epoch_hook": ({"max_epochs": 1, "val_check_interval": 0.5}, {"epoch_end_value": 0.7837985754013062}, 6),
+    # test_eval_epoch_only_logging and test_eval_epoch_logging (logging.md rows 31, 34): values logged only at the
+    # evaluation epoch's end are the run's results (one DataLoader)
+    "epoch_end_only_results": ({"max_epochs": 1}, {"log_plan": [
+        entry for hook in ("on_validation_epoch_end", "on_test_epoch_end")
+        for entry in planned(hook, ["c"], value=2, on_epoch=True, prog_bar=True) + planned(hook, ["d/e/f"], value=2)]},
+                               None),
 }
 
 

@@ -228,7 +228,7 @@ impl WasmPlugin {
             let g = Self::module_guest(inner)?.clone();
             match hook_name.as_str() {
                 "validation_step" => g.call_validation_step(&mut inner.instance.store, &handles, idx),
-                _ => g.call_test_step(&mut inner.instance.store, &handles, idx).map(Ok),
+                _ => g.call_test_step(&mut inner.instance.store, &handles, idx),
             }
         })?;
         // The step's own failure: the plugin stays usable.
@@ -415,12 +415,16 @@ impl Module for WasmPlugin {
 
     fn predict_step(&mut self, ctx: &mut RunContext, batch: &[Tensor], idx: u64) -> Result<Tensor> {
         let dev = ctx.device;
-        Ok(self.call(ctx, "predict_step", dev, |inner| {
+        let out = self.call(ctx, "predict_step", dev, |inner| {
             let handles = Self::lend_batch(inner, batch)?;
             let g = Self::module_guest(inner)?.clone();
-            let out = g.call_predict_step(&mut inner.instance.store, &handles, idx)?;
-            Self::take_tensor(inner, out)
-        })?)
+            match g.call_predict_step(&mut inner.instance.store, &handles, idx)? {
+                Ok(t) => Ok(Ok(Self::take_tensor(inner, t)?)),
+                Err(m) => Ok(Err(m)),
+            }
+        })?;
+        // The step's own failure: the plugin stays usable.
+        out.map_err(|m| self.err("predict_step", None, m))
     }
 }
 

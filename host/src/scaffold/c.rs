@@ -94,13 +94,13 @@ bool exports_lt_plugin_lightning_module_save_state(plugin_list_u8_t *ret) { retu
 bool exports_lt_plugin_lightning_module_load_state(plugin_list_u8_t *state, plugin_string_t *err) { plugin_list_u8_free(state); return true; }
 void exports_lt_plugin_lightning_module_implemented_hooks(exports_lt_plugin_lightning_module_list_hook_t *ret) { *ret = (exports_lt_plugin_lightning_module_list_hook_t){NULL, 0}; }
 int32_t exports_lt_plugin_lightning_module_on_hook(exports_lt_plugin_lightning_module_hook_t hook, exports_lt_plugin_lightning_module_stage_t stage, uint64_t *maybe_batch_idx) { return 0; }
-void exports_lt_plugin_lightning_module_test_step(exports_lt_plugin_lightning_module_list_own_tensor_t *batch, uint64_t batch_idx) { lt_batch_free(batch); }
-exports_lt_plugin_lightning_module_own_tensor_t exports_lt_plugin_lightning_module_predict_step(exports_lt_plugin_lightning_module_list_own_tensor_t *batch, uint64_t batch_idx) {
+bool exports_lt_plugin_lightning_module_test_step(exports_lt_plugin_lightning_module_list_own_tensor_t *batch, uint64_t batch_idx, plugin_string_t *err) { lt_batch_free(batch); return true; }
+bool exports_lt_plugin_lightning_module_predict_step(exports_lt_plugin_lightning_module_list_own_tensor_t *batch, uint64_t batch_idx, exports_lt_plugin_lightning_module_own_tensor_t *ret, plugin_string_t *err) {
   int mark = lt_scope_begin();
-  lt_tensor p = lt_release(forward(batch->ptr[0]));
+  *ret = lt_release(forward(batch->ptr[0]));
   lt_scope_end(mark);
   lt_batch_free(batch);
-  return p;
+  return true;
 }
 bool exports_lt_plugin_data_module_streaming(exports_lt_plugin_data_module_split_t split, uint32_t index, exports_lt_plugin_data_module_stream_source_t *ret) { return false; }
 bool exports_lt_plugin_data_module_start_pass(exports_lt_plugin_data_module_split_t split, uint32_t index, exports_lt_plugin_data_module_worker_info_t *worker, plugin_string_t *err) { plugin_string_dup(err, "no stream"); return false; }

@@ -711,14 +711,14 @@ class LightningModule(_exports.LightningModule):
         _evaluating(m)
         _OUTPUTS["val"] = _step(m, "validation_step", _batch(batch, "val"), batch_idx)
 
-    @reported
+    @stepped
     def test_step(self, batch, batch_idx):
         m = _module()
         _core._WHERE.update(split="test", in_step=True)
         _evaluating(m)
         _OUTPUTS["test"] = _step(m, "test_step", _batch(batch, "test"), batch_idx)
 
-    @reported
+    @stepped
     def predict_step(self, batch, batch_idx):
         m = _module()
         _core._WHERE.update(split="predict", in_step=True)

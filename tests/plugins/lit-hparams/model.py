@@ -19,8 +19,10 @@ class Base(L.LightningModule):
 
 
 class Regressor(Base):
-    def __init__(self, lr=0.1, hidden=4, tag="mlp", save="all", flags=(1, 2), opts=None):
+    def __init__(self, lr=0.1, hidden=4, tag="mlp", save="all", flags=(1, 2), opts=None, oom_above=None):
         super().__init__(lr, save)
+        # test_step and predict_step raise CUDA's out-of-memory error for a batch larger than this.
+        self.oom_above = oom_above
         if save == "all":
             self.save_hyperparameters()
         elif save == "ignore":
@@ -47,11 +49,17 @@ class Regressor(Base):
         x, y = batch
         self.log("val_loss", nn.functional.mse_loss(self.net(x), y))
 
+    def _fits(self, batch):
+        if self.oom_above is not None and len(batch[0]) > self.oom_above:
+            raise RuntimeError(f"CUDA out of memory. Tried to allocate a batch of {len(batch[0])}")
+
     def test_step(self, batch, batch_idx):
+        self._fits(batch)
         x, y = batch
         self.log("test_loss", nn.functional.mse_loss(self.net(x), y))
 
     def predict_step(self, batch, batch_idx):
+        self._fits(batch)
         return self.net(batch[0])
 
     def configure_optimizers(self):
