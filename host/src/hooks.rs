@@ -145,6 +145,52 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_hooks_log_rule_is_lightnings_fx_validator_entry() {
+        // tests/reference/native_reference.py `fx_validator()`: Lightning's `_FxValidator.functions`
+        // (test_fx_validator, docs/lightning-tests/logging.md row 1): for every hook lthost has,
+        // logging refused where Lightning's entry is None, else the same allowed on_step and
+        // on_epoch values and the same defaults.
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/reference/native.json");
+        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e} (run `make reference`)"));
+        let reference: serde_json::Value = serde_json::from_str(&text).expect("native.json");
+        let table = reference["fx_validator"].as_object().expect("fx_validator");
+        let bools = |v: &serde_json::Value| -> Vec<bool> {
+            v.as_array().expect("a list").iter().map(|b| b.as_bool().expect("a bool")).collect()
+        };
+        let mut compared = 0;
+        for hook in Hook::ALL {
+            let Some(want) = table.get(hook.name()) else { continue };
+            compared += 1;
+            let got = hook.log_rule();
+            match (got, want.as_object()) {
+                (None, None) => {}
+                (Some(r), Some(w)) => {
+                    assert_eq!(r.on_step, bools(&w["allowed_on_step"]).as_slice(), "{}: allowed on_step", hook.name());
+                    assert_eq!(
+                        r.on_epoch,
+                        bools(&w["allowed_on_epoch"]).as_slice(),
+                        "{}: allowed on_epoch",
+                        hook.name()
+                    );
+                    assert_eq!(
+                        (r.default_on_step, r.default_on_epoch),
+                        (w["default_on_step"].as_bool().expect("b"), w["default_on_epoch"].as_bool().expect("b")),
+                        "{}: defaults",
+                        hook.name()
+                    );
+                }
+                (got, _) => panic!("{}: lthost {:?}, Lightning {want}", hook.name(), got.map(|r| r.on_step)),
+            }
+        }
+        // Every hook lthost calls is in Lightning's table but one (its predict loop calls it; the
+        // table has no entry, and lthost refuses logging there as in every predict hook).
+        let own: Vec<&str> = Hook::ALL.iter().map(|h| h.name()).filter(|n| !table.contains_key(*n)).collect();
+        assert_eq!(own, ["on_predict_model_eval"], "hooks Lightning's table does not name");
+        assert_eq!(compared, Hook::ALL.len() - 1);
+        assert_eq!(Hook::OnPredictModelEval.log_rule(), None);
+    }
+
+    #[test]
     fn log_rules_follow_lightning() {
         assert_eq!(Hook::TrainingStep.log_rule().map(|r| (r.default_on_step, r.default_on_epoch)), Some((true, false)));
         assert_eq!(

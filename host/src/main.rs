@@ -206,6 +206,11 @@ struct RunArgs {
     /// `Tuner(trainer).lr_find(model)` then `trainer.fit(model)`; settings from `[lr_find]`).
     #[arg(long)]
     lr_find: bool,
+    /// fit: then test on the same run (Lightning's `trainer.test(...)` after `trainer.fit(...)`
+    /// on one Trainer: the test row in the fit's logs): with the weights as trained
+    /// (`current`, the default), `best`, `last`, or a checkpoint's path.
+    #[arg(long, value_name = "WEIGHTS", num_args = 0..=1, default_missing_value = "current")]
+    test: Option<lthost::trainer::TestWeights>,
     /// Run the batch-size finder first, then the command at the size it finds (Lightning's
     /// `Tuner(trainer).scale_batch_size(model, method=…)` then `trainer.fit` / `validate` /
     /// `test` / `predict`; settings from `[scale_batch_size]`).
@@ -382,6 +387,9 @@ fn run(cmd: Command, signal: Arc<AtomicUsize>) -> Result<Option<i32>> {
     if args.scale_batch_size && matches!(cmd, Command::LrFind(_)) {
         anyhow::bail!("--scale-batch-size tunes a fit, validate, test or predict run, not `lthost lr-find`");
     }
+    if args.test.is_some() && !matches!(cmd, Command::Run(_) | Command::Fit(_)) {
+        anyhow::bail!("--test follows a fit: `lthost fit --test` (`lthost test` tests on its own)");
+    }
     if args.scale_batch_size && args.lr_find {
         anyhow::bail!("--scale-batch-size and --lr-find: one search per fit (run the batch-size search, set the size it prints, then --lr-find)");
     }
@@ -419,6 +427,7 @@ fn run(cmd: Command, signal: Arc<AtomicUsize>) -> Result<Option<i32>> {
     trainer.checkpoint = cfg.checkpoint.clone();
     trainer.early_stopping = cfg.early_stopping.clone();
     trainer.builtins = cfg.callbacks.clone();
+    trainer.then_test = args.test.clone();
     trainer.progress_bar = cfg.progress_bar.clone();
     trainer.loggers = cfg.loggers.clone();
     trainer.slurm_job_id = lthost::loggers::options::slurm_job_id(
@@ -477,6 +486,9 @@ fn run(cmd: Command, signal: Arc<AtomicUsize>) -> Result<Option<i32>> {
                 trainer.fit(&mut module, &mut data, &hparams)?
             };
             println!("\n{}", report.render(&name));
+            if let Some(m) = &report.test {
+                print!("{}", lthost::loops::evaluation::results_table("Test metric", &m.per_dataloader));
+            }
             let (hits, compiled) = (
                 runtime.hits.load(std::sync::atomic::Ordering::Relaxed),
                 runtime.compiled.load(std::sync::atomic::Ordering::Relaxed),

@@ -27,13 +27,15 @@ use crate::hooks::Hook;
 use crate::hparams::SavedHparams;
 use crate::loggers::options::{locate, next_free};
 use crate::loggers::{CsvLogger, Logger, LoggerGroup, LoggerOptions, LoggersConfig, TensorBoardLogger, Version};
-use crate::loops::evaluation;
+use crate::loops::evaluation::{self, EvalMetrics};
 use crate::loops::limits::LoopLimits;
 use crate::loops::state::LoopState;
 use crate::loops::{checkpointing, fit};
 use crate::module::{DataModule, Module, Split};
 
 mod evaluate;
+
+pub use evaluate::TestWeights;
 
 /// Makes a logger for a run's log directory and version (logger plugins).
 pub type LoggerFactory<'c> = Box<dyn Fn(&std::path::Path, &Version) -> Result<Box<dyn Logger>> + 'c>;
@@ -59,6 +61,9 @@ pub struct Trainer<'c> {
     pub data_dir: Option<PathBuf>,
     /// User callbacks, called before the module at every hook.
     pub callbacks: Vec<Box<dyn Callback + 'c>>,
+    /// Lightning's `trainer.test(...)` after `trainer.fit(...)` on the same Trainer: `fit`
+    /// goes on to test with these weights, in the fit's logger version at its last step.
+    pub then_test: Option<TestWeights>,
     /// Built-in callbacks turned on by the run file (`[callbacks.*]`).
     pub builtins: crate::callbacks::BuiltinCallbacks,
     pub progress_bar: crate::callbacks::progress_bar::ProgressBarConfig,
@@ -100,6 +105,8 @@ pub struct FitReport {
     pub data_wait: Duration,
     /// Wall time of each epoch.
     pub epoch_seconds: Vec<f64>,
+    /// The test after the fit ([`Trainer::then_test`]).
+    pub test: Option<EvalMetrics>,
 }
 
 /// A run's set-up, shared by every entry point.
@@ -113,6 +120,8 @@ pub(crate) struct Prepared {
     /// The module's hyper-parameters for checkpoints when they differ from what it saved
     /// (the learning-rate finder's suggestion set in them).
     pub(crate) checkpoint_hparams: Option<serde_json::Map<String, Value>>,
+    /// The run's hyper-parameters as given (the DataModule's `setup` takes them again).
+    pub(crate) run_hparams: Value,
 }
 
 impl<'c> Trainer<'c> {
@@ -132,6 +141,7 @@ impl<'c> Trainer<'c> {
             slurm_job_id: None,
             builtins: Default::default(),
             progress_bar: Default::default(),
+            then_test: None,
         }
     }
 
@@ -175,7 +185,16 @@ impl<'c> Trainer<'c> {
         let saved = module.configure(&mut ctx, hparams)?;
         let module_hooks = module.implemented_hooks(&mut ctx)?.into_iter().collect();
         let data_hparams = data.setup(&mut ctx, stage, hparams)?;
-        Ok(Prepared { ctx, hparams: saved, data_hparams, seed, threads, module_hooks, checkpoint_hparams: None })
+        Ok(Prepared {
+            ctx,
+            hparams: saved,
+            data_hparams,
+            seed,
+            threads,
+            module_hooks,
+            checkpoint_hparams: None,
+            run_hparams: hparams.clone(),
+        })
     }
 
     pub(crate) fn state<'a>(
@@ -368,6 +387,8 @@ impl<'c> Trainer<'c> {
         let self_checkpoint = self.checkpoint.clone();
         let self_early_stopping = self.early_stopping.clone();
         let ckpt_spec = self.ckpt_path.clone();
+        let then_test = self.then_test.clone();
+        let run_hparams = p.run_hparams.clone();
         let batch_size_finder = self.builtins.batch_size_finder.clone();
         let lr_finder = self.builtins.learning_rate_finder.clone();
         let dev_run = self.cfg.fast_dev_run.batches().is_some();
@@ -529,9 +550,18 @@ impl<'c> Trainer<'c> {
             // the loggers finalized with "failed".
             let status = if st.interrupter.interrupted().is_some() { "failed" } else { "success" };
             let log_dir = st.logger.as_ref().map(|l| l.log_dir().to_path_buf());
+            // `trainer.test(...)` after a fit that ended normally: the same loggers go on.
+            let then_test = then_test.filter(|_| !stopped_in_hook && st.interrupter.interrupted().is_none());
             if let Some(mut l) = st.logger.take() {
                 l.finalize(status)?;
+                if then_test.is_some() {
+                    st.logger = Some(l);
+                }
             }
+            let test = match &then_test {
+                Some(weights) => Some(evaluate::test_after_fit(&mut st, &run_hparams, weights)?),
+                None => None,
+            };
             let stop_reason =
                 if let Some(r) = st.interrupter.reason().filter(|_| st.interrupter.interrupted().is_some()) {
                     r.to_string()
@@ -570,6 +600,7 @@ impl<'c> Trainer<'c> {
                 first_step: st.first_step,
                 data_wait: st.data_wait,
                 epoch_seconds: outcome.epoch_seconds,
+                test,
             })
         })();
         run.map_err(|e| failed(&mut st, e))

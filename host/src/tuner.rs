@@ -189,8 +189,16 @@ impl<'c> Trainer<'c> {
         }
         // Lightning's second fit sets the DataModule up again, from the generators now.
         let data_hparams = data.setup(&mut ctx, Stage::Fit, hparams)?;
-        let p =
-            Prepared { ctx, hparams: module_hparams, data_hparams, seed, threads, module_hooks, checkpoint_hparams };
+        let p = Prepared {
+            ctx,
+            hparams: module_hparams,
+            data_hparams,
+            seed,
+            threads,
+            module_hooks,
+            checkpoint_hparams,
+            run_hparams: hparams.clone(),
+        };
         let fit = self.fit_prepared(module, data, p, started)?;
         Ok((Some(report), fit))
     }

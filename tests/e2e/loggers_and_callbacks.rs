@@ -142,3 +142,27 @@ fn a_callback_plugin_logs_and_stops_a_diverging_run() {
         wild.stdout
     );
 }
+
+#[test]
+fn fit_then_test_logs_the_test_into_the_fits_run() {
+    // `lthost fit --test best`: Lightning's `trainer.test(ckpt_path="best")` after the fit on
+    // one Trainer (the row's steps and values are compared with Lightning in the unit test
+    // `a_test_after_the_fit_logs_into_its_run_as_lightnings`).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wasm = plugin("lit-hparams").display().to_string();
+    let run = lthost(dir.path(), &["fit", &wasm, "--max-epochs", "2", "--no-progress-bar", "--test", "best"]);
+    assert!(run.ok(), "{}", run.stderr);
+    assert!(
+        run.stdout.contains("Loaded the model weights from") && run.stdout.contains("Test metric"),
+        "{}",
+        run.stdout
+    );
+    let rows = read_metrics(&dir.path().join("lightning_logs/version_0"));
+    let test: Vec<_> = rows.iter().filter(|r| r.get("test_loss").is_some_and(|v| !v.is_empty())).collect();
+    assert_eq!(test.len(), 1, "one test row in the fit's metrics.csv: {rows:?}");
+    assert_eq!((test[0]["epoch"].as_str(), test[0]["step"].as_str()), ("2", "8"), "at the fit's last epoch and step");
+    assert!(!dir.path().join("lightning_logs/version_1").exists(), "no second version");
+    // Only a fit goes on to a test.
+    let run = lthost(dir.path(), &["validate", &wasm, "--test"]);
+    run.assert_fails_with(&["--test follows a fit"]);
+}

@@ -758,10 +758,55 @@ def failures():
     return out
 
 
+# `trainer.test(...)` after `trainer.fit(...)` on the same Trainer (docs/lightning-tests/loggers.md difference 12,
+# row 41): the test row in the fit's metrics.csv at its last step and epoch, and the test's results. name: (Trainer
+# arguments, ckpt_path: None tests the weights as trained; "best" the file of ModelCheckpoint(monitor="val_loss",
+# mode="max"), the first epoch's, so not the weights as trained).
+FIT_THEN_TEST = {
+    "fit_then_test_current": ({"max_epochs": 2, "log_every_n_steps": 2}, None),
+    "fit_then_test_best": ({"max_epochs": 4, "log_every_n_steps": 3}, "best"),
+}
+
+
+def fit_then_test():
+    import csv
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+    out = {}
+    for name, (args, ckpt) in FIT_THEN_TEST.items():
+        with tempfile.TemporaryDirectory() as d:
+            L.seed_everything(0, verbose=False)
+            model, data = Regression(), Points()
+            logger = CSVLogger(d, name="lightning_logs")
+            callbacks = [ModelCheckpoint(dirpath=os.path.join(d, "ck"), monitor="val_loss", mode="max")] if ckpt else []
+            trainer = L.Trainer(enable_checkpointing=bool(ckpt), callbacks=callbacks, logger=logger,
+                                enable_progress_bar=False, enable_model_summary=False, accelerator="cpu", devices=1,
+                                **args)
+            trainer.fit(model, datamodule=data)
+            results = trainer.test(model, datamodule=data, ckpt_path=ckpt, verbose=False)
+            with open(os.path.join(logger.log_dir, "metrics.csv")) as f:
+                table = [{k: float(v) for k, v in r.items() if v != ""} for r in csv.DictReader(f)]
+            best = os.path.basename(callbacks[0].best_model_path) if ckpt else None
+        out[name] = {"trainer": args, "ckpt": ckpt, "rows": table, "best": best,
+                     "test": [{k: float(v) for k, v in r.items()} for r in results]}
+    return out
+
+
+def fx_validator():
+    """Lightning's table of where `self.log` may be called and with which on_step/on_epoch (test_fx_validator,
+    docs/lightning-tests/logging.md row 1): hook name -> None (no logging) or the allowed values and defaults."""
+    from lightning.pytorch.trainer.connectors.logger_connector.fx_validator import _FxValidator
+    return {name: None if o is None else {"allowed_on_step": list(o["allowed_on_step"]),
+                                          "allowed_on_epoch": list(o["allowed_on_epoch"]),
+                                          "default_on_step": o["default_on_step"], "default_on_epoch": o["default_on_epoch"]}
+            for name, o in _FxValidator.functions.items()}
+
+
 def main(path):
     out = {"lightning": L.__version__, "cases": {name: run(*case) for name, case in CASES.items()},
            "checkpoints": checkpoints(), "resumes": resumes(), "plateaus": plateaus(), "stops": stops(),
-           "metrics_at": metrics_at(), "rows": rows(), "dataloaders": dataloaders(), "failures": failures()}
+           "metrics_at": metrics_at(), "rows": rows(), "dataloaders": dataloaders(), "failures": failures(),
+           "fx_validator": fx_validator(), "fit_then_test": fit_then_test()}
     with open(path, "w") as f:
         json.dump(out, f, indent=1)
     print(f"wrote {path}: lightning {L.__version__}, {len(out['cases'])} cases")

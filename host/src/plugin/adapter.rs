@@ -182,12 +182,14 @@ impl WasmPlugin {
         result
     }
 
+    /// A failure the plugin reported (a hook's error result), its text cut to 4 KiB as
+    /// `trainer.fail`'s.
     pub(super) fn err(&self, hook: &str, op: Option<&str>, detail: String) -> anyhow::Error {
         anyhow::Error::new(PluginError {
             plugin: self.name.clone(),
             hook: hook.into(),
             op: op.map(Into::into),
-            detail,
+            detail: capped(detail),
             backtrace: None,
         })
     }
@@ -446,5 +448,31 @@ impl WasmPlugin {
             let g = Self::module_guest(inner)?.clone();
             g.call_on_hook(&mut inner.instance.store, w, stage, batch_idx)
         })?)
+    }
+}
+
+/// `text` cut to at most 4096 bytes, at a character boundary (what a plugin reports is
+/// shown, not kept whole).
+pub(crate) fn capped(mut text: String) -> String {
+    if text.len() > 4096 {
+        let mut end = 4096;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_reported_failure_is_cut_at_a_character_boundary() {
+        assert_eq!(super::capped("short".into()), "short");
+        // 4095 ASCII bytes, then a 3-byte character across the 4096-byte cut: it goes whole.
+        let long = format!("{}€{}", "a".repeat(4095), "b".repeat(100));
+        let cut = super::capped(long);
+        assert_eq!(cut.len(), 4095);
+        assert!(cut.chars().all(|c| c == 'a'));
     }
 }

@@ -3,7 +3,7 @@
 //! at the run's `on_{stage}_start`) or its `Tuner.scale_batch_size(method=…)` run before them
 //! (`--scale-batch-size`), tuner/eval_trials.rs.
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Result};
 use serde_json::Value;
 
 use super::{failed, Trainer};
@@ -19,6 +19,77 @@ use crate::loops::prediction;
 use crate::loops::state::LoopState;
 use crate::module::{DataModule, Module, Split};
 use crate::tuner::eval_trials::{check_setup, search_in_evaluation};
+
+/// The weights `lthost fit --test` tests with (Lightning's `trainer.test(model)` after the
+/// fit: the weights as trained; `trainer.test(ckpt_path="best" | "last" | path)`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum TestWeights {
+    Current,
+    Best,
+    Last,
+    Path(std::path::PathBuf),
+}
+
+impl std::str::FromStr for TestWeights {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        Ok(match s {
+            "" | "current" => TestWeights::Current,
+            "best" => TestWeights::Best,
+            "last" => TestWeights::Last,
+            path => TestWeights::Path(path.into()),
+        })
+    }
+}
+
+/// Lightning's `trainer.test(...)` after `trainer.fit(...)` on the same Trainer, on the fit's
+/// run: the DataModule's and the module's set-up hooks for the test, the weights chosen (after
+/// them, as Lightning restores a checkpoint), the test loop, teardown, and the loggers the fit
+/// left open, whose test row is at the fit's last step and epoch (one version directory).
+pub(super) fn test_after_fit(st: &mut LoopState<'_>, hparams: &Value, weights: &TestWeights) -> Result<EvalMetrics> {
+    let Some(data) = st.data.take() else { bail!("internal: a fit without its DataModule") };
+    st.fitting = false;
+    st.ctx.stage = Stage::Test;
+    // The test loop's per-step rows count from 0 (its own loop's batches).
+    st.eval_log_steps.clear();
+    let out = (|| -> Result<EvalMetrics> {
+        data.setup(&mut st.ctx, Stage::Test, hparams)?;
+        st.hook(Hook::Setup, None)?;
+        st.hook(Hook::ConfigureModel, None)?;
+        let chosen = match weights {
+            TestWeights::Current => None,
+            TestWeights::Best => {
+                Some(st.checkpoint.as_ref().and_then(|c| c.best_model_path.clone()).ok_or_else(|| {
+                    anyhow!("--test best: the fit saved no best checkpoint (ModelCheckpoint is off or saved nothing)")
+                })?)
+            }
+            TestWeights::Last => {
+                Some(st.checkpoint.as_ref().and_then(|c| c.last_model_path.clone()).ok_or_else(|| {
+                    anyhow!("--test last: the fit saved no last checkpoint (set checkpoint.save_last)")
+                })?)
+            }
+            TestWeights::Path(p) => Some(p.clone()),
+        };
+        if let Some(path) = chosen {
+            let shown = path.display().to_string();
+            let c = checkpoint::load(&path)?;
+            ckpt::restore_model(&mut st.ctx, &c, &shown)?;
+            println!("Loaded the model weights from {shown}");
+        }
+        st.log_hyperparams()?;
+        let (loaders, n) = stage_loaders(st, data, Stage::Test)?;
+        let step = st.ctx.global_step;
+        let metrics = evaluation::run(st, &loaders, Stage::Test, &n, evaluation::During::Own, Some(step))?;
+        st.hook(Hook::Teardown, None)?;
+        if let Some(mut l) = st.logger.take() {
+            l.finalize("success")?;
+        }
+        Ok(metrics)
+    })();
+    st.data = Some(data);
+    out
+}
 
 /// The batch-size search a validate, test or predict run starts with.
 #[derive(Clone, Copy)]

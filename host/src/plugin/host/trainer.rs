@@ -34,15 +34,7 @@ impl trainer::Host for TrainerView<'_> {
         Ok(self.run.device_name())
     }
     fn fail(&mut self, message: String) -> R<()> {
-        let mut message = message;
-        if message.len() > 4096 {
-            let mut end = 4096;
-            while !message.is_char_boundary(end) {
-                end -= 1;
-            }
-            message.truncate(end);
-        }
-        Err(crate::error::GuestFailure(message).into())
+        Err(crate::error::GuestFailure(crate::plugin::adapter::capped(message)).into())
     }
 
     fn max_epochs(&mut self) -> R<Option<u64>> {

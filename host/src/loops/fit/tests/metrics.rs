@@ -165,3 +165,41 @@ fn a_failed_run_calls_on_exception_and_writes_the_rows_it_holds() {
         same_rows(name, &got, &case["rows"]);
     }
 }
+
+#[test]
+fn a_test_after_the_fit_logs_into_its_run_as_lightnings() {
+    // tests/reference/native_reference.py `fit_then_test()`: `trainer.test(...)` after
+    // `trainer.fit(...)` on the same Trainer: the test row in the fit's metrics.csv at its last
+    // step and epoch, and the test's results, with the weights as trained or the best
+    // checkpoint's (ModelCheckpoint on val_loss, mode max: an earlier epoch's).
+    let want = reference();
+    for (name, case) in want["fit_then_test"].as_object().expect("fit_then_test") {
+        let _one = serial();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut cfg = lightning_config(dir.path(), case["trainer"].as_object().expect("args"));
+        cfg.logger = true;
+        let best = case["ckpt"].as_str() == Some("best");
+        cfg.enable_checkpointing = best;
+        let mut t = Trainer::new(cfg, None);
+        t.checkpoint.monitor = Some("val_loss".into());
+        t.checkpoint.mode = "max".into();
+        t.checkpoint.dirpath = Some(dir.path().join("ck"));
+        t.then_test = Some(if best { crate::trainer::TestWeights::Best } else { crate::trainer::TestWeights::Current });
+        let report = t.fit(&mut Regression::new(), &mut Points::default(), &serde_json::json!({})).expect("fit");
+        if best {
+            let file = report.best_model_path.as_ref().and_then(|p| p.file_name()).map(|f| f.to_string_lossy());
+            assert_eq!(file.as_deref(), case["best"].as_str(), "{name}: the best checkpoint");
+        }
+        same_rows(name, &csv_rows(&report.log_dir.expect("a log dir").join("metrics.csv")), &case["rows"]);
+        let test = report.test.expect("the test after the fit");
+        let got = serde_json::to_value(&test.per_dataloader).expect("results");
+        let want_results = case["test"].as_array().expect("test results");
+        assert_eq!(test.per_dataloader.len(), want_results.len(), "{name}: {got}");
+        for (g, w) in test.per_dataloader.iter().zip(want_results) {
+            for (k, v) in w.as_object().expect("a result") {
+                assert!(exact(g[k], v.as_f64().expect("f64")), "{name}: {k} = {} (Lightning {v})", g[k]);
+            }
+            assert_eq!(g.len(), w.as_object().map_or(0, |m| m.len()), "{name}: {got}");
+        }
+    }
+}
