@@ -278,6 +278,16 @@ CASES = {
     "validate_overfit_0.25": ("validate", {"overfit_batches": 0.25}, {"samples": 40}, None),  # 2 validation steps (30 calls)
     "hooks_test_overfit_1": ("test", {"overfit_batches": 1}, None, None),  # 4 test steps: not limited (44 calls)
     "hooks_predict_overfit_1": ("predict", {"overfit_batches": 1}, None, None),  # 4 predict steps (43 calls)
+    # trainer_flags.md row 10 (test_check_val_every_n_epoch): check_val 2, limit_val 2, no sanity: 0/2/2 validation
+    # epochs in 1/4/5 epochs
+    **{f"cven_2_{n}_epochs": ("fit", {"max_epochs": n, "check_val_every_n_epoch": 2, "limit_val_batches": 2,
+                                      "num_sanity_val_steps": 0}, None, None) for n in (1, 4, 5)},
+    # row 13 (test_eval_limit_batches): limit_{val,test,predict}_batches 0.1 and 10 on 12 batches: 1 and 10 steps
+    **{f"hooks_{entry}_limit_{limit}": (entry, {f"limit_{split}_batches": limit}, {"samples": 48}, None)
+       for entry, split in (("validate", "val"), ("test", "test"), ("predict", "predict")) for limit in (0.1, 10)},
+    # row 17 (test_overfit_basic): overfit 1, 0.1, 0.25 on 10 batches: 1, 1, 2 training batches, validation alike
+    **{f"overfit_{o}": ("fit", {"max_epochs": 1, "overfit_batches": o, "num_sanity_val_steps": 0}, {"samples": 40}, None)
+       for o in (1, 0.1, 0.25)},
     # Lightning's tests_pytorch/loops/, ported (docs/lightning-tests/loops.md): -1 from on_train_batch_start
     # (test_training_loop.py), accumulation with in-epoch validation and limit_val_batches 0 (test_loops.py)
     "skip_at_5_limit_10": ("fit", {"max_epochs": 2, "limit_train_batches": 10}, {"samples": 48, "skip_at": 5}, None),
