@@ -583,6 +583,23 @@ PLANS = {
         *planned("validation_step", ["a"], value=12.0)]),
 }
 METRICS_AT.update({name: (args, {"log_plan": plan}) for name, (args, plan) in PLANS.items()})
+# test_logging_in_callbacks_with_log_function (logging.md row 19): a callback's `self.log` with the default options in
+# four hooks. name: {hook: (metric, value)}, a callback after MetricsAt.
+CALLBACK_LOGS = {
+    "callback_logs_defaults": {"on_train_start": ("on_train_start", 1), "on_train_epoch_start": ("on_train_epoch_start", 2),
+                               "on_train_batch_end": ("on_train_batch_end", 3),
+                               "on_train_epoch_end": ("on_train_epoch_end", 5)},
+}
+METRICS_AT["callback_logs_defaults"] = ({"limit_train_batches": 1, "limit_val_batches": 1, "max_epochs": 1}, {})
+
+
+class LogsFrom(L.Callback):
+    """`self.log(metric, value)` in each of `logs`' hooks."""
+
+    def __init__(self, logs):
+        self.logs = logs
+        for hook, (metric, value) in logs.items():
+            setattr(self, hook, lambda *_, m=metric, v=value: self.log(m, float(v)))
 
 
 def metrics_at():
@@ -590,12 +607,14 @@ def metrics_at():
     for name, (args, module) in METRICS_AT.items():
         L.seed_everything(0, verbose=False)
         cb = MetricsAt()
-        trainer = L.Trainer(enable_checkpointing=False, callbacks=[cb], **QUIET, **args)
+        logs = CALLBACK_LOGS.get(name, {})
+        trainer = L.Trainer(enable_checkpointing=False, callbacks=[cb, LogsFrom(logs)], **QUIET, **args)
         model = Regression()
         for k, v in module.items():
             setattr(model, k, v)
         trainer.fit(model, datamodule=Points())
-        out[name] = {"trainer": args, "module": module, "seen": cb.seen}
+        out[name] = {"trainer": args, "module": module, "seen": cb.seen,
+                     "callback_logs": {h: [m, v] for h, (m, v) in logs.items()}}
     return out
 
 

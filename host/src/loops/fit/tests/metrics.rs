@@ -29,7 +29,8 @@ fn callbacks_read_this_epochs_values_at_its_end_hooks() {
     // check's included), at on_sanity_check_end, at the first on_train_batch_start (the sanity
     // run's values gone: Lightning's test_sanity_metrics_are_reset) and at on_train_end. The
     // `plan_*` cases are Lightning's logging tests as log plans (docs/lightning-tests/
-    // logging.md rows 11, 12, 16, 18, 25, 29-32): every name and value where they are read.
+    // logging.md rows 11, 12, 16, 18, 25, 29-32): every name and value where they are read;
+    // `callback_logs_defaults` a callback logging in four hooks (row 19).
     let want = reference();
     for (name, case) in want["metrics_at"].as_object().expect("metrics_at") {
         let _one = serial();
@@ -37,6 +38,19 @@ fn callbacks_read_this_epochs_values_at_its_end_hooks() {
         let mut t = twin_trainer(dir.path(), case);
         let seen = Seen::default();
         t.callbacks.push(Box::new(recorder(Rc::clone(&seen))));
+        // A callback's `self.log` with the default options, in the hooks the case names.
+        let logs: Vec<(String, String, f64)> = case["callback_logs"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(hook, mv)| {
+                (hook.clone(), mv[0].as_str().expect("a metric").into(), mv[1].as_f64().expect("a value"))
+            })
+            .collect();
+        t.callbacks.push(Box::new(Probe(move |hook: Hook, _: &HookInfo<'_>| {
+            let logs = logs.iter().filter(|(h, _, _)| h == hook.name()).map(|(_, m, v)| (m.clone(), *v)).collect();
+            Ok(CallbackAction { logs, ..CallbackAction::default() })
+        })));
         t.fit(&mut twin_module(&case["module"]), &mut Points::default(), &serde_json::json!({})).expect("fit");
         let want = case["seen"].as_array().expect("seen");
         let got = seen.borrow();
