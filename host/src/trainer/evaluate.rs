@@ -72,10 +72,7 @@ pub(super) fn test_after_fit(st: &mut LoopState<'_>, hparams: &Value, weights: &
             TestWeights::Path(p) => Some(p.clone()),
         };
         if let Some(path) = chosen {
-            let shown = path.display().to_string();
-            let c = checkpoint::load(&path)?;
-            ckpt::restore_model(&mut st.ctx, &c, &shown)?;
-            println!("Loaded the model weights from {shown}");
+            load_weights(st, &path)?;
         }
         st.log_hyperparams()?;
         let (loaders, n) = stage_loaders(st, data, Stage::Test)?;
@@ -365,8 +362,13 @@ fn batches(st: &LoopState<'_>, stage: Stage, loaders: &[DataLoader]) -> Result<V
 fn restore_weights(st: &mut LoopState<'_>, spec: Option<&str>, dirpath: Option<&std::path::Path>) -> Result<()> {
     let Some(spec) = spec else { return Ok(()) };
     let path = ckpt::resolve(spec, dirpath, &st.root_dir)?;
+    load_weights(st, &path)
+}
+
+/// The model's weights from the checkpoint at `path`.
+fn load_weights(st: &mut LoopState<'_>, path: &std::path::Path) -> Result<()> {
     let shown = path.display().to_string();
-    let c = checkpoint::load(&path)?;
+    let c = checkpoint::load(path)?;
     ckpt::restore_model(&mut st.ctx, &c, &shown)?;
     println!("Loaded the model weights from {shown}");
     Ok(())

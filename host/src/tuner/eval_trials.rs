@@ -18,7 +18,7 @@
 
 use anyhow::{bail, Result};
 
-use super::fit_trials::out_of_memory;
+use super::fit_trials::{integer_batch_size, trial_outcome};
 use super::{put_back, weights};
 use crate::callbacks::batch_size_finder::{search, BatchSizeConfig, Trials};
 use crate::callbacks::ProgressBar;
@@ -176,11 +176,7 @@ impl Trials for EvalTrials<'_, '_> {
             Some(v) => Some(v),
             None => self.st.module.get_attr(&mut self.st.ctx, &self.name)?,
         };
-        match held {
-            Some(AttrValue::Int(n)) => Ok(n),
-            Some(AttrValue::Float(f)) => bail!("`{}` holds {f}, not an integer batch size", self.name),
-            None => bail!("`{}` holds no number: the batch size finder reads the batch size there", self.name),
-        }
+        integer_batch_size(held, &self.name)
     }
 
     fn set_batch_size(&mut self, size: i64) -> Result<()> {
@@ -208,25 +204,7 @@ impl Trials for EvalTrials<'_, '_> {
             Stage::Predict => prediction::run(st, &self.loaders, &batches, &mut |_| Ok(())),
             stage => evaluation::run(st, &self.loaders, stage, &batches, evaluation::During::Own, Some(0)).map(|_| ()),
         };
-        let signal = st.interrupter.interrupted().or(match crate::plugin::interrupt::signalled() {
-            0 => None,
-            s => Some(s as i32),
-        });
-        if let Some(sig) = signal {
-            bail!("signal {sig} stopped the batch size search");
-        }
-        match out {
-            Ok(()) => Ok(true),
-            Err(e) if out_of_memory(&e) => {
-                // Only a plugin that is still usable can go on (a step's error result); one
-                // that stopped (an out-of-memory trap) ends the search with its error.
-                if let Err(gone) = st.module.has_attr(&mut st.ctx, &self.name) {
-                    return Err(e.context(format!("the batch size finder cannot go on: {gone}")));
-                }
-                Ok(false)
-            }
-            Err(e) => Err(e),
-        }
+        trial_outcome(st, out, &self.name, "")
     }
 
     fn reset_dataloaders(&mut self) -> Result<()> {

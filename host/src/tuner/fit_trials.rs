@@ -90,11 +90,7 @@ impl Trials for FitTrials<'_, '_> {
             Some(v) => Some(v),
             None => st.module.get_attr(&mut st.ctx, &self.name)?,
         };
-        match held {
-            Some(AttrValue::Int(n)) => Ok(n),
-            Some(AttrValue::Float(f)) => bail!("`{}` holds {f}, not an integer batch size", self.name),
-            None => bail!("`{}` holds no number: the batch size finder reads the batch size there", self.name),
-        }
+        integer_batch_size(held, &self.name)
     }
 
     fn set_batch_size(&mut self, size: i64) -> Result<()> {
@@ -129,26 +125,8 @@ impl Trials for FitTrials<'_, '_> {
         (st.in_batch, st.step_pending, st.val_due_pending) = (false, false, false);
         let val = self.val.get_or_insert_with(Vec::new);
         reload::start(st, &mut self.train, val)?;
-        let out = fit::run(st, &mut self.train, val);
-        let signal = st.interrupter.interrupted().or(match crate::plugin::interrupt::signalled() {
-            0 => None,
-            s => Some(s as i32),
-        });
-        if let Some(sig) = signal {
-            bail!("signal {sig} stopped the batch size search; nothing was trained or saved");
-        }
-        match out {
-            Ok(_) => Ok(true),
-            Err(e) if out_of_memory(&e) => {
-                // Only a plugin that is still usable can go on (a step's error result); one
-                // that stopped (an out-of-memory trap) ends the search with its error.
-                if let Err(gone) = st.module.has_attr(&mut st.ctx, &self.name) {
-                    return Err(e.context(format!("the batch size finder cannot go on: {gone}")));
-                }
-                Ok(false)
-            }
-            Err(e) => Err(e),
-        }
+        let out = fit::run(st, &mut self.train, val).map(|_| ());
+        trial_outcome(st, out, &self.name, "; nothing was trained or saved")
     }
 
     fn reset_dataloaders(&mut self) -> Result<()> {
@@ -170,6 +148,40 @@ impl Trials for FitTrials<'_, '_> {
 
     fn info(&mut self, line: String) {
         println!("{line}");
+    }
+}
+
+/// The field's value as a batch size (Lightning's `lightning_getattr`, read from the last
+/// holder).
+pub(super) fn integer_batch_size(held: Option<AttrValue>, name: &str) -> Result<i64> {
+    match held {
+        Some(AttrValue::Int(n)) => Ok(n),
+        Some(AttrValue::Float(f)) => bail!("`{name}` holds {f}, not an integer batch size"),
+        None => bail!("`{name}` holds no number: the batch size finder reads the batch size there"),
+    }
+}
+
+/// How a trial ended: true when it ran, false when it ran out of memory and the plugin can go
+/// on; a signal (its message followed by `after_signal`) and any other failure end the search.
+pub(super) fn trial_outcome(st: &mut LoopState<'_>, out: Result<()>, name: &str, after_signal: &str) -> Result<bool> {
+    let signal = st.interrupter.interrupted().or(match crate::plugin::interrupt::signalled() {
+        0 => None,
+        s => Some(s as i32),
+    });
+    if let Some(sig) = signal {
+        bail!("signal {sig} stopped the batch size search{after_signal}");
+    }
+    match out {
+        Ok(()) => Ok(true),
+        Err(e) if out_of_memory(&e) => {
+            // Only a plugin that is still usable can go on (a step's error result); one that
+            // stopped (an out-of-memory trap) ends the search with its error.
+            if let Err(gone) = st.module.has_attr(&mut st.ctx, name) {
+                return Err(e.context(format!("the batch size finder cannot go on: {gone}")));
+            }
+            Ok(false)
+        }
+        Err(e) => Err(e),
     }
 }
 

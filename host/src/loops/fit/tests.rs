@@ -292,9 +292,14 @@ fn twin_module(args: &serde_json::Value) -> Regression {
         Some(_) => Some(crate::context::ReduceFx::Mean),
         None => None,
     };
-    let plan = args["log_plan"].as_array().map(Vec::as_slice).unwrap_or_default();
-    m.log_plan = plan.iter().map(|e| crate::testing::Planned::from_json(e).expect("a plan entry")).collect();
+    m.log_plan = log_plan(args);
     m
+}
+
+/// A reference case's module attributes' `log_plan` (none: empty).
+fn log_plan(args: &serde_json::Value) -> Vec<crate::testing::Planned> {
+    let plan = args["log_plan"].as_array().map(Vec::as_slice).unwrap_or_default();
+    plan.iter().map(|e| crate::testing::Planned::from_json(e).expect("a plan entry")).collect()
 }
 
 /// A Trainer with a reference case's Lightning Trainer arguments (`case["trainer"]`).

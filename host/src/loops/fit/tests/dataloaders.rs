@@ -20,8 +20,7 @@ fn module(case: &serde_json::Value) -> Regression {
     m.val_on_step = case["module"]["val_on_step"].as_bool().unwrap_or(false);
     m.loader_names = case["module"]["loader_names"].as_bool().unwrap_or(false);
     m.epoch_end_value = case["module"]["epoch_end_value"].as_f64().map(|v| v as f32);
-    let plan = case["module"]["log_plan"].as_array().map(Vec::as_slice).unwrap_or_default();
-    m.log_plan = plan.iter().map(|e| crate::testing::Planned::from_json(e).expect("a plan entry")).collect();
+    m.log_plan = log_plan(&case["module"]);
     m
 }
 
