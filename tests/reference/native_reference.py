@@ -126,6 +126,9 @@ class Regression(L.LightningModule):
     def on_test_epoch_end(self):
         self.plan("on_test_epoch_end")
 
+    def predict_step(self, batch, batch_idx, dataloader_idx=0):
+        return batch[0] @ self.weight.T + self.bias
+
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-3)
 
@@ -156,6 +159,7 @@ class Points(L.LightningDataModule):
         return [first, DataLoader(TensorDataset(*self.val2), batch_size=3)] if self.second_val else first
 
     test_dataloader = val_dataloader
+    predict_dataloader = val_dataloader
 
 
 # name: Trainer arguments (beyond max_epochs) and EarlyStopping's, or None.
@@ -821,11 +825,46 @@ def fx_validator():
             for name, o in _FxValidator.functions.items()}
 
 
+class GradModes(L.Callback):
+    """`(torch.is_grad_enabled(), torch.is_inference_mode_enabled())` at each evaluation loop's start hook."""
+
+    def __init__(self):
+        self.seen = {}
+
+    def record(self, hook):
+        self.seen[hook] = [torch.is_grad_enabled(), torch.is_inference_mode_enabled()]
+
+    def on_validation_start(self, trainer, pl_module):
+        self.record("on_validation_start")
+
+    def on_test_start(self, trainer, pl_module):
+        self.record("on_test_start")
+
+    def on_predict_start(self, trainer, pl_module):
+        self.record("on_predict_start")
+
+
+def grad_modes():
+    """test_inference_mode.py::test_eval_inference_mode (docs/lightning-tests/trainer_flags.md row 23): what
+    validate, test and predict run under, with `inference_mode` True and False, under fast_dev_run."""
+    out = {}
+    for inference_mode in (True, False):
+        modes = GradModes()
+        for stage in ("validate", "test", "predict"):
+            L.seed_everything(0, verbose=False)
+            trainer = L.Trainer(fast_dev_run=True, inference_mode=inference_mode, callbacks=[modes], logger=False,
+                                enable_progress_bar=False, enable_model_summary=False, accelerator="cpu", devices=1)
+            quiet = {} if stage == "predict" else {"verbose": False}
+            getattr(trainer, stage)(Regression(), datamodule=Points(), **quiet)
+        out[str(inference_mode).lower()] = modes.seen
+    return out
+
+
 def main(path):
     out = {"lightning": L.__version__, "cases": {name: run(*case) for name, case in CASES.items()},
            "checkpoints": checkpoints(), "resumes": resumes(), "plateaus": plateaus(), "stops": stops(),
            "metrics_at": metrics_at(), "rows": rows(), "dataloaders": dataloaders(), "failures": failures(),
-           "fx_validator": fx_validator(), "fit_then_test": fit_then_test()}
+           "fx_validator": fx_validator(), "fit_then_test": fit_then_test(), "grad_modes": grad_modes()}
     with open(path, "w") as f:
         json.dump(out, f, indent=1)
     print(f"wrote {path}: lightning {L.__version__}, {len(out['cases'])} cases")

@@ -346,5 +346,6 @@ fn at_train_end(t: &mut Trainer) -> Rc<RefCell<Option<TrainEnd>>> {
 
 mod dataloaders;
 mod epoch_ends;
+mod grad_modes;
 mod metrics;
 mod resume;
