@@ -156,20 +156,16 @@ fn model_checkpoint_keeps_the_files_lightning_keeps() {
     let mut checked = 0;
     for (name, case) in want["cases"].as_object().expect("cases") {
         let d = tempfile::tempdir().expect("tempdir");
-        let runs = case["runs"].as_u64().unwrap_or(1);
-        if let Some(from) = case["resume_from"].as_str() {
-            let first = json!({"max_epochs": case["first_epochs"]});
-            fit(d.path(), &case["checkpoint"], &first, &case["model"], None);
-            fit(d.path(), &case["checkpoint"], &case["trainer"], &case["model"], Some(&d.path().join(from)));
-        } else {
-            for _ in 0..runs {
-                fit(d.path(), &case["checkpoint"], &case["trainer"], &case["model"], None);
-            }
-        }
+        let dir = run_case(d.path(), case).1;
         let want_files: Vec<String> =
             case["files"].as_array().expect("files").iter().map(|v| v.as_str().expect("str").to_string()).collect();
-        let dir = listed(d.path(), &case["checkpoint"]);
         assert_eq!(files(&dir), want_files, "{name}: files in the checkpoint directory");
+        // A resume into another directory leaves the first run's as it was.
+        if let Some(first) = case["first_files"].as_array() {
+            let second = case["second_dir"].as_str();
+            let left: Vec<String> = files(d.path()).into_iter().filter(|f| Some(f.as_str()) != second).collect();
+            assert_eq!(json!(left), json!(first), "{name}: the first run's directory");
+        }
         let want_links = case.get("links").cloned().unwrap_or_else(|| json!({}));
         assert_eq!(links(&dir), want_links, "{name}: symlinks (save_last=\"link\") and what they name");
         // ModelCheckpoint's state is kept under Lightning's state key (monitor, mode, triggers).
@@ -183,17 +179,34 @@ fn model_checkpoint_keeps_the_files_lightning_keeps() {
     assert!(checked >= 22);
 }
 
+/// Runs `case` in `dir` as the reference did: one fit; or `runs` fits into the same directory;
+/// or a first fit and a fit resumed from one of its files (`resume_from`), in `second_dir`
+/// under the first's or in the same. The last fit's report and its checkpoint directory.
+fn run_case(dir: &Path, case: &Value) -> (FitReport, std::path::PathBuf) {
+    let (checkpoint, trainer, model) = (&case["checkpoint"], &case["trainer"], &case["model"]);
+    if let Some(from) = case["resume_from"].as_str() {
+        fit(dir, &case["first"]["checkpoint"], &case["first"]["trainer"], model, None);
+        let second = case["second_dir"].as_str().map_or_else(|| dir.to_path_buf(), |s| dir.join(s));
+        std::fs::create_dir_all(&second).expect("the second run's directory");
+        let report = fit(&second, checkpoint, trainer, model, Some(&dir.join(from)));
+        return (report, listed(&second, checkpoint));
+    }
+    for _ in 1..case["runs"].as_u64().unwrap_or(1) {
+        fit(dir, checkpoint, trainer, model, None);
+    }
+    (fit(dir, checkpoint, trainer, model, None), listed(dir, checkpoint))
+}
+
 #[test]
 fn model_checkpoint_reports_lightnings_best_and_last() {
-    // Every single-run case: the best and last paths Lightning's ModelCheckpoint reports.
+    // Every case: the best and last paths, the best score and best_k_models Lightning's
+    // ModelCheckpoint reports (after a rerun or a resume: the last fit's), and what each file
+    // it left holds.
     let want = reference();
     let mut checked = 0;
     for (name, case) in want["cases"].as_object().expect("cases") {
-        if case.get("runs").is_some() || case.get("resume_from").is_some() {
-            continue;
-        }
         let d = tempfile::tempdir().expect("tempdir");
-        let report = fit(d.path(), &case["checkpoint"], &case["trainer"], &case["model"], None);
+        let (report, dir) = run_case(d.path(), case);
         let (best, last) = names(&report);
         assert_eq!(best.as_deref(), case["best_model_path"].as_str(), "{name}: best_model_path");
         assert_eq!(last.as_deref(), case["last_model_path"].as_str(), "{name}: last_model_path");
@@ -214,11 +227,11 @@ fn model_checkpoint_reports_lightnings_best_and_last() {
             assert!(same_score(Some(kept[file]), v), "{name}: best_k_models[{file}] = {} (Lightning {v})", kept[file]);
         }
         for (file, w) in case["contents"].as_object().expect("contents") {
-            same_contents(&format!("{name}: {file}"), &listed(d.path(), &case["checkpoint"]).join(file), w);
+            same_contents(&format!("{name}: {file}"), &dir.join(file), w);
         }
         checked += 1;
     }
-    assert!(checked >= 40);
+    assert!(checked >= 60);
 }
 
 #[test]
@@ -274,6 +287,12 @@ fn same_contents(what: &str, path: &Path, want: &Value) {
         (want["epoch"].clone(), want["global_step"].clone()),
         "{what}: epoch, global_step"
     );
+    // Where each scheduler was when the file was written: a file saved at an epoch's end holds
+    // the epoch's step (Lightning's test_model_checkpoint_score_and_ckpt).
+    // (A scheduler's state is JSON, or JSON in a string where its owner keeps it as text.)
+    let state_of = |s: &Value| s.as_str().and_then(|t| serde_json::from_str(t).ok()).unwrap_or_else(|| s.clone());
+    let schedulers: Vec<Value> = meta.schedulers.iter().map(|s| state_of(s)["last_epoch"].clone()).collect();
+    assert_eq!(json!(schedulers), want["schedulers"], "{what}: the schedulers' last_epoch");
     let state = meta.callbacks.iter().find(|(k, _)| k.starts_with("ModelCheckpoint")).map(|(_, v)| v.clone());
     let want = want["model_checkpoint"].as_object().expect("its ModelCheckpoint state");
     let Some(state) = state else {

@@ -729,8 +729,14 @@ fn a_fit_after_lr_find_trains_as_lightnings_tuner_then_fit() {
     // hyper-parameters (lit-hparams' `lr`, the DataModule's too), the fit starts from the
     // initial weights with the generators as they were before the search (Lightning's
     // isolate_rng; lit-mnist's DataModule draws its images again in setup, from there), and
-    // hparams.yaml keeps the initial values.
-    for name in ["lr-find-fit-lit-mnist", "lr-find-fit-lit-hparams"] {
+    // hparams.yaml keeps the initial values. `attr_name = "my_fancy_lr"`: that field, an
+    // attribute or a hyper-parameter of the module (tuner.md row 5).
+    for name in [
+        "lr-find-fit-lit-mnist",
+        "lr-find-fit-lit-hparams",
+        "lr-find-fit-lit-hparams-fancy-attr",
+        "lr-find-fit-lit-hparams-fancy-hparams",
+    ] {
         let (got, _, want) = run_like_lightning(name);
         assert_training_losses(name, &got, &want);
     }
@@ -762,11 +768,15 @@ fn a_fit_after_scale_batch_size_trains_as_lightnings_tuner_then_fit() {
     // and lines (the first at the DataModule's own size, the dataset-length stop, binsearch's
     // margin, power mode's max_val stop), the size set on the DataModule's attribute and
     // hyper-parameter, and the fit's losses from the initial weights with the generators
-    // where the trials left them (lit-autoencoder's DataModule draws its images again).
+    // where the trials left them (lit-autoencoder's DataModule draws its images again). The
+    // `model-*` cases keep the size on the module (an attribute or a hyper-parameter), which
+    // the DataModule reads through `trainer.lightning_module` (tuner.md row 31).
     for name in [
         "scale-fit-lit-autoencoder",
         "scale-fit-lit-hparams-binsearch",
         "scale-fit-lit-hparams-max-val",
+        "scale-fit-lit-hparams-model-attr",
+        "scale-fit-lit-hparams-model-hparams",
         "scale-fit-lit-classifier-oom-power",
         "scale-fit-lit-classifier-oom-binsearch",
     ] {

@@ -14,6 +14,7 @@ import os
 import sys
 import tempfile
 import warnings
+from datetime import timedelta
 
 import torch
 
@@ -93,6 +94,24 @@ CASES = {
     "last_only_when_saved_link": ({"monitor": "scripted", "filename": "best-{epoch}-{scripted:.2f}", "save_last": "link", "save_top_k": 1,
                                    "every_n_epochs": 1, "save_on_train_epoch_end": False}, {"max_epochs": 4}, {"script": [1.0, 1.1, 0.8, 1.3]}),
     "all_no_monitor_last": ({"save_top_k": -1, "save_last": True}, {"max_epochs": 2}, {}),
+    # test_model_checkpoint_score_and_ckpt: each epoch's file named by its score, holding the StepLR stepped for that epoch
+    "score_and_ckpt": ({"monitor": "scripted", "save_top_k": -1, "filename": "{scripted:.4f}-{epoch}"}, {"max_epochs": 3},
+                       {"script": [0.5, 0.3, 0.4], "scheduler": "step"}),
+    # ..._val_check_interval: mid-epoch files hold the scheduler before the epoch's step
+    "score_and_ckpt_vci_0.25": ({"monitor": "scripted", "save_top_k": -1, "filename": "{scripted:.4f}-{epoch}"},
+                                {"max_epochs": 2, "val_check_interval": 0.25}, {"script": [0.5, 0.3], "scheduler": "step"}),
+    # test_model_checkpoint_with_non_string_input: ModelCheckpoint's own directory, `{epoch}`
+    "non_string_dirpath_none": ({"dirpath": None, "monitor": "train_loss", "filename": "{epoch}", "save_top_k": -1},
+                                {"max_epochs": 2}, {}),
+    # test_model_checkpoint_save_last (save_last="link", top_k -1 with a monitor)
+    "link_all_monitor": ({"monitor": "scripted", "save_top_k": -1, "save_last": "link"}, {"max_epochs": 3}, {"script": SCRIPT}),
+    # test_ckpt_every_n_train_steps: every_n_epochs=0 and `{step}`
+    "steps_epochs_0": ({"filename": "{step}", "every_n_epochs": 0, "every_n_train_steps": 3, "save_top_k": -1}, {"max_epochs": 3}, {}),
+    # test_model_checkpoint_train_time_interval (proxies: 0 s saves after every batch; a day only at the end, last.ckpt)
+    "time_0_all": ({"train_time_interval_s": 0, "save_top_k": -1}, {"max_epochs": 2}, {}),
+    "time_1_day_last": ({"train_time_interval_s": 86400, "save_last": True}, {"max_epochs": 2}, {}),
+    # test_train_epoch_end_ckpt_with_no_validation: no validation batches, so saves at the training epochs' ends
+    "no_val_vci_0.5": ({"save_top_k": -1}, {"max_epochs": 2, "val_check_interval": 0.5, "limit_val_batches": 0}, {}),
     # test_model_checkpoint_save_last_checkpoint_contents: last.ckpt holds epoch=2.ckpt's state
     "last_contents_top_3": ({"monitor": "scripted", "filename": "{epoch}", "save_top_k": 3, "save_last": True},
                             {"max_epochs": 3}, {"script": SCRIPT}),
@@ -109,6 +128,48 @@ REFUSED = {
     "negative_every_n_train_steps": {"every_n_train_steps": -3},
     "negative_top_k": {"save_top_k": -3},
     "unknown_mode": {"mode": "unknown_option"},
+    # test_invalid_trigger_combination: a time interval with another trigger; and what it accepts (message None)
+    "time_and_epochs": {"train_time_interval_s": 60, "every_n_epochs": 2},
+    "time_and_steps": {"train_time_interval_s": 60, "every_n_train_steps": 2},
+    "epochs_3_steps_0": {"every_n_train_steps": 0, "every_n_epochs": 3},
+    "steps_4_epochs_0": {"every_n_train_steps": 4, "every_n_epochs": 0},
+    "time_with_zero_triggers": {"every_n_train_steps": 0, "every_n_epochs": 0, "train_time_interval_s": 60},
+}
+
+# Two fits into one directory: name: (ModelCheckpoint args, trainer args, model args). The second run's files are
+# versioned (`-v1`), the first run's kept; what the second run reports is compared.
+RERUNS = {
+    "rerun_same_dir": ({"save_last": True}, {"max_epochs": 2}, {}),
+    "rerun_same_dir_link": ({"save_last": "link"}, {"max_epochs": 2}, {}),
+    # test_ckpt_version_after_rerun_new_trainer: best_k_models names the second run's own files
+    "rerun_monitor_epoch": ({"monitor": "epoch", "save_top_k": -1, "filename": "{epoch}"}, {"max_epochs": 2}, {}),
+    # test_save_last_versioning
+    "rerun_top0_last": ({"save_top_k": 0, "save_last": True}, {"max_epochs": 2, "limit_val_batches": 0}, {}),
+}
+
+# A fit resumed from a file of an earlier one: name: (model args, (ModelCheckpoint args, trainer args) of the first
+# fit, the same of the resumed fit, the file resumed from, the resumed fit's directory under the first's or None).
+STEP_SAVES = {"filename": "{step}", "monitor": "step", "mode": "max", "save_last": True, "save_top_k": 2,
+              "every_n_train_steps": 1}
+THREE_STEPS = {"limit_train_batches": 3, "limit_val_batches": 0}
+TOP_2_STEPS = {"monitor": "step", "mode": "max", "save_top_k": 2, "every_n_train_steps": 2}
+RESUMES = {
+    # The file resumed from is never removed.
+    "resume_keeps_its_source": ({}, ({}, {"max_epochs": 2}), ({}, {"max_epochs": 4}), "epoch=1-step=8.ckpt", None),
+    # test_checkpoint_repeated_strategy(_extended): refitting a finished run writes nothing
+    "refit_finished_1": ({}, ({}, {"max_epochs": 1}), ({}, {"max_epochs": 1}), "epoch=0-step=4.ckpt", None),
+    "resume_finished": ({}, ({"save_top_k": -1}, {"max_epochs": 2}), ({"save_top_k": -1}, {"max_epochs": 2}),
+                        "epoch=1-step=8.ckpt", None),
+    # test_resume_training_preserves_old_ckpt_last: a resume into a new directory leaves the old one as it was
+    "resume_new_dir_keeps_old_last": ({}, (STEP_SAVES, {"max_epochs": 1, **THREE_STEPS}),
+                                      (STEP_SAVES, {"max_epochs": 2, **THREE_STEPS}), "step=2.ckpt", "new"),
+    # test_resume_and_old_checkpoint_files_remain: in the same directory, the source kept and older top-k files
+    # removed; in another, the first directory untouched and the state started afresh
+    "resume_same_dir_old_files": ({"samples": 40}, (TOP_2_STEPS, {"max_steps": 5, "limit_val_batches": 0}),
+                                  (TOP_2_STEPS, {"max_steps": 8, "limit_val_batches": 0}), "epoch=0-step=4.ckpt", None),
+    "resume_other_dir_old_files": ({"samples": 40}, (TOP_2_STEPS, {"max_steps": 5, "limit_val_batches": 0}),
+                                   (TOP_2_STEPS, {"max_steps": 8, "limit_val_batches": 0}), "epoch=0-step=4.ckpt",
+                                   "second"),
 }
 
 
@@ -142,7 +203,9 @@ def contents(dirpath):
                   "current_score": num(s["current_score"]), "last_model_path": base(s["last_model_path"]),
                   "best_k_models": {base(p): _score(v) for p, v in sorted(s["best_k_models"].items())},
                   "kth_best_model_path": base(s["kth_best_model_path"]), "kth_value": num(s["kth_value"])}
-        out[f] = {"epoch": c["epoch"], "global_step": c["global_step"], "model_checkpoint": mc}
+        # Where each scheduler was when the file was written (its `last_epoch`).
+        schedulers = [sch["last_epoch"] for sch in c.get("lr_schedulers", [])]
+        out[f] = {"epoch": c["epoch"], "global_step": c["global_step"], "model_checkpoint": mc, "schedulers": schedulers}
     return out
 
 
@@ -177,6 +240,14 @@ class Recording(Logger):
                            "best_k_models": {base(p): _score(v) for p, v in sorted(cb.best_k_models.items())}})
 
 
+def made(ckpt_args, **kwargs):
+    """ModelCheckpoint with lthost's `train_time_interval_s` (seconds) as Lightning's timedelta."""
+    args = dict(ckpt_args)
+    if "train_time_interval_s" in args:
+        args["train_time_interval"] = timedelta(seconds=args.pop("train_time_interval_s"))
+    return ModelCheckpoint(**args, **kwargs)
+
+
 def fit(ckpt_args, trainer_args, model_args, dirpath, ckpt_path=None):
     torch.manual_seed(0)
     margs = dict(model_args)
@@ -186,7 +257,7 @@ def fit(ckpt_args, trainer_args, model_args, dirpath, ckpt_path=None):
     # `"dirpath": None`: ModelCheckpoint's own default, `<default_root_dir>/checkpoints` without a logger
     default_dir = "dirpath" in ckpt_args and ckpt_args["dirpath"] is None
     cargs = {k: v for k, v in ckpt_args.items() if k != "dirpath"}
-    mc = ModelCheckpoint(**cargs) if default_dir else ModelCheckpoint(dirpath=dirpath, **cargs)
+    mc = made(cargs) if default_dir else made(cargs, dirpath=dirpath)
     # With the directory given, a logger changes nothing ModelCheckpoint decides: it records
     # what the loggers are told after each save.
     recording = None if default_dir else Recording()
@@ -215,27 +286,23 @@ def main(path):
         with tempfile.TemporaryDirectory() as d:
             got = fit(cargs, targs, margs, d)
         out["cases"][name] = {"checkpoint": cargs, "trainer": targs, "model": margs, **got}
-    # A second run into the same directory: its files are versioned (`-v1`), the first run's kept.
-    args = ({"save_last": True}, {"max_epochs": 2}, {})
-    with tempfile.TemporaryDirectory() as d:
-        fit(*args, d)
-        got = fit(*args, d)
-    out["cases"]["rerun_same_dir"] = {"checkpoint": args[0], "trainer": args[1], "model": args[2], "runs": 2, **got}
-    args = ({"save_last": "link"}, {"max_epochs": 2}, {})
-    with tempfile.TemporaryDirectory() as d:
-        fit(*args, d)
-        got = fit(*args, d)
-    out["cases"]["rerun_same_dir_link"] = {"checkpoint": args[0], "trainer": args[1], "model": args[2], "runs": 2, **got}
-    # Resuming from a kept checkpoint: the file resumed from is never removed.
-    args = ({}, {"max_epochs": 2}, {})
-    with tempfile.TemporaryDirectory() as d:
-        fit(*args, d)
-        got = fit({}, {"max_epochs": 4}, {}, d, ckpt_path=os.path.join(d, "epoch=1-step=8.ckpt"))
-    out["cases"]["resume_keeps_its_source"] = {"checkpoint": {}, "trainer": {"max_epochs": 4}, "model": {},
-                                               "resume_from": "epoch=1-step=8.ckpt", "first_epochs": 2, **got}
+    for name, (cargs, targs, margs) in RERUNS.items():
+        with tempfile.TemporaryDirectory() as d:
+            fit(cargs, targs, margs, d)
+            got = fit(cargs, targs, margs, d)
+        out["cases"][name] = {"checkpoint": cargs, "trainer": targs, "model": margs, "runs": 2, **got}
+    for name, (margs, (cargs1, targs1), (cargs, targs), source, subdir) in RESUMES.items():
+        with tempfile.TemporaryDirectory() as d:
+            fit(cargs1, targs1, margs, d)
+            second = os.path.join(d, subdir) if subdir else d
+            got = fit(cargs, targs, margs, second, ckpt_path=os.path.join(d, source))
+            first_files = sorted(f for f in os.listdir(d) if f != subdir)
+        out["cases"][name] = {"checkpoint": cargs, "trainer": targs, "model": margs, "resume_from": source,
+                              "first": {"checkpoint": cargs1, "trainer": targs1}, "second_dir": subdir,
+                              "first_files": first_files, **got}
     for name, cargs in REFUSED.items():
         try:
-            ModelCheckpoint(**cargs)
+            made(cargs)
             out["refused"][name] = {"checkpoint": cargs, "message": None}
         except Exception as e:  # noqa: BLE001
             out["refused"][name] = {"checkpoint": cargs, "message": str(e)}

@@ -163,6 +163,12 @@ def logged(fn):
     return out, [line for line in lines.lines if "atch size" in line or "margin" in line]
 
 
+def held(obj, field):
+    """Lightning's `lightning_getattr` for one object: its hyper-parameter over its attribute."""
+    hparams = getattr(obj, "hparams", {})
+    return hparams[field] if field in hparams else getattr(obj, field)
+
+
 def scale_batch_size(trainer, model, data, kwargs):
     """`Tuner(trainer).scale_batch_size` and the lines it logs about batch sizes."""
     from lightning.pytorch.tuner import Tuner
@@ -203,14 +209,14 @@ def run(name, cls_name, data_name, epochs, hparams=None, trainer_args=None, lr_f
             kwargs, field = lr_find
             finder = Tuner(trainer).lr_find(model, datamodule=data, **kwargs)
             tuned = {"lr_find": kwargs, "suggestion": finder.suggestion(), "lr": finder.results["lr"],
-                     "loss": finder.results["loss"], "field": field, "set_to": getattr(model, field),
+                     "loss": finder.results["loss"], "field": field, "set_to": held(model, field),
                      "data_hparams": dict(data.hparams) if data is not None else None}
         if scale is not None:
             kwargs, field = scale
             size, said = scale_batch_size(trainer, model, data, kwargs)
-            holder = data if data is not None and hasattr(data, field) else model
+            holder = data if data is not None and (hasattr(data, field) or field in data.hparams) else model
             tuned = {"scale_batch_size": kwargs, "found": size, "said": said, "field": field,
-                     "set_to": getattr(holder, field)}
+                     "set_to": held(holder, field)}
         if lrf is not None:
             trainer.fit(model, datamodule=data)
             kwargs, field = lrf
@@ -226,8 +232,8 @@ def run(name, cls_name, data_name, epochs, hparams=None, trainer_args=None, lr_f
         else:
             _, said = logged(lambda: trainer.fit(model, datamodule=data))
             kwargs, field = bsf
-            holder = data if data is not None and hasattr(data, field) else model
-            tuned = {"batch_size_finder": kwargs, "said": said, "field": field, "set_to": getattr(holder, field)}
+            holder = data if data is not None and (hasattr(data, field) or field in data.hparams) else model
+            tuned = {"batch_size_finder": kwargs, "said": said, "field": field, "set_to": held(holder, field)}
         rows = list(csv.DictReader(open(Path(trainer.logger.log_dir) / "metrics.csv")))
         hparams_file = Path(trainer.logger.log_dir) / "hparams.yaml"
         # yaml.dump of what the file loads as, a tuple as a list: lthost's hyper-parameters are
@@ -337,6 +343,11 @@ LR_FIND_FITS = {
     # hparams.yaml keeps the initial values (Lightning logs hparams_initial).
     "lr-find-fit-lit-hparams": ("lit-hparams", {"data_save": "all", "lr": 0.1},
                                 {"num_training": 30, "max_lr": 0.05, "early_stop_threshold": None}, "lr", 8),
+    # test_trainer_arg_str (tuner.md row 5): `attr_name="my_fancy_lr"`, the module's attribute or hyper-parameter.
+    **{f"lr-find-fit-lit-hparams-fancy-{where}": ("lit-hparams", {"fancy": where},
+                                                   {"num_training": 30, "max_lr": 0.05, "early_stop_threshold": None,
+                                                    "attr_name": "my_fancy_lr"}, "my_fancy_lr", 8)
+       for where in ("attr", "hparams")},
 }
 
 # `Tuner(trainer).scale_batch_size` then `trainer.fit` on the same objects (docs/lightning-tests/tuner.md
@@ -352,6 +363,11 @@ SCALE_BATCH_SIZE_FITS = {
     # power, init_val 16 and max_val 24: one trial at 8 (its own), then 32 ≥ 24 ends the search
     # with 32 (power mode can return a size past max_val).
     "scale-fit-lit-hparams-max-val": ("lit-hparams", None, {"init_val": 16, "max_val": 24}, "batch_size", 1),
+    # test_auto_scale_batch_size_set_model_attribute (tuner.md row 31): the size kept on the module, as an
+    # attribute or a hyper-parameter, which the DataModule's loaders read through `trainer.lightning_module`.
+    **{f"scale-fit-lit-hparams-model-{where}": ("lit-hparams", {"batch_on_model": where},
+                                                 {"mode": "binsearch", "max_trials": 3, "steps_per_trial": 1}, "batch_size", 2)
+       for where in ("attr", "hparams")},
     # Out of memory above 40 (the file raises CUDA's message, which Lightning's is_oom_error takes on
     # any device): power fails at 64 and halves to 32; binsearch bisects to 40 and takes 5 % off.
     # Dropout and a shuffled loader: the fit after depends on every draw the trials made.

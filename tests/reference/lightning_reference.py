@@ -236,6 +236,8 @@ CASES = {
     # returns None, backward is skipped); with accumulation too (loops.md row 37)
     "none_even": ("fit", {"max_epochs": 2}, {"none_even": True}, None),
     "none_even_accumulate_2": ("fit", {"max_epochs": 2, "accumulate_grad_batches": 2}, {"none_even": True}, None),
+    # test_train_step_no_return (loops.md row 36): None from every training_step under fast_dev_run 2; validation runs
+    "none_all_fast_dev_run_2": ("fit", {"fast_dev_run": 2}, {"none_at": [0, 1]}, None),
     # -1 from on_train_batch_start ends the epoch as its last batch: the epoch's schedulers step
     "skip_at_1_step_lr": ("fit", {"max_epochs": 3}, {"skip_at": 1, "scheduler": "step"}, None),
     "log_every_2": ("fit", {"max_epochs": 2}, None, 2),

@@ -339,6 +339,9 @@ RESUMES = {
     "rs_a_mid_epoch": ({"max_epochs": 2}, {"every_n_train_steps": 2, "save_top_k": -1}, "epoch=0-step=2.ckpt", 2),
     "rs_b_last_batch_val_due": ({"max_epochs": 2}, {"every_n_train_steps": 2, "save_top_k": -1}, "epoch=0-step=4.ckpt", 2),
     "rs_c_validation_end": ({"max_epochs": 1}, {"save_last": True}, "last.ckpt", 2),
+    # test_no_val_on_train_epoch_loop_restart (loops.md row 27): 1 batch, 1 validation batch (no sanity check, as every case here)
+    "rs_j_no_val_on_restart": ({"max_epochs": 1, "limit_train_batches": 1, "limit_val_batches": 1},
+                               {"save_last": True}, "last.ckpt", 2),
     "rs_d_epoch_end_no_val": ({"max_epochs": 2, "limit_val_batches": 0}, {"save_top_k": -1}, "epoch=0-step=4.ckpt", 2),
     "rs_e_failure_in_mid_epoch_validation": ({"max_epochs": 1, "val_check_interval": 0.5}, {"on_exception": True},
                                              "on_exception.ckpt", 1, (0, 1)),
@@ -499,6 +502,9 @@ METRICS_AT = {
     "metrics_at_epoch_ends": ({"max_epochs": 2, "val_check_interval": 0.5}, {}),
     # logged_metrics between logger rows (logging.md row 7, difference 2)
     "metrics_at_no_rows": ({"max_epochs": 1, "limit_val_batches": 0, "log_every_n_steps": 50}, {}),
+    # test_logged_metrics_has_logged_epoch_value (logging.md row 7): a logged `epoch` is kept, between logger rows
+    "metrics_at_logged_epoch": ({"max_epochs": 1, "limit_train_batches": 2, "limit_val_batches": 0, "log_every_n_steps": 50},
+                                {"log_plan": [{"hook": "training_step", "name": "epoch", "value": "batch_idx"}]}),
 }
 
 
@@ -510,6 +516,12 @@ def planned(hook, names, **options):
 # Lightning's test_train_loop_logging.py and test_eval_loop_logging.py as log plans (logging.md rows 11, 12, 16, 18,
 # 25, 29-32): what callback_metrics and logged_metrics hold, every value, at each epoch end and at the end.
 FOUR = {"limit_train_batches": 2, "limit_val_batches": 2, "max_epochs": 2, "log_every_n_steps": 1}
+# test_validation_step_log_with_tensorboard: 1 training batch, 2 validation batches, 2 epochs
+VALIDATION_STEP_LOG = {"max_epochs": 2, "limit_train_batches": 1, "limit_val_batches": 2, "log_every_n_steps": 1}
+VALIDATION_STEP_PLAN = [
+    {"hook": "validation_step", "name": "valid_loss_0", "value": "batch_idx", "on_step": True, "on_epoch": True},
+    {"hook": "validation_step", "name": "valid_loss_1", "value": "batch_idx", "on_step": False, "on_epoch": True},
+    {"hook": "validation_step", "name": "valid_loss_2", "value": "batch_idx", "on_step": True, "on_epoch": False}]
 PLANS = {
     # test__training_step__log: every on_step × on_epoch for the logger and the progress bar
     "plan_training_step_log": (FOUR, [
@@ -585,6 +597,12 @@ PLANS = {
         {"hook": "on_validation_epoch_end", "name": "c", "value": 2, "on_epoch": True, "prog_bar": True},
         *planned("on_validation_epoch_end", ["d/e/f"], value=2),
         *planned("validation_step", ["a"], value=12.0)]),
+    # test_eval_logging_auto_reduce (logging.md row 33): a forked value with prog_bar, 3 validation batches
+    "plan_eval_logging_auto_reduce": ({"limit_train_batches": 3, "limit_val_batches": 3, "max_epochs": 1,
+                                       "num_sanity_val_steps": 0}, [
+        {"hook": "validation_step", "name": "v", "value": "batch_idx", "on_step": True, "on_epoch": True, "prog_bar": True}]),
+    # test_validation_step_log_with_tensorboard (logging.md row 38): forked, epoch-only and step-only values
+    "plan_validation_step_log_rows": (VALIDATION_STEP_LOG, VALIDATION_STEP_PLAN),
 }
 METRICS_AT.update({name: (args, {"log_plan": plan}) for name, (args, plan) in PLANS.items()})
 # test_logging_in_callbacks_with_log_function (logging.md row 19): a callback's `self.log` with the default options in
@@ -628,6 +646,8 @@ ROWS = {
     "rows_plain": ({"max_epochs": 2, "log_every_n_steps": 2, "val_check_interval": 0.5}, {}),
     # a logged `step` is the row's step, and such a row has no epoch column (Lightning's log_metrics)
     "rows_logged_step": ({"max_epochs": 2, "log_every_n_steps": 2}, {"log_step": True}),
+    # test_validation_step_log_with_tensorboard (logging.md row 38): the rows of forked, epoch-only and step-only values
+    "rows_validation_step_log": (VALIDATION_STEP_LOG, {"log_plan": VALIDATION_STEP_PLAN}),
     # one name from two hooks is two metrics; the later one's value is read (logging.md differences 3, 4)
     "rows_dup_hooks_mean": ({"max_epochs": 2, "log_every_n_steps": 2}, {"dup_hooks": "mean"}),
     "rows_dup_hooks_sum": ({"max_epochs": 2, "log_every_n_steps": 2}, {"dup_hooks": "sum"}),
@@ -689,6 +709,9 @@ DATALOADERS = {
         entry for hook in ("on_validation_epoch_end", "on_test_epoch_end")
         for entry in planned(hook, ["c"], value=2, on_epoch=True, prog_bar=True) + planned(hook, ["d/e/f"], value=2)]},
                                None),
+    # test_multi_dataloaders_add_suffix_properly, one DataLoader (logging.md row 35): a forked test value's results
+    "forked_test_value_one_loader": ({"max_epochs": 1}, {"log_plan": [
+        {"hook": "test_step", "name": "t", "value": "batch_idx", "on_step": True, "on_epoch": True}]}, None),
 }
 
 

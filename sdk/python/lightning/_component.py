@@ -25,7 +25,8 @@ from .pytorch.core import LightningDataModule as _UserData
 from .pytorch.core import LightningModule as _UserModule
 
 _classes = {}
-_live = {}
+# The user's objects once built: shared with `self.trainer` (`lightning_module`, `datamodule`).
+_live = _core._LIVE
 # Per DataLoader (`_key`), the structure of its batches.
 _structure = {}
 # Per DataLoader (`_key`), the user's (its items and streams are made when the host asks).

@@ -1,7 +1,9 @@
 """`save_hyperparameters` as Lightning files call it, chosen by the `save` and `data_save`
 hyper-parameters: which of them reach hparams.yaml, and when Lightning refuses to merge a
 module's and a DataModule's (tests/e2e/lightning_files.rs against Lightning 2.6.6); the
-`batch_size` every DataLoader takes, for the batch-size finder in each stage."""
+`batch_size` every DataLoader takes, for the batch-size finder in each stage; a learning rate
+and a batch size kept on the module, as an attribute or a hyper-parameter, for the tuner's
+`attr_name` and its search of the module's holders (docs/lightning-tests/tuner.md rows 5, 31)."""
 
 import torch
 from torch import nn
@@ -19,7 +21,8 @@ class Base(L.LightningModule):
 
 
 class Regressor(Base):
-    def __init__(self, lr=0.1, hidden=4, tag="mlp", save="all", flags=(1, 2), opts=None, oom_above=None):
+    def __init__(self, lr=0.1, hidden=4, tag="mlp", save="all", flags=(1, 2), opts=None, oom_above=None, fancy=None,
+                 batch_on_model=None):
         super().__init__(lr, save)
         # test_step and predict_step raise CUDA's out-of-memory error for a batch larger than this.
         self.oom_above = oom_above
@@ -38,6 +41,18 @@ class Regressor(Base):
             self.save_hyperparameters({"width": hidden * 2, "note": "from a dict"})
         self.net = nn.Sequential(nn.Linear(3, hidden), nn.ReLU(), nn.Linear(hidden, 1))
         self.lr = lr
+        # "attr" / "hparams": the optimizer's learning rate is read from `my_fancy_lr`, kept as an
+        # attribute or a hyper-parameter (Lightning's test_trainer_arg_str).
+        self.fancy = fancy
+        if fancy == "attr":
+            self.my_fancy_lr = lr
+        elif fancy == "hparams":
+            self.hparams["my_fancy_lr"] = lr
+        # "attr" / "hparams": the DataLoaders' batch size is the module's (test_auto_scale_batch_size_set_model_attribute).
+        if batch_on_model == "attr":
+            self.batch_size = 8
+        elif batch_on_model == "hparams":
+            self.hparams["batch_size"] = 8
 
     def training_step(self, batch, batch_idx):
         x, y = batch
@@ -63,11 +78,12 @@ class Regressor(Base):
         return self.net(batch[0])
 
     def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=self.lr)
+        lr = {"attr": lambda: self.my_fancy_lr, "hparams": lambda: self.hparams.my_fancy_lr}.get(self.fancy, lambda: self.lr)()
+        return torch.optim.SGD(self.parameters(), lr=lr)
 
 
 class Points(L.LightningDataModule):
-    def __init__(self, batch_size=8, data_save="none", lr=0.2, noisy=False):
+    def __init__(self, batch_size=8, data_save="none", lr=0.2, noisy=False, batch_on_model=None):
         super().__init__()
         # Each evaluation loader draws its points' noise from the global generator when asked
         # for (as BoringModel's RandomDataset does): what it holds depends on every draw before.
@@ -76,7 +92,14 @@ class Points(L.LightningDataModule):
             self.save_hyperparameters()
         elif data_save == "nolog":
             self.save_hyperparameters(logger=False)
-        self.batch_size = batch_size
+        if batch_on_model is None:
+            self.batch_size = batch_size
+
+    def _size(self):
+        if hasattr(self, "batch_size"):
+            return self.batch_size
+        model = self.trainer.lightning_module
+        return model.batch_size if hasattr(model, "batch_size") else model.hparams.batch_size
 
     def setup(self, stage):
         g = torch.Generator().manual_seed(0)
@@ -84,10 +107,10 @@ class Points(L.LightningDataModule):
         self.points = TensorDataset(x, x.sum(1, keepdim=True))
 
     def train_dataloader(self):
-        return DataLoader(self.points, batch_size=self.batch_size)
+        return DataLoader(self.points, batch_size=self._size())
 
     def val_dataloader(self):
-        return DataLoader(self._evaluated(), batch_size=self.batch_size)
+        return DataLoader(self._evaluated(), batch_size=self._size())
 
     def _evaluated(self):
         if not self.noisy:
@@ -96,7 +119,7 @@ class Points(L.LightningDataModule):
         return TensorDataset(x + 0.1 * torch.randn_like(x), y)
 
     def test_dataloader(self):
-        return DataLoader(self._evaluated(), batch_size=self.batch_size)
+        return DataLoader(self._evaluated(), batch_size=self._size())
 
     def predict_dataloader(self):
-        return DataLoader(self._evaluated(), batch_size=self.batch_size)
+        return DataLoader(self._evaluated(), batch_size=self._size())

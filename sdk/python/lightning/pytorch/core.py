@@ -17,8 +17,22 @@ _REDUCE = {"mean": _log.ReduceFx.MEAN, "sum": _log.ReduceFx.SUM, "max": _log.Red
 _STAGE_NAMES = {Stage.FIT: "fit", Stage.VALIDATE: "validate", Stage.TEST: "test", Stage.PREDICT: "predict", Stage.SANITY_CHECK: "fit"}
 
 
+# The component's LightningModule and LightningDataModule once built (lightning/_component.py).
+_LIVE = {}
+
+
 class _TrainerState:
     """`self.trainer` as a plugin reads it: the run's state, read-only."""
+
+    @property
+    def lightning_module(self):
+        return _LIVE.get("module")
+
+    @property
+    def datamodule(self):
+        """The file's LightningDataModule; None for a file without one, as in Lightning."""
+        d = _LIVE.get("data")
+        return d if isinstance(d, LightningDataModule) else None
 
     @property
     def current_epoch(self):
