@@ -198,13 +198,22 @@ pub struct LogTarget<'a> {
     pub metric_names: &'a mut std::collections::BTreeSet<String>,
     /// The batch's DataLoader when its split has several.
     pub dataloader_idx: Option<u32>,
+    /// In `trainer.predict`, where Lightning has no result collection to log into.
+    pub predicting: bool,
 }
+
+/// Lightning's refusal of `self.log` anywhere in `trainer.predict` (`LightningModule.log`,
+/// before its per-hook rules).
+pub const NO_LOGGING_IN_PREDICT: &str = "You are trying to `self.log()` but the loop's result collection is not registered yet. This is most likely because you are trying to log in a `predict` hook, but it doesn't support logging";
 
 impl LogTarget<'_> {
     /// Records a `self.log` call, with Lightning's rules for the running hook: where logging
     /// is allowed, which on_step/on_epoch values are, and their defaults.
     pub fn log(&mut self, name: &str, value: Tensor, opts: LogOptions) -> Result<(), OpError> {
         let hook = self.hook.map(Hook::name).unwrap_or("this hook");
+        if self.predicting {
+            return Err(OpError::new("log", NO_LOGGING_IN_PREDICT));
+        }
         check_metric_name(name)?;
         // Lightning keeps users from writing the DataLoader's index into a name themselves.
         if opts.add_dataloader_idx && name.contains(DATALOADER_SUFFIX) {
@@ -302,6 +311,7 @@ impl RunContext {
             logs: &mut self.logs,
             metric_names: &mut self.metric_names,
             dataloader_idx: self.dataloader_idx,
+            predicting: self.stage == Stage::Predict,
         }
     }
 

@@ -245,7 +245,9 @@ impl Module for Regression {
         let w = ctx.params.add_parameter("linear.weight", w)?;
         let b = ctx.params.add_parameter("linear.bias", Tensor::f_zeros([1], (Kind::Float, ctx.device))?)?;
         self.params = Some((w, b));
-        Ok(SavedHparams::logged(hparams))
+        // Kept in checkpoints, not logged: the Python twin calls no `save_hyperparameters`, so
+        // its loggers get none (and its CSV logger writes no hparams.yaml).
+        Ok(SavedHparams { log: false, ..SavedHparams::logged(hparams) })
     }
 
     fn has_attr(&mut self, _ctx: &mut RunContext, name: &str) -> Result<bool> {

@@ -577,8 +577,16 @@ fn save_hyperparameters_chooses_what_the_loggers_get_as_in_lightning() {
 fn a_file_lightning_refuses_to_fit_is_refused_with_lightnings_message() {
     // Lightning's test_invalid_dataloader_idx_raises_step: no `dataloader_idx` beside several
     // validation DataLoaders, a required one beside a single DataLoader; Lightning's message.
-    // Also a module and a DataModule that log one hyper-parameter with two values.
-    for name in ["lit-multi-val-no-idx", "lit-multi-val-required-idx", "lit-hparams-conflict"] {
+    // Also a module and a DataModule that log one hyper-parameter with two values, and what
+    // training_step may not return (an int; in automatic optimization a dict without "loss").
+    for name in [
+        "lit-multi-val-no-idx",
+        "lit-multi-val-required-idx",
+        "lit-hparams-conflict",
+        "lit-manual-bad-return",
+        "lit-hparams-bad-return-int",
+        "lit-hparams-bad-return-dict",
+    ] {
         let want = reference(name);
         let d = tempfile::tempdir().expect("tempdir");
         let wasm = plugin(want["plugin"].as_str().expect("plugin"));

@@ -323,6 +323,41 @@ fn self_log_follows_lightnings_rules() {
 }
 
 #[test]
+fn self_log_is_refused_in_the_hooks_where_lightning_refuses_it() {
+    // tests/reference/lightning_reference.py `log_sweep()` (Lightning's
+    // test_fx_validator_integration, docs/lightning-tests/logging.md row 2): the module calls
+    // `self.log` in one hook of fit, test or predict; the run goes on where Lightning's does,
+    // and fails with Lightning's words where its does (anywhere in predict: no result
+    // collection). Lightning's message adds a hint about `self.logger.experiment`, which
+    // plugins do not have.
+    let reference = lightning();
+    let sweep = &reference["log_sweep"];
+    let mut checked = 0;
+    for (entry, hooks) in sweep["entries"].as_object().expect("entries") {
+        for (hook, want) in hooks.as_object().expect("hooks") {
+            let camel: String = hook.split('_').map(|w| w[..1].to_uppercase() + &w[1..]).collect();
+            let kind = match entry.as_str() {
+                "fit" => Entry::Fit,
+                "test" => Entry::Eval(Stage::Test),
+                _ => Entry::Predict,
+            };
+            let got = record(trainer_config(&sweep["trainer"]), json!({"log_in": camel}), kind);
+            match (got, want.as_str()) {
+                (Ok(_), None) => {}
+                (Err(e), Some(words)) => {
+                    let words = words.split(" HINT:").next().unwrap_or(words);
+                    let msg = format!("{e:#}");
+                    assert!(msg.contains(words), "{entry} {hook}: {msg}\nLightning: {words}");
+                }
+                (got, want) => panic!("{entry} {hook}: lthost {:?}, Lightning {want:?}", got.err()),
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 50, "{checked} hooks");
+}
+
+#[test]
 fn schedulers_step_inside_the_loop() {
     let o = fit(TrainerConfig { max_epochs: Some(3), ..TrainerConfig::default() }, json!({"scheduler": "step"}));
     assert!(

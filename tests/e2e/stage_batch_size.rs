@@ -45,8 +45,10 @@ fn the_batch_size_finder_searches_validate_and_test_runs_as_lightnings() {
     // at the size found gives Lightning's results.
     // A trial whose test_step runs out of memory (CUDA's message) fails that step only: the
     // plugin goes on, as Lightning's module does, and power mode halves.
+    // The `*-batch-only` runs have no finder: steps that take the batch alone are called so.
     let cases = ["bsf-validate-lit-autoencoder", "bsf-test-lit-hparams", "scale-validate-lit-hparams-binsearch"];
-    for name in cases.into_iter().chain(["bsf-test-lit-hparams-oom"]) {
+    let batch_only = ["validate-lit-hparams-batch-only", "test-lit-hparams-batch-only"];
+    for name in cases.into_iter().chain(["bsf-test-lit-hparams-oom"]).chain(batch_only) {
         let want = reference(name);
         let d = tempfile::tempdir().expect("tempdir");
         let stdout = run_case(name, d.path());
@@ -67,7 +69,12 @@ fn the_batch_size_finder_searches_validate_and_test_runs_as_lightnings() {
 #[test]
 fn the_batch_size_finder_searches_predict_runs_as_lightnings() {
     // Predict: each trial runs every batch; the predictions come in batches of the size found.
-    for name in ["bsf-predict-lit-hparams", "scale-predict-lit-hparams", "scale-predict-lit-hparams-oom"] {
+    for name in [
+        "bsf-predict-lit-hparams",
+        "scale-predict-lit-hparams",
+        "scale-predict-lit-hparams-oom",
+        "predict-lit-hparams-batch-only",
+    ] {
         let want = reference(name);
         let d = tempfile::tempdir().expect("tempdir");
         run_case(name, d.path());

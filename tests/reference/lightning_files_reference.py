@@ -330,6 +330,11 @@ REFUSED = {
     "lit-multi-val-required-idx": ("lit-multi-val", {"signature": "required_idx", "val_loaders": 1}),
     # The module and the DataModule both log `lr`, with different values.
     "lit-hparams-conflict": ("lit-hparams", {"data_save": "all"}),
+    # What training_step may return (loops.md row 91): an int in manual and in automatic optimization, a dict
+    # without "loss" in automatic.
+    "lit-manual-bad-return": ("lit-manual", {"bad_return": True}),
+    "lit-hparams-bad-return-int": ("lit-hparams", {"bad_return": "int"}),
+    "lit-hparams-bad-return-dict": ("lit-hparams", {"bad_return": "dict"}),
 }
 
 
@@ -445,6 +450,10 @@ EVAL_BATCH_SIZE = {
                                  "callback"),
     "scale-predict-lit-hparams-oom": ("lit-hparams", {"oom_above": 12, "noisy": True}, "predict",
                                       {"mode": "binsearch", "max_trials": 8}, "tuner"),
+    # No finder: steps that take the batch alone (test_evaluation_loop_when_batch_idx_argument_is_not_given,
+    # test_prediction_loop_when_batch_idx_argument_is_not_given; loops.md rows 51, 80).
+    **{f"{stage}-lit-hparams-batch-only": ("lit-hparams", {"signature": "batch_only", "noisy": True}, stage, {}, None)
+       for stage in ("validate", "test", "predict")},
 }
 
 

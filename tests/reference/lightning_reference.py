@@ -51,8 +51,9 @@ CALLBACK_HOOKS = [
 
 
 class Recorder(L.LightningModule):
-    def __init__(self, calls, samples=16, batch_size=4, skip_at=None, script=None, scheduler=None, forked=False, val_on_step=False, log_step_epoch=False, script_at="validation_step", none_even=False, none_at=None):
+    def __init__(self, calls, samples=16, batch_size=4, skip_at=None, script=None, scheduler=None, forked=False, val_on_step=False, log_step_epoch=False, script_at="validation_step", none_even=False, none_at=None, log_in=None):
         super().__init__()
+        self.log_in = log_in  # a hook where the module calls `self.log("from_hook", 1.0)`
         self.none_even = none_even  # training_step returns None at even batch indices (after logging)
         self.none_at = none_at or []  # ... and at these global steps
         self.forked, self.val_on_step, self.log_step_epoch = forked, val_on_step, log_step_epoch
@@ -121,6 +122,8 @@ def _module_hook(name):
     def hook(self, *args, **kwargs):
         self.calls.append(name)
         out = getattr(super(Recorder, self), name)(*args, **kwargs)
+        if name == self.log_in:
+            self.log("from_hook", 1.0)
         if name == "on_train_batch_start" and self.skip_at is not None and args[1] == self.skip_at:
             return -1
         if name == "on_train_epoch_end" and self.script_at == "on_train_epoch_end" and self.current_epoch < len(self.script):
@@ -347,8 +350,35 @@ EARLY_STOPPING = {
 }
 
 
+# test_fx_validator_integration (docs/lightning-tests/logging.md row 2): `self.log` in each module hook an entry
+# calls, with one batch of each split.
+LOG_SWEEP_TRAINER = {"max_epochs": 2, "limit_train_batches": 1, "limit_val_batches": 1, "limit_test_batches": 1,
+                     "limit_predict_batches": 1}
+EVERY_ENTRY = ("setup", "teardown", "configure_model", "on_before_batch_transfer", "on_after_batch_transfer")
+
+
+def log_sweep():
+    """Per entry and module hook: None where `self.log` is accepted, else Lightning's message."""
+    out = {}
+    for entry, prefixes in (("fit", ("on_fit", "on_train", "on_validation", "on_before", "on_after")),
+                            ("test", ("on_test",)), ("predict", ("on_predict",))):
+        out[entry] = {}
+        for hook in MODULE_HOOKS:
+            if hook not in EVERY_ENTRY and not hook.startswith(prefixes):
+                continue
+            torch.manual_seed(0)
+            trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                                enable_progress_bar=False, enable_model_summary=False, **LOG_SWEEP_TRAINER)
+            try:
+                getattr(trainer, entry)(Recorder([], log_in=hook))
+                out[entry][hook] = None
+            except Exception as e:  # noqa: BLE001  (Lightning's refusal, whatever its class)
+                out[entry][hook] = str(e)
+    return {"trainer": LOG_SWEEP_TRAINER, "entries": out}
+
+
 def main(path):
-    out = {"lightning": L.__version__, "torch": torch.__version__, "cases": {}}
+    out = {"lightning": L.__version__, "torch": torch.__version__, "cases": {}, "log_sweep": log_sweep()}
     for name, (entry, targs, margs, log_every) in CASES.items():
         out["cases"][name] = {"entry": entry, "trainer": targs, "model": margs or {}, "log_every_n_steps": log_every, **run(entry, targs, margs, log_every)}
     for name, (targs, margs, es) in EARLY_STOPPING.items():

@@ -848,6 +848,47 @@ def fx_validator():
             for name, o in _FxValidator.functions.items()}
 
 
+class LogsAtEnds(L.Callback):
+    """Writes `{<stage>: 1.0}` straight to the logger at each stage's end hook (Lightning's
+    test_logger_after_fit_predict_test_calls)."""
+
+    def on_fit_end(self, trainer, pl_module):
+        trainer.logger.log_metrics({"fit": 1.0})
+
+    def on_validation_end(self, trainer, pl_module):
+        trainer.logger.log_metrics({"validate": 1.0})
+
+    def on_test_end(self, trainer, pl_module):
+        trainer.logger.log_metrics({"test": 1.0})
+
+    def on_predict_end(self, trainer, pl_module):
+        trainer.logger.log_metrics({"predict": 1.0})
+
+
+def stage_logs():
+    """Each of fit, validate, test and predict on a Trainer of its own with a CSVLogger and LogsAtEnds (logging.md
+    row 51): the files of its version directory and metrics.csv's rows."""
+    import csv
+    from lightning.pytorch.loggers import CSVLogger
+    out = {}
+    for stage in ("fit", "validate", "test", "predict"):
+        with tempfile.TemporaryDirectory() as d:
+            L.seed_everything(0, verbose=False)
+            logger = CSVLogger(d, name="lightning_logs")
+            trainer = L.Trainer(max_epochs=1, logger=logger, callbacks=[LogsAtEnds()], enable_checkpointing=False,
+                                enable_progress_bar=False, enable_model_summary=False, accelerator="cpu", devices=1)
+            quiet = {} if stage in ("fit", "predict") else {"verbose": False}
+            getattr(trainer, stage)(Regression(), datamodule=Points(), **quiet)
+            version = os.path.join(d, "lightning_logs", "version_0")
+            files = sorted(os.listdir(version)) if os.path.isdir(version) else None
+            rows = None
+            if files and "metrics.csv" in files:
+                with open(os.path.join(version, "metrics.csv")) as f:
+                    rows = [{k: float(v) for k, v in r.items() if v != ""} for r in csv.DictReader(f)]
+        out[stage] = {"files": files, "rows": rows}
+    return out
+
+
 class GradModes(L.Callback):
     """`(torch.is_grad_enabled(), torch.is_inference_mode_enabled())` at each evaluation loop's start hook."""
 
@@ -887,7 +928,8 @@ def main(path):
     out = {"lightning": L.__version__, "cases": {name: run(*case) for name, case in CASES.items()},
            "checkpoints": checkpoints(), "resumes": resumes(), "plateaus": plateaus(), "stops": stops(),
            "metrics_at": metrics_at(), "rows": rows(), "dataloaders": dataloaders(), "failures": failures(),
-           "fx_validator": fx_validator(), "fit_then_test": fit_then_test(), "grad_modes": grad_modes()}
+           "fx_validator": fx_validator(), "fit_then_test": fit_then_test(), "grad_modes": grad_modes(),
+           "stage_logs": stage_logs()}
     with open(path, "w") as f:
         json.dump(out, f, indent=1)
     print(f"wrote {path}: lightning {L.__version__}, {len(out['cases'])} cases")

@@ -263,7 +263,10 @@ impl<'c> Trainer<'c> {
         let search = if disabled { Search::None } else { search };
         let ckpt_spec = self.ckpt_path.clone();
         let dirpath = self.checkpoint.resolved_dirpath();
-        let mut st = self.state(module, None, p, limits, None)?;
+        // Lightning keeps the loggers in predict: the hyper-parameters are logged, and what
+        // callbacks write to the loggers lands there; nothing `self.log`s (refused in predict).
+        let logger = self.logger(limits.logger)?;
+        let mut st = self.state(module, None, p, limits, logger)?;
         let run = (|| -> Result<(Option<i64>, usize)> {
             restore_weights(&mut st, ckpt_spec.as_deref(), dirpath.as_deref())?;
             if let Some(cfg) = search.checks() {
@@ -271,9 +274,13 @@ impl<'c> Trainer<'c> {
             }
             st.hook(Hook::Setup, None)?;
             st.hook(Hook::ConfigureModel, None)?;
+            st.log_hyperparams()?;
             let (loaders, n, found) = searched_loaders(&mut st, data, hparams, Stage::Predict, search)?;
             prediction::run(&mut st, &loaders, &n, sink)?;
             st.hook(Hook::Teardown, None)?;
+            if let Some(mut l) = st.logger.take() {
+                l.finalize("success")?;
+            }
             Ok((found, loaders.len()))
         })();
         run.map_err(|e| failed(&mut st, e))

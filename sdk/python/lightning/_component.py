@@ -8,6 +8,7 @@ import json
 import math
 import numbers
 import traceback
+from collections.abc import Mapping
 
 import torch
 from componentize_py_types import Err
@@ -481,15 +482,20 @@ def _step(model, name, batch, batch_idx):
     return fn(batch, batch_idx) if takes else fn(batch)
 
 
-def _loss(out):
+def _loss(out, automatic=True):
+    """The loss the host gets from training_step's output, refused as Lightning refuses it."""
     if out is None:
         return None
-    if isinstance(out, dict):
-        if "loss" not in out:
-            raise RuntimeError("training_step returned a dict without a 'loss' key")
+    if isinstance(out, Mapping):
+        if out.get("loss") is None:
+            if not automatic:
+                return None
+            raise RuntimeError("In automatic_optimization, when `training_step` returns a dict, the 'loss' key needs to be present")
         out = out["loss"]
     if not isinstance(out, torch.Tensor):
-        raise RuntimeError(f"training_step must return a tensor, a dict with 'loss', or None; it returned {type(out).__name__}")
+        if automatic:
+            raise RuntimeError("In automatic optimization, `training_step` must return a Tensor, a dict, or None (where the step will be skipped).")
+        raise RuntimeError("In manual optimization, `training_step` must either return a Tensor or have no return.")
     # A handle of its own for the host: returning one moves it, and the loss stays the
     # file's (kept in an attribute, passed to on_before_backward and on_train_batch_end).
     return out._h.share()
@@ -703,7 +709,7 @@ class LightningModule(_exports.LightningModule):
         batch = _TRAIN_BATCH["batch"] = _batch(batch, "train")
         _TRAIN_BATCH["idx"] = batch_idx
         out = _OUTPUTS["train"] = _step(m, "training_step", batch, batch_idx)
-        return _loss(out)
+        return _loss(out, m.automatic_optimization)
 
     @stepped
     def validation_step(self, batch, batch_idx):

@@ -22,7 +22,7 @@ class Base(L.LightningModule):
 
 class Regressor(Base):
     def __init__(self, lr=0.1, hidden=4, tag="mlp", save="all", flags=(1, 2), opts=None, oom_above=None, fancy=None,
-                 batch_on_model=None):
+                 batch_on_model=None, bad_return=None, signature=None):
         super().__init__(lr, save)
         # test_step and predict_step raise CUDA's out-of-memory error for a batch larger than this.
         self.oom_above = oom_above
@@ -44,6 +44,14 @@ class Regressor(Base):
         # "attr" / "hparams": the optimizer's learning rate is read from `my_fancy_lr`, kept as an
         # attribute or a hyper-parameter (Lightning's test_trainer_arg_str).
         self.fancy = fancy
+        # "int" / "dict": training_step returns 5 or a dict without "loss" (Lightning refuses both).
+        self.bad_return = bad_return
+        # "batch_only": the validation, test and predict steps take the batch alone, and Lightning
+        # calls them without batch_idx.
+        if signature == "batch_only":
+            self.validation_step = self.validation_step_batch_only
+            self.test_step = self.test_step_batch_only
+            self.predict_step = self.predict_step_batch_only
         if fancy == "attr":
             self.my_fancy_lr = lr
         elif fancy == "hparams":
@@ -58,6 +66,10 @@ class Regressor(Base):
         x, y = batch
         loss = nn.functional.mse_loss(self.net(x), y)
         self.log("train_loss", loss)
+        if self.bad_return == "int":
+            return 5
+        if self.bad_return == "dict":
+            return {"mse": loss}
         return loss
 
     def validation_step(self, batch, batch_idx):
@@ -76,6 +88,15 @@ class Regressor(Base):
     def predict_step(self, batch, batch_idx):
         self._fits(batch)
         return self.net(batch[0])
+
+    def validation_step_batch_only(self, batch):
+        return Regressor.validation_step(self, batch, 0)
+
+    def test_step_batch_only(self, batch):
+        return Regressor.test_step(self, batch, 0)
+
+    def predict_step_batch_only(self, batch):
+        return Regressor.predict_step(self, batch, 0)
 
     def configure_optimizers(self):
         lr = {"attr": lambda: self.my_fancy_lr, "hparams": lambda: self.hparams.my_fancy_lr}.get(self.fancy, lambda: self.lr)()

@@ -34,9 +34,11 @@ class Lion(Optimizer):
 
 
 class TwoOptimizers(L.LightningModule):
-    def __init__(self):
+    def __init__(self, bad_return=False):
         super().__init__()
         self.automatic_optimization = False
+        # training_step returns an int, which Lightning refuses in manual optimization.
+        self.bad_return = bad_return
         self.encoder = nn.Sequential(nn.Linear(8, 32), nn.Tanh())
         self.head = nn.Linear(32, 1)
 
@@ -58,6 +60,8 @@ class TwoOptimizers(L.LightningModule):
         head_opt.zero_grad()
         self.log("train_loss", loss)
         self.log("head_loss", head_loss)
+        if self.bad_return:
+            return 5
         return {"loss": loss, "head": head_loss}
 
     def on_train_batch_end(self, outputs, batch, batch_idx):

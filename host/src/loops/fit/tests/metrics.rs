@@ -217,3 +217,49 @@ fn a_test_after_the_fit_logs_into_its_run_as_lightnings() {
         }
     }
 }
+
+#[test]
+fn every_stage_keeps_its_loggers_as_lightnings() {
+    // tests/reference/native_reference.py `stage_logs()` (Lightning's
+    // test_logger_after_fit_predict_test_calls, docs/lightning-tests/logging.md row 51): a
+    // callback writes `{<stage>: 1.0}` to the logger at each stage's end hook; fit, validate,
+    // test and predict each on a Trainer of its own with a CSV logger. The files in the version
+    // directory and, for validate, test and predict, metrics.csv's rows are Lightning's. (Fit's
+    // rows are not compared: Lightning's CSV logger numbers a row written without a step by the
+    // rows it holds unsaved, lthost by the batches that stepped.)
+    let want = reference();
+    for (stage, want) in want["stage_logs"].as_object().expect("stage_logs") {
+        let _one = serial();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut cfg = quiet(dir.path(), 1);
+        cfg.logger = true;
+        let mut t = Trainer::new(cfg, None);
+        t.callbacks.push(Box::new(Probe(|hook: Hook, _: &HookInfo<'_>| {
+            let name = match hook {
+                Hook::OnFitEnd => "fit",
+                Hook::OnValidationEnd => "validate",
+                Hook::OnTestEnd => "test",
+                Hook::OnPredictEnd => "predict",
+                _ => return Ok(CallbackAction::default()),
+            };
+            Ok(CallbackAction { metrics: vec![(name.into(), 1.0)], ..CallbackAction::default() })
+        })));
+        let (m, data, hparams) = (&mut Regression::new(), &mut Points::default(), &serde_json::json!({}));
+        match stage.as_str() {
+            "fit" => t.fit(m, data, hparams).map(drop),
+            "validate" => t.evaluate(m, data, hparams, crate::context::Stage::Validate).map(drop),
+            "test" => t.evaluate(m, data, hparams, crate::context::Stage::Test).map(drop),
+            _ => t.predict(m, data, hparams).map(drop),
+        }
+        .unwrap_or_else(|e| panic!("{stage}: {e:#}"));
+        let version = dir.path().join("lightning_logs/version_0");
+        let mut files: Vec<String> = std::fs::read_dir(&version)
+            .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        files.sort();
+        assert_eq!(serde_json::json!(files), want["files"], "{stage}: the version directory");
+        if stage != "fit" {
+            same_rows(stage, &csv_rows(&version.join("metrics.csv")), &want["rows"]);
+        }
+    }
+}
