@@ -224,6 +224,12 @@ mod tests {
         std::fs::write(d.path().join("version_9"), b"").unwrap();
         std::fs::create_dir(d.path().join("version_x")).unwrap();
         assert_eq!(next_version(d.path()), 6);
+        // Lightning's test_automatic_versioning (docs/lightning-tests/loggers.md row 1).
+        let e = tempfile::tempdir().unwrap();
+        for name in ["version_0", "version_1", "version_nonumber", "other"] {
+            std::fs::create_dir(e.path().join(name)).unwrap();
+        }
+        assert_eq!(next_version(e.path()), 2);
     }
 
     #[test]

@@ -260,6 +260,10 @@ CASES = {
                                                  "limit_val_batches": 1, "accumulate_grad_batches": 2}, {"samples": 4, "batch_size": 1}, None),  # 12/4/2/0/6/3
     # not in the test file: on_validation_model_zero_grad is skipped for a validation inside an accumulation window
     "accumulate_2_vci_3": ("fit", {"max_epochs": 1, "accumulate_grad_batches": 2, "val_check_interval": 3}, {"samples": 32}, None),  # 8/18/1/1/4/1 (2 validations)
+    # test_validation_during_gradient_accumulation_window (loops.md row 14): validations after batches 2, 4 (inside a
+    # window: no on_validation_model_zero_grad) and 6
+    "accumulate_3_vci_2": ("fit", {"max_epochs": 1, "accumulate_grad_batches": 3, "val_check_interval": 2,
+                                   "limit_val_batches": 1, "num_sanity_val_steps": 0}, {"samples": 24}, None),  # 6/3/1/0/2/1
     # test_val_check_interval_float_with_none_check_val_every_n_epoch: None with vci unset is accepted (difference 2)
     "check_val_none_default_vci": ("fit", {"max_epochs": 3, "check_val_every_n_epoch": None}, None, None),  # 12/14/3/1/12/3
     # test_time_and_epoch_gated_val_check (proxies: 0 s, every batch of the gated epochs)
@@ -317,6 +321,12 @@ EARLY_STOPPING = {
     # fast_dev_run turns EarlyStopping off: its monitor is not even looked for
     "es_fast_dev_run": ({"fast_dev_run": 2}, {}, {"monitor": "not_logged"}),
     "es_forked_metric": ({"max_epochs": 12}, {"script": SCRIPT, "forked": True}, {"monitor": "scripted", "patience": 2, "min_delta": 0.05}),
+    # test_should_stop_triggers_validation_once (loops.md row 29): a stop asked at the first training epoch's end,
+    # honoured once min_epochs / min_steps are met, with one validation per epoch until then
+    **{f"es_should_stop_{name}": ({"max_epochs": 10, "limit_train_batches": 2, "limit_val_batches": 2,
+                                   "num_sanity_val_steps": 0, **minimum}, {},
+                                  {"monitor": "train_loss", "stopping_threshold": 100, "check_on_train_epoch_end": True})
+       for name, minimum in (("min_epochs_3", {"min_epochs": 3}), ("min_steps_3", {"min_steps": 3}))},
     # Lightning's tests_pytorch/callbacks/test_early_stopping.py, ported (docs/lightning-tests/test_early_stopping.md).
     # test_early_stopping_patience and test_early_stopping_patience_train (with validation_step)
     **{f"es_patience_{name}{'_train_end' if train_end else ''}": (

@@ -114,6 +114,9 @@ class Regression(L.LightningModule):
     def on_train_epoch_end(self):
         self.plan("on_train_epoch_end")
 
+    def on_validation_start(self):
+        self.plan("on_validation_start")
+
     def on_validation_epoch_start(self):
         self.plan("on_validation_epoch_start")
 
@@ -516,6 +519,21 @@ def planned(hook, names, **options):
 # Lightning's test_train_loop_logging.py and test_eval_loop_logging.py as log plans (logging.md rows 11, 12, 16, 18,
 # 25, 29-32): what callback_metrics and logged_metrics hold, every value, at each epoch end and at the end.
 FOUR = {"limit_train_batches": 2, "limit_val_batches": 2, "max_epochs": 2, "log_every_n_steps": 1}
+def every_option(epoch_hooks, batch_hooks):
+    """Plan entries logging in each hook with each on_step × on_epoch × prog_bar Lightning allows there: epoch-level
+    hooks the epoch, batch hooks the batch index (a name per hook and options)."""
+    plan = []
+    for prog_bar in (False, True):
+        for hook in epoch_hooks:
+            plan.append({"hook": hook, "name": f"{hook}_{int(prog_bar)}", "value": "epoch", "on_step": False,
+                         "on_epoch": True, "prog_bar": prog_bar})
+        for hook in batch_hooks:
+            for on_step, on_epoch in ((True, False), (False, True), (True, True)):
+                plan.append({"hook": hook, "name": f"{hook}_{int(on_step)}{int(on_epoch)}{int(prog_bar)}",
+                             "value": "batch_idx", "on_step": on_step, "on_epoch": on_epoch, "prog_bar": prog_bar})
+    return plan
+
+
 # test_validation_step_log_with_tensorboard: 1 training batch, 2 validation batches, 2 epochs
 VALIDATION_STEP_LOG = {"max_epochs": 2, "limit_train_batches": 1, "limit_val_batches": 2, "log_every_n_steps": 1}
 VALIDATION_STEP_PLAN = [
@@ -603,6 +621,12 @@ PLANS = {
         {"hook": "validation_step", "name": "v", "value": "batch_idx", "on_step": True, "on_epoch": True, "prog_bar": True}]),
     # test_validation_step_log_with_tensorboard (logging.md row 38): forked, epoch-only and step-only values
     "plan_validation_step_log_rows": (VALIDATION_STEP_LOG, VALIDATION_STEP_PLAN),
+    # test_log_works_in_train_callback and test_log_works_in_val_callback (logging.md rows 15, 36), from the module's
+    # hooks (an lthost callback logs with the default options only): every on_step × on_epoch × prog_bar each allows
+    "plan_train_hooks_every_option": (FOUR, every_option(
+        ("on_train_start", "on_train_epoch_start", "on_train_epoch_end"), ("on_train_batch_start", "on_train_batch_end"))),
+    "plan_val_hooks_every_option": (FOUR, every_option(
+        ("on_validation_start", "on_validation_epoch_start", "on_validation_epoch_end"), ("on_validation_batch_end",))),
 }
 METRICS_AT.update({name: (args, {"log_plan": plan}) for name, (args, plan) in PLANS.items()})
 # test_logging_in_callbacks_with_log_function (logging.md row 19): a callback's `self.log` with the default options in
@@ -648,6 +672,16 @@ ROWS = {
     "rows_logged_step": ({"max_epochs": 2, "log_every_n_steps": 2}, {"log_step": True}),
     # test_validation_step_log_with_tensorboard (logging.md row 38): the rows of forked, epoch-only and step-only values
     "rows_validation_step_log": (VALIDATION_STEP_LOG, {"log_plan": VALIDATION_STEP_PLAN}),
+    # test_tensorboard_with_accumulated_gradients (loggers.md row 26): a forked value's rows under accumulation
+    "rows_accumulate_forked": ({"max_epochs": 3, "accumulate_grad_batches": 2, "limit_val_batches": 0, "log_every_n_steps": 1},
+                               {"log_plan": [{"hook": "training_step", "name": "foo", "value": "batch_idx", "on_step": True,
+                                              "on_epoch": True}]}),
+    # test_adding_step_key (loggers.md row 33): `step` logged at the epoch ends is those rows' step
+    "rows_logged_step_at_epoch_ends": ({"max_epochs": 2, "log_every_n_steps": 2}, {"log_plan": [
+        {"hook": "on_train_epoch_end", "name": "step", "value": "epoch"},
+        {"hook": "on_train_epoch_end", "name": "train_acc", "value": 0.25},
+        {"hook": "on_validation_epoch_end", "name": "step", "value": "epoch"},
+        {"hook": "on_validation_epoch_end", "name": "val_acc", "value": 0.5}]}),
     # one name from two hooks is two metrics; the later one's value is read (logging.md differences 3, 4)
     "rows_dup_hooks_mean": ({"max_epochs": 2, "log_every_n_steps": 2}, {"dup_hooks": "mean"}),
     "rows_dup_hooks_sum": ({"max_epochs": 2, "log_every_n_steps": 2}, {"dup_hooks": "sum"}),

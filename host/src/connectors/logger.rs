@@ -308,6 +308,26 @@ mod tests {
     }
 
     #[test]
+    fn an_explicit_batch_size_weighs_the_mean_and_sums_are_not_weighted() {
+        // Lightning's test_result_collection_no_batch_size_extraction (docs/lightning-tests/
+        // logging.md row 9): 7.0 logged with batch_size=10 while the batch holds 1 is a step
+        // value of 7 and an epoch mean of 7 (70 over 10); a sum of 7.0 is 7, unweighted.
+        let mut rc = ResultCollection::default();
+        let mean = LogRecord { batch_size: Some(10), ..rec("epoch_log_val", 7.0, true, true, ReduceFx::Mean) };
+        let sum = rec("epoch_sum_log_val", 7.0, true, true, ReduceFx::Sum);
+        rc.add(vec![mean, sum], 1).unwrap();
+        let step = read(&rc.step_metrics(), |_| true);
+        assert_eq!((step["epoch_log_val_step"], step["epoch_sum_log_val_step"]), (7.0, 7.0));
+        let epoch = read(&rc.epoch_metrics(), |_| true);
+        assert_eq!((epoch["epoch_log_val_epoch"], epoch["epoch_sum_log_val_epoch"]), (7.0, 7.0));
+        // Weighted by the batch size given: a second value with batch_size 30 moves the mean
+        // three quarters of the way.
+        rc.add(vec![LogRecord { batch_size: Some(30), ..rec("epoch_log_val", 3.0, true, true, ReduceFx::Mean) }], 1)
+            .unwrap();
+        assert_eq!(read(&rc.epoch_metrics(), |_| true)["epoch_log_val_epoch"], 4.0);
+    }
+
+    #[test]
     fn epoch_values_are_reduced_in_the_logged_float32_as_lightnings() {
         // Lightning's `_ResultMetric`: `value + v * batch_size` then `/ cumulated_batch_size`,
         // in float32 for float32 values; an integer value becomes float32 first.

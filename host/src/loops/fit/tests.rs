@@ -93,6 +93,39 @@ fn a_run_resumed_from_any_step_ends_with_the_uninterrupted_runs_weights() {
         assert_eq!(g.batch_progress.total, w.batch_progress.total, "{name}");
         assert_eq!(g.batches_that_stepped, w.batches_that_stepped, "{name}");
         assert_eq!(got.optimization, want_loops.optimization, "{name}");
+        // Lightning's test_restart_parity (docs/lightning-tests/loops.md row 8): every file
+        // the resumed run writes equals the uninterrupted run's file of that name: position,
+        // progress (the epoch's current counts too), optimizer and scheduler state, weights.
+        for got_file in std::fs::read_dir(root.path().join("ck")).expect("ck").flatten().map(|e| e.path()) {
+            let file = got_file.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+            let (got, want) = (
+                crate::checkpoint::load(&got_file).expect("a save"),
+                crate::checkpoint::load(&saves.join(&file)).expect("its twin"),
+            );
+            let at = format!("resumed from {name}: {file}");
+            let (gp, wp) = (
+                crate::loops::checkpointing::LoopPosition::from_meta(&got.meta).expect("position"),
+                crate::loops::checkpointing::LoopPosition::from_meta(&want.meta).expect("position"),
+            );
+            assert_eq!((gp.current_epoch, gp.global_step), (wp.current_epoch, wp.global_step), "{at}");
+            assert_eq!(gp.loops.fit_loop.epoch_progress, wp.loops.fit_loop.epoch_progress, "{at}");
+            let (g, w) = (&gp.loops.fit_loop.epoch_loop, &wp.loops.fit_loop.epoch_loop);
+            assert_eq!(
+                (&g.batch_progress, g.batches_that_stepped),
+                (&w.batch_progress, w.batches_that_stepped),
+                "{at}"
+            );
+            assert_eq!(gp.optimization, wp.optimization, "{at}");
+            assert_eq!(
+                (&got.meta.optimizers, &got.meta.schedulers),
+                (&want.meta.optimizers, &want.meta.schedulers),
+                "{at}"
+            );
+            assert_eq!(got.tensors.keys().collect::<Vec<_>>(), want.tensors.keys().collect::<Vec<_>>(), "{at}");
+            for (k, t) in &got.tensors {
+                assert!(t.equal(&want.tensors[k]), "{at}: {k}");
+            }
+        }
     }
 }
 
