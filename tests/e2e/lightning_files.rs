@@ -554,7 +554,9 @@ fn several_validation_and_test_dataloaders_log_and_report_as_in_lightning() {
 fn save_hyperparameters_chooses_what_the_loggers_get_as_in_lightning() {
     // All arguments, `ignore=`, names, a dict, `logger=False`, no call, a base class's call
     // (the subclass's arguments too), a DataModule's, and both merged; hparams.yaml compared
-    // as text by `run_like_lightning`.
+    // as text by `run_like_lightning`. Also values of every JSON kind (`-values`), and
+    // training_step's dict reaching on_train_batch_end as `outputs` (`-outputs`: every column
+    // of metrics.csv compared).
     for name in [
         "lit-hparams",
         "lit-hparams-ignore",
@@ -567,6 +569,8 @@ fn save_hyperparameters_chooses_what_the_loggers_get_as_in_lightning() {
         "lit-hparams-data",
         "lit-hparams-both",
         "lit-hparams-data-nolog",
+        "lit-hparams-values",
+        "lit-hparams-outputs",
     ] {
         let (losses, _, want) = run_like_lightning(name);
         assert_training_losses(name, &losses, &want);

@@ -133,6 +133,29 @@ fn a_stream_with_workers_resumes_mid_epoch_exactly() {
     }
 }
 
+/// Lightning's test_resume_training_with (docs/lightning-tests/loops.md row 92): a stream with
+/// workers, fitted 2 epochs and resumed from `last` to 4, trains as a straight 4-epoch run
+/// (each epoch's pass of the workers made once: no extra pass at the resume).
+#[test]
+fn a_finished_stream_run_resumed_to_more_epochs_trains_as_a_straight_run() {
+    let four = ["--set", "trainer.max_epochs=4"];
+    let straight_dir = tempfile::tempdir().expect("tempdir");
+    let straight = fit_killed(straight_dir.path(), None, &four);
+    assert!(straight.ok(), "{}", straight.stderr);
+    let want = lthost::checkpoint::load(&straight_dir.path().join("ckpt/last.ckpt")).expect("checkpoint");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = fit_killed(dir.path(), None, &[]);
+    assert!(first.ok(), "{}", first.stderr);
+    let two = lthost::checkpoint::load(&dir.path().join("ckpt/last.ckpt")).expect("checkpoint").meta.global_step;
+    let resumed = fit_killed(dir.path(), None, &["--ckpt-path", "last", "--set", "trainer.max_epochs=4"]);
+    assert!(resumed.ok(), "{}", resumed.stderr);
+    let got = lthost::checkpoint::load(&dir.path().join("ckpt/last.ckpt")).expect("checkpoint");
+    assert_eq!((two * 2, got.meta.global_step), (want.meta.global_step, want.meta.global_step));
+    for (k, t) in want.tensors.iter().filter(|(k, _)| k.starts_with("state_dict.")) {
+        assert!(got.tensors[k].equal(t), "`{k}` differs from the straight run's");
+    }
+}
+
 #[test]
 fn worker_failures_name_the_plugin_the_hook_and_the_worker() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -63,6 +63,13 @@ VARIANTS = {
     "lit-hparams-data": ("lit-hparams", {"save": "none", "data_save": "all"}),
     "lit-hparams-both": ("lit-hparams", {"data_save": "all", "lr": 0.1}),
     "lit-hparams-data-nolog": ("lit-hparams", {"data_save": "nolog"}),
+    # test_log_hyperparams (loggers.md row 7): a float, int, str, bool, nested dict, list, small and large floats
+    "lit-hparams-values": ("lit-hparams", {"opts": {"float": 0.3, "int": 1, "string": "abc", "bool": True,
+                                                    "dict": {"a": {"b": "c"}}, "list": [1, 2, 3], "small": 1e-06,
+                                                    "large": 1e16}}),
+    # test_outputs_format and the flow_dict tests (loops.md rows 16, 39): training_step's dict as
+    # on_train_batch_end's `outputs`
+    "lit-hparams-outputs": ("lit-hparams", {"bad_return": "extra"}),
     "lit-lbfgs-manual": ("lit-lbfgs", {"manual": True}),
     "lit-lbfgs-wolfe": ("lit-lbfgs", {"line_search": "strong_wolfe"}),
     "lit-augment-generator": ("lit-augment", {"sampling": "generator"}),

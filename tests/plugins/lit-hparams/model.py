@@ -44,7 +44,8 @@ class Regressor(Base):
         # "attr" / "hparams": the optimizer's learning rate is read from `my_fancy_lr`, kept as an
         # attribute or a hyper-parameter (Lightning's test_trainer_arg_str).
         self.fancy = fancy
-        # "int" / "dict": training_step returns 5 or a dict without "loss" (Lightning refuses both).
+        # "int" / "dict": training_step returns 5 or a dict without "loss" (Lightning refuses both);
+        # "extra": a dict with "loss" and more, which on_train_batch_end gets as `outputs`.
         self.bad_return = bad_return
         # "batch_only": the validation, test and predict steps take the batch alone, and Lightning
         # calls them without batch_idx.
@@ -70,7 +71,17 @@ class Regressor(Base):
             return 5
         if self.bad_return == "dict":
             return {"mse": loss}
+        if self.bad_return == "extra":
+            return {"loss": loss, "random_things": [1, "a", torch.tensor(2.0)], "batch_idx": batch_idx}
         return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        if self.bad_return == "extra":
+            # Lightning's outputs: the loss detached, the other keys as returned.
+            self.log("outputs_loss", outputs["loss"])
+            self.log("outputs_loss_grad", float(outputs["loss"].requires_grad))
+            self.log("outputs_things", float(len(outputs["random_things"]) + outputs["random_things"][2]))
+            self.log("outputs_batch_idx", float(outputs["batch_idx"] == batch_idx))
 
     def validation_step(self, batch, batch_idx):
         x, y = batch

@@ -263,3 +263,69 @@ fn every_stage_keeps_its_loggers_as_lightnings() {
         }
     }
 }
+
+/// A logger that records the names of its methods as they are called.
+struct CallLogger {
+    dir: std::path::PathBuf,
+    calls: Rc<RefCell<Vec<&'static str>>>,
+}
+
+impl crate::loggers::Logger for CallLogger {
+    fn name(&self) -> &str {
+        "calls"
+    }
+    fn version(&self) -> crate::loggers::Version {
+        crate::loggers::Version::Number(0)
+    }
+    fn log_dir(&self) -> &Path {
+        &self.dir
+    }
+    fn log_hyperparams(&mut self, _: &serde_json::Value) -> anyhow::Result<()> {
+        self.calls.borrow_mut().push("log_hyperparams");
+        Ok(())
+    }
+    fn log_metrics(&mut self, _: &std::collections::BTreeMap<String, f64>, _: u64) -> anyhow::Result<()> {
+        self.calls.borrow_mut().push("log_metrics");
+        Ok(())
+    }
+    fn save(&mut self) -> anyhow::Result<()> {
+        self.calls.borrow_mut().push("save");
+        Ok(())
+    }
+}
+
+#[test]
+fn the_logger_is_first_called_after_setup_as_lightnings() {
+    // Lightning's test_first_logger_call_in_subprocess (docs/lightning-tests/logging.md row
+    // 50): at the callbacks' `setup` the logger has had no call and its directory holds
+    // nothing (lthost has made the version directory by then, as Lightning's
+    // `_call_setup_hook` makes each real logger's experiment; the test's Mock makes none); by
+    // on_train_start the logger has been saved (Lightning's `_log_hyperparams`: `log_graph`,
+    // which lthost has not, then `save`; no hyper-parameters to hand over here).
+    let _one = serial();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = quiet(dir.path(), 1);
+    cfg.logger = true;
+    cfg.loggers = Vec::new();
+    let mut t = Trainer::new(cfg, None);
+    let calls: Rc<RefCell<Vec<&'static str>>> = Rc::default();
+    let logged = Rc::clone(&calls);
+    t.logger_plugins.push(Box::new(move |d: &Path, _: &crate::loggers::Version| {
+        Ok(Box::new(CallLogger { dir: d.to_path_buf(), calls: Rc::clone(&logged) }) as Box<dyn crate::loggers::Logger>)
+    }));
+    let seen: Rc<RefCell<Vec<(Hook, Vec<&'static str>, usize)>>> = Rc::default();
+    let version_dir = dir.path().join("lightning_logs/version_0");
+    let (record, calls_then, root) = (Rc::clone(&seen), Rc::clone(&calls), version_dir);
+    t.callbacks.push(Box::new(Probe(move |hook: Hook, _: &HookInfo<'_>| {
+        if matches!(hook, Hook::Setup | Hook::OnTrainStart) {
+            let files = std::fs::read_dir(&root).map(|d| d.count()).unwrap_or(usize::MAX);
+            record.borrow_mut().push((hook, calls_then.borrow().clone(), files));
+        }
+        Ok(CallbackAction::default())
+    })));
+    t.fit(&mut Regression::new(), &mut Points::default(), &serde_json::json!({})).expect("fit");
+    let seen = seen.borrow();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!((seen[0].0, seen[0].1.as_slice(), seen[0].2), (Hook::Setup, &[][..], 0), "nothing before setup");
+    assert_eq!((seen[1].0, seen[1].1.as_slice()), (Hook::OnTrainStart, &["save"][..]), "by on_train_start");
+}
