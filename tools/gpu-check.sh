@@ -14,6 +14,8 @@
 #   prefetch    trainer.prefetch_batches = 2 (pinned host memory, non-blocking copies) gives the
 #               same losses as no prefetch
 #   stats       DeviceStatsMonitor logs the GPU's memory and utilisation (NVML)
+#   batches     every batch hook of fit, test and predict sees the batch on the GPU (Lightning's
+#               test_callback_batch_on_device; the native module's in-file test, run on $ACC)
 #   precision   not built yet (issue 19): add the bf16/16-mixed and -true checks here
 #   nccl        not built yet (issue 20): add the two-process DDP check here
 #
@@ -143,6 +145,14 @@ if fit "$d" --seed 1 --max-epochs 1 --set callbacks.device_stats_monitor.cpu_sta
         say stats FAIL "no $STAT column in metrics.csv"
 else
     say stats FAIL "fit failed: $(tail -1 "$d/out.log")"
+fi
+
+# batches: the native module's batch hooks see the batch on the run's device.
+if LTHOST_TEST_ACCELERATOR=$ACC cargo test --release -p lthost --lib every_batch_hook_sees_the_batch_on_the_runs_device \
+    >"$WORK/batches.log" 2>&1; then
+    say batches PASS "fit, test and predict batch hooks see the batch on $ACC"
+else
+    say batches FAIL "$(grep -m1 -E 'panicked|error' "$WORK/batches.log")"
 fi
 
 say precision SKIP "not built yet (issue 19)"

@@ -87,6 +87,9 @@ pub struct Regression {
     pub reduce_probe: Option<ReduceFx>,
     /// What the module logs where (Lightning's logging tests as data): see [`Planned`].
     pub log_plan: Vec<Planned>,
+    /// Per batch hook called: its name and whether every tensor of the batch it sees is on
+    /// the run's device (Lightning's test_callback_batch_on_device).
+    pub batch_devices: Option<Rc<RefCell<Vec<(String, bool)>>>>,
     /// Every training step's loss.
     pub losses: Vec<f64>,
     params: Option<(Tensor, Tensor)>,
@@ -160,6 +163,7 @@ impl Regression {
             epoch_end_value: None,
             plateau_on: None,
             log_plan: Vec::new(),
+            batch_devices: None,
             losses: Vec::new(),
             params: None,
         }
@@ -372,6 +376,13 @@ impl Module for Regression {
 
     fn hook(&mut self, ctx: &mut RunContext, hook: Hook, batch_idx: Option<u64>) -> Result<i32> {
         self.call(hook.name());
+        if let Some(seen) = self.batch_devices.as_ref().filter(|_| {
+            let name = hook.name();
+            name.ends_with("_batch_start") || name.ends_with("_batch_end")
+        }) {
+            let on_device = !ctx.batch.is_empty() && ctx.batch.iter().all(|t| t.device() == ctx.device);
+            seen.borrow_mut().push((hook.name().to_string(), on_device));
+        }
         self.plan(ctx, hook.name(), batch_idx)?;
         if let (Some(v), Hook::OnValidationEpochEnd) = (self.epoch_end_value, hook) {
             Self::log_value(ctx, "epoch_value", v, ReduceFx::Mean)?;

@@ -378,6 +378,7 @@ fn at_train_end(t: &mut Trainer) -> Rc<RefCell<Option<TrainEnd>>> {
 }
 
 mod dataloaders;
+mod devices;
 mod epoch_ends;
 mod grad_modes;
 mod metrics;
