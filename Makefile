@@ -103,6 +103,7 @@ $(DEVKEY): | host
 
 # Reference losses from PyTorch itself (the parity oracle).
 reference: setup
+	$(PY) tools/reference_case_names.py
 	$(PY) tests/reference/parity_reference.py tests/reference/parity.json
 	$(PY) tests/reference/engine_reference.py tests/reference/engine.json
 	$(PY) tests/reference/scheduler_reference.py tests/reference/schedulers.json

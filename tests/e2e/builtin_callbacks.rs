@@ -128,14 +128,30 @@ fn gradient_accumulation_scheduler_steps_like_lightning() {
 
 #[test]
 fn lr_find_is_skipped_with_a_warning_under_fast_dev_run() {
-    // Lightning's Tuner.lr_find returns None with a warning when fast_dev_run is set.
+    // Lightning's Tuner.lr_find and scale_batch_size return None with a warning when
+    // fast_dev_run is set (tests/reference/callbacks_reference.py `fast_dev_run_skips`, their
+    // words): `lthost lr-find` writes nothing, `lthost fit --lr-find` / `--scale-batch-size`
+    // train without a search.
+    let want = reference();
+    let said = |search: &str| {
+        want["fast_dev_run_skips"][search]["warned"][0].as_str().expect("Lightning's warning").to_string()
+    };
     let dir = tempfile::tempdir().expect("tempdir");
     let wasm = plugin("parity-rnn");
     let args = ["lr-find", wasm.to_str().expect("utf-8"), "--output", "out", "--set", "trainer.fast_dev_run=true"];
     let run = lthost(dir.path(), &args);
     assert!(run.ok(), "{}", run.stderr);
-    assert!(run.stderr.contains("Skipping learning rate finder since `fast_dev_run` is enabled."), "{}", run.stderr);
+    assert!(run.stderr.contains(&said("lr_find")), "{}", run.stderr);
     assert!(!dir.path().join("out").exists(), "nothing written");
+    let recorder = plugin("hook-recorder");
+    for (flag, search) in [("--lr-find", "lr_find"), ("--scale-batch-size", "scale_batch_size")] {
+        let d = tempfile::tempdir().expect("tempdir");
+        let args =
+            ["fit", recorder.to_str().expect("utf-8"), flag, "--no-progress-bar", "--set", "trainer.fast_dev_run=true"];
+        let run = lthost(d.path(), &args);
+        assert!(run.ok(), "{flag}: {}", run.stderr);
+        assert!(run.stderr.contains(&said(search)), "{flag}: {}", run.stderr);
+    }
 }
 
 #[test]

@@ -34,6 +34,27 @@ fn fit(dir: &Path, checkpoint: &Value, trainer: &Value, model: &Value, ckpt_path
 
 type Told = std::rc::Rc<std::cell::RefCell<Vec<lthost::loggers::CheckpointSaved>>>;
 
+/// A host callback that does nothing: a run with one attached must decide as a run without.
+struct Idle;
+
+impl lthost::callbacks::Callback for Idle {
+    fn name(&self) -> &str {
+        "Idle"
+    }
+    fn on_hook(
+        &mut self,
+        _: lthost::hooks::Hook,
+        _: &lthost::callbacks::HookInfo<'_>,
+    ) -> anyhow::Result<lthost::callbacks::CallbackAction> {
+        Ok(lthost::callbacks::CallbackAction::default())
+    }
+}
+
+thread_local! {
+    /// Attach [`Idle`] to the fits this thread makes.
+    static WITH_IDLE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// A logger keeping what ModelCheckpoint tells its loggers after each save.
 struct Recording {
     dir: std::path::PathBuf,
@@ -108,6 +129,9 @@ fn fit_logging(
         t.logger_plugins.push(Box::new(move |dir: &Path, _: &lthost::loggers::Version| {
             Ok(Box::new(Recording { dir: dir.to_path_buf(), told: told.clone() }) as Box<dyn lthost::loggers::Logger>)
         }));
+    }
+    if WITH_IDLE.with(std::cell::Cell::get) {
+        t.callbacks.push(Box::new(Idle));
     }
     t.checkpoint = ckpt;
     t.ckpt_path = ckpt_path.map(|p| p.display().to_string());
@@ -365,6 +389,22 @@ fn same_score(got: Option<f64>, want: &Value) -> bool {
 }
 
 #[test]
+fn training_step_values_reach_checkpointing_whether_or_not_a_callback_is_attached() {
+    // The training step's values are monitor candidates at a mid-epoch validation's save
+    // (case `train_metric_mid_epoch`, monitor train_loss, `{train_loss:.3f}` in the name); they
+    // once reached ModelCheckpoint only when a callback was attached. With one: Lightning's
+    // files and best path still.
+    let want = reference();
+    let case = &want["cases"]["train_metric_mid_epoch"];
+    WITH_IDLE.with(|w| w.set(true));
+    let d = tempfile::tempdir().expect("tempdir");
+    let (report, dir) = run_case(d.path(), case);
+    WITH_IDLE.with(|w| w.set(false));
+    assert_eq!(json!(files(&dir)), case["files"]);
+    assert_eq!(names(&report).0.as_deref(), case["best_model_path"].as_str());
+}
+
+#[test]
 fn model_checkpoint_refuses_what_lightning_refuses() {
     let want = reference();
     for (name, case) in want["refused"].as_object().expect("refused") {
@@ -388,4 +428,38 @@ fn resuming_from_a_save_last_link_continues_from_the_checkpoint_it_names() {
     assert_eq!(report.global_step, 16, "resumed at step 8 and trained epochs 2 and 3");
     assert_eq!(files(d.path()), ["epoch=1-step=8.ckpt", "epoch=3-step=16.ckpt", "last.ckpt"]);
     assert_eq!(links(d.path()), json!({"last.ckpt": "epoch=3-step=16.ckpt"}));
+}
+
+#[test]
+fn a_monitor_not_logged_yet_is_warned_about_in_lightnings_words() {
+    // The cases where Lightning's ModelCheckpoint warned (a monitor logged only in validation,
+    // asked for at a training epoch's end before any validation ran): `lthost fit` with the
+    // same settings says the same, once; the names it lists are lthost's candidates, in its
+    // order (Lightning lists its callback_metrics as they were logged).
+    let want = reference();
+    let mut checked = 0;
+    for (name, case) in want["cases"].as_object().expect("cases") {
+        let Some(said) = case["warned"].as_array().filter(|w| !w.is_empty()) else { continue };
+        let d = tempfile::tempdir().expect("tempdir");
+        let wasm = plugin_path("hook-recorder").display().to_string();
+        let mut args: Vec<String> = vec!["fit".into(), wasm, "--no-progress-bar".into(), "--seed".into(), "0".into()];
+        for (table, values) in [("trainer", &case["trainer"]), ("checkpoint", &case["checkpoint"])] {
+            for (k, v) in values.as_object().expect("arguments") {
+                args.extend(["--set".into(), format!("{table}.{k}={v}")]);
+            }
+        }
+        args.extend(["--hparams".into(), case["model"].to_string(), "--checkpoint-dir".into(), "ck".into()]);
+        let run = crate::common::lthost(d.path(), &args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(run.ok(), "{name}: {}", run.stderr);
+        for w in said {
+            let w = w.as_str().expect("a warning");
+            let (head, rest) = w.split_once(": [").expect("Lightning's list of candidates");
+            let hint = &rest[rest.find("]. HINT").expect("the hint")..];
+            let got: Vec<&str> = run.stderr.lines().filter(|l| l.contains(head)).collect();
+            assert_eq!(got.len(), 1, "{name}: said once: {}", run.stderr);
+            assert!(got[0].ends_with(hint), "{name}: {}\nLightning: {w}", got[0]);
+        }
+        checked += 1;
+    }
+    assert!(checked >= 1);
 }

@@ -142,6 +142,21 @@ def suggestions():
     return out
 
 
+def fast_dev_run_skips():
+    """The Tuner's searches under fast_dev_run: each returns None with a warning (their texts)."""
+    out = {}
+    for search in ("lr_find", "scale_batch_size"):
+        torch.manual_seed(0)
+        with tempfile.TemporaryDirectory() as root, warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                                enable_progress_bar=False, enable_model_summary=False, default_root_dir=root,
+                                fast_dev_run=True)
+            got = getattr(Tuner(trainer), search)(Recorder([]))
+        out[search] = {"returned": got, "warned": [str(w.message) for w in said if "fast_dev_run" in str(w.message)]}
+    return out
+
+
 def main(path):
     out = {"lightning": L.__version__, "torch": torch.__version__, "lr_monitor": {}, "accumulation": {}, "lr_find": {}}
     for name, (args, targs, margs, every) in LR_MONITOR.items():
@@ -171,6 +186,7 @@ def main(path):
     out["lr_find"]["none_output"] = lr_find_recorder({"none_at": [5, 12, 17]}, num_training=20,
                                                      early_stop_threshold=None)
     out["suggestions"] = suggestions()
+    out["fast_dev_run_skips"] = fast_dev_run_skips()
     with open(path, "w") as f:
         json.dump(out, f, indent=1)
     print(f"wrote {path}: lightning {L.__version__}")

@@ -263,7 +263,11 @@ def fit(ckpt_args, trainer_args, model_args, dirpath, ckpt_path=None):
     recording = None if default_dir else Recording()
     trainer = L.Trainer(accelerator="cpu", devices=1, logger=recording or False, enable_progress_bar=False,
                         enable_model_summary=False, default_root_dir=dirpath, callbacks=[mc], **trainer_args)
-    trainer.fit(model, ckpt_path=ckpt_path)
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        trainer.fit(model, ckpt_path=ckpt_path)
+    # What ModelCheckpoint warned about (a monitor not logged yet).
+    warned = [str(w.message) for w in said if str(w.message).startswith("`ModelCheckpoint(")]
     if default_dir:
         dirpath = os.path.join(dirpath, "checkpoints")
     name = lambda p: os.path.basename(p) if p else None
@@ -277,6 +281,7 @@ def fit(ckpt_args, trainer_args, model_args, dirpath, ckpt_path=None):
         "last_model_path": name(mc.last_model_path),
         "best_k_models": {name(p): _score(v) for p, v in sorted(mc.best_k_models.items())},
         **({"after_save_checkpoint": recording.calls} if recording is not None else {}),
+        "warned": warned,
     }
 
 

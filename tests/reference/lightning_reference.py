@@ -227,7 +227,7 @@ CASES = {
     "sanity_0": ("fit", {"max_epochs": 1, "limit_train_batches": 1, "num_sanity_val_steps": 0}, None, None),
     "fast_dev_run": ("fit", {"max_epochs": 5, "fast_dev_run": True}, None, None),
     "fast_dev_run_3": ("fit", {"fast_dev_run": 3}, None, None),
-    "overfit_2": ("fit", {"max_epochs": 2, "overfit_batches": 2, "num_sanity_val_steps": 0}, None, None),
+    "overfit_2_two_epochs": ("fit", {"max_epochs": 2, "overfit_batches": 2, "num_sanity_val_steps": 0}, None, None),
     "accumulate_3": ("fit", {"max_epochs": 2, "accumulate_grad_batches": 3}, {"samples": 32}, None),
     "max_steps_5": ("fit", {"max_steps": 5}, None, None),
     "max_epochs_-1_max_steps_9": ("fit", {"max_epochs": -1, "max_steps": 9}, None, None),
@@ -260,10 +260,6 @@ CASES = {
                                                  "limit_val_batches": 1, "accumulate_grad_batches": 2}, {"samples": 4, "batch_size": 1}, None),  # 12/4/2/0/6/3
     # not in the test file: on_validation_model_zero_grad is skipped for a validation inside an accumulation window
     "accumulate_2_vci_3": ("fit", {"max_epochs": 1, "accumulate_grad_batches": 2, "val_check_interval": 3}, {"samples": 32}, None),  # 8/18/1/1/4/1 (2 validations)
-    # test_validation_during_gradient_accumulation_window (loops.md row 14): validations after batches 2, 4 (inside a
-    # window: no on_validation_model_zero_grad) and 6
-    "accumulate_3_vci_2": ("fit", {"max_epochs": 1, "accumulate_grad_batches": 3, "val_check_interval": 2,
-                                   "limit_val_batches": 1, "num_sanity_val_steps": 0}, {"samples": 24}, None),  # 6/3/1/0/2/1
     # test_val_check_interval_float_with_none_check_val_every_n_epoch: None with vci unset is accepted (difference 2)
     "check_val_none_default_vci": ("fit", {"max_epochs": 3, "check_val_every_n_epoch": None}, None, None),  # 12/14/3/1/12/3
     # test_time_and_epoch_gated_val_check (proxies: 0 s, every batch of the gated epochs)
@@ -287,16 +283,9 @@ CASES = {
     "validate_overfit_0.25": ("validate", {"overfit_batches": 0.25}, {"samples": 40}, None),  # 2 validation steps (30 calls)
     "hooks_test_overfit_1": ("test", {"overfit_batches": 1}, None, None),  # 4 test steps: not limited (44 calls)
     "hooks_predict_overfit_1": ("predict", {"overfit_batches": 1}, None, None),  # 4 predict steps (43 calls)
-    # trainer_flags.md row 10 (test_check_val_every_n_epoch): check_val 2, limit_val 2, no sanity: 0/2/2 validation
-    # epochs in 1/4/5 epochs
-    **{f"cven_2_{n}_epochs": ("fit", {"max_epochs": n, "check_val_every_n_epoch": 2, "limit_val_batches": 2,
-                                      "num_sanity_val_steps": 0}, None, None) for n in (1, 4, 5)},
-    # row 13 (test_eval_limit_batches): limit_{val,test,predict}_batches 0.1 and 10 on 12 batches: 1 and 10 steps
-    **{f"hooks_{entry}_limit_{limit}": (entry, {f"limit_{split}_batches": limit}, {"samples": 48}, None)
-       for entry, split in (("validate", "val"), ("test", "test"), ("predict", "predict")) for limit in (0.1, 10)},
     # row 17 (test_overfit_basic): overfit 1, 0.1, 0.25 on 10 batches: 1, 1, 2 training batches, validation alike
-    **{f"overfit_{o}": ("fit", {"max_epochs": 1, "overfit_batches": o, "num_sanity_val_steps": 0}, {"samples": 40}, None)
-       for o in (1, 0.1, 0.25)},
+    **{f"overfit_{o}_no_sanity": ("fit", {"max_epochs": 1, "overfit_batches": o, "num_sanity_val_steps": 0}, {"samples": 40},
+                                  None) for o in (1, 0.1, 0.25)},
     # Lightning's tests_pytorch/loops/, ported (docs/lightning-tests/loops.md): -1 from on_train_batch_start
     # (test_training_loop.py), accumulation with in-epoch validation and limit_val_batches 0 (test_loops.py)
     "skip_at_5_limit_10": ("fit", {"max_epochs": 2, "limit_train_batches": 10}, {"samples": 48, "skip_at": 5}, None),

@@ -472,7 +472,8 @@ def stops():
 
 
 class MetricsAt(L.Callback):
-    """What `trainer.callback_metrics` and `logged_metrics` hold at each epoch-end hook and at the end."""
+    """What `trainer.callback_metrics` and `logged_metrics` hold at each epoch-end hook, at on_validation_end and at
+    the end."""
 
     def __init__(self):
         self.seen = []
@@ -497,6 +498,10 @@ class MetricsAt(L.Callback):
 
     def on_validation_epoch_end(self, trainer, pl_module):
         self.keep(trainer, "on_validation_epoch_end")
+
+    def on_validation_end(self, trainer, pl_module):
+        # The run's epoch values are in logged_metrics by now (issue 18: before on_validation_end).
+        self.keep(trainer, "on_validation_end")
 
 
 # Lightning's tests_pytorch/trainer/logging_ (docs/lightning-tests/logging.md, difference 1): callbacks read this

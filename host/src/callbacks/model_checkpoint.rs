@@ -748,8 +748,10 @@ impl ModelCheckpoint {
             return Ok(());
         };
         let Some(current) = at.metrics.get(&monitor).copied() else {
-            let known: Vec<&String> = at.metrics.keys().collect();
-            let m = format!("`ModelCheckpoint(monitor={monitor:?})` could not find the monitored key in the returned metrics: {known:?}. HINT: Did you call `log({monitor:?}, value)` in the `LightningModule`?");
+            // Lightning's words, its names in Python's repr (the candidates in lthost's order).
+            let known: Vec<String> = at.metrics.keys().map(|k| super::py_format::repr_str(k)).collect();
+            let monitor_repr = super::py_format::repr_str(&monitor);
+            let m = format!("`ModelCheckpoint(monitor={monitor_repr})` could not find the monitored key in the returned metrics: [{}]. HINT: Did you call `log({monitor_repr}, value)` in the `LightningModule`?", known.join(", "));
             if at.val_has_run {
                 bail!(m);
             }

@@ -9,11 +9,14 @@ pub(super) type Seen = Rc<RefCell<Vec<(String, u64, Metrics, Metrics)>>>;
 
 /// Records into `seen` what the reference's `MetricsAt` keeps: callback_metrics and
 /// logged_metrics at every epoch-end hook (the sanity check's included), at
-/// on_sanity_check_end, at the first on_train_batch_start and at on_train_end.
+/// on_validation_end, on_sanity_check_end, the first on_train_batch_start and on_train_end.
 pub(super) fn recorder(seen: Seen) -> impl Callback {
     Probe(move |hook, info: &HookInfo<'_>| {
         let first_batch = hook == Hook::OnTrainBatchStart && (info.current_epoch, info.batch_idx) == (0, Some(0));
-        let end = matches!(hook, Hook::OnTrainEpochEnd | Hook::OnValidationEpochEnd | Hook::OnTrainEnd);
+        let end = matches!(
+            hook,
+            Hook::OnTrainEpochEnd | Hook::OnValidationEpochEnd | Hook::OnValidationEnd | Hook::OnTrainEnd
+        );
         if end || first_batch || hook == Hook::OnSanityCheckEnd {
             let (callback, logged) = (info.callback_metrics.clone(), info.logged_metrics.clone());
             seen.borrow_mut().push((hook.name().to_string(), info.current_epoch, callback, logged));
