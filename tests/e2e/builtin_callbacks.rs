@@ -188,6 +188,11 @@ fn lr_find_twice_gives_the_same_results_and_a_failed_search_leaves_no_file() {
         seen.push(text);
     }
     assert_eq!(seen[0], seen[1], "two searches, one result");
+    // Row 2 (test_model_reset_correctly, its file half): a search leaves only its results, no
+    // checkpoint of the weights it set aside.
+    let mut left: Vec<String> = walkdir(dir.path());
+    left.sort();
+    assert_eq!(left, ["a", "a/lr_find.json", "a/lr_find.png", "b", "b/lr_find.json", "b/lr_find.png"]);
     // Row 25 (test_lr_finder_checkpoint_cleanup_on_error): a training_step that fails ends the
     // search with its error, and nothing is left behind (lthost writes no checkpoint for the
     // search, and lr_find.json only on success).
@@ -585,4 +590,20 @@ fn logger_plugins_are_finalized_with_the_runs_status() {
     let status = std::fs::read_to_string(dir.path().join("lightning_logs/version_1/plugins/jsonl-logger/status"))
         .expect("status");
     assert_eq!(status, "failed");
+}
+
+/// Every path under `dir`, relative to it.
+fn walkdir(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).expect("dir").flatten() {
+            let p = e.path();
+            out.push(p.strip_prefix(dir).expect("under dir").display().to_string());
+            if p.is_dir() {
+                todo.push(p);
+            }
+        }
+    }
+    out
 }

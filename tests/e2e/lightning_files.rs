@@ -581,8 +581,10 @@ fn save_hyperparameters_chooses_what_the_loggers_get_as_in_lightning() {
 fn a_file_lightning_refuses_to_fit_is_refused_with_lightnings_message() {
     // Lightning's test_invalid_dataloader_idx_raises_step: no `dataloader_idx` beside several
     // validation DataLoaders, a required one beside a single DataLoader; Lightning's message.
-    // Also a module and a DataModule that log one hyper-parameter with two values, and what
-    // training_step may not return (an int; in automatic optimization a dict without "loss").
+    // Also a module and a DataModule that log one hyper-parameter with two values, what
+    // training_step may not return (an int; in automatic optimization a dict without "loss"),
+    // and what `self.log` cannot take (None, a dict, a str, a list, a Metric the module does not
+    // hold).
     for name in [
         "lit-multi-val-no-idx",
         "lit-multi-val-required-idx",
@@ -590,7 +592,13 @@ fn a_file_lightning_refuses_to_fit_is_refused_with_lightnings_message() {
         "lit-manual-bad-return",
         "lit-hparams-bad-return-int",
         "lit-hparams-bad-return-dict",
-    ] {
+        "lit-hparams-log-metric-not-held",
+    ]
+    .into_iter()
+    .map(String::from)
+    .chain((0..7).map(|i| format!("lit-hparams-log-invalid-{i}")))
+    {
+        let name = name.as_str();
         let want = reference(name);
         let d = tempfile::tempdir().expect("tempdir");
         let wasm = plugin(want["plugin"].as_str().expect("plugin"));

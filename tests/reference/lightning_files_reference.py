@@ -342,6 +342,10 @@ REFUSED = {
     "lit-manual-bad-return": ("lit-manual", {"bad_return": True}),
     "lit-hparams-bad-return-int": ("lit-hparams", {"bad_return": "int"}),
     "lit-hparams-bad-return-dict": ("lit-hparams", {"bad_return": "dict"}),
+    # test_log_invalid_raises and test_logging_raises (b) (logging.md rows 21, 23): what `self.log` cannot take
+    **{f"lit-hparams-log-invalid-{i}": ("lit-hparams", {"log_invalid": {"value": v}})
+       for i, v in enumerate([None, {"a": None}, {"a": 1}, {"a": {"b": 1}}, "foo", [1, 2, 3], [[1, 2], 3]])},
+    "lit-hparams-log-metric-not-held": ("lit-hparams", {"log_invalid": {"metric": True}}),
 }
 
 
@@ -501,7 +505,7 @@ def refused(file, hparams, lr_find=None, scale=None):
     from lightning.pytorch.utilities.exceptions import MisconfigurationException
     try:
         run(file, *FILES[file], hparams, None, lr_find, scale)
-    except (RuntimeError, AttributeError, MisconfigurationException) as e:
+    except (RuntimeError, AttributeError, ValueError, MisconfigurationException) as e:
         return {"plugin": file, "hparams": hparams, "error": str(e)}
     raise AssertionError(f"{file} {hparams}: Lightning fitted it")
 

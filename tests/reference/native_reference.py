@@ -816,10 +816,13 @@ def failures():
             model.fail_val_at = at
             cb = Exceptions()
             logger = CSVLogger(d, name="lightning_logs")
-            # OnExceptionCheckpoint saves wherever on_exception runs, validate included
+            # OnExceptionCheckpoint saves wherever on_exception runs, validate included; beside it
+            # ModelCheckpoint(save_on_exception=True), which saves nothing for a failure in the sanity check
+            # (test_model_checkpoint_on_exception_run_condition_on_validation_start)
             saves = os.path.join(d, "saves")
             oe = OnExceptionCheckpoint(dirpath=saves)
-            trainer = L.Trainer(logger=logger, callbacks=[cb, oe], enable_progress_bar=False,
+            mc = ModelCheckpoint(dirpath=saves, save_on_exception=True)
+            trainer = L.Trainer(logger=logger, callbacks=[cb, oe, mc], enable_progress_bar=False,
                                 enable_model_summary=False, accelerator="cpu", devices=1, **args)
             try:
                 getattr(trainer, fn)(model, datamodule=Points())

@@ -6,6 +6,7 @@ and a batch size kept on the module, as an attribute or a hyper-parameter, for t
 `attr_name` and its search of the module's holders (docs/lightning-tests/tuner.md rows 5, 31)."""
 
 import torch
+import torchmetrics
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -22,7 +23,7 @@ class Base(L.LightningModule):
 
 class Regressor(Base):
     def __init__(self, lr=0.1, hidden=4, tag="mlp", save="all", flags=(1, 2), opts=None, oom_above=None, fancy=None,
-                 batch_on_model=None, bad_return=None, signature=None):
+                 batch_on_model=None, bad_return=None, signature=None, log_invalid=None):
         super().__init__(lr, save)
         # test_step and predict_step raise CUDA's out-of-memory error for a batch larger than this.
         self.oom_above = oom_above
@@ -47,6 +48,9 @@ class Regressor(Base):
         # "int" / "dict": training_step returns 5 or a dict without "loss" (Lightning refuses both);
         # "extra": a dict with "loss" and more, which on_train_batch_end gets as `outputs`.
         self.bad_return = bad_return
+        # {"value": v}: training_step logs `foo` = v, which Lightning refuses unless a number or a
+        # tensor; {"metric": true}: a torchmetrics metric the module does not hold.
+        self.log_invalid = log_invalid
         # "batch_only": the validation, test and predict steps take the batch alone, and Lightning
         # calls them without batch_idx.
         if signature == "batch_only":
@@ -67,6 +71,12 @@ class Regressor(Base):
         x, y = batch
         loss = nn.functional.mse_loss(self.net(x), y)
         self.log("train_loss", loss)
+        if self.log_invalid is not None and "metric" in self.log_invalid:
+            mean = torchmetrics.MeanMetric()
+            mean(loss)
+            self.log("foo", mean)
+        elif self.log_invalid is not None:
+            self.log("foo", self.log_invalid["value"])
         if self.bad_return == "int":
             return 5
         if self.bad_return == "dict":

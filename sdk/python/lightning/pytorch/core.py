@@ -2,6 +2,7 @@
 Trainer is lthost itself (its options come from the run's config and command line)."""
 
 import functools
+import numbers
 import random
 
 import torch
@@ -134,6 +135,28 @@ _LOGGED_METRICS = {}
 _HOOK_LOGGED = set()
 
 
+def _check_loggable(name, value):
+    """Lightning's refusal of what `self.log` cannot take (LightningModule.log): a dict holding
+    a dict, or anything but a number, a tensor or a Metric; its words."""
+    if isinstance(value, dict) and any(isinstance(v, dict) for v in value.values()):
+        raise ValueError(f"`self.log({name}, {value})` was called, but nested dictionaries cannot be logged")
+    if not isinstance(value, (numbers.Number, torch.Tensor)) and not _is_metric(value):
+        raise ValueError(f"`self.log({name}, {value})` was called, but `{type(value).__name__}` values cannot be logged")
+
+
+def _metric_attribute(module, name, metric):
+    """Lightning's lookup of a logged Metric among the module's attributes (its state is
+    found by that name): refused, in its words, when the module does not hold it."""
+    attributes = module.__dict__.get("_lt_metric_attributes")
+    if attributes is None:  # found once, as Lightning's `_metric_attributes`
+        attributes = {id(m): n for n, m in module.named_modules() if _is_metric(m)}
+        module.__dict__["_lt_metric_attributes"] = attributes
+    if not attributes:
+        raise RuntimeError("Could not find the `LightningModule` attribute for the `torchmetrics.Metric` logged. You can fix this by setting an attribute for the metric in your `LightningModule`.")
+    if id(metric) not in attributes:
+        raise RuntimeError(f"Could not find the `LightningModule` attribute for the `torchmetrics.Metric` logged. You can fix this by calling `self.log({name}, ..., metric_attribute=name)` where `name` is one of {list(attributes.values())}")
+
+
 def _is_metric(value):
     return isinstance(value, nn.Module) and hasattr(value, "_forward_cache") and hasattr(value, "compute")
 
@@ -244,9 +267,12 @@ class LightningModule(_DataHooks, HyperparametersMixin, nn.Module):
 
     # ---- logging ----
     def log(self, name, value, prog_bar=False, logger=None, on_step=None, on_epoch=None, reduce_fx="mean", enable_graph=False, sync_dist=False, sync_dist_group=None, add_dataloader_idx=True, batch_size=None, metric_attribute=None, rank_zero_only=False):
+        _check_loggable(name, value)
         reduce = _REDUCE[_reduce_name(reduce_fx)]
         _HOOK_LOGGED.add(name)
         if _is_metric(value):
+            if metric_attribute is None:
+                _metric_attribute(self, name, value)
             return self._log_metric(name, value, prog_bar, logger, on_step, on_epoch, add_dataloader_idx)
         opts = _log.LogOptions(bool(prog_bar), True if logger is None else bool(logger), on_step, on_epoch, reduce, batch_size, bool(add_dataloader_idx))
         if isinstance(value, torch.Tensor):
@@ -277,6 +303,8 @@ class LightningModule(_DataHooks, HyperparametersMixin, nn.Module):
         _LOGGED_METRICS.setdefault(split, {})[(name, dl)] = (metric, epoch_name, prog_bar, logger, on_epoch)
 
     def log_dict(self, dictionary, prog_bar=False, logger=None, on_step=None, on_epoch=None, reduce_fx="mean", enable_graph=False, sync_dist=False, sync_dist_group=None, add_dataloader_idx=True, batch_size=None, rank_zero_only=False):
+        if any(isinstance(v, dict) for v in dictionary.values()):
+            raise ValueError(f"`self.log_dict({dictionary})` was called, but nested dictionaries cannot be logged")
         for k, v in dictionary.items():
             self.log(k, v, prog_bar, logger, on_step, on_epoch, reduce_fx, add_dataloader_idx=add_dataloader_idx, batch_size=batch_size)
 

@@ -133,8 +133,12 @@ fn a_failed_run_calls_on_exception_and_writes_the_rows_it_holds() {
         let mut cfg = lightning_config(dir.path(), case["trainer"].as_object().expect("args"));
         cfg.logger = true;
         let mut t = Trainer::new(cfg, None);
-        // OnExceptionCheckpoint: Lightning saves wherever on_exception runs.
+        // OnExceptionCheckpoint: Lightning saves wherever on_exception runs; ModelCheckpoint
+        // with save_on_exception beside it, which saves nothing for a failure in the sanity
+        // check (Lightning's test_model_checkpoint_on_exception_run_condition_on_validation_start).
+        t.cfg.enable_checkpointing = true;
         t.checkpoint.on_exception = true;
+        t.checkpoint.save_on_exception = true;
         t.checkpoint.dirpath = Some(dir.path().join("saves"));
         let seen = Rc::new(RefCell::new(0u64));
         let counter = Rc::clone(&seen);
@@ -167,7 +171,11 @@ fn a_failed_run_calls_on_exception_and_writes_the_rows_it_holds() {
         for (file, want) in case["saved"].as_object().expect("saved") {
             let c = crate::checkpoint::load(&saves.join(file)).expect("a whole checkpoint");
             assert!(c.tensors.contains_key("state_dict.linear.weight"), "{name}: {file} holds the weights");
-            assert_eq!(c.meta.current_epoch, want["epoch"], "{name}: {file} epoch");
+            // The epoch the save was made in (lthost's `current_epoch` is where a resume starts:
+            // the next epoch after a save at an epoch's end).
+            let pos = crate::loops::checkpointing::LoopPosition::from_meta(&c.meta).expect("the loops' state");
+            let epoch = c.meta.current_epoch - u64::from(pos.restart().at_epoch_end);
+            assert_eq!(epoch, want["epoch"], "{name}: {file} epoch");
             assert_eq!(c.meta.global_step, want["global_step"], "{name}: {file} global_step");
             assert_eq!(c.meta.optimizers.len() as u64, want["optimizers"], "{name}: {file} optimizers");
             let progress = if case["fn"] == "fit" {
@@ -295,6 +303,39 @@ impl crate::loggers::Logger for CallLogger {
         self.calls.borrow_mut().push("save");
         Ok(())
     }
+    fn finalize(&mut self, status: &str) -> anyhow::Result<()> {
+        self.calls.borrow_mut().push(if status == "success" { "finalize(success)" } else { "finalize(other)" });
+        Ok(())
+    }
+}
+
+#[test]
+fn every_logger_of_a_run_gets_the_metrics_and_the_end() {
+    // Lightning's test_multiple_loggers (docs/lightning-tests/loggers.md row 31): two loggers
+    // both get every row and `finalize("success")`; no `log_hyperparams`, the module saving
+    // none (BoringModel there, the native twin here).
+    let _one = serial();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = quiet(dir.path(), 1);
+    cfg.logger = true;
+    cfg.loggers = Vec::new();
+    cfg.log_every_n_steps = 1;
+    let mut t = Trainer::new(cfg, None);
+    let logs: Vec<Rc<RefCell<Vec<&'static str>>>> = vec![Rc::default(), Rc::default()];
+    for calls in &logs {
+        let calls = Rc::clone(calls);
+        t.logger_plugins.push(Box::new(move |d: &Path, _: &crate::loggers::Version| {
+            Ok(Box::new(CallLogger { dir: d.to_path_buf(), calls: Rc::clone(&calls) })
+                as Box<dyn crate::loggers::Logger>)
+        }));
+    }
+    t.fit(&mut Regression::new(), &mut Points::default(), &serde_json::json!({})).expect("fit");
+    let (a, b) = (logs[0].borrow(), logs[1].borrow());
+    assert_eq!(*a, *b, "both loggers are told the same");
+    assert!(!a.contains(&"log_hyperparams"), "{a:?}");
+    // 4 training rows, the validation row and the epoch row.
+    assert_eq!(a.iter().filter(|c| **c == "log_metrics").count(), 6, "{a:?}");
+    assert_eq!(a.last(), Some(&"finalize(success)"), "{a:?}");
 }
 
 #[test]
