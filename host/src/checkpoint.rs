@@ -188,7 +188,7 @@ pub fn write(path: &Path, bytes: &[u8]) -> Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    crate::loggers::write_atomic_as(path, bytes, "ckpt-write")
+    crate::fs::write_atomic_as(path, bytes, "ckpt-write")
 }
 
 /// Checks and writes a checkpoint ([`to_checked_vec`], [`write`]).

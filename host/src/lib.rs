@@ -16,6 +16,7 @@ pub mod datasets;
 pub mod engine;
 pub mod error;
 pub mod fault;
+pub mod fs;
 pub mod hooks;
 pub mod hparams;
 pub mod lightning_build;

@@ -202,7 +202,7 @@ pub fn build(req: &BuildRequest) -> Result<(PathBuf, Manifest)> {
         bytes = crate::artifact::signing::sign(&bytes, &sk, false)?;
     }
     let dest = req.output.clone().unwrap_or_else(|| PathBuf::from(format!("{}.wasm", manifest.name)));
-    crate::loggers::write_atomic(&dest, &bytes)?;
+    crate::fs::write_atomic(&dest, &bytes)?;
     // Compiled now, into the cache the runs read, so that the first run does not compile.
     // A failure here costs the first run its compilation, nothing more: a warning.
     if crate::plugin::cache::ComponentCache::from_env().is_some() {

@@ -374,7 +374,7 @@ fn run(cmd: Command, signal: Arc<AtomicUsize>) -> Result<Option<i32>> {
             let out = lthost::artifact::manifest::embed(&bytes, &m)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", plugin.display()))?;
             let dest = output.clone().unwrap_or_else(|| plugin.clone());
-            lthost::loggers::write_atomic(&dest, &out)?;
+            lthost::fs::write_atomic(&dest, &out)?;
             println!("embedded the manifest of {} {} into {}", m.name, m.version, dest.display());
             return Ok(None);
         }
@@ -548,14 +548,14 @@ fn lr_find(
         report.suggestion.map(|s| s.0),
     )?;
     let png_path = out.join("lr_find.png");
-    lthost::loggers::write_atomic(&png_path, &png)?;
+    lthost::fs::write_atomic(&png_path, &png)?;
     let json = serde_json::json!({
         "lr": r.lr, "loss": r.loss,
         "suggestion": report.suggestion.map(|s| s.1), "suggestion_index": report.suggestion.map(|s| s.0),
         "steps": report.steps, "total_batch_idx": report.total_batch_idx, "seed": report.seed, "config": cfg,
     });
     let json_path = out.join("lr_find.json");
-    lthost::loggers::write_atomic(&json_path, serde_json::to_string_pretty(&json)?.as_bytes())?;
+    lthost::fs::write_atomic(&json_path, serde_json::to_string_pretty(&json)?.as_bytes())?;
     report.print(cfg);
     if trainer.cfg.seed.is_none() {
         println!("The search ran with seed {0}; `lthost fit --seed {0}` starts from the same weights.", report.seed);

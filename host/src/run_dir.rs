@@ -129,7 +129,7 @@ impl RunDir {
                 format!("a link {name:?} -> {target:?} must join two plain names in {}", self.path.display()),
             ));
         }
-        let tmp = format!("{}{}-link-{name}", crate::loggers::TEMP_PREFIX, std::process::id());
+        let tmp = format!("{}{}-link-{name}", crate::fs::TEMP_PREFIX, std::process::id());
         if self.dir.symlink_metadata(&tmp).is_ok() {
             self.remove_link(&tmp)?;
         }

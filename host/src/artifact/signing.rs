@@ -10,7 +10,7 @@ use anyhow::{anyhow, bail, Context as _, Result};
 use wasmsign2::{KeyPair, Module, PublicKey, SecretKey, SignatureData};
 
 use super::sections::{is_component, sections};
-use crate::loggers::write_atomic;
+use crate::fs::write_atomic;
 
 pub const SIGNATURE_SECTION: &str = "signature";
 

@@ -299,7 +299,7 @@ impl ModelCheckpoint {
         // the finished files are whole. Only those of processes that are gone are removed.
         if let Some(d) = &dir {
             for (name, link) in d.entries() {
-                if crate::loggers::is_stale_temp(&name) {
+                if crate::fs::is_stale_temp(&name) {
                     let _ = if link { d.remove_link(&name) } else { d.remove(&name) };
                 }
             }

@@ -15,7 +15,8 @@ use serde_json::Value;
 
 use super::options::{locate, next_free, LogLocation, LoggerOptions, Version};
 use super::python_text::float_repr;
-use super::{prefixed, replace_file, to_yaml, write_atomic, Logger};
+use super::{prefixed, to_yaml, Logger};
+use crate::fs::{replace_file, write_atomic};
 
 pub struct CsvLogger {
     dir: PathBuf,

@@ -16,7 +16,8 @@ use anyhow::{Context as _, Result};
 use serde_json::{Map, Value};
 
 use super::options::{LogLocation, LoggerOptions, Version};
-use super::{prefixed, to_yaml, write_atomic, Logger};
+use super::{prefixed, to_yaml, Logger};
+use crate::fs::write_atomic;
 
 /// CRC-32C (Castagnoli), bitwise; records are small.
 pub fn crc32c(data: &[u8]) -> u32 {

@@ -40,7 +40,7 @@ impl PredictionWriter {
     pub fn new(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let data =
-            crate::loggers::temp_file_in(dir).with_context(|| format!("creating a temp file in {}", dir.display()))?;
+            crate::fs::temp_file_in(dir).with_context(|| format!("creating a temp file in {}", dir.display()))?;
         Ok(PredictionWriter { dir: dir.to_path_buf(), data, header: Map::new(), offset: 0, count: 0 })
     }
 
@@ -86,7 +86,7 @@ impl PredictionWriter {
         let mut header = serde_json::to_vec(&Value::Object(std::mem::take(&mut self.header)))?;
         // safetensors pads the header to a multiple of 8 with spaces.
         header.resize(header.len().div_ceil(8) * 8, b' ');
-        let mut out = crate::loggers::temp_file_in(&self.dir)?;
+        let mut out = crate::fs::temp_file_in(&self.dir)?;
         out.write_all(&(header.len() as u64).to_le_bytes())?;
         out.write_all(&header)?;
         self.data.as_file_mut().flush()?;

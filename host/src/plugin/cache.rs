@@ -18,7 +18,6 @@
 //! `~/.cache/lthost/components`. `LTHOST_CACHE=off` turns it off.
 
 use std::hash::{Hash as _, Hasher as _};
-use std::io::Write as _;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
@@ -124,11 +123,7 @@ impl ComponentCache {
     }
 
     fn store(&self, path: &Path, data: &[u8]) -> Result<()> {
-        let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
-        tmp.write_all(data)?;
-        tmp.as_file().sync_all()?;
-        tmp.persist(path)?;
-        Ok(())
+        crate::fs::write_atomic_as(path, data, "cache-write")
     }
 
     /// Removes the least recently used entries until the directory fits the bound.
