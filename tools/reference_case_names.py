@@ -27,16 +27,18 @@ def repeated(path):
         table = getattr(node.targets[0], "id", "?")
         names = []
         for key, value in zip(node.value.keys, node.value.values):
+            if module is None:
+                module = importlib.import_module(path.stem)
+            # A key (evaluated unless a literal), or `**{...}`: the names the expression makes,
+            # from the module as it is loaded.
+            evaluated = lambda e: eval(compile(ast.Expression(e), str(path), "eval"), vars(module))
             if key is not None:
                 try:
                     names.append(ast.literal_eval(key))
                 except ValueError:
-                    pass
+                    names.append(evaluated(key))
                 continue
-            # `**{...}`: the names the expression makes, from the module as it is loaded.
-            if module is None:
-                module = importlib.import_module(path.stem)
-            names.extend(eval(compile(ast.Expression(value), str(path), "eval"), vars(module)).keys())
+            names.extend(evaluated(value).keys())
         out += [(table, n) for n, c in collections.Counter(names).items() if c > 1]
     return out
 

@@ -17,12 +17,18 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
 /// power failure costs nothing that matters (metrics.csv, rewritten every epoch; its two
 /// fsyncs cost ~1.5 ms per epoch, most of a small model's logging overhead).
 pub fn replace_file(path: &Path, contents: &[u8]) -> Result<()> {
-    write_file(path, contents, "write", false)
+    write_file(path, contents, "write", false, 0o644)
 }
 
 /// [`write_atomic`], naming the write for fault injection (`ckpt-write` for checkpoints).
 pub fn write_atomic_as(path: &Path, contents: &[u8], event: &str) -> Result<()> {
-    write_file(path, contents, event, true)
+    write_file(path, contents, event, true, 0o644)
+}
+
+/// [`write_atomic_as`] for a file only its owner may read (mode 0600 from the start: a
+/// secret key, compiled plugin code in the cache).
+pub fn write_private(path: &Path, contents: &[u8], event: &str) -> Result<()> {
+    write_file(path, contents, event, true, 0o600)
 }
 
 /// The name prefix of lthost's temp files (`.lthost-tmp-<pid>-…`): a killed process leaves
@@ -47,15 +53,15 @@ pub fn is_stale_temp(name: &str) -> bool {
     gone && pid > 0
 }
 
-fn write_file(path: &Path, contents: &[u8], event: &str, durable: bool) -> Result<()> {
+fn write_file(path: &Path, contents: &[u8], event: &str, durable: bool, mode: u32) -> Result<()> {
     use std::io::Write as _;
     let dir: PathBuf = path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
     let mut tmp = temp_file_in(&dir).with_context(|| format!("creating a temp file in {}", dir.display()))?;
     tmp.write_all(contents)?;
-    // The temp file is private (0600); the result is an ordinary file (0644 less umask).
-    {
+    // The temp file is made private (0600); the result gets `mode` (0644: an ordinary file).
+    if mode != 0o600 {
         use std::os::unix::fs::PermissionsExt as _;
-        let _ = tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644));
+        let _ = tmp.as_file().set_permissions(std::fs::Permissions::from_mode(mode));
     }
     if durable {
         tmp.as_file().sync_all()?;

@@ -460,6 +460,9 @@ impl lthost::loggers::Logger for RecLogger {
 fn validation_metrics_reach_the_logger_before_on_validation_end() {
     // Lightning's evaluation loop logs the epoch's values (log_eval_end_metrics) before it
     // calls on_validation_end, so a callback there sees them in logged_metrics.
+    // The fit seeds and draws from this process's generator: one at a time (without this, the
+    // other in-process fits drew from its stream now and then and gave another run's data).
+    let _rng = crate::common::global_rng();
     let (mut module, mut data, log) = recorder().expect("hook-recorder");
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = TrainerConfig {

@@ -39,11 +39,8 @@ pub fn keygen(out: &Path) -> Result<(PathBuf, PathBuf)> {
     }
     let kp = KeyPair::generate();
     write_atomic(&pk_path, kp.pk.to_pem().as_bytes())?;
-    write_atomic(&sk_path, kp.sk.to_pem().as_bytes())?;
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(&sk_path, std::fs::Permissions::from_mode(0o600))?;
-    }
+    // Private from the start: never readable by others, not even for a moment.
+    crate::fs::write_private(&sk_path, kp.sk.to_pem().as_bytes(), "write")?;
     Ok((sk_path, pk_path))
 }
 

@@ -748,8 +748,13 @@ impl ModelCheckpoint {
             return Ok(());
         };
         let Some(current) = at.metrics.get(&monitor).copied() else {
-            // Lightning's words, its names in Python's repr (the candidates in lthost's order).
-            let known: Vec<String> = at.metrics.keys().map(|k| super::py_format::repr_str(k)).collect();
+            // Lightning's words, its names in Python's repr: the logged values, then `epoch` and
+            // `step` as Lightning appends them (the logged ones in lthost's order, by name).
+            let last = |k: &&String| k.as_str() == "epoch" || k.as_str() == "step";
+            let logged = at.metrics.keys().filter(|k| !last(k));
+            let appended = ["epoch", "step"].into_iter().filter(|k| at.metrics.contains_key(*k));
+            let known: Vec<String> =
+                logged.map(|k| k.as_str()).chain(appended).map(super::py_format::repr_str).collect();
             let monitor_repr = super::py_format::repr_str(&monitor);
             let m = format!("`ModelCheckpoint(monitor={monitor_repr})` could not find the monitored key in the returned metrics: [{}]. HINT: Did you call `log({monitor_repr}, value)` in the `LightningModule`?", known.join(", "));
             if at.val_has_run {

@@ -123,7 +123,7 @@ impl ComponentCache {
     }
 
     fn store(&self, path: &Path, data: &[u8]) -> Result<()> {
-        crate::fs::write_atomic_as(path, data, "cache-write")
+        crate::fs::write_private(path, data, "cache-write")
     }
 
     /// Removes the least recently used entries until the directory fits the bound.

@@ -510,7 +510,7 @@ def _train_loss(m):
     """The loss as Lightning's backward gets it (on_before_backward): divided by
     accumulate_grad_batches in automatic optimization."""
     out = _OUTPUTS.get("train")
-    loss = out.get("loss") if isinstance(out, dict) else out
+    loss = out.get("loss") if isinstance(out, Mapping) else out
     if not isinstance(loss, torch.Tensor) or not m.automatic_optimization:
         return loss
     acc = _trainer.fit_numbers().accumulate_grad_batches
@@ -572,14 +572,14 @@ def _outputs(m, split):
     if split != "train":
         return out
     if not m.automatic_optimization:
-        extra = dict(out) if isinstance(out, dict) else ({} if out is None else {"loss": out})
+        extra = dict(out) if isinstance(out, Mapping) else ({} if out is None else {"loss": out})
         if isinstance(extra.get("loss"), torch.Tensor):
             extra["loss"] = extra["loss"].detach()
         return extra
     loss = _train_loss(m)
     if not isinstance(loss, torch.Tensor):
         return {}
-    extra = {k: v for k, v in out.items() if k != "loss"} if isinstance(out, dict) else {}
+    extra = {k: v for k, v in out.items() if k != "loss"} if isinstance(out, Mapping) else {}
     return {"loss": loss.detach().clone(), **extra}
 
 

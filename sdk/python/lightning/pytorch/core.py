@@ -148,7 +148,9 @@ def _metric_attribute(module, name, metric):
     """Lightning's lookup of a logged Metric among the module's attributes (its state is
     found by that name): refused, in its words, when the module does not hold it."""
     attributes = module.__dict__.get("_lt_metric_attributes")
-    if attributes is None:  # found once, as Lightning's `_metric_attributes`
+    if attributes is None or id(metric) not in attributes:
+        # Found once, as Lightning's `_metric_attributes`, and again on a miss: Lightning
+        # forgets them at each run's teardown (a module may make its metrics in `setup`).
         attributes = {id(m): n for n, m in module.named_modules() if _is_metric(m)}
         module.__dict__["_lt_metric_attributes"] = attributes
     if not attributes:
@@ -268,6 +270,9 @@ class LightningModule(_DataHooks, HyperparametersMixin, nn.Module):
     # ---- logging ----
     def log(self, name, value, prog_bar=False, logger=None, on_step=None, on_epoch=None, reduce_fx="mean", enable_graph=False, sync_dist=False, sync_dist_group=None, add_dataloader_idx=True, batch_size=None, metric_attribute=None, rank_zero_only=False):
         _check_loggable(name, value)
+        if _trainer.current_stage() == Stage.PREDICT:
+            # Lightning refuses it before any other rule (no result collection in predict).
+            raise RuntimeError("You are trying to `self.log()` but the loop's result collection is not registered yet. This is most likely because you are trying to log in a `predict` hook, but it doesn't support logging")
         reduce = _REDUCE[_reduce_name(reduce_fx)]
         _HOOK_LOGGED.add(name)
         if _is_metric(value):
@@ -303,8 +308,6 @@ class LightningModule(_DataHooks, HyperparametersMixin, nn.Module):
         _LOGGED_METRICS.setdefault(split, {})[(name, dl)] = (metric, epoch_name, prog_bar, logger, on_epoch)
 
     def log_dict(self, dictionary, prog_bar=False, logger=None, on_step=None, on_epoch=None, reduce_fx="mean", enable_graph=False, sync_dist=False, sync_dist_group=None, add_dataloader_idx=True, batch_size=None, rank_zero_only=False):
-        if any(isinstance(v, dict) for v in dictionary.values()):
-            raise ValueError(f"`self.log_dict({dictionary})` was called, but nested dictionaries cannot be logged")
         for k, v in dictionary.items():
             self.log(k, v, prog_bar, logger, on_step, on_epoch, reduce_fx, add_dataloader_idx=add_dataloader_idx, batch_size=batch_size)
 

@@ -137,6 +137,7 @@ fn a_finished_run_resumed_from_last_to_more_epochs_saves_the_straight_runs_loops
         assert_eq!(w["epoch_loop.batch_progress"]["total"]["ready"], 8, "{w}");
         let val_batches = w["epoch_loop.val_loop.batch_progress"]["total"]["completed"].as_u64();
         assert_eq!(val_batches, Some(if with_val { 2 } else { 0 }), "validation batches: {w}");
+        assert_eq!(resumed.weights().len(), straight.weights().len());
         for (g, w) in resumed.weights().iter().zip(straight.weights()) {
             assert!(g.equal(&w), "with validation: {with_val}: {g:?} != {w:?}");
         }
