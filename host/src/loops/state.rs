@@ -243,9 +243,15 @@ impl LoopState<'_> {
         let mut actions = Vec::new();
         for cb in &mut self.callbacks {
             let name = cb.name().to_string();
-            let action = call(cb.as_mut(), &info)
-                .map_err(|e| anyhow::anyhow!("callback `{name}`, hook `{}`: {e:#}", hook.name()))?;
-            actions.push((name, action));
+            match call(cb.as_mut(), &info) {
+                Ok(action) => actions.push((name, action)),
+                // A failed run tells every callback: one that cannot take it (a plugin that
+                // trapped is gone) does not keep it from the others.
+                Err(e) if hook == Hook::OnException => {
+                    eprintln!("warning: callback `{name}`, hook `on_exception`: {e:#}");
+                }
+                Err(e) => anyhow::bail!("callback `{name}`, hook `{}`: {e:#}", hook.name()),
+            }
         }
         for (name, action) in actions {
             if let Some(reason) = action.stop {

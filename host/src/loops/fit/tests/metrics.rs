@@ -373,3 +373,31 @@ fn the_logger_is_first_called_after_setup_as_lightnings() {
     assert_eq!((seen[0].0, seen[0].1.as_slice(), seen[0].2), (Hook::Setup, &[][..], 0), "nothing before setup");
     assert_eq!((seen[1].0, seen[1].1.as_slice()), (Hook::OnTrainStart, &["save"][..]), "by on_train_start");
 }
+
+#[test]
+fn a_callback_that_cannot_take_on_exception_does_not_keep_it_from_the_others() {
+    // A failed run calls every callback's on_exception: one failing there (a callback plugin
+    // that trapped is gone) is reported, and the callbacks after it still get the hook.
+    let _one = serial();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut t = Trainer::new(quiet(dir.path(), 1), None);
+    t.callbacks.push(Box::new(Probe(|hook, _: &HookInfo<'_>| {
+        if hook == Hook::OnException {
+            anyhow::bail!("this callback is gone");
+        }
+        Ok(CallbackAction::default())
+    })));
+    let told = Rc::new(RefCell::new(0u32));
+    let counter = Rc::clone(&told);
+    t.callbacks.push(Box::new(Probe(move |hook, _: &HookInfo<'_>| {
+        if hook == Hook::OnException {
+            *counter.borrow_mut() += 1;
+        }
+        Ok(CallbackAction::default())
+    })));
+    let mut m = Regression::new();
+    m.fail_validation_at = Some((0, 0));
+    let err = t.fit(&mut m, &mut Points::default(), &serde_json::json!({})).expect_err("the run fails");
+    assert!(format!("{err:#}").contains("fails at"), "the run's own error is reported: {err:#}");
+    assert_eq!(*told.borrow(), 1, "the second callback got on_exception");
+}
