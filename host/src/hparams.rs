@@ -23,6 +23,17 @@ impl SavedHparams {
         SavedHparams { hparams: hparams.as_object().cloned().unwrap_or_default(), log: true }
     }
 
+    /// What a checkpoint keeps once a tuner set `key` (Lightning stores `hparams` as they are
+    /// then; hparams.yaml keeps the initial ones): these with `key` set to `value`, when they
+    /// hold `key`; None (the saved ones) when they do not.
+    pub fn with_set(&self, key: &str, value: Value) -> Option<Map<String, Value>> {
+        self.hparams.contains_key(key).then(|| {
+            let mut now = self.hparams.clone();
+            now.insert(key.to_string(), value);
+            now
+        })
+    }
+
     /// From a plugin's JSON text, which must be an object.
     pub fn from_json(text: &str, log: bool) -> Result<Self, String> {
         match serde_json::from_str::<Value>(text) {

@@ -179,13 +179,7 @@ impl<'c> Trainer<'c> {
             module.set_attr(&mut ctx, attr, AttrValue::Float(lr))?;
             data.set_attr(&mut ctx, attr, AttrValue::Float(lr))?;
             println!("Learning rate set to {}", crate::callbacks::py_format::repr_float(lr));
-            // Checkpoints hold the module's `hparams` as they are now (hparams.yaml the
-            // initial ones).
-            if module_hparams.hparams.contains_key(attr) {
-                let mut now = module_hparams.hparams.clone();
-                now.insert(attr.clone(), serde_json::json!(lr));
-                checkpoint_hparams = Some(now);
-            }
+            checkpoint_hparams = module_hparams.with_set(attr, serde_json::json!(lr));
         }
         // Lightning's second fit sets the DataModule up again, from the generators now.
         let data_hparams = data.setup(&mut ctx, Stage::Fit, hparams)?;

@@ -63,12 +63,7 @@ impl<'c> Trainer<'c> {
             stage: Stage::Fit,
             ..crate::context::RunContext::default()
         };
-        // Checkpoints hold the module's `hparams` as they are now (hparams.yaml the initial ones).
-        let checkpoint_hparams = module_hparams.hparams.contains_key(&cfg.batch_arg_name).then(|| {
-            let mut now = module_hparams.hparams.clone();
-            now.insert(cfg.batch_arg_name.clone(), serde_json::json!(size));
-            now
-        });
+        let checkpoint_hparams = module_hparams.with_set(&cfg.batch_arg_name, serde_json::json!(size));
         // Lightning's second fit sets the DataModule up again.
         let data_hparams = data.setup(&mut ctx, Stage::Fit, hparams)?;
         let p = Prepared {
