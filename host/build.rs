@@ -3,8 +3,9 @@
 //! linked (loading it and the CUDA libraries costs ~0.25 s per start): its path is compiled
 //! in, and lthost preloads it when a run may use CUDA (connectors/cuda_loader.rs).
 //! Also compiles `csrc/torch_ext.cpp` (deterministic algorithms, inference mode, generators)
-//! `csrc/budget_alloc.cpp` (the budgeted CPU allocator) and `csrc/aten_dispatch.cpp` (any ATen
-//! operator by name, through the dispatcher).
+//! `csrc/budget_alloc.cpp` (the budgeted CPU allocator), `csrc/aten_dispatch.cpp` (any ATen
+//! operator by name, through the dispatcher) and `csrc/autocast.cpp` (torch.autocast's
+//! switches, the default dtype).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -105,6 +106,7 @@ fn main() {
     println!("cargo:rerun-if-changed=csrc/torch_ext.cpp");
     println!("cargo:rerun-if-changed=csrc/budget_alloc.cpp");
     println!("cargo:rerun-if-changed=csrc/aten_dispatch.cpp");
+    println!("cargo:rerun-if-changed=csrc/autocast.cpp");
     let Some(torch) = locate() else {
         println!("cargo:warning=could not locate torch; set LIBTORCH or build with the project venv (make host)");
         return;
@@ -114,6 +116,7 @@ fn main() {
         .file("csrc/torch_ext.cpp")
         .file("csrc/budget_alloc.cpp")
         .file("csrc/aten_dispatch.cpp")
+        .file("csrc/autocast.cpp")
         .include(&torch.include)
         .include(torch.include.join("torch/csrc/api/include"))
         .flag("-std=c++17")

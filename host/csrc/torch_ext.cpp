@@ -5,6 +5,8 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/add.h>
+#include <ATen/ops/addcdiv.h>
+#include <ATen/ops/addcmul.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/from_blob.h>
 #include <ATen/ops/randperm.h>
@@ -207,6 +209,27 @@ int lthost_add_alpha_(const at::Tensor* a, const at::Tensor* b, double alpha, ch
   } catch (const std::exception& e) {
     *err = strdup(e.what());
     return -1;
+  }
+}
+
+// torch's `s.addcmul(t1, t2, value=v)` (`div` 0) or `s.addcdiv(t1, t2, value=v)` (`div` 1), in
+// place into `s` when `inplace`: one kernel, which for reduced-precision tensors computes in
+// float and rounds once. A new handle (to `s` itself in place), or null + err.
+void* lthost_addc(const at::Tensor* s, const at::Tensor* t1, const at::Tensor* t2, double value, int div,
+                  int inplace, char** err) {
+  try {
+    if (inplace != 0) {
+      if (div != 0) {
+        s->addcdiv_(*t1, *t2, value);
+      } else {
+        s->addcmul_(*t1, *t2, value);
+      }
+      return new at::Tensor(*s);
+    }
+    return new at::Tensor(div != 0 ? s->addcdiv(*t1, *t2, value) : s->addcmul(*t1, *t2, value));
+  } catch (const std::exception& e) {
+    *err = strdup(e.what());
+    return nullptr;
   }
 }
 

@@ -74,6 +74,10 @@ pub struct Meta {
     /// Tied parameters: a state-dict key stored under the earlier key it shares a tensor with.
     #[serde(default)]
     pub tied: BTreeMap<String, String>,
+    /// The precision plugin's state (Lightning's `checkpoint["MixedPrecision"]`): 16-mixed's
+    /// GradScaler `state_dict()`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precision_plugin: Option<Value>,
 }
 
 pub struct Checkpoint {

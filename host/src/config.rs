@@ -186,6 +186,13 @@ pub struct TrainerConfig {
     pub inference_mode: bool,
     /// `auto`, `cpu` or `cuda`.
     pub accelerator: String,
+    /// Lightning's `precision`: "32-true" (default), "64-true", "bf16-true", "16-true",
+    /// "bf16-mixed", "16-mixed", or its aliases (64, 32, 16, "bf16").
+    pub precision: crate::precision::PrecisionFlag,
+    /// Lightning's `plugins=[MixedPrecision(precision, device, scaler=GradScaler(...))]`
+    /// (`[trainer.mixed_precision]`): mixed precision given as a plugin, `16-mixed` on the CPU
+    /// included, with the scaler's arguments.
+    pub mixed_precision: Option<crate::precision::MixedPrecisionConfig>,
     /// Seed for libtorch's generators; unset: a random seed, printed.
     pub seed: Option<u64>,
     /// libtorch intra-op threads; unset: 1 on up to 2 cores, else half the cores (at most 8).
@@ -238,6 +245,8 @@ impl Default for TrainerConfig {
             accumulate_grad_batches: 1,
             gradient_clip_val: None,
             gradient_clip_algorithm: "norm".into(),
+            precision: Default::default(),
+            mixed_precision: None,
             deterministic: false,
             inference_mode: true,
             accelerator: "auto".into(),

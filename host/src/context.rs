@@ -100,6 +100,8 @@ pub struct RunContext {
     pub params: ParamStore,
     /// Where the model's tensors live.
     pub device: Device,
+    /// The run's precision (Lightning's `trainer.precision`).
+    pub precision: crate::precision::Precision,
     /// Where tensors made by the current hook go: the device in model hooks, the CPU in
     /// data hooks (the loader moves batches).
     pub creation_device: Device,
@@ -170,6 +172,7 @@ impl Default for RunContext {
         RunContext {
             params: ParamStore::default(),
             device: Device::Cpu,
+            precision: Default::default(),
             creation_device: Device::Cpu,
             stage: Stage::Fit,
             training: false,

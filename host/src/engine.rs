@@ -3,8 +3,10 @@
 
 pub mod aten;
 pub mod aten_denylist;
+pub mod autocast;
 pub mod clip;
 pub mod dtype;
+pub mod grad_scaler;
 pub mod heap;
 pub mod init;
 pub mod layers;

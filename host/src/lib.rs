@@ -25,6 +25,7 @@ pub mod loops;
 pub mod module;
 pub mod plot;
 pub mod plugin;
+pub mod precision;
 pub mod progress;
 pub mod run_dir;
 pub mod scaffold;

@@ -166,6 +166,9 @@ struct RunArgs {
     /// auto, cpu or cuda.
     #[arg(long)]
     accelerator: Option<String>,
+    /// Lightning's precision: 32-true, 64-true, bf16-true, 16-true, bf16-mixed, 16-mixed.
+    #[arg(long)]
+    precision: Option<String>,
     #[arg(long)]
     seed: Option<u64>,
     /// libtorch intra-op threads.
@@ -240,6 +243,12 @@ impl RunArgs {
         }
         if let Some(v) = &self.accelerator {
             t.accelerator = v.clone();
+        }
+        if let Some(v) = &self.precision {
+            t.precision = match v.parse::<i64>() {
+                Ok(n) => lthost::precision::PrecisionFlag::Int(n),
+                Err(_) => lthost::precision::PrecisionFlag::Name(v.clone()),
+            };
         }
         if let Some(v) = self.seed {
             t.seed = Some(v);

@@ -161,6 +161,8 @@ impl<'c> Trainer<'c> {
     ) -> Result<Prepared> {
         let acc = self.cfg.validate()?;
         let device = accelerator::resolve(acc)?;
+        let (precision, said) =
+            crate::precision::Precision::resolve(&self.cfg.precision, self.cfg.mixed_precision.as_ref(), device)?;
         let threads = accelerator::set_threads(self.cfg.threads);
         crate::engine::torch_ext::set_deterministic(self.cfg.deterministic);
         if self.cfg.deterministic {
@@ -177,10 +179,21 @@ impl<'c> Trainer<'c> {
             tch::Cuda::manual_seed_all(seed);
         }
         println!("Seed set to {seed}");
+        for line in said {
+            match line.strip_prefix("warning: ") {
+                Some(_) => eprintln!("{line}"),
+                None => println!("{line}"),
+            }
+        }
         println!("GPU available: {} (cuda), used: {}", tch::Cuda::is_available(), matches!(device, Device::Cuda(_)));
         println!("libtorch threads: {threads} intra-op, {} inter-op", tch::get_num_interop_threads());
-        let mut ctx =
-            RunContext { device, creation_device: device, data_dir: self.data_dir.clone(), ..RunContext::default() };
+        let mut ctx = RunContext {
+            device,
+            precision,
+            creation_device: device,
+            data_dir: self.data_dir.clone(),
+            ..RunContext::default()
+        };
         ctx.stage = stage;
         let saved = module.configure(&mut ctx, hparams)?;
         let module_hooks = module.implemented_hooks(&mut ctx)?.into_iter().collect();
@@ -398,7 +411,7 @@ impl<'c> Trainer<'c> {
         // on_exception and finalizes the loggers with "failed", as Lightning's `_interrupt`.
         let run = (|| -> Result<FitReport> {
             st.hook(Hook::Setup, None)?;
-            st.hook(Hook::ConfigureModel, None)?;
+            st.configure_model()?;
             let (opt, name) = configure_optimizers(&mut st)?;
             if !opt.automatic
                 && (st.cfg.accumulate_grad_batches > 1 || st.cfg.gradient_clip_val.is_some_and(|v| v > 0.0))
@@ -610,7 +623,15 @@ impl<'c> Trainer<'c> {
 /// The optimizers and schedulers `configure_optimizers` returned, made and put in the run;
 /// the schedulers the plugin runs started.
 pub(crate) fn install_optimizers(st: &mut LoopState<'_>, name: &str, opt: &crate::module::Optimization) -> Result<()> {
-    let set = optimizer_set(st, name, &opt.optimizers, &opt.schedulers, opt.automatic)?;
+    let mut set = optimizer_set(st, name, &opt.optimizers, &opt.schedulers, opt.automatic)?;
+    if st.ctx.precision.scales_loss() {
+        // Lightning's MixedPrecision scaler: `torch.amp.GradScaler(device)`, or the plugin's.
+        let cfg = st.cfg.mixed_precision.as_ref().and_then(|m| m.scaler.clone()).unwrap_or_default();
+        if set.optimizers.iter().any(|o| o.name() == "LBFGS") {
+            bail!("AMP and the LBFGS optimizer are not compatible.");
+        }
+        set.scaler = Some(crate::engine::grad_scaler::GradScaler::new(cfg));
+    }
     let in_plugin = set.plugin_schedulers();
     st.ctx.optim = Some(set);
     for i in in_plugin {

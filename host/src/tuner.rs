@@ -266,7 +266,7 @@ impl<'c> Trainer<'c> {
         st.fitting = true;
         st.searching = true;
         st.hook(Hook::Setup, None)?;
-        st.hook(Hook::ConfigureModel, None)?;
+        st.configure_model()?;
         let (opt, name) = configure_optimizers(&mut st)?;
         // From here the search's own numbers (Lightning's `max_steps` during it).
         st.ctx.max_epochs = st.limits.max_epochs;

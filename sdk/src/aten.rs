@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use crate::aten_ops::OP_COUNT;
 pub use crate::aten_ops::*;
 use crate::bindings::lt::plugin::aten::{self as wit, Arg, Op, Value};
-use crate::Tensor;
+use crate::{Dtype, Tensor};
 
 /// A failed operator: torch's message, prefixed with the operator's name (what a Python
 /// plugin sees as a RuntimeError).
@@ -279,4 +279,35 @@ pub fn inference_mode<T>(f: impl FnOnce() -> T) -> T {
 /// torch.is_grad_enabled().
 pub fn is_grad_enabled() -> bool {
     wit::is_grad_enabled()
+}
+
+/// `with torch.autocast(device_type, dtype=dtype):` around `f`, entered and left as torch's
+/// `__enter__`/`__exit__` do (`device_type` "cpu" or "cuda", `dtype` float16 or bfloat16).
+/// A `bf16-mixed` run's steps are already under the trainer's autocast.
+pub fn autocast<T>(device_type: &str, dtype: Dtype, enabled: bool, f: impl FnOnce() -> T) -> Result<T, TorchError> {
+    let err = |e: String| TorchError(format!("autocast: {e}"));
+    let prev_cache = wit::autocast_cache_enabled();
+    let prev = wit::autocast_enabled(device_type).map_err(err)?;
+    let prev_dtype = wit::autocast_dtype(device_type).map_err(err)?;
+    wit::set_autocast_enabled(device_type, enabled).map_err(err)?;
+    wit::set_autocast_dtype(device_type, dtype).map_err(err)?;
+    wit::autocast_nesting(1).map_err(err)?;
+    wit::set_autocast_cache_enabled(prev_cache);
+    let out = f();
+    if wit::autocast_nesting(-1).map_err(err)? == 0 {
+        wit::clear_autocast_cache();
+    }
+    wit::set_autocast_enabled(device_type, prev).map_err(err)?;
+    wit::set_autocast_dtype(device_type, prev_dtype).map_err(err)?;
+    Ok(out)
+}
+
+/// torch.is_autocast_enabled(device_type).
+pub fn is_autocast_enabled(device_type: &str) -> bool {
+    wit::autocast_enabled(device_type).unwrap_or(false)
+}
+
+/// torch.get_default_dtype(): float32, or a true precision's dtype in steps and configure_model.
+pub fn get_default_dtype() -> Dtype {
+    wit::default_dtype()
 }

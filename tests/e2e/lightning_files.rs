@@ -26,10 +26,18 @@ fn fit(dir: &std::path::Path, name: &str, seed: &Value, extra: &[&str]) -> crate
     run
 }
 
+/// `--set` arguments for `key = value`, a JSON object as its dotted keys (`[trainer.mixed_precision]`).
+fn set_args(key: &str, value: &Value) -> Vec<String> {
+    match value.as_object() {
+        Some(table) => table.iter().flat_map(|(k, v)| set_args(&format!("{key}.{k}"), v)).collect(),
+        None => vec!["--set".to_string(), format!("{key}={value}")],
+    }
+}
+
 /// Trains Lightning file plugin `name` as its reference run did; (training losses, the last
 /// validation loss) from lthost's metrics.csv, and the reference. Every metrics.csv column
 /// Lightning wrote is there, under the same name, ending on the same value, and no other.
-fn run_like_lightning(name: &str) -> (Vec<f64>, Option<f64>, Value) {
+pub(crate) fn run_like_lightning(name: &str) -> (Vec<f64>, Option<f64>, Value) {
     let want = reference(name);
     let d = tempfile::tempdir().expect("tempdir");
     let epochs = want["epochs"].to_string();
@@ -49,7 +57,7 @@ fn run_like_lightning(name: &str) -> (Vec<f64>, Option<f64>, Value) {
     }
     // ... and its Trainer arguments.
     for (k, v) in want["trainer"].as_object().into_iter().flatten() {
-        args.extend(["--set".to_string(), format!("trainer.{k}={v}")]);
+        args.extend(set_args(&format!("trainer.{k}"), v));
     }
     // `Tuner(trainer).lr_find` first, on the same objects: `--lr-find` with its arguments.
     if let Some(kwargs) = want["lr_find"].as_object() {
@@ -145,7 +153,7 @@ pub(crate) fn assert_close(name: &str, what: &str, got: f64, want: f64) {
     assert!((got - want).abs() <= 1e-5 * want.abs().max(1.0), "{name} {what}: lthost {got}, Lightning {want}");
 }
 
-fn assert_training_losses(name: &str, got: &[f64], want: &Value) {
+pub(crate) fn assert_training_losses(name: &str, got: &[f64], want: &Value) {
     let want: Vec<f64> =
         want["train_loss"].as_array().expect("losses").iter().map(|v| v.as_f64().expect("f64")).collect();
     assert_eq!(got.len(), want.len(), "{name}: one training loss per step");

@@ -23,6 +23,7 @@ mod loops;
 mod opinfo;
 mod parity;
 mod ports;
+mod precision;
 mod schedulers;
 mod signatures;
 mod stage_batch_size;

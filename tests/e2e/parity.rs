@@ -3,7 +3,7 @@
 
 use crate::common::{column, lthost, plugin, read_metrics, repo_root, Run};
 
-fn reference() -> serde_json::Value {
+pub(crate) fn reference() -> serde_json::Value {
     let path = repo_root().join("tests/reference/parity.json");
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|_| panic!("{} is missing: run `make reference`", path.display()));

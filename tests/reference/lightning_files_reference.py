@@ -86,6 +86,22 @@ VARIANTS = {
     "lit-augment-curriculum-val-every-2": ("lit-augment", {"sampling": "curriculum"},
                                            {"reload_dataloaders_every_n_epochs": 2, "check_val_every_n_epoch": 2,
                                             "num_sanity_val_steps": 0}),
+    # Lightning's precision plugins (issue 19): autocast around the steps (bf16-mixed), the
+    # module and inputs converted (64-true, bf16-true); the alias 16 is bf16-mixed on the CPU.
+    **{f"{file}-{precision}": (file, None, {"precision": precision}) for file, precision in [
+        ("python-tiny-transformer", "bf16-mixed"), ("python-tiny-transformer", "64-true"),
+        ("python-tiny-transformer", "bf16-true"), ("lit-resnet", "bf16-mixed"), ("lit-resnet", "64-true"),
+        ("lit-nanogpt", "bf16-mixed"), ("lit-mnist", "bf16-mixed"), ("lit-mnist", "64-true"),
+        ("lit-boring", "bf16-true"), ("lit-multi-val", "bf16-mixed")]},
+    "lit-boring-16": ("lit-boring", None, {"precision": 16}),
+    # 16-mixed on the CPU through the plugin, with a scaler that overflows at first: manual
+    # optimization's manual_backward scaled, each optimizer's step unscaled, skipped, updated.
+    "lit-manual-16-mixed": ("lit-manual", None, {"mixed_precision": {"precision": "16-mixed", "device": "cpu",
+                                                                     "scaler": {"init_scale": 2.0**20,
+                                                                                "growth_interval": 4}}}),
+    "lit-mnist-16-mixed": ("lit-mnist", None, {"mixed_precision": {"precision": "16-mixed", "device": "cpu",
+                                                                   "scaler": {"init_scale": 2.0**20,
+                                                                              "growth_interval": 4}}}),
 }
 
 
@@ -182,6 +198,20 @@ def scale_batch_size(trainer, model, data, kwargs):
     return logged(lambda: Tuner(trainer).scale_batch_size(model, datamodule=data, **kwargs))
 
 
+def trainer_kwargs(trainer_args):
+    """A variant's Trainer arguments; `mixed_precision` (lthost's `[trainer.mixed_precision]`)
+    is Lightning's `plugins=[MixedPrecision(precision, device, scaler=GradScaler(device, **scaler))]`."""
+    args = dict(trainer_args or {})
+    plugin = args.pop("mixed_precision", None)
+    if plugin is not None:
+        from lightning.pytorch.plugins import MixedPrecision
+
+        scaler = plugin.get("scaler")
+        scaler = torch.amp.GradScaler(plugin["device"], **scaler) if scaler is not None else None
+        args["plugins"] = [MixedPrecision(plugin["precision"], plugin["device"], scaler=scaler)]
+    return args
+
+
 def run(name, cls_name, data_name, epochs, hparams=None, trainer_args=None, lr_find=None, scale=None, bsf=None, lrf=None,
         early_stopping=None):
     """A fit of the file as lthost runs it; `lr_find`: `(lr_find's arguments, the field it sets)`:
@@ -210,7 +240,7 @@ def run(name, cls_name, data_name, epochs, hparams=None, trainer_args=None, lr_f
             callbacks.append(EarlyStopping(**early_stopping))
         trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=CSVLogger(d), log_every_n_steps=1,
                             enable_progress_bar=False, enable_checkpointing=bool(checkpoint), enable_model_summary=False,
-                            callbacks=callbacks, **(trainer_args or {}))
+                            callbacks=callbacks, **trainer_kwargs(trainer_args))
         if lr_find is not None:
             from lightning.pytorch.tuner import Tuner
             kwargs, field = lr_find

@@ -22,6 +22,8 @@ from torch.utils.data import DataLoader, TensorDataset
 SEEDS = [0, 1, 2]
 EPOCHS = {"parity-rnn": 3, "parity-mlp": 4}
 THREADS = 1
+# Lightning's `precision` values the same models train in (Lightning's Trainer, seed 0).
+PRECISIONS = ["bf16-mixed", "64-true", "bf16-true"]
 
 
 class ParityModuleRNN(nn.Module):
@@ -93,6 +95,65 @@ def vanilla_loop(name, seed):
     return losses, grad_norms
 
 
+# 16-mixed with Lightning's MixedPrecision plugin on the CPU (`plugins=[MixedPrecision("16-mixed",
+# "cpu", scaler=torch.amp.GradScaler("cpu", **SCALER))]`): a large initial scale overflows the
+# float16 backward, so the first steps are skipped and the scale backs off, then grows every
+# `growth_interval` clean steps (and overflows again).
+SCALER = {"init_scale": 2.0**24, "growth_interval": 3}
+
+
+def lightning_loop(name, seed, precision, scaler=None):
+    """The same run as `vanilla_loop`, by Lightning 2.6.6's Trainer with `precision`: the
+    steps under its precision plugin (autocast, or the module and inputs converted)."""
+    import lightning as L
+
+    class Parity(L.LightningModule):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def training_step(self, batch, batch_idx):
+            return self.net.training_step(batch)
+
+        def configure_optimizers(self):
+            return torch.optim.Adam(self.parameters(), lr=0.02)
+
+    class Losses(L.Callback):
+        def __init__(self):
+            self.losses, self.scales = [], []
+
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            if scaler is not None:
+                self.scales.append(trainer.precision_plugin.scaler.get_scale())
+            # As lthost logs it: float64 kept, bfloat16 as float32.
+            loss = outputs["loss"].detach()
+            self.losses.append((loss if loss.dtype == torch.float64 else loss.float()).item())
+
+    torch.manual_seed(seed)
+    if name == "parity-rnn":
+        net, batch_size = ParityModuleRNN(), 30
+        x, y = average_dataset()
+    else:
+        net, batch_size = ParityModuleMNIST(), 128
+        x, y = synthetic_mnist()
+    losses = Losses()
+    if scaler is None:
+        args = {"precision": precision}
+    else:
+        from lightning.pytorch.plugins import MixedPrecision
+
+        args = {"plugins": [MixedPrecision(precision, "cpu", scaler=torch.amp.GradScaler("cpu", **scaler))]}
+    trainer = L.Trainer(max_epochs=EPOCHS[name], accelerator="cpu", devices=1, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        callbacks=[losses], **args)
+    trainer.fit(Parity(net), DataLoader(TensorDataset(x, y), batch_size=batch_size))
+    if scaler is None:
+        return losses.losses
+    state = trainer.precision_plugin.state_dict()
+    return {"losses": losses.losses, "scales": losses.scales, "state": state,
+            "skipped": sum(1 for a, b in zip([scaler["init_scale"], *losses.scales], losses.scales) if b < a)}
+
+
 def main(out_path):
     torch.set_num_threads(THREADS)
     result = {
@@ -107,6 +168,15 @@ def main(out_path):
         result["losses"][name], result["grad_norms"][name] = {}, {}
         for s in SEEDS:
             result["losses"][name][str(s)], result["grad_norms"][name][str(s)] = vanilla_loop(name, s)
+    # Per precision (seed 0): Lightning's losses; `32-true` is the vanilla loop's, checked
+    # here to be Lightning's too.
+    result["precision"] = {}
+    for name in EPOCHS:
+        runs = {p: lightning_loop(name, 0, p) for p in ["32-true", *PRECISIONS]}
+        if runs["32-true"] != result["losses"][name]["0"]:
+            raise SystemExit(f"{name}: Lightning's 32-true losses are not the vanilla loop's")
+        result["precision"][name] = runs
+    result["scaler"] = {"args": SCALER, "parity-mlp": lightning_loop("parity-mlp", 0, "16-mixed", SCALER)}
     with open(out_path, "w") as f:
         json.dump(result, f, indent=1)
     print(f"wrote {out_path}: torch {torch.__version__}, seeds {SEEDS}")

@@ -226,7 +226,16 @@ impl<R: UpdateRule> Optimizer for Grouped<R> {
                     *st = None;
                     continue;
                 };
-                let get = |n: &str| tensors.get(&format!("{key}.{n}")).map(Tensor::shallow_clone);
+                // torch's `_process_value_according_to_param_policy`: floating state in the
+                // parameter's dtype and on its device (a checkpoint of another precision).
+                let get = |n: &str| {
+                    let t = tensors.get(&format!("{key}.{n}"))?;
+                    if t.is_floating_point() && (t.kind() != p.kind() || t.device() != p.device()) {
+                        t.f_to_device(p.device()).and_then(|t| t.f_to_kind(p.kind())).ok()
+                    } else {
+                        Some(t.shallow_clone())
+                    }
+                };
                 let loaded = R::load(step, &get).ok_or_else(|| {
                     OpError::new("optimizer.load_state_dict", format!("optimizer state `{key}` is incomplete"))
                 })?;
@@ -400,6 +409,30 @@ pub(crate) fn t(name: &str, r: Result<Tensor, tch::TchError>) -> OpResult<Tensor
 /// torch's `a.add(b, alpha=alpha)` (fused, rounded once), as torch.optim's updates use it.
 pub(crate) fn add_alpha(name: &str, a: &Tensor, b: &Tensor, alpha: f64) -> OpResult<Tensor> {
     crate::engine::torch_ext::add_alpha(a, b, alpha)
+        .map_err(|e| OpError::new(format!("optimizer.step({name})"), e.detail))
+}
+
+/// torch's `s.addcmul_(t1, t2, value=value)`, in place.
+pub(crate) fn addcmul_(name: &str, s: &Tensor, t1: &Tensor, t2: &Tensor, value: f64) -> OpResult<()> {
+    addc(name, s, t1, t2, value, false, true).map(drop)
+}
+
+/// torch's `s.addcdiv_(t1, t2, value=value)`, in place.
+pub(crate) fn addcdiv_(name: &str, s: &Tensor, t1: &Tensor, t2: &Tensor, value: f64) -> OpResult<()> {
+    addc(name, s, t1, t2, value, true, true).map(drop)
+}
+
+/// torch's `s.addcmul(t1, t2, value=value)` (`div`: addcdiv), in place when `inplace`.
+pub(crate) fn addc(
+    name: &str,
+    s: &Tensor,
+    t1: &Tensor,
+    t2: &Tensor,
+    value: f64,
+    div: bool,
+    inplace: bool,
+) -> OpResult<Tensor> {
+    crate::engine::torch_ext::addc(s, t1, t2, value, div, inplace)
         .map_err(|e| OpError::new(format!("optimizer.step({name})"), e.detail))
 }
 

@@ -29,6 +29,43 @@ pub fn add_alpha_(a: &tch::Tensor, b: &tch::Tensor, alpha: f64) -> OpResult<()> 
     Ok(())
 }
 
+/// torch's `s.addcmul(t1, t2, value=value)` (`div`: `addcdiv`), in place when `inplace`: the
+/// fused kernel torch's optimizers call (one rounding for bfloat16/float16 tensors).
+pub fn addc(
+    s: &tch::Tensor,
+    t1: &tch::Tensor,
+    t2: &tch::Tensor,
+    value: f64,
+    div: bool,
+    inplace: bool,
+) -> OpResult<tch::Tensor> {
+    let mut err: *mut std::ffi::c_char = std::ptr::null_mut();
+    // SAFETY: live tensors for the call; in place writes `s`'s storage (as `add_alpha_`); the
+    // result is a new heap tensor or null with a malloc'd message.
+    let out = unsafe {
+        lthost_addc(
+            s.as_ptr().cast(),
+            t1.as_ptr().cast(),
+            t2.as_ptr().cast(),
+            value,
+            i32::from(div),
+            i32::from(inplace),
+            &mut err,
+        )
+    };
+    if out.is_null() {
+        let op = match (div, inplace) {
+            (true, true) => "addcdiv_",
+            (true, false) => "addcdiv",
+            (false, true) => "addcmul_",
+            (false, false) => "addcmul",
+        };
+        return Err(OpError::new(op, take_error(err)));
+    }
+    // SAFETY: a fresh `at::Tensor*` the C++ side allocated for us.
+    Ok(unsafe { tch::Tensor::from_ptr(out.cast()) })
+}
+
 /// The message of a failed shim call (a malloc'd C string, freed here), without libtorch's
 /// C++ stack.
 pub(crate) fn take_error(err: *mut std::ffi::c_char) -> String {
@@ -94,6 +131,15 @@ extern "C" {
         a: *const std::ffi::c_void,
         b: *const std::ffi::c_void,
         alpha: f64,
+        err: *mut *mut std::ffi::c_char,
+    ) -> *mut std::ffi::c_void;
+    fn lthost_addc(
+        s: *const std::ffi::c_void,
+        t1: *const std::ffi::c_void,
+        t2: *const std::ffi::c_void,
+        value: f64,
+        div: i32,
+        inplace: i32,
         err: *mut *mut std::ffi::c_char,
     ) -> *mut std::ffi::c_void;
     fn lthost_add_alpha_(

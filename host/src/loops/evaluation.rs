@@ -244,6 +244,8 @@ fn run_dataloader(
             crate::fault::point("val-batch", || format!("validation batch {idx}"));
         }
         let batch = batch?;
+        // Lightning's `convert_input` (a true precision's dtype), before the transfer hooks.
+        let batch = st.ctx.precision.convert_input(batch)?;
         // The batch-transfer hooks see this batch (and a Lightning file may replace it there).
         st.ctx.batch = batch.iter().map(tch::Tensor::shallow_clone).collect();
         st.hook(Hook::OnBeforeBatchTransfer, i)?;
@@ -254,10 +256,12 @@ fn run_dataloader(
         st.batch_size = Some(*last_bs);
         st.hook(h.batch_start, i)?;
         st.ctx.current_hook = Some(h.step);
+        let forward = st.ctx.precision.forward_context(st.ctx.device);
         let out = match stage {
             Stage::Test => st.module.test_step(&mut st.ctx, &batch, idx as u64),
             _ => st.module.validation_step(&mut st.ctx, &batch, idx as u64),
         };
+        drop(forward);
         st.ctx.current_hook = None;
         out?;
         st.eval_loop(stage).batch_progress.increment_processed();

@@ -56,6 +56,8 @@ fn run_dataloader(
     for (idx, batch) in loader.epoch_from(st.ctx.device, None, 0, st.ctx.current_epoch)?.take(n).enumerate() {
         let i = Some(idx as u64);
         let batch = batch?;
+        // Lightning's `convert_input` (a true precision's dtype), before the transfer hooks.
+        let batch = st.ctx.precision.convert_input(batch)?;
         // The batch-transfer hooks see this batch (and a Lightning file may replace it there).
         st.ctx.batch = batch.iter().map(tch::Tensor::shallow_clone).collect();
         st.hook(Hook::OnBeforeBatchTransfer, i)?;
@@ -65,7 +67,9 @@ fn run_dataloader(
         st.batch_size = batch.first().map(|t| t.size()[0]);
         st.hook(Hook::OnPredictBatchStart, i)?;
         st.ctx.current_hook = Some(Hook::PredictStep);
+        let forward = st.ctx.precision.forward_context(st.ctx.device);
         let pred = st.module.predict_step(&mut st.ctx, &batch, idx as u64);
+        drop(forward);
         st.ctx.current_hook = None;
         sink(Prediction { dataloader_idx: st.ctx.dataloader_idx, batch_idx: idx as u64, tensor: pred? })?;
         st.loops.predict_loop.batch_progress.increment_processed();

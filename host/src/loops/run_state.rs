@@ -71,6 +71,10 @@ pub fn dump(
                 meta.optimizers.push(m);
             }
             meta.schedulers = o.schedulers.iter().map(|s| s.scheduler.state()).collect();
+            meta.precision_plugin = match &o.scaler {
+                Some(s) => Some(s.state_dict()?),
+                None => None,
+            };
         }
 
         let rng = torch_ext::cpu_rng_state()?;
@@ -152,6 +156,11 @@ pub fn restore_training(st: &mut LoopState<'_>, ckpt: &Checkpoint, shown: &str) 
     }
     for (s, state) in o.schedulers.iter_mut().zip(&ckpt.meta.schedulers) {
         s.scheduler.load_state(state).map_err(|e| anyhow!("checkpoint {shown}: {}", e.detail))?;
+    }
+    // Lightning's `restore_precision_plugin_state`: the scaler's state where the checkpoint
+    // has one (a checkpoint of another precision leaves this run's scaler as it starts).
+    if let (Some(s), Some(state)) = (o.scaler.as_mut(), &ckpt.meta.precision_plugin) {
+        s.load_state_dict(state).map_err(|e| anyhow!("checkpoint {shown}: {}", e.detail))?;
     }
     let in_plugin = o.plugin_schedulers();
     let optimizer_states: Vec<(usize, crate::module::PluginOptimizerState)> =

@@ -141,6 +141,11 @@ fn optimize(st: &mut LoopState<'_>, loss: Option<&Tensor>, idx: usize, stepping:
         st.hook(Hook::OnAfterBackward, Some(idx as u64))?;
     }
     if stepping {
+        // 16-mixed: Lightning's MixedPrecision unscales before the hook and clipping (not
+        // when training_step returned None).
+        if loss.is_some() {
+            optim(st)?.unscale(0)?;
+        }
         st.hook(Hook::OnBeforeOptimizerStep, Some(idx as u64))?;
         if let Some((value, by_norm)) = st.limits.clip {
             optim(st)?.clip(0, value, by_norm)?;
@@ -236,6 +241,8 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: &mut Vec<DataLoader
         st.ctx.is_last_batch = last;
         st.loops.fit_loop.epoch_loop.batch_progress.increment_ready();
         let batch = batch?;
+        // Lightning's `convert_input` (a true precision's dtype), before the transfer hooks.
+        let batch = st.ctx.precision.convert_input(batch)?;
         // The batch-transfer hooks see this batch (and a Lightning file may replace it there).
         st.ctx.batch = batch.iter().map(Tensor::shallow_clone).collect();
         st.hook(Hook::OnBeforeBatchTransfer, i)?;
@@ -266,7 +273,10 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: &mut Vec<DataLoader
             st.first_step = crate::startup::since_process_start();
         }
         st.ctx.current_hook = Some(Hook::TrainingStep);
+        // Lightning's `train_step_context`: autocast (mixed) or the default dtype (true).
+        let forward = st.ctx.precision.forward_context(st.ctx.device);
         let loss = st.module.training_step(&mut st.ctx, &batch, idx as u64);
+        drop(forward);
         st.ctx.current_hook = None;
         let loss = loss?;
         if automatic && loss.is_none() && !st.loops.fit_loop.epoch_loop.warned_none_loss {

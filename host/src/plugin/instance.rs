@@ -71,10 +71,13 @@ pub fn enter<O: HasInstance, T>(
     // The plugin may switch grad mode (`set-grad-enabled`); the call's end puts back the
     // trainer's.
     let grad_mode = crate::engine::torch_ext::grad_enabled();
+    // ... and torch.autocast scopes it entered (and the Rust SDK's never left).
+    let autocast = crate::engine::autocast::AutocastState::capture();
     let result = crate::plugin::panic_guard::guarded(|| f(owner));
     let inst = owner.instance();
     while inst.store.data_mut().inference_scopes.0.pop().is_some() {}
     crate::engine::torch_ext::set_grad_enabled(grad_mode);
+    autocast.restore();
     drop(charging);
     inst.store.data_mut().deadline = None;
     match result {

@@ -56,7 +56,7 @@ pub(super) fn test_after_fit(st: &mut LoopState<'_>, hparams: &Value, weights: &
     let out = (|| -> Result<EvalMetrics> {
         data.setup(&mut st.ctx, Stage::Test, hparams)?;
         st.hook(Hook::Setup, None)?;
-        st.hook(Hook::ConfigureModel, None)?;
+        st.configure_model()?;
         let chosen = match weights {
             TestWeights::Current => None,
             TestWeights::Best => {
@@ -174,7 +174,7 @@ impl<'c> Trainer<'c> {
                 check_setup(&mut st, data, stage, cfg)?;
             }
             st.hook(Hook::Setup, None)?;
-            st.hook(Hook::ConfigureModel, None)?;
+            st.configure_model()?;
             st.log_hyperparams()?;
             let mut metrics = EvalMetrics::default();
             let mut found = None;
@@ -273,7 +273,7 @@ impl<'c> Trainer<'c> {
                 check_setup(&mut st, data, Stage::Predict, cfg)?;
             }
             st.hook(Hook::Setup, None)?;
-            st.hook(Hook::ConfigureModel, None)?;
+            st.configure_model()?;
             st.log_hyperparams()?;
             let (loaders, n, found) = searched_loaders(&mut st, data, hparams, Stage::Predict, search)?;
             prediction::run(&mut st, &loaders, &n, sink)?;
@@ -332,7 +332,7 @@ fn searched_loaders(
         st.hook(Hook::Teardown, None)?;
         data.setup(&mut st.ctx, stage, hparams)?;
         st.hook(Hook::Setup, None)?;
-        st.hook(Hook::ConfigureModel, None)?;
+        st.configure_model()?;
         let (loaders, n) = stage_loaders(st, data, stage)?;
         return Ok((loaders, n, Some(size)));
     }

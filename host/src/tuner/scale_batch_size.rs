@@ -117,7 +117,7 @@ impl<'c> Trainer<'c> {
             );
         }
         st.hook(Hook::Setup, None)?;
-        st.hook(Hook::ConfigureModel, None)?;
+        st.configure_model()?;
         let (opt, name) = configure_optimizers(&mut st)?;
         install_optimizers(&mut st, &name, &opt)?;
         // Lightning's checkpoint before the search: weights, the module's and DataModule's own

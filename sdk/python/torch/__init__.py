@@ -149,7 +149,10 @@ def is_tensor(obj):
 
 
 def get_default_dtype():
-    return float32
+    # The host's: float32, or a true precision's dtype in the steps and configure_model.
+    if not _core.RUNNING[0]:
+        return float32
+    return _core._FROM_WIT[_aten._a.default_dtype()]
 
 
 def set_default_dtype(d):
@@ -275,7 +278,7 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
             elif flat and builtins.all(isinstance(x, builtins.int) for x in flat):
                 dtype = int64
             else:
-                dtype = float32
+                dtype = get_default_dtype()
         make = bfloat16 if dtype is bfloat16 else None
         d = float32 if make else dtype
         if d.is_floating_point:
@@ -490,5 +493,17 @@ class Generator:
             _set_state(saved)
 
 
-from . import _indexing, backends, cuda, linalg, nn, optim, utils  # noqa: E402,F401  (they use the names above)
+from . import _indexing, amp, backends, cuda, linalg, nn, optim, utils  # noqa: E402,F401  (they use the names above)
+from .amp import (  # noqa: E402,F401
+    autocast,
+    autocast_decrement_nesting,
+    autocast_increment_nesting,
+    clear_autocast_cache,
+    get_autocast_dtype,
+    is_autocast_cache_enabled,
+    is_autocast_enabled,
+    set_autocast_cache_enabled,
+    set_autocast_dtype,
+    set_autocast_enabled,
+)
 from .nn import functional  # noqa: E402,F401

@@ -2,7 +2,7 @@
 
 use tch::Tensor;
 
-use super::{add_alpha, t, UpdateRule};
+use super::{add_alpha, addcdiv_, addcmul_, t, UpdateRule};
 use crate::error::OpResult;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -34,10 +34,10 @@ impl UpdateRule for Adagrad {
         st.step += 1.0;
         let grad = if c.weight_decay != 0.0 { add_alpha(n, g, p, c.weight_decay)? } else { g.shallow_clone() };
         let clr = c.lr / (1.0 + (st.step - 1.0) * c.lr_decay);
-        let _ = t(n, st.sum.f_addcmul_(&grad, &grad))?;
+        addcmul_(n, &st.sum, &grad, &grad, 1.0)?;
         let mut std = t(n, st.sum.f_sqrt())?;
         let _ = t(n, std.f_add_scalar_(c.eps))?;
-        let _ = t(n, p.shallow_clone().f_addcdiv_(&t(n, grad.f_mul_scalar(-clr))?, &std))?;
+        addcdiv_(n, p, &grad, &std, -clr)?;
         Ok(())
     }
 

@@ -1,10 +1,9 @@
-//! torch.optim.Adam and AdamW (`_single_tensor_adam`), written so that each ATen kernel
-//! sees the same operands in the same order as torch's: `addcmul_(g·(1-β2), g)` is
-//! `(1-β2)·g·g` and `addcdiv_(m·(-step), d)` is `-step·m/d`, bit for bit.
+//! torch.optim.Adam and AdamW (`_single_tensor_adam`): torch's calls, `value=` and `alpha=`
+//! included (one kernel, one rounding: what keeps bfloat16 and float16 parameters torch's).
 
 use tch::Tensor;
 
-use super::{add_alpha, t, UpdateRule};
+use super::{add_alpha, addcdiv_, addcmul_, t, UpdateRule};
 use crate::error::{OpError, OpResult};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -61,7 +60,7 @@ impl UpdateRule for Adam {
         }
         let _ = t(n, st.exp_avg.f_lerp_(&grad, 1.0 - beta1))?;
         let _ = t(n, st.exp_avg_sq.f_mul_scalar_(beta2))?;
-        let _ = t(n, st.exp_avg_sq.f_addcmul_(&t(n, grad.f_mul_scalar(1.0 - beta2))?, &grad))?;
+        addcmul_(n, &st.exp_avg_sq, &grad, &grad, 1.0 - beta2)?;
         let bias_correction1 = 1.0 - beta1.powf(st.step);
         let bias_correction2 = 1.0 - beta2.powf(st.step);
         let step_size = c.lr / bias_correction1;
@@ -76,7 +75,7 @@ impl UpdateRule for Adam {
         };
         let mut denom = t(n, t(n, second.f_sqrt())?.f_div_scalar(bc2_sqrt))?;
         let _ = t(n, denom.f_add_scalar_(c.eps))?;
-        let _ = t(n, param.f_addcdiv_(&t(n, st.exp_avg.f_mul_scalar(-step_size))?, &denom))?;
+        addcdiv_(n, &param, &st.exp_avg, &denom, -step_size)?;
         Ok(())
     }
 

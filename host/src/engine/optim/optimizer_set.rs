@@ -5,6 +5,7 @@
 use tch::Tensor;
 
 use crate::engine::clip;
+use crate::engine::grad_scaler::GradScaler;
 use crate::engine::optim::{Optimizer, OptimizerConfig};
 use crate::engine::params::ParamStore;
 use crate::engine::schedulers::{LrScheduler, SchedulerKind};
@@ -44,6 +45,8 @@ pub struct OptimizerSet {
     grads: Vec<Option<Tensor>>,
     toggled: Option<usize>,
     pub progress: OptimizationProgress,
+    /// `16-mixed`'s loss scaler (Lightning's MixedPrecision `scaler`).
+    pub scaler: Option<GradScaler>,
 }
 
 /// Optimizer steps, zero_grad calls and scheduler steps (Lightning's `optim_progress` and
@@ -132,6 +135,7 @@ impl OptimizerSet {
             grads,
             toggled: None,
             progress: OptimizationProgress::default(),
+            scaler: None,
         })
     }
 
@@ -173,6 +177,11 @@ impl OptimizerSet {
         let inputs: Vec<&Tensor> = targets.iter().map(|&i| &self.params[i]).collect();
         let root = op(name, crate::engine::scalar::zero_dim(loss.shallow_clone()))?;
         let root = if scale != 1.0 { op(name, root.f_mul_scalar(scale))? } else { root };
+        // 16-mixed: Lightning's `pre_backward`, `scaler.scale(loss)`.
+        let root = match self.scaler.as_mut() {
+            Some(s) => s.scale(&root)?,
+            None => root,
+        };
         let grads = op(name, Tensor::f_run_backward(&[root], &inputs, false, false))?;
         for (&i, g) in targets.iter().zip(grads) {
             if !g.defined() {
@@ -220,13 +229,50 @@ impl OptimizerSet {
         self.check(i, "optimizer.step")?;
         self.progress.step.increment_ready();
         self.progress.step.increment_started();
-        if !self.optimizers[i].in_plugin() {
+        let allowed = self.scaler_allows_step(i)?;
+        if allowed && !self.optimizers[i].in_plugin() {
             let grads = self.grads_of(i);
             self.optimizers[i].step(&grads)?;
+        }
+        // `scaler.update()` after `scaler.step(optimizer)`, once gradients were checked.
+        if let Some(s) = self.scaler.as_mut() {
+            if s.unscaled(i) {
+                s.update()?;
+            }
         }
         self.progress.step.increment_processed();
         self.progress.step.increment_completed();
         Ok(())
+    }
+
+    /// 16-mixed: `scaler.unscale_(optimizer i)` (once per step; Lightning's MixedPrecision
+    /// does it before `on_before_optimizer_step` and clipping). Nothing without a scaler.
+    pub fn unscale(&mut self, i: usize) -> OpResult<()> {
+        self.check(i, "scaler.unscale_")?;
+        let Some(scaler) = self.scaler.as_mut() else { return Ok(()) };
+        if scaler.unscaled(i) {
+            return Ok(());
+        }
+        let mut grads: Vec<Tensor> =
+            self.members[i].iter().filter_map(|&p| self.grads[p].as_ref().map(Tensor::shallow_clone)).collect();
+        scaler.unscale(i, &mut grads)
+    }
+
+    /// Whether optimizer `i`'s step runs: always without a scaler; with one (`scaler.step`),
+    /// not when its unscaled gradients hold an inf or a NaN, nor when no gradient was made
+    /// (automatic optimization: Lightning skips the step when training_step returned None;
+    /// manual: torch's error).
+    pub fn scaler_allows_step(&mut self, i: usize) -> OpResult<bool> {
+        if self.scaler.is_none() {
+            return Ok(true);
+        }
+        self.unscale(i)?;
+        let Some(scaler) = self.scaler.as_ref() else { return Ok(true) };
+        match scaler.allows_step(i)? {
+            Some(allowed) => Ok(allowed),
+            None if self.automatic => Ok(false),
+            None => Err(OpError::new("scaler.step", "No inf checks were recorded for this optimizer.")),
+        }
     }
 
     pub fn zero_grad(&mut self, i: usize) -> OpResult<()> {

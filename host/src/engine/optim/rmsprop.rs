@@ -2,7 +2,7 @@
 
 use tch::Tensor;
 
-use super::{add_alpha, add_alpha_, t, UpdateRule};
+use super::{add_alpha, add_alpha_, addc, addcdiv_, addcmul_, t, UpdateRule};
 use crate::error::OpResult;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -39,25 +39,25 @@ impl UpdateRule for Rmsprop {
         let Some(st) = state.as_mut() else { return Ok(()) };
         let grad = if c.weight_decay != 0.0 { add_alpha(n, g, p, c.weight_decay)? } else { g.shallow_clone() };
         let _ = t(n, st.square_avg.f_mul_scalar_(c.alpha))?;
-        let _ = t(n, st.square_avg.f_addcmul_(&t(n, grad.f_mul_scalar(1.0 - c.alpha))?, &grad))?;
+        addcmul_(n, &st.square_avg, &grad, &grad, 1.0 - c.alpha)?;
         let mut avg = match st.grad_avg.as_mut() {
             Some(ga) => {
                 let _ = t(n, ga.f_lerp_(&grad, 1.0 - c.alpha))?;
-                t(n, t(n, st.square_avg.f_addcmul(&t(n, ga.f_mul_scalar(-1.0))?, ga))?.f_sqrt())?
+                t(n, addc(n, &st.square_avg, ga, ga, -1.0, false, false)?.f_sqrt())?
             }
             None => t(n, st.square_avg.f_sqrt())?,
         };
         let _ = t(n, avg.f_add_scalar_(c.eps))?;
-        let mut param = p.shallow_clone();
+        let param = p.shallow_clone();
         match st.momentum_buffer.as_mut() {
             Some(buf) if c.momentum > 0.0 => {
                 let _ = t(n, buf.f_mul_scalar_(c.momentum))?;
-                let _ = t(n, buf.f_addcdiv_(&grad, &avg))?;
+                addcdiv_(n, buf, &grad, &avg, 1.0)?;
                 // param.add_(buf, alpha=-lr)
                 add_alpha_(n, &param, buf, -c.lr)?;
             }
             _ => {
-                let _ = t(n, param.f_addcdiv_(&t(n, grad.f_mul_scalar(-c.lr))?, &avg))?;
+                addcdiv_(n, &param, &grad, &avg, -c.lr)?;
             }
         }
         Ok(())

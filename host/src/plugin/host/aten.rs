@@ -10,14 +10,22 @@ use tch::Tensor;
 use wasmtime::component::{Resource, ResourceTable};
 
 use crate::engine::aten::{Arg as AArg, Op, Results, Value as AValue};
+use crate::engine::autocast::{self, AutocastDevice};
 use crate::engine::torch_ext;
 use crate::error::{OpError, OpResult};
 use crate::plugin::bindings::aten::{self, Arg, Value};
+use crate::plugin::bindings::types::Dtype;
 use crate::plugin::handles::tensor_in;
-use crate::plugin::host::tensor::dtype_in;
+use crate::plugin::host::tensor::{dtype_in, dtype_out};
 use crate::plugin::views::AtenView;
 
 type R<T> = wasmtime::Result<T>;
+
+/// torch.autocast's `device_type` ("cpu" or "cuda").
+fn autocast_device(name: &str) -> Result<AutocastDevice, String> {
+    AutocastDevice::parse(name)
+        .ok_or_else(|| format!("autocast has no state for device type {name:?} (lthost runs \"cpu\" and \"cuda\")"))
+}
 
 /// A guest's argument as the engine's, borrowing its tensors from `table` and its lists and
 /// strings from the lifted call (nothing copied).
@@ -323,6 +331,67 @@ impl aten::Host for AtenView<'_> {
 
     fn set_float32_matmul_precision(&mut self, precision: String) -> R<Result<(), String>> {
         Ok(torch_ext::set_float32_matmul_precision(&precision).map_err(|e| e.detail))
+    }
+
+    fn autocast_enabled(&mut self, device_type: String) -> R<Result<bool, String>> {
+        Ok(autocast_device(&device_type).map(autocast::is_enabled))
+    }
+
+    fn set_autocast_enabled(&mut self, device_type: String, enabled: bool) -> R<Result<(), String>> {
+        Ok(autocast_device(&device_type).map(|d| autocast::set_enabled(d, enabled)))
+    }
+
+    fn autocast_dtype(&mut self, device_type: String) -> R<Result<Dtype, String>> {
+        Ok(autocast_device(&device_type)
+            .and_then(|d| dtype_out(autocast::dtype(d), "get_autocast_dtype").map_err(|e| e.detail)))
+    }
+
+    fn set_autocast_dtype(&mut self, device_type: String, dtype: Dtype) -> R<Result<(), String>> {
+        let device = match autocast_device(&device_type) {
+            Ok(d) => d,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(match dtype {
+            Dtype::Float16 | Dtype::Bfloat16 => {
+                autocast::set_dtype(device, dtype_in(dtype).kind());
+                Ok(())
+            }
+            other => Err(format!("autocast computes in float16 or bfloat16, not {other:?}")),
+        })
+    }
+
+    fn autocast_nesting(&mut self, by: i32) -> R<Result<i32, String>> {
+        Ok(match by {
+            1 => {
+                let depth = autocast::increment_nesting();
+                if depth > 1024 {
+                    autocast::decrement_nesting();
+                    Err("more than 1024 nested autocast scopes".into())
+                } else {
+                    Ok(depth)
+                }
+            }
+            -1 => Ok(autocast::decrement_nesting()),
+            other => Err(format!("autocast nesting moves by 1 or -1, not {other}")),
+        })
+    }
+
+    fn clear_autocast_cache(&mut self) -> R<()> {
+        autocast::clear_cache();
+        Ok(())
+    }
+
+    fn autocast_cache_enabled(&mut self) -> R<bool> {
+        Ok(autocast::cache_enabled())
+    }
+
+    fn set_autocast_cache_enabled(&mut self, enabled: bool) -> R<()> {
+        autocast::set_cache_enabled(enabled);
+        Ok(())
+    }
+
+    fn default_dtype(&mut self) -> R<Dtype> {
+        Ok(dtype_out(autocast::default_dtype(), "get_default_dtype")?)
     }
 
     fn manual_seed(&mut self, seed: u64) -> R<()> {

@@ -91,6 +91,10 @@ impl optimization::Host for OptimizationView<'_> {
         Ok(out)
     }
 
+    fn unscale(&mut self, index: u32) -> R<bool> {
+        Ok(self.optim("scaler.unscale_")?.scaler_allows_step(index as usize)?)
+    }
+
     fn set_momentum(&mut self, index: u32, group: u32, momentum: f64) -> R<()> {
         let op = "optimizer.set_momentum";
         let o = self.optim.as_deref_mut().ok_or_else(|| OpError::new(op, "no optimizers yet"))?;

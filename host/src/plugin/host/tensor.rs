@@ -35,7 +35,7 @@ pub fn dtype_in(d: Dtype) -> DType {
     }
 }
 
-fn dtype_out(k: Kind, op: &str) -> OpResult<Dtype> {
+pub fn dtype_out(k: Kind, op: &str) -> OpResult<Dtype> {
     Ok(match DType::from_kind(k) {
         Some(DType::Float32) => Dtype::Float32,
         Some(DType::Float64) => Dtype::Float64,

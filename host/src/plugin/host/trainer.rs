@@ -41,6 +41,10 @@ impl trainer::Host for TrainerView<'_> {
         Ok(self.run.max_epochs)
     }
 
+    fn precision(&mut self) -> R<String> {
+        Ok(self.run.precision.name().into())
+    }
+
     fn fit_numbers(&mut self) -> R<trainer::LoopNumbers> {
         let n = self.run.fit_numbers.clone();
         Ok(trainer::LoopNumbers {

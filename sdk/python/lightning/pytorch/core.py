@@ -49,6 +49,10 @@ class _TrainerState:
         return -1 if m is None else m
 
     @property
+    def precision(self):
+        return _trainer.precision()
+
+    @property
     def training(self):
         return _trainer.training()
 

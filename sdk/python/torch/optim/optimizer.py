@@ -223,6 +223,11 @@ def _plugin_step(step):
         else:  # the host's: what the plugin's schedulers pushed, or the LR finder's
             self._pull()
         params = [p for g in self.param_groups for p in g["params"]]
+        # 16-mixed in manual optimization: the gradients unscaled first; a step whose
+        # gradients overflowed is skipped (torch's GradScaler.step), still counted.
+        if self._manual and not optimization.unscale(self._index):
+            optimization.step(self._index)
+            return None
 
         def take_grads():
             for p, g in zip(params, optimization.grads(self._index)):
