@@ -219,3 +219,25 @@ fn sixteen_mixed_skips_overflowing_steps_and_moves_the_scale_as_torchs_grad_scal
     }
     assert_eq!(state(resumed.path(), 1), want["state"], "the resumed run's scaler state at the end");
 }
+
+#[test]
+fn a_step_sees_the_runs_precision_as_in_lightning() {
+    // tests/plugins/torch-probe's training_step prints what it sees: trainer.precision, the CPU
+    // autocast state and dtype, the default dtype, the batch's dtype and a layer's output
+    // dtype; Lightning's lines for the same file are in torch_api.json.
+    let text = std::fs::read_to_string(crate::common::repo_root().join("tests/reference/torch_api.json"))
+        .expect("run `make reference` (torch_api.json)");
+    let reference: serde_json::Value = serde_json::from_str(&text).expect("json");
+    let seen = reference["precision"].as_object().expect("Lightning's lines per precision");
+    assert_eq!(seen.len(), 4);
+    for (precision, want) in seen {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let wasm = plugin("torch-probe");
+        let args = ["fit", wasm.to_str().expect("utf-8"), "--accelerator", "cpu", "--seed", "42", "--max-epochs", "1"];
+        let run = lthost(dir.path(), &[&args[..], &["--no-progress-bar", "--precision", precision.as_str()]].concat());
+        assert!(run.ok(), "{precision}: {}", run.stderr);
+        let line = run.stderr.lines().find_map(|l| l.split_once("torch-probe-precision: ").map(|(_, j)| j));
+        let got: serde_json::Value = serde_json::from_str(line.expect("the probe's line")).expect("json");
+        assert_eq!(&got, want, "{precision}: what the step sees");
+    }
+}

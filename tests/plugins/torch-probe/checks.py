@@ -592,4 +592,32 @@ def run(torch):
         return out
 
     check("overload_cache", overload_cache)
+
+    def autocast():
+        # torch.autocast in plugin code: ops on autocast's lists run in its dtype (matmul,
+        # linear), the others keep theirs (add) or run in float32 (cross_entropy); scopes nest,
+        # `enabled=False` inside turns it off, the state is put back after; the decorator form;
+        # an unsupported CPU dtype disables it (torch warns).
+        a, b = torch.ones(2, 3), torch.ones(3, 2)
+        out = [torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu"), torch.is_autocast_cache_enabled()]
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mm = a @ b
+            out += [mm.dtype, (a + a).dtype, torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")]
+            with torch.autocast("cpu", enabled=False):
+                out += [(a @ b).dtype, torch.is_autocast_enabled("cpu")]
+            out += [F.linear(a, b.t()).dtype, F.cross_entropy(mm, torch.tensor([0, 1])).dtype, (a @ b).dtype]
+            with torch.autocast("cpu", dtype=torch.float16):
+                out += [(a @ b).dtype, torch.get_autocast_dtype("cpu")]
+        out += [torch.is_autocast_enabled("cpu"), (a @ b).dtype, torch.get_autocast_dtype("cpu")]
+        with torch.autocast(device_type="cpu", dtype=torch.float32):
+            out += [(a @ b).dtype, torch.is_autocast_enabled("cpu")]
+
+        @torch.autocast("cpu", dtype=torch.bfloat16)
+        def f(x):
+            return x @ x.t()
+
+        out += [f(a).dtype, torch.get_default_dtype(), torch.tensor([1.5]).dtype]
+        return out
+
+    check("autocast", autocast)
     return out

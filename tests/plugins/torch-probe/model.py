@@ -31,6 +31,11 @@ class TorchProbe(L.LightningModule):
         # The file keeps what it handed to the host: its dataset's tensors (one of them twice,
         # as an autoencoder's TensorDataset(x, x)) and the loss it returns.
         kept = self.data.tensors[0] + self.data.tensors[1]
+        # What the step sees of the run's precision (Lightning's: autocast in mixed modes, the
+        # default dtype and the batch's dtype in true ones).
+        seen = [self.trainer.precision, torch.is_autocast_enabled("cpu"), str(torch.get_autocast_dtype("cpu")),
+                str(torch.get_default_dtype()), str(x.dtype), str(self.layer(x).dtype)]
+        print("torch-probe-precision: " + json.dumps(seen), file=sys.stderr)
         self.loss = torch.nn.functional.mse_loss(self.layer(x), y) + 0 * kept.sum()
         return self.loss
 
