@@ -2,7 +2,7 @@
 
 Sections, one file each: parity workloads (native tch, lthost, PyTorch, Lightning:
 parity.py), logging overhead (log_overhead.py), start-up (startup.py), fetch throughput and
-data wait (data_path.py), languages (languages.py). Every figure is a median over runs with
+data wait (data_path.py), languages (languages.py), precision (precision.py). Every figure is a median over runs with
 its spread (min–max); every ratio is taken between runs made side by side, alternating.
 
 Writes bench/results.md, whose "Summary" section is the one source of the figures the
@@ -14,6 +14,8 @@ four runners' losses disagree.
 
     .venv/bin/python bench/bench.py            (make bench; after make host plugins)
     BENCH_ROUNDS=3 .venv/bin/python bench/bench.py   (a quicker, rougher run)
+    .venv/bin/python bench/bench.py --only precision  (that section measured anew, its commit
+                                                       and date beside it; the rest kept)
 """
 
 import json
@@ -28,6 +30,7 @@ import host_calls
 import languages
 import log_overhead
 import parity
+import precision
 import startup
 from common import ROOT, THREADS, median, ratio_spread, spread
 
@@ -135,7 +138,9 @@ def measure():
     transformer = languages.transformer_costs()
     print("host calls…", file=sys.stderr)
     calls = host_calls.call_costs()
-    return {"machine": machine(), "commit": commit(), "rounds": parity.ROUNDS, "seconds": time.time() - started,
+    print("precision…", file=sys.stderr)
+    prec = {"runs": precision.precision_runs(), "at": f"at {commit()} on {time.strftime('%Y-%m-%d')}"}
+    return {"precision": prec, "machine": machine(), "commit": commit(), "rounds": parity.ROUNDS, "seconds": time.time() - started,
             "date": time.strftime("%Y-%m-%d"), "parity": {f"{w}/{t}": runs for (w, t), runs in par.items()},
             "logs": logs, "start": start, "fetch": fetch, "wait": wait, "langs": langs, "transformer": transformer, "calls": calls}
 
@@ -144,6 +149,13 @@ def main():
     if "--render" in sys.argv[1:]:
         with open(RAW) as f:
             raw = json.load(f)
+    elif sys.argv[1:3] == ["--only", "precision"]:
+        with open(RAW) as f:
+            raw = json.load(f)
+        raw["precision"] = {"runs": precision.precision_runs(), "at": f"at {commit()} on {time.strftime('%Y-%m-%d')}"}
+        with open(RAW + ".tmp", "w") as f:
+            json.dump(raw, f)
+        os.replace(RAW + ".tmp", RAW)
     else:
         raw = measure()
         with open(RAW + ".tmp", "w") as f:
@@ -175,10 +187,11 @@ def main():
         f"| cold | {spread(start['cold'], '{:.3f}')} |",
         f"| cached | {spread(start['cached'], '{:.3f}')} |",
         "",
-    ] + data_path.fetch_table(fetch) + data_path.wait_table(wait) + languages.table(langs) + languages.transformer_table(transformer) + (host_calls.table(calls) if calls else [])
+    ] + data_path.fetch_table(fetch) + data_path.wait_table(wait) + languages.table(langs) + languages.transformer_table(transformer) + (host_calls.table(calls) if calls else []) + precision.table(
+        raw.get("precision", {}).get("runs"), raw.get("precision", {}).get("at"))
     text = "\n".join(lines)
     print(text)
-    failed = parity.check(par)
+    failed = parity.check(par) + precision.check(raw.get("precision", {}).get("runs") or {})
     if failed:
         sys.exit("the runners' losses disagree (results.md left as it was):\n  " + "\n  ".join(failed))
     results = os.path.join(ROOT, "bench", "results.md")

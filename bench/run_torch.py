@@ -9,7 +9,9 @@ also times the data path alone: the same epochs fetched through a row-by-row Dat
 Prints one JSON object: seconds per epoch, the last step's loss, seconds from process start
 to the first training step (and, vanilla, the data path's seconds per fit).
 
-    .venv/bin/python bench/run_torch.py vanilla|lightning parity-rnn|parity-mlp EPOCHS THREADS SEED
+    .venv/bin/python bench/run_torch.py vanilla|lightning parity-rnn|parity-mlp EPOCHS THREADS SEED [PRECISION]
+
+PRECISION (Lightning only): the Trainer's `precision`, "32-true" by default.
 """
 
 import json
@@ -116,7 +118,7 @@ def fetch_seconds(loader, epochs):
     return time.perf_counter() - t0
 
 
-def main(runner, workload, epochs, threads, seed):
+def main(runner, workload, epochs, threads, seed, precision="32-true"):
     import torch
     from torch.utils.data import DataLoader, TensorDataset
 
@@ -185,10 +187,11 @@ def main(runner, workload, epochs, threads, seed):
                 return torch.optim.Adam(self.parameters(), lr=lr)
 
         trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                            enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
+                            enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                            precision=precision)
         trainer.fit(Wrapped(model), loader)
     print(json.dumps(out))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), *sys.argv[6:7])

@@ -194,6 +194,13 @@ def c_header(ops, version):
     return "\n".join(lines), count
 
 
+# The overloads torch's Python bindings leave out (SKIP_PYTHON_BINDINGS_SIGNATURES of torch's
+# tools/autograd/gen_python_functions.py): from Python a number reaches add/sub/mul/div's
+# `.Tensor` overload as a wrapped number, which a bfloat16/float16 kernel reads in float; the
+# `.Scalar` overload would round it to the tensor's dtype first (bfloat16 0.95 is 0.94921875).
+PYTHON_HIDDEN = frozenset(f"aten::{op}.Scalar" for op in ("add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_"))
+
+
 def torch_table(ops, version, methods, functions):
     """`sdk/python/torch/_schemas.py`: the overloads of each operator by torch's name, for the
     Python `torch` package to resolve a call as torch's argument parser does. Per overload:
@@ -202,6 +209,8 @@ def torch_table(ops, version, methods, functions):
     and as `torch.*` functions (read from the torch that generates this)."""
     by_base = {}
     for _, _name, qual, _schema, f in ops:
+        if qual in PYTHON_HIDDEN:
+            continue
         base = qual[len("aten::") :].split(".")[0]
         opt = optional(f)
         ps = tuple((n, c, int(kw), int(d), int(n in opt)) for n, c, kw, d in params(f))

@@ -16,7 +16,10 @@
 #   stats       DeviceStatsMonitor logs the GPU's memory and utilisation (NVML)
 #   batches     every batch hook of fit, test and predict sees the batch on the GPU (Lightning's
 #               test_callback_batch_on_device; the native module's in-file test, run on $ACC)
-#   precision   not built yet (issue 19): add the bf16/16-mixed and -true checks here
+#   precision   parity-mlp and parity-rnn in every precision (bf16-mixed and 16-mixed under CUDA
+#               autocast, 16-mixed with its GradScaler; bf16-true, 16-true, 64-true) give
+#               Lightning's per-step losses on the same GPU (tests/reference/parity_reference.py
+#               --accelerator=cuda); prints a table of the largest differences
 #   nccl        not built yet (issue 20): add the two-process DDP check here
 #
 # Where it cannot run: the H200 the `device` tool lends has no network (no crates, no PyPI),
@@ -155,6 +158,43 @@ else
     say batches FAIL "$(grep -m1 -E 'panicked|error' "$WORK/batches.log")"
 fi
 
-say precision SKIP "not built yet (issue 19)"
+# precision: every precision against Lightning on this GPU, a line per model and precision
+# (the dry run compares with the CPU references `make test` uses).
+pref=$WORK/precision.json
+if [ "$ACC" = cuda ]; then
+    $PY tests/reference/parity_reference.py "$pref" --accelerator=cuda >"$WORK/precision-lightning.log" 2>&1
+else
+    $PY -c "import json; d = json.load(open('tests/reference/parity.json')); json.dump({'epochs': d['epochs'], 'precision': d['precision']}, open('$pref', 'w'))" \
+        >"$WORK/precision-lightning.log" 2>&1
+fi
+if [ $? -eq 0 ]; then
+    msg=""
+    printf '  %-11s %-11s %s\n' model precision "largest |lthost - Lightning| over the steps"
+    for model in parity-mlp parity-rnn; do
+        epochs=$($PY -c "import json; print(json.load(open('$pref'))['epochs']['$model'])")
+        for p in $($PY -c "import json; print(' '.join(json.load(open('$pref'))['precision']['$model']))"); do
+            d=$WORK/precision-$model-$p
+            mkdir -p "$d"
+            if ! (cd "$d" && "$LTHOST" fit "$ROOT/target/plugins/$model.wasm" --accelerator "$ACC" --threads 1 --seed 0 \
+                --max-epochs "$epochs" --log-every-n-steps 1 --no-progress-bar --precision "$p") >"$d/out.log" 2>&1; then
+                msg="$model $p: fit failed ($(grep -m1 '^error' "$d/out.log"))"
+                printf '  %-11s %-11s FAILED\n' "$model" "$p"
+                continue
+            fi
+            $PY -c "
+import csv, json
+ref = json.load(open('$pref'))['precision']['$model']['$p']
+with open('$d/ref.csv', 'w') as f:
+    w = csv.writer(f); w.writerow(['train_loss']); [w.writerow([v]) for v in ref]
+"
+            r=$(same train_loss 1e-5 "$d/lightning_logs/version_0/metrics.csv" "$d/ref.csv" 2>&1) || msg="$model $p: $r"
+            printf '  %-11s %-11s %s\n' "$model" "$p" "$r"
+        done
+    done
+    [ -z "$msg" ] && say precision PASS "every precision's per-step losses equal Lightning's on $DEVICE (1e-5)" \
+        || say precision FAIL "$msg"
+else
+    say precision FAIL "Lightning's precision runs failed: $(tail -1 "$WORK/precision-lightning.log")"
+fi
 say nccl SKIP "not built yet (issue 20)"
 exit $FAILED

@@ -2,6 +2,7 @@
 // (torch.use_deterministic_algorithms) and inference mode (torch.inference_mode), the
 // latter as a heap-allocated RAII guard the Rust side owns. Neither throws.
 #include <ATen/Context.h>
+#include <ATen/ScalarOps.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/add.h>
@@ -205,6 +206,20 @@ void* lthost_add_alpha(const at::Tensor* a, const at::Tensor* b, double alpha, c
 int lthost_add_alpha_(const at::Tensor* a, const at::Tensor* b, double alpha, char** err) {
   try {
     a->add_(*b, alpha);
+    return 0;
+  } catch (const std::exception& e) {
+    *err = strdup(e.what());
+    return -1;
+  }
+}
+
+// torch's in-place `t.mul_(s)` from Python: the number as a wrapped-number tensor, the second
+// operand of aten::mul_.Tensor, which a reduced-precision kernel reads in float (aten::mul_.Scalar,
+// tch's `f_mul_scalar_`, rounds it to the tensor's dtype first: bfloat16 0.95 is 0.94921875).
+// 0 on success; -1 + err.
+int lthost_mul_number_(const at::Tensor* t, double s, char** err) {
+  try {
+    t->mul_(at::native::wrapped_scalar_tensor(c10::Scalar(s)));
     return 0;
   } catch (const std::exception& e) {
     *err = strdup(e.what());

@@ -44,6 +44,7 @@ fn lightning_files_train_in_each_precision_as_in_lightning() {
         "lit-resnet-bf16-mixed",
         "lit-resnet-64-true",
         "lit-nanogpt-bf16-mixed",
+        "lit-nanogpt-bf16-true",
         "lit-mnist-bf16-mixed",
         "lit-mnist-64-true",
         "lit-boring-bf16-true",

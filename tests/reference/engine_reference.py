@@ -219,11 +219,35 @@ def optimizers_long():
     return {"init": flat(init), "grads": [flat(g) for g in grads], "result": run_optimizers(init, grads), "groups": groups}
 
 
+def optimizers_reduced():
+    """Every optimizer configuration over LONG_STEPS steps with bfloat16 and float16 parameters
+    and gradients (`bf16-true`/`16-true`): where a kernel reads a number in float or rounds it
+    to the dtype first, and one fused kernel against two roundings, show. Results as float32
+    (exact for both dtypes)."""
+    torch.manual_seed(3)
+    init = torch.randn(3, 4)
+    grads = [torch.randn(3, 4) * 0.1 for _ in range(LONG_STEPS)]
+    out = {"init": flat(init), "grads": [flat(g) for g in grads], "result": {}}
+    for dtype in ("bfloat16", "float16"):
+        dt = getattr(torch, dtype)
+        result = {}
+        for name, make in OPTIMIZERS.items():
+            p = nn.Parameter(init.to(dt))
+            opt = make([p])
+            for g in grads:
+                p.grad = g.to(dt)
+                opt.step()
+            result[name] = flat(p.detach().float())
+        out["result"][dtype] = result
+    return out
+
+
 def main(path):
     state, forward, inputs, made = layers()
     grads = layer_grads(made)
     with open(path, "w") as f:
-        json.dump({"torch": torch.__version__, "init": state, "inputs": inputs, "forward": forward, "grads": grads, "optim": optimizers(), "optim_long": optimizers_long()}, f)
+        json.dump({"torch": torch.__version__, "init": state, "inputs": inputs, "forward": forward, "grads": grads, "optim": optimizers(), "optim_long": optimizers_long(),
+                   "optim_reduced": optimizers_reduced()}, f)
     print(f"wrote {path}")
 
 

@@ -91,7 +91,7 @@ VARIANTS = {
     **{f"{file}-{precision}": (file, None, {"precision": precision}) for file, precision in [
         ("python-tiny-transformer", "bf16-mixed"), ("python-tiny-transformer", "64-true"),
         ("python-tiny-transformer", "bf16-true"), ("lit-resnet", "bf16-mixed"), ("lit-resnet", "64-true"),
-        ("lit-nanogpt", "bf16-mixed"), ("lit-mnist", "bf16-mixed"), ("lit-mnist", "64-true"),
+        ("lit-nanogpt", "bf16-mixed"), ("lit-nanogpt", "bf16-true"), ("lit-mnist", "bf16-mixed"), ("lit-mnist", "64-true"),
         ("lit-boring", "bf16-true"), ("lit-multi-val", "bf16-mixed")]},
     "lit-boring-16": ("lit-boring", None, {"precision": 16}),
     # 16-mixed on the CPU through the plugin, with a scaler that overflows at first: manual

@@ -102,7 +102,7 @@ def vanilla_loop(name, seed):
 SCALER = {"init_scale": 2.0**24, "growth_interval": 3}
 
 
-def lightning_loop(name, seed, precision, scaler=None):
+def lightning_loop(name, seed, precision, scaler=None, accelerator="cpu"):
     """The same run as `vanilla_loop`, by Lightning 2.6.6's Trainer with `precision`: the
     steps under its precision plugin (autocast, or the module and inputs converted)."""
     import lightning as L
@@ -143,7 +143,7 @@ def lightning_loop(name, seed, precision, scaler=None):
         from lightning.pytorch.plugins import MixedPrecision
 
         args = {"plugins": [MixedPrecision(precision, "cpu", scaler=torch.amp.GradScaler("cpu", **scaler))]}
-    trainer = L.Trainer(max_epochs=EPOCHS[name], accelerator="cpu", devices=1, logger=False,
+    trainer = L.Trainer(max_epochs=EPOCHS[name], accelerator=accelerator, devices=1, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                         callbacks=[losses], **args)
     trainer.fit(Parity(net), DataLoader(TensorDataset(x, y), batch_size=batch_size))
@@ -152,6 +152,16 @@ def lightning_loop(name, seed, precision, scaler=None):
     state = trainer.precision_plugin.state_dict()
     return {"losses": losses.losses, "scales": losses.scales, "state": state,
             "skipped": sum(1 for a, b in zip([scaler["init_scale"], *losses.scales], losses.scales) if b < a)}
+
+
+def on_gpu(out_path):
+    """tools/gpu-check.sh's precision check: Lightning's losses per precision on the GPU
+    (16-mixed with its default GradScaler, 16-true too)."""
+    torch.backends.cudnn.deterministic = True
+    runs = {name: {p: lightning_loop(name, 0, p, accelerator="cuda")
+                   for p in ["32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true"]} for name in EPOCHS}
+    with open(out_path, "w") as f:
+        json.dump({"epochs": EPOCHS, "precision": runs}, f, indent=1)
 
 
 def main(out_path):
@@ -183,4 +193,7 @@ def main(out_path):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "tests/reference/parity.json")
+    if "--accelerator=cuda" in sys.argv[2:]:
+        on_gpu(sys.argv[1])
+    else:
+        main(sys.argv[1] if len(sys.argv) > 1 else "tests/reference/parity.json")

@@ -412,6 +412,11 @@ pub(crate) fn add_alpha(name: &str, a: &Tensor, b: &Tensor, alpha: f64) -> OpRes
         .map_err(|e| OpError::new(format!("optimizer.step({name})"), e.detail))
 }
 
+/// torch's `t.mul_(s)` with a Python number (see [`crate::engine::torch_ext::mul_number_`]).
+pub(crate) fn mul_(name: &str, t: &Tensor, s: f64) -> OpResult<()> {
+    crate::engine::torch_ext::mul_number_(t, s).map_err(|e| OpError::new(format!("optimizer.step({name})"), e.detail))
+}
+
 /// torch's `s.addcmul_(t1, t2, value=value)`, in place.
 pub(crate) fn addcmul_(name: &str, s: &Tensor, t1: &Tensor, t2: &Tensor, value: f64) -> OpResult<()> {
     addc(name, s, t1, t2, value, false, true).map(drop)

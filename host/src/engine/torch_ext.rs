@@ -29,6 +29,18 @@ pub fn add_alpha_(a: &tch::Tensor, b: &tch::Tensor, alpha: f64) -> OpResult<()> 
     Ok(())
 }
 
+/// torch's in-place `t.mul_(s)` as Python calls it (`aten::mul_.Tensor` with a wrapped number,
+/// read in float by a bfloat16/float16 kernel; `f_mul_scalar_` rounds `s` to the dtype first).
+pub fn mul_number_(t: &tch::Tensor, s: f64) -> OpResult<()> {
+    let mut err: *mut std::ffi::c_char = std::ptr::null_mut();
+    // SAFETY: a live tensor for the call; `mul_` writes its storage (as `add_alpha_`).
+    let rc = unsafe { lthost_mul_number_(t.as_ptr().cast(), s, &mut err) };
+    if rc != 0 {
+        return Err(OpError::new("mul_", take_error(err)));
+    }
+    Ok(())
+}
+
 /// torch's `s.addcmul(t1, t2, value=value)` (`div`: `addcdiv`), in place when `inplace`: the
 /// fused kernel torch's optimizers call (one rounding for bfloat16/float16 tensors).
 pub fn addc(
@@ -133,6 +145,7 @@ extern "C" {
         alpha: f64,
         err: *mut *mut std::ffi::c_char,
     ) -> *mut std::ffi::c_void;
+    fn lthost_mul_number_(t: *const std::ffi::c_void, s: f64, err: *mut *mut std::ffi::c_char) -> i32;
     fn lthost_addc(
         s: *const std::ffi::c_void,
         t1: *const std::ffi::c_void,

@@ -620,4 +620,21 @@ def run(torch):
         return out
 
     check("autocast", autocast)
+
+    def reduced_precision_numbers():
+        # A Python number with a bfloat16/float16 tensor, as torch's bindings pass it: a wrapped
+        # number the kernel reads in float (bfloat16 0.95 would be 0.94921875), in place too.
+        out = []
+        for dt in (torch.bfloat16, torch.float16):
+            v = torch.linspace(0.5, 3.0, 7).to(dt)
+            a, b, d, f, g = v.clone(), v.clone(), v.clone(), v.clone(), v.clone()
+            a.mul_(0.95)
+            b *= 0.95
+            d.add_(0.013)
+            f.div_(0.95)
+            g.sub_(0.013, alpha=3)
+            out += [a, b, v * 0.95, 0.95 * v, d, v + 0.013, f, v / 0.95, g, v.lerp(v * 2, 0.1), v.clamp(0.7, 2.9)]
+        return out
+
+    check("reduced_precision_numbers", reduced_precision_numbers)
     return out

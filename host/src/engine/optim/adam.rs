@@ -3,7 +3,7 @@
 
 use tch::Tensor;
 
-use super::{add_alpha, addcdiv_, addcmul_, t, UpdateRule};
+use super::{add_alpha, addcdiv_, addcmul_, mul_, t, UpdateRule};
 use crate::error::{OpError, OpResult};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -48,18 +48,18 @@ impl UpdateRule for Adam {
             });
         }
         let Some(st) = state.as_mut() else { return Ok(()) };
-        let mut param = p.shallow_clone();
+        let param = p.shallow_clone();
         st.step += 1.0;
         let mut grad = g.shallow_clone();
         if c.weight_decay != 0.0 {
             if h.decoupled {
-                let _ = t(n, param.f_mul_scalar_(1.0 - c.lr * c.weight_decay))?;
+                mul_(n, &param, 1.0 - c.lr * c.weight_decay)?;
             } else {
                 grad = add_alpha(n, &grad, &param, c.weight_decay)?;
             }
         }
         let _ = t(n, st.exp_avg.f_lerp_(&grad, 1.0 - beta1))?;
-        let _ = t(n, st.exp_avg_sq.f_mul_scalar_(beta2))?;
+        mul_(n, &st.exp_avg_sq, beta2)?;
         addcmul_(n, &st.exp_avg_sq, &grad, &grad, 1.0 - beta2)?;
         let bias_correction1 = 1.0 - beta1.powf(st.step);
         let bias_correction2 = 1.0 - beta2.powf(st.step);

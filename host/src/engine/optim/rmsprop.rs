@@ -2,7 +2,7 @@
 
 use tch::Tensor;
 
-use super::{add_alpha, add_alpha_, addc, addcdiv_, addcmul_, t, UpdateRule};
+use super::{add_alpha, add_alpha_, addc, addcdiv_, addcmul_, mul_, t, UpdateRule};
 use crate::error::OpResult;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -38,7 +38,7 @@ impl UpdateRule for Rmsprop {
         }
         let Some(st) = state.as_mut() else { return Ok(()) };
         let grad = if c.weight_decay != 0.0 { add_alpha(n, g, p, c.weight_decay)? } else { g.shallow_clone() };
-        let _ = t(n, st.square_avg.f_mul_scalar_(c.alpha))?;
+        mul_(n, &st.square_avg, c.alpha)?;
         addcmul_(n, &st.square_avg, &grad, &grad, 1.0 - c.alpha)?;
         let mut avg = match st.grad_avg.as_mut() {
             Some(ga) => {
@@ -51,7 +51,7 @@ impl UpdateRule for Rmsprop {
         let param = p.shallow_clone();
         match st.momentum_buffer.as_mut() {
             Some(buf) if c.momentum > 0.0 => {
-                let _ = t(n, buf.f_mul_scalar_(c.momentum))?;
+                mul_(n, buf, c.momentum)?;
                 addcdiv_(n, buf, &grad, &avg, 1.0)?;
                 // param.add_(buf, alpha=-lr)
                 add_alpha_(n, &param, buf, -c.lr)?;

@@ -2,7 +2,7 @@
 
 use tch::Tensor;
 
-use super::{add_alpha, add_alpha_, t, UpdateRule};
+use super::{add_alpha, add_alpha_, mul_, t, UpdateRule};
 use crate::error::OpResult;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -27,9 +27,9 @@ impl UpdateRule for Sgd {
         if c.momentum != 0.0 {
             let b = match buf.take() {
                 None => t(n, t(n, grad.f_detach())?.f_to_dtype(grad.kind(), false, true))?,
-                Some(mut b) => {
+                Some(b) => {
                     // buf.mul_(momentum).add_(grad, alpha=1 - dampening)
-                    let _ = t(n, b.f_mul_scalar_(c.momentum))?;
+                    mul_(n, &b, c.momentum)?;
                     add_alpha_(n, &b, &grad, 1.0 - c.dampening)?;
                     b
                 }
