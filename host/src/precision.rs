@@ -237,7 +237,7 @@ impl Precision {
             for e in params.entries() {
                 if e.tensor.is_floating_point() && e.tensor.kind() != dtype {
                     let converted = e.tensor.f_to_kind(dtype).map_err(|err| anyhow!("{}: {err}", e.name))?;
-                    e.tensor.shallow_clone().set_data(&converted);
+                    e.tensor.shallow_clone().f_set_data(&converted).map_err(|err| anyhow!("{}: {err}", e.name))?;
                 }
             }
             Ok(())

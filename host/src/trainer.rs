@@ -623,15 +623,7 @@ impl<'c> Trainer<'c> {
 /// The optimizers and schedulers `configure_optimizers` returned, made and put in the run;
 /// the schedulers the plugin runs started.
 pub(crate) fn install_optimizers(st: &mut LoopState<'_>, name: &str, opt: &crate::module::Optimization) -> Result<()> {
-    let mut set = optimizer_set(st, name, &opt.optimizers, &opt.schedulers, opt.automatic)?;
-    if st.ctx.precision.scales_loss() {
-        // Lightning's MixedPrecision scaler: `torch.amp.GradScaler(device)`, or the plugin's.
-        let cfg = st.cfg.mixed_precision.as_ref().and_then(|m| m.scaler.clone()).unwrap_or_default();
-        if set.optimizers.iter().any(|o| o.name() == "LBFGS") {
-            bail!("AMP and the LBFGS optimizer are not compatible.");
-        }
-        set.scaler = Some(crate::engine::grad_scaler::GradScaler::new(cfg));
-    }
+    let set = optimizer_set(st, name, &opt.optimizers, &opt.schedulers, opt.automatic)?;
     let in_plugin = set.plugin_schedulers();
     st.ctx.optim = Some(set);
     for i in in_plugin {
@@ -708,10 +700,19 @@ pub(crate) fn optimizer_set(
     schedulers: &[crate::engine::optim::SchedulerSpec],
     automatic: bool,
 ) -> Result<OptimizerSet> {
-    let set = OptimizerSet::new(optimizers, schedulers, automatic, &st.ctx.params)
+    let mut set = OptimizerSet::new(optimizers, schedulers, automatic, &st.ctx.params)
         .map_err(|e| anyhow!("plugin `{name}`, hook `configure_optimizers`: {}", e.detail))?;
     if st.ctx.params.parameters().is_empty() {
         bail!("plugin `{name}` registered no trainable parameters: nothing to optimize");
+    }
+    if st.ctx.precision.scales_loss() {
+        // Lightning's MixedPrecision scaler (`torch.amp.GradScaler(device)`, or the plugin's), for
+        // the fit and the learning-rate finder's search alike.
+        if set.optimizers.iter().any(|o| o.name() == "LBFGS") {
+            bail!("AMP and the LBFGS optimizer are not compatible.");
+        }
+        let cfg = st.cfg.mixed_precision.as_ref().and_then(|m| m.scaler.clone()).unwrap_or_default();
+        set.scaler = Some(crate::engine::grad_scaler::GradScaler::new(cfg));
     }
     Ok(set)
 }

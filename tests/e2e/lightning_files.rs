@@ -718,7 +718,13 @@ fn lr_find_on_lightning_files_records_and_suggests_what_lightnings_tuner_does() 
     // unmodified files (early stopping off for lit-boring; lit-mnist's stops early; with
     // gradient accumulation, test_accumulation_and_early_stopping), seeded as
     // `lthost lr-find --seed` is.
-    for name in ["lr-find-lit-boring", "lr-find-lit-mnist", "lr-find-lit-boring-accumulate"] {
+    for name in [
+        "lr-find-lit-boring",
+        "lr-find-lit-mnist",
+        "lr-find-lit-boring-accumulate",
+        "lr-find-lit-mnist-bf16-mixed",
+        "lr-find-lit-mnist-16-mixed",
+    ] {
         let want = reference(name);
         let d = tempfile::tempdir().expect("tempdir");
         let wasm = plugin(want["plugin"].as_str().expect("plugin"));
@@ -730,7 +736,7 @@ fn lr_find_on_lightning_files_records_and_suggests_what_lightnings_tuner_does() 
             args.extend([format!("--{}", k.replace('_', "-")), v]);
         }
         for (k, v) in want["trainer"].as_object().expect("Trainer arguments") {
-            args.extend(["--set".into(), format!("trainer.{k}={v}")]);
+            args.extend(set_args(&format!("trainer.{k}"), v));
         }
         let run = lthost(d.path(), &args.iter().map(String::as_str).collect::<Vec<_>>());
         assert!(run.ok(), "{name}: {}", run.stderr);

@@ -50,7 +50,9 @@ fn lightning_files_train_in_each_precision_as_in_lightning() {
         "lit-boring-bf16-true",
         "lit-multi-val-bf16-mixed",
         "lit-boring-16",
+        "lit-augment-workers-64-true",
         "lit-manual-16-mixed",
+        "lit-lion-16-mixed",
         "lit-mnist-16-mixed",
     ] {
         // Every metrics.csv column Lightning wrote ends on Lightning's value (validation

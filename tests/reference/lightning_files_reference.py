@@ -94,11 +94,21 @@ VARIANTS = {
         ("lit-nanogpt", "bf16-mixed"), ("lit-nanogpt", "bf16-true"), ("lit-mnist", "bf16-mixed"), ("lit-mnist", "64-true"),
         ("lit-boring", "bf16-true"), ("lit-multi-val", "bf16-mixed")]},
     "lit-boring-16": ("lit-boring", None, {"precision": 16}),
+    # DataLoader workers (threads in lthost, making batches while the steps run with float64
+    # as torch's default dtype) in 64-true: their tensors are made in float32, then converted.
+    # (Not bf16-true: the file's on_after_batch_transfer multiplies by a float32 `torch.rand(1)`,
+    # which Lightning's bf16-true model then refuses.)
+    "lit-augment-workers-64-true": ("lit-augment", {"sampling": "seed_workers"}, {"precision": "64-true"}),
     # 16-mixed on the CPU through the plugin, with a scaler that overflows at first: manual
     # optimization's manual_backward scaled, each optimizer's step unscaled, skipped, updated.
     "lit-manual-16-mixed": ("lit-manual", None, {"mixed_precision": {"precision": "16-mixed", "device": "cpu",
                                                                      "scaler": {"init_scale": 2.0**20,
                                                                                 "growth_interval": 4}}}),
+    # A user's optimizer (Lion) stepped by the host under the scaler: no closure passed, as
+    # MixedPrecision calls `scaler.step(optimizer)`.
+    "lit-lion-16-mixed": ("lit-lion", None, {"mixed_precision": {"precision": "16-mixed", "device": "cpu",
+                                                                 "scaler": {"init_scale": 2.0**20,
+                                                                            "growth_interval": 4}}}),
     "lit-mnist-16-mixed": ("lit-mnist", None, {"mixed_precision": {"precision": "16-mixed", "device": "cpu",
                                                                    "scaler": {"init_scale": 2.0**20,
                                                                               "growth_interval": 4}}}),
@@ -120,6 +130,12 @@ LR_FINDS = {
     # test_accumulation_and_early_stopping (tuner.md row 8): 100 points over 200 batches, across
     # the ends of BoringModel's 64-batch epochs, `_total_batch_idx` 199.
     "lr-find-lit-boring-accumulate": ("lit-boring", {"early_stop_threshold": None}, {"accumulate_grad_batches": 2}),
+    # The search in the run's precision: under autocast, and with 16-mixed's scaler (which
+    # skips the first, overflowing steps).
+    "lr-find-lit-mnist-bf16-mixed": ("lit-mnist", {"num_training": 40, "min_lr": 1e-5}, {"precision": "bf16-mixed"}),
+    "lr-find-lit-mnist-16-mixed": ("lit-mnist", {"num_training": 40, "min_lr": 1e-5},
+                                   {"mixed_precision": {"precision": "16-mixed", "device": "cpu",
+                                                        "scaler": {"init_scale": 2.0**20, "growth_interval": 4}}}),
 }
 
 
@@ -152,7 +168,7 @@ def lr_find(name, kwargs, trainer_args):
     with tempfile.TemporaryDirectory() as d:
         trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
                             enable_checkpointing=False, enable_model_summary=False, default_root_dir=d,
-                            **trainer_args)
+                            **trainer_kwargs(trainer_args))
         finder = Tuner(trainer).lr_find(model, datamodule=data, update_attr=False, **kwargs)
     return {"plugin": name, "seed": SEED, "args": kwargs, "trainer": trainer_args, "lr": finder.results["lr"],
             "loss": finder.results["loss"], "suggestion": finder.suggestion(), "total_batch_idx": finder._total_batch_idx}

@@ -25,7 +25,10 @@ impl Prefetcher {
             .name("lthost-prefetch".into())
             .spawn(move || {
                 for i in start..end {
-                    let b = plan.batch(i);
+                    let b = {
+                        let _dtype = crate::engine::autocast::data_thread_guard();
+                        plan.batch(i)
+                    };
                     let failed = b.is_err();
                     if tx.send(b).is_err() || failed {
                         break;

@@ -76,7 +76,10 @@ impl WorkerPool {
 
 /// A worker's thread: builds its instance, then serves passes until the pool is dropped.
 fn serve(factory: &dyn WorkerFactory, id: u32, commands: Receiver<Command>) {
-    let mut source = factory.spawn(id);
+    let mut source = {
+        let _dtype = crate::engine::autocast::data_thread_guard();
+        factory.spawn(id)
+    };
     while let Ok(Command::Pass { info, out }) = commands.recv() {
         let src = match &mut source {
             Ok(s) => s,
@@ -85,12 +88,20 @@ fn serve(factory: &dyn WorkerFactory, id: u32, commands: Receiver<Command>) {
                 continue;
             }
         };
-        if let Err(e) = src.start_pass(info) {
+        let started = {
+            let _dtype = crate::engine::autocast::data_thread_guard();
+            src.start_pass(info)
+        };
+        if let Err(e) = started {
             let _ = out.send(Err(e));
             continue;
         }
         loop {
-            let b = src.next_batch();
+            // The plugin's calls only: never held while waiting for the run's thread.
+            let b = {
+                let _dtype = crate::engine::autocast::data_thread_guard();
+                src.next_batch()
+            };
             let end = !matches!(b, Ok(Some(_)));
             // A closed channel: the pass was dropped (an epoch that ended early).
             if out.send(b).is_err() || end {

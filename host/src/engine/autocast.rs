@@ -2,6 +2,8 @@
 //! switches `torch.autocast.__enter__`/`__exit__` and `torch.set_default_dtype` flip. Autocast
 //! state is per thread (as in torch); the default dtype is the process's.
 
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
 use tch::{Device, Kind};
 
 extern "C" {
@@ -214,24 +216,39 @@ pub fn default_dtype() -> Kind {
     kind(unsafe { lthost_default_dtype() })
 }
 
+/// Torch's default dtype is the process's, not a thread's: threads that run plugin code beside
+/// the run's (DataLoader workers, the prefetcher) hold this shared while they make data, and a
+/// [`DefaultDtype`] (a true precision's step or `configure_model`) holds it exclusively, so no
+/// worker op ever sees the step's dtype (Lightning's workers are processes of their own).
+static DEFAULT_DTYPE_USERS: RwLock<()> = RwLock::new(());
+
+/// Held by a data thread while it runs plugin code (see [`DEFAULT_DTYPE_USERS`]); never by
+/// the run's thread.
+pub fn data_thread_guard() -> RwLockReadGuard<'static, ()> {
+    DEFAULT_DTYPE_USERS.read().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// `torch.set_default_dtype(dtype)` for as long as the guard lives (Lightning's
-/// `_DtypeContextManager`): put back when dropped.
+/// `_DtypeContextManager`): put back when dropped. Waits for the data threads' plugin calls
+/// in progress, and they for it.
 pub struct DefaultDtype {
     prev: Kind,
+    _exclusive: RwLockWriteGuard<'static, ()>,
 }
 
 impl DefaultDtype {
     pub fn set(dtype: Kind) -> Self {
+        let exclusive = DEFAULT_DTYPE_USERS.write().unwrap_or_else(PoisonError::into_inner);
         let prev = default_dtype();
         // SAFETY: a floating dtype (see `scalar_type`).
         unsafe { lthost_set_default_dtype(scalar_type(dtype)) };
-        DefaultDtype { prev }
+        DefaultDtype { prev, _exclusive: exclusive }
     }
 }
 
 impl Drop for DefaultDtype {
     fn drop(&mut self) {
-        // SAFETY: as in `set`.
+        // SAFETY: as in `set`; the lock is released after (the field drops after this).
         unsafe { lthost_set_default_dtype(scalar_type(self.prev)) };
     }
 }

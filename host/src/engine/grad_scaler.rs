@@ -29,19 +29,21 @@ impl Default for GradScalerConfig {
 }
 
 impl GradScalerConfig {
-    /// torch's checks, in its words.
+    /// torch's checks, in its words; lthost's own for what torch leaves unchecked (a scale
+    /// that is not a positive number, an interval below 1, which `_amp_update_scale_` cannot
+    /// take).
     pub fn validate(&self) -> Result<(), String> {
         if !(self.growth_factor > 1.0) {
-            return Err(format!("The growth factor must be > 1.0.  Got {}", self.growth_factor));
+            return Err("The growth factor must be > 1.0.".into());
         }
         if !(self.backoff_factor < 1.0) {
-            return Err(format!("The backoff factor must be < 1.0.  Got {}", self.backoff_factor));
+            return Err("The backoff factor must be < 1.0.".into());
         }
         if self.growth_interval <= 0 {
-            return Err(format!("growth_interval must be a positive integer. Got {}", self.growth_interval));
+            return Err(format!("growth_interval must be at least 1, got {}", self.growth_interval));
         }
         if !(self.init_scale.is_finite() && self.init_scale > 0.0) {
-            return Err(format!("init_scale must be a positive number. Got {}", self.init_scale));
+            return Err(format!("init_scale must be a positive number, got {}", self.init_scale));
         }
         Ok(())
     }
@@ -88,9 +90,10 @@ impl GradScaler {
             ));
         }
         let Some(scale) = &self.scale else {
-            // No loss was scaled yet: nothing to unscale (torch asserts there).
-            self.unscaled.insert(index, None);
-            return Ok(());
+            return Err(OpError::new(
+                "GradScaler.unscale_",
+                "Attempted unscale_ but _scale is None.  This may indicate your script did not use scaler.scale(loss or outputs) earlier in the iteration.",
+            ));
         };
         let inv_scale = op("unscale_", op("unscale_", scale.f_to_kind(Kind::Double))?.f_reciprocal())?;
         let inv_scale = op("unscale_", inv_scale.f_to_kind(Kind::Float))?;
@@ -177,13 +180,13 @@ impl GradScaler {
     pub fn load_state_dict(&mut self, state: &Value) -> OpResult<()> {
         let bad = || OpError::new("GradScaler.load_state_dict", format!("not a GradScaler state: {state}"));
         let scale = state["scale"].as_f64().ok_or_else(bad)?;
+        // As torch's load_state_dict: taken as saved (a scale backed off to 0 included).
         let cfg = GradScalerConfig {
             init_scale: scale,
             growth_factor: state["growth_factor"].as_f64().ok_or_else(bad)?,
             backoff_factor: state["backoff_factor"].as_f64().ok_or_else(bad)?,
             growth_interval: state["growth_interval"].as_i64().ok_or_else(bad)?,
         };
-        cfg.validate().map_err(|e| OpError::new("GradScaler.load_state_dict", e))?;
         let tracker = state["_growth_tracker"].as_i64().ok_or_else(bad)?;
         self.cfg = cfg;
         self.init_growth_tracker = tracker;

@@ -137,7 +137,7 @@ fn optimize(st: &mut LoopState<'_>, loss: Option<&Tensor>, idx: usize, stepping:
     if let Some(loss) = loss {
         automatic::check_loss(st.module.name(), loss)?;
         st.hook(Hook::OnBeforeBackward, Some(idx as u64))?;
-        optim(st)?.backward(loss, 1.0 / n as f64)?;
+        optim(st)?.backward(loss, n as f64)?;
         st.hook(Hook::OnAfterBackward, Some(idx as u64))?;
     }
     if stepping {
@@ -150,7 +150,11 @@ fn optimize(st: &mut LoopState<'_>, loss: Option<&Tensor>, idx: usize, stepping:
         if let Some((value, by_norm)) = st.limits.clip {
             optim(st)?.clip(0, value, by_norm)?;
         }
-        optimization::step_optimizer(st.module, &mut st.ctx, 0)?;
+        if loss.is_none() && optim(st)?.scaler.is_some() {
+            optim(st)?.count_step(0)?;
+        } else {
+            optimization::step_optimizer(st.module, &mut st.ctx, 0)?;
+        }
         let metrics = &st.callback_metrics;
         optimization::step_schedulers(st.module, &mut st.ctx, Interval::Step, idx as u64 + 1, false, metrics)?;
         if last {

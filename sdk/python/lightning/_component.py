@@ -696,7 +696,11 @@ class LightningModule(_exports.LightningModule):
             opts = m._lt_optimizers
             r = fn(opts[0] if opts else None)
         elif kind == "loss":
-            r = fn(_train_loss(m))
+            # 16-mixed: the loss as MixedPrecision.pre_backward hands it on, scaled.
+            loss, scale = _train_loss(m), _opt.loss_scale()
+            if scale is not None and isinstance(loss, torch.Tensor):
+                loss = loss * torch.tensor(scale, dtype=torch.float32, device=loss.device)
+            r = fn(loss)
         else:
             r = fn()
         return -1 if r == -1 else 0
@@ -796,7 +800,9 @@ class PluginOptimizers(_exports.PluginOptimizers):
     def step(self, index):
         o = _plugin_optimizer(index)
         try:
-            if _takes_closure(o):  # as Lightning calls it: `optimizer.step(closure=...)`
+            # As Lightning calls it: `optimizer.step(closure=...)`; under 16-mixed its
+            # MixedPrecision has run the closure already and calls `scaler.step(optimizer)`.
+            if _takes_closure(o) and _trainer.precision() != "16-mixed":
                 o.step(closure=_AutomaticClosure(index))
             else:
                 o.step()

@@ -157,9 +157,9 @@ impl OptimizerSet {
         Ok(())
     }
 
-    /// Back-propagates `loss` (scaled by `scale`, for gradient accumulation) into the
-    /// accumulators of every parameter, or only the toggled optimizer's.
-    pub fn backward(&mut self, loss: &Tensor, scale: f64) -> OpResult<()> {
+    /// Back-propagates `loss` (divided by `divisor`: Lightning's `loss / accumulate_grad_batches`)
+    /// into the accumulators of every parameter, or only the toggled optimizer's.
+    pub fn backward(&mut self, loss: &Tensor, divisor: f64) -> OpResult<()> {
         let name = "backward";
         if loss.numel() != 1 {
             return Err(OpError::new(name, format!("the loss must be a scalar, got shape {:?}", loss.size())));
@@ -176,7 +176,7 @@ impl OptimizerSet {
         };
         let inputs: Vec<&Tensor> = targets.iter().map(|&i| &self.params[i]).collect();
         let root = op(name, crate::engine::scalar::zero_dim(loss.shallow_clone()))?;
-        let root = if scale != 1.0 { op(name, root.f_mul_scalar(scale))? } else { root };
+        let root = if divisor != 1.0 { op(name, root.f_div_scalar(divisor))? } else { root };
         // 16-mixed: Lightning's `pre_backward`, `scaler.scale(loss)`.
         let root = match self.scaler.as_mut() {
             Some(s) => s.scale(&root)?,
@@ -259,9 +259,8 @@ impl OptimizerSet {
     }
 
     /// Whether optimizer `i`'s step runs: always without a scaler; with one (`scaler.step`),
-    /// not when its unscaled gradients hold an inf or a NaN, nor when no gradient was made
-    /// (automatic optimization: Lightning skips the step when training_step returned None;
-    /// manual: torch's error).
+    /// not when its unscaled gradients hold an inf or a NaN; torch's error when none of its
+    /// parameters has a gradient.
     pub fn scaler_allows_step(&mut self, i: usize) -> OpResult<bool> {
         if self.scaler.is_none() {
             return Ok(true);
@@ -270,9 +269,20 @@ impl OptimizerSet {
         let Some(scaler) = self.scaler.as_ref() else { return Ok(true) };
         match scaler.allows_step(i)? {
             Some(allowed) => Ok(allowed),
-            None if self.automatic => Ok(false),
             None => Err(OpError::new("scaler.step", "No inf checks were recorded for this optimizer.")),
         }
+    }
+
+    /// An optimizer step counted but not taken: 16-mixed in automatic optimization when the
+    /// stepping batch's training_step returned None (Lightning's MixedPrecision skips
+    /// `scaler.step` and `scaler.update` there; the LightningOptimizer still counts the step).
+    pub fn count_step(&mut self, i: usize) -> OpResult<()> {
+        self.check(i, "optimizer.step")?;
+        self.progress.step.increment_ready();
+        self.progress.step.increment_started();
+        self.progress.step.increment_processed();
+        self.progress.step.increment_completed();
+        Ok(())
     }
 
     pub fn zero_grad(&mut self, i: usize) -> OpResult<()> {

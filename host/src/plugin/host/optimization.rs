@@ -91,6 +91,14 @@ impl optimization::Host for OptimizationView<'_> {
         Ok(out)
     }
 
+    fn loss_scale(&mut self) -> R<Option<f64>> {
+        let Some(o) = self.optim.as_deref() else { return Ok(None) };
+        Ok(match &o.scaler {
+            Some(s) => Some(s.get_scale()?),
+            None => None,
+        })
+    }
+
     fn unscale(&mut self, index: u32) -> R<bool> {
         Ok(self.optim("scaler.unscale_")?.scaler_allows_step(index as usize)?)
     }

@@ -258,7 +258,12 @@ class LightningModule(_DataHooks, HyperparametersMixin, nn.Module):
 
     @property
     def dtype(self):
-        return torch.float32
+        # A true precision's dtype once the run converted the module (Lightning's
+        # `_DeviceDtypeModuleMixin` after `convert_module`), else float32.
+        if not torch._core.RUNNING[0]:
+            return torch.float32
+        return {"64-true": torch.float64, "bf16-true": torch.bfloat16, "16-true": torch.float16}.get(
+            _trainer.precision(), torch.float32)
 
     @property
     def global_rank(self):

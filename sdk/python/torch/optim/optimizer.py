@@ -5,7 +5,7 @@ in the plugin, under no_grad, with each parameter's `.grad` the host's accumulat
 
 import functools
 
-from wit_world.imports import optimization
+from wit_world.imports import optimization, trainer
 
 
 class Optimizer:
@@ -223,11 +223,23 @@ def _plugin_step(step):
         else:  # the host's: what the plugin's schedulers pushed, or the LR finder's
             self._pull()
         params = [p for g in self.param_groups for p in g["params"]]
-        # 16-mixed in manual optimization: the gradients unscaled first; a step whose
-        # gradients overflowed is skipped (torch's GradScaler.step), still counted.
+        closure_loss = None
+        if self._manual and trainer.precision() == "16-mixed":
+            # Lightning's MixedPrecision.optimizer_step: the closure first (its backward
+            # scaled), then the gradients unscaled, then the step without the closure.
+            closure = kwargs.pop("closure", None)
+            if closure is None and args:
+                closure, args = args[0], args[1:]
+            if closure is not None:
+                from .. import enable_grad
+
+                with enable_grad():
+                    closure_loss = closure()
+        # 16-mixed in manual optimization: a step whose gradients overflowed is skipped
+        # (torch's GradScaler.step), still counted. True without a scaler.
         if self._manual and not optimization.unscale(self._index):
             optimization.step(self._index)
-            return None
+            return closure_loss
 
         def take_grads():
             for p, g in zip(params, optimization.grads(self._index)):
