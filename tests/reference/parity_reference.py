@@ -72,14 +72,18 @@ def synthetic_mnist(n=640):
     return torch.rand(n, 1, 28, 28), torch.randint(0, 10, (n,))
 
 
-def vanilla_loop(name, seed):
+def seeded(name, seed):
+    """The model `name`, its batch size and data, drawn in lthost's order after the seed."""
     torch.manual_seed(seed)
     if name == "parity-rnn":
         model, batch_size = ParityModuleRNN(), 30
-        x, y = average_dataset()
-    else:
-        model, batch_size = ParityModuleMNIST(), 128
-        x, y = synthetic_mnist()
+        return (model, batch_size, *average_dataset())
+    model, batch_size = ParityModuleMNIST(), 128
+    return (model, batch_size, *synthetic_mnist())
+
+
+def vanilla_loop(name, seed):
+    model, batch_size, x, y = seeded(name, seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.02)
     model.train()
     losses, grad_norms = [], []
@@ -129,13 +133,7 @@ def lightning_loop(name, seed, precision, scaler=None, accelerator="cpu"):
             loss = outputs["loss"].detach()
             self.losses.append((loss if loss.dtype == torch.float64 else loss.float()).item())
 
-    torch.manual_seed(seed)
-    if name == "parity-rnn":
-        net, batch_size = ParityModuleRNN(), 30
-        x, y = average_dataset()
-    else:
-        net, batch_size = ParityModuleMNIST(), 128
-        x, y = synthetic_mnist()
+    net, batch_size, x, y = seeded(name, seed)
     losses = Losses()
     if scaler is None:
         args = {"precision": precision}
