@@ -109,8 +109,6 @@ pub struct LoopState<'a> {
 }
 
 impl LoopState<'_> {
-    /// Calls `hook` on every callback, then on the module (if it implements it): Lightning's
-    /// order. Returns the module's answer (-1 from on_train_batch_start skips the epoch).
     /// Lightning's `_call_configure_model` (the hook under the precision's
     /// `module_init_context`) and then the precision's `convert_module`, as the strategy's
     /// setup follows it (before the optimizers are made).
@@ -122,6 +120,8 @@ impl LoopState<'_> {
         self.ctx.precision.convert_module(&self.ctx.params)
     }
 
+    /// Calls `hook` on every callback, then on the module (if it implements it): Lightning's
+    /// order. Returns the module's answer (-1 from on_train_batch_start skips the epoch).
     pub fn hook(&mut self, hook: Hook, batch_idx: Option<u64>) -> Result<i32> {
         if hook == Hook::OnException {
             self.on_exception_called = true;
