@@ -82,22 +82,24 @@ impl Precision {
             PrecisionFlag::Int(n) => bail!("Precision {n} is invalid. Allowed precision values: {ALLOWED}"),
             PrecisionFlag::Name(s) => s.clone(),
         };
-        let unified = match name.as_str() {
-            "64" | "32" | "16" | "bf16" => {
-                let to = match name.as_str() {
-                    "64" => "64-true",
-                    "32" => "32-true",
-                    "16" => "16-mixed",
-                    _ => "bf16-mixed",
-                };
-                if !name.starts_with("32") && !name.starts_with("64") {
+        // Lightning's `_PRECISION_INPUT_STR_ALIAS_CONVERSION`; it warns for all but 32 and 64.
+        let alias = match name.as_str() {
+            "64" => Some(("64-true", false)),
+            "32" => Some(("32-true", false)),
+            "16" => Some(("16-mixed", true)),
+            "bf16" => Some(("bf16-mixed", true)),
+            _ => None,
+        };
+        let unified = match alias {
+            Some((to, warned)) => {
+                if warned {
                     said.push(format!(
                         "warning: `precision={flag}` is supported for historical reasons but its usage is discouraged. Please set your precision to {to} instead!"
                     ));
                 }
                 to.to_string()
             }
-            other => other.to_string(),
+            None => name.clone(),
         };
         let precision = match unified.as_str() {
             "32-true" => Precision::True32,

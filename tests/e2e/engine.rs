@@ -261,12 +261,7 @@ fn optimizers_equal_torch_bit_for_bit_in_bfloat16_and_float16() {
         let want = o["result"][dtype].as_object().expect("results");
         assert_eq!(want.len(), optimizer_cases().len(), "every configuration in {dtype}");
         for (name, algorithm) in optimizer_cases() {
-            let mut ps = ParamStore::default();
-            let p = ps.add_parameter("p", tensor(&o["init"], Kind::Float).to_kind(kind)).expect("param");
-            let mut opt = OptimizerConfig::from(algorithm).build(&ps).expect("optimizer");
-            for g in &grads {
-                opt.step(&[g.to_kind(kind)]).expect("step");
-            }
+            let p = stepped_in(kind, algorithm, &o["init"], &grads);
             let want = tensor(&want[name], Kind::Float).to_kind(Kind::Double);
             let diff = (p.to_kind(Kind::Double) - want).abs().max().double_value(&[]);
             if diff != 0.0 {
@@ -283,11 +278,16 @@ fn grads_of(o: &Value) -> Vec<Tensor> {
 
 /// One parameter from `init`, stepped by `algorithm` over `grads`.
 fn stepped(algorithm: Algorithm, init: &Value, grads: &[Tensor]) -> Tensor {
+    stepped_in(Kind::Float, algorithm, init, grads)
+}
+
+/// [`stepped`] with the parameter and the gradients in `kind`.
+fn stepped_in(kind: Kind, algorithm: Algorithm, init: &Value, grads: &[Tensor]) -> Tensor {
     let mut ps = ParamStore::default();
-    let p = ps.add_parameter("p", tensor(init, Kind::Float)).expect("param");
+    let p = ps.add_parameter("p", tensor(init, Kind::Float).to_kind(kind)).expect("param");
     let mut opt = OptimizerConfig::from(algorithm).build(&ps).expect("optimizer");
     for g in grads {
-        opt.step(&[g.shallow_clone()]).expect("step");
+        opt.step(&[g.to_kind(kind)]).expect("step");
     }
     p
 }

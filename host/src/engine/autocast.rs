@@ -169,6 +169,7 @@ impl Drop for Autocast {
 
 /// This thread's autocast switches, to put back after a plugin call that may have left a
 /// scope open (a Rust plugin that entered one and returned, a trapped call).
+#[derive(Debug, PartialEq)]
 pub struct AutocastState {
     enabled: [bool; 2],
     dtype: [Kind; 2],
@@ -189,9 +190,14 @@ impl AutocastState {
         }
     }
 
+    /// Puts the state back; writes nothing when the call left it as it was (every plugin call
+    /// ends here).
     pub fn restore(&self) {
-        let mut depth = increment_nesting() - 1;
-        decrement_nesting();
+        let now = AutocastState::capture();
+        if now == *self {
+            return;
+        }
+        let mut depth = now.nesting;
         while depth > self.nesting {
             depth = decrement_nesting();
         }

@@ -73,11 +73,16 @@ impl GradScaler {
     /// `scaler.scale(outputs)`: `outputs * scale`.
     pub fn scale(&mut self, outputs: &Tensor) -> OpResult<Tensor> {
         let device = outputs.device();
-        if self.scale.is_none() {
-            self.scale = Some(op("scale", Tensor::f_full([], self.cfg.init_scale, (Kind::Float, device)))?);
-            self.growth_tracker = Some(op("scale", Tensor::f_full([], self.init_growth_tracker, (Kind::Int, device)))?);
-        }
-        let scale = self.scale.as_ref().map(Tensor::shallow_clone).unwrap_or_else(|| Tensor::from(1.0f32));
+        let scale = match &self.scale {
+            Some(s) => s.shallow_clone(),
+            None => {
+                let s = op("scale", Tensor::f_full([], self.cfg.init_scale, (Kind::Float, device)))?;
+                self.growth_tracker =
+                    Some(op("scale", Tensor::f_full([], self.init_growth_tracker, (Kind::Int, device)))?);
+                self.scale = Some(s.shallow_clone());
+                s
+            }
+        };
         op("scale", outputs.f_mul(&op("scale", scale.f_to_device(device))?))
     }
 

@@ -50,9 +50,10 @@ pub fn run_plugin_scheduler(
 /// through the module, counted either way.
 pub fn step_optimizer(module: &mut dyn Module, ctx: &mut RunContext, i: usize) -> Result<()> {
     let optim = ctx.optim.as_mut().ok_or_else(|| anyhow!("internal: no optimizers configured"))?;
-    // 16-mixed: `scaler.step` skips a step whose gradients hold an inf or a NaN.
-    let allowed = optim.scaler_allows_step(i).map_err(|e| anyhow!(e.detail))?;
-    if allowed && optim.optimizers.get(i).is_some_and(|o| o.in_plugin()) {
+    // 16-mixed: `scaler.step` skips a step whose gradients hold an inf or a NaN (for the host's
+    // own optimizers `OptimizerSet::step` decides it).
+    let in_plugin = optim.optimizers.get(i).is_some_and(|o| o.in_plugin());
+    if in_plugin && optim.scaler_allows_step(i).map_err(|e| anyhow!(e.detail))? {
         // Its step may call Lightning's closure, which runs training_step again (LBFGS): what
         // that logs is training_step's, as in Lightning.
         let hook = ctx.current_hook.replace(crate::hooks::Hook::TrainingStep);
