@@ -12,7 +12,7 @@ PLUGINS := digits-mlp parity-rnn parity-mlp faulty hook-recorder gan jsonl-logge
 # Plugins in other guest languages (tools/build-plugin.sh <lang> <name>), against the same WIT.
 LANG_PLUGINS := js:js-digits c:c-digits
 # Plain Lightning files (model.py), built by `lthost build` (precompiled into the tests' cache).
-LIGHTNING_PLUGINS := plugins/python-digits plugins/python-tiny-transformer plugins/lit-boring plugins/lit-autoencoder plugins/lit-nanogpt plugins/lit-resnet plugins/lit-mnist tests/plugins/torch-probe tests/plugins/lit-lion tests/plugins/lit-manual tests/plugins/lit-augment tests/plugins/lit-stream tests/plugins/lit-lbfgs tests/plugins/lit-classifier tests/plugins/lit-multi-val tests/plugins/lit-hparams
+LIGHTNING_PLUGINS := plugins/python-digits plugins/python-tiny-transformer plugins/lit-boring plugins/lit-autoencoder plugins/lit-nanogpt plugins/lit-resnet plugins/lit-mnist tests/plugins/torch-probe tests/plugins/lit-lion tests/plugins/lit-manual tests/plugins/lit-augment tests/plugins/lit-stream tests/plugins/lit-lbfgs tests/plugins/lit-classifier tests/plugins/lit-multi-val tests/plugins/lit-hparams tests/plugins/lit-ddp
 PLUGIN_DIR := target/plugins
 LTHOST := target/release/lthost
 # A development signing key, made on first use; plugins built here are signed with it and
@@ -123,6 +123,7 @@ reference: setup
 	$(PY) tests/reference/lightning_files_reference.py tests/reference/lightning_files.json
 	$(PY) tests/reference/native_reference.py tests/reference/native.json
 	$(PY) tests/reference/torch_api_reference.py tests/reference/torch_api.json
+	$(PY) tests/reference/ddp_reference.py tests/reference/ddp.json
 
 # Performance side by side (see bench/bench.py); writes bench/results.md.
 bench: host plugins

@@ -2,7 +2,7 @@
 
 Sections, one file each: parity workloads (native tch, lthost, PyTorch, Lightning:
 parity.py), logging overhead (log_overhead.py), start-up (startup.py), fetch throughput and
-data wait (data_path.py), languages (languages.py), precision (precision.py). Every figure is a median over runs with
+data wait (data_path.py), languages (languages.py), precision (precision.py), DDP (ddp.py). Every figure is a median over runs with
 its spread (min–max); every ratio is taken between runs made side by side, alternating.
 
 Writes bench/results.md, whose "Summary" section is the one source of the figures the
@@ -16,6 +16,7 @@ four runners' losses disagree.
     BENCH_ROUNDS=3 .venv/bin/python bench/bench.py   (a quicker, rougher run)
     .venv/bin/python bench/bench.py --only precision  (that section measured anew, its commit
                                                        and date beside it; the rest kept)
+    .venv/bin/python bench/bench.py --only ddp        (likewise)
 """
 
 import json
@@ -26,6 +27,7 @@ import sys
 import time
 
 import data_path
+import ddp
 import host_calls
 import languages
 import log_overhead
@@ -140,7 +142,9 @@ def measure():
     calls = host_calls.call_costs()
     print("precision…", file=sys.stderr)
     prec = {"runs": precision.precision_runs(), "at": f"at {commit()} on {time.strftime('%Y-%m-%d')}"}
-    return {"precision": prec, "machine": machine(), "commit": commit(), "rounds": parity.ROUNDS, "seconds": time.time() - started,
+    print("ddp…", file=sys.stderr)
+    dist = {"runs": ddp.ddp_runs(), "at": f"at {commit()} on {time.strftime('%Y-%m-%d')}"}
+    return {"precision": prec, "ddp": dist, "machine": machine(), "commit": commit(), "rounds": parity.ROUNDS, "seconds": time.time() - started,
             "date": time.strftime("%Y-%m-%d"), "parity": {f"{w}/{t}": runs for (w, t), runs in par.items()},
             "logs": logs, "start": start, "fetch": fetch, "wait": wait, "langs": langs, "transformer": transformer, "calls": calls}
 
@@ -149,10 +153,12 @@ def main():
     if "--render" in sys.argv[1:]:
         with open(RAW) as f:
             raw = json.load(f)
-    elif sys.argv[1:3] == ["--only", "precision"]:
+    elif sys.argv[1:3] in (["--only", "precision"], ["--only", "ddp"]):
         with open(RAW) as f:
             raw = json.load(f)
-        raw["precision"] = {"runs": precision.precision_runs(), "at": f"at {commit()} on {time.strftime('%Y-%m-%d')}"}
+        section = sys.argv[2]
+        runs = precision.precision_runs() if section == "precision" else ddp.ddp_runs()
+        raw[section] = {"runs": runs, "at": f"at {commit()} on {time.strftime('%Y-%m-%d')}"}
         with open(RAW + ".tmp", "w") as f:
             json.dump(raw, f)
         os.replace(RAW + ".tmp", RAW)
@@ -188,10 +194,12 @@ def main():
         f"| cached | {spread(start['cached'], '{:.3f}')} |",
         "",
     ] + data_path.fetch_table(fetch) + data_path.wait_table(wait) + languages.table(langs) + languages.transformer_table(transformer) + (host_calls.table(calls) if calls else []) + precision.table(
-        raw.get("precision", {}).get("runs"), raw.get("precision", {}).get("at"))
+        raw.get("precision", {}).get("runs"), raw.get("precision", {}).get("at")) + ddp.table(
+        raw.get("ddp", {}).get("runs"), raw.get("ddp", {}).get("at"))
     text = "\n".join(lines)
     print(text)
-    failed = parity.check(par) + precision.check(raw.get("precision", {}).get("runs") or {})
+    failed = (parity.check(par) + precision.check(raw.get("precision", {}).get("runs") or {})
+              + ddp.check(raw.get("ddp", {}).get("runs") or {}))
     if failed:
         sys.exit("the runners' losses disagree (results.md left as it was):\n  " + "\n  ".join(failed))
     results = os.path.join(ROOT, "bench", "results.md")

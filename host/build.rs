@@ -5,7 +5,8 @@
 //! Also compiles `csrc/torch_ext.cpp` (deterministic algorithms, inference mode, generators)
 //! `csrc/budget_alloc.cpp` (the budgeted CPU allocator), `csrc/aten_dispatch.cpp` (any ATen
 //! operator by name, through the dispatcher) and `csrc/autocast.cpp` (torch.autocast's
-//! switches, the default dtype).
+//! switches, the default dtype) and `csrc/distributed.cpp` (c10d: TCPStore, ProcessGroupGloo,
+//! collectives, DistributedDataParallel's Reducer).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -107,6 +108,8 @@ fn main() {
     println!("cargo:rerun-if-changed=csrc/budget_alloc.cpp");
     println!("cargo:rerun-if-changed=csrc/aten_dispatch.cpp");
     println!("cargo:rerun-if-changed=csrc/autocast.cpp");
+    println!("cargo:rerun-if-changed=csrc/distributed.cpp");
+    println!("cargo:rerun-if-changed=csrc/gloo_decl");
     let Some(torch) = locate() else {
         println!("cargo:warning=could not locate torch; set LIBTORCH or build with the project venv (make host)");
         return;
@@ -117,7 +120,10 @@ fn main() {
         .file("csrc/budget_alloc.cpp")
         .file("csrc/aten_dispatch.cpp")
         .file("csrc/autocast.cpp")
+        .file("csrc/distributed.cpp")
         .include(&torch.include)
+        // Gloo's headers as torch's c10d headers need them (declarations; see the file).
+        .include("csrc/gloo_decl")
         .include(torch.include.join("torch/csrc/api/include"))
         .flag("-std=c++17")
         .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={}", u8::from(torch.cxx11_abi)))

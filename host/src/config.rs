@@ -150,6 +150,26 @@ impl EveryNEpochs {
     }
 }
 
+/// Lightning's `devices`: a count or "auto".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Devices {
+    Count(i64),
+    Named(String),
+}
+
+impl Devices {
+    /// Processes per node: "auto" is 1 (Lightning's CPU accelerator), a count must be positive.
+    pub fn count(&self) -> Result<usize> {
+        match self {
+            Devices::Count(n) if *n >= 1 => Ok(*n as usize),
+            Devices::Named(s) if s == "auto" => Ok(1),
+            Devices::Named(s) if s.trim().parse::<usize>().is_ok_and(|n| n >= 1) => Ok(s.trim().parse().unwrap_or(1)),
+            other => bail!("`devices` must be a positive number of processes per node or \"auto\", got {other:?}"),
+        }
+    }
+}
+
 /// Lightning's Trainer arguments.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -186,6 +206,16 @@ pub struct TrainerConfig {
     pub inference_mode: bool,
     /// `auto`, `cpu` or `cuda`.
     pub accelerator: String,
+    /// Lightning's `strategy`: "auto" (DDP when more than one process), "ddp" or
+    /// "single_device".
+    pub strategy: String,
+    /// Lightning's `devices`: processes per node (a count, or "auto": 1 on the CPU).
+    pub devices: Devices,
+    /// Lightning's `num_nodes`.
+    pub num_nodes: usize,
+    /// How long a rank waits for the others in a collective before the run fails, in
+    /// seconds (Lightning's `DDPStrategy(timeout=...)`, torch's default 30 minutes).
+    pub ddp_timeout_s: f64,
     /// Lightning's `precision`: "32-true" (default), "64-true", "bf16-true", "16-true",
     /// "bf16-mixed", "16-mixed", or its aliases (64, 32, 16, "bf16").
     pub precision: crate::precision::PrecisionFlag,
@@ -247,6 +277,10 @@ impl Default for TrainerConfig {
             gradient_clip_algorithm: "norm".into(),
             precision: Default::default(),
             mixed_precision: None,
+            strategy: "auto".into(),
+            devices: Devices::Named("auto".into()),
+            num_nodes: 1,
+            ddp_timeout_s: 1800.0,
             deterministic: false,
             inference_mode: true,
             accelerator: "auto".into(),
@@ -323,6 +357,10 @@ impl TrainerConfig {
         if self.threads.is_some_and(|n| n == 0 || n > 1024) {
             bail!("trainer.threads must be between 1 and 1024");
         }
+        if !(self.ddp_timeout_s.is_finite() && self.ddp_timeout_s > 0.0) {
+            bail!("trainer.ddp_timeout_s must be a positive number of seconds");
+        }
+        self.devices.count()?;
         if self.accumulate_grad_batches == 0 {
             bail!("trainer.accumulate_grad_batches must be at least 1");
         }

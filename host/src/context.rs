@@ -61,6 +61,8 @@ pub struct LogRecord {
     pub dataloader_idx: Option<u32>,
     /// Whether the name gets `/dataloader_idx_<i>` (Lightning's `add_dataloader_idx`).
     pub add_dataloader_idx: bool,
+    /// Reduced across ranks (Lightning's `sync_dist`).
+    pub sync_dist: bool,
 }
 
 impl LogRecord {
@@ -94,6 +96,8 @@ pub struct LogOptions {
     pub batch_size: Option<u32>,
     /// Lightning's `add_dataloader_idx` (true by default).
     pub add_dataloader_idx: bool,
+    /// Lightning's `sync_dist`: reduced across the ranks of a distributed run.
+    pub sync_dist: bool,
 }
 
 pub struct RunContext {
@@ -133,6 +137,9 @@ pub struct RunContext {
     /// Lightning's `dataloader_idx` of the evaluation batch being processed, when its split
     /// has several DataLoaders (`_current_dataloader_idx`); None otherwise.
     pub dataloader_idx: Option<u32>,
+    /// This process's place in a distributed run (None: one process, no distributed
+    /// strategy).
+    pub world: Option<crate::distributed::World>,
 }
 
 /// A fit's loop numbers as Lightning's Trainer exposes them (`trainer.num_training_batches`,
@@ -189,6 +196,7 @@ impl Default for RunContext {
             optim: None,
             metric_names: Default::default(),
             dataloader_idx: None,
+            world: None,
         }
     }
 }
@@ -280,6 +288,7 @@ impl LogTarget<'_> {
             batch_size: opts.batch_size,
             dataloader_idx: self.dataloader_idx,
             add_dataloader_idx: opts.add_dataloader_idx,
+            sync_dist: opts.sync_dist,
         });
         Ok(())
     }
@@ -360,6 +369,7 @@ mod tests {
                 reduce_fx: ReduceFx::Mean,
                 batch_size: None,
                 add_dataloader_idx: true,
+                sync_dist: false,
             };
             ctx.log("x", Tensor::from(1.0f32), opts).err().map(|e| e.to_string()).unwrap_or_default()
         };

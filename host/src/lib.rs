@@ -13,6 +13,7 @@ pub mod connectors;
 pub mod context;
 pub mod data;
 pub mod datasets;
+pub mod distributed;
 pub mod engine;
 pub mod error;
 pub mod fault;

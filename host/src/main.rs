@@ -169,6 +169,15 @@ struct RunArgs {
     /// Lightning's precision: 32-true, 64-true, bf16-true, 16-true, bf16-mixed, 16-mixed.
     #[arg(long)]
     precision: Option<String>,
+    /// Lightning's strategy: auto (DDP for more than one process), ddp or single_device.
+    #[arg(long)]
+    strategy: Option<String>,
+    /// Processes per node (DDP with more than one): a count or auto.
+    #[arg(long)]
+    devices: Option<String>,
+    /// Nodes of the DDP world (each runs --devices processes).
+    #[arg(long)]
+    num_nodes: Option<usize>,
     #[arg(long)]
     seed: Option<u64>,
     /// libtorch intra-op threads.
@@ -249,6 +258,18 @@ impl RunArgs {
                 Ok(n) => lthost::precision::PrecisionFlag::Int(n),
                 Err(_) => lthost::precision::PrecisionFlag::Name(v.clone()),
             };
+        }
+        if let Some(v) = &self.strategy {
+            t.strategy = v.clone();
+        }
+        if let Some(v) = &self.devices {
+            t.devices = match v.parse::<i64>() {
+                Ok(n) => lthost::config::Devices::Count(n),
+                Err(_) => lthost::config::Devices::Named(v.clone()),
+            };
+        }
+        if let Some(v) = self.num_nodes {
+            t.num_nodes = v;
         }
         if let Some(v) = self.seed {
             t.seed = Some(v);
@@ -409,6 +430,28 @@ fn run(cmd: Command, signal: Arc<AtomicUsize>) -> Result<Option<i32>> {
         cfg.merge_hparams_json(h).map_err(|e| anyhow::anyhow!("plugin `{name}`, hook `configure`: {e}"))?;
     }
     cfg.trainer.validate()?;
+    // DDP: this process's rank; lthost's launcher starts the other local ranks now, each
+    // running this command line (Lightning's `_SubprocessScriptLauncher`).
+    let mut cluster = lthost::distributed::plan(&cfg.trainer, &lthost::distributed::cluster::ProcessEnv)?;
+    if cluster.is_some() && stage != Stage::Fit {
+        bail!("a distributed run (strategy ddp, devices or num_nodes above 1) is built for `fit`; validate, test and predict run in one process for now");
+    }
+    if cluster.is_some() && args.test.is_some() {
+        bail!("--test after a distributed fit is not built yet: run `lthost test` in one process with the checkpoint");
+    }
+    if cluster.is_some() && (args.lr_find || args.scale_batch_size || matches!(cmd, Command::LrFind(_))) {
+        bail!(
+            "the learning-rate and batch-size finders run in one process: tune without --devices, then fit distributed"
+        );
+    }
+    let children = match cluster.as_mut() {
+        Some(c) if c.launches_children() => Some(lthost::distributed::launcher::launch(c)?),
+        Some(c) if c.main_port.is_none() => {
+            c.main_port = Some(lthost::distributed::launcher::free_port()?);
+            None
+        }
+        _ => None,
+    };
     let mut opts = cfg.plugin.options()?;
     opts.output_root = Some(cfg.trainer.default_root_dir.join("plugin_output"));
     let runtime = Runtime::new()?;
@@ -456,6 +499,7 @@ fn run(cmd: Command, signal: Arc<AtomicUsize>) -> Result<Option<i32>> {
         }));
     }
     trainer.ckpt_path = args.ckpt_path.clone();
+    trainer.cluster = cluster;
     trainer.plugin_sha256 = module.sha256().to_string();
     trainer.signal = Some(signal);
     if let Command::LrFind(a) = &cmd {
@@ -504,6 +548,9 @@ fn run(cmd: Command, signal: Arc<AtomicUsize>) -> Result<Option<i32>> {
             );
             let cache = runtime.cache.as_ref().map(|c| c.dir.display().to_string()).unwrap_or_else(|| "off".into());
             println!("  components    {hits} from the cache, {compiled} compiled (cache: {cache})");
+            if let Some(children) = children {
+                children.wait()?;
+            }
             if let Some(sig) = report.interrupted {
                 return Ok(Some(128 + sig));
             }

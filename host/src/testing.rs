@@ -140,6 +140,7 @@ impl Planned {
             reduce_fx,
             batch_size: None,
             add_dataloader_idx: true,
+            sync_dist: false,
         };
         Ok(Planned { hook: text("hook")?, name: text("name")?, value, opts })
     }
@@ -195,6 +196,7 @@ impl Regression {
             reduce_fx: ReduceFx::Mean,
             batch_size: None,
             add_dataloader_idx: true,
+            sync_dist: false,
         }
     }
 
@@ -306,6 +308,7 @@ impl Module for Regression {
                 reduce_fx: ReduceFx::Mean,
                 batch_size: None,
                 add_dataloader_idx: true,
+                sync_dist: false,
             };
             ctx.log("step", step, opts).map_err(|e| anyhow!(e))?;
         }

@@ -67,6 +67,8 @@ pub struct Trainer<'c> {
     /// Built-in callbacks turned on by the run file (`[callbacks.*]`).
     pub builtins: crate::callbacks::BuiltinCallbacks,
     pub progress_bar: crate::callbacks::progress_bar::ProgressBarConfig,
+    /// This process's place in a DDP world (set by the binary; None: one process).
+    pub cluster: Option<crate::distributed::Cluster>,
 }
 
 /// What `fit` reports.
@@ -107,6 +109,8 @@ pub struct FitReport {
     pub epoch_seconds: Vec<f64>,
     /// The test after the fit ([`Trainer::then_test`]).
     pub test: Option<EvalMetrics>,
+    /// A DDP run: the world size and whether every rank ended with the same weights.
+    pub ddp: Option<(usize, bool)>,
 }
 
 /// A run's set-up, shared by every entry point.
@@ -122,6 +126,8 @@ pub(crate) struct Prepared {
     pub(crate) checkpoint_hparams: Option<serde_json::Map<String, Value>>,
     /// The run's hyper-parameters as given (the DataModule's `setup` takes them again).
     pub(crate) run_hparams: Value,
+    /// The DDP strategy, in a distributed run.
+    pub(crate) ddp: Option<crate::distributed::Ddp>,
 }
 
 impl<'c> Trainer<'c> {
@@ -133,6 +139,7 @@ impl<'c> Trainer<'c> {
             callbacks: Vec::new(),
             checkpoint: CheckpointConfig::default(),
             ckpt_path: None,
+            cluster: None,
             plugin_sha256: String::new(),
             signal: None,
             early_stopping: None,
@@ -174,6 +181,19 @@ impl<'c> Trainer<'c> {
                 .map(|d| d.subsec_nanos() as u64)
                 .unwrap_or(0)
         });
+        // DDP: join the world (Lightning's `setup_environment`); every rank takes rank 0's seed.
+        let ddp = match &self.cluster {
+            Some(c) => {
+                let timeout = Duration::try_from_secs_f64(self.cfg.ddp_timeout_s)
+                    .map_err(|_| anyhow!("trainer.ddp_timeout_s = {} is not a duration", self.cfg.ddp_timeout_s))?;
+                Some(crate::distributed::Ddp::init(c.clone(), timeout)?)
+            }
+            None => None,
+        };
+        let seed = match &ddp {
+            Some(d) => d.broadcast_seed(seed)?,
+            None => seed,
+        };
         tch::manual_seed(seed as i64);
         if let Device::Cuda(_) = device {
             tch::Cuda::manual_seed_all(seed);
@@ -197,6 +217,20 @@ impl<'c> Trainer<'c> {
         ctx.stage = stage;
         let saved = module.configure(&mut ctx, hparams)?;
         let module_hooks = module.implemented_hooks(&mut ctx)?.into_iter().collect();
+        if let Some(d) = &ddp {
+            // Lightning's `DDPStrategy.setup_distributed` reseeds every rank (`reset_seed`)
+            // after the model is made, before the DataModule's setup.
+            tch::manual_seed(seed as i64);
+            let c = &d.cluster;
+            ctx.world = Some(crate::distributed::World {
+                world_size: c.world_size,
+                global_rank: c.global_rank,
+                local_rank: c.local_rank,
+                node_rank: c.node_rank,
+                local_world_size: c.local_world_size,
+                seed,
+            });
+        }
         let data_hparams = data.setup(&mut ctx, stage, hparams)?;
         Ok(Prepared {
             ctx,
@@ -207,6 +241,7 @@ impl<'c> Trainer<'c> {
             module_hooks,
             checkpoint_hparams: None,
             run_hparams: hparams.clone(),
+            ddp,
         })
     }
 
@@ -218,7 +253,8 @@ impl<'c> Trainer<'c> {
         limits: LoopLimits,
         logger: Option<Box<dyn Logger>>,
     ) -> Result<LoopState<'a>> {
-        let mut bar = ProgressBar::with_config(self.cfg.enable_progress_bar, &self.progress_bar);
+        let zero = p.ddp.as_ref().is_none_or(crate::distributed::Ddp::is_global_zero);
+        let mut bar = ProgressBar::with_config(self.cfg.enable_progress_bar && zero, &self.progress_bar);
         // Lightning's bar shows the last 4 characters of a string version.
         bar.version = logger.as_ref().map(|l| match l.version() {
             Version::Number(n) => n.to_string(),
@@ -247,7 +283,7 @@ impl<'c> Trainer<'c> {
             eval_log_steps: Vec::new(),
             last_val_time: std::time::Instant::now(),
             reloads: Default::default(),
-            train_results: ResultCollection::default(),
+            train_results: ResultCollection::synced(p.ddp.as_ref().map(crate::distributed::Ddp::syncer)),
             checkpoint_hparams: p.checkpoint_hparams.unwrap_or_else(|| p.hparams.hparams.clone()),
             searching: false,
             hparams: p.hparams,
@@ -268,11 +304,11 @@ impl<'c> Trainer<'c> {
             in_batch: false,
             val_due_pending: false,
             on_exception_called: false,
-            on_exception_dir: self
-                .checkpoint
-                .on_exception
+            on_exception_dir: (self.checkpoint.on_exception && zero)
                 .then(|| self.checkpoint.resolved_dirpath().unwrap_or_else(|| self.cfg.default_root_dir.clone())),
             data_wait: Duration::ZERO,
+            ddp: p.ddp,
+            logger_elsewhere: false,
         })
     }
 
@@ -394,8 +430,10 @@ impl<'c> Trainer<'c> {
         // `configure_optimizers` on.
         p.ctx.max_epochs = limits.max_epochs;
         p.ctx.fit_numbers = fit_numbers(&self.cfg, &limits);
-        let logger = self.logger(limits.logger)?;
-        let summary = self.cfg.enable_model_summary;
+        // Only global rank 0 logs (Lightning's `rank_zero_experiment`).
+        let zero = p.ddp.as_ref().is_none_or(crate::distributed::Ddp::is_global_zero);
+        let logger = self.logger(limits.logger && zero)?;
+        let summary = self.cfg.enable_model_summary && zero;
         let device = p.ctx.device;
         let self_checkpoint = self.checkpoint.clone();
         let self_early_stopping = self.early_stopping.clone();
@@ -405,13 +443,20 @@ impl<'c> Trainer<'c> {
         let batch_size_finder = self.builtins.batch_size_finder.clone();
         let lr_finder = self.builtins.learning_rate_finder.clone();
         let dev_run = self.cfg.fast_dev_run.batches().is_some();
+        let logger_wanted = limits.logger;
         let mut st = self.state(module, Some(data), p, limits, logger)?;
         st.fitting = true;
+        st.logger_elsewhere = !zero && logger_wanted && !st.cfg.loggers.is_empty();
         // Whatever fails from here on (set-up, the sanity check, the loops, the end hooks) calls
         // on_exception and finalizes the loggers with "failed", as Lightning's `_interrupt`.
         let run = (|| -> Result<FitReport> {
             st.hook(Hook::Setup, None)?;
             st.configure_model()?;
+            // DDP: `DistributedDataParallel(model)` (rank 0's states broadcast, the Reducer),
+            // after configure_model and the precision's conversion, before the optimizers.
+            if let Some(d) = st.ddp.as_mut() {
+                d.wrap(&st.ctx.params)?;
+            }
             let (opt, name) = configure_optimizers(&mut st)?;
             if !opt.automatic
                 && (st.cfg.accumulate_grad_batches > 1 || st.cfg.gradient_clip_val.is_some_and(|v| v > 0.0))
@@ -427,7 +472,8 @@ impl<'c> Trainer<'c> {
                     .collect(),
                 None => Vec::new(),
             };
-            if st.cfg.enable_checkpointing && st.cfg.fast_dev_run.batches().is_none() {
+            // Only global rank 0 writes checkpoints (Lightning's `strategy.save_checkpoint`).
+            if st.cfg.enable_checkpointing && st.cfg.fast_dev_run.batches().is_none() && st.is_global_zero() {
                 let dir =
                     st.logger.as_ref().map(|l| l.version_dir().to_path_buf()).unwrap_or_else(|| st.root_dir.clone());
                 st.checkpoint = Some(ModelCheckpoint::new(self_checkpoint.clone(), &dir)?);
@@ -435,15 +481,41 @@ impl<'c> Trainer<'c> {
             if let Some(es) = &self_early_stopping {
                 st.early_stopping = Some(crate::callbacks::early_stopping::EarlyStopping::new(es.clone())?);
             }
-            let resume_path = match &ckpt_spec {
-                Some(spec) => Some(ckpt::resolve(spec, self_checkpoint.resolved_dirpath().as_deref(), &st.root_dir)?),
-                None => {
+            // DDP: rank 0 finds the file (or the error) and every rank takes it
+            // (`strategy.broadcast`): the others may not see rank 0's directories.
+            let found = match (&ckpt_spec, st.is_global_zero()) {
+                (_, false) => Ok(None),
+                (Some(spec), true) => {
+                    ckpt::resolve(spec, self_checkpoint.resolved_dirpath().as_deref(), &st.root_dir).map(Some)
+                }
+                (None, true) => {
                     let found = ckpt::latest_hpc(&st.root_dir, &st.plugin_sha256);
                     if let Some(p) = &found {
                         println!("Auto-resuming from the HPC checkpoint {} (written by this plugin; pass --ckpt-path to choose another)", p.display());
                     }
-                    found
+                    Ok(found)
                 }
+            };
+            let resume_path = match &st.ddp {
+                Some(d) => {
+                    // "ok:<path>" ("ok:" for none) or "error:<message>", from rank 0.
+                    let mine = match &found {
+                        Ok(p) => {
+                            format!("ok:{}", p.as_ref().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default())
+                        }
+                        Err(e) => format!("error:{e:#}"),
+                    };
+                    let chosen = d.broadcast_string(&mine)?;
+                    match (chosen.split_once(':'), found) {
+                        (_, Err(e)) => return Err(e),
+                        (Some(("ok", p)), _) => (!p.is_empty()).then(|| PathBuf::from(p)),
+                        (_, _) => bail!(
+                            "rank 0 could not find the checkpoint to resume from: {}",
+                            chosen.trim_start_matches("error:")
+                        ),
+                    }
+                }
+                None => found?,
             };
             if let Some(path) = &resume_path {
                 let shown = path.display().to_string();
@@ -472,6 +544,9 @@ impl<'c> Trainer<'c> {
             println!("Optimizer: {}", opt_names.join(", "));
             let trainable_params = st.ctx.params.num_parameters();
             let (mut train, mut val) = (train, val);
+            if st.ddp.is_some() && (batch_size_finder.is_some() || lr_finder.is_some()) {
+                bail!("a finder callback ([callbacks.batch_size_finder], [callbacks.learning_rate_finder]) searches in one process: tune without --devices, then fit distributed (Lightning refuses the BatchSizeFinder with DDP too)");
+            }
             if resume_path.is_some() && (batch_size_finder.is_some() || lr_finder.is_some()) {
                 bail!("a finder callback ([callbacks.batch_size_finder], [callbacks.learning_rate_finder]) searches from the run's start: it is not taken with a resumed run (--ckpt-path or an HPC checkpoint); Lightning drops the checkpoint's training state there");
             }
@@ -588,6 +663,17 @@ impl<'c> Trainer<'c> {
                         None => "the data ran out".to_string(),
                     }
                 };
+            // DDP: every rank checks its weights against the others', then waits for them
+            // (Lightning's teardown barrier) and drops the Reducer's hooks.
+            let ddp = match st.ddp.as_mut() {
+                Some(d) => {
+                    let same = d.weights_in_sync(&st.ctx.params)?;
+                    d.barrier("Trainer.fit end")?;
+                    d.unwrap_module();
+                    Some((d.world_size(), same))
+                }
+                None => None,
+            };
             let mut metrics = st.callback_metrics.clone();
             metrics.extend(outcome.last_epoch);
             Ok(FitReport {
@@ -614,6 +700,7 @@ impl<'c> Trainer<'c> {
                 data_wait: st.data_wait,
                 epoch_seconds: outcome.epoch_seconds,
                 test,
+                ddp,
             })
         })();
         run.map_err(|e| failed(&mut st, e))
@@ -623,7 +710,16 @@ impl<'c> Trainer<'c> {
 /// The optimizers and schedulers `configure_optimizers` returned, made and put in the run;
 /// the schedulers the plugin runs started.
 pub(crate) fn install_optimizers(st: &mut LoopState<'_>, name: &str, opt: &crate::module::Optimization) -> Result<()> {
-    let set = optimizer_set(st, name, &opt.optimizers, &opt.schedulers, opt.automatic)?;
+    let mut set = optimizer_set(st, name, &opt.optimizers, &opt.schedulers, opt.automatic)?;
+    set.grads_in_params = st.ddp.is_some();
+    // Lightning's closure runs each training_step through DDP's forward; an optimizer the
+    // plugin runs calls it from inside its own step, which lthost does not route yet.
+    if st.ddp.is_some() && opt.automatic && set.optimizers.iter().any(|o| o.in_plugin()) {
+        bail!("plugin `{name}`: an optimizer the plugin runs itself (LBFGS, a torch.optim.Optimizer subclass) in automatic optimization is not supported with DDP yet; use one of torch's optimizers the host runs, or manual optimization");
+    }
+    if !opt.automatic {
+        set.manual_ddp = st.ddp.as_ref().and_then(crate::distributed::Ddp::reducer);
+    }
     let in_plugin = set.plugin_schedulers();
     st.ctx.optim = Some(set);
     for i in in_plugin {
@@ -680,7 +776,19 @@ fn failed(st: &mut LoopState<'_>, e: anyhow::Error) -> anyhow::Error {
     if let Some(mut l) = st.logger.take() {
         let _ = l.finalize("failed");
     }
-    e
+    // DDP: which rank failed, and what a failed collective usually means.
+    match &st.ddp {
+        Some(d) => {
+            let (rank, n, t) = (d.global_rank(), d.world_size(), st.cfg.ddp_timeout_s);
+            let text = format!("{e:#}");
+            if text.contains("gloo") || text.contains("Gloo") {
+                e.context(format!("rank {rank} of {n}: a collective with the other ranks failed: one died, or did not answer within ddp_timeout_s = {t} s"))
+            } else {
+                e.context(format!("rank {rank} of {n}"))
+            }
+        }
+        None => e,
+    }
 }
 
 /// The module's `configure_optimizers` (logging allowed as in that hook), and its name.
@@ -725,6 +833,10 @@ impl FitReport {
         out.push_str(&format!("  plugin        {plugin}\n"));
         out.push_str(&format!("  device        {} (libtorch threads: {})\n", device_name(self.device), self.threads));
         out.push_str(&format!("  seed          {}\n", self.seed));
+        if let Some((n, same)) = self.ddp {
+            let weights = if same { "the same weights on every rank" } else { "WEIGHTS DIFFER between ranks" };
+            out.push_str(&format!("  processes     {n} (DDP, gloo): {weights}\n"));
+        }
         out.push_str(&format!("  parameters    {}\n", self.trainable_params));
         out.push_str(&format!("  epochs        {}  (global steps {})\n", self.epochs, self.global_step));
         out.push_str(&format!(

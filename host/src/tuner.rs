@@ -192,6 +192,7 @@ impl<'c> Trainer<'c> {
             module_hooks,
             checkpoint_hparams,
             run_hparams: hparams.clone(),
+            ddp: None,
         };
         let fit = self.fit_prepared(module, data, p, started)?;
         Ok((Some(report), fit))

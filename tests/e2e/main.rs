@@ -12,6 +12,7 @@ mod checkpoints;
 mod common;
 mod containment;
 mod data;
+mod ddp;
 mod digits;
 mod docs;
 mod engine;

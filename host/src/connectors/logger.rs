@@ -11,6 +11,7 @@ use anyhow::{anyhow, Result};
 use tch::{Kind, Tensor};
 
 use crate::context::{LogRecord, ReduceFx};
+use crate::distributed::ddp::Syncer;
 use crate::error::torch_message;
 use crate::hooks::Hook;
 
@@ -32,6 +33,8 @@ struct Meta {
     add_dataloader_idx: bool,
     /// The DataLoader it was logged under (Lightning's `_Metadata.dataloader_idx`).
     dataloader: Option<u32>,
+    /// Lightning's `sync_dist`.
+    sync_dist: bool,
 }
 
 /// One logged metric, Lightning's `_ResultMetric`: keyed by the hook that logs it and its
@@ -66,9 +69,25 @@ impl Entry {
 
     /// Lightning's `_ResultMetric.compute`: a mean is the weighted sum divided by the summed
     /// batch sizes in the sum's dtype (float32 for float32 values: a float64 division would
-    /// round differently).
-    fn reduced(&self) -> Option<Tensor> {
+    /// round differently). With `sync_dist` in a distributed run, the sum and the batch sizes
+    /// are reduced across the ranks first (every rank reads its metrics at the same points).
+    fn reduced(&self, sync: Option<&Syncer>) -> Option<Tensor> {
         let (value, weight) = self.epoch.as_ref()?;
+        if let (Some(s), true) = (sync, self.meta.sync_dist) {
+            let synced = (|| -> Result<Tensor> {
+                let v = s.reduce(value, self.meta.reduce)?;
+                if self.meta.reduce != ReduceFx::Mean {
+                    return Ok(v);
+                }
+                let total = Tensor::from(s.mean_count(*weight)? as i64).f_to_device(v.device())?;
+                Ok(v.f_div(&total)?)
+            })();
+            match synced {
+                Ok(v) => return Some(v),
+                // The run's next collective fails as well and ends it.
+                Err(e) => tracing::warn!("`{}`: {e:#}", self.name),
+            }
+        }
         Some(if self.meta.reduce == ReduceFx::Mean {
             // By an int64 tensor on the value's device, as Lightning's `cumulated_batch_size`:
             // CUDA divides by a CPU scalar as a multiplication by its reciprocal (an ulp off).
@@ -87,6 +106,8 @@ impl Entry {
 pub struct ResultCollection {
     entries: Vec<Entry>,
     index: BTreeMap<(Option<&'static str>, String), usize>,
+    /// A distributed run's reduction for `sync_dist` values (None: one process).
+    sync: Option<Syncer>,
 }
 
 /// Lightning's warning (`_ResultMetric.update`) when a logged tensor is not floating point.
@@ -110,6 +131,11 @@ fn as_float(t: &Tensor) -> Result<Tensor> {
 }
 
 impl ResultCollection {
+    /// An empty collection; `sync`: a distributed run's, for `sync_dist` values.
+    pub fn synced(sync: Option<Syncer>) -> Self {
+        ResultCollection { sync, ..Default::default() }
+    }
+
     /// Takes what a hook logged. `batch_size` weights epoch means (Lightning's default).
     pub fn add(&mut self, records: Vec<LogRecord>, batch_size: i64) -> Result<()> {
         for r in records {
@@ -120,6 +146,7 @@ impl ResultCollection {
                 reduce: r.reduce_fx,
                 add_dataloader_idx: r.add_dataloader_idx,
                 dataloader: r.dataloader_idx,
+                sync_dist: r.sync_dist,
             };
             let hook = r.hook.map(Hook::name);
             let key = (hook, r.shown(""));
@@ -147,7 +174,11 @@ impl ResultCollection {
             let value = crate::engine::scalar::zero_dim(as_float(&r.value)?)
                 .map_err(|err| anyhow!("logging `{}`: {}", r.name, torch_message(&err)))?;
             if r.on_step {
-                e.step = Some(value.shallow_clone());
+                // Lightning's `_ResultMetric.update`: a synced step value is reduced at once.
+                e.step = Some(match (&self.sync, r.sync_dist) {
+                    (Some(s), true) => s.reduce(&value, r.reduce_fx)?,
+                    _ => value.shallow_clone(),
+                });
             }
             if r.on_epoch {
                 let w = r.batch_size.map(|b| b as f64).unwrap_or(batch_size as f64);
@@ -233,7 +264,7 @@ impl ResultCollection {
     fn epoch_view(&self, keep: impl Fn(&Meta) -> bool, bare: bool) -> Vec<(String, Tensor, Routing)> {
         let mut out = Vec::new();
         for e in self.entries.iter().filter(|e| keep(&e.meta)) {
-            let Some(v) = e.reduced() else { continue };
+            let Some(v) = e.reduced(self.sync.as_ref()) else { continue };
             if let Some(name) = e.bare().filter(|_| bare) {
                 out.push((name, v.shallow_clone(), e.routing()));
             }
@@ -295,6 +326,7 @@ mod tests {
             batch_size: None,
             dataloader_idx: None,
             add_dataloader_idx: true,
+            sync_dist: false,
         }
     }
 
@@ -464,6 +496,7 @@ mod tests {
                             reduce_fx: ReduceFx::Mean,
                             batch_size: Some((v * v) as u32),
                             add_dataloader_idx: true,
+                            sync_dist: false,
                         };
                         ctx.current_hook = Some(Hook::TrainingStep);
                         let logged = ctx.log(&name, Tensor::from(v), opts);

@@ -51,6 +51,9 @@ impl DataLoader {
         if let Some(spec) = data.dataset(ctx, split, index)? {
             let mut dl = DataLoader::new(spec, split, &source)?;
             dl.set_prefetch(prefetch);
+            if let Some(world) = ctx.world {
+                dl.distribute(world).map_err(|e| anyhow::anyhow!("{source}: the {} data: {e}", split.name()))?;
+            }
             return Ok(Some(dl));
         }
         match data.stream(ctx, split, index)? {
@@ -192,11 +195,47 @@ impl DataLoader {
         self.stream.as_ref().map(StreamLoader::num_workers).unwrap_or(0)
     }
 
-    /// Turns shuffling off (overfit_batches: Lightning swaps in a SequentialSampler).
+    /// Turns shuffling off (overfit_batches: Lightning swaps in a SequentialSampler, or keeps
+    /// the DistributedSampler unshuffled).
     pub fn set_shuffle(&mut self, shuffle: bool) {
         if !shuffle {
-            self.sampler = Sampler::Sequential;
+            self.sampler = match self.sampler {
+                Sampler::Distributed { num_replicas, rank, seed, drop_last, .. } => {
+                    Sampler::Distributed { num_replicas, rank, shuffle: false, seed, drop_last }
+                }
+                _ => Sampler::Sequential,
+            };
         }
+    }
+
+    /// Lightning's `use_distributed_sampler` under a distributed strategy: a map-style
+    /// dataset's sampler becomes a DistributedSampler for this rank — shuffled for training
+    /// whatever the loader said (Lightning's `_process_dataloader`), as the loader said for
+    /// evaluation — seeded with the run's seed (`PL_GLOBAL_SEED`). A stream (an
+    /// IterableDataset) and a DistributedSampler of the plugin's own are left as they are.
+    pub fn distribute(&mut self, world: crate::distributed::World) -> Result<()> {
+        if self.stream.is_some() {
+            return Ok(());
+        }
+        let shuffle = match &self.sampler {
+            Sampler::Distributed { .. } => return Ok(()),
+            Sampler::Sequential => self.split == Split::Train,
+            Sampler::Random => true,
+            Sampler::Weighted { .. } | Sampler::Plugin { .. } => bail!(
+                "a sampler of the plugin's own under a distributed strategy needs Lightning's DistributedSamplerWrapper, which lthost does not have yet; use shuffle or a DistributedSampler"
+            ),
+        };
+        if self.split == Split::Predict {
+            bail!("prediction under a distributed strategy (Lightning's UnrepeatedDistributedSampler) is not supported yet");
+        }
+        self.sampler = Sampler::Distributed {
+            num_replicas: world.world_size as i64,
+            rank: world.global_rank as i64,
+            shuffle,
+            seed: world.seed as i64,
+            drop_last: false,
+        };
+        self.sampler.validate(self.len)
     }
 
     /// Rows in the dataset (a stream: batches per pass).
@@ -297,7 +336,12 @@ impl DataLoader {
                 if o.size() != [self.samples()] {
                     bail!("the saved data order has {:?} entries, this pass has {}", o.size(), self.samples());
                 }
-                (None, Some(o))
+                // A DistributedSampler's order is its seed's, epoch's and rank's: every rank
+                // takes its own again (a checkpoint holds rank 0's).
+                match self.sampler {
+                    Sampler::Distributed { .. } => (None, self.sampler.order(self.len, epoch)?),
+                    _ => (None, Some(o)),
+                }
             }
             None if start == 0 && !draws => (None, self.sampler.order(self.len, epoch)?),
             None if start == 0 => {
@@ -331,6 +375,12 @@ impl DataLoader {
         let name = self.split.name();
         let kept = saved.as_ref().map(ItemPass::restore).transpose()?.flatten();
         let (base, batches) = match (kept, &self.sampler) {
+            // A DistributedSampler's batches are this rank's again (the base seed is every
+            // rank's: the same generator state).
+            (Some((base, _)), Sampler::Distributed { .. }) => {
+                let order = self.sampler.order(self.len, epoch)?;
+                (Some(base), chunks(order.as_ref(), self.samples(), self.batch_size, self.num_batches())?)
+            }
             (Some((base, batches)), _) => (Some(base), batches),
             (None, Sampler::Plugin { .. }) => {
                 if start > 0 {

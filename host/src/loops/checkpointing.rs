@@ -195,6 +195,10 @@ pub fn save(st: &mut LoopState<'_>, trigger: Trigger, epoch: u64, pos: LoopPosit
 /// Writes a checkpoint to `path` outside ModelCheckpoint's bookkeeping (signals, HPC).
 pub fn save_to(st: &mut LoopState<'_>, path: &Path, pos: LoopPosition, plugin_state: bool) -> Result<()> {
     let ckpt = dump(st, pos, false, plugin_state)?;
+    // Only global rank 0 writes (Lightning's `strategy.save_checkpoint`).
+    if !st.is_global_zero() {
+        return Ok(());
+    }
     checkpoint::save(path, &ckpt)?;
     tracing::info!(path = %path.display(), step = st.ctx.global_step, "checkpoint saved");
     Ok(())
@@ -242,6 +246,11 @@ pub fn interrupt(st: &mut LoopState<'_>, signal: i32, batches_done: usize) -> Re
     let pos = position(st, batches_done, false);
     let path = signal_path(st, signal)?;
     save_to(st, &path, pos.clone(), true)?;
+    // DDP: every rank stops here after the same batch; none exits before rank 0's file is
+    // written (a launcher such as torchrun would stop rank 0 when another exits).
+    if let Some(d) = &st.ddp {
+        d.barrier("signal checkpoint")?;
+    }
     // Recorded before the hook: should a plugin be stopped in it, the save above stands.
     if let Some(mc) = st.checkpoint.as_mut() {
         mc.wrote(&path);

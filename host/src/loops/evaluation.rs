@@ -115,7 +115,7 @@ pub fn run(
     let (was_training, was_stage) = (st.ctx.training, st.ctx.stage);
     st.ctx.stage = stage;
     st.ctx.training = false;
-    let mut results = ResultCollection::default();
+    let mut results = ResultCollection::synced(st.ddp.as_ref().map(crate::distributed::Ddp::syncer));
     let mut last_bs = 1;
     let after_training = matches!(during, During::Fit { .. });
     if during == (During::Fit { zero_grad: true }) {
@@ -256,6 +256,11 @@ fn run_dataloader(
         st.batch_size = Some(*last_bs);
         st.hook(h.batch_start, i)?;
         st.ctx.current_hook = Some(h.step);
+        // DDP (inside fit): the step goes through DistributedDataParallel's forward, without
+        // gradients (rank 0's buffers, the next forward's buffer sync turned off).
+        if let Some(d) = st.ddp.as_mut() {
+            d.pre_forward(false, true)?;
+        }
         let forward = st.ctx.precision.forward_context(st.ctx.device);
         let out = match stage {
             Stage::Test => st.module.test_step(&mut st.ctx, &batch, idx as u64),
@@ -264,6 +269,9 @@ fn run_dataloader(
         drop(forward);
         st.ctx.current_hook = None;
         out?;
+        if let Some(d) = st.ddp.as_mut() {
+            d.post_forward(false, true)?;
+        }
         st.eval_loop(stage).batch_progress.increment_processed();
         st.hook(h.batch_end, i)?;
         st.ctx.batch.clear();

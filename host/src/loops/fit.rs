@@ -105,6 +105,11 @@ pub fn run(st: &mut LoopState<'_>, train: &mut DataLoader, val: &mut Vec<DataLoa
         pos.restart_mut().at_epoch_end = true;
         checkpointing::save(st, Trigger::TrainEpochEnd, finished, pos)?;
         outcome.epoch_seconds.push(epoch_started.elapsed().as_secs_f64());
+        // DDP: a stop one rank's epoch end asked for (EarlyStopping on its own metrics) is
+        // every rank's, before any starts another epoch. A signal waits for the next batch.
+        if st.ddp.is_some() {
+            st.agree_on_stop()?;
+        }
     }
     if st.interrupter.interrupted().is_none() && !nothing_to_train {
         // ModelCheckpoint's on_train_end: `last` if save_last and nothing was saved.

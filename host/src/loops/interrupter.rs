@@ -21,6 +21,9 @@ pub enum StopReason {
     /// A signal (SIGTERM, SIGINT, SIGUSR1); `saved` is the checkpoint written for it, None
     /// when it arrived outside a training batch and none was.
     Signal { signal: i32, saved: Option<PathBuf> },
+    /// DDP: another rank asked to stop (its EarlyStopping, `max_time`, a callback): every
+    /// rank stops where it did (Lightning's `reduce_boolean_decision(all=False)`).
+    OtherRank,
 }
 
 impl fmt::Display for StopReason {
@@ -35,6 +38,7 @@ impl fmt::Display for StopReason {
             StopReason::Signal { signal, saved: None } => {
                 write!(f, "signal {signal} received outside a training batch; no checkpoint was written for it")
             }
+            StopReason::OtherRank => write!(f, "another rank asked to stop"),
         }
     }
 }

@@ -94,6 +94,12 @@ pub struct LoopState<'a> {
     /// saves `on_exception.ckpt`, in ModelCheckpoint's directory when the run has one, else in
     /// this one (the configured `dirpath`, or the root).
     pub on_exception_dir: Option<std::path::PathBuf>,
+    /// The DDP strategy in a distributed run: its Reducer around training steps, rank 0's
+    /// buffers before a forward; only global rank 0 writes logs and checkpoints.
+    pub ddp: Option<crate::distributed::Ddp>,
+    /// DDP, a rank other than 0: the run has loggers, held by rank 0 (Lightning's
+    /// `trainer.loggers` exist on every rank; only their experiment is rank 0's).
+    pub logger_elsewhere: bool,
     /// The latest validation run inside fit got through a batch (Lightning's
     /// `val_loop._has_run`): from then on a monitor it did not log is an error.
     pub val_has_run: bool,
@@ -112,6 +118,25 @@ impl LoopState<'_> {
     /// Lightning's `_call_configure_model` (the hook under the precision's
     /// `module_init_context`) and then the precision's `convert_module`, as the strategy's
     /// setup follows it (before the optimizers are made).
+    /// DDP: the ranks agree on a pending signal and a stop request (see [`Ddp::agree`]);
+    /// a stop another rank asked for is this one's too. One process: its own signal.
+    ///
+    /// [`Ddp::agree`]: crate::distributed::Ddp::agree
+    pub fn agree_on_stop(&mut self) -> Result<Option<i32>> {
+        let Some(d) = self.ddp.as_ref() else { return Ok(self.interrupter.pending_signal()) };
+        let (signal, stop) = d.agree(self.interrupter.pending_signal(), self.interrupter.should_stop())?;
+        if stop && !self.interrupter.should_stop() {
+            self.interrupter.request(crate::loops::interrupter::StopReason::OtherRank);
+        }
+        Ok(signal)
+    }
+
+    /// Global rank 0, or the only process: the one that writes logs, checkpoints and the
+    /// progress bar (Lightning's `is_global_zero`).
+    pub fn is_global_zero(&self) -> bool {
+        self.ddp.as_ref().is_none_or(crate::distributed::Ddp::is_global_zero)
+    }
+
     pub fn configure_model(&mut self) -> Result<()> {
         {
             let _dtype = self.ctx.precision.module_init_context();
@@ -247,7 +272,7 @@ impl LoopState<'_> {
             should_update_logs: self.should_update_logs(),
             stepping: self.stepping,
             optim: self.ctx.optim.as_ref(),
-            has_logger: self.logger.is_some(),
+            has_logger: self.logger.is_some() || self.logger_elsewhere,
             device: self.ctx.device,
             loss: if hook == Hook::OnTrainBatchEnd { self.batch_loss.as_ref() } else { None },
         };
@@ -300,6 +325,7 @@ impl LoopState<'_> {
                     reduce_fx: crate::context::ReduceFx::Mean,
                     batch_size: None,
                     add_dataloader_idx: true,
+                    sync_dist: false,
                 };
                 self.ctx.log(&k, t, opts).map_err(|e| anyhow::anyhow!("callback `{name}`: {e}"))?;
             }

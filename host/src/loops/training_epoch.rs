@@ -278,11 +278,24 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: &mut Vec<DataLoader
         }
         st.ctx.current_hook = Some(Hook::TrainingStep);
         // Lightning's `train_step_context`: autocast (mixed) or the default dtype (true).
+        // DDP's forward around the step; while accumulating, Lightning's `no_sync`.
+        let sync_grads = st.stepping;
+        if let Some(d) = st.ddp.as_mut() {
+            d.pre_forward(true, sync_grads)?;
+        }
         let forward = st.ctx.precision.forward_context(st.ctx.device);
         let loss = st.module.training_step(&mut st.ctx, &batch, idx as u64);
         drop(forward);
         st.ctx.current_hook = None;
         let loss = loss?;
+        if automatic && loss.is_none() && st.ddp.is_some() {
+            anyhow::bail!("plugin `{}`: `training_step` returned None in a DDP run: every rank must return a loss at every step (the others would wait for its gradients; Lightning does not support skipping a step with several devices either)", st.module.name());
+        }
+        // Manual optimization: the plugin's own backward was prepared for in the step (and
+        // Lightning turns the sync off for DDP's post-forward there).
+        if let Some(d) = st.ddp.as_mut() {
+            d.post_forward(true, sync_grads && automatic)?;
+        }
         if automatic && loss.is_none() && !st.loops.fit_loop.epoch_loop.warned_none_loss {
             st.loops.fit_loop.epoch_loop.warned_none_loss = true;
             eprintln!("warning: `training_step` returned `None`. If this was on purpose, ignore this warning...");
@@ -321,6 +334,12 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: &mut Vec<DataLoader
         st.train_results.add(std::mem::take(&mut st.ctx.logs), last_bs)?;
         batches += 1;
         st.check_time();
+        // DDP: the ranks agree on a signal and a stop here, before anything below depends on
+        // them (logging, whether to validate), so every rank takes the same branch.
+        let agreed_signal = match st.ddp.is_some() {
+            true => Some(st.agree_on_stop()?),
+            false => None,
+        };
 
         let every = st.cfg.log_every_n_steps;
         if stepping
@@ -345,7 +364,11 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: &mut Vec<DataLoader
         let global_step = st.ctx.global_step;
         crate::fault::point("step", || format!("global step {global_step}"));
 
-        let val_due = should_validate(st, val, idx, last);
+        let mut val_due = should_validate(st, val, idx, last);
+        // A time-based interval runs on each rank's clock: validation is due when it is on any.
+        if let (Some(d), Some(_)) = (st.ddp.as_ref(), st.limits.val_check_seconds) {
+            val_due = d.any(val_due)?;
+        }
         st.val_due_pending = val_due;
         let stepped = u64::from(stepping);
         {
@@ -399,7 +422,11 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: &mut Vec<DataLoader
         }
         st.step_pending = false;
         st.in_batch = false;
-        if let Some(sig) = st.interrupter.pending_signal() {
+        let pending = match agreed_signal {
+            Some(s) => s,
+            None => st.interrupter.pending_signal(),
+        };
+        if let Some(sig) = pending {
             checkpointing::interrupt(st, sig, idx + 1)?;
             return Ok(EpochOutcome {
                 logged: BTreeMap::new(),

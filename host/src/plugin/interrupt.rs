@@ -42,6 +42,20 @@ const MONOTONIC_CLOCK: &str = "wasi:clocks/monotonic-clock@0.2.12";
 
 static SIGNAL: OnceLock<Arc<AtomicUsize>> = OnceLock::new();
 
+/// Whether a signal stops a plugin inside a hook after [`SIGNAL_GRACE`] (off in a DDP run:
+/// every rank stops after the same batch, as the ranks agree there, which a rank stopped
+/// inside a hook would not reach).
+static STOPS_INSIDE_HOOKS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Turns stopping a plugin inside a hook on a signal on or off (DDP: off).
+pub fn set_stops_inside_hooks(on: bool) {
+    STOPS_INSIDE_HOOKS.store(on, Ordering::SeqCst);
+}
+
+pub fn stops_inside_hooks() -> bool {
+    STOPS_INSIDE_HOOKS.load(Ordering::SeqCst)
+}
+
 /// Where the process records a signal (main's handler); the ticker and sleeps watch it.
 pub fn watch_signals(flag: Arc<AtomicUsize>) {
     let _ = SIGNAL.set(flag);

@@ -104,7 +104,9 @@ fn start_ticker(engine: &Engine) {
                 if super::interrupt::signalled() != 0 && seen.is_none() {
                     seen = Some(std::time::Instant::now());
                 }
-                let jump = !jumped && seen.is_some_and(|t| t.elapsed() >= super::interrupt::SIGNAL_GRACE);
+                let jump = !jumped
+                    && super::interrupt::stops_inside_hooks()
+                    && seen.is_some_and(|t| t.elapsed() >= super::interrupt::SIGNAL_GRACE);
                 jumped |= jump;
                 if let Ok(mut list) = engines.lock() {
                     list.retain(|w| match w.upgrade() {

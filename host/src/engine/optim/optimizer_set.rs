@@ -47,6 +47,13 @@ pub struct OptimizerSet {
     pub progress: OptimizationProgress,
     /// `16-mixed`'s loss scaler (Lightning's MixedPrecision `scaler`).
     pub scaler: Option<GradScaler>,
+    /// Gradients live in the parameters' `.grad`, where torch's `loss.backward()` puts them
+    /// (DDP: the Reducer's hooks run as autograd accumulates them there, and leave every
+    /// rank the mean); otherwise the set keeps them itself (`autograd.grad`).
+    pub grads_in_params: bool,
+    /// DDP in manual optimization: the Reducer told before each backward that its gradients
+    /// are to be reduced (Lightning's `DDPStrategy.pre_backward`).
+    pub manual_ddp: Option<std::sync::Arc<crate::distributed::c10d::Reducer>>,
 }
 
 /// Optimizer steps, zero_grad calls and scheduler steps (Lightning's `optim_progress` and
@@ -136,6 +143,8 @@ impl OptimizerSet {
             toggled: None,
             progress: OptimizationProgress::default(),
             scaler: None,
+            grads_in_params: false,
+            manual_ddp: None,
         })
     }
 
@@ -182,6 +191,29 @@ impl OptimizerSet {
             Some(s) => s.scale(&root)?,
             None => root,
         };
+        if self.grads_in_params {
+            if let Some(r) = self.manual_ddp.as_ref().filter(|_| !self.automatic) {
+                r.prepare_manual_backward().map_err(|e| OpError::new(name, format!("{e:#}")))?;
+            }
+            // A toggled optimizer's backward leaves the other parameters' gradients as they
+            // were (Lightning's toggle_optimizer turns their requires_grad off).
+            let others: Vec<(usize, Tensor)> = match self.toggled {
+                Some(_) => (0..self.params.len())
+                    .filter(|i| !targets.contains(i))
+                    .map(|i| (i, self.params[i].grad()))
+                    .collect(),
+                None => Vec::new(),
+            };
+            crate::engine::torch_ext::backward(&root, None, false, false)?;
+            for (i, g) in &others {
+                crate::engine::torch_ext::set_grad(&self.params[*i], g.defined().then_some(g))?;
+            }
+            for &i in &targets {
+                let g = self.params[i].grad();
+                self.grads[i] = g.defined().then_some(g);
+            }
+            return Ok(());
+        }
         let grads = op(name, Tensor::f_run_backward(&[root], &inputs, false, false))?;
         for (&i, g) in targets.iter().zip(grads) {
             if !g.defined() {
@@ -291,6 +323,9 @@ impl OptimizerSet {
         self.progress.zero_grad.increment_started();
         for &p in &self.members[i] {
             self.grads[p] = None;
+            if self.grads_in_params {
+                crate::engine::torch_ext::set_grad(&self.params[p], None)?;
+            }
         }
         self.progress.zero_grad.increment_processed();
         self.progress.zero_grad.increment_completed();
@@ -301,6 +336,12 @@ impl OptimizerSet {
     /// starts), without counting a `zero_grad` call.
     pub fn clear_grads(&mut self) {
         self.grads.iter_mut().for_each(|g| *g = None);
+        if self.grads_in_params {
+            for p in &self.params {
+                // Clearing a leaf's grad slot cannot fail.
+                let _ = crate::engine::torch_ext::set_grad(p, None);
+            }
+        }
     }
 
     pub fn toggle(&mut self, i: usize) -> OpResult<()> {

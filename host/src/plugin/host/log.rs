@@ -25,6 +25,7 @@ fn options(o: &WitLogOptions) -> LogOptions {
         },
         batch_size: o.batch_size,
         add_dataloader_idx: o.add_dataloader_idx,
+        sync_dist: false,
     }
 }
 
@@ -36,8 +37,8 @@ fn check_name(name: &str, o: &WitLogOptions) -> Result<(), OpError> {
     Ok(())
 }
 
-impl log::Host for LogView<'_> {
-    fn log(&mut self, name: String, value: Resource<Tensor>, o: WitLogOptions) -> R<()> {
+impl LogView<'_> {
+    fn log_tensor(&mut self, name: String, value: Resource<Tensor>, o: WitLogOptions, sync_dist: bool) -> R<()> {
         check_name(&name, &o)?;
         crate::plugin::panic_guard::set_op("log");
         let t = tensor_in(self.table, &value, "log")?;
@@ -51,16 +52,34 @@ impl log::Host for LogView<'_> {
         // Detached, as Lightning's self.log keeps values: a logged loss must not keep its
         // step's autograd graph alive until the epoch's mean is taken.
         let v = t.f_detach().map_err(|e| OpError::torch("log", e))?;
-        self.target.log(&name, v, options(&o))?;
+        self.target.log(&name, v, LogOptions { sync_dist, ..options(&o) })?;
         Ok(())
     }
 
-    fn log_scalar(&mut self, name: String, value: f64, o: WitLogOptions) -> R<()> {
+    fn log_number(&mut self, name: String, value: f64, o: WitLogOptions, sync_dist: bool) -> R<()> {
         check_name(&name, &o)?;
         let v = Tensor::f_from_slice(&[value as f32])
             .and_then(|t| t.f_reshape([]))
             .map_err(|e| OpError::torch("log", e))?;
-        self.target.log(&name, v, options(&o))?;
+        self.target.log(&name, v, LogOptions { sync_dist, ..options(&o) })?;
         Ok(())
+    }
+}
+
+impl log::Host for LogView<'_> {
+    fn log(&mut self, name: String, value: Resource<Tensor>, o: WitLogOptions) -> R<()> {
+        self.log_tensor(name, value, o, false)
+    }
+
+    fn log_scalar(&mut self, name: String, value: f64, o: WitLogOptions) -> R<()> {
+        self.log_number(name, value, o, false)
+    }
+
+    fn log_synced(&mut self, name: String, value: Resource<Tensor>, o: WitLogOptions) -> R<()> {
+        self.log_tensor(name, value, o, true)
+    }
+
+    fn log_scalar_synced(&mut self, name: String, value: f64, o: WitLogOptions) -> R<()> {
+        self.log_number(name, value, o, true)
     }
 }

@@ -45,6 +45,19 @@ impl trainer::Host for TrainerView<'_> {
         Ok(self.run.precision.name().into())
     }
 
+    fn ranks(&mut self) -> R<trainer::ProcessRanks> {
+        let w = self.run.world.unwrap_or_default();
+        let per_node = w.local_world_size.max(1);
+        Ok(trainer::ProcessRanks {
+            world_size: w.world_size.max(1) as u32,
+            global_rank: w.global_rank as u32,
+            local_rank: w.local_rank as u32,
+            node_rank: w.node_rank as u32,
+            num_devices: per_node as u32,
+            num_nodes: (w.world_size.max(1) / per_node).max(1) as u32,
+        })
+    }
+
     fn fit_numbers(&mut self) -> R<trainer::LoopNumbers> {
         let n = self.run.fit_numbers.clone();
         Ok(trainer::LoopNumbers {

@@ -74,7 +74,7 @@ class _TrainerState:
 
     @property
     def is_global_zero(self):
-        return True
+        return _trainer.ranks().global_rank == 0
 
     @property
     def is_last_batch(self):
@@ -119,8 +119,29 @@ class _TrainerState:
         steps = -(-n.num_training_batches // max(n.accumulate_grad_batches, 1)) * max(self.max_epochs, 1)
         return steps if n.max_steps is None else min(steps, n.max_steps)
 
-    global_rank = local_rank = node_rank = 0
-    world_size = num_devices = num_nodes = 1
+    @property
+    def world_size(self):
+        return _trainer.ranks().world_size
+
+    @property
+    def global_rank(self):
+        return _trainer.ranks().global_rank
+
+    @property
+    def local_rank(self):
+        return _trainer.ranks().local_rank
+
+    @property
+    def node_rank(self):
+        return _trainer.ranks().node_rank
+
+    @property
+    def num_devices(self):
+        return _trainer.ranks().num_devices
+
+    @property
+    def num_nodes(self):
+        return _trainer.ranks().num_nodes
 
     def __getattr__(self, name):
         raise AttributeError(f"trainer.{name} is not available to lthost plugins")
@@ -267,11 +288,11 @@ class LightningModule(_DataHooks, HyperparametersMixin, nn.Module):
 
     @property
     def global_rank(self):
-        return 0
+        return _trainer.ranks().global_rank
 
     @property
     def local_rank(self):
-        return 0
+        return _trainer.ranks().local_rank
 
     def print(self, *args, **kwargs):
         print(*args, **kwargs)
@@ -289,10 +310,12 @@ class LightningModule(_DataHooks, HyperparametersMixin, nn.Module):
                 _metric_attribute(self, name, value)
             return self._log_metric(name, value, prog_bar, logger, on_step, on_epoch, add_dataloader_idx)
         opts = _log.LogOptions(bool(prog_bar), True if logger is None else bool(logger), on_step, on_epoch, reduce, batch_size, bool(add_dataloader_idx))
+        # sync_dist: reduced across the ranks of a distributed run by the host.
         if isinstance(value, torch.Tensor):
-            _log.log(name, value._h, opts)  # the host keeps it detached, as Lightning does
+            # The host keeps it detached, as Lightning does.
+            (_log.log_synced if sync_dist else _log.log)(name, value._h, opts)
         else:
-            _log.log_scalar(name, float(value), opts)
+            (_log.log_scalar_synced if sync_dist else _log.log_scalar)(name, float(value), opts)
 
     def _log_metric(self, name, metric, prog_bar, logger, on_step, on_epoch, add_dataloader_idx=True):
         """A torchmetrics Metric, as Lightning logs one: on_step, the value of this step's
@@ -318,7 +341,7 @@ class LightningModule(_DataHooks, HyperparametersMixin, nn.Module):
 
     def log_dict(self, dictionary, prog_bar=False, logger=None, on_step=None, on_epoch=None, reduce_fx="mean", enable_graph=False, sync_dist=False, sync_dist_group=None, add_dataloader_idx=True, batch_size=None, rank_zero_only=False):
         for k, v in dictionary.items():
-            self.log(k, v, prog_bar, logger, on_step, on_epoch, reduce_fx, add_dataloader_idx=add_dataloader_idx, batch_size=batch_size)
+            self.log(k, v, prog_bar, logger, on_step, on_epoch, reduce_fx, sync_dist=sync_dist, add_dataloader_idx=add_dataloader_idx, batch_size=batch_size)
 
     # ---- optimization ----
     def configure_optimizers(self):

@@ -96,6 +96,7 @@ fn a_name_may_not_carry_the_dataloader_index_itself() {
         reduce_fx: crate::context::ReduceFx::Mean,
         batch_size: None,
         add_dataloader_idx: add,
+        sync_dist: false,
     };
     let err = ctx.log("foo/dataloader_idx_0", tch::Tensor::from(1.0), opts(true)).unwrap_err();
     assert!(err.message().contains("should not contain information about `dataloader_idx`"), "{}", err.message());
