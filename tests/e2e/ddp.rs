@@ -214,9 +214,9 @@ fn a_rank_that_dies_ends_every_rank_with_its_name() {
 fn a_rank_that_hangs_ends_the_run_within_the_timeout() {
     let dir = tempfile::tempdir().expect("tempdir");
     let started = std::time::Instant::now();
-    let args = long_args(60, &["--set", "trainer.ddp_timeout_s=3"]);
+    let args = long_args(60, &["--set", "trainer.ddp_timeout_s=10"]);
     let out = lthost_ddp(dir.path(), &args, &[("LTHOST_FAULT", "step:20:rank1:stop")]);
-    out.assert_fails_with(&["rank 0 of 2: a collective with the other ranks failed", "ddp_timeout_s = 3 s"]);
+    out.assert_fails_with(&["rank 0 of 2: a collective with the other ranks failed", "ddp_timeout_s = 10 s"]);
     assert!(out.stderr.contains("LTHOST_FAULT: stopping the process"), "{}", out.stderr);
     assert!(started.elapsed().as_secs() < 60, "the run ended {:?} after starting", started.elapsed());
 }
