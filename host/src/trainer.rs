@@ -780,8 +780,7 @@ fn failed(st: &mut LoopState<'_>, e: anyhow::Error) -> anyhow::Error {
     match &st.ddp {
         Some(d) => {
             let (rank, n, t) = (d.global_rank(), d.world_size(), st.cfg.ddp_timeout_s);
-            let text = format!("{e:#}");
-            if text.contains("gloo") || text.contains("Gloo") {
+            if crate::distributed::c10d::is_collective_failure(&e) {
                 e.context(format!("rank {rank} of {n}: a collective with the other ranks failed: one died, or did not answer within ddp_timeout_s = {t} s"))
             } else {
                 e.context(format!("rank {rank} of {n}"))

@@ -72,13 +72,38 @@ extern "C" {
     ) -> i32;
 }
 
-/// A call's status: 0, or -1 with c10d's message in `err`.
+/// A call's status: 0, or -1 with c10d's message in `err`, as a [`CollectiveError`].
 fn check(what: &str, rc: i32, err: *mut c_char) -> Result<()> {
     if rc == 0 {
         Ok(())
     } else {
-        Err(anyhow!("{what}: {}", take_error(err)))
+        Err(CollectiveError(format!("{what}: {}", take_error(err))).into())
     }
+}
+
+/// A collective (or the world's set-up) failed: another rank died, hung past the timeout, or
+/// the ranks disagree.
+#[derive(Debug)]
+pub struct CollectiveError(pub String);
+
+impl std::fmt::Display for CollectiveError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CollectiveError {}
+
+/// Whether `e` is a failed collective: one of this module's, or one the Reducer ran inside
+/// backward (torch's Gloo message).
+pub fn is_collective_failure(e: &anyhow::Error) -> bool {
+    if e.chain().any(|c| c.downcast_ref::<CollectiveError>().is_some()) {
+        return true;
+    }
+    let text = format!("{e:#}");
+    ["gloo", "Gloo", "pair closure", "Connection closed", "Connection reset", "Timed out"]
+        .iter()
+        .any(|m| text.contains(m))
 }
 
 fn cstring(what: &str, s: &str) -> Result<CString> {
@@ -341,5 +366,21 @@ impl Drop for Reducer {
         if rc != 0 {
             let _ = take_error(err);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_collectives_are_told_apart_from_other_failures() {
+        let own: anyhow::Error =
+            CollectiveError("broadcast_coalesced: Application timeout caused pair closure".into()).into();
+        assert!(is_collective_failure(&own.context("broadcasting buffers")));
+        // The Reducer's all-reduce fails inside backward, with torch's Gloo message.
+        let in_backward = anyhow!("op `backward`: [third_party/gloo/gloo/transport/tcp/pair.cc:537] Read error");
+        assert!(is_collective_failure(&in_backward));
+        assert!(!is_collective_failure(&anyhow!("plugin `m`, hook `training_step`: shapes differ")));
     }
 }
