@@ -146,15 +146,6 @@ int lthost_dist_all_reduce(void* group, const at::Tensor* t, int op, char** err)
   });
 }
 
-// `dist.all_gather(outs, t)`: `outs` holds `size` tensors shaped as `t`.
-int lthost_dist_all_gather(void* group, const at::Tensor* t, const at::Tensor* const* outs, size_t n, char** err) {
-  return guarded(err, [&] {
-    std::vector<std::vector<at::Tensor>> out{tensors(outs, n)};
-    std::vector<at::Tensor> in{*t};
-    static_cast<Group*>(group)->pg->allgather(out, in)->wait();
-  });
-}
-
 // DDP's `_broadcast_coalesced(tensors, buffer_size, src)`: rank `root`'s values into every
 // rank's tensors, flattened into buckets of at most `buffer_size` bytes.
 int lthost_dist_broadcast_coalesced(void* group, const at::Tensor* const* ts, size_t n, size_t buffer_size, int root,

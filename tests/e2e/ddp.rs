@@ -319,28 +319,7 @@ fn a_lightning_file_logs_synced_values_as_lightnings_ddp() {
     for (tag, hparams) in [("lit-ddp", "{}"), ("lit-ddp-manual", r#"{"manual": true}"#)] {
         let want = r["lightning_file"][tag].as_array().expect("rows");
         let dir = tempfile::tempdir().expect("tempdir");
-        let args: Vec<String> = [
-            "fit",
-            &plugin("lit-ddp").to_string_lossy(),
-            "--seed",
-            "0",
-            "--max-epochs",
-            "2",
-            "--threads",
-            &r["threads"].to_string(),
-            "--log-every-n-steps",
-            "1",
-            "--no-progress-bar",
-            "--accelerator",
-            "cpu",
-            "--devices",
-            "2",
-            "--hparams",
-            hparams,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let args = lit_ddp_args("2", &["--log-every-n-steps", "1", "--hparams", hparams]);
         let out = lthost_ddp(dir.path(), &args, &[]);
         assert!(out.ok(), "{tag}: {}\n{}", out.stdout, out.stderr);
         assert!(out.stdout.contains("the same weights on every rank"), "{tag}: {}", out.stdout);
@@ -362,31 +341,22 @@ fn a_lightning_file_logs_synced_values_as_lightnings_ddp() {
     }
 }
 
+/// lit-ddp's arguments: 2 processes on the CPU, one thread each (the reference's), seed 0,
+/// `epochs` epochs, then `extra`.
+fn lit_ddp_args(epochs: &str, extra: &[&str]) -> Vec<String> {
+    let wasm = plugin("lit-ddp").to_string_lossy().into_owned();
+    let base = ["fit", &wasm, "--seed", "0", "--max-epochs", epochs, "--threads", "1", "--no-progress-bar"];
+    let mut a: Vec<String> = base.iter().map(|s| s.to_string()).collect();
+    a.extend(["--accelerator", "cpu", "--devices", "2"].iter().chain(extra).map(|s| s.to_string()));
+    a
+}
+
 /// lit-ddp under DDP for many epochs, with `extra` settings and a short collective timeout
 /// (a rank left waiting fails in seconds rather than hanging the test).
 fn lit_ddp_until_stopped(dir: &Path, extra: &[&str]) -> Run {
-    let mut args: Vec<String> = [
-        "fit",
-        &plugin("lit-ddp").to_string_lossy(),
-        "--seed",
-        "0",
-        "--max-epochs",
-        "100000",
-        "--threads",
-        "1",
-        "--no-progress-bar",
-        "--accelerator",
-        "cpu",
-        "--devices",
-        "2",
-        "--set",
-        "trainer.ddp_timeout_s=20",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args.extend(extra.iter().map(|s| s.to_string()));
-    lthost_ddp(dir, &args, &[])
+    let timeout = ["--set", "trainer.ddp_timeout_s=20"];
+    let extra: Vec<&str> = timeout.iter().chain(extra).copied().collect();
+    lthost_ddp(dir, &lit_ddp_args("100000", &extra), &[])
 }
 
 #[test]

@@ -36,13 +36,6 @@ extern "C" {
     fn lthost_dist_barrier(group: *mut c_void, err: *mut *mut c_char) -> i32;
     fn lthost_dist_broadcast(group: *mut c_void, t: *const c_void, root: i32, err: *mut *mut c_char) -> i32;
     fn lthost_dist_all_reduce(group: *mut c_void, t: *const c_void, op: i32, err: *mut *mut c_char) -> i32;
-    fn lthost_dist_all_gather(
-        group: *mut c_void,
-        t: *const c_void,
-        outs: *const *const c_void,
-        n: usize,
-        err: *mut *mut c_char,
-    ) -> i32;
     fn lthost_dist_broadcast_coalesced(
         group: *mut c_void,
         ts: *const *const c_void,
@@ -233,20 +226,6 @@ impl ProcessGroup {
         check("all_reduce", rc, err)
     }
 
-    /// `dist.all_gather(outs, t)`: every rank's `t`, by rank.
-    pub fn all_gather(&self, t: &Tensor) -> Result<Vec<Tensor>> {
-        let outs: Vec<Tensor> = (0..self.size).map(|_| t.empty_like()).collect();
-        let refs: Vec<&Tensor> = outs.iter().collect();
-        let ptrs = pointers(&refs);
-        let mut err = std::ptr::null_mut();
-        // SAFETY: live tensors for the call; the collective writes `outs`.
-        let rc = unsafe {
-            lthost_dist_all_gather(self.ptr, t.as_ptr() as *const c_void, ptrs.as_ptr(), ptrs.len(), &mut err)
-        };
-        check("all_gather", rc, err)?;
-        Ok(outs)
-    }
-
     /// DDP's `_broadcast_coalesced`: rank `root`'s values into `ts` on every rank.
     pub fn broadcast_coalesced(&self, ts: &[&Tensor], buffer_size: usize, root: usize) -> Result<()> {
         if ts.is_empty() {
@@ -265,7 +244,7 @@ impl ProcessGroup {
     pub fn broadcast_bytes(&self, bytes: &[u8], root: usize) -> Result<Vec<u8>> {
         let len = Tensor::from_slice(&[bytes.len() as i64]);
         self.broadcast(&len, root)?;
-        let n = len.int64_value(&[0]).max(0) as usize;
+        let n = len.f_int64_value(&[0])?.max(0) as usize;
         let data = if self.rank == root {
             Tensor::from_slice(bytes)
         } else {

@@ -93,7 +93,7 @@ impl Ddp {
     pub fn broadcast_seed(&self, seed: u64) -> Result<u64> {
         let t = Tensor::from_slice(&[seed as i64]);
         self.group.broadcast(&t, 0).context("broadcasting the seed")?;
-        Ok(t.int64_value(&[0]) as u64)
+        Ok(t.f_int64_value(&[0])? as u64)
     }
 
     /// Rank 0's string on every rank (`strategy.broadcast`).
@@ -111,8 +111,8 @@ impl Ddp {
     pub fn agree(&self, signal: Option<i32>, stop: bool) -> Result<(Option<i32>, bool)> {
         let t = Tensor::from_slice(&[i64::from(signal.unwrap_or(0)), i64::from(stop)]);
         self.group.all_reduce(&t, ReduceOp::Max).context("agreeing on a stop")?;
-        let sig = t.int64_value(&[0]) as i32;
-        Ok(((sig != 0).then_some(sig), t.int64_value(&[1]) != 0))
+        let sig = t.f_int64_value(&[0])? as i32;
+        Ok(((sig != 0).then_some(sig), t.f_int64_value(&[1])? != 0))
     }
 
     /// What `self.log(..., sync_dist=True)` reduces with.
@@ -208,7 +208,7 @@ impl Ddp {
         let hi = Tensor::from_slice(&[mine]);
         self.group.all_reduce(&lo, ReduceOp::Min)?;
         self.group.all_reduce(&hi, ReduceOp::Max)?;
-        Ok(lo.int64_value(&[0]) == mine && hi.int64_value(&[0]) == mine)
+        Ok(lo.f_int64_value(&[0])? == mine && hi.f_int64_value(&[0])? == mine)
     }
 
     /// Drops this handle on the Reducer (its autograd hooks go with the last one: the
@@ -262,6 +262,6 @@ impl Syncer {
     pub fn mean_count(&self, count: f64) -> Result<f64> {
         let t = Tensor::from_slice(&[count as i64]);
         self.group.all_reduce(&t, ReduceOp::Sum).context("self.log(sync_dist=True)")?;
-        Ok((t.int64_value(&[0]) / self.group.size() as i64) as f64)
+        Ok((t.f_int64_value(&[0])? / self.group.size() as i64) as f64)
     }
 }
