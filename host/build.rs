@@ -6,7 +6,9 @@
 //! `csrc/budget_alloc.cpp` (the budgeted CPU allocator), `csrc/aten_dispatch.cpp` (any ATen
 //! operator by name, through the dispatcher) and `csrc/autocast.cpp` (torch.autocast's
 //! switches, the default dtype) and `csrc/distributed.cpp` (c10d: TCPStore, ProcessGroupGloo,
-//! collectives, DistributedDataParallel's Reducer).
+//! collectives, DistributedDataParallel's Reducer), `csrc/sync_batch_norm.cpp` (SyncBatchNorm as
+//! the operator `lthost::sync_batch_norm`). `csrc/nccl_backend.cpp` (ProcessGroupNCCL)
+//! becomes a shared object of its own, embedded in the binary (distributed/nccl.rs).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -110,8 +112,11 @@ fn main() {
     println!("cargo:rerun-if-changed=csrc/autocast.cpp");
     println!("cargo:rerun-if-changed=csrc/distributed.cpp");
     println!("cargo:rerun-if-changed=csrc/gloo_decl");
+    println!("cargo:rerun-if-changed=csrc/nccl_backend.cpp");
+    println!("cargo:rerun-if-changed=csrc/sync_batch_norm.cpp");
     let Some(torch) = locate() else {
         println!("cargo:warning=could not locate torch; set LIBTORCH or build with the project venv (make host)");
+        write_nccl_shim(None);
         return;
     };
     cc::Build::new()
@@ -121,6 +126,7 @@ fn main() {
         .file("csrc/aten_dispatch.cpp")
         .file("csrc/autocast.cpp")
         .file("csrc/distributed.cpp")
+        .file("csrc/sync_batch_norm.cpp")
         .include(&torch.include)
         // Gloo's headers as torch's c10d headers need them (declarations; see the file).
         .include("csrc/gloo_decl")
@@ -138,5 +144,71 @@ fn main() {
     let cuda = torch.lib.join("libtorch_cuda.so");
     if cuda.exists() {
         println!("cargo:rustc-env=LTHOST_TORCH_CUDA_LIB={}", cuda.display());
+    }
+    nccl_shim(&torch, cuda.exists());
+}
+
+/// `$OUT_DIR/nccl_shim.rs`: `pub const SHIM: Option<&[u8]>`, csrc/nccl_backend.cpp compiled
+/// into a shared object against libtorch_cuda, or None where it cannot be: a CPU-only
+/// libtorch, or no CUDA and NCCL headers (the wheels nvidia-cuda-runtime, -crt, -cccl and
+/// nvidia-nccl put them under site-packages/nvidia; requirements.txt installs them).
+fn nccl_shim(torch: &Torch, has_cuda: bool) {
+    let out = PathBuf::from(std::env::var("OUT_DIR").unwrap_or_default());
+    let so = out.join("liblthost_nccl.so");
+    let nvidia = torch.include.join("../../nvidia");
+    let cuda_inc = nvidia.join("cu13/include");
+    let nccl_inc = nvidia.join("nccl/include");
+    let have_headers = cuda_inc.join("crt/host_config.h").exists()
+        && cuda_inc.join("nv/target").exists()
+        && nccl_inc.join("nccl.h").exists();
+    let built = has_cuda
+        && have_headers
+        && {
+            let compiler = cc::Build::new().cpp(true).get_compiler();
+            let status = compiler
+                .to_command()
+                .args(["-std=c++17", "-shared", "-fPIC", "-O2", "-DNDEBUG", "-w"])
+                .arg(format!("-D_GLIBCXX_USE_CXX11_ABI={}", u8::from(torch.cxx11_abi)))
+                .arg("-I")
+                .arg(&torch.include)
+                .arg("-I")
+                .arg(torch.include.join("torch/csrc/api/include"))
+                .arg("-I")
+                .arg(&cuda_inc)
+                .arg("-I")
+                .arg(&nccl_inc)
+                .arg("csrc/nccl_backend.cpp")
+                .arg("-L")
+                .arg(&torch.lib)
+                .args(["-ltorch_cuda", "-ltorch_cpu", "-lc10_cuda", "-lc10", "-Wl,--no-undefined"])
+                .arg(format!("-Wl,-rpath,{}", torch.lib.display()))
+                .arg("-o")
+                .arg(&so)
+                .status();
+            match status {
+                Ok(s) if s.success() => true,
+                other => {
+                    println!("cargo:warning=compiling csrc/nccl_backend.cpp failed ({other:?}): DDP on CUDA (NCCL) is not available in this build");
+                    false
+                }
+            }
+        };
+    if has_cuda && !have_headers {
+        println!(
+            "cargo:warning=no CUDA/NCCL headers under {}: DDP on CUDA (NCCL) is not available in this build",
+            nvidia.display()
+        );
+    }
+    write_nccl_shim(built.then_some(&so));
+}
+
+fn write_nccl_shim(so: Option<&PathBuf>) {
+    let text = match so {
+        Some(so) => format!("pub const SHIM: Option<&[u8]> = Some(include_bytes!({:?}));\n", so.to_string_lossy()),
+        None => "pub const SHIM: Option<&[u8]> = None;\n".to_string(),
+    };
+    let out = PathBuf::from(std::env::var("OUT_DIR").unwrap_or_default());
+    if let Err(e) = std::fs::write(out.join("nccl_shim.rs"), text) {
+        println!("cargo:warning=writing nccl_shim.rs: {e}");
     }
 }

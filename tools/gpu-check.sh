@@ -20,7 +20,16 @@
 #               autocast, 16-mixed with its GradScaler; bf16-true, 16-true, 64-true) give
 #               Lightning's per-step losses on the same GPU (tests/reference/parity_reference.py
 #               --accelerator=cuda); prints a table of the largest differences
-#   nccl        not built yet (issue 20): add the two-process DDP check here
+#   nccl        DDP on CUDA through torch's ProcessGroupNCCL (loaded from the shim
+#               host/csrc/nccl_backend.cpp): tests/plugins/lit-ddp (an unmodified Lightning file,
+#               sync_dist values, the sanity check, validation) with strategy ddp on
+#               min(2, GPUs) processes, one GPU each, gives every metrics.csv value of Lightning's
+#               `Trainer(strategy="ddp", accelerator="cuda")` on the same GPUs (1e-5), the run
+#               says `distributed_backend=nccl` and ends with the same weights on every rank;
+#               then the same with `process_group_backend = "gloo"` (Gloo taking CUDA tensors)
+#               against Lightning's `DDPStrategy(process_group_backend="gloo")`. One GPU checks a
+#               world of 1 (NCCL refuses two ranks on one GPU, and Lightning, like lthost, gives
+#               each local rank its own GPU). The dry run: 2 processes, Gloo, on the CPU.
 #
 # Where it cannot run: the H200 the `device` tool lends has no network (no crates, no PyPI),
 # no Rust toolchain and torch 2.11, while lthost builds against torch 2.13 (tch 0.26) from
@@ -196,5 +205,50 @@ with open('$d/ref.csv', 'w') as f:
 else
     say precision FAIL "Lightning's precision runs failed: $(tail -1 "$WORK/precision-lightning.log")"
 fi
-say nccl SKIP "not built yet (issue 20)"
+# nccl: DDP on CUDA (ProcessGroupNCCL, then Gloo on CUDA tensors) against Lightning's ddp.
+if [ "$ACC" = cuda ]; then
+    NPROC=$($PY -c 'import torch; print(min(2, torch.cuda.device_count()))')
+    BACKENDS="nccl gloo"
+else
+    NPROC=2
+    BACKENDS="gloo"
+fi
+msg=""
+report=""
+for backend in $BACKENDS; do
+    d=$WORK/ddp-$backend
+    mkdir -p "$d"
+    if ! OMP_NUM_THREADS=1 $PY tests/reference/ddp_reference.py --lightning-file-worker "$d/ref" lit-ddp 0 "$ACC" "$NPROC" "$backend" \
+        >"$d/lightning.log" 2>&1; then
+        msg="$backend: Lightning's ddp failed ($(tail -1 "$d/lightning.log"))"
+        break
+    fi
+    if ! (cd "$d" && "$LTHOST" fit "$ROOT/target/plugins/lit-ddp.wasm" --seed 0 --max-epochs 2 --threads 1 --no-progress-bar \
+        --log-every-n-steps 1 --accelerator "$ACC" --strategy ddp --devices "$NPROC" \
+        --set "trainer.process_group_backend=\"$backend\"" --set trainer.ddp_timeout_s=120) >"$d/out.log" 2>&1; then
+        msg="$backend: lthost failed ($(grep -m1 '^error' "$d/out.log"))"
+        break
+    fi
+    grep -q "distributed_backend=$backend" "$d/out.log" || { msg="$backend: the run did not say distributed_backend=$backend"; break; }
+    grep -q "the same weights on every rank" "$d/out.log" || { msg="$backend: the ranks' weights differ"; break; }
+    r=$($PY - "$d/ref/lit-ddp.json" "$d/lightning_logs/version_0/metrics.csv" 2>&1 <<'EOF'
+import csv, json, sys
+want = json.load(open(sys.argv[1]))
+got = [{k: float(v) for k, v in r.items() if v != ""} for r in csv.DictReader(open(sys.argv[2]))]
+if len(got) != len(want):
+    sys.exit(f"{len(got)} metrics.csv rows vs Lightning's {len(want)}")
+worst, n = 0.0, 0
+for i, (g, w) in enumerate(zip(got, want)):
+    if set(g) != set(w):
+        sys.exit(f"row {i}: columns {sorted(g)} vs Lightning's {sorted(w)}")
+    for k in w:
+        worst, n = max(worst, abs(g[k] - w[k])), n + 1
+if worst > 1e-5:
+    sys.exit(f"values differ by {worst:.3g} (> 1e-5)")
+print(f"{n} values, largest difference {worst:.3g}")
+EOF
+    ) || { msg="$backend: $r"; break; }
+    report="$report $backend: $r;"
+done
+[ -z "$msg" ] && say nccl PASS "lit-ddp on $NPROC process(es) of $DEVICE equals Lightning's ddp:$report" || say nccl FAIL "$msg"
 exit $FAILED

@@ -13,9 +13,12 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/csrc/distributed/c10d/comm.hpp>
+#include <torch/csrc/distributed/c10d/logger.hpp>
 #include <torch/csrc/distributed/c10d/reducer.hpp>
 
+#include <cstdlib>
 #include <cstring>
+#include <stdexcept>
 #include <limits>
 
 namespace {
@@ -26,10 +29,25 @@ struct Store {
 
 struct Group {
   c10::intrusive_ptr<c10d::ProcessGroup> pg;
+  // `default_pg/<name>/`: the backends' stores hang below it (`cpu/`, `cuda/`).
+  c10::intrusive_ptr<c10d::Store> store;
+  std::string name;
+  // The CUDA backend, when the group has one of its own (NCCL).
+  c10::intrusive_ptr<c10d::Backend> cuda;
+  // `lthost::sync_batch_norm` syncs over this group (csrc/sync_batch_norm.cpp).
+  bool syncs_batch_norm = false;
 };
 
+// The NCCL shim's constructor (csrc/nccl_backend.cpp, `lthost_nccl_backend`).
+using MakeCudaBackend = void* (*)(void* store, int rank, int size, int64_t timeout_ms, int device,
+                                  const char* group_name, char** err);
+
 struct Reducer {
-  std::unique_ptr<c10d::Reducer> reducer;
+  std::shared_ptr<c10d::Reducer> reducer;
+  // DistributedDataParallel's `dist.Logger(reducer)`: the Reducer reports through it (with
+  // find_unused_parameters, `search_unused_parameters` calls it unchecked). It holds the
+  // reducer, so it goes first.
+  std::shared_ptr<c10d::Logger> logger;
 };
 
 template <class F>
@@ -64,6 +82,8 @@ c10d::ReduceOp reduce_op(int op) {
 }
 
 }  // namespace
+
+void lthost_sync_batch_norm_use(c10::intrusive_ptr<c10d::ProcessGroup> pg);
 
 extern "C" {
 
@@ -114,12 +134,59 @@ void* lthost_dist_gloo_group(void* store, int rank, int size, int64_t timeout_ms
     pg->setBackend(c10::DeviceType::CPU, c10d::ProcessGroup::BackendType::GLOO, backend);
     pg->setGroupName(group_name);
     pg->setGroupDesc("default_pg");
-    out = new Group{pg};
+    out = new Group{pg, group, group_name, {}, false};
   });
   return out;
 }
 
-void lthost_dist_group_free(void* group) { delete static_cast<Group*>(group); }
+// CUDA tensors' collectives for the group, as `init_process_group("cpu:gloo,cuda:nccl")`:
+// with `make` (the NCCL shim's constructor, loaded by the host after libtorch_cuda) a
+// ProcessGroupNCCL over the group's `cuda/` store on CUDA device `device`; without it the
+// group's Gloo backend takes CUDA tensors too (`process_group_backend="gloo"` on a GPU, as
+// torch's Gloo does: through host copies). The default backend stays Gloo, so barriers and
+// the host's own scalars stay on the CPU.
+int lthost_dist_group_add_cuda(void* group, MakeCudaBackend make, int device, int64_t timeout_ms, char** err) {
+  return guarded(err, [&] {
+    auto* g = static_cast<Group*>(group);
+    if (make == nullptr) {
+      auto gloo = g->pg->getBackend(c10::DeviceType::CPU);
+      g->pg->setBackend(c10::DeviceType::CUDA, c10d::ProcessGroup::BackendType::GLOO, gloo);
+      return;
+    }
+    auto store = c10::make_intrusive<c10d::PrefixStore>("cuda/", g->store);
+    char* made_err = nullptr;
+    void* raw = make(store.get(), g->pg->getRank(), g->pg->getSize(), timeout_ms, device, g->name.c_str(), &made_err);
+    if (raw == nullptr) {
+      std::string message = made_err != nullptr ? made_err : "ProcessGroupNCCL could not be made";
+      free(made_err);
+      throw std::runtime_error(message);
+    }
+    g->cuda = c10::intrusive_ptr<c10d::Backend>::reclaim(static_cast<c10d::Backend*>(raw));
+    g->pg->setBackend(c10::DeviceType::CUDA, c10d::ProcessGroup::BackendType::NCCL, g->cuda);
+  });
+}
+
+// `sync_batchnorm`: BatchNorm layers in training sync their statistics over this group.
+void lthost_dist_sync_batch_norm(void* group) {
+  auto* g = static_cast<Group*>(group);
+  lthost_sync_batch_norm_use(g->pg);
+  g->syncs_batch_norm = true;
+}
+
+// Frees the group. Its NCCL backend is aborted first (ncclCommAbort, never waiting on a peer
+// that may be gone), as torch's destructor would do after warning that
+// `destroy_process_group()` was not called.
+void lthost_dist_group_free(void* group) {
+  auto* g = static_cast<Group*>(group);
+  if (g->syncs_batch_norm) lthost_sync_batch_norm_use({});
+  if (g->cuda) {
+    try {
+      g->cuda->abort();
+    } catch (...) {
+    }
+  }
+  delete g;
+}
 
 // `dist.barrier()`.
 int lthost_dist_barrier(void* group, char** err) {
@@ -155,6 +222,15 @@ int lthost_dist_broadcast_coalesced(void* group, const at::Tensor* const* ts, si
   });
 }
 
+// DistributedDataParallel's `_verify_param_shape_across_processes`: every rank has as many
+// parameters as every other (checked on all ranks), with rank 0's sizes and strides (checked
+// where they differ).
+int lthost_dist_verify_params(void* group, const at::Tensor* const* params, size_t n, char** err) {
+  return guarded(err, [&] {
+    c10d::verify_params_across_processes(static_cast<Group*>(group)->pg, tensors(params, n), std::nullopt);
+  });
+}
+
 // DistributedDataParallel's Reducer over `params` (those requiring grad, in the module's
 // order), bucketed as DDP's constructor does without `find_unused_parameters`: one bucket per
 // dtype (the limit `sys.maxsize`), reversed, until the first backward's gradient order
@@ -172,13 +248,15 @@ void* lthost_dist_reducer_new(void* group, const at::Tensor* const* params, size
     std::reverse(indices.begin(), indices.end());
     std::unordered_map<size_t, std::string> param_names;
     for (size_t i = 0; i < n; ++i) param_names[i] = names[i];
-    auto reducer = std::make_unique<c10d::Reducer>(std::move(ps), std::move(indices), static_cast<Group*>(group)->pg,
+    auto reducer = std::make_shared<c10d::Reducer>(std::move(ps), std::move(indices), static_cast<Group*>(group)->pg,
                                                    std::move(sparse), bucket_bytes, find_unused != 0,
                                                    /*gradient_as_bucket_view=*/false, std::move(param_names),
                                                    first_bucket_bytes, /*skip_all_reduce_unused_params=*/false,
                                                    /*use_python_reducer=*/false,
                                                    /*bucket_bytes_cap_list=*/std::vector<int64_t>{});
-    out = new Reducer{std::move(reducer)};
+    auto logger = std::make_shared<c10d::Logger>(reducer);
+    reducer->set_logger(logger);
+    out = new Reducer{std::move(reducer), std::move(logger)};
   });
   return out;
 }

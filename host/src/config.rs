@@ -216,6 +216,12 @@ pub struct TrainerConfig {
     /// How long a rank waits for the others in a collective before the run fails, in
     /// seconds (Lightning's `DDPStrategy(timeout=...)`, torch's default 30 minutes).
     pub ddp_timeout_s: f64,
+    /// Lightning's `DDPStrategy(process_group_backend=...)`: "nccl" or "gloo" for CUDA
+    /// tensors' collectives; unset, "nccl" on CUDA and "gloo" on the CPU (torch's defaults).
+    pub process_group_backend: Option<String>,
+    /// Lightning's `sync_batchnorm`: under DDP, BatchNorm layers in training normalise with the
+    /// statistics of every rank's batch (torch's SyncBatchNorm; on the CPU too).
+    pub sync_batchnorm: bool,
     /// Lightning's `precision`: "32-true" (default), "64-true", "bf16-true", "16-true",
     /// "bf16-mixed", "16-mixed", or its aliases (64, 32, 16, "bf16").
     pub precision: crate::precision::PrecisionFlag,
@@ -281,6 +287,8 @@ impl Default for TrainerConfig {
             devices: Devices::Named("auto".into()),
             num_nodes: 1,
             ddp_timeout_s: 1800.0,
+            process_group_backend: None,
+            sync_batchnorm: false,
             deterministic: false,
             inference_mode: true,
             accelerator: "auto".into(),
@@ -359,6 +367,9 @@ impl TrainerConfig {
         }
         if !(self.ddp_timeout_s.is_finite() && self.ddp_timeout_s > 0.0) {
             bail!("trainer.ddp_timeout_s must be a positive number of seconds");
+        }
+        if let Some(b) = self.process_group_backend.as_deref().filter(|b| !["nccl", "gloo"].contains(b)) {
+            bail!("trainer.process_group_backend {b:?} is not available in lthost: \"nccl\" and \"gloo\" are");
         }
         self.devices.count()?;
         if self.accumulate_grad_batches == 0 {

@@ -15,4 +15,5 @@ pub mod optim;
 pub mod params;
 pub mod scalar;
 pub mod schedulers;
+pub mod sync_batch_norm;
 pub mod torch_ext;

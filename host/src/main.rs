@@ -444,6 +444,8 @@ fn run(cmd: Command, signal: Arc<AtomicUsize>) -> Result<Option<i32>> {
             "the learning-rate and batch-size finders run in one process: tune without --devices, then fit distributed"
         );
     }
+    // sync_batchnorm: the plugins' BatchNorm resolves to the synced operator from the start.
+    lthost::engine::sync_batch_norm::enable(cluster.is_some() && cfg.trainer.sync_batchnorm);
     let children = match cluster.as_mut() {
         Some(c) if c.launches_children() => Some(lthost::distributed::launcher::launch(c)?),
         Some(c) if c.main_port.is_none() => {

@@ -167,7 +167,12 @@ impl<'c> Trainer<'c> {
         stage: Stage,
     ) -> Result<Prepared> {
         let acc = self.cfg.validate()?;
-        let device = accelerator::resolve(acc)?;
+        let mut device = accelerator::resolve(acc)?;
+        // DDP on CUDA: one GPU per local rank (Lightning's `parallel_devices[local_rank]`).
+        if let (Some(c), Device::Cuda(_)) = (&self.cluster, device) {
+            let visible = tch::Cuda::device_count().max(0) as usize;
+            device = Device::Cuda(crate::distributed::cuda_device(c.local_rank, c.local_world_size, visible)?);
+        }
         let (precision, said) =
             crate::precision::Precision::resolve(&self.cfg.precision, self.cfg.mixed_precision.as_ref(), device)?;
         let threads = accelerator::set_threads(self.cfg.threads);
@@ -186,7 +191,14 @@ impl<'c> Trainer<'c> {
             Some(c) => {
                 let timeout = Duration::try_from_secs_f64(self.cfg.ddp_timeout_s)
                     .map_err(|_| anyhow!("trainer.ddp_timeout_s = {} is not a duration", self.cfg.ddp_timeout_s))?;
-                Some(crate::distributed::Ddp::init(c.clone(), timeout)?)
+                let opts = crate::distributed::DdpOptions {
+                    timeout,
+                    device,
+                    backend: crate::distributed::backend(&self.cfg, matches!(device, Device::Cuda(_))),
+                    sync_batchnorm: self.cfg.sync_batchnorm,
+                    find_unused_parameters: crate::distributed::find_unused_parameters(&self.cfg),
+                };
+                Some(crate::distributed::Ddp::init(c.clone(), &opts)?)
             }
             None => None,
         };
@@ -780,7 +792,10 @@ fn failed(st: &mut LoopState<'_>, e: anyhow::Error) -> anyhow::Error {
     match &st.ddp {
         Some(d) => {
             let (rank, n, t) = (d.global_rank(), d.world_size(), st.cfg.ddp_timeout_s);
-            if crate::distributed::c10d::is_collective_failure(&e) {
+            if format!("{e:#}").contains("Expected to have finished reduction in the prior iteration") {
+                // Lightning's DDPStrategy.on_exception.
+                e.context(format!("rank {rank} of {n}: It looks like your LightningModule has parameters that were not used in producing the loss returned by training_step. If this is intentional, you must enable the detection of unused parameters in DDP, either by setting the string value `strategy='ddp_find_unused_parameters_true'` or by setting the flag in the strategy with `strategy=DDPStrategy(find_unused_parameters=True)`."))
+            } else if crate::distributed::c10d::is_collective_failure(&e) {
                 e.context(format!("rank {rank} of {n}: a collective with the other ranks failed: one died, or did not answer within ddp_timeout_s = {t} s"))
             } else {
                 e.context(format!("rank {rank} of {n}"))

@@ -315,11 +315,17 @@ fn distributed_settings_are_checked_as_lightning_checks_them() {
 #[test]
 fn a_lightning_file_logs_synced_values_as_lightnings_ddp() {
     let r = reference();
-    // Automatic optimization, then manual (the plugin's own backward and step under DDP).
-    for (tag, hparams) in [("lit-ddp", "{}"), ("lit-ddp-manual", r#"{"manual": true}"#)] {
+    // Automatic optimization, then manual (the plugin's own backward and step under DDP), then
+    // layers some ranks leave unused at some steps (find_unused_parameters).
+    let unused = "ddp_find_unused_parameters_true";
+    for (tag, hparams, strategy) in [
+        ("lit-ddp", "{}", "ddp"),
+        ("lit-ddp-manual", r#"{"manual": true}"#, "ddp"),
+        ("lit-ddp-unused", r#"{"unused": true}"#, unused),
+    ] {
         let want = r["lightning_file"][tag].as_array().expect("rows");
         let dir = tempfile::tempdir().expect("tempdir");
-        let args = lit_ddp_args("2", &["--log-every-n-steps", "1", "--hparams", hparams]);
+        let args = lit_ddp_args("2", &["--log-every-n-steps", "1", "--hparams", hparams, "--strategy", strategy]);
         let out = lthost_ddp(dir.path(), &args, &[]);
         assert!(out.ok(), "{tag}: {}\n{}", out.stdout, out.stderr);
         assert!(out.stdout.contains("the same weights on every rank"), "{tag}: {}", out.stdout);
@@ -378,4 +384,70 @@ fn a_stop_one_rank_decides_stops_every_rank_at_the_same_batch() {
     let stopped = |why: &str| out.stdout.contains(&format!("`Trainer.fit` stopped: {why}"));
     assert!(stopped("`max_time` reached") || stopped("another rank asked to stop"), "{}", out.stdout);
     assert!(out.stdout.contains("the same weights on every rank"), "{}", out.stdout);
+}
+
+#[test]
+fn sync_batchnorm_normalises_with_every_ranks_batch() {
+    // torch's SyncBatchNorm refuses CPU tensors; the oracle is what it computes, one process
+    // on the union of both ranks' batches (tests/reference/ddp_reference.py, "sync_batchnorm").
+    // In float64 the two agree to rounding (~1e-13). In float32 the reductions' order shows:
+    // losses within ~2e-5, and the running statistics within ~1e-3, since Adam's first steps
+    // move a weight whose gradient is rounding noise by ±lr whatever its size.
+    let r = reference();
+    let plain = &r["models"]["parity-mlp"]["torch_datamodule"]["0"]["losses"];
+    for (key, precision, tolerance, stats_tolerance) in
+        [("parity-mlp-64-true", "64-true", 1e-9, 1e-9), ("parity-mlp", "32-true", 1e-4, 1e-2)]
+    {
+        let want = &r["sync_batchnorm"][key];
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut args = model_args("parity-mlp");
+        args.extend(["--precision", precision, "--set", "trainer.sync_batchnorm=true"].map(String::from));
+        let out = lthost_ddp(dir.path(), &args, &[]);
+        assert!(out.ok(), "{key}: {}\n{}", out.stdout, out.stderr);
+        assert!(out.stdout.contains("the same weights on every rank"), "{key}: {}", out.stdout);
+        let got = losses(dir.path(), "version_0");
+        let close = |want: &serde_json::Value, tol: f64| {
+            let want = want.as_array().expect("losses");
+            got.len() == want.len() && got.iter().zip(want).all(|(g, w)| (g - w.as_f64().expect("a loss")).abs() <= tol)
+        };
+        assert!(close(&want["losses"]["0"], tolerance), "{key}: lthost {got:?} vs {}", want["losses"]["0"]);
+        // Unsynced, the losses are plain DDP's, far from these.
+        assert!(!close(plain, 1e-3), "{key}: the losses are plain DDP's: {got:?}");
+        // Every rank's running statistics are the union's.
+        let ckpt = std::fs::read_dir(dir.path().join("lightning_logs/version_0/checkpoints"))
+            .expect("checkpoints")
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "ckpt"))
+            .expect("a checkpoint");
+        let state = weights(&ckpt);
+        for (layer, stats) in want["state"].as_object().expect("state") {
+            for stat in ["running_mean", "running_var"] {
+                let (_, t) = state
+                    .iter()
+                    .find(|(k, _)| k.ends_with(&format!("{layer}.{stat}")))
+                    .unwrap_or_else(|| panic!("{key}: no {layer}.{stat} in the checkpoint"));
+                let t: Vec<f64> = Vec::try_from(t.to_kind(tch::Kind::Double).flatten(0, -1)).expect("values");
+                let w: Vec<f64> =
+                    stats[stat].as_array().expect(stat).iter().map(|v| v.as_f64().expect("a value")).collect();
+                let worst = t.iter().zip(&w).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+                assert!(t.len() == w.len() && worst <= stats_tolerance, "{key} {layer}.{stat}: differs by {worst}");
+            }
+        }
+    }
+}
+
+#[test]
+fn unused_parameters_need_find_unused_parameters_as_in_lightning() {
+    // Plain DDP waits for gradients a layer nobody used never gets: the next step fails with
+    // Lightning's explanation; ddp_find_unused_parameters_true trains (the test above).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = lit_ddp_until_stopped(dir.path(), &["--hparams", r#"{"unused": true}"#]);
+    assert!(!out.ok(), "{}", out.stdout);
+    // The rank that fails first says why; the launcher then stops the other.
+    for needle in ["parameters that were not used in producing the loss", "strategy='ddp_find_unused_parameters_true'"]
+    {
+        assert!(out.stderr.contains(needle), "no {needle:?} in:\n{}", out.stderr);
+    }
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
 }

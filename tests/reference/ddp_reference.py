@@ -48,7 +48,9 @@ The conventions Lightning imposes, which the torch runner follows so that both a
 "lightning_file": tests/plugins/lit-ddp/model.py, an unmodified Lightning file, trained by
 Lightning's ddp (2 processes, 2 epochs, the sanity check, validation on each rank's share,
 `sync_dist` values): rank 0's metrics.csv rows; "lit-ddp-manual" the same file in manual
-optimization (`DdpRegressor(manual=True)`).
+optimization (`DdpRegressor(manual=True)`); "lit-ddp-unused" with `DdpRegressor(unused=True)` (a layer
+rank 1 uses only at even steps, one no rank uses) under `DDPStrategy(find_unused_parameters=True)`
+(Lightning's "ddp_find_unused_parameters_true").
 
 Also recorded: "torch_plain" (parity-mlp: seed, model, dataset, no reseed, the sampler
 unshuffled as the single-process loader: what a plain torch DDP script does) and
@@ -56,6 +58,25 @@ unshuffled as the single-process loader: what a plain torch DDP script does) and
 single-process losses (parity_reference.py's vanilla loop; mnist-cnn's shuffled
 single-process loop), and for mnist-cnn (no BatchNorm, no Dropout) a single-process run on
 the union of both ranks' batches, whose losses must be the mean of the ranks' losses.
+
+"sync_batchnorm": {"parity-mlp": ...}, the oracle for SyncBatchNorm under DDP (2 processes),
+computed on one process since torch's SyncBatchNorm refuses CPU tensors
+(`sync_batchnorm_union`). With the batch statistics all-reduced, the 2 ranks are exactly one
+model on the union batch [rank 0 rows; rank 1 rows] with an ordinary BatchNorm in training
+mode (mean and variance over the union, the running stats updated with the union's mean and
+unbiased variance), provided each rank's generator draws what it draws under DDP (kept apart:
+the epoch's DataLoader base seed, then each Dropout's mask shaped like that rank's batch,
+applied to that rank's rows: the same mask on both ranks here) and the loss trained is the
+mean of the ranks' losses (DDP averages the gradients; SyncBatchNorm all-reduces those through
+the statistics). Same seeding, data and sampler as the torch runner's parity-mlp. Recorded:
+each rank's losses ("losses" {"0", "1"}) and Dropout masks, the hashes of the final parameters
+and buffers (identical on both ranks under SyncBatchNorm), "state" (each BatchNorm's final
+running_mean, running_var, num_batches_tracked), and "checks": the masks equal the torch
+runner's, the same run with per-rank statistics reproduces the torch runner's losses, and the
+synced losses' distance from the torch runner's. The first step's union statistics and running
+stats are asserted equal to those combined by hand from the two halves. "parity-mlp-64-true":
+the same in float64 (Lightning's "64-true": model and inputs converted), where two correct
+implementations agree to ~1e-13 rather than float32's ~1e-5.
 
     .venv/bin/python tests/reference/ddp_reference.py tests/reference/ddp.json
 """
@@ -298,11 +319,13 @@ def lightning_worker(name, order, out_dir):
 LIGHTNING_FILE = os.path.join(ROOT, "tests/plugins/lit-ddp/model.py")
 
 
-def lightning_file_worker(out_dir, tag, manual):
+def lightning_file_worker(out_dir, tag, manual, accelerator="cpu", devices=WORLD, backend=None, unused=False):
     """tests/plugins/lit-ddp/model.py, unchanged, in Lightning's ddp: `seed_everything(0)`, the
     module made (`manual`: in manual optimization), `Trainer(strategy="ddp", devices=2,
     accelerator="cpu", max_epochs=2, log_every_n_steps=1)` with the CSVLogger; rank 0's
-    metrics.csv rows are the reference, `<tag>.json`."""
+    metrics.csv rows are the reference, `<tag>.json`. tools/gpu-check.sh passes another
+    accelerator, device count and `DDPStrategy(process_group_backend=...)` (default: the
+    device's, nccl on CUDA)."""
     import csv
     import importlib.util
     import logging
@@ -319,8 +342,11 @@ def lightning_file_worker(out_dir, tag, manual):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     L.seed_everything(0, verbose=False)
-    model = mod.DdpRegressor(manual=manual)
-    trainer = L.Trainer(strategy="ddp", devices=WORLD, accelerator="cpu", max_epochs=2, log_every_n_steps=1,
+    model = mod.DdpRegressor(manual=manual, unused=unused)
+    from lightning.pytorch.strategies import DDPStrategy
+
+    strategy = DDPStrategy(process_group_backend=backend, find_unused_parameters=unused)
+    trainer = L.Trainer(strategy=strategy, devices=devices, accelerator=accelerator, max_epochs=2, log_every_n_steps=1,
                         logger=CSVLogger(out_dir, name=tag, version=0), enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(model, datamodule=mod.DdpData())
@@ -359,6 +385,123 @@ def mnist_single(union=False):
             optimizer.step()
             losses.append(loss.item())
     return losses
+
+
+def sync_batchnorm_union(name="parity-mlp", per_rank_batchnorm=False, order="datamodule", dtype=torch.float32):
+    """SyncBatchNorm under DDP (2 processes), computed on one process: the model trained on
+    the union of both ranks' batches, [rank 0 rows; rank 1 rows], with its ordinary BatchNorm
+    in training mode (the statistics over the union, as SyncBatchNorm all-reduces them; the
+    running stats updated with the union's mean and unbiased variance). Each rank's generator
+    is kept apart (`rng`): it draws its epoch's DataLoader base seed and, at each step, its
+    Dropout mask shaped like its own batch; every Dropout of the union applies rank r's mask
+    to rank r's rows. The loss of rank r is F.cross_entropy over its own rows; the trained
+    loss is their mean, whose gradient is DDP's average of the ranks' gradients (SyncBatchNorm
+    all-reduces the gradient through the batch statistics). Seeding and sampler as the torch
+    runner's parity-mlp in `order` ("datamodule": the data drawn in the DataModule's setup, as
+    lthost's parity-mlp plugin does; DistributedSampler shuffled).
+
+    `per_rank_batchnorm`: the same run with each rank's rows normalised by their own batch
+    statistics (plain DDP's BatchNorm; the running stats left alone): only its losses are
+    returned, which must be the torch runner's, a check of everything but the synchronisation."""
+    cfg = MODELS[name]
+    model, x, y = seeded(name, order)
+    # `dtype` float64: Lightning's "64-true", the model and the inputs converted once made.
+    model, x = model.to(dtype), x.to(dtype)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
+    dataset = TensorDataset(x, y)
+    samplers = [DistributedSampler(dataset, num_replicas=WORLD, rank=r, shuffle=True, seed=cfg["seed"],
+                                   drop_last=False) for r in range(WORLD)]
+    loaders = [DataLoader(dataset, batch_size=cfg["batch_size"], sampler=s) for s in samplers]
+    rng = [torch.get_rng_state() for _ in range(WORLD)]
+
+    def on_rank(r, fn):
+        torch.set_rng_state(rng[r])
+        out = fn()
+        rng[r] = torch.get_rng_state()
+        return out
+
+    sizes = []  # this step's batch size of each rank
+    masks = {str(r): [] for r in range(WORLD)}
+
+    def dropout_forward(mod):
+        def forward(inp):
+            if not mod.training:
+                return inp
+            outs = []
+            for r, half in enumerate(inp.split(sizes)):
+                # What torch's Dropout does with rank r's batch: noise = bernoulli_(1 - p) / (1 - p).
+                noise = on_rank(r, lambda: F.dropout(torch.ones_like(half), mod.p, training=True))
+                out = half * noise
+                masks[str(r)].append(hashlib.sha256((out == 0).numpy().tobytes()).hexdigest()[:16])
+                outs.append(out)
+            return torch.cat(outs)
+        return forward
+
+    bns = {n: m for n, m in model.named_modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)}
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.forward = dropout_forward(m)
+    checked = {}
+    if per_rank_batchnorm:
+        for m in bns.values():
+            m.forward = lambda inp, m=m: torch.cat([F.batch_norm(h, None, None, m.weight, m.bias, True, 0.0, m.eps)
+                                                    for h in inp.split(sizes)])
+
+    def check_stats(mod, inp, out):
+        """Once: the union BatchNorm's statistics against those combined from the halves."""
+        if checked.get(mod):
+            return
+        checked[mod] = True
+        (xin,) = inp
+        halves = xin.detach().double().split(sizes)
+        counts = [h.shape[0] for h in halves]
+        total = sum(counts)
+        mean = sum(c * h.mean(0) for c, h in zip(counts, halves)) / total
+        var = sum(c * (h.var(0, unbiased=False) + (h.mean(0) - mean) ** 2) for c, h in zip(counts, halves)) / total
+        rm0, rv0 = mod._check_before
+        k = mod.momentum
+        want = {"output": (xin.detach().double() - mean) / torch.sqrt(var + mod.eps) * mod.weight.double()
+                + mod.bias.double(),
+                "running_mean": (1 - k) * rm0 + k * mean,
+                "running_var": (1 - k) * rv0 + k * var * total / (total - 1)}
+        got = {"output": out.detach().double(), "running_mean": mod.running_mean.double(),
+               "running_var": mod.running_var.double()}
+        for key in want:
+            d = (want[key] - got[key]).abs().max().item()
+            assert d < 1e-5 if key == "output" else d < 1e-6, (key, d)
+
+    for m in ([] if per_rank_batchnorm else bns.values()):
+        m._check_before = (m.running_mean.detach().double().clone(), m.running_var.detach().double().clone())
+        m.register_forward_hook(check_stats)
+    losses = {str(r): [] for r in range(WORLD)}
+    model.train()
+    for epoch in range(cfg["epochs"]):
+        for s in samplers:
+            s.set_epoch(epoch)
+        # Each rank's iterator draws its base seed from that rank's generator; fetching draws nothing.
+        batches = [on_rank(r, lambda: list(loaders[r])) for r in range(WORLD)]
+        assert len({len(b) for b in batches}) == 1
+        for step in zip(*batches):
+            sizes[:] = [xb.shape[0] for xb, _ in step]
+            out = model(torch.cat([xb for xb, _ in step]))
+            per_rank = [F.cross_entropy(o, yb) for o, (_, yb) in zip(out.split(sizes), step)]
+            loss = sum(per_rank) / WORLD
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            for r, l in enumerate(per_rank):
+                losses[str(r)].append(l.item())
+    torch.set_rng_state(rng[0])
+    if per_rank_batchnorm:
+        return {"losses": losses, "dropout_masks": masks}
+    assert checked and all(checked.values())
+    for m in bns.values():
+        del m._check_before
+    return {"losses": losses, "dropout_masks": masks,
+            "params_sha256": sha([p for _, p in model.named_parameters()]),
+            "buffers_sha256": sha([b for _, b in model.named_buffers() if b.is_floating_point()]),
+            "state": {n: {"running_mean": m.running_mean.tolist(), "running_var": m.running_var.tolist(),
+                          "num_batches_tracked": int(m.num_batches_tracked)} for n, m in bns.items()}}
 
 
 # ---------------------------------------------------------------------------- main
@@ -428,7 +571,7 @@ def main(out_path):
                 runs.setdefault(tag, {})[name] = {
                     str(r): wait_for(os.path.join(tmp, f"{tag}-{name}-{r}.json")) for r in range(WORLD)}
         result["lightning_file"] = {}
-        for tag, manual in [("lit-ddp", "0"), ("lit-ddp-manual", "1")]:
+        for tag, manual in [("lit-ddp", "0"), ("lit-ddp-manual", "1"), ("lit-ddp-unused", "unused")]:
             result["launch_seconds"][f"lightning_file/{tag}"] = launch(
                 [sys.executable, script, "--lightning-file-worker", tmp, tag, manual])
             result["lightning_file"][tag] = wait_for(os.path.join(tmp, f"{tag}.json"))
@@ -482,12 +625,24 @@ def main(out_path):
             checks["rank_mean_vs_union_single_process_max_abs_diff"] = max_diff(mean, m["union_single_process"])
         m["checks"] = checks
         result["models"][name] = m
+    sync = sync_batchnorm_union("parity-mlp")
+    plain = sync_batchnorm_union("parity-mlp", per_rank_batchnorm=True)
+    ddp = result["models"]["parity-mlp"]["torch_datamodule"]
+    sync["checks"] = {
+        "same_dropout_masks_as_torch": all(sync["dropout_masks"][r] == ddp[r]["dropout_masks"] for r in ("0", "1")),
+        "per_rank_batchnorm_vs_torch_loss_max_abs_diff": {r: max_diff(plain["losses"][r], ddp[r]["losses"])
+                                                          for r in ("0", "1")},
+        "vs_torch_loss_max_abs_diff": {r: max_diff(sync["losses"][r], ddp[r]["losses"]) for r in ("0", "1")}}
+    # In float64 lthost's rounding and the union's differ by ~1e-13, not ~1e-5: the exact check.
+    sync64 = sync_batchnorm_union("parity-mlp", dtype=torch.float64)
+    result["sync_batchnorm"] = {"parity-mlp": sync, "parity-mlp-64-true": sync64}
     with open(out_path + ".tmp", "w") as f:
         json.dump(result, f, indent=1)
     os.replace(out_path + ".tmp", out_path)
     print(f"wrote {out_path}: torch {torch.__version__}, lightning {lightning.__version__}")
     for name, m in result["models"].items():
         print(name, json.dumps(m["checks"], indent=1))
+    print("sync_batchnorm parity-mlp", json.dumps(result["sync_batchnorm"]["parity-mlp"]["checks"], indent=1))
     print("launch seconds", result["launch_seconds"])
 
 
@@ -497,6 +652,11 @@ if __name__ == "__main__":
     elif sys.argv[1:2] == ["--lightning-worker"]:
         lightning_worker(sys.argv[2], sys.argv[3], sys.argv[4])
     elif sys.argv[1:2] == ["--lightning-file-worker"]:
-        lightning_file_worker(sys.argv[2], sys.argv[3], sys.argv[4] == "1")
+        # MANUAL: "1" manual optimization, "unused" the unused layers with
+        # `find_unused_parameters=True`. [ACCELERATOR DEVICES [BACKEND]]: tools/gpu-check.sh's runs on CUDA.
+        extra = sys.argv[5:8]
+        lightning_file_worker(sys.argv[2], sys.argv[3], sys.argv[4] == "1",
+                              *(extra[:1] + [int(d) for d in extra[1:2]] + extra[2:3]),
+                              unused=sys.argv[4] == "unused")
     else:
         main(sys.argv[1] if len(sys.argv) > 1 else "tests/reference/ddp.json")

@@ -1,4 +1,4 @@
-//! torch's c10d from Rust: the TCPStore, a Gloo process group, collectives and
+//! torch's c10d from Rust: the TCPStore, a process group (Gloo, NCCL for CUDA tensors), collectives and
 //! DistributedDataParallel's `Reducer`, through host/csrc/distributed.cpp. Each handle owns
 //! its C++ object and frees it on drop; every call returns c10d's error as a message.
 
@@ -32,6 +32,14 @@ extern "C" {
         ifname: *const c_char,
         err: *mut *mut c_char,
     ) -> *mut c_void;
+    fn lthost_dist_group_add_cuda(
+        group: *mut c_void,
+        make: Option<super::nccl::MakeBackend>,
+        device: i32,
+        timeout_ms: i64,
+        err: *mut *mut c_char,
+    ) -> i32;
+    fn lthost_dist_sync_batch_norm(group: *mut c_void);
     fn lthost_dist_group_free(group: *mut c_void);
     fn lthost_dist_barrier(group: *mut c_void, err: *mut *mut c_char) -> i32;
     fn lthost_dist_broadcast(group: *mut c_void, t: *const c_void, root: i32, err: *mut *mut c_char) -> i32;
@@ -42,6 +50,12 @@ extern "C" {
         n: usize,
         buffer_size: usize,
         root: i32,
+        err: *mut *mut c_char,
+    ) -> i32;
+    fn lthost_dist_verify_params(
+        group: *mut c_void,
+        params: *const *const c_void,
+        n: usize,
         err: *mut *mut c_char,
     ) -> i32;
     #[allow(clippy::too_many_arguments)]
@@ -88,13 +102,13 @@ impl std::fmt::Display for CollectiveError {
 impl std::error::Error for CollectiveError {}
 
 /// Whether `e` is a failed collective: one of this module's, or one the Reducer ran inside
-/// backward (torch's Gloo message).
+/// backward (torch's Gloo or NCCL message).
 pub fn is_collective_failure(e: &anyhow::Error) -> bool {
     if e.chain().any(|c| c.downcast_ref::<CollectiveError>().is_some()) {
         return true;
     }
     let text = format!("{e:#}");
-    ["gloo", "Gloo", "pair closure", "Connection closed", "Connection reset", "Timed out"]
+    ["gloo", "Gloo", "NCCL", "nccl", "pair closure", "Connection closed", "Connection reset", "Timed out"]
         .iter()
         .any(|m| text.contains(m))
 }
@@ -163,7 +177,7 @@ impl Drop for Store {
     }
 }
 
-/// A `c10d::ProcessGroup` with its backend (Gloo on the CPU).
+/// A `c10d::ProcessGroup` with its backends (Gloo on the CPU; NCCL or Gloo for CUDA).
 pub struct ProcessGroup {
     ptr: *mut c_void,
     rank: usize,
@@ -193,6 +207,31 @@ impl ProcessGroup {
             return Err(anyhow!("ProcessGroupGloo (rank {rank} of {size}): {}", take_error(err)));
         }
         Ok(ProcessGroup { ptr: p, rank, size })
+    }
+
+    /// CUDA tensors' collectives on CUDA device `device`, as `init_process_group` with
+    /// "cpu:gloo,cuda:nccl" (`nccl`: the loaded NCCL shim) or "gloo" (None: Gloo takes CUDA
+    /// tensors too). The communicator is made now, bound to the device.
+    pub fn add_cuda(&self, nccl: Option<super::nccl::Nccl>, device: usize, timeout: Duration) -> Result<()> {
+        let mut err = std::ptr::null_mut();
+        // SAFETY: a live group handle; `make` is the shim's constructor with its C signature.
+        let rc = unsafe {
+            lthost_dist_group_add_cuda(
+                self.ptr,
+                nccl.map(|n| n.make),
+                device as i32,
+                timeout.as_millis() as i64,
+                &mut err,
+            )
+        };
+        let what = if nccl.is_some() { "ProcessGroupNCCL" } else { "ProcessGroupGloo on CUDA" };
+        check(&format!("{what} (rank {} of {}, cuda:{device})", self.rank, self.size), rc, err)
+    }
+
+    /// `sync_batchnorm`: `lthost::sync_batch_norm` syncs over this group (until it is freed).
+    pub fn sync_batch_norm(&self) {
+        // SAFETY: a live group handle.
+        unsafe { lthost_dist_sync_batch_norm(self.ptr) }
     }
 
     pub fn rank(&self) -> usize {
@@ -240,6 +279,17 @@ impl ProcessGroup {
         check("broadcast_coalesced", rc, err)
     }
 
+    /// DistributedDataParallel's check that every rank has rank 0's parameters: as many
+    /// (every rank fails otherwise), of the same sizes and strides (a rank that differs fails,
+    /// naming the parameter's index and sizes).
+    pub fn verify_params(&self, params: &[&Tensor]) -> Result<()> {
+        let ptrs = pointers(params);
+        let mut err = std::ptr::null_mut();
+        // SAFETY: live tensors for the call; the shim copies the handles.
+        let rc = unsafe { lthost_dist_verify_params(self.ptr, ptrs.as_ptr(), ptrs.len(), &mut err) };
+        check("verify_params_across_processes", rc, err)
+    }
+
     /// Bytes from `root` to every rank (rank `root` passes them, the others get them).
     pub fn broadcast_bytes(&self, bytes: &[u8], root: usize) -> Result<Vec<u8>> {
         let len = Tensor::from_slice(&[bytes.len() as i64]);
@@ -268,7 +318,11 @@ impl Drop for ProcessGroup {
 
 /// torch's `c10d::Reducer`: hooks on the parameters' gradient accumulators that all-reduce
 /// gradients in buckets as backward produces them and leave every rank the mean.
-pub struct Reducer(*mut c_void);
+pub struct Reducer {
+    ptr: *mut c_void,
+    /// DistributedDataParallel's `find_unused_parameters`.
+    find_unused: bool,
+}
 
 impl Reducer {
     /// Over `params` (name, tensor), the ones that require grad, in the module's order.
@@ -301,7 +355,7 @@ impl Reducer {
         if p.is_null() {
             return Err(anyhow!("DistributedDataParallel's Reducer: {}", take_error(err)));
         }
-        Ok(Reducer(p))
+        Ok(Reducer { ptr: p, find_unused })
     }
 
     /// DDP's `_pre_forward` with grad enabled: the forward starts when gradients are synced
@@ -309,23 +363,26 @@ impl Reducer {
     pub fn pre_forward(&self, sync: bool) -> Result<()> {
         let mut err = std::ptr::null_mut();
         // SAFETY: a live reducer handle.
-        let rc = unsafe { lthost_dist_reducer_pre_forward(self.0, i32::from(sync), &mut err) };
+        let rc = unsafe { lthost_dist_reducer_pre_forward(self.ptr, i32::from(sync), &mut err) };
         check("Reducer.prepare_for_forward", rc, err)
     }
 
-    /// Lightning's `prepare_for_backward` before a manual backward: the buckets rebuilt when
-    /// due, then the backward's gradients expected.
-    pub fn prepare_manual_backward(&self) -> Result<()> {
+    /// Lightning's `prepare_for_backward` before a manual backward of `loss`: the buckets
+    /// rebuilt when due, then the backward's gradients expected.
+    pub fn prepare_manual_backward(&self, loss: &Tensor) -> Result<()> {
         self.pre_forward(false)?;
-        self.prepare_for_backward(&[])
+        self.prepare_for_backward(&[loss])
     }
 
-    /// DDP's `_post_forward`: the next backward's gradients are reduced.
+    /// DDP's `_post_forward`: the next backward's gradients are reduced. With
+    /// `find_unused_parameters`, the parameters `outputs`' graph does not reach are found now
+    /// (torch's `_find_tensors(output)`); without, `outputs` is not looked at.
     pub fn prepare_for_backward(&self, outputs: &[&Tensor]) -> Result<()> {
+        let outputs = if self.find_unused { outputs } else { &[] };
         let ptrs = pointers(outputs);
         let mut err = std::ptr::null_mut();
         // SAFETY: a live reducer and tensors for the call.
-        let rc = unsafe { lthost_dist_reducer_prepare_for_backward(self.0, ptrs.as_ptr(), ptrs.len(), &mut err) };
+        let rc = unsafe { lthost_dist_reducer_prepare_for_backward(self.ptr, ptrs.as_ptr(), ptrs.len(), &mut err) };
         check("Reducer.prepare_for_backward", rc, err)
     }
 }
@@ -341,7 +398,7 @@ impl Drop for Reducer {
         let mut err = std::ptr::null_mut();
         // SAFETY: a handle from lthost_dist_reducer_new, freed once; a failure (the reducer
         // mid-backward) is dropped with it.
-        let rc = unsafe { lthost_dist_reducer_free(self.0, &mut err) };
+        let rc = unsafe { lthost_dist_reducer_free(self.ptr, &mut err) };
         if rc != 0 {
             let _ = take_error(err);
         }
@@ -351,6 +408,52 @@ impl Drop for Reducer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `f(rank, group)` on two ranks of a world of 2, threads of this process over a TCPStore
+    /// on a free local port.
+    fn two_ranks<R: Send>(f: impl Fn(usize, &ProcessGroup) -> R + Sync) -> Vec<R> {
+        let port = super::super::launcher::free_port().expect("a port");
+        let timeout = Duration::from_secs(20);
+        std::thread::scope(|s| {
+            let f = &f;
+            let ranks: Vec<_> = (0..2)
+                .map(|rank| {
+                    s.spawn(move || {
+                        let spec =
+                            StoreSpec { host: "127.0.0.1".into(), port, world_size: 2, is_server: rank == 0, timeout };
+                        let store = Store::connect(&spec).expect("the store");
+                        let group = ProcessGroup::gloo(&store, rank, 2, timeout).expect("the group");
+                        f(rank, &group)
+                    })
+                })
+                .collect();
+            ranks.into_iter().map(|h| h.join().expect("a rank")).collect()
+        })
+    }
+
+    #[test]
+    fn ranks_with_other_parameters_than_rank_0s_are_refused() {
+        let same = two_ranks(|_, g| g.verify_params(&[&Tensor::zeros([4, 3], tch::kind::FLOAT_CPU)]).is_ok());
+        assert_eq!(same, [true, true]);
+        // Another number of parameters: every rank fails.
+        let count = two_ranks(|rank, g| {
+            let a = Tensor::zeros([4, 3], tch::kind::FLOAT_CPU);
+            let ps: Vec<&Tensor> = if rank == 0 { vec![&a, &a] } else { vec![&a] };
+            g.verify_params(&ps).map_err(|e| format!("{e:#}"))
+        });
+        for r in &count {
+            let e = r.as_ref().expect_err("refused");
+            assert!(e.contains("DDP expects same model across all ranks"), "{e}");
+        }
+        // Other sizes: the rank that differs fails, naming the parameter.
+        let sizes = two_ranks(|rank, g| {
+            let shape: [i64; 2] = if rank == 0 { [4, 3] } else { [3, 4] };
+            g.verify_params(&[&Tensor::zeros(shape, tch::kind::FLOAT_CPU)]).map_err(|e| format!("{e:#}"))
+        });
+        assert!(sizes[0].is_ok());
+        let e = sizes[1].as_ref().expect_err("rank 1 differs");
+        assert!(e.contains("params[0] in this process with sizes [3, 4] appears not to match"), "{e}");
+    }
 
     #[test]
     fn failed_collectives_are_told_apart_from_other_failures() {

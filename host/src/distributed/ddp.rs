@@ -13,6 +13,7 @@ use tch::Tensor;
 
 use super::c10d::{ProcessGroup, ReduceOp, Reducer, Store, StoreSpec};
 use super::cluster::Cluster;
+use super::Backend;
 use crate::context::ReduceFx;
 use crate::engine::params::{EntryKind, ParamStore};
 
@@ -22,8 +23,24 @@ const FIRST_BUCKET_BYTES: i64 = 1024 * 1024;
 /// DistributedDataParallel's `broadcast_bucket_size` (250 MiB), for states and buffers.
 const BROADCAST_BUCKET_BYTES: usize = 250 * 1024 * 1024;
 
+/// How a rank joins the world and wraps the model (Lightning's DDPStrategy arguments).
+#[derive(Debug, Clone, Copy)]
+pub struct DdpOptions {
+    /// How long a collective waits (`timeout`).
+    pub timeout: Duration,
+    /// This rank's device: CUDA tensors get the `backend`'s collectives.
+    pub device: tch::Device,
+    /// `process_group_backend` for CUDA tensors.
+    pub backend: Backend,
+    /// `sync_batchnorm`: BatchNorm layers sync over the group (engine/sync_batch_norm.rs).
+    pub sync_batchnorm: bool,
+    /// `find_unused_parameters`.
+    pub find_unused_parameters: bool,
+}
+
 /// One process of a DDP world.
 pub struct Ddp {
+    find_unused_parameters: bool,
     pub cluster: Cluster,
     group: Rc<ProcessGroup>,
     _store: Store,
@@ -36,8 +53,11 @@ pub struct Ddp {
 
 impl Ddp {
     /// Joins the world: the TCPStore at the main address (rank 0 serves it, unless torchrun's
-    /// agent does) and the default process group (Gloo), as Lightning's `_init_dist_connection`.
-    pub fn init(cluster: Cluster, timeout: Duration) -> Result<Ddp> {
+    /// agent does) and the default process group, as Lightning's `_init_dist_connection`:
+    /// Gloo for the CPU's tensors and, on `device` CUDA, `backend` (NCCL, bound to the device,
+    /// or Gloo) for the GPU's.
+    pub fn init(cluster: Cluster, opts: &DdpOptions) -> Result<Ddp> {
+        let DdpOptions { timeout, device, backend, sync_batchnorm, find_unused_parameters } = *opts;
         let port = cluster.main_port.ok_or_else(|| anyhow::anyhow!("internal: no port for the DDP world"))?;
         println!(
             "Initializing distributed: GLOBAL_RANK: {}, MEMBER: {}/{}",
@@ -60,14 +80,30 @@ impl Ddp {
         let store = Store::connect(&spec)
             .with_context(|| format!("rank {} could not join the DDP world", cluster.global_rank))?;
         let group = ProcessGroup::gloo(&store, cluster.global_rank, cluster.world_size, timeout)?;
+        let mut backend_name = Backend::Gloo.name();
+        if let tch::Device::Cuda(i) = device {
+            let nccl = match backend {
+                Backend::Nccl => Some(super::nccl::load().context("DDP on CUDA: the NCCL backend")?),
+                Backend::Gloo => None,
+            };
+            group.add_cuda(nccl, i, timeout)?;
+            if let Some(n) = nccl {
+                tracing::info!(nccl = %super::nccl::version_string(n.version), device = i, "ProcessGroupNCCL");
+            }
+            backend_name = backend.name();
+        }
+        if sync_batchnorm {
+            group.sync_batch_norm();
+        }
         crate::plugin::interrupt::set_stops_inside_hooks(false);
         if cluster.is_global_zero() {
             println!("{}", "-".repeat(100));
-            println!("distributed_backend=gloo");
+            println!("distributed_backend={backend_name}");
             println!("All distributed processes registered. Starting with {} processes", cluster.world_size);
             println!("{}", "-".repeat(100));
         }
         Ok(Ddp {
+            find_unused_parameters,
             cluster,
             group: Rc::new(group),
             _store: store,
@@ -130,8 +166,9 @@ impl Ddp {
         self.group.barrier().with_context(|| format!("rank {} at the barrier `{name}`", self.global_rank()))
     }
 
-    /// `DistributedDataParallel(module)`: rank 0's parameters and buffers into every rank
-    /// (`_sync_module_states`), then the Reducer over the trainable parameters.
+    /// `DistributedDataParallel(module)`: every rank's trainable parameters checked against rank
+    /// 0's (`_verify_param_shape_across_processes`), rank 0's parameters and buffers into every
+    /// rank (`_sync_module_states`), then the Reducer over the trainable parameters.
     pub fn wrap(&mut self, params: &ParamStore) -> Result<()> {
         let named = params.named_parameters();
         self.buffers = params
@@ -140,18 +177,33 @@ impl Ddp {
             .filter(|e| e.kind == EntryKind::Buffer && params.tied_to(e).is_none())
             .map(|e| e.tensor.shallow_clone())
             .collect();
+        let trainable: Vec<(String, &Tensor)> =
+            named.iter().filter(|(_, t)| t.requires_grad()).map(|(n, t)| (n.to_string(), t)).collect();
+        if trainable.is_empty() {
+            anyhow::bail!("DistributedDataParallel is not needed when a module doesn't have any parameter that requires a gradient.");
+        }
+        let shapes: Vec<&Tensor> = trainable.iter().map(|(_, t)| *t).collect();
+        self.group.verify_params(&shapes).with_context(|| {
+            let names: Vec<&str> = trainable.iter().map(|(n, _)| n.as_str()).collect();
+            format!(
+                "rank {}: the model differs from rank 0's (parameters in order: {})",
+                self.global_rank(),
+                names.join(", ")
+            )
+        })?;
         let states: Vec<Tensor> =
             named.iter().map(|(_, t)| t.detach()).chain(self.buffers.iter().map(Tensor::detach)).collect();
         let refs: Vec<&Tensor> = states.iter().collect();
         self.group
             .broadcast_coalesced(&refs, BROADCAST_BUCKET_BYTES, 0)
             .context("broadcasting rank 0's parameters and buffers")?;
-        let trainable: Vec<(String, &Tensor)> =
-            named.iter().filter(|(_, t)| t.requires_grad()).map(|(n, t)| (n.to_string(), t)).collect();
-        if trainable.is_empty() {
-            anyhow::bail!("DistributedDataParallel is not needed when a module doesn't have any parameter that requires a gradient.");
-        }
-        self.reducer = Some(Arc::new(Reducer::new(&self.group, &trainable, BUCKET_BYTES, FIRST_BUCKET_BYTES, false)?));
+        self.reducer = Some(Arc::new(Reducer::new(
+            &self.group,
+            &trainable,
+            BUCKET_BYTES,
+            FIRST_BUCKET_BYTES,
+            self.find_unused_parameters,
+        )?));
         self.require_forward_param_sync = true;
         Ok(())
     }
@@ -179,11 +231,12 @@ impl Ddp {
 
     /// `DistributedDataParallel._post_forward`: the next backward all-reduces the gradients
     /// (and the next forward syncs buffers) only after a forward with gradients to sync.
-    pub fn post_forward(&mut self, grad_enabled: bool, sync_grads: bool) -> Result<()> {
+    /// `outputs`: the step's loss, searched for unused parameters when the strategy asks.
+    pub fn post_forward(&mut self, grad_enabled: bool, sync_grads: bool, outputs: &[&Tensor]) -> Result<()> {
         let Some(reducer) = &self.reducer else { return Ok(()) };
         if grad_enabled && sync_grads {
             self.require_forward_param_sync = true;
-            reducer.prepare_for_backward(&[])?;
+            reducer.prepare_for_backward(outputs)?;
         } else {
             self.require_forward_param_sync = false;
         }

@@ -13,6 +13,7 @@ use smallvec::SmallVec;
 use tch::Tensor;
 
 use super::aten_denylist;
+use super::sync_batch_norm::substitute;
 use super::torch_ext::{take_error, take_string, Generator};
 use crate::error::{OpError, OpResult};
 
@@ -125,6 +126,9 @@ impl Op {
     /// The operator `qualified` (`aten::name` or `aten::name.overload`), unless the denylist
     /// refuses it or libtorch has no such operator.
     pub fn find(qualified: &str) -> OpResult<Op> {
+        if let Some(host_op) = substitute(qualified) {
+            return Op::lookup(qualified, host_op, "");
+        }
         let Some(base) = qualified.strip_prefix("aten::") else {
             return Err(OpError::new(
                 qualified,
@@ -135,8 +139,12 @@ impl Op {
         if let Some(reason) = aten_denylist::refusal(name, overload) {
             return Err(OpError::new(qualified, format!("`{qualified}` is not allowed in a plugin: {reason}")));
         }
-        let c_name = CString::new(format!("aten::{name}"))
-            .map_err(|_| OpError::new(qualified, "an operator name with a NUL"))?;
+        Op::lookup(qualified, &format!("aten::{name}"), overload)
+    }
+
+    /// The dispatcher's operator `name`.`overload`, known to the plugin as `qualified`.
+    fn lookup(qualified: &str, name: &str, overload: &str) -> OpResult<Op> {
+        let c_name = CString::new(name).map_err(|_| OpError::new(qualified, "an operator name with a NUL"))?;
         let c_overload = CString::new(overload).map_err(|_| OpError::new(qualified, "an overload name with a NUL"))?;
         let mut err: *mut c_char = std::ptr::null_mut();
         // SAFETY: NUL-terminated strings live for the call; a handle or a message comes back.
@@ -164,11 +172,13 @@ impl Op {
             .get_or_init(Default::default)
             .lock()
             .map_err(|_| OpError::new(qualified, "the operator table is poisoned"))?;
-        if let Some(op) = found.get(qualified) {
+        // Keyed by what the name resolves to now (a substituted operator is another).
+        let key = substitute(qualified).unwrap_or(qualified);
+        if let Some(op) = found.get(key) {
             return Ok(op);
         }
         let op: &'static Op = Box::leak(Box::new(Op::find(qualified)?));
-        found.insert(qualified.to_string(), op);
+        found.insert(key.to_string(), op);
         Ok(op)
     }
 

@@ -270,7 +270,7 @@ fn run_dataloader(
         st.ctx.current_hook = None;
         out?;
         if let Some(d) = st.ddp.as_mut() {
-            d.post_forward(false, true)?;
+            d.post_forward(false, true, &[])?;
         }
         st.eval_loop(stage).batch_progress.increment_processed();
         st.hook(h.batch_end, i)?;

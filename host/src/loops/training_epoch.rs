@@ -294,7 +294,8 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: &mut Vec<DataLoader
         // Manual optimization: the plugin's own backward was prepared for in the step (and
         // Lightning turns the sync off for DDP's post-forward there).
         if let Some(d) = st.ddp.as_mut() {
-            d.post_forward(true, sync_grads && automatic)?;
+            let outputs: Vec<&Tensor> = loss.iter().collect();
+            d.post_forward(true, sync_grads && automatic, &outputs)?;
         }
         if automatic && loss.is_none() && !st.loops.fit_loop.epoch_loop.warned_none_loss {
             st.loops.fit_loop.epoch_loop.warned_none_loss = true;

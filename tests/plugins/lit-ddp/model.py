@@ -2,7 +2,9 @@
 logged per rank and with `sync_dist=True` (a step's mean, an epoch's mean, max and sum across
 the ranks), which reads `self.trainer.world_size` and `self.global_rank`, and validates on its
 share of the data (tests/e2e/ddp.rs against Lightning 2.6.6's ddp run of this same file,
-tests/reference/ddp_reference.py). `manual=True`: the same steps in manual optimization."""
+tests/reference/ddp_reference.py). `manual=True`: the same steps in manual optimization.
+`unused=True`: a layer rank 0 uses at every step and rank 1 only at even steps, and one no
+rank uses (DDP needs `strategy="ddp_find_unused_parameters_true"` for them)."""
 
 import torch
 import torch.nn.functional as F
@@ -13,15 +15,21 @@ import lightning as L
 
 
 class DdpRegressor(L.LightningModule):
-    def __init__(self, lr=0.05, manual=False):
+    def __init__(self, lr=0.05, manual=False, unused=False):
         super().__init__()
         self.save_hyperparameters()
         self.automatic_optimization = not manual
         self.net = nn.Sequential(nn.Linear(6, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 1))
+        if unused:
+            self.sometimes = nn.Linear(6, 1)
+            self.never = nn.Linear(6, 1)
 
     def training_step(self, batch, batch_idx):
         x, y = batch
-        loss = F.mse_loss(self.net(x), y)
+        out = self.net(x)
+        if self.hparams.unused and (self.global_rank == 0 or batch_idx % 2 == 0):
+            out = out + self.sometimes(x)
+        loss = F.mse_loss(out, y)
         if self.hparams.manual:
             opt = self.optimizers()
             opt.zero_grad()

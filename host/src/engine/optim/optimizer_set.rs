@@ -193,7 +193,7 @@ impl OptimizerSet {
         };
         if self.grads_in_params {
             if let Some(r) = self.manual_ddp.as_ref().filter(|_| !self.automatic) {
-                r.prepare_manual_backward().map_err(|e| OpError::new(name, format!("{e:#}")))?;
+                r.prepare_manual_backward(loss).map_err(|e| OpError::new(name, format!("{e:#}")))?;
             }
             // A toggled optimizer's backward leaves the other parameters' gradients as they
             // were (Lightning's toggle_optimizer turns their requires_grad off).
