@@ -116,7 +116,7 @@ fn main() {
     println!("cargo:rerun-if-changed=csrc/sync_batch_norm.cpp");
     let Some(torch) = locate() else {
         println!("cargo:warning=could not locate torch; set LIBTORCH or build with the project venv (make host)");
-        write_nccl_shim(None);
+        write_nccl_shim(Err("torch was not found at build time".into()));
         return;
     };
     cc::Build::new()
@@ -149,63 +149,80 @@ fn main() {
 }
 
 /// `$OUT_DIR/nccl_shim.rs`: `pub const SHIM: Option<&[u8]>`, csrc/nccl_backend.cpp compiled
-/// into a shared object against libtorch_cuda, or None where it cannot be: a CPU-only
-/// libtorch, or no CUDA and NCCL headers (the wheels nvidia-cuda-runtime, -crt, -cccl and
-/// nvidia-nccl put them under site-packages/nvidia; requirements.txt installs them).
+/// into a shared object against libtorch_cuda, or None where it cannot be (`WHY` says why): a
+/// CPU-only libtorch, no CUDA and NCCL headers (the wheels nvidia-cuda-runtime, -crt, -cccl and
+/// nvidia-nccl put them under site-packages/nvidia; requirements.txt installs them), or a
+/// compiler error (its last lines in the warning and in `WHY`).
 fn nccl_shim(torch: &Torch, has_cuda: bool) {
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap_or_default());
     let so = out.join("liblthost_nccl.so");
     let nvidia = torch.include.join("../../nvidia");
     let cuda_inc = nvidia.join("cu13/include");
     let nccl_inc = nvidia.join("nccl/include");
+    // Headers installed or removed later rebuild the shim (only paths that exist: a missing
+    // one would rerun this script on every build).
+    for dir in [&cuda_inc, &nccl_inc] {
+        if dir.exists() {
+            println!("cargo:rerun-if-changed={}", dir.display());
+        }
+    }
     let have_headers = cuda_inc.join("crt/host_config.h").exists()
         && cuda_inc.join("nv/target").exists()
         && nccl_inc.join("nccl.h").exists();
-    let built = has_cuda
-        && have_headers
-        && {
-            let compiler = cc::Build::new().cpp(true).get_compiler();
-            let status = compiler
-                .to_command()
-                .args(["-std=c++17", "-shared", "-fPIC", "-O2", "-DNDEBUG", "-w"])
-                .arg(format!("-D_GLIBCXX_USE_CXX11_ABI={}", u8::from(torch.cxx11_abi)))
-                .arg("-I")
-                .arg(&torch.include)
-                .arg("-I")
-                .arg(torch.include.join("torch/csrc/api/include"))
-                .arg("-I")
-                .arg(&cuda_inc)
-                .arg("-I")
-                .arg(&nccl_inc)
-                .arg("csrc/nccl_backend.cpp")
-                .arg("-L")
-                .arg(&torch.lib)
-                .args(["-ltorch_cuda", "-ltorch_cpu", "-lc10_cuda", "-lc10", "-Wl,--no-undefined"])
-                .arg(format!("-Wl,-rpath,{}", torch.lib.display()))
-                .arg("-o")
-                .arg(&so)
-                .status();
-            match status {
-                Ok(s) if s.success() => true,
-                other => {
-                    println!("cargo:warning=compiling csrc/nccl_backend.cpp failed ({other:?}): DDP on CUDA (NCCL) is not available in this build");
-                    false
-                }
-            }
-        };
-    if has_cuda && !have_headers {
-        println!(
-            "cargo:warning=no CUDA/NCCL headers under {}: DDP on CUDA (NCCL) is not available in this build",
-            nvidia.display()
-        );
+    if !has_cuda {
+        return write_nccl_shim(Err("this libtorch has no CUDA (libtorch_cuda.so)".into()));
     }
-    write_nccl_shim(built.then_some(&so));
+    if !have_headers {
+        let why = format!("no CUDA/NCCL headers under {} at build time", nvidia.display());
+        println!("cargo:warning={why}: DDP on CUDA (NCCL) is not available in this build");
+        return write_nccl_shim(Err(why));
+    }
+    let compiler = cc::Build::new().cpp(true).get_compiler();
+    let output = compiler
+        .to_command()
+        .args(["-std=c++17", "-shared", "-fPIC", "-O2", "-DNDEBUG", "-w"])
+        .arg(format!("-D_GLIBCXX_USE_CXX11_ABI={}", u8::from(torch.cxx11_abi)))
+        .arg("-I")
+        .arg(&torch.include)
+        .arg("-I")
+        .arg(torch.include.join("torch/csrc/api/include"))
+        .arg("-I")
+        .arg(&cuda_inc)
+        .arg("-I")
+        .arg(&nccl_inc)
+        .arg("csrc/nccl_backend.cpp")
+        .arg("-L")
+        .arg(&torch.lib)
+        .args(["-ltorch_cuda", "-ltorch_cpu", "-lc10_cuda", "-lc10", "-Wl,--no-undefined"])
+        .arg(format!("-Wl,-rpath,{}", torch.lib.display()))
+        .arg("-o")
+        .arg(&so)
+        .output();
+    match output {
+        Ok(o) if o.status.success() => write_nccl_shim(Ok(&so)),
+        Ok(o) => {
+            let text = String::from_utf8_lossy(&o.stderr);
+            let tail: Vec<&str> = text.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect();
+            let why = format!("compiling csrc/nccl_backend.cpp failed: {}", tail.join(" | "));
+            println!("cargo:warning={why}");
+            write_nccl_shim(Err(why));
+        }
+        Err(e) => {
+            let why = format!("could not run the C++ compiler for csrc/nccl_backend.cpp: {e}");
+            println!("cargo:warning={why}");
+            write_nccl_shim(Err(why));
+        }
+    }
 }
 
-fn write_nccl_shim(so: Option<&PathBuf>) {
+/// Writes `nccl_shim.rs`: the shared object's bytes, or why there is none.
+fn write_nccl_shim(so: Result<&PathBuf, String>) {
     let text = match so {
-        Some(so) => format!("pub const SHIM: Option<&[u8]> = Some(include_bytes!({:?}));\n", so.to_string_lossy()),
-        None => "pub const SHIM: Option<&[u8]> = None;\n".to_string(),
+        Ok(so) => format!(
+            "pub const SHIM: Option<&[u8]> = Some(include_bytes!({:?}));\npub const WHY: &str = \"\";\n",
+            so.to_string_lossy()
+        ),
+        Err(why) => format!("pub const SHIM: Option<&[u8]> = None;\npub const WHY: &str = {why:?};\n"),
     };
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap_or_default());
     if let Err(e) = std::fs::write(out.join("nccl_shim.rs"), text) {

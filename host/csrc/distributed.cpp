@@ -109,6 +109,21 @@ void* lthost_dist_tcp_store(const char* host, int port, int world_size, int is_s
 
 void lthost_dist_store_free(void* store) { delete static_cast<Store*>(store); }
 
+// `store.set(key, value)`, waiting at most `timeout_ms` from now on for the store.
+int lthost_dist_store_set(void* store, const char* key, const char* value, int64_t timeout_ms, char** err) {
+  return guarded(err, [&] {
+    auto& s = static_cast<Store*>(store)->store;
+    s->setTimeout(std::chrono::milliseconds(timeout_ms));
+    std::string v(value);
+    s->set(key, std::vector<uint8_t>(v.begin(), v.end()));
+  });
+}
+
+// `store.check([key])`: 1 when the key is set, 0 when not.
+int lthost_dist_store_check(void* store, const char* key, int* present, char** err) {
+  return guarded(err, [&] { *present = static_cast<Store*>(store)->store->check({key}) ? 1 : 0; });
+}
+
 // The default process group as `init_process_group("gloo")` builds it: a ProcessGroup over
 // `default_pg` + `<group_name>/` of the store, its CPU backend a ProcessGroupGloo (under a
 // further `cpu/`) on the default device (the host name's address, else loopback;
@@ -143,8 +158,8 @@ void* lthost_dist_gloo_group(void* store, int rank, int size, int64_t timeout_ms
 // with `make` (the NCCL shim's constructor, loaded by the host after libtorch_cuda) a
 // ProcessGroupNCCL over the group's `cuda/` store on CUDA device `device`; without it the
 // group's Gloo backend takes CUDA tensors too (`process_group_backend="gloo"` on a GPU, as
-// torch's Gloo does: through host copies). The default backend stays Gloo, so barriers and
-// the host's own scalars stay on the CPU.
+// torch's Gloo does: through host copies). The default backend stays Gloo on purpose (torch
+// would make NCCL the default): barriers and the host's own scalars stay on the CPU.
 int lthost_dist_group_add_cuda(void* group, MakeCudaBackend make, int device, int64_t timeout_ms, char** err) {
   return guarded(err, [&] {
     auto* g = static_cast<Group*>(group);
@@ -155,7 +170,8 @@ int lthost_dist_group_add_cuda(void* group, MakeCudaBackend make, int device, in
     }
     auto store = c10::make_intrusive<c10d::PrefixStore>("cuda/", g->store);
     char* made_err = nullptr;
-    void* raw = make(store.get(), g->pg->getRank(), g->pg->getSize(), timeout_ms, device, g->name.c_str(), &made_err);
+    void* raw = make(static_cast<c10d::Store*>(store.get()), g->pg->getRank(), g->pg->getSize(), timeout_ms, device,
+                     g->name.c_str(), &made_err);
     if (raw == nullptr) {
       std::string message = made_err != nullptr ? made_err : "ProcessGroupNCCL could not be made";
       free(made_err);
@@ -163,6 +179,9 @@ int lthost_dist_group_add_cuda(void* group, MakeCudaBackend make, int device, in
     }
     g->cuda = c10::intrusive_ptr<c10d::Backend>::reclaim(static_cast<c10d::Backend*>(raw));
     g->pg->setBackend(c10::DeviceType::CUDA, c10d::ProcessGroup::BackendType::NCCL, g->cuda);
+    // As torch, the name and description once every backend is registered (they reach each).
+    g->pg->setGroupName(g->name);
+    g->pg->setGroupDesc("default_pg");
   });
 }
 

@@ -23,11 +23,14 @@
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 #include <torch/library.h>
 
+#include <atomic>
 #include <mutex>
 
 namespace {
 
 std::mutex group_mutex;
+// The module's train mode as the host set it (Lightning's `model.train()` / `eval()`).
+std::atomic<bool> module_training{false};
 c10::intrusive_ptr<c10d::ProcessGroup> sync_group;
 
 c10::intrusive_ptr<c10d::ProcessGroup> group() {
@@ -61,7 +64,10 @@ std::tuple<at::Tensor, at::Tensor> stats(const at::Tensor& input, double eps) {
   if (input.is_cuda()) return at::batch_norm_stats(input, eps);
   auto x = input.to(opmath(input));
   auto [var, mean] = at::var_mean(x, reduced_dims(x), /*correction=*/0, /*keepdim=*/false);
-  return {mean, (var + eps).rsqrt()};
+  // The kernel's InvStd: 0 where the variance and eps are both 0.
+  auto invstd = (var + eps).rsqrt();
+  if (eps == 0) invstd = at::where(var == 0, at::zeros_like(invstd), invstd);
+  return {mean, invstd};
 }
 
 // batch_norm_gather_stats_with_counts: the ranks' statistics combined (Welford, rank order),
@@ -224,13 +230,15 @@ struct SyncBatchNormFn : public torch::autograd::Function<SyncBatchNormFn> {
 
 at::Tensor or_undefined(const std::optional<at::Tensor>& t) { return t.has_value() ? *t : at::Tensor(); }
 
-// `aten::batch_norm`'s arguments; synced only when training in a group of two or more.
+// `aten::batch_norm`'s arguments; synced only in training (the call's batch statistics, the
+// module in train mode: SyncBatchNorm's `bn_training and self.training`) in a group of two or
+// more.
 at::Tensor sync_batch_norm(const at::Tensor& input, const std::optional<at::Tensor>& weight,
                            const std::optional<at::Tensor>& bias, const std::optional<at::Tensor>& running_mean,
                            const std::optional<at::Tensor>& running_var, bool training, double momentum, double eps,
                            bool cudnn_enabled) {
   auto pg = group();
-  if (!training || !pg || pg->getSize() < 2)
+  if (!training || !module_training.load() || !pg || pg->getSize() < 2)
     return at::batch_norm(input, weight, bias, running_mean, running_var, training, momentum, eps, cudnn_enabled);
   TORCH_CHECK(input.dim() >= 2, "expected at least 2D input (got ", input.dim(), "D input)");
   TORCH_CHECK(input.size(1) != 0, "SyncBatchNorm number of input channels should be non-zero");
@@ -252,3 +260,6 @@ void lthost_sync_batch_norm_use(c10::intrusive_ptr<c10d::ProcessGroup> pg) {
   std::lock_guard<std::mutex> lock(group_mutex);
   sync_group = std::move(pg);
 }
+
+// Lightning's `model.train()` / `model.eval()`, from the host's run context.
+extern "C" void lthost_sync_batch_norm_module_training(int on) { module_training.store(on != 0); }

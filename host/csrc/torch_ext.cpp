@@ -13,6 +13,7 @@
 #include <ATen/ops/randperm.h>
 #include <c10/core/GradMode.h>
 #include <c10/core/InferenceMode.h>
+#include <c10/core/impl/DeviceGuardImplInterface.h>
 #include <cstring>
 #include <mutex>
 
@@ -23,6 +24,19 @@ void lthost_set_deterministic(int enabled) {
 }
 
 int lthost_deterministic() { return at::globalContext().deterministicAlgorithms() ? 1 : 0; }
+
+// torch.cuda.set_device(index), through the CUDA device guard libtorch_cuda registers (lthost
+// does not link it): 0, or -1 with the message in `err` (no CUDA in this process).
+int lthost_set_cuda_device(int index, char** err) {
+  try {
+    c10::impl::getDeviceGuardImpl(c10::DeviceType::CUDA)
+        ->setDevice(c10::Device(c10::DeviceType::CUDA, static_cast<c10::DeviceIndex>(index)));
+    return 0;
+  } catch (const std::exception& e) {
+    *err = strdup(e.what());
+    return -1;
+  }
+}
 
 // torch.set_float32_matmul_precision / get_float32_matmul_precision: 0 "highest", 1 "high",
 // 2 "medium" (the caller checks the name).

@@ -110,7 +110,8 @@ pub struct RunContext {
     /// data hooks (the loader moves batches).
     pub creation_device: Device,
     pub stage: Stage,
-    /// Train mode (dropout, batch-norm statistics) versus eval mode.
+    /// Train mode (dropout, batch-norm statistics) versus eval mode: set with
+    /// [`RunContext::set_training`].
     pub training: bool,
     pub current_epoch: u64,
     pub global_step: u64,
@@ -311,6 +312,13 @@ fn py_tuple(values: &[bool]) -> String {
 }
 
 impl RunContext {
+    /// Lightning's `model.train()` / `model.eval()`: what plugins read as `training`, and
+    /// whether a synced BatchNorm syncs (torch's SyncBatchNorm syncs in train mode only).
+    pub fn set_training(&mut self, on: bool) {
+        self.training = on;
+        crate::engine::sync_batch_norm::set_module_training(on);
+    }
+
     /// Records a `self.log` call (see [`LogTarget::log`]).
     pub fn log(&mut self, name: &str, value: Tensor, opts: LogOptions) -> Result<(), OpError> {
         self.log_target().log(name, value, opts)

@@ -66,7 +66,8 @@ pub fn plan(cfg: &TrainerConfig, env: &dyn cluster::Env) -> Result<Option<Cluste
             "process_group_backend \"nccl\" needs CUDA (ProcessGroupNCCL is only supported with GPUs): use \"gloo\" on the CPU"
         ),
         (Backend::Nccl, true) if !nccl::built() => bail!(
-            "strategy \"ddp\" on CUDA: this lthost was built without the NCCL backend (no CUDA/NCCL headers at build time); rebuild with `make host`, or set trainer.process_group_backend = \"gloo\""
+            "strategy \"ddp\" on CUDA: this lthost was built without the NCCL backend ({}); rebuild with `make host`, or set trainer.process_group_backend = \"gloo\"",
+            nccl::why_not_built()
         ),
         _ => {}
     }

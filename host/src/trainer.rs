@@ -110,7 +110,8 @@ pub struct FitReport {
     /// The test after the fit ([`Trainer::then_test`]).
     pub test: Option<EvalMetrics>,
     /// A DDP run: the world size and whether every rank ended with the same weights.
-    pub ddp: Option<(usize, bool)>,
+    /// DDP: (processes, the CUDA tensors' backend, every rank's weights the same).
+    pub ddp: Option<(usize, &'static str, bool)>,
 }
 
 /// A run's set-up, shared by every entry point.
@@ -682,7 +683,7 @@ impl<'c> Trainer<'c> {
                     let same = d.weights_in_sync(&st.ctx.params)?;
                     d.barrier("Trainer.fit end")?;
                     d.unwrap_module();
-                    Some((d.world_size(), same))
+                    Some((d.world_size(), d.backend_name(), same))
                 }
                 None => None,
             };
@@ -796,7 +797,19 @@ fn failed(st: &mut LoopState<'_>, e: anyhow::Error) -> anyhow::Error {
                 // Lightning's DDPStrategy.on_exception.
                 e.context(format!("rank {rank} of {n}: It looks like your LightningModule has parameters that were not used in producing the loss returned by training_step. If this is intentional, you must enable the detection of unused parameters in DDP, either by setting the string value `strategy='ddp_find_unused_parameters_true'` or by setting the flag in the strategy with `strategy=DDPStrategy(find_unused_parameters=True)`."))
             } else if crate::distributed::c10d::is_collective_failure(&e) {
-                e.context(format!("rank {rank} of {n}: a collective with the other ranks failed: one died, or did not answer within ddp_timeout_s = {t} s"))
+                // Which rank: those that do not say within a while that their collective
+                // failed too (torch's monitoredBarrier would need the failed group).
+                let wait = Duration::from_secs_f64(t.min(10.0));
+                let who = match d.unanswered_ranks(wait) {
+                    Ok(missing) if missing.is_empty() => "every rank answered afterwards".to_string(),
+                    Ok(missing) => {
+                        let ranks: Vec<String> = missing.iter().map(usize::to_string).collect();
+                        let s = if missing.len() == 1 { "" } else { "s" };
+                        format!("rank{s} {} did not answer within {} s (hung or dead)", ranks.join(", "), wait.as_secs_f64())
+                    }
+                    Err(_) => "the rendezvous store did not answer either (the rank that serves it, rank 0 unless torchrun's agent does, hung or died)".to_string(),
+                };
+                e.context(format!("rank {rank} of {n}: a collective with the other ranks failed ({who}): one died, or did not answer within ddp_timeout_s = {t} s"))
             } else {
                 e.context(format!("rank {rank} of {n}"))
             }
@@ -847,9 +860,9 @@ impl FitReport {
         out.push_str(&format!("  plugin        {plugin}\n"));
         out.push_str(&format!("  device        {} (libtorch threads: {})\n", device_name(self.device), self.threads));
         out.push_str(&format!("  seed          {}\n", self.seed));
-        if let Some((n, same)) = self.ddp {
+        if let Some((n, backend, same)) = self.ddp {
             let weights = if same { "the same weights on every rank" } else { "WEIGHTS DIFFER between ranks" };
-            out.push_str(&format!("  processes     {n} (DDP, gloo): {weights}\n"));
+            out.push_str(&format!("  processes     {n} (DDP, {backend}): {weights}\n"));
         }
         out.push_str(&format!("  parameters    {}\n", self.trainable_params));
         out.push_str(&format!("  epochs        {}  (global steps {})\n", self.epochs, self.global_step));

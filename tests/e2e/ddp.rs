@@ -216,9 +216,48 @@ fn a_rank_that_hangs_ends_the_run_within_the_timeout() {
     let started = std::time::Instant::now();
     let args = long_args(60, &["--set", "trainer.ddp_timeout_s=10"]);
     let out = lthost_ddp(dir.path(), &args, &[("LTHOST_FAULT", "step:20:rank1:stop")]);
-    out.assert_fails_with(&["rank 0 of 2: a collective with the other ranks failed", "ddp_timeout_s = 10 s"]);
+    out.assert_fails_with(&[
+        "rank 0 of 2: a collective with the other ranks failed (rank 1 did not answer within 10 s (hung or dead))",
+        "ddp_timeout_s = 10 s",
+    ]);
     assert!(out.stderr.contains("LTHOST_FAULT: stopping the process"), "{}", out.stderr);
     assert!(started.elapsed().as_secs() < 60, "the run ended {:?} after starting", started.elapsed());
+}
+
+#[test]
+fn a_rank_that_dies_under_another_launcher_is_named_by_the_others() {
+    // torchrun's variables, no lthost launcher watching: rank 0 learns which rank is gone from
+    // the rendezvous store (rank 1 never says its collective failed).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = std::net::TcpListener::bind(("127.0.0.1", 0)).and_then(|l| l.local_addr()).expect("a port").port();
+    let port = port.to_string();
+    let args = long_args(60, &["--set", "trainer.ddp_timeout_s=20"]);
+    let ranks: Vec<std::process::Child> = ["0", "1"]
+        .iter()
+        .map(|rank| {
+            clean(env!("CARGO_BIN_EXE_lthost"), dir.path())
+                .args(&args)
+                .envs([
+                    ("TORCHELASTIC_RUN_ID", "fault"),
+                    ("RANK", rank),
+                    ("LOCAL_RANK", rank),
+                    ("WORLD_SIZE", "2"),
+                    ("LOCAL_WORLD_SIZE", "2"),
+                    ("MASTER_ADDR", "127.0.0.1"),
+                    ("MASTER_PORT", port.as_str()),
+                    ("LTHOST_FAULT", "step:20:rank1"),
+                ])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn")
+        })
+        .collect();
+    let outs: Vec<Run> = ranks.into_iter().map(|c| run(c.wait_with_output().expect("wait"))).collect();
+    outs[0].assert_fails_with(&[
+        "rank 0 of 2: a collective with the other ranks failed (rank 1 did not answer within 10 s (hung or dead))",
+    ]);
+    assert_ne!(outs[1].code, Some(0), "{}", outs[1].stderr);
 }
 
 fn weights(path: &Path) -> Vec<(String, tch::Tensor)> {

@@ -23,6 +23,15 @@ extern "C" {
         err: *mut *mut c_char,
     ) -> *mut c_void;
     fn lthost_dist_store_free(store: *mut c_void);
+    fn lthost_dist_store_set(
+        store: *mut c_void,
+        key: *const c_char,
+        value: *const c_char,
+        timeout_ms: i64,
+        err: *mut *mut c_char,
+    ) -> i32;
+    fn lthost_dist_store_check(store: *mut c_void, key: *const c_char, present: *mut i32, err: *mut *mut c_char)
+        -> i32;
     fn lthost_dist_gloo_group(
         store: *mut c_void,
         rank: i32,
@@ -167,6 +176,27 @@ impl Store {
             return Err(anyhow!("TCPStore at {}:{}: {}", spec.host, spec.port, take_error(err)));
         }
         Ok(Store(p))
+    }
+}
+
+impl Store {
+    /// `store.set(key, value)`; the store's calls wait at most `timeout` from now on.
+    pub fn set(&self, key: &str, value: &str, timeout: Duration) -> Result<()> {
+        let (k, v) = (cstring("TCPStore key", key)?, cstring("TCPStore value", value)?);
+        let mut err = std::ptr::null_mut();
+        // SAFETY: a live store handle and NUL-terminated strings for the call.
+        let rc = unsafe { lthost_dist_store_set(self.0, k.as_ptr(), v.as_ptr(), timeout.as_millis() as i64, &mut err) };
+        check("TCPStore.set", rc, err)
+    }
+
+    /// Whether `key` is set.
+    pub fn check(&self, key: &str) -> Result<bool> {
+        let k = cstring("TCPStore key", key)?;
+        let (mut present, mut err) = (0, std::ptr::null_mut());
+        // SAFETY: a live store handle and a NUL-terminated string for the call.
+        let rc = unsafe { lthost_dist_store_check(self.0, k.as_ptr(), &mut present, &mut err) };
+        check("TCPStore.check", rc, err)?;
+        Ok(present == 1)
     }
 }
 

@@ -41,9 +41,11 @@ pub struct DdpOptions {
 /// One process of a DDP world.
 pub struct Ddp {
     find_unused_parameters: bool,
+    /// `distributed_backend` as Lightning prints it.
+    backend_name: &'static str,
     pub cluster: Cluster,
     group: Rc<ProcessGroup>,
-    _store: Store,
+    store: Store,
     reducer: Option<Arc<Reducer>>,
     /// The module's buffers (shallow handles), broadcast from rank 0 before a forward.
     buffers: Vec<Tensor>,
@@ -80,8 +82,16 @@ impl Ddp {
         let store = Store::connect(&spec)
             .with_context(|| format!("rank {} could not join the DDP world", cluster.global_rank))?;
         let group = ProcessGroup::gloo(&store, cluster.global_rank, cluster.world_size, timeout)?;
+        if sync_batchnorm && !crate::engine::sync_batch_norm::enabled() {
+            anyhow::bail!(
+                "internal: sync_batchnorm without the batch_norm substitution (engine::sync_batch_norm::enable)"
+            );
+        }
         let mut backend_name = Backend::Gloo.name();
         if let tch::Device::Cuda(i) = device {
+            // Lightning's `torch.cuda.set_device(root_device)`, whatever the backend: a plugin's
+            // bare "cuda" is this rank's GPU.
+            crate::engine::torch_ext::set_cuda_device(i)?;
             let nccl = match backend {
                 Backend::Nccl => Some(super::nccl::load().context("DDP on CUDA: the NCCL backend")?),
                 Backend::Gloo => None,
@@ -104,13 +114,19 @@ impl Ddp {
         }
         Ok(Ddp {
             find_unused_parameters,
+            backend_name,
             cluster,
             group: Rc::new(group),
-            _store: store,
+            store,
             reducer: None,
             buffers: Vec::new(),
             require_forward_param_sync: true,
         })
+    }
+
+    /// The CUDA tensors' backend ("gloo" on the CPU).
+    pub fn backend_name(&self) -> &'static str {
+        self.backend_name
     }
 
     pub fn is_global_zero(&self) -> bool {
@@ -262,6 +278,29 @@ impl Ddp {
         self.group.all_reduce(&lo, ReduceOp::Min)?;
         self.group.all_reduce(&hi, ReduceOp::Max)?;
         Ok(lo.f_int64_value(&[0])? == mine && hi.f_int64_value(&[0])? == mine)
+    }
+
+    /// After a failed collective: the ranks that do not answer within `wait` (hung or dead),
+    /// found through the TCPStore, which outlives the group's connections: every rank whose
+    /// collective failed says so under `lthost/answered/<rank>` and waits for the others'.
+    /// An error when the store itself does not answer (rank 0 serves it, unless torchrun's
+    /// agent does).
+    pub fn unanswered_ranks(&self, wait: Duration) -> Result<Vec<usize>> {
+        let key = |r: usize| format!("lthost/answered/{r}");
+        self.store.set(&key(self.global_rank()), "1", wait)?;
+        let until = std::time::Instant::now() + wait;
+        loop {
+            let mut missing = Vec::new();
+            for r in 0..self.world_size() {
+                if !self.store.check(&key(r))? {
+                    missing.push(r);
+                }
+            }
+            if missing.is_empty() || std::time::Instant::now() >= until {
+                return Ok(missing);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// Drops this handle on the Reducer (its autograd hooks go with the last one: the

@@ -99,12 +99,19 @@ fn watch(children: &Mutex<Vec<(usize, Child)>>) -> Vec<(usize, std::process::Exi
                     let _ = c.kill();
                 }
                 eprintln!("error: rank {rank} {}; stopping every rank", describe(status));
-                // This rank's next collective fails at once (the peer's connection is gone)
+                // This rank's next collective fails at once on Gloo (the peer's connection is gone)
                 // and the run ends as any failure does, a checkpoint being written finished;
                 // should it not, it ends here.
                 drop(cs);
                 std::thread::sleep(std::time::Duration::from_secs(10));
-                std::process::exit(1);
+                // Still here: the main thread is stuck (in CUDA, say, where NCCL's error may
+                // never reach it). End without running exit handlers and static destructors,
+                // which could wait on the same stuck communicator.
+                use std::io::Write as _;
+                let _ = std::io::stdout().flush();
+                let _ = std::io::stderr().flush();
+                // SAFETY: ends the process at once; nothing after it runs.
+                unsafe { libc::_exit(1) }
             }
             if cs.is_empty() {
                 return done;

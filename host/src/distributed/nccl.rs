@@ -37,6 +37,11 @@ pub fn built() -> bool {
     embedded::SHIM.is_some()
 }
 
+/// Why this build has no NCCL shim (empty when it has one).
+pub fn why_not_built() -> &'static str {
+    embedded::WHY
+}
+
 /// The shim, loaded once (libtorch_cuda with it, if the run has not preloaded it). Fails with
 /// the reason: not built, or the loader's message.
 pub fn load() -> Result<Nccl> {
@@ -46,7 +51,7 @@ pub fn load() -> Result<Nccl> {
 
 fn open() -> Result<Nccl> {
     let Some(bytes) = embedded::SHIM else {
-        bail!("this lthost was built without the NCCL backend (no CUDA/NCCL headers at build time: `make host` installs them from requirements.txt)")
+        bail!("this lthost was built without the NCCL backend: {}", embedded::WHY)
     };
     // SAFETY: memfd_create with a NUL-terminated name; the fd is ours and closed below.
     let fd = unsafe { libc::memfd_create(c"lthost_nccl".as_ptr(), libc::MFD_CLOEXEC) };

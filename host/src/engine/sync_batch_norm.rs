@@ -7,6 +7,10 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+extern "C" {
+    fn lthost_sync_batch_norm_module_training(on: i32);
+}
+
 static ON: AtomicBool = AtomicBool::new(false);
 
 /// The operator the host calls for `aten::batch_norm` in a synced run.
@@ -19,6 +23,14 @@ pub fn enable(on: bool) {
 
 pub fn enabled() -> bool {
     ON.load(Ordering::SeqCst)
+}
+
+/// The module's train mode (Lightning's `model.train()`): the operator syncs only then, as
+/// torch's SyncBatchNorm (`need_sync = bn_training and self.training`), so an eval-mode layer
+/// without running statistics normalises with its own rank's batch.
+pub fn set_module_training(on: bool) {
+    // SAFETY: stores a flag.
+    unsafe { lthost_sync_batch_norm_module_training(i32::from(on)) }
 }
 
 /// The host operator that stands for `qualified` now, if any.

@@ -115,6 +115,7 @@ pub(crate) fn global_rng_lock() -> std::sync::MutexGuard<'static, ()> {
 
 extern "C" {
     fn lthost_set_deterministic(enabled: i32);
+    fn lthost_set_cuda_device(index: i32, err: *mut *mut std::ffi::c_char) -> i32;
     fn lthost_deterministic() -> i32;
     fn lthost_set_matmul_precision(level: i32);
     fn lthost_matmul_precision() -> i32;
@@ -270,6 +271,16 @@ impl RngState {
         }
         Ok(())
     }
+}
+
+/// `torch.cuda.set_device(index)`: this thread's current CUDA device (what a bare "cuda" is).
+pub fn set_cuda_device(index: usize) -> anyhow::Result<()> {
+    let mut err = std::ptr::null_mut();
+    // SAFETY: an index and an out-pointer for the message.
+    if unsafe { lthost_set_cuda_device(index as i32, &mut err) } != 0 {
+        anyhow::bail!("torch.cuda.set_device({index}): {}", take_error(err));
+    }
+    Ok(())
 }
 
 /// `torch.use_deterministic_algorithms(enabled)`: ops without a deterministic

@@ -114,7 +114,7 @@ pub fn run(
     let h = hooks_for(stage);
     let (was_training, was_stage) = (st.ctx.training, st.ctx.stage);
     st.ctx.stage = stage;
-    st.ctx.training = false;
+    st.ctx.set_training(false);
     let mut results = ResultCollection::synced(st.ddp.as_ref().map(crate::distributed::Ddp::syncer));
     let mut last_bs = 1;
     let after_training = matches!(during, During::Fit { .. });
@@ -216,7 +216,7 @@ pub fn run(
     if let Some(t) = h.model_train {
         st.hook(t, None)?;
     }
-    st.ctx.training = was_training;
+    st.ctx.set_training(was_training);
     st.ctx.stage = was_stage;
     Ok(out)
 }

@@ -27,7 +27,7 @@ pub fn run(
 ) -> Result<()> {
     let _grad_off = crate::engine::torch_ext::eval_guard(st.cfg.inference_mode);
     st.ctx.stage = Stage::Predict;
-    st.ctx.training = false;
+    st.ctx.set_training(false);
     st.hook(Hook::OnPredictModelEval, None)?;
     let first = sequential::first_with_batches(batches);
     st.bar.on_eval_start(

@@ -184,7 +184,7 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: &mut Vec<DataLoader
     st.train_results.reset();
     st.ctx.is_last_batch = false;
     st.ctx.stage = Stage::Fit;
-    st.ctx.training = true;
+    st.ctx.set_training(true);
     st.bar.on_train_epoch_start(st.ctx.current_epoch, st.limits.train_bar_total(st.ctx.global_step));
     // A run restored inside this epoch ran its on_train_epoch_start before the checkpoint.
     let resumed = resume.is_some_and(|r| r.batches_done > 0);
@@ -209,7 +209,7 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: &mut Vec<DataLoader
         st.val_due_pending = false;
         shown_val.extend(m.prog_bar);
         st.ctx.stage = Stage::Fit;
-        st.ctx.training = true;
+        st.ctx.set_training(true);
         // As any validation in fit: EarlyStopping and ModelCheckpoint at its end.
         st.early_stopping_check(false)?;
         let pos = checkpointing::position(st, start, false);
@@ -401,7 +401,7 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: &mut Vec<DataLoader
             st.val_due_pending = false;
             shown_val.extend(m.prog_bar);
             st.ctx.stage = Stage::Fit;
-            st.ctx.training = true;
+            st.ctx.set_training(true);
             st.early_stopping_check(false)?;
             let mut pos = checkpointing::position(st, idx + 1, false);
             pos.loops.fit_loop.epoch_loop.batches_that_stepped += stepped;
