@@ -19,21 +19,9 @@ use super::options::{LogLocation, LoggerOptions, Version};
 use super::{prefixed, to_yaml, Logger};
 use crate::fs::write_atomic;
 
-/// CRC-32C (Castagnoli), bitwise; records are small.
-pub fn crc32c(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in data {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 { (crc >> 1) ^ 0x82F6_3B78 } else { crc >> 1 };
-        }
-    }
-    !crc
-}
-
-/// TFRecord's masked CRC.
+/// TFRecord's masked CRC of the CRC-32C (Castagnoli, the `crc32c` crate).
 pub fn masked_crc(data: &[u8]) -> u32 {
-    let c = crc32c(data);
+    let c = crc32c::crc32c(data);
     (c.rotate_right(15)).wrapping_add(0xa282_ead8)
 }
 
@@ -231,8 +219,10 @@ mod tests {
     #[test]
     fn crc32c_and_masking_match_known_values() {
         // RFC 3720 test vector: 32 bytes of zeros.
-        assert_eq!(crc32c(&[0u8; 32]), 0x8A91_36AA);
-        assert_eq!(crc32c(b"123456789"), 0xE306_9283);
+        assert_eq!(crc32c::crc32c(&[0u8; 32]), 0x8A91_36AA);
+        assert_eq!(crc32c::crc32c(b"123456789"), 0xE306_9283);
+        // TFRecord's mask of a known CRC (tensorflow/core/lib/hash/crc32c.h: Mask).
+        assert_eq!(masked_crc(b"123456789"), 0xE306_9283u32.rotate_right(15).wrapping_add(0xa282_ead8));
         let f = frame(b"abc");
         assert_eq!(f.len(), 8 + 4 + 3 + 4);
         assert_eq!(&f[..8], &3u64.to_le_bytes());
