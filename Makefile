@@ -29,7 +29,7 @@ TEST_THREADS ?= 2
 run: host plugins
 	$(LTHOST) run $(PLUGIN_DIR)/digits-mlp.wasm --config plugins/digits-mlp/run.toml --trusted-keys $(TRUSTED)
 
-test: host plugins reference
+test: host plugins reference .stamps/test-servers
 	$(CARGO) fmt --all -- --check
 	$(PY) tools/gen_ops.py --check
 	$(CARGO) test --release -p lthost -- --test-threads $(TEST_THREADS)
@@ -40,6 +40,12 @@ setup: .stamps/venv .stamps/wasm-target .stamps/rustfmt tools/js/node_modules/.i
 	@mkdir -p .stamps
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+# Servers the tests start on localhost (docker-registry, from Debian).
+.stamps/test-servers: tools/install-test-servers.sh
+	@mkdir -p .stamps
+	tools/install-test-servers.sh
 	@touch $@
 
 .stamps/rustfmt:

@@ -24,6 +24,7 @@ pub mod lightning_build;
 pub mod loggers;
 pub mod loops;
 pub mod module;
+pub mod oci;
 pub mod plot;
 pub mod plugin;
 pub mod precision;

@@ -98,6 +98,38 @@ enum Command {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
+    /// Push a plugin to an OCI registry as a Wasm artifact (`wkg oci pull` and ORAS read it):
+    /// `lthost push model.wasm ghcr.io/me/model:1.0`.
+    Push {
+        plugin: PathBuf,
+        /// REGISTRY/REPOSITORY:TAG (`oci://` optional).
+        reference: String,
+        /// A detached signature to carry in the manifest (default: `<plugin>.sig` when present).
+        #[arg(long)]
+        signature: Option<PathBuf>,
+        /// Plain HTTP for a registry other than localhost.
+        #[arg(long)]
+        plain_http: bool,
+    },
+    /// Pull a plugin from an OCI registry (by tag or `@sha256:…`), verify its digests and its
+    /// signature against the trusted keys, and keep it in the pull cache (or write it to -o).
+    Pull {
+        /// REGISTRY/REPOSITORY:TAG or REGISTRY/REPOSITORY@sha256:… (`oci://` optional).
+        reference: String,
+        /// Also write the plugin here (and its detached signature beside it as `.sig`).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Plain HTTP for a registry other than localhost.
+        #[arg(long)]
+        plain_http: bool,
+        /// Trusted public keys: `.pub` files or directories of them (repeatable).
+        #[arg(long)]
+        trusted_keys: Vec<PathBuf>,
+        /// Keep an unsigned or untrusted plugin anyway. A signed plugin that was changed is
+        /// refused regardless.
+        #[arg(long)]
+        allow_unsigned: bool,
+    },
     /// Embed a manifest (a TOML file: name, version, authors, description, capabilities).
     Manifest {
         plugin: PathBuf,
@@ -144,7 +176,8 @@ struct LrFindArgs {
 
 #[derive(Args)]
 struct RunArgs {
-    /// The plugin component (.wasm): a LightningModule, and a DataModule unless --data names one.
+    /// The plugin component (.wasm, or `oci://REGISTRY/REPO:TAG` / `@sha256:…`): a
+    /// LightningModule, and a DataModule unless --data names one.
     plugin: PathBuf,
     /// A separate DataModule component.
     #[arg(long)]
@@ -398,6 +431,54 @@ fn run(cmd: Command, signal: Arc<AtomicUsize>) -> Result<Option<i32>> {
             println!("built {} {} from {} → {}{signed}", m.name, m.version, source.display(), dest.display());
             return Ok(None);
         }
+        Command::Push { plugin, reference, signature, plain_http } => {
+            let to = lthost::oci::Reference::parse(reference)?;
+            let bytes = std::fs::read(plugin).map_err(|e| anyhow::anyhow!("reading {}: {e}", plugin.display()))?;
+            let sig = match signature {
+                Some(p) => Some(std::fs::read(p).map_err(|e| anyhow::anyhow!("reading {}: {e}", p.display()))?),
+                None => lthost::artifact::trust::detached_for(plugin),
+            };
+            let how = lthost::oci::Transport { plain_http: *plain_http };
+            let p = lthost::oci::push(&bytes, sig.as_deref(), &to, how)?;
+            let reused = if p.reused > 0 { format!(", {} blob(s) already there", p.reused) } else { String::new() };
+            println!("pushed {} ({} bytes{reused}) → {to}", plugin.display(), p.size);
+            println!("digest {}", p.manifest_digest);
+            return Ok(None);
+        }
+        Command::Pull { reference, output, plain_http, trusted_keys, allow_unsigned } => {
+            let from = lthost::oci::Reference::parse(reference)?;
+            let mut keys = trusted_keys.clone();
+            keys.extend(lthost::artifact::trust::TrustPolicy::env_paths());
+            let trust = lthost::artifact::trust::TrustPolicy::load(&keys, *allow_unsigned)?;
+            let verdict = std::cell::RefCell::new(None);
+            let verify = |name: &str, bytes: &[u8], sig: Option<&[u8]>| -> Result<()> {
+                *verdict.borrow_mut() = Some(trust.admit(name, bytes, sig)?);
+                Ok(())
+            };
+            let how = lthost::oci::Transport { plain_http: *plain_http };
+            let pulled = lthost::oci::pull(&from, how, &verify)?;
+            if let Some((before, now)) = &pulled.moved {
+                println!("note: {from} moved: it was {before} when last pulled, it is {now} now");
+            }
+            let how = if pulled.cached { "from the pull cache" } else { "pulled" };
+            println!("{how} {from}: {}", pulled.manifest_digest);
+            if let Some(lthost::artifact::trust::Verdict::Trusted(k)) = verdict.borrow().as_ref() {
+                println!("trusted, signed by {}", k.join(", "));
+            }
+            let mut at = pulled.path.clone();
+            if let Some(out) = output {
+                let bytes = std::fs::read(&pulled.path)?;
+                lthost::fs::write_atomic(out, &bytes)?;
+                if let Some(sig) = lthost::artifact::trust::detached_for(&pulled.path) {
+                    let mut sig_path = out.clone().into_os_string();
+                    sig_path.push(".sig");
+                    lthost::fs::write_atomic(Path::new(&sig_path), &sig)?;
+                }
+                at = out.clone();
+            }
+            println!("{}", at.display());
+            return Ok(None);
+        }
         Command::Manifest { plugin, from, output } => {
             let m = lthost::artifact::manifest::Manifest::from_toml_file(from)?;
             let bytes = std::fs::read(plugin).map_err(|e| anyhow::anyhow!("reading {}: {e}", plugin.display()))?;
@@ -425,7 +506,13 @@ fn run(cmd: Command, signal: Arc<AtomicUsize>) -> Result<Option<i32>> {
     }
     let mut cfg = args.config()?;
     cfg.check_loggers()?;
-    let name = plugin_name(&args.plugin);
+    let mut opts = cfg.plugin.options()?;
+    // `oci://REGISTRY/REPO:TAG`: pulled, checked and verified first (the run's trust policy).
+    let trust = Arc::clone(&opts.trust);
+    let verify = |name: &str, bytes: &[u8], sig: Option<&[u8]>| trust.check(name, bytes, sig).map(|_| ());
+    let plugin_path = lthost::oci::resolve_plugin(&args.plugin, &verify)?;
+    let data_path = args.data.as_deref().map(|d| lthost::oci::resolve_plugin(d, &verify)).transpose()?;
+    let name = plugin_name(&plugin_path);
     if let Some(h) = &args.hparams {
         cfg.merge_hparams_json(h).map_err(|e| anyhow::anyhow!("plugin `{name}`, hook `configure`: {e}"))?;
     }
@@ -454,17 +541,16 @@ fn run(cmd: Command, signal: Arc<AtomicUsize>) -> Result<Option<i32>> {
         }
         _ => None,
     };
-    let mut opts = cfg.plugin.options()?;
     opts.output_root = Some(cfg.trainer.default_root_dir.join("plugin_output"));
     let runtime = Runtime::new()?;
-    let model = plugin::load(&runtime, &args.plugin, &opts)?;
+    let model = plugin::load(&runtime, &plugin_path, &opts)?;
     if !model.has_module() {
         bail!(
             "plugin `{name}`: exports no `{}`, so it cannot be trained; pass the model first and the data with --data",
             plugin::adapter::MODULE_EXPORT
         );
     }
-    let mut data: WasmPlugin = match &args.data {
+    let mut data: WasmPlugin = match &data_path {
         Some(p) => plugin::load(&runtime, p, &opts)?,
         None => model.clone(),
     };
