@@ -408,10 +408,14 @@ impl TrainerConfig {
         if let Some(t) = &self.max_time {
             parse_max_time(t)?;
         }
-        if let Some(bad) =
-            self.loggers.iter().find(|l| !matches!(l.as_str(), "csv" | "tensorboard") && !l.ends_with(".wasm"))
+        if let Some(bad) = self
+            .loggers
+            .iter()
+            .find(|l| !matches!(l.as_str(), "csv" | "tensorboard" | "mlflow") && !l.ends_with(".wasm"))
         {
-            bail!("trainer.loggers: unknown logger {bad:?} (expected \"csv\", \"tensorboard\" or a logger plugin `.wasm`)");
+            bail!(
+                "trainer.loggers: unknown logger {bad:?} (expected \"csv\", \"tensorboard\", \"mlflow\" or a logger plugin `.wasm`)"
+            );
         }
         self.accelerator.parse()
     }
@@ -629,8 +633,12 @@ impl RunConfig {
     /// A `[loggers.<kind>]` table is for a logger the run uses (checked once the command
     /// line has said which).
     pub fn check_loggers(&self) -> Result<()> {
-        for (kind, given) in [("csv", self.loggers.csv.is_some()), ("tensorboard", self.loggers.tensorboard.is_some())]
-        {
+        let given = [
+            ("csv", self.loggers.csv.is_some()),
+            ("tensorboard", self.loggers.tensorboard.is_some()),
+            ("mlflow", self.loggers.mlflow.is_some()),
+        ];
+        for (kind, given) in given {
             if given && !self.trainer.loggers.iter().any(|l| l == kind) {
                 bail!(
                     "[loggers.{kind}] is set but the run's loggers {:?} do not include it (add \"{kind}\" to \

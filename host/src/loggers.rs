@@ -3,6 +3,7 @@
 //! each built-in logger writes.
 
 pub mod csv;
+pub mod mlflow;
 pub mod options;
 pub mod python_text;
 pub mod tensorboard;
@@ -14,6 +15,7 @@ use anyhow::Result;
 use serde_json::Value;
 
 pub use csv::CsvLogger;
+pub use mlflow::MlflowLogger;
 pub use options::{LoggerOptions, LoggersConfig, Version};
 pub use tensorboard::TensorBoardLogger;
 
@@ -24,6 +26,13 @@ pub use tensorboard::TensorBoardLogger;
 pub struct CheckpointSaved {
     /// The file just written.
     pub saved: String,
+    /// The checkpoint directory (the host's loggers upload from it; plugins are not told).
+    pub dir: std::path::PathBuf,
+    /// The score of the step just saved (Lightning's `current_score`).
+    pub current_score: Option<f64>,
+    /// ModelCheckpoint's settings as MLFlowLogger's `metadata.yaml` lists them (`monitor`,
+    /// `mode`, `save_last`, `save_top_k`, `save_weights_only`, `_every_n_train_steps`).
+    pub settings: Value,
     pub monitor: Option<String>,
     pub save_top_k: i64,
     pub best_model_path: String,

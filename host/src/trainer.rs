@@ -327,7 +327,8 @@ impl<'c> Trainer<'c> {
 
     fn logger(&self, enabled: bool) -> Result<Option<Box<dyn Logger>>> {
         if !enabled
-            || (!self.cfg.loggers.iter().any(|l| l == "csv" || l == "tensorboard") && self.logger_plugins.is_empty())
+            || (!self.cfg.loggers.iter().any(|l| matches!(l.as_str(), "csv" | "tensorboard" | "mlflow"))
+                && self.logger_plugins.is_empty())
         {
             return Ok(None);
         }
@@ -342,6 +343,13 @@ impl<'c> Trainer<'c> {
         let root = &self.cfg.default_root_dir;
         let mut group: Vec<Box<dyn Logger>> = Vec::new();
         for kind in &self.cfg.loggers {
+            // MLflow's run lives on its tracking server; checkpoints under
+            // `<default_root_dir>/<experiment id>/<run id>/` as Lightning puts them.
+            if kind == "mlflow" {
+                let opts = self.loggers.mlflow.clone().unwrap_or_default();
+                group.push(Box::new(crate::loggers::MlflowLogger::open(&opts, root)?));
+                continue;
+            }
             // Logger plugins (.wasm) come in through `logger_plugins`.
             let given = match kind.as_str() {
                 "csv" => &self.loggers.csv,

@@ -21,6 +21,7 @@ mod languages;
 mod lightning_files;
 mod loggers_and_callbacks;
 mod loops;
+mod mlflow;
 mod oci;
 mod opinfo;
 mod parity;

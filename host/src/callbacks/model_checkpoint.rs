@@ -467,6 +467,16 @@ impl ModelCheckpoint {
         };
         crate::loggers::CheckpointSaved {
             saved: name(Some(saved)),
+            dir: self.dirpath.clone(),
+            current_score: self.current_score,
+            settings: json!({
+                "monitor": self.cfg.monitor,
+                "mode": self.cfg.mode,
+                "save_last": self.cfg.save_last,
+                "save_top_k": self.cfg.save_top_k,
+                "save_weights_only": self.cfg.save_weights_only,
+                "_every_n_train_steps": self.cfg.every_n_train_steps.unwrap_or(0),
+            }),
             monitor: self.cfg.monitor.clone(),
             save_top_k: self.cfg.save_top_k,
             best_model_path: name(self.best_model_path.as_deref()),

@@ -101,10 +101,15 @@ impl Default for LoggerOptions {
 pub struct LoggersConfig {
     pub csv: Option<LoggerOptions>,
     pub tensorboard: Option<LoggerOptions>,
+    /// `[loggers.mlflow]`: MLFlowLogger's arguments (a tracking server's URI among them).
+    pub mlflow: Option<super::mlflow::MlflowOptions>,
 }
 
 impl LoggersConfig {
     pub fn validate(&self) -> Result<()> {
+        if let Some(m) = &self.mlflow {
+            m.validate()?;
+        }
         for (kind, opts) in [("csv", &self.csv), ("tensorboard", &self.tensorboard)] {
             let Some(o) = opts else { continue };
             if kind == "csv" && o.default_hp_metric.is_some() {
@@ -214,7 +219,7 @@ mod tests {
         let bad = |name: &str, version: Option<Version>| {
             let cfg = LoggersConfig {
                 csv: Some(LoggerOptions { name: name.into(), version, ..Default::default() }),
-                tensorboard: None,
+                ..Default::default()
             };
             cfg.validate().is_err()
         };
@@ -227,15 +232,15 @@ mod tests {
         assert!(!bad("", Some(Version::Number(2))));
         let csv_hp = LoggersConfig {
             csv: Some(LoggerOptions { default_hp_metric: Some(false), ..Default::default() }),
-            tensorboard: None,
+            ..Default::default()
         };
         assert!(csv_hp.validate().is_err());
         let sub = |kind: &str, s: &str| {
             let o = Some(LoggerOptions { sub_dir: Some(s.into()), ..Default::default() });
             let cfg = if kind == "csv" {
-                LoggersConfig { csv: o, tensorboard: None }
+                LoggersConfig { csv: o, ..Default::default() }
             } else {
-                LoggersConfig { csv: None, tensorboard: o }
+                LoggersConfig { tensorboard: o, ..Default::default() }
             };
             cfg.validate().is_ok()
         };
