@@ -252,6 +252,10 @@ pub struct TrainerConfig {
     /// Ask the DataModule for the train and validation DataLoaders again every this many
     /// epochs (0: once).
     pub reload_dataloaders_every_n_epochs: i64,
+    /// A LightningCLI config's `optimizer:`/`lr_scheduler:`: replaces what the module's
+    /// `configure_optimizers` returns (LightningCLI's override; not in run files).
+    #[serde(skip)]
+    pub optimizer_override: Option<crate::module::Optimization>,
 }
 
 impl TrainerConfig {
@@ -303,6 +307,7 @@ impl Default for TrainerConfig {
             enable_checkpointing: true,
             prefetch_batches: None,
             reload_dataloaders_every_n_epochs: 0,
+            optimizer_override: None,
         }
     }
 }
@@ -562,6 +567,9 @@ pub struct RunConfig {
     pub loggers: crate::loggers::LoggersConfig,
     /// Passed to the plugin's `configure` as a JSON object.
     pub hparams: serde_json::Map<String, Value>,
+    /// What a LightningCLI config (`--config x.yaml`) says beside the settings.
+    #[serde(skip)]
+    pub cli: crate::lightning_cli::CliExtras,
 }
 
 impl RunConfig {
@@ -581,8 +589,15 @@ impl RunConfig {
             ),
             None => (String::new(), "the run's settings".to_string()),
         };
-        let mut table: toml::Table =
-            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{shown}: {}", e.to_string().trim()))?;
+        let mut cli = crate::lightning_cli::CliExtras::default();
+        let mut table: toml::Table = match path {
+            Some(p) if crate::lightning_cli::is_yaml(p) => {
+                let (table, extras) = crate::lightning_cli::to_run_table(&text, &shown)?;
+                cli = extras;
+                table
+            }
+            _ => toml::from_str(&text).map_err(|e| anyhow::anyhow!("{shown}: {}", e.to_string().trim()))?,
+        };
         for set in sets {
             apply_set(&mut table, set)?;
         }
@@ -590,6 +605,8 @@ impl RunConfig {
         let mut cfg: RunConfig = toml::Value::Table(table)
             .try_into()
             .map_err(|e: toml::de::Error| anyhow::anyhow!("{shown}: {}", e.to_string().trim()))?;
+        cfg.trainer.optimizer_override = cli.optimization.clone();
+        cfg.cli = cli;
         let base = path.and_then(Path::parent).unwrap_or(Path::new("."));
         if let Some(d) = &cfg.plugin.data_dir {
             if d.is_relative() {

@@ -21,6 +21,7 @@ pub mod fs;
 pub mod hooks;
 pub mod hparams;
 pub mod lightning_build;
+pub mod lightning_cli;
 pub mod loggers;
 pub mod loops;
 pub mod module;

@@ -182,9 +182,14 @@ struct RunArgs {
     /// A separate DataModule component.
     #[arg(long)]
     data: Option<PathBuf>,
-    /// A TOML run file with [trainer], [plugin] and [hparams] tables.
+    /// A TOML run file with [trainer], [plugin] and [hparams] tables, or a LightningCLI
+    /// config (`.yaml`: seed_everything, trainer, model, data, optimizer, lr_scheduler,
+    /// ckpt_path).
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Print the run's settings as a LightningCLI config (flags applied) and exit.
+    #[arg(long = "print_config", alias = "print-config")]
+    print_config: bool,
     /// Hyper-parameters as a JSON object, merged over the run file's [hparams].
     #[arg(long)]
     hparams: Option<String>,
@@ -517,6 +522,23 @@ fn run(cmd: Command, signal: Arc<AtomicUsize>) -> Result<Option<i32>> {
         cfg.merge_hparams_json(h).map_err(|e| anyhow::anyhow!("plugin `{name}`, hook `configure`: {e}"))?;
     }
     cfg.trainer.validate()?;
+    if args.print_config {
+        print!(
+            "{}",
+            lthost::lightning_cli::print::print_config(
+                &cfg,
+                &cfg.cli,
+                args.ckpt_path.as_deref().or(cfg.cli.ckpt_path.as_deref())
+            )?
+        );
+        return Ok(None);
+    }
+    if cfg.trainer.optimizer_override.is_some() {
+        let shown = args.config.as_deref().map(|p| p.display().to_string()).unwrap_or_default();
+        eprintln!(
+            "note: {shown}'s optimizer (and lr_scheduler) replace what `configure_optimizers` returns (LightningCLI's `configure_optimizers` override)"
+        );
+    }
     // DDP: this process's rank; lthost's launcher starts the other local ranks now, each
     // running this command line (Lightning's `_SubprocessScriptLauncher`).
     let mut cluster = lthost::distributed::plan(&cfg.trainer, &lthost::distributed::cluster::ProcessEnv)?;
@@ -586,7 +608,7 @@ fn run(cmd: Command, signal: Arc<AtomicUsize>) -> Result<Option<i32>> {
                 as Box<dyn lthost::loggers::Logger>)
         }));
     }
-    trainer.ckpt_path = args.ckpt_path.clone();
+    trainer.ckpt_path = args.ckpt_path.clone().or_else(|| cfg.cli.ckpt_path.clone());
     trainer.cluster = cluster;
     trainer.plugin_sha256 = module.sha256().to_string();
     trainer.signal = Some(signal);

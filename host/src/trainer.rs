@@ -831,7 +831,13 @@ pub(crate) fn configure_optimizers(st: &mut LoopState<'_>) -> Result<(crate::mod
     st.ctx.current_hook = Some(Hook::ConfigureOptimizers);
     let opt = st.module.configure_optimizers(&mut st.ctx);
     st.ctx.current_hook = None;
-    Ok((opt?, st.module.name().to_string()))
+    let mut opt = opt?;
+    // LightningCLI's `optimizer:`/`lr_scheduler:` replace what the module returned.
+    if let Some(o) = &st.cfg.optimizer_override {
+        opt.optimizers = o.optimizers.clone();
+        opt.schedulers = o.schedulers.clone();
+    }
+    Ok((opt, st.module.name().to_string()))
 }
 
 /// The optimizers (and schedulers) over the module's parameters; a module without
