@@ -130,6 +130,7 @@ reference: setup
 	$(PY) tests/reference/native_reference.py tests/reference/native.json
 	$(PY) tests/reference/torch_api_reference.py tests/reference/torch_api.json
 	$(PY) tests/reference/ddp_reference.py tests/reference/ddp.json
+	$(PY) tests/reference/lightning_cli_reference.py tests/reference/lightning_cli.json
 
 # Performance side by side (see bench/bench.py); writes bench/results.md.
 bench: host plugins

@@ -18,6 +18,7 @@ mod docs;
 mod engine;
 mod formats;
 mod languages;
+mod lightning_cli;
 mod lightning_files;
 mod loggers_and_callbacks;
 mod loops;
