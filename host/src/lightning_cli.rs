@@ -80,6 +80,10 @@ pub fn to_run_table(text: &str, shown: &str) -> Result<(toml::Table, CliExtras)>
     }
     let mut run = json!({ "trainer": {}, "hparams": {} });
     let mut extras = CliExtras::default();
+    // LightningCLI's `seed_everything_default=True`: a config without the key seeds.
+    if !doc.contains_key("seed_everything") {
+        seed(&mut run, &Value::Bool(true), shown)?;
+    }
     for (key, v) in &doc {
         match key.as_str() {
             "seed_everything" => seed(&mut run, v, shown)?,
@@ -146,15 +150,27 @@ fn seed(run: &mut Value, v: &Value, shown: &str) -> Result<()> {
     let s = match v {
         Value::Bool(false) => return Ok(()),
         Value::Bool(true) => match std::env::var("PL_GLOBAL_SEED").ok() {
-            Some(s) => s.trim().parse::<u64>().map_err(|_| anyhow!("PL_GLOBAL_SEED={s:?} is not a seed"))?,
+            Some(s) => match s.trim().parse::<u32>() {
+                Ok(v) => u64::from(v),
+                Err(_) => {
+                    eprintln!("warning: Invalid seed found: {s:?}, seed set to 0");
+                    0
+                }
+            },
             None => {
                 eprintln!("warning: No seed found, seed set to 0");
                 0
             }
         },
-        Value::Number(n) => {
-            n.as_u64().ok_or_else(|| anyhow!("{shown}: seed_everything = {n}: a seed is a non-negative integer"))?
-        }
+        // Lightning's seed_everything: out of numpy's bounds (0 to 2**32 - 1) is 0, with its warning.
+        Value::Number(n) => match n.as_u64().filter(|s| *s <= u64::from(u32::MAX)) {
+            Some(s) => s,
+            None if n.is_i64() || n.is_u64() => {
+                eprintln!("warning: {n} is not in bounds, numpy accepts from 0 to 4294967295");
+                0
+            }
+            None => bail!("{shown}: seed_everything = {n}: an integer, true or false"),
+        },
         other => bail!("{shown}: seed_everything = {other}: an integer, true or false"),
     };
     run["trainer"]["seed"] = json!(s);
@@ -171,10 +187,17 @@ fn put(run: &mut Value, path: &str, v: Value, shown: &str) -> Result<()> {
         node = &mut node[*p];
     }
     let last = parts[parts.len() - 1];
-    if node.get(last).is_some() && !matches!(path, "trainer.enable_model_summary") {
-        bail!("{shown}: two callbacks or loggers set `{path}`; lthost builds one of each");
+    match (node.get_mut(last), v) {
+        (None, v) => node[last] = v,
+        (Some(_), v) if matches!(path, "trainer.enable_model_summary" | "trainer.enable_progress_bar") => {
+            node[last] = v
+        }
+        // OnExceptionCheckpoint's switch and ModelCheckpoint's arguments share `[checkpoint]`.
+        (Some(Value::Object(have)), Value::Object(more)) if !more.keys().any(|k| have.contains_key(k)) => {
+            have.extend(more)
+        }
+        _ => bail!("{shown}: two callbacks or loggers set `{path}`; lthost builds one of each"),
     }
-    node[last] = v;
     Ok(())
 }
 
@@ -219,7 +242,7 @@ fn trainer(run: &mut Value, v: &Value, shown: &str) -> Result<()> {
                         "seconds" => 1,
                         _ => bail!("{at}: {unit:?}: days, hours, minutes or seconds"),
                     };
-                    Ok(acc + n * mul)
+                    n.checked_mul(mul).and_then(|v| v.checked_add(acc)).ok_or_else(|| anyhow!("{at}: too long"))
                 })?;
                 let (d, r) = (secs / 86_400, secs % 86_400);
                 run["trainer"]["max_time"] =
@@ -241,9 +264,16 @@ fn trainer(run: &mut Value, v: &Value, shown: &str) -> Result<()> {
             }
             ("callbacks", v) => {
                 let list = if let Value::Array(a) = v { a.clone() } else { vec![v.clone()] };
+                let mut seen = Vec::new();
                 for (i, c) in list.iter().enumerate() {
                     let at = format!("{at}[{i}]");
-                    let (path, args) = classes::callback(Class::read(c, &at)?, &at)?;
+                    let class = Class::read(c, &at)?;
+                    let name = class.path.rsplit('.').next().unwrap_or("").to_string();
+                    if seen.contains(&name) {
+                        bail!("{at}: a second {name}; lthost builds one of each callback");
+                    }
+                    seen.push(name);
+                    let (path, args) = classes::callback(class, &at)?;
                     put(run, path, args, shown)?;
                 }
             }
@@ -376,11 +406,33 @@ ckpt_path: last
             ("optimizer: Adam\nlr_scheduler:\n  class_path: ReduceLROnPlateau\n", "monitor"),
             ("model:\n  a: 1\ndata:\n  a: 2\n", "merging hparams"),
             ("trainr: {}\n", "not a LightningCLI key"),
+            ("a: &x [1, 2]\nb: *x\n", "line 2: a YAML alias"),
             ("optimizer:\n  class_path: torch.optim.SGD\n  init_args:\n    lr: 0.1\n    fused: true\n", "fused"),
         ] {
             let e = to_run_table(bad, "t.yaml").unwrap_err().to_string();
             assert!(e.contains(needle), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn lightning_cli_defaults_and_shared_tables() {
+        // No seed_everything: LightningCLI's default `true` (PL_GLOBAL_SEED, else 0).
+        if std::env::var_os("PL_GLOBAL_SEED").is_none() {
+            let (t, _) = to_run_table("trainer:\n  max_epochs: 1\n", "t.yaml").unwrap();
+            assert_eq!(t["trainer"]["seed"].as_integer(), Some(0));
+        }
+        let (t, _) = to_run_table("seed_everything: false\n", "t.yaml").unwrap();
+        assert!(t["trainer"].get("seed").is_none());
+        let (t, _) = to_run_table("seed_everything: -3\n", "t.yaml").unwrap();
+        assert_eq!(t["trainer"]["seed"].as_integer(), Some(0));
+        // OnExceptionCheckpoint before ModelCheckpoint: both in [checkpoint].
+        let text = "trainer:\n  callbacks:\n  - class_path: OnExceptionCheckpoint\n    init_args: {dirpath: x}\n  - class_path: ModelCheckpoint\n    init_args: {save_top_k: 3}\n  - class_path: TQDMProgressBar\n    init_args: {refresh_rate: 0}\n";
+        let (t, _) = to_run_table(text, "t.yaml").unwrap();
+        assert_eq!(t["checkpoint"]["on_exception"].as_bool(), Some(true));
+        assert_eq!(t["checkpoint"]["save_top_k"].as_integer(), Some(3));
+        assert_eq!(t["trainer"]["enable_progress_bar"].as_bool(), Some(false));
+        let two = "trainer:\n  callbacks:\n  - class_path: ModelCheckpoint\n  - class_path: lightning.pytorch.callbacks.ModelCheckpoint\n    init_args: {save_top_k: 3}\n";
+        assert!(to_run_table(two, "t.yaml").unwrap_err().to_string().contains("a second ModelCheckpoint"));
     }
 
     use crate::engine::optim::Algorithm;

@@ -116,6 +116,16 @@ pub fn pull(from: &Reference, how: Transport, verify: Verify<'_>) -> Result<Pull
     Ok(Pulled { path, manifest_digest, cached: false, moved })
 }
 
+/// Tags this process resolved, as `oci://…@sha256:…`: the DDP launcher starts the other
+/// ranks on these, so a tag that moves meanwhile cannot give ranks different plugins.
+static PINS: std::sync::Mutex<Vec<(std::ffi::OsString, std::ffi::OsString)>> = std::sync::Mutex::new(Vec::new());
+
+/// `arg` as the other ranks of this run must see it (a resolved tag pinned to its digest).
+pub fn pinned(arg: &std::ffi::OsStr) -> std::ffi::OsString {
+    let pins = PINS.lock().map(|p| p.clone()).unwrap_or_default();
+    pins.into_iter().find(|(a, _)| a == arg).map_or_else(|| arg.to_owned(), |(_, p)| p)
+}
+
 /// A plugin argument: a file, or `oci://REGISTRY/REPO:TAG` (or `@sha256:…`) pulled, verified
 /// and cached first; a moved tag is reported on stderr.
 pub fn resolve_plugin(arg: &Path, verify: Verify<'_>) -> Result<PathBuf> {
@@ -124,6 +134,12 @@ pub fn resolve_plugin(arg: &Path, verify: Verify<'_>) -> Result<PathBuf> {
     };
     let r = Reference::parse(s)?;
     let pulled = pull(&r, Transport::default(), verify)?;
+    if r.digest.is_none() {
+        let pinned = Reference { digest: Some(pulled.manifest_digest.clone()), ..r.clone() };
+        if let Ok(mut pins) = PINS.lock() {
+            pins.push((arg.as_os_str().to_owned(), format!("{SCHEME}{pinned}").into()));
+        }
+    }
     if let Some((before, now)) = &pulled.moved {
         eprintln!("note: {r} moved: it was {before} when last pulled, it is {now} now");
     }

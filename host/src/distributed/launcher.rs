@@ -30,7 +30,8 @@ pub fn launch(cluster: &mut Cluster) -> Result<Children> {
     };
     cluster.main_port = Some(port);
     let exe = std::env::current_exe().context("locating the lthost executable to start the other ranks")?;
-    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    // A plugin pulled by tag: the other ranks get the digest this rank pulled.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).map(|a| crate::oci::pinned(&a)).collect();
     let mut children: Vec<(usize, Child)> = Vec::new();
     for local_rank in 1..cluster.local_world_size {
         let mut cmd = Command::new(&exe);

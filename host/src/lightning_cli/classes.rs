@@ -164,6 +164,9 @@ pub fn callback(mut c: Class, at: &str) -> Result<(&'static str, Value)> {
             c.args.remove("theme");
             c.args.remove("console_kwargs");
             c.done(at)?;
+            if every == 0 {
+                return Ok(("trainer.enable_progress_bar", json!(false)));
+            }
             ("progress_bar", json!({ "every_n_steps": every }))
         }
         Some("ModelSummary" | "RichModelSummary") => {
@@ -310,7 +313,10 @@ pub fn scheduler(mut c: Class, at: &str) -> Result<SchedulerSpec> {
         Some("OneCycleLR") => {
             let total = match (c.take("total_steps"), c.take("epochs"), c.take("steps_per_epoch")) {
                 (Some(t), _, _) => t.as_i64().ok_or_else(|| anyhow!("{at}: total_steps: an integer"))?,
-                (None, Some(e), Some(s)) => e.as_i64().unwrap_or(0) * s.as_i64().unwrap_or(0),
+                (None, Some(e), Some(s)) => match (e.as_i64(), s.as_i64()) {
+                    (Some(e), Some(s)) => e.checked_mul(s).ok_or_else(|| anyhow!("{at}: epochs * steps_per_epoch is too large"))?,
+                    _ => bail!("{at}: epochs = {e}, steps_per_epoch = {s}: integers"),
+                },
                 _ => bail!("{at}: OneCycleLR needs `total_steps`, or `epochs` and `steps_per_epoch`"),
             };
             let anneal = c.take("anneal_strategy").and_then(|v| v.as_str().map(str::to_string)).unwrap_or_else(|| "cos".into());

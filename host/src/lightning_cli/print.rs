@@ -208,8 +208,15 @@ fn callbacks(cfg: &RunConfig) -> Node {
     Node::List(out)
 }
 
-/// lthost's own settings that differ from their defaults, as the run file's tables.
+/// lthost's own settings that differ from their defaults, as the run file's tables; paths
+/// absolute (a config file's relative paths are taken relative to it when read back).
 fn own_settings(cfg: &RunConfig) -> Map<String, Value> {
+    let absolute = |p: &std::path::Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let mut cfg = cfg.clone();
+    cfg.plugin.data_dir = cfg.plugin.data_dir.as_deref().map(absolute);
+    cfg.plugin.trusted_keys = cfg.plugin.trusted_keys.iter().map(|p| absolute(p)).collect();
+    cfg.callbacks.plugins = cfg.callbacks.plugins.iter().map(|p| absolute(p)).collect();
+    let cfg = &cfg;
     let d = RunConfig::default();
     let mut own = Map::new();
     let t = changed(&to_json(&cfg.trainer), &to_json(&d.trainer));

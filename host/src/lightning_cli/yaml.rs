@@ -8,6 +8,17 @@ use yaml_rust2::{Yaml, YamlLoader};
 
 /// One YAML document as a JSON value (an empty file is `null`).
 pub fn parse(text: &str, shown: &str) -> Result<Value> {
+    let mut parser = yaml_rust2::parser::Parser::new_from_str(text);
+    loop {
+        match parser.next_token() {
+            Ok((yaml_rust2::parser::Event::StreamEnd, _)) => break,
+            Ok((yaml_rust2::parser::Event::Alias(_), m)) => {
+                bail!("{shown}: line {}: a YAML alias (`*name`); write the value out (aliases are refused: a few repeated ones can expand without bound)", m.line())
+            }
+            Ok(_) => {}
+            Err(e) => bail!("{shown}: not YAML: {e}"),
+        }
+    }
     let docs = YamlLoader::load_from_str(text).map_err(|e| anyhow!("{shown}: not YAML: {e}"))?;
     match docs.as_slice() {
         [] => Ok(Value::Null),

@@ -136,6 +136,16 @@ impl MlflowLogger {
                 tracking.create_run(&exp, &tags)?
             }
         };
+        // The ids name directories (checkpoints, logger plugins' grants): the server's word for
+        // them is checked, never joined as a path.
+        for (what, id) in [("experiment id", &info.experiment_id), ("run id", &info.run_id)] {
+            let plain = !id.is_empty()
+                && id.len() <= 64
+                && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !plain {
+                anyhow::bail!("MLflow: the tracking server gave the {what} {id:?}, which is not an MLflow id (letters, digits, `-`, `_`); refused");
+            }
+        }
         let dir = root.join(&info.experiment_id).join(&info.run_id);
         Ok(MlflowLogger {
             tracking,

@@ -79,7 +79,7 @@ impl Reference {
             Some(v6) => v6.split(']').next().unwrap_or(""),
             None => self.registry.split(':').next().unwrap_or(""),
         };
-        host == "localhost" || host == "::1" || host.starts_with("127.")
+        host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
     }
 
     /// The last path component: the plugin's name when it has no manifest.
@@ -183,5 +183,8 @@ mod tests {
             assert!(Reference::parse(bad).is_err(), "{bad}");
         }
         assert!(Reference::parse("localhost:5000/a__b.c-d---e:1").is_ok());
+        assert!(Reference::parse("127.0.0.1:5000/a:1").unwrap().is_localhost());
+        assert!(Reference::parse("[::1]:5000/a:1").unwrap().is_localhost());
+        assert!(!Reference::parse("127.example.com/a:1").unwrap().is_localhost());
     }
 }

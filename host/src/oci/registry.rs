@@ -66,7 +66,9 @@ impl Registry {
             for (k, v) in headers {
                 req = req.set(k, v);
             }
-            if let Some(a) = &self.authorization {
+            // Credentials go to the registry only, never to a host an upload's Location names.
+            let same_origin = url.strip_prefix(self.base.as_str()).is_some_and(|r| r.is_empty() || r.starts_with('/'));
+            if let Some(a) = self.authorization.as_ref().filter(|_| same_origin) {
                 req = req.set("Authorization", a);
             }
             let res = match body {

@@ -3,8 +3,8 @@
 //!
 //! Where: `LTHOST_OCI_DIR`, else `$XDG_CACHE_HOME/lthost/oci`, else `~/.cache/lthost/oci`
 //! (made private, 0700). Layout: `manifests/sha256/<hex>.json` (written last: an entry
-//! exists once its manifest does), `plugins/sha256/<layer hex>/<name>.wasm` (and `.sig`),
-//! `tags/<registry>/<repository>/<tag>` (the manifest digest the tag had). Every file is
+//! exists once its manifest does), `plugins/sha256/<manifest hex>/<name>.wasm` (and its
+//! `.sig`), `tags/<registry>/<repository>/@tags/<tag>` (the manifest digest the tag had). Every file is
 //! written whole (temp file + rename); what is read back is checked against its digest and
 //! verified again, never trusted because it is here.
 
@@ -41,13 +41,15 @@ impl PullCache {
         self.dir.join("manifests/sha256").join(format!("{}.json", hex(digest)))
     }
 
-    fn plugin_dir(&self, layer_digest: &str) -> PathBuf {
-        self.dir.join("plugins/sha256").join(hex(layer_digest))
+    /// A manifest's component (and its own detached signature): kept by the manifest's
+    /// digest, so two manifests of one layer never share a signature file.
+    fn plugin_dir(&self, manifest_digest: &str) -> PathBuf {
+        self.dir.join("plugins/sha256").join(hex(manifest_digest))
     }
 
-    /// The one component kept for a layer (named as the plugin).
-    fn plugin_in(&self, layer_digest: &str) -> Option<PathBuf> {
-        let entries = std::fs::read_dir(self.plugin_dir(layer_digest)).ok()?;
+    /// The one component kept for a manifest (named as the plugin).
+    fn plugin_in(&self, manifest_digest: &str) -> Option<PathBuf> {
+        let entries = std::fs::read_dir(self.plugin_dir(manifest_digest)).ok()?;
         entries.flatten().map(|e| e.path()).find(|p| p.extension().is_some_and(|x| x == "wasm"))
     }
 
@@ -68,7 +70,7 @@ impl PullCache {
             return Ok(None);
         }
         let Ok(m) = parse_manifest(&manifest) else { return Ok(None) };
-        let Some(path) = self.plugin_in(&m.layer_digest) else { return Ok(None) };
+        let Some(path) = self.plugin_in(manifest_digest) else { return Ok(None) };
         let Ok(bytes) = std::fs::read(&path) else { return Ok(None) };
         if format!("sha256:{}", crate::artifact::sha256_hex(&bytes)) != m.layer_digest {
             return Ok(None);
@@ -87,8 +89,8 @@ impl PullCache {
         layer: &[u8],
         sig: Option<&[u8]>,
     ) -> Result<PathBuf> {
-        let m = parse_manifest(manifest)?;
-        let dir = self.plugin_dir(&m.layer_digest);
+        parse_manifest(manifest)?;
+        let dir = self.plugin_dir(manifest_digest);
         self.make_dir(&dir)?;
         let path = dir.join(format!("{name}.wasm"));
         crate::fs::write_atomic(&path, layer)?;
@@ -105,7 +107,8 @@ impl PullCache {
 
     /// Records what a tag points at now; returns (before, now) when it moved.
     pub fn record_tag(&self, r: &Reference, manifest_digest: &str) -> Result<Option<(String, String)>> {
-        let path = self.dir.join("tags").join(&r.registry).join(&r.repository).join(r.tag_or_latest());
+        // `@tags` cannot be a repository's path component (no `@` in OCI names).
+        let path = self.dir.join("tags").join(&r.registry).join(&r.repository).join("@tags").join(r.tag_or_latest());
         let before = std::fs::read_to_string(&path).ok().map(|s| s.trim().to_string());
         if before.as_deref() == Some(manifest_digest) {
             return Ok(None);

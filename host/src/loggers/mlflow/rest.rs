@@ -88,7 +88,7 @@ impl Tracking {
             }
             Err(ureq::Error::Transport(t)) => Err(anyhow!(
                 "MLflow {what}: could not reach the tracking server {} ({})",
-                self.base,
+                redacted(&self.base),
                 crate::oci::registry::transport_cause(&t)
             )),
         }
@@ -169,11 +169,41 @@ impl Tracking {
                  tracking server (`mlflow server`'s default, `mlflow-artifacts:/`)"
             );
         };
+        // `mlflow-artifacts:/exp/run/artifacts`, or with the server named
+        // (`mlflow-artifacts://host:port/exp/...`): the path after it.
+        let root = match root.strip_prefix("//") {
+            Some(rest) => rest.split_once('/').map_or("", |(_, p)| p),
+            None => root,
+        };
         let root = root.trim_start_matches('/').trim_end_matches('/');
-        let url = format!("/api/2.0/mlflow-artifacts/artifacts/{root}/{path}");
+        let encoded: Vec<String> = root.split('/').chain(path.split('/')).map(percent_encode).collect();
+        let url = format!("/api/2.0/mlflow-artifacts/artifacts/{}", encoded.join("/"));
         let res = self.request("PUT", &url).set("Content-Type", "application/octet-stream").send_bytes(bytes);
         self.answer(&format!("artifact upload of {path}"), res).map(|_| ())
     }
+}
+
+/// A URI without its `user:password@`.
+fn redacted(uri: &str) -> String {
+    let Some((scheme, rest)) = uri.split_once("://") else { return uri.to_string() };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+        None => uri.to_string(),
+    }
+}
+
+/// One URL path segment, percent-encoded (RFC 3986 unreserved characters as they are).
+fn percent_encode(segment: &str) -> String {
+    let mut out = String::new();
+    for b in segment.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~=".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 fn run_info(v: &Value) -> Result<RunInfo> {
@@ -197,3 +227,15 @@ impl std::fmt::Display for MlflowError {
 }
 
 impl std::error::Error for MlflowError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uris_are_shown_without_credentials_and_paths_encoded() {
+        assert_eq!(redacted("http://u:p@host:5000/x"), "http://***@host:5000/x");
+        assert_eq!(redacted("http://host:5000/a@b"), "http://host:5000/a@b");
+        assert_eq!(percent_encode("epoch=1-step=8 #1?.ckpt"), "epoch=1-step=8%20%231%3F.ckpt");
+    }
+}
