@@ -1,6 +1,7 @@
 //! Plugins through a real OCI registry: Debian's `docker-registry` (the CNCF distribution
 //! registry) started on localhost with htpasswd auth. Push (embedded and detached
-//! signatures), the Wasm OCI layout as the registry stores it, pull by tag and by digest,
+//! signatures), the Wasm OCI layout as the registry stores it, ORAS (oras-py) pulling what
+//! lthost pushed and lthost pulling what ORAS pushed, pull by tag and by digest,
 //! credentials from a docker config, a moved tag reported, an untrusted plugin and a
 //! tampered blob refused with nothing kept, and a run by digest from the pull cache with
 //! the registry gone.
@@ -184,6 +185,44 @@ fn plugins_go_through_a_real_registry() {
     let again = run(&docker, &cache, &trusted, &["push", digits_s, &tag]);
     assert!(again.stdout.contains("2 blob(s) already there"), "{}", again.stdout);
 
+    // ORAS (its Python SDK) pulls what lthost pushed, and lthost pulls what ORAS pushes in the
+    // Wasm OCI layout.
+    let oras = |args: &[&str]| {
+        let out = std::process::Command::new(repo_root().join(".venv/bin/python"))
+            .arg(repo_root().join("tests/reference/oras_interop.py"))
+            .args(args)
+            .output()
+            .expect("python runs");
+        assert!(out.status.success(), "oras_interop.py {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let oras_dir = d.join("oras");
+    let written = oras(&["pull", &host, "testuser", "testpass", &tag, oras_dir.to_str().expect("utf-8")]);
+    assert!(written.contains("digits-mlp.wasm"), "{written}");
+    assert_eq!(
+        std::fs::read(oras_dir.join("digits-mlp.wasm")).expect("ORAS's file"),
+        bytes,
+        "ORAS pulls the component"
+    );
+    let cnn = plugin("mnist-cnn");
+    let cnn_copy = d.join("mnist-cnn.wasm");
+    std::fs::copy(&cnn, &cnn_copy).expect("copy");
+    let oras_tag = format!("{host}/team/by-oras:1");
+    let oras_digest = oras(&["push", &host, "testuser", "testpass", &oras_tag, cnn_copy.to_str().expect("utf-8")]);
+    let from_oras = d.join("from-oras.wasm");
+    let pulled_oras = run(&docker, &cache, &trusted, &["pull", &oras_tag, "-o", from_oras.to_str().expect("utf-8")]);
+    assert!(
+        pulled_oras.ok() && pulled_oras.stdout.contains(&oras_digest),
+        "{}{}",
+        pulled_oras.stdout,
+        pulled_oras.stderr
+    );
+    assert_eq!(
+        std::fs::read(&from_oras).expect("pulled"),
+        std::fs::read(&cnn).expect("cnn"),
+        "lthost pulls ORAS's push"
+    );
+
     // Pull by tag: verified (trusted), kept, written where asked, byte for byte.
     let out = d.join("pulled.wasm");
     let pulled = run(&docker, &cache, &trusted, &["pull", &tag, "-o", out.to_str().expect("utf-8")]);
@@ -235,7 +274,6 @@ fn plugins_go_through_a_real_registry() {
     assert!(cached.ok() && cached.stdout.contains("from the pull cache"), "{}{}", cached.stdout, cached.stderr);
 
     // A tag that moves is reported.
-    let cnn = plugin("mnist-cnn");
     assert!(run(&docker, &cache, &trusted, &["push", cnn.to_str().expect("utf-8"), &tag]).ok());
     let moved = run(&docker, &cache, &trusted, &["pull", &tag]);
     assert!(moved.ok(), "{}", moved.stderr);
