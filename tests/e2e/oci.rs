@@ -108,6 +108,8 @@ fn oci_lthost(cwd: &Path, docker: &Path, cache: &Path, trusted: &Path, args: &[&
         .env_remove("REGISTRY_AUTH_FILE")
         .env("LTHOST_OCI_DIR", cache)
         .env("LTHOST_TRUSTED_KEYS", trusted)
+        // Reproducible pushes: the config's `created`, so the same plugin gives the same digests.
+        .env("SOURCE_DATE_EPOCH", "1764720000")
         .args(args)
         .output()
         .expect("lthost runs");
@@ -181,9 +183,11 @@ fn plugins_go_through_a_real_registry() {
         config["component"]["exports"].as_array().expect("exports").iter().filter_map(Value::as_str).collect();
     assert!(exports.iter().any(|e| e.starts_with("lt:plugin/lightning-module@")), "{exports:?}");
     assert_eq!(m["annotations"]["org.opencontainers.image.title"], "digits-mlp");
-    // Pushing again finds both blobs there.
+    assert_eq!(config["created"], "2025-12-03T00:00:00Z", "SOURCE_DATE_EPOCH");
+    // Pushing again finds both blobs there and gives the same manifest.
     let again = run(&docker, &cache, &trusted, &["push", digits_s, &tag]);
     assert!(again.stdout.contains("2 blob(s) already there"), "{}", again.stdout);
+    assert_eq!(digest_in(&again.stdout), digest, "a reproducible push");
 
     // ORAS (its Python SDK) pulls what lthost pushed, and lthost pulls what ORAS pushes in the
     // Wasm OCI layout.

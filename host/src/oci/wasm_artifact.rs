@@ -34,7 +34,7 @@ fn digest(bytes: &[u8]) -> String {
 pub fn build(component: &[u8], signature: Option<&[u8]>) -> Result<Artifact> {
     let (imports, exports) = crate::artifact::inspect::imports_exports(component)?;
     let meta = crate::artifact::manifest::read(component)?;
-    let created = rfc3339_now();
+    let created = rfc3339(created_secs());
     let layer_digest = digest(component);
     let mut config = json!({
         "created": created,
@@ -123,9 +123,17 @@ pub fn parse_manifest(bytes: &[u8]) -> Result<WasmManifest> {
     Ok(WasmManifest { layer_digest, layer_size, signature })
 }
 
-/// Now as RFC 3339 UTC (`2026-12-03T17:04:09Z`).
-fn rfc3339_now() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
+/// When the artifact was made: `SOURCE_DATE_EPOCH` when set (reproducible pushes: the same
+/// component gives the same config and manifest digests), else now.
+fn created_secs() -> i64 {
+    if let Some(s) = std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|s| s.trim().parse::<i64>().ok()) {
+        return s;
+    }
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64
+}
+
+/// Seconds since the epoch as RFC 3339 UTC (`2026-12-03T17:04:09Z`).
+fn rfc3339(secs: i64) -> String {
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Howard Hinnant's civil_from_days.
     let z = days + 719_468;
@@ -164,6 +172,7 @@ mod tests {
         let mut bad = ok;
         bad["layers"][0]["digest"] = json!("sha256:../../etc");
         assert!(parse_manifest(&serde_json::to_vec(&bad).unwrap()).is_err());
-        assert!(rfc3339_now().ends_with('Z') && rfc3339_now().len() == 20);
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_764_781_449), "2025-12-03T17:04:09Z");
     }
 }
