@@ -92,15 +92,8 @@ impl ValCheckInterval {
             ValCheckInterval::TimeParts(parts) => {
                 let mut total = 0.0;
                 for (k, v) in parts {
-                    let unit = match k.as_str() {
-                        "weeks" => 604_800.0,
-                        "days" => 86_400.0,
-                        "hours" => 3_600.0,
-                        "minutes" => 60.0,
-                        "seconds" => 1.0,
-                        "milliseconds" => 1e-3,
-                        "microseconds" => 1e-6,
-                        _ => bail!("trainer.val_check_interval: {k:?} is not a timedelta field (weeks, days, hours, minutes, seconds, milliseconds, microseconds)"),
+                    let Some(unit) = timedelta_unit(k) else {
+                        bail!("trainer.val_check_interval: {k:?} is not a timedelta field (weeks, days, hours, minutes, seconds, milliseconds, microseconds)")
                     };
                     total += v * unit;
                 }
@@ -111,6 +104,20 @@ impl ValCheckInterval {
             }
         }
     }
+}
+
+/// Seconds in one unit of a `datetime.timedelta` keyword (`hours` → 3600).
+pub fn timedelta_unit(k: &str) -> Option<f64> {
+    Some(match k {
+        "weeks" => 604_800.0,
+        "days" => 86_400.0,
+        "hours" => 3_600.0,
+        "minutes" => 60.0,
+        "seconds" => 1.0,
+        "milliseconds" => 1e-3,
+        "microseconds" => 1e-6,
+        _ => return None,
+    })
 }
 
 /// `fast_dev_run`: true (1 batch) or a number of batches.

@@ -191,16 +191,7 @@ fn seconds(v: &Value, at: &str) -> Result<f64> {
     let Some(m) = v.as_object() else { bail!("{at}: train_time_interval = {v}: expected a timedelta's fields") };
     let mut total = 0.0;
     for (k, n) in m {
-        let unit = match k.as_str() {
-            "weeks" => 604_800.0,
-            "days" => 86_400.0,
-            "hours" => 3_600.0,
-            "minutes" => 60.0,
-            "seconds" => 1.0,
-            "milliseconds" => 1e-3,
-            "microseconds" => 1e-6,
-            _ => bail!("{at}: {k:?} is not a timedelta field"),
-        };
+        let Some(unit) = crate::config::timedelta_unit(k) else { bail!("{at}: {k:?} is not a timedelta field") };
         total += n.as_f64().ok_or_else(|| anyhow!("{at}: {k} = {n}: expected a number"))? * unit;
     }
     Ok(total)
