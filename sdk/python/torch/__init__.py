@@ -238,9 +238,13 @@ def set_num_threads(n):
 
 
 def compile(model=None, **kwargs):  # noqa: A001
-    """torch.compile: lthost runs the model as written (eager); as a decorator too."""
+    """torch.compile: lthost runs the model as written (eagerly); as a decorator too. A module
+    comes back wrapped as torch wraps it (`_dynamo.eval_frame.OptimizedModule`), so its names
+    and checkpoint keys are torch's (`_orig_mod.`); a function comes back as it is."""
     if model is None:
-        return lambda m: m
+        return lambda m: compile(m, **kwargs)
+    if isinstance(model, nn.Module):
+        return _dynamo.eval_frame.OptimizedModule(model)
     return model
 
 
@@ -494,6 +498,7 @@ class Generator:
 
 
 from . import _indexing, amp, backends, cuda, linalg, nn, optim, utils  # noqa: E402,F401  (they use the names above)
+from . import _dynamo  # noqa: E402,F401  (after nn: its module wrapper is an nn.Module)
 from .amp import (  # noqa: E402,F401
     autocast,
     autocast_decrement_nesting,

@@ -637,4 +637,61 @@ def run(torch):
         return out
 
     check("reduced_precision_numbers", reduced_precision_numbers)
+
+    class Compiled(nn.Module):
+        # nanoGPT's habit inside a LightningModule: a compiled submodule (`backend="eager"`
+        # keeps the reference free of a C++ toolchain; lthost ignores the backend).
+        def __init__(self):
+            super().__init__()
+            self.net = torch.compile(nn.Sequential(nn.Linear(2, 3), nn.ReLU()), backend="eager")
+            self.head = nn.Linear(3, 1)
+
+        def forward(self, x):
+            return self.head(self.net(x))
+
+    def compiled_module():
+        # torch.compile(module) wraps it: names and state_dict keys carry `_orig_mod.`, the
+        # wrapper's mode is the module's, attributes it does not own are the module's; a
+        # state_dict with those keys loads back; Module.compile() keeps the names.
+        torch.manual_seed(3)
+        m = Compiled()
+        x = torch.linspace(-1, 1, 6).view(3, 2)
+        out = [list(m.state_dict()), [n for n, _ in m.named_modules()], [n for n, _ in m.named_parameters()]]
+        out += [type(m.net).__name__, type(m.net._orig_mod).__name__, len(m.net), m(x), m.net(x)]
+        out += [isinstance(m.net, torch._dynamo.eval_frame.OptimizedModule), isinstance(m.net, nn.Module)]
+        m.eval()
+        out += [m.net.training, m.net._orig_mod.training, m.net._orig_mod[0].training]
+        m.net.train()
+        out += [m.training, m.net.training, m.net._orig_mod[1].training]
+        m.net.tag = "kept"
+        out += [m.net._orig_mod.tag, "tag" in m.net.__dict__, list(m.net._orig_mod[0].weight.shape)]
+        other = Compiled()
+        other.load_state_dict(m.state_dict())
+        out += [other(x), sum(p.numel() for p in m.parameters())]
+        lin = nn.Linear(2, 2)
+        lin.compile()
+        out += [list(lin.state_dict()), type(lin).__name__]
+        c = torch.compile(nn.Linear(2, 2), backend="eager", fullgraph=True)
+        out += [list(c.state_dict()), list(c.weight.shape), c.in_features]
+        return out
+
+    check("compiled_module", compiled_module)
+    # The wrapper has no `[]` of its own (Python looks special methods up on the type).
+    check("compiled_module_index", lambda: Compiled().net[0])
+
+    def compiled_functions():
+        # torch.compile on a function, plain and as a decorator with arguments: the function.
+        def f(x):
+            return x * 2
+
+        g = torch.compile(f, backend="eager")
+
+        @torch.compile(backend="eager", dynamic=False)
+        def h(x):
+            return x + 1
+
+        x = torch.arange(3.0)
+        return [g(x), h(x), torch.compile(backend="eager")(f)(x)]
+
+    check("compiled_functions", compiled_functions)
     return out

@@ -207,6 +207,10 @@ class Module:
     def eval(self):
         return self.train(False)
 
+    def compile(self, *args, **kwargs):
+        """Module.compile(): torch compiles the module's calls in place (its names unchanged);
+        lthost runs them as written."""
+
     def requires_grad_(self, requires_grad=True):
         for p in self.parameters():
             p.requires_grad_(requires_grad)
