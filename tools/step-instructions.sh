@@ -59,11 +59,14 @@ case $kind in
   transformer) extra=(--seed 42 --set trainer.logger=false); steps=16 ;;
   *) echo "usage: $0 digits|transformer PLUGIN.wasm..." >&2; exit 2 ;;
 esac
+plugins=()
+for w in "$@"; do
+  plugins+=("$(realpath "$w")") # before leaving the caller's directory
+done
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cd "$work"
-for w in "$@"; do
-  w=$(realpath "$w")
+for w in "${plugins[@]}"; do
   fit=("$lthost" fit "$w" --accelerator cpu --no-progress-bar --threads 1 "${extra[@]}" --set trainer.enable_checkpointing=false)
   instructions "${fit[@]}" --max-epochs 1 >/dev/null  # compiled into the cache first, under valgrind (above)
   declare -A ir
