@@ -353,6 +353,10 @@ def chunk(input, chunks, dim=0):
     return input.chunk(chunks, dim)
 
 
+def unique(input, sorted=True, return_inverse=False, return_counts=False, dim=None):  # noqa: A002
+    return input.unique(sorted, return_inverse, return_counts, dim)
+
+
 def max(input, dim=None, keepdim=False):  # noqa: A001
     return input.max(dim, keepdim) if not isinstance(dim, Tensor) else _core.call("maximum", (input, dim), {})
 

@@ -287,6 +287,17 @@ class Tensor:
     def chunk(self, chunks, dim=0):
         return list(call("chunk", (self, chunks, dim), {}))
 
+    def unique(self, sorted=True, return_inverse=False, return_counts=False, dim=None):  # noqa: A002
+        """torch's: `_unique2` over all elements, `unique_dim` along `dim`; the values alone
+        unless the inverse indices or counts are asked for."""
+        if dim is None:
+            values, inverse, counts = call("_unique2", (self, sorted, return_inverse, return_counts), {})
+        else:
+            values, inverse, counts = call("unique_dim", (self, dim, sorted, return_inverse, return_counts), {})
+        if not (return_inverse or return_counts):
+            return values
+        return (values,) + ((inverse,) if return_inverse else ()) + ((counts,) if return_counts else ())
+
     def unbind(self, dim=0):
         return tuple(call("unbind", (self, dim), {}))
 

@@ -5,7 +5,11 @@ logits (sigmoid; softmax over classes), the curve at each distinct score (descen
 cumulative true/false positives), its area by the trapezoidal rule. Binary (with `max_fpr`'s
 McClish-corrected partial area), multiclass one-vs-rest and multilabel per label, averaged
 `macro` (classes whose area is NaN left out), `weighted` (by their positives), `none`, and
-multilabel `micro` (all labels as one binary problem)."""
+multilabel `micro` (all labels as one binary problem). With `validate_args` (the default), a
+multiclass or multilabel update's tensors are checked as torchmetrics 1.9 checks them, with its
+messages: float scores, integer targets, matching shapes, multilabel targets in {0, 1} (or
+`ignore_index`), no more distinct multiclass targets than classes. BinaryAUROC checks its
+arguments but not its tensors, as torchmetrics 1.9's (it hands its parent `validate_args=False`)."""
 
 import torch
 
@@ -17,6 +21,41 @@ def _probabilities(preds, normalize):
     if bool(((preds >= 0) & (preds <= 1)).all()):
         return preds
     return preds.sigmoid() if normalize == "sigmoid" else preds.softmax(1)
+
+
+def _check_binary(preds, target, ignore_index):
+    """torchmetrics' binary curve input checks (which its multilabel AUROC runs)."""
+    if preds.shape != target.shape:
+        raise RuntimeError(f"Predictions and targets are expected to have the same shape, but got {preds.shape} and {target.shape}.")
+    if target.is_floating_point():
+        raise ValueError(f"Expected argument `target` to be an int or long tensor with ground truth labels but got tensor with dtype {target.dtype}")
+    if not preds.is_floating_point():
+        raise ValueError(f"Expected argument `preds` to be an floating tensor with probability/logit scores, but got tensor with dtype {preds.dtype}")
+    unique = torch.unique(target)
+    wrong = (unique != 0) & (unique != 1)
+    if ignore_index is not None:
+        wrong = wrong & (unique != ignore_index)
+    if bool(wrong.any()):
+        expected = [0, 1] if ignore_index is None else [ignore_index]
+        raise RuntimeError(f"Detected the following values in `target`: {unique} but expected only the following values {expected}.")
+
+
+def _check_multiclass(preds, target, num_classes, ignore_index):
+    """torchmetrics' multiclass curve input checks."""
+    if preds.ndim != target.ndim + 1:
+        raise ValueError(f"Expected `preds` to have one more dimension than `target` but got {preds.ndim} and {target.ndim}")
+    if target.is_floating_point():
+        raise ValueError(f"Expected argument `target` to be an int or long tensor, but got tensor with dtype {target.dtype}")
+    if not preds.is_floating_point():
+        raise ValueError(f"Expected `preds` to be a float tensor, but got {preds.dtype}")
+    if preds.shape[1] != num_classes:
+        raise ValueError(f"Expected `preds.shape[1]` to be equal to the number of classes but got {preds.shape[1]} and {num_classes}.")
+    if preds.shape[0] != target.shape[0] or preds.shape[2:] != target.shape[1:]:
+        raise ValueError(f"Expected the shape of `preds` should be (N, C, ...) and the shape of `target` should be (N, ...) but got {preds.shape} and {target.shape}")
+    found = len(torch.unique(target))
+    allowed = num_classes if ignore_index is None else num_classes + 1
+    if found > allowed:
+        raise RuntimeError(f"Detected more unique values in `target` than `num_classes`. Expected only {allowed} but found {found} in `target`.")
 
 
 def _without(preds, target, ignore_index):
@@ -85,7 +124,7 @@ class _Curve(Metric):
         super().__init__(**kwargs)
         if thresholds is not None:
             raise NotImplementedError("AUROC(thresholds=...) (the binned curve): lthost's torchmetrics computes the exact one (thresholds=None)")
-        self.thresholds, self.ignore_index = None, ignore_index
+        self.thresholds, self.ignore_index, self.validate_args = None, ignore_index, validate_args
         self.add_state("preds", [], dist_reduce_fx="cat")
         self.add_state("target", [], dist_reduce_fx="cat")
 
@@ -122,6 +161,8 @@ class MulticlassAUROC(_Curve):
         self.num_classes, self.average = _checked("num_classes", num_classes, average, ("macro", "weighted", "none", None))
 
     def update(self, preds, target):
+        if self.validate_args:
+            _check_multiclass(preds, target, self.num_classes, self.ignore_index)
         preds = preds.transpose(0, 1).reshape(self.num_classes, -1).T
         target = target.flatten()
         preds, target = _without(preds, target, self.ignore_index)
@@ -139,6 +180,10 @@ class MultilabelAUROC(_Curve):
         self.num_labels, self.average = _checked("num_labels", num_labels, average, ("micro", "macro", "weighted", "none", None))
 
     def update(self, preds, target):
+        if self.validate_args:
+            _check_binary(preds, target, self.ignore_index)
+            if preds.shape[1] != self.num_labels:
+                raise ValueError(f"Expected both `target.shape[1]` and `preds.shape[1]` to be equal to the number of labels but got {preds.shape[1]} and expected {self.num_labels}")
         preds = preds.transpose(0, 1).reshape(self.num_labels, -1).T
         target = target.transpose(0, 1).reshape(self.num_labels, -1).T
         self._keep(_probabilities(preds, "sigmoid"), target)

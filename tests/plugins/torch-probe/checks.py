@@ -403,6 +403,54 @@ def run(torch):
 
     check("metrics_auroc", metrics_auroc)
 
+    def metrics_auroc_validation():
+        # torchmetrics' input checks (validate_args=True), each error's type and message; then
+        # validate_args=False takes what it would refuse.
+        from torchmetrics.classification import BinaryAUROC, MulticlassAUROC, MultilabelAUROC
+
+        p = torch.tensor([0.1, 0.8, 0.4, 0.6])
+        cases = [
+            lambda: BinaryAUROC().update(p, torch.tensor([0, 1, 0])),
+            lambda: BinaryAUROC().update(p, torch.tensor([0.0, 1.0, 0.0, 1.0])),
+            lambda: BinaryAUROC().update(torch.tensor([0, 1, 1, 0]), torch.tensor([0, 1, 0, 1])),
+            lambda: BinaryAUROC().update(p, torch.tensor([0, 2, 0, 1])),
+            lambda: BinaryAUROC(ignore_index=-1).update(p, torch.tensor([0, 2, -1, 1])),
+            lambda: MulticlassAUROC(num_classes=3).update(torch.arange(12.0).view(4, 3) / 12, torch.tensor([[0, 1, 2, 1]])),
+            lambda: MulticlassAUROC(num_classes=3).update(torch.arange(12.0).view(4, 3) / 12, torch.tensor([0.0, 1.0, 2.0, 1.0])),
+            lambda: MulticlassAUROC(num_classes=3).update(torch.tensor([[0, 1, 0]] * 4), torch.tensor([0, 1, 2, 1])),
+            lambda: MulticlassAUROC(num_classes=3).update(torch.arange(8.0).view(4, 2) / 8, torch.tensor([0, 1, 0, 1])),
+            lambda: MulticlassAUROC(num_classes=3).update(torch.arange(12.0).view(4, 3) / 12, torch.tensor([0, 1, 2])),
+            lambda: MulticlassAUROC(num_classes=3).update(torch.arange(12.0).view(4, 3) / 12, torch.tensor([0, 1, 2, 5])),
+            lambda: MultilabelAUROC(num_labels=3).update(torch.arange(8.0).view(4, 2) / 8, torch.tensor([[0, 1]] * 4)),
+            lambda: MultilabelAUROC(num_labels=2).update(torch.arange(8.0).view(4, 2) / 8, torch.tensor([[0, 3]] * 4)),
+        ]
+        out = []
+        for case in cases:
+            try:
+                case()
+                out.append("accepted")
+            except (ValueError, RuntimeError) as e:
+                out.append([type(e).__name__, str(e)])
+        m = BinaryAUROC(validate_args=False)
+        m.update(torch.tensor([0.2, 0.9, 0.4]), torch.tensor([0.0, 1.0, 1.0]))
+        out.append(m.compute())
+        return out
+
+    check("metrics_auroc_validation", metrics_auroc_validation)
+
+    def unique():
+        x = torch.tensor([[3, 1, 3], [2, 1, 3], [3, 1, 3]])
+        return [
+            torch.unique(x),
+            x.unique(return_inverse=True),
+            x.unique(return_counts=True),
+            torch.unique(x, sorted=True, return_inverse=True, return_counts=True),
+            torch.unique(x, dim=0, return_inverse=True, return_counts=True),
+            x.float().unique(dim=1),
+        ]
+
+    check("unique", unique)
+
     def generators():
         from torch.utils.data import random_split
 
