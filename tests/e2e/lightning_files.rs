@@ -198,19 +198,27 @@ fn the_tiny_transformer_file_trains_as_in_lightning() {
     assert_training_losses("python-tiny-transformer", &got, &want);
 }
 
-/// Trains `name` for `first` of its reference epochs, then resumes from that run's checkpoint
-/// to the reference's epochs: the resumed epochs' losses are the uninterrupted run's.
+/// Trains `name` (a file or a variant: its plugin with the reference's hyperparameters) for
+/// `first` of its reference epochs, then resumes from that run's checkpoint to the
+/// reference's epochs: the resumed epochs' losses are the uninterrupted run's.
 fn assert_resumes_exactly(name: &str, first: u64) {
     let want = reference(name);
     let all = want["train_loss"].as_array().expect("losses").clone();
     let epochs = want["epochs"].as_u64().expect("epochs");
+    let file = want["plugin"].as_str().unwrap_or(name);
+    let hparams = want["hparams"].to_string();
+    let variant = if want["hparams"].is_null() { vec![] } else { vec!["--hparams", hparams.as_str()] };
     let d = tempfile::tempdir().expect("tempdir");
-    fit(d.path(), name, &want["seed"], &["--max-epochs", &first.to_string(), "--log-every-n-steps", "1"]);
+    let first_epochs = first.to_string();
+    let args = [&["--max-epochs", &first_epochs, "--log-every-n-steps", "1"][..], &variant].concat();
+    fit(d.path(), file, &want["seed"], &args);
     let ckpt = d.path().join("lightning_logs/version_0/checkpoints");
     let last = std::fs::read_dir(&ckpt).expect("checkpoints").flatten().map(|e| e.path()).next().expect("a checkpoint");
     let last = last.to_str().expect("utf-8").to_string();
-    let rest = ["--max-epochs", &epochs.to_string(), "--log-every-n-steps", "1", "--ckpt-path", &last];
-    fit(d.path(), name, &want["seed"], &rest);
+    let epochs_arg = epochs.to_string();
+    let rest =
+        [&["--max-epochs", &epochs_arg, "--log-every-n-steps", "1", "--ckpt-path", &last][..], &variant].concat();
+    fit(d.path(), file, &want["seed"], &rest);
     let got = column(&read_metrics(&d.path().join("lightning_logs/version_1")), "train_loss");
     assert_eq!(
         got.len() as u64,
@@ -289,6 +297,34 @@ fn samplers_and_dataloaders_drawing_from_generators_of_the_files_own_draw_as_in_
         assert_training_losses(&name, &got, &want);
         let want_val = want["last_val_loss"].as_f64().expect("a validation loss");
         assert_close(&name, "last val_loss", val.expect("val_loss logged"), want_val);
+    }
+}
+
+#[test]
+fn a_frozen_layer_keeps_its_weights_and_the_rest_trains_as_in_lightning() {
+    // freeze=True: the first Linear's `requires_grad_(False)` (a frozen backbone) while SGD
+    // with momentum holds every parameter; torch's backward leaves the frozen ones without a
+    // gradient and the optimizer skips them (lthost's backward failed on them before).
+    let (got, val, want) = run_like_lightning("lit-augment-frozen");
+    assert_training_losses("lit-augment-frozen", &got, &want);
+    assert_close(
+        "lit-augment-frozen",
+        "last val_loss",
+        val.expect("val_loss logged"),
+        want["last_val_loss"].as_f64().expect("a validation loss"),
+    );
+    assert_resumes_exactly("lit-augment-frozen", 2);
+    // Lightning 2.6.6's summary of the same module (ModelSummary(Classifier(freeze=True))).
+    let d = tempfile::tempdir().expect("tempdir");
+    let hparams = want["hparams"].to_string();
+    let run = fit(d.path(), "lit-augment", &want["seed"], &["--max-epochs", "1", "--hparams", &hparams]);
+    for line in [
+        "  | Name | Type       | Params | Mode  | FLOPs\n----------------------------------------------------\n",
+        "0 | net  | Sequential | 387    | train | 0    \n",
+        "99        Trainable params\n288       Non-trainable params\n387       Total params\n",
+        "0         Total Flops\n",
+    ] {
+        assert!(run.stdout.contains(line), "missing {line:?} in:\n{}", run.stdout);
     }
 }
 

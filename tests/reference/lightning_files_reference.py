@@ -77,6 +77,7 @@ VARIANTS = {
     "lit-augment-tensors": ("lit-augment", {"sampling": "tensors"}),
     "lit-augment-replacement": ("lit-augment", {"sampling": "replacement"}),
     "lit-augment-subset": ("lit-augment", {"sampling": "subset"}),
+    "lit-augment-frozen": ("lit-augment", {"freeze": True}),
     "lit-augment-weighted": ("lit-augment", {"sampling": "weighted"}),
     "lit-augment-seed-workers": ("lit-augment", {"sampling": "seed_workers"}),
     "lit-augment-worker-init": ("lit-augment", {"sampling": "worker_init"}),

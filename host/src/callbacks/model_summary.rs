@@ -1,8 +1,8 @@
 //! Lightning's ModelSummary (max_depth 1): one row per top-level layer with its type, its
-//! parameter count and its mode, then the totals and the estimated size, as Lightning
-//! prints them. Layer types come from the host's layer constructors; a top-level name
-//! holding several layers is its own registered type (Lightning's class name: a
-//! `MultiheadAttention` with its `out_proj` inside) or else `Module`, a free parameter a `Parameter`.
+//! parameter count, its mode and FLOPs, then the totals and the estimated size, as Lightning
+//! 2.6 prints them. Layer types are the registered ones; a top-level name holding several
+//! layers is its own registered type (Lightning's class name: a `MultiheadAttention` with its
+//! `out_proj` inside) or else `Module`; parameters outside every layer are `other params`.
 
 use crate::engine::params::{EntryKind, ParamStore};
 
@@ -22,34 +22,28 @@ pub fn human(n: i64) -> String {
     }
 }
 
-/// (name, type, parameters) per top-level name, in first-seen order.
+/// (name, type, parameters) per top-level layer, in first-seen order: each parameter under
+/// it counted once (a tensor tied within the layer once, as `module.parameters()` counts).
 pub fn rows(params: &ParamStore) -> Vec<(String, String, i64)> {
     let top = |p: &str| p.split('.').next().unwrap_or("").to_string();
-    let mut rows: Vec<(String, String, i64)> = Vec::new();
     let mut order: Vec<String> = Vec::new();
-    let names = params
-        .modules()
-        .iter()
-        .map(|(p, _)| p.as_str())
-        .chain(params.entries().iter().filter(|e| e.kind == EntryKind::Parameter).map(|e| e.name.as_str()));
-    for p in names {
+    for (p, _) in params.modules() {
         let t = top(p);
         if !order.contains(&t) {
             order.push(t);
         }
     }
+    let mut rows = Vec::new();
     for name in order {
-        let under: Vec<&(String, String)> =
-            params.modules().iter().filter(|(p, _)| *p == name || p.starts_with(&format!("{name}."))).collect();
-        let kind = match under.iter().find(|(p, _)| *p == name) {
+        let kind = match params.modules().iter().find(|(p, _)| *p == name) {
             Some((_, k)) => k.to_string(),
-            None if under.is_empty() => "Parameter".to_string(),
             None => "Module".to_string(),
         };
         let n = params
             .entries()
             .iter()
             .filter(|e| e.kind == EntryKind::Parameter && top(&e.name) == name)
+            .filter(|e| params.tied_to(e).is_none_or(|first| top(first) != name))
             .map(|e| e.tensor.numel() as i64)
             .sum();
         rows.push((name, kind, n));
@@ -57,36 +51,48 @@ pub fn rows(params: &ParamStore) -> Vec<(String, String, i64)> {
     rows
 }
 
+/// Lightning 2.6's table: a row per top-level layer, parameters held by no layer in an
+/// `other params` row, trainable (`requires_grad`) and non-trainable counts. Its FLOPs are
+/// counted over a forward of `example_input_array`, which lthost does not run (nor does
+/// Lightning without one): 0, as Lightning prints them then. Every layer shows `train` (the
+/// host does not see a Python module's `.eval()`).
 pub fn render(params: &ParamStore) -> String {
     let rows = rows(params);
-    let cells: Vec<[String; 5]> = rows
+    let mut cells: Vec<[String; 6]> = rows
         .iter()
         .enumerate()
-        .map(|(i, (n, k, p))| [i.to_string(), n.clone(), k.clone(), human(*p), "train".to_string()])
+        .map(|(i, (n, k, p))| [i.to_string(), n.clone(), k.clone(), human(*p), "train".into(), human(0)])
         .collect();
-    let header = ["".to_string(), "Name".into(), "Type".into(), "Params".into(), "Mode".into()];
-    let widths: Vec<usize> = (0..5)
+    let all = params.named_parameters();
+    let total: i64 = all.iter().map(|(_, t)| t.numel() as i64).sum();
+    let trainable: i64 = all.iter().filter(|(_, t)| t.requires_grad()).map(|(_, t)| t.numel() as i64).sum();
+    let leftover = total - rows.iter().map(|r| r.2).sum::<i64>();
+    if leftover > 0 {
+        let na = || "n/a".to_string();
+        cells.push([" ".into(), "other params".into(), na(), human(leftover), na(), na()]);
+    }
+    let header = ["".to_string(), "Name".into(), "Type".into(), "Params".into(), "Mode".into(), "FLOPs".into()];
+    let widths: Vec<usize> = (0..header.len())
         .map(|c| cells.iter().map(|r| r[c].chars().count()).chain([header[c].len()]).max().unwrap_or(0))
         .collect();
-    let fmt = |r: &[String; 5]| r.iter().zip(&widths).map(|(v, w)| format!("{v:<w$}")).collect::<Vec<_>>().join(" | ");
-    let head = fmt(&header);
-    let rule = "-".repeat(head.chars().count());
-    let mut out = format!("{head}\n{rule}\n");
+    let fmt = |r: &[String; 6]| r.iter().zip(&widths).map(|(v, w)| format!("{v:<w$}")).collect::<Vec<_>>().join(" | ");
+    // Lightning's rule: the widths plus 3 per column, one column more than there are.
+    let rule = "-".repeat(widths.iter().sum::<usize>() + 3 * (header.len() + 1));
+    let mut out = format!("{}\n{rule}\n", fmt(&header));
     for r in &cells {
         out.push_str(&format!("{}\n", fmt(r)));
     }
     out.push_str(&format!("{rule}\n"));
-    let trainable = params.num_parameters();
-    let bytes: i64 =
-        params.named_parameters().iter().map(|(_, t)| t.numel() as i64 * t.kind().elt_size_in_bytes() as i64).sum();
+    let bytes: i64 = all.iter().map(|(_, t)| t.numel() as i64 * t.kind().elt_size_in_bytes() as i64).sum();
     let modules = params.modules().len();
     for (v, what) in [
         (human(trainable), "Trainable params"),
-        (human(0), "Non-trainable params"),
-        (human(trainable), "Total params"),
+        (human(total - trainable), "Non-trainable params"),
+        (human(total), "Total params"),
         (format!("{:.3}", bytes as f64 / 1e6), "Total estimated model params size (MB)"),
         (modules.to_string(), "Modules in train mode"),
         ("0".to_string(), "Modules in eval mode"),
+        (human(0), "Total Flops"),
     ] {
         out.push_str(&format!("{v:<10}{what}\n"));
     }
@@ -111,10 +117,13 @@ mod tests {
     #[test]
     fn rows_name_layer_types() {
         let mut ps = ParamStore::default();
-        let z = |n: i64| Tensor::zeros([n], (Kind::Float, Device::Cpu));
+        let z = |n: i64| Tensor::zeros([n], (Kind::Float, Device::Cpu)).set_requires_grad(true);
         let _ = ps.add_parameter("fc.weight", z(6)).unwrap();
         ps.add_module("fc", "Linear");
-        let _ = ps.add_parameter("enc.0.weight", z(4)).unwrap();
+        // A frozen layer, its weight also registered under a second path (tied, counted once).
+        let frozen = ps.add_parameter("enc.0.weight", z(4)).unwrap();
+        let _ = ps.register_parameter("enc.1.weight", frozen.shallow_clone()).unwrap();
+        let _ = frozen.set_requires_grad(false);
         ps.add_module("enc.0", "Linear");
         ps.add_module("enc.1", "LayerNorm");
         let _ = ps.add_parameter("scale", z(1)).unwrap();
@@ -129,12 +138,26 @@ mod tests {
                 ("fc".into(), "Linear".into(), 6),
                 ("enc".into(), "Module".into(), 4),
                 ("attn".into(), "MultiheadAttention".into(), 5),
-                ("scale".into(), "Parameter".into(), 1)
             ]
         );
+        // As Lightning 2.6.6 prints the same LightningModule (a free `nn.Parameter` scale,
+        // `enc` frozen with `requires_grad_(False)`).
         let table = render(&ps);
-        assert!(table.contains("0 | fc    | Linear             | 6      | train"), "{table}");
-        assert!(table.contains("2 | attn  | MultiheadAttention | 5      | train"), "{table}");
-        assert!(table.contains("16        Trainable params"), "{table}");
+        let want = "  | Name         | Type               | Params | Mode  | FLOPs
+--------------------------------------------------------------------
+0 | fc           | Linear             | 6      | train | 0    
+1 | enc          | Module             | 4      | train | 0    
+2 | attn         | MultiheadAttention | 5      | train | 0    
+  | other params | n/a                | 1      | n/a   | n/a  
+--------------------------------------------------------------------
+12        Trainable params
+4         Non-trainable params
+16        Total params
+0.000     Total estimated model params size (MB)
+5         Modules in train mode
+0         Modules in eval mode
+0         Total Flops
+";
+        assert_eq!(table, want);
     }
 }

@@ -21,7 +21,9 @@ a worker_init_fn of the file's ("worker_init", and "persistent" with persistent 
 worker_init_fn runs once), items also draw from Python's `random`, shifted by their worker's
 `get_worker_info().id`. "curriculum" (run with `reload_dataloaders_every_n_epochs=1`)
 grows both DataLoaders with `self.trainer.current_epoch`: 80 more shuffled training points
-and 20 more validation points each epoch."""
+and 20 more validation points each epoch. `freeze=True` freezes the first layer
+(`requires_grad_(False)`, transfer learning's frozen backbone) while SGD with momentum still
+holds every parameter, as torch's optimizers skip the ones without a gradient."""
 
 import random
 
@@ -68,10 +70,12 @@ def collate(items):
 
 
 class Classifier(L.LightningModule):
-    def __init__(self, lr=0.05):
+    def __init__(self, lr=0.05, freeze=False):
         super().__init__()
         self.save_hyperparameters()
         self.net = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 3))
+        if freeze:
+            self.net[0].requires_grad_(False)
 
     def training_step(self, batch, batch_idx):
         loss = F.cross_entropy(self.net(batch["x"]), batch["y"])

@@ -183,7 +183,6 @@ impl OptimizerSet {
             Some(t) => self.members[t].clone(),
             None => (0..self.params.len()).collect(),
         };
-        let inputs: Vec<&Tensor> = targets.iter().map(|&i| &self.params[i]).collect();
         let root = op(name, crate::engine::scalar::zero_dim(loss.shallow_clone()))?;
         let root = if divisor != 1.0 { op(name, root.f_div_scalar(divisor))? } else { root };
         // 16-mixed: Lightning's `pre_backward`, `scaler.scale(loss)`.
@@ -214,6 +213,13 @@ impl OptimizerSet {
             }
             return Ok(());
         }
+        // Frozen parameters (`requires_grad_(False)`, read at each backward so unfreezing
+        // takes effect) get no gradient, as torch's backward leaves their `.grad` None.
+        let targets: Vec<usize> = targets.into_iter().filter(|&i| self.params[i].requires_grad()).collect();
+        if targets.is_empty() {
+            return Ok(());
+        }
+        let inputs: Vec<&Tensor> = targets.iter().map(|&i| &self.params[i]).collect();
         let grads = op(name, Tensor::f_run_backward(&[root], &inputs, false, false))?;
         for (&i, g) in targets.iter().zip(grads) {
             if !g.defined() {
