@@ -75,10 +75,7 @@ def one_run(runner, workload, epochs):
 
 def ddp_runs():
     """{workload: {runner: [run, ...]}} (one run per timed round)."""
-    mnist = tempfile.TemporaryDirectory()
-    if "BENCH_MNIST_DIR" not in os.environ:
-        os.environ["BENCH_MNIST_DIR"] = mnist.name
-        parity.write_mnist(mnist.name)
+    parity.mnist_dir()
     results = {}
     for workload, epochs in WORKLOADS.items():
         runs = {r: [] for r in RUNNERS}

@@ -9,8 +9,9 @@ its own process): every runner fetches whole batches, handles gradients the same
 each step, none accumulated: set to None) and reads the loss once per epoch. A run's time is
 its whole fit: every training epoch, the first included, measured inside the process
 (start-up — process start to the first training step — is its own column). The runners
-alternate within a round (the order reversed every other round, so slow drifts of the
-machine hit each alike); the first round is dropped (cold file caches); the ratios are taken
+alternate within a round (native and lthost side by side, then PyTorch and Lightning, each
+pair's order swapped every other round, so slow drifts of the machine hit each alike and
+native and lthost follow a Python process equally often: `round_order`); the first round is dropped (cold file caches); the ratios are taken
 round by round, between runs made seconds apart, and reported as median [95% bootstrap
 confidence interval of the median] (min–max). Each run
 is started by a small launcher (host/examples/peak_rss.rs) that reports that process's own
@@ -57,6 +58,20 @@ def measured(cmd, cwd=None, env=None):
             raise RuntimeError(f"{cmd}: exit {p.returncode}\n{p.stderr[-2000:]}")
         with open(rss) as f:
             return p.stdout, int(f.read()) / 1024
+
+
+_MNIST = []  # the bench's IDX directory, kept for the whole process (every section reads it)
+
+
+def mnist_dir():
+    """$BENCH_MNIST_DIR: made and filled once per bench process, removed when it exits. (Each
+    section made its own before and set the variable only if unset, so the parity section's
+    directory was gone, the variable still naming it, when the precision section ran.)"""
+    if not _MNIST:
+        _MNIST.append(tempfile.TemporaryDirectory())
+        os.environ["BENCH_MNIST_DIR"] = _MNIST[0].name
+        write_mnist(_MNIST[0].name)
+    return _MNIST[0].name
 
 
 def write_mnist(d):
@@ -114,18 +129,29 @@ def lthost_loss(workload, epochs, threads, env=None):
             return float([r["train_loss"] for r in csv.DictReader(f) if r.get("train_loss")][-1])
 
 
+def round_order(rnd):
+    """The runners of round `rnd`: native and lthost side by side, then the two Python runners,
+    each pair's order swapped every other round (even: native, lthost, PyTorch, Lightning;
+    odd: lthost, native, Lightning, PyTorch). So native and lthost each follow a Python
+    process in half the rounds and each other in the rest. (The plain reversal used before
+    put lthost after PyTorch's 800 MiB process in every other round and native never after a
+    Python one; those rounds' ratios were higher on 7 of the 8 configurations, a bias against
+    lthost of a few per cent on this VM.)"""
+    compiled, python = RUNNERS[:2], RUNNERS[2:]
+    if rnd % 2 == 0:
+        return compiled + python
+    return compiled[::-1] + python[::-1]
+
+
 def parity_runs():
     """{(workload, threads): {runner: [run, ...] (one per timed round)}}."""
     results = {}
-    mnist = tempfile.TemporaryDirectory()
-    os.environ["BENCH_MNIST_DIR"] = mnist.name
-    write_mnist(mnist.name)
+    mnist_dir()
     for workload, epochs in WORKLOADS.items():
         for threads in (1, 2):
             runs = {r: [] for r in RUNNERS}
             for rnd in range(ROUNDS + 1):
-                order = RUNNERS if rnd % 2 == 0 else RUNNERS[::-1]
-                for runner in order:
+                for runner in round_order(rnd):
                     run = one_run(runner, workload, epochs, threads)
                     if rnd > 0:
                         runs[runner].append(run)
@@ -175,8 +201,8 @@ def table(results):
         "",
         "Every runner fetches whole batches (a slice, or one gather per tensor when shuffled), gets fresh gradients each step "
         "(set to None, never accumulated) and reads the loss once per epoch. **fit**: the seconds in training epochs, the first "
-        f"included, each run its own process; {ROUNDS} rounds after a dropped first one, the runners alternating (order reversed "
-        "every other round). **lthost / this**: the ratio taken round by round, median [95% CI of the median, bootstrap] (min–max). **start-up**: process start "
+        f"included, each run its own process; {ROUNDS} rounds after a dropped first one, the runners alternating (native and lthost "
+        "side by side, then PyTorch and Lightning, each pair's order swapped every other round). **lthost / this**: the ratio taken round by round, median [95% CI of the median, bootstrap] (min–max). **start-up**: process start "
         "to the first training step, median. **peak RSS**: each run's own process (measured by a launcher, "
         "host/examples/peak_rss.rs), median. **data path** rows: the same epochs only fetched, by a row-by-row DataLoader "
         "(TensorDataset + default collate) minus by whole batches — what a typical PyTorch or Lightning script pays on top of "

@@ -50,10 +50,7 @@ def lthost_loss(workload, epochs, precision):
 
 def precision_runs():
     """{workload: {"runner/precision": [run, ...]}} (one run per timed round)."""
-    mnist = tempfile.TemporaryDirectory()
-    if "BENCH_MNIST_DIR" not in os.environ:
-        os.environ["BENCH_MNIST_DIR"] = mnist.name
-        parity.write_mnist(mnist.name)
+    parity.mnist_dir()
     pairs = [(r, p) for p in PRECISIONS for r in RUNNERS]
     results = {}
     for workload, epochs in WORKLOADS.items():

@@ -24,6 +24,7 @@ import torch
 import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities.model_summary import ModelSummary
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "reference"))
@@ -242,6 +243,10 @@ def run(name, cls_name, data_name, epochs, hparams=None, trainer_args=None, lr_f
     model = made(getattr(module, cls_name), hparams)
     data = made(getattr(module, data_name), hparams) if data_name else None
     tuned = {}
+    # The table Lightning's ModelSummary callback prints at fit start (max_depth 1), where it
+    # runs no forward: without an example_input_array (lthost runs none) and with the summary on.
+    shown = (trainer_args or {}).get("enable_model_summary", True) and model.example_input_array is None
+    summary = str(ModelSummary(model, max_depth=1)) if shown else None
     with tempfile.TemporaryDirectory() as d:
         checkpoint = CHECKPOINTS.get(name)
         callbacks = [ModelCheckpoint(dirpath=Path(d) / "ck", **checkpoint)] if checkpoint else []
@@ -307,7 +312,8 @@ def run(name, cls_name, data_name, epochs, hparams=None, trainer_args=None, lr_f
             t = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False)
             results[stage] = [{k: float(v) for k, v in r.items()} for r in getattr(t, stage)(model, datamodule=data, verbose=False)]
     return {"seed": SEED, "epochs": epochs, "results": results, "plugin": name, "hparams": hparams, "trainer": trainer_args, "train_loss": [train[k] for k in sorted(train)], "last_val_loss": val[-1] if val else None,
-            "last": last, "checkpoint": checkpoint, "checkpoints": saved, "hparams_yaml": hparams_yaml, **tuned}
+            "last": last, "checkpoint": checkpoint, "checkpoints": saved, "hparams_yaml": hparams_yaml, "summary": summary,
+            **tuned}
 
 
 # Runs with Lightning's TensorBoardLogger: name: (file, hparams). What the event file holds

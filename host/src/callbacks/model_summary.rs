@@ -52,16 +52,17 @@ pub fn rows(params: &ParamStore) -> Vec<(String, String, i64)> {
 }
 
 /// Lightning 2.6's table: a row per top-level layer, parameters held by no layer in an
-/// `other params` row, trainable (`requires_grad`) and non-trainable counts. Its FLOPs are
-/// counted over a forward of `example_input_array`, which lthost does not run (nor does
-/// Lightning without one): 0, as Lightning prints them then. Every layer shows `train` (the
-/// host does not see a Python module's `.eval()`).
+/// `other params` row, trainable (`requires_grad`) and non-trainable counts, each layer's mode
+/// and the layers in train and eval mode (as the plugin reported them: `module.training`). Its
+/// FLOPs are counted over a forward of `example_input_array`, which lthost does not run (nor
+/// does Lightning without one): 0, as Lightning prints them then.
 pub fn render(params: &ParamStore) -> String {
     let rows = rows(params);
+    let mode = |name: &str| if params.module_training(name) { "train" } else { "eval" };
     let mut cells: Vec<[String; 6]> = rows
         .iter()
         .enumerate()
-        .map(|(i, (n, k, p))| [i.to_string(), n.clone(), k.clone(), human(*p), "train".into(), human(0)])
+        .map(|(i, (n, k, p))| [i.to_string(), n.clone(), k.clone(), human(*p), mode(n).into(), human(0)])
         .collect();
     let all = params.named_parameters();
     let total: i64 = all.iter().map(|(_, t)| t.numel() as i64).sum();
@@ -85,13 +86,14 @@ pub fn render(params: &ParamStore) -> String {
     out.push_str(&format!("{rule}\n"));
     let bytes: i64 = all.iter().map(|(_, t)| t.numel() as i64 * t.kind().elt_size_in_bytes() as i64).sum();
     let modules = params.modules().len();
+    let in_eval = params.modules().iter().filter(|(p, _)| !params.module_training(p)).count();
     for (v, what) in [
         (human(trainable), "Trainable params"),
         (human(total - trainable), "Non-trainable params"),
         (human(total), "Total params"),
         (format!("{:.3}", bytes as f64 / 1e6), "Total estimated model params size (MB)"),
-        (modules.to_string(), "Modules in train mode"),
-        ("0".to_string(), "Modules in eval mode"),
+        ((modules - in_eval).to_string(), "Modules in train mode"),
+        (in_eval.to_string(), "Modules in eval mode"),
         (human(0), "Total Flops"),
     ] {
         out.push_str(&format!("{v:<10}{what}\n"));
@@ -141,21 +143,23 @@ mod tests {
             ]
         );
         // As Lightning 2.6.6 prints the same LightningModule (a free `nn.Parameter` scale,
-        // `enc` frozen with `requires_grad_(False)`).
+        // `enc` frozen with `requires_grad_(False)`, `attn.eval()`).
+        ps.set_module_training("attn", false);
+        ps.set_module_training("attn.out_proj", false);
         let table = render(&ps);
         let want = "  | Name         | Type               | Params | Mode  | FLOPs
 --------------------------------------------------------------------
 0 | fc           | Linear             | 6      | train | 0    
 1 | enc          | Module             | 4      | train | 0    
-2 | attn         | MultiheadAttention | 5      | train | 0    
+2 | attn         | MultiheadAttention | 5      | eval  | 0    
   | other params | n/a                | 1      | n/a   | n/a  
 --------------------------------------------------------------------
 12        Trainable params
 4         Non-trainable params
 16        Total params
 0.000     Total estimated model params size (MB)
-5         Modules in train mode
-0         Modules in eval mode
+3         Modules in train mode
+2         Modules in eval mode
 0         Total Flops
 ";
         assert_eq!(table, want);

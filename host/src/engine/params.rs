@@ -3,7 +3,7 @@
 //! One parameter may sit under two paths (weight tying): it is one tensor, trained once and
 //! counted once, as torch's `named_parameters()` yields a shared parameter once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use tch::Tensor;
 
@@ -32,6 +32,8 @@ pub struct ParamStore {
     index: HashMap<String, usize>,
     /// Layers by dotted path and type (`Linear`, `Conv2d`...), for the model summary.
     modules: Vec<(String, String)>,
+    /// The registered layers in eval mode (`module.training` false), for the summary.
+    eval_modules: HashSet<String>,
 }
 
 /// What makes two handles the same tensor: the same elements at the same place.
@@ -116,6 +118,25 @@ impl ParamStore {
 
     pub fn modules(&self) -> &[(String, String)] {
         &self.modules
+    }
+
+    /// Records the mode of the layer at `path` (only registered layers are shown).
+    pub fn set_module_training(&mut self, path: &str, training: bool) {
+        if training {
+            self.eval_modules.remove(path);
+        } else {
+            self.eval_modules.insert(path.to_string());
+        }
+    }
+
+    /// Whether the layer at `path` is in train mode (every layer is until told otherwise).
+    pub fn module_training(&self, path: &str) -> bool {
+        !self.eval_modules.contains(path)
+    }
+
+    /// How many paths were told to be in eval mode (what bounds the record).
+    pub fn eval_module_count(&self) -> usize {
+        self.eval_modules.len()
     }
 
     pub fn get(&self, name: &str) -> Option<&Tensor> {

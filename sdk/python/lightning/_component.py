@@ -169,10 +169,13 @@ def _register(model):
     """Hands the module's parameters and buffers to the host by their state_dict paths, in
     torch's state_dict order (each module's parameters, then its buffers, then its children);
     a tensor under two paths stays one tensor (tying); each keeps its Python object and its
-    `requires_grad` (a frozen parameter stays frozen)."""
+    `requires_grad` (a frozen parameter stays frozen) and each layer its mode (a layer put
+    in eval mode shows so in the model summary)."""
     for mp, m in model.named_modules(remove_duplicate=False):
         if mp:
             _params.register_module(mp, type(m).__name__)
+            if not m.training:
+                _params.set_module_training(mp, False)
         for name, p in m._parameters.items():
             if p is None:
                 continue

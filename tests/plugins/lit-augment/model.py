@@ -22,8 +22,9 @@ worker_init_fn runs once), items also draw from Python's `random`, shifted by th
 `get_worker_info().id`. "curriculum" (run with `reload_dataloaders_every_n_epochs=1`)
 grows both DataLoaders with `self.trainer.current_epoch`: 80 more shuffled training points
 and 20 more validation points each epoch. `freeze=True` freezes the first layer
-(`requires_grad_(False)`, transfer learning's frozen backbone) while SGD with momentum still
-holds every parameter, as torch's optimizers skip the ones without a gradient."""
+(`requires_grad_(False)` and `.eval()`, transfer learning's frozen backbone: the model summary
+shows it in eval mode) while SGD with momentum still holds every parameter, as torch's
+optimizers skip the ones without a gradient."""
 
 import random
 
@@ -76,6 +77,7 @@ class Classifier(L.LightningModule):
         self.net = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 3))
         if freeze:
             self.net[0].requires_grad_(False)
+            self.net[0].eval()
 
     def training_step(self, batch, batch_idx):
         loss = F.cross_entropy(self.net(batch["x"]), batch["y"])

@@ -68,6 +68,18 @@ impl parameters::Host for ParametersView<'_> {
         Ok(())
     }
 
+    fn set_module_training(&mut self, path: String, training: bool) -> R<()> {
+        if path.len() > 1024 || (!training && self.params.eval_module_count() >= MAX_MODULES) {
+            return Err(crate::error::OpError::new(
+                "set_module_training",
+                format!("at most {MAX_MODULES} modules and paths of 1024 bytes"),
+            )
+            .into());
+        }
+        self.params.set_module_training(&path, training);
+        Ok(())
+    }
+
     fn parameter_names(&mut self) -> R<Vec<String>> {
         Ok(self.params.named_parameters().into_iter().map(|(n, _)| n.to_string()).collect())
     }
