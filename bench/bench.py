@@ -17,6 +17,7 @@ four runners' losses disagree.
     .venv/bin/python bench/bench.py --only precision  (that section measured anew, its commit
                                                        and date beside it; the rest kept)
     .venv/bin/python bench/bench.py --only ddp        (likewise)
+    .venv/bin/python bench/bench.py --only parity     (likewise: the four runners on the four workloads)
 """
 
 import json
@@ -162,8 +163,17 @@ def main():
         with open(RAW + ".tmp", "w") as f:
             json.dump(raw, f)
         os.replace(RAW + ".tmp", RAW)
+    elif sys.argv[1:3] == ["--only", "parity"]:
+        with open(RAW) as f:
+            raw = json.load(f)
+        raw["parity"] = {f"{w}/{t}": runs for (w, t), runs in parity.parity_runs().items()}
+        raw["parity_at"] = f"at {commit()} on {time.strftime('%Y-%m-%d')}"
+        with open(RAW + ".tmp", "w") as f:
+            json.dump(raw, f)
+        os.replace(RAW + ".tmp", RAW)
     else:
         raw = measure()
+        raw.pop("parity_at", None)
         with open(RAW + ".tmp", "w") as f:
             json.dump(raw, f)
         os.replace(RAW + ".tmp", RAW)
@@ -178,8 +188,10 @@ def main():
         "",
         f"Machine: {raw['machine']}; {THREADS} libtorch thread unless a table says otherwise.",
         f"Command: `make bench` (`.venv/bin/python bench/bench.py`), {raw['rounds']} rounds; lthost at {raw['commit']}; "
-        f"measured in {raw['seconds']:.0f} s on {raw['date']}. Every run: bench/results.json "
-        "(`bench/bench.py --render` rewrites this file from it).",
+        f"measured in {raw['seconds']:.0f} s on {raw['date']}"
+        + (f"; the parity workloads (Summary's first rows, and their section) measured again {raw['parity_at']} "
+           "(`bench/bench.py --only parity`)" if raw.get("parity_at") else "")
+        + ". Every run: bench/results.json (`bench/bench.py --render` rewrites this file from it).",
         "",
     ] + head + parity.table(par) + log_overhead.table(logs) + [
         "## Start-up: process start to the first training step",

@@ -243,10 +243,6 @@ def run(name, cls_name, data_name, epochs, hparams=None, trainer_args=None, lr_f
     model = made(getattr(module, cls_name), hparams)
     data = made(getattr(module, data_name), hparams) if data_name else None
     tuned = {}
-    # The table Lightning's ModelSummary callback prints at fit start (max_depth 1), where it
-    # runs no forward: without an example_input_array (lthost runs none) and with the summary on.
-    shown = (trainer_args or {}).get("enable_model_summary", True) and model.example_input_array is None
-    summary = str(ModelSummary(model, max_depth=1)) if shown else None
     with tempfile.TemporaryDirectory() as d:
         checkpoint = CHECKPOINTS.get(name)
         callbacks = [ModelCheckpoint(dirpath=Path(d) / "ck", **checkpoint)] if checkpoint else []
@@ -263,6 +259,13 @@ def run(name, cls_name, data_name, epochs, hparams=None, trainer_args=None, lr_f
         trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=CSVLogger(d), log_every_n_steps=1,
                             enable_progress_bar=False, enable_checkpointing=bool(checkpoint), enable_model_summary=False,
                             callbacks=callbacks, **trainer_kwargs(trainer_args))
+        # The table Lightning's ModelSummary callback prints at fit start (max_depth 1; the
+        # size in the Trainer's precision), where it runs no forward: without an
+        # example_input_array (lthost runs none) and with the summary on.
+        shown = (trainer_args or {}).get("enable_model_summary", True) and model.example_input_array is None
+        model._trainer = trainer
+        summary = str(ModelSummary(model, max_depth=1)) if shown else None
+        model._trainer = None
         if lr_find is not None:
             from lightning.pytorch.tuner import Tuner
             kwargs, field = lr_find

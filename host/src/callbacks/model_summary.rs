@@ -12,7 +12,9 @@ pub fn human(n: i64) -> String {
     let digits = if n > 0 { (n as f64).log10().floor() as usize + 1 } else { 1 };
     let groups = digits.div_ceil(3).clamp(1, labels.len());
     let index = groups - 1;
-    let x = n as f64 / 10f64.powi(3 * index as i32);
+    // Multiplied by 10**-3k as Lightning does, not divided: 55 050 is 55.050000000000004
+    // that way and prints as `55.1 K` (55.05 would print `55.0 K`).
+    let x = n as f64 * [1.0, 1e-3, 1e-6, 1e-9, 1e-12][index];
     if index == 0 {
         format!("{n}")
     } else if x >= 100.0 {
@@ -112,6 +114,7 @@ mod tests {
         assert_eq!(human(1290), "1.3 K");
         assert_eq!(human(100_480), "100 K");
         assert_eq!(human(102_026), "102 K");
+        assert_eq!(human(55_050), "55.1 K");
         assert_eq!(human(2_500_000), "2.5 M");
         assert_eq!(human(0), "0");
     }
