@@ -17,10 +17,21 @@ fn the_parity_models_train_in_each_precision_as_in_lightning() {
         let runs = reference["precision"][name].as_object().expect("Lightning's runs per precision");
         assert_eq!(runs.len(), 4, "{name}: 32-true and three others");
         for (precision, want) in runs.iter().filter(|(p, _)| *p != "32-true") {
-            let want: Vec<f64> = want.as_array().expect("losses").iter().map(|v| v.as_f64().expect("f64")).collect();
             let dir = tempfile::tempdir().expect("tempdir");
             let run =
                 fit_logging_every_step(dir.path(), name, "0", &epochs, &threads, &["--precision", precision.as_str()]);
+            if let Some(error) = want["error"].as_str() {
+                // torch cannot run it on this CPU (bfloat16 autocast LSTM without AVX-512):
+                // lthost runs the same kernel and ends with torch's error, not a panic.
+                assert!(
+                    !run.ok() && run.stderr.contains(error),
+                    "{name} {precision}: torch said {error}; {}",
+                    run.stderr
+                );
+                assert!(!run.stderr.contains("panicked"), "{name} {precision}: {}", run.stderr);
+                continue;
+            }
+            let want: Vec<f64> = want.as_array().expect("losses").iter().map(|v| v.as_f64().expect("f64")).collect();
             assert!(run.ok(), "{name} {precision}: {}", run.stderr);
             let got = column(&read_metrics(&dir.path().join("lightning_logs/version_0")), "train_loss");
             assert_eq!(got.len(), want.len(), "{name} {precision}: step count");
