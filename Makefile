@@ -12,7 +12,7 @@ PLUGINS := digits-mlp parity-rnn parity-mlp faulty hook-recorder gan jsonl-logge
 # Plugins in other guest languages (tools/build-plugin.sh <lang> <name>), against the same WIT.
 LANG_PLUGINS := js:js-digits c:c-digits
 # Plain Lightning files (model.py), built by `lthost build` (precompiled into the tests' cache).
-LIGHTNING_PLUGINS := plugins/python-digits plugins/python-tiny-transformer plugins/lit-boring plugins/lit-autoencoder plugins/lit-nanogpt plugins/lit-resnet plugins/lit-mnist tests/plugins/torch-probe tests/plugins/lit-lion tests/plugins/lit-manual tests/plugins/lit-augment tests/plugins/lit-stream tests/plugins/lit-lbfgs tests/plugins/lit-classifier tests/plugins/lit-multi-val tests/plugins/lit-hparams tests/plugins/lit-ddp
+LIGHTNING_PLUGINS := plugins/python-digits plugins/python-tiny-transformer plugins/lit-boring plugins/lit-autoencoder plugins/lit-nanogpt plugins/lit-resnet plugins/lit-mnist tests/plugins/torch-probe tests/plugins/lit-lion tests/plugins/lit-manual tests/plugins/lit-augment tests/plugins/lit-stream tests/plugins/lit-lbfgs tests/plugins/lit-classifier tests/plugins/lit-multi-val tests/plugins/lit-hparams tests/plugins/lit-ddp tests/plugins/lit-main
 PLUGIN_DIR := target/plugins
 LTHOST := target/release/lthost
 # A development signing key, made on first use; plugins built here are signed with it and
@@ -22,32 +22,17 @@ TRUSTED := .lthost/trusted
 # Test threads: two lthost processes at a time on a 2-core machine.
 TEST_THREADS ?= 2
 
-.PHONY: run test test-build setup host plugins reference bench clean-logs
+.PHONY: run test setup host plugins reference bench clean-logs
 
 # The shared-artifact path: the example is built, given its manifest, signed with a local
 # development key (made on first use), and run trusting only that key.
 run: host plugins
 	$(LTHOST) run $(PLUGIN_DIR)/digits-mlp.wasm --config plugins/digits-mlp/run.toml --trusted-keys $(TRUSTED)
 
-# The reference scripts (~11 min, one core each) run in the background, niced, while the host,
-# the plugins and the test binaries build (the build leaves a core idle about a third of the
-# time); their output goes to target/reference.log, printed if one fails.
-test: setup .stamps/test-servers
-	@mkdir -p target
-	@echo "reference: tests/reference/*.py in the background, output in target/reference.log"
-	@nice -n 10 $(MAKE) --no-print-directory reference >target/reference.log 2>&1 & ref=$$!; \
-	$(MAKE) --no-print-directory test-build; built=$$?; \
-	wait $$ref; made=$$?; \
-	[ $$built -eq 0 ] || exit $$built; \
-	[ $$made -eq 0 ] || { cat target/reference.log; echo "make reference failed (above)"; exit $$made; }; \
-	echo "reference: done ($$(grep -c '^$(PY) tests/reference/' target/reference.log) scripts, target/reference.log)"
-	$(CARGO) test --release -p lthost -- --test-threads $(TEST_THREADS)
-
-# Everything `make test` builds and checks before its tests run (the references aside).
-test-build: host plugins
+test: host plugins reference .stamps/test-servers
 	$(CARGO) fmt --all -- --check
 	$(PY) tools/gen_ops.py --check
-	$(CARGO) test --release -p lthost --no-run
+	$(CARGO) test --release -p lthost -- --test-threads $(TEST_THREADS)
 
 setup: .stamps/venv .stamps/wasm-target .stamps/rustfmt tools/js/node_modules/.installed .tools/c-toolchain.installed
 
@@ -146,6 +131,7 @@ reference: setup
 	$(PY) tests/reference/torch_api_reference.py tests/reference/torch_api.json
 	$(PY) tests/reference/ddp_reference.py tests/reference/ddp.json
 	$(PY) tests/reference/lightning_cli_reference.py tests/reference/lightning_cli.json
+	$(PY) tests/reference/main_block_reference.py tests/reference/main_block.json
 
 # Performance side by side (see bench/bench.py); writes bench/results.md.
 bench: host plugins

@@ -577,6 +577,9 @@ pub struct RunConfig {
     /// What a LightningCLI config (`--config x.yaml`) says beside the settings.
     #[serde(skip)]
     pub cli: crate::lightning_cli::CliExtras,
+    /// The `[loggers.<kind>]` tables that came from a plugin's defaults alone.
+    #[serde(skip)]
+    pub default_loggers: Vec<String>,
 }
 
 impl RunConfig {
@@ -589,6 +592,13 @@ impl RunConfig {
     /// TOML: `3`, `0.5`, `true`, `"none"`, `[1, 2]`; anything else is a string). Unknown
     /// keys and ill-typed values are refused, naming the valid keys.
     pub fn load(path: Option<&Path>, sets: &[String]) -> Result<Self> {
+        Self::load_over(None, path, sets)
+    }
+
+    /// As [`load`](Self::load), over `base` (a plugin's defaults as a run table,
+    /// `main_block::run_table`): the run file's settings and `--set` go over it; a logger
+    /// table it gives stays only while the run logs there.
+    pub fn load_over(base: Option<toml::Table>, path: Option<&Path>, sets: &[String]) -> Result<Self> {
         let (text, shown) = match path {
             Some(p) => (
                 std::fs::read_to_string(p).with_context(|| format!("reading config {}", p.display()))?,
@@ -599,12 +609,26 @@ impl RunConfig {
         let mut cli = crate::lightning_cli::CliExtras::default();
         let mut table: toml::Table = match path {
             Some(p) if crate::lightning_cli::is_yaml(p) => {
-                let (table, extras) = crate::lightning_cli::to_run_table(&text, &shown)?;
+                // The plugin's own seed is LightningCLI's `seed_everything_default` here.
+                let seed = base
+                    .as_ref()
+                    .and_then(|b| b.get("trainer")?.get("seed")?.as_integer())
+                    .map(|s| serde_json::json!(s));
+                let (table, extras) = crate::lightning_cli::to_run_table_seeded(&text, &shown, seed)?;
                 cli = extras;
                 table
             }
             _ => toml::from_str(&text).map_err(|e| anyhow::anyhow!("{shown}: {}", e.to_string().trim()))?,
         };
+        let mut default_loggers = Vec::new();
+        if let Some(mut base) = base {
+            if let Some(toml::Value::Table(l)) = base.get("loggers") {
+                let given = table.get("loggers").and_then(toml::Value::as_table);
+                default_loggers = l.keys().filter(|k| given.is_none_or(|g| !g.contains_key(*k))).cloned().collect();
+            }
+            crate::lightning_cli::merge(&mut base, table);
+            table = base;
+        }
         for set in sets {
             apply_set(&mut table, set)?;
         }
@@ -614,6 +638,7 @@ impl RunConfig {
             .map_err(|e: toml::de::Error| anyhow::anyhow!("{shown}: {}", e.to_string().trim()))?;
         cfg.trainer.optimizer_override = cli.optimization.clone();
         cfg.cli = cli;
+        cfg.default_loggers = default_loggers;
         let base = path.and_then(Path::parent).unwrap_or(Path::new("."));
         if let Some(d) = &cfg.plugin.data_dir {
             if d.is_relative() {
@@ -655,8 +680,19 @@ impl RunConfig {
     }
 
     /// A `[loggers.<kind>]` table is for a logger the run uses (checked once the command
-    /// line has said which).
-    pub fn check_loggers(&self) -> Result<()> {
+    /// line has said which); one from a plugin's defaults is dropped when the run's config or
+    /// flags chose other loggers.
+    pub fn check_loggers(&mut self) -> Result<()> {
+        for kind in std::mem::take(&mut self.default_loggers) {
+            if !self.trainer.loggers.iter().any(|l| *l == kind) {
+                match kind.as_str() {
+                    "csv" => self.loggers.csv = None,
+                    "tensorboard" => self.loggers.tensorboard = None,
+                    "mlflow" => self.loggers.mlflow = None,
+                    _ => {}
+                }
+            }
+        }
         let given = [
             ("csv", self.loggers.csv.is_some()),
             ("tensorboard", self.loggers.tensorboard.is_some()),

@@ -24,6 +24,7 @@ pub mod lightning_build;
 pub mod lightning_cli;
 pub mod loggers;
 pub mod loops;
+pub mod main_block;
 pub mod module;
 pub mod oci;
 pub mod plot;

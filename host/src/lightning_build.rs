@@ -96,6 +96,7 @@ fn manifest_for(req: &BuildRequest, module: &str, dir: &Path) -> Result<Manifest
             description: format!("{module}.py, built by lthost build"),
             wit: manifest::WIT.to_string(),
             capabilities: Vec::new(),
+            defaults: None,
         }),
     }
 }
@@ -166,7 +167,7 @@ pub fn build(req: &BuildRequest) -> Result<(PathBuf, Manifest)> {
     std::fs::write(
         app.join("lthost_app.py"),
         format!(
-            "from lightning._component import DataModule, LightningModule, LrSchedulers, PluginOptimizers, use  # noqa: F401\n\nimport {module}\n\nuse({module}, model={}, data={})\n",
+            "from lightning._component import DataModule, LightningModule, LrSchedulers, PluginOptimizers, read_main_block, use  # noqa: F401\n\nimport {module}\n\nuse({module}, model={}, data={})\nread_main_block({module}, __file__)\n",
             python_str(&req.model, "model")?,
             python_str(&req.data, "data")?
         ),
@@ -194,6 +195,20 @@ pub fn build(req: &BuildRequest) -> Result<(PathBuf, Manifest)> {
             let err = String::from_utf8_lossy(&out.stderr);
             bail!("building {} failed (componentize-py):\n{}", req.source.display(), err.trim_end());
         }
+    }
+    let mut manifest = manifest;
+    let found = std::fs::read_to_string(app.join("lthost_main_block.json")).ok();
+    let (defaults, notes) = crate::main_block::checked(found.as_deref());
+    for n in notes {
+        eprintln!("note: {n}");
+    }
+    if let Some(d) = defaults {
+        eprintln!(
+            "defaults from {}'s __main__ block: {} (a run's config, --set and flags go over them)",
+            req.source.display(),
+            crate::main_block::describe(&d)
+        );
+        manifest.defaults = Some(d);
     }
     let bytes = std::fs::read(&raw).with_context(|| format!("reading {}", raw.display()))?;
     let mut bytes = manifest::embed(&bytes, &manifest)?;

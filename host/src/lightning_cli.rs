@@ -65,11 +65,46 @@ const LIMITS: &[&str] = &["limit_train_batches", "limit_val_batches", "limit_tes
 
 /// The run table (as a TOML run file's) and the extras a LightningCLI config stands for.
 pub fn to_run_table(text: &str, shown: &str) -> Result<(toml::Table, CliExtras)> {
+    to_run_table_seeded(text, shown, None)
+}
+
+/// As [`to_run_table`], with LightningCLI's `seed_everything_default` (None: `true`), the seed
+/// a config without `seed_everything` runs with: a plugin's own default seed (the file's
+/// `LightningCLI(..., seed_everything_default=)` or `seed_everything(n)`).
+pub fn to_run_table_seeded(text: &str, shown: &str, seed_default: Option<Value>) -> Result<(toml::Table, CliExtras)> {
     let mut doc = match yaml::parse(text, shown)? {
         Value::Null => Map::new(),
         Value::Object(m) => m,
         _ => bail!("{shown}: a LightningCLI config is a mapping (seed_everything, trainer, model, ...)"),
     };
+    if let Some(seed) = seed_default {
+        // A config of the whole CLI keeps its arguments one level down (`fit:`).
+        let whole_cli = doc.len() == 1
+            && doc
+                .iter()
+                .next()
+                .is_some_and(|(k, v)| v.is_object() && matches!(k.as_str(), "fit" | "validate" | "test" | "predict"));
+        let args = if whole_cli { doc.values_mut().next().and_then(Value::as_object_mut) } else { Some(&mut doc) };
+        if let Some(a) = args {
+            a.entry("seed_everything").or_insert(seed);
+        }
+    }
+    doc_to_run_table(doc, shown, Layout::Cli)
+}
+
+/// Who wrote a config in LightningCLI's layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// A LightningCLI config: without `seed_everything` it seeds (LightningCLI's default), and
+    /// a limit of `1` reads as `1.0` (`Union[float, int]` through jsonargparse).
+    Cli,
+    /// What a file's code gives Lightning (`main_block.rs`): no seeding unless asked, and
+    /// numbers as Python passed them (`limit_train_batches=1` is one batch).
+    Code,
+}
+
+/// As [`to_run_table`], from the config as JSON.
+pub fn doc_to_run_table(mut doc: Map<String, Value>, shown: &str, layout: Layout) -> Result<(toml::Table, CliExtras)> {
     // A config of the whole CLI (`fit:` / `validate:` ... around the arguments).
     if doc.len() == 1 {
         if let Some((k, Value::Object(inner))) = doc.iter().next() {
@@ -81,13 +116,13 @@ pub fn to_run_table(text: &str, shown: &str) -> Result<(toml::Table, CliExtras)>
     let mut run = json!({ "trainer": {}, "hparams": {} });
     let mut extras = CliExtras::default();
     // LightningCLI's `seed_everything_default=True`: a config without the key seeds.
-    if !doc.contains_key("seed_everything") {
+    if layout == Layout::Cli && !doc.contains_key("seed_everything") {
         seed(&mut run, &Value::Bool(true), shown)?;
     }
     for (key, v) in &doc {
         match key.as_str() {
             "seed_everything" => seed(&mut run, v, shown)?,
-            "trainer" => trainer(&mut run, v, shown)?,
+            "trainer" => trainer(&mut run, v, shown, layout)?,
             "model" | "data" => hparams(&mut run, v, &format!("{shown}: {key}"))?,
             "optimizer" if !v.is_null() => extras.optimizer = Some(v.clone()),
             "lr_scheduler" if !v.is_null() => extras.lr_scheduler = Some(v.clone()),
@@ -123,7 +158,8 @@ pub fn to_run_table(text: &str, shown: &str) -> Result<(toml::Table, CliExtras)>
     Ok((table, extras))
 }
 
-fn merge(into: &mut toml::Table, from: toml::Table) {
+/// `from`'s settings over `into`'s (tables merged key by key, anything else replaced).
+pub fn merge(into: &mut toml::Table, from: toml::Table) {
     for (k, v) in from {
         match (into.get_mut(&k), v) {
             (Some(toml::Value::Table(a)), toml::Value::Table(b)) => merge(a, b),
@@ -201,7 +237,7 @@ fn put(run: &mut Value, path: &str, v: Value, shown: &str) -> Result<()> {
     Ok(())
 }
 
-fn trainer(run: &mut Value, v: &Value, shown: &str) -> Result<()> {
+fn trainer(run: &mut Value, v: &Value, shown: &str, layout: Layout) -> Result<()> {
     let Some(t) = v.as_object() else {
         if v.is_null() {
             return Ok(());
@@ -224,7 +260,7 @@ fn trainer(run: &mut Value, v: &Value, shown: &str) -> Result<()> {
             }
             (k, v) if LIMITS.contains(&k) => {
                 let v = match v.as_i64() {
-                    Some(1) => {
+                    Some(1) if layout == Layout::Cli => {
                         eprintln!("note: {at}: 1 reads as 1.0 (every batch), as LightningCLI reads `Union[float, int]`; 1 batch is not expressible there");
                         json!(1.0)
                     }

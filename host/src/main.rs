@@ -276,11 +276,17 @@ struct RunArgs {
     /// changed is refused regardless.
     #[arg(long)]
     allow_unsigned: bool,
+    /// Leave the plugin's defaults (what its Lightning file's `__main__` block gives the
+    /// Trainer) out: the run's settings start from lthost's own.
+    #[arg(long)]
+    no_plugin_defaults: bool,
 }
 
 impl RunArgs {
-    fn config(&self) -> Result<RunConfig> {
-        let mut cfg = RunConfig::load(self.config.as_deref(), &self.sets)?;
+    /// The run's settings: the plugin's defaults (`defaults`, a run table), the run file,
+    /// `--set`, then the flags.
+    fn config(&self, defaults: Option<toml::Table>) -> Result<RunConfig> {
+        let mut cfg = RunConfig::load_over(defaults, self.config.as_deref(), &self.sets)?;
         let t = &mut cfg.trainer;
         if let Some(v) = self.max_epochs {
             t.max_epochs = Some(v);
@@ -509,7 +515,7 @@ fn run(cmd: Command, signal: Arc<AtomicUsize>) -> Result<Option<i32>> {
     if args.scale_batch_size && args.lr_find {
         anyhow::bail!("--scale-batch-size and --lr-find: one search per fit (run the batch-size search, set the size it prints, then --lr-find)");
     }
-    let mut cfg = args.config()?;
+    let mut cfg = args.config(None)?;
     cfg.check_loggers()?;
     let mut opts = cfg.plugin.options()?;
     // `oci://REGISTRY/REPO:TAG`: pulled, checked and verified first (the run's trust policy).
@@ -518,6 +524,27 @@ fn run(cmd: Command, signal: Arc<AtomicUsize>) -> Result<Option<i32>> {
     let plugin_path = lthost::oci::resolve_plugin(&args.plugin, &verify)?;
     let data_path = args.data.as_deref().map(|d| lthost::oci::resolve_plugin(d, &verify)).transpose()?;
     let name = plugin_name(&plugin_path);
+    // A Lightning file's `__main__` block, kept by `lthost build`: the run starts from it
+    // (what it may set is checked again: `main_block::run_table`; the sandbox's settings,
+    // read above, are never among them).
+    let admitted = |bytes: &[u8], sig: Option<&[u8]>| opts.trust.check(&name, bytes, sig).is_ok();
+    let defaults = if args.no_plugin_defaults { None } else { lthost::main_block::defaults_of(&plugin_path, admitted) };
+    if let Some(d) = defaults {
+        let load = || -> Result<(RunConfig, Value)> {
+            let (table, kept) = lthost::main_block::run_table(&d, &name)?;
+            let mut cfg = args.config(Some(table))?;
+            cfg.check_loggers()?;
+            Ok((cfg, kept))
+        };
+        let (over, kept) = load().map_err(|e| {
+            anyhow::anyhow!("{e:#} (over plugin `{name}`'s defaults; --no-plugin-defaults runs without them)")
+        })?;
+        cfg = over;
+        eprintln!(
+            "note: plugin `{name}`'s defaults (its file's __main__ block; --no-plugin-defaults leaves them out): {}",
+            lthost::main_block::describe(&kept)
+        );
+    }
     if let Some(h) = &args.hparams {
         cfg.merge_hparams_json(h).map_err(|e| anyhow::anyhow!("plugin `{name}`, hook `configure`: {e}"))?;
     }

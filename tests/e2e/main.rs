@@ -22,6 +22,7 @@ mod lightning_cli;
 mod lightning_files;
 mod loggers_and_callbacks;
 mod loops;
+mod main_block;
 mod mlflow;
 mod oci;
 mod opinfo;

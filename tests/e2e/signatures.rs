@@ -124,6 +124,7 @@ fn every_single_byte_flip_of_a_signed_component_is_refused() {
         description: "d".into(),
         wit: manifest::WIT.into(),
         capabilities: vec![],
+        defaults: None,
     };
     let bytes = manifest::embed(b"\0asm\x0d\0\x01\0", &m).expect("embed");
     let kp = wasmsign2::KeyPair::generate();

@@ -55,6 +55,9 @@ pub fn report(name: &str, bytes: &[u8], detached: Option<&[u8]>, trust: &TrustPo
             );
             let caps = if m.capabilities.is_empty() { "none".to_string() } else { m.capabilities.join(", ") };
             let _ = writeln!(out, "  requests    {caps}");
+            if let Some(d) = &m.defaults {
+                let _ = writeln!(out, "  defaults    {}", crate::main_block::describe(d));
+            }
         }
         Ok(None) => {
             let _ = writeln!(out, "manifest      none (`lthost manifest` embeds one)");

@@ -35,6 +35,11 @@ pub struct Manifest {
     pub wit: String,
     #[serde(default)]
     pub capabilities: Vec<String>,
+    /// Settings a run starts from, in LightningCLI's layout (`seed_everything`, `trainer`,
+    /// `model`, `data`): what a Lightning file's `__main__` block gives Lightning, kept by
+    /// `lthost build` (`main_block.rs`, which says what a plugin may not choose).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub defaults: Option<serde_json::Value>,
 }
 
 fn default_wit() -> String {

@@ -125,6 +125,22 @@ def use(module, model=None, data=None):
         raise RuntimeError(f"{module.__name__} defines no LightningModule subclass")
 
 
+def read_main_block(module, app_file):
+    """At `lthost build`: what the file's `__main__` block gives Lightning, written beside the
+    app module for lthost build to check and keep (`_main_block.py`)."""
+    import os
+
+    from . import _main_block
+
+    try:
+        text = json.dumps(_main_block.read(module, _classes["module"], _classes["data"]), allow_nan=False)
+    except Exception as e:  # the block is the file's own business: it never fails the build
+        text = json.dumps({"items": [], "notes": [{"line": 0, "text": f"the __main__ block is not read ({type(e).__name__}: {e})"}],
+                           "file": os.path.basename(getattr(module, "__file__", None) or "model.py")})
+    with open(os.path.join(os.path.dirname(app_file), "lthost_main_block.json"), "w") as f:
+        f.write(text)
+
+
 def _instantiate(cls, hparams):
     sig = inspect.signature(cls.__init__)
     params = [p for p in sig.parameters.values() if p.name != "self"]

@@ -8,6 +8,10 @@ from lightning.pytorch import Callback, LightningDataModule, LightningModule, Tr
 
 callbacks = _pl.callbacks
 loggers = _pl.loggers
+cli = _pl.cli
+strategies = _pl.strategies
 sys.modules["pytorch_lightning.callbacks"] = _pl.callbacks
 sys.modules["pytorch_lightning.loggers"] = _pl.loggers
+sys.modules["pytorch_lightning.cli"] = _pl.cli
+sys.modules["pytorch_lightning.strategies"] = _pl.strategies
 __version__ = _pl.__version__
