@@ -1,5 +1,5 @@
 //! The Python template: a plain Lightning file (`model.py`: `import torch`, `import lightning
-//! as L`), built with `lthost build`.
+//! as L`, a `__main__` block that trains it), built with `lthost build`.
 
 use super::Template;
 
@@ -54,6 +54,15 @@ class Data(L.LightningDataModule):
 
     def val_dataloader(self):
         return DataLoader(self.splits[1], batch_size=self.batch_size)
+
+
+if __name__ == "__main__":
+    # `python model.py` trains it in Lightning; `lthost build` keeps what this block gives the
+    # Trainer as the plugin's defaults, so `lthost fit {name}.wasm` trains the same way
+    # (run.toml, --set and flags go over them).
+    L.seed_everything(0)
+    trainer = L.Trainer(max_epochs=10)
+    trainer.fit(Model(), datamodule=Data())
 "#;
 
 pub fn files(name: &str) -> Template {
