@@ -4,7 +4,8 @@ and logger), in an empty working directory. Recorded: the training loss of every
 callback added to the file's Trainer, which changes nothing of the run), the epochs run, the
 steps, the metrics.csv columns and the checkpoint files, for tests/e2e/main_block.rs to
 compare with `lthost fit` of the built file with no settings of its own. Also checks that
-lightning/_main_block.py's positional parameters are Lightning's. Run by `make reference`:
+lightning/_main_block.py's positional parameters are Lightning's, and that it reads tricky
+blocks as far as it can without failing (READS). Run by `make reference`:
 
     .venv/bin/python tests/reference/main_block_reference.py tests/reference/main_block.json
 """
@@ -90,11 +91,92 @@ def positional_parameters_are_lightnings():
     assert cli[:len(mb.CLI_POSITIONAL)] == mb.CLI_POSITIONAL, cli
 
 
+# Blocks the reader must read as far as it can, and never fail on: (source, items expected, note fragments expected).
+READS = {
+    "several trainers and models, values it cannot know": ("""
+import lightning as L
+class M(L.LightningModule):
+    def __init__(self, lr=0.1):
+        super().__init__()
+if __name__ == "__main__":
+    lr = 0.1
+    lr *= 2
+    a, b = 1, 2
+    first = M(lr=lr)
+    fitted = M(lr=0.5)
+    tester = L.Trainer(devices=1)
+    t = L.Trainer(devices=4, max_epochs=1e200 * 1e200, min_epochs=(-8) ** 0.5, max_steps=10 ** 10 ** 10,
+                  val_check_interval=1e999, limit_val_batches=b)
+    t.fit(fitted)
+    tester.test(first)
+    for i in range(2):
+        x = i
+    L.Trainer(max_epochs=x)
+    match lr:
+        case _:
+            pass
+    f = lambda: (y := 3)
+""", {"model.lr": 0.5, "trainer.devices": 4},
+        ["`lr` is set at line 8", "not a number a config holds", "10 ** 10 ** 10", "`b` is unpacked",
+         "another LightningModule, not read: lthost takes the one fitted", "another Trainer"]),
+    "argparse defaults through their type": ("""
+import argparse
+import lightning as L
+class M(L.LightningModule):
+    def __init__(self, n=1):
+        super().__init__()
+def main(args, epochs=3):
+    trainer = L.Trainer(max_epochs=epochs, limit_train_batches=args.frac, **{"log_every_n_steps": 1})
+    trainer.fit(M(args.n))
+if __name__ == "__main__":
+    p = argparse.ArgumentParser()
+    p.add_argument("--n", type=int, default="5")
+    p.add_argument("--frac", type=float, default="0.5")
+    p.add_argument("--fast", action="store_true")
+    main(p.parse_args())
+""", {"model.n": 5, "trainer.max_epochs": 3, "trainer.limit_train_batches": 0.5, "trainer.log_every_n_steps": 1}, []),
+    "LightningCLI": ("""
+from lightning.pytorch import LightningModule
+from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.callbacks import LearningRateMonitor
+class M(LightningModule):
+    pass
+def cli_main():
+    LightningCLI(M, seed_everything_default=1234, trainer_defaults={"max_epochs": 2, "callbacks": [LearningRateMonitor("step")]})
+if __name__ == "__main__":
+    cli_main()
+""", {"seed_everything": 1234, "trainer.max_epochs": 2,
+      "trainer.callbacks": {"class_path": "LearningRateMonitor", "init_args": {"logging_interval": "step"}}},
+        ["LightningCLI's command line is lthost's"]),
+}
+
+
+def the_reader_reads_what_it_can_and_never_fails():
+    spec = importlib.util.spec_from_file_location("_main_block", ROOT / "sdk" / "python" / "lightning" / "_main_block.py")
+    mb = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mb)
+    with tempfile.TemporaryDirectory() as d:
+        for i, (case, (source, items, notes)) in enumerate(READS.items()):
+            path = Path(d) / f"case{i}.py"
+            path.write_text(source)
+            s = importlib.util.spec_from_file_location(f"case{i}", path)
+            module = importlib.util.module_from_spec(s)
+            s.loader.exec_module(module)
+            found = mb.read(module, module.M, None)
+            json.dumps(found, allow_nan=False)  # what the build writes
+            got = {item["key"]: item["value"] for item in found["items"]}
+            assert got == items, (case, got)
+            text = "\n".join(n["text"] for n in found["notes"])
+            for fragment in notes:
+                assert fragment in text, (case, fragment, text)
+
+
 def main(out):
     warnings.filterwarnings("ignore")
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     torch.set_num_threads(1)
     positional_parameters_are_lightnings()
+    the_reader_reads_what_it_can_and_never_fails()
     results = {name: run_as_main(path) for name, path in FILES.items()}
     Path(out).write_text(json.dumps(results, indent=1))
     for name, r in results.items():

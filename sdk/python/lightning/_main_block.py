@@ -329,7 +329,7 @@ class Reader:
         else:
             self.note(at, f"LightningCLI's trainer_defaults: not read ({self.why(defaults)})")
         self.note(node, "LightningCLI's command line is lthost's: `lthost fit model.wasm --config config.yaml`")
-        return Made("cli")
+        return made
 
     def argument(self, node, env):
         flags = [a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
