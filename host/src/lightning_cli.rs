@@ -72,24 +72,28 @@ pub fn to_run_table(text: &str, shown: &str) -> Result<(toml::Table, CliExtras)>
 /// a config without `seed_everything` runs with: a plugin's own default seed (the file's
 /// `LightningCLI(..., seed_everything_default=)` or `seed_everything(n)`).
 pub fn to_run_table_seeded(text: &str, shown: &str, seed_default: Option<Value>) -> Result<(toml::Table, CliExtras)> {
-    let mut doc = match yaml::parse(text, shown)? {
+    let doc = match yaml::parse(text, shown)? {
         Value::Null => Map::new(),
         Value::Object(m) => m,
         _ => bail!("{shown}: a LightningCLI config is a mapping (seed_everything, trainer, model, ...)"),
     };
+    let mut doc = subcommand_arguments(doc);
     if let Some(seed) = seed_default {
-        // A config of the whole CLI keeps its arguments one level down (`fit:`).
-        let whole_cli = doc.len() == 1
-            && doc
-                .iter()
-                .next()
-                .is_some_and(|(k, v)| v.is_object() && matches!(k.as_str(), "fit" | "validate" | "test" | "predict"));
-        let args = if whole_cli { doc.values_mut().next().and_then(Value::as_object_mut) } else { Some(&mut doc) };
-        if let Some(a) = args {
-            a.entry("seed_everything").or_insert(seed);
-        }
+        doc.entry("seed_everything").or_insert(seed);
     }
     doc_to_run_table(doc, shown, Layout::Cli)
+}
+
+/// A config of the whole CLI (`fit:` / `validate:` ... around the arguments): the arguments.
+fn subcommand_arguments(doc: Map<String, Value>) -> Map<String, Value> {
+    if doc.len() == 1 {
+        if let Some((k, Value::Object(inner))) = doc.iter().next() {
+            if matches!(k.as_str(), "fit" | "validate" | "test" | "predict") {
+                return inner.clone();
+            }
+        }
+    }
+    doc
 }
 
 /// Who wrote a config in LightningCLI's layout.
@@ -104,15 +108,8 @@ pub enum Layout {
 }
 
 /// As [`to_run_table`], from the config as JSON.
-pub fn doc_to_run_table(mut doc: Map<String, Value>, shown: &str, layout: Layout) -> Result<(toml::Table, CliExtras)> {
-    // A config of the whole CLI (`fit:` / `validate:` ... around the arguments).
-    if doc.len() == 1 {
-        if let Some((k, Value::Object(inner))) = doc.iter().next() {
-            if matches!(k.as_str(), "fit" | "validate" | "test" | "predict") {
-                doc = inner.clone();
-            }
-        }
-    }
+pub fn doc_to_run_table(doc: Map<String, Value>, shown: &str, layout: Layout) -> Result<(toml::Table, CliExtras)> {
+    let doc = subcommand_arguments(doc);
     let mut run = json!({ "trainer": {}, "hparams": {} });
     let mut extras = CliExtras::default();
     // LightningCLI's `seed_everything_default=True`: a config without the key seeds.

@@ -41,8 +41,8 @@ struct Note {
 
 /// The defaults to keep (None: the block gives none lthost runs) and the notes to print, from
 /// `_main_block.py`'s JSON (`found`; None when it wrote none). Each item is checked as the run
-/// will read it, alone and with the items before it; one that fails is a note, never the
-/// build's failure.
+/// will read it, with the items kept before it; one that fails is a note, never the build's
+/// failure.
 pub fn checked(found: Option<&str>) -> (Option<Value>, Vec<String>) {
     let found: Found = match found.map(serde_json::from_str) {
         Some(Ok(f)) => f,
@@ -60,11 +60,10 @@ pub fn checked(found: Option<&str>) -> (Option<Value>, Vec<String>) {
         let why = safe(&mut one);
         notes.extend(why.into_iter().map(|w| format!("{at}: {w}")));
         let mut with = doc.clone();
-        merge_item(&mut with, one.clone());
-        let refused = [one, with.clone()].into_iter().find_map(|d| runs(d, &at).err());
-        match refused {
-            Some(e) => notes.push(format!("{e:#}; not used (the run's settings decide it)")),
-            None => doc = with,
+        merge_item(&mut with, one);
+        match runs(with.clone(), &at) {
+            Err(e) => notes.push(format!("{e:#}; not used (the run's settings decide it)")),
+            Ok(()) => doc = with,
         }
     }
     if doc.is_empty() {
@@ -250,8 +249,9 @@ pub fn run_table(defaults: &Value, plugin: &str) -> Result<(toml::Table, Value)>
 /// (the run's trust policy, given the bytes and a detached signature) lets it run. A plugin
 /// that cannot be read, or is refused, has none here: loading it says why, as before.
 pub fn defaults_of(path: &std::path::Path, admitted: impl Fn(&[u8], Option<&[u8]>) -> bool) -> Option<Value> {
+    // The manifest alone first: a plugin without defaults costs no read of its whole file.
+    let defaults = crate::artifact::manifest::read_file(path).ok()??.defaults?;
     let bytes = std::fs::read(path).ok()?;
-    let defaults = crate::artifact::manifest::read(&bytes).ok()??.defaults?;
     admitted(&bytes, crate::artifact::trust::detached_for(path).as_deref()).then_some(defaults)
 }
 

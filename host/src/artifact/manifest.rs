@@ -83,6 +83,15 @@ pub fn read(bytes: &[u8]) -> Result<Option<Manifest>> {
     Ok(None)
 }
 
+/// The manifest embedded in the component at `path`, if any, read without reading the rest of
+/// the file.
+pub fn read_file(path: &Path) -> Result<Option<Manifest>> {
+    let Some(data) = super::sections::custom_section_in_file(path, SECTION, 1 << 20)? else { return Ok(None) };
+    let m = serde_json::from_slice(&data)
+        .map_err(|e| anyhow::anyhow!("the `{SECTION}` section is not a valid manifest: {e}"))?;
+    Ok(Some(m))
+}
+
 /// `bytes` with `m` as its manifest (an earlier one replaced). Refuses signed components:
 /// changing them would void the signatures; add the manifest first, then sign.
 pub fn embed(bytes: &[u8], m: &Manifest) -> Result<Vec<u8>> {

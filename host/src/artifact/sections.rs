@@ -86,6 +86,65 @@ pub fn custom_section(name: &str, data: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The data of the first top-level custom section `name` of the file at `path`, read from the
+/// section headers alone (the other sections are skipped, not read: a Python plugin is 22 MB);
+/// None when it has none. At most `limit` bytes of data.
+pub fn custom_section_in_file(path: &std::path::Path, name: &str, limit: usize) -> Result<Option<Vec<u8>>> {
+    use std::io::{BufReader, Read as _};
+    let mut f = BufReader::with_capacity(256, std::fs::File::open(path)?);
+    let mut preamble = [0u8; PREAMBLE];
+    f.read_exact(&mut preamble)?;
+    if &preamble[..4] != b"\0asm" {
+        bail!("not a WebAssembly file");
+    }
+    let mut id = [0u8; 1];
+    while f.read(&mut id)? == 1 {
+        let size = leb_from(&mut f)?;
+        if id[0] != 0 {
+            f.seek_relative(i64::from(size))?;
+            continue;
+        }
+        let name_len = leb_from(&mut f)?;
+        let header = leb_len(name_len);
+        let Some(rest) = size.checked_sub(header).and_then(|r| r.checked_sub(name_len)) else {
+            bail!("a custom section's name runs past the section")
+        };
+        let mut found = vec![0u8; name_len as usize];
+        f.read_exact(&mut found)?;
+        if found != name.as_bytes() {
+            f.seek_relative(i64::from(rest))?;
+            continue;
+        }
+        if rest as usize > limit {
+            bail!("the `{name}` section is {rest} bytes (at most {limit})");
+        }
+        let mut data = vec![0u8; rest as usize];
+        f.read_exact(&mut data)?;
+        return Ok(Some(data));
+    }
+    Ok(None)
+}
+
+fn leb_from(r: &mut impl std::io::Read) -> Result<u32> {
+    let mut v: u64 = 0;
+    for i in 0..5 {
+        let mut b = [0u8; 1];
+        r.read_exact(&mut b)?;
+        v |= u64::from(b[0] & 0x7f) << (7 * i);
+        if b[0] & 0x80 == 0 {
+            return Ok(u32::try_from(v)?);
+        }
+    }
+    bail!("a section size longer than 5 bytes")
+}
+
+/// The bytes `leb` writes for `v`.
+fn leb_len(v: u32) -> u32 {
+    let mut out = Vec::new();
+    leb(v as usize, &mut out);
+    out.len() as u32
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,8 +159,17 @@ mod tests {
         assert_eq!(s[0].custom(), Some(("hello", &b"world"[..])));
         assert_eq!(s[1].custom().unwrap().1.len(), 300);
         assert!(is_component(&b));
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("c.wasm");
+        std::fs::write(&f, &b).unwrap();
+        assert_eq!(custom_section_in_file(&f, "x", 300).unwrap(), Some(vec![7u8; 300]));
+        assert_eq!(custom_section_in_file(&f, "hello", 300).unwrap().as_deref(), Some(&b"world"[..]));
+        assert!(custom_section_in_file(&f, "x", 299).is_err(), "over the limit");
+        assert_eq!(custom_section_in_file(&f, "none", 300).unwrap(), None);
         b.push(0);
         b.push(0x80);
         assert!(sections(&b).is_err(), "a truncated section");
+        std::fs::write(&f, &b).unwrap();
+        assert!(custom_section_in_file(&f, "none", 300).is_err(), "a truncated section");
     }
 }
