@@ -8,11 +8,15 @@ use serde_json::Value;
 
 use crate::common::{column, lthost, plugin, read_metrics, repo_root};
 
-fn reference() -> Value {
+fn reference_of(file: &str) -> Value {
     let path = repo_root().join("tests/reference/main_block.json");
     let text = std::fs::read_to_string(&path).expect("run `make reference` (main_block.json)");
     let all: Value = serde_json::from_str(&text).expect("json");
-    all["lit-main"].clone()
+    all[file].clone()
+}
+
+fn reference() -> Value {
+    reference_of("lit-main")
 }
 
 fn assert_losses(got: &[f64], want: &[Value]) {
@@ -94,4 +98,52 @@ fn the_runs_config_and_flags_go_over_the_files_defaults() {
     assert!(run.ok(), "{}", run.stderr);
     assert!(!run.stderr.contains("defaults (its file's __main__ block"), "{}", run.stderr);
     assert!(f.path().join("lightning_logs/version_0/metrics.csv").exists() && !f.path().join("regressor").exists());
+}
+
+/// The metric `name`'s value in an evaluation's results table (`test_loss   0.0872...`).
+fn shown_metric(stdout: &str, name: &str) -> f64 {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("no {name} in {stdout}"))
+}
+
+/// Lightning's quickstart shape: the block makes the data, DataLoaders and a model with
+/// arguments no reader can take, and hands them to `trainer.fit` and `trainer.test`; the
+/// plugin runs the block up to the run's stage's call.
+#[test]
+fn the_dataloaders_a_main_block_hands_the_trainer_are_the_runs() {
+    let want = reference_of("lit-quickstart");
+    let d = tempfile::tempdir().expect("tempdir");
+    let wasm = plugin("lit-quickstart");
+    let wasm = wasm.to_str().expect("utf-8");
+    let run = lthost(d.path(), &["fit", wasm, "--no-progress-bar"]);
+    assert!(run.ok(), "{}", run.stderr);
+    let log_dir = d.path().join("lightning_logs/version_0");
+    assert_losses(&column(&read_metrics(&log_dir), "train_loss"), want["losses"].as_array().expect("losses"));
+    let ckpt = log_dir.join("checkpoints").join(want["checkpoints"][0].as_str().expect("a checkpoint"));
+    assert!(ckpt.exists(), "{}", ckpt.display());
+    // `lthost test`: the block runs up to its `trainer.test`, whose DataLoader is the run's;
+    // the checkpoint holds the weights Lightning tested after its fit.
+    let ckpt = ckpt.to_str().expect("utf-8");
+    let test = lthost(d.path(), &["test", wasm, "--ckpt-path", ckpt, "--no-progress-bar"]);
+    assert!(test.ok(), "{}", test.stderr);
+    let got = shown_metric(&test.stdout, "test_loss");
+    let expected = want["callback_metrics"]["test_loss"].as_f64().expect("test_loss");
+    assert!((got - expected).abs() <= 1e-6, "test_loss: lthost {got}, Lightning {expected}");
+    // `lthost validate`: the block makes no `trainer.validate`; its `trainer.fit`'s val_dataloaders.
+    let validate = lthost(d.path(), &["validate", wasm, "--ckpt-path", ckpt, "--no-progress-bar"]);
+    assert!(validate.ok(), "{}", validate.stderr);
+    assert!(shown_metric(&validate.stdout, "val_loss").is_finite());
+    // The run's hyper-parameters go over the block's arguments; its seed over the block's.
+    let over =
+        lthost(d.path(), &["fit", wasm, "--hparams", r#"{"lr": 0.01}"#, "--max-epochs", "1", "--no-progress-bar"]);
+    assert!(over.ok(), "{}", over.stderr);
+    assert!(over.stdout.contains("Optimizer: Adam (lr=0.01)"), "{}", over.stdout);
+    let e = tempfile::tempdir().expect("tempdir");
+    let reseeded = lthost(e.path(), &["fit", wasm, "--seed", "6", "--max-epochs", "1", "--no-progress-bar"]);
+    assert!(reseeded.ok(), "{}", reseeded.stderr);
+    let first = column(&read_metrics(&e.path().join("lightning_logs/version_0")), "train_loss")[0];
+    let lightning_first = want["losses"][0].as_f64().expect("a loss");
+    assert!((first - lightning_first).abs() > 1e-4, "--seed 6 trained as seed 5: {first}");
 }

@@ -26,7 +26,7 @@ import lightning as L
 import torch
 
 ROOT = Path(__file__).resolve().parents[2]
-FILES = {"lit-main": ROOT / "tests" / "plugins" / "lit-main" / "model.py"}
+FILES = {name: ROOT / "tests" / "plugins" / name / "model.py" for name in ("lit-main", "lit-quickstart")}
 
 
 class Losses(L.Callback):
@@ -57,16 +57,21 @@ def run_as_main(path):
         try:
             runpy.run_path(str(path), run_name="__main__")
             trainer = made[-1]
-            with open(Path(trainer.logger.log_dir) / "metrics.csv") as f:
-                columns = sorted(next(csv.reader(f)))
+            metrics = Path(trainer.logger.log_dir) / "metrics.csv"
+            columns = None
+            if metrics.exists():  # a CSVLogger's (Lightning's default logger is TensorBoard's)
+                with open(metrics) as f:
+                    columns = sorted(next(csv.reader(f)))
             checkpoints = sorted(p.name for p in Path(trainer.checkpoint_callback.dirpath).glob("*.ckpt"))
         finally:
             L.Trainer.__init__ = original
             sys.argv = argv
             os.chdir(cwd)
+        stopping = trainer.early_stopping_callback
         return {"losses": recorder.losses, "epochs": trainer.current_epoch, "global_step": trainer.global_step,
                 "logger_name": trainer.logger.name, "columns": columns, "checkpoints": checkpoints,
-                "stopped_early": trainer.early_stopping_callback.stopped_epoch > 0}
+                "stopped_early": stopping is not None and stopping.stopped_epoch > 0,
+                "callback_metrics": {k: float(v) for k, v in sorted(trainer.callback_metrics.items())}}
 
 
 def positional_parameters_are_lightnings():
@@ -93,6 +98,21 @@ def positional_parameters_are_lightnings():
 
 # Blocks the reader must read as far as it can, and never fail on: (source, items expected, note fragments expected).
 READS = {
+    "DataLoaders handed to the trainer, a model argument made when the file runs": ("""
+import lightning as L
+from torch.utils.data import DataLoader
+class M(L.LightningModule):
+    def __init__(self, net, lr=0.1):
+        super().__init__()
+if __name__ == "__main__":
+    loader = DataLoader([1, 2, 3])
+    model = M(object(), lr=0.2)
+    trainer = L.Trainer(max_epochs=2)
+    trainer.fit(model, None, val_dataloaders=loader)
+    trainer.validate(model, datamodule=None)
+""", {"model.lr": 0.2, "trainer.max_epochs": 2},
+        ["trainer.fit(...) is handed DataLoaders: the plugin runs this block", "model.net = object(): not read",
+         "the block makes it when a run starts"]),
     "several trainers and models, values it cannot know": ("""
 import lightning as L
 class M(L.LightningModule):

@@ -21,6 +21,7 @@ from wit_world.imports import parameters as _params
 from wit_world.imports import trainer as _trainer
 from wit_world.imports.types import AttrValue_Float, AttrValue_Int, SavedHparams, Stage
 
+from . import _block_run
 from .pytorch import core as _core
 from .pytorch.core import LightningDataModule as _UserData
 from .pytorch.core import LightningModule as _UserModule
@@ -133,7 +134,13 @@ def read_main_block(module, app_file):
     from . import _main_block
 
     try:
-        text = json.dumps(_main_block.read(module, _classes["module"], _classes["data"]), allow_nan=False)
+        found = _main_block.read(module, _classes["module"], _classes["data"])
+        if found["feeds"] or found["makes_model"]:
+            # Kept for `configure`, which runs it when the run needs what only running gives.
+            _classes["block"] = {"code": _main_block.compiled(module), "globals": vars(module),
+                                 "file": getattr(module, "__file__", None) or "model.py", "feeds": bool(found["feeds"]),
+                                 "calls": found["calls"]}
+        text = json.dumps(found, allow_nan=False)
     except Exception as e:  # the block is the file's own business: it never fails the build
         text = json.dumps({"items": [], "notes": [{"line": 0, "text": f"the __main__ block is not read ({type(e).__name__}: {e})"}],
                            "file": os.path.basename(getattr(module, "__file__", None) or "model.py")})
@@ -141,7 +148,9 @@ def read_main_block(module, app_file):
         f.write(text)
 
 
-def _instantiate(cls, hparams):
+def _arguments(cls, hparams):
+    """The keyword arguments `cls` is made with from the run's hyper-parameters (its defaults
+    under them, keys it does not take dropped), and the names it needs that are not there."""
     sig = inspect.signature(cls.__init__)
     params = [p for p in sig.parameters.values() if p.name != "self"]
     takes_all = any(p.kind == p.VAR_KEYWORD for p in params)
@@ -150,12 +159,27 @@ def _instantiate(cls, hparams):
     given = json.loads(hparams)
     unknown = [k for k in given if k not in names and not takes_all]
     effective = {**defaults, **{k: v for k, v in given.items() if k not in unknown}}
-    missing = [n for n in names if n not in effective and params[names.index(n)].kind != params[names.index(n)].VAR_POSITIONAL]
+    return effective, [n for n in names if n not in effective]
+
+
+def _instantiate(cls, hparams):
+    effective, missing = _arguments(cls, hparams)
     if missing:
         raise TypeError(f"{cls.__name__}.__init__ needs {', '.join(missing)}: give them as hyper-parameters (--hparams)")
     obj = cls.__new__(cls)
     obj.__init__(**effective)
     return obj
+
+
+def _made(cls, hparams):
+    """The LightningModule of the run: made from the hyper-parameters, or by the file's
+    `__main__` block when only running it gives what the run needs (the DataLoaders its
+    trainer call is handed, arguments no reader can take: lightning/_block_run.py)."""
+    block = _classes.get("block")
+    if block is not None and (block["feeds"] or _arguments(cls, hparams)[1]):
+        stage = _STAGES[_trainer.current_stage()]
+        return _block_run.run(block, stage, cls, _classes.get("data"), json.loads(hparams), _json_safe).model
+    return _instantiate(cls, hparams)
 
 
 def _json_safe(v):
@@ -632,7 +656,7 @@ class LightningModule(_exports.LightningModule):
             raise Err("no LightningModule in this component (lthost build finds it in the file)")
         try:
             _refuse_unsupported(cls)
-            m = _instantiate(cls, hparams)
+            m = _made(cls, hparams)
             _register(m)
             saved = _saved(m)
         except Exception as e:  # noqa: BLE001  (the user's __init__ may raise anything)
@@ -873,8 +897,10 @@ def _user_loaders(name):
     sequential CombinedLoader; none: no such split), kept for the items and streams asked for later."""
     for k in [k for k in _loaders if k == name or k.startswith(f"{name}:")]:
         del _loaders[k]
-    make = getattr(_data_source(), f"{name}_dataloader", None)
-    loaders = None if make is None else make()
+    loaders = _block_run.loaders(name)  # handed to the trainer call of the file's __main__ block
+    if loaders is None:
+        make = getattr(_data_source(), f"{name}_dataloader", None)
+        loaders = None if make is None else make()
     if loaders is None:
         return []
     if isinstance(loaders, dict):
@@ -917,9 +943,21 @@ class DataModule(_exports.DataModule):
     def setup(self, stage, hparams):
         torch._core.RUNNING[0] = True
         cls = _classes.get("data")
+        block = _block_run.DONE[0]
         try:
-            if cls is None:
+            if block is not None and block.datamodule is not None and _live.get("data") in (None, block.datamodule):
+                # The data module the file's __main__ block made and handed to its trainer call.
+                d = block.datamodule
+                d.prepare_data()
+                d.setup(_STAGES[stage])
+                _live["data_hparams"] = hparams
+            elif cls is None or (block is not None and block.loaders):
+                # No data module (or the block's trainer call was handed DataLoaders, which
+                # Lightning takes over any data module): the model's `*_dataloader`s.
                 d = _live.get("module")
+                if d is None and _classes.get("block", {}).get("feeds"):
+                    raise RuntimeError("a DataLoader worker (num_workers > 0) over an IterableDataset the file's __main__ "
+                                       "block makes: make it in a LightningDataModule, or give the DataLoader num_workers=0")
                 if d is None:
                     raise RuntimeError("no LightningDataModule in this component, and the LightningModule is not built yet")
             else:
@@ -931,7 +969,7 @@ class DataModule(_exports.DataModule):
                 d.prepare_data()
                 d.setup(_STAGES[stage])
                 _live["data_hparams"] = hparams
-            saved = _saved(d if cls is not None else None)
+            saved = _saved(d if isinstance(d, _UserData) else None)
         except Exception as e:  # noqa: BLE001  (the user's setup may raise anything)
             raise Err(f"{(cls or type(self)).__name__}.setup: {describe(e)}")
         _live["data"] = d

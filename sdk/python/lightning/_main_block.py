@@ -41,6 +41,13 @@ POSITIONAL = {
 CLI_POSITIONAL = ["model_class", "datamodule_class", "save_config_callback", "save_config_kwargs", "trainer_class",
                   "trainer_defaults", "seed_everything_default"]
 MAX_DEPTH = 4  # calls of the file's own functions followed, at most
+# Where Lightning 2.6.6's trainer calls take DataLoaders: keyword and position.
+LOADERS = {
+    "fit": {"train_dataloaders": 1, "val_dataloaders": 2},
+    "validate": {"dataloaders": 1},
+    "test": {"dataloaders": 1},
+    "predict": {"dataloaders": 1},
+}
 
 
 class Unknown:
@@ -63,6 +70,8 @@ class Made:
         self.node = node
         self.items = []
         self.fitted = False
+        self.unread = []  # the notes of its arguments not read
+        self.needs_run = False
 
 
 def _first_unknown(v):
@@ -119,6 +128,9 @@ class Reader:
         self.funcs = {}
         self.depth = 0
         self.objects = []  # every Made, in order
+        self.feeds = []  # trainer calls handed DataLoaders: {"call", "line"}
+        self.runs = False  # whether the plugin runs the block (the model is made by it)
+        self.calls = set()  # the trainer calls it makes (fit, validate, test, predict)
 
     # ---- the walk ------------------------------------------------------------------------
 
@@ -142,6 +154,11 @@ class Reader:
                 continue
             chosen = next((m for m in made if m.fitted), made[0])
             self.items.extend(chosen.items)
+            if what == "model":
+                self.runs = bool(self.feeds) or chosen.needs_run
+            if what in ("model", "data") and self.runs:
+                for n in chosen.unread:
+                    n["text"] = n["text"].replace("the run's settings decide it", "the block makes it when a run starts")
             for other in made:
                 if other is not chosen:
                     self.note(other.node, f"another {self._kinds[what]}, not read: lthost takes the one "
@@ -235,17 +252,36 @@ class Reader:
         return self.value(node, env)
 
     def fitted(self, node, env):
-        """`trainer.fit(model, datamodule=data)`: those are the objects lthost runs."""
-        if node.func.attr != "fit":
+        """`trainer.fit(model, datamodule=data)`: those are the objects lthost runs. A call
+        handed DataLoaders (`trainer.fit(model, train_loader)`) is noted in `feeds`: only
+        running the block makes them (lightning/_block_run.py)."""
+        name = node.func.attr
+        self.calls.add(name)
+        given = {}
+        for a in list(node.args) + [k.value for k in node.keywords]:
+            if isinstance(a, ast.Call) and name == "fit":  # `trainer.fit(Model(...))`
+                given[a] = self.call(a, env)
+            elif isinstance(a, ast.Call):
+                obj = self.resolve(a.func, env)
+                given[a] = Made("data", a) if obj is not None and obj is self.data_cls else None
+            elif isinstance(a, ast.Name):
+                given[a] = self.value(a, env)
+        places = LOADERS[name]
+        loaders = [a for i, a in enumerate(node.args) if i in places.values()]
+        loaders += [k.value for k in node.keywords if k.arg in places]
+        for a in loaders:
+            if isinstance(a, ast.Constant) and a.value is None:
+                continue
+            v = given.get(a)
+            if not (isinstance(v, Made) and v.what == "data"):
+                self.feeds.append({"call": name, "line": node.lineno})
+                self.note(node, f"trainer.{name}(...) is handed DataLoaders: the plugin runs this block when a run "
+                                f"starts, up to this call, for them")
+                break
+        if name != "fit":
             return
         trainer = self.value(node.func.value, env) if isinstance(node.func.value, ast.Name) else None
-        used = [trainer]
-        for a in list(node.args) + [k.value for k in node.keywords]:
-            if isinstance(a, ast.Call):  # `trainer.fit(Model(...))`
-                used.append(self.call(a, env))
-            elif isinstance(a, ast.Name):
-                used.append(self.value(a, env))
-        for m in used:
+        for m in [trainer, *given.values()]:
             if isinstance(m, Made) and not any(o.fitted and o.what == m.what for o in self.objects):
                 m.fitted = True
 
@@ -278,6 +314,8 @@ class Reader:
         bad = _first_unknown(v)
         if bad is not None:
             self.note(at, f"{key} = {ast.unparse(at)}: not read ({self.why(bad)}); the run's settings decide it")
+            if into is not None:
+                into.unread.append(self.notes[-1])
             return
         (self.items if into is None else into.items).append({"key": key, "value": v, "line": getattr(at, "lineno", line_of)})
 
@@ -290,6 +328,10 @@ class Reader:
         made = self.make(what, node)
         for k, given in self.arguments(node, env, names).items():
             self.known(f"{what}.{k}", given, node.lineno, made)
+        read = {i["key"] for i in made.items}
+        # An argument it needs that is not read: the block makes it (lightning/_block_run.py).
+        made.needs_run = any(p.default is p.empty and f"{what}.{p.name}" not in read for p in params
+                             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
         return made
 
     def make(self, what, node):
@@ -453,16 +495,27 @@ class Reader:
 
 
 def read(module, model_cls, data_cls):
-    """{"items": [{"key", "value", "line"}], "notes": [{"line", "text"}], "file"}: what the
-    file's `__main__` block gives Lightning (nothing when it has none)."""
+    """{"items": [{"key", "value", "line"}], "notes": [{"line", "text"}], "file", "feeds",
+    "makes_model", "calls"}: what the file's `__main__` block gives Lightning (nothing when it
+    has none); `feeds`: its trainer calls handed DataLoaders; `makes_model`: it makes the
+    module; `calls`: the trainer calls it makes."""
     r = Reader(module, model_cls, data_cls)
     try:
         source = inspect.getsource(module)
     except (OSError, TypeError):
-        return {"items": [], "notes": [], "file": r.file}
+        return {"items": [], "notes": [], "file": r.file, "feeds": [], "makes_model": False, "calls": []}
     try:
         r.read(ast.parse(source))
     except Exception as e:  # a block this reader does not follow never fails the build
         return {"items": [], "notes": [{"line": 0, "text": f"the __main__ block is not read ({type(e).__name__}: {e})"}],
-                "file": r.file}
-    return {"items": r.items, "notes": r.notes, "file": r.file}
+                "file": r.file, "feeds": [], "makes_model": False, "calls": []}
+    return {"items": r.items, "notes": r.notes, "file": r.file, "feeds": r.feeds,
+            "makes_model": any(m.what == "model" for m in r.objects), "calls": sorted(r.calls)}
+
+
+def compiled(module):
+    """The file's `__main__` blocks as one code object (their lines the file's), for
+    lightning/_block_run.py to run in the plugin."""
+    tree = ast.parse(inspect.getsource(module))
+    body = [stmt for top in tree.body if isinstance(top, ast.If) and _is_main_test(top.test) for stmt in top.body]
+    return compile(ast.Module(body=body, type_ignores=[]), getattr(module, "__file__", None) or "model.py", "exec")

@@ -111,11 +111,15 @@ class layout:
 strided = layout("strided", 0)
 
 
-def unsupported(name, why, base=object):
+def unsupported(name, why, base=object, read_at_build=False):
     """A class standing for an API lthost does not provide: a file that imports it builds,
-    and making one raises NotImplementedError naming it."""
+    and making one raises NotImplementedError naming it. `read_at_build`: Lightning's
+    built-ins whose settings `lthost build` reads from the file's `__main__` block; while the
+    block runs in the plugin (lightning/_block_run.py) making one does nothing."""
 
     def __init__(self, *args, **kwargs):
+        if read_at_build and BLOCK_RUNNING[0]:
+            return
         raise NotImplementedError(f"{name}: {why}")
 
     short = name.rsplit(".", 1)[-1]
@@ -125,6 +129,8 @@ def unsupported(name, why, base=object):
 # Whether the run has started (the component adapter sets it when the host first calls in):
 # before, the file's top level runs at build time, with no host to call.
 RUNNING = [False]
+# Whether the file's `__main__` block is running in the plugin (lightning/_block_run.py).
+BLOCK_RUNNING = [False]
 
 
 # ---- wrapping host handles -------------------------------------------------------------

@@ -7,7 +7,8 @@ from .core import Callback  # noqa: F401
 
 
 def _builtin(name):
-    return unsupported(name, f"configure it in the run config or on the command line (lthost's {name})", Callback)
+    return unsupported(name, f"configure it in the run config or on the command line (lthost's {name})", Callback,
+                       read_at_build=True)
 
 
 ModelCheckpoint = _builtin("ModelCheckpoint")

@@ -439,6 +439,10 @@ def seed_everything(seed=None, workers=False, verbose=True):
     run's seed is lthost's `--seed` / the run config's `seed_everything`, which it leaves."""
     import sys
 
+    from .. import _block_run
+
+    if _block_run.ACTIVE[0] is not None:
+        seed = _block_run.ACTIVE[0].seed  # the block's seed, unless the run's --seed says otherwise
     if seed is None:
         seed = 0  # a plugin has no PL_GLOBAL_SEED: Lightning's default then
         if verbose:
@@ -481,5 +485,13 @@ def _seed_sequence(base, worker_id, rank, count):
 
 
 class Trainer:
-    def __init__(self, *args, **kwargs):
-        raise NotImplementedError("lightning.Trainer inside a plugin: lthost is the Trainer (`lthost fit model.wasm ...`)")
+    """lthost is the Trainer. Only the file's `__main__` block, run in the plugin to hand the
+    run its model and data (lightning/_block_run.py), makes one: a BlockTrainer."""
+
+    def __new__(cls, *args, **kwargs):
+        from .. import _block_run
+
+        captured = _block_run.ACTIVE[0]
+        if captured is None:
+            raise NotImplementedError("lightning.Trainer inside a plugin: lthost is the Trainer (`lthost fit model.wasm ...`)")
+        return _block_run.BlockTrainer(captured)

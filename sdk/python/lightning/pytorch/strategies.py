@@ -5,5 +5,5 @@ the plugin's default."""
 
 from torch._core import unsupported
 
-DDPStrategy = unsupported("DDPStrategy", "set the strategy in the run config or with --strategy ddp")
-SingleDeviceStrategy = unsupported("SingleDeviceStrategy", "lthost runs one device unless --devices says more")
+DDPStrategy = unsupported("DDPStrategy", "set the strategy in the run config or with --strategy ddp", read_at_build=True)
+SingleDeviceStrategy = unsupported("SingleDeviceStrategy", "lthost runs one device unless --devices says more", read_at_build=True)

@@ -1,0 +1,183 @@
+"""A Lightning file's `__main__` block run inside the plugin when a run starts, for what only
+running it gives: the DataLoaders it hands to `trainer.fit(model, train_loader, val_loader)`
+(Lightning's quickstart shape) and a model made with arguments no reader can take
+(`LitAutoEncoder(encoder, decoder)`). `lthost build` compiles the block
+(`lightning/_main_block.py` says when it is needed); `configure` runs it.
+
+The block runs as `python model.py` runs it, in the run's sandbox, up to the trainer call of
+the run's stage (`trainer.fit` for `lthost fit`, `trainer.test` for `lthost test`; its
+`trainer.fit` when it makes no call of that stage): that call raises `Reached`, so nothing
+after it runs. Its trainer calls before that one return at once.
+While it runs, `L.Trainer(...)` makes a `BlockTrainer` (its arguments were read at build and
+are the plugin's defaults), Lightning's built-in callbacks, loggers and strategies are inert
+(read at build too), `seed_everything(n)` seeds with the run's seed (n unless `--seed` says
+otherwise), and the chosen LightningModule and LightningDataModule classes take the run's
+hyper-parameters over the block's arguments where they differ (`--set model.lr=...`).
+
+What the block hands over: the model passed to the trainer call (else the last one it made),
+the LightningDataModule passed to it (else the last one made), and per split the DataLoaders
+passed (Lightning's `train_dataloaders`, `val_dataloaders`, `dataloaders`); splits it passed
+none for come from the model's or the data module's `*_dataloader`, as in Lightning."""
+
+import inspect
+import sys
+
+import torch
+
+# The block run under way (a Captured), for `Trainer`, `seed_everything` and the inert
+# built-ins (lightning/pytorch/core.py, torch/_core.py).
+ACTIVE = [None]
+# What the block handed over, once run (None: it did not run).
+DONE = [None]
+
+class Reached(BaseException):
+    """The block reached the trainer call of the run's stage. A BaseException, so a user's
+    `except Exception:` around the call does not keep the block running."""
+
+
+class Captured:
+    def __init__(self, stage, seed, classes):
+        self.stage = stage
+        self.seed = seed
+        self.classes = [c for c in classes if c is not None]
+        self.model = None
+        self.datamodule = None
+        self.loaders = {}  # split -> what the trainer call was given
+        self.made = {}  # class -> the last instance the block made
+        self.reached = None  # the stage's call, once reached
+
+    def called(self, name, model, loaders, datamodule):
+        """A trainer call of the block: keeps what it hands Lightning; stops the block at the
+        call of the run's stage."""
+        from .pytorch.core import LightningDataModule
+
+        for split, given in list(loaders.items()):
+            if isinstance(given, LightningDataModule):  # `trainer.fit(model, dm)`
+                datamodule, given = given, None
+            if given is None:
+                del loaders[split]
+        if model is not None:
+            self.model = model
+        if datamodule is not None:
+            self.datamodule = datamodule
+        self.loaders.update(loaders)
+        if name == self.stage:
+            self.reached = name
+            raise Reached()
+        return None if name == "fit" else []
+
+
+class BlockTrainer:
+    """`L.Trainer(...)` while the block runs: its calls hand the block's model and data over."""
+
+    def __init__(self, captured):
+        self._captured = captured
+
+    def fit(self, model, train_dataloaders=None, val_dataloaders=None, datamodule=None, ckpt_path=None):
+        return self._captured.called("fit", model, {"train": train_dataloaders, "val": val_dataloaders}, datamodule)
+
+    def validate(self, model=None, dataloaders=None, ckpt_path=None, verbose=True, datamodule=None):
+        return self._captured.called("validate", model, {"val": dataloaders}, datamodule)
+
+    def test(self, model=None, dataloaders=None, ckpt_path=None, verbose=True, datamodule=None):
+        return self._captured.called("test", model, {"test": dataloaders}, datamodule)
+
+    def predict(self, model=None, dataloaders=None, datamodule=None, return_predictions=None, ckpt_path=None):
+        return self._captured.called("predict", model, {"predict": dataloaders}, datamodule)
+
+    def __getattr__(self, name):
+        raise AttributeError(f"trainer.{name}: in lthost the __main__ block runs only to hand the run its model and "
+                             f"data (up to trainer.{self._captured.stage}); the run is lthost's")
+
+
+def _plain(v):
+    """Whether `v` is a value a config holds (hyper-parameters can stand in for it)."""
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return True
+    if isinstance(v, (list, tuple)):
+        return all(_plain(x) for x in v)
+    return isinstance(v, dict) and all(isinstance(k, str) and _plain(x) for k, x in v.items())
+
+
+def _watch(cls, given, captured, json_safe):
+    """While the block runs, `cls(...)` takes the run's hyper-parameters over the block's
+    arguments where they differ, and the instance is kept. Returns the undo."""
+    own = cls.__dict__.get("__init__")
+    init = cls.__init__
+    sig = inspect.signature(init)
+    named = {n for n, p in sig.parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+    def __init__(self, *args, **kwargs):
+        if type(self) is cls:
+            try:
+                bound = sig.bind(self, *args, **kwargs)
+            except TypeError:
+                bound = None  # the class's own call raises it
+            if bound is not None:
+                for k, v in given.items():
+                    if k not in named:
+                        continue
+                    if k not in bound.arguments or (_plain(bound.arguments[k]) and json_safe(bound.arguments[k]) != v):
+                        # (An object argument, `encoder=nn.Sequential(...)`, stays: a checkpoint's
+                        # hyper-parameters hold only its repr.)
+                        bound.arguments[k] = v
+                args, kwargs = bound.args[1:], bound.kwargs
+            captured.made[cls] = self
+        init(self, *args, **kwargs)
+
+    cls.__init__ = __init__
+
+    def undo():
+        if own is None:
+            del cls.__init__
+        else:
+            cls.__init__ = own
+
+    return undo
+
+
+def run(block, stage, model_cls, data_cls, given, json_safe):
+    """Runs the compiled block (`block`: {"code", "globals", "file", "calls"}) for `stage`:
+    up to its trainer call of that stage, or its `trainer.fit` when it makes none (`lthost
+    validate` of a block that fits with val_dataloaders). What it handed over (a Captured,
+    also kept in DONE)."""
+    seed = torch.initial_seed()
+    stage = stage if stage in block["calls"] else "fit"
+    captured = Captured(stage, seed, [model_cls, data_cls])
+    undo = [_watch(c, given, captured, json_safe) for c in captured.classes]
+    argv = sys.argv
+    sys.argv = [block["file"]]
+    ACTIVE[0] = captured
+    torch._core.BLOCK_RUNNING[0] = True
+    try:
+        exec(block["code"], block["globals"])
+    except Reached:
+        pass
+    except SystemExit as e:  # argparse's error exit, sys.exit() before the call
+        raise RuntimeError(f"the __main__ block exited ({e.code}) before trainer.{stage}") from None
+    finally:
+        ACTIVE[0] = None
+        torch._core.BLOCK_RUNNING[0] = False
+        sys.argv = argv
+        for u in reversed(undo):
+            u()
+    if captured.model is None:
+        captured.model = captured.made.get(model_cls)
+    if captured.datamodule is None and not captured.loaders and data_cls is not None:
+        captured.datamodule = captured.made.get(data_cls)
+    if captured.model is None:
+        raise RuntimeError(f"the __main__ block made no {model_cls.__name__} (it ran to its end without trainer.{stage})")
+    if not isinstance(captured.model, model_cls):
+        raise RuntimeError(f"the __main__ block's trainer.{stage} got a {type(captured.model).__name__}; "
+                           f"this plugin's LightningModule is {model_cls.__name__}")
+    if captured.reached is None and stage == "fit":
+        raise RuntimeError("the __main__ block ran to its end without trainer.fit")
+    DONE[0] = captured
+    return captured
+
+
+def loaders(split):
+    """The DataLoaders the block's trainer calls gave for `split` (None: none, the model's or
+    the data module's `*_dataloader` gives them)."""
+    done = DONE[0]
+    return None if done is None else done.loaders.get(split)
