@@ -19,6 +19,7 @@ the LightningDataModule passed to it (else the last one made), and per split the
 passed (Lightning's `train_dataloaders`, `val_dataloaders`, `dataloaders`); splits it passed
 none for come from the model's or the data module's `*_dataloader`, as in Lightning."""
 
+import functools
 import inspect
 import sys
 
@@ -47,24 +48,40 @@ class Captured:
         self.reached = None  # the stage's call, once reached
 
     def called(self, name, model, loaders, datamodule):
-        """A trainer call of the block: keeps what it hands Lightning; stops the block at the
-        call of the run's stage."""
+        """A trainer call of the block, its arguments as Lightning 2.6.6 takes them: keeps what
+        it hands Lightning (each call's data in place of the one before, as Lightning attaches
+        data per call); stops the block at the call of the run's stage."""
         from .pytorch.core import LightningDataModule
 
-        for split, given in list(loaders.items()):
-            if isinstance(given, LightningDataModule):  # `trainer.fit(model, dm)`
-                datamodule, given = given, None
-            if given is None:
-                del loaders[split]
+        first = next(iter(loaders))
+        if isinstance(loaders[first], LightningDataModule):  # `trainer.fit(model, dm)`
+            datamodule, loaders[first] = loaders[first], None
+        loaders = {split: given for split, given in loaders.items() if given is not None}
+        if loaders and datamodule is not None:
+            raise RuntimeError(f"You cannot pass both dataloaders and a datamodule to `trainer.{name}` (Lightning's "
+                               f"MisconfigurationException)")
         if model is not None:
             self.model = model
-        if datamodule is not None:
-            self.datamodule = datamodule
-        self.loaders.update(loaders)
+        self.datamodule = datamodule
+        self.loaders = loaders
         if name == self.stage:
             self.reached = name
             raise Reached()
+        if name in ("validate", "test"):  # a results dict per DataLoader
+            given = next(iter(loaders.values()), None)
+            return [{} for _ in given] if isinstance(given, (list, tuple)) else [{}]
         return None if name == "fit" else []
+
+
+class Inert:
+    """What a trainer's attribute or a built-in callback's is while the block runs: read by
+    code before the call the block stops at (`trainer.test(ckpt_path=ckpt.best_model_path)`
+    after a fit), never used by the run."""
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return None
 
 
 class BlockTrainer:
@@ -72,17 +89,23 @@ class BlockTrainer:
 
     def __init__(self, captured):
         self._captured = captured
+        self.callback_metrics, self.logged_metrics, self.progress_bar_metrics = {}, {}, {}
+        self.checkpoint_callback = self.logger = self.early_stopping_callback = Inert()
+        self.callbacks, self.loggers = [], []
+        self.current_epoch = self.global_step = 0
 
-    def fit(self, model, train_dataloaders=None, val_dataloaders=None, datamodule=None, ckpt_path=None):
+    def fit(self, model, train_dataloaders=None, val_dataloaders=None, datamodule=None, ckpt_path=None,
+            weights_only=None):
         return self._captured.called("fit", model, {"train": train_dataloaders, "val": val_dataloaders}, datamodule)
 
-    def validate(self, model=None, dataloaders=None, ckpt_path=None, verbose=True, datamodule=None):
+    def validate(self, model=None, dataloaders=None, ckpt_path=None, verbose=True, datamodule=None, weights_only=None):
         return self._captured.called("validate", model, {"val": dataloaders}, datamodule)
 
-    def test(self, model=None, dataloaders=None, ckpt_path=None, verbose=True, datamodule=None):
+    def test(self, model=None, dataloaders=None, ckpt_path=None, verbose=True, datamodule=None, weights_only=None):
         return self._captured.called("test", model, {"test": dataloaders}, datamodule)
 
-    def predict(self, model=None, dataloaders=None, datamodule=None, return_predictions=None, ckpt_path=None):
+    def predict(self, model=None, dataloaders=None, datamodule=None, return_predictions=None, ckpt_path=None,
+                weights_only=None):
         return self._captured.called("predict", model, {"predict": dataloaders}, datamodule)
 
     def __getattr__(self, name):
@@ -107,6 +130,7 @@ def _watch(cls, given, captured, json_safe):
     sig = inspect.signature(init)
     named = {n for n, p in sig.parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
 
+    @functools.wraps(init)  # its signature is the class's (save_hyperparameters reads it)
     def __init__(self, *args, **kwargs):
         if type(self) is cls:
             try:

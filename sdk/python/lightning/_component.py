@@ -175,11 +175,16 @@ def _made(cls, hparams):
     """The LightningModule of the run: made from the hyper-parameters, or by the file's
     `__main__` block when only running it gives what the run needs (the DataLoaders its
     trainer call is handed, arguments no reader can take: lightning/_block_run.py)."""
-    block = _classes.get("block")
-    if block is not None and (block["feeds"] or _arguments(cls, hparams)[1]):
+    if _block_runs(hparams):
         stage = _STAGES[_trainer.current_stage()]
-        return _block_run.run(block, stage, cls, _classes.get("data"), json.loads(hparams), _json_safe).model
+        return _block_run.run(_classes["block"], stage, cls, _classes.get("data"), json.loads(hparams), _json_safe).model
     return _instantiate(cls, hparams)
+
+
+def _block_runs(hparams):
+    """Whether the file's `__main__` block makes the run's model and data (`_made`)."""
+    block = _classes.get("block")
+    return block is not None and bool(block["feeds"] or _arguments(_classes["module"], hparams)[1])
 
 
 def _json_safe(v):
@@ -945,6 +950,11 @@ class DataModule(_exports.DataModule):
         cls = _classes.get("data")
         block = _block_run.DONE[0]
         try:
+            if block is None and _live.get("module") is None and _block_runs(hparams):
+                # A DataLoader worker's instance (the host made no model in it): the block is not run here.
+                raise RuntimeError("a DataLoader worker (num_workers > 0) over an IterableDataset whose data the file's "
+                                   "__main__ block makes: make it in a LightningDataModule, or give the DataLoader "
+                                   "num_workers=0")
             if block is not None and block.datamodule is not None and _live.get("data") in (None, block.datamodule):
                 # The data module the file's __main__ block made and handed to its trainer call.
                 d = block.datamodule
@@ -955,9 +965,6 @@ class DataModule(_exports.DataModule):
                 # No data module (or the block's trainer call was handed DataLoaders, which
                 # Lightning takes over any data module): the model's `*_dataloader`s.
                 d = _live.get("module")
-                if d is None and _classes.get("block", {}).get("feeds"):
-                    raise RuntimeError("a DataLoader worker (num_workers > 0) over an IterableDataset the file's __main__ "
-                                       "block makes: make it in a LightningDataModule, or give the DataLoader num_workers=0")
                 if d is None:
                     raise RuntimeError("no LightningDataModule in this component, and the LightningModule is not built yet")
             else:

@@ -242,9 +242,9 @@ class Reader:
         if short == "add_argument":
             self.argument(node, env)
             return Unknown("add_argument's result")
-        if short in ("fit", "validate", "test", "predict") and isinstance(node.func, ast.Attribute):
+        if isinstance(node.func, ast.Attribute) and node.func.attr in ("fit", "validate", "test", "predict"):
             self.fitted(node, env)
-            return Unknown(f"{short}'s result")
+            return Unknown(f"{node.func.attr}'s result")
         if short == "parse_args" or short == "parse_known_args":
             return ParsedArgs() if short == "parse_args" else Unknown("parse_known_args's result")
         if isinstance(node.func, ast.Name) and node.func.id in self.funcs and node.func.id not in env:
@@ -256,23 +256,31 @@ class Reader:
         handed DataLoaders (`trainer.fit(model, train_loader)`) is noted in `feeds`: only
         running the block makes them (lightning/_block_run.py)."""
         name = node.func.attr
-        self.calls.add(name)
+        receiver = node.func.value
+        if isinstance(receiver, ast.Call):  # `L.Trainer(max_epochs=3).fit(model, loader)`
+            trainer = self.call(receiver, env)
+        else:
+            trainer = self.value(receiver, env) if isinstance(receiver, ast.Name) else None
         given = {}
         for a in list(node.args) + [k.value for k in node.keywords]:
             if isinstance(a, ast.Call) and name == "fit":  # `trainer.fit(Model(...))`
                 given[a] = self.call(a, env)
             elif isinstance(a, ast.Call):
                 obj = self.resolve(a.func, env)
-                given[a] = Made("data", a) if obj is not None and obj is self.data_cls else None
-            elif isinstance(a, ast.Name):
+                given[a] = Made("data", a) if obj is not None and obj is self.data_cls else Unknown("a call")
+            elif isinstance(a, (ast.Name, ast.Constant)):
                 given[a] = self.value(a, env)
-        places = LOADERS[name]
+        # Another object's `.fit` (a scikit-learn scaler's) or a trainer not read hands over nothing.
+        is_trainer = isinstance(trainer, Made) and trainer.what == "trainer"
+        if is_trainer:
+            self.calls.add(name)
+        places = LOADERS[name] if is_trainer else {}
         loaders = [a for i, a in enumerate(node.args) if i in places.values()]
         loaders += [k.value for k in node.keywords if k.arg in places]
         for a in loaders:
-            if isinstance(a, ast.Constant) and a.value is None:
+            v = given.get(a, Unknown("not read"))
+            if v is None:  # `None`, or a name bound to it
                 continue
-            v = given.get(a)
             if not (isinstance(v, Made) and v.what == "data"):
                 self.feeds.append({"call": name, "line": node.lineno})
                 self.note(node, f"trainer.{name}(...) is handed DataLoaders: the plugin runs this block when a run "
@@ -280,7 +288,6 @@ class Reader:
                 break
         if name != "fit":
             return
-        trainer = self.value(node.func.value, env) if isinstance(node.func.value, ast.Name) else None
         for m in [trainer, *given.values()]:
             if isinstance(m, Made) and not any(o.fitted and o.what == m.what for o in self.objects):
                 m.fitted = True

@@ -122,8 +122,18 @@ def unsupported(name, why, base=object, read_at_build=False):
             return
         raise NotImplementedError(f"{name}: {why}")
 
+    def __getattr__(self, attr):
+        # Made only while the block runs: what code before its stopping call reads of it
+        # (`checkpoint.best_model_path`) is None; the run never uses it.
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        return None
+
     short = name.rsplit(".", 1)[-1]
-    return type(short, (base,), {"__init__": __init__, "__qualname__": short})
+    methods = {"__init__": __init__, "__qualname__": short}
+    if read_at_build:
+        methods["__getattr__"] = __getattr__
+    return type(short, (base,), methods)
 
 
 # Whether the run has started (the component adapter sets it when the host first calls in):

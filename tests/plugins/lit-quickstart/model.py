@@ -17,9 +17,9 @@ from torch import nn, optim, utils
 class LitAutoEncoder(L.LightningModule):
     def __init__(self, encoder, decoder, lr=1e-3):
         super().__init__()
+        self.save_hyperparameters(ignore=["encoder", "decoder"])
         self.encoder = encoder
         self.decoder = decoder
-        self.lr = lr
 
     def training_step(self, batch, batch_idx):
         x, _ = batch
@@ -41,7 +41,7 @@ class LitAutoEncoder(L.LightningModule):
         self.log("test_loss", F.mse_loss(self.decoder(self.encoder(x)), x))
 
     def configure_optimizers(self):
-        return optim.Adam(self.parameters(), lr=self.lr)
+        return optim.Adam(self.parameters(), lr=self.hparams.lr)
 
 
 if __name__ == "__main__":
@@ -60,5 +60,6 @@ if __name__ == "__main__":
 
     trainer = L.Trainer(max_epochs=3, limit_train_batches=10, log_every_n_steps=1, enable_progress_bar=False)
     trainer.fit(model=autoencoder, train_dataloaders=train_loader, val_dataloaders=val_loader)
-    trainer.test(autoencoder, dataloaders=utils.data.DataLoader(test_set, batch_size=32))
+    best = trainer.checkpoint_callback.best_model_path
+    trainer.test(autoencoder, dataloaders=utils.data.DataLoader(test_set, batch_size=32), ckpt_path=best)
     print(f"test_loss {trainer.callback_metrics['test_loss']:.6f}")
