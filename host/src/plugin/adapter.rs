@@ -250,9 +250,7 @@ impl Module for WasmPlugin {
             let g = Self::module_guest(inner)?.clone();
             g.call_configure(&mut inner.instance.store, &text)
         })?;
-        let saved = out.map_err(|msg| {
-            self.err("configure", None, format!("building the module from its hyper-parameters failed: {msg}"))
-        })?;
+        let saved = out.map_err(|msg| self.err("configure", None, format!("building the module failed: {msg}")))?;
         SavedHparams::from_json(&saved.hparams, saved.log)
             .map_err(|e| self.err("configure", None, format!("returned {e}")))
     }
