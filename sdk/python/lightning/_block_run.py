@@ -31,6 +31,7 @@ ACTIVE = [None]
 # What the block handed over, once run (None: it did not run).
 DONE = [None]
 
+
 class Reached(BaseException):
     """The block reached the trainer call of the run's stage. A BaseException, so a user's
     `except Exception:` around the call does not keep the block running."""
@@ -74,14 +75,9 @@ class Captured:
 
 
 class Inert:
-    """What a trainer's attribute or a built-in callback's is while the block runs: read by
-    code before the call the block stops at (`trainer.test(ckpt_path=ckpt.best_model_path)`
-    after a fit), never used by the run."""
+    """A trainer's attribute while the block runs (`trainer.checkpoint_callback`)."""
 
-    def __getattr__(self, name):
-        if name.startswith("__"):
-            raise AttributeError(name)
-        return None
+    __getattr__ = torch._core.read_as_none
 
 
 class BlockTrainer:

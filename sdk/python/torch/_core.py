@@ -111,6 +111,15 @@ class layout:
 strided = layout("strided", 0)
 
 
+def read_as_none(self, attr):
+    """`__getattr__` of what the file's `__main__` block makes while it runs in the plugin (a
+    built-in callback, its trainer's attributes): what code before the block's stopping call
+    reads of it (`checkpoint.best_model_path`) is None; the run never uses it."""
+    if attr.startswith("__"):
+        raise AttributeError(attr)
+    return None
+
+
 def unsupported(name, why, base=object, read_at_build=False):
     """A class standing for an API lthost does not provide: a file that imports it builds,
     and making one raises NotImplementedError naming it. `read_at_build`: Lightning's
@@ -122,17 +131,10 @@ def unsupported(name, why, base=object, read_at_build=False):
             return
         raise NotImplementedError(f"{name}: {why}")
 
-    def __getattr__(self, attr):
-        # Made only while the block runs: what code before its stopping call reads of it
-        # (`checkpoint.best_model_path`) is None; the run never uses it.
-        if attr.startswith("__"):
-            raise AttributeError(attr)
-        return None
-
     short = name.rsplit(".", 1)[-1]
     methods = {"__init__": __init__, "__qualname__": short}
-    if read_at_build:
-        methods["__getattr__"] = __getattr__
+    if read_at_build:  # made only while the block runs
+        methods["__getattr__"] = read_as_none
     return type(short, (base,), methods)
 
 
