@@ -8,7 +8,8 @@ sys.path), in a process of its own, forked from this one after it has imported t
 Lightning: an `import lightning` costs ~9 s and the interpreter's teardown ~1.5 s here, paid
 once instead of once per script. Two run at a time (each runs torch on one thread, so their
 results do not depend on it), in the order given; a script named by `--alone` (the DDP one,
-whose processes use both cores) runs with no other. A script named by `--fresh` starts a
+whose processes use both cores) runs with no other. A script still running after 20 minutes
+(the longest takes ~2 here) is stopped with every process it started, and fails the run. A script named by `--fresh` starts a
 new interpreter instead: the OpInfo one calls `inspect.stack()` thousands of times, each
 walking every loaded module (207 s instead of 51 with Lightning loaded). Each script's output
 goes to target/reference-logs/<script>.log; the first failure stops the others and prints
@@ -28,12 +29,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 LOGS = ROOT / "target" / "reference-logs"
 SLOTS = 2
+TIMEOUT_S = 20 * 60
 
 
 def run_script(script, args, log, fresh):
     """In the forked child: the script as `__main__`, its output in `log`; never returns."""
     code = 0
     try:
+        # Its own process group: a failure or a timeout stops it with what it started.
+        os.setpgid(0, 0)
         fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         os.dup2(fd, 1)
         os.dup2(fd, 2)
@@ -58,6 +62,18 @@ def run_script(script, args, log, fresh):
         sys.stderr.flush()
     finally:
         os._exit(code)
+
+
+def stop(running):
+    """Kills the scripts still running, with every process each started, and reaps them."""
+    for pid in running:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    for pid in running:
+        os.waitpid(pid, 0)
+    running.clear()
 
 
 def parse(argv):
@@ -94,37 +110,47 @@ def main(argv):
     # children's collections neither walk the preloaded objects nor copy their pages.
     gc.freeze()
     sys.stdout.flush()
-    running = {}  # pid -> (script, log, start)
+    running = {}  # pid -> (script, log, start, alone)
     pending = list(jobs)
     start_all = time.time()
     failed = None
-    while (pending or running) and failed is None:
-        while pending and failed is None:
-            script, args, solo, fresh = pending[0]
-            if running and (solo or any(s for _, _, _, s in running.values())) or len(running) >= SLOTS:
-                break
-            pending.pop(0)
-            log = LOGS / f"{script.stem}.log"
-            pid = os.fork()
+    try:
+        while (pending or running) and failed is None:
+            while pending:
+                script, args, solo, fresh = pending[0]
+                if running and (solo or any(a for *_, a in running.values())) or len(running) >= SLOTS:
+                    break
+                pending.pop(0)
+                log = LOGS / f"{script.stem}.log"
+                pid = os.fork()
+                if pid == 0:
+                    run_script(script, args, log, fresh)
+                try:  # as the child does: whichever runs first
+                    os.setpgid(pid, pid)
+                except OSError:
+                    pass
+                running[pid] = (script, log, time.time(), solo)
+            pid, status = os.waitpid(-1, os.WNOHANG)
             if pid == 0:
-                run_script(script, args, log, fresh)
-            running[pid] = (script, log, time.time(), solo)
-        pid, status = os.wait()
-        script, log, t0, _ = running.pop(pid)
-        code = os.waitstatus_to_exitcode(status)
-        rel = script.relative_to(ROOT)
-        if code != 0:
-            failed = (rel, log, code)
-            break
-        print(f"reference: {rel} {time.time() - t0:.0f} s", flush=True)
+                late = [p for p, (_, _, t0, _) in running.items() if time.time() - t0 > TIMEOUT_S]
+                if late:
+                    script, log, _, _ = running[late[0]]
+                    failed = (script.relative_to(ROOT), log, f"still running after {TIMEOUT_S} s")
+                time.sleep(0.1)
+                continue
+            script, log, t0, _ = running.pop(pid)
+            code = os.waitstatus_to_exitcode(status)
+            rel = script.relative_to(ROOT)
+            if code != 0:
+                failed = (rel, log, f"exit {code}")
+                break
+            print(f"reference: {rel} {time.time() - t0:.0f} s", flush=True)
+    finally:
+        stop(running)
     if failed is not None:
-        for pid in running:
-            os.kill(pid, signal.SIGTERM)
-        for pid in list(running):
-            os.waitpid(pid, 0)
-        rel, log, code = failed
+        rel, log, why = failed
         sys.stderr.write(log.read_text(errors="replace")[-20000:])
-        sys.exit(f"reference: {rel} failed (exit {code}); its output: {log.relative_to(ROOT)}")
+        sys.exit(f"reference: {rel} failed ({why}); its output: {log.relative_to(ROOT)}")
     print(f"reference: {len(jobs)} scripts in {time.time() - start_all:.0f} s (logs in {LOGS.relative_to(ROOT)})")
 
 
