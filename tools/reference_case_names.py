@@ -1,7 +1,7 @@
 """Fails when a case table of a tests/reference script names one case twice. A dict literal
 keeps only the last of two equal keys (a `**{...}` comprehension's included), so a case added
 under a name already taken replaces the earlier one without a word, and neither Lightning nor
-lthost ever runs it. Run by `make test` before the references are made:
+lthost ever runs it. Run by `make test` with the references (tools/run_references.py), or alone:
 
     .venv/bin/python tools/reference_case_names.py
 """

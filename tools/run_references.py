@@ -8,12 +8,12 @@ sys.path), in a process of its own, forked from this one after it has imported t
 Lightning: an `import lightning` costs ~9 s and the interpreter's teardown ~1.5 s here, paid
 once instead of once per script. Two run at a time (each runs torch on one thread, so their
 results do not depend on it), in the order given; a script named by `--alone` (the DDP one,
-whose processes use both cores) runs with no other. A script still running after 20 minutes
-(the longest takes ~2 here) is stopped with every process it started, and fails the run. A script named by `--fresh` starts a
-new interpreter instead: the OpInfo one calls `inspect.stack()` thousands of times, each
-walking every loaded module (207 s instead of 51 with Lightning loaded). Each script's output
-goes to target/reference-logs/<script>.log; the first failure stops the others and prints
-its log.
+whose processes use both cores) runs with no other. A script named by `--fresh` starts a new
+interpreter instead: the OpInfo one calls `inspect.stack()` thousands of times, each walking
+every loaded module (207 s instead of 51 with Lightning loaded). Each script's output goes to
+target/reference-logs/<script>.log. The first failure, or a script still running after 20
+minutes (the longest takes ~2 here), stops every script with the processes it started and
+prints the failing one's log.
 """
 
 import atexit
@@ -118,7 +118,8 @@ def main(argv):
         while (pending or running) and failed is None:
             while pending:
                 script, args, solo, fresh = pending[0]
-                if running and (solo or any(a for *_, a in running.values())) or len(running) >= SLOTS:
+                alone_running = any(alone for *_, alone in running.values())
+                if len(running) >= SLOTS or (running and (solo or alone_running)):
                     break
                 pending.pop(0)
                 log = LOGS / f"{script.stem}.log"
