@@ -167,7 +167,7 @@ pub fn build(req: &BuildRequest) -> Result<(PathBuf, Manifest)> {
     std::fs::write(
         app.join("lthost_app.py"),
         format!(
-            "from lightning._component import DataModule, LightningModule, LrSchedulers, PluginOptimizers, read_main_block, use  # noqa: F401\n\nimport {module}\n\nuse({module}, model={}, data={})\nread_main_block({module}, __file__)\n",
+            "from lightning._component import DataModule, LightningModule, LrSchedulers, PluginOptimizers, read_main_block, use  # noqa: F401\nfrom lightning._script import load\n\n{module} = load(\"{module}\")\n\nuse({module}, model={}, data={})\nread_main_block({module}, __file__)\n",
             python_str(&req.model, "model")?,
             python_str(&req.data, "data")?
         ),
@@ -189,11 +189,14 @@ pub fn build(req: &BuildRequest) -> Result<(PathBuf, Manifest)> {
             .arg("lthost_app")
             .arg("-o")
             .arg(&raw)
+            // Its own Rust backtrace says nothing about the user's file.
+            .env("RUST_BACKTRACE", "0")
+            .env("RUST_LIB_BACKTRACE", "0")
             .output()
             .with_context(|| format!("running {}", tool.display()))?;
         if !out.status.success() {
             let err = String::from_utf8_lossy(&out.stderr);
-            bail!("building {} failed (componentize-py):\n{}", req.source.display(), err.trim_end());
+            bail!("building {} failed:\n{}", req.source.display(), python_error(&err, &dir));
         }
     }
     let mut manifest = manifest;
@@ -230,6 +233,45 @@ pub fn build(req: &BuildRequest) -> Result<(PathBuf, Manifest)> {
     Ok((dest, manifest))
 }
 
+/// componentize-py's report of a failed build as the user's Python error: the traceback of
+/// the file's import through the user's own files (componentize-py names the SDK's
+/// directory `/0`, the file's `/1`, the app module's `/2`, the standard library's `/python`),
+/// their paths the user's; every frame when none is the user's; componentize-py's whole
+/// text when it holds no traceback of the import (its own failure).
+fn python_error(stderr: &str, dir: &Path) -> String {
+    let Some(start) = stderr.find("AssertionError: Traceback (most recent call last):") else {
+        return format!("componentize-py: {}", stderr.trim_end());
+    };
+    let inner = &stderr[start + "AssertionError: ".len()..];
+    let inner = inner.find("\n\nCaused by:").map_or(inner, |end| &inner[..end]);
+    let users = inner.contains("  File \"/1/");
+    let mut out = Vec::new();
+    let mut keep_frame = true;
+    for line in inner.lines() {
+        if let Some(rest) = line.strip_prefix("  File \"") {
+            keep_frame = !users || rest.starts_with("/1/");
+            if keep_frame {
+                let rest = if let Some(own) = rest.strip_prefix("/1/") {
+                    format!("{}/{own}", dir.display())
+                } else if let Some(sdk) = rest.strip_prefix("/0/") {
+                    format!("<lthost SDK>/{sdk}")
+                } else {
+                    rest.to_string()
+                };
+                out.push(format!("  File \"{rest}"));
+            }
+        } else if line.starts_with("    ") {
+            if keep_frame {
+                out.push(line.to_string());
+            }
+        } else {
+            keep_frame = true;
+            out.push(line.to_string());
+        }
+    }
+    out.join("\n").trim_end().to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,6 +288,21 @@ mod tests {
         ] {
             assert!(names.contains(&want), "{want} in {names:?}");
         }
+    }
+
+    #[test]
+    fn a_failed_build_shows_the_files_python_error() {
+        let stderr = "Traceback (most recent call last):\n  File \"/v/bin/componentize-py\", line 8, in <module>\n    sys.exit(script())\n             ^^^^^^^^\nAssertionError: Traceback (most recent call last):\n  File \"/2/lthost_app.py\", line 4, in <module>\n    model = load(\"model\")\n            ^^^^^^^^^^^^^\n  File \"/0/lightning/_script.py\", line 9, in load\n    return _import(name)\n  File \"/1/model.py\", line 24, in <module>\n    x = torch.randn(3)\nRuntimeError: aten::randn at build time\n\n\nCaused by:\n    RuntimeError: aten::randn at build time\n";
+        let shown = python_error(stderr, Path::new("/home/me/proj"));
+        assert_eq!(
+            shown,
+            "Traceback (most recent call last):\n  File \"/home/me/proj/model.py\", line 24, in <module>\n    x = torch.randn(3)\nRuntimeError: aten::randn at build time"
+        );
+        // An error in no file of the user's keeps every frame.
+        let sdk_only = stderr.replace("/1/model.py", "/0/torch/nn.py");
+        assert!(python_error(&sdk_only, Path::new("/p")).contains("File \"<lthost SDK>/lightning/_script.py\", line 9"));
+        // componentize-py's own failure is shown whole.
+        assert_eq!(python_error("error: no such world\n", Path::new("/p")), "componentize-py: error: no such world");
     }
 
     #[test]

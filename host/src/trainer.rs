@@ -732,7 +732,6 @@ impl<'c> Trainer<'c> {
 /// the schedulers the plugin runs started.
 pub(crate) fn install_optimizers(st: &mut LoopState<'_>, name: &str, opt: &crate::module::Optimization) -> Result<()> {
     let mut set = optimizer_set(st, name, &opt.optimizers, &opt.schedulers, opt.automatic)?;
-    set.grads_in_params = st.ddp.is_some();
     // Lightning's closure runs each training_step through DDP's forward; an optimizer the
     // plugin runs calls it from inside its own step, which lthost does not route yet.
     if st.ddp.is_some() && opt.automatic && set.optimizers.iter().any(|o| o.in_plugin()) {

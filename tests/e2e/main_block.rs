@@ -108,6 +108,26 @@ fn shown_metric(stdout: &str, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("no {name} in {stdout}"))
 }
 
+/// `lthost fit` of a quickstart-shaped plugin (`wasm`) in `dir`, then `lthost test` of the
+/// checkpoint Lightning tested: every training loss and the test loss as Lightning's (`want`).
+/// The checkpoint.
+fn fits_then_tests_as_lightning(dir: &std::path::Path, wasm: &str, want: &Value) -> std::path::PathBuf {
+    let run = lthost(dir, &["fit", wasm, "--no-progress-bar"]);
+    assert!(run.ok(), "{}", run.stderr);
+    let log_dir = dir.join("lightning_logs/version_0");
+    assert_losses(&column(&read_metrics(&log_dir), "train_loss"), want["losses"].as_array().expect("losses"));
+    let ckpt = log_dir.join("checkpoints").join(want["checkpoints"][0].as_str().expect("a checkpoint"));
+    assert!(ckpt.exists(), "{}", ckpt.display());
+    // `lthost test`: the block runs up to its `trainer.test`, whose DataLoader is the run's;
+    // the checkpoint holds the weights Lightning tested after its fit.
+    let test = lthost(dir, &["test", wasm, "--ckpt-path", ckpt.to_str().expect("utf-8"), "--no-progress-bar"]);
+    assert!(test.ok(), "{}", test.stderr);
+    let got = shown_metric(&test.stdout, "test_loss");
+    let expected = want["callback_metrics"]["test_loss"].as_f64().expect("test_loss");
+    assert!((got - expected).abs() <= 1e-6, "test_loss: lthost {got}, Lightning {expected}");
+    ckpt
+}
+
 /// Lightning's quickstart shape: the block makes the data, DataLoaders and a model with
 /// arguments no reader can take, and hands them to `trainer.fit` and `trainer.test`; the
 /// plugin runs the block up to the run's stage's call.
@@ -117,20 +137,8 @@ fn the_dataloaders_a_main_block_hands_the_trainer_are_the_runs() {
     let d = tempfile::tempdir().expect("tempdir");
     let wasm = plugin("lit-quickstart");
     let wasm = wasm.to_str().expect("utf-8");
-    let run = lthost(d.path(), &["fit", wasm, "--no-progress-bar"]);
-    assert!(run.ok(), "{}", run.stderr);
-    let log_dir = d.path().join("lightning_logs/version_0");
-    assert_losses(&column(&read_metrics(&log_dir), "train_loss"), want["losses"].as_array().expect("losses"));
-    let ckpt = log_dir.join("checkpoints").join(want["checkpoints"][0].as_str().expect("a checkpoint"));
-    assert!(ckpt.exists(), "{}", ckpt.display());
-    // `lthost test`: the block runs up to its `trainer.test`, whose DataLoader is the run's;
-    // the checkpoint holds the weights Lightning tested after its fit.
+    let ckpt = fits_then_tests_as_lightning(d.path(), wasm, &want);
     let ckpt = ckpt.to_str().expect("utf-8");
-    let test = lthost(d.path(), &["test", wasm, "--ckpt-path", ckpt, "--no-progress-bar"]);
-    assert!(test.ok(), "{}", test.stderr);
-    let got = shown_metric(&test.stdout, "test_loss");
-    let expected = want["callback_metrics"]["test_loss"].as_f64().expect("test_loss");
-    assert!((got - expected).abs() <= 1e-6, "test_loss: lthost {got}, Lightning {expected}");
     // `lthost validate`: the block makes no `trainer.validate`; its `trainer.fit`'s val_dataloaders.
     let validate = lthost(d.path(), &["validate", wasm, "--ckpt-path", ckpt, "--no-progress-bar"]);
     assert!(validate.ok(), "{}", validate.stderr);
@@ -146,4 +154,63 @@ fn the_dataloaders_a_main_block_hands_the_trainer_are_the_runs() {
     let first = column(&read_metrics(&e.path().join("lightning_logs/version_0")), "train_loss")[0];
     let lightning_first = want["losses"][0].as_f64().expect("a loss");
     assert!((first - lightning_first).abs() > 1e-4, "--seed 6 trained as seed 5: {first}");
+}
+
+/// The quickstart with its training code at the file's top level, no `__main__` block (as
+/// Lightning's README writes it): `lthost build` takes that code as the block, so the run
+/// trains as `python model.py` does (the same losses as lit-quickstart's, too).
+#[test]
+fn a_file_that_trains_at_its_top_level_trains_as_python_runs_it() {
+    let want = reference_of("lit-script");
+    assert_eq!(want["losses"], reference_of("lit-quickstart")["losses"]);
+    let d = tempfile::tempdir().expect("tempdir");
+    let wasm = plugin("lit-script");
+    fits_then_tests_as_lightning(d.path(), wasm.to_str().expect("utf-8"), &want);
+}
+
+/// A tensor made by a top-level line the file's classes read (so not training code) cannot
+/// exist at build time: the build fails with the operator and the user's line, not a trap,
+/// and writes nothing.
+#[test]
+fn a_tensor_made_at_the_top_level_fails_the_build_naming_the_line() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let source = "import torch\nimport lightning as L\nfrom torch import nn\n\nMEAN = torch.tensor([0.5, 0.5])\n\n\n\
+                  class LitModel(L.LightningModule):\n    def __init__(self):\n        super().__init__()\n        \
+                  self.layer = nn.Linear(2, 1)\n\n    def training_step(self, batch, batch_idx):\n        \
+                  return self.layer(batch[0] - MEAN).sum()\n";
+    std::fs::write(d.path().join("model.py"), source).expect("write");
+    let run = lthost(d.path(), &["build", "model.py", "-o", "model.wasm"]);
+    assert!(!run.ok(), "built");
+    assert!(run.stderr.contains("torch.tensor at build time"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("model.py\", line 5, in <module>\n    MEAN = torch.tensor([0.5, 0.5])"),
+        "{}",
+        run.stderr
+    );
+    // The user's frames only: no componentize-py or SDK internals, no Rust backtrace.
+    assert!(!run.stderr.contains("<lthost SDK>") && !run.stderr.contains("Stack backtrace"), "{}", run.stderr);
+    assert!(!d.path().join("model.wasm").exists());
+}
+
+/// Lightning's bug-report shape: a subclass of `lightning.pytorch.demos`' BoringModel,
+/// Lightning's BoringDataModule (imported, not defined in the file, made before the model),
+/// Lightning's utilities (`grad_norm` logged per step, `rank_zero_only`) and top-level
+/// training code: every loss, and every metric's last value, as in Lightning.
+#[test]
+fn a_boring_model_subclass_with_lightnings_boring_data_module_trains_as_in_lightning() {
+    let want = reference_of("lit-demos");
+    let d = tempfile::tempdir().expect("tempdir");
+    let wasm = plugin("lit-demos");
+    let run = lthost(d.path(), &["fit", wasm.to_str().expect("utf-8"), "--no-progress-bar"]);
+    assert!(run.ok(), "{}", run.stderr);
+    assert!(run.stderr.contains("trained 48 steps on rank 0") || run.stdout.contains("trained 48 steps on rank 0"));
+    let rows = read_metrics(&d.path().join("lightning_logs/version_0"));
+    assert_losses(&column(&rows, "train_loss"), want["losses"].as_array().expect("losses"));
+    let metrics = want["callback_metrics"].as_object().expect("metrics");
+    assert!(metrics.contains_key("grad_2.0_norm_total"), "{metrics:?}");
+    for (name, expected) in metrics {
+        let expected = expected.as_f64().expect("a number");
+        let got = *column(&rows, name).last().unwrap_or_else(|| panic!("no {name} logged"));
+        assert!((got - expected).abs() <= 1e-5 * expected.abs().max(1.0), "{name}: lthost {got}, Lightning {expected}");
+    }
 }

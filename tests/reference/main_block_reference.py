@@ -10,6 +10,7 @@ blocks as far as it can without failing (READS). Run by `make reference`:
     .venv/bin/python tests/reference/main_block_reference.py tests/reference/main_block.json
 """
 
+import ast
 import csv
 import importlib.util
 import inspect
@@ -19,6 +20,7 @@ import os
 import runpy
 import sys
 import tempfile
+import types
 import warnings
 from pathlib import Path
 
@@ -26,7 +28,18 @@ import lightning as L
 import torch
 
 ROOT = Path(__file__).resolve().parents[2]
-FILES = {name: ROOT / "tests" / "plugins" / name / "model.py" for name in ("lit-main", "lit-quickstart")}
+FILES = {name: ROOT / "tests" / "plugins" / name / "model.py" for name in ("lit-main", "lit-quickstart", "lit-script", "lit-demos")}
+
+
+def sdk_module(name):
+    """The lthost SDK's `lightning/<name>.py` (`_main_block`, `_script`: plain Python, no plugin
+    needed), loaded as `lthost_sdk_lightning.<name>`, so that its imports of its neighbours
+    (`from . import _script`) find the SDK's and not Lightning's."""
+    package = sys.modules.get("lthost_sdk_lightning")
+    if package is None:
+        package = sys.modules["lthost_sdk_lightning"] = types.ModuleType("lthost_sdk_lightning")
+        package.__path__ = [str(ROOT / "sdk" / "python" / "lightning")]
+    return importlib.import_module(f"lthost_sdk_lightning.{name}")
 
 
 class Losses(L.Callback):
@@ -75,9 +88,7 @@ def run_as_main(path):
 
 
 def positional_parameters_are_lightnings():
-    spec = importlib.util.spec_from_file_location("_main_block", ROOT / "sdk" / "python" / "lightning" / "_main_block.py")
-    mb = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mb)
+    mb = sdk_module("_main_block")
     from datetime import timedelta
 
     from lightning.pytorch import callbacks, loggers, strategies
@@ -155,6 +166,24 @@ if __name__ == "__main__":
     p.add_argument("--fast", action="store_true")
     main(p.parse_args())
 """, {"model.n": 5, "trainer.max_epochs": 3, "trainer.limit_train_batches": 0.5, "trainer.log_every_n_steps": 1}, []),
+    "training code at the file's top level, no __main__ block": ("""
+import argparse
+import lightning as L
+from torch.utils.data import DataLoader
+HIDDEN = 8
+parser = argparse.ArgumentParser()
+parser.add_argument("--lr", type=float, default=0.2)
+class M(L.LightningModule):
+    def __init__(self, lr=0.1):
+        super().__init__()
+        self.hidden = HIDDEN
+args = parser.parse_args()
+L.seed_everything(7)
+trainer = L.Trainer(max_epochs=2)
+trainer.fit(M(lr=args.lr), DataLoader([1, 2, 3]))
+""", {"seed_everything": 7, "trainer.max_epochs": 2, "model.lr": 0.2},
+        ["the file trains at its top level, with no `if __name__ == \"__main__\":` block: its training code "
+         "(lines 6–7, 12–15) is read as that block", "trainer.fit(...) is handed DataLoaders"]),
     "LightningCLI": ("""
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LightningCLI
@@ -172,16 +201,18 @@ if __name__ == "__main__":
 
 
 def the_reader_reads_what_it_can_and_never_fails():
-    spec = importlib.util.spec_from_file_location("_main_block", ROOT / "sdk" / "python" / "lightning" / "_main_block.py")
-    mb = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mb)
+    mb = sdk_module("_main_block")
+    script = sdk_module("_script")
     with tempfile.TemporaryDirectory() as d:
         for i, (case, (source, items, notes)) in enumerate(READS.items()):
             path = Path(d) / f"case{i}.py"
             path.write_text(source)
             s = importlib.util.spec_from_file_location(f"case{i}", path)
             module = importlib.util.module_from_spec(s)
-            s.loader.exec_module(module)
+            # Imported as lthost build imports a file: its top-level training code held back.
+            tree = ast.parse(source)
+            script.as_main_block(tree)
+            exec(compile(tree, str(path), "exec"), module.__dict__)
             found = mb.read(module, module.M, None)
             json.dumps(found, allow_nan=False)  # what the build writes
             got = {item["key"]: item["value"] for item in found["items"]}

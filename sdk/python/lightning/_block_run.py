@@ -46,6 +46,7 @@ class Captured:
         self.datamodule = None
         self.loaders = {}  # split -> what the trainer call was given
         self.made = {}  # class -> the last instance the block made
+        self.arguments = {}  # class -> the plain arguments its last instance was made with (JSON)
         self.reached = None  # the stage's call, once reached
 
     def called(self, name, model, loaders, datamodule):
@@ -119,12 +120,14 @@ def _plain(v):
 
 
 def _watch(cls, given, captured, json_safe):
-    """While the block runs, `cls(...)` takes the run's hyper-parameters over the block's
-    arguments where they differ, and the instance is kept. Returns the undo."""
+    """While the block runs, `cls(...)` takes the run's hyper-parameters `given` over the
+    block's arguments where they differ, and the instance and its plain arguments are kept.
+    Returns the undo."""
     own = cls.__dict__.get("__init__")
     init = cls.__init__
     sig = inspect.signature(init)
     named = {n for n, p in sig.parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    this = next(iter(sig.parameters), None)
 
     @functools.wraps(init)  # its signature is the class's (save_hyperparameters reads it)
     def __init__(self, *args, **kwargs):
@@ -142,6 +145,7 @@ def _watch(cls, given, captured, json_safe):
                         # hyper-parameters hold only its repr.)
                         bound.arguments[k] = v
                 args, kwargs = bound.args[1:], bound.kwargs
+                captured.arguments[cls] = {k: json_safe(v) for k, v in bound.arguments.items() if k != this and _plain(v)}
             captured.made[cls] = self
         init(self, *args, **kwargs)
 
@@ -164,7 +168,8 @@ def run(block, stage, model_cls, data_cls, given, json_safe):
     seed = torch.initial_seed()
     stage = stage if stage in block["calls"] else "fit"
     captured = Captured(stage, seed, [model_cls, data_cls])
-    undo = [_watch(c, given, captured, json_safe) for c in captured.classes]
+    # The run's hyper-parameters are the module's (the data module's reach its `setup`).
+    undo = [_watch(c, given if c is model_cls else {}, captured, json_safe) for c in captured.classes]
     argv = sys.argv
     sys.argv = [block["file"]]
     ACTIVE[0] = captured

@@ -2,6 +2,7 @@
 `lt:plugin/data-module`) over the user's LightningModule and LightningDataModule classes.
 `lthost build` writes the app module that imports the file and calls `use`."""
 
+import ast
 import functools
 import inspect
 import json
@@ -21,7 +22,7 @@ from wit_world.imports import parameters as _params
 from wit_world.imports import trainer as _trainer
 from wit_world.imports.types import AttrValue_Float, AttrValue_Int, SavedHparams, Stage
 
-from . import _block_run
+from . import _block_run, _script
 from .pytorch import core as _core
 from .pytorch.core import LightningDataModule as _UserData
 from .pytorch.core import LightningModule as _UserModule
@@ -104,13 +105,11 @@ def use(module, model=None, data=None):
 
     def pick(base, name, what):
         # Defined in the file, or in a package's own modules (`pkg/__init__.py` importing
-        # from `pkg/model.py`).
-        found = [
-            c
-            for c in vars(module).values()
-            if inspect.isclass(c) and issubclass(c, base) and c is not base
-            and (c.__module__ == module.__name__ or c.__module__.startswith(module.__name__ + "."))
-        ]
+        # from `pkg/model.py`); else one it imports and makes (`model = BoringModel()`).
+        every = [c for c in vars(module).values() if inspect.isclass(c) and issubclass(c, base) and c is not base]
+        found = [c for c in every if c.__module__ == module.__name__ or c.__module__.startswith(module.__name__ + ".")]
+        if not found:
+            found = [c for c in every if c.__name__ in made_by_file]
         if name is not None:
             found = [c for c in found if c.__name__ == name]
             if not found:
@@ -120,6 +119,10 @@ def use(module, model=None, data=None):
             raise RuntimeError(f"{module.__name__} defines several {what} classes ({', '.join(c.__name__ for c in leaves)}): pick one with --{'model' if base is _UserModule else 'data'}")
         return leaves[0] if leaves else None
 
+    try:
+        made_by_file = _script.called_names(ast.parse(inspect.getsource(module)))
+    except (OSError, TypeError, SyntaxError):
+        made_by_file = set()
     _classes["module"] = pick(_UserModule, model, "LightningModule")
     _classes["data"] = pick(_UserData, data, "LightningDataModule")
     if _classes["module"] is None:
@@ -139,7 +142,7 @@ def read_main_block(module, app_file):
             # Kept for `configure`, which runs it when the run needs what only running gives.
             _classes["block"] = {"code": _main_block.compiled(module), "globals": vars(module),
                                  "file": getattr(module, "__file__", None) or "model.py", "feeds": bool(found["feeds"]),
-                                 "calls": found["calls"]}
+                                 "data_first": bool(found["data_first"]), "calls": found["calls"]}
         text = json.dumps(found, allow_nan=False)
     except Exception as e:  # the block is the file's own business: it never fails the build
         text = json.dumps({"items": [], "notes": [{"line": 0, "text": f"the __main__ block is not read ({type(e).__name__}: {e})"}],
@@ -182,9 +185,21 @@ def _made(cls, hparams):
 
 
 def _block_runs(hparams):
-    """Whether the file's `__main__` block makes the run's model and data (`_made`)."""
+    """Whether the file's `__main__` block makes the run's model and data (`_made`): for the
+    DataLoaders its trainer call is handed, the module's arguments only it gives, or a data
+    module it makes before the module (whose random draws come first, as in Python)."""
     block = _classes.get("block")
-    return block is not None and bool(block["feeds"] or _arguments(_classes["module"], hparams)[1])
+    return block is not None and bool(block["feeds"] or block["data_first"] or _arguments(_classes["module"], hparams)[1])
+
+
+def _data_overridden(block, cls, hparams):
+    """Whether the run's data hyper-parameters differ from an argument the block made its data
+    module with (`--set data.batch_size=...`): then the data module is made from them, as
+    without the block."""
+    if cls is None or not isinstance(block.datamodule, cls):
+        return False
+    made = block.arguments.get(cls, {})
+    return any(k in made and made[k] != v for k, v in json.loads(hparams).items())
 
 
 def _json_safe(v):
@@ -955,7 +970,8 @@ class DataModule(_exports.DataModule):
                 raise RuntimeError("a DataLoader worker (num_workers > 0) over an IterableDataset whose data the file's "
                                    "__main__ block makes: make it in a LightningDataModule, or give the DataLoader "
                                    "num_workers=0")
-            if block is not None and block.datamodule is not None and _live.get("data") in (None, block.datamodule):
+            if (block is not None and block.datamodule is not None and _live.get("data") in (None, block.datamodule)
+                    and not _data_overridden(block, cls, hparams)):
                 # The data module the file's __main__ block made and handed to its trainer call.
                 d = block.datamodule
                 d.prepare_data()

@@ -17,6 +17,8 @@ import inspect
 import math
 import os
 
+from . import _script
+
 # Positional parameters of Lightning 2.6.6's classes (tests/reference/lightning_files_reference.py
 # checks these against Lightning's signatures).
 POSITIONAL = {
@@ -106,16 +108,6 @@ def _dotted(node):
     return None
 
 
-def _is_main_test(test):
-    """`__name__ == "__main__"` (either way round)."""
-    if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)):
-        return False
-    sides = [test.left, test.comparators[0]]
-    names = [s for s in sides if isinstance(s, ast.Name) and s.id == "__name__"]
-    mains = [s for s in sides if isinstance(s, ast.Constant) and s.value == "__main__"]
-    return len(names) == 1 and len(mains) == 1
-
-
 class Reader:
     def __init__(self, module, model_cls, data_cls):
         self.module = module
@@ -130,6 +122,7 @@ class Reader:
         self.objects = []  # every Made, in order
         self.feeds = []  # trainer calls handed DataLoaders: {"call", "line"}
         self.runs = False  # whether the plugin runs the block (the model is made by it)
+        self.data_first = False  # whether it makes the data module before the module
         self.calls = set()  # the trainer calls it makes (fit, validate, test, predict)
 
     # ---- the walk ------------------------------------------------------------------------
@@ -140,7 +133,7 @@ class Reader:
         for stmt in tree.body:
             if isinstance(stmt, ast.FunctionDef):
                 self.funcs[stmt.name] = stmt
-            elif isinstance(stmt, ast.If) and _is_main_test(stmt.test):
+            elif isinstance(stmt, ast.If) and _script.is_main_test(stmt.test):
                 mains.append(stmt)
             elif isinstance(stmt, (ast.Assign, ast.AnnAssign)):
                 self.assign(stmt, env, calls=False)
@@ -148,14 +141,27 @@ class Reader:
             self.block(m.body, env)
         # One trainer, one module and one data module: the ones a `.fit(...)` used, else the
         # first made; the others are named.
+        chosen_of = {}
+        for what in ("model", "data", "trainer"):
+            made = [m for m in self.objects if m.what == what]
+            if made:
+                chosen_of[what] = next((m for m in made if m.fitted), made[0])
+        model, data = chosen_of.get("model"), chosen_of.get("data")
+        # Python makes the data module first (its draws in `__init__` before the module's):
+        # only running the block keeps that order.
+        self.data_first = model is not None and data is not None and self.objects.index(data) < self.objects.index(model)
+        if self.data_first:
+            self.note(data.node, f"the LightningDataModule is made before the LightningModule (line {model.node.lineno}): "
+                                 f"the plugin runs this block when a run starts, so that their random draws come in "
+                                 f"this order")
         for what in ("model", "data", "trainer"):
             made = [m for m in self.objects if m.what == what]
             if not made:
                 continue
-            chosen = next((m for m in made if m.fitted), made[0])
+            chosen = chosen_of[what]
             self.items.extend(chosen.items)
             if what == "model":
-                self.runs = bool(self.feeds) or chosen.needs_run
+                self.runs = bool(self.feeds) or chosen.needs_run or self.data_first
             if what in ("model", "data") and self.runs:
                 for n in chosen.unread:
                     n["text"] = n["text"].replace("the run's settings decide it", "the block makes it when a run starts")
@@ -239,6 +245,10 @@ class Reader:
             return Unknown("seed_everything's result")
         if short == "LightningCLI":
             return self.cli(node, env)
+        if short == "Tuner":
+            self.note(node, "Tuner(...): lthost runs the tuner's searches itself, not the file's: `lthost fit --lr-find` "
+                            "or `--scale-batch-size` (settings in the run config's [lr_find] / [scale_batch_size])")
+            return Unknown("a Tuner")
         if short == "add_argument":
             self.argument(node, env)
             return Unknown("add_argument's result")
@@ -503,26 +513,35 @@ class Reader:
 
 def read(module, model_cls, data_cls):
     """{"items": [{"key", "value", "line"}], "notes": [{"line", "text"}], "file", "feeds",
-    "makes_model", "calls"}: what the file's `__main__` block gives Lightning (nothing when it
-    has none); `feeds`: its trainer calls handed DataLoaders; `makes_model`: it makes the
-    module; `calls`: the trainer calls it makes."""
+    "makes_model", "calls", "data_first"}: what the file's `__main__` block gives Lightning
+    (nothing when it has none); `feeds`: its trainer calls handed DataLoaders; `makes_model`:
+    it makes the module; `calls`: the trainer calls it makes; `data_first`: it makes the data
+    module before the module."""
     r = Reader(module, model_cls, data_cls)
     try:
         source = inspect.getsource(module)
     except (OSError, TypeError):
-        return {"items": [], "notes": [], "file": r.file, "feeds": [], "makes_model": False, "calls": []}
+        return {"items": [], "notes": [], "file": r.file, "feeds": [], "makes_model": False, "calls": [], "data_first": False}
     try:
-        r.read(ast.parse(source))
+        tree = ast.parse(source)
+        script = _script.as_main_block(tree)
+        if script:
+            r.notes.append({"line": script[0][0], "text": "the file trains at its top level, with no `if __name__ == "
+                            "\"__main__\":` block: its training code (lines " +
+                            ", ".join(f"{a}–{b}" if b > a else str(a) for a, b in script) + ") is read as that block"})
+        r.read(tree)
     except Exception as e:  # a block this reader does not follow never fails the build
         return {"items": [], "notes": [{"line": 0, "text": f"the __main__ block is not read ({type(e).__name__}: {e})"}],
-                "file": r.file, "feeds": [], "makes_model": False, "calls": []}
+                "file": r.file, "feeds": [], "makes_model": False, "calls": [], "data_first": False}
     return {"items": r.items, "notes": r.notes, "file": r.file, "feeds": r.feeds,
-            "makes_model": any(m.what == "model" for m in r.objects), "calls": sorted(r.calls)}
+            "makes_model": any(m.what == "model" for m in r.objects), "calls": sorted(r.calls),
+            "data_first": r.data_first}
 
 
 def compiled(module):
     """The file's `__main__` blocks as one code object (their lines the file's), for
     lightning/_block_run.py to run in the plugin."""
     tree = ast.parse(inspect.getsource(module))
-    body = [stmt for top in tree.body if isinstance(top, ast.If) and _is_main_test(top.test) for stmt in top.body]
+    _script.as_main_block(tree)
+    body = [stmt for top in tree.body if isinstance(top, ast.If) and _script.is_main_test(top.test) for stmt in top.body]
     return compile(ast.Module(body=body, type_ignores=[]), getattr(module, "__file__", None) or "model.py", "exec")

@@ -19,12 +19,26 @@ from wit_world.imports.tensor import Tensor
 from wit_world.imports.types import Dtype
 
 _ops = {}
+# Whether `lthost build` is importing the user's file (lightning/_script.py): its top level
+# runs then, with no host behind the imports, so an operator is refused with an error that
+# names it, raised at the file's line, instead of a trap.
+BUILDING = [False]
+
+
+def refuse_at_build(what):
+    """Raises the error for a tensor made while `lthost build` imports the file."""
+    raise RuntimeError(f"{what} at build time: `lthost build` runs the file's top level (imports, classes, constants) "
+                       f"before any run, and no tensor exists then; make tensors in the LightningModule's or the "
+                       f"LightningDataModule's methods, or in the training code (`trainer.fit(...)` and what it is "
+                       f"given, at the top level or under `if __name__ == \"__main__\":`)")
 
 
 def op(name):
     """The resolved operator `name` (`aten::name` or `aten::name.overload`)."""
     o = _ops.get(name)
     if o is None:
+        if BUILDING[0]:
+            refuse_at_build(name)
         try:
             o = _ops[name] = _a.Op.resolve(name)
         except Err as e:

@@ -291,6 +291,8 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
             flat = [builtins.bool(x) for x in flat]
         else:
             flat = [builtins.int(x) for x in flat]
+        if _aten.BUILDING[0]:
+            _aten.refuse_at_build("torch.tensor")
         t = _core.wrap(_Handle.from_bytes(struct.pack(f"<{len(flat)}{_PACK[d.name]}", *flat), d._wit, shape))
         if make:
             t = t.to(make)
@@ -423,6 +425,8 @@ def from_numpy(_array):
 
 def load(path, map_location=None, weights_only=True):
     """torch.load of a safetensors file in the granted data directory (a dict of tensors)."""
+    if _aten.BUILDING[0]:
+        _aten.refuse_at_build(f"torch.load({path!r})")
     return {k: _core.wrap(v) for k, v in _Handle.load(path)}
 
 

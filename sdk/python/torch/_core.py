@@ -371,6 +371,8 @@ _PAD = ((_NONE,) * 4, (_NONE,) * 3, (_NONE,) * 2, (_NONE,), ())
 
 
 def _op_index(qual):
+    if _aten.BUILDING[0]:
+        _aten.refuse_at_build(qual)
     try:
         i = _index[qual] = _a.index(qual)
     except Err as e:

@@ -742,4 +742,28 @@ def run(torch):
         return [g(x), h(x), torch.compile(backend="eager")(f)(x)]
 
     check("compiled_functions", compiled_functions)
+
+    def lightning_module_api():
+        # Lightning's LightningModule.freeze/unfreeze, and lightning.pytorch.utilities.grad_norm.
+        import lightning.pytorch as pl
+        from lightning.pytorch.utilities import grad_norm
+
+        class Net(pl.LightningModule):
+            def __init__(self):
+                super().__init__()
+                self.a = nn.Linear(2, 3)
+                self.drop = nn.Dropout(0.5)
+
+        m = Net()
+        m.freeze()
+        frozen = [p.requires_grad for p in m.parameters()] + [m.training, m.drop.training]
+        m.unfreeze()
+        thawed = [p.requires_grad for p in m.parameters()] + [m.training, m.drop.training]
+        m.a.weight.grad = torch.arange(6.0).view(3, 2)
+        norms = [[k, v] for k, v in grad_norm(m, norm_type=2).items()]
+        m.a.bias.grad = torch.tensor([-4.0, 1.0, 2.0])
+        inf = [[k, v] for k, v in grad_norm(m, "inf", group_separator=".").items()]
+        return [frozen, thawed, norms, inf]
+
+    check("lightning_module_api", lightning_module_api)
     return out

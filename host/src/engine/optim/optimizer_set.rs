@@ -42,15 +42,10 @@ pub struct OptimizerSet {
     params: Vec<Tensor>,
     /// For each optimizer, the indices of its parameters in `params`.
     members: Vec<Vec<usize>>,
-    grads: Vec<Option<Tensor>>,
     toggled: Option<usize>,
     pub progress: OptimizationProgress,
     /// `16-mixed`'s loss scaler (Lightning's MixedPrecision `scaler`).
     pub scaler: Option<GradScaler>,
-    /// Gradients live in the parameters' `.grad`, where torch's `loss.backward()` puts them
-    /// (DDP: the Reducer's hooks run as autograd accumulates them there, and leave every
-    /// rank the mean); otherwise the set keeps them itself (`autograd.grad`).
-    pub grads_in_params: bool,
     /// DDP in manual optimization: the Reducer told before each backward that its gradients
     /// are to be reduced (Lightning's `DDPStrategy.pre_backward`).
     pub manual_ddp: Option<std::sync::Arc<crate::distributed::c10d::Reducer>>,
@@ -132,18 +127,15 @@ impl OptimizerSet {
             let scheduler = spec.kind.build(opt.as_mut())?;
             schedulers.push(SchedulerEntry { spec: spec.clone(), scheduler });
         }
-        let grads = params.iter().map(|_| None).collect();
         Ok(OptimizerSet {
             optimizers,
             schedulers,
             automatic,
             params,
             members,
-            grads,
             toggled: None,
             progress: OptimizationProgress::default(),
             scaler: None,
-            grads_in_params: false,
             manual_ddp: None,
         })
     }
@@ -190,47 +182,31 @@ impl OptimizerSet {
             Some(s) => s.scale(&root)?,
             None => root,
         };
-        if self.grads_in_params {
-            if let Some(r) = self.manual_ddp.as_ref().filter(|_| !self.automatic) {
-                r.prepare_manual_backward(loss).map_err(|e| OpError::new(name, format!("{e:#}")))?;
-            }
-            // A toggled optimizer's backward leaves the other parameters' gradients as they
-            // were (Lightning's toggle_optimizer turns their requires_grad off).
-            let others: Vec<(usize, Tensor)> = match self.toggled {
-                Some(_) => (0..self.params.len())
-                    .filter(|i| !targets.contains(i))
-                    .map(|i| (i, self.params[i].grad()))
-                    .collect(),
-                None => Vec::new(),
-            };
-            crate::engine::torch_ext::backward(&root, None, false, false)?;
-            for (i, g) in &others {
-                crate::engine::torch_ext::set_grad(&self.params[*i], g.defined().then_some(g))?;
-            }
-            for &i in &targets {
-                let g = self.params[i].grad();
-                self.grads[i] = g.defined().then_some(g);
-            }
-            return Ok(());
+        if let Some(r) = self.manual_ddp.as_ref().filter(|_| !self.automatic) {
+            r.prepare_manual_backward(loss).map_err(|e| OpError::new(name, format!("{e:#}")))?;
         }
-        // Frozen parameters (`requires_grad_(False)`, read at each backward so unfreezing
-        // takes effect) get no gradient, as torch's backward leaves their `.grad` None.
-        let targets: Vec<usize> = targets.into_iter().filter(|&i| self.params[i].requires_grad()).collect();
-        if targets.is_empty() {
-            return Ok(());
-        }
-        let inputs: Vec<&Tensor> = targets.iter().map(|&i| &self.params[i]).collect();
-        let grads = op(name, Tensor::f_run_backward(&[root], &inputs, false, false))?;
-        for (&i, g) in targets.iter().zip(grads) {
-            if !g.defined() {
-                continue;
+        // A toggled optimizer's backward leaves the other parameters' gradients as they were
+        // (Lightning's toggle_optimizer turns their requires_grad off).
+        let others: Vec<(usize, Tensor)> = match self.toggled {
+            Some(_) => {
+                (0..self.params.len()).filter(|i| !targets.contains(i)).map(|i| (i, self.params[i].grad())).collect()
             }
-            self.grads[i] = Some(match self.grads[i].take() {
-                Some(acc) => op(name, acc.f_add(&g))?,
-                None => g,
-            });
+            None => Vec::new(),
+        };
+        // torch's `loss.backward()`: every gradient accumulates in its parameter's `.grad`, where
+        // the file's hooks read it (`on_after_backward`, `grad_norm` in `on_before_optimizer_step`)
+        // and DDP's Reducer hooks average it; frozen parameters get none.
+        crate::engine::torch_ext::backward(&root, None, false, false)?;
+        for (i, g) in &others {
+            crate::engine::torch_ext::set_grad(&self.params[*i], g.defined().then_some(g))?;
         }
         Ok(())
+    }
+
+    /// Parameter `p`'s gradient (None before a backward, after `zero_grad`, or frozen).
+    fn grad(&self, p: usize) -> Option<Tensor> {
+        let g = self.params[p].grad();
+        g.defined().then_some(g)
     }
 
     /// The optimizers the plugin runs, by index.
@@ -246,14 +222,14 @@ impl OptimizerSet {
 
     /// The accumulated gradients of optimizer `i`'s parameters (undefined where none).
     pub fn grads_of(&self, i: usize) -> Vec<Tensor> {
-        self.members[i].iter().map(|&p| self.grads[p].as_ref().map(Tensor::shallow_clone).unwrap_or_default()).collect()
+        self.members[i].iter().map(|&p| self.grad(p).unwrap_or_default()).collect()
     }
 
     /// The 2-norm of every accumulated gradient together (None before any backward).
     pub fn grad_norm(&self) -> Option<f64> {
         let mut sq = 0.0;
         let mut any = false;
-        for g in self.grads.iter().flatten() {
+        for g in (0..self.params.len()).filter_map(|p| self.grad(p)) {
             let n = g.f_norm().ok()?.f_double_value(&[]).ok()?;
             sq += n * n;
             any = true;
@@ -287,12 +263,12 @@ impl OptimizerSet {
     /// does it before `on_before_optimizer_step` and clipping). Nothing without a scaler.
     pub fn unscale(&mut self, i: usize) -> OpResult<()> {
         self.check(i, "scaler.unscale_")?;
-        let Some(scaler) = self.scaler.as_mut() else { return Ok(()) };
-        if scaler.unscaled(i) {
+        if self.scaler.as_ref().is_none_or(|s| s.unscaled(i)) {
             return Ok(());
         }
-        let mut grads: Vec<Tensor> =
-            self.members[i].iter().filter_map(|&p| self.grads[p].as_ref().map(Tensor::shallow_clone)).collect();
+        // In place: the parameters' `.grad` are unscaled.
+        let mut grads: Vec<Tensor> = self.members[i].iter().filter_map(|&p| self.grad(p)).collect();
+        let Some(scaler) = self.scaler.as_mut() else { return Ok(()) };
         scaler.unscale(i, &mut grads)
     }
 
@@ -328,10 +304,7 @@ impl OptimizerSet {
         self.progress.zero_grad.increment_ready();
         self.progress.zero_grad.increment_started();
         for &p in &self.members[i] {
-            self.grads[p] = None;
-            if self.grads_in_params {
-                crate::engine::torch_ext::set_grad(&self.params[p], None)?;
-            }
+            crate::engine::torch_ext::set_grad(&self.params[p], None)?;
         }
         self.progress.zero_grad.increment_processed();
         self.progress.zero_grad.increment_completed();
@@ -341,12 +314,9 @@ impl OptimizerSet {
     /// Every parameter's gradient gone (Lightning's `zero_grad(set_to_none=True)` as a stage
     /// starts), without counting a `zero_grad` call.
     pub fn clear_grads(&mut self) {
-        self.grads.iter_mut().for_each(|g| *g = None);
-        if self.grads_in_params {
-            for p in &self.params {
-                // Clearing a leaf's grad slot cannot fail.
-                let _ = crate::engine::torch_ext::set_grad(p, None);
-            }
+        for p in &self.params {
+            // Clearing a leaf's grad slot cannot fail.
+            let _ = crate::engine::torch_ext::set_grad(p, None);
         }
     }
 
@@ -365,12 +335,13 @@ impl OptimizerSet {
     }
 
     /// Clips optimizer `i`'s accumulated gradients by 2-norm or by value (torch.nn.utils).
-    /// Gradients are copied first: autograd may hand out expanded or shared buffers.
+    /// Gradients are copied first (a file may hold a gradient it read), then put back.
     pub fn clip(&mut self, i: usize, value: f64, by_norm: bool) -> OpResult<()> {
-        let idx: Vec<usize> = self.members[i].iter().copied().filter(|&p| self.grads[p].is_some()).collect();
-        let mut grads = Vec::with_capacity(idx.len());
-        for &p in &idx {
-            if let Some(g) = &self.grads[p] {
+        let mut idx = Vec::new();
+        let mut grads = Vec::new();
+        for &p in &self.members[i] {
+            if let Some(g) = self.grad(p) {
+                idx.push(p);
                 grads.push(op("gradient_clip", g.f_to_dtype(g.kind(), false, true))?);
             }
         }
@@ -380,7 +351,7 @@ impl OptimizerSet {
             clip::clip_grad_value(&grads, value)?;
         }
         for (p, g) in idx.into_iter().zip(grads) {
-            self.grads[p] = Some(g);
+            crate::engine::torch_ext::set_grad(&self.params[p], Some(&g))?;
         }
         Ok(())
     }

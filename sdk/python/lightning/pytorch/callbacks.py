@@ -19,4 +19,20 @@ RichProgressBar = _builtin("RichProgressBar")
 StochasticWeightAveraging = _builtin("StochasticWeightAveraging")
 GradientAccumulationScheduler = _builtin("GradientAccumulationScheduler")
 ModelSummary = _builtin("ModelSummary")
+RichModelSummary = _builtin("RichModelSummary")
 Timer = _builtin("Timer")
+DeviceStatsMonitor = _builtin("DeviceStatsMonitor")
+BatchSizeFinder = _builtin("BatchSizeFinder")
+LearningRateFinder = _builtin("LearningRateFinder")
+OnExceptionCheckpoint = _builtin("OnExceptionCheckpoint")
+
+# Lightning's callbacks lthost has no built-in for: naming one is an error that says so.
+_NOT_HERE = ("ThroughputMonitor", "BasePredictionWriter", "LambdaCallback", "BaseFinetuning", "BackboneFinetuning",
+             "ModelPruning", "SpikeDetection", "WeightAveraging", "EMAWeightAveraging", "Checkpoint", "ProgressBar")
+
+
+def __getattr__(name):
+    if name in _NOT_HERE:
+        raise NotImplementedError(f"lightning.pytorch.callbacks.{name}: not one of lthost's built-in callbacks "
+                                  f"(lthost `--help` lists them; a plugin callback can be written as a WASM component)")
+    raise AttributeError(f"module 'lightning.pytorch.callbacks' has no attribute '{name}'")

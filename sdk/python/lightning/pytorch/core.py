@@ -297,6 +297,18 @@ class LightningModule(_DataHooks, HyperparametersMixin, nn.Module):
     def print(self, *args, **kwargs):
         print(*args, **kwargs)
 
+    def freeze(self):
+        """Lightning's: no parameter requires a gradient, and the module is in eval mode."""
+        for param in self.parameters():
+            param.requires_grad = False
+        self.eval()
+
+    def unfreeze(self):
+        """Lightning's: every parameter requires a gradient, and the module is in train mode."""
+        for param in self.parameters():
+            param.requires_grad = True
+        self.train()
+
     # ---- logging ----
     def log(self, name, value, prog_bar=False, logger=None, on_step=None, on_epoch=None, reduce_fx="mean", enable_graph=False, sync_dist=False, sync_dist_group=None, add_dataloader_idx=True, batch_size=None, metric_attribute=None, rank_zero_only=False):
         _check_loggable(name, value)
