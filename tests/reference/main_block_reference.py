@@ -182,8 +182,8 @@ L.seed_everything(7)
 trainer = L.Trainer(max_epochs=2)
 trainer.fit(M(lr=args.lr), DataLoader([1, 2, 3]))
 """, {"seed_everything": 7, "trainer.max_epochs": 2, "model.lr": 0.2},
-        ["the file trains at its top level, with no `if __name__ == \"__main__\":` block: its training code "
-         "(lines 6–7, 12–15) is read as that block", "trainer.fit(...) is handed DataLoaders"]),
+        ["the training code at the file's top level (lines 6–7, 12–15) is read as its `__main__` block",
+         "trainer.fit(...) is handed DataLoaders"]),
     "LightningCLI": ("""
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LightningCLI

@@ -46,7 +46,7 @@ class Captured:
         self.datamodule = None
         self.loaders = {}  # split -> what the trainer call was given
         self.made = {}  # class -> the last instance the block made
-        self.arguments = {}  # class -> the plain arguments its last instance was made with (JSON)
+        self.bound = {}  # class -> the arguments its last instance was made with, defaults included
         self.reached = None  # the stage's call, once reached
 
     def called(self, name, model, loaders, datamodule):
@@ -121,13 +121,12 @@ def _plain(v):
 
 def _watch(cls, given, captured, json_safe):
     """While the block runs, `cls(...)` takes the run's hyper-parameters `given` over the
-    block's arguments where they differ, and the instance and its plain arguments are kept.
-    Returns the undo."""
+    block's arguments where they differ, and the instance and its arguments (defaults
+    included) are kept. Returns the undo."""
     own = cls.__dict__.get("__init__")
     init = cls.__init__
     sig = inspect.signature(init)
     named = {n for n, p in sig.parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-    this = next(iter(sig.parameters), None)
 
     @functools.wraps(init)  # its signature is the class's (save_hyperparameters reads it)
     def __init__(self, *args, **kwargs):
@@ -145,7 +144,9 @@ def _watch(cls, given, captured, json_safe):
                         # hyper-parameters hold only its repr.)
                         bound.arguments[k] = v
                 args, kwargs = bound.args[1:], bound.kwargs
-                captured.arguments[cls] = {k: json_safe(v) for k, v in bound.arguments.items() if k != this and _plain(v)}
+                made = sig.bind(self, *args, **kwargs)
+                made.apply_defaults()
+                captured.bound[cls] = made
             captured.made[cls] = self
         init(self, *args, **kwargs)
 

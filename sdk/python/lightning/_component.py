@@ -106,7 +106,8 @@ def use(module, model=None, data=None):
     def pick(base, name, what):
         # Defined in the file, or in a package's own modules (`pkg/__init__.py` importing
         # from `pkg/model.py`); else one it imports and makes (`model = BoringModel()`).
-        every = [c for c in vars(module).values() if inspect.isclass(c) and issubclass(c, base) and c is not base]
+        every = list(dict.fromkeys(c for c in vars(module).values()
+                                   if inspect.isclass(c) and issubclass(c, base) and c is not base))
         found = [c for c in every if c.__module__ == module.__name__ or c.__module__.startswith(module.__name__ + ".")]
         if not found:
             found = [c for c in every if c.__name__ in made_by_file]
@@ -189,17 +190,32 @@ def _block_runs(hparams):
     DataLoaders its trainer call is handed, the module's arguments only it gives, or a data
     module it makes before the module (whose random draws come first, as in Python)."""
     block = _classes.get("block")
-    return block is not None and bool(block["feeds"] or block["data_first"] or _arguments(_classes["module"], hparams)[1])
+    return _block_needed(hparams) or bool(block is not None and block["data_first"])
 
 
-def _data_overridden(block, cls, hparams):
-    """Whether the run's data hyper-parameters differ from an argument the block made its data
-    module with (`--set data.batch_size=...`): then the data module is made from them, as
-    without the block."""
+def _block_needed(hparams):
+    """Whether only running the block gives what the run needs (its DataLoaders, the module's
+    arguments): a DataLoader worker, which runs no block, cannot make those itself."""
+    block = _classes.get("block")
+    return block is not None and bool(block["feeds"] or _arguments(_classes["module"], hparams)[1])
+
+
+def _data_remade(block, cls, hparams):
+    """The data module made anew when the run's data hyper-parameters differ from the
+    arguments (defaults included) the block made it with (a config's `data: {batch_size: 8}`, a
+    batch-size trial): the block's arguments, objects too, with the run's over them. None when
+    they agree (the block's data module is the run's)."""
     if cls is None or not isinstance(block.datamodule, cls):
-        return False
-    made = block.arguments.get(cls, {})
-    return any(k in made and made[k] != v for k, v in json.loads(hparams).items())
+        return None
+    bound = block.bound.get(cls)
+    if bound is None:
+        return None
+    changed = {k: v for k, v in json.loads(hparams).items()
+               if k in bound.arguments and _json_safe(bound.arguments[k]) != v}
+    if not changed:
+        return None
+    bound.arguments.update(changed)
+    return cls(*bound.args[1:], **bound.kwargs)
 
 
 def _json_safe(v):
@@ -965,15 +981,16 @@ class DataModule(_exports.DataModule):
         cls = _classes.get("data")
         block = _block_run.DONE[0]
         try:
-            if block is None and _live.get("module") is None and _block_runs(hparams):
+            if block is None and _live.get("module") is None and _block_needed(hparams):
                 # A DataLoader worker's instance (the host made no model in it): the block is not run here.
                 raise RuntimeError("a DataLoader worker (num_workers > 0) over an IterableDataset whose data the file's "
                                    "__main__ block makes: make it in a LightningDataModule, or give the DataLoader "
                                    "num_workers=0")
-            if (block is not None and block.datamodule is not None and _live.get("data") in (None, block.datamodule)
-                    and not _data_overridden(block, cls, hparams)):
-                # The data module the file's __main__ block made and handed to its trainer call.
-                d = block.datamodule
+            if block is not None and block.datamodule is not None and _live.get("data") in (None, block.datamodule):
+                # The data module the file's __main__ block made and handed to its trainer call
+                # (made anew with the run's data hyper-parameters where they differ).
+                d = _data_remade(block, cls, hparams) or block.datamodule
+                block.datamodule = d
                 d.prepare_data()
                 d.setup(_STAGES[stage])
                 _live["data_hparams"] = hparams

@@ -526,9 +526,9 @@ def read(module, model_cls, data_cls):
         tree = ast.parse(source)
         script = _script.as_main_block(tree)
         if script:
-            r.notes.append({"line": script[0][0], "text": "the file trains at its top level, with no `if __name__ == "
-                            "\"__main__\":` block: its training code (lines " +
-                            ", ".join(f"{a}–{b}" if b > a else str(a) for a, b in script) + ") is read as that block"})
+            lines = ", ".join(f"{a}–{b}" if b > a else str(a) for a, b in script)
+            r.notes.append({"line": script[0][0], "text": f"the training code at the file's top level (lines {lines}) is "
+                                                          f"read as its `__main__` block, as `python model.py` runs it"})
         r.read(tree)
     except Exception as e:  # a block this reader does not follow never fails the build
         return {"items": [], "notes": [{"line": 0, "text": f"the __main__ block is not read ({type(e).__name__}: {e})"}],

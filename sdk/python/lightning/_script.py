@@ -8,18 +8,19 @@ running gives what they make, run in the plugin when a run starts (`_block_run.p
 file's order and with the file's line numbers.
 
 Which top-level statements are the training script (never imports, `def`s or `class`es):
-- the ones that start it: a call of `Trainer`, `LightningCLI`, `seed_everything` or
-  `manual_seed`; a call of a class the file defines (the model, its data, its layers) or of
-  a function of the file that makes one of those calls, unless it binds a name the file's
-  `def`s or `class`es read (`config = Config()`);
+- never what importing the file needs: a statement binding a name the file's `def`s and
+  `class`es read (`HIDDEN = 64`, `config = Config()`, wherever it stands), and what binds the
+  names such a statement uses — unless it calls `Trainer`, `LightningCLI`, `seed_everything`
+  or `manual_seed`;
+- the ones that start it: a call of one of those four, of a class the file defines (the model,
+  its data, its layers) or of a function of the file that makes one of those calls;
 - every statement after the first of those (it runs after training started: `trainer.test`,
   `print(trainer.callback_metrics)`, `torch.save(...)`);
-- before it, what binds a name the script uses and no `def` or `class` of the file reads
-  (`encoder = nn.Sequential(...)`, `train_loader = DataLoader(...)`), and what uses a name
-  such a statement binds (`parser.add_argument(...)`).
-Everything else (constants the classes read, `torch.set_float32_matmul_precision(...)`,
-`warnings.filterwarnings(...)`) runs at import, as it does in Python. A file with no such
-statement is imported unchanged."""
+- before it, what binds a name the script uses (`encoder = nn.Sequential(...)`,
+  `train_loader = DataLoader(...)`), and what uses a name such a statement binds
+  (`parser.add_argument(...)`).
+Everything else (`torch.set_float32_matmul_precision(...)`, `warnings.filterwarnings(...)`)
+runs at import, as it does in Python. A file with no such statement is imported unchanged."""
 
 import ast
 import importlib.util
@@ -101,8 +102,8 @@ def called_names(tree):
     return _calls(tree)
 
 
-def script_lines(tree):
-    """The line numbers of the statements of `tree`'s top level that are its training script
+def script_statements(tree):
+    """The indices in `tree.body` of the top-level statements that are its training script
     (see the module's doc), in order; empty when it has none."""
     body = tree.body
     classes = {s.name for s in body if isinstance(s, ast.ClassDef)}
@@ -118,44 +119,50 @@ def script_lines(tree):
                 changed = True
     candidates = [i for i, s in enumerate(body) if not isinstance(s, _DEFINITIONS) and not _is_docstring(s)
                   and not (isinstance(s, ast.If) and is_main_test(s.test))]
-    read_by_definitions = set().union(*(_read_at_module_level(s) for s in body if isinstance(s, _DEFINITIONS)))
 
-    def starts_training(stmt):
-        # An object the file's classes read (`config = Config()`) is made at import, as the
-        # classes may need it whether or not the script runs.
-        calls = _calls(stmt)
-        return bool(calls & STARTS) or bool(calls & starts and not _bound(stmt) & read_by_definitions)
+    def explicit(i):
+        return bool(_calls(body[i]) & STARTS)
 
-    first = next((i for i in candidates if starts_training(body[i])), None)
+    # What importing the file needs, wherever it stands: the statements binding a name its
+    # `def`s and `class`es read (`HIDDEN = 64` after `seed_everything(42)`, `config = Config()`),
+    # and those binding what these use (`STEPS = 1000 // BATCH` needs `BATCH`).
+    wanted = set().union(*(_read_at_module_level(s) for s in body if isinstance(s, _DEFINITIONS)))
+    kept = set()
+    changed = True
+    while changed:
+        changed = False
+        for i in candidates:
+            if i not in kept and not explicit(i) and _bound(body[i]) & wanted:
+                kept.add(i)
+                wanted |= _used(body[i])
+                changed = True
+    free = [i for i in candidates if i not in kept]
+    first = next((i for i in free if _calls(body[i]) & starts), None)
     if first is None:
         return []
-    script = {i for i in candidates if i >= first}
+    script = {i for i in free if i >= first}
     changed = True
     while changed:
         changed = False
         needed = set().union(*(_used(body[i]) for i in script))
         made = set().union(*(_bound(body[i]) for i in script))
-        for i in candidates:
-            if i in script:
-                continue
-            binds = _bound(body[i])
-            feeds = bool(binds & needed) and not (binds & read_by_definitions)
-            if feeds or _used(body[i]) & made:
+        for i in free:
+            if i not in script and (_bound(body[i]) & needed or _used(body[i]) & made):
                 script.add(i)
                 changed = True
-    return [body[i].lineno for i in sorted(script)]
+    return sorted(script)
 
 
 def as_main_block(tree):
-    """`tree` with its top-level training script (`script_lines`) inside `if __name__ ==
+    """`tree` with its top-level training script (`script_statements`) inside `if __name__ ==
     "__main__":` blocks in place, each run of consecutive statements one block, their lines
     the file's. Returns each block's first and last line."""
-    lines = set(script_lines(tree))
-    if not lines:
+    script = set(script_statements(tree))
+    if not script:
         return []
     body = []
-    for stmt in tree.body:
-        if stmt.lineno not in lines:
+    for i, stmt in enumerate(tree.body):
+        if i not in script:
             body.append(stmt)
             continue
         last = body[-1] if body else None

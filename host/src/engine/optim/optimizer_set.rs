@@ -186,19 +186,21 @@ impl OptimizerSet {
             r.prepare_manual_backward(loss).map_err(|e| OpError::new(name, format!("{e:#}")))?;
         }
         // A toggled optimizer's backward leaves the other parameters' gradients as they were
-        // (Lightning's toggle_optimizer turns their requires_grad off).
-        let others: Vec<(usize, Tensor)> = match self.toggled {
-            Some(_) => {
-                (0..self.params.len()).filter(|i| !targets.contains(i)).map(|i| (i, self.params[i].grad())).collect()
+        // (Lightning's toggle_optimizer turns their requires_grad off): copies, as the backward
+        // adds into an existing `.grad` in place.
+        let mut others: Vec<(usize, Option<Tensor>)> = Vec::new();
+        if self.toggled.is_some() {
+            for i in (0..self.params.len()).filter(|i| !targets.contains(i)) {
+                let kept = self.grad(i).map(|g| op(name, g.f_detach_copy())).transpose()?;
+                others.push((i, kept));
             }
-            None => Vec::new(),
-        };
+        }
         // torch's `loss.backward()`: every gradient accumulates in its parameter's `.grad`, where
         // the file's hooks read it (`on_after_backward`, `grad_norm` in `on_before_optimizer_step`)
         // and DDP's Reducer hooks average it; frozen parameters get none.
         crate::engine::torch_ext::backward(&root, None, false, false)?;
         for (i, g) in &others {
-            crate::engine::torch_ext::set_grad(&self.params[*i], g.defined().then_some(g))?;
+            crate::engine::torch_ext::set_grad(&self.params[*i], g.as_ref())?;
         }
         Ok(())
     }
@@ -462,5 +464,49 @@ impl OptimizerSet {
             e.scheduler.step(opt.as_mut(), metric)?;
         }
         Ok(in_plugin)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tch::Kind;
+
+    use super::*;
+    use crate::engine::optim::{Algorithm, GroupSpec, SgdConfig};
+
+    fn values(t: &Tensor) -> Vec<f32> {
+        Vec::<f32>::try_from(t).unwrap()
+    }
+
+    /// Lightning's toggle_optimizer: a backward while optimizer 0 is toggled adds to its
+    /// parameters' gradients only; optimizer 1's stay as the backward before left them (the
+    /// backward adds into an existing `.grad` in place, so they are kept as copies).
+    #[test]
+    fn a_toggled_backward_leaves_the_other_optimizers_gradients_as_they_were() {
+        let mut ps = ParamStore::default();
+        let a = ps.add_parameter("a", Tensor::from_slice(&[1.0f32, 2.0])).unwrap();
+        let b = ps.add_parameter("b", Tensor::from_slice(&[3.0f32, 4.0])).unwrap();
+        let sgd = |path: &str| OptimizerConfig {
+            algorithm: Algorithm::Sgd(SgdConfig {
+                lr: 0.1,
+                momentum: 0.0,
+                dampening: 0.0,
+                weight_decay: 0.0,
+                nesterov: false,
+            }),
+            groups: vec![GroupSpec { params: vec![path.into()], lr: None, weight_decay: None }],
+        };
+        let mut set = OptimizerSet::new(&[sgd("a"), sgd("b")], &[], false, &ps).unwrap();
+        let loss = || (&a * &b).sum(Kind::Float);
+        set.backward(&loss(), 1.0).unwrap();
+        assert_eq!(values(&b.grad()), [1.0, 2.0]);
+        set.toggle(0).unwrap();
+        set.backward(&loss(), 1.0).unwrap();
+        assert_eq!(values(&a.grad()), [6.0, 8.0]);
+        assert_eq!(values(&b.grad()), [1.0, 2.0]);
+        // What the optimizers step on is what the parameters hold.
+        assert_eq!(values(&set.grads_of(1)[0]), [1.0, 2.0]);
+        set.zero_grad(0).unwrap();
+        assert!(!a.grad().defined() && b.grad().defined());
     }
 }
