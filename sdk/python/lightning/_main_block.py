@@ -141,11 +141,8 @@ class Reader:
             self.block(m.body, env)
         # One trainer, one module and one data module: the ones a `.fit(...)` used, else the
         # first made; the others are named.
-        chosen_of = {}
-        for what in ("model", "data", "trainer"):
-            made = [m for m in self.objects if m.what == what]
-            if made:
-                chosen_of[what] = next((m for m in made if m.fitted), made[0])
+        made_of = {what: [m for m in self.objects if m.what == what] for what in ("model", "data", "trainer")}
+        chosen_of = {what: next((m for m in made if m.fitted), made[0]) for what, made in made_of.items() if made}
         model, data = chosen_of.get("model"), chosen_of.get("data")
         # Python makes the data module first (its draws in `__init__` before the module's):
         # only running the block keeps that order.
@@ -154,11 +151,8 @@ class Reader:
             self.note(data.node, f"the LightningDataModule is made before the LightningModule (line {model.node.lineno}): "
                                  f"the plugin runs this block when a run starts, so that their random draws come in "
                                  f"this order")
-        for what in ("model", "data", "trainer"):
-            made = [m for m in self.objects if m.what == what]
-            if not made:
-                continue
-            chosen = chosen_of[what]
+        for what, chosen in chosen_of.items():
+            made = made_of[what]
             self.items.extend(chosen.items)
             if what == "model":
                 self.runs = bool(self.feeds) or chosen.needs_run or self.data_first
