@@ -12,7 +12,7 @@ PLUGINS := digits-mlp parity-rnn parity-mlp faulty hook-recorder gan jsonl-logge
 # Plugins in other guest languages (tools/build-plugin.sh <lang> <name>), against the same WIT.
 LANG_PLUGINS := js:js-digits c:c-digits
 # Plain Lightning files (model.py), built by `lthost build` (precompiled into the tests' cache).
-LIGHTNING_PLUGINS := plugins/python-digits plugins/python-tiny-transformer plugins/lit-boring plugins/lit-autoencoder plugins/lit-nanogpt plugins/lit-resnet plugins/lit-mnist tests/plugins/torch-probe tests/plugins/lit-lion tests/plugins/lit-manual tests/plugins/lit-augment tests/plugins/lit-stream tests/plugins/lit-lbfgs tests/plugins/lit-classifier tests/plugins/lit-multi-val tests/plugins/lit-hparams tests/plugins/lit-ddp tests/plugins/lit-main tests/plugins/lit-quickstart tests/plugins/lit-script tests/plugins/lit-demos
+LIGHTNING_PLUGINS := plugins/python-digits plugins/python-tiny-transformer plugins/lit-boring plugins/lit-autoencoder plugins/lit-nanogpt plugins/lit-resnet plugins/lit-mnist tests/plugins/torch-probe tests/plugins/lit-lion tests/plugins/lit-manual tests/plugins/lit-augment tests/plugins/lit-stream tests/plugins/lit-lbfgs tests/plugins/lit-classifier tests/plugins/lit-multi-val tests/plugins/lit-hparams tests/plugins/lit-ddp tests/plugins/lit-main tests/plugins/lit-quickstart tests/plugins/lit-script tests/plugins/lit-demos tests/plugins/lit-callbacks
 PLUGIN_DIR := target/plugins
 # The SDKs' typed ATen bindings, generated from torch's operator schemas (the rule below).
 GENERATED_OPS := sdk/src/aten_ops.rs sdk/python/lthost/aten_ops.py sdk/c/lthost_aten.h sdk/python/torch/_schemas.py

@@ -141,6 +141,16 @@ pub struct RunContext {
     /// This process's place in a distributed run (None: one process, no distributed
     /// strategy).
     pub world: Option<crate::distributed::World>,
+    /// Lightning's `trainer.callback_metrics`, `logged_metrics` and `progress_bar_metrics`
+    /// (the loops fill them; plugins read them through `trainer.metrics`).
+    pub callback_metrics: std::collections::BTreeMap<String, f64>,
+    pub logged_metrics: std::collections::BTreeMap<String, f64>,
+    pub progress_bar_metrics: std::collections::BTreeMap<String, f64>,
+    /// Lightning's `trainer.should_stop`: a stop requested, by the loops (mirrored before each
+    /// plugin hook) or by a plugin (`trainer.set-should-stop`).
+    pub should_stop: bool,
+    /// What a plugin set `trainer.should_stop` to in the hook that ran (the loops take it).
+    pub stop_set: Option<bool>,
 }
 
 /// A fit's loop numbers as Lightning's Trainer exposes them (`trainer.num_training_batches`,
@@ -198,6 +208,11 @@ impl Default for RunContext {
             metric_names: Default::default(),
             dataloader_idx: None,
             world: None,
+            callback_metrics: Default::default(),
+            logged_metrics: Default::default(),
+            progress_bar_metrics: Default::default(),
+            should_stop: false,
+            stop_set: None,
         }
     }
 }

@@ -167,7 +167,7 @@ pub fn build(req: &BuildRequest) -> Result<(PathBuf, Manifest)> {
     std::fs::write(
         app.join("lthost_app.py"),
         format!(
-            "from lightning._component import DataModule, LightningModule, LrSchedulers, PluginOptimizers, read_main_block, use  # noqa: F401\nfrom lightning._script import load\n\n{module} = load(\"{module}\")\n\nuse({module}, model={}, data={})\nread_main_block({module}, __file__)\n",
+            "from lightning._callbacks import FileCallbacks  # noqa: F401\nfrom lightning._component import DataModule, LightningModule, LrSchedulers, PluginOptimizers, read_main_block, use  # noqa: F401\nfrom lightning._script import load\n\n{module} = load(\"{module}\")\n\nuse({module}, model={}, data={})\nread_main_block({module}, __file__)\n",
             python_str(&req.model, "model")?,
             python_str(&req.data, "data")?
         ),

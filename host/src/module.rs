@@ -76,6 +76,65 @@ pub trait Module {
     fn hook(&mut self, _ctx: &mut RunContext, _hook: Hook, _batch_idx: Option<u64>) -> Result<i32> {
         Ok(0)
     }
+    /// The module's own callbacks (a Lightning file's `Callback`s, run in the plugin), asked
+    /// once it is configured. None by default.
+    fn file_callbacks(&mut self, _ctx: &mut RunContext) -> Result<Vec<FileCallback>> {
+        Ok(Vec::new())
+    }
+    /// Calls `hook` on the module's own callbacks that override it, in their order.
+    fn file_callback_hook(&mut self, _ctx: &mut RunContext, _hook: Hook, _batch_idx: Option<u64>) -> Result<()> {
+        Ok(())
+    }
+    /// Its callbacks' `state_dict()`s (JSON text) by state key, for a checkpoint.
+    fn file_callback_states(&mut self, _ctx: &mut RunContext) -> Result<Vec<(String, String)>> {
+        Ok(Vec::new())
+    }
+    /// `load_state_dict` of its callback `state_key`, from a checkpoint's JSON text.
+    fn load_file_callback_state(&mut self, _ctx: &mut RunContext, _state_key: &str, _state: &str) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// One of a module's own callbacks: its checkpoint key and the hooks it overrides.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileCallback {
+    pub state_key: String,
+    pub hooks: Vec<Hook>,
+}
+
+/// The hooks the loops call on a module: those it implements, and those its own callbacks
+/// override (called before the run's other callbacks, Lightning's order for a user's).
+#[derive(Debug, Clone, Default)]
+pub struct ModuleHooks {
+    pub own: std::collections::HashSet<Hook>,
+    pub callbacks: std::collections::HashSet<Hook>,
+    /// Its callbacks' state keys (their checkpoint entries), in order.
+    pub callback_keys: Vec<String>,
+}
+
+impl ModuleHooks {
+    /// Asks a configured module which hooks it and its own callbacks implement.
+    pub fn of(module: &mut dyn Module, ctx: &mut RunContext) -> Result<Self> {
+        let own = module.implemented_hooks(ctx)?.into_iter().collect();
+        let cbs = module.file_callbacks(ctx)?;
+        let mut keys: Vec<String> = Vec::with_capacity(cbs.len());
+        for c in &cbs {
+            if keys.contains(&c.state_key) {
+                anyhow::bail!(
+                    "module `{}`: two of its callbacks have the state key `{}` (Lightning refuses this too: give one a `state_key`)",
+                    module.name(),
+                    c.state_key
+                );
+            }
+            keys.push(c.state_key.clone());
+        }
+        Ok(ModuleHooks { own, callbacks: cbs.into_iter().flat_map(|c| c.hooks).collect(), callback_keys: keys })
+    }
+
+    /// Whether the module implements `hook` itself.
+    pub fn contains(&self, hook: &Hook) -> bool {
+        self.own.contains(hook)
+    }
 }
 
 /// What the host asks of a scheduler the plugin runs (WIT `lr-schedulers`).

@@ -2,7 +2,7 @@
 //! the data, the logger, the callbacks) and hands it to the loops, calling the set-up and
 //! tear-down hooks in Lightning's order: `fit`, `validate`, `test`, `predict`.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -121,7 +121,7 @@ pub(crate) struct Prepared {
     pub(crate) data_hparams: SavedHparams,
     pub(crate) seed: u64,
     pub(crate) threads: usize,
-    pub(crate) module_hooks: HashSet<Hook>,
+    pub(crate) module_hooks: crate::module::ModuleHooks,
     /// The module's hyper-parameters for checkpoints when they differ from what it saved
     /// (the learning-rate finder's suggestion set in them).
     pub(crate) checkpoint_hparams: Option<serde_json::Map<String, Value>>,
@@ -229,7 +229,7 @@ impl<'c> Trainer<'c> {
         };
         ctx.stage = stage;
         let saved = module.configure(&mut ctx, hparams)?;
-        let module_hooks = module.implemented_hooks(&mut ctx)?.into_iter().collect();
+        let module_hooks = crate::module::ModuleHooks::of(module, &mut ctx)?;
         if let Some(d) = &ddp {
             // Lightning's `DDPStrategy.setup_distributed` reseeds every rank (`reset_seed`)
             // after the model is made, before the DataModule's setup.
@@ -288,9 +288,6 @@ impl<'c> Trainer<'c> {
             bar,
             loops: Default::default(),
             fitting: false,
-            callback_metrics: BTreeMap::new(),
-            logged_metrics: BTreeMap::new(),
-            progress_bar_metrics: BTreeMap::new(),
             interrupter: crate::loops::interrupter::Interrupter::new(self.signal.clone()),
             val_has_run: false,
             eval_log_steps: Vec::new(),
@@ -695,7 +692,7 @@ impl<'c> Trainer<'c> {
                 }
                 None => None,
             };
-            let mut metrics = st.callback_metrics.clone();
+            let mut metrics = st.ctx.callback_metrics.clone();
             metrics.extend(outcome.last_epoch);
             Ok(FitReport {
                 epochs: outcome.epochs,

@@ -8,7 +8,6 @@
 //! the configured module, puts its state back, sets the suggestion where the module or
 //! DataModule holds the field, and fits ([`Trainer::fit_after_lr_find`]).
 
-use std::collections::HashSet;
 use std::time::Instant;
 
 use anyhow::{anyhow, bail, Result};
@@ -79,7 +78,7 @@ pub(crate) type Settings<'c> = (
 struct Searched {
     ctx: RunContext,
     hparams: SavedHparams,
-    module_hooks: HashSet<Hook>,
+    module_hooks: crate::module::ModuleHooks,
     /// The field the suggestion goes into (Lightning's `attr_name`), when looked up.
     attr: Option<String>,
     /// The generators as the search found them (Lightning runs it under `isolate_rng`).

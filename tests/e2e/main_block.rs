@@ -214,3 +214,48 @@ fn a_boring_model_subclass_with_lightnings_boring_data_module_trains_as_in_light
         assert!((got - expected).abs() <= 1e-5 * expected.abs().max(1.0), "{name}: lthost {got}, Lightning {expected}");
     }
 }
+
+/// A Lightning file's own callbacks (handed to its Trainer and returned by the module's
+/// `configure_callbacks`) run in the plugin as in Lightning: one changes the gradients before
+/// each optimizer step (every loss shows it), others read `trainer.callback_metrics`, log
+/// through `pl_module.log` and stop the fit with `trainer.should_stop`; the epochs run, every
+/// loss and every metric's last value are Lightning's. A resumed run restores a callback's
+/// `state_dict` from the checkpoint.
+#[test]
+fn a_files_own_callbacks_run_in_the_plugin_as_in_lightning() {
+    let want = reference_of("lit-callbacks");
+    let d = tempfile::tempdir().expect("tempdir");
+    let wasm = plugin("lit-callbacks");
+    let wasm = wasm.to_str().expect("utf-8");
+    let run = lthost(d.path(), &["fit", wasm, "--no-progress-bar"]);
+    assert!(run.ok(), "{}", run.stderr);
+    let printed = |r: &crate::common::Run, line: &str| r.stdout.contains(line) || r.stderr.contains(line);
+    for epoch in 0..3 {
+        let line = format!("epoch {epoch} starts after step {}", epoch * 8);
+        assert!(printed(&run, &line), "{line}: {}", run.stdout);
+    }
+    assert!(!printed(&run, "epoch 3 starts"), "should_stop ended the fit: {}", run.stdout);
+    let rows = read_metrics(&d.path().join("lightning_logs/version_0"));
+    assert_losses(&column(&rows, "train_loss"), want["losses"].as_array().expect("losses"));
+    assert_eq!(want["epochs"], 3);
+    let metrics = want["callback_metrics"].as_object().expect("metrics");
+    for name in ["best_val_loss", "rows_seen", "loss_from_outputs", "marker_epoch"] {
+        assert!(metrics.contains_key(name), "{name} in {metrics:?}");
+    }
+    for (name, expected) in metrics {
+        let expected = expected.as_f64().expect("a number");
+        let got = *column(&rows, name).last().unwrap_or_else(|| panic!("no {name} logged"));
+        assert!((got - expected).abs() <= 1e-5 * expected.abs().max(1.0), "{name}: lthost {got}, Lightning {expected}");
+    }
+    // Resumed from the last epoch's checkpoint: BestValLoss's state comes back, one more epoch
+    // runs (StopAfter stops it again).
+    let ckpt = d.path().join("lightning_logs/version_0/checkpoints/epoch=2-step=24.ckpt");
+    assert!(ckpt.exists(), "{}", ckpt.display());
+    let resumed = lthost(d.path(), &["fit", wasm, "--no-progress-bar", "--ckpt-path", ckpt.to_str().expect("utf-8")]);
+    assert!(resumed.ok(), "{}", resumed.stderr);
+    let best = metrics["best_val_loss"].as_f64().expect("a number");
+    let line = format!("BestValLoss restored: best {best:.6}");
+    assert!(printed(&resumed, &line), "{line}: {}", resumed.stdout);
+    assert!(printed(&resumed, "epoch 3 starts after step 24"), "{}", resumed.stdout);
+    assert!(!printed(&resumed, "epoch 4 starts"), "{}", resumed.stdout);
+}

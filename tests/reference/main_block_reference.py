@@ -28,7 +28,8 @@ import lightning as L
 import torch
 
 ROOT = Path(__file__).resolve().parents[2]
-FILES = {name: ROOT / "tests" / "plugins" / name / "model.py" for name in ("lit-main", "lit-quickstart", "lit-script", "lit-demos")}
+FILES = {name: ROOT / "tests" / "plugins" / name / "model.py"
+         for name in ("lit-main", "lit-quickstart", "lit-script", "lit-demos", "lit-callbacks")}
 
 
 def sdk_module(name):
@@ -184,6 +185,30 @@ trainer.fit(M(lr=args.lr), DataLoader([1, 2, 3]))
 """, {"seed_everything": 7, "trainer.max_epochs": 2, "model.lr": 0.2},
         ["the training code at the file's top level (lines 6–7, 12–15) is read as its `__main__` block",
          "trainer.fit(...) is handed DataLoaders"]),
+    "the file's own callbacks beside a built-in": ("""
+import lightning as L
+from lightning.pytorch.callbacks import EarlyStopping
+class Printer(L.Callback):
+    pass
+class M(L.LightningModule):
+    pass
+if __name__ == "__main__":
+    printer = Printer()
+    trainer = L.Trainer(max_epochs=2, callbacks=[printer, EarlyStopping("val_loss")])
+    trainer.fit(M())
+""", {"trainer.max_epochs": 2, "trainer.callbacks": {"class_path": "EarlyStopping", "init_args": {"monitor": "val_loss"}}},
+        ["the file's own callbacks (Printer) run in the plugin: it runs this block when a run starts"]),
+    "callbacks gathered in a way read only when the file runs": ("""
+import lightning as L
+class Printer(L.Callback):
+    pass
+class M(L.LightningModule):
+    pass
+if __name__ == "__main__":
+    cbs = []
+    cbs.append(Printer())
+    L.Trainer(callbacks=cbs).fit(M())
+""", {}, ["the file's own callbacks (Printer) run in the plugin"]),
     "LightningCLI": ("""
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LightningCLI

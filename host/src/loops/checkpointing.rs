@@ -133,7 +133,7 @@ pub fn save(st: &mut LoopState<'_>, trigger: Trigger, epoch: u64, pos: LoopPosit
     // Lightning's monitor candidates: callback_metrics with `epoch` and `step` (a logged
     // `epoch` or `step` is kept, as an int). Inside the training epoch they hold the current
     // training step's values (Lightning computes callback_metrics when read).
-    let mut metrics: BTreeMap<String, f64> = st.callback_metrics.clone();
+    let mut metrics: BTreeMap<String, f64> = st.ctx.callback_metrics.clone();
     if matches!(trigger, Trigger::TrainBatchEnd { .. }) {
         metrics.extend(read(&st.train_results.step_callback_metrics(), |_| true));
     }

@@ -155,8 +155,8 @@ pub fn run(
             let of = Some(dl as u32);
             let logged = read(&results.epoch_metrics_of(of), |r| r.logger);
             if log_step.is_some() {
-                st.callback_metrics.extend(read(&results.epoch_callback_metrics_of(of), |_| true));
-                st.logged_metrics.extend(logged.clone());
+                st.ctx.callback_metrics.extend(read(&results.epoch_callback_metrics_of(of), |_| true));
+                st.ctx.logged_metrics.extend(logged.clone());
             }
             per_dataloader[dl] = logged;
             // This DataLoader's (step values persist: the earlier ones were read already).
@@ -167,8 +167,8 @@ pub fn run(
     // Lightning's callback_metrics are computed when read, its epoch's end reached before the
     // epoch-end hooks: they hold this run's epoch values there (those logged outside any
     // DataLoader: each DataLoader's came in as it ended).
-    st.callback_metrics.extend(read(&results.epoch_callback_metrics_of(None), |_| true));
-    st.logged_metrics.extend(read(&results.epoch_metrics_of(None), |r| r.logger));
+    st.ctx.callback_metrics.extend(read(&results.epoch_callback_metrics_of(None), |_| true));
+    st.ctx.logged_metrics.extend(read(&results.epoch_metrics_of(None), |r| r.logger));
     st.hook(h.epoch_end, None)?;
     // Lightning drops the batch at each batch's end: what an epoch hook logs weighs 1.
     results.add(std::mem::take(&mut st.ctx.logs), 1)?;
@@ -176,7 +176,7 @@ pub fn run(
     let outside = read(&results.epoch_metrics_of(None), |r| r.logger);
     // Lightning's `on_epoch_end` after the epoch-end hooks: logged_metrics take them, in a sanity
     // check too (only the loggers skip its values).
-    st.logged_metrics.extend(outside.clone());
+    st.ctx.logged_metrics.extend(outside.clone());
     if several {
         for (k, v) in outside {
             // A name that carries a DataLoader's suffix itself (an SDK's torchmetrics object
@@ -206,8 +206,8 @@ pub fn run(
     // Lightning's callback_metrics after an evaluation run: its epoch values only (a step
     // value of the last batch is not one), forked ones under their bare name too (a sanity
     // run's until the sanity check ends).
-    st.callback_metrics.extend(read(&results.epoch_callback_metrics_of(None), |_| true));
-    st.progress_bar_metrics.extend(out.prog_bar.clone());
+    st.ctx.callback_metrics.extend(read(&results.epoch_callback_metrics_of(None), |_| true));
+    st.ctx.progress_bar_metrics.extend(out.prog_bar.clone());
     st.bar.on_eval_end(&out.prog_bar);
     if let Some(step) = log_step {
         st.log_metrics(&out.logged, step)?;
@@ -278,7 +278,7 @@ fn run_dataloader(
         results.add(std::mem::take(&mut st.ctx.logs), *last_bs)?;
         // Read (a device sync per value) only when a logger or a callback sees it.
         let rows = log_step.is_some() && st.logger.is_some();
-        if rows || !st.callbacks.is_empty() {
+        if rows || st.has_callbacks() {
             // Every value this DataLoader's batches logged so far in the run, each its latest
             // (Lightning's forward cache: a value logged at an earlier batch stays in the row).
             let step = read(&results.step_metrics_of(st.ctx.dataloader_idx), |r| r.logger);
@@ -286,7 +286,7 @@ fn run_dataloader(
             // check's too), whether or not a row is written (`log_row` keeps them).
             match log_step {
                 Some(_) => st.log_row(&step, st.eval_log_steps.get(dl).copied().unwrap_or(0), false)?,
-                None => st.logged_metrics.extend(step),
+                None => st.ctx.logged_metrics.extend(step),
             }
         }
         if let (Some(_), Some(seen)) = (log_step, st.eval_log_steps.get_mut(dl)) {

@@ -87,10 +87,9 @@ pub fn run(st: &mut LoopState<'_>, train: &mut DataLoader, val: &mut Vec<DataLoa
         let step = st.loops.fit_loop.epoch_loop.batches_that_stepped.saturating_sub(1);
         st.log_metrics(&epoch.logged, step)?;
         st.early_stopping_check(true)?;
-        let metrics = st.callback_metrics.clone();
         let next = st.ctx.current_epoch + 1;
         if epoch.completed_here && st.ctx.optim.as_ref().is_some_and(|o| o.automatic) {
-            optimization::step_schedulers(st.module, &mut st.ctx, Interval::Epoch, next, true, &metrics)?;
+            optimization::step_schedulers(st.module, &mut st.ctx, Interval::Epoch, next, true, None)?;
         }
         st.bar.on_train_epoch_end(&epoch.prog_bar);
         if let Some(l) = st.logger.as_mut() {

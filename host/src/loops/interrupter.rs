@@ -24,6 +24,8 @@ pub enum StopReason {
     /// DDP: another rank asked to stop (its EarlyStopping, `max_time`, a callback): every
     /// rank stops where it did (Lightning's `reduce_boolean_decision(all=False)`).
     OtherRank,
+    /// The plugin set `trainer.should_stop = True` (the module or one of its own callbacks).
+    Plugin { name: String },
 }
 
 impl fmt::Display for StopReason {
@@ -39,6 +41,7 @@ impl fmt::Display for StopReason {
                 write!(f, "signal {signal} received outside a training batch; no checkpoint was written for it")
             }
             StopReason::OtherRank => write!(f, "another rank asked to stop"),
+            StopReason::Plugin { name } => write!(f, "plugin `{name}` set trainer.should_stop"),
         }
     }
 }

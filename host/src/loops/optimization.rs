@@ -22,9 +22,10 @@ pub fn step_schedulers(
     interval: Interval,
     index: u64,
     plateau: bool,
-    metrics: &BTreeMap<String, f64>,
+    metrics: Option<&BTreeMap<String, f64>>,
 ) -> Result<()> {
     let optim = ctx.optim.as_mut().ok_or_else(|| anyhow!("internal: no optimizers configured"))?;
+    let metrics = metrics.unwrap_or(&ctx.callback_metrics);
     let due = optim.step_schedulers(interval, index, plateau, metrics).map_err(|e| anyhow!(e.detail))?;
     for (i, metric) in due {
         run_plugin_scheduler(module, ctx, i, SchedulerCall::Step(metric))?;

@@ -100,6 +100,17 @@ pub fn dump(
                 meta.callbacks.insert(cb.state_key(), s);
             }
         }
+        if plugin_state && !st.module_hooks.callback_keys.is_empty() {
+            for (key, text) in st.module.file_callback_states(&mut st.ctx)? {
+                if meta.callbacks.contains_key(&key) {
+                    anyhow::bail!("module `{}`: its callback's state key `{key}` is a built-in callback's (give the callback another `state_key`)", st.module.name());
+                }
+                let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+                    anyhow!("module `{}`: callback `{key}`'s state_dict is not JSON: {e}", st.module.name())
+                })?;
+                meta.callbacks.insert(key, value);
+            }
+        }
         let state = if plugin_state { st.module.save_state(&mut st.ctx)? } else { None };
         if let Some(bytes) = state {
             check_state_size(st.module.name(), "save_state", bytes.len())?;
@@ -222,6 +233,11 @@ pub fn restore_training(st: &mut LoopState<'_>, ckpt: &Checkpoint, shown: &str) 
     for cb in &mut st.callbacks {
         if let Some(s) = ckpt.meta.callbacks.get(&cb.state_key()) {
             cb.load_state(s)?;
+        }
+    }
+    for key in st.module_hooks.callback_keys.clone() {
+        if let Some(s) = ckpt.meta.callbacks.get(&key) {
+            st.module.load_file_callback_state(&mut st.ctx, &key, &s.to_string())?;
         }
     }
     Ok(p)

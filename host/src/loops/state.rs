@@ -1,7 +1,7 @@
 //! What the loops share while a run lasts: the module, the run context, callbacks, the
 //! logger, the progress bar, the progress counters and the metrics dictionaries.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use anyhow::Result;
 
@@ -29,18 +29,14 @@ pub struct LoopState<'a> {
     pub data: Option<&'a mut dyn DataModule>,
     pub ctx: RunContext,
     pub callbacks: Vec<Box<dyn Callback + 'a>>,
-    /// The hooks the module implements.
-    pub module_hooks: HashSet<Hook>,
+    /// The hooks the module and its own callbacks implement.
+    pub module_hooks: crate::module::ModuleHooks,
     pub logger: Option<Box<dyn Logger>>,
     pub bar: ProgressBar,
     /// The loops' progress (each loop owns its own and its children's; checkpoints walk it).
     pub loops: Loops,
     /// Fit is running (its validation is the training epoch loop's `val_loop`).
     pub fitting: bool,
-    /// Lightning's `callback_metrics`, `logged_metrics`, `progress_bar_metrics`.
-    pub callback_metrics: BTreeMap<String, f64>,
-    pub logged_metrics: BTreeMap<String, f64>,
-    pub progress_bar_metrics: BTreeMap<String, f64>,
     /// Stop requests (max_time, a callback, EarlyStopping; honoured once min_epochs/min_steps
     /// are met) and signals.
     pub interrupter: Interrupter,
@@ -145,13 +141,17 @@ impl LoopState<'_> {
         self.ctx.precision.convert_module(&self.ctx.params)
     }
 
-    /// Calls `hook` on every callback, then on the module (if it implements it): Lightning's
-    /// order. Returns the module's answer (-1 from on_train_batch_start skips the epoch).
+    /// Calls `hook` on the module's own callbacks, then every other callback, then on the
+    /// module (if it implements it): Lightning's order. Returns the module's answer (-1 from
+    /// on_train_batch_start skips the epoch).
     pub fn hook(&mut self, hook: Hook, batch_idx: Option<u64>) -> Result<i32> {
         if hook == Hook::OnException {
             self.on_exception_called = true;
         }
-        if hook.owner() != Owner::Module && !self.callbacks.is_empty() && hook == Hook::OnTrainBatchEnd {
+        self.take_plugin_stop(); // what a step set since the last hook
+        let file_callbacks = hook.owner() != Owner::Module && self.module_hooks.callbacks.contains(&hook);
+        let any_callbacks = file_callbacks || !self.callbacks.is_empty();
+        if any_callbacks && hook == Hook::OnTrainBatchEnd {
             // Callbacks see this batch's values: the one host sync, and only with callbacks.
             self.take_step_metrics();
         }
@@ -163,24 +163,49 @@ impl LoopState<'_> {
             "hook"
         );
         self.timer.on_hook(hook, self.ctx.stage);
+        if file_callbacks {
+            self.ctx.should_stop = self.interrupter.should_stop();
+            let previous = self.ctx.current_hook.replace(hook);
+            let result = self.module.file_callback_hook(&mut self.ctx, hook, batch_idx);
+            self.ctx.current_hook = previous;
+            self.take_plugin_stop();
+            result?;
+        }
         if hook.owner() != Owner::Module && !self.callbacks.is_empty() {
             self.run_callbacks(hook, batch_idx)?;
         }
         if hook.owner() == Owner::Callback || !self.module_hooks.contains(&hook) {
             return Ok(0);
         }
+        self.ctx.should_stop = self.interrupter.should_stop();
         let previous = self.ctx.current_hook.replace(hook);
         let result = self.module.hook(&mut self.ctx, hook, batch_idx);
         self.ctx.current_hook = previous;
+        self.take_plugin_stop();
         result
+    }
+
+    /// Whether any callback sees the run: the run's or the module's own.
+    pub fn has_callbacks(&self) -> bool {
+        !self.callbacks.is_empty() || !self.module_hooks.callbacks.is_empty()
+    }
+
+    /// Applies what the plugin set `trainer.should_stop` to (Lightning's flag: true asks the
+    /// fit to stop, false withdraws a request; a signal stays).
+    fn take_plugin_stop(&mut self) {
+        match self.ctx.stop_set.take() {
+            Some(true) => self.interrupter.request(StopReason::Plugin { name: self.module.name().to_string() }),
+            Some(false) => self.interrupter.withdraw_request(),
+            None => {}
+        }
     }
 
     /// The training step's values into callback_metrics (bare names of forked ones too) and
     /// logged_metrics, each value read once (Lightning computes both when read).
     pub fn take_step_metrics(&mut self) {
         let (callback, logged) = self.train_results.read_step();
-        self.logged_metrics.extend(logged);
-        self.callback_metrics.extend(callback);
+        self.ctx.logged_metrics.extend(logged);
+        self.ctx.callback_metrics.extend(callback);
     }
 
     /// Lightning's `_log_hyperparams` (after on_fit_start in a fit, after set-up in
@@ -206,9 +231,9 @@ impl LoopState<'_> {
 
     /// Lightning's `reset_metrics`: callback, logged and progress-bar metrics emptied.
     pub fn clear_metrics(&mut self) {
-        self.callback_metrics.clear();
-        self.logged_metrics.clear();
-        self.progress_bar_metrics.clear();
+        self.ctx.callback_metrics.clear();
+        self.ctx.logged_metrics.clear();
+        self.ctx.progress_bar_metrics.clear();
     }
 
     /// The evaluation loop running `stage` now.
@@ -261,8 +286,8 @@ impl LoopState<'_> {
             dataloader_idx: if batch_hook { self.ctx.dataloader_idx } else { None },
             current_epoch: self.ctx.current_epoch,
             global_step: self.ctx.global_step,
-            callback_metrics: &self.callback_metrics,
-            logged_metrics: &self.logged_metrics,
+            callback_metrics: &self.ctx.callback_metrics,
+            logged_metrics: &self.ctx.logged_metrics,
             batches_that_stepped: self.loops.fit_loop.epoch_loop.batches_that_stepped,
             total_batches: match self.ctx.training {
                 true => self.loops.fit_loop.epoch_loop.batch_progress.total.ready,
@@ -304,13 +329,13 @@ impl LoopState<'_> {
             if !action.metrics.is_empty() {
                 let m: BTreeMap<String, f64> = action.metrics.into_iter().collect();
                 if action.metrics_are_callback_metrics {
-                    self.callback_metrics.extend(m.clone());
+                    self.ctx.callback_metrics.extend(m.clone());
                 }
                 let step = action.metrics_step.unwrap_or(self.loops.fit_loop.epoch_loop.batches_that_stepped);
                 if let Some(l) = self.logger.as_mut() {
                     l.log_metrics(&m, step)?;
                 }
-                self.logged_metrics.extend(m);
+                self.ctx.logged_metrics.extend(m);
             }
             let previous = self.ctx.current_hook.replace(hook);
             for (k, v) in action.logs {
@@ -360,7 +385,7 @@ impl LoopState<'_> {
                 }
             }
         }
-        self.logged_metrics.extend(metrics.clone());
+        self.ctx.logged_metrics.extend(metrics.clone());
         if let Some(l) = self.logger.as_mut() {
             l.log_metrics(&m, step)?;
         }
@@ -390,7 +415,7 @@ impl LoopState<'_> {
         if es.checks_on_train_epoch_end(&self.cfg.val_check_interval(), every_n_epochs) != at_train_epoch_end {
             return Ok(());
         }
-        if es.check(&self.callback_metrics, epoch)? {
+        if es.check(&self.ctx.callback_metrics, epoch)? {
             let reason = es.reason.clone().unwrap_or_default();
             println!("{reason}");
             self.interrupter.request(StopReason::EarlyStopping(reason));

@@ -155,11 +155,10 @@ fn optimize(st: &mut LoopState<'_>, loss: Option<&Tensor>, idx: usize, stepping:
         } else {
             optimization::step_optimizer(st.module, &mut st.ctx, 0)?;
         }
-        let metrics = &st.callback_metrics;
-        optimization::step_schedulers(st.module, &mut st.ctx, Interval::Step, idx as u64 + 1, false, metrics)?;
+        optimization::step_schedulers(st.module, &mut st.ctx, Interval::Step, idx as u64 + 1, false, None)?;
         if last {
             let epoch = st.ctx.current_epoch + 1;
-            optimization::step_schedulers(st.module, &mut st.ctx, Interval::Epoch, epoch, false, metrics)?;
+            optimization::step_schedulers(st.module, &mut st.ctx, Interval::Epoch, epoch, false, None)?;
         }
     }
     Ok(())
@@ -263,10 +262,9 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: &mut Vec<DataLoader
             st.loops.fit_loop.epoch_loop.batch_progress.increment_processed();
             st.ctx.is_last_batch = true;
             if automatic && st.ctx.optim.is_some() {
-                let metrics = &st.callback_metrics;
-                optimization::step_schedulers(st.module, &mut st.ctx, Interval::Step, idx as u64 + 1, false, metrics)?;
+                optimization::step_schedulers(st.module, &mut st.ctx, Interval::Step, idx as u64 + 1, false, None)?;
                 let epoch = st.ctx.current_epoch + 1;
-                optimization::step_schedulers(st.module, &mut st.ctx, Interval::Epoch, epoch, false, metrics)?;
+                optimization::step_schedulers(st.module, &mut st.ctx, Interval::Epoch, epoch, false, None)?;
             }
             break;
         }
@@ -414,9 +412,16 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: &mut Vec<DataLoader
             // Lightning steps a step-interval ReduceLROnPlateau at the end of the batch, after
             // its metrics are logged and a validation run that was due, on the monitored
             // metric's current value (this batch's, for a value logged on the step).
-            let mut metrics = st.callback_metrics.clone();
+            let mut metrics = st.ctx.callback_metrics.clone();
             metrics.extend(read(&st.train_results.step_callback_metrics(), |_| true));
-            optimization::step_schedulers(st.module, &mut st.ctx, Interval::Step, idx as u64 + 1, true, &metrics)?;
+            optimization::step_schedulers(
+                st.module,
+                &mut st.ctx,
+                Interval::Step,
+                idx as u64 + 1,
+                true,
+                Some(&metrics),
+            )?;
         }
         if stepping {
             st.loops.fit_loop.epoch_loop.batches_that_stepped += 1;
@@ -447,8 +452,8 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: &mut Vec<DataLoader
     if !validated_after_batch {
         st.take_step_metrics();
     }
-    st.callback_metrics.extend(read(&st.train_results.epoch_callback_metrics(), |_| true));
-    st.logged_metrics.extend(read(&st.train_results.epoch_metrics(), |r| r.logger));
+    st.ctx.callback_metrics.extend(read(&st.train_results.epoch_callback_metrics(), |_| true));
+    st.ctx.logged_metrics.extend(read(&st.train_results.epoch_metrics(), |r| r.logger));
     st.hook(Hook::OnTrainEpochEnd, None)?;
     // Lightning drops the batch at each batch's end: what an epoch hook logs weighs 1.
     st.train_results.add(std::mem::take(&mut st.ctx.logs), 1)?;
@@ -462,8 +467,8 @@ pub fn run(st: &mut LoopState<'_>, loader: &DataLoader, val: &mut Vec<DataLoader
     }
     prog_bar.extend(shown_val);
     // At the epoch's end a bare name holds the epoch value (Lightning reads on_step=False).
-    st.callback_metrics.extend(read(&st.train_results.epoch_callback_metrics(), |_| true));
-    st.progress_bar_metrics.extend(prog_bar.clone());
+    st.ctx.callback_metrics.extend(read(&st.train_results.epoch_callback_metrics(), |_| true));
+    st.ctx.progress_bar_metrics.extend(prog_bar.clone());
     let completed_here = st.ctx.is_last_batch && !resumed;
     Ok(EpochOutcome { logged: read(&epoch, |r| r.logger), prog_bar, batches, completed_here })
 }

@@ -19,6 +19,7 @@ use crate::hooks::Hook;
 use crate::hparams::SavedHparams;
 use crate::module::{AttrValue, Module, Optimization, OptimizerCall, PluginOptimizerState, SchedulerCall};
 use crate::plugin::bindings::data_module;
+use crate::plugin::bindings::file_callbacks;
 use crate::plugin::bindings::lightning_module;
 use crate::plugin::bindings::lr_schedulers;
 use crate::plugin::bindings::plugin_optimizers;
@@ -41,6 +42,8 @@ pub(super) struct Inner {
     schedulers: Option<lr_schedulers::Guest>,
     /// The optimizers the plugin runs (a Lightning file's own), when it exports them.
     optimizers: Option<plugin_optimizers::Guest>,
+    /// The file's own callbacks (a Lightning file's), when it exports them.
+    callbacks: Option<file_callbacks::Guest>,
     /// The data directory this plugin was granted (its manifest may decline the run's);
     /// swapped into the lent context for each call.
     data_dir: Option<PathBuf>,
@@ -105,6 +108,7 @@ pub(crate) fn instantiate(runtime: &Arc<Runtime>, admitted: &Arc<Admitted>, shar
     let data_idx = data_module::GuestIndices::new(pre).ok();
     let sched_idx = lr_schedulers::GuestIndices::new(pre).ok();
     let optim_idx = plugin_optimizers::GuestIndices::new(pre).ok();
+    let callbacks_idx = file_callbacks::GuestIndices::new(pre).ok();
     if module_idx.is_none() && data_idx.is_none() {
         bail!("plugin `{name}`: exports neither `{MODULE_EXPORT}` nor `{DATAMODULE_EXPORT}`; is it an lthost plugin built against lt:plugin@0.3.0?");
     }
@@ -114,12 +118,14 @@ pub(crate) fn instantiate(runtime: &Arc<Runtime>, admitted: &Arc<Admitted>, shar
     let data = data_idx.map(|i| i.load(&mut store, &instance)).transpose().map_err(failed)?;
     let schedulers = sched_idx.map(|i| i.load(&mut store, &instance)).transpose().map_err(failed)?;
     let optimizers = optim_idx.map(|i| i.load(&mut store, &instance)).transpose().map_err(failed)?;
+    let callbacks = callbacks_idx.map(|i| i.load(&mut store, &instance)).transpose().map_err(failed)?;
     let inner = Inner {
         instance: PluginInstance::new(name.clone(), store, admitted.deadline_ticks),
         module,
         data,
         schedulers,
         optimizers,
+        callbacks,
         data_dir: admitted.data_dir.clone(),
         setup_log: Vec::new(),
     };
@@ -216,6 +222,13 @@ impl WasmPlugin {
 
     fn module_guest(inner: &Inner) -> wasmtime::Result<&lightning_module::Guest> {
         inner.module.as_ref().ok_or_else(|| wasmtime::format_err!("this plugin exports no `{MODULE_EXPORT}`"))
+    }
+
+    fn callbacks_guest(inner: &Inner) -> wasmtime::Result<file_callbacks::Guest> {
+        inner
+            .callbacks
+            .clone()
+            .ok_or_else(|| wasmtime::format_err!("this plugin exports no `lt:plugin/file-callbacks`"))
     }
 
     pub(super) fn data_guest(inner: &Inner) -> wasmtime::Result<&data_module::Guest> {
@@ -411,6 +424,71 @@ impl Module for WasmPlugin {
             })
         })?;
         out.map_err(|m| self.err(what, None, m))
+    }
+
+    fn file_callbacks(&mut self, ctx: &mut RunContext) -> Result<Vec<crate::module::FileCallback>> {
+        if self.inner.borrow().callbacks.is_none() {
+            return Ok(Vec::new());
+        }
+        let dev = ctx.device;
+        let out = self.call(ctx, "callbacks", dev, |inner| {
+            let g = Self::callbacks_guest(inner)?;
+            g.call_callbacks(&mut inner.instance.store)
+        })?;
+        let list = out.map_err(|m| self.err("callbacks", None, m))?;
+        let mut cbs = Vec::with_capacity(list.len());
+        for c in list {
+            let mut hooks = Vec::with_capacity(c.hooks.len());
+            for name in &c.hooks {
+                // Lightning's callback hooks the loops call; one they do not is refused here,
+                // not left silently uncalled.
+                let hook =
+                    Hook::ALL.iter().copied().find(|h| h.name() == name && h.owner() != crate::hooks::Owner::Module);
+                match hook {
+                    Some(h) => hooks.push(h),
+                    None => {
+                        return Err(self.err(
+                            "callbacks",
+                            None,
+                            format!(
+                                "callback `{}` overrides `{name}`, which lthost does not call on a callback yet",
+                                c.state_key
+                            ),
+                        ))
+                    }
+                }
+            }
+            cbs.push(crate::module::FileCallback { state_key: c.state_key, hooks });
+        }
+        Ok(cbs)
+    }
+
+    fn file_callback_hook(&mut self, ctx: &mut RunContext, hook: Hook, batch_idx: Option<u64>) -> Result<()> {
+        let dev = ctx.device;
+        let stage = stage_out(ctx.stage);
+        let out = self.call(ctx, hook.name(), dev, |inner| {
+            let g = Self::callbacks_guest(inner)?;
+            g.call_on_hook(&mut inner.instance.store, hook.name(), stage, batch_idx)
+        })?;
+        out.map_err(|m| self.err(hook.name(), None, m))
+    }
+
+    fn file_callback_states(&mut self, ctx: &mut RunContext) -> Result<Vec<(String, String)>> {
+        let dev = ctx.device;
+        let out = self.call(ctx, "state_dict", dev, |inner| {
+            let g = Self::callbacks_guest(inner)?;
+            g.call_save_state(&mut inner.instance.store)
+        })?;
+        out.map_err(|m| self.err("state_dict", None, m))
+    }
+
+    fn load_file_callback_state(&mut self, ctx: &mut RunContext, state_key: &str, state: &str) -> Result<()> {
+        let dev = ctx.device;
+        let out = self.call(ctx, "load_state_dict", dev, |inner| {
+            let g = Self::callbacks_guest(inner)?;
+            g.call_load_state(&mut inner.instance.store, state_key, state)
+        })?;
+        out.map_err(|m| self.err("load_state_dict", None, m))
     }
 
     fn predict_step(&mut self, ctx: &mut RunContext, batch: &[Tensor], idx: u64) -> Result<Tensor> {

@@ -18,6 +18,7 @@ wasmtime::component::bindgen!({
 
 pub use exports::lt::plugin::callback;
 pub use exports::lt::plugin::data_module;
+pub use exports::lt::plugin::file_callbacks;
 pub use exports::lt::plugin::lightning_module;
 pub use exports::lt::plugin::logger;
 pub use exports::lt::plugin::lr_schedulers;

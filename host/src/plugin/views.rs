@@ -71,10 +71,10 @@ pub struct ParametersView<'a> {
     pub device: Device,
 }
 
-/// `lt:plugin/trainer`: the trainer's state, read-only.
+/// `lt:plugin/trainer`: the trainer's state, read-only but for `should_stop`.
 pub struct TrainerView<'a> {
     pub handles: Handles<'a>,
-    pub run: &'a RunContext,
+    pub run: &'a mut RunContext,
 }
 
 /// The handles of a store, borrowed apart from its other fields.
@@ -119,7 +119,7 @@ impl PluginState {
     }
 
     pub fn trainer_view(&mut self) -> TrainerView<'_> {
-        TrainerView { handles: handles!(self), run: &self.ctx }
+        TrainerView { handles: handles!(self), run: &mut self.ctx }
     }
 }
 

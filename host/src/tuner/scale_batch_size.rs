@@ -169,5 +169,5 @@ struct Searched {
     size: i64,
     ctx: crate::context::RunContext,
     hparams: crate::hparams::SavedHparams,
-    module_hooks: std::collections::HashSet<Hook>,
+    module_hooks: crate::module::ModuleHooks,
 }

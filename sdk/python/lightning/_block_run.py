@@ -48,11 +48,13 @@ class Captured:
         self.made = {}  # class -> the last instance the block made
         self.bound = {}  # class -> the arguments its last instance was made with, defaults included
         self.reached = None  # the stage's call, once reached
+        self.callbacks = []  # the file's own callbacks given to the trainer that made the call
 
-    def called(self, name, model, loaders, datamodule):
+    def called(self, trainer, name, model, loaders, datamodule):
         """A trainer call of the block, its arguments as Lightning 2.6.6 takes them: keeps what
         it hands Lightning (each call's data in place of the one before, as Lightning attaches
-        data per call); stops the block at the call of the run's stage."""
+        data per call) and the trainer's own callbacks; stops the block at the call of the
+        run's stage."""
         from .pytorch.core import LightningDataModule
 
         first = next(iter(loaders))
@@ -66,6 +68,7 @@ class Captured:
             self.model = model
         self.datamodule = datamodule
         self.loaders = loaders
+        self.callbacks = trainer._callbacks
         if name == self.stage:
             self.reached = name
             raise Reached()
@@ -84,8 +87,10 @@ class Inert:
 class BlockTrainer:
     """`L.Trainer(...)` while the block runs: its calls hand the block's model and data over."""
 
-    def __init__(self, captured):
+    def __init__(self, captured, callbacks=None, **settings):
+        # (The other settings were read at build: they are the plugin's defaults.)
         self._captured = captured
+        self._callbacks = _own_callbacks(callbacks)
         self.callback_metrics, self.logged_metrics, self.progress_bar_metrics = {}, {}, {}
         self.checkpoint_callback = self.logger = self.early_stopping_callback = Inert()
         self.callbacks, self.loggers = [], []
@@ -93,21 +98,33 @@ class BlockTrainer:
 
     def fit(self, model, train_dataloaders=None, val_dataloaders=None, datamodule=None, ckpt_path=None,
             weights_only=None):
-        return self._captured.called("fit", model, {"train": train_dataloaders, "val": val_dataloaders}, datamodule)
+        return self._captured.called(self, "fit", model, {"train": train_dataloaders, "val": val_dataloaders}, datamodule)
 
     def validate(self, model=None, dataloaders=None, ckpt_path=None, verbose=True, datamodule=None, weights_only=None):
-        return self._captured.called("validate", model, {"val": dataloaders}, datamodule)
+        return self._captured.called(self, "validate", model, {"val": dataloaders}, datamodule)
 
     def test(self, model=None, dataloaders=None, ckpt_path=None, verbose=True, datamodule=None, weights_only=None):
-        return self._captured.called("test", model, {"test": dataloaders}, datamodule)
+        return self._captured.called(self, "test", model, {"test": dataloaders}, datamodule)
 
     def predict(self, model=None, dataloaders=None, datamodule=None, return_predictions=None, ckpt_path=None,
                 weights_only=None):
-        return self._captured.called("predict", model, {"predict": dataloaders}, datamodule)
+        return self._captured.called(self, "predict", model, {"predict": dataloaders}, datamodule)
 
     def __getattr__(self, name):
         raise AttributeError(f"trainer.{name}: in lthost the __main__ block runs only to hand the run its model and "
                              f"data (up to trainer.{self._captured.stage}); the run is lthost's")
+
+
+def _own_callbacks(given):
+    """The file's own callbacks among a Trainer's `callbacks` (one callback or a list), in
+    order: Lightning's built-ins are lthost's, read at build."""
+    from .pytorch.core import Callback
+
+    given = [given] if isinstance(given, Callback) else list(given or ())
+    for cb in given:
+        if not isinstance(cb, Callback):
+            raise TypeError(f"Trainer(callbacks=...): {type(cb).__name__} is not a Callback")
+    return [cb for cb in given if not getattr(type(cb), "_lt_builtin", False)]
 
 
 def _plain(v):

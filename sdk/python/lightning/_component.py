@@ -143,7 +143,8 @@ def read_main_block(module, app_file):
             # Kept for `configure`, which runs it when the run needs what only running gives.
             _classes["block"] = {"code": _main_block.compiled(module), "globals": vars(module),
                                  "file": getattr(module, "__file__", None) or "model.py", "feeds": bool(found["feeds"]),
-                                 "data_first": bool(found["data_first"]), "calls": found["calls"]}
+                                 "data_first": bool(found["data_first"]), "calls": found["calls"],
+                                 "callbacks": bool(found["callbacks"])}
         text = json.dumps(found, allow_nan=False)
     except Exception as e:  # the block is the file's own business: it never fails the build
         text = json.dumps({"items": [], "notes": [{"line": 0, "text": f"the __main__ block is not read ({type(e).__name__}: {e})"}],
@@ -187,10 +188,11 @@ def _made(cls, hparams):
 
 def _block_runs(hparams):
     """Whether the file's `__main__` block makes the run's model and data (`_made`): for the
-    DataLoaders its trainer call is handed, the module's arguments only it gives, or a data
-    module it makes before the module (whose random draws come first, as in Python)."""
+    DataLoaders its trainer call is handed, the module's arguments only it gives, a data
+    module it makes before the module (whose random draws come first, as in Python), or the
+    file's own callbacks its trainer is given."""
     block = _classes.get("block")
-    return _block_needed(hparams) or bool(block is not None and block["data_first"])
+    return _block_needed(hparams) or bool(block is not None and (block["data_first"] or block["callbacks"]))
 
 
 def _block_needed(hparams):
@@ -283,7 +285,6 @@ def _register(model):
 # refused when it is built, rather than silently not run.
 _NOT_CALLED = (
     "optimizer_step", "optimizer_zero_grad", "configure_gradient_clipping", "lr_scheduler_step", "backward",
-    "configure_callbacks",
 )
 
 
@@ -642,6 +643,15 @@ class _AutomaticClosure:
         return None if loss is None else loss.detach().clone()
 
 
+def _backward_loss(m):
+    """The loss `on_before_backward` gets: under 16-mixed, as MixedPrecision.pre_backward
+    hands it on, scaled."""
+    loss, scale = _train_loss(m), _opt.loss_scale()
+    if scale is not None and isinstance(loss, torch.Tensor):
+        loss = loss * torch.tensor(scale, dtype=torch.float32, device=loss.device)
+    return loss
+
+
 def _outputs(m, split):
     """Lightning's `outputs` of the last step: for a training step in automatic optimization
     {"loss": the loss detached, as backward got it, **the step's other keys} ({} when it
@@ -775,11 +785,7 @@ class LightningModule(_exports.LightningModule):
             opts = m._lt_optimizers
             r = fn(opts[0] if opts else None)
         elif kind == "loss":
-            # 16-mixed: the loss as MixedPrecision.pre_backward hands it on, scaled.
-            loss, scale = _train_loss(m), _opt.loss_scale()
-            if scale is not None and isinstance(loss, torch.Tensor):
-                loss = loss * torch.tensor(scale, dtype=torch.float32, device=loss.device)
-            r = fn(loss)
+            r = fn(_backward_loss(m))
         else:
             r = fn()
         return -1 if r == -1 else 0

@@ -63,6 +63,26 @@ class ParsedArgs:
     """What `parser.parse_args()` returns: its attributes are the arguments' defaults."""
 
 
+class OwnCallback(Unknown):
+    """A callback of the file's own (a `Callback` subclass that is not one of Lightning's
+    built-ins): made only by running the block, and run in the plugin."""
+
+    def __init__(self, cls, node):
+        super().__init__(f"{cls.__name__}(...) is the file's own callback")
+        self.cls = cls
+        self.line = node.lineno
+
+
+def _own_callback_class(obj):
+    """Whether `obj` is a subclass of Lightning's Callback (the SDK's in a plugin, Lightning's
+    own where the reader is checked) that is not one of Lightning's built-ins: its instances
+    run in the plugin."""
+    if not inspect.isclass(obj) or getattr(obj, "_lt_builtin", False) or obj.__name__ in POSITIONAL:
+        return False
+    return any(c.__name__ == "Callback" and c.__module__.split(".")[0] in ("lightning", "pytorch_lightning")
+               for c in obj.__mro__[1:])
+
+
 class Made:
     """An object the block makes (the module, the data module, a trainer): its items, and
     whether a `.fit(...)` used it."""
@@ -74,6 +94,8 @@ class Made:
         self.fitted = False
         self.unread = []  # the notes of its arguments not read
         self.needs_run = False
+        self.callbacks = []  # a trainer's own callbacks: OwnCallback
+        self.callbacks_given = None  # a trainer's `callbacks` argument: its node
 
 
 def _first_unknown(v):
@@ -124,6 +146,7 @@ class Reader:
         self.runs = False  # whether the plugin runs the block (the model is made by it)
         self.data_first = False  # whether it makes the data module before the module
         self.calls = set()  # the trainer calls it makes (fit, validate, test, predict)
+        self.callbacks = []  # the chosen trainer's own callbacks: {"name", "line"}
 
     # ---- the walk ------------------------------------------------------------------------
 
@@ -151,11 +174,12 @@ class Reader:
             self.note(data.node, f"the LightningDataModule is made before the LightningModule (line {model.node.lineno}): "
                                  f"the plugin runs this block when a run starts, so that their random draws come in "
                                  f"this order")
+        self.own_callbacks(chosen_of.get("trainer"))
         for what, chosen in chosen_of.items():
             made = made_of[what]
             self.items.extend(chosen.items)
             if what == "model":
-                self.runs = bool(self.feeds) or chosen.needs_run or self.data_first
+                self.runs = bool(self.feeds) or chosen.needs_run or self.data_first or bool(self.callbacks)
             if what in ("model", "data") and self.runs:
                 for n in chosen.unread:
                     n["text"] = n["text"].replace("the run's settings decide it", "the block makes it when a run starts")
@@ -163,6 +187,23 @@ class Reader:
                 if other is not chosen:
                     self.note(other.node, f"another {self._kinds[what]}, not read: lthost takes the one "
                                           f"{'fitted' if chosen.fitted else 'made first'} (line {chosen.node.lineno})")
+
+    def own_callbacks(self, trainer):
+        """The chosen trainer's own callbacks (or, when none is read among its `callbacks`, the
+        callback classes the file has, which they may hold: `cbs.append(Printer())`): the plugin
+        runs the block for them."""
+        if trainer is None:
+            return
+        for cb in trainer.callbacks:
+            self.callbacks.append({"name": cb.cls.__name__, "line": cb.line})
+        if trainer.callbacks_given is not None and not trainer.callbacks:
+            ours = sorted({c.__name__ for c in vars(self.module).values() if _own_callback_class(c)})
+            if ours:
+                self.callbacks.append({"name": ", ".join(ours), "line": getattr(trainer.callbacks_given, "lineno", 0)})
+        if self.callbacks:
+            names = ", ".join(c["name"] for c in self.callbacks)
+            self.note(trainer.node, f"the file's own callbacks ({names}) run in the plugin: it runs this block when a "
+                                    f"run starts, for them")
 
     _kinds = {"model": "LightningModule", "data": "LightningDataModule", "trainer": "Trainer"}
 
@@ -353,12 +394,26 @@ class Reader:
     def trainer(self, node, env):
         made = self.make("trainer", node)
         for k, given in self.arguments(node, env, []).items():
-            if k in ("callbacks", "logger") and isinstance(given[0], list):
+            if k == "callbacks":
+                self.trainer_callbacks(given, node, made)
+                continue
+            if k == "logger" and isinstance(given[0], list):
                 for one in given[0]:
                     self.known(f"trainer.{k}", (one, given[1]), node.lineno, made)
                 continue
             self.known(f"trainer.{k}", given, node.lineno, made)
         return made
+
+    def trainer_callbacks(self, given, node, made):
+        """A trainer's `callbacks`: the built-ins' settings are read; the file's own callbacks
+        are made by running the block."""
+        value, at = given
+        made.callbacks_given = at
+        for one in value if isinstance(value, list) else [value]:
+            if isinstance(one, OwnCallback):
+                made.callbacks.append(one)
+                continue
+            self.known("trainer.callbacks", (one, at), node.lineno, made)
 
     def seed(self, node, env):
         args = self.arguments(node, env, ["seed", "workers", "verbose"])
@@ -501,6 +556,9 @@ class Reader:
                 if short == "timedelta":
                     return init
                 return {"class_path": short, "init_args": init}
+            cls = self.resolve(node.func, env)
+            if _own_callback_class(cls):
+                return OwnCallback(cls, node)
             return Unknown(f"`{ast.unparse(node.func)}(...)` runs only when the file runs")
         return Unknown(f"`{ast.unparse(node)}` is known only when the file runs")
 
@@ -515,7 +573,8 @@ def read(module, model_cls, data_cls):
     try:
         source = inspect.getsource(module)
     except (OSError, TypeError):
-        return {"items": [], "notes": [], "file": r.file, "feeds": [], "makes_model": False, "calls": [], "data_first": False}
+        return {"items": [], "notes": [], "file": r.file, "feeds": [], "makes_model": False, "calls": [], "data_first": False,
+                "callbacks": []}
     try:
         tree = ast.parse(source)
         script = _script.as_main_block(tree)
@@ -526,10 +585,10 @@ def read(module, model_cls, data_cls):
         r.read(tree)
     except Exception as e:  # a block this reader does not follow never fails the build
         return {"items": [], "notes": [{"line": 0, "text": f"the __main__ block is not read ({type(e).__name__}: {e})"}],
-                "file": r.file, "feeds": [], "makes_model": False, "calls": [], "data_first": False}
+                "file": r.file, "feeds": [], "makes_model": False, "calls": [], "data_first": False, "callbacks": []}
     return {"items": r.items, "notes": r.notes, "file": r.file, "feeds": r.feeds,
             "makes_model": any(m.what == "model" for m in r.objects), "calls": sorted(r.calls),
-            "data_first": r.data_first}
+            "data_first": r.data_first, "callbacks": r.callbacks}
 
 
 def compiled(module):

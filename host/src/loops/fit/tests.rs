@@ -382,4 +382,5 @@ mod devices;
 mod epoch_ends;
 mod grad_modes;
 mod metrics;
+mod own_callbacks;
 mod resume;

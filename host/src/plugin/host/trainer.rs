@@ -78,6 +78,24 @@ impl trainer::Host for TrainerView<'_> {
         Ok(self.run.is_last_batch)
     }
 
+    fn metrics(&mut self) -> R<trainer::TrainerMetrics> {
+        let list = |m: &std::collections::BTreeMap<String, f64>| m.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        Ok(trainer::TrainerMetrics {
+            callback: list(&self.run.callback_metrics),
+            logged: list(&self.run.logged_metrics),
+            progress_bar: list(&self.run.progress_bar_metrics),
+        })
+    }
+
+    fn should_stop(&mut self) -> R<bool> {
+        Ok(self.run.stop_set.unwrap_or(self.run.should_stop))
+    }
+
+    fn set_should_stop(&mut self, stop: bool) -> R<()> {
+        self.run.stop_set = Some(stop);
+        Ok(())
+    }
+
     fn current_batch(&mut self) -> R<Vec<wasmtime::component::Resource<tch::Tensor>>> {
         let batch: Vec<tch::Tensor> = self.run.batch.iter().map(tch::Tensor::shallow_clone).collect();
         let mut out = Vec::with_capacity(batch.len());

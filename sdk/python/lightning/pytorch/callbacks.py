@@ -1,5 +1,6 @@
-"""lightning.pytorch.callbacks: importable so a Lightning file builds; the built-in callbacks
-are lthost's own, configured in the run config (`[[callbacks]]`) or on the command line."""
+"""lightning.pytorch.callbacks: `Callback` to subclass (a file's own callbacks run in the
+plugin), and Lightning's built-in callbacks, importable so a Lightning file builds: those are
+lthost's own, read from the file's Trainer at build or configured in the run config."""
 
 from torch._core import unsupported
 
@@ -7,8 +8,10 @@ from .core import Callback  # noqa: F401
 
 
 def _builtin(name):
-    return unsupported(name, f"configure it in the run config or on the command line (lthost's {name})", Callback,
-                       read_at_build=True)
+    cls = unsupported(name, f"configure it in the run config or on the command line (lthost's {name})", Callback,
+                      read_at_build=True)
+    cls._lt_builtin = True  # read at build, run by lthost: never one of the file's own callbacks
+    return cls
 
 
 ModelCheckpoint = _builtin("ModelCheckpoint")

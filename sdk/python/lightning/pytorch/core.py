@@ -12,6 +12,7 @@ from wit_world.imports import optimization as _opt
 from wit_world.imports import trainer as _trainer
 from wit_world.imports.types import Stage
 
+from ._callback import Callback  # noqa: F401  (Lightning's `lightning.pytorch.Callback`)
 from ._hparams import HyperparametersMixin
 
 _REDUCE = {"mean": _log.ReduceFx.MEAN, "sum": _log.ReduceFx.SUM, "max": _log.ReduceFx.MAX, "min": _log.ReduceFx.MIN}
@@ -143,8 +144,42 @@ class _TrainerState:
     def num_nodes(self):
         return _trainer.ranks().num_nodes
 
+    @property
+    def callback_metrics(self):
+        """Lightning's `trainer.callback_metrics`: what was logged, as tensors."""
+        return _metrics("callback")
+
+    @property
+    def logged_metrics(self):
+        return _metrics("logged")
+
+    @property
+    def progress_bar_metrics(self):
+        return _metrics("progress_bar")
+
+    @property
+    def should_stop(self):
+        return _trainer.should_stop()
+
+    @should_stop.setter
+    def should_stop(self, stop):
+        """`trainer.should_stop = True` asks the fit to stop where Lightning's loops look at
+        it (once min_epochs/min_steps are met)."""
+        _trainer.set_should_stop(bool(stop))
+
+    @property
+    def callbacks(self):
+        """The file's own callbacks of this run (lthost's built-ins are not Python objects)."""
+        return list(_LIVE.get("callbacks", ()))
+
     def __getattr__(self, name):
         raise AttributeError(f"trainer.{name} is not available to lthost plugins")
+
+
+def _metrics(which):
+    """One of the trainer's metric dictionaries, each value a float32 scalar tensor."""
+    m = _trainer.metrics()
+    return {k: torch.tensor(v, dtype=torch.float32) for k, v in getattr(m, which)}
 
 
 _TRAINER = _TrainerState()
@@ -297,6 +332,10 @@ class LightningModule(_DataHooks, HyperparametersMixin, nn.Module):
     def print(self, *args, **kwargs):
         print(*args, **kwargs)
 
+    def configure_callbacks(self):
+        """Callbacks the module adds to the run (they replace the Trainer's of the same type)."""
+        return []
+
     def freeze(self):
         """Lightning's: no parameter requires a gradient, and the module is in eval mode."""
         for param in self.parameters():
@@ -441,8 +480,6 @@ class LightningDataModule(_DataHooks, HyperparametersMixin):
         pass
 
 
-class Callback:
-    """Callbacks in the same file run as lthost callback plugins; see `lthost build`."""
 
 
 def seed_everything(seed=None, workers=False, verbose=True):
@@ -506,4 +543,6 @@ class Trainer:
         captured = _block_run.ACTIVE[0]
         if captured is None:
             raise NotImplementedError("lightning.Trainer inside a plugin: lthost is the Trainer (`lthost fit model.wasm ...`)")
-        return _block_run.BlockTrainer(captured)
+        if args:  # Lightning's Trainer takes its settings by name only
+            raise TypeError(f"Trainer.__init__() takes 1 positional argument but {len(args) + 1} were given")
+        return _block_run.BlockTrainer(captured, **kwargs)
