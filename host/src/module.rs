@@ -117,18 +117,11 @@ impl ModuleHooks {
     pub fn of(module: &mut dyn Module, ctx: &mut RunContext) -> Result<Self> {
         let own = module.implemented_hooks(ctx)?.into_iter().collect();
         let cbs = module.file_callbacks(ctx)?;
-        let mut keys: Vec<String> = Vec::with_capacity(cbs.len());
-        for c in &cbs {
-            if keys.contains(&c.state_key) {
-                anyhow::bail!(
-                    "module `{}`: two of its callbacks have the state key `{}` (Lightning refuses this too: give one a `state_key`)",
-                    module.name(),
-                    c.state_key
-                );
-            }
-            keys.push(c.state_key.clone());
-        }
-        Ok(ModuleHooks { own, callbacks: cbs.into_iter().flat_map(|c| c.hooks).collect(), callback_keys: keys })
+        // (Two stateful callbacks under one key are refused by the plugin, as Lightning does.)
+        let mut seen = std::collections::HashSet::new();
+        let callback_keys =
+            cbs.iter().filter(|c| seen.insert(c.state_key.clone())).map(|c| c.state_key.clone()).collect();
+        Ok(ModuleHooks { own, callbacks: cbs.into_iter().flat_map(|c| c.hooks).collect(), callback_keys })
     }
 
     /// Whether the module implements `hook` itself.

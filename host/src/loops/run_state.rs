@@ -102,9 +102,9 @@ pub fn dump(
         }
         if plugin_state && !st.module_hooks.callback_keys.is_empty() {
             for (key, text) in st.module.file_callback_states(&mut st.ctx)? {
-                if meta.callbacks.contains_key(&key) {
-                    anyhow::bail!("module `{}`: its callback's state key `{key}` is a built-in callback's (give the callback another `state_key`)", st.module.name());
-                }
+                check_state_size(st.module.name(), "state_dict", text.len())?;
+                // Under its Lightning key, unless one of lthost's own callbacks holds that key.
+                let key = if meta.callbacks.contains_key(&key) { format!("{FILE_KEY_PREFIX}{key}") } else { key };
                 let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
                     anyhow!("module `{}`: callback `{key}`'s state_dict is not JSON: {e}", st.module.name())
                 })?;
@@ -129,6 +129,10 @@ pub fn dump(
 }
 
 /// A plugin's own state may take at most [`checkpoint::MAX_STATE_BYTES`].
+/// Where a module's own callback keeps its state when one of lthost's callbacks has its key
+/// (a file's `class Timer(Callback)`).
+const FILE_KEY_PREFIX: &str = "file:";
+
 fn check_state_size(plugin: &str, hook: &str, len: usize) -> Result<()> {
     if len > checkpoint::MAX_STATE_BYTES {
         bail!(
@@ -236,7 +240,9 @@ pub fn restore_training(st: &mut LoopState<'_>, ckpt: &Checkpoint, shown: &str) 
         }
     }
     for key in st.module_hooks.callback_keys.clone() {
-        if let Some(s) = ckpt.meta.callbacks.get(&key) {
+        let saved =
+            ckpt.meta.callbacks.get(&format!("{FILE_KEY_PREFIX}{key}")).or_else(|| ckpt.meta.callbacks.get(&key));
+        if let Some(s) = saved {
             st.module.load_file_callback_state(&mut st.ctx, &key, &s.to_string())?;
         }
     }

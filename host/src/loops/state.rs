@@ -149,7 +149,9 @@ impl LoopState<'_> {
             self.on_exception_called = true;
         }
         self.take_plugin_stop(); // what a step set since the last hook
-        let file_callbacks = hook.owner() != Owner::Module && self.module_hooks.callbacks.contains(&hook);
+                                 // A search (the tuner's) runs with its own callback only, as Lightning's resets them.
+        let file_callbacks =
+            !self.searching && hook.owner() != Owner::Module && self.module_hooks.callbacks.contains(&hook);
         let any_callbacks = file_callbacks || !self.callbacks.is_empty();
         if any_callbacks && hook == Hook::OnTrainBatchEnd {
             // Callbacks see this batch's values: the one host sync, and only with callbacks.

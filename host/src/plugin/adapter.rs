@@ -29,6 +29,9 @@ use crate::plugin::instance::{enter, HasInstance, PluginInstance};
 use crate::plugin::runtime::Runtime;
 use crate::plugin::sandbox::{admit, Admitted, PluginOptions};
 
+/// The most callbacks of its own a plugin may have.
+const MAX_FILE_CALLBACKS: usize = 1024;
+
 /// The WIT interfaces a plugin may export, as the host looks them up.
 pub const MODULE_EXPORT: &str = "lt:plugin/lightning-module@0.3.0";
 pub const DATAMODULE_EXPORT: &str = "lt:plugin/data-module@0.3.0";
@@ -436,15 +439,32 @@ impl Module for WasmPlugin {
             g.call_callbacks(&mut inner.instance.store)
         })?;
         let list = out.map_err(|m| self.err("callbacks", None, m))?;
+        if list.len() > MAX_FILE_CALLBACKS {
+            let n = list.len();
+            return Err(self.err(
+                "callbacks",
+                None,
+                format!("{n} callbacks, over the {MAX_FILE_CALLBACKS} a plugin may have"),
+            ));
+        }
         let mut cbs = Vec::with_capacity(list.len());
         for c in list {
-            let mut hooks = Vec::with_capacity(c.hooks.len());
+            if c.state_key.len() > crate::context::MAX_METRIC_NAME {
+                let n = c.state_key.len();
+                let most = crate::context::MAX_METRIC_NAME;
+                return Err(self.err("callbacks", None, format!("a callback's state key is {n} bytes, over {most}")));
+            }
+            let mut hooks = Vec::with_capacity(Hook::ALL.len());
             for name in &c.hooks {
-                // Lightning's callback hooks the loops call; one they do not is refused here,
-                // not left silently uncalled.
-                let hook =
-                    Hook::ALL.iter().copied().find(|h| h.name() == name && h.owner() != crate::hooks::Owner::Module);
+                // Lightning's callback hooks the loops call; one they do not (or not on a file's
+                // callback: `on_exception`, whose failure must not keep it from the others) is
+                // refused here, not left silently uncalled.
+                let hook = Hook::ALL
+                    .iter()
+                    .copied()
+                    .find(|h| h.name() == name && h.owner() != crate::hooks::Owner::Module && *h != Hook::OnException);
                 match hook {
+                    Some(h) if hooks.contains(&h) => {}
                     Some(h) => hooks.push(h),
                     None => {
                         return Err(self.err(

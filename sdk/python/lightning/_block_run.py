@@ -68,7 +68,7 @@ class Captured:
             self.model = model
         self.datamodule = datamodule
         self.loaders = loaders
-        self.callbacks = trainer._callbacks
+        self.callbacks = _own_callbacks(trainer._callbacks)
         if name == self.stage:
             self.reached = name
             raise Reached()
@@ -89,11 +89,14 @@ class BlockTrainer:
 
     def __init__(self, captured, callbacks=None, **settings):
         # (The other settings were read at build: they are the plugin's defaults.)
+        from .pytorch.core import Callback
+
         self._captured = captured
-        self._callbacks = _own_callbacks(callbacks)
+        # The block may add to `trainer.callbacks` before its call: one list.
+        self._callbacks = [callbacks] if isinstance(callbacks, Callback) else list(callbacks or ())
         self.callback_metrics, self.logged_metrics, self.progress_bar_metrics = {}, {}, {}
         self.checkpoint_callback = self.logger = self.early_stopping_callback = Inert()
-        self.callbacks, self.loggers = [], []
+        self.callbacks, self.loggers = self._callbacks, []
         self.current_epoch = self.global_step = 0
 
     def fit(self, model, train_dataloaders=None, val_dataloaders=None, datamodule=None, ckpt_path=None,
@@ -115,16 +118,28 @@ class BlockTrainer:
                              f"data (up to trainer.{self._captured.stage}); the run is lthost's")
 
 
+def check_callback(cb, where):
+    """Refuses what cannot be one of the run's callbacks: not a Callback, or a subclass of one
+    of Lightning's built-ins (lthost runs its own built-in; the subclass's overrides would not
+    run)."""
+    from .pytorch.core import Callback
+
+    if not isinstance(cb, Callback):
+        raise TypeError(f"{where}: {type(cb).__name__} is not a Callback")
+    cls = type(cb)
+    if getattr(cls, "_lt_builtin", False) and not cls.__dict__.get("_lt_builtin", False):
+        base = next(c for c in cls.__mro__ if c.__dict__.get("_lt_builtin", False))
+        raise NotImplementedError(f"{cls.__name__}: a subclass of Lightning's {base.__name__}; lthost runs its own "
+                                  f"{base.__name__} (configured from the Trainer's arguments), so the subclass's "
+                                  f"overrides would not run")
+
+
 def _own_callbacks(given):
     """The file's own callbacks among a Trainer's `callbacks` (one callback or a list), in
     order: Lightning's built-ins are lthost's, read at build."""
-    from .pytorch.core import Callback
-
-    given = [given] if isinstance(given, Callback) else list(given or ())
     for cb in given:
-        if not isinstance(cb, Callback):
-            raise TypeError(f"Trainer(callbacks=...): {type(cb).__name__} is not a Callback")
-    return [cb for cb in given if not getattr(type(cb), "_lt_builtin", False)]
+        check_callback(cb, "Trainer(callbacks=...)")
+    return [cb for cb in given if not type(cb).__dict__.get("_lt_builtin", False)]
 
 
 def _plain(v):

@@ -77,10 +77,20 @@ def _own_callback_class(obj):
     """Whether `obj` is a subclass of Lightning's Callback (the SDK's in a plugin, Lightning's
     own where the reader is checked) that is not one of Lightning's built-ins: its instances
     run in the plugin."""
-    if not inspect.isclass(obj) or getattr(obj, "_lt_builtin", False) or obj.__name__ in POSITIONAL:
+    if not inspect.isclass(obj) or obj.__dict__.get("_lt_builtin", False) or _is_builtin(obj):
         return False
     return any(c.__name__ == "Callback" and c.__module__.split(".")[0] in ("lightning", "pytorch_lightning")
                for c in obj.__mro__[1:])
+
+
+def _is_builtin(cls):
+    """One of Lightning's own callbacks (the SDK's stand-in, or Lightning's class itself)."""
+    return cls.__dict__.get("_lt_builtin", False) or (cls.__name__ in POSITIONAL and cls.__module__.startswith("lightning"))
+
+
+def _builtin_base(cls):
+    """The Lightning built-in callback `cls` subclasses (None: none)."""
+    return next((c for c in cls.__mro__[1:] if _is_builtin(c)), None)
 
 
 class Made:
@@ -95,7 +105,7 @@ class Made:
         self.unread = []  # the notes of its arguments not read
         self.needs_run = False
         self.callbacks = []  # a trainer's own callbacks: OwnCallback
-        self.callbacks_given = None  # a trainer's `callbacks` argument: its node
+        self.callbacks_given = None  # a trainer's `callbacks` argument, when not all of it is read: its node
 
 
 def _first_unknown(v):
@@ -196,6 +206,10 @@ class Reader:
             return
         for cb in trainer.callbacks:
             self.callbacks.append({"name": cb.cls.__name__, "line": cb.line})
+            base = _builtin_base(cb.cls)
+            if base is not None:
+                self.note(trainer.node, f"{cb.cls.__name__} subclasses Lightning's {base.__name__}: lthost runs its own "
+                                        f"{base.__name__}, not a subclass's overrides (a run refuses it)")
         if trainer.callbacks_given is not None and not trainer.callbacks:
             ours = sorted({c.__name__ for c in vars(self.module).values() if _own_callback_class(c)})
             if ours:
@@ -408,8 +422,11 @@ class Reader:
         """A trainer's `callbacks`: the built-ins' settings are read; the file's own callbacks
         are made by running the block."""
         value, at = given
-        made.callbacks_given = at
-        for one in value if isinstance(value, list) else [value]:
+        items = value if isinstance(value, list) else [value]
+        if not isinstance(at, (ast.List, ast.Tuple)) or any(isinstance(one, Unknown) and not isinstance(one, OwnCallback)
+                                                            for one in items):
+            made.callbacks_given = at  # a name the block may add to (`cbs.append(Printer())`), a call, ...
+        for one in items:
             if isinstance(one, OwnCallback):
                 made.callbacks.append(one)
                 continue

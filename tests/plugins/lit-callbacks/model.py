@@ -7,6 +7,7 @@ with `trainer.should_stop`. tests/reference/main_block_reference.py runs this fi
 last value of every logged metric, and resumes from a checkpoint."""
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.demos.boring_classes import BoringDataModule, BoringModel
 
@@ -27,23 +28,27 @@ class Model(BoringModel):
 
 
 class BestValLoss(Callback):
-    """The best validation loss so far, logged, and kept in checkpoints."""
+    """The best validation loss so far, logged, and kept in checkpoints with every loss seen
+    (a tensor) and the worst (infinite until one is seen: its state is not plain JSON)."""
 
     def __init__(self):
-        self.best = float("inf")
+        self.best, self.worst, self.seen = float("inf"), -float("inf"), []
 
     def on_validation_epoch_end(self, trainer, pl_module):
         if trainer.sanity_checking:
             return
-        self.best = min(self.best, float(trainer.callback_metrics["val_loss"]))
+        loss = trainer.callback_metrics["val_loss"]
+        self.seen.append(loss)
+        self.best = min(self.best, float(loss))
         pl_module.log("best_val_loss", self.best)
 
     def state_dict(self):
-        return {"best": self.best}
+        return {"best": self.best, "worst": self.worst, "seen": torch.stack(self.seen)}
 
     def load_state_dict(self, state_dict):
-        self.best = state_dict["best"]
-        print(f"BestValLoss restored: best {self.best:.6f}")
+        self.best, self.worst, self.seen = state_dict["best"], state_dict["worst"], list(state_dict["seen"])
+        print(f"BestValLoss restored: best {self.best:.6f}, worst {self.worst}, "
+              f"{len(self.seen)} losses seen ({state_dict['seen'].dtype})")
 
 
 class DampGradients(Callback):

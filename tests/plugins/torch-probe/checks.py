@@ -530,6 +530,86 @@ def run(torch):
     check("gru", lambda: recurrent("GRU", num_layers=2, bias=False))
     check("rnn_relu", lambda: recurrent("RNN", nonlinearity="relu", bidirectional=True))
 
+    def cells():
+        out = []
+        for cell in (nn.RNNCell(3, 4), nn.RNNCell(3, 4, bias=False, nonlinearity="relu"), nn.LSTMCell(3, 4), nn.GRUCell(3, 4)):
+            x = torch.randn(2, 3)
+            h = cell(x)
+            one = cell(x[0], tuple(t[0] for t in h) if isinstance(h, tuple) else h[0])
+            hs = list(h) if isinstance(h, tuple) else [h]
+            ones = list(one) if isinstance(one, tuple) else [one]
+            loss = sum(t.pow(2).sum() for t in hs + ones)
+            out.append([[[n, p] for n, p in cell.named_parameters()], hs, ones, grads(cell, loss)])
+        return out
+
+    check("rnn_cells", cells)
+
+    def more_layers():
+        out = []
+        for m, x in [
+            (nn.PReLU(3, init=0.1), torch.randn(2, 3, 4)),
+            (nn.InstanceNorm1d(3, affine=True), torch.randn(2, 3, 5)),
+            (nn.InstanceNorm2d(2, track_running_stats=True), torch.randn(2, 2, 3, 3)),
+            (nn.InstanceNorm1d(3), torch.randn(3, 4)),
+            (nn.ZeroPad2d((1, 0, 2, 1)), torch.randn(1, 2, 3, 3)),
+            (nn.ConstantPad1d(1, 3.5), torch.randn(1, 2, 3)),
+            (nn.ReflectionPad1d(2), torch.randn(1, 2, 5)),
+            (nn.ReplicationPad2d(1), torch.randn(1, 1, 2, 3)),
+            (nn.CircularPad1d(1), torch.randn(1, 2, 4)),
+            (nn.Threshold(0.1, 20.0), torch.randn(2, 3)),
+            (nn.Hardshrink(0.3), torch.randn(2, 3)),
+            (nn.Softshrink(), torch.randn(2, 3)),
+            (nn.Softmax2d(), torch.randn(2, 3, 2, 2)),
+            (nn.PixelUnshuffle(2), torch.randn(1, 1, 4, 4)),
+            (nn.UpsamplingNearest2d(scale_factor=2), torch.randn(1, 1, 2, 2)),
+            (nn.UpsamplingBilinear2d(size=(3, 5)), torch.randn(1, 1, 2, 2)),
+            (nn.AdaptiveMaxPool1d(2), torch.randn(1, 2, 5)),
+            (nn.MaxPool3d(2), torch.randn(1, 1, 4, 4, 4)),
+            (nn.AvgPool3d(2, stride=1), torch.randn(1, 1, 3, 3, 3)),
+            (nn.AdaptiveAvgPool3d((1, 2, None)), torch.randn(1, 2, 3, 4, 5)),
+            (nn.LocalResponseNorm(2), torch.randn(2, 4, 3)),
+            (nn.LocalResponseNorm(3), torch.randn(1, 4, 2, 2)),
+        ]:
+            x.requires_grad_()
+            y = m(x)
+            y.pow(2).sum().backward()
+            out.append([type(m).__name__, y, x.grad, [[n, p, p.grad] for n, p in m.named_parameters()],
+                        list(m.state_dict().keys())])
+        a, b = torch.randn(2, 3, requires_grad=True), torch.randn(2, 4)
+        bi = nn.Bilinear(3, 4, 2)
+        y = bi(a, b)
+        y.sum().backward()
+        out.append(["Bilinear", bi.weight, bi.bias, y, a.grad, bi.weight.grad])
+        return out
+
+    check("more_layers", more_layers)
+
+    def more_losses():
+        a, b = torch.randn(4, 3, requires_grad=True), torch.randn(4, 3)
+        y = torch.tensor([1.0, -1.0, 1.0, -1.0])
+        cls = torch.tensor([0, 2, 1, 2])
+        multi = torch.tensor([[0, 1, -1], [2, -1, 0], [1, 0, 2], [-1, 0, 0]])
+        labels = (torch.randn(4, 3) > 0).float()
+        losses = [
+            nn.MarginRankingLoss(margin=0.1)(a[:, 0], b[:, 0], y),
+            nn.CosineEmbeddingLoss(margin=0.2)(a, b, y),
+            nn.HingeEmbeddingLoss(margin=0.5, reduction="sum")(a, b.sign()),
+            nn.SoftMarginLoss()(a, b.sign()),
+            nn.MultiLabelSoftMarginLoss(weight=torch.tensor([1.0, 2.0, 0.5]))(a, labels),
+            nn.MultiLabelMarginLoss()(a, multi),
+            nn.MultiMarginLoss(p=2, margin=0.5)(a, cls),
+            nn.TripletMarginLoss(margin=0.3, swap=True)(a, b, b.flip(0)),
+            nn.PoissonNLLLoss()(a, b.abs()),
+            nn.PoissonNLLLoss(log_input=False, full=True)(a.abs() + 0.1, b.abs() * 3),
+            nn.GaussianNLLLoss()(a, b, torch.ones(4, 1) * 0.5),
+            nn.GaussianNLLLoss(full=True, reduction="none")(a, b, torch.rand(4, 3) + 0.1),
+            F.local_response_norm(a.view(1, 4, 3), 2).sum(),
+        ]
+        sum(loss.sum() for loss in losses).backward()
+        return [losses, a.grad]
+
+    check("more_losses", more_losses)
+
     def attention(**kw):
         m = nn.MultiheadAttention(8, 2, **kw)
         x = torch.randn(2, 5, 8) if kw.get("batch_first") else torch.randn(5, 2, 8)

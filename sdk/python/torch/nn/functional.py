@@ -352,3 +352,146 @@ def multi_head_attention_forward(*args, **kwargs):
 
 
 __all__ = [n for n in dir() if not n.startswith("_") and n not in ("math", "Tensor")]
+
+
+# ---- more of torch.nn.functional: shrinkage, 3-d and 1-d pooling, pixel unshuffle, LRN ----
+def hardshrink(input, lambd=0.5):
+    return _core.call("hardshrink", (input, lambd), {})
+
+
+def softshrink(input, lambd=0.5):
+    return _core.call("softshrink", (input, lambd), {})
+
+
+def pixel_unshuffle(input, downscale_factor):
+    return _core.call("pixel_unshuffle", (input, downscale_factor), {})
+
+
+def adaptive_max_pool1d(input, output_size, return_indices=False):
+    out = _core.call("adaptive_max_pool1d", (input, _list(output_size, 1)), {})
+    return out if return_indices else out[0]
+
+
+def max_pool3d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+    args = (input, _list(kernel_size, 3), _pool_stride(stride, kernel_size, 3), _list(padding, 3), _list(dilation, 3), ceil_mode)
+    return _core.call("max_pool3d_with_indices" if return_indices else "max_pool3d", args, {})
+
+
+def avg_pool3d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True, divisor_override=None):
+    args = (input, _list(kernel_size, 3), _pool_stride(stride, kernel_size, 3), _list(padding, 3), ceil_mode, count_include_pad, divisor_override)
+    return _core.call("avg_pool3d", args, {})
+
+
+def adaptive_avg_pool3d(input, output_size):
+    size = _list(output_size, 3)
+    size = [input.shape[-3 + i] if s is None else s for i, s in enumerate(size)]
+    return _core.call("adaptive_avg_pool3d", (input, size), {})
+
+
+def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0):
+    """torch's: each value over the mean square of its `size` neighbouring channels."""
+    dim = input.dim()
+    if dim < 3:
+        raise ValueError(f"Expected 3D or higher dimensionality input (got {dim} dimensions)")
+    if input.numel() == 0:
+        return input
+    div = input.mul(input)
+    if dim == 3:
+        div = pad(div.unsqueeze(1), [0, 0, size // 2, (size - 1) // 2])
+        div = avg_pool2d(div, (size, 1), stride=1).squeeze(1)
+    else:
+        sizes = input.size()
+        div = div.view(sizes[0], 1, sizes[1], sizes[2], -1)
+        div = pad(div, [0, 0, 0, 0, size // 2, (size - 1) // 2])
+        div = avg_pool3d(div, (size, 1, 1), stride=1).squeeze(1).view(sizes)
+    return input / div.mul(alpha).add(k).pow(beta)
+
+
+# ---- more losses ----
+def _reduced(loss, reduction):
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    if reduction == "none":
+        return loss
+    raise ValueError(f"{reduction} is not a valid value for reduction")
+
+
+def margin_ranking_loss(input1, input2, target, margin=0.0, size_average=None, reduce=None, reduction="mean"):
+    if input1.dim() != input2.dim() or input1.dim() != target.dim():
+        raise RuntimeError(f"margin_ranking_loss : All input tensors should have same dimension but got sizes: input1: {input1.size()}, input2: {input2.size()}, target: {target.size()} ")
+    return _core.call("margin_ranking_loss", (input1, input2, target, float(margin), _reduction_number(reduction, size_average, reduce)), {})
+
+
+def cosine_embedding_loss(input1, input2, target, margin=0.0, size_average=None, reduce=None, reduction="mean"):
+    return _core.call("cosine_embedding_loss", (input1, input2, target, float(margin), _reduction_number(reduction, size_average, reduce)), {})
+
+
+def hinge_embedding_loss(input, target, margin=1.0, size_average=None, reduce=None, reduction="mean"):
+    return _core.call("hinge_embedding_loss", (input, target, float(margin), _reduction_number(reduction, size_average, reduce)), {})
+
+
+def soft_margin_loss(input, target, size_average=None, reduce=None, reduction="mean"):
+    return _core.call("soft_margin_loss", (input, target, _reduction_number(reduction, size_average, reduce)), {})
+
+
+def multilabel_soft_margin_loss(input, target, weight=None, size_average=None, reduce=None, reduction="mean"):
+    _reduction_number(reduction, size_average, reduce)
+    loss = -(target * logsigmoid(input) + (1 - target) * logsigmoid(-input))
+    if weight is not None:
+        loss = loss * weight
+    class_dim = input.dim() - 1
+    return _reduced(loss.sum(dim=class_dim) / input.size(class_dim), reduction)
+
+
+def multilabel_margin_loss(input, target, size_average=None, reduce=None, reduction="mean"):
+    return _core.call("multilabel_margin_loss", (input, target, _reduction_number(reduction, size_average, reduce)), {})
+
+
+def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, size_average=None, reduce=None, reduction="mean"):
+    if p not in (1, 2):
+        raise ValueError("only p == 1 and p == 2 supported")
+    if weight is not None and weight.dim() != 1:
+        raise ValueError("weight must be one-dimensional")
+    return _core.call("multi_margin_loss", (input, target, p, margin, weight, _reduction_number(reduction, size_average, reduce)), {})
+
+
+def triplet_margin_loss(anchor, positive, negative, margin=1.0, p=2, eps=1e-6, swap=False, size_average=None, reduce=None, reduction="mean"):
+    return _core.call("triplet_margin_loss", (anchor, positive, negative, float(margin), float(p), float(eps), swap, _reduction_number(reduction, size_average, reduce)), {})
+
+
+def poisson_nll_loss(input, target, log_input=True, full=False, size_average=None, eps=1e-8, reduce=None, reduction="mean"):
+    return _core.call("poisson_nll_loss", (input, target, log_input, full, float(eps), _reduction_number(reduction, size_average, reduce)), {})
+
+
+def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"):
+    """torch's: 0.5 (log var + (input - target)² / var), var clamped at `eps` (no gradient
+    through the clamp), var one dimension short or one broadcast dimension of input allowed."""
+    import torch
+
+    if isinstance(var, float):
+        if var < 0:
+            raise ValueError("var has negative entry/entries")
+        var = var * torch.ones_like(input)
+    elif torch.any(var < 0):
+        raise ValueError("var has negative entry/entries")
+    if list(var.size()) != list(input.size()):
+        if list(input.size())[:-1] == list(var.size()):
+            var = var.unsqueeze(-1)
+        elif input.dim() != var.dim() or sum(y for x, y in zip(input.size(), var.size()) if x != y) != 1:
+            raise ValueError("var is of incorrect size")
+    if reduction not in ("none", "mean", "sum"):
+        raise ValueError(reduction + " is not valid")
+    var = var.clone()
+    with torch.no_grad():
+        var.clamp_(min=eps)
+    loss = 0.5 * (torch.log(var) + (input - target) ** 2 / var)
+    if full:
+        loss = loss + 0.5 * math.log(2 * math.pi)
+    return _reduced(loss, reduction)
+
+
+def _reduction_number(reduction, size_average, reduce):
+    """The ATen reduction number of torch's `reduction` name."""
+    return _reduction(reduction, size_average, reduce).value

@@ -330,6 +330,68 @@ GLU = _activation("GLU", lambda x, dim: F.glu(x, dim), (("dim", -1),))
 Softmax = _activation("Softmax", lambda x, dim: F.softmax(x, dim), (("dim", None),))
 LogSoftmax = _activation("LogSoftmax", lambda x, dim: F.log_softmax(x, dim), (("dim", None),))
 Softmin = _activation("Softmin", lambda x, dim: F.softmin(x, dim), (("dim", None),))
+Threshold = _activation("Threshold", lambda x, threshold, value: F.threshold(x, threshold, value), (("threshold", None), ("value", None), ("inplace", False)))
+Hardshrink = _activation("Hardshrink", lambda x, lambd: F.hardshrink(x, lambd), (("lambd", 0.5),))
+Softshrink = _activation("Softshrink", lambda x, lambd: F.softshrink(x, lambd), (("lambd", 0.5),))
+
+
+class Softmax2d(Module):
+    def forward(self, input):
+        if input.dim() not in (3, 4):
+            raise ValueError(f"Softmax2d: expected input to be 3D or 4D, got {input.dim()}D instead")
+        return F.softmax(input, -3)
+
+
+class PReLU(Module):
+    def __init__(self, num_parameters=1, init=0.25, device=None, dtype=None):
+        super().__init__()
+        self.num_parameters, self.init = num_parameters, init
+        self.weight = Parameter(empty(num_parameters))
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        init.constant_(self.weight, self.init)
+
+    def forward(self, input):
+        return F.prelu(input, self.weight)
+
+    def extra_repr(self):
+        return f"num_parameters={self.num_parameters}"
+
+
+class Bilinear(Module):
+    def __init__(self, in1_features, in2_features, out_features, bias=True, device=None, dtype=None):
+        super().__init__()
+        self.in1_features, self.in2_features, self.out_features = in1_features, in2_features, out_features
+        self.weight = Parameter(empty(out_features, in1_features, in2_features))
+        if bias:
+            self.bias = Parameter(empty(out_features))
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        if self.in1_features <= 0:
+            raise ValueError(f"in1_features must be > 0, but got (in1_features={self.in1_features})")
+        bound = 1 / math.sqrt(self.weight.size(1))
+        init.uniform_(self.weight, -bound, bound)
+        if self.bias is not None:
+            init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, input1, input2):
+        return F.bilinear(input1, input2, self.weight, self.bias)
+
+    def extra_repr(self):
+        return f"in1_features={self.in1_features}, in2_features={self.in2_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+class LocalResponseNorm(Module):
+    def __init__(self, size, alpha=1e-4, beta=0.75, k=1.0):
+        super().__init__()
+        self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
+
+    def forward(self, input):
+        return F.local_response_norm(input, self.size, self.alpha, self.beta, self.k)
 
 
 class Flatten(Module):
@@ -367,6 +429,21 @@ AdaptiveAvgPool2d = _pool("AdaptiveAvgPool2d", F.adaptive_avg_pool2d, (("output_
 AdaptiveMaxPool2d = _pool("AdaptiveMaxPool2d", F.adaptive_max_pool2d, (("output_size", _REQUIRED), ("return_indices", False)))
 Upsample = _pool("Upsample", F.interpolate, (("size", None), ("scale_factor", None), ("mode", "nearest"), ("align_corners", None)))
 PixelShuffle = _pool("PixelShuffle", F.pixel_shuffle, (("upscale_factor", _REQUIRED),))
+PixelUnshuffle = _pool("PixelUnshuffle", F.pixel_unshuffle, (("downscale_factor", _REQUIRED),))
+AdaptiveMaxPool1d = _pool("AdaptiveMaxPool1d", F.adaptive_max_pool1d, (("output_size", _REQUIRED), ("return_indices", False)))
+MaxPool3d = _pool("MaxPool3d", F.max_pool3d, (("kernel_size", _REQUIRED), ("stride", None), ("padding", 0), ("dilation", 1), ("return_indices", False), ("ceil_mode", False)))
+AvgPool3d = _pool("AvgPool3d", F.avg_pool3d, (("kernel_size", _REQUIRED), ("stride", None), ("padding", 0), ("ceil_mode", False), ("count_include_pad", True), ("divisor_override", None)))
+AdaptiveAvgPool3d = _pool("AdaptiveAvgPool3d", F.adaptive_avg_pool3d, (("output_size", _REQUIRED),))
+
+
+class UpsamplingNearest2d(Upsample):
+    def __init__(self, size=None, scale_factor=None):
+        super().__init__(size, scale_factor, mode="nearest")
+
+
+class UpsamplingBilinear2d(Upsample):
+    def __init__(self, size=None, scale_factor=None):
+        super().__init__(size, scale_factor, mode="bilinear", align_corners=True)
 
 
 def _loss(name, fn, params):
@@ -386,4 +463,26 @@ BCELoss = _loss("BCELoss", F.binary_cross_entropy, (("weight", None), ("reductio
 BCEWithLogitsLoss = _loss("BCEWithLogitsLoss", F.binary_cross_entropy_with_logits, (("weight", None), ("reduction", "mean"), ("pos_weight", None)))
 KLDivLoss = _loss("KLDivLoss", F.kl_div, (("reduction", "mean"), ("log_target", False)))
 CosineSimilarity = _loss("CosineSimilarity", F.cosine_similarity, (("dim", 1), ("eps", 1e-8)))
+HingeEmbeddingLoss = _loss("HingeEmbeddingLoss", F.hinge_embedding_loss, (("margin", 1.0), ("reduction", "mean")))
+SoftMarginLoss = _loss("SoftMarginLoss", F.soft_margin_loss, (("reduction", "mean"),))
+MultiLabelSoftMarginLoss = _loss("MultiLabelSoftMarginLoss", F.multilabel_soft_margin_loss, (("weight", None), ("reduction", "mean")))
+MultiLabelMarginLoss = _loss("MultiLabelMarginLoss", F.multilabel_margin_loss, (("reduction", "mean"),))
+MultiMarginLoss = _loss("MultiMarginLoss", F.multi_margin_loss, (("p", 1), ("margin", 1.0), ("weight", None), ("reduction", "mean")))
+PoissonNLLLoss = _loss("PoissonNLLLoss", F.poisson_nll_loss, (("log_input", True), ("full", False), ("eps", 1e-8), ("reduction", "mean")))
+
+
+def _loss3(name, fn, params):
+    """A loss of three tensors (torch's argument names: MarginRankingLoss's input1, input2,
+    target; TripletMarginLoss's anchor, positive, negative; GaussianNLLLoss's input, target, var)."""
+
+    def forward(self, a, b, c):
+        return fn(a, b, c, **{k: getattr(self, k) for k, _ in params})
+
+    return type(name, (Module,), {"__init__": _init_from(name, params, False), "forward": forward, "__module__": __name__})
+
+
+MarginRankingLoss = _loss3("MarginRankingLoss", F.margin_ranking_loss, (("margin", 0.0), ("reduction", "mean")))
+CosineEmbeddingLoss = _loss3("CosineEmbeddingLoss", F.cosine_embedding_loss, (("margin", 0.0), ("reduction", "mean")))
+TripletMarginLoss = _loss3("TripletMarginLoss", F.triplet_margin_loss, (("margin", 1.0), ("p", 2.0), ("eps", 1e-6), ("swap", False), ("reduction", "mean")))
+GaussianNLLLoss = _loss3("GaussianNLLLoss", F.gaussian_nll_loss, (("full", False), ("eps", 1e-6), ("reduction", "mean")))
 __all__ = [n for n, v in list(globals().items()) if isinstance(v, type) and issubclass(v, Module) and not n.startswith('_')]

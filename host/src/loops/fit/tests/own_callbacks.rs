@@ -46,10 +46,13 @@ impl Module for WithOwnCallback {
         self.inner.hook(ctx, hook, batch_idx)
     }
     fn file_callbacks(&mut self, _ctx: &mut RunContext) -> Result<Vec<FileCallback>> {
-        Ok(vec![FileCallback {
-            state_key: "EpochCounter".into(),
-            hooks: vec![Hook::OnTrainEpochEnd, Hook::OnSanityCheckStart],
-        }])
+        Ok(vec![
+            FileCallback {
+                state_key: "EpochCounter".into(),
+                hooks: vec![Hook::OnTrainEpochEnd, Hook::OnSanityCheckStart],
+            },
+            FileCallback { state_key: "Timer".into(), hooks: Vec::new() },
+        ])
     }
     fn file_callback_hook(&mut self, ctx: &mut RunContext, hook: Hook, _batch_idx: Option<u64>) -> Result<()> {
         self.inner.calls.borrow_mut().push(format!("callback:{}", hook.name()));
@@ -63,10 +66,18 @@ impl Module for WithOwnCallback {
         Ok(())
     }
     fn file_callback_states(&mut self, _ctx: &mut RunContext) -> Result<Vec<(String, String)>> {
-        Ok(vec![("EpochCounter".into(), format!("{{\"epochs\": {}}}", self.epochs_seen))])
+        // A second one named as lthost's own Timer: kept apart from the Timer's state.
+        Ok(vec![
+            ("EpochCounter".into(), format!("{{\"epochs\": {}}}", self.epochs_seen)),
+            ("Timer".into(), "{\"mine\": true}".into()),
+        ])
     }
     fn load_file_callback_state(&mut self, _ctx: &mut RunContext, key: &str, state: &str) -> Result<()> {
-        self.restored = Some(format!("{key} {state}"));
+        if key == "EpochCounter" {
+            self.restored = Some(format!("{key} {state}"));
+        } else {
+            assert_eq!((key, state), ("Timer", "{\"mine\":true}"), "the file's Timer gets its own state back");
+        }
         Ok(())
     }
 }
@@ -100,6 +111,8 @@ fn a_modules_own_callback_runs_first_stops_the_fit_and_keeps_its_state() {
     // Its state is in each epoch's checkpoint under its key, and comes back on resume.
     let meta = crate::checkpoint::load(&saves.join("epoch=0.ckpt")).expect("epoch 0's checkpoint").meta;
     assert_eq!(meta.callbacks.get("EpochCounter"), Some(&serde_json::json!({"epochs": 1})));
+    assert_eq!(meta.callbacks.get("file:Timer"), Some(&serde_json::json!({"mine": true})));
+    assert!(meta.callbacks.get("Timer").is_some_and(|t| t.get("mine").is_none()), "lthost's Timer keeps its key");
     let mut t = Trainer::new(TrainerConfig { enable_checkpointing: true, ..quiet(dir.path(), 5) }, None);
     t.checkpoint = every_epoch;
     t.ckpt_path = Some(saves.join("epoch=0.ckpt").display().to_string());
