@@ -610,6 +610,34 @@ def run(torch):
 
     check("more_losses", more_losses)
 
+    def more_optimizers():
+        out = []
+        for make in (
+            lambda ps: torch.optim.Adamax(ps, lr=0.01, weight_decay=0.1),
+            lambda ps: torch.optim.Adadelta(ps, lr=0.5, rho=0.8, weight_decay=0.01),
+            lambda ps: torch.optim.NAdam(ps, lr=0.01, weight_decay=0.05),
+            lambda ps: torch.optim.NAdam(ps, lr=0.01, weight_decay=0.05, decoupled_weight_decay=True, momentum_decay=0.01),
+            lambda ps: torch.optim.RAdam(ps, lr=0.01, weight_decay=0.05),
+            lambda ps: torch.optim.RAdam([{"params": ps[:1]}, {"params": ps[1:], "lr": 0.02}], lr=0.01, weight_decay=0.1,
+                                         decoupled_weight_decay=True),
+            lambda ps: torch.optim.Adamax(ps, lr=0.01, maximize=True),
+        ):
+            torch.manual_seed(5)
+            w, b = nn.Parameter(torch.randn(3, 4)), nn.Parameter(torch.randn(4))
+            x, y = torch.randn(8, 3), torch.randn(8, 4)
+            o = make([w, b])
+            losses = []
+            for _ in range(100):
+                o.zero_grad()
+                loss = ((x @ w + b - y) ** 2).mean()
+                loss.backward()
+                o.step()
+                losses.append(loss.item())
+            out.append([losses[::10], w, b, sorted(o.state[w].keys()), o.state[w]["step"]])
+        return out
+
+    check("more_optimizers", more_optimizers)
+
     def attention(**kw):
         m = nn.MultiheadAttention(8, 2, **kw)
         x = torch.randn(2, 5, 8) if kw.get("batch_first") else torch.randn(5, 2, 8)

@@ -4,10 +4,9 @@ an input without a batch dimension taken as one sample."""
 
 import warnings
 
-from .. import _core, ones, zeros
 from . import functional as F
+from .layers import norm_state
 from .module import Module
-from .parameter import Parameter
 
 
 class _InstanceNorm(Module):
@@ -15,21 +14,7 @@ class _InstanceNorm(Module):
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=False, track_running_stats=False, device=None, dtype=None):
         super().__init__()
-        self.num_features, self.eps, self.momentum, self.affine, self.track_running_stats = num_features, eps, momentum, affine, track_running_stats
-        if affine:
-            self.weight = Parameter(ones(num_features))
-            self.bias = Parameter(zeros(num_features))
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
-        if track_running_stats:
-            self.register_buffer("running_mean", zeros(num_features))
-            self.register_buffer("running_var", ones(num_features))
-            self.register_buffer("num_batches_tracked", _core.call("zeros", ([],), {"dtype": _core.int64}))
-        else:
-            self.register_buffer("running_mean", None)
-            self.register_buffer("running_var", None)
-            self.register_buffer("num_batches_tracked", None)
+        norm_state(self, num_features, eps, momentum, affine, track_running_stats)
 
     def forward(self, input):
         if input.dim() not in (self._dims, self._dims + 1):

@@ -118,24 +118,31 @@ class ConvTranspose2d(ConvTranspose1d):
         return F.conv_transpose2d(x, self.weight, self.bias, self.stride, self.padding, self.output_padding, self.groups, self.dilation)
 
 
+def norm_state(module, num_features, eps, momentum, affine, track_running_stats):
+    """A batch or instance norm's settings, `weight` (ones) and `bias` (zeros) when affine,
+    and its running statistics when it tracks them (torch's `_NormBase`)."""
+    module.num_features, module.eps, module.momentum = num_features, eps, momentum
+    module.affine, module.track_running_stats = affine, track_running_stats
+    if affine:
+        module.weight = Parameter(ones(num_features))
+        module.bias = Parameter(zeros(num_features))
+    else:
+        module.register_parameter("weight", None)
+        module.register_parameter("bias", None)
+    if track_running_stats:
+        module.register_buffer("running_mean", zeros(num_features))
+        module.register_buffer("running_var", ones(num_features))
+        module.register_buffer("num_batches_tracked", _core.call("zeros", ([],), {"dtype": _core.int64}))
+    else:
+        module.register_buffer("running_mean", None)
+        module.register_buffer("running_var", None)
+        module.register_buffer("num_batches_tracked", None)
+
+
 class _BatchNorm(Module):
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True, device=None, dtype=None):
         super().__init__()
-        self.num_features, self.eps, self.momentum, self.affine, self.track_running_stats = num_features, eps, momentum, affine, track_running_stats
-        if affine:
-            self.weight = Parameter(empty(num_features))
-            self.bias = Parameter(empty(num_features))
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
-        if track_running_stats:
-            self.register_buffer("running_mean", zeros(num_features))
-            self.register_buffer("running_var", ones(num_features))
-            self.register_buffer("num_batches_tracked", _core.call("zeros", ([],), {"dtype": _core.int64}))
-        else:
-            self.register_buffer("running_mean", None)
-            self.register_buffer("running_var", None)
-            self.register_buffer("num_batches_tracked", None)
+        norm_state(self, num_features, eps, momentum, affine, track_running_stats)
         self.reset_parameters()
 
     def reset_parameters(self):

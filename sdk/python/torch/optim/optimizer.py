@@ -95,6 +95,15 @@ class Optimizer:
         return loss
 
     def zero_grad(self, set_to_none=True):
+        if self._index is None and not self._in_host:  # one of the plugin's own, not handed to the host
+            for g in self.param_groups:
+                for p in g["params"]:
+                    if p.grad is not None:
+                        if set_to_none:
+                            p.grad = None
+                        else:
+                            p.grad.zero_()
+            return
         optimization.zero_grad(self._bound("zero_grad"))
 
     def state_dict(self):
