@@ -203,11 +203,12 @@ fn a_boring_model_subclass_with_lightnings_boring_data_module_trains_as_in_light
     let wasm = plugin("lit-demos");
     let run = lthost(d.path(), &["fit", wasm.to_str().expect("utf-8"), "--no-progress-bar"]);
     assert!(run.ok(), "{}", run.stderr);
-    assert!(run.stderr.contains("trained 48 steps on rank 0") || run.stdout.contains("trained 48 steps on rank 0"));
+    let line = "trained 48 steps on rank 0 (prepare_data ran: True)";
+    assert!(run.stderr.contains(line) || run.stdout.contains(line), "{}", run.stdout);
     let rows = read_metrics(&d.path().join("lightning_logs/version_0"));
     assert_losses(&column(&rows, "train_loss"), want["losses"].as_array().expect("losses"));
     let metrics = want["callback_metrics"].as_object().expect("metrics");
-    assert!(metrics.contains_key("grad_2.0_norm_total"), "{metrics:?}");
+    assert!(metrics.contains_key("grad_2.0_norm_total") && metrics.contains_key("twice_train_loss"), "{metrics:?}");
     for (name, expected) in metrics {
         let expected = expected.as_f64().expect("a number");
         let got = *column(&rows, name).last().unwrap_or_else(|| panic!("no {name} logged"));

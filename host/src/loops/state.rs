@@ -152,9 +152,12 @@ impl LoopState<'_> {
                                  // A search (the tuner's) runs with its own callback only, as Lightning's resets them.
         let file_callbacks =
             !self.searching && hook.owner() != Owner::Module && self.module_hooks.callbacks.contains(&hook);
-        let any_callbacks = file_callbacks || !self.callbacks.is_empty();
-        if any_callbacks && hook == Hook::OnTrainBatchEnd {
-            // Callbacks see this batch's values: the one host sync, and only with callbacks.
+        if hook == Hook::OnTrainBatchEnd
+            && (file_callbacks || !self.callbacks.is_empty() || self.module_hooks.contains(&hook))
+        {
+            // Whoever has the hook sees this batch's values in callback_metrics and
+            // logged_metrics (Lightning computes them when read): the one host sync, and only
+            // when a callback or the module has the hook.
             self.take_step_metrics();
         }
         tracing::trace!(

@@ -981,6 +981,16 @@ def _data_source():
     return d
 
 
+def _prepare(data):
+    """Lightning's `_DataConnector.prepare_data`, before any `setup`: the LightningDataModule's
+    `prepare_data`, then the LightningModule's when the file overrides it."""
+    if data is not None:
+        data.prepare_data()
+    m = _live.get("module")
+    if m is not None and type(m).prepare_data is not _UserModule.prepare_data:
+        m.prepare_data()
+
+
 class DataModule(_exports.DataModule):
     def setup(self, stage, hparams):
         torch._core.RUNNING[0] = True
@@ -997,7 +1007,7 @@ class DataModule(_exports.DataModule):
                 # (made anew with the run's data hyper-parameters where they differ).
                 d = _data_remade(block, cls, hparams) or block.datamodule
                 block.datamodule = d
-                d.prepare_data()
+                _prepare(d)
                 d.setup(_STAGES[stage])
                 _live["data_hparams"] = hparams
             elif cls is None or (block is not None and block.loaders):
@@ -1006,13 +1016,14 @@ class DataModule(_exports.DataModule):
                 d = _live.get("module")
                 if d is None:
                     raise RuntimeError("no LightningDataModule in this component, and the LightningModule is not built yet")
+                _prepare(None)
             else:
                 # Set up again with the same hyper-parameters (a fit after the learning-rate
                 # search): the same object, as Lightning's second `trainer.fit(model, dm)`.
                 d = _live.get("data")
                 if not isinstance(d, cls) or _live.get("data_hparams") != hparams:
                     d = _instantiate(cls, hparams)
-                d.prepare_data()
+                _prepare(d)
                 d.setup(_STAGES[stage])
                 _live["data_hparams"] = hparams
             saved = _saved(d if isinstance(d, _UserData) else None)

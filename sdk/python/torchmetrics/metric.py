@@ -86,6 +86,16 @@ class Metric(nn.Module):
         self._forward_cache = value
         return value
 
+    def __getstate__(self):
+        """A copy (`MetricCollection.clone`, `copy.deepcopy`) re-wraps its own `update` and
+        `compute`, as torchmetrics' does: the wrappers hold the instance they were made for."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("update", "compute")}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.update = self._wrap_update(self.update)
+        self.compute = self._wrap_compute(self.compute)
+
     def _wrap_update(self, update):
         def wrapped(*args, **kwargs):
             self._update_count += 1

@@ -2,7 +2,8 @@
 BoringModel of `lightning.pytorch.demos.boring_classes` that logs, Lightning's
 BoringDataModule, Lightning's utilities (`grad_norm` logged before each optimizer step, as
 Lightning's docs show, `rank_zero_only`, the `STEP_OUTPUT` type), gradients changed in that
-hook (the step uses them), and the training code at the file's top level. `lthost build` finds
+hook (the step uses them), the batch's `callback_metrics` read in `on_train_batch_end`, and the
+training code at the file's top level. `lthost build` finds
 the subclass and the imported data module; tests/reference/main_block_reference.py runs this
 file in Lightning 2.6.6 (`python model.py`) and tests/e2e/main_block.rs compares every loss and
 the last value of every logged metric."""
@@ -39,9 +40,16 @@ class LoggingModel(BoringModel):
         self.layer.weight.grad = self.layer.weight.grad * 0.5
         self.layer.bias.grad.mul_(0.5)
 
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        # This batch's value, as Lightning computes callback_metrics when read.
+        self.log("twice_train_loss", self.trainer.callback_metrics["train_loss"] * 2)
+
+    def prepare_data(self):
+        self.prepared = True
+
     @rank_zero_only
     def on_train_end(self):
-        print(f"trained {self.global_step} steps on rank 0")
+        print(f"trained {self.global_step} steps on rank 0 (prepare_data ran: {getattr(self, 'prepared', False)})")
 
 
 seed_everything(3)

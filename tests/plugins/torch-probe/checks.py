@@ -638,6 +638,34 @@ def run(torch):
 
     check("more_optimizers", more_optimizers)
 
+    def metric_collection():
+        import torchmetrics
+        from torchmetrics import MetricCollection
+        from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
+        def rows(d):
+            return [[k, v] for k, v in sorted(d.items())]
+
+        train = MetricCollection([MulticlassAccuracy(num_classes=3), MulticlassF1Score(num_classes=3, average="macro")],
+                                 prefix="train_")
+        val = train.clone(prefix="val_")
+        named = MetricCollection({"prec": torchmetrics.Precision(task="multiclass", num_classes=3, average="macro"),
+                                  "acc": torchmetrics.Accuracy(task="multiclass", num_classes=3)}, postfix="/x")
+        torch.manual_seed(3)
+        steps = []
+        for _ in range(3):
+            preds, target = torch.randn(6, 3).softmax(-1), torch.randint(0, 3, (6,))
+            steps.append(rows(train(preds, target)))
+            val.update(preds, target)
+            named.update(preds, target)
+        out = [list(train.keys()), list(train.keys(keep_base=True)), list(named.keys()), steps, rows(train.compute()),
+               rows(val.compute()), rows(named.compute()), type(val["val_MulticlassAccuracy"]).__name__]
+        val.reset()
+        val.update(preds, target)
+        return out + [rows(val.compute())]
+
+    check("metric_collection", metric_collection)
+
     def attention(**kw):
         m = nn.MultiheadAttention(8, 2, **kw)
         x = torch.randn(2, 5, 8) if kw.get("batch_first") else torch.randn(5, 2, 8)

@@ -332,6 +332,9 @@ class LightningModule(_DataHooks, HyperparametersMixin, nn.Module):
     def print(self, *args, **kwargs):
         print(*args, **kwargs)
 
+    def prepare_data(self):
+        """Lightning's: called once before `setup` (a download in Python; no network in a plugin)."""
+
     def configure_callbacks(self):
         """Callbacks the module adds to the run (they replace the Trainer's of the same type)."""
         return []
