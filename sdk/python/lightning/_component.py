@@ -983,11 +983,17 @@ def _data_source():
 
 def _prepare(data):
     """Lightning's `_DataConnector.prepare_data`, before any `setup`: the LightningDataModule's
-    `prepare_data`, then the LightningModule's when the file overrides it."""
-    if data is not None:
+    `prepare_data`, then the LightningModule's when the file overrides it, each on the ranks
+    Lightning calls it on."""
+    ranks = _trainer.ranks()
+
+    def here(obj):  # Lightning's: local rank 0 of each node (`prepare_data_per_node`), else global rank 0
+        return (ranks.local_rank if getattr(obj, "prepare_data_per_node", True) else ranks.global_rank) == 0
+
+    if data is not None and here(data):
         data.prepare_data()
     m = _live.get("module")
-    if m is not None and type(m).prepare_data is not _UserModule.prepare_data:
+    if m is not None and type(m).prepare_data is not _UserModule.prepare_data and here(m):
         m.prepare_data()
 
 

@@ -26,7 +26,7 @@ def _filter_kwargs(metric, kwargs):
     params = inspect.signature(metric.update).parameters.values()
     if any(p.kind == p.VAR_KEYWORD for p in params):
         return kwargs
-    names = {p.name for p in params}
+    names = {p.name for p in params if p.kind != p.VAR_POSITIONAL}
     return {k: v for k, v in kwargs.items() if k in names}
 
 

@@ -4,6 +4,8 @@ and folds the batch into the running state (torchmetrics' `full_state_update=Fal
 `reset` restores the defaults. Logged with `self.log(name, metric)`, Lightning's way: the step
 value is the last forward's, the epoch value `compute()` at the epoch's end, then `reset()`."""
 
+import functools
+
 import torch
 from torch import nn
 
@@ -97,6 +99,7 @@ class Metric(nn.Module):
         self.compute = self._wrap_compute(self.compute)
 
     def _wrap_update(self, update):
+        @functools.wraps(update)  # its signature stays the update's (MetricCollection filters keywords by it)
         def wrapped(*args, **kwargs):
             self._update_count += 1
             with torch.no_grad():

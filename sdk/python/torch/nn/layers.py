@@ -292,6 +292,8 @@ def _init_from(name, params, strict=True):
 
     def __init__(self, *args, **kwargs):
         Module.__init__(self)
+        if len(args) > len(params):
+            raise TypeError(f"{name}.__init__() takes {len(params) + 1} positional arguments but {len(args) + 1} were given")
         values = dict(params)
         for (k, _), v in zip(params, args):
             values[k] = v
@@ -470,12 +472,21 @@ BCELoss = _loss("BCELoss", F.binary_cross_entropy, (("weight", None), ("reductio
 BCEWithLogitsLoss = _loss("BCEWithLogitsLoss", F.binary_cross_entropy_with_logits, (("weight", None), ("reduction", "mean"), ("pos_weight", None)))
 KLDivLoss = _loss("KLDivLoss", F.kl_div, (("reduction", "mean"), ("log_target", False)))
 CosineSimilarity = _loss("CosineSimilarity", F.cosine_similarity, (("dim", 1), ("eps", 1e-8)))
-HingeEmbeddingLoss = _loss("HingeEmbeddingLoss", F.hinge_embedding_loss, (("margin", 1.0), ("reduction", "mean")))
-SoftMarginLoss = _loss("SoftMarginLoss", F.soft_margin_loss, (("reduction", "mean"),))
-MultiLabelSoftMarginLoss = _loss("MultiLabelSoftMarginLoss", F.multilabel_soft_margin_loss, (("weight", None), ("reduction", "mean")))
-MultiLabelMarginLoss = _loss("MultiLabelMarginLoss", F.multilabel_margin_loss, (("reduction", "mean"),))
-MultiMarginLoss = _loss("MultiMarginLoss", F.multi_margin_loss, (("p", 1), ("margin", 1.0), ("weight", None), ("reduction", "mean")))
-PoissonNLLLoss = _loss("PoissonNLLLoss", F.poisson_nll_loss, (("log_input", True), ("full", False), ("eps", 1e-8), ("reduction", "mean")))
+_LEGACY = (("size_average", None), ("reduce", None))  # torch's deprecated pair; F refuses them
+HingeEmbeddingLoss = _loss("HingeEmbeddingLoss", F.hinge_embedding_loss, (("margin", 1.0), *_LEGACY, ("reduction", "mean")))
+SoftMarginLoss = _loss("SoftMarginLoss", F.soft_margin_loss, (*_LEGACY, ("reduction", "mean")))
+MultiLabelSoftMarginLoss = _loss("MultiLabelSoftMarginLoss", F.multilabel_soft_margin_loss, (("weight", None), *_LEGACY, ("reduction", "mean")))
+MultiLabelMarginLoss = _loss("MultiLabelMarginLoss", F.multilabel_margin_loss, (*_LEGACY, ("reduction", "mean")))
+PoissonNLLLoss = _loss("PoissonNLLLoss", F.poisson_nll_loss, (("log_input", True), ("full", False), ("size_average", None), ("eps", 1e-8), ("reduce", None), ("reduction", "mean")))
+
+
+class MultiMarginLoss(_loss("MultiMarginLoss", F.multi_margin_loss, (("p", 1), ("margin", 1.0), ("weight", None), *_LEGACY, ("reduction", "mean")))):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.p not in (1, 2):
+            raise ValueError("only p == 1 and p == 2 supported")
+        if self.weight is not None and self.weight.dim() != 1:
+            raise ValueError(f"MultiMarginLoss: expected weight to be None or 1D tensor, got {self.weight.dim()}D instead")
 
 
 def _loss3(name, fn, params):
@@ -488,8 +499,16 @@ def _loss3(name, fn, params):
     return type(name, (Module,), {"__init__": _init_from(name, params, False), "forward": forward, "__module__": __name__})
 
 
-MarginRankingLoss = _loss3("MarginRankingLoss", F.margin_ranking_loss, (("margin", 0.0), ("reduction", "mean")))
-CosineEmbeddingLoss = _loss3("CosineEmbeddingLoss", F.cosine_embedding_loss, (("margin", 0.0), ("reduction", "mean")))
-TripletMarginLoss = _loss3("TripletMarginLoss", F.triplet_margin_loss, (("margin", 1.0), ("p", 2.0), ("eps", 1e-6), ("swap", False), ("reduction", "mean")))
+MarginRankingLoss = _loss3("MarginRankingLoss", F.margin_ranking_loss, (("margin", 0.0), *_LEGACY, ("reduction", "mean")))
+CosineEmbeddingLoss = _loss3("CosineEmbeddingLoss", F.cosine_embedding_loss, (("margin", 0.0), *_LEGACY, ("reduction", "mean")))
+
+
+class TripletMarginLoss(_loss3("TripletMarginLoss", F.triplet_margin_loss, (("margin", 1.0), ("p", 2.0), ("eps", 1e-6), ("swap", False), *_LEGACY, ("reduction", "mean")))):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.margin <= 0:
+            raise ValueError(f"TripletMarginLoss: expected margin to be greater than 0, got {self.margin} instead")
+
+
 GaussianNLLLoss = _loss3("GaussianNLLLoss", F.gaussian_nll_loss, (("full", False), ("eps", 1e-6), ("reduction", "mean")))
 __all__ = [n for n, v in list(globals().items()) if isinstance(v, type) and issubclass(v, Module) and not n.startswith('_')]

@@ -6,26 +6,21 @@ from .module import Module
 
 
 def _padding(padding, n):
-    if isinstance(padding, int):
-        return [padding] * (2 * n)
-    padding = list(padding)
-    if len(padding) != 2 * n:
-        raise ValueError(f"padding must be an int or a {2 * n}-tuple, got {len(padding)} values")
-    return padding
+    return [padding] * (2 * n) if isinstance(padding, int) else list(padding)
 
 
 def _pad_layer(name, n, mode, has_value):
-    def __init__(self, padding, *args):
+    def __init__(self, padding, value=None):
         Module.__init__(self)
         self.padding = tuple(_padding(padding, n))
         if has_value:
-            if len(args) != 1:
+            if value is None:
                 raise TypeError(f"{name}.__init__() missing 1 required positional argument: 'value'")
-            self.value = args[0]
+            self.value = value
+        elif value is not None:
+            raise TypeError(f"{name}.__init__() takes 2 positional arguments but 3 were given")
         elif name.startswith("ZeroPad"):
             self.value = 0.0
-        elif args:
-            raise TypeError(f"{name}.__init__() takes 2 positional arguments but {len(args) + 2} were given")
 
     def forward(self, input):
         if mode == "constant":
