@@ -148,8 +148,9 @@ impl LoopState<'_> {
         if hook == Hook::OnException {
             self.on_exception_called = true;
         }
-        self.take_plugin_stop(); // what a step set since the last hook
-                                 // A search (the tuner's) runs with its own callback only, as Lightning's resets them.
+        // What a step set `trainer.should_stop` to since the last hook.
+        self.take_plugin_stop();
+        // A search (the tuner's) runs with its own callback only, as Lightning's resets them.
         let file_callbacks =
             !self.searching && hook.owner() != Owner::Module && self.module_hooks.callbacks.contains(&hook);
         if hook == Hook::OnTrainBatchEnd
@@ -169,12 +170,7 @@ impl LoopState<'_> {
         );
         self.timer.on_hook(hook, self.ctx.stage);
         if file_callbacks {
-            self.ctx.should_stop = self.interrupter.should_stop();
-            let previous = self.ctx.current_hook.replace(hook);
-            let result = self.module.file_callback_hook(&mut self.ctx, hook, batch_idx);
-            self.ctx.current_hook = previous;
-            self.take_plugin_stop();
-            result?;
+            self.in_plugin(hook, |m, ctx| m.file_callback_hook(ctx, hook, batch_idx))?;
         }
         if hook.owner() != Owner::Module && !self.callbacks.is_empty() {
             self.run_callbacks(hook, batch_idx)?;
@@ -182,9 +178,20 @@ impl LoopState<'_> {
         if hook.owner() == Owner::Callback || !self.module_hooks.contains(&hook) {
             return Ok(0);
         }
+        self.in_plugin(hook, |m, ctx| m.hook(ctx, hook, batch_idx))
+    }
+
+    /// Runs `call` (the module's hook, or its own callbacks') as `hook`: `trainer.should_stop`
+    /// as the loops have it, `self.log` under the hook's rules, and what the plugin set
+    /// `should_stop` to taken after.
+    fn in_plugin<T>(
+        &mut self,
+        hook: Hook,
+        call: impl FnOnce(&mut dyn Module, &mut RunContext) -> Result<T>,
+    ) -> Result<T> {
         self.ctx.should_stop = self.interrupter.should_stop();
         let previous = self.ctx.current_hook.replace(hook);
-        let result = self.module.hook(&mut self.ctx, hook, batch_idx);
+        let result = call(&mut *self.module, &mut self.ctx);
         self.ctx.current_hook = previous;
         self.take_plugin_stop();
         result

@@ -41,6 +41,15 @@ class RNNCellBase(Module):
     def _cell(self, name, input, hx):
         return _core.call(name, (input, hx, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh), {})
 
+    def _one_state(self, name, input, hx):
+        """RNNCell's and GRUCell's step (one hidden state), batched or not."""
+        batched = self._batched(input)
+        if not batched:
+            input = input.unsqueeze(0)
+        hx = self._zeros(input) if hx is None else (hx if batched else hx.unsqueeze(0))
+        out = self._cell(name, input, hx)
+        return out if batched else out.squeeze(0)
+
     def extra_repr(self):
         s = f"{self.input_size}, {self.hidden_size}"
         if not self.bias:
@@ -58,12 +67,7 @@ class RNNCell(RNNCellBase):
         self.nonlinearity = nonlinearity
 
     def forward(self, input, hx=None):
-        batched = self._batched(input)
-        if not batched:
-            input = input.unsqueeze(0)
-        hx = self._zeros(input) if hx is None else (hx if batched else hx.unsqueeze(0))
-        out = self._cell("rnn_tanh_cell" if self.nonlinearity == "tanh" else "rnn_relu_cell", input, hx)
-        return out if batched else out.squeeze(0)
+        return self._one_state("rnn_tanh_cell" if self.nonlinearity == "tanh" else "rnn_relu_cell", input, hx)
 
 
 class LSTMCell(RNNCellBase):
@@ -87,9 +91,4 @@ class GRUCell(RNNCellBase):
         super().__init__(input_size, hidden_size, bias, 3)
 
     def forward(self, input, hx=None):
-        batched = self._batched(input)
-        if not batched:
-            input = input.unsqueeze(0)
-        hx = self._zeros(input) if hx is None else (hx if batched else hx.unsqueeze(0))
-        out = self._cell("gru_cell", input, hx)
-        return out if batched else out.squeeze(0)
+        return self._one_state("gru_cell", input, hx)
